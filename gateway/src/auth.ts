@@ -1,0 +1,56 @@
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
+
+/** Who is calling, as proved by a verified access token. */
+export interface Principal {
+  subject: string;
+  roles: string[];
+}
+
+export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "verified caller" });
+
+/** Headers the gateway sets for backends; callers' copies are always removed. */
+export const PRINCIPAL_HEADERS = { subject: "x-ttip-subject", roles: "x-ttip-roles" } as const;
+
+export interface JwtOptions {
+  /** Where auth publishes its keys; or a fixed key set (tests, static deployments). */
+  jwksUrl?: string;
+  jwks?: JSONWebKeySet;
+  issuer: string;
+  audience: string;
+}
+
+/**
+ * Verifies bearer tokens against auth's JWKS (EdDSA or ES256 only, so
+ * "alg":"none" and HMAC confusion are refused). A call without a token goes on
+ * as anonymous; per-RPC role rules decide what anonymous callers may do.
+ */
+export function authInterceptor(options: JwtOptions | undefined): Interceptor {
+  let keys: JWTVerifyGetKey | undefined;
+  if (options?.jwks) keys = createLocalJWKSet(options.jwks);
+  else if (options?.jwksUrl) keys = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 30_000 });
+  return (next) => async (req) => {
+    req.header.delete(PRINCIPAL_HEADERS.subject);
+    req.header.delete(PRINCIPAL_HEADERS.roles);
+    const authorization = req.header.get("authorization");
+    if (!authorization) return next(req);
+    const match = /^Bearer\s+(\S+)$/i.exec(authorization);
+    if (!match) throw new ConnectError("authorization header must be 'Bearer <token>'", Code.Unauthenticated);
+    if (!keys || !options) throw new ConnectError("token verification is not configured on this gateway", Code.Unauthenticated);
+    try {
+      const { payload } = await jwtVerify(match[1], keys, {
+        issuer: options.issuer,
+        audience: options.audience,
+        algorithms: ["EdDSA", "ES256"],
+      });
+      if (!payload.sub) throw new ConnectError("token has no subject", Code.Unauthenticated);
+      const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === "string") : [];
+      req.contextValues.set(principalKey, { subject: payload.sub, roles });
+    } catch (err) {
+      if (err instanceof ConnectError) throw err;
+      const reason = err instanceof errors.JWTExpired ? "token expired" : "invalid token";
+      throw new ConnectError(reason, Code.Unauthenticated);
+    }
+    return next(req);
+  };
+}

@@ -1,0 +1,65 @@
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
+import { createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
+import { REQUEST_ID_HEADER } from "@ttip/runtime";
+import { principalKey, PRINCIPAL_HEADERS } from "./auth.js";
+
+/** Request headers a backend needs; everything else stays at the door. */
+const FORWARDED = [REQUEST_ID_HEADER, "idempotency-key", "accept-language", "user-agent"];
+
+function outgoingHeaders(ctx: HandlerContext): Headers {
+  const headers = new Headers();
+  for (const name of FORWARDED) {
+    const v = ctx.requestHeader.get(name);
+    if (v) headers.set(name, v);
+  }
+  // The verified principal, never the caller's own claims (those were dropped).
+  const principal = ctx.values.get(principalKey);
+  if (principal) {
+    headers.set(PRINCIPAL_HEADERS.subject, principal.subject);
+    headers.set(PRINCIPAL_HEADERS.roles, principal.roles.join(","));
+  }
+  const forwardedFor = ctx.requestHeader.get("x-forwarded-for");
+  if (forwardedFor) headers.set("x-forwarded-for", forwardedFor);
+  return headers;
+}
+
+function callOptions(ctx: HandlerContext) {
+  const timeoutMs = ctx.timeoutMs();
+  return {
+    headers: outgoingHeaders(ctx),
+    signal: ctx.signal,
+    timeoutMs,
+    onHeader: (h: Headers) => copyHeaders(h, ctx.responseHeader),
+    onTrailer: (t: Headers) => copyHeaders(t, ctx.responseTrailer),
+  };
+}
+
+function copyHeaders(from: Headers, to: Headers) {
+  from.forEach((value, key) => {
+    if (key.startsWith("x-") || key === "retry-after") to.set(key, value);
+  });
+}
+
+/**
+ * Serves `service` on the gateway by calling the same method on the backend.
+ * Errors pass through with their code, message and details, so a client sees
+ * exactly what the owning service said.
+ */
+export function forwardService(router: ConnectRouter, service: DescService, transport: Transport): void {
+  const client = createClient(service, transport) as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const impl: Record<string, unknown> = {};
+  for (const method of service.methods) impl[method.localName] = forwardMethod(method, client[method.localName]);
+  router.service(service, impl as never);
+}
+
+function forwardMethod(method: DescMethod, call: (...args: unknown[]) => unknown) {
+  switch (method.methodKind) {
+    case "unary":
+      return (req: unknown, ctx: HandlerContext) => call(req, callOptions(ctx));
+    case "server_streaming":
+      return (req: unknown, ctx: HandlerContext) => call(req, callOptions(ctx)) as AsyncIterable<unknown>;
+    default:
+      // Client and bidi streams carry the request stream through as it arrives.
+      return (reqs: AsyncIterable<unknown>, ctx: HandlerContext) => call(reqs, callOptions(ctx));
+  }
+}

@@ -1,0 +1,84 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { createClient, createContextValues } from "@connectrpc/connect";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import { authInterceptor, type JwtOptions } from "./auth.js";
+import { corsFilter } from "./cors.js";
+import { forwardService } from "./forward.js";
+import { clientAddressKey, rateLimitInterceptor } from "./rate-limit.js";
+
+export { authInterceptor, principalKey, PRINCIPAL_HEADERS, type JwtOptions, type Principal } from "./auth.js";
+
+export interface Backend {
+  service: DescService;
+  /** The owning service's gRPC address, e.g. http://wallet:8080. */
+  url: string;
+}
+
+export interface GatewayOptions {
+  logger: Logger;
+  metrics: Metrics;
+  /** Holds the rate-limit counters (Redis in a cluster, memory in one process). */
+  cache: Cache;
+  /** The public services and where each is served. */
+  backends: Backend[];
+  jwt?: JwtOptions;
+  rateLimit: { points: number; durationSeconds: number };
+  corsOrigins: string[];
+  /** Take the client address from X-Forwarded-For (behind a trusted ingress). */
+  trustProxy?: boolean;
+  host?: string;
+  port?: number;
+  drainTimeoutMs?: number;
+}
+
+/** Connect, gRPC-web and gRPC on one port, forwarding every public RPC over gRPC. */
+export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
+  const sessions = new Map<string, Http2SessionManager>();
+  const transportFor = (url: string) => {
+    let manager = sessions.get(url);
+    if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
+    return createGrpcTransport({ baseUrl: url, sessionManager: manager });
+  };
+  const owners = new Map(options.backends.map((b) => [b.service.typeName, b.url]));
+  const limiter = options.cache.rateLimiter({
+    keyPrefix: "gateway",
+    points: options.rateLimit.points,
+    durationSeconds: options.rateLimit.durationSeconds,
+  });
+
+  const server = await startServer({
+    name: "gateway",
+    logger: options.logger,
+    metrics: options.metrics,
+    services: options.backends.map((b) => b.service),
+    // Input rules are enforced once, by the service that owns them.
+    validate: false,
+    interceptors: [authInterceptor(options.jwt), rateLimitInterceptor(limiter)],
+    routes: (router) => {
+      for (const b of options.backends) forwardService(router, b.service, transportFor(b.url));
+    },
+    remoteHealth: async (service) => {
+      const url = owners.get(service);
+      if (!url) return undefined;
+      const res = await createClient(Health, transportFor(url)).check({ service }, { timeoutMs: 2_000 });
+      return res.status;
+    },
+    contextValues: (req) => {
+      const forwarded = options.trustProxy ? String(req.headers["x-forwarded-for"] ?? "").split(",")[0].trim() : "";
+      return createContextValues().set(clientAddressKey, forwarded || req.socket.remoteAddress || "unknown");
+    },
+    httpFilter: corsFilter(options.corsOrigins),
+    host: options.host,
+    port: options.port,
+    drainTimeoutMs: options.drainTimeoutMs,
+  });
+  return {
+    ...server,
+    close: async () => {
+      await server.close();
+      for (const manager of sessions.values()) manager.abort();
+    },
+  };
+}

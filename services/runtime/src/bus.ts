@@ -1,0 +1,203 @@
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, headers, type NatsConnection } from "nats";
+import type { Logger } from "./log.js";
+
+/** An event as it travels: the id is also the bus's deduplication id. */
+export interface BusMessage {
+  id: string;
+  subject: string;
+  data: Uint8Array;
+}
+
+export interface DeliveredMessage extends BusMessage {
+  /** 1 on first delivery, more when the bus delivers it again. */
+  deliveryCount: number;
+}
+
+export interface SubscribeOptions {
+  /** Durable consumer name: the position survives restarts and is shared by replicas. */
+  durable: string;
+  /** A subject filter; NATS wildcards (* and >) allowed. */
+  subject: string;
+  /** Resolve to acknowledge; throw to have the message delivered again later. */
+  handler: (message: DeliveredMessage) => Promise<void>;
+}
+
+/**
+ * At-least-once delivery with publisher deduplication by message id: the
+ * contract JetStream gives, and the in-process bus copies for single-process
+ * runs. Consumers must be idempotent (see consumeEvents).
+ */
+export interface EventBus {
+  /** Resolves once the bus has stored the message; a duplicate id is accepted and dropped. */
+  publish(message: BusMessage): Promise<void>;
+  subscribe(options: SubscribeOptions): Promise<{ stop(): Promise<void> }>;
+  close(): Promise<void>;
+}
+
+const REDELIVERY_DELAY_MS = 1_000;
+
+/** NATS subject matching: tokens split on ".", "*" matches one, ">" the rest. */
+export function subjectMatches(filter: string, subject: string): boolean {
+  const f = filter.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === ">") return s.length > i;
+    if (i >= s.length || (f[i] !== "*" && f[i] !== s[i])) return false;
+  }
+  return f.length === s.length;
+}
+
+export interface JetStreamOptions {
+  servers: string;
+  /** Stream name (default TTIP). */
+  stream?: string;
+  /** Subjects the stream captures: `${prefix}.>` (default ttip). */
+  subjectPrefix?: string;
+  logger: Logger;
+}
+
+export class JetStreamBus implements EventBus {
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly stream: string,
+    private readonly logger: Logger,
+  ) {}
+
+  static async connect(options: JetStreamOptions): Promise<JetStreamBus> {
+    const nc = await connect({ servers: options.servers, name: "ttip", maxReconnectAttempts: -1 });
+    const stream = options.stream ?? "TTIP";
+    const jsm = await nc.jetstreamManager();
+    const config = {
+      name: stream,
+      subjects: [`${options.subjectPrefix ?? "ttip"}.>`],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      // Publishes retried within this window with the same id are stored once.
+      duplicate_window: 10 * 60 * 1_000_000_000,
+    };
+    try {
+      await jsm.streams.info(stream);
+      await jsm.streams.update(stream, config);
+    } catch {
+      await jsm.streams.add(config);
+    }
+    return new JetStreamBus(nc, stream, options.logger);
+  }
+
+  async publish(message: BusMessage): Promise<void> {
+    const h = headers();
+    h.set("Nats-Msg-Id", message.id);
+    await this.nc.jetstream().publish(message.subject, message.data, { msgID: message.id, headers: h });
+  }
+
+  async subscribe(options: SubscribeOptions) {
+    const jsm = await this.nc.jetstreamManager();
+    await jsm.consumers.add(this.stream, {
+      durable_name: options.durable,
+      filter_subject: options.subject,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: 30 * 1_000_000_000,
+      max_deliver: -1,
+    });
+    const consumer = await this.nc.jetstream().consumers.get(this.stream, options.durable);
+    const messages = await consumer.consume({ max_messages: 64 });
+    const done = (async () => {
+      for await (const m of messages) {
+        const id = m.headers?.get("Nats-Msg-Id") ?? `${this.stream}:${m.seq}`;
+        try {
+          await options.handler({ id, subject: m.subject, data: m.data, deliveryCount: m.info.redeliveryCount + 1 });
+          m.ack();
+        } catch (err) {
+          this.logger.warn({ err, subject: m.subject, eventId: id, consumer: options.durable }, "event handler failed; will redeliver");
+          m.nak(REDELIVERY_DELAY_MS);
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        await messages.close();
+        await done;
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.nc.drain();
+  }
+}
+
+/**
+ * The same contract inside one process: messages are kept (like a stream),
+ * each durable consumer reads them in order, a failed handler gets the message
+ * again after a delay, and ids seen recently are not stored twice.
+ */
+export class InProcessBus implements EventBus {
+  private readonly log: BusMessage[] = [];
+  private readonly seen = new Set<string>();
+  private readonly consumers = new Map<string, { position: number; wake: () => void }>();
+  private closed = false;
+
+  constructor(private readonly logger: Logger) {}
+
+  async publish(message: BusMessage): Promise<void> {
+    if (this.closed) throw new Error("bus is closed");
+    if (this.seen.has(message.id)) return;
+    this.seen.add(message.id);
+    this.log.push({ ...message, data: message.data.slice() });
+    for (const c of this.consumers.values()) c.wake();
+  }
+
+  async subscribe(options: SubscribeOptions) {
+    const state = this.consumers.get(options.durable) ?? { position: 0, wake: () => undefined };
+    this.consumers.set(options.durable, state);
+    let stopped = false;
+    let signal: (() => void) | undefined;
+    state.wake = () => signal?.();
+    const sleep = (ms?: number) =>
+      new Promise<void>((resolve) => {
+        const timer = ms === undefined ? undefined : setTimeout(resolve, ms);
+        signal = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    const loop = (async () => {
+      let deliveries = 0;
+      while (!stopped && !this.closed) {
+        const m = this.log[state.position];
+        if (!m) {
+          await sleep();
+          continue;
+        }
+        if (!subjectMatches(options.subject, m.subject)) {
+          state.position++;
+          continue;
+        }
+        deliveries++;
+        try {
+          // Delivered on a later tick, never inside publish(), as over a network.
+          await new Promise((r) => setImmediate(r));
+          await options.handler({ ...m, deliveryCount: deliveries });
+          state.position++;
+          deliveries = 0;
+        } catch (err) {
+          this.logger.warn({ err, subject: m.subject, eventId: m.id, consumer: options.durable }, "event handler failed; will redeliver");
+          await sleep(REDELIVERY_DELAY_MS);
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        stopped = true;
+        signal?.();
+        await loop;
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const c of this.consumers.values()) c.wake();
+  }
+}

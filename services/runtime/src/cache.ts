@@ -1,0 +1,68 @@
+import { Redis } from "ioredis";
+import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from "rate-limiter-flexible";
+
+/** A small key-value cache with expiry: Redis in a cluster, a Map in one process. */
+export interface Cache {
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string, ttlSeconds: number): Promise<void>;
+  del(key: string): Promise<void>;
+  /** A rate limiter sharing this cache's store: points per durationSeconds per key. */
+  rateLimiter(options: { keyPrefix: string; points: number; durationSeconds: number }): RateLimiterAbstract;
+  close(): Promise<void>;
+}
+
+export class RedisCache implements Cache {
+  readonly redis: Redis;
+
+  constructor(url: string, private readonly prefix = "ttip:") {
+    // Commands fail fast instead of queueing forever while Redis is down.
+    this.redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
+  }
+
+  get(key: string) {
+    return this.redis.get(this.prefix + key);
+  }
+  async set(key: string, value: string, ttlSeconds: number) {
+    await this.redis.set(this.prefix + key, value, "EX", ttlSeconds);
+  }
+  async del(key: string) {
+    await this.redis.del(this.prefix + key);
+  }
+  rateLimiter(o: { keyPrefix: string; points: number; durationSeconds: number }) {
+    return new RateLimiterRedis({
+      storeClient: this.redis,
+      keyPrefix: `${this.prefix}rl:${o.keyPrefix}`,
+      points: o.points,
+      duration: o.durationSeconds,
+    });
+  }
+  async close() {
+    await this.redis.quit();
+  }
+}
+
+export class MemoryCache implements Cache {
+  private readonly entries = new Map<string, { value: string; expires: number }>();
+
+  async get(key: string) {
+    const e = this.entries.get(key);
+    if (!e) return null;
+    if (e.expires <= Date.now()) {
+      this.entries.delete(key);
+      return null;
+    }
+    return e.value;
+  }
+  async set(key: string, value: string, ttlSeconds: number) {
+    this.entries.set(key, { value, expires: Date.now() + ttlSeconds * 1000 });
+  }
+  async del(key: string) {
+    this.entries.delete(key);
+  }
+  rateLimiter(o: { keyPrefix: string; points: number; durationSeconds: number }) {
+    return new RateLimiterMemory({ keyPrefix: o.keyPrefix, points: o.points, duration: o.durationSeconds });
+  }
+  async close() {
+    this.entries.clear();
+  }
+}

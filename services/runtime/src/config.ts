@@ -1,0 +1,51 @@
+import { z } from "zod";
+
+/** A configuration problem, reported before anything starts. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/**
+ * Parses environment variables with a zod object schema whose keys are the
+ * variable names. Every problem is reported at once, naming the variable, so a
+ * misconfigured pod fails at start with one readable message.
+ */
+export function loadConfig<S extends z.ZodRawShape>(
+  shape: S,
+  env: Record<string, string | undefined> = process.env,
+): z.infer<z.ZodObject<S>> {
+  const result = z.object(shape).safeParse(env);
+  if (result.success) return result.data;
+  throw new ConfigError(
+    result.error.issues.map((issue) => {
+      const name = issue.path.join(".");
+      const given = env[name];
+      return given === undefined || given === ""
+        ? `${name}: is required (${issue.message})`
+        : `${name}: ${issue.message}`;
+    }),
+  );
+}
+
+/** Reusable variable parsers. */
+export const env = {
+  port: (fallback?: number) => {
+    const p = z.coerce.number().int().min(0).max(65535);
+    return fallback === undefined ? p : p.default(fallback);
+  },
+  url: (protocols: string[]) =>
+    z
+      .string({ required_error: `a ${protocols.join(" or ")} URL` })
+      .url(`must be a URL (${protocols.join(" or ")})`)
+      .refine((v) => protocols.some((p) => v.startsWith(`${p}:`)), `must start with ${protocols.map((p) => `${p}://`).join(" or ")}`),
+  flag: (fallback: boolean) =>
+    z
+      .enum(["true", "false", "1", "0"], { message: "must be true or false" })
+      .default(fallback ? "true" : "false")
+      .transform((v) => v === "true" || v === "1"),
+  logLevel: () => z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  duration: (fallbackMs: number) => z.coerce.number().int().positive("must be a positive number of milliseconds").default(fallbackMs),
+};

@@ -1,0 +1,120 @@
+import { createHash } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import type { Logger } from "./log.js";
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+/** Something that runs queries: the pool, or a client inside a transaction. */
+export type Queryable = Pick<pg.Pool, "query">;
+
+// int8 (bigint) as BigInt, so money in minor units never passes through a float.
+pg.types.setTypeParser(pg.types.builtins.INT8, (v) => BigInt(v));
+
+export function createPool(url: string, options: { max?: number; applicationName?: string } = {}): Pool {
+  return new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    application_name: options.applicationName,
+    idleTimeoutMillis: 30_000,
+    connectionTimeoutMillis: 10_000,
+  });
+}
+
+/** Runs fn in a transaction; commits if it returns, rolls back if it throws. */
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** Quotes a schema or table name that comes from code, never from users. */
+export function ident(name: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`not a safe SQL identifier: ${name}`);
+  return `"${name}"`;
+}
+
+interface Migration {
+  version: string;
+  sql: string;
+  checksum: string;
+}
+
+async function readMigrations(dir: string, prefix: string): Promise<Migration[]> {
+  const names = (await readdir(dir)).filter((n) => /^\d{4}_[a-z0-9_]+\.sql$/.test(n)).sort();
+  return Promise.all(
+    names.map(async (name) => {
+      const sql = await readFile(path.join(dir, name), "utf8");
+      return { version: `${prefix}${name.replace(/\.sql$/, "")}`, sql, checksum: createHash("sha256").update(sql).digest("hex") };
+    }),
+  );
+}
+
+const RUNTIME_MIGRATIONS = fileURLToPath(new URL("../migrations", import.meta.url));
+
+/**
+ * Forward-only migrations into one service's schema: the runtime's own tables
+ * (outbox, inbox) first, then the service's files NNNN_name.sql in order. Each
+ * file runs once, in a transaction, with search_path set to the schema. An
+ * applied file that was edited afterwards stops the start: history is not
+ * rewritten, a new file is added instead. Replicas starting together
+ * serialise on an advisory lock.
+ */
+export async function migrate(pool: Pool, schema: string, dir: string | undefined, logger?: Logger): Promise<string[]> {
+  const migrations = [
+    ...(await readMigrations(RUNTIME_MIGRATIONS, "runtime/")),
+    ...(dir ? await readMigrations(dir, "") : []),
+  ];
+  const s = ident(schema);
+  const client = await pool.connect();
+  const applied: string[] = [];
+  try {
+    await client.query("SELECT pg_advisory_lock(hashtext($1))", [`ttip.migrate.${schema}`]);
+    await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+    await client.query(
+      `CREATE TABLE IF NOT EXISTS ${s}.schema_migrations (
+         version text PRIMARY KEY,
+         checksum text NOT NULL,
+         applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const done = new Map<string, string>(
+      (await client.query(`SELECT version, checksum FROM ${s}.schema_migrations`)).rows.map((r) => [r.version, r.checksum]),
+    );
+    for (const m of migrations) {
+      const previous = done.get(m.version);
+      if (previous !== undefined) {
+        if (previous !== m.checksum) {
+          throw new Error(`migration ${schema}/${m.version} was changed after it was applied; add a new migration instead`);
+        }
+        continue;
+      }
+      await client.query("BEGIN");
+      try {
+        await client.query(`SET LOCAL search_path TO ${s}, public`);
+        await client.query(m.sql);
+        await client.query(`INSERT INTO ${s}.schema_migrations (version, checksum) VALUES ($1, $2)`, [m.version, m.checksum]);
+        await client.query("COMMIT");
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw new Error(`migration ${schema}/${m.version} failed: ${(err as Error).message}`);
+      }
+      applied.push(m.version);
+      logger?.info({ schema, version: m.version }, "migration applied");
+    }
+  } finally {
+    await client.query("SELECT pg_advisory_unlock(hashtext($1))", [`ttip.migrate.${schema}`]).catch(() => undefined);
+    client.release();
+  }
+  return applied;
+}

@@ -1,0 +1,28 @@
+import { PGlite } from "@electric-sql/pglite";
+import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+
+export interface EmbeddedPostgres {
+  /** A postgres:// URL the ordinary `pg` client connects to. */
+  url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * PostgreSQL compiled to WebAssembly (PGlite), served over the Postgres wire
+ * protocol on a loopback port so the services' `pg` code runs unchanged.
+ * PGlite has one session: callers share one pool with one connection (see
+ * README "embedded mode").
+ */
+export async function startEmbeddedPostgres(dataDir?: string): Promise<EmbeddedPostgres> {
+  const db = await PGlite.create(dataDir ?? "memory://");
+  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
+  await server.start();
+  const conn = server.getServerConn(); // "127.0.0.1:PORT"
+  return {
+    url: `postgres://postgres@${conn}/postgres?sslmode=disable`,
+    close: async () => {
+      await server.stop();
+      await db.close();
+    },
+  };
+}

@@ -1,0 +1,81 @@
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from "pino";
+
+export type { Logger };
+
+/** Keys whose values are never logged, at any depth. */
+const SECRET_KEY =
+  /phone|msisdn|^pin$|pin_?code|^otp|otp$|token|secret|password|passkey|authorization|cookie|credential|api_?key|card|^pan$|cvc|cvv|signature/i;
+
+// Kenyan and international phone numbers as people and Daraja write them, and
+// card numbers (13-19 digits, spaces or dashes allowed). Masked wherever they
+// appear inside a string, so a number in a message or error text never leaks.
+const PHONE = /(?<![\d])(?:\+?254|0)[17]\d{8}(?![\d])|(?<![\d])\+\d{10,14}(?![\d])/g;
+const CARD = /(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])/g;
+const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi;
+
+export const REDACTED = "[REDACTED]";
+
+/** Masks phone numbers, card numbers and bearer credentials inside free text. */
+export function scrubText(text: string): string {
+  return text
+    .replace(BEARER, `$1 ${REDACTED}`)
+    .replace(CARD, REDACTED)
+    .replace(PHONE, (m) => `${REDACTED}${m.slice(-3)}`);
+}
+
+/** Returns a copy of a log payload with secrets removed; never mutates the input. */
+export function scrub(value: unknown, depth = 0, seen = new WeakSet<object>()): unknown {
+  if (typeof value === "string") return scrubText(value);
+  if (typeof value === "bigint") return value.toString();
+  if (value === null || typeof value !== "object" || depth > 8) return value;
+  if (seen.has(value)) return "[Circular]";
+  seen.add(value);
+  if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1, seen));
+  if (value instanceof Error) {
+    return {
+      type: value.name,
+      message: scrubText(value.message),
+      stack: value.stack ? scrubText(value.stack) : undefined,
+      ...(scrub({ ...value }, depth + 1, seen) as object),
+    };
+  }
+  if (value instanceof Uint8Array) return `<${value.byteLength} bytes>`;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of Object.entries(value)) {
+    out[key] = SECRET_KEY.test(key) && v !== undefined && v !== null && v !== "" ? REDACTED : scrub(v, depth + 1, seen);
+  }
+  return out;
+}
+
+export interface LogOptions {
+  level?: string;
+  /** Where the JSON lines go; stdout when omitted. */
+  destination?: DestinationStream;
+  base?: Record<string, unknown>;
+}
+
+/** JSON logs (pino) with PII redaction on every field and every message. */
+export function createLogger(options: LogOptions = {}): Logger {
+  const config: LoggerOptions = {
+    level: options.level ?? "info",
+    base: { ...options.base },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    messageKey: "msg",
+    formatters: {
+      level: (label) => ({ level: label }),
+      log: (object) => scrub(object) as Record<string, unknown>,
+    },
+    // The `err` serializer runs before `formatters.log`; keep errors as objects
+    // so the scrubber sees their message and fields.
+    serializers: { err: (e: unknown) => scrub(e) },
+    hooks: {
+      logMethod(args, method) {
+        method.apply(
+          this,
+          args.map((a) => (typeof a === "string" ? scrubText(a) : a)) as Parameters<typeof method>,
+        );
+      },
+    },
+  };
+  return options.destination ? pino(config, options.destination) : pino(config);
+}

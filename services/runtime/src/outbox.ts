@@ -1,0 +1,126 @@
+import type { BusMessage, DeliveredMessage, EventBus } from "./bus.js";
+import { ident, withTransaction, type Pool, type Queryable } from "./db.js";
+import type { Logger } from "./log.js";
+
+/**
+ * Stores an event in the service's outbox. Call it with the transaction that
+ * changes the state the event reports: both commit or neither does.
+ */
+export async function writeOutbox(tx: Queryable, schema: string, message: BusMessage): Promise<void> {
+  await tx.query(`INSERT INTO ${ident(schema)}.outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, [
+    message.id,
+    message.subject,
+    Buffer.from(message.data),
+  ]);
+}
+
+export interface OutboxRelayOptions {
+  pool: Pool;
+  schema: string;
+  bus: EventBus;
+  logger: Logger;
+  batchSize?: number;
+  pollIntervalMs?: number;
+}
+
+/**
+ * Moves committed outbox rows to the bus in order, marking each published
+ * once the bus acknowledged it. A crash between publish and mark publishes the
+ * row again with the same id, which the bus drops as a duplicate. Replicas
+ * share the work: rows are claimed with FOR UPDATE SKIP LOCKED.
+ */
+export class OutboxRelay {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private stopped = false;
+
+  constructor(private readonly options: OutboxRelayOptions) {}
+
+  start(): void {
+    const tick = async () => {
+      if (this.stopped) return;
+      try {
+        while ((await this.flush()) === (this.options.batchSize ?? 100));
+      } catch (err) {
+        this.options.logger.warn({ err, schema: this.options.schema }, "outbox relay failed; will retry");
+      }
+      if (!this.stopped) this.timer = setTimeout(() => void (this.running = tick()), this.options.pollIntervalMs ?? 200);
+    };
+    this.running = tick();
+  }
+
+  /** Publishes one batch; returns how many rows were published. */
+  async flush(): Promise<number> {
+    const { pool, schema, bus } = this.options;
+    const s = ident(schema);
+    return withTransaction(pool, async (tx) => {
+      const { rows } = await tx.query<{ seq: string; event_id: string; subject: string; payload: Buffer }>(
+        `SELECT seq, event_id, subject, payload FROM ${s}.outbox
+          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        [this.options.batchSize ?? 100],
+      );
+      const published: string[] = [];
+      for (const row of rows) {
+        try {
+          await bus.publish({ id: row.event_id, subject: row.subject, data: new Uint8Array(row.payload) });
+        } catch (err) {
+          // Keep order: stop at the first failure and retry from here next time.
+          await tx.query(`UPDATE ${s}.outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1`, [
+            row.seq,
+            String((err as Error).message ?? err).slice(0, 500),
+          ]);
+          break;
+        }
+        published.push(row.seq);
+      }
+      if (published.length) {
+        await tx.query(`UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY($1::bigint[])`, [published]);
+      }
+      return published.length;
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+  }
+}
+
+export interface ConsumeOptions {
+  bus: EventBus;
+  pool: Pool;
+  /** The consuming service's schema, which holds its inbox. */
+  schema: string;
+  /** Durable consumer name, also the inbox's consumer key. */
+  consumer: string;
+  subject: string;
+  logger: Logger;
+  /** Applies the event inside the transaction that records it in the inbox. */
+  handle: (message: DeliveredMessage, tx: Queryable) => Promise<void>;
+}
+
+/**
+ * Idempotent consumption: the inbox row and the handler's writes commit
+ * together, so an event delivered again (a redelivery, or a duplicate the bus
+ * let through) finds its row and changes nothing.
+ */
+export async function consumeEvents(options: ConsumeOptions) {
+  const s = ident(options.schema);
+  return options.bus.subscribe({
+    durable: options.consumer,
+    subject: options.subject,
+    handler: async (message) => {
+      const applied = await withTransaction(options.pool, async (tx) => {
+        const inserted = await tx.query(
+          `INSERT INTO ${s}.inbox (consumer, event_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+          [options.consumer, message.id, message.subject],
+        );
+        if (inserted.rowCount === 0) return false;
+        await options.handle(message, tx);
+        return true;
+      });
+      if (!applied) options.logger.debug({ eventId: message.id, consumer: options.consumer }, "duplicate event skipped");
+    },
+  });
+}

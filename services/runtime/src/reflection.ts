@@ -1,0 +1,105 @@
+import { createRegistry, toBinary, type DescFile, type DescService, type MessageInitShape } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import type { ConnectRouter } from "@connectrpc/connect";
+import {
+  ServerReflection,
+  type ServerReflectionRequest,
+  ServerReflectionResponseSchema,
+} from "@ttip/proto/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ServerReflectionV1Alpha } from "@ttip/proto/grpc/reflection/v1alpha/reflection_pb.js";
+
+const NOT_FOUND = 5;
+
+/**
+ * gRPC server reflection (v1, and v1alpha for older grpcurl), answered from the
+ * descriptors protoc-gen-es embeds, so `buf curl` and grpcurl work with no
+ * .proto files at hand.
+ */
+export function registerReflection(router: ConnectRouter, services: DescService[]): void {
+  const files = new Map<string, DescFile>();
+  const addFile = (file: DescFile) => {
+    if (files.has(file.name)) return;
+    files.set(file.name, file);
+    file.dependencies.forEach(addFile);
+  };
+  services.forEach((s) => addFile(s.file));
+  const registry = createRegistry(...files.values());
+  const serviceNames = [...services.map((s) => s.typeName), ServerReflection.typeName, ServerReflectionV1Alpha.typeName];
+
+  // The file and everything it imports; clients skip what they already have.
+  const withDependencies = (file: DescFile): Uint8Array[] => {
+    const out = new Map<string, Uint8Array>();
+    const visit = (f: DescFile) => {
+      if (out.has(f.name)) return;
+      out.set(f.name, toBinary(FileDescriptorProtoSchema, f.proto));
+      f.dependencies.forEach(visit);
+    };
+    visit(file);
+    return [...out.values()];
+  };
+
+  const fileOfSymbol = (symbol: string): DescFile | undefined => {
+    const desc = registry.get(symbol);
+    if (desc) return desc.file;
+    // A method: "pkg.Service.Method".
+    const service = registry.getService(symbol.slice(0, symbol.lastIndexOf(".")));
+    return service?.file;
+  };
+
+  const answer = (req: ServerReflectionRequest): MessageInitShape<typeof ServerReflectionResponseSchema>["messageResponse"] => {
+    const notFound = (what: string) => ({
+      case: "errorResponse" as const,
+      value: { errorCode: NOT_FOUND, errorMessage: `${what} not found` },
+    });
+    const fileResponse = (file: DescFile) => ({
+      case: "fileDescriptorResponse" as const,
+      value: { fileDescriptorProto: withDependencies(file) },
+    });
+    const r = req.messageRequest;
+    switch (r.case) {
+      case "listServices":
+        return {
+          case: "listServicesResponse",
+          value: {
+            service: serviceNames.map((name) => ({ name })),
+          },
+        };
+      case "fileByFilename": {
+        const file = files.get(r.value);
+        return file ? fileResponse(file) : notFound(`file ${r.value}`);
+      }
+      case "fileContainingSymbol": {
+        const file = fileOfSymbol(r.value);
+        return file ? fileResponse(file) : notFound(`symbol ${r.value}`);
+      }
+      case "fileContainingExtension": {
+        const message = registry.getMessage(r.value.containingType);
+        const ext = message && registry.getExtensionFor(message, r.value.extensionNumber);
+        return ext ? fileResponse(ext.file) : notFound(`extension ${r.value.extensionNumber} of ${r.value.containingType}`);
+      }
+      case "allExtensionNumbersOfType": {
+        const message = registry.getMessage(r.value);
+        if (!message) return notFound(`type ${r.value}`);
+        const numbers: number[] = [];
+        for (const desc of registry) {
+          if (desc.kind === "extension" && desc.extendee.typeName === message.typeName) numbers.push(desc.number);
+        }
+        return {
+          case: "allExtensionNumbersResponse",
+          value: { baseTypeName: r.value, extensionNumber: numbers },
+        };
+      }
+      default:
+        return notFound("request");
+    }
+  };
+
+  async function* serverReflectionInfo(requests: AsyncIterable<ServerReflectionRequest>) {
+    for await (const req of requests) {
+      yield { host: req.host, originalRequest: req, messageResponse: answer(req) };
+    }
+  }
+  router.service(ServerReflection, { serverReflectionInfo });
+  // v1alpha has the same messages under another package; the wire format is identical.
+  router.service(ServerReflectionV1Alpha, { serverReflectionInfo } as never);
+}

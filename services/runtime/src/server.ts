@@ -1,0 +1,179 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import type { DescService } from "@bufbuild/protobuf";
+import { type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { createValidateInterceptor } from "@connectrpc/validate";
+import { HealthStatus, ServingStatus } from "./health.js";
+import { errorInterceptor, requestIdInterceptor } from "./interceptors.js";
+import type { Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
+import { registerReflection } from "./reflection.js";
+
+export interface ServerOptions {
+  /** The process role, e.g. "wallet" or "gateway"; used in logs. */
+  name: string;
+  logger: Logger;
+  metrics: Metrics;
+  /** The application services; they get health statuses and reflection. */
+  services: DescService[];
+  routes: (router: ConnectRouter) => void;
+  /** Run before the built-in ones (after metrics and request ids). */
+  interceptors?: Interceptor[];
+  /** Enforce protovalidate rules on requests (default true). */
+  validate?: boolean;
+  host?: string;
+  port?: number;
+  /** How long in-flight calls may run after shutdown starts (default 10 s). */
+  drainTimeoutMs?: number;
+  /**
+   * Health of services this process does not run itself (the gateway asks the
+   * backend). When set, `services` are not reported as local.
+   */
+  remoteHealth?: (service: string) => Promise<ServingStatus | undefined>;
+  /** Per-request values for handlers and interceptors, from the raw request. */
+  contextValues?: ConnectNodeAdapterOptions["contextValues"];
+  /** Runs before RPC routing; returns true when it answered the request (CORS preflight). */
+  httpFilter?: (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => boolean;
+}
+
+export interface RunningServer {
+  readonly port: number;
+  /** http://host:port, for Connect, gRPC-web and gRPC (h2c) clients alike. */
+  readonly url: string;
+  readonly health: HealthStatus;
+  /** Stops accepting, lets in-flight calls finish (up to the drain timeout), then closes. */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves Connect, gRPC-web and gRPC on one plaintext port: HTTP/2 with prior
+ * knowledge (gRPC clients) and HTTP/1.1 (browsers, curl) are told apart by the
+ * first bytes of each connection. Adds grpc.health.v1, reflection, /metrics
+ * and /healthz.
+ */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const { logger, metrics } = options;
+  const health = new HealthStatus(options.remoteHealth);
+  if (!options.remoteHealth) for (const service of options.services) health.set(service.typeName, ServingStatus.SERVING);
+
+  const handler = connectNodeAdapter({
+    routes: (router) => {
+      options.routes(router);
+      health.register(router);
+      registerReflection(router, options.services);
+    },
+    contextValues: options.contextValues,
+    interceptors: [
+      metrics.interceptor(),
+      requestIdInterceptor(),
+      errorInterceptor(logger),
+      ...(options.interceptors ?? []),
+      ...(options.validate === false ? [] : [createValidateInterceptor()]),
+    ],
+    fallback: (req, res) => {
+      const path = (req.url ?? "/").split("?")[0];
+      if (req.method === "GET" && path === "/metrics") {
+        metrics.registry.metrics().then(
+          (body) => {
+            res.writeHead(200, { "content-type": metrics.registry.contentType });
+            res.end(body);
+          },
+          (err) => {
+            logger.error({ err }, "metrics collection failed");
+            res.writeHead(500);
+            res.end();
+          },
+        );
+        return;
+      }
+      if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
+        const serving = health.get("") === ServingStatus.SERVING;
+        res.writeHead(serving ? 200 : 503, { "content-type": "text/plain" });
+        res.end(serving ? "ok\n" : "shutting down\n");
+        return;
+      }
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end("not found\n");
+    },
+  });
+
+  let inFlight = 0;
+  let idle: (() => void) | undefined;
+  const counted = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    inFlight++;
+    res.once("close", () => {
+      inFlight--;
+      if (inFlight === 0) idle?.();
+    });
+    if (options.httpFilter?.(req, res)) return;
+    (handler as (a: typeof req, b: typeof res) => void)(req, res);
+  };
+
+  const h1 = http.createServer(counted);
+  const h2 = http2.createServer({}, counted);
+  const sessions = new Set<http2.ServerHttp2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+  });
+  const sockets = new Set<net.Socket>();
+  const listener = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    routeConnection(socket, h1, h2);
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    listener.once("error", reject);
+    listener.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
+  });
+  const port = (listener.address() as net.AddressInfo).port;
+  const host = options.host === undefined || options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host;
+  logger.info({ port, services: options.services.map((s) => s.typeName) }, `${options.name} listening`);
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      health.shutdown();
+      listener.close();
+      for (const session of sessions) session.close(); // GOAWAY: open streams may finish
+      h1.closeIdleConnections();
+      const drained = new Promise<void>((resolve) => {
+        if (inFlight === 0) resolve();
+        else idle = resolve;
+      });
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), options.drainTimeoutMs ?? 10_000);
+      });
+      const late = await Promise.race([drained.then(() => false), timedOut]);
+      clearTimeout(timer);
+      if (late) logger.warn({ inFlight }, "drain timeout: closing connections with calls still running");
+      for (const socket of sockets) socket.destroy();
+      logger.info(`${options.name} stopped`);
+    })());
+
+  return { port, url: `http://${host}:${port}`, health, close };
+}
+
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+
+/** Hands a fresh connection to the HTTP/2 or the HTTP/1.1 server by its first bytes. */
+function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Server) {
+  let head = Buffer.alloc(0);
+  const onData = (chunk: Buffer) => {
+    head = Buffer.concat([head, chunk]);
+    const n = Math.min(head.length, H2_PREFACE.length);
+    const isH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+    if (isH2 && head.length < H2_PREFACE.length) return; // wait for the whole preface
+    socket.off("data", onData);
+    socket.pause();
+    socket.unshift(head);
+    (isH2 ? h2 : h1).emit("connection", socket);
+    socket.resume();
+  };
+  socket.on("data", onData);
+}

@@ -1,0 +1,76 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import type { EventBus } from "./bus.js";
+import type { Cache } from "./cache.js";
+import { migrate, type Pool } from "./db.js";
+import type { Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
+import { OutboxRelay } from "./outbox.js";
+import { startServer, type RunningServer } from "./server.js";
+
+/** What a service gets from the process that hosts it. */
+export interface ServiceContext {
+  logger: Logger;
+  pool: Pool;
+  bus: EventBus;
+  cache: Cache;
+  metrics: Metrics;
+}
+
+/** One service of the platform, as every host (cluster pod, embedded run, tests) starts it. */
+export interface ServiceModule {
+  /** e.g. "wallet"; also the Postgres schema it owns. */
+  name: string;
+  /** Folder of forward-only NNNN_name.sql migrations for its schema. */
+  migrations?: string;
+  /** Every gRPC service it serves (public, admin and internal). */
+  services: DescService[];
+  /** Registers the implementations; methods left out answer UNIMPLEMENTED. */
+  routes(router: ConnectRouter, ctx: ServiceContext): void;
+  /** Background work (consumers, jobs); returns how to stop it. */
+  start?(ctx: ServiceContext): Promise<() => Promise<void>>;
+}
+
+export interface StartServiceOptions {
+  host?: string;
+  port?: number;
+  drainTimeoutMs?: number;
+  interceptors?: Interceptor[];
+}
+
+export interface RunningService {
+  name: string;
+  server: RunningServer;
+  /** Graceful stop: drain calls, stop background work and the outbox relay. */
+  close(): Promise<void>;
+}
+
+/** Migrates the schema, serves the RPCs and relays the outbox. */
+export async function startService(module: ServiceModule, ctx: ServiceContext, options: StartServiceOptions = {}): Promise<RunningService> {
+  const logger = ctx.logger.child({ service: module.name });
+  const scoped = { ...ctx, logger };
+  await migrate(ctx.pool, module.name, module.migrations, logger);
+  const relay = new OutboxRelay({ pool: ctx.pool, schema: module.name, bus: ctx.bus, logger });
+  relay.start();
+  const stopBackground = module.start ? await module.start(scoped) : async () => undefined;
+  const server = await startServer({
+    name: module.name,
+    logger,
+    metrics: ctx.metrics,
+    services: module.services,
+    routes: (router) => module.routes(router, scoped),
+    interceptors: options.interceptors,
+    host: options.host,
+    port: options.port,
+    drainTimeoutMs: options.drainTimeoutMs,
+  });
+  return {
+    name: module.name,
+    server,
+    close: async () => {
+      await server.close();
+      await stopBackground();
+      await relay.stop();
+    },
+  };
+}

@@ -1,0 +1,66 @@
+import { randomBytes } from "node:crypto";
+import { Writable } from "node:stream";
+import pg from "pg";
+import { createPool, type Pool } from "../db.js";
+import { createLogger, type Logger } from "../log.js";
+
+export * from "./servers.js";
+
+/** The servers `make test` started; a clear message when a test is run on its own. */
+export function testEnv(): { databaseUrl: string; redisUrl: string; natsUrl: string } {
+  const { TEST_DATABASE_URL, TEST_REDIS_URL, TEST_NATS_URL } = process.env;
+  if (!TEST_DATABASE_URL || !TEST_REDIS_URL || !TEST_NATS_URL) {
+    throw new Error(
+      "TEST_DATABASE_URL, TEST_REDIS_URL and TEST_NATS_URL are not set: run tests with `make test` " +
+        "(or `npm test -- path/to/file.test.ts`), which starts throwaway servers",
+    );
+  }
+  return { databaseUrl: TEST_DATABASE_URL, redisUrl: TEST_REDIS_URL, natsUrl: TEST_NATS_URL };
+}
+
+/** A short random name, safe as an identifier, NATS token or key prefix. */
+export function uniqueName(prefix = "t"): string {
+  return `${prefix}${randomBytes(5).toString("hex")}`;
+}
+
+export interface TestDatabase {
+  url: string;
+  pool: Pool;
+  drop(): Promise<void>;
+}
+
+/** A fresh database on the test server, so test files never see each other's rows. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  const admin = new pg.Client({ connectionString: testEnv().databaseUrl });
+  await admin.connect();
+  const name = uniqueName("ttip_test_");
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const url = new URL(testEnv().databaseUrl);
+  url.pathname = `/${name}`;
+  const pool = createPool(url.toString(), { max: 60 });
+  return {
+    url: url.toString(),
+    pool,
+    drop: async () => {
+      await pool.end();
+      const c = new pg.Client({ connectionString: testEnv().databaseUrl });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+/** A logger whose JSON lines are kept for assertions. */
+export function captureLogger(level = "debug"): { logger: Logger; lines: string[]; records: () => Record<string, unknown>[] } {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, done) {
+      lines.push(...chunk.toString().split("\n").filter(Boolean));
+      done();
+    },
+  });
+  const logger = createLogger({ level, destination });
+  return { logger, lines, records: () => lines.map((l) => JSON.parse(l)) };
+}

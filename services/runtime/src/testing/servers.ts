@@ -1,0 +1,158 @@
+// Throwaway PostgreSQL, Redis and NATS (JetStream) servers for tests, started
+// from local binaries on free loopback ports in a temp folder and stopped by
+// process id. Nothing here talks to anything but 127.0.0.1.
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import { chown, mkdtemp, rm } from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+
+export interface TestServer {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Finds a server binary on PATH or in its usual Debian folders, or says which package to install. */
+export function findBinary(name: string, debianPackage: string, extraDirs: string[] = []): string {
+  for (const dir of [...(process.env.PATH ?? "").split(":"), ...extraDirs]) {
+    const candidate = path.join(dir, name);
+    if (dir && existsSync(candidate)) return candidate;
+  }
+  throw new Error(`${name} not found. Install it with: sudo apt-get install ${debianPackage}`);
+}
+
+function postgresDirs(): string[] {
+  const root = "/usr/lib/postgresql";
+  if (!existsSync(root)) return [];
+  return readdirSync(root)
+    .sort((a, b) => Number(b) - Number(a))
+    .map((v) => path.join(root, v, "bin"));
+}
+
+async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
+    const open = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, "127.0.0.1", () => {
+        s.end();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms`);
+}
+
+function stopper(child: ChildProcess, dir: string): () => Promise<void> {
+  return async () => {
+    if (child.exitCode === null && child.pid) {
+      const exited = new Promise((r) => child.once("exit", r));
+      process.kill(child.pid, "SIGTERM");
+      const timer = setTimeout(() => child.pid && process.kill(child.pid, "SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+}
+
+function collectOutput(child: ChildProcess): () => string {
+  let out = "";
+  const add = (d: Buffer) => {
+    out = (out + d.toString()).slice(-4000);
+  };
+  child.stdout?.on("data", add);
+  child.stderr?.on("data", add);
+  return () => out;
+}
+
+/** PostgreSQL refuses to run as root; run it as the `postgres` user (or nobody) then. */
+function unprivilegedIds(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  for (const user of ["postgres", "nobody"]) {
+    try {
+      const uid = Number(execFileSync("id", ["-u", user]).toString().trim());
+      const gid = Number(execFileSync("id", ["-g", user]).toString().trim());
+      return { uid, gid };
+    } catch {
+      // try the next one
+    }
+  }
+  throw new Error("running as root and no postgres or nobody user exists to run PostgreSQL as");
+}
+
+export async function startPostgres(): Promise<TestServer> {
+  const initdb = findBinary("initdb", "postgresql", postgresDirs());
+  const postgres = findBinary("postgres", "postgresql", [path.dirname(initdb), ...postgresDirs()]);
+  const dir = await mkdtemp(path.join(os.tmpdir(), "ttip-pg-"));
+  const ids = unprivilegedIds();
+  if (ids) await chown(dir, ids.uid, ids.gid);
+  const data = path.join(dir, "data");
+  execFileSync(initdb, ["-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"], {
+    stdio: "pipe",
+    ...ids,
+  });
+  const port = await freePort();
+  const child = spawn(
+    postgres,
+    ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+      "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
+    { stdio: ["ignore", "pipe", "pipe"], ...ids },
+  );
+  const output = collectOutput(child);
+  try {
+    await waitForPort(port, child, "postgres");
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw new Error(`${(err as Error).message}\n${output()}`);
+  }
+  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, pid: child.pid!, stop: stopper(child, dir) };
+}
+
+export async function startRedis(): Promise<TestServer> {
+  const bin = findBinary("redis-server", "redis-server");
+  const dir = await mkdtemp(path.join(os.tmpdir(), "ttip-redis-"));
+  const port = await freePort();
+  const child = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const output = collectOutput(child);
+  try {
+    await waitForPort(port, child, "redis-server");
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw new Error(`${(err as Error).message}\n${output()}`);
+  }
+  return { url: `redis://127.0.0.1:${port}`, pid: child.pid!, stop: stopper(child, dir) };
+}
+
+export async function startNats(): Promise<TestServer> {
+  const bin = findBinary("nats-server", "nats-server");
+  const dir = await mkdtemp(path.join(os.tmpdir(), "ttip-nats-"));
+  const port = await freePort();
+  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: ["ignore", "pipe", "pipe"] });
+  const output = collectOutput(child);
+  try {
+    await waitForPort(port, child, "nats-server");
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw new Error(`${(err as Error).message}\n${output()}`);
+  }
+  return { url: `nats://127.0.0.1:${port}`, pid: child.pid!, stop: stopper(child, dir) };
+}

@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { ConnectError, Code } from "@connectrpc/connect";
+import { captureLogger } from "../src/testing/index.js";
+
+const PHONE = "254712345678";
+
+test("a phone number never appears in the output, wherever it is logged", () => {
+  const { logger, lines, records } = captureLogger();
+  logger.info({ phone: PHONE }, "by key");
+  logger.info({ request: { customer: { msisdn: PHONE } } }, "nested key");
+  logger.info({ note: `customer ${PHONE} paid` }, "inside a value");
+  logger.info(`sending STK push to ${PHONE}`);
+  logger.info("local format 0712345678 and +254712345678");
+  logger.error({ err: new Error(`Daraja rejected ${PHONE}`) }, "error message");
+  logger.warn({ err: new ConnectError(`bad number ${PHONE}`, Code.InvalidArgument) }, "connect error");
+  assert.equal(lines.length, 7);
+  for (const line of lines) {
+    assert.doesNotMatch(line, /712345678/, line);
+  }
+  // Still useful: the last digits remain for support, and structure is kept.
+  assert.match(records()[3].msg as string, /sending STK push to \[REDACTED\]678/);
+});
+
+test("PINs, OTPs, tokens and card data are redacted by key and by shape", () => {
+  const { logger, lines, records } = captureLogger();
+  logger.info({
+    pin: "4821",
+    otp: "302918",
+    access_token: "eyJhbGciOiJFZERTQSJ9.payload.sig",
+    refreshToken: "r1",
+    headers: { authorization: "Bearer abc.def.ghi" },
+    card: { number: "4242424242424242", cvc: "123" },
+    amountMinor: 5000n,
+  });
+  logger.info("card 4242 4242 4242 4242 and Bearer abc.def.ghi");
+  const all = lines.join("\n");
+  for (const secret of ["4821", "302918", "eyJhbGciOiJFZERTQSJ9", "abc.def.ghi", "4242424242424242", "4242 4242", '"123"']) {
+    assert.ok(!all.includes(secret), `${secret} leaked: ${all}`);
+  }
+  const first = records()[0];
+  assert.equal(first.pin, "[REDACTED]");
+  assert.equal(first.amountMinor, "5000");
+});
