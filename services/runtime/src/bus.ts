@@ -51,9 +51,15 @@ export interface JetStreamOptions {
   servers: string;
   /** Stream name (default TTIP). */
   stream?: string;
-  /** Subjects the stream captures: `${prefix}.>` (default ttip). */
+  /**
+   * First subject token on the wire (default "ttip"). Code always says
+   * "ttip.<service>.<event>"; another prefix gives tests and tenants their own
+   * stream on a shared server.
+   */
   subjectPrefix?: string;
   logger: Logger;
+  /** Wait before a failed message is delivered again (default 1 s). */
+  redeliveryDelayMs?: number;
 }
 
 export class JetStreamBus implements EventBus {
@@ -61,15 +67,26 @@ export class JetStreamBus implements EventBus {
     private readonly nc: NatsConnection,
     private readonly stream: string,
     private readonly logger: Logger,
+    private readonly redeliveryDelayMs: number,
+    private readonly prefix: string,
   ) {}
+
+  private toWire(subject: string): string {
+    return this.prefix === "ttip" ? subject : subject.replace(/^ttip(?=\.|$)/, this.prefix);
+  }
+
+  private fromWire(subject: string): string {
+    return this.prefix === "ttip" ? subject : subject.replace(new RegExp(`^${this.prefix}(?=\\.|$)`), "ttip");
+  }
 
   static async connect(options: JetStreamOptions): Promise<JetStreamBus> {
     const nc = await connect({ servers: options.servers, name: "ttip", maxReconnectAttempts: -1 });
     const stream = options.stream ?? "TTIP";
+    const prefix = options.subjectPrefix ?? "ttip";
     const jsm = await nc.jetstreamManager();
     const config = {
       name: stream,
-      subjects: [`${options.subjectPrefix ?? "ttip"}.>`],
+      subjects: [`${prefix}.>`],
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       // Publishes retried within this window with the same id are stored once.
@@ -81,20 +98,20 @@ export class JetStreamBus implements EventBus {
     } catch {
       await jsm.streams.add(config);
     }
-    return new JetStreamBus(nc, stream, options.logger);
+    return new JetStreamBus(nc, stream, options.logger, options.redeliveryDelayMs ?? REDELIVERY_DELAY_MS, prefix);
   }
 
   async publish(message: BusMessage): Promise<void> {
     const h = headers();
     h.set("Nats-Msg-Id", message.id);
-    await this.nc.jetstream().publish(message.subject, message.data, { msgID: message.id, headers: h });
+    await this.nc.jetstream().publish(this.toWire(message.subject), message.data, { msgID: message.id, headers: h });
   }
 
   async subscribe(options: SubscribeOptions) {
     const jsm = await this.nc.jetstreamManager();
     await jsm.consumers.add(this.stream, {
       durable_name: options.durable,
-      filter_subject: options.subject,
+      filter_subject: this.toWire(options.subject),
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ack_wait: 30 * 1_000_000_000,
@@ -106,11 +123,11 @@ export class JetStreamBus implements EventBus {
       for await (const m of messages) {
         const id = m.headers?.get("Nats-Msg-Id") ?? `${this.stream}:${m.seq}`;
         try {
-          await options.handler({ id, subject: m.subject, data: m.data, deliveryCount: m.info.redeliveryCount + 1 });
+          await options.handler({ id, subject: this.fromWire(m.subject), data: m.data, deliveryCount: m.info.redeliveryCount + 1 });
           m.ack();
         } catch (err) {
           this.logger.warn({ err, subject: m.subject, eventId: id, consumer: options.durable }, "event handler failed; will redeliver");
-          m.nak(REDELIVERY_DELAY_MS);
+          m.nak(this.redeliveryDelayMs);
         }
       }
     })();
@@ -138,7 +155,10 @@ export class InProcessBus implements EventBus {
   private readonly consumers = new Map<string, { position: number; wake: () => void }>();
   private closed = false;
 
-  constructor(private readonly logger: Logger) {}
+  constructor(
+    private readonly logger: Logger,
+    private readonly redeliveryDelayMs = REDELIVERY_DELAY_MS,
+  ) {}
 
   async publish(message: BusMessage): Promise<void> {
     if (this.closed) throw new Error("bus is closed");
@@ -183,7 +203,7 @@ export class InProcessBus implements EventBus {
           deliveries = 0;
         } catch (err) {
           this.logger.warn({ err, subject: m.subject, eventId: m.id, consumer: options.durable }, "event handler failed; will redeliver");
-          await sleep(REDELIVERY_DELAY_MS);
+          await sleep(this.redeliveryDelayMs);
         }
       }
     })();

@@ -1,0 +1,35 @@
+# Two commands for a new user: `make run` and `make test`.
+.PHONY: run test install generate lint check-generated breaking typecheck
+
+NPM ?= npm
+
+node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json
+	$(NPM) ci --no-audit --no-fund
+
+install: node_modules/.package-lock.json
+
+## run: the whole platform in one process on embedded defaults (Node only)
+run: install
+	$(NPM) start
+
+## test: lint the contracts, type-check, and run every test against throwaway PostgreSQL, Redis and NATS
+test: install lint typecheck
+	$(NPM) test
+
+generate: install
+	npx buf generate
+
+lint: install
+	npx buf lint
+
+typecheck: install
+	npx tsc -p tsconfig.json
+
+## check-generated: fails when proto/gen is not what buf generate makes from proto/
+check-generated: generate
+	git diff --exit-code -- proto/gen
+	test -z "$$(git status --porcelain -- proto/gen)"
+
+## breaking: compares the contracts with main's
+breaking: install
+	npx buf breaking --against '.git#branch=main'

@@ -1,0 +1,106 @@
+// One entry for every process of the platform (one container image):
+//   main.ts <auth|payment|qr|wallet|notification|analytics>  one service (cluster)
+//   main.ts gateway                                          the public gateway (cluster)
+//   main.ts embedded                                         everything in this process
+import { z } from "zod";
+import {
+  ConfigError,
+  createLogger,
+  createPool,
+  env,
+  JetStreamBus,
+  loadConfig,
+  Metrics,
+  onShutdown,
+  RedisCache,
+  startService,
+} from "@ttip/runtime";
+import { startGateway } from "@ttip/gateway";
+import { runEmbedded } from "./embedded.js";
+import { modules, publicServices } from "./modules.js";
+
+const role = process.argv[2] ?? "";
+const roles = [...modules.map((m) => m.name), "gateway", "embedded"];
+
+const common = {
+  LOG_LEVEL: env.logLevel(),
+  HOST: z.string().default("0.0.0.0"),
+  PORT: env.port(8080),
+  DRAIN_TIMEOUT_MS: env.duration(10_000),
+};
+
+const gatewayShape = {
+  ...common,
+  REDIS_URL: env.url(["redis", "rediss"]),
+  JWKS_URL: env.url(["http", "https"]).optional(),
+  JWT_ISSUER: z.string().default("ttip-auth"),
+  JWT_AUDIENCE: z.string().default("ttip"),
+  RATE_LIMIT_POINTS: z.coerce.number().int().positive().default(600),
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().default(60),
+  CORS_ALLOWED_ORIGINS: z.string().default("").transform((v) => v.split(",").map((o) => o.trim()).filter(Boolean)),
+  TRUST_PROXY: env.flag(false),
+  ...Object.fromEntries(modules.map((m) => [`${m.name.toUpperCase()}_URL`, env.url(["http"])])),
+};
+
+async function main() {
+  if (!roles.includes(role)) {
+    console.error(`usage: main.ts <${roles.join("|")}>`);
+    process.exit(2);
+  }
+  if (role === "embedded") {
+    await runEmbedded();
+    return;
+  }
+  if (role === "gateway") {
+    const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
+    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+    const cache = new RedisCache(cfg.REDIS_URL);
+    const gateway = await startGateway({
+      logger,
+      metrics: new Metrics({ role }),
+      cache,
+      backends: modules.flatMap((m) => publicServices(m).map((service) => ({ service, url: cfg[`${m.name.toUpperCase()}_URL`] }))),
+      jwt: cfg.JWKS_URL ? { jwksUrl: cfg.JWKS_URL, issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE } : undefined,
+      rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
+      corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
+      trustProxy: cfg.TRUST_PROXY,
+      host: cfg.HOST,
+      port: cfg.PORT,
+      drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+    });
+    onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_TIMEOUT_MS + 5_000);
+    return;
+  }
+  const cfg = loadConfig({
+    ...common,
+    DATABASE_URL: env.url(["postgres", "postgresql"]),
+    DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
+    NATS_URL: env.url(["nats", "tls"]),
+    REDIS_URL: env.url(["redis", "rediss"]),
+  });
+  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+  const module = modules.find((m) => m.name === role)!;
+  const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}` });
+  const bus = await JetStreamBus.connect({ servers: cfg.NATS_URL, logger });
+  const cache = new RedisCache(cfg.REDIS_URL);
+  const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }) }, {
+    host: cfg.HOST,
+    port: cfg.PORT,
+    drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+  });
+  onShutdown(
+    logger,
+    [() => service.close(), () => bus.close(), () => cache.close(), () => pool.end()],
+    cfg.DRAIN_TIMEOUT_MS + 5_000,
+  );
+}
+
+main().catch((err) => {
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(78); // EX_CONFIG
+  }
+  console.error(err);
+  process.exit(1);
+});
+

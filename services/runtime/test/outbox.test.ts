@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { connect } from "nats";
+import { InProcessBus, JetStreamBus, type EventBus } from "../src/bus.js";
+import { migrate, withTransaction } from "../src/db.js";
+import { consumeEvents, OutboxRelay, writeOutbox } from "../src/outbox.js";
+import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "../src/testing/index.js";
+
+const { logger } = captureLogger("silent");
+
+/** Wraps a bus so each message's first successful handling "crashes" before the ack. */
+function crashBeforeFirstAck(bus: EventBus): EventBus {
+  const acked = new Set<string>();
+  return {
+    publish: (m) => bus.publish(m),
+    close: () => bus.close(),
+    subscribe: (o) =>
+      bus.subscribe({
+        ...o,
+        handler: async (m) => {
+          await o.handler(m);
+          if (!acked.has(m.id)) {
+            acked.add(m.id);
+            throw new Error("simulated crash after commit, before ack");
+          }
+        },
+      }),
+  };
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+for (const kind of ["jetstream", "in-process"] as const) {
+  describe(`outbox -> ${kind} bus -> idempotent consumer`, () => {
+    let db: TestDatabase;
+    let bus: EventBus;
+    const prefix = uniqueName("ev");
+    const stream = uniqueName("S").toUpperCase();
+
+    before(async () => {
+      db = await createTestDatabase();
+      await migrate(db.pool, "payment", undefined);
+      await migrate(db.pool, "analytics", undefined);
+      await db.pool.query("CREATE TABLE payment.tips (id uuid PRIMARY KEY, worker text NOT NULL, amount_minor bigint NOT NULL)");
+      await db.pool.query("CREATE TABLE analytics.worker_totals (worker text PRIMARY KEY, total_minor bigint NOT NULL, tips int NOT NULL)");
+      bus =
+        kind === "jetstream"
+          ? await JetStreamBus.connect({ servers: testEnv().natsUrl, stream, subjectPrefix: prefix, logger, redeliveryDelayMs: 50 })
+          : new InProcessBus(logger, 50);
+    });
+    after(async () => {
+      await bus.close();
+      await db.drop();
+    });
+
+    test("each committed event is applied exactly once despite re-publishing, redelivery and lost acks", async () => {
+      const subject = "ttip.payment.tip_succeeded";
+      const amounts = [100n, 250n, 5000n, 1n, 999n, 12_345n, 700n, 42n];
+      for (const amount of amounts) {
+        await withTransaction(db.pool, async (tx) => {
+          const id = randomUUID();
+          await tx.query("INSERT INTO payment.tips VALUES ($1, 'w1', $2)", [id, amount]);
+          await writeOutbox(tx, "payment", { id, subject, data: new TextEncoder().encode(`${amount}`) });
+        });
+      }
+      // A transaction that rolls back leaves no event behind.
+      await assert.rejects(
+        withTransaction(db.pool, async (tx) => {
+          await writeOutbox(tx, "payment", { id: randomUUID(), subject, data: new TextEncoder().encode("1000000") });
+          throw new Error("business rule failed");
+        }),
+      );
+
+      const relay = new OutboxRelay({ pool: db.pool, schema: "payment", bus, logger });
+      assert.equal(await relay.flush(), amounts.length);
+      // The relay crashed before marking rows published: it publishes them all again.
+      await db.pool.query("UPDATE payment.outbox SET published_at = NULL");
+      assert.equal(await relay.flush(), amounts.length);
+      assert.equal(await relay.flush(), 0);
+
+      let firstFailures = 0;
+      const failedOnce = new Set<string>();
+      const sub = await consumeEvents({
+        bus: crashBeforeFirstAck(bus),
+        pool: db.pool,
+        schema: "analytics",
+        consumer: uniqueName("totals"),
+        subject: "ttip.payment.>",
+        logger,
+        handle: async (m, tx) => {
+          await tx.query(
+            `INSERT INTO analytics.worker_totals VALUES ('w1', $1, 1)
+               ON CONFLICT (worker) DO UPDATE SET total_minor = worker_totals.total_minor + $1, tips = worker_totals.tips + 1`,
+            [BigInt(new TextDecoder().decode(m.data))],
+          );
+          // The handler fails once per event after writing: its writes roll back.
+          if (!failedOnce.has(m.id)) {
+            failedOnce.add(m.id);
+            firstFailures++;
+            throw new Error("transient failure");
+          }
+        },
+      });
+      const expected = amounts.reduce((a, b) => a + b, 0n);
+      await waitFor("all events applied", async () => {
+        const inbox = await db.pool.query("SELECT count(*)::int AS n FROM analytics.inbox");
+        return inbox.rows[0].n === amounts.length && failedOnce.size === amounts.length;
+      });
+      // Let any further redeliveries arrive before counting.
+      await new Promise((r) => setTimeout(r, 1500));
+      await sub.stop();
+
+      const totals = await db.pool.query("SELECT total_minor, tips FROM analytics.worker_totals WHERE worker = 'w1'");
+      assert.equal(totals.rows[0].total_minor, expected);
+      assert.equal(totals.rows[0].tips, amounts.length);
+      assert.equal(firstFailures, amounts.length);
+      const inbox = await db.pool.query("SELECT count(*)::int AS n FROM analytics.inbox");
+      assert.equal(inbox.rows[0].n, amounts.length);
+      const unpublished = await db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE published_at IS NULL");
+      assert.equal(unpublished.rows[0].n, 0);
+
+      if (kind === "jetstream") {
+        // The stream itself holds each event once: the bus deduplicated the re-publish.
+        const nc = await connect({ servers: testEnv().natsUrl });
+        const info = await (await nc.jetstreamManager()).streams.info(stream);
+        assert.equal(info.state.messages, amounts.length);
+        await nc.close();
+      }
+    });
+  });
+}
