@@ -22,9 +22,10 @@ export function registerReflection(router: ConnectRouter, services: DescService[
     files.set(file.name, file);
     file.dependencies.forEach(addFile);
   };
-  services.forEach((s) => addFile(s.file));
+  const all = [...services, ServerReflection, ServerReflectionV1Alpha];
+  all.forEach((s) => addFile(s.file));
   const registry = createRegistry(...files.values());
-  const serviceNames = [...services.map((s) => s.typeName), ServerReflection.typeName, ServerReflectionV1Alpha.typeName];
+  const serviceNames = [...new Set(all.map((s) => s.typeName))];
 
   // The file and everything it imports; clients skip what they already have.
   const withDependencies = (file: DescFile): Uint8Array[] => {

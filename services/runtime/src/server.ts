@@ -1,10 +1,12 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
 import { type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
 import { createValidateInterceptor } from "@connectrpc/validate";
+import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
 import { errorInterceptor, requestIdInterceptor } from "./interceptors.js";
 import type { Logger } from "./log.js";
@@ -62,7 +64,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routes: (router) => {
       options.routes(router);
       health.register(router);
-      registerReflection(router, options.services);
+      registerReflection(router, [...options.services, Health]);
     },
     contextValues: options.contextValues,
     interceptors: [
@@ -171,9 +173,39 @@ function routeConnection(socket: net.Socket, h1: http.Server, h2: http2.Http2Ser
     if (isH2 && head.length < H2_PREFACE.length) return; // wait for the whole preface
     socket.off("data", onData);
     socket.pause();
-    socket.unshift(head);
-    (isH2 ? h2 : h1).emit("connection", socket);
-    socket.resume();
+    if (isH2) {
+      // The HTTP/2 session reads the socket's native handle, which would skip
+      // the bytes already read; a stream wrapper replays them first.
+      h2.emit("connection", replaying(socket, head));
+    } else {
+      socket.unshift(head);
+      h1.emit("connection", socket);
+      socket.resume();
+    }
   };
   socket.on("data", onData);
+}
+
+function replaying(socket: net.Socket, head: Buffer): Duplex {
+  const stream = new Duplex({
+    read: () => void socket.resume(),
+    write: (chunk, encoding, done) => void socket.write(chunk, encoding, done),
+    final: (done) => {
+      socket.end();
+      done();
+    },
+    destroy: (err, done) => {
+      socket.destroy(err ?? undefined);
+      done(err);
+    },
+  });
+  stream.push(head);
+  socket.on("data", (d) => {
+    if (!stream.push(d)) socket.pause();
+  });
+  socket.once("end", () => stream.push(null));
+  socket.once("close", () => stream.destroy());
+  // What request handlers read from req.socket.
+  Object.assign(stream, { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort, encrypted: false });
+  return stream;
 }

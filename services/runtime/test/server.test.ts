@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import net from "node:net";
+import path from "node:path";
+import readline from "node:readline";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { ServerReflection } from "@ttip/proto/grpc/reflection/v1/reflection_pb.js";
+import { fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { Metrics, startServer, type RunningServer } from "../src/index.js";
+import { captureLogger } from "../src/testing/index.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const protoRoot = path.resolve(here, "../../../proto");
+
+/** A stock @grpc/grpc-js health client, built from the .proto at run time. */
+function grpcJsHealthClient(port: number) {
+  const def = protoLoader.loadSync("grpc/health/v1/health.proto", { includeDirs: [protoRoot], enums: String });
+  const pkg = grpc.loadPackageDefinition(def) as unknown as {
+    grpc: { health: { v1: { Health: new (addr: string, creds: grpc.ChannelCredentials) => grpc.Client } } };
+  };
+  return new pkg.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as grpc.Client & {
+    check(req: { service: string }, cb: (err: grpc.ServiceError | null, res: { status: string }) => void): void;
+  };
+}
+
+describe("runtime server: health, reflection, metrics", () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startServer({
+      name: "test",
+      logger: captureLogger("silent").logger,
+      metrics: new Metrics(),
+      services: [ServerReflection],
+      routes: () => undefined,
+    });
+  });
+  after(() => server.close());
+
+  test("a stock grpc-js client gets SERVING, and NOT_FOUND for an unknown service", async () => {
+    const client = grpcJsHealthClient(server.port);
+    const check = (service: string) =>
+      new Promise<{ status: string }>((resolve, reject) => client.check({ service }, (err, res) => (err ? reject(err) : resolve(res))));
+    assert.equal((await check("")).status, "SERVING");
+    assert.equal((await check("grpc.reflection.v1.ServerReflection")).status, "SERVING");
+    await assert.rejects(check("no.such.Service"), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
+    client.close();
+  });
+
+  test("reflection lists the services and returns their descriptors", async () => {
+    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: server.url }));
+    async function* requests() {
+      yield { messageRequest: { case: "listServices" as const, value: "" } };
+      yield { messageRequest: { case: "fileContainingSymbol" as const, value: "grpc.health.v1.Health" } };
+      yield { messageRequest: { case: "fileContainingSymbol" as const, value: "no.such.Symbol" } };
+    }
+    const answers = [];
+    for await (const res of client.serverReflectionInfo(requests())) answers.push(res);
+    assert.equal(answers.length, 3);
+    const [list, file, missing] = answers;
+    assert.equal(list.messageResponse.case, "listServicesResponse");
+    const names = list.messageResponse.case === "listServicesResponse" ? list.messageResponse.value.service.map((s) => s.name) : [];
+    assert.ok(names.includes("grpc.health.v1.Health"), names.join());
+    assert.ok(names.includes("grpc.reflection.v1.ServerReflection"));
+    assert.equal(file.messageResponse.case, "fileDescriptorResponse");
+    if (file.messageResponse.case === "fileDescriptorResponse") {
+      const first = fromBinary(FileDescriptorProtoSchema, file.messageResponse.value.fileDescriptorProto[0]);
+      assert.equal(first.name, "grpc/health/v1/health.proto");
+      assert.equal(first.service[0].name, "Health");
+    }
+    assert.equal(missing.messageResponse.case, "errorResponse");
+  });
+
+  test("/metrics counts handled calls by service, method and code", async () => {
+    const client = createClient(Health, createGrpcTransport({ baseUrl: server.url }));
+    await client.check({ service: "" });
+    await assert.rejects(client.check({ service: "nope" }));
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(text, /grpc_server_handled_total\{grpc_type="unary",grpc_service="grpc.health.v1.Health",grpc_method="Check",grpc_code="OK"\} [1-9]/);
+    assert.match(text, /grpc_server_handled_total\{[^}]*grpc_method="Check",grpc_code="NotFound"\} [1-9]/);
+    assert.match(text, /grpc_server_handling_seconds_bucket\{[^}]*grpc_method="Check"/);
+  });
+});
+
+describe("graceful shutdown on SIGTERM", () => {
+  test("an in-flight call finishes, new connections are refused, the process exits 0", async () => {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(here, "fixtures/slow-server.ts")], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const lines = readline.createInterface({ input: child.stdout! });
+    const logs: string[] = [];
+    const [first] = await once(lines, "line");
+    lines.on("line", (l) => logs.push(l));
+    const { port } = JSON.parse(first);
+    const url = `http://127.0.0.1:${port}`;
+    const client = createClient(Health, createGrpcTransport({ baseUrl: url }));
+
+    const inFlight = client.check({ service: "" }, { headers: { "x-test-delay-ms": "1500" } });
+    await new Promise((r) => setTimeout(r, 300));
+    const exited = once(child, "exit");
+    child.kill("SIGTERM");
+    await new Promise((r) => setTimeout(r, 300));
+
+    // Stopped accepting: a new connection is refused while the call still runs.
+    const refused = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, "127.0.0.1", () => {
+        s.destroy();
+        resolve(false);
+      });
+      s.once("error", () => resolve(true));
+    });
+    assert.equal(refused, true);
+
+    const res = await inFlight;
+    // It completed; the server had already turned NOT_SERVING for balancers.
+    assert.equal(res.status, Status.NOT_SERVING);
+    const [code] = await exited;
+    assert.equal(code, 0);
+    assert.ok(logs.some((l) => l.includes("shutdown complete")), logs.join("\n"));
+  });
+});
