@@ -72,14 +72,30 @@ function stopper(child: ChildProcess, dir: string): () => Promise<void> {
   };
 }
 
-function collectOutput(child: ChildProcess): () => string {
-  let out = "";
-  const add = (d: Buffer) => {
-    out = (out + d.toString()).slice(-4000);
+/** Spawns a server, waits for its port, and returns how to stop it; shows its output if it fails. */
+async function spawnServer(
+  bin: string,
+  args: string[],
+  port: number,
+  dir: string,
+  url: string,
+  ids?: { uid: number; gid: number },
+): Promise<TestServer> {
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], ...ids });
+  let output = "";
+  const keep = (d: Buffer) => {
+    output = (output + d.toString()).slice(-4000);
   };
-  child.stdout?.on("data", add);
-  child.stderr?.on("data", add);
-  return () => out;
+  child.stdout?.on("data", keep);
+  child.stderr?.on("data", keep);
+  try {
+    await waitForPort(port, child, path.basename(bin));
+  } catch (err) {
+    child.kill("SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+    throw new Error(`${(err as Error).message}\n${output}`);
+  }
+  return { url, pid: child.pid!, stop: stopper(child, dir) };
 }
 
 /** PostgreSQL refuses to run as root; run it as the `postgres` user (or nobody) then. */
@@ -109,50 +125,22 @@ export async function startPostgres(): Promise<TestServer> {
     ...ids,
   });
   const port = await freePort();
-  const child = spawn(
-    postgres,
-    ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-      "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"],
-    { stdio: ["ignore", "pipe", "pipe"], ...ids },
-  );
-  const output = collectOutput(child);
-  try {
-    await waitForPort(port, child, "postgres");
-  } catch (err) {
-    child.kill("SIGKILL");
-    throw new Error(`${(err as Error).message}\n${output()}`);
-  }
-  return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, pid: child.pid!, stop: stopper(child, dir) };
+  const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+    "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"];
+  return spawnServer(postgres, args, port, dir, `postgres://postgres@127.0.0.1:${port}/postgres`, ids);
 }
 
 export async function startRedis(): Promise<TestServer> {
   const bin = findBinary("redis-server", "redis-server");
   const dir = await mkdtemp(path.join(os.tmpdir(), "ttip-redis-"));
   const port = await freePort();
-  const child = spawn(bin, ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const output = collectOutput(child);
-  try {
-    await waitForPort(port, child, "redis-server");
-  } catch (err) {
-    child.kill("SIGKILL");
-    throw new Error(`${(err as Error).message}\n${output()}`);
-  }
-  return { url: `redis://127.0.0.1:${port}`, pid: child.pid!, stop: stopper(child, dir) };
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir];
+  return spawnServer(bin, args, port, dir, `redis://127.0.0.1:${port}`);
 }
 
 export async function startNats(): Promise<TestServer> {
   const bin = findBinary("nats-server", "nats-server");
   const dir = await mkdtemp(path.join(os.tmpdir(), "ttip-nats-"));
   const port = await freePort();
-  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: ["ignore", "pipe", "pipe"] });
-  const output = collectOutput(child);
-  try {
-    await waitForPort(port, child, "nats-server");
-  } catch (err) {
-    child.kill("SIGKILL");
-    throw new Error(`${(err as Error).message}\n${output()}`);
-  }
-  return { url: `nats://127.0.0.1:${port}`, pid: child.pid!, stop: stopper(child, dir) };
+  return spawnServer(bin, ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], port, dir, `nats://127.0.0.1:${port}`);
 }
