@@ -1,5 +1,5 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
+import { ConnectError, createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
 import { REQUEST_ID_HEADER } from "@ttip/runtime";
 import { principalKey, PRINCIPAL_HEADERS } from "./auth.js";
 
@@ -34,10 +34,21 @@ function callOptions(ctx: HandlerContext) {
   };
 }
 
+/** Application metadata only; protocol and hop-by-hop headers belong to each leg. */
 function copyHeaders(from: Headers, to: Headers) {
   from.forEach((value, key) => {
     if (key.startsWith("x-") || key === "retry-after") to.set(key, value);
   });
+}
+
+/** The backend's error as this gateway's own: same code, message and details. */
+function relayError(err: unknown): never {
+  const e = ConnectError.from(err);
+  const metadata = new Headers();
+  copyHeaders(e.metadata, metadata);
+  const relayed = new ConnectError(e.rawMessage, e.code, metadata, undefined, e.cause);
+  relayed.details.push(...e.details);
+  throw relayed;
 }
 
 /**
@@ -55,11 +66,16 @@ export function forwardService(router: ConnectRouter, service: DescService, tran
 function forwardMethod(method: DescMethod, call: (...args: unknown[]) => unknown) {
   switch (method.methodKind) {
     case "unary":
-      return (req: unknown, ctx: HandlerContext) => call(req, callOptions(ctx));
-    case "server_streaming":
-      return (req: unknown, ctx: HandlerContext) => call(req, callOptions(ctx)) as AsyncIterable<unknown>;
+    case "client_streaming":
+      return (req: unknown, ctx: HandlerContext) => (call(req, callOptions(ctx)) as Promise<unknown>).catch(relayError);
     default:
-      // Client and bidi streams carry the request stream through as it arrives.
-      return (reqs: AsyncIterable<unknown>, ctx: HandlerContext) => call(reqs, callOptions(ctx));
+      // Streams pass each message through as it arrives.
+      return async function* (req: unknown, ctx: HandlerContext) {
+        try {
+          yield* call(req, callOptions(ctx)) as AsyncIterable<unknown>;
+        } catch (err) {
+          relayError(err);
+        }
+      };
   }
 }

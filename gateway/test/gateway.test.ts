@@ -1,0 +1,264 @@
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import * as grpc from "@grpc/grpc-js";
+import * as protoLoader from "@grpc/proto-loader";
+import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { exportJWK, generateKeyPair, SignJWT, type JWK } from "jose";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { qr } from "@ttip/qr";
+import { wallet } from "@ttip/wallet";
+import {
+  InProcessBus,
+  Metrics,
+  RedisCache,
+  startService,
+  type RunningServer,
+  type RunningService,
+} from "@ttip/runtime";
+import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { PRINCIPAL_HEADERS, startGateway } from "../src/index.js";
+
+const exec = promisify(execFile);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../..");
+const { logger } = captureLogger("silent");
+
+/** A request the contract accepts, and one it refuses (the id is not a UUID). */
+const VALID = { qrCodeId: randomUUID() };
+const INVALID = { qrCodeId: "not-a-uuid" };
+
+describe("gateway", () => {
+  let db: TestDatabase;
+  let cache: RedisCache;
+  let services: RunningService[];
+  let gateway: RunningServer;
+  const seenByBackend: Array<string | null> = [];
+  let privateJwk: Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
+  let publicJwk: JWK;
+
+  before(async () => {
+    db = await createTestDatabase();
+    cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+    const ctx = { logger, pool: db.pool, bus: new InProcessBus(logger), cache, metrics: new Metrics() };
+    const recordPrincipal = {
+      interceptors: [
+        (next: Parameters<import("@connectrpc/connect").Interceptor>[0]) =>
+          async (req: Parameters<typeof next>[0]) => {
+            seenByBackend.push(req.header.get(PRINCIPAL_HEADERS.subject));
+            return next(req);
+          },
+      ],
+    };
+    services = [await startService(qr, ctx, recordPrincipal), await startService(wallet, ctx)];
+    const keys = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+    privateJwk = keys.privateKey;
+    publicJwk = { ...(await exportJWK(keys.publicKey)), kid: "k1", alg: "EdDSA", use: "sig" };
+    gateway = await startGateway({
+      logger,
+      metrics: new Metrics(),
+      cache,
+      backends: [
+        { service: QrService, url: services[0].server.url },
+        { service: WalletService, url: services[1].server.url },
+      ],
+      jwt: { jwks: { keys: [publicJwk] }, issuer: "ttip-auth", audience: "ttip" },
+      rateLimit: { points: 1000, durationSeconds: 60 },
+      corsOrigins: ["https://app.example"],
+    });
+  });
+
+  after(async () => {
+    await gateway.close();
+    for (const s of services) await s.close();
+    await cache.close();
+    await db.drop();
+  });
+
+  const transports: Record<string, () => Transport> = {
+    "Connect JSON": () => createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" }),
+    "Connect binary": () => createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true }),
+    "gRPC-web": () => createGrpcWebTransport({ baseUrl: gateway.url, httpVersion: "1.1" }),
+    gRPC: () => createGrpcTransport({ baseUrl: gateway.url }),
+  };
+
+  for (const [protocol, transport] of Object.entries(transports)) {
+    test(`${protocol}: health, validation and UNIMPLEMENTED pass through the gateway`, async () => {
+      const health = createClient(Health, transport());
+      for (const service of ["ttip.qr.v1.QrService", "ttip.wallet.v1.WalletService"]) {
+        assert.equal((await health.check({ service })).status, Status.SERVING);
+      }
+      await assert.rejects(health.check({ service: "ttip.nope.v1.NopeService" }), (e: ConnectError) => e.code === Code.NotFound);
+
+      const client = createClient(QrService, transport());
+      await assert.rejects(client.getQrCode(INVALID), (e: ConnectError) => {
+        assert.equal(e.code, Code.InvalidArgument);
+        const [violations] = e.findDetails(ViolationsSchema);
+        assert.ok(violations, "violations detail");
+        assert.equal(violations.violations[0].field?.elements[0].fieldName, "qr_code_id");
+        return true;
+      });
+      let requestId: string | null = null;
+      await assert.rejects(
+        client.getQrCode(VALID, { headers: { "x-request-id": "req-12345678" }, onHeader: (h) => (requestId = h.get("x-request-id")) }),
+        (e: ConnectError) => {
+          assert.equal(e.code, Code.Unimplemented);
+          requestId ??= e.metadata.get("x-request-id");
+          return true;
+        },
+      );
+      assert.equal(requestId, "req-12345678");
+    });
+  }
+
+  test("a stock @grpc/grpc-js client works against the gateway and against a service directly", async () => {
+    const def = protoLoader.loadSync(["grpc/health/v1/health.proto", "ttip/qr/v1/qr_service.proto"], {
+      includeDirs: [path.join(root, "proto")],
+      enums: String,
+    });
+    const pkg = grpc.loadPackageDefinition(def) as any;
+    for (const target of [gateway.port, services[0].server.port]) {
+      const health = new pkg.grpc.health.v1.Health(`127.0.0.1:${target}`, grpc.credentials.createInsecure());
+      const status = await new Promise<string>((resolve, reject) =>
+        health.check({ service: "ttip.qr.v1.QrService" }, (err: Error | null, res: { status: string }) => (err ? reject(err) : resolve(res.status))),
+      );
+      assert.equal(status, "SERVING");
+      const client = new pkg.ttip.qr.v1.QrService(`127.0.0.1:${target}`, grpc.credentials.createInsecure());
+      const code = await new Promise<number>((resolve) =>
+        client.getQrCode({ qrCodeId: VALID.qrCodeId }, (err: grpc.ServiceError | null) => resolve(err ? err.code : grpc.status.OK)),
+      );
+      assert.equal(code, grpc.status.UNIMPLEMENTED);
+      health.close();
+      client.close();
+    }
+  });
+
+  test("buf curl works against the gateway and a service directly, using reflection", async () => {
+    const buf = path.join(root, "node_modules/.bin/buf");
+    for (const url of [gateway.url, services[0].server.url]) {
+      const { stdout } = await exec(buf, [
+        "curl", "--http2-prior-knowledge", "--protocol", "grpc",
+        "--data", JSON.stringify({ service: "ttip.qr.v1.QrService" }),
+        `${url}/grpc.health.v1.Health/Check`,
+      ]);
+      assert.deepEqual(JSON.parse(stdout), { status: "SERVING" });
+      const failed = await exec(buf, [
+        "curl", "--http2-prior-knowledge", "--protocol", "grpc",
+        "--data", JSON.stringify({ qr_code_id: VALID.qrCodeId }),
+        `${url}/ttip.qr.v1.QrService/GetQrCode`,
+      ]).then(() => undefined, (err: { stderr: string }) => err.stderr);
+      assert.match(failed ?? "", /unimplemented/);
+      const listed = await exec(buf, ["curl", "--http2-prior-knowledge", "--list-methods", url]);
+      assert.match(listed.stdout, /ttip\.qr\.v1\.QrService\/GetQrCode/);
+    }
+  });
+
+  test("bearer tokens: a valid one reaches the backend as the verified subject, bad ones are refused", async () => {
+    const client = createClient(QrService, transports.gRPC());
+    const sign = (claims: Record<string, unknown>, exp: string | number = "5m") =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: "EdDSA", kid: "k1" })
+        .setIssuer("ttip-auth")
+        .setAudience("ttip")
+        .setSubject("worker-1")
+        .setIssuedAt()
+        .setExpirationTime(exp)
+        .sign(privateJwk);
+    const call = (token: string, extra: Record<string, string> = {}) =>
+      client.getQrCode(VALID, { headers: { authorization: `Bearer ${token}`, ...extra } }).then(
+        () => "ok" as const,
+        (e: ConnectError) => e.code,
+      );
+
+    seenByBackend.length = 0;
+    // A caller cannot claim a subject by header; the gateway sets it from the token.
+    assert.equal(await call(await sign({ roles: ["worker"] }), { [PRINCIPAL_HEADERS.subject]: "admin-9" }), Code.Unimplemented);
+    assert.deepEqual(seenByBackend, ["worker-1"]);
+
+    const expired = await sign({}, Math.floor(Date.now() / 1000) - 60);
+    assert.equal(await call(expired), Code.Unauthenticated);
+    const other = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+    const resigned = await new SignJWT({})
+      .setProtectedHeader({ alg: "EdDSA", kid: "k1" })
+      .setIssuer("ttip-auth").setAudience("ttip").setSubject("worker-1").setExpirationTime("5m")
+      .sign(other.privateKey);
+    assert.equal(await call(resigned), Code.Unauthenticated);
+    const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");
+    const unsigned = `${b64({ alg: "none" })}.${b64({ sub: "admin", iss: "ttip-auth", aud: "ttip", exp: 9999999999 })}.`;
+    assert.equal(await call(unsigned), Code.Unauthenticated);
+    assert.equal(seenByBackend.length, 1, "refused tokens never reach the backend");
+
+    seenByBackend.length = 0;
+    await client.getQrCode(VALID, { headers: { [PRINCIPAL_HEADERS.subject]: "admin-9" } }).catch(() => undefined);
+    assert.deepEqual(seenByBackend, [null], "anonymous calls carry no subject");
+  });
+
+  test("CORS: an allowed origin gets its headers and a preflight answer; others get none", async () => {
+    const preflight = await fetch(`${gateway.url}/ttip.qr.v1.QrService/GetQrCode`, {
+      method: "OPTIONS",
+      headers: { origin: "https://app.example", "access-control-request-method": "POST", "access-control-request-headers": "content-type,authorization" },
+    });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get("access-control-allow-origin"), "https://app.example");
+    assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /Authorization/);
+    const other = await fetch(`${gateway.url}/ttip.qr.v1.QrService/GetQrCode`, {
+      method: "POST",
+      headers: { origin: "https://evil.example", "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal(other.headers.get("access-control-allow-origin"), null);
+  });
+});
+
+describe("gateway rate limit (Redis)", () => {
+  let backend: http.Server;
+  let gateway: RunningServer;
+  let cache: RedisCache;
+  const prefix = `${uniqueName()}:`;
+  before(async () => {
+    cache = new RedisCache(testEnv().redisUrl, prefix);
+    // The limit is checked before forwarding, so no backend needs to be up.
+    backend = http.createServer();
+    gateway = await startGateway({
+      logger,
+      metrics: new Metrics(),
+      cache,
+      backends: [{ service: QrService, url: "http://127.0.0.1:9" }],
+      rateLimit: { points: 3, durationSeconds: 60 },
+      corsOrigins: [],
+    });
+  });
+  after(async () => {
+    await gateway.close();
+    await cache.close();
+    backend.close();
+  });
+
+  test("the fourth call in the window is RESOURCE_EXHAUSTED with retry-after", async () => {
+    const client = createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" }));
+    const codes: Code[] = [];
+    let retryAfter: string | null = null;
+    for (let i = 0; i < 4; i++) {
+      await client.getQrCode(VALID).catch((e: ConnectError) => {
+        codes.push(e.code);
+        if (e.code === Code.ResourceExhausted) retryAfter = e.metadata.get("retry-after");
+      });
+    }
+    // Three reach the (absent) backend and fail UNAVAILABLE; the fourth is refused at the door.
+    assert.deepEqual(codes.slice(0, 3).map((c) => c !== Code.ResourceExhausted), [true, true, true]);
+    assert.equal(codes[3], Code.ResourceExhausted);
+    assert.ok(Number(retryAfter) >= 1 && Number(retryAfter) <= 60, `retry-after ${retryAfter}`);
+    // The budget lives in Redis, shared by every gateway replica.
+    const keys = await cache.redis.keys(`${prefix}rl:gateway*`);
+    assert.equal(keys.length, 1);
+  });
+});
