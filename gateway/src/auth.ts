@@ -1,16 +1,10 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { PRINCIPAL_HEADERS, type Principal } from "@ttip/runtime";
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 
-/** Who is calling, as proved by a verified access token. */
-export interface Principal {
-  subject: string;
-  roles: string[];
-}
+export { PRINCIPAL_HEADERS, type Principal };
 
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "verified caller" });
-
-/** Headers the gateway sets for backends; callers' copies are always removed. */
-export const PRINCIPAL_HEADERS = { subject: "x-ttip-subject", roles: "x-ttip-roles" } as const;
 
 export interface JwtOptions {
   /** Where auth publishes its keys; or a fixed key set (tests, static deployments). */

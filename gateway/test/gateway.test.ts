@@ -18,6 +18,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { qr } from "@ttip/qr";
 import { wallet } from "@ttip/wallet";
 import {
+  createPeers,
   InProcessBus,
   Metrics,
   RedisCache,
@@ -49,7 +50,7 @@ describe("gateway", () => {
   before(async () => {
     db = await createTestDatabase();
     cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
-    const ctx = { logger, pool: db.pool, bus: new InProcessBus(logger), cache, metrics: new Metrics() };
+    const ctx = { logger, pool: db.pool, bus: new InProcessBus(logger), cache, metrics: new Metrics(), peers: createPeers(() => undefined) };
     const recordPrincipal = {
       interceptors: [
         (next: Parameters<import("@connectrpc/connect").Interceptor>[0]) =>

@@ -3,6 +3,7 @@ import { z } from "zod";
 import { startGateway } from "@ttip/gateway";
 import {
   createLogger,
+  createPeers,
   createPool,
   env,
   InProcessBus,
@@ -45,10 +46,16 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const bus = new InProcessBus(logger);
   const cache = new MemoryCache();
   const metrics = new Metrics({ mode: "embedded" });
-  const ctx = { logger, pool, bus, cache, metrics };
+  const urls = new Map<string, string>();
+  const peers = createPeers((name) => urls.get(name));
+  const ctx = { logger, pool, bus, cache, metrics, peers };
 
   const services: RunningService[] = [];
-  for (const module of modules) services.push(await startService(module, ctx));
+  for (const module of modules) {
+    const service = await startService(module, ctx);
+    urls.set(module.name, service.server.url);
+    services.push(service);
+  }
   const gateway = await startGateway({
     logger,
     metrics,
@@ -63,6 +70,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const close = async () => {
     await gateway.close();
     for (const s of services) await s.close();
+    peers.close();
     await bus.close();
     await pool.end();
     await postgres.close();

@@ -6,6 +6,7 @@ import { z } from "zod";
 import {
   ConfigError,
   createLogger,
+  createPeers,
   createPool,
   env,
   JetStreamBus,
@@ -71,26 +72,29 @@ async function main() {
     onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_TIMEOUT_MS + 5_000);
     return;
   }
+  const module = modules.find((m) => m.name === role)!;
+  const peerUrls = Object.fromEntries((module.calls ?? []).map((name) => [`${name.toUpperCase()}_URL`, env.url(["http"])]));
   const cfg = loadConfig({
     ...common,
+    ...peerUrls,
     DATABASE_URL: env.url(["postgres", "postgresql"]),
     DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
     NATS_URL: env.url(["nats", "tls"]),
     REDIS_URL: env.url(["redis", "rediss"]),
   });
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-  const module = modules.find((m) => m.name === role)!;
+  const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
   const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}` });
   const bus = await JetStreamBus.connect({ servers: cfg.NATS_URL, logger });
   const cache = new RedisCache(cfg.REDIS_URL);
-  const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }) }, {
+  const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, {
     host: cfg.HOST,
     port: cfg.PORT,
     drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
   });
   onShutdown(
     logger,
-    [() => service.close(), () => bus.close(), () => cache.close(), () => pool.end()],
+    [() => service.close(), async () => peers.close(), () => bus.close(), () => cache.close(), () => pool.end()],
     cfg.DRAIN_TIMEOUT_MS + 5_000,
   );
 }

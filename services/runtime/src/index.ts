@@ -1,5 +1,6 @@
 export * from "./bus.js";
 export * from "./cache.js";
+export * from "./caller.js";
 export * from "./config.js";
 export * from "./db.js";
 export * from "./embedded.js";
@@ -9,6 +10,7 @@ export * from "./interceptors.js";
 export * from "./log.js";
 export * from "./metrics.js";
 export * from "./outbox.js";
+export * from "./peers.js";
 export * from "./reflection.js";
 export * from "./server.js";
 export * from "./service.js";

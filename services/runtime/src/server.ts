@@ -13,6 +13,12 @@ import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
 
+/** Handles a plain HTTP request and returns true, or returns false to leave it to the RPC router. */
+export type HttpFilter = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => boolean;
+
 export interface ServerOptions {
   /** The process role, e.g. "wallet" or "gateway"; used in logs. */
   name: string;
@@ -37,7 +43,7 @@ export interface ServerOptions {
   /** Per-request values for handlers and interceptors, from the raw request. */
   contextValues?: ConnectNodeAdapterOptions["contextValues"];
   /** Runs before RPC routing; returns true when it answered the request (CORS preflight). */
-  httpFilter?: (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => boolean;
+  httpFilter?: HttpFilter;
 }
 
 export interface RunningServer {

@@ -6,7 +6,8 @@ import { migrate, type Pool } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { OutboxRelay } from "./outbox.js";
-import { startServer, type RunningServer } from "./server.js";
+import type { Peers } from "./peers.js";
+import { startServer, type HttpFilter, type RunningServer } from "./server.js";
 
 /** What a service gets from the process that hosts it. */
 export interface ServiceContext {
@@ -15,6 +16,8 @@ export interface ServiceContext {
   bus: EventBus;
   cache: Cache;
   metrics: Metrics;
+  /** gRPC transports to the other services, by name. */
+  peers: Peers;
 }
 
 /** One service of the platform, as every host (cluster pod, embedded run, tests) starts it. */
@@ -23,10 +26,17 @@ export interface ServiceModule {
   name: string;
   /** Folder of forward-only NNNN_name.sql migrations for its schema. */
   migrations?: string;
+  /** The services it calls (cluster mode needs <NAME>_URL for each). */
+  calls?: string[];
   /** Every gRPC service it serves (public, admin and internal). */
   services: DescService[];
   /** Registers the implementations; methods left out answer UNIMPLEMENTED. */
   routes(router: ConnectRouter, ctx: ServiceContext): void;
+  /**
+   * Plain HTTP endpoints beside the RPCs on the same port (provider webhooks,
+   * JWKS): handle the request and return true, or return false to pass it on.
+   */
+  http?(ctx: ServiceContext): HttpFilter;
   /** Background work (consumers, jobs); returns how to stop it. */
   start?(ctx: ServiceContext): Promise<() => Promise<void>>;
 }
@@ -60,6 +70,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     services: module.services,
     routes: (router) => module.routes(router, scoped),
     interceptors: options.interceptors,
+    httpFilter: module.http?.(scoped),
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,

@@ -64,3 +64,4 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
   const logger = createLogger({ level, destination });
   return { logger, lines, records: () => lines.map((l) => JSON.parse(l)) };
 }
+export * from "./service.js";

@@ -1,0 +1,37 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
+import { modules, publicServices } from "../src/modules.js";
+
+// `make run` as a user gets it: PGlite, in-process bus and cache, one process.
+describe("embedded platform (make run)", () => {
+  let platform: EmbeddedPlatform;
+  before(async () => {
+    platform = await startEmbedded({ DATA_DIR: "memory", PORT: "0", LOG_LEVEL: "silent" });
+  });
+  after(async () => {
+    await platform.close();
+  });
+
+  test("every public service of all six answers SERVING through the gateway, by Connect and by gRPC", async () => {
+    assert.deepEqual(platform.services.map((s) => s.name).sort(), ["analytics", "auth", "notification", "payment", "qr", "wallet"]);
+    const names = modules.flatMap((m) => publicServices(m).map((s) => s.typeName));
+    assert.ok(names.length >= 6);
+    for (const transport of [
+      createConnectTransport({ baseUrl: platform.gatewayUrl, httpVersion: "1.1" }),
+      createGrpcTransport({ baseUrl: platform.gatewayUrl }),
+    ]) {
+      const health = createClient(Health, transport);
+      for (const service of names) assert.equal((await health.check({ service })).status, Status.SERVING, service);
+    }
+  });
+
+  test("the gateway serves /metrics with gRPC server metrics", async () => {
+    const res = await fetch(`${platform.gatewayUrl}/metrics`);
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /grpc_server_handled_total\{[^}]*grpc_service="grpc.health.v1.Health"/);
+  });
+});

@@ -1,0 +1,41 @@
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+
+/** Who is calling, as proved by a verified access token. */
+export interface Principal {
+  subject: string;
+  roles: string[];
+}
+
+export type Role = "customer" | "worker" | "venue_manager" | "admin" | "partner";
+
+/**
+ * Headers the gateway sets for backends from the verified token; it always
+ * removes callers' own copies, so a service behind it can trust them.
+ */
+export const PRINCIPAL_HEADERS = { subject: "x-ttip-subject", roles: "x-ttip-roles" } as const;
+
+/** The verified caller of this call, or undefined for an anonymous one. */
+export function callerOf(ctx: Pick<HandlerContext, "requestHeader">): Principal | undefined {
+  const subject = ctx.requestHeader.get(PRINCIPAL_HEADERS.subject);
+  if (!subject) return undefined;
+  const roles = (ctx.requestHeader.get(PRINCIPAL_HEADERS.roles) ?? "").split(",").map((r) => r.trim()).filter(Boolean);
+  return { subject, roles };
+}
+
+/**
+ * The caller, who must be signed in and hold one of `roles` (any role when
+ * none are named): UNAUTHENTICATED without a token, PERMISSION_DENIED without the role.
+ */
+export function requireCaller(ctx: Pick<HandlerContext, "requestHeader">, ...roles: Role[]): Principal {
+  const caller = callerOf(ctx);
+  if (!caller) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
+  if (roles.length && !roles.some((r) => caller.roles.includes(r))) {
+    throw new ConnectError(`this call needs the role ${roles.join(" or ")}`, Code.PermissionDenied);
+  }
+  return caller;
+}
+
+/** Headers that make a direct call look like one the gateway verified (tests, trusted in-cluster callers). */
+export function callerHeaders(subject: string, ...roles: Role[]): Record<string, string> {
+  return { [PRINCIPAL_HEADERS.subject]: subject, [PRINCIPAL_HEADERS.roles]: roles.join(",") };
+}

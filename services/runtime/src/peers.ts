@@ -1,0 +1,31 @@
+import type { Transport } from "@connectrpc/connect";
+import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+
+/** How a service reaches another one over gRPC, by the other's name (e.g. "wallet"). */
+export type Peers = (service: string) => Transport;
+
+/**
+ * gRPC transports to other services from a name -> URL lookup made at call
+ * time, so services that start in any order can name each other. One HTTP/2
+ * session per URL is shared by all calls.
+ */
+export function createPeers(urlOf: (service: string) => string | undefined): Peers & { close(): void } {
+  const sessions = new Map<string, Http2SessionManager>();
+  const transportFor = (service: string): Transport => {
+    const url = urlOf(service);
+    if (!url) throw new Error(`no address configured for the ${service} service (set ${service.toUpperCase()}_URL)`);
+    let manager = sessions.get(url);
+    if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
+    return createGrpcTransport({ baseUrl: url, sessionManager: manager });
+  };
+  const peers = (service: string): Transport => ({
+    unary: (...args) => transportFor(service).unary(...args),
+    stream: (...args) => transportFor(service).stream(...args),
+  });
+  return Object.assign(peers, {
+    close: () => {
+      for (const m of sessions.values()) m.abort();
+      sessions.clear();
+    },
+  });
+}
