@@ -1,0 +1,348 @@
+// A typed client for Safaricom's Daraja API. The same code talks to the
+// simulator in this folder and to Safaricom; only the base URL and
+// credentials change.
+import { X509Certificate, constants, publicEncrypt } from "node:crypto";
+
+export interface DarajaConfig {
+  /** e.g. https://api.safaricom.co.ke, or the simulator's URL. */
+  baseUrl: string;
+  consumerKey: string;
+  consumerSecret: string;
+  /** Paybill or till that receives STK payments. */
+  shortcode: string;
+  passkey: string;
+  /** CustomerPayBillOnline (paybill) or CustomerBuyGoodsOnline (till). */
+  transactionType?: "CustomerPayBillOnline" | "CustomerBuyGoodsOnline";
+  /** B2C: the shortcode that pays out, the initiator and its password. */
+  b2cShortcode?: string;
+  initiatorName?: string;
+  initiatorPassword?: string;
+  /** Safaricom's public certificate (PEM) that encrypts the initiator password. */
+  certificatePem?: string;
+  /** Per request. */
+  timeoutMs?: number;
+  fetch?: typeof fetch;
+}
+
+/**
+ * Why a Daraja call did not succeed:
+ * - "rejected": Daraja answered with an error; nothing was started.
+ * - "processing": STK query only; the customer has not answered yet.
+ * - "unknown": no answer (timeout, connection lost); the request may or may not
+ *   have been acted on, so it must be resolved by a query, never re-sent.
+ * - "unavailable": the request never left (e.g. no token): safe to try later.
+ */
+export type DarajaErrorKind = "rejected" | "processing" | "unknown" | "unavailable";
+
+export class DarajaError extends Error {
+  constructor(
+    readonly kind: DarajaErrorKind,
+    message: string,
+    readonly details: { httpStatus?: number; errorCode?: string; requestId?: string; path?: string } = {},
+  ) {
+    super(message);
+    this.name = "DarajaError";
+  }
+}
+
+export interface StkPushRequest {
+  /** 254XXXXXXXXX */
+  phone: string;
+  /** Whole shillings. */
+  amount: number;
+  callbackUrl: string;
+  /** Up to 12 characters. */
+  accountReference: string;
+  /** Up to 13 characters. */
+  description: string;
+}
+export interface StkPushResponse {
+  MerchantRequestID: string;
+  CheckoutRequestID: string;
+  ResponseCode: string;
+  ResponseDescription: string;
+  CustomerMessage: string;
+}
+export interface StkQueryResponse {
+  ResponseCode: string;
+  ResponseDescription: string;
+  MerchantRequestID: string;
+  CheckoutRequestID: string;
+  ResultCode: string;
+  ResultDesc: string;
+}
+export interface B2cRequest {
+  /** Our id for the payout; Daraja echoes it in the result (v3 path semantics). */
+  originatorConversationId: string;
+  phone: string;
+  amount: number;
+  remarks: string;
+  occasion?: string;
+  resultUrl: string;
+  queueTimeoutUrl: string;
+  commandId?: "BusinessPayment" | "SalaryPayment" | "PromotionPayment";
+}
+export interface B2cResponse {
+  ConversationID: string;
+  OriginatorConversationID: string;
+  ResponseCode: string;
+  ResponseDescription: string;
+}
+export interface TransactionStatusRequest {
+  /** The M-Pesa receipt, when known. */
+  transactionId?: string;
+  /** Or the OriginatorConversationID of the request being looked up. */
+  originalConversationId?: string;
+  resultUrl: string;
+  queueTimeoutUrl: string;
+  remarks?: string;
+}
+export interface TransactionStatusResponse {
+  ConversationID: string;
+  OriginatorConversationID: string;
+  ResponseCode: string;
+  ResponseDescription: string;
+}
+
+/** YYYYMMDDHHmmss in East Africa Time (UTC+3, no daylight saving), as Daraja wants. */
+export function darajaTimestamp(at = new Date()): string {
+  const eat = new Date(at.getTime() + 3 * 3600_000);
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${eat.getUTCFullYear()}${p(eat.getUTCMonth() + 1)}${p(eat.getUTCDate())}${p(eat.getUTCHours())}${p(eat.getUTCMinutes())}${p(eat.getUTCSeconds())}`;
+}
+
+/** base64(shortcode + passkey + timestamp): the STK push and query password. */
+export function stkPassword(shortcode: string, passkey: string, timestamp: string): string {
+  return Buffer.from(`${shortcode}${passkey}${timestamp}`).toString("base64");
+}
+
+/** The initiator password encrypted with Safaricom's certificate: RSA PKCS#1 v1.5, base64. */
+export function securityCredential(initiatorPassword: string, certificatePem: string): string {
+  const key = new X509Certificate(certificatePem).publicKey;
+  return publicEncrypt({ key, padding: constants.RSA_PKCS1_PADDING }, Buffer.from(initiatorPassword)).toString("base64");
+}
+
+const INVALID_TOKEN = new Set(["404.001.03", "404.001.01"]);
+const STILL_PROCESSING = "500.001.1001";
+
+export class DarajaClient {
+  private token: { value: string; refreshAt: number; expiresAt: number } | undefined;
+  private tokenRequest: Promise<string> | undefined;
+  private readonly timeoutMs: number;
+  private readonly fetch: typeof fetch;
+
+  constructor(private readonly config: DarajaConfig) {
+    this.timeoutMs = config.timeoutMs ?? 15_000;
+    this.fetch = config.fetch ?? fetch;
+  }
+
+  get shortcode(): string {
+    return this.config.shortcode;
+  }
+
+  /** A cached OAuth token, refreshed well before it expires; concurrent callers share one request. */
+  async accessToken(): Promise<string> {
+    const now = Date.now();
+    if (this.token && now < this.token.refreshAt) return this.token.value;
+    if (!this.tokenRequest) {
+      this.tokenRequest = this.fetchToken().finally(() => (this.tokenRequest = undefined));
+    }
+    try {
+      return await this.tokenRequest;
+    } catch (err) {
+      // A token that has not yet expired is still good while Daraja's OAuth is down.
+      if (this.token && now < this.token.expiresAt) return this.token.value;
+      throw err;
+    }
+  }
+
+  private async fetchToken(): Promise<string> {
+    const basic = Buffer.from(`${this.config.consumerKey}:${this.config.consumerSecret}`).toString("base64");
+    let lastError: unknown;
+    // Fetching a token moves no money: safe to retry.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      if (attempt) await sleep(200 * 2 ** attempt);
+      try {
+        const body = await this.send("GET", "/oauth/v1/generate?grant_type=client_credentials", undefined, `Basic ${basic}`);
+        const value = String(body.access_token ?? "");
+        const seconds = Number(body.expires_in);
+        if (!value || !Number.isFinite(seconds) || seconds <= 0) {
+          throw new DarajaError("rejected", "Daraja OAuth answered without access_token/expires_in");
+        }
+        const now = Date.now();
+        // Refresh at 90% of the lifetime, and at least a minute early when it is long.
+        const margin = Math.max(seconds * 100, Math.min(60_000, seconds * 500));
+        this.token = { value, expiresAt: now + seconds * 1000, refreshAt: now + seconds * 1000 - margin };
+        return value;
+      } catch (err) {
+        lastError = err;
+        if (err instanceof DarajaError && err.kind === "rejected" && err.details.httpStatus && err.details.httpStatus < 500) break;
+      }
+    }
+    const e = lastError instanceof DarajaError ? lastError : new DarajaError("unavailable", String(lastError));
+    throw new DarajaError("unavailable", `Daraja OAuth failed: ${e.message}`, e.details);
+  }
+
+  /** Starts an STK push. Never retried: a second push could charge the customer twice. */
+  async stkPush(req: StkPushRequest): Promise<StkPushResponse> {
+    const timestamp = darajaTimestamp();
+    const body = await this.call("/mpesa/stkpush/v1/processrequest", {
+      BusinessShortCode: this.config.shortcode,
+      Password: stkPassword(this.config.shortcode, this.config.passkey, timestamp),
+      Timestamp: timestamp,
+      TransactionType: this.config.transactionType ?? "CustomerPayBillOnline",
+      Amount: req.amount,
+      PartyA: req.phone,
+      PartyB: this.config.shortcode,
+      PhoneNumber: req.phone,
+      CallBackURL: req.callbackUrl,
+      AccountReference: req.accountReference.slice(0, 12),
+      TransactionDesc: req.description.slice(0, 13),
+    }, { retries: 0 });
+    return expectAccepted<StkPushResponse>(body, ["MerchantRequestID", "CheckoutRequestID"], "STK push");
+  }
+
+  /**
+   * The outcome of an STK push. A push the customer has not answered yet
+   * throws DarajaError "processing". Read-only, so retried on no answer.
+   */
+  async stkQuery(checkoutRequestId: string): Promise<StkQueryResponse> {
+    const timestamp = darajaTimestamp();
+    const body = await this.call("/mpesa/stkpushquery/v1/query", {
+      BusinessShortCode: this.config.shortcode,
+      Password: stkPassword(this.config.shortcode, this.config.passkey, timestamp),
+      Timestamp: timestamp,
+      CheckoutRequestID: checkoutRequestId,
+    }, { retries: 2 });
+    const r = expectAccepted<StkQueryResponse>(body, ["CheckoutRequestID"], "STK query");
+    if (r.ResultCode === undefined || r.ResultCode === null) throw new DarajaError("rejected", "STK query answered without ResultCode");
+    return { ...r, ResultCode: String(r.ResultCode) };
+  }
+
+  /** Sends money to a phone. Never retried: an unanswered request is settled by transactionStatus. */
+  async b2c(req: B2cRequest): Promise<B2cResponse> {
+    const body = await this.call("/mpesa/b2c/v3/paymentrequest", {
+      OriginatorConversationID: req.originatorConversationId,
+      InitiatorName: this.requireB2c("initiatorName"),
+      SecurityCredential: this.credential(),
+      CommandID: req.commandId ?? "BusinessPayment",
+      Amount: req.amount,
+      PartyA: this.config.b2cShortcode ?? this.config.shortcode,
+      PartyB: req.phone,
+      Remarks: req.remarks.slice(0, 100),
+      QueueTimeOutURL: req.queueTimeoutUrl,
+      ResultURL: req.resultUrl,
+      Occasion: (req.occasion ?? "").slice(0, 100),
+    }, { retries: 0 });
+    return expectAccepted<B2cResponse>(body, ["ConversationID"], "B2C");
+  }
+
+  /** Asks what became of a transaction; the answer arrives at resultUrl. Safe to repeat. */
+  async transactionStatus(req: TransactionStatusRequest): Promise<TransactionStatusResponse> {
+    if (!req.transactionId && !req.originalConversationId) throw new Error("transactionStatus needs a transaction id or a conversation id");
+    const body = await this.call("/mpesa/transactionstatus/v1/query", {
+      Initiator: this.requireB2c("initiatorName"),
+      SecurityCredential: this.credential(),
+      CommandID: "TransactionStatusQuery",
+      TransactionID: req.transactionId ?? "",
+      OriginalConversationID: req.originalConversationId ?? "",
+      PartyA: this.config.b2cShortcode ?? this.config.shortcode,
+      IdentifierType: "4",
+      ResultURL: req.resultUrl,
+      QueueTimeOutURL: req.queueTimeoutUrl,
+      Remarks: (req.remarks ?? "status").slice(0, 100),
+      Occasion: "",
+    }, { retries: 2 });
+    return expectAccepted<TransactionStatusResponse>(body, ["ConversationID"], "transaction status");
+  }
+
+  private requireB2c(key: "initiatorName" | "initiatorPassword" | "certificatePem"): string {
+    const v = this.config[key];
+    if (!v) throw new DarajaError("unavailable", `Daraja B2C is not configured (${key} missing)`);
+    return v;
+  }
+
+  private credential(): string {
+    return securityCredential(this.requireB2c("initiatorPassword"), this.requireB2c("certificatePem"));
+  }
+
+  /** An authenticated POST; an expired token is replaced once (Daraja refused it, so nothing ran). */
+  private async call(path: string, payload: unknown, opts: { retries: number }): Promise<Record<string, unknown>> {
+    let refreshedToken = false;
+    for (let attempt = 0; ; attempt++) {
+      const token = await this.accessToken();
+      try {
+        return await this.send("POST", path, payload, `Bearer ${token}`);
+      } catch (err) {
+        if (!(err instanceof DarajaError)) throw err;
+        if (err.kind === "rejected" && (err.details.httpStatus === 401 || INVALID_TOKEN.has(err.details.errorCode ?? "")) && !refreshedToken) {
+          refreshedToken = true;
+          this.token = undefined;
+          attempt--;
+          continue;
+        }
+        if (err.kind === "unknown" && attempt < opts.retries) {
+          await sleep(200 * 2 ** attempt);
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  private async send(method: "GET" | "POST", path: string, payload: unknown, authorization: string): Promise<Record<string, unknown>> {
+    let res: Response;
+    try {
+      res = await this.fetch(new URL(path, this.config.baseUrl), {
+        method,
+        headers: { authorization, ...(payload === undefined ? {} : { "content-type": "application/json" }) },
+        body: payload === undefined ? undefined : JSON.stringify(payload),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (err) {
+      // The request may have reached Daraja: its outcome is unknown.
+      const why = (err as Error).name === "TimeoutError" ? `no answer within ${this.timeoutMs} ms` : (err as Error).message;
+      throw new DarajaError("unknown", `Daraja ${path}: ${why}`, { path });
+    }
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      throw new DarajaError("unknown", `Daraja ${path}: answer cut off (${(err as Error).message})`, { path, httpStatus: res.status });
+    }
+    let body: Record<string, unknown> = {};
+    try {
+      body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+    } catch {
+      if (res.ok) throw new DarajaError("rejected", `Daraja ${path}: answer is not JSON`, { path, httpStatus: res.status });
+    }
+    if (res.ok && body.errorCode === undefined) return body;
+    const errorCode = body.errorCode === undefined ? undefined : String(body.errorCode);
+    const requestId = body.requestId === undefined ? undefined : String(body.requestId);
+    const details = { httpStatus: res.status, errorCode, requestId, path };
+    const said = body.errorMessage ? String(body.errorMessage) : text.slice(0, 200) || res.statusText;
+    if (errorCode === STILL_PROCESSING && path.includes("stkpushquery")) {
+      throw new DarajaError("processing", `Daraja: ${said}`, details);
+    }
+    // 5xx without Daraja's error body (a proxy, an outage) says nothing about whether it ran.
+    const kind: DarajaErrorKind = res.status >= 500 && !errorCode ? "unknown" : "rejected";
+    throw new DarajaError(kind, `Daraja ${path} refused (HTTP ${res.status}${errorCode ? `, ${errorCode}` : ""}): ${said}`, details);
+  }
+}
+
+function expectAccepted<T>(body: Record<string, unknown>, required: string[], what: string): T {
+  const code = body.ResponseCode === undefined ? undefined : String(body.ResponseCode);
+  if (code !== "0") {
+    throw new DarajaError("rejected", `Daraja ${what} not accepted (ResponseCode ${code ?? "missing"}): ${String(body.ResponseDescription ?? "")}`, {
+      errorCode: code,
+    });
+  }
+  for (const k of required) {
+    if (typeof body[k] !== "string" || !body[k]) throw new DarajaError("rejected", `Daraja ${what} answer lacks ${k}`);
+  }
+  return body as T;
+}
+
+function sleep(ms: number) {
+  return new Promise((r) => setTimeout(r, ms));
+}

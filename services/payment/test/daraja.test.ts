@@ -1,0 +1,158 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { DarajaClient, DarajaError, darajaTimestamp, stkPassword, type DarajaConfig } from "../src/daraja/client.js";
+import { SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator } from "../src/daraja/simulator.js";
+import { maskPhone, normalisePhone } from "../src/phone.js";
+
+describe("phone numbers", () => {
+  test("every way Kenyans write a mobile number becomes 254XXXXXXXXX", () => {
+    for (const [input, want] of [
+      ["0712345678", "254712345678"],
+      ["0112345678", "254112345678"],
+      ["+254712345678", "254712345678"],
+      ["254712345678", "254712345678"],
+      ["+254 712 345 678", "254712345678"],
+      ["254110000001", "254110000001"],
+    ]) assert.equal(normalisePhone(input, "mpesa_phone"), want, input);
+  });
+  test("anything else is INVALID_ARGUMENT naming the field", () => {
+    for (const bad of ["712345678", "0812345678", "+255712345678", "25471234567", "07123456789", "", "0712-34567x"]) {
+      assert.throws(() => normalisePhone(bad, "mpesa_phone"), (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && /mpesa_phone/.test(e.message), bad);
+    }
+  });
+  test("masking keeps the prefix and the last two digits only", () => {
+    assert.equal(maskPhone("254712345678"), "2547******78");
+  });
+});
+
+describe("Daraja client against the simulator", () => {
+  let sim: DarajaSimulator;
+  let received: { path: string; body: Record<string, unknown>; from: string }[] = [];
+  let sink: http.Server;
+  let sinkUrl = "";
+  let oauthCalls = 0;
+  const counting: typeof fetch = (input, init) => {
+    if (String(input).includes("/oauth/")) oauthCalls++;
+    return fetch(input, init);
+  };
+  const config = (): DarajaConfig => ({
+    baseUrl: sim.url,
+    consumerKey: sim.options.consumerKey,
+    consumerSecret: sim.options.consumerSecret,
+    shortcode: sim.options.shortcode,
+    passkey: sim.options.passkey,
+    initiatorName: sim.options.initiatorName,
+    initiatorPassword: sim.options.initiatorPassword,
+    certificatePem: SIMULATOR_CERTIFICATE_PEM,
+    timeoutMs: 1000,
+    fetch: counting,
+  });
+
+  before(async () => {
+    sim = await startDarajaSimulator({ callbackDelayMs: 20, lateDelayMs: 1500, tokenTtlSeconds: 2 });
+    sink = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c) => chunks.push(c));
+      req.on("end", () => {
+        received.push({ path: req.url ?? "", body: JSON.parse(Buffer.concat(chunks).toString()), from: req.socket.remoteAddress ?? "" });
+        res.end('{"ResultCode":0,"ResultDesc":"Accepted"}');
+      });
+    });
+    await new Promise<void>((r) => sink.listen(0, "127.0.0.1", r));
+    sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    await sim.close();
+    sink.closeAllConnections();
+    await new Promise((r) => sink.close(r));
+  });
+
+  test("timestamp is East Africa Time and the password is base64(shortcode + passkey + timestamp)", () => {
+    assert.equal(darajaTimestamp(new Date("2026-11-25T21:30:05Z")), "20261126003005");
+    assert.equal(Buffer.from(stkPassword("174379", "pk", "20261126003005"), "base64").toString(), "174379pk20261126003005");
+  });
+
+  test("the OAuth token is cached, and refreshed before it expires", async () => {
+    const client = new DarajaClient(config());
+    oauthCalls = 0;
+    const [a, b] = await Promise.all([client.accessToken(), client.accessToken()]);
+    assert.equal(a, b);
+    assert.equal(await client.accessToken(), a);
+    assert.equal(oauthCalls, 1, "one OAuth request for concurrent and repeated callers");
+    // The simulator's tokens live 2 s; the client renews at 90% of that.
+    await new Promise((r) => setTimeout(r, 1900));
+    const c = await client.accessToken();
+    assert.notEqual(c, a);
+    assert.equal(oauthCalls, 2);
+  });
+
+  test("wrong consumer secret: a clear error, nothing sent", async () => {
+    const client = new DarajaClient({ ...config(), consumerSecret: "nope" });
+    await assert.rejects(client.stkPush({ phone: "254712345678", amount: 10, callbackUrl: `${sinkUrl}/cb`, accountReference: "x", description: "y" }), (e: unknown) =>
+      e instanceof DarajaError && e.kind === "unavailable" && /400\.008\.01/.test(e.message));
+  });
+
+  test("STK push is accepted, the callback arrives from the simulator, the query agrees", async () => {
+    received = [];
+    const client = new DarajaClient(config());
+    const r = await client.stkPush({ phone: "254712345678", amount: 50, callbackUrl: `${sinkUrl}/cb/tok`, accountReference: "TTIP", description: "Tip" });
+    assert.equal(r.ResponseCode, "0");
+    assert.match(r.CheckoutRequestID, /^ws_CO_/);
+    await sim.idle();
+    assert.equal(received.length, 1);
+    const cb = (received[0].body.Body as any).stkCallback;
+    assert.equal(cb.CheckoutRequestID, r.CheckoutRequestID);
+    assert.equal(cb.ResultCode, 0);
+    assert.equal(received[0].path, "/cb/tok");
+    const items = Object.fromEntries(cb.CallbackMetadata.Item.map((i: any) => [i.Name, i.Value]));
+    assert.equal(items.Amount, 50);
+    assert.equal(items.PhoneNumber, 254712345678);
+    const q = await client.stkQuery(r.CheckoutRequestID);
+    assert.equal(q.ResultCode, "0");
+  });
+
+  test("a wrong passkey is refused with Daraja's error code in the message", async () => {
+    const client = new DarajaClient({ ...config(), passkey: "wrong" });
+    await assert.rejects(client.stkPush({ phone: "254712345678", amount: 50, callbackUrl: `${sinkUrl}/cb`, accountReference: "T", description: "T" }), (e: unknown) =>
+      e instanceof DarajaError && e.kind === "rejected" && e.details.errorCode === "400.002.02" && /Invalid Password/.test(e.message));
+  });
+
+  test("the query says 'processing' while the customer has not answered", async () => {
+    const client = new DarajaClient(config());
+    const r = await client.stkPush({ phone: "254712340004", amount: 20, callbackUrl: `${sinkUrl}/cb`, accountReference: "T", description: "T" });
+    await assert.rejects(client.stkQuery(r.CheckoutRequestID), (e: unknown) => e instanceof DarajaError && e.kind === "processing");
+  });
+
+  test("B2C carries an encrypted credential the simulator can check", async () => {
+    received = [];
+    const client = new DarajaClient(config());
+    const ok = await client.b2c({ originatorConversationId: "p-1", phone: "254712345678", amount: 100, remarks: "payout", resultUrl: `${sinkUrl}/r`, queueTimeoutUrl: `${sinkUrl}/t` });
+    assert.equal(ok.OriginatorConversationID, "p-1");
+    const bad = new DarajaClient({ ...config(), initiatorPassword: "guess" });
+    await bad.b2c({ originatorConversationId: "p-2", phone: "254712345678", amount: 100, remarks: "payout", resultUrl: `${sinkUrl}/r`, queueTimeoutUrl: `${sinkUrl}/t` });
+    await sim.idle();
+    const byId = Object.fromEntries(received.filter((r) => r.path === "/r").map((r) => [(r.body.Result as any).OriginatorConversationID, (r.body.Result as any).ResultCode]));
+    assert.equal(byId["p-1"], 0);
+    assert.equal(byId["p-2"], 2001, "a credential that does not decrypt to the initiator password fails");
+  });
+
+  test("a B2C without an answer is 'unknown' and is not retried", async () => {
+    const client = new DarajaClient({ ...config(), timeoutMs: 300 });
+    await assert.rejects(
+      client.b2c({ originatorConversationId: "p-slow", phone: "254712340004", amount: 100, remarks: "payout", resultUrl: `${sinkUrl}/r`, queueTimeoutUrl: `${sinkUrl}/t` }),
+      (e: unknown) => e instanceof DarajaError && e.kind === "unknown",
+    );
+    const sent = sim.transactions().filter((t) => t.originatorConversationId === "p-slow");
+    assert.equal(sent.length, 1, "sent exactly once");
+    // Transaction status finds it.
+    received = [];
+    await client.transactionStatus({ originalConversationId: "p-slow", resultUrl: `${sinkUrl}/s`, queueTimeoutUrl: `${sinkUrl}/s` });
+    await sim.idle();
+    const res = received.find((r) => r.path === "/s")!.body.Result as any;
+    assert.equal(res.ResultCode, 0);
+    assert.equal(res.TransactionID, sent[0].receipt);
+  });
+});
