@@ -1,12 +1,92 @@
-import { PaymentService, PaymentAdminService, PaymentInternalService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import type { ServiceModule } from "@ttip/runtime";
+import { EventEmitter } from "node:events";
+import { fileURLToPath } from "node:url";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import type { ServiceContext, ServiceModule } from "@ttip/runtime";
+import { callbackFilter } from "./callbacks.js";
+import { loadPaymentConfig, type PaymentConfig } from "./config.js";
+import { DarajaClient } from "./daraja/client.js";
+import { registerHandlers } from "./handlers.js";
+import { Ledger } from "./ledger.js";
+import { autoPayout, reconcilePayouts } from "./payouts.js";
+import { reconcileTips, type Deps } from "./tips.js";
 
-/** Tip attempts by M-Pesa STK push and Stripe card payments, provider callbacks and webhooks, reconciliation of lost callbacks, B2C payouts, payment methods and fraud checks before money moves. */
-export const payment: ServiceModule = {
-  name: "payment",
-  services: [PaymentService, PaymentAdminService, PaymentInternalService],
-  routes(router) {
-    // No method is built yet: each answers UNIMPLEMENTED, never a fake success.
-    for (const service of this.services) router.service(service, {});
-  },
-};
+export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator } from "./daraja/simulator.js";
+export { loadPaymentConfig, type PaymentConfig } from "./config.js";
+
+export interface PaymentModuleOptions {
+  /** Where configuration comes from; read at each use, so a host may fill in late values (its own URL). Default: the environment. */
+  config?: () => PaymentConfig;
+}
+
+/**
+ * Tip attempts by M-Pesa STK push, Daraja callbacks, reconciliation of lost
+ * callbacks, B2C payouts and fraud checks before money moves. Card tips and
+ * saved payment methods are not built yet (UNIMPLEMENTED).
+ */
+export function createPaymentModule(options: PaymentModuleOptions = {}): ServiceModule {
+  const config = options.config ?? (() => loadPaymentConfig(process.env));
+  const depsByCtx = new WeakMap<ServiceContext, Deps>();
+  const depsFor = (ctx: ServiceContext): Deps => {
+    let d = depsByCtx.get(ctx);
+    if (!d) {
+      let client: { key: string; client: DarajaClient } | undefined;
+      const deps: Deps = {
+        ctx,
+        config,
+        ledger: new Ledger(ctx),
+        changes: new EventEmitter().setMaxListeners(0),
+        daraja: () => {
+          const c = config().daraja;
+          if (!c) throw new Error("Daraja is not configured");
+          // One client (and so one cached token) per set of credentials.
+          const key = `${c.baseUrl}|${c.consumerKey}|${c.shortcode}`;
+          if (client?.key !== key) client = { key, client: new DarajaClient(c) };
+          return client.client;
+        },
+      };
+      deps.afterCredit = (tip) => autoPayout(deps, tip);
+      depsByCtx.set(ctx, (d = deps));
+    }
+    return d;
+  };
+  return {
+    name: "payment",
+    migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
+    calls: ["wallet", "auth"],
+    services: [PaymentService, PaymentAdminService, PaymentInternalService],
+    routes(router, ctx) {
+      registerHandlers(router, depsFor(ctx));
+    },
+    http(ctx) {
+      return callbackFilter(depsFor(ctx));
+    },
+    async start(ctx) {
+      const deps = depsFor(ctx);
+      const interval = config().reconcileIntervalMs;
+      if (!interval) return async () => undefined;
+      let stopped = false;
+      let running: Promise<void> = Promise.resolve();
+      const tick = () => {
+        running = (async () => {
+          try {
+            await reconcileTips(deps, 100);
+            await reconcilePayouts(deps, 100);
+          } catch (err) {
+            ctx.logger.warn({ err }, "reconciliation pass failed; will retry");
+          }
+        })();
+        void running.then(() => {
+          if (!stopped) timer = setTimeout(tick, interval);
+        });
+      };
+      let timer = setTimeout(tick, interval);
+      return async () => {
+        stopped = true;
+        clearTimeout(timer);
+        await running;
+      };
+    },
+  };
+}
+
+export const payment: ServiceModule = createPaymentModule();

@@ -1,0 +1,231 @@
+// Daraja's callbacks: STK results, B2C results and queue timeouts, transaction
+// status results. Each is stored raw before anything else, then checked:
+// source address, the per-attempt token in the path, the body's shape, and
+// the ids, amount and phone against our own record. Nothing unmatched is credited.
+import { randomUUID } from "node:crypto";
+import type http from "node:http";
+import type http2 from "node:http2";
+import { withTransaction, type HttpFilter } from "@ttip/runtime";
+import { addressAllowed } from "./config.js";
+import { recordAlert } from "./fraud.js";
+import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
+import { applyStkOutcome, type Deps } from "./tips.js";
+
+const MAX_BODY = 64 * 1024;
+const ROUTE = /^\/mpesa\/(stk|b2c\/result|b2c\/timeout|status\/result|status\/timeout)\/([A-Za-z0-9_-]{16,64})$/;
+
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+
+export function callbackFilter(deps: Deps & PayoutDeps): HttpFilter {
+  return (req, res) => {
+    const path = (req.url ?? "").split("?")[0];
+    if (!path.startsWith("/mpesa/")) return false;
+    void handle(deps, req, res, path).catch((err) => {
+      deps.ctx.logger.error({ err, path: redactToken(path) }, "callback handling failed");
+      reply(res, 500, { ResultCode: 1, ResultDesc: "Temporary failure" });
+    });
+    return true;
+  };
+}
+
+function redactToken(path: string): string {
+  return path.replace(/\/[A-Za-z0-9_-]{16,64}$/, "/[token]");
+}
+
+function remoteAddress(req: Req, trustProxy: boolean): string {
+  const direct = req.socket?.remoteAddress ?? "";
+  if (!trustProxy) return direct;
+  const xff = req.headers["x-forwarded-for"];
+  const hops = (Array.isArray(xff) ? xff.join(",") : xff ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  // Our own ingress appends the address it saw: the last hop is the one to trust.
+  return hops.at(-1) ?? direct;
+}
+
+async function readBody(req: Req): Promise<{ body: Buffer; truncated: boolean }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let truncated = false;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) {
+      truncated = true;
+      continue;
+    }
+    chunks.push(chunk);
+  }
+  return { body: Buffer.concat(chunks), truncated };
+}
+
+function reply(res: Res, status: number, body: unknown) {
+  if (res.headersSent) return;
+  const data = JSON.stringify(body);
+  (res as http.ServerResponse).writeHead(status, { "content-type": "application/json" });
+  res.end(data);
+}
+
+const ACCEPTED = { ResultCode: 0, ResultDesc: "Accepted" };
+
+async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string): Promise<void> {
+  const { pool, logger } = deps.ctx;
+  const config = deps.config();
+  const { body, truncated } = await readBody(req);
+  const from = remoteAddress(req, config.callbackTrustProxy);
+  const match = ROUTE.exec(path);
+  const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : "mpesa_status";
+  const callbackId = randomUUID();
+  // Stored first, whatever it is, so nothing Daraja (or anyone) sent is ever lost.
+  await pool.query(
+    "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",
+    [callbackId, source, redactToken(path), from, body],
+  );
+  const outcome = (o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) =>
+    pool.query(
+      `UPDATE payment.callbacks SET outcome = $2, external_reference = COALESCE($3, external_reference), tip_id = $4, payout_id = $5, matched = $6
+        WHERE callback_id = $1`,
+      [callbackId, o, extra.ref ?? null, extra.tipId ?? null, extra.payoutId ?? null, extra.matched ?? false],
+    );
+
+  if (req.method !== "POST") {
+    await outcome("bad_method");
+    return reply(res, 405, { ResultCode: 1, ResultDesc: "POST only" });
+  }
+  if (!addressAllowed(from, config.callbackAllowList)) {
+    await outcome("rejected_address");
+    logger.warn({ from, path: redactToken(path) }, "callback from an address outside the allow-list refused");
+    return reply(res, 403, { ResultCode: 1, ResultDesc: "Forbidden" });
+  }
+  if (!match || truncated) {
+    await outcome(truncated ? "too_large" : "unknown_path");
+    return reply(res, 404, { ResultCode: 1, ResultDesc: "Not found" });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString("utf8"));
+  } catch {
+    await outcome("malformed");
+    return reply(res, 400, { ResultCode: 1, ResultDesc: "Body is not JSON" });
+  }
+  const [, kind, token] = match;
+
+  if (kind === "stk") {
+    const cb = parseStkCallback(json);
+    if (!cb) {
+      await outcome("malformed");
+      return reply(res, 400, { ResultCode: 1, ResultDesc: "Not an STK callback" });
+    }
+    const { rows } = await pool.query<{ tip_id: string; worker_id: string }>("SELECT tip_id, worker_id FROM payment.tips WHERE callback_token = $1", [token]);
+    const tip = rows[0];
+    const result = tip ? await applyStkOutcome(deps, tip.tip_id, { source: "callback", ...cb }) : "unknown";
+    if (result === "unknown") {
+      await unknownCallback(deps, callbackId, "mpesa_stk", cb.checkoutRequestId, tip?.worker_id);
+      await outcome("unknown", { ref: cb.checkoutRequestId });
+    } else {
+      await outcome(result, { ref: cb.receipt ?? cb.checkoutRequestId, tipId: tip!.tip_id, matched: true });
+    }
+    return reply(res, 200, ACCEPTED);
+  }
+
+  const result = parseResult(json);
+  if (!result) {
+    await outcome("malformed");
+    return reply(res, 400, { ResultCode: 1, ResultDesc: "Not a Result body" });
+  }
+  const { rows } = await pool.query<{ payout_id: string; worker_id: string }>("SELECT payout_id, worker_id FROM payment.payouts WHERE callback_token = $1", [token]);
+  const payout = rows[0];
+  let applied = "unknown";
+  if (payout) {
+    if (kind === "b2c/result") applied = await applyB2cResult(deps, payout.payout_id, result);
+    else if (kind === "b2c/timeout") applied = await markQueueTimeout(deps, payout.payout_id, result);
+    else if (kind === "status/result") applied = await applyStatusResult(deps, payout.payout_id, result);
+    else applied = "noted"; // a status query's own queue timeout: the next pass asks again
+  }
+  if (applied === "unknown") {
+    await unknownCallback(deps, callbackId, "mpesa_b2c", result.originatorConversationId || result.conversationId, payout?.worker_id);
+    await outcome("unknown", { ref: result.originatorConversationId });
+  } else {
+    await outcome(applied, { ref: result.transactionId || result.conversationId, payoutId: payout!.payout_id, matched: true });
+  }
+  return reply(res, 200, ACCEPTED);
+}
+
+async function unknownCallback(deps: Deps, callbackId: string, source: string, reference: string, workerId?: string) {
+  deps.ctx.logger.warn({ callbackId, source, reference }, "callback matches no payment; stored, not credited");
+  await withTransaction(deps.ctx.pool, (tx) =>
+    recordAlert(tx, { reason: "UNKNOWN_CALLBACK", action: "flag", workerId, detail: `${source} callback ${callbackId} for unknown reference ${reference.slice(0, 80)}` }),
+  );
+}
+
+export interface ParsedStkCallback {
+  checkoutRequestId: string;
+  merchantRequestId: string;
+  resultCode: number;
+  resultDesc: string;
+  receipt?: string;
+  amount?: number;
+  phone?: string;
+}
+
+/** Strict: Daraja's exact shape, or undefined. */
+export function parseStkCallback(json: unknown): ParsedStkCallback | undefined {
+  const cb = (json as { Body?: { stkCallback?: Record<string, unknown> } })?.Body?.stkCallback;
+  if (!cb || typeof cb !== "object") return undefined;
+  const { CheckoutRequestID, MerchantRequestID, ResultCode, ResultDesc } = cb;
+  if (typeof CheckoutRequestID !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(CheckoutRequestID)) return undefined;
+  if (typeof MerchantRequestID !== "string" || MerchantRequestID.length > 64) return undefined;
+  const code = typeof ResultCode === "number" ? ResultCode : typeof ResultCode === "string" && /^\d+$/.test(ResultCode) ? Number(ResultCode) : NaN;
+  if (!Number.isInteger(code) || typeof ResultDesc !== "string") return undefined;
+  const base = { checkoutRequestId: CheckoutRequestID, merchantRequestId: MerchantRequestID, resultCode: code, resultDesc: ResultDesc.slice(0, 300) };
+  if (code !== 0) return base;
+  const items = (cb.CallbackMetadata as { Item?: unknown })?.Item;
+  if (!Array.isArray(items)) return undefined;
+  const byName = new Map<string, unknown>();
+  for (const item of items) {
+    if (!item || typeof item !== "object" || typeof (item as { Name?: unknown }).Name !== "string") return undefined;
+    byName.set((item as { Name: string }).Name, (item as { Value?: unknown }).Value);
+  }
+  const amount = byName.get("Amount");
+  const receipt = byName.get("MpesaReceiptNumber");
+  const phone = byName.get("PhoneNumber");
+  if (typeof amount !== "number" || !(amount > 0)) return undefined;
+  if (typeof receipt !== "string" || !/^[A-Z0-9]{10}$/.test(receipt)) return undefined;
+  if ((typeof phone !== "number" && typeof phone !== "string") || !/^254\d{9}$/.test(String(phone))) return undefined;
+  return { ...base, receipt, amount, phone: String(phone) };
+}
+
+export interface ParsedResult {
+  resultType: number;
+  resultCode: string;
+  resultDesc: string;
+  originatorConversationId: string;
+  conversationId: string;
+  transactionId: string;
+  parameters: Map<string, unknown>;
+}
+
+/** The Result envelope of B2C, queue timeouts and transaction status. */
+export function parseResult(json: unknown): ParsedResult | undefined {
+  const r = (json as { Result?: Record<string, unknown> })?.Result;
+  if (!r || typeof r !== "object") return undefined;
+  const code = r.ResultCode;
+  if (typeof code !== "number" && typeof code !== "string") return undefined;
+  if (typeof r.ConversationID !== "string" || typeof r.OriginatorConversationID !== "string") return undefined;
+  const parameters = new Map<string, unknown>();
+  const list = (r.ResultParameters as { ResultParameter?: unknown })?.ResultParameter;
+  if (list !== undefined) {
+    const arr = Array.isArray(list) ? list : [list];
+    for (const p of arr) {
+      if (!p || typeof p !== "object" || typeof (p as { Key?: unknown }).Key !== "string") return undefined;
+      parameters.set((p as { Key: string }).Key, (p as { Value?: unknown }).Value);
+    }
+  }
+  return {
+    resultType: Number(r.ResultType ?? 0),
+    resultCode: String(code),
+    resultDesc: String(r.ResultDesc ?? "").slice(0, 300),
+    originatorConversationId: r.OriginatorConversationID,
+    conversationId: r.ConversationID,
+    transactionId: typeof r.TransactionID === "string" ? r.TransactionID : "",
+    parameters,
+  };
+}

@@ -1,0 +1,129 @@
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { env, loadConfig } from "@ttip/runtime";
+import type { DarajaConfig } from "./daraja/client.js";
+
+/**
+ * Safaricom's published Daraja callback source addresses: the default
+ * allow-list in production. Embedded and test runs set loopback instead.
+ */
+export const SAFARICOM_CALLBACK_IPS = [
+  "196.201.214.200", "196.201.214.206", "196.201.213.114", "196.201.214.207", "196.201.214.208",
+  "196.201.213.44", "196.201.212.127", "196.201.212.138", "196.201.212.129", "196.201.212.136",
+  "196.201.212.74", "196.201.212.69",
+];
+
+export interface FraudLimits {
+  /** Tips started from one phone within the window before it is refused. */
+  phonePerWindow: number;
+  /** Tips to one worker within the window before new ones are held. */
+  workerPerWindow: number;
+  windowMs: number;
+  /** A tip above this (minor units) is held for review. */
+  outlierMinor: bigint;
+  /** Wrong-PIN failures from one phone within an hour before it is refused. */
+  pinFailures: number;
+}
+
+export interface PaymentConfig {
+  /** Undefined when M-Pesa is not configured: tips answer FAILED_PRECONDITION. */
+  daraja?: DarajaConfig;
+  /** Public base URL Daraja calls back (the payment service's HTTP port behind the ingress). */
+  callbackBaseUrl?: string;
+  /** Addresses (exact, or IPv4 CIDR) callbacks may come from. */
+  callbackAllowList: string[];
+  /** Take the client address from X-Forwarded-For's last hop (behind our own ingress). */
+  callbackTrustProxy: boolean;
+  /** How long the customer has to answer the push before we ask Daraja. */
+  stkDeadlineMs: number;
+  /** How long past the deadline an unanswered push stays pending before it expires. */
+  stkExpireAfterMs: number;
+  /** A B2C with no result after this is resolved by a transaction status query. */
+  payoutResultWaitMs: number;
+  /** Background reconciliation period; 0 turns the job off (tests call ReconcilePending). */
+  reconcileIntervalMs: number;
+  fraud: FraudLimits;
+}
+
+const shape = {
+  DARAJA_BASE_URL: env.url(["http", "https"]).optional(),
+  DARAJA_CONSUMER_KEY: z.string().default(""),
+  DARAJA_CONSUMER_SECRET: z.string().default(""),
+  DARAJA_SHORTCODE: z.string().regex(/^\d{5,7}$/, "a paybill or till number").optional(),
+  DARAJA_PASSKEY: z.string().default(""),
+  DARAJA_TRANSACTION_TYPE: z.enum(["CustomerPayBillOnline", "CustomerBuyGoodsOnline"]).default("CustomerPayBillOnline"),
+  DARAJA_B2C_SHORTCODE: z.string().optional(),
+  DARAJA_INITIATOR_NAME: z.string().optional(),
+  DARAJA_INITIATOR_PASSWORD: z.string().optional(),
+  DARAJA_CERTIFICATE_FILE: z.string().optional(),
+  DARAJA_TIMEOUT_MS: env.duration(15_000),
+  PAYMENT_CALLBACK_BASE_URL: env.url(["http", "https"]).optional(),
+  MPESA_CALLBACK_ALLOWED_IPS: z.string().optional(),
+  PAYMENT_CALLBACK_TRUST_PROXY: env.flag(false),
+  STK_DEADLINE_MS: env.duration(90_000),
+  STK_EXPIRE_AFTER_MS: env.duration(10 * 60_000),
+  PAYOUT_RESULT_WAIT_MS: env.duration(5 * 60_000),
+  RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(15_000),
+  FRAUD_PHONE_PER_10MIN: z.coerce.number().int().positive().default(5),
+  FRAUD_WORKER_PER_10MIN: z.coerce.number().int().positive().default(30),
+  FRAUD_OUTLIER_KES: z.coerce.number().int().positive().default(20_000),
+  FRAUD_PIN_FAILURES_PER_HOUR: z.coerce.number().int().positive().default(3),
+};
+
+export function loadPaymentConfig(vars: Record<string, string | undefined> = process.env): PaymentConfig {
+  const c = loadConfig(shape, vars);
+  const daraja: DarajaConfig | undefined =
+    c.DARAJA_BASE_URL && c.DARAJA_SHORTCODE
+      ? {
+          baseUrl: c.DARAJA_BASE_URL,
+          consumerKey: c.DARAJA_CONSUMER_KEY,
+          consumerSecret: c.DARAJA_CONSUMER_SECRET,
+          shortcode: c.DARAJA_SHORTCODE,
+          passkey: c.DARAJA_PASSKEY,
+          transactionType: c.DARAJA_TRANSACTION_TYPE,
+          b2cShortcode: c.DARAJA_B2C_SHORTCODE,
+          initiatorName: c.DARAJA_INITIATOR_NAME,
+          initiatorPassword: c.DARAJA_INITIATOR_PASSWORD,
+          certificatePem: c.DARAJA_CERTIFICATE_FILE ? readFileSync(c.DARAJA_CERTIFICATE_FILE, "utf8") : undefined,
+          timeoutMs: c.DARAJA_TIMEOUT_MS,
+        }
+      : undefined;
+  return {
+    daraja,
+    callbackBaseUrl: c.PAYMENT_CALLBACK_BASE_URL,
+    callbackAllowList: c.MPESA_CALLBACK_ALLOWED_IPS
+      ? c.MPESA_CALLBACK_ALLOWED_IPS.split(",").map((s) => s.trim()).filter(Boolean)
+      : SAFARICOM_CALLBACK_IPS,
+    callbackTrustProxy: c.PAYMENT_CALLBACK_TRUST_PROXY,
+    stkDeadlineMs: c.STK_DEADLINE_MS,
+    stkExpireAfterMs: c.STK_EXPIRE_AFTER_MS,
+    payoutResultWaitMs: c.PAYOUT_RESULT_WAIT_MS,
+    reconcileIntervalMs: c.RECONCILE_INTERVAL_MS,
+    fraud: {
+      phonePerWindow: c.FRAUD_PHONE_PER_10MIN,
+      workerPerWindow: c.FRAUD_WORKER_PER_10MIN,
+      windowMs: 10 * 60_000,
+      outlierMinor: BigInt(c.FRAUD_OUTLIER_KES) * 100n,
+      pinFailures: c.FRAUD_PIN_FAILURES_PER_HOUR,
+    },
+  };
+}
+
+/** Is `address` (as the socket reports it, maybe ::ffff:-mapped) in the allow-list? */
+export function addressAllowed(address: string, allowList: string[]): boolean {
+  const a = address.replace(/^::ffff:/, "");
+  for (const entry of allowList) {
+    if (entry === a) return true;
+    const m = /^(\d+\.\d+\.\d+\.\d+)\/(\d+)$/.exec(entry);
+    if (m && /^\d+\.\d+\.\d+\.\d+$/.test(a)) {
+      const bits = Number(m[2]);
+      const mask = bits === 0 ? 0 : (~0 << (32 - bits)) >>> 0;
+      if (((ipv4(a) & mask) >>> 0) === ((ipv4(m[1]) & mask) >>> 0)) return true;
+    }
+  }
+  return false;
+}
+
+function ipv4(s: string): number {
+  return s.split(".").reduce((acc, p) => ((acc << 8) | Number(p)) >>> 0, 0);
+}

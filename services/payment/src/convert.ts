@@ -1,0 +1,102 @@
+// Rows to contract messages, and cursor pagination.
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  AlertStatus, FraudAction, FraudReason, PaymentMethodKind, PayoutSchema, PayoutStatus, TipSchema, TipStatus, type Payout, type Tip,
+} from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { resultMessage } from "./messages.js";
+import { kes } from "./money.js";
+import type { PayoutRow } from "./payouts.js";
+import type { TipRow, TipStatusCode } from "./tips.js";
+
+export const TIP_STATUS: Record<TipStatusCode, TipStatus> = {
+  pending: TipStatus.PENDING,
+  succeeded: TipStatus.SUCCEEDED,
+  failed: TipStatus.FAILED,
+  expired: TipStatus.EXPIRED,
+  held_for_review: TipStatus.HELD_FOR_REVIEW,
+};
+export const TIP_STATUS_CODE = Object.fromEntries(Object.entries(TIP_STATUS).map(([k, v]) => [v, k])) as Record<TipStatus, TipStatusCode>;
+
+export function tipMessage(t: TipRow, locale = "en"): Tip {
+  const messageKey = t.status === "held_for_review" ? "review" : t.result_code;
+  return create(TipSchema, {
+    tipId: t.tip_id,
+    workerId: t.worker_id,
+    venueId: t.venue_id,
+    qrCodeId: t.qr_code_id,
+    amount: kes(t.amount_minor),
+    fee: kes(t.fee_minor),
+    charged: kes(t.charged_minor),
+    method: PaymentMethodKind.MPESA,
+    status: TIP_STATUS[t.status],
+    resultCode: t.result_code,
+    resultMessage: t.result_code || t.status === "held_for_review" ? resultMessage(messageKey, locale) : "",
+    mpesaReceipt: t.mpesa_receipt ?? "",
+    customerPhoneMasked: t.phone_masked,
+    rating: t.rating,
+    message: t.message,
+    createdAt: timestampFromDate(t.created_at),
+    completedAt: t.completed_at ? timestampFromDate(t.completed_at) : undefined,
+  });
+}
+
+export const PAYOUT_STATUS: Record<PayoutRow["status"], PayoutStatus> = {
+  pending: PayoutStatus.PENDING,
+  succeeded: PayoutStatus.SUCCEEDED,
+  failed: PayoutStatus.FAILED,
+  resolving: PayoutStatus.RESOLVING,
+  on_hold: PayoutStatus.ON_HOLD,
+};
+export const PAYOUT_STATUS_CODE = Object.fromEntries(Object.entries(PAYOUT_STATUS).map(([k, v]) => [v, k])) as Record<PayoutStatus, PayoutRow["status"]>;
+
+export function payoutMessage(p: PayoutRow): Payout {
+  return create(PayoutSchema, {
+    payoutId: p.payout_id,
+    workerId: p.worker_id,
+    amount: kes(p.amount_minor),
+    transferFee: kes(p.transfer_fee_minor),
+    recipientPhoneMasked: p.phone_masked,
+    status: PAYOUT_STATUS[p.status],
+    resultCode: p.result_code,
+    resultMessage: p.result_message,
+    mpesaReceipt: p.mpesa_receipt ?? "",
+    automatic: p.automatic,
+    createdAt: timestampFromDate(p.created_at),
+    completedAt: p.completed_at ? timestampFromDate(p.completed_at) : undefined,
+  });
+}
+
+export const FRAUD_REASON: Record<string, FraudReason> = {
+  VELOCITY_PHONE: FraudReason.VELOCITY_PHONE,
+  VELOCITY_WORKER: FraudReason.VELOCITY_WORKER,
+  AMOUNT_OUTLIER: FraudReason.AMOUNT_OUTLIER,
+  SELF_TIP: FraudReason.SELF_TIP,
+  BLOCKED_NUMBER: FraudReason.BLOCKED_NUMBER,
+  PIN_FAILURES: FraudReason.PIN_FAILURES,
+  CALLBACK_MISMATCH: FraudReason.CALLBACK_MISMATCH,
+  UNKNOWN_CALLBACK: FraudReason.UNKNOWN_CALLBACK,
+};
+export const FRAUD_ACTION: Record<string, FraudAction> = { flag: FraudAction.FLAG, hold: FraudAction.HOLD, refuse: FraudAction.REFUSE };
+export const ALERT_STATUS: Record<string, AlertStatus> = { open: AlertStatus.OPEN, approved: AlertStatus.APPROVED, rejected: AlertStatus.REJECTED };
+
+/** Opaque keyset cursor over (created_at, id), newest first. */
+export function encodeCursor(at: Date, id: string): string {
+  return Buffer.from(JSON.stringify([at.toISOString(), id])).toString("base64url");
+}
+
+export function decodeCursor(token: string): { at: string; id: string } | undefined {
+  if (!token) return undefined;
+  try {
+    const [at, id] = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+    if (typeof at !== "string" || Number.isNaN(Date.parse(at)) || typeof id !== "string" || !/^[0-9a-f-]{36}$/.test(id)) throw new Error();
+    return { at, id };
+  } catch {
+    throw new ConnectError("page.page_token: not a token this service issued", Code.InvalidArgument);
+  }
+}
+
+export function pageSize(size: number | undefined): number {
+  return size && size > 0 ? size : 50;
+}

@@ -1,0 +1,116 @@
+// Fraud rules run before an STK push. Each hit is stored (visible to admins)
+// and published as ttip.payment.fraud_alert; its rule decides whether the tip
+// is only flagged, held for review before crediting, or refused.
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { emitEvent, type Queryable } from "@ttip/runtime";
+import { FraudAlertSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import type { FraudLimits } from "./config.js";
+
+export type FraudReasonCode =
+  | "VELOCITY_PHONE"
+  | "VELOCITY_WORKER"
+  | "AMOUNT_OUTLIER"
+  | "SELF_TIP"
+  | "BLOCKED_NUMBER"
+  | "PIN_FAILURES"
+  | "CALLBACK_MISMATCH"
+  | "UNKNOWN_CALLBACK";
+export type FraudActionCode = "flag" | "hold" | "refuse";
+
+/** What each rule does when it fires. */
+export const RULE_ACTIONS: Record<FraudReasonCode, FraudActionCode> = {
+  BLOCKED_NUMBER: "refuse",
+  PIN_FAILURES: "refuse",
+  VELOCITY_PHONE: "refuse",
+  SELF_TIP: "hold",
+  VELOCITY_WORKER: "hold",
+  AMOUNT_OUTLIER: "hold",
+  CALLBACK_MISMATCH: "hold",
+  UNKNOWN_CALLBACK: "flag",
+};
+
+export interface FraudHit {
+  reason: FraudReasonCode;
+  action: FraudActionCode;
+  detail: string;
+}
+
+export interface TipCandidate {
+  phone: string;
+  workerId: string;
+  amountMinor: bigint;
+  /** The signed-in customer, if any. */
+  callerSubject?: string;
+}
+
+export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCandidate): Promise<FraudHit[]> {
+  const hit = (reason: FraudReasonCode, detail: string): FraudHit => ({ reason, action: RULE_ACTIONS[reason], detail });
+  const hits: FraudHit[] = [];
+  const { rows } = await db.query<{ blocked: boolean; pin_failures: string; phone_recent: string; worker_recent: string; payout_phone: string | null }>(
+    `SELECT EXISTS (SELECT 1 FROM payment.blocked_phones WHERE phone = $1) AS blocked,
+            (SELECT count(*) FROM payment.tips WHERE phone = $1 AND result_code = '2001' AND created_at > now() - interval '1 hour') AS pin_failures,
+            (SELECT count(*) FROM payment.tips WHERE phone = $1 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS phone_recent,
+            (SELECT count(*) FROM payment.tips WHERE worker_id = $2 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS worker_recent,
+            (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone`,
+    [t.phone, t.workerId, limits.windowMs],
+  );
+  const r = rows[0];
+  if (r.blocked) hits.push(hit("BLOCKED_NUMBER", "the paying number is blocked"));
+  if (Number(r.pin_failures) >= limits.pinFailures) hits.push(hit("PIN_FAILURES", `${r.pin_failures} wrong-PIN failures from this number within an hour`));
+  if (Number(r.phone_recent) >= limits.phonePerWindow) {
+    hits.push(hit("VELOCITY_PHONE", `${r.phone_recent} tips from this number within ${limits.windowMs / 60_000} minutes (limit ${limits.phonePerWindow})`));
+  }
+  if (Number(r.worker_recent) >= limits.workerPerWindow) {
+    hits.push(hit("VELOCITY_WORKER", `${r.worker_recent} tips to this worker within ${limits.windowMs / 60_000} minutes (limit ${limits.workerPerWindow})`));
+  }
+  if (t.amountMinor > limits.outlierMinor) hits.push(hit("AMOUNT_OUTLIER", `KES ${t.amountMinor / 100n} is above the review threshold of KES ${limits.outlierMinor / 100n}`));
+  if ((t.callerSubject && t.callerSubject === t.workerId) || (r.payout_phone && r.payout_phone === t.phone)) {
+    hits.push(hit("SELF_TIP", "the worker appears to be tipping themself"));
+  }
+  return hits;
+}
+
+/** The error a refused tip gets, by its first refusing rule. */
+export function refusal(hits: FraudHit[]): ConnectError | undefined {
+  const first = hits.find((h) => h.action === "refuse");
+  if (!first) return undefined;
+  switch (first.reason) {
+    case "BLOCKED_NUMBER":
+      return new ConnectError("mpesa_phone: this number cannot be used for tips; contact support", Code.PermissionDenied);
+    case "PIN_FAILURES":
+      return new ConnectError("mpesa_phone: too many wrong M-Pesa PIN attempts; try again in an hour", Code.ResourceExhausted);
+    default:
+      return new ConnectError(`mpesa_phone: too many tips from this number (${first.detail}); try again later`, Code.ResourceExhausted);
+  }
+}
+
+export interface AlertInput {
+  reason: FraudReasonCode;
+  action: FraudActionCode;
+  detail: string;
+  tipId?: string;
+  payoutId?: string;
+  workerId?: string;
+  phoneMasked?: string;
+}
+
+/** Stores an alert and publishes it, in the caller's transaction. */
+export async function recordAlert(tx: Queryable, a: AlertInput): Promise<string> {
+  const alertId = randomUUID();
+  await tx.query(
+    `INSERT INTO payment.fraud_alerts (alert_id, reason, action, tip_id, payout_id, worker_id, phone_masked, detail)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    [alertId, a.reason, a.action, a.tipId ?? null, a.payoutId ?? null, a.workerId ?? null, a.phoneMasked ?? "", a.detail.slice(0, 1000)],
+  );
+  await emitEvent(tx, "payment", "ttip.payment.fraud_alert", FraudAlertSchema, {
+    alertId,
+    reasonCode: a.reason,
+    tipId: a.tipId ?? "",
+    payoutId: a.payoutId ?? "",
+    workerId: a.workerId ?? "",
+    action: a.action === "hold" ? "held" : a.action === "refuse" ? "refused" : "flagged",
+    detail: a.detail.slice(0, 1000),
+  });
+  return alertId;
+}

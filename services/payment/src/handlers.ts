@@ -1,0 +1,332 @@
+import { once } from "node:events";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { callerOf, emitEvent, requireCaller, withTransaction } from "@ttip/runtime";
+import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import {
+  ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, decodeCursor, encodeCursor, pageSize, payoutMessage, tipMessage,
+} from "./convert.js";
+import { kes, mpesaAmount } from "./money.js";
+import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
+import { maskPhone, normalisePhone } from "./phone.js";
+import { createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, type Deps, type TipRow } from "./tips.js";
+
+const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
+
+async function waitForChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal) {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), ms);
+  const onAbort = () => ac.abort();
+  signal.addEventListener("abort", onAbort);
+  try {
+    await once(deps.changes, tipId, { signal: ac.signal });
+  } catch {
+    // timed out or the client left: poll again
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+export function registerHandlers(router: ConnectRouter, deps: Deps) {
+  const { pool } = deps.ctx;
+
+  router.service(PaymentService, {
+    async createTip(req, ctx) {
+      if (req.payment.case === "card") throw new ConnectError("card tips are not available yet", Code.Unimplemented);
+      if (req.recipient.case !== "workerId") throw new ConnectError("qr_code: tipping by scanned code is not available yet; pass worker_id", Code.Unimplemented);
+      const amountMinor = mpesaAmount(req.amount, "amount");
+      const phone = normalisePhone(req.payment.value ?? "", "mpesa_phone");
+      const tip = await createTip(deps, {
+        idempotencyKey: req.idempotencyKey,
+        workerId: req.recipient.value,
+        amountMinor,
+        phone,
+        customerCoversFee: req.customerCoversFee,
+        rating: req.rating,
+        message: req.message,
+        customerEmail: req.customerEmail,
+        callerSubject: callerOf(ctx)?.subject,
+      });
+      return { tip: tipMessage(tip, locale(ctx)) };
+    },
+
+    // Anyone holding the tip id (an unguessable UUID the tip page got) may read its status.
+    async getTip(req, ctx) {
+      const tip = await loadTip(pool, req.tipId);
+      if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+      return { tip: tipMessage(tip, locale(ctx)) };
+    },
+
+    async *watchTip(req, ctx) {
+      let last = "";
+      const until = Date.now() + 15 * 60_000;
+      while (!ctx.signal.aborted && Date.now() < until) {
+        const tip = await loadTip(pool, req.tipId);
+        if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+        const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}`;
+        if (key !== last) {
+          last = key;
+          yield { tip: tipMessage(tip, locale(ctx)) };
+        }
+        if (isFinal(tip.status)) return;
+        // Woken at once by changes in this process; polls for those made by other replicas.
+        await waitForChange(deps, req.tipId, 1000, ctx.signal);
+      }
+    },
+
+    async listTips(req, ctx) {
+      const caller = requireCaller(ctx, "worker");
+      const size = pageSize(req.page?.pageSize);
+      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const status = req.status ? TIP_STATUS_CODE[req.status] : null;
+      const { rows } = await pool.query<TipRow>(
+        `SELECT * FROM payment.tips WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, tip_id) < ($3::timestamptz, $4::uuid))
+         ORDER BY created_at DESC, tip_id DESC LIMIT $5`,
+        [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+      );
+      const page = rows.slice(0, size);
+      return {
+        tips: page.map((t) => tipMessage(t, locale(ctx))),
+        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].tip_id) : "" },
+      };
+    },
+
+    async requestPayout(req, ctx) {
+      const caller = requireCaller(ctx, "worker");
+      const amountMinor = mpesaAmount(req.amount, "amount");
+      const settings = await loadSettings(caller.subject);
+      const phone = req.mpesaPhone ? normalisePhone(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone;
+      if (!phone) throw new ConnectError("mpesa_phone: no payout number registered; pass one or set it in payout settings", Code.FailedPrecondition);
+      if (settings?.payouts_on_hold) throw new ConnectError("payouts are on hold for this account; contact support", Code.FailedPrecondition);
+      // The device's biometric unlock, proved to the auth service.
+      try {
+        await createClient(AuthInternalService, deps.ctx.peers("auth")).verifyStepUpToken({ stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout" });
+      } catch (err) {
+        const e = ConnectError.from(err, Code.Unavailable);
+        if (e.code === Code.Unavailable || e.code === Code.Unimplemented || e.code === Code.Internal) {
+          throw new ConnectError(`step_up_token: cannot be verified now (${e.rawMessage})`, Code.Unavailable);
+        }
+        throw new ConnectError(`step_up_token: ${e.rawMessage}`, Code.PermissionDenied);
+      }
+      const payout = await startPayout(deps, { workerId: caller.subject, amountMinor, phone, idempotencyKey: req.idempotencyKey, automatic: false });
+      return { payout: payoutMessage(payout) };
+    },
+
+    async getPayout(req, ctx) {
+      const caller = requireCaller(ctx, "worker", "admin");
+      const p = await loadPayout(pool, req.payoutId);
+      if (!p || (p.worker_id !== caller.subject && !caller.roles.includes("admin"))) throw new ConnectError("payout_id: no such payout", Code.NotFound);
+      return { payout: payoutMessage(p) };
+    },
+
+    async listPayouts(req, ctx) {
+      const caller = requireCaller(ctx, "worker");
+      const size = pageSize(req.page?.pageSize);
+      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const status = req.status ? PAYOUT_STATUS_CODE[req.status] : null;
+      const { rows } = await pool.query<PayoutRow>(
+        `SELECT * FROM payment.payouts WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, payout_id) < ($3::timestamptz, $4::uuid))
+         ORDER BY created_at DESC, payout_id DESC LIMIT $5`,
+        [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+      );
+      const page = rows.slice(0, size);
+      return {
+        payouts: page.map(payoutMessage),
+        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].payout_id) : "" },
+      };
+    },
+
+    async getPayoutSettings(_req, ctx) {
+      const caller = requireCaller(ctx, "worker");
+      return { settings: settingsMessage(await loadSettings(caller.subject)) };
+    },
+
+    async updatePayoutSettings(req, ctx) {
+      const caller = requireCaller(ctx, "worker");
+      const current = await loadSettings(caller.subject);
+      const minimum = req.autoPayoutMinimum ? mpesaAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
+      const phone = req.payoutPhone ? normalisePhone(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
+      if (req.autoPayout && !phone) throw new ConnectError("payout_phone: automatic payout needs a payout number", Code.InvalidArgument);
+      const { rows } = await pool.query<Settings>(
+        `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (worker_id) DO UPDATE SET auto_payout = $2, auto_payout_minimum_minor = $3, payout_phone = $4, updated_at = now()
+         RETURNING *`,
+        [caller.subject, req.autoPayout, minimum, phone],
+      );
+      return { settings: settingsMessage(rows[0]) };
+    },
+  });
+
+  router.service(PaymentAdminService, {
+    async listFraudAlerts(req, ctx) {
+      requireCaller(ctx, "admin");
+      const size = pageSize(req.page?.pageSize);
+      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const status = req.status ? Object.entries(ALERT_STATUS).find(([, v]) => v === req.status)?.[0] : null;
+      const reason = req.reason ? Object.entries(FRAUD_REASON).find(([, v]) => v === req.reason)?.[0] : null;
+      const { rows } = await pool.query(
+        `SELECT * FROM payment.fraud_alerts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)
+           AND ($3::timestamptz IS NULL OR (created_at, alert_id) < ($3::timestamptz, $4::uuid))
+         ORDER BY created_at DESC, alert_id DESC LIMIT $5`,
+        [status ?? null, reason ?? null, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+      );
+      const page = rows.slice(0, size);
+      return {
+        alerts: page.map((a) => ({
+          alertId: a.alert_id,
+          reason: FRAUD_REASON[a.reason],
+          action: FRAUD_ACTION[a.action],
+          status: ALERT_STATUS[a.status],
+          tipId: a.tip_id ?? "",
+          payoutId: a.payout_id ?? "",
+          workerId: a.worker_id ?? "",
+          detail: a.detail,
+          createdAt: timestampFromDate(a.created_at),
+          reviewedBy: a.reviewed_by,
+          reviewedAt: a.reviewed_at ? timestampFromDate(a.reviewed_at) : undefined,
+        })),
+        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].alert_id) : "" },
+      };
+    },
+
+    async reviewTip(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const tip = await loadTip(pool, req.tipId);
+      if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+      if (tip.status !== "held_for_review") throw new ConnectError("tip_id: the tip is not held for review", Code.FailedPrecondition);
+      if (!tip.credit_entry_id) throw new ConnectError("tip_id: the payment is still being recorded; try again shortly", Code.FailedPrecondition);
+      if (req.approve) {
+        // Idempotent on its key: a repeated approval posts nothing new.
+        await deps.ledger.releaseFromSuspense({
+          key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!, workerId: tip.worker_id,
+          chargedMinor: tip.charged_minor, workerMinor: tip.worker_receives_minor,
+        });
+      }
+      const updated = await withTransaction(pool, async (tx) => {
+        const { rows } = await tx.query<TipRow>(
+          `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END,
+             result_message = $4 WHERE tip_id = $1 AND status = 'held_for_review' RETURNING *`,
+          [tip.tip_id, req.approve ? "succeeded" : "failed", req.approve, req.approve ? "Payment received. Thank you!" : "The tip was declined after review; the payment will be refunded."],
+        );
+        const t = rows[0];
+        if (!t) return undefined;
+        await tx.query(
+          `UPDATE payment.fraud_alerts SET status = $2, reviewed_by = $3, reviewed_at = now(), detail = detail || ' | review: ' || $4
+            WHERE tip_id = $1 AND status = 'open'`,
+          [tip.tip_id, req.approve ? "approved" : "rejected", admin.subject, req.note],
+        );
+        if (req.approve) await emitTipSucceeded(tx, t);
+        else {
+          await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
+            tipId: t.tip_id, workerId: t.worker_id, qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
+            resultCode: t.result_code, reason: t.result_message,
+          }, t.tip_id);
+        }
+        return t;
+      });
+      if (!updated) throw new ConnectError("tip_id: the tip was reviewed meanwhile", Code.FailedPrecondition);
+      deps.changes.emit(tip.tip_id);
+      if (req.approve && deps.afterCredit) await deps.afterCredit(updated).catch(() => undefined);
+      return { tip: tipMessage(updated, locale(ctx)) };
+    },
+
+    async holdPayouts(req, ctx) {
+      requireCaller(ctx, "admin");
+      await pool.query(
+        `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
+         ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, updated_at = now()`,
+        [req.workerId, req.reason],
+      );
+      return {};
+    },
+
+    async releasePayouts(req, ctx) {
+      requireCaller(ctx, "admin");
+      await pool.query("UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1", [req.workerId]);
+      return {};
+    },
+
+    async blockPhoneNumber(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const phone = normalisePhone(req.phone, "phone");
+      await pool.query(
+        `INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, $2, $3)
+         ON CONFLICT (phone) DO UPDATE SET reason = $2, blocked_by = $3`,
+        [phone, req.reason, admin.subject],
+      );
+      return {};
+    },
+
+    async unblockPhoneNumber(req, ctx) {
+      requireCaller(ctx, "admin");
+      await pool.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [normalisePhone(req.phone, "phone")]);
+      return {};
+    },
+
+    async listUnmatchedCallbacks(req, ctx) {
+      requireCaller(ctx, "admin");
+      const size = pageSize(req.page?.pageSize);
+      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const { rows } = await pool.query(
+        `SELECT * FROM payment.callbacks WHERE NOT matched AND ($1 OR NOT resolved)
+           AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
+         ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
+        [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+      );
+      const page = rows.slice(0, size);
+      return {
+        callbacks: page.map((c) => ({
+          callbackId: c.callback_id,
+          source: c.source,
+          externalReference: c.external_reference,
+          remoteAddress: c.remote_address,
+          rawBody: new Uint8Array(c.raw_body),
+          receivedAt: timestampFromDate(c.received_at),
+          resolved: c.resolved,
+        })),
+        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].received_at, page[size - 1].callback_id) : "" },
+      };
+    },
+  });
+
+  router.service(PaymentInternalService, {
+    async reconcilePending(req) {
+      const counts = await reconcileTips(deps, req.limit);
+      await reconcilePayouts(deps, req.limit);
+      return counts;
+    },
+
+    async getTipForReceipt(req) {
+      const tip = await loadTip(pool, req.tipId);
+      if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+      // Names belong to the auth and qr services; the receipt's sender looks them up.
+      return { tip: tipMessage(tip), workerDisplayName: "", venueName: "", workerReceived: kes(tip.worker_receives_minor) };
+    },
+  });
+
+  interface Settings {
+    auto_payout: boolean;
+    auto_payout_minimum_minor: bigint;
+    payout_phone: string;
+    payouts_on_hold: boolean;
+  }
+  async function loadSettings(workerId: string): Promise<Settings | undefined> {
+    return (await pool.query<Settings>("SELECT * FROM payment.payout_settings WHERE worker_id = $1", [workerId])).rows[0];
+  }
+  function settingsMessage(s: Settings | undefined) {
+    return create(PayoutSettingsSchema, {
+      autoPayout: s?.auto_payout ?? false,
+      autoPayoutMinimum: kes(s?.auto_payout_minimum_minor ?? 100n),
+      payoutPhoneMasked: s?.payout_phone ? maskPhone(s.payout_phone) : "",
+    });
+  }
+}

@@ -1,0 +1,119 @@
+// The wallet service, as payment uses it. Every write carries an idempotency
+// key, so a call repeated after a crash or a lost answer changes nothing.
+import { createClient, type Client } from "@connectrpc/connect";
+import { callerHeaders, type ServiceContext } from "@ttip/runtime";
+import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { kes } from "./money.js";
+
+export class Ledger {
+  private readonly internal: Client<typeof WalletInternalService>;
+  private readonly user: Client<typeof WalletService>;
+  private readonly accounts = new Map<string, string>();
+
+  constructor(ctx: ServiceContext) {
+    this.internal = createClient(WalletInternalService, ctx.peers("wallet"));
+    this.user = createClient(WalletService, ctx.peers("wallet"));
+  }
+
+  /** Account ids never change for a (kind, owner, currency): cached after the first answer. */
+  async account(kind: AccountKind, ownerId = "", currency = "KES"): Promise<string> {
+    const key = `${kind}:${ownerId}:${currency}`;
+    const known = this.accounts.get(key);
+    if (known) return known;
+    const ownerKind = ownerId ? OwnerKind.WORKER : OwnerKind.PLATFORM;
+    const { account } = await this.internal.ensureAccount({ kind, ownerKind, ownerId, currency });
+    if (!account?.accountId) throw new Error("wallet EnsureAccount answered without an account");
+    this.accounts.set(key, account.accountId);
+    return account.accountId;
+  }
+
+  async quoteTip(amountMinor: bigint, workerId: string, customerCoversFee: boolean): Promise<FeeQuote> {
+    const { quote } = await this.internal.quoteTipFees({ amount: kes(amountMinor), rail: PaymentRail.MPESA, customerCoversFee, workerId });
+    if (!quote?.customerPays || !quote.workerReceives) throw new Error("wallet QuoteTipFees answered without a quote");
+    return quote;
+  }
+
+  /**
+   * A confirmed M-Pesa payment: the clearing account gives what the customer
+   * paid, the worker gets their share and the platform the rest. Posted once
+   * per key (the receipt number).
+   */
+  async creditTip(input: { key: string; tipId: string; receipt: string; workerId: string; chargedMinor: bigint; workerMinor: bigint; description: string }): Promise<string> {
+    const [clearing, worker, fees] = await Promise.all([
+      this.account(AccountKind.MPESA_CLEARING),
+      this.account(AccountKind.WORKER_WALLET, input.workerId),
+      this.account(AccountKind.PLATFORM_FEES),
+    ]);
+    const feeMinor = input.chargedMinor - input.workerMinor;
+    const postings = [
+      { accountId: clearing, amount: kes(-input.chargedMinor), memo: `M-Pesa ${input.receipt}` },
+      { accountId: worker, amount: kes(input.workerMinor), memo: "tip" },
+      ...(feeMinor > 0n ? [{ accountId: fees, amount: kes(feeMinor), memo: "platform fee" }] : []),
+    ];
+    const { entry } = await this.internal.postEntry({
+      idempotencyKey: input.key,
+      cause: { cause: { case: "mpesaReceipt", value: input.receipt } },
+      postings,
+      description: input.description,
+    });
+    return entry?.entryId ?? "";
+  }
+
+  /** Money that arrived but cannot be credited as asked (mismatch, held tip): parked in suspense. */
+  async toSuspense(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<string> {
+    const [clearing, suspense] = await Promise.all([this.account(AccountKind.MPESA_CLEARING), this.account(AccountKind.SUSPENSE)]);
+    const { entry } = await this.internal.postEntry({
+      idempotencyKey: input.key,
+      cause: { cause: { case: "mpesaReceipt", value: input.receipt } },
+      postings: [
+        { accountId: clearing, amount: kes(-input.amountMinor), memo: `M-Pesa ${input.receipt}` },
+        { accountId: suspense, amount: kes(input.amountMinor), memo: "awaiting review" },
+      ],
+      description: input.description,
+    });
+    return entry?.entryId ?? "";
+  }
+
+  /** A held tip an admin approved: suspense pays the worker and the platform fee. */
+  async releaseFromSuspense(input: { key: string; receipt: string; workerId: string; chargedMinor: bigint; workerMinor: bigint }): Promise<string> {
+    const [suspense, worker, fees] = await Promise.all([
+      this.account(AccountKind.SUSPENSE),
+      this.account(AccountKind.WORKER_WALLET, input.workerId),
+      this.account(AccountKind.PLATFORM_FEES),
+    ]);
+    const feeMinor = input.chargedMinor - input.workerMinor;
+    const { entry } = await this.internal.postEntry({
+      idempotencyKey: input.key,
+      cause: { cause: { case: "mpesaReceipt", value: input.receipt } },
+      postings: [
+        { accountId: suspense, amount: kes(-input.chargedMinor), memo: "approved after review" },
+        { accountId: worker, amount: kes(input.workerMinor), memo: "tip" },
+        ...(feeMinor > 0n ? [{ accountId: fees, amount: kes(feeMinor), memo: "platform fee" }] : []),
+      ],
+      description: "Tip approved after review",
+    });
+    return entry?.entryId ?? "";
+  }
+
+  async placeHold(workerId: string, amountMinor: bigint, payoutId: string): Promise<{ holdId: string; accountId: string }> {
+    const accountId = await this.account(AccountKind.WORKER_WALLET, workerId);
+    const { hold } = await this.internal.placeHold({ accountId, amount: kes(amountMinor), payoutId, idempotencyKey: `payout-hold:${payoutId}` });
+    if (!hold?.holdId) throw new Error("wallet PlaceHold answered without a hold");
+    return { holdId: hold.holdId, accountId };
+  }
+
+  async settleHold(holdId: string, receipt: string, transferFeeMinor: bigint): Promise<void> {
+    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: transferFeeMinor > 0n ? kes(transferFeeMinor) : undefined });
+  }
+
+  async releaseHold(holdId: string, reason: string): Promise<void> {
+    await this.internal.releaseHold({ holdId, reason: reason.slice(0, 500) });
+  }
+
+  /** What the worker could withdraw now, asked as the worker (a trusted in-cluster call). */
+  async available(workerId: string, currency = "KES"): Promise<bigint> {
+    const { balances } = await this.user.getBalance({ currency }, { headers: callerHeaders(workerId, "worker") });
+    return balances[0]?.available?.amountMinor ?? 0n;
+  }
+}

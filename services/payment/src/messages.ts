@@ -1,0 +1,21 @@
+// Daraja result codes in words a customer understands (English and Swahili).
+const MESSAGES: Record<string, { en: string; sw: string }> = {
+  "0": { en: "Payment received. Thank you!", sw: "Malipo yamepokelewa. Asante!" },
+  "1": { en: "Your M-Pesa balance is too low for this tip.", sw: "Salio lako la M-Pesa halitoshi kwa tip hii." },
+  "1001": { en: "M-Pesa is busy with another transaction on your phone. Try again in a minute.", sw: "M-Pesa inashughulikia muamala mwingine kwenye simu yako. Jaribu tena baada ya dakika moja." },
+  "1019": { en: "The M-Pesa request expired. Please try again.", sw: "Ombi la M-Pesa limepitwa na muda. Tafadhali jaribu tena." },
+  "1025": { en: "M-Pesa could not send the payment prompt. Please try again.", sw: "M-Pesa haikuweza kutuma ombi la malipo. Tafadhali jaribu tena." },
+  "9999": { en: "M-Pesa could not send the payment prompt. Please try again.", sw: "M-Pesa haikuweza kutuma ombi la malipo. Tafadhali jaribu tena." },
+  "1032": { en: "You cancelled the M-Pesa payment. Nothing was charged.", sw: "Umesitisha malipo ya M-Pesa. Hakuna pesa iliyotozwa." },
+  "1037": { en: "We could not reach your phone, or the prompt was not answered in time. Nothing was charged.", sw: "Hatukuweza kufikia simu yako, au ombi halikujibiwa kwa wakati. Hakuna pesa iliyotozwa." },
+  "2001": { en: "The M-Pesa PIN was wrong. Nothing was charged.", sw: "PIN ya M-Pesa si sahihi. Hakuna pesa iliyotozwa." },
+  "17": { en: "M-Pesa could not complete the payment. Nothing was charged.", sw: "M-Pesa haikuweza kukamilisha malipo. Hakuna pesa iliyotozwa." },
+  expired: { en: "No answer from M-Pesa in time. If you were charged, the tip will still reach the worker.", sw: "Hakuna jibu kutoka M-Pesa kwa wakati. Kama ulitozwa, tip itamfikia mfanyakazi." },
+  unavailable: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+  review: { en: "Payment received; the tip is being reviewed before it reaches the worker.", sw: "Malipo yamepokelewa; tip inakaguliwa kabla ya kumfikia mfanyakazi." },
+};
+
+export function resultMessage(code: string, locale = "en"): string {
+  const m = MESSAGES[code] ?? { en: "M-Pesa could not complete the payment. Nothing was charged.", sw: "M-Pesa haikuweza kukamilisha malipo. Hakuna pesa iliyotozwa." };
+  return locale.toLowerCase().startsWith("sw") ? m.sw : m.en;
+}

@@ -1,0 +1,283 @@
+// B2C payouts. The wallet holds the money first; the B2C request is sent at
+// most once per payout (the row leaves 'new' before the request goes out);
+// its result settles or releases the hold. A payout whose outcome is unknown
+// is resolved by Transaction Status queries, never by sending again.
+import { randomBytes, randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { emitEvent, withTransaction, type Queryable } from "@ttip/runtime";
+import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import type { ParsedResult } from "./callbacks.js";
+import { DarajaError } from "./daraja/client.js";
+import { kes } from "./money.js";
+import { maskPhone } from "./phone.js";
+import type { Deps, TipRow } from "./tips.js";
+
+export type PayoutDeps = Deps;
+
+export interface PayoutRow {
+  payout_id: string;
+  worker_id: string;
+  idempotency_key: string;
+  currency: string;
+  amount_minor: bigint;
+  transfer_fee_minor: bigint;
+  phone: string;
+  phone_masked: string;
+  automatic: boolean;
+  status: "pending" | "succeeded" | "failed" | "resolving" | "on_hold";
+  b2c_state: "new" | "sending" | "sent" | "unknown" | "refused";
+  hold_id: string | null;
+  hold_state: "none" | "held" | "settled" | "released";
+  callback_token: string;
+  conversation_id: string | null;
+  result_code: string;
+  result_message: string;
+  mpesa_receipt: string | null;
+  status_queries: number;
+  created_at: Date;
+  completed_at: Date | null;
+}
+
+export async function loadPayout(db: Queryable, payoutId: string): Promise<PayoutRow | undefined> {
+  return (await db.query<PayoutRow>("SELECT * FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0];
+}
+
+export interface NewPayout {
+  workerId: string;
+  amountMinor: bigint;
+  phone: string;
+  idempotencyKey: string;
+  automatic: boolean;
+}
+
+/** Creates (or finds, by key) a payout and drives it as far as it can go now. */
+export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<PayoutRow> {
+  const { pool } = deps.ctx;
+  const config = deps.config();
+  const { rows } = await pool.query<PayoutRow>(
+    `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at)
+     VALUES ($1, $2, $3, 'KES', $4, $5, $6, $7, 'pending', $8, now() + make_interval(secs => $9::double precision / 1000))
+     ON CONFLICT (worker_id, idempotency_key) DO NOTHING RETURNING *`,
+    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), config.payoutResultWaitMs],
+  );
+  let payout = rows[0];
+  if (!payout) {
+    payout = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [p.workerId, p.idempotencyKey])).rows[0];
+    if (payout.amount_minor !== p.amountMinor || payout.phone !== p.phone) {
+      throw new ConnectError("idempotency_key: already used for a different payout", Code.AlreadyExists);
+    }
+  }
+  if (payout.b2c_state === "new" && payout.status === "pending") await sendPayout(deps, payout);
+  return (await loadPayout(pool, payout.payout_id))!;
+}
+
+/** Holds the money, then sends B2C exactly once. */
+async function sendPayout(deps: PayoutDeps, payout: PayoutRow): Promise<void> {
+  const { pool, logger } = deps.ctx;
+  const config = deps.config();
+  if (!config.daraja || !config.callbackBaseUrl) throw new ConnectError("M-Pesa payouts are not configured on this deployment", Code.FailedPrecondition);
+  if (payout.hold_state === "none") {
+    try {
+      // Idempotent per payout: a repeat after a lost answer finds the same hold.
+      const hold = await deps.ledger.placeHold(payout.worker_id, payout.amount_minor, payout.payout_id);
+      await pool.query("UPDATE payment.payouts SET hold_id = $2, account_id = $3, hold_state = 'held' WHERE payout_id = $1 AND hold_state = 'none'", [
+        payout.payout_id, hold.holdId, hold.accountId,
+      ]);
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code === Code.FailedPrecondition || e.code === Code.ResourceExhausted) {
+        await finishPayout(deps, payout.payout_id, { success: false, code: e.code === Code.FailedPrecondition ? "insufficient_balance" : "limit", message: e.rawMessage });
+        throw e;
+      }
+      throw new ConnectError(`the wallet could not hold the amount: ${e.rawMessage}`, Code.Unavailable);
+    }
+  }
+  // The point of no return: once 'sending' is committed, this payout is never sent again.
+  const claimed = await pool.query("UPDATE payment.payouts SET b2c_state = 'sending' WHERE payout_id = $1 AND b2c_state = 'new' AND status = 'pending'", [payout.payout_id]);
+  if (!claimed.rowCount) return;
+  const base = config.callbackBaseUrl.replace(/\/$/, "");
+  try {
+    const r = await deps.daraja().b2c({
+      originatorConversationId: payout.payout_id,
+      phone: payout.phone,
+      amount: Number(payout.amount_minor / 100n),
+      remarks: "TTIP tips withdrawal",
+      occasion: payout.automatic ? "auto payout" : "withdrawal",
+      resultUrl: `${base}/mpesa/b2c/result/${payout.callback_token}`,
+      queueTimeoutUrl: `${base}/mpesa/b2c/timeout/${payout.callback_token}`,
+    });
+    await pool.query(
+      `UPDATE payment.payouts SET b2c_state = 'sent', conversation_id = $2,
+         next_check_at = now() + make_interval(secs => $3::double precision / 1000) WHERE payout_id = $1`,
+      [payout.payout_id, r.ConversationID, config.payoutResultWaitMs],
+    );
+  } catch (err) {
+    if (err instanceof DarajaError && (err.kind === "rejected" || err.kind === "unavailable")) {
+      // Daraja refused it (or it never left): nothing was paid, the hold goes back.
+      await pool.query("UPDATE payment.payouts SET b2c_state = 'refused' WHERE payout_id = $1", [payout.payout_id]);
+      await finishPayout(deps, payout.payout_id, { success: false, code: err.details.errorCode ?? "refused", message: "M-Pesa refused the payout; nothing was sent" });
+      return;
+    }
+    // No answer: it may have been paid. Only a status query may decide.
+    logger.warn({ payoutId: payout.payout_id, err }, "B2C unanswered; resolving by transaction status");
+    await pool.query(
+      `UPDATE payment.payouts SET b2c_state = 'unknown', status = 'resolving',
+         next_check_at = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1`,
+      [payout.payout_id, config.payoutResultWaitMs],
+    );
+  }
+}
+
+interface Finish {
+  success: boolean;
+  code: string;
+  message: string;
+  receipt?: string;
+}
+
+/** Records the final outcome once, with its event, then settles or releases the hold. */
+async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Promise<"accepted" | "duplicate"> {
+  const done = await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows } = await tx.query<PayoutRow>(
+      `UPDATE payment.payouts SET status = $2, result_code = $3, result_message = $4, mpesa_receipt = $5, completed_at = now()
+        WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING *`,
+      [payoutId, f.success ? "succeeded" : "failed", f.code, f.message.slice(0, 300), f.receipt ?? null],
+    );
+    const p = rows[0];
+    if (!p) return undefined;
+    if (f.success) {
+      await emitEvent(tx, "payment", "ttip.payment.payout_succeeded", PayoutSucceededSchema, {
+        payoutId, workerId: p.worker_id, amount: kes(p.amount_minor), transferFee: kes(p.transfer_fee_minor),
+        mpesaReceipt: f.receipt ?? "", recipientPhoneMasked: p.phone_masked,
+      }, payoutId);
+    } else {
+      await emitEvent(tx, "payment", "ttip.payment.payout_failed", PayoutFailedSchema, {
+        payoutId, workerId: p.worker_id, amount: kes(p.amount_minor), resultCode: f.code, reason: f.message,
+      }, payoutId);
+    }
+    return p;
+  });
+  await resolveHold(deps, payoutId);
+  return done ? "accepted" : "duplicate";
+}
+
+/** Settles (paid) or releases (not paid) the wallet hold of a finished payout; retried by reconciliation. */
+async function resolveHold(deps: PayoutDeps, payoutId: string): Promise<void> {
+  const p = await loadPayout(deps.ctx.pool, payoutId);
+  if (!p || p.hold_state !== "held" || !p.hold_id || (p.status !== "succeeded" && p.status !== "failed")) return;
+  try {
+    if (p.status === "succeeded") await deps.ledger.settleHold(p.hold_id, p.mpesa_receipt ?? p.payout_id, p.transfer_fee_minor);
+    else await deps.ledger.releaseHold(p.hold_id, p.result_message || p.result_code);
+    await deps.ctx.pool.query("UPDATE payment.payouts SET hold_state = $2 WHERE payout_id = $1", [payoutId, p.status === "succeeded" ? "settled" : "released"]);
+  } catch (err) {
+    deps.ctx.logger.warn({ payoutId, err }, "wallet hold not resolved yet; reconciliation will retry");
+  }
+}
+
+export async function applyB2cResult(deps: PayoutDeps, payoutId: string, r: ParsedResult): Promise<string> {
+  if (r.originatorConversationId !== payoutId) return "unknown";
+  if (r.resultCode === "0") {
+    const receipt = r.transactionId || String(r.parameters.get("TransactionReceipt") ?? "");
+    const amount = Number(r.parameters.get("TransactionAmount"));
+    const p = await loadPayout(deps.ctx.pool, payoutId);
+    if (p && Number.isFinite(amount) && BigInt(Math.round(amount * 100)) !== p.amount_minor) {
+      deps.ctx.logger.error({ payoutId, amount }, "B2C result amount differs from the payout");
+    }
+    return finishPayout(deps, payoutId, { success: true, code: "0", message: "Sent to M-Pesa", receipt: receipt || undefined });
+  }
+  return finishPayout(deps, payoutId, { success: false, code: r.resultCode, message: r.resultDesc || "M-Pesa could not complete the payout" });
+}
+
+/** The request waited too long in Daraja's queue: its fate is asked, not assumed. */
+export async function markQueueTimeout(deps: PayoutDeps, payoutId: string, r: ParsedResult): Promise<string> {
+  if (r.originatorConversationId !== payoutId) return "unknown";
+  const { rowCount } = await deps.ctx.pool.query(
+    "UPDATE payment.payouts SET status = 'resolving', next_check_at = now() WHERE payout_id = $1 AND status IN ('pending', 'resolving')",
+    [payoutId],
+  );
+  return rowCount ? "resolving" : "duplicate";
+}
+
+/** A Transaction Status answer about a payout. "Not found" decides only after repeated asking. */
+export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: ParsedResult): Promise<string> {
+  const p = await loadPayout(deps.ctx.pool, payoutId);
+  if (!p) return "unknown";
+  const about = r.parameters.get("OriginatorConversationID");
+  if (about !== undefined && about !== payoutId) return "unknown";
+  if (r.resultCode === "0") {
+    const status = String(r.parameters.get("TransactionStatus") ?? "");
+    const receipt = String(r.parameters.get("ReceiptNo") ?? r.transactionId ?? "");
+    if (status === "Completed") return finishPayout(deps, payoutId, { success: true, code: "0", message: "Sent to M-Pesa", receipt: receipt || undefined });
+    if (status === "Failed" || status === "Cancelled") {
+      return finishPayout(deps, payoutId, { success: false, code: String(r.parameters.get("ResultCode") ?? "failed"), message: "M-Pesa did not complete the payout" });
+    }
+    return "pending";
+  }
+  if (p.status !== "resolving" && p.status !== "pending") return "duplicate";
+  if (p.status_queries >= 2) {
+    return finishPayout(deps, payoutId, { success: false, code: r.resultCode, message: "M-Pesa has no record of the payout; nothing was sent" });
+  }
+  return "not_found_yet";
+}
+
+/**
+ * One pass over open payouts: those whose result is overdue get a status
+ * query; finished ones whose hold is still open get it settled or released;
+ * ones that never left (a crash before sending) are sent.
+ */
+export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise<number> {
+  const { pool, logger } = deps.ctx;
+  const config = deps.config();
+  const leased = await withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<PayoutRow>(
+      `SELECT * FROM payment.payouts
+        WHERE (status IN ('pending', 'resolving') AND next_check_at <= now() OR (status IN ('succeeded', 'failed') AND hold_state = 'held'))
+          AND (lease_until IS NULL OR lease_until < now())
+        ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      [limit],
+    );
+    if (rows.length) await tx.query("UPDATE payment.payouts SET lease_until = now() + interval '2 minutes' WHERE payout_id = ANY($1::uuid[])", [rows.map((r) => r.payout_id)]);
+    return rows;
+  });
+  for (const p of leased) {
+    try {
+      if (p.status === "succeeded" || p.status === "failed") await resolveHold(deps, p.payout_id);
+      else if (p.b2c_state === "new") await sendPayout(deps, p);
+      else if (config.daraja && config.callbackBaseUrl) {
+        // 'sending' after a crash is as unknown as a timeout.
+        const base = config.callbackBaseUrl.replace(/\/$/, "");
+        await deps.daraja().transactionStatus({
+          originalConversationId: p.payout_id,
+          transactionId: p.mpesa_receipt ?? undefined,
+          resultUrl: `${base}/mpesa/status/result/${p.callback_token}`,
+          queueTimeoutUrl: `${base}/mpesa/status/timeout/${p.callback_token}`,
+          remarks: "payout status",
+        });
+        await pool.query("UPDATE payment.payouts SET status_queries = status_queries + 1, status = 'resolving' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [p.payout_id]);
+      }
+    } catch (err) {
+      logger.warn({ payoutId: p.payout_id, err }, "payout reconciliation step failed; will retry");
+    } finally {
+      const backoffMs = Math.min(10 * 60_000, config.payoutResultWaitMs * 2 ** Math.min(p.status_queries, 5));
+      await pool.query(
+        "UPDATE payment.payouts SET lease_until = NULL, next_check_at = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1",
+        [p.payout_id, backoffMs],
+      );
+    }
+  }
+  return leased.length;
+}
+
+/** After a tip reached the worker: pays out the available balance if the worker asked for it. */
+export async function autoPayout(deps: PayoutDeps, tip: TipRow): Promise<void> {
+  const { rows } = await deps.ctx.pool.query<{ auto_payout: boolean; auto_payout_minimum_minor: bigint; payout_phone: string; payouts_on_hold: boolean }>(
+    "SELECT auto_payout, auto_payout_minimum_minor, payout_phone, payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1",
+    [tip.worker_id],
+  );
+  const s = rows[0];
+  if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return;
+  const available = await deps.ledger.available(tip.worker_id);
+  const amount = (available / 100n) * 100n;
+  if (amount < s.auto_payout_minimum_minor || amount <= 0n) return;
+  await startPayout(deps, { workerId: tip.worker_id, amountMinor: amount, phone: s.payout_phone, idempotencyKey: `auto-${tip.tip_id}`, automatic: true });
+}

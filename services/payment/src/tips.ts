@@ -1,0 +1,426 @@
+// Tip attempts by STK push: creation, applying Daraja's outcome exactly once
+// (callback or query, in any order, any number of times), and crediting the
+// wallet once per payment.
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { emitEvent, withTransaction, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import type { PaymentConfig } from "./config.js";
+import { DarajaError, type DarajaClient } from "./daraja/client.js";
+import { evaluateTip, recordAlert, refusal } from "./fraud.js";
+import type { Ledger } from "./ledger.js";
+import { resultMessage } from "./messages.js";
+import { kes } from "./money.js";
+import { maskPhone } from "./phone.js";
+
+export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
+
+export interface TipRow {
+  tip_id: string;
+  idempotency_key: string;
+  request_fingerprint: string;
+  worker_id: string;
+  venue_id: string;
+  qr_code_id: string;
+  currency: string;
+  amount_minor: bigint;
+  fee_minor: bigint;
+  charged_minor: bigint;
+  worker_receives_minor: bigint;
+  phone: string;
+  phone_masked: string;
+  rating: number;
+  message: string;
+  status: TipStatusCode;
+  fraud_action: string;
+  result_code: string;
+  result_message: string;
+  callback_token: string;
+  checkout_request_id: string | null;
+  mpesa_receipt: string | null;
+  credit_key: string | null;
+  credit_kind: "worker" | "suspense" | null;
+  credit_entry_id: string | null;
+  deadline_at: Date;
+  checks: number;
+  created_at: Date;
+  completed_at: Date | null;
+}
+
+export interface Deps {
+  ctx: ServiceContext;
+  config: () => PaymentConfig;
+  daraja: () => DarajaClient;
+  ledger: Ledger;
+  /** Wakes WatchTip streams in this process at once (others poll). */
+  changes: EventEmitter;
+  /** Called after a tip's money reached the worker's wallet (automatic payout). */
+  afterCredit?: (tip: TipRow) => Promise<void>;
+}
+
+export interface NewTip {
+  idempotencyKey: string;
+  workerId: string;
+  amountMinor: bigint;
+  phone: string;
+  customerCoversFee: boolean;
+  rating: number;
+  message: string;
+  customerEmail: string;
+  callerSubject?: string;
+}
+
+export async function loadTip(db: Queryable, tipId: string): Promise<TipRow | undefined> {
+  const { rows } = await db.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId]);
+  return rows[0];
+}
+
+function fingerprint(t: NewTip): string {
+  return createHash("sha256")
+    .update(JSON.stringify([t.workerId, String(t.amountMinor), t.phone, t.customerCoversFee, t.rating, t.message]))
+    .digest("hex");
+}
+
+/** Idempotent per key: the same key returns the same tip; another tip under it is ALREADY_EXISTS. */
+export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
+  const { pool } = deps.ctx;
+  const fp = fingerprint(t);
+  const existing = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0];
+  if (existing) return sameRequest(existing, fp);
+
+  const config = deps.config();
+  if (!config.daraja || !config.callbackBaseUrl) {
+    throw new ConnectError("M-Pesa is not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)", Code.FailedPrecondition);
+  }
+  const hits = await evaluateTip(pool, config.fraud, t);
+  const refused = refusal(hits);
+  const phoneMasked = maskPhone(t.phone);
+  if (refused) {
+    await withTransaction(pool, async (tx) => {
+      for (const h of hits) await recordAlert(tx, { ...h, workerId: t.workerId, phoneMasked });
+    });
+    throw refused;
+  }
+
+  let quote;
+  try {
+    quote = await deps.ledger.quoteTip(t.amountMinor, t.workerId, t.customerCoversFee);
+  } catch (err) {
+    throw ConnectError.from(err, Code.Unavailable);
+  }
+  // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
+  const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
+  const workerReceives = quote.workerReceives!.amountMinor;
+  const tipId = randomUUID();
+  const hold = hits.some((h) => h.action === "hold");
+  const inserted = await withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<TipRow>(
+      `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
+         fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
+         customer_email, status, fraud_action, callback_token, deadline_at, next_check_at)
+       VALUES ($1, $2, $3, $4, $5, 'KES', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'pending', $17, $18,
+         now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000))
+       ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
+      [tipId, t.idempotencyKey, fp, t.workerId, t.callerSubject ?? "", t.amountMinor, charged - workerReceives, charged, workerReceives,
+        quote.feeScheduleVersion, t.customerCoversFee, t.phone, phoneMasked, t.rating, t.message, t.customerEmail,
+        hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs],
+    );
+    if (rows[0]) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId, phoneMasked });
+    return rows[0];
+  });
+  if (!inserted) {
+    // A concurrent call with the same key won.
+    return sameRequest((await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0], fp);
+  }
+
+  // The push happens outside any transaction: its callback may arrive before it returns.
+  try {
+    const r = await deps.daraja().stkPush({
+      phone: t.phone,
+      amount: Number(charged / 100n),
+      callbackUrl: `${config.callbackBaseUrl.replace(/\/$/, "")}/mpesa/stk/${inserted.callback_token}`,
+      accountReference: "TTIP",
+      description: "Tip",
+    });
+    const { rowCount } = await pool.query(
+      `UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3
+        WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2)`,
+      [tipId, r.CheckoutRequestID, r.MerchantRequestID],
+    );
+    if (!rowCount) deps.ctx.logger.error({ tipId }, "STK push answered with a CheckoutRequestID other than its callback's");
+  } catch (err) {
+    if (!(err instanceof DarajaError)) throw err;
+    if (err.kind === "unknown") {
+      // It may have gone out: the callback (found by its token) or the deadline settles it.
+      deps.ctx.logger.warn({ tipId, err }, "STK push unanswered; left pending for its callback or expiry");
+    } else {
+      deps.ctx.logger.warn({ tipId, err }, "STK push refused");
+      await failTip(deps, tipId, err.details.errorCode ?? "unavailable", err.kind === "rejected" ? "17" : "unavailable");
+    }
+  }
+  return (await loadTip(pool, tipId))!;
+}
+
+function sameRequest(row: TipRow, fp: string): TipRow {
+  if (row.request_fingerprint !== fp) {
+    throw new ConnectError("idempotency_key: already used for a different tip", Code.AlreadyExists);
+  }
+  return row;
+}
+
+/** Ends a pending tip that never reached the customer (Daraja refused the push). */
+async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey: string): Promise<void> {
+  await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows } = await tx.query<TipRow>(
+      `UPDATE payment.tips SET status = 'failed', result_code = $2, result_message = $3, completed_at = now()
+        WHERE tip_id = $1 AND status = 'pending' RETURNING *`,
+      [tipId, resultCode, resultMessage(messageKey)],
+    );
+    if (rows[0]) await emitTipFailed(tx, rows[0]);
+  });
+  deps.changes.emit(tipId);
+}
+
+async function emitTipFailed(tx: Queryable, tip: TipRow) {
+  await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
+    tipId: tip.tip_id,
+    workerId: tip.worker_id,
+    qrCodeId: tip.qr_code_id,
+    amount: kes(tip.amount_minor),
+    method: PaymentMethod.MPESA,
+    resultCode: tip.result_code,
+    reason: tip.result_message,
+  }, tip.tip_id);
+}
+
+/** What Daraja said about a push, from a callback or an STK query. */
+export interface StkOutcome {
+  source: "callback" | "query";
+  checkoutRequestId: string;
+  merchantRequestId?: string;
+  resultCode: number;
+  resultDesc: string;
+  /** Success callbacks only (queries carry none). */
+  receipt?: string;
+  amount?: number;
+  phone?: string;
+}
+
+export type ApplyResult = "credited" | "failed" | "duplicate" | "unknown" | "held";
+
+/**
+ * Applies an outcome to the tip it belongs to, exactly once: a success
+ * decides one wallet entry (keyed by the receipt) whatever else arrives, a
+ * failure ends a pending tip, anything later is a duplicate.
+ */
+export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome): Promise<ApplyResult> {
+  const result = await withTransaction(deps.ctx.pool, async (tx): Promise<ApplyResult> => {
+    const { rows } = await tx.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tipId]);
+    const tip = rows[0];
+    if (!tip) return "unknown";
+    if (tip.checkout_request_id && tip.checkout_request_id !== o.checkoutRequestId) return "unknown";
+    if (!tip.checkout_request_id) {
+      // The callback overtook the push's own answer.
+      await tx.query("UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3 WHERE tip_id = $1", [tipId, o.checkoutRequestId, o.merchantRequestId ?? null]);
+    }
+    if (o.resultCode === 0) {
+      if (tip.credit_key) {
+        // Already decided. A receipt learned only now (success came first by query) is recorded.
+        if (o.receipt && !tip.mpesa_receipt) {
+          await tx.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1 AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $2)", [tipId, o.receipt]);
+        } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
+          await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id, phoneMasked: tip.phone_masked,
+            detail: `a second success with another receipt (${o.receipt}) for an already paid push; not credited` });
+        }
+        return "duplicate";
+      }
+      if (o.receipt) {
+        const clash = await tx.query("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [o.receipt]);
+        if (clash.rowCount) {
+          await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id, phoneMasked: tip.phone_masked,
+            detail: `receipt ${o.receipt} already belongs to tip ${clash.rows[0].tip_id}; not credited again` });
+          return "duplicate";
+        }
+      }
+      const problems: string[] = [];
+      if (o.amount !== undefined && BigInt(Math.round(o.amount * 100)) !== tip.charged_minor) {
+        problems.push(`amount ${o.amount} instead of ${tip.charged_minor / 100n}`);
+      }
+      if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
+      const toSuspense = problems.length > 0 || tip.fraud_action === "hold";
+      if (problems.length) {
+        await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id, phoneMasked: tip.phone_masked,
+          detail: `callback does not match the tip: ${problems.join("; ")}; money parked in suspense` });
+      }
+      const creditKey = o.receipt ?? `stk-${o.checkoutRequestId}`;
+      await tx.query(
+        `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
+           credit_kind = $6, completed_at = now() WHERE tip_id = $1`,
+        [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, creditKey,
+          toSuspense ? "suspense" : "worker"],
+      );
+      return toSuspense ? "held" : "credited";
+    }
+    if (tip.status !== "pending") return "duplicate";
+    const code = String(o.resultCode);
+    const { rows: failed } = await tx.query<TipRow>(
+      `UPDATE payment.tips SET status = 'failed', result_code = $2, result_message = $3, completed_at = now()
+        WHERE tip_id = $1 RETURNING *`,
+      [tipId, code, resultMessage(code)],
+    );
+    await emitTipFailed(tx, failed[0]);
+    return "failed";
+  });
+  deps.changes.emit(tipId);
+  if (result === "credited" || result === "held") await postCredit(deps, tipId);
+  return result;
+}
+
+/**
+ * Posts the wallet entry a success decided, once (the wallet dedupes on the
+ * key; only the first to record it publishes tip_succeeded). A failure here
+ * is retried by reconciliation.
+ */
+export async function postCredit(deps: Deps, tipId: string): Promise<boolean> {
+  const tip = await loadTip(deps.ctx.pool, tipId);
+  if (!tip?.credit_key || tip.credit_entry_id) return false;
+  let entryId: string;
+  try {
+    entryId =
+      tip.credit_kind === "suspense"
+        ? await deps.ledger.toSuspense({ key: tip.credit_key, receipt: tip.mpesa_receipt ?? tip.credit_key, amountMinor: tip.charged_minor, description: `Tip ${tip.tip_id} held for review` })
+        : await deps.ledger.creditTip({
+            key: tip.credit_key,
+            tipId: tip.tip_id,
+            receipt: tip.mpesa_receipt ?? tip.credit_key,
+            workerId: tip.worker_id,
+            chargedMinor: tip.charged_minor,
+            workerMinor: tip.worker_receives_minor,
+            description: `Tip by M-Pesa ${tip.mpesa_receipt ?? ""}`.trim(),
+          });
+  } catch (err) {
+    deps.ctx.logger.warn({ tipId, err }, "wallet credit failed; reconciliation will retry");
+    return false;
+  }
+  const recorded = await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows } = await tx.query<TipRow>(
+      `UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING *`,
+      [tipId, entryId || "posted"],
+    );
+    const t = rows[0];
+    if (t && t.credit_kind === "worker") await emitTipSucceeded(tx, t);
+    return t;
+  });
+  if (recorded?.credit_kind === "worker" && deps.afterCredit) {
+    await deps.afterCredit(recorded).catch((err) => deps.ctx.logger.warn({ tipId, err }, "automatic payout failed to start"));
+  }
+  return Boolean(recorded);
+}
+
+export async function emitTipSucceeded(tx: Queryable, t: TipRow) {
+  await emitEvent(tx, "payment", "ttip.payment.tip_succeeded", TipSucceededSchema, {
+    tipId: t.tip_id,
+    workerId: t.worker_id,
+    venueId: t.venue_id,
+    qrCodeId: t.qr_code_id,
+    amount: kes(t.amount_minor),
+    fee: kes(t.fee_minor),
+    net: kes(t.worker_receives_minor),
+    method: PaymentMethod.MPESA,
+    mpesaReceipt: t.mpesa_receipt ?? "",
+    customerPhoneMasked: t.phone_masked,
+    rating: t.rating,
+    message: t.message,
+  }, t.tip_id);
+}
+
+/** Ends a still-pending tip nobody answered for. */
+async function expireTip(deps: Deps, tipId: string): Promise<boolean> {
+  const done = await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows } = await tx.query<TipRow>(
+      `UPDATE payment.tips SET status = 'expired', result_code = 'expired', result_message = $2, completed_at = now()
+        WHERE tip_id = $1 AND status = 'pending' RETURNING *`,
+      [tipId, resultMessage("expired")],
+    );
+    if (rows[0]) await emitTipFailed(tx, rows[0]);
+    return rows.length > 0;
+  });
+  deps.changes.emit(tipId);
+  return done;
+}
+
+export interface ReconcileCounts {
+  queried: number;
+  settled: number;
+  stillPending: number;
+}
+
+/**
+ * One pass: tips pending past their deadline are asked about (STK query) and
+ * settled like a callback would. Rows are leased with SKIP LOCKED, so
+ * replicas running this together never work on the same tip.
+ */
+export async function reconcileTips(deps: Deps, limit: number): Promise<ReconcileCounts> {
+  const { pool } = deps.ctx;
+  const config = deps.config();
+  const leased = await withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<TipRow>(
+      `SELECT * FROM payment.tips
+        WHERE status = 'pending' AND next_check_at <= now() AND (lease_until IS NULL OR lease_until < now())
+        ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      [limit],
+    );
+    if (rows.length) {
+      await tx.query("UPDATE payment.tips SET lease_until = now() + interval '2 minutes' WHERE tip_id = ANY($1::uuid[])", [rows.map((r) => r.tip_id)]);
+    }
+    return rows;
+  });
+  const counts: ReconcileCounts = { queried: 0, settled: 0, stillPending: 0 };
+  for (const tip of leased) {
+    const expiresAt = tip.deadline_at.getTime() + config.stkExpireAfterMs;
+    let settled = false;
+    try {
+      if (tip.checkout_request_id && config.daraja) {
+        counts.queried++;
+        try {
+          const q = await deps.daraja().stkQuery(tip.checkout_request_id);
+          const r = await applyStkOutcome(deps, tip.tip_id, {
+            source: "query",
+            checkoutRequestId: tip.checkout_request_id,
+            merchantRequestId: q.MerchantRequestID,
+            resultCode: Number(q.ResultCode),
+            resultDesc: q.ResultDesc,
+          });
+          settled = r !== "unknown";
+        } catch (err) {
+          if (!(err instanceof DarajaError)) throw err;
+          if (err.kind !== "processing") deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
+        }
+      }
+      if (!settled && Date.now() >= expiresAt) settled = await expireTip(deps, tip.tip_id);
+    } finally {
+      const backoffMs = Math.min(60_000, 5_000 * 2 ** Math.min(tip.checks, 4));
+      await pool.query(
+        `UPDATE payment.tips SET lease_until = NULL, checks = checks + 1,
+           next_check_at = LEAST(now() + make_interval(secs => $2::double precision / 1000), GREATEST(now(), to_timestamp($3::double precision / 1000)))
+         WHERE tip_id = $1`,
+        [tip.tip_id, backoffMs, expiresAt],
+      );
+    }
+    if (settled) counts.settled++;
+    else counts.stillPending++;
+  }
+  // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
+  const { rows: uncredited } = await pool.query<{ tip_id: string }>(
+    `SELECT tip_id FROM payment.tips WHERE credit_key IS NOT NULL AND credit_entry_id IS NULL ORDER BY completed_at LIMIT $1`,
+    [limit],
+  );
+  for (const { tip_id } of uncredited) await postCredit(deps, tip_id);
+  return counts;
+}
+
+/** A tip's public status changes; used by WatchTip. */
+export function isFinal(status: TipStatusCode): boolean {
+  return status !== "pending";
+}
