@@ -1,0 +1,103 @@
+// Shared by the payment tests: the payment service with the real wallet
+// service, on the harness's PostgreSQL/Redis/NATS, against the Daraja simulator.
+import { randomInt } from "node:crypto";
+import http from "node:http";
+import { createClient } from "@connectrpc/connect";
+import { callerHeaders } from "@ttip/runtime";
+import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { wallet } from "@ttip/wallet";
+import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "../src/index.js";
+
+export interface Harness {
+  t: TestService;
+  sim: DarajaSimulator;
+  config: PaymentConfig;
+  /** Worker's available KES balance in the real wallet (0 when it has none). */
+  balance(workerId: string): Promise<bigint>;
+  walletEntries(workerId: string): Promise<number>;
+  trialBalanced(): Promise<boolean>;
+  /** POSTs a callback as Daraja would, from `from` (a loopback address). */
+  post(path: string, body: unknown, from?: string): Promise<{ status: number; body: string }>;
+  close(): Promise<void>;
+}
+
+export async function startHarness(overrides: Partial<PaymentConfig> = {}): Promise<Harness> {
+  const sim = await startDarajaSimulator({ callbackDelayMs: 30, lateDelayMs: 1500 });
+  const config: PaymentConfig = {
+    daraja: {
+      baseUrl: sim.url,
+      consumerKey: sim.options.consumerKey,
+      consumerSecret: sim.options.consumerSecret,
+      shortcode: sim.options.shortcode,
+      passkey: sim.options.passkey,
+      initiatorName: sim.options.initiatorName,
+      initiatorPassword: sim.options.initiatorPassword,
+      certificatePem: SIMULATOR_CERTIFICATE_PEM,
+      timeoutMs: 1000,
+    },
+    callbackBaseUrl: "",
+    // Loopback only; the forged-callback test posts from 127.0.0.2, outside it.
+    callbackAllowList: ["127.0.0.1", "::1"],
+    callbackTrustProxy: false,
+    stkDeadlineMs: 100,
+    stkExpireAfterMs: 60_000,
+    payoutResultWaitMs: 100,
+    reconcileIntervalMs: 0,
+    fraud: { phonePerWindow: 5, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
+    ...overrides,
+  };
+  const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet] });
+  config.callbackBaseUrl = t.service.server.url;
+  const walletUser = createClient(WalletService, t.ctx.peers("wallet"));
+  const walletAdmin = createClient(WalletAdminService, t.ctx.peers("wallet"));
+  return {
+    t,
+    sim,
+    config,
+    balance: async (workerId) => {
+      const { balances } = await walletUser.getBalance({ currency: "KES" }, { headers: callerHeaders(workerId, "worker") });
+      return balances[0]?.available?.amountMinor ?? 0n;
+    },
+    walletEntries: async (workerId) => {
+      const { transactions } = await walletUser.listTransactions({ currency: "KES" }, { headers: callerHeaders(workerId, "worker") });
+      return transactions.length;
+    },
+    trialBalanced: async () => (await walletAdmin.getTrialBalance({}, { headers: callerHeaders("admin-1", "admin") })).balanced,
+    post: (path, body, from = "127.0.0.1") =>
+      new Promise((resolve, reject) => {
+        const url = new URL(path, t.service.server.url);
+        const data = Buffer.from(JSON.stringify(body));
+        const req = http.request(
+          { host: url.hostname, port: url.port, path: url.pathname, method: "POST", localAddress: from, headers: { "content-type": "application/json", "content-length": data.length } },
+          (res) => {
+            let text = "";
+            res.on("data", (c) => (text += c));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body: text }));
+          },
+        );
+        req.on("error", reject);
+        req.end(data);
+      }),
+    close: async () => {
+      await sim.close();
+      await t.close();
+    },
+  };
+}
+
+/** Polls until `check` is truthy (state reached by callbacks arriving on their own). */
+export async function eventually<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 40));
+  }
+}
+
+/** A fresh Safaricom-style number ending in `suffix` (which scripts the simulator). */
+export function phone(suffix = "5678"): string {
+  return `07${String(randomInt(10000)).padStart(4, "0")}${suffix}`;
+}

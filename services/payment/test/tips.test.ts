@@ -1,0 +1,301 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { eventually, phone, startHarness, type Harness } from "./setup.js";
+
+const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
+const admin = { subject: randomUUID(), roles: ["admin" as const] };
+
+describe("tips by M-Pesa STK push, against the Daraja simulator and the real wallet", () => {
+  let h: Harness;
+  let pay: Client<typeof PaymentService>;
+  let internal: Client<typeof PaymentInternalService>;
+  let adminClient: Client<typeof PaymentAdminService>;
+
+  before(async () => {
+    h = await startHarness();
+    pay = h.t.client(PaymentService);
+    internal = h.t.client(PaymentInternalService);
+    adminClient = h.t.client(PaymentAdminService, admin);
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  const tip = (workerId: string, mpesaPhone: string, shillings = 100, key: string = randomUUID()) =>
+    pay.createTip({ idempotencyKey: key, recipient: { case: "workerId", value: workerId }, amount: KES(shillings), payment: { case: "mpesaPhone", value: mpesaPhone } });
+  const status = async (tipId: string) => (await pay.getTip({ tipId })).tip!;
+  const settled = (tipId: string) => eventually(async () => {
+    const t = await status(tipId);
+    return t.status !== TipStatus.PENDING && t;
+  }, `tip ${tipId} settled`);
+  const row = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+  const outboxCount = async (subject: string, tipId: string) =>
+    Number((await h.t.db.pool.query("SELECT count(*) FROM payment.outbox o WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, tipId])).rows[0].count);
+  const reconcile = async () => {
+    await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs + 20));
+    return internal.reconcilePending({ limit: 100 });
+  };
+
+  test("a tip is pushed, called back, credited once and watched live", async () => {
+    const worker = randomUUID();
+    const { tip: created } = await tip(worker, "+2547" + phone().slice(2));
+    assert.equal(created!.status, TipStatus.PENDING);
+    assert.equal(created!.charged!.amountMinor, 10000n);
+    const seen: TipStatus[] = [];
+    for await (const m of pay.watchTip({ tipId: created!.tipId })) seen.push(m.tip!.status);
+    assert.deepEqual(seen.at(-1), TipStatus.SUCCEEDED);
+    const done = await status(created!.tipId);
+    const simTx = h.sim.transactions().find((t) => t.receipt === done.mpesaReceipt);
+    assert.ok(simTx, "the receipt is the one M-Pesa issued");
+    await eventually(async () => (await h.balance(worker)) === 9500n, "worker credited KES 95 (KES 100 less the 5% fee)");
+    assert.equal(await h.walletEntries(worker), 1);
+    assert.equal(await outboxCount("ttip.payment.tip_succeeded", created!.tipId), 1);
+    assert.match(done.resultMessage, /received/i);
+    assert.equal(done.customerPhoneMasked.slice(0, 4), "2547");
+    assert.ok(!done.customerPhoneMasked.includes(simTx!.phone.slice(4, 10)));
+  });
+
+  test("the same idempotency key returns the same tip and pushes once; another tip under it is ALREADY_EXISTS", async () => {
+    const worker = randomUUID();
+    const p = phone();
+    const key = `key-${randomUUID()}`;
+    const [a, b] = await Promise.all([tip(worker, p, 50, key), tip(worker, p, 50, key)]);
+    assert.equal(a.tip!.tipId, b.tip!.tipId);
+    const again = await tip(worker, p, 50, key);
+    assert.equal(again.tip!.tipId, a.tip!.tipId);
+    const pushes = h.sim.transactions().filter((t) => t.kind === "stk" && t.phone === `254${p.slice(1)}`);
+    assert.equal(pushes.length, 1);
+    await assert.rejects(tip(worker, p, 60, key), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
+  });
+
+  test("a callback duplicated three times credits once", async () => {
+    const worker = randomUUID();
+    const { tip: t } = await tip(worker, phone("0002"));
+    await settled(t!.tipId);
+    await h.sim.idle();
+    const r = await row(t!.tipId);
+    const deliveries = h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!;
+    assert.equal(deliveries.callbacksSent, 3, "the simulator delivered it three times");
+    const outcomes = (await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE tip_id = $1 ORDER BY received_at", [t!.tipId])).rows.map((x) => x.outcome);
+    assert.deepEqual(outcomes.sort(), ["credited", "duplicate", "duplicate"]);
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    assert.equal(await h.walletEntries(worker), 1);
+    assert.equal(await outboxCount("ttip.payment.tip_succeeded", t!.tipId), 1);
+  });
+
+  test("a lost callback is recovered by reconciliation, once, even with replicas reconciling together", async () => {
+    const worker = randomUUID();
+    const { tip: t } = await tip(worker, phone("0003"));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await status(t!.tipId)).status, TipStatus.PENDING, "no callback came");
+    await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs));
+    // Four passes at once, as four replicas would run them.
+    const passes = await Promise.all([1, 2, 3, 4].map(() => internal.reconcilePending({ limit: 100 })));
+    assert.equal(passes.reduce((s, p) => s + p.settled, 0), 1, "exactly one pass settled it");
+    const done = await status(t!.tipId);
+    assert.equal(done.status, TipStatus.SUCCEEDED);
+    const r = await row(t!.tipId);
+    assert.equal(h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!.queries, 1, "queried once");
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    await reconcile();
+    assert.equal(await h.walletEntries(worker), 1);
+  });
+
+  test("a late callback after the tip expired still credits, once", async () => {
+    const worker = randomUUID();
+    h.config.stkExpireAfterMs = 0;
+    try {
+      const { tip: t } = await tip(worker, phone("0004"));
+      const pass = await reconcile();
+      assert.ok(pass.queried >= 1);
+      const expired = await status(t!.tipId);
+      assert.equal(expired.status, TipStatus.EXPIRED, "the query said 'processing' and the deadline passed");
+      assert.equal(await outboxCount("ttip.payment.tip_failed", t!.tipId), 1);
+      await h.sim.idle(); // the late callback arrives
+      const done = await status(t!.tipId);
+      assert.equal(done.status, TipStatus.SUCCEEDED);
+      assert.ok(done.mpesaReceipt);
+      await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+      await reconcile();
+      assert.equal(await h.walletEntries(worker), 1);
+    } finally {
+      h.config.stkExpireAfterMs = 60_000;
+    }
+  });
+
+  test("out of order: a callback before the push's own answer, a failure after the success, a callback after the query", async () => {
+    // The callback overtakes the synchronous answer.
+    const w1 = randomUUID();
+    const { tip: early } = await tip(w1, phone("0005"));
+    const e = await settled(early!.tipId);
+    assert.equal(e.status, TipStatus.SUCCEEDED);
+    assert.ok((await row(early!.tipId)).checkout_request_id);
+    await eventually(async () => (await h.balance(w1)) === 9500n, "credited");
+
+    // A failure arriving after the success changes nothing.
+    const r = await row(early!.tipId);
+    const late = await h.post(`/mpesa/stk/${r.callback_token}`, {
+      Body: { stkCallback: { MerchantRequestID: r.merchant_request_id ?? "m", CheckoutRequestID: r.checkout_request_id, ResultCode: 1032, ResultDesc: "Request cancelled by user" } },
+    });
+    assert.equal(late.status, 200);
+    assert.equal((await status(early!.tipId)).status, TipStatus.SUCCEEDED);
+    assert.equal(await h.walletEntries(w1), 1);
+
+    // The query settles first (no receipt in a query); the callback comes afterwards with the receipt.
+    const w2 = randomUUID();
+    const p2 = phone();
+    h.sim.script({ phone: `254${p2.slice(1)}` }, { stk: "query_first" });
+    const { tip: qf } = await tip(w2, p2);
+    await reconcile();
+    assert.equal((await status(qf!.tipId)).status, TipStatus.SUCCEEDED);
+    await h.sim.idle();
+    const withReceipt = await eventually(async () => {
+      const s = await status(qf!.tipId);
+      return s.mpesaReceipt !== "" && s;
+    }, "the receipt recorded from the later callback");
+    assert.equal(withReceipt.status, TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(w2)) === 9500n, "credited");
+    assert.equal(await h.walletEntries(w2), 1);
+  });
+
+  for (const [suffix, code, words] of [
+    ["1032", "1032", /cancelled/i],
+    ["1037", "1037", /could not reach your phone|not answered/i],
+    ["0001", "1", /balance is too low/i],
+    ["2001", "2001", /PIN/],
+  ] as const) {
+    test(`result ${code}: the tip fails, nothing is credited, the customer is told why`, async () => {
+      const worker = randomUUID();
+      const { tip: t } = await tip(worker, phone(suffix));
+      const done = await settled(t!.tipId);
+      assert.equal(done.status, TipStatus.FAILED);
+      assert.equal(done.resultCode, code);
+      assert.match(done.resultMessage, words);
+      assert.equal(await h.balance(worker), 0n);
+      assert.equal(await outboxCount("ttip.payment.tip_failed", t!.tipId), 1);
+      await reconcile();
+      assert.equal((await status(t!.tipId)).status, TipStatus.FAILED);
+      assert.equal(await h.balance(worker), 0n);
+    });
+  }
+
+  test("Swahili when the customer asks for it", async () => {
+    const { tip: t } = await tip(randomUUID(), phone("1032"));
+    await settled(t!.tipId);
+    const sw = await pay.getTip({ tipId: t!.tipId }, { headers: { "accept-language": "sw-KE" } });
+    assert.match(sw.tip!.resultMessage, /Umesitisha/);
+  });
+
+  test("forged callbacks credit nothing: an unlisted address, an unknown token, an unknown CheckoutRequestID", async () => {
+    const worker = randomUUID();
+    const { tip: t } = await tip(worker, phone("0003")); // its real callback is lost
+    const r = await eventually(async () => {
+      const x = await row(t!.tipId);
+      return x.checkout_request_id && x;
+    }, "push answered");
+    const success = (checkout: string) => ({
+      Body: { stkCallback: { MerchantRequestID: "x", CheckoutRequestID: checkout, ResultCode: 0, ResultDesc: "ok", CallbackMetadata: { Item: [
+        { Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: "FORGED1234" }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(`254${r.phone.slice(3)}`) },
+      ] } } },
+    });
+    const fromOutside = await h.post(`/mpesa/stk/${r.callback_token}`, success(r.checkout_request_id), "127.0.0.2");
+    assert.equal(fromOutside.status, 403);
+    const unknownToken = await h.post(`/mpesa/stk/${"A".repeat(32)}`, success(r.checkout_request_id));
+    assert.equal(unknownToken.status, 200, "Daraja is told it was received; nothing more");
+    const unknownCheckout = await h.post(`/mpesa/stk/${r.callback_token}`, success("ws_CO_forged"));
+    assert.equal(unknownCheckout.status, 200);
+    const malformed = await h.post(`/mpesa/stk/${r.callback_token}`, { Body: { stkCallback: { ResultCode: "zero" } } });
+    assert.equal(malformed.status, 400);
+    assert.equal((await status(t!.tipId)).status, TipStatus.PENDING);
+    assert.equal(await h.balance(worker), 0n);
+
+    const { callbacks } = await adminClient.listUnmatchedCallbacks({});
+    const forged = callbacks.filter((c) => Buffer.from(c.rawBody).toString().includes("FORGED1234") || Buffer.from(c.rawBody).toString().includes("zero"));
+    assert.equal(forged.length, 4, "all four stored raw");
+    assert.ok(forged.some((c) => c.remoteAddress.endsWith("127.0.0.2")));
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.UNKNOWN_CALLBACK });
+    assert.ok(alerts.length >= 2, "unknown token and unknown CheckoutRequestID alerted");
+  });
+
+  test("a callback whose amount does not match goes to suspense and is held; an admin's approval credits the worker", async () => {
+    const worker = randomUUID();
+    const p = phone();
+    h.sim.script({ phone: `254${p.slice(1)}` }, { stk: "amount_mismatch" });
+    const { tip: t } = await tip(worker, p);
+    const done = await settled(t!.tipId);
+    assert.equal(done.status, TipStatus.HELD_FOR_REVIEW);
+    assert.equal(await h.balance(worker), 0n);
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
+    assert.ok(alerts.some((a) => a.tipId === t!.tipId && /amount 99 instead of 100/.test(a.detail)));
+    await eventually(async () => (await row(t!.tipId)).credit_entry_id, "parked in suspense");
+    const reviewed = await adminClient.reviewTip({ tipId: t!.tipId, approve: true, note: "customer confirmed" });
+    assert.equal(reviewed.tip!.status, TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited after approval");
+    await assert.rejects(adminClient.reviewTip({ tipId: t!.tipId, approve: true, note: "again" }), (e: ConnectError) => e.code === Code.FailedPrecondition);
+    assert.equal(await h.walletEntries(worker), 1);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("bad input is INVALID_ARGUMENT naming the field and pushes nothing", async () => {
+    const before = h.sim.transactions().length;
+    await assert.rejects(tip(randomUUID(), "0812345678"), (e: ConnectError) => e.code === Code.InvalidArgument && /mpesa_phone/.test(e.message));
+    await assert.rejects(
+      pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() }, amount: { currency: "KES", amountMinor: 10050n }, payment: { case: "mpesaPhone", value: phone() } }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /whole/.test(e.message),
+    );
+    await assert.rejects(tip(randomUUID(), phone(), 250_001), (e: ConnectError) => e.code === Code.InvalidArgument && /amount/.test(e.message));
+    await assert.rejects(
+      pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() }, amount: KES(10), payment: { case: "card", value: true } }),
+      (e: ConnectError) => e.code === Code.Unimplemented,
+    );
+    assert.equal(h.sim.transactions().length, before);
+  });
+
+  test("fraud rules: blocked numbers refused, phone velocity refused, outliers held, all visible to admins", async () => {
+    const blocked = phone();
+    await adminClient.blockPhoneNumber({ phone: blocked, reason: "reported stolen" });
+    await assert.rejects(tip(randomUUID(), blocked), (e: ConnectError) => e.code === Code.PermissionDenied);
+    await adminClient.unblockPhoneNumber({ phone: blocked });
+
+    const busy = phone("1032");
+    for (let i = 0; i < 5; i++) await tip(randomUUID(), busy, 10);
+    await assert.rejects(tip(randomUUID(), busy, 10), (e: ConnectError) => e.code === Code.ResourceExhausted && /mpesa_phone/.test(e.message));
+
+    const worker = randomUUID();
+    const { tip: big } = await tip(worker, phone(), 25_000);
+    const done = await settled(big!.tipId);
+    assert.equal(done.status, TipStatus.HELD_FOR_REVIEW, "paid, but held before crediting");
+    assert.equal(await h.balance(worker), 0n);
+
+    const { alerts } = await adminClient.listFraudAlerts({});
+    const reasons = new Set(alerts.map((a) => a.reason));
+    for (const r of [FraudReason.BLOCKED_NUMBER, FraudReason.VELOCITY_PHONE, FraudReason.AMOUNT_OUTLIER]) assert.ok(reasons.has(r), FraudReason[r]);
+    await assert.rejects(h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["worker"] }).listFraudAlerts({}), (e: ConnectError) => e.code === Code.PermissionDenied);
+  });
+
+  test("repeated wrong PINs stop the number", async () => {
+    const p = phone("2001");
+    for (let i = 0; i < 3; i++) {
+      const { tip: t } = await tip(randomUUID(), p, 10);
+      await settled(t!.tipId);
+    }
+    await assert.rejects(tip(randomUUID(), p, 10), (e: ConnectError) => e.code === Code.ResourceExhausted && /PIN/.test(e.message));
+  });
+
+  test("a worker lists their own tips, newest first, page by page", async () => {
+    const worker = randomUUID();
+    for (let i = 0; i < 3; i++) await tip(worker, phone("1032"), 10 + i);
+    const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
+    const first = await me.listTips({ page: { pageSize: 2 } });
+    assert.equal(first.tips.length, 2);
+    assert.equal(first.tips[0].amount!.amountMinor, 1200n);
+    const second = await me.listTips({ page: { pageSize: 2, pageToken: first.page!.nextPageToken } });
+    assert.equal(second.tips.length, 1);
+    assert.equal(second.page!.nextPageToken, "");
+    assert.ok(first.tips.concat(second.tips).every((t) => t.workerId === worker));
+  });
+});
