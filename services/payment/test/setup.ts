@@ -3,7 +3,7 @@
 import { randomInt } from "node:crypto";
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
-import { callerHeaders } from "@ttip/runtime";
+import { callerHeaders, createLogger } from "@ttip/runtime";
 import { startTestService, type TestService } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
@@ -47,7 +47,7 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}): Prom
     fraud: { phonePerWindow: 5, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     ...overrides,
   };
-  const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet] });
+  const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet], ...(process.env.PAYMENT_TEST_LOG ? { logger: createLogger({ level: "warn" }) } : {}) });
   config.callbackBaseUrl = t.service.server.url;
   const walletUser = createClient(WalletService, t.ctx.peers("wallet"));
   const walletAdmin = createClient(WalletAdminService, t.ctx.peers("wallet"));
@@ -81,6 +81,10 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}): Prom
       }),
     close: async () => {
       await sim.close();
+      // pg-pool's end() does not wait for idle connections to finish closing, so the
+      // harness's DROP DATABASE ... WITH (FORCE) can terminate one mid-close; its
+      // error would otherwise surface as an uncaught exception after the tests.
+      t.db.pool.on("error", () => undefined);
       await t.close();
     },
   };

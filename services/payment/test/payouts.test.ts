@@ -1,0 +1,170 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { eventually, phone, startHarness, type Harness } from "./setup.js";
+
+const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
+
+describe("B2C payouts: held in the wallet, sent once, settled or released by the result", () => {
+  let h: Harness;
+  let pay: Client<typeof PaymentService>;
+  let internal: Client<typeof PaymentInternalService>;
+
+  before(async () => {
+    h = await startHarness();
+    pay = h.t.client(PaymentService);
+    internal = h.t.client(PaymentInternalService);
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  const asWorker = (worker: string) => h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
+  const msisdn = (p: string) => `254${p.slice(1)}`;
+  const b2cTo = (p: string) => h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === msisdn(p));
+
+  /** A worker with automatic payout to `payoutPhone`, then a KES 100 tip (KES 95 to the worker). */
+  async function tippedWorker(payoutPhone: string, minimumKes = 10): Promise<string> {
+    const worker = randomUUID();
+    await asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(minimumKes), payoutPhone });
+    const { tip } = await pay.createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() },
+    });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip succeeded");
+    return worker;
+  }
+  /** The worker's one payout (it starts right after the tip's credit, so it may take a moment to appear). */
+  async function onlyPayout(worker: string): Promise<Payout> {
+    const payouts = await eventually(async () => {
+      const { payouts } = await asWorker(worker).listPayouts({});
+      return payouts.length > 0 && payouts;
+    }, "a payout");
+    assert.equal(payouts.length, 1, "one payout");
+    return payouts[0];
+  }
+  async function reconcileUntil(worker: string, done: (p: Payout) => boolean, passes = 12): Promise<Payout> {
+    for (let i = 0; i < passes; i++) {
+      const p = await onlyPayout(worker);
+      if (done(p)) return p;
+      // Several replicas at once.
+      await Promise.all([1, 2, 3].map(() => internal.reconcilePending({ limit: 100 })));
+      await h.sim.idle();
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    return onlyPayout(worker);
+  }
+  const holdState = async (payoutId: string) => (await h.t.db.pool.query("SELECT hold_state FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0].hold_state;
+  const events = async (subject: string, id: string) =>
+    Number((await h.t.db.pool.query("SELECT count(*) FROM payment.outbox WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, id])).rows[0].count);
+
+  test("automatic payout after a tip: held, sent once, settled", async () => {
+    const p = phone();
+    const worker = await tippedWorker(p);
+    const payout = await eventually(async () => {
+      const x = await onlyPayout(worker);
+      return x.status === PayoutStatus.SUCCEEDED && x;
+    }, "payout succeeded");
+    assert.equal(payout.amount!.amountMinor, 9500n);
+    assert.ok(payout.automatic);
+    assert.equal(payout.mpesaReceipt, b2cTo(p)[0].receipt);
+    assert.equal(b2cTo(p).length, 1);
+    assert.equal(b2cTo(p)[0].amount, 95);
+    await eventually(async () => (await holdState(payout.payoutId)) === "settled", "hold settled");
+    assert.equal(await h.balance(worker), 0n);
+    assert.equal(await events("ttip.payment.payout_succeeded", payout.payoutId), 1);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("no automatic payout below the worker's minimum", async () => {
+    const p = phone();
+    const worker = await tippedWorker(p, 200);
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    assert.equal((await asWorker(worker).listPayouts({})).payouts.length, 0);
+    assert.equal(b2cTo(p).length, 0);
+  });
+
+  test("a B2C whose answer never comes is resolved by transaction status, never sent again", async () => {
+    const p = phone("0004"); // slow_ack: paid at once, the answer comes after our 1 s timeout
+    const worker = await tippedWorker(p);
+    const resolving = await eventually(async () => {
+      const x = await onlyPayout(worker);
+      return x.status !== PayoutStatus.PENDING && x;
+    }, "B2C timed out");
+    assert.equal(resolving.status, PayoutStatus.RESOLVING);
+    const done = await reconcileUntil(worker, (x) => x.status === PayoutStatus.SUCCEEDED);
+    assert.equal(done.status, PayoutStatus.SUCCEEDED);
+    assert.equal(done.mpesaReceipt, b2cTo(p)[0].receipt);
+    // More passes change nothing.
+    await reconcileUntil(worker, () => false, 3);
+    assert.equal(b2cTo(p).length, 1, "sent exactly once");
+    await eventually(async () => (await holdState(done.payoutId)) === "settled", "hold settled");
+    assert.equal(await h.balance(worker), 0n);
+  });
+
+  test("a result that never arrives is found by transaction status", async () => {
+    const p = phone("0003"); // lost_result
+    const worker = await tippedWorker(p);
+    assert.equal((await onlyPayout(worker)).status, PayoutStatus.PENDING);
+    const done = await reconcileUntil(worker, (x) => x.status === PayoutStatus.SUCCEEDED);
+    assert.equal(done.status, PayoutStatus.SUCCEEDED);
+    assert.equal(b2cTo(p).length, 1);
+  });
+
+  test("a queue timeout is asked about; not executed means failed and the hold released, still sent once", async () => {
+    const p = phone("0006");
+    const worker = await tippedWorker(p);
+    const done = await reconcileUntil(worker, (x) => x.status === PayoutStatus.FAILED);
+    assert.equal(done.status, PayoutStatus.FAILED);
+    assert.equal(b2cTo(p).length, 1, "never re-sent");
+    await eventually(async () => (await holdState(done.payoutId)) === "released", "hold released");
+    assert.equal(await h.balance(worker), 9500n, "the money is back in the wallet");
+    assert.equal(await events("ttip.payment.payout_failed", done.payoutId), 1);
+  });
+
+  test("a failed B2C releases the hold and says why", async () => {
+    const p = phone("2001");
+    const worker = await tippedWorker(p);
+    const done = await eventually(async () => {
+      const x = await onlyPayout(worker);
+      return x.status === PayoutStatus.FAILED && x;
+    }, "payout failed");
+    assert.equal(done.resultCode, "2001");
+    assert.match(done.resultMessage, /initiator/i);
+    await eventually(async () => (await h.balance(worker)) === 9500n, "released");
+  });
+
+  test("payouts on hold by an admin are not made automatically", async () => {
+    const p = phone();
+    const worker = randomUUID();
+    await h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["admin"] }).holdPayouts({ workerId: worker, reason: "under review" });
+    await asWorker(worker).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: p });
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip");
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    assert.equal(b2cTo(p).length, 0);
+  });
+
+  test("a manual withdrawal needs a verified step-up token; bad input changes nothing", async () => {
+    const worker = randomUUID();
+    const me = asWorker(worker);
+    const before = h.sim.transactions().length;
+    await assert.rejects(
+      me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(50), mpesaPhone: phone(), stepUpToken: "x".repeat(32) }),
+      (e: ConnectError) => e.code === Code.Unavailable && /step_up_token/.test(e.message),
+    );
+    await assert.rejects(
+      me.requestPayout({ idempotencyKey: randomUUID(), amount: { currency: "KES", amountMinor: 5050n }, stepUpToken: "x".repeat(32) }),
+      (e: ConnectError) => e.code === Code.InvalidArgument,
+    );
+    await assert.rejects(pay.requestPayout({ idempotencyKey: randomUUID(), amount: KES(50), stepUpToken: "x".repeat(32) }), (e: ConnectError) => e.code === Code.Unauthenticated);
+    await assert.rejects(me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10) }), (e: ConnectError) => e.code === Code.InvalidArgument && /payout_phone/.test(e.message));
+    await assert.rejects(me.updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: { currency: "KES", amountMinor: 150n }, payoutPhone: phone() }), (e: ConnectError) => e.code === Code.InvalidArgument);
+    assert.equal(h.sim.transactions().length, before);
+    assert.equal((await me.listPayouts({})).payouts.length, 0);
+    const s = await me.getPayoutSettings({});
+    assert.equal(s.settings!.autoPayout, false);
+  });
+});
