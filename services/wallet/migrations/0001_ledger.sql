@@ -10,7 +10,10 @@ CREATE TABLE accounts (
   -- Money owed to an owner can never go below zero; system accounts (clearing,
   -- fees, suspense) carry the other side of every entry and may.
   may_go_negative boolean NOT NULL,
-  balance_minor bigint NOT NULL DEFAULT 0,   -- sum of all postings, kept in the posting transaction
+  -- Owned accounts: the sum of their postings, kept under the row lock of each
+  -- posting. System accounts stand on nearly every entry and keep none (0):
+  -- their balance is summed from their postings, so they never serialise tips.
+  balance_minor bigint NOT NULL DEFAULT 0,
   held_minor    bigint NOT NULL DEFAULT 0 CHECK (held_minor >= 0),
   created_at    timestamptz NOT NULL DEFAULT now(),
   UNIQUE (kind, owner_kind, owner_id, currency),
@@ -39,7 +42,7 @@ CREATE TABLE postings (
   account_id    uuid NOT NULL REFERENCES accounts (account_id),
   amount_minor  bigint NOT NULL CHECK (amount_minor <> 0),
   currency      char(3) NOT NULL,
-  balance_after bigint NOT NULL,
+  balance_after bigint,                      -- owned accounts only
   memo          text NOT NULL DEFAULT '',
   -- Taken after the entry's account locks, so per account it follows the
   -- order postings really applied in: history order and cursors.
@@ -48,7 +51,7 @@ CREATE TABLE postings (
   PRIMARY KEY (entry_id, line)
 );
 CREATE SEQUENCE posting_seq;
-CREATE INDEX postings_account_seq ON postings (account_id, posted_seq DESC);
+CREATE INDEX postings_account_seq ON postings (account_id, posted_seq DESC) INCLUDE (amount_minor);
 
 CREATE TABLE entry_conversions (
   entry_id         uuid NOT NULL REFERENCES entries (entry_id),

@@ -82,11 +82,22 @@ export function systemAccount(db: Queryable, kind: AccountKind, currency: string
 }
 
 export async function getAccount(db: Queryable, accountId: string, lock = false): Promise<AccountRow | undefined> {
-  const { rows } = await db.query<AccountRow>(
+  const { rows } = await db.query<AccountRow & { may_go_negative: boolean }>(
     `SELECT * FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
     [accountId],
   );
-  return rows[0];
+  const account = rows[0];
+  if (account?.may_go_negative) account.balance_minor = await accountBalance(db, accountId);
+  return account;
+}
+
+/** A system account's balance: the sum of its postings (it keeps no running balance). */
+export async function accountBalance(db: Queryable, accountId: string): Promise<bigint> {
+  const { rows } = await db.query<{ total: bigint }>(
+    `SELECT coalesce(sum(amount_minor), 0)::bigint AS total FROM wallet.postings WHERE account_id = $1`,
+    [accountId],
+  );
+  return rows[0].total;
 }
 
 export interface PostingInput {
@@ -170,41 +181,48 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
     return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
   }
 
-  // Net change per account, applied in id order.
+  // Net change per account.
   const deltas = new Map<string, bigint>();
   for (const p of input.postings) deltas.set(p.accountId, (deltas.get(p.accountId) ?? 0n) + p.amountMinor);
-  const accounts = new Map<string, AccountRow>();
-  for (const accountId of [...deltas.keys()].sort()) {
-    let row: AccountRow | undefined;
+  const { rows: found } = await tx.query<AccountRow & { may_go_negative: boolean }>(
+    `SELECT * FROM wallet.accounts WHERE account_id = ANY($1::uuid[])`,
+    [[...deltas.keys()]],
+  );
+  const accounts = new Map(found.map((a) => [a.account_id, a]));
+  input.postings.forEach((p, i) => {
+    const account = accounts.get(p.accountId);
+    if (!account) throw new ConnectError(`postings[${i}].account_id: no account ${p.accountId}`, Code.NotFound);
+    if (account.currency.trim() !== p.currency) {
+      throw invalid(`postings[${i}].amount.currency`, `account ${p.accountId} holds ${account.currency.trim()}, not ${p.currency}`);
+    }
+  });
+  // Owned accounts (worker wallets, venue pools) are moved and checked under
+  // their row lock, in id order. System accounts stand on nearly every entry:
+  // locking them would serialise the whole platform, so their balance is the
+  // sum of their postings instead (see accountBalance).
+  for (const accountId of [...deltas.keys()].filter((id) => !accounts.get(id)!.may_go_negative).sort()) {
     try {
-      ({ rows: [row] } = await tx.query<AccountRow>(
-        `UPDATE wallet.accounts SET balance_minor = balance_minor + $2 WHERE account_id = $1 RETURNING *`,
+      const { rows } = await tx.query<{ balance_minor: bigint }>(
+        `UPDATE wallet.accounts SET balance_minor = balance_minor + $2 WHERE account_id = $1 RETURNING balance_minor`,
         [accountId, deltas.get(accountId)],
-      ));
+      );
+      accounts.get(accountId)!.balance_minor = rows[0].balance_minor;
     } catch (err) {
       if ((err as { constraint?: string }).constraint === "available_not_negative") {
         throw new ConnectError(`account ${accountId}: available balance is too low for this entry`, Code.FailedPrecondition);
       }
       throw err;
     }
-    if (!row) {
-      const line = input.postings.findIndex((p) => p.accountId === accountId);
-      throw new ConnectError(`postings[${line}].account_id: no account ${accountId}`, Code.NotFound);
-    }
-    accounts.set(accountId, row);
   }
   const { rows: [{ seq, posted_at: postedAt }] } = await tx.query<{ seq: bigint; posted_at: Date }>(
     `SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at`,
   );
-  // Balance after each line, walking the lines in order from each account's opening balance.
+  // Balance after each line of an owned account, walking the lines in order from its opening balance.
   const running = new Map([...accounts].map(([id, a]) => [id, a.balance_minor - deltas.get(id)!]));
   const lines = input.postings.map((p, i) => {
     const account = accounts.get(p.accountId)!;
-    if (account.currency.trim() !== p.currency) {
-      throw invalid(`postings[${i}].amount.currency`, `account ${p.accountId} holds ${account.currency.trim()}, not ${p.currency}`);
-    }
-    const after = running.get(p.accountId)! + p.amountMinor;
-    running.set(p.accountId, after);
+    const after = account.may_go_negative ? null : running.get(p.accountId)! + p.amountMinor;
+    if (after !== null) running.set(p.accountId, after);
     return { ...p, line: i, after, account };
   });
   await tx.query(
@@ -217,7 +235,7 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
       lines.map((l) => l.accountId),
       lines.map((l) => l.amountMinor.toString()),
       lines.map((l) => l.currency),
-      lines.map((l) => l.after.toString()),
+      lines.map((l) => (l.after === null ? null : l.after.toString())),
       lines.map((l) => l.memo ?? ""),
       seq,
       postedAt,
@@ -234,7 +252,7 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
   // Owners hear about their money moving; system accounts are not announced.
   const causeId = String(input.cause.cause.value);
   for (const l of lines) {
-    if (l.account.kind !== AccountKind.WORKER_WALLET && l.account.kind !== AccountKind.VENUE_POOL) continue;
+    if (l.after === null) continue;
     const init = {
       accountId: l.accountId,
       ownerId: l.account.owner_id,
@@ -246,7 +264,16 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
     if (l.amountMinor > 0n) await emitEvent(tx, "wallet", "ttip.wallet.credited", WalletCreditedSchema, init, causeId);
     else await emitEvent(tx, "wallet", "ttip.wallet.debited", WalletDebitedSchema, init, causeId);
   }
-  return { entry: (await loadEntry(tx, entryId))!, created: true };
+  const entry = create(JournalEntrySchema, {
+    entryId,
+    idempotencyKey: input.idempotencyKey,
+    cause: input.cause,
+    postings: lines.map((l) => create(PostingSchema, { accountId: l.accountId, amount: money(l.amountMinor, l.currency), memo: l.memo ?? "" })),
+    conversions: input.conversions ?? [],
+    description: input.description ?? "",
+    postedAt: timestampFromDate(postedAt),
+  });
+  return { entry, created: true };
 }
 
 interface EntryRow {
@@ -261,7 +288,9 @@ interface EntryRow {
 
 export async function loadEntry(db: Queryable, entryId: string): Promise<JournalEntry | undefined> {
   const { rows } = await db.query<EntryRow>(
-    `SELECT e.*, r.entry_id AS reversed_by FROM wallet.entries e
+    `SELECT e.*, r.entry_id AS reversed_by,
+            (SELECT posted_at FROM wallet.postings p WHERE p.entry_id = e.entry_id LIMIT 1) AS posted_at
+       FROM wallet.entries e
        LEFT JOIN wallet.entries r ON r.reverses_entry_id = e.entry_id
       WHERE e.entry_id = $1`,
     [entryId],

@@ -207,7 +207,7 @@ export async function trialBalance(db: Queryable, asOf?: Date): Promise<{ lines:
     const drift = await db.query(
       `SELECT a.account_id FROM wallet.accounts a
          LEFT JOIN (SELECT account_id, sum(amount_minor) AS total FROM wallet.postings GROUP BY account_id) p USING (account_id)
-        WHERE a.balance_minor <> coalesce(p.total, 0) LIMIT 1`,
+        WHERE NOT a.may_go_negative AND a.balance_minor <> coalesce(p.total, 0) LIMIT 1`,
     );
     if (drift.rows.length) balanced = false;
   }
