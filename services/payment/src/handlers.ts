@@ -14,7 +14,7 @@ import {
 import { kes, mpesaAmount } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
 import { maskPhone, normalisePhone } from "./phone.js";
-import { createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, type Deps, type TipRow } from "./tips.js";
+import { createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
 const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
 
@@ -235,7 +235,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       });
       if (!updated) throw new ConnectError("tip_id: the tip was reviewed meanwhile", Code.FailedPrecondition);
       deps.changes.emit(tip.tip_id);
-      if (req.approve && deps.afterCredit) await deps.afterCredit(updated).catch(() => undefined);
+      if (req.approve) runAfterCredit(deps, updated);
       return { tip: tipMessage(updated, locale(ctx)) };
     },
 

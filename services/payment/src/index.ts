@@ -24,7 +24,7 @@ export interface PaymentModuleOptions {
  * saved payment methods are not built yet (UNIMPLEMENTED).
  */
 export function createPaymentModule(options: PaymentModuleOptions = {}): ServiceModule {
-  const config = options.config ?? (() => loadPaymentConfig(process.env));
+  const config = options.config ?? envConfig();
   const depsByCtx = new WeakMap<ServiceContext, Deps>();
   const depsFor = (ctx: ServiceContext): Deps => {
     let d = depsByCtx.get(ctx);
@@ -35,6 +35,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
         config,
         ledger: new Ledger(ctx),
         changes: new EventEmitter().setMaxListeners(0),
+        background: new Set(),
         daraja: () => {
           const c = config().daraja;
           if (!c) throw new Error("Daraja is not configured");
@@ -63,7 +64,10 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
     async start(ctx) {
       const deps = depsFor(ctx);
       const interval = config().reconcileIntervalMs;
-      if (!interval) return async () => undefined;
+      const drainBackground = async () => {
+        while (deps.background.size) await Promise.allSettled([...deps.background]);
+      };
+      if (!interval) return drainBackground;
       let stopped = false;
       let running: Promise<void> = Promise.resolve();
       const tick = () => {
@@ -84,8 +88,19 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
         stopped = true;
         clearTimeout(timer);
         await running;
+        await drainBackground();
       };
     },
+  };
+}
+
+/** Configuration from the environment, parsed again only when a variable it reads changes. */
+function envConfig(): () => PaymentConfig {
+  let cached: { key: string; config: PaymentConfig } | undefined;
+  return () => {
+    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_)/.test(k)).sort());
+    if (cached?.key !== key) cached = { key, config: loadPaymentConfig(process.env) };
+    return cached.config;
   };
 }
 

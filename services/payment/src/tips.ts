@@ -55,8 +55,10 @@ export interface Deps {
   ledger: Ledger;
   /** Wakes WatchTip streams in this process at once (others poll). */
   changes: EventEmitter;
-  /** Called after a tip's money reached the worker's wallet (automatic payout). */
+  /** Called after a tip's money reached the worker's wallet (automatic payout); runs in the background. */
   afterCredit?: (tip: TipRow) => Promise<void>;
+  /** Background work the module waits for when it stops. */
+  background: Set<Promise<unknown>>;
 }
 
 export interface NewTip {
@@ -312,10 +314,19 @@ export async function postCredit(deps: Deps, tipId: string): Promise<boolean> {
     if (t && t.credit_kind === "worker") await emitTipSucceeded(tx, t);
     return t;
   });
-  if (recorded?.credit_kind === "worker" && deps.afterCredit) {
-    await deps.afterCredit(recorded).catch((err) => deps.ctx.logger.warn({ tipId, err }, "automatic payout failed to start"));
-  }
+  if (recorded?.credit_kind === "worker") runAfterCredit(deps, recorded);
   return Boolean(recorded);
+}
+
+/**
+ * Starts the automatic payout without holding up the caller (a Daraja
+ * callback waits for our answer; a slow B2C must not delay it).
+ */
+export function runAfterCredit(deps: Deps, tip: TipRow): void {
+  if (!deps.afterCredit) return;
+  const p = deps.afterCredit(tip).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start"));
+  deps.background.add(p);
+  void p.finally(() => deps.background.delete(p));
 }
 
 export async function emitTipSucceeded(tx: Queryable, t: TipRow) {

@@ -15,6 +15,7 @@ import {
   startService,
   type RunningService,
 } from "@ttip/runtime";
+import { startDarajaSimulator } from "@ttip/payment";
 import { modules, publicServices } from "./modules.js";
 
 export interface EmbeddedPlatform {
@@ -50,12 +51,30 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const peers = createPeers((name) => urls.get(name));
   const ctx = { logger, pool, bus, cache, metrics, peers };
 
+  // M-Pesa is the Daraja simulator here, unless real credentials are configured;
+  // its callbacks come from loopback and go to the payment service's own port.
+  const daraja = process.env.DARAJA_BASE_URL ? undefined : await startDarajaSimulator({ callbackDelayMs: 2000, lateDelayMs: 20_000 });
+  if (daraja) {
+    Object.assign(process.env, {
+      DARAJA_BASE_URL: daraja.url,
+      DARAJA_CONSUMER_KEY: daraja.options.consumerKey,
+      DARAJA_CONSUMER_SECRET: daraja.options.consumerSecret,
+      DARAJA_SHORTCODE: daraja.options.shortcode,
+      DARAJA_PASSKEY: daraja.options.passkey,
+      DARAJA_INITIATOR_NAME: daraja.options.initiatorName,
+      DARAJA_INITIATOR_PASSWORD: daraja.options.initiatorPassword,
+      DARAJA_CERTIFICATE_FILE: daraja.certificateFile,
+    });
+    process.env.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
+  }
+
   const services: RunningService[] = [];
   for (const module of modules) {
     const service = await startService(module, ctx);
     urls.set(module.name, service.server.url);
     services.push(service);
   }
+  if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= urls.get("payment");
   const gateway = await startGateway({
     logger,
     metrics,
@@ -74,6 +93,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     await bus.close();
     await pool.end();
     await postgres.close();
+    await daraja?.close();
   };
   return { gatewayUrl: gateway.url, services, close };
 }

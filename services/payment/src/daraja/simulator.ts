@@ -6,9 +6,12 @@ import { constants, privateDecrypt, randomBytes, randomUUID } from "node:crypto"
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
+import { fileURLToPath } from "node:url";
 import { darajaTimestamp, stkPassword } from "./client.js";
 
-export const SIMULATOR_CERTIFICATE_PEM = readFileSync(new URL("./testdata/simulator-cert.pem", import.meta.url), "utf8");
+/** The simulator's "Safaricom public certificate" (test only; its private key is beside it). */
+export const SIMULATOR_CERTIFICATE_FILE = fileURLToPath(new URL("./testdata/simulator-cert.pem", import.meta.url));
+export const SIMULATOR_CERTIFICATE_PEM = readFileSync(SIMULATOR_CERTIFICATE_FILE, "utf8");
 const SIMULATOR_PRIVATE_KEY_PEM = readFileSync(new URL("./testdata/simulator-key.pem", import.meta.url), "utf8");
 
 /** What the customer (STK) or M-Pesa (B2C) does with a request. */
@@ -89,6 +92,8 @@ export interface SimulatorOptions {
 export interface DarajaSimulator {
   url: string;
   options: Required<SimulatorOptions>;
+  /** PEM file of the certificate B2C credentials are encrypted with. */
+  certificateFile: string;
   transactions(): SimTransaction[];
   script(key: { phone?: string; amount?: number }, script: Script): void;
   /** Waits until every scheduled callback has been sent. */
@@ -493,6 +498,7 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
   return {
     url: `http://${host}:${port}`,
     options: o,
+    certificateFile: SIMULATOR_CERTIFICATE_FILE,
     transactions: () => structuredClone(txs),
     script: (key, script) => scripts.set(key.phone ? `phone:${key.phone}` : `amount:${key.amount}`, script),
     idle: async () => {
