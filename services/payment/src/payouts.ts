@@ -8,6 +8,7 @@ import { emitEvent, withTransaction, type Queryable } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
+import { recordAlert } from "./fraud.js";
 import { kes } from "./money.js";
 import { maskPhone } from "./phone.js";
 import type { Deps, TipRow } from "./tips.js";
@@ -158,6 +159,17 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
     return p;
   });
   await resolveHold(deps, payoutId);
+  if (!done && f.success) {
+    const p = await loadPayout(deps.ctx.pool, payoutId);
+    if (p?.status === "failed") {
+      // M-Pesa paid a payout we had ended as failed (and whose hold went back): an admin must recover it.
+      deps.ctx.logger.error({ payoutId }, "B2C reported paid after the payout was ended as failed");
+      await withTransaction(deps.ctx.pool, (tx) =>
+        recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", payoutId, workerId: p.worker_id, phoneMasked: p.phone_masked,
+          detail: `M-Pesa reports payout ${payoutId} paid (receipt ${f.receipt ?? "unknown"}) after it was ended as failed and its hold released` }),
+      );
+    }
+  }
   return done ? "accepted" : "duplicate";
 }
 
