@@ -277,6 +277,32 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     await assert.rejects(h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["worker"] }).listFraudAlerts({}), (e: ConnectError) => e.code === Code.PermissionDenied);
   });
 
+  test("a worker tipping themself, or too many tips to one worker, are held for review rather than refused", async () => {
+    const worker = randomUUID();
+    const self = await h.t.client(PaymentService, { subject: worker, roles: ["worker"] }).createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() },
+    });
+    assert.equal((await settled(self.tip!.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    assert.equal(await h.balance(worker), 0n);
+
+    const popular = randomUUID();
+    h.config.fraud.workerPerWindow = 2;
+    let thirdId = "";
+    try {
+      const first = [await tip(popular, phone()), await tip(popular, phone())];
+      const third = await tip(popular, phone());
+      thirdId = third.tip!.tipId;
+      for (const f of first) assert.equal((await settled(f.tip!.tipId)).status, TipStatus.SUCCEEDED);
+      assert.equal((await settled(third.tip!.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    } finally {
+      h.config.fraud.workerPerWindow = 1000;
+    }
+    await eventually(async () => (await h.balance(popular)) === 19000n, "only the first two credited");
+    const { alerts } = await adminClient.listFraudAlerts({});
+    assert.ok(alerts.some((a) => a.reason === FraudReason.SELF_TIP && a.workerId === worker));
+    assert.ok(alerts.some((a) => a.reason === FraudReason.VELOCITY_WORKER && a.tipId === thirdId));
+  });
+
   test("repeated wrong PINs stop the number", async () => {
     const p = phone("2001");
     for (let i = 0; i < 3; i++) {

@@ -1,0 +1,56 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { parseResult, parseStkCallback } from "../src/callbacks.js";
+import { addressAllowed, loadPaymentConfig, SAFARICOM_CALLBACK_IPS } from "../src/config.js";
+
+describe("callback checks", () => {
+  test("the allow-list takes exact addresses, IPv4 CIDRs and IPv4-mapped IPv6", () => {
+    assert.ok(addressAllowed("196.201.214.200", SAFARICOM_CALLBACK_IPS));
+    assert.ok(!addressAllowed("196.201.214.201", SAFARICOM_CALLBACK_IPS));
+    assert.ok(addressAllowed("::ffff:127.0.0.1", ["127.0.0.1"]));
+    assert.ok(addressAllowed("10.1.2.3", ["10.0.0.0/8"]));
+    assert.ok(!addressAllowed("11.1.2.3", ["10.0.0.0/8"]));
+    assert.ok(!addressAllowed("127.0.0.1", []));
+  });
+
+  test("production defaults to Safaricom's addresses; loopback only when configured", () => {
+    assert.deepEqual(loadPaymentConfig({}).callbackAllowList, SAFARICOM_CALLBACK_IPS);
+    assert.ok(!addressAllowed("127.0.0.1", loadPaymentConfig({}).callbackAllowList));
+    assert.deepEqual(loadPaymentConfig({ MPESA_CALLBACK_ALLOWED_IPS: "127.0.0.1, ::1" }).callbackAllowList, ["127.0.0.1", "::1"]);
+    assert.throws(() => loadPaymentConfig({ DARAJA_BASE_URL: "ftp://x" }), /DARAJA_BASE_URL/);
+  });
+
+  const success = (items: unknown[]) => ({ Body: { stkCallback: { MerchantRequestID: "29115-34620561-1", CheckoutRequestID: "ws_CO_191220191020363925", ResultCode: 0, ResultDesc: "ok", CallbackMetadata: { Item: items } } } });
+  const goodItems = [
+    { Name: "Amount", Value: 1.0 }, { Name: "MpesaReceiptNumber", Value: "NLJ7RT61SV" }, { Name: "Balance" },
+    { Name: "TransactionDate", Value: 20191219102115 }, { Name: "PhoneNumber", Value: 254708374149 },
+  ];
+
+  test("an STK callback in Daraja's shape is read, Balance without a value included", () => {
+    const cb = parseStkCallback(success(goodItems));
+    assert.deepEqual(cb, {
+      checkoutRequestId: "ws_CO_191220191020363925", merchantRequestId: "29115-34620561-1", resultCode: 0, resultDesc: "ok",
+      receipt: "NLJ7RT61SV", amount: 1, phone: "254708374149",
+    });
+    const failed = parseStkCallback({ Body: { stkCallback: { MerchantRequestID: "m", CheckoutRequestID: "ws_CO_1", ResultCode: 1032, ResultDesc: "Request cancelled by user" } } });
+    assert.equal(failed?.resultCode, 1032);
+    assert.equal(failed?.receipt, undefined);
+  });
+
+  test("anything off-shape is refused", () => {
+    assert.equal(parseStkCallback({}), undefined);
+    assert.equal(parseStkCallback({ Body: { stkCallback: { CheckoutRequestID: "ws_CO_1", MerchantRequestID: "m", ResultCode: 0, ResultDesc: "ok" } } }), undefined, "success without metadata");
+    assert.equal(parseStkCallback(success(goodItems.filter((i) => i.Name !== "MpesaReceiptNumber"))), undefined);
+    assert.equal(parseStkCallback(success(goodItems.map((i) => (i.Name === "Amount" ? { Name: "Amount", Value: "1" } : i)))), undefined);
+    assert.equal(parseStkCallback(success(goodItems.map((i) => (i.Name === "PhoneNumber" ? { Name: "PhoneNumber", Value: 712345678 } : i)))), undefined);
+    assert.equal(parseStkCallback({ Body: { stkCallback: { CheckoutRequestID: "ws_CO_1; DROP", MerchantRequestID: "m", ResultCode: 1, ResultDesc: "x" } } }), undefined);
+  });
+
+  test("the B2C Result envelope is read with its parameters", () => {
+    const r = parseResult({ Result: { ResultType: 0, ResultCode: 0, ResultDesc: "ok", OriginatorConversationID: "o", ConversationID: "c", TransactionID: "NLJ41HAY6Q",
+      ResultParameters: { ResultParameter: [{ Key: "TransactionAmount", Value: 10 }, { Key: "TransactionReceipt", Value: "NLJ41HAY6Q" }] } } });
+    assert.equal(r?.parameters.get("TransactionAmount"), 10);
+    assert.equal(r?.resultCode, "0");
+    assert.equal(parseResult({ Result: { ResultCode: 0 } }), undefined);
+  });
+});
