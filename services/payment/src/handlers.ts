@@ -11,6 +11,7 @@ import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, decodeCursor, encodeCursor, pageSize, payoutMessage, tipMessage,
 } from "./convert.js";
+import { resultMessage } from "./messages.js";
 import { kes, mpesaAmount } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
 import { maskPhone, normalisePhone } from "./phone.js";
@@ -215,7 +216,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         const { rows } = await tx.query<TipRow>(
           `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END,
              result_message = $4 WHERE tip_id = $1 AND status = 'held_for_review' RETURNING *`,
-          [tip.tip_id, req.approve ? "succeeded" : "failed", req.approve, req.approve ? "Payment received. Thank you!" : "The tip was declined after review; the payment will be refunded."],
+          [tip.tip_id, req.approve ? "succeeded" : "failed", req.approve, resultMessage(req.approve ? "0" : "review_rejected")],
         );
         const t = rows[0];
         if (!t) return undefined;

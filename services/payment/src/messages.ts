@@ -12,6 +12,7 @@ const MESSAGES: Record<string, { en: string; sw: string }> = {
   "17": { en: "M-Pesa could not complete the payment. Nothing was charged.", sw: "M-Pesa haikuweza kukamilisha malipo. Hakuna pesa iliyotozwa." },
   expired: { en: "No answer from M-Pesa in time. If you were charged, the tip will still reach the worker.", sw: "Hakuna jibu kutoka M-Pesa kwa wakati. Kama ulitozwa, tip itamfikia mfanyakazi." },
   unavailable: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+  review_rejected: { en: "The tip was declined after review; your payment will be refunded.", sw: "Tip imekataliwa baada ya ukaguzi; malipo yako yatarejeshwa." },
   review: { en: "Payment received; the tip is being reviewed before it reaches the worker.", sw: "Malipo yamepokelewa; tip inakaguliwa kabla ya kumfikia mfanyakazi." },
 };
 

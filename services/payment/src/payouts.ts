@@ -288,6 +288,9 @@ export async function autoPayout(deps: PayoutDeps, tip: TipRow): Promise<void> {
   );
   const s = rows[0];
   if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return;
+  // One at a time: a payout in flight already holds the balance; the next tip sweeps what is left.
+  const open = await deps.ctx.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving') LIMIT 1", [tip.worker_id]);
+  if (open.rowCount) return;
   const available = await deps.ledger.available(tip.worker_id);
   const amount = (available / 100n) * 100n;
   if (amount < s.auto_payout_minimum_minor || amount <= 0n) return;

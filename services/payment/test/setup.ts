@@ -81,10 +81,6 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}): Prom
       }),
     close: async () => {
       await sim.close();
-      // pg-pool's end() does not wait for idle connections to finish closing, so the
-      // harness's DROP DATABASE ... WITH (FORCE) can terminate one mid-close; its
-      // error would otherwise surface as an uncaught exception after the tests.
-      t.db.pool.on("error", () => undefined);
       await t.close();
     },
   };

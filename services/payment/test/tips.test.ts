@@ -270,6 +270,11 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     const done = await settled(big!.tipId);
     assert.equal(done.status, TipStatus.HELD_FOR_REVIEW, "paid, but held before crediting");
     assert.equal(await h.balance(worker), 0n);
+    await eventually(async () => (await row(big!.tipId)).credit_entry_id, "parked in suspense");
+    const rejected = await adminClient.reviewTip({ tipId: big!.tipId, approve: false, note: "card testing pattern" });
+    assert.equal(rejected.tip!.status, TipStatus.FAILED);
+    assert.match(rejected.tip!.resultMessage, /declined after review/);
+    assert.equal(await h.balance(worker), 0n);
 
     const { alerts } = await adminClient.listFraudAlerts({});
     const reasons = new Set(alerts.map((a) => a.reason));
