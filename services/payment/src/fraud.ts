@@ -30,6 +30,9 @@ export const RULE_ACTIONS: Record<FraudReasonCode, FraudActionCode> = {
   UNKNOWN_CALLBACK: "flag",
 };
 
+/** A tip this many times the worker's median (over at least 5 tips) is an outlier too. */
+export const OUTLIER_TIMES_MEDIAN = 20n;
+
 export interface FraudHit {
   reason: FraudReasonCode;
   action: FraudActionCode;
@@ -47,12 +50,14 @@ export interface TipCandidate {
 export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCandidate): Promise<FraudHit[]> {
   const hit = (reason: FraudReasonCode, detail: string): FraudHit => ({ reason, action: RULE_ACTIONS[reason], detail });
   const hits: FraudHit[] = [];
-  const { rows } = await db.query<{ blocked: boolean; pin_failures: string; phone_recent: string; worker_recent: string; payout_phone: string | null }>(
+  const { rows } = await db.query<{ blocked: boolean; pin_failures: string; phone_recent: string; worker_recent: string; payout_phone: string | null; median_minor: bigint | null }>(
     `SELECT EXISTS (SELECT 1 FROM payment.blocked_phones WHERE phone = $1) AS blocked,
             (SELECT count(*) FROM payment.tips WHERE phone = $1 AND result_code = '2001' AND created_at > now() - interval '1 hour') AS pin_failures,
             (SELECT count(*) FROM payment.tips WHERE phone = $1 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS phone_recent,
             (SELECT count(*) FROM payment.tips WHERE worker_id = $2 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS worker_recent,
-            (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone`,
+            (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone,
+            (SELECT CASE WHEN count(*) >= 5 THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) END
+               FROM payment.tips WHERE worker_id = $2 AND status = 'succeeded' AND created_at > now() - interval '90 days') AS median_minor`,
     [t.phone, t.workerId, limits.windowMs],
   );
   const r = rows[0];
@@ -64,7 +69,11 @@ export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCand
   if (Number(r.worker_recent) >= limits.workerPerWindow) {
     hits.push(hit("VELOCITY_WORKER", `${r.worker_recent} tips to this worker within ${limits.windowMs / 60_000} minutes (limit ${limits.workerPerWindow})`));
   }
-  if (t.amountMinor > limits.outlierMinor) hits.push(hit("AMOUNT_OUTLIER", `KES ${t.amountMinor / 100n} is above the review threshold of KES ${limits.outlierMinor / 100n}`));
+  if (t.amountMinor > limits.outlierMinor) {
+    hits.push(hit("AMOUNT_OUTLIER", `KES ${t.amountMinor / 100n} is above the review threshold of KES ${limits.outlierMinor / 100n}`));
+  } else if (r.median_minor && t.amountMinor > r.median_minor * OUTLIER_TIMES_MEDIAN) {
+    hits.push(hit("AMOUNT_OUTLIER", `KES ${t.amountMinor / 100n} is over ${OUTLIER_TIMES_MEDIAN}x this worker's median tip of KES ${r.median_minor / 100n}`));
+  }
   if ((t.callerSubject && t.callerSubject === t.workerId) || (r.payout_phone && r.payout_phone === t.phone)) {
     hits.push(hit("SELF_TIP", "the worker appears to be tipping themself"));
   }

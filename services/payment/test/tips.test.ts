@@ -308,6 +308,20 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.ok(alerts.some((a) => a.reason === FraudReason.VELOCITY_WORKER && a.tipId === thirdId));
   });
 
+  test("a tip far above the worker's usual tips is an outlier, held for review", async () => {
+    const worker = randomUUID();
+    for (let i = 0; i < 5; i++) {
+      const { tip: t } = await tip(worker, phone(), 10);
+      assert.equal((await settled(t!.tipId)).status, TipStatus.SUCCEEDED);
+    }
+    const usual = await tip(worker, phone(), 150);
+    assert.equal((await settled(usual.tip!.tipId)).status, TipStatus.SUCCEEDED, "15x the median is fine");
+    const { tip: odd } = await tip(worker, phone(), 250);
+    assert.equal((await settled(odd!.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.AMOUNT_OUTLIER });
+    assert.ok(alerts.some((a) => a.tipId === odd!.tipId && /median/.test(a.detail)));
+  });
+
   test("repeated wrong PINs stop the number", async () => {
     const p = phone("2001");
     for (let i = 0; i < 3; i++) {
