@@ -96,6 +96,8 @@ export interface DarajaSimulator {
   certificateFile: string;
   transactions(): SimTransaction[];
   script(key: { phone?: string; amount?: number }, script: Script): void;
+  /** Invalidates every token issued so far. */
+  revokeTokens(): void;
   /** Waits until every scheduled callback has been sent. */
   idle(): Promise<void>;
   close(): Promise<void>;
@@ -467,6 +469,11 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
         return json(res, 200, { access_token: token, expires_in: String(o.tokenTtlSeconds) });
       }
       if (req.method === "GET" && url.pathname === "/__sim/transactions") return json(res, 200, { transactions: txs });
+      if (req.method === "POST" && url.pathname === "/__sim/revoke-tokens") {
+        // As when Safaricom invalidates tokens early: callers must fetch a new one.
+        tokens.clear();
+        return json(res, 200, {});
+      }
       if (req.method === "POST" && url.pathname === "/__sim/script") {
         const key = body.phone ? `phone:${body.phone}` : `amount:${Number(body.amount)}`;
         scripts.set(key, body.script as Script);
@@ -501,6 +508,7 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
     certificateFile: SIMULATOR_CERTIFICATE_FILE,
     transactions: () => structuredClone(txs),
     script: (key, script) => scripts.set(key.phone ? `phone:${key.phone}` : `amount:${key.amount}`, script),
+    revokeTokens: () => tokens.clear(),
     idle: async () => {
       while (pending.size) await Promise.allSettled([...pending]);
     },
