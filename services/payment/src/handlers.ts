@@ -12,6 +12,7 @@ import {
   ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, decodeCursor, encodeCursor, pageSize, payoutMessage, tipMessage,
 } from "./convert.js";
 import { resultMessage } from "./messages.js";
+import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
 import { kes, mpesaAmount } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
 import { maskPhone, normalisePhone } from "./phone.js";
@@ -103,7 +104,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const caller = requireCaller(ctx, "worker");
       const amountMinor = mpesaAmount(req.amount, "amount");
       const settings = await loadSettings(caller.subject);
-      const phone = req.mpesaPhone ? normalisePhone(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone;
+      const phone = req.mpesaPhone ? normalisePhone(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
       if (!phone) throw new ConnectError("mpesa_phone: no payout number registered; pass one or set it in payout settings", Code.FailedPrecondition);
       if (settings?.payouts_on_hold) throw new ConnectError("payouts are on hold for this account; contact support", Code.FailedPrecondition);
       // The device's biometric unlock, proved to the auth service.
@@ -148,6 +149,23 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     async getPayoutSettings(_req, ctx) {
       const caller = requireCaller(ctx, "worker");
       return { settings: settingsMessage(await loadSettings(caller.subject)) };
+    },
+
+    async listPaymentMethods(_req, ctx) {
+      const caller = requireCaller(ctx);
+      return { paymentMethods: await listMethods(pool, caller.subject) };
+    },
+
+    async addPaymentMethod(req, ctx) {
+      const caller = requireCaller(ctx);
+      const phone = normalisePhone(req.mpesaPhone, "mpesa_phone");
+      return { paymentMethod: await addMethod(pool, caller.subject, phone, req.label, req.makeDefault) };
+    },
+
+    async removePaymentMethod(req, ctx) {
+      const caller = requireCaller(ctx);
+      await removeMethod(pool, caller.subject, req.paymentMethodId);
+      return {};
     },
 
     async updatePayoutSettings(req, ctx) {

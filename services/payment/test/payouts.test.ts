@@ -167,4 +167,26 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     const s = await me.getPayoutSettings({});
     assert.equal(s.settings!.autoPayout, false);
   });
+
+  test("saved M-Pesa numbers: the first is the default, one default at a time, masked, removable by their owner only", async () => {
+    const owner = randomUUID();
+    const me = h.t.client(PaymentService, { subject: owner, roles: ["customer"] });
+    const a = (await me.addPaymentMethod({ mpesaPhone: "0712000001", label: "mine" })).paymentMethod!;
+    assert.ok(a.isDefault);
+    assert.equal(a.phoneMasked, "2547******01");
+    const again = (await me.addPaymentMethod({ mpesaPhone: "+254712000001", label: "mine" })).paymentMethod!;
+    assert.equal(again.paymentMethodId, a.paymentMethodId, "adding the same number again is the same method");
+    const b = (await me.addPaymentMethod({ mpesaPhone: "0112000002", label: "work", makeDefault: true })).paymentMethod!;
+    let list = (await me.listPaymentMethods({})).paymentMethods;
+    assert.deepEqual(list.map((m) => [m.paymentMethodId, m.isDefault]), [[b.paymentMethodId, true], [a.paymentMethodId, false]]);
+    await assert.rejects(
+      h.t.client(PaymentService, { subject: randomUUID(), roles: ["customer"] }).removePaymentMethod({ paymentMethodId: b.paymentMethodId }),
+      (e: ConnectError) => e.code === Code.NotFound,
+    );
+    await me.removePaymentMethod({ paymentMethodId: b.paymentMethodId });
+    list = (await me.listPaymentMethods({})).paymentMethods;
+    assert.deepEqual(list.map((m) => [m.paymentMethodId, m.isDefault]), [[a.paymentMethodId, true]]);
+    await assert.rejects(me.addPaymentMethod({ mpesaPhone: "0812000003" }), (e: ConnectError) => e.code === Code.InvalidArgument && /mpesa_phone/.test(e.message));
+    await assert.rejects(pay.listPaymentMethods({}), (e: ConnectError) => e.code === Code.Unauthenticated);
+  });
 });
