@@ -65,3 +65,4 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
   return { logger, lines, records: () => lines.map((l) => JSON.parse(l)) };
 }
 export * from "./service.js";
+export * from "./processes.js";
