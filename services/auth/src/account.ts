@@ -28,7 +28,7 @@ export function accountHandlers(core: AuthCore): Partial<ServiceImpl<typeof Auth
     const cached = await cache.get(key);
     if (cached) return JSON.parse(cached) as CachedSession[];
     const { rows } = await pool.query(
-      `SELECT session_id, device_id, user_agent, ip_address, created_at, last_used_at FROM sessions
+      `SELECT session_id, device_id, user_agent, ip_address, created_at, last_used_at FROM auth.sessions
         WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at DESC`,
       [userId],
     );
@@ -50,7 +50,7 @@ export function accountHandlers(core: AuthCore): Partial<ServiceImpl<typeof Auth
     async updateProfile(req, ctx) {
       const { caller } = await requireSession(core, ctx);
       const { rows } = await pool.query(
-        `UPDATE users SET display_name = $2, photo_url = $3, locale = CASE WHEN $4 = 0 THEN locale ELSE $4 END, updated_at = now()
+        `UPDATE auth.users SET display_name = $2, photo_url = $3, locale = CASE WHEN $4 = 0 THEN locale ELSE $4 END, updated_at = now()
           WHERE user_id = $1 RETURNING *`,
         [caller.subject, req.displayName, req.photoUrl, req.locale === Locale.UNSPECIFIED ? 0 : req.locale],
       );
@@ -79,7 +79,7 @@ export function accountHandlers(core: AuthCore): Partial<ServiceImpl<typeof Auth
     async revokeSession(req, ctx) {
       const { caller, ip } = await requireSession(core, ctx);
       const revoked = await withTransaction(pool, async (tx) => {
-        const owned = await tx.query("SELECT revoked_at FROM sessions WHERE session_id = $1 AND user_id = $2", [req.sessionId, caller.subject]);
+        const owned = await tx.query("SELECT revoked_at FROM auth.sessions WHERE session_id = $1 AND user_id = $2", [req.sessionId, caller.subject]);
         // Someone else's session is as unknown as a missing one.
         if (!owned.rowCount) throw new ConnectError(`session ${req.sessionId} not found`, Code.NotFound);
         const r = await revokeSessions(tx, "session_id = $1", [req.sessionId], "revoked by user");

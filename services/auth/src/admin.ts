@@ -59,7 +59,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       const roles = req.roles.map(roleName);
       const { user, revoked } = await withTransaction(pool, async (tx) => {
         const before = await getUser(tx, req.userId, true);
-        const { rows } = await tx.query("UPDATE users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId, roles]);
+        const { rows } = await tx.query("UPDATE auth.users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId, roles]);
         // Tokens carry roles: losing one ends the sessions that carry it.
         const lost = before.roles.filter((r) => !roles.includes(r));
         const revoked = lost.length ? await revokeSessions(tx, "user_id = $1", [req.userId], "roles changed") : [];
@@ -77,7 +77,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       const admin = requireCaller(ctx, "admin");
       await withTransaction(pool, async (tx) => {
         await getUser(tx, req.userId, true);
-        await tx.query("UPDATE users SET locked_until = NULL, pin_failures = 0, lockouts = 0, updated_at = now() WHERE user_id = $1", [req.userId]);
+        await tx.query("UPDATE auth.users SET locked_until = NULL, pin_failures = 0, lockouts = 0, updated_at = now() WHERE user_id = $1", [req.userId]);
         await audit(tx, AuditAction.UNLOCK, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: req.reason });
       });
       return {};
@@ -90,7 +90,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       const secret = opaqueToken("ttip_sk");
       const row = await withTransaction(pool, async (tx) => {
         const inserted = await tx.query(
-          `INSERT INTO partner_api_keys (key_id, partner_name, scopes, prefix, secret_hash, secret_sealed, idempotency_key, request_fingerprint, created_by)
+          `INSERT INTO auth.partner_api_keys (key_id, partner_name, scopes, prefix, secret_hash, secret_sealed, idempotency_key, request_fingerprint, created_by)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
           [randomUUID(), req.partnerName, scopes, secret.slice(0, 12), sha256(secret), core.sealer.seal(secret), req.idempotencyKey, fingerprint, admin.subject],
         );
@@ -101,7 +101,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
           return inserted.rows[0];
         }
         // A retry of the same request gets the same key (and secret) back; a different request under the key is refused.
-        const { rows } = await tx.query("SELECT * FROM partner_api_keys WHERE idempotency_key = $1", [req.idempotencyKey]);
+        const { rows } = await tx.query("SELECT * FROM auth.partner_api_keys WHERE idempotency_key = $1", [req.idempotencyKey]);
         if (rows[0].request_fingerprint !== fingerprint) {
           throw new ConnectError("idempotency_key: already used for a different key request", Code.FailedPrecondition);
         }
@@ -114,7 +114,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       requireCaller(ctx, "admin");
       const size = req.page?.pageSize || DEFAULT_PAGE;
       const offset = decodeCursor(req.page?.pageToken ?? "", "page.page_token") ?? 0n;
-      const { rows } = await pool.query("SELECT * FROM partner_api_keys ORDER BY created_at, key_id LIMIT $1 OFFSET $2", [size + 1, offset]);
+      const { rows } = await pool.query("SELECT * FROM auth.partner_api_keys ORDER BY created_at, key_id LIMIT $1 OFFSET $2", [size + 1, offset]);
       const more = rows.length > size;
       return { keys: rows.slice(0, size).map(toPartnerKey), page: { nextPageToken: more ? encodeCursor(offset + BigInt(size)) : "" } };
     },
@@ -122,14 +122,14 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
     async revokePartnerApiKey(req, ctx) {
       const admin = requireCaller(ctx, "admin");
       const row = await withTransaction(pool, async (tx) => {
-        const found = await tx.query("SELECT revoked_at FROM partner_api_keys WHERE key_id = $1 FOR UPDATE", [req.keyId]);
+        const found = await tx.query("SELECT revoked_at FROM auth.partner_api_keys WHERE key_id = $1 FOR UPDATE", [req.keyId]);
         if (!found.rows[0]) throw new ConnectError(`partner key ${req.keyId} not found`, Code.NotFound);
         // Revoking twice changes nothing and is not audited twice.
         if (!found.rows[0].revoked_at) {
-          await tx.query("UPDATE partner_api_keys SET revoked_at = now() WHERE key_id = $1", [req.keyId]);
+          await tx.query("UPDATE auth.partner_api_keys SET revoked_at = now() WHERE key_id = $1", [req.keyId]);
           await audit(tx, AuditAction.API_KEY_REVOKED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${req.keyId}` });
         }
-        return (await tx.query("SELECT * FROM partner_api_keys WHERE key_id = $1", [req.keyId])).rows[0];
+        return (await tx.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1", [req.keyId])).rows[0];
       });
       return { key: toPartnerKey(row) };
     },
@@ -151,7 +151,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       if (req.to) add("occurred_at < ?", timestampDate(req.to));
       params.push(size + 1);
       const { rows } = await pool.query(
-        `SELECT * FROM audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT $${params.length}`,
+        `SELECT * FROM auth.audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT $${params.length}`,
         params,
       );
       const page = rows.slice(0, size);

@@ -11,7 +11,7 @@ export async function audit(
   e: { userId?: string | null; actorUserId?: string | null; ip?: string; detail?: string },
 ): Promise<void> {
   await db.query(
-    "INSERT INTO audit_events (audit_event_id, action, user_id, actor_user_id, ip_address, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+    "INSERT INTO auth.audit_events (audit_event_id, action, user_id, actor_user_id, ip_address, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     [randomUUID(), action, e.userId ?? null, e.actorUserId ?? null, e.ip ?? "", e.detail ?? ""],
   );
 }

@@ -44,7 +44,7 @@ function toDevice(r: { device_id: string; name: string; public_key_jwk: string; 
 }
 
 async function ownDevice(db: Queryable, deviceId: string, userId: string) {
-  const { rows } = await db.query("SELECT * FROM devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [deviceId, userId]);
+  const { rows } = await db.query("SELECT * FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [deviceId, userId]);
   if (!rows[0]) throw new ConnectError(`device ${deviceId} not found`, Code.NotFound);
   return rows[0];
 }
@@ -61,7 +61,7 @@ export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthS
       const jwk = parseDevicePublicKey(req.publicKeyJwk);
       const device = await withTransaction(pool, async (tx) => {
         const { rows } = await tx.query(
-          "INSERT INTO devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, $3, $4) RETURNING *",
+          "INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, $3, $4) RETURNING *",
           [randomUUID(), caller.subject, req.name, JSON.stringify(jwk)],
         );
         await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
@@ -72,7 +72,7 @@ export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthS
 
     async listDevices(_req, ctx) {
       const { caller } = await requireSession(core, ctx);
-      const { rows } = await pool.query("SELECT * FROM devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY registered_at", [caller.subject]);
+      const { rows } = await pool.query("SELECT * FROM auth.devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY registered_at", [caller.subject]);
       return { devices: rows.map(toDevice) };
     },
 
@@ -80,9 +80,9 @@ export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthS
       const { caller, ip } = await requireSession(core, ctx);
       await withTransaction(pool, async (tx) => {
         await ownDevice(tx, req.deviceId, caller.subject);
-        await tx.query("UPDATE devices SET removed_at = now() WHERE device_id = $1", [req.deviceId]);
+        await tx.query("UPDATE auth.devices SET removed_at = now() WHERE device_id = $1", [req.deviceId]);
         // Outstanding proofs from this device die with it.
-        await tx.query("UPDATE step_up_tokens SET used_at = now() WHERE device_id = $1 AND used_at IS NULL", [req.deviceId]);
+        await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = $1 AND used_at IS NULL", [req.deviceId]);
         await audit(tx, AuditAction.DEVICE_REMOVED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${req.deviceId}` });
       });
       return {};
@@ -95,7 +95,7 @@ export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthS
       const challenge = randomBytes(32);
       const expiresAt = new Date(Date.now() + CHALLENGE_TTL_MS);
       await pool.query(
-        "INSERT INTO device_challenges (challenge_id, device_id, user_id, purpose, challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO auth.device_challenges (challenge_id, device_id, user_id, purpose, challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         [challengeId, req.deviceId, caller.subject, req.purpose, challenge, expiresAt],
       );
       return { challengeId, challenge, expiresAt: timestampFromDate(expiresAt) };
@@ -103,12 +103,12 @@ export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthS
 
     async verifyDeviceChallenge(req, ctx) {
       const { caller, ip } = await requireSession(core, ctx);
-      const found = await pool.query("SELECT 1 FROM device_challenges WHERE challenge_id = $1 AND user_id = $2", [req.challengeId, caller.subject]);
+      const found = await pool.query("SELECT 1 FROM auth.device_challenges WHERE challenge_id = $1 AND user_id = $2", [req.challengeId, caller.subject]);
       if (!found.rowCount) throw new ConnectError(`challenge ${req.challengeId} not found`, Code.NotFound);
       // One try per challenge: a wrong signature spends it too.
       const { rows } = await pool.query(
-        `UPDATE device_challenges c SET used_at = now()
-           FROM devices d
+        `UPDATE auth.device_challenges c SET used_at = now()
+           FROM auth.devices d
           WHERE c.challenge_id = $1 AND c.used_at IS NULL AND c.expires_at > now()
             AND d.device_id = c.device_id AND d.removed_at IS NULL
           RETURNING c.device_id, c.purpose, c.challenge, d.public_key_jwk`,
@@ -125,10 +125,10 @@ export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthS
       const stepUpToken = opaqueToken("su");
       const expiresAt = new Date(Date.now() + STEP_UP_TTL_MS);
       await withTransaction(pool, async (tx) => {
-        await tx.query("INSERT INTO step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5)", [
+        await tx.query("INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5)", [
           sha256(stepUpToken), caller.subject, ch.device_id, ch.purpose, expiresAt,
         ]);
-        await tx.query("UPDATE devices SET last_verified_at = now() WHERE device_id = $1", [ch.device_id]);
+        await tx.query("UPDATE auth.devices SET last_verified_at = now() WHERE device_id = $1", [ch.device_id]);
       });
       return { stepUpToken, expiresAt: timestampFromDate(expiresAt) };
     },

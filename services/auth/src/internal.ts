@@ -21,7 +21,7 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       const skew = Math.abs(Date.now() - timestamp.getTime()) / 1000;
       if (skew > core.config.partnerReplayWindowSeconds) throw refused("timestamp outside the replay window");
       if (!/^[0-9a-f-]{36}$/i.test(req.keyId)) throw refused("unknown key");
-      const { rows } = await pool.query("SELECT * FROM partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
+      const { rows } = await pool.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
       const key = rows[0];
       if (!key) throw refused("unknown or revoked key");
       const secret = core.sealer.open(key.secret_sealed);
@@ -32,15 +32,15 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       await consumeOrRefuse(core.limits.partnerReplay, `${req.keyId}:${req.signature}`, "this signed request was already used").catch(() => {
         throw refused("request replayed");
       });
-      await pool.query("UPDATE partner_api_keys SET last_used_at = now() WHERE key_id = $1", [req.keyId]);
+      await pool.query("UPDATE auth.partner_api_keys SET last_used_at = now() WHERE key_id = $1", [req.keyId]);
       return { partnerName: key.partner_name, scopes: key.scopes };
     },
 
     async verifyStepUpToken(req) {
       // Spent on first use: a payout proof cannot be replayed.
       const { rows } = await pool.query(
-        `UPDATE step_up_tokens t SET used_at = now()
-           FROM devices d
+        `UPDATE auth.step_up_tokens t SET used_at = now()
+           FROM auth.devices d
           WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.used_at IS NULL AND t.expires_at > now()
             AND d.device_id = t.device_id AND d.removed_at IS NULL
           RETURNING t.device_id`,

@@ -53,7 +53,7 @@ export class SigningKeys {
   async jwks(): Promise<{ keys: JWK[] }> {
     await this.signingKey(); // a fresh deployment publishes a key before the first login
     const { rows } = await this.pool.query(
-      `SELECT public_jwk FROM signing_keys
+      `SELECT public_jwk FROM auth.signing_keys
         WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => $1)
         ORDER BY created_at DESC`,
       [this.overlapSeconds],
@@ -77,12 +77,12 @@ export class SigningKeys {
     const row = await withTransaction(this.pool, async (tx) => {
       await tx.query("SELECT pg_advisory_xact_lock(hashtext('ttip.auth.signing_keys'))");
       const found = await tx.query(
-        "SELECT kid, private_sealed, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+        "SELECT kid, private_sealed, created_at FROM auth.signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
       );
       if (found.rows[0] && !this.tooOld(found.rows[0].created_at)) return found.rows[0];
       await this.insertKey(tx);
       return (await tx.query(
-        "SELECT kid, private_sealed, created_at FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
+        "SELECT kid, private_sealed, created_at FROM auth.signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC LIMIT 1",
       )).rows[0];
     });
     const jwk = JSON.parse(this.sealer.open(row.private_sealed)) as JWK;
@@ -100,8 +100,8 @@ export class SigningKeys {
     const kid = randomUUID();
     const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: "sig" };
     const sealed = this.sealer.seal(JSON.stringify(await exportJWK(privateKey)));
-    await tx.query("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL");
-    await tx.query("INSERT INTO signing_keys (kid, alg, public_jwk, private_sealed) VALUES ($1, $2, $3, $4)", [
+    await tx.query("UPDATE auth.signing_keys SET retired_at = now() WHERE retired_at IS NULL");
+    await tx.query("INSERT INTO auth.signing_keys (kid, alg, public_jwk, private_sealed) VALUES ($1, $2, $3, $4)", [
       kid, ALG, JSON.stringify(publicJwk), sealed,
     ]);
     return kid;

@@ -28,12 +28,12 @@ function weakPin(field: string, pin: string, birthYear?: number | null): void {
 }
 
 const userByPhone = async (core: AuthCore, phone: string): Promise<UserRow | undefined> =>
-  (await core.ctx.pool.query("SELECT * FROM users WHERE phone = $1", [phone])).rows[0];
+  (await core.ctx.pool.query("SELECT * FROM auth.users WHERE phone = $1", [phone])).rows[0];
 
 /** Checks a code against its challenge, counting the try first; returns the phone on success. */
 async function checkOtp(core: AuthCore, challengeId: string, otp: string, ip: string, condition: string): Promise<{ phone: string; locale: number }> {
   const { rows } = await core.ctx.pool.query(
-    `UPDATE otp_challenges SET attempts = attempts + 1
+    `UPDATE auth.otp_challenges SET attempts = attempts + 1
       WHERE challenge_id = $1 AND attempts < $2 AND consumed_at IS NULL AND (${condition})
       RETURNING phone, locale, code_hash, attempts`,
     [challengeId, OTP_MAX_TRIES],
@@ -67,7 +67,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
       const expiresAt = new Date(Date.now() + OTP_TTL_MS);
       const locale = req.locale === Locale.SW ? Locale.SW : Locale.EN;
       await pool.query(
-        "INSERT INTO otp_challenges (challenge_id, phone, locale, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO auth.otp_challenges (challenge_id, phone, locale, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
         [challengeId, phone, locale, otpDigest(core, challengeId, code), expiresAt],
       );
       try {
@@ -89,18 +89,18 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
       const role = req.role === Role.UNSPECIFIED ? Role.CUSTOMER : req.role;
       const outcome = await withTransaction(pool, async (tx) => {
         const claimed = await tx.query(
-          "UPDATE otp_challenges SET verified_at = now() WHERE challenge_id = $1 AND verified_at IS NULL RETURNING 1",
+          "UPDATE auth.otp_challenges SET verified_at = now() WHERE challenge_id = $1 AND verified_at IS NULL RETURNING 1",
           [req.challengeId],
         );
         if (!claimed.rowCount) throw new ConnectError("this code was already used", Code.FailedPrecondition);
-        let user: UserRow | undefined = (await tx.query("SELECT * FROM users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
+        let user: UserRow | undefined = (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
         let newUser = false;
         if (!user) {
           const inserted = await tx.query(
-            "INSERT INTO users (user_id, phone, roles, locale) VALUES ($1, $2, $3, $4) ON CONFLICT (phone) DO NOTHING RETURNING *",
+            "INSERT INTO auth.users (user_id, phone, roles, locale) VALUES ($1, $2, $3, $4) ON CONFLICT (phone) DO NOTHING RETURNING *",
             [randomUUID(), phone, [roleName(role)], locale],
           );
-          user = inserted.rows[0] ?? (await tx.query("SELECT * FROM users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
+          user = inserted.rows[0] ?? (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
           newUser = !!inserted.rows[0];
           if (newUser) {
             await emitEvent(tx, "auth", "ttip.auth.user_registered", UserRegisteredSchema, {
@@ -114,12 +114,12 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
           // The OTP proved the phone; the PIN is the second step. The challenge
           // stays unconsumed so ResetPin can still use it for a forgotten PIN.
           const pinSessionId = randomUUID();
-          await tx.query("INSERT INTO pin_sessions (pin_session_id, user_id, expires_at) VALUES ($1, $2, $3)", [
+          await tx.query("INSERT INTO auth.pin_sessions (pin_session_id, user_id, expires_at) VALUES ($1, $2, $3)", [
             pinSessionId, user!.user_id, new Date(Date.now() + PIN_SESSION_TTL_MS),
           ]);
           return { kind: "pin" as const, pinSessionId };
         }
-        await tx.query("UPDATE otp_challenges SET consumed_at = now() WHERE challenge_id = $1", [req.challengeId]);
+        await tx.query("UPDATE auth.otp_challenges SET consumed_at = now() WHERE challenge_id = $1", [req.challengeId]);
         const session = await openSession(core, tx, {
           userId: user!.user_id, roles: user!.roles, userAgent: userAgentOf(ctx), ip, pinVerified: false,
         });
@@ -137,12 +137,12 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
       weakPin("pin", req.pin, user.birth_year);
       const pinHash = await hashPin(req.pin);
       await withTransaction(pool, async (tx) => {
-        const set = await tx.query("UPDATE users SET pin_hash = $2, updated_at = now() WHERE user_id = $1 AND pin_hash IS NULL", [
+        const set = await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1 AND pin_hash IS NULL", [
           caller.subject, pinHash,
         ]);
         if (!set.rowCount) throw new ConnectError("a PIN is already set: use ChangePin or ResetPin", Code.FailedPrecondition);
         // Choosing the PIN counts as proving it for this session (e.g. to register a device next).
-        if (sessionId) await tx.query("UPDATE sessions SET pin_verified = true WHERE session_id = $1 AND user_id = $2", [sessionId, caller.subject]);
+        if (sessionId) await tx.query("UPDATE auth.sessions SET pin_verified = true WHERE session_id = $1 AND user_id = $2", [sessionId, caller.subject]);
         await audit(tx, AuditAction.PIN_SET, { userId: caller.subject, actorUserId: caller.subject, ip });
       });
       if (sessionId) await forgetSessions(core, [{ session_id: sessionId, user_id: caller.subject }]);
@@ -152,18 +152,18 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
     async verifyPin(req, ctx) {
       const ip = clientAddressOf(ctx);
       const { rows } = await pool.query(
-        "SELECT user_id FROM pin_sessions WHERE pin_session_id = $1 AND used_at IS NULL AND expires_at > now()",
+        "SELECT user_id FROM auth.pin_sessions WHERE pin_session_id = $1 AND used_at IS NULL AND expires_at > now()",
         [req.pinSessionId],
       );
       if (!rows[0]) throw new ConnectError("this PIN step has expired or was used: verify the phone again", Code.FailedPrecondition);
       const userId: string = rows[0].user_id;
       if (req.deviceId) {
-        const device = await pool.query("SELECT 1 FROM devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [req.deviceId, userId]);
+        const device = await pool.query("SELECT 1 FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [req.deviceId, userId]);
         if (!device.rowCount) throw new ConnectError("device_id: no such device on this account", Code.InvalidArgument);
       }
       await checkPin(core, userId, req.pin, ip);
       const session = await withTransaction(pool, async (tx) => {
-        const used = await tx.query("UPDATE pin_sessions SET used_at = now() WHERE pin_session_id = $1 AND used_at IS NULL", [req.pinSessionId]);
+        const used = await tx.query("UPDATE auth.pin_sessions SET used_at = now() WHERE pin_session_id = $1 AND used_at IS NULL", [req.pinSessionId]);
         if (!used.rowCount) throw new ConnectError("this PIN step was already used", Code.FailedPrecondition);
         const user = await getUser(tx, userId);
         const s = await openSession(core, tx, {
@@ -182,7 +182,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
       await checkPin(core, caller.subject, req.currentPin, ip);
       const pinHash = await hashPin(req.newPin);
       await withTransaction(pool, async (tx) => {
-        await tx.query("UPDATE users SET pin_hash = $2, updated_at = now() WHERE user_id = $1", [caller.subject, pinHash]);
+        await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1", [caller.subject, pinHash]);
         await audit(tx, AuditAction.PIN_CHANGED, { userId: caller.subject, actorUserId: caller.subject, ip });
       });
       return {};
@@ -190,7 +190,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
 
     async resetPin(req, ctx) {
       const ip = clientAddressOf(ctx);
-      const pending = await pool.query("SELECT phone FROM otp_challenges WHERE challenge_id = $1", [req.challengeId]);
+      const pending = await pool.query("SELECT phone FROM auth.otp_challenges WHERE challenge_id = $1", [req.challengeId]);
       const user = pending.rows[0] ? await userByPhone(core, pending.rows[0].phone) : undefined;
       // A weak PIN is refused before the code is tried, so it costs no OTP try.
       if (user) weakPin("new_pin", req.newPin, user.birth_year);
@@ -202,13 +202,13 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
       const pinHash = await hashPin(req.newPin);
       const { session, revoked } = await withTransaction(pool, async (tx) => {
         const consumed = await tx.query(
-          "UPDATE otp_challenges SET consumed_at = now(), verified_at = coalesce(verified_at, now()) WHERE challenge_id = $1 AND consumed_at IS NULL",
+          "UPDATE auth.otp_challenges SET consumed_at = now(), verified_at = coalesce(verified_at, now()) WHERE challenge_id = $1 AND consumed_at IS NULL",
           [req.challengeId],
         );
         if (!consumed.rowCount) throw new ConnectError("this code was already used", Code.FailedPrecondition);
         const before = await getUser(tx, user.user_id, true);
         await tx.query(
-          "UPDATE users SET pin_hash = $2, pin_failures = 0, lockouts = 0, locked_until = NULL, updated_at = now() WHERE user_id = $1",
+          "UPDATE auth.users SET pin_hash = $2, pin_failures = 0, lockouts = 0, locked_until = NULL, updated_at = now() WHERE user_id = $1",
           [user.user_id, pinHash],
         );
         // Whoever knew the old PIN loses every session it opened.

@@ -24,7 +24,7 @@ export async function checkPin(core: AuthCore, userId: string, pin: string, ip: 
   const { pool } = core.ctx;
   const max = core.config.pinMaxFailures;
   const claimed = await pool.query(
-    `UPDATE users SET pin_failures = pin_failures + 1
+    `UPDATE auth.users SET pin_failures = pin_failures + 1
       WHERE user_id = $1 AND pin_hash IS NOT NULL AND pin_failures < $2
         AND (locked_until IS NULL OR locked_until <= now())
       RETURNING pin_hash, pin_failures`,
@@ -38,7 +38,7 @@ export async function checkPin(core: AuthCore, userId: string, pin: string, ip: 
     throw lockedOut(user.locked_until && user.locked_until > new Date() ? user.locked_until : new Date(Date.now() + 1000));
   }
   if (await verifyPin(row.pin_hash, pin)) {
-    await pool.query("UPDATE users SET pin_failures = 0, lockouts = 0, locked_until = NULL WHERE user_id = $1", [userId]);
+    await pool.query("UPDATE auth.users SET pin_failures = 0, lockouts = 0, locked_until = NULL WHERE user_id = $1", [userId]);
     return;
   }
   if (row.pin_failures < max) {
@@ -47,7 +47,7 @@ export async function checkPin(core: AuthCore, userId: string, pin: string, ip: 
   }
   const lockedUntil = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query(
-      `UPDATE users
+      `UPDATE auth.users
           SET locked_until = now() + make_interval(secs => LEAST($2::float8 * power(2, lockouts), 86400)),
               lockouts = lockouts + 1, pin_failures = 0, updated_at = now()
         WHERE user_id = $1 RETURNING locked_until, lockouts`,

@@ -26,7 +26,7 @@ export async function openSession(
   const sessionId = randomUUID();
   const expiresAt = new Date(Date.now() + core.config.refreshTokenTtlSeconds * 1000);
   await tx.query(
-    `INSERT INTO sessions (session_id, user_id, device_id, user_agent, ip_address, pin_verified, expires_at)
+    `INSERT INTO auth.sessions (session_id, user_id, device_id, user_agent, ip_address, pin_verified, expires_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7)`,
     [sessionId, s.userId, s.deviceId ?? null, s.userAgent, s.ip, s.pinVerified, expiresAt],
   );
@@ -37,7 +37,7 @@ export async function openSession(
 async function issueRefreshToken(core: AuthCore, tx: Queryable, sessionId: string) {
   const refreshToken = opaqueToken("rt");
   const refreshExpiresAt = new Date(Date.now() + core.config.refreshTokenTtlSeconds * 1000);
-  await tx.query("INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)", [
+  await tx.query("INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)", [
     sha256(refreshToken), sessionId, refreshExpiresAt,
   ]);
   return { refreshToken, refreshExpiresAt };
@@ -69,7 +69,7 @@ export async function refreshSession(core: AuthCore, refreshToken: string, ip: s
   const outcome = await withTransaction(core.ctx.pool, async (tx) => {
     const { rows } = await tx.query(
       `SELECT r.session_id, r.expires_at, r.used_at, s.user_id, s.revoked_at, s.expires_at AS session_expires_at, u.roles
-         FROM refresh_tokens r JOIN sessions s USING (session_id) JOIN users u USING (user_id)
+         FROM auth.refresh_tokens r JOIN auth.sessions s USING (session_id) JOIN auth.users u USING (user_id)
         WHERE r.token_hash = $1
         FOR UPDATE OF r, s`,
       [sha256(refreshToken)],
@@ -84,8 +84,8 @@ export async function refreshSession(core: AuthCore, refreshToken: string, ip: s
     }
     const now = new Date();
     if (row.expires_at <= now || row.session_expires_at <= now) return { kind: "expired" as const };
-    await tx.query("UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1", [sha256(refreshToken)]);
-    await tx.query("UPDATE sessions SET last_used_at = now(), ip_address = $2 WHERE session_id = $1", [row.session_id, ip]);
+    await tx.query("UPDATE auth.refresh_tokens SET used_at = now() WHERE token_hash = $1", [sha256(refreshToken)]);
+    await tx.query("UPDATE auth.sessions SET last_used_at = now(), ip_address = $2 WHERE session_id = $1", [row.session_id, ip]);
     const next = await issueRefreshToken(core, tx, row.session_id);
     return { kind: "ok" as const, session: { sessionId: row.session_id, userId: row.user_id, roles: row.roles, ...next } };
   });
@@ -107,7 +107,7 @@ export interface RevokedSession {
  */
 export async function revokeSessions(tx: Queryable, where: string, params: unknown[], reason: string): Promise<RevokedSession[]> {
   const { rows } = await tx.query(
-    `UPDATE sessions SET revoked_at = now(), revoked_reason = $${params.length + 1}
+    `UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $${params.length + 1}
       WHERE revoked_at IS NULL AND ${where} RETURNING session_id, user_id`,
     [...params, reason],
   );
@@ -133,7 +133,7 @@ export async function sessionState(core: AuthCore, sessionId: string): Promise<S
   const cached = await core.ctx.cache.get(key);
   if (cached) return JSON.parse(cached) as SessionState;
   const { rows } = await core.ctx.pool.query(
-    "SELECT user_id, revoked_at, expires_at, pin_verified FROM sessions WHERE session_id = $1",
+    "SELECT user_id, revoked_at, expires_at, pin_verified FROM auth.sessions WHERE session_id = $1",
     [sessionId],
   );
   if (!rows[0]) return undefined;

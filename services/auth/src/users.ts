@@ -48,7 +48,7 @@ export function toUser(u: UserRow): User {
 }
 
 export async function findUser(db: Queryable, userId: string, lock = false): Promise<UserRow | undefined> {
-  const { rows } = await db.query(`SELECT * FROM users WHERE user_id = $1${lock ? " FOR UPDATE" : ""}`, [userId]);
+  const { rows } = await db.query(`SELECT * FROM auth.users WHERE user_id = $1${lock ? " FOR UPDATE" : ""}`, [userId]);
   return rows[0];
 }
 
