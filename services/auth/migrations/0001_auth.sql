@@ -124,6 +124,9 @@ CREATE TABLE signing_keys (
   public_jwk jsonb NOT NULL,
   private_sealed text NOT NULL,
   created_at timestamptz NOT NULL DEFAULT now(),
+  -- Published in the JWKS at once, signs only from here on: verifiers that
+  -- cached the JWKS meet the new kid after they can have refetched it.
+  activates_at timestamptz NOT NULL DEFAULT now(),
   -- No longer signs from here on; still in the JWKS until its tokens have expired.
   retired_at timestamptz
 );

@@ -10,6 +10,7 @@ const shape = {
   AUTH_ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(600),
   AUTH_REFRESH_TOKEN_TTL_DAYS: z.coerce.number().int().min(1).max(365).default(30),
   AUTH_SIGNING_KEY_MAX_AGE_DAYS: z.coerce.number().int().min(1).max(365).default(30),
+  AUTH_SIGNING_KEY_ACTIVATION_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
   // "sms": an Africa's Talking-shaped SMS API (the simulator in this folder when no URL is set);
   // "notification": the notification service's SendNotification.
   AUTH_OTP_SENDER: z.enum(["sms", "notification"]).default("sms"),
@@ -30,6 +31,7 @@ export interface AuthConfig {
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   signingKeyMaxAgeSeconds: number;
+  signingKeyActivationSeconds: number;
   otpSender: "sms" | "notification";
   sms: { url?: string; username: string; apiKey: string };
   otpResendSeconds: number;
@@ -52,6 +54,7 @@ export function loadAuthConfig(vars: Record<string, string | undefined> = proces
     accessTokenTtlSeconds: c.AUTH_ACCESS_TOKEN_TTL_SECONDS,
     refreshTokenTtlSeconds: c.AUTH_REFRESH_TOKEN_TTL_DAYS * 86_400,
     signingKeyMaxAgeSeconds: c.AUTH_SIGNING_KEY_MAX_AGE_DAYS * 86_400,
+    signingKeyActivationSeconds: c.AUTH_SIGNING_KEY_ACTIVATION_SECONDS,
     otpSender: c.AUTH_OTP_SENDER,
     sms: { url: c.AUTH_SMS_URL, username: c.AUTH_SMS_USERNAME, apiKey: c.AUTH_SMS_API_KEY },
     otpResendSeconds: c.AUTH_OTP_RESEND_SECONDS,

@@ -30,6 +30,7 @@ export function createCore(ctx: ServiceContext, config: AuthConfig, otpSender: O
     keys: new SigningKeys(ctx.pool, sealer, {
       accessTokenTtlSeconds: config.accessTokenTtlSeconds,
       maxAgeSeconds: config.signingKeyMaxAgeSeconds,
+      activationSeconds: config.signingKeyActivationSeconds,
     }),
     otpSender,
     limits: {
