@@ -47,6 +47,15 @@ export interface GatewayOptions {
   drainTimeoutMs?: number;
 }
 
+/**
+ * The peer address. For h2c the runtime hands HTTP/2 a stream wrapper, which
+ * Node wraps again; the address is on the inner stream.
+ */
+function socketAddress(socket: unknown): string | undefined {
+  const s = socket as { remoteAddress?: string; stream?: { remoteAddress?: string } } | undefined;
+  return s?.remoteAddress ?? s?.stream?.remoteAddress;
+}
+
 /** Connect, gRPC-web and gRPC on one port, forwarding every public RPC over gRPC. */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
   const sessions = new Map<string, Http2SessionManager>();
@@ -85,7 +94,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     },
     contextValues: (req) => {
       const forwarded = options.trustProxy ? String(req.headers["x-forwarded-for"] ?? "").split(",")[0].trim() : "";
-      return createContextValues().set(clientAddressKey, forwarded || req.socket.remoteAddress || "unknown");
+      return createContextValues().set(clientAddressKey, forwarded || socketAddress(req.socket) || "unknown");
     },
     httpFilter: corsFilter(options.corsOrigins),
     host: options.host,
