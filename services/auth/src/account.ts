@@ -50,9 +50,10 @@ export function accountHandlers(core: AuthCore): Partial<ServiceImpl<typeof Auth
     async updateProfile(req, ctx) {
       const { caller } = await requireSession(core, ctx);
       const { rows } = await pool.query(
-        `UPDATE auth.users SET display_name = $2, photo_url = $3, locale = CASE WHEN $4 = 0 THEN locale ELSE $4 END, updated_at = now()
+        `UPDATE auth.users SET display_name = $2, photo_url = $3, locale = CASE WHEN $4 = 0 THEN locale ELSE $4 END,
+                birth_year = CASE WHEN $5 = 0 THEN birth_year ELSE $5 END, updated_at = now()
           WHERE user_id = $1 RETURNING *`,
-        [caller.subject, req.displayName, req.photoUrl, req.locale === Locale.UNSPECIFIED ? 0 : req.locale],
+        [caller.subject, req.displayName, req.photoUrl, req.locale === Locale.UNSPECIFIED ? 0 : req.locale, req.birthYear],
       );
       if (!rows[0]) throw new ConnectError(`user ${caller.subject} not found`, Code.NotFound);
       return { user: toUser(rows[0]) };

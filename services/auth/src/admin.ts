@@ -63,7 +63,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
         // Tokens carry roles: losing one ends the sessions that carry it.
         const lost = before.roles.filter((r) => !roles.includes(r));
         const revoked = lost.length ? await revokeSessions(tx, "user_id = $1", [req.userId], "roles changed") : [];
-        await audit(tx, AuditAction.SESSION_REVOKED, {
+        await audit(tx, AuditAction.ROLES_CHANGED, {
           userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx),
           detail: `roles ${before.roles.join(",")} -> ${roles.join(",")}; ${revoked.length} sessions revoked`,
         });
@@ -174,6 +174,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
     async rotateSigningKey(_req, ctx) {
       const admin = requireCaller(ctx, "admin");
       const kid = await core.keys.rotate();
+      await audit(pool, AuditAction.SIGNING_KEY_ROTATED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `new key ${kid}` });
       core.ctx.logger.info({ kid, actor: admin.subject }, "signing key rotated");
       return { kid };
     },

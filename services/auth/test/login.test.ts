@@ -120,7 +120,8 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.ok(weakPinReason("119908", 1990));
 
     const { tokens, userId } = await h.signUp(randomPhone());
-    await h.t.db.pool.query("UPDATE auth.users SET birth_year = 1987 WHERE user_id = $1", [userId]);
+    await h.api(tokens.accessToken).updateProfile({ displayName: "Juma", birthYear: 1987 });
+    assert.equal(await fails(h.api(tokens.accessToken).updateProfile({ displayName: "Juma", birthYear: 1700 })), Code.InvalidArgument);
     for (const pin of ["7777", "5678", "1987", "101987"]) {
       const err = await h.api(tokens.accessToken).setPin({ pin }).catch((e: ConnectError) => e);
       assert.ok(err instanceof ConnectError && err.code === Code.InvalidArgument, pin);

@@ -148,6 +148,8 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
       const admin = r.t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] });
       const { kid } = await admin.rotateSigningKey({});
       assert.notEqual(kid, oldKid);
+      const rotated = await r.t.db.pool.query("SELECT detail FROM auth.audit_events WHERE action = $1", [AuditAction.SIGNING_KEY_ROTATED]);
+      assert.equal(rotated.rows[0]?.detail, `new key ${kid}`);
       const published = (await (await fetch(r.jwksUrl)).json()) as { keys: JWK[] };
       assert.deepEqual(new Set(published.keys.map((k) => k.kid)), new Set([kid, oldKid]), "next key published, old key kept");
       // The gateway fetches the JWKS now (both keys), before the new key signs anything, and needs no refetch later.
@@ -211,6 +213,8 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
     const updated = await h.admin(adminToken).setUserRoles({ userId: worker.userId, roles: [Role.VENUE_MANAGER] });
     assert.deepEqual(updated.user?.roles, [Role.VENUE_MANAGER]);
     assert.equal(await fails(h.api(worker.tokens.accessToken).getMe({})), Code.Unauthenticated);
+    const changed = await h.admin(adminToken).listAuditEvents({ userId: worker.userId, actions: [AuditAction.ROLES_CHANGED] });
+    assert.equal(changed.events[0]?.actorUserId, root.userId);
 
     // The service itself also checks, for callers inside the cluster.
     const direct = h.t.client((await import("@ttip/proto/ttip/auth/v1/auth_service_pb.js")).AuthAdminService, { subject: worker.userId, roles: ["worker"] });
