@@ -190,13 +190,13 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
 
     async resetPin(req, ctx) {
       const ip = clientAddressOf(ctx);
-      const pending = await pool.query("SELECT phone FROM auth.otp_challenges WHERE challenge_id = $1", [req.challengeId]);
-      const user = pending.rows[0] ? await userByPhone(core, pending.rows[0].phone) : undefined;
-      // A weak PIN is refused before the code is tried, so it costs no OTP try.
-      if (user) weakPin("new_pin", req.newPin, user.birth_year);
+      // A weak PIN is refused before the code is tried, so it costs no OTP try. The birth year is
+      // checked only after the code: before it, the answer must not tell whether the number has an account.
+      weakPin("new_pin", req.newPin);
       // A fresh code: unverified and unexpired, or verified (by VerifyPhoneOtp) within the reset window.
-      await checkOtp(core, req.challengeId, req.otp, ip,
+      const { phone } = await checkOtp(core, req.challengeId, req.otp, ip,
         `(verified_at IS NULL AND expires_at > now()) OR verified_at > now() - interval '${RESET_WINDOW}'`);
+      const user = await userByPhone(core, phone);
       if (!user) throw new ConnectError("no account uses this phone number: sign up instead", Code.FailedPrecondition);
       weakPin("new_pin", req.newPin, user.birth_year);
       const pinHash = await hashPin(req.newPin);
