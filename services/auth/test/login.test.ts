@@ -98,6 +98,13 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.equal(h.sim.messages.filter((m) => m.to === `+${phone}`).length, 5);
   });
 
+  test("a code the SMS provider refuses answers UNAVAILABLE, without the number in the logs", async () => {
+    const phone = `2547${String(Date.now()).slice(-4)}0000`; // the simulator refuses numbers ending 0000
+    assert.equal(await fails(h.api().startPhoneVerification({ phone })), Code.Unavailable);
+    assert.ok(h.logLines.some((l) => l.includes("OTP delivery failed")));
+    assert.ok(!h.logLines.join("\n").includes(phone));
+  });
+
   test("per-IP limit: one network cannot spray codes at many numbers", async () => {
     const limited = await startHarness({ AUTH_OTP_PER_IP_PER_HOUR: "3" });
     try {
