@@ -107,6 +107,12 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const phone = req.mpesaPhone ? normalisePhone(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
       if (!phone) throw new ConnectError("mpesa_phone: no payout number registered; pass one or set it in payout settings", Code.FailedPrecondition);
       if (settings?.payouts_on_hold) throw new ConnectError("payouts are on hold for this account; contact support", Code.FailedPrecondition);
+      // A retry of a request already verified: the step-up token was spent on the first try.
+      const existing = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [caller.subject, req.idempotencyKey])).rows[0];
+      if (existing) {
+        if (existing.amount_minor !== amountMinor || existing.phone !== phone) throw new ConnectError("idempotency_key: already used for a different payout", Code.AlreadyExists);
+        return { payout: payoutMessage(existing) };
+      }
       // The device's biometric unlock, proved to the auth service.
       try {
         await createClient(AuthInternalService, deps.ctx.peers("auth")).verifyStepUpToken({ stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout" });

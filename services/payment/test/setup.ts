@@ -3,7 +3,7 @@
 import { randomInt } from "node:crypto";
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
-import { callerHeaders, createLogger } from "@ttip/runtime";
+import { callerHeaders, createLogger, type ServiceModule } from "@ttip/runtime";
 import { startTestService, type TestService } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
@@ -22,7 +22,7 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(overrides: Partial<PaymentConfig> = {}): Promise<Harness> {
+export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra: ServiceModule[] = []): Promise<Harness> {
   const sim = await startDarajaSimulator({ callbackDelayMs: 30, lateDelayMs: 1500 });
   const config: PaymentConfig = {
     daraja: {
@@ -47,7 +47,7 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}): Prom
     fraud: { phonePerWindow: 5, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     ...overrides,
   };
-  const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet], ...(process.env.PAYMENT_TEST_LOG ? { logger: createLogger({ level: "warn" }) } : {}) });
+  const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet, ...extra], ...(process.env.PAYMENT_TEST_LOG ? { logger: createLogger({ level: "warn" }) } : {}) });
   config.callbackBaseUrl = t.service.server.url;
   const walletUser = createClient(WalletService, t.ctx.peers("wallet"));
   const walletAdmin = createClient(WalletAdminService, t.ctx.peers("wallet"));

@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { createAuth } from "@ttip/auth";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { eventually, phone, startHarness, type Harness } from "./setup.js";
+
+const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
+
+// Manual withdrawals, with the real auth service verifying the step-up token.
+describe("withdrawals by RequestPayout", () => {
+  let h: Harness;
+  let pay: Client<typeof PaymentService>;
+
+  before(async () => {
+    h = await startHarness({}, [createAuth({ env: { AUTH_OTP_SENDER: "sms" } })]);
+    pay = h.t.client(PaymentService);
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  /**
+   * A worker known to auth with one device, and a fresh step-up token as
+   * AuthService.VerifyDeviceChallenge issues after the device signed its
+   * challenge (that exchange is auth's own test; here the proof is seeded).
+   */
+  async function workerWithDevice(): Promise<{ worker: string; stepUp: () => Promise<string> }> {
+    const worker = randomUUID();
+    const device = randomUUID();
+    const db = h.t.db.pool;
+    await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker, `2547${randomBytes(4).readUInt32BE() % 100_000_000}`.padEnd(12, "0")]);
+    await db.query("INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, 'test phone', '{}')", [device, worker]);
+    return {
+      worker,
+      stepUp: async () => {
+        const token = `su_${randomBytes(24).toString("base64url")}`;
+        await db.query(
+          "INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, 'payout', now() + interval '5 minutes')",
+          [createHash("sha256").update(token).digest(), worker, device],
+        );
+        return token;
+      },
+    };
+  }
+
+  test("a verified withdrawal is held, sent once and settled; a retry returns it; a spent token is refused", async () => {
+    const { worker, stepUp } = await workerWithDevice();
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip");
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+
+    const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
+    const to = phone();
+    const token = await stepUp();
+    const key = randomUUID();
+    const { payout } = await me.requestPayout({ idempotencyKey: key, amount: KES(50), mpesaPhone: to, stepUpToken: token });
+    assert.ok(payout!.status === PayoutStatus.PENDING || payout!.status === PayoutStatus.SUCCEEDED);
+    assert.equal(payout!.automatic, false);
+    const again = await me.requestPayout({ idempotencyKey: key, amount: KES(50), mpesaPhone: to, stepUpToken: token });
+    assert.equal(again.payout!.payoutId, payout!.payoutId, "a retry with the same key is the same payout");
+    await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "paid");
+    await eventually(async () => (await h.balance(worker)) === 4500n, "KES 50 left the wallet");
+    const sent = h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${to.slice(1)}`);
+    assert.equal(sent.length, 1);
+
+    await assert.rejects(me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(10), mpesaPhone: to, stepUpToken: token }), (e: ConnectError) => e.code === Code.PermissionDenied && /step_up_token/.test(e.message));
+    await assert.rejects(
+      me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(10), mpesaPhone: to, stepUpToken: "x".repeat(32) }),
+      (e: ConnectError) => e.code === Code.PermissionDenied,
+    );
+    await assert.rejects(h.t.client(PaymentService, { subject: randomUUID(), roles: ["worker"] }).getPayout({ payoutId: payout!.payoutId }), (e: ConnectError) => e.code === Code.NotFound);
+    assert.equal(h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${to.slice(1)}`).length, 1);
+  });
+
+  test("more than the available balance is FAILED_PRECONDITION and sends nothing", async () => {
+    const { worker, stepUp } = await workerWithDevice();
+    const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
+    const to = phone();
+    await assert.rejects(
+      me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(500), mpesaPhone: to, stepUpToken: await stepUp() }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition,
+    );
+    assert.equal(h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${to.slice(1)}`).length, 0);
+    assert.equal(await h.balance(worker), 0n);
+  });
+
+  test("without a number given, the worker's default saved number is used", async () => {
+    const { worker, stepUp } = await workerWithDevice();
+    const me = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
+    await assert.rejects(
+      me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(10), stepUpToken: await stepUp() }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /mpesa_phone/.test(e.message),
+    );
+    const saved = phone();
+    await me.addPaymentMethod({ mpesaPhone: saved, label: "main" });
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: worker }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "tip");
+    await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
+    const { payout } = await me.requestPayout({ idempotencyKey: randomUUID(), amount: KES(20), stepUpToken: await stepUp() });
+    await eventually(async () => (await me.getPayout({ payoutId: payout!.payoutId })).payout!.status === PayoutStatus.SUCCEEDED, "paid");
+    assert.equal(h.sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${saved.slice(1)}`).length, 1);
+  });
+});
