@@ -20,19 +20,22 @@ import { createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterC
 
 const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
 
-async function waitForChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal) {
+/**
+ * Resolves on the tip's next change in this process, after `ms`, or when the
+ * client leaves. Armed before the tip is read, so a change in between is not missed.
+ */
+function nextChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal): { wait: Promise<void>; cancel: () => void } {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), ms);
   const onAbort = () => ac.abort();
   signal.addEventListener("abort", onAbort);
-  try {
-    await once(deps.changes, tipId, { signal: ac.signal });
-  } catch {
-    // timed out or the client left: poll again
-  } finally {
-    clearTimeout(timer);
-    signal.removeEventListener("abort", onAbort);
-  }
+  const wait = once(deps.changes, tipId, { signal: ac.signal })
+    .then(() => undefined, () => undefined)
+    .finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    });
+  return { wait, cancel: () => ac.abort() };
 }
 
 export function registerHandlers(router: ConnectRouter, deps: Deps) {
@@ -69,16 +72,21 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       let last = "";
       const until = Date.now() + 15 * 60_000;
       while (!ctx.signal.aborted && Date.now() < until) {
-        const tip = await loadTip(pool, req.tipId);
-        if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-        const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}`;
-        if (key !== last) {
-          last = key;
-          yield { tip: tipMessage(tip, locale(ctx)) };
-        }
-        if (isFinal(tip.status)) return;
         // Woken at once by changes in this process; polls for those made by other replicas.
-        await waitForChange(deps, req.tipId, 1000, ctx.signal);
+        const change = nextChange(deps, req.tipId, 1000, ctx.signal);
+        try {
+          const tip = await loadTip(pool, req.tipId);
+          if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+          const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}`;
+          if (key !== last) {
+            last = key;
+            yield { tip: tipMessage(tip, locale(ctx)) };
+          }
+          if (isFinal(tip.status)) return;
+          await change.wait;
+        } finally {
+          change.cancel();
+        }
       }
     },
 

@@ -1,0 +1,102 @@
+// End-to-end M-Pesa tips per second against a real PostgreSQL (durable):
+// CreateTip over gRPC -> STK push to the Daraja simulator -> its callback to
+// the payment service's HTTP endpoint -> tip SUCCEEDED (the wallet entry is
+// posted right after; the closing line checks every tip got one). The simulator
+// answers at once (callback delay 0), so the figure is our own cost.
+//   node --import tsx bench/payment-tips.ts [seconds=5] [concurrency=8,32]
+import { randomUUID } from "node:crypto";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, startService } from "@ttip/runtime";
+import { startPostgres } from "@ttip/runtime/testing";
+import { wallet } from "@ttip/wallet";
+
+const seconds = Number(process.argv[2] ?? 5);
+const concurrencies = (process.argv[3] ?? "8,32").split(",").map(Number);
+
+const pg = await startPostgres({ durable: true });
+const pool = createPool(pg.url, { max: 80 });
+const logger = createLogger({ level: "silent" });
+const sim = await startDarajaSimulator({ callbackDelayMs: 0 });
+const config: PaymentConfig = {
+  daraja: {
+    baseUrl: sim.url, consumerKey: sim.options.consumerKey, consumerSecret: sim.options.consumerSecret, shortcode: sim.options.shortcode,
+    passkey: sim.options.passkey, initiatorName: sim.options.initiatorName, initiatorPassword: sim.options.initiatorPassword,
+    certificatePem: SIMULATOR_CERTIFICATE_PEM,
+  },
+  callbackBaseUrl: "",
+  callbackAllowList: ["127.0.0.1", "::1"],
+  callbackTrustProxy: false,
+  stkDeadlineMs: 90_000,
+  stkExpireAfterMs: 600_000,
+  payoutResultWaitMs: 300_000,
+  reconcileIntervalMs: 0,
+  // Benchmark traffic is not fraud.
+  fraud: { phonePerWindow: 1_000_000, workerPerWindow: 1_000_000, windowMs: 600_000, outlierMinor: 10n ** 12n, pinFailures: 1_000_000 },
+};
+const urls = new Map<string, string>();
+const peers = createPeers((name) => urls.get(name));
+const ctx = { logger, pool, bus: new InProcessBus(logger), cache: new MemoryCache(), metrics: new Metrics(), peers };
+const walletService = await startService(wallet, ctx);
+urls.set("wallet", walletService.server.url);
+const paymentService = await startService(createPaymentModule({ config: () => config }), ctx);
+urls.set("payment", paymentService.server.url);
+config.callbackBaseUrl = paymentService.server.url;
+const client = createClient(PaymentService, createGrpcTransport({ baseUrl: paymentService.server.url }));
+
+try {
+  const workers = Array.from({ length: 200 }, () => randomUUID());
+  let n = 0;
+  const oneTip = async () => {
+    // Ends in 5678: the simulator's plain success (other endings script failures).
+    const phone = `07${String(n++ % 10_000).padStart(4, "0")}5678`;
+    const { tip } = await client.createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workers[n % workers.length] },
+      amount: { currency: "KES", amountMinor: 15_000n }, payment: { case: "mpesaPhone", value: phone },
+    });
+    for await (const m of client.watchTip({ tipId: tip!.tipId })) {
+      if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) throw new Error(`tip ended ${TipStatus[m.tip!.status]}`);
+    }
+  };
+  for (const concurrency of concurrencies) {
+    const latencies: number[] = [];
+    const deadline = performance.now() + seconds * 1000;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() < deadline) {
+          const t0 = performance.now();
+          await oneTip();
+          latencies.push(performance.now() - t0);
+        }
+      }),
+    );
+    const elapsed = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1);
+    console.log(
+      `concurrency ${String(concurrency).padStart(3)}: ${(latencies.length / elapsed).toFixed(0).padStart(4)} tips/s (CreateTip until WatchTip says SUCCEEDED)` +
+        `  p50 ${p(0.5)} ms  p95 ${p(0.95)} ms  p99 ${p(0.99)} ms  (${latencies.length} tips)`,
+    );
+  }
+  // Credits of the last tips may still be in flight.
+  for (let i = 0; i < 50 && (await pool.query("SELECT 1 FROM payment.tips WHERE credit_entry_id IS NULL LIMIT 1")).rowCount; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const { rows } = await pool.query(
+    `SELECT (SELECT count(*) FROM payment.tips WHERE status = 'succeeded') AS succeeded,
+            (SELECT count(*) FROM payment.tips WHERE credit_entry_id IS NULL) AS uncredited,
+            (SELECT count(*) FROM wallet.entries) AS entries`,
+  );
+  console.log(`tips succeeded ${rows[0].succeeded}, not yet credited ${rows[0].uncredited}, wallet entries ${rows[0].entries}`);
+} finally {
+  await paymentService.close();
+  await walletService.close();
+  peers.close();
+  await sim.close();
+  await pool.end();
+  await pg.stop();
+}
