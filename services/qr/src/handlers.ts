@@ -21,7 +21,7 @@ import { callerOf, emitEvent, requireCaller, withTransaction, type Pool, type Qu
 import { canManage, requireManage, requireVenueManager, VENUE, WORKER } from "./access.js";
 import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
-import { DEFAULT_SIZE, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText, type EcLevel } from "./render.js";
+import { DEFAULT_SIZE, minPngSize, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText, type EcLevel } from "./render.js";
 import { cacheKeys, targetCurrency, type Resolver } from "./resolver.js";
 import { newShortCode, normalizeShortCode } from "./shortcode.js";
 import type { PayloadSigner } from "./signing.js";
@@ -265,7 +265,8 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       const url = urlOf(code);
       if (req.format === ImageFormat.PNG) {
         if (req.caption) throw invalid("caption", "PNG has no caption; use IMAGE_FORMAT_PRINT_SVG or IMAGE_FORMAT_PDF for a table card");
-        return { content: await renderPng(url, size, ec), contentType: "image/png" };
+        if (size < minPngSize(url, ec)) throw invalid("size", `at least ${minPngSize(url, ec)} pixels for this code`);
+        return { content: renderPng(url, size, ec), contentType: "image/png" };
       }
       if (req.format === ImageFormat.SVG && !req.caption) {
         return { content: Buffer.from(await renderSvg(url, size, ec)), contentType: "image/svg+xml" };

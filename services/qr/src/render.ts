@@ -1,3 +1,4 @@
+import { PNG } from "pngjs";
 import QRCode from "qrcode";
 
 export type EcLevel = "L" | "M" | "Q" | "H";
@@ -12,8 +13,35 @@ export interface CardText {
 
 export const DEFAULT_SIZE = 512;
 
-export async function renderPng(text: string, size: number, ec: EcLevel): Promise<Buffer> {
-  return QRCode.toBuffer(text, { type: "png", width: size, errorCorrectionLevel: ec, margin: 4 });
+/** Modules of white around a code, as the QR standard asks. */
+const QUIET = 4;
+
+/** The smallest PNG width that gives each module at least one pixel. */
+export function minPngSize(text: string, ec: EcLevel): number {
+  return QRCode.create(text, { errorCorrectionLevel: ec }).modules.size + 2 * QUIET;
+}
+
+/**
+ * Exactly size × size pixels: whole pixels per module (sharp edges), the
+ * rest of the width added evenly to the white border. qrcode's own PNG
+ * writer rounds the width down instead.
+ */
+export function renderPng(text: string, size: number, ec: EcLevel): Buffer {
+  const qr = QRCode.create(text, { errorCorrectionLevel: ec });
+  const n = qr.modules.size;
+  const scale = Math.floor(size / (n + 2 * QUIET));
+  if (scale < 1) throw new RangeError(`at least ${n + 2 * QUIET} pixels for this code`);
+  const offset = Math.floor((size - scale * n) / 2);
+  const png = new PNG({ width: size, height: size, colorType: 0, inputColorType: 0, inputHasAlpha: false, bitDepth: 8 });
+  const gray = Buffer.alloc(size * size, 255);
+  for (let row = 0; row < n; row++) {
+    for (let col = 0; col < n; col++) {
+      if (!qr.modules.get(row, col)) continue;
+      for (let y = 0; y < scale; y++) gray.fill(0, (offset + row * scale + y) * size + offset + col * scale, (offset + row * scale + y) * size + offset + (col + 1) * scale);
+    }
+  }
+  png.data = gray;
+  return PNG.sync.write(png, { colorType: 0, inputColorType: 0, inputHasAlpha: false });
 }
 
 export async function renderSvg(text: string, size: number, ec: EcLevel): Promise<string> {
