@@ -17,6 +17,7 @@ import { codeById, codeIdByShortCode, profileOf, type CodeRecord, type ProfileRe
 /** A short code that names no code is remembered this long, so guessing does not reach Postgres each time. */
 const MISSING_TTL_SECONDS = 60;
 const MISSING = "-";
+const REFORGET_AFTER_MS = 2_000;
 
 export const cacheKeys = {
   code: (id: string) => `qr:code:${id}`,
@@ -77,10 +78,19 @@ export class Resolver {
     return this.cached(cacheKeys.short(shortCode), () => codeIdByShortCode(this.pool, shortCode), MISSING_TTL_SECONDS);
   }
 
+  /**
+   * Drops cached entries after a change committed, and again a moment later:
+   * a resolve that read the old row just before the commit may write it back
+   * after the first delete, and a revoked code must not resolve for 24 h.
+   */
   async forget(...keys: string[]): Promise<void> {
-    for (const key of keys) {
-      await this.cache.del(key).catch((err) => this.logger.error({ err, key }, "qr cache invalidation failed"));
-    }
+    const drop = async () => {
+      for (const key of keys) {
+        await this.cache.del(key).catch((err) => this.logger.error({ err, key }, "qr cache invalidation failed"));
+      }
+    };
+    await drop();
+    setTimeout(() => void drop(), REFORGET_AFTER_MS).unref();
   }
 
   /**
