@@ -288,6 +288,8 @@ describe("qr service", () => {
     });
 
     test("a warm resolve is served from Redis (24 h) until a change invalidates it", async () => {
+      // Let the second invalidation of the changes above pass first.
+      await new Promise((r) => setTimeout(r, 2_100));
       await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
       // Changed behind the service's back: the cache still answers, so Postgres was not read.
       await t.db.pool.query(`UPDATE qr.profiles SET display_name = 'Behind the back' WHERE owner_id = $1`, [worker.subject]);
