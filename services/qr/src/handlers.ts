@@ -74,6 +74,17 @@ export function validateParameters(p: DynamicParameters | undefined, currency: s
   }
 }
 
+/** Where a scan came from, without the query or fragment (they may carry personal data). */
+export function referrerOf(raw: string): string {
+  if (!raw) return "";
+  try {
+    const u = new URL(raw);
+    return `${u.origin}${u.pathname}`;
+  } catch {
+    return raw.replace(/[?#].*$/, "").slice(0, 512);
+  }
+}
+
 function hashOf(...parts: string[]): string {
   return createHash("sha256").update(parts.join("\u0000")).digest("hex");
 }
@@ -350,13 +361,15 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       if (req.code.case === undefined) throw invalid("code", "give short_code or payload");
       const { target, code } = await resolver.resolve({ case: req.code.case, value: req.code.value });
       // A salted hash: counts unique devices without keeping who they are.
-      const who = callerOf(ctx)?.subject ?? `${ctx.requestHeader.get("x-forwarded-for")?.split(",")[0].trim() ?? ""}|${req.userAgent}`;
+      const who =
+        callerOf(ctx)?.subject ??
+        (req.deviceId ? `device:${req.deviceId}` : `${ctx.requestHeader.get("x-forwarded-for")?.split(",")[0].trim() ?? ""}|${req.userAgent}`);
       const deviceHash = createHmac("sha256", deps.deviceSalt).update(who).digest("base64url").slice(0, 22);
       const scanId = await withTransaction(pool, async (tx) => {
         const inserted = await tx.query(
           `INSERT INTO qr.scans (scan_id, qr_code_id, device_hash, referrer, minute)
            VALUES ($1, $2, $3, $4, date_trunc('minute', now())) ON CONFLICT DO NOTHING RETURNING scan_id`,
-          [randomUUID(), code.id, deviceHash, req.referrer],
+          [randomUUID(), code.id, deviceHash, referrerOf(req.referrer)],
         );
         if (inserted.rowCount === 0) {
           // The same device again within the minute (a reload or a retry): the same scan, no new event.
@@ -371,7 +384,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
           shortCode: code.shortCode,
           workerId: target.workerId,
           venueId: target.venueId,
-          referrer: req.referrer,
+          referrer: referrerOf(req.referrer),
           deviceHash,
         });
         return inserted.rows[0].scan_id as string;
