@@ -248,7 +248,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       }
       const { rows } = await pool.query(
         `SELECT *, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at FROM qr.qr_codes
-          WHERE owner_kind = $1 AND owner_id = $2 AND ($3 OR status = 1)
+          WHERE owner_kind = $1 AND owner_id = $2 AND ($3 OR (status = 1 AND (expires_at IS NULL OR expires_at > now())))
             AND ($4::timestamptz IS NULL OR (created_at, qr_code_id) < ($4::timestamptz, $5::uuid))
           ORDER BY created_at DESC, qr_code_id DESC LIMIT $6`,
         [req.ownerKind, req.ownerId, req.includeInactive, after?.at ?? null, after?.id ?? null, size + 1],

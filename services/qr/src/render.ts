@@ -82,7 +82,11 @@ export async function renderCardSvg(url: string, offlinePayload: string, card: C
   ];
   const offlineTop = big + fs(0.24);
   const text = lines
-    .map(([t, y, s, weight]) => `<text x="${w / 2}" y="${y}" font-size="${s}" font-weight="${weight}" text-anchor="middle">${xml(t)}</text>`)
+    .map(([t, y, s, weight]) => {
+      // A long name is squeezed to the card's width rather than cut off.
+      const fit = t.length * s * 0.6 > w * 0.92 ? ` textLength="${Math.round(w * 0.92)}" lengthAdjust="spacingAndGlyphs"` : "";
+      return `<text x="${w / 2}" y="${y}" font-size="${s}" font-weight="${weight}" text-anchor="middle"${fit}>${xml(t)}</text>`;
+    })
     .join("");
   const footer = [
     `<text x="${w / 2}" y="${offlineTop + small + fs(0.045)}" font-size="${fs(0.035)}" text-anchor="middle">${xml(card.paybillLine)}</text>`,

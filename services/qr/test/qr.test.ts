@@ -304,6 +304,23 @@ describe("qr service", () => {
       const fresh = await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
       assert.equal(fresh.target?.photoUrl, "https://cdn.example/w2.jpg");
     });
+
+    test("with Redis failing, resolves fall back to Postgres instead of failing", async () => {
+      const cache = t.ctx.cache;
+      const { get, set } = cache;
+      cache.get = async () => {
+        throw new Error("redis down");
+      };
+      cache.set = async () => {
+        throw new Error("redis down");
+      };
+      try {
+        const r = await anon().resolveQrCode({ code: { case: "shortCode", value: code.shortCode } });
+        assert.equal(r.target?.qrCodeId, code.qrCodeId);
+      } finally {
+        Object.assign(cache, { get, set });
+      }
+    });
   });
 
   describe("scans and conversion", () => {
@@ -509,8 +526,9 @@ describe("qr service", () => {
         pageToken = r.page?.nextPageToken ?? "";
       } while (pageToken);
       assert.deepEqual(seen, [...made].reverse());
+      await t.db.pool.query(`UPDATE qr.qr_codes SET expires_at = now() - interval '1 minute' WHERE qr_code_id = $1`, [made[1]]);
       const active = await as(w).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, includeInactive: false });
-      assert.deepEqual(active.qrCodes.map((c) => c.qrCodeId), made.slice(1).reverse());
+      assert.deepEqual(active.qrCodes.map((c) => c.qrCodeId), made.slice(2).reverse(), "revoked and expired codes are left out");
       await rejects(as(otherWorker).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: w.subject }), Code.PermissionDenied);
       await rejects(as(w).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, page: { pageSize: 2, pageToken: "garbage" } }), Code.InvalidArgument, undefined, /page_token/);
     });
