@@ -37,6 +37,8 @@ export function problem(code: Code, message: string, kind: QrProblemKind, qrCode
  * same request that changes a code or profile, after their commit.
  */
 export class Resolver {
+  private readonly loading = new Map<string, Promise<unknown>>();
+
   constructor(
     private readonly pool: Pool,
     private readonly cache: Cache,
@@ -55,14 +57,22 @@ export class Resolver {
     }
     if (hit === MISSING) return undefined;
     if (hit !== null) return JSON.parse(hit) as T;
-    const value = await load();
-    const ttl = value === undefined ? missingTtl : this.cfg.QR_CACHE_TTL_SECONDS;
-    if (ttl !== undefined) {
-      await this.cache.set(key, value === undefined ? MISSING : JSON.stringify(value), ttl).catch((err) => {
-        this.logger.warn({ err, key }, "qr cache write failed");
-      });
+    // Concurrent misses on one key share one Postgres read (a popular code after a change).
+    let pending = this.loading.get(key) as Promise<T | undefined> | undefined;
+    if (!pending) {
+      pending = (async () => {
+        const value = await load();
+        const ttl = value === undefined ? missingTtl : this.cfg.QR_CACHE_TTL_SECONDS;
+        if (ttl !== undefined) {
+          await this.cache.set(key, value === undefined ? MISSING : JSON.stringify(value), ttl).catch((err) => {
+            this.logger.warn({ err, key }, "qr cache write failed");
+          });
+        }
+        return value;
+      })().finally(() => this.loading.delete(key));
+      this.loading.set(key, pending);
     }
-    return value;
+    return pending;
   }
 
   code(id: string): Promise<CodeRecord | undefined> {

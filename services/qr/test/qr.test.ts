@@ -305,6 +305,27 @@ describe("qr service", () => {
       assert.equal(fresh.target?.photoUrl, "https://cdn.example/w2.jpg");
     });
 
+    test("concurrent misses on a cold code share one Postgres read per key", async () => {
+      await t.ctx.cache.del(`qr:code:${code.qrCodeId}`);
+      await t.ctx.cache.del(`qr:profile:1:${worker.subject}`);
+      const pool = t.db.pool;
+      const query = pool.query;
+      let reads = 0;
+      pool.query = ((...args: Parameters<typeof query>) => {
+        reads++;
+        return (query as (...a: unknown[]) => unknown).apply(pool, args);
+      }) as typeof query;
+      try {
+        const all = await Promise.all(Array.from({ length: 20 }, () => anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } })));
+        assert.ok(all.every((r) => r.target?.qrCodeId === code.qrCodeId));
+      } finally {
+        pool.query = query;
+      }
+      // Without sharing it would be 40 (a code and a profile read per call); a call that
+      // missed just as the first load finished may read once more.
+      assert.ok(reads >= 2 && reads <= 4, `${reads} reads`);
+    });
+
     test("with Redis failing, resolves fall back to Postgres instead of failing", async () => {
       const cache = t.ctx.cache;
       const { get, set } = cache;
