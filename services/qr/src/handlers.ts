@@ -67,7 +67,10 @@ export function validateParameters(p: DynamicParameters | undefined, currency: s
   if (!p) return;
   if (p.suggestedAmounts.length > MAX_SUGGESTED) throw invalid("parameters.suggested_amounts", `at most ${MAX_SUGGESTED} amounts`);
   p.suggestedAmounts.forEach((m, i) => validateMoney(m, `parameters.suggested_amounts[${i}]`, currency));
-  if (p.fixedAmount) validateMoney(p.fixedAmount, "parameters.fixed_amount", currency);
+  if (p.fixedAmount) {
+    if (p.suggestedAmounts.length) throw invalid("parameters.fixed_amount", "give suggested_amounts or fixed_amount, not both");
+    validateMoney(p.fixedAmount, "parameters.fixed_amount", currency);
+  }
   for (const [name, value] of [["table", p.table], ["shift", p.shift], ["campaign", p.campaign]] as const) {
     if (value.length > MAX_LABEL) throw invalid(`parameters.${name}`, `at most ${MAX_LABEL} characters`);
     if (/[\u0000-\u001f]/.test(value)) throw invalid(`parameters.${name}`, "must not contain control characters");

@@ -120,6 +120,7 @@ describe("qr service", () => {
         [{ suggestedAmounts: [KES(50), { amountMinor: 5050n, currency: "KES" }] }, /suggested_amounts\[1\]\.amount_minor: KES amounts must be whole shillings/],
         [{ fixedAmount: { amountMinor: -100n, currency: "KES" } }, /fixed_amount\.amount_minor: must be positive/],
         [{ table: "x".repeat(65) }, /parameters\.table/],
+        [{ suggestedAmounts: [KES(50)], fixedAmount: KES(100) }, /not both/],
         [{ suggestedAmounts: Array.from({ length: 11 }, () => KES(10)) }, /suggested_amounts: at most 10/],
       ];
       for (const [parameters, message] of cases) {
