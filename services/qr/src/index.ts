@@ -39,7 +39,7 @@ export function createQrModule(envVars: Record<string, string | undefined> = pro
         cfg,
         signer,
         deviceSalt: `device:${key}`,
-        resolver: new Resolver(ctx.pool, ctx.cache, signer, cfg, ctx.logger),
+        resolver: new Resolver(ctx.pool, ctx.cache, signer, cfg, ctx.logger, ctx.metrics),
       });
       return startTipConsumer(ctx);
     },

@@ -1,6 +1,7 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Cache, Logger, Pool } from "@ttip/runtime";
+import { Counter } from "prom-client";
+import type { Cache, Logger, Metrics, Pool } from "@ttip/runtime";
 import {
   DynamicParametersSchema,
   QrCodeProblemSchema,
@@ -36,8 +37,21 @@ export function problem(code: Code, message: string, kind: QrProblemKind, qrCode
  * two or three keys and never touches Postgres. Writers call forget* in the
  * same request that changes a code or profile, after their commit.
  */
+/** The qr counters on a registry, created once per registry (a process may start the module more than once). */
+function counters(metrics: Metrics | undefined) {
+  if (!metrics) return undefined;
+  const get = <L extends string>(name: string, help: string, labelNames: L[]) =>
+    (metrics.registry.getSingleMetric(name) as Counter<L> | undefined) ??
+    new Counter({ name, help, labelNames, registers: [metrics.registry] });
+  return {
+    cache: get("ttip_qr_cache_lookups_total", "qr cache lookups by entry kind and result (hit, miss, error).", ["entry", "result"]),
+    resolves: get("ttip_qr_resolves_total", "qr code resolutions by outcome (ok or the QrProblemKind).", ["outcome"]),
+  };
+}
+
 export class Resolver {
   private readonly loading = new Map<string, Promise<unknown>>();
+  private readonly counters: ReturnType<typeof counters>;
 
   constructor(
     private readonly pool: Pool,
@@ -45,14 +59,20 @@ export class Resolver {
     private readonly signer: PayloadSigner,
     private readonly cfg: QrConfig,
     private readonly logger: Logger,
-  ) {}
+    metrics?: Metrics,
+  ) {
+    this.counters = counters(metrics);
+  }
 
   private async cached<T>(key: string, load: () => Promise<T | undefined>, missingTtl?: number): Promise<T | undefined> {
     let hit: string | null = null;
+    const entry = key.split(":")[1];
     try {
       hit = await this.cache.get(key);
+      this.counters?.cache.inc({ entry, result: hit === null ? "miss" : "hit" });
     } catch (err) {
       // A cache outage slows resolves down; it must not fail them.
+      this.counters?.cache.inc({ entry, result: "error" });
       this.logger.warn({ err, key }, "qr cache read failed; reading Postgres");
     }
     if (hit === MISSING) return undefined;
@@ -109,6 +129,18 @@ export class Resolver {
    * with a QrCodeProblem detail.
    */
   async resolve(input: { case: "shortCode" | "payload"; value: string }): Promise<{ target: TipTarget; code: CodeRecord }> {
+    try {
+      const resolved = await this.resolveUncounted(input);
+      this.counters?.resolves.inc({ outcome: "ok" });
+      return resolved;
+    } catch (err) {
+      const kind = err instanceof ConnectError ? err.findDetails(QrCodeProblemSchema)[0]?.kind : undefined;
+      this.counters?.resolves.inc({ outcome: kind === undefined ? "error" : QrProblemKind[kind].toLowerCase() });
+      throw err;
+    }
+  }
+
+  private async resolveUncounted(input: { case: "shortCode" | "payload"; value: string }): Promise<{ target: TipTarget; code: CodeRecord }> {
     let code: CodeRecord | undefined;
     let parameters: DynamicParameters | undefined;
     if (input.case === "payload") {

@@ -327,6 +327,15 @@ describe("qr service", () => {
       assert.ok(reads >= 2 && reads <= 4, `${reads} reads`);
     });
 
+    test("resolve outcomes and cache results are counted for Prometheus", async () => {
+      const text = await t.ctx.metrics.registry.metrics();
+      for (const outcome of ["ok", "tampered", "expired", "rotated", "revoked", "owner_inactive", "venue_inactive", "unknown_code"]) {
+        assert.match(text, new RegExp(`ttip_qr_resolves_total\\{outcome="${outcome}"\\} [1-9]`), outcome);
+      }
+      assert.match(text, /ttip_qr_cache_lookups_total\{entry="code",result="hit"\} [1-9]/);
+      assert.match(text, /ttip_qr_cache_lookups_total\{entry="profile",result="miss"\} [1-9]/);
+    });
+
     test("with Redis failing, resolves fall back to Postgres instead of failing", async () => {
       const cache = t.ctx.cache;
       const { get, set } = cache;
