@@ -183,9 +183,12 @@ export class Resolver {
     }
     parameters ??= fromBinary(DynamicParametersSchema, Buffer.from(code.parameters, "base64"));
     const currency = targetCurrency(owner, venue);
-    const suggested = parameters.suggestedAmounts.length
-      ? parameters.suggestedAmounts
-      : this.cfg.QR_DEFAULT_SUGGESTED_AMOUNTS.map((amountMinor) => ({ amountMinor, currency }));
+    // A fixed amount leaves nothing to choose; otherwise the code's amounts or the configured ones.
+    const suggested = parameters.fixedAmount
+      ? []
+      : parameters.suggestedAmounts.length
+        ? parameters.suggestedAmounts
+        : this.cfg.QR_DEFAULT_SUGGESTED_AMOUNTS.map((amountMinor) => ({ amountMinor, currency }));
     const target = create(TipTargetSchema, {
       qrCodeId: code.id,
       ownerKind: code.ownerKind,

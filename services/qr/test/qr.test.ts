@@ -189,6 +189,7 @@ describe("qr service", () => {
       assert.equal(staff.venueId, venueId);
       assert.equal(staff.venueName, "Java House Kimathi");
       assert.equal(staff.fixedAmount?.amountMinor, 20000n);
+      assert.deepEqual(staff.suggestedAmounts, [], "nothing to choose with a fixed amount");
       assert.equal(staff.table, "12");
       // No amounts set: the configured defaults, in the code's currency.
       const plain = (await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() })).qrCode!;
