@@ -4,6 +4,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { callerOf, emitEvent, requireCaller, withTransaction } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -17,6 +19,22 @@ import { kes, mpesaAmount } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
 import { maskPhone, normalisePhone } from "./phone.js";
 import { createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterCredit, type Deps, type TipRow } from "./tips.js";
+
+/** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
+async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
+  const qr = createClient(QrService, deps.ctx.peers("qr"));
+  try {
+    const { target } = await qr.resolveQrCode({ code: /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode", value: code } : { case: "payload", value: code } });
+    if (!target) throw new ConnectError("qr_code: the qr service answered without a target", Code.Internal);
+    return target;
+  } catch (err) {
+    const e = ConnectError.from(err);
+    if (e.code === Code.NotFound || e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) {
+      throw new ConnectError(`qr_code: ${e.rawMessage}`, e.code);
+    }
+    throw new ConnectError(`qr_code: cannot be checked now (${e.rawMessage})`, Code.Unavailable);
+  }
+}
 
 const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
 
@@ -44,12 +62,24 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
   router.service(PaymentService, {
     async createTip(req, ctx) {
       if (req.payment.case === "card") throw new ConnectError("card tips are not available yet", Code.Unimplemented);
-      if (req.recipient.case !== "workerId") throw new ConnectError("qr_code: tipping by scanned code is not available yet; pass worker_id", Code.Unimplemented);
       const amountMinor = mpesaAmount(req.amount, "amount");
       const phone = normalisePhone(req.payment.value ?? "", "mpesa_phone");
+      let recipient = { workerId: "", venueId: "", qrCodeId: "" };
+      if (req.recipient.case === "qrCode") {
+        const target = await resolveQrCode(deps, req.recipient.value);
+        if (!target.workerId) throw new ConnectError("qr_code: tips to a venue's pool are not available yet; scan a worker's code", Code.Unimplemented);
+        if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== "KES")) {
+          throw new ConnectError(`amount: this code is for exactly ${target.fixedAmount.currency} ${target.fixedAmount.amountMinor / 100n}`, Code.InvalidArgument);
+        }
+        recipient = { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId };
+      } else if (req.recipient.case === "workerId") {
+        recipient.workerId = req.recipient.value;
+      }
       const tip = await createTip(deps, {
         idempotencyKey: req.idempotencyKey,
-        workerId: req.recipient.value,
+        workerId: recipient.workerId,
+        venueId: recipient.venueId,
+        qrCodeId: recipient.qrCodeId,
         amountMinor,
         phone,
         customerCoversFee: req.customerCoversFee,

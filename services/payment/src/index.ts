@@ -20,8 +20,8 @@ export interface PaymentModuleOptions {
 
 /**
  * Tip attempts by M-Pesa STK push, Daraja callbacks, reconciliation of lost
- * callbacks, B2C payouts and fraud checks before money moves. Card tips and
- * saved payment methods are not built yet (UNIMPLEMENTED).
+ * callbacks, B2C payouts, saved M-Pesa numbers and fraud checks before money
+ * moves. Card tips and tips to a venue's pool are not built yet (UNIMPLEMENTED).
  */
 export function createPaymentModule(options: PaymentModuleOptions = {}): ServiceModule {
   const config = options.config ?? envConfig();
@@ -53,7 +53,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
   return {
     name: "payment",
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
-    calls: ["wallet", "auth"],
+    calls: ["wallet", "auth", "qr"],
     services: [PaymentService, PaymentAdminService, PaymentInternalService],
     routes(router, ctx) {
       registerHandlers(router, depsFor(ctx));

@@ -64,6 +64,9 @@ export interface Deps {
 export interface NewTip {
   idempotencyKey: string;
   workerId: string;
+  /** Set when the tip came from a scanned code. */
+  venueId?: string;
+  qrCodeId?: string;
   amountMinor: bigint;
   phone: string;
   customerCoversFee: boolean;
@@ -80,7 +83,7 @@ export async function loadTip(db: Queryable, tipId: string): Promise<TipRow | un
 
 function fingerprint(t: NewTip): string {
   return createHash("sha256")
-    .update(JSON.stringify([t.workerId, String(t.amountMinor), t.phone, t.customerCoversFee, t.rating, t.message]))
+    .update(JSON.stringify([t.workerId, t.qrCodeId ?? "", String(t.amountMinor), t.phone, t.customerCoversFee, t.rating, t.message]))
     .digest("hex");
 }
 
@@ -120,13 +123,13 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
     const { rows } = await tx.query<TipRow>(
       `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
          fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
-         customer_email, status, fraud_action, callback_token, deadline_at, next_check_at)
+         customer_email, status, fraud_action, callback_token, deadline_at, next_check_at, venue_id, qr_code_id)
        VALUES ($1, $2, $3, $4, $5, 'KES', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'pending', $17, $18,
-         now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000))
+         now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000), $20, $21)
        ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
       [tipId, t.idempotencyKey, fp, t.workerId, t.callerSubject ?? "", t.amountMinor, charged - workerReceives, charged, workerReceives,
         quote.feeScheduleVersion, t.customerCoversFee, t.phone, phoneMasked, t.rating, t.message, t.customerEmail,
-        hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs],
+        hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? ""],
     );
     if (rows[0]) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId, phoneMasked });
     return rows[0];
