@@ -123,7 +123,11 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher)
         consumer: t.durable,
         subject: t.subject,
         logger: ctx.logger,
-        handle: (message, tx) => t.apply(decodeEvent(t.schema, message), message.id, tx),
+        handle: (message, tx) => {
+          const event = decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
+          // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.
+          return t.apply(event, event.meta?.id || message.id, tx);
+        },
       }),
     );
   }
