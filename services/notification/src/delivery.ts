@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { emitEvent, withTransaction, type Logger, type Pool, type Queryable } from "@ttip/runtime";
+import { emitEvent, scrubText, withTransaction, type Logger, type Pool, type Queryable } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
 import {
@@ -316,7 +316,9 @@ export class Dispatcher {
     return outcomes.find((x) => x.o.ok)?.o ?? outcomes.find((x) => !x.o.ok && x.o.kind !== "recipient")?.o ?? outcomes[0].o;
   }
 
-  private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, outcome: SendOutcome): Promise<DeliveryState> {
+  private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome): Promise<DeliveryState> {
+    // Provider errors may quote the number ("The 'To' number +2547... is not valid"): stored masked.
+    const outcome: SendOutcome = result.ok ? result : { ...result, error: scrubText(result.error) };
     await tx.query(
       `UPDATE notification.delivery_attempts SET status = $3, provider_message_id = $4, error = $5, finished_at = now()
         WHERE delivery_id = $1 AND attempt = $2`,

@@ -232,6 +232,40 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
+  test("a number or push token nobody can reach fails at once, without failover, and a dead token is dropped", async () => {
+    const phone = newPhone();
+    sim.invalidNumbers.add(phone);
+    const twilioCalls = sim.calls.twilio;
+    const { deliveryIds } = await internal().sendNotification({
+      idempotencyKey: `receipt-${randomUUID()}`,
+      recipient: { case: "phone", value: phone },
+      templateKey: TemplateKey.RECEIPT,
+      variables: { amount: "KES 20", worker: "Otieno", reference: "QK4" },
+    });
+    const d = await waitFor("status failed", async () => {
+      const x = await delivery(deliveryIds[0]);
+      return x.status === DeliveryStatus.FAILED && x;
+    });
+    assert.equal(d.attempts.length, 1);
+    assert.equal(d.attempts[0].error, "403 InvalidPhoneNumber");
+    assert.equal(sim.calls.twilio, twilioCalls);
+
+    const workerId = randomUUID();
+    const dead = `fcm-dead-${workerId}`;
+    sim.deadPushTokens.add(dead);
+    await asUser(workerId).registerPushToken({ token: dead, platform: "ios" });
+    const push = await internal().sendNotification({
+      idempotencyKey: `push-${randomUUID()}`,
+      recipient: { case: "userId", value: workerId },
+      templateKey: TemplateKey.PAYOUT_SENT,
+      channels: [Channel.PUSH],
+      variables: { amount: "KES 20", phone: "2547******00", reference: "QK5" },
+    });
+    await waitFor("push failed", async () => (await delivery(push.deliveryIds[0])).status === DeliveryStatus.FAILED);
+    const tokens = await t.db.pool.query("SELECT 1 FROM notification.push_tokens WHERE user_id = $1", [workerId]);
+    assert.equal(tokens.rowCount, 0);
+  });
+
   test("delivery reports from Africa's Talking (token) and SendGrid (signed) update the state", async () => {
     const phone = newPhone();
     const sms = await internal().sendNotification({
