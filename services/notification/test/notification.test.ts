@@ -429,6 +429,35 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.match(d.attempts[0].error, /in doubt/);
   });
 
+  test("a delivery report that beats our record of the send is kept and applied", async () => {
+    const id = randomUUID();
+    const phone = newPhone().replace("+", "");
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
+       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
+      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
+    );
+    const at = createProviders(config.providers, 3_000).sms[0];
+    // The real client, but the provider's report lands before send() returns.
+    const racing = {
+      name: at.name,
+      send: async (m: Parameters<typeof at.send>[0]) => {
+        const r = await at.send(m);
+        if (r.ok) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
+        return r;
+      },
+    };
+    const dispatcher = new Dispatcher({
+      pool: t.db.pool,
+      providers: { sms: [racing], email: [], push: [] },
+      retry: config.retry,
+      logger: captureLogger("silent").logger,
+      publicUrl: () => "",
+    });
+    await dispatcher.run(id);
+    assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
+  });
+
   test("admins version templates; unknown variables and other roles are refused", async () => {
     await assert.rejects(
       admin().createTemplateVersion({ key: TemplateKey.OTP, locale: "en", channel: Channel.SMS, body: "Code {{code}} PIN {{pin}}" }),
