@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 // What other services' events make us send. Each consumer is idempotent twice
 // over: the runtime's inbox skips an event it applied, and the deliveries'
 // unique (source, recipient, channel) key stops a copy that slips past it.
@@ -111,6 +112,12 @@ const TRIGGERS = [
   }),
 ];
 
+export const DISPATCH_SHARDS = 4;
+
+function shardOf(deliveryId: string): number {
+  return createHash("sha1").update(deliveryId).digest()[0] % DISPATCH_SHARDS;
+}
+
 /** Starts every consumer; returns how to stop them. */
 export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher): Promise<() => Promise<void>> {
   const subs: { stop(): Promise<void> }[] = [];
@@ -133,16 +140,21 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher)
   }
   // Our own "queued" facts drive the sends. Not through the inbox: a send is
   // not one transaction, and the delivery row's state machine is the dedupe.
-  subs.push(
-    await ctx.bus.subscribe({
-      durable: "notification-dispatch",
-      subject: "ttip.notification.delivery_updated",
-      handler: async (message) => {
-        const e = decodeEvent(DeliveryUpdatedSchema, message);
-        if (e.status === "queued") await dispatcher.run(e.deliveryId);
-      },
-    }),
-  );
+  // A consumer handles one message at a time, so the work is split over a few
+  // durables by delivery id: each skips the others' share (the claim's row
+  // lock keeps two from ever sending the same delivery).
+  for (let shard = 0; shard < DISPATCH_SHARDS; shard++) {
+    subs.push(
+      await ctx.bus.subscribe({
+        durable: `notification-dispatch-${shard}`,
+        subject: "ttip.notification.delivery_updated",
+        handler: async (message) => {
+          const e = decodeEvent(DeliveryUpdatedSchema, message);
+          if (e.status === "queued" && shardOf(e.deliveryId) === shard) await dispatcher.run(e.deliveryId);
+        },
+      }),
+    );
+  }
   return async () => {
     for (const s of subs) await s.stop();
   };
