@@ -340,6 +340,11 @@ export class Dispatcher {
       await this.finish(tx, d, "failed", outcome.error);
       return "failed";
     }
+    if (outcome.kind === "in_doubt") {
+      await tx.query("UPDATE notification.delivery_attempts SET status = 'in_doubt' WHERE delivery_id = $1 AND attempt = $2", [d.id, attempt]);
+      await this.finish(tx, d, "failed", `in doubt: the provider may have it (${outcome.error}); not resent to avoid a duplicate`);
+      return "failed";
+    }
     let index = d.provider_index;
     let tries = d.provider_attempts + 1;
     let delay = this.backoff(tries);

@@ -7,11 +7,13 @@ import type { ProviderConfig } from "./config.js";
  * What a send came to. `transient`: try the same provider again later;
  * `provider`: this provider cannot send it (credentials, balance, routing),
  * so move to the fallback; `recipient`: nobody can (bad number, STOP list,
- * dead push token), so the delivery fails.
+ * dead push token), so the delivery fails; `in_doubt`: the request went out
+ * and no answer came back (timeout, connection cut), so the provider may
+ * have sent it and sending again could duplicate it.
  */
 export type SendOutcome =
   | { ok: true; messageId: string }
-  | { ok: false; kind: "transient" | "provider" | "recipient"; error: string };
+  | { ok: false; kind: "transient" | "provider" | "recipient" | "in_doubt"; error: string };
 
 export interface OutgoingMessage {
   deliveryId: string;
@@ -34,12 +36,17 @@ function httpFailure(status: number, detail: string): SendOutcome {
   return { ok: false, kind, error: `HTTP ${status}: ${detail.slice(0, 300)}` };
 }
 
-async function request(url: string, init: RequestInit, timeoutMs: number): Promise<Response | SendOutcome> {
+// Failures that happen before a request reaches the provider: safe to repeat.
+const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "UND_ERR_CONNECT_TIMEOUT"]);
+
+async function request(url: string, init: RequestInit, timeoutMs: number, carriesMessage = true): Promise<Response | SendOutcome> {
   try {
     return await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
-    // Timeouts and refused connections: the provider may or may not have it; the caller's attempt record decides.
-    return { ok: false, kind: "transient", error: `network: ${(err as Error).message}` };
+    const e = err as Error & { cause?: { code?: string } };
+    const code = e.cause?.code ?? e.name;
+    const kind = !carriesMessage || NOT_SENT.has(code) ? "transient" : "in_doubt";
+    return { ok: false, kind, error: `network: ${code} ${e.message}` };
   }
 }
 
@@ -181,6 +188,7 @@ class GoogleTokenSource {
         body: new URLSearchParams({ grant_type: "urn:ietf:params:oauth:grant-type:jwt-bearer", assertion }),
       },
       this.timeoutMs,
+      false,
     );
     if (isOutcome(res)) return res;
     const text = await res.text();

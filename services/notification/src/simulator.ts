@@ -43,6 +43,8 @@ export class ProviderSimulator {
   readonly calls: Record<SimulatedProvider, number> = { africastalking: 0, twilio: 0, sendgrid: 0, fcm: 0 };
   /** Providers that answer 5xx to every send. */
   readonly outage = new Set<SimulatedProvider>();
+  /** Providers that take a send and never answer (a timeout after the message may have gone). */
+  readonly stalled = new Set<SimulatedProvider>();
   /** Numbers the SMS providers reject as invalid (AT 403, Twilio 21211). */
   readonly invalidNumbers = new Set<string>();
   /** Push tokens FCM answers UNREGISTERED for. */
@@ -124,6 +126,7 @@ export class ProviderSimulator {
 
   private africasTalking(req: http.IncomingMessage, res: http.ServerResponse, raw: string) {
     this.calls.africastalking++;
+    if (this.stalled.has("africastalking")) return;
     const form = new URLSearchParams(raw);
     if (req.headers.apikey !== this.at.apiKey || form.get("username") !== this.at.username) {
       return reply(res, 401, "The supplied authentication is invalid");
@@ -149,6 +152,7 @@ export class ProviderSimulator {
 
   private twilioSend(req: http.IncomingMessage, res: http.ServerResponse, raw: string, accountSid: string) {
     this.calls.twilio++;
+    if (this.stalled.has("twilio")) return;
     const expected = `Basic ${Buffer.from(`${this.twilio.accountSid}:${this.twilio.authToken}`).toString("base64")}`;
     if (accountSid !== this.twilio.accountSid || req.headers.authorization !== expected) {
       return reply(res, 401, { code: 20003, message: "Authenticate", more_info: "https://www.twilio.com/docs/errors/20003", status: 401 });
@@ -178,6 +182,7 @@ export class ProviderSimulator {
 
   private sendgridSend(req: http.IncomingMessage, res: http.ServerResponse, raw: string) {
     this.calls.sendgrid++;
+    if (this.stalled.has("sendgrid")) return;
     if (req.headers.authorization !== `Bearer ${this.sendgrid.apiKey}`) {
       return reply(res, 401, { errors: [{ message: "The provided authorization grant is invalid, expired, or revoked", field: null, help: null }] });
     }
@@ -216,6 +221,7 @@ export class ProviderSimulator {
 
   private fcmSend(req: http.IncomingMessage, res: http.ServerResponse, raw: string, project: string) {
     this.calls.fcm++;
+    if (this.stalled.has("fcm")) return;
     const bearer = (req.headers.authorization ?? "").replace(/^Bearer /, "");
     if (!this.accessTokens.has(bearer)) {
       return reply(res, 401, { error: { code: 401, message: "Request had invalid authentication credentials.", status: "UNAUTHENTICATED" } });

@@ -429,6 +429,35 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.match(d.attempts[0].error, /in doubt/);
   });
 
+  test("a provider that takes a send and never answers leaves it in doubt: no retry, no failover", async () => {
+    const id = randomUUID();
+    const phone = newPhone().replace("+", "");
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
+       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
+      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
+    );
+    sim.stalled.add("africastalking");
+    try {
+      const twilioCalls = sim.calls.twilio;
+      const dispatcher = new Dispatcher({
+        pool: t.db.pool,
+        providers: createProviders(config.providers, 200),
+        retry: config.retry,
+        logger: captureLogger("silent").logger,
+        publicUrl: () => "",
+      });
+      await dispatcher.run(id);
+      const d = await delivery(id);
+      assert.equal(d.status, DeliveryStatus.FAILED);
+      assert.equal(d.attempts.length, 1);
+      assert.match(d.attempts[0].error, /in doubt: .*TimeoutError/);
+      assert.equal(sim.calls.twilio, twilioCalls);
+    } finally {
+      sim.stalled.delete("africastalking");
+    }
+  });
+
   test("a delivery report that beats our record of the send is kept and applied", async () => {
     const id = randomUUID();
     const phone = newPhone().replace("+", "");
