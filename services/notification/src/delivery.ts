@@ -163,7 +163,7 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
        ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id`,
       [id, req.sourceKey, recipientKey, channel, userId, address, masked, req.templateKey, template.version, template.locale,
-        subject, body, status, error, nextAttempt],
+        subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt],
     );
     if (inserted.rowCount === 0) {
       const existing = await tx.query<{ id: string }>(
@@ -367,7 +367,12 @@ export class Dispatcher {
   }
 
   private async finish(tx: Queryable, d: DeliveryRow, status: "failed", error: string) {
-    await tx.query("UPDATE notification.deliveries SET status = $2, last_error = $3, updated_at = now() WHERE id = $1", [d.id, status, error]);
+    // A failed OTP's text is erased too: nothing will send it any more.
+    await tx.query(
+      `UPDATE notification.deliveries SET status = $2, last_error = $3, updated_at = now(),
+              body = CASE WHEN template_key = $4 THEN NULL ELSE body END WHERE id = $1`,
+      [d.id, status, error, TemplateKey.OTP],
+    );
     await emitUpdate(tx, d, status);
   }
 }
