@@ -2,9 +2,23 @@ import { Code, ConnectError, createContextKey, type Interceptor } from "@connect
 import { PRINCIPAL_HEADERS, type Principal } from "@ttip/runtime";
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 
-export { PRINCIPAL_HEADERS, type Principal };
+export { PRINCIPAL_HEADERS };
 
-export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "verified caller" });
+/** The verified caller, with the session its token belongs to (the `sid` claim). */
+export interface GatewayPrincipal extends Principal {
+  sessionId?: string;
+}
+export type { GatewayPrincipal as Principal };
+
+/**
+ * Further headers for backends, set only by the gateway (callers' copies are
+ * dropped): the token's session id, and the client's network address (for
+ * per-address limits and the audit log).
+ */
+export const SESSION_HEADER = "x-ttip-session";
+export const CLIENT_ADDRESS_HEADER = "x-ttip-client-address";
+
+export const principalKey = createContextKey<GatewayPrincipal | undefined>(undefined, { description: "verified caller" });
 
 export interface JwtOptions {
   /** Where auth publishes its keys; or a fixed key set (tests, static deployments). */
@@ -26,6 +40,8 @@ export function authInterceptor(options: JwtOptions | undefined): Interceptor {
   return (next) => async (req) => {
     req.header.delete(PRINCIPAL_HEADERS.subject);
     req.header.delete(PRINCIPAL_HEADERS.roles);
+    req.header.delete(SESSION_HEADER);
+    req.header.delete(CLIENT_ADDRESS_HEADER);
     const authorization = req.header.get("authorization");
     if (!authorization) return next(req);
     const match = /^Bearer\s+(\S+)$/i.exec(authorization);
@@ -39,7 +55,8 @@ export function authInterceptor(options: JwtOptions | undefined): Interceptor {
       });
       if (!payload.sub) throw new ConnectError("token has no subject", Code.Unauthenticated);
       const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === "string") : [];
-      req.contextValues.set(principalKey, { subject: payload.sub, roles });
+      const sessionId = typeof payload.sid === "string" ? payload.sid : undefined;
+      req.contextValues.set(principalKey, { subject: payload.sub, roles, sessionId });
     } catch (err) {
       if (err instanceof ConnectError) throw err;
       const reason = err instanceof errors.JWTExpired ? "token expired" : "invalid token";

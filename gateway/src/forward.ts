@@ -1,7 +1,8 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
 import { REQUEST_ID_HEADER } from "@ttip/runtime";
-import { principalKey, PRINCIPAL_HEADERS } from "./auth.js";
+import { CLIENT_ADDRESS_HEADER, principalKey, PRINCIPAL_HEADERS, SESSION_HEADER } from "./auth.js";
+import { clientAddressKey } from "./rate-limit.js";
 
 /** Request headers a backend needs; everything else stays at the door. */
 const FORWARDED = [REQUEST_ID_HEADER, "idempotency-key", "accept-language", "user-agent"];
@@ -17,7 +18,9 @@ function outgoingHeaders(ctx: HandlerContext): Headers {
   if (principal) {
     headers.set(PRINCIPAL_HEADERS.subject, principal.subject);
     headers.set(PRINCIPAL_HEADERS.roles, principal.roles.join(","));
+    if (principal.sessionId) headers.set(SESSION_HEADER, principal.sessionId);
   }
+  headers.set(CLIENT_ADDRESS_HEADER, ctx.values.get(clientAddressKey));
   const forwardedFor = ctx.requestHeader.get("x-forwarded-for");
   if (forwardedFor) headers.set("x-forwarded-for", forwardedFor);
   return headers;

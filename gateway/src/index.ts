@@ -6,9 +6,19 @@ import { startServer, type Cache, type Logger, type Metrics, type RunningServer 
 import { authInterceptor, type JwtOptions } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
+import { policyInterceptor, type Rule } from "./policy.js";
 import { clientAddressKey, rateLimitInterceptor } from "./rate-limit.js";
 
-export { authInterceptor, principalKey, PRINCIPAL_HEADERS, type JwtOptions, type Principal } from "./auth.js";
+export {
+  authInterceptor,
+  CLIENT_ADDRESS_HEADER,
+  principalKey,
+  PRINCIPAL_HEADERS,
+  SESSION_HEADER,
+  type JwtOptions,
+  type Principal,
+} from "./auth.js";
+export { DEFAULT_RULES, policyInterceptor, ruleFor, type PolicyOptions, type Rule } from "./policy.js";
 
 export interface Backend {
   service: DescService;
@@ -26,11 +36,24 @@ export interface GatewayOptions {
   jwt?: JwtOptions;
   rateLimit: { points: number; durationSeconds: number };
   corsOrigins: string[];
+  /** CIDRs admin RPCs are accepted from (with role admin); loopback only when omitted. */
+  adminNetworks?: string[];
+  /** Per-RPC access rules over the defaults (see policy.ts). */
+  rules?: Record<string, Rule>;
   /** Take the client address from X-Forwarded-For (behind a trusted ingress). */
   trustProxy?: boolean;
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+}
+
+/**
+ * The peer address. For h2c the runtime hands HTTP/2 a stream wrapper, which
+ * Node wraps again; the address is on the inner stream.
+ */
+function socketAddress(socket: unknown): string | undefined {
+  const s = socket as { remoteAddress?: string; stream?: { remoteAddress?: string } } | undefined;
+  return s?.remoteAddress ?? s?.stream?.remoteAddress;
 }
 
 /** Connect, gRPC-web and gRPC on one port, forwarding every public RPC over gRPC. */
@@ -55,7 +78,11 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     services: options.backends.map((b) => b.service),
     // Input rules are enforced once, by the service that owns them.
     validate: false,
-    interceptors: [authInterceptor(options.jwt), rateLimitInterceptor(limiter)],
+    interceptors: [
+      authInterceptor(options.jwt),
+      rateLimitInterceptor(limiter),
+      policyInterceptor({ adminNetworks: options.adminNetworks, rules: options.rules }),
+    ],
     routes: (router) => {
       for (const b of options.backends) forwardService(router, b.service, transportFor(b.url));
     },
@@ -67,7 +94,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     },
     contextValues: (req) => {
       const forwarded = options.trustProxy ? String(req.headers["x-forwarded-for"] ?? "").split(",")[0].trim() : "";
-      return createContextValues().set(clientAddressKey, forwarded || req.socket.remoteAddress || "unknown");
+      return createContextValues().set(clientAddressKey, forwarded || socketAddress(req.socket) || "unknown");
     },
     httpFilter: corsFilter(options.corsOrigins),
     host: options.host,

@@ -27,7 +27,7 @@ import {
   type RunningService,
 } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
-import { PRINCIPAL_HEADERS, startGateway } from "../src/index.js";
+import { CLIENT_ADDRESS_HEADER, PRINCIPAL_HEADERS, SESSION_HEADER, startGateway } from "../src/index.js";
 
 const exec = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -44,6 +44,8 @@ describe("gateway", () => {
   let services: RunningService[];
   let gateway: RunningServer;
   const seenByBackend: Array<string | null> = [];
+  const sessionsSeen: Array<string | null> = [];
+  const addressesSeen: Array<string | null> = [];
   let privateJwk: Awaited<ReturnType<typeof generateKeyPair>>["privateKey"];
   let publicJwk: JWK;
 
@@ -56,6 +58,8 @@ describe("gateway", () => {
         (next: Parameters<import("@connectrpc/connect").Interceptor>[0]) =>
           async (req: Parameters<typeof next>[0]) => {
             seenByBackend.push(req.header.get(PRINCIPAL_HEADERS.subject));
+            sessionsSeen.push(req.header.get(SESSION_HEADER));
+            addressesSeen.push(req.header.get(CLIENT_ADDRESS_HEADER));
             return next(req);
           },
       ],
@@ -197,6 +201,15 @@ describe("gateway", () => {
     const unsigned = `${b64({ alg: "none" })}.${b64({ sub: "admin", iss: "ttip-auth", aud: "ttip", exp: 9999999999 })}.`;
     assert.equal(await call(unsigned), Code.Unauthenticated);
     assert.equal(seenByBackend.length, 1, "refused tokens never reach the backend");
+
+    // The session id comes from the token's sid claim and the address from the connection, never from the caller.
+    sessionsSeen.length = 0;
+    addressesSeen.length = 0;
+    const sid = randomUUID();
+    await call(await sign({ roles: ["worker"], sid }), { [SESSION_HEADER]: randomUUID(), [CLIENT_ADDRESS_HEADER]: "10.99.0.1" });
+    await call(await sign({ roles: ["worker"] }), { [SESSION_HEADER]: randomUUID() });
+    assert.deepEqual(sessionsSeen, [sid, null]);
+    assert.ok(addressesSeen.every((a) => a && /127\.0\.0\.1|::1/.test(a)), `addresses ${addressesSeen}`);
 
     seenByBackend.length = 0;
     await client.getQrCode(VALID, { headers: { [PRINCIPAL_HEADERS.subject]: "admin-9" } }).catch(() => undefined);

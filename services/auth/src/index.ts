@@ -1,12 +1,99 @@
+import { fileURLToPath } from "node:url";
 import { AuthService, AuthAdminService, AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import type { ServiceModule } from "@ttip/runtime";
+import type { ServiceContext, ServiceModule } from "@ttip/runtime";
+import { accountHandlers } from "./account.js";
+import { adminHandlers } from "./admin.js";
+import { loadAuthConfig, type AuthConfig } from "./config.js";
+import { createCore, type AuthCore } from "./core.js";
+import { deviceHandlers } from "./devices.js";
+import { internalHandlers } from "./internal.js";
+import { loginHandlers } from "./login.js";
+import { NotificationOtpSender, SmsApiOtpSender, type OtpSender } from "./otp-sender.js";
+import { startSmsSimulator, type SmsSimulator } from "./sms-simulator.js";
+
+export { signPartnerRequest, partnerStringToSign } from "./partner.js";
+export { startSmsSimulator, type SmsSimulator } from "./sms-simulator.js";
+export type { OtpSender } from "./otp-sender.js";
+export { AUDIENCE, ISSUER } from "./keys.js";
+export { CLIENT_ADDRESS_HEADER, SESSION_HEADER } from "./request.js";
+
+export const JWKS_PATH = "/.well-known/jwks.json";
+
+export interface AuthOptions {
+  /** Environment to read AUTH_* variables from (process.env by default). */
+  env?: Record<string, string | undefined>;
+  /** Replaces the configured OTP delivery (a test double or another channel). */
+  otpSender?: OtpSender;
+}
+
+/** The auth service module; `auth` below is the one every host starts. */
+export function createAuth(options: AuthOptions = {}): ServiceModule {
+  let config: AuthConfig | undefined;
+  const configOf = () => (config ??= loadAuthConfig(options.env));
+  // http(ctx) runs before routes(router, ctx), both with the same context.
+  const cores = new WeakMap<ServiceContext, AuthCore>();
+  // Without a configured SMS API outside production, start() runs the simulator in-process.
+  let simulator: SmsSimulator | undefined;
+
+  const otpSenderFor = (ctx: ServiceContext): OtpSender => {
+    if (options.otpSender) return options.otpSender;
+    const c = configOf();
+    if (c.otpSender === "notification") return new NotificationOtpSender(() => ctx.peers("notification"));
+    return new SmsApiOtpSender(() => {
+      const url = c.sms.url ?? simulator?.url;
+      if (!url) throw new Error("AUTH_SMS_URL is not set");
+      return { url, username: c.sms.username, apiKey: c.sms.apiKey };
+    });
+  };
+  const coreOf = (ctx: ServiceContext) => {
+    let core = cores.get(ctx);
+    if (!core) cores.set(ctx, (core = createCore(ctx, configOf(), otpSenderFor(ctx))));
+    return core;
+  };
+
+  return {
+    name: "auth",
+    migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
+    calls: ["notification"],
+    services: [AuthService, AuthAdminService, AuthInternalService],
+    routes(router, ctx) {
+      const core = coreOf(ctx);
+      router.service(AuthService, { ...loginHandlers(core), ...accountHandlers(core), ...deviceHandlers(core) });
+      router.service(AuthAdminService, adminHandlers(core));
+      router.service(AuthInternalService, internalHandlers(core));
+    },
+    http(ctx) {
+      const core = coreOf(ctx);
+      return (req, res) => {
+        if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== JWKS_PATH) return false;
+        core.keys.jwks().then(
+          (jwks) => {
+            // Short caching: verifiers pick up a rotation within a minute, and the overlap covers that.
+            res.writeHead(200, { "content-type": "application/jwk-set+json", "cache-control": "public, max-age=60" });
+            res.end(JSON.stringify(jwks));
+          },
+          (err) => {
+            ctx.logger.error({ err }, "JWKS failed");
+            res.writeHead(503, { "content-type": "application/json" });
+            res.end(JSON.stringify({ error: "keys unavailable" }));
+          },
+        );
+        return true;
+      };
+    },
+    async start(ctx) {
+      const c = configOf();
+      if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return async () => undefined;
+      if (c.production) throw new Error("AUTH_SMS_URL is required in production (or AUTH_OTP_SENDER=notification)");
+      simulator = await startSmsSimulator();
+      ctx.logger.info({ smsSimulator: `${simulator.url}/simulator/messages` }, "no AUTH_SMS_URL: OTPs go to the SMS simulator");
+      return async () => {
+        await simulator?.close();
+        simulator = undefined;
+      };
+    },
+  };
+}
 
 /** Users, roles, phone OTP, PINs, sessions and refresh tokens, device keys for biometric unlock, partner API keys, the audit log, and the signing keys (JWKS) that every other part verifies tokens with. */
-export const auth: ServiceModule = {
-  name: "auth",
-  services: [AuthService, AuthAdminService, AuthInternalService],
-  routes(router) {
-    // No method is built yet: each answers UNIMPLEMENTED, never a fake success.
-    for (const service of this.services) router.service(service, {});
-  },
-};
+export const auth: ServiceModule = createAuth();

@@ -61,6 +61,8 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     metrics,
     cache,
     backends: services.flatMap((s, i) => publicServices(modules[i]).map((service) => ({ service, url: s.server.url }))),
+    // Tokens are verified with auth's published keys, as in a cluster.
+    jwt: { jwksUrl: `${urls.get("auth")}/.well-known/jwks.json`, issuer: "ttip-auth", audience: "ttip" },
     rateLimit: { points: 600, durationSeconds: 60 },
     corsOrigins: ["*"],
     host: cfg.HOST,

@@ -40,6 +40,8 @@ const gatewayShape = {
   RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().default(60),
   CORS_ALLOWED_ORIGINS: z.string().default("").transform((v) => v.split(",").map((o) => o.trim()).filter(Boolean)),
   TRUST_PROXY: env.flag(false),
+  // Where admin RPCs may come from (with role admin), e.g. the VPN's range.
+  ADMIN_ALLOWED_NETWORKS: z.string().default("127.0.0.0/8,::1/128").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
   ...Object.fromEntries(modules.map((m) => [`${m.name.toUpperCase()}_URL`, env.url(["http"])])),
 };
 
@@ -65,6 +67,7 @@ async function main() {
       rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
       corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
       trustProxy: cfg.TRUST_PROXY,
+      adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,

@@ -127,7 +127,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     session.once("close", () => sessions.delete(session));
   });
   const sockets = new Set<net.Socket>();
-  const listener = net.createServer((socket) => {
+  // No Nagle: small gRPC frames would otherwise wait ~40 ms for delayed ACKs.
+  const listener = net.createServer({ noDelay: true }, (socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());

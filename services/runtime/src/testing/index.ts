@@ -43,7 +43,16 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     url: url.toString(),
     pool,
     drop: async () => {
+      // pg-pool's end() resolves before its connections have closed; the forced drop below would
+      // then terminate a closing one, and its error would crash the test process. Wait for them.
+      const open = pool.totalCount;
+      let closed = 0;
+      const allClosed = new Promise<void>((resolve) => {
+        if (open === 0) resolve();
+        pool.on("remove", () => ++closed >= open && resolve());
+      });
       await pool.end();
+      await Promise.race([allClosed, new Promise((r) => setTimeout(r, 5_000))]);
       const c = new pg.Client({ connectionString: testEnv().databaseUrl });
       await c.connect();
       // pool.end() resolves before its connections have closed; forcing the drop
@@ -73,3 +82,4 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
   return { logger, lines, records: () => lines.map((l) => JSON.parse(l)) };
 }
 export * from "./service.js";
+export * from "./processes.js";

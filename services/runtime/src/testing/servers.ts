@@ -113,7 +113,8 @@ function unprivilegedIds(): { uid: number; gid: number } | undefined {
   throw new Error("running as root and no postgres or nobody user exists to run PostgreSQL as");
 }
 
-export async function startPostgres(): Promise<TestServer> {
+/** Throwaway PostgreSQL; `durable` keeps fsync and synchronous commit on (benchmarks), tests turn them off. */
+export async function startPostgres(options: { durable?: boolean } = {}): Promise<TestServer> {
   const initdb = findBinary("initdb", "postgresql", postgresDirs());
   const postgres = findBinary("postgres", "postgresql", [path.dirname(initdb), ...postgresDirs()]);
   const dir = await mkdtemp(path.join(os.tmpdir(), "ttip-pg-"));
@@ -125,8 +126,8 @@ export async function startPostgres(): Promise<TestServer> {
     ...ids,
   });
   const port = await freePort();
-  const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-    "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=300"];
+  const fast = options.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
+  const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...fast, "-c", "max_connections=300"];
   return spawnServer(postgres, args, port, dir, `postgres://postgres@127.0.0.1:${port}/postgres`, ids);
 }
 

@@ -1,0 +1,69 @@
+// Postings per second against a real PostgreSQL (durable: fsync and
+// synchronous commit on), through the same postEntry the RPC uses.
+//   node --import tsx bench/wallet-postings.ts [seconds=5] [concurrency=16,64]
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { createPool, migrate, withTransaction } from "@ttip/runtime";
+import { startPostgres } from "@ttip/runtime/testing";
+import { wallet } from "@ttip/wallet";
+import { ensureAccount, postEntry } from "../services/wallet/src/ledger.js";
+
+const seconds = Number(process.argv[2] ?? 5);
+const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
+
+const pg = await startPostgres({ durable: true });
+const pool = createPool(pg.url, { max: 80 });
+try {
+  await migrate(pool, "wallet", wallet.migrations);
+  const clearing = (await ensureAccount(pool, AccountKind.MPESA_CLEARING, OwnerKind.PLATFORM, "", "KES")).account_id;
+  const fees = (await ensureAccount(pool, AccountKind.PLATFORM_FEES, OwnerKind.PLATFORM, "", "KES")).account_id;
+  const workers: string[] = [];
+  for (let i = 0; i < 200; i++) workers.push((await ensureAccount(pool, AccountKind.WORKER_WALLET, OwnerKind.WORKER, randomUUID(), "KES")).account_id);
+
+  const tip = (worker: string) =>
+    withTransaction(pool, (tx) =>
+      postEntry(tx, {
+        idempotencyKey: `mpesa:${randomUUID()}`,
+        cause: create(EntryCauseSchema, { cause: { case: "mpesaReceipt", value: randomUUID().slice(0, 10) } }),
+        postings: [
+          { accountId: clearing, amountMinor: -15_000n, currency: "KES" },
+          { accountId: worker, amountMinor: 14_300n, currency: "KES" },
+          { accountId: fees, amountMinor: 700n, currency: "KES" },
+        ],
+        description: "Tip by M-Pesa",
+      }),
+    );
+
+  const run = async (label: string, concurrency: number, pickWorker: () => string) => {
+    const latencies: number[] = [];
+    const deadline = performance.now() + seconds * 1000;
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() < deadline) {
+          const t0 = performance.now();
+          await tip(pickWorker());
+          latencies.push(performance.now() - t0);
+        }
+      }),
+    );
+    const elapsed = (performance.now() - started) / 1000;
+    latencies.sort((a, b) => a - b);
+    const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1);
+    console.log(
+      `${label.padEnd(34)} concurrency ${String(concurrency).padStart(3)}: ${(latencies.length / elapsed).toFixed(0).padStart(5)} postings/s` +
+        `  p50 ${p(0.5)} ms  p95 ${p(0.95)} ms  p99 ${p(0.99)} ms  (${latencies.length} entries, 3 legs each)`,
+    );
+  };
+
+  for (const c of concurrencies) {
+    await run("200 workers, shared clearing/fees", c, () => workers[Math.floor(Math.random() * workers.length)]);
+    await run("one hot worker wallet", c, () => workers[0]);
+  }
+  const { rows } = await pool.query(`SELECT (SELECT count(*) FROM wallet.entries) AS entries, (SELECT sum(amount_minor) FROM wallet.postings) AS net`);
+  console.log(`ledger: ${rows[0].entries} entries, sum over all postings ${rows[0].net} (must be 0)`);
+} finally {
+  await pool.end();
+  await pg.stop();
+}

@@ -1,0 +1,89 @@
+import { BlockList, isIP } from "node:net";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Role } from "@ttip/runtime";
+import { principalKey } from "./auth.js";
+import { clientAddressKey } from "./rate-limit.js";
+
+/**
+ * Who may call an RPC through the gateway:
+ * - "anonymous": anyone (the service may still look at the caller);
+ * - "signed_in": a verified token, with one of `roles` when given;
+ * - "admin": role admin and a client address inside an allow-listed network.
+ */
+export type Rule = { access: "anonymous" } | { access: "signed_in"; roles?: Role[] } | { access: "admin" };
+
+const anonymous: Rule = { access: "anonymous" };
+const signedIn: Rule = { access: "signed_in" };
+
+/** Per-RPC rules, by "package.Service/Method" or by "package.Service" for all its methods. */
+export const DEFAULT_RULES: Record<string, Rule> = {
+  // Logging in cannot need a token; every other auth RPC acts on the caller's own account.
+  "ttip.auth.v1.AuthService": signedIn,
+  "ttip.auth.v1.AuthService/StartPhoneVerification": anonymous,
+  "ttip.auth.v1.AuthService/VerifyPhoneOtp": anonymous,
+  "ttip.auth.v1.AuthService/VerifyPin": anonymous,
+  "ttip.auth.v1.AuthService/ResetPin": anonymous,
+  "ttip.auth.v1.AuthService/RefreshSession": anonymous,
+  "ttip.auth.v1.AuthService/GetJwks": anonymous,
+};
+
+export interface PolicyOptions {
+  /** CIDRs admin calls may come from, e.g. ["10.8.0.0/16"]. Default: loopback only. */
+  adminNetworks?: string[];
+  /** Extra or overriding rules (merged over DEFAULT_RULES). */
+  rules?: Record<string, Rule>;
+}
+
+/**
+ * The rule for a method: its own entry, else its service's, else by the
+ * service's name (…AdminService: admin; …InternalService: never through the
+ * door), else anonymous, leaving the decision (and "a worker only sees their
+ * own data") to the owning service, which reads the verified principal.
+ */
+export function ruleFor(rules: Record<string, Rule>, service: string, method: string): Rule | undefined {
+  const own = rules[`${service}/${method}`] ?? rules[service];
+  if (own) return own;
+  if (service.endsWith("AdminService")) return { access: "admin" };
+  if (service.endsWith("InternalService")) return undefined;
+  return anonymous;
+}
+
+export function adminNetworkList(cidrs: string[]): BlockList {
+  const list = new BlockList();
+  for (const cidr of cidrs) {
+    const [address, prefix] = cidr.trim().split("/");
+    const type = isIP(address) === 6 ? "ipv6" : isIP(address) === 4 ? "ipv4" : undefined;
+    if (!type) throw new Error(`admin network ${cidr} is not an IPv4 or IPv6 CIDR`);
+    list.addSubnet(address, Number(prefix ?? (type === "ipv4" ? 32 : 128)), type);
+  }
+  return list;
+}
+
+/** "::ffff:10.0.0.1" (an IPv4 client on a dual-stack socket) is 10.0.0.1. */
+export function inNetworks(list: BlockList, address: string): boolean {
+  const plain = address.replace(/^::ffff:/i, "");
+  const type = isIP(plain);
+  if (!type) return false;
+  return list.check(plain, type === 6 ? "ipv6" : "ipv4");
+}
+
+/** Enforces the per-RPC rules from the verified token before anything is forwarded. */
+export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
+  const rules = { ...DEFAULT_RULES, ...options.rules };
+  const admins = adminNetworkList(options.adminNetworks ?? ["127.0.0.0/8", "::1/128"]);
+  return (next) => async (req) => {
+    const rule = ruleFor(rules, req.service.typeName, req.method.name);
+    if (!rule) throw new ConnectError(`${req.service.typeName} is not served here`, Code.PermissionDenied);
+    if (rule.access === "anonymous") return next(req);
+    const principal = req.contextValues.get(principalKey);
+    if (!principal) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
+    const needed: Role[] = rule.access === "admin" ? ["admin"] : (rule.roles ?? []);
+    if (needed.length && !needed.some((r) => principal.roles.includes(r))) {
+      throw new ConnectError(`this call needs the role ${needed.join(" or ")}`, Code.PermissionDenied);
+    }
+    if (rule.access === "admin" && !inNetworks(admins, req.contextValues.get(clientAddressKey))) {
+      throw new ConnectError("admin calls are only accepted from allow-listed networks", Code.PermissionDenied);
+    }
+    return next(req);
+  };
+}

@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { Code, ConnectError, createRouterTransport, createClient } from "@connectrpc/connect";
+import { AuthAdminService, AuthInternalService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { principalKey } from "../src/auth.js";
+import { adminNetworkList, DEFAULT_RULES, inNetworks, policyInterceptor, ruleFor } from "../src/policy.js";
+import { clientAddressKey } from "../src/rate-limit.js";
+
+describe("gateway per-RPC policy", () => {
+  test("rules: login RPCs are anonymous, the rest of AuthService needs a token, admin services need admin, internal ones never pass", () => {
+    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.auth.v1.AuthService", "StartPhoneVerification"), { access: "anonymous" });
+    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.auth.v1.AuthService", "RefreshSession"), { access: "anonymous" });
+    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.auth.v1.AuthService", "GetMe"), { access: "signed_in" });
+    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.wallet.v1.WalletAdminService", "HoldPayout"), { access: "admin" });
+    assert.equal(ruleFor(DEFAULT_RULES, "ttip.auth.v1.AuthInternalService", "GetUserById"), undefined);
+    // Other services decide for themselves from the verified principal.
+    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.qr.v1.QrService", "GetQrCode"), { access: "anonymous" });
+  });
+
+  test("networks: IPv4 and IPv6 CIDRs, IPv4-mapped addresses, nothing else", () => {
+    const list = adminNetworkList(["10.8.0.0/16", "fd00::/8"]);
+    assert.equal(inNetworks(list, "10.8.3.4"), true);
+    assert.equal(inNetworks(list, "::ffff:10.8.3.4"), true);
+    assert.equal(inNetworks(list, "10.9.0.1"), false);
+    assert.equal(inNetworks(list, "fd12::1"), true);
+    assert.equal(inNetworks(list, "2001:db8::1"), false);
+    assert.equal(inNetworks(list, "unknown"), false);
+    assert.throws(() => adminNetworkList(["not-a-network"]), /CIDR/);
+  });
+
+  // The interceptor on a router transport: the principal and address are set as the gateway's HTTP layer would.
+  function call(principal: { subject: string; roles: string[] } | undefined, address: string) {
+    const transport = createRouterTransport(
+      (router) => {
+        router.service(AuthService, { getMe: () => ({}), startPhoneVerification: () => ({}) });
+        router.service(AuthAdminService, { getUser: () => ({}) });
+        router.service(AuthInternalService, { getUserById: () => ({}) });
+        router.service(QrService, { getQrCode: () => ({}) });
+      },
+      {
+        router: {
+          interceptors: [
+            (next) => (req) => {
+              req.contextValues.set(principalKey, principal);
+              req.contextValues.set(clientAddressKey, address);
+              return next(req);
+            },
+            policyInterceptor({ adminNetworks: ["10.8.0.0/16"] }),
+          ],
+        },
+      },
+    );
+    const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => Code[e.code]);
+    const uuid = "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11";
+    return {
+      start: () => outcome(createClient(AuthService, transport).startPhoneVerification({ phone: "254712345678" })),
+      me: () => outcome(createClient(AuthService, transport).getMe({})),
+      adminGet: () => outcome(createClient(AuthAdminService, transport).getUser({ userId: uuid })),
+      internal: () => outcome(createClient(AuthInternalService, transport).getUserById({ userId: uuid })),
+      qr: () => outcome(createClient(QrService, transport).getQrCode({ qrCodeId: uuid })),
+    };
+  }
+
+  test("the interceptor: who gets through to which RPC", async () => {
+    const anon = call(undefined, "203.0.113.7");
+    assert.equal(await anon.start(), "ok");
+    assert.equal(await anon.qr(), "ok");
+    assert.equal(await anon.me(), "Unauthenticated");
+    assert.equal(await anon.adminGet(), "Unauthenticated");
+
+    const worker = call({ subject: "w1", roles: ["worker"] }, "10.8.0.9");
+    assert.equal(await worker.me(), "ok");
+    assert.equal(await worker.adminGet(), "PermissionDenied");
+    assert.equal(await worker.internal(), "PermissionDenied");
+
+    assert.equal(await call({ subject: "a1", roles: ["admin"] }, "10.8.0.9").adminGet(), "ok");
+    assert.equal(await call({ subject: "a1", roles: ["admin"] }, "203.0.113.7").adminGet(), "PermissionDenied");
+    assert.equal(await call({ subject: "a1", roles: ["admin"] }, "::ffff:10.8.200.1").adminGet(), "ok");
+  });
+});

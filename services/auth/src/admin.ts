@@ -1,0 +1,182 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { requireCaller, withTransaction } from "@ttip/runtime";
+import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { audit, AuditAction } from "./audit.js";
+import type { AuthCore } from "./core.js";
+import { opaqueToken, sha256 } from "./crypto.js";
+import { clientAddressOf } from "./request.js";
+import { forgetSessions, revokeSessions } from "./sessions.js";
+import { getUser, roleName, toUser } from "./users.js";
+
+const DEFAULT_PAGE = 50;
+
+interface KeyRow {
+  key_id: string;
+  partner_name: string;
+  scopes: string[];
+  prefix: string;
+  created_at: Date;
+  revoked_at: Date | null;
+  last_used_at: Date | null;
+}
+
+export function toPartnerKey(r: KeyRow): PartnerApiKey {
+  return create(PartnerApiKeySchema, {
+    keyId: r.key_id,
+    partnerName: r.partner_name,
+    scopes: r.scopes,
+    prefix: r.prefix,
+    createdAt: timestampFromDate(r.created_at),
+    revokedAt: r.revoked_at ? timestampFromDate(r.revoked_at) : undefined,
+    lastUsedAt: r.last_used_at ? timestampFromDate(r.last_used_at) : undefined,
+  });
+}
+
+/** Cursors are opaque to callers: a base64url number (an offset or an audit sequence). */
+const encodeCursor = (n: bigint | number) => Buffer.from(String(n)).toString("base64url");
+function decodeCursor(token: string, field: string): bigint | undefined {
+  if (!token) return undefined;
+  const text = Buffer.from(token, "base64url").toString();
+  if (!/^\d{1,18}$/.test(text)) throw new ConnectError(`${field}: not a cursor from this list`, Code.InvalidArgument);
+  return BigInt(text);
+}
+
+/** Accounts, partner keys, the audit log and key rotation. The gateway also demands an allow-listed network. */
+export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminService>> {
+  const { pool } = core.ctx;
+  return {
+    async getUser(req, ctx) {
+      requireCaller(ctx, "admin");
+      return { user: toUser(await getUser(pool, req.userId)) };
+    },
+
+    async setUserRoles(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const roles = req.roles.map(roleName);
+      const { user, revoked } = await withTransaction(pool, async (tx) => {
+        const before = await getUser(tx, req.userId, true);
+        const { rows } = await tx.query("UPDATE auth.users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId, roles]);
+        // Tokens carry roles: losing one ends the sessions that carry it.
+        const lost = before.roles.filter((r) => !roles.includes(r));
+        const revoked = lost.length ? await revokeSessions(tx, "user_id = $1", [req.userId], "roles changed") : [];
+        await audit(tx, AuditAction.ROLES_CHANGED, {
+          userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx),
+          detail: `roles ${before.roles.join(",")} -> ${roles.join(",")}; ${revoked.length} sessions revoked`,
+        });
+        return { user: rows[0], revoked };
+      });
+      await forgetSessions(core, revoked);
+      return { user: toUser(user) };
+    },
+
+    async unlockUser(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      await withTransaction(pool, async (tx) => {
+        await getUser(tx, req.userId, true);
+        await tx.query("UPDATE auth.users SET locked_until = NULL, pin_failures = 0, lockouts = 0, updated_at = now() WHERE user_id = $1", [req.userId]);
+        await audit(tx, AuditAction.UNLOCK, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: req.reason });
+      });
+      return {};
+    },
+
+    async issuePartnerApiKey(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const scopes = [...req.scopes].sort();
+      const fingerprint = sha256(JSON.stringify([req.partnerName, scopes])).toString("hex");
+      const secret = opaqueToken("ttip_sk");
+      const row = await withTransaction(pool, async (tx) => {
+        const inserted = await tx.query(
+          `INSERT INTO auth.partner_api_keys (key_id, partner_name, scopes, prefix, secret_hash, secret_sealed, idempotency_key, request_fingerprint, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
+          [randomUUID(), req.partnerName, scopes, secret.slice(0, 12), sha256(secret), core.sealer.seal(secret), req.idempotencyKey, fingerprint, admin.subject],
+        );
+        if (inserted.rows[0]) {
+          await audit(tx, AuditAction.API_KEY_ISSUED, {
+            actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${inserted.rows[0].key_id} for ${req.partnerName}: ${scopes.join(" ")}`,
+          });
+          return inserted.rows[0];
+        }
+        // A retry of the same request gets the same key (and secret) back; a different request under the key is refused.
+        const { rows } = await tx.query("SELECT * FROM auth.partner_api_keys WHERE idempotency_key = $1", [req.idempotencyKey]);
+        if (rows[0].request_fingerprint !== fingerprint) {
+          throw new ConnectError("idempotency_key: already used for a different key request", Code.FailedPrecondition);
+        }
+        return rows[0];
+      });
+      return { key: toPartnerKey(row), secret: core.sealer.open(row.secret_sealed) };
+    },
+
+    async listPartnerApiKeys(req, ctx) {
+      requireCaller(ctx, "admin");
+      const size = req.page?.pageSize || DEFAULT_PAGE;
+      const offset = decodeCursor(req.page?.pageToken ?? "", "page.page_token") ?? 0n;
+      const { rows } = await pool.query("SELECT * FROM auth.partner_api_keys ORDER BY created_at, key_id LIMIT $1 OFFSET $2", [size + 1, offset]);
+      const more = rows.length > size;
+      return { keys: rows.slice(0, size).map(toPartnerKey), page: { nextPageToken: more ? encodeCursor(offset + BigInt(size)) : "" } };
+    },
+
+    async revokePartnerApiKey(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const row = await withTransaction(pool, async (tx) => {
+        const found = await tx.query("SELECT revoked_at FROM auth.partner_api_keys WHERE key_id = $1 FOR UPDATE", [req.keyId]);
+        if (!found.rows[0]) throw new ConnectError(`partner key ${req.keyId} not found`, Code.NotFound);
+        // Revoking twice changes nothing and is not audited twice.
+        if (!found.rows[0].revoked_at) {
+          await tx.query("UPDATE auth.partner_api_keys SET revoked_at = now() WHERE key_id = $1", [req.keyId]);
+          await audit(tx, AuditAction.API_KEY_REVOKED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${req.keyId}` });
+        }
+        return (await tx.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1", [req.keyId])).rows[0];
+      });
+      return { key: toPartnerKey(row) };
+    },
+
+    async listAuditEvents(req, ctx) {
+      requireCaller(ctx, "admin");
+      const size = req.page?.pageSize || DEFAULT_PAGE;
+      const before = decodeCursor(req.page?.pageToken ?? "", "page.page_token");
+      const where: string[] = [];
+      const params: unknown[] = [];
+      const add = (sql: string, v: unknown) => {
+        params.push(v);
+        where.push(sql.replace("?", `$${params.length}`));
+      };
+      if (before !== undefined) add("seq < ?", before);
+      if (req.userId) add("user_id = ?", req.userId);
+      if (req.actions.length) add("action = ANY(?)", req.actions);
+      if (req.from) add("occurred_at >= ?", timestampDate(req.from));
+      if (req.to) add("occurred_at < ?", timestampDate(req.to));
+      params.push(size + 1);
+      const { rows } = await pool.query(
+        `SELECT * FROM auth.audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT $${params.length}`,
+        params,
+      );
+      const page = rows.slice(0, size);
+      return {
+        events: page.map((r) =>
+          create(AuditEventSchema, {
+            auditEventId: r.audit_event_id,
+            action: r.action,
+            userId: r.user_id ?? "",
+            actorUserId: r.actor_user_id ?? "",
+            ipAddress: r.ip_address,
+            detail: r.detail,
+            occurredAt: timestampFromDate(r.occurred_at),
+          }),
+        ),
+        page: { nextPageToken: rows.length > size ? encodeCursor(page.at(-1)!.seq) : "" },
+      };
+    },
+
+    async rotateSigningKey(_req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const kid = await core.keys.rotate();
+      await audit(pool, AuditAction.SIGNING_KEY_ROTATED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `new key ${kid}` });
+      core.ctx.logger.info({ kid, actor: admin.subject }, "signing key rotated");
+      return { kid };
+    },
+  };
+}

@@ -1,0 +1,67 @@
+import { z } from "zod";
+import { ConfigError, env, loadConfig } from "@ttip/runtime";
+
+/** A fixed secret for development and tests only; production refuses to start without its own. */
+export const DEV_KEY_ENCRYPTION_SECRET = "ttip-dev-only-auth-key-encryption-secret-not-for-production";
+
+const shape = {
+  NODE_ENV: z.string().default("development"),
+  AUTH_KEY_ENCRYPTION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  AUTH_ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(600),
+  AUTH_REFRESH_TOKEN_TTL_DAYS: z.coerce.number().int().min(1).max(365).default(30),
+  AUTH_SIGNING_KEY_MAX_AGE_DAYS: z.coerce.number().int().min(1).max(365).default(30),
+  AUTH_SIGNING_KEY_ACTIVATION_SECONDS: z.coerce.number().int().min(0).max(3600).default(60),
+  // "sms": an Africa's Talking-shaped SMS API (the simulator in this folder when no URL is set);
+  // "notification": the notification service's SendNotification.
+  AUTH_OTP_SENDER: z.enum(["sms", "notification"]).default("sms"),
+  AUTH_SMS_URL: env.url(["http", "https"]).optional(),
+  AUTH_SMS_USERNAME: z.string().default("sandbox"),
+  AUTH_SMS_API_KEY: z.string().default("sandbox-key"),
+  AUTH_OTP_RESEND_SECONDS: z.coerce.number().int().min(1).default(60),
+  AUTH_OTP_PER_PHONE_PER_HOUR: z.coerce.number().int().min(1).default(5),
+  AUTH_OTP_PER_IP_PER_HOUR: z.coerce.number().int().min(1).default(30),
+  AUTH_PIN_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
+  AUTH_LOCKOUT_BASE_SECONDS: z.coerce.number().int().min(1).default(60),
+  AUTH_PARTNER_REPLAY_WINDOW_SECONDS: z.coerce.number().int().min(10).default(300),
+};
+
+export interface AuthConfig {
+  production: boolean;
+  keyEncryptionSecret: string;
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+  signingKeyMaxAgeSeconds: number;
+  signingKeyActivationSeconds: number;
+  otpSender: "sms" | "notification";
+  sms: { url?: string; username: string; apiKey: string };
+  otpResendSeconds: number;
+  otpPerPhonePerHour: number;
+  otpPerIpPerHour: number;
+  pinMaxFailures: number;
+  lockoutBaseSeconds: number;
+  partnerReplayWindowSeconds: number;
+}
+
+export function loadAuthConfig(vars: Record<string, string | undefined> = process.env): AuthConfig {
+  const c = loadConfig(shape, vars);
+  const production = c.NODE_ENV === "production";
+  if (production && !c.AUTH_KEY_ENCRYPTION_SECRET) {
+    throw new ConfigError(["AUTH_KEY_ENCRYPTION_SECRET: is required in production (it seals signing keys and partner secrets)"]);
+  }
+  return {
+    production,
+    keyEncryptionSecret: c.AUTH_KEY_ENCRYPTION_SECRET ?? DEV_KEY_ENCRYPTION_SECRET,
+    accessTokenTtlSeconds: c.AUTH_ACCESS_TOKEN_TTL_SECONDS,
+    refreshTokenTtlSeconds: c.AUTH_REFRESH_TOKEN_TTL_DAYS * 86_400,
+    signingKeyMaxAgeSeconds: c.AUTH_SIGNING_KEY_MAX_AGE_DAYS * 86_400,
+    signingKeyActivationSeconds: c.AUTH_SIGNING_KEY_ACTIVATION_SECONDS,
+    otpSender: c.AUTH_OTP_SENDER,
+    sms: { url: c.AUTH_SMS_URL, username: c.AUTH_SMS_USERNAME, apiKey: c.AUTH_SMS_API_KEY },
+    otpResendSeconds: c.AUTH_OTP_RESEND_SECONDS,
+    otpPerPhonePerHour: c.AUTH_OTP_PER_PHONE_PER_HOUR,
+    otpPerIpPerHour: c.AUTH_OTP_PER_IP_PER_HOUR,
+    pinMaxFailures: c.AUTH_PIN_MAX_FAILURES,
+    lockoutBaseSeconds: c.AUTH_LOCKOUT_BASE_SECONDS,
+    partnerReplayWindowSeconds: c.AUTH_PARTNER_REPLAY_WINDOW_SECONDS,
+  };
+}

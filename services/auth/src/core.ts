@@ -1,0 +1,59 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { RateLimiterAbstract } from "rate-limiter-flexible";
+import type { ServiceContext } from "@ttip/runtime";
+import type { AuthConfig } from "./config.js";
+import { Sealer } from "./crypto.js";
+import { SigningKeys } from "./keys.js";
+import type { OtpSender } from "./otp-sender.js";
+
+/** Everything the handlers share within one running auth service. */
+export interface AuthCore {
+  ctx: ServiceContext;
+  config: AuthConfig;
+  sealer: Sealer;
+  keys: SigningKeys;
+  otpSender: OtpSender;
+  limits: {
+    otpResend: RateLimiterAbstract;
+    otpPerPhone: RateLimiterAbstract;
+    otpPerIp: RateLimiterAbstract;
+    partnerReplay: RateLimiterAbstract;
+  };
+}
+
+export function createCore(ctx: ServiceContext, config: AuthConfig, otpSender: OtpSender): AuthCore {
+  const sealer = new Sealer(config.keyEncryptionSecret);
+  return {
+    ctx,
+    config,
+    sealer,
+    keys: new SigningKeys(ctx.pool, sealer, {
+      accessTokenTtlSeconds: config.accessTokenTtlSeconds,
+      maxAgeSeconds: config.signingKeyMaxAgeSeconds,
+      activationSeconds: config.signingKeyActivationSeconds,
+    }),
+    otpSender,
+    limits: {
+      otpResend: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-resend", points: 1, durationSeconds: config.otpResendSeconds }),
+      otpPerPhone: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-phone", points: config.otpPerPhonePerHour, durationSeconds: 3600 }),
+      otpPerIp: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-ip", points: config.otpPerIpPerHour, durationSeconds: 3600 }),
+      // One point per signature for twice the window: a second use is a replay.
+      partnerReplay: ctx.cache.rateLimiter({
+        keyPrefix: "auth-partner-replay",
+        points: 1,
+        durationSeconds: config.partnerReplayWindowSeconds * 2,
+      }),
+    },
+  };
+}
+
+/** Takes one point from a limiter; RESOURCE_EXHAUSTED with retry-after when none is left. */
+export async function consumeOrRefuse(limiter: RateLimiterAbstract, key: string, what: string): Promise<void> {
+  try {
+    await limiter.consume(key);
+  } catch (rejection) {
+    if (rejection instanceof Error) throw rejection; // the store failed, not the budget
+    const retryAfter = Math.max(1, Math.ceil((rejection as { msBeforeNext: number }).msBeforeNext / 1000));
+    throw new ConnectError(`${what}; retry in ${retryAfter} s`, Code.ResourceExhausted, { "retry-after": String(retryAfter) });
+  }
+}

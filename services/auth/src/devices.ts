@@ -1,0 +1,136 @@
+import { createPublicKey, randomBytes, randomUUID, verify, type JsonWebKey } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { withTransaction, type Queryable } from "@ttip/runtime";
+import { DeviceSchema, type Device } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { audit, AuditAction } from "./audit.js";
+import type { AuthCore } from "./core.js";
+import { opaqueToken, sha256 } from "./crypto.js";
+import { requireSession, sessionState } from "./sessions.js";
+
+const CHALLENGE_TTL_MS = 2 * 60_000;
+export const STEP_UP_TTL_MS = 5 * 60_000;
+
+/** An ES256 public key as a JWK (kty EC, crv P-256), reduced to its public members; INVALID_ARGUMENT otherwise. */
+export function parseDevicePublicKey(json: string): JsonWebKey {
+  let jwk: Record<string, unknown>;
+  try {
+    jwk = JSON.parse(json);
+  } catch {
+    throw new ConnectError("public_key_jwk: not JSON", Code.InvalidArgument);
+  }
+  if (jwk === null || typeof jwk !== "object") throw new ConnectError("public_key_jwk: not a JWK object", Code.InvalidArgument);
+  if (jwk.kty !== "EC" || jwk.crv !== "P-256") throw new ConnectError("public_key_jwk: must be an ES256 key (kty EC, crv P-256)", Code.InvalidArgument);
+  if ("d" in jwk) throw new ConnectError("public_key_jwk: this is a private key; send only the public key", Code.InvalidArgument);
+  const key = { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y } as JsonWebKey;
+  try {
+    createPublicKey({ key, format: "jwk" }); // refuses points not on the curve
+  } catch {
+    throw new ConnectError("public_key_jwk: not a valid P-256 public key", Code.InvalidArgument);
+  }
+  return key;
+}
+
+function toDevice(r: { device_id: string; name: string; public_key_jwk: string; registered_at: Date; last_verified_at: Date | null }): Device {
+  return create(DeviceSchema, {
+    deviceId: r.device_id,
+    name: r.name,
+    publicKeyJwk: r.public_key_jwk,
+    registeredAt: timestampFromDate(r.registered_at),
+    lastVerifiedAt: r.last_verified_at ? timestampFromDate(r.last_verified_at) : undefined,
+  });
+}
+
+async function ownDevice(db: Queryable, deviceId: string, userId: string) {
+  const { rows } = await db.query("SELECT * FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [deviceId, userId]);
+  if (!rows[0]) throw new ConnectError(`device ${deviceId} not found`, Code.NotFound);
+  return rows[0];
+}
+
+/** Device keys and biometric unlock: the device proves possession of its key by signing a one-time challenge. */
+export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthService>> {
+  const { pool } = core.ctx;
+  return {
+    async registerDevice(req, ctx) {
+      const { caller, sessionId, ip } = await requireSession(core, ctx);
+      // Only a session that proved the PIN may add a key that later stands in for it.
+      const state = sessionId ? await sessionState(core, sessionId) : undefined;
+      if (!state?.pinVerified) throw new ConnectError("register a device after logging in with the PIN", Code.FailedPrecondition);
+      const jwk = parseDevicePublicKey(req.publicKeyJwk);
+      const device = await withTransaction(pool, async (tx) => {
+        const { rows } = await tx.query(
+          "INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, $3, $4) RETURNING *",
+          [randomUUID(), caller.subject, req.name, JSON.stringify(jwk)],
+        );
+        await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
+        return rows[0];
+      });
+      return { device: toDevice(device) };
+    },
+
+    async listDevices(_req, ctx) {
+      const { caller } = await requireSession(core, ctx);
+      const { rows } = await pool.query("SELECT * FROM auth.devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY registered_at", [caller.subject]);
+      return { devices: rows.map(toDevice) };
+    },
+
+    async removeDevice(req, ctx) {
+      const { caller, ip } = await requireSession(core, ctx);
+      await withTransaction(pool, async (tx) => {
+        await ownDevice(tx, req.deviceId, caller.subject);
+        await tx.query("UPDATE auth.devices SET removed_at = now() WHERE device_id = $1", [req.deviceId]);
+        // Outstanding proofs from this device die with it.
+        await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = $1 AND used_at IS NULL", [req.deviceId]);
+        await audit(tx, AuditAction.DEVICE_REMOVED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${req.deviceId}` });
+      });
+      return {};
+    },
+
+    async createDeviceChallenge(req, ctx) {
+      const { caller } = await requireSession(core, ctx);
+      await ownDevice(pool, req.deviceId, caller.subject);
+      const challengeId = randomUUID();
+      const challenge = randomBytes(32);
+      const expiresAt = new Date(Date.now() + CHALLENGE_TTL_MS);
+      await pool.query(
+        "INSERT INTO auth.device_challenges (challenge_id, device_id, user_id, purpose, challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        [challengeId, req.deviceId, caller.subject, req.purpose, challenge, expiresAt],
+      );
+      return { challengeId, challenge, expiresAt: timestampFromDate(expiresAt) };
+    },
+
+    async verifyDeviceChallenge(req, ctx) {
+      const { caller, ip } = await requireSession(core, ctx);
+      const found = await pool.query("SELECT 1 FROM auth.device_challenges WHERE challenge_id = $1 AND user_id = $2", [req.challengeId, caller.subject]);
+      if (!found.rowCount) throw new ConnectError(`challenge ${req.challengeId} not found`, Code.NotFound);
+      // One try per challenge: a wrong signature spends it too.
+      const { rows } = await pool.query(
+        `UPDATE auth.device_challenges c SET used_at = now()
+           FROM auth.devices d
+          WHERE c.challenge_id = $1 AND c.used_at IS NULL AND c.expires_at > now()
+            AND d.device_id = c.device_id AND d.removed_at IS NULL
+          RETURNING c.device_id, c.purpose, c.challenge, d.public_key_jwk`,
+        [req.challengeId],
+      );
+      const ch = rows[0];
+      if (!ch) throw new ConnectError("this challenge was used or has expired: ask for a new one", Code.FailedPrecondition);
+      const key = createPublicKey({ key: JSON.parse(ch.public_key_jwk), format: "jwk" });
+      const valid = verify("sha256", ch.challenge, { key, dsaEncoding: "ieee-p1363" }, req.signature);
+      if (!valid) {
+        await audit(pool, AuditAction.LOGIN_FAILED, { userId: caller.subject, ip, detail: `bad device signature (device ${ch.device_id})` });
+        throw new ConnectError("the signature does not match this device's key", Code.PermissionDenied);
+      }
+      const stepUpToken = opaqueToken("su");
+      const expiresAt = new Date(Date.now() + STEP_UP_TTL_MS);
+      await withTransaction(pool, async (tx) => {
+        await tx.query("INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5)", [
+          sha256(stepUpToken), caller.subject, ch.device_id, ch.purpose, expiresAt,
+        ]);
+        await tx.query("UPDATE auth.devices SET last_verified_at = now() WHERE device_id = $1", [ch.device_id]);
+      });
+      return { stepUpToken, expiresAt: timestampFromDate(expiresAt) };
+    },
+  };
+}

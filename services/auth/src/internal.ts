@@ -1,0 +1,53 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { consumeOrRefuse, type AuthCore } from "./core.js";
+import { sameBytes, sha256 } from "./crypto.js";
+import { signPartnerRequest } from "./partner.js";
+import { getUser, toUser } from "./users.js";
+
+/** Service-to-service lookups; the gateway never routes these. */
+export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthInternalService>> {
+  const { pool } = core.ctx;
+  const refused = (why: string) => new ConnectError(`partner signature refused: ${why}`, Code.Unauthenticated);
+  return {
+    async getUserById(req) {
+      const user = await getUser(pool, req.userId);
+      return { user: toUser(user), phone: `+${user.phone}` };
+    },
+
+    async verifyPartnerSignature(req) {
+      const timestamp = timestampDate(req.timestamp!);
+      const skew = Math.abs(Date.now() - timestamp.getTime()) / 1000;
+      if (skew > core.config.partnerReplayWindowSeconds) throw refused("timestamp outside the replay window");
+      if (!/^[0-9a-f-]{36}$/i.test(req.keyId)) throw refused("unknown key");
+      const { rows } = await pool.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
+      const key = rows[0];
+      if (!key) throw refused("unknown or revoked key");
+      const secret = core.sealer.open(key.secret_sealed);
+      if (!sameBytes(sha256(secret), key.secret_hash)) throw refused("key material does not match"); // tampered row
+      const expected = signPartnerRequest(secret, req.method, req.path, req.timestamp!.seconds, req.bodySha256);
+      if (!sameBytes(Buffer.from(expected, "hex"), Buffer.from(req.signature, "hex"))) throw refused("signature does not match");
+      // The same signed request twice inside the window is a replay.
+      await consumeOrRefuse(core.limits.partnerReplay, `${req.keyId}:${req.signature}`, "this signed request was already used").catch(() => {
+        throw refused("request replayed");
+      });
+      await pool.query("UPDATE auth.partner_api_keys SET last_used_at = now() WHERE key_id = $1", [req.keyId]);
+      return { partnerName: key.partner_name, scopes: key.scopes };
+    },
+
+    async verifyStepUpToken(req) {
+      // Spent on first use: a payout proof cannot be replayed.
+      const { rows } = await pool.query(
+        `UPDATE auth.step_up_tokens t SET used_at = now()
+           FROM auth.devices d
+          WHERE t.token_hash = $1 AND t.user_id = $2 AND t.purpose = $3 AND t.used_at IS NULL AND t.expires_at > now()
+            AND d.device_id = t.device_id AND d.removed_at IS NULL
+          RETURNING t.device_id`,
+        [sha256(req.stepUpToken), req.userId, req.purpose],
+      );
+      if (!rows[0]) throw new ConnectError("step-up token is invalid, expired or already spent", Code.PermissionDenied);
+      return { deviceId: rows[0].device_id };
+    },
+  };
+}

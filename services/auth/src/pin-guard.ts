@@ -1,0 +1,61 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { withTransaction } from "@ttip/runtime";
+import { audit, AuditAction } from "./audit.js";
+import type { AuthCore } from "./core.js";
+import { verifyPin } from "./pin.js";
+import { getUser } from "./users.js";
+
+/** RESOURCE_EXHAUSTED with the time left, as the contract says for a lockout. */
+export function lockedOut(until: Date): ConnectError {
+  const seconds = Math.max(1, Math.ceil((until.getTime() - Date.now()) / 1000));
+  return new ConnectError(`PIN locked after repeated failures; try again in ${seconds} s or reset the PIN with an OTP`,
+    Code.ResourceExhausted, { "retry-after": String(seconds) });
+}
+
+/**
+ * Checks a user's PIN with brute-force protection. Each try is counted
+ * before the hash is compared, in one atomic update, so parallel guesses
+ * cannot slip past the limit. After `pinMaxFailures` wrong tries the user is
+ * locked for lockoutBaseSeconds × 2^(earlier lockouts in a row), at most a
+ * day. A correct PIN clears both counters. Unlock paths: wait, ResetPin with
+ * a fresh OTP, or an admin's UnlockUser.
+ */
+export async function checkPin(core: AuthCore, userId: string, pin: string, ip: string): Promise<void> {
+  const { pool } = core.ctx;
+  const max = core.config.pinMaxFailures;
+  const claimed = await pool.query(
+    `UPDATE auth.users SET pin_failures = pin_failures + 1
+      WHERE user_id = $1 AND pin_hash IS NOT NULL AND pin_failures < $2
+        AND (locked_until IS NULL OR locked_until <= now())
+      RETURNING pin_hash, pin_failures`,
+    [userId, max],
+  );
+  const row = claimed.rows[0];
+  if (!row) {
+    const user = await getUser(pool, userId);
+    if (!user.pin_hash) throw new ConnectError("no PIN is set for this account: call SetPin", Code.FailedPrecondition);
+    // Locked, or the last tries before a lock are still being checked.
+    throw lockedOut(user.locked_until && user.locked_until > new Date() ? user.locked_until : new Date(Date.now() + 1000));
+  }
+  if (await verifyPin(row.pin_hash, pin)) {
+    await pool.query("UPDATE auth.users SET pin_failures = 0, lockouts = 0, locked_until = NULL WHERE user_id = $1", [userId]);
+    return;
+  }
+  if (row.pin_failures < max) {
+    await audit(pool, AuditAction.LOGIN_FAILED, { userId, ip, detail: `wrong PIN (${row.pin_failures} of ${max})` });
+    throw new ConnectError(`wrong PIN; ${max - row.pin_failures} tries left before a lockout`, Code.PermissionDenied);
+  }
+  const lockedUntil = await withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query(
+      `UPDATE auth.users
+          SET locked_until = now() + make_interval(secs => LEAST($2::float8 * power(2, lockouts), 86400)),
+              lockouts = lockouts + 1, pin_failures = 0, updated_at = now()
+        WHERE user_id = $1 RETURNING locked_until, lockouts`,
+      [userId, core.config.lockoutBaseSeconds],
+    );
+    await audit(tx, AuditAction.LOGIN_FAILED, { userId, ip, detail: `wrong PIN (${max} of ${max})` });
+    await audit(tx, AuditAction.LOCKOUT, { userId, ip, detail: `lockout ${rows[0].lockouts} until ${rows[0].locked_until.toISOString()}` });
+    return rows[0].locked_until as Date;
+  });
+  throw lockedOut(lockedUntil);
+}

@@ -1,0 +1,168 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { requireCaller, withTransaction, type Principal, type Queryable } from "@ttip/runtime";
+import { TokenPairSchema, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { audit, AuditAction } from "./audit.js";
+import type { AuthCore } from "./core.js";
+import { opaqueToken, sha256 } from "./crypto.js";
+import { clientAddressOf, sessionIdOf } from "./request.js";
+
+export interface OpenedSession {
+  sessionId: string;
+  userId: string;
+  roles: string[];
+  refreshToken: string;
+  refreshExpiresAt: Date;
+}
+
+/** Starts a session (a new refresh-token family) inside the caller's transaction. */
+export async function openSession(
+  core: AuthCore,
+  tx: Queryable,
+  s: { userId: string; roles: string[]; deviceId?: string; userAgent: string; ip: string; pinVerified: boolean },
+): Promise<OpenedSession> {
+  const sessionId = randomUUID();
+  const expiresAt = new Date(Date.now() + core.config.refreshTokenTtlSeconds * 1000);
+  await tx.query(
+    `INSERT INTO auth.sessions (session_id, user_id, device_id, user_agent, ip_address, pin_verified, expires_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [sessionId, s.userId, s.deviceId ?? null, s.userAgent, s.ip, s.pinVerified, expiresAt],
+  );
+  const refresh = await issueRefreshToken(core, tx, sessionId);
+  return { sessionId, userId: s.userId, roles: s.roles, ...refresh };
+}
+
+async function issueRefreshToken(core: AuthCore, tx: Queryable, sessionId: string) {
+  const refreshToken = opaqueToken("rt");
+  const refreshExpiresAt = new Date(Date.now() + core.config.refreshTokenTtlSeconds * 1000);
+  await tx.query("INSERT INTO auth.refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, $3)", [
+    sha256(refreshToken), sessionId, refreshExpiresAt,
+  ]);
+  return { refreshToken, refreshExpiresAt };
+}
+
+/**
+ * Signs the access token for an opened or refreshed session. Call it after the
+ * commit, outside any transaction: signing may read keys.
+ */
+export async function tokenPair(core: AuthCore, s: OpenedSession): Promise<TokenPair> {
+  await invalidateSessionList(core, s.userId);
+  const access = await core.keys.sign({ sub: s.userId, roles: s.roles, sid: s.sessionId }, core.config.accessTokenTtlSeconds);
+  return create(TokenPairSchema, {
+    accessToken: access.token,
+    accessTokenExpiresAt: timestampFromDate(access.expiresAt),
+    refreshToken: s.refreshToken,
+    refreshTokenExpiresAt: timestampFromDate(s.refreshExpiresAt),
+  });
+}
+
+const unauthenticated = () => new ConnectError("refresh token is not valid: sign in again", Code.Unauthenticated);
+
+/**
+ * Rotates a refresh token. A token that was already rotated is reuse: someone
+ * holds a copy, so the whole family (the session) is revoked and both the
+ * thief and the owner must sign in again.
+ */
+export async function refreshSession(core: AuthCore, refreshToken: string, ip: string): Promise<TokenPair> {
+  const outcome = await withTransaction(core.ctx.pool, async (tx) => {
+    const { rows } = await tx.query(
+      `SELECT r.session_id, r.expires_at, r.used_at, s.user_id, s.revoked_at, s.expires_at AS session_expires_at, u.roles
+         FROM auth.refresh_tokens r JOIN auth.sessions s USING (session_id) JOIN auth.users u USING (user_id)
+        WHERE r.token_hash = $1
+        FOR UPDATE OF r, s`,
+      [sha256(refreshToken)],
+    );
+    const row = rows[0];
+    if (!row) return { kind: "unknown" as const };
+    if (row.revoked_at) return { kind: "revoked" as const };
+    if (row.used_at) {
+      const revoked = await revokeSessions(tx, "session_id = $1", [row.session_id], "refresh token reuse");
+      await audit(tx, AuditAction.REFRESH_REUSE_DETECTED, { userId: row.user_id, ip, detail: `session ${row.session_id} revoked` });
+      return { kind: "reused" as const, revoked };
+    }
+    const now = new Date();
+    if (row.expires_at <= now || row.session_expires_at <= now) return { kind: "expired" as const };
+    await tx.query("UPDATE auth.refresh_tokens SET used_at = now() WHERE token_hash = $1", [sha256(refreshToken)]);
+    await tx.query("UPDATE auth.sessions SET last_used_at = now(), ip_address = $2 WHERE session_id = $1", [row.session_id, ip]);
+    const next = await issueRefreshToken(core, tx, row.session_id);
+    return { kind: "ok" as const, session: { sessionId: row.session_id, userId: row.user_id, roles: row.roles, ...next } };
+  });
+  // The revocation above is committed before the caller hears no.
+  if (outcome.kind === "reused") await forgetSessions(core, outcome.revoked);
+  if (outcome.kind !== "ok") throw unauthenticated();
+  return tokenPair(core, outcome.session);
+}
+
+export interface RevokedSession {
+  session_id: string;
+  user_id: string;
+}
+
+/**
+ * Revokes the sessions matching `where` (on the sessions table) inside `tx`.
+ * Call forgetSessions with the result after the commit, so no reader can
+ * re-cache the old state in between.
+ */
+export async function revokeSessions(tx: Queryable, where: string, params: unknown[], reason: string): Promise<RevokedSession[]> {
+  const { rows } = await tx.query(
+    `UPDATE auth.sessions SET revoked_at = now(), revoked_reason = $${params.length + 1}
+      WHERE revoked_at IS NULL AND ${where} RETURNING session_id, user_id`,
+    [...params, reason],
+  );
+  return rows;
+}
+
+export async function forgetSessions(core: AuthCore, revoked: RevokedSession[]): Promise<void> {
+  for (const r of revoked) {
+    await core.ctx.cache.del(`auth:session:${r.session_id}`);
+    await invalidateSessionList(core, r.user_id);
+  }
+}
+
+export interface SessionState {
+  userId: string;
+  active: boolean;
+  pinVerified: boolean;
+}
+
+/** A session's state, from Redis when cached (revocation deletes the entry). */
+export async function sessionState(core: AuthCore, sessionId: string): Promise<SessionState | undefined> {
+  const key = `auth:session:${sessionId}`;
+  const cached = await core.ctx.cache.get(key);
+  if (cached) return JSON.parse(cached) as SessionState;
+  const { rows } = await core.ctx.pool.query(
+    "SELECT user_id, revoked_at, expires_at, pin_verified FROM auth.sessions WHERE session_id = $1",
+    [sessionId],
+  );
+  if (!rows[0]) return undefined;
+  const state: SessionState = {
+    userId: rows[0].user_id,
+    active: !rows[0].revoked_at && rows[0].expires_at > new Date(),
+    pinVerified: rows[0].pin_verified,
+  };
+  await core.ctx.cache.set(key, JSON.stringify(state), 300);
+  return state;
+}
+
+export async function invalidateSessionList(core: AuthCore, userId: string): Promise<void> {
+  await core.ctx.cache.del(`auth:sessions:${userId}`);
+}
+
+/**
+ * The signed-in caller. When the token names its session (the gateway passes
+ * the `sid` claim), that session must still be active and the caller's own:
+ * a revoked session's access tokens stop working here at once.
+ */
+export async function requireSession(core: AuthCore, ctx: HandlerContext): Promise<{ caller: Principal; sessionId?: string; ip: string }> {
+  const caller = requireCaller(ctx);
+  const sessionId = sessionIdOf(ctx);
+  if (sessionId) {
+    const state = await sessionState(core, sessionId);
+    if (!state || !state.active || state.userId !== caller.subject) {
+      throw new ConnectError("this session was revoked: sign in again", Code.Unauthenticated);
+    }
+  }
+  return { caller, sessionId, ip: clientAddressOf(ctx) };
+}

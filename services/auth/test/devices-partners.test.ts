@@ -1,0 +1,140 @@
+import assert from "node:assert/strict";
+import { createHash, generateKeyPairSync, sign } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { signPartnerRequest } from "../src/index.js";
+import { randomPhone, startHarness, type Harness } from "./harness.js";
+
+const code = (e: unknown) => (e instanceof ConnectError ? e.code : e);
+const fails = (p: Promise<unknown>) => p.then(() => "ok" as const, (e) => code(e));
+
+/** A phone's device key pair (ES256), as the app would keep it behind the biometric prompt. */
+function deviceKey() {
+  const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
+  return {
+    publicJwk: JSON.stringify(publicKey.export({ format: "jwk" })),
+    privateJwk: JSON.stringify(privateKey.export({ format: "jwk" })),
+    sign: (data: Uint8Array) => sign("sha256", data, { key: privateKey, dsaEncoding: "ieee-p1363" }),
+  };
+}
+
+describe("auth: devices and biometric unlock, partner API keys", () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(() => h.close());
+
+  test("a device registers its key after a PIN login and proves possession for a one-time payout step-up", async () => {
+    const phone = randomPhone();
+    const signup = await h.signUp(phone);
+    const key = deviceKey();
+    // An OTP-only session (no PIN yet) may not add a key.
+    assert.equal(await fails(h.api(signup.tokens.accessToken).registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk })), Code.FailedPrecondition);
+    await h.api(signup.tokens.accessToken).setPin({ pin: "4826" });
+    const tokens = await h.loginWithPin(phone, "4826");
+    const me = h.api(tokens.accessToken);
+    assert.equal(await fails(me.registerDevice({ name: "Pixel", publicKeyJwk: key.privateJwk })), Code.InvalidArgument, "private keys refused");
+    const rsa = JSON.stringify(generateKeyPairSync("rsa", { modulusLength: 2048 }).publicKey.export({ format: "jwk" }));
+    assert.equal(await fails(me.registerDevice({ name: "Pixel", publicKeyJwk: rsa })), Code.InvalidArgument, "only ES256");
+    const { device } = await me.registerDevice({ name: "Pixel", publicKeyJwk: key.publicJwk });
+    assert.equal((await me.listDevices({})).devices.map((d) => d.deviceId).join(), device!.deviceId);
+
+    // Biometric unlock: sign the server's challenge with the device key.
+    const ch = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    assert.equal(ch.challenge.length, 32);
+    const proof = await me.verifyDeviceChallenge({ challengeId: ch.challengeId, signature: key.sign(ch.challenge) });
+    assert.ok(proof.stepUpToken.length > 16);
+    // A challenge is good once.
+    assert.equal(await fails(me.verifyDeviceChallenge({ challengeId: ch.challengeId, signature: key.sign(ch.challenge) })), Code.FailedPrecondition);
+
+    // Payment checks the second factor, once, for the right user and purpose.
+    assert.equal(await fails(h.internal.verifyStepUpToken({ stepUpToken: proof.stepUpToken, userId: signup.userId, purpose: "unlock" })), Code.PermissionDenied);
+    const checked = await h.internal.verifyStepUpToken({ stepUpToken: proof.stepUpToken, userId: signup.userId, purpose: "payout" });
+    assert.equal(checked.deviceId, device!.deviceId);
+    assert.equal(await fails(h.internal.verifyStepUpToken({ stepUpToken: proof.stepUpToken, userId: signup.userId, purpose: "payout" })), Code.PermissionDenied, "spent");
+
+    // Another key's signature is refused (and spends the challenge).
+    const ch2 = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "unlock" });
+    assert.equal(await fails(me.verifyDeviceChallenge({ challengeId: ch2.challengeId, signature: deviceKey().sign(ch2.challenge) })), Code.PermissionDenied);
+    // Someone else cannot use my device or my challenge.
+    const other = await h.signUp(randomPhone());
+    assert.equal(await fails(h.api(other.tokens.accessToken).createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" })), Code.NotFound);
+    const ch3 = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    assert.equal(await fails(h.api(other.tokens.accessToken).verifyDeviceChallenge({ challengeId: ch3.challengeId, signature: key.sign(ch3.challenge) })), Code.NotFound);
+    // An expired challenge is refused.
+    await h.t.db.pool.query("UPDATE auth.device_challenges SET expires_at = now() - interval '1 second' WHERE challenge_id = $1", [ch3.challengeId]);
+    assert.equal(await fails(me.verifyDeviceChallenge({ challengeId: ch3.challengeId, signature: key.sign(ch3.challenge) })), Code.FailedPrecondition);
+
+    // A PIN login may name the device; removing it ends its proofs.
+    const ch4 = await me.createDeviceChallenge({ deviceId: device!.deviceId, purpose: "payout" });
+    const proof4 = await me.verifyDeviceChallenge({ challengeId: ch4.challengeId, signature: key.sign(ch4.challenge) });
+    const onDevice = await h.loginWithPin(phone, "4826", device!.deviceId);
+    const sessions = await h.api(onDevice.accessToken).listSessions({});
+    assert.ok(sessions.sessions.some((s) => s.current && s.deviceId === device!.deviceId));
+    await me.removeDevice({ deviceId: device!.deviceId });
+    assert.equal((await me.listDevices({})).devices.length, 0);
+    assert.equal(await fails(h.internal.verifyStepUpToken({ stepUpToken: proof4.stepUpToken, userId: signup.userId, purpose: "payout" })), Code.PermissionDenied);
+    const actions = (await h.t.db.pool.query("SELECT action FROM auth.audit_events WHERE user_id = $1", [signup.userId])).rows.map((r) => r.action);
+    assert.ok(actions.includes(AuditAction.DEVICE_REGISTERED) && actions.includes(AuditAction.DEVICE_REMOVED));
+  });
+
+  test("partner keys: issued once (hashed and sealed at rest), idempotent, HMAC-signed requests with a replay window", async () => {
+    const root = await h.signUp(randomPhone());
+    await h.makeAdmin(root.userId);
+    const adminToken = (await h.api().refreshSession({ refreshToken: root.tokens.refreshToken })).tokens!.accessToken;
+    const admin = h.admin(adminToken);
+    const issued = await admin.issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["tips:create", "statements:read"], idempotencyKey: "issue-savanna-1" });
+    assert.ok(issued.secret.startsWith("ttip_sk_"));
+    assert.equal(issued.key?.prefix, issued.secret.slice(0, 12));
+    const again = await admin.issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["statements:read", "tips:create"], idempotencyKey: "issue-savanna-1" });
+    assert.equal(again.key?.keyId, issued.key?.keyId, "a retry gets the same key");
+    assert.equal(again.secret, issued.secret);
+    assert.equal(await fails(admin.issuePartnerApiKey({ partnerName: "Other", scopes: ["tips:create"], idempotencyKey: "issue-savanna-1" })), Code.FailedPrecondition);
+    const stored = await h.t.db.pool.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1", [issued.key!.keyId]);
+    assert.ok(!JSON.stringify(stored.rows[0]).includes(issued.secret.slice(12)), "the secret is not stored in clear");
+    assert.deepEqual(stored.rows[0].secret_hash, createHash("sha256").update(issued.secret).digest());
+    assert.equal((await admin.listPartnerApiKeys({})).keys.length, 1);
+
+    const keyId = issued.key!.keyId;
+    const body = Buffer.from(JSON.stringify({ amount: "50000", currency: "KES" }));
+    const bodySha256 = createHash("sha256").update(body).digest();
+    const signed = (at: Date, path = "/v1/tips", digest: Uint8Array = bodySha256) => ({
+      keyId, method: "POST", path, timestamp: timestampFromDate(at), bodySha256: digest,
+      signature: signPartnerRequest(issued.secret, "POST", "/v1/tips", Math.floor(at.getTime() / 1000), bodySha256),
+    });
+    const now = new Date();
+    const ok = await h.internal.verifyPartnerSignature(signed(now));
+    assert.equal(ok.partnerName, "Savanna POS");
+    assert.deepEqual(ok.scopes, ["statements:read", "tips:create"]);
+    assert.equal(await fails(h.internal.verifyPartnerSignature(signed(now))), Code.Unauthenticated, "replayed");
+    assert.equal(await fails(h.internal.verifyPartnerSignature(signed(new Date(Date.now() - 10 * 60_000)))), Code.Unauthenticated, "too old");
+    assert.equal(await fails(h.internal.verifyPartnerSignature(signed(new Date(Date.now() + 1000), "/v1/payouts"))), Code.Unauthenticated, "other path");
+    const otherBody = createHash("sha256").update("{}").digest();
+    assert.equal(await fails(h.internal.verifyPartnerSignature(signed(new Date(Date.now() + 2000), "/v1/tips", otherBody))), Code.Unauthenticated, "other body");
+    await h.internal.verifyPartnerSignature(signed(new Date(Date.now() + 3000)));
+
+    const revoked = await admin.revokePartnerApiKey({ keyId });
+    assert.ok(revoked.key?.revokedAt);
+    assert.equal(await fails(h.internal.verifyPartnerSignature(signed(new Date(Date.now() + 4000)))), Code.Unauthenticated, "revoked");
+    const audit = await admin.listAuditEvents({ actions: [AuditAction.API_KEY_ISSUED, AuditAction.API_KEY_REVOKED] });
+    assert.deepEqual(audit.events.map((e) => e.action), [AuditAction.API_KEY_REVOKED, AuditAction.API_KEY_ISSUED]);
+    assert.ok(audit.events.every((e) => e.actorUserId === root.userId));
+  });
+
+  test("the audit log pages newest first and filters by user", async () => {
+    const root = await h.signUp(randomPhone());
+    await h.makeAdmin(root.userId);
+    const adminToken = (await h.api().refreshSession({ refreshToken: root.tokens.refreshToken })).tokens!.accessToken;
+    const user = await h.signUpWithPin(randomPhone(), "4826");
+    const all = await h.admin(adminToken).listAuditEvents({ userId: user.userId });
+    assert.deepEqual(all.events.map((e) => e.action), [AuditAction.PIN_SET, AuditAction.LOGIN]);
+    const first = await h.admin(adminToken).listAuditEvents({ userId: user.userId, page: { pageSize: 1 } });
+    assert.equal(first.events[0].action, AuditAction.PIN_SET);
+    const second = await h.admin(adminToken).listAuditEvents({ userId: user.userId, page: { pageSize: 1, pageToken: first.page!.nextPageToken } });
+    assert.equal(second.events[0].action, AuditAction.LOGIN);
+    assert.equal(second.page?.nextPageToken, "");
+  });
+});

@@ -1,0 +1,144 @@
+// Shared set-up for the auth tests: the auth service on real PostgreSQL,
+// Redis and JetStream, the SMS simulator it sends OTPs through, and the real
+// gateway in front verifying auth's tokens through the JWKS URL.
+import { randomInt } from "node:crypto";
+import { createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { AuthAdminService, AuthInternalService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { Role, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { startGateway } from "@ttip/gateway";
+import { Metrics, type RedisCache, type RunningServer } from "@ttip/runtime";
+import { captureLogger, startTestService, type TestService } from "@ttip/runtime/testing";
+import { createAuth, JWKS_PATH, startSmsSimulator, type SmsSimulator } from "../src/index.js";
+
+export const randomPhone = () => `2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
+export const randomIp = () => `10.${randomInt(0, 255)}.${randomInt(0, 255)}.${randomInt(1, 254)}`;
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export interface Harness {
+  t: TestService;
+  sim: SmsSimulator;
+  gateway: RunningServer;
+  jwksUrl: string;
+  logLines: string[];
+  /** AuthService through the gateway, as the holder of `token` (if any) from address `ip`. */
+  api(token?: string, ip?: string): ReturnType<typeof createClient<typeof AuthService>>;
+  admin(token: string, ip?: string): ReturnType<typeof createClient<typeof AuthAdminService>>;
+  /** AuthInternalService called directly, as another service would. */
+  internal: ReturnType<typeof createClient<typeof AuthInternalService>>;
+  /** The code in the newest SMS the simulator delivered to `phone`. */
+  otpFor(phone: string): string;
+  signUp(phone: string, role?: Role): Promise<{ tokens: TokenPair; userId: string }>;
+  signUpWithPin(phone: string, pin: string, role?: Role): Promise<{ tokens: TokenPair; userId: string }>;
+  /** Asks for a code, waiting out the resend cool-down if needed. */
+  startVerification(phone: string, ip?: string): Promise<{ challengeId: string; otp: string }>;
+  loginWithPin(phone: string, pin: string, deviceId?: string): Promise<TokenPair>;
+  makeAdmin(userId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const subjectOf = (token: string): string => JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub;
+
+export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
+  const sim = await startSmsSimulator({ apiKey: "test-sms-key" });
+  const { logger, lines } = captureLogger("debug");
+  const t = await startTestService(
+    createAuth({
+      env: {
+        AUTH_SMS_URL: sim.url,
+        AUTH_SMS_API_KEY: "test-sms-key",
+        AUTH_OTP_RESEND_SECONDS: "1",
+        AUTH_OTP_PER_IP_PER_HOUR: "1000",
+        AUTH_LOCKOUT_BASE_SECONDS: "2",
+        ...env,
+      },
+    }),
+    { logger },
+  );
+  const jwksUrl = `${t.service.server.url}${JWKS_PATH}`;
+  const gateway = await startGateway({
+    logger,
+    metrics: new Metrics(),
+    cache: t.ctx.cache as RedisCache,
+    backends: [
+      { service: AuthService, url: t.service.server.url },
+      { service: AuthAdminService, url: t.service.server.url },
+    ],
+    jwt: { jwksUrl, issuer: "ttip-auth", audience: "ttip" },
+    rateLimit: { points: 100_000, durationSeconds: 60 },
+    corsOrigins: [],
+    // The client address comes from X-Forwarded-For, so tests can speak from several networks.
+    trustProxy: true,
+    adminNetworks: ["10.99.0.0/16", "127.0.0.0/8"],
+  });
+
+  const transport = (token?: string, ip = "127.0.0.1") => {
+    const headers: Interceptor = (next) => (req) => {
+      if (token) req.header.set("authorization", `Bearer ${token}`);
+      req.header.set("x-forwarded-for", ip);
+      req.header.set("user-agent", "ttip-test/1.0");
+      return next(req);
+    };
+    return createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", interceptors: [headers] });
+  };
+  const api = (token?: string, ip?: string) => createClient(AuthService, transport(token, ip));
+
+  const otpFor = (phone: string) => {
+    const sms = sim.lastTo(phone);
+    if (!sms) throw new Error("no SMS was delivered to this number");
+    return /\b(\d{6})\b/.exec(sms.message)![1];
+  };
+
+  const startVerification = async (phone: string, ip?: string) => {
+    for (let i = 0; ; i++) {
+      try {
+        const { challengeId } = await api(undefined, ip).startPhoneVerification({ phone });
+        return { challengeId, otp: otpFor(phone) };
+      } catch (err) {
+        if (i > 5 || !String(err).includes("just sent")) throw err;
+        await sleep(1_050);
+      }
+    }
+  };
+
+  const signUp = async (phone: string, role = Role.WORKER) => {
+    const { challengeId, otp } = await startVerification(phone);
+    const res = await api().verifyPhoneOtp({ challengeId, otp, role });
+    return { tokens: res.tokens!, userId: subjectOf(res.tokens!.accessToken) };
+  };
+
+  return {
+    t,
+    sim,
+    gateway,
+    jwksUrl,
+    logLines: lines,
+    api,
+    admin: (token, ip) => createClient(AuthAdminService, transport(token, ip)),
+    internal: t.client(AuthInternalService),
+    otpFor,
+    startVerification,
+    signUp,
+    async signUpWithPin(phone, pin, role) {
+      const s = await signUp(phone, role);
+      await api(s.tokens.accessToken).setPin({ pin });
+      return s;
+    },
+    async loginWithPin(phone, pin, deviceId) {
+      const { challengeId, otp } = await startVerification(phone);
+      const step = await api().verifyPhoneOtp({ challengeId, otp });
+      if (!step.pinRequired) throw new Error("expected the PIN step");
+      return (await api().verifyPin({ pinSessionId: step.pinSessionId, pin, deviceId }))!.tokens!;
+    },
+    async makeAdmin(userId) {
+      await t.db.pool.query("UPDATE auth.users SET roles = ARRAY['admin'] WHERE user_id = $1", [userId]);
+    },
+    async close() {
+      // TEST_LOGS=1 shows the service's warnings and errors (already redacted).
+      if (process.env.TEST_LOGS) for (const l of lines) if (["warn", "error", "fatal"].includes(JSON.parse(l).level)) console.error(l);
+      await gateway.close();
+      await t.close();
+      await sim.close();
+    },
+  };
+}

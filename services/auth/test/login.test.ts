@@ -1,0 +1,218 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { fromBinary } from "@bufbuild/protobuf";
+import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { weakPinReason } from "../src/pin.js";
+import { randomIp, randomPhone, sleep, startHarness, subjectOf, type Harness } from "./harness.js";
+
+const code = (e: unknown) => (e instanceof ConnectError ? e.code : e);
+const fails = (p: Promise<unknown>) => p.then(() => "ok" as const, (e) => code(e));
+
+describe("auth: phone OTP, PIN and lockout", () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness({ AUTH_OTP_PER_PHONE_PER_HOUR: "5" });
+  });
+  after(() => h.close());
+
+  test("sign-up by OTP: the code arrives by SMS, is stored hashed, never logged; UserRegistered goes out", async () => {
+    const phone = randomPhone();
+    const { challengeId } = await h.api().startPhoneVerification({ phone: `+${phone}` });
+    const otp = h.otpFor(phone);
+    assert.match(otp, /^\d{6}$/);
+    const { rows } = await h.t.db.pool.query("SELECT * FROM auth.otp_challenges WHERE challenge_id = $1", [challengeId]);
+    assert.equal(rows.length, 1);
+    assert.ok(!JSON.stringify(rows[0]).includes(otp), "the code is not stored in clear");
+    assert.ok(Math.abs(rows[0].expires_at.getTime() - Date.now() - 5 * 60_000) < 10_000, "5-minute expiry");
+
+    const wrong = otp === "000000" ? "111111" : "000000";
+    assert.equal(await fails(h.api().verifyPhoneOtp({ challengeId, otp: wrong, role: Role.WORKER })), Code.InvalidArgument);
+    const res = await h.api().verifyPhoneOtp({ challengeId, otp, role: Role.WORKER });
+    assert.equal(res.newUser, true);
+    assert.equal(res.pinRequired, false);
+    assert.ok(res.tokens?.accessToken && res.tokens.refreshToken);
+    const userId = subjectOf(res.tokens.accessToken);
+    const me = await h.api(res.tokens.accessToken).getMe({});
+    assert.equal(me.user?.userId, userId);
+    assert.deepEqual(me.user?.roles, [Role.WORKER]);
+    assert.equal(me.user?.phoneMasked, `${phone.slice(0, 4)}******${phone.slice(-2)}`);
+    assert.equal(me.user?.hasPin, false);
+
+    // The same code cannot be used again.
+    assert.equal(await fails(h.api().verifyPhoneOtp({ challengeId, otp })), Code.FailedPrecondition);
+
+    const events = await h.t.db.pool.query("SELECT subject, payload FROM auth.outbox WHERE subject = 'ttip.auth.user_registered'");
+    const mine = events.rows.map((r) => fromBinary(UserRegisteredSchema, r.payload)).filter((e) => e.userId === userId);
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0].role, "worker");
+
+    const logs = h.logLines.join("\n");
+    assert.ok(!logs.includes(otp), "the OTP never reaches the logs");
+    assert.ok(!logs.includes(phone), "nor the phone number");
+  });
+
+  test("a known and an unknown number get the same answer", async () => {
+    const known = randomPhone();
+    await h.signUp(known);
+    await sleep(1_050);
+    const a = await h.api().startPhoneVerification({ phone: known });
+    const b = await h.api().startPhoneVerification({ phone: randomPhone() });
+    assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort());
+    for (const r of [a, b]) {
+      assert.match(r.challengeId, /^[0-9a-f-]{36}$/);
+      assert.equal(Number(r.expiresAt!.seconds - r.resendAfter!.seconds) > 200, true);
+    }
+  });
+
+  test("OTP brute force stops after 5 tries, and an expired code is refused", async () => {
+    const phone = randomPhone();
+    const { challengeId, otp } = await h.startVerification(phone);
+    const wrong = [...new Set(["000000", "111111", "222222", "333333", "444444", "555555"])].filter((c) => c !== otp).slice(0, 5);
+    for (const w of wrong) assert.equal(await fails(h.api().verifyPhoneOtp({ challengeId, otp: w })), Code.InvalidArgument);
+    // The sixth try fails even with the right code.
+    assert.equal(await fails(h.api().verifyPhoneOtp({ challengeId, otp })), Code.FailedPrecondition);
+
+    const again = await h.startVerification(phone);
+    await h.t.db.pool.query("UPDATE auth.otp_challenges SET expires_at = now() - interval '1 second' WHERE challenge_id = $1", [again.challengeId]);
+    assert.equal(await fails(h.api().verifyPhoneOtp({ challengeId: again.challengeId, otp: again.otp })), Code.FailedPrecondition);
+    const failures = await h.t.db.pool.query("SELECT count(*)::int AS n FROM auth.audit_events WHERE action = $1", [AuditAction.LOGIN_FAILED]);
+    assert.ok(failures.rows[0].n >= 5);
+  });
+
+  test("resend cool-down, per-phone and per-IP limits answer RESOURCE_EXHAUSTED", async () => {
+    const phone = randomPhone();
+    await h.api().startPhoneVerification({ phone });
+    const cooled = await h.api().startPhoneVerification({ phone }).catch((e: ConnectError) => e);
+    assert.ok(cooled instanceof ConnectError);
+    assert.equal(cooled.code, Code.ResourceExhausted);
+    assert.ok(Number(cooled.metadata.get("retry-after")) >= 1);
+    // Five codes an hour per number.
+    for (let i = 0; i < 4; i++) {
+      await sleep(1_050);
+      await h.api().startPhoneVerification({ phone });
+    }
+    await sleep(1_050);
+    assert.equal(await fails(h.api().startPhoneVerification({ phone })), Code.ResourceExhausted);
+    assert.equal(h.sim.messages.filter((m) => m.to === `+${phone}`).length, 5);
+  });
+
+  test("a code the SMS provider refuses answers UNAVAILABLE, without the number in the logs", async () => {
+    const phone = `2547${String(Date.now()).slice(-4)}0000`; // the simulator refuses numbers ending 0000
+    assert.equal(await fails(h.api().startPhoneVerification({ phone })), Code.Unavailable);
+    assert.ok(h.logLines.some((l) => l.includes("OTP delivery failed")));
+    assert.ok(!h.logLines.join("\n").includes(phone));
+  });
+
+  test("per-IP limit: one network cannot spray codes at many numbers", async () => {
+    const limited = await startHarness({ AUTH_OTP_PER_IP_PER_HOUR: "3" });
+    try {
+      const ip = randomIp();
+      for (let i = 0; i < 3; i++) await limited.api(undefined, ip).startPhoneVerification({ phone: randomPhone() });
+      assert.equal(await fails(limited.api(undefined, ip).startPhoneVerification({ phone: randomPhone() })), Code.ResourceExhausted);
+      // Another network still gets its codes.
+      await limited.api(undefined, randomIp()).startPhoneVerification({ phone: randomPhone() });
+    } finally {
+      await limited.close();
+    }
+  });
+
+  test("weak PINs are refused: repeated, sequential, patterned, the birth year", async () => {
+    for (const pin of ["1111", "000000", "1234", "4321", "0123", "987654", "1212", "123123"]) {
+      assert.ok(weakPinReason(pin), `${pin} is weak`);
+    }
+    assert.equal(weakPinReason("4826"), undefined);
+    assert.ok(weakPinReason("1990", 1990));
+    assert.ok(weakPinReason("119908", 1990));
+
+    const { tokens, userId } = await h.signUp(randomPhone());
+    await h.api(tokens.accessToken).updateProfile({ displayName: "Juma", birthYear: 1987 });
+    assert.equal(await fails(h.api(tokens.accessToken).updateProfile({ displayName: "Juma", birthYear: 1700 })), Code.InvalidArgument);
+    for (const pin of ["7777", "5678", "1987", "101987"]) {
+      const err = await h.api(tokens.accessToken).setPin({ pin }).catch((e: ConnectError) => e);
+      assert.ok(err instanceof ConnectError && err.code === Code.InvalidArgument, pin);
+      assert.match(err.message, /pin:/);
+    }
+    const stored = await h.t.db.pool.query("SELECT pin_hash FROM auth.users WHERE user_id = $1", [userId]);
+    assert.equal(stored.rows[0].pin_hash, null, "a refused PIN changes nothing");
+    await h.api(tokens.accessToken).setPin({ pin: "4826" });
+    const hashed = await h.t.db.pool.query("SELECT pin_hash FROM auth.users WHERE user_id = $1", [userId]);
+    assert.match(hashed.rows[0].pin_hash, /^\$argon2id\$/);
+    assert.equal(await fails(h.api(tokens.accessToken).setPin({ pin: "5937" })), Code.FailedPrecondition);
+  });
+
+  test("PIN login, brute force locks with a growing delay, and the unlock paths work", async () => {
+    const phone = randomPhone();
+    const { userId } = await h.signUpWithPin(phone, "4826");
+    const tokens = await h.loginWithPin(phone, "4826");
+    assert.equal(subjectOf(tokens.accessToken), userId);
+
+    const { challengeId, otp } = await h.startVerification(phone);
+    const step = await h.api().verifyPhoneOtp({ challengeId, otp });
+    assert.equal(step.pinRequired, true);
+    assert.equal(step.tokens, undefined, "no tokens before the PIN");
+    const tryPin = (pin: string) => fails(h.api().verifyPin({ pinSessionId: step.pinSessionId, pin }));
+
+    // Parallel guesses cannot get past the limit: each try is counted before the hash is compared.
+    const first = await Promise.all(["1357", "2468", "1470", "2580", "3690", "9512", "7531"].map(tryPin));
+    assert.equal(first.filter((c) => c === Code.PermissionDenied).length, 4);
+    assert.equal(first.filter((c) => c === Code.ResourceExhausted).length, 3);
+    // Locked: even the right PIN is refused, with the time left.
+    const locked = await h.api().verifyPin({ pinSessionId: step.pinSessionId, pin: "4826" }).catch((e: ConnectError) => e);
+    assert.ok(locked instanceof ConnectError && locked.code === Code.ResourceExhausted);
+    const firstWait = Number(locked.metadata.get("retry-after"));
+    assert.ok(firstWait >= 1 && firstWait <= 2, `first lockout ${firstWait}s`);
+    const me = await h.internal.getUserById({ userId });
+    assert.ok(me.user?.lockedUntil, "GetUser shows the lockout");
+
+    // After it passes, five more wrong tries lock for twice as long.
+    await sleep(2_100);
+    for (let i = 0; i < 5; i++) await tryPin("9512");
+    const second = await h.api().verifyPin({ pinSessionId: step.pinSessionId, pin: "4826" }).catch((e: ConnectError) => e);
+    assert.ok(second instanceof ConnectError && second.code === Code.ResourceExhausted);
+    assert.ok(Number(second.metadata.get("retry-after")) >= 3, "the second lockout is longer");
+    const audit = await h.t.db.pool.query("SELECT action FROM auth.audit_events WHERE user_id = $1", [userId]);
+    assert.equal(audit.rows.filter((r) => r.action === AuditAction.LOCKOUT).length, 2);
+
+    // Unlock path 1: an admin, from an allow-listed network.
+    const root = await h.signUp(randomPhone());
+    await h.makeAdmin(root.userId);
+    const adminTokens = await h.api().refreshSession({ refreshToken: root.tokens.refreshToken });
+    await h.admin(adminTokens.tokens!.accessToken, "10.99.1.1").unlockUser({ userId, reason: "caller verified by phone" });
+    const done = await h.api().verifyPin({ pinSessionId: step.pinSessionId, pin: "4826" });
+    assert.ok(done.tokens?.accessToken);
+
+    // Unlock path 2: ResetPin with a fresh OTP, which also ends every other session.
+    const step2 = await h.startVerification(phone);
+    const pinStep = await h.api().verifyPhoneOtp({ challengeId: step2.challengeId, otp: step2.otp });
+    for (let i = 0; i < 5; i++) await fails(h.api().verifyPin({ pinSessionId: pinStep.pinSessionId, pin: "9512" }));
+    assert.equal(await fails(h.api().resetPin({ challengeId: step2.challengeId, otp: step2.otp, newPin: "1111" })), Code.InvalidArgument);
+    const reset = await h.api().resetPin({ challengeId: step2.challengeId, otp: step2.otp, newPin: "5193" });
+    assert.equal(await fails(h.api(done.tokens!.accessToken).getMe({})), Code.Unauthenticated, "old sessions end on reset");
+    assert.equal((await h.api(reset.tokens!.accessToken).getMe({})).user?.userId, userId);
+    assert.equal(await fails(h.api().resetPin({ challengeId: step2.challengeId, otp: step2.otp, newPin: "6284" })), Code.FailedPrecondition,
+      "one reset per code");
+    await h.loginWithPin(phone, "5193");
+    const actions = (await h.t.db.pool.query("SELECT action FROM auth.audit_events WHERE user_id = $1", [userId])).rows.map((r) => r.action);
+    for (const a of [AuditAction.PIN_SET, AuditAction.LOGIN, AuditAction.LOGIN_FAILED, AuditAction.LOCKOUT, AuditAction.UNLOCK, AuditAction.PIN_RESET]) {
+      assert.ok(actions.includes(a), `audit has ${AuditAction[a]}`);
+    }
+  });
+
+  test("ChangePin needs the current PIN (wrong tries count toward the lockout)", async () => {
+    const phone = randomPhone();
+    const { tokens } = await h.signUpWithPin(phone, "4826");
+    const me = h.api(tokens.accessToken);
+    assert.equal(await fails(me.changePin({ currentPin: "1357", newPin: "5193" })), Code.PermissionDenied);
+    assert.equal(await fails(me.changePin({ currentPin: "4826", newPin: "2222" })), Code.InvalidArgument);
+    await me.changePin({ currentPin: "4826", newPin: "5193" });
+    await h.loginWithPin(phone, "5193");
+  });
+
+  test("the audit log is append-only", async () => {
+    await h.signUp(randomPhone());
+    await assert.rejects(h.t.db.pool.query("UPDATE auth.audit_events SET detail = 'x'"), /append-only/);
+    await assert.rejects(h.t.db.pool.query("DELETE FROM auth.audit_events"), /append-only/);
+  });
+});

@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { freePort } from "./servers.js";
+
+const MAIN = fileURLToPath(new URL("../../../platform/src/main.ts", import.meta.url));
+const ROOT = path.resolve(path.dirname(MAIN), "../../..");
+
+/** One platform process (a service or the gateway) as a cluster runs it: its own OS process. */
+export class PlatformProcess {
+  private child: ChildProcess | undefined;
+  private output = "";
+  readonly url: string;
+
+  private constructor(readonly role: string, readonly port: number, private readonly env: Record<string, string>) {
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  /** Picks a free loopback port now, so peers can be told the address before it starts. */
+  static async create(role: string, env: Record<string, string>): Promise<PlatformProcess> {
+    return new PlatformProcess(role, await freePort(), env);
+  }
+
+  /** Starts it and waits until grpc.health.v1 says SERVING. */
+  async start(timeoutMs = 60_000): Promise<void> {
+    this.output = "";
+    const child = spawn(process.execPath, ["--import", "tsx", MAIN, this.role], {
+      cwd: ROOT,
+      env: { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.child = child;
+    const keep = (d: Buffer) => (this.output = (this.output + d.toString()).slice(-8000));
+    child.stdout!.on("data", keep);
+    child.stderr!.on("data", keep);
+    const health = createClient(Health, createGrpcTransport({ baseUrl: this.url }));
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`${this.role} exited with ${child.exitCode} while starting:\n${this.output}`);
+      const ok = await health.check({ service: "" }, { timeoutMs: 1_000 }).then((r) => r.status === Status.SERVING, () => false);
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new Error(`${this.role} did not report SERVING within ${timeoutMs} ms:\n${this.output}`);
+  }
+
+  /** SIGKILL: a crash, nothing drained. */
+  async kill(): Promise<void> {
+    await this.signal("SIGKILL");
+  }
+
+  /** SIGTERM: a graceful stop, as Kubernetes does it. */
+  async stop(): Promise<void> {
+    await this.signal("SIGTERM");
+  }
+
+  get logs(): string {
+    return this.output;
+  }
+
+  private async signal(sig: NodeJS.Signals): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill(sig);
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,170 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Queryable } from "@ttip/runtime";
+import {
+  FeeQuoteSchema,
+  FeeScheduleSchema,
+  PaymentRail,
+  TariffBandSchema,
+  type FeeQuote,
+  type FeeSchedule,
+} from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { money, mulDivRound } from "./money.js";
+
+interface Band {
+  min: number;
+  max: number;
+  fee: number;
+}
+
+interface ScheduleRow {
+  currency: string;
+  version: number;
+  platform_fee_bps: number;
+  platform_fee_min_minor: bigint;
+  platform_fee_cap_minor: bigint;
+  mpesa_b2c_bands: Band[];
+  card_fee_bps: number;
+  card_fee_fixed_minor: bigint;
+  effective_from: Date;
+}
+
+export function toFeeSchedule(r: ScheduleRow): FeeSchedule {
+  return create(FeeScheduleSchema, {
+    version: r.version,
+    currency: r.currency,
+    platformFeeBps: r.platform_fee_bps,
+    platformFeeMinMinor: r.platform_fee_min_minor,
+    platformFeeCapMinor: r.platform_fee_cap_minor,
+    mpesaB2cBands: r.mpesa_b2c_bands.map((b) =>
+      create(TariffBandSchema, { minMinor: BigInt(b.min), maxMinor: BigInt(b.max), feeMinor: BigInt(b.fee) }),
+    ),
+    cardFeeBps: r.card_fee_bps,
+    cardFeeFixedMinor: r.card_fee_fixed_minor,
+    effectiveFrom: timestampFromDate(r.effective_from),
+  });
+}
+
+/** The schedule in force for `currency` at `at`: the newest version already effective. */
+export async function currentSchedule(db: Queryable, currency: string, at = new Date()): Promise<FeeSchedule> {
+  const { rows } = await db.query<ScheduleRow>(
+    `SELECT * FROM wallet.fee_schedules WHERE currency = $1 AND effective_from <= $2 ORDER BY version DESC LIMIT 1`,
+    [currency, at],
+  );
+  if (!rows[0]) throw new ConnectError(`no fee schedule for ${currency}`, Code.FailedPrecondition);
+  return toFeeSchedule(rows[0]);
+}
+
+export async function listSchedules(db: Queryable, currency: string): Promise<FeeSchedule[]> {
+  const { rows } = await db.query<ScheduleRow>(
+    `SELECT * FROM wallet.fee_schedules WHERE ($1 = '' OR currency = $1) ORDER BY currency, version`,
+    [currency],
+  );
+  return rows.map(toFeeSchedule);
+}
+
+/** Validates and stores a new version; the same idempotency key returns the version it made. */
+export async function createSchedule(db: Queryable, s: FeeSchedule, idempotencyKey: string): Promise<FeeSchedule> {
+  const prior = await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey]);
+  if (prior.rows[0]) return toFeeSchedule(prior.rows[0]);
+  const bad = (field: string, why: string) => new ConnectError(`schedule.${field}: ${why}`, Code.InvalidArgument);
+  if (!/^[A-Z]{3}$/.test(s.currency)) throw bad("currency", "must be an ISO 4217 code");
+  if (s.platformFeeBps < 0 || s.platformFeeBps > 10_000) throw bad("platform_fee_bps", "must be 0..10000");
+  if (s.cardFeeBps < 0 || s.cardFeeBps > 10_000) throw bad("card_fee_bps", "must be 0..10000");
+  if (s.platformFeeMinMinor < 0n || s.platformFeeCapMinor < s.platformFeeMinMinor) {
+    throw bad("platform_fee_cap_minor", "must be at least platform_fee_min_minor, both not negative");
+  }
+  if (s.cardFeeFixedMinor < 0n) throw bad("card_fee_fixed_minor", "must not be negative");
+  const bands = [...s.mpesaB2cBands].sort((a, b) => Number(a.minMinor - b.minMinor));
+  for (let i = 0; i < bands.length; i++) {
+    const b = bands[i];
+    if (b.minMinor <= 0n || b.maxMinor < b.minMinor || b.feeMinor < 0n) throw bad(`mpesa_b2c_bands[${i}]`, "needs 0 < min <= max and fee >= 0");
+    if (i > 0 && b.minMinor !== bands[i - 1].maxMinor + 1n) throw bad(`mpesa_b2c_bands[${i}]`, "bands must be contiguous, without gaps or overlaps");
+  }
+  const effectiveFrom = s.effectiveFrom ? timestampDate(s.effectiveFrom) : new Date();
+  if (effectiveFrom.getTime() < Date.now() - 60_000) throw bad("effective_from", "must not be in the past");
+  const { rows } = await db.query<ScheduleRow>(
+    `INSERT INTO wallet.fee_schedules
+       (currency, version, platform_fee_bps, platform_fee_min_minor, platform_fee_cap_minor, mpesa_b2c_bands,
+        card_fee_bps, card_fee_fixed_minor, effective_from, idempotency_key)
+     SELECT $1, coalesce(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9 FROM wallet.fee_schedules WHERE currency = $1
+     ON CONFLICT (idempotency_key) DO NOTHING
+     RETURNING *`,
+    [
+      s.currency, s.platformFeeBps, s.platformFeeMinMinor, s.platformFeeCapMinor,
+      JSON.stringify(bands.map((b) => ({ min: Number(b.minMinor), max: Number(b.maxMinor), fee: Number(b.feeMinor) }))),
+      s.cardFeeBps, s.cardFeeFixedMinor, effectiveFrom, idempotencyKey,
+    ],
+  );
+  if (rows[0]) return toFeeSchedule(rows[0]);
+  return toFeeSchedule((await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey])).rows[0]);
+}
+
+/**
+ * Platform fee: amount x bps / 10 000, rounded half away from zero to the
+ * minor unit, then held within [min, cap] and never more than the tip.
+ */
+export function platformFee(s: FeeSchedule, amountMinor: bigint): bigint {
+  let fee = mulDivRound(amountMinor, BigInt(s.platformFeeBps), 10_000n);
+  if (fee < s.platformFeeMinMinor) fee = s.platformFeeMinMinor;
+  if (fee > s.platformFeeCapMinor) fee = s.platformFeeCapMinor;
+  return fee > amountMinor ? amountMinor : fee;
+}
+
+/** Card processing fee on what the card is charged: bps (rounded half away from zero) plus the fixed part. */
+export function cardFee(s: FeeSchedule, chargedMinor: bigint): bigint {
+  return mulDivRound(chargedMinor, BigInt(s.cardFeeBps), 10_000n) + s.cardFeeFixedMinor;
+}
+
+/** M-Pesa's B2C charge for a payout of `amountMinor`: the band it falls in (edges inclusive). */
+export function b2cFee(s: FeeSchedule, amountMinor: bigint): bigint {
+  const band = s.mpesaB2cBands.find((b) => amountMinor >= b.minMinor && amountMinor <= b.maxMinor);
+  if (!band) throw new ConnectError(`no M-Pesa B2C tariff band covers ${amountMinor} minor units`, Code.OutOfRange);
+  return band.feeMinor;
+}
+
+/**
+ * What a tip costs and what the worker gets, in the tip's currency (the
+ * caller converts with `conversion` when the wallet's currency differs).
+ *
+ * - M-Pesa: no processing fee on the customer's side (the paybill tariff is
+ *   the platform's cost). Fees are whole shillings for KES, rounded down in
+ *   the worker's favour, because M-Pesa moves whole shillings.
+ * - Card: fee on the amount the card is charged.
+ * - Customer covers the fee: the customer pays tip + fees, the worker gets
+ *   the whole tip. Otherwise the fees come out of the tip.
+ */
+export function quoteTip(s: FeeSchedule, amountMinor: bigint, rail: PaymentRail, customerCovers: boolean): FeeQuote {
+  let platform = platformFee(s, amountMinor);
+  let processing = 0n;
+  if (rail === PaymentRail.MPESA && s.currency === "KES") platform -= platform % 100n;
+  let pays = amountMinor;
+  if (rail === PaymentRail.CARD) {
+    if (customerCovers) {
+      // Charge enough that what is left after the card fee on the charge itself
+      // covers the tip and the platform fee; a rounding cent over goes to the platform.
+      const base = amountMinor + platform;
+      pays = base;
+      while (pays - cardFee(s, pays) < base) pays += base - (pays - cardFee(s, pays));
+      processing = cardFee(s, pays);
+      platform = pays - processing - amountMinor;
+    } else {
+      processing = cardFee(s, amountMinor);
+    }
+  } else if (customerCovers) {
+    pays = amountMinor + platform;
+  }
+  const receives = customerCovers ? amountMinor : amountMinor - platform - processing;
+  if (receives <= 0n) {
+    throw new ConnectError(`amount: a tip of ${amountMinor} minor units does not cover its fees; tip more or cover the fee`, Code.InvalidArgument);
+  }
+  return create(FeeQuoteSchema, {
+    feeScheduleVersion: s.version,
+    customerPays: money(pays, s.currency),
+    platformFee: money(platform, s.currency),
+    processingFee: money(processing, s.currency),
+    workerReceives: money(receives, s.currency),
+    customerCoversFee: customerCovers,
+  });
+}

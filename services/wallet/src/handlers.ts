@@ -1,0 +1,255 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { requireCaller, withTransaction, type Pool, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import {
+  AccountKind,
+  FxConversionSchema,
+  LimitKind,
+  OwnerKind,
+  SettlementMode,
+  TransactionKind,
+  WithdrawalLimitSchema,
+  type FxConversion,
+} from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { createSchedule, currentSchedule, listSchedules, quoteTip } from "./fees.js";
+import type { RateSource } from "./fx.js";
+import { placeHold, releaseHold, settleHold, withdrawalLimits } from "./holds.js";
+import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, UUID, type AccountRow } from "./ledger.js";
+import { assertCurrency, convertMinor, money } from "./money.js";
+import { distributePool, getPoolRules, setPoolRules } from "./pools.js";
+import { decodeCursor, listTransactions, statement, statementCsv, toBalance, trialBalance } from "./queries.js";
+
+const DEFAULT_PAGE = 50;
+
+async function workerWallets(db: Queryable, workerId: string, currency: string): Promise<AccountRow[]> {
+  const { rows } = await db.query<AccountRow>(
+    `SELECT * FROM wallet.accounts WHERE kind = $1 AND owner_kind = $2 AND owner_id = $3 AND ($4 = '' OR currency = $4) ORDER BY currency`,
+    [AccountKind.WORKER_WALLET, OwnerKind.WORKER, workerId, currency],
+  );
+  return rows;
+}
+
+/** The worker's wallet currency: their existing wallet's, else KES. */
+async function walletCurrency(db: Queryable, workerId: string): Promise<string> {
+  const wallets = await workerWallets(db, workerId, "");
+  return wallets.find((w) => w.currency.trim() === "KES")?.currency.trim() ?? wallets[0]?.currency.trim() ?? "KES";
+}
+
+async function conversion(rates: RateSource, amountMinor: bigint, from: string, to: string): Promise<FxConversion> {
+  assertCurrency(from, "amount.currency");
+  assertCurrency(to, "to_currency");
+  const r = await rates.rate(from, to);
+  return create(FxConversionSchema, {
+    from: money(amountMinor, from),
+    to: money(convertMinor(amountMinor, from, to, r.rate), to),
+    rate: r.rate,
+    rateSource: r.source,
+    rateTime: timestampFromDate(r.time),
+  });
+}
+
+async function quote(db: Pool, rates: RateSource, req: { amount?: { amountMinor: bigint; currency: string }; rail: number; customerCoversFee: boolean; workerId: string }) {
+  const amount = req.amount!;
+  assertCurrency(amount.currency, "amount.currency");
+  const schedule = await currentSchedule(db, amount.currency);
+  const q = quoteTip(schedule, amount.amountMinor, req.rail, req.customerCoversFee);
+  const target = await walletCurrency(db, req.workerId);
+  if (target !== amount.currency) {
+    q.conversion = await conversion(rates, q.workerReceives!.amountMinor, amount.currency, target);
+    q.workerReceives = q.conversion.to;
+  }
+  return q;
+}
+
+function requireAdmin(ctx: HandlerContext) {
+  return requireCaller(ctx, "admin");
+}
+
+export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates: RateSource): void {
+  const { pool } = ctx;
+  const tx = <T>(fn: (db: Queryable) => Promise<T>) => withTransaction(pool, fn);
+
+  router.service(WalletService, {
+    async getBalance(req, hctx) {
+      const caller = requireCaller(hctx, "worker");
+      return { balances: (await workerWallets(pool, caller.subject, req.currency)).map(toBalance) };
+    },
+    async listTransactions(req, hctx) {
+      const caller = requireCaller(hctx, "worker");
+      const wallets = await workerWallets(pool, caller.subject, req.currency);
+      const { transactions, next } = await listTransactions(pool, {
+        accountIds: wallets.map((w) => w.account_id),
+        kinds: req.kinds as TransactionKind[],
+        from: req.from ? timestampDate(req.from) : undefined,
+        to: req.to ? timestampDate(req.to) : undefined,
+        pageSize: req.page?.pageSize || DEFAULT_PAGE,
+        cursor: decodeCursor(req.page?.pageToken ?? ""),
+      });
+      return { transactions, page: { nextPageToken: next } };
+    },
+    async getStatement(req, hctx) {
+      const caller = requireCaller(hctx, "worker");
+      const [account] = await workerWallets(pool, caller.subject, req.currency);
+      if (!account) throw new ConnectError(`currency: you have no ${req.currency} wallet`, Code.NotFound);
+      const s = await statement(pool, account, req.year, req.month);
+      return {
+        openingBalance: money(s.opening, req.currency),
+        closingBalance: money(s.closing, req.currency),
+        rows: s.rows,
+        csv: req.format === StatementFormat.CSV ? new TextEncoder().encode(statementCsv(s, req.currency)) : new Uint8Array(),
+      };
+    },
+    async quoteFees(req) {
+      return { quote: await quote(pool, rates, req) };
+    },
+    async getWithdrawalLimits(req, hctx) {
+      const caller = requireCaller(hctx, "worker");
+      const account = await ensureAccount(pool, AccountKind.WORKER_WALLET, OwnerKind.WORKER, caller.subject, req.currency);
+      return withdrawalLimits(pool, account);
+    },
+  });
+
+  router.service(WalletAdminService, {
+    async getTrialBalance(req, hctx) {
+      requireAdmin(hctx);
+      return trialBalance(pool, req.asOf ? timestampDate(req.asOf) : undefined);
+    },
+    async getAccount(req, hctx) {
+      requireAdmin(hctx);
+      const account = await getAccount(pool, req.accountId);
+      if (!account) throw new ConnectError(`account_id: no account ${req.accountId}`, Code.NotFound);
+      return { account: toAccount(account), balance: toBalance(account) };
+    },
+    async listAccounts(req, hctx) {
+      requireAdmin(hctx);
+      const size = req.page?.pageSize || DEFAULT_PAGE;
+      const after = req.page?.pageToken ? Buffer.from(req.page.pageToken, "base64url").toString() : "";
+      if (after && !UUID.test(after)) throw new ConnectError("page.page_token: not a token this service issued", Code.InvalidArgument);
+      const { rows } = await pool.query<AccountRow>(
+        `SELECT * FROM wallet.accounts
+          WHERE ($1 = 0 OR kind = $1) AND ($2 = '' OR owner_id = $2) AND ($3 = '' OR account_id > $3::uuid)
+          ORDER BY account_id LIMIT $4`,
+        [req.kind, req.ownerId, after, size + 1],
+      );
+      const page = rows.slice(0, size);
+      return {
+        accounts: page.map(toAccount),
+        page: { nextPageToken: rows.length > size ? Buffer.from(page[page.length - 1].account_id).toString("base64url") : "" },
+      };
+    },
+    async getJournalEntry(req, hctx) {
+      requireAdmin(hctx);
+      const entry = await loadEntry(pool, req.entryId);
+      if (!entry) throw new ConnectError(`entry_id: no entry ${req.entryId}`, Code.NotFound);
+      return { entry };
+    },
+    async reverseEntry(req, hctx) {
+      requireAdmin(hctx);
+      const { entry } = await tx((db) => reverseEntry(db, req.entryId, req.idempotencyKey, req.reason));
+      return { reversal: entry };
+    },
+    async createFeeSchedule(req, hctx) {
+      requireAdmin(hctx);
+      return { schedule: await createSchedule(pool, req.schedule!, req.idempotencyKey) };
+    },
+    async listFeeSchedules(req, hctx) {
+      requireAdmin(hctx);
+      return { schedules: await listSchedules(pool, req.currency) };
+    },
+    async setTierLimits(req, hctx) {
+      requireAdmin(hctx);
+      const currency = req.perTransaction!.currency;
+      assertCurrency(currency, "per_transaction.currency");
+      if (req.perTransaction!.amountMinor <= 0n) throw new ConnectError("per_transaction: must be greater than zero", Code.InvalidArgument);
+      await pool.query(
+        `INSERT INTO wallet.tier_limits (tier, currency, per_transaction_minor, daily_minor, monthly_minor) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tier, currency) DO UPDATE SET per_transaction_minor = $3, daily_minor = $4, monthly_minor = $5, updated_at = now()`,
+        [req.tier, currency, req.perTransaction!.amountMinor, req.daily!.amountMinor, req.monthly!.amountMinor],
+      );
+      const limit = (kind: LimitKind, amountMinor: bigint) =>
+        create(WithdrawalLimitSchema, { kind, limit: money(amountMinor, currency), used: money(0n, currency), remaining: money(amountMinor, currency) });
+      return {
+        limits: [
+          limit(LimitKind.PER_TRANSACTION, req.perTransaction!.amountMinor),
+          limit(LimitKind.DAILY, req.daily!.amountMinor),
+          limit(LimitKind.MONTHLY, req.monthly!.amountMinor),
+        ],
+      };
+    },
+    async setSettlementMode(req, hctx) {
+      requireAdmin(hctx);
+      await pool.query(
+        `INSERT INTO wallet.settlement_modes (owner_kind, owner_id, mode) VALUES ($1, $2, $3)
+         ON CONFLICT (owner_kind, owner_id) DO UPDATE SET mode = $3, updated_at = now()`,
+        [req.ownerKind, req.ownerId, req.mode],
+      );
+      return { mode: req.mode };
+    },
+  });
+
+  router.service(WalletInternalService, {
+    async ensureAccount(req) {
+      return { account: toAccount(await ensureAccount(pool, req.kind, req.ownerKind, req.ownerId, req.currency)) };
+    },
+    async postEntry(req) {
+      return tx((db) =>
+        postEntry(db, {
+          idempotencyKey: req.idempotencyKey,
+          cause: req.cause!,
+          postings: req.postings.map((p, i) => {
+            if (!p.amount) throw new ConnectError(`postings[${i}].amount: required`, Code.InvalidArgument);
+            return { accountId: p.accountId, amountMinor: p.amount.amountMinor, currency: p.amount.currency, memo: p.memo };
+          }),
+          conversions: req.conversions,
+          description: req.description,
+        }),
+      );
+    },
+    async placeHold(req) {
+      const { hold, account } = await tx((db) =>
+        placeHold(db, {
+          accountId: req.accountId,
+          amountMinor: req.amount!.amountMinor,
+          currency: req.amount!.currency,
+          payoutId: req.payoutId,
+          idempotencyKey: req.idempotencyKey,
+        }),
+      );
+      return { hold, balance: toBalance(account) };
+    },
+    async settleHold(req) {
+      const fee = req.transferFee?.amountMinor ?? 0n;
+      return tx((db) => settleHold(db, req.holdId, req.externalReference, fee));
+    },
+    async releaseHold(req) {
+      return { hold: await tx((db) => releaseHold(db, req.holdId, req.reason)) };
+    },
+    async quoteTipFees(req) {
+      return { quote: await quote(pool, rates, req) };
+    },
+    async convertAmount(req) {
+      return { conversion: await conversion(rates, req.amount!.amountMinor, req.amount!.currency, req.toCurrency) };
+    },
+    async setPoolRules(req) {
+      return { rules: await tx((db) => setPoolRules(db, req.venueId, req.members, req.idempotencyKey)) };
+    },
+    async getPoolRules(req) {
+      return { rules: await getPoolRules(pool, req.venueId) };
+    },
+    async distributePool(req) {
+      const { entry, remainder } = await tx((db) => distributePool(db, req.venueId, req.currency, req.idempotencyKey));
+      return { entry, remainder: money(remainder, req.currency) };
+    },
+    async getSettlementMode(req) {
+      const { rows } = await pool.query<{ mode: number }>(
+        `SELECT mode FROM wallet.settlement_modes WHERE owner_kind = $1 AND owner_id = $2`,
+        [req.ownerKind, req.ownerId],
+      );
+      // Pass-through is the default: storing money for later needs a licence.
+      return { mode: rows[0]?.mode ?? SettlementMode.PASS_THROUGH };
+    },
+  });
+}
+

@@ -1,0 +1,252 @@
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { emitEvent, type Queryable } from "@ttip/runtime";
+import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import {
+  AccountKind,
+  HoldSchema,
+  HoldStatus,
+  LimitKind,
+  UserTier,
+  WithdrawalLimitSchema,
+  type Hold,
+  type JournalEntry,
+  type WithdrawalLimit,
+} from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
+import { money } from "./money.js";
+
+interface HoldRow {
+  hold_id: string;
+  account_id: string;
+  amount_minor: bigint;
+  currency: string;
+  payout_id: string;
+  idempotency_key: string;
+  status: number;
+  settle_entry_id: string | null;
+  reason: string;
+  created_at: Date;
+  resolved_at: Date | null;
+}
+
+function toHold(r: HoldRow): Hold {
+  return create(HoldSchema, {
+    holdId: r.hold_id,
+    accountId: r.account_id,
+    amount: money(r.amount_minor, r.currency.trim()),
+    payoutId: r.payout_id,
+    status: r.status,
+    createdAt: timestampFromDate(r.created_at),
+    resolvedAt: r.resolved_at ? timestampFromDate(r.resolved_at) : undefined,
+  });
+}
+
+/** M-Pesa's own limits on what one number may receive (KES, minor units). */
+export const MPESA_LIMITS = { perTransaction: 25_000_000n, daily: 50_000_000n } as const;
+
+/** Kenya is UTC+3 all year: limit days and months start at midnight in Nairobi. */
+const EAT_OFFSET_MS = 3 * 3600_000;
+export function eatPeriodStarts(now = new Date()): { day: Date; month: Date } {
+  const local = new Date(now.getTime() + EAT_OFFSET_MS);
+  const day = Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), local.getUTCDate()) - EAT_OFFSET_MS;
+  const month = Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), 1) - EAT_OFFSET_MS;
+  return { day: new Date(day), month: new Date(month) };
+}
+
+export async function tierOf(db: Queryable, ownerId: string): Promise<UserTier> {
+  const { rows } = await db.query<{ tier: number }>(`SELECT tier FROM wallet.user_tiers WHERE owner_id = $1`, [ownerId]);
+  return rows[0]?.tier ?? UserTier.BASIC;
+}
+
+/** Every withdrawal limit of an account with what is used and left; held and settled withdrawals count. */
+export async function withdrawalLimits(db: Queryable, account: AccountRow, now = new Date()): Promise<{ tier: UserTier; limits: WithdrawalLimit[] }> {
+  const currency = account.currency.trim();
+  const tier = await tierOf(db, account.owner_id);
+  const { day, month } = eatPeriodStarts(now);
+  const used = await db.query<{ day: bigint; month: bigint }>(
+    `SELECT coalesce(sum(amount_minor) FILTER (WHERE created_at >= $2), 0)::bigint AS day,
+            coalesce(sum(amount_minor), 0)::bigint AS month
+       FROM wallet.holds WHERE account_id = $1 AND status <> $4 AND created_at >= $3`,
+    [account.account_id, day, month, HoldStatus.RELEASED],
+  );
+  const { day: usedDay, month: usedMonth } = used.rows[0];
+  const tierRow = await db.query<{ per_transaction_minor: bigint; daily_minor: bigint; monthly_minor: bigint }>(
+    `SELECT * FROM wallet.tier_limits WHERE tier = $1 AND currency = $2`,
+    [tier, currency],
+  );
+  const limit = (kind: LimitKind, amount: bigint, usedMinor: bigint) =>
+    create(WithdrawalLimitSchema, {
+      kind,
+      limit: money(amount, currency),
+      used: money(usedMinor, currency),
+      remaining: money(amount > usedMinor ? amount - usedMinor : 0n, currency),
+    });
+  const limits: WithdrawalLimit[] = [];
+  const t = tierRow.rows[0];
+  if (t) {
+    limits.push(
+      limit(LimitKind.PER_TRANSACTION, t.per_transaction_minor, 0n),
+      limit(LimitKind.DAILY, t.daily_minor, usedDay),
+      limit(LimitKind.MONTHLY, t.monthly_minor, usedMonth),
+    );
+  }
+  if (currency === "KES") {
+    limits.push(limit(LimitKind.MPESA_PER_TRANSACTION, MPESA_LIMITS.perTransaction, 0n), limit(LimitKind.MPESA_DAILY, MPESA_LIMITS.daily, usedDay));
+  }
+  return { tier, limits };
+}
+
+function formatMinor(m: bigint, currency: string): string {
+  const sign = m < 0n ? "-" : "";
+  const abs = m < 0n ? -m : m;
+  return `${currency} ${sign}${abs / 100n}.${(abs % 100n).toString().padStart(2, "0")}`;
+}
+
+const LIMIT_WORDS: Record<number, string> = {
+  [LimitKind.PER_TRANSACTION]: "per-withdrawal limit",
+  [LimitKind.DAILY]: "daily withdrawal limit",
+  [LimitKind.MONTHLY]: "monthly withdrawal limit",
+  [LimitKind.MPESA_PER_TRANSACTION]: "M-Pesa per-transaction limit",
+  [LimitKind.MPESA_DAILY]: "M-Pesa daily limit",
+};
+
+export interface PlaceHoldInput {
+  accountId: string;
+  amountMinor: bigint;
+  currency: string;
+  payoutId: string;
+  idempotencyKey: string;
+}
+
+/**
+ * Reserves money for a withdrawal once per key (and once per payout). The
+ * account row is locked first, so concurrent holds see each other's usage
+ * when limits and the available balance are checked.
+ */
+export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{ hold: Hold; account: AccountRow }> {
+  const account = await getAccount(tx, input.accountId, true);
+  if (!account) throw new ConnectError(`account_id: no account ${input.accountId}`, Code.NotFound);
+  const prior = await tx.query<HoldRow>(`SELECT * FROM wallet.holds WHERE idempotency_key = $1 OR payout_id = $2`, [input.idempotencyKey, input.payoutId]);
+  if (prior.rows[0]) {
+    const p = prior.rows[0];
+    if (p.idempotency_key === input.idempotencyKey && p.account_id === input.accountId && p.amount_minor === input.amountMinor && p.payout_id === input.payoutId) {
+      return { hold: toHold(p), account };
+    }
+    throw new ConnectError(
+      p.idempotency_key === input.idempotencyKey ? "idempotency_key: already used for a different hold" : `payout_id: payout ${input.payoutId} already has a hold`,
+      Code.AlreadyExists,
+    );
+  }
+  if (account.kind !== AccountKind.WORKER_WALLET && account.kind !== AccountKind.VENUE_POOL) {
+    throw new ConnectError("account_id: only worker wallets and venue pools are withdrawn from", Code.FailedPrecondition);
+  }
+  const currency = account.currency.trim();
+  if (currency !== input.currency) throw new ConnectError(`amount.currency: the account holds ${currency}, not ${input.currency}`, Code.InvalidArgument);
+  const available = account.balance_minor - account.held_minor;
+  if (available < input.amountMinor) {
+    throw new ConnectError(
+      `insufficient funds: available ${formatMinor(available, currency)}, asked ${formatMinor(input.amountMinor, currency)}`,
+      Code.FailedPrecondition,
+    );
+  }
+  const { limits } = await withdrawalLimits(tx, account);
+  for (const l of limits) {
+    if (input.amountMinor > l.remaining!.amountMinor) {
+      const perTx = l.kind === LimitKind.PER_TRANSACTION || l.kind === LimitKind.MPESA_PER_TRANSACTION;
+      const err = new ConnectError(
+        perTx
+          ? `${LIMIT_WORDS[l.kind]} is ${formatMinor(l.limit!.amountMinor, currency)}; withdraw at most that at once`
+          : `${LIMIT_WORDS[l.kind]} of ${formatMinor(l.limit!.amountMinor, currency)} reached: ${formatMinor(l.remaining!.amountMinor, currency)} left`,
+        Code.ResourceExhausted,
+      );
+      err.details.push({ desc: WithdrawalLimitSchema, value: l });
+      throw err;
+    }
+  }
+  await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor + $2 WHERE account_id = $1`, [account.account_id, input.amountMinor]);
+  const { rows } = await tx.query<HoldRow>(
+    `INSERT INTO wallet.holds (hold_id, account_id, amount_minor, currency, payout_id, idempotency_key, status)
+     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
+    [randomUUID(), account.account_id, input.amountMinor, currency, input.payoutId, input.idempotencyKey, HoldStatus.HELD],
+  );
+  const hold = rows[0];
+  await emitEvent(tx, "wallet", "ttip.wallet.payout_held", PayoutHeldSchema, {
+    holdId: hold.hold_id,
+    payoutId: hold.payout_id,
+    accountId: account.account_id,
+    ownerId: account.owner_id,
+    amount: money(hold.amount_minor, currency),
+  }, hold.payout_id);
+  return { hold: toHold(hold), account: (await getAccount(tx, account.account_id))! };
+}
+
+async function lockHold(tx: Queryable, holdId: string): Promise<HoldRow> {
+  const { rows } = await tx.query<HoldRow>(`SELECT * FROM wallet.holds WHERE hold_id = $1 FOR UPDATE`, [holdId]);
+  if (!rows[0]) throw new ConnectError(`hold_id: no hold ${holdId}`, Code.NotFound);
+  return rows[0];
+}
+
+/**
+ * B2C paid: the held amount leaves the wallet for the B2C float (payout
+ * clearing), and the transfer fee, paid by the platform, too. Settling twice
+ * returns the first settlement.
+ */
+export async function settleHold(tx: Queryable, holdId: string, externalReference: string, transferFeeMinor: bigint): Promise<{ hold: Hold; entry: JournalEntry }> {
+  const hold = await lockHold(tx, holdId);
+  if (hold.status === HoldStatus.SETTLED) return { hold: toHold(hold), entry: (await loadEntry(tx, hold.settle_entry_id!))! };
+  if (hold.status === HoldStatus.RELEASED) throw new ConnectError(`hold ${holdId} was released; it cannot be settled`, Code.FailedPrecondition);
+  if (transferFeeMinor < 0n) throw new ConnectError("transfer_fee: must not be negative", Code.InvalidArgument);
+  const currency = hold.currency.trim();
+  const float = await systemAccount(tx, AccountKind.PAYOUT_CLEARING, currency);
+  await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor - $2 WHERE account_id = $1`, [hold.account_id, hold.amount_minor]);
+  const postings = [
+    { accountId: hold.account_id, amountMinor: -hold.amount_minor, currency, memo: "withdrawal" },
+    { accountId: float.account_id, amountMinor: hold.amount_minor, currency, memo: `B2C ${externalReference}` },
+  ];
+  if (transferFeeMinor > 0n) {
+    const fees = await systemAccount(tx, AccountKind.PLATFORM_FEES, currency);
+    postings.push(
+      { accountId: fees.account_id, amountMinor: -transferFeeMinor, currency, memo: "B2C charge" },
+      { accountId: float.account_id, amountMinor: transferFeeMinor, currency, memo: "B2C charge" },
+    );
+  }
+  const { entry } = await postEntry(tx, {
+    idempotencyKey: `hold:${holdId}:settle`,
+    cause: causeOf("payoutId", hold.payout_id),
+    postings,
+    description: `Withdrawal to M-Pesa (${externalReference})`,
+  });
+  const { rows } = await tx.query<HoldRow>(
+    `UPDATE wallet.holds SET status = $2, settle_entry_id = $3, reason = $4, resolved_at = now() WHERE hold_id = $1 RETURNING *`,
+    [holdId, HoldStatus.SETTLED, entry.entryId, externalReference],
+  );
+  await emitEvent(tx, "wallet", "ttip.wallet.payout_settled", PayoutSettledSchema, {
+    holdId,
+    payoutId: hold.payout_id,
+    entryId: entry.entryId,
+    amount: money(hold.amount_minor, currency),
+  }, hold.payout_id);
+  return { hold: toHold(rows[0]), entry };
+}
+
+/** B2C failed: the held money is available again. Releasing twice returns the first release. */
+export async function releaseHold(tx: Queryable, holdId: string, reason: string): Promise<Hold> {
+  const hold = await lockHold(tx, holdId);
+  if (hold.status === HoldStatus.RELEASED) return toHold(hold);
+  if (hold.status === HoldStatus.SETTLED) throw new ConnectError(`hold ${holdId} was settled; it cannot be released`, Code.FailedPrecondition);
+  await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor - $2 WHERE account_id = $1`, [hold.account_id, hold.amount_minor]);
+  const { rows } = await tx.query<HoldRow>(
+    `UPDATE wallet.holds SET status = $2, reason = $3, resolved_at = now() WHERE hold_id = $1 RETURNING *`,
+    [holdId, HoldStatus.RELEASED, reason],
+  );
+  await emitEvent(tx, "wallet", "ttip.wallet.payout_released", PayoutReleasedSchema, {
+    holdId,
+    payoutId: hold.payout_id,
+    amount: money(hold.amount_minor, hold.currency.trim()),
+    reason,
+  }, hold.payout_id);
+  return toHold(rows[0]);
+}

@@ -1,0 +1,355 @@
+import { createHash, randomUUID } from "node:crypto";
+import { create, toJsonString } from "@bufbuild/protobuf";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { emitEvent, type Queryable } from "@ttip/runtime";
+import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import {
+  AccountKind,
+  AccountSchema,
+  EntryCauseSchema,
+  FxConversionSchema,
+  JournalEntrySchema,
+  OwnerKind,
+  PostingSchema,
+  type Account,
+  type EntryCause,
+  type FxConversion,
+  type JournalEntry,
+} from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { assertCurrency, money } from "./money.js";
+
+/** System accounts carry the other side of every entry and may go below zero. */
+const SYSTEM_KINDS = new Set([
+  AccountKind.PLATFORM_FEES,
+  AccountKind.MPESA_CLEARING,
+  AccountKind.STRIPE_CLEARING,
+  AccountKind.PAYOUT_CLEARING,
+  AccountKind.SUSPENSE,
+  AccountKind.FX_POSITION,
+]);
+
+export interface AccountRow {
+  account_id: string;
+  kind: number;
+  owner_kind: number;
+  owner_id: string;
+  currency: string;
+  balance_minor: bigint;
+  held_minor: bigint;
+  created_at: Date;
+}
+
+export function toAccount(r: AccountRow): Account {
+  return create(AccountSchema, {
+    accountId: r.account_id,
+    kind: r.kind,
+    ownerKind: r.owner_kind,
+    ownerId: r.owner_id,
+    currency: r.currency.trim(),
+    createdAt: timestampFromDate(r.created_at),
+  });
+}
+
+/** Finds or creates the account with this natural key. */
+export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind: OwnerKind, ownerId: string, currency: string): Promise<AccountRow> {
+  assertCurrency(currency, "currency");
+  const system = SYSTEM_KINDS.has(kind);
+  if (system && (ownerKind !== OwnerKind.PLATFORM || ownerId !== "")) {
+    throw new ConnectError(`owner_kind: ${AccountKind[kind]} accounts belong to the platform, with no owner_id`, Code.InvalidArgument);
+  }
+  if (kind === AccountKind.WORKER_WALLET && (ownerKind !== OwnerKind.WORKER || !ownerId)) {
+    throw new ConnectError("owner_id: a worker wallet needs owner_kind WORKER and the worker's id", Code.InvalidArgument);
+  }
+  if (kind === AccountKind.VENUE_POOL && (ownerKind !== OwnerKind.VENUE || !ownerId)) {
+    throw new ConnectError("owner_id: a venue pool needs owner_kind VENUE and the venue's id", Code.InvalidArgument);
+  }
+  await db.query(
+    `INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, owner_kind, owner_id, currency) DO NOTHING`,
+    [randomUUID(), kind, ownerKind, ownerId, currency, system],
+  );
+  const { rows } = await db.query<AccountRow>(
+    `SELECT * FROM wallet.accounts WHERE kind = $1 AND owner_kind = $2 AND owner_id = $3 AND currency = $4`,
+    [kind, ownerKind, ownerId, currency],
+  );
+  return rows[0];
+}
+
+/** A platform account (fees, clearing, suspense, FX position) in one currency. */
+export function systemAccount(db: Queryable, kind: AccountKind, currency: string): Promise<AccountRow> {
+  return ensureAccount(db, kind, OwnerKind.PLATFORM, "", currency);
+}
+
+export async function getAccount(db: Queryable, accountId: string, lock = false): Promise<AccountRow | undefined> {
+  const { rows } = await db.query<AccountRow & { may_go_negative: boolean }>(
+    `SELECT * FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
+    [accountId],
+  );
+  const account = rows[0];
+  if (account?.may_go_negative) account.balance_minor = await accountBalance(db, accountId);
+  return account;
+}
+
+/** A system account's balance: the sum of its postings (it keeps no running balance). */
+export async function accountBalance(db: Queryable, accountId: string): Promise<bigint> {
+  const { rows } = await db.query<{ total: bigint }>(
+    `SELECT coalesce(sum(amount_minor), 0)::bigint AS total FROM wallet.postings WHERE account_id = $1`,
+    [accountId],
+  );
+  return rows[0].total;
+}
+
+export interface PostingInput {
+  accountId: string;
+  amountMinor: bigint;
+  currency: string;
+  memo?: string;
+}
+
+export interface EntryInput {
+  idempotencyKey: string;
+  cause: EntryCause;
+  postings: PostingInput[];
+  conversions?: FxConversion[];
+  description?: string;
+  /** Set only by reverseEntry. */
+  reversesEntryId?: string;
+}
+
+export interface PostResult {
+  entry: JournalEntry;
+  created: boolean;
+}
+
+/** Only what the caller asked for, so a retry with the same key matches and a different request does not. */
+function fingerprint(input: EntryInput): string {
+  const canonical = JSON.stringify({
+    cause: toJsonString(EntryCauseSchema, input.cause),
+    postings: input.postings.map((p) => [p.accountId, p.amountMinor.toString(), p.currency, p.memo ?? ""]),
+    conversions: (input.conversions ?? []).map((c) => toJsonString(FxConversionSchema, c)),
+    description: input.description ?? "",
+    reverses: input.reversesEntryId ?? "",
+  });
+  return createHash("sha256").update(canonical).digest("hex");
+}
+
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function invalid(field: string, why: string): ConnectError {
+  return new ConnectError(`${field}: ${why}`, Code.InvalidArgument);
+}
+
+/**
+ * Posts a balanced entry exactly once per idempotency key, inside `tx`.
+ *
+ * Account rows are locked in id order (no deadlocks between entries that
+ * touch the same accounts) and their balances moved in the same statement
+ * that checks them, so concurrent postings never lose an update; the
+ * database refuses a worker or pool balance below its holds.
+ */
+export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostResult> {
+  if (!input.cause.cause.case) throw invalid("cause", "say what caused the entry");
+  const nets = new Map<string, bigint>();
+  input.postings.forEach((p, i) => {
+    if (!UUID.test(p.accountId)) throw invalid(`postings[${i}].account_id`, "must be a UUID");
+    if (p.amountMinor === 0n) throw invalid(`postings[${i}].amount`, "must not be zero");
+    assertCurrency(p.currency, `postings[${i}].amount.currency`);
+    nets.set(p.currency, (nets.get(p.currency) ?? 0n) + p.amountMinor);
+  });
+  for (const [currency, net] of nets) {
+    if (net !== 0n) throw invalid("postings", `do not balance in ${currency}: debits and credits differ by ${net} minor units`);
+  }
+
+  const hash = fingerprint(input);
+  const entryId = randomUUID();
+  const inserted = await tx.query(
+    `INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reverses_entry_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)
+     ON CONFLICT (idempotency_key) DO NOTHING
+     RETURNING entry_id`,
+    [entryId, input.idempotencyKey, hash, input.cause.cause.case, String(input.cause.cause.value), input.description ?? "", input.reversesEntryId ?? null],
+  );
+  if (!inserted.rows[0]) {
+    const prior = await tx.query<{ entry_id: string; request_hash: string }>(
+      `SELECT entry_id, request_hash FROM wallet.entries WHERE idempotency_key = $1`,
+      [input.idempotencyKey],
+    );
+    if (prior.rows[0].request_hash !== hash) {
+      throw new ConnectError("idempotency_key: already used for a different entry", Code.AlreadyExists);
+    }
+    return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
+  }
+
+  // Net change per account.
+  const deltas = new Map<string, bigint>();
+  for (const p of input.postings) deltas.set(p.accountId, (deltas.get(p.accountId) ?? 0n) + p.amountMinor);
+  const { rows: found } = await tx.query<AccountRow & { may_go_negative: boolean }>(
+    `SELECT * FROM wallet.accounts WHERE account_id = ANY($1::uuid[])`,
+    [[...deltas.keys()]],
+  );
+  const accounts = new Map(found.map((a) => [a.account_id, a]));
+  input.postings.forEach((p, i) => {
+    const account = accounts.get(p.accountId);
+    if (!account) throw new ConnectError(`postings[${i}].account_id: no account ${p.accountId}`, Code.NotFound);
+    if (account.currency.trim() !== p.currency) {
+      throw invalid(`postings[${i}].amount.currency`, `account ${p.accountId} holds ${account.currency.trim()}, not ${p.currency}`);
+    }
+  });
+  // Owned accounts (worker wallets, venue pools) are moved and checked under
+  // their row lock, in id order. System accounts stand on nearly every entry:
+  // locking them would serialise the whole platform, so their balance is the
+  // sum of their postings instead (see accountBalance).
+  for (const accountId of [...deltas.keys()].filter((id) => !accounts.get(id)!.may_go_negative).sort()) {
+    try {
+      const { rows } = await tx.query<{ balance_minor: bigint }>(
+        `UPDATE wallet.accounts SET balance_minor = balance_minor + $2 WHERE account_id = $1 RETURNING balance_minor`,
+        [accountId, deltas.get(accountId)],
+      );
+      accounts.get(accountId)!.balance_minor = rows[0].balance_minor;
+    } catch (err) {
+      if ((err as { constraint?: string }).constraint === "available_not_negative") {
+        throw new ConnectError(`account ${accountId}: available balance is too low for this entry`, Code.FailedPrecondition);
+      }
+      throw err;
+    }
+  }
+  const { rows: [{ seq, posted_at: postedAt }] } = await tx.query<{ seq: bigint; posted_at: Date }>(
+    `SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at`,
+  );
+  // Balance after each line of an owned account, walking the lines in order from its opening balance.
+  const running = new Map([...accounts].map(([id, a]) => [id, a.balance_minor - deltas.get(id)!]));
+  const lines = input.postings.map((p, i) => {
+    const account = accounts.get(p.accountId)!;
+    const after = account.may_go_negative ? null : running.get(p.accountId)! + p.amountMinor;
+    if (after !== null) running.set(p.accountId, after);
+    return { ...p, line: i, after, account };
+  });
+  await tx.query(
+    `INSERT INTO wallet.postings (entry_id, line, account_id, amount_minor, currency, balance_after, memo, posted_seq, posted_at)
+     SELECT $1, l, a, amt, c, b, m, $8, $9
+       FROM unnest($2::smallint[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[], $7::text[]) AS t(l, a, amt, c, b, m)`,
+    [
+      entryId,
+      lines.map((l) => l.line),
+      lines.map((l) => l.accountId),
+      lines.map((l) => l.amountMinor.toString()),
+      lines.map((l) => l.currency),
+      lines.map((l) => (l.after === null ? null : l.after.toString())),
+      lines.map((l) => l.memo ?? ""),
+      seq,
+      postedAt,
+    ],
+  );
+  for (const [i, c] of (input.conversions ?? []).entries()) {
+    if (!c.from || !c.to) throw invalid(`conversions[${i}]`, "needs from and to amounts");
+    await tx.query(
+      `INSERT INTO wallet.entry_conversions VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [entryId, i, c.from.amountMinor, c.from.currency, c.to.amountMinor, c.to.currency, c.rate, c.rateSource,
+        c.rateTime ? timestampDate(c.rateTime) : postedAt],
+    );
+  }
+  // Owners hear about their money moving; system accounts are not announced.
+  const causeId = String(input.cause.cause.value);
+  for (const l of lines) {
+    if (l.after === null) continue;
+    const init = {
+      accountId: l.accountId,
+      ownerId: l.account.owner_id,
+      entryId,
+      amount: money(l.amountMinor < 0n ? -l.amountMinor : l.amountMinor, l.currency),
+      balanceAfter: money(l.after, l.currency),
+      causeId,
+    };
+    if (l.amountMinor > 0n) await emitEvent(tx, "wallet", "ttip.wallet.credited", WalletCreditedSchema, init, causeId);
+    else await emitEvent(tx, "wallet", "ttip.wallet.debited", WalletDebitedSchema, init, causeId);
+  }
+  const entry = create(JournalEntrySchema, {
+    entryId,
+    idempotencyKey: input.idempotencyKey,
+    cause: input.cause,
+    postings: lines.map((l) => create(PostingSchema, { accountId: l.accountId, amount: money(l.amountMinor, l.currency), memo: l.memo ?? "" })),
+    conversions: input.conversions ?? [],
+    description: input.description ?? "",
+    postedAt: timestampFromDate(postedAt),
+  });
+  return { entry, created: true };
+}
+
+interface EntryRow {
+  entry_id: string;
+  idempotency_key: string;
+  cause_kind: string;
+  cause_ref: string;
+  description: string;
+  posted_at: Date;
+  reversed_by: string | null;
+}
+
+export async function loadEntry(db: Queryable, entryId: string): Promise<JournalEntry | undefined> {
+  const { rows } = await db.query<EntryRow>(
+    `SELECT e.*, r.entry_id AS reversed_by,
+            (SELECT posted_at FROM wallet.postings p WHERE p.entry_id = e.entry_id LIMIT 1) AS posted_at
+       FROM wallet.entries e
+       LEFT JOIN wallet.entries r ON r.reverses_entry_id = e.entry_id
+      WHERE e.entry_id = $1`,
+    [entryId],
+  );
+  const e = rows[0];
+  if (!e) return undefined;
+  const postings = await db.query<{ account_id: string; amount_minor: bigint; currency: string; memo: string }>(
+    `SELECT account_id, amount_minor, currency, memo FROM wallet.postings WHERE entry_id = $1 ORDER BY line`,
+    [entryId],
+  );
+  const conversions = await db.query(`SELECT * FROM wallet.entry_conversions WHERE entry_id = $1 ORDER BY line`, [entryId]);
+  return create(JournalEntrySchema, {
+    entryId: e.entry_id,
+    idempotencyKey: e.idempotency_key,
+    cause: causeOf(e.cause_kind, e.cause_ref),
+    postings: postings.rows.map((p) =>
+      create(PostingSchema, { accountId: p.account_id, amount: money(p.amount_minor, p.currency.trim()), memo: p.memo }),
+    ),
+    conversions: conversions.rows.map((c) =>
+      create(FxConversionSchema, {
+        from: money(c.from_minor, c.from_currency.trim()),
+        to: money(c.to_minor, c.to_currency.trim()),
+        rate: c.rate,
+        rateSource: c.rate_source,
+        rateTime: timestampFromDate(c.rate_time),
+      }),
+    ),
+    description: e.description,
+    postedAt: timestampFromDate(e.posted_at),
+    reversedByEntryId: e.reversed_by ?? "",
+  });
+}
+
+export function causeOf(kind: string, ref: string): EntryCause {
+  return create(EntryCauseSchema, { cause: { case: kind, value: ref } as EntryCause["cause"] });
+}
+
+/** Posts the mirror image of an entry, once; the database allows one reversal per entry. */
+export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<PostResult> {
+  const original = await loadEntry(tx, entryId);
+  if (!original) throw new ConnectError(`entry_id: no entry ${entryId}`, Code.NotFound);
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`wallet.reverse.${entryId}`]);
+  const existing = await tx.query<{ entry_id: string; idempotency_key: string }>(
+    `SELECT entry_id, idempotency_key FROM wallet.entries WHERE reverses_entry_id = $1`,
+    [entryId],
+  );
+  if (existing.rows[0] && existing.rows[0].idempotency_key !== idempotencyKey) {
+    throw new ConnectError(`entry ${entryId} was already reversed by ${existing.rows[0].entry_id}`, Code.FailedPrecondition);
+  }
+  return postEntry(tx, {
+    idempotencyKey,
+    cause: causeOf("reversedEntryId", entryId),
+    postings: original.postings.map((p) => ({
+      accountId: p.accountId,
+      amountMinor: -p.amount!.amountMinor,
+      currency: p.amount!.currency,
+      memo: `reversal: ${p.memo}`.slice(0, 200),
+    })),
+    description: `Reversal of ${entryId}: ${reason}`,
+    reversesEntryId: entryId,
+  });
+}

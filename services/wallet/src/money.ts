@@ -1,0 +1,52 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
+
+/** ISO 4217 minor digits of the currencies the ledger accepts. */
+export const MINOR_DIGITS: Record<string, number> = { KES: 2, USD: 2, EUR: 2, GBP: 2, UGX: 0, TZS: 2 };
+
+export function assertCurrency(currency: string, field: string): void {
+  if (!(currency in MINOR_DIGITS)) {
+    throw new ConnectError(`${field}: unsupported currency ${currency} (supported: ${Object.keys(MINOR_DIGITS).join(", ")})`, Code.InvalidArgument);
+  }
+}
+
+export function money(amountMinor: bigint, currency: string): Money {
+  return create(MoneySchema, { amountMinor, currency });
+}
+
+/**
+ * a * num / den rounded half away from zero, exactly (BigInt only). The one
+ * rounding rule of the ledger: fees, conversions and shares all go through it
+ * or through plain floor division where a rule says so.
+ */
+export function mulDivRound(a: bigint, num: bigint, den: bigint): bigint {
+  if (den <= 0n) throw new RangeError("denominator must be positive");
+  const product = a * num;
+  const negative = product < 0n;
+  const abs = negative ? -product : product;
+  const q = (abs * 2n + den) / (den * 2n);
+  return negative ? -q : q;
+}
+
+/** An exact decimal string ("129.4500") as integer / 10^scale. */
+export function parseDecimal(text: string, field: string): { units: bigint; scale: bigint } {
+  const m = /^(\d{1,12})(?:\.(\d{1,12}))?$/.exec(text);
+  if (!m) throw new ConnectError(`${field}: "${text}" is not a positive decimal like 129.45`, Code.InvalidArgument);
+  const frac = m[2] ?? "";
+  const units = BigInt(m[1] + frac);
+  if (units === 0n) throw new ConnectError(`${field}: must be greater than zero`, Code.InvalidArgument);
+  return { units, scale: 10n ** BigInt(frac.length) };
+}
+
+/**
+ * Converts minor units of one currency to another at `rate` (units of `to`
+ * per one unit of `from`), rounding half away from zero to `to`'s minor unit.
+ */
+export function convertMinor(amountMinor: bigint, from: string, to: string, rate: string): bigint {
+  const { units, scale } = parseDecimal(rate, "rate");
+  const shift = MINOR_DIGITS[to] - MINOR_DIGITS[from];
+  const num = units * (shift >= 0 ? 10n ** BigInt(shift) : 1n);
+  const den = scale * (shift < 0 ? 10n ** BigInt(-shift) : 1n);
+  return mulDivRound(amountMinor, num, den);
+}

@@ -1,0 +1,352 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import {
+  AccountKind,
+  EntryCauseSchema,
+  HoldStatus,
+  LimitKind,
+  OwnerKind,
+  PaymentRail,
+  SettlementMode,
+  TransactionKind,
+  UserTier,
+  WithdrawalLimitSchema,
+} from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { decodeEvent } from "@ttip/runtime";
+import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { wallet } from "../src/index.js";
+
+const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
+const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
+const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => Code[e.code]);
+/** The error a call must fail with. */
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => assert.fail("expected the call to fail"),
+    (e: unknown) => ConnectError.from(e),
+  );
+
+describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
+  let t: TestService;
+  let internal: Client<typeof WalletInternalService>;
+  let admin: Client<typeof WalletAdminService>;
+  let clearing: string;
+  let fees: string;
+
+  before(async () => {
+    t = await startTestService(wallet);
+    internal = t.client(WalletInternalService);
+    admin = t.client(WalletAdminService, { subject: randomUUID(), roles: ["admin"] });
+    clearing = (await internal.ensureAccount({ kind: AccountKind.MPESA_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
+    fees = (await internal.ensureAccount({ kind: AccountKind.PLATFORM_FEES, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
+  });
+  after(() => t.close());
+
+  async function newWorker() {
+    const workerId = randomUUID();
+    const account = (await internal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: workerId, currency: "KES" })).account!;
+    return { workerId, accountId: account.accountId, client: t.client(WalletService, { subject: workerId, roles: ["worker"] }) };
+  }
+
+  /** A confirmed M-Pesa tip: clearing -> worker (net) and platform fees. */
+  function tip(workerAccount: string, gross: bigint, fee: bigint, key = `mpesa:${randomUUID()}`) {
+    return internal.postEntry({
+      idempotencyKey: key,
+      cause: tipCause(),
+      postings: [
+        { accountId: clearing, amount: kes(-gross) },
+        { accountId: workerAccount, amount: kes(gross - fee), memo: "tip" },
+        ...(fee ? [{ accountId: fees, amount: kes(fee), memo: "platform fee" }] : []),
+      ],
+      description: "Tip by M-Pesa",
+    });
+  }
+
+  async function balanceOf(accountId: string) {
+    return (await admin.getAccount({ accountId })).balance!;
+  }
+
+  test("ensureAccount is idempotent on its natural key and checks ownership", async () => {
+    const w = await newWorker();
+    const again = await internal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: w.workerId, currency: "KES" });
+    assert.equal(again.account!.accountId, w.accountId);
+    assert.equal(await codeOf(internal.ensureAccount({ kind: AccountKind.PLATFORM_FEES, ownerKind: OwnerKind.WORKER, ownerId: w.workerId, currency: "KES" })), "InvalidArgument");
+    assert.equal(await codeOf(internal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, currency: "KES" })), "InvalidArgument");
+    assert.equal(await codeOf(internal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: w.workerId, currency: "XXX" })), "InvalidArgument");
+  });
+
+  test("a posting is applied once per key; a repeat returns the first entry and moves nothing", async () => {
+    const w = await newWorker();
+    const key = `mpesa:${randomUUID()}`;
+    const first = await tip(w.accountId, 15_000n, 700n, key);
+    assert.equal(first.created, true);
+    assert.equal(first.entry!.postings.length, 3);
+    const again = await failure(tip(w.accountId, 15_000n, 700n, key));
+    // The cause differs (a new random tip id), so this is a different request under the same key.
+    assert.equal(again.code, Code.AlreadyExists);
+    const replay = await internal.postEntry({
+      idempotencyKey: key,
+      cause: first.entry!.cause,
+      postings: first.entry!.postings,
+      description: first.entry!.description,
+    });
+    assert.equal(replay.created, false);
+    assert.equal(replay.entry!.entryId, first.entry!.entryId);
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 14_300n);
+  });
+
+  test("bad entries are refused precisely and change nothing", async () => {
+    const w = await newWorker();
+    const before = await admin.getTrialBalance({});
+    const unbalanced = await failure(
+      internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kes(-100n) }, { accountId: w.accountId, amount: kes(99n) }] }),
+    );
+    assert.equal(unbalanced.code, Code.InvalidArgument);
+    assert.match(unbalanced.rawMessage, /do not balance in KES/);
+    const unknown = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kes(-100n) }, { accountId: randomUUID(), amount: kes(100n) }] }));
+    assert.equal(unknown.code, Code.NotFound);
+    assert.match(unknown.rawMessage, /postings\[1\]\.account_id/);
+    const overdraw = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: w.accountId, amount: kes(-100n) }, { accountId: clearing, amount: kes(100n) }] }));
+    assert.equal(overdraw.code, Code.FailedPrecondition);
+    const currency = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: { amountMinor: -100n, currency: "USD" } }, { accountId: w.accountId, amount: { amountMinor: 100n, currency: "USD" } }] }));
+    assert.equal(currency.code, Code.InvalidArgument);
+    assert.equal(await codeOf(internal.postEntry({ idempotencyKey: "short", cause: tipCause(), postings: [] })), "InvalidArgument");
+    assert.deepEqual(await admin.getTrialBalance({}), before);
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 0n);
+  });
+
+  test("50 concurrent postings to one account lose no update", async () => {
+    const w = await newWorker();
+    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => tip(w.accountId, BigInt(1_000 + i), 100n)));
+    assert.ok(results.every((r) => r.created));
+    const expected = Array.from({ length: 50 }, (_, i) => BigInt(1_000 + i - 100)).reduce((a, b) => a + b, 0n);
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, expected);
+    // Each line's balance_after is a distinct step of one serial history.
+    const { rows } = await t.db.pool.query(`SELECT balance_after FROM wallet.postings WHERE account_id = $1 ORDER BY posted_seq`, [w.accountId]);
+    assert.equal(rows.length, 50);
+    assert.equal(rows[49].balance_after, expected);
+    assert.equal(new Set(rows.map((r) => r.balance_after)).size, 50);
+    const tb = await admin.getTrialBalance({});
+    assert.equal(tb.balanced, true);
+  });
+
+  test("the same key posted 20 times at once is applied once", async () => {
+    const w = await newWorker();
+    const req = { idempotencyKey: `mpesa:${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kes(-5_000n) }, { accountId: w.accountId, amount: kes(5_000n) }] };
+    const results = await Promise.all(Array.from({ length: 20 }, () => internal.postEntry(req)));
+    assert.equal(results.filter((r) => r.created).length, 1);
+    assert.equal(new Set(results.map((r) => r.entry!.entryId)).size, 1);
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 5_000n);
+  });
+
+  test("holds: place, refuse beyond available or a limit (naming it), settle with the B2C charge, release", async () => {
+    const w = await newWorker();
+    await tip(w.accountId, 3_000_000n, 0n); // KES 30,000
+    const payoutId = randomUUID();
+    const placed = await internal.placeHold({ accountId: w.accountId, amount: kes(1_000_000n), payoutId, idempotencyKey: `hold-${payoutId}` });
+    assert.equal(placed.hold!.status, HoldStatus.HELD);
+    assert.equal(placed.balance!.available!.amountMinor, 2_000_000n);
+    assert.equal(placed.balance!.held!.amountMinor, 1_000_000n);
+    const replay = await internal.placeHold({ accountId: w.accountId, amount: kes(1_000_000n), payoutId, idempotencyKey: `hold-${payoutId}` });
+    assert.equal(replay.hold!.holdId, placed.hold!.holdId, "same key, same hold");
+    assert.equal(await codeOf(internal.placeHold({ accountId: w.accountId, amount: kes(5n), payoutId, idempotencyKey: `other-${payoutId}` })), "AlreadyExists");
+
+    const tooMuch = await failure(internal.placeHold({ accountId: w.accountId, amount: kes(2_000_100n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` }));
+    assert.equal(tooMuch.code, Code.FailedPrecondition);
+    assert.match(tooMuch.rawMessage, /available KES 20000\.00/);
+    // Basic tier: KES 20,000 per withdrawal and KES 50,000 a day.
+    const perTx = await internal.placeHold({ accountId: w.accountId, amount: kes(2_000_000n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` });
+    assert.equal(perTx.balance!.available!.amountMinor, 0n);
+
+    const rich = await newWorker();
+    await tip(rich.accountId, 10_000_000n, 0n);
+    for (let i = 0; i < 2; i++) await internal.placeHold({ accountId: rich.accountId, amount: kes(2_000_000n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` });
+    const daily = await failure(internal.placeHold({ accountId: rich.accountId, amount: kes(1_500_000n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` }));
+    assert.equal(daily.code, Code.ResourceExhausted);
+    assert.match(daily.rawMessage, /daily withdrawal limit of KES 50000\.00 reached: KES 10000\.00 left/);
+    const [limit] = daily.findDetails(WithdrawalLimitSchema);
+    assert.equal(limit.kind, LimitKind.DAILY);
+    assert.equal(limit.remaining!.amountMinor, 1_000_000n);
+    const single = await failure(internal.placeHold({ accountId: rich.accountId, amount: kes(2_000_100n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` }));
+    assert.equal(single.code, Code.ResourceExhausted);
+    assert.equal(single.findDetails(WithdrawalLimitSchema)[0].kind, LimitKind.PER_TRANSACTION);
+    const limits = await rich.client.getWithdrawalLimits({ currency: "KES" });
+    assert.equal(limits.tier, UserTier.BASIC);
+    assert.equal(limits.limits.find((l) => l.kind === LimitKind.DAILY)!.used!.amountMinor, 4_000_000n);
+
+    const settled = await internal.settleHold({ holdId: placed.hold!.holdId, externalReference: "RKT1234567", transferFee: kes(1_100n) });
+    assert.equal(settled.hold!.status, HoldStatus.SETTLED);
+    assert.equal(settled.entry!.postings.length, 4);
+    const again = await internal.settleHold({ holdId: placed.hold!.holdId, externalReference: "RKT1234567", transferFee: kes(1_100n) });
+    assert.equal(again.entry!.entryId, settled.entry!.entryId, "settling twice moves money once");
+    assert.equal(await codeOf(internal.releaseHold({ holdId: placed.hold!.holdId, reason: "late failure" })), "FailedPrecondition");
+    const b = await balanceOf(w.accountId);
+    assert.deepEqual([b.ledger!.amountMinor, b.held!.amountMinor, b.available!.amountMinor], [2_000_000n, 2_000_000n, 0n]);
+
+    const released = await internal.releaseHold({ holdId: perTx.hold!.holdId, reason: "B2C failed: 2001" });
+    assert.equal(released.hold!.status, HoldStatus.RELEASED);
+    assert.equal((await balanceOf(w.accountId)).available!.amountMinor, 2_000_000n);
+    assert.equal(await codeOf(internal.settleHold({ holdId: perTx.hold!.holdId, externalReference: "X" })), "FailedPrecondition");
+    assert.equal(await codeOf(internal.releaseHold({ holdId: randomUUID() })), "NotFound");
+    assert.equal((await admin.getTrialBalance({})).balanced, true);
+  });
+
+  test("a reversal mirrors an entry once; a second is refused", async () => {
+    const w = await newWorker();
+    const { entry } = await tip(w.accountId, 2_000n, 100n);
+    const { reversal } = await admin.reverseEntry({ entryId: entry!.entryId, idempotencyKey: `rev-${entry!.entryId}`, reason: "customer refund" });
+    assert.equal(reversal!.cause!.cause.value, entry!.entryId);
+    assert.deepEqual(reversal!.postings.map((p) => p.amount!.amountMinor), entry!.postings.map((p) => -p.amount!.amountMinor));
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 0n);
+    const again = await admin.reverseEntry({ entryId: entry!.entryId, idempotencyKey: `rev-${entry!.entryId}`, reason: "customer refund" });
+    assert.equal(again.reversal!.entryId, reversal!.entryId, "the same request is answered again");
+    assert.equal(await codeOf(admin.reverseEntry({ entryId: entry!.entryId, idempotencyKey: `rev2-${entry!.entryId}`, reason: "again" })), "FailedPrecondition");
+    assert.equal((await admin.getJournalEntry({ entryId: entry!.entryId })).entry!.reversedByEntryId, reversal!.entryId);
+    await assert.rejects(t.db.pool.query(`UPDATE wallet.postings SET amount_minor = 1 WHERE entry_id = $1`, [entry!.entryId]), /immutable/);
+  });
+
+  test("a USD card tip lands in a KES wallet at a recorded rate, balanced per currency", async () => {
+    const w = await newWorker();
+    const stripe = (await internal.ensureAccount({ kind: AccountKind.STRIPE_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "USD" })).account!.accountId;
+    const fxUsd = (await internal.ensureAccount({ kind: AccountKind.FX_POSITION, ownerKind: OwnerKind.PLATFORM, currency: "USD" })).account!.accountId;
+    const fxKes = (await internal.ensureAccount({ kind: AccountKind.FX_POSITION, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
+    const quote = (await internal.quoteTipFees({ amount: { amountMinor: 1_000n, currency: "USD" }, rail: PaymentRail.CARD, customerCoversFee: true, workerId: w.workerId })).quote!;
+    assert.equal(quote.workerReceives!.currency, "KES");
+    assert.equal(quote.workerReceives!.amountMinor, 129_200n);
+    const c = quote.conversion!;
+    assert.equal(c.rate, "129.20000000");
+    const usd = (m: bigint) => ({ amountMinor: m, currency: "USD" });
+    const usdFees = (await internal.ensureAccount({ kind: AccountKind.PLATFORM_FEES, ownerKind: OwnerKind.PLATFORM, currency: "USD" })).account!.accountId;
+    const posted = await internal.postEntry({
+      idempotencyKey: `stripe:pi_${randomUUID()}`,
+      cause: create(EntryCauseSchema, { cause: { case: "stripePaymentId", value: "pi_123" } }),
+      postings: [
+        { accountId: stripe, amount: usd(-quote.customerPays!.amountMinor) },
+        { accountId: fxUsd, amount: usd(1_000n) },
+        { accountId: usdFees, amount: usd(quote.customerPays!.amountMinor - 1_000n) },
+        { accountId: fxKes, amount: kes(-c.to!.amountMinor) },
+        { accountId: w.accountId, amount: kes(c.to!.amountMinor) },
+      ],
+      conversions: [c],
+      description: "Card tip",
+    });
+    assert.equal(posted.entry!.conversions[0].rate, "129.20000000");
+    assert.equal(posted.entry!.conversions[0].rateSource, "configured");
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 129_200n);
+    const tb = await admin.getTrialBalance({});
+    assert.equal(tb.balanced, true);
+    assert.deepEqual(tb.lines.map((l) => [l.currency, l.netMinor]), [["KES", 0n], ["USD", 0n]]);
+  });
+
+  test("tip pools: one entry splits by shares; the remainder stays; a retry is the same distribution", async () => {
+    const venueId = randomUUID();
+    const members = [randomUUID(), randomUUID(), randomUUID()];
+    const pool = (await internal.ensureAccount({ kind: AccountKind.VENUE_POOL, ownerKind: OwnerKind.VENUE, ownerId: venueId, currency: "KES" })).account!.accountId;
+    await tip(pool, 100_001n, 0n);
+    assert.equal(await codeOf(internal.distributePool({ venueId, currency: "KES", idempotencyKey: `dist-${venueId}` })), "FailedPrecondition");
+    assert.equal(await codeOf(internal.setPoolRules({ venueId, members: [{ workerId: members[0], shares: 1 }, { workerId: members[0], shares: 2 }], idempotencyKey: `rules-${venueId}` })), "InvalidArgument");
+    const rules = await internal.setPoolRules({ venueId, members: [{ workerId: members[0], shares: 2 }, { workerId: members[1], shares: 1 }, { workerId: members[2], shares: 1 }], idempotencyKey: `rules-${venueId}` });
+    assert.equal(rules.rules!.version, 1);
+    const d = await internal.distributePool({ venueId, currency: "KES", idempotencyKey: `dist-${venueId}` });
+    assert.equal(d.remainder!.amountMinor, 1n);
+    assert.deepEqual(d.entry!.postings.map((p) => p.amount!.amountMinor), [-100_000n, 50_000n, 25_000n, 25_000n]);
+    const again = await internal.distributePool({ venueId, currency: "KES", idempotencyKey: `dist-${venueId}` });
+    assert.equal(again.entry!.entryId, d.entry!.entryId);
+    assert.equal((await balanceOf(pool)).ledger!.amountMinor, 1n, "the odd cent waits for the next run");
+    const share = await t.client(WalletService, { subject: members[0], roles: ["worker"] }).listTransactions({});
+    assert.equal(share.transactions[0].kind, TransactionKind.POOL_SHARE);
+  });
+
+  test("a worker sees only their own wallet; history pages and filters; anonymous and wrong roles are refused", async () => {
+    const w = await newWorker();
+    const other = await newWorker();
+    await tip(other.accountId, 9_999n, 100n);
+    for (let i = 1; i <= 7; i++) await tip(w.accountId, BigInt(i * 1_000), 100n);
+    const bal = await w.client.getBalance({});
+    assert.deepEqual(bal.balances.map((b) => [b.accountId, b.ledger!.amountMinor]), [[w.accountId, 27_300n]]);
+    const seen: bigint[] = [];
+    let token = "";
+    do {
+      const page = await w.client.listTransactions({ page: { pageSize: 3, pageToken: token } });
+      assert.ok(page.transactions.length <= 3);
+      seen.push(...page.transactions.map((x) => x.amount!.amountMinor));
+      token = page.page!.nextPageToken;
+    } while (token);
+    assert.deepEqual(seen, [6_900n, 5_900n, 4_900n, 3_900n, 2_900n, 1_900n, 900n], "newest first, each once");
+    assert.equal((await w.client.listTransactions({ kinds: [TransactionKind.PAYOUT] })).transactions.length, 0);
+    assert.equal(await codeOf(w.client.listTransactions({ page: { pageToken: "bm9wZQ" } })), "InvalidArgument");
+    assert.equal(await codeOf(t.client(WalletService).getBalance({})), "Unauthenticated");
+    assert.equal(await codeOf(t.client(WalletService, { subject: w.workerId, roles: ["customer"] }).getBalance({})), "PermissionDenied");
+    assert.equal(await codeOf(t.client(WalletAdminService, { subject: w.workerId, roles: ["worker"] }).getTrialBalance({})), "PermissionDenied");
+  });
+
+  test("monthly statement: opening, rows and closing, also as RFC 4180 CSV; a future month is refused", async () => {
+    const w = await newWorker();
+    await tip(w.accountId, 1_000n, 100n);
+    await tip(w.accountId, 2_000n, 100n);
+    const now = new Date(Date.now() + 3 * 3600_000); // Nairobi
+    const req = { year: now.getUTCFullYear(), month: now.getUTCMonth() + 1, currency: "KES", format: StatementFormat.CSV };
+    const s = await w.client.getStatement(req);
+    assert.equal(s.openingBalance!.amountMinor, 0n);
+    assert.equal(s.closingBalance!.amountMinor, 2_800n);
+    assert.equal(s.rows.length, 2);
+    const csv = new TextDecoder().decode(s.csv).split("\r\n");
+    assert.equal(csv[0], "posted_at,entry_id,description,amount_KES,balance_after_KES");
+    assert.match(csv[2], /,Tip by M-Pesa,9\.00,9\.00$/);
+    assert.equal(csv[4], ",,closing balance,,28.00");
+    assert.equal(await codeOf(w.client.getStatement({ ...req, year: req.year + 1 })), "FailedPrecondition");
+    assert.equal(await codeOf(w.client.getStatement({ ...req, month: 13 })), "InvalidArgument");
+  });
+
+  test("fee schedules are versioned; quotes name the version they used", async () => {
+    const w = await newWorker();
+    const q1 = await t.client(WalletService).quoteFees({ amount: kes(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
+    assert.equal(q1.quote!.feeScheduleVersion, 1);
+    assert.equal(q1.quote!.platformFee!.amountMinor, 500n);
+    const created = await admin.createFeeSchedule({
+      idempotencyKey: `fees-${randomUUID()}`,
+      schedule: { currency: "KES", platformFeeBps: 300, platformFeeMinMinor: 0n, platformFeeCapMinor: 20_000n, cardFeeBps: 290 },
+    });
+    assert.equal(created.schedule!.version, 2);
+    const q2 = await t.client(WalletService).quoteFees({ amount: kes(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
+    assert.equal(q2.quote!.feeScheduleVersion, 2);
+    assert.equal(q2.quote!.platformFee!.amountMinor, 300n);
+    const gap = await failure(admin.createFeeSchedule({ idempotencyKey: `fees-${randomUUID()}`, schedule: { currency: "KES", platformFeeCapMinor: 1n, mpesaB2cBands: [{ minMinor: 100n, maxMinor: 200n }, { minMinor: 300n, maxMinor: 400n }] } }));
+    assert.equal(gap.code, Code.InvalidArgument);
+    assert.match(gap.rawMessage, /contiguous/);
+    assert.equal(await codeOf(t.client(WalletService).quoteFees({ amount: kes(0n), rail: PaymentRail.MPESA, workerId: w.workerId })), "InvalidArgument");
+  });
+
+  test("settlement mode defaults to pass-through and can be chosen per worker", async () => {
+    const workerId = randomUUID();
+    assert.equal((await internal.getSettlementMode({ ownerKind: OwnerKind.WORKER, ownerId: workerId })).mode, SettlementMode.PASS_THROUGH);
+    await admin.setSettlementMode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, mode: SettlementMode.WALLET });
+    assert.equal((await internal.getSettlementMode({ ownerKind: OwnerKind.WORKER, ownerId: workerId })).mode, SettlementMode.WALLET);
+  });
+
+  test("wallet.credited reaches the bus through the outbox", async () => {
+    const w = await newWorker();
+    const { entry } = await tip(w.accountId, 4_200n, 200n);
+    let subscription: { stop(): Promise<void> } | undefined;
+    const got = new Promise<ReturnType<typeof decodeEvent<typeof WalletCreditedSchema>>>((resolve) => {
+      void t.ctx.bus.subscribe({
+        durable: `test-credited-${w.workerId.slice(0, 8)}`,
+        subject: "ttip.wallet.credited",
+        handler: async (m) => {
+          const e = decodeEvent(WalletCreditedSchema, m);
+          if (e.entryId === entry!.entryId) resolve(e);
+        },
+      }).then((s) => (subscription = s));
+    });
+    const event = await got;
+    await subscription?.stop();
+    assert.equal(event.ownerId, w.workerId);
+    assert.equal(event.amount!.amountMinor, 4_000n);
+    assert.equal(event.meta!.producer, "wallet");
+  });
+});
