@@ -6,6 +6,7 @@ import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { emitEvent, scrubText, withTransaction, type Logger, type Pool, type Queryable } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
+import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
 import {
   CHANNEL_NAMES,
@@ -18,7 +19,7 @@ import {
   pushTokens,
   templateKeyName,
 } from "./store.js";
-import { render, resolveLocale } from "./templates.js";
+import { render, resolveLocale, withDefaults } from "./templates.js";
 
 export type DeliveryState = "queued" | "sent" | "delivered" | "failed" | "retrying";
 
@@ -133,20 +134,23 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
       // No device registered: nothing to push to, and nothing worth a failed record.
       if (channel === Channel.PUSH && !explicit && (await pushTokens(tx, userId)).length === 0) continue;
     }
-    if (!address && !explicit) continue;
+    if (!address && !explicit && !(channel === Channel.SMS && userId)) continue;
 
     const template = await findTemplate(tx, req.templateKey, locale, channel);
     if (!template) throw new Error(`no active template for ${templateKeyName(req.templateKey)}/${locale}/${CHANNEL_NAMES[channel]}`);
-    const subject = render(template.subject, req.variables);
-    const body = render(template.body, req.variables);
+    const variables = withDefaults(req.templateKey, req.variables);
+    const subject = render(template.subject, variables);
+    const body = render(template.body, variables);
 
     let status: DeliveryState = "queued";
     let error: string | null = null;
     let nextAttempt = now;
-    if (!address) {
+    // A user whose number we do not have yet: the dispatcher asks auth for it.
+    const lookup = channel === Channel.SMS && !address && !!userId;
+    if (!address && !lookup) {
       status = "failed";
       error = channel === Channel.SMS ? "no phone number on file" : channel === Channel.EMAIL ? "no e-mail address on file" : "no recipient";
-    } else if (channel === Channel.SMS && !isOtp && (await isOptedOut(tx, address))) {
+    } else if (channel === Channel.SMS && !isOtp && address && (await isOptedOut(tx, address))) {
       status = "failed";
       error = "recipient texted STOP";
     } else if (channel === Channel.IN_APP) {
@@ -215,7 +219,12 @@ export interface DispatcherOptions {
   publicUrl: () => string;
   /** Deferrals longer than this are parked for the sweeper instead of redelivered. */
   parkAfterMs?: number;
+  /** Where to find the number of a user we have none for (auth). */
+  contacts?: ContactLookup;
 }
+
+/** How long a delivery waits for an unreachable contact lookup before it fails. */
+const LOOKUP_PATIENCE_MS = 15 * 60_000;
 
 /**
  * Sends one delivery through its channel's providers. Each attempt is
@@ -241,6 +250,7 @@ export class Dispatcher {
 
   /** Resolves when the delivery needs nothing more now; throws RetryLater when it is due again soon. */
   async run(deliveryId: string): Promise<void> {
+    await this.resolveAddress(deliveryId);
     const claim = await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId));
     if (claim.kind === "done") return;
     if (claim.kind === "later") throw new RetryLater(`delivery ${deliveryId} not due yet`);
@@ -248,6 +258,48 @@ export class Dispatcher {
     const outcome = await this.send(d, provider);
     const state = await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome));
     if (state === "retrying") throw new RetryLater(`delivery ${deliveryId} will be retried`);
+  }
+
+  /**
+   * An SMS to a user whose number we lacked: ask auth (outside any
+   * transaction: embedded mode has one connection, which auth needs too) and
+   * keep the answer in recipients for next time.
+   */
+  private async resolveAddress(id: string): Promise<void> {
+    const { rows } = await this.o.pool.query<{ user_id: string; created_at: Date }>(
+      `SELECT user_id, created_at FROM notification.deliveries
+        WHERE id = $1 AND channel = $2 AND address = '' AND user_id IS NOT NULL AND status IN ('queued', 'retrying')`,
+      [id, Channel.SMS],
+    );
+    const pending = rows[0];
+    if (!pending) return;
+    let contact: Awaited<ReturnType<ContactLookup>> = null;
+    let error = "no phone number on file";
+    try {
+      contact = this.o.contacts ? await this.o.contacts(pending.user_id) : null;
+    } catch (err) {
+      if (Date.now() - pending.created_at.getTime() < LOOKUP_PATIENCE_MS) throw new RetryLater(`phone lookup failed: ${(err as Error).message}`);
+      error = "phone lookup kept failing";
+    }
+    await withTransaction(this.o.pool, async (tx) => {
+      const locked = await tx.query<DeliveryRow>(
+        "SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries WHERE id = $1 AND address = '' FOR UPDATE",
+        [id],
+      );
+      if (!locked.rows[0]) return;
+      if (!contact?.phone) {
+        await this.finish(tx, locked.rows[0], "failed", error);
+        return;
+      }
+      const phone = normalizePhone(contact.phone);
+      await tx.query(
+        `INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(recipients.phone, EXCLUDED.phone),
+           locale = CASE WHEN recipients.locale = '' THEN EXCLUDED.locale ELSE recipients.locale END, updated_at = now()`,
+        [pending.user_id, phone, contact.locale],
+      );
+      await tx.query("UPDATE notification.deliveries SET address = $2, address_masked = $3, updated_at = now() WHERE id = $1", [id, phone, maskPhone(phone)]);
+    });
   }
 
   private async claim(tx: Queryable, id: string): Promise<Claim> {
@@ -279,6 +331,11 @@ export class Dispatcher {
         [id, last.attempt],
       );
       await this.finish(tx, d, "failed", "in doubt: a send was cut off; not resent to avoid a duplicate");
+      return { kind: "done" };
+    }
+    // A STOP that came in after the message was queued still counts.
+    if (d.channel === Channel.SMS && d.template_key !== TemplateKey.OTP && (await isOptedOut(tx, d.address))) {
+      await this.finish(tx, d, "failed", "recipient texted STOP");
       return { kind: "done" };
     }
     const providers = this.providersFor(d.channel);

@@ -24,7 +24,7 @@ import {
 import { requireCaller, withTransaction, type Pool, type ServiceContext } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
 import { findRecipient, findTemplate, type TemplateRecord } from "./store.js";
-import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables } from "./templates.js";
+import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
 
 const KEYS = [1, 2, 3, 4, 5, 6, 7] as TemplateKey[];
 const STATUS: Record<string, DeliveryStatus> = {
@@ -327,8 +327,9 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       const t = await findTemplate(pool, req.key, locale, req.channel, req.version);
       if (!t) throw new ConnectError(`no ${req.version ? `version ${req.version}` : "active version"} of ${TemplateKey[req.key]}/${locale}/${Channel[req.channel]}`, Code.NotFound);
       try {
-        const subject = render(t.subject, req.variables);
-        const body = render(t.body, req.variables);
+        const variables = withDefaults(req.key, req.variables);
+        const subject = render(t.subject, variables);
+        const body = render(t.body, variables);
         const size = req.channel === Channel.SMS ? smsSize(body) : undefined;
         return {
           subject,

@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { ServiceModule } from "@ttip/runtime";
 import { configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
+import { authContacts, type ContactLookup } from "./contacts.js";
 import { Dispatcher, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers.js";
 import { createProviders } from "./providers.js";
@@ -13,6 +14,7 @@ import { webhooks } from "./webhooks.js";
 export { ProviderSimulator } from "./simulator.js";
 export { DEFAULT_RETRY, type NotificationConfig, type ProviderConfig, type RetryConfig } from "./config.js";
 export { smsSize, formatMoney } from "./templates.js";
+export type { Contact, ContactLookup } from "./contacts.js";
 
 export interface NotificationOptions {
   /** Fixed configuration (tests); otherwise read from NOTIFICATION_* variables. */
@@ -21,6 +23,8 @@ export interface NotificationOptions {
   sweepIntervalMs?: number;
   /** Deferrals longer than this wait in the table instead of on the bus. */
   parkAfterMs?: number;
+  /** Where a user's phone comes from when we have none; auth's GetUserById by default. */
+  contacts?: ContactLookup;
 }
 
 /**
@@ -36,6 +40,8 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
   };
   return {
     name: "notification",
+    // Auth owns phone numbers; events carry masked ones only.
+    calls: ["auth"],
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
     services: [NotificationService, NotificationAdminService, NotificationInternalService],
     async start(ctx) {
@@ -60,6 +66,7 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         logger: ctx.logger,
         publicUrl: cfg.publicUrl,
         parkAfterMs: options.parkAfterMs,
+        contacts: options.contacts ?? authContacts(ctx),
       });
       const stopTriggers = await startTriggers(ctx, dispatcher);
       let sweeping: Promise<unknown> = Promise.resolve();

@@ -15,6 +15,16 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.WEEKLY_SUMMARY]: ["week", "count", "total"],
 };
 
+/** Values used when a caller leaves a variable out (auth's OTP sender gives the code only). */
+export const TEMPLATE_DEFAULTS: Partial<Record<TemplateKey, Record<string, string>>> = {
+  [TemplateKey.OTP]: { minutes: "5" },
+};
+
+/** The caller's variables over the kind's defaults. */
+export function withDefaults(key: TemplateKey, variables: Record<string, string>): Record<string, string> {
+  return { ...TEMPLATE_DEFAULTS[key], ...variables };
+}
+
 interface DefaultText {
   title: string;
   text: string;

@@ -107,7 +107,10 @@ describe("notification service against Postgres, JetStream and the provider simu
     const fr = await admin().renderTemplate({ key: TemplateKey.PAYOUT_SENT, locale: "fr", channel: Channel.PUSH, variables: vars[TemplateKey.PAYOUT_SENT] });
     assert.equal(fr.locale, "en");
     assert.equal(fr.subject, "Withdrawal sent");
-    await assert.rejects(admin().renderTemplate({ key: TemplateKey.OTP, locale: "en", channel: Channel.SMS, variables: { code: "1" } }), (e: ConnectError) => e.code === Code.InvalidArgument && /minutes/.test(e.message));
+    await assert.rejects(admin().renderTemplate({ key: TemplateKey.OTP, locale: "en", channel: Channel.SMS, variables: { minutes: "1" } }), (e: ConnectError) => e.code === Code.InvalidArgument && /missing code/.test(e.message));
+    // Auth sends the code alone; the validity defaults to its 5 minutes.
+    const codeOnly = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "en", channel: Channel.SMS, variables: { code: "123456" } });
+    assert.equal(codeOnly.body, "Your TTIP code is 123456. It expires in 5 minutes. Never share it.");
   });
 
   test("an OTP by phone goes out once per idempotency key, in Swahili, and its text is not kept", async () => {
@@ -131,8 +134,8 @@ describe("notification service against Postgres, JetStream and the provider simu
     await sleep(300);
     assert.equal(smsTo(phone).length, 1);
     await assert.rejects(
-      internal().sendNotification({ ...req, idempotencyKey: `otp-${randomUUID()}`, variables: { code: "1" } }),
-      (e: ConnectError) => e.code === Code.InvalidArgument && /minutes/.test(e.message),
+      internal().sendNotification({ ...req, idempotencyKey: `otp-${randomUUID()}`, variables: { minutes: "5" } }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /missing code/.test(e.message),
     );
   });
 
