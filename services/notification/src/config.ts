@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { env, loadConfig } from "@ttip/runtime";
+import { ConfigError, env, loadConfig } from "@ttip/runtime";
 
 export type SmsProviderName = "africastalking" | "twilio";
 
@@ -36,6 +36,7 @@ export interface NotificationConfig {
 }
 
 const shape = {
+  NODE_ENV: z.string().default("development"),
   // "simulator": start the in-repo provider simulators on loopback (make run); "real": use the URLs below.
   NOTIFICATION_PROVIDERS: z.enum(["simulator", "real"]).default("simulator"),
   NOTIFICATION_PUBLIC_URL: z.string().default(""),
@@ -74,8 +75,22 @@ export const DEFAULT_RETRY: RetryConfig = {
   httpTimeoutMs: 10_000,
 };
 
+/** Reads NOTIFICATION_* variables; refuses simulators in production and real mode without the primary SMS provider's credentials. */
 export function loadEnvConfig(vars: Record<string, string | undefined> = process.env): EnvConfig {
-  return loadConfig(shape, vars);
+  const c = loadConfig(shape, vars);
+  const problems: string[] = [];
+  if (c.NOTIFICATION_PROVIDERS === "simulator" && c.NODE_ENV === "production") {
+    problems.push("NOTIFICATION_PROVIDERS: must be real in production (simulators reach nobody)");
+  }
+  if (c.NOTIFICATION_PROVIDERS === "real") {
+    const primary =
+      c.NOTIFICATION_SMS_PRIMARY === "africastalking"
+        ? { NOTIFICATION_AT_USERNAME: c.NOTIFICATION_AT_USERNAME, NOTIFICATION_AT_API_KEY: c.NOTIFICATION_AT_API_KEY }
+        : { NOTIFICATION_TWILIO_ACCOUNT_SID: c.NOTIFICATION_TWILIO_ACCOUNT_SID, NOTIFICATION_TWILIO_AUTH_TOKEN: c.NOTIFICATION_TWILIO_AUTH_TOKEN, NOTIFICATION_TWILIO_FROM: c.NOTIFICATION_TWILIO_FROM };
+    for (const [name, value] of Object.entries(primary)) if (!value) problems.push(`${name}: is required with NOTIFICATION_PROVIDERS=real`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return c;
 }
 
 export function configFromEnv(e: EnvConfig): NotificationConfig {

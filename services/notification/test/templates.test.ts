@@ -112,3 +112,15 @@ describe("callback signatures", () => {
     assert.ok(!checkSendgridSignature("bm90IGEga2V5", "1", Buffer.from("[]"), "c2ln"));
   });
 });
+
+describe("configuration", () => {
+  test("production refuses the simulators, and real mode needs the primary SMS provider's credentials", async () => {
+    const { loadEnvConfig } = await import("../src/config.js");
+    assert.equal(loadEnvConfig({}).NOTIFICATION_PROVIDERS, "simulator");
+    assert.throws(() => loadEnvConfig({ NODE_ENV: "production" }), /NOTIFICATION_PROVIDERS: must be real/);
+    assert.throws(() => loadEnvConfig({ NOTIFICATION_PROVIDERS: "real" }), /NOTIFICATION_AT_API_KEY: is required/);
+    assert.throws(() => loadEnvConfig({ NOTIFICATION_PROVIDERS: "real", NOTIFICATION_SMS_PRIMARY: "twilio" }), /NOTIFICATION_TWILIO_AUTH_TOKEN: is required/);
+    const ok = loadEnvConfig({ NOTIFICATION_PROVIDERS: "real", NOTIFICATION_AT_USERNAME: "ttip", NOTIFICATION_AT_API_KEY: "k" });
+    assert.equal(ok.NOTIFICATION_AT_BASE_URL, "https://api.africastalking.com");
+  });
+});
