@@ -25,6 +25,9 @@ export const DEFAULT_RULES: Record<string, Rule> = {
   "ttip.auth.v1.AuthService/ResetPin": anonymous,
   "ttip.auth.v1.AuthService/RefreshSession": anonymous,
   "ttip.auth.v1.AuthService/GetJwks": anonymous,
+  // A worker's own wallet; the tip page quotes fees before anyone signs in.
+  "ttip.wallet.v1.WalletService": { access: "signed_in", roles: ["worker"] },
+  "ttip.wallet.v1.WalletService/QuoteFees": anonymous,
 };
 
 export interface PolicyOptions {

@@ -87,7 +87,7 @@ async function main() {
   });
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
   const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
-  const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}` });
+  const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}`, logger });
   const bus = await JetStreamBus.connect({ servers: cfg.NATS_URL, logger });
   const cache = new RedisCache(cfg.REDIS_URL);
   const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, {

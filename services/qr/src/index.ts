@@ -1,12 +1,57 @@
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import { QrService, QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import type { ServiceModule } from "@ttip/runtime";
+import { ConfigError, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { devKeyAllowed, loadQrConfig } from "./config.js";
+import { createHandlers, type QrDeps } from "./handlers.js";
+import { Resolver } from "./resolver.js";
+import { PayloadSigner } from "./signing.js";
+import { startTipConsumer } from "./tips.js";
+
+/** The signing key: from config, or in embedded and test runs a generated one kept in the database. */
+async function signingKey(ctx: ServiceContext, cfg: ReturnType<typeof loadQrConfig>): Promise<string> {
+  if (cfg.QR_SIGNING_KEY) return cfg.QR_SIGNING_KEY;
+  if (!devKeyAllowed(cfg)) {
+    throw new ConfigError(["QR_SIGNING_KEY: is required (at least 32 characters); only embedded and test runs may use a generated key"]);
+  }
+  await ctx.pool.query(`INSERT INTO qr.dev_settings (key, value) VALUES ('signing_key', $1) ON CONFLICT DO NOTHING`, [
+    randomBytes(32).toString("base64url"),
+  ]);
+  const { rows } = await ctx.pool.query(`SELECT value FROM qr.dev_settings WHERE key = 'signing_key'`);
+  ctx.logger.warn("QR_SIGNING_KEY is not set: using a generated development key");
+  return rows[0].value;
+}
+
+/** The qr service; `envVars` lets tests and benchmarks pass their own configuration. */
+export function createQrModule(envVars: Record<string, string | undefined> = process.env): ServiceModule {
+  // One module may be started more than once in a process (tests): state per start.
+  const deps = new WeakMap<ServiceContext, QrDeps>();
+  return {
+    name: "qr",
+    migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
+    services: [QrService, QrInternalService],
+    async start(ctx) {
+      const cfg = loadQrConfig(envVars);
+      const key = await signingKey(ctx, cfg);
+      const signer = new PayloadSigner(key, cfg.QR_PREVIOUS_SIGNING_KEYS);
+      deps.set(ctx, {
+        pool: ctx.pool,
+        cfg,
+        signer,
+        deviceSalt: `device:${key}`,
+        resolver: new Resolver(ctx.pool, ctx.cache, signer, cfg, ctx.logger, ctx.metrics),
+      });
+      return startTipConsumer(ctx);
+    },
+    routes(router, ctx) {
+      const d = deps.get(ctx);
+      if (!d) throw new Error("qr: routes() called before start()");
+      const handlers = createHandlers(d);
+      router.service(QrService, handlers.public);
+      router.service(QrInternalService, handlers.internal);
+    },
+  };
+}
 
 /** QR codes for workers and venues: short codes, signed payloads with optional expiry and dynamic parameters, PNG/SVG renders, the offline KE-QR and USSD forms, and scan events. */
-export const qr: ServiceModule = {
-  name: "qr",
-  services: [QrService, QrInternalService],
-  routes(router) {
-    // No method is built yet: each answers UNIMPLEMENTED, never a fake success.
-    for (const service of this.services) router.service(service, {});
-  },
-};
+export const qr: ServiceModule = createQrModule();

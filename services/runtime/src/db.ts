@@ -13,14 +13,18 @@ export type Queryable = Pick<pg.Pool, "query">;
 // int8 (bigint) as BigInt, so money in minor units never passes through a float.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => BigInt(v));
 
-export function createPool(url: string, options: { max?: number; applicationName?: string } = {}): Pool {
-  return new pg.Pool({
+export function createPool(url: string, options: { max?: number; applicationName?: string; logger?: Logger } = {}): Pool {
+  const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 10,
     application_name: options.applicationName,
     idleTimeoutMillis: 30_000,
     connectionTimeoutMillis: 10_000,
   });
+  // An idle connection dropped by a Postgres restart or failover emits here; without
+  // a listener the process would crash. The pool replaces it on the next checkout.
+  pool.on("error", (err) => options.logger?.warn({ err: err.message }, "idle Postgres connection lost"));
+  return pool;
 }
 
 /** Runs fn in a transaction; commits if it returns, rolls back if it throws. */

@@ -64,6 +64,19 @@ describe("wallet through the gateway, as a browser calls it", () => {
 
     const anonymous = await fetch(`${gateway.url}/ttip.wallet.v1.WalletService/GetBalance`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
     assert.equal(anonymous.status, 401);
+    // The gateway refuses a customer's token before the call reaches the wallet.
+    const customer = await fetch(`${gateway.url}/ttip.wallet.v1.WalletService/GetBalance`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${await token(workerId, ["customer"])}` },
+      body: "{}",
+    });
+    assert.equal(customer.status, 403);
+    const quote = await fetch(`${gateway.url}/ttip.wallet.v1.WalletService/QuoteFees`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ amount: { amountMinor: "10000", currency: "KES" }, rail: "PAYMENT_RAIL_MPESA", workerId }),
+    });
+    assert.equal(quote.status, 200, "anyone may ask what a tip costs");
 
     const transport = createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" });
     const adminToken = await token(randomUUID(), ["admin"]);

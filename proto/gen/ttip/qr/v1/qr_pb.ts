@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/qr/v1/qr.proto.
  */
 export const file_ttip_qr_v1_qr: GenFile = /*@__PURE__*/
-  fileDesc("ChN0dGlwL3FyL3YxL3FyLnByb3RvEgp0dGlwLnFyLnYxIqIBChFEeW5hbWljUGFyYW1ldGVycxIwChFzdWdnZXN0ZWRfYW1vdW50cxgBIAMoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDGZpeGVkX2Ftb3VudBgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Eg0KBXRhYmxlGAMgASgJEg0KBXNoaWZ0GAQgASgJEhAKCGNhbXBhaWduGAUgASgJIukCCgZRckNvZGUSEgoKcXJfY29kZV9pZBgBIAEoCRISCgpzaG9ydF9jb2RlGAIgASgJEikKCm93bmVyX2tpbmQYAyABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZBIQCghvd25lcl9pZBgEIAEoCRIQCgh2ZW51ZV9pZBgFIAEoCRIxCgpwYXJhbWV0ZXJzGAYgASgLMh0udHRpcC5xci52MS5EeW5hbWljUGFyYW1ldGVycxILCgN1cmwYByABKAkSKAoGc3RhdHVzGAggASgOMhgudHRpcC5xci52MS5RckNvZGVTdGF0dXMSLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWcmVwbGFjZWRfYnlfcXJfY29kZV9pZBgLIAEoCSK7AgoJVGlwVGFyZ2V0EhIKCnFyX2NvZGVfaWQYASABKAkSKQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kEhEKCXdvcmtlcl9pZBgDIAEoCRIQCgh2ZW51ZV9pZBgEIAEoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEQoJcGhvdG9fdXJsGAYgASgJEhIKCnZlbnVlX25hbWUYByABKAkSEAoIY3VycmVuY3kYCCABKAkSMAoRc3VnZ2VzdGVkX2Ftb3VudHMYCSADKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIrCgxmaXhlZF9hbW91bnQYCiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRINCgV0YWJsZRgLIAEoCRINCgVzaGlmdBgMIAEoCSJuCg5PZmZsaW5lUGF5bG9hZBIVCg1lbXZjb19wYXlsb2FkGAEgASgJEhcKD3BheWJpbGxfb3JfdGlsbBgCIAEoCRIZChFhY2NvdW50X3JlZmVyZW5jZRgDIAEoCRIRCgl1c3NkX2NvZGUYBCABKAkibAoJU2NhblN0YXRzEhIKCnFyX2NvZGVfaWQYASABKAkSDQoFc2NhbnMYAiABKAMSFgoOdW5pcXVlX2RldmljZXMYAyABKAMSDAoEdGlwcxgEIAEoAxIWCg5jb252ZXJzaW9uX2JwcxgFIAEoBSpUCglPd25lcktpbmQSGgoWT1dORVJfS0lORF9VTlNQRUNJRklFRBAAEhUKEU9XTkVSX0tJTkRfV09SS0VSEAESFAoQT1dORVJfS0lORF9WRU5VRRACKoEBCgxRckNvZGVTdGF0dXMSHgoaUVJfQ09ERV9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVRUl9DT0RFX1NUQVRVU19BQ1RJVkUQARIaChZRUl9DT0RFX1NUQVRVU19ST1RBVEVEEAISGgoWUVJfQ09ERV9TVEFUVVNfUkVWT0tFRBADKokBCgtJbWFnZUZvcm1hdBIcChhJTUFHRV9GT1JNQVRfVU5TUEVDSUZJRUQQABIUChBJTUFHRV9GT1JNQVRfUE5HEAESFAoQSU1BR0VfRk9STUFUX1NWRxACEhoKFklNQUdFX0ZPUk1BVF9QUklOVF9TVkcQAxIUChBJTUFHRV9GT1JNQVRfUERGEAQqkwEKD0Vycm9yQ29ycmVjdGlvbhIgChxFUlJPUl9DT1JSRUNUSU9OX1VOU1BFQ0lGSUVEEAASFgoSRVJST1JfQ09SUkVDVElPTl9MEAESFgoSRVJST1JfQ09SUkVDVElPTl9NEAISFgoSRVJST1JfQ09SUkVDVElPTl9REAMSFgoSRVJST1JfQ09SUkVDVElPTl9IEARiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("ChN0dGlwL3FyL3YxL3FyLnByb3RvEgp0dGlwLnFyLnYxIqIBChFEeW5hbWljUGFyYW1ldGVycxIwChFzdWdnZXN0ZWRfYW1vdW50cxgBIAMoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDGZpeGVkX2Ftb3VudBgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Eg0KBXRhYmxlGAMgASgJEg0KBXNoaWZ0GAQgASgJEhAKCGNhbXBhaWduGAUgASgJIukCCgZRckNvZGUSEgoKcXJfY29kZV9pZBgBIAEoCRISCgpzaG9ydF9jb2RlGAIgASgJEikKCm93bmVyX2tpbmQYAyABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZBIQCghvd25lcl9pZBgEIAEoCRIQCgh2ZW51ZV9pZBgFIAEoCRIxCgpwYXJhbWV0ZXJzGAYgASgLMh0udHRpcC5xci52MS5EeW5hbWljUGFyYW1ldGVycxILCgN1cmwYByABKAkSKAoGc3RhdHVzGAggASgOMhgudHRpcC5xci52MS5RckNvZGVTdGF0dXMSLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWcmVwbGFjZWRfYnlfcXJfY29kZV9pZBgLIAEoCSK7AgoJVGlwVGFyZ2V0EhIKCnFyX2NvZGVfaWQYASABKAkSKQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kEhEKCXdvcmtlcl9pZBgDIAEoCRIQCgh2ZW51ZV9pZBgEIAEoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEQoJcGhvdG9fdXJsGAYgASgJEhIKCnZlbnVlX25hbWUYByABKAkSEAoIY3VycmVuY3kYCCABKAkSMAoRc3VnZ2VzdGVkX2Ftb3VudHMYCSADKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIrCgxmaXhlZF9hbW91bnQYCiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRINCgV0YWJsZRgLIAEoCRINCgVzaGlmdBgMIAEoCSJuCg5PZmZsaW5lUGF5bG9hZBIVCg1lbXZjb19wYXlsb2FkGAEgASgJEhcKD3BheWJpbGxfb3JfdGlsbBgCIAEoCRIZChFhY2NvdW50X3JlZmVyZW5jZRgDIAEoCRIRCgl1c3NkX2NvZGUYBCABKAkibAoJU2NhblN0YXRzEhIKCnFyX2NvZGVfaWQYASABKAkSDQoFc2NhbnMYAiABKAMSFgoOdW5pcXVlX2RldmljZXMYAyABKAMSDAoEdGlwcxgEIAEoAxIWCg5jb252ZXJzaW9uX2JwcxgFIAEoBSLPAQoHUHJvZmlsZRIpCgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmQSEAoIb3duZXJfaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEhEKCXBob3RvX3VybBgEIAEoCRIOCgZhY3RpdmUYBSABKAgSEAoIY3VycmVuY3kYBiABKAkSDAoEY2l0eRgHIAEoCRIuCgp1cGRhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJsCg1RckNvZGVQcm9ibGVtEicKBGtpbmQYASABKA4yGS50dGlwLnFyLnYxLlFyUHJvYmxlbUtpbmQSEgoKcXJfY29kZV9pZBgCIAEoCRIeChZyZXBsYWNlZF9ieV9xcl9jb2RlX2lkGAMgASgJKlQKCU93bmVyS2luZBIaChZPV05FUl9LSU5EX1VOU1BFQ0lGSUVEEAASFQoRT1dORVJfS0lORF9XT1JLRVIQARIUChBPV05FUl9LSU5EX1ZFTlVFEAIqgQEKDFFyQ29kZVN0YXR1cxIeChpRUl9DT0RFX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVFSX0NPREVfU1RBVFVTX0FDVElWRRABEhoKFlFSX0NPREVfU1RBVFVTX1JPVEFURUQQAhIaChZRUl9DT0RFX1NUQVRVU19SRVZPS0VEEAMqiQEKC0ltYWdlRm9ybWF0EhwKGElNQUdFX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhQKEElNQUdFX0ZPUk1BVF9QTkcQARIUChBJTUFHRV9GT1JNQVRfU1ZHEAISGgoWSU1BR0VfRk9STUFUX1BSSU5UX1NWRxADEhQKEElNQUdFX0ZPUk1BVF9QREYQBCqTAQoPRXJyb3JDb3JyZWN0aW9uEiAKHEVSUk9SX0NPUlJFQ1RJT05fVU5TUEVDSUZJRUQQABIWChJFUlJPUl9DT1JSRUNUSU9OX0wQARIWChJFUlJPUl9DT1JSRUNUSU9OX00QAhIWChJFUlJPUl9DT1JSRUNUSU9OX1EQAxIWChJFUlJPUl9DT1JSRUNUSU9OX0gQBCqPAgoNUXJQcm9ibGVtS2luZBIfChtRUl9QUk9CTEVNX0tJTkRfVU5TUEVDSUZJRUQQABIcChhRUl9QUk9CTEVNX0tJTkRfVEFNUEVSRUQQARIbChdRUl9QUk9CTEVNX0tJTkRfRVhQSVJFRBACEhsKF1FSX1BST0JMRU1fS0lORF9ST1RBVEVEEAMSGwoXUVJfUFJPQkxFTV9LSU5EX1JFVk9LRUQQBBIiCh5RUl9QUk9CTEVNX0tJTkRfT1dORVJfSU5BQ1RJVkUQBRIiCh5RUl9QUk9CTEVNX0tJTkRfVkVOVUVfSU5BQ1RJVkUQBhIgChxRUl9QUk9CTEVNX0tJTkRfVU5LTk9XTl9DT0RFEAdiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * Parameters carried inside the signed payload.
@@ -289,6 +289,96 @@ export const ScanStatsSchema: GenMessage<ScanStats> = /*@__PURE__*/
   messageDesc(file_ttip_qr_v1_qr, 4);
 
 /**
+ * How a worker or venue is shown on the tip page. The qr service keeps this
+ * record itself: no other service holds display data for workers and venues.
+ *
+ * @generated from message ttip.qr.v1.Profile
+ */
+export type Profile = Message<"ttip.qr.v1.Profile"> & {
+  /**
+   * @generated from field: ttip.qr.v1.OwnerKind owner_kind = 1;
+   */
+  ownerKind: OwnerKind;
+
+  /**
+   * @generated from field: string owner_id = 2;
+   */
+  ownerId: string;
+
+  /**
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: string photo_url = 4;
+   */
+  photoUrl: string;
+
+  /**
+   * An inactive owner's codes stop resolving (FAILED_PRECONDITION).
+   *
+   * @generated from field: bool active = 5;
+   */
+  active: boolean;
+
+  /**
+   * ISO 4217 code tips are asked in; "KES" unless set.
+   *
+   * @generated from field: string currency = 6;
+   */
+  currency: string;
+
+  /**
+   * Printed in the KE-QR payload (tag 60); the configured default city unless set.
+   *
+   * @generated from field: string city = 7;
+   */
+  city: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 8;
+   */
+  updatedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ttip.qr.v1.Profile.
+ * Use `create(ProfileSchema)` to create a new message.
+ */
+export const ProfileSchema: GenMessage<Profile> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr, 5);
+
+/**
+ * @generated from message ttip.qr.v1.QrCodeProblem
+ */
+export type QrCodeProblem = Message<"ttip.qr.v1.QrCodeProblem"> & {
+  /**
+   * @generated from field: ttip.qr.v1.QrProblemKind kind = 1;
+   */
+  kind: QrProblemKind;
+
+  /**
+   * @generated from field: string qr_code_id = 2;
+   */
+  qrCodeId: string;
+
+  /**
+   * For a rotated code: the code that replaced it.
+   *
+   * @generated from field: string replaced_by_qr_code_id = 3;
+   */
+  replacedByQrCodeId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.QrCodeProblem.
+ * Use `create(QrCodeProblemSchema)` to create a new message.
+ */
+export const QrCodeProblemSchema: GenMessage<QrCodeProblem> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr, 6);
+
+/**
  * @generated from enum ttip.qr.v1.OwnerKind
  */
 export enum OwnerKind {
@@ -420,4 +510,61 @@ export enum ErrorCorrection {
  */
 export const ErrorCorrectionSchema: GenEnum<ErrorCorrection> = /*@__PURE__*/
   enumDesc(file_ttip_qr_v1_qr, 3);
+
+/**
+ * Why a code did not resolve: sent as a Connect error detail.
+ *
+ * @generated from enum ttip.qr.v1.QrProblemKind
+ */
+export enum QrProblemKind {
+  /**
+   * @generated from enum value: QR_PROBLEM_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The payload's signature does not match (INVALID_ARGUMENT).
+   *
+   * @generated from enum value: QR_PROBLEM_KIND_TAMPERED = 1;
+   */
+  TAMPERED = 1,
+
+  /**
+   * @generated from enum value: QR_PROBLEM_KIND_EXPIRED = 2;
+   */
+  EXPIRED = 2,
+
+  /**
+   * @generated from enum value: QR_PROBLEM_KIND_ROTATED = 3;
+   */
+  ROTATED = 3,
+
+  /**
+   * @generated from enum value: QR_PROBLEM_KIND_REVOKED = 4;
+   */
+  REVOKED = 4,
+
+  /**
+   * @generated from enum value: QR_PROBLEM_KIND_OWNER_INACTIVE = 5;
+   */
+  OWNER_INACTIVE = 5,
+
+  /**
+   * @generated from enum value: QR_PROBLEM_KIND_VENUE_INACTIVE = 6;
+   */
+  VENUE_INACTIVE = 6,
+
+  /**
+   * No such code (NOT_FOUND).
+   *
+   * @generated from enum value: QR_PROBLEM_KIND_UNKNOWN_CODE = 7;
+   */
+  UNKNOWN_CODE = 7,
+}
+
+/**
+ * Describes the enum ttip.qr.v1.QrProblemKind.
+ */
+export const QrProblemKindSchema: GenEnum<QrProblemKind> = /*@__PURE__*/
+  enumDesc(file_ttip_qr_v1_qr, 4);
 

@@ -9,7 +9,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { PageRequest, PageResponse } from "../../common/v1/page_pb.js";
 import { file_ttip_common_v1_page } from "../../common/v1/page_pb.js";
-import type { DynamicParameters, ErrorCorrection, ImageFormat, OfflinePayload, OwnerKind, QrCode, ScanStats, TipTarget } from "./qr_pb.js";
+import type { DynamicParameters, ErrorCorrection, ImageFormat, OfflinePayload, OwnerKind, Profile, QrCode, QrCodeStatus, ScanStats, TipTarget } from "./qr_pb.js";
 import { file_ttip_qr_v1_qr } from "./qr_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/qr/v1/qr_service.proto.
  */
 export const file_ttip_qr_v1_qr_service: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEimQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSOAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCLpIBbIBAkABEiMKD2lkZW1wb3RlbmN5X2tleRgGIAEoCUIKukgHcgUQCBiAASI7ChRDcmVhdGVRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiMAoQR2V0UXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASI4ChFHZXRRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUirAEKEkxpc3RRckNvZGVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABARIYChBpbmNsdWRlX2luYWN0aXZlGAQgASgIImcKE0xpc3RRckNvZGVzUmVzcG9uc2USJAoIcXJfY29kZXMYASADKAsyEi50dGlwLnFyLnYxLlFyQ29kZRIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlInYKFFJlc29sdmVRckNvZGVSZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAQg0KBGNvZGUSBbpIAggBIj4KFVJlc29sdmVRckNvZGVSZXNwb25zZRIlCgZ0YXJnZXQYASABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLUAQoTUmVuZGVyUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIzCgZmb3JtYXQYAiABKA4yFy50dGlwLnFyLnYxLkltYWdlRm9ybWF0Qgq6SAeCAQQQASAAEhgKBHNpemUYAyABKAVCCrpIBxoFGIAgKAASPwoQZXJyb3JfY29ycmVjdGlvbhgEIAEoDjIbLnR0aXAucXIudjEuRXJyb3JDb3JyZWN0aW9uQgi6SAWCAQIQARIPCgdjYXB0aW9uGAUgASgIIj0KFFJlbmRlclFyQ29kZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJIlgKE1JvdGF0ZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESIwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgq6SAdyBRAIGIABIjsKFFJvdGF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSJNChNSZXZva2VRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiOwoUUmV2b2tlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIjgKGEdldE9mZmxpbmVQYXlsb2FkUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASJIChlHZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlEisKB29mZmxpbmUYASABKAsyGi50dGlwLnFyLnYxLk9mZmxpbmVQYXlsb2FkIq0BChFSZWNvcmRTY2FuUmVxdWVzdBIwCgpzaG9ydF9jb2RlGAEgASgJQhq6SBdyFTITXltBLVphLXowLTldezQsMTJ9JEgAEh0KB3BheWxvYWQYAiABKAlCCrpIB3IFEBAYgBBIABIaCghyZWZlcnJlchgDIAEoCUIIukgFcgMYgBASHAoKdXNlcl9hZ2VudBgEIAEoCUIIukgFcgMYgARCDQoEY29kZRIFukgCCAEiJQoSUmVjb3JkU2NhblJlc3BvbnNlEg8KB3NjYW5faWQYASABKAki5wIKE0dldFNjYW5TdGF0c1JlcXVlc3QSHwoKcXJfY29kZV9pZBgBIAEoCUILukgI2AEBcgOwAQESHQoIb3duZXJfaWQYAiABKAlCC7pICNgBAXIDsAEBEjAKBGZyb20YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESLgoCdG8YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQE6rQG6SKkBGmIKFWdldF9zY2FuX3N0YXRzLnRhcmdldBIbZ2l2ZSBxcl9jb2RlX2lkIG9yIG93bmVyX2lkGix0aGlzLnFyX2NvZGVfaWQgIT0gJycgfHwgdGhpcy5vd25lcl9pZCAhPSAnJxpDChRnZXRfc2Nhbl9zdGF0cy5yYW5nZRIWZnJvbSBtdXN0IGJlIGJlZm9yZSB0bxoTdGhpcy5mcm9tIDwgdGhpcy50byI8ChRHZXRTY2FuU3RhdHNSZXNwb25zZRIkCgVzdGF0cxgBIAMoCzIVLnR0aXAucXIudjEuU2NhblN0YXRzIkQKHE1hdGNoQWNjb3VudFJlZmVyZW5jZVJlcXVlc3QSJAoRYWNjb3VudF9yZWZlcmVuY2UYASABKAlCCbpIBnIEEAEYFCJGCh1NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEgoKcXJfY29kZV9pZBgCIAEoCTLnBgoJUXJTZXJ2aWNlElEKDENyZWF0ZVFyQ29kZRIfLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVzcG9uc2USTQoJR2V0UXJDb2RlEhwudHRpcC5xci52MS5HZXRRckNvZGVSZXF1ZXN0Gh0udHRpcC5xci52MS5HZXRRckNvZGVSZXNwb25zZSIDkAIBElMKC0xpc3RRckNvZGVzEh4udHRpcC5xci52MS5MaXN0UXJDb2Rlc1JlcXVlc3QaHy50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVzcG9uc2UiA5ACARJZCg1SZXNvbHZlUXJDb2RlEiAudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVxdWVzdBohLnR0aXAucXIudjEuUmVzb2x2ZVFyQ29kZVJlc3BvbnNlIgOQAgESVgoMUmVuZGVyUXJDb2RlEh8udHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXNwb25zZSIDkAIBElEKDFJvdGF0ZVFyQ29kZRIfLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVzcG9uc2USUQoMUmV2b2tlUXJDb2RlEh8udHRpcC5xci52MS5SZXZva2VRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZXZva2VRckNvZGVSZXNwb25zZRJlChFHZXRPZmZsaW5lUGF5bG9hZBIkLnR0aXAucXIudjEuR2V0T2ZmbGluZVBheWxvYWRSZXF1ZXN0GiUudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlIgOQAgESSwoKUmVjb3JkU2NhbhIdLnR0aXAucXIudjEuUmVjb3JkU2NhblJlcXVlc3QaHi50dGlwLnFyLnYxLlJlY29yZFNjYW5SZXNwb25zZRJWCgxHZXRTY2FuU3RhdHMSHy50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1JlcXVlc3QaIC50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1Jlc3BvbnNlIgOQAgEyhgEKEVFySW50ZXJuYWxTZXJ2aWNlEnEKFU1hdGNoQWNjb3VudFJlZmVyZW5jZRIoLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBopLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr]);
+  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEimQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSOAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCLpIBbIBAkABEiMKD2lkZW1wb3RlbmN5X2tleRgGIAEoCUIKukgHcgUQCBiAASI7ChRDcmVhdGVRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiMAoQR2V0UXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASI4ChFHZXRRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUirAEKEkxpc3RRckNvZGVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABARIYChBpbmNsdWRlX2luYWN0aXZlGAQgASgIImcKE0xpc3RRckNvZGVzUmVzcG9uc2USJAoIcXJfY29kZXMYASADKAsyEi50dGlwLnFyLnYxLlFyQ29kZRIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlInYKFFJlc29sdmVRckNvZGVSZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAQg0KBGNvZGUSBbpIAggBIj4KFVJlc29sdmVRckNvZGVSZXNwb25zZRIlCgZ0YXJnZXQYASABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLUAQoTUmVuZGVyUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIzCgZmb3JtYXQYAiABKA4yFy50dGlwLnFyLnYxLkltYWdlRm9ybWF0Qgq6SAeCAQQQASAAEhgKBHNpemUYAyABKAVCCrpIBxoFGIAgKAASPwoQZXJyb3JfY29ycmVjdGlvbhgEIAEoDjIbLnR0aXAucXIudjEuRXJyb3JDb3JyZWN0aW9uQgi6SAWCAQIQARIPCgdjYXB0aW9uGAUgASgIIj0KFFJlbmRlclFyQ29kZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJIlgKE1JvdGF0ZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESIwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgq6SAdyBRAIGIABIjsKFFJvdGF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSJNChNSZXZva2VRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiOwoUUmV2b2tlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIjgKGEdldE9mZmxpbmVQYXlsb2FkUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASJIChlHZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlEisKB29mZmxpbmUYASABKAsyGi50dGlwLnFyLnYxLk9mZmxpbmVQYXlsb2FkIsoBChFSZWNvcmRTY2FuUmVxdWVzdBIwCgpzaG9ydF9jb2RlGAEgASgJQhq6SBdyFTITXltBLVphLXowLTldezQsMTJ9JEgAEh0KB3BheWxvYWQYAiABKAlCCrpIB3IFEBAYgBBIABIaCghyZWZlcnJlchgDIAEoCUIIukgFcgMYgBASHAoKdXNlcl9hZ2VudBgEIAEoCUIIukgFcgMYgAQSGwoJZGV2aWNlX2lkGAUgASgJQgi6SAVyAxiAAUINCgRjb2RlEgW6SAIIASJMChJSZWNvcmRTY2FuUmVzcG9uc2USDwoHc2Nhbl9pZBgBIAEoCRIlCgZ0YXJnZXQYAiABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLnAgoTR2V0U2NhblN0YXRzUmVxdWVzdBIfCgpxcl9jb2RlX2lkGAEgASgJQgu6SAjYAQFyA7ABARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESMAoEZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIuCgJ0bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBATqtAbpIqQEaYgoVZ2V0X3NjYW5fc3RhdHMudGFyZ2V0EhtnaXZlIHFyX2NvZGVfaWQgb3Igb3duZXJfaWQaLHRoaXMucXJfY29kZV9pZCAhPSAnJyB8fCB0aGlzLm93bmVyX2lkICE9ICcnGkMKFGdldF9zY2FuX3N0YXRzLnJhbmdlEhZmcm9tIG11c3QgYmUgYmVmb3JlIHRvGhN0aGlzLmZyb20gPCB0aGlzLnRvIjwKFEdldFNjYW5TdGF0c1Jlc3BvbnNlEiQKBXN0YXRzGAEgAygLMhUudHRpcC5xci52MS5TY2FuU3RhdHMiRAocTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIoIBCh1NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEgoKcXJfY29kZV9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRIoCgZzdGF0dXMYBCABKA4yGC50dGlwLnFyLnYxLlFyQ29kZVN0YXR1cyKJAgoRUHV0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIfCgxkaXNwbGF5X25hbWUYAyABKAlCCbpIBnIEEAEYUBIhCglwaG90b191cmwYBCABKAlCDrpIC9gBAXIGGIAQiAEBEhMKBmFjdGl2ZRgFIAEoCEgAiAEBEiYKCGN1cnJlbmN5GAYgASgJQhS6SBHYAQFyDDIKXltBLVpdezN9JBIVCgRjaXR5GAcgASgJQge6SARyAhgoQgkKB19hY3RpdmUiOgoSUHV0UHJvZmlsZVJlc3BvbnNlEiQKB3Byb2ZpbGUYASABKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUiZgoRR2V0UHJvZmlsZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABASI6ChJHZXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJPChRBZGRWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIXChVBZGRWZW51ZVN0YWZmUmVzcG9uc2UiUgoXUmVtb3ZlVmVudWVTdGFmZlJlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEhsKCXdvcmtlcl9pZBgCIAEoCUIIukgFcgOwAQEiMQoYUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlEhUKDXJldm9rZWRfY29kZXMYASABKAUyygkKCVFyU2VydmljZRJRCgxDcmVhdGVRckNvZGUSHy50dGlwLnFyLnYxLkNyZWF0ZVFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLkNyZWF0ZVFyQ29kZVJlc3BvbnNlEk0KCUdldFFyQ29kZRIcLnR0aXAucXIudjEuR2V0UXJDb2RlUmVxdWVzdBodLnR0aXAucXIudjEuR2V0UXJDb2RlUmVzcG9uc2UiA5ACARJTCgtMaXN0UXJDb2RlcxIeLnR0aXAucXIudjEuTGlzdFFyQ29kZXNSZXF1ZXN0Gh8udHRpcC5xci52MS5MaXN0UXJDb2Rlc1Jlc3BvbnNlIgOQAgESWQoNUmVzb2x2ZVFyQ29kZRIgLnR0aXAucXIudjEuUmVzb2x2ZVFyQ29kZVJlcXVlc3QaIS50dGlwLnFyLnYxLlJlc29sdmVRckNvZGVSZXNwb25zZSIDkAIBElYKDFJlbmRlclFyQ29kZRIfLnR0aXAucXIudjEuUmVuZGVyUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuUmVuZGVyUXJDb2RlUmVzcG9uc2UiA5ACARJRCgxSb3RhdGVRckNvZGUSHy50dGlwLnFyLnYxLlJvdGF0ZVFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJvdGF0ZVFyQ29kZVJlc3BvbnNlElEKDFJldm9rZVFyQ29kZRIfLnR0aXAucXIudjEuUmV2b2tlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuUmV2b2tlUXJDb2RlUmVzcG9uc2USZQoRR2V0T2ZmbGluZVBheWxvYWQSJC50dGlwLnFyLnYxLkdldE9mZmxpbmVQYXlsb2FkUmVxdWVzdBolLnR0aXAucXIudjEuR2V0T2ZmbGluZVBheWxvYWRSZXNwb25zZSIDkAIBEksKClJlY29yZFNjYW4SHS50dGlwLnFyLnYxLlJlY29yZFNjYW5SZXF1ZXN0Gh4udHRpcC5xci52MS5SZWNvcmRTY2FuUmVzcG9uc2USVgoMR2V0U2NhblN0YXRzEh8udHRpcC5xci52MS5HZXRTY2FuU3RhdHNSZXF1ZXN0GiAudHRpcC5xci52MS5HZXRTY2FuU3RhdHNSZXNwb25zZSIDkAIBElAKClB1dFByb2ZpbGUSHS50dGlwLnFyLnYxLlB1dFByb2ZpbGVSZXF1ZXN0Gh4udHRpcC5xci52MS5QdXRQcm9maWxlUmVzcG9uc2UiA5ACAhJQCgpHZXRQcm9maWxlEh0udHRpcC5xci52MS5HZXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuR2V0UHJvZmlsZVJlc3BvbnNlIgOQAgESWQoNQWRkVmVudWVTdGFmZhIgLnR0aXAucXIudjEuQWRkVmVudWVTdGFmZlJlcXVlc3QaIS50dGlwLnFyLnYxLkFkZFZlbnVlU3RhZmZSZXNwb25zZSIDkAICEmIKEFJlbW92ZVZlbnVlU3RhZmYSIy50dGlwLnFyLnYxLlJlbW92ZVZlbnVlU3RhZmZSZXF1ZXN0GiQudHRpcC5xci52MS5SZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2UiA5ACAjKGAQoRUXJJbnRlcm5hbFNlcnZpY2UScQoVTWF0Y2hBY2NvdW50UmVmZXJlbmNlEigudHRpcC5xci52MS5NYXRjaEFjY291bnRSZWZlcmVuY2VSZXF1ZXN0GikudHRpcC5xci52MS5NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr]);
 
 /**
  * @generated from message ttip.qr.v1.CreateQrCodeRequest
@@ -425,6 +425,14 @@ export type RecordScanRequest = Message<"ttip.qr.v1.RecordScanRequest"> & {
    * @generated from field: string user_agent = 4;
    */
   userAgent: string;
+
+  /**
+   * An opaque random id the tip page keeps on the device (e.g. in local
+   * storage), to count unique devices; only a salted hash of it is kept.
+   *
+   * @generated from field: string device_id = 5;
+   */
+  deviceId: string;
 };
 
 /**
@@ -442,6 +450,13 @@ export type RecordScanResponse = Message<"ttip.qr.v1.RecordScanResponse"> & {
    * @generated from field: string scan_id = 1;
    */
   scanId: string;
+
+  /**
+   * The code resolved as ResolveQrCode does, so the tip page needs one call.
+   *
+   * @generated from field: ttip.qr.v1.TipTarget target = 2;
+   */
+  target?: TipTarget | undefined;
 };
 
 /**
@@ -532,6 +547,20 @@ export type MatchAccountReferenceResponse = Message<"ttip.qr.v1.MatchAccountRefe
    * @generated from field: string qr_code_id = 2;
    */
   qrCodeId: string;
+
+  /**
+   * Set for a venue's code (worker_id is then empty) and for a worker's code at a venue.
+   *
+   * @generated from field: string venue_id = 3;
+   */
+  venueId: string;
+
+  /**
+   * A payment already made is matched whatever the code's status; the caller decides.
+   *
+   * @generated from field: ttip.qr.v1.QrCodeStatus status = 4;
+   */
+  status: QrCodeStatus;
 };
 
 /**
@@ -540,6 +569,187 @@ export type MatchAccountReferenceResponse = Message<"ttip.qr.v1.MatchAccountRefe
  */
 export const MatchAccountReferenceResponseSchema: GenMessage<MatchAccountReferenceResponse> = /*@__PURE__*/
   messageDesc(file_ttip_qr_v1_qr_service, 21);
+
+/**
+ * @generated from message ttip.qr.v1.PutProfileRequest
+ */
+export type PutProfileRequest = Message<"ttip.qr.v1.PutProfileRequest"> & {
+  /**
+   * @generated from field: ttip.qr.v1.OwnerKind owner_kind = 1;
+   */
+  ownerKind: OwnerKind;
+
+  /**
+   * @generated from field: string owner_id = 2;
+   */
+  ownerId: string;
+
+  /**
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: string photo_url = 4;
+   */
+  photoUrl: string;
+
+  /**
+   * Unset keeps the current value (true for a new profile).
+   *
+   * @generated from field: optional bool active = 5;
+   */
+  active?: boolean | undefined;
+
+  /**
+   * @generated from field: string currency = 6;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: string city = 7;
+   */
+  city: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.PutProfileRequest.
+ * Use `create(PutProfileRequestSchema)` to create a new message.
+ */
+export const PutProfileRequestSchema: GenMessage<PutProfileRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 22);
+
+/**
+ * @generated from message ttip.qr.v1.PutProfileResponse
+ */
+export type PutProfileResponse = Message<"ttip.qr.v1.PutProfileResponse"> & {
+  /**
+   * @generated from field: ttip.qr.v1.Profile profile = 1;
+   */
+  profile?: Profile | undefined;
+};
+
+/**
+ * Describes the message ttip.qr.v1.PutProfileResponse.
+ * Use `create(PutProfileResponseSchema)` to create a new message.
+ */
+export const PutProfileResponseSchema: GenMessage<PutProfileResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 23);
+
+/**
+ * @generated from message ttip.qr.v1.GetProfileRequest
+ */
+export type GetProfileRequest = Message<"ttip.qr.v1.GetProfileRequest"> & {
+  /**
+   * @generated from field: ttip.qr.v1.OwnerKind owner_kind = 1;
+   */
+  ownerKind: OwnerKind;
+
+  /**
+   * @generated from field: string owner_id = 2;
+   */
+  ownerId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.GetProfileRequest.
+ * Use `create(GetProfileRequestSchema)` to create a new message.
+ */
+export const GetProfileRequestSchema: GenMessage<GetProfileRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 24);
+
+/**
+ * @generated from message ttip.qr.v1.GetProfileResponse
+ */
+export type GetProfileResponse = Message<"ttip.qr.v1.GetProfileResponse"> & {
+  /**
+   * @generated from field: ttip.qr.v1.Profile profile = 1;
+   */
+  profile?: Profile | undefined;
+};
+
+/**
+ * Describes the message ttip.qr.v1.GetProfileResponse.
+ * Use `create(GetProfileResponseSchema)` to create a new message.
+ */
+export const GetProfileResponseSchema: GenMessage<GetProfileResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 25);
+
+/**
+ * @generated from message ttip.qr.v1.AddVenueStaffRequest
+ */
+export type AddVenueStaffRequest = Message<"ttip.qr.v1.AddVenueStaffRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string worker_id = 2;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.AddVenueStaffRequest.
+ * Use `create(AddVenueStaffRequestSchema)` to create a new message.
+ */
+export const AddVenueStaffRequestSchema: GenMessage<AddVenueStaffRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 26);
+
+/**
+ * @generated from message ttip.qr.v1.AddVenueStaffResponse
+ */
+export type AddVenueStaffResponse = Message<"ttip.qr.v1.AddVenueStaffResponse"> & {
+};
+
+/**
+ * Describes the message ttip.qr.v1.AddVenueStaffResponse.
+ * Use `create(AddVenueStaffResponseSchema)` to create a new message.
+ */
+export const AddVenueStaffResponseSchema: GenMessage<AddVenueStaffResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 27);
+
+/**
+ * @generated from message ttip.qr.v1.RemoveVenueStaffRequest
+ */
+export type RemoveVenueStaffRequest = Message<"ttip.qr.v1.RemoveVenueStaffRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string worker_id = 2;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.RemoveVenueStaffRequest.
+ * Use `create(RemoveVenueStaffRequestSchema)` to create a new message.
+ */
+export const RemoveVenueStaffRequestSchema: GenMessage<RemoveVenueStaffRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 28);
+
+/**
+ * @generated from message ttip.qr.v1.RemoveVenueStaffResponse
+ */
+export type RemoveVenueStaffResponse = Message<"ttip.qr.v1.RemoveVenueStaffResponse"> & {
+  /**
+   * How many of the worker's codes at the venue were revoked.
+   *
+   * @generated from field: int32 revoked_codes = 1;
+   */
+  revokedCodes: number;
+};
+
+/**
+ * Describes the message ttip.qr.v1.RemoveVenueStaffResponse.
+ * Use `create(RemoveVenueStaffResponseSchema)` to create a new message.
+ */
+export const RemoveVenueStaffResponseSchema: GenMessage<RemoveVenueStaffResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 29);
 
 /**
  * QR codes for workers and venues, their renders and offline forms, and scans.
@@ -644,6 +854,47 @@ export const QrService: GenService<{
     methodKind: "unary";
     input: typeof GetScanStatsRequestSchema;
     output: typeof GetScanStatsResponseSchema;
+  },
+  /**
+   * Sets how a worker or venue is shown on the tip page. A worker sets their
+   * own; a venue manager creates a venue (becoming its manager) or updates one
+   * they manage; an admin may set any.
+   *
+   * @generated from rpc ttip.qr.v1.QrService.PutProfile
+   */
+  putProfile: {
+    methodKind: "unary";
+    input: typeof PutProfileRequestSchema;
+    output: typeof PutProfileResponseSchema;
+  },
+  /**
+   * @generated from rpc ttip.qr.v1.QrService.GetProfile
+   */
+  getProfile: {
+    methodKind: "unary";
+    input: typeof GetProfileRequestSchema;
+    output: typeof GetProfileResponseSchema;
+  },
+  /**
+   * Adds a worker to a venue's staff, so the venue's managers may issue that
+   * worker's codes at the venue.
+   *
+   * @generated from rpc ttip.qr.v1.QrService.AddVenueStaff
+   */
+  addVenueStaff: {
+    methodKind: "unary";
+    input: typeof AddVenueStaffRequestSchema;
+    output: typeof AddVenueStaffResponseSchema;
+  },
+  /**
+   * Removes a worker from a venue's staff and revokes their codes at that venue.
+   *
+   * @generated from rpc ttip.qr.v1.QrService.RemoveVenueStaff
+   */
+  removeVenueStaff: {
+    methodKind: "unary";
+    input: typeof RemoveVenueStaffRequestSchema;
+    output: typeof RemoveVenueStaffResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_qr_v1_qr_service, 0);

@@ -1,0 +1,39 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Principal, Queryable } from "@ttip/runtime";
+import { isVenueManager } from "./store.js";
+
+export const WORKER = 1;
+export const VENUE = 2;
+
+const isAdmin = (caller: Principal) => caller.roles.includes("admin");
+
+async function managesVenue(db: Queryable, caller: Principal, venueId: string): Promise<boolean> {
+  return caller.roles.includes("venue_manager") && (await isVenueManager(db, venueId, caller.subject));
+}
+
+/**
+ * Who may manage codes of (kind, owner) at an optional venue: the worker
+ * themself, a manager of the venue concerned, or an admin.
+ */
+export async function canManage(db: Queryable, caller: Principal, ownerKind: number, ownerId: string, venueId: string | null): Promise<boolean> {
+  if (isAdmin(caller)) return true;
+  if (ownerKind === WORKER) {
+    if (caller.subject === ownerId && caller.roles.includes("worker")) return true;
+    return venueId !== null && (await managesVenue(db, caller, venueId));
+  }
+  return managesVenue(db, caller, ownerId);
+}
+
+export async function requireManage(db: Queryable, caller: Principal, ownerKind: number, ownerId: string, venueId: string | null): Promise<void> {
+  if (!(await canManage(db, caller, ownerKind, ownerId, venueId))) {
+    throw new ConnectError(
+      ownerKind === WORKER ? "only the worker, a manager of their venue or an admin may do this" : "only a manager of this venue or an admin may do this",
+      Code.PermissionDenied,
+    );
+  }
+}
+
+export async function requireVenueManager(db: Queryable, caller: Principal, venueId: string): Promise<void> {
+  if (isAdmin(caller) || (await managesVenue(db, caller, venueId))) return;
+  throw new ConnectError("only a manager of this venue or an admin may do this", Code.PermissionDenied);
+}

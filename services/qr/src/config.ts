@@ -1,0 +1,40 @@
+import { z } from "zod";
+import { env, loadConfig } from "@ttip/runtime";
+
+export const qrConfigShape = {
+  // HMAC-SHA256 key for code payloads; required in a cluster.
+  QR_SIGNING_KEY: z.string().min(32, "must be at least 32 characters").optional(),
+  // Older keys still accepted when verifying, comma-separated (key rotation without reprinting).
+  QR_PREVIOUS_SIGNING_KEYS: z.string().default("").transform((v) => v.split(",").map((k) => k.trim()).filter(Boolean)),
+  QR_TIP_BASE_URL: env.url(["http", "https"]).default("http://127.0.0.1:8080/t"),
+  // The Daraja simulator's (and sandbox's) paybill.
+  QR_MPESA_SHORTCODE: z.string().regex(/^\d{5,7}$/, "must be a 5 to 7 digit paybill or till").default("174379"),
+  QR_MPESA_SHORTCODE_KIND: z.enum(["paybill", "till"]).default("paybill"),
+  // The USSD service code; a code's fallback is <prefix>*<SHORTCODE>#.
+  QR_USSD_PREFIX: z.string().regex(/^\*[0-9]+(\*[0-9]+)*$/, "must look like *483*123").default("*483*123"),
+  QR_MERCHANT_CITY: z.string().min(1).max(15).default("NAIROBI"),
+  QR_MERCHANT_CATEGORY_CODE: z.string().regex(/^\d{4}$/, "must be 4 digits (ISO 18245)").default("5812"),
+  // Shown as one-tap buttons when a code sets none: minor units of the owner's currency.
+  QR_DEFAULT_SUGGESTED_AMOUNTS: z
+    .string()
+    .default("5000,10000,20000,50000")
+    .refine((v) => v.split(",").every((a) => /^\d+$/.test(a.trim())), "must be comma-separated minor units")
+    .transform((v) => v.split(",").map((a) => BigInt(a.trim()))),
+  QR_CACHE_TTL_SECONDS: z.coerce.number().int().positive().default(86_400),
+  // Lets a process without QR_SIGNING_KEY generate (and keep in its database) a development key.
+  QR_ALLOW_DEV_SIGNING_KEY: env.flag(false),
+};
+
+export type QrConfig = ReturnType<typeof loadQrConfig>;
+
+export function loadQrConfig(vars: Record<string, string | undefined> = process.env) {
+  return loadConfig(qrConfigShape, vars);
+}
+
+/**
+ * Embedded runs (`main.ts embedded`) and node's test runner may use a
+ * generated key; a cluster pod must be given QR_SIGNING_KEY.
+ */
+export function devKeyAllowed(cfg: QrConfig): boolean {
+  return cfg.QR_ALLOW_DEV_SIGNING_KEY || process.argv[2] === "embedded" || process.env.NODE_TEST_CONTEXT !== undefined;
+}

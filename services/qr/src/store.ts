@@ -1,0 +1,172 @@
+import type { Queryable } from "@ttip/runtime";
+
+/** A code as resolving needs it; plain JSON so it can sit in the cache. */
+export interface CodeRecord {
+  id: string;
+  shortCode: string;
+  accountReference: string;
+  ownerKind: 1 | 2;
+  ownerId: string;
+  venueId: string | null;
+  /** DynamicParameters, protobuf binary in base64. */
+  parameters: string;
+  /** Epoch milliseconds. */
+  expiresAt: number | null;
+  status: 1 | 2 | 3;
+  replacedBy: string | null;
+  createdAt: number;
+}
+
+export interface ProfileRecord {
+  ownerKind: 1 | 2;
+  ownerId: string;
+  displayName: string;
+  photoUrl: string;
+  active: boolean;
+  currency: string;
+  city: string;
+  updatedAt: number;
+}
+
+const CODE_COLUMNS = `qr_code_id, short_code, account_reference, owner_kind, owner_id, venue_id, parameters,
+  expires_at, status, replaced_by, created_at`;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function codeFromRow(r: any): CodeRecord {
+  return {
+    id: r.qr_code_id,
+    shortCode: r.short_code,
+    accountReference: r.account_reference,
+    ownerKind: r.owner_kind,
+    ownerId: r.owner_id,
+    venueId: r.venue_id,
+    parameters: Buffer.from(r.parameters).toString("base64"),
+    expiresAt: r.expires_at ? new Date(r.expires_at).getTime() : null,
+    status: r.status,
+    replacedBy: r.replaced_by,
+    createdAt: new Date(r.created_at).getTime(),
+  };
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function profileFromRow(r: any): ProfileRecord {
+  return {
+    ownerKind: r.owner_kind,
+    ownerId: r.owner_id,
+    displayName: r.display_name,
+    photoUrl: r.photo_url,
+    active: r.active,
+    currency: r.currency,
+    city: r.city,
+    updatedAt: new Date(r.updated_at).getTime(),
+  };
+}
+
+export async function codeById(db: Queryable, id: string, lock = false): Promise<CodeRecord | undefined> {
+  const { rows } = await db.query(`SELECT ${CODE_COLUMNS} FROM qr.qr_codes WHERE qr_code_id = $1${lock ? " FOR UPDATE" : ""}`, [id]);
+  return rows[0] ? codeFromRow(rows[0]) : undefined;
+}
+
+export async function codeIdByShortCode(db: Queryable, shortCode: string): Promise<string | undefined> {
+  const { rows } = await db.query(`SELECT qr_code_id FROM qr.qr_codes WHERE short_code = $1`, [shortCode]);
+  return rows[0]?.qr_code_id;
+}
+
+export async function codeByAccountReference(db: Queryable, ref: string): Promise<CodeRecord | undefined> {
+  const { rows } = await db.query(`SELECT ${CODE_COLUMNS} FROM qr.qr_codes WHERE account_reference = $1`, [ref]);
+  return rows[0] ? codeFromRow(rows[0]) : undefined;
+}
+
+export async function profileOf(db: Queryable, kind: number, ownerId: string, lock = false): Promise<ProfileRecord | undefined> {
+  const { rows } = await db.query(
+    `SELECT owner_kind, owner_id, display_name, photo_url, active, currency, city, updated_at
+       FROM qr.profiles WHERE owner_kind = $1 AND owner_id = $2${lock ? " FOR UPDATE" : ""}`,
+    [kind, ownerId],
+  );
+  return rows[0] ? profileFromRow(rows[0]) : undefined;
+}
+
+export async function upsertProfile(
+  db: Queryable,
+  p: { ownerKind: number; ownerId: string; displayName: string; photoUrl: string; active: boolean | undefined; currency: string; city: string },
+): Promise<ProfileRecord> {
+  const { rows } = await db.query(
+    `INSERT INTO qr.profiles (owner_kind, owner_id, display_name, photo_url, active, currency, city)
+     VALUES ($1, $2, $3, $4, COALESCE($5, true), COALESCE(NULLIF($6, ''), 'KES'), $7)
+     ON CONFLICT (owner_kind, owner_id) DO UPDATE SET
+       display_name = EXCLUDED.display_name,
+       photo_url = EXCLUDED.photo_url,
+       active = COALESCE($5, profiles.active),
+       currency = COALESCE(NULLIF($6, ''), profiles.currency),
+       city = EXCLUDED.city,
+       updated_at = now()
+     RETURNING owner_kind, owner_id, display_name, photo_url, active, currency, city, updated_at`,
+    [p.ownerKind, p.ownerId, p.displayName, p.photoUrl, p.active ?? null, p.currency, p.city],
+  );
+  return profileFromRow(rows[0]);
+}
+
+export async function isVenueManager(db: Queryable, venueId: string, userId: string): Promise<boolean> {
+  const { rowCount } = await db.query(`SELECT 1 FROM qr.venue_managers WHERE venue_id = $1 AND manager_id = $2`, [venueId, userId]);
+  return (rowCount ?? 0) > 0;
+}
+
+export async function isVenueStaff(db: Queryable, venueId: string, workerId: string): Promise<boolean> {
+  const { rowCount } = await db.query(`SELECT 1 FROM qr.venue_staff WHERE venue_id = $1 AND worker_id = $2`, [venueId, workerId]);
+  return (rowCount ?? 0) > 0;
+}
+
+export interface NewCode {
+  id: string;
+  shortCode: string;
+  ownerKind: number;
+  ownerId: string;
+  venueId: string | null;
+  parameters: Uint8Array;
+  expiresAt: Date | null;
+  createdBy: string;
+}
+
+/** Inserts a code; undefined when its short code is taken (the caller draws another). */
+export async function insertCode(db: Queryable, c: NewCode): Promise<CodeRecord | undefined> {
+  const { rows } = await db.query(
+    `INSERT INTO qr.qr_codes (qr_code_id, short_code, account_reference, owner_kind, owner_id, venue_id, parameters, expires_at, created_by)
+     VALUES ($1, $2, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (short_code) DO NOTHING
+     RETURNING ${CODE_COLUMNS}`,
+    [c.id, c.shortCode, c.ownerKind, c.ownerId, c.venueId, Buffer.from(c.parameters), c.expiresAt, c.createdBy],
+  );
+  return rows[0] ? codeFromRow(rows[0]) : undefined;
+}
+
+export async function setStatus(db: Queryable, id: string, status: 2 | 3, extra: { replacedBy?: string; reason?: string }): Promise<CodeRecord> {
+  const { rows } = await db.query(
+    `UPDATE qr.qr_codes SET status = $2, replaced_by = COALESCE($3, replaced_by), revoked_reason = COALESCE($4, revoked_reason),
+            status_changed_at = now()
+      WHERE qr_code_id = $1 RETURNING ${CODE_COLUMNS}`,
+    [id, status, extra.replacedBy ?? null, extra.reason ?? null],
+  );
+  return codeFromRow(rows[0]);
+}
+
+/**
+ * Claims an idempotency key for an operation. Returns undefined when this call
+ * claimed it, or the first call's code id and request hash. A concurrent call
+ * with the same key waits here for the first to commit.
+ */
+export async function claimIdempotencyKey(
+  db: Queryable,
+  k: { caller: string; key: string; operation: string; requestHash: string; qrCodeId: string },
+): Promise<{ qrCodeId: string; requestHash: string; operation: string } | undefined> {
+  const inserted = await db.query(
+    `INSERT INTO qr.idempotency_keys (caller, idempotency_key, operation, request_hash, qr_code_id)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+    [k.caller, k.key, k.operation, k.requestHash, k.qrCodeId],
+  );
+  if (inserted.rowCount === 1) return undefined;
+  const { rows } = await db.query(
+    `SELECT qr_code_id, request_hash, operation FROM qr.idempotency_keys WHERE caller = $1 AND idempotency_key = $2`,
+    [k.caller, k.key],
+  );
+  return { qrCodeId: rows[0].qr_code_id, requestHash: rows[0].request_hash, operation: rows[0].operation };
+}

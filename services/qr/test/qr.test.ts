@@ -1,0 +1,597 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromMs, timestampNow } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { QrScannedSchema, TipSucceededSchema, EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import {
+  DynamicParametersSchema,
+  ErrorCorrection,
+  ImageFormat,
+  OwnerKind,
+  QrCodeProblemSchema,
+  QrCodeStatus,
+  QrProblemKind,
+  type QrCode,
+} from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import type { Role, ServiceContext } from "@ttip/runtime";
+import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { createQrModule } from "../src/index.js";
+import { PayloadSigner } from "../src/signing.js";
+import { decodeEmvco, parseTlv } from "./emvco-decoder.js";
+import { decodePdfBand, decodePng, decodeSvgCodes } from "./raster.js";
+
+const KEY = "test-signing-key-0123456789abcdef-qr";
+const BASE = "https://tips.example/t";
+
+const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
+const otherWorker = { subject: randomUUID(), roles: ["worker"] as Role[] };
+const manager = { subject: randomUUID(), roles: ["venue_manager"] as Role[] };
+const otherManager = { subject: randomUUID(), roles: ["venue_manager"] as Role[] };
+const admin = { subject: randomUUID(), roles: ["admin"] as Role[] };
+const venueId = randomUUID();
+const KES = (shillings: number) => ({ amountMinor: BigInt(shillings * 100), currency: "KES" });
+
+/** Asserts a call fails with `code`, and with `kind` in its QrCodeProblem detail when given. */
+async function rejects(p: Promise<unknown>, code: Code, kind?: QrProblemKind, message?: RegExp): Promise<ConnectError> {
+  let caught: ConnectError | undefined;
+  await p.then(
+    () => assert.fail(`expected ${Code[code]}`),
+    (e) => (caught = ConnectError.from(e)),
+  );
+  assert.equal(Code[caught!.code], Code[code], caught!.message);
+  if (kind !== undefined) assert.equal(QrProblemKind[caught!.findDetails(QrCodeProblemSchema)[0]?.kind ?? 0], QrProblemKind[kind]);
+  if (message) assert.match(caught!.message, message);
+  return caught!;
+}
+
+const payloadOf = (c: QrCode) => new URL(c.url).searchParams.get("p")!;
+
+describe("qr service", () => {
+  let t: TestService;
+  const as = (who: { subject: string; roles: Role[] }) => t.client(QrService, who);
+  const anon = () => t.client(QrService);
+  let key = 0;
+  const idem = () => `idem-key-${++key}-${randomUUID()}`;
+
+  before(async () => {
+    t = await startTestService(createQrModule({ QR_SIGNING_KEY: KEY, QR_TIP_BASE_URL: BASE }));
+    await as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Wanjiku <Kamau> & Co", photoUrl: "https://cdn.example/w.jpg" });
+    await as(otherWorker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: otherWorker.subject, displayName: "Otieno" });
+    await as(manager).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House Kimathi", city: "Nairobi" });
+    await as(manager).addVenueStaff({ venueId, workerId: worker.subject });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  describe("profiles and staff", () => {
+    test("only the worker, a manager of the venue or an admin may set a profile; only admins set active", async () => {
+      await rejects(as(otherWorker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "x" }), Code.PermissionDenied);
+      await rejects(as(otherManager).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Taken" }), Code.PermissionDenied);
+      await rejects(as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "W", active: true }), Code.PermissionDenied, undefined, /active/);
+      await rejects(anon().putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "W" }), Code.Unauthenticated);
+      await rejects(as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "W", photoUrl: "javascript:alert(1)" }), Code.InvalidArgument, undefined, /photo_url/);
+      await rejects(as(otherManager).addVenueStaff({ venueId, workerId: otherWorker.subject }), Code.PermissionDenied);
+      await rejects(as(manager).addVenueStaff({ venueId: randomUUID(), workerId: otherWorker.subject }), Code.NotFound);
+      const got = await anon().getProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId });
+      assert.equal(got.profile?.displayName, "Java House Kimathi");
+      assert.equal(got.profile?.currency, "KES");
+      assert.equal(got.profile?.active, true);
+    });
+  });
+
+  describe("creating codes", () => {
+    test("a worker's own code: short code, URL with a signed payload, default parameters", async () => {
+      const { qrCode } = await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() });
+      assert.match(qrCode!.shortCode, /^[2-9A-HJ-NP-Z]{6}$/);
+      assert.ok(qrCode!.url.startsWith(`${BASE}/${qrCode!.shortCode}?p=`), qrCode!.url);
+      assert.equal(qrCode!.status, QrCodeStatus.ACTIVE);
+      assert.equal(new PayloadSigner(KEY).verify(payloadOf(qrCode!)).qrCodeId, qrCode!.qrCodeId);
+    });
+
+    test("authorization: anonymous, another worker, another venue's manager are refused; the venue's manager may issue staff codes", async () => {
+      const req = { ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() };
+      await rejects(anon().createQrCode(req), Code.Unauthenticated);
+      await rejects(as(otherWorker).createQrCode(req), Code.PermissionDenied);
+      await rejects(as(otherManager).createQrCode({ ...req, venueId }), Code.PermissionDenied);
+      await rejects(as(manager).createQrCode(req), Code.PermissionDenied, undefined);
+      const staff = await as(manager).createQrCode({ ...req, venueId, parameters: { table: "7" } });
+      assert.equal(staff.qrCode?.venueId, venueId);
+      // Not on the staff: refused even for the manager.
+      await rejects(
+        as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: otherWorker.subject, venueId, idempotencyKey: idem() }),
+        Code.FailedPrecondition,
+        undefined,
+        /not on the staff/,
+      );
+      await rejects(as(otherManager).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: idem() }), Code.PermissionDenied);
+      const venueCode = await as(manager).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: idem() });
+      assert.equal(venueCode.qrCode?.ownerKind, OwnerKind.VENUE);
+    });
+
+    test("bad parameters are INVALID_ARGUMENT naming the field, and nothing is created", async () => {
+      const base = { ownerKind: OwnerKind.WORKER, ownerId: worker.subject };
+      const before = await as(worker).listQrCodes({ ...base, includeInactive: true, page: { pageSize: 500 } });
+      const cases: Array<[object, RegExp]> = [
+        [{ suggestedAmounts: [{ amountMinor: 5000n, currency: "USD" }] }, /suggested_amounts\[0\]\.currency/],
+        [{ suggestedAmounts: [KES(50), { amountMinor: 5050n, currency: "KES" }] }, /suggested_amounts\[1\]\.amount_minor: KES amounts must be whole shillings/],
+        [{ fixedAmount: { amountMinor: -100n, currency: "KES" } }, /fixed_amount\.amount_minor: must be positive/],
+        [{ table: "x".repeat(65) }, /parameters\.table/],
+        [{ suggestedAmounts: [KES(50)], fixedAmount: KES(100) }, /not both/],
+        [{ suggestedAmounts: Array.from({ length: 11 }, () => KES(10)) }, /suggested_amounts: at most 10/],
+      ];
+      for (const [parameters, message] of cases) {
+        await rejects(as(worker).createQrCode({ ...base, parameters, idempotencyKey: idem() }), Code.InvalidArgument, undefined, message);
+      }
+      await rejects(as(worker).createQrCode({ ...base, expiresAt: timestampFromMs(Date.now() - 1000), idempotencyKey: idem() }), Code.InvalidArgument, undefined, /expires_at/);
+      await rejects(as(worker).createQrCode({ ...base, ownerId: "nope", idempotencyKey: idem() }), Code.InvalidArgument, undefined, /owner_id/);
+      const after = await as(worker).listQrCodes({ ...base, includeInactive: true, page: { pageSize: 500 } });
+      assert.equal(after.qrCodes.length, before.qrCodes.length);
+    });
+
+    test("an owner without a profile, or an inactive one, gets FAILED_PRECONDITION", async () => {
+      const fresh = { subject: randomUUID(), roles: ["worker"] as Role[] };
+      await rejects(as(fresh).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, idempotencyKey: idem() }), Code.FailedPrecondition, undefined, /PutProfile/);
+      await as(fresh).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, displayName: "F" });
+      await as(admin).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, displayName: "F", active: false });
+      await rejects(as(fresh).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: fresh.subject, idempotencyKey: idem() }), Code.FailedPrecondition, undefined, /not active/);
+    });
+
+    test("a retried create returns the same code; the same key with another request is refused", async () => {
+      const k = idem();
+      const req = { ownerKind: OwnerKind.WORKER, ownerId: worker.subject, parameters: { campaign: "xmas" }, idempotencyKey: k };
+      const [a, b] = await Promise.all([as(worker).createQrCode(req), as(worker).createQrCode(req)]);
+      assert.equal(a.qrCode!.qrCodeId, b.qrCode!.qrCodeId);
+      assert.equal(a.qrCode!.url, b.qrCode!.url);
+      await rejects(as(worker).createQrCode({ ...req, parameters: { campaign: "easter" } }), Code.InvalidArgument, undefined, /idempotency_key/);
+      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM qr.qr_codes WHERE parameters = $1`, [
+        Buffer.from(toBinary(DynamicParametersSchema, create(DynamicParametersSchema, { campaign: "xmas" }))),
+      ]);
+      assert.equal(rows[0].n, 1);
+    });
+  });
+
+  describe("resolving", () => {
+    let code: QrCode;
+    let staffCode: QrCode;
+    before(async () => {
+      code = (await as(worker).createQrCode({
+        ownerKind: OwnerKind.WORKER,
+        ownerId: worker.subject,
+        parameters: { suggestedAmounts: [KES(100), KES(300)], shift: "evening" },
+        idempotencyKey: idem(),
+      })).qrCode!;
+      staffCode = (await as(manager).createQrCode({
+        ownerKind: OwnerKind.WORKER,
+        ownerId: worker.subject,
+        venueId,
+        parameters: { fixedAmount: KES(200), table: "12" },
+        idempotencyKey: idem(),
+      })).qrCode!;
+    });
+
+    test("by payload and by short code (any case), anonymously: what the tip page needs", async () => {
+      const { target } = await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
+      assert.equal(target?.qrCodeId, code.qrCodeId);
+      assert.equal(target?.workerId, worker.subject);
+      assert.equal(target?.displayName, "Wanjiku <Kamau> & Co");
+      assert.equal(target?.photoUrl, "https://cdn.example/w.jpg");
+      assert.equal(target?.currency, "KES");
+      assert.deepEqual(target?.suggestedAmounts.map((m) => m.amountMinor), [10000n, 30000n]);
+      assert.equal(target?.shift, "evening");
+      const typed = await anon().resolveQrCode({ code: { case: "shortCode", value: code.shortCode.toLowerCase() } });
+      assert.equal(typed.target?.qrCodeId, code.qrCodeId);
+
+      const staff = (await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(staffCode) } })).target!;
+      assert.equal(staff.venueId, venueId);
+      assert.equal(staff.venueName, "Java House Kimathi");
+      assert.equal(staff.fixedAmount?.amountMinor, 20000n);
+      assert.deepEqual(staff.suggestedAmounts, [], "nothing to choose with a fixed amount");
+      assert.equal(staff.table, "12");
+      // No amounts set: the configured defaults, in the code's currency.
+      const plain = (await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() })).qrCode!;
+      const dflt = (await anon().resolveQrCode({ code: { case: "shortCode", value: plain.shortCode } })).target!;
+      assert.deepEqual(dflt.suggestedAmounts.map((m) => `${m.amountMinor} ${m.currency}`), ["5000 KES", "10000 KES", "20000 KES", "50000 KES"]);
+    });
+
+    test("a tampered, forged or malformed payload is INVALID_ARGUMENT / TAMPERED", async () => {
+      const p = payloadOf(staffCode);
+      // Change the fixed amount inside the body and keep the signature.
+      const [body, sig] = p.split(".");
+      const bytes = Buffer.from(body, "base64url");
+      const params = fromBinary(DynamicParametersSchema, bytes.subarray(21));
+      params.fixedAmount!.amountMinor = 100n;
+      const altered = Buffer.concat([bytes.subarray(0, 21), Buffer.from(toBinary(DynamicParametersSchema, params))]).toString("base64url");
+      await rejects(anon().resolveQrCode({ code: { case: "payload", value: `${altered}.${sig}` } }), Code.InvalidArgument, QrProblemKind.TAMPERED, /signature/);
+      const forged = new PayloadSigner("another-key-that-is-long-enough-xx").sign({ qrCodeId: staffCode.qrCodeId, parameters: params });
+      await rejects(anon().resolveQrCode({ code: { case: "payload", value: forged } }), Code.InvalidArgument, QrProblemKind.TAMPERED);
+      await rejects(anon().resolveQrCode({ code: { case: "payload", value: "this-is-not-a-payload-at-all" } }), Code.InvalidArgument, QrProblemKind.TAMPERED);
+      // Too short for the contract: protovalidate answers first.
+      await rejects(anon().resolveQrCode({ code: { case: "payload", value: "short" } }), Code.InvalidArgument);
+    });
+
+    test("unknown codes are NOT_FOUND", async () => {
+      await rejects(anon().resolveQrCode({ code: { case: "shortCode", value: "ZZZZ22" } }), Code.NotFound, QrProblemKind.UNKNOWN_CODE);
+      const genuine = new PayloadSigner(KEY).sign({ qrCodeId: randomUUID(), parameters: create(DynamicParametersSchema) });
+      await rejects(anon().resolveQrCode({ code: { case: "payload", value: genuine } }), Code.NotFound, QrProblemKind.UNKNOWN_CODE);
+    });
+
+    test("expired: by the payload's signed expiry and by the code's own", async () => {
+      const signer = new PayloadSigner(KEY);
+      const stale = signer.sign({ qrCodeId: code.qrCodeId, expiresAt: Math.floor(Date.now() / 1000) - 5, parameters: create(DynamicParametersSchema) });
+      await rejects(anon().resolveQrCode({ code: { case: "payload", value: stale } }), Code.FailedPrecondition, QrProblemKind.EXPIRED);
+
+      const expiring = (await as(worker).createQrCode({
+        ownerKind: OwnerKind.WORKER,
+        ownerId: worker.subject,
+        expiresAt: timestampFromMs(Date.now() + 60_000),
+        idempotencyKey: idem(),
+      })).qrCode!;
+      assert.ok(expiring.expiresAt);
+      assert.equal(signer.verify(payloadOf(expiring)).expiresAt, Math.floor(Number(expiring.expiresAt.seconds)));
+      await anon().resolveQrCode({ code: { case: "shortCode", value: expiring.shortCode } });
+      // Time passes (the row says so; its cached copy is dropped as a change would drop it).
+      await t.db.pool.query(`UPDATE qr.qr_codes SET expires_at = now() - interval '1 second' WHERE qr_code_id = $1`, [expiring.qrCodeId]);
+      await t.ctx.cache.del(`qr:code:${expiring.qrCodeId}`);
+      await rejects(anon().resolveQrCode({ code: { case: "shortCode", value: expiring.shortCode } }), Code.FailedPrecondition, QrProblemKind.EXPIRED);
+    });
+
+    test("rotation: the old code (URL or short code) says ROTATED and names the new one, which resolves", async () => {
+      const c = (await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, parameters: { table: "3" }, idempotencyKey: idem() })).qrCode!;
+      await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(c) } }); // warm the cache
+      const k = idem();
+      const rotated = (await as(worker).rotateQrCode({ qrCodeId: c.qrCodeId, idempotencyKey: k })).qrCode!;
+      assert.notEqual(rotated.shortCode, c.shortCode);
+      assert.equal(rotated.parameters?.table, "3");
+      const again = (await as(worker).rotateQrCode({ qrCodeId: c.qrCodeId, idempotencyKey: k })).qrCode!;
+      assert.equal(again.qrCodeId, rotated.qrCodeId, "a retried rotation returns the same new code");
+      for (const value of [{ case: "payload" as const, value: payloadOf(c) }, { case: "shortCode" as const, value: c.shortCode }]) {
+        const e = await rejects(anon().resolveQrCode({ code: value }), Code.FailedPrecondition, QrProblemKind.ROTATED);
+        assert.equal(e.findDetails(QrCodeProblemSchema)[0].replacedByQrCodeId, rotated.qrCodeId);
+      }
+      assert.equal((await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(rotated) } })).target?.qrCodeId, rotated.qrCodeId);
+      await rejects(as(worker).rotateQrCode({ qrCodeId: c.qrCodeId, idempotencyKey: idem() }), Code.FailedPrecondition, undefined, /replaced/);
+      await rejects(as(otherWorker).rotateQrCode({ qrCodeId: rotated.qrCodeId, idempotencyKey: idem() }), Code.PermissionDenied);
+      const old = (await as(worker).getQrCode({ qrCodeId: c.qrCodeId })).qrCode!;
+      assert.equal(old.status, QrCodeStatus.ROTATED);
+      assert.equal(old.replacedByQrCodeId, rotated.qrCodeId);
+    });
+
+    test("revocation: REVOKED at once, even with a warm cache; revoking again changes nothing", async () => {
+      const c = (await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() })).qrCode!;
+      await anon().resolveQrCode({ code: { case: "shortCode", value: c.shortCode } });
+      await rejects(as(otherWorker).revokeQrCode({ qrCodeId: c.qrCodeId, reason: "x" }), Code.PermissionDenied);
+      const revoked = (await as(worker).revokeQrCode({ qrCodeId: c.qrCodeId, reason: "card lost" })).qrCode!;
+      assert.equal(revoked.status, QrCodeStatus.REVOKED);
+      await rejects(anon().resolveQrCode({ code: { case: "shortCode", value: c.shortCode } }), Code.FailedPrecondition, QrProblemKind.REVOKED);
+      await rejects(anon().resolveQrCode({ code: { case: "payload", value: payloadOf(c) } }), Code.FailedPrecondition, QrProblemKind.REVOKED);
+      assert.equal((await as(worker).revokeQrCode({ qrCodeId: c.qrCodeId, reason: "again" })).qrCode?.status, QrCodeStatus.REVOKED);
+      await rejects(as(worker).revokeQrCode({ qrCodeId: randomUUID(), reason: "" }), Code.NotFound);
+    });
+
+    test("an inactive worker or venue stops its codes resolving; reactivation brings them back", async () => {
+      const set = (active: boolean) =>
+        as(admin).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Wanjiku <Kamau> & Co", photoUrl: "https://cdn.example/w.jpg", active });
+      await set(false);
+      await rejects(anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } }), Code.FailedPrecondition, QrProblemKind.OWNER_INACTIVE);
+      await set(true);
+      await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
+
+      const venue = (active: boolean) => as(admin).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House Kimathi", city: "Nairobi", active });
+      await venue(false);
+      await rejects(anon().resolveQrCode({ code: { case: "payload", value: payloadOf(staffCode) } }), Code.FailedPrecondition, QrProblemKind.VENUE_INACTIVE);
+      // The worker's own code does not depend on the venue.
+      await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
+      await venue(true);
+      await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(staffCode) } });
+    });
+
+    test("a warm resolve is served from Redis (24 h) until a change invalidates it", async () => {
+      // Let the second invalidation of the changes above pass first.
+      await new Promise((r) => setTimeout(r, 2_100));
+      await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
+      // Changed behind the service's back: the cache still answers, so Postgres was not read.
+      await t.db.pool.query(`UPDATE qr.profiles SET display_name = 'Behind the back' WHERE owner_id = $1`, [worker.subject]);
+      const cached = await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
+      assert.equal(cached.target?.displayName, "Wanjiku <Kamau> & Co");
+      const redis = (t.ctx.cache as unknown as { redis: import("ioredis").Redis }).redis;
+      const [codeKey] = await redis.keys(`*qr:code:${code.qrCodeId}`);
+      const ttl = await redis.ttl(codeKey);
+      assert.ok(ttl > 86_000 && ttl <= 86_400, `ttl ${ttl}`);
+      // A change through the service invalidates it.
+      await as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Wanjiku <Kamau> & Co", photoUrl: "https://cdn.example/w2.jpg" });
+      const fresh = await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
+      assert.equal(fresh.target?.photoUrl, "https://cdn.example/w2.jpg");
+    });
+
+    test("concurrent misses on a cold code share one Postgres read per key", async () => {
+      await t.ctx.cache.del(`qr:code:${code.qrCodeId}`);
+      await t.ctx.cache.del(`qr:profile:1:${worker.subject}`);
+      const pool = t.db.pool;
+      const query = pool.query;
+      let reads = 0;
+      pool.query = ((...args: Parameters<typeof query>) => {
+        reads++;
+        return (query as (...a: unknown[]) => unknown).apply(pool, args);
+      }) as typeof query;
+      try {
+        const all = await Promise.all(Array.from({ length: 20 }, () => anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } })));
+        assert.ok(all.every((r) => r.target?.qrCodeId === code.qrCodeId));
+      } finally {
+        pool.query = query;
+      }
+      // Without sharing it would be 40 (a code and a profile read per call); a call that
+      // missed just as the first load finished may read once more.
+      assert.ok(reads >= 2 && reads <= 4, `${reads} reads`);
+    });
+
+    test("resolve outcomes and cache results are counted for Prometheus", async () => {
+      const text = await t.ctx.metrics.registry.metrics();
+      for (const outcome of ["ok", "tampered", "expired", "rotated", "revoked", "owner_inactive", "venue_inactive", "unknown_code"]) {
+        assert.match(text, new RegExp(`ttip_qr_resolves_total\\{outcome="${outcome}"\\} [1-9]`), outcome);
+      }
+      assert.match(text, /ttip_qr_cache_lookups_total\{entry="code",result="hit"\} [1-9]/);
+      assert.match(text, /ttip_qr_cache_lookups_total\{entry="profile",result="miss"\} [1-9]/);
+    });
+
+    test("with Redis failing, resolves fall back to Postgres instead of failing", async () => {
+      const cache = t.ctx.cache;
+      const { get, set } = cache;
+      cache.get = async () => {
+        throw new Error("redis down");
+      };
+      cache.set = async () => {
+        throw new Error("redis down");
+      };
+      try {
+        const r = await anon().resolveQrCode({ code: { case: "shortCode", value: code.shortCode } });
+        assert.equal(r.target?.qrCodeId, code.qrCodeId);
+      } finally {
+        Object.assign(cache, { get, set });
+      }
+    });
+  });
+
+  describe("scans and conversion", () => {
+    let code: QrCode;
+    before(async () => {
+      code = (await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() })).qrCode!;
+    });
+
+    test("RecordScan resolves, records the scan and publishes QrScanned through the outbox; a reload is the same scan", async () => {
+      const seen: Array<ReturnType<typeof fromBinary<typeof QrScannedSchema>>> = [];
+      const sub = await t.ctx.bus.subscribe({
+        durable: `scans-${randomUUID().slice(0, 8)}`,
+        subject: "ttip.qr.scanned",
+        handler: async (m) => void seen.push(fromBinary(QrScannedSchema, m.data)),
+      });
+      try {
+        const scan = { code: { case: "payload" as const, value: payloadOf(code) }, referrer: "https://instagram.com/?phone=254712345678#x", userAgent: "Safari", deviceId: "device-a" };
+        const first = await anon().recordScan(scan);
+        assert.equal(first.target?.qrCodeId, code.qrCodeId);
+        const reload = await anon().recordScan(scan);
+        assert.equal(reload.scanId, first.scanId);
+        // Same browser, another phone.
+        const other = await anon().recordScan({ ...scan, deviceId: "device-b", code: { case: "shortCode", value: code.shortCode } });
+        assert.notEqual(other.scanId, first.scanId);
+        const deadline = Date.now() + 10_000;
+        while (seen.filter((e) => e.qrCodeId === code.qrCodeId).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 300));
+        const mine = seen.filter((e) => e.qrCodeId === code.qrCodeId);
+        assert.equal(mine.length, 2, "one event per scan, none for the reload");
+        assert.equal(mine[0].shortCode, code.shortCode);
+        assert.equal(mine[0].workerId, worker.subject);
+        assert.equal(mine[0].referrer, "https://instagram.com/");
+        assert.equal(mine[0].meta?.producer, "qr");
+        assert.ok(mine[0].deviceHash && mine[0].deviceHash !== mine[1].deviceHash);
+        assert.doesNotMatch(mine[0].deviceHash, /device/);
+      } finally {
+        await sub.stop();
+      }
+      const revoked = (await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() })).qrCode!;
+      await as(worker).revokeQrCode({ qrCodeId: revoked.qrCodeId, reason: "" });
+      await rejects(anon().recordScan({ code: { case: "shortCode", value: revoked.shortCode }, referrer: "", userAgent: "x" }), Code.FailedPrecondition, QrProblemKind.REVOKED);
+      const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM qr.scans WHERE qr_code_id = $1`, [revoked.qrCodeId]);
+      assert.equal(rows[0].n, 0);
+    });
+
+    test("scan-to-tip conversion per code counts each TipSucceeded once", async () => {
+      const tipId = randomUUID();
+      const publish = (eventId: string, tip: string) =>
+        t.ctx.bus.publish({
+          id: eventId,
+          subject: "ttip.payment.tip_succeeded",
+          data: toBinary(TipSucceededSchema, create(TipSucceededSchema, {
+            meta: create(EventMetaSchema, { id: eventId, occurredAt: timestampNow(), producer: "payment" }),
+            tipId: tip,
+            workerId: worker.subject,
+            qrCodeId: code.qrCodeId,
+            amount: KES(100),
+          })),
+        });
+      const eventId = randomUUID();
+      await publish(eventId, tipId);
+      await publish(eventId, tipId);
+      await publish(randomUUID(), tipId); // the same tip reported twice
+      const range = { from: timestampFromMs(Date.now() - 3_600_000), to: timestampFromMs(Date.now() + 3_600_000) };
+      let stats;
+      const deadline = Date.now() + 10_000;
+      do {
+        stats = (await as(worker).getScanStats({ qrCodeId: code.qrCodeId, ...range })).stats[0];
+        if (stats.tips > 0n) break;
+        await new Promise((r) => setTimeout(r, 100));
+      } while (Date.now() < deadline);
+      await new Promise((r) => setTimeout(r, 300));
+      stats = (await as(worker).getScanStats({ qrCodeId: code.qrCodeId, ...range })).stats[0];
+      assert.equal(stats.scans, 2n);
+      assert.equal(stats.uniqueDevices, 2n);
+      assert.equal(stats.tips, 1n);
+      assert.equal(stats.conversionBps, 5000);
+      const byOwner = await as(worker).getScanStats({ ownerId: worker.subject, ...range });
+      assert.ok(byOwner.stats.some((s) => s.qrCodeId === code.qrCodeId && s.tips === 1n));
+      const byVenue = await as(manager).getScanStats({ ownerId: venueId, ...range });
+      assert.ok(byVenue.stats.length > 0 && byVenue.stats.every((s) => s.qrCodeId !== code.qrCodeId), "the venue sees its codes only");
+      await rejects(as(otherWorker).getScanStats({ qrCodeId: code.qrCodeId, ...range }), Code.PermissionDenied);
+      await rejects(as(otherWorker).getScanStats({ ownerId: worker.subject, ...range }), Code.PermissionDenied);
+      await rejects(as(worker).getScanStats({ ...range }), Code.InvalidArgument);
+    });
+  });
+
+  describe("offline form and C2B matching", () => {
+    test("the KE-QR payload decodes with an independent decoder, CRC correct, naming the worker's account reference", async () => {
+      const c = (await as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, venueId, idempotencyKey: idem() })).qrCode!;
+      const { offline } = await as(worker).getOfflinePayload({ qrCodeId: c.qrCodeId });
+      assert.equal(offline?.paybillOrTill, "174379");
+      assert.equal(offline?.accountReference, c.shortCode);
+      assert.equal(offline?.ussdCode, `*483*123*${c.shortCode}#`);
+      const d = decodeEmvco(offline!.emvcoPayload);
+      assert.ok(d.crcOk, "CRC16-CCITT in tag 63");
+      assert.equal(d.tags.get("53"), "404");
+      assert.equal(d.tags.get("58"), "KE");
+      assert.equal(d.tags.get("59"), "Wanjiku <Kamau> & Co");
+      assert.equal(d.tags.get("60"), "Nairobi");
+      assert.equal(parseTlv(d.tags.get("28")!).get("01"), "174379");
+      assert.equal(parseTlv(d.tags.get("62")!).get("05"), c.shortCode);
+      assert.equal(parseTlv(d.tags.get("81")!).get("01"), offline?.ussdCode);
+      await rejects(as(otherWorker).getOfflinePayload({ qrCodeId: c.qrCodeId }), Code.PermissionDenied);
+    });
+
+    test("MatchAccountReference finds the worker, as typed, and still for a rotated code", async () => {
+      const internal = t.client(QrInternalService);
+      const c = (await as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, venueId, idempotencyKey: idem() })).qrCode!;
+      const m = await internal.matchAccountReference({ accountReference: ` ${c.shortCode.toLowerCase()} ` });
+      assert.equal(m.workerId, worker.subject);
+      assert.equal(m.qrCodeId, c.qrCodeId);
+      assert.equal(m.venueId, venueId);
+      assert.equal(m.status, QrCodeStatus.ACTIVE);
+      await as(worker).rotateQrCode({ qrCodeId: c.qrCodeId, idempotencyKey: idem() });
+      const late = await internal.matchAccountReference({ accountReference: c.shortCode });
+      assert.equal(late.workerId, worker.subject);
+      assert.equal(late.status, QrCodeStatus.ROTATED);
+      const v = (await as(manager).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: idem() })).qrCode!;
+      const venueMatch = await internal.matchAccountReference({ accountReference: v.shortCode });
+      assert.equal(venueMatch.workerId, "");
+      assert.equal(venueMatch.venueId, venueId);
+      await rejects(internal.matchAccountReference({ accountReference: "NOPE99" }), Code.NotFound);
+    });
+  });
+
+  describe("rendering", () => {
+    let code: QrCode;
+    before(async () => {
+      code = (await as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, venueId, parameters: { table: "9" }, idempotencyKey: idem() })).qrCode!;
+    });
+
+    test("PNG at the asked size and error correction decodes back to the code's URL", async () => {
+      for (const [size, ec] of [[0, ErrorCorrection.UNSPECIFIED], [300, ErrorCorrection.H], [1024, ErrorCorrection.L]] as const) {
+        const r = await as(worker).renderQrCode({ qrCodeId: code.qrCodeId, format: ImageFormat.PNG, size, errorCorrection: ec });
+        assert.equal(r.contentType, "image/png");
+        const png = decodePng(r.content);
+        assert.equal(png.width, size || 512);
+        assert.equal(png.height, size || 512);
+        assert.equal(png.text, code.url);
+      }
+      await rejects(as(worker).renderQrCode({ qrCodeId: code.qrCodeId, format: ImageFormat.PNG, caption: true }), Code.InvalidArgument, undefined, /caption/);
+      await rejects(as(worker).renderQrCode({ qrCodeId: code.qrCodeId, format: ImageFormat.PNG, size: 40 }), Code.InvalidArgument, undefined, /size: at least/);
+      await rejects(as(worker).renderQrCode({ qrCodeId: code.qrCodeId, format: ImageFormat.UNSPECIFIED }), Code.InvalidArgument);
+      await rejects(as(otherWorker).renderQrCode({ qrCodeId: code.qrCodeId, format: ImageFormat.PNG }), Code.PermissionDenied);
+    });
+
+    test("SVG decodes back to the URL; the print card carries both codes and the caption", async () => {
+      const svg = Buffer.from((await as(worker).renderQrCode({ qrCodeId: code.qrCodeId, format: ImageFormat.SVG, size: 400, errorCorrection: ErrorCorrection.Q })).content).toString();
+      assert.match(svg, /^<svg[^>]*width="400"/);
+      assert.deepEqual(decodeSvgCodes(svg), [code.url]);
+
+      const { offline } = await as(worker).getOfflinePayload({ qrCodeId: code.qrCodeId });
+      for (const req of [{ format: ImageFormat.PRINT_SVG }, { format: ImageFormat.SVG, caption: true }]) {
+        const r = await as(manager).renderQrCode({ qrCodeId: code.qrCodeId, ...req });
+        assert.equal(r.contentType, "image/svg+xml");
+        const card = Buffer.from(r.content).toString();
+        assert.deepEqual(decodeSvgCodes(card), [code.url, offline!.emvcoPayload]);
+        assert.match(card, /Wanjiku &lt;Kamau&gt; &amp; Co/);
+        assert.match(card, new RegExp(`Code ${code.shortCode}`));
+        assert.match(card, /Java House Kimathi/);
+        assert.match(card, new RegExp(`Paybill 174379 Account ${code.shortCode}`));
+        assert.ok(card.includes(`Dial *483*123*${code.shortCode}#`));
+      }
+    });
+
+    test("the PDF card draws both codes, which decode back to the URL and the KE-QR payload", async () => {
+      const r = await as(worker).renderQrCode({ qrCodeId: code.qrCodeId, format: ImageFormat.PDF });
+      assert.equal(r.contentType, "application/pdf");
+      const pdf = Buffer.from(r.content);
+      assert.equal(pdf.subarray(0, 8).toString(), "%PDF-1.4");
+      assert.match(pdf.toString("latin1"), /%%EOF\n$/);
+      // The xref offset points at the xref table.
+      const xref = Number(/startxref\n(\d+)/.exec(pdf.toString("latin1"))![1]);
+      assert.equal(pdf.subarray(xref, xref + 4).toString(), "xref");
+      const { offline } = await as(worker).getOfflinePayload({ qrCodeId: code.qrCodeId });
+      assert.equal(decodePdfBand(pdf, 298, 185, 415), code.url);
+      assert.equal(decodePdfBand(pdf, 298, 25, 145), offline!.emvcoPayload);
+      assert.match(pdf.toString("latin1"), new RegExp(`\\(Code ${code.shortCode}\\) Tj`));
+    });
+
+    test("a revoked code is not rendered", async () => {
+      const c = (await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() })).qrCode!;
+      await as(worker).revokeQrCode({ qrCodeId: c.qrCodeId, reason: "" });
+      await rejects(as(worker).renderQrCode({ qrCodeId: c.qrCodeId, format: ImageFormat.SVG }), Code.FailedPrecondition, undefined, /revoked/);
+      await rejects(as(worker).getOfflinePayload({ qrCodeId: c.qrCodeId }), Code.FailedPrecondition);
+    });
+  });
+
+  describe("listing and staff removal", () => {
+    test("pages through a worker's codes newest first; inactive ones only when asked", async () => {
+      const w = { subject: randomUUID(), roles: ["worker"] as Role[] };
+      await as(w).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, displayName: "Pager" });
+      const made: string[] = [];
+      for (let i = 0; i < 5; i++) made.push((await as(w).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, idempotencyKey: idem() })).qrCode!.qrCodeId);
+      await as(w).revokeQrCode({ qrCodeId: made[0], reason: "" });
+      const seen: string[] = [];
+      let pageToken = "";
+      do {
+        const r = await as(w).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, includeInactive: true, page: { pageSize: 2, pageToken } });
+        assert.ok(r.qrCodes.length <= 2);
+        seen.push(...r.qrCodes.map((c) => c.qrCodeId));
+        pageToken = r.page?.nextPageToken ?? "";
+      } while (pageToken);
+      assert.deepEqual(seen, [...made].reverse());
+      await t.db.pool.query(`UPDATE qr.qr_codes SET expires_at = now() - interval '1 minute' WHERE qr_code_id = $1`, [made[1]]);
+      const active = await as(w).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, includeInactive: false });
+      assert.deepEqual(active.qrCodes.map((c) => c.qrCodeId), made.slice(2).reverse(), "revoked and expired codes are left out");
+      await rejects(as(otherWorker).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: w.subject }), Code.PermissionDenied);
+      await rejects(as(w).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, page: { pageSize: 2, pageToken: "garbage" } }), Code.InvalidArgument, undefined, /page_token/);
+    });
+
+    test("removing a worker from the staff revokes their codes at that venue only", async () => {
+      const w = { subject: randomUUID(), roles: ["worker"] as Role[] };
+      await as(w).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, displayName: "Leaving" });
+      await as(manager).addVenueStaff({ venueId, workerId: w.subject });
+      await as(manager).addVenueStaff({ venueId, workerId: w.subject });
+      const atVenue = (await as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId, idempotencyKey: idem() })).qrCode!;
+      const own = (await as(w).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, idempotencyKey: idem() })).qrCode!;
+      await anon().resolveQrCode({ code: { case: "shortCode", value: atVenue.shortCode } });
+      await rejects(as(otherManager).removeVenueStaff({ venueId, workerId: w.subject }), Code.PermissionDenied);
+      const r = await as(manager).removeVenueStaff({ venueId, workerId: w.subject });
+      assert.equal(r.revokedCodes, 1);
+      await rejects(anon().resolveQrCode({ code: { case: "shortCode", value: atVenue.shortCode } }), Code.FailedPrecondition, QrProblemKind.REVOKED);
+      await anon().resolveQrCode({ code: { case: "shortCode", value: own.shortCode } });
+      await rejects(as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId, idempotencyKey: idem() }), Code.FailedPrecondition);
+    });
+  });
+});
+
+describe("qr configuration", () => {
+  test("a cluster process without QR_SIGNING_KEY refuses to start", async () => {
+    const saved = process.env.NODE_TEST_CONTEXT;
+    delete process.env.NODE_TEST_CONTEXT;
+    try {
+      // It fails before touching anything, so no real context is needed.
+      await assert.rejects(createQrModule({}).start!({} as ServiceContext), /QR_SIGNING_KEY: is required/);
+    } finally {
+      if (saved !== undefined) process.env.NODE_TEST_CONTEXT = saved;
+    }
+  });
+});
