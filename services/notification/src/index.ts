@@ -1,12 +1,97 @@
-import { NotificationService, NotificationAdminService, NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { fileURLToPath } from "node:url";
+import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { ServiceModule } from "@ttip/runtime";
+import { configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
+import { authContacts, type ContactLookup } from "./contacts.js";
+import { Dispatcher, unparkDue } from "./delivery.js";
+import { registerHandlers } from "./handlers.js";
+import { createProviders } from "./providers.js";
+import { ProviderSimulator } from "./simulator.js";
+import { seedTemplates } from "./store.js";
+import { startTriggers } from "./triggers.js";
+import { webhooks } from "./webhooks.js";
 
-/** Templates in English and Swahili, SMS, e-mail, push and in-app channels, providers, preferences and delivery tracking with retries. */
-export const notification: ServiceModule = {
-  name: "notification",
-  services: [NotificationService, NotificationAdminService, NotificationInternalService],
-  routes(router) {
-    // No method is built yet: each answers UNIMPLEMENTED, never a fake success.
-    for (const service of this.services) router.service(service, {});
-  },
-};
+export { ProviderSimulator } from "./simulator.js";
+export { DEFAULT_RETRY, type NotificationConfig, type ProviderConfig, type RetryConfig } from "./config.js";
+export { smsSize, formatMoney } from "./templates.js";
+export type { Contact, ContactLookup } from "./contacts.js";
+
+export interface NotificationOptions {
+  /** Fixed configuration (tests); otherwise read from NOTIFICATION_* variables. */
+  config?: NotificationConfig;
+  /** How often parked (quiet-hours) deliveries are looked at. */
+  sweepIntervalMs?: number;
+  /** Deferrals longer than this wait in the table instead of on the bus. */
+  parkAfterMs?: number;
+  /** Where a user's phone comes from when we have none; auth's GetUserById by default. */
+  contacts?: ContactLookup;
+}
+
+/**
+ * Templates in English and Swahili, SMS (Africa's Talking and Twilio, one the
+ * fallback of the other), e-mail (SendGrid), push (FCM HTTP v1) and in-app,
+ * preferences and delivery tracking with retries.
+ */
+export function createNotificationModule(options: NotificationOptions = {}): ServiceModule {
+  let config: NotificationConfig | undefined;
+  const current = () => {
+    if (!config) throw new Error("notification service used before start()");
+    return config;
+  };
+  return {
+    name: "notification",
+    // Auth owns phone numbers; events carry masked ones only.
+    calls: ["auth"],
+    migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
+    services: [NotificationService, NotificationAdminService, NotificationInternalService],
+    async start(ctx) {
+      let simulator: ProviderSimulator | undefined;
+      config = options.config;
+      if (!config) {
+        const vars = loadEnvConfig();
+        config = configFromEnv(vars);
+        if (vars.NOTIFICATION_PROVIDERS === "simulator") {
+          simulator = new ProviderSimulator();
+          await simulator.start();
+          config.providers = simulator.config(vars.NOTIFICATION_SMS_PRIMARY, vars.NOTIFICATION_AT_CALLBACK_TOKEN || "sim-callback-token");
+          ctx.logger.warn({ url: simulator.url }, "notification providers are the in-repo simulators (NOTIFICATION_PROVIDERS=simulator)");
+        }
+      }
+      await seedTemplates(ctx.pool);
+      const cfg = config;
+      const dispatcher = new Dispatcher({
+        pool: ctx.pool,
+        providers: createProviders(cfg.providers, cfg.retry.httpTimeoutMs),
+        retry: cfg.retry,
+        logger: ctx.logger,
+        publicUrl: cfg.publicUrl,
+        parkAfterMs: options.parkAfterMs,
+        contacts: options.contacts ?? authContacts(ctx),
+      });
+      const stopTriggers = await startTriggers(ctx, dispatcher);
+      let sweeping: Promise<unknown> = Promise.resolve();
+      const sweeper = setInterval(() => {
+        sweeping = unparkDue(ctx.pool).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed"));
+      }, options.sweepIntervalMs ?? 15_000);
+      return async () => {
+        clearInterval(sweeper);
+        await sweeping;
+        await stopTriggers();
+        await simulator?.close();
+      };
+    },
+    routes(router, ctx) {
+      registerHandlers(router, ctx);
+    },
+    http(ctx) {
+      return webhooks({
+        pool: ctx.pool,
+        logger: ctx.logger,
+        providers: () => current().providers,
+        publicUrl: () => current().publicUrl(),
+      });
+    },
+  };
+}
+
+export const notification: ServiceModule = createNotificationModule();

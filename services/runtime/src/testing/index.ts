@@ -55,6 +55,14 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       await Promise.race([allClosed, new Promise((r) => setTimeout(r, 5_000))]);
       const c = new pg.Client({ connectionString: testEnv().databaseUrl });
       await c.connect();
+      // pool.end() resolves before its connections have closed; forcing the drop
+      // while one is still closing makes it emit "terminating connection due to
+      // administrator command" as an uncaught pool error. Let them go first.
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1", [name]);
+        if (rows[0].n === 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await c.end();
     },

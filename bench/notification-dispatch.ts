@@ -1,0 +1,84 @@
+// Notification figures: template rendering with SMS segment counting, and
+// end-to-end SMS throughput (SendNotification -> outbox -> bus -> dispatcher
+// -> Africa's Talking simulator) on the embedded stack (PGlite, in-process bus).
+// "cluster" runs the same on throwaway PostgreSQL and NATS JetStream servers.
+//   node --import tsx bench/notification-dispatch.ts [messages] [embedded|cluster]
+import { performance } from "node:perf_hooks";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import {
+  createLogger,
+  createPeers,
+  createPool,
+  InProcessBus,
+  JetStreamBus,
+  MemoryCache,
+  Metrics,
+  startEmbeddedPostgres,
+  startService,
+  type EventBus,
+} from "@ttip/runtime";
+import { startNats, startPostgres } from "@ttip/runtime/testing";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { defaultTemplates, render, smsSize, TEMPLATE_VARIABLES } from "../services/notification/src/templates.js";
+
+const count = Number(process.argv[2] ?? 200);
+const mode = process.argv[3] === "cluster" ? "cluster" : "embedded";
+
+// 1. Rendering.
+const templates = defaultTemplates();
+const rounds = 20_000;
+let t0 = performance.now();
+let segments = 0;
+for (let i = 0; i < rounds; i++) {
+  const tpl = templates[i % templates.length];
+  const body = render(tpl.body, Object.fromEntries(TEMPLATE_VARIABLES[tpl.key].map((v) => [v, `value ${i}`])));
+  segments += smsSize(body).segments;
+}
+const renderMs = performance.now() - t0;
+console.log(`render + segment count: ${rounds} in ${renderMs.toFixed(0)} ms = ${((rounds / renderMs) * 1000).toFixed(0)}/s (${segments} segments)`);
+
+// 2. End to end.
+const logger = createLogger({ level: "silent" });
+const pg = mode === "cluster" ? await startPostgres() : await startEmbeddedPostgres();
+const nats = mode === "cluster" ? await startNats() : undefined;
+const pool = createPool(pg.url, { max: mode === "cluster" ? 10 : 1 });
+const bus: EventBus = nats ? await JetStreamBus.connect({ servers: nats.url, logger }) : new InProcessBus(logger, 50);
+const sim = new ProviderSimulator();
+await sim.start();
+const peers = createPeers(() => undefined);
+const svc = await startService(
+  createNotificationModule({ config: { providers: sim.config(), retry: DEFAULT_RETRY, publicUrl: () => "" } }),
+  { logger, pool, bus, cache: new MemoryCache(), metrics: new Metrics(), peers },
+);
+const client = createClient(NotificationInternalService, createGrpcTransport({ baseUrl: svc.server.url }));
+t0 = performance.now();
+const latencies: number[] = [];
+await Promise.all(
+  Array.from({ length: count }, async (_, i) => {
+    const s = performance.now();
+    await client.sendNotification({
+      idempotencyKey: `bench-${i.toString().padStart(6, "0")}`,
+      recipient: { case: "phone", value: `+2547${String(10_000_000 + i).slice(-8)}` },
+      templateKey: TemplateKey.OTP,
+      variables: { code: String(100000 + i), minutes: "5" },
+    });
+    latencies.push(performance.now() - s);
+  }),
+);
+const acceptedMs = performance.now() - t0;
+while (sim.sent.length < count) await new Promise((r) => setTimeout(r, 10));
+const sentMs = performance.now() - t0;
+latencies.sort((a, b) => a - b);
+const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1);
+console.log(`SendNotification: ${count} accepted in ${acceptedMs.toFixed(0)} ms (p50 ${p(0.5)} ms, p99 ${p(0.99)} ms)`);
+console.log(`all ${count} SMS at the provider after ${sentMs.toFixed(0)} ms = ${((count / sentMs) * 1000).toFixed(0)} SMS/s (${mode === "cluster" ? "PostgreSQL, JetStream" : "embedded: PGlite, one connection"})`);
+await svc.close();
+peers.close();
+await bus.close();
+await sim.close();
+await pool.end();
+await ("close" in pg ? pg.close() : pg.stop());
+await nats?.stop();

@@ -1,0 +1,136 @@
+import { z } from "zod";
+import { ConfigError, env, loadConfig } from "@ttip/runtime";
+
+export type SmsProviderName = "africastalking" | "twilio";
+
+/** Where each provider is and how to sign in; the same clients talk to the real APIs and to the simulators. */
+export interface ProviderConfig {
+  smsPrimary: SmsProviderName;
+  africastalking: { baseUrl: string; username: string; apiKey: string; senderId: string; callbackToken: string };
+  twilio: { baseUrl: string; accountSid: string; authToken: string; from: string };
+  sendgrid: { baseUrl: string; apiKey: string; from: string; fromName: string; webhookPublicKey: string };
+  fcm: { baseUrl: string; projectId: string; clientEmail: string; privateKey: string; tokenUrl: string };
+}
+
+export interface RetryConfig {
+  /** Attempts on each provider of a channel before moving on (or giving up). */
+  attemptsPerProvider: number;
+  /** First backoff; doubles per attempt up to maxDelayMs. */
+  baseDelayMs: number;
+  maxDelayMs: number;
+  /** An attempt still 'sending' after this long was cut off by a crash: in doubt, never resent. */
+  sendLeaseMs: number;
+  /** Provider HTTP timeout. */
+  httpTimeoutMs: number;
+}
+
+export interface NotificationConfig {
+  providers: ProviderConfig;
+  retry: RetryConfig;
+  /**
+   * The URL providers reach this service's HTTP port at (status callbacks and
+   * Twilio signatures use it). A function, since tests learn the port late.
+   * Empty: no per-message callback URL is sent.
+   */
+  publicUrl: () => string;
+}
+
+const shape = {
+  NODE_ENV: z.string().default("development"),
+  // "simulator": start the in-repo provider simulators on loopback (make run); "real": use the URLs below.
+  NOTIFICATION_PROVIDERS: z.enum(["simulator", "real"]).default("simulator"),
+  NOTIFICATION_PUBLIC_URL: z.string().default(""),
+  NOTIFICATION_SMS_PRIMARY: z.enum(["africastalking", "twilio"]).default("africastalking"),
+  NOTIFICATION_AT_BASE_URL: env.url(["http", "https"]).default("https://api.africastalking.com"),
+  NOTIFICATION_AT_USERNAME: z.string().default(""),
+  NOTIFICATION_AT_API_KEY: z.string().default(""),
+  NOTIFICATION_AT_SENDER_ID: z.string().default(""),
+  NOTIFICATION_AT_CALLBACK_TOKEN: z.string().default(""),
+  NOTIFICATION_TWILIO_BASE_URL: env.url(["http", "https"]).default("https://api.twilio.com"),
+  NOTIFICATION_TWILIO_ACCOUNT_SID: z.string().default(""),
+  NOTIFICATION_TWILIO_AUTH_TOKEN: z.string().default(""),
+  NOTIFICATION_TWILIO_FROM: z.string().default(""),
+  NOTIFICATION_SENDGRID_BASE_URL: env.url(["http", "https"]).default("https://api.sendgrid.com"),
+  NOTIFICATION_SENDGRID_API_KEY: z.string().default(""),
+  NOTIFICATION_SENDGRID_FROM: z.string().default("no-reply@ttip.example"),
+  NOTIFICATION_SENDGRID_WEBHOOK_PUBLIC_KEY: z.string().default(""),
+  NOTIFICATION_FCM_BASE_URL: env.url(["http", "https"]).default("https://fcm.googleapis.com"),
+  NOTIFICATION_FCM_PROJECT_ID: z.string().default(""),
+  NOTIFICATION_FCM_CLIENT_EMAIL: z.string().default(""),
+  // PEM; "\n" escapes are accepted, as secrets often arrive on one line.
+  NOTIFICATION_FCM_PRIVATE_KEY: z.string().default("").transform((v) => v.replace(/\\n/g, "\n")),
+  NOTIFICATION_FCM_TOKEN_URL: env.url(["http", "https"]).default("https://oauth2.googleapis.com/token"),
+  NOTIFICATION_RETRY_ATTEMPTS: z.coerce.number().int().positive().default(3),
+  NOTIFICATION_RETRY_BASE_MS: env.duration(2_000),
+  NOTIFICATION_RETRY_MAX_MS: env.duration(60_000),
+};
+
+export type EnvConfig = z.infer<z.ZodObject<typeof shape>>;
+
+export const DEFAULT_RETRY: RetryConfig = {
+  attemptsPerProvider: 3,
+  baseDelayMs: 2_000,
+  maxDelayMs: 60_000,
+  sendLeaseMs: 60_000,
+  httpTimeoutMs: 10_000,
+};
+
+/** Reads NOTIFICATION_* variables; refuses simulators in production and real mode without the primary SMS provider's credentials. */
+export function loadEnvConfig(vars: Record<string, string | undefined> = process.env): EnvConfig {
+  const c = loadConfig(shape, vars);
+  const problems: string[] = [];
+  if (c.NOTIFICATION_PROVIDERS === "simulator" && c.NODE_ENV === "production") {
+    problems.push("NOTIFICATION_PROVIDERS: must be real in production (simulators reach nobody)");
+  }
+  if (c.NOTIFICATION_PROVIDERS === "real") {
+    const primary =
+      c.NOTIFICATION_SMS_PRIMARY === "africastalking"
+        ? { NOTIFICATION_AT_USERNAME: c.NOTIFICATION_AT_USERNAME, NOTIFICATION_AT_API_KEY: c.NOTIFICATION_AT_API_KEY }
+        : { NOTIFICATION_TWILIO_ACCOUNT_SID: c.NOTIFICATION_TWILIO_ACCOUNT_SID, NOTIFICATION_TWILIO_AUTH_TOKEN: c.NOTIFICATION_TWILIO_AUTH_TOKEN, NOTIFICATION_TWILIO_FROM: c.NOTIFICATION_TWILIO_FROM };
+    for (const [name, value] of Object.entries(primary)) if (!value) problems.push(`${name}: is required with NOTIFICATION_PROVIDERS=real`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return c;
+}
+
+export function configFromEnv(e: EnvConfig): NotificationConfig {
+  return {
+    publicUrl: () => e.NOTIFICATION_PUBLIC_URL,
+    retry: {
+      ...DEFAULT_RETRY,
+      attemptsPerProvider: e.NOTIFICATION_RETRY_ATTEMPTS,
+      baseDelayMs: e.NOTIFICATION_RETRY_BASE_MS,
+      maxDelayMs: e.NOTIFICATION_RETRY_MAX_MS,
+    },
+    providers: {
+      smsPrimary: e.NOTIFICATION_SMS_PRIMARY,
+      africastalking: {
+        baseUrl: e.NOTIFICATION_AT_BASE_URL,
+        username: e.NOTIFICATION_AT_USERNAME,
+        apiKey: e.NOTIFICATION_AT_API_KEY,
+        senderId: e.NOTIFICATION_AT_SENDER_ID,
+        callbackToken: e.NOTIFICATION_AT_CALLBACK_TOKEN,
+      },
+      twilio: {
+        baseUrl: e.NOTIFICATION_TWILIO_BASE_URL,
+        accountSid: e.NOTIFICATION_TWILIO_ACCOUNT_SID,
+        authToken: e.NOTIFICATION_TWILIO_AUTH_TOKEN,
+        from: e.NOTIFICATION_TWILIO_FROM,
+      },
+      sendgrid: {
+        baseUrl: e.NOTIFICATION_SENDGRID_BASE_URL,
+        apiKey: e.NOTIFICATION_SENDGRID_API_KEY,
+        from: e.NOTIFICATION_SENDGRID_FROM,
+        fromName: "TTIP",
+        webhookPublicKey: e.NOTIFICATION_SENDGRID_WEBHOOK_PUBLIC_KEY,
+      },
+      fcm: {
+        baseUrl: e.NOTIFICATION_FCM_BASE_URL,
+        projectId: e.NOTIFICATION_FCM_PROJECT_ID,
+        clientEmail: e.NOTIFICATION_FCM_CLIENT_EMAIL,
+        privateKey: e.NOTIFICATION_FCM_PRIVATE_KEY,
+        tokenUrl: e.NOTIFICATION_FCM_TOKEN_URL,
+      },
+    },
+  };
+}

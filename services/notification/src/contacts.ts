@@ -1,0 +1,36 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import type { ServiceContext } from "@ttip/runtime";
+
+export interface Contact {
+  /** The whole number, digits with country code. */
+  phone: string;
+  locale: "en" | "sw" | "";
+}
+
+/**
+ * Finds where a user is reached. Resolves null when there is nobody to
+ * reach (no such user, no number); throws when it cannot tell right now.
+ */
+export type ContactLookup = (userId: string) => Promise<Contact | null>;
+
+// Errors worth asking again for; anything else means the answer will not change.
+const TRANSIENT = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Internal]);
+
+/** Auth owns phone numbers: AuthInternalService.GetUserById returns the whole number for senders like us. */
+export function authContacts(ctx: ServiceContext): ContactLookup {
+  const client = createClient(AuthInternalService, ctx.peers("auth"));
+  return async (userId) => {
+    try {
+      const r = await client.getUserById({ userId }, { timeoutMs: 5_000 });
+      const locale = r.user?.locale === Locale.SW ? "sw" : r.user?.locale === Locale.EN ? "en" : "";
+      return r.phone ? { phone: r.phone.replace(/[^0-9]/g, ""), locale } : null;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (TRANSIENT.has(e.code)) throw e;
+      if (e.code !== Code.NotFound) ctx.logger.warn({ err: e, userId }, "phone lookup in auth refused; not retried");
+      return null;
+    }
+  };
+}

@@ -1,0 +1,500 @@
+// Deliveries: created once per (source, recipient, channel), then handed to
+// providers by the dispatcher with retries, backoff and failover.
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { emitEvent, scrubText, withTransaction, type Logger, type Pool, type Queryable } from "@ttip/runtime";
+import type { RetryConfig } from "./config.js";
+import type { ContactLookup } from "./contacts.js";
+import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
+import {
+  CHANNEL_NAMES,
+  findRecipient,
+  findTemplate,
+  isOptedOut,
+  maskEmail,
+  maskPhone,
+  normalizePhone,
+  pushTokens,
+  templateKeyName,
+} from "./store.js";
+import { render, resolveLocale, withDefaults } from "./templates.js";
+
+export type DeliveryState = "queued" | "sent" | "delivered" | "failed" | "retrying";
+
+/** The channels a kind goes out on when the user chose nothing. */
+export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
+  [TemplateKey.UNSPECIFIED]: [],
+  [TemplateKey.OTP]: [Channel.SMS],
+  [TemplateKey.TIP_RECEIVED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.RECEIPT]: [Channel.SMS, Channel.EMAIL],
+  [TemplateKey.PAYOUT_SENT]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.PAYOUT_FAILED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
+  [TemplateKey.FRAUD_HOLD]: [Channel.SMS, Channel.IN_APP],
+  [TemplateKey.WEEKLY_SUMMARY]: [Channel.EMAIL, Channel.IN_APP],
+};
+
+export type Recipient = { userId: string } | { phone: string } | { email: string };
+
+export interface SendRequest {
+  /** What caused it: an event id, or "rpc:" + the caller's idempotency key. */
+  sourceKey: string;
+  to: Recipient;
+  templateKey: TemplateKey;
+  variables: Record<string, string>;
+  /** Empty: the user's locale, else English. */
+  locale?: string;
+  /** Empty: the user's preferences, else the kind's defaults. */
+  channels?: Channel[];
+  correlationId?: string;
+}
+
+/** Wakes in-app watchers of a user (a hint only: watchers read the table). */
+export const inAppSignals = new EventEmitter();
+inAppSignals.setMaxListeners(0);
+
+const EAT_OFFSET_MS = 3 * 3_600_000;
+
+/** When quiet hours (East Africa Time, "HH:MM") end if `now` is inside them. */
+export function quietUntil(now: Date, start: string, end: string): Date | undefined {
+  const parse = (v: string) => {
+    const m = /^([01]\d|2[0-3]):([0-5]\d)$/.exec(v);
+    return m ? Number(m[1]) * 60 + Number(m[2]) : undefined;
+  };
+  const s = parse(start);
+  const e = parse(end);
+  if (s === undefined || e === undefined || s === e) return undefined;
+  const local = new Date(now.getTime() + EAT_OFFSET_MS);
+  const minute = local.getUTCHours() * 60 + local.getUTCMinutes();
+  const inside = s < e ? minute >= s && minute < e : minute >= s || minute < e;
+  if (!inside) return undefined;
+  const endLocal = new Date(Date.UTC(local.getUTCFullYear(), local.getUTCMonth(), local.getUTCDate(), Math.floor(e / 60), e % 60));
+  if (endLocal.getTime() <= local.getTime()) endLocal.setUTCDate(endLocal.getUTCDate() + 1);
+  return new Date(endLocal.getTime() - EAT_OFFSET_MS);
+}
+
+async function emitUpdate(tx: Queryable, d: { id: string; user_id: string | null; channel: Channel; template_key: TemplateKey; attempts: number }, status: DeliveryState, correlationId = "") {
+  await emitEvent(
+    tx,
+    "notification",
+    "ttip.notification.delivery_updated",
+    DeliveryUpdatedSchema,
+    {
+      deliveryId: d.id,
+      userId: d.user_id ?? "",
+      channel: CHANNEL_NAMES[d.channel],
+      status,
+      templateKey: templateKeyName(d.template_key),
+      attempt: d.attempts,
+    },
+    correlationId,
+  );
+}
+
+/**
+ * Creates the deliveries for one request inside `tx` (no other connection is
+ * used: embedded mode has one). Returns their ids, existing ones included, so
+ * a redelivered event or a retried call finds what the first one made.
+ * Throws MissingVariablesError when the template needs a variable not given.
+ */
+export async function enqueue(tx: Queryable, req: SendRequest, now = new Date()): Promise<string[]> {
+  const user = "userId" in req.to ? await findRecipient(tx, req.to.userId) : undefined;
+  const isOtp = req.templateKey === TemplateKey.OTP;
+  let channels: Channel[];
+  let explicit = !!req.channels?.length;
+  if ("phone" in req.to) channels = [Channel.SMS];
+  else if ("email" in req.to) channels = [Channel.EMAIL];
+  else {
+    const chosen = user?.kinds[String(req.templateKey)];
+    channels = explicit ? req.channels! : (chosen ?? DEFAULT_CHANNELS[req.templateKey]);
+    // A caller may narrow what the user wants but never add what they turned off (OTPs excepted).
+    if (explicit && chosen && !isOtp) channels = channels.filter((c) => chosen.includes(c));
+  }
+  if (isOtp) {
+    channels = [Channel.SMS];
+    explicit = true;
+  }
+  const locale = resolveLocale(req.locale || user?.locale);
+  const userId = "userId" in req.to ? req.to.userId : null;
+  const ids: string[] = [];
+  for (const channel of channels) {
+    let address = "";
+    let masked = "";
+    if (channel === Channel.SMS) {
+      const phone = "phone" in req.to ? req.to.phone : (user?.phone ?? "");
+      address = phone ? normalizePhone(phone) : "";
+      masked = address ? maskPhone(address) : "";
+    } else if (channel === Channel.EMAIL) {
+      address = "email" in req.to ? req.to.email : (user?.email ?? "");
+      masked = address ? maskEmail(address) : "";
+    } else if (userId) {
+      address = userId;
+      masked = userId;
+      // No device registered: nothing to push to, and nothing worth a failed record.
+      if (channel === Channel.PUSH && !explicit && (await pushTokens(tx, userId)).length === 0) continue;
+    }
+    if (!address && !explicit && !(channel === Channel.SMS && userId)) continue;
+
+    const template = await findTemplate(tx, req.templateKey, locale, channel);
+    if (!template) throw new Error(`no active template for ${templateKeyName(req.templateKey)}/${locale}/${CHANNEL_NAMES[channel]}`);
+    const variables = withDefaults(req.templateKey, req.variables);
+    const subject = render(template.subject, variables);
+    const body = render(template.body, variables);
+
+    let status: DeliveryState = "queued";
+    let error: string | null = null;
+    let nextAttempt = now;
+    // A user whose number we do not have yet: the dispatcher asks auth for it.
+    const lookup = channel === Channel.SMS && !address && !!userId;
+    if (!address && !lookup) {
+      status = "failed";
+      error = channel === Channel.SMS ? "no phone number on file" : channel === Channel.EMAIL ? "no e-mail address on file" : "no recipient";
+    } else if (channel === Channel.SMS && !isOtp && address && (await isOptedOut(tx, address))) {
+      status = "failed";
+      error = "recipient texted STOP";
+    } else if (channel === Channel.IN_APP) {
+      status = "delivered";
+    } else if (!isOtp && user && (channel === Channel.SMS || channel === Channel.PUSH)) {
+      nextAttempt = quietUntil(now, user.quiet_start, user.quiet_end) ?? now;
+    }
+    const recipientKey = userId ?? ("phone" in req.to ? `phone:${address}` : `email:${address.toLowerCase()}`);
+    const id = randomUUID();
+    const inserted = await tx.query<{ id: string }>(
+      `INSERT INTO notification.deliveries
+         (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
+          subject, body, status, last_error, next_attempt_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+       ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id`,
+      [id, req.sourceKey, recipientKey, channel, userId, address, masked, req.templateKey, template.version, template.locale,
+        subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt],
+    );
+    if (inserted.rowCount === 0) {
+      const existing = await tx.query<{ id: string }>(
+        "SELECT id FROM notification.deliveries WHERE source_key = $1 AND recipient_key = $2 AND channel = $3",
+        [req.sourceKey, recipientKey, channel],
+      );
+      ids.push(existing.rows[0].id);
+      continue;
+    }
+    ids.push(id);
+    if (channel === Channel.IN_APP && userId) {
+      await tx.query(
+        "INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [randomUUID(), userId, id, req.templateKey, subject, body, now],
+      );
+      inAppSignals.emit(userId);
+    }
+    await emitUpdate(tx, { id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 }, status, req.correlationId);
+  }
+  return ids;
+}
+
+/** Thrown to have the bus deliver the dispatch event again later (JetStream nak). */
+export class RetryLater extends Error {}
+
+interface DeliveryRow {
+  id: string;
+  user_id: string | null;
+  channel: Channel;
+  template_key: TemplateKey;
+  address: string;
+  subject: string;
+  body: string | null;
+  status: DeliveryState;
+  attempts: number;
+  provider_index: number;
+  provider_attempts: number;
+  next_attempt_at: Date;
+  parked: boolean;
+}
+
+type Claim = { kind: "done" } | { kind: "later" } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
+
+export interface DispatcherOptions {
+  pool: Pool;
+  providers: Providers;
+  retry: RetryConfig;
+  logger: Logger;
+  publicUrl: () => string;
+  /** Deferrals longer than this are parked for the sweeper instead of redelivered. */
+  parkAfterMs?: number;
+  /** Where to find the number of a user we have none for (auth). */
+  contacts?: ContactLookup;
+}
+
+/** How long a delivery waits for an unreachable contact lookup before it fails. */
+const LOOKUP_PATIENCE_MS = 15 * 60_000;
+
+/**
+ * Sends one delivery through its channel's providers. Each attempt is
+ * committed as 'sending' before the HTTP call and settled after it, so a
+ * crash in between leaves an attempt that is declared in doubt (never resent
+ * blindly) once its lease runs out. Transient errors back off exponentially
+ * and are retried by redelivery; after the attempts allowed per provider, or
+ * at once when a provider refuses outright, the next provider takes over.
+ */
+export class Dispatcher {
+  constructor(private readonly o: DispatcherOptions) {}
+
+  private providersFor(channel: Channel): Provider[] {
+    if (channel === Channel.SMS) return this.o.providers.sms;
+    if (channel === Channel.EMAIL) return this.o.providers.email;
+    if (channel === Channel.PUSH) return this.o.providers.push;
+    return [];
+  }
+
+  private backoff(providerAttempts: number): number {
+    return Math.min(this.o.retry.maxDelayMs, this.o.retry.baseDelayMs * 2 ** Math.max(0, providerAttempts - 1));
+  }
+
+  /** Resolves when the delivery needs nothing more now; throws RetryLater when it is due again soon. */
+  async run(deliveryId: string): Promise<void> {
+    await this.resolveAddress(deliveryId);
+    const claim = await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId));
+    if (claim.kind === "done") return;
+    if (claim.kind === "later") throw new RetryLater(`delivery ${deliveryId} not due yet`);
+    const { delivery: d, provider, attempt } = claim;
+    const outcome = await this.send(d, provider);
+    const state = await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome));
+    if (state === "retrying") throw new RetryLater(`delivery ${deliveryId} will be retried`);
+  }
+
+  /**
+   * An SMS to a user whose number we lacked: ask auth (outside any
+   * transaction: embedded mode has one connection, which auth needs too) and
+   * keep the answer in recipients for next time.
+   */
+  private async resolveAddress(id: string): Promise<void> {
+    const { rows } = await this.o.pool.query<{ user_id: string; created_at: Date }>(
+      `SELECT user_id, created_at FROM notification.deliveries
+        WHERE id = $1 AND channel = $2 AND address = '' AND user_id IS NOT NULL AND status IN ('queued', 'retrying')`,
+      [id, Channel.SMS],
+    );
+    const pending = rows[0];
+    if (!pending) return;
+    let contact: Awaited<ReturnType<ContactLookup>> = null;
+    let error = "no phone number on file";
+    try {
+      contact = this.o.contacts ? await this.o.contacts(pending.user_id) : null;
+    } catch (err) {
+      if (Date.now() - pending.created_at.getTime() < LOOKUP_PATIENCE_MS) throw new RetryLater(`phone lookup failed: ${(err as Error).message}`);
+      error = "phone lookup kept failing";
+    }
+    await withTransaction(this.o.pool, async (tx) => {
+      const locked = await tx.query<DeliveryRow>(
+        "SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries WHERE id = $1 AND address = '' FOR UPDATE",
+        [id],
+      );
+      if (!locked.rows[0]) return;
+      if (!contact?.phone) {
+        await this.finish(tx, locked.rows[0], "failed", error);
+        return;
+      }
+      const phone = normalizePhone(contact.phone);
+      await tx.query(
+        `INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($1, $2, $3)
+         ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(recipients.phone, EXCLUDED.phone),
+           locale = CASE WHEN recipients.locale = '' THEN EXCLUDED.locale ELSE recipients.locale END, updated_at = now()`,
+        [pending.user_id, phone, contact.locale],
+      );
+      await tx.query("UPDATE notification.deliveries SET address = $2, address_masked = $3, updated_at = now() WHERE id = $1", [id, phone, maskPhone(phone)]);
+    });
+  }
+
+  private async claim(tx: Queryable, id: string): Promise<Claim> {
+    const { rows } = await tx.query<DeliveryRow>(
+      `SELECT id, user_id, channel, template_key, address, subject, body, status, attempts, provider_index, provider_attempts, next_attempt_at, parked
+         FROM notification.deliveries WHERE id = $1 FOR UPDATE`,
+      [id],
+    );
+    const d = rows[0];
+    if (!d || d.parked || !["queued", "retrying"].includes(d.status)) return { kind: "done" };
+    const wait = d.next_attempt_at.getTime() - Date.now();
+    if (wait > (this.o.parkAfterMs ?? 30_000)) {
+      await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [id]);
+      return { kind: "done" };
+    }
+    if (wait > 0) return { kind: "later" };
+    const last = (
+      await tx.query<{ attempt: number; status: string; started_at: Date }>(
+        "SELECT attempt, status, started_at FROM notification.delivery_attempts WHERE delivery_id = $1 ORDER BY attempt DESC LIMIT 1",
+        [id],
+      )
+    ).rows[0];
+    if (last?.status === "sending") {
+      if (Date.now() - last.started_at.getTime() < this.o.retry.sendLeaseMs) return { kind: "later" };
+      // The process died between handing it over and recording the answer: the
+      // provider may have sent it. Resending could text the person twice.
+      await tx.query(
+        "UPDATE notification.delivery_attempts SET status = 'in_doubt', error = 'no answer recorded (crash during send)', finished_at = now() WHERE delivery_id = $1 AND attempt = $2",
+        [id, last.attempt],
+      );
+      await this.finish(tx, d, "failed", "in doubt: a send was cut off; not resent to avoid a duplicate");
+      return { kind: "done" };
+    }
+    // A STOP that came in after the message was queued still counts.
+    if (d.channel === Channel.SMS && d.template_key !== TemplateKey.OTP && (await isOptedOut(tx, d.address))) {
+      await this.finish(tx, d, "failed", "recipient texted STOP");
+      return { kind: "done" };
+    }
+    const providers = this.providersFor(d.channel);
+    const provider = providers[d.provider_index];
+    if (!provider || d.body === null) {
+      await this.finish(tx, d, "failed", "no provider for this channel");
+      return { kind: "done" };
+    }
+    const attempt = d.attempts + 1;
+    await tx.query(
+      "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status) VALUES ($1, $2, $3, 'sending')",
+      [id, attempt, provider.name],
+    );
+    await tx.query("UPDATE notification.deliveries SET attempts = $2, updated_at = now() WHERE id = $1", [id, attempt]);
+    return { kind: "send", delivery: { ...d, attempts: attempt }, provider, attempt };
+  }
+
+  private async send(d: DeliveryRow, provider: Provider): Promise<SendOutcome> {
+    const base = this.o.publicUrl();
+    const message: OutgoingMessage = {
+      deliveryId: d.id,
+      to: d.address,
+      subject: d.subject,
+      body: d.body ?? "",
+      statusCallbackUrl: base && provider.name === "twilio" ? `${base}/webhooks/twilio/status` : "",
+      data: { delivery_id: d.id, kind: templateKeyName(d.template_key) },
+    };
+    if (d.channel !== Channel.PUSH) return provider.send(message);
+    // Push goes to every device of the user; one accepting is enough.
+    const tokens = await pushTokens(this.o.pool, d.address);
+    if (!tokens.length) return { ok: false, kind: "recipient", error: "no push token registered" };
+    const outcomes = await Promise.all(tokens.map((to) => provider.send({ ...message, to }).then((o) => ({ to, o }))));
+    const dead = outcomes.filter((x) => !x.o.ok && x.o.kind === "recipient").map((x) => x.to);
+    if (dead.length) await this.o.pool.query("DELETE FROM notification.push_tokens WHERE token = ANY($1::text[])", [dead]);
+    return outcomes.find((x) => x.o.ok)?.o ?? outcomes.find((x) => !x.o.ok && x.o.kind !== "recipient")?.o ?? outcomes[0].o;
+  }
+
+  private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome): Promise<DeliveryState> {
+    // Provider errors may quote the number ("The 'To' number +2547... is not valid"): stored masked.
+    const outcome: SendOutcome = result.ok ? result : { ...result, error: scrubText(result.error) };
+    await tx.query(
+      `UPDATE notification.delivery_attempts SET status = $3, provider_message_id = $4, error = $5, finished_at = now()
+        WHERE delivery_id = $1 AND attempt = $2`,
+      [d.id, attempt, outcome.ok ? "sent" : "failed", outcome.ok ? outcome.messageId : "", outcome.ok ? "" : outcome.error],
+    );
+    if (outcome.ok) {
+      // An OTP's text is a secret: once handed over it is not kept.
+      await tx.query(
+        `UPDATE notification.deliveries SET status = 'sent', provider = $2, provider_message_id = NULLIF($3, ''), last_error = NULL,
+                body = CASE WHEN template_key = $4 THEN NULL ELSE body END, updated_at = now() WHERE id = $1`,
+        [d.id, provider.name, outcome.messageId, TemplateKey.OTP],
+      );
+      await emitUpdate(tx, d, "sent");
+      if (outcome.messageId) await applyPendingCallbacks(tx, provider.name, outcome.messageId);
+      return "sent";
+    }
+    this.o.logger.warn({ deliveryId: d.id, provider: provider.name, attempt, kind: outcome.kind, error: outcome.error }, "send failed");
+    if (outcome.kind === "recipient") {
+      await this.finish(tx, d, "failed", outcome.error);
+      return "failed";
+    }
+    if (outcome.kind === "in_doubt") {
+      await tx.query("UPDATE notification.delivery_attempts SET status = 'in_doubt' WHERE delivery_id = $1 AND attempt = $2", [d.id, attempt]);
+      await this.finish(tx, d, "failed", `in doubt: the provider may have it (${outcome.error}); not resent to avoid a duplicate`);
+      return "failed";
+    }
+    let index = d.provider_index;
+    let tries = d.provider_attempts + 1;
+    let delay = this.backoff(tries);
+    if (outcome.kind === "provider" || tries >= this.o.retry.attemptsPerProvider) {
+      index++;
+      tries = 0;
+      delay = 0;
+    }
+    if (index >= this.providersFor(d.channel).length) {
+      await this.finish(tx, d, "failed", outcome.error);
+      return "failed";
+    }
+    await tx.query(
+      `UPDATE notification.deliveries SET status = 'retrying', provider_index = $2, provider_attempts = $3,
+              next_attempt_at = now() + make_interval(secs => $4::double precision / 1000), last_error = $5, updated_at = now() WHERE id = $1`,
+      [d.id, index, tries, delay, outcome.error],
+    );
+    await emitUpdate(tx, d, "retrying");
+    return "retrying";
+  }
+
+  private async finish(tx: Queryable, d: DeliveryRow, status: "failed", error: string) {
+    // A failed OTP's text is erased too: nothing will send it any more.
+    await tx.query(
+      `UPDATE notification.deliveries SET status = $2, last_error = $3, updated_at = now(),
+              body = CASE WHEN template_key = $4 THEN NULL ELSE body END WHERE id = $1`,
+      [d.id, status, error, TemplateKey.OTP],
+    );
+    await emitUpdate(tx, d, status);
+  }
+}
+
+/** What a provider's report means for a delivery, or undefined to ignore it. */
+export type ReportedStatus = "sent" | "delivered" | "failed";
+
+/**
+ * Applies a provider's status report. Only forward moves: queued/retrying ->
+ * sent -> delivered or failed; a late "sent" after "delivered" changes
+ * nothing. A report that arrives before the send was recorded is kept and
+ * applied when it is (see Dispatcher.record).
+ */
+export async function applyStatusReport(
+  pool: Pool,
+  report: { provider: string; kind: string; messageId: string; status: ReportedStatus | undefined; error?: string; payload: unknown },
+): Promise<"applied" | "ignored" | "pending"> {
+  return withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<{ seq: string }>(
+      "INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload) VALUES ($1, $2, $3, $4, $5) RETURNING seq",
+      [report.provider, report.kind, report.messageId, report.status ?? "", JSON.stringify(report.payload)],
+    );
+    if (!report.status || !report.messageId) {
+      await tx.query("UPDATE notification.provider_callbacks SET applied = true WHERE seq = $1", [rows[0].seq]);
+      return "ignored";
+    }
+    const found = await tx.query("SELECT 1 FROM notification.deliveries WHERE provider = $1 AND provider_message_id = $2", [report.provider, report.messageId]);
+    if (found.rowCount === 0) return "pending";
+    const changed = await moveStatus(tx, report.provider, report.messageId, report.status, report.error);
+    await tx.query("UPDATE notification.provider_callbacks SET applied = true WHERE seq = $1", [rows[0].seq]);
+    return changed ? "applied" : "ignored";
+  });
+}
+
+async function moveStatus(tx: Queryable, provider: string, messageId: string, status: ReportedStatus, error?: string): Promise<boolean> {
+  const from = status === "sent" ? ["queued", "retrying"] : ["queued", "retrying", "sent"];
+  const { rows } = await tx.query<DeliveryRow>(
+    `UPDATE notification.deliveries SET status = $3, last_error = COALESCE($5, last_error), updated_at = now()
+      WHERE provider = $1 AND provider_message_id = $2 AND status = ANY($4::text[])
+      RETURNING id, user_id, channel, template_key, attempts`,
+    [provider, messageId, status, from, error ?? null],
+  );
+  if (!rows[0]) return false;
+  await emitUpdate(tx, rows[0], status);
+  return true;
+}
+
+async function applyPendingCallbacks(tx: Queryable, provider: string, messageId: string) {
+  const { rows } = await tx.query<{ seq: string; status: ReportedStatus }>(
+    `UPDATE notification.provider_callbacks SET applied = true
+      WHERE provider = $1 AND message_id = $2 AND NOT applied AND status <> '' RETURNING seq, status`,
+    [provider, messageId],
+  );
+  for (const r of rows.sort((a, b) => Number(a.seq) - Number(b.seq))) await moveStatus(tx, provider, messageId, r.status);
+}
+
+/** Re-queues parked deliveries (quiet hours over) by emitting a fresh dispatch event for each. */
+export async function unparkDue(pool: Pool): Promise<number> {
+  return withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<DeliveryRow>(
+      `UPDATE notification.deliveries SET parked = false, updated_at = now()
+        WHERE id IN (SELECT id FROM notification.deliveries WHERE parked AND next_attempt_at <= now() LIMIT 100 FOR UPDATE SKIP LOCKED)
+        RETURNING id, user_id, channel, template_key, attempts`,
+    );
+    for (const d of rows) await emitUpdate(tx, d, "queued");
+    return rows.length;
+  });
+}

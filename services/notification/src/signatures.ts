@@ -1,0 +1,44 @@
+// The providers' callback signatures. Both sides (webhooks and simulators) use
+// these, so a simulator can only pass what the real provider would.
+import { createHmac, timingSafeEqual, verify } from "node:crypto";
+
+/**
+ * Twilio's X-Twilio-Signature: base64 HMAC-SHA1, keyed with the auth token,
+ * of the full URL Twilio called followed by every POST parameter name and
+ * value, sorted by name.
+ */
+export function twilioSignature(authToken: string, url: string, params: Record<string, string>): string {
+  const data = Object.keys(params)
+    .sort()
+    .reduce((acc, k) => acc + k + params[k], url);
+  return createHmac("sha1", authToken).update(data, "utf8").digest("base64");
+}
+
+export function checkTwilioSignature(authToken: string, url: string, params: Record<string, string>, given: string): boolean {
+  if (!authToken || !given) return false;
+  const expected = Buffer.from(twilioSignature(authToken, url, params));
+  const actual = Buffer.from(given);
+  return expected.length === actual.length && timingSafeEqual(expected, actual);
+}
+
+/**
+ * SendGrid's signed event webhook: ECDSA (P-256, SHA-256) over the timestamp
+ * header followed by the raw body; the public key is base64 DER (SPKI) as the
+ * SendGrid console shows it.
+ */
+export function checkSendgridSignature(publicKeyBase64: string, timestamp: string, rawBody: Buffer, signatureBase64: string): boolean {
+  if (!publicKeyBase64 || !timestamp || !signatureBase64) return false;
+  try {
+    const key = { key: Buffer.from(publicKeyBase64, "base64"), format: "der" as const, type: "spki" as const };
+    return verify("sha256", Buffer.concat([Buffer.from(timestamp), rawBody]), key, Buffer.from(signatureBase64, "base64"));
+  } catch {
+    return false;
+  }
+}
+
+/** Compares secrets without leaking their length or content through timing. */
+export function sameSecret(expected: string, given: string): boolean {
+  const a = createHmac("sha256", "cmp").update(expected).digest();
+  const b = createHmac("sha256", "cmp").update(given).digest();
+  return expected.length > 0 && timingSafeEqual(a, b);
+}

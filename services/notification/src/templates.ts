@@ -1,0 +1,180 @@
+import { Channel, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+
+export const LOCALES = ["en", "sw"] as const;
+export const FALLBACK_LOCALE = "en";
+
+/** The variables each kind of message may use; every one must be given when rendering. */
+export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
+  [TemplateKey.UNSPECIFIED]: [],
+  [TemplateKey.OTP]: ["code", "minutes"],
+  [TemplateKey.TIP_RECEIVED]: ["amount", "net", "from", "message"],
+  [TemplateKey.RECEIPT]: ["amount", "worker", "reference"],
+  [TemplateKey.PAYOUT_SENT]: ["amount", "phone", "reference"],
+  [TemplateKey.PAYOUT_FAILED]: ["amount", "reason"],
+  [TemplateKey.FRAUD_HOLD]: ["reference", "reason"],
+  [TemplateKey.WEEKLY_SUMMARY]: ["week", "count", "total"],
+};
+
+/** Values used when a caller leaves a variable out (auth's OTP sender gives the code only). */
+export const TEMPLATE_DEFAULTS: Partial<Record<TemplateKey, Record<string, string>>> = {
+  [TemplateKey.OTP]: { minutes: "5" },
+};
+
+/** The caller's variables over the kind's defaults. */
+export function withDefaults(key: TemplateKey, variables: Record<string, string>): Record<string, string> {
+  return { ...TEMPLATE_DEFAULTS[key], ...variables };
+}
+
+interface DefaultText {
+  title: string;
+  text: string;
+}
+
+// Version 1 of every template, seeded at start. SMS, push and in-app use the
+// text as is; e-mail wraps it in a greeting.
+const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(typeof LOCALES)[number], DefaultText>> = {
+  [TemplateKey.OTP]: {
+    en: { title: "Your TTIP code", text: "Your TTIP code is {{code}}. It expires in {{minutes}} minutes. Never share it." },
+    sw: { title: "Nambari yako ya TTIP", text: "Nambari yako ya TTIP ni {{code}}. Itaisha baada ya dakika {{minutes}}. Usimpe mtu yeyote." },
+  },
+  [TemplateKey.TIP_RECEIVED]: {
+    en: { title: "You received a tip", text: "You received a tip of {{amount}} from {{from}}. {{net}} is yours after fees. {{message}}" },
+    sw: { title: "Umepokea bakshishi", text: "Umepokea bakshishi ya {{amount}} kutoka kwa {{from}}. Unapata {{net}} baada ya ada. {{message}}" },
+  },
+  [TemplateKey.RECEIPT]: {
+    en: { title: "Your TTIP receipt", text: "TTIP receipt: you tipped {{worker}} {{amount}}. Ref {{reference}}. Thank you!" },
+    sw: { title: "Risiti yako ya TTIP", text: "Risiti ya TTIP: umetoa bakshishi ya {{amount}} kwa {{worker}}. Kumb. {{reference}}. Asante!" },
+  },
+  [TemplateKey.PAYOUT_SENT]: {
+    en: { title: "Withdrawal sent", text: "{{amount}} has been sent to your M-Pesa {{phone}}. Ref {{reference}}." },
+    sw: { title: "Pesa imetumwa", text: "{{amount}} imetumwa kwa M-Pesa yako {{phone}}. Kumb. {{reference}}." },
+  },
+  [TemplateKey.PAYOUT_FAILED]: {
+    en: { title: "Withdrawal failed", text: "Your withdrawal of {{amount}} failed: {{reason}}. The money has not left your TTIP account." },
+    sw: { title: "Utoaji haukufaulu", text: "Utoaji wako wa {{amount}} haukufaulu: {{reason}}. Pesa haijatoka kwenye akaunti yako ya TTIP." },
+  },
+  [TemplateKey.FRAUD_HOLD]: {
+    en: { title: "Transaction under review", text: "For your safety we paused {{reference}} for a review ({{reason}}). We will contact you soon." },
+    sw: { title: "Muamala unakaguliwa", text: "Kwa usalama wako tumesimamisha {{reference}} ili ukaguliwe ({{reason}}). Tutawasiliana nawe hivi karibuni." },
+  },
+  [TemplateKey.WEEKLY_SUMMARY]: {
+    en: { title: "Your week on TTIP", text: "Your TTIP week ({{week}}): {{count}} tips, {{total}} in total. Keep it up!" },
+    sw: { title: "Wiki yako kwenye TTIP", text: "Wiki yako ya TTIP ({{week}}): bakshishi {{count}}, jumla {{total}}. Endelea hivyo!" },
+  },
+};
+
+const EMAIL_WRAP = { en: ["Hello,", "The TTIP team"], sw: ["Habari,", "Timu ya TTIP"] } as const;
+
+export interface TemplateRow {
+  key: TemplateKey;
+  locale: string;
+  channel: Channel;
+  subject: string;
+  body: string;
+}
+
+export const CHANNELS = [Channel.SMS, Channel.EMAIL, Channel.PUSH, Channel.IN_APP] as const;
+
+/** Version 1 of every (kind, locale, channel). */
+export function defaultTemplates(): TemplateRow[] {
+  const rows: TemplateRow[] = [];
+  for (const [k, byLocale] of Object.entries(DEFAULTS)) {
+    for (const locale of LOCALES) {
+      const { title, text } = byLocale[locale];
+      for (const channel of CHANNELS) {
+        const [hello, bye] = EMAIL_WRAP[locale];
+        const body = channel === Channel.EMAIL ? `${hello}\n\n${text}\n\n${bye}` : text;
+        rows.push({ key: Number(k) as TemplateKey, locale, channel, subject: channel === Channel.SMS ? "" : title, body });
+      }
+    }
+  }
+  return rows;
+}
+
+const PLACEHOLDER = /\{\{\s*([a-z_]{1,40})\s*\}\}/g;
+
+/** The variable names a template text uses. */
+export function placeholders(text: string): string[] {
+  return [...new Set([...text.matchAll(PLACEHOLDER)].map((m) => m[1]))];
+}
+
+/** Placeholders in the texts that the kind does not define; empty when all are known. */
+export function unknownVariables(key: TemplateKey, ...texts: string[]): string[] {
+  const allowed = new Set(TEMPLATE_VARIABLES[key]);
+  return texts.flatMap(placeholders).filter((v) => !allowed.has(v));
+}
+
+export class MissingVariablesError extends Error {
+  constructor(readonly missing: string[]) {
+    super(`missing template variables: ${missing.join(", ")}`);
+  }
+}
+
+/** Fills {{variable}} placeholders; every placeholder must have a value. */
+export function render(text: string, variables: Record<string, string>): string {
+  const missing = placeholders(text).filter((v) => variables[v] === undefined);
+  if (missing.length) throw new MissingVariablesError(missing);
+  // Collapse the gap an empty optional value (e.g. no tip message) leaves behind.
+  return text.replace(PLACEHOLDER, (_, name: string) => variables[name]).replace(/[ \t]+$/gm, "").replace(/ {2,}/g, " ");
+}
+
+// The GSM 03.38 default alphabet, and its extension table (each costs an escape plus the character).
+const GSM7_BASIC = new Set(
+  "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà",
+);
+const GSM7_EXTENSION = new Set("\f^{}\\[~]|€");
+
+export interface SmsSize {
+  encoding: SmsEncoding;
+  /** Septets for GSM-7, UTF-16 code units for UCS-2. */
+  units: number;
+  segments: number;
+}
+
+/**
+ * How many SMS segments a text takes: GSM-7 fits 160 septets in one message
+ * or 153 per part of a concatenated one (extension characters take two, and
+ * are never split across parts); otherwise UCS-2 fits 70 or 67 UTF-16 units
+ * (a surrogate pair is never split).
+ */
+export function smsSize(text: string): SmsSize {
+  const chars = [...text];
+  const gsm = chars.every((c) => GSM7_BASIC.has(c) || GSM7_EXTENSION.has(c));
+  const cost = gsm ? (c: string) => (GSM7_EXTENSION.has(c) ? 2 : 1) : (c: string) => c.length;
+  const [single, part] = gsm ? [160, 153] : [70, 67];
+  const units = chars.reduce((n, c) => n + cost(c), 0);
+  const encoding = gsm ? SmsEncoding.GSM7 : SmsEncoding.UCS2;
+  if (units === 0) return { encoding, units, segments: 0 };
+  if (units <= single) return { encoding, units, segments: 1 };
+  let segments = 1;
+  let used = 0;
+  for (const c of chars) {
+    const n = cost(c);
+    if (used + n > part) {
+      segments++;
+      used = 0;
+    }
+    used += n;
+  }
+  return { encoding, units, segments };
+}
+
+// ISO 4217 minor digits of the currencies the platform handles; 2 otherwise.
+const MINOR_DIGITS: Record<string, number> = { KES: 2, UGX: 0, TZS: 2, RWF: 0, USD: 2, EUR: 2, GBP: 2 };
+
+/** "KES 1,250" or "KES 1,250.50": integer arithmetic only, never a float. */
+export function formatMoney(amountMinor: bigint, currency: string): string {
+  const digits = MINOR_DIGITS[currency] ?? 2;
+  const negative = amountMinor < 0n;
+  const abs = negative ? -amountMinor : amountMinor;
+  const scale = 10n ** BigInt(digits);
+  const whole = (abs / scale).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const minor = abs % scale;
+  const fraction = digits > 0 && minor !== 0n ? `.${minor.toString().padStart(digits, "0")}` : "";
+  return `${currency} ${negative ? "-" : ""}${whole}${fraction}`;
+}
+
+/** The locale templates are looked up in: en and sw exist, anything else falls back to en. */
+export function resolveLocale(requested: string | undefined): string {
+  return (LOCALES as readonly string[]).includes(requested ?? "") ? requested! : FALLBACK_LOCALE;
+}

@@ -1,0 +1,161 @@
+import { createHash } from "node:crypto";
+// What other services' events make us send. Each consumer is idempotent twice
+// over: the runtime's inbox skips an event it applied, and the deliveries'
+// unique (source, recipient, channel) key stops a copy that slips past it.
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import {
+  DeliveryUpdatedSchema,
+  FraudAlertSchema,
+  PayoutFailedSchema,
+  PayoutSucceededSchema,
+  TipSucceededSchema,
+  UserRegisteredSchema,
+} from "@ttip/proto/ttip/events/v1/events_pb.js";
+import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
+import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { consumeEvents, decodeEvent, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { enqueue, type Dispatcher } from "./delivery.js";
+import { formatMoney } from "./templates.js";
+
+const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
+/** A short reference people can read out on the phone. */
+const shortRef = (id: string) => id.replace(/-/g, "").slice(0, 10).toUpperCase();
+
+type Trigger<D extends DescMessage> = {
+  durable: string;
+  subject: string;
+  schema: D;
+  apply: (event: MessageShape<D>, eventId: string, tx: Queryable) => Promise<void>;
+};
+
+function trigger<D extends DescMessage>(t: Trigger<D>): Trigger<DescMessage> {
+  return t as unknown as Trigger<DescMessage>;
+}
+
+const TRIGGERS = [
+  trigger({
+    durable: "notification-tip-succeeded",
+    subject: "ttip.payment.tip_succeeded",
+    schema: TipSucceededSchema,
+    apply: async (e, id, tx) => {
+      if (!e.workerId) return;
+      await enqueue(tx, {
+        sourceKey: `event:${id}`,
+        to: { userId: e.workerId },
+        templateKey: TemplateKey.TIP_RECEIVED,
+        variables: {
+          amount: money(e.amount),
+          net: money(e.net),
+          from: e.customerPhoneMasked || "TTIP",
+          message: e.message ? `"${e.message}"` : "",
+        },
+        correlationId: e.meta?.correlationId,
+      });
+    },
+  }),
+  trigger({
+    durable: "notification-payout-succeeded",
+    subject: "ttip.payment.payout_succeeded",
+    schema: PayoutSucceededSchema,
+    apply: async (e, id, tx) => {
+      await enqueue(tx, {
+        sourceKey: `event:${id}`,
+        to: { userId: e.workerId },
+        templateKey: TemplateKey.PAYOUT_SENT,
+        variables: { amount: money(e.amount), phone: e.recipientPhoneMasked, reference: e.mpesaReceipt || shortRef(e.payoutId) },
+        correlationId: e.meta?.correlationId,
+      });
+    },
+  }),
+  trigger({
+    durable: "notification-payout-failed",
+    subject: "ttip.payment.payout_failed",
+    schema: PayoutFailedSchema,
+    apply: async (e, id, tx) => {
+      await enqueue(tx, {
+        sourceKey: `event:${id}`,
+        to: { userId: e.workerId },
+        templateKey: TemplateKey.PAYOUT_FAILED,
+        variables: { amount: money(e.amount), reason: e.reason || e.resultCode },
+        correlationId: e.meta?.correlationId,
+      });
+    },
+  }),
+  trigger({
+    durable: "notification-fraud-alert",
+    subject: "ttip.payment.fraud_alert",
+    schema: FraudAlertSchema,
+    apply: async (e, id, tx) => {
+      // Only a hold concerns the worker; refusals and flags are for admins.
+      if (e.action !== "held" || !e.workerId) return;
+      await enqueue(tx, {
+        sourceKey: `event:${id}`,
+        to: { userId: e.workerId },
+        templateKey: TemplateKey.FRAUD_HOLD,
+        variables: { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: e.reasonCode.toLowerCase().replace(/_/g, " ") },
+        correlationId: e.meta?.correlationId,
+      });
+    },
+  }),
+  trigger({
+    durable: "notification-user-registered",
+    subject: "ttip.auth.user_registered",
+    schema: UserRegisteredSchema,
+    apply: async (e, _id, tx) => {
+      // The language chosen at sign-up, unless the user already set one here.
+      await tx.query(
+        `INSERT INTO notification.recipients (user_id, locale) VALUES ($1, $2)
+         ON CONFLICT (user_id) DO UPDATE SET locale = EXCLUDED.locale, updated_at = now() WHERE recipients.locale = ''`,
+        [e.userId, e.locale === "sw" ? "sw" : e.locale === "en" ? "en" : ""],
+      );
+    },
+  }),
+];
+
+export const DISPATCH_SHARDS = 4;
+
+function shardOf(deliveryId: string): number {
+  return createHash("sha1").update(deliveryId).digest()[0] % DISPATCH_SHARDS;
+}
+
+/** Starts every consumer; returns how to stop them. */
+export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher): Promise<() => Promise<void>> {
+  const subs: { stop(): Promise<void> }[] = [];
+  for (const t of TRIGGERS) {
+    subs.push(
+      await consumeEvents({
+        bus: ctx.bus,
+        pool: ctx.pool,
+        schema: "notification",
+        consumer: t.durable,
+        subject: t.subject,
+        logger: ctx.logger,
+        handle: (message, tx) => {
+          const event = decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
+          // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.
+          return t.apply(event, event.meta?.id || message.id, tx);
+        },
+      }),
+    );
+  }
+  // Our own "queued" facts drive the sends. Not through the inbox: a send is
+  // not one transaction, and the delivery row's state machine is the dedupe.
+  // A consumer handles one message at a time, so the work is split over a few
+  // durables by delivery id: each skips the others' share (the claim's row
+  // lock keeps two from ever sending the same delivery).
+  for (let shard = 0; shard < DISPATCH_SHARDS; shard++) {
+    subs.push(
+      await ctx.bus.subscribe({
+        durable: `notification-dispatch-${shard}`,
+        subject: "ttip.notification.delivery_updated",
+        handler: async (message) => {
+          const e = decodeEvent(DeliveryUpdatedSchema, message);
+          if (e.status === "queued" && shardOf(e.deliveryId) === shard) await dispatcher.run(e.deliveryId);
+        },
+      }),
+    );
+  }
+  return async () => {
+    for (const s of subs) await s.stop();
+  };
+}

@@ -1,0 +1,584 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  FraudAlertSchema,
+  PayoutFailedSchema,
+  PayoutSucceededSchema,
+  TipSucceededSchema,
+} from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { Channel, DeliveryStatus, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import {
+  NotificationAdminService,
+  NotificationInternalService,
+  NotificationService,
+} from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { createPeers, JetStreamBus, MemoryCache, Metrics, startService, type EventBus } from "@ttip/runtime";
+import { captureLogger, createTestDatabase, startTestService, testEnv, uniqueName, type TestService } from "@ttip/runtime/testing";
+import { Dispatcher } from "../src/delivery.js";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator, type NotificationConfig } from "../src/index.js";
+import { createProviders } from "../src/providers.js";
+
+async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = await check();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 40));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function publish<D extends DescMessage>(bus: EventBus, subject: string, schema: D, init: Omit<MessageInitShape<D>, "meta" | "$typeName">, eventId = randomUUID(), busId = eventId) {
+  const message = create(schema, { ...init, meta: { id: eventId, producer: "payment", occurredAt: timestampNow() } } as unknown as MessageInitShape<D>);
+  await bus.publish({ id: busId, subject, data: toBinary(schema, message) });
+  return eventId;
+}
+
+const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
+let phoneSeq = 0;
+const newPhone = () => `+2547${String(Date.now() % 1e6).padStart(6, "0")}${String(phoneSeq++ % 100).padStart(2, "0")}`.slice(0, 13);
+
+function testConfig(sim: ProviderSimulator, url: () => string): NotificationConfig {
+  return {
+    providers: sim.config("africastalking", "at-callback-secret"),
+    retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 1_000, httpTimeoutMs: 3_000 },
+    publicUrl: url,
+  };
+}
+
+describe("notification service against Postgres, JetStream and the provider simulators", () => {
+  const sim = new ProviderSimulator();
+  let t: TestService;
+  let serviceUrl = "";
+  let config: NotificationConfig;
+  const adminId = randomUUID();
+  const admin = () => t.client(NotificationAdminService, { subject: adminId, roles: ["admin"] });
+  const internal = () => t.client(NotificationInternalService);
+  const asUser = (id: string) => t.client(NotificationService, { subject: id, roles: ["worker"] });
+  const smsTo = (phone: string) => sim.sent.filter((m) => (m.provider === "africastalking" || m.provider === "twilio") && m.to === phone);
+  const delivery = async (id: string) => (await admin().getDelivery({ deliveryId: id })).delivery!;
+
+  before(async () => {
+    await sim.start();
+    config = testConfig(sim, () => serviceUrl);
+    t = await startTestService(createNotificationModule({ config, sweepIntervalMs: 100 }));
+    serviceUrl = t.service.server.url;
+    sim.atDeliveryReportUrl = `${serviceUrl}/webhooks/africastalking/delivery?token=at-callback-secret`;
+    sim.sendgridEventWebhookUrl = `${serviceUrl}/webhooks/sendgrid/events`;
+  });
+  after(async () => {
+    await t?.close();
+    await sim.close();
+  });
+
+  test("renders every template in English and Swahili, falls back to English, counts SMS segments", async () => {
+    const vars: Record<TemplateKey, Record<string, string>> = {
+      [TemplateKey.UNSPECIFIED]: {},
+      [TemplateKey.OTP]: { code: "482913", minutes: "5" },
+      [TemplateKey.TIP_RECEIVED]: { amount: "KES 150", net: "KES 142", from: "2547******78", message: "" },
+      [TemplateKey.RECEIPT]: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" },
+      [TemplateKey.PAYOUT_SENT]: { amount: "KES 1,000", phone: "2547******78", reference: "QK99XYZ" },
+      [TemplateKey.PAYOUT_FAILED]: { amount: "KES 1,000", reason: "M-Pesa is unavailable" },
+      [TemplateKey.FRAUD_HOLD]: { reference: "AB12CD34EF", reason: "velocity phone" },
+      [TemplateKey.WEEKLY_SUMMARY]: { week: "17-23 Nov", count: "12", total: "KES 2,400" },
+    };
+    const bodies = new Set<string>();
+    for (const key of [1, 2, 3, 4, 5, 6, 7] as TemplateKey[]) {
+      for (const locale of ["en", "sw"]) {
+        const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
+        assert.equal(r.locale, locale);
+        assert.doesNotMatch(r.body, /\{\{/);
+        assert.equal(r.smsEncoding, SmsEncoding.GSM7);
+        assert.equal(r.smsSegments, 1);
+        bodies.add(r.body);
+      }
+    }
+    assert.equal(bodies.size, 14, "each kind reads differently in each language");
+    const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
+    assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
+    const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });
+    assert.equal(en.subject, "Your TTIP receipt");
+    assert.match(en.body, /you tipped Amina KES 150\. Ref QK12ABC/);
+    const fr = await admin().renderTemplate({ key: TemplateKey.PAYOUT_SENT, locale: "fr", channel: Channel.PUSH, variables: vars[TemplateKey.PAYOUT_SENT] });
+    assert.equal(fr.locale, "en");
+    assert.equal(fr.subject, "Withdrawal sent");
+    await assert.rejects(admin().renderTemplate({ key: TemplateKey.OTP, locale: "en", channel: Channel.SMS, variables: { minutes: "1" } }), (e: ConnectError) => e.code === Code.InvalidArgument && /missing code/.test(e.message));
+    // Auth sends the code alone; the validity defaults to its 5 minutes.
+    const codeOnly = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "en", channel: Channel.SMS, variables: { code: "123456" } });
+    assert.equal(codeOnly.body, "Your TTIP code is 123456. It expires in 5 minutes. Never share it.");
+  });
+
+  test("an OTP by phone goes out once per idempotency key, in Swahili, and its text is not kept", async () => {
+    const phone = newPhone();
+    const req = { idempotencyKey: `otp-${randomUUID()}`, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.OTP, locale: "sw", variables: { code: "739201", minutes: "5" } };
+    const first = await internal().sendNotification(req);
+    const again = await internal().sendNotification(req);
+    assert.equal(first.deliveryIds.length, 1);
+    assert.deepEqual(again.deliveryIds, first.deliveryIds);
+    const [sms] = await waitFor("the OTP SMS", () => smsTo(phone).length === 1 && smsTo(phone));
+    assert.equal(sms.provider, "africastalking");
+    assert.equal(sms.body, "Nambari yako ya TTIP ni 739201. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
+    const d = await waitFor("status sent", async () => {
+      const x = await delivery(first.deliveryIds[0]);
+      return x.status === DeliveryStatus.SENT && x;
+    });
+    assert.equal(d.recipientMasked, "2547******" + phone.slice(-2));
+    assert.equal(d.attempts[0].providerMessageId, sms.id);
+    const stored = await t.db.pool.query("SELECT body FROM notification.deliveries WHERE id = $1", [d.deliveryId]);
+    assert.equal(stored.rows[0].body, null);
+    await sleep(300);
+    assert.equal(smsTo(phone).length, 1);
+    await assert.rejects(
+      internal().sendNotification({ ...req, idempotencyKey: `otp-${randomUUID()}`, variables: { minutes: "5" } }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /missing code/.test(e.message),
+    );
+  });
+
+  test("a tip tells the worker by SMS, push and in-app in their language; a re-published copy sends nothing more", async () => {
+    const workerId = randomUUID();
+    const phone = newPhone();
+    await internal().upsertContact({ userId: workerId, phone, locale: "sw" });
+    await asUser(workerId).registerPushToken({ token: `fcm-token-${workerId}`, platform: "android" });
+    const tip = { tipId: randomUUID(), workerId, amount: kes(15000n), fee: kes(750n), net: kes(14250n), customerPhoneMasked: "2547******11", message: "Asante sana!" };
+    const eventId = await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, tip);
+    const [sms] = await waitFor("the tip SMS", () => smsTo(phone).length > 0 && smsTo(phone));
+    assert.equal(sms.body, 'Umepokea bakshishi ya KES 150 kutoka kwa 2547******11. Unapata KES 142.50 baada ya ada. "Asante sana!"');
+    const push = await waitFor("the push", () => sim.sentBy("fcm").find((m) => m.to === `fcm-token-${workerId}`));
+    assert.equal(push.subject, "Umepokea bakshishi");
+    const inbox = await asUser(workerId).listInAppNotifications({});
+    assert.equal(inbox.unreadCount, 1);
+    assert.equal(inbox.notifications[0].title, "Umepokea bakshishi");
+
+    // The same event under a new bus message id passes the inbox; the unique key stops it.
+    await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, tip, eventId, randomUUID());
+    await waitFor("the copy to be consumed", async () => {
+      const r = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.inbox WHERE consumer = 'notification-tip-succeeded'");
+      return r.rows[0].n >= 2;
+    });
+    await sleep(300);
+    assert.equal(smsTo(phone).length, 1);
+    assert.equal(sim.sentBy("fcm").filter((m) => m.to === `fcm-token-${workerId}`).length, 1);
+    assert.equal((await asUser(workerId).listInAppNotifications({})).unreadCount, 1);
+    const rows = await t.db.pool.query("SELECT channel FROM notification.deliveries WHERE source_key = $1 ORDER BY channel", [`event:${eventId}`]);
+    assert.deepEqual(rows.rows.map((r) => r.channel), [Channel.SMS, Channel.PUSH, Channel.IN_APP]);
+  });
+
+  test("an Africa's Talking outage fails over to Twilio after the allowed retries", async () => {
+    sim.outage.add("africastalking");
+    try {
+      const before = sim.calls.africastalking;
+      const phone = newPhone();
+      const { deliveryIds } = await internal().sendNotification({
+        idempotencyKey: `receipt-${randomUUID()}`,
+        recipient: { case: "phone", value: phone },
+        templateKey: TemplateKey.RECEIPT,
+        variables: { amount: "KES 200", worker: "Juma", reference: "QK1" },
+      });
+      const [sms] = await waitFor("the SMS through Twilio", () => smsTo(phone).length > 0 && smsTo(phone));
+      assert.equal(sms.provider, "twilio");
+      assert.equal(sms.body, "TTIP receipt: you tipped Juma KES 200. Ref QK1. Thank you!");
+      assert.equal(sms.callbackUrl, `${serviceUrl}/webhooks/twilio/status`);
+      assert.equal(sim.calls.africastalking - before, 2);
+      const d = await waitFor("status sent", async () => {
+        const x = await delivery(deliveryIds[0]);
+        return x.status === DeliveryStatus.SENT && x;
+      });
+      assert.deepEqual(d.attempts.map((a) => [a.provider, a.status]), [
+        ["africastalking", DeliveryStatus.FAILED],
+        ["africastalking", DeliveryStatus.FAILED],
+        ["twilio", DeliveryStatus.SENT],
+      ]);
+      assert.match(d.attempts[0].error, /HTTP 500/);
+
+      // The signed status callback settles it; a forged one is refused and changes nothing.
+      const forged = await fetch(`${serviceUrl}/webhooks/twilio/status`, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": "AAAA" },
+        body: new URLSearchParams({ MessageSid: sms.id, MessageStatus: "failed" }),
+      });
+      assert.equal(forged.status, 403);
+      assert.equal((await delivery(deliveryIds[0])).status, DeliveryStatus.SENT);
+      assert.equal(await sim.reportDelivery(sms.id, "delivered"), 204);
+      assert.equal((await delivery(deliveryIds[0])).status, DeliveryStatus.DELIVERED);
+    } finally {
+      sim.outage.delete("africastalking");
+    }
+  });
+
+  test("with both SMS providers down the delivery fails after every attempt", async () => {
+    sim.outage.add("africastalking");
+    sim.outage.add("twilio");
+    try {
+      const phone = newPhone();
+      const { deliveryIds } = await internal().sendNotification({
+        idempotencyKey: `receipt-${randomUUID()}`,
+        recipient: { case: "phone", value: phone },
+        templateKey: TemplateKey.RECEIPT,
+        variables: { amount: "KES 200", worker: "Juma", reference: "QK2" },
+      });
+      const d = await waitFor("status failed", async () => {
+        const x = await delivery(deliveryIds[0]);
+        return x.status === DeliveryStatus.FAILED && x;
+      });
+      assert.deepEqual(d.attempts.map((a) => a.provider), ["africastalking", "africastalking", "twilio", "twilio"]);
+      assert.equal(smsTo(phone).length, 0);
+      const listed = await admin().listDeliveries({ status: DeliveryStatus.FAILED, channel: Channel.SMS });
+      assert.ok(listed.deliveries.some((x) => x.deliveryId === deliveryIds[0]));
+    } finally {
+      sim.outage.delete("africastalking");
+      sim.outage.delete("twilio");
+    }
+  });
+
+  test("a number or push token nobody can reach fails at once, without failover, and a dead token is dropped", async () => {
+    const phone = newPhone();
+    sim.invalidNumbers.add(phone);
+    const twilioCalls = sim.calls.twilio;
+    const { deliveryIds } = await internal().sendNotification({
+      idempotencyKey: `receipt-${randomUUID()}`,
+      recipient: { case: "phone", value: phone },
+      templateKey: TemplateKey.RECEIPT,
+      variables: { amount: "KES 20", worker: "Otieno", reference: "QK4" },
+    });
+    const d = await waitFor("status failed", async () => {
+      const x = await delivery(deliveryIds[0]);
+      return x.status === DeliveryStatus.FAILED && x;
+    });
+    assert.equal(d.attempts.length, 1);
+    assert.equal(d.attempts[0].error, "403 InvalidPhoneNumber");
+    assert.equal(sim.calls.twilio, twilioCalls);
+
+    const workerId = randomUUID();
+    const dead = `fcm-dead-${workerId}`;
+    sim.deadPushTokens.add(dead);
+    await asUser(workerId).registerPushToken({ token: dead, platform: "ios" });
+    const push = await internal().sendNotification({
+      idempotencyKey: `push-${randomUUID()}`,
+      recipient: { case: "userId", value: workerId },
+      templateKey: TemplateKey.PAYOUT_SENT,
+      channels: [Channel.PUSH],
+      variables: { amount: "KES 20", phone: "2547******00", reference: "QK5" },
+    });
+    await waitFor("push failed", async () => (await delivery(push.deliveryIds[0])).status === DeliveryStatus.FAILED);
+    const tokens = await t.db.pool.query("SELECT 1 FROM notification.push_tokens WHERE user_id = $1", [workerId]);
+    assert.equal(tokens.rowCount, 0);
+  });
+
+  test("delivery reports from Africa's Talking (token) and SendGrid (signed) update the state", async () => {
+    const phone = newPhone();
+    const sms = await internal().sendNotification({
+      idempotencyKey: `receipt-${randomUUID()}`,
+      recipient: { case: "phone", value: phone },
+      templateKey: TemplateKey.RECEIPT,
+      variables: { amount: "KES 50", worker: "Wanjiru", reference: "QK3" },
+    });
+    const [sent] = await waitFor("the SMS", () => smsTo(phone).length > 0 && smsTo(phone));
+    await waitFor("status sent", async () => (await delivery(sms.deliveryIds[0])).status === DeliveryStatus.SENT);
+    const wrongToken = await fetch(`${serviceUrl}/webhooks/africastalking/delivery?token=guess`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ id: sent.id, status: "Failed" }),
+    });
+    assert.equal(wrongToken.status, 403);
+    assert.equal((await delivery(sms.deliveryIds[0])).status, DeliveryStatus.SENT);
+    assert.equal(await sim.reportDelivery(sent.id, "delivered"), 200);
+    assert.equal((await delivery(sms.deliveryIds[0])).status, DeliveryStatus.DELIVERED);
+
+    const email = `customer-${randomUUID().slice(0, 8)}@example.com`;
+    const mail = await internal().sendNotification({
+      idempotencyKey: `receipt-${randomUUID()}`,
+      recipient: { case: "email", value: email },
+      templateKey: TemplateKey.RECEIPT,
+      locale: "sw",
+      variables: { amount: "KES 50", worker: "Wanjiru", reference: "QK3" },
+    });
+    const message = await waitFor("the e-mail", () => sim.sentBy("sendgrid").find((m) => m.to === email));
+    assert.equal(message.subject, "Risiti yako ya TTIP");
+    assert.match(message.body, /^Habari,\n\nRisiti ya TTIP: umetoa bakshishi ya KES 50 kwa Wanjiru/);
+    await waitFor("status sent", async () => (await delivery(mail.deliveryIds[0])).status === DeliveryStatus.SENT);
+    const unsigned = await fetch(`${serviceUrl}/webhooks/sendgrid/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify([{ event: "delivered", sg_message_id: `${message.id}.x` }]),
+    });
+    assert.equal(unsigned.status, 403);
+    assert.equal(await sim.reportDelivery(message.id, "failed"), 200);
+    assert.equal((await delivery(mail.deliveryIds[0])).status, DeliveryStatus.FAILED);
+  });
+
+  test("STOP by SMS opts a number out of everything but OTPs; START opts it back in", async () => {
+    const workerId = randomUUID();
+    const phone = newPhone();
+    await internal().upsertContact({ userId: workerId, phone, locale: "en" });
+    const inbound = `${serviceUrl}/webhooks/africastalking/inbound?token=at-callback-secret`;
+    assert.equal(await sim.inboundSms("africastalking", inbound, phone, "stop"), 200);
+    await publish(t.ctx.bus, "ttip.payment.payout_succeeded", PayoutSucceededSchema, {
+      payoutId: randomUUID(), workerId, amount: kes(100000n), mpesaReceipt: "QK7HX1", recipientPhoneMasked: "2547******00",
+    });
+    const failed = await waitFor("the refused SMS delivery", async () => {
+      const r = await t.db.pool.query("SELECT status, last_error FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
+      return r.rows[0];
+    });
+    assert.deepEqual(failed, { status: "failed", last_error: "recipient texted STOP" });
+    const inApp = await asUser(workerId).listInAppNotifications({});
+    assert.equal(inApp.notifications[0].body, "KES 1,000 has been sent to your M-Pesa 2547******00. Ref QK7HX1.");
+    await internal().sendNotification({ idempotencyKey: `otp-${randomUUID()}`, recipient: { case: "userId", value: workerId }, templateKey: TemplateKey.OTP, variables: { code: "111222", minutes: "5" } });
+    await waitFor("the OTP despite STOP", () => smsTo(phone).some((m) => m.body.includes("111222")));
+
+    const twilioInbound = `${serviceUrl}/webhooks/twilio/inbound`;
+    const forged = await fetch(twilioInbound, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ From: phone, Body: "START" }) });
+    assert.equal(forged.status, 403);
+    assert.equal(await sim.inboundSms("twilio", twilioInbound, phone, "START"), 200);
+    await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kes(100000n), resultCode: "2001", reason: "wrong M-Pesa PIN" });
+    const sms = await waitFor("the SMS after START", () => smsTo(phone).find((m) => m.body.startsWith("Your withdrawal")));
+    assert.equal(sms.body, "Your withdrawal of KES 1,000 failed: wrong M-Pesa PIN. The money has not left your TTIP account.");
+  });
+
+  test("preferences choose channels per kind; quiet hours hold SMS but not in-app", async () => {
+    const workerId = randomUUID();
+    const phone = newPhone();
+    await internal().upsertContact({ userId: workerId, phone });
+    const me = asUser(workerId);
+    await assert.rejects(
+      me.updatePreferences({ preferences: { quietHoursStart: "25:00", quietHoursEnd: "06:00" } }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /quiet_hours_start/.test(e.message),
+    );
+    await assert.rejects(
+      me.updatePreferences({ preferences: { kinds: [{ key: TemplateKey.OTP, channels: [Channel.EMAIL] }] } }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /kinds\[0\]/.test(e.message),
+    );
+    const updated = await me.updatePreferences({ preferences: { locale: "sw", kinds: [{ key: TemplateKey.TIP_RECEIVED, channels: [Channel.IN_APP] }] } });
+    assert.deepEqual(updated.preferences!.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)!.channels, [Channel.IN_APP]);
+    assert.deepEqual(updated.preferences!.kinds.find((k) => k.key === TemplateKey.PAYOUT_SENT)!.channels, [Channel.SMS, Channel.PUSH, Channel.IN_APP]);
+    assert.equal((await me.getPreferences({})).preferences!.locale, "sw");
+
+    await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kes(5000n), net: kes(4750n) });
+    await waitFor("the in-app tip", async () => (await me.listInAppNotifications({})).unreadCount === 1);
+
+    // Quiet from an hour ago to an hour ahead, East Africa Time.
+    const eat = (h: number) => `${String((new Date().getUTCHours() + 3 + h + 24) % 24).padStart(2, "0")}:00`;
+    await me.updatePreferences({ preferences: { quietHoursStart: eat(-1), quietHoursEnd: eat(1) } });
+    await publish(t.ctx.bus, "ttip.payment.fraud_alert", FraudAlertSchema, { alertId: randomUUID(), reasonCode: "VELOCITY_PHONE", payoutId: randomUUID(), workerId, action: "held" });
+    await waitFor("the in-app hold notice", async () => (await me.listInAppNotifications({})).unreadCount === 2);
+    const held = await waitFor("the SMS delivery parked", async () => {
+      const r = await t.db.pool.query("SELECT status, parked, next_attempt_at FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
+      return r.rows[0]?.parked && r.rows[0];
+    });
+    assert.equal(held.status, "queued");
+    assert.ok(held.next_attempt_at.getTime() > Date.now() + 60_000);
+    await sleep(300);
+    assert.equal(smsTo(phone).length, 0, "no SMS during quiet hours, and none for the tip the worker chose in-app for");
+
+    // The quiet hours end: the sweeper queues it again and it goes out.
+    await t.db.pool.query("UPDATE notification.deliveries SET next_attempt_at = now() WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
+    const sms = await waitFor("the held SMS", () => smsTo(phone)[0]);
+    assert.match(sms.body, /^Kwa usalama wako tumesimamisha [0-9A-F]{10} ili ukaguliwe \(velocity phone\)/);
+  });
+
+  test("the in-app inbox streams new notifications live and counts unread ones", async () => {
+    const workerId = randomUUID();
+    const me = asUser(workerId);
+    const abort = new AbortController();
+    const stream = me.watchInAppNotifications({}, { signal: abort.signal });
+    const first = (async () => {
+      for await (const m of stream) return m.notification!;
+      throw new Error("stream ended");
+    })();
+    await sleep(200);
+    await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kes(50000n), reason: "M-Pesa is unavailable" });
+    const n = await Promise.race([first, sleep(10_000).then(() => assert.fail("no live notification"))]);
+    abort.abort();
+    assert.equal(n.title, "Withdrawal failed");
+    assert.equal(n.templateKey, TemplateKey.PAYOUT_FAILED);
+    assert.equal((await me.listInAppNotifications({ unreadOnly: true })).unreadCount, 1);
+    await asUser(randomUUID()).markRead({ notificationIds: [n.notificationId] });
+    assert.equal((await me.listInAppNotifications({})).unreadCount, 1, "someone else cannot mark it read");
+    await me.markRead({ notificationIds: [n.notificationId] });
+    const after = await me.listInAppNotifications({ unreadOnly: true });
+    assert.equal(after.unreadCount, 0);
+    assert.equal(after.notifications.length, 0);
+  });
+
+  test("an attempt cut off by a crash between send and record is never resent blindly", async () => {
+    const id = randomUUID();
+    const phone = newPhone().replace("+", "");
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
+       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued', 1)`,
+      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
+    );
+    await t.db.pool.query(
+      "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')",
+      [id],
+    );
+    const calls = sim.calls.africastalking;
+    const dispatcher = new Dispatcher({
+      pool: t.db.pool,
+      providers: createProviders(config.providers, 3_000),
+      retry: config.retry,
+      logger: captureLogger("silent").logger,
+      publicUrl: () => "",
+    });
+    await dispatcher.run(id);
+    assert.equal(sim.calls.africastalking, calls, "the provider was not called again");
+    const d = await delivery(id);
+    assert.equal(d.status, DeliveryStatus.FAILED);
+    assert.equal(d.attempts[0].status, DeliveryStatus.FAILED);
+    assert.match(d.attempts[0].error, /in doubt/);
+  });
+
+  test("a provider that takes a send and never answers leaves it in doubt: no retry, no failover", async () => {
+    const id = randomUUID();
+    const phone = newPhone().replace("+", "");
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
+       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
+      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
+    );
+    sim.stalled.add("africastalking");
+    try {
+      const twilioCalls = sim.calls.twilio;
+      const dispatcher = new Dispatcher({
+        pool: t.db.pool,
+        providers: createProviders(config.providers, 200),
+        retry: config.retry,
+        logger: captureLogger("silent").logger,
+        publicUrl: () => "",
+      });
+      await dispatcher.run(id);
+      const d = await delivery(id);
+      assert.equal(d.status, DeliveryStatus.FAILED);
+      assert.equal(d.attempts.length, 1);
+      assert.match(d.attempts[0].error, /in doubt: .*TimeoutError/);
+      assert.equal(sim.calls.twilio, twilioCalls);
+    } finally {
+      sim.stalled.delete("africastalking");
+    }
+  });
+
+  test("a delivery report that beats our record of the send is kept and applied", async () => {
+    const id = randomUUID();
+    const phone = newPhone().replace("+", "");
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
+       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
+      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
+    );
+    const at = createProviders(config.providers, 3_000).sms[0];
+    // The real client, but the provider's report lands before send() returns.
+    const racing = {
+      name: at.name,
+      send: async (m: Parameters<typeof at.send>[0]) => {
+        const r = await at.send(m);
+        if (r.ok) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
+        return r;
+      },
+    };
+    const dispatcher = new Dispatcher({
+      pool: t.db.pool,
+      providers: { sms: [racing], email: [], push: [] },
+      retry: config.retry,
+      logger: captureLogger("silent").logger,
+      publicUrl: () => "",
+    });
+    await dispatcher.run(id);
+    assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
+  });
+
+  test("admins version templates; unknown variables and other roles are refused", async () => {
+    await assert.rejects(
+      admin().createTemplateVersion({ key: TemplateKey.OTP, locale: "en", channel: Channel.SMS, body: "Code {{code}} PIN {{pin}}" }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /\{\{pin\}\}/.test(e.message),
+    );
+    const created = await admin().createTemplateVersion({ key: TemplateKey.WEEKLY_SUMMARY, locale: "sw", channel: Channel.SMS, body: "Wiki {{week}}: {{count}} / {{total}}" });
+    assert.equal(created.template!.version, 2);
+    assert.equal(created.template!.active, false);
+    const vars = { week: "W47", count: "3", total: "KES 900" };
+    const r1 = await admin().renderTemplate({ key: TemplateKey.WEEKLY_SUMMARY, locale: "sw", channel: Channel.SMS, variables: vars });
+    assert.match(r1.body, /^Wiki yako ya TTIP/);
+    const r2 = await admin().renderTemplate({ key: TemplateKey.WEEKLY_SUMMARY, locale: "sw", channel: Channel.SMS, version: 2, variables: vars });
+    assert.equal(r2.body, "Wiki W47: 3 / KES 900");
+    await admin().activateTemplateVersion({ key: TemplateKey.WEEKLY_SUMMARY, locale: "sw", channel: Channel.SMS, version: 2 });
+    const r3 = await admin().renderTemplate({ key: TemplateKey.WEEKLY_SUMMARY, locale: "sw", channel: Channel.SMS, variables: vars });
+    assert.equal(r3.body, "Wiki W47: 3 / KES 900");
+    const listed = await admin().listTemplates({ key: TemplateKey.WEEKLY_SUMMARY, locale: "sw" });
+    assert.deepEqual(listed.templates.filter((x) => x.channel === Channel.SMS).map((x) => [x.version, x.active]), [[1, false], [2, true]]);
+    await assert.rejects(
+      admin().activateTemplateVersion({ key: TemplateKey.WEEKLY_SUMMARY, locale: "sw", channel: Channel.SMS, version: 9 }),
+      (e: ConnectError) => e.code === Code.NotFound,
+    );
+    await assert.rejects(
+      t.client(NotificationAdminService, { subject: randomUUID(), roles: ["worker"] }).listTemplates({}),
+      (e: ConnectError) => e.code === Code.PermissionDenied,
+    );
+    await assert.rejects(t.client(NotificationService).getPreferences({}), (e: ConnectError) => e.code === Code.Unauthenticated);
+  });
+});
+
+/** Wraps a bus so the first successful handling of each message "crashes" before the ack. */
+function crashBeforeFirstAck(bus: EventBus, durable: string): EventBus & { handled: number } {
+  const acked = new Set<string>();
+  const wrapped = {
+    handled: 0,
+    publish: (m) => bus.publish(m),
+    close: () => bus.close(),
+    subscribe: (o) =>
+      bus.subscribe({
+        ...o,
+        handler: async (m) => {
+          if (o.durable === durable) wrapped.handled++;
+          await o.handler(m);
+          if (o.durable === durable && !acked.has(m.id)) {
+            acked.add(m.id);
+            throw new Error("simulated crash after commit, before ack");
+          }
+        },
+      }),
+  } satisfies EventBus & { handled: number };
+  return wrapped;
+}
+
+describe("a tip event redelivered by JetStream after a crash", () => {
+  test("sends the worker one SMS", async () => {
+    const sim = new ProviderSimulator();
+    await sim.start();
+    const { logger } = captureLogger("silent");
+    const db = await createTestDatabase();
+    const jetstream = await JetStreamBus.connect({
+      servers: testEnv().natsUrl,
+      stream: uniqueName("S").toUpperCase(),
+      subjectPrefix: uniqueName("ev"),
+      logger,
+      redeliveryDelayMs: 100,
+    });
+    const bus = crashBeforeFirstAck(jetstream, "notification-tip-succeeded");
+    const peers = createPeers(() => undefined);
+    const svc = await startService(createNotificationModule({ config: testConfig(sim, () => "") }), {
+      logger, pool: db.pool, bus, cache: new MemoryCache(), metrics: new Metrics(), peers,
+    });
+    try {
+      const workerId = randomUUID();
+      const phone = newPhone();
+      await db.pool.query("INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($1, $2, 'en')", [workerId, phone.slice(1)]);
+      await publish(bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kes(10000n), net: kes(9500n) });
+      await waitFor("the SMS", () => sim.sent.some((m) => m.to === phone));
+      // Wait until the crashed delivery came back and was skipped.
+      await waitFor("the redelivery", () => bus.handled >= 2);
+      await sleep(300);
+      assert.equal(sim.sent.filter((m) => m.to === phone).length, 1);
+      const r = await db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
+      assert.equal(r.rows[0].n, 1);
+    } finally {
+      await svc.close();
+      peers.close();
+      await bus.close();
+      await db.drop();
+      await sim.close();
+    }
+  });
+});
