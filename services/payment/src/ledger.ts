@@ -103,8 +103,14 @@ export class Ledger {
     return { holdId: hold.holdId, accountId };
   }
 
+  /** M-Pesa's B2C charge for a payout, paid by the platform; fixed when the payout is created. */
+  async payoutFee(amountMinor: bigint): Promise<bigint> {
+    const { fee } = await this.internal.quotePayoutFee({ amount: kes(amountMinor) });
+    return fee?.amountMinor ?? 0n;
+  }
+
   async settleHold(holdId: string, receipt: string, transferFeeMinor: bigint): Promise<void> {
-    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: transferFeeMinor > 0n ? kes(transferFeeMinor) : undefined });
+    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: kes(transferFeeMinor) });
   }
 
   async releaseHold(holdId: string, reason: string): Promise<void> {

@@ -55,11 +55,12 @@ export interface NewPayout {
 export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<PayoutRow> {
   const { pool } = deps.ctx;
   const config = deps.config();
+  const fee = await deps.ledger.payoutFee(p.amountMinor);
   const { rows } = await pool.query<PayoutRow>(
-    `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at)
-     VALUES ($1, $2, $3, 'KES', $4, $5, $6, $7, 'pending', $8, now() + make_interval(secs => $9::double precision / 1000))
+    `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at, transfer_fee_minor)
+     VALUES ($1, $2, $3, 'KES', $4, $5, $6, $7, 'pending', $8, now() + make_interval(secs => $9::double precision / 1000), $10)
      ON CONFLICT (worker_id, idempotency_key) DO NOTHING RETURNING *`,
-    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), config.payoutResultWaitMs],
+    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), config.payoutResultWaitMs, fee],
   );
   let payout = rows[0];
   if (!payout) {

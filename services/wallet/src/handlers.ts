@@ -13,7 +13,7 @@ import {
   WithdrawalLimitSchema,
   type FxConversion,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { createSchedule, currentSchedule, listSchedules, quoteTip } from "./fees.js";
+import { b2cFee, createSchedule, currentSchedule, listSchedules, quoteTip } from "./fees.js";
 import type { RateSource } from "./fx.js";
 import { placeHold, releaseHold, settleHold, withdrawalLimits } from "./holds.js";
 import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, UUID, type AccountRow } from "./ledger.js";
@@ -220,8 +220,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       return { hold, balance: toBalance(account) };
     },
     async settleHold(req) {
-      const fee = req.transferFee?.amountMinor ?? 0n;
-      return tx((db) => settleHold(db, req.holdId, req.externalReference, fee));
+      return tx((db) => settleHold(db, req.holdId, req.externalReference, req.transferFee?.amountMinor));
     },
     async releaseHold(req) {
       return { hold: await tx((db) => releaseHold(db, req.holdId, req.reason)) };
@@ -241,6 +240,12 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     async distributePool(req) {
       const { entry, remainder } = await tx((db) => distributePool(db, req.venueId, req.currency, req.idempotencyKey));
       return { entry, remainder: money(remainder, req.currency) };
+    },
+    async quotePayoutFee(req) {
+      const { amountMinor, currency } = req.amount!;
+      assertCurrency(currency, "amount.currency");
+      const schedule = await currentSchedule(pool, currency);
+      return { fee: money(b2cFee(schedule, amountMinor), currency), feeScheduleVersion: schedule.version };
     },
     async getSettlementMode(req) {
       const { rows } = await pool.query<{ mode: number }>(

@@ -16,6 +16,7 @@ import {
   type WithdrawalLimit,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
+import { b2cFee, currentSchedule } from "./fees.js";
 import { money } from "./money.js";
 
 interface HoldRow {
@@ -194,12 +195,17 @@ async function lockHold(tx: Queryable, holdId: string): Promise<HoldRow> {
  * clearing), and the transfer fee, paid by the platform, too. Settling twice
  * returns the first settlement.
  */
-export async function settleHold(tx: Queryable, holdId: string, externalReference: string, transferFeeMinor: bigint): Promise<{ hold: Hold; entry: JournalEntry }> {
+export async function settleHold(tx: Queryable, holdId: string, externalReference: string, transferFee?: bigint): Promise<{ hold: Hold; entry: JournalEntry }> {
   const hold = await lockHold(tx, holdId);
   if (hold.status === HoldStatus.SETTLED) return { hold: toHold(hold), entry: (await loadEntry(tx, hold.settle_entry_id!))! };
   if (hold.status === HoldStatus.RELEASED) throw new ConnectError(`hold ${holdId} was released; it cannot be settled`, Code.FailedPrecondition);
-  if (transferFeeMinor < 0n) throw new ConnectError("transfer_fee: must not be negative", Code.InvalidArgument);
+  if (transferFee !== undefined && transferFee < 0n) throw new ConnectError("transfer_fee: must not be negative", Code.InvalidArgument);
   const currency = hold.currency.trim();
+  let transferFeeMinor = transferFee;
+  if (transferFeeMinor === undefined) {
+    const schedule = await currentSchedule(tx, currency);
+    transferFeeMinor = schedule.mpesaB2cBands.length ? b2cFee(schedule, hold.amount_minor) : 0n;
+  }
   const float = await systemAccount(tx, AccountKind.PAYOUT_CLEARING, currency);
   await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor - $2 WHERE account_id = $1`, [hold.account_id, hold.amount_minor]);
   const postings = [

@@ -196,6 +196,20 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await admin.getTrialBalance({})).balanced, true);
   });
 
+  test("the B2C charge comes from the fee schedule's band when the caller does not name it", async () => {
+    assert.equal((await internal.quotePayoutFee({ amount: kes(150_000n) })).fee!.amountMinor, 500n, "KES 1,500: band 101-1,500");
+    assert.equal((await internal.quotePayoutFee({ amount: kes(150_100n) })).fee!.amountMinor, 900n, "KES 1,501: next band");
+    assert.equal(await codeOf(internal.quotePayoutFee({ amount: kes(25_000_100n) })), "OutOfRange");
+    const w = await newWorker();
+    await tip(w.accountId, 1_000_000n, 0n);
+    const payoutId = randomUUID();
+    const { hold } = await internal.placeHold({ accountId: w.accountId, amount: kes(150_100n), payoutId, idempotencyKey: `hold-${payoutId}` });
+    const { entry } = await internal.settleHold({ holdId: hold!.holdId, externalReference: "RKT7654321" });
+    const charge = entry!.postings.filter((p) => p.memo === "B2C charge").map((p) => p.amount!.amountMinor);
+    assert.deepEqual(charge, [-900n, 900n], "KES 9 from platform fees to the B2C float");
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 1_000_000n - 150_100n, "the worker pays no charge");
+  });
+
   test("a reversal mirrors an entry once; a second is refused", async () => {
     const w = await newWorker();
     const { entry } = await tip(w.accountId, 2_000n, 100n);
