@@ -75,6 +75,9 @@ describe("helm chart", () => {
     assert.equal(payment.WALLET_URL, "http://t-ttip-wallet:8080");
     assert.deepEqual(payment.DATABASE_URL, { secretKeyRef: { name: "ttip-connections", key: "DATABASE_URL" } });
     assert.equal(env("qr").WALLET_URL, undefined);
+    assert.deepEqual(env("qr").QR_SIGNING_KEY, { secretKeyRef: { name: "ttip-secrets", key: "QR_SIGNING_KEY" } });
+    assert.deepEqual(env("auth").AUTH_KEY_ENCRYPTION_SECRET, { secretKeyRef: { name: "ttip-secrets", key: "AUTH_KEY_ENCRYPTION_SECRET" } });
+    assert.equal(env("payment").QR_SIGNING_KEY, undefined, "each component gets only its own secrets");
   });
 
   test("autoscaling off gives fixed replicas and no HPA; monitoring objects on request", async () => {
