@@ -13,6 +13,7 @@ import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, t
 import { createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, startService } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
+import { closedLoop, percentiles } from "./load.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrencies = (process.argv[3] ?? "8,32").split(",").map(Number);
@@ -62,24 +63,10 @@ try {
     }
   };
   for (const concurrency of concurrencies) {
-    const latencies: number[] = [];
-    const deadline = performance.now() + seconds * 1000;
-    const started = performance.now();
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (performance.now() < deadline) {
-          const t0 = performance.now();
-          await oneTip();
-          latencies.push(performance.now() - t0);
-        }
-      }),
-    );
-    const elapsed = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1);
+    const r = await closedLoop(concurrency, seconds, oneTip);
     console.log(
-      `concurrency ${String(concurrency).padStart(3)}: ${(latencies.length / elapsed).toFixed(0).padStart(4)} tips/s (CreateTip until WatchTip says SUCCEEDED)` +
-        `  p50 ${p(0.5)} ms  p95 ${p(0.95)} ms  p99 ${p(0.99)} ms  (${latencies.length} tips)`,
+      `concurrency ${String(concurrency).padStart(3)}: ${r.perSecond.toFixed(0).padStart(4)} tips/s (CreateTip until WatchTip says SUCCEEDED)` +
+        `  ${percentiles(r)}  (${r.calls} tips)`,
     );
   }
   // Credits of the last tips may still be in flight.

@@ -9,6 +9,7 @@ import { loadQrConfig } from "../services/qr/src/config.js";
 import { Resolver } from "../services/qr/src/resolver.js";
 import { PayloadSigner } from "../services/qr/src/signing.js";
 import { startNats, startPostgres, startRedis, startTestService } from "@ttip/runtime/testing";
+import { closedLoop, percentiles } from "./load.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrency = Number(process.argv[3] ?? 64);
@@ -39,26 +40,12 @@ try {
   };
 
   async function measure(label: string, call: () => Promise<unknown>) {
-    const latencies: number[] = [];
     const before = queries;
-    const end = Date.now() + seconds * 1000;
-    const started = performance.now();
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (Date.now() < end) {
-          const t0 = performance.now();
-          await call();
-          latencies.push(performance.now() - t0);
-        }
-      }),
-    );
-    const elapsed = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))].toFixed(2);
-    console.log(`${label} (warm Redis cache, concurrency ${concurrency}, ${elapsed.toFixed(1)} s)`);
-    console.log(`  resolves:            ${latencies.length}`);
-    console.log(`  resolves per second: ${Math.round(latencies.length / elapsed)}`);
-    console.log(`  latency p50/p99 ms:  ${pct(0.5)} / ${pct(0.99)}`);
+    const r = await closedLoop(concurrency, seconds, call);
+    console.log(`${label} (warm Redis cache, concurrency ${concurrency}, ${r.seconds.toFixed(1)} s)`);
+    console.log(`  resolves:            ${r.calls}`);
+    console.log(`  resolves per second: ${Math.round(r.perSecond)}`);
+    console.log(`  latency:             ${percentiles(r, 2)}`);
     console.log(`  Postgres queries:    ${queries - before}`);
   }
 

@@ -8,6 +8,7 @@ import { createPool, migrate, withTransaction } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { ensureAccount, postEntry } from "../services/wallet/src/ledger.js";
+import { closedLoop, percentiles } from "./load.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
@@ -36,24 +37,10 @@ try {
     );
 
   const run = async (label: string, concurrency: number, pickWorker: () => string) => {
-    const latencies: number[] = [];
-    const deadline = performance.now() + seconds * 1000;
-    const started = performance.now();
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (performance.now() < deadline) {
-          const t0 = performance.now();
-          await tip(pickWorker());
-          latencies.push(performance.now() - t0);
-        }
-      }),
-    );
-    const elapsed = (performance.now() - started) / 1000;
-    latencies.sort((a, b) => a - b);
-    const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1);
+    const r = await closedLoop(concurrency, seconds, () => tip(pickWorker()));
     console.log(
-      `${label.padEnd(34)} concurrency ${String(concurrency).padStart(3)}: ${(latencies.length / elapsed).toFixed(0).padStart(5)} postings/s` +
-        `  p50 ${p(0.5)} ms  p95 ${p(0.95)} ms  p99 ${p(0.99)} ms  (${latencies.length} entries, 3 legs each)`,
+      `${label.padEnd(34)} concurrency ${String(concurrency).padStart(3)}: ${r.perSecond.toFixed(0).padStart(5)} postings/s` +
+        `  ${percentiles(r)}  (${r.calls} entries, 3 legs each)`,
     );
   };
 
