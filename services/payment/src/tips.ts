@@ -290,19 +290,24 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
 export async function postCredit(deps: Deps, tipId: string): Promise<boolean> {
   const tip = await loadTip(deps.ctx.pool, tipId);
   if (!tip?.credit_key || tip.credit_entry_id) return false;
+  // Built only from what the decision fixed (the key is the receipt, or the
+  // CheckoutRequestID when the success came by query), so a retry after a
+  // crash asks the wallet for the very same entry, even if a receipt was
+  // learned in between.
+  const reference = tip.credit_key;
   let entryId: string;
   try {
     entryId =
       tip.credit_kind === "suspense"
-        ? await deps.ledger.toSuspense({ key: tip.credit_key, receipt: tip.mpesa_receipt ?? tip.credit_key, amountMinor: tip.charged_minor, description: `Tip ${tip.tip_id} held for review` })
+        ? await deps.ledger.toSuspense({ key: reference, receipt: reference, amountMinor: tip.charged_minor, description: `Tip ${tip.tip_id} held for review` })
         : await deps.ledger.creditTip({
-            key: tip.credit_key,
+            key: reference,
             tipId: tip.tip_id,
-            receipt: tip.mpesa_receipt ?? tip.credit_key,
+            receipt: reference,
             workerId: tip.worker_id,
             chargedMinor: tip.charged_minor,
             workerMinor: tip.worker_receives_minor,
-            description: `Tip by M-Pesa ${tip.mpesa_receipt ?? ""}`.trim(),
+            description: `Tip by M-Pesa ${reference}`,
           });
   } catch (err) {
     deps.ctx.logger.warn({ tipId, err }, "wallet credit failed; reconciliation will retry");

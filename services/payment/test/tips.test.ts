@@ -105,6 +105,33 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.walletEntries(worker), 1);
   });
 
+  test("a crash between the wallet entry and its record: the retry gets the same entry, even after the receipt arrived", async () => {
+    const worker = randomUUID();
+    const { tip: t } = await tip(worker, phone("0003")); // the callback is lost: success comes by query
+    await reconcile();
+    await eventually(async () => (await row(t!.tipId)).credit_entry_id, "credited by query");
+    const decided = await row(t!.tipId);
+    assert.match(decided.credit_key, /^stk-/);
+    // The process dies after the wallet posted but before payment's record (and its event) committed.
+    await h.t.db.pool.query("UPDATE payment.tips SET credit_entry_id = NULL, credited_at = NULL WHERE tip_id = $1", [t!.tipId]);
+    await h.t.db.pool.query("DELETE FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1 in encode(payload, 'escape')) > 0", [t!.tipId]);
+    const callback = await h.post(`/mpesa/stk/${decided.callback_token}`, {
+      Body: { stkCallback: { MerchantRequestID: "m", CheckoutRequestID: decided.checkout_request_id, ResultCode: 0, ResultDesc: "ok", CallbackMetadata: { Item: [
+        { Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: "LATE123456" }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(`254${decided.phone.slice(3)}`) },
+      ] } } },
+    });
+    assert.equal(callback.status, 200);
+    await reconcile();
+    const after = await eventually(async () => {
+      const x = await row(t!.tipId);
+      return x.credit_entry_id && x;
+    }, "the credit recorded again");
+    assert.equal(after.mpesa_receipt, "LATE123456", "the receipt is kept on the tip");
+    assert.equal(await h.walletEntries(worker), 1, "one wallet entry");
+    assert.equal(await h.balance(worker), 9500n);
+    assert.equal(await outboxCount("ttip.payment.tip_succeeded", t!.tipId), 1);
+  });
+
   test("a late callback after the tip expired still credits, once", async () => {
     const worker = randomUUID();
     h.config.stkExpireAfterMs = 0;
