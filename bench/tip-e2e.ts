@@ -1,0 +1,221 @@
+// Tips end to end through the gateway, as customers' phones make them: Connect
+// (HTTP/2) CreateTip for a scanned QR code -> payment resolves it with qr,
+// quotes with wallet, sends the STK push to the Daraja simulator -> the
+// simulator's callback (delay 0) -> SUCCEEDED and the wallet entry posted ->
+// tip_succeeded through the outbox and JetStream to notification (an SMS to the
+// worker), qr and analytics. All six services and the gateway run in this
+// process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
+// Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
+//   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50]
+//   (add --cpu-prof before --import for a profile of this process)
+import { execFileSync } from "node:child_process";
+import { randomBytes, randomInt, randomUUID } from "node:crypto";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { DescService } from "@bufbuild/protobuf";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { analytics } from "@ttip/analytics";
+import { createAuth, startSmsSimulator } from "@ttip/auth";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { startPlatform } from "@ttip/platform/src/platform.js";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { createQrModule } from "@ttip/qr";
+import { createLogger, createPool, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
+import { startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
+import { wallet } from "@ttip/wallet";
+
+const seconds = Number(process.argv[2] ?? 10);
+const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
+const workerCount = Number(process.argv[4] ?? 50);
+
+const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true }), startNats(), startRedis()]);
+const pool = createPool(pg.url, { max: 40 });
+
+// Every statement any service sends, by its first words: where the database time per tip goes.
+const statements = new Map<string, number>();
+let counting = false;
+pool.on("connect", (client) => {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    if (counting) {
+      const text = typeof args[0] === "string" ? args[0] : ((args[0] as { text?: string })?.text ?? "?");
+      const key = text.replace(/\s+/g, " ").trim().slice(0, 90);
+      statements.set(key, (statements.get(key) ?? 0) + 1);
+    }
+    return query(...args);
+  };
+});
+
+const logger = createLogger({ level: "silent" });
+const bus = await JetStreamBus.connect({ servers: nats.url, stream: "TTIP", subjectPrefix: "ttip", logger });
+const cache = new RedisCache(redis.url, "ttip:");
+const sms = await startSmsSimulator({ apiKey: "bench-sms-key" });
+const providers = new ProviderSimulator();
+await providers.start();
+const daraja = await startDarajaSimulator({ callbackDelayMs: 0 });
+const paymentConfig: PaymentConfig = {
+  daraja: {
+    baseUrl: daraja.url, consumerKey: daraja.options.consumerKey, consumerSecret: daraja.options.consumerSecret, shortcode: daraja.options.shortcode,
+    passkey: daraja.options.passkey, initiatorName: daraja.options.initiatorName, initiatorPassword: daraja.options.initiatorPassword,
+    certificatePem: SIMULATOR_CERTIFICATE_PEM,
+  },
+  callbackBaseUrl: "",
+  callbackAllowList: ["127.0.0.1", "::1"],
+  callbackTrustProxy: false,
+  stkDeadlineMs: 90_000,
+  stkExpireAfterMs: 600_000,
+  payoutResultWaitMs: 300_000,
+  reconcileIntervalMs: 0,
+  // Benchmark traffic is not fraud.
+  fraud: { phonePerWindow: 1_000_000, workerPerWindow: 1_000_000, windowMs: 600_000, outlierMinor: 10n ** 12n, pinFailures: 1_000_000 },
+};
+const platform = await startPlatform({
+  ctx: { logger, pool, bus, cache, metrics: new Metrics() },
+  modules: [
+    createAuth({ env: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
+    createPaymentModule({ config: () => paymentConfig }),
+    createQrModule({ QR_SIGNING_KEY: randomBytes(32).toString("base64url") }),
+    wallet,
+    createNotificationModule({ config: { providers: providers.config(), retry: DEFAULT_RETRY, publicUrl: () => "" } }),
+    analytics,
+  ],
+  gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0 },
+});
+paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
+
+function api<S extends DescService>(service: S, token?: string): Client<S> {
+  const auth: Interceptor = (next) => (req) => {
+    if (token) req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  return createClient(service, createConnectTransport({ baseUrl: platform.gatewayUrl, httpVersion: "2", interceptors: [auth] }));
+}
+
+const percentile = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN);
+const ms = (v: number) => `${v.toFixed(1)} ms`;
+
+/** Busy and total jiffies of the whole machine (every process: node, postgres, nats, redis). */
+function cpuTimes(): { busy: number; total: number } {
+  const [, ...f] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/);
+  const n = f.map(Number);
+  const idle = n[3] + (n[4] ?? 0);
+  const total = n.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+try {
+  // Workers sign up through the gateway (phone OTP from the SMS simulator), set up their page and get a code.
+  const codes: string[] = [];
+  for (let i = 0; i < workerCount; i++) {
+    const phone = `2547${String(i).padStart(4, "0")}5678`;
+    const { challengeId } = await api(AuthService).startPhoneVerification({ phone });
+    const otp = /\b(\d{6})\b/.exec(sms.lastTo(phone)!.message)![1];
+    const { tokens } = await api(AuthService).verifyPhoneOtp({ challengeId, otp, role: Role.WORKER });
+    const token = tokens!.accessToken;
+    const workerId = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub as string;
+    await api(QrService, token).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: workerId, displayName: `Worker ${i}` });
+    const { qrCode } = await api(QrService, token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
+    codes.push(qrCode!.shortCode);
+  }
+  console.log(`${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run`);
+
+  const customer = api(PaymentService);
+  let n = 0;
+  const oneTip = async (createLatencies: number[]) => {
+    const phone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
+    const t0 = performance.now();
+    const { tip } = await customer.createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "qrCode", value: codes[n++ % codes.length] },
+      amount: { currency: "KES", amountMinor: 15_000n },
+      payment: { case: "mpesaPhone", value: phone },
+    });
+    createLatencies.push(performance.now() - t0);
+    // The tip page waits for the customer's PIN on the phone, then shows the result.
+    for await (const m of customer.watchTip({ tipId: tip!.tipId })) {
+      if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) throw new Error(`tip ended ${TipStatus[m.tip!.status]}`);
+    }
+  };
+  // Warm-up: connections, JIT, token caches.
+  await Promise.all(Array.from({ length: 8 }, () => oneTip([])));
+
+  for (const concurrency of concurrencies) {
+    statements.clear();
+    const createLatencies: number[] = [];
+    const startedAt = new Date();
+    const cpu0 = cpuTimes();
+    const own0 = process.cpuUsage();
+    const deadline = performance.now() + seconds * 1000;
+    const t0 = performance.now();
+    counting = true;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() < deadline) await oneTip(createLatencies);
+      }),
+    );
+    counting = false;
+    const elapsed = (performance.now() - t0) / 1000;
+    const endedAt = new Date();
+    const cpu1 = cpuTimes();
+    const own = process.cpuUsage(own0);
+    // The credit is posted right after SUCCEEDED; wait for the last ones.
+    for (let i = 0; i < 100; i++) {
+      const { rowCount } = await pool.query("SELECT 1 FROM payment.tips WHERE created_at >= $1 AND credited_at IS NULL LIMIT 1", [startedAt]);
+      if (!rowCount) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const { rows } = await pool.query<{ checkout_request_id: string; completed_ms: number; credited_ms: number | null; status: string }>(
+      `SELECT checkout_request_id, status, extract(epoch FROM completed_at) * 1000 AS completed_ms, extract(epoch FROM credited_at) * 1000 AS credited_ms
+         FROM payment.tips WHERE created_at >= $1`,
+      [startedAt],
+    );
+    const sentAt = new Map(daraja.transactions().filter((t) => t.kind === "stk").map((t) => [t.checkoutRequestId!, t.callbackSentAt ?? NaN]));
+    const credited = rows.filter((r) => r.credited_ms !== null && Number(r.credited_ms) <= endedAt.getTime());
+    const toSucceeded = rows.map((r) => Number(r.completed_ms) - sentAt.get(r.checkout_request_id)!).filter(Number.isFinite).sort((a, b) => a - b);
+    const toCredited = rows.map((r) => Number(r.credited_ms) - sentAt.get(r.checkout_request_id)!).filter(Number.isFinite).sort((a, b) => a - b);
+    createLatencies.sort((a, b) => a - b);
+    const machineBusy = (cpu1.busy - cpu0.busy) / (cpu1.total - cpu0.total);
+    const nodeCores = (own.user + own.system) / 1e6 / elapsed;
+    console.log(`\nconcurrency ${concurrency}: ${rows.length} tips created, ${rows.filter((r) => r.status === "succeeded").length} succeeded, ${credited.length} credited within the run`);
+    console.log(`  completed tips/s (created -> SUCCEEDED and credited): ${(credited.length / elapsed).toFixed(0)}`);
+    console.log(`  CreateTip through the gateway:        p50 ${ms(percentile(createLatencies, 0.5))}  p95 ${ms(percentile(createLatencies, 0.95))}  p99 ${ms(percentile(createLatencies, 0.99))}`);
+    console.log(`  callback sent -> tip SUCCEEDED:       p50 ${ms(percentile(toSucceeded, 0.5))}  p95 ${ms(percentile(toSucceeded, 0.95))}  p99 ${ms(percentile(toSucceeded, 0.99))}`);
+    console.log(`  callback sent -> wallet entry posted: p50 ${ms(percentile(toCredited, 0.5))}  p95 ${ms(percentile(toCredited, 0.95))}  p99 ${ms(percentile(toCredited, 0.99))}`);
+    console.log(`  CPU: machine ${(machineBusy * 100).toFixed(0)}% of ${os.cpus().length} cores; this node process ${nodeCores.toFixed(2)} cores (the rest: postgres, nats, redis)`);
+    const total = [...statements.values()].reduce((a, b) => a + b, 0);
+    const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
+    console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)}; the most frequent:`);
+    for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
+  }
+
+  // The yardstick: TPC-B on the same server.
+  const bin = ["/usr/lib/postgresql"].filter(existsSync).flatMap((root) => readdirSync(root).map((v) => path.join(root, v, "bin", "pgbench"))).find(existsSync);
+  if (!bin) console.log("\npgbench not found (Debian package postgresql)");
+  else {
+    const url = new URL(pg.url);
+    const conn = ["-h", url.hostname, "-p", url.port, "-U", "postgres"];
+    execFileSync(path.join(path.dirname(bin), "createdb"), [...conn, "pgbench"], { stdio: "pipe" });
+    execFileSync(bin, ["-i", "-s", "1", "-q", ...conn, "pgbench"], { stdio: "pipe" });
+    const out = execFileSync(bin, ["-c", "8", "-j", "2", "-T", "10", ...conn, "pgbench"], { stdio: "pipe" }).toString();
+    const tps = /tps = ([\d.]+)/.exec(out)?.[1];
+    const latency = /latency average = ([\d.]+ ms)/.exec(out)?.[1];
+    console.log(`\npgbench TPC-B (-s 1 -c 8 -j 2 -T 10) on the same PostgreSQL: ${tps} tps, latency average ${latency}`);
+  }
+} finally {
+  await platform.close();
+  await bus.close();
+  await cache.close();
+  await pool.end();
+  await daraja.close();
+  await providers.close();
+  await sms.close();
+  await Promise.all([pg.stop(), nats.stop(), redis.stop()]);
+}
