@@ -7,10 +7,12 @@
 // process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
 // Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
 //   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50]
-//   (add --cpu-prof before --import for a profile of this process)
+//   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
+//   and prints where its CPU time went (open the file in Chrome DevTools for more).
 import { execFileSync } from "node:child_process";
 import { randomBytes, randomInt, randomUUID } from "node:crypto";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import os from "node:os";
 import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
@@ -111,6 +113,29 @@ function cpuTimes(): { busy: number; total: number } {
   return { busy: total - idle, total };
 }
 
+/** Self time by package (or our own folder) and by function, from a V8 CPU profile. */
+function summarise(profile: { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; samples: number[]; timeDeltas: number[] }) {
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  const byPackage = new Map<string, number>();
+  const byFunction = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const t = profile.timeDeltas[i] ?? 0;
+    total += t;
+    const { functionName, url, lineNumber } = nodes.get(id)!.callFrame;
+    const file = url.replace(/^file:\/\//, "").replace(process.cwd() + "/", "").replace(/^.*node_modules\//, "");
+    const parts = file.split("/");
+    const pkg = !file ? "(native, GC, idle)" : url.includes("node_modules") ? parts.slice(0, parts[0].startsWith("@") ? 2 : 1).join("/") : file.startsWith("node:") ? "node:" + parts[0].replace(/^node:/, "").replace(/^internal$/, parts.slice(0, 2).join("/")) : parts.slice(0, 3).join("/");
+    byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + t);
+    const fn = `${functionName || "(anonymous)"} ${file || "(native)"}:${lineNumber + 1}`;
+    byFunction.set(fn, (byFunction.get(fn) ?? 0) + t);
+  });
+  const top = (m: Map<string, number>, k: number) =>
+    [...m].sort((a, b) => b[1] - a[1]).slice(0, k).map(([name, t]) => `    ${((t / total) * 100).toFixed(1).padStart(5)}%  ${name}`).join("\n");
+  console.log(`  CPU profile of this process (${(total / 1e6).toFixed(1)} s sampled), self time by package:\n${top(byPackage, 15)}`);
+  console.log(`  by function:\n${top(byFunction, 20)}`);
+}
+
 try {
   // Workers sign up through the gateway (phone OTP from the SMS simulator), set up their page and get a code.
   const codes: string[] = [];
@@ -155,6 +180,12 @@ try {
     const own0 = process.cpuUsage();
     const deadline = performance.now() + seconds * 1000;
     const t0 = performance.now();
+    const profiling = process.env.BENCH_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
+    if (profiling) {
+      profiling.connect();
+      await profiling.post("Profiler.enable");
+      await profiling.post("Profiler.start");
+    }
     counting = true;
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
@@ -162,6 +193,8 @@ try {
       }),
     );
     counting = false;
+    const profile = profiling ? (await profiling.post("Profiler.stop")).profile : undefined;
+    profiling?.disconnect();
     const elapsed = (performance.now() - t0) / 1000;
     const endedAt = new Date();
     const cpu1 = cpuTimes();
@@ -193,7 +226,11 @@ try {
     const total = [...statements.values()].reduce((a, b) => a + b, 0);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)}; the most frequent:`);
-    for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
+    for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
+    if (profile) {
+      writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
+      summarise(profile as Parameters<typeof summarise>[0]);
+    }
   }
 
   // The yardstick: TPC-B on the same server.
