@@ -1,4 +1,5 @@
-// Tips end to end through the gateway, as customers' phones make them: Connect
+// Tips end to end through the gateway, as customers' phones make them (on a
+// worker thread, bench/tip-customers.ts): Connect
 // (HTTP/2) CreateTip for a scanned QR code -> payment resolves it with qr,
 // quotes with wallet, sends the STK push to the Daraja simulator -> the
 // simulator's callback (delay 0) -> SUCCEEDED and the wallet entry posted ->
@@ -10,9 +11,11 @@
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
 import { execFileSync } from "node:child_process";
-import { randomBytes, randomInt, randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { Worker } from "node:worker_threads";
 import os from "node:os";
 import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
@@ -25,15 +28,15 @@ import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, t
 import { startPlatform } from "@ttip/platform/src/platform.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { createLogger, createPool, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
+import type { CustomersInput } from "./tip-customers.js";
 
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 const seconds = Number(process.argv[2] ?? 10);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 const workerCount = Number(process.argv[4] ?? 50);
@@ -152,33 +155,25 @@ try {
   }
   console.log(`${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run`);
 
-  const customer = api(PaymentService);
-  let n = 0;
-  const oneTip = async (createLatencies: number[]) => {
-    const phone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
-    const t0 = performance.now();
-    const { tip } = await customer.createTip({
-      idempotencyKey: randomUUID(),
-      recipient: { case: "qrCode", value: codes[n++ % codes.length] },
-      amount: { currency: "KES", amountMinor: 15_000n },
-      payment: { case: "mpesaPhone", value: phone },
+  /** Runs the customers on a worker thread; resolves with their CreateTip latencies. */
+  const customers = (concurrency: number, runSeconds: number) =>
+    new Promise<{ createLatencies: number[]; failures: number }>((resolve, reject) => {
+      const input: CustomersInput = { gatewayUrl: platform.gatewayUrl, codes, concurrency, seconds: runSeconds };
+      // A worker's entry is loaded before any --import: register tsx there first.
+      const entry = new URL("./tip-customers.ts", import.meta.url).href;
+      const boot = `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`;
+      const worker = new Worker(boot, { eval: true, workerData: input });
+      worker.once("message", resolve);
+      worker.once("error", reject);
     });
-    createLatencies.push(performance.now() - t0);
-    // The tip page waits for the customer's PIN on the phone, then shows the result.
-    for await (const m of customer.watchTip({ tipId: tip!.tipId })) {
-      if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) throw new Error(`tip ended ${TipStatus[m.tip!.status]}`);
-    }
-  };
   // Warm-up: connections, JIT, token caches.
-  await Promise.all(Array.from({ length: 8 }, () => oneTip([])));
+  await customers(8, 2);
 
   for (const concurrency of concurrencies) {
     statements.clear();
-    const createLatencies: number[] = [];
     const startedAt = new Date();
     const cpu0 = cpuTimes();
     const own0 = process.cpuUsage();
-    const deadline = performance.now() + seconds * 1000;
     const t0 = performance.now();
     const profiling = process.env.BENCH_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
     if (profiling) {
@@ -187,32 +182,43 @@ try {
       await profiling.post("Profiler.start");
     }
     counting = true;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (performance.now() < deadline) await oneTip(createLatencies);
-      }),
-    );
+    loopDelay.reset();
+    loopDelay.enable();
+    const elu0 = performance.eventLoopUtilization();
+    const { createLatencies, failures } = await customers(concurrency, seconds);
+    loopDelay.disable();
+    const elu = performance.eventLoopUtilization(elu0);
+    if (failures) throw new Error(`${failures} tips did not succeed`);
     counting = false;
     const profile = profiling ? (await profiling.post("Profiler.stop")).profile : undefined;
     profiling?.disconnect();
     const elapsed = (performance.now() - t0) / 1000;
     const endedAt = new Date();
     const cpu1 = cpuTimes();
-    const own = process.cpuUsage(own0);
+    const own = process.cpuUsage(own0); // includes the customers' thread
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
       const { rowCount } = await pool.query("SELECT 1 FROM payment.tips WHERE created_at >= $1 AND credited_at IS NULL LIMIT 1", [startedAt]);
       if (!rowCount) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    const { rows } = await pool.query<{ checkout_request_id: string; completed_ms: number; credited_ms: number | null; status: string }>(
-      `SELECT checkout_request_id, status, extract(epoch FROM completed_at) * 1000 AS completed_ms, extract(epoch FROM credited_at) * 1000 AS credited_ms
-         FROM payment.tips WHERE created_at >= $1`,
+    // completed_at and credited_at are now() of the transactions that set them (their start);
+    // a posting's posted_at is read inside the wallet's transaction, after the worker's row lock.
+    const { rows } = await pool.query<{ checkout_request_id: string; completed_ms: number; posted_ms: number | null; credited_ms: number | null; status: string }>(
+      `SELECT t.checkout_request_id, t.status, extract(epoch FROM t.completed_at) * 1000 AS completed_ms,
+              extract(epoch FROM p.posted_at) * 1000 AS posted_ms, extract(epoch FROM t.credited_at) * 1000 AS credited_ms
+         FROM payment.tips t
+         LEFT JOIN wallet.postings p ON p.entry_id::text = t.credit_entry_id AND p.line = 0
+        WHERE t.created_at >= $1`,
       [startedAt],
     );
     const sentAt = new Map(daraja.transactions().filter((t) => t.kind === "stk").map((t) => [t.checkoutRequestId!, t.callbackSentAt ?? NaN]));
     const credited = rows.filter((r) => r.credited_ms !== null && Number(r.credited_ms) <= endedAt.getTime());
     const toSucceeded = rows.map((r) => Number(r.completed_ms) - sentAt.get(r.checkout_request_id)!).filter(Number.isFinite).sort((a, b) => a - b);
+    const stage = (from: (r: (typeof rows)[0]) => number, to: (r: (typeof rows)[0]) => number) =>
+      rows.map((r) => to(r) - from(r)).filter(Number.isFinite).sort((a, b) => a - b);
+    const decidedToPosted = stage((r) => Number(r.completed_ms), (r) => Number(r.posted_ms ?? NaN));
+    const postedToRecorded = stage((r) => Number(r.posted_ms ?? NaN), (r) => Number(r.credited_ms ?? NaN));
     const toCredited = rows.map((r) => Number(r.credited_ms) - sentAt.get(r.checkout_request_id)!).filter(Number.isFinite).sort((a, b) => a - b);
     createLatencies.sort((a, b) => a - b);
     const machineBusy = (cpu1.busy - cpu0.busy) / (cpu1.total - cpu0.total);
@@ -222,6 +228,12 @@ try {
     console.log(`  CreateTip through the gateway:        p50 ${ms(percentile(createLatencies, 0.5))}  p95 ${ms(percentile(createLatencies, 0.95))}  p99 ${ms(percentile(createLatencies, 0.99))}`);
     console.log(`  callback sent -> tip SUCCEEDED:       p50 ${ms(percentile(toSucceeded, 0.5))}  p95 ${ms(percentile(toSucceeded, 0.95))}  p99 ${ms(percentile(toSucceeded, 0.99))}`);
     console.log(`  callback sent -> wallet entry posted: p50 ${ms(percentile(toCredited, 0.5))}  p95 ${ms(percentile(toCredited, 0.95))}  p99 ${ms(percentile(toCredited, 0.99))}`);
+    console.log(`    of which: success decided -> wallet posting written p50 ${ms(percentile(decidedToPosted, 0.5))} p99 ${ms(percentile(decidedToPosted, 0.99))};` +
+      ` posting -> payment records the credit p50 ${ms(percentile(postedToRecorded, 0.5))} p99 ${ms(percentile(postedToRecorded, 0.99))}`);
+    console.log(
+      `  platform's event loop (all six services, gateway, simulators): busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
+        ` timer delay p50 ${ms(loopDelay.percentile(50) / 1e6)}  p99 ${ms(loopDelay.percentile(99) / 1e6)}  max ${ms(loopDelay.max / 1e6)}`,
+    );
     console.log(`  CPU: machine ${(machineBusy * 100).toFixed(0)}% of ${os.cpus().length} cores; this node process ${nodeCores.toFixed(2)} cores (the rest: postgres, nats, redis)`);
     const total = [...statements.values()].reduce((a, b) => a + b, 0);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
