@@ -207,7 +207,10 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
     const { quote } = await api(WalletService).quoteFees({ amount: KES(250), rail: PaymentRail.MPESA, workerId });
     assert.equal(quote!.customerPays!.amountMinor, 25_000n);
     const feeMinor = quote!.platformFee!.amountMinor + quote!.processingFee!.amountMinor;
-    assert.ok(feeMinor > 0n, "the default schedule charges a fee");
+    // The default schedule (wallet's first migration): 5% platform fee, no processing fee on M-Pesa,
+    // fees in whole shillings rounded down in the worker's favour: KES 12.50 -> KES 12.
+    assert.equal(quote!.platformFee!.amountMinor, 1_200n);
+    assert.equal(quote!.processingFee!.amountMinor, 0n);
     assert.equal(quote!.workerReceives!.amountMinor, 25_000n - feeMinor);
     const netMinor = quote!.workerReceives!.amountMinor;
 
