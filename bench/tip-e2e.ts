@@ -7,7 +7,9 @@
 // worker), qr and analytics. All six services and the gateway run in this
 // process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
 // Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
-//   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50]
+//   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster]
+//   "cluster" runs each service and the gateway in its own OS process (services/platform/src/main.ts),
+//   as a deployment does; "process" (default) runs them all in this one, as `make run` does.
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
 import { execFileSync } from "node:child_process";
@@ -32,7 +34,7 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { createLogger, createPool, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
-import { startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
+import { PlatformProcess, startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import type { CustomersInput } from "./tip-customers.js";
 
@@ -40,6 +42,7 @@ const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 const seconds = Number(process.argv[2] ?? 10);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 const workerCount = Number(process.argv[4] ?? 50);
+const mode = process.argv[5] === "cluster" ? "cluster" : "process";
 
 const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true }), startNats(), startRedis()]);
 const pool = createPool(pg.url, { max: 40 });
@@ -82,19 +85,60 @@ const paymentConfig: PaymentConfig = {
   // Benchmark traffic is not fraud.
   fraud: { phonePerWindow: 1_000_000, workerPerWindow: 1_000_000, windowMs: 600_000, outlierMinor: 10n ** 12n, pinFailures: 1_000_000 },
 };
-const platform = await startPlatform({
-  ctx: { logger, pool, bus, cache, metrics: new Metrics() },
-  modules: [
-    createAuth({ env: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
-    createPaymentModule({ config: () => paymentConfig }),
-    createQrModule({ QR_SIGNING_KEY: randomBytes(32).toString("base64url") }),
-    wallet,
-    createNotificationModule({ config: { providers: providers.config(), retry: DEFAULT_RETRY, publicUrl: () => "" } }),
-    analytics,
-  ],
-  gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0 },
-});
-paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
+/** The platform under test: one process (as `make run`), or one OS process per service and the gateway (as a cluster). */
+async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }> {
+  if (mode === "process") {
+    const platform = await startPlatform({
+      ctx: { logger, pool, bus, cache, metrics: new Metrics() },
+      modules: [
+        createAuth({ env: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
+        createPaymentModule({ config: () => paymentConfig }),
+        createQrModule({ QR_SIGNING_KEY: randomBytes(32).toString("base64url") }),
+        wallet,
+        createNotificationModule({ config: { providers: providers.config(), retry: DEFAULT_RETRY, publicUrl: () => "" } }),
+        analytics,
+      ],
+      gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0 },
+    });
+    paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
+    return platform;
+  }
+  const names = ["auth", "payment", "qr", "wallet", "notification", "analytics"];
+  const common = { DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
+  const own: Record<string, Record<string, string>> = {
+    auth: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" },
+    payment: {
+      DARAJA_BASE_URL: daraja.url, DARAJA_CONSUMER_KEY: daraja.options.consumerKey, DARAJA_CONSUMER_SECRET: daraja.options.consumerSecret,
+      DARAJA_SHORTCODE: daraja.options.shortcode, DARAJA_PASSKEY: daraja.options.passkey, DARAJA_INITIATOR_NAME: daraja.options.initiatorName,
+      DARAJA_INITIATOR_PASSWORD: daraja.options.initiatorPassword, DARAJA_CERTIFICATE_FILE: daraja.certificateFile,
+      MPESA_CALLBACK_ALLOWED_IPS: "127.0.0.1,::1", RECONCILE_INTERVAL_MS: "0",
+      FRAUD_PHONE_PER_10MIN: "1000000", FRAUD_WORKER_PER_10MIN: "1000000", FRAUD_OUTLIER_KES: "1000000000", FRAUD_PIN_FAILURES_PER_HOUR: "1000000",
+    },
+    qr: { QR_SIGNING_KEY: randomBytes(32).toString("base64url") },
+    // The notification process starts the provider simulators itself (NOTIFICATION_PROVIDERS=simulator).
+    notification: { NOTIFICATION_PROVIDERS: "simulator" },
+  };
+  // A process's port is chosen by create(); it keeps the env object it was given, so the peers' URLs go in after.
+  const envs = new Map(names.map((n) => [n, { ...common, ...own[n] } as Record<string, string>]));
+  const processes = new Map<string, PlatformProcess>();
+  for (const name of names) processes.set(name, await PlatformProcess.create(name, envs.get(name)!));
+  const urls = Object.fromEntries(names.map((n) => [`${n.toUpperCase()}_URL`, processes.get(n)!.url]));
+  for (const name of names) Object.assign(envs.get(name)!, urls, name === "payment" ? { PAYMENT_CALLBACK_BASE_URL: processes.get(name)!.url } : {});
+  const gateway = await PlatformProcess.create("gateway", {
+    ...urls, REDIS_URL: redis.url, JWKS_URL: `${processes.get("auth")!.url}/.well-known/jwks.json`, RATE_LIMIT_POINTS: "1000000000", LOG_LEVEL: "warn",
+  });
+  // One at a time: each runs its migrations under the same advisory lock.
+  for (const p of processes.values()) await p.start();
+  await gateway.start();
+  return {
+    gatewayUrl: gateway.url,
+    close: async () => {
+      await gateway.stop();
+      for (const p of processes.values()) await p.stop();
+    },
+  };
+}
+const platform = await deploy();
 
 function api<S extends DescService>(service: S, token?: string): Client<S> {
   const auth: Interceptor = (next) => (req) => {
@@ -172,6 +216,8 @@ try {
   for (const concurrency of concurrencies) {
     statements.clear();
     const startedAt = new Date();
+    const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
+    const commits0 = await commits();
     const cpu0 = cpuTimes();
     const own0 = process.cpuUsage();
     const t0 = performance.now();
@@ -196,6 +242,9 @@ try {
     const endedAt = new Date();
     const cpu1 = cpuTimes();
     const own = process.cpuUsage(own0); // includes the customers' thread
+    // Statistics reach pg_stat_database within a second of the transactions.
+    await new Promise((r) => setTimeout(r, 1_100));
+    const committed = (await commits()) - commits0;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
       const { rowCount } = await pool.query("SELECT 1 FROM payment.tips WHERE created_at >= $1 AND credited_at IS NULL LIMIT 1", [startedAt]);
@@ -231,10 +280,17 @@ try {
     console.log(`    of which: success decided -> wallet posting written p50 ${ms(percentile(decidedToPosted, 0.5))} p99 ${ms(percentile(decidedToPosted, 0.99))};` +
       ` posting -> payment records the credit p50 ${ms(percentile(postedToRecorded, 0.5))} p99 ${ms(percentile(postedToRecorded, 0.99))}`);
     console.log(
-      `  platform's event loop (all six services, gateway, simulators): busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
+      `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)}`,
+    );
+    console.log(
+      `  ${mode === "process" ? "platform's event loop (all six services, gateway, simulators)" : "this process's event loop (Daraja and SMS simulators)"}: busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
         ` timer delay p50 ${ms(loopDelay.percentile(50) / 1e6)}  p99 ${ms(loopDelay.percentile(99) / 1e6)}  max ${ms(loopDelay.max / 1e6)}`,
     );
-    console.log(`  CPU: machine ${(machineBusy * 100).toFixed(0)}% of ${os.cpus().length} cores; this node process ${nodeCores.toFixed(2)} cores (the rest: postgres, nats, redis)`);
+    console.log(
+      `  CPU: machine ${(machineBusy * 100).toFixed(0)}% of ${os.cpus().length} cores; this node process ${nodeCores.toFixed(2)} cores` +
+        (mode === "process" ? " (the rest: postgres, nats, redis)" : " (customers, simulators; the rest: the platform's processes, postgres, nats, redis)"),
+    );
+    if (mode === "cluster") continue; // the services' statements are counted in their own processes only
     const total = [...statements.values()].reduce((a, b) => a + b, 0);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)}; the most frequent:`);
