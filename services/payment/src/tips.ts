@@ -119,8 +119,8 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = randomUUID();
   const hold = hits.some((h) => h.action === "hold");
-  const inserted = await withTransaction(pool, async (tx) => {
-    const { rows } = await tx.query<TipRow>(
+  const insert = async (db: Queryable) => {
+    const { rows } = await db.query<TipRow>(
       `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
          fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
          customer_email, status, fraud_action, callback_token, deadline_at, next_check_at, venue_id, qr_code_id)
@@ -131,9 +131,17 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
         quote.feeScheduleVersion, t.customerCoversFee, t.phone, phoneMasked, t.rating, t.message, t.customerEmail,
         hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? ""],
     );
-    if (rows[0]) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId, phoneMasked });
     return rows[0];
-  });
+  };
+  // The alerts go in with the tip; without any, the insert alone is atomic and
+  // BEGIN/COMMIT would only add two round trips to every tip.
+  const inserted = hits.length
+    ? await withTransaction(pool, async (tx) => {
+        const row = await insert(tx);
+        if (row) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId, phoneMasked });
+        return row;
+      })
+    : await insert(pool);
   if (!inserted) {
     // A concurrent call with the same key won.
     return sameRequest((await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0], fp);
@@ -148,12 +156,14 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
       accountReference: "TTIP",
       description: "Tip",
     });
-    const { rowCount } = await pool.query(
+    const { rows } = await pool.query<TipRow>(
       `UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3
-        WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2)`,
+        WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2) RETURNING *`,
       [tipId, r.CheckoutRequestID, r.MerchantRequestID],
     );
-    if (!rowCount) deps.ctx.logger.error({ tipId }, "STK push answered with a CheckoutRequestID other than its callback's");
+    // The row as it is now (a callback may already have settled it): no second read needed.
+    if (rows[0]) return rows[0];
+    deps.ctx.logger.error({ tipId }, "STK push answered with a CheckoutRequestID other than its callback's");
   } catch (err) {
     if (!(err instanceof DarajaError)) throw err;
     if (err.kind === "unknown") {
@@ -220,6 +230,8 @@ export type ApplyResult = "credited" | "failed" | "duplicate" | "unknown" | "hel
  * failure ends a pending tip, anything later is a duplicate.
  */
 export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome): Promise<ApplyResult> {
+  // The row as this transaction committed it, when it decided a credit.
+  let decided: TipRow | undefined;
   const result = await withTransaction(deps.ctx.pool, async (tx): Promise<ApplyResult> => {
     const { rows } = await tx.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tipId]);
     const tip = rows[0];
@@ -259,12 +271,13 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
           detail: `callback does not match the tip: ${problems.join("; ")}; money parked in suspense` });
       }
       const creditKey = o.receipt ?? `stk-${o.checkoutRequestId}`;
-      await tx.query(
+      const { rows: updated } = await tx.query<TipRow>(
         `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
-           credit_kind = $6, completed_at = now() WHERE tip_id = $1`,
+           credit_kind = $6, completed_at = now() WHERE tip_id = $1 RETURNING *`,
         [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, creditKey,
           toSuspense ? "suspense" : "worker"],
       );
+      decided = updated[0];
       return toSuspense ? "held" : "credited";
     }
     if (tip.status !== "pending") return "duplicate";
@@ -278,7 +291,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
     return "failed";
   });
   deps.changes.emit(tipId);
-  if (result === "credited" || result === "held") await postCredit(deps, tipId);
+  if (result === "credited" || result === "held") await postCredit(deps, tipId, decided);
   return result;
 }
 
@@ -287,8 +300,10 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
  * key; only the first to record it publishes tip_succeeded). A failure here
  * is retried by reconciliation.
  */
-export async function postCredit(deps: Deps, tipId: string): Promise<boolean> {
-  const tip = await loadTip(deps.ctx.pool, tipId);
+export async function postCredit(deps: Deps, tipId: string, committed?: TipRow): Promise<boolean> {
+  // `committed`: the row the deciding transaction just wrote (saves a read); the
+  // wallet's idempotency key and the credit_entry_id guard below make a stale copy harmless.
+  const tip = committed ?? (await loadTip(deps.ctx.pool, tipId));
   if (!tip?.credit_key || tip.credit_entry_id) return false;
   // Built only from what the decision fixed (the key is the receipt, or the
   // CheckoutRequestID when the success came by query), so a retry after a

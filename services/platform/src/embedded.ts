@@ -1,9 +1,7 @@
 import path from "node:path";
 import { z } from "zod";
-import { startGateway } from "@ttip/gateway";
 import {
   createLogger,
-  createPeers,
   createPool,
   env,
   InProcessBus,
@@ -12,11 +10,10 @@ import {
   Metrics,
   onShutdown,
   startEmbeddedPostgres,
-  startService,
   type RunningService,
 } from "@ttip/runtime";
 import { startDarajaSimulator } from "@ttip/payment";
-import { modules, publicServices } from "./modules.js";
+import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
   gatewayUrl: string;
@@ -47,9 +44,6 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const bus = new InProcessBus(logger);
   const cache = new MemoryCache();
   const metrics = new Metrics({ mode: "embedded" });
-  const urls = new Map<string, string>();
-  const peers = createPeers((name) => urls.get(name));
-  const ctx = { logger, pool, bus, cache, metrics, peers };
 
   // M-Pesa is the Daraja simulator here, unless real credentials are configured;
   // its callbacks come from loopback and go to the payment service's own port.
@@ -68,36 +62,21 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     process.env.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
   }
 
-  const services: RunningService[] = [];
-  for (const module of modules) {
-    const service = await startService(module, ctx);
-    urls.set(module.name, service.server.url);
-    services.push(service);
-  }
-  if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= urls.get("payment");
-  const gateway = await startGateway({
-    logger,
-    metrics,
-    cache,
-    backends: services.flatMap((s, i) => publicServices(modules[i]).map((service) => ({ service, url: s.server.url }))),
-    // Tokens are verified with auth's published keys, as in a cluster.
-    jwt: { jwksUrl: `${urls.get("auth")}/.well-known/jwks.json`, issuer: "ttip-auth", audience: "ttip" },
-    rateLimit: { points: 600, durationSeconds: 60 },
-    corsOrigins: ["*"],
-    host: cfg.HOST,
-    port: cfg.PORT,
+  const platform = await startPlatform({
+    ctx: { logger, pool, bus, cache, metrics },
+    gateway: { rateLimit: { points: 600, durationSeconds: 60 }, corsOrigins: ["*"], host: cfg.HOST, port: cfg.PORT },
   });
+  // Read by the payment service when it sends a push, so it may be set after start.
+  if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= platform.urls.get("payment");
 
   const close = async () => {
-    await gateway.close();
-    for (const s of services) await s.close();
-    peers.close();
+    await platform.close();
     await bus.close();
     await pool.end();
     await postgres.close();
     await daraja?.close();
   };
-  return { gatewayUrl: gateway.url, services, close };
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, close };
 }
 
 /** `make run`: start, print where to open it, stop cleanly on Ctrl-C. */

@@ -150,6 +150,7 @@ function invalid(field: string, why: string): ConnectError {
  */
 export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostResult> {
   if (!input.cause.cause.case) throw invalid("cause", "say what caused the entry");
+  if (input.postings.length < 2) throw invalid("postings", "an entry needs at least two postings");
   const nets = new Map<string, bigint>();
   input.postings.forEach((p, i) => {
     if (!UUID.test(p.accountId)) throw invalid(`postings[${i}].account_id`, "must be a UUID");
@@ -214,9 +215,6 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
       throw err;
     }
   }
-  const { rows: [{ seq, posted_at: postedAt }] } = await tx.query<{ seq: bigint; posted_at: Date }>(
-    `SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at`,
-  );
   // Balance after each line of an owned account, walking the lines in order from its opening balance.
   const running = new Map([...accounts].map(([id, a]) => [id, a.balance_minor - deltas.get(id)!]));
   const lines = input.postings.map((p, i) => {
@@ -225,10 +223,14 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
     if (after !== null) running.set(p.accountId, after);
     return { ...p, line: i, after, account };
   });
-  await tx.query(
-    `INSERT INTO wallet.postings (entry_id, line, account_id, amount_minor, currency, balance_after, memo, posted_seq, posted_at)
-     SELECT $1, l, a, amt, c, b, m, $8, $9
-       FROM unnest($2::smallint[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[], $7::text[]) AS t(l, a, amt, c, b, m)`,
+  // One sequence number and time for every line of the entry, taken in the same
+  // statement as the insert: one round trip less while the owners' rows are locked.
+  const { rows: [{ posted_at: postedAt }] } = await tx.query<{ posted_at: Date }>(
+    `WITH s AS (SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at)
+     INSERT INTO wallet.postings (entry_id, line, account_id, amount_minor, currency, balance_after, memo, posted_seq, posted_at)
+     SELECT $1, l, a, amt, c, b, m, s.seq, s.posted_at
+       FROM unnest($2::smallint[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[], $7::text[]) AS t(l, a, amt, c, b, m), s
+     RETURNING posted_at`,
     [
       entryId,
       lines.map((l) => l.line),
@@ -237,8 +239,6 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
       lines.map((l) => l.currency),
       lines.map((l) => (l.after === null ? null : l.after.toString())),
       lines.map((l) => l.memo ?? ""),
-      seq,
-      postedAt,
     ],
   );
   for (const [i, c] of (input.conversions ?? []).entries()) {

@@ -67,6 +67,8 @@ export interface SimTransaction {
   conversationId?: string;
   /** Callbacks actually delivered to the integrator. */
   callbacksSent: number;
+  /** When the last callback was sent (epoch ms, fractional): benchmarks measure from here to the tip's credit. */
+  callbackSentAt?: number;
   queries: number;
   createdAt: string;
 }
@@ -153,6 +155,7 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
   };
 
   const deliver = async (url: string, body: unknown, tx?: SimTransaction) => {
+    if (tx) tx.callbackSentAt = performance.timeOrigin + performance.now();
     await new Promise<void>((resolve) => {
       const target = new URL(url);
       const data = Buffer.from(JSON.stringify(body));

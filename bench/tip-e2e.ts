@@ -1,0 +1,326 @@
+// Tips end to end through the gateway, as customers' phones make them (on a
+// worker thread, bench/tip-customers.ts): Connect
+// (HTTP/2) CreateTip for a scanned QR code -> payment resolves it with qr,
+// quotes with wallet, sends the STK push to the Daraja simulator -> the
+// simulator's callback (delay 0) -> SUCCEEDED and the wallet entry posted ->
+// tip_succeeded through the outbox and JetStream to notification (an SMS to the
+// worker), qr and analytics. All six services and the gateway run in this
+// process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
+// Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
+//   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster]
+//   "cluster" runs each service and the gateway in its own OS process (services/platform/src/main.ts),
+//   as a deployment does; "process" (default) runs them all in this one, as `make run` does.
+//   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
+//   and prints where its CPU time went (open the file in Chrome DevTools for more).
+import { execFileSync } from "node:child_process";
+import { randomBytes, randomUUID } from "node:crypto";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { Worker } from "node:worker_threads";
+import os from "node:os";
+import path from "node:path";
+import type { DescService } from "@bufbuild/protobuf";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { analytics } from "@ttip/analytics";
+import { createAuth, startSmsSimulator } from "@ttip/auth";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { startPlatform } from "@ttip/platform/src/platform.js";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { createQrModule } from "@ttip/qr";
+import { createLogger, createPool, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
+import { PlatformProcess, startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
+import { wallet } from "@ttip/wallet";
+import type { CustomersInput } from "./tip-customers.js";
+
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+const seconds = Number(process.argv[2] ?? 10);
+const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
+const workerCount = Number(process.argv[4] ?? 50);
+const mode = process.argv[5] === "cluster" ? "cluster" : "process";
+
+const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true }), startNats(), startRedis()]);
+const pool = createPool(pg.url, { max: 40 });
+
+// Every statement any service sends, by its first words: where the database time per tip goes.
+const statements = new Map<string, number>();
+let counting = false;
+pool.on("connect", (client) => {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+    if (counting) {
+      const text = typeof args[0] === "string" ? args[0] : ((args[0] as { text?: string })?.text ?? "?");
+      const key = text.replace(/\s+/g, " ").trim().slice(0, 90);
+      statements.set(key, (statements.get(key) ?? 0) + 1);
+    }
+    return query(...args);
+  };
+});
+
+const logger = createLogger({ level: "silent" });
+const bus = await JetStreamBus.connect({ servers: nats.url, stream: "TTIP", subjectPrefix: "ttip", logger });
+const cache = new RedisCache(redis.url, "ttip:");
+const sms = await startSmsSimulator({ apiKey: "bench-sms-key" });
+const providers = new ProviderSimulator();
+await providers.start();
+const daraja = await startDarajaSimulator({ callbackDelayMs: 0 });
+const paymentConfig: PaymentConfig = {
+  daraja: {
+    baseUrl: daraja.url, consumerKey: daraja.options.consumerKey, consumerSecret: daraja.options.consumerSecret, shortcode: daraja.options.shortcode,
+    passkey: daraja.options.passkey, initiatorName: daraja.options.initiatorName, initiatorPassword: daraja.options.initiatorPassword,
+    certificatePem: SIMULATOR_CERTIFICATE_PEM,
+  },
+  callbackBaseUrl: "",
+  callbackAllowList: ["127.0.0.1", "::1"],
+  callbackTrustProxy: false,
+  stkDeadlineMs: 90_000,
+  stkExpireAfterMs: 600_000,
+  payoutResultWaitMs: 300_000,
+  reconcileIntervalMs: 0,
+  // Benchmark traffic is not fraud.
+  fraud: { phonePerWindow: 1_000_000, workerPerWindow: 1_000_000, windowMs: 600_000, outlierMinor: 10n ** 12n, pinFailures: 1_000_000 },
+};
+/** The platform under test: one process (as `make run`), or one OS process per service and the gateway (as a cluster). */
+async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }> {
+  if (mode === "process") {
+    const platform = await startPlatform({
+      ctx: { logger, pool, bus, cache, metrics: new Metrics() },
+      modules: [
+        createAuth({ env: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
+        createPaymentModule({ config: () => paymentConfig }),
+        createQrModule({ QR_SIGNING_KEY: randomBytes(32).toString("base64url") }),
+        wallet,
+        createNotificationModule({ config: { providers: providers.config(), retry: DEFAULT_RETRY, publicUrl: () => "" } }),
+        analytics,
+      ],
+      gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0 },
+    });
+    paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
+    return platform;
+  }
+  const names = ["auth", "payment", "qr", "wallet", "notification", "analytics"];
+  const common = { DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
+  const own: Record<string, Record<string, string>> = {
+    auth: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" },
+    payment: {
+      DARAJA_BASE_URL: daraja.url, DARAJA_CONSUMER_KEY: daraja.options.consumerKey, DARAJA_CONSUMER_SECRET: daraja.options.consumerSecret,
+      DARAJA_SHORTCODE: daraja.options.shortcode, DARAJA_PASSKEY: daraja.options.passkey, DARAJA_INITIATOR_NAME: daraja.options.initiatorName,
+      DARAJA_INITIATOR_PASSWORD: daraja.options.initiatorPassword, DARAJA_CERTIFICATE_FILE: daraja.certificateFile,
+      MPESA_CALLBACK_ALLOWED_IPS: "127.0.0.1,::1", RECONCILE_INTERVAL_MS: "0",
+      FRAUD_PHONE_PER_10MIN: "1000000", FRAUD_WORKER_PER_10MIN: "1000000", FRAUD_OUTLIER_KES: "1000000000", FRAUD_PIN_FAILURES_PER_HOUR: "1000000",
+    },
+    qr: { QR_SIGNING_KEY: randomBytes(32).toString("base64url") },
+    // The notification process starts the provider simulators itself (NOTIFICATION_PROVIDERS=simulator).
+    notification: { NOTIFICATION_PROVIDERS: "simulator" },
+  };
+  // A process's port is chosen by create(); it keeps the env object it was given, so the peers' URLs go in after.
+  const envs = new Map(names.map((n) => [n, { ...common, ...own[n] } as Record<string, string>]));
+  const processes = new Map<string, PlatformProcess>();
+  for (const name of names) processes.set(name, await PlatformProcess.create(name, envs.get(name)!));
+  const urls = Object.fromEntries(names.map((n) => [`${n.toUpperCase()}_URL`, processes.get(n)!.url]));
+  for (const name of names) Object.assign(envs.get(name)!, urls, name === "payment" ? { PAYMENT_CALLBACK_BASE_URL: processes.get(name)!.url } : {});
+  const gateway = await PlatformProcess.create("gateway", {
+    ...urls, REDIS_URL: redis.url, JWKS_URL: `${processes.get("auth")!.url}/.well-known/jwks.json`, RATE_LIMIT_POINTS: "1000000000", LOG_LEVEL: "warn",
+  });
+  // One at a time: each runs its migrations under the same advisory lock.
+  for (const p of processes.values()) await p.start();
+  await gateway.start();
+  return {
+    gatewayUrl: gateway.url,
+    close: async () => {
+      await gateway.stop();
+      for (const p of processes.values()) await p.stop();
+    },
+  };
+}
+const platform = await deploy();
+
+function api<S extends DescService>(service: S, token?: string): Client<S> {
+  const auth: Interceptor = (next) => (req) => {
+    if (token) req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
+  return createClient(service, createConnectTransport({ baseUrl: platform.gatewayUrl, httpVersion: "2", interceptors: [auth] }));
+}
+
+const percentile = (sorted: number[], q: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN);
+const ms = (v: number) => `${v.toFixed(1)} ms`;
+
+/** Busy and total jiffies of the whole machine (every process: node, postgres, nats, redis). */
+function cpuTimes(): { busy: number; total: number } {
+  const [, ...f] = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/);
+  const n = f.map(Number);
+  const idle = n[3] + (n[4] ?? 0);
+  const total = n.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/** Self time by package (or our own folder) and by function, from a V8 CPU profile. */
+function summarise(profile: { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; samples: number[]; timeDeltas: number[] }) {
+  const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
+  const byPackage = new Map<string, number>();
+  const byFunction = new Map<string, number>();
+  let total = 0;
+  profile.samples.forEach((id, i) => {
+    const t = profile.timeDeltas[i] ?? 0;
+    total += t;
+    const { functionName, url, lineNumber } = nodes.get(id)!.callFrame;
+    const file = url.replace(/^file:\/\//, "").replace(process.cwd() + "/", "").replace(/^.*node_modules\//, "");
+    const parts = file.split("/");
+    const pkg = !file ? "(native, GC, idle)" : url.includes("node_modules") ? parts.slice(0, parts[0].startsWith("@") ? 2 : 1).join("/") : file.startsWith("node:") ? "node:" + parts[0].replace(/^node:/, "").replace(/^internal$/, parts.slice(0, 2).join("/")) : parts.slice(0, 3).join("/");
+    byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + t);
+    const fn = `${functionName || "(anonymous)"} ${file || "(native)"}:${lineNumber + 1}`;
+    byFunction.set(fn, (byFunction.get(fn) ?? 0) + t);
+  });
+  const top = (m: Map<string, number>, k: number) =>
+    [...m].sort((a, b) => b[1] - a[1]).slice(0, k).map(([name, t]) => `    ${((t / total) * 100).toFixed(1).padStart(5)}%  ${name}`).join("\n");
+  console.log(`  CPU profile of this process (${(total / 1e6).toFixed(1)} s sampled), self time by package:\n${top(byPackage, 15)}`);
+  console.log(`  by function:\n${top(byFunction, 20)}`);
+}
+
+try {
+  // Workers sign up through the gateway (phone OTP from the SMS simulator), set up their page and get a code.
+  const codes: string[] = [];
+  for (let i = 0; i < workerCount; i++) {
+    const phone = `2547${String(i).padStart(4, "0")}5678`;
+    const { challengeId } = await api(AuthService).startPhoneVerification({ phone });
+    const otp = /\b(\d{6})\b/.exec(sms.lastTo(phone)!.message)![1];
+    const { tokens } = await api(AuthService).verifyPhoneOtp({ challengeId, otp, role: Role.WORKER });
+    const token = tokens!.accessToken;
+    const workerId = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub as string;
+    await api(QrService, token).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: workerId, displayName: `Worker ${i}` });
+    const { qrCode } = await api(QrService, token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
+    codes.push(qrCode!.shortCode);
+  }
+  console.log(`${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run`);
+
+  /** Runs the customers on a worker thread; resolves with their CreateTip latencies. */
+  const customers = (concurrency: number, runSeconds: number) =>
+    new Promise<{ createLatencies: number[]; failures: number }>((resolve, reject) => {
+      const input: CustomersInput = { gatewayUrl: platform.gatewayUrl, codes, concurrency, seconds: runSeconds };
+      // A worker's entry is loaded before any --import: register tsx there first.
+      const entry = new URL("./tip-customers.ts", import.meta.url).href;
+      const boot = `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`;
+      const worker = new Worker(boot, { eval: true, workerData: input });
+      worker.once("message", resolve);
+      worker.once("error", reject);
+    });
+  // Warm-up: connections, JIT, token caches.
+  await customers(8, 2);
+
+  for (const concurrency of concurrencies) {
+    statements.clear();
+    const startedAt = new Date();
+    const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
+    const commits0 = await commits();
+    const cpu0 = cpuTimes();
+    const own0 = process.cpuUsage();
+    const t0 = performance.now();
+    const profiling = process.env.BENCH_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
+    if (profiling) {
+      profiling.connect();
+      await profiling.post("Profiler.enable");
+      await profiling.post("Profiler.start");
+    }
+    counting = true;
+    loopDelay.reset();
+    loopDelay.enable();
+    const elu0 = performance.eventLoopUtilization();
+    const { createLatencies, failures } = await customers(concurrency, seconds);
+    loopDelay.disable();
+    const elu = performance.eventLoopUtilization(elu0);
+    if (failures) throw new Error(`${failures} tips did not succeed`);
+    counting = false;
+    const profile = profiling ? (await profiling.post("Profiler.stop")).profile : undefined;
+    profiling?.disconnect();
+    const elapsed = (performance.now() - t0) / 1000;
+    const endedAt = new Date();
+    const cpu1 = cpuTimes();
+    const own = process.cpuUsage(own0); // includes the customers' thread
+    // Statistics reach pg_stat_database within a second of the transactions.
+    await new Promise((r) => setTimeout(r, 1_100));
+    const committed = (await commits()) - commits0;
+    // The credit is posted right after SUCCEEDED; wait for the last ones.
+    for (let i = 0; i < 100; i++) {
+      const { rowCount } = await pool.query("SELECT 1 FROM payment.tips WHERE created_at >= $1 AND credited_at IS NULL LIMIT 1", [startedAt]);
+      if (!rowCount) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // completed_at and credited_at are now() of the transactions that set them (their start);
+    // a posting's posted_at is read inside the wallet's transaction, after the worker's row lock.
+    const { rows } = await pool.query<{ checkout_request_id: string; completed_ms: number; posted_ms: number | null; credited_ms: number | null; status: string }>(
+      `SELECT t.checkout_request_id, t.status, extract(epoch FROM t.completed_at) * 1000 AS completed_ms,
+              extract(epoch FROM p.posted_at) * 1000 AS posted_ms, extract(epoch FROM t.credited_at) * 1000 AS credited_ms
+         FROM payment.tips t
+         LEFT JOIN wallet.postings p ON p.entry_id::text = t.credit_entry_id AND p.line = 0
+        WHERE t.created_at >= $1`,
+      [startedAt],
+    );
+    const sentAt = new Map(daraja.transactions().filter((t) => t.kind === "stk").map((t) => [t.checkoutRequestId!, t.callbackSentAt ?? NaN]));
+    const credited = rows.filter((r) => r.credited_ms !== null && Number(r.credited_ms) <= endedAt.getTime());
+    const toSucceeded = rows.map((r) => Number(r.completed_ms) - sentAt.get(r.checkout_request_id)!).filter(Number.isFinite).sort((a, b) => a - b);
+    const stage = (from: (r: (typeof rows)[0]) => number, to: (r: (typeof rows)[0]) => number) =>
+      rows.map((r) => to(r) - from(r)).filter(Number.isFinite).sort((a, b) => a - b);
+    const decidedToPosted = stage((r) => Number(r.completed_ms), (r) => Number(r.posted_ms ?? NaN));
+    const postedToRecorded = stage((r) => Number(r.posted_ms ?? NaN), (r) => Number(r.credited_ms ?? NaN));
+    const toCredited = rows.map((r) => Number(r.credited_ms) - sentAt.get(r.checkout_request_id)!).filter(Number.isFinite).sort((a, b) => a - b);
+    createLatencies.sort((a, b) => a - b);
+    const machineBusy = (cpu1.busy - cpu0.busy) / (cpu1.total - cpu0.total);
+    const nodeCores = (own.user + own.system) / 1e6 / elapsed;
+    console.log(`\nconcurrency ${concurrency}: ${rows.length} tips created, ${rows.filter((r) => r.status === "succeeded").length} succeeded, ${credited.length} credited within the run`);
+    console.log(`  completed tips/s (created -> SUCCEEDED and credited): ${(credited.length / elapsed).toFixed(0)}`);
+    console.log(`  CreateTip through the gateway:        p50 ${ms(percentile(createLatencies, 0.5))}  p95 ${ms(percentile(createLatencies, 0.95))}  p99 ${ms(percentile(createLatencies, 0.99))}`);
+    console.log(`  callback sent -> tip SUCCEEDED:       p50 ${ms(percentile(toSucceeded, 0.5))}  p95 ${ms(percentile(toSucceeded, 0.95))}  p99 ${ms(percentile(toSucceeded, 0.99))}`);
+    console.log(`  callback sent -> wallet entry posted: p50 ${ms(percentile(toCredited, 0.5))}  p95 ${ms(percentile(toCredited, 0.95))}  p99 ${ms(percentile(toCredited, 0.99))}`);
+    console.log(`    of which: success decided -> wallet posting written p50 ${ms(percentile(decidedToPosted, 0.5))} p99 ${ms(percentile(decidedToPosted, 0.99))};` +
+      ` posting -> payment records the credit p50 ${ms(percentile(postedToRecorded, 0.5))} p99 ${ms(percentile(postedToRecorded, 0.99))}`);
+    console.log(
+      `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)}`,
+    );
+    console.log(
+      `  ${mode === "process" ? "platform's event loop (all six services, gateway, simulators)" : "this process's event loop (Daraja and SMS simulators)"}: busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
+        ` timer delay p50 ${ms(loopDelay.percentile(50) / 1e6)}  p99 ${ms(loopDelay.percentile(99) / 1e6)}  max ${ms(loopDelay.max / 1e6)}`,
+    );
+    console.log(
+      `  CPU: machine ${(machineBusy * 100).toFixed(0)}% of ${os.cpus().length} cores; this node process ${nodeCores.toFixed(2)} cores` +
+        (mode === "process" ? " (the rest: postgres, nats, redis)" : " (customers, simulators; the rest: the platform's processes, postgres, nats, redis)"),
+    );
+    if (mode === "cluster") continue; // the services' statements are counted in their own processes only
+    const total = [...statements.values()].reduce((a, b) => a + b, 0);
+    const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
+    console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)}; the most frequent:`);
+    for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
+    if (profile) {
+      writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
+      summarise(profile as Parameters<typeof summarise>[0]);
+    }
+  }
+
+  // The yardstick: TPC-B on the same server.
+  const bin = ["/usr/lib/postgresql"].filter(existsSync).flatMap((root) => readdirSync(root).map((v) => path.join(root, v, "bin", "pgbench"))).find(existsSync);
+  if (!bin) console.log("\npgbench not found (Debian package postgresql)");
+  else {
+    const url = new URL(pg.url);
+    const conn = ["-h", url.hostname, "-p", url.port, "-U", "postgres"];
+    execFileSync(path.join(path.dirname(bin), "createdb"), [...conn, "pgbench"], { stdio: "pipe" });
+    execFileSync(bin, ["-i", "-s", "1", "-q", ...conn, "pgbench"], { stdio: "pipe" });
+    const out = execFileSync(bin, ["-c", "8", "-j", "2", "-T", "10", ...conn, "pgbench"], { stdio: "pipe" }).toString();
+    const tps = /tps = ([\d.]+)/.exec(out)?.[1];
+    const latency = /latency average = ([\d.]+ ms)/.exec(out)?.[1];
+    console.log(`\npgbench TPC-B (-s 1 -c 8 -j 2 -T 10) on the same PostgreSQL: ${tps} tps, latency average ${latency}`);
+  }
+} finally {
+  await platform.close();
+  await bus.close();
+  await cache.close();
+  await pool.end();
+  await daraja.close();
+  await providers.close();
+  await sms.close();
+  await Promise.all([pg.stop(), nats.stop(), redis.stop()]);
+}

@@ -1,0 +1,65 @@
+import { startGateway, type GatewayOptions } from "@ttip/gateway";
+import { createPeers, startService, type RunningServer, type RunningService, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { modules as allModules, publicServices } from "./modules.js";
+
+export interface PlatformOptions {
+  /** Shared by every service: one database (a schema each), one bus, one cache. */
+  ctx: Omit<ServiceContext, "peers">;
+  /** The six services by default; a test passes its own instances (e.g. pointed at simulators). */
+  modules?: ServiceModule[];
+  /** How the gateway listens and guards; backends and JWKS are filled in here. */
+  gateway: Omit<GatewayOptions, "logger" | "metrics" | "cache" | "backends" | "jwt">;
+}
+
+export interface Platform {
+  gateway: RunningServer;
+  gatewayUrl: string;
+  services: RunningService[];
+  /** Each service's own gRPC/HTTP address, by module name. */
+  urls: Map<string, string>;
+  /** Stops the gateway and the services; the caller owns the pool, bus and cache. */
+  close(): Promise<void>;
+}
+
+/**
+ * Every service on its own loopback port, peers found by name, and the gateway
+ * in front verifying tokens with auth's published keys, as in a cluster.
+ * Used by `make run` (PGlite) and by the end-to-end test and bench (real servers).
+ */
+export async function startPlatform(options: PlatformOptions): Promise<Platform> {
+  const modules = options.modules ?? allModules;
+  const urls = new Map<string, string>();
+  const peers = createPeers((name) => urls.get(name));
+  const ctx: ServiceContext = { ...options.ctx, peers };
+  const services: RunningService[] = [];
+  try {
+    for (const module of modules) {
+      const service = await startService(module, ctx);
+      urls.set(module.name, service.server.url);
+      services.push(service);
+    }
+    const gateway = await startGateway({
+      ...options.gateway,
+      logger: ctx.logger,
+      metrics: ctx.metrics,
+      cache: ctx.cache,
+      backends: services.flatMap((s, i) => publicServices(modules[i]).map((service) => ({ service, url: s.server.url }))),
+      jwt: { jwksUrl: `${urls.get("auth")}/.well-known/jwks.json`, issuer: "ttip-auth", audience: "ttip" },
+    });
+    return {
+      gateway,
+      gatewayUrl: gateway.url,
+      services,
+      urls,
+      close: async () => {
+        await gateway.close();
+        for (const s of services) await s.close();
+        peers.close();
+      },
+    };
+  } catch (err) {
+    for (const s of services) await s.close().catch(() => undefined);
+    peers.close();
+    throw err;
+  }
+}
