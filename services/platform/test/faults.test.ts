@@ -100,7 +100,7 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
         t.tipId = created!.tipId;
         return t;
       } catch (err) {
-        if (Date.now() > deadline) throw new Error(`CreateTip never succeeded for ${t.key}: ${String(err)}`);
+        if (Date.now() > deadline) throw new Error(`CreateTip never succeeded for ${t.key}: ${String(err)}${down()}`);
         await sleep(250);
       }
     }
@@ -115,6 +115,12 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
       }),
     );
   }
+
+  /** The processes that died, with their last output: why a test failed. */
+  const down = () => {
+    const dead = [...SERVICE_ROLES, "gateway" as const].filter((r) => !cluster().running(r));
+    return dead.length ? `\nnot running: ${dead.join(", ")}\n${dead.map((r) => `--- ${r}\n${cluster().process(r).logs}`).join("\n")}` : "";
+  };
 
   const sql = async <R extends pg.QueryResultRow>(text: string, values: unknown[] = []) => (await db!.query<R>(text, values)).rows;
   const stkCharged = (txs: SimTransaction[]) => txs.filter((t) => t.kind === "stk" && t.resultCode === 0);
@@ -131,10 +137,15 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
         "SELECT cause_ref, count(*)::int AS n FROM wallet.entries WHERE cause_kind = 'mpesaReceipt' GROUP BY cause_ref",
       )).map((r) => [r.cause_ref, r.n]));
     const refsOf = (t: SimTransaction) => [t.receipt!, `stk-${t.checkoutRequestId}`];
-    await until(`every charged tip credited (${scenario})`, async () => {
+    const uncredited = async () => {
       const refs = await creditRefs();
-      return stkCharged(sim.transactions()).every((t) => refsOf(t).some((r) => refs.has(r)));
-    }, 60_000);
+      return stkCharged(sim.transactions()).filter((t) => !refsOf(t).some((r) => refs.has(r)));
+    };
+    await until(`every charged tip credited (${scenario})`, async () => (await uncredited()).length === 0, 60_000).catch(async (err) => {
+      const missing = await uncredited();
+      const rows = await sql("SELECT * FROM payment.tips WHERE phone = ANY($1::text[])", [missing.map((t) => t.phone)]);
+      throw new Error(`${(err as Error).message}\ncharged, not credited: ${JSON.stringify(missing, null, 1)}\ntheir tips: ${JSON.stringify(rows, (_k, v) => (typeof v === "bigint" ? String(v) : v), 1)}${down()}`);
+    });
     // 2. Tips that reached M-Pesa are no longer pending; payouts are finished and their holds resolved.
     const pushed = new Set(sim.transactions().filter((t) => t.kind === "stk").map((t) => t.phone));
     await until(`pushed tips decided (${scenario})`, async () => {
@@ -203,7 +214,7 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
     assert.ok(trial.balanced, "trial balance balanced");
 
     // No crash loop: every process still the one we started, and serving.
-    for (const role of [...SERVICE_ROLES, "gateway" as const]) assert.ok(cluster().running(role), `${role} is running`);
+    assert.equal(down(), "", "every process is running");
 
     // Every event written is relayed to NATS in the end (the outbox drains after a bus or database restart).
     await until(`outboxes drained (${scenario})`, async () => {
