@@ -148,11 +148,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
       accountReference: "TTIP",
       description: "Tip",
     });
-    const { rowCount } = await pool.query(
-      `UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3
-        WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2)`,
-      [tipId, r.CheckoutRequestID, r.MerchantRequestID],
-    );
+    const rowCount = await recordCheckout(deps, tipId, r.CheckoutRequestID, r.MerchantRequestID);
     if (!rowCount) deps.ctx.logger.error({ tipId }, "STK push answered with a CheckoutRequestID other than its callback's");
   } catch (err) {
     if (!(err instanceof DarajaError)) throw err;
@@ -166,6 +162,35 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   return (await loadTip(pool, tipId))!;
 }
+
+/**
+ * Stores the push's CheckoutRequestID, the only handle an STK query accepts: if
+ * the callback is lost, it is how reconciliation finds out the customer paid.
+ * The push has gone out, so a database that is down (a restart, a failover) is
+ * waited for rather than given up on at once.
+ */
+async function recordCheckout(deps: Deps, tipId: string, checkoutRequestId: string, merchantRequestId: string): Promise<number> {
+  const deadline = Date.now() + CHECKOUT_RECORD_PATIENCE_MS;
+  for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
+    try {
+      const { rowCount } = await deps.ctx.pool.query(
+        `UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3
+          WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2)`,
+        [tipId, checkoutRequestId, merchantRequestId],
+      );
+      return rowCount ?? 0;
+    } catch (err) {
+      if (Date.now() + wait > deadline) {
+        deps.ctx.logger.error({ tipId, err }, "STK push sent but its CheckoutRequestID could not be stored");
+        throw err;
+      }
+      deps.ctx.logger.warn({ tipId, err: (err as Error).message }, "storing the CheckoutRequestID failed; retrying");
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+const CHECKOUT_RECORD_PATIENCE_MS = 60_000;
 
 function sameRequest(row: TipRow, fp: string): TipRow {
   if (row.request_fingerprint !== fp) {
