@@ -383,6 +383,12 @@ async function expireTip(deps: Deps, tipId: string): Promise<boolean> {
       [tipId, resultMessage("expired")],
     );
     if (rows[0]) await emitTipFailed(tx, rows[0]);
+    if (rows[0] && !rows[0].checkout_request_id) {
+      // The push's answer never reached us (the process stopped or the answer timed out) and no
+      // callback came: nothing can be asked by STK query, yet the customer may have paid.
+      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: rows[0].worker_id, phoneMasked: rows[0].phone_masked,
+        detail: "tip expired without a CheckoutRequestID: the push may have reached the customer; match it against the paybill statement" });
+    }
     return rows.length > 0;
   });
   deps.changes.emit(tipId);
