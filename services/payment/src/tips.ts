@@ -417,7 +417,9 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
       [limit],
     );
     if (rows.length) {
-      await tx.query("UPDATE payment.tips SET lease_until = now() + interval '2 minutes' WHERE tip_id = ANY($1::uuid[])", [rows.map((r) => r.tip_id)]);
+      await tx.query("UPDATE payment.tips SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE tip_id = ANY($1::uuid[])", [
+        rows.map((r) => r.tip_id), config.reconcileLeaseMs ?? 120_000,
+      ]);
     }
     return rows;
   });

@@ -46,6 +46,8 @@ export const FAST_PAYMENT_ENV: Record<string, string> = {
   STK_EXPIRE_AFTER_MS: "120000",
   PAYOUT_RESULT_WAIT_MS: "1500",
   RECONCILE_INTERVAL_MS: "300",
+  // A payment process killed mid-pass leaves its leased rows to the next one after this.
+  RECONCILE_LEASE_MS: "8000",
   DARAJA_TIMEOUT_MS: "3000",
   FRAUD_PHONE_PER_10MIN: "1000",
   FRAUD_WORKER_PER_10MIN: "100000",
