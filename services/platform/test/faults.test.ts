@@ -290,7 +290,8 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
     const auto = [newWorker(), newWorker()];
     for (const w of auto) {
       await cluster().direct("payment", PaymentService, { subject: w, roles: ["worker"] })
-        .updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: `0${newPhone().slice(3)}` });
+        // B2C results 4 s after the request: a payout is still owed its result when payment dies.
+        .updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: `0${newPhone({ delayMs: 4000 }).slice(3)}` });
     }
     const all = [...plain, ...auto];
     // Callbacks 600 ms and 1.5 s after the push: the kill leaves them to a dead process, and
@@ -315,11 +316,15 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
     // A payout in flight when payment dies: it is resolved by transaction status, never sent again.
     await until("a payout sent", async () => cluster().sim.transactions().some((t) => t.kind === "b2c"), 30_000, 10);
     await run.quiet();
+    const resultsOwed = cluster().sim.transactions().filter((t) => t.kind === "b2c" && t.callbacksSent === 0).length;
     await cluster().kill("payment");
+    await sleep(500);
     run.resume();
     await cluster().start("payment");
     await run.done;
-    assert.ok(callbacksOwed > 0, "the first kill left callbacks to a dead process");
+    assert.ok(callbacksOwed > 0, "the first kill left STK callbacks to a dead process");
+    assert.ok(resultsOwed > 0, "the second kill left a B2C result to a dead process");
+    console.log(`# kills: ${callbacksOwed} STK callbacks and ${resultsOwed} B2C results were owed when payment died`);
     await verify(`kill payment and wallet (${tips.length - before} tips)`, started);
   });
 
