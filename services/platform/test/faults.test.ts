@@ -348,8 +348,13 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
     // Callbacks 300 ms after the push: some arrive while the database is down and are answered 500 (Daraja never resends).
     const run = stream(20, 4, (i) => tip(ws[i % 2], newPhone({ delayMs: 300 }), 100 + i));
     await until("tips flowing", async () => tips.length - before >= 6, 20_000, 10);
-    await postgres!.restart({ downMs: 1500 });
-    await run.done;
+    // Two pushes answered only once the database is down, their callbacks lost: the
+    // CheckoutRequestID must still be stored, or no STK query can ever find these charges.
+    const blindPhones = [newPhone({ stk: "lost", answerDelayMs: 1000 }), newPhone({ stk: "lost", answerDelayMs: 1000 })];
+    const blind = blindPhones.map((p) => tip(ws[0], p, 150));
+    await until("the blind pushes taken", async () => blindPhones.every((p) => cluster().sim.transactions().some((t) => t.phone === p)), 20_000, 5);
+    await postgres!.restart({ downMs: 2000 });
+    await Promise.all([run.done, ...blind]);
     console.log(`# PostgreSQL restart: ${retried - retriedBefore} CreateTip calls failed during the outage and were retried under their key`);
     await verify(`restart PostgreSQL (${tips.length - before} tips)`, started);
   });
