@@ -42,6 +42,11 @@ export interface PaymentConfig {
   payoutResultWaitMs: number;
   /** Background reconciliation period; 0 turns the job off (tests call ReconcilePending). */
   reconcileIntervalMs: number;
+  /**
+   * How long a reconciliation pass owns the rows it took (default 2 minutes). A replica
+   * that dies mid-pass leaves them untouched this long; another may then take them over.
+   */
+  reconcileLeaseMs?: number;
   fraud: FraudLimits;
 }
 
@@ -64,6 +69,7 @@ const shape = {
   STK_EXPIRE_AFTER_MS: env.duration(10 * 60_000),
   PAYOUT_RESULT_WAIT_MS: env.duration(5 * 60_000),
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(15_000),
+  RECONCILE_LEASE_MS: env.duration(120_000),
   FRAUD_PHONE_PER_10MIN: z.coerce.number().int().positive().default(5),
   FRAUD_WORKER_PER_10MIN: z.coerce.number().int().positive().default(30),
   FRAUD_OUTLIER_KES: z.coerce.number().int().positive().default(20_000),
@@ -99,6 +105,7 @@ export function loadPaymentConfig(vars: Record<string, string | undefined> = pro
     stkExpireAfterMs: c.STK_EXPIRE_AFTER_MS,
     payoutResultWaitMs: c.PAYOUT_RESULT_WAIT_MS,
     reconcileIntervalMs: c.RECONCILE_INTERVAL_MS,
+    reconcileLeaseMs: c.RECONCILE_LEASE_MS,
     fraud: {
       phonePerWindow: c.FRAUD_PHONE_PER_10MIN,
       workerPerWindow: c.FRAUD_WORKER_PER_10MIN,

@@ -10,7 +10,7 @@ import { Ledger } from "./ledger.js";
 import { autoPayout, reconcilePayouts } from "./payouts.js";
 import { reconcileTips, type Deps } from "./tips.js";
 
-export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator } from "./daraja/simulator.js";
+export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator, type Script as SimScript, type SimTransaction, type SimulatorOptions } from "./daraja/simulator.js";
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
 
 export interface PaymentModuleOptions {

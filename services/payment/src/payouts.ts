@@ -249,7 +249,11 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       [limit],
     );
-    if (rows.length) await tx.query("UPDATE payment.payouts SET lease_until = now() + interval '2 minutes' WHERE payout_id = ANY($1::uuid[])", [rows.map((r) => r.payout_id)]);
+    if (rows.length) {
+      await tx.query("UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = ANY($1::uuid[])", [
+        rows.map((r) => r.payout_id), config.reconcileLeaseMs ?? 120_000,
+      ]);
+    }
     return rows;
   });
   for (const p of leased) {

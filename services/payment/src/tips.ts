@@ -156,13 +156,9 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
       accountReference: "TTIP",
       description: "Tip",
     });
-    const { rows } = await pool.query<TipRow>(
-      `UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3
-        WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2) RETURNING *`,
-      [tipId, r.CheckoutRequestID, r.MerchantRequestID],
-    );
+    const row = await recordCheckout(deps, tipId, r.CheckoutRequestID, r.MerchantRequestID);
     // The row as it is now (a callback may already have settled it): no second read needed.
-    if (rows[0]) return rows[0];
+    if (row) return row;
     deps.ctx.logger.error({ tipId }, "STK push answered with a CheckoutRequestID other than its callback's");
   } catch (err) {
     if (!(err instanceof DarajaError)) throw err;
@@ -176,6 +172,35 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   return (await loadTip(pool, tipId))!;
 }
+
+/**
+ * Stores the push's CheckoutRequestID, the only handle an STK query accepts: if
+ * the callback is lost, it is how reconciliation finds out the customer paid.
+ * The push has gone out, so a database that is down (a restart, a failover) is
+ * waited for rather than given up on at once.
+ */
+async function recordCheckout(deps: Deps, tipId: string, checkoutRequestId: string, merchantRequestId: string): Promise<TipRow | undefined> {
+  const deadline = Date.now() + CHECKOUT_RECORD_PATIENCE_MS;
+  for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
+    try {
+      const { rows } = await deps.ctx.pool.query<TipRow>(
+        `UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3
+          WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2) RETURNING *`,
+        [tipId, checkoutRequestId, merchantRequestId],
+      );
+      return rows[0];
+    } catch (err) {
+      if (Date.now() + wait > deadline) {
+        deps.ctx.logger.error({ tipId, err }, "STK push sent but its CheckoutRequestID could not be stored");
+        throw err;
+      }
+      deps.ctx.logger.warn({ tipId, err: (err as Error).message }, "storing the CheckoutRequestID failed; retrying");
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+const CHECKOUT_RECORD_PATIENCE_MS = 60_000;
 
 function sameRequest(row: TipRow, fp: string): TipRow {
   if (row.request_fingerprint !== fp) {
@@ -378,6 +403,12 @@ async function expireTip(deps: Deps, tipId: string): Promise<boolean> {
       [tipId, resultMessage("expired")],
     );
     if (rows[0]) await emitTipFailed(tx, rows[0]);
+    if (rows[0] && !rows[0].checkout_request_id) {
+      // The push's answer never reached us (the process stopped or the answer timed out) and no
+      // callback came: nothing can be asked by STK query, yet the customer may have paid.
+      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: rows[0].worker_id, phoneMasked: rows[0].phone_masked,
+        detail: "tip expired without a CheckoutRequestID: the push may have reached the customer; match it against the paybill statement" });
+    }
     return rows.length > 0;
   });
   deps.changes.emit(tipId);
@@ -406,7 +437,9 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
       [limit],
     );
     if (rows.length) {
-      await tx.query("UPDATE payment.tips SET lease_until = now() + interval '2 minutes' WHERE tip_id = ANY($1::uuid[])", [rows.map((r) => r.tip_id)]);
+      await tx.query("UPDATE payment.tips SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE tip_id = ANY($1::uuid[])", [
+        rows.map((r) => r.tip_id), config.reconcileLeaseMs ?? 120_000,
+      ]);
     }
     return rows;
   });

@@ -132,6 +132,28 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await outboxCount("ttip.payment.tip_succeeded", t!.tipId), 1);
   });
 
+  test("a push whose answer never came and whose callback was lost expires flagged: it cannot be asked about, yet may be paid", async () => {
+    const worker = randomUUID();
+    const p = phone();
+    // Charged at once; the answer comes after the client's 1 s timeout; no callback.
+    h.sim.script({ phone: `254${p.slice(1)}` }, { stk: "lost", answerDelayMs: 1500 });
+    h.config.stkExpireAfterMs = 0;
+    try {
+      const { tip: t } = await tip(worker, p);
+      assert.equal(t!.status, TipStatus.PENDING, "an unanswered push stays pending");
+      assert.equal((await row(t!.tipId)).checkout_request_id, null);
+      await reconcile();
+      assert.equal((await status(t!.tipId)).status, TipStatus.EXPIRED);
+      const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
+      const alert = alerts.find((a) => a.tipId === t!.tipId);
+      assert.ok(alert, "flagged for matching against the paybill statement");
+      assert.match(alert!.detail, /CheckoutRequestID/);
+      assert.equal(await h.balance(worker), 0n, "nothing credited without proof of payment");
+    } finally {
+      h.config.stkExpireAfterMs = 60_000;
+    }
+  });
+
   test("a late callback after the tip expired still credits, once", async () => {
     const worker = randomUUID();
     h.config.stkExpireAfterMs = 0;

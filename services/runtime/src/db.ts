@@ -30,16 +30,25 @@ export function createPool(url: string, options: { max?: number; applicationName
 /** Runs fn in a transaction; commits if it returns, rolls back if it throws. */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A connection lost while checked out (a Postgres restart or failover) emits 'error' on
+  // the client, where the pool no longer listens: unhandled, it would crash the process.
+  // The query in flight rejects anyway; the broken client is destroyed, not reused.
+  let lost: Error | undefined;
+  const onLost = (err: Error) => {
+    lost = err;
+  };
+  client.on("error", onLost);
   try {
     await client.query("BEGIN");
     const result = await fn(client);
     await client.query("COMMIT");
     return result;
   } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
+    if (!lost) await client.query("ROLLBACK").catch(() => undefined);
     throw err;
   } finally {
-    client.release();
+    client.removeListener("error", onLost);
+    client.release(lost);
   }
 }
 

@@ -41,6 +41,8 @@ export interface Script {
   b2c?: B2cOutcome;
   /** Overrides the default callback delay. */
   delayMs?: number;
+  /** STK: the push is taken (and the customer charged) at once, but its answer comes this late. */
+  answerDelayMs?: number;
 }
 
 const STK_RESULTS: Record<string, { code: number; desc: string }> = {
@@ -291,6 +293,7 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
       default:
         later(delay, send);
     }
+    if (script.answerDelayMs) return void setTimeout(sendAccepted, script.answerDelayMs);
     sendAccepted();
     function sendAccepted() {
       json(res, 200, {

@@ -24,6 +24,16 @@ export class PlatformProcess {
     return new PlatformProcess(role, await freePort(), env);
   }
 
+  /** On a port chosen beforehand (e.g. a whole cluster's, so every peer URL is known first). */
+  static onPort(role: string, port: number, env: Record<string, string>): PlatformProcess {
+    return new PlatformProcess(role, port, env);
+  }
+
+  /** Started and not exited since. */
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   /** Starts it and waits until grpc.health.v1 says SERVING. */
   async start(timeoutMs = 60_000): Promise<void> {
     this.output = "";

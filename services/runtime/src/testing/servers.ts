@@ -10,8 +10,14 @@ import path from "node:path";
 
 export interface TestServer {
   url: string;
+  /** The current process id (a restart changes it). */
   pid: number;
   stop(): Promise<void>;
+  /**
+   * Stops the server (PostgreSQL: fast shutdown, disconnecting its clients; the others: SIGTERM),
+   * keeps it down for `downMs`, then starts it again on the same port with the same data.
+   */
+  restart(options?: { downMs?: number }): Promise<void>;
 }
 
 export async function freePort(): Promise<number> {
@@ -59,17 +65,13 @@ async function waitForPort(port: number, child: ChildProcess, what: string, time
   throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms`);
 }
 
-function stopper(child: ChildProcess, dir: string): () => Promise<void> {
-  return async () => {
-    if (child.exitCode === null && child.pid) {
-      const exited = new Promise((r) => child.once("exit", r));
-      process.kill(child.pid, "SIGTERM");
-      const timer = setTimeout(() => child.pid && process.kill(child.pid, "SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(timer);
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
+async function signalAndWait(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  process.kill(child.pid, signal);
+  const timer = setTimeout(() => child.pid && child.exitCode === null && process.kill(child.pid, "SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 /** Spawns a server, waits for its port, and returns how to stop it; shows its output if it fails. */
@@ -80,22 +82,46 @@ async function spawnServer(
   dir: string,
   url: string,
   ids?: { uid: number; gid: number },
+  restartSignal: NodeJS.Signals = "SIGTERM",
 ): Promise<TestServer> {
-  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], ...ids });
-  let output = "";
-  const keep = (d: Buffer) => {
-    output = (output + d.toString()).slice(-4000);
+  const launch = async (): Promise<ChildProcess> => {
+    const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], ...ids });
+    let output = "";
+    const keep = (d: Buffer) => {
+      output = (output + d.toString()).slice(-4000);
+    };
+    child.stdout?.on("data", keep);
+    child.stderr?.on("data", keep);
+    try {
+      await waitForPort(port, child, path.basename(bin));
+    } catch (err) {
+      child.kill("SIGKILL");
+      throw new Error(`${(err as Error).message}\n${output}`);
+    }
+    return child;
   };
-  child.stdout?.on("data", keep);
-  child.stderr?.on("data", keep);
+  let child: ChildProcess;
   try {
-    await waitForPort(port, child, path.basename(bin));
+    child = await launch();
   } catch (err) {
-    child.kill("SIGKILL");
     await rm(dir, { recursive: true, force: true });
-    throw new Error(`${(err as Error).message}\n${output}`);
+    throw err;
   }
-  return { url, pid: child.pid!, stop: stopper(child, dir) };
+  const server: TestServer = {
+    url,
+    pid: child.pid!,
+    stop: async () => {
+      await signalAndWait(child, "SIGTERM");
+      await rm(dir, { recursive: true, force: true });
+    },
+    restart: async ({ downMs = 0 } = {}) => {
+      await signalAndWait(child, restartSignal);
+      if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
+      child = await launch();
+      server.pid = child.pid!;
+    },
+  };
+  return server;
 }
 
 /** PostgreSQL refuses to run as root; run it as the `postgres` user (or nobody) then. */
@@ -128,7 +154,8 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   const port = await freePort();
   const fast = options.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
   const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...fast, "-c", "max_connections=300"];
-  return spawnServer(postgres, args, port, dir, `postgres://postgres@127.0.0.1:${port}/postgres`, ids);
+  // SIGINT is PostgreSQL's fast shutdown: it ends client sessions instead of waiting for them.
+  return spawnServer(postgres, args, port, dir, `postgres://postgres@127.0.0.1:${port}/postgres`, ids, "SIGINT");
 }
 
 export async function startRedis(): Promise<TestServer> {

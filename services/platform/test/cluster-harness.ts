@@ -1,0 +1,192 @@
+// The whole platform as a cluster runs it, for tests: each of the six services
+// and the gateway in its own OS process (services/platform/src/main.ts <role>)
+// on PostgreSQL, Redis and NATS servers the caller gives, with the Daraja
+// simulator in the test process standing in for Safaricom. Any role can be
+// killed (SIGKILL), stopped (SIGTERM) and started again on the same port.
+import { createClient, type Client } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
+import { callerHeaders, type Role } from "@ttip/runtime";
+import { freePort, PlatformProcess } from "@ttip/runtime/testing";
+import { startDarajaSimulator, type DarajaSimulator, type SimulatorOptions } from "@ttip/payment";
+
+
+export const SERVICE_ROLES = ["auth", "payment", "qr", "wallet", "notification", "analytics"] as const;
+export type ServiceRole = (typeof SERVICE_ROLES)[number];
+export type ClusterRole = ServiceRole | "gateway";
+
+/** Which peers each service calls (its <NAME>_URL variables), as the Helm chart wires them. */
+const PEERS: Record<ServiceRole, ServiceRole[]> = {
+  auth: ["notification"],
+  payment: ["wallet", "auth", "qr"],
+  qr: ["wallet"],
+  wallet: [],
+  notification: ["auth"],
+  analytics: [],
+};
+
+export interface ClusterServers {
+  databaseUrl: string;
+  natsUrl: string;
+  redisUrl: string;
+}
+
+export interface ClusterOptions {
+  /** Extra environment per role (overrides the defaults below). */
+  env?: Partial<Record<ClusterRole, Record<string, string>>>;
+  /** Options of the Daraja simulator (callback delays...). */
+  simulator?: SimulatorOptions;
+  /** Per-process start timeout (default 60 s: seven tsx processes starting on two cores). */
+  startTimeoutMs?: number;
+}
+
+/** Payment settings short enough for a test to see reconciliation work; override through `env.payment`. */
+export const FAST_PAYMENT_ENV: Record<string, string> = {
+  STK_DEADLINE_MS: "2000",
+  STK_EXPIRE_AFTER_MS: "120000",
+  PAYOUT_RESULT_WAIT_MS: "1500",
+  RECONCILE_INTERVAL_MS: "300",
+  // A payment process killed mid-pass leaves its leased rows to the next one after this.
+  RECONCILE_LEASE_MS: "8000",
+  DARAJA_TIMEOUT_MS: "3000",
+  FRAUD_PHONE_PER_10MIN: "1000",
+  FRAUD_WORKER_PER_10MIN: "100000",
+};
+
+export class Cluster {
+  private constructor(
+    readonly sim: DarajaSimulator,
+    private readonly procs: Map<ClusterRole, PlatformProcess>,
+    private readonly startTimeoutMs: number,
+  ) {}
+
+  /** Starts the simulator, the six services (in parallel) and then the gateway; all SERVING when it returns. */
+  static async start(servers: ClusterServers, options: ClusterOptions = {}): Promise<Cluster> {
+    const sim = await startDarajaSimulator({ callbackDelayMs: 100, lateDelayMs: 2500, ...options.simulator });
+    const procs = new Map<ClusterRole, PlatformProcess>();
+    const cluster = new Cluster(sim, procs, options.startTimeoutMs ?? 60_000);
+    try {
+      // Ports first, so every peer URL is known before anything starts.
+      const ports = new Map<ServiceRole, number>();
+      for (const role of SERVICE_ROLES) ports.set(role, await freePort());
+      const url = (role: ServiceRole) => `http://127.0.0.1:${ports.get(role)}`;
+      for (const role of SERVICE_ROLES) {
+        const env: Record<string, string> = {
+          DATABASE_URL: servers.databaseUrl,
+          DATABASE_POOL_MAX: "8",
+          NATS_URL: servers.natsUrl,
+          REDIS_URL: servers.redisUrl,
+          DRAIN_TIMEOUT_MS: "3000",
+          ...Object.fromEntries(PEERS[role].map((peer) => [`${peer.toUpperCase()}_URL`, url(peer)])),
+          ...roleDefaults(role, sim, url(role)),
+          ...options.env?.[role],
+        };
+        procs.set(role, PlatformProcess.onPort(role, ports.get(role)!, env));
+      }
+      const gatewayEnv: Record<string, string> = {
+        ...Object.fromEntries(SERVICE_ROLES.map((role) => [`${role.toUpperCase()}_URL`, url(role)])),
+        REDIS_URL: servers.redisUrl,
+        JWKS_URL: `${url("auth")}/.well-known/jwks.json`,
+        RATE_LIMIT_POINTS: "1000000",
+        DRAIN_TIMEOUT_MS: "3000",
+        ...options.env?.gateway,
+      };
+      procs.set("gateway", await PlatformProcess.create("gateway", gatewayEnv));
+      // Migrations take an advisory lock per schema, so the services may start together.
+      await Promise.all(SERVICE_ROLES.map((role) => procs.get(role)!.start(cluster.startTimeoutMs)));
+      await procs.get("gateway")!.start(cluster.startTimeoutMs);
+      return cluster;
+    } catch (err) {
+      await cluster.close();
+      throw err;
+    }
+  }
+
+  get gatewayUrl(): string {
+    return this.process("gateway").url;
+  }
+
+  process(role: ClusterRole): PlatformProcess {
+    const p = this.procs.get(role);
+    if (!p) throw new Error(`no ${role} process`);
+    return p;
+  }
+
+  /** SIGKILL: a crash in the middle of whatever it was doing. */
+  kill(role: ClusterRole): Promise<void> {
+    return this.process(role).kill();
+  }
+
+  /** Starts a killed or stopped role again on its port; resolves when it is SERVING. */
+  start(role: ClusterRole): Promise<void> {
+    return this.process(role).start(this.startTimeoutMs);
+  }
+
+  /** Kill (default) or graceful stop, optionally some time down, then start again. */
+  async restart(role: ClusterRole, options: { graceful?: boolean; downMs?: number } = {}): Promise<void> {
+    await (options.graceful ? this.process(role).stop() : this.kill(role));
+    if (options.downMs) await new Promise((r) => setTimeout(r, options.downMs));
+    await this.start(role);
+  }
+
+  /** True when the role's process is running (not exited since its last start). */
+  running(role: ClusterRole): boolean {
+    return this.process(role).running;
+  }
+
+  /** A client of a public service through the gateway (Connect over HTTP/1.1, as a browser calls it), anonymous. */
+  public<S extends DescService>(service: S): Client<S> {
+    return createClient(service, createConnectTransport({ baseUrl: this.gatewayUrl, httpVersion: "1.1" }));
+  }
+
+  /**
+   * A client straight to a service's own port (gRPC), as a peer service or the
+   * gateway calls it: with `as`, the caller the gateway would have verified.
+   */
+  direct<S extends DescService>(role: ServiceRole, service: S, as?: { subject: string; roles: Role[] }): Client<S> {
+    const headers = as ? callerHeaders(as.subject, ...as.roles) : {};
+    return createClient(service, createGrpcTransport({ baseUrl: this.process(role).url, interceptors: [(next) => (req) => {
+      for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
+      return next(req);
+    }] }));
+  }
+
+  /** Output kept from each process (the last few kB), for a failing test's message. */
+  logs(): string {
+    return [...this.procs].map(([role, p]) => `--- ${role}\n${p.logs}`).join("\n");
+  }
+
+  /** Stops every process (gateway first) and the simulator; safe to call twice or after a failed start. */
+  async close(): Promise<void> {
+    const gateway = this.procs.get("gateway");
+    if (gateway) await gateway.stop().catch(() => undefined);
+    await Promise.allSettled(SERVICE_ROLES.map((role) => this.procs.get(role)?.stop()));
+    await this.sim.close();
+  }
+}
+
+function roleDefaults(role: ServiceRole, sim: DarajaSimulator, ownUrl: string): Record<string, string> {
+  switch (role) {
+    case "payment":
+      return {
+        DARAJA_BASE_URL: sim.url,
+        DARAJA_CONSUMER_KEY: sim.options.consumerKey,
+        DARAJA_CONSUMER_SECRET: sim.options.consumerSecret,
+        DARAJA_SHORTCODE: sim.options.shortcode,
+        DARAJA_PASSKEY: sim.options.passkey,
+        DARAJA_INITIATOR_NAME: sim.options.initiatorName,
+        DARAJA_INITIATOR_PASSWORD: sim.options.initiatorPassword,
+        DARAJA_CERTIFICATE_FILE: sim.certificateFile,
+        // Daraja calls back the payment process's own port, from loopback.
+        PAYMENT_CALLBACK_BASE_URL: ownUrl,
+        MPESA_CALLBACK_ALLOWED_IPS: "127.0.0.1,::1",
+        ...FAST_PAYMENT_ENV,
+      };
+    case "auth":
+      return { AUTH_KEY_ENCRYPTION_SECRET: "cluster-test-key-encryption-secret-0123456789" };
+    case "qr":
+      return { QR_SIGNING_KEY: "cluster-test-qr-signing-key-0123456789abcdef" };
+    default:
+      return {};
+  }
+}
