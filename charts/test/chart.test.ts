@@ -80,6 +80,18 @@ describe("helm chart", () => {
     assert.equal(env("payment").QR_SIGNING_KEY, undefined, "each component gets only its own secrets");
   });
 
+  test("each service gets the peer addresses its module says it calls, and no others", async () => {
+    const { modules } = await import("../../services/platform/src/modules.js");
+    const docs = await render();
+    for (const m of modules) {
+      const d = docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === m.name)!;
+      const peers = d.spec.template.spec.containers[0].env
+        .map((e: { name: string }) => e.name)
+        .filter((n: string) => n.endsWith("_URL") && !["DATABASE_URL", "REDIS_URL", "NATS_URL"].includes(n));
+      assert.deepEqual(peers.sort(), (m.calls ?? []).map((c) => `${c.toUpperCase()}_URL`).sort(), m.name);
+    }
+  });
+
   test("autoscaling off gives fixed replicas and no HPA; monitoring objects on request", async () => {
     const docs = await render("defaults.autoscaling.enabled=false", "components.gateway.autoscaling.enabled=false", "defaults.replicaCount=3",
       "metrics.serviceMonitor.enabled=true", "metrics.grafanaDashboard.enabled=true");

@@ -53,7 +53,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
   return {
     name: "payment",
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
-    calls: ["wallet", "auth", "qr"],
+    calls: ["wallet", "auth", "qr", "notification"],
     services: [PaymentService, PaymentAdminService, PaymentInternalService],
     routes(router, ctx) {
       registerHandlers(router, depsFor(ctx));

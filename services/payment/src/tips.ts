@@ -13,6 +13,7 @@ import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { maskPhone } from "./phone.js";
+import { oweReceipt, sendReceipts } from "./receipts.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
 
@@ -371,13 +372,16 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
  * callback waits for our answer; a slow B2C must not delay it).
  */
 export function runAfterCredit(deps: Deps, tip: TipRow): void {
-  if (!deps.afterCredit) return;
-  const p = deps.afterCredit(tip).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start"));
+  const work: Promise<unknown>[] = [sendReceipts(deps, 1, tip.tip_id)];
+  if (deps.afterCredit) work.push(deps.afterCredit(tip).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start")));
+  const p = Promise.allSettled(work);
   deps.background.add(p);
   void p.finally(() => deps.background.delete(p));
 }
 
+/** Announces a tip whose money reached the worker; its customer is owed a receipt from then on. */
 export async function emitTipSucceeded(tx: Queryable, t: TipRow) {
+  await oweReceipt(tx, t.tip_id);
   await emitEvent(tx, "payment", "ttip.payment.tip_succeeded", TipSucceededSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id,
@@ -484,6 +488,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
     [limit],
   );
   for (const { tip_id } of uncredited) await postCredit(deps, tip_id);
+  await sendReceipts(deps, limit);
   return counts;
 }
 

@@ -9,21 +9,15 @@ import type { DescService } from "@bufbuild/protobuf";
 import { callerHeaders, type Role } from "@ttip/runtime";
 import { freePort, PlatformProcess } from "@ttip/runtime/testing";
 import { startDarajaSimulator, type DarajaSimulator, type SimulatorOptions } from "@ttip/payment";
+import { modules } from "../src/modules.js";
 
 
 export const SERVICE_ROLES = ["auth", "payment", "qr", "wallet", "notification", "analytics"] as const;
 export type ServiceRole = (typeof SERVICE_ROLES)[number];
 export type ClusterRole = ServiceRole | "gateway";
 
-/** Which peers each service calls (its <NAME>_URL variables), as the Helm chart wires them. */
-const PEERS: Record<ServiceRole, ServiceRole[]> = {
-  auth: ["notification"],
-  payment: ["wallet", "auth", "qr"],
-  qr: ["wallet"],
-  wallet: [],
-  notification: ["auth"],
-  analytics: [],
-};
+/** Which peers each service calls (its <NAME>_URL variables): what each module declares. */
+const peersOf = (role: ServiceRole) => (modules.find((m) => m.name === role)?.calls ?? []) as ServiceRole[];
 
 export interface ClusterServers {
   databaseUrl: string;
@@ -77,7 +71,7 @@ export class Cluster {
           NATS_URL: servers.natsUrl,
           REDIS_URL: servers.redisUrl,
           DRAIN_TIMEOUT_MS: "3000",
-          ...Object.fromEntries(PEERS[role].map((peer) => [`${peer.toUpperCase()}_URL`, url(peer)])),
+          ...Object.fromEntries(peersOf(role).map((peer) => [`${peer.toUpperCase()}_URL`, url(peer)])),
           ...roleDefaults(role, sim, url(role)),
           ...options.env?.[role],
         };

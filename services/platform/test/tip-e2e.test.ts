@@ -263,8 +263,11 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
       return r.notifications.some((n) => n.templateKey === TemplateKey.TIP_RECEIVED) && r;
     });
     assert.equal(inbox.notifications.find((n) => n.templateKey === TemplateKey.TIP_RECEIVED)!.body.trim(), tipText);
-    // The customer gets no receipt yet: no service sends the RECEIPT template on a tip.
-    assert.equal(providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${customerPhone.slice(1)}`).length, 0);
+    // The customer gets one receipt by SMS, naming the worker and M-Pesa's reference.
+    const toCustomer = () => providers.sent.filter((m) => m.to.replace(/^\+/, "") === `254${customerPhone.slice(1)}`);
+    const receipt = await eventually("the customer's receipt", () => toCustomer()[0]);
+    assert.equal(receipt.body.trim(), `TTIP receipt: you tipped Wanjiku KES 250. Ref ${last.mpesaReceipt}. Thank you!`);
+    assert.equal(toCustomer().length, 1);
 
     // 9. Withdrawal: the app's device key (kept behind the biometric prompt) signs a payout challenge.
     const { publicKey, privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });

@@ -1,0 +1,58 @@
+import { createClient } from "@connectrpc/connect";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import type { Queryable } from "@ttip/runtime";
+import type { Deps } from "./tips.js";
+
+/** Owes the customer a receipt; call it in the transaction that records the credit. */
+export async function oweReceipt(tx: Queryable, tipId: string): Promise<void> {
+  await tx.query("INSERT INTO payment.receipts (tip_id) VALUES ($1) ON CONFLICT DO NOTHING", [tipId]);
+}
+
+function shillings(minor: bigint): string {
+  const whole = (minor / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  return `KES ${whole}`;
+}
+
+/**
+ * Sends owed receipts by SMS to the number that paid, oldest first (or only
+ * `tipId`'s). The notification service dedupes on the key, so a send repeated
+ * after a crash or by two replicas is one SMS. Failures stay owed and are
+ * retried by the next reconciliation pass.
+ */
+export async function sendReceipts(deps: Deps, limit: number, tipId?: string): Promise<number> {
+  const { pool, peers, logger } = deps.ctx;
+  const { rows } = await pool.query<{ tip_id: string; phone: string; charged_minor: bigint; credit_key: string; mpesa_receipt: string | null; worker_id: string }>(
+    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id
+       FROM payment.receipts r JOIN payment.tips t USING (tip_id)
+      WHERE r.sent_at IS NULL AND ($2::uuid IS NULL OR r.tip_id = $2)
+      ORDER BY r.created_at LIMIT $1`,
+    [limit, tipId ?? null],
+  );
+  const notification = createClient(NotificationInternalService, peers("notification"));
+  const qr = createClient(QrService, peers("qr"));
+  let sent = 0;
+  for (const r of rows) {
+    try {
+      // The worker's display name belongs to qr; a receipt without it still says what was paid.
+      const worker = await qr
+        .getProfile({ ownerKind: OwnerKind.WORKER, ownerId: r.worker_id }, { timeoutMs: 2_000 })
+        .then((p) => p.profile?.displayName || "your server", () => "your server");
+      await notification.sendNotification({
+        idempotencyKey: `receipt:${r.tip_id}`,
+        recipient: { case: "phone", value: r.phone },
+        templateKey: TemplateKey.RECEIPT,
+        variables: { amount: shillings(r.charged_minor), worker, reference: r.mpesa_receipt ?? r.credit_key },
+        channels: [Channel.SMS],
+      }, { timeoutMs: 5_000 });
+      await pool.query("UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = $1", [r.tip_id]);
+      sent++;
+    } catch (err) {
+      logger.warn({ tipId: r.tip_id, err: (err as Error).message }, "receipt not sent yet; will retry");
+      await pool.query("UPDATE payment.receipts SET attempts = attempts + 1, last_error = $2 WHERE tip_id = $1", [r.tip_id, String((err as Error).message).slice(0, 500)]);
+    }
+  }
+  return sent;
+}
