@@ -12,11 +12,14 @@ import {
   startEmbeddedPostgres,
   type RunningService,
 } from "@ttip/runtime";
+import { startSmsSimulator } from "@ttip/auth";
 import { startDarajaSimulator } from "@ttip/payment";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
   gatewayUrl: string;
+  /** What each simulator is, and where a person reads what it did. */
+  simulators: Record<string, string>;
   services: RunningService[];
   close(): Promise<void>;
 }
@@ -62,6 +65,10 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     process.env.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
   }
 
+  // OTPs go to an SMS simulator a person can read, unless a real provider is configured.
+  const sms = process.env.AUTH_SMS_URL ? undefined : await startSmsSimulator();
+  if (sms) process.env.AUTH_SMS_URL = sms.url;
+
   const platform = await startPlatform({
     ctx: { logger, pool, bus, cache, metrics },
     gateway: { rateLimit: { points: 600, durationSeconds: 60 }, corsOrigins: ["*"], host: cfg.HOST, port: cfg.PORT },
@@ -75,8 +82,12 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     await pool.end();
     await postgres.close();
     await daraja?.close();
+    await sms?.close();
   };
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, close };
+  const simulators: Record<string, string> = {};
+  if (daraja) simulators["M-Pesa (what it really did)"] = `${daraja.url}/__sim/transactions`;
+  if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, close };
 }
 
 /** `make run`: start, print where to open it, stop cleanly on Ctrl-C. */
@@ -92,6 +103,10 @@ export async function runEmbedded(): Promise<void> {
     "  Try:",
     `    curl -s ${platform.gatewayUrl}/grpc.health.v1.Health/Check -H 'content-type: application/json' -d '{"service":"ttip.wallet.v1.WalletService"}'`,
     `    npx buf curl --http2-prior-knowledge --protocol grpc ${platform.gatewayUrl}/grpc.health.v1.Health/List`,
+    "  Simulators:",
+    ...Object.entries(platform.simulators).map(([what, url]) => `    ${what.padEnd(28)} ${url}`),
+    "  Tip a worker end to end (sign-up by OTP, QR code, M-Pesa tip, wallet), in another terminal:",
+    `    npm run demo -- ${platform.gatewayUrl}${platform.simulators["SMS with OTPs"] ? ` ${platform.simulators["SMS with OTPs"]}` : ""}`,
     `  Metrics: ${platform.gatewayUrl}/metrics   Stop: Ctrl-C`,
     "",
   ];

@@ -29,6 +29,12 @@ describe("embedded platform (make run)", () => {
     }
   });
 
+  test("the simulators a person reads are listed and answer", async () => {
+    const urls = Object.values(platform.simulators);
+    assert.equal(urls.length, 2, "M-Pesa and SMS");
+    for (const url of urls) assert.equal((await fetch(url)).status, 200, url);
+  });
+
   test("the gateway serves /metrics with gRPC server metrics", async () => {
     const res = await fetch(`${platform.gatewayUrl}/metrics`);
     assert.equal(res.status, 200);
