@@ -9,7 +9,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { createPaymentModule, startDarajaSimulator, type PaymentConfig } from "@ttip/payment";
 import { createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, startService } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
@@ -23,11 +23,7 @@ const pool = createPool(pg.url, { max: 80 });
 const logger = createLogger({ level: "silent" });
 const sim = await startDarajaSimulator({ callbackDelayMs: 0 });
 const config: PaymentConfig = {
-  daraja: {
-    baseUrl: sim.url, consumerKey: sim.options.consumerKey, consumerSecret: sim.options.consumerSecret, shortcode: sim.options.shortcode,
-    passkey: sim.options.passkey, initiatorName: sim.options.initiatorName, initiatorPassword: sim.options.initiatorPassword,
-    certificatePem: SIMULATOR_CERTIFICATE_PEM,
-  },
+  daraja: sim.clientConfig(),
   callbackBaseUrl: "",
   callbackAllowList: ["127.0.0.1", "::1"],
   callbackTrustProxy: false,

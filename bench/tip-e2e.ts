@@ -26,7 +26,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { analytics } from "@ttip/analytics";
 import { createAuth, startSmsSimulator } from "@ttip/auth";
 import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
-import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { createPaymentModule, startDarajaSimulator, type PaymentConfig } from "@ttip/payment";
 import { startPlatform } from "@ttip/platform/src/platform.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -70,11 +70,7 @@ const providers = new ProviderSimulator();
 await providers.start();
 const daraja = await startDarajaSimulator({ callbackDelayMs: 0 });
 const paymentConfig: PaymentConfig = {
-  daraja: {
-    baseUrl: daraja.url, consumerKey: daraja.options.consumerKey, consumerSecret: daraja.options.consumerSecret, shortcode: daraja.options.shortcode,
-    passkey: daraja.options.passkey, initiatorName: daraja.options.initiatorName, initiatorPassword: daraja.options.initiatorPassword,
-    certificatePem: SIMULATOR_CERTIFICATE_PEM,
-  },
+  daraja: daraja.clientConfig(),
   callbackBaseUrl: "",
   callbackAllowList: ["127.0.0.1", "::1"],
   callbackTrustProxy: false,

@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DarajaClient, DarajaError, darajaTimestamp, stkPassword, type DarajaConfig } from "../src/daraja/client.js";
-import { SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator } from "../src/daraja/simulator.js";
+import { startDarajaSimulator, type DarajaSimulator } from "../src/daraja/simulator.js";
 import { maskPhone, normalisePhone } from "../src/phone.js";
 
 describe("phone numbers", () => {
@@ -38,18 +38,7 @@ describe("Daraja client against the simulator", () => {
     if (String(input).includes("/oauth/")) oauthCalls++;
     return fetch(input, init);
   };
-  const config = (): DarajaConfig => ({
-    baseUrl: sim.url,
-    consumerKey: sim.options.consumerKey,
-    consumerSecret: sim.options.consumerSecret,
-    shortcode: sim.options.shortcode,
-    passkey: sim.options.passkey,
-    initiatorName: sim.options.initiatorName,
-    initiatorPassword: sim.options.initiatorPassword,
-    certificatePem: SIMULATOR_CERTIFICATE_PEM,
-    timeoutMs: 1000,
-    fetch: counting,
-  });
+  const config = (): DarajaConfig => ({ ...sim.clientConfig(), timeoutMs: 1000, fetch: counting });
 
   before(async () => {
     sim = await startDarajaSimulator({ callbackDelayMs: 20, lateDelayMs: 1500, tokenTtlSeconds: 2 });

@@ -7,7 +7,7 @@ import { callerHeaders, createLogger, type ServiceModule } from "@ttip/runtime";
 import { startTestService, type TestService } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
-import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "../src/index.js";
+import { createPaymentModule, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "../src/index.js";
 
 export interface Harness {
   t: TestService;
@@ -25,17 +25,7 @@ export interface Harness {
 export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra: ServiceModule[] = []): Promise<Harness> {
   const sim = await startDarajaSimulator({ callbackDelayMs: 30, lateDelayMs: 1500 });
   const config: PaymentConfig = {
-    daraja: {
-      baseUrl: sim.url,
-      consumerKey: sim.options.consumerKey,
-      consumerSecret: sim.options.consumerSecret,
-      shortcode: sim.options.shortcode,
-      passkey: sim.options.passkey,
-      initiatorName: sim.options.initiatorName,
-      initiatorPassword: sim.options.initiatorPassword,
-      certificatePem: SIMULATOR_CERTIFICATE_PEM,
-      timeoutMs: 1000,
-    },
+    daraja: { ...sim.clientConfig(), timeoutMs: 1000 },
     callbackBaseUrl: "",
     // Loopback only; the forged-callback test posts from 127.0.0.2, outside it.
     callbackAllowList: ["127.0.0.1", "::1"],

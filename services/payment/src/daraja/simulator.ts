@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
-import { darajaTimestamp, stkPassword } from "./client.js";
+import { darajaTimestamp, stkPassword, type DarajaConfig } from "./client.js";
 
 /** The simulator's "Safaricom public certificate" (test only; its private key is beside it). */
 export const SIMULATOR_CERTIFICATE_FILE = fileURLToPath(new URL("./testdata/simulator-cert.pem", import.meta.url));
@@ -98,6 +98,8 @@ export interface DarajaSimulator {
   options: Required<SimulatorOptions>;
   /** PEM file of the certificate B2C credentials are encrypted with. */
   certificateFile: string;
+  /** What a Daraja client needs to talk to this simulator. */
+  clientConfig(): DarajaConfig;
   transactions(): SimTransaction[];
   script(key: { phone?: string; amount?: number }, script: Script): void;
   /** Invalidates every token issued so far. */
@@ -512,6 +514,16 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
     url: `http://${host}:${port}`,
     options: o,
     certificateFile: SIMULATOR_CERTIFICATE_FILE,
+    clientConfig: () => ({
+      baseUrl: `http://${host}:${port}`,
+      consumerKey: o.consumerKey,
+      consumerSecret: o.consumerSecret,
+      shortcode: o.shortcode,
+      passkey: o.passkey,
+      initiatorName: o.initiatorName,
+      initiatorPassword: o.initiatorPassword,
+      certificatePem: SIMULATOR_CERTIFICATE_PEM,
+    }),
     transactions: () => structuredClone(txs),
     script: (key, script) => scripts.set(key.phone ? `phone:${key.phone}` : `amount:${key.amount}`, script),
     revokeTokens: () => tokens.clear(),
