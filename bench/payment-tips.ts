@@ -9,11 +9,12 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { createPaymentModule, startDarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { createPaymentModule, startDarajaSimulator } from "@ttip/payment";
 import { createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, startService } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { closedLoop, percentiles } from "./load.js";
+import { benchPaymentConfig } from "./payment-config.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrencies = (process.argv[3] ?? "8,32").split(",").map(Number);
@@ -22,18 +23,7 @@ const pg = await startPostgres({ durable: true });
 const pool = createPool(pg.url, { max: 80 });
 const logger = createLogger({ level: "silent" });
 const sim = await startDarajaSimulator({ callbackDelayMs: 0 });
-const config: PaymentConfig = {
-  daraja: sim.clientConfig(),
-  callbackBaseUrl: "",
-  callbackAllowList: ["127.0.0.1", "::1"],
-  callbackTrustProxy: false,
-  stkDeadlineMs: 90_000,
-  stkExpireAfterMs: 600_000,
-  payoutResultWaitMs: 300_000,
-  reconcileIntervalMs: 0,
-  // Benchmark traffic is not fraud.
-  fraud: { phonePerWindow: 1_000_000, workerPerWindow: 1_000_000, windowMs: 600_000, outlierMinor: 10n ** 12n, pinFailures: 1_000_000 },
-};
+const config = benchPaymentConfig(sim);
 const urls = new Map<string, string>();
 const peers = createPeers((name) => urls.get(name));
 const ctx = { logger, pool, bus: new InProcessBus(logger), cache: new MemoryCache(), metrics: new Metrics(), peers };

@@ -26,7 +26,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { analytics } from "@ttip/analytics";
 import { createAuth, startSmsSimulator } from "@ttip/auth";
 import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
-import { createPaymentModule, startDarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { createPaymentModule, startDarajaSimulator } from "@ttip/payment";
 import { startPlatform } from "@ttip/platform/src/platform.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -37,6 +37,7 @@ import { createLogger, createPool, JetStreamBus, Metrics, RedisCache } from "@tt
 import { PlatformProcess, startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import type { CustomersInput } from "./tip-customers.js";
+import { benchPaymentConfig } from "./payment-config.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 const seconds = Number(process.argv[2] ?? 10);
@@ -69,18 +70,7 @@ const sms = await startSmsSimulator({ apiKey: "bench-sms-key" });
 const providers = new ProviderSimulator();
 await providers.start();
 const daraja = await startDarajaSimulator({ callbackDelayMs: 0 });
-const paymentConfig: PaymentConfig = {
-  daraja: daraja.clientConfig(),
-  callbackBaseUrl: "",
-  callbackAllowList: ["127.0.0.1", "::1"],
-  callbackTrustProxy: false,
-  stkDeadlineMs: 90_000,
-  stkExpireAfterMs: 600_000,
-  payoutResultWaitMs: 300_000,
-  reconcileIntervalMs: 0,
-  // Benchmark traffic is not fraud.
-  fraud: { phonePerWindow: 1_000_000, workerPerWindow: 1_000_000, windowMs: 600_000, outlierMinor: 10n ** 12n, pinFailures: 1_000_000 },
-};
+const paymentConfig = benchPaymentConfig(daraja);
 /** The platform under test: one process (as `make run`), or one OS process per service and the gateway (as a cluster). */
 async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }> {
   if (mode === "process") {

@@ -17,7 +17,7 @@ import {
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
 import { b2cFee, currentSchedule } from "./fees.js";
-import { money } from "./money.js";
+import { decimal, money } from "./money.js";
 
 interface HoldRow {
   hold_id: string;
@@ -101,9 +101,7 @@ export async function withdrawalLimits(db: Queryable, account: AccountRow, now =
 }
 
 function formatMinor(m: bigint, currency: string): string {
-  const sign = m < 0n ? "-" : "";
-  const abs = m < 0n ? -m : m;
-  return `${currency} ${sign}${abs / 100n}.${(abs % 100n).toString().padStart(2, "0")}`;
+  return `${currency} ${decimal(m, currency)}`;
 }
 
 const LIMIT_WORDS: Record<number, string> = {

@@ -50,3 +50,13 @@ export function convertMinor(amountMinor: bigint, from: string, to: string, rate
   const den = scale * (shift < 0 ? 10n ** BigInt(-shift) : 1n);
   return mulDivRound(amountMinor, num, den);
 }
+
+/** Minor units as a plain decimal in the currency's own digits: 150050 KES -> "1500.50". */
+export function decimal(minor: bigint, currency: string): string {
+  const digits = MINOR_DIGITS[currency] ?? 2;
+  const sign = minor < 0n ? "-" : "";
+  const abs = minor < 0n ? -minor : minor;
+  if (digits === 0) return `${sign}${abs}`;
+  const unit = 10n ** BigInt(digits);
+  return `${sign}${abs / unit}.${(abs % unit).toString().padStart(digits, "0")}`;
+}

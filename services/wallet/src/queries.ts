@@ -15,7 +15,7 @@ import {
   type TrialBalanceLine,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, type AccountRow } from "./ledger.js";
-import { money } from "./money.js";
+import { decimal, money } from "./money.js";
 
 export function toBalance(a: AccountRow): Balance {
   const currency = a.currency.trim();
@@ -169,21 +169,15 @@ function csvField(value: string): string {
   return /[",\r\n]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value;
 }
 
-function decimal(minor: bigint): string {
-  const sign = minor < 0n ? "-" : "";
-  const abs = minor < 0n ? -minor : minor;
-  return `${sign}${abs / 100n}.${(abs % 100n).toString().padStart(2, "0")}`;
-}
-
 /** RFC 4180 CSV (CRLF line ends), amounts as decimals in the account's currency. */
 export function statementCsv(s: Statement, currency: string): string {
   const lines = [["posted_at", "entry_id", "description", `amount_${currency}`, `balance_after_${currency}`].join(",")];
-  lines.push(["", "", "opening balance", "", decimal(s.opening)].join(","));
+  lines.push(["", "", "opening balance", "", decimal(s.opening, currency)].join(","));
   for (const r of s.rows) {
     const at = new Date(Number(r.postedAt!.seconds) * 1000 + Math.floor(r.postedAt!.nanos / 1e6)).toISOString();
-    lines.push([at, r.entryId, csvField(r.description), decimal(r.amount!.amountMinor), decimal(r.balanceAfter!.amountMinor)].join(","));
+    lines.push([at, r.entryId, csvField(r.description), decimal(r.amount!.amountMinor, currency), decimal(r.balanceAfter!.amountMinor, currency)].join(","));
   }
-  lines.push(["", "", "closing balance", "", decimal(s.closing)].join(","));
+  lines.push(["", "", "closing balance", "", decimal(s.closing, currency)].join(","));
   return `${lines.join("\r\n")}\r\n`;
 }
 
