@@ -106,8 +106,9 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     },
     async getWithdrawalLimits(req, hctx) {
       const caller = requireCaller(hctx, "worker");
-      const account = await ensureAccount(pool, AccountKind.WORKER_WALLET, OwnerKind.WORKER, caller.subject, req.currency);
-      return withdrawalLimits(pool, account);
+      // A read: the wallet is looked up, not created.
+      const [account] = await workerWallets(pool, caller.subject, req.currency);
+      return withdrawalLimits(pool, account ?? { owner_id: caller.subject, currency: req.currency });
     },
   });
 

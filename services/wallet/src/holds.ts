@@ -62,8 +62,16 @@ export async function tierOf(db: Queryable, ownerId: string): Promise<UserTier> 
   return rows[0]?.tier ?? UserTier.BASIC;
 }
 
-/** Every withdrawal limit of an account with what is used and left; held and settled withdrawals count. */
-export async function withdrawalLimits(db: Queryable, account: AccountRow, now = new Date()): Promise<{ tier: UserTier; limits: WithdrawalLimit[] }> {
+/**
+ * Every withdrawal limit of an owner's account with what is used and left;
+ * held and settled withdrawals count. An owner without an account yet has
+ * used nothing.
+ */
+export async function withdrawalLimits(
+  db: Queryable,
+  account: Pick<AccountRow, "owner_id" | "currency"> & { account_id?: string },
+  now = new Date(),
+): Promise<{ tier: UserTier; limits: WithdrawalLimit[] }> {
   const currency = account.currency.trim();
   const tier = await tierOf(db, account.owner_id);
   const { day, month } = eatPeriodStarts(now);
@@ -71,7 +79,7 @@ export async function withdrawalLimits(db: Queryable, account: AccountRow, now =
     `SELECT coalesce(sum(amount_minor) FILTER (WHERE created_at >= $2), 0)::bigint AS day,
             coalesce(sum(amount_minor), 0)::bigint AS month
        FROM wallet.holds WHERE account_id = $1 AND status <> $4 AND created_at >= $3`,
-    [account.account_id, day, month, HoldStatus.RELEASED],
+    [account.account_id ?? null, day, month, HoldStatus.RELEASED],
   );
   const { day: usedDay, month: usedMonth } = used.rows[0];
   const tierRow = await db.query<{ per_transaction_minor: bigint; daily_minor: bigint; monthly_minor: bigint }>(

@@ -336,6 +336,14 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(await codeOf(t.client(WalletService).quoteFees({ amount: kes(0n), rail: PaymentRail.MPESA, workerId: w.workerId })), "InvalidArgument");
   });
 
+  test("limits of a worker with no wallet yet: nothing used, and asking creates no account", async () => {
+    const workerId = randomUUID();
+    const { tier, limits } = await t.client(WalletService, { subject: workerId, roles: ["worker"] }).getWithdrawalLimits({ currency: "KES" });
+    assert.equal(tier, UserTier.BASIC);
+    assert.equal(limits.find((l) => l.kind === LimitKind.DAILY)!.remaining!.amountMinor, 5_000_000n);
+    assert.equal((await admin.listAccounts({ ownerId: workerId })).accounts.length, 0);
+  });
+
   test("settlement mode defaults to pass-through and can be chosen per worker", async () => {
     const workerId = randomUUID();
     assert.equal((await internal.getSettlementMode({ ownerKind: OwnerKind.WORKER, ownerId: workerId })).mode, SettlementMode.PASS_THROUGH);
