@@ -1,3 +1,5 @@
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
 
@@ -14,6 +16,8 @@ export interface EmbeddedPostgres {
  * README "embedded mode").
  */
 export async function startEmbeddedPostgres(dataDir?: string): Promise<EmbeddedPostgres> {
+  // PGlite makes only the last folder of the path; a fresh clone has no .data yet.
+  if (dataDir) await mkdir(path.dirname(dataDir), { recursive: true });
   const db = await PGlite.create(dataDir ?? "memory://");
   const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
   await server.start();
