@@ -6,6 +6,7 @@ export * from "./db.js";
 export * from "./embedded.js";
 export * from "./events.js";
 export * from "./health.js";
+export * from "./input.js";
 export * from "./interceptors.js";
 export * from "./log.js";
 export * from "./metrics.js";
