@@ -3,7 +3,7 @@
 
 NPM ?= npm
 
-node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json
+node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json platform/package.json
 	$(NPM) ci --no-audit --no-fund
 
 install: node_modules/.package-lock.json
