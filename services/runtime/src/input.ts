@@ -2,10 +2,10 @@
 // size, whether a binary body parses, and whether every string can be stored
 // by PostgreSQL. One place, so no service has to remember them.
 import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
-import { create, fromBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { fromBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
-import { FieldPathSchema, ViolationSchema, ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { fieldError } from "./field-errors.js";
 
 /** Default largest request body (bytes) a server reads: every request message of ours is far smaller. */
 export const DEFAULT_READ_MAX_BYTES = 1024 * 1024;
@@ -212,18 +212,6 @@ function unstorableJson(value: unknown, depth: number): string | undefined {
   return undefined;
 }
 
-/** INVALID_ARGUMENT naming the field, with the protovalidate-style violation clients already read. */
-export function fieldError(field: string, message: string, ruleId = "ttip.input"): ConnectError {
-  const violation = create(ViolationSchema, {
-    field: create(FieldPathSchema, { elements: [{ fieldName: field }] }),
-    ruleId,
-    message,
-  });
-  return new ConnectError(`${field}: ${message}`, Code.InvalidArgument, undefined, [
-    { desc: ViolationsSchema, value: create(ViolationsSchema, { violations: [violation] }) },
-  ]);
-}
-
 /**
  * Refuses what guardRequestBody noted, then any string PostgreSQL cannot store
  * (a NUL byte fails the statement with "invalid byte sequence"), naming the field.
@@ -234,7 +222,7 @@ export function inputInterceptor(): Interceptor {
     if (refused) throw new ConnectError(refused.message, refused.code);
     if (!req.stream) {
       const field = unstorableStringField(req.method.input, req.message);
-      if (field !== undefined) throw fieldError(field, "must not contain NUL (U+0000) characters", "ttip.string.no_nul");
+      if (field !== undefined) throw fieldError(field, "must not contain NUL (U+0000) characters", "string.no_nul");
     }
     return next(req);
   };
