@@ -8,6 +8,7 @@ export * from "./events.js";
 export * from "./field-errors.js";
 export * from "./headers.js";
 export * from "./health.js";
+export * from "./input.js";
 export * from "./interceptors.js";
 export * from "./log.js";
 export * from "./metrics.js";

@@ -1,10 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { minorDigits } from "@ttip/runtime";
+import { checkedInt64, minorDigits } from "@ttip/runtime";
 
 export function money(amountMinor: bigint, currency: string): Money {
-  return create(MoneySchema, { amountMinor, currency });
+  return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
 }
 
 /**
