@@ -30,6 +30,8 @@ const common = {
   HOST: z.string().default("0.0.0.0"),
   PORT: env.port(8080),
   DRAIN_TIMEOUT_MS: env.duration(10_000),
+  // Signs the caller's identity on every internal hop; every process of a deployment shares it (a Secret).
+  INTERNAL_SIGNING_KEY: z.string({ required_error: "a shared secret of at least 32 characters" }).min(32, "must be at least 32 characters"),
   // Largest request body read; larger ones are refused unread (RESOURCE_EXHAUSTED).
   READ_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_READ_MAX_BYTES),
 };
