@@ -45,6 +45,8 @@ export interface GatewayOptions {
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** See ServerOptions.maxConnectionAgeMs in the runtime. */
+  maxConnectionAgeMs?: number;
 }
 
 /**
@@ -100,6 +102,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    maxConnectionAgeMs: options.maxConnectionAgeMs,
   });
   return {
     ...server,

@@ -45,6 +45,8 @@ export interface StartServiceOptions {
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** See ServerOptions.maxConnectionAgeMs. */
+  maxConnectionAgeMs?: number;
   interceptors?: Interceptor[];
 }
 
@@ -74,6 +76,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    maxConnectionAgeMs: options.maxConnectionAgeMs,
   });
   return {
     name: module.name,
