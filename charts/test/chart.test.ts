@@ -71,7 +71,7 @@ describe("helm chart", () => {
   });
 
   test("each service gets the peer addresses its module says it calls, and no others", async () => {
-    const { modules } = await import("../../services/platform/src/modules.js");
+    const { modules } = await import("../../platform/src/modules.js");
     const docs = await render();
     for (const m of modules) {
       const d = docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === m.name)!;

@@ -4,7 +4,7 @@ import path from "node:path";
 
 export const HELM_VERSION = "v3.16.3";
 
-/** helm from PATH or Go's bin folder; `.ci/run` installs it with `go install`. */
+/** helm from PATH or Go's bin folder; `make test` installs it with `go install` (services/runtime/src/testing/install-test-tools.sh). */
 export function helmBinary(): string {
   for (const dir of (process.env.PATH ?? "").split(path.delimiter)) if (dir && existsSync(path.join(dir, "helm"))) return path.join(dir, "helm");
   let gopath = "";

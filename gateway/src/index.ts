@@ -47,6 +47,8 @@ export interface GatewayOptions {
   drainTimeoutMs?: number;
   /** See ServerOptions.maxConnectionAgeMs in the runtime. */
   maxConnectionAgeMs?: number;
+  /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
+  readMaxBytes?: number;
 }
 
 /**
@@ -103,6 +105,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
+    readMaxBytes: options.readMaxBytes,
   });
   return {
     ...server,

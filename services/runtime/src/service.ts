@@ -48,6 +48,8 @@ export interface StartServiceOptions {
   /** See ServerOptions.maxConnectionAgeMs. */
   maxConnectionAgeMs?: number;
   interceptors?: Interceptor[];
+  /** Largest request body read, in bytes (default 1 MiB). */
+  readMaxBytes?: number;
 }
 
 export interface RunningService {
@@ -77,6 +79,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
+    readMaxBytes: options.readMaxBytes,
   });
   return {
     name: module.name,

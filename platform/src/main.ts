@@ -10,6 +10,7 @@ import {
   createLogger,
   createPeers,
   createPool,
+  DEFAULT_READ_MAX_BYTES,
   env,
   JetStreamBus,
   loadConfig,
@@ -34,6 +35,8 @@ const common = {
   DRAIN_TIMEOUT_MS: env.duration(10_000),
   // 0: HTTP/2 sessions are never ended by age (one process; nothing to spread over).
   GRPC_MAX_CONNECTION_AGE_MS: z.coerce.number().int().min(0).default(0),
+  // Largest request body read; larger ones are refused unread (RESOURCE_EXHAUSTED).
+  READ_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_READ_MAX_BYTES),
 };
 
 const gatewayShape = {
@@ -104,6 +107,7 @@ async function main() {
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
       maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
+      readMaxBytes: cfg.READ_MAX_BYTES,
     });
     onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_TIMEOUT_MS + 5_000);
     return;
@@ -137,6 +141,7 @@ async function main() {
     port: cfg.PORT,
     drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
     maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
+    readMaxBytes: cfg.READ_MAX_BYTES,
   });
   onShutdown(
     logger,
