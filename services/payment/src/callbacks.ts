@@ -14,8 +14,8 @@ import { applyStkOutcome, type Deps } from "./tips.js";
 const MAX_BODY = 64 * 1024;
 const ROUTE = /^\/mpesa\/(stk|b2c\/result|b2c\/timeout|status\/result|status\/timeout)\/([A-Za-z0-9_-]{16,64})$/;
 
-type Req = http.IncomingMessage | http2.Http2ServerRequest;
-type Res = http.ServerResponse | http2.Http2ServerResponse;
+export type Req = http.IncomingMessage | http2.Http2ServerRequest;
+export type Res = http.ServerResponse | http2.Http2ServerResponse;
 
 export function callbackFilter(deps: Deps & PayoutDeps): HttpFilter {
   return (req, res) => {
@@ -33,7 +33,7 @@ function redactToken(path: string): string {
   return path.replace(/\/[A-Za-z0-9_-]{16,64}$/, "/[token]");
 }
 
-function remoteAddress(req: Req, trustProxy: boolean): string {
+export function remoteAddress(req: Req, trustProxy: boolean): string {
   const direct = req.socket?.remoteAddress ?? "";
   if (!trustProxy) return direct;
   const xff = req.headers["x-forwarded-for"];
@@ -42,7 +42,7 @@ function remoteAddress(req: Req, trustProxy: boolean): string {
   return hops.at(-1) ?? direct;
 }
 
-async function readBody(req: Req): Promise<{ body: Buffer; truncated: boolean }> {
+export async function readBody(req: Req): Promise<{ body: Buffer; truncated: boolean }> {
   const chunks: Buffer[] = [];
   let size = 0;
   let truncated = false;
@@ -57,7 +57,7 @@ async function readBody(req: Req): Promise<{ body: Buffer; truncated: boolean }>
   return { body: Buffer.concat(chunks), truncated };
 }
 
-function reply(res: Res, status: number, body: unknown) {
+export function reply(res: Res, status: number, body: unknown) {
   if (res.headersSent) return;
   const data = JSON.stringify(body);
   (res as http.ServerResponse).writeHead(status, { "content-type": "application/json" });

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/payment/v1/payment.proto.
  */
 export const file_ttip_payment_v1_payment: GenFile = /*@__PURE__*/
-  fileDesc("Ch10dGlwL3BheW1lbnQvdjEvcGF5bWVudC5wcm90bxIPdHRpcC5wYXltZW50LnYxIqkECgNUaXASDgoGdGlwX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiIKA2ZlZRgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiYKB2NoYXJnZWQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIyCgZtZXRob2QYCCABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSKgoGc3RhdHVzGAkgASgOMhoudHRpcC5wYXltZW50LnYxLlRpcFN0YXR1cxITCgtyZXN1bHRfY29kZRgKIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgLIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAwgASgJEiAKGHN0cmlwZV9wYXltZW50X2ludGVudF9pZBgNIAEoCRIdChVjdXN0b21lcl9waG9uZV9tYXNrZWQYDiABKAkSDgoGcmF0aW5nGA8gASgFEg8KB21lc3NhZ2UYECABKAkSLgoKY3JlYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAwoGUGF5b3V0EhEKCXBheW91dF9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkSJQoGYW1vdW50GAMgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKwoMdHJhbnNmZXJfZmVlGAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSHgoWcmVjaXBpZW50X3Bob25lX21hc2tlZBgFIAEoCRItCgZzdGF0dXMYBiABKA4yHS50dGlwLnBheW1lbnQudjEuUGF5b3V0U3RhdHVzEhMKC3Jlc3VsdF9jb2RlGAcgASgJEhYKDnJlc3VsdF9tZXNzYWdlGAggASgJEhUKDW1wZXNhX3JlY2VpcHQYCSABKAkSEQoJYXV0b21hdGljGAogASgIEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNvbXBsZXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidgoOUGF5b3V0U2V0dGluZ3MSEwoLYXV0b19wYXlvdXQYASABKAgSMgoTYXV0b19wYXlvdXRfbWluaW11bRgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhsKE3BheW91dF9waG9uZV9tYXNrZWQYAyABKAkixQEKDVBheW1lbnRNZXRob2QSGQoRcGF5bWVudF9tZXRob2RfaWQYASABKAkSMAoEa2luZBgCIAEoDjIiLnR0aXAucGF5bWVudC52MS5QYXltZW50TWV0aG9kS2luZBIUCgxwaG9uZV9tYXNrZWQYAyABKAkSDQoFbGFiZWwYBCABKAkSEgoKaXNfZGVmYXVsdBgFIAEoCBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLkAgoKRnJhdWRBbGVydBIQCghhbGVydF9pZBgBIAEoCRIsCgZyZWFzb24YAiABKA4yHC50dGlwLnBheW1lbnQudjEuRnJhdWRSZWFzb24SLAoGYWN0aW9uGAMgASgOMhwudHRpcC5wYXltZW50LnYxLkZyYXVkQWN0aW9uEiwKBnN0YXR1cxgEIAEoDjIcLnR0aXAucGF5bWVudC52MS5BbGVydFN0YXR1cxIOCgZ0aXBfaWQYBSABKAkSEQoJcGF5b3V0X2lkGAYgASgJEhEKCXdvcmtlcl9pZBgHIAEoCRIOCgZkZXRhaWwYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmV2aWV3ZWRfYnkYCiABKAkSLwoLcmV2aWV3ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsEBChFVbm1hdGNoZWRDYWxsYmFjaxITCgtjYWxsYmFja19pZBgBIAEoCRIOCgZzb3VyY2UYAiABKAkSGgoSZXh0ZXJuYWxfcmVmZXJlbmNlGAMgASgJEhYKDnJlbW90ZV9hZGRyZXNzGAQgASgJEhAKCHJhd19ib2R5GAUgASgMEi8KC3JlY2VpdmVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXNvbHZlZBgHIAEoCCqoAQoJVGlwU3RhdHVzEhoKFlRJUF9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJUSVBfU1RBVFVTX1BFTkRJTkcQARIYChRUSVBfU1RBVFVTX1NVQ0NFRURFRBACEhUKEVRJUF9TVEFUVVNfRkFJTEVEEAMSFgoSVElQX1NUQVRVU19FWFBJUkVEEAQSHgoaVElQX1NUQVRVU19IRUxEX0ZPUl9SRVZJRVcQBSp1ChFQYXltZW50TWV0aG9kS2luZBIjCh9QQVlNRU5UX01FVEhPRF9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZUEFZTUVOVF9NRVRIT0RfS0lORF9NUEVTQRABEhwKGFBBWU1FTlRfTUVUSE9EX0tJTkRfQ0FSRBACKrcBCgxQYXlvdXRTdGF0dXMSHQoZUEFZT1VUX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVBBWU9VVF9TVEFUVVNfUEVORElORxABEhsKF1BBWU9VVF9TVEFUVVNfU1VDQ0VFREVEEAISGAoUUEFZT1VUX1NUQVRVU19GQUlMRUQQAxIbChdQQVlPVVRfU1RBVFVTX1JFU09MVklORxAEEhkKFVBBWU9VVF9TVEFUVVNfT05fSE9MRBAFKrECCgtGcmF1ZFJlYXNvbhIcChhGUkFVRF9SRUFTT05fVU5TUEVDSUZJRUQQABIfChtGUkFVRF9SRUFTT05fVkVMT0NJVFlfUEhPTkUQARIgChxGUkFVRF9SRUFTT05fVkVMT0NJVFlfV09SS0VSEAISHwobRlJBVURfUkVBU09OX0FNT1VOVF9PVVRMSUVSEAMSGQoVRlJBVURfUkVBU09OX1NFTEZfVElQEAQSHwobRlJBVURfUkVBU09OX0JMT0NLRURfTlVNQkVSEAUSHQoZRlJBVURfUkVBU09OX1BJTl9GQUlMVVJFUxAGEiIKHkZSQVVEX1JFQVNPTl9DQUxMQkFDS19NSVNNQVRDSBAHEiEKHUZSQVVEX1JFQVNPTl9VTktOT1dOX0NBTExCQUNLEAgqcgoLRnJhdWRBY3Rpb24SHAoYRlJBVURfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFQoRRlJBVURfQUNUSU9OX0ZMQUcQARIVChFGUkFVRF9BQ1RJT05fSE9MRBACEhcKE0ZSQVVEX0FDVElPTl9SRUZVU0UQAyp4CgtBbGVydFN0YXR1cxIcChhBTEVSVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFBTEVSVF9TVEFUVVNfT1BFThABEhkKFUFMRVJUX1NUQVRVU19BUFBST1ZFRBACEhkKFUFMRVJUX1NUQVRVU19SRUpFQ1RFRBADYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("Ch10dGlwL3BheW1lbnQvdjEvcGF5bWVudC5wcm90bxIPdHRpcC5wYXltZW50LnYxIvUECgNUaXASDgoGdGlwX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiIKA2ZlZRgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiYKB2NoYXJnZWQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIyCgZtZXRob2QYCCABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSKgoGc3RhdHVzGAkgASgOMhoudHRpcC5wYXltZW50LnYxLlRpcFN0YXR1cxITCgtyZXN1bHRfY29kZRgKIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgLIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAwgASgJEiAKGHN0cmlwZV9wYXltZW50X2ludGVudF9pZBgNIAEoCRIdChVjdXN0b21lcl9waG9uZV9tYXNrZWQYDiABKAkSDgoGcmF0aW5nGA8gASgFEg8KB21lc3NhZ2UYECABKAkSLgoKY3JlYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5wYXliaWxsX251bWJlchgTIAEoCRIhChlwYXliaWxsX2FjY291bnRfcmVmZXJlbmNlGBQgASgJEg8KB2NoYW5uZWwYFSABKAkiigMKBlBheW91dBIRCglwYXlvdXRfaWQYASABKAkSEQoJd29ya2VyX2lkGAIgASgJEiUKBmFtb3VudBgDIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDHRyYW5zZmVyX2ZlZRgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Eh4KFnJlY2lwaWVudF9waG9uZV9tYXNrZWQYBSABKAkSLQoGc3RhdHVzGAYgASgOMh0udHRpcC5wYXltZW50LnYxLlBheW91dFN0YXR1cxITCgtyZXN1bHRfY29kZRgHIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgIIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAkgASgJEhEKCWF1dG9tYXRpYxgKIAEoCBIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInYKDlBheW91dFNldHRpbmdzEhMKC2F1dG9fcGF5b3V0GAEgASgIEjIKE2F1dG9fcGF5b3V0X21pbmltdW0YAiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIbChNwYXlvdXRfcGhvbmVfbWFza2VkGAMgASgJIsUBCg1QYXltZW50TWV0aG9kEhkKEXBheW1lbnRfbWV0aG9kX2lkGAEgASgJEjAKBGtpbmQYAiABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSFAoMcGhvbmVfbWFza2VkGAMgASgJEg0KBWxhYmVsGAQgASgJEhIKCmlzX2RlZmF1bHQYBSABKAgSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi5AIKCkZyYXVkQWxlcnQSEAoIYWxlcnRfaWQYASABKAkSLAoGcmVhc29uGAIgASgOMhwudHRpcC5wYXltZW50LnYxLkZyYXVkUmVhc29uEiwKBmFjdGlvbhgDIAEoDjIcLnR0aXAucGF5bWVudC52MS5GcmF1ZEFjdGlvbhIsCgZzdGF0dXMYBCABKA4yHC50dGlwLnBheW1lbnQudjEuQWxlcnRTdGF0dXMSDgoGdGlwX2lkGAUgASgJEhEKCXBheW91dF9pZBgGIAEoCRIRCgl3b3JrZXJfaWQYByABKAkSDgoGZGV0YWlsGAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3Jldmlld2VkX2J5GAogASgJEi8KC3Jldmlld2VkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLBAgoPU3VzcGVuc2VQYXltZW50Eg8KB3JlY2VpcHQYASABKAkSJQoGYW1vdW50GAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSGQoRYWNjb3VudF9yZWZlcmVuY2UYAyABKAkSGwoTYnVzaW5lc3Nfc2hvcnRfY29kZRgEIAEoCRIOCgZyZWFzb24YBSABKAkSEwoLc3VnZ2VzdGlvbnMYBiADKAkSEgoKcmVzb2x1dGlvbhgHIAEoCRIOCgZ0aXBfaWQYCCABKAkSLwoLcmVjZWl2ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3Jlc29sdmVkX2J5GAogASgJEi8KC3Jlc29sdmVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLBAQoRVW5tYXRjaGVkQ2FsbGJhY2sSEwoLY2FsbGJhY2tfaWQYASABKAkSDgoGc291cmNlGAIgASgJEhoKEmV4dGVybmFsX3JlZmVyZW5jZRgDIAEoCRIWCg5yZW1vdGVfYWRkcmVzcxgEIAEoCRIQCghyYXdfYm9keRgFIAEoDBIvCgtyZWNlaXZlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmVzb2x2ZWQYByABKAgqqAEKCVRpcFN0YXR1cxIaChZUSVBfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSVElQX1NUQVRVU19QRU5ESU5HEAESGAoUVElQX1NUQVRVU19TVUNDRUVERUQQAhIVChFUSVBfU1RBVFVTX0ZBSUxFRBADEhYKElRJUF9TVEFUVVNfRVhQSVJFRBAEEh4KGlRJUF9TVEFUVVNfSEVMRF9GT1JfUkVWSUVXEAUqdQoRUGF5bWVudE1ldGhvZEtpbmQSIwofUEFZTUVOVF9NRVRIT0RfS0lORF9VTlNQRUNJRklFRBAAEh0KGVBBWU1FTlRfTUVUSE9EX0tJTkRfTVBFU0EQARIcChhQQVlNRU5UX01FVEhPRF9LSU5EX0NBUkQQAiq3AQoMUGF5b3V0U3RhdHVzEh0KGVBBWU9VVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVQQVlPVVRfU1RBVFVTX1BFTkRJTkcQARIbChdQQVlPVVRfU1RBVFVTX1NVQ0NFRURFRBACEhgKFFBBWU9VVF9TVEFUVVNfRkFJTEVEEAMSGwoXUEFZT1VUX1NUQVRVU19SRVNPTFZJTkcQBBIZChVQQVlPVVRfU1RBVFVTX09OX0hPTEQQBSqxAgoLRnJhdWRSZWFzb24SHAoYRlJBVURfUkVBU09OX1VOU1BFQ0lGSUVEEAASHwobRlJBVURfUkVBU09OX1ZFTE9DSVRZX1BIT05FEAESIAocRlJBVURfUkVBU09OX1ZFTE9DSVRZX1dPUktFUhACEh8KG0ZSQVVEX1JFQVNPTl9BTU9VTlRfT1VUTElFUhADEhkKFUZSQVVEX1JFQVNPTl9TRUxGX1RJUBAEEh8KG0ZSQVVEX1JFQVNPTl9CTE9DS0VEX05VTUJFUhAFEh0KGUZSQVVEX1JFQVNPTl9QSU5fRkFJTFVSRVMQBhIiCh5GUkFVRF9SRUFTT05fQ0FMTEJBQ0tfTUlTTUFUQ0gQBxIhCh1GUkFVRF9SRUFTT05fVU5LTk9XTl9DQUxMQkFDSxAIKnIKC0ZyYXVkQWN0aW9uEhwKGEZSQVVEX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUZSQVVEX0FDVElPTl9GTEFHEAESFQoRRlJBVURfQUNUSU9OX0hPTEQQAhIXChNGUkFVRF9BQ1RJT05fUkVGVVNFEAMqeAoLQWxlcnRTdGF0dXMSHAoYQUxFUlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRQUxFUlRfU1RBVFVTX09QRU4QARIZChVBTEVSVF9TVEFUVVNfQVBQUk9WRUQQAhIZChVBTEVSVF9TVEFUVVNfUkVKRUNURUQQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * A customer's tip and where it stands.
@@ -117,6 +117,27 @@ export type Tip = Message<"ttip.payment.v1.Tip"> & {
    * @generated from field: google.protobuf.Timestamp completed_at = 18;
    */
   completedAt?: Timestamp | undefined;
+
+  /**
+   * If the STK prompt never arrives, paying this paybill with this account
+   * reference from the M-Pesa menu pays this very tip (credited once, whichever
+   * way the payment is reported). Empty when paybill payments are not received.
+   *
+   * @generated from field: string paybill_number = 19;
+   */
+  paybillNumber: string;
+
+  /**
+   * @generated from field: string paybill_account_reference = 20;
+   */
+  paybillAccountReference: string;
+
+  /**
+   * How the tip came: "web" (tip page or API), "ussd" or "paybill".
+   *
+   * @generated from field: string channel = 21;
+   */
+  channel: string;
 };
 
 /**
@@ -343,6 +364,88 @@ export const FraudAlertSchema: GenMessage<FraudAlert> = /*@__PURE__*/
   messageDesc(file_ttip_payment_v1_payment, 4);
 
 /**
+ * A paybill/till payment that could not be credited as it came, parked in the
+ * suspense account until an admin matches or refunds it.
+ *
+ * @generated from message ttip.payment.v1.SuspensePayment
+ */
+export type SuspensePayment = Message<"ttip.payment.v1.SuspensePayment"> & {
+  /**
+   * The M-Pesa receipt (TransID).
+   *
+   * @generated from field: string receipt = 1;
+   */
+  receipt: string;
+
+  /**
+   * @generated from field: ttip.common.v1.Money amount = 2;
+   */
+  amount?: Money | undefined;
+
+  /**
+   * As the customer typed it (BillRefNumber).
+   *
+   * @generated from field: string account_reference = 3;
+   */
+  accountReference: string;
+
+  /**
+   * @generated from field: string business_short_code = 4;
+   */
+  businessShortCode: string;
+
+  /**
+   * Why it was not credited, in words.
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * Active codes one typing slip away; never applied automatically.
+   *
+   * @generated from field: repeated string suggestions = 6;
+   */
+  suggestions: string[];
+
+  /**
+   * "open", "matched" or "refund".
+   *
+   * @generated from field: string resolution = 7;
+   */
+  resolution: string;
+
+  /**
+   * The tip a match credited.
+   *
+   * @generated from field: string tip_id = 8;
+   */
+  tipId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp received_at = 9;
+   */
+  receivedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string resolved_by = 10;
+   */
+  resolvedBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp resolved_at = 11;
+   */
+  resolvedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ttip.payment.v1.SuspensePayment.
+ * Use `create(SuspensePaymentSchema)` to create a new message.
+ */
+export const SuspensePaymentSchema: GenMessage<SuspensePayment> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment, 5);
+
+/**
  * A provider callback that matched no payment (stored raw, never credited).
  *
  * @generated from message ttip.payment.v1.UnmatchedCallback
@@ -391,7 +494,7 @@ export type UnmatchedCallback = Message<"ttip.payment.v1.UnmatchedCallback"> & {
  * Use `create(UnmatchedCallbackSchema)` to create a new message.
  */
 export const UnmatchedCallbackSchema: GenMessage<UnmatchedCallback> = /*@__PURE__*/
-  messageDesc(file_ttip_payment_v1_payment, 5);
+  messageDesc(file_ttip_payment_v1_payment, 6);
 
 /**
  * @generated from enum ttip.payment.v1.TipStatus
