@@ -85,6 +85,7 @@ export type C2bAnswer = (typeof C2B_RESULT)[keyof typeof C2B_RESULT];
 
 type Target =
   | { kind: "stk_tip"; tipId: string }
+  /** workerId empty: the venue's pool (a venue's own code). */
   | { kind: "worker"; workerId: string; qrCodeId: string; venueId: string }
   | { kind: "suspense"; reason: string; suggestions: string[]; validation: C2bAnswer };
 
@@ -126,10 +127,7 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
     const state = match.status === QrCodeStatus.REVOKED ? "revoked" : match.status === QrCodeStatus.ROTATED ? "replaced by a newer code" : "not active";
     return suspense(`code ${ref} is ${state}`, C2B_RESULT.invalidAccount);
   }
-  if (!match.workerId) {
-    // Venue pools are not credited by payment yet; an admin matches it to a worker or refunds it.
-    return suspense(`code ${ref} is a venue's code; tips to a venue pool by paybill are not credited automatically yet`, C2B_RESULT.accepted);
-  }
+  // A venue's own code: the tip goes to the venue's pool, as a scanned venue code's STK tip does.
   return { kind: "worker", workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId };
 }
 
@@ -195,7 +193,7 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
 
   // A paybill tip to a worker's code: the same entry an STK tip makes, less the quoted fee.
   const paid = p.amountMinor!;
-  const quote = await deps.ledger.quoteTip(paid, target.workerId, false);
+  const quote = await deps.ledger.quoteTip(paid, target.workerId || target.venueId, false);
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = randomUUID();
   const outcome = await withTransaction(pool, async (tx): Promise<C2bOutcome> => {
@@ -223,15 +221,17 @@ export async function insertPaybillTip(
   t: { tipId: string; transId: string; workerId: string; qrCodeId: string; venueId: string; paid: bigint; workerReceives: bigint; feeScheduleVersion: number;
     /** Default: the receipt (credited from M-Pesa clearing by postCredit). */
     creditKey?: string; creditEntryId?: string },
+  // workerId empty: a tip to the venue's pool.
 ): Promise<TipRow> {
   const { rows } = await tx.query<TipRow>(
     `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, venue_id, qr_code_id, currency, amount_minor, fee_minor,
        charged_minor, worker_receives_minor, fee_schedule_version, phone, phone_masked, status, result_code, result_message, callback_token,
        mpesa_receipt, credit_key, credit_kind, credit_entry_id, credited_at, deadline_at, next_check_at, channel, completed_at)
-     VALUES ($1, $2, '', $3, $4, $5, 'KES', $6, $7, $6, $8, $9, '', '', 'succeeded', '0', $10, $11, $12, $13, 'worker', $14,
+     VALUES ($1, $2, '', $3, $4, $5, 'KES', $6, $7, $6, $8, $9, '', '', 'succeeded', '0', $10, $11, $12, $13,
+       CASE WHEN $3::uuid IS NULL THEN 'venue' ELSE 'worker' END, $14,
        CASE WHEN $14::text IS NULL THEN NULL ELSE now() END, now(), now(), 'paybill', now())
      RETURNING *`,
-    [t.tipId, `c2b:${t.transId}`, t.workerId, t.venueId, t.qrCodeId, t.paid, t.paid - t.workerReceives, t.workerReceives, t.feeScheduleVersion,
+    [t.tipId, `c2b:${t.transId}`, t.workerId || null, t.venueId, t.qrCodeId, t.paid, t.paid - t.workerReceives, t.workerReceives, t.feeScheduleVersion,
       resultMessage("0"), randomBytes(24).toString("base64url"), t.transId, t.creditKey ?? t.transId, t.creditEntryId ?? null],
   );
   return rows[0];
@@ -408,16 +408,16 @@ export async function resolveSuspense(
     if (e.code === Code.NotFound) throw new ConnectError(`match_account_reference: no code has the reference ${ref}`, Code.NotFound);
     throw new ConnectError(`match_account_reference: cannot be checked now (${e.rawMessage})`, Code.Unavailable);
   }
-  // Whatever the code's status: the admin decided, and the money has already moved.
-  if (!match.workerId) throw new ConnectError(`match_account_reference: ${ref} is a venue's code; venue pools are not credited by paybill yet`, Code.FailedPrecondition);
+  // Whatever the code's status: the admin decided, and the money has already moved. A venue's code credits its pool.
+  const recipient = match.workerId ? { workerId: match.workerId } : { venueId: match.venueId };
   if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
   if (!(await load(pool))?.suspense_entry_id) throw new ConnectError("receipt: the suspense entry is not recorded yet; try again shortly", Code.Unavailable);
 
-  const quote = await deps.ledger.quoteTip(row.amount_minor, match.workerId, false);
+  const quote = await deps.ledger.quoteTip(row.amount_minor, match.workerId || match.venueId, false);
   const workerReceives = quote.workerReceives!.amountMinor;
   const creditKey = `c2b:${row.trans_id}:matched`;
   // The wallet first (idempotent on its key), then the tip that records it.
-  const entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, workerId: match.workerId, chargedMinor: row.amount_minor, workerMinor: workerReceives });
+  const entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
   const result = await withTransaction(pool, async (tx) => {
     await lockReceipt(tx, row.trans_id);
     const current = await load(tx, true);
