@@ -7,6 +7,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createPool, startEmbeddedPostgres } from "@ttip/runtime";
 import { startBoundaryPlatform, type BoundaryPlatform } from "./boundary-harness.js";
 
@@ -67,6 +69,27 @@ describe("bad input through the gateway", () => {
     // A truncated envelope too (the length says more than was sent).
     const truncated = await fetch(url, { method: "POST", headers: { "content-type": "application/grpc-web+proto" }, body: Buffer.from([0, 0, 0, 0, 40, 1]) });
     assert.match(Buffer.from(await truncated.arrayBuffer()).toString("latin1"), /grpc-status:\s*3/);
+  });
+
+  test("item 5: public money inputs are bounded: QuoteFees at int64 max is INVALID_ARGUMENT naming amount, with or without the fee covered", async () => {
+    const wallet = p.api(WalletService);
+    const max = 2n ** 63n - 1n;
+    for (const customerCoversFee of [true, false]) {
+      for (const [rail, currency, amountMinor] of [
+        [PaymentRail.MPESA, "KES", max],
+        [PaymentRail.MPESA, "KES", 250_001_00n],
+        [PaymentRail.CARD, "USD", max],
+        [PaymentRail.CARD, "KES", 92_233_720_368_547_758n],
+      ] as const) {
+        const err = await codeOf(wallet.quoteFees({ amount: { amountMinor, currency }, rail, customerCoversFee, workerId: worker.userId }));
+        assert.equal(err.code, Code.InvalidArgument, `${currency} ${amountMinor}: ${err.message}`);
+        assert.match(err.rawMessage, /^amount/);
+      }
+    }
+    // The largest M-Pesa tip still quotes, in whole shillings.
+    const { quote } = await wallet.quoteFees({ amount: { amountMinor: 250_000_00n, currency: "KES" }, rail: PaymentRail.MPESA, customerCoversFee: true, workerId: worker.userId });
+    assert.equal(quote!.workerReceives!.amountMinor, 250_000_00n);
+    assert.equal(quote!.customerPays!.amountMinor % 100n, 0n);
   });
 
   test("item 2: a 10 MB body is refused unread with RESOURCE_EXHAUSTED, at the gateway and at a service's port; a webhook gets 413", async () => {

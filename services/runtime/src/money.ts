@@ -72,3 +72,40 @@ export function mpesaAmount(money: { amountMinor: bigint; currency: string } | u
   if (money.amountMinor > MPESA_LIMITS.perTransactionMinor) throw fieldError(field, "M-Pesa allows at most KES 250,000 per transaction");
   return money.amountMinor;
 }
+
+/**
+ * The largest card tip a public request may carry, per currency (about USD 2,000): a tip, not a
+ * transfer. Bounding every public amount keeps fee arithmetic far from int64's edge.
+ */
+export const CARD_MAX_MINOR: Readonly<Record<string, bigint>> = Object.freeze({
+  KES: 250_000_00n,
+  UGX: 7_500_000n,
+  TZS: 5_000_000_00n,
+  RWF: 2_500_000n,
+  USD: 2_000_00n,
+  EUR: 2_000_00n,
+  GBP: 2_000_00n,
+});
+
+/**
+ * A tip amount from outside for the rail: M-Pesa's rules (mpesaAmount), or for a card a known
+ * currency, more than zero and at most CARD_MAX_MINOR; else INVALID_ARGUMENT naming `field`.
+ */
+export function publicTipAmount(money: { amountMinor: bigint; currency: string } | undefined, field: string, rail: "mpesa" | "card"): bigint {
+  if (rail === "mpesa") return mpesaAmount(money, field);
+  if (!money) throw fieldError(field, "is required");
+  assertCurrency(money.currency, `${field}.currency`);
+  if (money.amountMinor <= 0n) throw fieldError(field, "must be greater than zero");
+  const max = CARD_MAX_MINOR[money.currency];
+  if (money.amountMinor > max) throw fieldError(field, `a card tip is at most ${formatMoney(max, money.currency)}`);
+  return money.amountMinor;
+}
+
+export const INT64_MAX = 2n ** 63n - 1n;
+export const INT64_MIN = -(2n ** 63n);
+
+/** `value` if it fits the contracts' int64; a RangeError (a bug: inputs are bounded) otherwise. */
+export function checkedInt64(value: bigint, what: string): bigint {
+  if (value > INT64_MAX || value < INT64_MIN) throw new RangeError(`${what} overflows int64: ${value}`);
+  return value;
+}
