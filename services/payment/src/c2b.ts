@@ -8,11 +8,10 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { withTransaction, type Queryable } from "@ttip/runtime";
+import { MPESA_LIMITS, withTransaction, type Queryable } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
-import { MPESA_MAX_MINOR, MPESA_MIN_MINOR } from "./money.js";
 import { applyStkOutcome, emitTipSucceeded, postCredit, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
 /** A C2B validation or confirmation body, as far as we use it (the raw body is kept whole). */
@@ -104,8 +103,8 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
     return suspense(tipReferenceValid(ref) ? `no tip has the reference ${ref}` : `${ref} is not a valid tip reference (check digit wrong: mistyped)`, C2B_RESULT.invalidAccount);
   }
   const amount = p.amountMinor;
-  if (amount === undefined || amount % 100n !== 0n || amount < MPESA_MIN_MINOR) return suspense(`the amount is not a whole number of shillings of at least KES 1`, C2B_RESULT.invalidAmount);
-  if (amount > MPESA_MAX_MINOR) return suspense(`KES ${amount / 100n} is over M-Pesa's KES 250,000 per transaction`, C2B_RESULT.invalidAmount);
+  if (amount === undefined || amount % 100n !== 0n || amount < MPESA_LIMITS.minMinor) return suspense(`the amount is not a whole number of shillings of at least KES 1`, C2B_RESULT.invalidAmount);
+  if (amount > MPESA_LIMITS.perTransactionMinor) return suspense(`KES ${amount / 100n} is over M-Pesa's KES 250,000 per transaction`, C2B_RESULT.invalidAmount);
   const outlier = deps.config().fraud.outlierMinor;
   if (amount > outlier) return suspense(`KES ${amount / 100n} is over the tip limit of KES ${outlier / 100n}; an admin decides`, C2B_RESULT.invalidAmount);
   if (!ref) return suspense("no account reference (a till payment, or the reference was left empty)", C2B_RESULT.invalidAccount);

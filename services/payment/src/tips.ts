@@ -4,7 +4,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { emitEvent, withTransaction, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { emitEvent, maskPhone, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
@@ -12,7 +12,6 @@ import { evaluateTip, recordAlert, refusal } from "./fraud.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
-import { maskPhone } from "./phone.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
 import { oweReceipt, sendReceipts } from "./receipts.js";
 

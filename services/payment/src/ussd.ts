@@ -10,10 +10,9 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
 import type { UssdConfig } from "./config.js";
 import { resultMessage } from "./messages.js";
-import { MPESA_MAX_MINOR } from "./money.js";
-import { normalisePhone } from "./phone.js";
 import { createTip, type Deps } from "./tips.js";
 
 export interface UssdRequest {
@@ -65,12 +64,8 @@ const MAX_STEPS = 12;
 export async function answerUssd(deps: Deps, config: UssdConfig, r: UssdRequest): Promise<string> {
   const { pool } = deps.ctx;
   if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(r.sessionId) || r.text.length > MAX_TEXT) return end("Invalid request.");
-  let phone: string;
-  try {
-    phone = normalisePhone(r.phoneNumber, "phoneNumber");
-  } catch {
-    return end("This service needs a Kenyan mobile number.");
-  }
+  const phone = parseKenyanMobile(r.phoneNumber);
+  if (!phone) return end("This service needs a Kenyan mobile number.");
   // The session row: created on the first request, then only touched. A session
   // idle past the timeout is over, as the network would have ended it.
   const { rows } = await pool.query<{ phone: string; idle_ms: number; last_text: string; last_answer: string; locale: string }>(
@@ -145,7 +140,7 @@ async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: str
       case "other": {
         const target: TipTarget = state.target;
         const n = /^\d{1,6}$/.test(step) ? Number(step) : NaN;
-        if (n >= 1 && BigInt(n) * 100n <= MPESA_MAX_MINOR) state = { at: "confirm", target, amountKes: n };
+        if (n >= 1 && BigInt(n) * 100n <= MPESA_LIMITS.perTransactionMinor) state = { at: "confirm", target, amountKes: n };
         else state = { at: "other", target, note: say("badChoice", lang) };
         break;
       }
