@@ -9,7 +9,7 @@ import { randomUUID, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import type { HttpFilter } from "@ttip/runtime";
 import { applyC2bConfirmation, C2B_RESULT, parseC2bPayment, validateC2b } from "./c2b.js";
-import { readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
+import { INGRESS, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
 import { addressAllowed } from "./config.js";
 import type { Deps } from "./tips.js";
 import { answerUssd } from "./ussd.js";
@@ -53,7 +53,7 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
   const { pool, logger } = deps.ctx;
   const config = deps.config();
   const { body, truncated } = await readBody(req);
-  const from = remoteAddress(req, config.callbackTrustProxy);
+  const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
   const callbackId = randomUUID();
   const source = kind === "validation" ? "mpesa_c2b_validation" : "mpesa_c2b";
   await pool.query(
