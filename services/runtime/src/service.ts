@@ -45,6 +45,8 @@ export interface StartServiceOptions {
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** See ServerOptions.maxConnectionAgeMs. */
+  maxConnectionAgeMs?: number;
   interceptors?: Interceptor[];
   /** Largest request body read, in bytes (default 1 MiB). */
   readMaxBytes?: number;
@@ -62,7 +64,9 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
   const logger = ctx.logger.child({ service: module.name });
   const scoped = { ...ctx, logger };
   await migrate(ctx.pool, module.name, module.migrations, logger);
-  const relay = new OutboxRelay({ pool: ctx.pool, schema: module.name, bus: ctx.bus, logger });
+  const relay = new OutboxRelay({ pool: ctx.pool, schema: module.name, bus: ctx.bus, logger, metrics: ctx.metrics });
+  ctx.metrics.watchOutbox(module.name, ctx.pool);
+  ctx.metrics.watchPool(ctx.pool, module.name);
   relay.start();
   const stopBackground = module.start ? await module.start(scoped) : async () => undefined;
   const server = await startServer({
@@ -76,6 +80,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    maxConnectionAgeMs: options.maxConnectionAgeMs,
     readMaxBytes: options.readMaxBytes,
   });
   return {
