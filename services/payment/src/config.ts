@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { env, loadConfig } from "@ttip/runtime";
+import type { CardsConfig } from "./cards/config.js";
+import { loadCardsConfig } from "./cards/config.js";
 import type { DarajaConfig } from "./daraja/client.js";
 
 /**
@@ -48,6 +50,8 @@ export interface PaymentConfig {
    */
   reconcileLeaseMs?: number;
   fraud: FraudLimits;
+  /** Card tips (Stripe, PayPal); undefined when no card provider is configured (card tips: FAILED_PRECONDITION). */
+  cards?: CardsConfig;
 }
 
 const shape = {
@@ -113,6 +117,7 @@ export function loadPaymentConfig(vars: Record<string, string | undefined> = pro
       outlierMinor: BigInt(c.FRAUD_OUTLIER_KES) * 100n,
       pinFailures: c.FRAUD_PIN_FAILURES_PER_HOUR,
     },
+    cards: loadCardsConfig(vars),
   };
 }
 

@@ -6,7 +6,7 @@ import { callerOf, emitEvent, requireCaller, withTransaction } from "@ttip/runti
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { CardProvider, PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -14,6 +14,10 @@ import {
   ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, decodeCursor, encodeCursor, pageSize, payoutMessage, tipMessage,
 } from "./convert.js";
 import { resultMessage } from "./messages.js";
+import { refundCardTip } from "./cards/aftercare.js";
+import type { CardTipRow } from "./cards/convert.js";
+import { reviewCardTip } from "./cards/review.js";
+import { createCardTip, reconcileCardTips } from "./cards/tips.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
 import { kes, mpesaAmount } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
@@ -61,19 +65,39 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
   router.service(PaymentService, {
     async createTip(req, ctx) {
-      if (req.payment.case === "card") throw new ConnectError("card tips are not available yet", Code.Unimplemented);
-      const amountMinor = mpesaAmount(req.amount, "amount");
-      const phone = normalisePhone(req.payment.value ?? "", "mpesa_phone");
+      const card = req.payment.case === "card";
+      const amountMinor = card ? (req.amount?.amountMinor ?? 0n) : mpesaAmount(req.amount, "amount");
+      const phone = card ? "" : normalisePhone(String(req.payment.value ?? ""), "mpesa_phone");
       let recipient = { workerId: "", venueId: "", qrCodeId: "" };
       if (req.recipient.case === "qrCode") {
         const target = await resolveQrCode(deps, req.recipient.value);
         if (!target.workerId) throw new ConnectError("qr_code: tips to a venue's pool are not available yet; scan a worker's code", Code.Unimplemented);
-        if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== "KES")) {
+        if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== (req.amount?.currency ?? "KES"))) {
           throw new ConnectError(`amount: this code is for exactly ${target.fixedAmount.currency} ${target.fixedAmount.amountMinor / 100n}`, Code.InvalidArgument);
         }
         recipient = { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId };
       } else if (req.recipient.case === "workerId") {
         recipient.workerId = req.recipient.value;
+      }
+      if (card) {
+        const created = await createCardTip(deps, {
+          idempotencyKey: req.idempotencyKey,
+          ...recipient,
+          amount: { currency: req.amount!.currency, amountMinor },
+          provider: req.cardProvider === CardProvider.PAYPAL ? "paypal" : "stripe",
+          customerCountry: req.customerCountry,
+          customerCoversFee: req.customerCoversFee,
+          rating: req.rating,
+          message: req.message,
+          customerEmail: req.customerEmail,
+          callerSubject: callerOf(ctx)?.subject,
+        });
+        return {
+          tip: tipMessage(created.tip, locale(ctx)),
+          stripeClientSecret: created.tip.card_provider === "stripe" ? created.clientSecret : "",
+          stripePublishableKey: created.tip.card_provider === "stripe" ? created.publicKey : "",
+          paypalApproveUrl: created.tip.card_provider === "paypal" ? created.approveUrl : "",
+        };
       }
       const tip = await createTip(deps, {
         idempotencyKey: req.idempotencyKey,
@@ -107,7 +131,8 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         try {
           const tip = await loadTip(pool, req.tipId);
           if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-          const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}`;
+          const card = tip as CardTipRow;
+          const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}|${card.next_action_url ?? ""}|${card.card_state ?? ""}`;
           if (key !== last) {
             last = key;
             yield { tip: tipMessage(tip, locale(ctx)) };
@@ -267,6 +292,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
       if (tip.status !== "held_for_review") throw new ConnectError("tip_id: the tip is not held for review", Code.FailedPrecondition);
       if (!tip.credit_entry_id) throw new ConnectError("tip_id: the payment is still being recorded; try again shortly", Code.FailedPrecondition);
+      if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note), locale(ctx)) };
       if (req.approve) {
         // Idempotent on its key: a repeated approval posts nothing new.
         await deps.ledger.releaseFromSuspense({
@@ -335,6 +361,12 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       return {};
     },
 
+    async refundTip(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const r = await refundCardTip(deps, { tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject });
+      return { tip: tipMessage(r.tip, locale(ctx)), refundId: r.refundId };
+    },
+
     async listUnmatchedCallbacks(req, ctx) {
       requireCaller(ctx, "admin");
       const size = pageSize(req.page?.pageSize);
@@ -365,7 +397,14 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     async reconcilePending(req) {
       const counts = await reconcileTips(deps, req.limit);
       await reconcilePayouts(deps, req.limit);
+      const cards = await reconcileCardTips(deps, req.limit);
+      counts.queried += cards.checked;
+      counts.settled += cards.settled;
       return counts;
+    },
+
+    async reconcileCardBalance() {
+      throw new ConnectError("card balance reconciliation is not built yet", Code.Unimplemented);
     },
 
     async getTipForReceipt(req) {

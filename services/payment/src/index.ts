@@ -3,6 +3,9 @@ import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { ServiceContext, ServiceModule } from "@ttip/runtime";
 import { callbackFilter } from "./callbacks.js";
+import { createCardHub } from "./cards/hub.js";
+import { reconcileCardTips } from "./cards/tips.js";
+import { cardWebhookFilter } from "./cards/webhooks.js";
 import { loadPaymentConfig, type PaymentConfig } from "./config.js";
 import { DarajaClient } from "./daraja/client.js";
 import { registerHandlers } from "./handlers.js";
@@ -12,6 +15,8 @@ import { reconcileTips, type Deps } from "./tips.js";
 
 export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator, type Script as SimScript, type SimTransaction, type SimulatorOptions } from "./daraja/simulator.js";
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
+export { startStripeSimulator, type StripeSimulator } from "./cards/stripe-simulator.js";
+export type { CardsConfig } from "./cards/config.js";
 
 export interface PaymentModuleOptions {
   /** Where configuration comes from; read at each use, so a host may fill in late values (its own URL). Default: the environment. */
@@ -21,7 +26,7 @@ export interface PaymentModuleOptions {
 /**
  * Tip attempts by M-Pesa STK push, Daraja callbacks, reconciliation of lost
  * callbacks, B2C payouts, saved M-Pesa numbers and fraud checks before money
- * moves. Card tips and tips to a venue's pool are not built yet (UNIMPLEMENTED).
+ * moves; card tips by Stripe (cards/). Tips to a venue's pool are not built yet (UNIMPLEMENTED).
  */
 export function createPaymentModule(options: PaymentModuleOptions = {}): ServiceModule {
   const config = options.config ?? envConfig();
@@ -45,6 +50,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
           return client.client;
         },
       };
+      deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
       deps.afterCredit = (tip) => autoPayout(deps, tip);
       depsByCtx.set(ctx, (d = deps));
     }
@@ -59,7 +65,9 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
       registerHandlers(router, depsFor(ctx));
     },
     http(ctx) {
-      return callbackFilter(depsFor(ctx));
+      const mpesa = callbackFilter(depsFor(ctx));
+      const cards = cardWebhookFilter(depsFor(ctx));
+      return (req, res) => mpesa(req, res) || cards(req, res);
     },
     async start(ctx) {
       const deps = depsFor(ctx);
@@ -75,6 +83,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
           try {
             await reconcileTips(deps, 100);
             await reconcilePayouts(deps, 100);
+            await reconcileCardTips(deps, 100);
           } catch (err) {
             ctx.logger.warn({ err }, "reconciliation pass failed; will retry");
           }
@@ -98,7 +107,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
 function envConfig(): () => PaymentConfig {
   let cached: { key: string; config: PaymentConfig } | undefined;
   return () => {
-    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_)/.test(k)).sort());
+    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_|STRIPE_|PAYPAL_|CARD_)/.test(k)).sort());
     if (cached?.key !== key) cached = { key, config: loadPaymentConfig(process.env) };
     return cached.config;
   };

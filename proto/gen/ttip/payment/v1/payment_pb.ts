@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/payment/v1/payment.proto.
  */
 export const file_ttip_payment_v1_payment: GenFile = /*@__PURE__*/
-  fileDesc("Ch10dGlwL3BheW1lbnQvdjEvcGF5bWVudC5wcm90bxIPdHRpcC5wYXltZW50LnYxIqkECgNUaXASDgoGdGlwX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiIKA2ZlZRgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiYKB2NoYXJnZWQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIyCgZtZXRob2QYCCABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSKgoGc3RhdHVzGAkgASgOMhoudHRpcC5wYXltZW50LnYxLlRpcFN0YXR1cxITCgtyZXN1bHRfY29kZRgKIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgLIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAwgASgJEiAKGHN0cmlwZV9wYXltZW50X2ludGVudF9pZBgNIAEoCRIdChVjdXN0b21lcl9waG9uZV9tYXNrZWQYDiABKAkSDgoGcmF0aW5nGA8gASgFEg8KB21lc3NhZ2UYECABKAkSLgoKY3JlYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKKAwoGUGF5b3V0EhEKCXBheW91dF9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkSJQoGYW1vdW50GAMgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKwoMdHJhbnNmZXJfZmVlGAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSHgoWcmVjaXBpZW50X3Bob25lX21hc2tlZBgFIAEoCRItCgZzdGF0dXMYBiABKA4yHS50dGlwLnBheW1lbnQudjEuUGF5b3V0U3RhdHVzEhMKC3Jlc3VsdF9jb2RlGAcgASgJEhYKDnJlc3VsdF9tZXNzYWdlGAggASgJEhUKDW1wZXNhX3JlY2VpcHQYCSABKAkSEQoJYXV0b21hdGljGAogASgIEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNvbXBsZXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidgoOUGF5b3V0U2V0dGluZ3MSEwoLYXV0b19wYXlvdXQYASABKAgSMgoTYXV0b19wYXlvdXRfbWluaW11bRgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhsKE3BheW91dF9waG9uZV9tYXNrZWQYAyABKAkixQEKDVBheW1lbnRNZXRob2QSGQoRcGF5bWVudF9tZXRob2RfaWQYASABKAkSMAoEa2luZBgCIAEoDjIiLnR0aXAucGF5bWVudC52MS5QYXltZW50TWV0aG9kS2luZBIUCgxwaG9uZV9tYXNrZWQYAyABKAkSDQoFbGFiZWwYBCABKAkSEgoKaXNfZGVmYXVsdBgFIAEoCBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLkAgoKRnJhdWRBbGVydBIQCghhbGVydF9pZBgBIAEoCRIsCgZyZWFzb24YAiABKA4yHC50dGlwLnBheW1lbnQudjEuRnJhdWRSZWFzb24SLAoGYWN0aW9uGAMgASgOMhwudHRpcC5wYXltZW50LnYxLkZyYXVkQWN0aW9uEiwKBnN0YXR1cxgEIAEoDjIcLnR0aXAucGF5bWVudC52MS5BbGVydFN0YXR1cxIOCgZ0aXBfaWQYBSABKAkSEQoJcGF5b3V0X2lkGAYgASgJEhEKCXdvcmtlcl9pZBgHIAEoCRIOCgZkZXRhaWwYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmV2aWV3ZWRfYnkYCiABKAkSLwoLcmV2aWV3ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsEBChFVbm1hdGNoZWRDYWxsYmFjaxITCgtjYWxsYmFja19pZBgBIAEoCRIOCgZzb3VyY2UYAiABKAkSGgoSZXh0ZXJuYWxfcmVmZXJlbmNlGAMgASgJEhYKDnJlbW90ZV9hZGRyZXNzGAQgASgJEhAKCHJhd19ib2R5GAUgASgMEi8KC3JlY2VpdmVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXNvbHZlZBgHIAEoCCqoAQoJVGlwU3RhdHVzEhoKFlRJUF9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJUSVBfU1RBVFVTX1BFTkRJTkcQARIYChRUSVBfU1RBVFVTX1NVQ0NFRURFRBACEhUKEVRJUF9TVEFUVVNfRkFJTEVEEAMSFgoSVElQX1NUQVRVU19FWFBJUkVEEAQSHgoaVElQX1NUQVRVU19IRUxEX0ZPUl9SRVZJRVcQBSp1ChFQYXltZW50TWV0aG9kS2luZBIjCh9QQVlNRU5UX01FVEhPRF9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZUEFZTUVOVF9NRVRIT0RfS0lORF9NUEVTQRABEhwKGFBBWU1FTlRfTUVUSE9EX0tJTkRfQ0FSRBACKrcBCgxQYXlvdXRTdGF0dXMSHQoZUEFZT1VUX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFVBBWU9VVF9TVEFUVVNfUEVORElORxABEhsKF1BBWU9VVF9TVEFUVVNfU1VDQ0VFREVEEAISGAoUUEFZT1VUX1NUQVRVU19GQUlMRUQQAxIbChdQQVlPVVRfU1RBVFVTX1JFU09MVklORxAEEhkKFVBBWU9VVF9TVEFUVVNfT05fSE9MRBAFKrECCgtGcmF1ZFJlYXNvbhIcChhGUkFVRF9SRUFTT05fVU5TUEVDSUZJRUQQABIfChtGUkFVRF9SRUFTT05fVkVMT0NJVFlfUEhPTkUQARIgChxGUkFVRF9SRUFTT05fVkVMT0NJVFlfV09SS0VSEAISHwobRlJBVURfUkVBU09OX0FNT1VOVF9PVVRMSUVSEAMSGQoVRlJBVURfUkVBU09OX1NFTEZfVElQEAQSHwobRlJBVURfUkVBU09OX0JMT0NLRURfTlVNQkVSEAUSHQoZRlJBVURfUkVBU09OX1BJTl9GQUlMVVJFUxAGEiIKHkZSQVVEX1JFQVNPTl9DQUxMQkFDS19NSVNNQVRDSBAHEiEKHUZSQVVEX1JFQVNPTl9VTktOT1dOX0NBTExCQUNLEAgqcgoLRnJhdWRBY3Rpb24SHAoYRlJBVURfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFQoRRlJBVURfQUNUSU9OX0ZMQUcQARIVChFGUkFVRF9BQ1RJT05fSE9MRBACEhcKE0ZSQVVEX0FDVElPTl9SRUZVU0UQAyp4CgtBbGVydFN0YXR1cxIcChhBTEVSVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFBTEVSVF9TVEFUVVNfT1BFThABEhkKFUFMRVJUX1NUQVRVU19BUFBST1ZFRBACEhkKFUFMRVJUX1NUQVRVU19SRUpFQ1RFRBADYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("Ch10dGlwL3BheW1lbnQvdjEvcGF5bWVudC5wcm90bxIPdHRpcC5wYXltZW50LnYxIvwGCgNUaXASDgoGdGlwX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiIKA2ZlZRgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiYKB2NoYXJnZWQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIyCgZtZXRob2QYCCABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSKgoGc3RhdHVzGAkgASgOMhoudHRpcC5wYXltZW50LnYxLlRpcFN0YXR1cxITCgtyZXN1bHRfY29kZRgKIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgLIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAwgASgJEiAKGHN0cmlwZV9wYXltZW50X2ludGVudF9pZBgNIAEoCRIdChVjdXN0b21lcl9waG9uZV9tYXNrZWQYDiABKAkSDgoGcmF0aW5nGA8gASgFEg8KB21lc3NhZ2UYECABKAkSLgoKY3JlYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI0Cg1jYXJkX3Byb3ZpZGVyGBMgASgOMh0udHRpcC5wYXltZW50LnYxLkNhcmRQcm92aWRlchIbChNwcm92aWRlcl9wYXltZW50X2lkGBQgASgJEi4KD3dvcmtlcl9yZWNlaXZlcxgVIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Eg8KB2Z4X3JhdGUYFiABKAkSFgoOZnhfcmF0ZV9zb3VyY2UYFyABKAkSMAoMZnhfcmF0ZV90aW1lGBggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9uZXh0X2FjdGlvbl91cmwYGSABKAkSMQoKY2FyZF9zdGF0ZRgaIAEoDjIdLnR0aXAucGF5bWVudC52MS5DYXJkVGlwU3RhdGUSJwoIcmVmdW5kZWQYGyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSKKAwoGUGF5b3V0EhEKCXBheW91dF9pZBgBIAEoCRIRCgl3b3JrZXJfaWQYAiABKAkSJQoGYW1vdW50GAMgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKwoMdHJhbnNmZXJfZmVlGAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSHgoWcmVjaXBpZW50X3Bob25lX21hc2tlZBgFIAEoCRItCgZzdGF0dXMYBiABKA4yHS50dGlwLnBheW1lbnQudjEuUGF5b3V0U3RhdHVzEhMKC3Jlc3VsdF9jb2RlGAcgASgJEhYKDnJlc3VsdF9tZXNzYWdlGAggASgJEhUKDW1wZXNhX3JlY2VpcHQYCSABKAkSEQoJYXV0b21hdGljGAogASgIEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNvbXBsZXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAidgoOUGF5b3V0U2V0dGluZ3MSEwoLYXV0b19wYXlvdXQYASABKAgSMgoTYXV0b19wYXlvdXRfbWluaW11bRgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhsKE3BheW91dF9waG9uZV9tYXNrZWQYAyABKAkixQEKDVBheW1lbnRNZXRob2QSGQoRcGF5bWVudF9tZXRob2RfaWQYASABKAkSMAoEa2luZBgCIAEoDjIiLnR0aXAucGF5bWVudC52MS5QYXltZW50TWV0aG9kS2luZBIUCgxwaG9uZV9tYXNrZWQYAyABKAkSDQoFbGFiZWwYBCABKAkSEgoKaXNfZGVmYXVsdBgFIAEoCBIuCgpjcmVhdGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLkAgoKRnJhdWRBbGVydBIQCghhbGVydF9pZBgBIAEoCRIsCgZyZWFzb24YAiABKA4yHC50dGlwLnBheW1lbnQudjEuRnJhdWRSZWFzb24SLAoGYWN0aW9uGAMgASgOMhwudHRpcC5wYXltZW50LnYxLkZyYXVkQWN0aW9uEiwKBnN0YXR1cxgEIAEoDjIcLnR0aXAucGF5bWVudC52MS5BbGVydFN0YXR1cxIOCgZ0aXBfaWQYBSABKAkSEQoJcGF5b3V0X2lkGAYgASgJEhEKCXdvcmtlcl9pZBgHIAEoCRIOCgZkZXRhaWwYCCABKAkSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLcmV2aWV3ZWRfYnkYCiABKAkSLwoLcmV2aWV3ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIsEBChFVbm1hdGNoZWRDYWxsYmFjaxITCgtjYWxsYmFja19pZBgBIAEoCRIOCgZzb3VyY2UYAiABKAkSGgoSZXh0ZXJuYWxfcmVmZXJlbmNlGAMgASgJEhYKDnJlbW90ZV9hZGRyZXNzGAQgASgJEhAKCHJhd19ib2R5GAUgASgMEi8KC3JlY2VpdmVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXNvbHZlZBgHIAEoCCqoAQoJVGlwU3RhdHVzEhoKFlRJUF9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJUSVBfU1RBVFVTX1BFTkRJTkcQARIYChRUSVBfU1RBVFVTX1NVQ0NFRURFRBACEhUKEVRJUF9TVEFUVVNfRkFJTEVEEAMSFgoSVElQX1NUQVRVU19FWFBJUkVEEAQSHgoaVElQX1NUQVRVU19IRUxEX0ZPUl9SRVZJRVcQBSp1ChFQYXltZW50TWV0aG9kS2luZBIjCh9QQVlNRU5UX01FVEhPRF9LSU5EX1VOU1BFQ0lGSUVEEAASHQoZUEFZTUVOVF9NRVRIT0RfS0lORF9NUEVTQRABEhwKGFBBWU1FTlRfTUVUSE9EX0tJTkRfQ0FSRBACKmEKDENhcmRQcm92aWRlchIdChlDQVJEX1BST1ZJREVSX1VOU1BFQ0lGSUVEEAASGAoUQ0FSRF9QUk9WSURFUl9TVFJJUEUQARIYChRDQVJEX1BST1ZJREVSX1BBWVBBTBACKsIBCgxDYXJkVGlwU3RhdGUSHgoaQ0FSRF9USVBfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNDQVJEX1RJUF9TVEFURV9OT05FEAESGwoXQ0FSRF9USVBfU1RBVEVfUkVGVU5ERUQQAhIbChdDQVJEX1RJUF9TVEFURV9ESVNQVVRFRBADEh4KGkNBUkRfVElQX1NUQVRFX0RJU1BVVEVfV09OEAQSHwobQ0FSRF9USVBfU1RBVEVfRElTUFVURV9MT1NUEAUqtwEKDFBheW91dFN0YXR1cxIdChlQQVlPVVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVUEFZT1VUX1NUQVRVU19QRU5ESU5HEAESGwoXUEFZT1VUX1NUQVRVU19TVUNDRUVERUQQAhIYChRQQVlPVVRfU1RBVFVTX0ZBSUxFRBADEhsKF1BBWU9VVF9TVEFUVVNfUkVTT0xWSU5HEAQSGQoVUEFZT1VUX1NUQVRVU19PTl9IT0xEEAUqtQMKC0ZyYXVkUmVhc29uEhwKGEZSQVVEX1JFQVNPTl9VTlNQRUNJRklFRBAAEh8KG0ZSQVVEX1JFQVNPTl9WRUxPQ0lUWV9QSE9ORRABEiAKHEZSQVVEX1JFQVNPTl9WRUxPQ0lUWV9XT1JLRVIQAhIfChtGUkFVRF9SRUFTT05fQU1PVU5UX09VVExJRVIQAxIZChVGUkFVRF9SRUFTT05fU0VMRl9USVAQBBIfChtGUkFVRF9SRUFTT05fQkxPQ0tFRF9OVU1CRVIQBRIdChlGUkFVRF9SRUFTT05fUElOX0ZBSUxVUkVTEAYSIgoeRlJBVURfUkVBU09OX0NBTExCQUNLX01JU01BVENIEAcSIQodRlJBVURfUkVBU09OX1VOS05PV05fQ0FMTEJBQ0sQCBIeChpGUkFVRF9SRUFTT05fQ0FSRF9WRUxPQ0lUWRAJEiYKIkZSQVVEX1JFQVNPTl9DQVJEX0NPVU5UUllfTUlTTUFUQ0gQChIbChdGUkFVRF9SRUFTT05fQ0FSRF9MSU1JVBALEh0KGUZSQVVEX1JFQVNPTl9DQVJEX0RJU1BVVEUQDCpyCgtGcmF1ZEFjdGlvbhIcChhGUkFVRF9BQ1RJT05fVU5TUEVDSUZJRUQQABIVChFGUkFVRF9BQ1RJT05fRkxBRxABEhUKEUZSQVVEX0FDVElPTl9IT0xEEAISFwoTRlJBVURfQUNUSU9OX1JFRlVTRRADKngKC0FsZXJ0U3RhdHVzEhwKGEFMRVJUX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUFMRVJUX1NUQVRVU19PUEVOEAESGQoVQUxFUlRfU1RBVFVTX0FQUFJPVkVEEAISGQoVQUxFUlRfU1RBVFVTX1JFSkVDVEVEEANiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * A customer's tip and where it stands.
@@ -117,6 +117,63 @@ export type Tip = Message<"ttip.payment.v1.Tip"> & {
    * @generated from field: google.protobuf.Timestamp completed_at = 18;
    */
   completedAt?: Timestamp | undefined;
+
+  /**
+   * Card tips only.
+   *
+   * @generated from field: ttip.payment.v1.CardProvider card_provider = 19;
+   */
+  cardProvider: CardProvider;
+
+  /**
+   * The provider's payment id: Stripe PaymentIntent or PayPal order.
+   *
+   * @generated from field: string provider_payment_id = 20;
+   */
+  providerPaymentId: string;
+
+  /**
+   * What the worker's KES wallet gets, after fees and conversion.
+   *
+   * @generated from field: ttip.common.v1.Money worker_receives = 21;
+   */
+  workerReceives?: Money | undefined;
+
+  /**
+   * The conversion used (KES per unit of the tip's currency), its source and time; empty for KES tips.
+   *
+   * @generated from field: string fx_rate = 22;
+   */
+  fxRate: string;
+
+  /**
+   * @generated from field: string fx_rate_source = 23;
+   */
+  fxRateSource: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp fx_rate_time = 24;
+   */
+  fxRateTime?: Timestamp | undefined;
+
+  /**
+   * Where the customer must go to finish paying (3-D Secure page, PayPal approval); empty otherwise.
+   *
+   * @generated from field: string next_action_url = 25;
+   */
+  nextActionUrl: string;
+
+  /**
+   * @generated from field: ttip.payment.v1.CardTipState card_state = 26;
+   */
+  cardState: CardTipState;
+
+  /**
+   * Refunded so far, in the tip's currency.
+   *
+   * @generated from field: ttip.common.v1.Money refunded = 27;
+   */
+  refunded?: Money | undefined;
 };
 
 /**
@@ -467,6 +524,89 @@ export const PaymentMethodKindSchema: GenEnum<PaymentMethodKind> = /*@__PURE__*/
   enumDesc(file_ttip_payment_v1_payment, 1);
 
 /**
+ * Who takes a card payment. Both sit behind the same card-provider interface.
+ *
+ * @generated from enum ttip.payment.v1.CardProvider
+ */
+export enum CardProvider {
+  /**
+   * @generated from enum value: CARD_PROVIDER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Stripe PaymentIntents (the default for card tips).
+   *
+   * @generated from enum value: CARD_PROVIDER_STRIPE = 1;
+   */
+  STRIPE = 1,
+
+  /**
+   * PayPal Orders v2 (create, approve, capture).
+   *
+   * @generated from enum value: CARD_PROVIDER_PAYPAL = 2;
+   */
+  PAYPAL = 2,
+}
+
+/**
+ * Describes the enum ttip.payment.v1.CardProvider.
+ */
+export const CardProviderSchema: GenEnum<CardProvider> = /*@__PURE__*/
+  enumDesc(file_ttip_payment_v1_payment, 2);
+
+/**
+ * A card tip's life after its payment: refunds and chargebacks.
+ *
+ * @generated from enum ttip.payment.v1.CardTipState
+ */
+export enum CardTipState {
+  /**
+   * @generated from enum value: CARD_TIP_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: CARD_TIP_STATE_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * Refunded in full or in part (see Tip.refunded).
+   *
+   * @generated from enum value: CARD_TIP_STATE_REFUNDED = 2;
+   */
+  REFUNDED = 2,
+
+  /**
+   * A chargeback is open: the amount is held out of the worker's balance.
+   *
+   * @generated from enum value: CARD_TIP_STATE_DISPUTED = 3;
+   */
+  DISPUTED = 3,
+
+  /**
+   * The platform won the chargeback: the held amount went back to the worker.
+   *
+   * @generated from enum value: CARD_TIP_STATE_DISPUTE_WON = 4;
+   */
+  DISPUTE_WON = 4,
+
+  /**
+   * The card holder won: the credit was reversed (the worker's balance may go below zero).
+   *
+   * @generated from enum value: CARD_TIP_STATE_DISPUTE_LOST = 5;
+   */
+  DISPUTE_LOST = 5,
+}
+
+/**
+ * Describes the enum ttip.payment.v1.CardTipState.
+ */
+export const CardTipStateSchema: GenEnum<CardTipState> = /*@__PURE__*/
+  enumDesc(file_ttip_payment_v1_payment, 3);
+
+/**
  * @generated from enum ttip.payment.v1.PayoutStatus
  */
 export enum PayoutStatus {
@@ -509,7 +649,7 @@ export enum PayoutStatus {
  * Describes the enum ttip.payment.v1.PayoutStatus.
  */
 export const PayoutStatusSchema: GenEnum<PayoutStatus> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 2);
+  enumDesc(file_ttip_payment_v1_payment, 4);
 
 /**
  * @generated from enum ttip.payment.v1.FraudReason
@@ -559,13 +699,41 @@ export enum FraudReason {
    * @generated from enum value: FRAUD_REASON_UNKNOWN_CALLBACK = 8;
    */
   UNKNOWN_CALLBACK = 8,
+
+  /**
+   * Too many card tips from one card (by the provider's card fingerprint).
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_VELOCITY = 9;
+   */
+  CARD_VELOCITY = 9,
+
+  /**
+   * The card's issuing country differs from the customer's.
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_COUNTRY_MISMATCH = 10;
+   */
+  CARD_COUNTRY_MISMATCH = 10,
+
+  /**
+   * Above the per-tip or daily card limit.
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_LIMIT = 11;
+   */
+  CARD_LIMIT = 11,
+
+  /**
+   * A chargeback was opened on a card tip.
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_DISPUTE = 12;
+   */
+  CARD_DISPUTE = 12,
 }
 
 /**
  * Describes the enum ttip.payment.v1.FraudReason.
  */
 export const FraudReasonSchema: GenEnum<FraudReason> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 3);
+  enumDesc(file_ttip_payment_v1_payment, 5);
 
 /**
  * @generated from enum ttip.payment.v1.FraudAction
@@ -600,7 +768,7 @@ export enum FraudAction {
  * Describes the enum ttip.payment.v1.FraudAction.
  */
 export const FraudActionSchema: GenEnum<FraudAction> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 4);
+  enumDesc(file_ttip_payment_v1_payment, 6);
 
 /**
  * @generated from enum ttip.payment.v1.AlertStatus
@@ -631,5 +799,5 @@ export enum AlertStatus {
  * Describes the enum ttip.payment.v1.AlertStatus.
  */
 export const AlertStatusSchema: GenEnum<AlertStatus> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 5);
+  enumDesc(file_ttip_payment_v1_payment, 7);
 
