@@ -13,9 +13,8 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEvents, decodeEvent, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEvents, decodeEvent, formatMoney, type Queryable, type ServiceContext } from "@ttip/runtime";
 import { enqueue, type Dispatcher } from "./delivery.js";
-import { formatMoney } from "./templates.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
 /** A short reference people can read out on the phone. */

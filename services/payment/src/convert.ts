@@ -24,8 +24,9 @@ export function tipMessage(t: TipRow, locale = "en"): Tip {
   const messageKey = t.status === "held_for_review" ? "review" : t.result_code;
   const tip = create(TipSchema, {
     tipId: t.tip_id,
-    workerId: t.worker_id,
+    workerId: t.worker_id ?? "",
     venueId: t.venue_id,
+    shared: t.worker_id === null,
     qrCodeId: t.qr_code_id,
     amount: { currency: t.currency, amountMinor: t.amount_minor },
     fee: { currency: t.currency, amountMinor: t.fee_minor },

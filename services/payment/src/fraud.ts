@@ -3,7 +3,7 @@
 // is only flagged, held for review before crediting, or refused.
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { emitEvent, type Queryable } from "@ttip/runtime";
+import { emitEvent, formatMoney, type Queryable } from "@ttip/runtime";
 import { FraudAlertSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FraudLimits } from "./config.js";
 
@@ -67,7 +67,8 @@ export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCand
             (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone,
             (SELECT CASE WHEN count(*) >= 5 THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) END
                FROM payment.tips WHERE worker_id = $2 AND status = 'succeeded' AND created_at > now() - interval '90 days') AS median_minor`,
-    [t.phone, t.workerId, limits.windowMs],
+    // A venue tip has no worker: the per-worker rules find nothing for it (null matches no row).
+    [t.phone, t.workerId || null, limits.windowMs],
   );
   const r = rows[0];
   if (r.blocked) hits.push(hit("BLOCKED_NUMBER", "the paying number is blocked"));
@@ -79,9 +80,9 @@ export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCand
     hits.push(hit("VELOCITY_WORKER", `${r.worker_recent} tips to this worker within ${limits.windowMs / 60_000} minutes (limit ${limits.workerPerWindow})`));
   }
   if (t.amountMinor > limits.outlierMinor) {
-    hits.push(hit("AMOUNT_OUTLIER", `KES ${t.amountMinor / 100n} is above the review threshold of KES ${limits.outlierMinor / 100n}`));
+    hits.push(hit("AMOUNT_OUTLIER", `${formatMoney(t.amountMinor, "KES")} is above the review threshold of ${formatMoney(limits.outlierMinor, "KES")}`));
   } else if (r.median_minor && t.amountMinor > r.median_minor * OUTLIER_TIMES_MEDIAN) {
-    hits.push(hit("AMOUNT_OUTLIER", `KES ${t.amountMinor / 100n} is over ${OUTLIER_TIMES_MEDIAN}x this worker's median tip of KES ${r.median_minor / 100n}`));
+    hits.push(hit("AMOUNT_OUTLIER", `${formatMoney(t.amountMinor, "KES")} is over ${OUTLIER_TIMES_MEDIAN}x this worker's median tip of ${formatMoney(r.median_minor, "KES")}`));
   }
   if ((t.callerSubject && t.callerSubject === t.workerId) || (r.payout_phone && r.payout_phone === t.phone)) {
     hits.push(hit("SELF_TIP", "the worker appears to be tipping themself"));

@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { callerOf, emitEvent, requireCaller, withTransaction } from "@ttip/runtime";
+import { callerOf, emitEvent, formatMoney, maskPhone, mpesaAmount, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -19,9 +19,8 @@ import type { CardTipRow } from "./cards/convert.js";
 import { reviewCardTip } from "./cards/review.js";
 import { createCardTip, reconcileCardTips } from "./cards/tips.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
-import { kes, mpesaAmount } from "./money.js";
+import { kes } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
-import { maskPhone, normalisePhone } from "./phone.js";
 import { createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
@@ -67,19 +66,21 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     async createTip(req, ctx) {
       const card = req.payment.case === "card";
       const amountMinor = card ? (req.amount?.amountMinor ?? 0n) : mpesaAmount(req.amount, "amount");
-      const phone = card ? "" : normalisePhone(String(req.payment.value ?? ""), "mpesa_phone");
+      const phone = card ? "" : requireKenyanMobile(String(req.payment.value ?? ""), "mpesa_phone");
       let recipient = { workerId: "", venueId: "", qrCodeId: "" };
       if (req.recipient.case === "qrCode") {
         const target = await resolveQrCode(deps, req.recipient.value);
-        if (!target.workerId) throw new ConnectError("qr_code: tips to a venue's pool are not available yet; scan a worker's code", Code.Unimplemented);
+        // A venue's own code (or a table's) names no worker: the tip goes to the venue's pool.
+        if (!target.workerId && !target.venueId) throw new ConnectError("qr_code: the code names neither a worker nor a venue", Code.FailedPrecondition);
         if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== (req.amount?.currency ?? "KES"))) {
-          throw new ConnectError(`amount: this code is for exactly ${target.fixedAmount.currency} ${target.fixedAmount.amountMinor / 100n}`, Code.InvalidArgument);
+          throw new ConnectError(`amount: this code is for exactly ${formatMoney(target.fixedAmount.amountMinor, target.fixedAmount.currency)}`, Code.InvalidArgument);
         }
         recipient = { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId };
       } else if (req.recipient.case === "workerId") {
         recipient.workerId = req.recipient.value;
       }
       if (card) {
+        if (!recipient.workerId) throw new ConnectError("qr_code: card tips to a venue's pool are not available yet; pay by M-Pesa or scan a worker's code", Code.Unimplemented);
         const created = await createCardTip(deps, {
           idempotencyKey: req.idempotencyKey,
           ...recipient,
@@ -167,7 +168,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const caller = requireCaller(ctx, "worker");
       const amountMinor = mpesaAmount(req.amount, "amount");
       const settings = await loadSettings(caller.subject);
-      const phone = req.mpesaPhone ? normalisePhone(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
+      const phone = req.mpesaPhone ? requireKenyanMobile(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
       if (!phone) throw new ConnectError("mpesa_phone: no payout number registered; pass one or set it in payout settings", Code.FailedPrecondition);
       if (settings?.payouts_on_hold) throw new ConnectError("payouts are on hold for this account; contact support", Code.FailedPrecondition);
       // A retry of a request already verified: the step-up token was spent on the first try.
@@ -227,7 +228,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async addPaymentMethod(req, ctx) {
       const caller = requireCaller(ctx);
-      const phone = normalisePhone(req.mpesaPhone, "mpesa_phone");
+      const phone = requireKenyanMobile(req.mpesaPhone, "mpesa_phone");
       return { paymentMethod: await addMethod(pool, caller.subject, phone, req.label, req.makeDefault) };
     },
 
@@ -241,7 +242,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const caller = requireCaller(ctx, "worker");
       const current = await loadSettings(caller.subject);
       const minimum = req.autoPayoutMinimum ? mpesaAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
-      const phone = req.payoutPhone ? normalisePhone(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
+      const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
       if (req.autoPayout && !phone) throw new ConnectError("payout_phone: automatic payout needs a payout number", Code.InvalidArgument);
       const { rows } = await pool.query<Settings>(
         `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone)
@@ -296,7 +297,8 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (req.approve) {
         // Idempotent on its key: a repeated approval posts nothing new.
         await deps.ledger.releaseFromSuspense({
-          key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!, workerId: tip.worker_id,
+          key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!,
+          recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
           chargedMinor: tip.charged_minor, workerMinor: tip.worker_receives_minor,
         });
       }
@@ -316,7 +318,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         if (req.approve) await emitTipSucceeded(tx, t);
         else {
           await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
-            tipId: t.tip_id, workerId: t.worker_id, qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
+            tipId: t.tip_id, workerId: t.worker_id ?? "", qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
             resultCode: t.result_code, reason: t.result_message,
           }, t.tip_id);
         }
@@ -346,7 +348,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async blockPhoneNumber(req, ctx) {
       const admin = requireCaller(ctx, "admin");
-      const phone = normalisePhone(req.phone, "phone");
+      const phone = requireKenyanMobile(req.phone, "phone");
       await pool.query(
         `INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, $2, $3)
          ON CONFLICT (phone) DO UPDATE SET reason = $2, blocked_by = $3`,
@@ -357,7 +359,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async unblockPhoneNumber(req, ctx) {
       requireCaller(ctx, "admin");
-      await pool.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [normalisePhone(req.phone, "phone")]);
+      await pool.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [requireKenyanMobile(req.phone, "phone")]);
       return {};
     },
 

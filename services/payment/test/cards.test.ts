@@ -82,7 +82,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     assert.equal(done.providerPaymentId, tip.providerPaymentId);
     assert.equal(h.stripe.paymentIntent(tip.providerPaymentId)!.status, "succeeded", "captured at Stripe");
     await eventually(async () => (await h.balance(worker)) === 115117n, "worker credited KES 1,151.17");
-    const stored = await row(tip.tipId);
+    const stored = await eventually(async () => { const r = await row(tip.tipId); return r.credit_entry_id && r; }, "credit recorded");
     const conv = await entryConversions(stored.credit_entry_id);
     assert.equal(conv.length, 1);
     assert.equal(conv[0].rate, "129.20000000");
