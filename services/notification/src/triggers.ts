@@ -129,6 +129,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher)
         consumer: t.durable,
         subject: t.subject,
         logger: ctx.logger,
+        metrics: ctx.metrics,
         handle: (message, tx) => {
           const event = decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
           // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.
