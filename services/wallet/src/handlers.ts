@@ -205,6 +205,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
           }),
           conversions: req.conversions,
           description: req.description,
+          allowOwnerDebt: req.allowOwnerDebt,
         }),
       );
     },
