@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { z } from "zod";
 import {
@@ -63,6 +64,11 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       DARAJA_CERTIFICATE_FILE: daraja.certificateFile,
     });
     process.env.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
+    // Paybill payments (C2B) and the USSD menu, on unguessable paths of the payment service's port;
+    // the C2B URLs are registered with the simulator at start, as production does once.
+    process.env.C2B_URL_TOKEN ??= randomBytes(18).toString("base64url");
+    process.env.C2B_REGISTER_ON_START ??= "true";
+    process.env.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
   }
 
   // OTPs go to an SMS simulator a person can read, unless a real provider is configured.
@@ -86,6 +92,8 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   };
   const simulators: Record<string, string> = {};
   if (daraja) simulators["M-Pesa (what it really did)"] = `${daraja.url}/__sim/transactions`;
+  if (daraja) simulators["M-Pesa paybill (POST to pay)"] = `${daraja.url}/__sim/c2b/pay`;
+  if (daraja && process.env.USSD_CALLBACK_TOKEN) simulators["USSD callback"] = `${platform.urls.get("payment")}/ussd/${process.env.USSD_CALLBACK_TOKEN}`;
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
   return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, close };
 }
@@ -107,6 +115,13 @@ export async function runEmbedded(): Promise<void> {
     ...Object.entries(platform.simulators).map(([what, url]) => `    ${what.padEnd(28)} ${url}`),
     "  Tip a worker end to end (sign-up by OTP, QR code, M-Pesa tip, wallet), in another terminal:",
     `    npm run demo -- ${platform.gatewayUrl}${platform.simulators["SMS with OTPs"] ? ` ${platform.simulators["SMS with OTPs"]}` : ""}`,
+    ...(platform.simulators["USSD callback"]
+      ? [
+          "  Tip without data: dial the USSD menu (English or Swahili) from a simulated phone, or pay the paybill with a worker's code:",
+          `    npm run ussd -- ${platform.simulators["USSD callback"]} 0712345678`,
+          `    curl -s ${platform.simulators["M-Pesa paybill (POST to pay)"]} -d '{"billRefNumber":"<worker short code>","amount":100}'`,
+        ]
+      : []),
     `  Metrics: ${platform.gatewayUrl}/metrics   Stop: Ctrl-C`,
     "",
   ];
