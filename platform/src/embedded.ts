@@ -21,6 +21,8 @@ export interface EmbeddedPlatform {
   gatewayUrl: string;
   /** What each simulator is, and where a person reads what it did. */
   simulators: Record<string, string>;
+  /** With the M-Pesa simulator: where the simulated customer pays the paybill (POST), and the USSD callback URL. */
+  offline?: { paybillPayUrl: string; ussdUrl: string };
   services: RunningService[];
   close(): Promise<void>;
 }
@@ -92,10 +94,13 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   };
   const simulators: Record<string, string> = {};
   if (daraja) simulators["M-Pesa (what it really did)"] = `${daraja.url}/__sim/transactions`;
-  if (daraja) simulators["M-Pesa paybill (POST to pay)"] = `${daraja.url}/__sim/c2b/pay`;
-  if (daraja && process.env.USSD_CALLBACK_TOKEN) simulators["USSD callback"] = `${platform.urls.get("payment")}/ussd/${process.env.USSD_CALLBACK_TOKEN}`;
+  if (daraja) simulators["M-Pesa paybill URLs (C2B)"] = `${daraja.url}/__sim/c2b/registrations`;
+  // Where a person pays without data: the paybill (the simulator pays as a customer would) and the USSD menu.
+  const offline = daraja
+    ? { paybillPayUrl: `${daraja.url}/__sim/c2b/pay`, ussdUrl: process.env.USSD_CALLBACK_TOKEN ? `${platform.urls.get("payment")}/ussd/${process.env.USSD_CALLBACK_TOKEN}` : "" }
+    : undefined;
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, close };
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, close };
 }
 
 /** `make run`: start, print where to open it, stop cleanly on Ctrl-C. */
@@ -115,11 +120,11 @@ export async function runEmbedded(): Promise<void> {
     ...Object.entries(platform.simulators).map(([what, url]) => `    ${what.padEnd(28)} ${url}`),
     "  Tip a worker end to end (sign-up by OTP, QR code, M-Pesa tip, wallet), in another terminal:",
     `    npm run demo -- ${platform.gatewayUrl}${platform.simulators["SMS with OTPs"] ? ` ${platform.simulators["SMS with OTPs"]}` : ""}`,
-    ...(platform.simulators["USSD callback"]
+    ...(platform.offline?.ussdUrl
       ? [
           "  Tip without data: dial the USSD menu (English or Swahili) from a simulated phone, or pay the paybill with a worker's code:",
-          `    npm run ussd -- ${platform.simulators["USSD callback"]} 0712345678`,
-          `    curl -s ${platform.simulators["M-Pesa paybill (POST to pay)"]} -d '{"billRefNumber":"<worker short code>","amount":100}'`,
+          `    npm run ussd -- ${platform.offline.ussdUrl} 0712345678`,
+          `    curl -s ${platform.offline.paybillPayUrl} -d '{"billRefNumber":"<worker short code>","amount":100}'`,
         ]
       : []),
     `  Metrics: ${platform.gatewayUrl}/metrics   Stop: Ctrl-C`,
