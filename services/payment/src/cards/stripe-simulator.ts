@@ -363,6 +363,11 @@ export async function startStripeSimulator(options: StripeSimulatorOptions = {})
         const page = all.slice(-limit);
         return { status: 200, body: { ...list(page, path), has_more: all.length > limit } };
       }
+      const after = query.get("starting_after");
+      if (after) {
+        const i = all.findIndex((t) => t.id === after);
+        all = i >= 0 ? all.slice(i + 1) : [];
+      }
       return { status: 200, body: { ...list(all.slice(0, limit), path), has_more: all.length > limit } };
     }
     if (method === "GET" && path === "/v1/payouts") return { status: 200, body: list([...payouts.values()].reverse(), path) };
