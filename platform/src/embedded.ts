@@ -13,7 +13,7 @@ import {
   type RunningService,
 } from "@ttip/runtime";
 import { startSmsSimulator } from "@ttip/auth";
-import { startDarajaSimulator } from "@ttip/payment";
+import { startDarajaSimulator, startStripeSimulator } from "@ttip/payment";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
@@ -65,6 +65,19 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     process.env.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
   }
 
+  // Card tips go to the Stripe simulator (state, 3-D Secure, signed webhooks) unless real keys are configured.
+  const stripe = process.env.STRIPE_SECRET_KEY ? undefined : await startStripeSimulator({ webhookDelayMs: 300 });
+  if (stripe) {
+    Object.assign(process.env, {
+      STRIPE_SECRET_KEY: stripe.secretKey,
+      STRIPE_PUBLISHABLE_KEY: stripe.publishableKey,
+      STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
+      STRIPE_API_BASE: stripe.url,
+      // The tip page loads its Stripe.js test double from here instead of js.stripe.com.
+      STRIPE_JS_URL: `${stripe.url}/v3/`,
+    });
+  }
+
   // OTPs go to an SMS simulator a person can read, unless a real provider is configured.
   const sms = process.env.AUTH_SMS_URL ? undefined : await startSmsSimulator();
   if (sms) process.env.AUTH_SMS_URL = sms.url;
@@ -75,6 +88,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   });
   // Read by the payment service when it sends a push, so it may be set after start.
   if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= platform.urls.get("payment");
+  stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
 
   const close = async () => {
     await platform.close();
@@ -83,10 +97,12 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     await postgres.close();
     await daraja?.close();
     await sms?.close();
+    await stripe?.close();
   };
   const simulators: Record<string, string> = {};
   if (daraja) simulators["M-Pesa (what it really did)"] = `${daraja.url}/__sim/transactions`;
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
+  if (stripe) simulators["Stripe (webhooks it sent)"] = `${stripe.url}/__sim/events`;
   return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, close };
 }
 
