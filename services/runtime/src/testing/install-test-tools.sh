@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`'s set-up: the servers and tools the test harness starts from local binaries
-# (PostgreSQL, Redis, NATS JetStream, Chromium for the browser tests, helm for the chart).
+# (PostgreSQL, Redis, NATS JetStream, Chromium for the browser tests, helm for the chart,
+# etcd and the Kubernetes control plane for the chart's install test).
 # Installs what is missing where it may (Debian/Ubuntu packages as root or through sudo,
 # helm with `go install`); otherwise it names the command to run and stops before the tests.
 set -euo pipefail
@@ -17,6 +18,8 @@ have_initdb || need+=(postgresql)
 have redis-server || need+=(redis-server)
 have nats-server || need+=(nats-server)
 have_chromium || need+=(chromium)
+# The chart's cluster test: etcd under a real kube-apiserver.
+have etcd || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 
 if [ ${#need[@]} -gt 0 ]; then
   install_cmd="apt-get install -y --no-install-recommends ${need[*]}"
@@ -54,4 +57,10 @@ if ! have helm && ! { have go && [ -x "$(gobin)/helm" ]; }; then
   fi
   echo "make test: installing helm $HELM_VERSION with go install"
   GOBIN="$(gobin)" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
+
+# The Kubernetes control plane and kwok for charts/test/kube.test.ts: built from source
+# once per machine (minutes, niced) and cached outside the repo; later runs take a second.
+if have go; then
+  echo "make test: Kubernetes control plane for the chart test in $(bash "$(dirname "$0")/../../../../deploy/kube-harness/build.sh")"
 fi
