@@ -121,8 +121,8 @@ describe("helm chart", () => {
     const plain = await render();
     assert.deepEqual(keys(plain, "payment"), [], "M-Pesa off: no Daraja keys needed");
     assert.deepEqual(keys(plain, "notification"), ["NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN"]);
-    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "notification.sendgrid.enabled=true");
-    assert.deepEqual(keys(full, "payment"), ["DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD"]);
+    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "notification.sendgrid.enabled=true", "cards.stripe.enabled=true");
+    assert.deepEqual(keys(full, "payment"), ["DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"]);
     assert.deepEqual(keys(full, "notification"), ["NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN", "NOTIFICATION_SENDGRID_API_KEY"]);
   });
 
@@ -176,7 +176,7 @@ describe("helm chart", () => {
     assert.equal(ingress.spec.rules[0].host, "tips.example.co.ke");
     const routes = ingress.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.name]);
     assert.deepEqual(routes, [
-      ["/mpesa/", "t-ttip-payment"], ["/c2b/", "t-ttip-payment"], ["/ussd/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"],
+      ["/mpesa/", "t-ttip-payment"], ["/c2b/", "t-ttip-payment"], ["/ussd/", "t-ttip-payment"], ["/stripe/", "t-ttip-payment"], ["/paypal/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"],
     ]);
   });
 

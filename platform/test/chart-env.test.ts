@@ -172,7 +172,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     assert.equal(env("qr").QR_TIP_BASE_URL, `${PUBLIC}/t`);
     assert.equal(env("qr").QR_ALLOW_DEV_SIGNING_KEY, undefined);
     assert.equal(env("auth").AUTH_SMS_URL, undefined, "OTPs go through notification: no second SMS integration");
-    assert.deepEqual(routes.map(([p, r]) => `${p}->${r}`), ["/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/webhooks/->notification", "/->gateway"]);
+    assert.deepEqual(routes.map(([p, r]) => `${p}->${r}`), ["/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/stripe/->payment", "/paypal/->payment", "/webhooks/->notification", "/->gateway"]);
   });
 
   test("a worker signs up by SMS OTP, gets a QR code for the public address, and a customer's STK tip is credited", async () => {

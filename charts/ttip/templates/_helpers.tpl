@@ -77,6 +77,9 @@ default
 {{- $keys = concat $keys (list "DARAJA_CONSUMER_KEY" "DARAJA_CONSUMER_SECRET" "DARAJA_PASSKEY") -}}
 {{- if $v.mpesa.b2cShortcode }}{{ $keys = append $keys "DARAJA_INITIATOR_PASSWORD" }}{{ end -}}
 {{- end -}}
+{{- if and (eq .name "payment") $v.cards.stripe.enabled -}}
+{{- $keys = concat $keys (list "STRIPE_SECRET_KEY" "STRIPE_WEBHOOK_SECRET") -}}
+{{- end -}}
 {{- if and (eq .name "notification") (eq $v.notification.providers "real") -}}
 {{- if $v.notification.africastalking.enabled }}{{ $keys = concat $keys (list "NOTIFICATION_AT_API_KEY" "NOTIFICATION_AT_CALLBACK_TOKEN") }}{{ end -}}
 {{- if $v.notification.twilio.enabled }}{{ $keys = append $keys "NOTIFICATION_TWILIO_AUTH_TOKEN" }}{{ end -}}

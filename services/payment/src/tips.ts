@@ -13,7 +13,9 @@ import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
+import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendReceipts } from "./receipts.js";
+import type { CardHub } from "./cards/hub.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
 
@@ -41,6 +43,7 @@ export interface TipRow {
   callback_token: string;
   checkout_request_id: string | null;
   mpesa_receipt: string | null;
+  method: "mpesa" | "card";
   credit_key: string | null;
   credit_kind: "worker" | "venue" | "suspense" | null;
   credit_entry_id: string | null;
@@ -63,6 +66,8 @@ export interface Deps {
   afterCredit?: (tip: TipRow) => Promise<void>;
   /** Background work the module waits for when it stops. */
   background: Set<Promise<unknown>>;
+  /** Card providers and the card side of the ledger (cards/). */
+  cards?: CardHub;
 }
 
 export interface NewTip {
@@ -164,6 +169,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
         return row;
       })
     : await insert(pool);
+  if (inserted) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "mpesa" });
   if (!inserted) {
     // A concurrent call with the same key won.
     return sameRequest((await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0], fp);
@@ -241,7 +247,8 @@ async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey
       [tipId, resultCode, resultMessage(messageKey)],
     );
     if (rows[0]) await emitTipFailed(tx, rows[0], true);
-  });
+    return rows.length > 0;
+  }).then((failed) => failed && paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" }));
   deps.changes.emit(tipId);
 }
 
@@ -350,6 +357,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
     return "failed";
   });
   deps.changes.emit(tipId);
+  if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
   if (result === "credited" || result === "held") await postCredit(deps, tipId, decided);
   return result;
 }
@@ -396,6 +404,12 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
     if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
     return t;
   });
+  if (recorded) {
+    const m = paymentMetrics(deps.ctx.metrics);
+    m.tips.inc({ status: recorded.credit_kind !== "suspense" ? "succeeded" : "held", method: "mpesa" });
+    if (recorded.credit_kind !== "suspense") m.amounts.observe({ method: "mpesa" }, Number(recorded.amount_minor) / 100);
+    if (recorded.completed_at) m.creditLatency.observe({ method: "mpesa" }, Math.max(0, Date.now() - recorded.completed_at.getTime()) / 1000);
+  }
   if (recorded && recorded.credit_kind !== "suspense") runAfterCredit(deps, recorded);
   return Boolean(recorded);
 }
@@ -473,6 +487,7 @@ async function expireTip(deps: Deps, tipId: string): Promise<boolean> {
     }
     return rows.length > 0;
   });
+  if (done) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "expired", method: "mpesa" });
   deps.changes.emit(tipId);
   return done;
 }
@@ -494,7 +509,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   const leased = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<TipRow>(
       `SELECT * FROM payment.tips
-        WHERE status = 'pending' AND next_check_at <= now() AND (lease_until IS NULL OR lease_until < now())
+        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= now() AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       [limit],
     );
@@ -509,6 +524,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   for (const tip of leased) {
     const expiresAt = tip.deadline_at.getTime() + config.stkExpireAfterMs;
     let settled = false;
+    let outcome: string | undefined;
     try {
       if (tip.checkout_request_id && config.daraja) {
         counts.queried++;
@@ -522,12 +538,17 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
             resultDesc: q.ResultDesc,
           });
           settled = r !== "unknown";
+          if (settled) outcome = `query_${r}`;
         } catch (err) {
           if (!(err instanceof DarajaError)) throw err;
+          if (err.kind !== "processing") outcome = "query_failed";
           if (err.kind !== "processing") deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
         }
       }
-      if (!settled && Date.now() >= expiresAt) settled = await expireTip(deps, tip.tip_id);
+      if (!settled && Date.now() >= expiresAt) {
+        settled = await expireTip(deps, tip.tip_id);
+        if (settled) outcome = "expired";
+      }
     } finally {
       const backoffMs = Math.min(60_000, 5_000 * 2 ** Math.min(tip.checks, 4));
       await pool.query(
@@ -539,10 +560,11 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
     }
     if (settled) counts.settled++;
     else counts.stillPending++;
+    paymentMetrics(deps.ctx.metrics).reconciliation.inc({ outcome: outcome ?? (settled ? "settled" : "still_pending") });
   }
   // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
   const { rows: uncredited } = await pool.query<{ tip_id: string }>(
-    `SELECT tip_id FROM payment.tips WHERE credit_key IS NOT NULL AND credit_entry_id IS NULL ORDER BY completed_at LIMIT $1`,
+    `SELECT tip_id FROM payment.tips WHERE credit_key IS NOT NULL AND credit_entry_id IS NULL AND method = 'mpesa' ORDER BY completed_at LIMIT $1`,
     [limit],
   );
   for (const { tip_id } of uncredited) await postCredit(deps, tip_id);
