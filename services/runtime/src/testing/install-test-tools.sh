@@ -74,6 +74,7 @@ fi
 
 # The Kubernetes control plane and kwok for charts/test/kube.test.ts: built from source
 # once per machine (minutes, niced) and cached outside the repo; later runs take a second.
-if have go; then
-  echo "make test: Kubernetes control plane for the chart test in $(bash "$(dirname "$0")/../../../../deploy/kube-harness/build.sh")"
+kube_build="$(dirname "$0")/../../../../deploy/kube-harness/build.sh"
+if have go && [ -f "$kube_build" ]; then
+  echo "make test: Kubernetes control plane for the chart test in $(bash "$kube_build")"
 fi
