@@ -125,6 +125,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
       DATABASE_URL: db.url,
       REDIS_URL: redis.url,
       NATS_URL: nats.url,
+      INTERNAL_SIGNING_KEY: "chart-env-test-internal-signing-key-0123456789abcdef",
       AUTH_KEY_ENCRYPTION_SECRET: "chart-env-test-key-encryption-secret-0123456789",
       QR_SIGNING_KEY: "chart-env-test-qr-signing-key-0123456789abcdef",
       DARAJA_CONSUMER_KEY: daraja.options.consumerKey,
