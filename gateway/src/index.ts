@@ -1,3 +1,4 @@
+import type http from "node:http";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, createContextValues } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
@@ -42,6 +43,8 @@ export interface GatewayOptions {
   rules?: Record<string, Rule>;
   /** Take the client address from X-Forwarded-For (behind a trusted ingress). */
   trustProxy?: boolean;
+  /** Serves every path that is not an RPC (the web app's pages and assets), in this process. */
+  web?: (req: http.IncomingMessage, res: http.ServerResponse) => void;
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
@@ -97,6 +100,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
       return createContextValues().set(clientAddressKey, forwarded || socketAddress(req.socket) || "unknown");
     },
     httpFilter: corsFilter(options.corsOrigins),
+    // Browsers speak HTTP/1.1 to a plaintext port; the web app's handler expects its objects.
+    fallback: options.web ? (req, res) => options.web!(req as http.IncomingMessage, res as http.ServerResponse) : undefined,
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
