@@ -1,9 +1,9 @@
 # Two commands for a new user: `make run` and `make test`.
-.PHONY: run test install web generate lint check-generated breaking typecheck
+.PHONY: run test test-tools install web generate lint check-generated breaking typecheck
 
 NPM ?= npm
 
-node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json apps/*/package.json
+node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json platform/package.json apps/*/package.json
 	$(NPM) ci --no-audit --no-fund
 
 install: node_modules/.package-lock.json
@@ -17,8 +17,12 @@ web: install
 	NEXT_TELEMETRY_DISABLED=1 node --import tsx apps/web/build.ts
 
 ## test: lint the contracts, type-check, and run every test against throwaway PostgreSQL, Redis and NATS
-test: install lint typecheck
+test: install test-tools lint typecheck
 	$(NPM) test
+
+## test-tools: installs what the tests start and is missing (Debian packages as root or with sudo, helm with go install), or says what to run
+test-tools:
+	@bash services/runtime/src/testing/install-test-tools.sh
 
 generate: install
 	npx buf generate

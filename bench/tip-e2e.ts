@@ -8,7 +8,7 @@
 // process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
 // Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
 //   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster]
-//   "cluster" runs each service and the gateway in its own OS process (services/platform/src/main.ts),
+//   "cluster" runs each service and the gateway in its own OS process (platform/src/main.ts),
 //   as a deployment does; "process" (default) runs them all in this one, as `make run` does.
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
@@ -35,6 +35,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { createLogger, createPool, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { PlatformProcess, startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
+import { PLATFORM_MAIN } from "@ttip/platform/src/entry.js";
 import { wallet } from "@ttip/wallet";
 import type { CustomersInput } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
@@ -107,10 +108,10 @@ async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }>
   // A process's port is chosen by create(); it keeps the env object it was given, so the peers' URLs go in after.
   const envs = new Map(names.map((n) => [n, { ...common, ...own[n] } as Record<string, string>]));
   const processes = new Map<string, PlatformProcess>();
-  for (const name of names) processes.set(name, await PlatformProcess.create(name, envs.get(name)!));
+  for (const name of names) processes.set(name, await PlatformProcess.create(PLATFORM_MAIN, name, envs.get(name)!));
   const urls = Object.fromEntries(names.map((n) => [`${n.toUpperCase()}_URL`, processes.get(n)!.url]));
   for (const name of names) Object.assign(envs.get(name)!, urls, name === "payment" ? { PAYMENT_CALLBACK_BASE_URL: processes.get(name)!.url } : {});
-  const gateway = await PlatformProcess.create("gateway", {
+  const gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", {
     ...urls, REDIS_URL: redis.url, JWKS_URL: `${processes.get("auth")!.url}/.well-known/jwks.json`, RATE_LIMIT_POINTS: "1000000000", LOG_LEVEL: "warn",
   });
   // One at a time: each runs its migrations under the same advisory lock.

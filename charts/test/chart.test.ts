@@ -11,7 +11,7 @@ const exec = promisify(execFile);
 const chart = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../ttip");
 const HELM_VERSION = "v3.16.3";
 
-/** helm from PATH or Go's bin folder; `.ci/run` installs it with `go install`. */
+/** helm from PATH or Go's bin folder; `make test` installs it with `go install` (services/runtime/src/testing/install-test-tools.sh). */
 function helmBinary(): string {
   for (const dir of (process.env.PATH ?? "").split(path.delimiter)) if (existsSync(path.join(dir, "helm"))) return path.join(dir, "helm");
   let gopath = "";
@@ -81,7 +81,7 @@ describe("helm chart", () => {
   });
 
   test("each service gets the peer addresses its module says it calls, and no others", async () => {
-    const { modules } = await import("../../services/platform/src/modules.js");
+    const { modules } = await import("../../platform/src/modules.js");
     const docs = await render();
     for (const m of modules) {
       const d = docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === m.name)!;

@@ -48,6 +48,8 @@ export interface GatewayOptions {
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
+  readMaxBytes?: number;
 }
 
 /**
@@ -105,6 +107,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    readMaxBytes: options.readMaxBytes,
   });
   return {
     ...server,

@@ -5,7 +5,7 @@
 import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
-import { withTransaction, type HttpFilter } from "@ttip/runtime";
+import { answerTooLarge, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
@@ -42,19 +42,14 @@ function remoteAddress(req: Req, trustProxy: boolean): string {
   return hops.at(-1) ?? direct;
 }
 
+/** The body up to MAX_BODY; a larger one is not read on (its first bytes are kept as evidence). */
 async function readBody(req: Req): Promise<{ body: Buffer; truncated: boolean }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let truncated = false;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY) {
-      truncated = true;
-      continue;
-    }
-    chunks.push(chunk);
+  try {
+    return { body: await readHttpBody(req, MAX_BODY), truncated: false };
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) return { body: Buffer.alloc(0), truncated: true };
+    throw err;
   }
-  return { body: Buffer.concat(chunks), truncated };
 }
 
 function reply(res: Res, status: number, body: unknown) {
@@ -95,8 +90,12 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
     logger.warn({ from, path: redactToken(path) }, "callback from an address outside the allow-list refused");
     return reply(res, 403, { ResultCode: 1, ResultDesc: "Forbidden" });
   }
-  if (!match || truncated) {
-    await outcome(truncated ? "too_large" : "unknown_path");
+  if (truncated) {
+    await outcome("too_large");
+    return answerTooLarge(res, MAX_BODY, "application/json", JSON.stringify({ ResultCode: 1, ResultDesc: `Body larger than ${MAX_BODY} bytes` }));
+  }
+  if (!match) {
+    await outcome("unknown_path");
     return reply(res, 404, { ResultCode: 1, ResultDesc: "Not found" });
   }
   let json: unknown;

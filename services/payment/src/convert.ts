@@ -23,8 +23,9 @@ export function tipMessage(t: TipRow, locale = "en"): Tip {
   const messageKey = t.status === "held_for_review" ? "review" : t.result_code;
   return create(TipSchema, {
     tipId: t.tip_id,
-    workerId: t.worker_id,
+    workerId: t.worker_id ?? "",
     venueId: t.venue_id,
+    shared: t.worker_id === null,
     qrCodeId: t.qr_code_id,
     amount: kes(t.amount_minor),
     fee: kes(t.fee_minor),

@@ -58,7 +58,8 @@ export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCand
             (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone,
             (SELECT CASE WHEN count(*) >= 5 THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) END
                FROM payment.tips WHERE worker_id = $2 AND status = 'succeeded' AND created_at > now() - interval '90 days') AS median_minor`,
-    [t.phone, t.workerId, limits.windowMs],
+    // A venue tip has no worker: the per-worker rules find nothing for it (null matches no row).
+    [t.phone, t.workerId || null, limits.windowMs],
   );
   const r = rows[0];
   if (r.blocked) hits.push(hit("BLOCKED_NUMBER", "the paying number is blocked"));

@@ -67,7 +67,8 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       let recipient = { workerId: "", venueId: "", qrCodeId: "" };
       if (req.recipient.case === "qrCode") {
         const target = await resolveQrCode(deps, req.recipient.value);
-        if (!target.workerId) throw new ConnectError("qr_code: tips to a venue's pool are not available yet; scan a worker's code", Code.Unimplemented);
+        // A venue's own code (or a table's) names no worker: the tip goes to the venue's pool.
+        if (!target.workerId && !target.venueId) throw new ConnectError("qr_code: the code names neither a worker nor a venue", Code.FailedPrecondition);
         if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== "KES")) {
           throw new ConnectError(`amount: this code is for exactly ${target.fixedAmount.currency} ${target.fixedAmount.amountMinor / 100n}`, Code.InvalidArgument);
         }
@@ -270,7 +271,8 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (req.approve) {
         // Idempotent on its key: a repeated approval posts nothing new.
         await deps.ledger.releaseFromSuspense({
-          key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!, workerId: tip.worker_id,
+          key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!,
+          recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
           chargedMinor: tip.charged_minor, workerMinor: tip.worker_receives_minor,
         });
       }
@@ -290,7 +292,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         if (req.approve) await emitTipSucceeded(tx, t);
         else {
           await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
-            tipId: t.tip_id, workerId: t.worker_id, qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
+            tipId: t.tip_id, workerId: t.worker_id ?? "", qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
             resultCode: t.result_code, reason: t.result_message,
           }, t.tip_id);
         }

@@ -6,6 +6,9 @@ import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { kes } from "./money.js";
 
+/** Who a tip is for: one worker, or a venue's pool (shared by the venue's split rule). */
+export type TipRecipient = { workerId: string } | { venueId: string };
+
 export class Ledger {
   private readonly internal: Client<typeof WalletInternalService>;
   private readonly user: Client<typeof WalletService>;
@@ -21,7 +24,7 @@ export class Ledger {
     const key = `${kind}:${ownerId}:${currency}`;
     const known = this.accounts.get(key);
     if (known) return known;
-    const ownerKind = ownerId ? OwnerKind.WORKER : OwnerKind.PLATFORM;
+    const ownerKind = !ownerId ? OwnerKind.PLATFORM : kind === AccountKind.VENUE_POOL ? OwnerKind.VENUE : OwnerKind.WORKER;
     const { account } = await this.internal.ensureAccount({ kind, ownerKind, ownerId, currency });
     if (!account?.accountId) throw new Error("wallet EnsureAccount answered without an account");
     this.accounts.set(key, account.accountId);
@@ -34,21 +37,29 @@ export class Ledger {
     return quote;
   }
 
+  /** The account a confirmed tip lands in: the worker's wallet, or the venue's pool for a shared tip. */
+  recipientAccount(recipient: TipRecipient): Promise<string> {
+    return "workerId" in recipient
+      ? this.account(AccountKind.WORKER_WALLET, recipient.workerId)
+      : this.account(AccountKind.VENUE_POOL, recipient.venueId);
+  }
+
   /**
    * A confirmed M-Pesa payment: the clearing account gives what the customer
-   * paid, the worker gets their share and the platform the rest. Posted once
-   * per key (the receipt number).
+   * paid, the worker (or the venue's pool) gets the tip net of fees and the
+   * platform the rest. Posted once per key (the receipt number), whoever asks
+   * again: STK callbacks, STK queries and C2B confirmations all credit through here.
    */
-  async creditTip(input: { key: string; tipId: string; receipt: string; workerId: string; chargedMinor: bigint; workerMinor: bigint; description: string }): Promise<string> {
-    const [clearing, worker, fees] = await Promise.all([
+  async creditTip(input: { key: string; tipId: string; receipt: string; recipient: TipRecipient; chargedMinor: bigint; workerMinor: bigint; description: string }): Promise<string> {
+    const [clearing, recipient, fees] = await Promise.all([
       this.account(AccountKind.MPESA_CLEARING),
-      this.account(AccountKind.WORKER_WALLET, input.workerId),
+      this.recipientAccount(input.recipient),
       this.account(AccountKind.PLATFORM_FEES),
     ]);
     const feeMinor = input.chargedMinor - input.workerMinor;
     const postings = [
       { accountId: clearing, amount: kes(-input.chargedMinor), memo: `M-Pesa ${input.receipt}` },
-      { accountId: worker, amount: kes(input.workerMinor), memo: "tip" },
+      { accountId: recipient, amount: kes(input.workerMinor), memo: "workerId" in input.recipient ? "tip" : "shared tip" },
       ...(feeMinor > 0n ? [{ accountId: fees, amount: kes(feeMinor), memo: "platform fee" }] : []),
     ];
     const { entry } = await this.internal.postEntry({
@@ -76,10 +87,10 @@ export class Ledger {
   }
 
   /** A held tip an admin approved: suspense pays the worker and the platform fee. */
-  async releaseFromSuspense(input: { key: string; receipt: string; workerId: string; chargedMinor: bigint; workerMinor: bigint }): Promise<string> {
+  async releaseFromSuspense(input: { key: string; receipt: string; recipient: TipRecipient; chargedMinor: bigint; workerMinor: bigint }): Promise<string> {
     const [suspense, worker, fees] = await Promise.all([
       this.account(AccountKind.SUSPENSE),
-      this.account(AccountKind.WORKER_WALLET, input.workerId),
+      this.recipientAccount(input.recipient),
       this.account(AccountKind.PLATFORM_FEES),
     ]);
     const feeMinor = input.chargedMinor - input.workerMinor;

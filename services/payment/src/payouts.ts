@@ -287,17 +287,20 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
 
 /** After a tip reached the worker: pays out the available balance if the worker asked for it. */
 export async function autoPayout(deps: PayoutDeps, tip: TipRow): Promise<void> {
+  const workerId = tip.worker_id;
+  // A shared tip waits in the venue's pool for its distribution.
+  if (!workerId) return;
   const { rows } = await deps.ctx.pool.query<{ auto_payout: boolean; auto_payout_minimum_minor: bigint; payout_phone: string; payouts_on_hold: boolean }>(
     "SELECT auto_payout, auto_payout_minimum_minor, payout_phone, payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1",
-    [tip.worker_id],
+    [workerId],
   );
   const s = rows[0];
   if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return;
   // One at a time: a payout in flight already holds the balance; the next tip sweeps what is left.
-  const open = await deps.ctx.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving') LIMIT 1", [tip.worker_id]);
+  const open = await deps.ctx.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving') LIMIT 1", [workerId]);
   if (open.rowCount) return;
-  const available = await deps.ledger.available(tip.worker_id);
+  const available = await deps.ledger.available(workerId);
   const amount = (available / 100n) * 100n;
   if (amount < s.auto_payout_minimum_minor || amount <= 0n) return;
-  await startPayout(deps, { workerId: tip.worker_id, amountMinor: amount, phone: s.payout_phone, idempotencyKey: `auto-${tip.tip_id}`, automatic: true });
+  await startPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey: `auto-${tip.tip_id}`, automatic: true });
 }

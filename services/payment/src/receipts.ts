@@ -24,8 +24,8 @@ function shillings(minor: bigint): string {
  */
 export async function sendReceipts(deps: Deps, limit: number, tipId?: string): Promise<number> {
   const { pool, peers, logger } = deps.ctx;
-  const { rows } = await pool.query<{ tip_id: string; phone: string; charged_minor: bigint; credit_key: string; mpesa_receipt: string | null; worker_id: string }>(
-    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id
+  const { rows } = await pool.query<{ tip_id: string; phone: string; charged_minor: bigint; credit_key: string; mpesa_receipt: string | null; worker_id: string | null; venue_id: string }>(
+    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id
        FROM payment.receipts r JOIN payment.tips t USING (tip_id)
       WHERE r.sent_at IS NULL AND ($2::uuid IS NULL OR r.tip_id = $2)
       ORDER BY r.created_at LIMIT $1`,
@@ -36,10 +36,12 @@ export async function sendReceipts(deps: Deps, limit: number, tipId?: string): P
   let sent = 0;
   for (const r of rows) {
     try {
-      // The worker's display name belongs to qr; a receipt without it still says what was paid.
+      // The worker's (or, for a shared tip, the venue's) display name belongs to qr; a receipt without it still says what was paid.
+      const owner = r.worker_id ? { ownerKind: OwnerKind.WORKER, ownerId: r.worker_id } : { ownerKind: OwnerKind.VENUE, ownerId: r.venue_id };
+      const fallback = r.worker_id ? "your server" : "the team";
       const worker = await qr
-        .getProfile({ ownerKind: OwnerKind.WORKER, ownerId: r.worker_id }, { timeoutMs: 2_000 })
-        .then((p) => p.profile?.displayName || "your server", () => "your server");
+        .getProfile(owner, { timeoutMs: 2_000 })
+        .then((p) => (p.profile?.displayName ? (r.worker_id ? p.profile.displayName : `the team at ${p.profile.displayName}`) : fallback), () => fallback);
       await notification.sendNotification({
         idempotencyKey: `receipt:${r.tip_id}`,
         recipient: { case: "phone", value: r.phone },

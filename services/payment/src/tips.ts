@@ -21,7 +21,8 @@ export interface TipRow {
   tip_id: string;
   idempotency_key: string;
   request_fingerprint: string;
-  worker_id: string;
+  /** Null for a tip to a venue's pool (venue_id is then set). */
+  worker_id: string | null;
   venue_id: string;
   qr_code_id: string;
   currency: string;
@@ -41,7 +42,7 @@ export interface TipRow {
   checkout_request_id: string | null;
   mpesa_receipt: string | null;
   credit_key: string | null;
-  credit_kind: "worker" | "suspense" | null;
+  credit_kind: "worker" | "venue" | "suspense" | null;
   credit_entry_id: string | null;
   deadline_at: Date;
   checks: number;
@@ -64,8 +65,9 @@ export interface Deps {
 
 export interface NewTip {
   idempotencyKey: string;
+  /** Empty for a tip to a venue's pool. */
   workerId: string;
-  /** Set when the tip came from a scanned code. */
+  /** Set when the tip came from a scanned code; alone (no worker), the tip goes to the venue's pool. */
   venueId?: string;
   qrCodeId?: string;
   amountMinor: bigint;
@@ -84,13 +86,14 @@ export async function loadTip(db: Queryable, tipId: string): Promise<TipRow | un
 
 function fingerprint(t: NewTip): string {
   return createHash("sha256")
-    .update(JSON.stringify([t.workerId, t.qrCodeId ?? "", String(t.amountMinor), t.phone, t.customerCoversFee, t.rating, t.message]))
+    .update(JSON.stringify([t.workerId || `venue:${t.venueId ?? ""}`, t.qrCodeId ?? "", String(t.amountMinor), t.phone, t.customerCoversFee, t.rating, t.message]))
     .digest("hex");
 }
 
 /** Idempotent per key: the same key returns the same tip; another tip under it is ALREADY_EXISTS. */
 export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const { pool } = deps.ctx;
+  if (!t.workerId && !t.venueId) throw new ConnectError("recipient: name a worker or scan a code", Code.InvalidArgument);
   const fp = fingerprint(t);
   const existing = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0];
   if (existing) return sameRequest(existing, fp);
@@ -104,14 +107,15 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const phoneMasked = maskPhone(t.phone);
   if (refused) {
     await withTransaction(pool, async (tx) => {
-      for (const h of hits) await recordAlert(tx, { ...h, workerId: t.workerId, phoneMasked });
+      for (const h of hits) await recordAlert(tx, { ...h, workerId: t.workerId || undefined, phoneMasked });
     });
     throw refused;
   }
 
   let quote;
   try {
-    quote = await deps.ledger.quoteTip(t.amountMinor, t.workerId, t.customerCoversFee);
+    // A venue tip is quoted like a worker's (the fee schedule is the same); the id only picks the currency.
+    quote = await deps.ledger.quoteTip(t.amountMinor, t.workerId || t.venueId!, t.customerCoversFee);
   } catch (err) {
     throw ConnectError.from(err, Code.Unavailable);
   }
@@ -128,7 +132,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
        VALUES ($1, $2, $3, $4, $5, 'KES', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'pending', $17, $18,
          now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000), $20, $21)
        ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
-      [tipId, t.idempotencyKey, fp, t.workerId, t.callerSubject ?? "", t.amountMinor, charged - workerReceives, charged, workerReceives,
+      [tipId, t.idempotencyKey, fp, t.workerId || null, t.callerSubject ?? "", t.amountMinor, charged - workerReceives, charged, workerReceives,
         quote.feeScheduleVersion, t.customerCoversFee, t.phone, phoneMasked, t.rating, t.message, t.customerEmail,
         hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? ""],
     );
@@ -139,7 +143,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const inserted = hits.length
     ? await withTransaction(pool, async (tx) => {
         const row = await insert(tx);
-        if (row) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId, phoneMasked });
+        if (row) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId || undefined, phoneMasked });
         return row;
       })
     : await insert(pool);
@@ -226,7 +230,7 @@ async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey
 async function emitTipFailed(tx: Queryable, tip: TipRow) {
   await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
     tipId: tip.tip_id,
-    workerId: tip.worker_id,
+    workerId: tip.worker_id ?? "",
     qrCodeId: tip.qr_code_id,
     amount: kes(tip.amount_minor),
     method: PaymentMethod.MPESA,
@@ -273,7 +277,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
         if (o.receipt && !tip.mpesa_receipt) {
           await tx.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1 AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $2)", [tipId, o.receipt]);
         } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
-          await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id, phoneMasked: tip.phone_masked,
+          await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
             detail: `a second success with another receipt (${o.receipt}) for an already paid push; not credited` });
         }
         return "duplicate";
@@ -281,7 +285,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
       if (o.receipt) {
         const clash = await tx.query("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [o.receipt]);
         if (clash.rowCount) {
-          await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id, phoneMasked: tip.phone_masked,
+          await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
             detail: `receipt ${o.receipt} already belongs to tip ${clash.rows[0].tip_id}; not credited again` });
           return "duplicate";
         }
@@ -293,7 +297,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
       if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
       const toSuspense = problems.length > 0 || tip.fraud_action === "hold";
       if (problems.length) {
-        await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id, phoneMasked: tip.phone_masked,
+        await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
           detail: `callback does not match the tip: ${problems.join("; ")}; money parked in suspense` });
       }
       const creditKey = o.receipt ?? `stk-${o.checkoutRequestId}`;
@@ -301,7 +305,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
         `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
            credit_kind = $6, completed_at = now() WHERE tip_id = $1 RETURNING *`,
         [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, creditKey,
-          toSuspense ? "suspense" : "worker"],
+          toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue"],
       );
       decided = updated[0];
       return toSuspense ? "held" : "credited";
@@ -345,10 +349,10 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
             key: reference,
             tipId: tip.tip_id,
             receipt: reference,
-            workerId: tip.worker_id,
+            recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
             chargedMinor: tip.charged_minor,
             workerMinor: tip.worker_receives_minor,
-            description: `Tip by M-Pesa ${reference}`,
+            description: tip.worker_id ? `Tip by M-Pesa ${reference}` : `Shared tip by M-Pesa ${reference}`,
           });
   } catch (err) {
     deps.ctx.logger.warn({ tipId, err }, "wallet credit failed; reconciliation will retry");
@@ -360,10 +364,10 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
       [tipId, entryId || "posted"],
     );
     const t = rows[0];
-    if (t && t.credit_kind === "worker") await emitTipSucceeded(tx, t);
+    if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
     return t;
   });
-  if (recorded?.credit_kind === "worker") runAfterCredit(deps, recorded);
+  if (recorded && recorded.credit_kind !== "suspense") runAfterCredit(deps, recorded);
   return Boolean(recorded);
 }
 
@@ -373,7 +377,8 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
  */
 export function runAfterCredit(deps: Deps, tip: TipRow): void {
   const work: Promise<unknown>[] = [sendReceipts(deps, 1, tip.tip_id)];
-  if (deps.afterCredit) work.push(deps.afterCredit(tip).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start")));
+  // A venue tip waits in the pool for the venue's distribution: nobody to pay out yet.
+  if (deps.afterCredit && tip.worker_id) work.push(deps.afterCredit(tip).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start")));
   const p = Promise.allSettled(work);
   deps.background.add(p);
   void p.finally(() => deps.background.delete(p));
@@ -384,7 +389,7 @@ export async function emitTipSucceeded(tx: Queryable, t: TipRow) {
   await oweReceipt(tx, t.tip_id);
   await emitEvent(tx, "payment", "ttip.payment.tip_succeeded", TipSucceededSchema, {
     tipId: t.tip_id,
-    workerId: t.worker_id,
+    workerId: t.worker_id ?? "",
     venueId: t.venue_id,
     qrCodeId: t.qr_code_id,
     amount: kes(t.amount_minor),
@@ -410,7 +415,7 @@ async function expireTip(deps: Deps, tipId: string): Promise<boolean> {
     if (rows[0] && !rows[0].checkout_request_id) {
       // The push's answer never reached us (the process stopped or the answer timed out) and no
       // callback came: nothing can be asked by STK query, yet the customer may have paid.
-      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: rows[0].worker_id, phoneMasked: rows[0].phone_masked,
+      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: rows[0].worker_id ?? undefined, phoneMasked: rows[0].phone_masked,
         detail: "tip expired without a CheckoutRequestID: the push may have reached the customer; match it against the paybill statement" });
     }
     return rows.length > 0;

@@ -202,6 +202,7 @@ export class Resolver {
       fixedAmount: parameters.fixedAmount,
       table: parameters.table,
       shift: parameters.shift,
+      shared: code.ownerKind === 2,
     });
     return { target, code };
   }

@@ -46,6 +46,8 @@ export interface StartServiceOptions {
   port?: number;
   drainTimeoutMs?: number;
   interceptors?: Interceptor[];
+  /** Largest request body read, in bytes (default 1 MiB). */
+  readMaxBytes?: number;
 }
 
 export interface RunningService {
@@ -74,6 +76,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    readMaxBytes: options.readMaxBytes,
   });
   return {
     name: module.name,

@@ -1,6 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
+import { checkedInt64 } from "@ttip/runtime";
 
 /** ISO 4217 minor digits of the currencies the ledger accepts. */
 export const MINOR_DIGITS: Record<string, number> = { KES: 2, USD: 2, EUR: 2, GBP: 2, UGX: 0, TZS: 2 };
@@ -12,7 +13,7 @@ export function assertCurrency(currency: string, field: string): void {
 }
 
 export function money(amountMinor: bigint, currency: string): Money {
-  return create(MoneySchema, { amountMinor, currency });
+  return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
 }
 
 /**

@@ -1,32 +1,36 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { freePort } from "./servers.js";
 
-const MAIN = fileURLToPath(new URL("../../../platform/src/main.ts", import.meta.url));
-const ROOT = path.resolve(path.dirname(MAIN), "../../..");
-
-/** One platform process (a service or the gateway) as a cluster runs it: its own OS process. */
+/**
+ * One platform process (a service or the gateway) as a cluster runs it: its own OS process.
+ * `entry` is the script that takes the role as its argument (the platform's main.ts); the
+ * runtime does not know where the composition root lives, its caller does.
+ */
 export class PlatformProcess {
   private child: ChildProcess | undefined;
   private output = "";
   readonly url: string;
 
-  private constructor(readonly role: string, readonly port: number, private readonly env: Record<string, string>) {
+  private constructor(
+    readonly entry: string,
+    readonly role: string,
+    readonly port: number,
+    private readonly env: Record<string, string>,
+  ) {
     this.url = `http://127.0.0.1:${port}`;
   }
 
   /** Picks a free loopback port now, so peers can be told the address before it starts. */
-  static async create(role: string, env: Record<string, string>): Promise<PlatformProcess> {
-    return new PlatformProcess(role, await freePort(), env);
+  static async create(entry: string, role: string, env: Record<string, string>): Promise<PlatformProcess> {
+    return new PlatformProcess(entry, role, await freePort(), env);
   }
 
   /** On a port chosen beforehand (e.g. a whole cluster's, so every peer URL is known first). */
-  static onPort(role: string, port: number, env: Record<string, string>): PlatformProcess {
-    return new PlatformProcess(role, port, env);
+  static onPort(entry: string, role: string, port: number, env: Record<string, string>): PlatformProcess {
+    return new PlatformProcess(entry, role, port, env);
   }
 
   /** Started and not exited since. */
@@ -37,8 +41,7 @@ export class PlatformProcess {
   /** Starts it and waits until grpc.health.v1 says SERVING. */
   async start(timeoutMs = 60_000): Promise<void> {
     this.output = "";
-    const child = spawn(process.execPath, ["--import", "tsx", MAIN, this.role], {
-      cwd: ROOT,
+    const child = spawn(process.execPath, ["--import", "tsx", this.entry, this.role], {
       env: { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" },
       stdio: ["ignore", "pipe", "pipe"],
     });

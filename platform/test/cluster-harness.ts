@@ -1,5 +1,5 @@
 // The whole platform as a cluster runs it, for tests: each of the six services
-// and the gateway in its own OS process (services/platform/src/main.ts <role>)
+// and the gateway in its own OS process (platform/src/main.ts <role>)
 // on PostgreSQL, Redis and NATS servers the caller gives, with the Daraja
 // simulator in the test process standing in for Safaricom. Any role can be
 // killed (SIGKILL), stopped (SIGTERM) and started again on the same port.
@@ -8,6 +8,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import type { DescService } from "@bufbuild/protobuf";
 import { callerHeaders, type Role } from "@ttip/runtime";
 import { freePort, PlatformProcess } from "@ttip/runtime/testing";
+import { PLATFORM_MAIN } from "../src/entry.js";
 import { startDarajaSimulator, type DarajaSimulator, type SimulatorOptions } from "@ttip/payment";
 import { modules } from "../src/modules.js";
 
@@ -75,7 +76,7 @@ export class Cluster {
           ...roleDefaults(role, sim, url(role)),
           ...options.env?.[role],
         };
-        procs.set(role, PlatformProcess.onPort(role, ports.get(role)!, env));
+        procs.set(role, PlatformProcess.onPort(PLATFORM_MAIN, role, ports.get(role)!, env));
       }
       const gatewayEnv: Record<string, string> = {
         ...Object.fromEntries(SERVICE_ROLES.map((role) => [`${role.toUpperCase()}_URL`, url(role)])),
@@ -85,7 +86,7 @@ export class Cluster {
         DRAIN_TIMEOUT_MS: "3000",
         ...options.env?.gateway,
       };
-      procs.set("gateway", await PlatformProcess.create("gateway", gatewayEnv));
+      procs.set("gateway", await PlatformProcess.create(PLATFORM_MAIN, "gateway", gatewayEnv));
       // Migrations take an advisory lock per schema, so the services may start together.
       await Promise.all(SERVICE_ROLES.map((role) => procs.get(role)!.start(cluster.startTimeoutMs)));
       await procs.get("gateway")!.start(cluster.startTimeoutMs);

@@ -8,6 +8,7 @@ import {
   createLogger,
   createPeers,
   createPool,
+  DEFAULT_READ_MAX_BYTES,
   env,
   JetStreamBus,
   loadConfig,
@@ -28,6 +29,8 @@ const common = {
   HOST: z.string().default("0.0.0.0"),
   PORT: env.port(8080),
   DRAIN_TIMEOUT_MS: env.duration(10_000),
+  // Largest request body read; larger ones are refused unread (RESOURCE_EXHAUSTED).
+  READ_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_READ_MAX_BYTES),
 };
 
 const gatewayShape = {
@@ -71,6 +74,7 @@ async function main() {
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+      readMaxBytes: cfg.READ_MAX_BYTES,
     });
     onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_TIMEOUT_MS + 5_000);
     return;
@@ -94,6 +98,7 @@ async function main() {
     host: cfg.HOST,
     port: cfg.PORT,
     drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+    readMaxBytes: cfg.READ_MAX_BYTES,
   });
   onShutdown(
     logger,

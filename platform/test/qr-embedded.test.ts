@@ -6,7 +6,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { callerHeaders } from "@ttip/runtime";
-import { startEmbedded, type EmbeddedPlatform } from "../../platform/src/embedded.js";
+import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 
 // `make run`: PGlite on one connection, the in-process cache and bus, a generated dev signing key.
 describe("qr in the embedded platform", () => {

@@ -4,6 +4,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { createTestDatabase, PlatformProcess, testEnv, type TestDatabase } from "@ttip/runtime/testing";
+import { PLATFORM_MAIN } from "../src/entry.js";
 
 // Cluster mode: each role its own OS process from the one entry point, on real servers.
 describe("cluster mode: one process per role", () => {
@@ -14,9 +15,9 @@ describe("cluster mode: one process per role", () => {
   before(async () => {
     db = await createTestDatabase();
     const { redisUrl, natsUrl } = testEnv();
-    wallet = await PlatformProcess.create("wallet", { DATABASE_URL: db.url, NATS_URL: natsUrl, REDIS_URL: redisUrl });
+    wallet = await PlatformProcess.create(PLATFORM_MAIN, "wallet", { DATABASE_URL: db.url, NATS_URL: natsUrl, REDIS_URL: redisUrl });
     const urls = Object.fromEntries(["AUTH", "PAYMENT", "QR", "NOTIFICATION", "ANALYTICS"].map((n) => [`${n}_URL`, "http://127.0.0.1:9"]));
-    gateway = await PlatformProcess.create("gateway", { ...urls, WALLET_URL: wallet.url, REDIS_URL: `${redisUrl}/0`, RATE_LIMIT_POINTS: "10000" });
+    gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", { ...urls, WALLET_URL: wallet.url, REDIS_URL: `${redisUrl}/0`, RATE_LIMIT_POINTS: "10000" });
     await wallet.start();
     await gateway.start();
   });
@@ -42,7 +43,7 @@ describe("cluster mode: one process per role", () => {
   });
 
   test("a missing setting stops the process at start with the variable's name", async () => {
-    const broken = await PlatformProcess.create("wallet", { DATABASE_URL: "mysql://nope", NATS_URL: "", REDIS_URL: "" });
+    const broken = await PlatformProcess.create(PLATFORM_MAIN, "wallet", { DATABASE_URL: "mysql://nope", NATS_URL: "", REDIS_URL: "" });
     await assert.rejects(broken.start(10_000), (e: Error) => /DATABASE_URL/.test(e.message) && /NATS_URL/.test(e.message) && /exited with 78/.test(e.message));
   });
 });

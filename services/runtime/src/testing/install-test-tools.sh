@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# `make test`'s set-up: the servers and tools the test harness starts from local binaries
+# (PostgreSQL, Redis, NATS JetStream, Chromium for the browser tests, helm for the chart).
+# Installs what is missing where it may (Debian/Ubuntu packages as root or through sudo,
+# helm with `go install`); otherwise it names the command to run and stops before the tests.
+set -euo pipefail
+
+# Keep in step with charts/test/chart.test.ts.
+HELM_VERSION=v3.16.3
+
+have() { command -v "$1" >/dev/null 2>&1; }
+have_initdb() { have initdb || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
+have_chromium() { [ -x /usr/bin/chromium ] || have chromium; }
+
+need=()
+have_initdb || need+=(postgresql)
+have redis-server || need+=(redis-server)
+have nats-server || need+=(nats-server)
+have_chromium || need+=(chromium)
+
+if [ ${#need[@]} -gt 0 ]; then
+  install_cmd="apt-get install -y --no-install-recommends ${need[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if have sudo && sudo -n true 2>/dev/null; then
+      sudo="sudo -n"
+    elif have sudo && [ -t 0 ]; then
+      echo "make test: sudo is needed to install ${need[*]}"
+      sudo="sudo"
+    else
+      sudo=""
+      cannot=1
+    fi
+  fi
+  if ! have apt-get || [ "${cannot:-0}" = 1 ]; then
+    echo "make test needs ${need[*]}, and cannot install them here (no apt-get, or neither root nor sudo)." >&2
+    echo "Install them, then run make test again; on Debian or Ubuntu, as root:" >&2
+    echo "  apt-get update && $install_cmd" >&2
+    exit 1
+  fi
+  echo "make test: installing Debian packages: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+# helm renders and lints the chart in the tests; Go tools come from the module proxy.
+# Into GOPATH/bin, where the chart's tests look when helm is not on PATH.
+gobin() { echo "$(go env GOPATH)/bin"; }
+if ! have helm && ! { have go && [ -x "$(gobin)/helm" ]; }; then
+  if ! have go; then
+    echo "make test needs helm for the chart's tests. Install Go (https://go.dev/dl or apt-get install golang-go), then:" >&2
+    echo "  go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+    exit 1
+  fi
+  echo "make test: installing helm $HELM_VERSION with go install"
+  GOBIN="$(gobin)" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+fi
