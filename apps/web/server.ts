@@ -12,6 +12,8 @@ export const WEB_DIR = path.dirname(fileURLToPath(import.meta.url));
 export interface WebAppOptions {
   /** Where the pages' server code calls the public API (the gateway), e.g. http://127.0.0.1:8080. */
   apiUrl: string;
+  /** Where this handler is served (default apiUrl: the gateway serves it in make run). */
+  selfUrl?: string;
   /** The folder holding next.config.mjs and the build in .next (default: this package). */
   dir?: string;
 }
@@ -28,7 +30,9 @@ export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
   process.env.TTIP_API_URL = options.apiUrl;
   // next is CommonJS; under ESM its factory may sit on .default.
   const factory = ((next as unknown as { default?: typeof next }).default ?? next) as typeof next;
-  const app = factory({ dev: false, dir: options.dir ?? WEB_DIR, quiet: true });
+  // Its own address: a server action's redirect is fetched from it (Next assumes port 3000 otherwise).
+  const own = new URL(options.selfUrl ?? options.apiUrl);
+  const app = factory({ dev: false, dir: options.dir ?? WEB_DIR, quiet: true, hostname: own.hostname, port: Number(own.port || 80) });
   await app.prepare();
   const handler = app.getRequestHandler();
   return {
