@@ -28,6 +28,8 @@ export const DEFAULT_RULES: Record<string, Rule> = {
   // A worker's own wallet; the tip page quotes fees before anyone signs in.
   "ttip.wallet.v1.WalletService": { access: "signed_in", roles: ["worker"] },
   "ttip.wallet.v1.WalletService/QuoteFees": anonymous,
+  // Figures of one's own work or venue; analytics checks whose (a worker their own, a manager their venue's).
+  "ttip.analytics.v1.AnalyticsService": { access: "signed_in", roles: ["worker", "venue_manager", "admin"] },
 };
 
 export interface PolicyOptions {

@@ -5,11 +5,10 @@
 // the callback URL configured in its console.
 import type http from "node:http";
 import type http2 from "node:http2";
-import { answerTooLarge, BodyTooLargeError, readHttpBody, type HttpFilter, type Logger, type Pool } from "@ttip/runtime";
+import { answerTooLarge, BodyTooLargeError, readHttpBody, maskPhone, normalisePhone, type HttpFilter, type Logger, type Pool } from "@ttip/runtime";
 import type { ProviderConfig } from "./config.js";
 import { applyStatusReport, type ReportedStatus } from "./delivery.js";
 import { checkSendgridSignature, checkTwilioSignature, sameSecret } from "./signatures.js";
-import { maskPhone, normalizePhone } from "./store.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -126,7 +125,7 @@ export function webhooks(o: WebhookOptions): HttpFilter {
 
   async function inbound(provider: string, from: string, text: string) {
     const word = text.trim().split(/\s+/)[0]?.toUpperCase() ?? "";
-    const phone = normalizePhone(from);
+    const phone = normalisePhone(from);
     if (STOP_WORDS.has(word)) {
       await o.pool.query(
         "INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING",

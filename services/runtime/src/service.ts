@@ -62,7 +62,9 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
   const logger = ctx.logger.child({ service: module.name });
   const scoped = { ...ctx, logger };
   await migrate(ctx.pool, module.name, module.migrations, logger);
-  const relay = new OutboxRelay({ pool: ctx.pool, schema: module.name, bus: ctx.bus, logger });
+  const relay = new OutboxRelay({ pool: ctx.pool, schema: module.name, bus: ctx.bus, logger, metrics: ctx.metrics });
+  ctx.metrics.watchOutbox(module.name, ctx.pool);
+  ctx.metrics.watchPool(ctx.pool, module.name);
   relay.start();
   const stopBackground = module.start ? await module.start(scoped) : async () => undefined;
   const server = await startServer({

@@ -111,6 +111,27 @@ describe("Kenyan phone numbers", () => {
   });
 });
 
+describe("phone numbers as payment takes them (M-Pesa mobiles only)", () => {
+  test("every way Kenyans write a mobile number becomes 254XXXXXXXXX", () => {
+    for (const [input, want] of [
+      ["0712345678", "254712345678"],
+      ["0112345678", "254112345678"],
+      ["+254712345678", "254712345678"],
+      ["254712345678", "254712345678"],
+      ["+254 712 345 678", "254712345678"],
+      ["254110000001", "254110000001"],
+    ]) assert.equal(requireKenyanMobile(input, "mpesa_phone"), want, input);
+  });
+  test("anything else is INVALID_ARGUMENT naming the field", () => {
+    for (const bad of ["712345678", "0812345678", "+255712345678", "25471234567", "07123456789", "", "0712-34567x"]) {
+      assert.throws(() => requireKenyanMobile(bad, "mpesa_phone"), (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && /mpesa_phone/.test(e.message), bad);
+    }
+  });
+  test("masking keeps the prefix and the last two digits only", () => {
+    assert.equal(maskPhone("254712345678"), "2547******78");
+  });
+});
+
 describe("keyset pages (page.proto)", () => {
   test("size: 0 is 50, at most 500", () => {
     const rows: [number | undefined, number][] = [[undefined, 50], [0, 50], [1, 1], [50, 50], [500, 500], [501, 500], [-3, 50]];

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { publicTipAmount, requireCaller, withTransaction, type Pool, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { assertCurrency, publicTipAmount, requireCaller, withTransaction, type Pool, type Queryable, type ServiceContext } from "@ttip/runtime";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import {
   AccountKind,
@@ -18,7 +18,7 @@ import { b2cFee, createSchedule, currentSchedule, listSchedules, quoteTip } from
 import type { RateSource } from "./fx.js";
 import { placeHold, releaseHold, settleHold, withdrawalLimits } from "./holds.js";
 import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, UUID, type AccountRow } from "./ledger.js";
-import { assertCurrency, convertMinor, money } from "./money.js";
+import { convertMinor, money } from "./money.js";
 import { distributePool, getPoolRules, setPoolRules } from "./pools.js";
 import { decodeCursor, listTransactions, statement, statementCsv, toBalance, trialBalance } from "./queries.js";
 
