@@ -20,9 +20,9 @@ function outgoingHeaders(ctx: HandlerContext): Headers {
     headers.set(PRINCIPAL_HEADERS.roles, principal.roles.join(","));
     if (principal.sessionId) headers.set(SESSION_HEADER, principal.sessionId);
   }
+  // The address the gateway worked out from its trusted proxies; the raw
+  // X-Forwarded-For is the client's to invent and stays at the door.
   headers.set(CLIENT_ADDRESS_HEADER, ctx.values.get(clientAddressKey));
-  const forwardedFor = ctx.requestHeader.get("x-forwarded-for");
-  if (forwardedFor) headers.set("x-forwarded-for", forwardedFor);
   return headers;
 }
 

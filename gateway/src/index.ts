@@ -3,7 +3,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createClient, createContextValues } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
-import { startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import { clientAddress, networkList, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
 import { authInterceptor, type JwtOptions } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
@@ -41,8 +41,11 @@ export interface GatewayOptions {
   adminNetworks?: string[];
   /** Per-RPC access rules over the defaults (see policy.ts). */
   rules?: Record<string, Rule>;
-  /** Take the client address from X-Forwarded-For (behind a trusted ingress). */
-  trustProxy?: boolean;
+  /**
+   * Proxies (CIDRs) whose X-Forwarded-For entries are believed: the client is
+   * the right-most address not in this list. Empty or omitted: the socket's peer.
+   */
+  trustedProxies?: string[];
   /** Serves every path that is not an RPC (the web app's pages and assets), in this process. */
   web?: (req: http.IncomingMessage, res: http.ServerResponse) => void;
   host?: string;
@@ -69,6 +72,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
     return createGrpcTransport({ baseUrl: url, sessionManager: manager });
   };
+  const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
   const owners = new Map(options.backends.map((b) => [b.service.typeName, b.url]));
   const limiter = options.cache.rateLimiter({
     keyPrefix: "gateway",
@@ -97,10 +101,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
       const res = await createClient(Health, transportFor(url)).check({ service }, { timeoutMs: 2_000 });
       return res.status;
     },
-    contextValues: (req) => {
-      const forwarded = options.trustProxy ? String(req.headers["x-forwarded-for"] ?? "").split(",")[0].trim() : "";
-      return createContextValues().set(clientAddressKey, forwarded || socketAddress(req.socket) || "unknown");
-    },
+    contextValues: (req) =>
+      createContextValues().set(clientAddressKey, clientAddress(socketAddress(req.socket), req.headers["x-forwarded-for"], trusted)),
     httpFilter: corsFilter(options.corsOrigins),
     // Browsers speak HTTP/1.1 to a plaintext port; the web app's handler expects its objects.
     fallback: options.web ? (req, res) => options.web!(req as http.IncomingMessage, res as http.ServerResponse) : undefined,

@@ -9,6 +9,7 @@ import {
   createPeers,
   createPool,
   DEFAULT_READ_MAX_BYTES,
+  PRIVATE_NETWORKS,
   env,
   JetStreamBus,
   loadConfig,
@@ -42,6 +43,9 @@ const gatewayShape = {
   RATE_LIMIT_POINTS: z.coerce.number().int().positive().default(600),
   RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().default(60),
   CORS_ALLOWED_ORIGINS: z.string().default("").transform((v) => v.split(",").map((o) => o.trim()).filter(Boolean)),
+  // Proxies whose X-Forwarded-For is believed (CIDRs): the client is the right-most address they did not add.
+  TRUSTED_PROXIES: z.string().default("").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
+  // Deprecated: true trusts loopback and private ranges (where ingress controllers run) when TRUSTED_PROXIES is unset.
   TRUST_PROXY: env.flag(false),
   // Where admin RPCs may come from (with role admin), e.g. the VPN's range.
   ADMIN_ALLOWED_NETWORKS: z.string().default("127.0.0.0/8,::1/128").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
@@ -69,7 +73,7 @@ async function main() {
       jwt: cfg.JWKS_URL ? { jwksUrl: cfg.JWKS_URL, issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE } : undefined,
       rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
       corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
-      trustProxy: cfg.TRUST_PROXY,
+      trustedProxies: cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [],
       adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
       host: cfg.HOST,
       port: cfg.PORT,

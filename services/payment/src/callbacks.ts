@@ -5,7 +5,8 @@
 import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
-import { answerTooLarge, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter } from "@ttip/runtime";
+import type { BlockList } from "node:net";
+import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
@@ -33,13 +34,11 @@ function redactToken(path: string): string {
   return path.replace(/\/[A-Za-z0-9_-]{16,64}$/, "/[token]");
 }
 
-function remoteAddress(req: Req, trustProxy: boolean): string {
-  const direct = req.socket?.remoteAddress ?? "";
-  if (!trustProxy) return direct;
-  const xff = req.headers["x-forwarded-for"];
-  const hops = (Array.isArray(xff) ? xff.join(",") : xff ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  // Our own ingress appends the address it saw: the last hop is the one to trust.
-  return hops.at(-1) ?? direct;
+/** With PAYMENT_CALLBACK_TRUST_PROXY the ingress (in a private range) is trusted to append the address it saw. */
+const INGRESS: BlockList = networkList(PRIVATE_NETWORKS);
+
+function remoteAddress(req: Req, trustedProxies: BlockList | undefined): string {
+  return clientAddress(req.socket?.remoteAddress, req.headers["x-forwarded-for"], trustedProxies);
 }
 
 /** The body up to MAX_BODY; a larger one is not read on (its first bytes are kept as evidence). */
@@ -65,7 +64,7 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const { pool, logger } = deps.ctx;
   const config = deps.config();
   const { body, truncated } = await readBody(req);
-  const from = remoteAddress(req, config.callbackTrustProxy);
+  const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
   const match = ROUTE.exec(path);
   const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : "mpesa_status";
   const callbackId = randomUUID();

@@ -17,7 +17,7 @@ import {
 } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { CreateQrCodeRequestSchema, type QrInternalService, type QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { callerOf, emitEvent, MPESA_LIMITS, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
+import { callerOf, CLIENT_ADDRESS_HEADER, emitEvent, MPESA_LIMITS, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { canManage, requireManage, requireVenueManager, VENUE, WORKER } from "./access.js";
 import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
@@ -366,7 +366,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       // A salted hash: counts unique devices without keeping who they are.
       const who =
         callerOf(ctx)?.subject ??
-        (req.deviceId ? `device:${req.deviceId}` : `${ctx.requestHeader.get("x-forwarded-for")?.split(",")[0].trim() ?? ""}|${req.userAgent}`);
+        (req.deviceId ? `device:${req.deviceId}` : `${ctx.requestHeader.get(CLIENT_ADDRESS_HEADER) ?? ""}|${req.userAgent}`);
       const deviceHash = createHmac("sha256", deps.deviceSalt).update(who).digest("base64url").slice(0, 22);
       const scanId = await withTransaction(pool, async (tx) => {
         const inserted = await tx.query(
