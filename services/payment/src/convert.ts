@@ -19,7 +19,8 @@ export const TIP_STATUS: Record<TipStatusCode, TipStatus> = {
 };
 export const TIP_STATUS_CODE = Object.fromEntries(Object.entries(TIP_STATUS).map(([k, v]) => [v, k])) as Record<TipStatus, TipStatusCode>;
 
-export function tipMessage(t: TipRow, locale = "en"): Tip {
+/** `paybill`: where the tip can be paid from the M-Pesa menu when C2B is received (empty otherwise). */
+export function tipMessage(t: TipRow, locale = "en", paybill = ""): Tip {
   const messageKey = t.status === "held_for_review" ? "review" : t.result_code;
   return create(TipSchema, {
     tipId: t.tip_id,
@@ -40,6 +41,9 @@ export function tipMessage(t: TipRow, locale = "en"): Tip {
     message: t.message,
     createdAt: timestampFromDate(t.created_at),
     completedAt: t.completed_at ? timestampFromDate(t.completed_at) : undefined,
+    paybillNumber: paybill && t.account_reference ? paybill : "",
+    paybillAccountReference: paybill && t.account_reference ? t.account_reference : "",
+    channel: t.channel ?? "web",
   });
 }
 

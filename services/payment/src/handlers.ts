@@ -13,6 +13,7 @@ import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, decodeCursor, encodeCursor, pageSize, payoutMessage, tipMessage,
 } from "./convert.js";
+import { resolveSuspense, type C2bRow } from "./c2b.js";
 import { resultMessage } from "./messages.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
 import { kes } from "./money.js";
@@ -57,6 +58,7 @@ function nextChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal):
 
 export function registerHandlers(router: ConnectRouter, deps: Deps) {
   const { pool } = deps.ctx;
+  const tipOut = (t: TipRow, l?: string) => tipMessage(t, l, deps.config().c2b?.shortCodes[0]);
 
   router.service(PaymentService, {
     async createTip(req, ctx) {
@@ -88,14 +90,14 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         customerEmail: req.customerEmail,
         callerSubject: callerOf(ctx)?.subject,
       });
-      return { tip: tipMessage(tip, locale(ctx)) };
+      return { tip: tipOut(tip, locale(ctx)) };
     },
 
     // Anyone holding the tip id (an unguessable UUID the tip page got) may read its status.
     async getTip(req, ctx) {
       const tip = await loadTip(pool, req.tipId);
       if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-      return { tip: tipMessage(tip, locale(ctx)) };
+      return { tip: tipOut(tip, locale(ctx)) };
     },
 
     async *watchTip(req, ctx) {
@@ -110,7 +112,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
           const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}`;
           if (key !== last) {
             last = key;
-            yield { tip: tipMessage(tip, locale(ctx)) };
+            yield { tip: tipOut(tip, locale(ctx)) };
           }
           if (isFinal(tip.status)) return;
           await change.wait;
@@ -133,7 +135,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       );
       const page = rows.slice(0, size);
       return {
-        tips: page.map((t) => tipMessage(t, locale(ctx))),
+        tips: page.map((t) => tipOut(t, locale(ctx))),
         page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].tip_id) : "" },
       };
     },
@@ -300,7 +302,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (!updated) throw new ConnectError("tip_id: the tip was reviewed meanwhile", Code.FailedPrecondition);
       deps.changes.emit(tip.tip_id);
       if (req.approve) runAfterCredit(deps, updated);
-      return { tip: tipMessage(updated, locale(ctx)) };
+      return { tip: tipOut(updated, locale(ctx)) };
     },
 
     async holdPayouts(req, ctx) {
@@ -334,6 +336,35 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       requireCaller(ctx, "admin");
       await pool.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [requireKenyanMobile(req.phone, "phone")]);
       return {};
+    },
+
+    async listSuspensePayments(req, ctx) {
+      requireCaller(ctx, "admin");
+      const size = pageSize(req.page?.pageSize);
+      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const { rows } = await pool.query<C2bRow>(
+        `SELECT * FROM payment.c2b_payments WHERE outcome = 'suspense' AND ($1 OR resolution = 'open')
+           AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
+         ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
+        [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+      );
+      const page = rows.slice(0, size);
+      return {
+        payments: page.map(suspenseMessage),
+        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].received_at, page[size - 1].callback_id) : "" },
+      };
+    },
+
+    async resolveSuspensePayment(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const { row, tip } = await resolveSuspense(deps, {
+        receipt: req.receipt,
+        matchAccountReference: req.action.case === "matchAccountReference" ? req.action.value : undefined,
+        refund: req.action.case === "refund",
+        note: req.note,
+        admin: admin.subject,
+      });
+      return { payment: suspenseMessage(row), tip: tip ? tipOut(tip, locale(ctx)) : undefined };
     },
 
     async listUnmatchedCallbacks(req, ctx) {
@@ -373,7 +404,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const tip = await loadTip(pool, req.tipId);
       if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
       // Names belong to the auth and qr services; the receipt's sender looks them up.
-      return { tip: tipMessage(tip), workerDisplayName: "", venueName: "", workerReceived: kes(tip.worker_receives_minor) };
+      return { tip: tipOut(tip), workerDisplayName: "", venueName: "", workerReceived: kes(tip.worker_receives_minor) };
     },
   });
 
@@ -393,4 +424,20 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       payoutPhoneMasked: s?.payout_phone ? maskPhone(s.payout_phone) : "",
     });
   }
+}
+
+function suspenseMessage(r: C2bRow) {
+  return {
+    receipt: r.trans_id,
+    amount: kes(r.amount_minor),
+    accountReference: r.bill_ref_number,
+    businessShortCode: r.business_short_code,
+    reason: r.reason,
+    suggestions: r.suggestions,
+    resolution: r.resolution,
+    tipId: r.tip_id ?? "",
+    receivedAt: timestampFromDate(r.received_at),
+    resolvedBy: r.resolved_by,
+    resolvedAt: r.resolved_at ? timestampFromDate(r.resolved_at) : undefined,
+  };
 }

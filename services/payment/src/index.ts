@@ -2,14 +2,17 @@ import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { ServiceContext, ServiceModule } from "@ttip/runtime";
+import { registerC2bUrls } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
 import { loadPaymentConfig, type PaymentConfig } from "./config.js";
 import { DarajaClient } from "./daraja/client.js";
 import { registerHandlers } from "./handlers.js";
+import { offlineFilter } from "./offline-http.js";
 import { Ledger } from "./ledger.js";
 import { autoPayout, reconcilePayouts } from "./payouts.js";
 import { reconcileTips, type Deps } from "./tips.js";
 
+export { type C2bPayRequest, type C2bPayResult, type C2bRegistration } from "./daraja/c2b-simulator.js";
 export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator, type Script as SimScript, type SimTransaction, type SimulatorOptions } from "./daraja/simulator.js";
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
 
@@ -59,12 +62,18 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
       registerHandlers(router, depsFor(ctx));
     },
     http(ctx) {
-      return callbackFilter(depsFor(ctx));
+      const callbacks = callbackFilter(depsFor(ctx));
+      const offline = offlineFilter(depsFor(ctx));
+      return (req, res) => callbacks(req, res) || offline(req, res);
     },
     async start(ctx) {
       const deps = depsFor(ctx);
+      const registering = { on: true };
+      const registration = config().c2b?.registerOnStart ? registerInBackground(deps, registering) : Promise.resolve();
       const interval = config().reconcileIntervalMs;
       const drainBackground = async () => {
+        registering.on = false;
+        await registration;
         while (deps.background.size) await Promise.allSettled([...deps.background]);
       };
       if (!interval) return drainBackground;
@@ -94,11 +103,32 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
   };
 }
 
+/**
+ * Registers the C2B URLs once the public base URL is known (a host may fill it
+ * in after start), retrying for about a minute; a failure is logged, not fatal.
+ */
+async function registerInBackground(deps: Deps, registering: { on: boolean }): Promise<void> {
+  let wait = 50;
+  for (let attempt = 0; attempt < 300 && registering.on; attempt++) {
+    await new Promise((r) => setTimeout(r, wait));
+    wait = 200;
+    if (!deps.config().callbackBaseUrl) continue;
+    try {
+      const said = await registerC2bUrls(deps);
+      deps.ctx.logger.info({ said }, "C2B URLs registered");
+      return;
+    } catch (err) {
+      deps.ctx.logger.warn({ err: (err as Error).message }, "C2B URL registration failed; retrying");
+      wait = 5_000;
+    }
+  }
+}
+
 /** Configuration from the environment, parsed again only when a variable it reads changes. */
 function envConfig(): () => PaymentConfig {
   let cached: { key: string; config: PaymentConfig } | undefined;
   return () => {
-    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_)/.test(k)).sort());
+    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_|C2B_|USSD_)/.test(k)).sort());
     if (cached?.key !== key) cached = { key, config: loadPaymentConfig(process.env) };
     return cached.config;
   };

@@ -23,7 +23,7 @@ import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
 import { DEFAULT_SIZE, minPngSize, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText, type EcLevel } from "./render.js";
 import { cacheKeys, targetCurrency, type Resolver } from "./resolver.js";
-import { newShortCode, normalizeShortCode } from "./shortcode.js";
+import { newShortCode, normalizeShortCode, oneSlipAway } from "./shortcode.js";
 import type { PayloadSigner } from "./signing.js";
 import {
   claimIdempotencyKey,
@@ -499,6 +499,17 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
         venueId: code.ownerKind === VENUE ? code.ownerId : (code.venueId ?? ""),
         status: code.status as QrCodeStatus,
       };
+    },
+
+    async suggestAccountReferences(req) {
+      const typed = normalizeShortCode(req.accountReference);
+      const candidates = oneSlipAway(typed).slice(0, 2_000);
+      if (!candidates.length) return { accountReferences: [] };
+      const { rows } = await pool.query<{ account_reference: string }>(
+        `SELECT account_reference FROM qr.qr_codes WHERE account_reference = ANY($1::text[]) AND status = 1 ORDER BY account_reference LIMIT 5`,
+        [candidates],
+      );
+      return { accountReferences: rows.map((r) => r.account_reference) };
     },
   };
 
