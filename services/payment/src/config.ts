@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { env, loadConfig } from "@ttip/runtime";
+import type { CardsConfig } from "./cards/config.js";
+import { loadCardsConfig } from "./cards/config.js";
 import type { DarajaConfig } from "./daraja/client.js";
 
 /**
@@ -48,6 +50,8 @@ export interface PaymentConfig {
    */
   reconcileLeaseMs?: number;
   fraud: FraudLimits;
+  /** Card tips (Stripe, PayPal); undefined when no card provider is configured (card tips: FAILED_PRECONDITION). */
+  cards?: CardsConfig;
   /** Paybill/till payments (C2B); undefined = the C2B routes answer 404. */
   c2b?: C2bConfig;
   /** The USSD menu (Africa's Talking); undefined = its route answers 404. */
@@ -150,6 +154,7 @@ export function loadPaymentConfig(vars: Record<string, string | undefined> = pro
       outlierMinor: BigInt(c.FRAUD_OUTLIER_KES) * 100n,
       pinFailures: c.FRAUD_PIN_FAILURES_PER_HOUR,
     },
+    cards: loadCardsConfig(vars),
     c2b: c.C2B_URL_TOKEN
       ? {
           pathToken: c.C2B_URL_TOKEN,

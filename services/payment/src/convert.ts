@@ -9,6 +9,7 @@ import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import type { PayoutRow } from "./payouts.js";
 import type { TipRow, TipStatusCode } from "./tips.js";
+import { withCardFields } from "./cards/convert.js";
 
 export const TIP_STATUS: Record<TipStatusCode, TipStatus> = {
   pending: TipStatus.PENDING,
@@ -22,16 +23,16 @@ export const TIP_STATUS_CODE = Object.fromEntries(Object.entries(TIP_STATUS).map
 /** `paybill`: where the tip can be paid from the M-Pesa menu when C2B is received (empty otherwise). */
 export function tipMessage(t: TipRow, locale = "en", paybill = ""): Tip {
   const messageKey = t.status === "held_for_review" ? "review" : t.result_code;
-  return create(TipSchema, {
+  const tip = create(TipSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id ?? "",
     venueId: t.venue_id,
     shared: t.worker_id === null,
     qrCodeId: t.qr_code_id,
-    amount: kes(t.amount_minor),
-    fee: kes(t.fee_minor),
-    charged: kes(t.charged_minor),
-    method: PaymentMethodKind.MPESA,
+    amount: { currency: t.currency, amountMinor: t.amount_minor },
+    fee: { currency: t.currency, amountMinor: t.fee_minor },
+    charged: { currency: t.currency, amountMinor: t.charged_minor },
+    method: t.method === "card" ? PaymentMethodKind.CARD : PaymentMethodKind.MPESA,
     status: TIP_STATUS[t.status],
     resultCode: t.result_code,
     resultMessage: t.result_code || t.status === "held_for_review" ? resultMessage(messageKey, locale) : "",
@@ -45,6 +46,7 @@ export function tipMessage(t: TipRow, locale = "en", paybill = ""): Tip {
     paybillAccountReference: paybill && t.account_reference ? t.account_reference : "",
     channel: t.channel ?? "web",
   });
+  return t.method === "card" ? withCardFields(tip, t, locale) : tip;
 }
 
 export const PAYOUT_STATUS: Record<PayoutRow["status"], PayoutStatus> = {
@@ -82,6 +84,10 @@ export const FRAUD_REASON: Record<string, FraudReason> = {
   PIN_FAILURES: FraudReason.PIN_FAILURES,
   CALLBACK_MISMATCH: FraudReason.CALLBACK_MISMATCH,
   UNKNOWN_CALLBACK: FraudReason.UNKNOWN_CALLBACK,
+  CARD_VELOCITY: FraudReason.CARD_VELOCITY,
+  CARD_COUNTRY_MISMATCH: FraudReason.CARD_COUNTRY_MISMATCH,
+  CARD_LIMIT: FraudReason.CARD_LIMIT,
+  CARD_DISPUTE: FraudReason.CARD_DISPUTE,
 };
 export const FRAUD_ACTION: Record<string, FraudAction> = { flag: FraudAction.FLAG, hold: FraudAction.HOLD, refuse: FraudAction.REFUSE };
 export const ALERT_STATUS: Record<string, AlertStatus> = { open: AlertStatus.OPEN, approved: AlertStatus.APPROVED, rejected: AlertStatus.REJECTED };

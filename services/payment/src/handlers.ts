@@ -6,7 +6,7 @@ import { callerOf, emitEvent, formatMoney, maskPhone, mpesaAmount, requireCaller
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { CardProvider, PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -15,6 +15,10 @@ import {
 } from "./convert.js";
 import { resolveSuspense, type C2bRow } from "./c2b.js";
 import { resultMessage } from "./messages.js";
+import { refundCardTip } from "./cards/aftercare.js";
+import type { CardTipRow } from "./cards/convert.js";
+import { reviewCardTip } from "./cards/review.js";
+import { createCardTip, reconcileCardTips } from "./cards/tips.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
 import { kes } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
@@ -62,20 +66,41 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
   router.service(PaymentService, {
     async createTip(req, ctx) {
-      if (req.payment.case === "card") throw new ConnectError("card tips are not available yet", Code.Unimplemented);
-      const amountMinor = mpesaAmount(req.amount, "amount");
-      const phone = requireKenyanMobile(req.payment.value ?? "", "mpesa_phone");
+      const card = req.payment.case === "card";
+      const amountMinor = card ? (req.amount?.amountMinor ?? 0n) : mpesaAmount(req.amount, "amount");
+      const phone = card ? "" : requireKenyanMobile(String(req.payment.value ?? ""), "mpesa_phone");
       let recipient = { workerId: "", venueId: "", qrCodeId: "" };
       if (req.recipient.case === "qrCode") {
         const target = await resolveQrCode(deps, req.recipient.value);
         // A venue's own code (or a table's) names no worker: the tip goes to the venue's pool.
         if (!target.workerId && !target.venueId) throw new ConnectError("qr_code: the code names neither a worker nor a venue", Code.FailedPrecondition);
-        if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== "KES")) {
+        if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== (req.amount?.currency ?? "KES"))) {
           throw new ConnectError(`amount: this code is for exactly ${formatMoney(target.fixedAmount.amountMinor, target.fixedAmount.currency)}`, Code.InvalidArgument);
         }
         recipient = { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId };
       } else if (req.recipient.case === "workerId") {
         recipient.workerId = req.recipient.value;
+      }
+      if (card) {
+        if (!recipient.workerId) throw new ConnectError("qr_code: card tips to a venue's pool are not available yet; pay by M-Pesa or scan a worker's code", Code.Unimplemented);
+        const created = await createCardTip(deps, {
+          idempotencyKey: req.idempotencyKey,
+          ...recipient,
+          amount: { currency: req.amount!.currency, amountMinor },
+          provider: req.cardProvider === CardProvider.PAYPAL ? "paypal" : "stripe",
+          customerCountry: req.customerCountry,
+          customerCoversFee: req.customerCoversFee,
+          rating: req.rating,
+          message: req.message,
+          customerEmail: req.customerEmail,
+          callerSubject: callerOf(ctx)?.subject,
+        });
+        return {
+          tip: tipMessage(created.tip, locale(ctx)),
+          stripeClientSecret: created.tip.card_provider === "stripe" ? created.clientSecret : "",
+          stripePublishableKey: created.tip.card_provider === "stripe" ? created.publicKey : "",
+          paypalApproveUrl: created.tip.card_provider === "paypal" ? created.approveUrl : "",
+        };
       }
       const tip = await createTip(deps, {
         idempotencyKey: req.idempotencyKey,
@@ -109,7 +134,8 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         try {
           const tip = await loadTip(pool, req.tipId);
           if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-          const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}`;
+          const card = tip as CardTipRow;
+          const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}|${card.next_action_url ?? ""}|${card.card_state ?? ""}`;
           if (key !== last) {
             last = key;
             yield { tip: tipOut(tip, locale(ctx)) };
@@ -269,6 +295,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
       if (tip.status !== "held_for_review") throw new ConnectError("tip_id: the tip is not held for review", Code.FailedPrecondition);
       if (!tip.credit_entry_id) throw new ConnectError("tip_id: the payment is still being recorded; try again shortly", Code.FailedPrecondition);
+      if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note), locale(ctx)) };
       if (req.approve) {
         // Idempotent on its key: a repeated approval posts nothing new.
         await deps.ledger.releaseFromSuspense({
@@ -367,6 +394,12 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       return { payment: suspenseMessage(row), tip: tip ? tipOut(tip, locale(ctx)) : undefined };
     },
 
+    async refundTip(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const r = await refundCardTip(deps, { tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject });
+      return { tip: tipMessage(r.tip, locale(ctx)), refundId: r.refundId };
+    },
+
     async listUnmatchedCallbacks(req, ctx) {
       requireCaller(ctx, "admin");
       const size = pageSize(req.page?.pageSize);
@@ -397,7 +430,14 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     async reconcilePending(req) {
       const counts = await reconcileTips(deps, req.limit);
       await reconcilePayouts(deps, req.limit);
+      const cards = await reconcileCardTips(deps, req.limit);
+      counts.queried += cards.checked;
+      counts.settled += cards.settled;
       return counts;
+    },
+
+    async reconcileCardBalance() {
+      throw new ConnectError("card balance reconciliation is not built yet", Code.Unimplemented);
     },
 
     async getTipForReceipt(req) {

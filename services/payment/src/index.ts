@@ -4,6 +4,9 @@ import { PaymentAdminService, PaymentInternalService, PaymentService } from "@tt
 import type { ServiceContext, ServiceModule } from "@ttip/runtime";
 import { registerC2bUrls } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
+import { createCardHub } from "./cards/hub.js";
+import { reconcileCardTips } from "./cards/tips.js";
+import { cardWebhookFilter } from "./cards/webhooks.js";
 import { loadPaymentConfig, type PaymentConfig } from "./config.js";
 import { DarajaClient } from "./daraja/client.js";
 import { registerHandlers } from "./handlers.js";
@@ -15,6 +18,8 @@ import { reconcileTips, type Deps } from "./tips.js";
 export { type C2bPayRequest, type C2bPayResult, type C2bRegistration } from "./daraja/c2b-simulator.js";
 export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator, type Script as SimScript, type SimTransaction, type SimulatorOptions } from "./daraja/simulator.js";
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
+export { startStripeSimulator, type StripeSimulator } from "./cards/stripe-simulator.js";
+export type { CardsConfig } from "./cards/config.js";
 
 export interface PaymentModuleOptions {
   /** Where configuration comes from; read at each use, so a host may fill in late values (its own URL). Default: the environment. */
@@ -24,7 +29,7 @@ export interface PaymentModuleOptions {
 /**
  * Tip attempts by M-Pesa STK push, Daraja callbacks, reconciliation of lost
  * callbacks, B2C payouts, saved M-Pesa numbers and fraud checks before money
- * moves. Card tips and tips to a venue's pool are not built yet (UNIMPLEMENTED).
+ * moves; card tips by Stripe (cards/). Tips to a venue's pool are not built yet (UNIMPLEMENTED).
  */
 export function createPaymentModule(options: PaymentModuleOptions = {}): ServiceModule {
   const config = options.config ?? envConfig();
@@ -48,6 +53,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
           return client.client;
         },
       };
+      deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
       deps.afterCredit = (tip) => autoPayout(deps, tip);
       depsByCtx.set(ctx, (d = deps));
     }
@@ -64,7 +70,8 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
     http(ctx) {
       const callbacks = callbackFilter(depsFor(ctx));
       const offline = offlineFilter(depsFor(ctx));
-      return (req, res) => callbacks(req, res) || offline(req, res);
+      const cards = cardWebhookFilter(depsFor(ctx));
+      return (req, res) => callbacks(req, res) || offline(req, res) || cards(req, res);
     },
     async start(ctx) {
       const deps = depsFor(ctx);
@@ -84,6 +91,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
           try {
             await reconcileTips(deps, 100);
             await reconcilePayouts(deps, 100);
+            await reconcileCardTips(deps, 100);
           } catch (err) {
             ctx.logger.warn({ err }, "reconciliation pass failed; will retry");
           }
@@ -128,7 +136,7 @@ async function registerInBackground(deps: Deps, registering: { on: boolean }): P
 function envConfig(): () => PaymentConfig {
   let cached: { key: string; config: PaymentConfig } | undefined;
   return () => {
-    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_|C2B_|USSD_)/.test(k)).sort());
+    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_|C2B_|USSD_|STRIPE_|PAYPAL_|CARD_)/.test(k)).sort());
     if (cached?.key !== key) cached = { key, config: loadPaymentConfig(process.env) };
     return cached.config;
   };

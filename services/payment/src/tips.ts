@@ -14,6 +14,7 @@ import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
 import { oweReceipt, sendReceipts } from "./receipts.js";
+import type { CardHub } from "./cards/hub.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
 
@@ -41,6 +42,7 @@ export interface TipRow {
   callback_token: string;
   checkout_request_id: string | null;
   mpesa_receipt: string | null;
+  method: "mpesa" | "card";
   credit_key: string | null;
   credit_kind: "worker" | "venue" | "suspense" | null;
   credit_entry_id: string | null;
@@ -63,6 +65,8 @@ export interface Deps {
   afterCredit?: (tip: TipRow) => Promise<void>;
   /** Background work the module waits for when it stops. */
   background: Set<Promise<unknown>>;
+  /** Card providers and the card side of the ledger (cards/). */
+  cards?: CardHub;
 }
 
 export interface NewTip {
@@ -494,7 +498,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   const leased = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<TipRow>(
       `SELECT * FROM payment.tips
-        WHERE status = 'pending' AND next_check_at <= now() AND (lease_until IS NULL OR lease_until < now())
+        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= now() AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       [limit],
     );
@@ -542,7 +546,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   }
   // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
   const { rows: uncredited } = await pool.query<{ tip_id: string }>(
-    `SELECT tip_id FROM payment.tips WHERE credit_key IS NOT NULL AND credit_entry_id IS NULL ORDER BY completed_at LIMIT $1`,
+    `SELECT tip_id FROM payment.tips WHERE credit_key IS NOT NULL AND credit_entry_id IS NULL AND method = 'mpesa' ORDER BY completed_at LIMIT $1`,
     [limit],
   );
   for (const { tip_id } of uncredited) await postCredit(deps, tip_id);

@@ -207,6 +207,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
           }),
           conversions: req.conversions,
           description: req.description,
+          allowOwnerDebt: req.allowOwnerDebt,
         }),
       );
     },

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/payment/v1/payment.proto.
  */
 export const file_ttip_payment_v1_payment: GenFile = /*@__PURE__*/
-  fileDesc("Ch10dGlwL3BheW1lbnQvdjEvcGF5bWVudC5wcm90bxIPdHRpcC5wYXltZW50LnYxIoUFCgNUaXASDgoGdGlwX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiIKA2ZlZRgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiYKB2NoYXJnZWQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIyCgZtZXRob2QYCCABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSKgoGc3RhdHVzGAkgASgOMhoudHRpcC5wYXltZW50LnYxLlRpcFN0YXR1cxITCgtyZXN1bHRfY29kZRgKIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgLIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAwgASgJEiAKGHN0cmlwZV9wYXltZW50X2ludGVudF9pZBgNIAEoCRIdChVjdXN0b21lcl9waG9uZV9tYXNrZWQYDiABKAkSDgoGcmF0aW5nGA8gASgFEg8KB21lc3NhZ2UYECABKAkSLgoKY3JlYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzaGFyZWQYEyABKAgSFgoOcGF5YmlsbF9udW1iZXIYFCABKAkSIQoZcGF5YmlsbF9hY2NvdW50X3JlZmVyZW5jZRgVIAEoCRIPCgdjaGFubmVsGBYgASgJIooDCgZQYXlvdXQSEQoJcGF5b3V0X2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIlCgZhbW91bnQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIrCgx0cmFuc2Zlcl9mZWUYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIeChZyZWNpcGllbnRfcGhvbmVfbWFza2VkGAUgASgJEi0KBnN0YXR1cxgGIAEoDjIdLnR0aXAucGF5bWVudC52MS5QYXlvdXRTdGF0dXMSEwoLcmVzdWx0X2NvZGUYByABKAkSFgoOcmVzdWx0X21lc3NhZ2UYCCABKAkSFQoNbXBlc2FfcmVjZWlwdBgJIAEoCRIRCglhdXRvbWF0aWMYCiABKAgSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2Cg5QYXlvdXRTZXR0aW5ncxITCgthdXRvX3BheW91dBgBIAEoCBIyChNhdXRvX3BheW91dF9taW5pbXVtGAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSGwoTcGF5b3V0X3Bob25lX21hc2tlZBgDIAEoCSLFAQoNUGF5bWVudE1ldGhvZBIZChFwYXltZW50X21ldGhvZF9pZBgBIAEoCRIwCgRraW5kGAIgASgOMiIudHRpcC5wYXltZW50LnYxLlBheW1lbnRNZXRob2RLaW5kEhQKDHBob25lX21hc2tlZBgDIAEoCRINCgVsYWJlbBgEIAEoCRISCgppc19kZWZhdWx0GAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuQCCgpGcmF1ZEFsZXJ0EhAKCGFsZXJ0X2lkGAEgASgJEiwKBnJlYXNvbhgCIAEoDjIcLnR0aXAucGF5bWVudC52MS5GcmF1ZFJlYXNvbhIsCgZhY3Rpb24YAyABKA4yHC50dGlwLnBheW1lbnQudjEuRnJhdWRBY3Rpb24SLAoGc3RhdHVzGAQgASgOMhwudHRpcC5wYXltZW50LnYxLkFsZXJ0U3RhdHVzEg4KBnRpcF9pZBgFIAEoCRIRCglwYXlvdXRfaWQYBiABKAkSEQoJd29ya2VyX2lkGAcgASgJEg4KBmRldGFpbBgIIAEoCRIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXZpZXdlZF9ieRgKIAEoCRIvCgtyZXZpZXdlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwQIKD1N1c3BlbnNlUGF5bWVudBIPCgdyZWNlaXB0GAEgASgJEiUKBmFtb3VudBgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhkKEWFjY291bnRfcmVmZXJlbmNlGAMgASgJEhsKE2J1c2luZXNzX3Nob3J0X2NvZGUYBCABKAkSDgoGcmVhc29uGAUgASgJEhMKC3N1Z2dlc3Rpb25zGAYgAygJEhIKCnJlc29sdXRpb24YByABKAkSDgoGdGlwX2lkGAggASgJEi8KC3JlY2VpdmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXNvbHZlZF9ieRgKIAEoCRIvCgtyZXNvbHZlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwQEKEVVubWF0Y2hlZENhbGxiYWNrEhMKC2NhbGxiYWNrX2lkGAEgASgJEg4KBnNvdXJjZRgCIAEoCRIaChJleHRlcm5hbF9yZWZlcmVuY2UYAyABKAkSFgoOcmVtb3RlX2FkZHJlc3MYBCABKAkSEAoIcmF3X2JvZHkYBSABKAwSLwoLcmVjZWl2ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlc29sdmVkGAcgASgIKqgBCglUaXBTdGF0dXMSGgoWVElQX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElRJUF9TVEFUVVNfUEVORElORxABEhgKFFRJUF9TVEFUVVNfU1VDQ0VFREVEEAISFQoRVElQX1NUQVRVU19GQUlMRUQQAxIWChJUSVBfU1RBVFVTX0VYUElSRUQQBBIeChpUSVBfU1RBVFVTX0hFTERfRk9SX1JFVklFVxAFKnUKEVBheW1lbnRNZXRob2RLaW5kEiMKH1BBWU1FTlRfTUVUSE9EX0tJTkRfVU5TUEVDSUZJRUQQABIdChlQQVlNRU5UX01FVEhPRF9LSU5EX01QRVNBEAESHAoYUEFZTUVOVF9NRVRIT0RfS0lORF9DQVJEEAIqtwEKDFBheW91dFN0YXR1cxIdChlQQVlPVVRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVUEFZT1VUX1NUQVRVU19QRU5ESU5HEAESGwoXUEFZT1VUX1NUQVRVU19TVUNDRUVERUQQAhIYChRQQVlPVVRfU1RBVFVTX0ZBSUxFRBADEhsKF1BBWU9VVF9TVEFUVVNfUkVTT0xWSU5HEAQSGQoVUEFZT1VUX1NUQVRVU19PTl9IT0xEEAUqsQIKC0ZyYXVkUmVhc29uEhwKGEZSQVVEX1JFQVNPTl9VTlNQRUNJRklFRBAAEh8KG0ZSQVVEX1JFQVNPTl9WRUxPQ0lUWV9QSE9ORRABEiAKHEZSQVVEX1JFQVNPTl9WRUxPQ0lUWV9XT1JLRVIQAhIfChtGUkFVRF9SRUFTT05fQU1PVU5UX09VVExJRVIQAxIZChVGUkFVRF9SRUFTT05fU0VMRl9USVAQBBIfChtGUkFVRF9SRUFTT05fQkxPQ0tFRF9OVU1CRVIQBRIdChlGUkFVRF9SRUFTT05fUElOX0ZBSUxVUkVTEAYSIgoeRlJBVURfUkVBU09OX0NBTExCQUNLX01JU01BVENIEAcSIQodRlJBVURfUkVBU09OX1VOS05PV05fQ0FMTEJBQ0sQCCpyCgtGcmF1ZEFjdGlvbhIcChhGUkFVRF9BQ1RJT05fVU5TUEVDSUZJRUQQABIVChFGUkFVRF9BQ1RJT05fRkxBRxABEhUKEUZSQVVEX0FDVElPTl9IT0xEEAISFwoTRlJBVURfQUNUSU9OX1JFRlVTRRADKngKC0FsZXJ0U3RhdHVzEhwKGEFMRVJUX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEUFMRVJUX1NUQVRVU19PUEVOEAESGQoVQUxFUlRfU1RBVFVTX0FQUFJPVkVEEAISGQoVQUxFUlRfU1RBVFVTX1JFSkVDVEVEEANiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("Ch10dGlwL3BheW1lbnQvdjEvcGF5bWVudC5wcm90bxIPdHRpcC5wYXltZW50LnYxItgHCgNUaXASDgoGdGlwX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiIKA2ZlZRgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiYKB2NoYXJnZWQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIyCgZtZXRob2QYCCABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSKgoGc3RhdHVzGAkgASgOMhoudHRpcC5wYXltZW50LnYxLlRpcFN0YXR1cxITCgtyZXN1bHRfY29kZRgKIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgLIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAwgASgJEiAKGHN0cmlwZV9wYXltZW50X2ludGVudF9pZBgNIAEoCRIdChVjdXN0b21lcl9waG9uZV9tYXNrZWQYDiABKAkSDgoGcmF0aW5nGA8gASgFEg8KB21lc3NhZ2UYECABKAkSLgoKY3JlYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzaGFyZWQYEyABKAgSFgoOcGF5YmlsbF9udW1iZXIYFCABKAkSIQoZcGF5YmlsbF9hY2NvdW50X3JlZmVyZW5jZRgVIAEoCRIPCgdjaGFubmVsGBYgASgJEjQKDWNhcmRfcHJvdmlkZXIYFyABKA4yHS50dGlwLnBheW1lbnQudjEuQ2FyZFByb3ZpZGVyEhsKE3Byb3ZpZGVyX3BheW1lbnRfaWQYGCABKAkSLgoPd29ya2VyX3JlY2VpdmVzGBkgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSDwoHZnhfcmF0ZRgaIAEoCRIWCg5meF9yYXRlX3NvdXJjZRgbIAEoCRIwCgxmeF9yYXRlX3RpbWUYHCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD25leHRfYWN0aW9uX3VybBgdIAEoCRIxCgpjYXJkX3N0YXRlGB4gASgOMh0udHRpcC5wYXltZW50LnYxLkNhcmRUaXBTdGF0ZRInCghyZWZ1bmRlZBgfIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5IooDCgZQYXlvdXQSEQoJcGF5b3V0X2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIlCgZhbW91bnQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIrCgx0cmFuc2Zlcl9mZWUYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIeChZyZWNpcGllbnRfcGhvbmVfbWFza2VkGAUgASgJEi0KBnN0YXR1cxgGIAEoDjIdLnR0aXAucGF5bWVudC52MS5QYXlvdXRTdGF0dXMSEwoLcmVzdWx0X2NvZGUYByABKAkSFgoOcmVzdWx0X21lc3NhZ2UYCCABKAkSFQoNbXBlc2FfcmVjZWlwdBgJIAEoCRIRCglhdXRvbWF0aWMYCiABKAgSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2Cg5QYXlvdXRTZXR0aW5ncxITCgthdXRvX3BheW91dBgBIAEoCBIyChNhdXRvX3BheW91dF9taW5pbXVtGAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSGwoTcGF5b3V0X3Bob25lX21hc2tlZBgDIAEoCSLFAQoNUGF5bWVudE1ldGhvZBIZChFwYXltZW50X21ldGhvZF9pZBgBIAEoCRIwCgRraW5kGAIgASgOMiIudHRpcC5wYXltZW50LnYxLlBheW1lbnRNZXRob2RLaW5kEhQKDHBob25lX21hc2tlZBgDIAEoCRINCgVsYWJlbBgEIAEoCRISCgppc19kZWZhdWx0GAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuQCCgpGcmF1ZEFsZXJ0EhAKCGFsZXJ0X2lkGAEgASgJEiwKBnJlYXNvbhgCIAEoDjIcLnR0aXAucGF5bWVudC52MS5GcmF1ZFJlYXNvbhIsCgZhY3Rpb24YAyABKA4yHC50dGlwLnBheW1lbnQudjEuRnJhdWRBY3Rpb24SLAoGc3RhdHVzGAQgASgOMhwudHRpcC5wYXltZW50LnYxLkFsZXJ0U3RhdHVzEg4KBnRpcF9pZBgFIAEoCRIRCglwYXlvdXRfaWQYBiABKAkSEQoJd29ya2VyX2lkGAcgASgJEg4KBmRldGFpbBgIIAEoCRIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXZpZXdlZF9ieRgKIAEoCRIvCgtyZXZpZXdlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwQIKD1N1c3BlbnNlUGF5bWVudBIPCgdyZWNlaXB0GAEgASgJEiUKBmFtb3VudBgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhkKEWFjY291bnRfcmVmZXJlbmNlGAMgASgJEhsKE2J1c2luZXNzX3Nob3J0X2NvZGUYBCABKAkSDgoGcmVhc29uGAUgASgJEhMKC3N1Z2dlc3Rpb25zGAYgAygJEhIKCnJlc29sdXRpb24YByABKAkSDgoGdGlwX2lkGAggASgJEi8KC3JlY2VpdmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXNvbHZlZF9ieRgKIAEoCRIvCgtyZXNvbHZlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwQEKEVVubWF0Y2hlZENhbGxiYWNrEhMKC2NhbGxiYWNrX2lkGAEgASgJEg4KBnNvdXJjZRgCIAEoCRIaChJleHRlcm5hbF9yZWZlcmVuY2UYAyABKAkSFgoOcmVtb3RlX2FkZHJlc3MYBCABKAkSEAoIcmF3X2JvZHkYBSABKAwSLwoLcmVjZWl2ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlc29sdmVkGAcgASgIKqgBCglUaXBTdGF0dXMSGgoWVElQX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElRJUF9TVEFUVVNfUEVORElORxABEhgKFFRJUF9TVEFUVVNfU1VDQ0VFREVEEAISFQoRVElQX1NUQVRVU19GQUlMRUQQAxIWChJUSVBfU1RBVFVTX0VYUElSRUQQBBIeChpUSVBfU1RBVFVTX0hFTERfRk9SX1JFVklFVxAFKnUKEVBheW1lbnRNZXRob2RLaW5kEiMKH1BBWU1FTlRfTUVUSE9EX0tJTkRfVU5TUEVDSUZJRUQQABIdChlQQVlNRU5UX01FVEhPRF9LSU5EX01QRVNBEAESHAoYUEFZTUVOVF9NRVRIT0RfS0lORF9DQVJEEAIqYQoMQ2FyZFByb3ZpZGVyEh0KGUNBUkRfUFJPVklERVJfVU5TUEVDSUZJRUQQABIYChRDQVJEX1BST1ZJREVSX1NUUklQRRABEhgKFENBUkRfUFJPVklERVJfUEFZUEFMEAIqwgEKDENhcmRUaXBTdGF0ZRIeChpDQVJEX1RJUF9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0NBUkRfVElQX1NUQVRFX05PTkUQARIbChdDQVJEX1RJUF9TVEFURV9SRUZVTkRFRBACEhsKF0NBUkRfVElQX1NUQVRFX0RJU1BVVEVEEAMSHgoaQ0FSRF9USVBfU1RBVEVfRElTUFVURV9XT04QBBIfChtDQVJEX1RJUF9TVEFURV9ESVNQVVRFX0xPU1QQBSq3AQoMUGF5b3V0U3RhdHVzEh0KGVBBWU9VVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVQQVlPVVRfU1RBVFVTX1BFTkRJTkcQARIbChdQQVlPVVRfU1RBVFVTX1NVQ0NFRURFRBACEhgKFFBBWU9VVF9TVEFUVVNfRkFJTEVEEAMSGwoXUEFZT1VUX1NUQVRVU19SRVNPTFZJTkcQBBIZChVQQVlPVVRfU1RBVFVTX09OX0hPTEQQBSq1AwoLRnJhdWRSZWFzb24SHAoYRlJBVURfUkVBU09OX1VOU1BFQ0lGSUVEEAASHwobRlJBVURfUkVBU09OX1ZFTE9DSVRZX1BIT05FEAESIAocRlJBVURfUkVBU09OX1ZFTE9DSVRZX1dPUktFUhACEh8KG0ZSQVVEX1JFQVNPTl9BTU9VTlRfT1VUTElFUhADEhkKFUZSQVVEX1JFQVNPTl9TRUxGX1RJUBAEEh8KG0ZSQVVEX1JFQVNPTl9CTE9DS0VEX05VTUJFUhAFEh0KGUZSQVVEX1JFQVNPTl9QSU5fRkFJTFVSRVMQBhIiCh5GUkFVRF9SRUFTT05fQ0FMTEJBQ0tfTUlTTUFUQ0gQBxIhCh1GUkFVRF9SRUFTT05fVU5LTk9XTl9DQUxMQkFDSxAIEh4KGkZSQVVEX1JFQVNPTl9DQVJEX1ZFTE9DSVRZEAkSJgoiRlJBVURfUkVBU09OX0NBUkRfQ09VTlRSWV9NSVNNQVRDSBAKEhsKF0ZSQVVEX1JFQVNPTl9DQVJEX0xJTUlUEAsSHQoZRlJBVURfUkVBU09OX0NBUkRfRElTUFVURRAMKnIKC0ZyYXVkQWN0aW9uEhwKGEZSQVVEX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUZSQVVEX0FDVElPTl9GTEFHEAESFQoRRlJBVURfQUNUSU9OX0hPTEQQAhIXChNGUkFVRF9BQ1RJT05fUkVGVVNFEAMqeAoLQWxlcnRTdGF0dXMSHAoYQUxFUlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRQUxFUlRfU1RBVFVTX09QRU4QARIZChVBTEVSVF9TVEFUVVNfQVBQUk9WRUQQAhIZChVBTEVSVF9TVEFUVVNfUkVKRUNURUQQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * A customer's tip and where it stands.
@@ -145,6 +145,63 @@ export type Tip = Message<"ttip.payment.v1.Tip"> & {
    * @generated from field: string channel = 22;
    */
   channel: string;
+
+  /**
+   * Card tips only.
+   *
+   * @generated from field: ttip.payment.v1.CardProvider card_provider = 23;
+   */
+  cardProvider: CardProvider;
+
+  /**
+   * The provider's payment id: Stripe PaymentIntent or PayPal order.
+   *
+   * @generated from field: string provider_payment_id = 24;
+   */
+  providerPaymentId: string;
+
+  /**
+   * What the worker's KES wallet gets, after fees and conversion.
+   *
+   * @generated from field: ttip.common.v1.Money worker_receives = 25;
+   */
+  workerReceives?: Money | undefined;
+
+  /**
+   * The conversion used (KES per unit of the tip's currency), its source and time; empty for KES tips.
+   *
+   * @generated from field: string fx_rate = 26;
+   */
+  fxRate: string;
+
+  /**
+   * @generated from field: string fx_rate_source = 27;
+   */
+  fxRateSource: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp fx_rate_time = 28;
+   */
+  fxRateTime?: Timestamp | undefined;
+
+  /**
+   * Where the customer must go to finish paying (3-D Secure page, PayPal approval); empty otherwise.
+   *
+   * @generated from field: string next_action_url = 29;
+   */
+  nextActionUrl: string;
+
+  /**
+   * @generated from field: ttip.payment.v1.CardTipState card_state = 30;
+   */
+  cardState: CardTipState;
+
+  /**
+   * Refunded so far, in the tip's currency.
+   *
+   * @generated from field: ttip.common.v1.Money refunded = 31;
+   */
+  refunded?: Money | undefined;
 };
 
 /**
@@ -577,6 +634,89 @@ export const PaymentMethodKindSchema: GenEnum<PaymentMethodKind> = /*@__PURE__*/
   enumDesc(file_ttip_payment_v1_payment, 1);
 
 /**
+ * Who takes a card payment. Both sit behind the same card-provider interface.
+ *
+ * @generated from enum ttip.payment.v1.CardProvider
+ */
+export enum CardProvider {
+  /**
+   * @generated from enum value: CARD_PROVIDER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Stripe PaymentIntents (the default for card tips).
+   *
+   * @generated from enum value: CARD_PROVIDER_STRIPE = 1;
+   */
+  STRIPE = 1,
+
+  /**
+   * PayPal Orders v2 (create, approve, capture).
+   *
+   * @generated from enum value: CARD_PROVIDER_PAYPAL = 2;
+   */
+  PAYPAL = 2,
+}
+
+/**
+ * Describes the enum ttip.payment.v1.CardProvider.
+ */
+export const CardProviderSchema: GenEnum<CardProvider> = /*@__PURE__*/
+  enumDesc(file_ttip_payment_v1_payment, 2);
+
+/**
+ * A card tip's life after its payment: refunds and chargebacks.
+ *
+ * @generated from enum ttip.payment.v1.CardTipState
+ */
+export enum CardTipState {
+  /**
+   * @generated from enum value: CARD_TIP_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: CARD_TIP_STATE_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * Refunded in full or in part (see Tip.refunded).
+   *
+   * @generated from enum value: CARD_TIP_STATE_REFUNDED = 2;
+   */
+  REFUNDED = 2,
+
+  /**
+   * A chargeback is open: the amount is held out of the worker's balance.
+   *
+   * @generated from enum value: CARD_TIP_STATE_DISPUTED = 3;
+   */
+  DISPUTED = 3,
+
+  /**
+   * The platform won the chargeback: the held amount went back to the worker.
+   *
+   * @generated from enum value: CARD_TIP_STATE_DISPUTE_WON = 4;
+   */
+  DISPUTE_WON = 4,
+
+  /**
+   * The card holder won: the credit was reversed (the worker's balance may go below zero).
+   *
+   * @generated from enum value: CARD_TIP_STATE_DISPUTE_LOST = 5;
+   */
+  DISPUTE_LOST = 5,
+}
+
+/**
+ * Describes the enum ttip.payment.v1.CardTipState.
+ */
+export const CardTipStateSchema: GenEnum<CardTipState> = /*@__PURE__*/
+  enumDesc(file_ttip_payment_v1_payment, 3);
+
+/**
  * @generated from enum ttip.payment.v1.PayoutStatus
  */
 export enum PayoutStatus {
@@ -619,7 +759,7 @@ export enum PayoutStatus {
  * Describes the enum ttip.payment.v1.PayoutStatus.
  */
 export const PayoutStatusSchema: GenEnum<PayoutStatus> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 2);
+  enumDesc(file_ttip_payment_v1_payment, 4);
 
 /**
  * @generated from enum ttip.payment.v1.FraudReason
@@ -669,13 +809,41 @@ export enum FraudReason {
    * @generated from enum value: FRAUD_REASON_UNKNOWN_CALLBACK = 8;
    */
   UNKNOWN_CALLBACK = 8,
+
+  /**
+   * Too many card tips from one card (by the provider's card fingerprint).
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_VELOCITY = 9;
+   */
+  CARD_VELOCITY = 9,
+
+  /**
+   * The card's issuing country differs from the customer's.
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_COUNTRY_MISMATCH = 10;
+   */
+  CARD_COUNTRY_MISMATCH = 10,
+
+  /**
+   * Above the per-tip or daily card limit.
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_LIMIT = 11;
+   */
+  CARD_LIMIT = 11,
+
+  /**
+   * A chargeback was opened on a card tip.
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_DISPUTE = 12;
+   */
+  CARD_DISPUTE = 12,
 }
 
 /**
  * Describes the enum ttip.payment.v1.FraudReason.
  */
 export const FraudReasonSchema: GenEnum<FraudReason> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 3);
+  enumDesc(file_ttip_payment_v1_payment, 5);
 
 /**
  * @generated from enum ttip.payment.v1.FraudAction
@@ -710,7 +878,7 @@ export enum FraudAction {
  * Describes the enum ttip.payment.v1.FraudAction.
  */
 export const FraudActionSchema: GenEnum<FraudAction> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 4);
+  enumDesc(file_ttip_payment_v1_payment, 6);
 
 /**
  * @generated from enum ttip.payment.v1.AlertStatus
@@ -741,5 +909,5 @@ export enum AlertStatus {
  * Describes the enum ttip.payment.v1.AlertStatus.
  */
 export const AlertStatusSchema: GenEnum<AlertStatus> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 5);
+  enumDesc(file_ttip_payment_v1_payment, 7);
 
