@@ -1,7 +1,6 @@
 // Rows to contract messages, and cursor pagination.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
 import {
   AlertStatus, FraudAction, FraudReason, PaymentMethodKind, PayoutSchema, PayoutStatus, TipSchema, TipStatus, type Payout, type Tip,
 } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -91,23 +90,3 @@ export const FRAUD_REASON: Record<string, FraudReason> = {
 };
 export const FRAUD_ACTION: Record<string, FraudAction> = { flag: FraudAction.FLAG, hold: FraudAction.HOLD, refuse: FraudAction.REFUSE };
 export const ALERT_STATUS: Record<string, AlertStatus> = { open: AlertStatus.OPEN, approved: AlertStatus.APPROVED, rejected: AlertStatus.REJECTED };
-
-/** Opaque keyset cursor over (created_at, id), newest first. */
-export function encodeCursor(at: Date, id: string): string {
-  return Buffer.from(JSON.stringify([at.toISOString(), id])).toString("base64url");
-}
-
-export function decodeCursor(token: string): { at: string; id: string } | undefined {
-  if (!token) return undefined;
-  try {
-    const [at, id] = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
-    if (typeof at !== "string" || Number.isNaN(Date.parse(at)) || typeof id !== "string" || !/^[0-9a-f-]{36}$/.test(id)) throw new Error();
-    return { at, id };
-  } catch {
-    throw new ConnectError("page.page_token: not a token this service issued", Code.InvalidArgument);
-  }
-}
-
-export function pageSize(size: number | undefined): number {
-  return size && size > 0 ? size : 50;
-}

@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { callerOf, emitEvent, formatMoney, maskPhone, mpesaAmount, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { callerOf, decodeTimeIdToken, emitEvent, encodePageToken, formatMoney, keysetPage, keysetTime, maskPhone, mpesaAmount, pageSize, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -11,7 +11,7 @@ import { PaymentAdminService, PaymentInternalService, PaymentService } from "@tt
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
-  ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, decodeCursor, encodeCursor, pageSize, payoutMessage, tipMessage,
+  ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, tipMessage,
 } from "./convert.js";
 import { resolveSuspense, type C2bRow } from "./c2b.js";
 import { resultMessage } from "./messages.js";
@@ -150,11 +150,11 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async listTips(req, ctx) {
       const caller = requireCaller(ctx, "worker");
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? TIP_STATUS_CODE[req.status] : null;
-      const { rows } = await pool.query<TipRow>(
-        `SELECT * FROM payment.tips WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
+      const { rows } = await pool.query<TipRow & { page_at: string }>(
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.tips WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
            AND ($3::timestamptz IS NULL OR (created_at, tip_id) < ($3::timestamptz, $4::uuid))
          ORDER BY created_at DESC, tip_id DESC LIMIT $5`,
         [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
@@ -162,7 +162,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const page = rows.slice(0, size);
       return {
         tips: page.map((t) => tipOut(t, locale(ctx))),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].tip_id) : "" },
+        page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].tip_id]) : "" },
       };
     },
 
@@ -202,11 +202,11 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async listPayouts(req, ctx) {
       const caller = requireCaller(ctx, "worker");
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? PAYOUT_STATUS_CODE[req.status] : null;
-      const { rows } = await pool.query<PayoutRow>(
-        `SELECT * FROM payment.payouts WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
+      const { rows } = await pool.query<PayoutRow & { page_at: string }>(
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.payouts WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
            AND ($3::timestamptz IS NULL OR (created_at, payout_id) < ($3::timestamptz, $4::uuid))
          ORDER BY created_at DESC, payout_id DESC LIMIT $5`,
         [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
@@ -214,7 +214,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const page = rows.slice(0, size);
       return {
         payouts: page.map(payoutMessage),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].payout_id) : "" },
+        page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].payout_id]) : "" },
       };
     },
 
@@ -260,12 +260,12 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
   router.service(PaymentAdminService, {
     async listFraudAlerts(req, ctx) {
       requireCaller(ctx, "admin");
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? Object.entries(ALERT_STATUS).find(([, v]) => v === req.status)?.[0] : null;
       const reason = req.reason ? Object.entries(FRAUD_REASON).find(([, v]) => v === req.reason)?.[0] : null;
       const { rows } = await pool.query(
-        `SELECT * FROM payment.fraud_alerts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.fraud_alerts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)
            AND ($3::timestamptz IS NULL OR (created_at, alert_id) < ($3::timestamptz, $4::uuid))
          ORDER BY created_at DESC, alert_id DESC LIMIT $5`,
         [status ?? null, reason ?? null, cursor?.at ?? null, cursor?.id ?? null, size + 1],
@@ -285,7 +285,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
           reviewedBy: a.reviewed_by,
           reviewedAt: a.reviewed_at ? timestampFromDate(a.reviewed_at) : undefined,
         })),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].alert_id) : "" },
+        page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].alert_id]) : "" },
       };
     },
 
@@ -367,18 +367,18 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async listSuspensePayments(req, ctx) {
       requireCaller(ctx, "admin");
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
-      const { rows } = await pool.query<C2bRow>(
-        `SELECT * FROM payment.c2b_payments WHERE outcome = 'suspense' AND ($1 OR resolution = 'open')
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
+      const { rows } = await pool.query<C2bRow & { page_at: string }>(
+        `SELECT *, ${keysetTime("received_at")} AS page_at FROM payment.c2b_payments WHERE outcome = 'suspense' AND ($1 OR resolution = 'open')
            AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
          ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
         [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
       );
-      const page = rows.slice(0, size);
+      const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.callback_id]);
       return {
-        payments: page.map(suspenseMessage),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].received_at, page[size - 1].callback_id) : "" },
+        payments: items.map(suspenseMessage),
+        page: { nextPageToken },
       };
     },
 
@@ -402,10 +402,10 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async listUnmatchedCallbacks(req, ctx) {
       requireCaller(ctx, "admin");
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query(
-        `SELECT * FROM payment.callbacks WHERE NOT matched AND ($1 OR NOT resolved)
+        `SELECT *, ${keysetTime("received_at")} AS page_at FROM payment.callbacks WHERE NOT matched AND ($1 OR NOT resolved)
            AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
          ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
         [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
@@ -421,7 +421,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
           receivedAt: timestampFromDate(c.received_at),
           resolved: c.resolved,
         })),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].received_at, page[size - 1].callback_id) : "" },
+        page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].callback_id]) : "" },
       };
     },
   });
