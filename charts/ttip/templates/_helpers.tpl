@@ -76,6 +76,8 @@ default
 {{- if and (eq .name "payment") (or $v.mpesa.enabled $v.simulators.enabled) -}}
 {{- $keys = concat $keys (list "DARAJA_CONSUMER_KEY" "DARAJA_CONSUMER_SECRET" "DARAJA_PASSKEY") -}}
 {{- if $v.mpesa.b2cShortcode }}{{ $keys = append $keys "DARAJA_INITIATOR_PASSWORD" }}{{ end -}}
+{{- if $v.mpesa.c2b.enabled }}{{ $keys = append $keys "C2B_URL_TOKEN" }}{{ end -}}
+{{- if $v.mpesa.ussd.enabled }}{{ $keys = append $keys "USSD_CALLBACK_TOKEN" }}{{ end -}}
 {{- end -}}
 {{- if and (eq .name "notification") (eq $v.notification.providers "real") -}}
 {{- if $v.notification.africastalking.enabled }}{{ $keys = concat $keys (list "NOTIFICATION_AT_API_KEY" "NOTIFICATION_AT_CALLBACK_TOKEN") }}{{ end -}}
