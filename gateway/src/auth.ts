@@ -1,22 +1,14 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import { PRINCIPAL_HEADERS, type Principal } from "@ttip/runtime";
+import { CLIENT_ADDRESS_HEADER, GATEWAY_HEADERS, PRINCIPAL_HEADERS, SESSION_HEADER, type Principal } from "@ttip/runtime";
 import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTVerifyGetKey } from "jose";
 
-export { PRINCIPAL_HEADERS };
+export { CLIENT_ADDRESS_HEADER, PRINCIPAL_HEADERS, SESSION_HEADER };
 
 /** The verified caller, with the session its token belongs to (the `sid` claim). */
 export interface GatewayPrincipal extends Principal {
   sessionId?: string;
 }
 export type { GatewayPrincipal as Principal };
-
-/**
- * Further headers for backends, set only by the gateway (callers' copies are
- * dropped): the token's session id, and the client's network address (for
- * per-address limits and the audit log).
- */
-export const SESSION_HEADER = "x-ttip-session";
-export const CLIENT_ADDRESS_HEADER = "x-ttip-client-address";
 
 export const principalKey = createContextKey<GatewayPrincipal | undefined>(undefined, { description: "verified caller" });
 
@@ -38,10 +30,8 @@ export function authInterceptor(options: JwtOptions | undefined): Interceptor {
   if (options?.jwks) keys = createLocalJWKSet(options.jwks);
   else if (options?.jwksUrl) keys = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 30_000 });
   return (next) => async (req) => {
-    req.header.delete(PRINCIPAL_HEADERS.subject);
-    req.header.delete(PRINCIPAL_HEADERS.roles);
-    req.header.delete(SESSION_HEADER);
-    req.header.delete(CLIENT_ADDRESS_HEADER);
+    // Only the gateway may say who is calling: drop every header it sets, whoever sent it.
+    for (const name of Object.values(GATEWAY_HEADERS)) req.header.delete(name);
     const authorization = req.header.get("authorization");
     if (!authorization) return next(req);
     const match = /^Bearer\s+(\S+)$/i.exec(authorization);

@@ -1,11 +1,11 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
-import { REQUEST_ID_HEADER } from "@ttip/runtime";
+import { IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER } from "@ttip/runtime";
 import { CLIENT_ADDRESS_HEADER, principalKey, PRINCIPAL_HEADERS, SESSION_HEADER } from "./auth.js";
 import { clientAddressKey } from "./rate-limit.js";
 
 /** Request headers a backend needs; everything else stays at the door. */
-const FORWARDED = [REQUEST_ID_HEADER, "idempotency-key", "accept-language", "user-agent"];
+const FORWARDED = [REQUEST_ID_HEADER, IDEMPOTENCY_KEY_HEADER, "accept-language", "user-agent"];
 
 function outgoingHeaders(ctx: HandlerContext): Headers {
   const headers = new Headers();
@@ -20,9 +20,9 @@ function outgoingHeaders(ctx: HandlerContext): Headers {
     headers.set(PRINCIPAL_HEADERS.roles, principal.roles.join(","));
     if (principal.sessionId) headers.set(SESSION_HEADER, principal.sessionId);
   }
+  // The address the gateway worked out from its trusted proxies; the raw
+  // X-Forwarded-For is the client's to invent and stays at the door.
   headers.set(CLIENT_ADDRESS_HEADER, ctx.values.get(clientAddressKey));
-  const forwardedFor = ctx.requestHeader.get("x-forwarded-for");
-  if (forwardedFor) headers.set("x-forwarded-for", forwardedFor);
   return headers;
 }
 

@@ -2,7 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createClient, createContextValues } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
-import { startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import { clientAddress, networkList, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
 import { authInterceptor, type JwtOptions } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
@@ -40,11 +40,16 @@ export interface GatewayOptions {
   adminNetworks?: string[];
   /** Per-RPC access rules over the defaults (see policy.ts). */
   rules?: Record<string, Rule>;
-  /** Take the client address from X-Forwarded-For (behind a trusted ingress). */
-  trustProxy?: boolean;
+  /**
+   * Proxies (CIDRs) whose X-Forwarded-For entries are believed: the client is
+   * the right-most address not in this list. Empty or omitted: the socket's peer.
+   */
+  trustedProxies?: string[];
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
+  readMaxBytes?: number;
 }
 
 /**
@@ -64,6 +69,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
     return createGrpcTransport({ baseUrl: url, sessionManager: manager });
   };
+  const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
   const owners = new Map(options.backends.map((b) => [b.service.typeName, b.url]));
   const limiter = options.cache.rateLimiter({
     keyPrefix: "gateway",
@@ -92,14 +98,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
       const res = await createClient(Health, transportFor(url)).check({ service }, { timeoutMs: 2_000 });
       return res.status;
     },
-    contextValues: (req) => {
-      const forwarded = options.trustProxy ? String(req.headers["x-forwarded-for"] ?? "").split(",")[0].trim() : "";
-      return createContextValues().set(clientAddressKey, forwarded || socketAddress(req.socket) || "unknown");
-    },
+    contextValues: (req) =>
+      createContextValues().set(clientAddressKey, clientAddress(socketAddress(req.socket), req.headers["x-forwarded-for"], trusted)),
     httpFilter: corsFilter(options.corsOrigins),
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    readMaxBytes: options.readMaxBytes,
   });
   return {
     ...server,

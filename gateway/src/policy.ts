@@ -1,6 +1,6 @@
-import { BlockList, isIP } from "node:net";
+import type { BlockList } from "node:net";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import type { Role } from "@ttip/runtime";
+import { inNetworks, networkList, type Role } from "@ttip/runtime";
 import { principalKey } from "./auth.js";
 import { clientAddressKey } from "./rate-limit.js";
 
@@ -28,6 +28,8 @@ export const DEFAULT_RULES: Record<string, Rule> = {
   // A worker's own wallet; the tip page quotes fees before anyone signs in.
   "ttip.wallet.v1.WalletService": { access: "signed_in", roles: ["worker"] },
   "ttip.wallet.v1.WalletService/QuoteFees": anonymous,
+  // Figures of one's own work or venue; analytics checks whose (a worker their own, a manager their venue's).
+  "ttip.analytics.v1.AnalyticsService": { access: "signed_in", roles: ["worker", "venue_manager", "admin"] },
 };
 
 export interface PolicyOptions {
@@ -52,23 +54,10 @@ export function ruleFor(rules: Record<string, Rule>, service: string, method: st
 }
 
 export function adminNetworkList(cidrs: string[]): BlockList {
-  const list = new BlockList();
-  for (const cidr of cidrs) {
-    const [address, prefix] = cidr.trim().split("/");
-    const type = isIP(address) === 6 ? "ipv6" : isIP(address) === 4 ? "ipv4" : undefined;
-    if (!type) throw new Error(`admin network ${cidr} is not an IPv4 or IPv6 CIDR`);
-    list.addSubnet(address, Number(prefix ?? (type === "ipv4" ? 32 : 128)), type);
-  }
-  return list;
+  return networkList(cidrs, "admin network");
 }
 
-/** "::ffff:10.0.0.1" (an IPv4 client on a dual-stack socket) is 10.0.0.1. */
-export function inNetworks(list: BlockList, address: string): boolean {
-  const plain = address.replace(/^::ffff:/i, "");
-  const type = isIP(plain);
-  if (!type) return false;
-  return list.check(plain, type === 6 ? "ipv6" : "ipv4");
-}
+export { inNetworks };
 
 /** Enforces the per-RPC rules from the verified token before anything is forwarded. */
 export function policyInterceptor(options: PolicyOptions = {}): Interceptor {

@@ -16,6 +16,9 @@ describe("gateway per-RPC policy", () => {
     assert.equal(ruleFor(DEFAULT_RULES, "ttip.auth.v1.AuthInternalService", "GetUserById"), undefined);
     // Other services decide for themselves from the verified principal.
     assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.qr.v1.QrService", "GetQrCode"), { access: "anonymous" });
+    // Analytics: a worker's, manager's or admin's token; platform figures are admin only.
+    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.analytics.v1.AnalyticsService", "GetWorkerEarnings"), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
+    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.analytics.v1.AnalyticsAdminService", "GetPlatformSummary"), { access: "admin" });
   });
 
   test("networks: IPv4 and IPv6 CIDRs, IPv4-mapped addresses, nothing else", () => {

@@ -14,6 +14,7 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { formatMoney } from "@ttip/runtime";
 
 const [gateway = "http://127.0.0.1:8080", smsMessages = ""] = process.argv.slice(2);
 if (!smsMessages) {
@@ -27,7 +28,7 @@ function api<S extends DescService>(service: S, token?: string): Client<S> {
     ? createConnectTransport({ baseUrl: gateway, httpVersion: "1.1", interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))] })
     : transport);
 }
-const kes = (minor: bigint) => `KES ${(Number(minor) / 100).toFixed(2)}`;
+const kes = (minor: bigint) => formatMoney(minor, "KES");
 const step = (text: string) => console.log(`\n▶ ${text}`);
 
 const workerPhone = `07${String(randomInt(10_000_000, 99_999_999))}`;

@@ -8,6 +8,8 @@ import {
   createLogger,
   createPeers,
   createPool,
+  DEFAULT_READ_MAX_BYTES,
+  PRIVATE_NETWORKS,
   env,
   JetStreamBus,
   loadConfig,
@@ -28,6 +30,8 @@ const common = {
   HOST: z.string().default("0.0.0.0"),
   PORT: env.port(8080),
   DRAIN_TIMEOUT_MS: env.duration(10_000),
+  // Largest request body read; larger ones are refused unread (RESOURCE_EXHAUSTED).
+  READ_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_READ_MAX_BYTES),
 };
 
 const gatewayShape = {
@@ -39,6 +43,9 @@ const gatewayShape = {
   RATE_LIMIT_POINTS: z.coerce.number().int().positive().default(600),
   RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().default(60),
   CORS_ALLOWED_ORIGINS: z.string().default("").transform((v) => v.split(",").map((o) => o.trim()).filter(Boolean)),
+  // Proxies whose X-Forwarded-For is believed (CIDRs): the client is the right-most address they did not add.
+  TRUSTED_PROXIES: z.string().default("").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
+  // Deprecated: true trusts loopback and private ranges (where ingress controllers run) when TRUSTED_PROXIES is unset.
   TRUST_PROXY: env.flag(false),
   // Where admin RPCs may come from (with role admin), e.g. the VPN's range.
   ADMIN_ALLOWED_NETWORKS: z.string().default("127.0.0.0/8,::1/128").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
@@ -66,11 +73,12 @@ async function main() {
       jwt: cfg.JWKS_URL ? { jwksUrl: cfg.JWKS_URL, issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE } : undefined,
       rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
       corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
-      trustProxy: cfg.TRUST_PROXY,
+      trustedProxies: cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [],
       adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+      readMaxBytes: cfg.READ_MAX_BYTES,
     });
     onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_TIMEOUT_MS + 5_000);
     return;
@@ -94,6 +102,7 @@ async function main() {
     host: cfg.HOST,
     port: cfg.PORT,
     drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+    readMaxBytes: cfg.READ_MAX_BYTES,
   });
   onShutdown(
     logger,

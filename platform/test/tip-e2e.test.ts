@@ -13,7 +13,7 @@ import { createClient, type Client, type Interceptor } from "@connectrpc/connect
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { analytics } from "@ttip/analytics";
 import { createAuth, startSmsSimulator, type SmsSimulator } from "@ttip/auth";
-import { createNotificationModule, DEFAULT_RETRY, formatMoney, ProviderSimulator } from "@ttip/notification";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
 import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "@ttip/payment";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -26,7 +26,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AccountKind, PaymentRail, TransactionKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { qr } from "@ttip/qr";
-import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
+import { formatMoney, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { startPlatform, type Platform } from "../src/platform.js";

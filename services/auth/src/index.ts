@@ -15,7 +15,6 @@ export { signPartnerRequest, partnerStringToSign } from "./partner.js";
 export { startSmsSimulator, type SmsSimulator } from "./sms-simulator.js";
 export type { OtpSender } from "./otp-sender.js";
 export { AUDIENCE, ISSUER } from "./keys.js";
-export { CLIENT_ADDRESS_HEADER, SESSION_HEADER } from "./request.js";
 
 export const JWKS_PATH = "/.well-known/jwks.json";
 

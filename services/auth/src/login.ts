@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { emitEvent, withTransaction } from "@ttip/runtime";
+import { emitEvent, normalisePhone, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -10,7 +10,7 @@ import { consumeOrRefuse, type AuthCore } from "./core.js";
 import { hmacSha256, sameBytes, sixDigitCode } from "./crypto.js";
 import { hashPin, weakPinReason } from "./pin.js";
 import { checkPin } from "./pin-guard.js";
-import { clientAddressOf, normalizePhone, userAgentOf } from "./request.js";
+import { clientAddressOf, userAgentOf } from "./request.js";
 import { forgetSessions, openSession, refreshSession, requireSession, revokeSessions, tokenPair } from "./sessions.js";
 import { getUser, roleName, type UserRow } from "./users.js";
 
@@ -56,7 +56,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
 
   return {
     async startPhoneVerification(req, ctx) {
-      const phone = normalizePhone(req.phone);
+      const phone = normalisePhone(req.phone);
       const ip = clientAddressOf(ctx);
       // Known and unknown numbers take the same path and get the same answer.
       await consumeOrRefuse(core.limits.otpResend, phone, "a code was just sent to this number");

@@ -1,9 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Queryable } from "@ttip/runtime";
+import { maskPhone, type Queryable } from "@ttip/runtime";
 import { Role, UserSchema, type User } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
-import { maskPhone } from "./request.js";
 
 export interface UserRow {
   user_id: string;

@@ -67,8 +67,9 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     jwt: { jwksUrl, issuer: "ttip-auth", audience: "ttip" },
     rateLimit: { points: 100_000, durationSeconds: 60 },
     corsOrigins: [],
-    // The client address comes from X-Forwarded-For, so tests can speak from several networks.
-    trustProxy: true,
+    // The test client is the trusted proxy (loopback): the address it appends to
+    // X-Forwarded-For is the client's, so tests can speak from several networks.
+    trustedProxies: ["127.0.0.0/8", "::1/128"],
     adminNetworks: ["10.99.0.0/16", "127.0.0.0/8"],
   });
 

@@ -1,7 +1,7 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import type { ServiceContext } from "@ttip/runtime";
+import { normalisePhone, type ServiceContext } from "@ttip/runtime";
 
 export interface Contact {
   /** The whole number, digits with country code. */
@@ -25,7 +25,7 @@ export function authContacts(ctx: ServiceContext): ContactLookup {
     try {
       const r = await client.getUserById({ userId }, { timeoutMs: 5_000 });
       const locale = r.user?.locale === Locale.SW ? "sw" : r.user?.locale === Locale.EN ? "en" : "";
-      return r.phone ? { phone: r.phone.replace(/[^0-9]/g, ""), locale } : null;
+      return r.phone ? { phone: normalisePhone(r.phone), locale } : null;
     } catch (err) {
       const e = ConnectError.from(err);
       if (TRANSIENT.has(e.code)) throw e;

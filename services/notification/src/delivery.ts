@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { emitEvent, scrubText, withTransaction, type Logger, type Pool, type Queryable } from "@ttip/runtime";
+import { emitEvent, type Logger, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -14,8 +14,6 @@ import {
   findTemplate,
   isOptedOut,
   maskEmail,
-  maskPhone,
-  normalizePhone,
   pushTokens,
   templateKeyName,
 } from "./store.js";
@@ -125,7 +123,7 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
     let masked = "";
     if (channel === Channel.SMS) {
       const phone = "phone" in req.to ? req.to.phone : (user?.phone ?? "");
-      address = phone ? normalizePhone(phone) : "";
+      address = phone ? normalisePhone(phone) : "";
       masked = address ? maskPhone(address) : "";
     } else if (channel === Channel.EMAIL) {
       address = "email" in req.to ? req.to.email : (user?.email ?? "");
@@ -293,7 +291,7 @@ export class Dispatcher {
         await this.finish(tx, locked.rows[0], "failed", error);
         return;
       }
-      const phone = normalizePhone(contact.phone);
+      const phone = normalisePhone(contact.phone);
       await tx.query(
         `INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($1, $2, $3)
          ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(recipients.phone, EXCLUDED.phone),

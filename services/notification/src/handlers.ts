@@ -21,7 +21,7 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { requireCaller, withTransaction, type Pool, type ServiceContext } from "@ttip/runtime";
+import { normalisePhone, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
 import { findRecipient, findTemplate, type TemplateRecord } from "./store.js";
 import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
@@ -403,7 +403,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
          ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(NULLIF($2, ''), recipients.phone),
            email = COALESCE(NULLIF($3, ''), recipients.email),
            locale = CASE WHEN $4 = '' THEN recipients.locale ELSE $4 END, updated_at = now()`,
-        [req.userId, req.phone.replace(/[^0-9]/g, ""), req.email, req.locale === "sw" || req.locale === "en" ? req.locale : ""],
+        [req.userId, normalisePhone(req.phone), req.email, req.locale === "sw" || req.locale === "en" ? req.locale : ""],
       );
       return {};
     },

@@ -13,7 +13,7 @@ import { webhooks } from "./webhooks.js";
 
 export { ProviderSimulator } from "./simulator.js";
 export { DEFAULT_RETRY, type NotificationConfig, type ProviderConfig, type RetryConfig } from "./config.js";
-export { smsSize, formatMoney } from "./templates.js";
+export { smsSize } from "./templates.js";
 export type { Contact, ContactLookup } from "./contacts.js";
 
 export interface NotificationOptions {

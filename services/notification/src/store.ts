@@ -2,7 +2,7 @@
 // Tables live in the "notification" schema; every query names it, since the
 // pool is shared with other services in embedded mode.
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import type { Queryable } from "@ttip/runtime";
+import { normalisePhone, type Queryable } from "@ttip/runtime";
 import { defaultTemplates, FALLBACK_LOCALE } from "./templates.js";
 
 export interface TemplateRecord {
@@ -67,19 +67,8 @@ export async function pushTokens(db: Queryable, userId: string): Promise<string[
 }
 
 export async function isOptedOut(db: Queryable, phone: string): Promise<boolean> {
-  const { rowCount } = await db.query("SELECT 1 FROM notification.sms_opt_outs WHERE phone = $1", [normalizePhone(phone)]);
+  const { rowCount } = await db.query("SELECT 1 FROM notification.sms_opt_outs WHERE phone = $1", [normalisePhone(phone)]);
   return (rowCount ?? 0) > 0;
-}
-
-/** Digits only with the country code, the form phones are stored and compared in. */
-export function normalizePhone(phone: string): string {
-  return phone.replace(/[^0-9]/g, "");
-}
-
-/** "2547******78": enough to recognise, never the whole number. */
-export function maskPhone(phone: string): string {
-  const d = normalizePhone(phone);
-  return d.length <= 6 ? "*".repeat(d.length) : `${d.slice(0, 4)}${"*".repeat(d.length - 6)}${d.slice(-2)}`;
 }
 
 export function maskEmail(email: string): string {

@@ -169,21 +169,6 @@ export function smsSize(text: string): SmsSize {
   return { encoding, units, segments };
 }
 
-// ISO 4217 minor digits of the currencies the platform handles; 2 otherwise.
-const MINOR_DIGITS: Record<string, number> = { KES: 2, UGX: 0, TZS: 2, RWF: 0, USD: 2, EUR: 2, GBP: 2 };
-
-/** "KES 1,250" or "KES 1,250.50": integer arithmetic only, never a float. */
-export function formatMoney(amountMinor: bigint, currency: string): string {
-  const digits = MINOR_DIGITS[currency] ?? 2;
-  const negative = amountMinor < 0n;
-  const abs = negative ? -amountMinor : amountMinor;
-  const scale = 10n ** BigInt(digits);
-  const whole = (abs / scale).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  const minor = abs % scale;
-  const fraction = digits > 0 && minor !== 0n ? `.${minor.toString().padStart(digits, "0")}` : "";
-  return `${currency} ${negative ? "-" : ""}${whole}${fraction}`;
-}
-
 /** The locale templates are looked up in: en and sw exist, anything else falls back to en. */
 export function resolveLocale(requested: string | undefined): string {
   return (LOCALES as readonly string[]).includes(requested ?? "") ? requested! : FALLBACK_LOCALE;

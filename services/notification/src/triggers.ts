@@ -14,9 +14,8 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEvents, decodeEvent, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEvents, decodeEvent, formatMoney, type Queryable, type ServiceContext } from "@ttip/runtime";
 import { enqueue, type Dispatcher } from "./delivery.js";
-import { formatMoney } from "./templates.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
 /** A short reference people can read out on the phone. */
@@ -156,6 +155,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher)
         consumer: t.durable,
         subject: t.subject,
         logger: ctx.logger,
+        metrics: ctx.metrics,
         handle: (message, tx) => {
           const event = decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
           // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.

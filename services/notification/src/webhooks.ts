@@ -5,11 +5,10 @@
 // the callback URL configured in its console.
 import type http from "node:http";
 import type http2 from "node:http2";
-import type { HttpFilter, Logger, Pool } from "@ttip/runtime";
+import { answerTooLarge, BodyTooLargeError, readHttpBody, maskPhone, normalisePhone, type HttpFilter, type Logger, type Pool } from "@ttip/runtime";
 import type { ProviderConfig } from "./config.js";
 import { applyStatusReport, type ReportedStatus } from "./delivery.js";
 import { checkSendgridSignature, checkTwilioSignature, sameSecret } from "./signatures.js";
-import { maskPhone, normalizePhone } from "./store.js";
 
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -32,16 +31,6 @@ const SENDGRID_STATUS: Record<string, ReportedStatus> = { processed: "sent", del
 
 const MAX_BODY = 256 * 1024;
 
-async function readBody(req: Req): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_BODY) throw new Error("body too large");
-    chunks.push(c);
-  }
-  return Buffer.concat(chunks);
-}
 
 function send(res: Res, status: number, body = "", type = "text/plain") {
   (res as http.ServerResponse).writeHead(status, { "content-type": type });
@@ -136,7 +125,7 @@ export function webhooks(o: WebhookOptions): HttpFilter {
 
   async function inbound(provider: string, from: string, text: string) {
     const word = text.trim().split(/\s+/)[0]?.toUpperCase() ?? "";
-    const phone = normalizePhone(from);
+    const phone = normalisePhone(from);
     if (STOP_WORDS.has(word)) {
       await o.pool.query(
         "INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING",
@@ -157,9 +146,10 @@ export function webhooks(o: WebhookOptions): HttpFilter {
       send(res, 405, "POST only");
       return true;
     }
-    readBody(req)
+    readHttpBody(req, MAX_BODY)
       .then((body) => route(req, res, body, url))
       .catch((err) => {
+        if (err instanceof BodyTooLargeError) return answerTooLarge(res, MAX_BODY);
         o.logger.error({ err, path: url.pathname }, "webhook failed");
         // 5xx: the provider retries the callback later.
         if (!res.headersSent) send(res, 500, "error");

@@ -3,10 +3,9 @@ import { describe, test } from "node:test";
 import { Channel, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { quietUntil } from "../src/delivery.js";
 import { checkSendgridSignature, checkTwilioSignature, twilioSignature } from "../src/signatures.js";
-import { maskPhone } from "../src/store.js";
+import { formatMoney, maskPhone } from "@ttip/runtime";
 import {
   defaultTemplates,
-  formatMoney,
   MissingVariablesError,
   render,
   resolveLocale,

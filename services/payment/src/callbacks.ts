@@ -5,7 +5,8 @@
 import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
-import { withTransaction, type HttpFilter } from "@ttip/runtime";
+import type { BlockList } from "node:net";
+import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
@@ -33,28 +34,21 @@ function redactToken(path: string): string {
   return path.replace(/\/[A-Za-z0-9_-]{16,64}$/, "/[token]");
 }
 
-function remoteAddress(req: Req, trustProxy: boolean): string {
-  const direct = req.socket?.remoteAddress ?? "";
-  if (!trustProxy) return direct;
-  const xff = req.headers["x-forwarded-for"];
-  const hops = (Array.isArray(xff) ? xff.join(",") : xff ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  // Our own ingress appends the address it saw: the last hop is the one to trust.
-  return hops.at(-1) ?? direct;
+/** With PAYMENT_CALLBACK_TRUST_PROXY the ingress (in a private range) is trusted to append the address it saw. */
+const INGRESS: BlockList = networkList(PRIVATE_NETWORKS);
+
+function remoteAddress(req: Req, trustedProxies: BlockList | undefined): string {
+  return clientAddress(req.socket?.remoteAddress, req.headers["x-forwarded-for"], trustedProxies);
 }
 
+/** The body up to MAX_BODY; a larger one is not read on (its first bytes are kept as evidence). */
 async function readBody(req: Req): Promise<{ body: Buffer; truncated: boolean }> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let truncated = false;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY) {
-      truncated = true;
-      continue;
-    }
-    chunks.push(chunk);
+  try {
+    return { body: await readHttpBody(req, MAX_BODY), truncated: false };
+  } catch (err) {
+    if (err instanceof BodyTooLargeError) return { body: Buffer.alloc(0), truncated: true };
+    throw err;
   }
-  return { body: Buffer.concat(chunks), truncated };
 }
 
 function reply(res: Res, status: number, body: unknown) {
@@ -70,7 +64,7 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const { pool, logger } = deps.ctx;
   const config = deps.config();
   const { body, truncated } = await readBody(req);
-  const from = remoteAddress(req, config.callbackTrustProxy);
+  const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
   const match = ROUTE.exec(path);
   const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : "mpesa_status";
   const callbackId = randomUUID();
@@ -95,8 +89,12 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
     logger.warn({ from, path: redactToken(path) }, "callback from an address outside the allow-list refused");
     return reply(res, 403, { ResultCode: 1, ResultDesc: "Forbidden" });
   }
-  if (!match || truncated) {
-    await outcome(truncated ? "too_large" : "unknown_path");
+  if (truncated) {
+    await outcome("too_large");
+    return answerTooLarge(res, MAX_BODY, "application/json", JSON.stringify({ ResultCode: 1, ResultDesc: `Body larger than ${MAX_BODY} bytes` }));
+  }
+  if (!match) {
+    await outcome("unknown_path");
     return reply(res, 404, { ResultCode: 1, ResultDesc: "Not found" });
   }
   let json: unknown;

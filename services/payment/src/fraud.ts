@@ -3,7 +3,7 @@
 // is only flagged, held for review before crediting, or refused.
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { emitEvent, type Queryable } from "@ttip/runtime";
+import { emitEvent, formatMoney, type Queryable } from "@ttip/runtime";
 import { FraudAlertSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FraudLimits } from "./config.js";
 
@@ -71,9 +71,9 @@ export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCand
     hits.push(hit("VELOCITY_WORKER", `${r.worker_recent} tips to this worker within ${limits.windowMs / 60_000} minutes (limit ${limits.workerPerWindow})`));
   }
   if (t.amountMinor > limits.outlierMinor) {
-    hits.push(hit("AMOUNT_OUTLIER", `KES ${t.amountMinor / 100n} is above the review threshold of KES ${limits.outlierMinor / 100n}`));
+    hits.push(hit("AMOUNT_OUTLIER", `${formatMoney(t.amountMinor, "KES")} is above the review threshold of ${formatMoney(limits.outlierMinor, "KES")}`));
   } else if (r.median_minor && t.amountMinor > r.median_minor * OUTLIER_TIMES_MEDIAN) {
-    hits.push(hit("AMOUNT_OUTLIER", `KES ${t.amountMinor / 100n} is over ${OUTLIER_TIMES_MEDIAN}x this worker's median tip of KES ${r.median_minor / 100n}`));
+    hits.push(hit("AMOUNT_OUTLIER", `${formatMoney(t.amountMinor, "KES")} is over ${OUTLIER_TIMES_MEDIAN}x this worker's median tip of ${formatMoney(r.median_minor, "KES")}`));
   }
   if ((t.callerSubject && t.callerSubject === t.workerId) || (r.payout_phone && r.payout_phone === t.phone)) {
     hits.push(hit("SELF_TIP", "the worker appears to be tipping themself"));

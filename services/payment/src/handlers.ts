@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { callerOf, emitEvent, requireCaller, withTransaction } from "@ttip/runtime";
+import { callerOf, emitEvent, formatMoney, maskPhone, mpesaAmount, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -15,9 +15,8 @@ import {
 } from "./convert.js";
 import { resultMessage } from "./messages.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
-import { kes, mpesaAmount } from "./money.js";
+import { kes } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
-import { maskPhone, normalisePhone } from "./phone.js";
 import { createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
@@ -63,14 +62,14 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     async createTip(req, ctx) {
       if (req.payment.case === "card") throw new ConnectError("card tips are not available yet", Code.Unimplemented);
       const amountMinor = mpesaAmount(req.amount, "amount");
-      const phone = normalisePhone(req.payment.value ?? "", "mpesa_phone");
+      const phone = requireKenyanMobile(req.payment.value ?? "", "mpesa_phone");
       let recipient = { workerId: "", venueId: "", qrCodeId: "" };
       if (req.recipient.case === "qrCode") {
         const target = await resolveQrCode(deps, req.recipient.value);
         // A venue's own code (or a table's) names no worker: the tip goes to the venue's pool.
         if (!target.workerId && !target.venueId) throw new ConnectError("qr_code: the code names neither a worker nor a venue", Code.FailedPrecondition);
         if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== "KES")) {
-          throw new ConnectError(`amount: this code is for exactly ${target.fixedAmount.currency} ${target.fixedAmount.amountMinor / 100n}`, Code.InvalidArgument);
+          throw new ConnectError(`amount: this code is for exactly ${formatMoney(target.fixedAmount.amountMinor, target.fixedAmount.currency)}`, Code.InvalidArgument);
         }
         recipient = { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId };
       } else if (req.recipient.case === "workerId") {
@@ -143,7 +142,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const caller = requireCaller(ctx, "worker");
       const amountMinor = mpesaAmount(req.amount, "amount");
       const settings = await loadSettings(caller.subject);
-      const phone = req.mpesaPhone ? normalisePhone(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
+      const phone = req.mpesaPhone ? requireKenyanMobile(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
       if (!phone) throw new ConnectError("mpesa_phone: no payout number registered; pass one or set it in payout settings", Code.FailedPrecondition);
       if (settings?.payouts_on_hold) throw new ConnectError("payouts are on hold for this account; contact support", Code.FailedPrecondition);
       // A retry of a request already verified: the step-up token was spent on the first try.
@@ -203,7 +202,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async addPaymentMethod(req, ctx) {
       const caller = requireCaller(ctx);
-      const phone = normalisePhone(req.mpesaPhone, "mpesa_phone");
+      const phone = requireKenyanMobile(req.mpesaPhone, "mpesa_phone");
       return { paymentMethod: await addMethod(pool, caller.subject, phone, req.label, req.makeDefault) };
     },
 
@@ -217,7 +216,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const caller = requireCaller(ctx, "worker");
       const current = await loadSettings(caller.subject);
       const minimum = req.autoPayoutMinimum ? mpesaAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
-      const phone = req.payoutPhone ? normalisePhone(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
+      const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
       if (req.autoPayout && !phone) throw new ConnectError("payout_phone: automatic payout needs a payout number", Code.InvalidArgument);
       const { rows } = await pool.query<Settings>(
         `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone)
@@ -293,7 +292,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         else {
           await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
             tipId: t.tip_id, workerId: t.worker_id ?? "", qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
-            resultCode: t.result_code, reason: t.result_message,
+            resultCode: t.result_code, reason: t.result_message, venueId: t.venue_id,
           }, t.tip_id);
         }
         return t;
@@ -322,7 +321,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async blockPhoneNumber(req, ctx) {
       const admin = requireCaller(ctx, "admin");
-      const phone = normalisePhone(req.phone, "phone");
+      const phone = requireKenyanMobile(req.phone, "phone");
       await pool.query(
         `INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, $2, $3)
          ON CONFLICT (phone) DO UPDATE SET reason = $2, blocked_by = $3`,
@@ -333,7 +332,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async unblockPhoneNumber(req, ctx) {
       requireCaller(ctx, "admin");
-      await pool.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [normalisePhone(req.phone, "phone")]);
+      await pool.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [requireKenyanMobile(req.phone, "phone")]);
       return {};
     },
 

@@ -4,9 +4,8 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { withTransaction, type Pool, type Queryable } from "@ttip/runtime";
+import { maskPhone, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { PaymentMethodKind, PaymentMethodSchema, type PaymentMethod } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { maskPhone } from "./phone.js";
 
 interface MethodRow {
   payment_method_id: string;

@@ -4,13 +4,12 @@
 // is resolved by Transaction Status queries, never by sending again.
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { emitEvent, withTransaction, type Queryable } from "@ttip/runtime";
+import { emitEvent, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { kes } from "./money.js";
-import { maskPhone } from "./phone.js";
 import type { Deps, TipRow } from "./tips.js";
 
 export type PayoutDeps = Deps;

@@ -3,17 +3,12 @@ import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notificat
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import type { Queryable } from "@ttip/runtime";
+import { formatMoney, type Queryable } from "@ttip/runtime";
 import type { Deps } from "./tips.js";
 
 /** Owes the customer a receipt; call it in the transaction that records the credit. */
 export async function oweReceipt(tx: Queryable, tipId: string): Promise<void> {
   await tx.query("INSERT INTO payment.receipts (tip_id) VALUES ($1) ON CONFLICT DO NOTHING", [tipId]);
-}
-
-function shillings(minor: bigint): string {
-  const whole = (minor / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  return `KES ${whole}`;
 }
 
 /**
@@ -46,7 +41,7 @@ export async function sendReceipts(deps: Deps, limit: number, tipId?: string): P
         idempotencyKey: `receipt:${r.tip_id}`,
         recipient: { case: "phone", value: r.phone },
         templateKey: TemplateKey.RECEIPT,
-        variables: { amount: shillings(r.charged_minor), worker, reference: r.mpesa_receipt ?? r.credit_key },
+        variables: { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key },
         channels: [Channel.SMS],
       }, { timeoutMs: 5_000 });
       await pool.query("UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = $1", [r.tip_id]);

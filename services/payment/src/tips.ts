@@ -4,15 +4,14 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { emitEvent, withTransaction, type Queryable, type ServiceContext } from "@ttip/runtime";
-import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { buildEvent, emitEvent, maskPhone, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
 import { evaluateTip, recordAlert, refusal } from "./fraud.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
-import { maskPhone } from "./phone.js";
 import { oweReceipt, sendReceipts } from "./receipts.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
@@ -124,17 +123,29 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = randomUUID();
   const hold = hits.some((h) => h.action === "hold");
+  // Announced in the statement that inserts the tip (nothing when the key lost a race).
+  const created = buildEvent("payment", "ttip.payment.tip_created", TipCreatedSchema, {
+    tipId,
+    workerId: t.workerId,
+    venueId: t.venueId ?? "",
+    qrCodeId: t.qrCodeId ?? "",
+    amount: kes(t.amountMinor),
+    method: PaymentMethod.MPESA,
+  }, tipId);
   const insert = async (db: Queryable) => {
     const { rows } = await db.query<TipRow>(
-      `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
+      `WITH tip AS (INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
          fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
          customer_email, status, fraud_action, callback_token, deadline_at, next_check_at, venue_id, qr_code_id)
        VALUES ($1, $2, $3, $4, $5, 'KES', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'pending', $17, $18,
          now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000), $20, $21)
-       ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
+       ON CONFLICT (idempotency_key) DO NOTHING RETURNING *),
+       announced AS (INSERT INTO payment.outbox (event_id, subject, payload) SELECT $22, $23, $24 FROM tip)
+       SELECT * FROM tip`,
       [tipId, t.idempotencyKey, fp, t.workerId || null, t.callerSubject ?? "", t.amountMinor, charged - workerReceives, charged, workerReceives,
         quote.feeScheduleVersion, t.customerCoversFee, t.phone, phoneMasked, t.rating, t.message, t.customerEmail,
-        hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? ""],
+        hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? "",
+        created.id, created.subject, Buffer.from(created.data)],
     );
     return rows[0];
   };
@@ -222,12 +233,12 @@ async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey
         WHERE tip_id = $1 AND status = 'pending' RETURNING *`,
       [tipId, resultCode, resultMessage(messageKey)],
     );
-    if (rows[0]) await emitTipFailed(tx, rows[0]);
+    if (rows[0]) await emitTipFailed(tx, rows[0], true);
   });
   deps.changes.emit(tipId);
 }
 
-async function emitTipFailed(tx: Queryable, tip: TipRow) {
+async function emitTipFailed(tx: Queryable, tip: TipRow, pushRefused = false) {
   await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
     tipId: tip.tip_id,
     workerId: tip.worker_id ?? "",
@@ -236,6 +247,8 @@ async function emitTipFailed(tx: Queryable, tip: TipRow) {
     method: PaymentMethod.MPESA,
     resultCode: tip.result_code,
     reason: tip.result_message,
+    venueId: tip.venue_id,
+    pushRefused,
   }, tip.tip_id);
 }
 

@@ -2,31 +2,8 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { DarajaClient, DarajaError, darajaTimestamp, stkPassword, type DarajaConfig } from "../src/daraja/client.js";
 import { startDarajaSimulator, type DarajaSimulator } from "../src/daraja/simulator.js";
-import { maskPhone, normalisePhone } from "../src/phone.js";
-
-describe("phone numbers", () => {
-  test("every way Kenyans write a mobile number becomes 254XXXXXXXXX", () => {
-    for (const [input, want] of [
-      ["0712345678", "254712345678"],
-      ["0112345678", "254112345678"],
-      ["+254712345678", "254712345678"],
-      ["254712345678", "254712345678"],
-      ["+254 712 345 678", "254712345678"],
-      ["254110000001", "254110000001"],
-    ]) assert.equal(normalisePhone(input, "mpesa_phone"), want, input);
-  });
-  test("anything else is INVALID_ARGUMENT naming the field", () => {
-    for (const bad of ["712345678", "0812345678", "+255712345678", "25471234567", "07123456789", "", "0712-34567x"]) {
-      assert.throws(() => normalisePhone(bad, "mpesa_phone"), (e: unknown) => e instanceof ConnectError && e.code === Code.InvalidArgument && /mpesa_phone/.test(e.message), bad);
-    }
-  });
-  test("masking keeps the prefix and the last two digits only", () => {
-    assert.equal(maskPhone("254712345678"), "2547******78");
-  });
-});
 
 describe("Daraja client against the simulator", () => {
   let sim: DarajaSimulator;

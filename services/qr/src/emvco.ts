@@ -1,3 +1,4 @@
+import { decimalAmount } from "@ttip/runtime";
 // The offline form of a code: an EMVCo merchant-presented payload as Kenya's
 // KE-QR standard (CBK 2023) lays it out, so a banking or M-Pesa app can pay the
 // paybill/till with the worker's account reference without reaching us.
@@ -50,13 +51,6 @@ function keQrTimestamp(d: Date): string {
   return `${p(d.getUTCDate())}${p(d.getUTCMonth() + 1)}${d.getUTCFullYear()} ${p(d.getUTCHours())}${p(d.getUTCMinutes())}${p(d.getUTCSeconds())}`;
 }
 
-/** KES minor units as EMVCo's decimal amount ("200.00"). */
-export function emvAmount(minor: bigint): string {
-  const whole = minor / 100n;
-  const cents = minor % 100n;
-  return `${whole}.${String(cents).padStart(2, "0")}`;
-}
-
 export function buildKeQrPayload(input: KeQrInput): string {
   const parts = [
     tlv("00", "01"),
@@ -67,7 +61,7 @@ export function buildKeQrPayload(input: KeQrInput): string {
     tlv("52", input.merchantCategoryCode),
     tlv("53", "404"),
   ];
-  if (input.fixedAmountMinor !== undefined) parts.push(tlv("54", emvAmount(input.fixedAmountMinor)));
+  if (input.fixedAmountMinor !== undefined) parts.push(tlv("54", decimalAmount(input.fixedAmountMinor, "KES")));
   // 55=01: the payer's app asks for the (tip) amount.
   else parts.push(tlv("55", "01"));
   parts.push(

@@ -17,7 +17,7 @@ import {
 } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { CreateQrCodeRequestSchema, type QrInternalService, type QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { callerOf, emitEvent, requireCaller, withTransaction, type Pool, type Queryable } from "@ttip/runtime";
+import { callerOf, CLIENT_ADDRESS_HEADER, emitEvent, MPESA_LIMITS, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { canManage, requireManage, requireVenueManager, VENUE, WORKER } from "./access.js";
 import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
@@ -51,8 +51,8 @@ export interface QrDeps {
 
 const MAX_SUGGESTED = 10;
 const MAX_LABEL = 64;
-/** No single tip above this many minor units (KES 150,000: M-Pesa's per-transaction limit). */
-const MAX_AMOUNT_MINOR = 15_000_000n;
+/** No single tip above M-Pesa's per-transaction limit (KES 250,000, Safaricom's portal). */
+const MAX_AMOUNT_MINOR = MPESA_LIMITS.perTransactionMinor;
 
 const invalid = (field: string, why: string) => new ConnectError(`${field}: ${why}`, Code.InvalidArgument);
 
@@ -367,7 +367,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       // A salted hash: counts unique devices without keeping who they are.
       const who =
         callerOf(ctx)?.subject ??
-        (req.deviceId ? `device:${req.deviceId}` : `${ctx.requestHeader.get("x-forwarded-for")?.split(",")[0].trim() ?? ""}|${req.userAgent}`);
+        (req.deviceId ? `device:${req.deviceId}` : `${ctx.requestHeader.get(CLIENT_ADDRESS_HEADER) ?? ""}|${req.userAgent}`);
       const deviceHash = createHmac("sha256", deps.deviceSalt).update(who).digest("base64url").slice(0, 22);
       const scanId = await withTransaction(pool, async (tx) => {
         const inserted = await tx.query(

@@ -13,6 +13,7 @@ export async function startTipConsumer(ctx: ServiceContext): Promise<() => Promi
     consumer: "qr-tip-conversion",
     subject: "ttip.payment.tip_succeeded",
     logger: ctx.logger,
+    metrics: ctx.metrics,
     handle: async (message, tx) => {
       const tip = decodeEvent(TipSucceededSchema, message);
       if (!tip.tipId || !UUID.test(tip.qrCodeId)) return;

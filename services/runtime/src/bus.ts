@@ -1,4 +1,19 @@
 import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, headers, type NatsConnection } from "nats";
+
+/** A stored message read back from the stream (a replay). */
+export interface StoredMessage extends BusMessage {
+  /** When the bus stored it. */
+  storedAt: Date;
+}
+
+export interface ReadStoredOptions {
+  /** A subject filter; NATS wildcards allowed. */
+  subject: string;
+  /** The first stored time to read. */
+  since: Date;
+  /** Called in stream order; resolve to go on. */
+  handler: (message: StoredMessage) => Promise<void>;
+}
 import type { Logger } from "./log.js";
 
 /** An event as it travels: the id is also the bus's deduplication id. */
@@ -31,6 +46,12 @@ export interface EventBus {
   /** Resolves once the bus has stored the message; a duplicate id is accepted and dropped. */
   publish(message: BusMessage): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<{ stop(): Promise<void> }>;
+  /**
+   * Reads what the bus still stores from `since` on, up to what it stored when
+   * the call began, without touching any durable consumer (rebuilding read
+   * models). Resolves to how many messages were handed over.
+   */
+  readStored?(options: ReadStoredOptions): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -139,6 +160,34 @@ export class JetStreamBus implements EventBus {
     };
   }
 
+  async readStored(options: ReadStoredOptions): Promise<number> {
+    const js = this.nc.jetstream();
+    const consumer = await js.consumers.get(this.stream, {
+      filterSubjects: this.toWire(options.subject),
+      deliver_policy: DeliverPolicy.StartTime,
+      opt_start_time: options.since.toISOString(),
+    });
+    const lastSeq = (await (await this.nc.jetstreamManager()).streams.info(this.stream)).state.last_seq;
+    if ((await consumer.info()).num_pending === 0) {
+      await consumer.delete().catch(() => undefined);
+      return 0;
+    }
+    let count = 0;
+    const messages = await consumer.consume({ max_messages: 512 });
+    try {
+      for await (const m of messages) {
+        const id = m.headers?.get("Nats-Msg-Id") ?? `${this.stream}:${m.seq}`;
+        await options.handler({ id, subject: this.fromWire(m.subject), data: m.data, storedAt: new Date(Math.floor(m.info.timestampNanos / 1e6)) });
+        count++;
+        if (m.info.pending === 0 || m.seq >= lastSeq) break;
+      }
+    } finally {
+      await messages.close();
+      await consumer.delete().catch(() => undefined);
+    }
+    return count;
+  }
+
   async close(): Promise<void> {
     await this.nc.drain();
   }
@@ -150,7 +199,7 @@ export class JetStreamBus implements EventBus {
  * again after a delay, and ids seen recently are not stored twice.
  */
 export class InProcessBus implements EventBus {
-  private readonly log: BusMessage[] = [];
+  private readonly log: StoredMessage[] = [];
   private readonly seen = new Set<string>();
   private readonly consumers = new Map<string, { position: number; wake: () => void }>();
   private closed = false;
@@ -164,7 +213,7 @@ export class InProcessBus implements EventBus {
     if (this.closed) throw new Error("bus is closed");
     if (this.seen.has(message.id)) return;
     this.seen.add(message.id);
-    this.log.push({ ...message, data: message.data.slice() });
+    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date() });
     for (const c of this.consumers.values()) c.wake();
   }
 
@@ -214,6 +263,18 @@ export class InProcessBus implements EventBus {
         await loop;
       },
     };
+  }
+
+  async readStored(options: ReadStoredOptions): Promise<number> {
+    const upTo = this.log.length;
+    let count = 0;
+    for (let i = 0; i < upTo; i++) {
+      const m = this.log[i];
+      if (m.storedAt < options.since || !subjectMatches(options.subject, m.subject)) continue;
+      await options.handler({ ...m, data: m.data.slice() });
+      count++;
+    }
+    return count;
   }
 
   async close(): Promise<void> {

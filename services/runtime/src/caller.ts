@@ -1,4 +1,5 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { PRINCIPAL_HEADERS } from "./headers.js";
 
 /** Who is calling, as proved by a verified access token. */
 export interface Principal {
@@ -7,12 +8,6 @@ export interface Principal {
 }
 
 export type Role = "customer" | "worker" | "venue_manager" | "admin" | "partner";
-
-/**
- * Headers the gateway sets for backends from the verified token; it always
- * removes callers' own copies, so a service behind it can trust them.
- */
-export const PRINCIPAL_HEADERS = { subject: "x-ttip-subject", roles: "x-ttip-roles" } as const;
 
 /** The verified caller of this call, or undefined for an anonymous one. */
 export function callerOf(ctx: Pick<HandlerContext, "requestHeader">): Principal | undefined {

@@ -24,7 +24,36 @@ export function createPool(url: string, options: { max?: number; applicationName
   // An idle connection dropped by a Postgres restart or failover emits here; without
   // a listener the process would crash. The pool replaces it on the next checkout.
   pool.on("error", (err) => options.logger?.warn({ err: err.message }, "idle Postgres connection lost"));
+  keepConnectionOnStatementError(pool);
   return pool;
+}
+
+/**
+ * pg-pool's own pool.query() destroys the connection after ANY failed
+ * statement. A statement the server refused (a constraint, a bad byte) leaves
+ * the connection fine; destroying it costs a reconnect, and where one
+ * connection is shared (PGlite) the replacement races the closing one and the
+ * calls of everyone else waiting on it fail. Only a lost connection is dropped.
+ */
+function keepConnectionOnStatementError(pool: pg.Pool): void {
+  const query = async (...args: unknown[]) => {
+    const client = await pool.connect();
+    let lost: Error | undefined;
+    const onLost = (err: Error) => {
+      lost = err;
+    };
+    client.on("error", onLost);
+    try {
+      return await (client.query as (...a: unknown[]) => Promise<unknown>)(...args);
+    } catch (err) {
+      if (!(err instanceof pg.DatabaseError)) lost ??= err as Error;
+      throw err;
+    } finally {
+      client.removeListener("error", onLost);
+      client.release(lost);
+    }
+  };
+  (pool as unknown as { query: typeof query }).query = query;
 }
 
 /** Runs fn in a transaction; commits if it returns, rolls back if it throws. */

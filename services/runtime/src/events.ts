@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import type { DeliveredMessage } from "./bus.js";
+import type { BusMessage, DeliveredMessage } from "./bus.js";
 import type { Queryable } from "./db.js";
 import { writeOutbox } from "./outbox.js";
 
@@ -23,11 +23,26 @@ export async function emitEvent<Desc extends DescMessage>(
   init: EventInit<Desc>,
   correlationId = "",
 ): Promise<string> {
+  const message = buildEvent(producer, subject, schema, init, correlationId);
+  await writeOutbox(tx, producer, message);
+  return message.id;
+}
+
+/**
+ * The event as the outbox stores it, without writing it: for a producer that
+ * writes the outbox row in the same statement as its state (one round trip).
+ */
+export function buildEvent<Desc extends DescMessage>(
+  producer: string,
+  subject: string,
+  schema: Desc,
+  init: EventInit<Desc>,
+  correlationId = "",
+): BusMessage {
   const id = randomUUID();
   const meta = create(EventMetaSchema, { id, occurredAt: timestampNow(), producer, correlationId });
   const message = create(schema, { ...init, meta } as unknown as MessageInitShape<Desc>);
-  await writeOutbox(tx, producer, { id, subject, data: toBinary(schema, message) });
-  return id;
+  return { id, subject, data: toBinary(schema, message) };
 }
 
 /** Decodes a delivered event's payload. */

@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { REQUEST_ID_HEADER } from "./headers.js";
 import type { Logger } from "./log.js";
-
-export const REQUEST_ID_HEADER = "x-request-id";
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
 /** The request id of the current call, for handlers and downstream calls. */

@@ -1,6 +1,7 @@
 import type { BusMessage, DeliveredMessage, EventBus } from "./bus.js";
 import { ident, withTransaction, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
 
 /**
  * Stores an event in the service's outbox. Call it with the transaction that
@@ -21,6 +22,8 @@ export interface OutboxRelayOptions {
   logger: Logger;
   batchSize?: number;
   pollIntervalMs?: number;
+  /** Counts published events and the time from commit to publish. */
+  metrics?: Metrics;
 }
 
 /**
@@ -54,8 +57,8 @@ export class OutboxRelay {
     const { pool, schema, bus } = this.options;
     const s = ident(schema);
     return withTransaction(pool, async (tx) => {
-      const { rows } = await tx.query<{ seq: string; event_id: string; subject: string; payload: Buffer }>(
-        `SELECT seq, event_id, subject, payload FROM ${s}.outbox
+      const { rows } = await tx.query<{ seq: string; event_id: string; subject: string; payload: Buffer; age: number }>(
+        `SELECT seq, event_id, subject, payload, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
           WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [this.options.batchSize ?? 100],
       );
@@ -75,6 +78,13 @@ export class OutboxRelay {
       }
       if (published.length) {
         await tx.query(`UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY($1::bigint[])`, [published]);
+        const lag = this.options.metrics?.histogram(
+          "ttip_outbox_publish_lag_seconds",
+          "From an event's commit in the outbox to its publication on the bus.",
+          ["service"],
+          [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+        );
+        for (const row of rows.slice(0, published.length)) lag?.observe({ service: schema }, row.age);
       }
       return published.length;
     });
@@ -98,6 +108,10 @@ export interface ConsumeOptions {
   logger: Logger;
   /** Applies the event inside the transaction that records it in the inbox. */
   handle: (message: DeliveredMessage, tx: Queryable) => Promise<void>;
+  /** Runs first in that transaction, before the inbox row is written (e.g. to take a lock). */
+  before?: (tx: Queryable) => Promise<void>;
+  /** Counts events applied and duplicates skipped, per consumer. */
+  metrics?: Metrics;
 }
 
 /**
@@ -112,6 +126,7 @@ export async function consumeEvents(options: ConsumeOptions) {
     subject: options.subject,
     handler: async (message) => {
       const applied = await withTransaction(options.pool, async (tx) => {
+        await options.before?.(tx);
         const inserted = await tx.query(
           `INSERT INTO ${s}.inbox (consumer, event_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
           [options.consumer, message.id, message.subject],
@@ -120,6 +135,9 @@ export async function consumeEvents(options: ConsumeOptions) {
         await options.handle(message, tx);
         return true;
       });
+      options.metrics
+        ?.counter("ttip_inbox_events_total", "Events a consumer received: applied, or skipped as a duplicate by its inbox.", ["consumer", "outcome"])
+        .inc({ consumer: options.consumer, outcome: applied ? "applied" : "duplicate" });
       if (!applied) options.logger.debug({ eventId: message.id, consumer: options.consumer }, "duplicate event skipped");
     },
   });

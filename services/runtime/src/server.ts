@@ -3,11 +3,19 @@ import http2 from "node:http2";
 import net from "node:net";
 import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
-import { type ConnectRouter, type Interceptor } from "@connectrpc/connect";
-import { connectNodeAdapter, type ConnectNodeAdapterOptions } from "@connectrpc/connect-node";
+import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import {
+  compressionBrotli,
+  compressionGzip,
+  universalRequestFromNodeRequest,
+  universalResponseToNodeResponse,
+  type ConnectNodeAdapterOptions,
+} from "@connectrpc/connect-node";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
+import { DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
 import { errorInterceptor, requestIdInterceptor } from "./interceptors.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -44,6 +52,8 @@ export interface ServerOptions {
   contextValues?: ConnectNodeAdapterOptions["contextValues"];
   /** Runs before RPC routing; returns true when it answered the request (CORS preflight). */
   httpFilter?: HttpFilter;
+  /** Largest request body read, in bytes (default 1 MiB); larger ones get RESOURCE_EXHAUSTED unread. */
+  readMaxBytes?: number;
 }
 
 export interface RunningServer {
@@ -66,17 +76,20 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const health = new HealthStatus(options.remoteHealth);
   if (!options.remoteHealth) for (const service of options.services) health.set(service.typeName, ServingStatus.SERVING);
 
-  const handler = connectNodeAdapter({
+  const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
+  const handler = nodeAdapter({
     routes: (router) => {
       options.routes(router);
       health.register(router);
       registerReflection(router, [...options.services, Health]);
     },
     contextValues: options.contextValues,
+    readMaxBytes,
     interceptors: [
       metrics.interceptor(),
       requestIdInterceptor(),
       errorInterceptor(logger),
+      inputInterceptor(),
       ...(options.interceptors ?? []),
       ...(options.validate === false ? [] : [createValidateInterceptor()]),
     ],
@@ -105,7 +118,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       res.writeHead(404, { "content-type": "text/plain" });
       res.end("not found\n");
     },
-  });
+  }, logger);
 
   let inFlight = 0;
   let idle: (() => void) | undefined;
@@ -166,6 +179,32 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     })());
 
   return { port, url: `http://${host}:${port}`, health, close };
+}
+
+type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
+
+/**
+ * connectNodeAdapter's routing, with every RPC handler behind guardRequestBody
+ * (read limit, binary bodies that do not parse are the caller's mistake).
+ */
+function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number }, logger: Logger) {
+  const router = createConnectRouter({ ...options, acceptCompression: [compressionGzip, compressionBrotli] });
+  options.routes(router);
+  const paths = new Map<string, UniversalHandler>();
+  for (const h of router.handlers) paths.set(h.requestPath, guardRequestBody(h, options.readMaxBytes));
+  return (req: NodeReq, res: NodeRes) => {
+    const handler = paths.get((req.url ?? "").split("?", 2)[0]);
+    if (!handler) return options.fallback?.(req, res as never);
+    const values = options.contextValues?.(req) ?? createContextValues();
+    const uReq = universalRequestFromNodeRequest(req, res as never, undefined, values);
+    handler(uReq)
+      .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
+      .catch((reason) => {
+        if (ConnectError.from(reason).code === Code.Aborted) return;
+        logger.error({ err: reason, rpc: `${handler.service.typeName}/${handler.method.name}` }, "handler failed outside the call");
+      });
+  };
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

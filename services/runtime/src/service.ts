@@ -46,6 +46,8 @@ export interface StartServiceOptions {
   port?: number;
   drainTimeoutMs?: number;
   interceptors?: Interceptor[];
+  /** Largest request body read, in bytes (default 1 MiB). */
+  readMaxBytes?: number;
 }
 
 export interface RunningService {
@@ -60,7 +62,9 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
   const logger = ctx.logger.child({ service: module.name });
   const scoped = { ...ctx, logger };
   await migrate(ctx.pool, module.name, module.migrations, logger);
-  const relay = new OutboxRelay({ pool: ctx.pool, schema: module.name, bus: ctx.bus, logger });
+  const relay = new OutboxRelay({ pool: ctx.pool, schema: module.name, bus: ctx.bus, logger, metrics: ctx.metrics });
+  ctx.metrics.watchOutbox(module.name, ctx.pool);
+  ctx.metrics.watchPool(ctx.pool, module.name);
   relay.start();
   const stopBackground = module.start ? await module.start(scoped) : async () => undefined;
   const server = await startServer({
@@ -74,6 +78,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    readMaxBytes: options.readMaxBytes,
   });
   return {
     name: module.name,

@@ -1,13 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { requireCaller, withTransaction, type Pool, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { assertCurrency, publicTipAmount, requireCaller, withTransaction, type Pool, type Queryable, type ServiceContext } from "@ttip/runtime";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import {
   AccountKind,
   FxConversionSchema,
   LimitKind,
   OwnerKind,
+  PaymentRail,
   SettlementMode,
   TransactionKind,
   WithdrawalLimitSchema,
@@ -17,7 +18,7 @@ import { b2cFee, createSchedule, currentSchedule, listSchedules, quoteTip } from
 import type { RateSource } from "./fx.js";
 import { placeHold, releaseHold, settleHold, withdrawalLimits } from "./holds.js";
 import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, UUID, type AccountRow } from "./ledger.js";
-import { assertCurrency, convertMinor, money } from "./money.js";
+import { convertMinor, money } from "./money.js";
 import { distributePool, getPoolRules, setPoolRules } from "./pools.js";
 import { getPoolTakings, postPoolDistribution, reversePoolDistribution } from "./pool-periods.js";
 import { decodeCursor, listTransactions, statement, statementCsv, toBalance, trialBalance } from "./queries.js";
@@ -53,7 +54,8 @@ async function conversion(rates: RateSource, amountMinor: bigint, from: string, 
 
 async function quote(db: Pool, rates: RateSource, req: { amount?: { amountMinor: bigint; currency: string }; rail: number; customerCoversFee: boolean; workerId: string }) {
   const amount = req.amount!;
-  assertCurrency(amount.currency, "amount.currency");
+  // A public RPC: the amount is bounded like a real tip on its rail before any arithmetic.
+  publicTipAmount(amount, "amount", req.rail === PaymentRail.CARD ? "card" : "mpesa");
   const schedule = await currentSchedule(db, amount.currency);
   const q = quoteTip(schedule, amount.amountMinor, req.rail, req.customerCoversFee);
   const target = await walletCurrency(db, req.workerId);

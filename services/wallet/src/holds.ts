@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { emitEvent, type Queryable } from "@ttip/runtime";
+import { decimalAmount, emitEvent, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -17,7 +17,7 @@ import {
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
 import { b2cFee, currentSchedule } from "./fees.js";
-import { decimal, money } from "./money.js";
+import { money } from "./money.js";
 
 interface HoldRow {
   hold_id: string;
@@ -108,8 +108,9 @@ export async function withdrawalLimits(
   return { tier, limits };
 }
 
+/** "KES 1500.00": the amount as statements show it (the currency's own digits, no grouping). */
 function formatMinor(m: bigint, currency: string): string {
-  return `${currency} ${decimal(m, currency)}`;
+  return `${currency} ${decimalAmount(m, currency)}`;
 }
 
 const LIMIT_WORDS: Record<number, string> = {

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { emitEvent, type Queryable } from "@ttip/runtime";
+import { assertCurrency, emitEvent, type Queryable } from "@ttip/runtime";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -17,7 +17,7 @@ import {
   type FxConversion,
   type JournalEntry,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { assertCurrency, money } from "./money.js";
+import { money } from "./money.js";
 
 /** System accounts carry the other side of every entry and may go below zero. */
 const SYSTEM_KINDS = new Set([

@@ -1,18 +1,10 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-
-/** ISO 4217 minor digits of the currencies the ledger accepts. */
-export const MINOR_DIGITS: Record<string, number> = { KES: 2, USD: 2, EUR: 2, GBP: 2, UGX: 0, TZS: 2 };
-
-export function assertCurrency(currency: string, field: string): void {
-  if (!(currency in MINOR_DIGITS)) {
-    throw new ConnectError(`${field}: unsupported currency ${currency} (supported: ${Object.keys(MINOR_DIGITS).join(", ")})`, Code.InvalidArgument);
-  }
-}
+import { checkedInt64, minorDigits } from "@ttip/runtime";
 
 export function money(amountMinor: bigint, currency: string): Money {
-  return create(MoneySchema, { amountMinor, currency });
+  return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
 }
 
 /**
@@ -45,18 +37,8 @@ export function parseDecimal(text: string, field: string): { units: bigint; scal
  */
 export function convertMinor(amountMinor: bigint, from: string, to: string, rate: string): bigint {
   const { units, scale } = parseDecimal(rate, "rate");
-  const shift = MINOR_DIGITS[to] - MINOR_DIGITS[from];
+  const shift = minorDigits(to) - minorDigits(from);
   const num = units * (shift >= 0 ? 10n ** BigInt(shift) : 1n);
   const den = scale * (shift < 0 ? 10n ** BigInt(-shift) : 1n);
   return mulDivRound(amountMinor, num, den);
-}
-
-/** Minor units as a plain decimal in the currency's own digits: 150050 KES -> "1500.50". */
-export function decimal(minor: bigint, currency: string): string {
-  const digits = MINOR_DIGITS[currency] ?? 2;
-  const sign = minor < 0n ? "-" : "";
-  const abs = minor < 0n ? -minor : minor;
-  if (digits === 0) return `${sign}${abs}`;
-  const unit = 10n ** BigInt(digits);
-  return `${sign}${abs / unit}.${(abs % unit).toString().padStart(digits, "0")}`;
 }

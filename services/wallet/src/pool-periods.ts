@@ -5,7 +5,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Queryable } from "@ttip/runtime";
 import { AccountKind, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, ensureAccount, loadEntry, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
-import { assertCurrency } from "./money.js";
+import { assertCurrency } from "@ttip/runtime";
 
 /** Longest period one distribution may cover: a month and a bit. */
 const MAX_PERIOD_MS = 32 * 24 * 3600_000;

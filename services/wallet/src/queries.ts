@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Queryable } from "@ttip/runtime";
+import { decimalAmount, type Queryable } from "@ttip/runtime";
 import {
   AccountKind,
   BalanceSchema,
@@ -15,7 +15,7 @@ import {
   type TrialBalanceLine,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, type AccountRow } from "./ledger.js";
-import { decimal, money } from "./money.js";
+import { money } from "./money.js";
 
 export function toBalance(a: AccountRow): Balance {
   const currency = a.currency.trim();
@@ -172,12 +172,12 @@ function csvField(value: string): string {
 /** RFC 4180 CSV (CRLF line ends), amounts as decimals in the account's currency. */
 export function statementCsv(s: Statement, currency: string): string {
   const lines = [["posted_at", "entry_id", "description", `amount_${currency}`, `balance_after_${currency}`].join(",")];
-  lines.push(["", "", "opening balance", "", decimal(s.opening, currency)].join(","));
+  lines.push(["", "", "opening balance", "", decimalAmount(s.opening, currency)].join(","));
   for (const r of s.rows) {
     const at = new Date(Number(r.postedAt!.seconds) * 1000 + Math.floor(r.postedAt!.nanos / 1e6)).toISOString();
-    lines.push([at, r.entryId, csvField(r.description), decimal(r.amount!.amountMinor, currency), decimal(r.balanceAfter!.amountMinor, currency)].join(","));
+    lines.push([at, r.entryId, csvField(r.description), decimalAmount(r.amount!.amountMinor, currency), decimalAmount(r.balanceAfter!.amountMinor, currency)].join(","));
   }
-  lines.push(["", "", "closing balance", "", decimal(s.closing, currency)].join(","));
+  lines.push(["", "", "closing balance", "", decimalAmount(s.closing, currency)].join(","));
   return `${lines.join("\r\n")}\r\n`;
 }
 

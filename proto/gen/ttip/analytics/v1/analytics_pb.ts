@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/analytics/v1/analytics.proto.
  */
 export const file_ttip_analytics_v1_analytics: GenFile = /*@__PURE__*/
-  fileDesc("CiF0dGlwL2FuYWx5dGljcy92MS9hbmFseXRpY3MucHJvdG8SEXR0aXAuYW5hbHl0aWNzLnYxItoBChFEYXNoYm9hcmRTbmFwc2hvdBISCgp0aXBzX3RvZGF5GAEgASgDEisKDHZvbHVtZV90b2RheRgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhgKEHN1Y2Nlc3NfcmF0ZV9icHMYAyABKAUSEwoLc2NhbnNfdG9kYXkYBCABKAMSKgoLYXZlcmFnZV90aXAYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIpCgVhc19vZhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAizwEKDFJldmVudWVQb2ludBIwCgxwZXJpb2Rfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCnRpcF92b2x1bWUYAiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1wbGF0Zm9ybV9mZWVzGAMgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSJgoHcGF5b3V0cxgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EgwKBHRpcHMYBSABKAMingIKEFN1Y2Nlc3NSYXRlUG9pbnQSMAoMcGVyaW9kX3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZtZXRob2QYAiABKAkSEQoJYXR0ZW1wdGVkGAMgASgDEhEKCXN1Y2NlZWRlZBgEIAEoAxIYChBzdWNjZXNzX3JhdGVfYnBzGAUgASgFElEKEGZhaWx1cmVzX2J5X2NvZGUYBiADKAsyNy50dGlwLmFuYWx5dGljcy52MS5TdWNjZXNzUmF0ZVBvaW50LkZhaWx1cmVzQnlDb2RlRW50cnkaNQoTRmFpbHVyZXNCeUNvZGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIroBChFXb3JrZXJQZXJmb3JtYW5jZRIRCgl3b3JrZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEgwKBHRpcHMYAyABKAMSJQoGdm9sdW1lGAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKgoLYXZlcmFnZV90aXAYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIbChNhdmVyYWdlX3JhdGluZ194MTAwGAYgASgFIj8KCkZ1bm5lbFN0ZXASDAoEc3RlcBgBIAEoCRINCgVjb3VudBgCIAEoAxIUCgxvZl9maXJzdF9icHMYAyABKAUqggEKC0dyYW51bGFyaXR5EhsKF0dSQU5VTEFSSVRZX1VOU1BFQ0lGSUVEEAASFAoQR1JBTlVMQVJJVFlfSE9VUhABEhMKD0dSQU5VTEFSSVRZX0RBWRACEhQKEEdSQU5VTEFSSVRZX1dFRUsQAxIVChFHUkFOVUxBUklUWV9NT05USBAEKooBCgpSZXBvcnRLaW5kEhsKF1JFUE9SVF9LSU5EX1VOU1BFQ0lGSUVEEAASFAoQUkVQT1JUX0tJTkRfVElQUxABEhcKE1JFUE9SVF9LSU5EX1BBWU9VVFMQAhIXChNSRVBPUlRfS0lORF9SRVZFTlVFEAMSFwoTUkVQT1JUX0tJTkRfV09SS0VSUxAEYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("CiF0dGlwL2FuYWx5dGljcy92MS9hbmFseXRpY3MucHJvdG8SEXR0aXAuYW5hbHl0aWNzLnYxItoBChFEYXNoYm9hcmRTbmFwc2hvdBISCgp0aXBzX3RvZGF5GAEgASgDEisKDHZvbHVtZV90b2RheRgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhgKEHN1Y2Nlc3NfcmF0ZV9icHMYAyABKAUSEwoLc2NhbnNfdG9kYXkYBCABKAMSKgoLYXZlcmFnZV90aXAYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIpCgVhc19vZhgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAizwEKDFJldmVudWVQb2ludBIwCgxwZXJpb2Rfc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCnRpcF92b2x1bWUYAiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1wbGF0Zm9ybV9mZWVzGAMgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSJgoHcGF5b3V0cxgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EgwKBHRpcHMYBSABKAMingIKEFN1Y2Nlc3NSYXRlUG9pbnQSMAoMcGVyaW9kX3N0YXJ0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZtZXRob2QYAiABKAkSEQoJYXR0ZW1wdGVkGAMgASgDEhEKCXN1Y2NlZWRlZBgEIAEoAxIYChBzdWNjZXNzX3JhdGVfYnBzGAUgASgFElEKEGZhaWx1cmVzX2J5X2NvZGUYBiADKAsyNy50dGlwLmFuYWx5dGljcy52MS5TdWNjZXNzUmF0ZVBvaW50LkZhaWx1cmVzQnlDb2RlRW50cnkaNQoTRmFpbHVyZXNCeUNvZGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIroBChFXb3JrZXJQZXJmb3JtYW5jZRIRCgl3b3JrZXJfaWQYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEgwKBHRpcHMYAyABKAMSJQoGdm9sdW1lGAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKgoLYXZlcmFnZV90aXAYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIbChNhdmVyYWdlX3JhdGluZ194MTAwGAYgASgFIj8KCkZ1bm5lbFN0ZXASDAoEc3RlcBgBIAEoCRINCgVjb3VudBgCIAEoAxIUCgxvZl9maXJzdF9icHMYAyABKAUiaQoORWFybmluZ3NQZXJpb2QSDAoEdGlwcxgBIAEoAxIlCgZ2b2x1bWUYAiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSJTCg5Ib3VyT2ZEYXlQb2ludBIMCgRob3VyGAEgASgFEgwKBHRpcHMYAiABKAMSJQoGdm9sdW1lGAMgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkiVAoMV2Vla2RheVBvaW50Eg8KB3dlZWtkYXkYASABKAUSDAoEdGlwcxgCIAEoAxIlCgZ2b2x1bWUYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSIrCgtSYXRpbmdDb3VudBINCgVzdGFycxgBIAEoBRINCgVjb3VudBgCIAEoAyLhAwoOV29ya2VyRWFybmluZ3MSEQoJd29ya2VyX2lkGAEgASgJEjAKBXRvZGF5GAIgASgLMiEudHRpcC5hbmFseXRpY3MudjEuRWFybmluZ3NQZXJpb2QSNAoJdGhpc193ZWVrGAMgASgLMiEudHRpcC5hbmFseXRpY3MudjEuRWFybmluZ3NQZXJpb2QSNQoKdGhpc19tb250aBgEIAEoCzIhLnR0aXAuYW5hbHl0aWNzLnYxLkVhcm5pbmdzUGVyaW9kEjMKCGluX3JhbmdlGAUgASgLMiEudHRpcC5hbmFseXRpY3MudjEuRWFybmluZ3NQZXJpb2QSOQoOYnlfaG91cl9vZl9kYXkYBiADKAsyIS50dGlwLmFuYWx5dGljcy52MS5Ib3VyT2ZEYXlQb2ludBIzCgpieV93ZWVrZGF5GAcgAygLMh8udHRpcC5hbmFseXRpY3MudjEuV2Vla2RheVBvaW50EioKC2F2ZXJhZ2VfdGlwGAggASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSGwoTYXZlcmFnZV9yYXRpbmdfeDEwMBgJIAEoBRIvCgdyYXRpbmdzGAogAygLMh4udHRpcC5hbmFseXRpY3MudjEuUmF0aW5nQ291bnQiawoRUXJDb2RlUGVyZm9ybWFuY2USEgoKcXJfY29kZV9pZBgBIAEoCRINCgVzY2FucxgCIAEoAxIMCgR0aXBzGAMgASgDEiUKBnZvbHVtZRgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5IkMKDUZhaWx1cmVSZWFzb24SEwoLcmVzdWx0X2NvZGUYASABKAkSDgoGcmVhc29uGAIgASgJEg0KBWNvdW50GAMgASgDIooECg9QbGF0Zm9ybVN1bW1hcnkSDAoEdGlwcxgBIAEoAxIQCghhdHRlbXB0cxgCIAEoAxIlCgZ2b2x1bWUYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIjCgRmZWVzGAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFQoNdGFrZV9yYXRlX2JwcxgFIAEoBRIYChBzdWNjZXNzX3JhdGVfYnBzGAYgASgFEjIKCGZhaWx1cmVzGAcgAygLMiAudHRpcC5hbmFseXRpY3MudjEuRmFpbHVyZVJlYXNvbhIZChFwYXlvdXRzX3N1Y2NlZWRlZBgIIAEoAxIWCg5wYXlvdXRzX2ZhaWxlZBgJIAEoAxImCgdwYXlvdXRzGAogASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSHQoVcGF5b3V0X2xhdGVuY3lfcDUwX21zGAsgASgDEh0KFXBheW91dF9sYXRlbmN5X3A5NV9tcxgMIAEoAxITCgtuZXdfd29ya2VycxgNIAEoAxIVCg1hY3RpdmVfdmVudWVzGA4gASgDEhYKDmFjdGl2ZV93b3JrZXJzGA8gASgDEg0KBXNjYW5zGBAgASgDEhAKCHNtc19zZW50GBEgASgDEigKCXNtc19zcGVuZBgSIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5KoIBCgtHcmFudWxhcml0eRIbChdHUkFOVUxBUklUWV9VTlNQRUNJRklFRBAAEhQKEEdSQU5VTEFSSVRZX0hPVVIQARITCg9HUkFOVUxBUklUWV9EQVkQAhIUChBHUkFOVUxBUklUWV9XRUVLEAMSFQoRR1JBTlVMQVJJVFlfTU9OVEgQBCqkAQoKUmVwb3J0S2luZBIbChdSRVBPUlRfS0lORF9VTlNQRUNJRklFRBAAEhQKEFJFUE9SVF9LSU5EX1RJUFMQARIXChNSRVBPUlRfS0lORF9QQVlPVVRTEAISFwoTUkVQT1JUX0tJTkRfUkVWRU5VRRADEhcKE1JFUE9SVF9LSU5EX1dPUktFUlMQBBIYChRSRVBPUlRfS0lORF9QTEFURk9STRAFYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * Live figures for today (East Africa Time).
@@ -221,6 +221,384 @@ export const FunnelStepSchema: GenMessage<FunnelStep> = /*@__PURE__*/
   messageDesc(file_ttip_analytics_v1_analytics, 4);
 
 /**
+ * Tips that reached a worker in one period.
+ *
+ * @generated from message ttip.analytics.v1.EarningsPeriod
+ */
+export type EarningsPeriod = Message<"ttip.analytics.v1.EarningsPeriod"> & {
+  /**
+   * @generated from field: int64 tips = 1;
+   */
+  tips: bigint;
+
+  /**
+   * What customers tipped.
+   *
+   * @generated from field: ttip.common.v1.Money volume = 2;
+   */
+  volume?: Money | undefined;
+
+  /**
+   * What reached the worker after fees.
+   *
+   * @generated from field: ttip.common.v1.Money net = 3;
+   */
+  net?: Money | undefined;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.EarningsPeriod.
+ * Use `create(EarningsPeriodSchema)` to create a new message.
+ */
+export const EarningsPeriodSchema: GenMessage<EarningsPeriod> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics, 5);
+
+/**
+ * Tips by hour of the day (East Africa Time).
+ *
+ * @generated from message ttip.analytics.v1.HourOfDayPoint
+ */
+export type HourOfDayPoint = Message<"ttip.analytics.v1.HourOfDayPoint"> & {
+  /**
+   * 0 to 23.
+   *
+   * @generated from field: int32 hour = 1;
+   */
+  hour: number;
+
+  /**
+   * @generated from field: int64 tips = 2;
+   */
+  tips: bigint;
+
+  /**
+   * @generated from field: ttip.common.v1.Money volume = 3;
+   */
+  volume?: Money | undefined;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.HourOfDayPoint.
+ * Use `create(HourOfDayPointSchema)` to create a new message.
+ */
+export const HourOfDayPointSchema: GenMessage<HourOfDayPoint> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics, 6);
+
+/**
+ * Tips by day of the week (East Africa Time).
+ *
+ * @generated from message ttip.analytics.v1.WeekdayPoint
+ */
+export type WeekdayPoint = Message<"ttip.analytics.v1.WeekdayPoint"> & {
+  /**
+   * ISO weekday: 1 is Monday, 7 is Sunday.
+   *
+   * @generated from field: int32 weekday = 1;
+   */
+  weekday: number;
+
+  /**
+   * @generated from field: int64 tips = 2;
+   */
+  tips: bigint;
+
+  /**
+   * @generated from field: ttip.common.v1.Money volume = 3;
+   */
+  volume?: Money | undefined;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.WeekdayPoint.
+ * Use `create(WeekdayPointSchema)` to create a new message.
+ */
+export const WeekdayPointSchema: GenMessage<WeekdayPoint> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics, 7);
+
+/**
+ * @generated from message ttip.analytics.v1.RatingCount
+ */
+export type RatingCount = Message<"ttip.analytics.v1.RatingCount"> & {
+  /**
+   * 1 to 5.
+   *
+   * @generated from field: int32 stars = 1;
+   */
+  stars: number;
+
+  /**
+   * @generated from field: int64 count = 2;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.RatingCount.
+ * Use `create(RatingCountSchema)` to create a new message.
+ */
+export const RatingCountSchema: GenMessage<RatingCount> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics, 8);
+
+/**
+ * A worker's own figures: the fixed periods are counted to now, the rest over the requested range.
+ *
+ * @generated from message ttip.analytics.v1.WorkerEarnings
+ */
+export type WorkerEarnings = Message<"ttip.analytics.v1.WorkerEarnings"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: ttip.analytics.v1.EarningsPeriod today = 2;
+   */
+  today?: EarningsPeriod | undefined;
+
+  /**
+   * Since Monday 00:00 East Africa Time.
+   *
+   * @generated from field: ttip.analytics.v1.EarningsPeriod this_week = 3;
+   */
+  thisWeek?: EarningsPeriod | undefined;
+
+  /**
+   * Since the 1st of the month, East Africa Time.
+   *
+   * @generated from field: ttip.analytics.v1.EarningsPeriod this_month = 4;
+   */
+  thisMonth?: EarningsPeriod | undefined;
+
+  /**
+   * @generated from field: ttip.analytics.v1.EarningsPeriod in_range = 5;
+   */
+  inRange?: EarningsPeriod | undefined;
+
+  /**
+   * 24 points, hour 0 first.
+   *
+   * @generated from field: repeated ttip.analytics.v1.HourOfDayPoint by_hour_of_day = 6;
+   */
+  byHourOfDay: HourOfDayPoint[];
+
+  /**
+   * 7 points, Monday first.
+   *
+   * @generated from field: repeated ttip.analytics.v1.WeekdayPoint by_weekday = 7;
+   */
+  byWeekday: WeekdayPoint[];
+
+  /**
+   * @generated from field: ttip.common.v1.Money average_tip = 8;
+   */
+  averageTip?: Money | undefined;
+
+  /**
+   * Average rating x 100; 0 when unrated.
+   *
+   * @generated from field: int32 average_rating_x100 = 9;
+   */
+  averageRatingX100: number;
+
+  /**
+   * @generated from field: repeated ttip.analytics.v1.RatingCount ratings = 10;
+   */
+  ratings: RatingCount[];
+};
+
+/**
+ * Describes the message ttip.analytics.v1.WorkerEarnings.
+ * Use `create(WorkerEarningsSchema)` to create a new message.
+ */
+export const WorkerEarningsSchema: GenMessage<WorkerEarnings> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics, 9);
+
+/**
+ * One QR code's figures (a venue prints one per table).
+ *
+ * @generated from message ttip.analytics.v1.QrCodePerformance
+ */
+export type QrCodePerformance = Message<"ttip.analytics.v1.QrCodePerformance"> & {
+  /**
+   * @generated from field: string qr_code_id = 1;
+   */
+  qrCodeId: string;
+
+  /**
+   * @generated from field: int64 scans = 2;
+   */
+  scans: bigint;
+
+  /**
+   * @generated from field: int64 tips = 3;
+   */
+  tips: bigint;
+
+  /**
+   * @generated from field: ttip.common.v1.Money volume = 4;
+   */
+  volume?: Money | undefined;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.QrCodePerformance.
+ * Use `create(QrCodePerformanceSchema)` to create a new message.
+ */
+export const QrCodePerformanceSchema: GenMessage<QrCodePerformance> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics, 10);
+
+/**
+ * Failed tips with one result code.
+ *
+ * @generated from message ttip.analytics.v1.FailureReason
+ */
+export type FailureReason = Message<"ttip.analytics.v1.FailureReason"> & {
+  /**
+   * Daraja ResultCode (e.g. "1032"), "expired", or the push's error code.
+   *
+   * @generated from field: string result_code = 1;
+   */
+  resultCode: string;
+
+  /**
+   * The words the customer was shown.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: int64 count = 3;
+   */
+  count: bigint;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.FailureReason.
+ * Use `create(FailureReasonSchema)` to create a new message.
+ */
+export const FailureReasonSchema: GenMessage<FailureReason> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics, 11);
+
+/**
+ * Is the platform healthy and earning, over a range.
+ *
+ * @generated from message ttip.analytics.v1.PlatformSummary
+ */
+export type PlatformSummary = Message<"ttip.analytics.v1.PlatformSummary"> & {
+  /**
+   * Tips that succeeded.
+   *
+   * @generated from field: int64 tips = 1;
+   */
+  tips: bigint;
+
+  /**
+   * Tips that ended (succeeded or failed).
+   *
+   * @generated from field: int64 attempts = 2;
+   */
+  attempts: bigint;
+
+  /**
+   * @generated from field: ttip.common.v1.Money volume = 3;
+   */
+  volume?: Money | undefined;
+
+  /**
+   * @generated from field: ttip.common.v1.Money fees = 4;
+   */
+  fees?: Money | undefined;
+
+  /**
+   * Fees / volume, in basis points.
+   *
+   * @generated from field: int32 take_rate_bps = 5;
+   */
+  takeRateBps: number;
+
+  /**
+   * Succeeded / ended, in basis points.
+   *
+   * @generated from field: int32 success_rate_bps = 6;
+   */
+  successRateBps: number;
+
+  /**
+   * @generated from field: repeated ttip.analytics.v1.FailureReason failures = 7;
+   */
+  failures: FailureReason[];
+
+  /**
+   * @generated from field: int64 payouts_succeeded = 8;
+   */
+  payoutsSucceeded: bigint;
+
+  /**
+   * @generated from field: int64 payouts_failed = 9;
+   */
+  payoutsFailed: bigint;
+
+  /**
+   * @generated from field: ttip.common.v1.Money payouts = 10;
+   */
+  payouts?: Money | undefined;
+
+  /**
+   * From the hold on the wallet to the B2C result, over payouts that ended in the range.
+   *
+   * @generated from field: int64 payout_latency_p50_ms = 11;
+   */
+  payoutLatencyP50Ms: bigint;
+
+  /**
+   * @generated from field: int64 payout_latency_p95_ms = 12;
+   */
+  payoutLatencyP95Ms: bigint;
+
+  /**
+   * @generated from field: int64 new_workers = 13;
+   */
+  newWorkers: bigint;
+
+  /**
+   * Venues and workers with at least one successful tip.
+   *
+   * @generated from field: int64 active_venues = 14;
+   */
+  activeVenues: bigint;
+
+  /**
+   * @generated from field: int64 active_workers = 15;
+   */
+  activeWorkers: bigint;
+
+  /**
+   * @generated from field: int64 scans = 16;
+   */
+  scans: bigint;
+
+  /**
+   * @generated from field: int64 sms_sent = 17;
+   */
+  smsSent: bigint;
+
+  /**
+   * SMS sent times the configured price per message.
+   *
+   * @generated from field: ttip.common.v1.Money sms_spend = 18;
+   */
+  smsSpend?: Money | undefined;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.PlatformSummary.
+ * Use `create(PlatformSummarySchema)` to create a new message.
+ */
+export const PlatformSummarySchema: GenMessage<PlatformSummary> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics, 12);
+
+/**
  * @generated from enum ttip.analytics.v1.Granularity
  */
 export enum Granularity {
@@ -284,6 +662,13 @@ export enum ReportKind {
    * @generated from enum value: REPORT_KIND_WORKERS = 4;
    */
   WORKERS = 4,
+
+  /**
+   * The platform summary (GetPlatformSummary) and its failures by result code.
+   *
+   * @generated from enum value: REPORT_KIND_PLATFORM = 5;
+   */
+  PLATFORM = 5,
 }
 
 /**

@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { DashboardSnapshot, FunnelStep, Granularity, ReportKind, RevenuePoint, SuccessRatePoint, WorkerPerformance } from "./analytics_pb.js";
+import type { DashboardSnapshot, FailureReason, FunnelStep, Granularity, PlatformSummary, QrCodePerformance, ReportKind, RevenuePoint, SuccessRatePoint, WorkerEarnings, WorkerPerformance } from "./analytics_pb.js";
 import { file_ttip_analytics_v1_analytics } from "./analytics_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/analytics/v1/analytics_service.proto.
  */
 export const file_ttip_analytics_v1_analytics_service: GenFile = /*@__PURE__*/
-  fileDesc("Cil0dGlwL2FuYWx5dGljcy92MS9hbmFseXRpY3Nfc2VydmljZS5wcm90bxIRdHRpcC5hbmFseXRpY3MudjEi+gEKCVRpbWVSYW5nZRIwCgRmcm9tGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEi4KAnRvGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBOooBukiGARqDAQoQdGltZV9yYW5nZS5vcmRlchIuZnJvbSBtdXN0IGJlIGJlZm9yZSB0bywgYXQgbW9zdCAzNjYgZGF5cyBhcGFydBo/dGhpcy5mcm9tIDwgdGhpcy50byAmJiB0aGlzLnRvIC0gdGhpcy5mcm9tIDw9IGR1cmF0aW9uKCc4Nzg0aCcpIjYKFVdhdGNoRGFzaGJvYXJkUmVxdWVzdBIdCgh2ZW51ZV9pZBgBIAEoCUILukgI2AEBcgOwAQEiUAoWV2F0Y2hEYXNoYm9hcmRSZXNwb25zZRI2CghzbmFwc2hvdBgBIAEoCzIkLnR0aXAuYW5hbHl0aWNzLnYxLkRhc2hib2FyZFNuYXBzaG90InIKG0dldFdvcmtlclBlcmZvcm1hbmNlUmVxdWVzdBIzCgVyYW5nZRgBIAEoCzIcLnR0aXAuYW5hbHl0aWNzLnYxLlRpbWVSYW5nZUIGukgDyAEBEh4KCXdvcmtlcl9pZBgCIAEoCUILukgI2AEBcgOwAQEiWQocR2V0V29ya2VyUGVyZm9ybWFuY2VSZXNwb25zZRI5CgtwZXJmb3JtYW5jZRgBIAEoCzIkLnR0aXAuYW5hbHl0aWNzLnYxLldvcmtlclBlcmZvcm1hbmNlIqwBChhHZXRWZW51ZUFuYWx5dGljc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEjMKBXJhbmdlGAIgASgLMhwudHRpcC5hbmFseXRpY3MudjEuVGltZVJhbmdlQga6SAPIAQESPwoLZ3JhbnVsYXJpdHkYAyABKA4yHi50dGlwLmFuYWx5dGljcy52MS5HcmFudWxhcml0eUIKukgHggEEEAEgACKDAQoZR2V0VmVudWVBbmFseXRpY3NSZXNwb25zZRIvCgZzZXJpZXMYASADKAsyHy50dGlwLmFuYWx5dGljcy52MS5SZXZlbnVlUG9pbnQSNQoHd29ya2VycxgCIAMoCzIkLnR0aXAuYW5hbHl0aWNzLnYxLldvcmtlclBlcmZvcm1hbmNlIrQBChBHZXRGdW5uZWxSZXF1ZXN0EjMKBXJhbmdlGAEgASgLMhwudHRpcC5hbmFseXRpY3MudjEuVGltZVJhbmdlQga6SAPIAQESHgoKcXJfY29kZV9pZBgCIAEoCUIIukgFcgOwAQFIABIdCgl3b3JrZXJfaWQYAyABKAlCCLpIBXIDsAEBSAASHAoIdmVudWVfaWQYBCABKAlCCLpIBXIDsAEBSABCDgoFc2NvcGUSBbpIAggBIkEKEUdldEZ1bm5lbFJlc3BvbnNlEiwKBXN0ZXBzGAEgAygLMh0udHRpcC5hbmFseXRpY3MudjEuRnVubmVsU3RlcCIfCh1XYXRjaFBsYXRmb3JtRGFzaGJvYXJkUmVxdWVzdCJYCh5XYXRjaFBsYXRmb3JtRGFzaGJvYXJkUmVzcG9uc2USNgoIc25hcHNob3QYASABKAsyJC50dGlwLmFuYWx5dGljcy52MS5EYXNoYm9hcmRTbmFwc2hvdCK1AQoYR2V0UmV2ZW51ZU1ldHJpY3NSZXF1ZXN0EjMKBXJhbmdlGAEgASgLMhwudHRpcC5hbmFseXRpY3MudjEuVGltZVJhbmdlQga6SAPIAQESPwoLZ3JhbnVsYXJpdHkYAiABKA4yHi50dGlwLmFuYWx5dGljcy52MS5HcmFudWxhcml0eUIKukgHggEEEAEgABIjCghjdXJyZW5jeRgDIAEoCUIRukgOcgwyCl5bQS1aXXszfSQiTAoZR2V0UmV2ZW51ZU1ldHJpY3NSZXNwb25zZRIvCgZzZXJpZXMYASADKAsyHy50dGlwLmFuYWx5dGljcy52MS5SZXZlbnVlUG9pbnQilQEKHUdldFBheW1lbnRTdWNjZXNzUmF0ZXNSZXF1ZXN0EjMKBXJhbmdlGAEgASgLMhwudHRpcC5hbmFseXRpY3MudjEuVGltZVJhbmdlQga6SAPIAQESPwoLZ3JhbnVsYXJpdHkYAiABKA4yHi50dGlwLmFuYWx5dGljcy52MS5HcmFudWxhcml0eUIKukgHggEEEAEgACJVCh5HZXRQYXltZW50U3VjY2Vzc1JhdGVzUmVzcG9uc2USMwoGc2VyaWVzGAEgAygLMiMudHRpcC5hbmFseXRpY3MudjEuU3VjY2Vzc1JhdGVQb2ludCKDAQoTRXhwb3J0UmVwb3J0UmVxdWVzdBI3CgRraW5kGAEgASgOMh0udHRpcC5hbmFseXRpY3MudjEuUmVwb3J0S2luZEIKukgHggEEEAEgABIzCgVyYW5nZRgCIAEoCzIcLnR0aXAuYW5hbHl0aWNzLnYxLlRpbWVSYW5nZUIGukgDyAEBIjYKFEV4cG9ydFJlcG9ydFJlc3BvbnNlEgsKA2NzdhgBIAEoDBIRCglmaWxlX25hbWUYAiABKAky0AMKEEFuYWx5dGljc1NlcnZpY2USbAoOV2F0Y2hEYXNoYm9hcmQSKC50dGlwLmFuYWx5dGljcy52MS5XYXRjaERhc2hib2FyZFJlcXVlc3QaKS50dGlwLmFuYWx5dGljcy52MS5XYXRjaERhc2hib2FyZFJlc3BvbnNlIgOQAgEwARJ8ChRHZXRXb3JrZXJQZXJmb3JtYW5jZRIuLnR0aXAuYW5hbHl0aWNzLnYxLkdldFdvcmtlclBlcmZvcm1hbmNlUmVxdWVzdBovLnR0aXAuYW5hbHl0aWNzLnYxLkdldFdvcmtlclBlcmZvcm1hbmNlUmVzcG9uc2UiA5ACARJzChFHZXRWZW51ZUFuYWx5dGljcxIrLnR0aXAuYW5hbHl0aWNzLnYxLkdldFZlbnVlQW5hbHl0aWNzUmVxdWVzdBosLnR0aXAuYW5hbHl0aWNzLnYxLkdldFZlbnVlQW5hbHl0aWNzUmVzcG9uc2UiA5ACARJbCglHZXRGdW5uZWwSIy50dGlwLmFuYWx5dGljcy52MS5HZXRGdW5uZWxSZXF1ZXN0GiQudHRpcC5hbmFseXRpY3MudjEuR2V0RnVubmVsUmVzcG9uc2UiA5ACATL+AwoVQW5hbHl0aWNzQWRtaW5TZXJ2aWNlEoQBChZXYXRjaFBsYXRmb3JtRGFzaGJvYXJkEjAudHRpcC5hbmFseXRpY3MudjEuV2F0Y2hQbGF0Zm9ybURhc2hib2FyZFJlcXVlc3QaMS50dGlwLmFuYWx5dGljcy52MS5XYXRjaFBsYXRmb3JtRGFzaGJvYXJkUmVzcG9uc2UiA5ACATABEnMKEUdldFJldmVudWVNZXRyaWNzEisudHRpcC5hbmFseXRpY3MudjEuR2V0UmV2ZW51ZU1ldHJpY3NSZXF1ZXN0GiwudHRpcC5hbmFseXRpY3MudjEuR2V0UmV2ZW51ZU1ldHJpY3NSZXNwb25zZSIDkAIBEoIBChZHZXRQYXltZW50U3VjY2Vzc1JhdGVzEjAudHRpcC5hbmFseXRpY3MudjEuR2V0UGF5bWVudFN1Y2Nlc3NSYXRlc1JlcXVlc3QaMS50dGlwLmFuYWx5dGljcy52MS5HZXRQYXltZW50U3VjY2Vzc1JhdGVzUmVzcG9uc2UiA5ACARJkCgxFeHBvcnRSZXBvcnQSJi50dGlwLmFuYWx5dGljcy52MS5FeHBvcnRSZXBvcnRSZXF1ZXN0GicudHRpcC5hbmFseXRpY3MudjEuRXhwb3J0UmVwb3J0UmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_analytics_v1_analytics]);
+  fileDesc("Cil0dGlwL2FuYWx5dGljcy92MS9hbmFseXRpY3Nfc2VydmljZS5wcm90bxIRdHRpcC5hbmFseXRpY3MudjEi+gEKCVRpbWVSYW5nZRIwCgRmcm9tGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEi4KAnRvGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBOooBukiGARqDAQoQdGltZV9yYW5nZS5vcmRlchIuZnJvbSBtdXN0IGJlIGJlZm9yZSB0bywgYXQgbW9zdCAzNjYgZGF5cyBhcGFydBo/dGhpcy5mcm9tIDwgdGhpcy50byAmJiB0aGlzLnRvIC0gdGhpcy5mcm9tIDw9IGR1cmF0aW9uKCc4Nzg0aCcpIjYKFVdhdGNoRGFzaGJvYXJkUmVxdWVzdBIdCgh2ZW51ZV9pZBgBIAEoCUILukgI2AEBcgOwAQEiUAoWV2F0Y2hEYXNoYm9hcmRSZXNwb25zZRI2CghzbmFwc2hvdBgBIAEoCzIkLnR0aXAuYW5hbHl0aWNzLnYxLkRhc2hib2FyZFNuYXBzaG90InIKG0dldFdvcmtlclBlcmZvcm1hbmNlUmVxdWVzdBIzCgVyYW5nZRgBIAEoCzIcLnR0aXAuYW5hbHl0aWNzLnYxLlRpbWVSYW5nZUIGukgDyAEBEh4KCXdvcmtlcl9pZBgCIAEoCUILukgI2AEBcgOwAQEiWQocR2V0V29ya2VyUGVyZm9ybWFuY2VSZXNwb25zZRI5CgtwZXJmb3JtYW5jZRgBIAEoCzIkLnR0aXAuYW5hbHl0aWNzLnYxLldvcmtlclBlcmZvcm1hbmNlIqwBChhHZXRWZW51ZUFuYWx5dGljc1JlcXVlc3QSGgoIdmVudWVfaWQYASABKAlCCLpIBXIDsAEBEjMKBXJhbmdlGAIgASgLMhwudHRpcC5hbmFseXRpY3MudjEuVGltZVJhbmdlQga6SAPIAQESPwoLZ3JhbnVsYXJpdHkYAyABKA4yHi50dGlwLmFuYWx5dGljcy52MS5HcmFudWxhcml0eUIKukgHggEEEAEgACKbAgoZR2V0VmVudWVBbmFseXRpY3NSZXNwb25zZRIvCgZzZXJpZXMYASADKAsyHy50dGlwLmFuYWx5dGljcy52MS5SZXZlbnVlUG9pbnQSNQoHd29ya2VycxgCIAMoCzIkLnR0aXAuYW5hbHl0aWNzLnYxLldvcmtlclBlcmZvcm1hbmNlEjMKBWNvZGVzGAMgAygLMiQudHRpcC5hbmFseXRpY3MudjEuUXJDb2RlUGVyZm9ybWFuY2USLQoGZnVubmVsGAQgAygLMh0udHRpcC5hbmFseXRpY3MudjEuRnVubmVsU3RlcBIyCghmYWlsdXJlcxgFIAMoCzIgLnR0aXAuYW5hbHl0aWNzLnYxLkZhaWx1cmVSZWFzb24itAEKEEdldEZ1bm5lbFJlcXVlc3QSMwoFcmFuZ2UYASABKAsyHC50dGlwLmFuYWx5dGljcy52MS5UaW1lUmFuZ2VCBrpIA8gBARIeCgpxcl9jb2RlX2lkGAIgASgJQgi6SAVyA7ABAUgAEh0KCXdvcmtlcl9pZBgDIAEoCUIIukgFcgOwAQFIABIcCgh2ZW51ZV9pZBgEIAEoCUIIukgFcgOwAQFIAEIOCgVzY29wZRIFukgCCAEidQoRR2V0RnVubmVsUmVzcG9uc2USLAoFc3RlcHMYASADKAsyHS50dGlwLmFuYWx5dGljcy52MS5GdW5uZWxTdGVwEjIKCGZhaWx1cmVzGAIgAygLMiAudHRpcC5hbmFseXRpY3MudjEuRmFpbHVyZVJlYXNvbiKXAQoYR2V0V29ya2VyRWFybmluZ3NSZXF1ZXN0EjMKBXJhbmdlGAEgASgLMhwudHRpcC5hbmFseXRpY3MudjEuVGltZVJhbmdlQga6SAPIAQESHgoJd29ya2VyX2lkGAIgASgJQgu6SAjYAQFyA7ABARImCghjdXJyZW5jeRgDIAEoCUIUukgR2AEBcgwyCl5bQS1aXXszfSQiUAoZR2V0V29ya2VyRWFybmluZ3NSZXNwb25zZRIzCghlYXJuaW5ncxgBIAEoCzIhLnR0aXAuYW5hbHl0aWNzLnYxLldvcmtlckVhcm5pbmdzIpkBChVFeHBvcnRFYXJuaW5nc1JlcXVlc3QSMwoFcmFuZ2UYASABKAsyHC50dGlwLmFuYWx5dGljcy52MS5UaW1lUmFuZ2VCBrpIA8gBARIdCgl3b3JrZXJfaWQYAiABKAlCCLpIBXIDsAEBSAASHAoIdmVudWVfaWQYAyABKAlCCLpIBXIDsAEBSABCDgoFc2NvcGUSBbpIAggBIjgKFkV4cG9ydEVhcm5pbmdzUmVzcG9uc2USCwoDY3N2GAEgASgMEhEKCWZpbGVfbmFtZRgCIAEoCSJ4ChlHZXRQbGF0Zm9ybVN1bW1hcnlSZXF1ZXN0EjMKBXJhbmdlGAEgASgLMhwudHRpcC5hbmFseXRpY3MudjEuVGltZVJhbmdlQga6SAPIAQESJgoIY3VycmVuY3kYAiABKAlCFLpIEdgBAXIMMgpeW0EtWl17M30kIlEKGkdldFBsYXRmb3JtU3VtbWFyeVJlc3BvbnNlEjMKB3N1bW1hcnkYASABKAsyIi50dGlwLmFuYWx5dGljcy52MS5QbGF0Zm9ybVN1bW1hcnkiHwodV2F0Y2hQbGF0Zm9ybURhc2hib2FyZFJlcXVlc3QiWAoeV2F0Y2hQbGF0Zm9ybURhc2hib2FyZFJlc3BvbnNlEjYKCHNuYXBzaG90GAEgASgLMiQudHRpcC5hbmFseXRpY3MudjEuRGFzaGJvYXJkU25hcHNob3QitQEKGEdldFJldmVudWVNZXRyaWNzUmVxdWVzdBIzCgVyYW5nZRgBIAEoCzIcLnR0aXAuYW5hbHl0aWNzLnYxLlRpbWVSYW5nZUIGukgDyAEBEj8KC2dyYW51bGFyaXR5GAIgASgOMh4udHRpcC5hbmFseXRpY3MudjEuR3JhbnVsYXJpdHlCCrpIB4IBBBABIAASIwoIY3VycmVuY3kYAyABKAlCEbpIDnIMMgpeW0EtWl17M30kIkwKGUdldFJldmVudWVNZXRyaWNzUmVzcG9uc2USLwoGc2VyaWVzGAEgAygLMh8udHRpcC5hbmFseXRpY3MudjEuUmV2ZW51ZVBvaW50IpUBCh1HZXRQYXltZW50U3VjY2Vzc1JhdGVzUmVxdWVzdBIzCgVyYW5nZRgBIAEoCzIcLnR0aXAuYW5hbHl0aWNzLnYxLlRpbWVSYW5nZUIGukgDyAEBEj8KC2dyYW51bGFyaXR5GAIgASgOMh4udHRpcC5hbmFseXRpY3MudjEuR3JhbnVsYXJpdHlCCrpIB4IBBBABIAAiVQoeR2V0UGF5bWVudFN1Y2Nlc3NSYXRlc1Jlc3BvbnNlEjMKBnNlcmllcxgBIAMoCzIjLnR0aXAuYW5hbHl0aWNzLnYxLlN1Y2Nlc3NSYXRlUG9pbnQigwEKE0V4cG9ydFJlcG9ydFJlcXVlc3QSNwoEa2luZBgBIAEoDjIdLnR0aXAuYW5hbHl0aWNzLnYxLlJlcG9ydEtpbmRCCrpIB4IBBBABIAASMwoFcmFuZ2UYAiABKAsyHC50dGlwLmFuYWx5dGljcy52MS5UaW1lUmFuZ2VCBrpIA8gBASI2ChRFeHBvcnRSZXBvcnRSZXNwb25zZRILCgNjc3YYASABKAwSEQoJZmlsZV9uYW1lGAIgASgJMrEFChBBbmFseXRpY3NTZXJ2aWNlEmwKDldhdGNoRGFzaGJvYXJkEigudHRpcC5hbmFseXRpY3MudjEuV2F0Y2hEYXNoYm9hcmRSZXF1ZXN0GikudHRpcC5hbmFseXRpY3MudjEuV2F0Y2hEYXNoYm9hcmRSZXNwb25zZSIDkAIBMAESfAoUR2V0V29ya2VyUGVyZm9ybWFuY2USLi50dGlwLmFuYWx5dGljcy52MS5HZXRXb3JrZXJQZXJmb3JtYW5jZVJlcXVlc3QaLy50dGlwLmFuYWx5dGljcy52MS5HZXRXb3JrZXJQZXJmb3JtYW5jZVJlc3BvbnNlIgOQAgEScwoRR2V0VmVudWVBbmFseXRpY3MSKy50dGlwLmFuYWx5dGljcy52MS5HZXRWZW51ZUFuYWx5dGljc1JlcXVlc3QaLC50dGlwLmFuYWx5dGljcy52MS5HZXRWZW51ZUFuYWx5dGljc1Jlc3BvbnNlIgOQAgESWwoJR2V0RnVubmVsEiMudHRpcC5hbmFseXRpY3MudjEuR2V0RnVubmVsUmVxdWVzdBokLnR0aXAuYW5hbHl0aWNzLnYxLkdldEZ1bm5lbFJlc3BvbnNlIgOQAgEScwoRR2V0V29ya2VyRWFybmluZ3MSKy50dGlwLmFuYWx5dGljcy52MS5HZXRXb3JrZXJFYXJuaW5nc1JlcXVlc3QaLC50dGlwLmFuYWx5dGljcy52MS5HZXRXb3JrZXJFYXJuaW5nc1Jlc3BvbnNlIgOQAgESagoORXhwb3J0RWFybmluZ3MSKC50dGlwLmFuYWx5dGljcy52MS5FeHBvcnRFYXJuaW5nc1JlcXVlc3QaKS50dGlwLmFuYWx5dGljcy52MS5FeHBvcnRFYXJuaW5nc1Jlc3BvbnNlIgOQAgEy9gQKFUFuYWx5dGljc0FkbWluU2VydmljZRKEAQoWV2F0Y2hQbGF0Zm9ybURhc2hib2FyZBIwLnR0aXAuYW5hbHl0aWNzLnYxLldhdGNoUGxhdGZvcm1EYXNoYm9hcmRSZXF1ZXN0GjEudHRpcC5hbmFseXRpY3MudjEuV2F0Y2hQbGF0Zm9ybURhc2hib2FyZFJlc3BvbnNlIgOQAgEwARJzChFHZXRSZXZlbnVlTWV0cmljcxIrLnR0aXAuYW5hbHl0aWNzLnYxLkdldFJldmVudWVNZXRyaWNzUmVxdWVzdBosLnR0aXAuYW5hbHl0aWNzLnYxLkdldFJldmVudWVNZXRyaWNzUmVzcG9uc2UiA5ACARKCAQoWR2V0UGF5bWVudFN1Y2Nlc3NSYXRlcxIwLnR0aXAuYW5hbHl0aWNzLnYxLkdldFBheW1lbnRTdWNjZXNzUmF0ZXNSZXF1ZXN0GjEudHRpcC5hbmFseXRpY3MudjEuR2V0UGF5bWVudFN1Y2Nlc3NSYXRlc1Jlc3BvbnNlIgOQAgESZAoMRXhwb3J0UmVwb3J0EiYudHRpcC5hbmFseXRpY3MudjEuRXhwb3J0UmVwb3J0UmVxdWVzdBonLnR0aXAuYW5hbHl0aWNzLnYxLkV4cG9ydFJlcG9ydFJlc3BvbnNlIgOQAgESdgoSR2V0UGxhdGZvcm1TdW1tYXJ5EiwudHRpcC5hbmFseXRpY3MudjEuR2V0UGxhdGZvcm1TdW1tYXJ5UmVxdWVzdBotLnR0aXAuYW5hbHl0aWNzLnYxLkdldFBsYXRmb3JtU3VtbWFyeVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_analytics_v1_analytics]);
 
 /**
  * A time range, from inclusive to exclusive, at most 366 days.
@@ -158,6 +158,25 @@ export type GetVenueAnalyticsResponse = Message<"ttip.analytics.v1.GetVenueAnaly
    * @generated from field: repeated ttip.analytics.v1.WorkerPerformance workers = 2;
    */
   workers: WorkerPerformance[];
+
+  /**
+   * Per QR code (per table, where each table has its own code).
+   *
+   * @generated from field: repeated ttip.analytics.v1.QrCodePerformance codes = 3;
+   */
+  codes: QrCodePerformance[];
+
+  /**
+   * scanned -> amount_chosen -> payment_started -> paid.
+   *
+   * @generated from field: repeated ttip.analytics.v1.FunnelStep funnel = 4;
+   */
+  funnel: FunnelStep[];
+
+  /**
+   * @generated from field: repeated ttip.analytics.v1.FailureReason failures = 5;
+   */
+  failures: FailureReason[];
 };
 
 /**
@@ -215,6 +234,13 @@ export type GetFunnelResponse = Message<"ttip.analytics.v1.GetFunnelResponse"> &
    * @generated from field: repeated ttip.analytics.v1.FunnelStep steps = 1;
    */
   steps: FunnelStep[];
+
+  /**
+   * Why tips in the range failed, most frequent first.
+   *
+   * @generated from field: repeated ttip.analytics.v1.FailureReason failures = 2;
+   */
+  failures: FailureReason[];
 };
 
 /**
@@ -223,6 +249,159 @@ export type GetFunnelResponse = Message<"ttip.analytics.v1.GetFunnelResponse"> &
  */
 export const GetFunnelResponseSchema: GenMessage<GetFunnelResponse> = /*@__PURE__*/
   messageDesc(file_ttip_analytics_v1_analytics_service, 8);
+
+/**
+ * @generated from message ttip.analytics.v1.GetWorkerEarningsRequest
+ */
+export type GetWorkerEarningsRequest = Message<"ttip.analytics.v1.GetWorkerEarningsRequest"> & {
+  /**
+   * For the by-hour, by-weekday, average and rating figures.
+   *
+   * @generated from field: ttip.analytics.v1.TimeRange range = 1;
+   */
+  range?: TimeRange | undefined;
+
+  /**
+   * Empty for the caller.
+   *
+   * @generated from field: string worker_id = 2;
+   */
+  workerId: string;
+
+  /**
+   * Default KES.
+   *
+   * @generated from field: string currency = 3;
+   */
+  currency: string;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.GetWorkerEarningsRequest.
+ * Use `create(GetWorkerEarningsRequestSchema)` to create a new message.
+ */
+export const GetWorkerEarningsRequestSchema: GenMessage<GetWorkerEarningsRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics_service, 9);
+
+/**
+ * @generated from message ttip.analytics.v1.GetWorkerEarningsResponse
+ */
+export type GetWorkerEarningsResponse = Message<"ttip.analytics.v1.GetWorkerEarningsResponse"> & {
+  /**
+   * @generated from field: ttip.analytics.v1.WorkerEarnings earnings = 1;
+   */
+  earnings?: WorkerEarnings | undefined;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.GetWorkerEarningsResponse.
+ * Use `create(GetWorkerEarningsResponseSchema)` to create a new message.
+ */
+export const GetWorkerEarningsResponseSchema: GenMessage<GetWorkerEarningsResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics_service, 10);
+
+/**
+ * @generated from message ttip.analytics.v1.ExportEarningsRequest
+ */
+export type ExportEarningsRequest = Message<"ttip.analytics.v1.ExportEarningsRequest"> & {
+  /**
+   * @generated from field: ttip.analytics.v1.TimeRange range = 1;
+   */
+  range?: TimeRange | undefined;
+
+  /**
+   * @generated from oneof ttip.analytics.v1.ExportEarningsRequest.scope
+   */
+  scope: {
+    /**
+     * The caller's own, or (admins) any worker's.
+     *
+     * @generated from field: string worker_id = 2;
+     */
+    value: string;
+    case: "workerId";
+  } | {
+    /**
+     * A venue the caller manages.
+     *
+     * @generated from field: string venue_id = 3;
+     */
+    value: string;
+    case: "venueId";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message ttip.analytics.v1.ExportEarningsRequest.
+ * Use `create(ExportEarningsRequestSchema)` to create a new message.
+ */
+export const ExportEarningsRequestSchema: GenMessage<ExportEarningsRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics_service, 11);
+
+/**
+ * @generated from message ttip.analytics.v1.ExportEarningsResponse
+ */
+export type ExportEarningsResponse = Message<"ttip.analytics.v1.ExportEarningsResponse"> & {
+  /**
+   * RFC 4180 CSV, UTF-8.
+   *
+   * @generated from field: bytes csv = 1;
+   */
+  csv: Uint8Array;
+
+  /**
+   * @generated from field: string file_name = 2;
+   */
+  fileName: string;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.ExportEarningsResponse.
+ * Use `create(ExportEarningsResponseSchema)` to create a new message.
+ */
+export const ExportEarningsResponseSchema: GenMessage<ExportEarningsResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics_service, 12);
+
+/**
+ * @generated from message ttip.analytics.v1.GetPlatformSummaryRequest
+ */
+export type GetPlatformSummaryRequest = Message<"ttip.analytics.v1.GetPlatformSummaryRequest"> & {
+  /**
+   * @generated from field: ttip.analytics.v1.TimeRange range = 1;
+   */
+  range?: TimeRange | undefined;
+
+  /**
+   * Default KES.
+   *
+   * @generated from field: string currency = 2;
+   */
+  currency: string;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.GetPlatformSummaryRequest.
+ * Use `create(GetPlatformSummaryRequestSchema)` to create a new message.
+ */
+export const GetPlatformSummaryRequestSchema: GenMessage<GetPlatformSummaryRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics_service, 13);
+
+/**
+ * @generated from message ttip.analytics.v1.GetPlatformSummaryResponse
+ */
+export type GetPlatformSummaryResponse = Message<"ttip.analytics.v1.GetPlatformSummaryResponse"> & {
+  /**
+   * @generated from field: ttip.analytics.v1.PlatformSummary summary = 1;
+   */
+  summary?: PlatformSummary | undefined;
+};
+
+/**
+ * Describes the message ttip.analytics.v1.GetPlatformSummaryResponse.
+ * Use `create(GetPlatformSummaryResponseSchema)` to create a new message.
+ */
+export const GetPlatformSummaryResponseSchema: GenMessage<GetPlatformSummaryResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_analytics_v1_analytics_service, 14);
 
 /**
  * @generated from message ttip.analytics.v1.WatchPlatformDashboardRequest
@@ -235,7 +414,7 @@ export type WatchPlatformDashboardRequest = Message<"ttip.analytics.v1.WatchPlat
  * Use `create(WatchPlatformDashboardRequestSchema)` to create a new message.
  */
 export const WatchPlatformDashboardRequestSchema: GenMessage<WatchPlatformDashboardRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_analytics_v1_analytics_service, 9);
+  messageDesc(file_ttip_analytics_v1_analytics_service, 15);
 
 /**
  * @generated from message ttip.analytics.v1.WatchPlatformDashboardResponse
@@ -252,7 +431,7 @@ export type WatchPlatformDashboardResponse = Message<"ttip.analytics.v1.WatchPla
  * Use `create(WatchPlatformDashboardResponseSchema)` to create a new message.
  */
 export const WatchPlatformDashboardResponseSchema: GenMessage<WatchPlatformDashboardResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_analytics_v1_analytics_service, 10);
+  messageDesc(file_ttip_analytics_v1_analytics_service, 16);
 
 /**
  * @generated from message ttip.analytics.v1.GetRevenueMetricsRequest
@@ -279,7 +458,7 @@ export type GetRevenueMetricsRequest = Message<"ttip.analytics.v1.GetRevenueMetr
  * Use `create(GetRevenueMetricsRequestSchema)` to create a new message.
  */
 export const GetRevenueMetricsRequestSchema: GenMessage<GetRevenueMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_analytics_v1_analytics_service, 11);
+  messageDesc(file_ttip_analytics_v1_analytics_service, 17);
 
 /**
  * @generated from message ttip.analytics.v1.GetRevenueMetricsResponse
@@ -296,7 +475,7 @@ export type GetRevenueMetricsResponse = Message<"ttip.analytics.v1.GetRevenueMet
  * Use `create(GetRevenueMetricsResponseSchema)` to create a new message.
  */
 export const GetRevenueMetricsResponseSchema: GenMessage<GetRevenueMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_analytics_v1_analytics_service, 12);
+  messageDesc(file_ttip_analytics_v1_analytics_service, 18);
 
 /**
  * @generated from message ttip.analytics.v1.GetPaymentSuccessRatesRequest
@@ -318,7 +497,7 @@ export type GetPaymentSuccessRatesRequest = Message<"ttip.analytics.v1.GetPaymen
  * Use `create(GetPaymentSuccessRatesRequestSchema)` to create a new message.
  */
 export const GetPaymentSuccessRatesRequestSchema: GenMessage<GetPaymentSuccessRatesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_analytics_v1_analytics_service, 13);
+  messageDesc(file_ttip_analytics_v1_analytics_service, 19);
 
 /**
  * @generated from message ttip.analytics.v1.GetPaymentSuccessRatesResponse
@@ -335,7 +514,7 @@ export type GetPaymentSuccessRatesResponse = Message<"ttip.analytics.v1.GetPayme
  * Use `create(GetPaymentSuccessRatesResponseSchema)` to create a new message.
  */
 export const GetPaymentSuccessRatesResponseSchema: GenMessage<GetPaymentSuccessRatesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_analytics_v1_analytics_service, 14);
+  messageDesc(file_ttip_analytics_v1_analytics_service, 20);
 
 /**
  * @generated from message ttip.analytics.v1.ExportReportRequest
@@ -357,7 +536,7 @@ export type ExportReportRequest = Message<"ttip.analytics.v1.ExportReportRequest
  * Use `create(ExportReportRequestSchema)` to create a new message.
  */
 export const ExportReportRequestSchema: GenMessage<ExportReportRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_analytics_v1_analytics_service, 15);
+  messageDesc(file_ttip_analytics_v1_analytics_service, 21);
 
 /**
  * @generated from message ttip.analytics.v1.ExportReportResponse
@@ -381,7 +560,7 @@ export type ExportReportResponse = Message<"ttip.analytics.v1.ExportReportRespon
  * Use `create(ExportReportResponseSchema)` to create a new message.
  */
 export const ExportReportResponseSchema: GenMessage<ExportReportResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_analytics_v1_analytics_service, 16);
+  messageDesc(file_ttip_analytics_v1_analytics_service, 22);
 
 /**
  * Read models for workers and venue managers, scoped to what the caller owns.
@@ -427,6 +606,27 @@ export const AnalyticsService: GenService<{
     input: typeof GetFunnelRequestSchema;
     output: typeof GetFunnelResponseSchema;
   },
+  /**
+   * A worker's earnings: today, this week, this month, by hour and weekday, ratings.
+   * PERMISSION_DENIED for another worker's figures unless the caller is an admin.
+   *
+   * @generated from rpc ttip.analytics.v1.AnalyticsService.GetWorkerEarnings
+   */
+  getWorkerEarnings: {
+    methodKind: "unary";
+    input: typeof GetWorkerEarningsRequestSchema;
+    output: typeof GetWorkerEarningsResponseSchema;
+  },
+  /**
+   * The caller's own screens as CSV: a worker's earnings or a venue's analytics.
+   *
+   * @generated from rpc ttip.analytics.v1.AnalyticsService.ExportEarnings
+   */
+  exportEarnings: {
+    methodKind: "unary";
+    input: typeof ExportEarningsRequestSchema;
+    output: typeof ExportEarningsResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_analytics_v1_analytics_service, 0);
 
@@ -469,6 +669,16 @@ export const AnalyticsAdminService: GenService<{
     methodKind: "unary";
     input: typeof ExportReportRequestSchema;
     output: typeof ExportReportResponseSchema;
+  },
+  /**
+   * Volume, value, take rate, success rate by result code, payout latency, growth and SMS spend.
+   *
+   * @generated from rpc ttip.analytics.v1.AnalyticsAdminService.GetPlatformSummary
+   */
+  getPlatformSummary: {
+    methodKind: "unary";
+    input: typeof GetPlatformSummaryRequestSchema;
+    output: typeof GetPlatformSummaryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_analytics_v1_analytics_service, 1);

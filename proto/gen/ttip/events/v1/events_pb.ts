@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/events/v1/events.proto.
  */
 export const file_ttip_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkikAMKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJIuYBCglUaXBGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIOCgZ0aXBfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEhIKCnFyX2NvZGVfaWQYBCABKAkSJQoGYW1vdW50GAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSLQoGbWV0aG9kGAYgASgOMh0udHRpcC5ldmVudHMudjEuUGF5bWVudE1ldGhvZBITCgtyZXN1bHRfY29kZRgHIAEoCRIOCgZyZWFzb24YCCABKAki6wEKD1BheW91dFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhEKCXBheW91dF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKwoMdHJhbnNmZXJfZmVlGAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFQoNbXBlc2FfcmVjZWlwdBgGIAEoCRIeChZyZWNpcGllbnRfcGhvbmVfbWFza2VkGAcgASgJIqkBCgxQYXlvdXRGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhMKC3Jlc3VsdF9jb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCSKyAQoKRnJhdWRBbGVydBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGFsZXJ0X2lkGAIgASgJEhMKC3JlYXNvbl9jb2RlGAMgASgJEg4KBnRpcF9pZBgEIAEoCRIRCglwYXlvdXRfaWQYBSABKAkSEQoJd29ya2VyX2lkGAYgASgJEg4KBmFjdGlvbhgHIAEoCRIOCgZkZXRhaWwYCCABKAki2AEKDldhbGxldENyZWRpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAki1wEKDVdhbGxldERlYml0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgphY2NvdW50X2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiwKDWJhbGFuY2VfYWZ0ZXIYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIQCghjYXVzZV9pZBgHIAEoCSKmAQoKUGF5b3V0SGVsZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSEAoIb3duZXJfaWQYBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkilQEKDVBheW91dFNldHRsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSKUAQoOUGF5b3V0UmVsZWFzZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIlCgZhbW91bnQYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIOCgZyZWFzb24YBSABKAkiqAEKCVFyU2Nhbm5lZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnFyX2NvZGVfaWQYAiABKAkSEgoKc2hvcnRfY29kZRgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSEAoIdmVudWVfaWQYBSABKAkSEAoIcmVmZXJyZXIYBiABKAkSEwoLZGV2aWNlX2hhc2gYByABKAkiaAoOVXNlclJlZ2lzdGVyZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgd1c2VyX2lkGAIgASgJEgwKBHJvbGUYAyABKAkSDgoGbG9jYWxlGAQgASgJIqgBCg9EZWxpdmVyeVVwZGF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRITCgtkZWxpdmVyeV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg8KB2NoYW5uZWwYBCABKAkSDgoGc3RhdHVzGAUgASgJEhQKDHRlbXBsYXRlX2tleRgGIAEoCRIPCgdhdHRlbXB0GAcgASgFIrIBChVWZW51ZVNwbGl0UnVsZUNoYW5nZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEg4KBm1ldGhvZBgEIAEoBRIYChBpbmNsdWRlX21hbmFnZXJzGAUgASgIEhIKCmNoYW5nZWRfYnkYBiABKAkSDwoHc3VtbWFyeRgHIAEoCSLfAgoaVmVudWVEaXN0cmlidXRpb25Db25maXJtZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIXCg9kaXN0cmlidXRpb25faWQYAyABKAkSMAoMcGVyaW9kX3N0YXJ0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxydWxlX3ZlcnNpb24YBiABKAUSDgoGbWV0aG9kGAcgASgFEioKC2Rpc3RyaWJ1dGVkGAggASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFAoMbWVtYmVyc19wYWlkGAkgASgFEhEKCXRpcF9jb3VudBgKIAEoAxIQCghlbnRyeV9pZBgLIAEoCSKSAwoTVmVudWVTaGFyZUFsbG9jYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhIKCnZlbnVlX25hbWUYAyABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAQgASgJEhEKCW1lbWJlcl9pZBgFIAEoCRIRCgl3b3JrZXJfaWQYBiABKAkSJQoGYW1vdW50GAcgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKQoKcG9vbF90b3RhbBgIIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EjAKDHBlcmlvZF9zdGFydBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcnVsZV92ZXJzaW9uGAsgASgFEg4KBm1ldGhvZBgMIAEoBRITCgtleHBsYW5hdGlvbhgNIAEoCSLBAQoZVmVudWVEaXN0cmlidXRpb25SZXZlcnNlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgDIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgEIAEoCRIOCgZyZWFzb24YBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXki8gEKElZlbnVlTWVtYmVyQ2hhbmdlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhEKCW1lbWJlcl9pZBgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSDgoGY2hhbmdlGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSLQoJam9pbmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLiAQoSVmVudWVTaGlmdFJlY29yZGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEAoIc2hpZnRfaWQYAyABKAkSEQoJbWVtYmVyX2lkGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYByABKAUqYgoNUGF5bWVudE1ldGhvZBIeChpQQVlNRU5UX01FVEhPRF9VTlNQRUNJRklFRBAAEhgKFFBBWU1FTlRfTUVUSE9EX01QRVNBEAESFwoTUEFZTUVOVF9NRVRIT0RfQ0FSRBACYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkikAMKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJItQBCgpUaXBDcmVhdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDgoGdGlwX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRIQCgh2ZW51ZV9pZBgEIAEoCRISCgpxcl9jb2RlX2lkGAUgASgJEiUKBmFtb3VudBgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Ei0KBm1ldGhvZBgHIAEoDjIdLnR0aXAuZXZlbnRzLnYxLlBheW1lbnRNZXRob2QijgIKCVRpcEZhaWxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEgoKcXJfY29kZV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYBiABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhMKC3Jlc3VsdF9jb2RlGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIQCgh2ZW51ZV9pZBgJIAEoCRIUCgxwdXNoX3JlZnVzZWQYCiABKAgi6wEKD1BheW91dFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhEKCXBheW91dF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKwoMdHJhbnNmZXJfZmVlGAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFQoNbXBlc2FfcmVjZWlwdBgGIAEoCRIeChZyZWNpcGllbnRfcGhvbmVfbWFza2VkGAcgASgJIqkBCgxQYXlvdXRGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhMKC3Jlc3VsdF9jb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCSKyAQoKRnJhdWRBbGVydBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGFsZXJ0X2lkGAIgASgJEhMKC3JlYXNvbl9jb2RlGAMgASgJEg4KBnRpcF9pZBgEIAEoCRIRCglwYXlvdXRfaWQYBSABKAkSEQoJd29ya2VyX2lkGAYgASgJEg4KBmFjdGlvbhgHIAEoCRIOCgZkZXRhaWwYCCABKAki2AEKDldhbGxldENyZWRpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAki1wEKDVdhbGxldERlYml0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgphY2NvdW50X2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiwKDWJhbGFuY2VfYWZ0ZXIYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIQCghjYXVzZV9pZBgHIAEoCSKmAQoKUGF5b3V0SGVsZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSEAoIb3duZXJfaWQYBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkilQEKDVBheW91dFNldHRsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSKUAQoOUGF5b3V0UmVsZWFzZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIlCgZhbW91bnQYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIOCgZyZWFzb24YBSABKAkiqAEKCVFyU2Nhbm5lZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnFyX2NvZGVfaWQYAiABKAkSEgoKc2hvcnRfY29kZRgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSEAoIdmVudWVfaWQYBSABKAkSEAoIcmVmZXJyZXIYBiABKAkSEwoLZGV2aWNlX2hhc2gYByABKAkiaAoOVXNlclJlZ2lzdGVyZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgd1c2VyX2lkGAIgASgJEgwKBHJvbGUYAyABKAkSDgoGbG9jYWxlGAQgASgJIqgBCg9EZWxpdmVyeVVwZGF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRITCgtkZWxpdmVyeV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg8KB2NoYW5uZWwYBCABKAkSDgoGc3RhdHVzGAUgASgJEhQKDHRlbXBsYXRlX2tleRgGIAEoCRIPCgdhdHRlbXB0GAcgASgFIrIBChVWZW51ZVNwbGl0UnVsZUNoYW5nZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEg4KBm1ldGhvZBgEIAEoBRIYChBpbmNsdWRlX21hbmFnZXJzGAUgASgIEhIKCmNoYW5nZWRfYnkYBiABKAkSDwoHc3VtbWFyeRgHIAEoCSLfAgoaVmVudWVEaXN0cmlidXRpb25Db25maXJtZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIXCg9kaXN0cmlidXRpb25faWQYAyABKAkSMAoMcGVyaW9kX3N0YXJ0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxydWxlX3ZlcnNpb24YBiABKAUSDgoGbWV0aG9kGAcgASgFEioKC2Rpc3RyaWJ1dGVkGAggASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFAoMbWVtYmVyc19wYWlkGAkgASgFEhEKCXRpcF9jb3VudBgKIAEoAxIQCghlbnRyeV9pZBgLIAEoCSKSAwoTVmVudWVTaGFyZUFsbG9jYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhIKCnZlbnVlX25hbWUYAyABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAQgASgJEhEKCW1lbWJlcl9pZBgFIAEoCRIRCgl3b3JrZXJfaWQYBiABKAkSJQoGYW1vdW50GAcgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKQoKcG9vbF90b3RhbBgIIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EjAKDHBlcmlvZF9zdGFydBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcnVsZV92ZXJzaW9uGAsgASgFEg4KBm1ldGhvZBgMIAEoBRITCgtleHBsYW5hdGlvbhgNIAEoCSLBAQoZVmVudWVEaXN0cmlidXRpb25SZXZlcnNlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgDIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgEIAEoCRIOCgZyZWFzb24YBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXki8gEKElZlbnVlTWVtYmVyQ2hhbmdlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhEKCW1lbWJlcl9pZBgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSDgoGY2hhbmdlGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSLQoJam9pbmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLiAQoSVmVudWVTaGlmdFJlY29yZGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEAoIc2hpZnRfaWQYAyABKAkSEQoJbWVtYmVyX2lkGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYByABKAUqYgoNUGF5bWVudE1ldGhvZBIeChpQQVlNRU5UX01FVEhPRF9VTlNQRUNJRklFRBAAEhgKFFBBWU1FTlRfTUVUSE9EX01QRVNBEAESFwoTUEFZTUVOVF9NRVRIT0RfQ0FSRBACYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * @generated from message ttip.events.v1.EventMeta
@@ -146,6 +146,56 @@ export const TipSucceededSchema: GenMessage<TipSucceeded> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 1);
 
 /**
+ * Subject: ttip.payment.tip_created
+ * The customer chose an amount and asked to pay; written with the tip's row.
+ *
+ * @generated from message ttip.events.v1.TipCreated
+ */
+export type TipCreated = Message<"ttip.events.v1.TipCreated"> & {
+  /**
+   * @generated from field: ttip.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string tip_id = 2;
+   */
+  tipId: string;
+
+  /**
+   * @generated from field: string worker_id = 3;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string venue_id = 4;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string qr_code_id = 5;
+   */
+  qrCodeId: string;
+
+  /**
+   * @generated from field: ttip.common.v1.Money amount = 6;
+   */
+  amount?: Money | undefined;
+
+  /**
+   * @generated from field: ttip.events.v1.PaymentMethod method = 7;
+   */
+  method: PaymentMethod;
+};
+
+/**
+ * Describes the message ttip.events.v1.TipCreated.
+ * Use `create(TipCreatedSchema)` to create a new message.
+ */
+export const TipCreatedSchema: GenMessage<TipCreated> = /*@__PURE__*/
+  messageDesc(file_ttip_events_v1_events, 2);
+
+/**
  * Subject: ttip.payment.tip_failed
  *
  * @generated from message ttip.events.v1.TipFailed
@@ -194,6 +244,19 @@ export type TipFailed = Message<"ttip.events.v1.TipFailed"> & {
    * @generated from field: string reason = 8;
    */
   reason: string;
+
+  /**
+   * @generated from field: string venue_id = 9;
+   */
+  venueId: string;
+
+  /**
+   * True when the payment request never reached the customer (Daraja refused
+   * the STK push): the tip failed before the payment started.
+   *
+   * @generated from field: bool push_refused = 10;
+   */
+  pushRefused: boolean;
 };
 
 /**
@@ -201,7 +264,7 @@ export type TipFailed = Message<"ttip.events.v1.TipFailed"> & {
  * Use `create(TipFailedSchema)` to create a new message.
  */
 export const TipFailedSchema: GenMessage<TipFailed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 2);
+  messageDesc(file_ttip_events_v1_events, 3);
 
 /**
  * Subject: ttip.payment.payout_succeeded
@@ -250,7 +313,7 @@ export type PayoutSucceeded = Message<"ttip.events.v1.PayoutSucceeded"> & {
  * Use `create(PayoutSucceededSchema)` to create a new message.
  */
 export const PayoutSucceededSchema: GenMessage<PayoutSucceeded> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 3);
+  messageDesc(file_ttip_events_v1_events, 4);
 
 /**
  * Subject: ttip.payment.payout_failed
@@ -294,7 +357,7 @@ export type PayoutFailed = Message<"ttip.events.v1.PayoutFailed"> & {
  * Use `create(PayoutFailedSchema)` to create a new message.
  */
 export const PayoutFailedSchema: GenMessage<PayoutFailed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 4);
+  messageDesc(file_ttip_events_v1_events, 5);
 
 /**
  * Subject: ttip.payment.fraud_alert
@@ -352,7 +415,7 @@ export type FraudAlert = Message<"ttip.events.v1.FraudAlert"> & {
  * Use `create(FraudAlertSchema)` to create a new message.
  */
 export const FraudAlertSchema: GenMessage<FraudAlert> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 5);
+  messageDesc(file_ttip_events_v1_events, 6);
 
 /**
  * Subject: ttip.wallet.credited
@@ -403,7 +466,7 @@ export type WalletCredited = Message<"ttip.events.v1.WalletCredited"> & {
  * Use `create(WalletCreditedSchema)` to create a new message.
  */
 export const WalletCreditedSchema: GenMessage<WalletCredited> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 6);
+  messageDesc(file_ttip_events_v1_events, 7);
 
 /**
  * Subject: ttip.wallet.debited
@@ -452,7 +515,7 @@ export type WalletDebited = Message<"ttip.events.v1.WalletDebited"> & {
  * Use `create(WalletDebitedSchema)` to create a new message.
  */
 export const WalletDebitedSchema: GenMessage<WalletDebited> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 7);
+  messageDesc(file_ttip_events_v1_events, 8);
 
 /**
  * Subject: ttip.wallet.payout_held
@@ -496,7 +559,7 @@ export type PayoutHeld = Message<"ttip.events.v1.PayoutHeld"> & {
  * Use `create(PayoutHeldSchema)` to create a new message.
  */
 export const PayoutHeldSchema: GenMessage<PayoutHeld> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 8);
+  messageDesc(file_ttip_events_v1_events, 9);
 
 /**
  * Subject: ttip.wallet.payout_settled
@@ -535,7 +598,7 @@ export type PayoutSettled = Message<"ttip.events.v1.PayoutSettled"> & {
  * Use `create(PayoutSettledSchema)` to create a new message.
  */
 export const PayoutSettledSchema: GenMessage<PayoutSettled> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 9);
+  messageDesc(file_ttip_events_v1_events, 10);
 
 /**
  * Subject: ttip.wallet.payout_released
@@ -574,7 +637,7 @@ export type PayoutReleased = Message<"ttip.events.v1.PayoutReleased"> & {
  * Use `create(PayoutReleasedSchema)` to create a new message.
  */
 export const PayoutReleasedSchema: GenMessage<PayoutReleased> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 10);
+  messageDesc(file_ttip_events_v1_events, 11);
 
 /**
  * Subject: ttip.qr.scanned
@@ -625,7 +688,7 @@ export type QrScanned = Message<"ttip.events.v1.QrScanned"> & {
  * Use `create(QrScannedSchema)` to create a new message.
  */
 export const QrScannedSchema: GenMessage<QrScanned> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 11);
+  messageDesc(file_ttip_events_v1_events, 12);
 
 /**
  * Subject: ttip.auth.user_registered
@@ -659,7 +722,7 @@ export type UserRegistered = Message<"ttip.events.v1.UserRegistered"> & {
  * Use `create(UserRegisteredSchema)` to create a new message.
  */
 export const UserRegisteredSchema: GenMessage<UserRegistered> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 12);
+  messageDesc(file_ttip_events_v1_events, 13);
 
 /**
  * Subject: ttip.notification.delivery_updated
@@ -712,7 +775,7 @@ export type DeliveryUpdated = Message<"ttip.events.v1.DeliveryUpdated"> & {
  * Use `create(DeliveryUpdatedSchema)` to create a new message.
  */
 export const DeliveryUpdatedSchema: GenMessage<DeliveryUpdated> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 13);
+  messageDesc(file_ttip_events_v1_events, 14);
 
 /**
  * Subject: ttip.venue.split_rule_changed
@@ -763,7 +826,7 @@ export type VenueSplitRuleChanged = Message<"ttip.events.v1.VenueSplitRuleChange
  * Use `create(VenueSplitRuleChangedSchema)` to create a new message.
  */
 export const VenueSplitRuleChangedSchema: GenMessage<VenueSplitRuleChanged> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 14);
+  messageDesc(file_ttip_events_v1_events, 15);
 
 /**
  * Subject: ttip.venue.distribution_confirmed (once per venue, period and revision)
@@ -832,7 +895,7 @@ export type VenueDistributionConfirmed = Message<"ttip.events.v1.VenueDistributi
  * Use `create(VenueDistributionConfirmedSchema)` to create a new message.
  */
 export const VenueDistributionConfirmedSchema: GenMessage<VenueDistributionConfirmed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 15);
+  messageDesc(file_ttip_events_v1_events, 16);
 
 /**
  * Subject: ttip.venue.share_allocated (one per member paid by a distribution)
@@ -913,7 +976,7 @@ export type VenueShareAllocated = Message<"ttip.events.v1.VenueShareAllocated"> 
  * Use `create(VenueShareAllocatedSchema)` to create a new message.
  */
 export const VenueShareAllocatedSchema: GenMessage<VenueShareAllocated> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 16);
+  messageDesc(file_ttip_events_v1_events, 17);
 
 /**
  * Subject: ttip.venue.distribution_reversed
@@ -957,7 +1020,7 @@ export type VenueDistributionReversed = Message<"ttip.events.v1.VenueDistributio
  * Use `create(VenueDistributionReversedSchema)` to create a new message.
  */
 export const VenueDistributionReversedSchema: GenMessage<VenueDistributionReversed> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 17);
+  messageDesc(file_ttip_events_v1_events, 18);
 
 /**
  * Subject: ttip.venue.member_changed (invited, joined, role changed, left)
@@ -1015,7 +1078,7 @@ export type VenueMemberChanged = Message<"ttip.events.v1.VenueMemberChanged"> & 
  * Use `create(VenueMemberChangedSchema)` to create a new message.
  */
 export const VenueMemberChangedSchema: GenMessage<VenueMemberChanged> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 18);
+  messageDesc(file_ttip_events_v1_events, 19);
 
 /**
  * Subject: ttip.venue.shift_recorded (a finished shift)
@@ -1066,7 +1129,7 @@ export type VenueShiftRecorded = Message<"ttip.events.v1.VenueShiftRecorded"> & 
  * Use `create(VenueShiftRecordedSchema)` to create a new message.
  */
 export const VenueShiftRecordedSchema: GenMessage<VenueShiftRecorded> = /*@__PURE__*/
-  messageDesc(file_ttip_events_v1_events, 19);
+  messageDesc(file_ttip_events_v1_events, 20);
 
 /**
  * @generated from enum ttip.events.v1.PaymentMethod

@@ -1,0 +1,155 @@
+// The whole platform behind its gateway on the real PostgreSQL, Redis and
+// JetStream of `make test`, with the outside world simulated, for the tests
+// that attack it from outside (boundary tests and the fuzz suite).
+import { randomInt } from "node:crypto";
+import type { DescService } from "@bufbuild/protobuf";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { analytics } from "@ttip/analytics";
+import { createAuth, startSmsSimulator, type SmsSimulator } from "@ttip/auth";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { qr } from "@ttip/qr";
+import { JetStreamBus, Metrics, RedisCache, type Logger } from "@ttip/runtime";
+import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { wallet } from "@ttip/wallet";
+import { startPlatform, type Platform, type PlatformOptions } from "../src/platform.js";
+
+/** Numbers ending 5678: the Daraja simulator's plain success. */
+export const kenyanNumber = () => `2547${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
+export const subjectOf = (token: string): string => JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub;
+
+export interface BoundaryPlatform {
+  platform: Platform;
+  db: TestDatabase;
+  sms: SmsSimulator;
+  daraja: DarajaSimulator;
+  payment: PaymentConfig;
+  logs: ReturnType<typeof captureLogger>;
+  /** A Connect (HTTP/1.1) client through the gateway, as the holder of `token`. */
+  api<S extends DescService>(service: S, token?: string, headers?: Record<string, string>): Client<S>;
+  /** A new user by phone OTP, with an access token; admin is granted in the database as for a deployment's first admin. */
+  signUp(role: "worker" | "admin"): Promise<{ userId: string; accessToken: string; refreshToken: string; phone: string }>;
+  /** Rows per table of every service schema. */
+  rowCounts(): Promise<Map<string, number>>;
+  close(): Promise<void>;
+}
+
+export interface BoundaryOptions {
+  gateway?: Partial<PlatformOptions["gateway"]>;
+  logger?: Logger;
+  authEnv?: Record<string, string>;
+}
+
+export async function startBoundaryPlatform(options: BoundaryOptions = {}): Promise<BoundaryPlatform> {
+  const logs = captureLogger("warn");
+  const logger = options.logger ?? logs.logger;
+  const sms = await startSmsSimulator({ apiKey: "boundary-sms-key" });
+  const providers = new ProviderSimulator();
+  await providers.start();
+  const daraja = await startDarajaSimulator({ callbackDelayMs: 20 });
+  const payment: PaymentConfig = {
+    daraja: {
+      baseUrl: daraja.url,
+      consumerKey: daraja.options.consumerKey,
+      consumerSecret: daraja.options.consumerSecret,
+      shortcode: daraja.options.shortcode,
+      passkey: daraja.options.passkey,
+      initiatorName: daraja.options.initiatorName,
+      initiatorPassword: daraja.options.initiatorPassword,
+      certificatePem: SIMULATOR_CERTIFICATE_PEM,
+      timeoutMs: 2_000,
+    },
+    callbackBaseUrl: "",
+    callbackAllowList: ["127.0.0.1", "::1"],
+    callbackTrustProxy: false,
+    stkDeadlineMs: 30_000,
+    stkExpireAfterMs: 60_000,
+    payoutResultWaitMs: 30_000,
+    reconcileIntervalMs: 0,
+    fraud: { phonePerWindow: 5, workerPerWindow: 30, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
+  };
+  const db = await createTestDatabase();
+  const bus = await JetStreamBus.connect({
+    servers: testEnv().natsUrl,
+    stream: uniqueName("B").toUpperCase(),
+    subjectPrefix: uniqueName("ev"),
+    logger,
+    redeliveryDelayMs: 100,
+  });
+  const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+  const platform = await startPlatform({
+    ctx: { logger, pool: db.pool, bus, cache, metrics: new Metrics() },
+    modules: [
+      createAuth({ env: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "boundary-sms-key", AUTH_OTP_RESEND_SECONDS: "1", ...options.authEnv } }),
+      createPaymentModule({ config: () => payment }),
+      qr,
+      wallet,
+      createNotificationModule({ config: { providers: providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
+      analytics,
+    ],
+    gateway: { rateLimit: { points: 100_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0, ...options.gateway },
+  });
+  payment.callbackBaseUrl = platform.urls.get("payment")!;
+
+  function api<S extends DescService>(service: S, token?: string, headers: Record<string, string> = {}): Client<S> {
+    const set: Interceptor = (next) => (req) => {
+      if (token) req.header.set("authorization", `Bearer ${token}`);
+      for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
+      return next(req);
+    };
+    return createClient(service, createConnectTransport({ baseUrl: platform.gatewayUrl, httpVersion: "1.1", interceptors: [set] }));
+  }
+
+  async function signUp(role: "worker" | "admin") {
+    const phone = kenyanNumber();
+    const auth = api(AuthService);
+    const { challengeId } = await auth.startPhoneVerification({ phone });
+    const otp = /\b(\d{6})\b/.exec(sms.lastTo(phone)!.message)![1];
+    const res = await auth.verifyPhoneOtp({ challengeId, otp, role: role === "worker" ? Role.WORKER : undefined });
+    let tokens = res.tokens!;
+    const userId = subjectOf(tokens.accessToken);
+    if (role === "admin") {
+      await db.pool.query("UPDATE auth.users SET roles = ARRAY['admin'] WHERE user_id = $1", [userId]);
+      tokens = (await auth.refreshSession({ refreshToken: tokens.refreshToken })).tokens!;
+    }
+    return { userId, accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, phone };
+  }
+
+  async function rowCounts() {
+    const { rows } = await db.pool.query<{ schemaname: string; relname: string }>(
+      `SELECT schemaname, relname FROM pg_stat_user_tables
+        WHERE schemaname IN ('auth','payment','qr','wallet','notification','analytics') ORDER BY 1, 2`,
+    );
+    const counts = new Map<string, number>();
+    for (const r of rows) {
+      const { rows: n } = await db.pool.query(`SELECT count(*)::int AS n FROM "${r.schemaname}"."${r.relname}"`);
+      counts.set(`${r.schemaname}.${r.relname}`, n[0].n);
+    }
+    return counts;
+  }
+
+  return {
+    platform,
+    db,
+    sms,
+    daraja,
+    payment,
+    logs,
+    api,
+    signUp,
+    rowCounts,
+    close: async () => {
+      if (process.env.TEST_LOGS) for (const l of logs.lines) console.error(l);
+      await platform.close();
+      await bus.close();
+      await cache.close();
+      await db.drop();
+      await daraja.close();
+      await providers.close();
+      await sms.close();
+    },
+  };
+}

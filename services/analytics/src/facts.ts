@@ -1,0 +1,252 @@
+// What each event adds to the rollups. Pure: an event's bytes in, figures out,
+// so the live consumer and the replay compute exactly the same thing.
+import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import {
+  DeliveryUpdatedSchema,
+  PaymentMethod,
+  PayoutFailedSchema,
+  PayoutHeldSchema,
+  PayoutSucceededSchema,
+  QrScannedSchema,
+  TipCreatedSchema,
+  TipFailedSchema,
+  TipSucceededSchema,
+  UserRegisteredSchema,
+  type EventMeta,
+} from "@ttip/proto/ttip/events/v1/events_pb.js";
+
+/** Additive figures of a rollup row, in column order. */
+export const MEASURES = [
+  "scans",
+  "created",
+  "push_refused",
+  "succeeded",
+  "failed",
+  "amount_minor",
+  "fee_minor",
+  "net_minor",
+  "rating_sum",
+  "rating_count",
+  "rated_1",
+  "rated_2",
+  "rated_3",
+  "rated_4",
+  "rated_5",
+  "payouts_succeeded",
+  "payouts_failed",
+  "payout_minor",
+  "payout_fee_minor",
+  "pooled_minor",
+  "registrations",
+  "notifications",
+] as const;
+export type Measure = (typeof MEASURES)[number];
+export type Measures = Partial<Record<Measure, bigint>>;
+
+export enum Dim {
+  Platform = 1,
+  Worker = 2,
+  Venue = 3,
+  QrCode = 4,
+  VenueStaff = 5,
+  VenueCode = 6,
+}
+
+export const NIL = "00000000-0000-0000-0000-000000000000";
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const isId = (v: string | undefined): v is string => !!v && UUID.test(v) && v !== NIL;
+
+/** One event's contribution: the same figures under every dimension it names. */
+export interface Fact {
+  at: Date;
+  worker?: string;
+  venue?: string;
+  qr?: string;
+  method: string;
+  resultCode: string;
+  currency: string;
+  measures: Measures;
+}
+
+/** Side records besides the counters (payout ends, failure words, workers). */
+export type SideRecord =
+  | { kind: "payout_request"; payoutId: string; workerId?: string; at: Date }
+  | { kind: "payout_result"; payoutId: string; workerId?: string; succeeded: boolean; resultCode: string; currency: string; amountMinor: bigint; at: Date }
+  | { kind: "reason"; resultCode: string; reason: string }
+  | { kind: "worker"; workerId: string; registeredAt?: Date; at: Date };
+
+export interface Applied {
+  /** When the event happened (undefined for a subject analytics does not read). */
+  at?: Date;
+  facts: Fact[];
+  records: SideRecord[];
+}
+
+/** Subjects analytics reads; each has its own durable consumer and inbox key. */
+export const SUBJECTS = [
+  "ttip.payment.tip_created",
+  "ttip.payment.tip_succeeded",
+  "ttip.payment.tip_failed",
+  "ttip.payment.payout_succeeded",
+  "ttip.payment.payout_failed",
+  "ttip.wallet.payout_held",
+  "ttip.qr.scanned",
+  "ttip.auth.user_registered",
+  "ttip.notification.delivery_updated",
+] as const;
+
+export function consumerName(subject: string): string {
+  return `analytics-${subject.split(".").slice(1).join("-").replace(/_/g, "-")}`;
+}
+
+const methodName = (m: PaymentMethod) => (m === PaymentMethod.CARD ? "card" : "mpesa");
+
+function when(meta: EventMeta | undefined): Date {
+  // An event without a time is a producer bug; it still counts, at the epoch, where it shows up.
+  return meta?.occurredAt ? timestampDate(meta.occurredAt) : new Date(0);
+}
+
+function decode<D extends DescMessage>(schema: D, data: Uint8Array): MessageShape<D> {
+  return fromBinary(schema, data);
+}
+
+const ids = (e: { workerId?: string; venueId?: string; qrCodeId?: string }) => ({
+  worker: isId(e.workerId) ? e.workerId : undefined,
+  venue: isId(e.venueId) ? e.venueId : undefined,
+  qr: isId(e.qrCodeId) ? e.qrCodeId : undefined,
+});
+
+/** The figures one event adds; an unknown subject adds nothing. */
+export function factsOf(subject: string, data: Uint8Array): Applied {
+  const applied = figuresOf(subject, data);
+  const first = applied.facts[0]?.at ?? applied.records.find((r) => "at" in r)?.at;
+  return { ...applied, at: first ?? (SUBJECTS.includes(subject as (typeof SUBJECTS)[number]) ? when(undefined) : undefined) };
+}
+
+function figuresOf(subject: string, data: Uint8Array): Applied {
+  switch (subject) {
+    case "ttip.payment.tip_created": {
+      const e = decode(TipCreatedSchema, data);
+      return {
+        facts: [{ at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: "", currency: e.amount?.currency ?? "KES", measures: { created: 1n } }],
+        records: [],
+      };
+    }
+    case "ttip.payment.tip_succeeded": {
+      const e = decode(TipSucceededSchema, data);
+      const at = when(e.meta);
+      const rating = e.rating >= 1 && e.rating <= 5 ? e.rating : 0;
+      const measures: Measures = {
+        succeeded: 1n,
+        amount_minor: e.amount?.amountMinor ?? 0n,
+        fee_minor: e.fee?.amountMinor ?? 0n,
+        net_minor: e.net?.amountMinor ?? 0n,
+      };
+      if (rating) {
+        measures.rating_sum = BigInt(rating);
+        measures.rating_count = 1n;
+        measures[`rated_${rating}` as Measure] = 1n;
+      }
+      const records: SideRecord[] = isId(e.workerId) ? [{ kind: "worker", workerId: e.workerId, at }] : [];
+      return { facts: [{ at, ...ids(e), method: methodName(e.method), resultCode: "0", currency: e.amount?.currency ?? "KES", measures }], records };
+    }
+    case "ttip.payment.tip_failed": {
+      const e = decode(TipFailedSchema, data);
+      const code = e.resultCode || "unknown";
+      return {
+        facts: [{
+          at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: code, currency: e.amount?.currency ?? "KES",
+          measures: e.pushRefused ? { failed: 1n, push_refused: 1n } : { failed: 1n },
+        }],
+        records: e.reason ? [{ kind: "reason", resultCode: code, reason: e.reason }] : [],
+      };
+    }
+    case "ttip.payment.payout_succeeded": {
+      const e = decode(PayoutSucceededSchema, data);
+      const at = when(e.meta);
+      const currency = e.amount?.currency ?? "KES";
+      const amount = e.amount?.amountMinor ?? 0n;
+      return {
+        facts: [{ at, ...ids(e), method: "mpesa", resultCode: "0", currency,
+          measures: { payouts_succeeded: 1n, payout_minor: amount, payout_fee_minor: e.transferFee?.amountMinor ?? 0n } }],
+        records: isId(e.payoutId)
+          ? [{ kind: "payout_result", payoutId: e.payoutId, workerId: ids(e).worker, succeeded: true, resultCode: "0", currency, amountMinor: amount, at }]
+          : [],
+      };
+    }
+    case "ttip.payment.payout_failed": {
+      const e = decode(PayoutFailedSchema, data);
+      const at = when(e.meta);
+      const currency = e.amount?.currency ?? "KES";
+      const code = e.resultCode || "unknown";
+      return {
+        facts: [{ at, ...ids(e), method: "mpesa", resultCode: code, currency, measures: { payouts_failed: 1n } }],
+        records: isId(e.payoutId)
+          ? [{ kind: "payout_result", payoutId: e.payoutId, workerId: ids(e).worker, succeeded: false, resultCode: code, currency, amountMinor: e.amount?.amountMinor ?? 0n, at }]
+          : [],
+      };
+    }
+    case "ttip.wallet.payout_held": {
+      const e = decode(PayoutHeldSchema, data);
+      return { facts: [], records: isId(e.payoutId) ? [{ kind: "payout_request", payoutId: e.payoutId, workerId: isId(e.ownerId) ? e.ownerId : undefined, at: when(e.meta) }] : [] };
+    }
+    case "ttip.qr.scanned": {
+      const e = decode(QrScannedSchema, data);
+      return { facts: [{ at: when(e.meta), ...ids(e), method: "", resultCode: "", currency: "", measures: { scans: 1n } }], records: [] };
+    }
+    case "ttip.auth.user_registered": {
+      const e = decode(UserRegisteredSchema, data);
+      const at = when(e.meta);
+      return {
+        facts: [{ at, method: e.role, resultCode: "", currency: "", measures: { registrations: 1n } }],
+        records: e.role === "worker" && isId(e.userId) ? [{ kind: "worker", workerId: e.userId, registeredAt: at, at }] : [],
+      };
+    }
+    case "ttip.notification.delivery_updated": {
+      const e = decode(DeliveryUpdatedSchema, data);
+      return { facts: [{ at: when(e.meta), method: e.channel, resultCode: e.status, currency: "", measures: { notifications: 1n } }], records: [] };
+    }
+    default:
+      return { facts: [], records: [] };
+  }
+}
+
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
+/** East Africa Time: UTC+3 all year (no daylight saving). */
+export const EAT_OFFSET_MS = 3 * HOUR_MS;
+
+export const hourOf = (at: Date) => new Date(Math.floor(at.getTime() / HOUR_MS) * HOUR_MS);
+/** Midnight EAT of the day `at` falls on. */
+export const dayOf = (at: Date) => new Date(Math.floor((at.getTime() + EAT_OFFSET_MS) / DAY_MS) * DAY_MS - EAT_OFFSET_MS);
+
+/** A rollup row's key. */
+export interface RowKey {
+  dim: Dim;
+  id: string;
+  sub: string;
+  grain: "h" | "d";
+  bucket: Date;
+  method: string;
+  resultCode: string;
+  currency: string;
+}
+
+/** The rows a fact adds to: each dimension it names, at the hour and at the day. */
+export function rowsOf(fact: Fact): RowKey[] {
+  const dims: [Dim, string, string][] = [[Dim.Platform, NIL, NIL]];
+  if (fact.worker) dims.push([Dim.Worker, fact.worker, NIL]);
+  if (fact.venue) dims.push([Dim.Venue, fact.venue, NIL]);
+  if (fact.qr) dims.push([Dim.QrCode, fact.qr, NIL]);
+  if (fact.venue && fact.worker) dims.push([Dim.VenueStaff, fact.venue, fact.worker]);
+  if (fact.venue && fact.qr) dims.push([Dim.VenueCode, fact.venue, fact.qr]);
+  const rows: RowKey[] = [];
+  for (const [dim, id, sub] of dims) {
+    for (const [grain, bucket] of [["h", hourOf(fact.at)], ["d", dayOf(fact.at)]] as const) {
+      rows.push({ dim, id, sub, grain, bucket, method: fact.method, resultCode: fact.resultCode, currency: fact.currency });
+    }
+  }
+  return rows;
+}

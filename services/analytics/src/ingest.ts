@@ -1,0 +1,52 @@
+// The live path: one durable JetStream consumer per subject, each event
+// applied once (the runtime's inbox) in the transaction that adds its figures.
+import { EventEmitter } from "node:events";
+import { consumeEvents, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumerName, factsOf, SUBJECTS } from "./facts.js";
+import { RollupBatch } from "./store.js";
+
+/** Replays take this lock exclusively; every live event takes it shared, so none lands mid-rebuild. */
+export const REBUILD_LOCK = "ttip.analytics.rebuild";
+
+export async function takeSharedRebuildLock(tx: Queryable): Promise<void> {
+  await tx.query("SELECT pg_advisory_xact_lock_shared(hashtext($1))", [REBUILD_LOCK]);
+}
+
+/** Signals after each applied event (in this process), so live dashboards refresh at once. */
+export const rollupChanges = new EventEmitter();
+rollupChanges.setMaxListeners(0);
+
+/** Applies one event's figures inside `tx`. */
+export async function applyEvent(tx: Queryable, subject: string, data: Uint8Array): Promise<void> {
+  const batch = new RollupBatch();
+  batch.add(factsOf(subject, data));
+  await batch.write(tx);
+}
+
+export async function startConsumers(ctx: ServiceContext): Promise<() => Promise<void>> {
+  const ingested = ctx.metrics.counter("ttip_analytics_events_ingested_total", "Events analytics added to its rollups, by subject.", ["subject"]);
+  const subs: { stop(): Promise<void> }[] = [];
+  for (const subject of SUBJECTS) {
+    subs.push(
+      await consumeEvents({
+        bus: ctx.bus,
+        pool: ctx.pool,
+        schema: "analytics",
+        consumer: consumerName(subject),
+        subject,
+        logger: ctx.logger,
+        metrics: ctx.metrics,
+        before: takeSharedRebuildLock,
+        handle: async (message, tx) => {
+          await applyEvent(tx, message.subject, message.data);
+          ingested.inc({ subject: message.subject });
+          // After commit is what watchers want; the transaction commits right after this returns.
+          setImmediate(() => rollupChanges.emit("change"));
+        },
+      }),
+    );
+  }
+  return async () => {
+    for (const s of subs) await s.stop();
+  };
+}

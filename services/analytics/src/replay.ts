@@ -1,0 +1,123 @@
+// Rebuilds the rollups from the stream, from any day on: what was counted
+// from that day is removed, and every event the stream stores from then is
+// applied again, once. The same events give the same figures, so a replay
+// over untouched data changes nothing.
+import type { EventBus, Logger, Pool, PoolClient } from "@ttip/runtime";
+import { consumerName, dayOf, factsOf, SUBJECTS } from "./facts.js";
+import { REBUILD_LOCK } from "./ingest.js";
+import { clearFrom, RollupBatch } from "./store.js";
+
+export interface ReplayOptions {
+  pool: Pool;
+  bus: EventBus;
+  logger: Logger;
+  /** Rounded down to midnight East Africa Time (a day's rollup row is rebuilt whole). */
+  from: Date;
+  /**
+   * Events are stored on the bus a little after they happen (the outbox relay,
+   * clocks): reading starts this much earlier so none is missed. Default 15 minutes.
+   */
+  slackMs?: number;
+  /** Events per transaction (default 500). */
+  batchSize?: number;
+}
+
+export interface ReplayResult {
+  from: Date;
+  /** Messages read from the stream. */
+  read: number;
+  /** Events applied (happened on or after `from`, first copy of each). */
+  applied: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+interface Pending {
+  id: string;
+  subject: string;
+  applied: ReturnType<typeof factsOf>;
+}
+
+/**
+ * Holds the rebuild lock for the whole run: live consumers wait (their
+ * events are redelivered and then found in the inbox), so no event is
+ * counted by both. Readers see the rollups fill up again while it runs.
+ */
+export async function replay(options: ReplayOptions): Promise<ReplayResult> {
+  if (!options.bus.readStored) throw new Error("this bus cannot read back stored events");
+  const from = dayOf(options.from);
+  const batchSize = options.batchSize ?? 500;
+  const client = await options.pool.connect();
+  let broken: Error | undefined;
+  client.on("error", (err) => (broken = err));
+  try {
+    await client.query("SELECT pg_advisory_lock(hashtext($1))", [REBUILD_LOCK]);
+    await client.query("CREATE TEMP TABLE IF NOT EXISTS replay_seen (event_id text PRIMARY KEY)");
+    await client.query("TRUNCATE replay_seen");
+    await inTransaction(client, () => clearFrom(client, from));
+    let read = 0;
+    let applied = 0;
+    let pending: Pending[] = [];
+    const flush = async () => {
+      if (!pending.length) return;
+      const batch = pending;
+      pending = [];
+      applied += await inTransaction(client, () => applyBatch(client, batch));
+    };
+    await options.bus.readStored({
+      subject: "ttip.>",
+      since: new Date(from.getTime() - (options.slackMs ?? 15 * 60_000)),
+      handler: async (m) => {
+        read++;
+        if (!SUBJECTS.includes(m.subject as (typeof SUBJECTS)[number])) return;
+        const a = factsOf(m.subject, m.data);
+        if (!a.at || a.at < from) return;
+        pending.push({ id: m.id, subject: m.subject, applied: a });
+        if (pending.length >= batchSize) await flush();
+      },
+    });
+    await flush();
+    options.logger.info({ from, read, applied }, "analytics rollups rebuilt from the stream");
+    return { from, read, applied };
+  } finally {
+    await client.query("SELECT pg_advisory_unlock(hashtext($1))", [REBUILD_LOCK]).catch(() => undefined);
+    client.release(broken);
+  }
+}
+
+async function inTransaction<T>(client: PoolClient, fn: () => Promise<T>): Promise<T> {
+  await client.query("BEGIN");
+  try {
+    const r = await fn();
+    await client.query("COMMIT");
+    return r;
+  } catch (err) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Applies the batch's first copies of each event and marks them in the live consumers' inbox. */
+async function applyBatch(client: PoolClient, events: Pending[]): Promise<number> {
+  const { rows } = await client.query<{ event_id: string }>(
+    "INSERT INTO replay_seen (event_id) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+    [events.map((e) => e.id)],
+  );
+  const fresh = new Set(rows.map((r) => r.event_id));
+  const batch = new RollupBatch();
+  const inbox: Pending[] = [];
+  for (const e of events) {
+    if (!fresh.delete(e.id)) continue;
+    batch.add(e.applied);
+    if (UUID.test(e.id)) inbox.push(e);
+  }
+  await batch.write(client);
+  if (inbox.length) {
+    await client.query(
+      `INSERT INTO analytics.inbox (consumer, event_id, subject)
+       SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[]) ON CONFLICT DO NOTHING`,
+      [inbox.map((e) => consumerName(e.subject)), inbox.map((e) => e.id), inbox.map((e) => e.subject)],
+    );
+  }
+  return rows.length;
+}

@@ -1,0 +1,144 @@
+// Writes an event's figures into the rollups, inside the caller's
+// transaction (the one that records the event in the inbox).
+import type { Queryable } from "@ttip/runtime";
+import { MEASURES, rowsOf, type Applied, type Measures, type RowKey } from "./facts.js";
+
+/** Partitions are monthly; this many months around now are made at start. */
+const PARTITIONS_BACK = 24;
+const PARTITIONS_AHEAD = 3;
+
+const monthStart = (d: Date) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
+const nextMonth = (d: Date) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
+const partitionName = (d: Date) => `rollups_${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, "0")}`;
+
+/** Months whose partition is known to exist (in this process). */
+const knownPartitions = new Set<string>();
+
+/**
+ * Makes the month's partition if it is missing. Replicas racing to make the
+ * same one serialise on an advisory lock held to the end of the transaction.
+ */
+export async function ensurePartition(db: Queryable, at: Date): Promise<void> {
+  const start = monthStart(at);
+  const name = partitionName(start);
+  if (knownPartitions.has(name)) return;
+  await db.query("SELECT pg_advisory_xact_lock(hashtext('ttip.analytics.partitions'))");
+  await db.query(
+    `CREATE TABLE IF NOT EXISTS analytics.${name} PARTITION OF analytics.rollups
+       FOR VALUES FROM ('${start.toISOString()}') TO ('${nextMonth(start).toISOString()}')`,
+  );
+  knownPartitions.add(name);
+}
+
+/** The partitions around now, so the live path rarely makes one. */
+export async function ensurePartitionsAround(db: Queryable, now = new Date()): Promise<void> {
+  for (let i = -PARTITIONS_BACK; i <= PARTITIONS_AHEAD; i++) {
+    await ensurePartition(db, new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + i, 1)));
+  }
+}
+
+/** Forgets what this process knows about partitions (a replay or test dropped them). */
+export function forgetPartitions(): void {
+  knownPartitions.clear();
+}
+
+interface Row extends RowKey {
+  measures: Measures;
+}
+
+const keyOf = (r: RowKey) => `${r.dim}|${r.id}|${r.sub}|${r.grain}|${r.bucket.getTime()}|${r.method}|${r.resultCode}|${r.currency}`;
+
+/** Sums the rows of several events so each row is written once (one statement cannot touch a row twice). */
+export class RollupBatch {
+  private readonly rows = new Map<string, Row>();
+  readonly records: Applied["records"] = [];
+
+  add(applied: Applied): void {
+    for (const fact of applied.facts) {
+      for (const key of rowsOf(fact)) {
+        const k = keyOf(key);
+        let row = this.rows.get(k);
+        if (!row) this.rows.set(k, (row = { ...key, measures: {} }));
+        for (const [m, v] of Object.entries(fact.measures) as [keyof Measures, bigint][]) row.measures[m] = (row.measures[m] ?? 0n) + v;
+      }
+    }
+    this.records.push(...applied.records);
+  }
+
+  get size(): number {
+    return this.rows.size + this.records.length;
+  }
+
+  /** Writes the summed rows in one statement and the side records after. */
+  async write(db: Queryable): Promise<void> {
+    const rows = [...this.rows.values()];
+    const months = new Map<string, Date>();
+    for (const r of rows) months.set(partitionName(r.bucket), r.bucket);
+    for (const at of months.values()) await ensurePartition(db, at);
+    if (rows.length) {
+      const cols = MEASURES.map((m) => rows.map((r) => String(r.measures[m] ?? 0n)));
+      const n = 8;
+      await db.query(
+        `INSERT INTO analytics.rollups (dim, id, sub, grain, bucket, method, result_code, currency, ${MEASURES.join(", ")})
+         SELECT * FROM unnest($1::smallint[], $2::uuid[], $3::uuid[], $4::"char"[], $5::timestamptz[], $6::text[], $7::text[], $8::text[],
+           ${MEASURES.map((m, i) => `$${n + 1 + i}::${m.endsWith("_minor") ? "bigint" : "integer"}[]`).join(", ")})
+         ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
+           ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}`,
+        [
+          rows.map((r) => r.dim),
+          rows.map((r) => r.id),
+          rows.map((r) => r.sub),
+          rows.map((r) => r.grain),
+          rows.map((r) => r.bucket.toISOString()),
+          rows.map((r) => r.method),
+          rows.map((r) => r.resultCode),
+          rows.map((r) => r.currency),
+          ...cols,
+        ],
+      );
+    }
+    for (const rec of this.records) await writeRecord(db, rec);
+  }
+}
+
+async function writeRecord(db: Queryable, rec: Applied["records"][number]): Promise<void> {
+  switch (rec.kind) {
+    case "payout_request":
+      await db.query(
+        `INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at) VALUES ($1, $2, $3) ON CONFLICT (payout_id) DO NOTHING`,
+        [rec.payoutId, rec.workerId ?? null, rec.at],
+      );
+      return;
+    case "payout_result":
+      await db.query(
+        `INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payout_id) DO NOTHING`,
+        [rec.payoutId, rec.workerId ?? null, rec.succeeded, rec.resultCode, rec.currency, rec.amountMinor, rec.at],
+      );
+      return;
+    case "reason":
+      await db.query(
+        `INSERT INTO analytics.result_reasons (result_code, reason) VALUES ($1, $2)
+         ON CONFLICT (result_code) DO UPDATE SET reason = EXCLUDED.reason WHERE result_reasons.reason <> EXCLUDED.reason`,
+        [rec.resultCode, rec.reason.slice(0, 300)],
+      );
+      return;
+    case "worker":
+      await db.query(
+        `INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at) VALUES ($1, $2, $3)
+         ON CONFLICT (worker_id) DO UPDATE SET
+           registered_at = COALESCE(workers.registered_at, EXCLUDED.registered_at),
+           first_seen_at = LEAST(workers.first_seen_at, EXCLUDED.first_seen_at)
+         WHERE workers.registered_at IS NULL AND EXCLUDED.registered_at IS NOT NULL OR workers.first_seen_at > EXCLUDED.first_seen_at`,
+        [rec.workerId, rec.registeredAt ?? null, rec.at],
+      );
+      return;
+  }
+}
+
+/** Everything the rollups hold from `from` on, removed (the replay's first step). */
+export async function clearFrom(db: Queryable, from: Date): Promise<void> {
+  await db.query("DELETE FROM analytics.rollups WHERE bucket >= $1", [from]);
+  await db.query("DELETE FROM analytics.payout_requests WHERE requested_at >= $1", [from]);
+  await db.query("DELETE FROM analytics.payout_results WHERE completed_at >= $1", [from]);
+}

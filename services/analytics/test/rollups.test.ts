@@ -1,0 +1,219 @@
+// A generated day of events through JetStream into analytics: the figures on
+// every screen equal what the events add up to, CSV exports equal the screens,
+// a replay rebuilds the same rollups, live dashboards move, access is checked.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { createQrModule } from "@ttip/qr";
+import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { createAnalyticsModule, parseCsv, replay } from "../src/index.js";
+import { cast, event, generateDay, percentileCont, type Cast, type Expected } from "./events.js";
+
+const DAY = 86_400_000;
+const EAT = 3 * 3_600_000;
+/** Midnight EAT, `daysAgo` days before today. */
+const midnight = (daysAgo: number) => new Date(Math.floor((Date.now() + EAT) / DAY) * DAY - EAT - daysAgo * DAY);
+const range = (from: Date, to: Date) => ({ from: timestampFromDate(from), to: timestampFromDate(to) });
+
+async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("analytics from a generated day of events (real PostgreSQL and JetStream)", () => {
+  let t: TestService;
+  let c: Cast;
+  let expected: Expected;
+  let eventCount: number;
+  const admin = { subject: randomUUID(), roles: ["admin" as const] };
+  const day = midnight(3);
+  const dayRange = range(day, new Date(day.getTime() + DAY));
+
+  before(async () => {
+    t = await startTestService(createAnalyticsModule({ weekly: false, config: { livePollMs: 200 } }), { with: [createQrModule()] });
+    c = cast(12, 3);
+    const g = generateDay(c, day, 400, 16);
+    expected = g.expected;
+    eventCount = g.events.length;
+    for (const m of g.events) await t.ctx.bus.publish(m);
+    const admins = t.client(AnalyticsAdminService, admin);
+    await eventually("every event applied", async () => {
+      const { rows } = await t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.inbox");
+      return rows[0].n === eventCount;
+    });
+    assert.ok(admins);
+  });
+
+  after(async () => {
+    await t?.close();
+  });
+
+  test("the platform summary equals what the events add up to", async () => {
+    const { summary: s } = await t.client(AnalyticsAdminService, admin).getPlatformSummary({ range: dayRange });
+    assert.ok(s);
+    assert.equal(s.tips, BigInt(expected.succeeded));
+    assert.equal(s.attempts, BigInt(expected.succeeded + expected.failed));
+    assert.equal(s.volume?.amountMinor, expected.amount);
+    assert.equal(s.fees?.amountMinor, expected.fee);
+    assert.equal(s.takeRateBps, Number((expected.fee * 10_000n) / expected.amount));
+    assert.equal(s.successRateBps, Math.floor((expected.succeeded * 10_000) / (expected.succeeded + expected.failed)));
+    assert.deepEqual(
+      Object.fromEntries(s.failures.map((f) => [f.resultCode, Number(f.count)])),
+      Object.fromEntries(expected.failuresByCode),
+    );
+    assert.ok(s.failures.every((f) => f.reason.length > 0), "each failure code has the words customers saw");
+    assert.equal(s.payoutsSucceeded, BigInt(expected.payoutsSucceeded));
+    assert.equal(s.payoutsFailed, BigInt(expected.payoutsFailed));
+    assert.equal(s.payouts?.amountMinor, expected.payoutMinor);
+    assert.equal(Number(s.payoutLatencyP50Ms), Math.round(percentileCont(expected.payoutLatenciesMs, 0.5)));
+    assert.equal(Number(s.payoutLatencyP95Ms), Math.round(percentileCont(expected.payoutLatenciesMs, 0.95)));
+    assert.equal(s.newWorkers, BigInt(expected.newWorkers));
+    assert.equal(s.activeVenues, BigInt(expected.activeVenues.size));
+    assert.equal(s.scans, BigInt(expected.scans));
+    assert.equal(s.smsSent, BigInt(expected.smsSent));
+    assert.equal(s.smsSpend?.amountMinor, BigInt(expected.smsSent) * 80n);
+  });
+
+  test("a worker's earnings: by hour of day, average tip and ratings; another worker's figures are refused", async () => {
+    const worker = c.workers[0];
+    const w = expected.perWorker.get(worker)!;
+    const { earnings: e } = await t.client(AnalyticsService, { subject: worker, roles: ["worker"] }).getWorkerEarnings({ range: dayRange });
+    assert.ok(e);
+    assert.equal(e.workerId, worker);
+    assert.equal(e.inRange?.tips, BigInt(w.tips));
+    assert.equal(e.inRange?.volume?.amountMinor, w.amount);
+    assert.equal(e.inRange?.net?.amountMinor, w.net);
+    assert.deepEqual(e.byHourOfDay.map((h) => Number(h.tips)), w.byHour);
+    assert.equal(e.byWeekday.reduce((n, d) => n + Number(d.tips), 0), w.tips);
+    assert.equal(e.averageTip?.amountMinor, w.tips ? w.amount / BigInt(w.tips) : 0n);
+    assert.equal(e.averageRatingX100, w.ratingCount ? Math.floor((w.ratingSum * 100) / w.ratingCount) : 0);
+    assert.equal(e.ratings.reduce((n, r) => n + Number(r.count), 0), w.ratingCount);
+    // Three days ago is not today.
+    assert.equal(e.today?.tips, 0n);
+
+    const other = c.workers[1];
+    await assert.rejects(
+      t.client(AnalyticsService, { subject: worker, roles: ["worker"] }).getWorkerEarnings({ range: dayRange, workerId: other }),
+      (err: unknown) => ConnectError.from(err).code === Code.PermissionDenied && /worker_id/.test(ConnectError.from(err).rawMessage),
+    );
+    await assert.rejects(t.client(AnalyticsService).getWorkerEarnings({ range: dayRange }), (err: unknown) => ConnectError.from(err).code === Code.Unauthenticated);
+    // Admins see anyone.
+    const { earnings } = await t.client(AnalyticsService, admin).getWorkerEarnings({ range: dayRange, workerId: other });
+    assert.equal(earnings?.inRange?.tips, BigInt(expected.perWorker.get(other)!.tips));
+  });
+
+  test("bad input is refused naming the field, before anything is read", async () => {
+    const client = t.client(AnalyticsService, { subject: c.workers[0], roles: ["worker"] });
+    await assert.rejects(
+      client.getWorkerEarnings({ range: range(new Date(day.getTime() + DAY), day) }),
+      (err: unknown) => ConnectError.from(err).code === Code.InvalidArgument && /range/.test(ConnectError.from(err).rawMessage),
+    );
+    await assert.rejects(
+      client.getWorkerEarnings({ range: dayRange, workerId: "not-a-uuid" }),
+      (err: unknown) => ConnectError.from(err).code === Code.InvalidArgument && /worker_id/.test(ConnectError.from(err).rawMessage),
+    );
+  });
+
+  test("a venue's funnel, staff and codes; its CSV equals the screen", async () => {
+    const venue = c.venues[0];
+    const v = expected.perVenue.get(venue)!;
+    const res = await t.client(AnalyticsService, admin).getVenueAnalytics({ venueId: venue, range: dayRange, granularity: Granularity.HOUR });
+    assert.deepEqual(res.funnel.map((s) => [s.step, Number(s.count)]), [
+      ["scanned", v.scans], ["amount_chosen", v.created], ["payment_started", v.created - v.pushRefused], ["paid", v.succeeded],
+    ]);
+    assert.equal(res.funnel[3].ofFirstBps, Math.floor((v.succeeded * 10_000) / v.scans));
+    assert.equal(res.series.reduce((n, p) => n + (p.tipVolume?.amountMinor ?? 0n), 0n), v.amount);
+    const staff = c.workers.filter((w) => c.venueOf.get(w) === venue && expected.perWorker.get(w)!.tips > 0);
+    assert.deepEqual(new Set(res.workers.map((w) => w.workerId)), new Set(staff));
+    assert.equal(res.codes.reduce((n, q) => n + Number(q.scans), 0), v.scans);
+    assert.equal(res.failures.reduce((n, f) => n + Number(f.count), 0), v.created - v.succeeded);
+
+    const { csv, fileName } = await t.client(AnalyticsService, admin).exportEarnings({ range: dayRange, scope: { case: "venueId", value: venue } });
+    assert.match(fileName, /\.csv$/);
+    const rows = parseCsv(new TextDecoder().decode(csv));
+    const daily = await t.client(AnalyticsService, admin).getVenueAnalytics({ venueId: venue, range: dayRange, granularity: Granularity.DAY });
+    assert.deepEqual(rows.filter((r) => r[0] === "funnel").map((r) => [r[1], r[2]]), daily.funnel.map((s) => [s.step, String(s.count)]));
+    assert.deepEqual(rows.filter((r) => r[0] === "series").map((r) => [r[1], r[3]]), daily.series.map((p) => [timestampDate(p.periodStart!).toISOString(), String(p.tipVolume?.amountMinor)]));
+    assert.deepEqual(rows.filter((r) => r[0] === "staff").map((r) => [r[1], r[2], r[3]]), daily.workers.map((w) => [w.workerId, String(w.tips), String(w.volume?.amountMinor)]));
+    // A worker who manages nothing may not see a venue.
+    await assert.rejects(
+      t.client(AnalyticsService, { subject: c.workers[0], roles: ["worker"] }).getVenueAnalytics({ venueId: venue, range: dayRange, granularity: Granularity.DAY }),
+      (err: unknown) => ConnectError.from(err).code === Code.PermissionDenied,
+    );
+  });
+
+  test("admin reports as CSV equal the RPCs", async () => {
+    const admins = t.client(AnalyticsAdminService, admin);
+    const revenue = await admins.getRevenueMetrics({ range: dayRange, granularity: Granularity.DAY, currency: "KES" });
+    const csv = parseCsv(new TextDecoder().decode((await admins.exportReport({ kind: ReportKind.REVENUE, range: dayRange })).csv));
+    assert.deepEqual(csv.slice(1).map((r) => [r[0], r[1], r[2], r[3], r[4]]), revenue.series.map((p) => [
+      timestampDate(p.periodStart!).toISOString(), String(p.tips), String(p.tipVolume?.amountMinor), String(p.platformFees?.amountMinor), String(p.payouts?.amountMinor),
+    ]));
+    assert.equal(revenue.series.reduce((n, p) => n + (p.tipVolume?.amountMinor ?? 0n), 0n), expected.amount);
+
+    const rates = await admins.getPaymentSuccessRates({ range: dayRange, granularity: Granularity.DAY });
+    const tipsCsv = parseCsv(new TextDecoder().decode((await admins.exportReport({ kind: ReportKind.TIPS, range: dayRange })).csv));
+    assert.deepEqual(tipsCsv.slice(1).map((r) => [r[1], r[2], r[3], r[4]]), rates.series.map((p) => [p.method, String(p.attempted), String(p.succeeded), String(p.successRateBps)]));
+
+    const payouts = parseCsv(new TextDecoder().decode((await admins.exportReport({ kind: ReportKind.PAYOUTS, range: dayRange })).csv)).slice(1);
+    assert.equal(payouts.length, expected.payoutsSucceeded + expected.payoutsFailed);
+    assert.equal(payouts.filter((r) => r[2] === "succeeded").reduce((n, r) => n + BigInt(r[4]), 0n), expected.payoutMinor);
+
+    const platform = parseCsv(new TextDecoder().decode((await admins.exportReport({ kind: ReportKind.PLATFORM, range: dayRange })).csv));
+    const { summary } = await admins.getPlatformSummary({ range: dayRange });
+    assert.equal(platform.find((r) => r[0] === "volume_minor")?.[1], String(summary?.volume?.amountMinor));
+    assert.equal(platform.find((r) => r[0] === "payout_latency_p95_ms")?.[1], String(summary?.payoutLatencyP95Ms));
+
+    await assert.rejects(
+      t.client(AnalyticsAdminService, { subject: c.workers[0], roles: ["worker"] }).getPlatformSummary({ range: dayRange }),
+      (err: unknown) => ConnectError.from(err).code === Code.PermissionDenied,
+    );
+  });
+
+  test("a replay from any day rebuilds the same rollups, whatever was there", async () => {
+    const snapshot = async () =>
+      (await t.db.pool.query("SELECT * FROM analytics.rollups ORDER BY dim, id, grain, bucket, sub, method, result_code, currency")).rows;
+    const before = await snapshot();
+    assert.ok(before.length > 100);
+    // Damage what replay must fix: a row counted twice, one lost, one invented.
+    await t.db.pool.query("UPDATE analytics.rollups SET succeeded = succeeded * 2, amount_minor = amount_minor * 2 WHERE dim = 1");
+    await t.db.pool.query("DELETE FROM analytics.rollups WHERE dim = 2 AND id = $1", [c.workers[0]]);
+    await t.db.pool.query("DELETE FROM analytics.payout_results");
+    const r = await replay({ pool: t.db.pool, bus: t.ctx.bus, logger: t.ctx.logger, from: new Date(day.getTime() + 5 * 3_600_000) });
+    assert.equal(r.from.getTime(), day.getTime(), "rounded down to midnight EAT");
+    assert.equal(r.applied, eventCount);
+    assert.deepEqual(await snapshot(), before);
+    // Again: a replay over untouched figures changes nothing.
+    await replay({ pool: t.db.pool, bus: t.ctx.bus, logger: t.ctx.logger, from: midnight(10) });
+    assert.deepEqual(await snapshot(), before);
+    const { summary } = await t.client(AnalyticsAdminService, admin).getPlatformSummary({ range: dayRange });
+    assert.equal(summary?.payoutsSucceeded, BigInt(expected.payoutsSucceeded));
+  });
+
+  test("live dashboard: today's snapshot, then a new one when a tip lands", async () => {
+    const worker = c.workers[2];
+    const abort = new AbortController();
+    const stream = t.client(AnalyticsService, { subject: worker, roles: ["worker"] }).watchDashboard({}, { signal: abort.signal });
+    const it = stream[Symbol.asyncIterator]();
+    const first = (await it.next()).value!.snapshot!;
+    const now = new Date();
+    await t.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, now, {
+      tipId: randomUUID(), workerId: worker, venueId: c.venueOf.get(worker), qrCodeId: c.codes.get(worker), method: PaymentMethod.MPESA,
+      amount: { amountMinor: 20_000n, currency: "KES" }, fee: { amountMinor: 600n, currency: "KES" }, net: { amountMinor: 19_400n, currency: "KES" },
+    }));
+    const next = (await it.next()).value!.snapshot!;
+    abort.abort();
+    assert.equal(next.tipsToday, first.tipsToday + 1n);
+    assert.equal(next.volumeToday?.amountMinor, (first.volumeToday?.amountMinor ?? 0n) + 20_000n);
+  });
+});

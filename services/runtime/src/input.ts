@@ -1,0 +1,266 @@
+// Input checks every server runs before a handler sees a request: the body's
+// size, whether a binary body parses, and whether every string can be stored
+// by PostgreSQL. One place, so no service has to remember them.
+import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
+import { fromBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { fieldError } from "./field-errors.js";
+
+/** Default largest request body (bytes) a server reads: every request message of ours is far smaller. */
+export const DEFAULT_READ_MAX_BYTES = 1024 * 1024;
+
+/** Why a request body was refused before parsing; read by inputInterceptor. */
+export interface RefusedBody {
+  code: Code;
+  message: string;
+}
+export const refusedBodyKey = createContextKey<RefusedBody | undefined>(undefined, { description: "refused request body" });
+
+const BINARY = /^application\/(?:proto|connect\+proto|grpc|grpc\+proto|grpc-web|grpc-web\+proto)$/;
+const ENVELOPED = /^application\/(?:connect\+|grpc)/;
+
+function mediaType(header: Headers): string {
+  return (header.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+}
+
+class TooLarge extends Error {}
+
+async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.byteLength;
+    if (size > max) throw new TooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function decompress(encoding: string | null, data: Uint8Array, max: number): Uint8Array {
+  const options = { maxOutputLength: max };
+  switch ((encoding ?? "identity").toLowerCase()) {
+    case "identity":
+      return data;
+    case "gzip":
+      return gunzipSync(data, options);
+    case "deflate":
+      return inflateSync(data, options);
+    case "br":
+      return brotliDecompressSync(data, options);
+    default:
+      throw new Error(`unsupported encoding ${encoding}`);
+  }
+}
+
+/** The messages inside a gRPC / gRPC-web / Connect-streaming body, decompressed. */
+function envelopes(body: Uint8Array, encoding: string | null, max: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let at = 0;
+  while (at < body.byteLength) {
+    if (body.byteLength - at < 5) throw new Error("truncated envelope header");
+    const flags = body[at];
+    const length = Buffer.from(body.buffer, body.byteOffset + at + 1, 4).readUInt32BE(0);
+    at += 5;
+    if (body.byteLength - at < length) throw new Error("truncated message");
+    const data = body.subarray(at, at + length);
+    at += length;
+    if (flags & 0b10) continue; // an end-of-stream frame, not a message
+    out.push(flags & 0b01 ? decompress(encoding, data, max) : data);
+  }
+  return out;
+}
+
+/**
+ * Reads a unary or server-streaming request body once, up to `readMaxBytes`,
+ * and checks that a binary body parses as the method's input. A body that is
+ * too large or does not parse is replaced by an empty message and noted in the
+ * context, so inputInterceptor answers RESOURCE_EXHAUSTED or INVALID_ARGUMENT
+ * in the caller's own protocol (Connect would call a bad binary body INTERNAL).
+ * Client-streaming bodies are left to Connect's own limit.
+ */
+export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number): UniversalHandler {
+  const kind = handler.method.methodKind;
+  if (kind !== "unary" && kind !== "server_streaming") return handler;
+  const input = handler.method.input;
+  const guarded = async (req: UniversalServerRequest) => {
+    if (req.method !== "POST" || !isByteStream(req.body)) return handler(req);
+    const type = mediaType(req.header);
+    const enveloped = ENVELOPED.test(type);
+    const refuse = (code: Code, message: string) => {
+      req.contextValues?.set(refusedBodyKey, { code, message });
+      return handler({ ...req, body: oneChunk(enveloped ? new Uint8Array(5) : new Uint8Array(0)) });
+    };
+    const declared = Number(req.header.get("content-length") ?? NaN);
+    const tooLarge = `the request body is larger than the ${readMaxBytes} bytes this server reads`;
+    if (declared > readMaxBytes) return refuse(Code.ResourceExhausted, tooLarge);
+    let body: Uint8Array;
+    try {
+      body = await readAll(req.body, readMaxBytes);
+    } catch (err) {
+      if (err instanceof TooLarge) return refuse(Code.ResourceExhausted, tooLarge);
+      throw err;
+    }
+    if (BINARY.test(type)) {
+      try {
+        const messages = enveloped
+          ? envelopes(body, req.header.get(type.includes("connect") ? "connect-content-encoding" : "grpc-encoding"), readMaxBytes)
+          : [decompress(req.header.get("content-encoding"), body, readMaxBytes)];
+        for (const m of messages) fromBinary(input, m);
+      } catch (err) {
+        const reason = err instanceof RangeError && /call stack/i.test(err.message) ? "nested too deeply" : (err as Error).message;
+        return refuse(Code.InvalidArgument, `the request body is not a valid ${input.typeName} in binary protobuf: ${reason}`);
+      }
+    }
+    return handler({ ...req, body: oneChunk(body) });
+  };
+  const wrapped: UniversalHandler = Object.assign(guarded, {
+    protocolNames: handler.protocolNames,
+    allowedMethods: handler.allowedMethods,
+    supportedContentType: handler.supportedContentType,
+    requestPath: handler.requestPath,
+    service: handler.service,
+    method: handler.method,
+  });
+  return wrapped;
+}
+
+function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
+  return typeof body === "object" && body !== null && Symbol.asyncIterator in body;
+}
+
+async function* oneChunk(data: Uint8Array): AsyncIterable<Uint8Array> {
+  if (data.byteLength) yield data;
+}
+
+/** PostgreSQL's text types cannot hold U+0000; anything else a JS string holds is storable. */
+const UNSTORABLE = /\u0000/;
+
+/**
+ * The path of the first string field (at any depth, map keys included) that
+ * PostgreSQL could not store, e.g. "message" or "items[2].name", or undefined.
+ */
+export function unstorableStringField(desc: DescMessage, message: Message, depth = 0): string | undefined {
+  if (depth > 32) return undefined; // parsing already bounds nesting; this keeps the walk finite
+  const record = message as unknown as Record<string, unknown>;
+  for (const field of desc.fields) {
+    const value = field.oneof ? oneofValue(record[field.oneof.localName], field) : record[field.localName];
+    if (value === undefined || value === null) continue;
+    const found = unstorableIn(field, value, depth);
+    if (found !== undefined) return found === "" ? field.name : `${field.name}${found}`;
+  }
+  return undefined;
+}
+
+function oneofValue(oneof: unknown, field: DescField): unknown {
+  const o = oneof as { case?: string; value?: unknown } | undefined;
+  return o?.case === field.localName ? o.value : undefined;
+}
+
+/** "" when the value itself is unstorable, a suffix like "[3]" or ".name" for a part of it. */
+function unstorableIn(field: DescField, value: unknown, depth: number): string | undefined {
+  switch (field.fieldKind) {
+    case "scalar":
+      return typeof value === "string" && UNSTORABLE.test(value) ? "" : undefined;
+    case "enum":
+      return undefined;
+    case "message":
+      return unstorableInMessage(field.message, value, depth);
+    case "list": {
+      const items = value as unknown[];
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i];
+        const found =
+          field.listKind === "scalar" ? (typeof item === "string" && UNSTORABLE.test(item) ? "" : undefined)
+          : field.listKind === "message" ? unstorableInMessage(field.message, item, depth)
+          : undefined;
+        if (found !== undefined) return `[${i}]${found}`;
+      }
+      return undefined;
+    }
+    case "map": {
+      for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
+        if (UNSTORABLE.test(key)) return `[${JSON.stringify(key)}]`;
+        const found =
+          field.mapKind === "scalar" ? (typeof item === "string" && UNSTORABLE.test(item) ? "" : undefined)
+          : field.mapKind === "message" ? unstorableInMessage(field.message, item, depth)
+          : undefined;
+        if (found !== undefined) return `[${JSON.stringify(key)}]${found}`;
+      }
+      return undefined;
+    }
+  }
+}
+
+function unstorableInMessage(desc: DescMessage, value: unknown, depth: number): string | undefined {
+  if (typeof value === "object" && value !== null && "$typeName" in value) {
+    const found = unstorableStringField(desc, value as Message, depth + 1);
+    return found === undefined ? undefined : `.${found}`;
+  }
+  // Well-known types held as plain values (wrappers, Struct as JSON).
+  return unstorableJson(value, depth + 1);
+}
+
+function unstorableJson(value: unknown, depth: number): string | undefined {
+  if (typeof value === "string") return UNSTORABLE.test(value) ? "" : undefined;
+  if (typeof value !== "object" || value === null || depth > 32) return undefined;
+  for (const [key, item] of Object.entries(value)) {
+    if (UNSTORABLE.test(key)) return `[${JSON.stringify(key)}]`;
+    const found = unstorableJson(item, depth + 1);
+    if (found !== undefined) return `${Array.isArray(value) ? `[${key}]` : `.${key}`}${found}`;
+  }
+  return undefined;
+}
+
+/**
+ * Refuses what guardRequestBody noted, then any string PostgreSQL cannot store
+ * (a NUL byte fails the statement with "invalid byte sequence"), naming the field.
+ */
+export function inputInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    const refused = req.contextValues.get(refusedBodyKey);
+    if (refused) throw new ConnectError(refused.message, refused.code);
+    if (!req.stream) {
+      const field = unstorableStringField(req.method.input, req.message);
+      if (field !== undefined) throw fieldError(field, "must not contain NUL (U+0000) characters", "string.no_nul");
+    }
+    return next(req);
+  };
+}
+
+/** A plain HTTP body over the route's limit: answer 413. */
+export class BodyTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`request body is larger than ${limit} bytes`);
+    this.name = "BodyTooLargeError";
+  }
+}
+
+type NodeRequest = import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest;
+type NodeResponse = import("node:http").ServerResponse | import("node:http2").Http2ServerResponse;
+
+/**
+ * Reads a plain HTTP route's body (webhooks) up to `limit` bytes, refusing a
+ * larger declared Content-Length before reading anything and stopping at the
+ * limit otherwise: BodyTooLargeError, for answerTooLarge.
+ */
+export async function readHttpBody(req: NodeRequest, limit: number): Promise<Buffer> {
+  if (Number(req.headers["content-length"] ?? NaN) > limit) throw new BodyTooLargeError(limit);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new BodyTooLargeError(limit);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** 413 with a sentence; the rest of the body is not read (HTTP/1.1 closes the connection). */
+export function answerTooLarge(res: NodeResponse, limit: number, contentType = "text/plain", body?: string): void {
+  if (res.headersSent) return;
+  const headers: Record<string, string> = { "content-type": contentType };
+  if (!("stream" in res)) headers.connection = "close";
+  (res as import("node:http").ServerResponse).writeHead(413, headers);
+  res.end(body ?? `request body is larger than ${limit} bytes\n`);
+}

@@ -1,0 +1,111 @@
+// Money as the contracts carry it: int64 minor units and an ISO 4217 code, never a float.
+import { fieldError } from "./field-errors.js";
+
+/** ISO 4217 minor digits of the currencies the platform handles (RWF and UGX have none). */
+export const MINOR_DIGITS: Readonly<Record<string, number>> = Object.freeze({
+  KES: 2,
+  UGX: 0,
+  TZS: 2,
+  RWF: 0,
+  USD: 2,
+  EUR: 2,
+  GBP: 2,
+});
+
+export const CURRENCIES: readonly string[] = Object.freeze(Object.keys(MINOR_DIGITS));
+
+export function isKnownCurrency(currency: string): boolean {
+  return Object.hasOwn(MINOR_DIGITS, currency);
+}
+
+/** The currency's minor digits; 2 for one the table does not know (what most currencies have). */
+export function minorDigits(currency: string): number {
+  return isKnownCurrency(currency) ? MINOR_DIGITS[currency] : 2;
+}
+
+/** INVALID_ARGUMENT naming `field` unless the platform handles `currency`. */
+export function assertCurrency(currency: string, field: string): void {
+  if (!isKnownCurrency(currency)) throw fieldError(field, `unsupported currency ${currency} (supported: ${CURRENCIES.join(", ")})`);
+}
+
+function split(minor: bigint, currency: string): { sign: string; whole: bigint; fraction: string } {
+  const digits = minorDigits(currency);
+  const abs = minor < 0n ? -minor : minor;
+  const unit = 10n ** BigInt(digits);
+  const fraction = digits === 0 ? "" : (abs % unit).toString().padStart(digits, "0");
+  return { sign: minor < 0n ? "-" : "", whole: abs / unit, fraction };
+}
+
+/** A plain decimal in the currency's own digits, for machines (CSV, KE-QR): 150050 KES -> "1500.50". */
+export function decimalAmount(minor: bigint, currency: string): string {
+  const { sign, whole, fraction } = split(minor, currency);
+  return fraction ? `${sign}${whole}.${fraction}` : `${sign}${whole}`;
+}
+
+/** For people (SMS, e-mail, messages): "KES 1,250", or "KES 1,250.50" when there are cents. */
+export function formatMoney(minor: bigint, currency: string): string {
+  const { sign, whole, fraction } = split(minor, currency);
+  const grouped = whole.toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+  const cents = fraction && /[1-9]/.test(fraction) ? `.${fraction}` : "";
+  return `${currency} ${sign}${grouped}${cents}`;
+}
+
+/**
+ * M-Pesa's limits for consumers, per Safaricom's portal: at least KES 1, at most KES 250,000 a
+ * transaction and KES 500,000 a day; whole shillings only. In KES minor units.
+ */
+export const MPESA_LIMITS = Object.freeze({
+  minMinor: 100n,
+  perTransactionMinor: 250_000_00n,
+  dailyMinor: 500_000_00n,
+});
+
+/**
+ * The whole-shilling KES amount M-Pesa can move, or INVALID_ARGUMENT naming `field`
+ * (missing, another currency, a fraction of a shilling, or outside M-Pesa's limits).
+ */
+export function mpesaAmount(money: { amountMinor: bigint; currency: string } | undefined, field: string): bigint {
+  if (!money) throw fieldError(field, "is required");
+  if (money.currency !== "KES") throw fieldError(field, "M-Pesa moves Kenya shillings only (currency KES)");
+  if (money.amountMinor % 100n !== 0n) throw fieldError(field, "M-Pesa moves whole shillings; amount_minor must be a multiple of 100");
+  if (money.amountMinor < MPESA_LIMITS.minMinor) throw fieldError(field, "at least KES 1");
+  if (money.amountMinor > MPESA_LIMITS.perTransactionMinor) throw fieldError(field, "M-Pesa allows at most KES 250,000 per transaction");
+  return money.amountMinor;
+}
+
+/**
+ * The largest card tip a public request may carry, per currency (about USD 2,000): a tip, not a
+ * transfer. Bounding every public amount keeps fee arithmetic far from int64's edge.
+ */
+export const CARD_MAX_MINOR: Readonly<Record<string, bigint>> = Object.freeze({
+  KES: 250_000_00n,
+  UGX: 7_500_000n,
+  TZS: 5_000_000_00n,
+  RWF: 2_500_000n,
+  USD: 2_000_00n,
+  EUR: 2_000_00n,
+  GBP: 2_000_00n,
+});
+
+/**
+ * A tip amount from outside for the rail: M-Pesa's rules (mpesaAmount), or for a card a known
+ * currency, more than zero and at most CARD_MAX_MINOR; else INVALID_ARGUMENT naming `field`.
+ */
+export function publicTipAmount(money: { amountMinor: bigint; currency: string } | undefined, field: string, rail: "mpesa" | "card"): bigint {
+  if (rail === "mpesa") return mpesaAmount(money, field);
+  if (!money) throw fieldError(field, "is required");
+  assertCurrency(money.currency, `${field}.currency`);
+  if (money.amountMinor <= 0n) throw fieldError(field, "must be greater than zero");
+  const max = CARD_MAX_MINOR[money.currency];
+  if (money.amountMinor > max) throw fieldError(field, `a card tip is at most ${formatMoney(max, money.currency)}`);
+  return money.amountMinor;
+}
+
+export const INT64_MAX = 2n ** 63n - 1n;
+export const INT64_MIN = -(2n ** 63n);
+
+/** `value` if it fits the contracts' int64; a RangeError (a bug: inputs are bounded) otherwise. */
+export function checkedInt64(value: bigint, what: string): bigint {
+  if (value > INT64_MAX || value < INT64_MIN) throw new RangeError(`${what} overflows int64: ${value}`);
+  return value;
+}

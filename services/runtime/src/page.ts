@@ -1,0 +1,55 @@
+// Keyset pages as proto/ttip/common/v1/page.proto defines them: page_size 0 means 50, at
+// most 500; page_token is opaque to callers and names the last row served.
+import { fieldError } from "./field-errors.js";
+
+export const PAGE_SIZE_DEFAULT = 50;
+export const PAGE_SIZE_MAX = 500;
+const TOKEN_FIELD = "page.page_token";
+
+/** The page size a request asks for, within page.proto's bounds. */
+export function pageSize(page: { pageSize?: number } | undefined): number {
+  const asked = page?.pageSize ?? 0;
+  if (asked <= 0) return PAGE_SIZE_DEFAULT;
+  return Math.min(asked, PAGE_SIZE_MAX);
+}
+
+/** The position after which the next page starts, as opaque text: base64url of a JSON array of strings. */
+export function encodePageToken(position: readonly (string | number | bigint)[]): string {
+  return Buffer.from(JSON.stringify(position.map(String))).toString("base64url");
+}
+
+/**
+ * The position a page token names, checked by `parse` (which returns undefined for a value it
+ * does not accept); undefined for an empty token (the first page). A token this service did
+ * not issue is INVALID_ARGUMENT naming page.page_token.
+ */
+export function decodePageToken<T>(token: string | undefined, parse: (position: string[]) => T | undefined): T | undefined {
+  if (!token) return undefined;
+  let position: unknown;
+  try {
+    position = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+  } catch {
+    position = undefined;
+  }
+  const ok = Array.isArray(position) && position.every((p) => typeof p === "string");
+  const parsed = ok ? parse(position as string[]) : undefined;
+  if (parsed === undefined) throw fieldError(TOKEN_FIELD, "not a token this service issued", "page.token");
+  return parsed;
+}
+
+/**
+ * Rows fetched with LIMIT size + 1 as one page: the first `size`, and the token of the last
+ * of them when there was one more row.
+ */
+export function keysetPage<R>(rows: readonly R[], size: number, positionOf: (last: R) => readonly (string | number | bigint)[]) {
+  const items = rows.slice(0, size);
+  const more = rows.length > size && items.length > 0;
+  return { items, nextPageToken: more ? encodePageToken(positionOf(items[items.length - 1])) : "" };
+}
+
+/** Parsers for common position parts. */
+export const positionParts = {
+  uuid: (s: string | undefined) => (s !== undefined && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(s) ? s : undefined),
+  timestamp: (s: string | undefined) => (s !== undefined && !Number.isNaN(Date.parse(s)) ? s : undefined),
+  integer: (s: string | undefined) => (s !== undefined && /^\d{1,18}$/.test(s) ? BigInt(s) : undefined),
+};
