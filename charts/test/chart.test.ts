@@ -34,7 +34,7 @@ async function render(...set: string[]): Promise<Doc[]> {
   return docs.map((d) => d.toJSON()).filter(Boolean);
 }
 
-const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "qr", "wallet"];
+const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "qr", "venue", "wallet"];
 
 describe("helm chart", () => {
   test("lints clean with --strict", async () => {

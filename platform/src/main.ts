@@ -1,5 +1,5 @@
 // One entry for every process of the platform (one container image):
-//   main.ts <auth|payment|qr|wallet|notification|analytics>  one service (cluster)
+//   main.ts <auth|payment|qr|wallet|notification|analytics|venue>  one service (cluster)
 //   main.ts gateway                                          the public gateway (cluster)
 //   main.ts embedded                                         everything in this process
 import { z } from "zod";

@@ -54,7 +54,7 @@ app.kubernetes.io/component: {{ .name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
 
-{{/* The six services (everything but the gateway), in a stable order. */}}
+{{/* The services (everything but the gateway), in a stable order. */}}
 {{- define "ttip.services" -}}
 {{- $names := list -}}
 {{- range $name, $_ := .Values.components -}}

@@ -7,7 +7,7 @@ import { VenueDistributionConfirmedSchema, VenueDistributionReversedSchema, Venu
 import { create } from "@bufbuild/protobuf";
 import { DistributionSchema, DistributionStatus, type Distribution } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { emitEvent, withTransaction, type Logger, type Pool, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { emitEvent, withTransaction, type Logger, type Pool, type Queryable, type ServiceContext, fieldError } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { METHOD_WORDS, planSplit, type Period, type Plan } from "./plan.js";
 import { REMAINDER_RULE } from "./split.js";
@@ -45,7 +45,7 @@ export class Distributions {
       return await this.wallet.getPoolTakings({ venueId: venue.venueId, currency: venue.currency, start: timestampFromDate(p.start), end: timestampFromDate(p.end) }, { timeoutMs: 10_000 });
     } catch (err) {
       const e = ConnectError.from(err);
-      if (e.code === Code.InvalidArgument) throw new ConnectError(`period: ${e.rawMessage}`, Code.InvalidArgument);
+      if (e.code === Code.InvalidArgument) throw fieldError("period", e.rawMessage);
       throw new ConnectError(`the ledger cannot be read now (${e.rawMessage})`, Code.Unavailable);
     }
   }

@@ -6,7 +6,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { MyShareSchema, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { emitEvent, requireCaller, withTransaction, type Pool } from "@ttip/runtime";
+import { decodePageToken, emitEvent, keysetPage, pageSize, positionParts, requireCaller, withTransaction, type Pool, fieldError } from "@ttip/runtime";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Access } from "./access.js";
 import { csvLine } from "./csv.js";
@@ -41,31 +41,22 @@ import {
 const MAX_PERIOD_MS = 32 * 24 * 3600_000;
 
 export function periodOf(p: { start?: Timestamp; end?: Timestamp } | undefined, field = "period"): Period {
-  if (!p?.start) throw new ConnectError(`${field}.start: required`, Code.InvalidArgument);
-  if (!p.end) throw new ConnectError(`${field}.end: required`, Code.InvalidArgument);
+  if (!p?.start) throw fieldError(`${field}.start`, "required");
+  if (!p.end) throw fieldError(`${field}.end`, "required");
   const start = timestampDate(p.start);
   const end = timestampDate(p.end);
-  if (end.getTime() <= start.getTime()) throw new ConnectError(`${field}.end: must be after ${field}.start`, Code.InvalidArgument);
-  if (end.getTime() - start.getTime() > MAX_PERIOD_MS) throw new ConnectError(`${field}.end: a period covers at most 32 days`, Code.InvalidArgument);
+  if (end.getTime() <= start.getTime()) throw fieldError(`${field}.end`, `must be after ${field}.start`);
+  if (end.getTime() - start.getTime() > MAX_PERIOD_MS) throw fieldError(`${field}.end`, "a period covers at most 32 days");
   return { start, end };
 }
 
-interface Cursor {
-  at: string;
-  id: string;
+
+/** A (time, id) page position. */
+function atAndId([at, id]: string[]): { at: string; id: string } | undefined {
+  const t = positionParts.timestamp(at);
+  const u = positionParts.uuid(id);
+  return t && u ? { at: t, id: u } : undefined;
 }
-const encodeCursor = (c: Cursor) => Buffer.from(JSON.stringify(c)).toString("base64url");
-function decodeCursor(token: string | undefined): Cursor | undefined {
-  if (!token) return undefined;
-  try {
-    const c = JSON.parse(Buffer.from(token, "base64url").toString());
-    if (typeof c.at === "string" && typeof c.id === "string") return c;
-  } catch {
-    // fall through
-  }
-  throw new ConnectError("page.page_token: not a token this list gave out", Code.InvalidArgument);
-}
-const pageSize = (n: number | undefined) => (n && n > 0 ? Math.min(n, 200) : 50);
 
 export interface VenueDeps {
   pool: Pool;
@@ -83,7 +74,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
       const { caller } = await manager(ctx, req.venueId);
       const role = await withTransaction(pool, async (tx) => {
         await ensureDefaultRoles(tx, req.venueId);
-        if (req.roleId === "manager" && !req.isManager) throw new ConnectError("is_manager: the manager role stays a manager role", Code.InvalidArgument);
+        if (req.roleId === "manager" && !req.isManager) throw fieldError("is_manager", "the manager role stays a manager role");
         const { rows } = await tx.query<RoleRow>(
           `INSERT INTO venue.roles (venue_id, role_id, name, points, is_manager) VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (venue_id, role_id) DO UPDATE SET name = $3, points = $4, is_manager = $5, updated_at = now() RETURNING *`,
@@ -171,7 +162,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
       try {
         text = new TextDecoder("utf-8", { fatal: true }).decode(req.csv);
       } catch {
-        throw new ConnectError("csv: not UTF-8 text", Code.InvalidArgument);
+        throw fieldError("csv", "not UTF-8 text");
       }
       const r = await importShifts(pool, req.venueId, caller.subject, text, req.dryRun);
       return { imported: r.imported, rejected: r.rejected };
@@ -218,15 +209,15 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
       if (req.method === SplitMethod.FIXED_PERCENTAGES) {
         const seen = new Set<string>();
         fixed.forEach((f, i) => {
-          if (!/^[0-9a-f-]{36}$/i.test(f.member_id)) throw new ConnectError(`fixed_shares[${i}].member_id: must be a member id`, Code.InvalidArgument);
-          if (f.basis_points <= 0 || f.basis_points > 10_000) throw new ConnectError(`fixed_shares[${i}].basis_points: must be 1 to 10000`, Code.InvalidArgument);
-          if (seen.has(f.member_id)) throw new ConnectError(`fixed_shares[${i}].member_id: listed twice`, Code.InvalidArgument);
+          if (!/^[0-9a-f-]{36}$/i.test(f.member_id)) throw fieldError(`fixed_shares[${i}].member_id`, "must be a member id");
+          if (f.basis_points <= 0 || f.basis_points > 10_000) throw fieldError(`fixed_shares[${i}].basis_points`, "must be 1 to 10000");
+          if (seen.has(f.member_id)) throw fieldError(`fixed_shares[${i}].member_id`, "listed twice");
           seen.add(f.member_id);
         });
         const total = fixed.reduce((s, f) => s + f.basis_points, 0);
-        if (total !== 10_000) throw new ConnectError(`fixed_shares: add up to ${total} basis points, not 10000 (100%)`, Code.InvalidArgument);
+        if (total !== 10_000) throw fieldError("fixed_shares", `add up to ${total} basis points, not 10000 (100%)`);
       } else if (fixed.length) {
-        throw new ConnectError("fixed_shares: only for SPLIT_METHOD_FIXED_PERCENTAGES", Code.InvalidArgument);
+        throw fieldError("fixed_shares", "only for SPLIT_METHOD_FIXED_PERCENTAGES");
       }
       const hash = createHash("sha256").update(JSON.stringify([req.method, req.includeManagers, fixed, req.note])).digest("hex");
       const rule = await withTransaction(pool, async (tx) => {
@@ -245,7 +236,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
           ]);
           const known = new Set(rows.map((r) => r.member_id));
           const i = fixed.findIndex((f) => !known.has(f.member_id));
-          if (i >= 0) throw new ConnectError(`fixed_shares[${i}].member_id: no member ${fixed[i].member_id} at this venue`, Code.InvalidArgument);
+          if (i >= 0) throw fieldError(`fixed_shares[${i}].member_id`, `no member ${fixed[i].member_id} at this venue`);
         }
         const { rows } = await tx.query<RuleRow>(
           `INSERT INTO venue.split_rules (venue_id, version, method, include_managers, fixed_shares, note, created_by, idempotency_key, request_hash)
@@ -285,7 +276,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
       const p = periodOf(req.period);
       const { caller, venue } = await manager(ctx, req.venueId);
       if (req.expectedCollected && req.expectedCollected.currency && req.expectedCollected.currency !== venue.currency) {
-        throw new ConnectError(`expected_collected.currency: the venue's pool is in ${venue.currency}`, Code.InvalidArgument);
+        throw fieldError("expected_collected.currency", `the venue's pool is in ${venue.currency}`);
       }
       return distributions.confirm(venue, p, caller.subject, req.expectedCollected?.amountMinor);
     },
@@ -308,25 +299,24 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
 
     async listDistributions(req, ctx) {
       await manager(ctx, req.venueId);
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken);
+      const size = pageSize(req.page);
+      const cursor = decodePageToken(req.page?.pageToken, atAndId);
       const { rows } = await pool.query<DistributionRow>(
         `SELECT * FROM venue.distributions WHERE venue_id = $1 AND status <> 'abandoned'
            AND ($2::timestamptz IS NULL OR (period_start, distribution_id) < ($2::timestamptz, $3::uuid))
          ORDER BY period_start DESC, distribution_id DESC LIMIT $4`,
         [req.venueId, cursor?.at ?? null, cursor?.id ?? null, size + 1],
       );
-      const page = rows.slice(0, size);
+      const { items, nextPageToken } = keysetPage(rows, size, (d) => [d.period_start.toISOString(), d.distribution_id]);
       const out = [];
-      for (const d of page) out.push(toDistribution(d, (await pool.query<ShareRow>(`SELECT * FROM venue.shares WHERE distribution_id = $1 ORDER BY line`, [d.distribution_id])).rows));
-      const last = page[page.length - 1];
-      return { distributions: out, page: { nextPageToken: rows.length > size ? encodeCursor({ at: last.period_start.toISOString(), id: last.distribution_id }) : "" } };
+      for (const d of items) out.push(toDistribution(d, (await pool.query<ShareRow>(`SELECT * FROM venue.shares WHERE distribution_id = $1 ORDER BY line`, [d.distribution_id])).rows));
+      return { distributions: out, page: { nextPageToken } };
     },
 
     async listMyShares(req, ctx) {
       const caller = requireCaller(ctx);
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken);
+      const size = pageSize(req.page);
+      const cursor = decodePageToken(req.page?.pageToken, atAndId);
       const { rows } = await pool.query<ShareRow & DistributionRow & { members_paid: number; pool_total: bigint }>(
         `SELECT s.*, d.venue_id, d.period_start, d.period_end, d.method, d.rule_version, d.currency, d.status, d.confirmed_at,
                 (SELECT count(*)::int FROM venue.shares x WHERE x.distribution_id = d.distribution_id AND x.amount_minor > 0) AS members_paid,
@@ -337,7 +327,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
           ORDER BY d.confirmed_at DESC, d.distribution_id DESC LIMIT $4`,
         [caller.subject, cursor?.at ?? null, cursor?.id ?? null, size + 1],
       );
-      const page = rows.slice(0, size);
+      const { items: page, nextPageToken } = keysetPage(rows, size, (r) => [r.confirmed_at!.toISOString(), r.distribution_id]);
       const names = new Map<string, string>();
       for (const v of new Set(page.map((r) => r.venue_id))) names.set(v, (await access.venue(v).catch(() => undefined))?.name ?? "");
       const shares = page.map((r) => create(MyShareSchema, {
@@ -353,8 +343,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
         status: r.status === "confirmed" ? 3 : 4,
         confirmedAt: r.confirmed_at ? timestampFromDate(r.confirmed_at) : undefined,
       }));
-      const last = page[page.length - 1];
-      return { shares, page: { nextPageToken: rows.length > size ? encodeCursor({ at: last.confirmed_at!.toISOString(), id: last.distribution_id }) : "" } };
+      return { shares, page: { nextPageToken } };
     },
 
     async getPeriodReport(req, ctx) {
@@ -393,16 +382,16 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
 
     async listAuditRecords(req, ctx) {
       await manager(ctx, req.venueId);
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken);
+      const size = pageSize(req.page);
+      const cursor = decodePageToken(req.page?.pageToken, ([n]) => positionParts.integer(n));
       const { rows } = await pool.query<{ sequence: string; venue_id: string; at: Date; actor: string; action: string; detail: unknown }>(
         `SELECT * FROM venue.audit_records WHERE venue_id = $1 AND ($2::bigint IS NULL OR sequence < $2) ORDER BY sequence DESC LIMIT $3`,
-        [req.venueId, cursor ? cursor.id : null, size + 1],
+        [req.venueId, cursor?.toString() ?? null, size + 1],
       );
-      const page = rows.slice(0, size);
+      const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.sequence]);
       return {
-        records: page.map((r) => ({ sequence: BigInt(r.sequence), venueId: r.venue_id, at: timestampFromDate(r.at), actor: r.actor, action: r.action, detail: JSON.stringify(r.detail) })),
-        page: { nextPageToken: rows.length > size ? encodeCursor({ at: "", id: page[page.length - 1].sequence }) : "" },
+        records: items.map((r) => ({ sequence: BigInt(r.sequence), venueId: r.venue_id, at: timestampFromDate(r.at), actor: r.actor, action: r.action, detail: JSON.stringify(r.detail) })),
+        page: { nextPageToken },
       };
     },
   });

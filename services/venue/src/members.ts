@@ -7,9 +7,8 @@ import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notificat
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { callerHeaders, emitEvent, withTransaction, type Logger, type Pool, type Principal, type Queryable, type Role, type ServiceContext } from "@ttip/runtime";
+import { callerHeaders, emitEvent, requireKenyanMobile, withTransaction, type Logger, type Pool, type Principal, type Queryable, type Role, type ServiceContext, fieldError } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
-import { normalisePhone } from "./phone.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
 const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
@@ -28,7 +27,7 @@ async function memberEvent(tx: Queryable, m: MemberRow, change: "invited" | "joi
 
 async function requireRole(db: Queryable, venueId: string, roleId: string, field: string) {
   const { rowCount } = await db.query(`SELECT 1 FROM venue.roles WHERE venue_id = $1 AND role_id = $2`, [venueId, roleId]);
-  if (!rowCount) throw new ConnectError(`${field}: no role ${roleId} at this venue (PutRole adds one)`, Code.InvalidArgument);
+  if (!rowCount) throw fieldError(`${field}`, `no role ${roleId} at this venue (PutRole adds one)`);
 }
 
 export interface MembersConfig {
@@ -54,7 +53,7 @@ export class Members {
    * texts a fresh link; only the link's hash is kept.
    */
   async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; roleId: string; joinedAt?: Date; key: string }): Promise<{ member: MemberRow; sent: boolean }> {
-    const phone = normalisePhone(input.phone, "phone");
+    const phone = requireKenyanMobile(input.phone, "phone");
     const joinedAt = input.joinedAt ?? new Date();
     const token = randomBytes(24).toString("base64url");
     const member = await withTransaction(this.pool, async (tx) => {
@@ -148,12 +147,12 @@ export class Members {
   /** From left_at on, nothing is theirs; an open shift is closed at that time. */
   async remove(venueId: string, caller: Principal, memberId: string, leftAt: Date | undefined, reason: string): Promise<MemberRow> {
     const at = leftAt ?? new Date();
-    if (at.getTime() > Date.now() + 60_000) throw new ConnectError("left_at: must not be in the future", Code.InvalidArgument);
+    if (at.getTime() > Date.now() + 60_000) throw fieldError("left_at", "must not be in the future");
     const m = await withTransaction(this.pool, async (tx) => {
       const m = await memberById(tx, venueId, memberId, true);
       if (!m) throw new ConnectError(`member_id: no member ${memberId} at this venue`, Code.NotFound);
       if (m.left_at) return m;
-      if (at.getTime() < m.joined_at.getTime()) throw new ConnectError(`left_at: before they joined (${m.joined_at.toISOString()})`, Code.InvalidArgument);
+      if (at.getTime() < m.joined_at.getTime()) throw fieldError("left_at", `before they joined (${m.joined_at.toISOString()})`);
       const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET left_at = $2, left_reason = $3, invite_token_hash = NULL WHERE member_id = $1 RETURNING *`, [memberId, at, reason]);
       await tx.query(
         `UPDATE venue.shifts SET ended_at = LEAST(GREATEST($2, started_at + interval '1 minute'), started_at + interval '24 hours')

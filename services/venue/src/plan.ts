@@ -1,6 +1,7 @@
 // Who is in a period's split and with what weight, from the roster, the
 // shifts and the rule. Pure: the service loads the rows, this decides.
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { formatMoney } from "@ttip/runtime";
 import { cutByWeights } from "./split.js";
 
 export interface RosterMember {
@@ -82,13 +83,6 @@ export const METHOD_WORDS: Record<number, string> = {
   [SplitMethod.FIXED_PERCENTAGES]: "by fixed percentages",
 };
 
-export function formatMinor(minor: bigint, currency: string): string {
-  const negative = minor < 0n;
-  const abs = negative ? -minor : minor;
-  const whole = (abs / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  const cents = abs % 100n;
-  return `${negative ? "-" : ""}${currency} ${whole}${cents ? `.${cents.toString().padStart(2, "0")}` : ""}`;
-}
 
 const hours = (minutes: bigint) => {
   const h = minutes / 60n;
@@ -157,8 +151,8 @@ export function planSplit(amountMinor: bigint, currency: string, rule: RuleSpec,
     amountMinor: cut.amounts[i],
     remainderMinor: cut.fromRemainder[i],
     explanation:
-      `${c.basis}: ${c.weight} of ${totalWeight} x ${formatMinor(amountMinor, currency)} = ${formatMinor(cut.amounts[i], currency)}` +
-      (cut.fromRemainder[i] ? ` (incl. ${formatMinor(cut.fromRemainder[i], currency)} from rounding)` : ""),
+      `${c.basis}: ${c.weight} of ${totalWeight} x ${formatMoney(amountMinor, currency)} = ${formatMoney(cut.amounts[i], currency)}` +
+      (cut.fromRemainder[i] ? ` (incl. ${formatMoney(cut.fromRemainder[i], currency)} from rounding)` : ""),
   }));
   return { lines, excluded };
 }

@@ -4,9 +4,8 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { emitEvent, withTransaction, type Pool, type Queryable } from "@ttip/runtime";
+import { emitEvent, parseKenyanMobile, withTransaction, type Pool, type Queryable, fieldError } from "@ttip/runtime";
 import { parseCsv } from "./csv.js";
-import { normalisePhone } from "./phone.js";
 import { audit, currentMemberOf, type MemberRow, type ShiftRow } from "./store.js";
 
 const DAY_MS = 24 * 3600_000;
@@ -87,7 +86,7 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
     if (!ms[0]) throw new ConnectError(`member_id: no member ${memberId} at this venue`, Code.NotFound);
     await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${memberId}`]);
     const problem = await shiftProblem(tx, ms[0], start, end);
-    if (problem) throw new ConnectError(`ended_at: ${problem}`, Code.InvalidArgument);
+    if (problem) throw fieldError("ended_at", problem);
     const { rows } = await tx.query<ShiftRow>(
       `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, ended_at, source, recorded_by, idempotency_key)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
@@ -121,7 +120,7 @@ export interface ImportResult {
  */
 export async function importShifts(pool: Pool, venueId: string, actor: string, csv: string, dryRun: boolean): Promise<ImportResult> {
   const { rows, truncated } = parseCsv(csv, MAX_IMPORT_ROWS + 1);
-  if (truncated) throw new ConnectError(`csv: at most ${MAX_IMPORT_ROWS} rows per import`, Code.InvalidArgument);
+  if (truncated) throw fieldError("csv", `at most ${MAX_IMPORT_ROWS} rows per import`);
   const header = rows.shift();
   const cols = header?.fields.map((f) => f.trim().toLowerCase()) ?? [];
   const [mi, si, ei] = ["member", "start", "end"].map((c) => cols.indexOf(c));
@@ -137,12 +136,7 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
       const who = (r.fields[mi] ?? "").trim();
       let m = byId.get(who);
       if (!m) {
-        let phone: string | undefined;
-        try {
-          phone = normalisePhone(who, "member");
-        } catch {
-          phone = undefined;
-        }
+        const phone = parseKenyanMobile(who);
         // The current membership for a phone, else the latest one.
         m = phone ? (staff.find((s) => s.phone === phone && !s.left_at) ?? staff.find((s) => s.phone === phone)) : undefined;
       }

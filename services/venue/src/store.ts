@@ -1,7 +1,7 @@
 // Rows of the venue schema and how they read as messages.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { Queryable } from "@ttip/runtime";
+import { maskPhone, type Queryable } from "@ttip/runtime";
 import {
   DistributionSchema,
   DistributionStatus,
@@ -17,7 +17,6 @@ import {
   type Shift,
   type SplitRule,
 } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { maskPhone } from "./phone.js";
 import { METHOD_WORDS, type RosterMember, type RuleSpec, type ShiftSpan } from "./plan.js";
 import { REMAINDER_RULE } from "./split.js";
 
