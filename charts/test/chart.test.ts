@@ -1,34 +1,22 @@
 import assert from "node:assert/strict";
-import { execFile, execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { execFile } from "node:child_process";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
+import { helmBinary } from "./helm.js";
 
 const exec = promisify(execFile);
 const chart = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../ttip");
-const HELM_VERSION = "v3.16.3";
-
-/** helm from PATH or Go's bin folder; `make test` installs it with `go install` (services/runtime/src/testing/install-test-tools.sh). */
-function helmBinary(): string {
-  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) if (existsSync(path.join(dir, "helm"))) return path.join(dir, "helm");
-  let gopath = "";
-  try {
-    gopath = execFileSync("go", ["env", "GOPATH"]).toString().trim();
-  } catch {
-    // no Go either
-  }
-  const fromGo = path.join(gopath, "bin", "helm");
-  if (gopath && existsSync(fromGo)) return fromGo;
-  throw new Error(`helm not found: install it with \`go install helm.sh/helm/v3/cmd/helm@${HELM_VERSION}\``);
-}
+const KUBE = ["--kube-version", "1.33.0"];
+/** The one value without a default: where the deployment is reached. */
+const BASE = ["publicUrl=https://tips.example.co.ke"];
 
 type Doc = { kind: string; metadata: { name: string; labels: Record<string, string> }; spec: any };
 
 async function render(...set: string[]): Promise<Doc[]> {
-  const { stdout } = await exec(helmBinary(), ["template", "t", chart, "--kube-version", "1.29.0", ...set.flatMap((s) => ["--set", s])]);
+  const { stdout } = await exec(helmBinary(), ["template", "t", chart, ...KUBE, ...[...BASE, ...set].flatMap((s) => ["--set", s])]);
   const docs = parseAllDocuments(stdout);
   for (const d of docs) assert.deepEqual(d.errors, [], "valid YAML without duplicate keys");
   return docs.map((d) => d.toJSON()).filter(Boolean);
@@ -38,22 +26,24 @@ const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "
 
 describe("helm chart", () => {
   test("lints clean with --strict", async () => {
-    const { stdout } = await exec(helmBinary(), ["lint", chart, "--strict", "--kube-version", "1.29.0"]);
+    const { stdout } = await exec(helmBinary(), ["lint", chart, "--strict", ...KUBE, "--set", BASE[0]]);
     assert.match(stdout, /0 chart\(s\) failed/);
   });
 
   test("one Deployment, Service, HPA, PDB and NetworkPolicy per component, probed over grpc.health.v1", async () => {
     const docs = await render();
     const of = (kind: string) => docs.filter((d) => d.kind === kind).map((d) => d.metadata.labels["app.kubernetes.io/component"]).sort();
-    for (const kind of ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy"]) {
+    for (const kind of ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceAccount"]) {
       assert.deepEqual(of(kind), COMPONENTS, kind);
     }
+    assert.deepEqual(of("NetworkPolicy"), [...[...COMPONENTS, "migrate"].sort(), undefined], "one per component, the migration Job's, and the default deny");
     for (const d of docs.filter((x) => x.kind === "Deployment")) {
       const c = d.spec.template.spec.containers[0];
       assert.deepEqual(c.args, [d.metadata.labels["app.kubernetes.io/component"]]);
       for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) assert.equal(c[probe].grpc.port, 8080, `${d.metadata.name} ${probe}`);
       assert.equal(d.spec.replicas, undefined, "the HPA owns the replica count");
-      assert.equal(d.spec.template.spec.terminationGracePeriodSeconds, 25, "drain timeout plus room to close");
+      assert.equal(d.spec.template.spec.terminationGracePeriodSeconds, 30, "preStop, drain timeout, and room to close");
+      assert.deepEqual(c.lifecycle.preStop, { sleep: { seconds: 5 } });
       assert.equal(c.securityContext.readOnlyRootFilesystem, true);
       for (const key of ["app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/version", "helm.sh/chart"]) {
         assert.ok(d.metadata.labels[key], `${d.metadata.name} label ${key}`);
@@ -86,8 +76,8 @@ describe("helm chart", () => {
     for (const m of modules) {
       const d = docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === m.name)!;
       const peers = d.spec.template.spec.containers[0].env
-        .map((e: { name: string }) => e.name)
-        .filter((n: string) => n.endsWith("_URL") && !["DATABASE_URL", "REDIS_URL", "NATS_URL"].includes(n));
+        .filter((e: { value?: string }) => e.value?.startsWith("http://t-ttip-"))
+        .map((e: { name: string }) => e.name);
       assert.deepEqual(peers.sort(), (m.calls ?? []).map((c) => `${c.toUpperCase()}_URL`).sort(), m.name);
     }
   });
@@ -103,8 +93,97 @@ describe("helm chart", () => {
     assert.ok(panels.some((p: any) => p.targets[0].expr.includes("grpc_server_handling_seconds_bucket")));
   });
 
-  test("values.schema.json refuses a bad value, naming it", async () => {
+  test("values.schema.json refuses a bad value or an unknown key anywhere, naming it; cross-field rules too", async () => {
     await assert.rejects(render("image.pullPolicy=Sometimes"), /pullPolicy/);
     await assert.rejects(render("components.wallet.autoscaling.targetCPUUtilizationPercentage=150"), /targetCPUUtilizationPercentage/);
+    await assert.rejects(render("networkPolicy.enabeld=false"), /networkPolicy: Additional property enabeld is not allowed/);
+    await assert.rejects(render("components.qr.probes.liveness.timeoutSecond=5"), /timeoutSecond is not allowed/);
+    await assert.rejects(render("componets.qr.replicaCount=1"), /componets/);
+    await assert.rejects(render("components.qr.autoscaling.minReplicas=12"), /components.qr.autoscaling: minReplicas \(12\) is above maxReplicas \(10\)/);
+    await assert.rejects(render("podSecurityContext.runAsUser=1000"), /runAsUser/);
+    await assert.rejects(render("publicUrl=http://tips.example.co.ke"), /publicUrl: must be https:\/\/ in production/);
+    await assert.rejects(render("simulators.enabled=true"), /simulators/, "no simulators in production");
+    await assert.rejects(render("mpesa.enabled=true"), /mpesa.shortcode/);
+    await assert.rejects(render("notification.africastalking.enabled=false"), /smsPrimary is africastalking/);
+    await assert.rejects(exec(helmBinary(), ["template", "t", chart, ...KUBE]), /publicUrl/, "publicUrl is required");
+  });
+
+  test("a component reads only the secret keys of the providers enabled", async () => {
+    const keys = (docs: Doc[], component: string) =>
+      docs
+        .find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === component)!
+        .spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef?.name === "ttip-secrets")
+        .map((e: any) => e.name);
+    const plain = await render();
+    assert.deepEqual(keys(plain, "payment"), [], "M-Pesa off: no Daraja keys needed");
+    assert.deepEqual(keys(plain, "notification"), ["NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN"]);
+    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "notification.sendgrid.enabled=true");
+    assert.deepEqual(keys(full, "payment"), ["DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD"]);
+    assert.deepEqual(keys(full, "notification"), ["NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN", "NOTIFICATION_SENDGRID_API_KEY"]);
+  });
+
+  test("settings reach the processes: public URL in QR codes and callbacks, admin networks, pools, image by digest", async () => {
+    const digest = `sha256:${"ab".repeat(32)}`;
+    const docs = await render("admin.allowedNetworks={10.8.0.0/16,192.168.0.0/24}", `image.digest=${digest}`, "components.wallet.databasePoolMax=8");
+    const env = (component: string) => {
+      const d = docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === component)!;
+      return Object.fromEntries(d.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+    };
+    assert.equal(env("qr").QR_TIP_BASE_URL, "https://tips.example.co.ke/t");
+    assert.equal(env("payment").PAYMENT_CALLBACK_BASE_URL, "https://tips.example.co.ke");
+    assert.equal(env("notification").NOTIFICATION_PUBLIC_URL, "https://tips.example.co.ke");
+    assert.equal(env("notification").NOTIFICATION_PROVIDERS, "real");
+    assert.equal(env("auth").AUTH_OTP_SENDER, "notification", "OTPs through notification: no separate SMS API needed");
+    assert.equal(env("gateway").ADMIN_ALLOWED_NETWORKS, "10.8.0.0/16,192.168.0.0/24");
+    assert.equal(env("wallet").DATABASE_POOL_MAX, "8");
+    assert.equal(env("qr").DATABASE_POOL_MAX, "5");
+    for (const c of COMPONENTS) assert.equal(env(c).NODE_ENV, "production");
+    const images = new Set(docs.filter((d) => d.kind === "Deployment" || d.kind === "Job").map((d) => d.spec.template.spec.containers[0].image));
+    assert.deepEqual(images, new Set([`ghcr.io/ttip-platform/ttip@${digest}`]));
+  });
+
+  test("NetworkPolicies: default deny; each service reachable only from its callers (and Prometheus); egress only to callees, DNS, backends, providers", async () => {
+    const docs = await render();
+    const policy = (name: string) => docs.find((d) => d.kind === "NetworkPolicy" && d.metadata.name === `t-ttip-${name}`)!.spec;
+    const deny = policy("default-deny");
+    assert.deepEqual(deny.policyTypes, ["Ingress", "Egress"]);
+    assert.equal(deny.ingress, undefined);
+    assert.equal(deny.egress, undefined);
+    const components = (peers: any[]) => peers.flatMap((p: any) => p.podSelector?.matchLabels?.["app.kubernetes.io/component"] ?? []).sort();
+    // wallet is called by payment and the gateway; notification by analytics, auth, payment and the gateway.
+    assert.deepEqual(components(policy("wallet").ingress[0].from), ["gateway", "payment"]);
+    assert.deepEqual(components(policy("notification").ingress[0].from), ["analytics", "auth", "gateway", "payment"]);
+    assert.deepEqual(components(policy("payment").egress[1].to), ["auth", "notification", "qr", "wallet"]);
+    assert.equal(components(policy("wallet").egress.flatMap((e: any) => e.to ?? [])).length, 0, "wallet calls nobody");
+    for (const c of COMPONENTS) {
+      const scrape = policy(c).ingress.find((r: any) => r.from?.some((p: any) => p.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"] === "monitoring"));
+      assert.ok(scrape, `${c}: Prometheus may scrape it`);
+      assert.ok(policy(c).egress.some((e: any) => e.ports.some((p: any) => p.port === 53)), `${c}: DNS`);
+    }
+    const ports = (c: string) => policy(c).egress.flatMap((e: any) => e.ports.map((p: any) => p.port)).sort((a: number, b: number) => a - b);
+    assert.deepEqual(ports("gateway"), [53, 53, 6379, 8080], "the gateway: DNS, Redis, the services");
+    assert.ok(ports("payment").includes(443) && ports("notification").includes(443), "providers");
+    assert.ok(!ports("wallet").includes(443), "wallet talks to no provider");
+  });
+
+  test("the ingress sends Daraja callbacks to payment and provider webhooks to notification", async () => {
+    const docs = await render("gateway.ingress.enabled=true", "gateway.ingress.className=nginx");
+    const ingress = docs.find((d) => d.kind === "Ingress")!;
+    assert.equal(ingress.spec.rules[0].host, "tips.example.co.ke");
+    const routes = ingress.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.name]);
+    assert.deepEqual(routes, [["/mpesa/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"]]);
+  });
+
+  test("the development values bring PostgreSQL, Redis, NATS and the Daraja simulator into the cluster", async () => {
+    const { stdout } = await exec(helmBinary(), ["template", "t", chart, ...KUBE, "-f", path.join(chart, "values-dev.yaml")]);
+    const docs = parseAllDocuments(stdout).map((d) => d.toJSON()).filter(Boolean) as Doc[];
+    const deployments = docs.filter((d) => d.kind === "Deployment").map((d) => d.metadata.name).sort();
+    for (const extra of ["t-ttip-postgres", "t-ttip-redis", "t-ttip-nats", "t-ttip-simulators"]) assert.ok(deployments.includes(extra), extra);
+    const payment = docs.find((d) => d.kind === "Deployment" && d.metadata.name === "t-ttip-payment")!;
+    const env = Object.fromEntries(payment.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+    assert.equal(env.DARAJA_BASE_URL, "http://t-ttip-simulators:8080");
+    assert.equal(env.PAYMENT_CALLBACK_BASE_URL, "http://t-ttip-payment:8080");
+    const connections = docs.find((d) => d.kind === "Secret" && d.metadata.name === "ttip-connections") as unknown as { stringData: Record<string, string> };
+    assert.equal(connections.stringData.NATS_URL, "nats://t-ttip-nats:4222");
   });
 });

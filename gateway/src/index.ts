@@ -48,6 +48,8 @@ export interface GatewayOptions {
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** See ServerOptions.maxConnectionAgeMs in the runtime. */
+  maxConnectionAgeMs?: number;
   /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
   readMaxBytes?: number;
 }
@@ -104,6 +106,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    maxConnectionAgeMs: options.maxConnectionAgeMs,
     readMaxBytes: options.readMaxBytes,
   });
   return {

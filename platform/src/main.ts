@@ -1,6 +1,8 @@
 // One entry for every process of the platform (one container image):
 //   main.ts <auth|payment|qr|wallet|notification|analytics|venue>  one service (cluster)
 //   main.ts gateway                                          the public gateway (cluster)
+//   main.ts migrate                                          every schema's migrations, then exit (the chart's hook Job)
+//   main.ts simulators                                       the Daraja simulator (development clusters only)
 //   main.ts embedded                                         everything in this process
 import { z } from "zod";
 import {
@@ -14,22 +16,26 @@ import {
   JetStreamBus,
   loadConfig,
   Metrics,
+  migrate,
   onShutdown,
   RedisCache,
   startService,
 } from "@ttip/runtime";
 import { startGateway } from "@ttip/gateway";
+import { startDarajaSimulator } from "@ttip/payment";
 import { runEmbedded } from "./embedded.js";
 import { modules, publicServices } from "./modules.js";
 
 const role = process.argv[2] ?? "";
-const roles = [...modules.map((m) => m.name), "gateway", "embedded"];
+const roles = [...modules.map((m) => m.name), "gateway", "migrate", "simulators", "embedded"];
 
 const common = {
   LOG_LEVEL: env.logLevel(),
   HOST: z.string().default("0.0.0.0"),
   PORT: env.port(8080),
   DRAIN_TIMEOUT_MS: env.duration(10_000),
+  // 0: HTTP/2 sessions are never ended by age (one process; nothing to spread over).
+  GRPC_MAX_CONNECTION_AGE_MS: z.coerce.number().int().min(0).default(0),
   // Largest request body read; larger ones are refused unread (RESOURCE_EXHAUSTED).
   READ_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_READ_MAX_BYTES),
 };
@@ -61,6 +67,32 @@ async function main() {
     await runEmbedded();
     return;
   }
+  if (role === "migrate") {
+    // Before new pods start (Helm pre-install/pre-upgrade hook). Services still
+    // migrate at start under the same advisory lock, so this is safe to repeat.
+    const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
+    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+    const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-migrate", logger });
+    try {
+      for (const m of modules) {
+        const applied = await migrate(pool, m.name, m.migrations, logger);
+        logger.info({ schema: m.name, applied: applied.length }, "schema up to date");
+      }
+    } finally {
+      await pool.end();
+    }
+    return;
+  }
+  if (role === "simulators") {
+    if (process.env.NODE_ENV === "production") throw new ConfigError(["NODE_ENV: simulators never run in production"]);
+    const cfg = loadConfig(common);
+    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+    // Callbacks leave from the pod's own address (the default, loopback, reaches nothing in a cluster).
+    const daraja = await startDarajaSimulator({ host: cfg.HOST, port: cfg.PORT, callbackSourceAddress: "0.0.0.0" });
+    logger.info({ url: daraja.url }, "Daraja simulator listening");
+    onShutdown(logger, [() => daraja.close()], cfg.DRAIN_TIMEOUT_MS);
+    return;
+  }
   if (role === "gateway") {
     const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
     const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
@@ -78,6 +110,7 @@ async function main() {
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+      maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
       readMaxBytes: cfg.READ_MAX_BYTES,
     });
     onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_TIMEOUT_MS + 5_000);
@@ -91,17 +124,27 @@ async function main() {
     DATABASE_URL: env.url(["postgres", "postgresql"]),
     DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
     NATS_URL: env.url(["nats", "tls"]),
+    NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _").default("TTIP"),
+    NATS_STREAM_MAX_AGE_HOURS: z.coerce.number().int().min(0).default(0),
+    NATS_STREAM_MAX_BYTES: z.coerce.number().int().min(0).default(0),
+    NATS_STREAM_REPLICAS: z.coerce.number().int().min(0).max(5).default(0),
     REDIS_URL: env.url(["redis", "rediss"]),
   });
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
   const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
   const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}`, logger });
-  const bus = await JetStreamBus.connect({ servers: cfg.NATS_URL, logger });
+  const bus = await JetStreamBus.connect({
+    servers: cfg.NATS_URL,
+    stream: cfg.NATS_STREAM,
+    logger,
+    limits: { maxAgeMs: cfg.NATS_STREAM_MAX_AGE_HOURS * 3_600_000, maxBytes: cfg.NATS_STREAM_MAX_BYTES, replicas: cfg.NATS_STREAM_REPLICAS },
+  });
   const cache = new RedisCache(cfg.REDIS_URL);
   const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, {
     host: cfg.HOST,
     port: cfg.PORT,
     drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+    maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
     readMaxBytes: cfg.READ_MAX_BYTES,
   });
   onShutdown(

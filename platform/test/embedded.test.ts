@@ -7,6 +7,15 @@ import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 import { modules, publicServices } from "../src/modules.js";
 
 // `make run` as a user gets it: PGlite, in-process bus and cache, one process.
+async function eventuallyRegistered(url: string): Promise<Array<{ confirmationUrl: string }>> {
+  for (let i = 0; i < 100; i++) {
+    const { registrations } = (await (await fetch(url)).json()) as { registrations: Array<{ confirmationUrl: string }> };
+    if (registrations.length) return registrations;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("the C2B URLs were never registered");
+}
+
 describe("embedded platform (make run)", () => {
   let platform: EmbeddedPlatform;
   before(async () => {
@@ -31,8 +40,13 @@ describe("embedded platform (make run)", () => {
 
   test("the simulators a person reads are listed and answer", async () => {
     const urls = Object.values(platform.simulators);
-    assert.equal(urls.length, 2, "M-Pesa and SMS");
+    assert.equal(urls.length, 3, "M-Pesa, its paybill URLs and SMS");
     for (const url of urls) assert.equal((await fetch(url)).status, 200, url);
+    // The paybill's C2B URLs were registered at start, and the USSD menu answers a dial.
+    const registered = await eventuallyRegistered(platform.simulators["M-Pesa paybill URLs (C2B)"]);
+    assert.match(registered[0].confirmationUrl, /\/c2b\/[^/]+\/confirmation$/);
+    const dial = await fetch(platform.offline!.ussdUrl, { method: "POST", body: new URLSearchParams({ sessionId: "embedded-test-1", serviceCode: "*483*123#", phoneNumber: "+254712345678", text: "" }) });
+    assert.match(await dial.text(), /^CON Welcome/);
   });
 
   test("the gateway serves /metrics with gRPC server metrics", async () => {

@@ -42,16 +42,60 @@ app.kubernetes.io/component: {{ .name }}
 {{- toYaml (mergeOverwrite (deepCopy .root.Values.defaults) (deepCopy $own)) -}}
 {{- end -}}
 
+{{/* One ServiceAccount per component (ctx: root, name). */}}
 {{- define "ttip.serviceAccountName" -}}
-{{- if .Values.serviceAccount.create -}}
-{{- default (include "ttip.fullname" .) .Values.serviceAccount.name -}}
+{{- if .root.Values.serviceAccount.create -}}
+{{- include "ttip.componentName" . -}}
 {{- else -}}
-{{- default "default" .Values.serviceAccount.name -}}
+default
 {{- end -}}
 {{- end -}}
 
+{{/* registry/repository@digest, or :tag (the chart's appVersion by default). */}}
 {{- define "ttip.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- $repo := .Values.image.repository -}}
+{{- with .Values.image.registry }}{{ $repo = printf "%s/%s" . $repo }}{{ end -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* In-cluster address of a component's gRPC port. */}}
+{{- define "ttip.componentUrl" -}}
+{{- printf "http://%s:8080" (include "ttip.componentName" .) -}}
+{{- end -}}
+
+{{/* The Secret keys a component reads: its own, for the providers enabled. */}}
+{{- define "ttip.secretKeys" -}}
+{{- $v := .root.Values -}}
+{{- $keys := list -}}
+{{- if eq .name "auth" }}{{ $keys = append $keys "AUTH_KEY_ENCRYPTION_SECRET" }}{{ end -}}
+{{- if eq .name "qr" }}{{ $keys = append $keys "QR_SIGNING_KEY" }}{{ end -}}
+{{- if and (eq .name "payment") (or $v.mpesa.enabled $v.simulators.enabled) -}}
+{{- $keys = concat $keys (list "DARAJA_CONSUMER_KEY" "DARAJA_CONSUMER_SECRET" "DARAJA_PASSKEY") -}}
+{{- if $v.mpesa.b2cShortcode }}{{ $keys = append $keys "DARAJA_INITIATOR_PASSWORD" }}{{ end -}}
+{{- end -}}
+{{- if and (eq .name "notification") (eq $v.notification.providers "real") -}}
+{{- if $v.notification.africastalking.enabled }}{{ $keys = concat $keys (list "NOTIFICATION_AT_API_KEY" "NOTIFICATION_AT_CALLBACK_TOKEN") }}{{ end -}}
+{{- if $v.notification.twilio.enabled }}{{ $keys = append $keys "NOTIFICATION_TWILIO_AUTH_TOKEN" }}{{ end -}}
+{{- if $v.notification.sendgrid.enabled }}{{ $keys = append $keys "NOTIFICATION_SENDGRID_API_KEY" }}{{ end -}}
+{{- if $v.notification.fcm.enabled }}{{ $keys = append $keys "NOTIFICATION_FCM_PRIVATE_KEY" }}{{ end -}}
+{{- end -}}
+{{- toYaml $keys -}}
+{{- end -}}
+
+{{/* PostgreSQL connections the pools may open at the HPA's maximum. */}}
+{{- define "ttip.databaseConnections" -}}
+{{- $root := . -}}
+{{- $total := 0 -}}
+{{- range $name := include "ttip.services" $root | fromYamlArray -}}
+{{- $c := include "ttip.componentValues" (dict "root" $root "name" $name) | fromYaml -}}
+{{- $pods := ternary $c.autoscaling.maxReplicas $c.replicaCount $c.autoscaling.enabled -}}
+{{- $total = add $total (mul $pods $c.databasePoolMax) -}}
+{{- end -}}
+{{- $total -}}
 {{- end -}}
 
 {{/* The services (everything but the gateway), in a stable order. */}}

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { requireCaller, withTransaction } from "@ttip/runtime";
+import { decodePageToken, decodeTimeIdToken, keysetPage, keysetTime, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
 import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -12,7 +12,6 @@ import { clientAddressOf } from "./request.js";
 import { forgetSessions, revokeSessions } from "./sessions.js";
 import { getUser, roleName, toUser } from "./users.js";
 
-const DEFAULT_PAGE = 50;
 
 interface KeyRow {
   key_id: string;
@@ -36,14 +35,8 @@ export function toPartnerKey(r: KeyRow): PartnerApiKey {
   });
 }
 
-/** Cursors are opaque to callers: a base64url number (an offset or an audit sequence). */
-const encodeCursor = (n: bigint | number) => Buffer.from(String(n)).toString("base64url");
-function decodeCursor(token: string, field: string): bigint | undefined {
-  if (!token) return undefined;
-  const text = Buffer.from(token, "base64url").toString();
-  if (!/^\d{1,18}$/.test(text)) throw new ConnectError(`${field}: not a cursor from this list`, Code.InvalidArgument);
-  return BigInt(text);
-}
+/** The audit log's position: the sequence number of the last event served. */
+const decodeSeqToken = (token: string | undefined) => decodePageToken(token, ([seq, ...rest]) => (rest.length ? undefined : positionParts.integer(seq)));
 
 /** Accounts, partner keys, the audit log and key rotation. The gateway also demands an allow-listed network. */
 export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminService>> {
@@ -112,11 +105,16 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
 
     async listPartnerApiKeys(req, ctx) {
       requireCaller(ctx, "admin");
-      const size = req.page?.pageSize || DEFAULT_PAGE;
-      const offset = decodeCursor(req.page?.pageToken ?? "", "page.page_token") ?? 0n;
-      const { rows } = await pool.query("SELECT * FROM auth.partner_api_keys ORDER BY created_at, key_id LIMIT $1 OFFSET $2", [size + 1, offset]);
-      const more = rows.length > size;
-      return { keys: rows.slice(0, size).map(toPartnerKey), page: { nextPageToken: more ? encodeCursor(offset + BigInt(size)) : "" } };
+      const size = pageSize(req.page);
+      const after = decodeTimeIdToken(req.page?.pageToken);
+      const { rows } = await pool.query(
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM auth.partner_api_keys
+          WHERE $1::timestamptz IS NULL OR (created_at, key_id) > ($1::timestamptz, $2::uuid)
+          ORDER BY created_at, key_id LIMIT $3`,
+        [after?.at ?? null, after?.id ?? null, size + 1],
+      );
+      const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.key_id]);
+      return { keys: items.map(toPartnerKey), page: { nextPageToken } };
     },
 
     async revokePartnerApiKey(req, ctx) {
@@ -136,8 +134,8 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
 
     async listAuditEvents(req, ctx) {
       requireCaller(ctx, "admin");
-      const size = req.page?.pageSize || DEFAULT_PAGE;
-      const before = decodeCursor(req.page?.pageToken ?? "", "page.page_token");
+      const size = pageSize(req.page);
+      const before = decodeSeqToken(req.page?.pageToken);
       const where: string[] = [];
       const params: unknown[] = [];
       const add = (sql: string, v: unknown) => {
@@ -154,9 +152,9 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
         `SELECT * FROM auth.audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT $${params.length}`,
         params,
       );
-      const page = rows.slice(0, size);
+      const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.seq]);
       return {
-        events: page.map((r) =>
+        events: items.map((r) =>
           create(AuditEventSchema, {
             auditEventId: r.audit_event_id,
             action: r.action,
@@ -167,7 +165,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
             occurredAt: timestampFromDate(r.occurred_at),
           }),
         ),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page.at(-1)!.seq) : "" },
+        page: { nextPageToken },
       };
     },
 

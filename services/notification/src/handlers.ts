@@ -21,7 +21,7 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { normalisePhone, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { decodeTimeIdToken, encodePageToken, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
 import { findRecipient, findTemplate, type TemplateRecord } from "./store.js";
 import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
@@ -39,26 +39,6 @@ const STATUS: Record<string, DeliveryStatus> = {
 const STATUS_NAME = Object.fromEntries(Object.entries(STATUS).slice(0, 5).map(([k, v]) => [v, k])) as Record<DeliveryStatus, string>;
 
 const invalid = (field: string, why: string) => new ConnectError(`${field}: ${why}`, Code.InvalidArgument);
-
-/** Opaque keyset cursor (created_at, id) for newest-first pages. */
-interface Cursor {
-  t: string;
-  id: string;
-}
-function encodeCursor(c: Cursor): string {
-  return Buffer.from(JSON.stringify(c)).toString("base64url");
-}
-function decodeCursor(token: string): Cursor | undefined {
-  if (!token) return undefined;
-  try {
-    const c = JSON.parse(Buffer.from(token, "base64url").toString()) as Cursor;
-    if (typeof c.t !== "string" || typeof c.id !== "string" || Number.isNaN(Date.parse(c.t))) throw new Error();
-    return c;
-  } catch {
-    throw invalid("page.page_token", "not a token this service issued");
-  }
-}
-const pageSize = (n: number | undefined) => Math.min(n || 20, 100);
 
 function toTemplate(t: TemplateRecord) {
   return create(TemplateSchema, {
@@ -92,9 +72,10 @@ function toInApp(r: InAppRow): InAppNotification {
   });
 }
 
-async function loadDeliveries(pool: Pool, where: string, params: unknown[], limit: number): Promise<(Delivery & { _created: Date })[]> {
+async function loadDeliveries(pool: Pool, where: string, params: unknown[], limit: number): Promise<(Delivery & { _pageAt: string })[]> {
   const { rows } = await pool.query(
-    `SELECT id, user_id, channel, template_key, template_version, address_masked, status, created_at
+    `SELECT id, user_id, channel, template_key, template_version, address_masked, status, created_at,
+            ${keysetTime("created_at")} AS page_at
        FROM notification.deliveries WHERE ${where} ORDER BY created_at DESC, id DESC LIMIT ${limit}`,
     params,
   );
@@ -128,7 +109,7 @@ async function loadDeliveries(pool: Pool, where: string, params: unknown[], limi
             }),
           ),
       }),
-      { _created: r.created_at as Date },
+      { _pageAt: r.page_at as string },
     ),
   );
 }
@@ -185,14 +166,14 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
 
     async listInAppNotifications(req, hc) {
       const caller = requireCaller(hc);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
-      const size = pageSize(req.page?.pageSize);
-      const { rows } = await pool.query<InAppRow>(
-        `SELECT id, template_key, title, body, created_at, read_at FROM notification.inapp_notifications
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
+      const size = pageSize(req.page);
+      const { rows } = await pool.query<InAppRow & { page_at: string }>(
+        `SELECT id, template_key, title, body, created_at, read_at, ${keysetTime("created_at")} AS page_at FROM notification.inapp_notifications
           WHERE user_id = $1 AND ($2::boolean = false OR read_at IS NULL)
             AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
           ORDER BY created_at DESC, id DESC LIMIT $5`,
-        [caller.subject, req.unreadOnly, cursor?.t ?? null, cursor?.id ?? null, size + 1],
+        [caller.subject, req.unreadOnly, cursor?.at ?? null, cursor?.id ?? null, size + 1],
       );
       const unread = await pool.query<{ n: number }>(
         "SELECT count(*)::int AS n FROM notification.inapp_notifications WHERE user_id = $1 AND read_at IS NULL",
@@ -203,7 +184,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       return {
         notifications: page.map(toInApp),
         unreadCount: unread.rows[0].n,
-        page: { nextPageToken: rows.length > size && last ? encodeCursor({ t: last.created_at.toISOString(), id: last.id }) : "" },
+        page: { nextPageToken: rows.length > size && last ? encodePageToken([last.page_at, last.id]) : "" },
       };
     },
 
@@ -353,20 +334,20 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
 
     async listDeliveries(req, hc) {
       requireCaller(hc, "admin");
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
-      const size = pageSize(req.page?.pageSize);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
+      const size = pageSize(req.page);
       const rows = await loadDeliveries(
         pool,
         `($1 = '' OR user_id = NULLIF($1, '')::uuid) AND ($2 = '' OR status = $2) AND ($3::smallint = 0 OR channel = $3)
           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4::timestamptz, $5::uuid))`,
-        [req.userId, req.status ? STATUS_NAME[req.status] : "", req.channel, cursor?.t ?? null, cursor?.id ?? null],
+        [req.userId, req.status ? STATUS_NAME[req.status] : "", req.channel, cursor?.at ?? null, cursor?.id ?? null],
         size + 1,
       );
       const page = rows.slice(0, size);
       const last = page[page.length - 1];
       return {
         deliveries: page,
-        page: { nextPageToken: rows.length > size && last ? encodeCursor({ t: last._created.toISOString(), id: last.deliveryId }) : "" },
+        page: { nextPageToken: rows.length > size && last ? encodePageToken([last._pageAt, last.deliveryId]) : "" },
       };
     },
   });

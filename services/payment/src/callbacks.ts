@@ -15,8 +15,8 @@ import { applyStkOutcome, type Deps } from "./tips.js";
 const MAX_BODY = 64 * 1024;
 const ROUTE = /^\/mpesa\/(stk|b2c\/result|b2c\/timeout|status\/result|status\/timeout)\/([A-Za-z0-9_-]{16,64})$/;
 
-type Req = http.IncomingMessage | http2.Http2ServerRequest;
-type Res = http.ServerResponse | http2.Http2ServerResponse;
+export type Req = http.IncomingMessage | http2.Http2ServerRequest;
+export type Res = http.ServerResponse | http2.Http2ServerResponse;
 
 export function callbackFilter(deps: Deps & PayoutDeps): HttpFilter {
   return (req, res) => {
@@ -35,14 +35,14 @@ function redactToken(path: string): string {
 }
 
 /** With PAYMENT_CALLBACK_TRUST_PROXY the ingress (in a private range) is trusted to append the address it saw. */
-const INGRESS: BlockList = networkList(PRIVATE_NETWORKS);
+export const INGRESS: BlockList = networkList(PRIVATE_NETWORKS);
 
-function remoteAddress(req: Req, trustedProxies: BlockList | undefined): string {
+export function remoteAddress(req: Req, trustedProxies: BlockList | undefined): string {
   return clientAddress(req.socket?.remoteAddress, req.headers["x-forwarded-for"], trustedProxies);
 }
 
 /** The body up to MAX_BODY; a larger one is not read on (its first bytes are kept as evidence). */
-async function readBody(req: Req): Promise<{ body: Buffer; truncated: boolean }> {
+export async function readBody(req: Req): Promise<{ body: Buffer; truncated: boolean }> {
   try {
     return { body: await readHttpBody(req, MAX_BODY), truncated: false };
   } catch (err) {
@@ -51,7 +51,7 @@ async function readBody(req: Req): Promise<{ body: Buffer; truncated: boolean }>
   }
 }
 
-function reply(res: Res, status: number, body: unknown) {
+export function reply(res: Res, status: number, body: unknown) {
   if (res.headersSent) return;
   const data = JSON.stringify(body);
   (res as http.ServerResponse).writeHead(status, { "content-type": "application/json" });

@@ -1,6 +1,8 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { env, loadConfig } from "@ttip/runtime";
+import type { CardsConfig } from "./cards/config.js";
+import { loadCardsConfig } from "./cards/config.js";
 import type { DarajaConfig } from "./daraja/client.js";
 
 /**
@@ -48,6 +50,36 @@ export interface PaymentConfig {
    */
   reconcileLeaseMs?: number;
   fraud: FraudLimits;
+  /** Card tips (Stripe, PayPal); undefined when no card provider is configured (card tips: FAILED_PRECONDITION). */
+  cards?: CardsConfig;
+  /** Paybill/till payments (C2B); undefined = the C2B routes answer 404. */
+  c2b?: C2bConfig;
+  /** The USSD menu (Africa's Talking); undefined = its route answers 404. */
+  ussd?: UssdConfig;
+}
+
+export interface C2bConfig {
+  /** Secret path segment of the registered URLs: /c2b/<token>/validation and /c2b/<token>/confirmation. */
+  pathToken: string;
+  /** Our paybills and tills: a payment to any other is refused at validation (C2B00015). */
+  shortCodes: string[];
+  /** Which register URL API to use. */
+  registerVersion: "v1" | "v2";
+  /** What M-Pesa does when validation does not answer in time. */
+  responseType: "Completed" | "Cancelled";
+  /** Register the URLs when the service starts (one-time in production; make run does it). */
+  registerOnStart: boolean;
+  /** Validation answers within this, whatever the lookups behind it do (Safaricom waits about 8 s). */
+  validationBudgetMs: number;
+}
+
+export interface UssdConfig {
+  /** Secret path segment: POST /ussd/<token> (Africa's Talking's callback URL). */
+  pathToken: string;
+  /** A session idle longer than this is over, as the network ends it. */
+  sessionTimeoutMs: number;
+  /** Amounts offered in the menu, whole shillings. */
+  amountsKes: number[];
 }
 
 const shape = {
@@ -74,6 +106,15 @@ const shape = {
   FRAUD_WORKER_PER_10MIN: z.coerce.number().int().positive().default(30),
   FRAUD_OUTLIER_KES: z.coerce.number().int().positive().default(20_000),
   FRAUD_PIN_FAILURES_PER_HOUR: z.coerce.number().int().positive().default(3),
+  C2B_URL_TOKEN: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, "16-64 letters, digits, '-' or '_'").optional(),
+  C2B_SHORTCODES: z.string().optional(),
+  C2B_REGISTER_VERSION: z.enum(["v1", "v2"]).default("v2"),
+  C2B_RESPONSE_TYPE: z.enum(["Completed", "Cancelled"]).default("Completed"),
+  C2B_REGISTER_ON_START: env.flag(false),
+  C2B_VALIDATION_BUDGET_MS: env.duration(3_000),
+  USSD_CALLBACK_TOKEN: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, "16-64 letters, digits, '-' or '_'").optional(),
+  USSD_SESSION_TIMEOUT_MS: env.duration(180_000),
+  USSD_AMOUNTS_KES: z.string().regex(/^\d+(,\d+)*$/, "comma-separated whole shillings").default("50,100,200,500"),
 };
 
 export function loadPaymentConfig(vars: Record<string, string | undefined> = process.env): PaymentConfig {
@@ -113,6 +154,24 @@ export function loadPaymentConfig(vars: Record<string, string | undefined> = pro
       outlierMinor: BigInt(c.FRAUD_OUTLIER_KES) * 100n,
       pinFailures: c.FRAUD_PIN_FAILURES_PER_HOUR,
     },
+    cards: loadCardsConfig(vars),
+    c2b: c.C2B_URL_TOKEN
+      ? {
+          pathToken: c.C2B_URL_TOKEN,
+          shortCodes: (c.C2B_SHORTCODES ?? c.DARAJA_SHORTCODE ?? "").split(",").map((s) => s.trim()).filter(Boolean),
+          registerVersion: c.C2B_REGISTER_VERSION,
+          responseType: c.C2B_RESPONSE_TYPE,
+          registerOnStart: c.C2B_REGISTER_ON_START,
+          validationBudgetMs: Math.min(c.C2B_VALIDATION_BUDGET_MS, 7_000),
+        }
+      : undefined,
+    ussd: c.USSD_CALLBACK_TOKEN
+      ? {
+          pathToken: c.USSD_CALLBACK_TOKEN,
+          sessionTimeoutMs: c.USSD_SESSION_TIMEOUT_MS,
+          amountsKes: c.USSD_AMOUNTS_KES.split(",").map(Number).filter((n) => n >= 1 && n <= 250_000).slice(0, 6),
+        }
+      : undefined,
   };
 }
 

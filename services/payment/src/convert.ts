@@ -1,7 +1,6 @@
 // Rows to contract messages, and cursor pagination.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
 import {
   AlertStatus, FraudAction, FraudReason, PaymentMethodKind, PayoutSchema, PayoutStatus, TipSchema, TipStatus, type Payout, type Tip,
 } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -9,6 +8,7 @@ import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import type { PayoutRow } from "./payouts.js";
 import type { TipRow, TipStatusCode } from "./tips.js";
+import { withCardFields } from "./cards/convert.js";
 
 export const TIP_STATUS: Record<TipStatusCode, TipStatus> = {
   pending: TipStatus.PENDING,
@@ -19,18 +19,19 @@ export const TIP_STATUS: Record<TipStatusCode, TipStatus> = {
 };
 export const TIP_STATUS_CODE = Object.fromEntries(Object.entries(TIP_STATUS).map(([k, v]) => [v, k])) as Record<TipStatus, TipStatusCode>;
 
-export function tipMessage(t: TipRow, locale = "en"): Tip {
+/** `paybill`: where the tip can be paid from the M-Pesa menu when C2B is received (empty otherwise). */
+export function tipMessage(t: TipRow, locale = "en", paybill = ""): Tip {
   const messageKey = t.status === "held_for_review" ? "review" : t.result_code;
-  return create(TipSchema, {
+  const tip = create(TipSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id ?? "",
     venueId: t.venue_id,
     shared: t.worker_id === null,
     qrCodeId: t.qr_code_id,
-    amount: kes(t.amount_minor),
-    fee: kes(t.fee_minor),
-    charged: kes(t.charged_minor),
-    method: PaymentMethodKind.MPESA,
+    amount: { currency: t.currency, amountMinor: t.amount_minor },
+    fee: { currency: t.currency, amountMinor: t.fee_minor },
+    charged: { currency: t.currency, amountMinor: t.charged_minor },
+    method: t.method === "card" ? PaymentMethodKind.CARD : PaymentMethodKind.MPESA,
     status: TIP_STATUS[t.status],
     resultCode: t.result_code,
     resultMessage: t.result_code || t.status === "held_for_review" ? resultMessage(messageKey, locale) : "",
@@ -40,7 +41,11 @@ export function tipMessage(t: TipRow, locale = "en"): Tip {
     message: t.message,
     createdAt: timestampFromDate(t.created_at),
     completedAt: t.completed_at ? timestampFromDate(t.completed_at) : undefined,
+    paybillNumber: paybill && t.account_reference ? paybill : "",
+    paybillAccountReference: paybill && t.account_reference ? t.account_reference : "",
+    channel: t.channel ?? "web",
   });
+  return t.method === "card" ? withCardFields(tip, t, locale) : tip;
 }
 
 export const PAYOUT_STATUS: Record<PayoutRow["status"], PayoutStatus> = {
@@ -78,26 +83,10 @@ export const FRAUD_REASON: Record<string, FraudReason> = {
   PIN_FAILURES: FraudReason.PIN_FAILURES,
   CALLBACK_MISMATCH: FraudReason.CALLBACK_MISMATCH,
   UNKNOWN_CALLBACK: FraudReason.UNKNOWN_CALLBACK,
+  CARD_VELOCITY: FraudReason.CARD_VELOCITY,
+  CARD_COUNTRY_MISMATCH: FraudReason.CARD_COUNTRY_MISMATCH,
+  CARD_LIMIT: FraudReason.CARD_LIMIT,
+  CARD_DISPUTE: FraudReason.CARD_DISPUTE,
 };
 export const FRAUD_ACTION: Record<string, FraudAction> = { flag: FraudAction.FLAG, hold: FraudAction.HOLD, refuse: FraudAction.REFUSE };
 export const ALERT_STATUS: Record<string, AlertStatus> = { open: AlertStatus.OPEN, approved: AlertStatus.APPROVED, rejected: AlertStatus.REJECTED };
-
-/** Opaque keyset cursor over (created_at, id), newest first. */
-export function encodeCursor(at: Date, id: string): string {
-  return Buffer.from(JSON.stringify([at.toISOString(), id])).toString("base64url");
-}
-
-export function decodeCursor(token: string): { at: string; id: string } | undefined {
-  if (!token) return undefined;
-  try {
-    const [at, id] = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
-    if (typeof at !== "string" || Number.isNaN(Date.parse(at)) || typeof id !== "string" || !/^[0-9a-f-]{36}$/.test(id)) throw new Error();
-    return { at, id };
-  } catch {
-    throw new ConnectError("page.page_token: not a token this service issued", Code.InvalidArgument);
-  }
-}
-
-export function pageSize(size: number | undefined): number {
-  return size && size > 0 ? size : 50;
-}

@@ -15,7 +15,11 @@ export type FraudReasonCode =
   | "BLOCKED_NUMBER"
   | "PIN_FAILURES"
   | "CALLBACK_MISMATCH"
-  | "UNKNOWN_CALLBACK";
+  | "UNKNOWN_CALLBACK"
+  | "CARD_VELOCITY"
+  | "CARD_COUNTRY_MISMATCH"
+  | "CARD_LIMIT"
+  | "CARD_DISPUTE";
 export type FraudActionCode = "flag" | "hold" | "refuse";
 
 /** What each rule does when it fires. */
@@ -28,6 +32,11 @@ export const RULE_ACTIONS: Record<FraudReasonCode, FraudActionCode> = {
   AMOUNT_OUTLIER: "hold",
   CALLBACK_MISMATCH: "hold",
   UNKNOWN_CALLBACK: "flag",
+  // Card rules run on the authorisation (cards/rules.ts): refused ones are cancelled, never captured.
+  CARD_VELOCITY: "refuse",
+  CARD_LIMIT: "refuse",
+  CARD_COUNTRY_MISMATCH: "hold",
+  CARD_DISPUTE: "flag",
 };
 
 /** A tip this many times the worker's median (over at least 5 tips) is an outlier too. */

@@ -2,18 +2,23 @@ import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { callerOf, emitEvent, formatMoney, maskPhone, mpesaAmount, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { callerOf, decodeTimeIdToken, emitEvent, encodePageToken, formatMoney, keysetPage, keysetTime, maskPhone, mpesaAmount, pageSize, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { CardProvider, PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
-  ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, decodeCursor, encodeCursor, pageSize, payoutMessage, tipMessage,
+  ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, tipMessage,
 } from "./convert.js";
+import { resolveSuspense, type C2bRow } from "./c2b.js";
 import { resultMessage } from "./messages.js";
+import { refundCardTip } from "./cards/aftercare.js";
+import type { CardTipRow } from "./cards/convert.js";
+import { reviewCardTip } from "./cards/review.js";
+import { createCardTip, reconcileCardTips } from "./cards/tips.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
 import { kes } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
@@ -57,23 +62,45 @@ function nextChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal):
 
 export function registerHandlers(router: ConnectRouter, deps: Deps) {
   const { pool } = deps.ctx;
+  const tipOut = (t: TipRow, l?: string) => tipMessage(t, l, deps.config().c2b?.shortCodes[0]);
 
   router.service(PaymentService, {
     async createTip(req, ctx) {
-      if (req.payment.case === "card") throw new ConnectError("card tips are not available yet", Code.Unimplemented);
-      const amountMinor = mpesaAmount(req.amount, "amount");
-      const phone = requireKenyanMobile(req.payment.value ?? "", "mpesa_phone");
+      const card = req.payment.case === "card";
+      const amountMinor = card ? (req.amount?.amountMinor ?? 0n) : mpesaAmount(req.amount, "amount");
+      const phone = card ? "" : requireKenyanMobile(String(req.payment.value ?? ""), "mpesa_phone");
       let recipient = { workerId: "", venueId: "", qrCodeId: "" };
       if (req.recipient.case === "qrCode") {
         const target = await resolveQrCode(deps, req.recipient.value);
         // A venue's own code (or a table's) names no worker: the tip goes to the venue's pool.
         if (!target.workerId && !target.venueId) throw new ConnectError("qr_code: the code names neither a worker nor a venue", Code.FailedPrecondition);
-        if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== "KES")) {
+        if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== (req.amount?.currency ?? "KES"))) {
           throw new ConnectError(`amount: this code is for exactly ${formatMoney(target.fixedAmount.amountMinor, target.fixedAmount.currency)}`, Code.InvalidArgument);
         }
         recipient = { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId };
       } else if (req.recipient.case === "workerId") {
         recipient.workerId = req.recipient.value;
+      }
+      if (card) {
+        if (!recipient.workerId) throw new ConnectError("qr_code: card tips to a venue's pool are not available yet; pay by M-Pesa or scan a worker's code", Code.Unimplemented);
+        const created = await createCardTip(deps, {
+          idempotencyKey: req.idempotencyKey,
+          ...recipient,
+          amount: { currency: req.amount!.currency, amountMinor },
+          provider: req.cardProvider === CardProvider.PAYPAL ? "paypal" : "stripe",
+          customerCountry: req.customerCountry,
+          customerCoversFee: req.customerCoversFee,
+          rating: req.rating,
+          message: req.message,
+          customerEmail: req.customerEmail,
+          callerSubject: callerOf(ctx)?.subject,
+        });
+        return {
+          tip: tipMessage(created.tip, locale(ctx)),
+          stripeClientSecret: created.tip.card_provider === "stripe" ? created.clientSecret : "",
+          stripePublishableKey: created.tip.card_provider === "stripe" ? created.publicKey : "",
+          paypalApproveUrl: created.tip.card_provider === "paypal" ? created.approveUrl : "",
+        };
       }
       const tip = await createTip(deps, {
         idempotencyKey: req.idempotencyKey,
@@ -88,14 +115,14 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         customerEmail: req.customerEmail,
         callerSubject: callerOf(ctx)?.subject,
       });
-      return { tip: tipMessage(tip, locale(ctx)) };
+      return { tip: tipOut(tip, locale(ctx)) };
     },
 
     // Anyone holding the tip id (an unguessable UUID the tip page got) may read its status.
     async getTip(req, ctx) {
       const tip = await loadTip(pool, req.tipId);
       if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-      return { tip: tipMessage(tip, locale(ctx)) };
+      return { tip: tipOut(tip, locale(ctx)) };
     },
 
     async *watchTip(req, ctx) {
@@ -107,10 +134,11 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         try {
           const tip = await loadTip(pool, req.tipId);
           if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-          const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}`;
+          const card = tip as CardTipRow;
+          const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}|${card.next_action_url ?? ""}|${card.card_state ?? ""}`;
           if (key !== last) {
             last = key;
-            yield { tip: tipMessage(tip, locale(ctx)) };
+            yield { tip: tipOut(tip, locale(ctx)) };
           }
           if (isFinal(tip.status)) return;
           await change.wait;
@@ -122,19 +150,19 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async listTips(req, ctx) {
       const caller = requireCaller(ctx, "worker");
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? TIP_STATUS_CODE[req.status] : null;
-      const { rows } = await pool.query<TipRow>(
-        `SELECT * FROM payment.tips WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
+      const { rows } = await pool.query<TipRow & { page_at: string }>(
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.tips WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
            AND ($3::timestamptz IS NULL OR (created_at, tip_id) < ($3::timestamptz, $4::uuid))
          ORDER BY created_at DESC, tip_id DESC LIMIT $5`,
         [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
       );
       const page = rows.slice(0, size);
       return {
-        tips: page.map((t) => tipMessage(t, locale(ctx))),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].tip_id) : "" },
+        tips: page.map((t) => tipOut(t, locale(ctx))),
+        page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].tip_id]) : "" },
       };
     },
 
@@ -174,11 +202,11 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async listPayouts(req, ctx) {
       const caller = requireCaller(ctx, "worker");
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? PAYOUT_STATUS_CODE[req.status] : null;
-      const { rows } = await pool.query<PayoutRow>(
-        `SELECT * FROM payment.payouts WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
+      const { rows } = await pool.query<PayoutRow & { page_at: string }>(
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.payouts WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
            AND ($3::timestamptz IS NULL OR (created_at, payout_id) < ($3::timestamptz, $4::uuid))
          ORDER BY created_at DESC, payout_id DESC LIMIT $5`,
         [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
@@ -186,7 +214,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const page = rows.slice(0, size);
       return {
         payouts: page.map(payoutMessage),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].payout_id) : "" },
+        page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].payout_id]) : "" },
       };
     },
 
@@ -232,12 +260,12 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
   router.service(PaymentAdminService, {
     async listFraudAlerts(req, ctx) {
       requireCaller(ctx, "admin");
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? Object.entries(ALERT_STATUS).find(([, v]) => v === req.status)?.[0] : null;
       const reason = req.reason ? Object.entries(FRAUD_REASON).find(([, v]) => v === req.reason)?.[0] : null;
       const { rows } = await pool.query(
-        `SELECT * FROM payment.fraud_alerts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.fraud_alerts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)
            AND ($3::timestamptz IS NULL OR (created_at, alert_id) < ($3::timestamptz, $4::uuid))
          ORDER BY created_at DESC, alert_id DESC LIMIT $5`,
         [status ?? null, reason ?? null, cursor?.at ?? null, cursor?.id ?? null, size + 1],
@@ -257,7 +285,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
           reviewedBy: a.reviewed_by,
           reviewedAt: a.reviewed_at ? timestampFromDate(a.reviewed_at) : undefined,
         })),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].created_at, page[size - 1].alert_id) : "" },
+        page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].alert_id]) : "" },
       };
     },
 
@@ -267,6 +295,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
       if (tip.status !== "held_for_review") throw new ConnectError("tip_id: the tip is not held for review", Code.FailedPrecondition);
       if (!tip.credit_entry_id) throw new ConnectError("tip_id: the payment is still being recorded; try again shortly", Code.FailedPrecondition);
+      if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note), locale(ctx)) };
       if (req.approve) {
         // Idempotent on its key: a repeated approval posts nothing new.
         await deps.ledger.releaseFromSuspense({
@@ -300,7 +329,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (!updated) throw new ConnectError("tip_id: the tip was reviewed meanwhile", Code.FailedPrecondition);
       deps.changes.emit(tip.tip_id);
       if (req.approve) runAfterCredit(deps, updated);
-      return { tip: tipMessage(updated, locale(ctx)) };
+      return { tip: tipOut(updated, locale(ctx)) };
     },
 
     async holdPayouts(req, ctx) {
@@ -336,12 +365,47 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       return {};
     },
 
+    async listSuspensePayments(req, ctx) {
+      requireCaller(ctx, "admin");
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
+      const { rows } = await pool.query<C2bRow & { page_at: string }>(
+        `SELECT *, ${keysetTime("received_at")} AS page_at FROM payment.c2b_payments WHERE outcome = 'suspense' AND ($1 OR resolution = 'open')
+           AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
+         ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
+        [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+      );
+      const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.callback_id]);
+      return {
+        payments: items.map(suspenseMessage),
+        page: { nextPageToken },
+      };
+    },
+
+    async resolveSuspensePayment(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const { row, tip } = await resolveSuspense(deps, {
+        receipt: req.receipt,
+        matchAccountReference: req.action.case === "matchAccountReference" ? req.action.value : undefined,
+        refund: req.action.case === "refund",
+        note: req.note,
+        admin: admin.subject,
+      });
+      return { payment: suspenseMessage(row), tip: tip ? tipOut(tip, locale(ctx)) : undefined };
+    },
+
+    async refundTip(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const r = await refundCardTip(deps, { tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject });
+      return { tip: tipMessage(r.tip, locale(ctx)), refundId: r.refundId };
+    },
+
     async listUnmatchedCallbacks(req, ctx) {
       requireCaller(ctx, "admin");
-      const size = pageSize(req.page?.pageSize);
-      const cursor = decodeCursor(req.page?.pageToken ?? "");
+      const size = pageSize(req.page);
+      const cursor = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query(
-        `SELECT * FROM payment.callbacks WHERE NOT matched AND ($1 OR NOT resolved)
+        `SELECT *, ${keysetTime("received_at")} AS page_at FROM payment.callbacks WHERE NOT matched AND ($1 OR NOT resolved)
            AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
          ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
         [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
@@ -357,7 +421,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
           receivedAt: timestampFromDate(c.received_at),
           resolved: c.resolved,
         })),
-        page: { nextPageToken: rows.length > size ? encodeCursor(page[size - 1].received_at, page[size - 1].callback_id) : "" },
+        page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].callback_id]) : "" },
       };
     },
   });
@@ -366,14 +430,21 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     async reconcilePending(req) {
       const counts = await reconcileTips(deps, req.limit);
       await reconcilePayouts(deps, req.limit);
+      const cards = await reconcileCardTips(deps, req.limit);
+      counts.queried += cards.checked;
+      counts.settled += cards.settled;
       return counts;
+    },
+
+    async reconcileCardBalance() {
+      throw new ConnectError("card balance reconciliation is not built yet", Code.Unimplemented);
     },
 
     async getTipForReceipt(req) {
       const tip = await loadTip(pool, req.tipId);
       if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
       // Names belong to the auth and qr services; the receipt's sender looks them up.
-      return { tip: tipMessage(tip), workerDisplayName: "", venueName: "", workerReceived: kes(tip.worker_receives_minor) };
+      return { tip: tipOut(tip), workerDisplayName: "", venueName: "", workerReceived: kes(tip.worker_receives_minor) };
     },
   });
 
@@ -393,4 +464,20 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       payoutPhoneMasked: s?.payout_phone ? maskPhone(s.payout_phone) : "",
     });
   }
+}
+
+function suspenseMessage(r: C2bRow) {
+  return {
+    receipt: r.trans_id,
+    amount: kes(r.amount_minor),
+    accountReference: r.bill_ref_number,
+    businessShortCode: r.business_short_code,
+    reason: r.reason,
+    suggestions: r.suggestions,
+    resolution: r.resolution,
+    tipId: r.tip_id ?? "",
+    receivedAt: timestampFromDate(r.received_at),
+    resolvedBy: r.resolved_by,
+    resolvedAt: r.resolved_at ? timestampFromDate(r.resolved_at) : undefined,
+  };
 }

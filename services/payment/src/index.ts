@@ -2,16 +2,25 @@ import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { ServiceContext, ServiceModule } from "@ttip/runtime";
+import { registerC2bUrls } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
+import { createCardHub } from "./cards/hub.js";
+import { reconcileCardTips } from "./cards/tips.js";
+import { cardWebhookFilter } from "./cards/webhooks.js";
 import { loadPaymentConfig, type PaymentConfig } from "./config.js";
 import { DarajaClient } from "./daraja/client.js";
 import { registerHandlers } from "./handlers.js";
+import { offlineFilter } from "./offline-http.js";
 import { Ledger } from "./ledger.js";
 import { autoPayout, reconcilePayouts } from "./payouts.js";
 import { reconcileTips, type Deps } from "./tips.js";
 
+export { type C2bPayRequest, type C2bPayResult, type C2bRegistration } from "./daraja/c2b-simulator.js";
 export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator, type Script as SimScript, type SimTransaction, type SimulatorOptions } from "./daraja/simulator.js";
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
+export { playDialogue, UssdSession, UssdSessionEnded, type UssdScreen, type UssdSessionOptions } from "./ussd-simulator.js";
+export { startStripeSimulator, type StripeSimulator } from "./cards/stripe-simulator.js";
+export type { CardsConfig } from "./cards/config.js";
 
 export interface PaymentModuleOptions {
   /** Where configuration comes from; read at each use, so a host may fill in late values (its own URL). Default: the environment. */
@@ -21,7 +30,7 @@ export interface PaymentModuleOptions {
 /**
  * Tip attempts by M-Pesa STK push, Daraja callbacks, reconciliation of lost
  * callbacks, B2C payouts, saved M-Pesa numbers and fraud checks before money
- * moves. Card tips and tips to a venue's pool are not built yet (UNIMPLEMENTED).
+ * moves; card tips by Stripe (cards/). Tips to a venue's pool are not built yet (UNIMPLEMENTED).
  */
 export function createPaymentModule(options: PaymentModuleOptions = {}): ServiceModule {
   const config = options.config ?? envConfig();
@@ -45,6 +54,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
           return client.client;
         },
       };
+      deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
       deps.afterCredit = (tip) => autoPayout(deps, tip);
       depsByCtx.set(ctx, (d = deps));
     }
@@ -59,12 +69,19 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
       registerHandlers(router, depsFor(ctx));
     },
     http(ctx) {
-      return callbackFilter(depsFor(ctx));
+      const callbacks = callbackFilter(depsFor(ctx));
+      const offline = offlineFilter(depsFor(ctx));
+      const cards = cardWebhookFilter(depsFor(ctx));
+      return (req, res) => callbacks(req, res) || offline(req, res) || cards(req, res);
     },
     async start(ctx) {
       const deps = depsFor(ctx);
+      const registering = { on: true };
+      const registration = config().c2b?.registerOnStart ? registerInBackground(deps, registering) : Promise.resolve();
       const interval = config().reconcileIntervalMs;
       const drainBackground = async () => {
+        registering.on = false;
+        await registration;
         while (deps.background.size) await Promise.allSettled([...deps.background]);
       };
       if (!interval) return drainBackground;
@@ -75,6 +92,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
           try {
             await reconcileTips(deps, 100);
             await reconcilePayouts(deps, 100);
+            await reconcileCardTips(deps, 100);
           } catch (err) {
             ctx.logger.warn({ err }, "reconciliation pass failed; will retry");
           }
@@ -94,11 +112,32 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
   };
 }
 
+/**
+ * Registers the C2B URLs once the public base URL is known (a host may fill it
+ * in after start), retrying for about a minute; a failure is logged, not fatal.
+ */
+async function registerInBackground(deps: Deps, registering: { on: boolean }): Promise<void> {
+  let wait = 50;
+  for (let attempt = 0; attempt < 300 && registering.on; attempt++) {
+    await new Promise((r) => setTimeout(r, wait));
+    wait = 200;
+    if (!deps.config().callbackBaseUrl) continue;
+    try {
+      const said = await registerC2bUrls(deps);
+      deps.ctx.logger.info({ said }, "C2B URLs registered");
+      return;
+    } catch (err) {
+      deps.ctx.logger.warn({ err: (err as Error).message }, "C2B URL registration failed; retrying");
+      wait = 5_000;
+    }
+  }
+}
+
 /** Configuration from the environment, parsed again only when a variable it reads changes. */
 function envConfig(): () => PaymentConfig {
   let cached: { key: string; config: PaymentConfig } | undefined;
   return () => {
-    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_)/.test(k)).sort());
+    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_|C2B_|USSD_|STRIPE_|PAYPAL_|CARD_)/.test(k)).sort());
     if (cached?.key !== key) cached = { key, config: loadPaymentConfig(process.env) };
     return cached.config;
   };

@@ -12,7 +12,10 @@ import { evaluateTip, recordAlert, refusal } from "./fraud.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
+import { lockReceipt, reconcileC2b } from "./c2b.js";
+import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendReceipts } from "./receipts.js";
+import type { CardHub } from "./cards/hub.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
 
@@ -40,9 +43,12 @@ export interface TipRow {
   callback_token: string;
   checkout_request_id: string | null;
   mpesa_receipt: string | null;
+  method: "mpesa" | "card";
   credit_key: string | null;
   credit_kind: "worker" | "venue" | "suspense" | null;
   credit_entry_id: string | null;
+  account_reference: string | null;
+  channel: "web" | "ussd" | "paybill";
   deadline_at: Date;
   checks: number;
   created_at: Date;
@@ -60,6 +66,8 @@ export interface Deps {
   afterCredit?: (tip: TipRow) => Promise<void>;
   /** Background work the module waits for when it stops. */
   background: Set<Promise<unknown>>;
+  /** Card providers and the card side of the ledger (cards/). */
+  cards?: CardHub;
 }
 
 export interface NewTip {
@@ -76,6 +84,8 @@ export interface NewTip {
   message: string;
   customerEmail: string;
   callerSubject?: string;
+  /** "web" (default) or "ussd". */
+  channel?: "web" | "ussd";
 }
 
 export async function loadTip(db: Queryable, tipId: string): Promise<TipRow | undefined> {
@@ -136,16 +146,17 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
     const { rows } = await db.query<TipRow>(
       `WITH tip AS (INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
          fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
-         customer_email, status, fraud_action, callback_token, deadline_at, next_check_at, venue_id, qr_code_id)
+         customer_email, status, fraud_action, callback_token, deadline_at, next_check_at, venue_id, qr_code_id, channel, account_reference)
        VALUES ($1, $2, $3, $4, $5, 'KES', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'pending', $17, $18,
-         now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000), $20, $21)
+         now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000), $20, $21, $25,
+         payment.tip_reference(nextval('payment.tip_reference_seq')))
        ON CONFLICT (idempotency_key) DO NOTHING RETURNING *),
        announced AS (INSERT INTO payment.outbox (event_id, subject, payload) SELECT $22, $23, $24 FROM tip)
        SELECT * FROM tip`,
       [tipId, t.idempotencyKey, fp, t.workerId || null, t.callerSubject ?? "", t.amountMinor, charged - workerReceives, charged, workerReceives,
         quote.feeScheduleVersion, t.customerCoversFee, t.phone, phoneMasked, t.rating, t.message, t.customerEmail,
         hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? "",
-        created.id, created.subject, Buffer.from(created.data)],
+        created.id, created.subject, Buffer.from(created.data), t.channel ?? "web"],
     );
     return rows[0];
   };
@@ -158,6 +169,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
         return row;
       })
     : await insert(pool);
+  if (inserted) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "mpesa" });
   if (!inserted) {
     // A concurrent call with the same key won.
     return sameRequest((await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0], fp);
@@ -169,7 +181,8 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
       phone: t.phone,
       amount: Number(charged / 100n),
       callbackUrl: `${config.callbackBaseUrl.replace(/\/$/, "")}/mpesa/stk/${inserted.callback_token}`,
-      accountReference: "TTIP",
+      // Unique per tip: a C2B confirmation of this payment names the tip by it.
+      accountReference: inserted.account_reference ?? "TTIP",
       description: "Tip",
     });
     const row = await recordCheckout(deps, tipId, r.CheckoutRequestID, r.MerchantRequestID);
@@ -234,7 +247,8 @@ async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey
       [tipId, resultCode, resultMessage(messageKey)],
     );
     if (rows[0]) await emitTipFailed(tx, rows[0], true);
-  });
+    return rows.length > 0;
+  }).then((failed) => failed && paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" }));
   deps.changes.emit(tipId);
 }
 
@@ -254,8 +268,9 @@ async function emitTipFailed(tx: Queryable, tip: TipRow, pushRefused = false) {
 
 /** What Daraja said about a push, from a callback or an STK query. */
 export interface StkOutcome {
-  source: "callback" | "query";
-  checkoutRequestId: string;
+  /** "c2b": the same payment reported by a C2B confirmation naming the tip's reference (no CheckoutRequestID, no phone). */
+  source: "callback" | "query" | "c2b";
+  checkoutRequestId?: string;
   merchantRequestId?: string;
   resultCode: number;
   resultDesc: string;
@@ -276,11 +291,13 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
   // The row as this transaction committed it, when it decided a credit.
   let decided: TipRow | undefined;
   const result = await withTransaction(deps.ctx.pool, async (tx): Promise<ApplyResult> => {
+    // The receipt before the tip, as the C2B path does: a payment reported both ways at once is decided once.
+    if (o.receipt) await lockReceipt(tx, o.receipt);
     const { rows } = await tx.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tipId]);
     const tip = rows[0];
     if (!tip) return "unknown";
-    if (tip.checkout_request_id && tip.checkout_request_id !== o.checkoutRequestId) return "unknown";
-    if (!tip.checkout_request_id) {
+    if (o.source !== "c2b" && tip.checkout_request_id && tip.checkout_request_id !== o.checkoutRequestId) return "unknown";
+    if (o.source !== "c2b" && !tip.checkout_request_id) {
       // The callback overtook the push's own answer.
       await tx.query("UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3 WHERE tip_id = $1", [tipId, o.checkoutRequestId, o.merchantRequestId ?? null]);
     }
@@ -301,6 +318,11 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
           await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
             detail: `receipt ${o.receipt} already belongs to tip ${clash.rows[0].tip_id}; not credited again` });
           return "duplicate";
+        }
+        const parked = await heldByC2bSuspense(tx, tip, o.receipt);
+        if (parked) {
+          decided = parked;
+          return "held";
         }
       }
       const problems: string[] = [];
@@ -325,6 +347,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
     }
     if (tip.status !== "pending") return "duplicate";
     const code = String(o.resultCode);
+    if (!o.checkoutRequestId) return "duplicate";
     const { rows: failed } = await tx.query<TipRow>(
       `UPDATE payment.tips SET status = 'failed', result_code = $2, result_message = $3, completed_at = now()
         WHERE tip_id = $1 RETURNING *`,
@@ -334,6 +357,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
     return "failed";
   });
   deps.changes.emit(tipId);
+  if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
   if (result === "credited" || result === "held") await postCredit(deps, tipId, decided);
   return result;
 }
@@ -380,6 +404,12 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
     if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
     return t;
   });
+  if (recorded) {
+    const m = paymentMetrics(deps.ctx.metrics);
+    m.tips.inc({ status: recorded.credit_kind !== "suspense" ? "succeeded" : "held", method: "mpesa" });
+    if (recorded.credit_kind !== "suspense") m.amounts.observe({ method: "mpesa" }, Number(recorded.amount_minor) / 100);
+    if (recorded.completed_at) m.creditLatency.observe({ method: "mpesa" }, Math.max(0, Date.now() - recorded.completed_at.getTime()) / 1000);
+  }
   if (recorded && recorded.credit_kind !== "suspense") runAfterCredit(deps, recorded);
   return Boolean(recorded);
 }
@@ -397,9 +427,33 @@ export function runAfterCredit(deps: Deps, tip: TipRow): void {
   void p.finally(() => deps.background.delete(p));
 }
 
-/** Announces a tip whose money reached the worker; its customer is owed a receipt from then on. */
+/**
+ * The payment arrived first as a paybill confirmation that could not be placed
+ * (parked in suspense) and now its STK callback names this tip: the money is
+ * already in suspense, so the tip is held for an admin's approval, which moves
+ * it from suspense to the worker. Nothing is taken from M-Pesa clearing twice.
+ */
+async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): Promise<TipRow | undefined> {
+  const { rows } = await tx.query<{ suspense_entry_id: string | null; bill_ref_number: string }>(
+    "SELECT suspense_entry_id, bill_ref_number FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND resolution = 'open' FOR UPDATE",
+    [receipt],
+  );
+  const c2b = rows[0];
+  if (!c2b) return undefined;
+  await tx.query("UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = 'stk-callback', resolved_at = now() WHERE trans_id = $1", [receipt, tip.tip_id]);
+  await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
+    detail: `receipt ${receipt} came first as a paybill payment with reference "${c2b.bill_ref_number.slice(0, 40)}" and was parked in suspense; approve to credit this tip from suspense` });
+  const { rows: updated } = await tx.query<TipRow>(
+    `UPDATE payment.tips SET status = 'held_for_review', result_code = '0', result_message = $2, mpesa_receipt = $3, credit_key = $4,
+       credit_kind = 'suspense', credit_entry_id = $5, credited_at = now(), completed_at = now() WHERE tip_id = $1 RETURNING *`,
+    [tip.tip_id, resultMessage("review"), receipt, `c2b:${receipt}`, c2b.suspense_entry_id ?? `c2b:${receipt}`],
+  );
+  return updated[0];
+}
+
+/** Announces a tip whose money reached the worker; its customer is owed a receipt from then on (a paybill payer's number is not known). */
 export async function emitTipSucceeded(tx: Queryable, t: TipRow) {
-  await oweReceipt(tx, t.tip_id);
+  if (t.phone) await oweReceipt(tx, t.tip_id);
   await emitEvent(tx, "payment", "ttip.payment.tip_succeeded", TipSucceededSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id ?? "",
@@ -433,6 +487,7 @@ async function expireTip(deps: Deps, tipId: string): Promise<boolean> {
     }
     return rows.length > 0;
   });
+  if (done) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "expired", method: "mpesa" });
   deps.changes.emit(tipId);
   return done;
 }
@@ -454,7 +509,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   const leased = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<TipRow>(
       `SELECT * FROM payment.tips
-        WHERE status = 'pending' AND next_check_at <= now() AND (lease_until IS NULL OR lease_until < now())
+        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= now() AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
       [limit],
     );
@@ -469,6 +524,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   for (const tip of leased) {
     const expiresAt = tip.deadline_at.getTime() + config.stkExpireAfterMs;
     let settled = false;
+    let outcome: string | undefined;
     try {
       if (tip.checkout_request_id && config.daraja) {
         counts.queried++;
@@ -482,12 +538,17 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
             resultDesc: q.ResultDesc,
           });
           settled = r !== "unknown";
+          if (settled) outcome = `query_${r}`;
         } catch (err) {
           if (!(err instanceof DarajaError)) throw err;
+          if (err.kind !== "processing") outcome = "query_failed";
           if (err.kind !== "processing") deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
         }
       }
-      if (!settled && Date.now() >= expiresAt) settled = await expireTip(deps, tip.tip_id);
+      if (!settled && Date.now() >= expiresAt) {
+        settled = await expireTip(deps, tip.tip_id);
+        if (settled) outcome = "expired";
+      }
     } finally {
       const backoffMs = Math.min(60_000, 5_000 * 2 ** Math.min(tip.checks, 4));
       await pool.query(
@@ -499,13 +560,15 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
     }
     if (settled) counts.settled++;
     else counts.stillPending++;
+    paymentMetrics(deps.ctx.metrics).reconciliation.inc({ outcome: outcome ?? (settled ? "settled" : "still_pending") });
   }
   // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
   const { rows: uncredited } = await pool.query<{ tip_id: string }>(
-    `SELECT tip_id FROM payment.tips WHERE credit_key IS NOT NULL AND credit_entry_id IS NULL ORDER BY completed_at LIMIT $1`,
+    `SELECT tip_id FROM payment.tips WHERE credit_key IS NOT NULL AND credit_entry_id IS NULL AND method = 'mpesa' ORDER BY completed_at LIMIT $1`,
     [limit],
   );
   for (const { tip_id } of uncredited) await postCredit(deps, tip_id);
+  await reconcileC2b(deps, limit);
   await sendReceipts(deps, limit);
   return counts;
 }

@@ -17,13 +17,13 @@ import {
 } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { CreateQrCodeRequestSchema, type QrInternalService, type QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { callerOf, CLIENT_ADDRESS_HEADER, emitEvent, MPESA_LIMITS, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
+import { callerOf, CLIENT_ADDRESS_HEADER, decodeTimeIdToken, emitEvent, keysetPage, keysetTime, MPESA_LIMITS, pageSize, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { canManage, requireManage, requireVenueManager, VENUE, WORKER } from "./access.js";
 import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
 import { DEFAULT_SIZE, minPngSize, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText, type EcLevel } from "./render.js";
 import { cacheKeys, targetCurrency, type Resolver } from "./resolver.js";
-import { newShortCode, normalizeShortCode } from "./shortcode.js";
+import { newShortCode, normalizeShortCode, oneSlipAway } from "./shortcode.js";
 import type { PayloadSigner } from "./signing.js";
 import {
   claimIdempotencyKey,
@@ -243,25 +243,19 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
     async listQrCodes(req, ctx) {
       const caller = requireCaller(ctx);
       await requireManage(pool, caller, req.ownerKind, req.ownerId, null);
-      const size = req.page?.pageSize || 50;
-      let after: { at: string; id: string } | undefined;
-      if (req.page?.pageToken) {
-        const [at, id] = Buffer.from(req.page.pageToken, "base64url").toString().split("|");
-        if (!at || !id || Number.isNaN(Date.parse(at)) || !/^[0-9a-f-]{36}$/.test(id)) throw invalid("page.page_token", "is not a token this service issued");
-        after = { at, id };
-      }
+      const size = pageSize(req.page);
+      const after = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query(
-        `SELECT *, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS cursor_at FROM qr.qr_codes
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM qr.qr_codes
           WHERE owner_kind = $1 AND owner_id = $2 AND ($3 OR (status = 1 AND (expires_at IS NULL OR expires_at > now())))
             AND ($4::timestamptz IS NULL OR (created_at, qr_code_id) < ($4::timestamptz, $5::uuid))
           ORDER BY created_at DESC, qr_code_id DESC LIMIT $6`,
         [req.ownerKind, req.ownerId, req.includeInactive, after?.at ?? null, after?.id ?? null, size + 1],
       );
-      const page = rows.slice(0, size);
-      const last = page[page.length - 1];
+      const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.qr_code_id]);
       return {
-        qrCodes: page.map((r) => qrMessage(codeFromRow(r))),
-        page: { nextPageToken: rows.length > size ? Buffer.from(`${last.cursor_at}|${last.qr_code_id}`).toString("base64url") : "" },
+        qrCodes: items.map((r) => qrMessage(codeFromRow(r))),
+        page: { nextPageToken },
       };
     },
 
@@ -506,6 +500,17 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
         venueId: code.ownerKind === VENUE ? code.ownerId : (code.venueId ?? ""),
         status: code.status as QrCodeStatus,
       };
+    },
+
+    async suggestAccountReferences(req) {
+      const typed = normalizeShortCode(req.accountReference);
+      const candidates = oneSlipAway(typed).slice(0, 2_000);
+      if (!candidates.length) return { accountReferences: [] };
+      const { rows } = await pool.query<{ account_reference: string }>(
+        `SELECT account_reference FROM qr.qr_codes WHERE account_reference = ANY($1::text[]) AND status = 1 ORDER BY account_reference LIMIT 5`,
+        [candidates],
+      );
+      return { accountReferences: rows.map((r) => r.account_reference) };
     },
   };
 

@@ -81,6 +81,12 @@ export interface JetStreamOptions {
   logger: Logger;
   /** Wait before a failed message is delivered again (default 1 s). */
   redeliveryDelayMs?: number;
+  /**
+   * Retention limits set on the stream; 0 or absent leaves the server's (or
+   * the stream's current) value, so an operator's replica count or limits on
+   * an existing stream are kept.
+   */
+  limits?: { maxAgeMs?: number; maxBytes?: number; replicas?: number };
 }
 
 export class JetStreamBus implements EventBus {
@@ -105,20 +111,23 @@ export class JetStreamBus implements EventBus {
     const stream = options.stream ?? "TTIP";
     const prefix = options.subjectPrefix ?? "ttip";
     const jsm = await nc.jetstreamManager();
-    const config = {
-      name: stream,
+    const limits = options.limits ?? {};
+    const set = {
       subjects: [`${prefix}.>`],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
       // Publishes retried within this window with the same id are stored once.
       duplicate_window: 10 * 60 * 1_000_000_000,
+      ...(limits.maxAgeMs ? { max_age: limits.maxAgeMs * 1_000_000 } : {}),
+      ...(limits.maxBytes ? { max_bytes: limits.maxBytes } : {}),
+      ...(limits.replicas ? { num_replicas: limits.replicas } : {}),
     };
+    let existing: Awaited<ReturnType<typeof jsm.streams.info>> | undefined;
     try {
-      await jsm.streams.info(stream);
-      await jsm.streams.update(stream, config);
+      existing = await jsm.streams.info(stream);
     } catch {
-      await jsm.streams.add(config);
+      existing = undefined;
     }
+    if (existing) await jsm.streams.update(stream, { ...existing.config, ...set });
+    else await jsm.streams.add({ name: stream, retention: RetentionPolicy.Limits, storage: StorageType.File, ...set });
     return new JetStreamBus(nc, stream, options.logger, options.redeliveryDelayMs ?? REDELIVERY_DELAY_MS, prefix);
   }
 

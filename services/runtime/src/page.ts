@@ -47,6 +47,24 @@ export function keysetPage<R>(rows: readonly R[], size: number, positionOf: (las
   return { items, nextPageToken: more ? encodePageToken(positionOf(items[items.length - 1])) : "" };
 }
 
+/**
+ * The SQL expression to read a keyset position's time with: UTC, ISO 8601, to the microsecond.
+ * A JS Date keeps only milliseconds, and a position rounded to them skips rows stored within
+ * the same millisecond; so positions travel as this text and go back as ::timestamptz.
+ */
+export function keysetTime(column: string): string {
+  return `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+}
+
+/** The usual position, (time, uuid) of the last row served, from a token; undefined for the first page. */
+export function decodeTimeIdToken(token: string | undefined): { at: string; id: string } | undefined {
+  return decodePageToken(token, ([at, id, ...rest]) => {
+    const t = positionParts.timestamp(at);
+    const u = positionParts.uuid(id);
+    return t && u && rest.length === 0 ? { at: t, id: u } : undefined;
+  });
+}
+
 /** Parsers for common position parts. */
 export const positionParts = {
   uuid: (s: string | undefined) => (s !== undefined && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(s) ? s : undefined),

@@ -1,4 +1,4 @@
-import type { Transport } from "@connectrpc/connect";
+import { ConnectError, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 
 /** How a service reaches another one over gRPC, by the other's name (e.g. "wallet"). */
@@ -19,7 +19,18 @@ export function createPeers(urlOf: (service: string) => string | undefined): Pee
     return createGrpcTransport({ baseUrl: url, sessionManager: manager });
   };
   const peers = (service: string): Transport => ({
-    unary: (...args) => transportFor(service).unary(...args),
+    unary: async (...args) => {
+      // A server ending its connection (maximum age, shutdown) refuses calls that
+      // crossed its GOAWAY; HTTP/2 guarantees those were not processed, so they
+      // are sent again, on a new connection.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await transportFor(service).unary(...args);
+        } catch (err) {
+          if (attempt >= MAX_REFUSED_RETRIES || !refusedUnprocessed(err)) throw err;
+        }
+      }
+    },
     stream: (...args) => transportFor(service).stream(...args),
   });
   return Object.assign(peers, {
@@ -28,4 +39,13 @@ export function createPeers(urlOf: (service: string) => string | undefined): Pee
       sessions.clear();
     },
   });
+}
+
+const MAX_REFUSED_RETRIES = 3;
+
+/** RST_STREAM(REFUSED_STREAM): the server did not process the call (RFC 9113, 8.7). */
+function refusedUnprocessed(err: unknown): boolean {
+  if (!(err instanceof ConnectError)) return false;
+  const cause = err.cause as { code?: string; message?: string } | undefined;
+  return /NGHTTP2_REFUSED_STREAM/.test(err.rawMessage) || /NGHTTP2_REFUSED_STREAM/.test(cause?.message ?? "");
 }

@@ -52,6 +52,12 @@ export interface ServerOptions {
   contextValues?: ConnectNodeAdapterOptions["contextValues"];
   /** Runs before RPC routing; returns true when it answered the request (CORS preflight). */
   httpFilter?: HttpFilter;
+  /**
+   * Ends each HTTP/2 session (GOAWAY; open calls finish) after about this
+   * long (+-10% jitter), so clients reconnect through the Service and spread
+   * over pods the autoscaler added. 0 or absent: sessions live until closed.
+   */
+  maxConnectionAgeMs?: number;
   /** Largest request body read, in bytes (default 1 MiB); larger ones get RESOURCE_EXHAUSTED unread. */
   readMaxBytes?: number;
 }
@@ -137,8 +143,21 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    const age = options.maxConnectionAgeMs ?? 0;
+    // Jitter, so sessions opened together do not all reconnect at once.
+    const timer = age > 0 ? setTimeout(() => retire(session), age * (0.9 + Math.random() * 0.2)) : undefined;
+    timer?.unref();
+    session.once("close", () => {
+      clearTimeout(timer);
+      sessions.delete(session);
+    });
   });
+  // GOAWAY: calls in flight finish; the client opens new calls on a new
+  // connection. A call the client started before the GOAWAY reached it is
+  // refused unprocessed (REFUSED_STREAM), and the peers' transport retries it.
+  const retire = (session: http2.ServerHttp2Session) => {
+    if (!session.closed && !session.destroyed) session.close();
+  };
   const sockets = new Set<net.Socket>();
   // No Nagle: small gRPC frames would otherwise wait ~40 ms for delayed ACKs.
   const listener = net.createServer({ noDelay: true }, (socket) => {

@@ -45,6 +45,8 @@ export interface StartServiceOptions {
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** See ServerOptions.maxConnectionAgeMs. */
+  maxConnectionAgeMs?: number;
   interceptors?: Interceptor[];
   /** Largest request body read, in bytes (default 1 MiB). */
   readMaxBytes?: number;
@@ -78,6 +80,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    maxConnectionAgeMs: options.maxConnectionAgeMs,
     readMaxBytes: options.readMaxBytes,
   });
   return {

@@ -6,11 +6,13 @@ import {
   assertCurrency,
   decimalAmount,
   decodePageToken,
+  decodeTimeIdToken,
   encodePageToken,
   fieldError,
   fieldErrors,
   formatMoney,
   keysetPage,
+  keysetTime,
   maskPhone,
   minorDigits,
   MPESA_LIMITS,
@@ -151,6 +153,15 @@ describe("keyset pages (page.proto)", () => {
     for (const token of ["garbage", "bm9wZQ", encodePageToken([at]), encodePageToken(["yesterday", id]), Buffer.from("[1,2]").toString("base64url")]) {
       assert.deepEqual(problemsOf(() => decodePageToken(token, parse)).map((p) => p.field), ["page.page_token"], token);
     }
+  });
+
+  test("the usual (time, uuid) position, and the SQL that reads its time to the microsecond", () => {
+    const id = "0b7e3c8e-6f0a-4f57-9f5e-3a6e2b1c9d10";
+    assert.deepEqual(decodeTimeIdToken(encodePageToken(["2026-11-29T09:00:00.123456Z", id])), { at: "2026-11-29T09:00:00.123456Z", id });
+    for (const bad of [[id, "2026-11-29T09:00:00Z"], ["2026-11-29T09:00:00Z", id, "extra"], ["2026-11-29T09:00:00Z", "not-a-uuid"]]) {
+      assert.deepEqual(problemsOf(() => decodeTimeIdToken(encodePageToken(bad))).map((p) => p.field), ["page.page_token"]);
+    }
+    assert.equal(keysetTime("t.created_at"), `to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
   });
 
   test("a page of rows fetched with LIMIT size + 1: a token only when there are more", () => {

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { assertCurrency, publicTipAmount, requireCaller, withTransaction, type Pool, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { assertCurrency, decodePageToken, keysetPage, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import {
   AccountKind,
@@ -17,13 +17,12 @@ import {
 import { b2cFee, createSchedule, currentSchedule, listSchedules, quoteTip } from "./fees.js";
 import type { RateSource } from "./fx.js";
 import { placeHold, releaseHold, settleHold, withdrawalLimits } from "./holds.js";
-import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, UUID, type AccountRow } from "./ledger.js";
+import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, type AccountRow } from "./ledger.js";
 import { convertMinor, money } from "./money.js";
 import { distributePool, getPoolRules, setPoolRules } from "./pools.js";
 import { getPoolTakings, postPoolDistribution, reversePoolDistribution } from "./pool-periods.js";
-import { decodeCursor, listTransactions, statement, statementCsv, toBalance, trialBalance } from "./queries.js";
+import { decodeHistoryToken, listTransactions, statement, statementCsv, toBalance, trialBalance } from "./queries.js";
 
-const DEFAULT_PAGE = 50;
 
 async function workerWallets(db: Queryable, workerId: string, currency: string): Promise<AccountRow[]> {
   const { rows } = await db.query<AccountRow>(
@@ -87,8 +86,8 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
         kinds: req.kinds as TransactionKind[],
         from: req.from ? timestampDate(req.from) : undefined,
         to: req.to ? timestampDate(req.to) : undefined,
-        pageSize: req.page?.pageSize || DEFAULT_PAGE,
-        cursor: decodeCursor(req.page?.pageToken ?? ""),
+        pageSize: pageSize(req.page),
+        cursor: decodeHistoryToken(req.page?.pageToken),
       });
       return { transactions, page: { nextPageToken: next } };
     },
@@ -128,19 +127,18 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     },
     async listAccounts(req, hctx) {
       requireAdmin(hctx);
-      const size = req.page?.pageSize || DEFAULT_PAGE;
-      const after = req.page?.pageToken ? Buffer.from(req.page.pageToken, "base64url").toString() : "";
-      if (after && !UUID.test(after)) throw new ConnectError("page.page_token: not a token this service issued", Code.InvalidArgument);
+      const size = pageSize(req.page);
+      const after = decodePageToken(req.page?.pageToken, ([id, ...rest]) => (rest.length ? undefined : positionParts.uuid(id))) ?? "";
       const { rows } = await pool.query<AccountRow>(
         `SELECT * FROM wallet.accounts
           WHERE ($1 = 0 OR kind = $1) AND ($2 = '' OR owner_id = $2) AND ($3 = '' OR account_id > $3::uuid)
           ORDER BY account_id LIMIT $4`,
         [req.kind, req.ownerId, after, size + 1],
       );
-      const page = rows.slice(0, size);
+      const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.account_id]);
       return {
-        accounts: page.map(toAccount),
-        page: { nextPageToken: rows.length > size ? Buffer.from(page[page.length - 1].account_id).toString("base64url") : "" },
+        accounts: items.map(toAccount),
+        page: { nextPageToken },
       };
     },
     async getJournalEntry(req, hctx) {
@@ -208,6 +206,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
           }),
           conversions: req.conversions,
           description: req.description,
+          allowOwnerDebt: req.allowOwnerDebt,
         }),
       );
     },

@@ -115,6 +115,8 @@ export interface EntryInput {
   description?: string;
   /** Set only by reverseEntry. */
   reversesEntryId?: string;
+  /** A lost card chargeback: owned balances may go below zero (see migration 0002). */
+  allowOwnerDebt?: boolean;
 }
 
 export interface PostResult {
@@ -130,6 +132,8 @@ function fingerprint(input: EntryInput): string {
     conversions: (input.conversions ?? []).map((c) => toJsonString(FxConversionSchema, c)),
     description: input.description ?? "",
     reverses: input.reversesEntryId ?? "",
+    // Only when set, so keys posted before the field existed keep their fingerprint.
+    ...(input.allowOwnerDebt ? { debt: true } : {}),
   });
   return createHash("sha256").update(canonical).digest("hex");
 }
@@ -204,8 +208,13 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
   for (const accountId of [...deltas.keys()].filter((id) => !accounts.get(id)!.may_go_negative).sort()) {
     try {
       const { rows } = await tx.query<{ balance_minor: bigint }>(
-        `UPDATE wallet.accounts SET balance_minor = balance_minor + $2 WHERE account_id = $1 RETURNING balance_minor`,
-        [accountId, deltas.get(accountId)],
+        // The debt allowance follows the balance: raised only by an entry allowed to
+        // (a lost chargeback), lowered by anything else, never raised by it.
+        `UPDATE wallet.accounts SET balance_minor = balance_minor + $2::bigint,
+           debt_allowed_minor = CASE WHEN $3::boolean THEN GREATEST(debt_allowed_minor, held_minor - (balance_minor + $2::bigint))
+             ELSE LEAST(debt_allowed_minor, GREATEST(0, held_minor - (balance_minor + $2::bigint))) END
+         WHERE account_id = $1 RETURNING balance_minor`,
+        [accountId, deltas.get(accountId), input.allowOwnerDebt === true],
       );
       accounts.get(accountId)!.balance_minor = rows[0].balance_minor;
     } catch (err) {

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { decimalAmount, type Queryable } from "@ttip/runtime";
+import { decimalAmount, decodePageToken, encodePageToken, positionParts, type Queryable } from "@ttip/runtime";
 import {
   AccountKind,
   BalanceSchema,
@@ -52,15 +52,13 @@ const KIND_CAUSES: Record<number, string[]> = {
   [TransactionKind.ADJUSTMENT]: ["adjustmentTicket"],
 };
 
-/** Opaque cursor: the position of the last row served (entries.seq, posting line). */
-export function encodeCursor(seq: bigint, line: number): string {
-  return Buffer.from(`v1:${seq}:${line}`).toString("base64url");
-}
-export function decodeCursor(token: string): { seq: bigint; line: number } | undefined {
-  if (!token) return undefined;
-  const m = /^v1:(\d{1,19}):(\d{1,5})$/.exec(Buffer.from(token, "base64url").toString());
-  if (!m) throw new ConnectError("page.page_token: not a token this service issued", Code.InvalidArgument);
-  return { seq: BigInt(m[1]), line: Number(m[2]) };
+/** The position of the last row served (entries.seq, posting line), from a page token. */
+export function decodeHistoryToken(token: string | undefined): { seq: bigint; line: number } | undefined {
+  return decodePageToken(token, ([seq, line, ...rest]) => {
+    const s = positionParts.integer(seq);
+    const l = positionParts.integer(line);
+    return s !== undefined && l !== undefined && l < 100_000n && rest.length === 0 ? { seq: s, line: Number(l) } : undefined;
+  });
 }
 
 interface LineRow {
@@ -120,7 +118,7 @@ export async function listTransactions(db: Queryable, f: HistoryFilter): Promise
     )
     .filter((t) => !f.kinds.length || f.kinds.includes(t.kind));
   const last = page[page.length - 1];
-  return { transactions, next: rows.length > f.pageSize && last ? encodeCursor(last.posted_seq, last.line) : "" };
+  return { transactions, next: rows.length > f.pageSize && last ? encodePageToken([last.posted_seq, last.line]) : "" };
 }
 
 /** Month boundaries in Nairobi time (UTC+3, no daylight saving). */

@@ -104,6 +104,33 @@ export interface TransactionStatusResponse {
   ResponseDescription: string;
 }
 
+export interface C2bRegisterRequest {
+  version: "v1" | "v2";
+  shortCode: string;
+  /** What M-Pesa does when the validation URL does not answer in time. */
+  responseType: "Completed" | "Cancelled";
+  confirmationUrl: string;
+  validationUrl: string;
+}
+export interface C2bRegisterResponse {
+  /** Spelled so by Daraja. */
+  OriginatorCoversationID?: string;
+  ResponseCode: string;
+  ResponseDescription: string;
+}
+
+/**
+ * Words Safaricom refuses anywhere in a registered URL, in any case (its
+ * portal; "mpesa" without the dash is refused by integrators' reports too).
+ */
+export const BANNED_URL_WORDS = ["m-pesa", "mpesa", "safaricom", "exec", "exe", "cmd", "sql", "query"];
+
+/** The first banned word in `url`, or undefined. */
+export function bannedUrlWord(url: string): string | undefined {
+  const lower = url.toLowerCase();
+  return BANNED_URL_WORDS.find((w) => lower.includes(w));
+}
+
 /** YYYYMMDDHHmmss in East Africa Time (UTC+3, no daylight saving), as Daraja wants. */
 export function darajaTimestamp(at = new Date()): string {
   const eat = new Date(at.getTime() + 3 * 3600_000);
@@ -254,6 +281,25 @@ export class DarajaClient {
       Occasion: "",
     }, { retries: 2 });
     return expectAccepted<TransactionStatusResponse>(body, ["ConversationID"], "transaction status");
+  }
+
+  /**
+   * Registers the paybill's or till's C2B validation and confirmation URLs
+   * (v1 or v2; v2 confirmations carry a masked MSISDN, v1 a hashed one).
+   * One-time in production; re-registering the same URLs is harmless.
+   */
+  async registerC2bUrls(req: C2bRegisterRequest): Promise<C2bRegisterResponse> {
+    for (const url of [req.confirmationUrl, req.validationUrl]) {
+      const banned = bannedUrlWord(url);
+      if (banned) throw new DarajaError("rejected", `C2B URL ${url} contains "${banned}", which Safaricom refuses in registered URLs`);
+    }
+    const body = await this.call(`/mpesa/c2b/${req.version}/registerurl`, {
+      ShortCode: req.shortCode,
+      ResponseType: req.responseType,
+      ConfirmationURL: req.confirmationUrl,
+      ValidationURL: req.validationUrl,
+    }, { retries: 2 });
+    return expectAccepted<C2bRegisterResponse>(body, [], "C2B URL registration");
   }
 
   private requireB2c(key: "initiatorName" | "initiatorPassword" | "certificatePem"): string {

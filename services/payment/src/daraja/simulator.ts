@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
+import { createC2bSim, type C2bPayRequest, type C2bSim } from "./c2b-simulator.js";
 import { darajaTimestamp, stkPassword, type DarajaConfig } from "./client.js";
 
 /** The simulator's "Safaricom public certificate" (test only; its private key is beside it). */
@@ -43,6 +44,11 @@ export interface Script {
   delayMs?: number;
   /** STK: the push is taken (and the customer charged) at once, but its answer comes this late. */
   answerDelayMs?: number;
+  /**
+   * STK success also reported as a C2B confirmation (when C2B URLs are registered):
+   * "before" or "after" the STK callback, or "only" (the callback is lost).
+   */
+  c2bEcho?: "before" | "after" | "only";
 }
 
 const STK_RESULTS: Record<string, { code: number; desc: string }> = {
@@ -64,6 +70,7 @@ export interface SimTransaction {
   checkoutRequestId?: string;
   merchantRequestId?: string;
   callbackUrl?: string;
+  accountReference?: string;
   /** B2C */
   originatorConversationId?: string;
   conversationId?: string;
@@ -106,6 +113,8 @@ export interface DarajaSimulator {
   revokeTokens(): void;
   /** Waits until every scheduled callback has been sent. */
   idle(): Promise<void>;
+  /** C2B: registered URLs and customer payments to the paybill (also over HTTP: POST /__sim/c2b/pay, GET /__sim/c2b/registrations). */
+  c2b: C2bSim;
   close(): Promise<void>;
 }
 
@@ -120,6 +129,9 @@ export const PHONE_SUFFIX_SCRIPTS: Record<string, Script> = {
   "0004": { stk: "late", b2c: "slow_ack" },
   "0005": { stk: "early" },
   "0006": { b2c: "queue_timeout" },
+  "0007": { stk: "success", c2bEcho: "before" },
+  "0008": { stk: "success", c2bEcho: "after" },
+  "0009": { stk: "success", c2bEcho: "only" },
 };
 
 const SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919";
@@ -148,6 +160,7 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
   // late: the query keeps saying "processing" until the callback went out.
   const notYetFinal = new Set<string>();
   let closed = false;
+  const c2b = createC2bSim({ shortcode: o.shortcode, sourceAddress: o.callbackSourceAddress });
 
   const scriptFor = (phone: string, amount: number): Script =>
     scripts.get(`phone:${phone}`) ?? scripts.get(`amount:${amount}`) ?? PHONE_SUFFIX_SCRIPTS[phone.slice(-4)] ?? {};
@@ -260,6 +273,7 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
       checkoutRequestId: `ws_CO_${darajaTimestamp()}${randomBytes(6).toString("hex")}`,
       merchantRequestId: `${randomBytes(3).toString("hex")}-${randomBytes(4).toString("hex")}-1`,
       callbackUrl: b.CallBackURL,
+      accountReference: String(b.AccountReference ?? ""),
       callbacksSent: 0,
       queries: 0,
       createdAt: new Date().toISOString(),
@@ -267,7 +281,13 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
     txs.push(tx);
     const delay = script.delayMs ?? o.callbackDelayMs;
     const body = failure ? stkCallbackBody(tx, failure.code, failure.desc) : stkCallbackBody(tx, 0, "The service request is processed successfully.");
-    const send = () => deliver(tx.callbackUrl!, body, tx);
+    const echo = failure ? undefined : script.c2bEcho;
+    const confirmByC2b = () => c2b.confirmStk({ receipt: tx.receipt!, amount: tx.amount, phone: tx.phone, accountReference: tx.accountReference ?? "" }).then(() => undefined);
+    const send = async () => {
+      if (echo === "before" || echo === "only") await confirmByC2b();
+      if (echo !== "only") await deliver(tx.callbackUrl!, body, tx);
+      if (echo === "after") await confirmByC2b();
+    };
     switch (outcome) {
       case "lost":
         break;
@@ -477,6 +497,15 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
         return json(res, 200, { access_token: token, expires_in: String(o.tokenTtlSeconds) });
       }
       if (req.method === "GET" && url.pathname === "/__sim/transactions") return json(res, 200, { transactions: txs });
+      if (req.method === "GET" && url.pathname === "/__sim/c2b/registrations") return json(res, 200, { registrations: c2b.registrations() });
+      if (req.method === "POST" && url.pathname === "/__sim/c2b/pay") {
+        // A customer paying the paybill from their own menu (or a banking app scanning KE-QR).
+        return void c2b.pay(body as unknown as C2bPayRequest).then((r) => json(res, 200, r), (err: Error) => error(res, 400, "400.002.02", err.message));
+      }
+      if (req.method === "POST" && url.pathname.startsWith("/mpesa/c2b/")) {
+        if (authorised(req, res) && !c2b.handle(url.pathname, body, res)) error(res, 404, "404.001.04", "Invalid Resource URL");
+        return;
+      }
       if (req.method === "POST" && url.pathname === "/__sim/revoke-tokens") {
         // As when Safaricom invalidates tokens early: callers must fetch a new one.
         tokens.clear();
@@ -527,6 +556,7 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
     transactions: () => structuredClone(txs),
     script: (key, script) => scripts.set(key.phone ? `phone:${key.phone}` : `amount:${key.amount}`, script),
     revokeTokens: () => tokens.clear(),
+    c2b,
     idle: async () => {
       while (pending.size) await Promise.allSettled([...pending]);
     },

@@ -83,3 +83,4 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
 }
 export * from "./service.js";
 export * from "./processes.js";
+export * from "./stripe-mock.js";

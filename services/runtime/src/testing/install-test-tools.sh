@@ -55,3 +55,16 @@ if ! have helm && ! { have go && [ -x "$(gobin)/helm" ]; }; then
   echo "make test: installing helm $HELM_VERSION with go install"
   GOBIN="$(gobin)" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 fi
+
+# stripe-mock checks the Stripe client's request shapes (services/payment/test/stripe-mock.test.ts).
+# Keep in step with STRIPE_MOCK_VERSION in stripe-mock.ts.
+STRIPE_MOCK_VERSION=v0.203.0
+if ! have stripe-mock && ! { have go && [ -x "$(gobin)/stripe-mock" ]; }; then
+  if ! have go; then
+    echo "make test needs stripe-mock. Install Go, then:" >&2
+    echo "  go install github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION" >&2
+    exit 1
+  fi
+  echo "make test: installing stripe-mock $STRIPE_MOCK_VERSION with go install"
+  GOBIN="$(gobin)" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
+fi

@@ -75,7 +75,7 @@ async function signalAndWait(child: ChildProcess, signal: NodeJS.Signals): Promi
 }
 
 /** Spawns a server, waits for its port, and returns how to stop it; shows its output if it fails. */
-async function spawnServer(
+export async function spawnServer(
   bin: string,
   args: string[],
   port: number,

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/payment/v1/payment.proto.
  */
 export const file_ttip_payment_v1_payment: GenFile = /*@__PURE__*/
-  fileDesc("Ch10dGlwL3BheW1lbnQvdjEvcGF5bWVudC5wcm90bxIPdHRpcC5wYXltZW50LnYxIrkECgNUaXASDgoGdGlwX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiIKA2ZlZRgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiYKB2NoYXJnZWQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIyCgZtZXRob2QYCCABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSKgoGc3RhdHVzGAkgASgOMhoudHRpcC5wYXltZW50LnYxLlRpcFN0YXR1cxITCgtyZXN1bHRfY29kZRgKIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgLIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAwgASgJEiAKGHN0cmlwZV9wYXltZW50X2ludGVudF9pZBgNIAEoCRIdChVjdXN0b21lcl9waG9uZV9tYXNrZWQYDiABKAkSDgoGcmF0aW5nGA8gASgFEg8KB21lc3NhZ2UYECABKAkSLgoKY3JlYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzaGFyZWQYEyABKAgiigMKBlBheW91dBIRCglwYXlvdXRfaWQYASABKAkSEQoJd29ya2VyX2lkGAIgASgJEiUKBmFtb3VudBgDIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDHRyYW5zZmVyX2ZlZRgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Eh4KFnJlY2lwaWVudF9waG9uZV9tYXNrZWQYBSABKAkSLQoGc3RhdHVzGAYgASgOMh0udHRpcC5wYXltZW50LnYxLlBheW91dFN0YXR1cxITCgtyZXN1bHRfY29kZRgHIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgIIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAkgASgJEhEKCWF1dG9tYXRpYxgKIAEoCBIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInYKDlBheW91dFNldHRpbmdzEhMKC2F1dG9fcGF5b3V0GAEgASgIEjIKE2F1dG9fcGF5b3V0X21pbmltdW0YAiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIbChNwYXlvdXRfcGhvbmVfbWFza2VkGAMgASgJIsUBCg1QYXltZW50TWV0aG9kEhkKEXBheW1lbnRfbWV0aG9kX2lkGAEgASgJEjAKBGtpbmQYAiABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSFAoMcGhvbmVfbWFza2VkGAMgASgJEg0KBWxhYmVsGAQgASgJEhIKCmlzX2RlZmF1bHQYBSABKAgSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi5AIKCkZyYXVkQWxlcnQSEAoIYWxlcnRfaWQYASABKAkSLAoGcmVhc29uGAIgASgOMhwudHRpcC5wYXltZW50LnYxLkZyYXVkUmVhc29uEiwKBmFjdGlvbhgDIAEoDjIcLnR0aXAucGF5bWVudC52MS5GcmF1ZEFjdGlvbhIsCgZzdGF0dXMYBCABKA4yHC50dGlwLnBheW1lbnQudjEuQWxlcnRTdGF0dXMSDgoGdGlwX2lkGAUgASgJEhEKCXBheW91dF9pZBgGIAEoCRIRCgl3b3JrZXJfaWQYByABKAkSDgoGZGV0YWlsGAggASgJEi4KCmNyZWF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC3Jldmlld2VkX2J5GAogASgJEi8KC3Jldmlld2VkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLBAQoRVW5tYXRjaGVkQ2FsbGJhY2sSEwoLY2FsbGJhY2tfaWQYASABKAkSDgoGc291cmNlGAIgASgJEhoKEmV4dGVybmFsX3JlZmVyZW5jZRgDIAEoCRIWCg5yZW1vdGVfYWRkcmVzcxgEIAEoCRIQCghyYXdfYm9keRgFIAEoDBIvCgtyZWNlaXZlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmVzb2x2ZWQYByABKAgqqAEKCVRpcFN0YXR1cxIaChZUSVBfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSVElQX1NUQVRVU19QRU5ESU5HEAESGAoUVElQX1NUQVRVU19TVUNDRUVERUQQAhIVChFUSVBfU1RBVFVTX0ZBSUxFRBADEhYKElRJUF9TVEFUVVNfRVhQSVJFRBAEEh4KGlRJUF9TVEFUVVNfSEVMRF9GT1JfUkVWSUVXEAUqdQoRUGF5bWVudE1ldGhvZEtpbmQSIwofUEFZTUVOVF9NRVRIT0RfS0lORF9VTlNQRUNJRklFRBAAEh0KGVBBWU1FTlRfTUVUSE9EX0tJTkRfTVBFU0EQARIcChhQQVlNRU5UX01FVEhPRF9LSU5EX0NBUkQQAiq3AQoMUGF5b3V0U3RhdHVzEh0KGVBBWU9VVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVQQVlPVVRfU1RBVFVTX1BFTkRJTkcQARIbChdQQVlPVVRfU1RBVFVTX1NVQ0NFRURFRBACEhgKFFBBWU9VVF9TVEFUVVNfRkFJTEVEEAMSGwoXUEFZT1VUX1NUQVRVU19SRVNPTFZJTkcQBBIZChVQQVlPVVRfU1RBVFVTX09OX0hPTEQQBSqxAgoLRnJhdWRSZWFzb24SHAoYRlJBVURfUkVBU09OX1VOU1BFQ0lGSUVEEAASHwobRlJBVURfUkVBU09OX1ZFTE9DSVRZX1BIT05FEAESIAocRlJBVURfUkVBU09OX1ZFTE9DSVRZX1dPUktFUhACEh8KG0ZSQVVEX1JFQVNPTl9BTU9VTlRfT1VUTElFUhADEhkKFUZSQVVEX1JFQVNPTl9TRUxGX1RJUBAEEh8KG0ZSQVVEX1JFQVNPTl9CTE9DS0VEX05VTUJFUhAFEh0KGUZSQVVEX1JFQVNPTl9QSU5fRkFJTFVSRVMQBhIiCh5GUkFVRF9SRUFTT05fQ0FMTEJBQ0tfTUlTTUFUQ0gQBxIhCh1GUkFVRF9SRUFTT05fVU5LTk9XTl9DQUxMQkFDSxAIKnIKC0ZyYXVkQWN0aW9uEhwKGEZSQVVEX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUZSQVVEX0FDVElPTl9GTEFHEAESFQoRRlJBVURfQUNUSU9OX0hPTEQQAhIXChNGUkFVRF9BQ1RJT05fUkVGVVNFEAMqeAoLQWxlcnRTdGF0dXMSHAoYQUxFUlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRQUxFUlRfU1RBVFVTX09QRU4QARIZChVBTEVSVF9TVEFUVVNfQVBQUk9WRUQQAhIZChVBTEVSVF9TVEFUVVNfUkVKRUNURUQQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("Ch10dGlwL3BheW1lbnQvdjEvcGF5bWVudC5wcm90bxIPdHRpcC5wYXltZW50LnYxItgHCgNUaXASDgoGdGlwX2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiIKA2ZlZRgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiYKB2NoYXJnZWQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIyCgZtZXRob2QYCCABKA4yIi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZEtpbmQSKgoGc3RhdHVzGAkgASgOMhoudHRpcC5wYXltZW50LnYxLlRpcFN0YXR1cxITCgtyZXN1bHRfY29kZRgKIAEoCRIWCg5yZXN1bHRfbWVzc2FnZRgLIAEoCRIVCg1tcGVzYV9yZWNlaXB0GAwgASgJEiAKGHN0cmlwZV9wYXltZW50X2ludGVudF9pZBgNIAEoCRIdChVjdXN0b21lcl9waG9uZV9tYXNrZWQYDiABKAkSDgoGcmF0aW5nGA8gASgFEg8KB21lc3NhZ2UYECABKAkSLgoKY3JlYXRlZF9hdBgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzaGFyZWQYEyABKAgSFgoOcGF5YmlsbF9udW1iZXIYFCABKAkSIQoZcGF5YmlsbF9hY2NvdW50X3JlZmVyZW5jZRgVIAEoCRIPCgdjaGFubmVsGBYgASgJEjQKDWNhcmRfcHJvdmlkZXIYFyABKA4yHS50dGlwLnBheW1lbnQudjEuQ2FyZFByb3ZpZGVyEhsKE3Byb3ZpZGVyX3BheW1lbnRfaWQYGCABKAkSLgoPd29ya2VyX3JlY2VpdmVzGBkgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSDwoHZnhfcmF0ZRgaIAEoCRIWCg5meF9yYXRlX3NvdXJjZRgbIAEoCRIwCgxmeF9yYXRlX3RpbWUYHCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhcKD25leHRfYWN0aW9uX3VybBgdIAEoCRIxCgpjYXJkX3N0YXRlGB4gASgOMh0udHRpcC5wYXltZW50LnYxLkNhcmRUaXBTdGF0ZRInCghyZWZ1bmRlZBgfIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5IooDCgZQYXlvdXQSEQoJcGF5b3V0X2lkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRIlCgZhbW91bnQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIrCgx0cmFuc2Zlcl9mZWUYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIeChZyZWNpcGllbnRfcGhvbmVfbWFza2VkGAUgASgJEi0KBnN0YXR1cxgGIAEoDjIdLnR0aXAucGF5bWVudC52MS5QYXlvdXRTdGF0dXMSEwoLcmVzdWx0X2NvZGUYByABKAkSFgoOcmVzdWx0X21lc3NhZ2UYCCABKAkSFQoNbXBlc2FfcmVjZWlwdBgJIAEoCRIRCglhdXRvbWF0aWMYCiABKAgSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ2Cg5QYXlvdXRTZXR0aW5ncxITCgthdXRvX3BheW91dBgBIAEoCBIyChNhdXRvX3BheW91dF9taW5pbXVtGAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSGwoTcGF5b3V0X3Bob25lX21hc2tlZBgDIAEoCSLFAQoNUGF5bWVudE1ldGhvZBIZChFwYXltZW50X21ldGhvZF9pZBgBIAEoCRIwCgRraW5kGAIgASgOMiIudHRpcC5wYXltZW50LnYxLlBheW1lbnRNZXRob2RLaW5kEhQKDHBob25lX21hc2tlZBgDIAEoCRINCgVsYWJlbBgEIAEoCRISCgppc19kZWZhdWx0GAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuQCCgpGcmF1ZEFsZXJ0EhAKCGFsZXJ0X2lkGAEgASgJEiwKBnJlYXNvbhgCIAEoDjIcLnR0aXAucGF5bWVudC52MS5GcmF1ZFJlYXNvbhIsCgZhY3Rpb24YAyABKA4yHC50dGlwLnBheW1lbnQudjEuRnJhdWRBY3Rpb24SLAoGc3RhdHVzGAQgASgOMhwudHRpcC5wYXltZW50LnYxLkFsZXJ0U3RhdHVzEg4KBnRpcF9pZBgFIAEoCRIRCglwYXlvdXRfaWQYBiABKAkSEQoJd29ya2VyX2lkGAcgASgJEg4KBmRldGFpbBgIIAEoCRIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXZpZXdlZF9ieRgKIAEoCRIvCgtyZXZpZXdlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwQIKD1N1c3BlbnNlUGF5bWVudBIPCgdyZWNlaXB0GAEgASgJEiUKBmFtb3VudBgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhkKEWFjY291bnRfcmVmZXJlbmNlGAMgASgJEhsKE2J1c2luZXNzX3Nob3J0X2NvZGUYBCABKAkSDgoGcmVhc29uGAUgASgJEhMKC3N1Z2dlc3Rpb25zGAYgAygJEhIKCnJlc29sdXRpb24YByABKAkSDgoGdGlwX2lkGAggASgJEi8KC3JlY2VpdmVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtyZXNvbHZlZF9ieRgKIAEoCRIvCgtyZXNvbHZlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiwQEKEVVubWF0Y2hlZENhbGxiYWNrEhMKC2NhbGxiYWNrX2lkGAEgASgJEg4KBnNvdXJjZRgCIAEoCRIaChJleHRlcm5hbF9yZWZlcmVuY2UYAyABKAkSFgoOcmVtb3RlX2FkZHJlc3MYBCABKAkSEAoIcmF3X2JvZHkYBSABKAwSLwoLcmVjZWl2ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHJlc29sdmVkGAcgASgIKqgBCglUaXBTdGF0dXMSGgoWVElQX1NUQVRVU19VTlNQRUNJRklFRBAAEhYKElRJUF9TVEFUVVNfUEVORElORxABEhgKFFRJUF9TVEFUVVNfU1VDQ0VFREVEEAISFQoRVElQX1NUQVRVU19GQUlMRUQQAxIWChJUSVBfU1RBVFVTX0VYUElSRUQQBBIeChpUSVBfU1RBVFVTX0hFTERfRk9SX1JFVklFVxAFKnUKEVBheW1lbnRNZXRob2RLaW5kEiMKH1BBWU1FTlRfTUVUSE9EX0tJTkRfVU5TUEVDSUZJRUQQABIdChlQQVlNRU5UX01FVEhPRF9LSU5EX01QRVNBEAESHAoYUEFZTUVOVF9NRVRIT0RfS0lORF9DQVJEEAIqYQoMQ2FyZFByb3ZpZGVyEh0KGUNBUkRfUFJPVklERVJfVU5TUEVDSUZJRUQQABIYChRDQVJEX1BST1ZJREVSX1NUUklQRRABEhgKFENBUkRfUFJPVklERVJfUEFZUEFMEAIqwgEKDENhcmRUaXBTdGF0ZRIeChpDQVJEX1RJUF9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0NBUkRfVElQX1NUQVRFX05PTkUQARIbChdDQVJEX1RJUF9TVEFURV9SRUZVTkRFRBACEhsKF0NBUkRfVElQX1NUQVRFX0RJU1BVVEVEEAMSHgoaQ0FSRF9USVBfU1RBVEVfRElTUFVURV9XT04QBBIfChtDQVJEX1RJUF9TVEFURV9ESVNQVVRFX0xPU1QQBSq3AQoMUGF5b3V0U3RhdHVzEh0KGVBBWU9VVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVQQVlPVVRfU1RBVFVTX1BFTkRJTkcQARIbChdQQVlPVVRfU1RBVFVTX1NVQ0NFRURFRBACEhgKFFBBWU9VVF9TVEFUVVNfRkFJTEVEEAMSGwoXUEFZT1VUX1NUQVRVU19SRVNPTFZJTkcQBBIZChVQQVlPVVRfU1RBVFVTX09OX0hPTEQQBSq1AwoLRnJhdWRSZWFzb24SHAoYRlJBVURfUkVBU09OX1VOU1BFQ0lGSUVEEAASHwobRlJBVURfUkVBU09OX1ZFTE9DSVRZX1BIT05FEAESIAocRlJBVURfUkVBU09OX1ZFTE9DSVRZX1dPUktFUhACEh8KG0ZSQVVEX1JFQVNPTl9BTU9VTlRfT1VUTElFUhADEhkKFUZSQVVEX1JFQVNPTl9TRUxGX1RJUBAEEh8KG0ZSQVVEX1JFQVNPTl9CTE9DS0VEX05VTUJFUhAFEh0KGUZSQVVEX1JFQVNPTl9QSU5fRkFJTFVSRVMQBhIiCh5GUkFVRF9SRUFTT05fQ0FMTEJBQ0tfTUlTTUFUQ0gQBxIhCh1GUkFVRF9SRUFTT05fVU5LTk9XTl9DQUxMQkFDSxAIEh4KGkZSQVVEX1JFQVNPTl9DQVJEX1ZFTE9DSVRZEAkSJgoiRlJBVURfUkVBU09OX0NBUkRfQ09VTlRSWV9NSVNNQVRDSBAKEhsKF0ZSQVVEX1JFQVNPTl9DQVJEX0xJTUlUEAsSHQoZRlJBVURfUkVBU09OX0NBUkRfRElTUFVURRAMKnIKC0ZyYXVkQWN0aW9uEhwKGEZSQVVEX0FDVElPTl9VTlNQRUNJRklFRBAAEhUKEUZSQVVEX0FDVElPTl9GTEFHEAESFQoRRlJBVURfQUNUSU9OX0hPTEQQAhIXChNGUkFVRF9BQ1RJT05fUkVGVVNFEAMqeAoLQWxlcnRTdGF0dXMSHAoYQUxFUlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRQUxFUlRfU1RBVFVTX09QRU4QARIZChVBTEVSVF9TVEFUVVNfQVBQUk9WRUQQAhIZChVBTEVSVF9TVEFUVVNfUkVKRUNURUQQA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * A customer's tip and where it stands.
@@ -124,6 +124,84 @@ export type Tip = Message<"ttip.payment.v1.Tip"> & {
    * @generated from field: bool shared = 19;
    */
   shared: boolean;
+
+  /**
+   * If the STK prompt never arrives, paying this paybill with this account
+   * reference from the M-Pesa menu pays this very tip (credited once, whichever
+   * way the payment is reported). Empty when paybill payments are not received.
+   *
+   * @generated from field: string paybill_number = 20;
+   */
+  paybillNumber: string;
+
+  /**
+   * @generated from field: string paybill_account_reference = 21;
+   */
+  paybillAccountReference: string;
+
+  /**
+   * How the tip came: "web" (tip page or API), "ussd" or "paybill".
+   *
+   * @generated from field: string channel = 22;
+   */
+  channel: string;
+
+  /**
+   * Card tips only.
+   *
+   * @generated from field: ttip.payment.v1.CardProvider card_provider = 23;
+   */
+  cardProvider: CardProvider;
+
+  /**
+   * The provider's payment id: Stripe PaymentIntent or PayPal order.
+   *
+   * @generated from field: string provider_payment_id = 24;
+   */
+  providerPaymentId: string;
+
+  /**
+   * What the worker's KES wallet gets, after fees and conversion.
+   *
+   * @generated from field: ttip.common.v1.Money worker_receives = 25;
+   */
+  workerReceives?: Money | undefined;
+
+  /**
+   * The conversion used (KES per unit of the tip's currency), its source and time; empty for KES tips.
+   *
+   * @generated from field: string fx_rate = 26;
+   */
+  fxRate: string;
+
+  /**
+   * @generated from field: string fx_rate_source = 27;
+   */
+  fxRateSource: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp fx_rate_time = 28;
+   */
+  fxRateTime?: Timestamp | undefined;
+
+  /**
+   * Where the customer must go to finish paying (3-D Secure page, PayPal approval); empty otherwise.
+   *
+   * @generated from field: string next_action_url = 29;
+   */
+  nextActionUrl: string;
+
+  /**
+   * @generated from field: ttip.payment.v1.CardTipState card_state = 30;
+   */
+  cardState: CardTipState;
+
+  /**
+   * Refunded so far, in the tip's currency.
+   *
+   * @generated from field: ttip.common.v1.Money refunded = 31;
+   */
+  refunded?: Money | undefined;
 };
 
 /**
@@ -350,6 +428,88 @@ export const FraudAlertSchema: GenMessage<FraudAlert> = /*@__PURE__*/
   messageDesc(file_ttip_payment_v1_payment, 4);
 
 /**
+ * A paybill/till payment that could not be credited as it came, parked in the
+ * suspense account until an admin matches or refunds it.
+ *
+ * @generated from message ttip.payment.v1.SuspensePayment
+ */
+export type SuspensePayment = Message<"ttip.payment.v1.SuspensePayment"> & {
+  /**
+   * The M-Pesa receipt (TransID).
+   *
+   * @generated from field: string receipt = 1;
+   */
+  receipt: string;
+
+  /**
+   * @generated from field: ttip.common.v1.Money amount = 2;
+   */
+  amount?: Money | undefined;
+
+  /**
+   * As the customer typed it (BillRefNumber).
+   *
+   * @generated from field: string account_reference = 3;
+   */
+  accountReference: string;
+
+  /**
+   * @generated from field: string business_short_code = 4;
+   */
+  businessShortCode: string;
+
+  /**
+   * Why it was not credited, in words.
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * Active codes one typing slip away; never applied automatically.
+   *
+   * @generated from field: repeated string suggestions = 6;
+   */
+  suggestions: string[];
+
+  /**
+   * "open", "matched" or "refund".
+   *
+   * @generated from field: string resolution = 7;
+   */
+  resolution: string;
+
+  /**
+   * The tip a match credited.
+   *
+   * @generated from field: string tip_id = 8;
+   */
+  tipId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp received_at = 9;
+   */
+  receivedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string resolved_by = 10;
+   */
+  resolvedBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp resolved_at = 11;
+   */
+  resolvedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ttip.payment.v1.SuspensePayment.
+ * Use `create(SuspensePaymentSchema)` to create a new message.
+ */
+export const SuspensePaymentSchema: GenMessage<SuspensePayment> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment, 5);
+
+/**
  * A provider callback that matched no payment (stored raw, never credited).
  *
  * @generated from message ttip.payment.v1.UnmatchedCallback
@@ -398,7 +558,7 @@ export type UnmatchedCallback = Message<"ttip.payment.v1.UnmatchedCallback"> & {
  * Use `create(UnmatchedCallbackSchema)` to create a new message.
  */
 export const UnmatchedCallbackSchema: GenMessage<UnmatchedCallback> = /*@__PURE__*/
-  messageDesc(file_ttip_payment_v1_payment, 5);
+  messageDesc(file_ttip_payment_v1_payment, 6);
 
 /**
  * @generated from enum ttip.payment.v1.TipStatus
@@ -474,6 +634,89 @@ export const PaymentMethodKindSchema: GenEnum<PaymentMethodKind> = /*@__PURE__*/
   enumDesc(file_ttip_payment_v1_payment, 1);
 
 /**
+ * Who takes a card payment. Both sit behind the same card-provider interface.
+ *
+ * @generated from enum ttip.payment.v1.CardProvider
+ */
+export enum CardProvider {
+  /**
+   * @generated from enum value: CARD_PROVIDER_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Stripe PaymentIntents (the default for card tips).
+   *
+   * @generated from enum value: CARD_PROVIDER_STRIPE = 1;
+   */
+  STRIPE = 1,
+
+  /**
+   * PayPal Orders v2 (create, approve, capture).
+   *
+   * @generated from enum value: CARD_PROVIDER_PAYPAL = 2;
+   */
+  PAYPAL = 2,
+}
+
+/**
+ * Describes the enum ttip.payment.v1.CardProvider.
+ */
+export const CardProviderSchema: GenEnum<CardProvider> = /*@__PURE__*/
+  enumDesc(file_ttip_payment_v1_payment, 2);
+
+/**
+ * A card tip's life after its payment: refunds and chargebacks.
+ *
+ * @generated from enum ttip.payment.v1.CardTipState
+ */
+export enum CardTipState {
+  /**
+   * @generated from enum value: CARD_TIP_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: CARD_TIP_STATE_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * Refunded in full or in part (see Tip.refunded).
+   *
+   * @generated from enum value: CARD_TIP_STATE_REFUNDED = 2;
+   */
+  REFUNDED = 2,
+
+  /**
+   * A chargeback is open: the amount is held out of the worker's balance.
+   *
+   * @generated from enum value: CARD_TIP_STATE_DISPUTED = 3;
+   */
+  DISPUTED = 3,
+
+  /**
+   * The platform won the chargeback: the held amount went back to the worker.
+   *
+   * @generated from enum value: CARD_TIP_STATE_DISPUTE_WON = 4;
+   */
+  DISPUTE_WON = 4,
+
+  /**
+   * The card holder won: the credit was reversed (the worker's balance may go below zero).
+   *
+   * @generated from enum value: CARD_TIP_STATE_DISPUTE_LOST = 5;
+   */
+  DISPUTE_LOST = 5,
+}
+
+/**
+ * Describes the enum ttip.payment.v1.CardTipState.
+ */
+export const CardTipStateSchema: GenEnum<CardTipState> = /*@__PURE__*/
+  enumDesc(file_ttip_payment_v1_payment, 3);
+
+/**
  * @generated from enum ttip.payment.v1.PayoutStatus
  */
 export enum PayoutStatus {
@@ -516,7 +759,7 @@ export enum PayoutStatus {
  * Describes the enum ttip.payment.v1.PayoutStatus.
  */
 export const PayoutStatusSchema: GenEnum<PayoutStatus> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 2);
+  enumDesc(file_ttip_payment_v1_payment, 4);
 
 /**
  * @generated from enum ttip.payment.v1.FraudReason
@@ -566,13 +809,41 @@ export enum FraudReason {
    * @generated from enum value: FRAUD_REASON_UNKNOWN_CALLBACK = 8;
    */
   UNKNOWN_CALLBACK = 8,
+
+  /**
+   * Too many card tips from one card (by the provider's card fingerprint).
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_VELOCITY = 9;
+   */
+  CARD_VELOCITY = 9,
+
+  /**
+   * The card's issuing country differs from the customer's.
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_COUNTRY_MISMATCH = 10;
+   */
+  CARD_COUNTRY_MISMATCH = 10,
+
+  /**
+   * Above the per-tip or daily card limit.
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_LIMIT = 11;
+   */
+  CARD_LIMIT = 11,
+
+  /**
+   * A chargeback was opened on a card tip.
+   *
+   * @generated from enum value: FRAUD_REASON_CARD_DISPUTE = 12;
+   */
+  CARD_DISPUTE = 12,
 }
 
 /**
  * Describes the enum ttip.payment.v1.FraudReason.
  */
 export const FraudReasonSchema: GenEnum<FraudReason> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 3);
+  enumDesc(file_ttip_payment_v1_payment, 5);
 
 /**
  * @generated from enum ttip.payment.v1.FraudAction
@@ -607,7 +878,7 @@ export enum FraudAction {
  * Describes the enum ttip.payment.v1.FraudAction.
  */
 export const FraudActionSchema: GenEnum<FraudAction> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 4);
+  enumDesc(file_ttip_payment_v1_payment, 6);
 
 /**
  * @generated from enum ttip.payment.v1.AlertStatus
@@ -638,5 +909,5 @@ export enum AlertStatus {
  * Describes the enum ttip.payment.v1.AlertStatus.
  */
 export const AlertStatusSchema: GenEnum<AlertStatus> = /*@__PURE__*/
-  enumDesc(file_ttip_payment_v1_payment, 5);
+  enumDesc(file_ttip_payment_v1_payment, 7);
 

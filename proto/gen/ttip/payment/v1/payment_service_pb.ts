@@ -9,7 +9,7 @@ import type { Money } from "../../common/v1/money_pb.js";
 import { file_ttip_common_v1_money } from "../../common/v1/money_pb.js";
 import type { PageRequest, PageResponse } from "../../common/v1/page_pb.js";
 import { file_ttip_common_v1_page } from "../../common/v1/page_pb.js";
-import type { AlertStatus, FraudAlert, FraudReason, PaymentMethod, Payout, PayoutSettings, PayoutStatus, Tip, TipStatus, UnmatchedCallback } from "./payment_pb.js";
+import type { AlertStatus, CardProvider, FraudAlert, FraudReason, PaymentMethod, Payout, PayoutSettings, PayoutStatus, SuspensePayment, Tip, TipStatus, UnmatchedCallback } from "./payment_pb.js";
 import { file_ttip_payment_v1_payment } from "./payment_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/payment/v1/payment_service.proto.
  */
 export const file_ttip_payment_v1_payment_service: GenFile = /*@__PURE__*/
-  fileDesc("CiV0dGlwL3BheW1lbnQvdjEvcGF5bWVudF9zZXJ2aWNlLnByb3RvEg90dGlwLnBheW1lbnQudjEiygUKEENyZWF0ZVRpcFJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEh0KB3FyX2NvZGUYAiABKAlCCrpIB3IFEAQYgBBIABIdCgl3b3JrZXJfaWQYAyABKAlCCLpIBXIDsAEBSAASLQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXlCBrpIA8gBARIuCgttcGVzYV9waG9uZRgFIAEoCUIXukgUchIyEF5cKz9bMC05XXs5LDE1fSRIARIOCgRjYXJkGAYgASgISAESGwoTY3VzdG9tZXJfY292ZXJzX2ZlZRgHIAEoCBIZCgZyYXRpbmcYCCABKAVCCbpIBhoEGAUoABIZCgdtZXNzYWdlGAkgASgJQgi6SAVyAxiYAhIiCg5jdXN0b21lcl9lbWFpbBgKIAEoCUIKukgH2AEBcgJgATrGArpIwgIaXAoaY3JlYXRlX3RpcC5hbW91bnRfcG9zaXRpdmUSIGFtb3VudCBtdXN0IGJlIGdyZWF0ZXIgdGhhbiB6ZXJvGhx0aGlzLmFtb3VudC5hbW91bnRfbWlub3IgPiAwGuEBCiBjcmVhdGVfdGlwLm1wZXNhX3dob2xlX3NoaWxsaW5ncxJbTS1QZXNhIG1vdmVzIHdob2xlIEtlbnlhIHNoaWxsaW5nczogYW1vdW50IG11c3QgYmUgaW4gS0VTIGFuZCBhIG11bHRpcGxlIG9mIDEwMCBtaW5vciB1bml0cxpgIWhhcyh0aGlzLm1wZXNhX3Bob25lKSB8fCAodGhpcy5hbW91bnQuY3VycmVuY3kgPT0gJ0tFUycgJiYgdGhpcy5hbW91bnQuYW1vdW50X21pbm9yICUgMTAwID09IDApQhIKCXJlY2lwaWVudBIFukgCCAFCEAoHcGF5bWVudBIFukgCCAEidAoRQ3JlYXRlVGlwUmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcBIcChRzdHJpcGVfY2xpZW50X3NlY3JldBgCIAEoCRIeChZzdHJpcGVfcHVibGlzaGFibGVfa2V5GAMgASgJIikKDUdldFRpcFJlcXVlc3QSGAoGdGlwX2lkGAEgASgJQgi6SAVyA7ABASIzCg5HZXRUaXBSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwIisKD1dhdGNoVGlwUmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBIjUKEFdhdGNoVGlwUmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcCJyCg9MaXN0VGlwc1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjQKBnN0YXR1cxgCIAEoDjIaLnR0aXAucGF5bWVudC52MS5UaXBTdGF0dXNCCLpIBYIBAhABImIKEExpc3RUaXBzUmVzcG9uc2USIgoEdGlwcxgBIAMoCzIULnR0aXAucGF5bWVudC52MS5UaXASKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSL9AgoUUmVxdWVzdFBheW91dFJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEi0KBmFtb3VudBgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Qga6SAPIAQESLwoLbXBlc2FfcGhvbmUYAyABKAlCGrpIF9gBAXISMhBeXCs/WzAtOV17OSwxNX0kEiEKDXN0ZXBfdXBfdG9rZW4YBCABKAlCCrpIB3IFEBAYgCA6vAG6SLgBGrUBChVyZXF1ZXN0X3BheW91dC5hbW91bnQSNmFtb3VudCBtdXN0IGJlIHdob2xlIEtlbnlhIHNoaWxsaW5ncyBncmVhdGVyIHRoYW4gemVybxpkdGhpcy5hbW91bnQuYW1vdW50X21pbm9yID4gMCAmJiB0aGlzLmFtb3VudC5jdXJyZW5jeSA9PSAnS0VTJyAmJiB0aGlzLmFtb3VudC5hbW91bnRfbWlub3IgJSAxMDAgPT0gMCJAChVSZXF1ZXN0UGF5b3V0UmVzcG9uc2USJwoGcGF5b3V0GAEgASgLMhcudHRpcC5wYXltZW50LnYxLlBheW91dCIvChBHZXRQYXlvdXRSZXF1ZXN0EhsKCXBheW91dF9pZBgBIAEoCUIIukgFcgOwAQEiPAoRR2V0UGF5b3V0UmVzcG9uc2USJwoGcGF5b3V0GAEgASgLMhcudHRpcC5wYXltZW50LnYxLlBheW91dCJ4ChJMaXN0UGF5b3V0c1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjcKBnN0YXR1cxgCIAEoDjIdLnR0aXAucGF5bWVudC52MS5QYXlvdXRTdGF0dXNCCLpIBYIBAhABImsKE0xpc3RQYXlvdXRzUmVzcG9uc2USKAoHcGF5b3V0cxgBIAMoCzIXLnR0aXAucGF5bWVudC52MS5QYXlvdXQSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSIaChhHZXRQYXlvdXRTZXR0aW5nc1JlcXVlc3QiTgoZR2V0UGF5b3V0U2V0dGluZ3NSZXNwb25zZRIxCghzZXR0aW5ncxgBIAEoCzIfLnR0aXAucGF5bWVudC52MS5QYXlvdXRTZXR0aW5ncyLrAgobVXBkYXRlUGF5b3V0U2V0dGluZ3NSZXF1ZXN0EhMKC2F1dG9fcGF5b3V0GAEgASgIEjIKE2F1dG9fcGF5b3V0X21pbmltdW0YAiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIwCgxwYXlvdXRfcGhvbmUYAyABKAlCGrpIF9gBAXISMhBeXCs/WzAtOV17OSwxNX0kOtABukjMARrJAQoedXBkYXRlX3BheW91dF9zZXR0aW5ncy5taW5pbXVtEkFhdXRvX3BheW91dF9taW5pbXVtIG11c3QgYmUgYXQgbGVhc3QgMSBLRVMgd2hlbiBhdXRvX3BheW91dCBpcyBvbhpkIXRoaXMuYXV0b19wYXlvdXQgfHwgKGhhcyh0aGlzLmF1dG9fcGF5b3V0X21pbmltdW0pICYmIHRoaXMuYXV0b19wYXlvdXRfbWluaW11bS5hbW91bnRfbWlub3IgPj0gMTAwKSJRChxVcGRhdGVQYXlvdXRTZXR0aW5nc1Jlc3BvbnNlEjEKCHNldHRpbmdzGAEgASgLMh8udHRpcC5wYXltZW50LnYxLlBheW91dFNldHRpbmdzIhsKGUxpc3RQYXltZW50TWV0aG9kc1JlcXVlc3QiVQoaTGlzdFBheW1lbnRNZXRob2RzUmVzcG9uc2USNwoPcGF5bWVudF9tZXRob2RzGAEgAygLMh4udHRpcC5wYXltZW50LnYxLlBheW1lbnRNZXRob2QidQoXQWRkUGF5bWVudE1ldGhvZFJlcXVlc3QSLAoLbXBlc2FfcGhvbmUYASABKAlCF7pIFHISMhBeXCs/WzAtOV17OSwxNX0kEhYKBWxhYmVsGAIgASgJQge6SARyAhgoEhQKDG1ha2VfZGVmYXVsdBgDIAEoCCJSChhBZGRQYXltZW50TWV0aG9kUmVzcG9uc2USNgoOcGF5bWVudF9tZXRob2QYASABKAsyHi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZCJBChpSZW1vdmVQYXltZW50TWV0aG9kUmVxdWVzdBIjChFwYXltZW50X21ldGhvZF9pZBgBIAEoCUIIukgFcgOwAQEiHQobUmVtb3ZlUGF5bWVudE1ldGhvZFJlc3BvbnNlIrMBChZMaXN0RnJhdWRBbGVydHNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI2CgZzdGF0dXMYAiABKA4yHC50dGlwLnBheW1lbnQudjEuQWxlcnRTdGF0dXNCCLpIBYIBAhABEjYKBnJlYXNvbhgDIAEoDjIcLnR0aXAucGF5bWVudC52MS5GcmF1ZFJlYXNvbkIIukgFggECEAEicgoXTGlzdEZyYXVkQWxlcnRzUmVzcG9uc2USKwoGYWxlcnRzGAEgAygLMhsudHRpcC5wYXltZW50LnYxLkZyYXVkQWxlcnQSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJXChBSZXZpZXdUaXBSZXF1ZXN0EhgKBnRpcF9pZBgBIAEoCUIIukgFcgOwAQESDwoHYXBwcm92ZRgCIAEoCBIYCgRub3RlGAMgASgJQgq6SAdyBRADGPQDIjYKEVJldmlld1RpcFJlc3BvbnNlEiEKA3RpcBgBIAEoCzIULnR0aXAucGF5bWVudC52MS5UaXAiTQoSSG9sZFBheW91dHNSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQESGgoGcmVhc29uGAIgASgJQgq6SAdyBRADGPQDIhUKE0hvbGRQYXlvdXRzUmVzcG9uc2UiTAoVUmVsZWFzZVBheW91dHNSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQESFgoEbm90ZRgCIAEoCUIIukgFcgMY9AMiGAoWUmVsZWFzZVBheW91dHNSZXNwb25zZSJdChdCbG9ja1Bob25lTnVtYmVyUmVxdWVzdBImCgVwaG9uZRgBIAEoCUIXukgUchIyEF5cKz9bMC05XXs5LDE1fSQSGgoGcmVhc29uGAIgASgJQgq6SAdyBRADGPQDIhoKGEJsb2NrUGhvbmVOdW1iZXJSZXNwb25zZSJDChlVbmJsb2NrUGhvbmVOdW1iZXJSZXF1ZXN0EiYKBXBob25lGAEgASgJQhe6SBRyEjIQXlwrP1swLTldezksMTV9JCIcChpVbmJsb2NrUGhvbmVOdW1iZXJSZXNwb25zZSJkCh1MaXN0VW5tYXRjaGVkQ2FsbGJhY2tzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSGAoQaW5jbHVkZV9yZXNvbHZlZBgCIAEoCCKDAQoeTGlzdFVubWF0Y2hlZENhbGxiYWNrc1Jlc3BvbnNlEjUKCWNhbGxiYWNrcxgBIAMoCzIiLnR0aXAucGF5bWVudC52MS5Vbm1hdGNoZWRDYWxsYmFjaxIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIjQKF1JlY29uY2lsZVBlbmRpbmdSZXF1ZXN0EhkKBWxpbWl0GAEgASgFQgq6SAcaBRjoBygBIlMKGFJlY29uY2lsZVBlbmRpbmdSZXNwb25zZRIPCgdxdWVyaWVkGAEgASgFEg8KB3NldHRsZWQYAiABKAUSFQoNc3RpbGxfcGVuZGluZxgDIAEoBSIzChdHZXRUaXBGb3JSZWNlaXB0UmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBIp4BChhHZXRUaXBGb3JSZWNlaXB0UmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcBIbChN3b3JrZXJfZGlzcGxheV9uYW1lGAIgASgJEhIKCnZlbnVlX25hbWUYAyABKAkSLgoPd29ya2VyX3JlY2VpdmVkGAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkyrwkKDlBheW1lbnRTZXJ2aWNlElIKCUNyZWF0ZVRpcBIhLnR0aXAucGF5bWVudC52MS5DcmVhdGVUaXBSZXF1ZXN0GiIudHRpcC5wYXltZW50LnYxLkNyZWF0ZVRpcFJlc3BvbnNlEk4KBkdldFRpcBIeLnR0aXAucGF5bWVudC52MS5HZXRUaXBSZXF1ZXN0Gh8udHRpcC5wYXltZW50LnYxLkdldFRpcFJlc3BvbnNlIgOQAgESVgoIV2F0Y2hUaXASIC50dGlwLnBheW1lbnQudjEuV2F0Y2hUaXBSZXF1ZXN0GiEudHRpcC5wYXltZW50LnYxLldhdGNoVGlwUmVzcG9uc2UiA5ACATABElQKCExpc3RUaXBzEiAudHRpcC5wYXltZW50LnYxLkxpc3RUaXBzUmVxdWVzdBohLnR0aXAucGF5bWVudC52MS5MaXN0VGlwc1Jlc3BvbnNlIgOQAgESXgoNUmVxdWVzdFBheW91dBIlLnR0aXAucGF5bWVudC52MS5SZXF1ZXN0UGF5b3V0UmVxdWVzdBomLnR0aXAucGF5bWVudC52MS5SZXF1ZXN0UGF5b3V0UmVzcG9uc2USVwoJR2V0UGF5b3V0EiEudHRpcC5wYXltZW50LnYxLkdldFBheW91dFJlcXVlc3QaIi50dGlwLnBheW1lbnQudjEuR2V0UGF5b3V0UmVzcG9uc2UiA5ACARJdCgtMaXN0UGF5b3V0cxIjLnR0aXAucGF5bWVudC52MS5MaXN0UGF5b3V0c1JlcXVlc3QaJC50dGlwLnBheW1lbnQudjEuTGlzdFBheW91dHNSZXNwb25zZSIDkAIBEm8KEUdldFBheW91dFNldHRpbmdzEikudHRpcC5wYXltZW50LnYxLkdldFBheW91dFNldHRpbmdzUmVxdWVzdBoqLnR0aXAucGF5bWVudC52MS5HZXRQYXlvdXRTZXR0aW5nc1Jlc3BvbnNlIgOQAgEScwoUVXBkYXRlUGF5b3V0U2V0dGluZ3MSLC50dGlwLnBheW1lbnQudjEuVXBkYXRlUGF5b3V0U2V0dGluZ3NSZXF1ZXN0Gi0udHRpcC5wYXltZW50LnYxLlVwZGF0ZVBheW91dFNldHRpbmdzUmVzcG9uc2UScgoSTGlzdFBheW1lbnRNZXRob2RzEioudHRpcC5wYXltZW50LnYxLkxpc3RQYXltZW50TWV0aG9kc1JlcXVlc3QaKy50dGlwLnBheW1lbnQudjEuTGlzdFBheW1lbnRNZXRob2RzUmVzcG9uc2UiA5ACARJnChBBZGRQYXltZW50TWV0aG9kEigudHRpcC5wYXltZW50LnYxLkFkZFBheW1lbnRNZXRob2RSZXF1ZXN0GikudHRpcC5wYXltZW50LnYxLkFkZFBheW1lbnRNZXRob2RSZXNwb25zZRJwChNSZW1vdmVQYXltZW50TWV0aG9kEisudHRpcC5wYXltZW50LnYxLlJlbW92ZVBheW1lbnRNZXRob2RSZXF1ZXN0GiwudHRpcC5wYXltZW50LnYxLlJlbW92ZVBheW1lbnRNZXRob2RSZXNwb25zZTLpBQoTUGF5bWVudEFkbWluU2VydmljZRJpCg9MaXN0RnJhdWRBbGVydHMSJy50dGlwLnBheW1lbnQudjEuTGlzdEZyYXVkQWxlcnRzUmVxdWVzdBooLnR0aXAucGF5bWVudC52MS5MaXN0RnJhdWRBbGVydHNSZXNwb25zZSIDkAIBElIKCVJldmlld1RpcBIhLnR0aXAucGF5bWVudC52MS5SZXZpZXdUaXBSZXF1ZXN0GiIudHRpcC5wYXltZW50LnYxLlJldmlld1RpcFJlc3BvbnNlElgKC0hvbGRQYXlvdXRzEiMudHRpcC5wYXltZW50LnYxLkhvbGRQYXlvdXRzUmVxdWVzdBokLnR0aXAucGF5bWVudC52MS5Ib2xkUGF5b3V0c1Jlc3BvbnNlEmEKDlJlbGVhc2VQYXlvdXRzEiYudHRpcC5wYXltZW50LnYxLlJlbGVhc2VQYXlvdXRzUmVxdWVzdBonLnR0aXAucGF5bWVudC52MS5SZWxlYXNlUGF5b3V0c1Jlc3BvbnNlEmcKEEJsb2NrUGhvbmVOdW1iZXISKC50dGlwLnBheW1lbnQudjEuQmxvY2tQaG9uZU51bWJlclJlcXVlc3QaKS50dGlwLnBheW1lbnQudjEuQmxvY2tQaG9uZU51bWJlclJlc3BvbnNlEm0KElVuYmxvY2tQaG9uZU51bWJlchIqLnR0aXAucGF5bWVudC52MS5VbmJsb2NrUGhvbmVOdW1iZXJSZXF1ZXN0GisudHRpcC5wYXltZW50LnYxLlVuYmxvY2tQaG9uZU51bWJlclJlc3BvbnNlEn4KFkxpc3RVbm1hdGNoZWRDYWxsYmFja3MSLi50dGlwLnBheW1lbnQudjEuTGlzdFVubWF0Y2hlZENhbGxiYWNrc1JlcXVlc3QaLy50dGlwLnBheW1lbnQudjEuTGlzdFVubWF0Y2hlZENhbGxiYWNrc1Jlc3BvbnNlIgOQAgEy7wEKFlBheW1lbnRJbnRlcm5hbFNlcnZpY2USZwoQUmVjb25jaWxlUGVuZGluZxIoLnR0aXAucGF5bWVudC52MS5SZWNvbmNpbGVQZW5kaW5nUmVxdWVzdBopLnR0aXAucGF5bWVudC52MS5SZWNvbmNpbGVQZW5kaW5nUmVzcG9uc2USbAoQR2V0VGlwRm9yUmVjZWlwdBIoLnR0aXAucGF5bWVudC52MS5HZXRUaXBGb3JSZWNlaXB0UmVxdWVzdBopLnR0aXAucGF5bWVudC52MS5HZXRUaXBGb3JSZWNlaXB0UmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_ttip_common_v1_money, file_ttip_common_v1_page, file_ttip_payment_v1_payment]);
+  fileDesc("CiV0dGlwL3BheW1lbnQvdjEvcGF5bWVudF9zZXJ2aWNlLnByb3RvEg90dGlwLnBheW1lbnQudjEiugYKEENyZWF0ZVRpcFJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEh0KB3FyX2NvZGUYAiABKAlCCrpIB3IFEAQYgBBIABIdCgl3b3JrZXJfaWQYAyABKAlCCLpIBXIDsAEBSAASLQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXlCBrpIA8gBARIuCgttcGVzYV9waG9uZRgFIAEoCUIXukgUchIyEF5cKz9bMC05XXs5LDE1fSRIARIOCgRjYXJkGAYgASgISAESGwoTY3VzdG9tZXJfY292ZXJzX2ZlZRgHIAEoCBIZCgZyYXRpbmcYCCABKAVCCbpIBhoEGAUoABIZCgdtZXNzYWdlGAkgASgJQgi6SAVyAxiYAhIiCg5jdXN0b21lcl9lbWFpbBgKIAEoCUIKukgH2AEBcgJgARI+Cg1jYXJkX3Byb3ZpZGVyGAsgASgOMh0udHRpcC5wYXltZW50LnYxLkNhcmRQcm92aWRlckIIukgFggECEAESLgoQY3VzdG9tZXJfY291bnRyeRgMIAEoCUIUukgR2AEBcgwyCl5bQS1aXXsyfSQ6xgK6SMICGlwKGmNyZWF0ZV90aXAuYW1vdW50X3Bvc2l0aXZlEiBhbW91bnQgbXVzdCBiZSBncmVhdGVyIHRoYW4gemVybxocdGhpcy5hbW91bnQuYW1vdW50X21pbm9yID4gMBrhAQogY3JlYXRlX3RpcC5tcGVzYV93aG9sZV9zaGlsbGluZ3MSW00tUGVzYSBtb3ZlcyB3aG9sZSBLZW55YSBzaGlsbGluZ3M6IGFtb3VudCBtdXN0IGJlIGluIEtFUyBhbmQgYSBtdWx0aXBsZSBvZiAxMDAgbWlub3IgdW5pdHMaYCFoYXModGhpcy5tcGVzYV9waG9uZSkgfHwgKHRoaXMuYW1vdW50LmN1cnJlbmN5ID09ICdLRVMnICYmIHRoaXMuYW1vdW50LmFtb3VudF9taW5vciAlIDEwMCA9PSAwKUISCglyZWNpcGllbnQSBbpIAggBQhAKB3BheW1lbnQSBbpIAggBIpABChFDcmVhdGVUaXBSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwEhwKFHN0cmlwZV9jbGllbnRfc2VjcmV0GAIgASgJEh4KFnN0cmlwZV9wdWJsaXNoYWJsZV9rZXkYAyABKAkSGgoScGF5cGFsX2FwcHJvdmVfdXJsGAQgASgJIikKDUdldFRpcFJlcXVlc3QSGAoGdGlwX2lkGAEgASgJQgi6SAVyA7ABASIzCg5HZXRUaXBSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwIisKD1dhdGNoVGlwUmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBIjUKEFdhdGNoVGlwUmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcCJyCg9MaXN0VGlwc1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjQKBnN0YXR1cxgCIAEoDjIaLnR0aXAucGF5bWVudC52MS5UaXBTdGF0dXNCCLpIBYIBAhABImIKEExpc3RUaXBzUmVzcG9uc2USIgoEdGlwcxgBIAMoCzIULnR0aXAucGF5bWVudC52MS5UaXASKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSL9AgoUUmVxdWVzdFBheW91dFJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEi0KBmFtb3VudBgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Qga6SAPIAQESLwoLbXBlc2FfcGhvbmUYAyABKAlCGrpIF9gBAXISMhBeXCs/WzAtOV17OSwxNX0kEiEKDXN0ZXBfdXBfdG9rZW4YBCABKAlCCrpIB3IFEBAYgCA6vAG6SLgBGrUBChVyZXF1ZXN0X3BheW91dC5hbW91bnQSNmFtb3VudCBtdXN0IGJlIHdob2xlIEtlbnlhIHNoaWxsaW5ncyBncmVhdGVyIHRoYW4gemVybxpkdGhpcy5hbW91bnQuYW1vdW50X21pbm9yID4gMCAmJiB0aGlzLmFtb3VudC5jdXJyZW5jeSA9PSAnS0VTJyAmJiB0aGlzLmFtb3VudC5hbW91bnRfbWlub3IgJSAxMDAgPT0gMCJAChVSZXF1ZXN0UGF5b3V0UmVzcG9uc2USJwoGcGF5b3V0GAEgASgLMhcudHRpcC5wYXltZW50LnYxLlBheW91dCIvChBHZXRQYXlvdXRSZXF1ZXN0EhsKCXBheW91dF9pZBgBIAEoCUIIukgFcgOwAQEiPAoRR2V0UGF5b3V0UmVzcG9uc2USJwoGcGF5b3V0GAEgASgLMhcudHRpcC5wYXltZW50LnYxLlBheW91dCJ4ChJMaXN0UGF5b3V0c1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjcKBnN0YXR1cxgCIAEoDjIdLnR0aXAucGF5bWVudC52MS5QYXlvdXRTdGF0dXNCCLpIBYIBAhABImsKE0xpc3RQYXlvdXRzUmVzcG9uc2USKAoHcGF5b3V0cxgBIAMoCzIXLnR0aXAucGF5bWVudC52MS5QYXlvdXQSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSIaChhHZXRQYXlvdXRTZXR0aW5nc1JlcXVlc3QiTgoZR2V0UGF5b3V0U2V0dGluZ3NSZXNwb25zZRIxCghzZXR0aW5ncxgBIAEoCzIfLnR0aXAucGF5bWVudC52MS5QYXlvdXRTZXR0aW5ncyLrAgobVXBkYXRlUGF5b3V0U2V0dGluZ3NSZXF1ZXN0EhMKC2F1dG9fcGF5b3V0GAEgASgIEjIKE2F1dG9fcGF5b3V0X21pbmltdW0YAiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIwCgxwYXlvdXRfcGhvbmUYAyABKAlCGrpIF9gBAXISMhBeXCs/WzAtOV17OSwxNX0kOtABukjMARrJAQoedXBkYXRlX3BheW91dF9zZXR0aW5ncy5taW5pbXVtEkFhdXRvX3BheW91dF9taW5pbXVtIG11c3QgYmUgYXQgbGVhc3QgMSBLRVMgd2hlbiBhdXRvX3BheW91dCBpcyBvbhpkIXRoaXMuYXV0b19wYXlvdXQgfHwgKGhhcyh0aGlzLmF1dG9fcGF5b3V0X21pbmltdW0pICYmIHRoaXMuYXV0b19wYXlvdXRfbWluaW11bS5hbW91bnRfbWlub3IgPj0gMTAwKSJRChxVcGRhdGVQYXlvdXRTZXR0aW5nc1Jlc3BvbnNlEjEKCHNldHRpbmdzGAEgASgLMh8udHRpcC5wYXltZW50LnYxLlBheW91dFNldHRpbmdzIhsKGUxpc3RQYXltZW50TWV0aG9kc1JlcXVlc3QiVQoaTGlzdFBheW1lbnRNZXRob2RzUmVzcG9uc2USNwoPcGF5bWVudF9tZXRob2RzGAEgAygLMh4udHRpcC5wYXltZW50LnYxLlBheW1lbnRNZXRob2QidQoXQWRkUGF5bWVudE1ldGhvZFJlcXVlc3QSLAoLbXBlc2FfcGhvbmUYASABKAlCF7pIFHISMhBeXCs/WzAtOV17OSwxNX0kEhYKBWxhYmVsGAIgASgJQge6SARyAhgoEhQKDG1ha2VfZGVmYXVsdBgDIAEoCCJSChhBZGRQYXltZW50TWV0aG9kUmVzcG9uc2USNgoOcGF5bWVudF9tZXRob2QYASABKAsyHi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZCJBChpSZW1vdmVQYXltZW50TWV0aG9kUmVxdWVzdBIjChFwYXltZW50X21ldGhvZF9pZBgBIAEoCUIIukgFcgOwAQEiHQobUmVtb3ZlUGF5bWVudE1ldGhvZFJlc3BvbnNlIrMBChZMaXN0RnJhdWRBbGVydHNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBI2CgZzdGF0dXMYAiABKA4yHC50dGlwLnBheW1lbnQudjEuQWxlcnRTdGF0dXNCCLpIBYIBAhABEjYKBnJlYXNvbhgDIAEoDjIcLnR0aXAucGF5bWVudC52MS5GcmF1ZFJlYXNvbkIIukgFggECEAEicgoXTGlzdEZyYXVkQWxlcnRzUmVzcG9uc2USKwoGYWxlcnRzGAEgAygLMhsudHRpcC5wYXltZW50LnYxLkZyYXVkQWxlcnQSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJXChBSZXZpZXdUaXBSZXF1ZXN0EhgKBnRpcF9pZBgBIAEoCUIIukgFcgOwAQESDwoHYXBwcm92ZRgCIAEoCBIYCgRub3RlGAMgASgJQgq6SAdyBRADGPQDIjYKEVJldmlld1RpcFJlc3BvbnNlEiEKA3RpcBgBIAEoCzIULnR0aXAucGF5bWVudC52MS5UaXAiTQoSSG9sZFBheW91dHNSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQESGgoGcmVhc29uGAIgASgJQgq6SAdyBRADGPQDIhUKE0hvbGRQYXlvdXRzUmVzcG9uc2UiTAoVUmVsZWFzZVBheW91dHNSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQESFgoEbm90ZRgCIAEoCUIIukgFcgMY9AMiGAoWUmVsZWFzZVBheW91dHNSZXNwb25zZSJdChdCbG9ja1Bob25lTnVtYmVyUmVxdWVzdBImCgVwaG9uZRgBIAEoCUIXukgUchIyEF5cKz9bMC05XXs5LDE1fSQSGgoGcmVhc29uGAIgASgJQgq6SAdyBRADGPQDIhoKGEJsb2NrUGhvbmVOdW1iZXJSZXNwb25zZSJDChlVbmJsb2NrUGhvbmVOdW1iZXJSZXF1ZXN0EiYKBXBob25lGAEgASgJQhe6SBRyEjIQXlwrP1swLTldezksMTV9JCIcChpVbmJsb2NrUGhvbmVOdW1iZXJSZXNwb25zZSJkCh1MaXN0VW5tYXRjaGVkQ2FsbGJhY2tzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSGAoQaW5jbHVkZV9yZXNvbHZlZBgCIAEoCCKDAQoeTGlzdFVubWF0Y2hlZENhbGxiYWNrc1Jlc3BvbnNlEjUKCWNhbGxiYWNrcxgBIAMoCzIiLnR0aXAucGF5bWVudC52MS5Vbm1hdGNoZWRDYWxsYmFjaxIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlImIKG0xpc3RTdXNwZW5zZVBheW1lbnRzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSGAoQaW5jbHVkZV9yZXNvbHZlZBgCIAEoCCJ+ChxMaXN0U3VzcGVuc2VQYXltZW50c1Jlc3BvbnNlEjIKCHBheW1lbnRzGAEgAygLMiAudHRpcC5wYXltZW50LnYxLlN1c3BlbnNlUGF5bWVudBIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIrsBCh1SZXNvbHZlU3VzcGVuc2VQYXltZW50UmVxdWVzdBImCgdyZWNlaXB0GAEgASgJQhW6SBJyEDIOXltBLVowLTldezEwfSQSLAoXbWF0Y2hfYWNjb3VudF9yZWZlcmVuY2UYAiABKAlCCbpIBnIEEAEYFEgAEhkKBnJlZnVuZBgDIAEoCEIHukgEagIIAUgAEhgKBG5vdGUYBCABKAlCCrpIB3IFEAMY9ANCDwoGYWN0aW9uEgW6SAIIASJ2Ch5SZXNvbHZlU3VzcGVuc2VQYXltZW50UmVzcG9uc2USMQoHcGF5bWVudBgBIAEoCzIgLnR0aXAucGF5bWVudC52MS5TdXNwZW5zZVBheW1lbnQSIQoDdGlwGAIgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcCI0ChdSZWNvbmNpbGVQZW5kaW5nUmVxdWVzdBIZCgVsaW1pdBgBIAEoBUIKukgHGgUY6AcoASJTChhSZWNvbmNpbGVQZW5kaW5nUmVzcG9uc2USDwoHcXVlcmllZBgBIAEoBRIPCgdzZXR0bGVkGAIgASgFEhUKDXN0aWxsX3BlbmRpbmcYAyABKAUilAEKEFJlZnVuZFRpcFJlcXVlc3QSGAoGdGlwX2lkGAEgASgJQgi6SAVyA7ABARIjCg9pZGVtcG90ZW5jeV9rZXkYAiABKAlCCrpIB3IFEAgYgAESJQoGYW1vdW50GAMgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSGgoGcmVhc29uGAQgASgJQgq6SAdyBRADGPQDIkkKEVJlZnVuZFRpcFJlc3BvbnNlEiEKA3RpcBgBIAEoCzIULnR0aXAucGF5bWVudC52MS5UaXASEQoJcmVmdW5kX2lkGAIgASgJIjgKG1JlY29uY2lsZUNhcmRCYWxhbmNlUmVxdWVzdBIZCgVsaW1pdBgBIAEoBUIKukgHGgUY6AcoASJqChxSZWNvbmNpbGVDYXJkQmFsYW5jZVJlc3BvbnNlEg8KB21hdGNoZWQYASABKAUSFQoNZmVlc19yZWNvcmRlZBgCIAEoBRIRCgl1bm1hdGNoZWQYAyABKAUSDwoHcGF5b3V0cxgEIAEoBSIzChdHZXRUaXBGb3JSZWNlaXB0UmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBIp4BChhHZXRUaXBGb3JSZWNlaXB0UmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcBIbChN3b3JrZXJfZGlzcGxheV9uYW1lGAIgASgJEhIKCnZlbnVlX25hbWUYAyABKAkSLgoPd29ya2VyX3JlY2VpdmVkGAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkyrwkKDlBheW1lbnRTZXJ2aWNlElIKCUNyZWF0ZVRpcBIhLnR0aXAucGF5bWVudC52MS5DcmVhdGVUaXBSZXF1ZXN0GiIudHRpcC5wYXltZW50LnYxLkNyZWF0ZVRpcFJlc3BvbnNlEk4KBkdldFRpcBIeLnR0aXAucGF5bWVudC52MS5HZXRUaXBSZXF1ZXN0Gh8udHRpcC5wYXltZW50LnYxLkdldFRpcFJlc3BvbnNlIgOQAgESVgoIV2F0Y2hUaXASIC50dGlwLnBheW1lbnQudjEuV2F0Y2hUaXBSZXF1ZXN0GiEudHRpcC5wYXltZW50LnYxLldhdGNoVGlwUmVzcG9uc2UiA5ACATABElQKCExpc3RUaXBzEiAudHRpcC5wYXltZW50LnYxLkxpc3RUaXBzUmVxdWVzdBohLnR0aXAucGF5bWVudC52MS5MaXN0VGlwc1Jlc3BvbnNlIgOQAgESXgoNUmVxdWVzdFBheW91dBIlLnR0aXAucGF5bWVudC52MS5SZXF1ZXN0UGF5b3V0UmVxdWVzdBomLnR0aXAucGF5bWVudC52MS5SZXF1ZXN0UGF5b3V0UmVzcG9uc2USVwoJR2V0UGF5b3V0EiEudHRpcC5wYXltZW50LnYxLkdldFBheW91dFJlcXVlc3QaIi50dGlwLnBheW1lbnQudjEuR2V0UGF5b3V0UmVzcG9uc2UiA5ACARJdCgtMaXN0UGF5b3V0cxIjLnR0aXAucGF5bWVudC52MS5MaXN0UGF5b3V0c1JlcXVlc3QaJC50dGlwLnBheW1lbnQudjEuTGlzdFBheW91dHNSZXNwb25zZSIDkAIBEm8KEUdldFBheW91dFNldHRpbmdzEikudHRpcC5wYXltZW50LnYxLkdldFBheW91dFNldHRpbmdzUmVxdWVzdBoqLnR0aXAucGF5bWVudC52MS5HZXRQYXlvdXRTZXR0aW5nc1Jlc3BvbnNlIgOQAgEScwoUVXBkYXRlUGF5b3V0U2V0dGluZ3MSLC50dGlwLnBheW1lbnQudjEuVXBkYXRlUGF5b3V0U2V0dGluZ3NSZXF1ZXN0Gi0udHRpcC5wYXltZW50LnYxLlVwZGF0ZVBheW91dFNldHRpbmdzUmVzcG9uc2UScgoSTGlzdFBheW1lbnRNZXRob2RzEioudHRpcC5wYXltZW50LnYxLkxpc3RQYXltZW50TWV0aG9kc1JlcXVlc3QaKy50dGlwLnBheW1lbnQudjEuTGlzdFBheW1lbnRNZXRob2RzUmVzcG9uc2UiA5ACARJnChBBZGRQYXltZW50TWV0aG9kEigudHRpcC5wYXltZW50LnYxLkFkZFBheW1lbnRNZXRob2RSZXF1ZXN0GikudHRpcC5wYXltZW50LnYxLkFkZFBheW1lbnRNZXRob2RSZXNwb25zZRJwChNSZW1vdmVQYXltZW50TWV0aG9kEisudHRpcC5wYXltZW50LnYxLlJlbW92ZVBheW1lbnRNZXRob2RSZXF1ZXN0GiwudHRpcC5wYXltZW50LnYxLlJlbW92ZVBheW1lbnRNZXRob2RSZXNwb25zZTKyCAoTUGF5bWVudEFkbWluU2VydmljZRJpCg9MaXN0RnJhdWRBbGVydHMSJy50dGlwLnBheW1lbnQudjEuTGlzdEZyYXVkQWxlcnRzUmVxdWVzdBooLnR0aXAucGF5bWVudC52MS5MaXN0RnJhdWRBbGVydHNSZXNwb25zZSIDkAIBElIKCVJldmlld1RpcBIhLnR0aXAucGF5bWVudC52MS5SZXZpZXdUaXBSZXF1ZXN0GiIudHRpcC5wYXltZW50LnYxLlJldmlld1RpcFJlc3BvbnNlElgKC0hvbGRQYXlvdXRzEiMudHRpcC5wYXltZW50LnYxLkhvbGRQYXlvdXRzUmVxdWVzdBokLnR0aXAucGF5bWVudC52MS5Ib2xkUGF5b3V0c1Jlc3BvbnNlEmEKDlJlbGVhc2VQYXlvdXRzEiYudHRpcC5wYXltZW50LnYxLlJlbGVhc2VQYXlvdXRzUmVxdWVzdBonLnR0aXAucGF5bWVudC52MS5SZWxlYXNlUGF5b3V0c1Jlc3BvbnNlEmcKEEJsb2NrUGhvbmVOdW1iZXISKC50dGlwLnBheW1lbnQudjEuQmxvY2tQaG9uZU51bWJlclJlcXVlc3QaKS50dGlwLnBheW1lbnQudjEuQmxvY2tQaG9uZU51bWJlclJlc3BvbnNlEm0KElVuYmxvY2tQaG9uZU51bWJlchIqLnR0aXAucGF5bWVudC52MS5VbmJsb2NrUGhvbmVOdW1iZXJSZXF1ZXN0GisudHRpcC5wYXltZW50LnYxLlVuYmxvY2tQaG9uZU51bWJlclJlc3BvbnNlEn4KFkxpc3RVbm1hdGNoZWRDYWxsYmFja3MSLi50dGlwLnBheW1lbnQudjEuTGlzdFVubWF0Y2hlZENhbGxiYWNrc1JlcXVlc3QaLy50dGlwLnBheW1lbnQudjEuTGlzdFVubWF0Y2hlZENhbGxiYWNrc1Jlc3BvbnNlIgOQAgESeAoUTGlzdFN1c3BlbnNlUGF5bWVudHMSLC50dGlwLnBheW1lbnQudjEuTGlzdFN1c3BlbnNlUGF5bWVudHNSZXF1ZXN0Gi0udHRpcC5wYXltZW50LnYxLkxpc3RTdXNwZW5zZVBheW1lbnRzUmVzcG9uc2UiA5ACARJ5ChZSZXNvbHZlU3VzcGVuc2VQYXltZW50Ei4udHRpcC5wYXltZW50LnYxLlJlc29sdmVTdXNwZW5zZVBheW1lbnRSZXF1ZXN0Gi8udHRpcC5wYXltZW50LnYxLlJlc29sdmVTdXNwZW5zZVBheW1lbnRSZXNwb25zZRJSCglSZWZ1bmRUaXASIS50dGlwLnBheW1lbnQudjEuUmVmdW5kVGlwUmVxdWVzdBoiLnR0aXAucGF5bWVudC52MS5SZWZ1bmRUaXBSZXNwb25zZTLkAgoWUGF5bWVudEludGVybmFsU2VydmljZRJnChBSZWNvbmNpbGVQZW5kaW5nEigudHRpcC5wYXltZW50LnYxLlJlY29uY2lsZVBlbmRpbmdSZXF1ZXN0GikudHRpcC5wYXltZW50LnYxLlJlY29uY2lsZVBlbmRpbmdSZXNwb25zZRJsChBHZXRUaXBGb3JSZWNlaXB0EigudHRpcC5wYXltZW50LnYxLkdldFRpcEZvclJlY2VpcHRSZXF1ZXN0GikudHRpcC5wYXltZW50LnYxLkdldFRpcEZvclJlY2VpcHRSZXNwb25zZSIDkAIBEnMKFFJlY29uY2lsZUNhcmRCYWxhbmNlEiwudHRpcC5wYXltZW50LnYxLlJlY29uY2lsZUNhcmRCYWxhbmNlUmVxdWVzdBotLnR0aXAucGF5bWVudC52MS5SZWNvbmNpbGVDYXJkQmFsYW5jZVJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_ttip_common_v1_money, file_ttip_common_v1_page, file_ttip_payment_v1_payment]);
 
 /**
  * @generated from message ttip.payment.v1.CreateTipRequest
@@ -96,6 +96,20 @@ export type CreateTipRequest = Message<"ttip.payment.v1.CreateTipRequest"> & {
    * @generated from field: string customer_email = 10;
    */
   customerEmail: string;
+
+  /**
+   * Card tips: which provider (default Stripe).
+   *
+   * @generated from field: ttip.payment.v1.CardProvider card_provider = 11;
+   */
+  cardProvider: CardProvider;
+
+  /**
+   * Card tips: the customer's country (ISO 3166-1 alpha-2), compared with the card's issuing country.
+   *
+   * @generated from field: string customer_country = 12;
+   */
+  customerCountry: string;
 };
 
 /**
@@ -125,6 +139,13 @@ export type CreateTipResponse = Message<"ttip.payment.v1.CreateTipResponse"> & {
    * @generated from field: string stripe_publishable_key = 3;
    */
   stripePublishableKey: string;
+
+  /**
+   * For PayPal tips: where the customer approves the order.
+   *
+   * @generated from field: string paypal_approve_url = 4;
+   */
+  paypalApproveUrl: string;
 };
 
 /**
@@ -828,6 +849,119 @@ export const ListUnmatchedCallbacksResponseSchema: GenMessage<ListUnmatchedCallb
   messageDesc(file_ttip_payment_v1_payment_service, 37);
 
 /**
+ * @generated from message ttip.payment.v1.ListSuspensePaymentsRequest
+ */
+export type ListSuspensePaymentsRequest = Message<"ttip.payment.v1.ListSuspensePaymentsRequest"> & {
+  /**
+   * @generated from field: ttip.common.v1.PageRequest page = 1;
+   */
+  page?: PageRequest | undefined;
+
+  /**
+   * @generated from field: bool include_resolved = 2;
+   */
+  includeResolved: boolean;
+};
+
+/**
+ * Describes the message ttip.payment.v1.ListSuspensePaymentsRequest.
+ * Use `create(ListSuspensePaymentsRequestSchema)` to create a new message.
+ */
+export const ListSuspensePaymentsRequestSchema: GenMessage<ListSuspensePaymentsRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 38);
+
+/**
+ * @generated from message ttip.payment.v1.ListSuspensePaymentsResponse
+ */
+export type ListSuspensePaymentsResponse = Message<"ttip.payment.v1.ListSuspensePaymentsResponse"> & {
+  /**
+   * @generated from field: repeated ttip.payment.v1.SuspensePayment payments = 1;
+   */
+  payments: SuspensePayment[];
+
+  /**
+   * @generated from field: ttip.common.v1.PageResponse page = 2;
+   */
+  page?: PageResponse | undefined;
+};
+
+/**
+ * Describes the message ttip.payment.v1.ListSuspensePaymentsResponse.
+ * Use `create(ListSuspensePaymentsResponseSchema)` to create a new message.
+ */
+export const ListSuspensePaymentsResponseSchema: GenMessage<ListSuspensePaymentsResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 39);
+
+/**
+ * @generated from message ttip.payment.v1.ResolveSuspensePaymentRequest
+ */
+export type ResolveSuspensePaymentRequest = Message<"ttip.payment.v1.ResolveSuspensePaymentRequest"> & {
+  /**
+   * The M-Pesa receipt (TransID) of the payment.
+   *
+   * @generated from field: string receipt = 1;
+   */
+  receipt: string;
+
+  /**
+   * @generated from oneof ttip.payment.v1.ResolveSuspensePaymentRequest.action
+   */
+  action: {
+    /**
+     * Credit the worker of this code's account reference (the code may be revoked: the money has moved).
+     *
+     * @generated from field: string match_account_reference = 2;
+     */
+    value: string;
+    case: "matchAccountReference";
+  } | {
+    /**
+     * Leave it to finance to reverse with M-Pesa; nothing is credited.
+     *
+     * @generated from field: bool refund = 3;
+     */
+    value: boolean;
+    case: "refund";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * @generated from field: string note = 4;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message ttip.payment.v1.ResolveSuspensePaymentRequest.
+ * Use `create(ResolveSuspensePaymentRequestSchema)` to create a new message.
+ */
+export const ResolveSuspensePaymentRequestSchema: GenMessage<ResolveSuspensePaymentRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 40);
+
+/**
+ * @generated from message ttip.payment.v1.ResolveSuspensePaymentResponse
+ */
+export type ResolveSuspensePaymentResponse = Message<"ttip.payment.v1.ResolveSuspensePaymentResponse"> & {
+  /**
+   * @generated from field: ttip.payment.v1.SuspensePayment payment = 1;
+   */
+  payment?: SuspensePayment | undefined;
+
+  /**
+   * The paybill tip the match credited.
+   *
+   * @generated from field: ttip.payment.v1.Tip tip = 2;
+   */
+  tip?: Tip | undefined;
+};
+
+/**
+ * Describes the message ttip.payment.v1.ResolveSuspensePaymentResponse.
+ * Use `create(ResolveSuspensePaymentResponseSchema)` to create a new message.
+ */
+export const ResolveSuspensePaymentResponseSchema: GenMessage<ResolveSuspensePaymentResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 41);
+
+/**
  * @generated from message ttip.payment.v1.ReconcilePendingRequest
  */
 export type ReconcilePendingRequest = Message<"ttip.payment.v1.ReconcilePendingRequest"> & {
@@ -844,7 +978,7 @@ export type ReconcilePendingRequest = Message<"ttip.payment.v1.ReconcilePendingR
  * Use `create(ReconcilePendingRequestSchema)` to create a new message.
  */
 export const ReconcilePendingRequestSchema: GenMessage<ReconcilePendingRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_payment_v1_payment_service, 38);
+  messageDesc(file_ttip_payment_v1_payment_service, 42);
 
 /**
  * @generated from message ttip.payment.v1.ReconcilePendingResponse
@@ -871,7 +1005,124 @@ export type ReconcilePendingResponse = Message<"ttip.payment.v1.ReconcilePending
  * Use `create(ReconcilePendingResponseSchema)` to create a new message.
  */
 export const ReconcilePendingResponseSchema: GenMessage<ReconcilePendingResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_payment_v1_payment_service, 39);
+  messageDesc(file_ttip_payment_v1_payment_service, 43);
+
+/**
+ * @generated from message ttip.payment.v1.RefundTipRequest
+ */
+export type RefundTipRequest = Message<"ttip.payment.v1.RefundTipRequest"> & {
+  /**
+   * @generated from field: string tip_id = 1;
+   */
+  tipId: string;
+
+  /**
+   * The same key returns the same refund.
+   *
+   * @generated from field: string idempotency_key = 2;
+   */
+  idempotencyKey: string;
+
+  /**
+   * In the tip's currency; unset refunds what is left of the charge.
+   *
+   * @generated from field: ttip.common.v1.Money amount = 3;
+   */
+  amount?: Money | undefined;
+
+  /**
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message ttip.payment.v1.RefundTipRequest.
+ * Use `create(RefundTipRequestSchema)` to create a new message.
+ */
+export const RefundTipRequestSchema: GenMessage<RefundTipRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 44);
+
+/**
+ * @generated from message ttip.payment.v1.RefundTipResponse
+ */
+export type RefundTipResponse = Message<"ttip.payment.v1.RefundTipResponse"> & {
+  /**
+   * @generated from field: ttip.payment.v1.Tip tip = 1;
+   */
+  tip?: Tip | undefined;
+
+  /**
+   * @generated from field: string refund_id = 2;
+   */
+  refundId: string;
+};
+
+/**
+ * Describes the message ttip.payment.v1.RefundTipResponse.
+ * Use `create(RefundTipResponseSchema)` to create a new message.
+ */
+export const RefundTipResponseSchema: GenMessage<RefundTipResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 45);
+
+/**
+ * @generated from message ttip.payment.v1.ReconcileCardBalanceRequest
+ */
+export type ReconcileCardBalanceRequest = Message<"ttip.payment.v1.ReconcileCardBalanceRequest"> & {
+  /**
+   * At most this many balance transactions in one pass.
+   *
+   * @generated from field: int32 limit = 1;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message ttip.payment.v1.ReconcileCardBalanceRequest.
+ * Use `create(ReconcileCardBalanceRequestSchema)` to create a new message.
+ */
+export const ReconcileCardBalanceRequestSchema: GenMessage<ReconcileCardBalanceRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 46);
+
+/**
+ * @generated from message ttip.payment.v1.ReconcileCardBalanceResponse
+ */
+export type ReconcileCardBalanceResponse = Message<"ttip.payment.v1.ReconcileCardBalanceResponse"> & {
+  /**
+   * Balance transactions that matched a ledger entry.
+   *
+   * @generated from field: int32 matched = 1;
+   */
+  matched: number;
+
+  /**
+   * Provider fees recorded in the ledger in this pass.
+   *
+   * @generated from field: int32 fees_recorded = 2;
+   */
+  feesRecorded: number;
+
+  /**
+   * Balance transactions with no ledger entry (stored for an admin).
+   *
+   * @generated from field: int32 unmatched = 3;
+   */
+  unmatched: number;
+
+  /**
+   * Payouts to our bank matched against the clearing account.
+   *
+   * @generated from field: int32 payouts = 4;
+   */
+  payouts: number;
+};
+
+/**
+ * Describes the message ttip.payment.v1.ReconcileCardBalanceResponse.
+ * Use `create(ReconcileCardBalanceResponseSchema)` to create a new message.
+ */
+export const ReconcileCardBalanceResponseSchema: GenMessage<ReconcileCardBalanceResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 47);
 
 /**
  * @generated from message ttip.payment.v1.GetTipForReceiptRequest
@@ -888,7 +1139,7 @@ export type GetTipForReceiptRequest = Message<"ttip.payment.v1.GetTipForReceiptR
  * Use `create(GetTipForReceiptRequestSchema)` to create a new message.
  */
 export const GetTipForReceiptRequestSchema: GenMessage<GetTipForReceiptRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_payment_v1_payment_service, 40);
+  messageDesc(file_ttip_payment_v1_payment_service, 48);
 
 /**
  * @generated from message ttip.payment.v1.GetTipForReceiptResponse
@@ -920,7 +1171,7 @@ export type GetTipForReceiptResponse = Message<"ttip.payment.v1.GetTipForReceipt
  * Use `create(GetTipForReceiptResponseSchema)` to create a new message.
  */
 export const GetTipForReceiptResponseSchema: GenMessage<GetTipForReceiptResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_payment_v1_payment_service, 41);
+  messageDesc(file_ttip_payment_v1_payment_service, 49);
 
 /**
  * Tips from customers (no account needed) and payouts for workers.
@@ -1107,6 +1358,41 @@ export const PaymentAdminService: GenService<{
     input: typeof ListUnmatchedCallbacksRequestSchema;
     output: typeof ListUnmatchedCallbacksResponseSchema;
   },
+  /**
+   * Paybill/till payments parked in suspense (unknown, revoked, mistyped,
+   * venue or over-limit references), newest first, with suggested codes.
+   *
+   * @generated from rpc ttip.payment.v1.PaymentAdminService.ListSuspensePayments
+   */
+  listSuspensePayments: {
+    methodKind: "unary";
+    input: typeof ListSuspensePaymentsRequestSchema;
+    output: typeof ListSuspensePaymentsResponseSchema;
+  },
+  /**
+   * Matches a suspense payment to the worker of an account reference (credited
+   * as a paybill tip, less the fees) or marks it for refund. Repeating the same
+   * resolution returns the same answer; another resolution is FAILED_PRECONDITION.
+   *
+   * @generated from rpc ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment
+   */
+  resolveSuspensePayment: {
+    methodKind: "unary";
+    input: typeof ResolveSuspensePaymentRequestSchema;
+    output: typeof ResolveSuspensePaymentResponseSchema;
+  },
+  /**
+   * Refunds a card tip in full or in part through its provider; the worker's
+   * share is taken back from the wallet first. FAILED_PRECONDITION when the tip
+   * is not a paid card tip, is disputed, or the worker's balance cannot cover it.
+   *
+   * @generated from rpc ttip.payment.v1.PaymentAdminService.RefundTip
+   */
+  refundTip: {
+    methodKind: "unary";
+    input: typeof RefundTipRequestSchema;
+    output: typeof RefundTipResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_payment_v1_payment_service, 1);
 
@@ -1135,6 +1421,17 @@ export const PaymentInternalService: GenService<{
     methodKind: "unary";
     input: typeof GetTipForReceiptRequestSchema;
     output: typeof GetTipForReceiptResponseSchema;
+  },
+  /**
+   * Matches the card provider's balance transactions and payouts against the
+   * ledger: records the provider's fees once each and reports what does not match.
+   *
+   * @generated from rpc ttip.payment.v1.PaymentInternalService.ReconcileCardBalance
+   */
+  reconcileCardBalance: {
+    methodKind: "unary";
+    input: typeof ReconcileCardBalanceRequestSchema;
+    output: typeof ReconcileCardBalanceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_payment_v1_payment_service, 2);

@@ -1,0 +1,436 @@
+// Paybill and till payments that M-Pesa reports through its C2B API: the
+// customer paid from their own M-Pesa menu, a banking app (KE-QR) or the
+// fallback of a push that never arrived. Validation answers fast; every
+// confirmation is stored raw first, then applied once per M-Pesa receipt
+// (TransID), whichever of the STK callback and the C2B confirmation comes
+// first. Nothing is keyed on the payer's MSISDN (masked in v2, hashed in v1).
+import { randomBytes, randomUUID } from "node:crypto";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { MPESA_LIMITS, withTransaction, type Queryable } from "@ttip/runtime";
+import type { C2bConfig } from "./config.js";
+import { recordAlert } from "./fraud.js";
+import { resultMessage } from "./messages.js";
+import { applyStkOutcome, emitTipSucceeded, postCredit, runAfterCredit, type Deps, type TipRow } from "./tips.js";
+
+/** A C2B validation or confirmation body, as far as we use it (the raw body is kept whole). */
+export interface C2bPayment {
+  transactionType: string;
+  /** The M-Pesa receipt. */
+  transId: string;
+  transTime: string;
+  /** Undefined when TransAmount is not a plain amount. */
+  amountMinor: bigint | undefined;
+  businessShortCode: string;
+  /** The account reference as the customer typed it (empty for a till). */
+  billRefNumber: string;
+}
+
+/** Strict on what we rely on; the rest (names, MSISDN, balance) is never read. */
+export function parseC2bPayment(json: unknown): C2bPayment | undefined {
+  if (!json || typeof json !== "object" || Array.isArray(json)) return undefined;
+  const b = json as Record<string, unknown>;
+  const text = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? String(v) : typeof v === "string" ? v : undefined);
+  const transId = text(b.TransID);
+  const shortCode = text(b.BusinessShortCode);
+  const billRef = b.BillRefNumber === undefined || b.BillRefNumber === null ? "" : text(b.BillRefNumber);
+  const type = text(b.TransactionType) ?? "";
+  if (!transId || !/^[A-Z0-9]{10}$/.test(transId)) return undefined;
+  if (!shortCode || !/^\d{5,7}$/.test(shortCode)) return undefined;
+  if (billRef === undefined || billRef.length > 40 || type.length > 40) return undefined;
+  if (b.TransAmount === undefined) return undefined;
+  return {
+    transactionType: type,
+    transId,
+    transTime: (text(b.TransTime) ?? "").slice(0, 20),
+    amountMinor: amountMinor(b.TransAmount),
+    businessShortCode: shortCode,
+    billRefNumber: billRef,
+  };
+}
+
+/** "100", "100.00" or 100 → 10000 minor units; never through a float for strings (TransAmount is a string). */
+export function amountMinor(v: unknown): bigint | undefined {
+  const s = typeof v === "number" ? (Number.isFinite(v) && v >= 0 ? v.toFixed(2) : "") : typeof v === "string" ? v.trim() : "";
+  const m = /^(\d{1,12})(?:\.(\d{1,2}))?$/.exec(s);
+  if (!m) return undefined;
+  return BigInt(m[1]) * 100n + BigInt((m[2] ?? "").padEnd(2, "0"));
+}
+
+/** As typed from a phone keypad or a banking app: case, spaces and dashes do not matter. */
+export function normaliseReference(typed: string): string {
+  return typed.replace(/[\s-]/g, "").toUpperCase();
+}
+
+/** A tip's STK reference: 'T', a sequence number, a check digit (see migration 0004). */
+export function tipReferenceValid(ref: string): boolean {
+  const m = /^T(\d{6,17})(\d)$/.exec(ref);
+  if (!m) return false;
+  const w = [1, 3, 7, 9];
+  const total = [...m[1]].reduce((sum, d, i) => sum + Number(d) * w[i % 4], 0);
+  return total % 10 === Number(m[2]);
+}
+
+/** The documented C2B validation result codes. */
+export const C2B_RESULT = {
+  accepted: { ResultCode: "0", ResultDesc: "Accepted" },
+  invalidAccount: { ResultCode: "C2B00012", ResultDesc: "Rejected: invalid account number" },
+  invalidAmount: { ResultCode: "C2B00013", ResultDesc: "Rejected: invalid amount" },
+  invalidShortCode: { ResultCode: "C2B00015", ResultDesc: "Rejected: invalid short code" },
+  other: { ResultCode: "C2B00016", ResultDesc: "Rejected: other error" },
+} as const;
+export type C2bAnswer = (typeof C2B_RESULT)[keyof typeof C2B_RESULT];
+
+type Target =
+  | { kind: "stk_tip"; tipId: string }
+  /** workerId empty: the venue's pool (a venue's own code). */
+  | { kind: "worker"; workerId: string; qrCodeId: string; venueId: string }
+  | { kind: "suspense"; reason: string; suggestions: string[]; validation: C2bAnswer };
+
+/**
+ * Where a payment belongs. Throws only when a lookup could not be made (the
+ * qr service is down): the caller keeps the raw body and tries again later.
+ */
+async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: number): Promise<Target> {
+  const suspense = (reason: string, validation: C2bAnswer, suggestions: string[] = []): Target => ({ kind: "suspense", reason, suggestions, validation });
+  if (!c2b.shortCodes.includes(p.businessShortCode)) return suspense(`paid to short code ${p.businessShortCode}, which is not ours`, C2B_RESULT.invalidShortCode);
+  const ref = normaliseReference(p.billRefNumber);
+  // A tip's own reference first: its amount is checked against the tip (a mismatch is held, not lost).
+  if (/^T\d+$/.test(ref)) {
+    const { rows } = await deps.ctx.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE account_reference = $1", [ref]);
+    if (rows[0]) return { kind: "stk_tip", tipId: rows[0].tip_id };
+    return suspense(tipReferenceValid(ref) ? `no tip has the reference ${ref}` : `${ref} is not a valid tip reference (check digit wrong: mistyped)`, C2B_RESULT.invalidAccount);
+  }
+  const amount = p.amountMinor;
+  if (amount === undefined || amount % 100n !== 0n || amount < MPESA_LIMITS.minMinor) return suspense(`the amount is not a whole number of shillings of at least KES 1`, C2B_RESULT.invalidAmount);
+  if (amount > MPESA_LIMITS.perTransactionMinor) return suspense(`KES ${amount / 100n} is over M-Pesa's KES 250,000 per transaction`, C2B_RESULT.invalidAmount);
+  const outlier = deps.config().fraud.outlierMinor;
+  if (amount > outlier) return suspense(`KES ${amount / 100n} is over the tip limit of KES ${outlier / 100n}; an admin decides`, C2B_RESULT.invalidAmount);
+  if (!ref) return suspense("no account reference (a till payment, or the reference was left empty)", C2B_RESULT.invalidAccount);
+  if (ref.length > 20) return suspense(`reference ${ref.slice(0, 24)}… is longer than any code`, C2B_RESULT.invalidAccount);
+
+  const qr = createClient(QrInternalService, deps.ctx.peers("qr"));
+  let match;
+  try {
+    match = await qr.matchAccountReference({ accountReference: ref }, { timeoutMs });
+  } catch (err) {
+    if (ConnectError.from(err).code !== Code.NotFound) throw err;
+    const suggestions = await qr
+      .suggestAccountReferences({ accountReference: ref }, { timeoutMs })
+      .then((r) => r.accountReferences, () => [] as string[]);
+    const hint = suggestions.length ? `; close to ${suggestions.join(", ")} (not applied: an admin decides)` : "";
+    return suspense(`no code has the reference ${ref}${hint}`, C2B_RESULT.invalidAccount, suggestions);
+  }
+  if (match.status !== QrCodeStatus.ACTIVE) {
+    const state = match.status === QrCodeStatus.REVOKED ? "revoked" : match.status === QrCodeStatus.ROTATED ? "replaced by a newer code" : "not active";
+    return suspense(`code ${ref} is ${state}`, C2B_RESULT.invalidAccount);
+  }
+  // A venue's own code: the tip goes to the venue's pool, as a scanned venue code's STK tip does.
+  return { kind: "worker", workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId };
+}
+
+/**
+ * The validation answer, always within the configured budget: a lookup that
+ * takes longer is answered "accepted", because refusing would turn a good tip
+ * away and a bad reference still lands in suspense at confirmation.
+ */
+export async function validateC2b(deps: Deps, c2b: C2bConfig, p: C2bPayment): Promise<{ answer: C2bAnswer; why: string }> {
+  const budget = c2b.validationBudgetMs;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<{ answer: C2bAnswer; why: string }>((resolve) => {
+    timer = setTimeout(() => resolve({ answer: C2B_RESULT.accepted, why: `no decision within ${budget} ms` }), budget);
+  });
+  const decided = findTarget(deps, c2b, p, Math.max(100, budget - 200)).then(
+    (t): { answer: C2bAnswer; why: string } =>
+      t.kind === "suspense" ? { answer: t.validation, why: t.reason } : { answer: C2B_RESULT.accepted, why: t.kind === "stk_tip" ? "a tip's reference" : "an active worker's code" },
+    (err) => ({ answer: C2B_RESULT.accepted, why: `lookup failed (${(err as Error).message}); confirmation decides` }),
+  );
+  try {
+    return await Promise.race([decided, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Serialises everything done about one receipt (STK callback, query, C2B confirmation), in this order: receipt, then tip. */
+export async function lockReceipt(tx: Queryable, receipt: string): Promise<void> {
+  await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`mpesa-receipt:${receipt}`]);
+}
+
+export type C2bOutcome = "credited" | "stk_tip" | "duplicate" | "suspense" | "repeat" | "held";
+
+/** Applies a confirmation once per TransID. The raw body is already stored under `callbackId`. */
+export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackId: string, p: C2bPayment): Promise<{ outcome: C2bOutcome; tipId?: string }> {
+  const { pool } = deps.ctx;
+  const seen = await pool.query<{ outcome: string; tip_id: string | null }>("SELECT outcome, tip_id FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
+  if (seen.rows[0]) {
+    // A repeated confirmation: nothing new, but finish what a crash may have left.
+    await finishC2b(deps, p.transId);
+    return { outcome: "repeat", tipId: seen.rows[0].tip_id ?? undefined };
+  }
+  const target = await findTarget(deps, c2b, p, 5_000);
+  const row = (outcome: string, tipId: string | null, reason = "", suggestions: string[] = []) =>
+    [p.transId, callbackId, p.transactionType, p.businessShortCode, p.billRefNumber, p.amountMinor ?? 0n, p.transTime, outcome, tipId, reason, suggestions,
+      outcome === "suspense" ? "open" : "none"];
+  const insertRow = `INSERT INTO payment.c2b_payments (trans_id, callback_id, transaction_type, business_short_code, bill_ref_number, amount_minor,
+      trans_time, outcome, tip_id, reason, suggestions, resolution) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING`;
+
+  if (target.kind === "stk_tip") {
+    // The payment of a pushed tip, reported by C2B too (or instead: its callback may be lost).
+    const amount = p.amountMinor === undefined ? undefined : Number(p.amountMinor) / 100;
+    const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amount });
+    const tip = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [target.tipId])).rows[0];
+    if (result === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) {
+      // A second payment for a tip already paid (the push and the paybill both paid): the money waits in suspense.
+      return parkInSuspense(deps, p, insertRow, row, `a second payment for tip reference ${normaliseReference(p.billRefNumber)}, already paid by ${tip.mpesa_receipt}`, []);
+    }
+    await pool.query(insertRow, row(result === "duplicate" ? "duplicate" : "tip", target.tipId));
+    return { outcome: result === "duplicate" ? "duplicate" : result === "held" ? "held" : "stk_tip", tipId: target.tipId };
+  }
+  if (target.kind === "suspense") return parkInSuspense(deps, p, insertRow, row, target.reason, target.suggestions);
+
+  // A paybill tip to a worker's code: the same entry an STK tip makes, less the quoted fee.
+  const paid = p.amountMinor!;
+  const quote = await deps.ledger.quoteTip(paid, target.workerId || target.venueId, false);
+  const workerReceives = quote.workerReceives!.amountMinor;
+  const tipId = randomUUID();
+  const outcome = await withTransaction(pool, async (tx): Promise<C2bOutcome> => {
+    await lockReceipt(tx, p.transId);
+    const again = await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
+    if (again.rowCount) return "repeat";
+    const owner = await tx.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [p.transId]);
+    if (owner.rows[0]) {
+      await tx.query(insertRow, row("duplicate", owner.rows[0].tip_id));
+      return "duplicate";
+    }
+    await insertPaybillTip(tx, { tipId, transId: p.transId, workerId: target.workerId, qrCodeId: target.qrCodeId, venueId: target.venueId,
+      paid, workerReceives, feeScheduleVersion: quote.feeScheduleVersion });
+    await tx.query(insertRow, row("tip", tipId));
+    return "credited";
+  });
+  if (outcome !== "credited") return { outcome };
+  await postCredit(deps, tipId);
+  return { outcome, tipId };
+}
+
+/** A tip row for money that has already arrived: succeeded at once, credited by the receipt. */
+export async function insertPaybillTip(
+  tx: Queryable,
+  t: { tipId: string; transId: string; workerId: string; qrCodeId: string; venueId: string; paid: bigint; workerReceives: bigint; feeScheduleVersion: number;
+    /** Default: the receipt (credited from M-Pesa clearing by postCredit). */
+    creditKey?: string; creditEntryId?: string },
+  // workerId empty: a tip to the venue's pool.
+): Promise<TipRow> {
+  const { rows } = await tx.query<TipRow>(
+    `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, venue_id, qr_code_id, currency, amount_minor, fee_minor,
+       charged_minor, worker_receives_minor, fee_schedule_version, phone, phone_masked, status, result_code, result_message, callback_token,
+       mpesa_receipt, credit_key, credit_kind, credit_entry_id, credited_at, deadline_at, next_check_at, channel, completed_at)
+     VALUES ($1, $2, '', $3, $4, $5, 'KES', $6, $7, $6, $8, $9, '', '', 'succeeded', '0', $10, $11, $12, $13,
+       CASE WHEN $3::uuid IS NULL THEN 'venue' ELSE 'worker' END, $14,
+       CASE WHEN $14::text IS NULL THEN NULL ELSE now() END, now(), now(), 'paybill', now())
+     RETURNING *`,
+    [t.tipId, `c2b:${t.transId}`, t.workerId || null, t.venueId, t.qrCodeId, t.paid, t.paid - t.workerReceives, t.workerReceives, t.feeScheduleVersion,
+      resultMessage("0"), randomBytes(24).toString("base64url"), t.transId, t.creditKey ?? t.transId, t.creditEntryId ?? null],
+  );
+  return rows[0];
+}
+
+async function parkInSuspense(
+  deps: Deps,
+  p: C2bPayment,
+  insertRow: string,
+  row: (outcome: string, tipId: string | null, reason?: string, suggestions?: string[]) => unknown[],
+  reason: string,
+  suggestions: string[],
+): Promise<{ outcome: C2bOutcome; tipId?: string }> {
+  const outcome = await withTransaction(deps.ctx.pool, async (tx): Promise<C2bOutcome> => {
+    await lockReceipt(tx, p.transId);
+    const again = await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
+    if (again.rowCount) return "repeat";
+    const owner = await tx.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [p.transId]);
+    if (owner.rows[0]) {
+      await tx.query(insertRow, row("duplicate", owner.rows[0].tip_id));
+      return "duplicate";
+    }
+    await tx.query(insertRow, row("suspense", null, reason, suggestions));
+    await recordAlert(tx, { reason: "UNKNOWN_CALLBACK", action: "hold", detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") parked in suspense: ${reason}` });
+    return "suspense";
+  });
+  deps.ctx.logger.warn({ receipt: p.transId, reason }, "paybill payment parked in suspense");
+  if (outcome === "suspense") await postSuspense(deps, p.transId);
+  return { outcome };
+}
+
+/** Moves a suspense payment's money from M-Pesa clearing to suspense, once (the wallet dedupes on the key). */
+async function postSuspense(deps: Deps, transId: string): Promise<void> {
+  const { rows } = await deps.ctx.pool.query<{ amount_minor: bigint }>(
+    "SELECT amount_minor FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND suspense_entry_id IS NULL AND amount_minor > 0",
+    [transId],
+  );
+  if (!rows[0]) return;
+  try {
+    const entryId = await deps.ledger.toSuspense({ key: `c2b:${transId}`, receipt: transId, amountMinor: rows[0].amount_minor, description: `Paybill payment ${transId} in suspense` });
+    await deps.ctx.pool.query("UPDATE payment.c2b_payments SET suspense_entry_id = $2 WHERE trans_id = $1", [transId, entryId || "posted"]);
+  } catch (err) {
+    deps.ctx.logger.warn({ receipt: transId, err }, "suspense entry not posted yet; reconciliation will retry");
+  }
+}
+
+/** Finishes the money movement a confirmation decided (after a crash or a wallet outage). */
+async function finishC2b(deps: Deps, transId: string): Promise<void> {
+  const { rows } = await deps.ctx.pool.query<{ outcome: string; tip_id: string | null }>("SELECT outcome, tip_id FROM payment.c2b_payments WHERE trans_id = $1", [transId]);
+  const r = rows[0];
+  if (!r) return;
+  if (r.outcome === "suspense") await postSuspense(deps, transId);
+  else if (r.tip_id) await postCredit(deps, r.tip_id);
+}
+
+/**
+ * One reconciliation pass: suspense entries not posted yet, and raw
+ * confirmations that were stored but never applied (the process died, or a
+ * lookup failed), older than a minute.
+ */
+export async function reconcileC2b(deps: Deps, limit: number): Promise<number> {
+  const c2b = deps.config().c2b;
+  if (!c2b) return 0;
+  const { pool } = deps.ctx;
+  const { rows: unposted } = await pool.query<{ trans_id: string }>(
+    "SELECT trans_id FROM payment.c2b_payments WHERE outcome = 'suspense' AND suspense_entry_id IS NULL ORDER BY received_at LIMIT $1",
+    [limit],
+  );
+  for (const r of unposted) await postSuspense(deps, r.trans_id);
+  const { rows: raw } = await pool.query<{ callback_id: string; raw_body: Buffer }>(
+    `SELECT callback_id, raw_body FROM payment.callbacks WHERE source = 'mpesa_c2b' AND outcome = 'received'
+      AND received_at < now() - interval '1 minute' ORDER BY received_at LIMIT $1`,
+    [limit],
+  );
+  let applied = 0;
+  for (const r of raw) {
+    let p: C2bPayment | undefined;
+    try {
+      p = parseC2bPayment(JSON.parse(r.raw_body.toString("utf8")));
+    } catch {
+      p = undefined;
+    }
+    try {
+      const result = p ? (await applyC2bConfirmation(deps, c2b, r.callback_id, p)).outcome : "malformed";
+      await pool.query("UPDATE payment.callbacks SET outcome = $2, external_reference = $3, matched = $4 WHERE callback_id = $1", [
+        r.callback_id, result, p?.transId ?? "", result !== "malformed",
+      ]);
+      applied++;
+    } catch (err) {
+      deps.ctx.logger.warn({ callbackId: r.callback_id, err }, "stored C2B confirmation still cannot be applied; will retry");
+    }
+  }
+  return applied;
+}
+
+/**
+ * Registers our validation and confirmation URLs for every configured short
+ * code. Needs the public base URL; answers what Daraja said per short code.
+ */
+export async function registerC2bUrls(deps: Deps): Promise<string[]> {
+  const config = deps.config();
+  const c2b = config.c2b;
+  if (!c2b || !config.daraja || !config.callbackBaseUrl) throw new Error("C2B registration needs C2B_URL_TOKEN, DARAJA_BASE_URL and PAYMENT_CALLBACK_BASE_URL");
+  const base = `${config.callbackBaseUrl.replace(/\/$/, "")}/c2b/${c2b.pathToken}`;
+  const said: string[] = [];
+  for (const shortCode of c2b.shortCodes) {
+    const r = await deps.daraja().registerC2bUrls({
+      version: c2b.registerVersion,
+      shortCode,
+      responseType: c2b.responseType,
+      confirmationUrl: `${base}/confirmation`,
+      validationUrl: `${base}/validation`,
+    });
+    said.push(`${shortCode}: ${r.ResponseDescription}`);
+  }
+  return said;
+}
+
+export interface C2bRow {
+  trans_id: string;
+  callback_id: string;
+  business_short_code: string;
+  bill_ref_number: string;
+  amount_minor: bigint;
+  outcome: string;
+  tip_id: string | null;
+  reason: string;
+  suggestions: string[];
+  suspense_entry_id: string | null;
+  resolution: "none" | "open" | "matched" | "refund";
+  resolved_by: string;
+  resolved_at: Date | null;
+  received_at: Date;
+}
+
+/**
+ * An admin's decision on a payment in suspense: credit the worker of a code
+ * (from suspense, less the fee, as a paybill tip) or leave it for a refund.
+ * Repeating the same decision answers the same; another one is refused.
+ */
+export async function resolveSuspense(
+  deps: Deps,
+  input: { receipt: string; matchAccountReference?: string; refund?: boolean; note: string; admin: string },
+): Promise<{ row: C2bRow; tip?: TipRow }> {
+  const { pool } = deps.ctx;
+  const load = async (db: Queryable, lock = false) =>
+    (await db.query<C2bRow>(`SELECT * FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense'${lock ? " FOR UPDATE" : ""}`, [input.receipt])).rows[0];
+  const row = await load(pool);
+  if (!row) throw new ConnectError("receipt: no paybill payment in suspense has this receipt", Code.NotFound);
+  const tipOf = async (r: C2bRow) => (r.tip_id ? (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [r.tip_id])).rows[0] : undefined);
+  const settled = async (r: C2bRow) => {
+    const tip = await tipOf(r);
+    const same = input.refund ? r.resolution === "refund" : r.resolution === "matched" && tip !== undefined && tip.channel === "paybill";
+    if (!same) throw new ConnectError(`receipt: already resolved (${r.resolution}${r.resolved_by ? ` by ${r.resolved_by}` : ""})`, Code.FailedPrecondition);
+    return { row: r, tip };
+  };
+  if (row.resolution !== "open") return settled(row);
+
+  if (input.refund) {
+    const { rows } = await pool.query<C2bRow>(
+      "UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3 WHERE trans_id = $1 AND resolution = 'open' RETURNING *",
+      [input.receipt, input.admin, input.note],
+    );
+    return rows[0] ? { row: rows[0] } : settled((await load(pool))!);
+  }
+
+  const ref = normaliseReference(input.matchAccountReference ?? "");
+  const qr = createClient(QrInternalService, deps.ctx.peers("qr"));
+  let match;
+  try {
+    match = await qr.matchAccountReference({ accountReference: ref }, { timeoutMs: 5_000 });
+  } catch (err) {
+    const e = ConnectError.from(err);
+    if (e.code === Code.NotFound) throw new ConnectError(`match_account_reference: no code has the reference ${ref}`, Code.NotFound);
+    throw new ConnectError(`match_account_reference: cannot be checked now (${e.rawMessage})`, Code.Unavailable);
+  }
+  // Whatever the code's status: the admin decided, and the money has already moved. A venue's code credits its pool.
+  const recipient = match.workerId ? { workerId: match.workerId } : { venueId: match.venueId };
+  if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
+  if (!(await load(pool))?.suspense_entry_id) throw new ConnectError("receipt: the suspense entry is not recorded yet; try again shortly", Code.Unavailable);
+
+  const quote = await deps.ledger.quoteTip(row.amount_minor, match.workerId || match.venueId, false);
+  const workerReceives = quote.workerReceives!.amountMinor;
+  const creditKey = `c2b:${row.trans_id}:matched`;
+  // The wallet first (idempotent on its key), then the tip that records it.
+  const entryId = await deps.ledger.releaseFromSuspense({ key: creditKey, receipt: row.trans_id, recipient, chargedMinor: row.amount_minor, workerMinor: workerReceives });
+  const result = await withTransaction(pool, async (tx) => {
+    await lockReceipt(tx, row.trans_id);
+    const current = await load(tx, true);
+    if (!current || current.resolution !== "open") return undefined;
+    const tip = await insertPaybillTip(tx, { tipId: randomUUID(), transId: row.trans_id, workerId: match.workerId, qrCodeId: match.qrCodeId, venueId: match.venueId,
+      paid: row.amount_minor, workerReceives, feeScheduleVersion: quote.feeScheduleVersion, creditKey, creditEntryId: entryId || "posted" });
+    const { rows } = await tx.query<C2bRow>(
+      "UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = $3, resolved_at = now(), reason = reason || ' | matched to ' || $4 || ': ' || $5 WHERE trans_id = $1 RETURNING *",
+      [row.trans_id, tip.tip_id, input.admin, ref, input.note],
+    );
+    await emitTipSucceeded(tx, tip);
+    return { row: rows[0], tip };
+  });
+  if (!result) return settled((await load(pool))!);
+  runAfterCredit(deps, result.tip);
+  return result;
+}

@@ -1,0 +1,211 @@
+// After a card tip is paid: refunds (asked by an admin) and chargebacks
+// (reported by the provider). The worker's share is taken back from the
+// wallet before money leaves; only a lost chargeback may leave the worker's
+// balance below zero, and later tips pay it back first.
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { withTransaction } from "@ttip/runtime";
+import { recordAlert } from "../fraud.js";
+import type { Deps } from "../tips.js";
+import type { CardTipRow } from "./convert.js";
+import type { Portion } from "./ledger.js";
+import { CardProviderError, type CardEvent } from "./provider.js";
+import { loadCardTip, providerFor, splitOf } from "./tips.js";
+
+interface RefundRow {
+  refund_id: string;
+  tip_id: string;
+  amount_minor: bigint;
+  wallet_minor: bigint;
+  status: "new" | "debited" | "sent" | "failed";
+  provider_refund_id: string | null;
+  failure: string;
+}
+
+/** `amount` of the charge as a portion of the tip: the worker's part in proportion, rounded down (the last one takes the rest). */
+function portionOf(tip: CardTipRow, amountMinor: bigint, walletLeft: bigint, last: boolean): Portion {
+  const wallet = last ? walletLeft : (tip.worker_receives_minor * amountMinor) / tip.charged_minor;
+  return {
+    chargedMinor: amountMinor,
+    shareMinor: (tip.worker_share_minor * amountMinor) / tip.charged_minor,
+    walletMinor: wallet > walletLeft ? walletLeft : wallet,
+  };
+}
+
+export async function refundCardTip(
+  deps: Deps,
+  input: { tipId: string; idempotencyKey: string; amount?: { currency: string; amountMinor: bigint }; reason: string; requestedBy: string },
+): Promise<{ tip: CardTipRow; refundId: string }> {
+  const { pool } = deps.ctx;
+  let tip = await loadCardTip(pool, input.tipId);
+  if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+  if (tip.method !== "card") throw new ConnectError("tip_id: only card tips are refunded here; M-Pesa tips are reversed by the M-Pesa reversal process", Code.FailedPrecondition);
+  const provider = providerFor(deps, tip.card_provider!);
+  let refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
+  if (!refund) {
+    if (tip.status !== "succeeded" || !tip.credit_entry_id) throw new ConnectError("tip_id: the tip is not a paid, credited card tip", Code.FailedPrecondition);
+    if (tip.card_state === "disputed" || tip.card_state === "dispute_lost") throw new ConnectError("tip_id: the payment is disputed; the chargeback decides", Code.FailedPrecondition);
+    const left = tip.charged_minor - tip.refunded_minor;
+    const amount = input.amount?.amountMinor ? input.amount : { currency: tip.currency, amountMinor: left };
+    if (amount.currency !== tip.currency) throw new ConnectError(`amount: the tip was paid in ${tip.currency}`, Code.InvalidArgument);
+    if (amount.amountMinor <= 0n || amount.amountMinor > left) throw new ConnectError(`amount: between 1 and ${left} minor units are left to refund`, Code.InvalidArgument);
+    const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
+    const portion = portionOf(tip, amount.amountMinor, walletLeft, amount.amountMinor === left);
+    const refundId = randomUUID();
+    await pool.query(
+      `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
+       VALUES ($1, $2, $3, $4, $5, 'new', $6, $7) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
+      [refundId, tip.tip_id, input.idempotencyKey, amount.amountMinor, portion.walletMinor, input.reason, input.requestedBy],
+    );
+    refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
+  }
+  const portion: Portion = { chargedMinor: refund.amount_minor, shareMinor: (tip.worker_share_minor * refund.amount_minor) / tip.charged_minor, walletMinor: refund.wallet_minor };
+  if (refund.status === "new") {
+    // The worker's share first: a refund is never paid out of money already withdrawn.
+    try {
+      await deps.cards!.ledger.reverse(`card-refund:${refund.refund_id}`, splitOf(tip), portion, { description: `Refund of card tip ${tip.tip_id}` });
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code !== Code.FailedPrecondition) throw new ConnectError(`the wallet cannot take the refund now (${e.rawMessage}); retry with the same idempotency key`, Code.Unavailable);
+      await pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1", [refund.refund_id, "worker balance too low"]);
+      throw new ConnectError("tip_id: the worker's balance no longer covers this refund (already withdrawn)", Code.FailedPrecondition);
+    }
+    await withTransaction(pool, async (tx) => {
+      const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'debited' WHERE refund_id = $1 AND status = 'new'", [refund.refund_id]);
+      if (rowCount) {
+        await tx.query(
+          `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3, card_state = 'refunded' WHERE tip_id = $1`,
+          [tip!.tip_id, refund.amount_minor, refund.wallet_minor],
+        );
+      }
+    });
+    refund.status = "debited";
+  }
+  if (refund.status === "debited") {
+    try {
+      const r = await provider.refund({
+        paymentId: tip.provider_payment_id!, chargeId: tip.provider_charge_id ?? undefined, amountMinor: refund.amount_minor, currency: tip.currency,
+        idempotencyKey: `ttip-refund-${refund.refund_id}`, reason: input.reason,
+      });
+      await pool.query("UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2 WHERE refund_id = $1", [refund.refund_id, r.refundId]);
+      refund.status = "sent";
+      refund.provider_refund_id = r.refundId;
+    } catch (err) {
+      if (!(err instanceof CardProviderError)) throw err;
+      if (err.kind === "unknown") throw new ConnectError(`the card provider did not answer (${err.message}); retry with the same idempotency key`, Code.Unavailable);
+      // Refused: the worker's share goes back.
+      await deps.cards!.ledger.restore(`card-refund-undo:${refund.refund_id}`, splitOf(tip), portion, `Refund of card tip ${tip.tip_id} refused by the provider`);
+      await withTransaction(pool, async (tx) => {
+        const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1 AND status = 'debited'", [refund.refund_id, err.message.slice(0, 500)]);
+        if (rowCount) {
+          await tx.query(
+            `UPDATE payment.tips SET refunded_minor = refunded_minor - $2, reversed_wallet_minor = reversed_wallet_minor - $3,
+               card_state = CASE WHEN refunded_minor - $2 = 0 THEN 'none' ELSE card_state END WHERE tip_id = $1`,
+            [tip!.tip_id, refund.amount_minor, refund.wallet_minor],
+          );
+        }
+      });
+      throw new ConnectError(`the card provider refused the refund: ${err.message}`, Code.FailedPrecondition);
+    }
+  }
+  if (refund.status === "failed") throw new ConnectError(`tip_id: this refund failed earlier (${refund.failure})`, Code.FailedPrecondition);
+  deps.changes.emit(tip.tip_id);
+  tip = (await loadCardTip(pool, tip.tip_id))!;
+  return { tip, refundId: refund.provider_refund_id ?? refund.refund_id };
+}
+
+/** The provider says the charge was refunded: ours are already taken back; one made elsewhere (its dashboard) is flagged. */
+export async function applyRefunded(deps: Deps, ev: Extract<CardEvent, { kind: "refunded" }>): Promise<string> {
+  const tip = (await deps.ctx.pool.query<CardTipRow>("SELECT * FROM payment.tips WHERE provider_payment_id = $1", [ev.paymentId])).rows[0];
+  if (!tip) return "unknown";
+  if (ev.refundedMinor > tip.refunded_minor) {
+    await withTransaction(deps.ctx.pool, (tx) =>
+      recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+        detail: `${tip.card_provider} reports ${ev.currency} ${ev.refundedMinor} refunded, TTIP refunded ${tip.refunded_minor}: a refund made outside TTIP; the worker's share was not taken back` }),
+    );
+    return "refund_outside";
+  }
+  return "refunded";
+}
+
+interface DisputeRow {
+  dispute_id: string;
+  tip_id: string;
+  amount_minor: bigint;
+  wallet_minor: bigint;
+  held_wallet_minor: bigint;
+  status: "open" | "won" | "lost";
+}
+
+/** Opens (once) the dispute's row and sets aside what the worker still has of the disputed amount. */
+async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: string; amountMinor: bigint; currency: string; reason?: string }): Promise<DisputeRow> {
+  const { pool } = deps.ctx;
+  let row = (await pool.query<DisputeRow>("SELECT * FROM payment.card_disputes WHERE dispute_id = $1", [ev.disputeId])).rows[0];
+  if (!row) {
+    const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
+    let wallet = (tip.worker_receives_minor * ev.amountMinor) / tip.charged_minor;
+    if (wallet > walletLeft) wallet = walletLeft;
+    // Only what is there can be set aside; the rest is taken if the dispute is lost.
+    const available = tip.credit_kind === "worker" && tip.credit_entry_id ? await deps.ledger.available(tip.worker_id, tip.wallet_currency) : 0n;
+    const held = available <= 0n ? 0n : available < wallet ? available : wallet;
+    await withTransaction(pool, async (tx) => {
+      const { rowCount } = await tx.query(
+        `INSERT INTO payment.card_disputes (dispute_id, provider, tip_id, amount_minor, currency, wallet_minor, held_wallet_minor, reason, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open') ON CONFLICT (dispute_id) DO NOTHING`,
+        [ev.disputeId, tip.card_provider, tip.tip_id, ev.amountMinor, ev.currency, wallet, held, ev.reason ?? ""],
+      );
+      if (rowCount) {
+        await recordAlert(tx, { reason: "CARD_DISPUTE", action: "flag", tipId: tip.tip_id, workerId: tip.worker_id,
+          detail: `chargeback ${ev.disputeId} (${ev.reason ?? "no reason"}) for ${ev.currency} ${ev.amountMinor}; ${held} of the worker's ${wallet} set aside` });
+      }
+    });
+    row = (await pool.query<DisputeRow>("SELECT * FROM payment.card_disputes WHERE dispute_id = $1", [ev.disputeId])).rows[0];
+  }
+  // Idempotent on its key: a crash between the row and the entry is mended by the redelivery.
+  if (row.held_wallet_minor > 0n) await deps.cards!.ledger.moveDisputed(`card-dispute-hold:${row.dispute_id}`, splitOf(tip), row.held_wallet_minor, false);
+  // Shown once the amount is set aside.
+  if (row.status === "open") await pool.query("UPDATE payment.tips SET card_state = 'disputed' WHERE tip_id = $1 AND card_state IN ('none', 'refunded')", [tip.tip_id]);
+  return row;
+}
+
+export async function applyDisputeOpened(deps: Deps, ev: Extract<CardEvent, { kind: "dispute_opened" }>): Promise<string> {
+  const tip = (await deps.ctx.pool.query<CardTipRow>("SELECT * FROM payment.tips WHERE provider_payment_id = $1", [ev.paymentId])).rows[0];
+  if (!tip) return "unknown";
+  await ensureDispute(deps, tip, ev);
+  deps.changes.emit(tip.tip_id);
+  return "dispute_opened";
+}
+
+/**
+ * Won: the amount set aside goes back to the worker. Lost: the credit is
+ * reversed (the card holder has the money back); what was not set aside is
+ * taken from the wallet even below zero, and later tips pay it back.
+ */
+export async function applyDisputeClosed(deps: Deps, ev: Extract<CardEvent, { kind: "dispute_closed" }>): Promise<string> {
+  const { pool } = deps.ctx;
+  const tip = (await pool.query<CardTipRow>("SELECT * FROM payment.tips WHERE provider_payment_id = $1", [ev.paymentId])).rows[0];
+  if (!tip) return "unknown";
+  const row = await ensureDispute(deps, tip, ev);
+  if (row.status !== "open") return "duplicate";
+  const split = splitOf(tip);
+  if (ev.outcome === "lost") {
+    const portion: Portion = { chargedMinor: row.amount_minor, shareMinor: (tip.worker_share_minor * row.amount_minor) / tip.charged_minor, walletMinor: row.wallet_minor };
+    await deps.cards!.ledger.reverse(`card-dispute-lost:${row.dispute_id}`, split, portion, {
+      fromHeld: row.held_wallet_minor, allowOwnerDebt: true, description: `Chargeback ${row.dispute_id} lost on card tip ${tip.tip_id}`,
+    });
+  } else if (row.held_wallet_minor > 0n) {
+    await deps.cards!.ledger.moveDisputed(`card-dispute-won:${row.dispute_id}`, split, row.held_wallet_minor, true);
+  }
+  const status = ev.outcome === "lost" ? "lost" : "won";
+  await withTransaction(pool, async (tx) => {
+    const { rowCount } = await tx.query("UPDATE payment.card_disputes SET status = $2, closed_at = now() WHERE dispute_id = $1 AND status = 'open'", [row.dispute_id, status]);
+    if (rowCount) {
+      await tx.query(
+        `UPDATE payment.tips SET card_state = $2, reversed_wallet_minor = reversed_wallet_minor + $3 WHERE tip_id = $1`,
+        [tip.tip_id, status === "lost" ? "dispute_lost" : "dispute_won", status === "lost" ? row.wallet_minor : 0n],
+      );
+    }
+  });
+  deps.changes.emit(tip.tip_id);
+  return `dispute_${status}`;
+}

@@ -1,0 +1,76 @@
+// Card tips in contract messages, and their results in the customer's words.
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { create } from "@bufbuild/protobuf";
+import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
+import { CardProvider, CardTipState, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import type { TipRow } from "../tips.js";
+
+/** The card columns of a tip row (see migrations/0004_card_tips.sql). */
+export interface CardColumns {
+  card_provider: "stripe" | "paypal" | null;
+  provider_payment_id: string | null;
+  provider_charge_id: string | null;
+  platform_fee_minor: bigint;
+  processing_fee_minor: bigint;
+  worker_share_minor: bigint;
+  wallet_currency: string;
+  fx_rate: string | null;
+  fx_rate_source: string | null;
+  fx_rate_time: Date | null;
+  customer_country: string;
+  card_fingerprint: string | null;
+  card_country: string | null;
+  next_action_url: string;
+  card_state: "none" | "refunded" | "disputed" | "dispute_won" | "dispute_lost";
+  refunded_minor: bigint;
+  reversed_wallet_minor: bigint;
+}
+export type CardTipRow = Omit<TipRow, "worker_id"> & CardColumns & { worker_id: string };
+
+const STATE: Record<CardColumns["card_state"], CardTipState> = {
+  none: CardTipState.NONE,
+  refunded: CardTipState.REFUNDED,
+  disputed: CardTipState.DISPUTED,
+  dispute_won: CardTipState.DISPUTE_WON,
+  dispute_lost: CardTipState.DISPUTE_LOST,
+};
+
+const MESSAGES: Record<string, { en: string; sw: string }> = {
+  "0": { en: "Payment received. Thank you!", sw: "Malipo yamepokelewa. Asante!" },
+  review: { en: "Payment received; the tip is being reviewed before it reaches the worker.", sw: "Malipo yamepokelewa; tip inakaguliwa kabla ya kumfikia mfanyakazi." },
+  requires_action: { en: "Your bank asks you to confirm this payment.", sw: "Benki yako inakuomba uthibitishe malipo haya." },
+  "card_declined/insufficient_funds": { en: "Your card has insufficient funds. Try another card.", sw: "Kadi yako haina pesa za kutosha. Jaribu kadi nyingine." },
+  card_declined: { en: "Your card was declined. Try another card.", sw: "Kadi yako imekataliwa. Jaribu kadi nyingine." },
+  payment_intent_authentication_failure: { en: "The card could not be verified by your bank. Nothing was charged; try again.", sw: "Benki yako haikuweza kuthibitisha kadi. Hakuna pesa iliyotozwa; jaribu tena." },
+  card_velocity: { en: "This card has tipped too often. Nothing was charged.", sw: "Kadi hii imetumika mara nyingi mno. Hakuna pesa iliyotozwa." },
+  card_limit: { en: "This card has reached its tipping limit for today. Nothing was charged.", sw: "Kadi hii imefikia kikomo cha leo. Hakuna pesa iliyotozwa." },
+  card_country_mismatch: { en: "This card cannot be used here. Nothing was charged.", sw: "Kadi hii haiwezi kutumika hapa. Hakuna pesa iliyotozwa." },
+  canceled: { en: "The card payment was cancelled. Nothing was charged.", sw: "Malipo ya kadi yamesitishwa. Hakuna pesa iliyotozwa." },
+  expired: { en: "The card payment was not completed in time. Nothing was charged.", sw: "Malipo ya kadi hayakukamilika kwa wakati. Hakuna pesa iliyotozwa." },
+  review_rejected: { en: "The tip was declined after review; your payment will be refunded.", sw: "Tip imekataliwa baada ya ukaguzi; malipo yako yatarejeshwa." },
+  provider_refused: { en: "The card payment could not be started. Nothing was charged; try again.", sw: "Malipo ya kadi hayakuweza kuanzishwa. Hakuna pesa iliyotozwa; jaribu tena." },
+};
+
+export function cardResultMessage(code: string, locale = "en"): string {
+  const m = MESSAGES[code] ?? MESSAGES[code.split("/")[0]] ?? MESSAGES.card_declined;
+  return locale.toLowerCase().startsWith("sw") ? m.sw : m.en;
+}
+
+/** Fills a tip message's card fields (and its result in card words) from the row. */
+export function withCardFields(tip: Tip, t: TipRow, locale = "en"): Tip {
+  const c = t as CardTipRow;
+  const key = t.status === "held_for_review" ? "review" : t.result_code;
+  const money = (currency: string, amountMinor: bigint) => create(MoneySchema, { currency, amountMinor });
+  tip.resultMessage = key ? cardResultMessage(key, locale) : "";
+  tip.cardProvider = c.card_provider === "paypal" ? CardProvider.PAYPAL : CardProvider.STRIPE;
+  tip.providerPaymentId = c.provider_payment_id ?? "";
+  tip.stripePaymentIntentId = c.card_provider === "stripe" ? (c.provider_payment_id ?? "") : "";
+  tip.workerReceives = money(c.wallet_currency, t.worker_receives_minor);
+  tip.fxRate = c.fx_rate ?? "";
+  tip.fxRateSource = c.fx_rate_source ?? "";
+  tip.fxRateTime = c.fx_rate_time ? timestampFromDate(c.fx_rate_time) : undefined;
+  tip.nextActionUrl = t.status === "pending" ? c.next_action_url : "";
+  tip.cardState = STATE[c.card_state] ?? CardTipState.NONE;
+  tip.refunded = money(t.currency, c.refunded_minor);
+  return tip;
+}

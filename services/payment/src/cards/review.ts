@@ -1,0 +1,34 @@
+import { withTransaction } from "@ttip/runtime";
+import { runAfterCredit, type Deps } from "../tips.js";
+import { cardResultMessage, type CardTipRow } from "./convert.js";
+import { emitCardTipSucceeded, splitOf } from "./tips.js";
+import { Code, ConnectError } from "@connectrpc/connect";
+
+/**
+ * An admin's decision on a card tip held by a rule (country mismatch, a
+ * payment that did not match): approval pays the worker from suspense;
+ * rejection leaves it in suspense for a refund to the card.
+ */
+export async function reviewCardTip(deps: Deps, tip: CardTipRow, approve: boolean, adminId: string, note: string): Promise<CardTipRow> {
+  if (approve) await deps.cards!.ledger.releaseFromSuspense(splitOf(tip));
+  const updated = await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows } = await tx.query<CardTipRow>(
+      `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END, result_message = $4
+        WHERE tip_id = $1 AND status = 'held_for_review' RETURNING *`,
+      [tip.tip_id, approve ? "succeeded" : "failed", approve, cardResultMessage(approve ? "0" : "review_rejected")],
+    );
+    const t = rows[0];
+    if (!t) return undefined;
+    await tx.query(
+      `UPDATE payment.fraud_alerts SET status = $2, reviewed_by = $3, reviewed_at = now(), detail = detail || ' | review: ' || $4
+        WHERE tip_id = $1 AND status = 'open'`,
+      [tip.tip_id, approve ? "approved" : "rejected", adminId, note],
+    );
+    if (approve) await emitCardTipSucceeded(tx, t);
+    return t;
+  });
+  if (!updated) throw new ConnectError("tip_id: the tip was reviewed meanwhile", Code.FailedPrecondition);
+  deps.changes.emit(tip.tip_id);
+  if (approve) runAfterCredit(deps, updated);
+  return updated;
+}

@@ -1,0 +1,414 @@
+// Card tips: created for a quote in the customer's currency, authorised by the
+// provider (3-D Secure when the bank asks), checked by the card rules, then
+// captured or cancelled, and credited once in KES at the quoted rate.
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { emitEvent, withTransaction, type Queryable } from "@ttip/runtime";
+import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { recordAlert } from "../fraud.js";
+import { loadTip, runAfterCredit, type Deps } from "../tips.js";
+import type { CardsConfig } from "./config.js";
+import { cardResultMessage, type CardTipRow } from "./convert.js";
+import type { CardSplit } from "./ledger.js";
+import { CardProviderError, type CardPayment, type CardProvider, type CardProviderName } from "./provider.js";
+import { checkAuthorisation } from "./rules.js";
+
+/** Currencies a card tip may be quoted in (each has a fee schedule and a rate to KES in wallet). */
+export const CARD_CURRENCIES = ["KES", "USD", "EUR", "GBP"];
+/** Far above any tip; keeps amounts well inside what every provider and Number() carry exactly. */
+const MAX_CARD_MINOR = 10_000_000_00n;
+
+export interface NewCardTip {
+  idempotencyKey: string;
+  workerId: string;
+  venueId?: string;
+  qrCodeId?: string;
+  amount: { currency: string; amountMinor: bigint };
+  provider: CardProviderName;
+  customerCountry: string;
+  customerCoversFee: boolean;
+  rating: number;
+  message: string;
+  customerEmail: string;
+  callerSubject?: string;
+}
+
+export interface CreatedCardTip {
+  tip: CardTipRow;
+  clientSecret: string;
+  publicKey: string;
+  approveUrl: string;
+}
+
+export function cardsConfig(deps: Deps): CardsConfig {
+  const c = deps.config().cards;
+  if (!c || !deps.cards) throw new ConnectError("card tips are not configured on this deployment (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET)", Code.FailedPrecondition);
+  return c;
+}
+
+export function providerFor(deps: Deps, name: CardProviderName): CardProvider {
+  cardsConfig(deps);
+  const p = deps.cards!.provider(name);
+  if (!p) throw new ConnectError(`card_provider: ${name} is not configured on this deployment`, Code.FailedPrecondition);
+  return p;
+}
+
+export function splitOf(t: CardTipRow): CardSplit {
+  return {
+    tipId: t.tip_id,
+    workerId: t.worker_id,
+    paymentId: t.provider_payment_id!,
+    provider: t.card_provider!,
+    currency: t.currency,
+    chargedMinor: t.charged_minor,
+    shareMinor: t.worker_share_minor,
+    walletCurrency: t.wallet_currency,
+    walletMinor: t.worker_receives_minor,
+    fx: t.fx_rate ? { rate: t.fx_rate, source: t.fx_rate_source ?? "", time: t.fx_rate_time ?? t.created_at } : undefined,
+  };
+}
+
+function requestFingerprint(t: NewCardTip): string {
+  return createHash("sha256")
+    .update(JSON.stringify(["card", t.provider, t.workerId, t.qrCodeId ?? "", t.amount.currency, String(t.amount.amountMinor), t.customerCoversFee, t.rating, t.message]))
+    .digest("hex");
+}
+
+async function byKey(db: Queryable, key: string): Promise<CardTipRow | undefined> {
+  return (await db.query<CardTipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [key])).rows[0];
+}
+
+export async function loadCardTip(db: Queryable, tipId: string): Promise<CardTipRow | undefined> {
+  return (await loadTip(db, tipId)) as CardTipRow | undefined;
+}
+
+/** Idempotent per key, like M-Pesa tips; a retry returns the same provider payment (and its client secret). */
+export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedCardTip> {
+  const config = cardsConfig(deps);
+  const provider = providerFor(deps, t.provider);
+  const { pool } = deps.ctx;
+  const fp = requestFingerprint(t);
+  const existing = await byKey(pool, t.idempotencyKey);
+  if (existing) {
+    if (existing.request_fingerprint !== fp) throw new ConnectError("idempotency_key: already used for a different tip", Code.AlreadyExists);
+    return startPayment(deps, provider, existing);
+  }
+  if (!CARD_CURRENCIES.includes(t.amount.currency)) {
+    throw new ConnectError(`amount: card tips are taken in ${CARD_CURRENCIES.join(", ")}, not ${t.amount.currency}`, Code.InvalidArgument);
+  }
+  if (t.amount.amountMinor > MAX_CARD_MINOR) throw new ConnectError("amount: too large for a tip", Code.InvalidArgument);
+
+  const quote = await quoteCard(deps, t);
+  const pays = quote.customerPays!.amountMinor;
+  const walletMinor = quote.workerReceives!.amountMinor;
+  const share = quote.conversion?.from?.amountMinor ?? walletMinor;
+  // The limit is on what the card pays, in KES at the quote's rate.
+  const paysKes = share > 0n ? (pays * walletMinor) / share : pays;
+  if (paysKes > config.rules.maxPerTipKesMinor) {
+    throw new ConnectError(`amount: a card tip may be at most KES ${config.rules.maxPerTipKesMinor / 100n} (this one is about KES ${paysKes / 100n})`, Code.InvalidArgument);
+  }
+  const tipId = randomUUID();
+  const fx = quote.conversion;
+  const { rows } = await pool.query<CardTipRow>(
+    `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, method, currency, amount_minor,
+       fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
+       customer_email, status, callback_token, deadline_at, next_check_at, venue_id, qr_code_id,
+       card_provider, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country)
+     VALUES ($1, $2, $3, $4, $5, 'card', $6, $7, $8, $9, $10, $11, $12, '', '', $13, $14, $15, 'pending', $16,
+       now() + make_interval(secs => $17::double precision / 1000), now() + make_interval(secs => $29::double precision / 1000), $18, $19,
+       $20, $21, $22, $23, $24, $25, $26, $27, $28)
+     ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
+    [tipId, t.idempotencyKey, fp, t.workerId, t.callerSubject ?? "", t.amount.currency, t.amount.amountMinor,
+      pays - share, pays, walletMinor, quote.feeScheduleVersion, t.customerCoversFee, t.rating, t.message, t.customerEmail,
+      randomBytes(24).toString("base64url"), config.expireAfterMs, t.venueId ?? "", t.qrCodeId ?? "",
+      t.provider, quote.platformFee!.amountMinor, quote.processingFee!.amountMinor, share, quote.workerReceives!.currency,
+      fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, config.checkAfterMs],
+  );
+  const row = rows[0] ?? (await byKey(pool, t.idempotencyKey))!;
+  if (row.request_fingerprint !== fp) throw new ConnectError("idempotency_key: already used for a different tip", Code.AlreadyExists);
+  return startPayment(deps, provider, row);
+}
+
+async function quoteCard(deps: Deps, t: NewCardTip) {
+  try {
+    const wallet = createClient(WalletInternalService, deps.ctx.peers("wallet"));
+    const { quote } = await wallet.quoteTipFees({ amount: t.amount, rail: PaymentRail.CARD, customerCoversFee: t.customerCoversFee, workerId: t.workerId });
+    if (!quote?.customerPays || !quote.workerReceives || !quote.platformFee || !quote.processingFee) throw new Error("wallet QuoteTipFees answered without a quote");
+    if (quote.workerReceives.currency !== "KES" && quote.workerReceives.currency !== t.amount.currency) throw new Error("unexpected wallet currency");
+    return quote;
+  } catch (err) {
+    const e = ConnectError.from(err, Code.Unavailable);
+    if (e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) throw new ConnectError(e.rawMessage.startsWith("amount") ? e.rawMessage : `amount: ${e.rawMessage}`, e.code);
+    throw new ConnectError(`fees cannot be quoted now (${e.rawMessage})`, Code.Unavailable);
+  }
+}
+
+/**
+ * Asks the provider for the payment under a key fixed by the tip, so a
+ * CreateTip retried after a lost answer gets the same PaymentIntent, never a second one.
+ */
+async function startPayment(deps: Deps, provider: CardProvider, tip: CardTipRow): Promise<CreatedCardTip> {
+  const result = (p?: CardPayment, row = tip): CreatedCardTip => ({ tip: row, clientSecret: p?.clientSecret ?? "", publicKey: provider.publicKey, approveUrl: p?.nextActionUrl ?? "" });
+  if (tip.status !== "pending") return result(undefined);
+  let payment: CardPayment;
+  try {
+    payment = tip.provider_payment_id
+      ? await provider.retrieve(tip.provider_payment_id)
+      : await provider.create({
+          tipId: tip.tip_id,
+          amountMinor: tip.charged_minor,
+          currency: tip.currency,
+          description: `Tip ${tip.tip_id}`,
+          idempotencyKey: `ttip-tip-${tip.tip_id}-create`,
+          returnUrl: deps.config().cards?.returnUrl || undefined,
+        });
+  } catch (err) {
+    if (!(err instanceof CardProviderError)) throw err;
+    if (err.kind === "rejected" && !tip.provider_payment_id) {
+      deps.ctx.logger.warn({ tipId: tip.tip_id, err: err.message }, "card payment refused by the provider");
+      await failCardTip(deps, tip.tip_id, "provider_refused");
+      return result(undefined, (await loadCardTip(deps.ctx.pool, tip.tip_id))!);
+    }
+    throw new ConnectError(`the card provider did not answer (${err.message}); retry with the same idempotency key`, Code.Unavailable);
+  }
+  const { rows } = await deps.ctx.pool.query<CardTipRow>(
+    `UPDATE payment.tips SET provider_payment_id = $2 WHERE tip_id = $1 AND (provider_payment_id IS NULL OR provider_payment_id = $2) RETURNING *`,
+    [tip.tip_id, payment.id],
+  );
+  if (!rows[0]) throw new Error(`tip ${tip.tip_id} already has another provider payment`);
+  return result(payment, rows[0]);
+}
+
+/** Ends a pending card tip without money (refused, cancelled, expired). */
+export async function failCardTip(deps: Deps, tipId: string, code: string, tx?: Queryable): Promise<boolean> {
+  const run = async (db: Queryable) => {
+    const { rows } = await db.query<CardTipRow>(
+      `UPDATE payment.tips SET status = CASE WHEN $2 = 'expired' THEN 'expired' ELSE 'failed' END, result_code = $2, result_message = $3, completed_at = now()
+        WHERE tip_id = $1 AND status = 'pending' AND credit_key IS NULL RETURNING *`,
+      [tipId, code, cardResultMessage(code)],
+    );
+    if (rows[0]) await emitCardTipFailed(db, rows[0]);
+    return rows.length > 0;
+  };
+  const done = tx ? await run(tx) : await withTransaction(deps.ctx.pool, run);
+  deps.changes.emit(tipId);
+  return done;
+}
+
+async function emitCardTipFailed(tx: Queryable, t: CardTipRow) {
+  await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
+    tipId: t.tip_id, workerId: t.worker_id, qrCodeId: t.qr_code_id, amount: { currency: t.currency, amountMinor: t.amount_minor },
+    method: PaymentMethod.CARD, resultCode: t.result_code, reason: t.result_message,
+  }, t.tip_id);
+}
+
+export type CardApplyResult = "credited" | "held" | "captured" | "refused" | "declined" | "action" | "failed" | "pending" | "duplicate" | "unknown";
+
+/**
+ * Brings a card tip to where its provider payment stands, whoever reports it
+ * (a webhook, a capture's answer, reconciliation), in any order, any number
+ * of times: a success decides one credit, keyed by the payment id.
+ */
+export async function applyCardPayment(deps: Deps, provider: CardProvider, payment: CardPayment): Promise<CardApplyResult> {
+  const { pool } = deps.ctx;
+  const tip = (await pool.query<CardTipRow>("SELECT * FROM payment.tips WHERE provider_payment_id = $1", [payment.id])).rows[0];
+  if (!tip) return "unknown";
+  switch (payment.status) {
+    case "awaiting_customer":
+    case "requires_action": {
+      // A decline leaves the payment open: the customer may try another card on the same page.
+      const code = payment.status === "requires_action" ? "requires_action" : (payment.failureCode ?? "");
+      const { rowCount } = await pool.query(
+        `UPDATE payment.tips SET result_code = $2, result_message = $3, next_action_url = $4
+          WHERE tip_id = $1 AND status = 'pending' AND (result_code, next_action_url) IS DISTINCT FROM ($2, $4)`,
+        [tip.tip_id, code, code ? cardResultMessage(code) : "", payment.status === "requires_action" ? (payment.nextActionUrl ?? "") : ""],
+      );
+      deps.changes.emit(tip.tip_id);
+      return rowCount ? (payment.status === "requires_action" ? "action" : "declined") : "duplicate";
+    }
+    case "processing":
+      return "pending";
+    case "canceled":
+      return (await failCardTip(deps, tip.tip_id, tip.fraud_action === "refuse" ? tip.result_code || "canceled" : "canceled")) ? "failed" : "duplicate";
+    case "authorized":
+      return authorise(deps, provider, tip, payment);
+    case "succeeded":
+      return decideCredit(deps, tip, payment);
+  }
+}
+
+/** The card rules on an authorisation: refused ones are cancelled (nothing charged), the rest captured. */
+async function authorise(deps: Deps, provider: CardProvider, tip: CardTipRow, payment: CardPayment): Promise<CardApplyResult> {
+  if (tip.credit_key) return "duplicate";
+  // Events carry the payment without its charge; the card's fingerprint and country are on the charge.
+  const full = payment.card ? payment : await provider.retrieve(payment.id);
+  let decision: "capture" | "cancel" = "capture";
+  if (tip.status === "pending" && tip.fraud_action === "none") {
+    decision = await withTransaction(deps.ctx.pool, async (tx) => {
+      const verdict = await checkAuthorisation(tx, deps.config().cards!.rules, tip, full.card);
+      await tx.query(
+        `UPDATE payment.tips SET card_fingerprint = $2, card_country = $3, fraud_action = $4, provider_charge_id = COALESCE(provider_charge_id, $5)
+          WHERE tip_id = $1`,
+        [tip.tip_id, full.card?.fingerprint ?? null, full.card?.country ?? null, verdict.action, full.chargeId ?? null],
+      );
+      for (const h of verdict.hits) await recordAlert(tx, { ...h, tipId: tip.tip_id, workerId: tip.worker_id });
+      if (verdict.action === "refuse") {
+        await failCardTip(deps, tip.tip_id, verdict.code, tx);
+        return "cancel";
+      }
+      return "capture";
+    });
+  } else if (tip.fraud_action === "refuse" || tip.status !== "pending") {
+    // Refused before, or the tip ended (expired): the authorisation must not be taken.
+    decision = "cancel";
+  }
+  try {
+    if (decision === "cancel") {
+      await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-cancel`);
+      return "refused";
+    }
+    const captured = await provider.capture(payment.id, `ttip-tip-${tip.tip_id}-capture`);
+    if (captured.status === "succeeded") await decideCredit(deps, (await loadCardTip(deps.ctx.pool, tip.tip_id))!, captured);
+    return "captured";
+  } catch (err) {
+    if (!(err instanceof CardProviderError)) throw err;
+    // A capture or cancel already done answers "unexpected state"; anything else is retried by reconciliation.
+    deps.ctx.logger.warn({ tipId: tip.tip_id, err: err.message, decision }, "card capture/cancel did not go through; reconciliation retries");
+    return "pending";
+  }
+}
+
+/** A payment the provider confirmed: decides the credit once, then posts it. */
+async function decideCredit(deps: Deps, tip: CardTipRow, payment: CardPayment): Promise<CardApplyResult> {
+  const problems: string[] = [];
+  if (payment.amountMinor !== tip.charged_minor || payment.currency !== tip.currency) {
+    problems.push(`paid ${payment.currency} ${payment.amountMinor} instead of ${tip.currency} ${tip.charged_minor}`);
+  }
+  const decided = await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows } = await tx.query<CardTipRow>("SELECT * FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tip.tip_id]);
+    const t = rows[0];
+    if (t.credit_key) return undefined;
+    const toSuspense = problems.length > 0 || t.fraud_action === "hold";
+    if (problems.length) {
+      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: t.tip_id, workerId: t.worker_id, detail: `card payment does not match the tip: ${problems.join("; ")}` });
+    }
+    if (t.status !== "pending") {
+      // We had ended it (expired, refused) but the money was taken anyway: still credited, and flagged.
+      await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId: t.tip_id, workerId: t.worker_id, detail: `card payment ${payment.id} succeeded after the tip was ${t.status}; credited` });
+    }
+    const { rows: updated } = await tx.query<CardTipRow>(
+      `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, credit_key = $4, credit_kind = $5, completed_at = now(),
+         next_action_url = '', provider_charge_id = COALESCE(provider_charge_id, $6),
+         card_fingerprint = COALESCE(card_fingerprint, $7), card_country = COALESCE(card_country, $8)
+        WHERE tip_id = $1 RETURNING *`,
+      [t.tip_id, toSuspense ? "held_for_review" : "succeeded", cardResultMessage(toSuspense ? "review" : "0"), `card:${payment.id}`,
+        toSuspense ? "suspense" : "worker", payment.chargeId ?? null, payment.card?.fingerprint ?? null, payment.card?.country ?? null],
+    );
+    return updated[0];
+  });
+  deps.changes.emit(tip.tip_id);
+  if (!decided) {
+    await postCardCredit(deps, tip.tip_id);
+    return "duplicate";
+  }
+  await postCardCredit(deps, tip.tip_id, decided);
+  return decided.credit_kind === "suspense" ? "held" : "credited";
+}
+
+/** Posts the decided credit once (the wallet dedupes on card:<payment id>); a failure is retried by reconciliation. */
+export async function postCardCredit(deps: Deps, tipId: string, committed?: CardTipRow): Promise<boolean> {
+  const tip = committed ?? (await loadCardTip(deps.ctx.pool, tipId));
+  if (!tip?.credit_key || tip.credit_entry_id || !deps.cards) return false;
+  let entryId: string;
+  try {
+    entryId = await deps.cards.ledger.credit(splitOf(tip), tip.credit_kind === "suspense" ? "suspense" : "worker");
+  } catch (err) {
+    deps.ctx.logger.warn({ tipId, err }, "card credit failed; reconciliation will retry");
+    return false;
+  }
+  const recorded = await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rows } = await tx.query<CardTipRow>(
+      "UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING *",
+      [tipId, entryId || "posted"],
+    );
+    const t = rows[0];
+    if (t && t.credit_kind === "worker") await emitCardTipSucceeded(tx, t);
+    return t;
+  });
+  if (recorded?.credit_kind === "worker") runAfterCredit(deps, recorded);
+  return Boolean(recorded);
+}
+
+export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
+  await emitEvent(tx, "payment", "ttip.payment.tip_succeeded", TipSucceededSchema, {
+    tipId: t.tip_id,
+    workerId: t.worker_id,
+    venueId: t.venue_id,
+    qrCodeId: t.qr_code_id,
+    amount: { currency: t.currency, amountMinor: t.amount_minor },
+    fee: { currency: t.currency, amountMinor: t.fee_minor },
+    net: { currency: t.wallet_currency, amountMinor: t.worker_receives_minor },
+    method: PaymentMethod.CARD,
+    stripePaymentId: t.card_provider === "stripe" ? (t.provider_payment_id ?? "") : "",
+    rating: t.rating,
+    message: t.message,
+  }, t.tip_id);
+}
+
+/**
+ * Lost webhooks: pending card tips are asked about when due and brought to
+ * where their payment stands; those still waiting past their deadline are
+ * cancelled and expire. Credits that failed to post are retried.
+ */
+export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ checked: number; settled: number }> {
+  if (!deps.config().cards || !deps.cards) return { checked: 0, settled: 0 };
+  const { pool } = deps.ctx;
+  const leased = await withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<CardTipRow>(
+      `SELECT * FROM payment.tips WHERE status = 'pending' AND method = 'card' AND next_check_at <= now()
+          AND (lease_until IS NULL OR lease_until < now())
+        ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      [limit],
+    );
+    if (rows.length) {
+      await tx.query("UPDATE payment.tips SET lease_until = now() + interval '2 minutes' WHERE tip_id = ANY($1::uuid[])", [rows.map((r) => r.tip_id)]);
+    }
+    return rows;
+  });
+  let settled = 0;
+  for (const tip of leased) {
+    const provider = deps.cards.provider(tip.card_provider!);
+    try {
+      if (!provider) continue;
+      const past = Date.now() >= tip.deadline_at.getTime();
+      if (!tip.provider_payment_id) {
+        if (past && (await failCardTip(deps, tip.tip_id, "expired"))) settled++;
+        continue;
+      }
+      const payment = await provider.retrieve(tip.provider_payment_id);
+      const r = await applyCardPayment(deps, provider, payment);
+      if (r === "credited" || r === "held" || r === "captured" || r === "refused" || r === "failed") settled++;
+      else if (past && (payment.status === "awaiting_customer" || payment.status === "requires_action")) {
+        await provider.cancel(payment.id, `ttip-tip-${tip.tip_id}-expire`);
+        if (await failCardTip(deps, tip.tip_id, "expired")) settled++;
+      }
+    } catch (err) {
+      deps.ctx.logger.warn({ tipId: tip.tip_id, err: (err as Error).message }, "card tip reconciliation failed; next pass retries");
+    } finally {
+      await pool.query(
+        `UPDATE payment.tips SET lease_until = NULL, checks = checks + 1,
+           next_check_at = LEAST(now() + make_interval(secs => LEAST(600, 30 * 2 ^ LEAST(checks, 5))), GREATEST(now(), deadline_at)) WHERE tip_id = $1`,
+        [tip.tip_id],
+      );
+    }
+  }
+  const { rows: uncredited } = await pool.query<{ tip_id: string }>(
+    "SELECT tip_id FROM payment.tips WHERE method = 'card' AND credit_key IS NOT NULL AND credit_entry_id IS NULL ORDER BY completed_at LIMIT $1",
+    [limit],
+  );
+  for (const { tip_id } of uncredited) await postCardCredit(deps, tip_id);
+  return { checked: leased.length, settled };
+}

@@ -1,0 +1,112 @@
+// Card provider webhooks on the payment service's own HTTP port, the way the
+// Daraja callbacks come in: stored raw first, then verified (Stripe-Signature
+// with its tolerance), then applied once per event id.
+import { randomUUID } from "node:crypto";
+import type http from "node:http";
+import type http2 from "node:http2";
+import type { HttpFilter } from "@ttip/runtime";
+import type { Deps } from "../tips.js";
+import { applyDisputeClosed, applyDisputeOpened, applyRefunded } from "./aftercare.js";
+import { applyCardPayment } from "./tips.js";
+import { WebhookVerificationError, type CardEvent, type CardProvider, type CardProviderName } from "./provider.js";
+
+const MAX_BODY = 256 * 1024;
+const ROUTES: Record<string, CardProviderName> = { "/stripe/webhook": "stripe", "/paypal/webhook": "paypal" };
+
+type Req = http.IncomingMessage | http2.Http2ServerRequest;
+type Res = http.ServerResponse | http2.Http2ServerResponse;
+
+export function cardWebhookFilter(deps: Deps): HttpFilter {
+  return (req, res) => {
+    const path = (req.url ?? "").split("?")[0];
+    const provider = ROUTES[path];
+    if (!provider) return false;
+    void handle(deps, provider, req, res, path).catch((err) => {
+      deps.ctx.logger.error({ err, path }, "card webhook handling failed");
+      reply(res, 500, { error: "temporary failure; retry" });
+    });
+    return true;
+  };
+}
+
+function reply(res: Res, status: number, body: unknown) {
+  if (res.headersSent) return;
+  (res as http.ServerResponse).writeHead(status, { "content-type": "application/json" });
+  res.end(JSON.stringify(body));
+}
+
+async function handle(deps: Deps, providerName: CardProviderName, req: Req, res: Res, path: string): Promise<void> {
+  const { pool, logger } = deps.ctx;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size <= MAX_BODY) chunks.push(chunk);
+  }
+  const body = Buffer.concat(chunks);
+  const callbackId = randomUUID();
+  // Stored before anything looks at it: nothing a provider (or anyone) sent is lost.
+  await pool.query(
+    "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",
+    [callbackId, providerName, path, req.socket?.remoteAddress ?? "", body],
+  );
+  const outcome = (o: string, extra: { ref?: string; tipId?: string; matched?: boolean } = {}) =>
+    pool.query("UPDATE payment.callbacks SET outcome = $2, external_reference = COALESCE($3, external_reference), tip_id = $4, matched = $5 WHERE callback_id = $1",
+      [callbackId, o, extra.ref ?? null, extra.tipId ?? null, extra.matched ?? false]);
+  if (req.method !== "POST") {
+    await outcome("bad_method");
+    return reply(res, 405, { error: "POST only" });
+  }
+  if (size > MAX_BODY) {
+    await outcome("too_large");
+    return reply(res, 413, { error: "too large" });
+  }
+  const provider = deps.cards?.provider(providerName);
+  if (!provider) {
+    await outcome("not_configured");
+    return reply(res, 404, { error: `${providerName} is not configured` });
+  }
+  let event: CardEvent;
+  try {
+    event = await provider.parseWebhook(body, req.headers as Record<string, string | string[] | undefined>);
+  } catch (err) {
+    if (!(err instanceof WebhookVerificationError)) throw err;
+    await outcome("bad_signature");
+    logger.warn({ provider: providerName, reason: err.message }, "card webhook refused: not verified");
+    return reply(res, 400, { error: "signature verification failed" });
+  }
+  // Once per event id: a redelivery of an applied event changes nothing.
+  const { rows } = await pool.query<{ applied_at: Date | null }>(
+    `INSERT INTO payment.card_events (provider, event_id, type, callback_id) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (provider, event_id) DO UPDATE SET callback_id = payment.card_events.callback_id RETURNING applied_at`,
+    [providerName, event.eventId, event.type, callbackId],
+  );
+  if (rows[0].applied_at) {
+    await outcome("duplicate", { ref: event.eventId, matched: true });
+    return reply(res, 200, { received: true, duplicate: true });
+  }
+  const { result, tipId } = await applyCardEvent(deps, provider, event);
+  await pool.query("UPDATE payment.card_events SET applied_at = now(), outcome = $3, tip_id = $4 WHERE provider = $1 AND event_id = $2",
+    [providerName, event.eventId, result, tipId ?? null]);
+  await outcome(result, { ref: event.eventId, tipId, matched: result !== "unknown" });
+  return reply(res, 200, { received: true });
+}
+
+/** Applies one verified event; each branch is idempotent by itself too (state checks, ledger keys). */
+export async function applyCardEvent(deps: Deps, provider: CardProvider, event: CardEvent): Promise<{ result: string; tipId?: string }> {
+  const tipOf = async (paymentId: string) =>
+    (await deps.ctx.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE provider_payment_id = $1", [paymentId])).rows[0]?.tip_id;
+  switch (event.kind) {
+    case "payment":
+    case "payment_failed":
+      return { result: await applyCardPayment(deps, provider, event.payment), tipId: await tipOf(event.payment.id) };
+    case "refunded":
+      return { result: await applyRefunded(deps, event), tipId: await tipOf(event.paymentId) };
+    case "dispute_opened":
+      return { result: await applyDisputeOpened(deps, event), tipId: await tipOf(event.paymentId) };
+    case "dispute_closed":
+      return { result: await applyDisputeClosed(deps, event), tipId: await tipOf(event.paymentId) };
+    default:
+      return { result: "ignored" };
+  }
+}

@@ -1,0 +1,234 @@
+// A USSD menu for feature phones and customers without data, served over
+// Africa's Talking's USSD callback: a form POST with sessionId, serviceCode,
+// phoneNumber and text (every answer so far, joined by "*"), answered with
+// plain text starting "CON " (the menu goes on) or "END " (the session ends).
+//
+// The screen is a pure function of the session's whole text, replayed from
+// the start on each request, so a repeated or re-sent request gets the same
+// screen; the only effect, the STK push, is a tip created under the key
+// ussd:<sessionId>, so a session charges at most once.
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
+import type { UssdConfig } from "./config.js";
+import { resultMessage } from "./messages.js";
+import { createTip, type Deps } from "./tips.js";
+
+export interface UssdRequest {
+  sessionId: string;
+  serviceCode: string;
+  phoneNumber: string;
+  text: string;
+}
+
+type Lang = "en" | "sw";
+
+const T = {
+  welcome: { en: "Welcome to TTIP tips / Karibu TTIP\n1. English\n2. Kiswahili", sw: "" },
+  askCode: { en: "Enter the worker's code (on their card):", sw: "Weka namba ya mhudumu (iko kwenye kadi yake):" },
+  badCode: { en: "Code {code} was not found.", sw: "Namba {code} haikupatikana." },
+  inactiveCode: { en: "Code {code} is no longer in use.", sw: "Namba {code} haitumiki tena." },
+  venueCode: { en: "Code {code} is a venue's code; enter a worker's code.", sw: "Namba {code} ni ya mahali; weka namba ya mhudumu." },
+  lookupDown: { en: "We cannot check codes right now. Please try again later.", sw: "Hatuwezi kuthibitisha namba sasa. Tafadhali jaribu tena baadaye." },
+  pickAmount: { en: "Tip {name}:", sw: "Mpe {name} tip:" },
+  other: { en: "Other amount", sw: "Kiasi kingine" },
+  askAmount: { en: "Enter the amount in KES (1 - 250,000):", sw: "Weka kiasi kwa KES (1 - 250,000):" },
+  badChoice: { en: "Invalid choice.", sw: "Chaguo si sahihi." },
+  confirm: { en: "Tip {name} KES {amount} by M-Pesa?\n1. Yes, pay\n2. Cancel", sw: "Mpe {name} tip ya KES {amount} kwa M-Pesa?\n1. Ndiyo, lipa\n2. Ghairi" },
+  paying: {
+    en: "You will get an M-Pesa prompt for KES {amount} to tip {name}. Enter your PIN to pay. An SMS receipt follows.",
+    sw: "Utapokea ombi la M-Pesa la KES {amount} kumpa {name} tip. Weka PIN yako kulipa. Utapata risiti kwa SMS.",
+  },
+  cancelled: { en: "Cancelled. Nothing was charged.", sw: "Umeghairi. Hakuna pesa iliyotozwa." },
+  expired: { en: "This session has expired. Please dial again.", sw: "Muda wa kipindi hiki umeisha. Tafadhali piga tena." },
+  notPaid: { en: "The tip could not be started: {why}", sw: "Tip haikuweza kuanzishwa: {why}" },
+  busy: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
+} satisfies Record<string, { en: string; sw: string }>;
+
+function say(key: keyof typeof T, lang: Lang, vars: Record<string, string> = {}): string {
+  const text = T[key][lang] || T[key].en;
+  return text.replace(/\{(\w+)\}/g, (_, k: string) => vars[k] ?? "");
+}
+
+/** USSD screens are short (182 characters on Safaricom); never send more. */
+const MAX_SCREEN = 182;
+const con = (s: string) => `CON ${s}`.slice(0, MAX_SCREEN);
+const end = (s: string) => `END ${s}`.slice(0, MAX_SCREEN);
+
+/** Bounds on what a session may carry: a dialogue is a handful of steps. */
+const MAX_TEXT = 200;
+const MAX_STEPS = 12;
+
+/** Answers one USSD request. Throws nothing for a customer's input; every error is a screen. */
+export async function answerUssd(deps: Deps, config: UssdConfig, r: UssdRequest): Promise<string> {
+  const { pool } = deps.ctx;
+  if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(r.sessionId) || r.text.length > MAX_TEXT) return end("Invalid request.");
+  const phone = parseKenyanMobile(r.phoneNumber);
+  if (!phone) return end("This service needs a Kenyan mobile number.");
+  // The session row: created on the first request, then only touched. A session
+  // idle past the timeout is over, as the network would have ended it.
+  const { rows } = await pool.query<{ phone: string; idle_ms: number; last_text: string; last_answer: string; locale: string }>(
+    `INSERT INTO payment.ussd_sessions (session_id, service_code, phone) VALUES ($1, $2, $3)
+     ON CONFLICT (session_id) DO UPDATE SET session_id = EXCLUDED.session_id
+     RETURNING phone, (EXTRACT(EPOCH FROM (now() - updated_at)) * 1000)::float8 AS idle_ms, last_text, last_answer, locale`,
+    [r.sessionId, r.serviceCode.slice(0, 40), phone],
+  );
+  const session = rows[0];
+  if (session.phone !== phone) return end("Invalid session.");
+  if (session.idle_ms > config.sessionTimeoutMs) return end(say("expired", session.locale as Lang));
+  // The same request again (the gateway re-sent it): the same screen.
+  if (session.last_answer && session.last_text === r.text) {
+    await pool.query("UPDATE payment.ussd_sessions SET updated_at = now() WHERE session_id = $1", [r.sessionId]);
+    return session.last_answer;
+  }
+  const { answer, lang } = await screen(deps, config, r, phone);
+  await pool.query("UPDATE payment.ussd_sessions SET last_text = $2, last_answer = $3, locale = $4, updated_at = now() WHERE session_id = $1", [
+    r.sessionId, r.text, answer, lang,
+  ]);
+  return answer;
+}
+
+type State =
+  | { at: "lang" }
+  | { at: "code"; note?: string }
+  | { at: "amount"; target: TipTarget; note?: string }
+  | { at: "other"; target: TipTarget; note?: string }
+  | { at: "confirm"; target: TipTarget; amountKes: number; note?: string };
+
+/** Replays the whole dialogue from its text and draws the screen it leads to. */
+async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: string): Promise<{ answer: string; lang: Lang }> {
+  const steps = r.text === "" ? [] : r.text.split("*").map((s) => s.trim());
+  let lang: Lang = "en";
+  let state: State = { at: "lang" };
+  if (steps.length > MAX_STEPS) return { answer: end(say("expired", lang)), lang };
+  const lookups = new Map<string, Promise<TipTarget | string>>();
+  const lookup = (code: string) => {
+    if (!lookups.has(code)) lookups.set(code, resolveCode(deps, code));
+    return lookups.get(code)!;
+  };
+
+  for (let i = 0; i < steps.length; i++) {
+    const step = steps[i];
+    switch (state.at) {
+      case "lang":
+        state = { at: "code" };
+        if (step === "1" || step === "2") lang = step === "2" ? "sw" : "en";
+        // Dialled with the code in the string (*483*123*CODE#): English, and this step is the code.
+        else i--;
+        break;
+      case "code": {
+        const found = await lookup(step.toUpperCase().replace(/[\s-]/g, ""));
+        if (typeof found === "string") {
+          if (found === "lookupDown") return { answer: end(say("lookupDown", lang)), lang };
+          state = { at: "code", note: say(found as keyof typeof T, lang, { code: step.slice(0, 12) }) };
+          break;
+        }
+        const fixed = found.fixedAmount?.amountMinor ?? 0n;
+        state = fixed > 0n ? { at: "confirm", target: found, amountKes: Number(fixed / 100n) } : { at: "amount", target: found };
+        break;
+      }
+      case "amount": {
+        const target: TipTarget = state.target;
+        const options = amountOptions(config, target);
+        const n = Number(step);
+        if (Number.isInteger(n) && n >= 1 && n <= options.length) state = { at: "confirm", target, amountKes: options[n - 1] };
+        else if (n === options.length + 1) state = { at: "other", target };
+        else state = { at: "amount", target, note: say("badChoice", lang) };
+        break;
+      }
+      case "other": {
+        const target: TipTarget = state.target;
+        const n = /^\d{1,6}$/.test(step) ? Number(step) : NaN;
+        if (n >= 1 && BigInt(n) * 100n <= MPESA_LIMITS.perTransactionMinor) state = { at: "confirm", target, amountKes: n };
+        else state = { at: "other", target, note: say("badChoice", lang) };
+        break;
+      }
+      case "confirm": {
+        const target: TipTarget = state.target;
+        const amountKes: number = state.amountKes;
+        if (step === "2") return { answer: end(say("cancelled", lang)), lang };
+        if (step !== "1") {
+          state = { at: "confirm", target, amountKes, note: say("badChoice", lang) };
+          break;
+        }
+        return { answer: end(await pay(deps, r, phone, target, amountKes, lang)), lang };
+      }
+    }
+  }
+
+  const note = "note" in state && state.note ? `${state.note}\n` : "";
+  switch (state.at) {
+    case "lang":
+      return { answer: con(say("welcome", lang)), lang };
+    case "code":
+      return { answer: con(note + say("askCode", lang)), lang };
+    case "amount": {
+      const options = amountOptions(config, state.target);
+      const lines = options.map((a, i) => `${i + 1}. KES ${a.toLocaleString("en-KE")}`);
+      lines.push(`${options.length + 1}. ${say("other", lang)}`);
+      return { answer: con(`${note}${say("pickAmount", lang, { name: nameOf(state.target) })}\n${lines.join("\n")}`), lang };
+    }
+    case "other":
+      return { answer: con(note + say("askAmount", lang)), lang };
+    case "confirm":
+      return { answer: con(note + say("confirm", lang, { name: nameOf(state.target), amount: state.amountKes.toLocaleString("en-KE") })), lang };
+  }
+}
+
+function nameOf(t: TipTarget): string {
+  return (t.displayName || "the worker").slice(0, 30);
+}
+
+function amountOptions(config: UssdConfig, t: TipTarget): number[] {
+  const suggested = t.suggestedAmounts.filter((m) => m.currency === "KES" && m.amountMinor % 100n === 0n && m.amountMinor > 0n).map((m) => Number(m.amountMinor / 100n));
+  return (suggested.length ? suggested : config.amountsKes).slice(0, 5);
+}
+
+/** A code's tip target, or the key of the screen that says why not. */
+async function resolveCode(deps: Deps, code: string): Promise<TipTarget | string> {
+  if (!/^[A-Z0-9]{4,12}$/.test(code)) return "badCode";
+  const qr = createClient(QrService, deps.ctx.peers("qr"));
+  try {
+    const { target } = await qr.resolveQrCode({ code: { case: "shortCode", value: code } }, { timeoutMs: 3_000 });
+    if (!target) return "badCode";
+    if (!target.workerId) return "venueCode";
+    return target;
+  } catch (err) {
+    const e = ConnectError.from(err);
+    if (e.code === Code.NotFound || e.code === Code.InvalidArgument) return "badCode";
+    if (e.code === Code.FailedPrecondition) return "inactiveCode";
+    deps.ctx.logger.warn({ err: e.message }, "USSD code lookup failed");
+    return "lookupDown";
+  }
+}
+
+/** The push, once per session: a repeat finds the tip made under the session's key. */
+async function pay(deps: Deps, r: UssdRequest, phone: string, target: TipTarget, amountKes: number, lang: Lang): Promise<string> {
+  const vars = { name: nameOf(target), amount: amountKes.toLocaleString("en-KE") };
+  try {
+    const tip = await createTip(deps, {
+      idempotencyKey: `ussd:${r.sessionId}`,
+      workerId: target.workerId,
+      venueId: target.venueId,
+      qrCodeId: target.qrCodeId,
+      amountMinor: BigInt(amountKes) * 100n,
+      phone,
+      customerCoversFee: false,
+      rating: 0,
+      message: "",
+      customerEmail: "",
+      channel: "ussd",
+    });
+    await deps.ctx.pool.query("UPDATE payment.ussd_sessions SET tip_id = $2 WHERE session_id = $1", [r.sessionId, tip.tip_id]);
+    if (tip.status === "failed") return say("notPaid", lang, { why: resultMessage(tip.result_code, lang) });
+    return say("paying", lang, vars);
+  } catch (err) {
+    const e = ConnectError.from(err);
+    if (e.code === Code.Unavailable || e.code === Code.FailedPrecondition || e.code === Code.Internal || e.code === Code.Unknown) {
+      deps.ctx.logger.warn({ err: e.message }, "USSD tip not started");
+      return say("busy", lang);
+    }
+    return say("notPaid", lang, { why: e.rawMessage.replace(/^[a-z_]+: /, "") });
+  }
+}

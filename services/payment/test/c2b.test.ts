@@ -1,0 +1,292 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createQrModule } from "@ttip/qr";
+import { callerHeaders } from "@ttip/runtime";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { amountMinor, parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
+import { DarajaClient, DarajaError } from "../src/daraja/client.js";
+import { eventually, phone, startHarness, type Harness } from "./setup.js";
+
+const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
+const TOKEN = "c2b-test-path-token-0123456789";
+const admin = { subject: randomUUID(), roles: ["admin" as const] };
+
+/** Reads an EMVCo TLV string (top level, or a template's value) into a map. */
+function tlv(s: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i + 4 <= s.length; ) {
+    const id = s.slice(i, i + 2);
+    const len = Number(s.slice(i + 2, i + 4));
+    out.set(id, s.slice(i + 4, i + 4 + len));
+    i += 4 + len;
+  }
+  return out;
+}
+
+describe("paybill and till payments (C2B), against the Daraja simulator, the real qr service and wallet", () => {
+  let h: Harness;
+  let pay: Client<typeof PaymentService>;
+  let internal: Client<typeof PaymentInternalService>;
+  let adminClient: Client<typeof PaymentAdminService>;
+  let qr: Client<typeof QrService>;
+
+  before(async () => {
+    h = await startHarness({}, [createQrModule({})]);
+    h.config.c2b = {
+      pathToken: TOKEN,
+      shortCodes: [h.sim.options.shortcode],
+      registerVersion: "v2",
+      responseType: "Completed",
+      registerOnStart: false,
+      validationBudgetMs: 3_000,
+    };
+    pay = h.t.client(PaymentService);
+    internal = h.t.client(PaymentInternalService);
+    adminClient = h.t.client(PaymentAdminService, admin);
+    qr = createClient(QrService, h.t.ctx.peers("qr"));
+    // Registration as production does it once: through the Daraja client, to the simulator.
+    const client = new DarajaClient(h.config.daraja!);
+    const base = `${h.config.callbackBaseUrl}/c2b/${TOKEN}`;
+    await client.registerC2bUrls({ version: "v2", shortCode: h.sim.options.shortcode, responseType: "Completed", confirmationUrl: `${base}/confirmation`, validationUrl: `${base}/validation` });
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  const worker = async (name = "Achieng") => {
+    const id = randomUUID();
+    const as = { headers: callerHeaders(id, "worker") };
+    await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: id, displayName: name }, as);
+    const { qrCode } = await qr.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: id, idempotencyKey: randomUUID() }, as);
+    return { id, code: qrCode!, as };
+  };
+  const c2bRow = async (transId: string) => (await h.t.db.pool.query("SELECT * FROM payment.c2b_payments WHERE trans_id = $1", [transId])).rows[0];
+  const tipRow = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+
+  test("the URLs are registered (v2) on paths without the words Safaricom refuses; a refused word never leaves", async () => {
+    const reg = h.sim.c2b.registrations().find((r) => r.shortCode === h.sim.options.shortcode)!;
+    assert.equal(reg.version, "v2");
+    assert.match(reg.confirmationUrl, /\/c2b\/[^/]+\/confirmation$/);
+    assert.doesNotMatch(reg.confirmationUrl + reg.validationUrl, /m-?pesa|safaricom|exe|cmd|sql|query/i);
+    const client = new DarajaClient(h.config.daraja!);
+    await assert.rejects(
+      client.registerC2bUrls({ version: "v1", shortCode: h.sim.options.shortcode, responseType: "Completed", confirmationUrl: "https://tips.example/mpesa/confirm", validationUrl: "https://tips.example/v" }),
+      (e: DarajaError) => e.kind === "rejected" && /mpesa/.test(e.message),
+    );
+    // The simulator refuses it too, as Safaricom does, when a client skips the check.
+    const token = await client.accessToken();
+    const res = await fetch(`${h.sim.url}/mpesa/c2b/v1/registerurl`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ ShortCode: h.sim.options.shortcode, ResponseType: "Completed", ConfirmationURL: "https://x.example/SQL/c", ValidationURL: "https://x.example/v" }),
+    });
+    assert.equal(res.status, 400);
+  });
+
+  test("a paybill payment to a worker's code is credited once, less the fee, however often it is confirmed", async () => {
+    const w = await worker();
+    const paid = await h.sim.c2b.pay({ billRefNumber: ` ${w.code.shortCode.toLowerCase().slice(0, 3)} ${w.code.shortCode.slice(3).toLowerCase()}`, amount: 200, confirmations: 3 });
+    assert.deepEqual(paid.validation && "resultCode" in paid.validation && paid.validation.resultCode, "0");
+    assert.equal(paid.confirmationsSent, 3);
+    await eventually(async () => (await h.balance(w.id)) === 19000n, "worker credited KES 190 (KES 200 less the 5% fee)");
+    const row = await c2bRow(paid.transId);
+    assert.equal(row.outcome, "tip");
+    const tip = await tipRow(row.tip_id);
+    assert.equal(tip.channel, "paybill");
+    assert.equal(tip.mpesa_receipt, paid.transId);
+    assert.equal(tip.worker_id, w.id);
+    assert.equal(tip.qr_code_id, w.code.qrCodeId);
+    assert.equal(await h.walletEntries(w.id), 1);
+    const events = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1 in encode(payload, 'escape')) > 0", [row.tip_id]);
+    assert.equal(events.rows[0].n, 1);
+    // The payer's number is masked or hashed: no receipt SMS can be owed, and none is.
+    assert.equal((await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = $1", [row.tip_id])).rows[0].n, 0);
+    // The same receipt confirmed again later (M-Pesa duplicates) changes nothing.
+    await h.sim.c2b.pay({ billRefNumber: w.code.shortCode, amount: 200, transId: paid.transId, skipValidation: true });
+    assert.equal(await h.balance(w.id), 19000n);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a KE-QR scanned by a banking app arrives as a paybill payment to the code's reference and is credited", async () => {
+    const w = await worker("Otieno");
+    const { offline } = await qr.getOfflinePayload({ qrCodeId: w.code.qrCodeId }, w.as);
+    const top = tlv(offline!.emvcoPayload);
+    const paybill = tlv(top.get("28")!).get("01")!;
+    const reference = tlv(top.get("62")!).get("05")!;
+    assert.equal(paybill, offline!.paybillOrTill);
+    const paid = await h.sim.c2b.pay({ shortCode: paybill, billRefNumber: reference, amount: 100 });
+    assert.equal(paid.completed, true);
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "worker credited KES 95");
+  });
+
+  for (const [suffix, order] of [["0007", "before"], ["0008", "after"], ["0009", "instead of"]] as const) {
+    test(`an STK tip also reported by C2B ${order} its callback is credited once`, async () => {
+      const w = await worker();
+      const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone(suffix) } });
+      assert.match(tip!.paybillAccountReference, /^T\d+$/);
+      assert.ok(tipReferenceValid(tip!.paybillAccountReference));
+      assert.equal(tip!.paybillNumber, h.sim.options.shortcode);
+      const done = await eventually(async () => {
+        const t = (await pay.getTip({ tipId: tip!.tipId })).tip!;
+        return t.status === TipStatus.SUCCEEDED && t;
+      }, "tip succeeded");
+      await eventually(async () => (await c2bRow(done.mpesaReceipt))?.tip_id === tip!.tipId, "the C2B confirmation matched to the tip");
+      await h.sim.idle();
+      // Reconciliation asks M-Pesa too (the query says success): still one credit.
+      await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs + 20));
+      await internal.reconcilePending({ limit: 100 });
+      await eventually(async () => (await h.balance(w.id)) === 9500n, "credited once");
+      assert.equal(await h.walletEntries(w.id), 1);
+      const sim = h.sim.transactions().find((t) => t.receipt === done.mpesaReceipt)!;
+      assert.equal(sim.accountReference, tip!.paybillAccountReference, "the push carried the tip's reference");
+    });
+  }
+
+  test("the 'prompt never arrived' fallback: paying the tip's reference from the menu pays that very tip", async () => {
+    const w = await worker();
+    // The push is lost (never answered, no callback): the customer pays the paybill instead.
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(150), payment: { case: "mpesaPhone", value: phone("1037") } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.FAILED, "push timed out");
+    const paid = await h.sim.c2b.pay({ billRefNumber: tip!.paybillAccountReference.toLowerCase(), amount: 150 });
+    assert.equal(paid.completed, true);
+    const after = await eventually(async () => {
+      const t = (await pay.getTip({ tipId: tip!.tipId })).tip!;
+      return t.status === TipStatus.SUCCEEDED && t;
+    }, "the same tip succeeded");
+    assert.equal(after.mpesaReceipt, paid.transId);
+    const net = BigInt((await tipRow(tip!.tipId)).worker_receives_minor);
+    assert.ok(net > 14000n && net < 15000n, "KES 150 less the quoted fee");
+    await eventually(async () => (await h.balance(w.id)) === net, "credited once, less the fee");
+    // A second payment to a paid tip's reference is not credited again: it waits in suspense.
+    const again = await h.sim.c2b.pay({ billRefNumber: tip!.paybillAccountReference, amount: 150 });
+    assert.equal((await c2bRow(again.transId)).outcome, "suspense");
+    assert.match((await c2bRow(again.transId)).reason, /second payment/);
+    assert.equal(await h.balance(w.id), net);
+  });
+
+  test("a paybill payment to a venue's own code goes to the venue's pool, once", async () => {
+    const venueId = randomUUID();
+    const manager = { headers: callerHeaders(randomUUID(), "venue_manager") };
+    await qr.putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House" }, manager);
+    const { qrCode } = await qr.createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: randomUUID() }, manager);
+    const paid = await h.sim.c2b.pay({ billRefNumber: qrCode!.shortCode, amount: 100, confirmations: 2 });
+    assert.equal(paid.completed, true);
+    const row = await c2bRow(paid.transId);
+    assert.equal(row.outcome, "tip");
+    const tip = await eventually(async () => {
+      const t = await tipRow(row.tip_id);
+      return t.credit_entry_id && t;
+    }, "pool credit posted");
+    assert.equal(tip.worker_id, null);
+    assert.equal(tip.venue_id, venueId);
+    assert.equal(tip.credit_kind, "venue");
+    const entries = await h.t.db.pool.query("SELECT count(*)::int AS n FROM wallet.entries WHERE cause_ref = $1", [paid.transId]);
+    assert.equal(entries.rows[0].n, 1, "one wallet entry for the receipt");
+  });
+
+  test("unknown, mistyped, revoked and over-limit references land in suspense with nothing credited; a slip is suggested, never applied", async () => {
+    const w = await worker();
+    const code = w.code.shortCode;
+    const slip = (code[0] === "A" ? "B" : "A") + code.slice(1);
+    const revoked = await worker();
+    await qr.revokeQrCode({ qrCodeId: revoked.code.qrCodeId, reason: "card lost" }, revoked.as);
+    // A short code without external validation: everything reaches confirmation.
+    const cases = [
+      { ref: "QQQQQQ9", amount: 100, why: /no code has the reference/ },
+      { ref: slip, amount: 100, why: new RegExp(`close to ${code}`) },
+      { ref: revoked.code.shortCode, amount: 100, why: /revoked/ },
+      { ref: code, amount: 30_000, why: /over the tip limit/ },
+      { ref: "", amount: 100, why: /no account reference/ },
+    ];
+    for (const c of cases) {
+      const paid = await h.sim.c2b.pay({ billRefNumber: c.ref, amount: c.amount, skipValidation: true });
+      const row = await c2bRow(paid.transId);
+      assert.equal(row.outcome, "suspense", c.ref);
+      assert.match(row.reason, c.why);
+      assert.equal(row.resolution, "open");
+      assert.ok(row.suspense_entry_id, "the money is recorded in the suspense account");
+      if (c.ref === slip) assert.deepEqual(row.suggestions, [code]);
+    }
+    assert.equal(await h.balance(w.id), 0n);
+    assert.equal(await h.balance(revoked.id), 0n);
+    assert.ok(await h.trialBalanced());
+    const { payments } = await adminClient.listSuspensePayments({ page: { pageSize: 100 } });
+    const mine = payments.filter((p) => cases.some((c) => c.ref && p.accountReference === c.ref));
+    assert.equal(mine.length, 4);
+    assert.deepEqual(mine.find((p) => p.accountReference === slip)!.suggestions, [code]);
+  });
+
+  test("an admin matches a suspense payment to a worker (credited from suspense, once) or leaves it for refund", async () => {
+    const w = await worker();
+    const first = await h.sim.c2b.pay({ billRefNumber: "ZZZZZZ", amount: 300, skipValidation: true });
+    const second = await h.sim.c2b.pay({ billRefNumber: "ZZZZZY", amount: 50, skipValidation: true });
+    const matched = await adminClient.resolveSuspensePayment({ receipt: first.transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "customer called, typo" });
+    assert.equal(matched.payment!.resolution, "matched");
+    assert.equal(matched.tip!.workerId, w.id);
+    assert.equal(matched.tip!.channel, "paybill");
+    await eventually(async () => (await h.balance(w.id)) === 28500n, "KES 285 credited");
+    const again = await adminClient.resolveSuspensePayment({ receipt: first.transId, action: { case: "matchAccountReference", value: w.code.shortCode }, note: "clicked twice" });
+    assert.equal(again.tip!.tipId, matched.tip!.tipId);
+    assert.equal(await h.balance(w.id), 28500n);
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: first.transId, action: { case: "refund", value: true }, note: "changed mind" }), (e: ConnectError) => e.code === Code.FailedPrecondition);
+    const refunded = await adminClient.resolveSuspensePayment({ receipt: second.transId, action: { case: "refund", value: true }, note: "customer asked" });
+    assert.equal(refunded.payment!.resolution, "refund");
+    await assert.rejects(adminClient.resolveSuspensePayment({ receipt: "AAAAAAAAAA", action: { case: "refund", value: true }, note: "none" }), (e: ConnectError) => e.code === Code.NotFound && /receipt/.test(e.message));
+    await assert.rejects(h.t.client(PaymentAdminService).listSuspensePayments({}), (e: ConnectError) => e.code === Code.Unauthenticated || e.code === Code.PermissionDenied);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("validation refuses within its budget with the documented codes, and a refused payment never reaches confirmation", async () => {
+    const w = await worker();
+    const refused = [
+      { ref: "QQQQQQ9", amount: 100, code: "C2B00012" },
+      { ref: w.code.shortCode, amount: 30_000, code: "C2B00013" },
+    ];
+    for (const r of refused) {
+      const paid = await h.sim.c2b.pay({ billRefNumber: r.ref, amount: r.amount });
+      assert.ok("resultCode" in paid.validation);
+      assert.equal(paid.validation.resultCode, r.code);
+      assert.ok(paid.validation.ms < 3_000, `answered in ${paid.validation.ms} ms`);
+      assert.equal(paid.completed, false);
+      assert.equal(await c2bRow(paid.transId), undefined, "nothing recorded as paid");
+    }
+    // Another business's short code, posted as M-Pesa would.
+    const url = new URL(`/c2b/${TOKEN}/validation`, h.config.callbackBaseUrl);
+    const body = JSON.stringify({ TransactionType: "Pay Bill", TransID: "TAB1234567", TransTime: "20260101120000", TransAmount: "100.00", BusinessShortCode: "600999", BillRefNumber: w.code.shortCode, MSISDN: "2547 ***** 126" });
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", localAddress: "127.0.0.1", headers: { "content-type": "application/json" } }, (res) => {
+        let t = "";
+        res.on("data", (c) => (t += c));
+        res.on("end", () => resolve({ status: res.statusCode!, body: t }));
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+    assert.equal(answer.status, 200);
+    assert.equal(JSON.parse(answer.body).ResultCode, "C2B00015");
+    // From outside the allow-list, or on a guessed path: refused, stored raw.
+    assert.equal((await h.post(`/c2b/${TOKEN}/confirmation`, JSON.parse(body), "127.0.0.2")).status, 403);
+    assert.equal((await h.post(`/c2b/not-the-real-token-000/confirmation`, JSON.parse(body))).status, 404);
+    const stored = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source LIKE 'mpesa_c2b%' AND outcome IN ('rejected_address', 'unknown_path')");
+    assert.ok(stored.rowCount! >= 2);
+  });
+
+  test("amounts are read exactly from strings; malformed bodies are refused", () => {
+    assert.equal(amountMinor("100.00"), 10000n);
+    assert.equal(amountMinor("100.5"), 10050n);
+    assert.equal(amountMinor(250), 25000n);
+    assert.equal(amountMinor("1e3"), undefined);
+    assert.equal(amountMinor("-5"), undefined);
+    assert.equal(parseC2bPayment({ TransID: "short", TransAmount: "1", BusinessShortCode: "174379" }), undefined);
+    assert.equal(parseC2bPayment({ TransID: "TAB1234567", BusinessShortCode: "174379", BillRefNumber: "X" }), undefined, "no amount");
+    assert.equal(parseC2bPayment({ TransID: "TAB1234567", TransAmount: "10.00", BusinessShortCode: 174379, BillRefNumber: "ABC" })?.businessShortCode, "174379");
+    const valid = [..."0123456789"].filter((d) => tipReferenceValid(`T1000001${d}`));
+    assert.equal(valid.length, 1, "exactly one check digit fits: any single mistyped digit is caught");
+  });
+});

@@ -1,0 +1,283 @@
+import assert from "node:assert/strict";
+import { createHmac, randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { CardTipState, FraudReason, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { startCardHarness, type CardHarness } from "./cards-setup.js";
+import { eventually } from "./setup.js";
+
+const admin = { subject: randomUUID(), roles: ["admin" as const] };
+const USD = (cents: number) => ({ currency: "USD", amountMinor: BigInt(cents) });
+
+describe("card tips by Stripe, against the Stripe simulator and the real wallet", () => {
+  let h: CardHarness;
+  let pay: Client<typeof PaymentService>;
+  let adminClient: Client<typeof PaymentAdminService>;
+  let internal: Client<typeof PaymentInternalService>;
+
+  before(async () => {
+    h = await startCardHarness({ perCardPerHour: 3 });
+    pay = h.t.client(PaymentService);
+    adminClient = h.t.client(PaymentAdminService, admin);
+    internal = h.t.client(PaymentInternalService);
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  const cardTip = (workerId: string, amount = USD(1000), extra: { key?: string; country?: string } = {}) =>
+    pay.createTip({
+      idempotencyKey: extra.key ?? randomUUID(), recipient: { case: "workerId", value: workerId }, amount,
+      payment: { case: "card", value: true }, customerCountry: extra.country ?? "",
+    });
+  const status = async (tipId: string) => (await pay.getTip({ tipId })).tip!;
+  const until = (tipId: string, what: string, ok: (t: Tip) => boolean) => eventually(async () => {
+    const t = await status(tipId);
+    return ok(t) && t;
+  }, what);
+  const row = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+  const entryConversions = async (entryId: string) =>
+    (await h.t.db.pool.query("SELECT * FROM wallet.entry_conversions WHERE entry_id = $1", [entryId])).rows;
+  const entriesFor = async (paymentId: string) =>
+    Number((await h.t.db.pool.query("SELECT count(*) FROM wallet.entries WHERE cause_kind = 'stripePaymentId' AND cause_ref = $1", [paymentId])).rows[0].count);
+  // A different card each time unless asked: the per-card velocity rule would stop a fourth tip from one card.
+  let cards = 0;
+  const paid = async (workerId: string, pm = `pm_card_visa_${++cards}`, amount = USD(1000), country = "") => {
+    const r = await cardTip(workerId, amount, { country });
+    const c = await h.confirm(r.stripeClientSecret, pm);
+    assert.equal(c.status, 200);
+    const t = await until(r.tip!.tipId, "card tip settled", (t) => t.status !== TipStatus.PENDING);
+    if (t.status !== TipStatus.FAILED) await eventually(async () => (await row(t.tipId)).credit_entry_id, "credit posted");
+    return { created: r, tip: t };
+  };
+
+  test("a USD tip is authorised, captured and credited once in KES at the quoted rate, recorded on the entry", async () => {
+    const worker = randomUUID();
+    const r = await cardTip(worker);
+    const tip = r.tip!;
+    assert.equal(tip.status, TipStatus.PENDING);
+    assert.match(r.stripeClientSecret, /^pi_\w+_secret_\w+$/);
+    assert.equal(r.stripePublishableKey, h.stripe.publishableKey);
+    assert.equal(tip.charged!.currency, "USD");
+    assert.equal(tip.charged!.amountMinor, 1000n);
+    // USD 10.00 less 5% platform fee and 2.9% + 30c card fee = 8.91 USD, at 129.20 KES = KES 1,151.17.
+    assert.equal(tip.fee!.amountMinor, 109n);
+    assert.equal(tip.workerReceives!.currency, "KES");
+    assert.equal(tip.workerReceives!.amountMinor, 115117n);
+    assert.equal(tip.fxRate, "129.20000000");
+    assert.equal(tip.fxRateSource, "configured");
+    assert.ok(tip.fxRateTime);
+
+    const seen: { status: TipStatus; result: string }[] = [];
+    const watching = (async () => {
+      for await (const m of pay.watchTip({ tipId: tip.tipId })) seen.push({ status: m.tip!.status, result: m.tip!.resultCode });
+    })();
+    const c = await h.confirm(r.stripeClientSecret, "pm_card_visa");
+    assert.equal(c.status, 200);
+    assert.equal(c.body.status, "requires_capture");
+    await watching;
+    assert.equal(seen.at(-1)!.status, TipStatus.SUCCEEDED);
+    const done = await status(tip.tipId);
+    assert.equal(done.providerPaymentId, tip.providerPaymentId);
+    assert.equal(h.stripe.paymentIntent(tip.providerPaymentId)!.status, "succeeded", "captured at Stripe");
+    await eventually(async () => (await h.balance(worker)) === 115117n, "worker credited KES 1,151.17");
+    const stored = await eventually(async () => { const r = await row(tip.tipId); return r.credit_entry_id && r; }, "credit recorded");
+    const conv = await entryConversions(stored.credit_entry_id);
+    assert.equal(conv.length, 1);
+    assert.equal(conv[0].rate, "129.20000000");
+    assert.equal(conv[0].rate_source, "configured");
+    assert.equal(conv[0].from_currency, "USD");
+    assert.equal(BigInt(conv[0].from_minor), 891n);
+    assert.equal(BigInt(conv[0].to_minor), 115117n);
+    assert.equal(stored.card_fingerprint.length > 0, true);
+    assert.equal(await entriesFor(tip.providerPaymentId), 1);
+    assert.ok(await h.trialBalanced());
+    // Every write to Stripe carried an idempotency key.
+    const writes = h.stripe.requests().filter((q) => q.method === "POST" && !q.path.endsWith("/confirm"));
+    assert.ok(writes.length >= 2);
+    assert.deepEqual(writes.filter((q) => !q.idempotencyKey), []);
+  });
+
+  test("CreateTip retried with its key returns the same PaymentIntent; another tip under the key is ALREADY_EXISTS", async () => {
+    const worker = randomUUID();
+    const key = `card-${randomUUID()}`;
+    const before = h.stripe.requests().filter((q) => q.path === "/v1/payment_intents").length;
+    const [a, b] = await Promise.all([cardTip(worker, USD(500), { key }), cardTip(worker, USD(500), { key })]);
+    assert.equal(a.tip!.tipId, b.tip!.tipId);
+    assert.equal(a.stripeClientSecret, b.stripeClientSecret);
+    const c = await cardTip(worker, USD(500), { key });
+    assert.equal(c.tip!.providerPaymentId, a.tip!.providerPaymentId);
+    const creates = h.stripe.requests().filter((q) => q.path === "/v1/payment_intents").slice(before);
+    assert.equal(new Set(creates.map((q) => q.idempotencyKey)).size, 1, "one idempotency key for every create of this tip");
+    await assert.rejects(cardTip(worker, USD(600), { key }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
+  });
+
+  test("3-D Secure: the tip shows the bank's page; completed, it is credited; failed, it stays open for another card", async () => {
+    const worker = randomUUID();
+    const r = await cardTip(worker);
+    const c = await h.confirm(r.stripeClientSecret, "pm_card_threeDSecure2Required");
+    assert.equal(c.body.status, "requires_action");
+    const waiting = await until(r.tip!.tipId, "requires_action seen", (t) => t.resultCode === "requires_action");
+    assert.equal(waiting.status, TipStatus.PENDING);
+    assert.match(waiting.nextActionUrl, /\/__sim\/3ds\/pi_/);
+    assert.match(waiting.resultMessage, /confirm/i);
+    // The customer fails the challenge: nothing charged, the payment stays open.
+    await h.stripe.completeThreeDS(r.tip!.providerPaymentId, false);
+    const failed = await until(r.tip!.tipId, "authentication failure seen", (t) => t.resultCode === "payment_intent_authentication_failure");
+    assert.equal(failed.status, TipStatus.PENDING);
+    assert.equal(await h.balance(worker), 0n);
+    // Again, and this time the bank's page is completed (as the browser would follow the link).
+    await h.confirm(r.stripeClientSecret, "pm_card_threeDSecure2Required");
+    const page = await until(r.tip!.tipId, "requires_action again", (t) => t.nextActionUrl !== "");
+    const res = await fetch(`${page.nextActionUrl.split("?")[0]}?result=pass`, { redirect: "manual" });
+    assert.ok(res.status === 200 || res.status === 302);
+    await until(r.tip!.tipId, "credited after 3DS", (t) => t.status === TipStatus.SUCCEEDED);
+    await eventually(async () => (await h.balance(worker)) === 115117n, "worker credited");
+  });
+
+  test("a declined card leaves the tip open with the decline in words; another card then pays", async () => {
+    const worker = randomUUID();
+    const r = await cardTip(worker);
+    const c = await h.confirm(r.stripeClientSecret, "pm_card_chargeDeclinedInsufficientFunds");
+    assert.equal(c.status, 402);
+    const declined = await until(r.tip!.tipId, "decline seen", (t) => t.resultCode !== "");
+    assert.equal(declined.resultCode, "card_declined/insufficient_funds");
+    assert.match(declined.resultMessage, /insufficient funds/i);
+    assert.equal(declined.status, TipStatus.PENDING);
+    await h.confirm(r.stripeClientSecret, "pm_card_mastercard");
+    await until(r.tip!.tipId, "credited", (t) => t.status === TipStatus.SUCCEEDED);
+  });
+
+  test("webhooks: a bad or stale Stripe-Signature is stored and refused; a redelivered event credits nothing more", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const url = `${h.t.service.server.url}/stripe/webhook`;
+    const body = JSON.stringify({ id: "evt_forged", object: "event", type: "payment_intent.succeeded", data: { object: { id: tip.providerPaymentId } } });
+    const sign = (t: number, secret = h.stripe.webhookSecret) => `t=${t},v1=${createHmac("sha256", secret).update(`${t}.${body}`).digest("hex")}`;
+    const now = Math.floor(Date.now() / 1000);
+    for (const header of [sign(now, "whsec_wrong"), sign(now - 3600), "t=1,v1=00"]) {
+      const res = await fetch(url, { method: "POST", headers: { "stripe-signature": header, "content-type": "application/json" }, body });
+      assert.equal(res.status, 400);
+    }
+    const { rows } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source = 'stripe' AND position('evt_forged' in encode(raw_body, 'escape')) > 0");
+    assert.deepEqual(rows.map((r) => r.outcome), ["bad_signature", "bad_signature", "bad_signature"]);
+    // Stripe's retry of the real success event.
+    const ev = h.stripe.events().find((e) => e.type === "payment_intent.succeeded" && e.body.includes(tip.providerPaymentId))!;
+    assert.equal(await h.stripe.redeliver(ev.id), 200);
+    assert.equal(await h.stripe.redeliver(ev.id), 200);
+    assert.equal(await entriesFor(tip.providerPaymentId), 1);
+    assert.equal(await h.balance(worker), 115117n);
+  });
+
+  test("a lost webhook: reconciliation asks Stripe, captures and credits", async () => {
+    const worker = randomUUID();
+    const r = await cardTip(worker);
+    h.stripe.pauseWebhooks(true);
+    try {
+      await h.confirm(r.stripeClientSecret, "pm_card_visa");
+      await new Promise((res) => setTimeout(res, 100));
+      assert.equal((await status(r.tip!.tipId)).status, TipStatus.PENDING);
+      await internal.reconcilePending({ limit: 100 });
+    } finally {
+      h.stripe.pauseWebhooks(false);
+    }
+    assert.equal((await status(r.tip!.tipId)).status, TipStatus.SUCCEEDED);
+    assert.equal(await h.balance(worker), 115117n);
+  });
+
+  test("an admin refund takes the worker's share back first, then refunds at Stripe, once per key", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const key = `refund-${randomUUID()}`;
+    const partial = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" });
+    assert.match(partial.refundId, /^re_/);
+    assert.equal(partial.tip!.cardState, CardTipState.REFUNDED);
+    assert.equal(partial.tip!.refunded!.amountMinor, 400n);
+    assert.equal(await h.balance(worker), 115117n - (115117n * 400n) / 1000n);
+    const again = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: key, amount: USD(400), reason: "customer asked" });
+    assert.equal(again.refundId, partial.refundId);
+    const rest = await adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "the rest" });
+    assert.equal(rest.tip!.refunded!.amountMinor, 1000n);
+    assert.equal(await h.balance(worker), 0n);
+    const ch = h.stripe.paymentIntent(tip.providerPaymentId)!;
+    assert.equal(ch.status, "succeeded");
+    await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "too much" }),
+      (e: ConnectError) => e.code === Code.InvalidArgument && /amount/.test(e.message));
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a refund the worker's balance cannot cover is refused and changes nothing", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    await h.withdraw(worker, 115000n);
+    const refunds = h.stripe.requests().filter((q) => q.path === "/v1/refunds").length;
+    await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "customer asked" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /balance/.test(e.message));
+    assert.equal(h.stripe.requests().filter((q) => q.path === "/v1/refunds").length, refunds, "Stripe was not asked");
+    assert.equal(await h.balance(worker), 117n);
+  });
+
+  test("a dispute sets the amount aside; lost, the credit is reversed and the balance goes negative, paid back by later tips", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    await h.withdraw(worker, 115000n); // the worker already has most of it
+    const du = await h.stripe.openDispute(tip.providerPaymentId);
+    await until(tip.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    assert.equal(await h.balance(worker), 0n, "the 117 left is set aside");
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CARD_DISPUTE });
+    assert.ok(alerts.some((a) => a.tipId === tip.tipId));
+    await h.stripe.closeDispute(du, "lost");
+    await until(tip.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    assert.equal(await h.ledgerBalance(worker), -115000n, "the worker owes what was withdrawn");
+    // Nothing else may deepen it: a withdrawal is refused.
+    await assert.rejects(h.withdraw(worker, 100n));
+    // The next tip pays the debt back first.
+    await paid(worker);
+    assert.equal(await h.ledgerBalance(worker), 115117n - 115000n);
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("a dispute won gives the set-aside amount back", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    const du = await h.stripe.openDispute(tip.providerPaymentId);
+    await until(tip.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    assert.equal(await h.balance(worker), 0n);
+    await assert.rejects(adminClient.refundTip({ tipId: tip.tipId, idempotencyKey: `refund-${randomUUID()}`, reason: "while disputed" }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition);
+    await h.stripe.closeDispute(du, "won");
+    await until(tip.tipId, "dispute won", (t) => t.cardState === CardTipState.DISPUTE_WON);
+    assert.equal(await h.balance(worker), 115117n);
+  });
+
+  test("card rules: a card tipping too often is cancelled, not charged; a foreign card is held for review", async () => {
+    const worker = randomUUID();
+    const card = `pm_card_visa_${Date.now()}`;
+    for (let i = 0; i < 3; i++) assert.equal((await paid(worker, card, USD(200))).tip.status, TipStatus.SUCCEEDED);
+    const { created, tip } = await paid(worker, card, USD(200));
+    assert.equal(tip.status, TipStatus.FAILED);
+    assert.equal(tip.resultCode, "card_velocity");
+    assert.match(tip.resultMessage, /nothing was charged/i);
+    await eventually(async () => h.stripe.paymentIntent(created.tip!.providerPaymentId)!.status === "canceled", "authorisation cancelled");
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CARD_VELOCITY });
+    assert.ok(alerts.some((a) => a.tipId === tip.tipId));
+
+    const other = randomUUID();
+    const held = await paid(other, `pm_card_gb_${Date.now()}`, USD(1000), "KE");
+    assert.equal(held.tip.status, TipStatus.HELD_FOR_REVIEW);
+    assert.equal(await h.balance(other), 0n);
+    const approved = await adminClient.reviewTip({ tipId: held.tip.tipId, approve: true, note: "tourist, fine" });
+    assert.equal(approved.tip!.status, TipStatus.SUCCEEDED);
+    assert.equal(await h.balance(other), 115117n);
+    assert.equal((await h.t.db.pool.query("SELECT count(*) FROM wallet.entries WHERE cause_ref = $1", [held.tip.providerPaymentId])).rows[0].count, 2n, "into suspense, then out to the worker");
+  });
+
+  test("bad card input is refused naming the field, and changes nothing", async () => {
+    const worker = randomUUID();
+    await assert.rejects(cardTip(worker, USD(200_000)), (e: ConnectError) => e.code === Code.InvalidArgument && /amount: a card tip may be at most KES 100000/.test(e.message));
+    await assert.rejects(cardTip(worker, { currency: "JPY", amountMinor: 1000n }), (e: ConnectError) => e.code === Code.InvalidArgument && /amount/.test(e.message));
+    const { rows } = await h.t.db.pool.query("SELECT count(*) FROM payment.tips WHERE worker_id = $1", [worker]);
+    assert.equal(Number(rows[0].count), 0);
+  });
+});

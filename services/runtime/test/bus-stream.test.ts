@@ -1,0 +1,33 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { connect } from "nats";
+import { JetStreamBus } from "../src/bus.js";
+import { captureLogger, testEnv, uniqueName } from "../src/testing/index.js";
+
+test("the stream gets the configured limits, and a restart keeps what an operator set since", async () => {
+  const { natsUrl } = testEnv();
+  const stream = uniqueName("LIMITS").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
+  const prefix = uniqueName("lim").replace(/[^a-z0-9]/g, "");
+  const logger = captureLogger("silent").logger;
+  const nc = await connect({ servers: natsUrl });
+  const jsm = await nc.jetstreamManager();
+  try {
+    const first = await JetStreamBus.connect({ servers: natsUrl, stream, subjectPrefix: prefix, logger, limits: { maxAgeMs: 3_600_000, maxBytes: 1 << 20 } });
+    await first.close();
+    let info = await jsm.streams.info(stream);
+    assert.equal(info.config.max_age, 3_600_000 * 1_000_000, "max age in nanoseconds");
+    assert.equal(info.config.max_bytes, 1 << 20);
+
+    // An operator caps the message count; the next start must not undo it.
+    await jsm.streams.update(stream, { ...info.config, max_msgs: 5_000 });
+    const second = await JetStreamBus.connect({ servers: natsUrl, stream, subjectPrefix: prefix, logger });
+    await second.close();
+    info = await jsm.streams.info(stream);
+    assert.equal(info.config.max_msgs, 5_000, "the operator's limit kept");
+    assert.equal(info.config.max_bytes, 1 << 20, "unset limits leave the stream's own");
+    assert.equal(info.config.num_replicas, 1);
+  } finally {
+    await jsm.streams.delete(stream).catch(() => undefined);
+    await nc.close();
+  }
+});
