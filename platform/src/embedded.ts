@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { z } from "zod";
 import {
@@ -13,13 +14,15 @@ import {
   type RunningService,
 } from "@ttip/runtime";
 import { startSmsSimulator } from "@ttip/auth";
-import { startDarajaSimulator } from "@ttip/payment";
+import { startDarajaSimulator, startStripeSimulator } from "@ttip/payment";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
   gatewayUrl: string;
   /** What each simulator is, and where a person reads what it did. */
   simulators: Record<string, string>;
+  /** With the M-Pesa simulator: where the simulated customer pays the paybill (POST), and the USSD callback URL. */
+  offline?: { paybillPayUrl: string; ussdUrl: string };
   services: RunningService[];
   close(): Promise<void>;
 }
@@ -63,6 +66,24 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       DARAJA_CERTIFICATE_FILE: daraja.certificateFile,
     });
     process.env.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
+    // Paybill payments (C2B) and the USSD menu, on unguessable paths of the payment service's port;
+    // the C2B URLs are registered with the simulator at start, as production does once.
+    process.env.C2B_URL_TOKEN ??= randomBytes(18).toString("base64url");
+    process.env.C2B_REGISTER_ON_START ??= "true";
+    process.env.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
+  }
+
+  // Card tips go to the Stripe simulator (state, 3-D Secure, signed webhooks) unless real keys are configured.
+  const stripe = process.env.STRIPE_SECRET_KEY ? undefined : await startStripeSimulator({ webhookDelayMs: 300 });
+  if (stripe) {
+    Object.assign(process.env, {
+      STRIPE_SECRET_KEY: stripe.secretKey,
+      STRIPE_PUBLISHABLE_KEY: stripe.publishableKey,
+      STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
+      STRIPE_API_BASE: stripe.url,
+      // The tip page loads its Stripe.js test double from here instead of js.stripe.com.
+      STRIPE_JS_URL: `${stripe.url}/v3/`,
+    });
   }
 
   // OTPs go to an SMS simulator a person can read, unless a real provider is configured.
@@ -75,6 +96,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   });
   // Read by the payment service when it sends a push, so it may be set after start.
   if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= platform.urls.get("payment");
+  stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
 
   const close = async () => {
     await platform.close();
@@ -83,11 +105,18 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     await postgres.close();
     await daraja?.close();
     await sms?.close();
+    await stripe?.close();
   };
   const simulators: Record<string, string> = {};
   if (daraja) simulators["M-Pesa (what it really did)"] = `${daraja.url}/__sim/transactions`;
+  if (daraja) simulators["M-Pesa paybill URLs (C2B)"] = `${daraja.url}/__sim/c2b/registrations`;
+  // Where a person pays without data: the paybill (the simulator pays as a customer would) and the USSD menu.
+  const offline = daraja
+    ? { paybillPayUrl: `${daraja.url}/__sim/c2b/pay`, ussdUrl: process.env.USSD_CALLBACK_TOKEN ? `${platform.urls.get("payment")}/ussd/${process.env.USSD_CALLBACK_TOKEN}` : "" }
+    : undefined;
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, close };
+  if (stripe) simulators["Stripe (webhooks it sent)"] = `${stripe.url}/__sim/events`;
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, close };
 }
 
 /** `make run`: start, print where to open it, stop cleanly on Ctrl-C. */
@@ -107,6 +136,13 @@ export async function runEmbedded(): Promise<void> {
     ...Object.entries(platform.simulators).map(([what, url]) => `    ${what.padEnd(28)} ${url}`),
     "  Tip a worker end to end (sign-up by OTP, QR code, M-Pesa tip, wallet), in another terminal:",
     `    npm run demo -- ${platform.gatewayUrl}${platform.simulators["SMS with OTPs"] ? ` ${platform.simulators["SMS with OTPs"]}` : ""}`,
+    ...(platform.offline?.ussdUrl
+      ? [
+          "  Tip without data: dial the USSD menu (English or Swahili) from a simulated phone, or pay the paybill with a worker's code:",
+          `    npm run ussd -- ${platform.offline.ussdUrl} 0712345678`,
+          `    curl -s ${platform.offline.paybillPayUrl} -d '{"billRefNumber":"<worker short code>","amount":100}'`,
+        ]
+      : []),
     `  Metrics: ${platform.gatewayUrl}/metrics   Stop: Ctrl-C`,
     "",
   ];
