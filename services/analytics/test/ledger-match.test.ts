@@ -13,7 +13,7 @@ import { createPaymentModule, startDarajaSimulator, type DarajaSimulator, type P
 import { createQrModule } from "@ttip/qr";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { callerHeaders } from "@ttip/runtime";
+import { callerHeaders, signingInterceptor } from "@ttip/runtime";
 import { startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { createAnalyticsModule } from "../src/index.js";
@@ -46,7 +46,7 @@ describe("analytics equals payment and the ledger after a generated day (payment
       interceptors: [(next) => (req) => {
         if (worker) for (const [k, v] of Object.entries(callerHeaders(worker, "worker"))) req.header.set(k, v);
         return next(req);
-      }],
+      }, signingInterceptor()],
     }));
 
   before(async () => {
