@@ -14,7 +14,7 @@ import {
   type RunningService,
 } from "@ttip/runtime";
 import { startSmsSimulator } from "@ttip/auth";
-import { startDarajaSimulator } from "@ttip/payment";
+import { startDarajaSimulator, startStripeSimulator } from "@ttip/payment";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
@@ -73,6 +73,19 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     process.env.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
   }
 
+  // Card tips go to the Stripe simulator (state, 3-D Secure, signed webhooks) unless real keys are configured.
+  const stripe = process.env.STRIPE_SECRET_KEY ? undefined : await startStripeSimulator({ webhookDelayMs: 300 });
+  if (stripe) {
+    Object.assign(process.env, {
+      STRIPE_SECRET_KEY: stripe.secretKey,
+      STRIPE_PUBLISHABLE_KEY: stripe.publishableKey,
+      STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
+      STRIPE_API_BASE: stripe.url,
+      // The tip page loads its Stripe.js test double from here instead of js.stripe.com.
+      STRIPE_JS_URL: `${stripe.url}/v3/`,
+    });
+  }
+
   // OTPs go to an SMS simulator a person can read, unless a real provider is configured.
   const sms = process.env.AUTH_SMS_URL ? undefined : await startSmsSimulator();
   if (sms) process.env.AUTH_SMS_URL = sms.url;
@@ -83,6 +96,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   });
   // Read by the payment service when it sends a push, so it may be set after start.
   if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= platform.urls.get("payment");
+  stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
 
   const close = async () => {
     await platform.close();
@@ -91,6 +105,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     await postgres.close();
     await daraja?.close();
     await sms?.close();
+    await stripe?.close();
   };
   const simulators: Record<string, string> = {};
   if (daraja) simulators["M-Pesa (what it really did)"] = `${daraja.url}/__sim/transactions`;
@@ -100,6 +115,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     ? { paybillPayUrl: `${daraja.url}/__sim/c2b/pay`, ussdUrl: process.env.USSD_CALLBACK_TOKEN ? `${platform.urls.get("payment")}/ussd/${process.env.USSD_CALLBACK_TOKEN}` : "" }
     : undefined;
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
+  if (stripe) simulators["Stripe (webhooks it sent)"] = `${stripe.url}/__sim/events`;
   return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, close };
 }
 

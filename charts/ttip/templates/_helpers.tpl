@@ -70,7 +70,8 @@ default
 {{/* The Secret keys a component reads: its own, for the providers enabled. */}}
 {{- define "ttip.secretKeys" -}}
 {{- $v := .root.Values -}}
-{{- $keys := list -}}
+{{- /* Every component signs or verifies the caller's identity on the internal hop with the same key. */ -}}
+{{- $keys := list "INTERNAL_SIGNING_KEY" -}}
 {{- if eq .name "auth" }}{{ $keys = append $keys "AUTH_KEY_ENCRYPTION_SECRET" }}{{ end -}}
 {{- if eq .name "qr" }}{{ $keys = append $keys "QR_SIGNING_KEY" }}{{ end -}}
 {{- if and (eq .name "payment") (or $v.mpesa.enabled $v.simulators.enabled) -}}
