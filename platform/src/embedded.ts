@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import net from "node:net";
 import path from "node:path";
 import { z } from "zod";
 import {
@@ -15,6 +16,7 @@ import {
 } from "@ttip/runtime";
 import { startSmsSimulator } from "@ttip/auth";
 import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment";
+import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
@@ -40,6 +42,10 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       LOG_LEVEL: env.logLevel(),
       // "memory" keeps nothing between runs.
       DATA_DIR: z.string().default(path.resolve(".data/pglite")),
+      // The address people and QR codes use; this process's own by default.
+      PUBLIC_URL: env.url(["http", "https"]).optional(),
+      // "off" runs the API only (no web app, no build).
+      WEB: z.enum(["on", "off"]).default("on"),
     },
     envVars,
   );
@@ -101,10 +107,29 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const sms = process.env.AUTH_SMS_URL ? undefined : await startSmsSimulator();
   if (sms) process.env.AUTH_SMS_URL = sms.url;
 
+  // QR codes open the tip page on this process's real address (or the configured public one),
+  // so the port is settled first (PORT=0: a free one).
+  const port = cfg.PORT || (await freePort(cfg.HOST));
+  const publicUrl = (cfg.PUBLIC_URL ?? `http://${cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST}:${port}`).replace(/\/+$/, "");
+  process.env.QR_TIP_BASE_URL = envVars.QR_TIP_BASE_URL ?? `${publicUrl}/t`;
+
+  // The web app is built once (reused until its sources change) and served by the gateway.
+  if (cfg.WEB === "on") await ensureWebBuild((line) => logger.info(line));
+  let web: WebApp | undefined;
+
   const platform = await startPlatform({
     ctx: { logger, pool, bus, cache, metrics },
-    gateway: { rateLimit: { points: 600, durationSeconds: 60 }, corsOrigins: ["*"], host: cfg.HOST, port: cfg.PORT },
+    gateway: {
+      rateLimit: { points: 600, durationSeconds: 60 },
+      corsOrigins: ["*"],
+      host: cfg.HOST,
+      port,
+      web: cfg.WEB === "on" ? (req, res) => (web ? web.handle(req, res) : (res.writeHead(503, { "retry-after": "1" }), res.end("starting\n"))) : undefined,
+    },
   });
+  // Loaded after the services read their configuration: Next sets NODE_ENV=production in this process.
+  // Its pages' server code calls the gateway it is served by.
+  if (cfg.WEB === "on") web = await createWebApp({ apiUrl: platform.gatewayUrl });
   // Read by the payment service when it sends a push, so it may be set after start.
   if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= platform.urls.get("payment");
   stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
@@ -112,6 +137,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
 
   const close = async () => {
     await platform.close();
+    await web?.close();
     await bus.close();
     await pool.end();
     await postgres.close();
@@ -133,6 +159,14 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, close };
 }
 
+async function freePort(host: string): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, host, resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
 /** `make run`: start, print where to open it, stop cleanly on Ctrl-C. */
 export async function runEmbedded(): Promise<void> {
   const platform = await startEmbedded();
@@ -140,7 +174,7 @@ export async function runEmbedded(): Promise<void> {
   onShutdown(logger, [() => platform.close()]);
   const lines = [
     "",
-    `TTIP is running on ${platform.gatewayUrl}`,
+    `TTIP is running on ${platform.gatewayUrl}   ← open this (the web app; workers sign in at ${platform.gatewayUrl}/w)`,
     "  Connect, gRPC-web and gRPC on one port; every service behind it:",
     ...platform.services.map((s) => `    ${s.name.padEnd(13)} ${s.server.url}`),
     "  Try:",

@@ -10,6 +10,7 @@ export * from "./field-errors.js";
 export * from "./headers.js";
 export * from "./health.js";
 export * from "./input.js";
+export * from "./internal-auth.js";
 export * from "./interceptors.js";
 export * from "./log.js";
 export * from "./metrics.js";
