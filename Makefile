@@ -1,16 +1,20 @@
 # Two commands for a new user: `make run` and `make test`.
-.PHONY: run test test-tools install generate lint check-generated breaking typecheck
+.PHONY: run test test-tools install web generate lint check-generated breaking typecheck
 
 NPM ?= npm
 
-node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json platform/package.json
+node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json platform/package.json apps/*/package.json
 	$(NPM) ci --no-audit --no-fund
 
 install: node_modules/.package-lock.json
 
 ## run: the whole platform in one process on embedded defaults (Node only)
-run: install
+run: install web
 	$(NPM) start
+
+## web: builds apps/web once; reused until its sources change
+web: install
+	NEXT_TELEMETRY_DISABLED=1 node --import tsx apps/web/build.ts
 
 ## test: lint the contracts, type-check, and run every test against throwaway PostgreSQL, Redis and NATS
 test: install test-tools lint typecheck
@@ -28,6 +32,7 @@ lint: install
 
 typecheck: install
 	npx tsc -p tsconfig.json
+	npx tsc -p apps/web/tsconfig.json
 
 ## check-generated: fails when proto/gen is not what buf generate makes from proto/
 check-generated: generate

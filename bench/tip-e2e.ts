@@ -91,7 +91,7 @@ async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }>
     return platform;
   }
   const names = ["auth", "payment", "qr", "wallet", "notification", "analytics"];
-  const common = { DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
+  const common = { INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
   const own: Record<string, Record<string, string>> = {
     auth: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" },
     payment: {
@@ -112,7 +112,7 @@ async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }>
   const urls = Object.fromEntries(names.map((n) => [`${n.toUpperCase()}_URL`, processes.get(n)!.url]));
   for (const name of names) Object.assign(envs.get(name)!, urls, name === "payment" ? { PAYMENT_CALLBACK_BASE_URL: processes.get(name)!.url } : {});
   const gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", {
-    ...urls, REDIS_URL: redis.url, JWKS_URL: `${processes.get("auth")!.url}/.well-known/jwks.json`, RATE_LIMIT_POINTS: "1000000000", LOG_LEVEL: "warn",
+    ...urls, INTERNAL_SIGNING_KEY: common.INTERNAL_SIGNING_KEY, REDIS_URL: redis.url, JWKS_URL: `${processes.get("auth")!.url}/.well-known/jwks.json`, RATE_LIMIT_POINTS: "1000000000", LOG_LEVEL: "warn",
   });
   // One at a time: each runs its migrations under the same advisory lock.
   for (const p of processes.values()) await p.start();

@@ -114,12 +114,17 @@ describe("helm chart", () => {
         .find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === component)!
         .spec.template.spec.containers[0].env.filter((e: any) => e.valueFrom?.secretKeyRef?.name === "ttip-secrets")
         .map((e: any) => e.name);
+    // Every component shares the internal hop's signing key.
+    const shared = "INTERNAL_SIGNING_KEY";
     const plain = await render();
-    assert.deepEqual(keys(plain, "payment"), [], "M-Pesa off: no Daraja keys needed");
-    assert.deepEqual(keys(plain, "notification"), ["NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN"]);
+    for (const c of ["gateway", "auth", "payment", "qr", "wallet", "notification", "analytics"]) assert.ok(keys(plain, c).includes(shared), c);
+    assert.deepEqual(keys(plain, "payment"), [shared], "M-Pesa off: no Daraja keys needed");
+    assert.deepEqual(keys(plain, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN"]);
     const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "notification.sendgrid.enabled=true");
-    assert.deepEqual(keys(full, "payment"), ["DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD"]);
-    assert.deepEqual(keys(full, "notification"), ["NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN", "NOTIFICATION_SENDGRID_API_KEY"]);
+    assert.deepEqual(keys(full, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD"]);
+    const offline = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true", "mpesa.ussd.enabled=true");
+    assert.deepEqual(keys(offline, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "C2B_URL_TOKEN", "USSD_CALLBACK_TOKEN"]);
+    assert.deepEqual(keys(full, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN", "NOTIFICATION_SENDGRID_API_KEY"]);
   });
 
   test("settings reach the processes: public URL in QR codes and callbacks, admin networks, pools, image by digest", async () => {
@@ -171,7 +176,7 @@ describe("helm chart", () => {
     const ingress = docs.find((d) => d.kind === "Ingress")!;
     assert.equal(ingress.spec.rules[0].host, "tips.example.co.ke");
     const routes = ingress.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.name]);
-    assert.deepEqual(routes, [["/mpesa/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"]]);
+    assert.deepEqual(routes, [["/mpesa/", "t-ttip-payment"], ["/c2b/", "t-ttip-payment"], ["/ussd/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"]]);
   });
 
   test("the development values bring PostgreSQL, Redis, NATS and the Daraja simulator into the cluster", async () => {

@@ -1,6 +1,6 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
-import { IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER } from "@ttip/runtime";
+import { IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, signInternal } from "@ttip/runtime";
 import { CLIENT_ADDRESS_HEADER, principalKey, PRINCIPAL_HEADERS, SESSION_HEADER } from "./auth.js";
 import { clientAddressKey } from "./rate-limit.js";
 
@@ -23,6 +23,8 @@ function outgoingHeaders(ctx: HandlerContext): Headers {
   // The address the gateway worked out from its trusted proxies; the raw
   // X-Forwarded-For is the client's to invent and stays at the door.
   headers.set(CLIENT_ADDRESS_HEADER, ctx.values.get(clientAddressKey));
+  // The services believe these headers only with the internal key's signature over them.
+  signInternal(headers);
   return headers;
 }
 

@@ -1,3 +1,4 @@
+import type http from "node:http";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, createContextValues } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
@@ -45,6 +46,8 @@ export interface GatewayOptions {
    * the right-most address not in this list. Empty or omitted: the socket's peer.
    */
   trustedProxies?: string[];
+  /** Serves every path that is not an RPC (the web app's pages and assets), in this process. */
+  web?: (req: http.IncomingMessage, res: http.ServerResponse) => void;
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
@@ -103,6 +106,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     contextValues: (req) =>
       createContextValues().set(clientAddressKey, clientAddress(socketAddress(req.socket), req.headers["x-forwarded-for"], trusted)),
     httpFilter: corsFilter(options.corsOrigins),
+    // Browsers speak HTTP/1.1 to a plaintext port; the web app's handler expects its objects.
+    fallback: options.web ? (req, res) => options.web!(req as http.IncomingMessage, res as http.ServerResponse) : undefined,
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,

@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+import net from "node:net";
 import path from "node:path";
 import { z } from "zod";
 import {
@@ -13,13 +15,16 @@ import {
   type RunningService,
 } from "@ttip/runtime";
 import { startSmsSimulator } from "@ttip/auth";
-import { startDarajaSimulator } from "@ttip/payment";
+import { startDarajaSimulator, startStripeSimulator } from "@ttip/payment";
+import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
   gatewayUrl: string;
   /** What each simulator is, and where a person reads what it did. */
   simulators: Record<string, string>;
+  /** With the M-Pesa simulator: where the simulated customer pays the paybill (POST), and the USSD callback URL. */
+  offline?: { paybillPayUrl: string; ussdUrl: string };
   services: RunningService[];
   close(): Promise<void>;
 }
@@ -37,6 +42,10 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       LOG_LEVEL: env.logLevel(),
       // "memory" keeps nothing between runs.
       DATA_DIR: z.string().default(path.resolve(".data/pglite")),
+      // The address people and QR codes use; this process's own by default.
+      PUBLIC_URL: env.url(["http", "https"]).optional(),
+      // "off" runs the API only (no web app, no build).
+      WEB: z.enum(["on", "off"]).default("on"),
     },
     envVars,
   );
@@ -63,31 +72,85 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       DARAJA_CERTIFICATE_FILE: daraja.certificateFile,
     });
     process.env.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
+    // Paybill payments (C2B) and the USSD menu, on unguessable paths of the payment service's port;
+    // the C2B URLs are registered with the simulator at start, as production does once.
+    process.env.C2B_URL_TOKEN ??= randomBytes(18).toString("base64url");
+    process.env.C2B_REGISTER_ON_START ??= "true";
+    process.env.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
+  }
+
+  // Card tips go to the Stripe simulator (state, 3-D Secure, signed webhooks) unless real keys are configured.
+  const stripe = process.env.STRIPE_SECRET_KEY ? undefined : await startStripeSimulator({ webhookDelayMs: 300 });
+  if (stripe) {
+    Object.assign(process.env, {
+      STRIPE_SECRET_KEY: stripe.secretKey,
+      STRIPE_PUBLISHABLE_KEY: stripe.publishableKey,
+      STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
+      STRIPE_API_BASE: stripe.url,
+      // The tip page loads its Stripe.js test double from here instead of js.stripe.com.
+      STRIPE_JS_URL: `${stripe.url}/v3/`,
+    });
   }
 
   // OTPs go to an SMS simulator a person can read, unless a real provider is configured.
   const sms = process.env.AUTH_SMS_URL ? undefined : await startSmsSimulator();
   if (sms) process.env.AUTH_SMS_URL = sms.url;
 
+  // QR codes open the tip page on this process's real address (or the configured public one),
+  // so the port is settled first (PORT=0: a free one).
+  const port = cfg.PORT || (await freePort(cfg.HOST));
+  const publicUrl = (cfg.PUBLIC_URL ?? `http://${cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST}:${port}`).replace(/\/+$/, "");
+  process.env.QR_TIP_BASE_URL = envVars.QR_TIP_BASE_URL ?? `${publicUrl}/t`;
+
+  // The web app is built once (reused until its sources change) and served by the gateway.
+  if (cfg.WEB === "on") await ensureWebBuild((line) => logger.info(line));
+  let web: WebApp | undefined;
+
   const platform = await startPlatform({
     ctx: { logger, pool, bus, cache, metrics },
-    gateway: { rateLimit: { points: 600, durationSeconds: 60 }, corsOrigins: ["*"], host: cfg.HOST, port: cfg.PORT },
+    gateway: {
+      rateLimit: { points: 600, durationSeconds: 60 },
+      corsOrigins: ["*"],
+      host: cfg.HOST,
+      port,
+      web: cfg.WEB === "on" ? (req, res) => (web ? web.handle(req, res) : (res.writeHead(503, { "retry-after": "1" }), res.end("starting\n"))) : undefined,
+    },
   });
+  // Loaded after the services read their configuration: Next sets NODE_ENV=production in this process.
+  // Its pages' server code calls the gateway it is served by.
+  if (cfg.WEB === "on") web = await createWebApp({ apiUrl: platform.gatewayUrl });
   // Read by the payment service when it sends a push, so it may be set after start.
   if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= platform.urls.get("payment");
+  stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
 
   const close = async () => {
     await platform.close();
+    await web?.close();
     await bus.close();
     await pool.end();
     await postgres.close();
     await daraja?.close();
     await sms?.close();
+    await stripe?.close();
   };
   const simulators: Record<string, string> = {};
   if (daraja) simulators["M-Pesa (what it really did)"] = `${daraja.url}/__sim/transactions`;
+  if (daraja) simulators["M-Pesa paybill URLs (C2B)"] = `${daraja.url}/__sim/c2b/registrations`;
+  // Where a person pays without data: the paybill (the simulator pays as a customer would) and the USSD menu.
+  const offline = daraja
+    ? { paybillPayUrl: `${daraja.url}/__sim/c2b/pay`, ussdUrl: process.env.USSD_CALLBACK_TOKEN ? `${platform.urls.get("payment")}/ussd/${process.env.USSD_CALLBACK_TOKEN}` : "" }
+    : undefined;
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, close };
+  if (stripe) simulators["Stripe (webhooks it sent)"] = `${stripe.url}/__sim/events`;
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, close };
+}
+
+async function freePort(host: string): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, host, resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** `make run`: start, print where to open it, stop cleanly on Ctrl-C. */
@@ -97,7 +160,7 @@ export async function runEmbedded(): Promise<void> {
   onShutdown(logger, [() => platform.close()]);
   const lines = [
     "",
-    `TTIP is running on ${platform.gatewayUrl}`,
+    `TTIP is running on ${platform.gatewayUrl}   ← open this (the web app; workers sign in at ${platform.gatewayUrl}/w)`,
     "  Connect, gRPC-web and gRPC on one port; every service behind it:",
     ...platform.services.map((s) => `    ${s.name.padEnd(13)} ${s.server.url}`),
     "  Try:",
@@ -107,6 +170,13 @@ export async function runEmbedded(): Promise<void> {
     ...Object.entries(platform.simulators).map(([what, url]) => `    ${what.padEnd(28)} ${url}`),
     "  Tip a worker end to end (sign-up by OTP, QR code, M-Pesa tip, wallet), in another terminal:",
     `    npm run demo -- ${platform.gatewayUrl}${platform.simulators["SMS with OTPs"] ? ` ${platform.simulators["SMS with OTPs"]}` : ""}`,
+    ...(platform.offline?.ussdUrl
+      ? [
+          "  Tip without data: dial the USSD menu (English or Swahili) from a simulated phone, or pay the paybill with a worker's code:",
+          `    npm run ussd -- ${platform.offline.ussdUrl} 0712345678`,
+          `    curl -s ${platform.offline.paybillPayUrl} -d '{"billRefNumber":"<worker short code>","amount":100}'`,
+        ]
+      : []),
     `  Metrics: ${platform.gatewayUrl}/metrics   Stop: Ctrl-C`,
     "",
   ];

@@ -40,8 +40,14 @@ const common = {
   READ_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_READ_MAX_BYTES),
 };
 
+// Signs the caller's identity on every internal hop; every process of a deployment shares it (a Secret).
+const internalKey = {
+  INTERNAL_SIGNING_KEY: z.string({ required_error: "a shared secret of at least 32 characters" }).min(32, "must be at least 32 characters"),
+};
+
 const gatewayShape = {
   ...common,
+  ...internalKey,
   REDIS_URL: env.url(["redis", "rediss"]),
   JWKS_URL: env.url(["http", "https"]).optional(),
   JWT_ISSUER: z.string().default("ttip-auth"),
@@ -120,6 +126,7 @@ async function main() {
   const peerUrls = Object.fromEntries((module.calls ?? []).map((name) => [`${name.toUpperCase()}_URL`, env.url(["http"])]));
   const cfg = loadConfig({
     ...common,
+    ...internalKey,
     ...peerUrls,
     DATABASE_URL: env.url(["postgres", "postgresql"]),
     DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),

@@ -8,7 +8,9 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createPool, startEmbeddedPostgres } from "@ttip/runtime";
 import { startBoundaryPlatform, type BoundaryPlatform } from "./boundary-harness.js";
 
@@ -90,6 +92,36 @@ describe("bad input through the gateway", () => {
     const { quote } = await wallet.quoteFees({ amount: { amountMinor: 250_000_00n, currency: "KES" }, rail: PaymentRail.MPESA, customerCoversFee: true, workerId: worker.userId });
     assert.equal(quote!.workerReceives!.amountMinor, 250_000_00n);
     assert.equal(quote!.customerPays!.amountMinor % 100n, 0n);
+  });
+
+  test("item 7: a service's own port does not believe identity headers nobody signed; internal services need the internal key", async () => {
+    const forged = createGrpcTransport({
+      baseUrl: p.platform.urls.get("wallet")!,
+      interceptors: [(next) => (req) => {
+        req.header.set("x-ttip-subject", worker.userId);
+        req.header.set("x-ttip-roles", "worker,admin");
+        return next(req);
+      }],
+    });
+    assert.equal((await codeOf(createClient(WalletService, forged).getBalance({ currency: "KES" }))).code, Code.Unauthenticated);
+    assert.equal((await codeOf(createClient(WalletAdminService, forged).getTrialBalance({}))).code, Code.Unauthenticated);
+    const bare = createGrpcTransport({ baseUrl: p.platform.urls.get("wallet")! });
+    const internal = await codeOf(createClient(WalletInternalService, bare).ensureAccount({ ownerId: worker.userId, currency: "KES" } as never));
+    assert.equal(internal.code, Code.Unauthenticated, internal.message);
+    // A forged signature is no better than none.
+    const badSignature = createGrpcTransport({
+      baseUrl: p.platform.urls.get("wallet")!,
+      interceptors: [(next) => (req) => {
+        req.header.set("x-ttip-subject", worker.userId);
+        req.header.set("x-ttip-roles", "admin");
+        req.header.set("x-ttip-internal", `v1.${Math.floor(Date.now() / 1000)}.${"A".repeat(43)}`);
+        return next(req);
+      }],
+    });
+    assert.equal((await codeOf(createClient(WalletAdminService, badSignature).getTrialBalance({}))).code, Code.Unauthenticated);
+    // Through the gateway, the same worker's call works.
+    const { balances } = await p.api(WalletService, worker.accessToken).getBalance({ currency: "KES" });
+    assert.ok(Array.isArray(balances));
   });
 
   test("item 2: a 10 MB body is refused unread with RESOURCE_EXHAUSTED, at the gateway and at a service's port; a webhook gets 413", async () => {

@@ -6,7 +6,8 @@
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
-import { callerHeaders, type Role } from "@ttip/runtime";
+import { randomBytes } from "node:crypto";
+import { callerHeaders, signingInterceptor, type Role } from "@ttip/runtime";
 import { freePort, PlatformProcess } from "@ttip/runtime/testing";
 import { PLATFORM_MAIN } from "../src/entry.js";
 import { startDarajaSimulator, type DarajaSimulator, type SimulatorOptions } from "@ttip/payment";
@@ -18,6 +19,8 @@ export type ServiceRole = (typeof SERVICE_ROLES)[number];
 export type ClusterRole = ServiceRole | "gateway";
 
 /** Which peers each service calls (its <NAME>_URL variables): what each module declares. */
+/** Shared by every process of the cluster, as the chart passes it from one Secret. */
+const INTERNAL_SIGNING_KEY = randomBytes(32).toString("base64url");
 const peersOf = (role: ServiceRole) => (modules.find((m) => m.name === role)?.calls ?? []) as ServiceRole[];
 
 export interface ClusterServers {
@@ -72,6 +75,7 @@ export class Cluster {
           NATS_URL: servers.natsUrl,
           REDIS_URL: servers.redisUrl,
           DRAIN_TIMEOUT_MS: "3000",
+          INTERNAL_SIGNING_KEY,
           ...Object.fromEntries(peersOf(role).map((peer) => [`${peer.toUpperCase()}_URL`, url(peer)])),
           ...roleDefaults(role, sim, url(role)),
           ...options.env?.[role],
@@ -84,6 +88,7 @@ export class Cluster {
         JWKS_URL: `${url("auth")}/.well-known/jwks.json`,
         RATE_LIMIT_POINTS: "1000000",
         DRAIN_TIMEOUT_MS: "3000",
+        INTERNAL_SIGNING_KEY,
         ...options.env?.gateway,
       };
       procs.set("gateway", await PlatformProcess.create(PLATFORM_MAIN, "gateway", gatewayEnv));
@@ -143,7 +148,7 @@ export class Cluster {
     return createClient(service, createGrpcTransport({ baseUrl: this.process(role).url, interceptors: [(next) => (req) => {
       for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
       return next(req);
-    }] }));
+    }, signingInterceptor(Buffer.from(INTERNAL_SIGNING_KEY))] }));
   }
 
   /** Output kept from each process (the last few kB), for a failing test's message. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -15,9 +16,10 @@ describe("cluster mode: one process per role", () => {
   before(async () => {
     db = await createTestDatabase();
     const { redisUrl, natsUrl } = testEnv();
-    wallet = await PlatformProcess.create(PLATFORM_MAIN, "wallet", { DATABASE_URL: db.url, NATS_URL: natsUrl, REDIS_URL: redisUrl });
+    const INTERNAL_SIGNING_KEY = randomBytes(32).toString("base64url");
+    wallet = await PlatformProcess.create(PLATFORM_MAIN, "wallet", { DATABASE_URL: db.url, NATS_URL: natsUrl, REDIS_URL: redisUrl, INTERNAL_SIGNING_KEY });
     const urls = Object.fromEntries(["AUTH", "PAYMENT", "QR", "NOTIFICATION", "ANALYTICS"].map((n) => [`${n}_URL`, "http://127.0.0.1:9"]));
-    gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", { ...urls, WALLET_URL: wallet.url, REDIS_URL: `${redisUrl}/0`, RATE_LIMIT_POINTS: "10000" });
+    gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", { ...urls, WALLET_URL: wallet.url, REDIS_URL: `${redisUrl}/0`, RATE_LIMIT_POINTS: "10000", INTERNAL_SIGNING_KEY });
     await wallet.start();
     await gateway.start();
   });
@@ -44,6 +46,6 @@ describe("cluster mode: one process per role", () => {
 
   test("a missing setting stops the process at start with the variable's name", async () => {
     const broken = await PlatformProcess.create(PLATFORM_MAIN, "wallet", { DATABASE_URL: "mysql://nope", NATS_URL: "", REDIS_URL: "" });
-    await assert.rejects(broken.start(10_000), (e: Error) => /DATABASE_URL/.test(e.message) && /NATS_URL/.test(e.message) && /exited with 78/.test(e.message));
+    await assert.rejects(broken.start(10_000), (e: Error) => /DATABASE_URL/.test(e.message) && /NATS_URL/.test(e.message) && /INTERNAL_SIGNING_KEY/.test(e.message) && /exited with 78/.test(e.message));
   });
 });

@@ -2,11 +2,23 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { randomUUID } from "node:crypto";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 import { modules, publicServices } from "../src/modules.js";
 
 // `make run` as a user gets it: PGlite, in-process bus and cache, one process.
+async function eventuallyRegistered(url: string): Promise<Array<{ confirmationUrl: string }>> {
+  for (let i = 0; i < 100; i++) {
+    const { registrations } = (await (await fetch(url)).json()) as { registrations: Array<{ confirmationUrl: string }> };
+    if (registrations.length) return registrations;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error("the C2B URLs were never registered");
+}
+
 describe("embedded platform (make run)", () => {
   let platform: EmbeddedPlatform;
   before(async () => {
@@ -31,13 +43,41 @@ describe("embedded platform (make run)", () => {
 
   test("the simulators a person reads are listed and answer", async () => {
     const urls = Object.values(platform.simulators);
-    assert.equal(urls.length, 2, "M-Pesa and SMS");
+    assert.equal(urls.length, 4, "M-Pesa, its paybill URLs, SMS and Stripe");
     for (const url of urls) assert.equal((await fetch(url)).status, 200, url);
+    // The paybill's C2B URLs were registered at start, and the USSD menu answers a dial.
+    const registered = await eventuallyRegistered(platform.simulators["M-Pesa paybill URLs (C2B)"]);
+    assert.match(registered[0].confirmationUrl, /\/c2b\/[^/]+\/confirmation$/);
+    const dial = await fetch(platform.offline!.ussdUrl, { method: "POST", body: new URLSearchParams({ sessionId: "embedded-test-1", serviceCode: "*483*123#", phoneNumber: "+254712345678", text: "" }) });
+    assert.match(await dial.text(), /^CON Welcome/);
   });
 
   test("the gateway serves /metrics with gRPC server metrics", async () => {
     const res = await fetch(`${platform.gatewayUrl}/metrics`);
     assert.equal(res.status, 200);
     assert.match(await res.text(), /grpc_server_handled_total\{[^}]*grpc_service="grpc.health.v1.Health"/);
+  });
+
+  test("a card tip through the gateway is paid on the Stripe simulator (as Stripe.js would) and succeeds", async () => {
+    const pay = createClient(PaymentService, createConnectTransport({ baseUrl: platform.gatewayUrl, httpVersion: "1.1" }));
+    const created = await pay.createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() }, amount: { currency: "EUR", amountMinor: 500n },
+      payment: { case: "card", value: true },
+    });
+    assert.match(created.stripePublishableKey, /^pk_test_/);
+    const stripeApi = new URL(process.env.STRIPE_API_BASE!);
+    const js = await fetch(`${stripeApi.origin}/v3/`);
+    assert.match(await js.text(), /window\.Stripe = function/);
+    const pi = created.stripeClientSecret.split("_secret_")[0];
+    const confirmed = await fetch(`${stripeApi.origin}/v1/payment_intents/${pi}/confirm`, {
+      method: "POST", headers: { authorization: `Bearer ${created.stripePublishableKey}` },
+      body: new URLSearchParams({ payment_method: "pm_card_visa", client_secret: created.stripeClientSecret }),
+    });
+    assert.equal(confirmed.status, 200);
+    for await (const m of pay.watchTip({ tipId: created.tip!.tipId })) if (m.tip!.status === TipStatus.SUCCEEDED) break;
+    const { tip } = await pay.getTip({ tipId: created.tip!.tipId });
+    assert.equal(tip!.status, TipStatus.SUCCEEDED);
+    assert.equal(tip!.workerReceives!.currency, "KES");
+    assert.equal(tip!.fxRate, "140.10000000");
   });
 });

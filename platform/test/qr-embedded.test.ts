@@ -5,7 +5,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { callerHeaders } from "@ttip/runtime";
+import { callerHeaders, signingInterceptor } from "@ttip/runtime";
 import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 
 // `make run`: PGlite on one connection, the in-process cache and bus, a generated dev signing key.
@@ -21,17 +21,18 @@ describe("qr in the embedded platform", () => {
   test("a code created on the service resolves and records a scan through the gateway, anonymously, as the tip page does", async () => {
     const qrUrl = platform.services.find((s) => s.name === "qr")!.server.url;
     const worker = randomUUID();
-    // No auth service signs tokens yet: call the service directly as the gateway would for a signed-in worker.
+    // Call the service directly as the gateway would for a signed-in worker (signed with this process's internal key).
     const direct = createClient(QrService, createGrpcTransport({
       baseUrl: qrUrl,
       interceptors: [(next) => (req) => {
         for (const [k, v] of Object.entries(callerHeaders(worker, "worker"))) req.header.set(k, v);
         return next(req);
-      }],
+      }, signingInterceptor()],
     }));
     await direct.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker, displayName: "Akinyi" });
     const { qrCode } = await direct.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker, idempotencyKey: randomUUID() });
-    assert.ok(qrCode!.url.startsWith(`http://127.0.0.1:8080/t/${qrCode!.shortCode}?p=`));
+    // The code opens the tip page on this platform's real address (PORT=0 took a free port), not a fixed loopback one.
+    assert.ok(qrCode!.url.startsWith(`${platform.gatewayUrl}/t/${qrCode!.shortCode}?p=`), qrCode!.url);
 
     const page = createClient(QrService, createConnectTransport({ baseUrl: platform.gatewayUrl, httpVersion: "1.1" }));
     const payload = new URL(qrCode!.url).searchParams.get("p")!;

@@ -70,12 +70,15 @@ default
 {{/* The Secret keys a component reads: its own, for the providers enabled. */}}
 {{- define "ttip.secretKeys" -}}
 {{- $v := .root.Values -}}
-{{- $keys := list -}}
+{{- /* Every component signs or verifies the caller's identity on the internal hop with the same key. */ -}}
+{{- $keys := list "INTERNAL_SIGNING_KEY" -}}
 {{- if eq .name "auth" }}{{ $keys = append $keys "AUTH_KEY_ENCRYPTION_SECRET" }}{{ end -}}
 {{- if eq .name "qr" }}{{ $keys = append $keys "QR_SIGNING_KEY" }}{{ end -}}
 {{- if and (eq .name "payment") (or $v.mpesa.enabled $v.simulators.enabled) -}}
 {{- $keys = concat $keys (list "DARAJA_CONSUMER_KEY" "DARAJA_CONSUMER_SECRET" "DARAJA_PASSKEY") -}}
 {{- if $v.mpesa.b2cShortcode }}{{ $keys = append $keys "DARAJA_INITIATOR_PASSWORD" }}{{ end -}}
+{{- if $v.mpesa.c2b.enabled }}{{ $keys = append $keys "C2B_URL_TOKEN" }}{{ end -}}
+{{- if $v.mpesa.ussd.enabled }}{{ $keys = append $keys "USSD_CALLBACK_TOKEN" }}{{ end -}}
 {{- end -}}
 {{- if and (eq .name "notification") (eq $v.notification.providers "real") -}}
 {{- if $v.notification.africastalking.enabled }}{{ $keys = concat $keys (list "NOTIFICATION_AT_API_KEY" "NOTIFICATION_AT_CALLBACK_TOKEN") }}{{ end -}}

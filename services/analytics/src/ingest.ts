@@ -16,15 +16,23 @@ export async function takeSharedRebuildLock(tx: Queryable): Promise<void> {
 export const rollupChanges = new EventEmitter();
 rollupChanges.setMaxListeners(0);
 
-/** Applies one event's figures inside `tx`. */
-export async function applyEvent(tx: Queryable, subject: string, data: Uint8Array): Promise<void> {
+/** Applies one event's figures inside `tx`; returns when the event happened. */
+export async function applyEvent(tx: Queryable, subject: string, data: Uint8Array): Promise<Date | undefined> {
   const batch = new RollupBatch();
-  batch.add(factsOf(subject, data));
+  const applied = factsOf(subject, data);
+  batch.add(applied);
   await batch.write(tx);
+  return applied.at;
 }
 
 export async function startConsumers(ctx: ServiceContext): Promise<() => Promise<void>> {
   const ingested = ctx.metrics.counter("ttip_analytics_events_ingested_total", "Events analytics added to its rollups, by subject.", ["subject"]);
+  const lag = ctx.metrics.histogram(
+    "ttip_analytics_event_lag_seconds",
+    "From an event happening to its figures in the rollups (how stale dashboards are).",
+    [],
+    [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600],
+  );
   const subs: { stop(): Promise<void> }[] = [];
   for (const subject of SUBJECTS) {
     subs.push(
@@ -38,8 +46,9 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
         metrics: ctx.metrics,
         before: takeSharedRebuildLock,
         handle: async (message, tx) => {
-          await applyEvent(tx, message.subject, message.data);
+          const at = await applyEvent(tx, message.subject, message.data);
           ingested.inc({ subject: message.subject });
+          if (at && at.getTime() > 0) lag.observe(Math.max(0, Date.now() - at.getTime()) / 1000);
           // After commit is what watchers want; the transaction commits right after this returns.
           setImmediate(() => rollupChanges.emit("change"));
         },

@@ -84,6 +84,17 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(s.smsSpend?.amountMinor, BigInt(expected.smsSent) * 80n);
   });
 
+  test("/metrics: every event counted once by the inbox, the outbox and pool reported", async () => {
+    const text = await t.ctx.metrics.registry.metrics();
+    const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+    const applied = [...text.matchAll(/^ttip_inbox_events_total\{consumer="analytics-[^"]+",outcome="applied"\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    assert.equal(applied, eventCount);
+    assert.equal(value(/^ttip_analytics_events_ingested_total\{subject="ttip.payment.tip_succeeded"\} (\d+)$/m), expected.succeeded);
+    assert.equal(value(/^ttip_outbox_pending\{service="analytics"\} (\d+)$/m), 0);
+    assert.ok(value(/^ttip_db_pool_connections\{pool="[a-z]+",state="idle"\} (\d+)$/m) >= 0);
+    assert.match(text, /^ttip_analytics_event_lag_seconds_count (\d+)$/m);
+  });
+
   test("a worker's earnings: by hour of day, average tip and ratings; another worker's figures are refused", async () => {
     const worker = c.workers[0];
     const w = expected.perWorker.get(worker)!;

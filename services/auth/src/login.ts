@@ -59,9 +59,18 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
       const phone = normalisePhone(req.phone);
       const ip = clientAddressOf(ctx);
       // Known and unknown numbers take the same path and get the same answer.
-      await consumeOrRefuse(core.limits.otpResend, phone, "a code was just sent to this number");
-      await consumeOrRefuse(core.limits.otpPerPhone, phone, "too many codes for this number");
-      await consumeOrRefuse(core.limits.otpPerIp, ip, "too many codes from this network");
+      const otps = core.ctx.metrics.counter("ttip_auth_otp_total", "OTP requests: sent, refused by a limit (and which), or not delivered.", ["outcome"]);
+      const limited = async (p: Promise<void>, which: string) => {
+        try {
+          await p;
+        } catch (err) {
+          otps.inc({ outcome: `refused_${which}` });
+          throw err;
+        }
+      };
+      await limited(consumeOrRefuse(core.limits.otpResend, phone, "a code was just sent to this number"), "resend");
+      await limited(consumeOrRefuse(core.limits.otpPerPhone, phone, "too many codes for this number"), "phone");
+      await limited(consumeOrRefuse(core.limits.otpPerIp, ip, "too many codes from this network"), "network");
       const challengeId = randomUUID();
       const code = sixDigitCode();
       const expiresAt = new Date(Date.now() + OTP_TTL_MS);
@@ -74,8 +83,10 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
         await core.otpSender.send({ phone, code, locale: locale === Locale.SW ? "sw" : "en", challengeId });
       } catch (err) {
         core.ctx.logger.warn({ err: (err as Error).message, challengeId }, "OTP delivery failed");
+        otps.inc({ outcome: "failed" });
         throw new ConnectError("the code could not be sent; try again shortly", Code.Unavailable);
       }
+      otps.inc({ outcome: "sent" });
       return {
         challengeId,
         expiresAt: timestampFromDate(expiresAt),

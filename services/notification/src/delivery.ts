@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { emitEvent, type Logger, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction } from "@ttip/runtime";
+import { emitEvent, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -219,6 +219,8 @@ export interface DispatcherOptions {
   parkAfterMs?: number;
   /** Where to find the number of a user we have none for (auth). */
   contacts?: ContactLookup;
+  /** Counts attempts by channel, provider and outcome, and failovers. */
+  metrics?: Metrics;
 }
 
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
@@ -255,6 +257,9 @@ export class Dispatcher {
     const { delivery: d, provider, attempt } = claim;
     const outcome = await this.send(d, provider);
     const state = await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome));
+    this.o.metrics
+      ?.counter("ttip_notification_deliveries_total", "Delivery attempts by channel, provider and outcome (sent, or the failure's kind).", ["channel", "provider", "status"])
+      .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name, status: outcome.ok ? "sent" : outcome.kind });
     if (state === "retrying") throw new RetryLater(`delivery ${deliveryId} will be retried`);
   }
 
@@ -407,6 +412,11 @@ export class Dispatcher {
       index++;
       tries = 0;
       delay = 0;
+      if (index < this.providersFor(d.channel).length) {
+        this.o.metrics
+          ?.counter("ttip_notification_provider_failovers_total", "Deliveries moved to the channel's next provider, by the provider given up on.", ["channel", "provider"])
+          .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name });
+      }
     }
     if (index >= this.providersFor(d.channel).length) {
       await this.finish(tx, d, "failed", outcome.error);

@@ -67,6 +67,7 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         publicUrl: cfg.publicUrl,
         parkAfterMs: options.parkAfterMs,
         contacts: options.contacts ?? authContacts(ctx),
+        metrics: ctx.metrics,
       });
       const stopTriggers = await startTriggers(ctx, dispatcher);
       let sweeping: Promise<unknown> = Promise.resolve();

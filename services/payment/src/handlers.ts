@@ -17,6 +17,7 @@ import { resolveSuspense, type C2bRow } from "./c2b.js";
 import { resultMessage } from "./messages.js";
 import { refundCardTip } from "./cards/aftercare.js";
 import type { CardTipRow } from "./cards/convert.js";
+import { reconcileCardBalance } from "./cards/reconcile.js";
 import { reviewCardTip } from "./cards/review.js";
 import { createCardTip, reconcileCardTips } from "./cards/tips.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
@@ -436,8 +437,9 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       return counts;
     },
 
-    async reconcileCardBalance() {
-      throw new ConnectError("card balance reconciliation is not built yet", Code.Unimplemented);
+    async reconcileCardBalance(req) {
+      const c = await reconcileCardBalance(deps, "stripe", req.limit);
+      return { matched: c.matched, feesRecorded: c.feesRecorded, unmatched: c.unmatched, payouts: c.payouts };
     },
 
     async getTipForReceipt(req) {

@@ -18,6 +18,7 @@ import { reconcileTips, type Deps } from "./tips.js";
 export { type C2bPayRequest, type C2bPayResult, type C2bRegistration } from "./daraja/c2b-simulator.js";
 export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator, type Script as SimScript, type SimTransaction, type SimulatorOptions } from "./daraja/simulator.js";
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
+export { playDialogue, UssdSession, UssdSessionEnded, type UssdScreen, type UssdSessionOptions } from "./ussd-simulator.js";
 export { startStripeSimulator, type StripeSimulator } from "./cards/stripe-simulator.js";
 export type { CardsConfig } from "./cards/config.js";
 

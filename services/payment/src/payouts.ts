@@ -4,6 +4,7 @@
 // is resolved by Transaction Status queries, never by sending again.
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { paymentMetrics } from "./metrics.js";
 import { emitEvent, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -62,6 +63,7 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
     [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), config.payoutResultWaitMs, fee],
   );
   let payout = rows[0];
+  if (payout) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
   if (!payout) {
     payout = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [p.workerId, p.idempotencyKey])).rows[0];
     if (payout.amount_minor !== p.amountMinor || payout.phone !== p.phone) {
@@ -170,6 +172,7 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
       );
     }
   }
+  if (done) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: f.success ? "succeeded" : "failed" });
   return done ? "accepted" : "duplicate";
 }
 

@@ -13,6 +13,7 @@ import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
+import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendReceipts } from "./receipts.js";
 import type { CardHub } from "./cards/hub.js";
 
@@ -168,6 +169,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
         return row;
       })
     : await insert(pool);
+  if (inserted) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "mpesa" });
   if (!inserted) {
     // A concurrent call with the same key won.
     return sameRequest((await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0], fp);
@@ -245,7 +247,8 @@ async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey
       [tipId, resultCode, resultMessage(messageKey)],
     );
     if (rows[0]) await emitTipFailed(tx, rows[0], true);
-  });
+    return rows.length > 0;
+  }).then((failed) => failed && paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" }));
   deps.changes.emit(tipId);
 }
 
@@ -354,6 +357,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
     return "failed";
   });
   deps.changes.emit(tipId);
+  if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
   if (result === "credited" || result === "held") await postCredit(deps, tipId, decided);
   return result;
 }
@@ -400,6 +404,12 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
     if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
     return t;
   });
+  if (recorded) {
+    const m = paymentMetrics(deps.ctx.metrics);
+    m.tips.inc({ status: recorded.credit_kind !== "suspense" ? "succeeded" : "held", method: "mpesa" });
+    if (recorded.credit_kind !== "suspense") m.amounts.observe({ method: "mpesa" }, Number(recorded.amount_minor) / 100);
+    if (recorded.completed_at) m.creditLatency.observe({ method: "mpesa" }, Math.max(0, Date.now() - recorded.completed_at.getTime()) / 1000);
+  }
   if (recorded && recorded.credit_kind !== "suspense") runAfterCredit(deps, recorded);
   return Boolean(recorded);
 }
@@ -477,6 +487,7 @@ async function expireTip(deps: Deps, tipId: string): Promise<boolean> {
     }
     return rows.length > 0;
   });
+  if (done) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "expired", method: "mpesa" });
   deps.changes.emit(tipId);
   return done;
 }
@@ -513,6 +524,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   for (const tip of leased) {
     const expiresAt = tip.deadline_at.getTime() + config.stkExpireAfterMs;
     let settled = false;
+    let outcome: string | undefined;
     try {
       if (tip.checkout_request_id && config.daraja) {
         counts.queried++;
@@ -526,12 +538,17 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
             resultDesc: q.ResultDesc,
           });
           settled = r !== "unknown";
+          if (settled) outcome = `query_${r}`;
         } catch (err) {
           if (!(err instanceof DarajaError)) throw err;
+          if (err.kind !== "processing") outcome = "query_failed";
           if (err.kind !== "processing") deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
         }
       }
-      if (!settled && Date.now() >= expiresAt) settled = await expireTip(deps, tip.tip_id);
+      if (!settled && Date.now() >= expiresAt) {
+        settled = await expireTip(deps, tip.tip_id);
+        if (settled) outcome = "expired";
+      }
     } finally {
       const backoffMs = Math.min(60_000, 5_000 * 2 ** Math.min(tip.checks, 4));
       await pool.query(
@@ -543,6 +560,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
     }
     if (settled) counts.settled++;
     else counts.stillPending++;
+    paymentMetrics(deps.ctx.metrics).reconciliation.inc({ outcome: outcome ?? (settled ? "settled" : "still_pending") });
   }
   // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
   const { rows: uncredited } = await pool.query<{ tip_id: string }>(

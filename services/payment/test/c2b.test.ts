@@ -148,6 +148,32 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     });
   }
 
+  test("a payment parked in suspense by C2B, then called back by STK for a tip, is held for review and credited from suspense, never twice", async () => {
+    const w = await worker();
+    // A push whose callback is lost: M-Pesa charged, receipt known only to the simulator.
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
+    const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
+    // Its C2B confirmation arrives first with a reference that names nothing (as pushes before per-tip references did).
+    await h.sim.c2b.pay({ billRefNumber: "TTIP", amount: 100, transId: sim.receipt!, skipValidation: true });
+    assert.equal((await c2bRow(sim.receipt!)).outcome, "suspense");
+    // Then the STK callback, as Daraja sends it.
+    const row = await tipRow(tip!.tipId);
+    const callback = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 0, ResultDesc: "ok",
+      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
+    assert.equal((await h.post(`/mpesa/stk/${row.callback_token}`, callback)).status, 200);
+    const held = (await pay.getTip({ tipId: tip!.tipId })).tip!;
+    assert.equal(held.status, TipStatus.HELD_FOR_REVIEW);
+    assert.equal((await c2bRow(sim.receipt!)).resolution, "matched");
+    assert.equal(await h.balance(w.id), 0n, "nothing credited from clearing a second time");
+    await adminClient.reviewTip({ tipId: tip!.tipId, approve: true, note: "paid once, reported twice" });
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
+    // Reconciliation asks M-Pesa about the push (success): still one credit.
+    await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs + 20));
+    await internal.reconcilePending({ limit: 100 });
+    assert.equal(await h.balance(w.id), 9500n);
+    assert.ok(await h.trialBalanced());
+  });
+
   test("the 'prompt never arrived' fallback: paying the tip's reference from the menu pays that very tip", async () => {
     const w = await worker();
     // The push is lost (never answered, no callback): the customer pays the paybill instead.

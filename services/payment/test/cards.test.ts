@@ -280,4 +280,36 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const { rows } = await h.t.db.pool.query("SELECT count(*) FROM payment.tips WHERE worker_id = $1", [worker]);
     assert.equal(Number(rows[0].count), 0);
   });
+
+  test("balance reconciliation matches Stripe's charges, refunds, disputes and payouts to ours and records Stripe's fees once", async () => {
+    const worker = randomUUID();
+    const { tip } = await paid(worker);
+    // A charge made outside TTIP (someone else's integration on the same account).
+    const stranger = await fetch(`${h.stripe.url}/v1/payment_intents`, {
+      method: "POST", headers: { authorization: `Bearer ${h.stripe.secretKey}` },
+      body: new URLSearchParams({ amount: "700", currency: "usd", confirm: "true", payment_method: "pm_card_visa" }),
+    });
+    assert.equal(stranger.status, 200);
+    const first = await internal.reconcileCardBalance({ limit: 1000 });
+    assert.ok(first.matched >= 10, `matched ${first.matched}`);
+    assert.equal(first.unmatched, 1, "the stranger's charge");
+    assert.ok(first.feesRecorded >= first.matched - 5);
+    const chargeId = (await row(tip.tipId)).provider_charge_id;
+    const { rows: [txn] } = await h.t.db.pool.query("SELECT * FROM payment.card_balance_transactions WHERE source_id = $1", [chargeId]);
+    assert.equal(txn.fee_minor, 59n, "2.9% of USD 10.00 plus 30 cents");
+    const { rows: postings } = await h.t.db.pool.query(
+      "SELECT p.amount_minor, p.currency FROM wallet.entries e JOIN wallet.postings p USING (entry_id) WHERE e.idempotency_key = $1 ORDER BY p.amount_minor",
+      [txn.fee_entry_key],
+    );
+    assert.deepEqual(postings.map((p) => [p.amount_minor, p.currency.trim()]), [[-59n, "USD"], [59n, "USD"]]);
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.UNKNOWN_CALLBACK });
+    assert.ok(alerts.some((a) => /matches nothing TTIP recorded/.test(a.detail)));
+    // A payout to the bank, then nothing new: a second pass records nothing twice.
+    assert.match((await h.stripe.payout("usd"))!, /^po_/);
+    const second = await internal.reconcileCardBalance({ limit: 1000 });
+    assert.deepEqual([second.matched, second.feesRecorded, second.unmatched, second.payouts], [0, 0, 0, 1]);
+    const third = await internal.reconcileCardBalance({ limit: 1000 });
+    assert.deepEqual([third.matched, third.feesRecorded, third.unmatched, third.payouts], [0, 0, 0, 0]);
+    assert.ok(await h.trialBalanced());
+  });
 });

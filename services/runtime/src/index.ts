@@ -12,6 +12,7 @@ export * from "./headers.js";
 export * from "./health.js";
 export * from "./idempotency.js";
 export * from "./input.js";
+export * from "./internal-auth.js";
 export * from "./interceptors.js";
 export * from "./log.js";
 export * from "./metrics.js";

@@ -1,5 +1,6 @@
 import { ConnectError, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { signingInterceptor } from "./internal-auth.js";
 
 /** How a service reaches another one over gRPC, by the other's name (e.g. "wallet"). */
 export type Peers = (service: string) => Transport;
@@ -16,7 +17,8 @@ export function createPeers(urlOf: (service: string) => string | undefined): Pee
     if (!url) throw new Error(`no address configured for the ${service} service (set ${service.toUpperCase()}_URL)`);
     let manager = sessions.get(url);
     if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
-    return createGrpcTransport({ baseUrl: url, sessionManager: manager });
+    // Every call is signed: the receiving service believes the identity it carries only then.
+    return createGrpcTransport({ baseUrl: url, sessionManager: manager, interceptors: [signingInterceptor()] });
   };
   const peers = (service: string): Transport => ({
     unary: async (...args) => {

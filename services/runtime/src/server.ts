@@ -52,6 +52,8 @@ export interface ServerOptions {
   contextValues?: ConnectNodeAdapterOptions["contextValues"];
   /** Runs before RPC routing; returns true when it answered the request (CORS preflight). */
   httpFilter?: HttpFilter;
+  /** Answers plain HTTP requests no RPC, /metrics or /healthz matched (the web app on the gateway); 404 otherwise. */
+  fallback?: (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
   /**
    * Ends each HTTP/2 session (GOAWAY; open calls finish) after about this
    * long (+-10% jitter), so clients reconnect through the Service and spread
@@ -119,6 +121,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const serving = health.get("") === ServingStatus.SERVING;
         res.writeHead(serving ? 200 : 503, { "content-type": "text/plain" });
         res.end(serving ? "ok\n" : "shutting down\n");
+        return;
+      }
+      if (options.fallback) {
+        options.fallback(req, res as http.ServerResponse);
         return;
       }
       res.writeHead(404, { "content-type": "text/plain" });

@@ -3,6 +3,7 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { EventBus } from "./bus.js";
 import type { Cache } from "./cache.js";
 import { migrate, type Pool } from "./db.js";
+import { internalAuthInterceptor } from "./internal-auth.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { OutboxRelay } from "./outbox.js";
@@ -75,7 +76,8 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     metrics: ctx.metrics,
     services: module.services,
     routes: (router) => module.routes(router, scoped),
-    interceptors: options.interceptors,
+    // Identity headers count only when signed by the gateway or a peer service.
+    interceptors: [internalAuthInterceptor(), ...(options.interceptors ?? [])],
     httpFilter: module.http?.(scoped),
     host: options.host,
     port: options.port,

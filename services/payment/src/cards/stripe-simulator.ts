@@ -363,6 +363,11 @@ export async function startStripeSimulator(options: StripeSimulatorOptions = {})
         const page = all.slice(-limit);
         return { status: 200, body: { ...list(page, path), has_more: all.length > limit } };
       }
+      const after = query.get("starting_after");
+      if (after) {
+        const i = all.findIndex((t) => t.id === after);
+        all = i >= 0 ? all.slice(i + 1) : [];
+      }
       return { status: 200, body: { ...list(all.slice(0, limit), path), has_more: all.length > limit } };
     }
     if (method === "GET" && path === "/v1/payouts") return { status: 200, body: list([...payouts.values()].reverse(), path) };
@@ -423,10 +428,23 @@ export async function startStripeSimulator(options: StripeSimulatorOptions = {})
     for await (const c of req) chunks.push(c as Buffer);
     const body = Buffer.concat(chunks).toString("utf8");
     const u = new URL(req.url ?? "/", "http://sim");
+    // Stripe's API answers browsers (Stripe.js confirms from the tip page's origin).
+    res.setHeader("access-control-allow-origin", "*");
+    if (req.method === "OPTIONS") {
+      res.writeHead(204, { "access-control-allow-methods": "GET, POST", "access-control-allow-headers": "authorization, content-type, idempotency-key, stripe-version", "access-control-max-age": "600" }).end();
+      return;
+    }
     const send = (status: number, payload: unknown) => {
       res.writeHead(status, { "content-type": "application/json", "request-id": id("req"), "stripe-version": API_VERSION }).end(JSON.stringify(payload));
     };
     try {
+      if (req.method === "GET" && u.pathname === "/__sim/events") {
+        return send(200, events.map((e) => ({ id: e.id, type: e.type, deliveries: e.deliveries, delivered: e.delivered })));
+      }
+      if (req.method === "GET" && (u.pathname === "/v3" || u.pathname === "/v3/")) {
+        res.writeHead(200, { "content-type": "text/javascript; charset=utf-8", "cache-control": "no-store" }).end(stripeJsDouble(url));
+        return;
+      }
       const m3 = /^\/__sim\/3ds\/(pi_\w+)$/.exec(u.pathname);
       if (m3) return await threeDSPage(req, res, u, m3[1]);
       if (u.pathname.startsWith("/v1/")) {
@@ -499,4 +517,60 @@ export async function startStripeSimulator(options: StripeSimulatorOptions = {})
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
+}
+
+/**
+ * A test double of Stripe.js (normally https://js.stripe.com/v3/), served by the
+ * simulator at /v3/ so nothing loads from the internet in `make run` and the
+ * browser tests. It offers what the tip page uses: Stripe(pk), elements({ clientSecret }),
+ * elements.create("payment").mount(el), stripe.confirmPayment({ elements, confirmParams, redirect }).
+ * Its "Payment Element" is a list of the simulator's test cards.
+ */
+export function stripeJsDouble(apiBase: string): string {
+  return `(function () {
+  var API = ${JSON.stringify(apiBase)};
+  var CARDS = [["pm_card_visa", "Visa 4242 (succeeds)"], ["pm_card_threeDSecure2Required", "Visa 3220 (3-D Secure)"],
+    ["pm_card_chargeDeclined", "Visa 0002 (declined)"], ["pm_card_chargeDeclinedInsufficientFunds", "Visa 9995 (insufficient funds)"],
+    ["pm_card_gb", "UK Visa (issued in GB)"], ["pm_card_createDispute", "Visa 0259 (disputed later)"]];
+  window.Stripe = function (pk) {
+    var chosen = { value: CARDS[0][0] };
+    return {
+      elements: function (opts) {
+        var secret = opts && opts.clientSecret;
+        return {
+          _secret: secret,
+          create: function () {
+            return {
+              mount: function (target) {
+                var el = typeof target === "string" ? document.querySelector(target) : target;
+                var sel = document.createElement("select");
+                sel.setAttribute("data-testid", "stripe-test-card");
+                sel.setAttribute("aria-label", "Test card");
+                CARDS.forEach(function (c) { var o = document.createElement("option"); o.value = c[0]; o.textContent = c[1]; sel.appendChild(o); });
+                sel.onchange = function () { chosen.value = sel.value; };
+                el.appendChild(sel);
+              },
+              on: function () {}, unmount: function () {}, destroy: function () {}
+            };
+          }
+        };
+      },
+      confirmPayment: function (args) {
+        var secret = args.elements._secret;
+        var pi = secret.split("_secret_")[0];
+        var returnUrl = (args.confirmParams && args.confirmParams.return_url) || "";
+        var body = new URLSearchParams({ payment_method: chosen.value, client_secret: secret, return_url: returnUrl });
+        return fetch(API + "/v1/payment_intents/" + pi + "/confirm", { method: "POST", headers: { authorization: "Bearer " + pk }, body: body })
+          .then(function (r) { return r.json(); })
+          .then(function (j) {
+            if (j.error) return { error: j.error };
+            if (j.status === "requires_action" && j.next_action && j.next_action.redirect_to_url) { window.location.assign(j.next_action.redirect_to_url.url); return { paymentIntent: j }; }
+            if (args.redirect !== "if_required" && returnUrl) window.location.assign(returnUrl + (returnUrl.indexOf("?") < 0 ? "?" : "&") + "payment_intent=" + pi);
+            return { paymentIntent: j };
+          });
+      }
+    };
+  };
+})();
+`;
 }

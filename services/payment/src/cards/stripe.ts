@@ -100,8 +100,21 @@ export class StripeCardProvider implements CardProvider {
 
   async balanceTransactions(afterId: string | undefined, limit: number): Promise<BalanceTransaction[]> {
     // Stripe lists newest first; `ending_before` pages towards newer ones from the last seen.
-    const page = await this.call(() => this.stripe.balanceTransactions.list({ limit: Math.min(limit, 100), ...(afterId ? { ending_before: afterId } : {}) }));
-    return page.data
+    // The first pass (no cursor) walks back to the oldest with `starting_after`.
+    let data: Stripe.BalanceTransaction[];
+    if (afterId) {
+      data = (await this.call(() => this.stripe.balanceTransactions.list({ limit: Math.min(limit, 100), ending_before: afterId }))).data;
+    } else {
+      data = [];
+      for (let after: string | undefined; ; ) {
+        const page = await this.call(() => this.stripe.balanceTransactions.list({ limit: 100, ...(after ? { starting_after: after } : {}) }));
+        data.push(...page.data);
+        if (!page.has_more || !page.data.length || data.length >= 10_000) break;
+        after = page.data.at(-1)!.id;
+      }
+      data = data.slice(-limit);
+    }
+    return data
       .map((t) => ({
         id: t.id,
         type: t.type,

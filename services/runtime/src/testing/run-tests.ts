@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { startNats, startPostgres, startRedis, type TestServer } from "./servers.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
-const SEARCHED = ["proto", "services", "gateway", "platform", "charts"];
+const SEARCHED = ["proto", "services", "gateway", "platform", "charts", "apps"];
 
 function testFiles(dir: string): string[] {
   const out: string[] = [];
@@ -31,6 +31,10 @@ const reportDir = mkdtempSync(path.join(os.tmpdir(), "ttip-test-report-"));
 const tapFile = path.join(reportDir, "report.tap");
 let exitCode = 1;
 try {
+  // The platform's tests serve the web app: build it once here (reused until its
+  // sources change) rather than in parallel test files.
+  const { ensureWebBuild } = await import("@ttip/web");
+  await ensureWebBuild((line) => console.log(line));
   const [pg, redis, nats] = await Promise.all([startPostgres(), startRedis(), startNats()]);
   servers.push(pg, redis, nats);
   console.log(`test servers: postgres pid ${pg.pid}, redis pid ${redis.pid}, nats pid ${nats.pid}`);

@@ -4,6 +4,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InProcessBus, JetStreamBus, type EventBus } from "../bus.js";
 import { RedisCache } from "../cache.js";
 import { callerHeaders, type Role } from "../caller.js";
+import { signingInterceptor } from "../internal-auth.js";
 import type { Logger } from "../log.js";
 import { Metrics } from "../metrics.js";
 import { createPeers } from "../peers.js";
@@ -57,7 +58,8 @@ export async function startTestService(module: ServiceModule, options: TestServi
   }
   const service = await startService(module, ctx);
   urls.set(module.name, service.server.url);
-  const transport = createGrpcTransport({ baseUrl: service.server.url });
+  // Signed like a peer service's calls, so direct calls in tests are believed.
+  const transport = createGrpcTransport({ baseUrl: service.server.url, interceptors: [signingInterceptor()] });
   return {
     db,
     ctx,
@@ -72,7 +74,7 @@ export async function startTestService(module: ServiceModule, options: TestServi
               interceptors: [(next) => (req) => {
                 for (const [k, v] of Object.entries(callerHeaders(as.subject, ...as.roles))) req.header.set(k, v);
                 return next(req);
-              }],
+              }, signingInterceptor()],
             })
           : transport,
       ),

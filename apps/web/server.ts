@@ -1,0 +1,47 @@
+// The web app as a request handler, for the gateway to serve on its one port
+// (make run, tests) or for its own process in a cluster (main.ts).
+import type http from "node:http";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import next from "next";
+
+export { ensureWebBuild, webBuildIsCurrent } from "./build.js";
+
+export const WEB_DIR = path.dirname(fileURLToPath(import.meta.url));
+
+export interface WebAppOptions {
+  /** Where the pages' server code calls the public API (the gateway), e.g. http://127.0.0.1:8080. */
+  apiUrl: string;
+  /** Where this handler is served (default apiUrl: the gateway serves it in make run). */
+  selfUrl?: string;
+  /** The folder holding next.config.mjs and the build in .next (default: this package). */
+  dir?: string;
+}
+
+export interface WebApp {
+  handle(req: http.IncomingMessage, res: http.ServerResponse): void;
+  close(): Promise<void>;
+}
+
+/** Loads the production build (never builds: see build.ts) and returns its request handler. */
+export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
+  process.env.NEXT_TELEMETRY_DISABLED = "1";
+  // Read by the pages' server code at request time.
+  process.env.TTIP_API_URL = options.apiUrl;
+  // next is CommonJS; under ESM its factory may sit on .default.
+  const factory = ((next as unknown as { default?: typeof next }).default ?? next) as typeof next;
+  // Its own address: a server action's redirect is fetched from it (Next assumes port 3000 otherwise).
+  const own = new URL(options.selfUrl ?? options.apiUrl);
+  const app = factory({ dev: false, dir: options.dir ?? WEB_DIR, quiet: true, hostname: own.hostname, port: Number(own.port || 80) });
+  await app.prepare();
+  const handler = app.getRequestHandler();
+  return {
+    handle: (req, res) => {
+      handler(req, res).catch((err: unknown) => {
+        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
+        res.end(`web app error: ${(err as Error).message}\n`);
+      });
+    },
+    close: () => app.close(),
+  };
+}

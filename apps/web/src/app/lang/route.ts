@@ -1,0 +1,13 @@
+import { NextResponse, type NextRequest } from "next/server";
+
+// The language switch: a plain link (works without scripts) that remembers the
+// choice in a cookie and goes back to the page it came from.
+export function GET(req: NextRequest) {
+  const to = req.nextUrl.searchParams.get("to") === "sw" ? "sw" : "en";
+  const back = req.nextUrl.searchParams.get("back") ?? "/";
+  // Only a path on this site, never another host.
+  const safe = back.startsWith("/") && !back.startsWith("//") ? back : "/";
+  const res = new NextResponse(null, { status: 303, headers: { location: safe } });
+  res.cookies.set("ttip_lang", to, { path: "/", maxAge: 365 * 86400, sameSite: "lax" });
+  return res;
+}

@@ -1,0 +1,99 @@
+"use server";
+// The tip form's action. It runs on the server, so the form works as a plain
+// post where scripts do not run (proxy browsers), and the same code serves
+// the page when they do.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { cookies } from "next/headers";
+import { redirect } from "next/navigation";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { serverClient } from "../../../lib/api";
+import type { Locale, Messages } from "../../../lib/i18n";
+import { formatMoney, parseWholeUnits } from "../../../lib/money";
+import { normaliseKenyanPhone } from "../../../lib/phone";
+
+export interface TipFormState {
+  /** Per field, a message key; "form" for the whole form. */
+  errors: Partial<Record<"amount" | "phone" | "email" | "form", keyof Messages>>;
+  /** A custom amount's fee, quoted before paying (the form's second step without scripts). */
+  quoted?: { minor: string; total: string; fee: string; receives: string; cover: boolean };
+  values: { amount: string; other: string; phone: string; email: string; cover: boolean; remember: boolean };
+}
+
+const text = (f: FormData, name: string) => String(f.get(name) ?? "").trim();
+
+export async function payTip(_prev: TipFormState, form: FormData): Promise<TipFormState> {
+  const locale = (text(form, "locale") === "sw" ? "sw" : "en") as Locale;
+  const shortCode = text(form, "code");
+  const payload = text(form, "p");
+  const workerId = text(form, "worker");
+  const currency = text(form, "currency") || "KES";
+  const values = {
+    amount: text(form, "amount"),
+    other: text(form, "other"),
+    phone: text(form, "phone"),
+    email: text(form, "email"),
+    cover: form.get("cover") === "on",
+    remember: form.get("remember") === "on",
+  };
+  const state: TipFormState = { errors: {}, values };
+
+  const custom = values.amount === "other" || values.amount === "";
+  const amountMinor = custom ? parseWholeUnits(values.other) : /^[0-9]{1,12}$/.test(values.amount) ? BigInt(values.amount) : undefined;
+  if (amountMinor === undefined || amountMinor <= 0n || amountMinor % 100n !== 0n) state.errors.amount = "err_amount";
+  const phone = normaliseKenyanPhone(values.phone);
+  if (!phone) state.errors.phone = "err_phone";
+  if (values.email && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(values.email)) state.errors.email = "err_email";
+  if (Object.keys(state.errors).length) return state;
+
+  // A typed amount's fee is shown before paying: without scripts that is a second step.
+  if (custom && text(form, "quoted") !== `${amountMinor}:${values.cover}`) {
+    try {
+      const { quote } = await serverClient(WalletService, { locale }).quoteFees({
+        amount: { amountMinor: amountMinor!, currency }, rail: PaymentRail.MPESA, customerCoversFee: values.cover, workerId,
+      });
+      const fee = (quote?.platformFee?.amountMinor ?? 0n) + (quote?.processingFee?.amountMinor ?? 0n);
+      return {
+        ...state,
+        quoted: {
+          minor: amountMinor!.toString(),
+          cover: values.cover,
+          fee: formatMoney(fee, currency),
+          total: formatMoney(quote?.customerPays?.amountMinor ?? amountMinor!, currency),
+          receives: formatMoney(quote?.workerReceives?.amountMinor ?? amountMinor!, currency),
+        },
+      };
+    } catch {
+      return { ...state, errors: { form: "err_generic" } };
+    }
+  }
+
+  let tipId: string;
+  try {
+    const { tip } = await serverClient(PaymentService, { locale }).createTip({
+      idempotencyKey: text(form, "key"),
+      recipient: payload ? { case: "qrCode", value: payload } : { case: "qrCode", value: shortCode },
+      amount: { amountMinor: amountMinor!, currency },
+      payment: { case: "mpesaPhone", value: phone! },
+      customerCoversFee: values.cover,
+      customerEmail: values.email,
+    });
+    tipId = tip!.tipId;
+  } catch (err) {
+    const e = ConnectError.from(err);
+    if (e.code === Code.InvalidArgument && /mpesa_phone|phone/.test(e.rawMessage)) return { ...state, errors: { phone: "err_phone" } };
+    if (e.code === Code.InvalidArgument && /amount/.test(e.rawMessage)) return { ...state, errors: { amount: "err_amount" } };
+    if (e.code === Code.InvalidArgument && /email/.test(e.rawMessage)) return { ...state, errors: { email: "err_email" } };
+    if (e.code === Code.ResourceExhausted) return { ...state, errors: { form: "err_rate" } };
+    if (e.code === Code.Unimplemented) return { ...state, errors: { form: "err_card" } };
+    if (e.code === Code.FailedPrecondition || e.code === Code.NotFound) return { ...state, errors: { form: "problem_other" } };
+    return { ...state, errors: { form: "err_generic" } };
+  }
+
+  // The number stays on this device only when the customer asked for it.
+  const jar = await cookies();
+  if (values.remember) jar.set("ttip_phone", values.phone, { path: "/t", maxAge: 180 * 86400, httpOnly: true, sameSite: "lax" });
+  else jar.delete({ name: "ttip_phone", path: "/t" });
+  redirect(`/t/${encodeURIComponent(shortCode)}/tips/${tipId}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`);
+}

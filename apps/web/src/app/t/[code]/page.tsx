@@ -1,0 +1,83 @@
+import { randomUUID } from "node:crypto";
+import { cookies, headers } from "next/headers";
+import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { serverClient } from "../../../lib/api";
+import { pickLocale, translator } from "../../../lib/i18n";
+import { formatMoney } from "../../../lib/money";
+import { LanguageSwitch, WhoCard } from "./parts";
+import { resolveTarget } from "./target";
+import { TipForm, type Preset } from "./tip-form";
+
+export const dynamic = "force-dynamic";
+
+type Search = Record<string, string | string[] | undefined>;
+const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+
+/** The customer's tip page, at the path QR codes encode: everything a person needs is in the first HTML. */
+export default async function TipPage({ params, searchParams }: { params: Promise<{ code: string }>; searchParams: Promise<Search> }) {
+  const { code } = await params;
+  const search = await searchParams;
+  const payload = one(search.p);
+  const h = await headers();
+  const jar = await cookies();
+  const locale = pickLocale(jar.get("ttip_lang")?.value, h.get("accept-language"));
+  const t = translator(locale);
+  const here = `/t/${encodeURIComponent(code)}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`;
+
+  const resolved = await resolveTarget(code, payload, { userAgent: h.get("user-agent") ?? "", referrer: h.get("referer") ?? "" });
+  if ("problem" in resolved) {
+    return (
+      <main>
+        <LanguageSwitch locale={locale} back={here} t={t} />
+        <h1>{t("problemTitle")}</h1>
+        <p className="notice bad" role="alert">{t(resolved.problem)}</p>
+      </main>
+    );
+  }
+  const { target } = resolved;
+  const currency = target.currency || "KES";
+  const fixed = target.fixedAmount && target.fixedAmount.amountMinor > 0n ? target.fixedAmount.amountMinor : undefined;
+  const amounts = fixed ? [fixed] : target.suggestedAmounts.map((m) => m.amountMinor).filter((a) => a > 0n).slice(0, 6);
+
+  // The fee for each preset, quoted before anything is paid (the customer covers it by default).
+  const wallet = serverClient(WalletService, { locale });
+  const presets: Preset[] = target.workerId
+    ? await Promise.all(
+        amounts.map(async (minor) => {
+          const { quote } = await wallet.quoteFees({ amount: { amountMinor: minor, currency }, rail: PaymentRail.MPESA, customerCoversFee: true, workerId: target.workerId });
+          const fee = (quote?.platformFee?.amountMinor ?? 0n) + (quote?.processingFee?.amountMinor ?? 0n);
+          return { minor: minor.toString(), label: formatMoney(minor, currency), fee: fee.toString(), feeLabel: formatMoney(fee, currency) };
+        }),
+      )
+    : [];
+  const initialAmount = one(search.amount);
+
+  return (
+    <main>
+      <LanguageSwitch locale={locale} back={here} t={t} />
+      <WhoCard target={target} t={t} heading={t("tipFor")} />
+      {target.workerId ? (
+        <TipForm
+          locale={locale}
+          shortCode={code}
+          payload={payload ?? ""}
+          name={target.displayName}
+          workerId={target.workerId}
+          currency={currency}
+          presets={presets}
+          fixed={fixed !== undefined}
+          idempotencyKey={randomUUID()}
+          rememberedPhone={jar.get("ttip_phone")?.value ?? ""}
+          initialAmount={initialAmount && presets.some((p) => p.minor === initialAmount) ? initialAmount : presets[Math.min(1, presets.length - 1)]?.minor ?? "other"}
+        />
+      ) : (
+        <p className="notice">{t("venueTips")}</p>
+      )}
+      <section aria-labelledby="card-heading">
+        <h2 id="card-heading">{t("cardHeading")}</h2>
+        <p className="muted">{t("cardSoon")}</p>
+      </section>
+    </main>
+  );
+}

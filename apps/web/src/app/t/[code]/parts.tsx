@@ -1,0 +1,37 @@
+import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import type { Locale, Translate } from "../../../lib/i18n";
+
+/** The language switch: a plain link, so it works without scripts. */
+export function LanguageSwitch({ locale, back, t }: { locale: Locale; back: string; t: Translate }) {
+  const to = locale === "sw" ? "en" : "sw";
+  return (
+    <div className="top">
+      <a href={`/lang?to=${to}&back=${encodeURIComponent(back)}`} hrefLang={to} lang={to}>
+        {t("languageLink")}
+      </a>
+    </div>
+  );
+}
+
+/** Who is tipped: photo (or initial), name, venue and table; in the first HTML. */
+export function WhoCard({ target, t, heading }: { target: TipTarget; t: Translate; heading: string }) {
+  return (
+    <div className="who">
+      {target.photoUrl ? (
+        // A plain img: the photo is the worker's own URL, no optimiser in between.
+        // eslint-disable-next-line @next/next/no-img-element
+        <img src={target.photoUrl} alt="" width={72} height={72} />
+      ) : (
+        <span className="avatar" aria-hidden="true">
+          {target.displayName.slice(0, 1).toUpperCase()}
+        </span>
+      )}
+      <div>
+        <p className="muted" style={{ margin: 0 }}>{heading}</p>
+        <h1>{target.displayName}</h1>
+        {target.venueName ? <div className="muted">{t("atVenue", { venue: target.venueName })}</div> : null}
+        {target.table ? <div className="muted">{t("table", { table: target.table })}</div> : null}
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,128 @@
+"use client";
+import { useActionState, useEffect, useState } from "react";
+import { translator, type Locale } from "../../../lib/i18n";
+import { formatMoney } from "../../../lib/money";
+import { payTip, type TipFormState } from "./actions";
+import { quoteTip } from "./quote";
+
+export interface Preset {
+  minor: string;
+  label: string;
+  fee: string;
+  feeLabel: string;
+}
+
+interface Props {
+  locale: Locale;
+  shortCode: string;
+  payload: string;
+  name: string;
+  workerId: string;
+  currency: string;
+  presets: Preset[];
+  fixed: boolean;
+  idempotencyKey: string;
+  rememberedPhone: string;
+  initialAmount: string;
+}
+
+/**
+ * The amount, fee and M-Pesa number. A plain form posting to a server action:
+ * it works without scripts; with them it also quotes a typed amount as the
+ * customer types and shows the total on the button.
+ */
+export function TipForm(p: Props) {
+  const t = translator(p.locale);
+  const initial: TipFormState = {
+    errors: {},
+    values: { amount: p.initialAmount, other: "", phone: p.rememberedPhone, email: "", cover: true, remember: p.rememberedPhone !== "" },
+  };
+  const [state, action, pending] = useActionState(payTip, initial);
+  const v = state.values;
+  const [amount, setAmount] = useState(v.amount);
+  const [other, setOther] = useState(v.other);
+  const [cover, setCover] = useState(v.cover);
+  const [live, setLive] = useState<{ key: string; fee: string; total: string; receives: string }>();
+
+  useEffect(() => {
+    if (amount !== "other" || !other) return setLive(undefined);
+    const handle = setTimeout(() => {
+      quoteTip(other, cover, p.workerId, p.currency).then(setLive, () => setLive(undefined));
+    }, 350);
+    return () => clearTimeout(handle);
+  }, [amount, other, cover, p.workerId, p.currency]);
+
+  const preset = p.presets.find((x) => x.minor === amount);
+  const quoted = state.quoted && amount === "other" && state.quoted.minor === String(BigInt(other.replace(/\D/g, "") || "0") * 100n) && state.quoted.cover === cover ? state.quoted : undefined;
+  const shown = live ?? quoted;
+  const total = preset ? (cover ? formatMoney(BigInt(preset.minor) + BigInt(preset.fee), p.currency) : preset.label) : shown?.total;
+  const err = state.errors;
+  return (
+    <form action={action} noValidate aria-describedby={err.form ? "form-error" : undefined}>
+      <input type="hidden" name="locale" value={p.locale} />
+      <input type="hidden" name="code" value={p.shortCode} />
+      <input type="hidden" name="p" value={p.payload} />
+      <input type="hidden" name="worker" value={p.workerId} />
+      <input type="hidden" name="currency" value={p.currency} />
+      <input type="hidden" name="key" value={p.idempotencyKey} />
+      {shown ? <input type="hidden" name="quoted" value={live?.key ?? `${quoted!.minor}:${quoted!.cover}`} /> : null}
+      <fieldset aria-describedby={err.amount ? "amount-error" : undefined}>
+        <legend>{p.fixed ? t("fixedAmount", { amount: p.presets[0]?.label ?? "" }) : t("chooseAmount")}</legend>
+        <div className="amounts">
+          {p.presets.map((x) => (
+            <label className="amount" key={x.minor}>
+              <input type="radio" name="amount" value={x.minor} checked={amount === x.minor} onChange={() => setAmount(x.minor)} />
+              <span>
+                {x.label}
+                <small>{t("fee", { fee: x.feeLabel })}</small>
+              </span>
+            </label>
+          ))}
+          {p.fixed ? null : (
+            <label className="amount">
+              <input type="radio" name="amount" value="other" checked={amount === "other"} onChange={() => setAmount("other")} />
+              <span>{t("otherChoice")}</span>
+            </label>
+          )}
+        </div>
+        {p.fixed ? null : (
+          <>
+            <label className="field" htmlFor="other">{t("otherAmount")}</label>
+            <input id="other" name="other" type="text" inputMode="numeric" autoComplete="off" placeholder={t("otherAmountHint")} value={other}
+              aria-invalid={err.amount ? true : undefined}
+              onChange={(e) => { setOther(e.target.value); setAmount("other"); }} />
+          </>
+        )}
+        {err.amount ? <p id="amount-error" className="error">{t(err.amount)}</p> : null}
+      </fieldset>
+
+      <div className="check">
+        <input id="cover" name="cover" type="checkbox" checked={cover} onChange={(e) => setCover(e.target.checked)} />
+        <label htmlFor="cover">{t("coverFee", { name: p.name })}</label>
+      </div>
+      {shown ? (
+        <p className="total" aria-live="polite">
+          {t("feeLine", { fee: shown.fee })} · {cover ? t("youPay", { total: shown.total }) : t("receives", { name: p.name, amount: shown.receives })}
+        </p>
+      ) : null}
+
+      <h2>{t("mpesaHeading")}</h2>
+      <label className="field" htmlFor="phone">{t("phone")}</label>
+      <input id="phone" name="phone" type="tel" inputMode="tel" autoComplete="tel" placeholder={t("phoneHint")} defaultValue={v.phone}
+        aria-invalid={err.phone ? true : undefined} aria-describedby={err.phone ? "phone-error" : undefined} />
+      {err.phone ? <p id="phone-error" className="error">{t(err.phone)}</p> : null}
+      <div className="check">
+        <input id="remember" name="remember" type="checkbox" defaultChecked={v.remember} />
+        <label htmlFor="remember">{t("remember")}</label>
+      </div>
+      <details>
+        <summary>{t("email")}</summary>
+        <label className="field sr-only" htmlFor="email">{t("email")}</label>
+        <input id="email" name="email" type="email" autoComplete="email" defaultValue={v.email} aria-invalid={err.email ? true : undefined} />
+      </details>
+      {err.email ? <p className="error">{t(err.email)}</p> : null}
+      {err.form ? <p id="form-error" className="notice bad" role="alert">{t(err.form)}</p> : null}
+      <button type="submit" disabled={pending}>{total ? t("payTotal", { total }) : t("pay")}</button>
+    </form>
+  );
+}

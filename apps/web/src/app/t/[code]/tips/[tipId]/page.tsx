@@ -1,0 +1,114 @@
+import { Code, ConnectError } from "@connectrpc/connect";
+import { cookies, headers } from "next/headers";
+import { notFound } from "next/navigation";
+import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { serverClient } from "../../../../../lib/api";
+import { pickLocale, translator, type Translate } from "../../../../../lib/i18n";
+import { formatMoney } from "../../../../../lib/money";
+import { LanguageSwitch, WhoCard } from "../../parts";
+import { resolveTarget } from "../../target";
+import { LiveStatus } from "./live-status";
+
+export const dynamic = "force-dynamic";
+
+type Search = Record<string, string | string[] | undefined>;
+const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+
+/**
+ * Where the tip stands. While M-Pesa has not answered, it refreshes itself
+ * (a meta refresh where scripts do not run; the live stream where they do).
+ */
+export default async function TipStatusPage({ params, searchParams }: { params: Promise<{ code: string; tipId: string }>; searchParams: Promise<Search> }) {
+  const { code, tipId } = await params;
+  const payload = one((await searchParams).p);
+  const locale = pickLocale((await cookies()).get("ttip_lang")?.value, (await headers()).get("accept-language"));
+  const t = translator(locale);
+  if (!/^[0-9a-f-]{36}$/.test(tipId)) notFound();
+  let tip: Tip | undefined;
+  try {
+    tip = (await serverClient(PaymentService, { locale }).getTip({ tipId })).tip;
+  } catch (err) {
+    if (ConnectError.from(err).code === Code.NotFound || ConnectError.from(err).code === Code.InvalidArgument) notFound();
+    throw err;
+  }
+  if (!tip) notFound();
+  const resolved = await resolveTarget(code, payload);
+  const name = "target" in resolved ? resolved.target.displayName : "";
+  const pageUrl = `/t/${encodeURIComponent(code)}/tips/${tipId}${payload ? `?p=${encodeURIComponent(payload)}` : ""}`;
+  const tipPage = `/t/${encodeURIComponent(code)}?${payload ? `p=${encodeURIComponent(payload)}&` : ""}amount=${tip.amount?.amountMinor ?? ""}`;
+  const pending = tip.status === TipStatus.PENDING;
+  const total = formatMoney(tip.charged?.amountMinor ?? 0n, tip.charged?.currency || "KES");
+
+  return (
+    <main>
+      {pending ? (
+        // Without scripts the page reloads itself until M-Pesa answers.
+        <noscript>
+          <meta httpEquiv="refresh" content="3" />
+        </noscript>
+      ) : null}
+      <LanguageSwitch locale={locale} back={pageUrl} t={t} />
+      {"target" in resolved ? <WhoCard target={resolved.target} t={t} heading={t("statusTitle", { name: "" }).trim()} /> : null}
+      <section aria-labelledby="status-heading">
+        <h2 id="status-heading" className="sr-only">{t("liveStatus")}</h2>
+        <div role="status" aria-live="polite" aria-atomic="true">
+          <Status tip={tip} t={t} name={name} total={total} />
+        </div>
+      </section>
+      {pending ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
+      {tip.status === TipStatus.FAILED || tip.status === TipStatus.EXPIRED ? (
+        <>
+          <a className="button" href={tipPage}>{t("tryAgain")}</a>
+          <p className="muted">{t("tryAgainNote")}</p>
+        </>
+      ) : null}
+    </main>
+  );
+}
+
+function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string; total: string }) {
+  const phone = tip.customerPhoneMasked;
+  switch (tip.status) {
+    case TipStatus.PENDING:
+      return (
+        <>
+          <ol className="steps">
+            <li className="done">{t("stepSent", { phone })}</li>
+            <li className="now" aria-current="step">{t("stepPin")}</li>
+            <li>{t("stepDone")}</li>
+          </ol>
+          <p className="notice">{t("waiting", { total })}</p>
+          <p className="muted">{t("refreshing")}</p>
+        </>
+      );
+    case TipStatus.SUCCEEDED:
+      return (
+        <>
+          <ol className="steps">
+            <li className="done">{t("stepSent", { phone })}</li>
+            <li className="done">{t("stepPin")}</li>
+            <li className="done">{t("stepDone")}</li>
+          </ol>
+          <h1>{t("received", { name })}</h1>
+          <p>{total}</p>
+          {tip.mpesaReceipt ? <p>{t("receipt", { receipt: tip.mpesaReceipt })}</p> : null}
+          <p className="muted">{t("smsReceipt")}</p>
+        </>
+      );
+    case TipStatus.HELD_FOR_REVIEW:
+      return (
+        <>
+          <h1>{t("heldTitle")}</h1>
+          <p>{tip.resultMessage}</p>
+        </>
+      );
+    default:
+      return (
+        <>
+          <h1>{t("failedTitle")}</h1>
+          <p className="notice bad">{tip.resultMessage}</p>
+        </>
+      );
+  }
+}

@@ -1,0 +1,210 @@
+// The platform as `make run` serves it (all six services and the gateway in
+// this process, the web app on the gateway's one port), on the real
+// PostgreSQL, Redis and JetStream that `make test` starts, with the outside
+// world simulated (M-Pesa, SMS, notification providers); and Debian's
+// chromium driven by playwright-core (never a browser download).
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { randomInt, randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import type { DescService } from "@bufbuild/protobuf";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
+import { analytics } from "@ttip/analytics";
+import { createAuth, startSmsSimulator, type SmsSimulator } from "@ttip/auth";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { OwnerKind, type DynamicParameters, type QrCode } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { createQrModule } from "@ttip/qr";
+import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
+import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { wallet } from "@ttip/wallet";
+import { createWebApp, ensureWebBuild, type WebApp } from "../server.js";
+
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+/** A low-end Android phone's screen. */
+export const PHONE: BrowserContextOptions = { viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
+/** Screenshots of each page at phone size, kept after the run. */
+export const ARTIFACTS = path.resolve(fileURLToPath(new URL("../../../test-artifacts/web", import.meta.url)));
+
+/** A number the Daraja simulator answers with plain success (ending 5678), unique per call. */
+export const successNumber = () => `07${randomInt(10, 100)}${randomInt(10, 100)}5678`;
+
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export interface Worker {
+  id: string;
+  phone: string;
+  token: string;
+  pin: string;
+}
+
+export class WebHarness {
+  platform!: Platform;
+  web!: WebApp;
+  browser!: Browser;
+  sms!: SmsSimulator;
+  daraja!: DarajaSimulator;
+  readonly providers = new ProviderSimulator();
+  readonly logs = captureLogger("warn");
+  private db?: TestDatabase;
+  private bus?: JetStreamBus;
+  private cache?: RedisCache;
+  private contexts: BrowserContext[] = [];
+
+  get url(): string {
+    return this.platform.gatewayUrl;
+  }
+
+  async start(): Promise<this> {
+    await ensureWebBuild();
+    this.sms = await startSmsSimulator({ apiKey: "web-sms-key" });
+    await this.providers.start();
+    this.daraja = await startDarajaSimulator({ callbackDelayMs: 300 });
+    const payment: PaymentConfig = {
+      daraja: { ...this.daraja.clientConfig(), certificatePem: SIMULATOR_CERTIFICATE_PEM, timeoutMs: 2_000 },
+      callbackBaseUrl: "",
+      callbackAllowList: ["127.0.0.1", "::1"],
+      callbackTrustProxy: false,
+      stkDeadlineMs: 30_000,
+      stkExpireAfterMs: 60_000,
+      payoutResultWaitMs: 30_000,
+      reconcileIntervalMs: 0,
+      fraud: { phonePerWindow: 20, workerPerWindow: 100, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
+    };
+    this.db = await createTestDatabase();
+    this.bus = await JetStreamBus.connect({
+      servers: testEnv().natsUrl,
+      stream: uniqueName("WEB").toUpperCase(),
+      subjectPrefix: uniqueName("ev"),
+      logger: this.logs.logger,
+      redeliveryDelayMs: 100,
+    });
+    this.cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+    // The QR codes encode this platform's real address, as in make run.
+    const port = await freePort();
+    let web: WebApp | undefined;
+    this.platform = await startPlatform({
+      ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics() },
+      modules: [
+        createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "web-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
+        createPaymentModule({ config: () => payment }),
+        createQrModule({ ...process.env, QR_TIP_BASE_URL: `http://127.0.0.1:${port}/t` }),
+        wallet,
+        createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
+        analytics,
+      ],
+      gateway: {
+        rateLimit: { points: 10_000, durationSeconds: 60 },
+        corsOrigins: ["*"],
+        host: "127.0.0.1",
+        port,
+        web: (req, res) => (web ? web.handle(req, res) : (res.writeHead(503), res.end())),
+      },
+    });
+    payment.callbackBaseUrl = this.platform.urls.get("payment")!;
+    this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl });
+    this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    mkdirSync(ARTIFACTS, { recursive: true });
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    if (process.env.TEST_LOGS) for (const l of this.logs.lines) console.error(l);
+    for (const c of this.contexts) await c.close().catch(() => undefined);
+    await this.browser?.close();
+    await this.platform?.close();
+    await this.web?.close();
+    await this.bus?.close();
+    await this.cache?.close();
+    await this.db?.drop();
+    await this.daraja?.close();
+    await this.providers.close();
+    await this.sms?.close();
+  }
+
+  /** A fresh browser profile at phone size (scripts on unless told). */
+  async phone(options: BrowserContextOptions = {}): Promise<Page> {
+    const context = await this.browser.newContext({ ...PHONE, locale: "en-KE", ...options });
+    this.contexts.push(context);
+    return context.newPage();
+  }
+
+  async screenshot(page: Page, name: string): Promise<string> {
+    const file = path.join(ARTIFACTS, `${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    return file;
+  }
+
+  api<S extends DescService>(service: S, token?: string): Client<S> {
+    const headers: Interceptor = (next) => (req) => {
+      if (token) req.header.set("authorization", `Bearer ${token}`);
+      return next(req);
+    };
+    return createClient(service, createConnectTransport({ baseUrl: this.url, httpVersion: "1.1", interceptors: [headers] }));
+  }
+
+  /** The 6-digit code the SMS simulator delivered last to `phone`. */
+  otpFor(phone: string): string {
+    const sms = this.sms.lastTo(phone.replace(/^0/, "254"));
+    const otp = /\b(\d{6})\b/.exec(sms?.message ?? "")?.[1];
+    assert.ok(otp, `an OTP SMS to ${phone}`);
+    return otp;
+  }
+
+  /** A worker signed up over the API (OTP, PIN) with a tip-page profile. */
+  async worker(displayName: string): Promise<Worker> {
+    const phone = `07${String(randomInt(10_000_000, 99_999_999))}`;
+    const auth = this.api(AuthService);
+    const { challengeId } = await auth.startPhoneVerification({ phone });
+    const { tokens } = await auth.verifyPhoneOtp({ challengeId, otp: this.otpFor(phone), role: Role.WORKER });
+    const token = tokens!.accessToken;
+    const id = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub as string;
+    const pin = "4826";
+    await this.api(AuthService, token).setPin({ pin });
+    await this.api(QrService, token).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: id, displayName, currency: "KES", city: "Nairobi" });
+    return { id, phone, token, pin };
+  }
+
+  async qrCode(worker: Worker, parameters?: MessageInitShape<typeof DynamicParametersSchema>): Promise<QrCode> {
+    const { qrCode } = await this.api(QrService, worker.token).createQrCode({
+      ownerKind: OwnerKind.WORKER,
+      ownerId: worker.id,
+      idempotencyKey: randomUUID(),
+      parameters: parameters as DynamicParameters | undefined,
+    });
+    return qrCode!;
+  }
+
+  /** STK pushes the simulator took for `phone` (national or 254 form). */
+  pushesTo(phone: string) {
+    const tail = phone.replace(/^\+?254|^0/, "");
+    return this.daraja.transactions().filter((t) => t.kind === "stk" && t.phone.endsWith(tail));
+  }
+}

@@ -1,0 +1,154 @@
+// The customer's tip page in a real browser at phone size, against the
+// platform as make run serves it.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { eventually, successNumber, WebHarness } from "./harness.js";
+
+describe("the customer's tip page (chromium at phone size)", () => {
+  const h = new WebHarness();
+  before(() => h.start().then(() => undefined));
+  after(() => h.stop());
+
+  test("a customer opens the QR's URL, tips KES 100 by M-Pesa and sees the receipt", async () => {
+    const worker = await h.worker("Wanjiku");
+    const code = await h.qrCode(worker, { table: "12" });
+    assert.ok(code.url.startsWith(`${h.url}/t/${code.shortCode}?p=`), `the QR encodes this platform's real address: ${code.url}`);
+
+    // The first HTML already names the worker and shows the amounts and their fees (no script needed).
+    const html = await (await fetch(code.url)).text();
+    assert.match(html, /<h1>Wanjiku<\/h1>/);
+    assert.match(html, /Table 12/);
+    assert.match(html, /KES 100<small>fee KES \d+<\/small>/);
+
+    const page = await h.phone();
+    await page.goto(code.url);
+    await h.screenshot(page, "tip-page");
+    await page.getByRole("radio", { name: /KES 100/ }).check();
+    assert.equal(await page.getByLabel(/Cover the fee so Wanjiku gets it all/).isChecked(), true, "covering the fee is on by default");
+    const phone = successNumber();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    const pay = page.getByRole("button", { name: /Pay KES 1\d\d with M-Pesa/ });
+    const total = /Pay (KES [\d,]+) with M-Pesa/.exec((await pay.textContent()) ?? "")![1];
+    await pay.click();
+
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+    await page.getByRole("heading", { name: "Thank you! Wanjiku received your tip." }).waitFor({ timeout: 20_000 });
+    const receipt = /M-Pesa receipt (\w+)/.exec((await page.getByText(/M-Pesa receipt/).textContent()) ?? "")?.[1];
+    assert.ok(receipt, "the M-Pesa receipt number is shown");
+    await h.screenshot(page, "tip-received");
+
+    // M-Pesa charged once, the total the button showed (the tip plus the fee).
+    const pushes = h.pushesTo(phone);
+    assert.equal(pushes.length, 1);
+    assert.equal(`KES ${pushes[0].amount}`, total);
+    assert.equal(pushes[0].receipt, receipt);
+  });
+
+  test("a cancelled payment, then a retry that succeeds: one charge only", async () => {
+    const worker = await h.worker("Otieno");
+    const code = await h.qrCode(worker);
+    const phone = successNumber();
+    h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "cancelled" });
+
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByRole("radio", { name: /KES 200/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByRole("heading", { name: "The tip did not go through" }).waitFor({ timeout: 20_000 });
+    await page.getByText("You cancelled the M-Pesa payment. Nothing was charged.").waitFor();
+    await h.screenshot(page, "tip-cancelled");
+
+    // The customer tries again: a new request, now answered with the PIN.
+    h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "success" });
+    await page.getByRole("link", { name: "Try again" }).click();
+    assert.equal(await page.getByRole("radio", { name: /KES 200/ }).isChecked(), true, "the retry keeps the amount");
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByRole("heading", { name: /received your tip/ }).waitFor({ timeout: 20_000 });
+
+    const pushes = h.pushesTo(phone);
+    assert.equal(pushes.length, 2, "two requests: the cancelled one and the retry");
+    assert.equal(pushes.filter((p) => p.resultCode === 0).length, 1, "one charge only");
+    const tips = await h.api(PaymentService, worker.token).listTips({});
+    assert.deepEqual(tips.tips.map((t) => t.status).sort(), [TipStatus.SUCCEEDED, TipStatus.FAILED].sort());
+  });
+
+  test("the same form posted twice (a double tap, or back and resubmit) starts one payment", async () => {
+    const worker = await h.worker("Akinyi");
+    const code = await h.qrCode(worker);
+    const phone = successNumber();
+    const page = await h.phone({ javaScriptEnabled: false });
+    await page.goto(code.url);
+    await page.getByRole("radio", { name: /KES 50\b/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    // Capture the form's post as the browser sends it, then send it again.
+    const posted = page.waitForRequest((r) => r.method() === "POST");
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    const request = await posted;
+    await page.waitForURL(/\/tips\/([0-9a-f-]{36})/);
+    const first = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
+    const again = await page.request.post(request.url(), { headers: request.headers(), data: request.postDataBuffer()!, maxRedirects: 0 });
+    const second = /\/tips\/([0-9a-f-]{36})/.exec(again.headers()["location"] ?? (await again.text()))?.[1];
+    assert.equal(second, first, "the second post lands on the same tip");
+    await eventually("the tip to settle", async () => (await h.api(PaymentService).getTip({ tipId: first })).tip?.status === TipStatus.SUCCEEDED);
+    assert.equal(h.pushesTo(phone).length, 1, "one STK push for both posts");
+  });
+
+  test("without scripts (a proxy browser), the form posts and the status page refreshes itself until the tip is received", async () => {
+    const worker = await h.worker("Baraka");
+    const code = await h.qrCode(worker);
+    const page = await h.phone({ javaScriptEnabled: false });
+    await page.goto(code.url);
+    await page.getByRole("radio", { name: "Other" }).check();
+    await page.getByRole("textbox", { name: "Other amount (KES)" }).fill("150");
+    await page.getByLabel("M-Pesa phone number").fill(successNumber());
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    // A typed amount's fee is shown before paying: the second step.
+    await page.getByText(/Fee KES \d+ · You pay KES 1\d\d/).waitFor();
+    await h.screenshot(page, "tip-nojs-confirm");
+    await page.getByRole("button", { name: /Pay KES 1\d\d with M-Pesa/ }).click();
+    await page.waitForURL(/\/tips\//);
+    assert.match(await page.content(), /http-equiv="refresh"/i, "the waiting page reloads itself");
+    await page.getByRole("heading", { name: "Thank you! Baraka received your tip." }).waitFor({ timeout: 20_000 });
+    await h.screenshot(page, "tip-nojs-received");
+  });
+
+  test("in Swahili by the browser's language, with a switch back to English", async () => {
+    const worker = await h.worker("Juma");
+    const code = await h.qrCode(worker);
+    const page = await h.phone({ locale: "sw-KE" });
+    await page.goto(code.url);
+    assert.equal(await page.getAttribute("html", "lang"), "sw");
+    await page.getByText("Tip kwa", { exact: true }).waitFor();
+    await page.getByLabel("Lipa ada ili Juma apate kiasi chote").waitFor();
+    await page.getByLabel("Nambari ya simu ya M-Pesa").fill("0712");
+    await page.getByRole("button", { name: /kwa M-Pesa/ }).click();
+    await page.getByText("Weka nambari ya M-Pesa ya Kenya, kwa mfano 0712 345 678.").waitFor();
+    await h.screenshot(page, "tip-page-sw");
+
+    // Daraja's answer in Swahili too.
+    const phone = successNumber();
+    h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "wrong_pin" });
+    await page.getByLabel("Nambari ya simu ya M-Pesa").fill(phone);
+    await page.getByRole("button", { name: /kwa M-Pesa/ }).click();
+    await page.getByText("PIN ya M-Pesa si sahihi. Hakuna pesa iliyotozwa.").waitFor({ timeout: 20_000 });
+    await h.screenshot(page, "tip-failed-sw");
+
+    await page.getByRole("link", { name: "English" }).click();
+    await page.getByText("The M-Pesa PIN was wrong. Nothing was charged.").waitFor();
+    assert.equal(await page.getAttribute("html", "lang"), "en");
+  });
+
+  test("a revoked code says so plainly", async () => {
+    const worker = await h.worker("Chebet");
+    const code = await h.qrCode(worker);
+    const { QrService } = await import("@ttip/proto/ttip/qr/v1/qr_service_pb.js");
+    await h.api(QrService, worker.token).revokeQrCode({ qrCodeId: code.qrCodeId, reason: "lost" });
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByText("This QR code was switched off by its owner.").waitFor();
+  });
+});

@@ -1,0 +1,23 @@
+// Payment's business figures on /metrics, beside the runtime's gRPC, outbox and pool ones.
+import type { Metrics } from "@ttip/runtime";
+
+export function paymentMetrics(m: Metrics) {
+  return {
+    /** Tips by how they ended: created, succeeded (credited to the worker), held (suspense), failed, expired. */
+    tips: m.counter("ttip_payment_tips_total", "Tips by status reached, and payment method.", ["status", "method"]),
+    /** What succeeded tips were worth, in whole shillings. */
+    amounts: m.histogram("ttip_payment_tip_amount_kes", "Amounts of credited tips, in KES.", ["method"], [10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 50_000]),
+    /** From the callback (or query) deciding success to the wallet entry recorded. */
+    creditLatency: m.histogram(
+      "ttip_payment_callback_to_credit_seconds",
+      "From the M-Pesa outcome that decided a tip's success to its wallet credit recorded.",
+      ["method"],
+      [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    ),
+    /** Each pending tip a reconciliation pass looked at: settled by STK query, expired, still pending, or the query failed. */
+    reconciliation: m.counter("ttip_payment_stk_reconciliation_total", "Tips looked at by STK reconciliation, by outcome.", ["outcome"]),
+    payouts: m.counter("ttip_payment_payouts_total", "B2C payouts by status reached: requested, succeeded, failed.", ["status"]),
+  };
+}
+
+export type PaymentMetrics = ReturnType<typeof paymentMetrics>;

@@ -1,0 +1,152 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { createQrModule } from "@ttip/qr";
+import { callerHeaders } from "@ttip/runtime";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { playDialogue, UssdSession, UssdSessionEnded } from "../src/ussd-simulator.js";
+import { eventually, phone, startHarness, type Harness } from "./setup.js";
+
+const TOKEN = "ussd-test-path-token-0123456789";
+
+describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, against the real qr, wallet and notification services", () => {
+  let h: Harness;
+  let qr: Client<typeof QrService>;
+  let url: string;
+  const providers = new ProviderSimulator();
+
+  before(async () => {
+    await providers.start();
+    h = await startHarness({}, [
+      createQrModule({}),
+      createNotificationModule({ config: { providers: providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
+    ]);
+    h.config.ussd = { pathToken: TOKEN, sessionTimeoutMs: 60_000, amountsKes: [50, 100, 200, 500] };
+    qr = createClient(QrService, h.t.ctx.peers("qr"));
+    url = `${h.config.callbackBaseUrl}/ussd/${TOKEN}`;
+  });
+  after(async () => {
+    await h.close();
+    await providers.close();
+  });
+
+  const worker = async (name: string) => {
+    const id = randomUUID();
+    const as = { headers: callerHeaders(id, "worker") };
+    await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: id, displayName: name }, as);
+    const { qrCode } = await qr.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: id, idempotencyKey: randomUUID() }, as);
+    return { id, code: qrCode!.shortCode, qrCodeId: qrCode!.qrCodeId, as };
+  };
+  /** Africa's Talking sends +254…; the simulator knows the number as 2547…. */
+  const dialler = () => {
+    const local = phone();
+    return { at: `+254${local.slice(1)}`, msisdn: `254${local.slice(1)}` };
+  };
+  const pushesTo = (msisdn: string) => h.sim.transactions().filter((t) => t.kind === "stk" && t.phone === msisdn);
+  const ussdTip = async (sessionId: string) => (await h.t.db.pool.query("SELECT t.* FROM payment.ussd_sessions s JOIN payment.tips t USING (tip_id) WHERE s.session_id = $1", [sessionId])).rows[0];
+
+  test("in English: code, name, a listed amount, confirm; the dialling phone is pushed, the worker credited, the receipt sent by SMS", async () => {
+    const w = await worker("Achieng");
+    const p = dialler();
+    const s = new UssdSession(url, p.at);
+    assert.match(await s.dial(), /^CON Welcome.*\n1\. English\n2\. Kiswahili$/s);
+    assert.equal(await s.reply("1"), "CON Enter the worker's code (on their card):");
+    const amounts = await s.reply(w.code.toLowerCase());
+    assert.equal(amounts, "CON Tip Achieng:\n1. KES 50\n2. KES 100\n3. KES 200\n4. KES 500\n5. Other amount");
+    assert.match(await s.reply("2"), /^CON Tip Achieng KES 100 by M-Pesa\?\n1\. Yes, pay\n2\. Cancel$/);
+    assert.match(await s.reply("1"), /^END You will get an M-Pesa prompt for KES 100 to tip Achieng/);
+    assert.ok(s.screens.every((x) => x.answer.length <= 182 && x.ms < 5_000));
+    assert.equal(pushesTo(p.msisdn).length, 1);
+    assert.equal(pushesTo(p.msisdn)[0].amount, 100);
+    await eventually(async () => (await h.balance(w.id)) === 9500n, "worker credited KES 95");
+    const tip = await ussdTip(s.sessionId);
+    assert.equal(tip.channel, "ussd");
+    assert.equal(tip.qr_code_id, w.qrCodeId);
+    const sms = await eventually(async () => providers.sent.find((m) => m.to.replace(/^\+/, "") === p.msisdn), "SMS receipt to the dialling phone");
+    assert.match(sms.body, /KES 100/);
+    assert.match(sms.body, new RegExp(tip.mpesa_receipt));
+  });
+
+  test("in Swahili, with a typed amount and a wrong entry on the way", async () => {
+    const w = await worker("Baraka");
+    const p = dialler();
+    const s = new UssdSession(url, p.at);
+    await s.dial();
+    assert.equal(await s.reply("2"), "CON Weka namba ya mhudumu (iko kwenye kadi yake):");
+    assert.equal(await s.reply("XXXXXX"), "CON Namba XXXXXX haikupatikana.\nWeka namba ya mhudumu (iko kwenye kadi yake):");
+    assert.match(await s.reply(w.code), /^CON Mpe Baraka tip:\n1\. KES 50\n.*\n5\. Kiasi kingine$/s);
+    assert.equal(await s.reply("5"), "CON Weka kiasi kwa KES (1 - 250,000):");
+    assert.equal(await s.reply("abc"), "CON Chaguo si sahihi.\nWeka kiasi kwa KES (1 - 250,000):");
+    assert.match(await s.reply("150"), /^CON Mpe Baraka tip ya KES 150 kwa M-Pesa\?\n1\. Ndiyo, lipa\n2\. Ghairi$/);
+    assert.match(await s.reply("1"), /^END Utapokea ombi la M-Pesa la KES 150/);
+    assert.equal(pushesTo(p.msisdn).length, 1);
+    const tip = await ussdTip(s.sessionId);
+    await eventually(async () => (await h.balance(w.id)) === BigInt(tip.worker_receives_minor), "worker credited KES 150 less the fee");
+  });
+
+  test("every step tolerates repeats, and a session never charges twice", async () => {
+    const w = await worker("Chebet");
+    const p = dialler();
+    const s = new UssdSession(url, p.at);
+    const first = await s.dial();
+    assert.equal(await s.repeat(), first);
+    await s.reply("1");
+    const named = await s.reply(w.code);
+    assert.equal(await s.repeat(), named);
+    await s.reply("3");
+    const paid = await s.reply("1");
+    // The gateway lost the answer and sends the last step again, twice, and at once.
+    const again = await Promise.all([s.repeat(), s.repeat()]);
+    assert.deepEqual(again, [paid, paid]);
+    // Even a request replaying the whole dialogue under the same session id finds the tip made.
+    const replay = new UssdSession(url, p.at, { sessionId: s.sessionId });
+    replay.ended = false;
+    assert.equal(await replay.dial(`1*${w.code}*3*1`), paid);
+    assert.equal(pushesTo(p.msisdn).length, 1, "one STK push");
+    await eventually(async () => (await h.balance(w.id)) === 19000n, "credited KES 190 once");
+    await h.sim.idle();
+    assert.equal(await h.walletEntries(w.id), 1);
+  });
+
+  test("dialled with the code in the string, cancelled, unknown and revoked codes: nothing is charged", async () => {
+    const w = await worker("Dalmas");
+    const p = dialler();
+    const direct = new UssdSession(url, p.at);
+    assert.match(await direct.dial(w.code), /^CON Tip Dalmas:/);
+    await direct.reply("1");
+    assert.equal(await direct.reply("2"), "END Cancelled. Nothing was charged.");
+    await assert.rejects(direct.reply("1"), UssdSessionEnded);
+    const revoked = await worker("Esther");
+    await qr.revokeQrCode({ qrCodeId: revoked.qrCodeId, reason: "left" }, revoked.as);
+    const s = await playDialogue(url, p.at, ["1", revoked.code]);
+    assert.match(s.screens.at(-1)!.answer, /^CON Code .* is no longer in use\./);
+    assert.equal(pushesTo(p.msisdn).length, 0);
+  });
+
+  test("sessions time out: the network ends an idle one, and the service refuses a stale one", async () => {
+    const w = await worker("Faith");
+    const p = dialler();
+    const network = new UssdSession(url, p.at, { networkTimeoutMs: 50 });
+    await network.dial();
+    await new Promise((r) => setTimeout(r, 80));
+    await assert.rejects(network.reply("1"), UssdSessionEnded);
+    h.config.ussd!.sessionTimeoutMs = 100;
+    try {
+      const stale = new UssdSession(url, p.at, { networkTimeoutMs: 60_000 });
+      await stale.dial();
+      await stale.reply("1");
+      await stale.reply(w.code);
+      await stale.reply("1");
+      await new Promise((r) => setTimeout(r, 150));
+      assert.match(await stale.reply("1"), /^END This session has expired/);
+    } finally {
+      h.config.ussd!.sessionTimeoutMs = 60_000;
+    }
+    assert.equal(pushesTo(p.msisdn).length, 0);
+    const wrong = await fetch(`${h.config.callbackBaseUrl}/ussd/not-the-real-token-000`, { method: "POST", body: "sessionId=x&phoneNumber=%2B254712345678&text=" });
+    assert.equal(wrong.status, 404);
+  });
+});

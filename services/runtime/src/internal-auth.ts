@@ -1,0 +1,79 @@
+// The internal hop (gateway -> service, service -> service) carries the
+// caller's identity in plain headers; a service must not believe them because
+// of where the call came from. The sender signs them with a key every process
+// of the deployment shares (INTERNAL_SIGNING_KEY, from a Secret), the receiver
+// verifies: a NetworkPolicy is then the second wall, not the only one.
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { GATEWAY_HEADERS } from "./headers.js";
+
+export const INTERNAL_SIGNATURE_HEADER = "x-ttip-internal";
+/** How old (or how far ahead, for clock skew) a signature may be. */
+const MAX_AGE_SECONDS = 60;
+const SIGNED = [GATEWAY_HEADERS.subject, GATEWAY_HEADERS.roles, GATEWAY_HEADERS.session, GATEWAY_HEADERS.clientAddress] as const;
+
+// One process (make run, the tests) signs and verifies with a key of its own;
+// a cluster's processes must share one, which main.ts requires.
+let processKey: Buffer | undefined;
+
+/** The key from INTERNAL_SIGNING_KEY (at least 32 characters), or this process's own random one. */
+export function internalSigningKey(): Buffer {
+  const configured = process.env.INTERNAL_SIGNING_KEY;
+  if (configured) {
+    if (configured.length < 32) throw new Error("INTERNAL_SIGNING_KEY must be at least 32 characters");
+    return Buffer.from(configured, "utf8");
+  }
+  return (processKey ??= randomBytes(32));
+}
+
+function mac(key: Buffer, at: string, headers: Headers): Buffer {
+  const h = createHmac("sha256", key).update(`v1\n${at}`);
+  for (const name of SIGNED) h.update(`\n${headers.get(name) ?? ""}`);
+  return h.digest();
+}
+
+/** Signs the identity headers present in `headers` (even none: the call then comes from a service). */
+export function signInternal(headers: Headers, key = internalSigningKey(), now = Date.now()): void {
+  const at = String(Math.floor(now / 1000));
+  headers.set(INTERNAL_SIGNATURE_HEADER, `v1.${at}.${mac(key, at, headers).toString("base64url")}`);
+}
+
+/** True when the signature header is ours, fresh and covers exactly these identity headers. */
+export function verifyInternal(headers: Headers, key = internalSigningKey(), now = Date.now()): boolean {
+  const value = headers.get(INTERNAL_SIGNATURE_HEADER);
+  const m = value ? /^v1\.(\d{1,12})\.([A-Za-z0-9_-]{43})$/.exec(value) : null;
+  if (!m) return false;
+  if (Math.abs(now / 1000 - Number(m[1])) > MAX_AGE_SECONDS) return false;
+  const given = Buffer.from(m[2], "base64url");
+  const expected = mac(key, m[1], headers);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/** For transports that call services: signs every outgoing call. */
+export function signingInterceptor(key?: Buffer): Interceptor {
+  return (next) => (req) => {
+    signInternal(req.header, key ?? internalSigningKey());
+    return next(req);
+  };
+}
+
+/**
+ * For services: a call that carries identity headers, or calls an
+ * …InternalService, must carry a valid signature; else UNAUTHENTICATED. A call
+ * with neither is anonymous, as through the gateway.
+ */
+export function internalAuthInterceptor(key?: Buffer): Interceptor {
+  return (next) => (req) => {
+    const claimsIdentity = SIGNED.some((name) => req.header.has(name));
+    const internal = req.service.typeName.endsWith("InternalService");
+    if ((claimsIdentity || internal || req.header.has(INTERNAL_SIGNATURE_HEADER)) && !verifyInternal(req.header, key ?? internalSigningKey())) {
+      throw new ConnectError(
+        internal
+          ? `${req.service.typeName} is for the platform's own services: the call is not signed with the internal key`
+          : "caller identity headers are not signed by the gateway: call through the gateway with a token",
+        Code.Unauthenticated,
+      );
+    }
+    return next(req);
+  };
+}
