@@ -3,7 +3,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createClient, createContextValues } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
-import { clientAddress, networkList, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import { clientAddress, networkList, revocationChecker, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
 import { authInterceptor, type JwtOptions } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
@@ -51,6 +51,8 @@ export interface GatewayOptions {
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** How long to keep serving, NOT_SERVING, after shutdown starts (default 0). */
+  drainDelayMs?: number;
   /** See ServerOptions.maxConnectionAgeMs in the runtime. */
   maxConnectionAgeMs?: number;
   /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
@@ -90,7 +92,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     // Input rules are enforced once, by the service that owns them.
     validate: false,
     interceptors: [
-      authInterceptor(options.jwt),
+      authInterceptor(options.jwt, revocationChecker(options.cache)),
       rateLimitInterceptor(limiter),
       policyInterceptor({ adminNetworks: options.adminNetworks, rules: options.rules }),
     ],
@@ -111,6 +113,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    drainDelayMs: options.drainDelayMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
     readMaxBytes: options.readMaxBytes,
   });
