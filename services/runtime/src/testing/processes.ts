@@ -52,7 +52,8 @@ export class PlatformProcess {
     this.output = "";
     const child = spawn(process.execPath, ["--import", "tsx", this.entry, this.role], {
       env: this.options.cleanEnv
-        ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }
+        ? // NODE_ENV only when the given environment sets it (the web app's types make it required).
+          ({ ...this.env, HOST: "127.0.0.1", PORT: String(this.port) } as unknown as NodeJS.ProcessEnv)
         : { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" },
       stdio: ["ignore", "pipe", "pipe"],
     });
