@@ -22,7 +22,7 @@ async function render(...set: string[]): Promise<Doc[]> {
   return docs.map((d) => d.toJSON()).filter(Boolean);
 }
 
-const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "qr", "wallet"];
+const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "qr", "venue", "wallet"];
 
 describe("helm chart", () => {
   test("lints clean with --strict", async () => {
@@ -159,9 +159,9 @@ describe("helm chart", () => {
     assert.equal(deny.ingress, undefined);
     assert.equal(deny.egress, undefined);
     const components = (peers: any[]) => peers.flatMap((p: any) => p.podSelector?.matchLabels?.["app.kubernetes.io/component"] ?? []).sort();
-    // wallet is called by payment and the gateway; notification by analytics, auth, payment and the gateway.
-    assert.deepEqual(components(policy("wallet").ingress[0].from), ["gateway", "payment"]);
-    assert.deepEqual(components(policy("notification").ingress[0].from), ["analytics", "auth", "gateway", "payment"]);
+    // wallet is called by payment, venue and the gateway; notification by analytics, auth, payment, venue and the gateway.
+    assert.deepEqual(components(policy("wallet").ingress[0].from), ["gateway", "payment", "venue"]);
+    assert.deepEqual(components(policy("notification").ingress[0].from), ["analytics", "auth", "gateway", "payment", "venue"]);
     assert.deepEqual(components(policy("payment").egress[1].to), ["auth", "notification", "qr", "wallet"]);
     assert.equal(components(policy("wallet").egress.flatMap((e: any) => e.to ?? [])).length, 0, "wallet calls nobody");
     for (const c of COMPONENTS) {

@@ -28,8 +28,8 @@ describe("embedded platform (make run)", () => {
     await platform.close();
   });
 
-  test("every public service of all six answers SERVING through the gateway, by Connect and by gRPC", async () => {
-    assert.deepEqual(platform.services.map((s) => s.name).sort(), ["analytics", "auth", "notification", "payment", "qr", "wallet"]);
+  test("every public service of all seven answers SERVING through the gateway, by Connect and by gRPC", async () => {
+    assert.deepEqual(platform.services.map((s) => s.name).sort(), ["analytics", "auth", "notification", "payment", "qr", "venue", "wallet"]);
     const names = modules.flatMap((m) => publicServices(m).map((s) => s.typeName));
     assert.ok(names.length >= 6);
     for (const transport of [

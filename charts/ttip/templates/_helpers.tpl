@@ -104,7 +104,7 @@ default
 {{- $total -}}
 {{- end -}}
 
-{{/* The six services (everything but the gateway), in a stable order. */}}
+{{/* The services (everything but the gateway), in a stable order. */}}
 {{- define "ttip.services" -}}
 {{- $names := list -}}
 {{- range $name, $_ := .Values.components -}}

@@ -32,6 +32,7 @@ import {
   codeFromRow,
   insertCode,
   isVenueStaff,
+  isVenueManager,
   profileOf,
   setStatus,
   upsertProfile,
@@ -484,6 +485,12 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
   };
 
   const internal: Partial<ServiceImpl<typeof QrInternalService>> = {
+    async getVenueAccess(req) {
+      const venue = await profileOf(pool, VENUE, req.venueId);
+      if (!venue) return { venueExists: false, isManager: false, displayName: "", currency: "", active: false };
+      const isManager = req.userId ? await isVenueManager(pool, req.venueId, req.userId) : false;
+      return { venueExists: true, isManager, displayName: venue.displayName, currency: venue.currency, active: venue.active };
+    },
     async matchAccountReference(req) {
       const code = await codeByAccountReference(pool, normalizeShortCode(req.accountReference));
       if (!code) throw new ConnectError(`account_reference: no code has the reference ${req.accountReference}`, Code.NotFound);
