@@ -51,9 +51,9 @@ export class PlatformProcess {
   async start(timeoutMs = 60_000): Promise<void> {
     this.output = "";
     const child = spawn(process.execPath, ["--import", "tsx", this.entry, this.role], {
-      env: this.options.cleanEnv
+      env: (this.options.cleanEnv
         ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }
-        : { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" },
+        : { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" }) as NodeJS.ProcessEnv,
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;
