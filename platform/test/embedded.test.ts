@@ -43,7 +43,7 @@ describe("embedded platform (make run)", () => {
 
   test("the simulators a person reads are listed and answer", async () => {
     const urls = Object.values(platform.simulators);
-    assert.equal(urls.length, 4, "M-Pesa, its paybill URLs, SMS and Stripe");
+    assert.equal(urls.length, 5, "M-Pesa, its paybill URLs, SMS, Stripe and PayPal");
     for (const url of urls) assert.equal((await fetch(url)).status, 200, url);
     // The paybill's C2B URLs were registered at start, and the USSD menu answers a dial.
     const registered = await eventuallyRegistered(platform.simulators["M-Pesa paybill URLs (C2B)"]);
