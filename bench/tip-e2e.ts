@@ -4,7 +4,7 @@
 // quotes with wallet, sends the STK push to the Daraja simulator -> the
 // simulator's callback (delay 0) -> SUCCEEDED and the wallet entry posted ->
 // tip_succeeded through the outbox and JetStream to notification (an SMS to the
-// worker), qr and analytics. All six services and the gateway run in this
+// worker), qr and analytics. All services and the gateway run in this
 // process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
 // Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
 //   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster]
@@ -90,7 +90,7 @@ async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }>
     paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
     return platform;
   }
-  const names = ["auth", "payment", "qr", "wallet", "notification", "analytics"];
+  const names = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"];
   const common = { INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
   const own: Record<string, Record<string, string>> = {
     auth: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" },

@@ -22,7 +22,7 @@ async function render(...set: string[]): Promise<Doc[]> {
   return docs.map((d) => d.toJSON()).filter(Boolean);
 }
 
-const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "qr", "wallet"];
+const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "qr", "venue", "wallet"];
 
 describe("helm chart", () => {
   test("lints clean with --strict", async () => {
@@ -91,6 +91,10 @@ describe("helm chart", () => {
     const dashboard = docs.find((d) => d.kind === "ConfigMap" && d.metadata.name.endsWith("dashboards")) as unknown as { data: Record<string, string> };
     const panels = JSON.parse(dashboard.data["ttip-grpc.json"]).panels;
     assert.ok(panels.some((p: any) => p.targets[0].expr.includes("grpc_server_handling_seconds_bucket")));
+    // A public RPC is counted by the gateway and by its service: never summed together.
+    for (const p of panels) assert.match(p.targets[0].expr, /component(!?)="gateway"/, p.title);
+    const monitor = docs.find((d) => d.kind === "ServiceMonitor")!;
+    assert.deepEqual(monitor.spec.endpoints[0].relabelings, [{ sourceLabels: ["__meta_kubernetes_pod_label_app_kubernetes_io_component"], targetLabel: "component" }]);
   });
 
   test("values.schema.json refuses a bad value or an unknown key anywhere, naming it; cross-field rules too", async () => {
@@ -120,8 +124,8 @@ describe("helm chart", () => {
     for (const c of ["gateway", "auth", "payment", "qr", "wallet", "notification", "analytics"]) assert.ok(keys(plain, c).includes(shared), c);
     assert.deepEqual(keys(plain, "payment"), [shared], "M-Pesa off: no Daraja keys needed");
     assert.deepEqual(keys(plain, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN"]);
-    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "notification.sendgrid.enabled=true");
-    assert.deepEqual(keys(full, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD"]);
+    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "notification.sendgrid.enabled=true", "cards.stripe.enabled=true");
+    assert.deepEqual(keys(full, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"]);
     const offline = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true", "mpesa.ussd.enabled=true");
     assert.deepEqual(keys(offline, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "C2B_URL_TOKEN", "USSD_CALLBACK_TOKEN"]);
     assert.deepEqual(keys(full, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN", "NOTIFICATION_SENDGRID_API_KEY"]);
@@ -155,9 +159,9 @@ describe("helm chart", () => {
     assert.equal(deny.ingress, undefined);
     assert.equal(deny.egress, undefined);
     const components = (peers: any[]) => peers.flatMap((p: any) => p.podSelector?.matchLabels?.["app.kubernetes.io/component"] ?? []).sort();
-    // wallet is called by payment and the gateway; notification by analytics, auth, payment and the gateway.
-    assert.deepEqual(components(policy("wallet").ingress[0].from), ["gateway", "payment"]);
-    assert.deepEqual(components(policy("notification").ingress[0].from), ["analytics", "auth", "gateway", "payment"]);
+    // wallet is called by payment, venue and the gateway; notification by analytics, auth, payment, venue and the gateway.
+    assert.deepEqual(components(policy("wallet").ingress[0].from), ["gateway", "payment", "venue"]);
+    assert.deepEqual(components(policy("notification").ingress[0].from), ["analytics", "auth", "gateway", "payment", "venue"]);
     assert.deepEqual(components(policy("payment").egress[1].to), ["auth", "notification", "qr", "wallet"]);
     assert.equal(components(policy("wallet").egress.flatMap((e: any) => e.to ?? [])).length, 0, "wallet calls nobody");
     for (const c of COMPONENTS) {
@@ -176,7 +180,9 @@ describe("helm chart", () => {
     const ingress = docs.find((d) => d.kind === "Ingress")!;
     assert.equal(ingress.spec.rules[0].host, "tips.example.co.ke");
     const routes = ingress.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.name]);
-    assert.deepEqual(routes, [["/mpesa/", "t-ttip-payment"], ["/c2b/", "t-ttip-payment"], ["/ussd/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"]]);
+    assert.deepEqual(routes, [
+      ["/mpesa/", "t-ttip-payment"], ["/c2b/", "t-ttip-payment"], ["/ussd/", "t-ttip-payment"], ["/stripe/", "t-ttip-payment"], ["/paypal/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"],
+    ]);
   });
 
   test("the development values bring PostgreSQL, Redis, NATS and the Daraja simulator into the cluster", async () => {

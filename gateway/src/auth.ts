@@ -25,7 +25,7 @@ export interface JwtOptions {
  * "alg":"none" and HMAC confusion are refused). A call without a token goes on
  * as anonymous; per-RPC role rules decide what anonymous callers may do.
  */
-export function authInterceptor(options: JwtOptions | undefined): Interceptor {
+export function authInterceptor(options: JwtOptions | undefined, isRevoked?: (sessionId: string) => Promise<boolean>): Interceptor {
   let keys: JWTVerifyGetKey | undefined;
   if (options?.jwks) keys = createLocalJWKSet(options.jwks);
   else if (options?.jwksUrl) keys = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 30_000 });
@@ -51,6 +51,15 @@ export function authInterceptor(options: JwtOptions | undefined): Interceptor {
       if (err instanceof ConnectError) throw err;
       const reason = err instanceof errors.JWTExpired ? "token expired" : "invalid token";
       throw new ConnectError(reason, Code.Unauthenticated);
+    }
+    // A signed token of a revoked session is refused within seconds, not when it expires.
+    // If the revocation store cannot answer, the call fails (UNAVAILABLE) rather than trust the token.
+    const sessionId = req.contextValues.get(principalKey)?.sessionId;
+    if (sessionId && isRevoked) {
+      const revoked = await isRevoked(sessionId).catch(() => {
+        throw new ConnectError("cannot check the session right now; retry shortly", Code.Unavailable);
+      });
+      if (revoked) throw new ConnectError("this session was revoked: sign in again", Code.Unauthenticated);
     }
     return next(req);
   };

@@ -3,7 +3,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createClient, createContextValues } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
-import { clientAddress, networkList, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import { clientAddress, networkList, revocationChecker, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
 import { authInterceptor, type JwtOptions } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
@@ -90,7 +90,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     // Input rules are enforced once, by the service that owns them.
     validate: false,
     interceptors: [
-      authInterceptor(options.jwt),
+      authInterceptor(options.jwt, revocationChecker(options.cache)),
       rateLimitInterceptor(limiter),
       policyInterceptor({ adminNetworks: options.adminNetworks, rules: options.rules }),
     ],

@@ -30,6 +30,9 @@ export const DEFAULT_RULES: Record<string, Rule> = {
   "ttip.wallet.v1.WalletService/QuoteFees": anonymous,
   // Figures of one's own work or venue; analytics checks whose (a worker their own, a manager their venue's).
   "ttip.analytics.v1.AnalyticsService": { access: "signed_in", roles: ["worker", "venue_manager", "admin"] },
+  // A venue's staff, shifts and pooled tips: the venue service checks that a manager
+  // manages that venue (qr's list) and that a worker is on its staff.
+  "ttip.venue.v1.VenueService": { access: "signed_in", roles: ["worker", "venue_manager", "admin"] },
 };
 
 export interface PolicyOptions {

@@ -19,6 +19,7 @@ describe("gateway per-RPC policy", () => {
     // Analytics: a worker's, manager's or admin's token; platform figures are admin only.
     assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.analytics.v1.AnalyticsService", "GetWorkerEarnings"), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
     assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.analytics.v1.AnalyticsAdminService", "GetPlatformSummary"), { access: "admin" });
+    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.venue.v1.VenueService", "ConfirmDistribution"), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
   });
 
   test("networks: IPv4 and IPv6 CIDRs, IPv4-mapped addresses, nothing else", () => {

@@ -15,7 +15,7 @@ import {
   type RunningService,
 } from "@ttip/runtime";
 import { startSmsSimulator } from "@ttip/auth";
-import { startDarajaSimulator, startStripeSimulator } from "@ttip/payment";
+import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment";
 import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
 import { startPlatform } from "./platform.js";
 
@@ -92,6 +92,17 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     });
   }
 
+  // PayPal tips go to the PayPal simulator (Orders v2, approval page, verified webhooks) unless real credentials are configured.
+  const paypal = process.env.PAYPAL_CLIENT_ID ? undefined : await startPayPalSimulator({ webhookDelayMs: 300 });
+  if (paypal) {
+    Object.assign(process.env, {
+      PAYPAL_CLIENT_ID: paypal.clientId,
+      PAYPAL_CLIENT_SECRET: paypal.clientSecret,
+      PAYPAL_WEBHOOK_ID: paypal.webhookId,
+      PAYPAL_API_BASE: paypal.url,
+    });
+  }
+
   // OTPs go to an SMS simulator a person can read, unless a real provider is configured.
   const sms = process.env.AUTH_SMS_URL ? undefined : await startSmsSimulator();
   if (sms) process.env.AUTH_SMS_URL = sms.url;
@@ -122,6 +133,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   // Read by the payment service when it sends a push, so it may be set after start.
   if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= platform.urls.get("payment");
   stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
+  paypal?.setWebhookUrl(`${platform.urls.get("payment")}/paypal/webhook`);
 
   const close = async () => {
     await platform.close();
@@ -132,6 +144,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     await daraja?.close();
     await sms?.close();
     await stripe?.close();
+    await paypal?.close();
   };
   const simulators: Record<string, string> = {};
   if (daraja) simulators["M-Pesa (what it really did)"] = `${daraja.url}/__sim/transactions`;
@@ -142,6 +155,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     : undefined;
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
   if (stripe) simulators["Stripe (webhooks it sent)"] = `${stripe.url}/__sim/events`;
+  if (paypal) simulators["PayPal (webhooks it sent)"] = `${paypal.url}/__sim/events`;
   return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, close };
 }
 

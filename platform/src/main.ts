@@ -1,5 +1,5 @@
 // One entry for every process of the platform (one container image):
-//   main.ts <auth|payment|qr|wallet|notification|analytics>  one service (cluster)
+//   main.ts <auth|payment|qr|wallet|notification|analytics|venue>  one service (cluster)
 //   main.ts gateway                                          the public gateway (cluster)
 //   main.ts migrate                                          every schema's migrations, then exit (the chart's hook Job)
 //   main.ts simulators                                       the Daraja simulator (development clusters only)

@@ -5,7 +5,7 @@ import { modules as allModules, publicServices } from "./modules.js";
 export interface PlatformOptions {
   /** Shared by every service: one database (a schema each), one bus, one cache. */
   ctx: Omit<ServiceContext, "peers">;
-  /** The six services by default; a test passes its own instances (e.g. pointed at simulators). */
+  /** Every service by default; a test passes its own instances (e.g. pointed at simulators). */
   modules?: ServiceModule[];
   /** How the gateway listens and guards; backends and JWKS are filled in here. */
   gateway: Omit<GatewayOptions, "logger" | "metrics" | "cache" | "backends" | "jwt">;

@@ -7,6 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createClient } from "@connectrpc/connect";
@@ -122,6 +123,25 @@ describe("bad input through the gateway", () => {
     // Through the gateway, the same worker's call works.
     const { balances } = await p.api(WalletService, worker.accessToken).getBalance({ currency: "KES" });
     assert.ok(Array.isArray(balances));
+  });
+
+  test("item 6: a revoked session's access token is refused at the gateway within seconds, for every service", async () => {
+    const other = await p.signUp("worker");
+    const wallet = p.api(WalletService, other.accessToken);
+    await wallet.getBalance({ currency: "KES" });
+    const mine = { ownerKind: OwnerKind.WORKER, ownerId: other.userId };
+    await p.api(QrService, other.accessToken).listQrCodes(mine);
+    await p.api(AuthService, other.accessToken).revokeAllSessions({});
+    const started = Date.now();
+    let code: Code | undefined;
+    while (Date.now() - started < 5_000) {
+      code = await wallet.getBalance({ currency: "KES" }).then(() => undefined, (e) => ConnectError.from(e).code);
+      if (code !== undefined) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(code, Code.Unauthenticated, "wallet still served the revoked session");
+    assert.equal((await codeOf(p.api(QrService, other.accessToken).listQrCodes(mine))).code, Code.Unauthenticated);
+    assert.equal((await codeOf(p.api(PaymentService, other.accessToken).listTips({}))).code, Code.Unauthenticated);
   });
 
   test("item 2: a 10 MB body is refused unread with RESOURCE_EXHAUSTED, at the gateway and at a service's port; a webhook gets 413", async () => {

@@ -1,4 +1,4 @@
-// The whole platform as a cluster runs it, for tests: each of the six services
+// The whole platform as a cluster runs it, for tests: each of the seven services
 // and the gateway in its own OS process (platform/src/main.ts <role>)
 // on PostgreSQL, Redis and NATS servers the caller gives, with the Daraja
 // simulator in the test process standing in for Safaricom. Any role can be
@@ -14,7 +14,7 @@ import { startDarajaSimulator, type DarajaSimulator, type SimulatorOptions } fro
 import { modules } from "../src/modules.js";
 
 
-export const SERVICE_ROLES = ["auth", "payment", "qr", "wallet", "notification", "analytics"] as const;
+export const SERVICE_ROLES = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"] as const;
 export type ServiceRole = (typeof SERVICE_ROLES)[number];
 export type ClusterRole = ServiceRole | "gateway";
 
@@ -34,7 +34,7 @@ export interface ClusterOptions {
   env?: Partial<Record<ClusterRole, Record<string, string>>>;
   /** Options of the Daraja simulator (callback delays...). */
   simulator?: SimulatorOptions;
-  /** Per-process start timeout (default 60 s: seven tsx processes starting on two cores). */
+  /** Per-process start timeout (default 60 s: eight tsx processes starting on two cores). */
   startTimeoutMs?: number;
 }
 
@@ -58,7 +58,7 @@ export class Cluster {
     private readonly startTimeoutMs: number,
   ) {}
 
-  /** Starts the simulator, the six services (in parallel) and then the gateway; all SERVING when it returns. */
+  /** Starts the simulator, the seven services (in parallel) and then the gateway; all SERVING when it returns. */
   static async start(servers: ClusterServers, options: ClusterOptions = {}): Promise<Cluster> {
     const sim = await startDarajaSimulator({ callbackDelayMs: 100, lateDelayMs: 2500, ...options.simulator });
     const procs = new Map<ClusterRole, PlatformProcess>();

@@ -28,8 +28,8 @@ describe("embedded platform (make run)", () => {
     await platform.close();
   });
 
-  test("every public service of all six answers SERVING through the gateway, by Connect and by gRPC", async () => {
-    assert.deepEqual(platform.services.map((s) => s.name).sort(), ["analytics", "auth", "notification", "payment", "qr", "wallet"]);
+  test("every public service of all seven answers SERVING through the gateway, by Connect and by gRPC", async () => {
+    assert.deepEqual(platform.services.map((s) => s.name).sort(), ["analytics", "auth", "notification", "payment", "qr", "venue", "wallet"]);
     const names = modules.flatMap((m) => publicServices(m).map((s) => s.typeName));
     assert.ok(names.length >= 6);
     for (const transport of [
@@ -43,7 +43,7 @@ describe("embedded platform (make run)", () => {
 
   test("the simulators a person reads are listed and answer", async () => {
     const urls = Object.values(platform.simulators);
-    assert.equal(urls.length, 4, "M-Pesa, its paybill URLs, SMS and Stripe");
+    assert.equal(urls.length, 5, "M-Pesa, its paybill URLs, SMS, Stripe and PayPal");
     for (const url of urls) assert.equal((await fetch(url)).status, 200, url);
     // The paybill's C2B URLs were registered at start, and the USSD menu answers a dial.
     const registered = await eventuallyRegistered(platform.simulators["M-Pesa paybill URLs (C2B)"]);

@@ -80,6 +80,9 @@ default
 {{- if $v.mpesa.c2b.enabled }}{{ $keys = append $keys "C2B_URL_TOKEN" }}{{ end -}}
 {{- if $v.mpesa.ussd.enabled }}{{ $keys = append $keys "USSD_CALLBACK_TOKEN" }}{{ end -}}
 {{- end -}}
+{{- if and (eq .name "payment") $v.cards.stripe.enabled -}}
+{{- $keys = concat $keys (list "STRIPE_SECRET_KEY" "STRIPE_WEBHOOK_SECRET") -}}
+{{- end -}}
 {{- if and (eq .name "notification") (eq $v.notification.providers "real") -}}
 {{- if $v.notification.africastalking.enabled }}{{ $keys = concat $keys (list "NOTIFICATION_AT_API_KEY" "NOTIFICATION_AT_CALLBACK_TOKEN") }}{{ end -}}
 {{- if $v.notification.twilio.enabled }}{{ $keys = append $keys "NOTIFICATION_TWILIO_AUTH_TOKEN" }}{{ end -}}
@@ -101,7 +104,7 @@ default
 {{- $total -}}
 {{- end -}}
 
-{{/* The six services (everything but the gateway), in a stable order. */}}
+{{/* The services (everything but the gateway), in a stable order. */}}
 {{- define "ttip.services" -}}
 {{- $names := list -}}
 {{- range $name, $_ := .Values.components -}}

@@ -156,7 +156,8 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
         if (sessionId) await tx.query("UPDATE auth.sessions SET pin_verified = true WHERE session_id = $1 AND user_id = $2", [sessionId, caller.subject]);
         await audit(tx, AuditAction.PIN_SET, { userId: caller.subject, actorUserId: caller.subject, ip });
       });
-      if (sessionId) await forgetSessions(core, [{ session_id: sessionId, user_id: caller.subject }]);
+      // The session changed (PIN proven), it was not revoked.
+      if (sessionId) await forgetSessions(core, [{ session_id: sessionId, user_id: caller.subject }], false);
       return {};
     },
 

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-import { requireCaller, withTransaction, type Principal, type Queryable } from "@ttip/runtime";
+import { markSessionRevoked, requireCaller, withTransaction, type Principal, type Queryable } from "@ttip/runtime";
 import { TokenPairSchema, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
@@ -114,8 +114,11 @@ export async function revokeSessions(tx: Queryable, where: string, params: unkno
   return rows;
 }
 
-export async function forgetSessions(core: AuthCore, revoked: RevokedSession[]): Promise<void> {
-  for (const r of revoked) {
+/** Drops the sessions' cached state; `revoked` (the default) also tells the gateway to refuse their tokens. */
+export async function forgetSessions(core: AuthCore, sessions: RevokedSession[], revoked = true): Promise<void> {
+  for (const r of sessions) {
+    // Access tokens stay signed until they expire: the gateway refuses a revoked session's from now on.
+    if (revoked) await markSessionRevoked(core.ctx.cache, r.session_id);
     await core.ctx.cache.del(`auth:session:${r.session_id}`);
     await invalidateSessionList(core, r.user_id);
   }

@@ -31,6 +31,8 @@ export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
   [TemplateKey.PAYOUT_FAILED]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
   [TemplateKey.FRAUD_HOLD]: [Channel.SMS, Channel.IN_APP],
   [TemplateKey.WEEKLY_SUMMARY]: [Channel.EMAIL, Channel.IN_APP],
+  [TemplateKey.STAFF_INVITE]: [Channel.SMS],
+  [TemplateKey.POOL_SHARE]: [Channel.SMS, Channel.PUSH, Channel.IN_APP],
 };
 
 export type Recipient = { userId: string } | { phone: string } | { email: string };

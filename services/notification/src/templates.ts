@@ -13,6 +13,8 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.PAYOUT_FAILED]: ["amount", "reason"],
   [TemplateKey.FRAUD_HOLD]: ["reference", "reason"],
   [TemplateKey.WEEKLY_SUMMARY]: ["week", "count", "total"],
+  [TemplateKey.STAFF_INVITE]: ["venue", "link"],
+  [TemplateKey.POOL_SHARE]: ["amount", "venue", "period", "rule"],
 };
 
 /** Values used when a caller leaves a variable out (auth's OTP sender gives the code only). */
@@ -60,6 +62,14 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.WEEKLY_SUMMARY]: {
     en: { title: "Your week on TTIP", text: "Your TTIP week ({{week}}): {{count}} tips, {{total}} in total. Keep it up!" },
     sw: { title: "Wiki yako kwenye TTIP", text: "Wiki yako ya TTIP ({{week}}): bakshishi {{count}}, jumla {{total}}. Endelea hivyo!" },
+  },
+  [TemplateKey.STAFF_INVITE]: {
+    en: { title: "Join your team on TTIP", text: "{{venue}} added you to its team on TTIP, to share its tips. Accept: {{link}}" },
+    sw: { title: "Jiunge na timu yako kwenye TTIP", text: "{{venue}} imekuongeza kwenye timu yake ya TTIP, mgawane bakshishi. Kubali: {{link}}" },
+  },
+  [TemplateKey.POOL_SHARE]: {
+    en: { title: "Your share of the team's tips", text: "Your share of {{venue}}'s tips for {{period}} is {{amount}} ({{rule}})." },
+    sw: { title: "Sehemu yako ya bakshishi za timu", text: "Sehemu yako ya bakshishi za {{venue}} kwa {{period}} ni {{amount}} ({{rule}})." },
   },
 };
 

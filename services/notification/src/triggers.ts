@@ -10,6 +10,7 @@ import {
   PayoutSucceededSchema,
   TipSucceededSchema,
   UserRegisteredSchema,
+  VenueShareAllocatedSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
@@ -19,6 +20,9 @@ import { enqueue, type Dispatcher } from "./delivery.js";
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
 /** A short reference people can read out on the phone. */
 const shortRef = (id: string) => id.replace(/-/g, "").slice(0, 10).toUpperCase();
+
+/** ttip.venue.v1.SplitMethod in words, for the share message. */
+const SPLIT_WORDS: Record<number, string> = { 1: "equal among those on shift", 2: "by hours worked", 3: "by role points", 4: "fixed percentages" };
 
 type Trigger<D extends DescMessage> = {
   durable: string;
@@ -92,6 +96,28 @@ const TRIGGERS = [
         to: { userId: e.workerId },
         templateKey: TemplateKey.FRAUD_HOLD,
         variables: { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: e.reasonCode.toLowerCase().replace(/_/g, " ") },
+        correlationId: e.meta?.correlationId,
+      });
+    },
+  }),
+  trigger({
+    durable: "notification-venue-share",
+    subject: "ttip.venue.share_allocated",
+    schema: VenueShareAllocatedSchema,
+    apply: async (e, id, tx) => {
+      const day = (t: typeof e.periodStart) => (t ? new Date(Number(t.seconds) * 1000 + 3 * 3600_000).toISOString().slice(0, 10) : "");
+      const start = day(e.periodStart);
+      const end = day(e.periodEnd ? { ...e.periodEnd, seconds: e.periodEnd.seconds - 1n } : undefined);
+      await enqueue(tx, {
+        sourceKey: `event:${id}`,
+        to: { userId: e.workerId },
+        templateKey: TemplateKey.POOL_SHARE,
+        variables: {
+          amount: money(e.amount),
+          venue: e.venueName || "your venue",
+          period: start === end ? start : `${start} to ${end}`,
+          rule: `${SPLIT_WORDS[e.method] ?? "venue rule"}, rule v${e.ruleVersion}`,
+        },
         correlationId: e.meta?.correlationId,
       });
     },

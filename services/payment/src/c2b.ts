@@ -96,6 +96,7 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   const suspense = (reason: string, validation: C2bAnswer, suggestions: string[] = []): Target => ({ kind: "suspense", reason, suggestions, validation });
   if (!c2b.shortCodes.includes(p.businessShortCode)) return suspense(`paid to short code ${p.businessShortCode}, which is not ours`, C2B_RESULT.invalidShortCode);
   const ref = normaliseReference(p.billRefNumber);
+  if (p.amountMinor === undefined) return suspense("TransAmount is not a plain amount", C2B_RESULT.invalidAmount);
   // A tip's own reference first: its amount is checked against the tip (a mismatch is held, not lost).
   if (/^T\d+$/.test(ref)) {
     const { rows } = await deps.ctx.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE account_reference = $1", [ref]);
@@ -181,6 +182,7 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
     const amount = p.amountMinor === undefined ? undefined : Number(p.amountMinor) / 100;
     const result = await applyStkOutcome(deps, target.tipId, { source: "c2b", resultCode: 0, resultDesc: "C2B confirmation", receipt: p.transId, amount });
     const tip = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [target.tipId])).rows[0];
+    if (result === "unknown") return parkInSuspense(deps, p, insertRow, row, `tip reference ${normaliseReference(p.billRefNumber)} could not be applied`, []);
     if (result === "duplicate" && tip.mpesa_receipt && tip.mpesa_receipt !== p.transId) {
       // A second payment for a tip already paid (the push and the paybill both paid): the money waits in suspense.
       return parkInSuspense(deps, p, insertRow, row, `a second payment for tip reference ${normaliseReference(p.billRefNumber)}, already paid by ${tip.mpesa_receipt}`, []);

@@ -20,6 +20,7 @@ export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator, 
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
 export { playDialogue, UssdSession, UssdSessionEnded, type UssdScreen, type UssdSessionOptions } from "./ussd-simulator.js";
 export { startStripeSimulator, type StripeSimulator } from "./cards/stripe-simulator.js";
+export { startPayPalSimulator, type PayPalSimulator } from "./cards/paypal-simulator.js";
 export type { CardsConfig } from "./cards/config.js";
 
 export interface PaymentModuleOptions {

@@ -17,6 +17,12 @@ export function paymentMetrics(m: Metrics) {
     /** Each pending tip a reconciliation pass looked at: settled by STK query, expired, still pending, or the query failed. */
     reconciliation: m.counter("ttip_payment_stk_reconciliation_total", "Tips looked at by STK reconciliation, by outcome.", ["outcome"]),
     payouts: m.counter("ttip_payment_payouts_total", "B2C payouts by status reached: requested, succeeded, failed.", ["status"]),
+    /** Paybill/till calls: validation by result code, confirmation by outcome (credited, stk_tip, duplicate, suspense, repeat, held). */
+    c2b: m.counter("ttip_payment_c2b_total", "C2B validations and confirmations, by kind and result.", ["kind", "result"]),
+    /** How long validation took to answer (Safaricom waits about 8 s). */
+    c2bValidationSeconds: m.histogram("ttip_payment_c2b_validation_seconds", "Time to answer a C2B validation.", [], [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 8]),
+    /** USSD requests by the kind of answer: CON (menu goes on) or END. */
+    ussd: m.counter("ttip_payment_ussd_requests_total", "USSD requests answered, by answer kind (con, end).", ["answer"]),
   };
 }
 

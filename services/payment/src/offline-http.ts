@@ -11,6 +11,7 @@ import type { HttpFilter } from "@ttip/runtime";
 import { applyC2bConfirmation, C2B_RESULT, parseC2bPayment, validateC2b } from "./c2b.js";
 import { INGRESS, readBody, remoteAddress, reply, type Req, type Res } from "./callbacks.js";
 import { addressAllowed } from "./config.js";
+import { paymentMetrics } from "./metrics.js";
 import type { Deps } from "./tips.js";
 import { answerUssd } from "./ussd.js";
 
@@ -86,14 +87,19 @@ async function handleC2b(deps: Deps, req: Req, res: Res, token: string, kind: "v
     await outcome(truncated ? "too_large" : "malformed");
     return kind === "validation" ? reply(res, 200, C2B_RESULT.other) : reply(res, 400, { ResultCode: 1, ResultDesc: "Not a C2B confirmation" });
   }
+  const metrics = paymentMetrics(deps.ctx.metrics);
   if (kind === "validation") {
+    const started = performance.now();
     const { answer, why } = await validateC2b(deps, c2b, payment);
     reply(res, 200, answer);
+    metrics.c2bValidationSeconds.observe({}, (performance.now() - started) / 1000);
+    metrics.c2b.inc({ kind, result: answer.ResultCode });
     await outcome(`validation ${answer.ResultCode}: ${why}`.slice(0, 300), payment.transId, true);
     return;
   }
   try {
     const applied = await applyC2bConfirmation(deps, c2b, callbackId, payment);
+    metrics.c2b.inc({ kind, result: applied.outcome });
     await outcome(applied.outcome, payment.transId, true);
   } catch (err) {
     // Kept raw as "received": reconciliation applies it once the lookup works again.
@@ -125,4 +131,5 @@ async function handleUssd(deps: Deps, req: Req, res: Res, token: string): Promis
   if (!sessionId || !phoneNumber) return text(res, 400, "END Invalid request.");
   const answer = await answerUssd(deps, ussd, { sessionId, serviceCode, phoneNumber, text: typed });
   text(res, 200, answer);
+  paymentMetrics(deps.ctx.metrics).ussd.inc({ answer: answer.startsWith("CON ") ? "con" : "end" });
 }

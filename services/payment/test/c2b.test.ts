@@ -301,6 +301,10 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.equal((await h.post(`/c2b/not-the-real-token-000/confirmation`, JSON.parse(body))).status, 404);
     const stored = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source LIKE 'mpesa_c2b%' AND outcome IN ('rejected_address', 'unknown_path')");
     assert.ok(stored.rowCount! >= 2);
+    const metrics = await (await fetch(`${h.config.callbackBaseUrl}/metrics`)).text();
+    assert.match(metrics, /ttip_payment_c2b_total\{kind="validation",result="C2B00012"\} [1-9]/);
+    assert.match(metrics, /ttip_payment_c2b_total\{kind="confirmation",result="suspense"\} [1-9]/);
+    assert.match(metrics, /ttip_payment_c2b_validation_seconds_count [1-9]/);
   });
 
   test("amounts are read exactly from strings; malformed bodies are refused", () => {

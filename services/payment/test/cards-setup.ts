@@ -5,11 +5,13 @@ import { callerHeaders } from "@ttip/runtime";
 import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { startStripeSimulator, type StripeSimulator } from "../src/index.js";
+import { startPayPalSimulator, type PayPalSimulator } from "../src/cards/paypal-simulator.js";
 import type { CardRules } from "../src/cards/config.js";
 import { startHarness, type Harness } from "./setup.js";
 
 export interface CardHarness extends Harness {
   stripe: StripeSimulator;
+  paypal: PayPalSimulator;
   /** Confirms a PaymentIntent as Stripe.js does in the browser: publishable key and client secret. */
   confirm(clientSecret: string, paymentMethod: string): Promise<{ status: number; body: Record<string, unknown> }>;
   /** The worker's KES ledger balance (may be negative after a lost chargeback). */
@@ -20,12 +22,14 @@ export interface CardHarness extends Harness {
 
 export async function startCardHarness(rules: Partial<CardRules> = {}): Promise<CardHarness> {
   const stripe = await startStripeSimulator({ webhookDelayMs: 10, disputeDelayMs: 50 });
+  const paypal = await startPayPalSimulator({ webhookDelayMs: 10 });
   const h = await startHarness({
     cards: {
       stripe: {
         secretKey: stripe.secretKey, publishableKey: stripe.publishableKey, webhookSecret: stripe.webhookSecret,
         apiBase: stripe.url, webhookToleranceS: 300, timeoutMs: 5000,
       },
+      paypal: { clientId: paypal.clientId, clientSecret: paypal.clientSecret, webhookId: paypal.webhookId, apiBase: paypal.url, timeoutMs: 5000 },
       returnUrl: "http://127.0.0.1/tip/done",
       expireAfterMs: 60_000,
       checkAfterMs: 0,
@@ -33,11 +37,13 @@ export async function startCardHarness(rules: Partial<CardRules> = {}): Promise<
     },
   });
   stripe.setWebhookUrl(`${h.t.service.server.url}/stripe/webhook`);
+  paypal.setWebhookUrl(`${h.t.service.server.url}/paypal/webhook`);
   const walletUser = createClient(WalletService, h.t.ctx.peers("wallet"));
   const walletInternal = createClient(WalletInternalService, h.t.ctx.peers("wallet"));
   return {
     ...h,
     stripe,
+    paypal,
     confirm: async (clientSecret, paymentMethod) => {
       const pi = clientSecret.split("_secret_")[0];
       const res = await fetch(`${stripe.url}/v1/payment_intents/${pi}/confirm`, {
@@ -59,6 +65,7 @@ export async function startCardHarness(rules: Partial<CardRules> = {}): Promise<
     },
     close: async () => {
       await stripe.close();
+      await paypal.close();
       await h.close();
     },
   };

@@ -20,6 +20,7 @@ import { placeHold, releaseHold, settleHold, withdrawalLimits } from "./holds.js
 import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, type AccountRow } from "./ledger.js";
 import { convertMinor, money } from "./money.js";
 import { distributePool, getPoolRules, setPoolRules } from "./pools.js";
+import { getPoolTakings, postPoolDistribution, reversePoolDistribution } from "./pool-periods.js";
 import { decodeHistoryToken, listTransactions, statement, statementCsv, toBalance, trialBalance } from "./queries.js";
 
 
@@ -242,6 +243,30 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     async distributePool(req) {
       const { entry, remainder } = await tx((db) => distributePool(db, req.venueId, req.currency, req.idempotencyKey));
       return { entry, remainder: money(remainder, req.currency) };
+    },
+    async getPoolTakings(req) {
+      const t = await getPoolTakings(pool, req.venueId, req.currency, timestampDate(req.start!), timestampDate(req.end!));
+      return { collected: money(t.collectedMinor, req.currency), credits: t.credits, overlappingDistributionId: t.overlappingDistributionId };
+    },
+    async postPoolDistribution(req) {
+      return tx((db) =>
+        postPoolDistribution(db, {
+          venueId: req.venueId,
+          currency: req.currency,
+          start: timestampDate(req.start!),
+          end: timestampDate(req.end!),
+          distributionId: req.distributionId,
+          shares: req.shares.map((s, i) => {
+            if (s.amount!.currency !== req.currency) throw new ConnectError(`shares[${i}].amount.currency: must be ${req.currency}`, Code.InvalidArgument);
+            return { workerId: s.workerId, amountMinor: s.amount!.amountMinor, memo: s.memo };
+          }),
+          idempotencyKey: req.idempotencyKey,
+          description: req.description,
+        }),
+      );
+    },
+    async reversePoolDistribution(req) {
+      return { reversal: await tx((db) => reversePoolDistribution(db, req.entryId, req.idempotencyKey, req.reason)) };
     },
     async quotePayoutFee(req) {
       const { amountMinor, currency } = req.amount!;

@@ -24,6 +24,7 @@ const SYSTEM_KINDS = new Set([
   AccountKind.PLATFORM_FEES,
   AccountKind.MPESA_CLEARING,
   AccountKind.STRIPE_CLEARING,
+  AccountKind.PAYPAL_CLEARING,
   AccountKind.PAYOUT_CLEARING,
   AccountKind.SUSPENSE,
   AccountKind.FX_POSITION,

@@ -12,6 +12,15 @@ import type { Portion } from "./ledger.js";
 import { CardProviderError, type CardEvent } from "./provider.js";
 import { loadCardTip, providerFor, splitOf } from "./tips.js";
 
+/** The tip an event is about, by the provider's payment id or, for PayPal's refunds and disputes, its capture id. */
+async function tipOfEvent(deps: Deps, ev: { paymentId: string; chargeId?: string }): Promise<CardTipRow | undefined> {
+  const { rows } = await deps.ctx.pool.query<CardTipRow>(
+    "SELECT * FROM payment.tips WHERE provider_payment_id = $1 OR provider_charge_id = $2 LIMIT 1",
+    [ev.paymentId || null, ev.chargeId || null],
+  );
+  return rows[0];
+}
+
 interface RefundRow {
   refund_id: string;
   tip_id: string;
@@ -116,7 +125,7 @@ export async function refundCardTip(
 
 /** The provider says the charge was refunded: ours are already taken back; one made elsewhere (its dashboard) is flagged. */
 export async function applyRefunded(deps: Deps, ev: Extract<CardEvent, { kind: "refunded" }>): Promise<string> {
-  const tip = (await deps.ctx.pool.query<CardTipRow>("SELECT * FROM payment.tips WHERE provider_payment_id = $1", [ev.paymentId])).rows[0];
+  const tip = await tipOfEvent(deps, ev);
   if (!tip) return "unknown";
   if (ev.refundedMinor > tip.refunded_minor) {
     await withTransaction(deps.ctx.pool, (tx) =>
@@ -169,7 +178,7 @@ async function ensureDispute(deps: Deps, tip: CardTipRow, ev: { disputeId: strin
 }
 
 export async function applyDisputeOpened(deps: Deps, ev: Extract<CardEvent, { kind: "dispute_opened" }>): Promise<string> {
-  const tip = (await deps.ctx.pool.query<CardTipRow>("SELECT * FROM payment.tips WHERE provider_payment_id = $1", [ev.paymentId])).rows[0];
+  const tip = await tipOfEvent(deps, ev);
   if (!tip) return "unknown";
   await ensureDispute(deps, tip, ev);
   deps.changes.emit(tip.tip_id);
@@ -183,7 +192,7 @@ export async function applyDisputeOpened(deps: Deps, ev: Extract<CardEvent, { ki
  */
 export async function applyDisputeClosed(deps: Deps, ev: Extract<CardEvent, { kind: "dispute_closed" }>): Promise<string> {
   const { pool } = deps.ctx;
-  const tip = (await pool.query<CardTipRow>("SELECT * FROM payment.tips WHERE provider_payment_id = $1", [ev.paymentId])).rows[0];
+  const tip = await tipOfEvent(deps, ev);
   if (!tip) return "unknown";
   const row = await ensureDispute(deps, tip, ev);
   if (row.status !== "open") return "duplicate";

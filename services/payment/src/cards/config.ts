@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { env, loadConfig } from "@ttip/runtime";
+import type { PayPalConfig } from "./paypal.js";
 import type { StripeConfig } from "./stripe.js";
 
 export interface CardRules {
@@ -15,6 +16,7 @@ export interface CardRules {
 
 export interface CardsConfig {
   stripe?: StripeConfig;
+  paypal?: PayPalConfig;
   /** The tip page customers come back to after 3-D Secure. */
   returnUrl: string;
   /** A card tip still waiting for its customer after this is cancelled and expires. */
@@ -31,6 +33,10 @@ const shape = {
   STRIPE_API_BASE: env.url(["http", "https"]).optional(),
   STRIPE_WEBHOOK_TOLERANCE_S: z.coerce.number().int().positive().max(3600).default(300),
   STRIPE_TIMEOUT_MS: env.duration(20_000),
+  PAYPAL_CLIENT_ID: z.string().optional(),
+  PAYPAL_CLIENT_SECRET: z.string().default(""),
+  PAYPAL_WEBHOOK_ID: z.string().default(""),
+  PAYPAL_API_BASE: env.url(["http", "https"]).default("https://api-m.paypal.com"),
   CARD_RETURN_URL: z.string().default(""),
   CARD_EXPIRE_AFTER_MS: env.duration(60 * 60_000),
   CARD_CHECK_AFTER_MS: env.duration(5 * 60_000),
@@ -42,17 +48,25 @@ const shape = {
 
 export function loadCardsConfig(vars: Record<string, string | undefined>): CardsConfig | undefined {
   const c = loadConfig(shape, vars);
-  if (!c.STRIPE_SECRET_KEY) return undefined;
-  if (!c.STRIPE_WEBHOOK_SECRET) throw new Error("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY: webhooks are verified with it");
+  if (!c.STRIPE_SECRET_KEY && !c.PAYPAL_CLIENT_ID) return undefined;
+  if (c.STRIPE_SECRET_KEY && !c.STRIPE_WEBHOOK_SECRET) throw new Error("STRIPE_WEBHOOK_SECRET is required with STRIPE_SECRET_KEY: webhooks are verified with it");
+  if (c.PAYPAL_CLIENT_ID && (!c.PAYPAL_CLIENT_SECRET || !c.PAYPAL_WEBHOOK_ID)) {
+    throw new Error("PAYPAL_CLIENT_SECRET and PAYPAL_WEBHOOK_ID are required with PAYPAL_CLIENT_ID: webhooks are verified with the webhook id");
+  }
   return {
-    stripe: {
-      secretKey: c.STRIPE_SECRET_KEY,
-      publishableKey: c.STRIPE_PUBLISHABLE_KEY,
-      webhookSecret: c.STRIPE_WEBHOOK_SECRET,
-      apiBase: c.STRIPE_API_BASE,
-      webhookToleranceS: c.STRIPE_WEBHOOK_TOLERANCE_S,
-      timeoutMs: c.STRIPE_TIMEOUT_MS,
-    },
+    stripe: c.STRIPE_SECRET_KEY
+      ? {
+          secretKey: c.STRIPE_SECRET_KEY,
+          publishableKey: c.STRIPE_PUBLISHABLE_KEY,
+          webhookSecret: c.STRIPE_WEBHOOK_SECRET,
+          apiBase: c.STRIPE_API_BASE,
+          webhookToleranceS: c.STRIPE_WEBHOOK_TOLERANCE_S,
+          timeoutMs: c.STRIPE_TIMEOUT_MS,
+        }
+      : undefined,
+    paypal: c.PAYPAL_CLIENT_ID
+      ? { clientId: c.PAYPAL_CLIENT_ID, clientSecret: c.PAYPAL_CLIENT_SECRET, webhookId: c.PAYPAL_WEBHOOK_ID, apiBase: c.PAYPAL_API_BASE, timeoutMs: c.STRIPE_TIMEOUT_MS }
+      : undefined,
     returnUrl: c.CARD_RETURN_URL,
     expireAfterMs: c.CARD_EXPIRE_AFTER_MS,
     checkAfterMs: c.CARD_CHECK_AFTER_MS,

@@ -3,6 +3,7 @@ import type { Ledger } from "../ledger.js";
 import type { CardsConfig } from "./config.js";
 import { CardLedger } from "./ledger.js";
 import type { CardProvider, CardProviderName } from "./provider.js";
+import { PayPalCardProvider } from "./paypal.js";
 import { StripeCardProvider } from "./stripe.js";
 
 /** The configured card providers (one client per set of credentials) and the card side of the ledger. */
@@ -13,6 +14,7 @@ export interface CardHub {
 
 export function createCardHub(ctx: ServiceContext, ledger: Ledger, config: () => CardsConfig | undefined): CardHub {
   let stripe: { key: string; provider: StripeCardProvider } | undefined;
+  let paypal: { key: string; provider: PayPalCardProvider } | undefined;
   return {
     ledger: new CardLedger(ctx, ledger),
     provider(name) {
@@ -21,6 +23,11 @@ export function createCardHub(ctx: ServiceContext, ledger: Ledger, config: () =>
         const key = JSON.stringify(c.stripe);
         if (stripe?.key !== key) stripe = { key, provider: new StripeCardProvider(c.stripe) };
         return stripe.provider;
+      }
+      if (name === "paypal" && c?.paypal) {
+        const key = JSON.stringify(c.paypal);
+        if (paypal?.key !== key) paypal = { key, provider: new PayPalCardProvider(c.paypal) };
+        return paypal.provider;
       }
       return undefined;
     },

@@ -34,6 +34,9 @@ export interface Portion {
   walletMinor: bigint;
 }
 
+/** Each provider owes us through its own clearing account. */
+const clearingKind = (p: "stripe" | "paypal") => (p === "stripe" ? AccountKind.STRIPE_CLEARING : AccountKind.PAYPAL_CLEARING);
+
 type Leg = { kind: AccountKind; owner?: string; currency: string; amount: bigint; memo: string };
 
 export class CardLedger {
@@ -53,7 +56,7 @@ export class CardLedger {
     const destLeg: Leg = dest === "worker"
       ? { kind: AccountKind.WORKER_WALLET, owner: s.workerId, currency: s.walletCurrency, amount: p.walletMinor, memo: "card tip" }
       : { kind: AccountKind.SUSPENSE, currency: s.walletCurrency, amount: p.walletMinor, memo: "card tip held for review" };
-    const clearing: Leg = { kind: AccountKind.STRIPE_CLEARING, currency: s.currency, amount: -p.chargedMinor, memo: `${s.provider} ${s.paymentId}` };
+    const clearing: Leg = { kind: clearingKind(s.provider), currency: s.currency, amount: -p.chargedMinor, memo: `${s.provider} ${s.paymentId}` };
     if (s.currency === s.walletCurrency) {
       return [clearing, destLeg, { kind: AccountKind.PLATFORM_FEES, currency: s.currency, amount: p.chargedMinor - p.walletMinor, memo: "platform and card fees" }];
     }
@@ -145,7 +148,7 @@ export class CardLedger {
    */
   async providerFee(key: string, provider: "stripe" | "paypal", currency: string, feeMinor: bigint, reference: string): Promise<string> {
     const [clearing, fees] = await Promise.all([
-      this.ledger.account(AccountKind.STRIPE_CLEARING, "", currency),
+      this.ledger.account(clearingKind(provider), "", currency),
       this.ledger.account(AccountKind.PLATFORM_FEES, "", currency),
     ]);
     const { entry } = await this.internal.postEntry({

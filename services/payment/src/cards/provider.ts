@@ -46,8 +46,8 @@ export type CardEvent =
   | { kind: "payment"; eventId: string; type: string; payment: CardPayment }
   | { kind: "payment_failed"; eventId: string; type: string; payment: CardPayment }
   | { kind: "refunded"; eventId: string; type: string; paymentId: string; chargeId: string; refundedMinor: bigint; currency: string }
-  | { kind: "dispute_opened"; eventId: string; type: string; paymentId: string; disputeId: string; amountMinor: bigint; currency: string; reason: string }
-  | { kind: "dispute_closed"; eventId: string; type: string; paymentId: string; disputeId: string; amountMinor: bigint; currency: string; outcome: "won" | "lost" | "other" }
+  | { kind: "dispute_opened"; eventId: string; type: string; paymentId: string; chargeId?: string; disputeId: string; amountMinor: bigint; currency: string; reason: string }
+  | { kind: "dispute_closed"; eventId: string; type: string; paymentId: string; chargeId?: string; disputeId: string; amountMinor: bigint; currency: string; outcome: "won" | "lost" | "other" }
   | { kind: "ignored"; eventId: string; type: string };
 
 export interface BalanceTransaction {

@@ -275,6 +275,13 @@ async function authorise(deps: Deps, provider: CardProvider, tip: CardTipRow, pa
     return "captured";
   } catch (err) {
     if (!(err instanceof CardProviderError)) throw err;
+    if (decision === "capture" && err.kind === "rejected" && err.code === "INSTRUMENT_DECLINED") {
+      // PayPal: the funding source was declined at capture; the customer may approve again with another one.
+      await deps.ctx.pool.query("UPDATE payment.tips SET result_code = $2, result_message = $3 WHERE tip_id = $1 AND status = 'pending'",
+        [tip.tip_id, err.code, cardResultMessage("card_declined")]);
+      deps.changes.emit(tip.tip_id);
+      return "declined";
+    }
     // A capture or cancel already done answers "unexpected state"; anything else is retried by reconciliation.
     deps.ctx.logger.warn({ tipId: tip.tip_id, err: err.message, decision }, "card capture/cancel did not go through; reconciliation retries");
     return "pending";

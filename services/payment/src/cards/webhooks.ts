@@ -94,18 +94,19 @@ async function handle(deps: Deps, providerName: CardProviderName, req: Req, res:
 
 /** Applies one verified event; each branch is idempotent by itself too (state checks, ledger keys). */
 export async function applyCardEvent(deps: Deps, provider: CardProvider, event: CardEvent): Promise<{ result: string; tipId?: string }> {
-  const tipOf = async (paymentId: string) =>
-    (await deps.ctx.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE provider_payment_id = $1", [paymentId])).rows[0]?.tip_id;
+  const tipOf = async (paymentId: string, chargeId?: string) =>
+    (await deps.ctx.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE provider_payment_id = $1 OR provider_charge_id = $2 LIMIT 1",
+      [paymentId || null, chargeId || null])).rows[0]?.tip_id;
   switch (event.kind) {
     case "payment":
     case "payment_failed":
       return { result: await applyCardPayment(deps, provider, event.payment), tipId: await tipOf(event.payment.id) };
     case "refunded":
-      return { result: await applyRefunded(deps, event), tipId: await tipOf(event.paymentId) };
+      return { result: await applyRefunded(deps, event), tipId: await tipOf(event.paymentId, "chargeId" in event ? event.chargeId : undefined) };
     case "dispute_opened":
-      return { result: await applyDisputeOpened(deps, event), tipId: await tipOf(event.paymentId) };
+      return { result: await applyDisputeOpened(deps, event), tipId: await tipOf(event.paymentId, "chargeId" in event ? event.chargeId : undefined) };
     case "dispute_closed":
-      return { result: await applyDisputeClosed(deps, event), tipId: await tipOf(event.paymentId) };
+      return { result: await applyDisputeClosed(deps, event), tipId: await tipOf(event.paymentId, "chargeId" in event ? event.chargeId : undefined) };
     default:
       return { result: "ignored" };
   }

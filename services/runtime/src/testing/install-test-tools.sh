@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`'s set-up: the servers and tools the test harness starts from local binaries
-# (PostgreSQL, Redis, NATS JetStream, Chromium for the browser tests, helm for the chart).
+# (PostgreSQL, Redis, NATS JetStream, Chromium for the browser tests, helm for the chart,
+# etcd and the Kubernetes control plane for the chart's install test).
 # Installs what is missing where it may (Debian/Ubuntu packages as root or through sudo,
 # helm with `go install`); otherwise it names the command to run and stops before the tests.
 set -euo pipefail
@@ -17,6 +18,8 @@ have_initdb || need+=(postgresql)
 have redis-server || need+=(redis-server)
 have nats-server || need+=(nats-server)
 have_chromium || need+=(chromium)
+# The chart's cluster test: etcd under a real kube-apiserver.
+have etcd || [ -x /usr/bin/etcd ] || need+=(etcd-server)
 
 if [ ${#need[@]} -gt 0 ]; then
   install_cmd="apt-get install -y --no-install-recommends ${need[*]}"
@@ -67,4 +70,11 @@ if ! have stripe-mock && ! { have go && [ -x "$(gobin)/stripe-mock" ]; }; then
   fi
   echo "make test: installing stripe-mock $STRIPE_MOCK_VERSION with go install"
   GOBIN="$(gobin)" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
+fi
+
+# The Kubernetes control plane and kwok for charts/test/kube.test.ts: built from source
+# once per machine (minutes, niced) and cached outside the repo; later runs take a second.
+kube_build="$(dirname "$0")/../../../../deploy/kube-harness/build.sh"
+if have go && [ -f "$kube_build" ]; then
+  echo "make test: Kubernetes control plane for the chart test in $(bash "$kube_build")"
 fi

@@ -4,6 +4,14 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { freePort } from "./servers.js";
 
+export interface ProcessOptions {
+  /**
+   * Only `env` (and HOST, PORT), nothing inherited from the test runner: a pod's
+   * environment is exactly what its Deployment says (no NODE_ENV=test, no NODE_TEST_CONTEXT).
+   */
+  cleanEnv?: boolean;
+}
+
 /**
  * One platform process (a service or the gateway) as a cluster runs it: its own OS process.
  * `entry` is the script that takes the role as its argument (the platform's main.ts); the
@@ -19,18 +27,19 @@ export class PlatformProcess {
     readonly role: string,
     readonly port: number,
     private readonly env: Record<string, string>,
+    private readonly options: ProcessOptions = {},
   ) {
     this.url = `http://127.0.0.1:${port}`;
   }
 
   /** Picks a free loopback port now, so peers can be told the address before it starts. */
-  static async create(entry: string, role: string, env: Record<string, string>): Promise<PlatformProcess> {
-    return new PlatformProcess(entry, role, await freePort(), env);
+  static async create(entry: string, role: string, env: Record<string, string>, options?: ProcessOptions): Promise<PlatformProcess> {
+    return new PlatformProcess(entry, role, await freePort(), env, options);
   }
 
   /** On a port chosen beforehand (e.g. a whole cluster's, so every peer URL is known first). */
-  static onPort(entry: string, role: string, port: number, env: Record<string, string>): PlatformProcess {
-    return new PlatformProcess(entry, role, port, env);
+  static onPort(entry: string, role: string, port: number, env: Record<string, string>, options?: ProcessOptions): PlatformProcess {
+    return new PlatformProcess(entry, role, port, env, options);
   }
 
   /** Started and not exited since. */
@@ -42,7 +51,9 @@ export class PlatformProcess {
   async start(timeoutMs = 60_000): Promise<void> {
     this.output = "";
     const child = spawn(process.execPath, ["--import", "tsx", this.entry, this.role], {
-      env: { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" },
+      env: (this.options.cleanEnv
+        ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }
+        : { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" }) as NodeJS.ProcessEnv,
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;

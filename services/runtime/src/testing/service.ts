@@ -16,6 +16,8 @@ export interface TestService {
   ctx: ServiceContext;
   service: RunningService;
   transport: Transport;
+  /** Each started module's own URL, by name (e.g. a payment service's callback base). */
+  urls: ReadonlyMap<string, string>;
   /** A gRPC client; with `as`, calls carry that caller as the gateway would set it. */
   client<S extends DescService>(service: S, as?: { subject: string; roles: Role[] }): Client<S>;
   close(): Promise<void>;
@@ -65,6 +67,7 @@ export async function startTestService(module: ServiceModule, options: TestServi
     ctx,
     service,
     transport,
+    urls,
     client: (desc, as) =>
       createClient(
         desc,

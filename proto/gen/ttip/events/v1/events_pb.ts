@@ -19,7 +19,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/events/v1/events.proto.
  */
 export const file_ttip_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkikAMKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJItQBCgpUaXBDcmVhdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDgoGdGlwX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRIQCgh2ZW51ZV9pZBgEIAEoCRISCgpxcl9jb2RlX2lkGAUgASgJEiUKBmFtb3VudBgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Ei0KBm1ldGhvZBgHIAEoDjIdLnR0aXAuZXZlbnRzLnYxLlBheW1lbnRNZXRob2QijgIKCVRpcEZhaWxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEgoKcXJfY29kZV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYBiABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhMKC3Jlc3VsdF9jb2RlGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIQCgh2ZW51ZV9pZBgJIAEoCRIUCgxwdXNoX3JlZnVzZWQYCiABKAgi6wEKD1BheW91dFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhEKCXBheW91dF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKwoMdHJhbnNmZXJfZmVlGAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFQoNbXBlc2FfcmVjZWlwdBgGIAEoCRIeChZyZWNpcGllbnRfcGhvbmVfbWFza2VkGAcgASgJIqkBCgxQYXlvdXRGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhMKC3Jlc3VsdF9jb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCSKyAQoKRnJhdWRBbGVydBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGFsZXJ0X2lkGAIgASgJEhMKC3JlYXNvbl9jb2RlGAMgASgJEg4KBnRpcF9pZBgEIAEoCRIRCglwYXlvdXRfaWQYBSABKAkSEQoJd29ya2VyX2lkGAYgASgJEg4KBmFjdGlvbhgHIAEoCRIOCgZkZXRhaWwYCCABKAki2AEKDldhbGxldENyZWRpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAki1wEKDVdhbGxldERlYml0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgphY2NvdW50X2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiwKDWJhbGFuY2VfYWZ0ZXIYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIQCghjYXVzZV9pZBgHIAEoCSKmAQoKUGF5b3V0SGVsZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSEAoIb3duZXJfaWQYBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkilQEKDVBheW91dFNldHRsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSKUAQoOUGF5b3V0UmVsZWFzZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIlCgZhbW91bnQYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIOCgZyZWFzb24YBSABKAkiqAEKCVFyU2Nhbm5lZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnFyX2NvZGVfaWQYAiABKAkSEgoKc2hvcnRfY29kZRgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSEAoIdmVudWVfaWQYBSABKAkSEAoIcmVmZXJyZXIYBiABKAkSEwoLZGV2aWNlX2hhc2gYByABKAkiaAoOVXNlclJlZ2lzdGVyZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgd1c2VyX2lkGAIgASgJEgwKBHJvbGUYAyABKAkSDgoGbG9jYWxlGAQgASgJIqgBCg9EZWxpdmVyeVVwZGF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRITCgtkZWxpdmVyeV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg8KB2NoYW5uZWwYBCABKAkSDgoGc3RhdHVzGAUgASgJEhQKDHRlbXBsYXRlX2tleRgGIAEoCRIPCgdhdHRlbXB0GAcgASgFKmIKDVBheW1lbnRNZXRob2QSHgoaUEFZTUVOVF9NRVRIT0RfVU5TUEVDSUZJRUQQABIYChRQQVlNRU5UX01FVEhPRF9NUEVTQRABEhcKE1BBWU1FTlRfTUVUSE9EX0NBUkQQAmIGcHJvdG8z", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkikAMKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJItQBCgpUaXBDcmVhdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDgoGdGlwX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRIQCgh2ZW51ZV9pZBgEIAEoCRISCgpxcl9jb2RlX2lkGAUgASgJEiUKBmFtb3VudBgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Ei0KBm1ldGhvZBgHIAEoDjIdLnR0aXAuZXZlbnRzLnYxLlBheW1lbnRNZXRob2QijgIKCVRpcEZhaWxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEgoKcXJfY29kZV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYBiABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhMKC3Jlc3VsdF9jb2RlGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIQCgh2ZW51ZV9pZBgJIAEoCRIUCgxwdXNoX3JlZnVzZWQYCiABKAgi6wEKD1BheW91dFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhEKCXBheW91dF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKwoMdHJhbnNmZXJfZmVlGAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFQoNbXBlc2FfcmVjZWlwdBgGIAEoCRIeChZyZWNpcGllbnRfcGhvbmVfbWFza2VkGAcgASgJIqkBCgxQYXlvdXRGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhMKC3Jlc3VsdF9jb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCSKyAQoKRnJhdWRBbGVydBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGFsZXJ0X2lkGAIgASgJEhMKC3JlYXNvbl9jb2RlGAMgASgJEg4KBnRpcF9pZBgEIAEoCRIRCglwYXlvdXRfaWQYBSABKAkSEQoJd29ya2VyX2lkGAYgASgJEg4KBmFjdGlvbhgHIAEoCRIOCgZkZXRhaWwYCCABKAki2AEKDldhbGxldENyZWRpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAki1wEKDVdhbGxldERlYml0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgphY2NvdW50X2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiwKDWJhbGFuY2VfYWZ0ZXIYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIQCghjYXVzZV9pZBgHIAEoCSKmAQoKUGF5b3V0SGVsZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSEAoIb3duZXJfaWQYBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkilQEKDVBheW91dFNldHRsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSKUAQoOUGF5b3V0UmVsZWFzZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIlCgZhbW91bnQYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIOCgZyZWFzb24YBSABKAkiqAEKCVFyU2Nhbm5lZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnFyX2NvZGVfaWQYAiABKAkSEgoKc2hvcnRfY29kZRgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSEAoIdmVudWVfaWQYBSABKAkSEAoIcmVmZXJyZXIYBiABKAkSEwoLZGV2aWNlX2hhc2gYByABKAkiaAoOVXNlclJlZ2lzdGVyZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgd1c2VyX2lkGAIgASgJEgwKBHJvbGUYAyABKAkSDgoGbG9jYWxlGAQgASgJIqgBCg9EZWxpdmVyeVVwZGF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRITCgtkZWxpdmVyeV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg8KB2NoYW5uZWwYBCABKAkSDgoGc3RhdHVzGAUgASgJEhQKDHRlbXBsYXRlX2tleRgGIAEoCRIPCgdhdHRlbXB0GAcgASgFIrIBChVWZW51ZVNwbGl0UnVsZUNoYW5nZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEg4KBm1ldGhvZBgEIAEoBRIYChBpbmNsdWRlX21hbmFnZXJzGAUgASgIEhIKCmNoYW5nZWRfYnkYBiABKAkSDwoHc3VtbWFyeRgHIAEoCSLfAgoaVmVudWVEaXN0cmlidXRpb25Db25maXJtZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIXCg9kaXN0cmlidXRpb25faWQYAyABKAkSMAoMcGVyaW9kX3N0YXJ0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxydWxlX3ZlcnNpb24YBiABKAUSDgoGbWV0aG9kGAcgASgFEioKC2Rpc3RyaWJ1dGVkGAggASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFAoMbWVtYmVyc19wYWlkGAkgASgFEhEKCXRpcF9jb3VudBgKIAEoAxIQCghlbnRyeV9pZBgLIAEoCSKSAwoTVmVudWVTaGFyZUFsbG9jYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhIKCnZlbnVlX25hbWUYAyABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAQgASgJEhEKCW1lbWJlcl9pZBgFIAEoCRIRCgl3b3JrZXJfaWQYBiABKAkSJQoGYW1vdW50GAcgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKQoKcG9vbF90b3RhbBgIIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EjAKDHBlcmlvZF9zdGFydBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcnVsZV92ZXJzaW9uGAsgASgFEg4KBm1ldGhvZBgMIAEoBRITCgtleHBsYW5hdGlvbhgNIAEoCSLBAQoZVmVudWVEaXN0cmlidXRpb25SZXZlcnNlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgDIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgEIAEoCRIOCgZyZWFzb24YBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXki8gEKElZlbnVlTWVtYmVyQ2hhbmdlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhEKCW1lbWJlcl9pZBgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSDgoGY2hhbmdlGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSLQoJam9pbmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLiAQoSVmVudWVTaGlmdFJlY29yZGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEAoIc2hpZnRfaWQYAyABKAkSEQoJbWVtYmVyX2lkGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYByABKAUqYgoNUGF5bWVudE1ldGhvZBIeChpQQVlNRU5UX01FVEhPRF9VTlNQRUNJRklFRBAAEhgKFFBBWU1FTlRfTUVUSE9EX01QRVNBEAESFwoTUEFZTUVOVF9NRVRIT0RfQ0FSRBACYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * @generated from message ttip.events.v1.EventMeta
@@ -776,6 +776,360 @@ export type DeliveryUpdated = Message<"ttip.events.v1.DeliveryUpdated"> & {
  */
 export const DeliveryUpdatedSchema: GenMessage<DeliveryUpdated> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 14);
+
+/**
+ * Subject: ttip.venue.split_rule_changed
+ *
+ * @generated from message ttip.events.v1.VenueSplitRuleChanged
+ */
+export type VenueSplitRuleChanged = Message<"ttip.events.v1.VenueSplitRuleChanged"> & {
+  /**
+   * @generated from field: ttip.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string venue_id = 2;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: int32 version = 3;
+   */
+  version: number;
+
+  /**
+   * ttip.venue.v1.SplitMethod as its number.
+   *
+   * @generated from field: int32 method = 4;
+   */
+  method: number;
+
+  /**
+   * @generated from field: bool include_managers = 5;
+   */
+  includeManagers: boolean;
+
+  /**
+   * @generated from field: string changed_by = 6;
+   */
+  changedBy: string;
+
+  /**
+   * @generated from field: string summary = 7;
+   */
+  summary: string;
+};
+
+/**
+ * Describes the message ttip.events.v1.VenueSplitRuleChanged.
+ * Use `create(VenueSplitRuleChangedSchema)` to create a new message.
+ */
+export const VenueSplitRuleChangedSchema: GenMessage<VenueSplitRuleChanged> = /*@__PURE__*/
+  messageDesc(file_ttip_events_v1_events, 15);
+
+/**
+ * Subject: ttip.venue.distribution_confirmed (once per venue, period and revision)
+ *
+ * @generated from message ttip.events.v1.VenueDistributionConfirmed
+ */
+export type VenueDistributionConfirmed = Message<"ttip.events.v1.VenueDistributionConfirmed"> & {
+  /**
+   * @generated from field: ttip.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string venue_id = 2;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string distribution_id = 3;
+   */
+  distributionId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_start = 4;
+   */
+  periodStart?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_end = 5;
+   */
+  periodEnd?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int32 rule_version = 6;
+   */
+  ruleVersion: number;
+
+  /**
+   * @generated from field: int32 method = 7;
+   */
+  method: number;
+
+  /**
+   * @generated from field: ttip.common.v1.Money distributed = 8;
+   */
+  distributed?: Money | undefined;
+
+  /**
+   * @generated from field: int32 members_paid = 9;
+   */
+  membersPaid: number;
+
+  /**
+   * @generated from field: int64 tip_count = 10;
+   */
+  tipCount: bigint;
+
+  /**
+   * @generated from field: string entry_id = 11;
+   */
+  entryId: string;
+};
+
+/**
+ * Describes the message ttip.events.v1.VenueDistributionConfirmed.
+ * Use `create(VenueDistributionConfirmedSchema)` to create a new message.
+ */
+export const VenueDistributionConfirmedSchema: GenMessage<VenueDistributionConfirmed> = /*@__PURE__*/
+  messageDesc(file_ttip_events_v1_events, 16);
+
+/**
+ * Subject: ttip.venue.share_allocated (one per member paid by a distribution)
+ *
+ * @generated from message ttip.events.v1.VenueShareAllocated
+ */
+export type VenueShareAllocated = Message<"ttip.events.v1.VenueShareAllocated"> & {
+  /**
+   * @generated from field: ttip.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string venue_id = 2;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string venue_name = 3;
+   */
+  venueName: string;
+
+  /**
+   * @generated from field: string distribution_id = 4;
+   */
+  distributionId: string;
+
+  /**
+   * @generated from field: string member_id = 5;
+   */
+  memberId: string;
+
+  /**
+   * @generated from field: string worker_id = 6;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: ttip.common.v1.Money amount = 7;
+   */
+  amount?: Money | undefined;
+
+  /**
+   * @generated from field: ttip.common.v1.Money pool_total = 8;
+   */
+  poolTotal?: Money | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_start = 9;
+   */
+  periodStart?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp period_end = 10;
+   */
+  periodEnd?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int32 rule_version = 11;
+   */
+  ruleVersion: number;
+
+  /**
+   * @generated from field: int32 method = 12;
+   */
+  method: number;
+
+  /**
+   * The share's breakdown in words.
+   *
+   * @generated from field: string explanation = 13;
+   */
+  explanation: string;
+};
+
+/**
+ * Describes the message ttip.events.v1.VenueShareAllocated.
+ * Use `create(VenueShareAllocatedSchema)` to create a new message.
+ */
+export const VenueShareAllocatedSchema: GenMessage<VenueShareAllocated> = /*@__PURE__*/
+  messageDesc(file_ttip_events_v1_events, 17);
+
+/**
+ * Subject: ttip.venue.distribution_reversed
+ *
+ * @generated from message ttip.events.v1.VenueDistributionReversed
+ */
+export type VenueDistributionReversed = Message<"ttip.events.v1.VenueDistributionReversed"> & {
+  /**
+   * @generated from field: ttip.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string venue_id = 2;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string distribution_id = 3;
+   */
+  distributionId: string;
+
+  /**
+   * @generated from field: string reversal_entry_id = 4;
+   */
+  reversalEntryId: string;
+
+  /**
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: ttip.common.v1.Money amount = 6;
+   */
+  amount?: Money | undefined;
+};
+
+/**
+ * Describes the message ttip.events.v1.VenueDistributionReversed.
+ * Use `create(VenueDistributionReversedSchema)` to create a new message.
+ */
+export const VenueDistributionReversedSchema: GenMessage<VenueDistributionReversed> = /*@__PURE__*/
+  messageDesc(file_ttip_events_v1_events, 18);
+
+/**
+ * Subject: ttip.venue.member_changed (invited, joined, role changed, left)
+ *
+ * @generated from message ttip.events.v1.VenueMemberChanged
+ */
+export type VenueMemberChanged = Message<"ttip.events.v1.VenueMemberChanged"> & {
+  /**
+   * @generated from field: ttip.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string venue_id = 2;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string member_id = 3;
+   */
+  memberId: string;
+
+  /**
+   * Empty until the invitation is accepted.
+   *
+   * @generated from field: string worker_id = 4;
+   */
+  workerId: string;
+
+  /**
+   * "invited", "joined", "updated" or "left".
+   *
+   * @generated from field: string change = 5;
+   */
+  change: string;
+
+  /**
+   * @generated from field: string role_id = 6;
+   */
+  roleId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp joined_at = 7;
+   */
+  joinedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp left_at = 8;
+   */
+  leftAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ttip.events.v1.VenueMemberChanged.
+ * Use `create(VenueMemberChangedSchema)` to create a new message.
+ */
+export const VenueMemberChangedSchema: GenMessage<VenueMemberChanged> = /*@__PURE__*/
+  messageDesc(file_ttip_events_v1_events, 19);
+
+/**
+ * Subject: ttip.venue.shift_recorded (a finished shift)
+ *
+ * @generated from message ttip.events.v1.VenueShiftRecorded
+ */
+export type VenueShiftRecorded = Message<"ttip.events.v1.VenueShiftRecorded"> & {
+  /**
+   * @generated from field: ttip.events.v1.EventMeta meta = 1;
+   */
+  meta?: EventMeta | undefined;
+
+  /**
+   * @generated from field: string venue_id = 2;
+   */
+  venueId: string;
+
+  /**
+   * @generated from field: string shift_id = 3;
+   */
+  shiftId: string;
+
+  /**
+   * @generated from field: string member_id = 4;
+   */
+  memberId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 5;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp ended_at = 6;
+   */
+  endedAt?: Timestamp | undefined;
+
+  /**
+   * 1 clock, 2 manager, 3 import (ttip.venue.v1.ShiftSource).
+   *
+   * @generated from field: int32 source = 7;
+   */
+  source: number;
+};
+
+/**
+ * Describes the message ttip.events.v1.VenueShiftRecorded.
+ * Use `create(VenueShiftRecordedSchema)` to create a new message.
+ */
+export const VenueShiftRecordedSchema: GenMessage<VenueShiftRecorded> = /*@__PURE__*/
+  messageDesc(file_ttip_events_v1_events, 20);
 
 /**
  * @generated from enum ttip.events.v1.PaymentMethod

@@ -17,7 +17,68 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/qr/v1/qr_service.proto.
  */
 export const file_ttip_qr_v1_qr_service: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEimQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSOAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCLpIBbIBAkABEiMKD2lkZW1wb3RlbmN5X2tleRgGIAEoCUIKukgHcgUQCBiAASI7ChRDcmVhdGVRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiMAoQR2V0UXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASI4ChFHZXRRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUirAEKEkxpc3RRckNvZGVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABARIYChBpbmNsdWRlX2luYWN0aXZlGAQgASgIImcKE0xpc3RRckNvZGVzUmVzcG9uc2USJAoIcXJfY29kZXMYASADKAsyEi50dGlwLnFyLnYxLlFyQ29kZRIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlInYKFFJlc29sdmVRckNvZGVSZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAQg0KBGNvZGUSBbpIAggBIj4KFVJlc29sdmVRckNvZGVSZXNwb25zZRIlCgZ0YXJnZXQYASABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLUAQoTUmVuZGVyUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIzCgZmb3JtYXQYAiABKA4yFy50dGlwLnFyLnYxLkltYWdlRm9ybWF0Qgq6SAeCAQQQASAAEhgKBHNpemUYAyABKAVCCrpIBxoFGIAgKAASPwoQZXJyb3JfY29ycmVjdGlvbhgEIAEoDjIbLnR0aXAucXIudjEuRXJyb3JDb3JyZWN0aW9uQgi6SAWCAQIQARIPCgdjYXB0aW9uGAUgASgIIj0KFFJlbmRlclFyQ29kZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJIlgKE1JvdGF0ZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESIwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgq6SAdyBRAIGIABIjsKFFJvdGF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSJNChNSZXZva2VRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiOwoUUmV2b2tlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIjgKGEdldE9mZmxpbmVQYXlsb2FkUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASJIChlHZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlEisKB29mZmxpbmUYASABKAsyGi50dGlwLnFyLnYxLk9mZmxpbmVQYXlsb2FkIsoBChFSZWNvcmRTY2FuUmVxdWVzdBIwCgpzaG9ydF9jb2RlGAEgASgJQhq6SBdyFTITXltBLVphLXowLTldezQsMTJ9JEgAEh0KB3BheWxvYWQYAiABKAlCCrpIB3IFEBAYgBBIABIaCghyZWZlcnJlchgDIAEoCUIIukgFcgMYgBASHAoKdXNlcl9hZ2VudBgEIAEoCUIIukgFcgMYgAQSGwoJZGV2aWNlX2lkGAUgASgJQgi6SAVyAxiAAUINCgRjb2RlEgW6SAIIASJMChJSZWNvcmRTY2FuUmVzcG9uc2USDwoHc2Nhbl9pZBgBIAEoCRIlCgZ0YXJnZXQYAiABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLnAgoTR2V0U2NhblN0YXRzUmVxdWVzdBIfCgpxcl9jb2RlX2lkGAEgASgJQgu6SAjYAQFyA7ABARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESMAoEZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIuCgJ0bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBATqtAbpIqQEaYgoVZ2V0X3NjYW5fc3RhdHMudGFyZ2V0EhtnaXZlIHFyX2NvZGVfaWQgb3Igb3duZXJfaWQaLHRoaXMucXJfY29kZV9pZCAhPSAnJyB8fCB0aGlzLm93bmVyX2lkICE9ICcnGkMKFGdldF9zY2FuX3N0YXRzLnJhbmdlEhZmcm9tIG11c3QgYmUgYmVmb3JlIHRvGhN0aGlzLmZyb20gPCB0aGlzLnRvIjwKFEdldFNjYW5TdGF0c1Jlc3BvbnNlEiQKBXN0YXRzGAEgAygLMhUudHRpcC5xci52MS5TY2FuU3RhdHMiRAocTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIoIBCh1NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEgoKcXJfY29kZV9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRIoCgZzdGF0dXMYBCABKA4yGC50dGlwLnFyLnYxLlFyQ29kZVN0YXR1cyJHCh9TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQiPgogU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVzcG9uc2USGgoSYWNjb3VudF9yZWZlcmVuY2VzGAEgAygJIokCChFQdXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBEh8KDGRpc3BsYXlfbmFtZRgDIAEoCUIJukgGcgQQARhQEiEKCXBob3RvX3VybBgEIAEoCUIOukgL2AEBcgYYgBCIAQESEwoGYWN0aXZlGAUgASgISACIAQESJgoIY3VycmVuY3kYBiABKAlCFLpIEdgBAXIMMgpeW0EtWl17M30kEhUKBGNpdHkYByABKAlCB7pIBHICGChCCQoHX2FjdGl2ZSI6ChJQdXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJmChFHZXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIjoKEkdldFByb2ZpbGVSZXNwb25zZRIkCgdwcm9maWxlGAEgASgLMhMudHRpcC5xci52MS5Qcm9maWxlIk8KFEFkZFZlbnVlU3RhZmZSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgl3b3JrZXJfaWQYAiABKAlCCLpIBXIDsAEBIhcKFUFkZFZlbnVlU3RhZmZSZXNwb25zZSJSChdSZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIxChhSZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2USFQoNcmV2b2tlZF9jb2RlcxgBIAEoBTLKCQoJUXJTZXJ2aWNlElEKDENyZWF0ZVFyQ29kZRIfLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVzcG9uc2USTQoJR2V0UXJDb2RlEhwudHRpcC5xci52MS5HZXRRckNvZGVSZXF1ZXN0Gh0udHRpcC5xci52MS5HZXRRckNvZGVSZXNwb25zZSIDkAIBElMKC0xpc3RRckNvZGVzEh4udHRpcC5xci52MS5MaXN0UXJDb2Rlc1JlcXVlc3QaHy50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVzcG9uc2UiA5ACARJZCg1SZXNvbHZlUXJDb2RlEiAudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVxdWVzdBohLnR0aXAucXIudjEuUmVzb2x2ZVFyQ29kZVJlc3BvbnNlIgOQAgESVgoMUmVuZGVyUXJDb2RlEh8udHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXNwb25zZSIDkAIBElEKDFJvdGF0ZVFyQ29kZRIfLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVzcG9uc2USUQoMUmV2b2tlUXJDb2RlEh8udHRpcC5xci52MS5SZXZva2VRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZXZva2VRckNvZGVSZXNwb25zZRJlChFHZXRPZmZsaW5lUGF5bG9hZBIkLnR0aXAucXIudjEuR2V0T2ZmbGluZVBheWxvYWRSZXF1ZXN0GiUudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlIgOQAgESSwoKUmVjb3JkU2NhbhIdLnR0aXAucXIudjEuUmVjb3JkU2NhblJlcXVlc3QaHi50dGlwLnFyLnYxLlJlY29yZFNjYW5SZXNwb25zZRJWCgxHZXRTY2FuU3RhdHMSHy50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1JlcXVlc3QaIC50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1Jlc3BvbnNlIgOQAgESUAoKUHV0UHJvZmlsZRIdLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlcXVlc3QaHi50dGlwLnFyLnYxLlB1dFByb2ZpbGVSZXNwb25zZSIDkAICElAKCkdldFByb2ZpbGUSHS50dGlwLnFyLnYxLkdldFByb2ZpbGVSZXF1ZXN0Gh4udHRpcC5xci52MS5HZXRQcm9maWxlUmVzcG9uc2UiA5ACARJZCg1BZGRWZW51ZVN0YWZmEiAudHRpcC5xci52MS5BZGRWZW51ZVN0YWZmUmVxdWVzdBohLnR0aXAucXIudjEuQWRkVmVudWVTdGFmZlJlc3BvbnNlIgOQAgISYgoQUmVtb3ZlVmVudWVTdGFmZhIjLnR0aXAucXIudjEuUmVtb3ZlVmVudWVTdGFmZlJlcXVlc3QaJC50dGlwLnFyLnYxLlJlbW92ZVZlbnVlU3RhZmZSZXNwb25zZSIDkAICMoICChFRckludGVybmFsU2VydmljZRJxChVNYXRjaEFjY291bnRSZWZlcmVuY2USKC50dGlwLnFyLnYxLk1hdGNoQWNjb3VudFJlZmVyZW5jZVJlcXVlc3QaKS50dGlwLnFyLnYxLk1hdGNoQWNjb3VudFJlZmVyZW5jZVJlc3BvbnNlIgOQAgESegoYU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzEisudHRpcC5xci52MS5TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0GiwudHRpcC5xci52MS5TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr]);
+  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEiTgoVR2V0VmVudWVBY2Nlc3NSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyAxiAASJ6ChZHZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlEhQKDHZlbnVlX2V4aXN0cxgBIAEoCBISCgppc19tYW5hZ2VyGAIgASgIEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIOCgZhY3RpdmUYBSABKAgimQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSOAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCLpIBbIBAkABEiMKD2lkZW1wb3RlbmN5X2tleRgGIAEoCUIKukgHcgUQCBiAASI7ChRDcmVhdGVRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiMAoQR2V0UXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASI4ChFHZXRRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUirAEKEkxpc3RRckNvZGVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABARIYChBpbmNsdWRlX2luYWN0aXZlGAQgASgIImcKE0xpc3RRckNvZGVzUmVzcG9uc2USJAoIcXJfY29kZXMYASADKAsyEi50dGlwLnFyLnYxLlFyQ29kZRIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlInYKFFJlc29sdmVRckNvZGVSZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAQg0KBGNvZGUSBbpIAggBIj4KFVJlc29sdmVRckNvZGVSZXNwb25zZRIlCgZ0YXJnZXQYASABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLUAQoTUmVuZGVyUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIzCgZmb3JtYXQYAiABKA4yFy50dGlwLnFyLnYxLkltYWdlRm9ybWF0Qgq6SAeCAQQQASAAEhgKBHNpemUYAyABKAVCCrpIBxoFGIAgKAASPwoQZXJyb3JfY29ycmVjdGlvbhgEIAEoDjIbLnR0aXAucXIudjEuRXJyb3JDb3JyZWN0aW9uQgi6SAWCAQIQARIPCgdjYXB0aW9uGAUgASgIIj0KFFJlbmRlclFyQ29kZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJIlgKE1JvdGF0ZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESIwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgq6SAdyBRAIGIABIjsKFFJvdGF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSJNChNSZXZva2VRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiOwoUUmV2b2tlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIjgKGEdldE9mZmxpbmVQYXlsb2FkUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASJIChlHZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlEisKB29mZmxpbmUYASABKAsyGi50dGlwLnFyLnYxLk9mZmxpbmVQYXlsb2FkIsoBChFSZWNvcmRTY2FuUmVxdWVzdBIwCgpzaG9ydF9jb2RlGAEgASgJQhq6SBdyFTITXltBLVphLXowLTldezQsMTJ9JEgAEh0KB3BheWxvYWQYAiABKAlCCrpIB3IFEBAYgBBIABIaCghyZWZlcnJlchgDIAEoCUIIukgFcgMYgBASHAoKdXNlcl9hZ2VudBgEIAEoCUIIukgFcgMYgAQSGwoJZGV2aWNlX2lkGAUgASgJQgi6SAVyAxiAAUINCgRjb2RlEgW6SAIIASJMChJSZWNvcmRTY2FuUmVzcG9uc2USDwoHc2Nhbl9pZBgBIAEoCRIlCgZ0YXJnZXQYAiABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLnAgoTR2V0U2NhblN0YXRzUmVxdWVzdBIfCgpxcl9jb2RlX2lkGAEgASgJQgu6SAjYAQFyA7ABARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESMAoEZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIuCgJ0bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBATqtAbpIqQEaYgoVZ2V0X3NjYW5fc3RhdHMudGFyZ2V0EhtnaXZlIHFyX2NvZGVfaWQgb3Igb3duZXJfaWQaLHRoaXMucXJfY29kZV9pZCAhPSAnJyB8fCB0aGlzLm93bmVyX2lkICE9ICcnGkMKFGdldF9zY2FuX3N0YXRzLnJhbmdlEhZmcm9tIG11c3QgYmUgYmVmb3JlIHRvGhN0aGlzLmZyb20gPCB0aGlzLnRvIjwKFEdldFNjYW5TdGF0c1Jlc3BvbnNlEiQKBXN0YXRzGAEgAygLMhUudHRpcC5xci52MS5TY2FuU3RhdHMiRAocTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIoIBCh1NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEgoKcXJfY29kZV9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRIoCgZzdGF0dXMYBCABKA4yGC50dGlwLnFyLnYxLlFyQ29kZVN0YXR1cyJHCh9TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQiPgogU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVzcG9uc2USGgoSYWNjb3VudF9yZWZlcmVuY2VzGAEgAygJIokCChFQdXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBEh8KDGRpc3BsYXlfbmFtZRgDIAEoCUIJukgGcgQQARhQEiEKCXBob3RvX3VybBgEIAEoCUIOukgL2AEBcgYYgBCIAQESEwoGYWN0aXZlGAUgASgISACIAQESJgoIY3VycmVuY3kYBiABKAlCFLpIEdgBAXIMMgpeW0EtWl17M30kEhUKBGNpdHkYByABKAlCB7pIBHICGChCCQoHX2FjdGl2ZSI6ChJQdXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJmChFHZXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIjoKEkdldFByb2ZpbGVSZXNwb25zZRIkCgdwcm9maWxlGAEgASgLMhMudHRpcC5xci52MS5Qcm9maWxlIk8KFEFkZFZlbnVlU3RhZmZSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgl3b3JrZXJfaWQYAiABKAlCCLpIBXIDsAEBIhcKFUFkZFZlbnVlU3RhZmZSZXNwb25zZSJSChdSZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIxChhSZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2USFQoNcmV2b2tlZF9jb2RlcxgBIAEoBTLKCQoJUXJTZXJ2aWNlElEKDENyZWF0ZVFyQ29kZRIfLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuQ3JlYXRlUXJDb2RlUmVzcG9uc2USTQoJR2V0UXJDb2RlEhwudHRpcC5xci52MS5HZXRRckNvZGVSZXF1ZXN0Gh0udHRpcC5xci52MS5HZXRRckNvZGVSZXNwb25zZSIDkAIBElMKC0xpc3RRckNvZGVzEh4udHRpcC5xci52MS5MaXN0UXJDb2Rlc1JlcXVlc3QaHy50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVzcG9uc2UiA5ACARJZCg1SZXNvbHZlUXJDb2RlEiAudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVxdWVzdBohLnR0aXAucXIudjEuUmVzb2x2ZVFyQ29kZVJlc3BvbnNlIgOQAgESVgoMUmVuZGVyUXJDb2RlEh8udHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZW5kZXJRckNvZGVSZXNwb25zZSIDkAIBElEKDFJvdGF0ZVFyQ29kZRIfLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVxdWVzdBogLnR0aXAucXIudjEuUm90YXRlUXJDb2RlUmVzcG9uc2USUQoMUmV2b2tlUXJDb2RlEh8udHRpcC5xci52MS5SZXZva2VRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5SZXZva2VRckNvZGVSZXNwb25zZRJlChFHZXRPZmZsaW5lUGF5bG9hZBIkLnR0aXAucXIudjEuR2V0T2ZmbGluZVBheWxvYWRSZXF1ZXN0GiUudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlIgOQAgESSwoKUmVjb3JkU2NhbhIdLnR0aXAucXIudjEuUmVjb3JkU2NhblJlcXVlc3QaHi50dGlwLnFyLnYxLlJlY29yZFNjYW5SZXNwb25zZRJWCgxHZXRTY2FuU3RhdHMSHy50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1JlcXVlc3QaIC50dGlwLnFyLnYxLkdldFNjYW5TdGF0c1Jlc3BvbnNlIgOQAgESUAoKUHV0UHJvZmlsZRIdLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlcXVlc3QaHi50dGlwLnFyLnYxLlB1dFByb2ZpbGVSZXNwb25zZSIDkAICElAKCkdldFByb2ZpbGUSHS50dGlwLnFyLnYxLkdldFByb2ZpbGVSZXF1ZXN0Gh4udHRpcC5xci52MS5HZXRQcm9maWxlUmVzcG9uc2UiA5ACARJZCg1BZGRWZW51ZVN0YWZmEiAudHRpcC5xci52MS5BZGRWZW51ZVN0YWZmUmVxdWVzdBohLnR0aXAucXIudjEuQWRkVmVudWVTdGFmZlJlc3BvbnNlIgOQAgISYgoQUmVtb3ZlVmVudWVTdGFmZhIjLnR0aXAucXIudjEuUmVtb3ZlVmVudWVTdGFmZlJlcXVlc3QaJC50dGlwLnFyLnYxLlJlbW92ZVZlbnVlU3RhZmZSZXNwb25zZSIDkAICMuACChFRckludGVybmFsU2VydmljZRJxChVNYXRjaEFjY291bnRSZWZlcmVuY2USKC50dGlwLnFyLnYxLk1hdGNoQWNjb3VudFJlZmVyZW5jZVJlcXVlc3QaKS50dGlwLnFyLnYxLk1hdGNoQWNjb3VudFJlZmVyZW5jZVJlc3BvbnNlIgOQAgESegoYU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzEisudHRpcC5xci52MS5TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0GiwudHRpcC5xci52MS5TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXNwb25zZSIDkAIBElwKDkdldFZlbnVlQWNjZXNzEiEudHRpcC5xci52MS5HZXRWZW51ZUFjY2Vzc1JlcXVlc3QaIi50dGlwLnFyLnYxLkdldFZlbnVlQWNjZXNzUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr]);
+
+/**
+ * @generated from message ttip.qr.v1.GetVenueAccessRequest
+ */
+export type GetVenueAccessRequest = Message<"ttip.qr.v1.GetVenueAccessRequest"> & {
+  /**
+   * @generated from field: string venue_id = 1;
+   */
+  venueId: string;
+
+  /**
+   * Empty to ask only about the venue.
+   *
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.GetVenueAccessRequest.
+ * Use `create(GetVenueAccessRequestSchema)` to create a new message.
+ */
+export const GetVenueAccessRequestSchema: GenMessage<GetVenueAccessRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 0);
+
+/**
+ * @generated from message ttip.qr.v1.GetVenueAccessResponse
+ */
+export type GetVenueAccessResponse = Message<"ttip.qr.v1.GetVenueAccessResponse"> & {
+  /**
+   * @generated from field: bool venue_exists = 1;
+   */
+  venueExists: boolean;
+
+  /**
+   * @generated from field: bool is_manager = 2;
+   */
+  isManager: boolean;
+
+  /**
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: string currency = 4;
+   */
+  currency: string;
+
+  /**
+   * @generated from field: bool active = 5;
+   */
+  active: boolean;
+};
+
+/**
+ * Describes the message ttip.qr.v1.GetVenueAccessResponse.
+ * Use `create(GetVenueAccessResponseSchema)` to create a new message.
+ */
+export const GetVenueAccessResponseSchema: GenMessage<GetVenueAccessResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 1);
 
 /**
  * @generated from message ttip.qr.v1.CreateQrCodeRequest
@@ -61,7 +122,7 @@ export type CreateQrCodeRequest = Message<"ttip.qr.v1.CreateQrCodeRequest"> & {
  * Use `create(CreateQrCodeRequestSchema)` to create a new message.
  */
 export const CreateQrCodeRequestSchema: GenMessage<CreateQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 0);
+  messageDesc(file_ttip_qr_v1_qr_service, 2);
 
 /**
  * @generated from message ttip.qr.v1.CreateQrCodeResponse
@@ -78,7 +139,7 @@ export type CreateQrCodeResponse = Message<"ttip.qr.v1.CreateQrCodeResponse"> & 
  * Use `create(CreateQrCodeResponseSchema)` to create a new message.
  */
 export const CreateQrCodeResponseSchema: GenMessage<CreateQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 1);
+  messageDesc(file_ttip_qr_v1_qr_service, 3);
 
 /**
  * @generated from message ttip.qr.v1.GetQrCodeRequest
@@ -95,7 +156,7 @@ export type GetQrCodeRequest = Message<"ttip.qr.v1.GetQrCodeRequest"> & {
  * Use `create(GetQrCodeRequestSchema)` to create a new message.
  */
 export const GetQrCodeRequestSchema: GenMessage<GetQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 2);
+  messageDesc(file_ttip_qr_v1_qr_service, 4);
 
 /**
  * @generated from message ttip.qr.v1.GetQrCodeResponse
@@ -112,7 +173,7 @@ export type GetQrCodeResponse = Message<"ttip.qr.v1.GetQrCodeResponse"> & {
  * Use `create(GetQrCodeResponseSchema)` to create a new message.
  */
 export const GetQrCodeResponseSchema: GenMessage<GetQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 3);
+  messageDesc(file_ttip_qr_v1_qr_service, 5);
 
 /**
  * @generated from message ttip.qr.v1.ListQrCodesRequest
@@ -144,7 +205,7 @@ export type ListQrCodesRequest = Message<"ttip.qr.v1.ListQrCodesRequest"> & {
  * Use `create(ListQrCodesRequestSchema)` to create a new message.
  */
 export const ListQrCodesRequestSchema: GenMessage<ListQrCodesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 4);
+  messageDesc(file_ttip_qr_v1_qr_service, 6);
 
 /**
  * @generated from message ttip.qr.v1.ListQrCodesResponse
@@ -166,7 +227,7 @@ export type ListQrCodesResponse = Message<"ttip.qr.v1.ListQrCodesResponse"> & {
  * Use `create(ListQrCodesResponseSchema)` to create a new message.
  */
 export const ListQrCodesResponseSchema: GenMessage<ListQrCodesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 5);
+  messageDesc(file_ttip_qr_v1_qr_service, 7);
 
 /**
  * @generated from message ttip.qr.v1.ResolveQrCodeRequest
@@ -199,7 +260,7 @@ export type ResolveQrCodeRequest = Message<"ttip.qr.v1.ResolveQrCodeRequest"> & 
  * Use `create(ResolveQrCodeRequestSchema)` to create a new message.
  */
 export const ResolveQrCodeRequestSchema: GenMessage<ResolveQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 6);
+  messageDesc(file_ttip_qr_v1_qr_service, 8);
 
 /**
  * @generated from message ttip.qr.v1.ResolveQrCodeResponse
@@ -216,7 +277,7 @@ export type ResolveQrCodeResponse = Message<"ttip.qr.v1.ResolveQrCodeResponse"> 
  * Use `create(ResolveQrCodeResponseSchema)` to create a new message.
  */
 export const ResolveQrCodeResponseSchema: GenMessage<ResolveQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 7);
+  messageDesc(file_ttip_qr_v1_qr_service, 9);
 
 /**
  * @generated from message ttip.qr.v1.RenderQrCodeRequest
@@ -257,7 +318,7 @@ export type RenderQrCodeRequest = Message<"ttip.qr.v1.RenderQrCodeRequest"> & {
  * Use `create(RenderQrCodeRequestSchema)` to create a new message.
  */
 export const RenderQrCodeRequestSchema: GenMessage<RenderQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 8);
+  messageDesc(file_ttip_qr_v1_qr_service, 10);
 
 /**
  * @generated from message ttip.qr.v1.RenderQrCodeResponse
@@ -281,7 +342,7 @@ export type RenderQrCodeResponse = Message<"ttip.qr.v1.RenderQrCodeResponse"> & 
  * Use `create(RenderQrCodeResponseSchema)` to create a new message.
  */
 export const RenderQrCodeResponseSchema: GenMessage<RenderQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 9);
+  messageDesc(file_ttip_qr_v1_qr_service, 11);
 
 /**
  * @generated from message ttip.qr.v1.RotateQrCodeRequest
@@ -303,7 +364,7 @@ export type RotateQrCodeRequest = Message<"ttip.qr.v1.RotateQrCodeRequest"> & {
  * Use `create(RotateQrCodeRequestSchema)` to create a new message.
  */
 export const RotateQrCodeRequestSchema: GenMessage<RotateQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 10);
+  messageDesc(file_ttip_qr_v1_qr_service, 12);
 
 /**
  * @generated from message ttip.qr.v1.RotateQrCodeResponse
@@ -320,7 +381,7 @@ export type RotateQrCodeResponse = Message<"ttip.qr.v1.RotateQrCodeResponse"> & 
  * Use `create(RotateQrCodeResponseSchema)` to create a new message.
  */
 export const RotateQrCodeResponseSchema: GenMessage<RotateQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 11);
+  messageDesc(file_ttip_qr_v1_qr_service, 13);
 
 /**
  * @generated from message ttip.qr.v1.RevokeQrCodeRequest
@@ -342,7 +403,7 @@ export type RevokeQrCodeRequest = Message<"ttip.qr.v1.RevokeQrCodeRequest"> & {
  * Use `create(RevokeQrCodeRequestSchema)` to create a new message.
  */
 export const RevokeQrCodeRequestSchema: GenMessage<RevokeQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 12);
+  messageDesc(file_ttip_qr_v1_qr_service, 14);
 
 /**
  * @generated from message ttip.qr.v1.RevokeQrCodeResponse
@@ -359,7 +420,7 @@ export type RevokeQrCodeResponse = Message<"ttip.qr.v1.RevokeQrCodeResponse"> & 
  * Use `create(RevokeQrCodeResponseSchema)` to create a new message.
  */
 export const RevokeQrCodeResponseSchema: GenMessage<RevokeQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 13);
+  messageDesc(file_ttip_qr_v1_qr_service, 15);
 
 /**
  * @generated from message ttip.qr.v1.GetOfflinePayloadRequest
@@ -376,7 +437,7 @@ export type GetOfflinePayloadRequest = Message<"ttip.qr.v1.GetOfflinePayloadRequ
  * Use `create(GetOfflinePayloadRequestSchema)` to create a new message.
  */
 export const GetOfflinePayloadRequestSchema: GenMessage<GetOfflinePayloadRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 14);
+  messageDesc(file_ttip_qr_v1_qr_service, 16);
 
 /**
  * @generated from message ttip.qr.v1.GetOfflinePayloadResponse
@@ -393,7 +454,7 @@ export type GetOfflinePayloadResponse = Message<"ttip.qr.v1.GetOfflinePayloadRes
  * Use `create(GetOfflinePayloadResponseSchema)` to create a new message.
  */
 export const GetOfflinePayloadResponseSchema: GenMessage<GetOfflinePayloadResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 15);
+  messageDesc(file_ttip_qr_v1_qr_service, 17);
 
 /**
  * @generated from message ttip.qr.v1.RecordScanRequest
@@ -440,7 +501,7 @@ export type RecordScanRequest = Message<"ttip.qr.v1.RecordScanRequest"> & {
  * Use `create(RecordScanRequestSchema)` to create a new message.
  */
 export const RecordScanRequestSchema: GenMessage<RecordScanRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 16);
+  messageDesc(file_ttip_qr_v1_qr_service, 18);
 
 /**
  * @generated from message ttip.qr.v1.RecordScanResponse
@@ -464,7 +525,7 @@ export type RecordScanResponse = Message<"ttip.qr.v1.RecordScanResponse"> & {
  * Use `create(RecordScanResponseSchema)` to create a new message.
  */
 export const RecordScanResponseSchema: GenMessage<RecordScanResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 17);
+  messageDesc(file_ttip_qr_v1_qr_service, 19);
 
 /**
  * @generated from message ttip.qr.v1.GetScanStatsRequest
@@ -498,7 +559,7 @@ export type GetScanStatsRequest = Message<"ttip.qr.v1.GetScanStatsRequest"> & {
  * Use `create(GetScanStatsRequestSchema)` to create a new message.
  */
 export const GetScanStatsRequestSchema: GenMessage<GetScanStatsRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 18);
+  messageDesc(file_ttip_qr_v1_qr_service, 20);
 
 /**
  * @generated from message ttip.qr.v1.GetScanStatsResponse
@@ -515,7 +576,7 @@ export type GetScanStatsResponse = Message<"ttip.qr.v1.GetScanStatsResponse"> & 
  * Use `create(GetScanStatsResponseSchema)` to create a new message.
  */
 export const GetScanStatsResponseSchema: GenMessage<GetScanStatsResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 19);
+  messageDesc(file_ttip_qr_v1_qr_service, 21);
 
 /**
  * @generated from message ttip.qr.v1.MatchAccountReferenceRequest
@@ -532,7 +593,7 @@ export type MatchAccountReferenceRequest = Message<"ttip.qr.v1.MatchAccountRefer
  * Use `create(MatchAccountReferenceRequestSchema)` to create a new message.
  */
 export const MatchAccountReferenceRequestSchema: GenMessage<MatchAccountReferenceRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 20);
+  messageDesc(file_ttip_qr_v1_qr_service, 22);
 
 /**
  * @generated from message ttip.qr.v1.MatchAccountReferenceResponse
@@ -568,7 +629,7 @@ export type MatchAccountReferenceResponse = Message<"ttip.qr.v1.MatchAccountRefe
  * Use `create(MatchAccountReferenceResponseSchema)` to create a new message.
  */
 export const MatchAccountReferenceResponseSchema: GenMessage<MatchAccountReferenceResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 21);
+  messageDesc(file_ttip_qr_v1_qr_service, 23);
 
 /**
  * @generated from message ttip.qr.v1.SuggestAccountReferencesRequest
@@ -585,7 +646,7 @@ export type SuggestAccountReferencesRequest = Message<"ttip.qr.v1.SuggestAccount
  * Use `create(SuggestAccountReferencesRequestSchema)` to create a new message.
  */
 export const SuggestAccountReferencesRequestSchema: GenMessage<SuggestAccountReferencesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 22);
+  messageDesc(file_ttip_qr_v1_qr_service, 24);
 
 /**
  * @generated from message ttip.qr.v1.SuggestAccountReferencesResponse
@@ -604,7 +665,7 @@ export type SuggestAccountReferencesResponse = Message<"ttip.qr.v1.SuggestAccoun
  * Use `create(SuggestAccountReferencesResponseSchema)` to create a new message.
  */
 export const SuggestAccountReferencesResponseSchema: GenMessage<SuggestAccountReferencesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 23);
+  messageDesc(file_ttip_qr_v1_qr_service, 25);
 
 /**
  * @generated from message ttip.qr.v1.PutProfileRequest
@@ -653,7 +714,7 @@ export type PutProfileRequest = Message<"ttip.qr.v1.PutProfileRequest"> & {
  * Use `create(PutProfileRequestSchema)` to create a new message.
  */
 export const PutProfileRequestSchema: GenMessage<PutProfileRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 24);
+  messageDesc(file_ttip_qr_v1_qr_service, 26);
 
 /**
  * @generated from message ttip.qr.v1.PutProfileResponse
@@ -670,7 +731,7 @@ export type PutProfileResponse = Message<"ttip.qr.v1.PutProfileResponse"> & {
  * Use `create(PutProfileResponseSchema)` to create a new message.
  */
 export const PutProfileResponseSchema: GenMessage<PutProfileResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 25);
+  messageDesc(file_ttip_qr_v1_qr_service, 27);
 
 /**
  * @generated from message ttip.qr.v1.GetProfileRequest
@@ -692,7 +753,7 @@ export type GetProfileRequest = Message<"ttip.qr.v1.GetProfileRequest"> & {
  * Use `create(GetProfileRequestSchema)` to create a new message.
  */
 export const GetProfileRequestSchema: GenMessage<GetProfileRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 26);
+  messageDesc(file_ttip_qr_v1_qr_service, 28);
 
 /**
  * @generated from message ttip.qr.v1.GetProfileResponse
@@ -709,7 +770,7 @@ export type GetProfileResponse = Message<"ttip.qr.v1.GetProfileResponse"> & {
  * Use `create(GetProfileResponseSchema)` to create a new message.
  */
 export const GetProfileResponseSchema: GenMessage<GetProfileResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 27);
+  messageDesc(file_ttip_qr_v1_qr_service, 29);
 
 /**
  * @generated from message ttip.qr.v1.AddVenueStaffRequest
@@ -731,7 +792,7 @@ export type AddVenueStaffRequest = Message<"ttip.qr.v1.AddVenueStaffRequest"> & 
  * Use `create(AddVenueStaffRequestSchema)` to create a new message.
  */
 export const AddVenueStaffRequestSchema: GenMessage<AddVenueStaffRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 28);
+  messageDesc(file_ttip_qr_v1_qr_service, 30);
 
 /**
  * @generated from message ttip.qr.v1.AddVenueStaffResponse
@@ -744,7 +805,7 @@ export type AddVenueStaffResponse = Message<"ttip.qr.v1.AddVenueStaffResponse"> 
  * Use `create(AddVenueStaffResponseSchema)` to create a new message.
  */
 export const AddVenueStaffResponseSchema: GenMessage<AddVenueStaffResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 29);
+  messageDesc(file_ttip_qr_v1_qr_service, 31);
 
 /**
  * @generated from message ttip.qr.v1.RemoveVenueStaffRequest
@@ -766,7 +827,7 @@ export type RemoveVenueStaffRequest = Message<"ttip.qr.v1.RemoveVenueStaffReques
  * Use `create(RemoveVenueStaffRequestSchema)` to create a new message.
  */
 export const RemoveVenueStaffRequestSchema: GenMessage<RemoveVenueStaffRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 30);
+  messageDesc(file_ttip_qr_v1_qr_service, 32);
 
 /**
  * @generated from message ttip.qr.v1.RemoveVenueStaffResponse
@@ -785,7 +846,7 @@ export type RemoveVenueStaffResponse = Message<"ttip.qr.v1.RemoveVenueStaffRespo
  * Use `create(RemoveVenueStaffResponseSchema)` to create a new message.
  */
 export const RemoveVenueStaffResponseSchema: GenMessage<RemoveVenueStaffResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 31);
+  messageDesc(file_ttip_qr_v1_qr_service, 33);
 
 /**
  * QR codes for workers and venues, their renders and offline forms, and scans.
@@ -962,6 +1023,17 @@ export const QrInternalService: GenService<{
     methodKind: "unary";
     input: typeof SuggestAccountReferencesRequestSchema;
     output: typeof SuggestAccountReferencesResponseSchema;
+  },
+  /**
+   * Whether a user manages a venue, and how the venue is shown: the venue
+   * service's access checks (qr keeps the venue profiles and their managers).
+   *
+   * @generated from rpc ttip.qr.v1.QrInternalService.GetVenueAccess
+   */
+  getVenueAccess: {
+    methodKind: "unary";
+    input: typeof GetVenueAccessRequestSchema;
+    output: typeof GetVenueAccessResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_qr_v1_qr_service, 1);

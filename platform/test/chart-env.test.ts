@@ -1,0 +1,216 @@
+// Every role as its own process with exactly the environment the Helm chart
+// renders for it (NODE_ENV=production, secrets filled with test values,
+// nothing inherited from the test runner), on local PostgreSQL, Redis and NATS
+// JetStream, behind a small ingress that routes as the chart's Ingress does.
+// Only what a single machine forces is changed: each in-cluster address
+// (http://t-ttip-<role>:8080) becomes the role's loopback port, and the public
+// https address becomes the local ingress. Then a tip goes end to end: worker
+// sign-up by SMS OTP (auth -> notification -> the SMS provider), a QR code, an
+// STK push, Daraja's callback through the ingress, the credit in the wallet.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { randomInt, randomUUID } from "node:crypto";
+import http from "node:http";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import type { DescService } from "@bufbuild/protobuf";
+import { parseAllDocuments } from "yaml";
+import { ProviderSimulator } from "@ttip/notification";
+import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { createTestDatabase, freePort, PlatformProcess, startNats, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
+import { helmBinary } from "../../charts/test/helm.js";
+import { PLATFORM_MAIN } from "../src/entry.js";
+
+const exec = promisify(execFile);
+const chart = fileURLToPath(new URL("../../charts/ttip", import.meta.url));
+const PUBLIC = "https://tips.example.co.ke";
+const ROLES = ["auth", "payment", "qr", "wallet", "notification", "analytics", "gateway"] as const;
+type RoleName = (typeof ROLES)[number];
+
+type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
+
+async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** The ingress controller: routes by path prefix as the rendered Ingress says, adding X-Forwarded-For. */
+function startIngress(routes: [prefix: string, port: () => number][]): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const route = routes.find(([prefix]) => (req.url ?? "/").startsWith(prefix))!;
+    const xff = [req.headers["x-forwarded-for"], req.socket.remoteAddress].filter(Boolean).join(", ");
+    const upstream = http.request(
+      { host: "127.0.0.1", port: route[1](), path: req.url, method: req.method, headers: { ...req.headers, "x-forwarded-for": xff } },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    upstream.on("error", () => {
+      res.writeHead(502);
+      res.end();
+    });
+    req.pipe(upstream);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () =>
+      resolve({
+        url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
+        close: () => {
+          server.closeAllConnections();
+          return new Promise((r) => server.close(() => r()));
+        },
+      }),
+    ),
+  );
+}
+
+describe("every role with the environment the chart renders (NODE_ENV=production) takes a tip end to end", { timeout: 5 * 60_000 }, () => {
+  let db: TestDatabase;
+  let redis: TestServer;
+  let nats: TestServer;
+  let daraja: DarajaSimulator;
+  let ingress: { url: string; close(): Promise<void> };
+  const providers = new ProviderSimulator();
+  const procs = new Map<RoleName, PlatformProcess>();
+  const rendered = new Map<RoleName, EnvVar[]>();
+  let routes: [string, string][] = [];
+
+  function api<S extends DescService>(service: S, token?: string): Client<S> {
+    const auth: Interceptor = (next) => (req) => {
+      if (token) req.header.set("authorization", `Bearer ${token}`);
+      return next(req);
+    };
+    // Through the ingress, as a browser reaches the public address.
+    return createClient(service, createConnectTransport({ baseUrl: ingress.url, httpVersion: "1.1", interceptors: [auth] }));
+  }
+
+  before(async () => {
+    // Its own NATS and Redis: the chart's stream (TTIP, ttip.>) and durable consumers must not meet other tests'.
+    [redis, nats, db] = await Promise.all([startRedis(), startNats(), createTestDatabase()]);
+    await providers.start();
+    daraja = await startDarajaSimulator({ callbackDelayMs: 50 });
+    const values = {
+      publicUrl: PUBLIC,
+      mpesa: { enabled: true, baseUrl: daraja.url, shortcode: daraja.options.shortcode, callbackAllowedIps: ["127.0.0.1"] },
+      notification: { africastalking: { baseUrl: providers.url, username: providers.at.username, senderId: "TTIP" } },
+      admin: { allowedNetworks: ["127.0.0.1/32"] },
+      gateway: { ingress: { enabled: true } },
+    };
+    const { stdout } = await exec(helmBinary(), ["template", "t", chart, "--kube-version", "1.33.0", "--set-json", `${Object.entries(values).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(",")}`]);
+    const docs = parseAllDocuments(stdout).map((d) => d.toJSON()).filter(Boolean);
+    for (const d of docs.filter((x: any) => x.kind === "Deployment")) {
+      rendered.set(d.metadata.labels["app.kubernetes.io/component"], d.spec.template.spec.containers[0].env);
+    }
+    const ing = docs.find((x: any) => x.kind === "Ingress");
+    routes = ing.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.name.replace(/^t-ttip-/, "")]);
+
+    // What the Secrets hold in a real install, here test values (and the local servers).
+    const secrets: Record<string, string> = {
+      DATABASE_URL: db.url,
+      REDIS_URL: redis.url,
+      NATS_URL: nats.url,
+      INTERNAL_SIGNING_KEY: "chart-env-test-internal-signing-key-0123456789abcdef",
+      AUTH_KEY_ENCRYPTION_SECRET: "chart-env-test-key-encryption-secret-0123456789",
+      QR_SIGNING_KEY: "chart-env-test-qr-signing-key-0123456789abcdef",
+      DARAJA_CONSUMER_KEY: daraja.options.consumerKey,
+      DARAJA_CONSUMER_SECRET: daraja.options.consumerSecret,
+      DARAJA_PASSKEY: daraja.options.passkey,
+      NOTIFICATION_AT_API_KEY: providers.at.apiKey,
+      NOTIFICATION_AT_CALLBACK_TOKEN: "chart-env-test-callback-token",
+    };
+    const ports = new Map<RoleName, number>();
+    for (const role of ROLES) ports.set(role, await freePort());
+    ingress = await startIngress(routes.map(([prefix, role]) => [prefix, () => ports.get(role as RoleName)!]));
+    const local = (value: string) =>
+      value.replace(/http:\/\/t-ttip-([a-z]+):8080/g, (_, role: RoleName) => `http://127.0.0.1:${ports.get(role)}`).replaceAll(PUBLIC, ingress.url);
+    for (const role of ROLES) {
+      const env: Record<string, string> = {};
+      for (const v of rendered.get(role)!) {
+        if (v.value !== undefined) env[v.name] = local(v.value);
+        else {
+          const key = v.valueFrom!.secretKeyRef!.key;
+          assert.ok(key in secrets, `${role} reads secret key ${key}: the test must know it`);
+          env[v.name] = secrets[key];
+        }
+      }
+      procs.set(role, PlatformProcess.onPort(PLATFORM_MAIN, role, ports.get(role)!, env, { cleanEnv: true }));
+    }
+    // Services together (migrations lock per schema), then the gateway.
+    await Promise.all(ROLES.filter((r) => r !== "gateway").map((r) => procs.get(r)!.start(90_000)));
+    await procs.get("gateway")!.start(90_000);
+  }, { timeout: 4 * 60_000 });
+
+  after(async () => {
+    await procs.get("gateway")?.stop();
+    await Promise.allSettled([...procs.values()].map((p) => p.stop()));
+    await ingress?.close();
+    await daraja?.close();
+    await providers.close();
+    await db?.drop();
+    await Promise.allSettled([redis?.stop(), nats?.stop()]);
+  });
+
+  test("the rendered environment is production's: NODE_ENV, real providers, no simulator switch, public addresses", () => {
+    const env = (role: RoleName) => Object.fromEntries(rendered.get(role)!.map((v) => [v.name, v.value ?? v.valueFrom]));
+    for (const role of ROLES) assert.equal(env(role).NODE_ENV, "production", role);
+    assert.equal(env("notification").NOTIFICATION_PROVIDERS, "real");
+    assert.equal(env("qr").QR_TIP_BASE_URL, `${PUBLIC}/t`);
+    assert.equal(env("qr").QR_ALLOW_DEV_SIGNING_KEY, undefined);
+    assert.equal(env("auth").AUTH_SMS_URL, undefined, "OTPs go through notification: no second SMS integration");
+    assert.deepEqual(routes.map(([p, r]) => `${p}->${r}`), ["/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/stripe/->payment", "/paypal/->payment", "/webhooks/->notification", "/->gateway"]);
+  });
+
+  test("a worker signs up by SMS OTP, gets a QR code for the public address, and a customer's STK tip is credited", async () => {
+    const phone = `2547${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
+    const { challengeId } = await api(AuthService).startPhoneVerification({ phone });
+    // auth -> notification -> the SMS provider (Africa's Talking's API, simulated).
+    const sms = await eventually("the OTP SMS", () => providers.sent.find((m) => m.to.replace(/^\+/, "") === phone));
+    const otp = /\b(\d{6})\b/.exec(sms.body)![1];
+    const signup = await api(AuthService).verifyPhoneOtp({ challengeId, otp, role: Role.WORKER });
+    const token = signup.tokens!.accessToken;
+    const workerId = JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub as string;
+
+    await api(QrService, token).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: workerId, displayName: "Achieng", currency: "KES", city: "Nairobi" });
+    const { qrCode } = await api(QrService, token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
+    // The public address (here the local ingress standing for it).
+    assert.ok(qrCode!.url.startsWith(`${ingress.url}/t/`), `the code encodes the public address: ${qrCode!.url}`);
+
+    const customerPhone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
+    const created = await api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "qrCode", value: qrCode!.shortCode },
+      amount: { currency: "KES", amountMinor: 10_000n },
+      payment: { case: "mpesaPhone", value: customerPhone },
+    });
+    assert.equal(created.tip!.status, TipStatus.PENDING);
+    // Daraja calls back the public address: the ingress routes /mpesa/ to payment,
+    // which checks the source (127.0.0.1, through its trusted proxy) and applies it once.
+    let last = created.tip!;
+    for await (const m of api(PaymentService).watchTip({ tipId: last.tipId })) last = m.tip!;
+    assert.equal(last.status, TipStatus.SUCCEEDED, `tip ended ${TipStatus[last.status]}`);
+    const push = daraja.transactions().find((t) => t.kind === "stk" && t.checkoutRequestId);
+    assert.ok(push?.callbackUrl?.startsWith(`${ingress.url}/mpesa/stk/`), `callback through the public address: ${push?.callbackUrl}`);
+
+    const credited = await eventually("the worker's credit", async () => {
+      const [b] = (await api(WalletService, token).getBalance({ currency: "KES" })).balances;
+      return b && b.ledger!.amountMinor > 0n ? b : undefined;
+    });
+    assert.equal(credited.ledger!.amountMinor, 10_000n - created.tip!.fee!.amountMinor, "the tip less the quoted fee");
+  });
+});

@@ -1,0 +1,118 @@
+// The weekly summary with two analytics replicas running: each worker gets
+// last week's figures once, in their language, through the real notification
+// service (its providers simulated).
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { PaymentMethod, TipSucceededSchema, UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { createAnalyticsModule } from "../src/index.js";
+import { event } from "./events.js";
+
+const DAY = 86_400_000;
+const EAT = 3 * 3_600_000;
+
+async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe("weekly summary (two analytics replicas, notification, real PostgreSQL and JetStream)", () => {
+  const sim = new ProviderSimulator();
+  let t: TestService;
+  const today = Math.floor((Date.now() + EAT) / DAY) * DAY - EAT;
+  const weekday = (new Date(today + EAT).getUTCDay() + 6) % 7;
+  const monday = today - weekday * DAY;
+  // The replicas' clock: Monday 01:00 EAT (nothing owed before 08:00) while last week's events arrive.
+  let now = new Date(monday + 3_600_000);
+  const lastWeek = monday - 7 * DAY;
+  const workers = Array.from({ length: 14 }, () => randomUUID());
+  const tips = new Map<string, { count: number; total: bigint }>();
+
+  before(async () => {
+    await sim.start();
+    // Short leases and small batches, so the replicas take turns and race on the same workers.
+    const replica = () => createAnalyticsModule({ weekly: { intervalMs: 50, leaseMs: 40, batchSize: 3, now: () => now } });
+    t = await startTestService(replica(), {
+      with: [
+        createNotificationModule({
+          config: { providers: sim.config("africastalking", "at-secret"), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" },
+        }),
+        replica(),
+      ],
+    });
+    // Swahili for the even ones: notification knows each person's language.
+    for (const [i, w] of workers.entries()) {
+      await t.db.pool.query("INSERT INTO notification.recipients (user_id, locale) VALUES ($1, $2)", [w, i % 2 ? "en" : "sw"]);
+    }
+    for (const [i, w] of workers.entries()) {
+      await t.ctx.bus.publish(event("ttip.auth.user_registered", UserRegisteredSchema, new Date(lastWeek - DAY), { userId: w, role: "worker", locale: "" }));
+      const n = i % 4;
+      let total = 0n;
+      for (let k = 0; k < n; k++) {
+        const amount = BigInt(100 + 50 * k) * 100n;
+        total += amount;
+        await t.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(lastWeek + (k + 1) * DAY + 5 * 3_600_000), {
+          tipId: randomUUID(), workerId: w, method: PaymentMethod.MPESA, amount: { amountMinor: amount, currency: "KES" },
+          fee: { amountMinor: 0n, currency: "KES" }, net: { amountMinor: amount, currency: "KES" },
+        }));
+      }
+      // A tip this week is not last week's.
+      await t.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(monday + 3_600_000), {
+        tipId: randomUUID(), workerId: w, method: PaymentMethod.MPESA, amount: { amountMinor: 99_900n, currency: "KES" },
+        fee: { amountMinor: 0n, currency: "KES" }, net: { amountMinor: 99_900n, currency: "KES" },
+      }));
+      tips.set(w, { count: n, total });
+    }
+    const published = workers.length * 2 + [...tips.values()].reduce((a, x) => a + x.count, 0);
+    await eventually("last week's events applied", async () => {
+      // (notification's own delivery events come in too; only these are counted)
+      const { rows } = await t.db.pool.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM analytics.inbox WHERE subject IN ('ttip.auth.user_registered', 'ttip.payment.tip_succeeded')",
+      );
+      return rows[0].n === published;
+    });
+    const early = await t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.weekly_summaries");
+    assert.equal(early.rows[0].n, 0, "nothing is sent before Monday 08:00 EAT");
+    now = new Date(monday + 9 * 3_600_000);
+  });
+
+  after(async () => {
+    await t?.close();
+    await sim.close();
+  });
+
+  test("each worker gets one summary of last week, in their language, whichever replica sends it", async () => {
+    await eventually("a summary recorded for every worker", async () => {
+      const { rows } = await t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.weekly_summaries");
+      return rows[0].n === workers.length;
+    });
+    // Let both replicas run many more passes: nothing more may go out.
+    await new Promise((r) => setTimeout(r, 1_500));
+    const { rows } = await t.db.pool.query<{ user_id: string; n: number; locale: string; body: string }>(
+      `SELECT user_id, count(*)::int AS n, min(locale) AS locale, min(body) AS body FROM notification.deliveries
+        WHERE template_key = $1 AND channel = $2 GROUP BY user_id`,
+      [TemplateKey.WEEKLY_SUMMARY, Channel.IN_APP],
+    );
+    assert.equal(rows.length, workers.length);
+    for (const [i, w] of workers.entries()) {
+      const r = rows.find((x) => x.user_id === w);
+      assert.ok(r, `worker ${i} got a summary`);
+      assert.equal(r.n, 1, `worker ${i} got exactly one`);
+      assert.equal(r.locale, i % 2 ? "en" : "sw");
+      const { count, total } = tips.get(w)!;
+      const shillings = (total / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+      if (i % 2) assert.match(r.body, new RegExp(`${count} tips, KES ${shillings}\\.00 in total`));
+      else assert.match(r.body, new RegExp(`bakshishi ${count}, jumla KES ${shillings}\\.00`));
+    }
+    const weeks = await t.db.pool.query<{ week_start: Date }>("SELECT DISTINCT week_start FROM analytics.weekly_summaries");
+    assert.equal(weeks.rows.length, 1);
+  });
+});

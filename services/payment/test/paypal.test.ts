@@ -1,0 +1,106 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import type { Client } from "@connectrpc/connect";
+import { CardProvider, CardTipState, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { startCardHarness, type CardHarness } from "./cards-setup.js";
+import { eventually } from "./setup.js";
+
+const admin = { subject: randomUUID(), roles: ["admin" as const] };
+
+describe("card tips by PayPal (Orders v2) behind the same card-provider interface, against the PayPal simulator", () => {
+  let h: CardHarness;
+  let pay: Client<typeof PaymentService>;
+  let adminClient: Client<typeof PaymentAdminService>;
+
+  before(async () => {
+    h = await startCardHarness();
+    pay = h.t.client(PaymentService);
+    adminClient = h.t.client(PaymentAdminService, admin);
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  const create = (workerId: string, cents = 1000) =>
+    pay.createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workerId }, amount: { currency: "USD", amountMinor: BigInt(cents) },
+      payment: { case: "card", value: true }, cardProvider: CardProvider.PAYPAL,
+    });
+  const until = (tipId: string, what: string, ok: (t: Tip) => boolean) => eventually(async () => {
+    const t = (await pay.getTip({ tipId })).tip!;
+    return ok(t) && t;
+  }, what);
+  const credited = (tipId: string) => eventually(async () => (await h.t.db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0].credit_entry_id, "credit posted");
+  const approve = async (approveUrl: string, query = "") => {
+    const res = await fetch(`${approveUrl}&approve=1${query}`, { redirect: "manual" });
+    assert.ok(res.status === 302 || res.status === 200, `approval answered ${res.status}`);
+  };
+
+  test("an order is created, approved by the customer, captured after the rules and credited once in KES", async () => {
+    const worker = randomUUID();
+    const r = await create(worker);
+    assert.match(r.paypalApproveUrl, /\/checkoutnow\?token=[A-Z0-9]+$/);
+    assert.equal(r.stripeClientSecret, "");
+    const tip = r.tip!;
+    assert.equal(tip.cardProvider, CardProvider.PAYPAL);
+    assert.equal(h.paypal.order(tip.providerPaymentId)!.status, "PAYER_ACTION_REQUIRED");
+    await approve(r.paypalApproveUrl);
+    const done = await until(tip.tipId, "succeeded", (t) => t.status === TipStatus.SUCCEEDED);
+    await credited(tip.tipId);
+    assert.equal(h.paypal.order(tip.providerPaymentId)!.status, "COMPLETED");
+    assert.equal(await h.balance(worker), done.workerReceives!.amountMinor);
+    assert.ok(done.workerReceives!.amountMinor > 100_000n);
+    // Both webhooks (approved, capture completed) arrived; one entry.
+    await eventually(async () => h.paypal.events().filter((e) => e.delivered).length >= 2, "webhooks delivered");
+    const { rows } = await h.t.db.pool.query("SELECT count(*) FROM wallet.entries WHERE idempotency_key = $1", [`card:${tip.providerPaymentId}`]);
+    assert.equal(rows[0].count, 1n);
+    // Every write carried PayPal-Request-Id.
+    const writes = h.paypal.requests().filter((q) => q.method === "POST" && q.path !== "/v1/notifications/verify-webhook-signature");
+    assert.ok(writes.length >= 2);
+    assert.deepEqual(writes.filter((q) => !q.requestId), []);
+  });
+
+  test("a webhook PayPal did not sign is stored and refused", async () => {
+    const body = JSON.stringify({ id: "WH-FORGED", event_type: "PAYMENT.CAPTURE.COMPLETED", resource: { id: "X", amount: { currency_code: "USD", value: "10.00" } } });
+    const res = await fetch(`${h.t.service.server.url}/paypal/webhook`, {
+      method: "POST", body,
+      headers: { "content-type": "application/json", "paypal-transmission-id": "1", "paypal-transmission-time": new Date().toISOString(), "paypal-transmission-sig": "Zm9yZ2Vk", "paypal-cert-url": "https://example.invalid/cert", "paypal-auth-algo": "SHA256withRSA" },
+    });
+    assert.equal(res.status, 400);
+    const { rows } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE source = 'paypal' AND position('WH-FORGED' in encode(raw_body, 'escape')) > 0");
+    assert.deepEqual(rows.map((r) => r.outcome), ["bad_signature"]);
+  });
+
+  test("a declined funding source at capture leaves the tip open with the decline; nothing credited", async () => {
+    const worker = randomUUID();
+    const r = await create(worker);
+    await approve(r.paypalApproveUrl, "&decline=1");
+    const t = await until(r.tip!.tipId, "decline seen", (x) => x.resultCode === "INSTRUMENT_DECLINED");
+    assert.equal(t.status, TipStatus.PENDING);
+    assert.match(t.resultMessage, /declined/i);
+    assert.equal(await h.balance(worker), 0n);
+  });
+
+  test("an admin refund goes to PayPal's capture; a lost PayPal dispute reverses the credit", async () => {
+    const worker = randomUUID();
+    const r = await create(worker);
+    await approve(r.paypalApproveUrl);
+    const paid = await until(r.tip!.tipId, "succeeded", (t) => t.status === TipStatus.SUCCEEDED);
+    await credited(paid.tipId);
+    const refund = await adminClient.refundTip({ tipId: paid.tipId, idempotencyKey: `refund-${randomUUID()}`, amount: { currency: "USD", amountMinor: 500n }, reason: "customer asked" });
+    assert.equal(refund.tip!.refunded!.amountMinor, 500n);
+    const capture = h.paypal.order(paid.providerPaymentId)!.purchase_units[0].payments.captures[0];
+    assert.equal(capture.status, "PARTIALLY_REFUNDED");
+    const left = await h.balance(worker);
+    assert.equal(left, paid.workerReceives!.amountMinor - paid.workerReceives!.amountMinor / 2n);
+
+    const du = await h.paypal.openDispute(paid.providerPaymentId);
+    await until(paid.tipId, "disputed", (t) => t.cardState === CardTipState.DISPUTED);
+    await h.paypal.resolveDispute(du, "lost");
+    await until(paid.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
+    assert.equal(await h.ledgerBalance(worker), 0n, "refund and lost dispute took back the whole share");
+    assert.ok(await h.trialBalanced());
+  });
+});

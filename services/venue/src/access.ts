@@ -1,0 +1,61 @@
+// Who may do what at a venue. qr keeps the venues (profiles) and who manages
+// them; this service keeps the staff. A manager of the venue (or an admin)
+// manages it; a current member reads the rule, their shifts and their shares.
+import { Code, ConnectError, createClient, type Client, type HandlerContext } from "@connectrpc/connect";
+import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { requireCaller, type Principal, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { currentMemberOf, type MemberRow } from "./store.js";
+
+export interface VenueInfo {
+  venueId: string;
+  name: string;
+  currency: string;
+  active: boolean;
+}
+
+export class Access {
+  private readonly qr: Client<typeof QrInternalService>;
+
+  constructor(ctx: ServiceContext) {
+    this.qr = createClient(QrInternalService, ctx.peers("qr"));
+  }
+
+  private async ask(venueId: string, userId: string) {
+    try {
+      return await this.qr.getVenueAccess({ venueId, userId }, { timeoutMs: 5_000 });
+    } catch (err) {
+      throw new ConnectError(`venue_id: cannot be checked now (${ConnectError.from(err).rawMessage})`, Code.Unavailable);
+    }
+  }
+
+  async venue(venueId: string): Promise<VenueInfo> {
+    const a = await this.ask(venueId, "");
+    if (!a.venueExists) throw new ConnectError(`venue_id: no venue ${venueId}`, Code.NotFound);
+    return { venueId, name: a.displayName, currency: a.currency || "KES", active: a.active };
+  }
+
+  /** The caller, who must manage the venue (or be an admin). */
+  async requireManager(hctx: HandlerContext, venueId: string): Promise<{ caller: Principal; venue: VenueInfo }> {
+    const caller = requireCaller(hctx);
+    const a = await this.ask(venueId, caller.subject);
+    if (!a.venueExists) throw new ConnectError(`venue_id: no venue ${venueId}`, Code.NotFound);
+    const venue = { venueId, name: a.displayName, currency: a.currency || "KES", active: a.active };
+    if (caller.roles.includes("admin")) return { caller, venue };
+    if (!(a.isManager && caller.roles.includes("venue_manager"))) {
+      throw new ConnectError("only a manager of this venue may do this", Code.PermissionDenied);
+    }
+    return { caller, venue };
+  }
+
+  /** A manager of the venue, or one of its current members (their own row). */
+  async requireMemberOrManager(db: Queryable, hctx: HandlerContext, venueId: string): Promise<{ caller: Principal; venue: VenueInfo; member?: MemberRow; manager: boolean }> {
+    const caller = requireCaller(hctx);
+    const a = await this.ask(venueId, caller.subject);
+    if (!a.venueExists) throw new ConnectError(`venue_id: no venue ${venueId}`, Code.NotFound);
+    const venue = { venueId, name: a.displayName, currency: a.currency || "KES", active: a.active };
+    const manager = caller.roles.includes("admin") || (a.isManager && caller.roles.includes("venue_manager"));
+    const member = await currentMemberOf(db, venueId, caller.subject);
+    if (!manager && !member) throw new ConnectError("only the venue's staff and managers may see this", Code.PermissionDenied);
+    return { caller, venue, member, manager };
+  }
+}

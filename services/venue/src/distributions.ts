@@ -1,0 +1,282 @@
+// Splitting a finished period's pool takings: preview, confirm (one ledger
+// entry, once per venue and period), reverse (a reversing entry with a reason).
+import { randomUUID } from "node:crypto";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { VenueDistributionConfirmedSchema, VenueDistributionReversedSchema, VenueShareAllocatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { DistributionSchema, DistributionStatus, type Distribution } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { emitEvent, withTransaction, type Logger, type Pool, type Queryable, type ServiceContext, fieldError } from "@ttip/runtime";
+import type { VenueInfo } from "./access.js";
+import { METHOD_WORDS, planSplit, type Period, type Plan } from "./plan.js";
+import { REMAINDER_RULE } from "./split.js";
+import {
+  audit,
+  loadDistribution,
+  money,
+  rosterFor,
+  ruleInForce,
+  ruleSpec,
+  shiftsIn,
+  toDistribution,
+  toShareLine,
+  type DistributionRow,
+  type RuleRow,
+  type ShareRow,
+} from "./store.js";
+
+/** The wallet posts at most 100 lines per entry: the pool's and 98 shares, with room to spare. */
+export const MAX_PAID_MEMBERS = 98;
+
+export class Distributions {
+  private readonly wallet: Client<typeof WalletInternalService>;
+  private readonly pool: Pool;
+  private readonly logger: Logger;
+
+  constructor(ctx: ServiceContext) {
+    this.wallet = createClient(WalletInternalService, ctx.peers("wallet"));
+    this.pool = ctx.pool;
+    this.logger = ctx.logger;
+  }
+
+  private async takings(venue: VenueInfo, p: Period) {
+    try {
+      return await this.wallet.getPoolTakings({ venueId: venue.venueId, currency: venue.currency, start: timestampFromDate(p.start), end: timestampFromDate(p.end) }, { timeoutMs: 10_000 });
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code === Code.InvalidArgument) throw fieldError("period", e.rawMessage);
+      throw new ConnectError(`the ledger cannot be read now (${e.rawMessage})`, Code.Unavailable);
+    }
+  }
+
+  /** Net tips the pool took in the period (for reports). */
+  async takingsFor(venue: VenueInfo, p: Period): Promise<bigint> {
+    return (await this.takings(venue, p)).collected?.amountMinor ?? 0n;
+  }
+
+  private async plan(db: Queryable, venue: VenueInfo, p: Period): Promise<{ rule: RuleRow; plan: Plan; collected: bigint; credits: bigint; overlapping: string }> {
+    const rule = await ruleInForce(db, venue.venueId);
+    if (!rule) throw new ConnectError("venue_id: set a split rule first (SetSplitRule)", Code.FailedPrecondition);
+    const t = await this.takings(venue, p);
+    const collected = t.collected?.amountMinor ?? 0n;
+    const plan = planSplit(collected, venue.currency, ruleSpec(rule), await rosterFor(db, venue.venueId, p.end), await shiftsIn(db, venue.venueId, p.start, p.end), p);
+    return { rule, plan, collected, credits: t.credits, overlapping: t.overlappingDistributionId };
+  }
+
+  /** Who would get what; saves nothing. */
+  async preview(venue: VenueInfo, p: Period): Promise<Distribution> {
+    const { rule, plan, collected, credits, overlapping } = await this.plan(this.pool, venue, p);
+    const notes = [
+      ...plan.excluded.map((x) => `${x.displayName}: ${x.reason}`),
+      ...(overlapping ? [`distribution ${overlapping} already covers part of this period`] : []),
+      ...(p.end.getTime() > Date.now() ? ["the period is not over: more tips may still arrive in it"] : []),
+      ...(collected > 0n && !plan.lines.length ? ["nobody is eligible: record shifts or change the rule"] : []),
+    ];
+    const shares = plan.lines.map((l, i) => toShareLine(shareRow("", i, l), venue.currency));
+    return create(DistributionSchema, {
+      venueId: venue.venueId,
+      period: { start: timestampFromDate(p.start), end: timestampFromDate(p.end) },
+      ruleVersion: rule.version,
+      method: rule.method,
+      collected: money(collected, venue.currency),
+      distributed: money(plan.lines.reduce((s, l) => s + l.amountMinor, 0n), venue.currency),
+      tipCount: credits,
+      shares,
+      remainderRule: REMAINDER_RULE,
+      status: DistributionStatus.PREVIEW,
+      summary: [`${METHOD_WORDS[rule.method]} (rule v${rule.version})`, ...notes].join("; "),
+    });
+  }
+
+  /**
+   * Confirms the period's split: the plan is saved ('posting') under a
+   * per-venue lock, then posted to the wallet under a key of its own id (the
+   * wallet also refuses a second unreversed distribution of any part of the
+   * period), then recorded with its events. A repeat, or a retry after a
+   * crash in between, finds the saved plan and finishes it: one entry, one set of events.
+   */
+  async confirm(venue: VenueInfo, p: Period, actor: string, expectedCollected?: bigint): Promise<{ distribution: Distribution; created: boolean }> {
+    if (p.end.getTime() > Date.now()) {
+      throw new ConnectError(`period.end: the period is not over yet (ends ${p.end.toISOString()}); tips may still arrive in it`, Code.FailedPrecondition);
+    }
+    const saved = await withTransaction(this.pool, async (tx) => {
+      await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.distribute.${venue.venueId}`]);
+      const { rows: existing } = await tx.query<DistributionRow>(
+        `SELECT * FROM venue.distributions WHERE venue_id = $1 AND status IN ('posting', 'confirmed') AND period_start < $3 AND period_end > $2`,
+        [venue.venueId, p.start, p.end],
+      );
+      const same = existing.find((d) => d.period_start.getTime() === p.start.getTime() && d.period_end.getTime() === p.end.getTime());
+      if (same) return { id: same.distribution_id, fresh: false };
+      if (existing[0]) {
+        throw new ConnectError(`period: distribution ${existing[0].distribution_id} already covers part of this period; reverse it first`, Code.FailedPrecondition);
+      }
+      const { rule, plan, collected, credits, overlapping } = await this.plan(tx, venue, p);
+      if (overlapping) throw new ConnectError(`period: distribution ${overlapping} already covers part of this period; reverse it first`, Code.FailedPrecondition);
+      if (expectedCollected !== undefined && expectedCollected !== collected) {
+        throw new ConnectError(`expected_collected: the pool took ${collected} minor units in the period, not ${expectedCollected}; preview again`, Code.FailedPrecondition);
+      }
+      if (collected <= 0n) throw new ConnectError("period: the pool took nothing in this period; nothing to distribute", Code.FailedPrecondition);
+      if (!plan.lines.length) throw new ConnectError("period: nobody is eligible under the rule in force (no finished shifts?)", Code.FailedPrecondition);
+      if (plan.lines.filter((l) => l.amountMinor > 0n).length > MAX_PAID_MEMBERS) {
+        throw new ConnectError(`period: more than ${MAX_PAID_MEMBERS} members to pay in one distribution; use shorter periods`, Code.FailedPrecondition);
+      }
+      const { rows: [{ revision }] } = await tx.query<{ revision: number }>(
+        `SELECT count(*)::int AS revision FROM venue.distributions WHERE venue_id = $1 AND period_start = $2 AND period_end = $3 AND status = 'reversed'`,
+        [venue.venueId, p.start, p.end],
+      );
+      const id = randomUUID();
+      await tx.query(
+        `INSERT INTO venue.distributions (distribution_id, venue_id, period_start, period_end, revision, currency, rule_version, method,
+           collected_minor, tip_count, status, confirmed_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'posting', $11)`,
+        [id, venue.venueId, p.start, p.end, revision, venue.currency, rule.version, rule.method, collected, credits, actor],
+      );
+      for (const [i, l] of plan.lines.entries()) {
+        const s = shareRow(id, i, l);
+        await tx.query(
+          `INSERT INTO venue.shares (distribution_id, line, member_id, worker_id, display_name, role_id, weight, total_weight, minutes, amount_minor, remainder_minor, explanation)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+          [id, i, s.member_id, s.worker_id, s.display_name, s.role_id, s.weight, s.total_weight, s.minutes, s.amount_minor, s.remainder_minor, s.explanation],
+        );
+      }
+      return { id, fresh: true };
+    });
+    const distribution = await this.finish(saved.id, venue.name);
+    return { distribution, created: saved.fresh };
+  }
+
+  /** Posts a saved plan to the wallet (idempotent on its id) and records the entry and its events, once. */
+  async finish(distributionId: string, venueName: string): Promise<Distribution> {
+    const loaded = await loadDistribution(this.pool, distributionId);
+    if (!loaded) throw new ConnectError(`distribution_id: no distribution ${distributionId}`, Code.NotFound);
+    const { d, shares } = loaded;
+    if (d.status !== "posting") return toDistribution(d, shares);
+    let entryId: string;
+    try {
+      const { entry } = await this.wallet.postPoolDistribution(
+        {
+          venueId: d.venue_id,
+          currency: d.currency,
+          start: timestampFromDate(d.period_start),
+          end: timestampFromDate(d.period_end),
+          distributionId: d.distribution_id,
+          shares: shares.filter((s) => s.amount_minor > 0n).map((s) => ({ workerId: s.worker_id, amount: money(s.amount_minor, d.currency), memo: `${s.display_name}: ${s.weight}/${s.total_weight}` })),
+          idempotencyKey: `venue-distribution:${d.distribution_id}`,
+          description: `Tip pool ${d.period_start.toISOString()} - ${d.period_end.toISOString()} (rule v${d.rule_version})`,
+        },
+        { timeoutMs: 15_000 },
+      );
+      entryId = entry!.entryId;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code === Code.FailedPrecondition || e.code === Code.InvalidArgument || e.code === Code.AlreadyExists) {
+        // The ledger will never take this plan (takings changed, overlap): give the period back.
+        await withTransaction(this.pool, async (tx) => {
+          const { rowCount } = await tx.query(`UPDATE venue.distributions SET status = 'abandoned', abandon_reason = $2 WHERE distribution_id = $1 AND status = 'posting'`, [d.distribution_id, e.rawMessage.slice(0, 500)]);
+          if (rowCount) await audit(tx, d.venue_id, d.confirmed_by, "distribution.abandoned", { distribution_id: d.distribution_id, reason: e.rawMessage });
+        });
+        throw new ConnectError(`period: the ledger refused the distribution: ${e.rawMessage}`, Code.FailedPrecondition);
+      }
+      // Unknown outcome (timeout, wallet down): left 'posting'; a retry or the background pass finishes it.
+      throw new ConnectError(`the distribution is saved but not posted yet (${e.rawMessage}); confirming again finishes it`, Code.Unavailable);
+    }
+    return withTransaction(this.pool, async (tx) => {
+      const { rows } = await tx.query<DistributionRow>(
+        `UPDATE venue.distributions SET status = 'confirmed', entry_id = $2, confirmed_at = now() WHERE distribution_id = $1 AND status = 'posting' RETURNING *`,
+        [d.distribution_id, entryId],
+      );
+      const done = rows[0];
+      if (!done) return toDistribution((await loadDistribution(tx, d.distribution_id))!.d, shares);
+      const total = shares.reduce((s, x) => s + x.amount_minor, 0n);
+      const paid = shares.filter((s) => s.amount_minor > 0n);
+      const period = { periodStart: timestampFromDate(done.period_start), periodEnd: timestampFromDate(done.period_end) };
+      await emitEvent(tx, "venue", "ttip.venue.distribution_confirmed", VenueDistributionConfirmedSchema, {
+        venueId: done.venue_id, distributionId: done.distribution_id, ...period, ruleVersion: done.rule_version, method: done.method,
+        distributed: money(total, done.currency), membersPaid: paid.length, tipCount: done.tip_count, entryId,
+      }, done.distribution_id);
+      for (const s of paid) {
+        await emitEvent(tx, "venue", "ttip.venue.share_allocated", VenueShareAllocatedSchema, {
+          venueId: done.venue_id, venueName, distributionId: done.distribution_id, memberId: s.member_id, workerId: s.worker_id,
+          amount: money(s.amount_minor, done.currency), poolTotal: money(total, done.currency), ...period, ruleVersion: done.rule_version,
+          method: done.method, explanation: s.explanation,
+        }, done.distribution_id);
+      }
+      await audit(tx, done.venue_id, done.confirmed_by, "distribution.confirmed", {
+        distribution_id: done.distribution_id, period_start: done.period_start, period_end: done.period_end, rule_version: done.rule_version,
+        collected_minor: done.collected_minor, currency: done.currency, entry_id: entryId, shares: paid.map((s) => ({ member_id: s.member_id, amount_minor: s.amount_minor })),
+      });
+      return toDistribution(done, shares);
+    });
+  }
+
+  /** Finishes plans left 'posting' by a crash or a wallet outage. */
+  async finishPending(olderThanMs: number): Promise<number> {
+    const { rows } = await this.pool.query<{ distribution_id: string }>(
+      `SELECT distribution_id FROM venue.distributions WHERE status = 'posting' AND created_at < now() - make_interval(secs => $1::double precision / 1000) ORDER BY created_at LIMIT 20`,
+      [olderThanMs],
+    );
+    let done = 0;
+    for (const r of rows) {
+      try {
+        await this.finish(r.distribution_id, "");
+        done++;
+      } catch (err) {
+        this.logger.warn({ distributionId: r.distribution_id, err: (err as Error).message }, "pending distribution not finished yet");
+      }
+    }
+    return done;
+  }
+
+  /** Undoes a confirmed distribution with a reversing entry; the period may be split again. */
+  async reverse(venueId: string, distributionId: string, reason: string, actor: string): Promise<Distribution> {
+    const loaded = await loadDistribution(this.pool, distributionId);
+    if (!loaded || loaded.d.venue_id !== venueId) throw new ConnectError(`distribution_id: no distribution ${distributionId} at this venue`, Code.NotFound);
+    const { d, shares } = loaded;
+    if (d.status === "reversed") return toDistribution(d, shares);
+    if (d.status !== "confirmed" || !d.entry_id) throw new ConnectError(`distribution_id: only a confirmed distribution can be reversed (this one is ${d.status})`, Code.FailedPrecondition);
+    let reversalId: string;
+    try {
+      const { reversal } = await this.wallet.reversePoolDistribution({ entryId: d.entry_id, idempotencyKey: `venue-reversal:${d.distribution_id}`, reason }, { timeoutMs: 15_000 });
+      reversalId = reversal!.entryId;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (e.code === Code.FailedPrecondition) {
+        throw new ConnectError(`distribution_id: cannot be reversed: ${e.rawMessage} (a member may have withdrawn their share already)`, Code.FailedPrecondition);
+      }
+      throw new ConnectError(`the ledger cannot reverse it now (${e.rawMessage}); try again`, Code.Unavailable);
+    }
+    return withTransaction(this.pool, async (tx) => {
+      const { rows } = await tx.query<DistributionRow>(
+        `UPDATE venue.distributions SET status = 'reversed', reversal_entry_id = $2, reversal_reason = $3, reversed_at = now(), reversed_by = $4
+          WHERE distribution_id = $1 AND status = 'confirmed' RETURNING *`,
+        [d.distribution_id, reversalId, reason, actor],
+      );
+      const done = rows[0];
+      if (!done) return toDistribution((await loadDistribution(tx, d.distribution_id))!.d, shares);
+      const total = shares.reduce((s, x) => s + x.amount_minor, 0n);
+      await emitEvent(tx, "venue", "ttip.venue.distribution_reversed", VenueDistributionReversedSchema, {
+        venueId, distributionId: d.distribution_id, reversalEntryId: reversalId, reason, amount: money(total, d.currency),
+      }, d.distribution_id);
+      await audit(tx, venueId, actor, "distribution.reversed", { distribution_id: d.distribution_id, reversal_entry_id: reversalId, reason });
+      return toDistribution(done, shares);
+    });
+  }
+}
+
+function shareRow(distributionId: string, line: number, l: Plan["lines"][number]): ShareRow {
+  return {
+    distribution_id: distributionId,
+    line,
+    member_id: l.memberId,
+    worker_id: l.workerId,
+    display_name: l.displayName,
+    role_id: l.roleId,
+    weight: l.weight,
+    total_weight: l.totalWeight,
+    minutes: l.minutes,
+    amount_minor: l.amountMinor,
+    remainder_minor: l.remainderMinor,
+    explanation: l.explanation,
+  };
+}

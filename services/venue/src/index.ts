@@ -1,0 +1,52 @@
+import { fileURLToPath } from "node:url";
+import { z } from "zod";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { env, loadConfig, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { Access } from "./access.js";
+import { Distributions } from "./distributions.js";
+import { registerHandlers, type VenueDeps } from "./handlers.js";
+import { Members } from "./members.js";
+
+export const venueConfigShape = {
+  // The web page an invitation links to; the token is its last path segment.
+  VENUE_JOIN_URL: env.url(["http", "https"]).default("http://127.0.0.1:8080/join"),
+  // How often distributions left half-posted (a crash, a wallet outage) are finished; 0 turns it off.
+  VENUE_RESUME_INTERVAL_MS: z.coerce.number().int().min(0).default(10_000),
+};
+
+export { cutByWeights, REMAINDER_RULE } from "./split.js";
+export { planSplit } from "./plan.js";
+
+/** The venue service; `envVars` lets tests and benchmarks pass their own configuration. */
+export function createVenueModule(envVars: Record<string, string | undefined> = process.env): ServiceModule {
+  const deps = new WeakMap<ServiceContext, VenueDeps>();
+  return {
+    name: "venue",
+    migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
+    calls: ["qr", "wallet", "notification"],
+    services: [VenueService],
+    async start(ctx) {
+      const cfg = loadConfig(venueConfigShape, envVars);
+      const distributions = new Distributions(ctx);
+      deps.set(ctx, { pool: ctx.pool, access: new Access(ctx), members: new Members(ctx, () => ({ joinUrl: cfg.VENUE_JOIN_URL })), distributions });
+      if (!cfg.VENUE_RESUME_INTERVAL_MS) return async () => undefined;
+      let running: Promise<unknown> = Promise.resolve();
+      const timer = setInterval(() => {
+        running = distributions.finishPending(cfg.VENUE_RESUME_INTERVAL_MS).catch((err) => ctx.logger.warn({ err }, "finishing pending distributions failed"));
+      }, cfg.VENUE_RESUME_INTERVAL_MS);
+      timer.unref();
+      return async () => {
+        clearInterval(timer);
+        await running;
+      };
+    },
+    routes(router, ctx) {
+      const d = deps.get(ctx);
+      if (!d) throw new Error("venue: routes() called before start()");
+      registerHandlers(router, d);
+    },
+  };
+}
+
+/** A venue's staff, shifts, split rules and the distributions of its tip pool. */
+export const venue: ServiceModule = createVenueModule();

@@ -1,0 +1,169 @@
+// Staff: invitations by phone, acceptance by the signed-in worker, roles,
+// joined and left dates. One worker may be on several venues' staff.
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { VenueMemberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { callerHeaders, emitEvent, requireKenyanMobile, withTransaction, type Logger, type Pool, type Principal, type Queryable, type Role, type ServiceContext, fieldError } from "@ttip/runtime";
+import type { VenueInfo } from "./access.js";
+import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
+
+const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
+
+async function memberEvent(tx: Queryable, m: MemberRow, change: "invited" | "joined" | "updated" | "left") {
+  await emitEvent(tx, "venue", "ttip.venue.member_changed", VenueMemberChangedSchema, {
+    venueId: m.venue_id,
+    memberId: m.member_id,
+    workerId: m.worker_id ?? "",
+    change,
+    roleId: m.role_id,
+    joinedAt: timestampFromDate(m.joined_at),
+    leftAt: m.left_at ? timestampFromDate(m.left_at) : undefined,
+  }, m.member_id);
+}
+
+async function requireRole(db: Queryable, venueId: string, roleId: string, field: string) {
+  const { rowCount } = await db.query(`SELECT 1 FROM venue.roles WHERE venue_id = $1 AND role_id = $2`, [venueId, roleId]);
+  if (!rowCount) throw fieldError(`${field}`, `no role ${roleId} at this venue (PutRole adds one)`);
+}
+
+export interface MembersConfig {
+  /** The page the invitation links to; the token is appended as a path segment. */
+  joinUrl: string;
+}
+
+export class Members {
+  private readonly pool: Pool;
+  private readonly logger: Logger;
+  private readonly notification: Client<typeof NotificationInternalService>;
+  private readonly qr: Client<typeof QrService>;
+
+  constructor(ctx: ServiceContext, private readonly config: () => MembersConfig) {
+    this.pool = ctx.pool;
+    this.logger = ctx.logger;
+    this.notification = createClient(NotificationInternalService, ctx.peers("notification"));
+    this.qr = createClient(QrService, ctx.peers("qr"));
+  }
+
+  /**
+   * Adds an invited member (or, for a repeat of the same key, finds them) and
+   * texts a fresh link; only the link's hash is kept.
+   */
+  async invite(venue: VenueInfo, caller: Principal, input: { phone: string; displayName: string; roleId: string; joinedAt?: Date; key: string }): Promise<{ member: MemberRow; sent: boolean }> {
+    const phone = requireKenyanMobile(input.phone, "phone");
+    const joinedAt = input.joinedAt ?? new Date();
+    const token = randomBytes(24).toString("base64url");
+    const member = await withTransaction(this.pool, async (tx) => {
+      await ensureDefaultRoles(tx, venue.venueId);
+      await requireRole(tx, venue.venueId, input.roleId, "role_id");
+      await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.members.${venue.venueId}`]);
+      const { rows: prior } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
+      if (prior[0]) {
+        if (prior[0].phone !== phone) throw new ConnectError("idempotency_key: already used to invite another number", Code.AlreadyExists);
+        if (prior[0].worker_id) return prior[0];
+        const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET invite_token_hash = $2 WHERE member_id = $1 RETURNING *`, [prior[0].member_id, hashToken(token)]);
+        return rows[0];
+      }
+      const { rowCount } = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND phone = $2 AND left_at IS NULL`, [venue.venueId, phone]);
+      if (rowCount) throw new ConnectError("phone: this number is already on the venue's staff", Code.AlreadyExists);
+      const { rows } = await tx.query<MemberRow>(
+        `INSERT INTO venue.members (member_id, venue_id, phone, display_name, role_id, invite_token_hash, invite_key, invited_by, joined_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
+        [randomUUID(), venue.venueId, phone, input.displayName, input.roleId, hashToken(token), input.key, caller.subject, joinedAt],
+      );
+      await memberEvent(tx, rows[0], "invited");
+      await audit(tx, venue.venueId, caller.subject, "member.invited", { member_id: rows[0].member_id, role_id: input.roleId, joined_at: joinedAt });
+      return rows[0];
+    });
+    if (member.worker_id) return { member, sent: false };
+    let sent = true;
+    try {
+      await this.notification.sendNotification({
+        idempotencyKey: `venue-invite:${member.member_id}:${hashToken(token).slice(0, 16)}`,
+        recipient: { case: "phone", value: phone },
+        templateKey: TemplateKey.STAFF_INVITE,
+        variables: { venue: venue.name, link: `${this.config().joinUrl.replace(/\/$/, "")}/${token}` },
+        channels: [Channel.SMS],
+      }, { timeoutMs: 5_000 });
+    } catch (err) {
+      sent = false;
+      this.logger.warn({ memberId: member.member_id, err: (err as Error).message }, "invitation SMS not sent; inviting again resends it");
+    }
+    return { member, sent };
+  }
+
+  /** The signed-in worker takes the invitation; the venue's managers may then issue their codes at the venue. */
+  async accept(caller: Principal, token: string): Promise<MemberRow> {
+    const { member, fresh } = await withTransaction(this.pool, async (tx) => {
+      const { rows } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE invite_token_hash = $1 FOR UPDATE`, [hashToken(token)]);
+      const m = rows[0];
+      if (!m) throw new ConnectError("token: no such invitation (it may have been replaced by a newer one)", Code.NotFound);
+      if (m.left_at) throw new ConnectError("token: this membership has ended", Code.FailedPrecondition);
+      if (m.worker_id) {
+        if (m.worker_id !== caller.subject) throw new ConnectError("token: this invitation was accepted by someone else", Code.FailedPrecondition);
+        return { member: m, fresh: false };
+      }
+      const other = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND worker_id = $2 AND left_at IS NULL`, [m.venue_id, caller.subject]);
+      if (other.rowCount) throw new ConnectError("token: you are already on this venue's staff", Code.AlreadyExists);
+      const { rows: done } = await tx.query<MemberRow>(`UPDATE venue.members SET worker_id = $2, accepted_at = now() WHERE member_id = $1 RETURNING *`, [m.member_id, caller.subject]);
+      await memberEvent(tx, done[0], "joined");
+      await audit(tx, m.venue_id, caller.subject, "member.joined", { member_id: m.member_id });
+      return { member: done[0], fresh: true };
+    });
+    if (fresh) await this.syncQrStaff(member, "add");
+    return member;
+  }
+
+  /** qr lets a venue's managers issue codes for its staff: keep its list in step (as the inviting manager). */
+  private async syncQrStaff(m: MemberRow & { invited_by?: string }, how: "add" | "remove") {
+    if (!m.worker_id) return;
+    const headers = callerHeaders((m as { invited_by: string }).invited_by, "venue_manager" as Role);
+    try {
+      if (how === "add") await this.qr.addVenueStaff({ venueId: m.venue_id, workerId: m.worker_id }, { headers, timeoutMs: 5_000 });
+      else await this.qr.removeVenueStaff({ venueId: m.venue_id, workerId: m.worker_id }, { headers, timeoutMs: 5_000 });
+    } catch (err) {
+      this.logger.warn({ memberId: m.member_id, how, err: (err as Error).message }, "qr venue staff not updated");
+    }
+  }
+
+  async update(venueId: string, caller: Principal, memberId: string, roleId: string, displayName: string): Promise<MemberRow> {
+    return withTransaction(this.pool, async (tx) => {
+      const m = await memberById(tx, venueId, memberId, true);
+      if (!m) throw new ConnectError(`member_id: no member ${memberId} at this venue`, Code.NotFound);
+      if (roleId) await requireRole(tx, venueId, roleId, "role_id");
+      const { rows } = await tx.query<MemberRow>(
+        `UPDATE venue.members SET role_id = COALESCE(NULLIF($2, ''), role_id), display_name = COALESCE(NULLIF($3, ''), display_name) WHERE member_id = $1 RETURNING *`,
+        [memberId, roleId, displayName],
+      );
+      await memberEvent(tx, rows[0], "updated");
+      await audit(tx, venueId, caller.subject, "member.updated", { member_id: memberId, role_id: rows[0].role_id, from_role_id: m.role_id });
+      return rows[0];
+    });
+  }
+
+  /** From left_at on, nothing is theirs; an open shift is closed at that time. */
+  async remove(venueId: string, caller: Principal, memberId: string, leftAt: Date | undefined, reason: string): Promise<MemberRow> {
+    const at = leftAt ?? new Date();
+    if (at.getTime() > Date.now() + 60_000) throw fieldError("left_at", "must not be in the future");
+    const m = await withTransaction(this.pool, async (tx) => {
+      const m = await memberById(tx, venueId, memberId, true);
+      if (!m) throw new ConnectError(`member_id: no member ${memberId} at this venue`, Code.NotFound);
+      if (m.left_at) return m;
+      if (at.getTime() < m.joined_at.getTime()) throw fieldError("left_at", `before they joined (${m.joined_at.toISOString()})`);
+      const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET left_at = $2, left_reason = $3, invite_token_hash = NULL WHERE member_id = $1 RETURNING *`, [memberId, at, reason]);
+      await tx.query(
+        `UPDATE venue.shifts SET ended_at = LEAST(GREATEST($2, started_at + interval '1 minute'), started_at + interval '24 hours')
+          WHERE member_id = $1 AND ended_at IS NULL`,
+        [memberId, at],
+      );
+      await memberEvent(tx, rows[0], "left");
+      await audit(tx, venueId, caller.subject, "member.left", { member_id: memberId, left_at: at, reason });
+      return rows[0];
+    });
+    await this.syncQrStaff(m, "remove");
+    return m;
+  }
+}

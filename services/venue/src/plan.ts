@@ -1,0 +1,158 @@
+// Who is in a period's split and with what weight, from the roster, the
+// shifts and the rule. Pure: the service loads the rows, this decides.
+import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { formatMoney } from "@ttip/runtime";
+import { cutByWeights } from "./split.js";
+
+export interface RosterMember {
+  memberId: string;
+  /** Null until the invitation is accepted: such a member cannot be paid. */
+  workerId: string | null;
+  displayName: string;
+  roleId: string;
+  isManager: boolean;
+  points: number;
+  joinedAt: Date;
+  leftAt: Date | null;
+}
+
+export interface ShiftSpan {
+  memberId: string;
+  start: Date;
+  end: Date;
+}
+
+export interface Period {
+  start: Date;
+  end: Date;
+}
+
+export interface RuleSpec {
+  version: number;
+  method: SplitMethod;
+  includeManagers: boolean;
+  fixedShares: { memberId: string; basisPoints: number }[];
+}
+
+export interface PlannedLine {
+  memberId: string;
+  workerId: string;
+  displayName: string;
+  roleId: string;
+  weight: bigint;
+  totalWeight: bigint;
+  minutes: bigint;
+  amountMinor: bigint;
+  remainderMinor: bigint;
+  explanation: string;
+}
+
+export interface Plan {
+  lines: PlannedLine[];
+  /** Members left out, and why (shown on the preview). */
+  excluded: { memberId: string; displayName: string; reason: string }[];
+}
+
+const MINUTE = 60_000;
+
+/** The member's time on the staff that falls in the period: [max(start, joined), min(end, left)). */
+function membershipWindow(m: RosterMember, p: Period): Period | undefined {
+  const start = Math.max(p.start.getTime(), m.joinedAt.getTime());
+  const end = Math.min(p.end.getTime(), m.leftAt ? m.leftAt.getTime() : Infinity);
+  return start < end ? { start: new Date(start), end: new Date(end) } : undefined;
+}
+
+/** Whole minutes of finished shifts inside the member's window of the period. */
+export function minutesWorked(m: RosterMember, shifts: ShiftSpan[], p: Period): bigint {
+  const w = membershipWindow(m, p);
+  if (!w) return 0n;
+  let ms = 0;
+  for (const s of shifts) {
+    if (s.memberId !== m.memberId) continue;
+    const a = Math.max(s.start.getTime(), w.start.getTime());
+    const b = Math.min(s.end.getTime(), w.end.getTime());
+    if (b > a) ms += b - a;
+  }
+  return BigInt(Math.floor(ms / MINUTE));
+}
+
+export const METHOD_WORDS: Record<number, string> = {
+  [SplitMethod.EQUAL_ON_SHIFT]: "equal shares among those who worked",
+  [SplitMethod.BY_HOURS]: "by hours worked",
+  [SplitMethod.BY_ROLE_POINTS]: "by role points x hours worked",
+  [SplitMethod.FIXED_PERCENTAGES]: "by fixed percentages",
+};
+
+
+const hours = (minutes: bigint) => {
+  const h = minutes / 60n;
+  const m = minutes % 60n;
+  return m ? `${h}h${m.toString().padStart(2, "0")}` : `${h}h`;
+};
+
+/**
+ * The split of `amountMinor` for the period. Members are taken in the
+ * roster's order (joining date): it breaks the last rounding ties.
+ */
+export function planSplit(amountMinor: bigint, currency: string, rule: RuleSpec, roster: RosterMember[], shifts: ShiftSpan[], period: Period): Plan {
+  const excluded: Plan["excluded"] = [];
+  const candidates: { m: RosterMember; weight: bigint; minutes: bigint; basis: string }[] = [];
+  const fixed = new Map(rule.fixedShares.map((f) => [f.memberId, f.basisPoints]));
+  for (const m of roster) {
+    const minutes = minutesWorked(m, shifts, period);
+    const out = (reason: string) => excluded.push({ memberId: m.memberId, displayName: m.displayName, reason });
+    if (!membershipWindow(m, period)) {
+      out(m.leftAt && m.leftAt.getTime() <= period.start.getTime() ? "left before the period" : "joined after the period");
+      continue;
+    }
+    if (m.isManager && !rule.includeManagers) {
+      out("managers are not in the pool under this rule");
+      continue;
+    }
+    if (!m.workerId) {
+      if (minutes > 0n || fixed.has(m.memberId)) out("has not accepted the invitation yet");
+      continue;
+    }
+    switch (rule.method) {
+      case SplitMethod.EQUAL_ON_SHIFT:
+        if (minutes > 0n) candidates.push({ m, weight: 1n, minutes, basis: `worked ${hours(minutes)}; one equal share` });
+        else out("no finished shift in the period");
+        break;
+      case SplitMethod.BY_HOURS:
+        if (minutes > 0n) candidates.push({ m, weight: minutes, minutes, basis: `${minutes} minutes worked` });
+        else out("no finished shift in the period");
+        break;
+      case SplitMethod.BY_ROLE_POINTS:
+        if (minutes === 0n) out("no finished shift in the period");
+        else if (m.points <= 0) out(`role ${m.roleId} has 0 points`);
+        else candidates.push({ m, weight: BigInt(m.points) * minutes, minutes, basis: `${m.points} points x ${minutes} minutes` });
+        break;
+      case SplitMethod.FIXED_PERCENTAGES: {
+        const bps = fixed.get(m.memberId) ?? 0;
+        if (bps > 0) candidates.push({ m, weight: BigInt(bps), minutes, basis: `${(bps / 100).toFixed(2)}% fixed` });
+        else out("has no percentage under this rule");
+        break;
+      }
+      default:
+        throw new Error(`unknown split method ${rule.method}`);
+    }
+  }
+  if (!candidates.length || amountMinor <= 0n) return { lines: [], excluded };
+  const totalWeight = candidates.reduce((s, c) => s + c.weight, 0n);
+  const cut = cutByWeights(amountMinor, candidates.map((c) => c.weight));
+  const lines = candidates.map((c, i) => ({
+    memberId: c.m.memberId,
+    workerId: c.m.workerId!,
+    displayName: c.m.displayName,
+    roleId: c.m.roleId,
+    weight: c.weight,
+    totalWeight,
+    minutes: c.minutes,
+    amountMinor: cut.amounts[i],
+    remainderMinor: cut.fromRemainder[i],
+    explanation:
+      `${c.basis}: ${c.weight} of ${totalWeight} x ${formatMoney(amountMinor, currency)} = ${formatMoney(cut.amounts[i], currency)}` +
+      (cut.fromRemainder[i] ? ` (incl. ${formatMoney(cut.fromRemainder[i], currency)} from rounding)` : ""),
+  }));
+  return { lines, excluded };
+}

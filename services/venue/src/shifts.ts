@@ -1,0 +1,182 @@
+// Shifts: clocked by the worker, recorded by a manager, or imported from CSV.
+import { randomUUID } from "node:crypto";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { emitEvent, parseKenyanMobile, withTransaction, type Pool, type Queryable, fieldError } from "@ttip/runtime";
+import { parseCsv } from "./csv.js";
+import { audit, currentMemberOf, type MemberRow, type ShiftRow } from "./store.js";
+
+const DAY_MS = 24 * 3600_000;
+/** Rows one import may carry: a month of a large venue's shifts. */
+export const MAX_IMPORT_ROWS = 5_000;
+/** Venues keep East Africa Time (UTC+3, no daylight saving): local times in a CSV are read in it. */
+const EAT_OFFSET = "+03:00";
+
+async function emitFinished(tx: Queryable, s: ShiftRow) {
+  await emitEvent(tx, "venue", "ttip.venue.shift_recorded", VenueShiftRecordedSchema, {
+    venueId: s.venue_id,
+    shiftId: s.shift_id,
+    memberId: s.member_id,
+    startedAt: timestampFromDate(s.started_at),
+    endedAt: s.ended_at ? timestampFromDate(s.ended_at) : undefined,
+    source: s.source,
+  }, s.shift_id);
+}
+
+/** Why a finished shift cannot be recorded for this member, or undefined when it can. */
+async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date): Promise<string | undefined> {
+  if (end.getTime() <= start.getTime()) return "end is not after start";
+  if (end.getTime() - start.getTime() > DAY_MS) return "longer than 24 hours";
+  if (end.getTime() > Date.now() + 60_000) return "ends in the future";
+  if (end.getTime() <= m.joined_at.getTime()) return "ends before the member joined";
+  if (m.left_at && start.getTime() >= m.left_at.getTime()) return "starts after the member left";
+  const { rows } = await db.query<{ shift_id: string }>(
+    `SELECT shift_id FROM venue.shifts WHERE member_id = $1 AND started_at < $3 AND COALESCE(ended_at, 'infinity') > $2 LIMIT 1`,
+    [m.member_id, start, end],
+  );
+  return rows[0] ? `overlaps shift ${rows[0].shift_id}` : undefined;
+}
+
+export async function clockIn(pool: Pool, venueId: string, workerId: string): Promise<ShiftRow> {
+  return withTransaction(pool, async (tx) => {
+    const m = await currentMemberOf(tx, venueId, workerId);
+    if (!m) throw new ConnectError("venue_id: you are not on this venue's staff", Code.PermissionDenied);
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${m.member_id}`]);
+    const open = await tx.query(`SELECT 1 FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL`, [m.member_id]);
+    if (open.rowCount) throw new ConnectError("venue_id: you are already clocked in here; clock out first", Code.FailedPrecondition);
+    const { rows } = await tx.query<ShiftRow>(
+      `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, source, recorded_by) VALUES ($1, $2, $3, now(), $4, $5) RETURNING *`,
+      [randomUUID(), venueId, m.member_id, ShiftSource.CLOCK, workerId],
+    );
+    return rows[0];
+  });
+}
+
+export async function clockOut(pool: Pool, venueId: string, workerId: string): Promise<ShiftRow> {
+  return withTransaction(pool, async (tx) => {
+    const m = await currentMemberOf(tx, venueId, workerId);
+    if (!m) throw new ConnectError("venue_id: you are not on this venue's staff", Code.PermissionDenied);
+    const { rows: open } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL FOR UPDATE`, [m.member_id]);
+    if (!open[0]) throw new ConnectError("venue_id: you are not clocked in here", Code.FailedPrecondition);
+    if (Date.now() - open[0].started_at.getTime() > DAY_MS) {
+      throw new ConnectError("venue_id: this shift has been open for more than 24 hours; ask a manager to record it", Code.FailedPrecondition);
+    }
+    const { rows } = await tx.query<ShiftRow>(
+      `UPDATE venue.shifts SET ended_at = GREATEST(now(), started_at + interval '1 millisecond') WHERE shift_id = $1 RETURNING *`,
+      [open[0].shift_id],
+    );
+    await emitFinished(tx, rows[0]);
+    return rows[0];
+  });
+}
+
+/** A manager records a finished shift; the same key returns the same shift. */
+export async function recordShift(pool: Pool, venueId: string, actor: string, memberId: string, start: Date, end: Date, key: string): Promise<ShiftRow> {
+  return withTransaction(pool, async (tx) => {
+    const { rows: prior } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE venue_id = $1 AND idempotency_key = $2`, [venueId, key]);
+    if (prior[0]) {
+      if (prior[0].member_id !== memberId || prior[0].started_at.getTime() !== start.getTime() || prior[0].ended_at?.getTime() !== end.getTime()) {
+        throw new ConnectError("idempotency_key: already used for another shift", Code.AlreadyExists);
+      }
+      return prior[0];
+    }
+    const { rows: ms } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2`, [venueId, memberId]);
+    if (!ms[0]) throw new ConnectError(`member_id: no member ${memberId} at this venue`, Code.NotFound);
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${memberId}`]);
+    const problem = await shiftProblem(tx, ms[0], start, end);
+    if (problem) throw fieldError("ended_at", problem);
+    const { rows } = await tx.query<ShiftRow>(
+      `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, ended_at, source, recorded_by, idempotency_key)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
+      [randomUUID(), venueId, memberId, start, end, ShiftSource.MANAGER, actor, key],
+    );
+    await emitFinished(tx, rows[0]);
+    await audit(tx, venueId, actor, "shift.recorded", { shift_id: rows[0].shift_id, member_id: memberId, started_at: start, ended_at: end });
+    return rows[0];
+  });
+}
+
+/** ISO 8601 with an offset, or "YYYY-MM-DD HH:MM[:SS]" read in East Africa Time. */
+export function parseTime(text: string): Date | undefined {
+  const t = text.trim();
+  const local = /^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2})(:\d{2})?$/.exec(t);
+  const iso = local ? `${local[1]}T${local[2]}${local[3] ?? ":00"}${EAT_OFFSET}` : t;
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/.test(iso)) return undefined;
+  const d = new Date(iso);
+  return Number.isNaN(d.getTime()) ? undefined : d;
+}
+
+export interface ImportResult {
+  imported: number;
+  rejected: { line: number; content: string; reason: string }[];
+}
+
+/**
+ * Imports finished shifts: every row is checked like a recorded shift (and
+ * against the rows before it); good rows go in, in one transaction, the others
+ * are reported. A dry run checks and reports only.
+ */
+export async function importShifts(pool: Pool, venueId: string, actor: string, csv: string, dryRun: boolean): Promise<ImportResult> {
+  const { rows, truncated } = parseCsv(csv, MAX_IMPORT_ROWS + 1);
+  if (truncated) throw fieldError("csv", `at most ${MAX_IMPORT_ROWS} rows per import`);
+  const header = rows.shift();
+  const cols = header?.fields.map((f) => f.trim().toLowerCase()) ?? [];
+  const [mi, si, ei] = ["member", "start", "end"].map((c) => cols.indexOf(c));
+  if (mi < 0 || si < 0 || ei < 0) throw new ConnectError('csv: the first line must name the columns "member", "start" and "end"', Code.InvalidArgument);
+  return withTransaction(pool, async (tx) => {
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.import.${venueId}`]);
+    const { rows: staff } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 ORDER BY joined_at DESC`, [venueId]);
+    const byId = new Map(staff.map((m) => [m.member_id, m]));
+    const result: ImportResult = { imported: 0, rejected: [] };
+    const accepted: { member: string; start: number; end: number }[] = [];
+    for (const r of rows) {
+      const reject = (reason: string) => result.rejected.push({ line: r.line, content: r.raw, reason });
+      const who = (r.fields[mi] ?? "").trim();
+      let m = byId.get(who);
+      if (!m) {
+        const phone = parseKenyanMobile(who);
+        // The current membership for a phone, else the latest one.
+        m = phone ? (staff.find((s) => s.phone === phone && !s.left_at) ?? staff.find((s) => s.phone === phone)) : undefined;
+      }
+      if (!m) {
+        reject(`member: "${who}" is neither a member id nor the phone number of anyone on the staff`);
+        continue;
+      }
+      const start = parseTime(r.fields[si] ?? "");
+      const end = parseTime(r.fields[ei] ?? "");
+      if (!start) {
+        reject(`start: "${(r.fields[si] ?? "").trim()}" is not a time like 2026-11-24 08:00 or 2026-11-24T08:00:00+03:00`);
+        continue;
+      }
+      if (!end) {
+        reject(`end: "${(r.fields[ei] ?? "").trim()}" is not a time like 2026-11-24 17:00 or 2026-11-24T17:00:00+03:00`);
+        continue;
+      }
+      const problem = await shiftProblem(tx, m, start, end);
+      if (problem) {
+        reject(problem);
+        continue;
+      }
+      const twin = accepted.find((a) => a.member === m!.member_id && a.start < end.getTime() && a.end > start.getTime());
+      if (twin) {
+        reject("overlaps an earlier row of this file for the same member");
+        continue;
+      }
+      accepted.push({ member: m.member_id, start: start.getTime(), end: end.getTime() });
+    }
+    if (!dryRun) {
+      for (const a of accepted) {
+        const { rows: ins } = await tx.query<ShiftRow>(
+          `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, ended_at, source, recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
+          [randomUUID(), venueId, a.member, new Date(a.start), new Date(a.end), ShiftSource.IMPORT, actor],
+        );
+        await emitFinished(tx, ins[0]);
+      }
+      await audit(tx, venueId, actor, "shifts.imported", { imported: accepted.length, rejected: result.rejected.length });
+    }
+    result.imported = accepted.length;
+    return result;
+  });
+}

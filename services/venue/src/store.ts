@@ -1,0 +1,298 @@
+// Rows of the venue schema and how they read as messages.
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { maskPhone, type Queryable } from "@ttip/runtime";
+import {
+  DistributionSchema,
+  DistributionStatus,
+  MemberSchema,
+  MemberStatus,
+  RoleSchema,
+  ShareLineSchema,
+  ShiftSchema,
+  SplitRuleSchema,
+  type Distribution,
+  type Member,
+  type Role,
+  type Shift,
+  type SplitRule,
+} from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { METHOD_WORDS, type RosterMember, type RuleSpec, type ShiftSpan } from "./plan.js";
+import { REMAINDER_RULE } from "./split.js";
+
+export const money = (amountMinor: bigint, currency: string) => ({ amountMinor, currency });
+
+export interface RoleRow {
+  venue_id: string;
+  role_id: string;
+  name: string;
+  points: number;
+  is_manager: boolean;
+}
+
+export const toRole = (r: RoleRow): Role => create(RoleSchema, { roleId: r.role_id, name: r.name, points: r.points, isManager: r.is_manager });
+
+/** Every venue has these from its first use; managers can rename or re-point them and add others. */
+export const DEFAULT_ROLES: Omit<RoleRow, "venue_id">[] = [
+  { role_id: "manager", name: "Manager", points: 0, is_manager: true },
+  { role_id: "front_of_house", name: "Front of house", points: 10, is_manager: false },
+  { role_id: "kitchen", name: "Kitchen", points: 8, is_manager: false },
+  { role_id: "bar", name: "Bar", points: 8, is_manager: false },
+];
+
+export async function ensureDefaultRoles(db: Queryable, venueId: string): Promise<void> {
+  await db.query(
+    `INSERT INTO venue.roles (venue_id, role_id, name, points, is_manager)
+     SELECT $1, r.role_id, r.name, r.points, r.is_manager FROM jsonb_to_recordset($2::jsonb) AS r(role_id text, name text, points int, is_manager boolean)
+     ON CONFLICT DO NOTHING`,
+    [venueId, JSON.stringify(DEFAULT_ROLES)],
+  );
+}
+
+export interface MemberRow {
+  member_id: string;
+  venue_id: string;
+  worker_id: string | null;
+  phone: string;
+  display_name: string;
+  role_id: string;
+  invited_at: Date;
+  accepted_at: Date | null;
+  joined_at: Date;
+  left_at: Date | null;
+}
+
+export function memberStatus(m: MemberRow, now = Date.now()): MemberStatus {
+  if (m.left_at && m.left_at.getTime() <= now) return MemberStatus.LEFT;
+  return m.worker_id ? MemberStatus.ACTIVE : MemberStatus.INVITED;
+}
+
+export function toMember(m: MemberRow, venueName = ""): Member {
+  return create(MemberSchema, {
+    memberId: m.member_id,
+    venueId: m.venue_id,
+    workerId: m.worker_id ?? "",
+    displayName: m.display_name,
+    phoneMasked: maskPhone(m.phone),
+    roleId: m.role_id,
+    status: memberStatus(m),
+    joinedAt: timestampFromDate(m.joined_at),
+    leftAt: m.left_at ? timestampFromDate(m.left_at) : undefined,
+    invitedAt: timestampFromDate(m.invited_at),
+    venueName,
+  });
+}
+
+/** The caller's current (not left) membership of the venue, if any. */
+export async function currentMemberOf(db: Queryable, venueId: string, workerId: string): Promise<MemberRow | undefined> {
+  const { rows } = await db.query<MemberRow>(
+    `SELECT * FROM venue.members WHERE venue_id = $1 AND worker_id::text = $2 AND (left_at IS NULL OR left_at > now())`,
+    [venueId, workerId],
+  );
+  return rows[0];
+}
+
+export async function memberById(db: Queryable, venueId: string, memberId: string, lock = false): Promise<MemberRow | undefined> {
+  const { rows } = await db.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2${lock ? " FOR UPDATE" : ""}`, [venueId, memberId]);
+  return rows[0];
+}
+
+export interface ShiftRow {
+  shift_id: string;
+  venue_id: string;
+  member_id: string;
+  started_at: Date;
+  ended_at: Date | null;
+  source: number;
+  recorded_by: string;
+}
+
+export function toShift(s: ShiftRow): Shift {
+  return create(ShiftSchema, {
+    shiftId: s.shift_id,
+    venueId: s.venue_id,
+    memberId: s.member_id,
+    startedAt: timestampFromDate(s.started_at),
+    endedAt: s.ended_at ? timestampFromDate(s.ended_at) : undefined,
+    source: s.source,
+    minutes: s.ended_at ? BigInt(Math.floor((s.ended_at.getTime() - s.started_at.getTime()) / 60_000)) : 0n,
+    recordedBy: s.recorded_by,
+  });
+}
+
+/** Everyone who was ever on the staff before the period ended, in joining order (the last tie-break of a split). */
+export async function rosterFor(db: Queryable, venueId: string, periodEnd: Date): Promise<RosterMember[]> {
+  const { rows } = await db.query<MemberRow & { points: number; is_manager: boolean }>(
+    `SELECT m.*, r.points, r.is_manager FROM venue.members m JOIN venue.roles r USING (venue_id, role_id)
+      WHERE m.venue_id = $1 AND m.joined_at < $2 ORDER BY m.joined_at, m.member_id`,
+    [venueId, periodEnd],
+  );
+  return rows.map((m) => ({
+    memberId: m.member_id,
+    workerId: m.worker_id,
+    displayName: m.display_name,
+    roleId: m.role_id,
+    isManager: m.is_manager,
+    points: m.points,
+    joinedAt: m.joined_at,
+    leftAt: m.left_at,
+  }));
+}
+
+/** Finished shifts touching the period. */
+export async function shiftsIn(db: Queryable, venueId: string, start: Date, end: Date): Promise<ShiftSpan[]> {
+  const { rows } = await db.query<ShiftRow>(
+    `SELECT * FROM venue.shifts WHERE venue_id = $1 AND ended_at IS NOT NULL AND started_at < $3 AND ended_at > $2`,
+    [venueId, start, end],
+  );
+  return rows.map((s) => ({ memberId: s.member_id, start: s.started_at, end: s.ended_at! }));
+}
+
+export interface RuleRow {
+  venue_id: string;
+  version: number;
+  method: number;
+  include_managers: boolean;
+  fixed_shares: { member_id: string; basis_points: number }[];
+  note: string;
+  created_by: string;
+  created_at: Date;
+}
+
+export function ruleSpec(r: RuleRow): RuleSpec {
+  return {
+    version: r.version,
+    method: r.method,
+    includeManagers: r.include_managers,
+    fixedShares: r.fixed_shares.map((f) => ({ memberId: f.member_id, basisPoints: f.basis_points })),
+  };
+}
+
+export function ruleSummary(r: RuleRow): string {
+  const base = `Version ${r.version}: ${METHOD_WORDS[r.method] ?? "unknown"}`;
+  const fixed = r.method === 4 ? ` (${r.fixed_shares.map((f) => `${(f.basis_points / 100).toFixed(2)}%`).join(", ")})` : "";
+  return `${base}${fixed}; managers ${r.include_managers ? "included" : "not included"}; individual tips kept by their worker.`;
+}
+
+export function toRule(r: RuleRow): SplitRule {
+  return create(SplitRuleSchema, {
+    venueId: r.venue_id,
+    version: r.version,
+    method: r.method,
+    includeManagers: r.include_managers,
+    fixedShares: r.fixed_shares.map((f) => ({ memberId: f.member_id, basisPoints: f.basis_points })),
+    poolIndividualTips: false,
+    note: r.note,
+    createdBy: r.created_by,
+    createdAt: timestampFromDate(r.created_at),
+    summary: ruleSummary(r),
+  });
+}
+
+export async function ruleInForce(db: Queryable, venueId: string, version = 0): Promise<RuleRow | undefined> {
+  const { rows } = await db.query<RuleRow>(
+    version
+      ? `SELECT * FROM venue.split_rules WHERE venue_id = $1 AND version = $2`
+      : `SELECT * FROM venue.split_rules WHERE venue_id = $1 AND $2::int = 0 ORDER BY version DESC LIMIT 1`,
+    [venueId, version],
+  );
+  return rows[0];
+}
+
+export interface DistributionRow {
+  distribution_id: string;
+  venue_id: string;
+  period_start: Date;
+  period_end: Date;
+  revision: number;
+  currency: string;
+  rule_version: number;
+  method: number;
+  collected_minor: bigint;
+  tip_count: bigint;
+  status: "posting" | "confirmed" | "reversed" | "abandoned";
+  entry_id: string | null;
+  reversal_entry_id: string | null;
+  reversal_reason: string;
+  confirmed_by: string;
+  confirmed_at: Date | null;
+  reversed_at: Date | null;
+}
+
+export interface ShareRow {
+  distribution_id: string;
+  line: number;
+  member_id: string;
+  worker_id: string;
+  display_name: string;
+  role_id: string;
+  weight: bigint;
+  total_weight: bigint;
+  minutes: bigint;
+  amount_minor: bigint;
+  remainder_minor: bigint;
+  explanation: string;
+}
+
+const STATUS: Record<DistributionRow["status"], DistributionStatus> = {
+  posting: DistributionStatus.POSTING,
+  confirmed: DistributionStatus.CONFIRMED,
+  reversed: DistributionStatus.REVERSED,
+  abandoned: DistributionStatus.UNSPECIFIED,
+};
+
+export function toShareLine(s: ShareRow, currency: string) {
+  return create(ShareLineSchema, {
+    memberId: s.member_id,
+    workerId: s.worker_id,
+    displayName: s.display_name,
+    roleId: s.role_id,
+    weight: s.weight,
+    totalWeight: s.total_weight,
+    amount: money(s.amount_minor, currency),
+    minutes: s.minutes,
+    explanation: s.explanation,
+    remainderMinor: s.remainder_minor,
+  });
+}
+
+export function toDistribution(d: DistributionRow, shares: ShareRow[]): Distribution {
+  const distributed = shares.reduce((s, x) => s + x.amount_minor, 0n);
+  return create(DistributionSchema, {
+    distributionId: d.distribution_id,
+    venueId: d.venue_id,
+    period: { start: timestampFromDate(d.period_start), end: timestampFromDate(d.period_end) },
+    ruleVersion: d.rule_version,
+    method: d.method,
+    collected: money(d.collected_minor, d.currency),
+    distributed: money(distributed, d.currency),
+    tipCount: d.tip_count,
+    shares: shares.map((s) => toShareLine(s, d.currency)),
+    remainderRule: REMAINDER_RULE,
+    status: STATUS[d.status],
+    entryId: d.entry_id ?? "",
+    reversalEntryId: d.reversal_entry_id ?? "",
+    reversalReason: d.reversal_reason,
+    confirmedBy: d.confirmed_by,
+    confirmedAt: d.confirmed_at ? timestampFromDate(d.confirmed_at) : undefined,
+    reversedAt: d.reversed_at ? timestampFromDate(d.reversed_at) : undefined,
+    revision: d.revision,
+    summary: `${METHOD_WORDS[d.method] ?? ""} (rule v${d.rule_version}); ${shares.length} members`,
+  });
+}
+
+export async function loadDistribution(db: Queryable, distributionId: string): Promise<{ d: DistributionRow; shares: ShareRow[] } | undefined> {
+  const { rows } = await db.query<DistributionRow>(`SELECT * FROM venue.distributions WHERE distribution_id = $1`, [distributionId]);
+  if (!rows[0]) return undefined;
+  const shares = await db.query<ShareRow>(`SELECT * FROM venue.shares WHERE distribution_id = $1 ORDER BY line`, [distributionId]);
+  return { d: rows[0], shares: shares.rows };
+}
+
+export async function audit(db: Queryable, venueId: string, actor: string, action: string, detail: unknown): Promise<void> {
+  await db.query(`INSERT INTO venue.audit_records (venue_id, actor, action, detail) VALUES ($1, $2, $3, $4)`, [
+    venueId,
+    actor,
+    action,
+    JSON.stringify(detail, (_k, v) => (typeof v === "bigint" ? v.toString() : v)),
+  ]);
+}

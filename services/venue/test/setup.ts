@@ -1,0 +1,138 @@
+// The venue service with the real wallet, qr and notification services on the
+// harness's PostgreSQL, Redis and NATS; SMS go to the provider simulator.
+import { randomInt, randomUUID } from "node:crypto";
+import { createClient, type Client } from "@connectrpc/connect";
+import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { createQrModule } from "@ttip/qr";
+import { callerHeaders } from "@ttip/runtime";
+import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { AccountKind, OwnerKind as WalletOwner } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { wallet } from "@ttip/wallet";
+import { createVenueModule } from "../src/index.js";
+
+export const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(Math.round(shillings * 100)) });
+
+export interface Harness {
+  t: TestService;
+  sim: ProviderSimulator;
+  walletInternal: Client<typeof WalletInternalService>;
+  /** A venue with a manager who may call VenueService as such. */
+  newVenue(name?: string): Promise<{ venueId: string; managerId: string; api: Client<typeof VenueService> }>;
+  /** The venue service as a signed-in worker. */
+  asWorker(workerId: string): Client<typeof VenueService>;
+  /** Invites `phone` and accepts as a new worker, through the SMS link. */
+  join(v: { venueId: string; api: Client<typeof VenueService> }, name: string, roleId?: string, joinedAt?: Date): Promise<{ memberId: string; workerId: string }>;
+  /** A tip credited to the venue's pool as payment credits it (clearing -> pool), now. */
+  tipPool(venueId: string, minor: bigint): Promise<void>;
+  poolBalance(venueId: string): Promise<bigint>;
+  walletBalance(workerId: string): Promise<bigint>;
+  trialBalanced(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export function kenyanPhone(): string {
+  return `07${String(randomInt(10_000_000, 99_999_999))}`;
+}
+
+export async function startHarness(): Promise<Harness> {
+  const sim = new ProviderSimulator();
+  await sim.start();
+  let notificationUrl = "";
+  const notification = createNotificationModule({
+    config: {
+      providers: sim.config("africastalking", "at-callback-secret"),
+      retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 1_000, httpTimeoutMs: 3_000 },
+      publicUrl: () => notificationUrl,
+    },
+    sweepIntervalMs: 100,
+    contacts: async () => null,
+  });
+  const t = await startTestService(createVenueModule({ VENUE_RESUME_INTERVAL_MS: "0", VENUE_JOIN_URL: "http://127.0.0.1:8080/join" }), {
+    with: [wallet, createQrModule({}), notification],
+  });
+  const qr = createClient(QrService, t.ctx.peers("qr"));
+  const walletInternal = createClient(WalletInternalService, t.ctx.peers("wallet"));
+  const walletAdmin = createClient(WalletAdminService, t.ctx.peers("wallet"));
+  const walletUser = createClient(WalletService, t.ctx.peers("wallet"));
+  const asAdmin = { headers: callerHeaders("admin-1", "admin") };
+  const accountOf = async (kind: AccountKind, ownerKind: WalletOwner, ownerId: string) =>
+    (await walletInternal.ensureAccount({ kind, ownerKind, ownerId, currency: "KES" })).account!.accountId;
+
+  const h: Harness = {
+    t,
+    sim,
+    walletInternal,
+    async newVenue(name = "Java House") {
+      const venueId = randomUUID();
+      const managerId = randomUUID();
+      await qr.putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: name }, { headers: callerHeaders(managerId, "venue_manager") });
+      return { venueId, managerId, api: t.client(VenueService, { subject: managerId, roles: ["venue_manager"] }) };
+    },
+    asWorker: (workerId) => t.client(VenueService, { subject: workerId, roles: ["worker"] }),
+    async join(v, name, roleId = "front_of_house", joinedAt) {
+      const phone = kenyanPhone();
+      const { member, invitationSent } = await v.api.inviteMember({
+        venueId: v.venueId, phone, displayName: name, roleId, idempotencyKey: randomUUID(),
+        joinedAt: joinedAt ? { seconds: BigInt(Math.floor(joinedAt.getTime() / 1000)), nanos: (joinedAt.getTime() % 1000) * 1e6 } : undefined,
+      });
+      if (!invitationSent) throw new Error("invitation not sent");
+      const msisdn = `+254${phone.slice(1)}`;
+      const token = await eventually(async () => {
+        const sms = sim.sent.filter((m) => m.to === msisdn || m.to === msisdn.slice(1)).pop();
+        return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+      }, "invitation SMS");
+      const workerId = randomUUID();
+      await h.asWorker(workerId).acceptInvitation({ token });
+      return { memberId: member!.memberId, workerId };
+    },
+    async tipPool(venueId, minor) {
+      const [clearing, pool] = await Promise.all([
+        accountOf(AccountKind.MPESA_CLEARING, WalletOwner.PLATFORM, ""),
+        accountOf(AccountKind.VENUE_POOL, WalletOwner.VENUE, venueId),
+      ]);
+      const receipt = `R${randomUUID().slice(0, 9).toUpperCase()}`;
+      await walletInternal.postEntry({
+        idempotencyKey: receipt,
+        cause: { cause: { case: "mpesaReceipt", value: receipt } },
+        postings: [
+          { accountId: clearing, amount: { amountMinor: -minor, currency: "KES" }, memo: `M-Pesa ${receipt}` },
+          { accountId: pool, amount: { amountMinor: minor, currency: "KES" }, memo: "shared tip" },
+        ],
+        description: "Shared tip",
+      });
+    },
+    async poolBalance(venueId) {
+      const { accounts } = await walletAdmin.listAccounts({ kind: AccountKind.VENUE_POOL, ownerId: venueId }, asAdmin);
+      if (!accounts[0]) return 0n;
+      return (await walletAdmin.getAccount({ accountId: accounts[0].accountId }, asAdmin)).balance!.ledger!.amountMinor;
+    },
+    async walletBalance(workerId) {
+      const { balances } = await walletUser.getBalance({ currency: "KES" }, { headers: callerHeaders(workerId, "worker") });
+      return balances[0]?.ledger?.amountMinor ?? 0n;
+    },
+    trialBalanced: async () => (await walletAdmin.getTrialBalance({}, asAdmin)).balanced,
+    async close() {
+      await t.close();
+      await sim.close();
+    },
+  };
+  notificationUrl = "";
+  return h;
+}
+
+export async function eventually<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 40));
+  }
+}
+
+export const ts = (d: Date) => ({ seconds: BigInt(Math.floor(d.getTime() / 1000)), nanos: (d.getTime() % 1000) * 1_000_000 });
+export const period = (start: Date, end: Date) => ({ start: ts(start), end: ts(end) });

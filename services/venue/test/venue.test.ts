@@ -1,0 +1,247 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { DistributionStatus, MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { ReportFormat } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { eventually, KES, period, startHarness, ts, type Harness } from "./setup.js";
+
+const HOUR = 3600_000;
+const rejects = (code: Code, field: RegExp) => (e: ConnectError) => {
+  assert.equal(Code[e.code], Code[code], e.message);
+  assert.match(e.message, field);
+  return true;
+};
+
+describe("venue staff, shifts and pooled tips", () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  test("staff: invited by SMS, accepted by the signed-in worker, roles, several venues, left", async () => {
+    const a = await h.newVenue("Java House");
+    const b = await h.newVenue("Artcaffe");
+    const { roles } = await a.api.listRoles({ venueId: a.venueId });
+    assert.deepEqual(roles.find((r) => r.roleId === "manager")?.isManager, true);
+    await a.api.putRole({ venueId: a.venueId, roleId: "barista", name: "Barista", points: 12 });
+    const wanjiru = await h.join(a, "Wanjiru", "barista");
+    // The same person on a second venue's staff.
+    const phoneInvite = await b.api.inviteMember({ venueId: b.venueId, phone: "0712345678", displayName: "Otieno", roleId: "kitchen", idempotencyKey: randomUUID() });
+    assert.equal(phoneInvite.member!.status, MemberStatus.INVITED);
+    assert.equal(phoneInvite.member!.phoneMasked, "2547******78");
+    await assert.rejects(
+      b.api.inviteMember({ venueId: b.venueId, phone: "+254712345678", displayName: "Otieno again", roleId: "kitchen", idempotencyKey: randomUUID() }),
+      rejects(Code.AlreadyExists, /phone/),
+    );
+    await assert.rejects(a.api.inviteMember({ venueId: a.venueId, phone: "0812", displayName: "x", roleId: "kitchen", idempotencyKey: randomUUID() }), rejects(Code.InvalidArgument, /phone/));
+    await assert.rejects(a.api.inviteMember({ venueId: a.venueId, phone: "0711111111", displayName: "x", roleId: "chef", idempotencyKey: randomUUID() }), rejects(Code.InvalidArgument, /role_id/));
+    const second = await h.join(b, "Wanjiru at B");
+    const worker = h.asWorker(second.workerId);
+    // Another manager's venue is not yours to manage.
+    await assert.rejects(b.api.listMembers({ venueId: a.venueId }), rejects(Code.PermissionDenied, /manager/));
+    await assert.rejects(worker.listMembers({ venueId: b.venueId }), rejects(Code.PermissionDenied, /manager/));
+    const mine = await h.asWorker(wanjiru.workerId).listMyVenues({});
+    assert.deepEqual(mine.memberships.map((m) => [m.venueName, m.status]), [["Java House", MemberStatus.ACTIVE]]);
+    const left = await a.api.removeMember({ venueId: a.venueId, memberId: wanjiru.memberId, reason: "moved to Mombasa" });
+    assert.equal(left.member!.status, MemberStatus.LEFT);
+    assert.equal((await a.api.listMembers({ venueId: a.venueId })).members.length, 0);
+    assert.equal((await a.api.listMembers({ venueId: a.venueId, includeLeft: true })).members.length, 1);
+  });
+
+  test("shifts: clock in and out, manager-recorded, CSV import with a report of rejected rows, hours per member", async () => {
+    const v = await h.newVenue();
+    const joined = new Date(Date.now() - 48 * HOUR);
+    const amina = await h.join(v, "Amina", "front_of_house", joined);
+    const baraka = await h.join(v, "Baraka", "kitchen", joined);
+    const w = h.asWorker(amina.workerId);
+    const { shift } = await w.clockIn({ venueId: v.venueId });
+    await assert.rejects(w.clockIn({ venueId: v.venueId }), rejects(Code.FailedPrecondition, /clocked in/));
+    const out = (await w.clockOut({ venueId: v.venueId })).shift!;
+    assert.equal(out.shiftId, shift!.shiftId);
+    await assert.rejects(w.clockOut({ venueId: v.venueId }), rejects(Code.FailedPrecondition, /not clocked in/));
+    await assert.rejects(h.asWorker(randomUUID()).clockIn({ venueId: v.venueId }), rejects(Code.PermissionDenied, /staff/));
+
+    const day = new Date(Date.now() - 30 * HOUR);
+    const at = (hours: number) => new Date(day.getTime() + hours * HOUR);
+    await v.api.recordShift({ venueId: v.venueId, memberId: baraka.memberId, startedAt: ts(at(0)), endedAt: ts(at(8)), idempotencyKey: randomUUID() });
+    await assert.rejects(
+      v.api.recordShift({ venueId: v.venueId, memberId: baraka.memberId, startedAt: ts(at(7)), endedAt: ts(at(9)), idempotencyKey: randomUUID() }),
+      rejects(Code.InvalidArgument, /overlaps/),
+    );
+    const eat = (d: Date) => new Date(d.getTime() + 3 * HOUR).toISOString().slice(0, 16).replace("T", " ");
+    const csv = [
+      "member,start,end",
+      `${amina.memberId},${eat(at(1))},${eat(at(5))}`,
+      `${amina.memberId},${at(6).toISOString()},${at(7).toISOString()}`,
+      `${randomUUID()},${eat(at(1))},${eat(at(2))}`,
+      `${amina.memberId},yesterday,${eat(at(2))}`,
+      `${amina.memberId},${eat(at(3))},${eat(at(4))}`,
+      `${baraka.memberId},${eat(at(9))},${eat(at(40))}`,
+    ].join("\n");
+    const dry = await v.api.importShifts({ venueId: v.venueId, csv: new TextEncoder().encode(csv), dryRun: true });
+    assert.equal(dry.imported, 2);
+    const r = await v.api.importShifts({ venueId: v.venueId, csv: new TextEncoder().encode(csv) });
+    assert.equal(r.imported, 2);
+    assert.deepEqual(r.rejected.map((x) => x.line), [4, 5, 6, 7]);
+    assert.match(r.rejected[0].reason, /member/);
+    assert.match(r.rejected[1].reason, /start/);
+    assert.match(r.rejected[2].reason, /overlap/);
+    assert.match(r.rejected[3].reason, /24 hours/);
+    await assert.rejects(v.api.importShifts({ venueId: v.venueId, csv: new TextEncoder().encode("who,when\nx,y") }), rejects(Code.InvalidArgument, /csv/));
+
+    const { hours } = await v.api.getHours({ venueId: v.venueId, period: period(at(0), at(24)) });
+    const byName = Object.fromEntries(hours.map((x) => [x.displayName, x.minutes]));
+    assert.deepEqual(byName, { Amina: 300n, Baraka: 480n });
+    // A worker sees only their own hours.
+    const own = await w.getHours({ venueId: v.venueId, period: period(at(0), at(24)) });
+    assert.deepEqual(own.hours.map((x) => x.displayName), ["Amina"]);
+  });
+
+  test("split rules are versioned, visible to members, fixed percentages add to 100%, pooling individual tips is not built", async () => {
+    const v = await h.newVenue();
+    const m = await h.join(v, "Chebet");
+    await assert.rejects(h.asWorker(m.workerId).getSplitRule({ venueId: v.venueId }), rejects(Code.NotFound, /no split rule/));
+    const r1 = (await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.BY_HOURS, idempotencyKey: randomUUID(), note: "first" })).rule!;
+    const key = randomUUID();
+    const r2 = (await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.EQUAL_ON_SHIFT, includeManagers: true, idempotencyKey: key })).rule!;
+    const again = (await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.EQUAL_ON_SHIFT, includeManagers: true, idempotencyKey: key })).rule!;
+    assert.deepEqual([r1.version, r2.version, again.version], [1, 2, 2]);
+    const seen = (await h.asWorker(m.workerId).getSplitRule({ venueId: v.venueId })).rule!;
+    assert.equal(seen.version, 2);
+    assert.match(seen.summary, /managers included/);
+    await assert.rejects(
+      v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.FIXED_PERCENTAGES, fixedShares: [{ memberId: m.memberId, basisPoints: 9000 }], idempotencyKey: randomUUID() }),
+      rejects(Code.InvalidArgument, /fixed_shares.*10000/),
+    );
+    await assert.rejects(
+      v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.BY_HOURS, poolIndividualTips: true, idempotencyKey: randomUUID() }),
+      rejects(Code.Unimplemented, /pool_individual_tips/),
+    );
+    await assert.rejects(h.asWorker(m.workerId).setSplitRule({ venueId: v.venueId, method: SplitMethod.BY_HOURS, idempotencyKey: randomUUID() }), rejects(Code.PermissionDenied, /manager/));
+    const { rules } = await v.api.listSplitRules({ venueId: v.venueId });
+    assert.deepEqual(rules.map((r) => r.version), [2, 1]);
+  });
+
+  test("a distribution by hours: preview, confirm posts one entry once, members told, a leaver and the manager get nothing, reversal with a reason", async () => {
+    const start = new Date(Date.now() - 10 * HOUR);
+    const at = (hours: number) => new Date(start.getTime() + hours * HOUR);
+    const v = await h.newVenue("Nyama Mama");
+    const asha = await h.join(v, "Asha", "front_of_house", at(-1));
+    const juma = await h.join(v, "Juma", "kitchen", at(-1));
+    const leaver = await h.join(v, "Left Early", "bar", at(-1));
+    const boss = await h.join(v, "Boss", "manager", at(-1));
+    const shift = (memberId: string, from: number, to: number) =>
+      v.api.recordShift({ venueId: v.venueId, memberId, startedAt: ts(at(from)), endedAt: ts(at(to)), idempotencyKey: randomUUID() });
+    await shift(asha.memberId, 0, 6);
+    await shift(juma.memberId, 1, 4);
+    await shift(leaver.memberId, 0, 1);
+    await shift(boss.memberId, 0, 8);
+    await v.api.removeMember({ venueId: v.venueId, memberId: leaver.memberId, leftAt: ts(at(2)) });
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.BY_HOURS, idempotencyKey: randomUUID() });
+    for (const amount of [100, 250, 95, 55]) await h.tipPool(v.venueId, KES(amount).amountMinor);
+    const end = new Date();
+    const p = period(at(2), end);
+
+    const preview = (await v.api.previewDistribution({ venueId: v.venueId, period: p })).distribution!;
+    assert.equal(preview.status, DistributionStatus.PREVIEW);
+    assert.equal(preview.collected!.amountMinor, 50000n);
+    assert.match(preview.remainderRule, /add up to the takings exactly/);
+    // In [at(2), end): Asha 4 h, Juma 2 h; the leaver left at at(2), the manager is not in the pool.
+    const shares = Object.fromEntries(preview.shares.map((s) => [s.displayName, s.amount!.amountMinor]));
+    assert.deepEqual(shares, { Asha: 33300n, Juma: 16700n });
+    assert.match(preview.summary, /Left Early: left before the period/);
+    assert.match(preview.summary, /Boss: managers are not in the pool/);
+
+    await assert.rejects(
+      v.api.confirmDistribution({ venueId: v.venueId, period: p, expectedCollected: KES(400) }),
+      rejects(Code.FailedPrecondition, /expected_collected/),
+    );
+    await assert.rejects(v.api.confirmDistribution({ venueId: v.venueId, period: period(at(2), new Date(Date.now() + HOUR)) }), rejects(Code.FailedPrecondition, /not over/));
+    const [c1, c2] = await Promise.all([
+      v.api.confirmDistribution({ venueId: v.venueId, period: p, expectedCollected: KES(500) }),
+      v.api.confirmDistribution({ venueId: v.venueId, period: p, expectedCollected: KES(500) }),
+    ]);
+    assert.equal(c1.distribution!.distributionId, c2.distribution!.distributionId);
+    assert.deepEqual([c1.created, c2.created].sort(), [false, true]);
+    const d = c1.distribution!;
+    assert.equal(d.status, DistributionStatus.CONFIRMED);
+    assert.ok(d.entryId);
+    const third = await v.api.confirmDistribution({ venueId: v.venueId, period: p });
+    assert.equal(third.created, false);
+    assert.equal(third.distribution!.entryId, d.entryId);
+    assert.equal(await h.walletBalance(asha.workerId), 33300n);
+    assert.equal(await h.walletBalance(juma.workerId), 16700n);
+    assert.equal(await h.walletBalance(leaver.workerId), 0n);
+    assert.equal(await h.walletBalance(boss.workerId), 0n);
+    assert.equal(await h.poolBalance(v.venueId), 0n);
+    assert.equal(await h.trialBalanced(), true);
+    // An overlapping period is refused while this one stands.
+    await assert.rejects(v.api.confirmDistribution({ venueId: v.venueId, period: period(at(1), end) }), rejects(Code.FailedPrecondition, /already covers/));
+    // Exactly one share event per member paid, and the member is told (in-app).
+    const events = await h.t.db.pool.query("SELECT count(*)::int AS n FROM venue.outbox WHERE subject = 'ttip.venue.share_allocated'");
+    assert.ok(events.rows[0].n >= 2);
+    await eventually(async () => {
+      const { rows } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE user_id = $1", [asha.workerId]);
+      return rows[0].n > 0;
+    }, "Asha told her share");
+    // The worker sees the share and its breakdown.
+    const mine = await h.asWorker(asha.workerId).listMyShares({});
+    assert.equal(mine.shares[0].line!.amount!.amountMinor, 33300n);
+    assert.match(mine.shares[0].line!.explanation, /240 minutes worked: 240 of 360 x KES 500 = KES 333/);
+    assert.equal(mine.shares[0].venueName, "Nyama Mama");
+    // A member reading the distribution sees only their own line.
+    const asMember = (await h.asWorker(juma.workerId).getDistribution({ venueId: v.venueId, distributionId: d.distributionId })).distribution!;
+    assert.deepEqual(asMember.shares.map((s) => s.displayName), ["Juma"]);
+
+    const reversed = (await v.api.reverseDistribution({ venueId: v.venueId, distributionId: d.distributionId, reason: "Juma's hours were wrong" })).distribution!;
+    assert.equal(reversed.status, DistributionStatus.REVERSED);
+    assert.equal(await h.walletBalance(asha.workerId), 0n);
+    assert.equal(await h.poolBalance(v.venueId), 50000n);
+    // The period can now be split again (revision 1), and it is a new entry.
+    const redo = await v.api.confirmDistribution({ venueId: v.venueId, period: p });
+    assert.equal(redo.created, true);
+    assert.equal(redo.distribution!.revision, 1);
+    assert.notEqual(redo.distribution!.entryId, d.entryId);
+    assert.equal(await h.walletBalance(asha.workerId), 33300n);
+
+    const audit = (await v.api.listAuditRecords({ venueId: v.venueId })).records.map((r) => r.action);
+    for (const a of ["rule.changed", "distribution.confirmed", "distribution.reversed", "member.left", "member.invited"]) assert.ok(audit.includes(a), a);
+    const report = await v.api.getPeriodReport({ venueId: v.venueId, period: p, format: ReportFormat.CSV });
+    const csv = new TextDecoder().decode(report.csv);
+    assert.match(csv, /^member_id,name,role,minutes,shifts,shares_kes_minor,distributions\r\n/);
+    assert.match(csv, new RegExp(`${asha.memberId},Asha,front_of_house,240,1,33300,1`));
+    assert.equal(report.distributed!.amountMinor, 50000n);
+  });
+
+  test("tips arriving while a period is distributed are not lost: they fall in the next period", async () => {
+    const start = new Date(Date.now() - 4 * HOUR);
+    const v = await h.newVenue();
+    const m = await h.join(v, "Kamau", "front_of_house", new Date(start.getTime() - HOUR));
+    await v.api.recordShift({ venueId: v.venueId, memberId: m.memberId, startedAt: ts(start), endedAt: ts(new Date(start.getTime() + 3 * HOUR)), idempotencyKey: randomUUID() });
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.EQUAL_ON_SHIFT, idempotencyKey: randomUUID() });
+    for (let i = 0; i < 5; i++) await h.tipPool(v.venueId, 10000n);
+    const cut = new Date();
+    // Tips keep coming while the distribution of [start, cut) is confirmed.
+    let streaming = true;
+    let late = 0n;
+    const stream = (async () => {
+      while (streaming) {
+        await h.tipPool(v.venueId, 5000n);
+        late += 5000n;
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 30));
+    const { distribution } = await v.api.confirmDistribution({ venueId: v.venueId, period: period(start, cut) });
+    streaming = false;
+    await stream;
+    assert.equal(distribution!.distributed!.amountMinor, 50000n);
+    assert.ok(late > 0n);
+    const next = (await v.api.previewDistribution({ venueId: v.venueId, period: period(cut, new Date()) })).distribution!;
+    assert.equal(next.collected!.amountMinor, late);
+    assert.equal(await h.poolBalance(v.venueId), late);
+  });
+});

@@ -1,0 +1,132 @@
+// A venue pool split per period. The venue service decides who gets what;
+// the ledger guarantees the money side: only a finished period's takings are
+// split, exactly all of them, once, and a correction is a reversing entry.
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { Queryable } from "@ttip/runtime";
+import { AccountKind, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { causeOf, ensureAccount, loadEntry, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
+import { assertCurrency } from "@ttip/runtime";
+
+/** Longest period one distribution may cover: a month and a bit. */
+const MAX_PERIOD_MS = 32 * 24 * 3600_000;
+
+export interface Takings {
+  collectedMinor: bigint;
+  credits: bigint;
+  overlappingDistributionId: string;
+}
+
+function checkPeriod(start: Date, end: Date): void {
+  if (!(start.getTime() < end.getTime())) throw new ConnectError("end: must be after start", Code.InvalidArgument);
+  if (end.getTime() - start.getTime() > MAX_PERIOD_MS) throw new ConnectError("end: a period covers at most 32 days", Code.InvalidArgument);
+}
+
+/**
+ * Net tips posted to the pool within [start, end): every posting except
+ * distributions and their reversals (a refunded tip counts against it).
+ */
+export async function poolTakings(db: Queryable, accountId: string, start: Date, end: Date): Promise<Takings> {
+  const { rows: [t] } = await db.query<{ collected: bigint; credits: bigint }>(
+    `SELECT coalesce(sum(p.amount_minor), 0)::bigint AS collected, count(*) FILTER (WHERE p.amount_minor > 0)::bigint AS credits
+       FROM wallet.postings p
+       JOIN wallet.entries e ON e.entry_id = p.entry_id
+      WHERE p.account_id = $1 AND p.posted_at >= $2 AND p.posted_at < $3
+        AND NOT EXISTS (SELECT 1 FROM wallet.pool_distributions d WHERE d.entry_id = p.entry_id OR d.reversal_entry_id = p.entry_id)`,
+    [accountId, start, end],
+  );
+  const { rows: [overlap] } = await db.query<{ distribution_id: string }>(
+    `SELECT distribution_id FROM wallet.pool_distributions
+      WHERE account_id = $1 AND reversal_entry_id IS NULL AND period_start < $3 AND period_end > $2
+      ORDER BY period_start LIMIT 1`,
+    [accountId, start, end],
+  );
+  return { collectedMinor: t.collected, credits: t.credits, overlappingDistributionId: overlap?.distribution_id ?? "" };
+}
+
+export async function getPoolTakings(db: Queryable, venueId: string, currency: string, start: Date, end: Date): Promise<Takings> {
+  assertCurrency(currency, "currency");
+  checkPeriod(start, end);
+  const pool = await ensureAccount(db, AccountKind.VENUE_POOL, OwnerKind.VENUE, venueId, currency);
+  return poolTakings(db, pool.account_id, start, end);
+}
+
+export interface PoolDistributionInput {
+  venueId: string;
+  currency: string;
+  start: Date;
+  end: Date;
+  distributionId: string;
+  shares: { workerId: string; amountMinor: bigint; memo: string }[];
+  idempotencyKey: string;
+  description: string;
+}
+
+/**
+ * Posts the split as one entry, once per key. The pool's row is locked first:
+ * every tip posts to it under the same lock and takes its posting time while
+ * holding it, so once we hold it no tip timed before now is still uncommitted
+ * and none can be timed inside a period that is already over. A tip arriving
+ * meanwhile waits and lands after `end`, in the next period.
+ */
+export async function postPoolDistribution(tx: Queryable, input: PoolDistributionInput): Promise<{ entry: JournalEntry; created: boolean }> {
+  assertCurrency(input.currency, "currency");
+  checkPeriod(input.start, input.end);
+  const seen = new Set<string>();
+  input.shares.forEach((s, i) => {
+    if (!UUID.test(s.workerId)) throw new ConnectError(`shares[${i}].worker_id: must be a UUID`, Code.InvalidArgument);
+    if (seen.has(s.workerId)) throw new ConnectError(`shares[${i}].worker_id: ${s.workerId} is listed twice`, Code.InvalidArgument);
+    if (s.amountMinor <= 0n) throw new ConnectError(`shares[${i}].amount: must be greater than zero`, Code.InvalidArgument);
+    seen.add(s.workerId);
+  });
+  const pool = await ensureAccount(tx, AccountKind.VENUE_POOL, OwnerKind.VENUE, input.venueId, input.currency);
+  await tx.query(`SELECT 1 FROM wallet.accounts WHERE account_id = $1 FOR UPDATE`, [pool.account_id]);
+  // Read after the lock is held (a separate statement), so it is later than every committed tip's time.
+  const { rows: [{ now }] } = await tx.query<{ now: Date }>(`SELECT clock_timestamp() AS now`);
+  const prior = await tx.query<{ entry_id: string }>(`SELECT entry_id FROM wallet.entries WHERE idempotency_key = $1`, [input.idempotencyKey]);
+  if (prior.rows[0]) return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
+  if (input.end.getTime() > now.getTime()) {
+    throw new ConnectError(`end: the period is not over yet (ends ${input.end.toISOString()}); tips may still arrive in it`, Code.FailedPrecondition);
+  }
+  const takings = await poolTakings(tx, pool.account_id, input.start, input.end);
+  if (takings.overlappingDistributionId) {
+    throw new ConnectError(`start: distribution ${takings.overlappingDistributionId} already covers part of this period; reverse it first`, Code.FailedPrecondition);
+  }
+  const total = input.shares.reduce((s, x) => s + x.amountMinor, 0n);
+  if (total !== takings.collectedMinor) {
+    throw new ConnectError(
+      `shares: add up to ${total} minor units but the pool took ${takings.collectedMinor} in the period; preview again`,
+      Code.FailedPrecondition,
+    );
+  }
+  const postings: PostingInput[] = [{ accountId: pool.account_id, amountMinor: -total, currency: input.currency, memo: "pool distribution" }];
+  for (const s of input.shares) {
+    const wallet = await ensureAccount(tx, AccountKind.WORKER_WALLET, OwnerKind.WORKER, s.workerId, input.currency);
+    postings.push({ accountId: wallet.account_id, amountMinor: s.amountMinor, currency: input.currency, memo: s.memo.slice(0, 200) });
+  }
+  const result = await postEntry(tx, {
+    idempotencyKey: input.idempotencyKey,
+    cause: causeOf("poolDistributionId", input.distributionId),
+    postings,
+    description: input.description || "Tip pool share",
+  });
+  await tx.query(
+    `INSERT INTO wallet.pool_distributions (entry_id, account_id, distribution_id, period_start, period_end, amount_minor)
+     VALUES ($1, $2, $3, $4, $5, $6)`,
+    [result.entry.entryId, pool.account_id, input.distributionId, input.start, input.end, total],
+  );
+  return result;
+}
+
+/** Undoes a distribution (workers give their shares back to the pool), once; frees its period. */
+export async function reversePoolDistribution(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<JournalEntry> {
+  const { rows: [d] } = await tx.query<{ account_id: string; reversal_entry_id: string | null }>(
+    `SELECT account_id, reversal_entry_id FROM wallet.pool_distributions WHERE entry_id = $1`,
+    [entryId],
+  );
+  if (!d) throw new ConnectError(`entry_id: ${entryId} is not a pool distribution`, Code.NotFound);
+  // Same lock order as distributions: the pool first.
+  await tx.query(`SELECT 1 FROM wallet.accounts WHERE account_id = $1 FOR UPDATE`, [d.account_id]);
+  const { entry } = await reverseEntry(tx, entryId, idempotencyKey, reason);
+  await tx.query(`UPDATE wallet.pool_distributions SET reversal_entry_id = $2 WHERE entry_id = $1 AND reversal_entry_id IS NULL`, [entryId, entry.entryId]);
+  return entry;
+}
