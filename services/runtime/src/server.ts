@@ -15,6 +15,7 @@ import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
+import { StartupError } from "./startup.js";
 import { DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
 import { errorInterceptor, requestIdInterceptor } from "./interceptors.js";
 import type { Logger } from "./log.js";
@@ -43,6 +44,12 @@ export interface ServerOptions {
   port?: number;
   /** How long in-flight calls may run after shutdown starts (default 10 s). */
   drainTimeoutMs?: number;
+  /**
+   * After shutdown starts, how long to keep accepting connections and calls
+   * while health reports NOT_SERVING (default 0), so clients and balancers
+   * still routed here move away before the listener closes.
+   */
+  drainDelayMs?: number;
   /**
    * Health of services this process does not run itself (the gateway asks the
    * backend). When set, `services` are not reported as local.
@@ -174,7 +181,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
 
   await new Promise<void>((resolve, reject) => {
-    listener.once("error", reject);
+    listener.once("error", (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EADDRINUSE") return reject(err);
+      reject(new StartupError(`Port ${options.port} on ${options.host ?? "127.0.0.1"} is already in use (another TTIP, or another program). Stop it, or choose another port with PORT=<port>.`));
+    });
     listener.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
   });
   const port = (listener.address() as net.AddressInfo).port;
@@ -185,6 +195,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const close = () =>
     (closing ??= (async () => {
       health.shutdown();
+      if (options.drainDelayMs) {
+        logger.info({ delayMs: options.drainDelayMs }, `${options.name} NOT_SERVING; still accepting calls before draining`);
+        await new Promise((resolve) => setTimeout(resolve, options.drainDelayMs));
+      }
       listener.close();
       for (const session of sessions) session.close(); // GOAWAY: open streams may finish
       h1.closeIdleConnections();
