@@ -91,7 +91,7 @@ async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }>
     return platform;
   }
   const names = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"];
-  const common = { INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
+  const common = { INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
   const own: Record<string, Record<string, string>> = {
     auth: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" },
     payment: {

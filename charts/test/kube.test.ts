@@ -37,7 +37,7 @@ const VALUES = {
 const SECRETS: Record<string, Record<string, string>> = {
   "ttip-connections": { DATABASE_URL: "postgres://ttip@db:5432/ttip", REDIS_URL: "redis://redis:6379", NATS_URL: "nats://nats:4222" },
   "ttip-secrets": Object.fromEntries(
-    ["AUTH_KEY_ENCRYPTION_SECRET", "QR_SIGNING_KEY", "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD",
+    ["INTERNAL_SIGNING_KEY", "AUTH_KEY_ENCRYPTION_SECRET", "QR_SIGNING_KEY", "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD",
       "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN"].map((k) => [k, `test-${k.toLowerCase()}-0123456789abcdef0123456789`]),
   ),
 };

@@ -51,6 +51,8 @@ export interface GatewayOptions {
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** How long to keep serving, NOT_SERVING, after shutdown starts (default 0). */
+  drainDelayMs?: number;
   /** See ServerOptions.maxConnectionAgeMs in the runtime. */
   maxConnectionAgeMs?: number;
   /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
@@ -111,6 +113,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    drainDelayMs: options.drainDelayMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
     readMaxBytes: options.readMaxBytes,
   });

@@ -34,6 +34,8 @@ const common = {
   HOST: z.string().default("0.0.0.0"),
   PORT: env.port(8080),
   DRAIN_TIMEOUT_MS: env.duration(10_000),
+  // After SIGTERM: NOT_SERVING but still accepting this long, so balancers move clients away first.
+  DRAIN_DELAY_MS: z.coerce.number().int().min(0).default(5_000),
   // 0: HTTP/2 sessions are never ended by age (one process; nothing to spread over).
   GRPC_MAX_CONNECTION_AGE_MS: z.coerce.number().int().min(0).default(0),
   // Largest request body read; larger ones are refused unread (RESOURCE_EXHAUSTED).
@@ -116,10 +118,11 @@ async function main() {
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+      drainDelayMs: cfg.DRAIN_DELAY_MS,
       maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
       readMaxBytes: cfg.READ_MAX_BYTES,
     });
-    onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_TIMEOUT_MS + 5_000);
+    onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000);
     return;
   }
   const module = modules.find((m) => m.name === role)!;
@@ -151,13 +154,14 @@ async function main() {
     host: cfg.HOST,
     port: cfg.PORT,
     drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+    drainDelayMs: cfg.DRAIN_DELAY_MS,
     maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
     readMaxBytes: cfg.READ_MAX_BYTES,
   });
   onShutdown(
     logger,
     [() => service.close(), async () => peers.close(), () => bus.close(), () => cache.close(), () => pool.end()],
-    cfg.DRAIN_TIMEOUT_MS + 5_000,
+    cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000,
   );
 }
 

@@ -75,6 +75,7 @@ export class Cluster {
           NATS_URL: servers.natsUrl,
           REDIS_URL: servers.redisUrl,
           DRAIN_TIMEOUT_MS: "3000",
+          DRAIN_DELAY_MS: "0",
           INTERNAL_SIGNING_KEY,
           ...Object.fromEntries(peersOf(role).map((peer) => [`${peer.toUpperCase()}_URL`, url(peer)])),
           ...roleDefaults(role, sim, url(role)),
@@ -88,6 +89,7 @@ export class Cluster {
         JWKS_URL: `${url("auth")}/.well-known/jwks.json`,
         RATE_LIMIT_POINTS: "1000000",
         DRAIN_TIMEOUT_MS: "3000",
+        DRAIN_DELAY_MS: "0",
         INTERNAL_SIGNING_KEY,
         ...options.env?.gateway,
       };

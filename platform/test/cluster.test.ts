@@ -17,9 +17,9 @@ describe("cluster mode: one process per role", () => {
     db = await createTestDatabase();
     const { redisUrl, natsUrl } = testEnv();
     const INTERNAL_SIGNING_KEY = randomBytes(32).toString("base64url");
-    wallet = await PlatformProcess.create(PLATFORM_MAIN, "wallet", { DATABASE_URL: db.url, NATS_URL: natsUrl, REDIS_URL: redisUrl, INTERNAL_SIGNING_KEY });
+    wallet = await PlatformProcess.create(PLATFORM_MAIN, "wallet", { DATABASE_URL: db.url, NATS_URL: natsUrl, REDIS_URL: redisUrl, INTERNAL_SIGNING_KEY, DRAIN_DELAY_MS: "0" });
     const urls = Object.fromEntries(["AUTH", "PAYMENT", "QR", "NOTIFICATION", "ANALYTICS", "VENUE"].map((n) => [`${n}_URL`, "http://127.0.0.1:9"]));
-    gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", { ...urls, WALLET_URL: wallet.url, REDIS_URL: `${redisUrl}/0`, RATE_LIMIT_POINTS: "10000", INTERNAL_SIGNING_KEY });
+    gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", { ...urls, WALLET_URL: wallet.url, REDIS_URL: `${redisUrl}/0`, RATE_LIMIT_POINTS: "10000", INTERNAL_SIGNING_KEY, DRAIN_DELAY_MS: "0" });
     await wallet.start();
     await gateway.start();
   });

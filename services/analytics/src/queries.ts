@@ -146,13 +146,15 @@ const zero = (): EarningsPeriod => ({ tips: 0n, volume: 0n, net: 0n });
 export async function workerEarnings(db: Queryable, workerId: string, range: Range, currency: string, now = new Date()): Promise<WorkerEarnings> {
   const starts = periodStarts(now);
   const since = starts.week < starts.month ? starts.week : starts.month;
-  const days = await db.query<{ bucket: Date; tips: bigint; volume: bigint; net: bigint }>(
-    `SELECT bucket, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net
+  // Named: prepared once per connection, so the planner's work over the partitions is not redone per call.
+  const days = await db.query<{ bucket: Date; tips: bigint; volume: bigint; net: bigint }>({
+    name: "analytics.worker_days",
+    text: `SELECT bucket, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net
        FROM analytics.rollups
       WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'd' AND bucket >= $2 AND currency = $3 AND succeeded > 0
       GROUP BY bucket`,
-    [workerId, since, currency],
-  );
+    values: [workerId, since, currency],
+  });
   const e: WorkerEarnings = {
     today: zero(),
     week: zero(),
@@ -175,8 +177,9 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
     if (r.bucket >= starts.month) add(e.month, r);
   }
   const hours = toHours(range);
-  const slots = await db.query<{ hour: number; weekday: number; tips: bigint; volume: bigint; net: bigint; rating_sum: bigint; rating_count: bigint; r1: bigint; r2: bigint; r3: bigint; r4: bigint; r5: bigint }>(
-    `SELECT EXTRACT(HOUR FROM bucket AT TIME ZONE 'UTC' + interval '3 hours')::int AS hour,
+  const slots = await db.query<{ hour: number; weekday: number; tips: bigint; volume: bigint; net: bigint; rating_sum: bigint; rating_count: bigint; r1: bigint; r2: bigint; r3: bigint; r4: bigint; r5: bigint }>({
+    name: "analytics.worker_hours",
+    text: `SELECT EXTRACT(HOUR FROM bucket AT TIME ZONE 'UTC' + interval '3 hours')::int AS hour,
             EXTRACT(ISODOW FROM bucket AT TIME ZONE 'UTC' + interval '3 hours')::int AS weekday,
             sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net,
             sum(rating_sum)::int8 AS rating_sum, sum(rating_count)::int8 AS rating_count,
@@ -184,8 +187,8 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
        FROM analytics.rollups
       WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND bucket < $3 AND currency = $4 AND succeeded > 0
       GROUP BY 1, 2`,
-    [workerId, hours.from, hours.to, currency],
-  );
+    values: [workerId, hours.from, hours.to, currency],
+  });
   let ratingSum = 0n;
   let ratingCount = 0n;
   for (const r of slots.rows) {

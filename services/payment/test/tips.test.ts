@@ -35,6 +35,8 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
   const row = async (tipId: string) => (await h.t.db.pool.query("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
   const outboxCount = async (subject: string, tipId: string) =>
     Number((await h.t.db.pool.query("SELECT count(*) FROM payment.outbox o WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, tipId])).rows[0].count);
+  // The wallet posts before payment records the credit (and its event) in a transaction of its own.
+  const creditRecorded = (tipId: string) => eventually(async () => Boolean((await row(tipId)).credit_entry_id), `tip ${tipId} credit recorded`);
   const reconcile = async () => {
     await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs + 20));
     return internal.reconcilePending({ limit: 100 });
@@ -53,6 +55,7 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.ok(simTx, "the receipt is the one M-Pesa issued");
     await eventually(async () => (await h.balance(worker)) === 9500n, "worker credited KES 95 (KES 100 less the 5% fee)");
     assert.equal(await h.walletEntries(worker), 1);
+    await creditRecorded(created!.tipId);
     assert.equal(await outboxCount("ttip.payment.tip_succeeded", created!.tipId), 1);
     assert.match(done.resultMessage, /received/i);
     assert.equal(done.customerPhoneMasked.slice(0, 4), "2547");
@@ -90,6 +93,7 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.deepEqual(outcomes.sort(), ["credited", "duplicate", "duplicate"]);
     await eventually(async () => (await h.balance(worker)) === 9500n, "credited");
     assert.equal(await h.walletEntries(worker), 1);
+    await creditRecorded(t!.tipId);
     assert.equal(await outboxCount("ttip.payment.tip_succeeded", t!.tipId), 1);
   });
 

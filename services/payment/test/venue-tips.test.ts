@@ -71,6 +71,8 @@ describe("tips to a venue's pool", () => {
     // Reconciliation passes after the fact post nothing more.
     await createClient(PaymentInternalService, h.t.ctx.peers("payment")).reconcilePending({ limit: 100 });
     assert.equal(await poolBalance(venue), 9500n);
+    // The wallet posts before payment records the credit (and its event) in a transaction of its own.
+    await eventually(async () => Boolean((await h.t.db.pool.query("SELECT credit_entry_id FROM payment.tips WHERE tip_id = $1", [tip!.tipId])).rows[0].credit_entry_id), "credit recorded");
     assert.equal(await outboxCount("ttip.payment.tip_succeeded", tip!.tipId), 1);
     assert.equal(await h.trialBalanced(), true);
   });

@@ -1,5 +1,5 @@
-import { createHash, createHmac, randomUUID } from "node:crypto";
-import { create, fromBinary, toBinary, toJsonString } from "@bufbuild/protobuf";
+import { createHmac, randomUUID } from "node:crypto";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import { QrScannedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -15,9 +15,9 @@ import {
   type DynamicParameters,
   type QrCode,
 } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { CreateQrCodeRequestSchema, type QrInternalService, type QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import type { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { callerOf, CLIENT_ADDRESS_HEADER, decodeTimeIdToken, emitEvent, keysetPage, keysetTime, MPESA_LIMITS, pageSize, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
+import { callerOf, claimIdempotencyKey, CLIENT_ADDRESS_HEADER, decodeTimeIdToken, emitEvent, idempotentRequest, keysetPage, keysetTime, MPESA_LIMITS, pageSize, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { canManage, requireManage, requireVenueManager, VENUE, WORKER } from "./access.js";
 import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
@@ -26,7 +26,6 @@ import { cacheKeys, targetCurrency, type Resolver } from "./resolver.js";
 import { newShortCode, normalizeShortCode, oneSlipAway } from "./shortcode.js";
 import type { PayloadSigner } from "./signing.js";
 import {
-  claimIdempotencyKey,
   codeByAccountReference,
   codeById,
   codeFromRow,
@@ -87,10 +86,6 @@ export function referrerOf(raw: string): string {
   } catch {
     return raw.replace(/[?#].*$/, "").slice(0, 512);
   }
-}
-
-function hashOf(...parts: string[]): string {
-  return createHash("sha256").update(parts.join("\u0000")).digest("hex");
 }
 
 function profileMessage(p: ProfileRecord) {
@@ -212,16 +207,11 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       }
       const params = req.parameters ?? create(DynamicParametersSchema);
       validateParameters(params, targetCurrency(owner, req.ownerKind === OwnerKind.VENUE ? owner : venue));
-      const requestHash = hashOf(toJsonString(CreateQrCodeRequestSchema, { ...req, idempotencyKey: "" }));
+      const idempotent = idempotentRequest("qr", ctx, req, caller.subject);
       const id = randomUUID();
       const code = await withTransaction(pool, async (tx) => {
-        const first = await claimIdempotencyKey(tx, { caller: caller.subject, key: req.idempotencyKey, operation: "create", requestHash, qrCodeId: id });
-        if (first) {
-          if (first.operation !== "create" || first.requestHash !== requestHash) {
-            throw invalid("idempotency_key", "was already used for a different request");
-          }
-          return (await codeById(tx, first.qrCodeId))!;
-        }
+        const firstId = await claimIdempotencyKey(tx, idempotent, id);
+        if (firstId) return (await codeById(tx, firstId))!;
         return insertWithFreshShortCode(tx, {
           id,
           ownerKind: req.ownerKind,
@@ -298,19 +288,8 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       const freshId = randomUUID();
       const { fresh, old } = await withTransaction(pool, async (tx) => {
         const old = await managedCode(tx, ctx, req.qrCodeId, true);
-        const first = await claimIdempotencyKey(tx, {
-          caller: caller.subject,
-          key: req.idempotencyKey,
-          operation: "rotate",
-          requestHash: hashOf(req.qrCodeId),
-          qrCodeId: freshId,
-        });
-        if (first) {
-          if (first.operation !== "rotate" || first.requestHash !== hashOf(req.qrCodeId)) {
-            throw invalid("idempotency_key", "was already used for a different request");
-          }
-          return { fresh: (await codeById(tx, first.qrCodeId))!, old };
-        }
+        const firstId = await claimIdempotencyKey(tx, idempotentRequest("qr", ctx, req, caller.subject), freshId);
+        if (firstId) return { fresh: (await codeById(tx, firstId))!, old };
         requireActive(old);
         if (old.expiresAt !== null && old.expiresAt <= Date.now()) {
           throw new ConnectError(`QR code ${old.id} has expired; create a new code instead`, Code.FailedPrecondition);

@@ -148,25 +148,3 @@ export async function setStatus(db: Queryable, id: string, status: 2 | 3, extra:
   );
   return codeFromRow(rows[0]);
 }
-
-/**
- * Claims an idempotency key for an operation. Returns undefined when this call
- * claimed it, or the first call's code id and request hash. A concurrent call
- * with the same key waits here for the first to commit.
- */
-export async function claimIdempotencyKey(
-  db: Queryable,
-  k: { caller: string; key: string; operation: string; requestHash: string; qrCodeId: string },
-): Promise<{ qrCodeId: string; requestHash: string; operation: string } | undefined> {
-  const inserted = await db.query(
-    `INSERT INTO qr.idempotency_keys (caller, idempotency_key, operation, request_hash, qr_code_id)
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-    [k.caller, k.key, k.operation, k.requestHash, k.qrCodeId],
-  );
-  if (inserted.rowCount === 1) return undefined;
-  const { rows } = await db.query(
-    `SELECT qr_code_id, request_hash, operation FROM qr.idempotency_keys WHERE caller = $1 AND idempotency_key = $2`,
-    [k.caller, k.key],
-  );
-  return { qrCodeId: rows[0].qr_code_id, requestHash: rows[0].request_hash, operation: rows[0].operation };
-}

@@ -146,7 +146,7 @@ describe("qr service", () => {
       const [a, b] = await Promise.all([as(worker).createQrCode(req), as(worker).createQrCode(req)]);
       assert.equal(a.qrCode!.qrCodeId, b.qrCode!.qrCodeId);
       assert.equal(a.qrCode!.url, b.qrCode!.url);
-      await rejects(as(worker).createQrCode({ ...req, parameters: { campaign: "easter" } }), Code.InvalidArgument, undefined, /idempotency_key/);
+      await rejects(as(worker).createQrCode({ ...req, parameters: { campaign: "easter" } }), Code.AlreadyExists, undefined, /idempotency_key/);
       const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM qr.qr_codes WHERE parameters = $1`, [
         Buffer.from(toBinary(DynamicParametersSchema, create(DynamicParametersSchema, { campaign: "xmas" }))),
       ]);

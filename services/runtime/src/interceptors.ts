@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { connectErrorOf } from "./domain-errors.js";
 import { REQUEST_ID_HEADER } from "./headers.js";
 import type { Logger } from "./log.js";
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
@@ -27,8 +28,10 @@ export function requestIdInterceptor(): Interceptor {
 }
 
 /**
- * Logs failed calls and hides internal details: an error that is not a
- * ConnectError is a bug, answered as INTERNAL with the request id to quote.
+ * Logs failed calls and hides internal details: a DomainError becomes its
+ * Connect code (the one place domain refusals are mapped); any other error
+ * that is not a ConnectError is a bug, answered as INTERNAL with the request
+ * id to quote.
  */
 export function errorInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
@@ -37,6 +40,11 @@ export function errorInterceptor(logger: Logger): Interceptor {
     } catch (err) {
       const requestId = req.contextValues.get(requestIdKey);
       const rpc = `${req.service.typeName}/${req.method.name}`;
+      const domain = connectErrorOf(err);
+      if (domain) {
+        logger.info({ rpc, requestId, code: Code[domain.code], err: domain.rawMessage }, "call refused");
+        throw domain;
+      }
       if (err instanceof ConnectError) {
         const level = err.code === Code.Internal || err.code === Code.Unknown || err.code === Code.DataLoss ? "error" : "info";
         logger[level]({ rpc, requestId, code: Code[err.code], err: err.rawMessage }, "call failed");

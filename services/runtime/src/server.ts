@@ -44,6 +44,12 @@ export interface ServerOptions {
   /** How long in-flight calls may run after shutdown starts (default 10 s). */
   drainTimeoutMs?: number;
   /**
+   * After shutdown starts, how long to keep accepting connections and calls
+   * while health reports NOT_SERVING (default 0), so clients and balancers
+   * still routed here move away before the listener closes.
+   */
+  drainDelayMs?: number;
+  /**
    * Health of services this process does not run itself (the gateway asks the
    * backend). When set, `services` are not reported as local.
    */
@@ -185,6 +191,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const close = () =>
     (closing ??= (async () => {
       health.shutdown();
+      if (options.drainDelayMs) {
+        logger.info({ delayMs: options.drainDelayMs }, `${options.name} NOT_SERVING; still accepting calls before draining`);
+        await new Promise((resolve) => setTimeout(resolve, options.drainDelayMs));
+      }
       listener.close();
       for (const session of sessions) session.close(); // GOAWAY: open streams may finish
       h1.closeIdleConnections();

@@ -46,6 +46,8 @@ export interface StartServiceOptions {
   host?: string;
   port?: number;
   drainTimeoutMs?: number;
+  /** How long to keep serving, NOT_SERVING, after shutdown starts (default 0). */
+  drainDelayMs?: number;
   /** See ServerOptions.maxConnectionAgeMs. */
   maxConnectionAgeMs?: number;
   interceptors?: Interceptor[];
@@ -82,6 +84,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     host: options.host,
     port: options.port,
     drainTimeoutMs: options.drainTimeoutMs,
+    drainDelayMs: options.drainDelayMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
     readMaxBytes: options.readMaxBytes,
   });

@@ -1,0 +1,81 @@
+// Typed refusals of the domain. Domain code throws these and never builds a ConnectError;
+// errorInterceptor maps each to its Connect code, with a DomainErrorInfo in the details.
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
+
+export abstract class DomainError extends Error {
+  /** The Connect code a caller sees. */
+  abstract readonly code: Code;
+  /** Stable UPPER_SNAKE_CASE name of the rule that refused. */
+  abstract readonly reason: string;
+
+  constructor(
+    message: string,
+    /** The figures that decided it, as text (amounts formatted), for the details. */
+    readonly metadata: Record<string, string> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+
+  toConnectError(): ConnectError {
+    const info = create(DomainErrorInfoSchema, { reason: this.reason, metadata: this.metadata });
+    return new ConnectError(this.message, this.code, undefined, [{ desc: DomainErrorInfoSchema, value: info }], this);
+  }
+}
+
+/** The idempotency key was used before for a different request. */
+export class IdempotencyConflictError extends DomainError {
+  readonly code = Code.AlreadyExists;
+  readonly reason = "IDEMPOTENCY_KEY_CONFLICT";
+
+  constructor(
+    readonly idempotencyKey: string,
+    readonly operation: string,
+  ) {
+    super(`idempotency_key: already used for a different request (${operation})`, { idempotency_key: idempotencyKey, operation });
+  }
+
+  override toConnectError(): ConnectError {
+    const err = super.toConnectError();
+    const conflict = create(IdempotencyKeyConflictSchema, { idempotencyKey: this.idempotencyKey, operation: this.operation });
+    err.details.push({ desc: IdempotencyKeyConflictSchema, value: conflict });
+    return err;
+  }
+}
+
+/** Not enough money where it is asked for (a balance, a pool). */
+export class InsufficientFundsError extends DomainError {
+  readonly code = Code.FailedPrecondition;
+  readonly reason = "INSUFFICIENT_FUNDS";
+}
+
+/** A limit (per transaction, daily, monthly, M-Pesa's) would be passed. */
+export class LimitExceededError extends DomainError {
+  readonly code = Code.FailedPrecondition;
+  readonly reason = "LIMIT_EXCEEDED";
+}
+
+/** The thing was reversed already; reversing it again changes nothing it could. */
+export class AlreadyReversedError extends DomainError {
+  readonly code = Code.FailedPrecondition;
+  readonly reason = "ALREADY_REVERSED";
+}
+
+/** The deployment has not set up what this call needs (credentials, a fee schedule, a provider). */
+export class NotConfiguredError extends DomainError {
+  readonly code = Code.FailedPrecondition;
+  readonly reason = "NOT_CONFIGURED";
+}
+
+/** The thing named does not exist (or is not the caller's to see). */
+export class NotFoundError extends DomainError {
+  readonly code = Code.NotFound;
+  readonly reason = "NOT_FOUND";
+}
+
+/** The Connect error for a domain error, or undefined for anything else. */
+export function connectErrorOf(err: unknown): ConnectError | undefined {
+  return err instanceof DomainError ? err.toConnectError() : undefined;
+}

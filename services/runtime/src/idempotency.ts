@@ -1,0 +1,79 @@
+// The one idempotency primitive: a retried write happens once. Used inside the transaction
+// that makes the write (withTransaction), so the claim and the write commit or vanish together.
+import { createHash } from "node:crypto";
+import { clone, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import type { HandlerContext } from "@connectrpc/connect";
+import { ident, type Queryable } from "./db.js";
+import { IdempotencyConflictError } from "./domain-errors.js";
+
+/** The request field that carries the key, in every contract that has one. */
+const KEY_FIELD = "idempotency_key";
+
+/**
+ * The request's identity for idempotency: sha256 of its protobuf binary with the key field
+ * cleared. Binary, not JSON: the same for every client and protocol that sent it.
+ */
+export function requestFingerprint<Desc extends DescMessage>(schema: Desc, request: MessageShape<Desc>): string {
+  const copy = clone(schema, request);
+  const keyField = schema.fields.find((f) => f.name === KEY_FIELD);
+  if (keyField) (copy as Record<string, unknown>)[keyField.localName] = "";
+  return createHash("sha256").update(toBinary(schema, copy)).digest("hex");
+}
+
+export interface IdempotentRequest {
+  /** The service's schema, which holds its idempotent_requests table. */
+  schema: string;
+  /** What is done, e.g. "ttip.qr.v1.QrService/CreateQrCode". */
+  operation: string;
+  /** Whose key space it is ("" where keys are global to the operation). */
+  caller?: string;
+  key: string;
+  fingerprint: string;
+}
+
+/**
+ * The idempotent request a handler is serving: its method is the operation, its input's
+ * binary (without the key) the fingerprint. `caller` scopes keys per caller.
+ */
+export function idempotentRequest(
+  schema: string,
+  ctx: Pick<HandlerContext, "method">,
+  request: { idempotencyKey: string },
+  caller = "",
+): IdempotentRequest {
+  const input = ctx.method.input;
+  return {
+    schema,
+    operation: `${ctx.method.parent.typeName}/${ctx.method.name}`,
+    caller,
+    key: request.idempotencyKey,
+    fingerprint: requestFingerprint(input, request as unknown as MessageShape<typeof input>),
+  };
+}
+
+/**
+ * Claims `request.key` for `resultId` (the id of what this request will make). Returns
+ * undefined when this call claimed it: go on and make it, in the same transaction. Returns
+ * the first request's result id when the key was used for the same request: answer with
+ * that. Throws IdempotencyConflictError when it was used for a different one. A concurrent
+ * call with the same key waits on the primary key until the first commits or rolls back.
+ */
+export async function claimIdempotencyKey(tx: Queryable, request: IdempotentRequest, resultId: string): Promise<string | undefined> {
+  const caller = request.caller ?? "";
+  const table = `${ident(request.schema)}.idempotent_requests`;
+  const inserted = await tx.query(
+    `INSERT INTO ${table} (operation, caller, key, fingerprint, result_id) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT DO NOTHING`,
+    [request.operation, caller, request.key, request.fingerprint, resultId],
+  );
+  if (inserted.rowCount === 1) return undefined;
+  const { rows } = await tx.query<{ fingerprint: string | null; result_id: string }>(
+    `SELECT fingerprint, result_id FROM ${table} WHERE operation = $1 AND caller = $2 AND key = $3`,
+    [request.operation, caller, request.key],
+  );
+  const first = rows[0];
+  if (first.fingerprint !== null && first.fingerprint !== request.fingerprint) {
+    throw new IdempotencyConflictError(request.key, request.operation);
+  }
+  return first.result_id;
+}

@@ -1,0 +1,108 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
+import { CreateTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { migrate, withTransaction } from "../src/db.js";
+import {
+  AlreadyReversedError,
+  connectErrorOf,
+  IdempotencyConflictError,
+  InsufficientFundsError,
+  LimitExceededError,
+  NotConfiguredError,
+  NotFoundError,
+} from "../src/domain-errors.js";
+import { claimIdempotencyKey, requestFingerprint } from "../src/idempotency.js";
+import { createTestDatabase, uniqueName, type TestDatabase } from "../src/testing/index.js";
+
+const tip = (amountMinor: bigint, key: string) =>
+  create(CreateTipRequestSchema, { idempotencyKey: key, amount: { amountMinor, currency: "KES" }, recipient: { case: "qrCode", value: "ABC123" } });
+
+describe("request fingerprints", () => {
+  test("the same request under any key is the same; any other field makes another", () => {
+    assert.equal(requestFingerprint(CreateTipRequestSchema, tip(25_000n, "a")), requestFingerprint(CreateTipRequestSchema, tip(25_000n, "b")));
+    assert.notEqual(requestFingerprint(CreateTipRequestSchema, tip(25_000n, "a")), requestFingerprint(CreateTipRequestSchema, tip(25_100n, "a")));
+    const original = tip(25_000n, "keep");
+    requestFingerprint(CreateTipRequestSchema, original);
+    assert.equal(original.idempotencyKey, "keep", "the caller's message is not changed");
+  });
+});
+
+describe("claimIdempotencyKey on PostgreSQL", () => {
+  let db: TestDatabase;
+  const schema = uniqueName("idem");
+  before(async () => {
+    db = await createTestDatabase();
+    await migrate(db.pool, schema, undefined);
+  });
+  after(async () => db?.drop());
+
+  const request = (key: string, fingerprint: string, caller = "") => ({ schema, operation: "test/Create", caller, key, fingerprint });
+  const claim = (key: string, fingerprint: string, resultId: string, caller = "") =>
+    withTransaction(db.pool, async (tx) => {
+      return claimIdempotencyKey(tx, request(key, fingerprint, caller), resultId);
+    });
+
+  test("first claim makes; a retry of the same request gets the first result; another request is a conflict naming the key", async () => {
+    const key = randomUUID();
+    assert.equal(await claim(key, "f1", "result-1"), undefined);
+    assert.equal(await claim(key, "f1", "result-2"), "result-1");
+    const err = await claim(key, "f2", "result-3").catch((e) => e);
+    assert.ok(err instanceof IdempotencyConflictError);
+    const ce = connectErrorOf(err)!;
+    assert.equal(ce.code, Code.AlreadyExists);
+    assert.match(ce.message, /idempotency_key/);
+    assert.deepEqual(ce.findDetails(IdempotencyKeyConflictSchema).map((d) => d.idempotencyKey), [key]);
+  });
+
+  test("keys are per caller where the operation says so", async () => {
+    const key = randomUUID();
+    assert.equal(await claim(key, "f1", "a", "alice"), undefined);
+    assert.equal(await claim(key, "f2", "b", "bob"), undefined);
+  });
+
+  test("a claim rolled back with its transaction frees the key", async () => {
+    const key = randomUUID();
+    await assert.rejects(
+      withTransaction(db.pool, async (tx) => {
+          await claimIdempotencyKey(tx, request(key, "f1"), "lost");
+        throw new Error("the write failed");
+      }),
+      /the write failed/,
+    );
+    assert.equal(await claim(key, "f2", "kept"), undefined);
+  });
+
+  test("concurrent claims of one key: exactly one makes, the others get its result", async () => {
+    const key = randomUUID();
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => claim(key, "same", `r${i}`)));
+    const made = results.filter((r) => r === undefined).length;
+    assert.equal(made, 1);
+    const winner = results.map((r, i) => (r === undefined ? `r${i}` : undefined)).find(Boolean);
+    assert.ok(results.every((r) => r === undefined || r === winner));
+  });
+});
+
+describe("domain errors map to Connect codes in one place", () => {
+  test("each typed error has its code and its reason in the details", () => {
+    const rows: [Error, Code, string][] = [
+      [new InsufficientFundsError("insufficient funds", { available: "KES 10.00" }), Code.FailedPrecondition, "INSUFFICIENT_FUNDS"],
+      [new LimitExceededError("daily limit reached"), Code.FailedPrecondition, "LIMIT_EXCEEDED"],
+      [new AlreadyReversedError("entry already reversed"), Code.FailedPrecondition, "ALREADY_REVERSED"],
+      [new NotConfiguredError("no fee schedule"), Code.FailedPrecondition, "NOT_CONFIGURED"],
+      [new NotFoundError("no such tip"), Code.NotFound, "NOT_FOUND"],
+      [new IdempotencyConflictError("k", "op"), Code.AlreadyExists, "IDEMPOTENCY_KEY_CONFLICT"],
+    ];
+    for (const [err, code, reason] of rows) {
+      const ce = connectErrorOf(err);
+      assert.ok(ce instanceof ConnectError);
+      assert.equal(ce.code, code, reason);
+      assert.equal(ce.rawMessage, err.message);
+      assert.deepEqual(ce.findDetails(DomainErrorInfoSchema).map((d) => d.reason), [reason]);
+    }
+    assert.equal(connectErrorOf(new Error("a bug")), undefined, "anything else stays a bug (INTERNAL)");
+  });
+});
