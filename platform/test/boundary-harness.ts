@@ -14,6 +14,7 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { qr } from "@ttip/qr";
 import { JetStreamBus, Metrics, RedisCache, type Logger } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { venue } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
 import { startPlatform, type Platform, type PlatformOptions } from "../src/platform.js";
 
@@ -89,6 +90,7 @@ export async function startBoundaryPlatform(options: BoundaryOptions = {}): Prom
       wallet,
       createNotificationModule({ config: { providers: providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
       analytics,
+      venue,
     ],
     gateway: { rateLimit: { points: 100_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0, ...options.gateway },
   });
@@ -121,7 +123,7 @@ export async function startBoundaryPlatform(options: BoundaryOptions = {}): Prom
   async function rowCounts() {
     const { rows } = await db.pool.query<{ schemaname: string; relname: string }>(
       `SELECT schemaname, relname FROM pg_stat_user_tables
-        WHERE schemaname IN ('auth','payment','qr','wallet','notification','analytics') ORDER BY 1, 2`,
+        WHERE schemaname IN ('auth','payment','qr','wallet','notification','analytics','venue') ORDER BY 1, 2`,
     );
     const counts = new Map<string, number>();
     for (const r of rows) {

@@ -206,6 +206,28 @@ export class WebHarness {
     return { id, phone, token, pin };
   }
 
+  /** A venue manager signed up over the API, and the venue they created (qr's profile). */
+  async venue(displayName: string): Promise<{ id: string; managerToken: string }> {
+    const phone = `07${String(randomInt(10_000_000, 99_999_999))}`;
+    const auth = this.api(AuthService);
+    const { challengeId } = await auth.startPhoneVerification({ phone });
+    const { tokens } = await auth.verifyPhoneOtp({ challengeId, otp: this.otpFor(phone), role: Role.VENUE_MANAGER });
+    const id = randomUUID();
+    await this.api(QrService, tokens!.accessToken).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: id, displayName, currency: "KES", city: "Nairobi" });
+    return { id, managerToken: tokens!.accessToken };
+  }
+
+  /** A code of the venue itself (a table's, with parameters.table): tips to it go to the venue's pool. */
+  async venueCode(venue: { id: string; managerToken: string }, parameters?: MessageInitShape<typeof DynamicParametersSchema>): Promise<QrCode> {
+    const { qrCode } = await this.api(QrService, venue.managerToken).createQrCode({
+      ownerKind: OwnerKind.VENUE,
+      ownerId: venue.id,
+      idempotencyKey: randomUUID(),
+      parameters: parameters as DynamicParameters | undefined,
+    });
+    return qrCode!;
+  }
+
   async qrCode(worker: Worker, parameters?: MessageInitShape<typeof DynamicParametersSchema>): Promise<QrCode> {
     const { qrCode } = await this.api(QrService, worker.token).createQrCode({
       ownerKind: OwnerKind.WORKER,

@@ -83,7 +83,8 @@ export const C2B_RESULT = {
 export type C2bAnswer = (typeof C2B_RESULT)[keyof typeof C2B_RESULT];
 
 type Target =
-  | { kind: "stk_tip"; tipId: string }
+  /** paid: the tip already has its money (a new payment to it would be a second one). */
+  | { kind: "stk_tip"; tipId: string; paid: boolean }
   /** workerId empty: the venue's pool (a venue's own code). */
   | { kind: "worker"; workerId: string; qrCodeId: string; venueId: string }
   | { kind: "suspense"; reason: string; suggestions: string[]; validation: C2bAnswer };
@@ -99,8 +100,11 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   if (p.amountMinor === undefined) return suspense("TransAmount is not a plain amount", C2B_RESULT.invalidAmount);
   // A tip's own reference first: its amount is checked against the tip (a mismatch is held, not lost).
   if (/^T\d+$/.test(ref)) {
-    const { rows } = await deps.ctx.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE account_reference = $1", [ref]);
-    if (rows[0]) return { kind: "stk_tip", tipId: rows[0].tip_id };
+    const { rows } = await deps.ctx.pool.query<{ tip_id: string; paid: boolean }>(
+      "SELECT tip_id, credit_key IS NOT NULL AS paid FROM payment.tips WHERE account_reference = $1",
+      [ref],
+    );
+    if (rows[0]) return { kind: "stk_tip", tipId: rows[0].tip_id, paid: rows[0].paid };
     return suspense(tipReferenceValid(ref) ? `no tip has the reference ${ref}` : `${ref} is not a valid tip reference (check digit wrong: mistyped)`, C2B_RESULT.invalidAccount);
   }
   const amount = p.amountMinor;
@@ -144,7 +148,11 @@ export async function validateC2b(deps: Deps, c2b: C2bConfig, p: C2bPayment): Pr
   });
   const decided = findTarget(deps, c2b, p, Math.max(100, budget - 200)).then(
     (t): { answer: C2bAnswer; why: string } =>
-      t.kind === "suspense" ? { answer: t.validation, why: t.reason } : { answer: C2B_RESULT.accepted, why: t.kind === "stk_tip" ? "a tip's reference" : "an active worker's code" },
+      t.kind === "suspense"
+        ? { answer: t.validation, why: t.reason }
+        : t.kind === "stk_tip" && t.paid
+          ? { answer: C2B_RESULT.invalidAccount, why: "the tip of this reference is already paid" }
+          : { answer: C2B_RESULT.accepted, why: t.kind === "stk_tip" ? "a tip's reference" : "an active code" },
     (err) => ({ answer: C2B_RESULT.accepted, why: `lookup failed (${(err as Error).message}); confirmation decides` }),
   );
   try {

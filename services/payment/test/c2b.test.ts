@@ -189,8 +189,12 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     const net = BigInt((await tipRow(tip!.tipId)).worker_receives_minor);
     assert.ok(net > 14000n && net < 15000n, "KES 150 less the quoted fee");
     await eventually(async () => (await h.balance(w.id)) === net, "credited once, less the fee");
-    // A second payment to a paid tip's reference is not credited again: it waits in suspense.
-    const again = await h.sim.c2b.pay({ billRefNumber: tip!.paybillAccountReference, amount: 150 });
+    // A second payment to a paid tip's reference is refused at validation, and where validation is off
+    // (or did not answer) it is not credited again: it waits in suspense.
+    const refused = await h.sim.c2b.pay({ billRefNumber: tip!.paybillAccountReference, amount: 150 });
+    assert.equal(refused.completed, false);
+    assert.ok("resultCode" in refused.validation && refused.validation.resultCode === "C2B00012");
+    const again = await h.sim.c2b.pay({ billRefNumber: tip!.paybillAccountReference, amount: 150, skipValidation: true });
     assert.equal((await c2bRow(again.transId)).outcome, "suspense");
     assert.match((await c2bRow(again.transId)).reason, /second payment/);
     assert.equal(await h.balance(w.id), net);

@@ -3,7 +3,7 @@ import { describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { buildKeQrPayload, crc16CcittFalse, emvText, tlv } from "../src/emvco.js";
-import { newShortCode, normalizeShortCode, SHORT_CODE_ALPHABET } from "../src/shortcode.js";
+import { newShortCode, normalizeShortCode, oneSlipAway, SHORT_CODE_ALPHABET } from "../src/shortcode.js";
 import { PayloadError, PayloadSigner } from "../src/signing.js";
 import { crc16, decodeEmvco, parseTlv } from "./emvco-decoder.js";
 
@@ -85,6 +85,20 @@ describe("EMVCo CRC and TLV", () => {
 });
 
 describe("short codes", () => {
+  test("one typing slip away: a changed, dropped, added or swapped character, and nothing else", () => {
+    const near = new Set(oneSlipAway("K7M4QX"));
+    assert.ok(near.has("K7M4QZ"), "changed");
+    assert.ok(near.has("7KM4QX"), "swapped");
+    assert.ok(!near.has("K7M4QX"), "not itself");
+    assert.ok(!near.has("K7M4ZZ"), "two slips away");
+    // A 0 typed for a code letter, a letter dropped, a letter added: the real code is found.
+    assert.ok(oneSlipAway("K7M40X").includes("K7M4QX"));
+    assert.ok(oneSlipAway("K7MQX").includes("K7M4QX"));
+    assert.ok(oneSlipAway("K7M4QXQ").includes("K7M4QX"));
+    assert.ok([...near].every((c) => c.length === 6 && [...c].every((ch) => SHORT_CODE_ALPHABET.includes(ch))));
+    assert.deepEqual(oneSlipAway("TOOLONGREFERENCE"), []);
+  });
+
   test("drawn from an alphabet with no 0, O, 1 or I", () => {
     assert.doesNotMatch(SHORT_CODE_ALPHABET, /[01OI]/);
     const seen = new Set<string>();

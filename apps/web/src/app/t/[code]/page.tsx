@@ -41,12 +41,14 @@ export default async function TipPage({ params, searchParams }: { params: Promis
   const fixed = target.fixedAmount && target.fixedAmount.amountMinor > 0n ? target.fixedAmount.amountMinor : undefined;
   const amounts = fixed ? [fixed] : target.suggestedAmounts.map((m) => m.amountMinor).filter((a) => a > 0n).slice(0, 6);
 
+  // A venue's own (or a table's) code tips the venue's pool; the quote only needs the recipient for its currency.
+  const recipientId = target.workerId || (target.shared ? target.venueId : "");
   // The fee for each preset, quoted before anything is paid (the customer covers it by default).
   const wallet = serverClient(WalletService, { locale });
-  const presets: Preset[] = target.workerId
+  const presets: Preset[] = recipientId
     ? await Promise.all(
         amounts.map(async (minor) => {
-          const { quote } = await wallet.quoteFees({ amount: { amountMinor: minor, currency }, rail: PaymentRail.MPESA, customerCoversFee: true, workerId: target.workerId });
+          const { quote } = await wallet.quoteFees({ amount: { amountMinor: minor, currency }, rail: PaymentRail.MPESA, customerCoversFee: true, workerId: recipientId });
           const fee = (quote?.platformFee?.amountMinor ?? 0n) + (quote?.processingFee?.amountMinor ?? 0n);
           return { minor: minor.toString(), label: formatMoney(minor, currency), fee: fee.toString(), feeLabel: formatMoney(fee, currency) };
         }),
@@ -58,13 +60,14 @@ export default async function TipPage({ params, searchParams }: { params: Promis
     <main>
       <LanguageSwitch locale={locale} back={here} t={t} />
       <WhoCard target={target} t={t} heading={t("tipFor")} />
-      {target.workerId ? (
+      {target.shared ? <p className="notice">{t("sharedTip", { venue: target.displayName })}</p> : null}
+      {recipientId ? (
         <TipForm
           locale={locale}
           shortCode={code}
           payload={payload ?? ""}
           name={target.displayName}
-          workerId={target.workerId}
+          workerId={recipientId}
           currency={currency}
           presets={presets}
           fixed={fixed !== undefined}
@@ -73,7 +76,7 @@ export default async function TipPage({ params, searchParams }: { params: Promis
           initialAmount={initialAmount && presets.some((p) => p.minor === initialAmount) ? initialAmount : presets[Math.min(1, presets.length - 1)]?.minor ?? "other"}
         />
       ) : (
-        <p className="notice">{t("venueTips")}</p>
+        <p className="notice bad">{t("problem_other")}</p>
       )}
       <section aria-labelledby="card-heading">
         <h2 id="card-heading">{t("cardHeading")}</h2>
