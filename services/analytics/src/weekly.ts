@@ -3,7 +3,7 @@
 // time runs it (a lease row), and each (worker, week) is sent once: recorded
 // here, and keyed by the same idempotency key at notification should a crash
 // fall between the send and the record.
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { ServiceContext } from "@ttip/runtime";
@@ -89,6 +89,9 @@ export async function runWeeklySummary(ctx: ServiceContext, o: WeeklyOptions): P
           recipient: { case: "userId", value: r.worker_id },
           templateKey: TemplateKey.WEEKLY_SUMMARY,
           variables: { week: weekLabel(monday), count: String(r.tips), total: formatKes(r.volume) },
+        }).catch((err) => {
+          // ALREADY_EXISTS: an earlier pass sent this week's summary (its figures since grew) and lost the answer.
+          if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;
         });
       } catch (err) {
         sent.inc({ outcome: "failed" });

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { decodePageToken, decodeTimeIdToken, keysetPage, keysetTime, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, idempotentRequest, keysetPage, keysetTime, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
 import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -79,25 +79,22 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
     async issuePartnerApiKey(req, ctx) {
       const admin = requireCaller(ctx, "admin");
       const scopes = [...req.scopes].sort();
-      const fingerprint = sha256(JSON.stringify([req.partnerName, scopes])).toString("hex");
+      // A retry may list the scopes in another order: the same request.
+      const idempotent = idempotentRequest("auth", ctx, { ...req, scopes });
       const secret = opaqueToken("ttip_sk");
+      const keyId = randomUUID();
       const row = await withTransaction(pool, async (tx) => {
-        const inserted = await tx.query(
-          `INSERT INTO auth.partner_api_keys (key_id, partner_name, scopes, prefix, secret_hash, secret_sealed, idempotency_key, request_fingerprint, created_by)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (idempotency_key) DO NOTHING RETURNING *`,
-          [randomUUID(), req.partnerName, scopes, secret.slice(0, 12), sha256(secret), core.sealer.seal(secret), req.idempotencyKey, fingerprint, admin.subject],
-        );
-        if (inserted.rows[0]) {
-          await audit(tx, AuditAction.API_KEY_ISSUED, {
-            actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${inserted.rows[0].key_id} for ${req.partnerName}: ${scopes.join(" ")}`,
-          });
-          return inserted.rows[0];
-        }
         // A retry of the same request gets the same key (and secret) back; a different request under the key is refused.
-        const { rows } = await tx.query("SELECT * FROM auth.partner_api_keys WHERE idempotency_key = $1", [req.idempotencyKey]);
-        if (rows[0].request_fingerprint !== fingerprint) {
-          throw new ConnectError("idempotency_key: already used for a different key request", Code.FailedPrecondition);
-        }
+        const firstId = await claimIdempotencyKey(tx, idempotent, keyId);
+        if (firstId) return (await tx.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1", [firstId])).rows[0];
+        const { rows } = await tx.query(
+          `INSERT INTO auth.partner_api_keys (key_id, partner_name, scopes, prefix, secret_hash, secret_sealed, idempotency_key, request_fingerprint, created_by)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
+          [keyId, req.partnerName, scopes, secret.slice(0, 12), sha256(secret), core.sealer.seal(secret), req.idempotencyKey, idempotent.fingerprint, admin.subject],
+        );
+        await audit(tx, AuditAction.API_KEY_ISSUED, {
+          actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${keyId} for ${req.partnerName}: ${scopes.join(" ")}`,
+        });
         return rows[0];
       });
       return { key: toPartnerKey(row), secret: core.sealer.open(row.secret_sealed) };

@@ -92,7 +92,7 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     const again = await admin.issuePartnerApiKey({ partnerName: "Savanna POS", scopes: ["statements:read", "tips:create"], idempotencyKey: "issue-savanna-1" });
     assert.equal(again.key?.keyId, issued.key?.keyId, "a retry gets the same key");
     assert.equal(again.secret, issued.secret);
-    assert.equal(await fails(admin.issuePartnerApiKey({ partnerName: "Other", scopes: ["tips:create"], idempotencyKey: "issue-savanna-1" })), Code.FailedPrecondition);
+    assert.equal(await fails(admin.issuePartnerApiKey({ partnerName: "Other", scopes: ["tips:create"], idempotencyKey: "issue-savanna-1" })), Code.AlreadyExists);
     const stored = await h.t.db.pool.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1", [issued.key!.keyId]);
     assert.ok(!JSON.stringify(stored.rows[0]).includes(issued.secret.slice(12)), "the secret is not stored in clear");
     assert.deepEqual(stored.rows[0].secret_hash, createHash("sha256").update(issued.secret).digest());

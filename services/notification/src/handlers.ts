@@ -21,7 +21,7 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { decodeTimeIdToken, encodePageToken, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodeTimeIdToken, encodePageToken, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
 import { findRecipient, findTemplate, type TemplateRecord } from "./store.js";
 import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
@@ -353,7 +353,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
   });
 
   router.service(NotificationInternalService, {
-    async sendNotification(req) {
+    async sendNotification(req, ctx) {
       let to: Recipient;
       if (req.recipient.case === "userId") to = { userId: req.recipient.value };
       else if (req.recipient.case === "phone") to = { phone: req.recipient.value };
@@ -361,16 +361,20 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       else throw invalid("recipient", "one of user_id, phone or email is required");
       if (req.templateKey === TemplateKey.OTP && req.recipient.case === "email") throw invalid("email", "sign-in codes go by SMS only");
       try {
-        const ids = await withTransaction(pool, (tx) =>
-          enqueue(tx, {
-            sourceKey: `rpc:${req.idempotencyKey}`,
+        const sourceKey = `rpc:${req.idempotencyKey}`;
+        const idempotent = idempotentRequest("notification", ctx, req);
+        const ids = await withTransaction(pool, async (tx) => {
+          // The key's deliveries are found again by their source key; the claim refuses another request under it.
+          await claimIdempotencyKey(tx, idempotent, sourceKey);
+          return enqueue(tx, {
+            sourceKey,
             to,
             templateKey: req.templateKey,
             variables: req.variables,
             locale: req.locale,
             channels: req.channels,
-          }),
-        );
+          });
+        });
         return { deliveryIds: ids };
       } catch (err) {
         if (err instanceof MissingVariablesError) throw invalid("variables", `missing ${err.missing.join(", ")}`);

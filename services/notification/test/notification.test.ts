@@ -122,6 +122,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const again = await internal().sendNotification(req);
     assert.equal(first.deliveryIds.length, 1);
     assert.deepEqual(again.deliveryIds, first.deliveryIds);
+    await assert.rejects(internal().sendNotification({ ...req, variables: { code: "111111", minutes: "5" } }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message), "another message under the key is refused");
     const [sms] = await waitFor("the OTP SMS", () => smsTo(phone).length === 1 && smsTo(phone));
     assert.equal(sms.provider, "africastalking");
     assert.equal(sms.body, "Nambari yako ya TTIP ni 739201. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");

@@ -1,4 +1,4 @@
-import { createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -9,6 +9,14 @@ import type { Deps } from "./tips.js";
 /** Owes the customer a receipt; call it in the transaction that records the credit. */
 export async function oweReceipt(tx: Queryable, tipId: string): Promise<void> {
   await tx.query("INSERT INTO payment.receipts (tip_id) VALUES ($1) ON CONFLICT DO NOTHING", [tipId]);
+}
+
+/**
+ * ALREADY_EXISTS: this receipt's key was used by an earlier send whose answer was lost, with
+ * other wording (the worker's name could not be looked up then): the receipt went out.
+ */
+function sentBefore(err: unknown): void {
+  if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;
 }
 
 /**
@@ -43,7 +51,7 @@ export async function sendReceipts(deps: Deps, limit: number, tipId?: string): P
         templateKey: TemplateKey.RECEIPT,
         variables: { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key },
         channels: [Channel.SMS],
-      }, { timeoutMs: 5_000 });
+      }, { timeoutMs: 5_000 }).catch(sentBefore);
       await pool.query("UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = $1", [r.tip_id]);
       sent++;
     } catch (err) {

@@ -35,10 +35,10 @@ export interface IdempotentRequest {
  * The idempotent request a handler is serving: its method is the operation, its input's
  * binary (without the key) the fingerprint. `caller` scopes keys per caller.
  */
-export function idempotentRequest(
+export function idempotentRequest<R extends { idempotencyKey: string }>(
   schema: string,
   ctx: Pick<HandlerContext, "method">,
-  request: { idempotencyKey: string },
+  request: R,
   caller = "",
 ): IdempotentRequest {
   const input = ctx.method.input;
