@@ -15,6 +15,7 @@ import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
+import { StartupError } from "./startup.js";
 import { DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
 import { errorInterceptor, requestIdInterceptor } from "./interceptors.js";
 import type { Logger } from "./log.js";
@@ -180,7 +181,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
 
   await new Promise<void>((resolve, reject) => {
-    listener.once("error", reject);
+    listener.once("error", (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EADDRINUSE") return reject(err);
+      reject(new StartupError(`Port ${options.port} on ${options.host ?? "127.0.0.1"} is already in use (another TTIP, or another program). Stop it, or choose another port with PORT=<port>.`));
+    });
     listener.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
   });
   const port = (listener.address() as net.AddressInfo).port;
