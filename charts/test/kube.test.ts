@@ -19,7 +19,7 @@ import { helmBinary } from "./helm.js";
 const exec = promisify(execFile);
 const chart = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../ttip");
 const NS = "ttip";
-const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "qr", "wallet"];
+const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "qr", "venue", "wallet"];
 
 // CI must run this test; elsewhere it says why it cannot.
 const missing = missingPrerequisite();
@@ -124,7 +124,7 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
   test("helm install: migrations first, then Deployments with ReplicaSets and pods scheduled over the nodes, HPA, PDB, NetworkPolicy, ServiceMonitor", async () => {
     const { stdout } = await helm("install", "t", chart, "-f", valuesFile, "--wait", "--timeout", "4m");
     assert.match(stdout, /STATUS: deployed/);
-    assert.match(stdout, /PostgreSQL connections at the HPA's maximum: 300/, "NOTES prints the pools' total");
+    assert.match(stdout, /PostgreSQL connections at the HPA's maximum: 350/, "NOTES prints the pools' total");
     assert.match(stdout, /WARNING: that is more than database.maxConnections \(100\)/);
 
     const jobs = await list(`/apis/batch/v1/namespaces/${NS}/jobs`);
@@ -148,7 +148,7 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
     const replicaSets = await list(`/apis/apps/v1/namespaces/${NS}/replicasets`);
     assert.deepEqual(byComponent(replicaSets), COMPONENTS, "one ReplicaSet per Deployment");
     const pods = (await list(`/api/v1/namespaces/${NS}/pods`)).filter((p) => p.metadata.labels?.["app.kubernetes.io/component"] !== "migrate");
-    assert.equal(pods.length, 14);
+    assert.equal(pods.length, 2 * COMPONENTS.length);
     for (const p of pods) {
       assert.ok(p.spec.nodeName?.startsWith("kwok-node-"), `${p.metadata.name} scheduled`);
       assert.equal(p.status.phase, "Running", p.metadata.name);
@@ -192,7 +192,7 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
         : undefined;
     }, 120_000);
     const replicaSets = await list(`/apis/apps/v1/namespaces/${NS}/replicasets`);
-    assert.equal(replicaSets.length, 14, "two ReplicaSets per Deployment");
+    assert.equal(replicaSets.length, 2 * COMPONENTS.length, "two ReplicaSets per Deployment");
 
     await helm("rollback", "t", "1", "--wait", "--timeout", "4m");
     assert.deepEqual(image(await list(`/apis/apps/v1/namespaces/${NS}/deployments`)), new Set(["ghcr.io/ttip-platform/ttip:0.1.0"]));

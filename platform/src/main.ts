@@ -7,6 +7,7 @@
 import { z } from "zod";
 import {
   ConfigError,
+  StartupError,
   createLogger,
   createPeers,
   createPool,
@@ -169,6 +170,10 @@ main().catch((err) => {
   if (err instanceof ConfigError) {
     console.error(err.message);
     process.exit(78); // EX_CONFIG
+  }
+  if (err instanceof StartupError) {
+    console.error(err.message);
+    process.exit(1);
   }
   console.error(err);
   process.exit(1);

@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, headers, type NatsConnection } from "nats";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, headers, type JsMsg, type NatsConnection } from "nats";
 
 /** A stored message read back from the stream (a replay). */
 export interface StoredMessage extends BusMessage {
@@ -37,6 +37,15 @@ export interface SubscribeOptions {
   handler: (message: DeliveredMessage) => Promise<void>;
 }
 
+export interface BatchSubscribeOptions {
+  durable: string;
+  subject: string;
+  /** At most this many messages per call (what is already waiting, never a wait for more). */
+  maxBatch: number;
+  /** Resolve to acknowledge them all; throw to have them all delivered again later. */
+  handler: (messages: DeliveredMessage[]) => Promise<void>;
+}
+
 /**
  * At-least-once delivery with publisher deduplication by message id: the
  * contract JetStream gives, and the in-process bus copies for single-process
@@ -46,6 +55,12 @@ export interface EventBus {
   /** Resolves once the bus has stored the message; a duplicate id is accepted and dropped. */
   publish(message: BusMessage): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<{ stop(): Promise<void> }>;
+  /**
+   * Like subscribe, but hands over what has arrived in batches (a consumer that
+   * applies many events in one transaction). Optional: without it, consumers
+   * fall back to one message at a time.
+   */
+  subscribeBatches?(options: BatchSubscribeOptions): Promise<{ stop(): Promise<void> }>;
   /**
    * Reads what the bus still stores from `since` on, up to what it stored when
    * the call began, without touching any durable consumer (rebuilding read
@@ -165,6 +180,71 @@ export class JetStreamBus implements EventBus {
       stop: async () => {
         await messages.close();
         await done;
+      },
+    };
+  }
+
+  async subscribeBatches(options: BatchSubscribeOptions) {
+    const jsm = await this.nc.jetstreamManager();
+    await jsm.consumers.add(this.stream, {
+      durable_name: options.durable,
+      filter_subject: this.toWire(options.subject),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: 30 * 1_000_000_000,
+      max_deliver: -1,
+    });
+    const consumer = await this.nc.jetstream().consumers.get(this.stream, options.durable);
+    const messages = await consumer.consume({ max_messages: Math.max(64, options.maxBatch) });
+    // The reader queues what arrives; the worker takes everything queued (up to maxBatch) at once.
+    const queue: JsMsg[] = [];
+    let wake: (() => void) | undefined;
+    let room: (() => void) | undefined;
+    let ended = false;
+    const reader = (async () => {
+      try {
+        for await (const m of messages) {
+          queue.push(m);
+          wake?.();
+          // Bounded: at most two batches wait unacknowledged in this process.
+          while (queue.length >= options.maxBatch * 2) await new Promise<void>((r) => (room = r));
+        }
+      } finally {
+        ended = true;
+        wake?.();
+      }
+    })();
+    const worker = (async () => {
+      for (;;) {
+        if (!queue.length) {
+          if (ended) return;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+          continue;
+        }
+        const batch = queue.splice(0, options.maxBatch);
+        room?.();
+        room = undefined;
+        const delivered = batch.map((m) => ({
+          id: m.headers?.get("Nats-Msg-Id") || `${this.stream}:${m.seq}`,
+          subject: this.fromWire(m.subject),
+          data: m.data,
+          deliveryCount: m.info.redeliveryCount + 1,
+        }));
+        try {
+          await options.handler(delivered);
+          for (const m of batch) m.ack();
+        } catch (err) {
+          this.logger.warn({ err, consumer: options.durable, messages: batch.length }, "batch handler failed; will redeliver");
+          for (const m of batch) m.nak(this.redeliveryDelayMs);
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        await messages.close();
+        await reader;
+        await worker;
       },
     };
   }
@@ -323,6 +403,11 @@ export class InProcessBus implements EventBus {
         await loop;
       },
     };
+  }
+
+  async subscribeBatches(options: BatchSubscribeOptions) {
+    // In one process a batch of one is as good: there is no round trip to save.
+    return this.subscribe({ durable: options.durable, subject: options.subject, handler: (m) => options.handler([m]) });
   }
 
   async readStored(options: ReadStoredOptions): Promise<number> {

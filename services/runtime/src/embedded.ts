@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { PGlite } from "@electric-sql/pglite";
 import { PGLiteSocketServer } from "@electric-sql/pglite-socket";
+import { acquireLock } from "./startup.js";
 
 export interface EmbeddedPostgres {
   /** A postgres:// URL the ordinary `pg` client connects to. */
@@ -18,15 +19,25 @@ export interface EmbeddedPostgres {
 export async function startEmbeddedPostgres(dataDir?: string): Promise<EmbeddedPostgres> {
   // PGlite makes only the last folder of the path; a fresh clone has no .data yet.
   if (dataDir) await mkdir(path.dirname(dataDir), { recursive: true });
-  const db = await PGlite.create(dataDir ?? "memory://");
-  const server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
-  await server.start();
+  // Two processes on one data folder each keep their own view and overwrite the other's: money lost.
+  const release = dataDir ? acquireLock(`${path.resolve(dataDir)}.lock`, `The data folder ${dataDir}`) : () => undefined;
+  let db: PGlite;
+  let server: PGLiteSocketServer;
+  try {
+    db = await PGlite.create(dataDir ?? "memory://");
+    server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
+    await server.start();
+  } catch (err) {
+    release();
+    throw err;
+  }
   const conn = server.getServerConn(); // "127.0.0.1:PORT"
   return {
     url: `postgres://postgres@${conn}/postgres?sslmode=disable`,
     close: async () => {
       await server.stop();
       await db.close();
+      release();
     },
   };
 }

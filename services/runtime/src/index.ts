@@ -26,3 +26,4 @@ export * from "./revocations.js";
 export * from "./server.js";
 export * from "./service.js";
 export * from "./shutdown.js";
+export * from "./startup.js";
