@@ -72,6 +72,7 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(s.scans, BigInt(expected.scans));
     assert.equal(s.smsSent, BigInt(expected.smsSent));
     assert.equal(s.smsSpend?.amountMinor, BigInt(expected.smsSent) * 80n);
+    assert.equal(s.poolsDistributed?.amountMinor, expected.pooled);
   });
 
   test("/metrics: every event counted once by the inbox, the outbox and pool reported", async () => {
@@ -94,6 +95,7 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(e.inRange?.tips, BigInt(w.tips));
     assert.equal(e.inRange?.volume?.amountMinor, w.amount);
     assert.equal(e.inRange?.net?.amountMinor, w.net);
+    assert.equal(e.inRange?.poolShare?.amountMinor, w.pool, "pool shares are the worker's earnings too");
     assert.deepEqual(e.byHourOfDay.map((h) => Number(h.tips)), w.byHour);
     assert.equal(e.byWeekday.reduce((n, d) => n + Number(d.tips), 0), w.tips);
     assert.equal(e.averageTip?.amountMinor, w.tips ? w.amount / BigInt(w.tips) : 0n);
