@@ -13,7 +13,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { SimScript as Script, SimTransaction } from "@ttip/payment";
 import { eventually, startNats, startPostgres, startRedis, type TestServer } from "@ttip/runtime/testing";
-import { Cluster, SERVICE_ROLES } from "./cluster-harness.js";
+import { Cluster } from "./cluster-harness.js";
 
 const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -46,11 +46,12 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
   before(async () => {
     const t0 = Date.now();
     [postgres, nats, redis] = await Promise.all([startPostgres(), startNats(), startRedis()]);
-    c = await Cluster.start({ databaseUrl: postgres.url, natsUrl: nats.url, redisUrl: redis.url });
+    // The venue service takes no part in these faults: left out, the cluster starts within the file's time on two cores.
+    c = await Cluster.start({ databaseUrl: postgres.url, natsUrl: nats.url, redisUrl: redis.url }, { without: ["venue"] });
     db = new pg.Pool({ connectionString: postgres.url, max: 3 });
     // A lost connection during the restart scenario must not crash the test process.
     db.on("error", () => undefined);
-    console.log(`# cluster of ${SERVICE_ROLES.length} services + gateway started in ${Date.now() - t0} ms`);
+    console.log(`# cluster of ${c.roles().length - 1} services + gateway started in ${Date.now() - t0} ms`);
   });
   after(async () => {
     await c?.close();
@@ -135,7 +136,7 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
 
   /** The processes that died, with their last output: why a test failed. */
   const down = () => {
-    const dead = [...SERVICE_ROLES, "gateway" as const].filter((r) => !cluster().running(r));
+    const dead = cluster().roles().filter((r) => !cluster().running(r));
     return dead.length ? `\nnot running: ${dead.join(", ")}\n${dead.map((r) => `--- ${r}\n${cluster().process(r).logs}`).join("\n")}` : "";
   };
 
