@@ -12,27 +12,15 @@ import pg from "pg";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { SimScript as Script, SimTransaction } from "@ttip/payment";
-import { startNats, startPostgres, startRedis, type TestServer } from "@ttip/runtime/testing";
+import { eventually, startNats, startPostgres, startRedis, type TestServer } from "@ttip/runtime/testing";
 import { Cluster } from "./cluster-harness.js";
 
 const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` until it is truthy or the deadline passes (then says what it waited for). */
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 150): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
-    await sleep(everyMs);
-  }
-}
+const until = <T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 150) =>
+  eventually(what, check, { timeoutMs, everyMs, retryErrors: true });
 
 interface DrivenTip {
   key: string;

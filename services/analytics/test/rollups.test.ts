@@ -10,7 +10,7 @@ import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { createQrModule } from "@ttip/qr";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
 import { createAnalyticsModule, parseCsv, replay } from "../src/index.js";
 import { cast, event, generateDay, percentileCont, type Cast, type Expected } from "./events.js";
 
@@ -19,16 +19,6 @@ const EAT = 3 * 3_600_000;
 /** Midnight EAT, `daysAgo` days before today. */
 const midnight = (daysAgo: number) => new Date(Math.floor((Date.now() + EAT) / DAY) * DAY - EAT - daysAgo * DAY);
 const range = (from: Date, to: Date) => ({ from: timestampFromDate(from), to: timestampFromDate(to) });
-
-async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("analytics from a generated day of events (real PostgreSQL and JetStream)", () => {
   let t: TestService;
@@ -113,6 +103,13 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(e.ratings.reduce((n, r) => n + Number(r.count), 0), w.ratingCount);
     // Three days ago is not today.
     assert.equal(e.today?.tips, 0n);
+
+    // The worker's CSV equals the screen.
+    const { csv } = await t.client(AnalyticsService, { subject: worker, roles: ["worker"] }).exportEarnings({ range: dayRange, scope: { case: "workerId", value: worker } });
+    const rows = parseCsv(new TextDecoder().decode(csv));
+    assert.deepEqual(rows.find((r) => r[0] === "period" && r[1] === "in_range")?.slice(2, 5), [String(e.inRange?.tips), String(e.inRange?.volume?.amountMinor), String(e.inRange?.net?.amountMinor)]);
+    assert.deepEqual(rows.filter((r) => r[0] === "hour_of_day").map((r) => r[2]), e.byHourOfDay.map((h) => String(h.tips)));
+    assert.deepEqual(rows.filter((r) => r[0] === "rating").map((r) => r[2]), e.ratings.map((r) => String(r.count)));
 
     const other = c.workers[1];
     await assert.rejects(

@@ -282,32 +282,80 @@ export class JetStreamBus implements EventBus {
   }
 }
 
+/** What an in-process bus keeps, as a JetStream stream's limits would. */
+export interface InProcessBusLimits {
+  /** Messages kept; beyond it the oldest go (JetStream's limits retention, discard old). */
+  maxMessages?: number;
+  /** How long a message id is remembered to drop a re-publish (JetStream's duplicate window). */
+  duplicateWindowMs?: number;
+  /** Ids remembered at most, whatever their age. */
+  maxIds?: number;
+}
+
+const IN_PROCESS_LIMITS: Required<InProcessBusLimits> = { maxMessages: 50_000, duplicateWindowMs: 120_000, maxIds: 100_000 };
+
 /**
- * The same contract inside one process: messages are kept (like a stream),
- * each durable consumer reads them in order, a failed handler gets the message
- * again after a delay, and ids seen recently are not stored twice.
+ * The same contract inside one process: messages are kept (like a stream, within its
+ * limits), each durable consumer reads them in order, a failed handler gets the message
+ * again after a delay, and ids seen within the duplicate window are not stored twice.
+ * Memory is bounded by the limits, as a stream's is, not by the life of the process.
  */
 export class InProcessBus implements EventBus {
   private readonly log: StoredMessage[] = [];
-  private readonly seen = new Set<string>();
+  /** Sequence number of log[0]: consumers' positions are sequences, so trimming the log moves nothing. */
+  private base = 0;
+  /** Id -> when it was first published, oldest first (a Map keeps insertion order). */
+  private readonly seen = new Map<string, number>();
   private readonly consumers = new Map<string, { position: number; wake: () => void }>();
+  private readonly limits: Required<InProcessBusLimits>;
   private closed = false;
 
   constructor(
     private readonly logger: Logger,
     private readonly redeliveryDelayMs = REDELIVERY_DELAY_MS,
-  ) {}
+    limits: InProcessBusLimits = {},
+  ) {
+    this.limits = { ...IN_PROCESS_LIMITS, ...limits };
+  }
+
+  /** Messages and ids held now (for tests and metrics). */
+  get held(): { messages: number; ids: number } {
+    return { messages: this.log.length, ids: this.seen.size };
+  }
 
   async publish(message: BusMessage): Promise<void> {
     if (this.closed) throw new Error("bus is closed");
+    const now = Date.now();
+    this.forgetOldIds(now);
     if (this.seen.has(message.id)) return;
-    this.seen.add(message.id);
-    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date() });
+    this.seen.set(message.id, now);
+    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date(now) });
+    this.trim();
     for (const c of this.consumers.values()) c.wake();
   }
 
+  private forgetOldIds(now: number): void {
+    for (const [id, at] of this.seen) {
+      if (now - at < this.limits.duplicateWindowMs && this.seen.size < this.limits.maxIds) break;
+      this.seen.delete(id);
+    }
+  }
+
+  /** Drops the oldest messages beyond maxMessages; a consumer that had not read them skips them, as on JetStream. */
+  private trim(): void {
+    const excess = this.log.length - this.limits.maxMessages;
+    if (excess <= 0) return;
+    this.log.splice(0, excess);
+    this.base += excess;
+    for (const [durable, c] of this.consumers) {
+      if (c.position >= this.base) continue;
+      this.logger.warn({ consumer: durable, skipped: this.base - c.position }, "in-process bus dropped messages a consumer had not read (maxMessages)");
+      c.position = this.base;
+    }
+  }
+
   async subscribe(options: SubscribeOptions) {
-    const state = this.consumers.get(options.durable) ?? { position: 0, wake: () => undefined };
+    const state = this.consumers.get(options.durable) ?? { position: this.base, wake: () => undefined };
     this.consumers.set(options.durable, state);
     let stopped = false;
     let signal: (() => void) | undefined;
@@ -323,7 +371,9 @@ export class InProcessBus implements EventBus {
     const loop = (async () => {
       let deliveries = 0;
       while (!stopped && !this.closed) {
-        const m = this.log[state.position];
+        if (state.position < this.base) state.position = this.base;
+        const seq = state.position;
+        const m = this.log[seq - this.base];
         if (!m) {
           await sleep();
           continue;
@@ -337,7 +387,8 @@ export class InProcessBus implements EventBus {
           // Delivered on a later tick, never inside publish(), as over a network.
           await new Promise((r) => setImmediate(r));
           await options.handler({ ...m, deliveryCount: deliveries });
-          state.position++;
+          // Not position++: a trim during the handler may have moved the position on already.
+          state.position = Math.max(state.position, seq + 1);
           deliveries = 0;
         } catch (err) {
           this.logger.warn({ err, subject: m.subject, eventId: m.id, consumer: options.durable }, "event handler failed; will redeliver");
