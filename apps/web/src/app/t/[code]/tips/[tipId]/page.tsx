@@ -1,7 +1,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { cookies, headers } from "next/headers";
 import { notFound } from "next/navigation";
-import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentMethodKind, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { serverClient } from "../../../../../lib/api";
 import { pickLocale, translator, type Translate } from "../../../../../lib/i18n";
@@ -75,6 +75,8 @@ function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string;
   const phone = tip.customerPhoneMasked;
   switch (tip.status) {
     case TipStatus.PENDING:
+      // A card tip waits for the card (or its bank's 3-D Secure), not a phone.
+      if (tip.method === PaymentMethodKind.CARD) return <p className="notice">{tip.resultMessage || total}</p>;
       return (
         <>
           <ol className="steps">
@@ -89,15 +91,17 @@ function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string;
     case TipStatus.SUCCEEDED:
       return (
         <>
-          <ol className="steps">
-            <li className="done">{t("stepSent", { phone })}</li>
-            <li className="done">{t("stepPin")}</li>
-            <li className="done">{t("stepDone")}</li>
-          </ol>
+          {tip.method === PaymentMethodKind.CARD ? null : (
+            <ol className="steps">
+              <li className="done">{t("stepSent", { phone })}</li>
+              <li className="done">{t("stepPin")}</li>
+              <li className="done">{t("stepDone")}</li>
+            </ol>
+          )}
           <h1>{t("received", { name })}</h1>
           <p>{total}</p>
           {tip.mpesaReceipt ? <p>{t("receipt", { receipt: tip.mpesaReceipt })}</p> : null}
-          <p className="muted">{t("smsReceipt")}</p>
+          {tip.method === PaymentMethodKind.CARD ? null : <p className="muted">{t("smsReceipt")}</p>}
         </>
       );
     case TipStatus.HELD_FOR_REVIEW:
