@@ -31,7 +31,7 @@ const VALUES = {
   mpesa: { enabled: true, shortcode: "600100", b2cShortcode: "600200", initiatorName: "ttip-api" },
   admin: { allowedNetworks: ["10.20.0.0/16"] },
   gateway: { ingress: { enabled: true, className: "nginx" } },
-  metrics: { serviceMonitor: { enabled: true }, grafanaDashboard: { enabled: true } },
+  metrics: { serviceMonitor: { enabled: true }, grafanaDashboard: { enabled: true }, prometheusRule: { enabled: true } },
 };
 
 const SECRETS: Record<string, Record<string, string>> = {
@@ -48,6 +48,7 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
   let cluster: Cluster;
   let work: string;
   let valuesFile: string;
+  let installJob = "";
   const helm = (...args: string[]) => exec(helmBinary(), [...args, "--kubeconfig", cluster.kubeconfig, "-n", NS], { maxBuffer: 32 << 20, timeout: 5 * 60_000 });
   const list = async (apiPath: string): Promise<Obj[]> => {
     const r = await cluster.api("GET", apiPath);
@@ -101,11 +102,13 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
   });
 
   test("every rendered object passes the API server's strict validation (unknown fields refused)", async () => {
-    const { stdout } = await helm("template", "t", chart, "-f", valuesFile, "--api-versions", "monitoring.coreos.com/v1");
+    const { stdout } = await helm("template", "t", chart, "-f", valuesFile, "--kube-version", "1.37.2", "--api-versions", "monitoring.coreos.com/v1");
     const objects = parseAllDocuments(stdout).map((d) => d.toJSON() as Obj).filter(Boolean);
     // Hooks included: the migration Job must be valid too.
     assert.ok(objects.some((o) => o.kind === "Job"), "the migration Job is rendered");
-    assert.ok(objects.some((o) => o.kind === "ServiceMonitor") && objects.some((o) => o.kind === "Ingress"));
+    for (const kind of ["ServiceMonitor", "PrometheusRule", "Ingress", "NetworkPolicy", "HorizontalPodAutoscaler", "PodDisruptionBudget"]) {
+      assert.ok(objects.some((o) => o.kind === kind), kind);
+    }
     const refused: string[] = [];
     for (const o of objects) {
       const r = await cluster.api("POST", `${await collectionPath(o)}?dryRun=All&fieldValidation=Strict`, { ...o, metadata: { ...o.metadata, namespace: NS } });
@@ -128,7 +131,8 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
     assert.match(stdout, /WARNING: that is more than database.maxConnections \(100\)/);
 
     const jobs = await list(`/apis/batch/v1/namespaces/${NS}/jobs`);
-    assert.equal(jobs.length, 1, "one migration Job (pre-install hook)");
+    assert.deepEqual(jobs.map((j) => j.metadata.name), ["t-ttip-migrate"], "one migration Job (pre-install hook)");
+    installJob = jobs[0].metadata.uid!;
     assert.equal(jobs[0].status.succeeded, 1, "the migration Job completed");
     const migrated = Date.parse(jobs[0].status.completionTime);
     const deployments = await list(`/apis/apps/v1/namespaces/${NS}/deployments`);
@@ -182,8 +186,10 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
     const image = (ds: Obj[]) => new Set(ds.map((d) => d.spec.template.spec.containers[0].image));
     await helm("upgrade", "t", chart, "-f", valuesFile, "--set", "image.tag=0.1.1", "--wait", "--timeout", "4m");
     const jobs = await list(`/apis/batch/v1/namespaces/${NS}/jobs`);
-    assert.deepEqual(jobs.map((j) => j.metadata.name), ["t-ttip-migrate-2"], "the upgrade's Job replaced the install's");
+    assert.deepEqual(jobs.map((j) => j.metadata.name), ["t-ttip-migrate"]);
+    assert.notEqual(jobs[0].metadata.uid, installJob, "the upgrade ran a new migration Job (the install's was replaced)");
     assert.equal(jobs[0].status.succeeded, 1);
+    assert.equal(jobs[0].spec.template.spec.containers[0].image, "ghcr.io/ttip-platform/ttip:0.1.1", "with the new image's migrations");
     assert.deepEqual(image(await list(`/apis/apps/v1/namespaces/${NS}/deployments`)), new Set(["ghcr.io/ttip-platform/ttip:0.1.1"]));
     await cluster.until("every Deployment rolled out on its second ReplicaSet", async () => {
       const ds = await list(`/apis/apps/v1/namespaces/${NS}/deployments`);
