@@ -4,7 +4,7 @@
 // fingerprint kept beside the build.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -33,6 +33,27 @@ export function webBuildIsCurrent(): boolean {
 /** Runs `next build` when the build is missing or stale; resolves when a current build is there. */
 export async function ensureWebBuild(log: (line: string) => void = (l) => process.stderr.write(`${l}\n`)): Promise<void> {
   if (webBuildIsCurrent()) return;
+  // One build at a time (two test files, or make run beside make test): the others wait for it.
+  const lock = path.join(dir, ".build-lock");
+  for (let waited = 0; ; waited += 500) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      // A lock older than 10 minutes was left by a killed build.
+      if (waited > 600_000 || Date.now() - statSync(lock).mtimeMs > 600_000) rmSync(lock, { recursive: true, force: true });
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  try {
+    if (webBuildIsCurrent()) return;
+    await build(log);
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+async function build(log: (line: string) => void): Promise<void> {
   const sum = fingerprint();
   log("building the web app (once; reused until its sources change)…");
   const started = Date.now();

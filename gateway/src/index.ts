@@ -4,7 +4,7 @@ import { createClient, createContextValues } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { clientAddress, networkList, revocationChecker, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
-import { authInterceptor, type JwtOptions } from "./auth.js";
+import { authInterceptor, principalKey, type JwtOptions, type Principal as GatewayPrincipal } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
 import { policyInterceptor, type Rule } from "./policy.js";
@@ -68,6 +68,12 @@ function socketAddress(socket: unknown): string | undefined {
   return s?.remoteAddress ?? s?.stream?.remoteAddress;
 }
 
+/** Who called, as a kind ("anonymous", or the token's roles): never the person. */
+function callerKind(principal: GatewayPrincipal | undefined): string {
+  if (!principal) return "anonymous";
+  return principal.roles.length ? [...principal.roles].sort().join("+") : "signed_in";
+}
+
 /** Connect, gRPC-web and gRPC on one port, forwarding every public RPC over gRPC. */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
   const sessions = new Map<string, Http2SessionManager>();
@@ -89,6 +95,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     logger: options.logger,
     metrics: options.metrics,
     services: options.backends.map((b) => b.service),
+    // One line per call here; errors are logged by the service where they happen.
+    accessLog: { callerKind: (values) => callerKind(values.get(principalKey)) },
     // Input rules are enforced once, by the service that owns them.
     validate: false,
     interceptors: [

@@ -27,7 +27,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { createTestDatabase, freePort, PlatformProcess, startNats, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
+import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
 import { helmBinary } from "../../charts/test/helm.js";
 import { PLATFORM_MAIN } from "../src/entry.js";
 
@@ -39,16 +39,6 @@ const ROLES: string[] = [];
 type RoleName = string;
 
 type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
-
-async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** The ingress controller: routes by path prefix as the rendered Ingress says, adding X-Forwarded-For. */
 function startIngress(routes: [prefix: string, port: () => number][]): Promise<{ url: string; close(): Promise<void> }> {

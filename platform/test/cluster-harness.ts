@@ -34,6 +34,11 @@ export interface ClusterOptions {
   env?: Partial<Record<ClusterRole, Record<string, string>>>;
   /** Options of the Daraja simulator (callback delays...). */
   simulator?: SimulatorOptions;
+  /**
+   * Roles not started (the gateway gets a closed port for them): a test that
+   * does not use them starts fewer processes on the two cores it shares.
+   */
+  without?: ServiceRole[];
   /** Per-process start timeout (default 60 s: eight tsx processes starting on two cores). */
   startTimeoutMs?: number;
 }
@@ -68,7 +73,8 @@ export class Cluster {
       const ports = new Map<ServiceRole, number>();
       for (const role of SERVICE_ROLES) ports.set(role, await freePort());
       const url = (role: ServiceRole) => `http://127.0.0.1:${ports.get(role)}`;
-      for (const role of SERVICE_ROLES) {
+      const roles = SERVICE_ROLES.filter((role) => !options.without?.includes(role));
+      for (const role of roles) {
         const env: Record<string, string> = {
           DATABASE_URL: servers.databaseUrl,
           DATABASE_POOL_MAX: "8",
@@ -95,7 +101,7 @@ export class Cluster {
       };
       procs.set("gateway", await PlatformProcess.create(PLATFORM_MAIN, "gateway", gatewayEnv));
       // Migrations take an advisory lock per schema, so the services may start together.
-      await Promise.all(SERVICE_ROLES.map((role) => procs.get(role)!.start(cluster.startTimeoutMs)));
+      await Promise.all(roles.map((role) => procs.get(role)!.start(cluster.startTimeoutMs)));
       await procs.get("gateway")!.start(cluster.startTimeoutMs);
       return cluster;
     } catch (err) {
@@ -131,9 +137,14 @@ export class Cluster {
     await this.start(role);
   }
 
-  /** True when the role's process is running (not exited since its last start). */
+  /** True when the role's process is running (not exited since its last start); false for a role not started. */
   running(role: ClusterRole): boolean {
-    return this.process(role).running;
+    return this.procs.get(role)?.running ?? false;
+  }
+
+  /** The roles this cluster started (all but `without`), and the gateway. */
+  roles(): ClusterRole[] {
+    return [...this.procs.keys()];
   }
 
   /** A client of a public service through the gateway (Connect over HTTP/1.1, as a browser calls it), anonymous. */

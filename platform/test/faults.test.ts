@@ -12,27 +12,15 @@ import pg from "pg";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { SimScript as Script, SimTransaction } from "@ttip/payment";
-import { startNats, startPostgres, startRedis, type TestServer } from "@ttip/runtime/testing";
-import { Cluster, SERVICE_ROLES } from "./cluster-harness.js";
+import { eventually, startNats, startPostgres, startRedis, type TestServer } from "@ttip/runtime/testing";
+import { Cluster } from "./cluster-harness.js";
 
 const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` until it is truthy or the deadline passes (then says what it waited for). */
-async function until<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 150): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${String(last)})` : ""}`);
-    await sleep(everyMs);
-  }
-}
+const until = <T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 150) =>
+  eventually(what, check, { timeoutMs, everyMs, retryErrors: true });
 
 interface DrivenTip {
   key: string;
@@ -58,11 +46,12 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
   before(async () => {
     const t0 = Date.now();
     [postgres, nats, redis] = await Promise.all([startPostgres(), startNats(), startRedis()]);
-    c = await Cluster.start({ databaseUrl: postgres.url, natsUrl: nats.url, redisUrl: redis.url });
+    // The venue service takes no part in these faults: left out, the cluster starts within the file's time on two cores.
+    c = await Cluster.start({ databaseUrl: postgres.url, natsUrl: nats.url, redisUrl: redis.url }, { without: ["venue"] });
     db = new pg.Pool({ connectionString: postgres.url, max: 3 });
     // A lost connection during the restart scenario must not crash the test process.
     db.on("error", () => undefined);
-    console.log(`# cluster of ${SERVICE_ROLES.length} services + gateway started in ${Date.now() - t0} ms`);
+    console.log(`# cluster of ${c.roles().length - 1} services + gateway started in ${Date.now() - t0} ms`);
   });
   after(async () => {
     await c?.close();
@@ -147,7 +136,7 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
 
   /** The processes that died, with their last output: why a test failed. */
   const down = () => {
-    const dead = [...SERVICE_ROLES, "gateway" as const].filter((r) => !cluster().running(r));
+    const dead = cluster().roles().filter((r) => !cluster().running(r));
     return dead.length ? `\nnot running: ${dead.join(", ")}\n${dead.map((r) => `--- ${r}\n${cluster().process(r).logs}`).join("\n")}` : "";
   };
 

@@ -27,7 +27,7 @@ import { AccountKind, PaymentRail, TransactionKind } from "@ttip/proto/ttip/wall
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { qr } from "@ttip/qr";
 import { formatMoney, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, eventually, type TestDatabase, testEnv, uniqueName } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { startPlatform, type Platform } from "../src/platform.js";
 
@@ -35,16 +35,6 @@ const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shill
 /** Numbers ending 5678: the Daraja simulator's plain success (other endings script failures). */
 const kenyanNumber = () => `2547${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
 const subjectOf = (token: string): string => JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub;
-
-async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 40));
-  }
-}
 
 describe("a tip end to end through the gateway (all six services, real PostgreSQL, Redis, JetStream)", () => {
   let db: TestDatabase;

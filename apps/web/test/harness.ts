@@ -16,7 +16,7 @@ import { chromium, type Browser, type BrowserContext, type BrowserContextOptions
 import { analytics } from "@ttip/analytics";
 import { createAuth, startSmsSimulator, type SmsSimulator } from "@ttip/auth";
 import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
-import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type PaymentConfig, type StripeSimulator } from "@ttip/payment";
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -71,6 +71,8 @@ export class WebHarness {
   browser!: Browser;
   sms!: SmsSimulator;
   daraja!: DarajaSimulator;
+  /** Card tips: Stripe's simulator, whose Stripe.js double the page loads. */
+  stripe!: StripeSimulator;
   readonly providers = new ProviderSimulator();
   readonly logs = captureLogger("warn");
   private db?: TestDatabase;
@@ -98,6 +100,16 @@ export class WebHarness {
       reconcileIntervalMs: 0,
       fraud: { phonePerWindow: 20, workerPerWindow: 100, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     };
+    this.stripe = await startStripeSimulator({ webhookDelayMs: 20 });
+    payment.cards = {
+      stripe: { secretKey: this.stripe.secretKey, publishableKey: this.stripe.publishableKey, webhookSecret: this.stripe.webhookSecret, apiBase: this.stripe.url, webhookToleranceS: 300, timeoutMs: 5_000 },
+      returnUrl: "",
+      expireAfterMs: 60_000,
+      checkAfterMs: 60_000,
+      rules: { maxPerTipKesMinor: 100_000_00n, perCardPerHour: 10, perCardDailyKesMinor: 500_000_00n, countryMismatch: "hold" },
+    };
+    // Read by the card form's server action: the page loads Stripe.js from the simulator, never from the internet.
+    process.env.STRIPE_JS_URL = `${this.stripe.url}/v3/`;
     this.db = await createTestDatabase();
     this.bus = await JetStreamBus.connect({
       servers: testEnv().natsUrl,
@@ -129,6 +141,7 @@ export class WebHarness {
       },
     });
     payment.callbackBaseUrl = this.platform.urls.get("payment")!;
+    this.stripe.setWebhookUrl(`${this.platform.urls.get("payment")}/stripe/webhook`);
     this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl });
     this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     mkdirSync(ARTIFACTS, { recursive: true });
@@ -145,6 +158,7 @@ export class WebHarness {
     await this.cache?.close();
     await this.db?.drop();
     await this.daraja?.close();
+    await this.stripe?.close();
     await this.providers.close();
     await this.sms?.close();
   }

@@ -44,6 +44,16 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(pushes.length, 1);
     assert.equal(`KES ${pushes[0].amount}`, total);
     assert.equal(pushes[0].receipt, receipt);
+
+    // After the confirmed payment: a rating and a message to the worker.
+    await page.getByRole("radio", { name: "5 of 5" }).check();
+    await page.getByLabel("A message to Wanjiku (optional)").fill("Asante, great service!");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByText("Thank you for your feedback!").waitFor();
+    await h.screenshot(page, "tip-feedback");
+    const [mine] = (await h.api(PaymentService, worker.token).listTips({})).tips;
+    assert.equal(mine.rating, 5);
+    assert.equal(mine.message, "Asante, great service!");
   });
 
   test("a cancelled payment, then a retry that succeeds: one charge only", async () => {

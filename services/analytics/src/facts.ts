@@ -14,6 +14,8 @@ import {
   TipFailedSchema,
   TipSucceededSchema,
   UserRegisteredSchema,
+  VenueDistributionReversedSchema,
+  VenueShareAllocatedSchema,
   type EventMeta,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 
@@ -95,6 +97,8 @@ export const SUBJECTS = [
   "ttip.qr.scanned",
   "ttip.auth.user_registered",
   "ttip.notification.delivery_updated",
+  "ttip.venue.share_allocated",
+  "ttip.venue.distribution_reversed",
 ] as const;
 
 export function consumerName(subject: string): string {
@@ -207,6 +211,24 @@ function figuresOf(subject: string, data: Uint8Array): Applied {
     case "ttip.notification.delivery_updated": {
       const e = decode(DeliveryUpdatedSchema, data);
       return { facts: [{ at: when(e.meta), method: e.channel, resultCode: e.status, currency: "", measures: { notifications: 1n } }], records: [] };
+    }
+    case "ttip.venue.share_allocated": {
+      // A member's share of a distributed pool: the worker's earnings and the venue's payout to staff.
+      const e = decode(VenueShareAllocatedSchema, data);
+      return {
+        facts: [{ at: when(e.meta), worker: isId(e.workerId) ? e.workerId : undefined, venue: isId(e.venueId) ? e.venueId : undefined,
+          method: "pool", resultCode: "", currency: e.amount?.currency ?? "KES", measures: { pooled_minor: e.amount?.amountMinor ?? 0n } }],
+        records: [],
+      };
+    }
+    case "ttip.venue.distribution_reversed": {
+      // The event names the venue only, not each member's share: reversed on the venue and the platform.
+      const e = decode(VenueDistributionReversedSchema, data);
+      return {
+        facts: [{ at: when(e.meta), venue: isId(e.venueId) ? e.venueId : undefined, method: "pool", resultCode: "reversed",
+          currency: e.amount?.currency ?? "KES", measures: { pooled_minor: -(e.amount?.amountMinor ?? 0n) } }],
+        records: [],
+      };
     }
     default:
       return { facts: [], records: [] };

@@ -148,7 +148,7 @@ async function* live(ctx: ServiceContext, cfg: AnalyticsConfig, scope: q.Scope, 
 type EarningsInit = MessageInitShape<typeof WorkerEarningsSchema>;
 
 export function earningsMessage(workerId: string, e: q.WorkerEarnings, currency: string): WorkerEarningsMessage {
-  const period = (p: q.EarningsPeriod) => ({ tips: p.tips, volume: money(p.volume, currency), net: money(p.net, currency) });
+  const period = (p: q.EarningsPeriod) => ({ tips: p.tips, volume: money(p.volume, currency), net: money(p.net, currency), poolShare: money(p.pool, currency) });
   const init: EarningsInit = {
     workerId,
     today: period(e.today),
@@ -184,6 +184,7 @@ export function summaryMessage(s: q.PlatformSummary, currency: string, smsCurren
     scans: s.totals.scans,
     smsSent: s.smsSent,
     smsSpend: money(s.smsSpend, smsCurrency),
+    poolsDistributed: money(s.totals.pooled, currency),
   });
 }
 
@@ -223,14 +224,14 @@ export function earningsCsv(e: WorkerEarningsMessage): Uint8Array {
   const rows: Cell[][] = [];
   const cur = e.today?.volume?.currency ?? "KES";
   for (const [k, p] of [["today", e.today], ["this_week", e.thisWeek], ["this_month", e.thisMonth], ["in_range", e.inRange]] as const) {
-    rows.push(["period", k, p?.tips, amount(p?.volume?.amountMinor ?? 0n), amount(p?.net?.amountMinor ?? 0n), cur]);
+    rows.push(["period", k, p?.tips, amount(p?.volume?.amountMinor ?? 0n), amount(p?.net?.amountMinor ?? 0n), cur, amount(p?.poolShare?.amountMinor ?? 0n)]);
   }
   for (const h of e.byHourOfDay) rows.push(["hour_of_day", h.hour, h.tips, h.volume?.amountMinor, "", cur]);
   for (const w of e.byWeekday) rows.push(["weekday", w.weekday, w.tips, w.volume?.amountMinor, "", cur]);
   for (const r of e.ratings) rows.push(["rating", r.stars, r.count, "", "", ""]);
   rows.push(["average_tip", "", "", e.averageTip?.amountMinor, "", cur]);
   rows.push(["average_rating_x100", "", e.averageRatingX100, "", "", ""]);
-  return toCsv(["section", "key", "tips", "volume_minor", "net_minor", "currency"], rows);
+  return toCsv(["section", "key", "tips", "volume_minor", "net_minor", "currency", "pool_share_minor"], rows);
 }
 
 export function venueCsv(v: GetVenueAnalyticsResponse): Uint8Array {
@@ -418,6 +419,7 @@ export function routes(router: ConnectRouter, ctx: ServiceContext, cfg: Analytic
             ["payouts_failed", s.payoutsFailed], ["payouts_minor", s.payouts?.amountMinor], ["payout_latency_p50_ms", s.payoutLatencyP50Ms],
             ["payout_latency_p95_ms", s.payoutLatencyP95Ms], ["new_workers", s.newWorkers], ["active_venues", s.activeVenues],
             ["active_workers", s.activeWorkers], ["scans", s.scans], ["sms_sent", s.smsSent], ["sms_spend_minor", s.smsSpend?.amountMinor],
+            ["pools_distributed_minor", s.poolsDistributed?.amountMinor],
             ...s.failures.map((f) => [`failures:${f.resultCode}`, f.count, f.reason]),
           ];
           return { csv: toCsv(["figure", "value", "detail"], rows), fileName: name("platform") };

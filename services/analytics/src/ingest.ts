@@ -1,7 +1,7 @@
 // The live path: one durable JetStream consumer per subject, each event
 // applied once (the runtime's inbox) in the transaction that adds its figures.
 import { EventEmitter } from "node:events";
-import { consumeEvents, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, type Queryable, type ServiceContext } from "@ttip/runtime";
 import { consumerName, factsOf, SUBJECTS } from "./facts.js";
 import { RollupBatch } from "./store.js";
 
@@ -16,15 +16,6 @@ export async function takeSharedRebuildLock(tx: Queryable): Promise<void> {
 export const rollupChanges = new EventEmitter();
 rollupChanges.setMaxListeners(0);
 
-/** Applies one event's figures inside `tx`; returns when the event happened. */
-export async function applyEvent(tx: Queryable, subject: string, data: Uint8Array): Promise<Date | undefined> {
-  const batch = new RollupBatch();
-  const applied = factsOf(subject, data);
-  batch.add(applied);
-  await batch.write(tx);
-  return applied.at;
-}
-
 export async function startConsumers(ctx: ServiceContext): Promise<() => Promise<void>> {
   const ingested = ctx.metrics.counter("ttip_analytics_events_ingested_total", "Events analytics added to its rollups, by subject.", ["subject"]);
   const lag = ctx.metrics.histogram(
@@ -36,7 +27,7 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
   const subs: { stop(): Promise<void> }[] = [];
   for (const subject of SUBJECTS) {
     subs.push(
-      await consumeEvents({
+      await consumeEventBatches({
         bus: ctx.bus,
         pool: ctx.pool,
         schema: "analytics",
@@ -44,11 +35,20 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
         subject,
         logger: ctx.logger,
         metrics: ctx.metrics,
+        maxBatch: 500,
         before: takeSharedRebuildLock,
-        handle: async (message, tx) => {
-          const at = await applyEvent(tx, message.subject, message.data);
-          ingested.inc({ subject: message.subject });
-          if (at && at.getTime() > 0) lag.observe(Math.max(0, Date.now() - at.getTime()) / 1000);
+        // A batch's figures are summed first: the platform's row of the hour, which every
+        // tip touches, is written once per batch, not once per event.
+        handleBatch: async (messages, tx) => {
+          const batch = new RollupBatch();
+          const now = Date.now();
+          for (const m of messages) {
+            const applied = factsOf(m.subject, m.data);
+            batch.add(applied);
+            ingested.inc({ subject: m.subject });
+            if (applied.at && applied.at.getTime() > 0) lag.observe(Math.max(0, now - applied.at.getTime()) / 1000);
+          }
+          await batch.write(tx);
           // After commit is what watchers want; the transaction commits right after this returns.
           setImmediate(() => rollupChanges.emit("change"));
         },

@@ -50,6 +50,7 @@ export interface Totals {
   payoutsFailed: bigint;
   payout: bigint;
   registrations: bigint;
+  pooled: bigint;
 }
 
 const SUMS = `COALESCE(sum(scans), 0)::int8 AS scans, COALESCE(sum(created), 0)::int8 AS created,
@@ -60,7 +61,8 @@ const SUMS = `COALESCE(sum(scans), 0)::int8 AS scans, COALESCE(sum(created), 0):
   COALESCE(sum(rated_1), 0)::int8 AS r1, COALESCE(sum(rated_2), 0)::int8 AS r2, COALESCE(sum(rated_3), 0)::int8 AS r3,
   COALESCE(sum(rated_4), 0)::int8 AS r4, COALESCE(sum(rated_5), 0)::int8 AS r5,
   COALESCE(sum(payouts_succeeded), 0)::int8 AS payouts_succeeded, COALESCE(sum(payouts_failed), 0)::int8 AS payouts_failed,
-  COALESCE(sum(payout_minor), 0)::int8 AS payout, COALESCE(sum(registrations), 0)::int8 AS registrations`;
+  COALESCE(sum(payout_minor), 0)::int8 AS payout, COALESCE(sum(registrations), 0)::int8 AS registrations,
+  COALESCE(sum(pooled_minor), 0)::int8 AS pooled`;
 
 type SumRow = Record<string, bigint>;
 
@@ -82,6 +84,7 @@ function totalsOf(r: SumRow | undefined): Totals {
     payoutsFailed: r?.payouts_failed ?? z,
     payout: r?.payout ?? z,
     registrations: r?.registrations ?? z,
+    pooled: r?.pooled ?? z,
   };
 }
 
@@ -126,6 +129,7 @@ export interface EarningsPeriod {
   tips: bigint;
   volume: bigint;
   net: bigint;
+  pool: bigint;
 }
 
 export interface WorkerEarnings {
@@ -140,18 +144,19 @@ export interface WorkerEarnings {
   ratings: bigint[];
 }
 
-const zero = (): EarningsPeriod => ({ tips: 0n, volume: 0n, net: 0n });
+const zero = (): EarningsPeriod => ({ tips: 0n, volume: 0n, net: 0n, pool: 0n });
 
 /** A worker's dashboard: two reads, day rows since the earlier of Monday and the 1st, hour rows of the range. */
 export async function workerEarnings(db: Queryable, workerId: string, range: Range, currency: string, now = new Date()): Promise<WorkerEarnings> {
   const starts = periodStarts(now);
   const since = starts.week < starts.month ? starts.week : starts.month;
   // Named: prepared once per connection, so the planner's work over the partitions is not redone per call.
-  const days = await db.query<{ bucket: Date; tips: bigint; volume: bigint; net: bigint }>({
+  const days = await db.query<{ bucket: Date; tips: bigint; volume: bigint; net: bigint; pool: bigint }>({
     name: "analytics.worker_days",
-    text: `SELECT bucket, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net
+    text: `SELECT bucket, sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net,
+            sum(pooled_minor)::int8 AS pool
        FROM analytics.rollups
-      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'd' AND bucket >= $2 AND currency = $3 AND succeeded > 0
+      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'd' AND bucket >= $2 AND currency = $3 AND (succeeded > 0 OR pooled_minor <> 0)
       GROUP BY bucket`,
     values: [workerId, since, currency],
   });
@@ -166,10 +171,11 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
     averageRatingX100: 0,
     ratings: [0n, 0n, 0n, 0n, 0n],
   };
-  const add = (p: EarningsPeriod, r: { tips: bigint; volume: bigint; net: bigint }) => {
+  const add = (p: EarningsPeriod, r: { tips: bigint; volume: bigint; net: bigint; pool: bigint }) => {
     p.tips += r.tips;
     p.volume += r.volume;
     p.net += r.net;
+    p.pool += r.pool;
   };
   for (const r of days.rows) {
     if (r.bucket >= starts.today) add(e.today, r);
@@ -177,15 +183,15 @@ export async function workerEarnings(db: Queryable, workerId: string, range: Ran
     if (r.bucket >= starts.month) add(e.month, r);
   }
   const hours = toHours(range);
-  const slots = await db.query<{ hour: number; weekday: number; tips: bigint; volume: bigint; net: bigint; rating_sum: bigint; rating_count: bigint; r1: bigint; r2: bigint; r3: bigint; r4: bigint; r5: bigint }>({
+  const slots = await db.query<{ hour: number; weekday: number; tips: bigint; volume: bigint; net: bigint; pool: bigint; rating_sum: bigint; rating_count: bigint; r1: bigint; r2: bigint; r3: bigint; r4: bigint; r5: bigint }>({
     name: "analytics.worker_hours",
     text: `SELECT EXTRACT(HOUR FROM bucket AT TIME ZONE 'UTC' + interval '3 hours')::int AS hour,
             EXTRACT(ISODOW FROM bucket AT TIME ZONE 'UTC' + interval '3 hours')::int AS weekday,
-            sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net,
+            sum(succeeded)::int8 AS tips, sum(amount_minor)::int8 AS volume, sum(net_minor)::int8 AS net, sum(pooled_minor)::int8 AS pool,
             sum(rating_sum)::int8 AS rating_sum, sum(rating_count)::int8 AS rating_count,
             sum(rated_1)::int8 AS r1, sum(rated_2)::int8 AS r2, sum(rated_3)::int8 AS r3, sum(rated_4)::int8 AS r4, sum(rated_5)::int8 AS r5
        FROM analytics.rollups
-      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND bucket < $3 AND currency = $4 AND succeeded > 0
+      WHERE dim = ${Dim.Worker} AND id = $1 AND grain = 'h' AND bucket >= $2 AND bucket < $3 AND currency = $4 AND (succeeded > 0 OR pooled_minor <> 0)
       GROUP BY 1, 2`,
     values: [workerId, hours.from, hours.to, currency],
   });

@@ -1,7 +1,7 @@
 // Writes an event's figures into the rollups, inside the caller's
 // transaction (the one that records the event in the inbox).
 import type { Queryable } from "@ttip/runtime";
-import { MEASURES, rowsOf, type Applied, type Measures, type RowKey } from "./facts.js";
+import { MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
 
 /** Partitions are monthly; this many months around now are made at start. */
 const PARTITIONS_BACK = 24;
@@ -71,7 +71,8 @@ export class RollupBatch {
 
   /** Writes the summed rows in one statement and the side records after. */
   async write(db: Queryable): Promise<void> {
-    const rows = [...this.rows.values()];
+    // In key order: batches of several consumers lock shared rows (the platform's hour) in the same order, never in a cycle.
+    const rows = [...this.rows.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
     const months = new Map<string, Date>();
     for (const r of rows) months.set(partitionName(r.bucket), r.bucket);
     for (const at of months.values()) await ensurePartition(db, at);
@@ -97,42 +98,73 @@ export class RollupBatch {
         ],
       );
     }
-    for (const rec of this.records) await writeRecord(db, rec);
+    await writeRecords(db, this.records);
   }
 }
 
-async function writeRecord(db: Queryable, rec: Applied["records"][number]): Promise<void> {
-  switch (rec.kind) {
-    case "payout_request":
-      await db.query(
-        `INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at) VALUES ($1, $2, $3) ON CONFLICT (payout_id) DO NOTHING`,
-        [rec.payoutId, rec.workerId ?? null, rec.at],
-      );
-      return;
-    case "payout_result":
-      await db.query(
-        `INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payout_id) DO NOTHING`,
-        [rec.payoutId, rec.workerId ?? null, rec.succeeded, rec.resultCode, rec.currency, rec.amountMinor, rec.at],
-      );
-      return;
-    case "reason":
-      await db.query(
-        `INSERT INTO analytics.result_reasons (result_code, reason) VALUES ($1, $2)
-         ON CONFLICT (result_code) DO UPDATE SET reason = EXCLUDED.reason WHERE result_reasons.reason <> EXCLUDED.reason`,
-        [rec.resultCode, rec.reason.slice(0, 300)],
-      );
-      return;
-    case "worker":
-      await db.query(
-        `INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at) VALUES ($1, $2, $3)
-         ON CONFLICT (worker_id) DO UPDATE SET
-           registered_at = COALESCE(workers.registered_at, EXCLUDED.registered_at),
-           first_seen_at = LEAST(workers.first_seen_at, EXCLUDED.first_seen_at)
-         WHERE workers.registered_at IS NULL AND EXCLUDED.registered_at IS NOT NULL OR workers.first_seen_at > EXCLUDED.first_seen_at`,
-        [rec.workerId, rec.registeredAt ?? null, rec.at],
-      );
-      return;
+const byKey = <T>(items: Map<string, T>) => [...items.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+
+/**
+ * Side records, merged per key and written one statement per kind in key
+ * order: batches of different consumers (a sign-up and a tip naming the same
+ * worker) then never lock the same rows in opposite orders.
+ */
+async function writeRecords(db: Queryable, records: SideRecord[]): Promise<void> {
+  const workers = new Map<string, { id: string; registeredAt?: Date; at: Date }>();
+  const requests = new Map<string, Extract<SideRecord, { kind: "payout_request" }>>();
+  const results = new Map<string, Extract<SideRecord, { kind: "payout_result" }>>();
+  const reasons = new Map<string, string>();
+  for (const r of records) {
+    if (r.kind === "worker") {
+      const w = workers.get(r.workerId);
+      workers.set(r.workerId, {
+        id: r.workerId,
+        registeredAt: w?.registeredAt ?? r.registeredAt,
+        at: w && w.at < r.at ? w.at : r.at,
+      });
+    } else if (r.kind === "payout_request") {
+      if (!requests.has(r.payoutId)) requests.set(r.payoutId, r);
+    } else if (r.kind === "payout_result") {
+      if (!results.has(r.payoutId)) results.set(r.payoutId, r);
+    } else reasons.set(r.resultCode, r.reason.slice(0, 300));
+  }
+  if (workers.size) {
+    const w = byKey(workers);
+    await db.query(
+      `INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
+       SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[])
+       ON CONFLICT (worker_id) DO UPDATE SET
+         registered_at = COALESCE(workers.registered_at, EXCLUDED.registered_at),
+         first_seen_at = LEAST(workers.first_seen_at, EXCLUDED.first_seen_at)
+       WHERE (workers.registered_at IS NULL AND EXCLUDED.registered_at IS NOT NULL) OR workers.first_seen_at > EXCLUDED.first_seen_at`,
+      [w.map((x) => x.id), w.map((x) => x.registeredAt ?? null), w.map((x) => x.at)],
+    );
+  }
+  if (requests.size) {
+    const q = byKey(requests);
+    await db.query(
+      `INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at)
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) ON CONFLICT (payout_id) DO NOTHING`,
+      [q.map((x) => x.payoutId), q.map((x) => x.workerId ?? null), q.map((x) => x.at)],
+    );
+  }
+  if (results.size) {
+    const q = byKey(results);
+    await db.query(
+      `INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::boolean[], $4::text[], $5::text[], $6::bigint[], $7::timestamptz[])
+       ON CONFLICT (payout_id) DO NOTHING`,
+      [q.map((x) => x.payoutId), q.map((x) => x.workerId ?? null), q.map((x) => x.succeeded), q.map((x) => x.resultCode),
+        q.map((x) => x.currency), q.map((x) => String(x.amountMinor)), q.map((x) => x.at)],
+    );
+  }
+  if (reasons.size) {
+    const keys = [...reasons.keys()].sort();
+    await db.query(
+      `INSERT INTO analytics.result_reasons (result_code, reason) SELECT * FROM unnest($1::text[], $2::text[])
+       ON CONFLICT (result_code) DO UPDATE SET reason = EXCLUDED.reason WHERE result_reasons.reason <> EXCLUDED.reason`,
+      [keys, keys.map((k) => reasons.get(k)!)],
+    );
   }
 }
 

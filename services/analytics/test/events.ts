@@ -14,6 +14,8 @@ import {
   TipFailedSchema,
   TipSucceededSchema,
   UserRegisteredSchema,
+  VenueDistributionReversedSchema,
+  VenueShareAllocatedSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { BusMessage } from "@ttip/runtime";
 
@@ -42,7 +44,9 @@ export interface Expected {
   payoutLatenciesMs: number[];
   newWorkers: number;
   smsSent: number;
-  perWorker: Map<string, { tips: number; amount: bigint; net: bigint; ratingSum: number; ratingCount: number; byHour: number[] }>;
+  perWorker: Map<string, { tips: number; amount: bigint; net: bigint; pool: bigint; ratingSum: number; ratingCount: number; byHour: number[] }>;
+  /** Pool shares paid, less reversed distributions. */
+  pooled: bigint;
   perVenue: Map<string, { scans: number; created: number; pushRefused: number; succeeded: number; amount: bigint }>;
   activeVenues: Set<string>;
 }
@@ -94,7 +98,7 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
   const e: Expected = {
     scans: 0, created: 0, pushRefused: 0, succeeded: 0, failed: 0, amount: 0n, fee: 0n, net: 0n, failuresByCode: new Map(),
     payoutsSucceeded: 0, payoutsFailed: 0, payoutMinor: 0n, payoutLatenciesMs: [], newWorkers: 0, smsSent: 0,
-    perWorker: new Map(), perVenue: new Map(), activeVenues: new Set(),
+    perWorker: new Map(), perVenue: new Map(), activeVenues: new Set(), pooled: 0n,
   };
   const at = () => new Date(dayStart.getTime() + Math.floor(rand() * 86_399_000));
   const venueFig = (v: string) => {
@@ -103,7 +107,7 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
     return f;
   };
   for (const w of c.workers) {
-    e.perWorker.set(w, { tips: 0, amount: 0n, net: 0n, ratingSum: 0, ratingCount: 0, byHour: Array(24).fill(0) });
+    e.perWorker.set(w, { tips: 0, amount: 0n, net: 0n, pool: 0n, ratingSum: 0, ratingCount: 0, byHour: Array(24).fill(0) });
     events.push(event("ttip.auth.user_registered", UserRegisteredSchema, dayStart, { userId: w, role: "worker", locale: rand() < 0.5 ? "sw" : "en" }));
     e.newWorkers++;
   }
@@ -177,6 +181,23 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
         e.pushRefused++;
         vf.pushRefused++;
       }
+    }
+  }
+  // Each venue's pool is distributed to its staff at the end of the day; the last venue's is then reversed.
+  const close = new Date(dayStart.getTime() + 86_000_000);
+  for (const [v, venue] of c.venues.entries()) {
+    const distributionId = randomUUID();
+    let total = 0n;
+    for (const w of c.workers.filter((x) => c.venueOf.get(x) === venue)) {
+      const share = BigInt(100 + Math.floor(rand() * 900)) * 100n;
+      events.push(event("ttip.venue.share_allocated", VenueShareAllocatedSchema, close, { venueId: venue, distributionId, memberId: randomUUID(), workerId: w, amount: kes(share) }));
+      e.perWorker.get(w)!.pool += share;
+      total += share;
+    }
+    e.pooled += total;
+    if (v === c.venues.length - 1) {
+      events.push(event("ttip.venue.distribution_reversed", VenueDistributionReversedSchema, new Date(close.getTime() + 60_000), { venueId: venue, distributionId, amount: kes(total), reason: "wrong split" }));
+      e.pooled -= total;
     }
   }
   return { events, expected: e };

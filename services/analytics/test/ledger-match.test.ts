@@ -14,7 +14,7 @@ import { createQrModule } from "@ttip/qr";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { callerHeaders, signingInterceptor } from "@ttip/runtime";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { createAnalyticsModule } from "../src/index.js";
 import { rng } from "./events.js";
@@ -22,16 +22,6 @@ import { rng } from "./events.js";
 const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 /** A Safaricom-style number; its last four digits script the simulator (5678 pays, 1032 cancels, 0001 no funds, 2001 wrong PIN). */
 const phone = (suffix: string) => `07${String(randomInt(10_000)).padStart(4, "0")}${suffix}`;
-
-async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("analytics equals payment and the ledger after a generated day (payment, wallet, qr, analytics; real PostgreSQL and JetStream)", () => {
   let t: TestService;

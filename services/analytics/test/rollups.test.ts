@@ -10,7 +10,7 @@ import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { createQrModule } from "@ttip/qr";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
 import { createAnalyticsModule, parseCsv, replay } from "../src/index.js";
 import { cast, event, generateDay, percentileCont, type Cast, type Expected } from "./events.js";
 
@@ -19,16 +19,6 @@ const EAT = 3 * 3_600_000;
 /** Midnight EAT, `daysAgo` days before today. */
 const midnight = (daysAgo: number) => new Date(Math.floor((Date.now() + EAT) / DAY) * DAY - EAT - daysAgo * DAY);
 const range = (from: Date, to: Date) => ({ from: timestampFromDate(from), to: timestampFromDate(to) });
-
-async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("analytics from a generated day of events (real PostgreSQL and JetStream)", () => {
   let t: TestService;
@@ -82,6 +72,7 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(s.scans, BigInt(expected.scans));
     assert.equal(s.smsSent, BigInt(expected.smsSent));
     assert.equal(s.smsSpend?.amountMinor, BigInt(expected.smsSent) * 80n);
+    assert.equal(s.poolsDistributed?.amountMinor, expected.pooled);
   });
 
   test("/metrics: every event counted once by the inbox, the outbox and pool reported", async () => {
@@ -104,6 +95,7 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     assert.equal(e.inRange?.tips, BigInt(w.tips));
     assert.equal(e.inRange?.volume?.amountMinor, w.amount);
     assert.equal(e.inRange?.net?.amountMinor, w.net);
+    assert.equal(e.inRange?.poolShare?.amountMinor, w.pool, "pool shares are the worker's earnings too");
     assert.deepEqual(e.byHourOfDay.map((h) => Number(h.tips)), w.byHour);
     assert.equal(e.byWeekday.reduce((n, d) => n + Number(d.tips), 0), w.tips);
     assert.equal(e.averageTip?.amountMinor, w.tips ? w.amount / BigInt(w.tips) : 0n);

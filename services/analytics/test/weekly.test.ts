@@ -7,22 +7,12 @@ import { after, before, describe, test } from "node:test";
 import { PaymentMethod, TipSucceededSchema, UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
 import { createAnalyticsModule } from "../src/index.js";
 import { event } from "./events.js";
 
 const DAY = 86_400_000;
 const EAT = 3 * 3_600_000;
-
-async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe("weekly summary (two analytics replicas, notification, real PostgreSQL and JetStream)", () => {
   const sim = new ProviderSimulator();

@@ -20,6 +20,14 @@ const shape = {
   AUTH_OTP_RESEND_SECONDS: z.coerce.number().int().min(1).default(60),
   AUTH_OTP_PER_PHONE_PER_HOUR: z.coerce.number().int().min(1).default(5),
   AUTH_OTP_PER_IP_PER_HOUR: z.coerce.number().int().min(1).default(30),
+  // SMS pumping costs money: codes go only to these country codes, within daily budgets.
+  AUTH_OTP_COUNTRY_CODES: z
+    .string()
+    .default("254")
+    .transform((v) => v.split(",").map((c) => c.trim().replace(/^\+/, "")).filter(Boolean))
+    .refine((codes) => codes.length > 0 && codes.every((c) => /^\d{1,3}$/.test(c)), "comma-separated country calling codes, e.g. 254,255,256"),
+  AUTH_OTP_DAILY_PER_PREFIX: z.coerce.number().int().min(1).default(2_000),
+  AUTH_OTP_DAILY_TOTAL: z.coerce.number().int().min(1).default(20_000),
   AUTH_PIN_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
   AUTH_LOCKOUT_BASE_SECONDS: z.coerce.number().int().min(1).default(60),
   AUTH_PARTNER_REPLAY_WINDOW_SECONDS: z.coerce.number().int().min(10).default(300),
@@ -37,6 +45,11 @@ export interface AuthConfig {
   otpResendSeconds: number;
   otpPerPhonePerHour: number;
   otpPerIpPerHour: number;
+  /** Country calling codes OTPs may be sent to ("254"). */
+  otpCountryCodes: string[];
+  /** Codes per day to numbers sharing their first six digits (one operator range), and in all. */
+  otpDailyPerPrefix: number;
+  otpDailyTotal: number;
   pinMaxFailures: number;
   lockoutBaseSeconds: number;
   partnerReplayWindowSeconds: number;
@@ -60,6 +73,9 @@ export function loadAuthConfig(vars: Record<string, string | undefined> = proces
     otpResendSeconds: c.AUTH_OTP_RESEND_SECONDS,
     otpPerPhonePerHour: c.AUTH_OTP_PER_PHONE_PER_HOUR,
     otpPerIpPerHour: c.AUTH_OTP_PER_IP_PER_HOUR,
+    otpCountryCodes: c.AUTH_OTP_COUNTRY_CODES,
+    otpDailyPerPrefix: c.AUTH_OTP_DAILY_PER_PREFIX,
+    otpDailyTotal: c.AUTH_OTP_DAILY_TOTAL,
     pinMaxFailures: c.AUTH_PIN_MAX_FAILURES,
     lockoutBaseSeconds: c.AUTH_LOCKOUT_BASE_SECONDS,
     partnerReplayWindowSeconds: c.AUTH_PARTNER_REPLAY_WINDOW_SECONDS,

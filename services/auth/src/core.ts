@@ -17,6 +17,8 @@ export interface AuthCore {
     otpResend: RateLimiterAbstract;
     otpPerPhone: RateLimiterAbstract;
     otpPerIp: RateLimiterAbstract;
+    otpPerPrefix: RateLimiterAbstract;
+    otpTotal: RateLimiterAbstract;
     partnerReplay: RateLimiterAbstract;
   };
 }
@@ -37,6 +39,8 @@ export function createCore(ctx: ServiceContext, config: AuthConfig, otpSender: O
       otpResend: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-resend", points: 1, durationSeconds: config.otpResendSeconds }),
       otpPerPhone: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-phone", points: config.otpPerPhonePerHour, durationSeconds: 3600 }),
       otpPerIp: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-ip", points: config.otpPerIpPerHour, durationSeconds: 3600 }),
+      otpPerPrefix: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-prefix", points: config.otpDailyPerPrefix, durationSeconds: 86_400 }),
+      otpTotal: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-total", points: config.otpDailyTotal, durationSeconds: 86_400 }),
       // One point per signature for twice the window: a second use is a replay.
       partnerReplay: ctx.cache.rateLimiter({
         keyPrefix: "auth-partner-replay",

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { emitEvent, normalisePhone, withTransaction } from "@ttip/runtime";
+import { emitEvent, fieldError, normalisePhone, parseKenyanMobile, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -68,9 +68,17 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
           throw err;
         }
       };
+      const country = config.otpCountryCodes.find((c) => phone.startsWith(c));
+      if (!country || (country === "254" && !parseKenyanMobile(phone))) {
+        otps.inc({ outcome: "refused_country" });
+        throw fieldError("phone", `sign-in codes are sent only to mobile numbers in ${config.otpCountryCodes.map((c) => `+${c}`).join(", ")}`, "phone.country");
+      }
       await limited(consumeOrRefuse(core.limits.otpResend, phone, "a code was just sent to this number"), "resend");
       await limited(consumeOrRefuse(core.limits.otpPerPhone, phone, "too many codes for this number"), "phone");
       await limited(consumeOrRefuse(core.limits.otpPerIp, ip, "too many codes from this network"), "network");
+      // Daily budgets against SMS pumping: per operator range, and in all (alert on ttip_auth_otp_total{outcome=~"refused_(prefix|total)"}).
+      await limited(consumeOrRefuse(core.limits.otpPerPrefix, phone.slice(0, 6), "today's budget of codes to numbers in this range is spent"), "prefix");
+      await limited(consumeOrRefuse(core.limits.otpTotal, "all", "today's budget of sign-in codes is spent"), "total");
       const challengeId = randomUUID();
       const code = sixDigitCode();
       const expiresAt = new Date(Date.now() + OTP_TTL_MS);

@@ -11,18 +11,8 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { createAuth } from "@ttip/auth";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
 import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "../src/index.js";
-
-async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await check();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 40));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 
 describe("notification with the auth service", () => {
   const sim = new ProviderSimulator();
@@ -48,7 +38,7 @@ describe("notification with the auth service", () => {
     const authApi = createClient(AuthService, t.ctx.peers("auth"));
     const phone = `+2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
     const { challengeId } = await authApi.startPhoneVerification({ phone, locale: Locale.SW });
-    const otpSms = await waitFor("the OTP SMS", () => sim.sent.find((m) => m.to === phone));
+    const otpSms = await eventually("the OTP SMS", () => sim.sent.find((m) => m.to === phone));
     const code = /ni (\d{6})\./.exec(otpSms.body)?.[1];
     assert.ok(code, otpSms.body);
     assert.equal(otpSms.body, `Nambari yako ya TTIP ni ${code}. Itaisha baada ya dakika 5. Usimpe mtu yeyote.`);
@@ -57,7 +47,7 @@ describe("notification with the auth service", () => {
     assert.equal(verified.newUser, true);
     const workerId = JSON.parse(Buffer.from(verified.tokens!.accessToken.split(".")[1], "base64url").toString()).sub as string;
     // auth's user_registered event tells us the worker reads Swahili.
-    await waitFor("the worker's locale", async () => {
+    await eventually("the worker's locale", async () => {
       const r = await t.db.pool.query("SELECT locale FROM notification.recipients WHERE user_id = $1", [workerId]);
       return r.rows[0]?.locale === "sw";
     });
@@ -72,7 +62,7 @@ describe("notification with the auth service", () => {
       customerPhoneMasked: "2547******55",
     });
     await t.ctx.bus.publish({ id: eventId, subject: "ttip.payment.tip_succeeded", data: toBinary(TipSucceededSchema, tip) });
-    const tipSms = await waitFor("the tip SMS", () => sim.sent.find((m) => m.to === phone && m.body.startsWith("Umepokea")));
+    const tipSms = await eventually("the tip SMS", () => sim.sent.find((m) => m.to === phone && m.body.startsWith("Umepokea")));
     assert.equal(tipSms.body, "Umepokea bakshishi ya KES 200 kutoka kwa 2547******55. Unapata KES 190 baada ya ada.");
     const stored = await t.db.pool.query("SELECT phone FROM notification.recipients WHERE user_id = $1", [workerId]);
     assert.equal(stored.rows[0].phone, phone.slice(1), "the number is kept for next time");
@@ -85,7 +75,7 @@ describe("notification with the auth service", () => {
     const eventId = randomUUID();
     const tip = create(TipSucceededSchema, { meta: { id: eventId }, tipId: randomUUID(), workerId, amount: { amountMinor: 100n, currency: "KES" } });
     await t.ctx.bus.publish({ id: eventId, subject: "ttip.payment.tip_succeeded", data: toBinary(TipSucceededSchema, tip) });
-    const row = await waitFor("the failed SMS delivery", async () => {
+    const row = await eventually("the failed SMS delivery", async () => {
       const r = await t.db.pool.query("SELECT status, last_error FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
       return r.rows[0]?.status === "failed" && r.rows[0];
     });

@@ -17,20 +17,11 @@ import {
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { createPeers, JetStreamBus, MemoryCache, Metrics, startService, type EventBus } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, startTestService, testEnv, uniqueName, type TestService } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, eventually, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
 import { Dispatcher } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator, type NotificationConfig } from "../src/index.js";
 import { createProviders } from "../src/providers.js";
 
-async function waitFor<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await check();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 40));
-  }
-  assert.fail(`timed out waiting for ${what}`);
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function publish<D extends DescMessage>(bus: EventBus, subject: string, schema: D, init: Omit<MessageInitShape<D>, "meta" | "$typeName">, eventId = randomUUID(), busId = eventId) {
@@ -123,10 +114,10 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(first.deliveryIds.length, 1);
     assert.deepEqual(again.deliveryIds, first.deliveryIds);
     await assert.rejects(internal().sendNotification({ ...req, variables: { code: "111111", minutes: "5" } }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message), "another message under the key is refused");
-    const [sms] = await waitFor("the OTP SMS", () => smsTo(phone).length === 1 && smsTo(phone));
+    const [sms] = await eventually("the OTP SMS", () => smsTo(phone).length === 1 && smsTo(phone));
     assert.equal(sms.provider, "africastalking");
     assert.equal(sms.body, "Nambari yako ya TTIP ni 739201. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
-    const d = await waitFor("status sent", async () => {
+    const d = await eventually("status sent", async () => {
       const x = await delivery(first.deliveryIds[0]);
       return x.status === DeliveryStatus.SENT && x;
     });
@@ -149,9 +140,9 @@ describe("notification service against Postgres, JetStream and the provider simu
     await asUser(workerId).registerPushToken({ token: `fcm-token-${workerId}`, platform: "android" });
     const tip = { tipId: randomUUID(), workerId, amount: kes(15000n), fee: kes(750n), net: kes(14250n), customerPhoneMasked: "2547******11", message: "Asante sana!" };
     const eventId = await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, tip);
-    const [sms] = await waitFor("the tip SMS", () => smsTo(phone).length > 0 && smsTo(phone));
+    const [sms] = await eventually("the tip SMS", () => smsTo(phone).length > 0 && smsTo(phone));
     assert.equal(sms.body, 'Umepokea bakshishi ya KES 150 kutoka kwa 2547******11. Unapata KES 142.50 baada ya ada. "Asante sana!"');
-    const push = await waitFor("the push", () => sim.sentBy("fcm").find((m) => m.to === `fcm-token-${workerId}`));
+    const push = await eventually("the push", () => sim.sentBy("fcm").find((m) => m.to === `fcm-token-${workerId}`));
     assert.equal(push.subject, "Umepokea bakshishi");
     const inbox = await asUser(workerId).listInAppNotifications({});
     assert.equal(inbox.unreadCount, 1);
@@ -159,7 +150,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
     // The same event under a new bus message id passes the inbox; the unique key stops it.
     await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, tip, eventId, randomUUID());
-    await waitFor("the copy to be consumed", async () => {
+    await eventually("the copy to be consumed", async () => {
       const r = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.inbox WHERE consumer = 'notification-tip-succeeded'");
       return r.rows[0].n >= 2;
     });
@@ -182,12 +173,12 @@ describe("notification service against Postgres, JetStream and the provider simu
         templateKey: TemplateKey.RECEIPT,
         variables: { amount: "KES 200", worker: "Juma", reference: "QK1" },
       });
-      const [sms] = await waitFor("the SMS through Twilio", () => smsTo(phone).length > 0 && smsTo(phone));
+      const [sms] = await eventually("the SMS through Twilio", () => smsTo(phone).length > 0 && smsTo(phone));
       assert.equal(sms.provider, "twilio");
       assert.equal(sms.body, "TTIP receipt: you tipped Juma KES 200. Ref QK1. Thank you!");
       assert.equal(sms.callbackUrl, `${serviceUrl}/webhooks/twilio/status`);
       assert.equal(sim.calls.africastalking - before, 2);
-      const d = await waitFor("status sent", async () => {
+      const d = await eventually("status sent", async () => {
         const x = await delivery(deliveryIds[0]);
         return x.status === DeliveryStatus.SENT && x;
       });
@@ -224,7 +215,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         templateKey: TemplateKey.RECEIPT,
         variables: { amount: "KES 200", worker: "Juma", reference: "QK2" },
       });
-      const d = await waitFor("status failed", async () => {
+      const d = await eventually("status failed", async () => {
         const x = await delivery(deliveryIds[0]);
         return x.status === DeliveryStatus.FAILED && x;
       });
@@ -248,7 +239,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       templateKey: TemplateKey.RECEIPT,
       variables: { amount: "KES 20", worker: "Otieno", reference: "QK4" },
     });
-    const d = await waitFor("status failed", async () => {
+    const d = await eventually("status failed", async () => {
       const x = await delivery(deliveryIds[0]);
       return x.status === DeliveryStatus.FAILED && x;
     });
@@ -267,7 +258,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       channels: [Channel.PUSH],
       variables: { amount: "KES 20", phone: "2547******00", reference: "QK5" },
     });
-    await waitFor("push failed", async () => (await delivery(push.deliveryIds[0])).status === DeliveryStatus.FAILED);
+    await eventually("push failed", async () => (await delivery(push.deliveryIds[0])).status === DeliveryStatus.FAILED);
     const tokens = await t.db.pool.query("SELECT 1 FROM notification.push_tokens WHERE user_id = $1", [workerId]);
     assert.equal(tokens.rowCount, 0);
   });
@@ -280,8 +271,8 @@ describe("notification service against Postgres, JetStream and the provider simu
       templateKey: TemplateKey.RECEIPT,
       variables: { amount: "KES 50", worker: "Wanjiru", reference: "QK3" },
     });
-    const [sent] = await waitFor("the SMS", () => smsTo(phone).length > 0 && smsTo(phone));
-    await waitFor("status sent", async () => (await delivery(sms.deliveryIds[0])).status === DeliveryStatus.SENT);
+    const [sent] = await eventually("the SMS", () => smsTo(phone).length > 0 && smsTo(phone));
+    await eventually("status sent", async () => (await delivery(sms.deliveryIds[0])).status === DeliveryStatus.SENT);
     const wrongToken = await fetch(`${serviceUrl}/webhooks/africastalking/delivery?token=guess`, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded" },
@@ -300,10 +291,10 @@ describe("notification service against Postgres, JetStream and the provider simu
       locale: "sw",
       variables: { amount: "KES 50", worker: "Wanjiru", reference: "QK3" },
     });
-    const message = await waitFor("the e-mail", () => sim.sentBy("sendgrid").find((m) => m.to === email));
+    const message = await eventually("the e-mail", () => sim.sentBy("sendgrid").find((m) => m.to === email));
     assert.equal(message.subject, "Risiti yako ya TTIP");
     assert.match(message.body, /^Habari,\n\nRisiti ya TTIP: umetoa bakshishi ya KES 50 kwa Wanjiru/);
-    await waitFor("status sent", async () => (await delivery(mail.deliveryIds[0])).status === DeliveryStatus.SENT);
+    await eventually("status sent", async () => (await delivery(mail.deliveryIds[0])).status === DeliveryStatus.SENT);
     const unsigned = await fetch(`${serviceUrl}/webhooks/sendgrid/events`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -323,7 +314,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     await publish(t.ctx.bus, "ttip.payment.payout_succeeded", PayoutSucceededSchema, {
       payoutId: randomUUID(), workerId, amount: kes(100000n), mpesaReceipt: "QK7HX1", recipientPhoneMasked: "2547******00",
     });
-    const failed = await waitFor("the refused SMS delivery", async () => {
+    const failed = await eventually("the refused SMS delivery", async () => {
       const r = await t.db.pool.query("SELECT status, last_error FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
       return r.rows[0];
     });
@@ -331,14 +322,14 @@ describe("notification service against Postgres, JetStream and the provider simu
     const inApp = await asUser(workerId).listInAppNotifications({});
     assert.equal(inApp.notifications[0].body, "KES 1,000 has been sent to your M-Pesa 2547******00. Ref QK7HX1.");
     await internal().sendNotification({ idempotencyKey: `otp-${randomUUID()}`, recipient: { case: "userId", value: workerId }, templateKey: TemplateKey.OTP, variables: { code: "111222", minutes: "5" } });
-    await waitFor("the OTP despite STOP", () => smsTo(phone).some((m) => m.body.includes("111222")));
+    await eventually("the OTP despite STOP", () => smsTo(phone).some((m) => m.body.includes("111222")));
 
     const twilioInbound = `${serviceUrl}/webhooks/twilio/inbound`;
     const forged = await fetch(twilioInbound, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ From: phone, Body: "START" }) });
     assert.equal(forged.status, 403);
     assert.equal(await sim.inboundSms("twilio", twilioInbound, phone, "START"), 200);
     await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kes(100000n), resultCode: "2001", reason: "wrong M-Pesa PIN" });
-    const sms = await waitFor("the SMS after START", () => smsTo(phone).find((m) => m.body.startsWith("Your withdrawal")));
+    const sms = await eventually("the SMS after START", () => smsTo(phone).find((m) => m.body.startsWith("Your withdrawal")));
     assert.equal(sms.body, "Your withdrawal of KES 1,000 failed: wrong M-Pesa PIN. The money has not left your TTIP account.");
   });
 
@@ -361,14 +352,14 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await me.getPreferences({})).preferences!.locale, "sw");
 
     await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kes(5000n), net: kes(4750n) });
-    await waitFor("the in-app tip", async () => (await me.listInAppNotifications({})).unreadCount === 1);
+    await eventually("the in-app tip", async () => (await me.listInAppNotifications({})).unreadCount === 1);
 
     // Quiet from an hour ago to an hour ahead, East Africa Time.
     const eat = (h: number) => `${String((new Date().getUTCHours() + 3 + h + 24) % 24).padStart(2, "0")}:00`;
     await me.updatePreferences({ preferences: { quietHoursStart: eat(-1), quietHoursEnd: eat(1) } });
     await publish(t.ctx.bus, "ttip.payment.fraud_alert", FraudAlertSchema, { alertId: randomUUID(), reasonCode: "VELOCITY_PHONE", payoutId: randomUUID(), workerId, action: "held" });
-    await waitFor("the in-app hold notice", async () => (await me.listInAppNotifications({})).unreadCount === 2);
-    const held = await waitFor("the SMS delivery parked", async () => {
+    await eventually("the in-app hold notice", async () => (await me.listInAppNotifications({})).unreadCount === 2);
+    const held = await eventually("the SMS delivery parked", async () => {
       const r = await t.db.pool.query("SELECT status, parked, next_attempt_at FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
       return r.rows[0]?.parked && r.rows[0];
     });
@@ -379,7 +370,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
     // The quiet hours end: the sweeper queues it again and it goes out.
     await t.db.pool.query("UPDATE notification.deliveries SET next_attempt_at = now() WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
-    const sms = await waitFor("the held SMS", () => smsTo(phone)[0]);
+    const sms = await eventually("the held SMS", () => smsTo(phone)[0]);
     assert.match(sms.body, /^Kwa usalama wako tumesimamisha [0-9A-F]{10} ili ukaguliwe \(velocity phone\)/);
   });
 
@@ -569,9 +560,9 @@ describe("a tip event redelivered by JetStream after a crash", () => {
       const phone = newPhone();
       await db.pool.query("INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($1, $2, 'en')", [workerId, phone.slice(1)]);
       await publish(bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kes(10000n), net: kes(9500n) });
-      await waitFor("the SMS", () => sim.sent.some((m) => m.to === phone));
+      await eventually("the SMS", () => sim.sent.some((m) => m.to === phone));
       // Wait until the crashed delivery came back and was skipped.
-      await waitFor("the redelivery", () => bus.handled >= 2);
+      await eventually("the redelivery", () => bus.handled >= 2);
       await sleep(300);
       assert.equal(sim.sent.filter((m) => m.to === phone).length, 1);
       const r = await db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);

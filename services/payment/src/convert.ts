@@ -71,6 +71,7 @@ export function payoutMessage(p: PayoutRow): Payout {
     automatic: p.automatic,
     createdAt: timestampFromDate(p.created_at),
     completedAt: p.completed_at ? timestampFromDate(p.completed_at) : undefined,
+    note: p.note ?? "",
   });
 }
 

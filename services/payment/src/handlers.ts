@@ -126,6 +126,22 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       return { tip: tipOut(tip, locale(ctx)) };
     },
 
+    // Feedback is taken once, and only for a confirmed tip: a rating for money
+    // that never moved would mislead the worker and their manager.
+    async rateTip(req, ctx) {
+      const { rows } = await pool.query<TipRow>(
+        `UPDATE payment.tips SET rating = $2, message = $3, rated_at = now()
+          WHERE tip_id = $1 AND status = 'succeeded' AND rated_at IS NULL RETURNING *`,
+        [req.tipId, req.rating, req.message],
+      );
+      if (rows[0]) return { tip: tipOut(rows[0], locale(ctx)) };
+      const tip = await loadTip(pool, req.tipId);
+      if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+      if (tip.status !== "succeeded") throw new ConnectError("tip_id: feedback is taken only for a tip that went through", Code.FailedPrecondition);
+      if (tip.rating === req.rating && tip.message === req.message) return { tip: tipOut(tip, locale(ctx)) };
+      throw new ConnectError("tip_id: feedback was already given for this tip", Code.FailedPrecondition);
+    },
+
     async *watchTip(req, ctx) {
       let last = "";
       const until = Date.now() + 15 * 60_000;

@@ -128,6 +128,17 @@ export class Ledger {
     await this.internal.releaseHold({ holdId, reason: reason.slice(0, 500) });
   }
 
+  /** The most the worker may withdraw now under every withdrawal limit (undefined: no limits set). */
+  async withdrawalRoom(workerId: string, currency = "KES"): Promise<bigint | undefined> {
+    const { limits } = await this.user.getWithdrawalLimits({ currency }, { headers: callerHeaders(workerId, "worker") });
+    let room: bigint | undefined;
+    for (const l of limits) {
+      const remaining = l.remaining?.amountMinor;
+      if (remaining !== undefined && (room === undefined || remaining < room)) room = remaining;
+    }
+    return room === undefined ? undefined : room < 0n ? 0n : room;
+  }
+
   /** What the worker could withdraw now, asked as the worker (a trusted in-cluster call). */
   async available(workerId: string, currency = "KES"): Promise<bigint> {
     const { balances } = await this.user.getBalance({ currency }, { headers: callerHeaders(workerId, "worker") });

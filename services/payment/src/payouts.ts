@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { emitEvent, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { emitEvent, formatMoney, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
@@ -25,6 +25,7 @@ export interface PayoutRow {
   phone: string;
   phone_masked: string;
   automatic: boolean;
+  note?: string;
   status: "pending" | "succeeded" | "failed" | "resolving" | "on_hold";
   b2c_state: "new" | "sending" | "sent" | "unknown" | "refused";
   hold_id: string | null;
@@ -49,6 +50,8 @@ export interface NewPayout {
   phone: string;
   idempotencyKey: string;
   automatic: boolean;
+  /** Told to the worker with the payout (e.g. what a limit left for later). */
+  note?: string;
 }
 
 /** Creates (or finds, by key) a payout and drives it as far as it can go now. */
@@ -57,10 +60,10 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
   const config = deps.config();
   const fee = await deps.ledger.payoutFee(p.amountMinor);
   const { rows } = await pool.query<PayoutRow>(
-    `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at, transfer_fee_minor)
-     VALUES ($1, $2, $3, 'KES', $4, $5, $6, $7, 'pending', $8, now() + make_interval(secs => $9::double precision / 1000), $10)
+    `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at, transfer_fee_minor, note)
+     VALUES ($1, $2, $3, 'KES', $4, $5, $6, $7, 'pending', $8, now() + make_interval(secs => $9::double precision / 1000), $10, $11)
      ON CONFLICT (worker_id, idempotency_key) DO NOTHING RETURNING *`,
-    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), config.payoutResultWaitMs, fee],
+    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), config.payoutResultWaitMs, fee, p.note ?? ""],
   );
   let payout = rows[0];
   if (payout) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
@@ -302,7 +305,12 @@ export async function autoPayout(deps: PayoutDeps, tip: TipRow): Promise<void> {
   const open = await deps.ctx.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving') LIMIT 1", [workerId]);
   if (open.rowCount) return;
   const available = await deps.ledger.available(workerId);
-  const amount = (available / 100n) * 100n;
+  // Up to the withdrawal limits (per withdrawal, per day, ...): the rest waits for a later payout.
+  const room = await deps.ledger.withdrawalRoom(workerId);
+  const capped = room !== undefined && room < available;
+  const amount = ((capped ? room : available) / 100n) * 100n;
   if (amount < s.auto_payout_minimum_minor || amount <= 0n) return;
-  await startPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey: `auto-${tip.tip_id}`, automatic: true });
+  const left = available - amount;
+  const note = capped && left > 0n ? `${formatMoney(left, "KES")} left in your wallet: your withdrawal limit allows ${formatMoney(amount, "KES")} now; the rest is paid out with a later tip or when you withdraw.` : "";
+  await startPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey: `auto-${tip.tip_id}`, automatic: true, note });
 }

@@ -36,6 +36,7 @@ export interface TipRow {
   phone_masked: string;
   rating: number;
   message: string;
+  rated_at: Date | null;
   status: TipStatusCode;
   fraud_action: string;
   result_code: string;

@@ -5,6 +5,7 @@ import http from "node:http";
 import { createClient } from "@connectrpc/connect";
 import { callerHeaders, createLogger, type ServiceModule } from "@ttip/runtime";
 import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
 import { createPaymentModule, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "../src/index.js";
@@ -77,15 +78,9 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
 }
 
 /** Polls until `check` is truthy (state reached by callbacks arriving on their own). */
-export async function eventually<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 40));
-  }
-}
+/** The runtime's eventually, with these tests' argument order. */
+export const eventually = <T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> =>
+  waitUntil(what, check, timeoutMs);
 
 /** A fresh Safaricom-style number ending in `suffix` (which scripts the simulator). */
 export function phone(suffix = "5678"): string {

@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, headers, type NatsConnection } from "nats";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, headers, type JsMsg, type NatsConnection } from "nats";
 
 /** A stored message read back from the stream (a replay). */
 export interface StoredMessage extends BusMessage {
@@ -37,6 +37,15 @@ export interface SubscribeOptions {
   handler: (message: DeliveredMessage) => Promise<void>;
 }
 
+export interface BatchSubscribeOptions {
+  durable: string;
+  subject: string;
+  /** At most this many messages per call (what is already waiting, never a wait for more). */
+  maxBatch: number;
+  /** Resolve to acknowledge them all; throw to have them all delivered again later. */
+  handler: (messages: DeliveredMessage[]) => Promise<void>;
+}
+
 /**
  * At-least-once delivery with publisher deduplication by message id: the
  * contract JetStream gives, and the in-process bus copies for single-process
@@ -46,6 +55,12 @@ export interface EventBus {
   /** Resolves once the bus has stored the message; a duplicate id is accepted and dropped. */
   publish(message: BusMessage): Promise<void>;
   subscribe(options: SubscribeOptions): Promise<{ stop(): Promise<void> }>;
+  /**
+   * Like subscribe, but hands over what has arrived in batches (a consumer that
+   * applies many events in one transaction). Optional: without it, consumers
+   * fall back to one message at a time.
+   */
+  subscribeBatches?(options: BatchSubscribeOptions): Promise<{ stop(): Promise<void> }>;
   /**
    * Reads what the bus still stores from `since` on, up to what it stored when
    * the call began, without touching any durable consumer (rebuilding read
@@ -169,6 +184,71 @@ export class JetStreamBus implements EventBus {
     };
   }
 
+  async subscribeBatches(options: BatchSubscribeOptions) {
+    const jsm = await this.nc.jetstreamManager();
+    await jsm.consumers.add(this.stream, {
+      durable_name: options.durable,
+      filter_subject: this.toWire(options.subject),
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      ack_wait: 30 * 1_000_000_000,
+      max_deliver: -1,
+    });
+    const consumer = await this.nc.jetstream().consumers.get(this.stream, options.durable);
+    const messages = await consumer.consume({ max_messages: Math.max(64, options.maxBatch) });
+    // The reader queues what arrives; the worker takes everything queued (up to maxBatch) at once.
+    const queue: JsMsg[] = [];
+    let wake: (() => void) | undefined;
+    let room: (() => void) | undefined;
+    let ended = false;
+    const reader = (async () => {
+      try {
+        for await (const m of messages) {
+          queue.push(m);
+          wake?.();
+          // Bounded: at most two batches wait unacknowledged in this process.
+          while (queue.length >= options.maxBatch * 2) await new Promise<void>((r) => (room = r));
+        }
+      } finally {
+        ended = true;
+        wake?.();
+      }
+    })();
+    const worker = (async () => {
+      for (;;) {
+        if (!queue.length) {
+          if (ended) return;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+          continue;
+        }
+        const batch = queue.splice(0, options.maxBatch);
+        room?.();
+        room = undefined;
+        const delivered = batch.map((m) => ({
+          id: m.headers?.get("Nats-Msg-Id") || `${this.stream}:${m.seq}`,
+          subject: this.fromWire(m.subject),
+          data: m.data,
+          deliveryCount: m.info.redeliveryCount + 1,
+        }));
+        try {
+          await options.handler(delivered);
+          for (const m of batch) m.ack();
+        } catch (err) {
+          this.logger.warn({ err, consumer: options.durable, messages: batch.length }, "batch handler failed; will redeliver");
+          for (const m of batch) m.nak(this.redeliveryDelayMs);
+        }
+      }
+    })();
+    return {
+      stop: async () => {
+        await messages.close();
+        await reader;
+        await worker;
+      },
+    };
+  }
+
   async readStored(options: ReadStoredOptions): Promise<number> {
     const js = this.nc.jetstream();
     const consumer = await js.consumers.get(this.stream, {
@@ -202,32 +282,80 @@ export class JetStreamBus implements EventBus {
   }
 }
 
+/** What an in-process bus keeps, as a JetStream stream's limits would. */
+export interface InProcessBusLimits {
+  /** Messages kept; beyond it the oldest go (JetStream's limits retention, discard old). */
+  maxMessages?: number;
+  /** How long a message id is remembered to drop a re-publish (JetStream's duplicate window). */
+  duplicateWindowMs?: number;
+  /** Ids remembered at most, whatever their age. */
+  maxIds?: number;
+}
+
+const IN_PROCESS_LIMITS: Required<InProcessBusLimits> = { maxMessages: 50_000, duplicateWindowMs: 120_000, maxIds: 100_000 };
+
 /**
- * The same contract inside one process: messages are kept (like a stream),
- * each durable consumer reads them in order, a failed handler gets the message
- * again after a delay, and ids seen recently are not stored twice.
+ * The same contract inside one process: messages are kept (like a stream, within its
+ * limits), each durable consumer reads them in order, a failed handler gets the message
+ * again after a delay, and ids seen within the duplicate window are not stored twice.
+ * Memory is bounded by the limits, as a stream's is, not by the life of the process.
  */
 export class InProcessBus implements EventBus {
   private readonly log: StoredMessage[] = [];
-  private readonly seen = new Set<string>();
+  /** Sequence number of log[0]: consumers' positions are sequences, so trimming the log moves nothing. */
+  private base = 0;
+  /** Id -> when it was first published, oldest first (a Map keeps insertion order). */
+  private readonly seen = new Map<string, number>();
   private readonly consumers = new Map<string, { position: number; wake: () => void }>();
+  private readonly limits: Required<InProcessBusLimits>;
   private closed = false;
 
   constructor(
     private readonly logger: Logger,
     private readonly redeliveryDelayMs = REDELIVERY_DELAY_MS,
-  ) {}
+    limits: InProcessBusLimits = {},
+  ) {
+    this.limits = { ...IN_PROCESS_LIMITS, ...limits };
+  }
+
+  /** Messages and ids held now (for tests and metrics). */
+  get held(): { messages: number; ids: number } {
+    return { messages: this.log.length, ids: this.seen.size };
+  }
 
   async publish(message: BusMessage): Promise<void> {
     if (this.closed) throw new Error("bus is closed");
+    const now = Date.now();
+    this.forgetOldIds(now);
     if (this.seen.has(message.id)) return;
-    this.seen.add(message.id);
-    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date() });
+    this.seen.set(message.id, now);
+    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date(now) });
+    this.trim();
     for (const c of this.consumers.values()) c.wake();
   }
 
+  private forgetOldIds(now: number): void {
+    for (const [id, at] of this.seen) {
+      if (now - at < this.limits.duplicateWindowMs && this.seen.size < this.limits.maxIds) break;
+      this.seen.delete(id);
+    }
+  }
+
+  /** Drops the oldest messages beyond maxMessages; a consumer that had not read them skips them, as on JetStream. */
+  private trim(): void {
+    const excess = this.log.length - this.limits.maxMessages;
+    if (excess <= 0) return;
+    this.log.splice(0, excess);
+    this.base += excess;
+    for (const [durable, c] of this.consumers) {
+      if (c.position >= this.base) continue;
+      this.logger.warn({ consumer: durable, skipped: this.base - c.position }, "in-process bus dropped messages a consumer had not read (maxMessages)");
+      c.position = this.base;
+    }
+  }
+
   async subscribe(options: SubscribeOptions) {
-    const state = this.consumers.get(options.durable) ?? { position: 0, wake: () => undefined };
+    const state = this.consumers.get(options.durable) ?? { position: this.base, wake: () => undefined };
     this.consumers.set(options.durable, state);
     let stopped = false;
     let signal: (() => void) | undefined;
@@ -243,7 +371,9 @@ export class InProcessBus implements EventBus {
     const loop = (async () => {
       let deliveries = 0;
       while (!stopped && !this.closed) {
-        const m = this.log[state.position];
+        if (state.position < this.base) state.position = this.base;
+        const seq = state.position;
+        const m = this.log[seq - this.base];
         if (!m) {
           await sleep();
           continue;
@@ -257,7 +387,8 @@ export class InProcessBus implements EventBus {
           // Delivered on a later tick, never inside publish(), as over a network.
           await new Promise((r) => setImmediate(r));
           await options.handler({ ...m, deliveryCount: deliveries });
-          state.position++;
+          // Not position++: a trim during the handler may have moved the position on already.
+          state.position = Math.max(state.position, seq + 1);
           deliveries = 0;
         } catch (err) {
           this.logger.warn({ err, subject: m.subject, eventId: m.id, consumer: options.durable }, "event handler failed; will redeliver");
@@ -272,6 +403,11 @@ export class InProcessBus implements EventBus {
         await loop;
       },
     };
+  }
+
+  async subscribeBatches(options: BatchSubscribeOptions) {
+    // In one process a batch of one is as good: there is no round trip to save.
+    return this.subscribe({ durable: options.durable, subject: options.subject, handler: (m) => options.handler([m]) });
   }
 
   async readStored(options: ReadStoredOptions): Promise<number> {

@@ -1,5 +1,7 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { performance } from "node:perf_hooks";
+import { Code, ConnectError, createContextKey, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectErrorOf } from "./domain-errors.js";
 import { REQUEST_ID_HEADER } from "./headers.js";
 import type { Logger } from "./log.js";
@@ -7,6 +9,23 @@ const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
 
 /** The request id of the current call, for handlers and downstream calls. */
 export const requestIdKey = createContextKey<string>("", { description: "request id" });
+
+/** The call being handled, for code that has no handler context (outgoing calls to peers). */
+const currentCall = new AsyncLocalStorage<{ requestId: string }>();
+
+/** The request id of the call this code runs for, if any. */
+export function currentRequestId(): string | undefined {
+  return currentCall.getStore()?.requestId;
+}
+
+/** For transports to peer services: the current call's request id travels on, so one id follows a call everywhere. */
+export function requestIdPropagation(): Interceptor {
+  return (next) => (req) => {
+    const id = currentRequestId();
+    if (id && !req.header.has(REQUEST_ID_HEADER)) req.header.set(REQUEST_ID_HEADER, id);
+    return next(req);
+  };
+}
 
 /** Accepts a well-formed caller request id or makes one, and echoes it back. */
 export function requestIdInterceptor(): Interceptor {
@@ -16,7 +35,7 @@ export function requestIdInterceptor(): Interceptor {
     req.header.set(REQUEST_ID_HEADER, id);
     req.contextValues.set(requestIdKey, id);
     try {
-      const res = await next(req);
+      const res = await currentCall.run({ requestId: id }, () => next(req));
       res.header.set(REQUEST_ID_HEADER, id);
       return res;
     } catch (err) {
@@ -27,13 +46,24 @@ export function requestIdInterceptor(): Interceptor {
   };
 }
 
+const SERVER_FAULT = new Set([Code.Internal, Code.Unknown, Code.DataLoss]);
+
+export interface ErrorLogOptions {
+  /**
+   * The errors come from elsewhere (the gateway relays its backends'): the
+   * service where one happened logged it, the access log has the code.
+   */
+  relayed?: boolean;
+}
+
 /**
- * Logs failed calls and hides internal details: a DomainError becomes its
- * Connect code (the one place domain refusals are mapped); any other error
- * that is not a ConnectError is a bug, answered as INTERNAL with the request
- * id to quote.
+ * Hides internal details and logs each error once, where it happens: a
+ * DomainError becomes its Connect code (the one place domain refusals are
+ * mapped); a client's mistake is logged at debug only (the gateway's access
+ * log has one line per call); a server fault at error; any other error that
+ * is not a ConnectError is a bug, answered as INTERNAL with the request id to quote.
  */
-export function errorInterceptor(logger: Logger): Interceptor {
+export function errorInterceptor(logger: Logger, options: ErrorLogOptions = {}): Interceptor {
   return (next) => async (req) => {
     try {
       return await next(req);
@@ -42,16 +72,61 @@ export function errorInterceptor(logger: Logger): Interceptor {
       const rpc = `${req.service.typeName}/${req.method.name}`;
       const domain = connectErrorOf(err);
       if (domain) {
-        logger.info({ rpc, requestId, code: Code[domain.code], err: domain.rawMessage }, "call refused");
+        logger.debug({ rpc, requestId, code: Code[domain.code], err: domain.rawMessage }, "call refused");
         throw domain;
       }
       if (err instanceof ConnectError) {
-        const level = err.code === Code.Internal || err.code === Code.Unknown || err.code === Code.DataLoss ? "error" : "info";
-        logger[level]({ rpc, requestId, code: Code[err.code], err: err.rawMessage }, "call failed");
+        const fault = SERVER_FAULT.has(err.code) && !options.relayed;
+        logger[fault ? "error" : "debug"]({ rpc, requestId, code: Code[err.code], err: err.rawMessage }, "call failed");
         throw err;
       }
       logger.error({ rpc, requestId, err }, "unhandled error in handler");
       throw new ConnectError(`internal error (request id ${requestId})`, Code.Internal);
     }
+  };
+}
+
+/**
+ * One line per call (the gateway's): method, code, duration, request id and
+ * the kind of caller, never who. Streams are logged when they end.
+ */
+export function accessLogInterceptor(logger: Logger, callerKind: (values: ContextValues) => string): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const line = (err?: unknown) =>
+      logger.info(
+        {
+          rpc: `${req.service.typeName}/${req.method.name}`,
+          code: err === undefined ? "OK" : Code[ConnectError.from(err).code],
+          ms: Math.round((performance.now() - started) * 10) / 10,
+          requestId: req.contextValues.get(requestIdKey),
+          caller: callerKind(req.contextValues),
+        },
+        "call",
+      );
+    let res;
+    try {
+      res = await next(req);
+    } catch (err) {
+      line(err);
+      throw err;
+    }
+    if (!res.stream) {
+      line();
+      return res;
+    }
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          yield* messages;
+        } catch (err) {
+          line(err);
+          throw err;
+        }
+        line();
+      })(),
+    };
   };
 }

@@ -9,18 +9,22 @@ const SECRET_KEY =
 // Kenyan and international phone numbers as people and Daraja write them, and
 // card numbers (13-19 digits, spaces or dashes allowed). Masked wherever they
 // appear inside a string, so a number in a message or error text never leaks.
-const PHONE = /(?<![\d])(?:\+?254|0)[17]\d{8}(?![\d])|(?<![\d])\+\d{10,14}(?![\d])/g;
+// Separators people type are allowed: +254 798 810913, 0798-810-913, (0)798 810 913.
+const PHONE = /(?<![\d])(?:\+?254[ -]?|\(?0\)?[ -]?)[17]\d{2}[ -]?\d{3}[ -]?\d{3}(?![\d])|(?<![\d])\+\d(?:[ -]?\d){9,13}(?![\d])/g;
+// A one-time code or PIN inside a sentence, whatever key the sentence is under: "your code is 482613".
+const CODE_IN_TEXT = /\b(code|otp|pin|passcode|password|verification)(\b[^\d\n]{0,24}?)(\d{4,8})(?!\d)/gi;
 const CARD = /(?<![\d])(?:\d[ -]?){12,18}\d(?![\d])/g;
 const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi;
 
 export const REDACTED = "[REDACTED]";
 
-/** Masks phone numbers, card numbers and bearer credentials inside free text. */
+/** Masks phone numbers, card numbers, bearer credentials and codes (OTP, PIN) inside free text. */
 export function scrubText(text: string): string {
   return text
     .replace(BEARER, `$1 ${REDACTED}`)
     .replace(CARD, REDACTED)
-    .replace(PHONE, (m) => `${REDACTED}${m.slice(-3)}`);
+    .replace(PHONE, (m) => `${REDACTED}${m.replace(/\D/g, "").slice(-3)}`)
+    .replace(CODE_IN_TEXT, (_m, word: string, between: string) => `${word}${between}${REDACTED}`);
 }
 
 /** Returns a copy of a log payload with secrets removed; never mutates the input. */

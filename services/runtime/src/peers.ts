@@ -1,6 +1,7 @@
 import { ConnectError, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { signingInterceptor } from "./internal-auth.js";
+import { requestIdPropagation } from "./interceptors.js";
 
 /** How a service reaches another one over gRPC, by the other's name (e.g. "wallet"). */
 export type Peers = (service: string) => Transport;
@@ -18,7 +19,7 @@ export function createPeers(urlOf: (service: string) => string | undefined): Pee
     let manager = sessions.get(url);
     if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
     // Every call is signed: the receiving service believes the identity it carries only then.
-    return createGrpcTransport({ baseUrl: url, sessionManager: manager, interceptors: [signingInterceptor()] });
+    return createGrpcTransport({ baseUrl: url, sessionManager: manager, interceptors: [requestIdPropagation(), signingInterceptor()] });
   };
   const peers = (service: string): Transport => ({
     unary: async (...args) => {

@@ -3,7 +3,7 @@ import http2 from "node:http2";
 import net from "node:net";
 import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import {
   compressionBrotli,
   compressionGzip,
@@ -17,7 +17,7 @@ import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
 import { StartupError } from "./startup.js";
 import { DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
-import { errorInterceptor, requestIdInterceptor } from "./interceptors.js";
+import { accessLogInterceptor, errorInterceptor, requestIdInterceptor } from "./interceptors.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
@@ -67,6 +67,8 @@ export interface ServerOptions {
    * over pods the autoscaler added. 0 or absent: sessions live until closed.
    */
   maxConnectionAgeMs?: number;
+  /** One access-log line per call, with this kind of caller (the gateway's). Errors are then not logged again. */
+  accessLog?: { callerKind: (values: ContextValues) => string };
   /** Largest request body read, in bytes (default 1 MiB); larger ones get RESOURCE_EXHAUSTED unread. */
   readMaxBytes?: number;
 }
@@ -103,7 +105,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     interceptors: [
       metrics.interceptor(),
       requestIdInterceptor(),
-      errorInterceptor(logger),
+      ...(options.accessLog ? [accessLogInterceptor(logger, options.accessLog.callerKind)] : []),
+      errorInterceptor(logger, { relayed: options.accessLog !== undefined }),
       inputInterceptor(),
       ...(options.interceptors ?? []),
       ...(options.validate === false ? [] : [createValidateInterceptor()]),

@@ -5,7 +5,7 @@ import { connect } from "nats";
 import { InProcessBus, JetStreamBus, type EventBus } from "../src/bus.js";
 import { migrate, withTransaction } from "../src/db.js";
 import { consumeEvents, OutboxRelay, writeOutbox } from "../src/outbox.js";
-import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "../src/testing/index.js";
+import { captureLogger, createTestDatabase, eventually, type TestDatabase, testEnv, uniqueName } from "../src/testing/index.js";
 
 const { logger } = captureLogger("silent");
 
@@ -27,15 +27,6 @@ function crashBeforeFirstAck(bus: EventBus): EventBus {
         },
       }),
   };
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.fail(`timed out waiting for ${what}`);
 }
 
 for (const kind of ["jetstream", "in-process"] as const) {
@@ -110,10 +101,10 @@ for (const kind of ["jetstream", "in-process"] as const) {
         },
       });
       const expected = amounts.reduce((a, b) => a + b, 0n);
-      await waitFor("all events applied", async () => {
+      await eventually("all events applied", async () => {
         const inbox = await db.pool.query("SELECT count(*)::int AS n FROM analytics.inbox");
         return inbox.rows[0].n === amounts.length && failedOnce.size === amounts.length;
-      });
+      }, 20_000);
       // Let any further redeliveries arrive before counting.
       await new Promise((r) => setTimeout(r, 1500));
       await sub.stop();

@@ -34,7 +34,8 @@ export class Distributions {
   private readonly pool: Pool;
   private readonly logger: Logger;
 
-  constructor(ctx: ServiceContext) {
+  /** `nameOf`: the venue's display name (for the share messages) when finishing a plan in the background. */
+  constructor(ctx: ServiceContext, private readonly nameOf: (venueId: string) => Promise<string> = async () => "") {
     this.wallet = createClient(WalletInternalService, ctx.peers("wallet"));
     this.pool = ctx.pool;
     this.logger = ctx.logger;
@@ -212,14 +213,14 @@ export class Distributions {
 
   /** Finishes plans left 'posting' by a crash or a wallet outage. */
   async finishPending(olderThanMs: number): Promise<number> {
-    const { rows } = await this.pool.query<{ distribution_id: string }>(
-      `SELECT distribution_id FROM venue.distributions WHERE status = 'posting' AND created_at < now() - make_interval(secs => $1::double precision / 1000) ORDER BY created_at LIMIT 20`,
+    const { rows } = await this.pool.query<{ distribution_id: string; venue_id: string }>(
+      `SELECT distribution_id, venue_id FROM venue.distributions WHERE status = 'posting' AND created_at < now() - make_interval(secs => $1::double precision / 1000) ORDER BY created_at LIMIT 20`,
       [olderThanMs],
     );
     let done = 0;
     for (const r of rows) {
       try {
-        await this.finish(r.distribution_id, "");
+        await this.finish(r.distribution_id, await this.nameOf(r.venue_id).catch(() => ""));
         done++;
       } catch (err) {
         this.logger.warn({ distributionId: r.distribution_id, err: (err as Error).message }, "pending distribution not finished yet");

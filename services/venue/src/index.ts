@@ -27,8 +27,9 @@ export function createVenueModule(envVars: Record<string, string | undefined> = 
     services: [VenueService],
     async start(ctx) {
       const cfg = loadConfig(venueConfigShape, envVars);
-      const distributions = new Distributions(ctx);
-      deps.set(ctx, { pool: ctx.pool, access: new Access(ctx), members: new Members(ctx, () => ({ joinUrl: cfg.VENUE_JOIN_URL })), distributions });
+      const access = new Access(ctx);
+      const distributions = new Distributions(ctx, async (venueId) => (await access.venue(venueId)).name);
+      deps.set(ctx, { pool: ctx.pool, access, members: new Members(ctx, () => ({ joinUrl: cfg.VENUE_JOIN_URL })), distributions });
       if (!cfg.VENUE_RESUME_INTERVAL_MS) return async () => undefined;
       let running: Promise<unknown> = Promise.resolve();
       const timer = setInterval(() => {

@@ -6,6 +6,7 @@ import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@tti
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders } from "@ttip/runtime";
 import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
@@ -124,15 +125,9 @@ export async function startHarness(): Promise<Harness> {
   return h;
 }
 
-export async function eventually<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 40));
-  }
-}
+/** The runtime's eventually, with these tests' argument order. */
+export const eventually = <T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 10_000): Promise<T> =>
+  waitUntil(what, check, timeoutMs);
 
 export const ts = (d: Date) => ({ seconds: BigInt(Math.floor(d.getTime() / 1000)), nanos: (d.getTime() % 1000) * 1_000_000 });
 export const period = (start: Date, end: Date) => ({ start: ts(start), end: ts(end) });

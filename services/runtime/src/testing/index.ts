@@ -4,6 +4,7 @@ import pg from "pg";
 import { createPool, type Pool } from "../db.js";
 import { createLogger, type Logger } from "../log.js";
 
+export * from "./eventually.js";
 export * from "./servers.js";
 
 /** The servers `make test` started; a clear message when a test is run on its own. */

@@ -8,6 +8,7 @@ import { formatMoney } from "../../../lib/money";
 import { LanguageSwitch, WhoCard } from "./parts";
 import { resolveTarget } from "./target";
 import { TipForm, type Preset } from "./tip-form";
+import { CardForm } from "./card-form";
 
 export const dynamic = "force-dynamic";
 
@@ -79,7 +80,11 @@ export default async function TipPage({ params, searchParams }: { params: Promis
       )}
       <section aria-labelledby="card-heading">
         <h2 id="card-heading">{t("cardHeading")}</h2>
-        <p className="muted">{t("cardSoon")}</p>
+        {target.workerId ? (
+          <CardForm locale={locale} shortCode={code} payload={payload ?? ""} idempotencyKey={randomUUID()} defaultCurrency="USD" />
+        ) : (
+          <p className="muted">{t("cardSoon")}</p>
+        )}
       </section>
     </main>
   );

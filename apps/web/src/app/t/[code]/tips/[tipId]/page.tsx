@@ -1,13 +1,14 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { cookies, headers } from "next/headers";
 import { notFound } from "next/navigation";
-import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentMethodKind, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { serverClient } from "../../../../../lib/api";
 import { pickLocale, translator, type Translate } from "../../../../../lib/i18n";
 import { formatMoney } from "../../../../../lib/money";
 import { LanguageSwitch, WhoCard } from "../../parts";
 import { resolveTarget } from "../../target";
+import { sendFeedback } from "./feedback";
 import { LiveStatus } from "./live-status";
 
 export const dynamic = "force-dynamic";
@@ -21,7 +22,9 @@ const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
  */
 export default async function TipStatusPage({ params, searchParams }: { params: Promise<{ code: string; tipId: string }>; searchParams: Promise<Search> }) {
   const { code, tipId } = await params;
-  const payload = one((await searchParams).p);
+  const search = await searchParams;
+  const payload = one(search.p);
+  const feedback = one(search.feedback);
   const locale = pickLocale((await cookies()).get("ttip_lang")?.value, (await headers()).get("accept-language"));
   const t = translator(locale);
   if (!/^[0-9a-f-]{36}$/.test(tipId)) notFound();
@@ -57,6 +60,7 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
         </div>
       </section>
       {pending ? <LiveStatus tipId={tip.tipId} status={tip.status} /> : null}
+      {tip.status === TipStatus.SUCCEEDED ? <Feedback tip={tip} t={t} name={name} back={pageUrl} outcome={feedback} /> : null}
       {tip.status === TipStatus.FAILED || tip.status === TipStatus.EXPIRED ? (
         <>
           <a className="button" href={tipPage}>{t("tryAgain")}</a>
@@ -71,6 +75,8 @@ function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string;
   const phone = tip.customerPhoneMasked;
   switch (tip.status) {
     case TipStatus.PENDING:
+      // A card tip waits for the card (or its bank's 3-D Secure), not a phone.
+      if (tip.method === PaymentMethodKind.CARD) return <p className="notice">{tip.resultMessage || total}</p>;
       return (
         <>
           <ol className="steps">
@@ -85,15 +91,17 @@ function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string;
     case TipStatus.SUCCEEDED:
       return (
         <>
-          <ol className="steps">
-            <li className="done">{t("stepSent", { phone })}</li>
-            <li className="done">{t("stepPin")}</li>
-            <li className="done">{t("stepDone")}</li>
-          </ol>
+          {tip.method === PaymentMethodKind.CARD ? null : (
+            <ol className="steps">
+              <li className="done">{t("stepSent", { phone })}</li>
+              <li className="done">{t("stepPin")}</li>
+              <li className="done">{t("stepDone")}</li>
+            </ol>
+          )}
           <h1>{t("received", { name })}</h1>
           <p>{total}</p>
           {tip.mpesaReceipt ? <p>{t("receipt", { receipt: tip.mpesaReceipt })}</p> : null}
-          <p className="muted">{t("smsReceipt")}</p>
+          {tip.method === PaymentMethodKind.CARD ? null : <p className="muted">{t("smsReceipt")}</p>}
         </>
       );
     case TipStatus.HELD_FOR_REVIEW:
@@ -111,4 +119,32 @@ function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string;
         </>
       );
   }
+}
+
+/** The optional rating and message, once the tip is confirmed. */
+function Feedback({ tip, t, name, back, outcome }: { tip: Tip; t: Translate; name: string; back: string; outcome?: string }) {
+  if (tip.rating > 0) return <p className="notice" role="status">{t("thanksFeedback")}</p>;
+  return (
+    <form action={sendFeedback} aria-labelledby="feedback-heading">
+      <h2 id="feedback-heading">{t("rateHeading")}</h2>
+      {outcome === "invalid" || outcome === "refused" ? <p className="error" role="alert">{t(outcome === "invalid" ? "err_rating" : "err_feedback")}</p> : null}
+      <input type="hidden" name="tip" value={tip.tipId} />
+      <input type="hidden" name="back" value={back} />
+      <fieldset>
+        <legend>{t("ratingLegend")}</legend>
+        <div className="stars">
+          {[1, 2, 3, 4, 5].map((n) => (
+            <label key={n} className="check">
+              <input type="radio" name="rating" value={n} required />
+              <span aria-hidden="true">{n}★</span>
+              <span className="sr-only">{t("star", { n })}</span>
+            </label>
+          ))}
+        </div>
+      </fieldset>
+      <label className="field" htmlFor="message">{t("message", { name })}</label>
+      <textarea id="message" name="message" maxLength={280} rows={3} />
+      <button type="submit" className="secondary">{t("send")}</button>
+    </form>
+  );
 }

@@ -1,0 +1,45 @@
+"use server";
+// Starts a card tip for the card form: the payment service creates the Stripe
+// PaymentIntent (in the customer's currency) and hands back what Stripe.js
+// needs. The card details themselves never touch our servers.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { serverClient } from "../../../lib/api";
+import { parseWholeUnits } from "../../../lib/money";
+
+/** Card currencies the payment service quotes (each with a rate to KES). */
+const CURRENCIES = ["KES", "USD", "EUR", "GBP"];
+
+export type CardStart =
+  | { ok: true; tipId: string; clientSecret: string; publishableKey: string; stripeJsUrl: string; statusUrl: string }
+  | { ok: false; error: "amount" | "limit" | "unavailable" | "generic" };
+
+export async function startCardTip(input: { code: string; payload: string; amount: string; currency: string; key: string; locale: string }): Promise<CardStart> {
+  const currency = CURRENCIES.includes(input.currency) ? input.currency : "";
+  const amountMinor = parseWholeUnits(input.amount, 1_000_000);
+  if (!currency || amountMinor === undefined || !/^[A-Za-z0-9-]{8,128}$/.test(input.key)) return { ok: false, error: "amount" };
+  try {
+    const r = await serverClient(PaymentService, { locale: input.locale }).createTip({
+      idempotencyKey: input.key,
+      recipient: { case: "qrCode", value: input.payload || input.code },
+      amount: { amountMinor, currency },
+      payment: { case: "card", value: true },
+    });
+    const tipId = r.tip!.tipId;
+    return {
+      ok: true,
+      tipId,
+      clientSecret: r.stripeClientSecret,
+      publishableKey: r.stripePublishableKey,
+      // Stripe.js must come from js.stripe.com in real mode; make run and the tests serve the simulator's double.
+      stripeJsUrl: process.env.STRIPE_JS_URL || "https://js.stripe.com/v3/",
+      statusUrl: `/t/${encodeURIComponent(input.code)}/tips/${tipId}${input.payload ? `?p=${encodeURIComponent(input.payload)}` : ""}`,
+    };
+  } catch (err) {
+    const e = ConnectError.from(err);
+    if (e.code === Code.InvalidArgument && /amount: a card tip may be at most/.test(e.rawMessage)) return { ok: false, error: "limit" };
+    if (e.code === Code.InvalidArgument) return { ok: false, error: "amount" };
+    if (e.code === Code.FailedPrecondition || e.code === Code.Unimplemented) return { ok: false, error: "unavailable" };
+    return { ok: false, error: "generic" };
+  }
+}

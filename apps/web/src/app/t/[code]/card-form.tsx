@@ -1,0 +1,112 @@
+"use client";
+// Pay by card: the Payment Element (card, and Apple Pay / Google Pay where the
+// browser offers them) from Stripe.js, loaded only when the customer chooses
+// a card, so the page stays light for M-Pesa customers on slow networks.
+import { useRouter } from "next/navigation";
+import { useRef, useState } from "react";
+import { startCardTip } from "./card-actions";
+
+interface StripeJs {
+  elements(o: { clientSecret: string }): { create(kind: "payment"): { mount(el: HTMLElement): void } };
+  confirmPayment(o: { elements: unknown; confirmParams: { return_url: string }; redirect: "if_required" }): Promise<{ error?: { message?: string }; paymentIntent?: { status: string } }>;
+}
+declare global {
+  interface Window {
+    Stripe?: (key: string) => StripeJs;
+  }
+}
+
+const WORDS = {
+  en: {
+    amount: "Amount", currency: "Currency", start: "Pay by card", pay: (a: string) => `Pay ${a} by card`, loading: "Loading the card form…",
+    amountBad: "Enter a whole amount.", limit: "That is above the card limit for one tip.", unavailable: "Card payments are not available right now. Please pay with M-Pesa.",
+    generic: "Something went wrong. Please try again.", note: "Paid in your currency; the worker receives Kenya shillings at today's rate.",
+  },
+  sw: {
+    amount: "Kiasi", currency: "Sarafu", start: "Lipa kwa kadi", pay: (a: string) => `Lipa ${a} kwa kadi`, loading: "Inapakia fomu ya kadi…",
+    amountBad: "Weka kiasi kamili.", limit: "Kiasi hicho kinazidi kikomo cha kadi kwa tip moja.", unavailable: "Malipo kwa kadi hayapatikani sasa. Tafadhali lipa kwa M-Pesa.",
+    generic: "Hitilafu imetokea. Tafadhali jaribu tena.", note: "Unalipa kwa sarafu yako; mfanyakazi anapokea shilingi za Kenya kwa bei ya leo.",
+  },
+};
+
+function loadScript(src: string): Promise<void> {
+  if (window.Stripe) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const s = document.createElement("script");
+    s.src = src;
+    s.onload = () => resolve();
+    s.onerror = () => reject(new Error("Stripe.js did not load"));
+    document.head.appendChild(s);
+  });
+}
+
+export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCurrency }: { locale: "en" | "sw"; shortCode: string; payload: string; idempotencyKey: string; defaultCurrency: string }) {
+  const w = WORDS[locale];
+  const router = useRouter();
+  const [amount, setAmount] = useState("");
+  const [currency, setCurrency] = useState(defaultCurrency);
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [ready, setReady] = useState<{ stripe: StripeJs; elements: unknown; statusUrl: string; label: string } | null>(null);
+  const mountRef = useRef<HTMLDivElement>(null);
+
+  async function start(e: React.FormEvent) {
+    e.preventDefault();
+    setError("");
+    setBusy(true);
+    try {
+      const r = await startCardTip({ code: shortCode, payload, amount, currency, key: idempotencyKey, locale });
+      if (!r.ok) {
+        setError(r.error === "amount" ? w.amountBad : r.error === "limit" ? w.limit : r.error === "unavailable" ? w.unavailable : w.generic);
+        return;
+      }
+      await loadScript(r.stripeJsUrl);
+      const stripe = window.Stripe!(r.publishableKey);
+      const elements = stripe.elements({ clientSecret: r.clientSecret });
+      elements.create("payment").mount(mountRef.current!);
+      setReady({ stripe, elements, statusUrl: r.statusUrl, label: `${currency} ${amount}` });
+    } catch {
+      setError(w.generic);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function confirm() {
+    if (!ready) return;
+    setError("");
+    setBusy(true);
+    const result = await ready.stripe.confirmPayment({
+      elements: ready.elements,
+      // 3-D Secure pages send the customer back here.
+      confirmParams: { return_url: `${window.location.origin}${ready.statusUrl}` },
+      redirect: "if_required",
+    });
+    setBusy(false);
+    if (result.error) setError(result.error.message ?? w.generic);
+    else router.push(ready.statusUrl);
+  }
+
+  return (
+    <form onSubmit={start} className="card-form">
+      <p className="muted">{w.note}</p>
+      <label>
+        {w.amount}
+        <input name="card-amount" inputMode="numeric" value={amount} onChange={(e) => setAmount(e.target.value)} disabled={!!ready} required />
+      </label>
+      <label>
+        {w.currency}
+        <select name="card-currency" value={currency} onChange={(e) => setCurrency(e.target.value)} disabled={!!ready}>
+          {["KES", "USD", "EUR", "GBP"].map((c) => <option key={c} value={c}>{c}</option>)}
+        </select>
+      </label>
+      <div ref={mountRef} id="payment-element" />
+      {error ? <p className="notice bad" role="alert">{error}</p> : null}
+      {ready ? (
+        <button type="button" className="button" onClick={confirm} disabled={busy}>{w.pay(ready.label)}</button>
+      ) : (
+        <button type="submit" className="button" disabled={busy}>{busy ? w.loading : w.start}</button>
+      )}
+    </form>
+  );
+}

@@ -1,0 +1,65 @@
+// A card tip on the customer's tip page in a real browser: the Payment Element
+// (the Stripe simulator's Stripe.js double, served locally), 3-D Secure on the
+// bank's page, and the status page, against the platform as make run serves it.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { PaymentMethodKind, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { WebHarness } from "./harness.js";
+
+describe("card tips on the tip page (chromium at phone size, Stripe simulator)", () => {
+  const h = new WebHarness();
+  before(() => h.start().then(() => undefined));
+  after(() => h.stop());
+
+  const payByCard = async (name: string, card: string) => {
+    const worker = await h.worker(name);
+    const code = await h.qrCode(worker);
+    const page = await h.phone();
+    const external: string[] = [];
+    page.on("request", (r) => {
+      const host = new URL(r.url()).hostname;
+      if (host !== "127.0.0.1" && host !== "localhost") external.push(r.url());
+    });
+    await page.goto(code.url);
+    await page.getByLabel("Amount", { exact: true }).fill("10");
+    await page.getByLabel("Currency").selectOption("USD");
+    await page.getByRole("button", { name: "Pay by card" }).click();
+    const element = page.getByTestId("stripe-test-card");
+    await element.waitFor();
+    await element.selectOption(card);
+    await page.getByRole("button", { name: "Pay USD 10 by card" }).click();
+    return { worker, page, external };
+  };
+
+  test("a tourist tips USD 10 by card: authorised, captured, received in KES; nothing loads from the internet", async () => {
+    const { worker, page, external } = await payByCard("Achieng", "pm_card_visa");
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+    await page.getByRole("heading", { name: "Thank you! Achieng received your tip." }).waitFor({ timeout: 20_000 });
+    await h.screenshot(page, "card-tip-received");
+    const tipId = /\/tips\/([0-9a-f-]{36})/.exec(page.url())![1];
+    const { tip } = await h.api(PaymentService).getTip({ tipId });
+    assert.equal(tip!.status, TipStatus.SUCCEEDED);
+    assert.equal(tip!.method, PaymentMethodKind.CARD);
+    assert.equal(tip!.charged!.currency, "USD");
+    assert.equal(tip!.workerReceives!.currency, "KES");
+    assert.equal(tip!.workerId, worker.id);
+    assert.equal(h.stripe.paymentIntent(tip!.providerPaymentId)!.status, "succeeded");
+    assert.deepEqual(external, []);
+  });
+
+  test("3-D Secure: the bank's page, then back to the status page with the tip received", async () => {
+    const { page } = await payByCard("Kamau", "pm_card_threeDSecure2Required");
+    await page.waitForURL(/\/__sim\/3ds\/pi_/);
+    await h.screenshot(page, "card-tip-3ds");
+    await page.getByRole("link", { name: "Complete authentication" }).click();
+    await page.waitForURL(/\/tips\/[0-9a-f-]{36}/);
+    await page.getByRole("heading", { name: "Thank you! Kamau received your tip." }).waitFor({ timeout: 20_000 });
+  });
+
+  test("a declined card says so on the page and charges nothing", async () => {
+    const { page } = await payByCard("Njeri", "pm_card_chargeDeclined");
+    await page.getByRole("alert").filter({ hasText: /declined/i }).waitFor();
+    assert.match(page.url(), /\/t\/[A-Za-z0-9]+/);
+  });
+});

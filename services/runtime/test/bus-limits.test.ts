@@ -1,0 +1,36 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { InProcessBus } from "../src/bus.js";
+import { captureLogger, eventually } from "../src/testing/index.js";
+
+const message = (id: string) => ({ id, subject: "ttip.test.happened", data: new TextEncoder().encode(id) });
+
+test("the in-process bus holds at most maxMessages and forgets ids after the duplicate window", async () => {
+  const { logger, records } = captureLogger();
+  const bus = new InProcessBus(logger, 10, { maxMessages: 100, duplicateWindowMs: 50, maxIds: 1_000 });
+  const read: string[] = [];
+  const sub = await bus.subscribe({ subject: "ttip.test.>", durable: "reader", handler: async (m) => void read.push(m.id) });
+  for (let i = 0; i < 250; i++) await bus.publish(message(`m${i}`));
+  assert.ok(bus.held.messages <= 100, `held ${bus.held.messages}`);
+  await eventually("the last message read", () => read.includes("m249"));
+  assert.deepEqual(read.filter((id, i) => read.indexOf(id) !== i), [], "nothing read twice");
+  for (let i = 1; i < read.length; i++) assert.ok(Number(read[i].slice(1)) > Number(read[i - 1].slice(1)), "in order");
+  if (read.length < 250) assert.ok(records().some((r) => r.msg === "in-process bus dropped messages a consumer had not read (maxMessages)"));
+
+  // Within the window a re-publish is dropped; after it the id is forgotten (memory stays bounded).
+  await bus.publish(message("m249"));
+  assert.equal(read.filter((id) => id === "m249").length, 1);
+  await new Promise((r) => setTimeout(r, 60));
+  await bus.publish(message("fresh"));
+  assert.ok(bus.held.ids <= 2, `ids held ${bus.held.ids}`);
+  await sub.stop();
+  await bus.close();
+});
+
+test("ids are capped by count too", async () => {
+  const bus = new InProcessBus(captureLogger("silent").logger, 10, { maxMessages: 10, maxIds: 20, duplicateWindowMs: 60_000 });
+  for (let i = 0; i < 100; i++) await bus.publish(message(`n${i}`));
+  assert.ok(bus.held.ids <= 20, `ids held ${bus.held.ids}`);
+  assert.equal(bus.held.messages, 10);
+  await bus.close();
+});

@@ -1,0 +1,65 @@
+// consumeEventBatches on JetStream: many events per transaction, each applied
+// once across a failed batch (rolled back whole, delivered again) and events
+// the inbox already holds.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { JetStreamBus } from "../src/bus.js";
+import { migrate } from "../src/db.js";
+import { Metrics } from "../src/metrics.js";
+import { consumeEventBatches } from "../src/outbox.js";
+import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "../src/testing/index.js";
+
+const { logger } = captureLogger("silent");
+
+describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
+  let db: TestDatabase;
+  let bus: JetStreamBus;
+  before(async () => {
+    db = await createTestDatabase();
+    await migrate(db.pool, "batches", undefined);
+    await db.pool.query("CREATE TABLE batches.applied (event_id uuid NOT NULL, batch int NOT NULL)");
+    bus = await JetStreamBus.connect({ servers: testEnv().natsUrl, stream: uniqueName("B").toUpperCase(), subjectPrefix: uniqueName("ev"), logger, redeliveryDelayMs: 50 });
+  });
+  after(async () => {
+    await bus.close();
+    await db.drop();
+  });
+
+  test("each event applied once, in batches, across a failed batch and events applied before", async () => {
+    const ids: string[] = Array.from({ length: 300 }, () => randomUUID());
+    // Ten were applied by an earlier run: recorded in the inbox, not to be applied again.
+    const earlier = ids.slice(0, 10);
+    await db.pool.query("INSERT INTO batches.inbox (consumer, event_id, subject) SELECT 'c1', unnest($1::uuid[]), 'ttip.x.y'", [earlier]);
+    for (const id of ids) await bus.publish({ id, subject: "ttip.x.y", data: new Uint8Array([1]) });
+    let calls = 0;
+    let failed = false;
+    const metrics = new Metrics();
+    const sub = await consumeEventBatches({
+      bus, pool: db.pool, schema: "batches", consumer: "c1", subject: "ttip.x.y", logger, metrics, maxBatch: 64,
+      handleBatch: async (messages, tx) => {
+        calls++;
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), $2", [messages.map((m) => m.id), calls]);
+        // The second batch fails after writing: its inbox rows and writes roll back together.
+        if (calls === 2 && !failed) {
+          failed = true;
+          throw new Error("simulated failure mid-batch");
+        }
+      },
+    });
+    const count = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied")).rows[0].n;
+    const deadline = Date.now() + 20_000;
+    while ((await count()) < ids.length - earlier.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300));
+    await sub.stop();
+    const { rows } = await db.pool.query<{ event_id: string; n: number }>("SELECT event_id, count(*)::int AS n FROM batches.applied GROUP BY event_id");
+    assert.equal(rows.length, ids.length - earlier.length, "every new event applied");
+    assert.ok(rows.every((r) => r.n === 1), "none twice");
+    assert.ok(rows.every((r) => !earlier.includes(r.event_id)), "none the inbox already held");
+    assert.ok(failed);
+    const batches = (await db.pool.query<{ n: number }>("SELECT count(DISTINCT batch)::int AS n FROM batches.applied")).rows[0].n;
+    assert.ok(batches < ids.length / 4, `batched: ${batches} transactions for ${ids.length} events`);
+    const text = await metrics.registry.metrics();
+    assert.match(text, /ttip_inbox_events_total\{consumer="c1",outcome="duplicate"\} 10/);
+  });
+});

@@ -1,0 +1,104 @@
+// A distribution whose ledger call fails or whose answer is lost is finished
+// later, once: the saved plan is posted under the same key, one entry, one set
+// of share events, whoever finishes it (a repeated confirm or the background pass).
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, type Transport } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { DistributionStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import type { ServiceContext } from "@ttip/runtime";
+import { Distributions } from "../src/distributions.js";
+import { period, startHarness, ts, type Harness } from "./setup.js";
+
+const HOUR = 3600_000;
+
+describe("distributions finished after a failure, once", () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  /** The venue service's distribution logic with the wallet's posting out of reach (a dead port); reads still work. */
+  const withoutWallet = (): Distributions => {
+    const dead: Transport = createGrpcTransport({ baseUrl: "http://127.0.0.1:9" });
+    const wallet = (): Transport => {
+      const live = h.t.ctx.peers("wallet");
+      return { unary: (method, ...rest) => (method.name === "PostPoolDistribution" ? dead : live).unary(method, ...rest), stream: live.stream };
+    };
+    const ctx: ServiceContext = { ...h.t.ctx, peers: (name: string) => (name === "wallet" ? wallet() : h.t.ctx.peers(name)) };
+    return new Distributions(ctx);
+  };
+
+  const readyVenue = async () => {
+    const start = new Date(Date.now() - 6 * HOUR);
+    const v = await h.newVenue("Resume Bar");
+    const a = await h.join(v, "Achieng", "bar", new Date(start.getTime() - HOUR));
+    const b = await h.join(v, "Brian", "bar", new Date(start.getTime() - HOUR));
+    for (const m of [a, b]) {
+      await v.api.recordShift({ venueId: v.venueId, memberId: m.memberId, startedAt: ts(start), endedAt: ts(new Date(start.getTime() + 2 * HOUR)), idempotencyKey: randomUUID() });
+    }
+    await v.api.setSplitRule({ venueId: v.venueId, method: SplitMethod.EQUAL_ON_SHIFT, idempotencyKey: randomUUID() });
+    await h.tipPool(v.venueId, 30_000n);
+    return { v, a, b, p: { start, end: new Date() } };
+  };
+  const entries = async (distributionId: string) =>
+    Number((await h.t.db.pool.query("SELECT count(*) FROM wallet.entries WHERE cause_kind = 'poolDistributionId' AND cause_ref = $1", [distributionId])).rows[0].count);
+  const shareEvents = async (distributionId: string) =>
+    Number((await h.t.db.pool.query("SELECT count(*) FROM venue.outbox WHERE subject = 'ttip.venue.share_allocated' AND position($1 in encode(payload, 'escape')) > 0", [distributionId])).rows[0].count);
+
+  test("the ledger unreachable when posting: the plan stays 'posting'; confirming again posts it once", async () => {
+    const { v, a, p } = await readyVenue();
+    const venue = { venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true };
+    await assert.rejects(withoutWallet().confirm(venue, p, "manager-1"), (e: ConnectError) => e.code === Code.Unavailable);
+    const { rows } = await h.t.db.pool.query("SELECT distribution_id, status FROM venue.distributions WHERE venue_id = $1", [v.venueId]);
+    assert.deepEqual(rows.map((r) => r.status), ["posting"]);
+    assert.equal(await h.walletBalance(a.workerId), 0n, "nothing moved yet");
+    const again = await v.api.confirmDistribution({ venueId: v.venueId, period: period(p.start, p.end) });
+    assert.equal(again.created, false, "the saved plan was finished, not a new one made");
+    assert.equal(again.distribution!.distributionId, rows[0].distribution_id);
+    assert.equal(again.distribution!.status, DistributionStatus.CONFIRMED);
+    assert.equal(await entries(rows[0].distribution_id), 1);
+    assert.equal(await shareEvents(rows[0].distribution_id), 2);
+    assert.equal(await h.walletBalance(a.workerId), 15_000n);
+  });
+
+  test("the ledger posted but its answer was lost: the background pass records the same entry, no second one", async () => {
+    const { v, a, b, p } = await readyVenue();
+    const venue = { venueId: v.venueId, name: "Resume Bar", currency: "KES", active: true };
+    await assert.rejects(withoutWallet().confirm(venue, p, "manager-1"), (e: ConnectError) => e.code === Code.Unavailable);
+    const { rows: [d] } = await h.t.db.pool.query("SELECT * FROM venue.distributions WHERE venue_id = $1", [v.venueId]);
+    const { rows: shares } = await h.t.db.pool.query("SELECT worker_id, amount_minor FROM venue.shares WHERE distribution_id = $1 ORDER BY line", [d.distribution_id]);
+    // What the first call would have done had its answer reached us.
+    const first = await h.walletInternal.postPoolDistribution({
+      venueId: v.venueId, currency: "KES", start: timestampFromDate(d.period_start), end: timestampFromDate(d.period_end), distributionId: d.distribution_id,
+      shares: shares.map((s) => ({ workerId: s.worker_id, amount: { amountMinor: BigInt(s.amount_minor), currency: "KES" }, memo: "" })),
+      idempotencyKey: `venue-distribution:${d.distribution_id}`, description: "lost answer",
+    });
+    assert.equal(first.created, true);
+    const finished = await new Distributions(h.t.ctx).finishPending(0);
+    assert.equal(finished, 1);
+    const { rows: [after] } = await h.t.db.pool.query("SELECT status, entry_id FROM venue.distributions WHERE distribution_id = $1", [d.distribution_id]);
+    assert.deepEqual([after.status, after.entry_id], ["confirmed", first.entry!.entryId]);
+    assert.equal(await entries(d.distribution_id), 1);
+    assert.equal(await h.walletBalance(a.workerId) + (await h.walletBalance(b.workerId)), 30_000n);
+    assert.equal(await h.poolBalance(v.venueId), 0n);
+    assert.equal(await shareEvents(d.distribution_id), 2);
+  });
+
+  test("a second, overlapping distribution is refused by the ledger itself, even past the venue service's own check", async () => {
+    const { v, p } = await readyVenue();
+    await v.api.confirmDistribution({ venueId: v.venueId, period: period(p.start, p.end) });
+    await assert.rejects(
+      h.walletInternal.postPoolDistribution({
+        venueId: v.venueId, currency: "KES", start: timestampFromDate(new Date(p.start.getTime() + HOUR)), end: timestampFromDate(p.end),
+        distributionId: randomUUID(), shares: [{ workerId: randomUUID(), amount: { amountMinor: 100n, currency: "KES" } }], idempotencyKey: randomUUID(),
+      }),
+      (e: ConnectError) => e.code === Code.FailedPrecondition && /already covers/.test(e.message),
+    );
+  });
+});
