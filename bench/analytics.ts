@@ -32,6 +32,16 @@ const logger = createLogger({ level: "warn" });
 const [pg, nats] = await Promise.all([startPostgres({ durable: true }), startNats()]);
 const pool = createPool(pg.url, { max: 20 });
 try {
+  // On a loaded machine the server may still be starting once its port is open.
+  for (let i = 0; ; i++) {
+    try {
+      await pool.query("SELECT 1");
+      break;
+    } catch (err) {
+      if (i >= 100) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
   await migrate(pool, "analytics", createAnalyticsModule().migrations);
   await ensurePartitionsAround(pool);
 

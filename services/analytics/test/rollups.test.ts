@@ -104,6 +104,13 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     // Three days ago is not today.
     assert.equal(e.today?.tips, 0n);
 
+    // The worker's CSV equals the screen.
+    const { csv } = await t.client(AnalyticsService, { subject: worker, roles: ["worker"] }).exportEarnings({ range: dayRange, scope: { case: "workerId", value: worker } });
+    const rows = parseCsv(new TextDecoder().decode(csv));
+    assert.deepEqual(rows.find((r) => r[0] === "period" && r[1] === "in_range")?.slice(2, 5), [String(e.inRange?.tips), String(e.inRange?.volume?.amountMinor), String(e.inRange?.net?.amountMinor)]);
+    assert.deepEqual(rows.filter((r) => r[0] === "hour_of_day").map((r) => r[2]), e.byHourOfDay.map((h) => String(h.tips)));
+    assert.deepEqual(rows.filter((r) => r[0] === "rating").map((r) => r[2]), e.ratings.map((r) => String(r.count)));
+
     const other = c.workers[1];
     await assert.rejects(
       t.client(AnalyticsService, { subject: worker, roles: ["worker"] }).getWorkerEarnings({ range: dayRange, workerId: other }),

@@ -154,10 +154,16 @@ async function unknownCallback(deps: Deps, callbackId: string, source: string, r
   );
 }
 
+/** Daraja's success: 0 or "0" (codes arrive as numbers or strings). */
+export function isSuccessCode(code: string | number): boolean {
+  return String(code).trim() === "0";
+}
+
 export interface ParsedStkCallback {
   checkoutRequestId: string;
   merchantRequestId: string;
-  resultCode: number;
+  /** Daraja's code as a string: usually digits, sometimes not ("SFC_IC0003"); success iff "0". */
+  resultCode: string;
   resultDesc: string;
   receipt?: string;
   amount?: number;
@@ -171,10 +177,13 @@ export function parseStkCallback(json: unknown): ParsedStkCallback | undefined {
   const { CheckoutRequestID, MerchantRequestID, ResultCode, ResultDesc } = cb;
   if (typeof CheckoutRequestID !== "string" || !/^[A-Za-z0-9_-]{1,64}$/.test(CheckoutRequestID)) return undefined;
   if (typeof MerchantRequestID !== "string" || MerchantRequestID.length > 64) return undefined;
-  const code = typeof ResultCode === "number" ? ResultCode : typeof ResultCode === "string" && /^\d+$/.test(ResultCode) ? Number(ResultCode) : NaN;
-  if (!Number.isInteger(code) || typeof ResultDesc !== "string") return undefined;
+  // A number, or a string that is not always digits (the portal lists "SFC_IC0003": the number does not exist).
+  const code = typeof ResultCode === "number" && Number.isInteger(ResultCode) ? String(ResultCode)
+    : typeof ResultCode === "string" && /^[A-Za-z0-9_.-]{1,32}$/.test(ResultCode.trim()) ? ResultCode.trim()
+    : undefined;
+  if (code === undefined || typeof ResultDesc !== "string") return undefined;
   const base = { checkoutRequestId: CheckoutRequestID, merchantRequestId: MerchantRequestID, resultCode: code, resultDesc: ResultDesc.slice(0, 300) };
-  if (code !== 0) return base;
+  if (!isSuccessCode(code)) return base;
   const items = (cb.CallbackMetadata as { Item?: unknown })?.Item;
   if (!Array.isArray(items)) return undefined;
   const byName = new Map<string, unknown>();
@@ -182,7 +191,9 @@ export function parseStkCallback(json: unknown): ParsedStkCallback | undefined {
     if (!item || typeof item !== "object" || typeof (item as { Name?: unknown }).Name !== "string") return undefined;
     byName.set((item as { Name: string }).Name, (item as { Value?: unknown }).Value);
   }
-  const amount = byName.get("Amount");
+  // A decimal (1.00), and in one report a string ("1.00").
+  const rawAmount = byName.get("Amount");
+  const amount = typeof rawAmount === "string" && /^\d{1,9}(\.\d{1,2})?$/.test(rawAmount.trim()) ? Number(rawAmount) : rawAmount;
   const receipt = byName.get("MpesaReceiptNumber");
   const phone = byName.get("PhoneNumber");
   if (typeof amount !== "number" || !(amount > 0)) return undefined;

@@ -273,7 +273,8 @@ export interface StkOutcome {
   source: "callback" | "query" | "c2b";
   checkoutRequestId?: string;
   merchantRequestId?: string;
-  resultCode: number;
+  /** Digits or not ("SFC_IC0003"); success iff "0" (a number 0 from our own C2B path). */
+  resultCode: string | number;
   resultDesc: string;
   /** Success callbacks only (queries carry none). */
   receipt?: string;
@@ -302,7 +303,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
       // The callback overtook the push's own answer.
       await tx.query("UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3 WHERE tip_id = $1", [tipId, o.checkoutRequestId, o.merchantRequestId ?? null]);
     }
-    if (o.resultCode === 0) {
+    if (String(o.resultCode).trim() === "0") {
       if (tip.credit_key) {
         // Already decided. A receipt learned only now (success came first by query) is recorded.
         if (o.receipt && !tip.mpesa_receipt) {
@@ -347,7 +348,7 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
       return toSuspense ? "held" : "credited";
     }
     if (tip.status !== "pending") return "duplicate";
-    const code = String(o.resultCode);
+    const code = String(o.resultCode).trim().slice(0, 32);
     if (!o.checkoutRequestId) return "duplicate";
     const { rows: failed } = await tx.query<TipRow>(
       `UPDATE payment.tips SET status = 'failed', result_code = $2, result_message = $3, completed_at = now()
@@ -535,7 +536,8 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
             source: "query",
             checkoutRequestId: tip.checkout_request_id,
             merchantRequestId: q.MerchantRequestID,
-            resultCode: Number(q.ResultCode),
+            // A string in the query's answer ("0", "1032"); never a number to parse.
+            resultCode: String(q.ResultCode ?? "").trim(),
             resultDesc: q.ResultDesc,
           });
           settled = r !== "unknown";

@@ -29,11 +29,11 @@ describe("callback checks", () => {
   test("an STK callback in Daraja's shape is read, Balance without a value included", () => {
     const cb = parseStkCallback(success(goodItems));
     assert.deepEqual(cb, {
-      checkoutRequestId: "ws_CO_191220191020363925", merchantRequestId: "29115-34620561-1", resultCode: 0, resultDesc: "ok",
+      checkoutRequestId: "ws_CO_191220191020363925", merchantRequestId: "29115-34620561-1", resultCode: "0", resultDesc: "ok",
       receipt: "NLJ7RT61SV", amount: 1, phone: "254708374149",
     });
     const failed = parseStkCallback({ Body: { stkCallback: { MerchantRequestID: "m", CheckoutRequestID: "ws_CO_1", ResultCode: 1032, ResultDesc: "Request cancelled by user" } } });
-    assert.equal(failed?.resultCode, 1032);
+    assert.equal(failed?.resultCode, "1032");
     assert.equal(failed?.receipt, undefined);
   });
 
@@ -41,7 +41,7 @@ describe("callback checks", () => {
     assert.equal(parseStkCallback({}), undefined);
     assert.equal(parseStkCallback({ Body: { stkCallback: { CheckoutRequestID: "ws_CO_1", MerchantRequestID: "m", ResultCode: 0, ResultDesc: "ok" } } }), undefined, "success without metadata");
     assert.equal(parseStkCallback(success(goodItems.filter((i) => i.Name !== "MpesaReceiptNumber"))), undefined);
-    assert.equal(parseStkCallback(success(goodItems.map((i) => (i.Name === "Amount" ? { Name: "Amount", Value: "1" } : i)))), undefined);
+    assert.equal(parseStkCallback(success(goodItems.map((i) => (i.Name === "Amount" ? { Name: "Amount", Value: "one shilling" } : i)))), undefined);
     assert.equal(parseStkCallback(success(goodItems.map((i) => (i.Name === "PhoneNumber" ? { Name: "PhoneNumber", Value: 712345678 } : i)))), undefined);
     assert.equal(parseStkCallback({ Body: { stkCallback: { CheckoutRequestID: "ws_CO_1; DROP", MerchantRequestID: "m", ResultCode: 1, ResultDesc: "x" } } }), undefined);
   });
@@ -52,5 +52,45 @@ describe("callback checks", () => {
     assert.equal(r?.parameters.get("TransactionAmount"), 10);
     assert.equal(r?.resultCode, "0");
     assert.equal(parseResult({ Result: { ResultCode: 0 } }), undefined);
+  });
+});
+
+describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
+  const callback = (ResultCode: unknown, items?: unknown[]) => ({
+    Body: { stkCallback: { MerchantRequestID: "29115-34620561-1", CheckoutRequestID: "ws_CO_191220191020363925", ResultCode, ResultDesc: "The operator does not exist", ...(items ? { CallbackMetadata: { Item: items } } : {}) } },
+  });
+
+  test("item 11: a non-numeric ResultCode (SFC_IC0003) is a failure with its own words, not a malformed callback", async () => {
+    const cb = parseStkCallback(callback("SFC_IC0003"));
+    assert.equal(cb?.resultCode, "SFC_IC0003");
+    const { resultMessage } = await import("../src/messages.js");
+    assert.match(resultMessage("SFC_IC0003"), /does not exist/);
+    assert.match(resultMessage("17"), /2 minutes/);
+    assert.equal(parseStkCallback(callback("1032"))?.resultCode, "1032");
+    assert.equal(parseStkCallback(callback("0 OR 1=1")), undefined, "still strict about what a code may look like");
+  });
+
+  test("item 11: Amount may arrive as a string", () => {
+    const items = [{ Name: "Amount", Value: "150.00" }, { Name: "MpesaReceiptNumber", Value: "NLJ7RT61SV" }, { Name: "TransactionDate", Value: 20191219102115 }, { Name: "PhoneNumber", Value: 254708374149 }];
+    const cb = parseStkCallback(callback(0, items));
+    assert.equal(cb?.amount, 150);
+    assert.equal(cb?.receipt, "NLJ7RT61SV");
+  });
+
+  test("item 11: the B2C request spells its optional field Occassion", async () => {
+    const { DarajaClient } = await import("../src/daraja/client.js");
+    const bodies: Record<string, unknown>[] = [];
+    const client = new DarajaClient({
+      baseUrl: "https://daraja.invalid", consumerKey: "k", consumerSecret: "s", shortcode: "600100", passkey: "p",
+      initiatorName: "api", initiatorPassword: "pw", certificatePem: (await import("../src/index.js")).SIMULATOR_CERTIFICATE_PEM,
+      fetch: (async (url: string, init?: RequestInit) => {
+        if (String(url).includes("oauth")) return new Response(JSON.stringify({ access_token: "t", expires_in: "3599" }), { status: 200 });
+        bodies.push(JSON.parse(String(init?.body)));
+        return new Response(JSON.stringify({ ConversationID: "AG_1", OriginatorConversationID: "o1", ResponseCode: "0", ResponseDescription: "Accept the service request successfully." }), { status: 200 });
+      }) as typeof fetch,
+    } as never);
+    await client.b2c({ originatorConversationId: "o1", phone: "254708374149", amount: 95, remarks: "tips", occasion: "auto payout", resultUrl: "https://x/r", queueTimeoutUrl: "https://x/t" });
+    assert.equal(bodies[0].Occassion, "auto payout");
+    assert.equal("Occasion" in bodies[0], false);
   });
 });

@@ -230,6 +230,7 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     await h.stripe.closeDispute(du, "lost");
     await until(tip.tipId, "dispute lost", (t) => t.cardState === CardTipState.DISPUTE_LOST);
     assert.equal(await h.ledgerBalance(worker), -115000n, "the worker owes what was withdrawn");
+    assert.equal(await h.balance(worker), 0n, "nothing available; the debt shows in the ledger balance");
     // Nothing else may deepen it: a withdrawal is refused.
     await assert.rejects(h.withdraw(worker, 100n));
     // The next tip pays the debt back first.

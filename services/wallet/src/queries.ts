@@ -23,7 +23,8 @@ export function toBalance(a: AccountRow): Balance {
     accountId: a.account_id,
     ledger: money(a.balance_minor, currency),
     held: money(a.held_minor, currency),
-    available: money(a.balance_minor - a.held_minor, currency),
+    // Never below zero (the contract): a debt from a lost chargeback shows in `ledger`.
+    available: money(a.balance_minor - a.held_minor > 0n ? a.balance_minor - a.held_minor : 0n, currency),
   });
 }
 

@@ -259,7 +259,8 @@ export class DarajaClient {
       Remarks: req.remarks.slice(0, 100),
       QueueTimeOutURL: req.queueTimeoutUrl,
       ResultURL: req.resultUrl,
-      Occasion: (req.occasion ?? "").slice(0, 100),
+      // Spelled so in the B2C request (Transaction Status spells it Occasion).
+      Occassion: (req.occasion ?? "").slice(0, 100),
     }, { retries: 0 });
     return expectAccepted<B2cResponse>(body, ["ConversationID"], "B2C");
   }

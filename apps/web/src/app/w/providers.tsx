@@ -1,0 +1,53 @@
+"use client";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { TransportProvider } from "@connectrpc/connect-query";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { QueryClient, QueryClientProvider } from "@tanstack/react-query";
+import { useState, type ReactNode } from "react";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { clearSession, loadSession, saveSession } from "../../lib/session";
+
+/** Adds the access token; when it is refused, rotates the refresh token once and retries. */
+function authInterceptor(baseUrl: string): Interceptor {
+  let refreshing: Promise<boolean> | undefined;
+  const refresh = () =>
+    (refreshing ??= (async () => {
+      const s = loadSession();
+      if (!s) return false;
+      try {
+        const { tokens } = await createClient(AuthService, createConnectTransport({ baseUrl })).refreshSession({ refreshToken: s.refreshToken });
+        if (!tokens) return false;
+        saveSession(tokens);
+        return true;
+      } catch {
+        clearSession();
+        return false;
+      }
+    })().finally(() => (refreshing = undefined)));
+  return (next) => async (req) => {
+    const s = loadSession();
+    if (s) req.header.set("authorization", `Bearer ${s.accessToken}`);
+    try {
+      return await next(req);
+    } catch (err) {
+      if (s && ConnectError.from(err).code === Code.Unauthenticated && req.stream === false && (await refresh())) {
+        req.header.set("authorization", `Bearer ${loadSession()!.accessToken}`);
+        return next(req);
+      }
+      throw err;
+    }
+  };
+}
+
+export function Providers({ children }: { children: ReactNode }) {
+  const [client] = useState(() => new QueryClient({ defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: true } } }));
+  const [transport] = useState(() => {
+    const baseUrl = window.location.origin;
+    return createConnectTransport({ baseUrl, interceptors: [authInterceptor(baseUrl)] });
+  });
+  return (
+    <TransportProvider transport={transport}>
+      <QueryClientProvider client={client}>{children}</QueryClientProvider>
+    </TransportProvider>
+  );
+}

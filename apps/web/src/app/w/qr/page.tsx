@@ -1,0 +1,65 @@
+"use client";
+import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
+import { createClient } from "@connectrpc/connect";
+import { useState } from "react";
+import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { plainError } from "../../../lib/errors";
+import { loadSession } from "../../../lib/session";
+import { WorkerNav } from "../nav";
+
+const FORMATS: [ImageFormat, string, string][] = [
+  [ImageFormat.PNG, "PNG", "png"],
+  [ImageFormat.SVG, "SVG", "svg"],
+  [ImageFormat.PDF, "Table card (PDF)", "pdf"],
+];
+
+/** My QR: preview, downloads, a new code, rotate and revoke. */
+export default function MyQr() {
+  const transport = useTransport();
+  const [session] = useState(() => loadSession());
+  const [error, setError] = useState("");
+  const codes = useQuery(QrService.method.listQrCodes, { ownerKind: OwnerKind.WORKER, ownerId: session?.userId ?? "" }, { enabled: !!session });
+  const create = useMutation(QrService.method.createQrCode);
+  const rotate = useMutation(QrService.method.rotateQrCode);
+  const revoke = useMutation(QrService.method.revokeQrCode);
+  const run = async (f: () => Promise<unknown>) => {
+    setError("");
+    try {
+      await f();
+      await codes.refetch();
+    } catch (err) {
+      setError(plainError(err));
+    }
+  };
+  const save = (id: string, format: ImageFormat, ext: string) =>
+    run(async () => {
+      const res = await createClient(QrService, transport).renderQrCode({ qrCodeId: id, format, caption: true });
+      const url = URL.createObjectURL(new Blob([res.content as BlobPart], { type: res.contentType }));
+      const a = Object.assign(document.createElement("a"), { href: url, download: `ttip-qr.${ext}` });
+      a.click();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    });
+  const active = (codes.data?.qrCodes ?? []).filter((c) => c.status === QrCodeStatus.ACTIVE);
+  return (
+    <>
+      <WorkerNav />
+      <h1>My QR code</h1>
+      {error ? <p className="error" role="alert">{error}</p> : null}
+      {active.map((c) => (
+        <section key={c.qrCodeId} className="notice">
+          <p>Code <strong>{c.shortCode}</strong></p>
+          <p><a href={c.url}>Open my tip page</a></p>
+          {FORMATS.map(([format, label, ext]) => (
+            <button key={ext} type="button" className="secondary" onClick={() => save(c.qrCodeId, format, ext)}>Download {label}</button>
+          ))}
+          <button type="button" className="secondary" onClick={() => run(() => rotate.mutateAsync({ qrCodeId: c.qrCodeId, idempotencyKey: crypto.randomUUID() }))}>Replace with a new code</button>
+          <button type="button" className="secondary" onClick={() => run(() => revoke.mutateAsync({ qrCodeId: c.qrCodeId, reason: "revoked by the worker" }))}>Switch this code off</button>
+        </section>
+      ))}
+      {active.length === 0 && session ? (
+        <button type="button" onClick={() => run(() => create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, idempotencyKey: crypto.randomUUID() }))}>Make my QR code</button>
+      ) : null}
+    </>
+  );
+}

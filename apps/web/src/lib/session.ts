@@ -1,0 +1,31 @@
+// The worker's session in this browser: the token pair from auth, kept in
+// local storage so a reload stays signed in; refreshed (rotated) when the
+// access token is refused.
+export interface Session {
+  accessToken: string;
+  refreshToken: string;
+  userId: string;
+}
+
+const KEY = "ttip_session";
+
+export function loadSession(): Session | undefined {
+  if (typeof window === "undefined") return undefined;
+  try {
+    const s = JSON.parse(window.localStorage.getItem(KEY) ?? "null") as Session | null;
+    return s?.accessToken ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function saveSession(tokens: { accessToken: string; refreshToken: string }): Session {
+  const userId = JSON.parse(atob(tokens.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub as string;
+  const s = { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, userId };
+  window.localStorage.setItem(KEY, JSON.stringify(s));
+  return s;
+}
+
+export function clearSession(): void {
+  window.localStorage.removeItem(KEY);
+}
