@@ -31,6 +31,8 @@ export interface BoundaryPlatform {
   sms: SmsSimulator;
   daraja: DarajaSimulator;
   payment: PaymentConfig;
+  /** The SMS, e-mail and push providers notification delivers through. */
+  providers: ProviderSimulator;
   logs: ReturnType<typeof captureLogger>;
   /** A Connect (HTTP/1.1) client through the gateway, as the holder of `token`. */
   api<S extends DescService>(service: S, token?: string, headers?: Record<string, string>): Client<S>;
@@ -142,6 +144,7 @@ export async function startBoundaryPlatform(options: BoundaryOptions = {}): Prom
     sms,
     daraja,
     payment,
+    providers,
     logs,
     api,
     signUp,
