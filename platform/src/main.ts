@@ -116,6 +116,7 @@ async function main() {
       corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
       trustedProxies: cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [],
       adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
+      partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
