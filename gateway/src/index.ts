@@ -1,12 +1,13 @@
 import type http from "node:http";
 import type { DescService } from "@bufbuild/protobuf";
-import { createClient, createContextValues } from "@connectrpc/connect";
+import { createClient, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
-import { clientAddress, networkList, revocationChecker, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import { clientAddress, networkList, revocationChecker, signingInterceptor, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
 import { authInterceptor, principalKey, type JwtOptions, type Principal as GatewayPrincipal } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
+import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from "./partner.js";
 import { policyInterceptor, type Rule } from "./policy.js";
 import { clientAddressKey, rateLimitInterceptor } from "./rate-limit.js";
 
@@ -19,7 +20,17 @@ export {
   type JwtOptions,
   type Principal,
 } from "./auth.js";
-export { DEFAULT_RULES, policyInterceptor, ruleFor, type PolicyOptions, type Rule } from "./policy.js";
+export {
+  authPartnerVerifier,
+  PARTNER_HEADERS,
+  partnerInterceptor,
+  partnerKey,
+  type PartnerOptions,
+  type PartnerVerifier,
+  type SignedCall,
+  type VerifiedPartner,
+} from "./partner.js";
+export { DEFAULT_RULES, PARTNER_SCOPES, policyInterceptor, ruleFor, type PolicyOptions, type Rule } from "./policy.js";
 
 export interface Backend {
   service: DescService;
@@ -41,6 +52,11 @@ export interface GatewayOptions {
   adminNetworks?: string[];
   /** Per-RPC access rules over the defaults (see policy.ts). */
   rules?: Record<string, Rule>;
+  /**
+   * Partner calls signed with an API key: auth's gRPC address (its internal
+   * service checks HMAC and replay) or a verifier of one's own. Omitted: signed calls are refused.
+   */
+  partners?: { authUrl?: string; verify?: PartnerVerifier; maxSkewSeconds?: number; rateLimit?: { points: number; durationSeconds: number } };
   /**
    * Proxies (CIDRs) whose X-Forwarded-For entries are believed: the client is
    * the right-most address not in this list. Empty or omitted: the socket's peer.
@@ -74,20 +90,36 @@ function callerKind(principal: GatewayPrincipal | undefined): string {
   return principal.roles.length ? [...principal.roles].sort().join("+") : "signed_in";
 }
 
+function partnerOptions(options: GatewayOptions, transportFor: (url: string, interceptors?: Interceptor[]) => import("@connectrpc/connect").Transport) {
+  const p = options.partners;
+  if (!p) return undefined;
+  // Auth's internal service believes only calls signed with the internal key.
+  const verify = p.verify ?? (p.authUrl ? authPartnerVerifier(transportFor(p.authUrl, [signingInterceptor()])) : undefined);
+  if (!verify) throw new Error("partners: give authUrl or verify");
+  return { verify, maxSkewSeconds: p.maxSkewSeconds };
+}
+
 /** Connect, gRPC-web and gRPC on one port, forwarding every public RPC over gRPC. */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
   const sessions = new Map<string, Http2SessionManager>();
-  const transportFor = (url: string) => {
+  const transportFor = (url: string, interceptors?: Interceptor[]) => {
     let manager = sessions.get(url);
     if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
-    return createGrpcTransport({ baseUrl: url, sessionManager: manager });
+    return createGrpcTransport({ baseUrl: url, sessionManager: manager, interceptors });
   };
   const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
+  const partners = partnerOptions(options, transportFor);
   const owners = new Map(options.backends.map((b) => [b.service.typeName, b.url]));
   const limiter = options.cache.rateLimiter({
     keyPrefix: "gateway",
     points: options.rateLimit.points,
     durationSeconds: options.rateLimit.durationSeconds,
+  });
+  const partnerBudget = options.partners?.rateLimit ?? options.rateLimit;
+  const partnerLimiter = options.cache.rateLimiter({
+    keyPrefix: "gateway-partner",
+    points: partnerBudget.points,
+    durationSeconds: partnerBudget.durationSeconds,
   });
 
   const server = await startServer({
@@ -101,7 +133,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     validate: false,
     interceptors: [
       authInterceptor(options.jwt, revocationChecker(options.cache)),
-      rateLimitInterceptor(limiter),
+      partnerInterceptor(partners),
+      rateLimitInterceptor(limiter, partnerLimiter),
       policyInterceptor({ adminNetworks: options.adminNetworks, rules: options.rules }),
     ],
     routes: (router) => {

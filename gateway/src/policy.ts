@@ -2,6 +2,7 @@ import type { BlockList } from "node:net";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { inNetworks, networkList, type Role } from "@ttip/runtime";
 import { principalKey } from "./auth.js";
+import { partnerKey } from "./partner.js";
 import { clientAddressKey } from "./rate-limit.js";
 
 /**
@@ -35,11 +36,30 @@ export const DEFAULT_RULES: Record<string, Rule> = {
   "ttip.venue.v1.VenueService": { access: "signed_in", roles: ["worker", "venue_manager", "admin"] },
 };
 
+/**
+ * The scope a partner key needs for each RPC it may call, by
+ * "package.Service/Method". An RPC not listed is closed to partner keys,
+ * whatever scopes they hold. Never an …AdminService or …InternalService method.
+ */
+export const PARTNER_SCOPES: Record<string, string> = {
+  "ttip.payment.v1.PaymentService/CreateTip": "tips:create",
+  "ttip.payment.v1.PaymentService/GetTip": "tips:read",
+  "ttip.qr.v1.QrService/CreateQrCode": "qr:write",
+  "ttip.qr.v1.QrService/RotateQrCode": "qr:write",
+  "ttip.qr.v1.QrService/RevokeQrCode": "qr:write",
+  "ttip.qr.v1.QrService/GetQrCode": "qr:read",
+  "ttip.qr.v1.QrService/ListQrCodes": "qr:read",
+  "ttip.qr.v1.QrService/RenderQrCode": "qr:read",
+  "ttip.wallet.v1.WalletService/QuoteFees": "fees:read",
+};
+
 export interface PolicyOptions {
   /** CIDRs admin calls may come from, e.g. ["10.8.0.0/16"]. Default: loopback only. */
   adminNetworks?: string[];
   /** Extra or overriding rules (merged over DEFAULT_RULES). */
   rules?: Record<string, Rule>;
+  /** Partner scopes per RPC (default PARTNER_SCOPES). */
+  partnerScopes?: Record<string, string>;
 }
 
 /**
@@ -66,7 +86,20 @@ export { inNetworks };
 export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
   const rules = { ...DEFAULT_RULES, ...options.rules };
   const admins = adminNetworkList(options.adminNetworks ?? ["127.0.0.0/8", "::1/128"]);
+  const scopes = options.partnerScopes ?? PARTNER_SCOPES;
+  for (const rpc of Object.keys(scopes)) {
+    if (/(Admin|Internal)Service\//.test(rpc)) throw new Error(`partner scope declared for ${rpc}: admin and internal RPCs are never open to partners`);
+  }
   return (next) => async (req) => {
+    const partner = req.contextValues.get(partnerKey);
+    if (partner) {
+      // A signed call is held to its key's scopes, and to nothing else.
+      const rpc = `${req.service.typeName}/${req.method.name}`;
+      const scope = scopes[rpc];
+      if (!scope) throw new ConnectError(`${rpc} is not open to partner keys`, Code.PermissionDenied);
+      if (!partner.scopes.includes(scope)) throw new ConnectError(`missing scope: ${rpc} needs the scope ${scope}, which this key does not have`, Code.PermissionDenied);
+      return next(req);
+    }
     const rule = ruleFor(rules, req.service.typeName, req.method.name);
     if (!rule) throw new ConnectError(`${req.service.typeName} is not served here`, Code.PermissionDenied);
     if (rule.access === "anonymous") return next(req);

@@ -23,7 +23,7 @@ import {
   startService,
 } from "@ttip/runtime";
 import { startGateway } from "@ttip/gateway";
-import { startDarajaSimulator } from "@ttip/payment";
+import { startDarajaSimulator } from "@ttip/payment/testing";
 import { runEmbedded } from "./embedded.js";
 import { modules, publicServices } from "./modules.js";
 
@@ -116,6 +116,7 @@ async function main() {
       corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
       trustedProxies: cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [],
       adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
+      partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,

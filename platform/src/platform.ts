@@ -45,6 +45,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       cache: ctx.cache,
       backends: services.flatMap((s, i) => publicServices(modules[i]).map((service) => ({ service, url: s.server.url }))),
       jwt: { jwksUrl: `${urls.get("auth")}/.well-known/jwks.json`, issuer: "ttip-auth", audience: "ttip" },
+      partners: urls.has("auth") ? { authUrl: urls.get("auth") } : undefined,
     });
     return {
       gateway,

@@ -144,6 +144,26 @@ describe("bad input through the gateway", () => {
     assert.equal((await codeOf(p.api(PaymentService, other.accessToken).listTips({}))).code, Code.Unauthenticated);
   });
 
+  test("item 10: the customer's e-mail given with a tip gets the receipt by e-mail (and the number that paid by SMS)", async () => {
+    const email = `customer-${randomUUID().slice(0, 8)}@example.com`;
+    const { tip } = await p.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "qrCode", value: shortCode },
+      amount: { amountMinor: 15_000n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: "254711115678" },
+      customerEmail: email,
+    });
+    const deadline = Date.now() + 15_000;
+    let mail: (typeof p.providers.sent)[number] | undefined;
+    while (!mail && Date.now() < deadline) {
+      mail = p.providers.sent.find((m) => m.provider === "sendgrid" && m.to === email);
+      if (!mail) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(mail, `no e-mail receipt for tip ${tip!.tipId}`);
+    assert.match(mail.body, /KES 150/);
+    assert.match(mail.body, /Akinyi/);
+  });
+
   test("item 2: a 10 MB body is refused unread with RESOURCE_EXHAUSTED, at the gateway and at a service's port; a webhook gets 413", async () => {
     const big = JSON.stringify({ idempotencyKey: randomUUID(), message: "x".repeat(10 * 1024 * 1024) });
     for (const base of [p.platform.gatewayUrl, p.platform.urls.get("payment")!]) {

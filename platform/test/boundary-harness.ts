@@ -6,9 +6,12 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { analytics } from "@ttip/analytics";
-import { createAuth, startSmsSimulator, type SmsSimulator } from "@ttip/auth";
-import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
-import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "@ttip/payment";
+import { createAuth } from "@ttip/auth";
+import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
+import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
+import { ProviderSimulator } from "@ttip/notification/testing";
+import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
+import { SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { qr } from "@ttip/qr";
@@ -28,6 +31,8 @@ export interface BoundaryPlatform {
   sms: SmsSimulator;
   daraja: DarajaSimulator;
   payment: PaymentConfig;
+  /** The SMS, e-mail and push providers notification delivers through. */
+  providers: ProviderSimulator;
   logs: ReturnType<typeof captureLogger>;
   /** A Connect (HTTP/1.1) client through the gateway, as the holder of `token`. */
   api<S extends DescService>(service: S, token?: string, headers?: Record<string, string>): Client<S>;
@@ -139,6 +144,7 @@ export async function startBoundaryPlatform(options: BoundaryOptions = {}): Prom
     sms,
     daraja,
     payment,
+    providers,
     logs,
     api,
     signUp,

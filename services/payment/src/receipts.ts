@@ -20,15 +20,16 @@ function sentBefore(err: unknown): void {
 }
 
 /**
- * Sends owed receipts by SMS to the number that paid, oldest first (or only
+ * Sends owed receipts by SMS to the number that paid and by e-mail to the address the
+ * customer gave (if any), oldest first (or only
  * `tipId`'s). The notification service dedupes on the key, so a send repeated
  * after a crash or by two replicas is one SMS. Failures stay owed and are
  * retried by the next reconciliation pass.
  */
 export async function sendReceipts(deps: Deps, limit: number, tipId?: string): Promise<number> {
   const { pool, peers, logger } = deps.ctx;
-  const { rows } = await pool.query<{ tip_id: string; phone: string; charged_minor: bigint; credit_key: string; mpesa_receipt: string | null; worker_id: string | null; venue_id: string }>(
-    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id
+  const { rows } = await pool.query<{ tip_id: string; phone: string; charged_minor: bigint; credit_key: string; mpesa_receipt: string | null; worker_id: string | null; venue_id: string; customer_email: string | null }>(
+    `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id, t.customer_email
        FROM payment.receipts r JOIN payment.tips t USING (tip_id)
       WHERE r.sent_at IS NULL AND ($2::uuid IS NULL OR r.tip_id = $2)
       ORDER BY r.created_at LIMIT $1`,
@@ -45,13 +46,26 @@ export async function sendReceipts(deps: Deps, limit: number, tipId?: string): P
       const worker = await qr
         .getProfile(owner, { timeoutMs: 2_000 })
         .then((p) => (p.profile?.displayName ? (r.worker_id ? p.profile.displayName : `the team at ${p.profile.displayName}`) : fallback), () => fallback);
-      await notification.sendNotification({
-        idempotencyKey: `receipt:${r.tip_id}`,
-        recipient: { case: "phone", value: r.phone },
-        templateKey: TemplateKey.RECEIPT,
-        variables: { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key },
-        channels: [Channel.SMS],
-      }, { timeoutMs: 5_000 }).catch(sentBefore);
+      const variables = { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key };
+      // By SMS to the number that paid (a card tip has none), and by e-mail when the customer gave an address for it.
+      if (r.phone) {
+        await notification.sendNotification({
+          idempotencyKey: `receipt:${r.tip_id}`,
+          recipient: { case: "phone", value: r.phone },
+          templateKey: TemplateKey.RECEIPT,
+          variables,
+          channels: [Channel.SMS],
+        }, { timeoutMs: 5_000 }).catch(sentBefore);
+      }
+      if (r.customer_email) {
+        await notification.sendNotification({
+          idempotencyKey: `receipt-email:${r.tip_id}`,
+          recipient: { case: "email", value: r.customer_email },
+          templateKey: TemplateKey.RECEIPT,
+          variables,
+          channels: [Channel.EMAIL],
+        }, { timeoutMs: 5_000 }).catch(sentBefore);
+      }
       await pool.query("UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = $1", [r.tip_id]);
       sent++;
     } catch (err) {

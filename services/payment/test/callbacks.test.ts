@@ -93,4 +93,28 @@ describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
     assert.equal(bodies[0].Occassion, "auto payout");
     assert.equal("Occasion" in bodies[0], false);
   });
+
+  test("item 11: spike arrest (500.003.02) and quota (500.003.03) make the client back off: nothing is sent until the pause is over", async () => {
+    const { DarajaClient, DarajaError } = await import("../src/daraja/client.js");
+    let sent = 0;
+    let throttle = true;
+    const client = new DarajaClient({
+      baseUrl: "https://daraja.invalid", consumerKey: "k", consumerSecret: "s", shortcode: "600100", passkey: "p",
+      initiatorName: "api", initiatorPassword: "pw", certificatePem: (await import("../src/index.js")).SIMULATOR_CERTIFICATE_PEM,
+      fetch: (async (url: string) => {
+        if (String(url).includes("oauth")) return new Response(JSON.stringify({ access_token: "t", expires_in: "3599" }), { status: 200 });
+        sent++;
+        if (throttle) return new Response(JSON.stringify({ requestId: "r", errorCode: "500.003.02", errorMessage: "Spike arrest violation" }), { status: 500 });
+        return new Response(JSON.stringify({ ConversationID: "AG_1", OriginatorConversationID: "o1", ResponseCode: "0", ResponseDescription: "ok" }), { status: 200 });
+      }) as typeof fetch,
+    } as never);
+    const b2c = () => client.b2c({ originatorConversationId: "o1", phone: "254708374149", amount: 95, remarks: "tips", resultUrl: "https://x/r", queueTimeoutUrl: "https://x/t" });
+    await assert.rejects(b2c(), (e: Error) => e instanceof DarajaError && e.kind === "unavailable");
+    throttle = false;
+    await assert.rejects(b2c(), (e: Error) => e instanceof DarajaError && e.kind === "unavailable" && /fewer requests/.test(e.message));
+    assert.equal(sent, 1, "nothing sent during the pause");
+    await new Promise((r) => setTimeout(r, 1_050));
+    await b2c();
+    assert.equal(sent, 2);
+  });
 });

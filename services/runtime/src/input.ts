@@ -72,6 +72,12 @@ function envelopes(body: Uint8Array, encoding: string | null, max: number): Uint
 }
 
 /**
+ * The request body exactly as the caller sent it (unary and server-streaming
+ * POSTs), for checks over the raw bytes such as a partner's signed body hash.
+ */
+export const rawRequestBodyKey = createContextKey<Uint8Array | undefined>(undefined, { description: "raw request body" });
+
+/**
  * Reads a unary or server-streaming request body once, up to `readMaxBytes`,
  * and checks that a binary body parses as the method's input. A body that is
  * too large or does not parse is replaced by an empty message and noted in the
@@ -101,6 +107,7 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
       if (err instanceof TooLarge) return refuse(Code.ResourceExhausted, tooLarge);
       throw err;
     }
+    req.contextValues?.set(rawRequestBodyKey, body);
     if (BINARY.test(type)) {
       try {
         const messages = enveloped

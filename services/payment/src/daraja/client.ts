@@ -151,11 +151,17 @@ export function securityCredential(initiatorPassword: string, certificatePem: st
 
 const INVALID_TOKEN = new Set(["404.001.03", "404.001.01"]);
 const STILL_PROCESSING = "500.001.1001";
+/** Spike arrest (too many requests a second) and quota violation: Daraja ran nothing and wants us slower. */
+const SLOW_DOWN = new Set(["500.003.02", "500.003.03"]);
+const MAX_BACKOFF_MS = 60_000;
 
 export class DarajaClient {
   private token: { value: string; refreshAt: number; expiresAt: number } | undefined;
   private tokenRequest: Promise<string> | undefined;
   private readonly timeoutMs: number;
+  /** Backoff after Daraja's spike arrest or quota errors: no call before backoffUntil. */
+  private backoffMs = 0;
+  private backoffUntil = 0;
   private readonly fetch: typeof fetch;
 
   constructor(private readonly config: DarajaConfig) {
@@ -317,11 +323,24 @@ export class DarajaClient {
   private async call(path: string, payload: unknown, opts: { retries: number }): Promise<Record<string, unknown>> {
     let refreshedToken = false;
     for (let attempt = 0; ; attempt++) {
+      // While Daraja asks us to slow down, nothing is sent: the caller hears "unavailable" (nothing ran).
+      const wait = this.backoffUntil - Date.now();
+      if (wait > 0) {
+        throw new DarajaError("unavailable", `Daraja asked for fewer requests; not calling for another ${Math.ceil(wait / 1000)} s`, { path });
+      }
       const token = await this.accessToken();
       try {
-        return await this.send("POST", path, payload, `Bearer ${token}`);
+        const body = await this.send("POST", path, payload, `Bearer ${token}`);
+        this.backoffMs = 0;
+        return body;
       } catch (err) {
         if (!(err instanceof DarajaError)) throw err;
+        if (SLOW_DOWN.has(err.details.errorCode ?? "")) {
+          // Doubling pauses, shared by every call of this client, from 1 s up to a minute.
+          this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(1_000, this.backoffMs * 2));
+          this.backoffUntil = Date.now() + this.backoffMs;
+          throw new DarajaError("unavailable", err.message, err.details);
+        }
         if (err.kind === "rejected" && (err.details.httpStatus === 401 || INVALID_TOKEN.has(err.details.errorCode ?? "")) && !refreshedToken) {
           refreshedToken = true;
           this.token = undefined;

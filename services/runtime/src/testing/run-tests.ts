@@ -41,7 +41,10 @@ try {
   const child = spawn(
     process.execPath,
     [
-      "--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=120000",
+      // Node applies the timeout to each file as a whole too: the chart's cluster test
+      // (a Kubernetes control plane, install, upgrade, rollback) takes about 3 minutes
+      // on two busy cores; a hung test still fails within 6.
+      "--import", "tsx", "--test", "--test-concurrency=2", "--test-timeout=360000",
       "--test-reporter=spec", "--test-reporter-destination=stdout",
       "--test-reporter=tap", `--test-reporter-destination=${tapFile}`,
       ...files,

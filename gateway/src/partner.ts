@@ -1,0 +1,115 @@
+import { createHash } from "node:crypto";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, createContextKey, type Interceptor, type Transport } from "@connectrpc/connect";
+import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { rawRequestBodyKey } from "@ttip/runtime";
+import { principalKey } from "./auth.js";
+
+/**
+ * The headers of a partner's signed call. The signature is hex HMAC-SHA256,
+ * under the key's secret, of auth's string to sign:
+ * METHOD \n path (with query) \n unix seconds \n hex SHA-256 of the raw body.
+ */
+export const PARTNER_HEADERS = Object.freeze({
+  keyId: "x-ttip-key-id",
+  timestamp: "x-ttip-timestamp",
+  signature: "x-ttip-signature",
+});
+
+/** A partner key whose signature auth verified for this call. */
+export interface VerifiedPartner {
+  keyId: string;
+  partnerName: string;
+  scopes: string[];
+}
+
+export const partnerKey = createContextKey<VerifiedPartner | undefined>(undefined, { description: "verified partner key" });
+
+export interface SignedCall {
+  keyId: string;
+  method: string;
+  path: string;
+  unixSeconds: number;
+  bodySha256: Uint8Array;
+  signature: string;
+}
+
+/** Checks a signed call (HMAC, replay); throws UNAUTHENTICATED saying why when it does not verify. */
+export type PartnerVerifier = (call: SignedCall) => Promise<{ partnerName: string; scopes: string[] }>;
+
+export interface PartnerOptions {
+  verify: PartnerVerifier;
+  /** How far a timestamp may be from the gateway's clock, either way (default 300 s, auth's window). */
+  maxSkewSeconds?: number;
+  now?: () => number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const refused = (why: string) => new ConnectError(`partner signature refused: ${why}`, Code.Unauthenticated);
+
+/** Asks auth, over its internal service, whether a signed call is genuine and fresh. */
+export function authPartnerVerifier(transport: Transport): PartnerVerifier {
+  const auth = createClient(AuthInternalService, transport);
+  return async (call) => {
+    try {
+      const res = await auth.verifyPartnerSignature(
+        { ...call, timestamp: timestampFromMs(call.unixSeconds * 1000) },
+        { timeoutMs: 5_000 },
+      );
+      return { partnerName: res.partnerName, scopes: res.scopes };
+    } catch (err) {
+      const e = ConnectError.from(err);
+      // Auth's answer names what is wrong (bad signature, replayed, revoked): pass it on.
+      if (e.code === Code.Unauthenticated) throw new ConnectError(e.rawMessage, Code.Unauthenticated);
+      if (e.code === Code.InvalidArgument) throw refused(e.rawMessage);
+      throw new ConnectError("cannot check the partner signature right now; retry shortly", Code.Unavailable);
+    }
+  };
+}
+
+/**
+ * Authenticates a partner's signed call: the three headers, a timestamp inside
+ * the skew window, then auth's verdict on the HMAC and on replay. A call with
+ * none of the headers goes on unchanged (bearer token or anonymous).
+ */
+export function partnerInterceptor(options: PartnerOptions | undefined): Interceptor {
+  const maxSkew = options?.maxSkewSeconds ?? 300;
+  const now = options?.now ?? Date.now;
+  return (next) => async (req) => {
+    const given = Object.values(PARTNER_HEADERS).filter((h) => req.header.has(h));
+    if (given.length === 0) return next(req);
+    if (!options) throw refused("partner calls are not accepted by this gateway");
+    const missing = Object.values(PARTNER_HEADERS).filter((h) => !req.header.has(h));
+    if (missing.length) throw refused(`missing header ${missing.join(", ")}`);
+    if (req.contextValues.get(principalKey)) throw refused("send a partner signature or a bearer token, not both");
+    if (req.stream) throw refused("partner keys sign unary calls only");
+
+    const keyId = req.header.get(PARTNER_HEADERS.keyId)!;
+    if (!UUID.test(keyId)) throw refused(`${PARTNER_HEADERS.keyId} is not a key id (a UUID)`);
+    const stamp = req.header.get(PARTNER_HEADERS.timestamp)!;
+    if (!/^\d{1,12}$/.test(stamp)) throw refused(`${PARTNER_HEADERS.timestamp} must be unix seconds`);
+    const skew = Math.round(Number(stamp) - now() / 1000);
+    if (Math.abs(skew) > maxSkew) {
+      throw refused(`stale timestamp: ${Math.abs(skew)} s ${skew < 0 ? "behind" : "ahead of"} the gateway's clock (at most ${maxSkew} s)`);
+    }
+    const signature = req.header.get(PARTNER_HEADERS.signature)!;
+    if (!/^[0-9a-f]{64}$/.test(signature)) throw refused(`${PARTNER_HEADERS.signature} must be 64 lowercase hex digits (HMAC-SHA256)`);
+
+    const method = req.requestMethod.toUpperCase();
+    const body = req.contextValues.get(rawRequestBodyKey) ?? (method === "GET" ? new Uint8Array(0) : undefined);
+    if (!body) throw refused("the request body could not be read for the signature check");
+    const url = new URL(req.url, "http://gateway");
+    const verdict = await options.verify({
+      keyId,
+      method,
+      path: url.pathname + url.search,
+      unixSeconds: Number(stamp),
+      bodySha256: createHash("sha256").update(body).digest(),
+      signature,
+    });
+    req.contextValues.set(partnerKey, { keyId, ...verdict });
+    // Services see the key as the caller, with the role partner.
+    req.contextValues.set(principalKey, { subject: keyId, roles: ["partner"] });
+    return next(req);
+  };
+}

@@ -1,0 +1,217 @@
+// Partner calls through the real gateway, verified by the real auth service
+// (PostgreSQL for the keys, Redis for replays and budgets).
+import assert from "node:assert/strict";
+import { createHash, randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { createAuth, signPartnerRequest } from "@ttip/auth";
+import { Metrics, PRINCIPAL_HEADERS, type RedisCache, type RunningServer, type ServiceModule } from "@ttip/runtime";
+import { captureLogger, startTestService, type TestService } from "@ttip/runtime/testing";
+import { PARTNER_HEADERS, startGateway } from "../src/index.js";
+
+const { logger } = captureLogger("silent");
+
+/** Who the qr backend saw calling, per call. */
+const seen: Array<{ subject: string | null; roles: string | null }> = [];
+const recordingQr: ServiceModule = {
+  name: "qr",
+  services: [QrService],
+  routes: (router) =>
+    void router.service(QrService, {
+      getQrCode(_req, ctx) {
+        seen.push({ subject: ctx.requestHeader.get(PRINCIPAL_HEADERS.subject), roles: ctx.requestHeader.get(PRINCIPAL_HEADERS.roles) });
+        return {};
+      },
+    }),
+};
+
+interface Key {
+  keyId: string;
+  secret: string;
+}
+
+type Framing = "connect" | "enveloped";
+
+/**
+ * Signs each unary call as a partner: the body bytes are the binary message
+ * (Connect binary) or its one gRPC envelope (gRPC, gRPC-web).
+ */
+function signer(key: Key, framing: Framing, tamper: { at?: number; secret?: string } = {}): Interceptor {
+  return (next) => async (req) => {
+    if (!req.stream) {
+      const bytes = toBinary(req.method.input, create(req.method.input, req.message));
+      const body = framing === "connect" ? bytes : Buffer.concat([Buffer.from([0, ...u32(bytes.length)]), bytes]);
+      const at = tamper.at ?? Math.floor(Date.now() / 1000);
+      const path = new URL(req.url).pathname;
+      const digest = createHash("sha256").update(body).digest();
+      req.header.set(PARTNER_HEADERS.keyId, key.keyId);
+      req.header.set(PARTNER_HEADERS.timestamp, String(at));
+      req.header.set(PARTNER_HEADERS.signature, signPartnerRequest(tamper.secret ?? key.secret, "POST", path, at, digest));
+    }
+    return next(req);
+  };
+}
+
+function u32(n: number): number[] {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return [...b];
+}
+
+const code = async (p: Promise<unknown>) => {
+  try {
+    await p;
+    return { code: undefined, message: "" };
+  } catch (err) {
+    const e = ConnectError.from(err);
+    return { code: e.code, message: e.rawMessage };
+  }
+};
+
+describe("partner calls through the gateway", () => {
+  let t: TestService;
+  let gateway: RunningServer;
+  let reader: Key;
+  let writer: Key;
+  let limited: Key;
+  let spare: Key;
+
+  before(async () => {
+    t = await startTestService(createAuth(), { with: [recordingQr] });
+    gateway = await startGateway({
+      logger,
+      metrics: new Metrics(),
+      cache: t.ctx.cache as RedisCache,
+      backends: [
+        { service: QrService, url: t.urls.get("qr")! },
+        { service: WalletService, url: t.urls.get("qr")! },
+      ],
+      rateLimit: { points: 100_000, durationSeconds: 60 },
+      corsOrigins: [],
+      partners: { authUrl: t.service.server.url, rateLimit: { points: 20, durationSeconds: 60 } },
+    });
+    const admin = t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] });
+    const issue = async (name: string, scopes: string[]): Promise<Key> => {
+      const r = await admin.issuePartnerApiKey({ partnerName: name, scopes, idempotencyKey: `issue-${randomUUID()}` });
+      return { keyId: r.key!.keyId, secret: r.secret };
+    };
+    reader = await issue("Savanna POS", ["qr:read"]);
+    writer = await issue("Kilimani Bookings", ["tips:create"]);
+    limited = await issue("Busy Delivery", ["qr:read"]);
+    spare = await issue("Quiet Delivery", ["qr:read"]);
+  });
+
+  after(async () => {
+    await gateway.close();
+    await t.close();
+  });
+
+  const transports: Record<string, [(interceptors: Interceptor[]) => Transport, Framing]> = {
+    "Connect binary": [(interceptors) => createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors }), "connect"],
+    "gRPC-web": [(interceptors) => createGrpcWebTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors }), "enveloped"],
+    gRPC: [(interceptors) => createGrpcTransport({ baseUrl: gateway.url, interceptors }), "enveloped"],
+  };
+
+  for (const [protocol, [transport, framing]] of Object.entries(transports)) {
+    test(`${protocol}: a signed call reaches the service as the partner key, with role partner`, async () => {
+      const before = seen.length;
+      await createClient(QrService, transport([signer(reader, framing)])).getQrCode({ qrCodeId: randomUUID() });
+      assert.deepEqual(seen.slice(before), [{ subject: reader.keyId, roles: "partner" }]);
+    });
+  }
+
+  test("Connect JSON: the signature covers the raw body bytes as sent", async () => {
+    const body = JSON.stringify({ qrCodeId: randomUUID() });
+    const path = "/ttip.qr.v1.QrService/GetQrCode";
+    const post = (sent: string, signedBody = sent) => {
+      const at = Math.floor(Date.now() / 1000);
+      const digest = createHash("sha256").update(signedBody).digest();
+      return fetch(`${gateway.url}${path}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          [PARTNER_HEADERS.keyId]: reader.keyId,
+          [PARTNER_HEADERS.timestamp]: String(at),
+          [PARTNER_HEADERS.signature]: signPartnerRequest(reader.secret, "POST", path, at, digest),
+        },
+        body: sent,
+      });
+    };
+    assert.equal((await post(body)).status, 200);
+    // The same message with other whitespace is other bytes: not what was signed.
+    const res = await post(`${body} `, body);
+    assert.equal(res.status, 401);
+    assert.match(((await res.json()) as { message: string }).message, /signature does not match/);
+  });
+
+  test("each wrong part is named: bad signature, stale timestamp, replay, missing header, unknown key", async () => {
+    const qr = (i: Interceptor[]) => createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: i }));
+    const req = { qrCodeId: randomUUID() };
+
+    const bad = await code(qr([signer(reader, "connect", { secret: "ttip_sk_not-the-secret" })]).getQrCode(req));
+    assert.deepEqual(bad, { code: Code.Unauthenticated, message: "partner signature refused: signature does not match" });
+
+    const stale = await code(qr([signer(reader, "connect", { at: Math.floor(Date.now() / 1000) - 900 })]).getQrCode(req));
+    assert.equal(stale.code, Code.Unauthenticated);
+    assert.match(stale.message, /^partner signature refused: stale timestamp: 9\d\d s behind the gateway's clock \(at most 300 s\)$/);
+
+    // The same signed bytes sent twice: the second is a replay.
+    const at = Math.floor(Date.now() / 1000);
+    assert.equal((await code(qr([signer(reader, "connect", { at })]).getQrCode(req))).code, undefined);
+    assert.deepEqual(await code(qr([signer(reader, "connect", { at })]).getQrCode(req)), {
+      code: Code.Unauthenticated,
+      message: "partner signature refused: request replayed",
+    });
+
+    const noSignature: Interceptor = (next) => (r) => {
+      r.header.set(PARTNER_HEADERS.keyId, reader.keyId);
+      r.header.set(PARTNER_HEADERS.timestamp, String(at));
+      return next(r);
+    };
+    assert.deepEqual(await code(qr([noSignature]).getQrCode(req)), {
+      code: Code.Unauthenticated,
+      message: `partner signature refused: missing header ${PARTNER_HEADERS.signature}`,
+    });
+
+    const unknown = await code(qr([signer({ keyId: randomUUID(), secret: reader.secret }, "connect")]).getQrCode(req));
+    assert.deepEqual(unknown, { code: Code.Unauthenticated, message: "partner signature refused: unknown or revoked key" });
+  });
+
+  test("scopes: a key reaches only the RPCs its scopes open, and never the unlisted ones", async () => {
+    const asWriter = createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: [signer(writer, "connect")] });
+    assert.deepEqual(await code(createClient(QrService, asWriter).getQrCode({ qrCodeId: randomUUID() })), {
+      code: Code.PermissionDenied,
+      message: "missing scope: ttip.qr.v1.QrService/GetQrCode needs the scope qr:read, which this key does not have",
+    });
+    const asReader = createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: [signer(reader, "connect")] });
+    assert.deepEqual(await code(createClient(WalletService, asReader).getBalance({})), {
+      code: Code.PermissionDenied,
+      message: "ttip.wallet.v1.WalletService/GetBalance is not open to partner keys",
+    });
+  });
+
+  test("each key has its own budget: over it, RESOURCE_EXHAUSTED; other keys go on", async () => {
+    const qr = (k: Key) => createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: [signer(k, "connect")] }));
+    const results = [];
+    for (let i = 0; i < 22; i++) results.push((await code(qr(limited).getQrCode({ qrCodeId: randomUUID() }))).code);
+    assert.deepEqual(results, [...Array(20).fill(undefined), Code.ResourceExhausted, Code.ResourceExhausted]);
+    assert.equal((await code(qr(spare).getQrCode({ qrCodeId: randomUUID() }))).code, undefined);
+  });
+
+  test("a signature and a bearer token together are refused; an unsigned call stays anonymous", async () => {
+    const both: Interceptor = (next) => (r) => {
+      r.header.set("authorization", "Bearer x.y.z");
+      return next(r);
+    };
+    const withBoth = await code(createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: [signer(reader, "connect"), both] })).getQrCode({ qrCodeId: randomUUID() }));
+    assert.equal(withBoth.code, Code.Unauthenticated);
+    const before = seen.length;
+    await createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" })).getQrCode({ qrCodeId: randomUUID() });
+    assert.deepEqual(seen.slice(before), [{ subject: null, roles: null }]);
+  });
+});
