@@ -166,7 +166,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     assert.equal(env("qr").QR_TIP_BASE_URL, `${PUBLIC}/t`);
     assert.equal(env("qr").QR_ALLOW_DEV_SIGNING_KEY, undefined);
     assert.equal(env("auth").AUTH_SMS_URL, undefined, "OTPs go through notification: no second SMS integration");
-    assert.deepEqual(routes.map(([p, r]) => `${p}->${r}`), ["/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/stripe/->payment", "/paypal/->payment", "/webhooks/->notification", "/->gateway"]);
+    assert.deepEqual(routes.map(([p, r]) => `${p}->${r}`), ["/daraja/->payment", "/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/stripe/->payment", "/paypal/->payment", "/webhooks/->notification", "/->gateway"]);
   });
 
   test("a worker signs up by SMS OTP, gets a QR code for the public address, and a customer's STK tip is credited", async () => {
@@ -192,13 +192,13 @@ describe("every role with the environment the chart renders (NODE_ENV=production
       payment: { case: "mpesaPhone", value: customerPhone },
     });
     assert.equal(created.tip!.status, TipStatus.PENDING);
-    // Daraja calls back the public address: the ingress routes /mpesa/ to payment,
+    // Daraja calls back the public address: the ingress routes /daraja/ to payment,
     // which checks the source (127.0.0.1, through its trusted proxy) and applies it once.
     let last = created.tip!;
     for await (const m of api(PaymentService).watchTip({ tipId: last.tipId })) last = m.tip!;
     assert.equal(last.status, TipStatus.SUCCEEDED, `tip ended ${TipStatus[last.status]}`);
     const push = daraja.transactions().find((t) => t.kind === "stk" && t.checkoutRequestId);
-    assert.ok(push?.callbackUrl?.startsWith(`${ingress.url}/mpesa/stk/`), `callback through the public address: ${push?.callbackUrl}`);
+    assert.ok(push?.callbackUrl?.startsWith(`${ingress.url}/daraja/stk/`), `callback through the public address: ${push?.callbackUrl}`);
 
     const credited = await eventually("the worker's credit", async () => {
       const [b] = (await api(WalletService, token).getBalance({ currency: "KES" })).balances;

@@ -7,13 +7,13 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import type { BlockList } from "node:net";
 import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter } from "@ttip/runtime";
+import { CALLBACK_ROUTE, isCallbackPath } from "./callback-paths.js";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
 import { applyStkOutcome, type Deps } from "./tips.js";
 
 const MAX_BODY = 64 * 1024;
-const ROUTE = /^\/mpesa\/(stk|b2c\/result|b2c\/timeout|status\/result|status\/timeout)\/([A-Za-z0-9_-]{16,64})$/;
 
 export type Req = http.IncomingMessage | http2.Http2ServerRequest;
 export type Res = http.ServerResponse | http2.Http2ServerResponse;
@@ -21,7 +21,7 @@ export type Res = http.ServerResponse | http2.Http2ServerResponse;
 export function callbackFilter(deps: Deps & PayoutDeps): HttpFilter {
   return (req, res) => {
     const path = (req.url ?? "").split("?")[0];
-    if (!path.startsWith("/mpesa/")) return false;
+    if (!isCallbackPath(path)) return false;
     void handle(deps, req, res, path).catch((err) => {
       deps.ctx.logger.error({ err, path: redactToken(path) }, "callback handling failed");
       reply(res, 500, { ResultCode: 1, ResultDesc: "Temporary failure" });
@@ -65,7 +65,7 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const config = deps.config();
   const { body, truncated } = await readBody(req);
   const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
-  const match = ROUTE.exec(path);
+  const match = CALLBACK_ROUTE.exec(path);
   const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : "mpesa_status";
   const callbackId = randomUUID();
   // Stored first, whatever it is, so nothing Daraja (or anyone) sent is ever lost.

@@ -7,6 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
 import { emitEvent, formatMoney, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
@@ -101,7 +102,7 @@ async function sendPayout(deps: PayoutDeps, payout: PayoutRow): Promise<void> {
   // The point of no return: once 'sending' is committed, this payout is never sent again.
   const claimed = await pool.query("UPDATE payment.payouts SET b2c_state = 'sending' WHERE payout_id = $1 AND b2c_state = 'new' AND status = 'pending'", [payout.payout_id]);
   if (!claimed.rowCount) return;
-  const base = config.callbackBaseUrl.replace(/\/$/, "");
+  const base = config.callbackBaseUrl;
   try {
     const r = await deps.daraja().b2c({
       originatorConversationId: payout.payout_id,
@@ -109,8 +110,8 @@ async function sendPayout(deps: PayoutDeps, payout: PayoutRow): Promise<void> {
       amount: Number(payout.amount_minor / 100n),
       remarks: "TTIP tips withdrawal",
       occasion: payout.automatic ? "auto payout" : "withdrawal",
-      resultUrl: `${base}/mpesa/b2c/result/${payout.callback_token}`,
-      queueTimeoutUrl: `${base}/mpesa/b2c/timeout/${payout.callback_token}`,
+      resultUrl: callbackUrl(base, "b2c/result", payout.callback_token),
+      queueTimeoutUrl: callbackUrl(base, "b2c/timeout", payout.callback_token),
     });
     await pool.query(
       `UPDATE payment.payouts SET b2c_state = 'sent', conversation_id = $2,
@@ -267,12 +268,12 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
       else if (p.b2c_state === "new") await sendPayout(deps, p);
       else if (config.daraja && config.callbackBaseUrl) {
         // 'sending' after a crash is as unknown as a timeout.
-        const base = config.callbackBaseUrl.replace(/\/$/, "");
+        const base = config.callbackBaseUrl;
         await deps.daraja().transactionStatus({
           originalConversationId: p.payout_id,
           transactionId: p.mpesa_receipt ?? undefined,
-          resultUrl: `${base}/mpesa/status/result/${p.callback_token}`,
-          queueTimeoutUrl: `${base}/mpesa/status/timeout/${p.callback_token}`,
+          resultUrl: callbackUrl(base, "status/result", p.callback_token),
+          queueTimeoutUrl: callbackUrl(base, "status/timeout", p.callback_token),
           remarks: "payout status",
         });
         await pool.query("UPDATE payment.payouts SET status_queries = status_queries + 1, status = 'resolving' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [p.payout_id]);

@@ -6,6 +6,7 @@ import { EventEmitter } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { buildEvent, emitEvent, maskPhone, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { callbackUrl } from "./callback-paths.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
 import { evaluateTip, recordAlert, refusal } from "./fraud.js";
@@ -181,7 +182,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
     const r = await deps.daraja().stkPush({
       phone: t.phone,
       amount: Number(charged / 100n),
-      callbackUrl: `${config.callbackBaseUrl.replace(/\/$/, "")}/mpesa/stk/${inserted.callback_token}`,
+      callbackUrl: callbackUrl(config.callbackBaseUrl, "stk", inserted.callback_token),
       // Unique per tip: a C2B confirmation of this payment names the tip by it.
       accountReference: inserted.account_reference ?? "TTIP",
       description: "Tip",

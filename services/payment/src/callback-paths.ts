@@ -1,0 +1,22 @@
+// Where Daraja calls us back. Safaricom refuses registered URLs holding words
+// such as "mpesa" or "query" (see the Daraja notes), and does not say whether
+// STK and B2C callback URLs are checked the same way, so every URL we hand out
+// keeps them out. The old /mpesa/ prefix is still served: attempts pushed
+// before the change carry it until they settle.
+
+export type CallbackKind = "stk" | "b2c/result" | "b2c/timeout" | "status/result" | "status/timeout";
+
+/** The prefix of every callback URL handed to Daraja now. */
+export const CALLBACK_PREFIX = "/daraja/";
+/** Served for callbacks of attempts made before the prefix changed. */
+export const LEGACY_CALLBACK_PREFIX = "/mpesa/";
+
+export const CALLBACK_ROUTE = /^\/(?:daraja|mpesa)\/(stk|b2c\/result|b2c\/timeout|status\/result|status\/timeout)\/([A-Za-z0-9_-]{16,64})$/;
+
+export function isCallbackPath(path: string): boolean {
+  return path.startsWith(CALLBACK_PREFIX) || path.startsWith(LEGACY_CALLBACK_PREFIX);
+}
+
+export function callbackUrl(base: string, kind: CallbackKind, token: string): string {
+  return `${base.replace(/\/$/, "")}${CALLBACK_PREFIX}${kind}/${token}`;
+}
