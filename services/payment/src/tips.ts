@@ -132,6 +132,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
   const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
+  await refuseRuleLimitedRepeat(pool, t.phone, charged);
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = randomUUID();
   const hold = hits.some((h) => h.action === "hold");
@@ -363,6 +364,29 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
   if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
   if (result === "credited" || result === "held") await postCredit(deps, tipId, decided);
   return result;
+}
+
+/** How long M-Pesa refuses a repeat of the same amount from the same number (result 17, "rule limited"). */
+const RULE_LIMIT_WINDOW_SECONDS = 120;
+
+/**
+ * A push M-Pesa just answered with 17 would be answered 17 again: refuse the
+ * repeat here, saying when it can go, instead of sending the customer another
+ * prompt that cannot succeed.
+ */
+async function refuseRuleLimitedRepeat(pool: Queryable, phone: string, chargedMinor: bigint): Promise<void> {
+  const { rows } = await pool.query<{ wait: number }>(
+    `SELECT ceil(extract(epoch FROM completed_at - now()) + $3)::int AS wait FROM payment.tips
+      WHERE phone = $1 AND charged_minor = $2 AND result_code = '17' AND completed_at > now() - make_interval(secs => $3)
+      ORDER BY completed_at DESC LIMIT 1`,
+    [phone, chargedMinor, RULE_LIMIT_WINDOW_SECONDS],
+  );
+  const wait = rows[0]?.wait;
+  if (wait === undefined) return;
+  throw new ConnectError(
+    `M-Pesa refuses the same amount from this number within 2 minutes: try again in ${Math.max(1, wait)} seconds, or change the amount`,
+    Code.FailedPrecondition,
+  );
 }
 
 /**

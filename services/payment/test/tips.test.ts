@@ -231,6 +231,7 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     ["1037", "1037", /could not reach your phone|not answered/i],
     ["0001", "1", /balance is too low/i],
     ["2001", "2001", /PIN/],
+    ["0017", "17", /same amount from this number within 2 minutes/i],
   ] as const) {
     test(`result ${code}: the tip fails, nothing is credited, the customer is told why`, async () => {
       const worker = randomUUID();
@@ -246,6 +247,21 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
       assert.equal(await h.balance(worker), 0n);
     });
   }
+
+  test("after M-Pesa's 'rule limited' (17), a retry of the same amount from the number is refused with the wait, and nothing is pushed", async () => {
+    const customer = phone("0017");
+    const { tip: first } = await tip(randomUUID(), customer);
+    assert.equal((await settled(first!.tipId)).resultCode, "17");
+    const pushes = () => h.sim.transactions().filter((x) => x.kind === "stk" && x.phone === `254${customer.slice(1)}`).length;
+    const before = pushes();
+    assert.equal(before, 1);
+    await assert.rejects(tip(randomUUID(), customer), (e: ConnectError) =>
+      e.code === Code.FailedPrecondition && /try again in \d+ seconds, or change the amount/.test(e.message));
+    assert.equal(pushes(), before, "no second prompt for a push M-Pesa would refuse");
+    const { tip: other } = await tip(randomUUID(), customer, 150);
+    assert.equal(other!.status, TipStatus.PENDING, "another amount goes through");
+    assert.equal(pushes(), before + 1);
+  });
 
   test("Swahili when the customer asks for it", async () => {
     const { tip: t } = await tip(randomUUID(), phone("1032"));

@@ -20,6 +20,7 @@ export type StkOutcome =
   | "success"
   | "cancelled" // 1032
   | "timeout" // 1037
+  | "rule_limited" // 17: the same amount from the same number within 2 minutes
   | "insufficient_funds" // 1
   | "wrong_pin" // 2001
   | "duplicate" // success, callback sent three times
@@ -56,6 +57,8 @@ const STK_RESULTS: Record<string, { code: number; desc: string }> = {
   timeout: { code: 1037, desc: "DS timeout user cannot be reached" },
   insufficient_funds: { code: 1, desc: "The balance is insufficient for the transaction" },
   wrong_pin: { code: 2001, desc: "The initiator information is invalid." },
+  // Safaricom's portal: the same amount from the same customer within 2 minutes.
+  rule_limited: { code: 17, desc: "Rule limited." },
 };
 
 export interface SimTransaction {
@@ -132,6 +135,7 @@ export const PHONE_SUFFIX_SCRIPTS: Record<string, Script> = {
   "0007": { stk: "success", c2bEcho: "before" },
   "0008": { stk: "success", c2bEcho: "after" },
   "0009": { stk: "success", c2bEcho: "only" },
+  "0017": { stk: "rule_limited" },
 };
 
 const SANDBOX_PASSKEY = "bfb279f9aa9bdbcf158e97dd71a467cd2e0c893059b10f78e6b72ada1ed2c919";
