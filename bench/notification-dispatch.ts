@@ -21,7 +21,8 @@ import {
   type EventBus,
 } from "@ttip/runtime";
 import { startNats, startPostgres } from "@ttip/runtime/testing";
-import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
+import { ProviderSimulator } from "@ttip/notification/testing";
 import { defaultTemplates, render, smsSize, TEMPLATE_VARIABLES } from "../services/notification/src/templates.js";
 
 const count = Number(process.argv[2] ?? 200);

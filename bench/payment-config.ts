@@ -1,4 +1,5 @@
-import type { DarajaSimulator, PaymentConfig } from "@ttip/payment";
+import type { PaymentConfig } from "@ttip/payment";
+import type { DarajaSimulator } from "@ttip/payment/testing";
 
 /** Payment settings for benchmarks: the simulator as M-Pesa, no background passes, no fraud limits. */
 export function benchPaymentConfig(sim: DarajaSimulator): PaymentConfig {

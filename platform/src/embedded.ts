@@ -14,8 +14,8 @@ import {
   startEmbeddedPostgres,
   type RunningService,
 } from "@ttip/runtime";
-import { startSmsSimulator } from "@ttip/auth";
-import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment";
+import { startSmsSimulator } from "@ttip/auth/testing";
+import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment/testing";
 import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
 import { startPlatform } from "./platform.js";
 

@@ -23,7 +23,7 @@ import {
   startService,
 } from "@ttip/runtime";
 import { startGateway } from "@ttip/gateway";
-import { startDarajaSimulator } from "@ttip/payment";
+import { startDarajaSimulator } from "@ttip/payment/testing";
 import { runEmbedded } from "./embedded.js";
 import { modules, publicServices } from "./modules.js";
 

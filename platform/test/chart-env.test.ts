@@ -18,8 +18,8 @@ import { createClient, type Client, type Interceptor } from "@connectrpc/connect
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import { parseAllDocuments } from "yaml";
-import { ProviderSimulator } from "@ttip/notification";
-import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment";
+import { ProviderSimulator } from "@ttip/notification/testing";
+import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";

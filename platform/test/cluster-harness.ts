@@ -10,7 +10,7 @@ import { randomBytes } from "node:crypto";
 import { callerHeaders, signingInterceptor, type Role } from "@ttip/runtime";
 import { freePort, PlatformProcess } from "@ttip/runtime/testing";
 import { PLATFORM_MAIN } from "../src/entry.js";
-import { startDarajaSimulator, type DarajaSimulator, type SimulatorOptions } from "@ttip/payment";
+import { startDarajaSimulator, type DarajaSimulator, type SimulatorOptions } from "@ttip/payment/testing";
 import { modules } from "../src/modules.js";
 
 

@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 import pg from "pg";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import type { SimScript as Script, SimTransaction } from "@ttip/payment";
+import type { SimScript as Script, SimTransaction } from "@ttip/payment/testing";
 import { eventually, startNats, startPostgres, startRedis, type TestServer } from "@ttip/runtime/testing";
 import { Cluster } from "./cluster-harness.js";
 

@@ -14,9 +14,12 @@ import { createClient, type Client, type Interceptor } from "@connectrpc/connect
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { chromium, type Browser, type BrowserContext, type BrowserContextOptions, type Page } from "playwright-core";
 import { analytics } from "@ttip/analytics";
-import { createAuth, startSmsSimulator, type SmsSimulator } from "@ttip/auth";
-import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
-import { createPaymentModule, SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type PaymentConfig, type StripeSimulator } from "@ttip/payment";
+import { createAuth } from "@ttip/auth";
+import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
+import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
+import { ProviderSimulator } from "@ttip/notification/testing";
+import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
+import { SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type StripeSimulator } from "@ttip/payment/testing";
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";

@@ -12,6 +12,7 @@ import { NotificationOtpSender, SmsApiOtpSender, type OtpSender } from "./otp-se
 import { startSmsSimulator, type SmsSimulator } from "./sms-simulator.js";
 
 export { signPartnerRequest, partnerStringToSign } from "./partner.js";
+/** @deprecated Import it from the package's "./testing" entry; this re-export goes once every caller has moved. */
 export { startSmsSimulator, type SmsSimulator } from "./sms-simulator.js";
 export type { OtpSender } from "./otp-sender.js";
 export { AUDIENCE, ISSUER } from "./keys.js";

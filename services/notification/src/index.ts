@@ -11,6 +11,7 @@ import { seedTemplates } from "./store.js";
 import { startTriggers } from "./triggers.js";
 import { webhooks } from "./webhooks.js";
 
+/** @deprecated Import it from the package's "./testing" entry; this re-export goes once every caller has moved. */
 export { ProviderSimulator } from "./simulator.js";
 export { DEFAULT_RETRY, type NotificationConfig, type ProviderConfig, type RetryConfig } from "./config.js";
 export { smsSize } from "./templates.js";

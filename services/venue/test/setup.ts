@@ -2,7 +2,8 @@
 // harness's PostgreSQL, Redis and NATS; SMS go to the provider simulator.
 import { randomInt, randomUUID } from "node:crypto";
 import { createClient, type Client } from "@connectrpc/connect";
-import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "@ttip/notification";
+import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
+import { ProviderSimulator } from "@ttip/notification/testing";
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders } from "@ttip/runtime";
 import { startTestService, type TestService } from "@ttip/runtime/testing";
