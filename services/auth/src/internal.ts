@@ -29,8 +29,10 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       const expected = signPartnerRequest(secret, req.method, req.path, req.timestamp!.seconds, req.bodySha256);
       if (!sameBytes(Buffer.from(expected, "hex"), Buffer.from(req.signature, "hex"))) throw refused("signature does not match");
       // The same signed request twice inside the window is a replay.
-      await consumeOrRefuse(core.limits.partnerReplay, `${req.keyId}:${req.signature}`, "this signed request was already used").catch(() => {
-        throw refused("request replayed");
+      // A store that cannot answer is not a replay: UNAVAILABLE, and the partner retries.
+      await consumeOrRefuse(core.limits.partnerReplay, `${req.keyId}:${req.signature}`, "this signed request was already used").catch((err) => {
+        if (err instanceof ConnectError && err.code === Code.ResourceExhausted) throw refused("request replayed");
+        throw new ConnectError("cannot check for replays right now; retry shortly", Code.Unavailable);
       });
       await pool.query("UPDATE auth.partner_api_keys SET last_used_at = now() WHERE key_id = $1", [req.keyId]);
       return { partnerName: key.partner_name, scopes: key.scopes };

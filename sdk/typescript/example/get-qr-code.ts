@@ -1,0 +1,21 @@
+// Usage: TTIP_URL=http://127.0.0.1:8080 TTIP_KEY_ID=... TTIP_SECRET=ttip_sk_... node --import tsx example/get-qr-code.ts <qr code id>
+import { ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { partnerSigner } from "@ttip/sdk";
+import { QrService } from "@ttip/sdk/gen/ttip/qr/v1/qr_service_pb.js";
+
+const transport = createConnectTransport({
+  baseUrl: process.env.TTIP_URL ?? "http://127.0.0.1:8080",
+  httpVersion: "1.1",
+  interceptors: [partnerSigner({ keyId: process.env.TTIP_KEY_ID!, secret: process.env.TTIP_SECRET! })],
+});
+const qr = createClient(QrService, transport);
+try {
+  const res = await qr.getQrCode({ qrCodeId: process.argv[2] });
+  console.log(res.qrCode);
+} catch (err) {
+  const e = ConnectError.from(err);
+  // e.g. permission_denied: missing scope: ttip.qr.v1.QrService/GetQrCode needs the scope qr:read, ...
+  console.error(`${e.code}: ${e.rawMessage}`);
+  process.exitCode = 1;
+}
