@@ -39,6 +39,8 @@ export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-backgr
 export const PHONE: BrowserContextOptions = { viewport: { width: 360, height: 740 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true };
 /** Screenshots of each page at phone size, kept after the run. */
 export const ARTIFACTS = path.resolve(fileURLToPath(new URL("../../../test-artifacts/web", import.meta.url)));
+/** The secret path segment of the paybill URLs registered with the simulator. */
+const C2B_PATH_TOKEN = "web-test-c2b-path-token-0123456789";
 
 /** A number the Daraja simulator answers with plain success (ending 5678), unique per call. */
 export const successNumber = () => `07${randomInt(10, 100)}${randomInt(10, 100)}5678`;
@@ -103,6 +105,8 @@ export class WebHarness {
       reconcileIntervalMs: 0,
       fraud: { phonePerWindow: 20, workerPerWindow: 100, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     };
+    // Paybill payments (the tip page's "no prompt" fallback), registered once the payment port is known.
+    payment.c2b = { pathToken: C2B_PATH_TOKEN, shortCodes: [this.daraja.options.shortcode], registerVersion: "v2", responseType: "Completed", registerOnStart: false, validationBudgetMs: 3_000 };
     this.stripe = await startStripeSimulator({ webhookDelayMs: 20 });
     payment.cards = {
       stripe: { secretKey: this.stripe.secretKey, publishableKey: this.stripe.publishableKey, webhookSecret: this.stripe.webhookSecret, apiBase: this.stripe.url, webhookToleranceS: 300, timeoutMs: 5_000 },
@@ -144,11 +148,27 @@ export class WebHarness {
       },
     });
     payment.callbackBaseUrl = this.platform.urls.get("payment")!;
+    await this.registerC2bUrls(`${payment.callbackBaseUrl}/c2b/${C2B_PATH_TOKEN}`);
     this.stripe.setWebhookUrl(`${this.platform.urls.get("payment")}/stripe/webhook`);
     this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl });
     this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     mkdirSync(ARTIFACTS, { recursive: true });
     return this;
+  }
+
+  /** As production registers them once: Daraja's OAuth, then its register URL call. */
+  private async registerC2bUrls(base: string): Promise<void> {
+    const { consumerKey, consumerSecret, shortcode } = this.daraja.options;
+    const auth = await fetch(`${this.daraja.url}/oauth/v1/generate?grant_type=client_credentials`, {
+      headers: { authorization: `Basic ${Buffer.from(`${consumerKey}:${consumerSecret}`).toString("base64")}` },
+    });
+    const { access_token: token } = (await auth.json()) as { access_token: string };
+    const registered = await fetch(`${this.daraja.url}/mpesa/c2b/v2/registerurl`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ ShortCode: shortcode, ResponseType: "Completed", ConfirmationURL: `${base}/confirmation`, ValidationURL: `${base}/validation` }),
+    });
+    assert.equal(registered.status, 200, `C2B URLs registered: ${await registered.text()}`);
   }
 
   async stop(): Promise<void> {

@@ -56,6 +56,31 @@ describe("the customer's tip page (chromium at phone size)", () => {
     assert.equal(mine.message, "Asante, great service!");
   });
 
+  test("no prompt on the phone: the page gives the paybill and this tip's account; paid from the menu, this very tip is received, once", async () => {
+    const worker = await h.worker("Kamau");
+    const code = await h.qrCode(worker);
+    const phone = successNumber();
+    h.daraja.script({ phone: `254${phone.slice(1)}` }, { stk: "lost" });
+
+    const page = await h.phone();
+    await page.goto(code.url);
+    await page.getByRole("radio", { name: /KES 100/ }).check();
+    await page.getByLabel("M-Pesa phone number").fill(phone);
+    await page.getByRole("button", { name: /with M-Pesa/ }).click();
+    await page.getByRole("heading", { name: "No prompt on your phone?" }).waitFor({ timeout: 20_000 });
+    const [, paybill, account] = /^Paybill (\d+), account (\w+)$/.exec(((await page.getByText(/^Paybill \d+, account/).textContent()) ?? "").trim())!;
+    assert.equal(paybill, h.daraja.options.shortcode);
+    const amount = Number(/^Amount KES ([\d,]+)$/.exec(((await page.getByText(/^Amount KES/).textContent()) ?? "").trim())![1].replace(/,/g, ""));
+    await h.screenshot(page, "tip-no-prompt");
+
+    // The customer pays from the phone's own menu with what the page says.
+    const paid = await h.daraja.c2b.pay({ shortCode: paybill, billRefNumber: account, amount });
+    await page.getByRole("heading", { name: "Thank you! Kamau received your tip." }).waitFor({ timeout: 20_000 });
+    assert.equal(await page.getByText(`M-Pesa receipt ${paid.transId}`).count(), 1, "the paybill receipt is this tip's");
+    const tips = (await h.api(PaymentService, worker.token).listTips({})).tips;
+    assert.deepEqual(tips.map((x) => x.status), [TipStatus.SUCCEEDED], "one tip, received once");
+  });
+
   test("a cancelled payment, then a retry that succeeds: one charge only", async () => {
     const worker = await h.worker("Otieno");
     const code = await h.qrCode(worker);

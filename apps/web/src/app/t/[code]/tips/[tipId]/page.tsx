@@ -86,6 +86,7 @@ function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string;
           </ol>
           <p className="notice">{t("waiting", { total })}</p>
           <p className="muted">{t("refreshing")}</p>
+          <NoPrompt tip={tip} t={t} total={total} />
         </>
       );
     case TipStatus.SUCCEEDED:
@@ -119,6 +120,26 @@ function Status({ tip, t, name, total }: { tip: Tip; t: Translate; name: string;
         </>
       );
   }
+}
+
+/**
+ * When the STK prompt never reaches the phone: the paybill and this tip's own
+ * account reference. Paid that way, M-Pesa reports it against this very tip,
+ * which is credited once however the payment is reported. (A new tip, as a
+ * USSD session would start, could be charged beside a late prompt: not offered.)
+ */
+function NoPrompt({ tip, t, total }: { tip: Tip; t: Translate; total: string }) {
+  if (!tip.paybillNumber || !tip.paybillAccountReference) return null;
+  return (
+    <section aria-labelledby="no-prompt-heading" className="fallback">
+      <h2 id="no-prompt-heading">{t("noPrompt")}</h2>
+      <p>{t("noPromptBody")}</p>
+      <ol>
+        <li>{t("paybill", { paybill: tip.paybillNumber, account: tip.paybillAccountReference })}</li>
+        <li>{t("paybillAmount", { total })}</li>
+      </ol>
+    </section>
+  );
 }
 
 /** The optional rating and message, once the tip is confirmed. */
