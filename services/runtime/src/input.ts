@@ -230,9 +230,42 @@ export function inputInterceptor(): Interceptor {
     if (!req.stream) {
       const field = unstorableStringField(req.method.input, req.message);
       if (field !== undefined) throw fieldError(field, "must not contain NUL (U+0000) characters", "string.no_nul");
+      const time = timestampOutOfRangeField(req.method.input, req.message);
+      if (time !== undefined) throw fieldError(time, "must be a time from year 1 to 9999", "timestamp.range");
     }
     return next(req);
   };
+}
+
+// google.protobuf.Timestamp's valid range (0001-01-01 to 9999-12-31 UTC). Outside it a
+// JavaScript Date is invalid or PostgreSQL refuses it, which failed the statement.
+const MIN_TIMESTAMP_SECONDS = -62_135_596_800n;
+const MAX_TIMESTAMP_SECONDS = 253_402_300_799n;
+
+/** The path of the first Timestamp (at any depth) outside that range, or undefined. */
+export function timestampOutOfRangeField(desc: DescMessage, message: Message, depth = 0): string | undefined {
+  if (depth > 32) return undefined;
+  const record = message as unknown as Record<string, unknown>;
+  for (const field of desc.fields) {
+    const value = field.oneof ? oneofValue(record[field.oneof.localName], field) : record[field.localName];
+    if (value === undefined || value === null || !("message" in field) || !field.message) continue;
+    const items: [string, unknown][] =
+      field.fieldKind === "message" ? [["", value]]
+      : field.fieldKind === "list" ? (value as unknown[]).map((v, i) => [`[${i}]`, v])
+      : field.fieldKind === "map" ? Object.entries(value as Record<string, unknown>).map(([k, v]) => [`[${JSON.stringify(k)}]`, v])
+      : [];
+    for (const [suffix, item] of items) {
+      if (typeof item !== "object" || item === null || !("$typeName" in item)) continue;
+      if (field.message.typeName === "google.protobuf.Timestamp") {
+        const { seconds, nanos } = item as unknown as { seconds: bigint; nanos: number };
+        if (seconds < MIN_TIMESTAMP_SECONDS || seconds > MAX_TIMESTAMP_SECONDS || nanos < 0 || nanos > 999_999_999) return `${field.name}${suffix}`;
+        continue;
+      }
+      const inner = timestampOutOfRangeField(field.message, item as Message, depth + 1);
+      if (inner !== undefined) return `${field.name}${suffix}.${inner}`;
+    }
+  }
+  return undefined;
 }
 
 /** A plain HTTP body over the route's limit: answer 413. */
