@@ -17,7 +17,7 @@ import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
-import { SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
+import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
@@ -63,28 +63,8 @@ describe("a tip end to end through the gateway (all six services, real PostgreSQ
     sms = await startSmsSimulator({ apiKey: "e2e-sms-key" });
     await providers.start();
     daraja = await startDarajaSimulator({ callbackDelayMs: 20 });
-    const payment: PaymentConfig = {
-      daraja: {
-        baseUrl: daraja.url,
-        consumerKey: daraja.options.consumerKey,
-        consumerSecret: daraja.options.consumerSecret,
-        shortcode: daraja.options.shortcode,
-        passkey: daraja.options.passkey,
-        initiatorName: daraja.options.initiatorName,
-        initiatorPassword: daraja.options.initiatorPassword,
-        certificatePem: SIMULATOR_CERTIFICATE_PEM,
-        timeoutMs: 2_000,
-      },
-      // Learned once the payment service has its port (read per push).
-      callbackBaseUrl: "",
-      callbackAllowList: ["127.0.0.1", "::1"],
-      callbackTrustProxy: false,
-      stkDeadlineMs: 30_000,
-      stkExpireAfterMs: 60_000,
-      payoutResultWaitMs: 30_000,
-      reconcileIntervalMs: 0,
-      fraud: { phonePerWindow: 5, workerPerWindow: 30, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
-    };
+    // callbackBaseUrl is learned once the payment service has its port (read per push).
+    const payment: PaymentConfig = simulatedPaymentConfig(daraja);
     db = await createTestDatabase();
     bus = await JetStreamBus.connect({
       servers: testEnv().natsUrl,

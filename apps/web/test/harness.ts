@@ -19,7 +19,7 @@ import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
-import { SIMULATOR_CERTIFICATE_PEM, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type StripeSimulator } from "@ttip/payment/testing";
+import { simulatedPaymentConfig, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type StripeSimulator } from "@ttip/payment/testing";
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -94,17 +94,9 @@ export class WebHarness {
     this.sms = await startSmsSimulator({ apiKey: "web-sms-key" });
     await this.providers.start();
     this.daraja = await startDarajaSimulator({ callbackDelayMs: 300 });
-    const payment: PaymentConfig = {
-      daraja: { ...this.daraja.clientConfig(), certificatePem: SIMULATOR_CERTIFICATE_PEM, timeoutMs: 2_000 },
-      callbackBaseUrl: "",
-      callbackAllowList: ["127.0.0.1", "::1"],
-      callbackTrustProxy: false,
-      stkDeadlineMs: 30_000,
-      stkExpireAfterMs: 60_000,
-      payoutResultWaitMs: 30_000,
-      reconcileIntervalMs: 0,
+    const payment: PaymentConfig = simulatedPaymentConfig(this.daraja, {
       fraud: { phonePerWindow: 20, workerPerWindow: 100, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
-    };
+    });
     // Paybill payments (the tip page's "no prompt" fallback), registered once the payment port is known.
     payment.c2b = { pathToken: C2B_PATH_TOKEN, shortCodes: [this.daraja.options.shortcode], registerVersion: "v2", responseType: "Completed", registerOnStart: false, validationBudgetMs: 3_000 };
     this.stripe = await startStripeSimulator({ webhookDelayMs: 20 });

@@ -10,7 +10,7 @@ import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analyt
 import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
-import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
+import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { createQrModule } from "@ttip/qr";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -42,17 +42,9 @@ describe("analytics equals payment and the ledger after a generated day (payment
 
   before(async () => {
     sim = await startDarajaSimulator({ callbackDelayMs: 20 });
-    const config: PaymentConfig = {
-      daraja: { ...sim.clientConfig(), timeoutMs: 2_000 },
-      callbackBaseUrl: "",
-      callbackAllowList: ["127.0.0.1", "::1"],
-      callbackTrustProxy: false,
-      stkDeadlineMs: 30_000,
-      stkExpireAfterMs: 60_000,
-      payoutResultWaitMs: 30_000,
-      reconcileIntervalMs: 0,
+    const config: PaymentConfig = simulatedPaymentConfig(sim, {
       fraud: { phonePerWindow: 5, workerPerWindow: 10_000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
-    };
+    });
     t = await startTestService(createAnalyticsModule({ weekly: false }), { with: [wallet, createQrModule(), createPaymentModule({ config: () => config })] });
     config.callbackBaseUrl = t.urls.get("payment")!;
 

@@ -6,3 +6,26 @@ export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator, 
 export { playDialogue, UssdSession, UssdSessionEnded, type UssdScreen, type UssdSessionOptions } from "./ussd-simulator.js";
 export { startStripeSimulator, type StripeSimulator } from "./cards/stripe-simulator.js";
 export { startPayPalSimulator, type PayPalSimulator } from "./cards/paypal-simulator.js";
+
+import type { PaymentConfig } from "./config.js";
+import type { DarajaSimulator } from "./daraja/simulator.js";
+
+/**
+ * Payment settings for tests against the simulator: callbacks from loopback only,
+ * no background passes (tests reconcile when they choose), modest fraud limits.
+ * `callbackBaseUrl` is left empty: set it once the payment service has its port.
+ */
+export function simulatedPaymentConfig(sim: DarajaSimulator, overrides: Partial<PaymentConfig> = {}): PaymentConfig {
+  return {
+    daraja: { ...sim.clientConfig(), timeoutMs: 2_000 },
+    callbackBaseUrl: "",
+    callbackAllowList: ["127.0.0.1", "::1"],
+    callbackTrustProxy: false,
+    stkDeadlineMs: 30_000,
+    stkExpireAfterMs: 60_000,
+    payoutResultWaitMs: 30_000,
+    reconcileIntervalMs: 0,
+    fraud: { phonePerWindow: 5, workerPerWindow: 30, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
+    ...overrides,
+  };
+}
