@@ -8,7 +8,8 @@ import { startTestService, type TestService } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "@ttip/wallet";
-import { createPaymentModule, startDarajaSimulator, type DarajaSimulator, type PaymentConfig } from "../src/index.js";
+import { createPaymentModule, type PaymentConfig } from "../src/index.js";
+import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "../src/testing.js";
 
 export interface Harness {
   t: TestService;
@@ -25,19 +26,14 @@ export interface Harness {
 
 export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra: ServiceModule[] = []): Promise<Harness> {
   const sim = await startDarajaSimulator({ callbackDelayMs: 30, lateDelayMs: 1500 });
-  const config: PaymentConfig = {
+  // Callbacks from loopback only: the forged-callback test posts from 127.0.0.2, outside it.
+  const config: PaymentConfig = simulatedPaymentConfig(sim, {
     daraja: { ...sim.clientConfig(), timeoutMs: 1000 },
-    callbackBaseUrl: "",
-    // Loopback only; the forged-callback test posts from 127.0.0.2, outside it.
-    callbackAllowList: ["127.0.0.1", "::1"],
-    callbackTrustProxy: false,
     stkDeadlineMs: 100,
-    stkExpireAfterMs: 60_000,
     payoutResultWaitMs: 100,
-    reconcileIntervalMs: 0,
     fraud: { phonePerWindow: 5, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     ...overrides,
-  };
+  });
   const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet, ...extra], ...(process.env.PAYMENT_TEST_LOG ? { logger: createLogger({ level: "warn" }) } : {}) });
   config.callbackBaseUrl = t.service.server.url;
   const walletUser = createClient(WalletService, t.ctx.peers("wallet"));
