@@ -15,6 +15,7 @@ run: install web
 ## web: builds apps/web once; reused until its sources change
 web: install
 	NEXT_TELEMETRY_DISABLED=1 node --import tsx apps/web/build.ts
+	node --import tsx apps/admin/build.ts
 
 ## test: lint the contracts, type-check, and run every test against throwaway PostgreSQL, Redis and NATS
 test: install test-tools lint typecheck
@@ -33,6 +34,7 @@ lint: install
 typecheck: install
 	npx tsc -p tsconfig.json
 	npx tsc -p apps/web/tsconfig.json
+	npx tsc -p apps/admin/tsconfig.json
 
 ## check-generated: fails when proto/gen is not what buf generate makes from proto/
 check-generated: generate
