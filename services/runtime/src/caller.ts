@@ -7,7 +7,8 @@ export interface Principal {
   roles: string[];
 }
 
-export type Role = "customer" | "worker" | "venue_manager" | "admin" | "partner";
+/** A token's roles; support (reads only) and finance work in the admin console beside admin. */
+export type Role = "customer" | "worker" | "venue_manager" | "admin" | "support" | "finance" | "partner";
 
 /** The verified caller of this call, or undefined for an anonymous one. */
 export function callerOf(ctx: Pick<HandlerContext, "requestHeader">): Principal | undefined {
