@@ -26,6 +26,7 @@ test-tools:
 
 generate: install
 	npx buf generate
+	bash sdk/generate.sh
 
 lint: install
 	npx buf lint

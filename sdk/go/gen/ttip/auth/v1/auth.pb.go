@@ -31,6 +31,10 @@ const (
 	Role_ROLE_VENUE_MANAGER Role = 3
 	Role_ROLE_ADMIN         Role = 4
 	Role_ROLE_PARTNER       Role = 5
+	// Admin console: reads users, tips and payouts; changes nothing, moves no money.
+	Role_ROLE_SUPPORT Role = 6
+	// Admin console: money views, reconciliation and the money actions (with a device step-up).
+	Role_ROLE_FINANCE Role = 7
 )
 
 // Enum value maps for Role.
@@ -42,6 +46,8 @@ var (
 		3: "ROLE_VENUE_MANAGER",
 		4: "ROLE_ADMIN",
 		5: "ROLE_PARTNER",
+		6: "ROLE_SUPPORT",
+		7: "ROLE_FINANCE",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED":   0,
@@ -50,6 +56,8 @@ var (
 		"ROLE_VENUE_MANAGER": 3,
 		"ROLE_ADMIN":         4,
 		"ROLE_PARTNER":       5,
+		"ROLE_SUPPORT":       6,
+		"ROLE_FINANCE":       7,
 	}
 )
 
@@ -148,6 +156,12 @@ const (
 	AuditAction_AUDIT_ACTION_API_KEY_REVOKED        AuditAction = 13
 	AuditAction_AUDIT_ACTION_ROLES_CHANGED          AuditAction = 14
 	AuditAction_AUDIT_ACTION_SIGNING_KEY_ROTATED    AuditAction = 15
+	// A one-time setup token for the first admin was issued (at start, or by the entry point's command).
+	AuditAction_AUDIT_ACTION_SETUP_TOKEN_ISSUED AuditAction = 16
+	// The first admin claimed the role with the setup token.
+	AuditAction_AUDIT_ACTION_ADMIN_BOOTSTRAPPED AuditAction = 17
+	AuditAction_AUDIT_ACTION_USER_BLOCKED       AuditAction = 18
+	AuditAction_AUDIT_ACTION_USER_UNBLOCKED     AuditAction = 19
 )
 
 // Enum value maps for AuditAction.
@@ -169,6 +183,10 @@ var (
 		13: "AUDIT_ACTION_API_KEY_REVOKED",
 		14: "AUDIT_ACTION_ROLES_CHANGED",
 		15: "AUDIT_ACTION_SIGNING_KEY_ROTATED",
+		16: "AUDIT_ACTION_SETUP_TOKEN_ISSUED",
+		17: "AUDIT_ACTION_ADMIN_BOOTSTRAPPED",
+		18: "AUDIT_ACTION_USER_BLOCKED",
+		19: "AUDIT_ACTION_USER_UNBLOCKED",
 	}
 	AuditAction_value = map[string]int32{
 		"AUDIT_ACTION_UNSPECIFIED":            0,
@@ -187,6 +205,10 @@ var (
 		"AUDIT_ACTION_API_KEY_REVOKED":        13,
 		"AUDIT_ACTION_ROLES_CHANGED":          14,
 		"AUDIT_ACTION_SIGNING_KEY_ROTATED":    15,
+		"AUDIT_ACTION_SETUP_TOKEN_ISSUED":     16,
+		"AUDIT_ACTION_ADMIN_BOOTSTRAPPED":     17,
+		"AUDIT_ACTION_USER_BLOCKED":           18,
+		"AUDIT_ACTION_USER_UNBLOCKED":         19,
 	}
 )
 
@@ -228,8 +250,11 @@ type User struct {
 	Locale      Locale `protobuf:"varint,6,opt,name=locale,proto3,enum=ttip.auth.v1.Locale" json:"locale,omitempty"`
 	HasPin      bool   `protobuf:"varint,7,opt,name=has_pin,json=hasPin,proto3" json:"has_pin,omitempty"`
 	// Set while a lockout lasts.
-	LockedUntil   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=locked_until,json=lockedUntil,proto3" json:"locked_until,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	LockedUntil *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=locked_until,json=lockedUntil,proto3" json:"locked_until,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// Set while an admin has blocked the account: no sign-in, no refresh.
+	BlockedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=blocked_at,json=blockedAt,proto3" json:"blocked_at,omitempty"`
+	BlockedReason string                 `protobuf:"bytes,11,opt,name=blocked_reason,json=blockedReason,proto3" json:"blocked_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -325,6 +350,20 @@ func (x *User) GetCreatedAt() *timestamppb.Timestamp {
 		return x.CreatedAt
 	}
 	return nil
+}
+
+func (x *User) GetBlockedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BlockedAt
+	}
+	return nil
+}
+
+func (x *User) GetBlockedReason() string {
+	if x != nil {
+		return x.BlockedReason
+	}
+	return ""
 }
 
 // An access token and the refresh token that renews it.
@@ -758,7 +797,7 @@ var File_ttip_auth_v1_auth_proto protoreflect.FileDescriptor
 
 const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
-	"\x17ttip/auth/v1/auth.proto\x12\fttip.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xed\x02\n" +
+	"\x17ttip/auth/v1/auth.proto\x12\fttip.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n" +
 	"\x04User\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
 	"\fphone_masked\x18\x02 \x01(\tR\vphoneMasked\x12(\n" +
@@ -769,7 +808,11 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\ahas_pin\x18\a \x01(\bR\x06hasPin\x12=\n" +
 	"\flocked_until\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vlockedUntil\x129\n" +
 	"\n" +
-	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xfb\x01\n" +
+	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"blocked_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tblockedAt\x12%\n" +
+	"\x0eblocked_reason\x18\v \x01(\tR\rblockedReason\"\xfb\x01\n" +
 	"\tTokenPair\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12Q\n" +
 	"\x17access_token_expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x14accessTokenExpiresAt\x12#\n" +
@@ -815,7 +858,7 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"ip_address\x18\x05 \x01(\tR\tipAddress\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12;\n" +
 	"\voccurred_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt*z\n" +
+	"occurredAt*\x9e\x01\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rROLE_CUSTOMER\x10\x01\x12\x0f\n" +
@@ -823,11 +866,13 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\x12ROLE_VENUE_MANAGER\x10\x03\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x04\x12\x10\n" +
-	"\fROLE_PARTNER\x10\x05*>\n" +
+	"\fROLE_PARTNER\x10\x05\x12\x10\n" +
+	"\fROLE_SUPPORT\x10\x06\x12\x10\n" +
+	"\fROLE_FINANCE\x10\a*>\n" +
 	"\x06Locale\x12\x16\n" +
 	"\x12LOCALE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLOCALE_EN\x10\x01\x12\r\n" +
-	"\tLOCALE_SW\x10\x02*\x82\x04\n" +
+	"\tLOCALE_SW\x10\x02*\x8c\x05\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12AUDIT_ACTION_LOGIN\x10\x01\x12\x1d\n" +
@@ -845,7 +890,11 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\x1bAUDIT_ACTION_API_KEY_ISSUED\x10\f\x12 \n" +
 	"\x1cAUDIT_ACTION_API_KEY_REVOKED\x10\r\x12\x1e\n" +
 	"\x1aAUDIT_ACTION_ROLES_CHANGED\x10\x0e\x12$\n" +
-	" AUDIT_ACTION_SIGNING_KEY_ROTATED\x10\x0fB\xa4\x01\n" +
+	" AUDIT_ACTION_SIGNING_KEY_ROTATED\x10\x0f\x12#\n" +
+	"\x1fAUDIT_ACTION_SETUP_TOKEN_ISSUED\x10\x10\x12#\n" +
+	"\x1fAUDIT_ACTION_ADMIN_BOOTSTRAPPED\x10\x11\x12\x1d\n" +
+	"\x19AUDIT_ACTION_USER_BLOCKED\x10\x12\x12\x1f\n" +
+	"\x1bAUDIT_ACTION_USER_UNBLOCKED\x10\x13B\xa4\x01\n" +
 	"\x10com.ttip.auth.v1B\tAuthProtoP\x01Z3github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1;authv1\xa2\x02\x03TAX\xaa\x02\fTtip.Auth.V1\xca\x02\fTtip\\Auth\\V1\xe2\x02\x18Ttip\\Auth\\V1\\GPBMetadata\xea\x02\x0eTtip::Auth::V1b\x06proto3"
 
 var (
@@ -879,22 +928,23 @@ var file_ttip_auth_v1_auth_proto_depIdxs = []int32{
 	1,  // 1: ttip.auth.v1.User.locale:type_name -> ttip.auth.v1.Locale
 	9,  // 2: ttip.auth.v1.User.locked_until:type_name -> google.protobuf.Timestamp
 	9,  // 3: ttip.auth.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 4: ttip.auth.v1.TokenPair.access_token_expires_at:type_name -> google.protobuf.Timestamp
-	9,  // 5: ttip.auth.v1.TokenPair.refresh_token_expires_at:type_name -> google.protobuf.Timestamp
-	9,  // 6: ttip.auth.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 7: ttip.auth.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
-	9,  // 8: ttip.auth.v1.Device.registered_at:type_name -> google.protobuf.Timestamp
-	9,  // 9: ttip.auth.v1.Device.last_verified_at:type_name -> google.protobuf.Timestamp
-	9,  // 10: ttip.auth.v1.PartnerApiKey.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 11: ttip.auth.v1.PartnerApiKey.revoked_at:type_name -> google.protobuf.Timestamp
-	9,  // 12: ttip.auth.v1.PartnerApiKey.last_used_at:type_name -> google.protobuf.Timestamp
-	2,  // 13: ttip.auth.v1.AuditEvent.action:type_name -> ttip.auth.v1.AuditAction
-	9,  // 14: ttip.auth.v1.AuditEvent.occurred_at:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	9,  // 4: ttip.auth.v1.User.blocked_at:type_name -> google.protobuf.Timestamp
+	9,  // 5: ttip.auth.v1.TokenPair.access_token_expires_at:type_name -> google.protobuf.Timestamp
+	9,  // 6: ttip.auth.v1.TokenPair.refresh_token_expires_at:type_name -> google.protobuf.Timestamp
+	9,  // 7: ttip.auth.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 8: ttip.auth.v1.Session.last_used_at:type_name -> google.protobuf.Timestamp
+	9,  // 9: ttip.auth.v1.Device.registered_at:type_name -> google.protobuf.Timestamp
+	9,  // 10: ttip.auth.v1.Device.last_verified_at:type_name -> google.protobuf.Timestamp
+	9,  // 11: ttip.auth.v1.PartnerApiKey.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 12: ttip.auth.v1.PartnerApiKey.revoked_at:type_name -> google.protobuf.Timestamp
+	9,  // 13: ttip.auth.v1.PartnerApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	2,  // 14: ttip.auth.v1.AuditEvent.action:type_name -> ttip.auth.v1.AuditAction
+	9,  // 15: ttip.auth.v1.AuditEvent.occurred_at:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_ttip_auth_v1_auth_proto_init() }

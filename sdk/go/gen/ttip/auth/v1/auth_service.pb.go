@@ -2919,6 +2919,593 @@ func (x *VerifyStepUpTokenResponse) GetDeviceId() string {
 	return ""
 }
 
+type ClaimFirstAdminRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SetupToken    string                 `protobuf:"bytes,1,opt,name=setup_token,json=setupToken,proto3" json:"setup_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimFirstAdminRequest) Reset() {
+	*x = ClaimFirstAdminRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimFirstAdminRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimFirstAdminRequest) ProtoMessage() {}
+
+func (x *ClaimFirstAdminRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimFirstAdminRequest.ProtoReflect.Descriptor instead.
+func (*ClaimFirstAdminRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ClaimFirstAdminRequest) GetSetupToken() string {
+	if x != nil {
+		return x.SetupToken
+	}
+	return ""
+}
+
+type ClaimFirstAdminResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClaimFirstAdminResponse) Reset() {
+	*x = ClaimFirstAdminResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClaimFirstAdminResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClaimFirstAdminResponse) ProtoMessage() {}
+
+func (x *ClaimFirstAdminResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClaimFirstAdminResponse.ProtoReflect.Descriptor instead.
+func (*ClaimFirstAdminResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ClaimFirstAdminResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+type SearchUsersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A user id, digits of a phone number (at least 3), or part of a display name; empty lists everyone.
+	Query         string          `protobuf:"bytes,1,opt,name=query,proto3" json:"query,omitempty"`
+	Page          *v1.PageRequest `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchUsersRequest) Reset() {
+	*x = SearchUsersRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchUsersRequest) ProtoMessage() {}
+
+func (x *SearchUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchUsersRequest.ProtoReflect.Descriptor instead.
+func (*SearchUsersRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *SearchUsersRequest) GetQuery() string {
+	if x != nil {
+		return x.Query
+	}
+	return ""
+}
+
+func (x *SearchUsersRequest) GetPage() *v1.PageRequest {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+type SearchUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	Page          *v1.PageResponse       `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchUsersResponse) Reset() {
+	*x = SearchUsersResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchUsersResponse) ProtoMessage() {}
+
+func (x *SearchUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchUsersResponse.ProtoReflect.Descriptor instead.
+func (*SearchUsersResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *SearchUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *SearchUsersResponse) GetPage() *v1.PageResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+type BlockUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlockUserRequest) Reset() {
+	*x = BlockUserRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockUserRequest) ProtoMessage() {}
+
+func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockUserRequest.ProtoReflect.Descriptor instead.
+func (*BlockUserRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *BlockUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *BlockUserRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type BlockUserResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	User            *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	SessionsRevoked int32                  `protobuf:"varint,2,opt,name=sessions_revoked,json=sessionsRevoked,proto3" json:"sessions_revoked,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *BlockUserResponse) Reset() {
+	*x = BlockUserResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlockUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlockUserResponse) ProtoMessage() {}
+
+func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlockUserResponse.ProtoReflect.Descriptor instead.
+func (*BlockUserResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *BlockUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *BlockUserResponse) GetSessionsRevoked() int32 {
+	if x != nil {
+		return x.SessionsRevoked
+	}
+	return 0
+}
+
+type UnblockUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnblockUserRequest) Reset() {
+	*x = UnblockUserRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnblockUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnblockUserRequest) ProtoMessage() {}
+
+func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnblockUserRequest.ProtoReflect.Descriptor instead.
+func (*UnblockUserRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *UnblockUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *UnblockUserRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type UnblockUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnblockUserResponse) Reset() {
+	*x = UnblockUserResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnblockUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnblockUserResponse) ProtoMessage() {}
+
+func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnblockUserResponse.ProtoReflect.Descriptor instead.
+func (*UnblockUserResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *UnblockUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+type ListUserSessionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserSessionsRequest) Reset() {
+	*x = ListUserSessionsRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserSessionsRequest) ProtoMessage() {}
+
+func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListUserSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ListUserSessionsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type ListUserSessionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Live sessions, newest first (at most 100).
+	Sessions      []*Session `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserSessionsResponse) Reset() {
+	*x = ListUserSessionsResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserSessionsResponse) ProtoMessage() {}
+
+func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListUserSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ListUserSessionsResponse) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+type RevokeUserSessionsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Empty: every session of the user.
+	SessionId     string `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserSessionsRequest) Reset() {
+	*x = RevokeUserSessionsRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserSessionsRequest) ProtoMessage() {}
+
+func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserSessionsRequest.ProtoReflect.Descriptor instead.
+func (*RevokeUserSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *RevokeUserSessionsRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *RevokeUserSessionsRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RevokeUserSessionsRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RevokeUserSessionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revoked       int32                  `protobuf:"varint,1,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeUserSessionsResponse) Reset() {
+	*x = RevokeUserSessionsResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeUserSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeUserSessionsResponse) ProtoMessage() {}
+
+func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeUserSessionsResponse.ProtoReflect.Descriptor instead.
+func (*RevokeUserSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *RevokeUserSessionsResponse) GetRevoked() int32 {
+	if x != nil {
+		return x.Revoked
+	}
+	return 0
+}
+
 var File_ttip_auth_v1_auth_service_proto protoreflect.FileDescriptor
 
 const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
@@ -3007,10 +3594,10 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\adevices\x18\x01 \x03(\v2\x14.ttip.auth.v1.DeviceR\adevices\"<\n" +
 	"\x13RemoveDeviceRequest\x12%\n" +
 	"\tdevice_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bdeviceId\"\x16\n" +
-	"\x14RemoveDeviceResponse\"v\n" +
+	"\x14RemoveDeviceResponse\"}\n" +
 	"\x1cCreateDeviceChallengeRequest\x12%\n" +
-	"\tdevice_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bdeviceId\x12/\n" +
-	"\apurpose\x18\x02 \x01(\tB\x15\xbaH\x12r\x10R\x06unlockR\x06payoutR\apurpose\"\x9b\x01\n" +
+	"\tdevice_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bdeviceId\x126\n" +
+	"\apurpose\x18\x02 \x01(\tB\x1c\xbaH\x19r\x17R\x06unlockR\x06payoutR\x05adminR\apurpose\"\x9b\x01\n" +
 	"\x1dCreateDeviceChallengeResponse\x12!\n" +
 	"\fchallenge_id\x18\x01 \x01(\tR\vchallengeId\x12\x1c\n" +
 	"\tchallenge\x18\x02 \x01(\fR\tchallenge\x129\n" +
@@ -3082,14 +3669,51 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\tsignature\x18\x06 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\tsignature\"[\n" +
 	"\x1eVerifyPartnerSignatureResponse\x12!\n" +
 	"\fpartner_name\x18\x01 \x01(\tR\vpartnerName\x12\x16\n" +
-	"\x06scopes\x18\x02 \x03(\tR\x06scopes\"\x9e\x01\n" +
+	"\x06scopes\x18\x02 \x03(\tR\x06scopes\"\xa5\x01\n" +
 	"\x18VerifyStepUpTokenRequest\x12.\n" +
 	"\rstep_up_token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x10\x18\x80 R\vstepUpToken\x12!\n" +
-	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12/\n" +
-	"\apurpose\x18\x03 \x01(\tB\x15\xbaH\x12r\x10R\x06unlockR\x06payoutR\apurpose\"8\n" +
+	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x126\n" +
+	"\apurpose\x18\x03 \x01(\tB\x1c\xbaH\x19r\x17R\x06unlockR\x06payoutR\x05adminR\apurpose\"8\n" +
 	"\x19VerifyStepUpTokenResponse\x12\x1b\n" +
-	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId2\xa8\r\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"E\n" +
+	"\x16ClaimFirstAdminRequest\x12+\n" +
+	"\vsetup_token\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x10\x18\xc8\x01R\n" +
+	"setupToken\"A\n" +
+	"\x17ClaimFirstAdminResponse\x12&\n" +
+	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\"d\n" +
+	"\x12SearchUsersRequest\x12\x1d\n" +
+	"\x05query\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x18dR\x05query\x12/\n" +
+	"\x04page\x18\x02 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\"q\n" +
+	"\x13SearchUsersResponse\x12(\n" +
+	"\x05users\x18\x01 \x03(\v2\x12.ttip.auth.v1.UserR\x05users\x120\n" +
+	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"Y\n" +
+	"\x10BlockUserRequest\x12!\n" +
+	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12\"\n" +
+	"\x06reason\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"f\n" +
+	"\x11BlockUserResponse\x12&\n" +
+	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\x12)\n" +
+	"\x10sessions_revoked\x18\x02 \x01(\x05R\x0fsessionsRevoked\"[\n" +
+	"\x12UnblockUserRequest\x12!\n" +
+	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12\"\n" +
+	"\x06reason\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"=\n" +
+	"\x13UnblockUserResponse\x12&\n" +
+	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\"<\n" +
+	"\x17ListUserSessionsRequest\x12!\n" +
+	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"M\n" +
+	"\x18ListUserSessionsResponse\x121\n" +
+	"\bsessions\x18\x01 \x03(\v2\x15.ttip.auth.v1.SessionR\bsessions\"\x8e\x01\n" +
+	"\x19RevokeUserSessionsRequest\x12!\n" +
+	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x12*\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\tsessionId\x12\"\n" +
+	"\x06reason\x18\x03 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"6\n" +
+	"\x1aRevokeUserSessionsResponse\x12\x18\n" +
+	"\arevoked\x18\x01 \x01(\x05R\arevoked2\x88\x0e\n" +
 	"\vAuthService\x12s\n" +
 	"\x16StartPhoneVerification\x12+.ttip.auth.v1.StartPhoneVerificationRequest\x1a,.ttip.auth.v1.StartPhoneVerificationResponse\x12[\n" +
 	"\x0eVerifyPhoneOtp\x12#.ttip.auth.v1.VerifyPhoneOtpRequest\x1a$.ttip.auth.v1.VerifyPhoneOtpResponse\x12C\n" +
@@ -3109,7 +3733,8 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\vListDevices\x12 .ttip.auth.v1.ListDevicesRequest\x1a!.ttip.auth.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\fRemoveDevice\x12!.ttip.auth.v1.RemoveDeviceRequest\x1a\".ttip.auth.v1.RemoveDeviceResponse\x12p\n" +
 	"\x15CreateDeviceChallenge\x12*.ttip.auth.v1.CreateDeviceChallengeRequest\x1a+.ttip.auth.v1.CreateDeviceChallengeResponse\x12p\n" +
-	"\x15VerifyDeviceChallenge\x12*.ttip.auth.v1.VerifyDeviceChallengeRequest\x1a+.ttip.auth.v1.VerifyDeviceChallengeResponse2\x92\x06\n" +
+	"\x15VerifyDeviceChallenge\x12*.ttip.auth.v1.VerifyDeviceChallengeRequest\x1a+.ttip.auth.v1.VerifyDeviceChallengeResponse\x12^\n" +
+	"\x0fClaimFirstAdmin\x12$.ttip.auth.v1.ClaimFirstAdminRequest\x1a%.ttip.auth.v1.ClaimFirstAdminResponse2\xde\t\n" +
 	"\x10AuthAdminService\x12K\n" +
 	"\aGetUser\x12\x1c.ttip.auth.v1.GetUserRequest\x1a\x1d.ttip.auth.v1.GetUserResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\fSetUserRoles\x12!.ttip.auth.v1.SetUserRolesRequest\x1a\".ttip.auth.v1.SetUserRolesResponse\x12O\n" +
@@ -3119,7 +3744,12 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x12ListPartnerApiKeys\x12'.ttip.auth.v1.ListPartnerApiKeysRequest\x1a(.ttip.auth.v1.ListPartnerApiKeysResponse\"\x03\x90\x02\x01\x12j\n" +
 	"\x13RevokePartnerApiKey\x12(.ttip.auth.v1.RevokePartnerApiKeyRequest\x1a).ttip.auth.v1.RevokePartnerApiKeyResponse\x12c\n" +
 	"\x0fListAuditEvents\x12$.ttip.auth.v1.ListAuditEventsRequest\x1a%.ttip.auth.v1.ListAuditEventsResponse\"\x03\x90\x02\x01\x12a\n" +
-	"\x10RotateSigningKey\x12%.ttip.auth.v1.RotateSigningKeyRequest\x1a&.ttip.auth.v1.RotateSigningKeyResponse2\xc9\x02\n" +
+	"\x10RotateSigningKey\x12%.ttip.auth.v1.RotateSigningKeyRequest\x1a&.ttip.auth.v1.RotateSigningKeyResponse\x12W\n" +
+	"\vSearchUsers\x12 .ttip.auth.v1.SearchUsersRequest\x1a!.ttip.auth.v1.SearchUsersResponse\"\x03\x90\x02\x01\x12L\n" +
+	"\tBlockUser\x12\x1e.ttip.auth.v1.BlockUserRequest\x1a\x1f.ttip.auth.v1.BlockUserResponse\x12R\n" +
+	"\vUnblockUser\x12 .ttip.auth.v1.UnblockUserRequest\x1a!.ttip.auth.v1.UnblockUserResponse\x12f\n" +
+	"\x10ListUserSessions\x12%.ttip.auth.v1.ListUserSessionsRequest\x1a&.ttip.auth.v1.ListUserSessionsResponse\"\x03\x90\x02\x01\x12g\n" +
+	"\x12RevokeUserSessions\x12'.ttip.auth.v1.RevokeUserSessionsRequest\x1a(.ttip.auth.v1.RevokeUserSessionsResponse2\xc9\x02\n" +
 	"\x13AuthInternalService\x12W\n" +
 	"\vGetUserById\x12 .ttip.auth.v1.GetUserByIdRequest\x1a!.ttip.auth.v1.GetUserByIdResponse\"\x03\x90\x02\x01\x12s\n" +
 	"\x16VerifyPartnerSignature\x12+.ttip.auth.v1.VerifyPartnerSignatureRequest\x1a,.ttip.auth.v1.VerifyPartnerSignatureResponse\x12d\n" +
@@ -3138,7 +3768,7 @@ func file_ttip_auth_v1_auth_service_proto_rawDescGZIP() []byte {
 	return file_ttip_auth_v1_auth_service_proto_rawDescData
 }
 
-var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
 var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*StartPhoneVerificationRequest)(nil),  // 0: ttip.auth.v1.StartPhoneVerificationRequest
 	(*StartPhoneVerificationResponse)(nil), // 1: ttip.auth.v1.StartPhoneVerificationResponse
@@ -3200,117 +3830,148 @@ var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*VerifyPartnerSignatureResponse)(nil), // 57: ttip.auth.v1.VerifyPartnerSignatureResponse
 	(*VerifyStepUpTokenRequest)(nil),       // 58: ttip.auth.v1.VerifyStepUpTokenRequest
 	(*VerifyStepUpTokenResponse)(nil),      // 59: ttip.auth.v1.VerifyStepUpTokenResponse
-	(Locale)(0),                            // 60: ttip.auth.v1.Locale
-	(*timestamppb.Timestamp)(nil),          // 61: google.protobuf.Timestamp
-	(Role)(0),                              // 62: ttip.auth.v1.Role
-	(*TokenPair)(nil),                      // 63: ttip.auth.v1.TokenPair
-	(*User)(nil),                           // 64: ttip.auth.v1.User
-	(*Session)(nil),                        // 65: ttip.auth.v1.Session
-	(*Device)(nil),                         // 66: ttip.auth.v1.Device
-	(*PartnerApiKey)(nil),                  // 67: ttip.auth.v1.PartnerApiKey
-	(*v1.PageRequest)(nil),                 // 68: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                // 69: ttip.common.v1.PageResponse
-	(AuditAction)(0),                       // 70: ttip.auth.v1.AuditAction
-	(*AuditEvent)(nil),                     // 71: ttip.auth.v1.AuditEvent
+	(*ClaimFirstAdminRequest)(nil),         // 60: ttip.auth.v1.ClaimFirstAdminRequest
+	(*ClaimFirstAdminResponse)(nil),        // 61: ttip.auth.v1.ClaimFirstAdminResponse
+	(*SearchUsersRequest)(nil),             // 62: ttip.auth.v1.SearchUsersRequest
+	(*SearchUsersResponse)(nil),            // 63: ttip.auth.v1.SearchUsersResponse
+	(*BlockUserRequest)(nil),               // 64: ttip.auth.v1.BlockUserRequest
+	(*BlockUserResponse)(nil),              // 65: ttip.auth.v1.BlockUserResponse
+	(*UnblockUserRequest)(nil),             // 66: ttip.auth.v1.UnblockUserRequest
+	(*UnblockUserResponse)(nil),            // 67: ttip.auth.v1.UnblockUserResponse
+	(*ListUserSessionsRequest)(nil),        // 68: ttip.auth.v1.ListUserSessionsRequest
+	(*ListUserSessionsResponse)(nil),       // 69: ttip.auth.v1.ListUserSessionsResponse
+	(*RevokeUserSessionsRequest)(nil),      // 70: ttip.auth.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil),     // 71: ttip.auth.v1.RevokeUserSessionsResponse
+	(Locale)(0),                            // 72: ttip.auth.v1.Locale
+	(*timestamppb.Timestamp)(nil),          // 73: google.protobuf.Timestamp
+	(Role)(0),                              // 74: ttip.auth.v1.Role
+	(*TokenPair)(nil),                      // 75: ttip.auth.v1.TokenPair
+	(*User)(nil),                           // 76: ttip.auth.v1.User
+	(*Session)(nil),                        // 77: ttip.auth.v1.Session
+	(*Device)(nil),                         // 78: ttip.auth.v1.Device
+	(*PartnerApiKey)(nil),                  // 79: ttip.auth.v1.PartnerApiKey
+	(*v1.PageRequest)(nil),                 // 80: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 81: ttip.common.v1.PageResponse
+	(AuditAction)(0),                       // 82: ttip.auth.v1.AuditAction
+	(*AuditEvent)(nil),                     // 83: ttip.auth.v1.AuditEvent
 }
 var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
-	60, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
-	61, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
-	61, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
-	62, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
-	63, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	63, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	63, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	63, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	64, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
-	60, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
-	64, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
-	65, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	66, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
-	66, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
-	61, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	61, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	64, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
-	62, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
-	64, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
-	67, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	68, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
-	67, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
-	69, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
-	67, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	68, // 24: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
-	70, // 25: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
-	61, // 26: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
-	61, // 27: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
-	71, // 28: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
-	69, // 29: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
-	64, // 30: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
-	61, // 31: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
-	0,  // 32: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
-	2,  // 33: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
-	4,  // 34: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
-	6,  // 35: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
-	8,  // 36: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
-	10, // 37: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
-	12, // 38: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
-	14, // 39: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
-	16, // 40: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
-	18, // 41: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
-	20, // 42: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
-	22, // 43: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
-	24, // 44: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
-	26, // 45: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
-	28, // 46: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
-	30, // 47: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
-	32, // 48: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
-	34, // 49: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
-	36, // 50: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
-	38, // 51: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
-	40, // 52: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
-	42, // 53: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
-	44, // 54: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
-	46, // 55: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
-	48, // 56: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
-	50, // 57: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
-	52, // 58: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
-	54, // 59: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
-	56, // 60: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
-	58, // 61: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
-	1,  // 62: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
-	3,  // 63: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
-	5,  // 64: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
-	7,  // 65: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
-	9,  // 66: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
-	11, // 67: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
-	13, // 68: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
-	15, // 69: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
-	17, // 70: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
-	19, // 71: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
-	21, // 72: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
-	23, // 73: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
-	25, // 74: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
-	27, // 75: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
-	29, // 76: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
-	31, // 77: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
-	33, // 78: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
-	35, // 79: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
-	37, // 80: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
-	39, // 81: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
-	41, // 82: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
-	43, // 83: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
-	45, // 84: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
-	47, // 85: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
-	49, // 86: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
-	51, // 87: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
-	53, // 88: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
-	55, // 89: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
-	57, // 90: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
-	59, // 91: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
-	62, // [62:92] is the sub-list for method output_type
-	32, // [32:62] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	72, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
+	73, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
+	73, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
+	74, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
+	75, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	75, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	75, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	75, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	76, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
+	72, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
+	76, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
+	77, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	78, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
+	78, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
+	73, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	73, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	76, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
+	74, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
+	76, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
+	79, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	80, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
+	79, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
+	81, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
+	79, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	80, // 24: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
+	82, // 25: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
+	73, // 26: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
+	73, // 27: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
+	83, // 28: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
+	81, // 29: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
+	76, // 30: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
+	73, // 31: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
+	76, // 32: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
+	80, // 33: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
+	76, // 34: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
+	81, // 35: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
+	76, // 36: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
+	76, // 37: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
+	77, // 38: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	0,  // 39: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
+	2,  // 40: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
+	4,  // 41: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
+	6,  // 42: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
+	8,  // 43: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
+	10, // 44: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
+	12, // 45: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
+	14, // 46: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
+	16, // 47: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
+	18, // 48: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
+	20, // 49: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
+	22, // 50: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
+	24, // 51: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
+	26, // 52: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
+	28, // 53: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
+	30, // 54: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
+	32, // 55: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
+	34, // 56: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
+	36, // 57: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
+	60, // 58: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
+	38, // 59: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
+	40, // 60: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
+	42, // 61: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
+	44, // 62: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
+	46, // 63: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
+	48, // 64: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
+	50, // 65: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
+	52, // 66: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
+	62, // 67: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
+	64, // 68: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
+	66, // 69: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
+	68, // 70: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
+	70, // 71: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
+	54, // 72: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
+	56, // 73: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
+	58, // 74: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
+	1,  // 75: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
+	3,  // 76: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
+	5,  // 77: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
+	7,  // 78: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
+	9,  // 79: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
+	11, // 80: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
+	13, // 81: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
+	15, // 82: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
+	17, // 83: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
+	19, // 84: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
+	21, // 85: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
+	23, // 86: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
+	25, // 87: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
+	27, // 88: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
+	29, // 89: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
+	31, // 90: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
+	33, // 91: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
+	35, // 92: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
+	37, // 93: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
+	61, // 94: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
+	39, // 95: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
+	41, // 96: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
+	43, // 97: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
+	45, // 98: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
+	47, // 99: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
+	49, // 100: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
+	51, // 101: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
+	53, // 102: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
+	63, // 103: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
+	65, // 104: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
+	67, // 105: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
+	69, // 106: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
+	71, // 107: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
+	55, // 108: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
+	57, // 109: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
+	59, // 110: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
+	75, // [75:111] is the sub-list for method output_type
+	39, // [39:75] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_ttip_auth_v1_auth_service_proto_init() }
@@ -3325,7 +3986,7 @@ func file_ttip_auth_v1_auth_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_auth_v1_auth_service_proto_rawDesc), len(file_ttip_auth_v1_auth_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   72,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

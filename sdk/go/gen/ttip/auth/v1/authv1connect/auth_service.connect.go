@@ -86,6 +86,9 @@ const (
 	// AuthServiceVerifyDeviceChallengeProcedure is the fully-qualified name of the AuthService's
 	// VerifyDeviceChallenge RPC.
 	AuthServiceVerifyDeviceChallengeProcedure = "/ttip.auth.v1.AuthService/VerifyDeviceChallenge"
+	// AuthServiceClaimFirstAdminProcedure is the fully-qualified name of the AuthService's
+	// ClaimFirstAdmin RPC.
+	AuthServiceClaimFirstAdminProcedure = "/ttip.auth.v1.AuthService/ClaimFirstAdmin"
 	// AuthAdminServiceGetUserProcedure is the fully-qualified name of the AuthAdminService's GetUser
 	// RPC.
 	AuthAdminServiceGetUserProcedure = "/ttip.auth.v1.AuthAdminService/GetUser"
@@ -110,6 +113,21 @@ const (
 	// AuthAdminServiceRotateSigningKeyProcedure is the fully-qualified name of the AuthAdminService's
 	// RotateSigningKey RPC.
 	AuthAdminServiceRotateSigningKeyProcedure = "/ttip.auth.v1.AuthAdminService/RotateSigningKey"
+	// AuthAdminServiceSearchUsersProcedure is the fully-qualified name of the AuthAdminService's
+	// SearchUsers RPC.
+	AuthAdminServiceSearchUsersProcedure = "/ttip.auth.v1.AuthAdminService/SearchUsers"
+	// AuthAdminServiceBlockUserProcedure is the fully-qualified name of the AuthAdminService's
+	// BlockUser RPC.
+	AuthAdminServiceBlockUserProcedure = "/ttip.auth.v1.AuthAdminService/BlockUser"
+	// AuthAdminServiceUnblockUserProcedure is the fully-qualified name of the AuthAdminService's
+	// UnblockUser RPC.
+	AuthAdminServiceUnblockUserProcedure = "/ttip.auth.v1.AuthAdminService/UnblockUser"
+	// AuthAdminServiceListUserSessionsProcedure is the fully-qualified name of the AuthAdminService's
+	// ListUserSessions RPC.
+	AuthAdminServiceListUserSessionsProcedure = "/ttip.auth.v1.AuthAdminService/ListUserSessions"
+	// AuthAdminServiceRevokeUserSessionsProcedure is the fully-qualified name of the AuthAdminService's
+	// RevokeUserSessions RPC.
+	AuthAdminServiceRevokeUserSessionsProcedure = "/ttip.auth.v1.AuthAdminService/RevokeUserSessions"
 	// AuthInternalServiceGetUserByIdProcedure is the fully-qualified name of the AuthInternalService's
 	// GetUserById RPC.
 	AuthInternalServiceGetUserByIdProcedure = "/ttip.auth.v1.AuthInternalService/GetUserById"
@@ -158,6 +176,11 @@ type AuthServiceClient interface {
 	// Checks the signature; returns a short-lived step-up token (second factor for payouts).
 	// PERMISSION_DENIED for a bad signature; FAILED_PRECONDITION for a used or expired challenge.
 	VerifyDeviceChallenge(context.Context, *connect.Request[v1.VerifyDeviceChallengeRequest]) (*connect.Response[v1.VerifyDeviceChallengeResponse], error)
+	// Makes the caller the first admin with the one-time setup token printed at
+	// first start (or by `main.ts setup-token`). The caller must have signed in
+	// with a PIN. FAILED_PRECONDITION once an admin exists; PERMISSION_DENIED
+	// for a wrong, used or expired token.
+	ClaimFirstAdmin(context.Context, *connect.Request[v1.ClaimFirstAdminRequest]) (*connect.Response[v1.ClaimFirstAdminResponse], error)
 }
 
 // NewAuthServiceClient constructs a client for the ttip.auth.v1.AuthService service. By default, it
@@ -289,6 +312,12 @@ func NewAuthServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithSchema(authServiceMethods.ByName("VerifyDeviceChallenge")),
 			connect.WithClientOptions(opts...),
 		),
+		claimFirstAdmin: connect.NewClient[v1.ClaimFirstAdminRequest, v1.ClaimFirstAdminResponse](
+			httpClient,
+			baseURL+AuthServiceClaimFirstAdminProcedure,
+			connect.WithSchema(authServiceMethods.ByName("ClaimFirstAdmin")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -313,6 +342,7 @@ type authServiceClient struct {
 	removeDevice           *connect.Client[v1.RemoveDeviceRequest, v1.RemoveDeviceResponse]
 	createDeviceChallenge  *connect.Client[v1.CreateDeviceChallengeRequest, v1.CreateDeviceChallengeResponse]
 	verifyDeviceChallenge  *connect.Client[v1.VerifyDeviceChallengeRequest, v1.VerifyDeviceChallengeResponse]
+	claimFirstAdmin        *connect.Client[v1.ClaimFirstAdminRequest, v1.ClaimFirstAdminResponse]
 }
 
 // StartPhoneVerification calls ttip.auth.v1.AuthService.StartPhoneVerification.
@@ -410,6 +440,11 @@ func (c *authServiceClient) VerifyDeviceChallenge(ctx context.Context, req *conn
 	return c.verifyDeviceChallenge.CallUnary(ctx, req)
 }
 
+// ClaimFirstAdmin calls ttip.auth.v1.AuthService.ClaimFirstAdmin.
+func (c *authServiceClient) ClaimFirstAdmin(ctx context.Context, req *connect.Request[v1.ClaimFirstAdminRequest]) (*connect.Response[v1.ClaimFirstAdminResponse], error) {
+	return c.claimFirstAdmin.CallUnary(ctx, req)
+}
+
 // AuthServiceHandler is an implementation of the ttip.auth.v1.AuthService service.
 type AuthServiceHandler interface {
 	// Sends a 6-digit OTP by SMS. Answers the same for known and unknown numbers.
@@ -447,6 +482,11 @@ type AuthServiceHandler interface {
 	// Checks the signature; returns a short-lived step-up token (second factor for payouts).
 	// PERMISSION_DENIED for a bad signature; FAILED_PRECONDITION for a used or expired challenge.
 	VerifyDeviceChallenge(context.Context, *connect.Request[v1.VerifyDeviceChallengeRequest]) (*connect.Response[v1.VerifyDeviceChallengeResponse], error)
+	// Makes the caller the first admin with the one-time setup token printed at
+	// first start (or by `main.ts setup-token`). The caller must have signed in
+	// with a PIN. FAILED_PRECONDITION once an admin exists; PERMISSION_DENIED
+	// for a wrong, used or expired token.
+	ClaimFirstAdmin(context.Context, *connect.Request[v1.ClaimFirstAdminRequest]) (*connect.Response[v1.ClaimFirstAdminResponse], error)
 }
 
 // NewAuthServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -574,6 +614,12 @@ func NewAuthServiceHandler(svc AuthServiceHandler, opts ...connect.HandlerOption
 		connect.WithSchema(authServiceMethods.ByName("VerifyDeviceChallenge")),
 		connect.WithHandlerOptions(opts...),
 	)
+	authServiceClaimFirstAdminHandler := connect.NewUnaryHandler(
+		AuthServiceClaimFirstAdminProcedure,
+		svc.ClaimFirstAdmin,
+		connect.WithSchema(authServiceMethods.ByName("ClaimFirstAdmin")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.auth.v1.AuthService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthServiceStartPhoneVerificationProcedure:
@@ -614,6 +660,8 @@ func NewAuthServiceHandler(svc AuthServiceHandler, opts ...connect.HandlerOption
 			authServiceCreateDeviceChallengeHandler.ServeHTTP(w, r)
 		case AuthServiceVerifyDeviceChallengeProcedure:
 			authServiceVerifyDeviceChallengeHandler.ServeHTTP(w, r)
+		case AuthServiceClaimFirstAdminProcedure:
+			authServiceClaimFirstAdminHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -699,6 +747,10 @@ func (UnimplementedAuthServiceHandler) VerifyDeviceChallenge(context.Context, *c
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthService.VerifyDeviceChallenge is not implemented"))
 }
 
+func (UnimplementedAuthServiceHandler) ClaimFirstAdmin(context.Context, *connect.Request[v1.ClaimFirstAdminRequest]) (*connect.Response[v1.ClaimFirstAdminResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthService.ClaimFirstAdmin is not implemented"))
+}
+
 // AuthAdminServiceClient is a client for the ttip.auth.v1.AuthAdminService service.
 type AuthAdminServiceClient interface {
 	GetUser(context.Context, *connect.Request[v1.GetUserRequest]) (*connect.Response[v1.GetUserResponse], error)
@@ -712,6 +764,14 @@ type AuthAdminServiceClient interface {
 	ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error)
 	// Starts a new signing key; the previous one keeps verifying until its tokens expire.
 	RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error)
+	// Users by id, phone (any part of the number) or name, newest first.
+	SearchUsers(context.Context, *connect.Request[v1.SearchUsersRequest]) (*connect.Response[v1.SearchUsersResponse], error)
+	// A blocked user cannot sign in or refresh; their sessions end at once.
+	BlockUser(context.Context, *connect.Request[v1.BlockUserRequest]) (*connect.Response[v1.BlockUserResponse], error)
+	UnblockUser(context.Context, *connect.Request[v1.UnblockUserRequest]) (*connect.Response[v1.UnblockUserResponse], error)
+	ListUserSessions(context.Context, *connect.Request[v1.ListUserSessionsRequest]) (*connect.Response[v1.ListUserSessionsResponse], error)
+	// One session (session_id) or all of the user's sessions.
+	RevokeUserSessions(context.Context, *connect.Request[v1.RevokeUserSessionsRequest]) (*connect.Response[v1.RevokeUserSessionsResponse], error)
 }
 
 // NewAuthAdminServiceClient constructs a client for the ttip.auth.v1.AuthAdminService service. By
@@ -776,6 +836,38 @@ func NewAuthAdminServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(authAdminServiceMethods.ByName("RotateSigningKey")),
 			connect.WithClientOptions(opts...),
 		),
+		searchUsers: connect.NewClient[v1.SearchUsersRequest, v1.SearchUsersResponse](
+			httpClient,
+			baseURL+AuthAdminServiceSearchUsersProcedure,
+			connect.WithSchema(authAdminServiceMethods.ByName("SearchUsers")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		blockUser: connect.NewClient[v1.BlockUserRequest, v1.BlockUserResponse](
+			httpClient,
+			baseURL+AuthAdminServiceBlockUserProcedure,
+			connect.WithSchema(authAdminServiceMethods.ByName("BlockUser")),
+			connect.WithClientOptions(opts...),
+		),
+		unblockUser: connect.NewClient[v1.UnblockUserRequest, v1.UnblockUserResponse](
+			httpClient,
+			baseURL+AuthAdminServiceUnblockUserProcedure,
+			connect.WithSchema(authAdminServiceMethods.ByName("UnblockUser")),
+			connect.WithClientOptions(opts...),
+		),
+		listUserSessions: connect.NewClient[v1.ListUserSessionsRequest, v1.ListUserSessionsResponse](
+			httpClient,
+			baseURL+AuthAdminServiceListUserSessionsProcedure,
+			connect.WithSchema(authAdminServiceMethods.ByName("ListUserSessions")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		revokeUserSessions: connect.NewClient[v1.RevokeUserSessionsRequest, v1.RevokeUserSessionsResponse](
+			httpClient,
+			baseURL+AuthAdminServiceRevokeUserSessionsProcedure,
+			connect.WithSchema(authAdminServiceMethods.ByName("RevokeUserSessions")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -789,6 +881,11 @@ type authAdminServiceClient struct {
 	revokePartnerApiKey *connect.Client[v1.RevokePartnerApiKeyRequest, v1.RevokePartnerApiKeyResponse]
 	listAuditEvents     *connect.Client[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse]
 	rotateSigningKey    *connect.Client[v1.RotateSigningKeyRequest, v1.RotateSigningKeyResponse]
+	searchUsers         *connect.Client[v1.SearchUsersRequest, v1.SearchUsersResponse]
+	blockUser           *connect.Client[v1.BlockUserRequest, v1.BlockUserResponse]
+	unblockUser         *connect.Client[v1.UnblockUserRequest, v1.UnblockUserResponse]
+	listUserSessions    *connect.Client[v1.ListUserSessionsRequest, v1.ListUserSessionsResponse]
+	revokeUserSessions  *connect.Client[v1.RevokeUserSessionsRequest, v1.RevokeUserSessionsResponse]
 }
 
 // GetUser calls ttip.auth.v1.AuthAdminService.GetUser.
@@ -831,6 +928,31 @@ func (c *authAdminServiceClient) RotateSigningKey(ctx context.Context, req *conn
 	return c.rotateSigningKey.CallUnary(ctx, req)
 }
 
+// SearchUsers calls ttip.auth.v1.AuthAdminService.SearchUsers.
+func (c *authAdminServiceClient) SearchUsers(ctx context.Context, req *connect.Request[v1.SearchUsersRequest]) (*connect.Response[v1.SearchUsersResponse], error) {
+	return c.searchUsers.CallUnary(ctx, req)
+}
+
+// BlockUser calls ttip.auth.v1.AuthAdminService.BlockUser.
+func (c *authAdminServiceClient) BlockUser(ctx context.Context, req *connect.Request[v1.BlockUserRequest]) (*connect.Response[v1.BlockUserResponse], error) {
+	return c.blockUser.CallUnary(ctx, req)
+}
+
+// UnblockUser calls ttip.auth.v1.AuthAdminService.UnblockUser.
+func (c *authAdminServiceClient) UnblockUser(ctx context.Context, req *connect.Request[v1.UnblockUserRequest]) (*connect.Response[v1.UnblockUserResponse], error) {
+	return c.unblockUser.CallUnary(ctx, req)
+}
+
+// ListUserSessions calls ttip.auth.v1.AuthAdminService.ListUserSessions.
+func (c *authAdminServiceClient) ListUserSessions(ctx context.Context, req *connect.Request[v1.ListUserSessionsRequest]) (*connect.Response[v1.ListUserSessionsResponse], error) {
+	return c.listUserSessions.CallUnary(ctx, req)
+}
+
+// RevokeUserSessions calls ttip.auth.v1.AuthAdminService.RevokeUserSessions.
+func (c *authAdminServiceClient) RevokeUserSessions(ctx context.Context, req *connect.Request[v1.RevokeUserSessionsRequest]) (*connect.Response[v1.RevokeUserSessionsResponse], error) {
+	return c.revokeUserSessions.CallUnary(ctx, req)
+}
+
 // AuthAdminServiceHandler is an implementation of the ttip.auth.v1.AuthAdminService service.
 type AuthAdminServiceHandler interface {
 	GetUser(context.Context, *connect.Request[v1.GetUserRequest]) (*connect.Response[v1.GetUserResponse], error)
@@ -844,6 +966,14 @@ type AuthAdminServiceHandler interface {
 	ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error)
 	// Starts a new signing key; the previous one keeps verifying until its tokens expire.
 	RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error)
+	// Users by id, phone (any part of the number) or name, newest first.
+	SearchUsers(context.Context, *connect.Request[v1.SearchUsersRequest]) (*connect.Response[v1.SearchUsersResponse], error)
+	// A blocked user cannot sign in or refresh; their sessions end at once.
+	BlockUser(context.Context, *connect.Request[v1.BlockUserRequest]) (*connect.Response[v1.BlockUserResponse], error)
+	UnblockUser(context.Context, *connect.Request[v1.UnblockUserRequest]) (*connect.Response[v1.UnblockUserResponse], error)
+	ListUserSessions(context.Context, *connect.Request[v1.ListUserSessionsRequest]) (*connect.Response[v1.ListUserSessionsResponse], error)
+	// One session (session_id) or all of the user's sessions.
+	RevokeUserSessions(context.Context, *connect.Request[v1.RevokeUserSessionsRequest]) (*connect.Response[v1.RevokeUserSessionsResponse], error)
 }
 
 // NewAuthAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -904,6 +1034,38 @@ func NewAuthAdminServiceHandler(svc AuthAdminServiceHandler, opts ...connect.Han
 		connect.WithSchema(authAdminServiceMethods.ByName("RotateSigningKey")),
 		connect.WithHandlerOptions(opts...),
 	)
+	authAdminServiceSearchUsersHandler := connect.NewUnaryHandler(
+		AuthAdminServiceSearchUsersProcedure,
+		svc.SearchUsers,
+		connect.WithSchema(authAdminServiceMethods.ByName("SearchUsers")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	authAdminServiceBlockUserHandler := connect.NewUnaryHandler(
+		AuthAdminServiceBlockUserProcedure,
+		svc.BlockUser,
+		connect.WithSchema(authAdminServiceMethods.ByName("BlockUser")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authAdminServiceUnblockUserHandler := connect.NewUnaryHandler(
+		AuthAdminServiceUnblockUserProcedure,
+		svc.UnblockUser,
+		connect.WithSchema(authAdminServiceMethods.ByName("UnblockUser")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authAdminServiceListUserSessionsHandler := connect.NewUnaryHandler(
+		AuthAdminServiceListUserSessionsProcedure,
+		svc.ListUserSessions,
+		connect.WithSchema(authAdminServiceMethods.ByName("ListUserSessions")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	authAdminServiceRevokeUserSessionsHandler := connect.NewUnaryHandler(
+		AuthAdminServiceRevokeUserSessionsProcedure,
+		svc.RevokeUserSessions,
+		connect.WithSchema(authAdminServiceMethods.ByName("RevokeUserSessions")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.auth.v1.AuthAdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthAdminServiceGetUserProcedure:
@@ -922,6 +1084,16 @@ func NewAuthAdminServiceHandler(svc AuthAdminServiceHandler, opts ...connect.Han
 			authAdminServiceListAuditEventsHandler.ServeHTTP(w, r)
 		case AuthAdminServiceRotateSigningKeyProcedure:
 			authAdminServiceRotateSigningKeyHandler.ServeHTTP(w, r)
+		case AuthAdminServiceSearchUsersProcedure:
+			authAdminServiceSearchUsersHandler.ServeHTTP(w, r)
+		case AuthAdminServiceBlockUserProcedure:
+			authAdminServiceBlockUserHandler.ServeHTTP(w, r)
+		case AuthAdminServiceUnblockUserProcedure:
+			authAdminServiceUnblockUserHandler.ServeHTTP(w, r)
+		case AuthAdminServiceListUserSessionsProcedure:
+			authAdminServiceListUserSessionsHandler.ServeHTTP(w, r)
+		case AuthAdminServiceRevokeUserSessionsProcedure:
+			authAdminServiceRevokeUserSessionsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -961,6 +1133,26 @@ func (UnimplementedAuthAdminServiceHandler) ListAuditEvents(context.Context, *co
 
 func (UnimplementedAuthAdminServiceHandler) RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthAdminService.RotateSigningKey is not implemented"))
+}
+
+func (UnimplementedAuthAdminServiceHandler) SearchUsers(context.Context, *connect.Request[v1.SearchUsersRequest]) (*connect.Response[v1.SearchUsersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthAdminService.SearchUsers is not implemented"))
+}
+
+func (UnimplementedAuthAdminServiceHandler) BlockUser(context.Context, *connect.Request[v1.BlockUserRequest]) (*connect.Response[v1.BlockUserResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthAdminService.BlockUser is not implemented"))
+}
+
+func (UnimplementedAuthAdminServiceHandler) UnblockUser(context.Context, *connect.Request[v1.UnblockUserRequest]) (*connect.Response[v1.UnblockUserResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthAdminService.UnblockUser is not implemented"))
+}
+
+func (UnimplementedAuthAdminServiceHandler) ListUserSessions(context.Context, *connect.Request[v1.ListUserSessionsRequest]) (*connect.Response[v1.ListUserSessionsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthAdminService.ListUserSessions is not implemented"))
+}
+
+func (UnimplementedAuthAdminServiceHandler) RevokeUserSessions(context.Context, *connect.Request[v1.RevokeUserSessionsRequest]) (*connect.Response[v1.RevokeUserSessionsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthAdminService.RevokeUserSessions is not implemented"))
 }
 
 // AuthInternalServiceClient is a client for the ttip.auth.v1.AuthInternalService service.
