@@ -12,11 +12,17 @@ import { clientAddressKey } from "./rate-limit.js";
  * see proto/ttip/common/v1/options.proto):
  * - "anonymous": anyone (the service may still look at the caller);
  * - "signed_in": a verified token, with one of `roles` when given;
- * - "admin": one of `roles` (admin, support, finance) and a client address inside an allow-listed network;
+ *   `adminNetwork` also demands a client address inside an allow-listed network;
+ * - "admin": one of `roles` (admin, support, finance) and a client address
+ *   inside an allow-listed network; with `stepUp`, also a device step-up token
+ *   (header x-ttip-step-up, purpose "admin") that auth verifies and spends: an
+ *   action that moves money needs the admin's device, not only a stolen token;
  * - "partner": partner keys only; "internal": never through the gateway.
  * `partnerScope`: the scope a partner key needs; absent, the RPC is closed to partner keys.
  */
 export type Rule = DeclaredAccess;
+
+export const STEP_UP_HEADER = "x-ttip-step-up";
 
 const rules = new WeakMap<DescMethod, Rule | null>();
 
@@ -44,6 +50,12 @@ export interface PolicyOptions {
   adminNetworks?: string[];
   /** The services served, checked at start-up (see undeclaredMethods). */
   services?: readonly DescService[];
+  /**
+   * Checks and spends an admin's device step-up token (auth's
+   * VerifyStepUpToken, purpose "admin"); throws when it is not good. Without
+   * it, rules with stepUp refuse every call.
+   */
+  verifyStepUp?: (token: string, userId: string) => Promise<void>;
 }
 
 export function adminNetworkList(cidrs: string[]): BlockList {
@@ -88,9 +100,28 @@ export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
     if (!principal) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
     const needed = neededRoles(rule);
     if (needed.length && !needed.some((r) => principal.roles.includes(r))) throw denied(`this call needs the role ${needed.join(" or ")}`);
-    if (rule.access === "admin" && !inNetworks(admins, req.contextValues.get(clientAddressKey))) {
+    const adminNetwork = rule.access === "admin" || rule.adminNetwork;
+    if (adminNetwork && !inNetworks(admins, req.contextValues.get(clientAddressKey))) {
       throw denied("admin calls are only accepted from allow-listed networks");
     }
+    if (rule.access === "admin" && rule.stepUp) await checkStepUp(req.header.get(STEP_UP_HEADER), principal.subject, options.verifyStepUp);
+    // The token is spent here; the service has no use for it.
+    req.header.delete(STEP_UP_HEADER);
     return next(req);
   };
+}
+
+async function checkStepUp(token: string | null, userId: string, verify: PolicyOptions["verifyStepUp"]): Promise<void> {
+  if (!token) {
+    throw denied(`this action moves money: confirm it with your device first (${STEP_UP_HEADER} header with a step-up token for "admin")`);
+  }
+  if (!verify) throw denied("device step-up is not configured on this gateway");
+  try {
+    await verify(token, userId);
+  } catch (err) {
+    const e = ConnectError.from(err);
+    // Auth down is not the admin's fault: say so, and nothing ran.
+    if (e.code === Code.Unavailable || e.code === Code.DeadlineExceeded) throw new ConnectError("cannot check the device step-up right now; retry shortly", Code.Unavailable);
+    throw denied(`${STEP_UP_HEADER}: the step-up token is invalid, expired or already spent: confirm with your device again`);
+  }
 }

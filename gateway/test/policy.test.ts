@@ -15,7 +15,7 @@ import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { principalKey } from "../src/auth.js";
 import { partnerKey } from "../src/partner.js";
-import { adminNetworkList, inNetworks, policyInterceptor, ruleFor, undeclaredMethods } from "../src/policy.js";
+import { adminNetworkList, inNetworks, policyInterceptor, ruleFor, STEP_UP_HEADER, undeclaredMethods } from "../src/policy.js";
 import { clientAddressKey } from "../src/rate-limit.js";
 
 /** Every service in the generated contracts (proto/gen/ttip/**​/*_service_pb.ts). */
@@ -49,16 +49,20 @@ describe("gateway per-RPC policy", () => {
     assert.deepEqual(ruleFor(AuthService.method.getMe), { access: "signed_in" });
     // An admin RPC declaring no roles of its own: admin only. Reads are open to support and finance; money moves to finance.
     assert.deepEqual(ruleFor(AuthAdminService.method.setUserRoles), { access: "admin", roles: ["admin"] });
-    assert.deepEqual(ruleFor(WalletAdminService.method.listAccounts), { access: "admin", roles: ["admin", "support", "finance"] });
-    assert.deepEqual(ruleFor(WalletAdminService.method.reverseEntry), { access: "admin", roles: ["admin", "finance"] });
+    assert.deepEqual(ruleFor(AuthAdminService.method.searchUsers), { access: "admin", roles: ["admin", "support", "finance"] });
+    assert.deepEqual(ruleFor(WalletAdminService.method.listAccounts), { access: "admin", roles: ["admin", "finance"] });
+    assert.deepEqual(ruleFor(WalletAdminService.method.reverseEntry), { access: "admin", roles: ["admin", "finance"], stepUp: true });
     assert.deepEqual(ruleFor(PaymentAdminService.method.holdPayouts), { access: "admin", roles: ["admin", "finance"] });
+    // PaymentAdminService's own default: what it adds moves money, with the device.
+    assert.deepEqual(ruleFor(PaymentAdminService.method.refundTip), { access: "admin", roles: ["admin", "finance"], stepUp: true });
+    assert.deepEqual(ruleFor(AuthService.method.claimFirstAdmin), { access: "signed_in", adminNetwork: true });
     assert.deepEqual(ruleFor(AuthInternalService.method.getUserById), { access: "internal" });
     // Other services decide for themselves from the verified principal.
     assert.deepEqual(ruleFor(QrService.method.getQrCode), { access: "anonymous", partnerScope: "qr:read" });
     assert.deepEqual(ruleFor(QrService.method.resolveQrCode), { access: "anonymous" });
     // Analytics: a worker's, manager's or admin's token; platform figures are admin roles only.
     assert.deepEqual(ruleFor(AnalyticsService.method.getWorkerEarnings), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
-    assert.deepEqual(ruleFor(AnalyticsAdminService.method.getPlatformSummary), { access: "admin", roles: ["admin", "support", "finance"] });
+    assert.deepEqual(ruleFor(AnalyticsAdminService.method.getPlatformSummary), { access: "admin", roles: ["admin", "finance"] });
     assert.deepEqual(ruleFor(VenueService.method.confirmDistribution), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
     assert.deepEqual(ruleFor(WalletService.method.getBalance), { access: "signed_in", roles: ["worker"] });
     // Partner scopes live on the RPCs they open.
@@ -176,5 +180,76 @@ describe("gateway per-RPC policy", () => {
     assert.equal(await partner.qr(), "ok");
     assert.equal(await partner.start(), "PermissionDenied");
     assert.equal(await partner.adminGet(), "PermissionDenied");
+  });
+
+  // The admin console's roles on the money RPCs, with a step-up verifier that knows one good token.
+  function consoleCall(roles: string[], address = "10.8.0.9") {
+    const spent = new Set<string>();
+    let seenByService: string | null | undefined;
+    const transport = createRouterTransport(
+      (router) => {
+        router.service(PaymentAdminService, {
+          listFraudAlerts: () => ({}),
+          reviewTip: (_req, ctx) => ((seenByService = ctx.requestHeader.get(STEP_UP_HEADER)), {}),
+          holdPayouts: () => ({}),
+        });
+        router.service(WalletAdminService, { getTrialBalance: () => ({}) });
+        router.service(AuthAdminService, { searchUsers: () => ({}), blockUser: () => ({}) });
+      },
+      {
+        router: {
+          interceptors: [
+            (next) => (req) => {
+              req.contextValues.set(principalKey, { subject: "u1", roles });
+              req.contextValues.set(clientAddressKey, address);
+              return next(req);
+            },
+            policyInterceptor({
+              adminNetworks: ["10.8.0.0/16"],
+              verifyStepUp: async (token, userId) => {
+                if (token !== "su_good" || userId !== "u1" || spent.has(token)) throw new ConnectError("step-up token is invalid, expired or already spent", Code.PermissionDenied);
+                spent.add(token);
+              },
+            }),
+          ],
+        },
+      },
+    );
+    const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => Code[e.code]);
+    const tipId = "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11";
+    const payment = createClient(PaymentAdminService, transport);
+    return {
+      alerts: () => outcome(payment.listFraudAlerts({})),
+      review: (stepUp?: string) => outcome(payment.reviewTip({ tipId, approve: true, note: "ok" }, { headers: stepUp ? { [STEP_UP_HEADER]: stepUp } : {} })),
+      hold: () => outcome(payment.holdPayouts({ workerId: tipId, reason: "check" })),
+      trial: () => outcome(createClient(WalletAdminService, transport).getTrialBalance({})),
+      search: () => outcome(createClient(AuthAdminService, transport).searchUsers({ query: "0712" })),
+      block: () => outcome(createClient(AuthAdminService, transport).blockUser({ userId: tipId, reason: "fraud" })),
+      seenByService: () => seenByService,
+    };
+  }
+
+  test("support reads and is refused every money action; finance moves money with a step-up; only admin changes accounts", async () => {
+    const support = consoleCall(["support"]);
+    assert.equal(await support.alerts(), "ok");
+    assert.equal(await support.search(), "ok");
+    assert.equal(await support.review("su_good"), "PermissionDenied");
+    assert.equal(await support.hold(), "PermissionDenied");
+    assert.equal(await support.trial(), "PermissionDenied");
+    assert.equal(await support.block(), "PermissionDenied");
+
+    const finance = consoleCall(["finance"]);
+    assert.equal(await finance.trial(), "ok");
+    assert.equal(await finance.hold(), "ok");
+    assert.equal(await finance.review(), "PermissionDenied", "no step-up token");
+    assert.equal(await finance.review("su_forged"), "PermissionDenied");
+    assert.equal(await finance.review("su_good"), "ok");
+    assert.equal(finance.seenByService(), null, "the spent token is not passed on");
+    assert.equal(await finance.review("su_good"), "PermissionDenied", "a step-up token is spent once");
+    assert.equal(await finance.block(), "PermissionDenied");
+
+    assert.equal(await consoleCall(["admin"]).block(), "ok");
+    assert.equal(await consoleCall(["admin"], "203.0.113.7").search(), "PermissionDenied", "outside the admin networks");
+    assert.equal(await consoleCall(["worker"]).alerts(), "PermissionDenied");
   });
 });

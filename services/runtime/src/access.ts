@@ -6,27 +6,26 @@ import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@ttip/proto/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1Alpha } from "@ttip/proto/grpc/reflection/v1alpha/reflection_pb.js";
 import { Audience, access, service_access, type Access } from "@ttip/proto/ttip/common/v1/options_pb.js";
-import type { Role } from "./caller.js";
+import { CONSOLE_READERS, type Role } from "./caller.js";
 
 /** The roles a token may carry; a declaration naming another is a contract bug. */
 export const ROLES: readonly Role[] = ["customer", "worker", "venue_manager", "admin", "support", "finance", "partner"];
 
-/** The admin console's roles: support reads, finance moves money, admin does the rest. */
-export const ADMIN_ROLES: readonly Role[] = ["admin", "support", "finance"];
-
 /**
  * One RPC's declared access:
  * - "anonymous": anyone (the service may still look at the caller);
- * - "signed_in": a verified token, with one of `roles` when given;
- * - "admin": one of `roles` (admin, support, finance) from an allow-listed network;
+ * - "signed_in": a verified token, with one of `roles` when given (with
+ *   `adminNetwork`, from an allow-listed network too);
+ * - "admin": one of `roles` (admin, support, finance) from an allow-listed
+ *   network; with `stepUp`, also the admin's device step-up token;
  * - "partner": partner keys only;
  * - "internal": never through the gateway.
  * `partnerScope`: the scope a partner key needs (absent: closed to partner keys).
  */
 export type DeclaredAccess = (
   | { access: "anonymous" }
-  | { access: "signed_in"; roles?: Role[] }
-  | { access: "admin"; roles: Role[] }
+  | { access: "signed_in"; roles?: Role[]; adminNetwork?: boolean }
+  | { access: "admin"; roles: Role[]; stepUp?: boolean }
   | { access: "partner" }
   | { access: "internal" }
 ) & { partnerScope?: string };
@@ -62,11 +61,11 @@ function audienceOf(method: DescMethod, declared: Access): DeclaredAccess | unde
     case Audience.PUBLIC:
       return { access: "anonymous" };
     case Audience.SIGNED_IN:
-      return roles.length ? { access: "signed_in", roles } : { access: "signed_in" };
+      return { access: "signed_in", ...(roles.length ? { roles } : {}), ...(declared.adminNetwork ? { adminNetwork: true } : {}) };
     case Audience.ADMIN: {
-      const outside = roles.filter((r) => !ADMIN_ROLES.includes(r));
+      const outside = roles.filter((r) => !CONSOLE_READERS.includes(r));
       if (outside.length) throw new Error(`${rpcName(method)} is an admin RPC but declares the role ${outside.join(", ")}`);
-      return { access: "admin", roles: roles.length ? roles : ["admin"] };
+      return { access: "admin", roles: roles.length ? roles : ["admin"], ...(declared.stepUp ? { stepUp: true } : {}) };
     }
     case Audience.PARTNER:
       return { access: "partner" };
@@ -93,6 +92,7 @@ export function accessOf(method: DescMethod): DeclaredAccess | undefined {
   if (scope && (base.access === "admin" || base.access === "internal")) {
     throw new Error(`${rpcName(method)} declares a partner scope: admin and internal RPCs are never open to partners`);
   }
+  if (declared.stepUp && base.access !== "admin") throw new Error(`${rpcName(method)} declares step_up, which only admin RPCs take`);
   if (base.access === "partner" && !scope) throw new Error(`${rpcName(method)} is for partner keys only but declares no partner_scope`);
   return scope ? { ...base, partnerScope: scope } : base;
 }

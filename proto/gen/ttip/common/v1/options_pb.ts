@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/common/v1/options.proto.
  */
 export const file_ttip_common_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("Chx0dGlwL2NvbW1vbi92MS9vcHRpb25zLnByb3RvEg50dGlwLmNvbW1vbi52MSJaCgZBY2Nlc3MSKgoIYXVkaWVuY2UYASABKA4yGC50dGlwLmNvbW1vbi52MS5BdWRpZW5jZRINCgVyb2xlcxgCIAMoCRIVCg1wYXJ0bmVyX3Njb3BlGAMgASgJKpIBCghBdWRpZW5jZRIYChRBVURJRU5DRV9VTlNQRUNJRklFRBAAEhMKD0FVRElFTkNFX1BVQkxJQxABEhYKEkFVRElFTkNFX1NJR05FRF9JThACEhIKDkFVRElFTkNFX0FETUlOEAMSFQoRQVVESUVOQ0VfSU5URVJOQUwQBBIUChBBVURJRU5DRV9QQVJUTkVSEAU6UAoGYWNjZXNzEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYuY4DIAEoCzIWLnR0aXAuY29tbW9uLnYxLkFjY2Vzc1IGYWNjZXNzOmAKDnNlcnZpY2VfYWNjZXNzEh8uZ29vZ2xlLnByb3RvYnVmLlNlcnZpY2VPcHRpb25zGLmOAyABKAsyFi50dGlwLmNvbW1vbi52MS5BY2Nlc3NSDXNlcnZpY2VBY2Nlc3M6RgoNZXZlbnRfc3ViamVjdBIfLmdvb2dsZS5wcm90b2J1Zi5NZXNzYWdlT3B0aW9ucxi5jgMgASgJUgxldmVudFN1YmplY3RiBnByb3RvMw", [file_google_protobuf_descriptor]);
+  fileDesc("Chx0dGlwL2NvbW1vbi92MS9vcHRpb25zLnByb3RvEg50dGlwLmNvbW1vbi52MSKCAQoGQWNjZXNzEioKCGF1ZGllbmNlGAEgASgOMhgudHRpcC5jb21tb24udjEuQXVkaWVuY2USDQoFcm9sZXMYAiADKAkSFQoNcGFydG5lcl9zY29wZRgDIAEoCRIPCgdzdGVwX3VwGAQgASgIEhUKDWFkbWluX25ldHdvcmsYBSABKAgqkgEKCEF1ZGllbmNlEhgKFEFVRElFTkNFX1VOU1BFQ0lGSUVEEAASEwoPQVVESUVOQ0VfUFVCTElDEAESFgoSQVVESUVOQ0VfU0lHTkVEX0lOEAISEgoOQVVESUVOQ0VfQURNSU4QAxIVChFBVURJRU5DRV9JTlRFUk5BTBAEEhQKEEFVRElFTkNFX1BBUlRORVIQBTpQCgZhY2Nlc3MSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxi5jgMgASgLMhYudHRpcC5jb21tb24udjEuQWNjZXNzUgZhY2Nlc3M6YAoOc2VydmljZV9hY2Nlc3MSHy5nb29nbGUucHJvdG9idWYuU2VydmljZU9wdGlvbnMYuY4DIAEoCzIWLnR0aXAuY29tbW9uLnYxLkFjY2Vzc1INc2VydmljZUFjY2VzczpGCg1ldmVudF9zdWJqZWN0Eh8uZ29vZ2xlLnByb3RvYnVmLk1lc3NhZ2VPcHRpb25zGLmOAyABKAlSDGV2ZW50U3ViamVjdGIGcHJvdG8z", [file_google_protobuf_descriptor]);
 
 /**
  * The wiring the contracts carry: who may call each RPC through the gateway,
@@ -31,6 +31,13 @@ export const file_ttip_common_v1_options: GenFile = /*@__PURE__*/
  *         roles: ["admin", "support", "finance"]
  *       };
  *     }
+ *   }
+ *   rpc ReverseEntry(...) returns (...) {
+ *     option (ttip.common.v1.access) = {
+ *       audience: AUDIENCE_ADMIN
+ *       roles: ["admin", "finance"]
+ *       step_up: true
+ *     };
  *   }
  *   rpc CreateTip(...) returns (...) {
  *     option (ttip.common.v1.access) = {
@@ -69,6 +76,23 @@ export type Access = Message<"ttip.common.v1.Access"> & {
    * @generated from field: string partner_scope = 3;
    */
   partnerScope: string;
+
+  /**
+   * AUDIENCE_ADMIN: the call also needs a device step-up token (header
+   * x-ttip-step-up, purpose "admin") that auth verifies and spends: an action
+   * that moves money needs the admin's device, not only a stolen token.
+   *
+   * @generated from field: bool step_up = 4;
+   */
+  stepUp: boolean;
+
+  /**
+   * AUDIENCE_SIGNED_IN: the client address must also be in the gateway's admin
+   * networks (e.g. claiming the first admin). AUDIENCE_ADMIN always demands it.
+   *
+   * @generated from field: bool admin_network = 5;
+   */
+  adminNetwork: boolean;
 };
 
 /**
