@@ -16,14 +16,18 @@ import {
   RedisCache,
   startService,
 } from "@ttip/runtime";
+import { issueSetupToken } from "@ttip/auth";
 import { startGateway } from "@ttip/gateway";
 import { modules, publicServices } from "./modules.js";
 import { common } from "./process.js";
 
 export { exitOnStartError } from "./process.js";
 
-/** Each service, the public gateway, and migrate (every schema's migrations, then exit: the chart's hook Job). */
-export const CLUSTER_ROLES: readonly string[] = [...modules.map((m) => m.name), "gateway", "migrate"];
+/**
+ * Each service, the public gateway, migrate (every schema's migrations, then exit: the chart's
+ * hook Job) and setup-token (a one-time token for the first admin while none exists, then exit).
+ */
+export const CLUSTER_ROLES: readonly string[] = [...modules.map((m) => m.name), "gateway", "migrate", "setup-token"];
 
 // Signs the caller's identity on every internal hop; every process of a deployment shares it (a Secret).
 const internalKey = {
@@ -68,6 +72,25 @@ export async function runClusterRole(role: string): Promise<void> {
     }
     return;
   }
+  if (role === "setup-token") {
+    // A cluster's first admin: run once in any pod with the database (e.g. kubectl exec into auth).
+    // The token goes to this terminal only, never to the logs.
+    const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
+    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+    const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-setup-token", logger });
+    try {
+      const setup = await issueSetupToken(pool, "by main.ts setup-token");
+      if (!setup) {
+        console.error("an admin already exists: an admin grants roles in the console (Users → roles)");
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(`one-time setup token for the first admin (valid until ${setup.expiresAt.toISOString()}; enter it at /admin after signing in with a PIN):\n${setup.token}\n`);
+    } finally {
+      await pool.end();
+    }
+    return;
+  }
   if (role === "gateway") {
     const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
     const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
@@ -83,6 +106,7 @@ export async function runClusterRole(role: string): Promise<void> {
       trustedProxies: cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [],
       adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
       partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
+      stepUp: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,

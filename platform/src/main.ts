@@ -2,6 +2,7 @@
 //   main.ts <auth|payment|qr|wallet|notification|analytics|venue>  one service (cluster)
 //   main.ts gateway                                          the public gateway (cluster)
 //   main.ts migrate                                          every schema's migrations, then exit (the chart's hook Job)
+//   main.ts setup-token                                      a one-time token for the first admin (while none exists), then exit
 //   main.ts simulators                                       the Daraja simulator (development clusters only)
 //   main.ts embedded                                         everything in this process
 // The image runs the compiled production.ts instead (cluster roles only).

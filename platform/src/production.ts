@@ -2,6 +2,7 @@
 //   ttip.mjs <auth|payment|qr|wallet|notification|analytics|venue>  one service
 //   ttip.mjs gateway                                               the public gateway
 //   ttip.mjs migrate                                               every schema's migrations, then exit
+//   ttip.mjs setup-token                                           a one-time token for the first admin, then exit
 // The embedded mode and the simulators are not in this build; `npm start` runs them from source.
 import { CLUSTER_ROLES, exitOnStartError, runClusterRole } from "./cluster.js";
 

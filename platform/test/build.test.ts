@@ -82,7 +82,7 @@ describe("the image's build: compiled JavaScript, no PGlite, simulators or their
     const env = { PATH: process.env.PATH ?? "", NODE_ENV: "production" };
     const usage = await runBundle(built.productionEntry, ["embedded"], env);
     assert.equal(usage.code, 2, usage.output);
-    assert.match(usage.output, /usage: ttip <auth\|payment\|qr\|wallet\|notification\|analytics\|venue\|gateway\|migrate>/);
+    assert.match(usage.output, /usage: ttip <auth\|payment\|qr\|wallet\|notification\|analytics\|venue\|gateway\|migrate\|setup-token>/);
     const simulators = await runBundle(built.productionEntry, ["simulators"], env);
     assert.equal(simulators.code, 2, simulators.output);
     // Every module of the graph loads (a missing file or package would fail before configuration).

@@ -3,6 +3,7 @@ import { AuthService, AuthAdminService, AuthInternalService } from "@ttip/proto/
 import type { ServiceContext, ServiceModule } from "@ttip/runtime";
 import { accountHandlers } from "./account.js";
 import { adminHandlers } from "./admin.js";
+import { claimFirstAdmin } from "./bootstrap.js";
 import { loadAuthConfig, type AuthConfig } from "./config.js";
 import { createCore, type AuthCore } from "./core.js";
 import { deviceHandlers } from "./devices.js";
@@ -10,8 +11,10 @@ import { internalHandlers } from "./internal.js";
 import { loginHandlers } from "./login.js";
 import { NotificationOtpSender, SmsApiOtpSender, type OtpSender } from "./otp-sender.js";
 import type { SmsSimulator } from "./sms-simulator.js";
+import { toUser } from "./users.js";
 
 export { signPartnerRequest, partnerStringToSign } from "./partner.js";
+export { issueSetupToken, SETUP_TOKEN_TTL_MS } from "./bootstrap.js";
 export type { OtpSender } from "./otp-sender.js";
 export { AUDIENCE, ISSUER } from "./keys.js";
 
@@ -56,7 +59,12 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
     services: [AuthService, AuthAdminService, AuthInternalService],
     routes(router, ctx) {
       const core = coreOf(ctx);
-      router.service(AuthService, { ...loginHandlers(core), ...accountHandlers(core), ...deviceHandlers(core) });
+      router.service(AuthService, {
+        ...loginHandlers(core),
+        ...accountHandlers(core),
+        ...deviceHandlers(core),
+        claimFirstAdmin: async (req, hctx) => ({ user: toUser(await claimFirstAdmin(core, req.setupToken, hctx)) }),
+      });
       router.service(AuthAdminService, adminHandlers(core));
       router.service(AuthInternalService, internalHandlers(core));
     },
