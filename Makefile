@@ -1,5 +1,5 @@
 # Two commands for a new user: `make run` and `make test`.
-.PHONY: run test test-tools install web generate generate-sdks lint check-generated breaking typecheck
+.PHONY: run test test-tools install web build generate generate-sdks lint check-generated breaking typecheck
 
 NPM ?= npm
 
@@ -15,6 +15,10 @@ run: install web
 ## web: builds apps/web once; reused until its sources change
 web: install
 	NEXT_TELEMETRY_DISABLED=1 node --import tsx apps/web/build.ts
+
+## build: compiles the image's trees (platform/dist/ttip, platform/dist/ttip-dev): JavaScript, no transpiler at run time
+build: install
+	node --import tsx platform/build.ts
 
 ## test: lint the contracts, type-check, and run every test against throwaway PostgreSQL, Redis and NATS
 test: install test-tools lint typecheck
