@@ -1,3 +1,4 @@
+export * from "./access.js";
 export * from "./bus.js";
 export * from "./cache.js";
 export * from "./caller.js";
