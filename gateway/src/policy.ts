@@ -34,6 +34,10 @@ export const DEFAULT_RULES: Record<string, Rule> = {
   // A venue's staff, shifts and pooled tips: the venue service checks that a manager
   // manages that venue (qr's list) and that a worker is on its staff.
   "ttip.venue.v1.VenueService": { access: "signed_in", roles: ["worker", "venue_manager", "admin"] },
+  // Signed partner calls are held to PARTNER_SCOPES; a token holder gets nowhere here.
+  "ttip.auth.v1.PartnerService": { access: "signed_in", roles: ["partner"] },
+  // A worker's own consents to partner keys.
+  "ttip.auth.v1.PartnerConsentService": { access: "signed_in", roles: ["worker"] },
 };
 
 /**
@@ -51,6 +55,13 @@ export const PARTNER_SCOPES: Record<string, string> = {
   "ttip.qr.v1.QrService/ListQrCodes": "qr:read",
   "ttip.qr.v1.QrService/RenderQrCode": "qr:read",
   "ttip.wallet.v1.WalletService/QuoteFees": "fees:read",
+  "ttip.auth.v1.PartnerService/CreateWebhookSubscription": "webhooks:write",
+  "ttip.auth.v1.PartnerService/DeleteWebhookSubscription": "webhooks:write",
+  "ttip.auth.v1.PartnerService/ListWebhookSubscriptions": "webhooks:read",
+  "ttip.auth.v1.PartnerService/ListWebhookDeliveries": "webhooks:read",
+  // And the worker's consent, which auth checks on every call.
+  "ttip.auth.v1.PartnerService/ListWorkerPayouts": "payouts:read",
+  "ttip.auth.v1.PartnerService/GetWorkerStatement": "statements:read",
 };
 
 export interface PolicyOptions {
