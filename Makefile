@@ -1,5 +1,5 @@
 # Two commands for a new user: `make run` and `make test`.
-.PHONY: run test test-tools install web generate lint check-generated breaking typecheck
+.PHONY: run test test-tools install web generate generate-sdks lint check-generated breaking typecheck
 
 NPM ?= npm
 
@@ -26,6 +26,7 @@ test-tools:
 
 generate: install
 	npx buf generate
+	bash sdk/generate.sh
 
 lint: install
 	npx buf lint
@@ -34,10 +35,14 @@ typecheck: install
 	npx tsc -p tsconfig.json
 	npx tsc -p apps/web/tsconfig.json
 
-## check-generated: fails when proto/gen is not what buf generate makes from proto/
+## generate-sdks: the Go and Python SDKs' code, by buf with local plugins (installed by sdk/tools.sh)
+generate-sdks: install
+	bash sdk/generate.sh
+
+## check-generated: fails when proto/gen or the SDKs' generated code is not what buf generate makes from proto/
 check-generated: generate
-	git diff --exit-code -- proto/gen
-	test -z "$$(git status --porcelain -- proto/gen)"
+	git diff --exit-code -- proto/gen sdk/go/gen sdk/python/src/ttip_sdk/gen
+	test -z "$$(git status --porcelain -- proto/gen sdk/go/gen sdk/python/src/ttip_sdk/gen)"
 
 ## breaking: compares the contracts with main's
 breaking: install

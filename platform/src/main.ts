@@ -2,6 +2,7 @@
 //   main.ts <auth|payment|qr|wallet|notification|analytics|venue>  one service (cluster)
 //   main.ts gateway                                          the public gateway (cluster)
 //   main.ts migrate                                          every schema's migrations, then exit (the chart's hook Job)
+//   main.ts setup-token                                      a one-time token for the first admin (while none exists), then exit
 //   main.ts simulators                                       the Daraja simulator (development clusters only)
 //   main.ts embedded                                         everything in this process
 import { z } from "zod";
@@ -24,11 +25,12 @@ import {
 } from "@ttip/runtime";
 import { startGateway } from "@ttip/gateway";
 import { startDarajaSimulator } from "@ttip/payment/testing";
+import { issueSetupToken } from "@ttip/auth";
 import { runEmbedded } from "./embedded.js";
 import { modules, publicServices } from "./modules.js";
 
 const role = process.argv[2] ?? "";
-const roles = [...modules.map((m) => m.name), "gateway", "migrate", "simulators", "embedded"];
+const roles = [...modules.map((m) => m.name), "gateway", "migrate", "setup-token", "simulators", "embedded"];
 
 const common = {
   LOG_LEVEL: env.logLevel(),
@@ -92,6 +94,25 @@ async function main() {
     }
     return;
   }
+  if (role === "setup-token") {
+    // A cluster's first admin: run once in any pod with the database (e.g. kubectl exec into auth).
+    // The token goes to this terminal only, never to the logs.
+    const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
+    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+    const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-setup-token", logger });
+    try {
+      const setup = await issueSetupToken(pool, "by main.ts setup-token");
+      if (!setup) {
+        console.error("an admin already exists: an admin grants roles in the console (Users → roles)");
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(`one-time setup token for the first admin (valid until ${setup.expiresAt.toISOString()}; enter it at /admin after signing in with a PIN):\n${setup.token}\n`);
+    } finally {
+      await pool.end();
+    }
+    return;
+  }
   if (role === "simulators") {
     if (process.env.NODE_ENV === "production") throw new ConfigError(["NODE_ENV: simulators never run in production"]);
     const cfg = loadConfig(common);
@@ -117,6 +138,7 @@ async function main() {
       trustedProxies: cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [],
       adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
       partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
+      stepUp: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,

@@ -3,6 +3,7 @@ import { AuthService, AuthAdminService, AuthInternalService } from "@ttip/proto/
 import type { ServiceContext, ServiceModule } from "@ttip/runtime";
 import { accountHandlers } from "./account.js";
 import { adminHandlers } from "./admin.js";
+import { claimFirstAdmin } from "./bootstrap.js";
 import { loadAuthConfig, type AuthConfig } from "./config.js";
 import { createCore, type AuthCore } from "./core.js";
 import { deviceHandlers } from "./devices.js";
@@ -11,9 +12,11 @@ import { loginHandlers } from "./login.js";
 import { partnerWebhooks, PARTNER_SERVICES, type PartnerWebhooks } from "./partners/index.js";
 import { NotificationOtpSender, SmsApiOtpSender, type OtpSender } from "./otp-sender.js";
 import { startSmsSimulator, type SmsSimulator } from "./sms-simulator.js";
+import { toUser } from "./users.js";
 
 export { signPartnerRequest, partnerStringToSign } from "./partner.js";
 export { webhookSignature, retryDelayMs, checkWebhookUrl, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_DELIVERY_HEADER, WEBHOOK_CONSUMER } from "./partners/index.js";
+export { issueSetupToken, SETUP_TOKEN_TTL_MS } from "./bootstrap.js";
 /** @deprecated Import it from the package's "./testing" entry; this re-export goes once every caller has moved. */
 export { startSmsSimulator, type SmsSimulator } from "./sms-simulator.js";
 export type { OtpSender } from "./otp-sender.js";
@@ -67,7 +70,12 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
     services: [AuthService, AuthAdminService, AuthInternalService, ...PARTNER_SERVICES],
     routes(router, ctx) {
       const core = coreOf(ctx);
-      router.service(AuthService, { ...loginHandlers(core), ...accountHandlers(core), ...deviceHandlers(core) });
+      router.service(AuthService, {
+        ...loginHandlers(core),
+        ...accountHandlers(core),
+        ...deviceHandlers(core),
+        claimFirstAdmin: async (req, hctx) => ({ user: toUser(await claimFirstAdmin(core, req.setupToken, hctx)) }),
+      });
       router.service(AuthAdminService, adminHandlers(core));
       router.service(AuthInternalService, internalHandlers(core));
       webhooksOf(ctx).routes(router);
