@@ -235,6 +235,8 @@ describe("partner webhooks", () => {
     await h.partner(payroll).createWebhookSubscription({ url: `${h.receiver.url}/payroll`, eventTypes: [WebhookEventType.PAYOUT_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
     const payout = () => h.publish("ttip.payment.payout_succeeded", PayoutSucceededSchema, { payoutId: randomUUID(), workerId: worker, amount: kes(50_000n), mpesaReceipt: "SIMPAY1" });
     const before = await payout();
+    // Judged before the grant: its inbox row is written with the decision.
+    await eventually("the first payout consumed", async () => (await h.db.pool.query("SELECT 1 FROM auth.inbox WHERE event_id = $1", [before])).rowCount === 1);
     await h.consents(worker).grantPartnerConsent({ keyId: payroll.keyId, scopes: [1] });
     const during = await payout();
     await eventually("the consented payout sent", () => h.receiver.forEvent(during).length === 1);
