@@ -11,9 +11,9 @@ import {
   MemoryCache,
   Metrics,
   onShutdown,
-  startEmbeddedPostgres,
   type RunningService,
 } from "@ttip/runtime";
+import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
 import { issueSetupToken } from "@ttip/auth";
 import { startSmsSimulator } from "@ttip/auth/testing";
 import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment/testing";

@@ -147,7 +147,7 @@ export interface PartnerHarness {
   /** A user in auth's table (consents refer to users). */
   addWorker(): Promise<string>;
   /** Publishes an event as payment's outbox relay would. */
-  publish<D extends DescMessage>(subject: string, schema: D, init: Omit<MessageInitShape<D>, "meta" | "$typeName">): Promise<string>;
+  publish<D extends DescMessage>(schema: D, init: Omit<MessageInitShape<D>, "meta" | "$typeName">): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -230,8 +230,8 @@ export async function startPartnerHarness(options: { env?: Record<string, string
       await db.pool.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, '{worker}')", [id, phone]);
       return id;
     },
-    async publish(subject, schema, init) {
-      const m = buildEvent("payment", subject, schema, init as never);
+    async publish(schema, init) {
+      const m = buildEvent("payment", schema, init as never);
       await bus.publish(m);
       return m.id;
     },

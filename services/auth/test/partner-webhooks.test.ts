@@ -67,10 +67,10 @@ describe("partner webhooks", () => {
 
   test("a tip event of the key's own tip is delivered once, signed, with a stable delivery id; other keys' tips are not", async () => {
     // Consumed in stream order: by the time the key's own tip arrives, the others were judged.
-    await h.publish("ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: other.keyId });
-    await h.publish("ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: "" });
+    await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: other.keyId });
+    await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: "" });
     const tipId = randomUUID();
-    const eventId = await h.publish("ttip.payment.tip_succeeded", TipSucceededSchema, {
+    const eventId = await h.publish(TipSucceededSchema, {
       tipId, workerId: randomUUID(), amount: kes(10_000n), fee: kes(300n), net: kes(9_700n), mpesaReceipt: "SIM123ABC", createdBy: pos.keyId,
       customerPhoneMasked: "2547******78",
     });
@@ -101,7 +101,7 @@ describe("partner webhooks", () => {
 
   test("answered 500, a delivery is retried with growing waits under the same delivery id until a 2xx", async () => {
     h.receiver.script = [500, 500];
-    const eventId = await h.publish("ttip.payment.tip_failed", TipFailedSchema, { tipId: randomUUID(), amount: kes(5000n), resultCode: "1032", reason: "cancelled", createdBy: pos.keyId });
+    const eventId = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(5000n), resultCode: "1032", reason: "cancelled", createdBy: pos.keyId });
     const sent = await eventually("three attempts", () => h.receiver.forEvent(eventId).length >= 3 && h.receiver.forEvent(eventId), 20_000);
     assert.deepEqual(sent.map((r) => r.status), [500, 500, 200]);
     assert.equal(new Set(sent.map((r) => r.headers["x-ttip-delivery-id"])).size, 1, "one delivery id across attempts");
@@ -124,7 +124,7 @@ describe("partner webhooks", () => {
 
   test("after the cap of attempts it is failed and left; an admin's replay sends it again under the same id", async () => {
     h.receiver.otherwise = 500;
-    const eventId = await h.publish("ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), amount: kes(2000n), createdBy: pos.keyId });
+    const eventId = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(2000n), createdBy: pos.keyId });
     const failed = await eventually("failed in the log", async () => (await logOf(pos, WebhookDeliveryStatus.FAILED)).find((x) => x.eventId === eventId), 20_000);
     const max = Number(WEBHOOK_ENV.AUTH_WEBHOOK_MAX_ATTEMPTS);
     assert.equal(failed.attempts, max);
@@ -158,7 +158,7 @@ describe("partner webhooks", () => {
     const eventId = randomUUID();
     h.bus.loseAck.add(eventId);
     const { buildEvent } = await import("@ttip/runtime");
-    const m = buildEvent("payment", "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId, amount: kes(700n), createdBy: pos.keyId });
+    const m = buildEvent("payment", TipSucceededSchema, { tipId, amount: kes(700n), createdBy: pos.keyId });
     await h.bus.publish({ ...m, id: eventId });
     await eventually("redelivered by the server", () => (h.bus.deliveries.get(eventId) ?? []).includes(2));
     await eventually("sent", () => h.receiver.forEvent(eventId).length === 1);
@@ -170,11 +170,11 @@ describe("partner webhooks", () => {
 
   test("nothing is lost across a restart: a pending retry and an event published while auth was down are both delivered", async () => {
     h.receiver.otherwise = 503;
-    const pendingEvent = await h.publish("ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+    const pendingEvent = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
     await eventually("a first failed attempt", () => h.receiver.forEvent(pendingEvent).length >= 1);
     let whileDown = "";
     await h.restartAuth(async () => {
-      whileDown = await h.publish("ttip.payment.tip_failed", TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+      whileDown = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
       h.receiver.otherwise = 200;
     });
     await eventually("the pending one delivered", () => h.receiver.forEvent(pendingEvent).some((r) => r.status === 200), 20_000);
@@ -204,8 +204,8 @@ describe("partner webhooks", () => {
     assert.equal((await failure(h.partner(other).deleteWebhookSubscription({ subscriptionId }))).code, Code.NotFound);
     const deleted = await h.partner(other).deleteWebhookSubscription({ subscriptionId: a.subscription!.subscriptionId });
     assert.ok(deleted.subscription!.deletedAt);
-    const eventId = await h.publish("ttip.payment.tip_failed", TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: other.keyId });
-    const mine = await h.publish("ttip.payment.tip_failed", TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+    const eventId = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: other.keyId });
+    const mine = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
     await eventually("the later event delivered", () => h.receiver.forEvent(mine).length === 1);
     assert.equal(h.receiver.forEvent(eventId).length, 0);
 
@@ -233,7 +233,7 @@ describe("partner webhooks", () => {
     const payroll = await h.issueKey("Payroll App", ["webhooks:write", "payouts:read"]);
     const worker = await h.addWorker();
     await h.partner(payroll).createWebhookSubscription({ url: `${h.receiver.url}/payroll`, eventTypes: [WebhookEventType.PAYOUT_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
-    const payout = () => h.publish("ttip.payment.payout_succeeded", PayoutSucceededSchema, { payoutId: randomUUID(), workerId: worker, amount: kes(50_000n), mpesaReceipt: "SIMPAY1" });
+    const payout = () => h.publish(PayoutSucceededSchema, { payoutId: randomUUID(), workerId: worker, amount: kes(50_000n), mpesaReceipt: "SIMPAY1" });
     const before = await payout();
     // Judged before the grant: its inbox row is written with the decision.
     await eventually("the first payout consumed", async () => (await h.db.pool.query("SELECT 1 FROM auth.inbox WHERE event_id = $1", [before])).rowCount === 1);
@@ -243,7 +243,7 @@ describe("partner webhooks", () => {
     assert.equal(h.receiver.forEvent(before).length, 0, "before the consent: not sent");
     await h.consents(worker).revokePartnerConsent({ keyId: payroll.keyId });
     const afterRevoke = await payout();
-    const marker = await h.publish("ttip.payment.tip_failed", TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+    const marker = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
     await eventually("a later event delivered", () => h.receiver.forEvent(marker).length === 1);
     assert.equal(h.receiver.forEvent(afterRevoke).length, 0, "after the revocation: not sent");
   });

@@ -11,7 +11,7 @@ import {
   TipSucceededSchema,
   type EventMeta,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import type { DeliveredMessage, Queryable } from "@ttip/runtime";
+import { subjectOf, type DeliveredMessage, type Queryable } from "@ttip/runtime";
 
 /** The events partners may subscribe to, all published by payment. */
 export const WEBHOOK_SOURCE_SUBJECT = "ttip.payment.>";
@@ -39,35 +39,35 @@ function decoded<D extends DescMessage>(schema: D, m: DeliveredMessage): Message
 /** What a bus message means to partners; undefined for every event they are not sent. */
 export function mapEvent(m: DeliveredMessage): Mapped | undefined {
   switch (m.subject) {
-    case "ttip.payment.tip_created": {
+    case subjectOf(TipCreatedSchema): {
       const e = decoded(TipCreatedSchema, m);
       return {
         type: WebhookEventType.TIP_CREATED, meta: e.meta, audience: { kind: "tip", createdBy: e.createdBy },
         data: tip({ tipId: e.tipId, workerId: e.workerId, venueId: e.venueId, qrCodeId: e.qrCodeId, amount: money(e.amount) }),
       };
     }
-    case "ttip.payment.tip_succeeded": {
+    case subjectOf(TipSucceededSchema): {
       const e = decoded(TipSucceededSchema, m);
       return {
         type: WebhookEventType.TIP_SUCCEEDED, meta: e.meta, audience: { kind: "tip", createdBy: e.createdBy },
         data: tip({ tipId: e.tipId, workerId: e.workerId, venueId: e.venueId, qrCodeId: e.qrCodeId, amount: money(e.amount), fee: money(e.fee), net: money(e.net), mpesaReceipt: e.mpesaReceipt }),
       };
     }
-    case "ttip.payment.tip_failed": {
+    case subjectOf(TipFailedSchema): {
       const e = decoded(TipFailedSchema, m);
       return {
         type: WebhookEventType.TIP_FAILED, meta: e.meta, audience: { kind: "tip", createdBy: e.createdBy },
         data: tip({ tipId: e.tipId, workerId: e.workerId, venueId: e.venueId, qrCodeId: e.qrCodeId, amount: money(e.amount), resultCode: e.resultCode, reason: e.reason }),
       };
     }
-    case "ttip.payment.payout_succeeded": {
+    case subjectOf(PayoutSucceededSchema): {
       const e = decoded(PayoutSucceededSchema, m);
       return {
         type: WebhookEventType.PAYOUT_SUCCEEDED, meta: e.meta, audience: { kind: "payout", workerId: e.workerId },
         data: payout({ payoutId: e.payoutId, workerId: e.workerId, amount: money(e.amount), transferFee: money(e.transferFee), mpesaReceipt: e.mpesaReceipt }),
       };
     }
-    case "ttip.payment.payout_failed": {
+    case subjectOf(PayoutFailedSchema): {
       const e = decoded(PayoutFailedSchema, m);
       return {
         type: WebhookEventType.PAYOUT_FAILED, meta: e.meta, audience: { kind: "payout", workerId: e.workerId },

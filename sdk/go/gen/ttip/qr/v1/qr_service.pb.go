@@ -1929,7 +1929,7 @@ var File_ttip_qr_v1_qr_service_proto protoreflect.FileDescriptor
 const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\n" +
 	"\x1bttip/qr/v1/qr_service.proto\x12\n" +
-	"ttip.qr.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ttip/common/v1/page.proto\x1a\x13ttip/qr/v1/qr.proto\"_\n" +
+	"ttip.qr.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ttip/common/v1/page.proto\x1a\x13ttip/qr/v1/qr.proto\x1a\x1cttip/common/v1/options.proto\"_\n" +
 	"\x15GetVenueAccessRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12!\n" +
 	"\auser_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\x06userId\"\xb1\x01\n" +
@@ -2072,15 +2072,16 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x12%\n" +
 	"\tworker_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId\"?\n" +
 	"\x18RemoveVenueStaffResponse\x12#\n" +
-	"\rrevoked_codes\x18\x01 \x01(\x05R\frevokedCodes2\xca\t\n" +
-	"\tQrService\x12Q\n" +
-	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\x12M\n" +
-	"\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse\"\x03\x90\x02\x01\x12S\n" +
-	"\vListQrCodes\x12\x1e.ttip.qr.v1.ListQrCodesRequest\x1a\x1f.ttip.qr.v1.ListQrCodesResponse\"\x03\x90\x02\x01\x12Y\n" +
-	"\rResolveQrCode\x12 .ttip.qr.v1.ResolveQrCodeRequest\x1a!.ttip.qr.v1.ResolveQrCodeResponse\"\x03\x90\x02\x01\x12V\n" +
-	"\fRenderQrCode\x12\x1f.ttip.qr.v1.RenderQrCodeRequest\x1a .ttip.qr.v1.RenderQrCodeResponse\"\x03\x90\x02\x01\x12Q\n" +
-	"\fRotateQrCode\x12\x1f.ttip.qr.v1.RotateQrCodeRequest\x1a .ttip.qr.v1.RotateQrCodeResponse\x12Q\n" +
-	"\fRevokeQrCode\x12\x1f.ttip.qr.v1.RevokeQrCodeRequest\x1a .ttip.qr.v1.RevokeQrCodeResponse\x12e\n" +
+	"\rrevoked_codes\x18\x01 \x01(\x05R\frevokedCodes2\xb5\n" +
+	"\n" +
+	"\tQrService\x12c\n" +
+	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\"\x10\xca\xf3\x18\f\b\x01\x1a\bqr:write\x12\\\n" +
+	"\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12b\n" +
+	"\vListQrCodes\x12\x1e.ttip.qr.v1.ListQrCodesRequest\x1a\x1f.ttip.qr.v1.ListQrCodesResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12Y\n" +
+	"\rResolveQrCode\x12 .ttip.qr.v1.ResolveQrCodeRequest\x1a!.ttip.qr.v1.ResolveQrCodeResponse\"\x03\x90\x02\x01\x12e\n" +
+	"\fRenderQrCode\x12\x1f.ttip.qr.v1.RenderQrCodeRequest\x1a .ttip.qr.v1.RenderQrCodeResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12c\n" +
+	"\fRotateQrCode\x12\x1f.ttip.qr.v1.RotateQrCodeRequest\x1a .ttip.qr.v1.RotateQrCodeResponse\"\x10\xca\xf3\x18\f\b\x01\x1a\bqr:write\x12c\n" +
+	"\fRevokeQrCode\x12\x1f.ttip.qr.v1.RevokeQrCodeRequest\x1a .ttip.qr.v1.RevokeQrCodeResponse\"\x10\xca\xf3\x18\f\b\x01\x1a\bqr:write\x12e\n" +
 	"\x11GetOfflinePayload\x12$.ttip.qr.v1.GetOfflinePayloadRequest\x1a%.ttip.qr.v1.GetOfflinePayloadResponse\"\x03\x90\x02\x01\x12K\n" +
 	"\n" +
 	"RecordScan\x12\x1d.ttip.qr.v1.RecordScanRequest\x1a\x1e.ttip.qr.v1.RecordScanResponse\x12V\n" +
@@ -2090,11 +2091,11 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\n" +
 	"GetProfile\x12\x1d.ttip.qr.v1.GetProfileRequest\x1a\x1e.ttip.qr.v1.GetProfileResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\rAddVenueStaff\x12 .ttip.qr.v1.AddVenueStaffRequest\x1a!.ttip.qr.v1.AddVenueStaffResponse\"\x03\x90\x02\x02\x12b\n" +
-	"\x10RemoveVenueStaff\x12#.ttip.qr.v1.RemoveVenueStaffRequest\x1a$.ttip.qr.v1.RemoveVenueStaffResponse\"\x03\x90\x02\x022\xe0\x02\n" +
+	"\x10RemoveVenueStaff\x12#.ttip.qr.v1.RemoveVenueStaffRequest\x1a$.ttip.qr.v1.RemoveVenueStaffResponse\"\x03\x90\x02\x02\x1a\x06\xca\xf3\x18\x02\b\x012\xe8\x02\n" +
 	"\x11QrInternalService\x12q\n" +
 	"\x15MatchAccountReference\x12(.ttip.qr.v1.MatchAccountReferenceRequest\x1a).ttip.qr.v1.MatchAccountReferenceResponse\"\x03\x90\x02\x01\x12z\n" +
 	"\x18SuggestAccountReferences\x12+.ttip.qr.v1.SuggestAccountReferencesRequest\x1a,.ttip.qr.v1.SuggestAccountReferencesResponse\"\x03\x90\x02\x01\x12\\\n" +
-	"\x0eGetVenueAccess\x12!.ttip.qr.v1.GetVenueAccessRequest\x1a\".ttip.qr.v1.GetVenueAccessResponse\"\x03\x90\x02\x01B\x9b\x01\n" +
+	"\x0eGetVenueAccess\x12!.ttip.qr.v1.GetVenueAccessRequest\x1a\".ttip.qr.v1.GetVenueAccessResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\x9b\x01\n" +
 	"\x0ecom.ttip.qr.v1B\x0eQrServiceProtoP\x01Z/github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1;qrv1\xa2\x02\x03TQX\xaa\x02\n" +
 	"Ttip.Qr.V1\xca\x02\n" +
 	"Ttip\\Qr\\V1\xe2\x02\x16Ttip\\Qr\\V1\\GPBMetadata\xea\x02\fTtip::Qr::V1b\x06proto3"

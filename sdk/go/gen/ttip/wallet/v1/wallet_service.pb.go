@@ -3274,7 +3274,7 @@ var File_ttip_wallet_v1_wallet_service_proto protoreflect.FileDescriptor
 
 const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\n" +
-	"#ttip/wallet/v1/wallet_service.proto\x12\x0ettip.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1bttip/wallet/v1/wallet.proto\"E\n" +
+	"#ttip/wallet/v1/wallet_service.proto\x12\x0ettip.wallet.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1bttip/wallet/v1/wallet.proto\x1a\x1cttip/common/v1/options.proto\"E\n" +
 	"\x11GetBalanceRequest\x120\n" +
 	"\bcurrency\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f2\r^([A-Z]{3})?$R\bcurrency\"I\n" +
 	"\x12GetBalanceResponse\x123\n" +
@@ -3512,25 +3512,26 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x0fStatementFormat\x12 \n" +
 	"\x1cSTATEMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15STATEMENT_FORMAT_ROWS\x10\x01\x12\x18\n" +
-	"\x14STATEMENT_FORMAT_CSV\x10\x022\x81\x04\n" +
+	"\x14STATEMENT_FORMAT_CSV\x10\x022\xa2\x04\n" +
 	"\rWalletService\x12X\n" +
 	"\n" +
 	"GetBalance\x12!.ttip.wallet.v1.GetBalanceRequest\x1a\".ttip.wallet.v1.GetBalanceResponse\"\x03\x90\x02\x01\x12j\n" +
 	"\x10ListTransactions\x12'.ttip.wallet.v1.ListTransactionsRequest\x1a(.ttip.wallet.v1.ListTransactionsResponse\"\x03\x90\x02\x01\x12^\n" +
-	"\fGetStatement\x12#.ttip.wallet.v1.GetStatementRequest\x1a$.ttip.wallet.v1.GetStatementResponse\"\x03\x90\x02\x01\x12U\n" +
-	"\tQuoteFees\x12 .ttip.wallet.v1.QuoteFeesRequest\x1a!.ttip.wallet.v1.QuoteFeesResponse\"\x03\x90\x02\x01\x12s\n" +
-	"\x13GetWithdrawalLimits\x12*.ttip.wallet.v1.GetWithdrawalLimitsRequest\x1a+.ttip.wallet.v1.GetWithdrawalLimitsResponse\"\x03\x90\x02\x012\x99\a\n" +
-	"\x12WalletAdminService\x12g\n" +
-	"\x0fGetTrialBalance\x12&.ttip.wallet.v1.GetTrialBalanceRequest\x1a'.ttip.wallet.v1.GetTrialBalanceResponse\"\x03\x90\x02\x01\x12X\n" +
+	"\fGetStatement\x12#.ttip.wallet.v1.GetStatementRequest\x1a$.ttip.wallet.v1.GetStatementResponse\"\x03\x90\x02\x01\x12f\n" +
+	"\tQuoteFees\x12 .ttip.wallet.v1.QuoteFeesRequest\x1a!.ttip.wallet.v1.QuoteFeesResponse\"\x14\xca\xf3\x18\r\b\x01\x1a\tfees:read\x90\x02\x01\x12s\n" +
+	"\x13GetWithdrawalLimits\x12*.ttip.wallet.v1.GetWithdrawalLimitsRequest\x1a+.ttip.wallet.v1.GetWithdrawalLimitsResponse\"\x03\x90\x02\x01\x1a\x0e\xca\xf3\x18\n" +
+	"\b\x02\x12\x06worker2\xaa\b\n" +
+	"\x12WalletAdminService\x12}\n" +
+	"\x0fGetTrialBalance\x12&.ttip.wallet.v1.GetTrialBalanceRequest\x1a'.ttip.wallet.v1.GetTrialBalanceResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12n\n" +
 	"\n" +
-	"GetAccount\x12!.ttip.wallet.v1.GetAccountRequest\x1a\".ttip.wallet.v1.GetAccountResponse\"\x03\x90\x02\x01\x12^\n" +
-	"\fListAccounts\x12#.ttip.wallet.v1.ListAccountsRequest\x1a$.ttip.wallet.v1.ListAccountsResponse\"\x03\x90\x02\x01\x12g\n" +
-	"\x0fGetJournalEntry\x12&.ttip.wallet.v1.GetJournalEntryRequest\x1a'.ttip.wallet.v1.GetJournalEntryResponse\"\x03\x90\x02\x01\x12Y\n" +
-	"\fReverseEntry\x12#.ttip.wallet.v1.ReverseEntryRequest\x1a$.ttip.wallet.v1.ReverseEntryResponse\x12h\n" +
-	"\x11CreateFeeSchedule\x12(.ttip.wallet.v1.CreateFeeScheduleRequest\x1a).ttip.wallet.v1.CreateFeeScheduleResponse\x12j\n" +
-	"\x10ListFeeSchedules\x12'.ttip.wallet.v1.ListFeeSchedulesRequest\x1a(.ttip.wallet.v1.ListFeeSchedulesResponse\"\x03\x90\x02\x01\x12\\\n" +
+	"GetAccount\x12!.ttip.wallet.v1.GetAccountRequest\x1a\".ttip.wallet.v1.GetAccountResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12t\n" +
+	"\fListAccounts\x12#.ttip.wallet.v1.ListAccountsRequest\x1a$.ttip.wallet.v1.ListAccountsResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12}\n" +
+	"\x0fGetJournalEntry\x12&.ttip.wallet.v1.GetJournalEntryRequest\x1a'.ttip.wallet.v1.GetJournalEntryResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12s\n" +
+	"\fReverseEntry\x12#.ttip.wallet.v1.ReverseEntryRequest\x1a$.ttip.wallet.v1.ReverseEntryResponse\"\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x01\x12h\n" +
+	"\x11CreateFeeSchedule\x12(.ttip.wallet.v1.CreateFeeScheduleRequest\x1a).ttip.wallet.v1.CreateFeeScheduleResponse\x12\x80\x01\n" +
+	"\x10ListFeeSchedules\x12'.ttip.wallet.v1.ListFeeSchedulesRequest\x1a(.ttip.wallet.v1.ListFeeSchedulesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12\\\n" +
 	"\rSetTierLimits\x12$.ttip.wallet.v1.SetTierLimitsRequest\x1a%.ttip.wallet.v1.SetTierLimitsResponse\x12h\n" +
-	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse2\xcf\v\n" +
+	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xd7\v\n" +
 	"\x15WalletInternalService\x12\\\n" +
 	"\rEnsureAccount\x12$.ttip.wallet.v1.EnsureAccountRequest\x1a%.ttip.wallet.v1.EnsureAccountResponse\x12P\n" +
 	"\tPostEntry\x12 .ttip.wallet.v1.PostEntryRequest\x1a!.ttip.wallet.v1.PostEntryResponse\x12P\n" +
@@ -3547,7 +3548,7 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x0eGetPoolTakings\x12%.ttip.wallet.v1.GetPoolTakingsRequest\x1a&.ttip.wallet.v1.GetPoolTakingsResponse\"\x03\x90\x02\x01\x12q\n" +
 	"\x14PostPoolDistribution\x12+.ttip.wallet.v1.PostPoolDistributionRequest\x1a,.ttip.wallet.v1.PostPoolDistributionResponse\x12z\n" +
 	"\x17ReversePoolDistribution\x12..ttip.wallet.v1.ReversePoolDistributionRequest\x1a/.ttip.wallet.v1.ReversePoolDistributionResponse\x12d\n" +
-	"\x0eQuotePayoutFee\x12%.ttip.wallet.v1.QuotePayoutFeeRequest\x1a&.ttip.wallet.v1.QuotePayoutFeeResponse\"\x03\x90\x02\x01B\xbb\x01\n" +
+	"\x0eQuotePayoutFee\x12%.ttip.wallet.v1.QuotePayoutFeeRequest\x1a&.ttip.wallet.v1.QuotePayoutFeeResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\xbb\x01\n" +
 	"\x12com.ttip.wallet.v1B\x12WalletServiceProtoP\x01Z7github.com/ttip/ttip/sdk/go/gen/ttip/wallet/v1;walletv1\xa2\x02\x03TWX\xaa\x02\x0eTtip.Wallet.V1\xca\x02\x0eTtip\\Wallet\\V1\xe2\x02\x1aTtip\\Wallet\\V1\\GPBMetadata\xea\x02\x10Ttip::Wallet::V1b\x06proto3"
 
 var (
