@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { startNats, startPostgres, startRedis, type TestServer } from "./servers.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
-const SEARCHED = ["proto", "services", "gateway", "platform", "charts", "apps"];
+const SEARCHED = ["proto", "services", "gateway", "platform", "charts", "apps", "sdk"];
 
 function testFiles(dir: string): string[] {
   const out: string[] = [];
