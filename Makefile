@@ -15,6 +15,7 @@ run: install web
 ## web: builds apps/web once; reused until its sources change
 web: install
 	NEXT_TELEMETRY_DISABLED=1 node --import tsx apps/web/build.ts
+	node --import tsx apps/admin/build.ts
 
 ## build: compiles the image's trees (platform/dist/ttip, platform/dist/ttip-dev): JavaScript, no transpiler at run time
 build: install
@@ -45,6 +46,7 @@ lint: install
 typecheck: install
 	npx tsc -p tsconfig.json
 	npx tsc -p apps/web/tsconfig.json
+	npx tsc -p apps/admin/tsconfig.json
 
 ## generate-sdks: the Go and Python SDKs' code, by buf with local plugins (installed by sdk/tools.sh)
 generate-sdks: install
