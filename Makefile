@@ -3,7 +3,7 @@
 
 NPM ?= npm
 
-node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json platform/package.json apps/web/package.json
+node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json platform/package.json apps/web/package.json apps/admin/package.json
 	$(NPM) ci --no-audit --no-fund
 
 install: node_modules/.package-lock.json
@@ -15,6 +15,7 @@ run: install web
 ## web: builds apps/web once; reused until its sources change
 web: install
 	NEXT_TELEMETRY_DISABLED=1 node --import tsx apps/web/build.ts
+	node --import tsx apps/admin/build.ts
 
 ## build: compiles the image's trees (platform/dist/ttip, platform/dist/ttip-dev): JavaScript, no transpiler at run time
 build: install
@@ -49,6 +50,7 @@ lint: install
 typecheck: install mobile
 	npx tsc -p tsconfig.json
 	npx tsc -p apps/web/tsconfig.json
+	npx tsc -p apps/admin/tsconfig.json
 	apps/mobile/scripts/with-node.sh npx tsc -p tsconfig.json
 
 ## generate-sdks: the Go and Python SDKs' code, by buf with local plugins (installed by sdk/tools.sh)
