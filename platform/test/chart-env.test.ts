@@ -125,7 +125,8 @@ describe("every role with the environment the chart renders (NODE_ENV=production
       mpesa: { enabled: true, baseUrl: daraja.url, shortcode: daraja.options.shortcode, callbackAllowedIps: ["127.0.0.1"] },
       notification: { africastalking: { baseUrl: providers.url, username: providers.at.username, senderId: "TTIP" } },
       admin: { allowedNetworks: ["127.0.0.1/32"] },
-      gateway: { ingress: { enabled: true } },
+      // The local ingress is a trusted proxy here, so the gateway reads the client from X-Forwarded-For.
+      gateway: { ingress: { enabled: true }, trustedProxies: ["127.0.0.1/32"] },
     };
     const { stdout } = await exec(helmBinary(), ["template", "t", chart, "--kube-version", "1.33.0", "--set-json", `${Object.entries(values).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(",")}`]);
     const docs = parseAllDocuments(stdout).map((d) => d.toJSON()).filter(Boolean);
@@ -232,6 +233,24 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     assert.equal(env("qr").QR_ALLOW_DEV_SIGNING_KEY, undefined);
     assert.equal(env("auth").AUTH_SMS_URL, undefined, "OTPs go through notification: no second SMS integration");
     assert.deepEqual(routes.map((r) => `${r.path}${r.type === "Exact" ? "(exact)" : ""}->${r.role}`), ["/t/->web", "/w->web", "/lang->web", "/_next/->web", "/(exact)->web", "/daraja/->payment", "/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/stripe/->payment", "/paypal/->payment", "/webhooks/->notification", "/->gateway"]);
+  });
+
+  test("the gateway serves the admin console at /admin to the admin networks only, from the image's build", async () => {
+    const env = Object.fromEntries(rendered.get("gateway")!.map((v) => [v.name, v.value]));
+    assert.equal(env.ADMIN_CONSOLE, "on");
+    const page = await fetch(`${ingress.url}/admin/users`);
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.match(html, /<script[^>]+src="\/admin\/assets\/[^"]+\.js"/);
+    const asset = /\/admin\/assets\/[^"]+\.js/.exec(html)![0];
+    const script = await fetch(`${ingress.url}${asset}`);
+    assert.equal(script.status, 200);
+    assert.match(script.headers.get("content-type") ?? "", /javascript/);
+    await script.arrayBuffer();
+    // A client outside 127.0.0.1/32 (admin.allowedNetworks), as the trusted ingress reports it.
+    const outsider = await fetch(`${ingress.url}/admin/users`, { headers: { "x-forwarded-for": "203.0.113.9" } });
+    assert.equal(outsider.status, 403);
+    await outsider.arrayBuffer();
   });
 
   test("a worker signs up by SMS OTP, gets a QR code for the public address, and a customer's STK tip is credited", async () => {
