@@ -60,8 +60,12 @@ pool.on("connect", (client) => {
   (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
     if (counting) {
       const text = typeof args[0] === "string" ? args[0] : ((args[0] as { text?: string })?.text ?? "?");
-      const key = text.replace(/\s+/g, " ").trim().slice(0, 90);
+      const key = text.replace(/\s+/g, " ").trim().slice(0, Number(process.env.BENCH_STATEMENT_CHARS ?? 90));
       statements.set(key, (statements.get(key) ?? 0) + 1);
+      // A transaction is named by its first statement after BEGIN: which ones each tip pays for.
+      const state = client as unknown as { benchAfterBegin?: boolean };
+      if (state.benchAfterBegin) statements.set(`(transaction) ${key.slice(0, 70)}`, (statements.get(`(transaction) ${key.slice(0, 70)}`) ?? 0) + 1);
+      state.benchAfterBegin = key === "BEGIN";
     }
     return query(...args);
   };
@@ -284,7 +288,7 @@ try {
     const total = [...statements.values()].reduce((a, b) => a + b, 0);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)}; the most frequent:`);
-    for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
+    for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.BENCH_STATEMENTS ?? 40))) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
     if (profile) {
       writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
       summarise(profile as Parameters<typeof summarise>[0]);
