@@ -80,7 +80,7 @@ await providers.start();
 const daraja = await startDarajaSimulator({ callbackDelayMs: 0 });
 const paymentConfig = benchPaymentConfig(daraja);
 /** The platform under test: one process (as `make run`), or one OS process per service and the gateway (as a cluster). */
-async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }> {
+async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; close(): Promise<void> }> {
   if (mode === "process") {
     const platform = await startPlatform({
       ctx: { logger, pool, bus, cache, metrics: new Metrics() },
@@ -95,7 +95,7 @@ async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }>
       gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0 },
     });
     paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
-    return platform;
+    return { gatewayUrl: platform.gatewayUrl, pids: new Map([["platform", process.pid]]), close: () => platform.close() };
   }
   const names = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"];
   const common = { INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
@@ -126,6 +126,7 @@ async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }>
   await gateway.start();
   return {
     gatewayUrl: gateway.url,
+    pids: new Map([...[...processes, ["gateway", gateway] as const].map(([name, p]) => [name, p.pid!] as const), ["bench", process.pid] as const]),
     close: async () => {
       await gateway.stop();
       for (const p of processes.values()) await p.stop();
@@ -152,6 +153,30 @@ function cpuTimes(): { busy: number; total: number } {
   const idle = n[3] + (n[4] ?? 0);
   const total = n.reduce((a, b) => a + b, 0);
   return { busy: total - idle, total };
+}
+
+const CLOCK_TICK_MS = 1000 / Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim() || 100);
+
+/** CPU time (user + system, ms) of each process, and of a process with its children (a postmaster's backends). */
+function cpuMs(pids: Map<string, number>, withChildren: Set<string>): Map<string, number> {
+  const stats = new Map<number, { ppid: number; ms: number }>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Fields after the command's closing parenthesis: state ppid ... utime(14) stime(15).
+      const f = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1].split(" ");
+      stats.set(Number(entry), { ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out = new Map<string, number>();
+  for (const [name, pid] of pids) {
+    let ms = stats.get(pid)?.ms ?? 0;
+    if (withChildren.has(name)) for (const s of stats.values()) if (s.ppid === pid) ms += s.ms;
+    out.set(name, ms);
+  }
+  return out;
 }
 
 /** Self time by package (or our own folder) and by function, from a V8 CPU profile. */
@@ -207,12 +232,15 @@ try {
   // Warm-up: connections, JIT, token caches.
   await customers(8, 2);
 
+  const completedPerSecond = new Map<number, number>();
   for (const concurrency of concurrencies) {
     statements.clear();
     const startedAt = new Date();
     const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
     const commits0 = await commits();
     const cpu0 = cpuTimes();
+    const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
+    const procCpu0 = cpuMs(measured, new Set(["postgres"]));
     const own0 = process.cpuUsage();
     const t0 = performance.now();
     const profiling = process.env.BENCH_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
@@ -235,6 +263,7 @@ try {
     const elapsed = (performance.now() - t0) / 1000;
     const endedAt = new Date();
     const cpu1 = cpuTimes();
+    const procCpu1 = cpuMs(measured, new Set(["postgres"]));
     const own = process.cpuUsage(own0); // includes the customers' thread
     // Statistics reach pg_stat_database within a second of the transactions.
     await new Promise((r) => setTimeout(r, 1_100));
@@ -267,6 +296,7 @@ try {
     const machineBusy = (cpu1.busy - cpu0.busy) / (cpu1.total - cpu0.total);
     const nodeCores = (own.user + own.system) / 1e6 / elapsed;
     console.log(`\nconcurrency ${concurrency}: ${rows.length} tips created, ${rows.filter((r) => r.status === "succeeded").length} succeeded, ${credited.length} credited within the run`);
+    completedPerSecond.set(concurrency, credited.length / elapsed);
     console.log(`  completed tips/s (created -> SUCCEEDED and credited): ${(credited.length / elapsed).toFixed(0)}`);
     console.log(`  CreateTip through the gateway:        p50 ${ms(percentile(createLatencies, 0.5))}  p95 ${ms(percentile(createLatencies, 0.95))}  p99 ${ms(percentile(createLatencies, 0.99))}`);
     console.log(`  callback sent -> tip SUCCEEDED:       p50 ${ms(percentile(toSucceeded, 0.5))}  p95 ${ms(percentile(toSucceeded, 0.95))}  p99 ${ms(percentile(toSucceeded, 0.99))}`);
@@ -284,6 +314,11 @@ try {
       `  CPU: machine ${(machineBusy * 100).toFixed(0)}% of ${os.cpus().length} cores; this node process ${nodeCores.toFixed(2)} cores` +
         (mode === "process" ? " (the rest: postgres, nats, redis)" : " (customers, simulators; the rest: the platform's processes, postgres, nats, redis)"),
     );
+    const perTipCpu = [...procCpu1].map(([name, v]) => `${name} ${((v - (procCpu0.get(name) ?? 0)) / Math.max(1, rows.length)).toFixed(1)}`);
+    const totalCpu = [...procCpu1].reduce((a, [name, v]) => a + v - (procCpu0.get(name) ?? 0), 0);
+    console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
+      (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)"));
+    console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     if (mode === "cluster") continue; // the services' statements are counted in their own processes only
     const total = [...statements.values()].reduce((a, b) => a + b, 0);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
@@ -307,6 +342,9 @@ try {
     const tps = /tps = ([\d.]+)/.exec(out)?.[1];
     const latency = /latency average = ([\d.]+ ms)/.exec(out)?.[1];
     console.log(`\npgbench TPC-B (-s 1 -c 8 -j 2 -T 10) on the same PostgreSQL: ${tps} tps, latency average ${latency}`);
+    for (const [concurrency, perSecond] of completedPerSecond) {
+      console.log(`  ${mode} mode, concurrency ${concurrency}: completed tips/s / pgbench tps = ${(perSecond / Number(tps)).toFixed(3)}`);
+    }
   }
 } finally {
   await platform.close();
