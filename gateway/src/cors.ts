@@ -5,7 +5,7 @@ import { cors } from "@connectrpc/connect";
 type Req = http.IncomingMessage | http2.Http2ServerRequest;
 type Res = http.ServerResponse | http2.Http2ServerResponse;
 
-const ALLOW_HEADERS = [...cors.allowedHeaders, "Authorization", "X-Request-Id", "Idempotency-Key"].join(", ");
+const ALLOW_HEADERS = [...cors.allowedHeaders, "Authorization", "X-Request-Id", "Idempotency-Key", "X-Ttip-Step-Up"].join(", ");
 const EXPOSE_HEADERS = [...cors.exposedHeaders, "X-Request-Id", "Retry-After"].join(", ");
 
 /**

@@ -3,12 +3,13 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { clientAddress, networkList, revocationChecker, signingInterceptor, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
 import { authInterceptor, principalKey, type JwtOptions, type Principal as GatewayPrincipal } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
 import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from "./partner.js";
-import { policyInterceptor, type Rule } from "./policy.js";
+import { policyInterceptor } from "./policy.js";
 import { clientAddressKey, rateLimitInterceptor } from "./rate-limit.js";
 
 export {
@@ -30,7 +31,7 @@ export {
   type SignedCall,
   type VerifiedPartner,
 } from "./partner.js";
-export { DEFAULT_RULES, PARTNER_SCOPES, policyInterceptor, ruleFor, type PolicyOptions, type Rule } from "./policy.js";
+export { policyInterceptor, ruleFor, STEP_UP_HEADER, undeclaredMethods, type PolicyOptions, type Rule } from "./policy.js";
 
 export interface Backend {
   service: DescService;
@@ -52,13 +53,17 @@ export interface GatewayOptions {
   corsOrigins: string[];
   /** CIDRs admin RPCs are accepted from (with role admin); loopback only when omitted. */
   adminNetworks?: string[];
-  /** Per-RPC access rules over the defaults (see policy.ts). */
-  rules?: Record<string, Rule>;
   /**
    * Partner calls signed with an API key: auth's gRPC address (its internal
    * service checks HMAC and replay) or a verifier of one's own. Omitted: signed calls are refused.
    */
   partners?: { authUrl?: string; verify?: PartnerVerifier; maxSkewSeconds?: number; rateLimit?: { points: number; durationSeconds: number } };
+  /**
+   * Admin money actions need a device step-up token: auth's gRPC address (its
+   * internal service verifies and spends it) or a verifier of one's own.
+   * Omitted: such actions are refused.
+   */
+  stepUp?: { authUrl?: string; verify?: (token: string, userId: string) => Promise<void> };
   /**
    * Proxies (CIDRs) whose X-Forwarded-For entries are believed: the client is
    * the right-most address not in this list. Empty or omitted: the socket's peer.
@@ -111,6 +116,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
   };
   const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
   const partners = partnerOptions(options, transportFor);
+  const stepUpAuth = options.stepUp?.authUrl ? createClient(AuthInternalService, transportFor(options.stepUp.authUrl, [signingInterceptor()])) : undefined;
+  const verifyStepUp =
+    options.stepUp?.verify ??
+    (stepUpAuth ? async (stepUpToken: string, userId: string) => void (await stepUpAuth.verifyStepUpToken({ stepUpToken, userId, purpose: "admin" }, { timeoutMs: 5_000 })) : undefined);
   const owners = new Map(options.backends.map((b) => [b.service.typeName, b.url]));
   const limiter = options.cache.rateLimiter({
     keyPrefix: "gateway",
@@ -137,7 +146,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
       authInterceptor(options.jwt, revocationChecker(options.cache)),
       partnerInterceptor(partners),
       rateLimitInterceptor(limiter, partnerLimiter),
-      policyInterceptor({ adminNetworks: options.adminNetworks, rules: options.rules }),
+      policyInterceptor({ adminNetworks: options.adminNetworks, services: options.backends.map((b) => b.service), verifyStepUp }),
     ],
     routes: (router) => {
       for (const b of options.backends) forwardService(router, b.service, b.local ?? transportFor(b.url));

@@ -11,9 +11,10 @@ import {
   MemoryCache,
   Metrics,
   onShutdown,
-  startEmbeddedPostgres,
   type RunningService,
 } from "@ttip/runtime";
+import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
+import { issueSetupToken } from "@ttip/auth";
 import { startSmsSimulator } from "@ttip/auth/testing";
 import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment/testing";
 import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
@@ -23,6 +24,8 @@ export interface EmbeddedPlatform {
   gatewayUrl: string;
   /** What each simulator is, and where a person reads what it did. */
   simulators: Record<string, string>;
+  /** While no admin exists: the one-time token that makes the first admin (shown once, at /admin). */
+  setupToken?: string;
   /** With the M-Pesa simulator: where the simulated customer pays the paybill (POST), and the USSD callback URL. */
   offline?: { paybillPayUrl: string; ussdUrl: string };
   services: RunningService[];
@@ -156,7 +159,9 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
   if (stripe) simulators["Stripe (webhooks it sent)"] = `${stripe.url}/__sim/events`;
   if (paypal) simulators["PayPal (webhooks it sent)"] = `${paypal.url}/__sim/events`;
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, close };
+  // Until someone is admin, each start issues a fresh first-admin token (the previous one dies).
+  const setup = await issueSetupToken(pool, "at start (make run)");
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, setupToken: setup?.token, close };
 }
 
 async function freePort(host: string): Promise<number> {
@@ -191,6 +196,12 @@ export async function runEmbedded(): Promise<void> {
           `    curl -s ${platform.offline.paybillPayUrl} -d '{"billRefNumber":"<worker short code>","amount":100}'`,
         ]
       : []),
+    ...(platform.setupToken
+      ? [
+          "  No admin yet. The first admin: open the admin console, sign up with your phone and a PIN, and enter this one-time setup token",
+          `  (it works once, for 24 hours; a restart prints a new one):   ${platform.gatewayUrl}/admin   ${platform.setupToken}`,
+        ]
+      : [`  Admin console: ${platform.gatewayUrl}/admin`]),
     `  Metrics: ${platform.gatewayUrl}/metrics   Stop: Ctrl-C`,
     "",
   ];

@@ -8,7 +8,7 @@ export interface PlatformOptions {
   /** Every service by default; a test passes its own instances (e.g. pointed at simulators). */
   modules?: ServiceModule[];
   /** How the gateway listens and guards; backends and JWKS are filled in here. */
-  gateway: Omit<GatewayOptions, "logger" | "metrics" | "cache" | "backends" | "jwt">;
+  gateway: Omit<GatewayOptions, "logger" | "metrics" | "cache" | "backends" | "jwt" | "stepUp">;
 }
 
 export interface Platform {
@@ -52,6 +52,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       }),
       jwt: { jwksUrl: `${urls.get("auth")}/.well-known/jwks.json`, issuer: "ttip-auth", audience: "ttip" },
       partners: urls.has("auth") ? { authUrl: urls.get("auth") } : undefined,
+      stepUp: urls.has("auth") ? { authUrl: urls.get("auth") } : undefined,
     });
     return {
       gateway,

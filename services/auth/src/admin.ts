@@ -2,8 +2,8 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, idempotentRequest, keysetPage, keysetTime, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
-import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { claimIdempotencyKey, CONSOLE_READERS, decodePageToken, decodeTimeIdToken, idempotentRequest, keysetPage, keysetTime, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
+import { AuditEventSchema, PartnerApiKeySchema, SessionSchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
@@ -43,7 +43,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
   const { pool } = core.ctx;
   return {
     async getUser(req, ctx) {
-      requireCaller(ctx, "admin");
+      requireCaller(ctx, ...CONSOLE_READERS);
       return { user: toUser(await getUser(pool, req.userId)) };
     },
 
@@ -51,7 +51,13 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       const admin = requireCaller(ctx, "admin");
       const roles = req.roles.map(roleName);
       const { user, revoked } = await withTransaction(pool, async (tx) => {
+        // The console locks everyone out once no admin is left: the last one keeps the role.
+        await tx.query("SELECT pg_advisory_xact_lock(hashtext('ttip.auth.first_admin'))");
         const before = await getUser(tx, req.userId, true);
+        if (before.roles.includes("admin") && !roles.includes("admin")) {
+          const others = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) AND user_id <> $1 LIMIT 1", [req.userId]);
+          if (!others.rowCount) throw new ConnectError("roles: this is the last admin; make someone else admin first", Code.FailedPrecondition);
+        }
         const { rows } = await tx.query("UPDATE auth.users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId, roles]);
         // Tokens carry roles: losing one ends the sessions that carry it.
         const lost = before.roles.filter((r) => !roles.includes(r));
@@ -130,7 +136,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
     },
 
     async listAuditEvents(req, ctx) {
-      requireCaller(ctx, "admin");
+      requireCaller(ctx, ...CONSOLE_READERS);
       const size = pageSize(req.page);
       const before = decodeSeqToken(req.page?.pageToken);
       const where: string[] = [];
@@ -166,12 +172,119 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       };
     },
 
+    ...consoleHandlers(core),
+
     async rotateSigningKey(_req, ctx) {
       const admin = requireCaller(ctx, "admin");
       const kid = await core.keys.rotate();
       await audit(pool, AuditAction.SIGNING_KEY_ROTATED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `new key ${kid}` });
       core.ctx.logger.info({ kid, actor: admin.subject }, "signing key rotated");
       return { kid };
+    },
+  };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A page of users is at most this many; each search is one bounded query. */
+const MAX_SESSIONS_LISTED = 100;
+
+/** Finding users, blocking them and ending their sessions, for the admin console. */
+function consoleHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminService>> {
+  const { pool } = core.ctx;
+  return {
+    async searchUsers(req, ctx) {
+      requireCaller(ctx, ...CONSOLE_READERS);
+      const size = pageSize(req.page);
+      const after = decodeTimeIdToken(req.page?.pageToken);
+      const q = req.query.trim();
+      const params: unknown[] = [];
+      const where: string[] = [];
+      const add = (sql: string, ...v: unknown[]) => {
+        let i = params.length;
+        params.push(...v);
+        where.push(sql.replace(/\?/g, () => `$${++i}`));
+      };
+      if (UUID.test(q)) add("user_id = ?::uuid", q);
+      else if (/^\+?[0-9 ]+$/.test(q)) {
+        const digits = q.replace(/\D/g, "");
+        if (digits.length < 3) throw new ConnectError("query: give at least 3 digits of a phone number", Code.InvalidArgument);
+        // 07xx… as people type it is 2547xx… as stored.
+        const national = digits.startsWith("0") ? `254${digits.slice(1)}` : digits;
+        add("(phone LIKE ? OR phone LIKE ?)", `%${digits}%`, `%${national}%`);
+      } else if (q) add("display_name ILIKE ?", `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+      if (after) add("(created_at, user_id) < (?::timestamptz, ?::uuid)", after.at, after.id);
+      params.push(size + 1);
+      const { rows } = await pool.query(
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM auth.users ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+          ORDER BY created_at DESC, user_id DESC LIMIT $${params.length}`,
+        params,
+      );
+      const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.user_id]);
+      return { users: items.map(toUser), page: { nextPageToken } };
+    },
+
+    async blockUser(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      if (req.userId === admin.subject) throw new ConnectError("user_id: you cannot block yourself", Code.FailedPrecondition);
+      const { user, revoked } = await withTransaction(pool, async (tx) => {
+        const before = await getUser(tx, req.userId, true);
+        if (before.blocked_at) return { user: before, revoked: [] };
+        const { rows } = await tx.query("UPDATE auth.users SET blocked_at = now(), blocked_reason = $2, updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId, req.reason]);
+        const revoked = await revokeSessions(tx, "user_id = $1", [req.userId], "account blocked");
+        await audit(tx, AuditAction.USER_BLOCKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `${req.reason}; ${revoked.length} sessions revoked` });
+        return { user: rows[0], revoked };
+      });
+      await forgetSessions(core, revoked);
+      return { user: toUser(user), sessionsRevoked: revoked.length };
+    },
+
+    async unblockUser(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const user = await withTransaction(pool, async (tx) => {
+        const before = await getUser(tx, req.userId, true);
+        if (!before.blocked_at) return before;
+        const { rows } = await tx.query("UPDATE auth.users SET blocked_at = NULL, blocked_reason = '', updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId]);
+        await audit(tx, AuditAction.USER_UNBLOCKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: req.reason });
+        return rows[0];
+      });
+      return { user: toUser(user) };
+    },
+
+    async listUserSessions(req, ctx) {
+      requireCaller(ctx, ...CONSOLE_READERS);
+      await getUser(pool, req.userId);
+      const { rows } = await pool.query(
+        `SELECT * FROM auth.sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+          ORDER BY created_at DESC LIMIT ${MAX_SESSIONS_LISTED}`,
+        [req.userId],
+      );
+      return {
+        sessions: rows.map((r) =>
+          create(SessionSchema, {
+            sessionId: r.session_id,
+            deviceId: r.device_id ?? "",
+            userAgent: r.user_agent,
+            ipAddress: r.ip_address,
+            createdAt: timestampFromDate(r.created_at),
+            lastUsedAt: timestampFromDate(r.last_used_at),
+          }),
+        ),
+      };
+    },
+
+    async revokeUserSessions(req, ctx) {
+      const admin = requireCaller(ctx, "admin");
+      const revoked = await withTransaction(pool, async (tx) => {
+        await getUser(tx, req.userId);
+        const r = req.sessionId
+          ? await revokeSessions(tx, "user_id = $1 AND session_id = $2", [req.userId, req.sessionId], `revoked by an admin: ${req.reason}`)
+          : await revokeSessions(tx, "user_id = $1", [req.userId], `revoked by an admin: ${req.reason}`);
+        if (req.sessionId && !r.length) throw new ConnectError(`session_id: no live session ${req.sessionId} of this user`, Code.NotFound);
+        await audit(tx, AuditAction.SESSION_REVOKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `${r.length} sessions: ${req.reason}` });
+        return r;
+      });
+      await forgetSessions(core, revoked);
+      return { revoked: revoked.length };
     },
   };
 }

@@ -23,6 +23,9 @@ export async function openSession(
   tx: Queryable,
   s: { userId: string; roles: string[]; deviceId?: string; userAgent: string; ip: string; pinVerified: boolean },
 ): Promise<OpenedSession> {
+  // Every way in (OTP, PIN, PIN reset) opens a session here: a blocked account gets none.
+  const blocked = await tx.query("SELECT 1 FROM auth.users WHERE user_id = $1 AND blocked_at IS NOT NULL", [s.userId]);
+  if (blocked.rowCount) throw new ConnectError("this account is blocked: contact support", Code.PermissionDenied);
   const sessionId = randomUUID();
   const expiresAt = new Date(Date.now() + core.config.refreshTokenTtlSeconds * 1000);
   await tx.query(
@@ -68,7 +71,7 @@ const unauthenticated = () => new ConnectError("refresh token is not valid: sign
 export async function refreshSession(core: AuthCore, refreshToken: string, ip: string): Promise<TokenPair> {
   const outcome = await withTransaction(core.ctx.pool, async (tx) => {
     const { rows } = await tx.query(
-      `SELECT r.session_id, r.expires_at, r.used_at, s.user_id, s.revoked_at, s.expires_at AS session_expires_at, u.roles
+      `SELECT r.session_id, r.expires_at, r.used_at, s.user_id, s.revoked_at, s.expires_at AS session_expires_at, u.roles, u.blocked_at
          FROM auth.refresh_tokens r JOIN auth.sessions s USING (session_id) JOIN auth.users u USING (user_id)
         WHERE r.token_hash = $1
         FOR UPDATE OF r, s`,
@@ -76,7 +79,7 @@ export async function refreshSession(core: AuthCore, refreshToken: string, ip: s
     );
     const row = rows[0];
     if (!row) return { kind: "unknown" as const };
-    if (row.revoked_at) return { kind: "revoked" as const };
+    if (row.revoked_at || row.blocked_at) return { kind: "revoked" as const };
     if (row.used_at) {
       const revoked = await revokeSessions(tx, "session_id = $1", [row.session_id], "refresh token reuse");
       await audit(tx, AuditAction.REFRESH_REUSE_DETECTED, { userId: row.user_id, ip, detail: `session ${row.session_id} revoked` });

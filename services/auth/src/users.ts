@@ -16,6 +16,8 @@ export interface UserRow {
   pin_failures: number;
   lockouts: number;
   locked_until: Date | null;
+  blocked_at?: Date | null;
+  blocked_reason?: string;
   created_at: Date;
 }
 
@@ -25,6 +27,8 @@ const ROLE_NAMES: Record<number, string> = {
   [Role.VENUE_MANAGER]: "venue_manager",
   [Role.ADMIN]: "admin",
   [Role.PARTNER]: "partner",
+  [Role.SUPPORT]: "support",
+  [Role.FINANCE]: "finance",
 };
 const ROLE_VALUES = new Map(Object.entries(ROLE_NAMES).map(([v, n]) => [n, Number(v) as Role]));
 
@@ -43,6 +47,8 @@ export function toUser(u: UserRow): User {
     hasPin: !!u.pin_hash,
     lockedUntil: locked ? timestampFromDate(locked) : undefined,
     createdAt: timestampFromDate(u.created_at),
+    blockedAt: u.blocked_at ? timestampFromDate(u.blocked_at) : undefined,
+    blockedReason: u.blocked_reason ?? "",
   });
 }
 

@@ -84,7 +84,6 @@ async function emitUpdate(tx: Queryable, d: DeliveryRef, status: DeliveryState, 
 function updateEvent(d: DeliveryRef, status: DeliveryState, correlationId = "") {
   return buildEvent(
     "notification",
-    "ttip.notification.delivery_updated",
     DeliveryUpdatedSchema,
     {
       deliveryId: d.id,

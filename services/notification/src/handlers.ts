@@ -21,7 +21,7 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { claimIdempotencyKey, decodeTimeIdToken, encodePageToken, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, CONSOLE_READERS, decodeTimeIdToken, encodePageToken, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
 import { findRecipient, findTemplate, forgetActiveTemplates, type TemplateRecord } from "./store.js";
 import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
@@ -254,7 +254,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
 
   router.service(NotificationAdminService, {
     async listTemplates(req, hc) {
-      requireCaller(hc, "admin");
+      requireCaller(hc, ...CONSOLE_READERS);
       const { rows } = await pool.query<TemplateRecord>(
         `SELECT key, locale, channel, version, subject, body, active, created_at FROM notification.templates
           WHERE ($1::smallint = 0 OR key = $1) AND ($2 = '' OR locale = $2) ORDER BY key, locale, channel, version`,
@@ -304,7 +304,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
     },
 
     async renderTemplate(req, hc) {
-      requireCaller(hc, "admin");
+      requireCaller(hc, ...CONSOLE_READERS);
       const locale = resolveLocale(req.locale);
       const t = await findTemplate(pool, req.key, locale, req.channel, req.version);
       if (!t) throw new ConnectError(`no ${req.version ? `version ${req.version}` : "active version"} of ${TemplateKey[req.key]}/${locale}/${Channel[req.channel]}`, Code.NotFound);
@@ -327,14 +327,14 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
     },
 
     async getDelivery(req, hc) {
-      requireCaller(hc, "admin");
+      requireCaller(hc, ...CONSOLE_READERS);
       const [d] = await loadDeliveries(pool, "id = $1", [req.deliveryId], 1);
       if (!d) throw new ConnectError(`delivery ${req.deliveryId} not found`, Code.NotFound);
       return { delivery: d };
     },
 
     async listDeliveries(req, hc) {
-      requireCaller(hc, "admin");
+      requireCaller(hc, ...CONSOLE_READERS);
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const size = pageSize(req.page);
       const rows = await loadDeliveries(

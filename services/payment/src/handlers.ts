@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { callerOf, decodeTimeIdToken, emitEvent, encodePageToken, formatMoney, keysetPage, keysetTime, maskPhone, mpesaAmount, pageSize, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { callerOf, CONSOLE_READERS, MONEY_MOVERS, decodeTimeIdToken, emitEvent, encodePageToken, formatMoney, keysetPage, keysetTime, maskPhone, mpesaAmount, pageSize, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -211,9 +211,9 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async getPayout(req, ctx) {
-      const caller = requireCaller(ctx, "worker", "admin");
+      const caller = requireCaller(ctx, "worker", ...CONSOLE_READERS);
       const p = await loadPayout(pool, req.payoutId);
-      if (!p || (p.worker_id !== caller.subject && !caller.roles.includes("admin"))) throw new ConnectError("payout_id: no such payout", Code.NotFound);
+      if (!p || (p.worker_id !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new ConnectError("payout_id: no such payout", Code.NotFound);
       return { payout: payoutMessage(p) };
     },
 
@@ -276,7 +276,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
   router.service(PaymentAdminService, {
     async listFraudAlerts(req, ctx) {
-      requireCaller(ctx, "admin");
+      requireCaller(ctx, ...CONSOLE_READERS);
       const size = pageSize(req.page);
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? Object.entries(ALERT_STATUS).find(([, v]) => v === req.status)?.[0] : null;
@@ -307,7 +307,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async reviewTip(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx, ...MONEY_MOVERS);
       const tip = await loadTip(pool, req.tipId);
       if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
       if (tip.status !== "held_for_review") throw new ConnectError("tip_id: the tip is not held for review", Code.FailedPrecondition);
@@ -336,7 +336,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         );
         if (req.approve) await emitTipSucceeded(tx, t);
         else {
-          await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
+          await emitEvent(tx, "payment", TipFailedSchema, {
             tipId: t.tip_id, workerId: t.worker_id ?? "", qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
             resultCode: t.result_code, reason: t.result_message, venueId: t.venue_id,
           }, t.tip_id);
@@ -350,7 +350,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async holdPayouts(req, ctx) {
-      requireCaller(ctx, "admin");
+      requireCaller(ctx, ...MONEY_MOVERS);
       await pool.query(
         `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
          ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, updated_at = now()`,
@@ -360,13 +360,13 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async releasePayouts(req, ctx) {
-      requireCaller(ctx, "admin");
+      requireCaller(ctx, ...MONEY_MOVERS);
       await pool.query("UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1", [req.workerId]);
       return {};
     },
 
     async blockPhoneNumber(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx, ...MONEY_MOVERS);
       const phone = requireKenyanMobile(req.phone, "phone");
       await pool.query(
         `INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, $2, $3)
@@ -377,13 +377,13 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async unblockPhoneNumber(req, ctx) {
-      requireCaller(ctx, "admin");
+      requireCaller(ctx, ...MONEY_MOVERS);
       await pool.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [requireKenyanMobile(req.phone, "phone")]);
       return {};
     },
 
     async listSuspensePayments(req, ctx) {
-      requireCaller(ctx, "admin");
+      requireCaller(ctx, ...CONSOLE_READERS);
       const size = pageSize(req.page);
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query<C2bRow & { page_at: string }>(
@@ -400,7 +400,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async resolveSuspensePayment(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx, ...MONEY_MOVERS);
       const { row, tip } = await resolveSuspense(deps, {
         receipt: req.receipt,
         matchAccountReference: req.action.case === "matchAccountReference" ? req.action.value : undefined,
@@ -412,13 +412,13 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async refundTip(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx, ...MONEY_MOVERS);
       const r = await refundCardTip(deps, { tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject });
       return { tip: tipMessage(r.tip, locale(ctx)), refundId: r.refundId };
     },
 
     async listUnmatchedCallbacks(req, ctx) {
-      requireCaller(ctx, "admin");
+      requireCaller(ctx, ...CONSOLE_READERS);
       const size = pageSize(req.page);
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query(

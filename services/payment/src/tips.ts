@@ -138,7 +138,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const tipId = randomUUID();
   const hold = hits.some((h) => h.action === "hold");
   // Announced in the statement that inserts the tip (nothing when the key lost a race).
-  const created = buildEvent("payment", "ttip.payment.tip_created", TipCreatedSchema, {
+  const created = buildEvent("payment", TipCreatedSchema, {
     tipId,
     workerId: t.workerId,
     venueId: t.venueId ?? "",
@@ -257,7 +257,7 @@ async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey
 }
 
 async function emitTipFailed(tx: Queryable, tip: TipRow, pushRefused = false) {
-  await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
+  await emitEvent(tx, "payment", TipFailedSchema, {
     tipId: tip.tip_id,
     workerId: tip.worker_id ?? "",
     qrCodeId: tip.qr_code_id,
@@ -554,7 +554,7 @@ export async function emitTipSucceeded(tx: Queryable, t: TipRow) {
 }
 
 function tipSucceededEvent(t: TipRow) {
-  return buildEvent("payment", "ttip.payment.tip_succeeded", TipSucceededSchema, {
+  return buildEvent("payment", TipSucceededSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id ?? "",
     venueId: t.venue_id,

@@ -356,7 +356,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
           );
           return rows[0].scan_id as string;
         }
-        await emitEvent(tx, "qr", "ttip.qr.scanned", QrScannedSchema, {
+        await emitEvent(tx, "qr", QrScannedSchema, {
           qrCodeId: code.id,
           shortCode: code.shortCode,
           workerId: target.workerId,

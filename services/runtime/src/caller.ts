@@ -7,7 +7,18 @@ export interface Principal {
   roles: string[];
 }
 
-export type Role = "customer" | "worker" | "venue_manager" | "admin" | "partner";
+export type Role = "customer" | "worker" | "venue_manager" | "admin" | "partner" | "support" | "finance";
+
+/**
+ * The admin console's roles, by what they may do. Support reads (users, tips,
+ * payouts, alerts) and changes nothing; finance reads money and moves it
+ * (holds, reviews, suspense, refunds); admin does everything, and alone
+ * changes accounts, roles, keys and templates. The gateway and every service
+ * check the same lists.
+ */
+export const CONSOLE_READERS: readonly Role[] = ["admin", "support", "finance"];
+export const MONEY_VIEWERS: readonly Role[] = ["admin", "finance"];
+export const MONEY_MOVERS: readonly Role[] = ["admin", "finance"];
 
 /** The verified caller of this call, or undefined for an anonymous one. */
 export function callerOf(ctx: Pick<HandlerContext, "requestHeader">): Principal | undefined {

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { assertCurrency, decodePageToken, keysetPage, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { assertCurrency, MONEY_MOVERS, MONEY_VIEWERS, decodePageToken, keysetPage, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import {
   AccountKind,
@@ -116,17 +116,17 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
 
   router.service(WalletAdminService, {
     async getTrialBalance(req, hctx) {
-      requireAdmin(hctx);
+      requireCaller(hctx, ...MONEY_VIEWERS);
       return trialBalance(pool, req.asOf ? timestampDate(req.asOf) : undefined);
     },
     async getAccount(req, hctx) {
-      requireAdmin(hctx);
+      requireCaller(hctx, ...MONEY_VIEWERS);
       const account = await getAccount(pool, req.accountId);
       if (!account) throw new ConnectError(`account_id: no account ${req.accountId}`, Code.NotFound);
       return { account: toAccount(account), balance: toBalance(account) };
     },
     async listAccounts(req, hctx) {
-      requireAdmin(hctx);
+      requireCaller(hctx, ...MONEY_VIEWERS);
       const size = pageSize(req.page);
       const after = decodePageToken(req.page?.pageToken, ([id, ...rest]) => (rest.length ? undefined : positionParts.uuid(id))) ?? "";
       const { rows } = await pool.query<AccountRow>(
@@ -142,13 +142,13 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       };
     },
     async getJournalEntry(req, hctx) {
-      requireAdmin(hctx);
+      requireCaller(hctx, ...MONEY_VIEWERS);
       const entry = await loadEntry(pool, req.entryId);
       if (!entry) throw new ConnectError(`entry_id: no entry ${req.entryId}`, Code.NotFound);
       return { entry };
     },
     async reverseEntry(req, hctx) {
-      requireAdmin(hctx);
+      requireCaller(hctx, ...MONEY_MOVERS);
       const { entry } = await tx((db) => reverseEntry(db, req.entryId, req.idempotencyKey, req.reason));
       return { reversal: entry };
     },
@@ -157,7 +157,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       return { schedule: await createSchedule(pool, req.schedule!, req.idempotencyKey) };
     },
     async listFeeSchedules(req, hctx) {
-      requireAdmin(hctx);
+      requireCaller(hctx, ...MONEY_VIEWERS);
       return { schedules: await listSchedules(pool, req.currency) };
     },
     async setTierLimits(req, hctx) {

@@ -78,3 +78,11 @@ kube_build="$(dirname "$0")/../../../../deploy/kube-harness/build.sh"
 if have go && [ -f "$kube_build" ]; then
   echo "make test: Kubernetes control plane for the chart test in $(bash "$kube_build")"
 fi
+
+# The Go and Python SDKs' generators, runtimes and pytest (sdk/tools.sh: the Go plugins with
+# go install, a pip venv, cached per machine), and the Go SDK's modules, for sdk/test/*.test.ts.
+sdk_dir="$(dirname "$0")/../../../../sdk"
+if [ -f "$sdk_dir/tools.sh" ]; then
+  echo "make test: SDK toolchains in $(bash "$sdk_dir/tools.sh")"
+  (cd "$sdk_dir/go" && go mod download)
+fi

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { startNats, startPostgres, startRedis, type TestServer } from "./servers.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
-const SEARCHED = ["proto", "services", "gateway", "platform", "charts", "apps"];
+const SEARCHED = ["proto", "services", "gateway", "platform", "charts", "apps", "sdk"];
 
 function testFiles(dir: string): string[] {
   const out: string[] = [];
@@ -25,6 +25,14 @@ const only = process.argv.slice(2);
 const files = only.length
   ? only.map((f) => path.resolve(f))
   : SEARCHED.flatMap((d) => testFiles(path.join(root, d))).sort();
+
+// `make test-node24` names the Node it means to test on: a run on another one is refused, not passed.
+const wantedMajor = process.env.TTIP_NODE_MAJOR;
+if (wantedMajor && process.versions.node.split(".")[0] !== wantedMajor) {
+  console.error(`TTIP_NODE_MAJOR=${wantedMajor} but this is node ${process.version}`);
+  process.exit(1);
+}
+console.log(`node ${process.version}: ${files.length} test files`);
 
 const servers: TestServer[] = [];
 const reportDir = mkdtempSync(path.join(os.tmpdir(), "ttip-test-report-"));

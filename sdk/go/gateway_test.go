@@ -1,0 +1,162 @@
+package ttip_test
+
+// Against a running gateway: sdk/test/go-sdk.test.ts starts the platform, issues a
+// partner key and runs these with TTIP_GATEWAY_URL, TTIP_KEY_ID and TTIP_SECRET set.
+// Outside that harness they are skipped, unless TTIP_REQUIRE_GATEWAY=1.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	ttip "github.com/ttip/ttip/sdk/go"
+	qrv1 "github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1"
+	"github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1/qrv1connect"
+)
+
+type gateway struct {
+	url string
+	key ttip.PartnerKey
+}
+
+func runningGateway(t *testing.T) gateway {
+	t.Helper()
+	g := gateway{os.Getenv("TTIP_GATEWAY_URL"), ttip.PartnerKey{KeyID: os.Getenv("TTIP_KEY_ID"), Secret: os.Getenv("TTIP_SECRET")}}
+	if g.url == "" || g.key.KeyID == "" || g.key.Secret == "" {
+		if os.Getenv("TTIP_REQUIRE_GATEWAY") == "1" {
+			t.Fatal("TTIP_GATEWAY_URL, TTIP_KEY_ID and TTIP_SECRET are required")
+		}
+		t.Skip("no running gateway: set TTIP_GATEWAY_URL, TTIP_KEY_ID and TTIP_SECRET")
+	}
+	return g
+}
+
+// h2c speaks HTTP/2 without TLS, which the gRPC protocol needs on a plaintext address.
+func h2c() *http.Transport {
+	protocols := new(http.Protocols)
+	protocols.SetUnencryptedHTTP2(true)
+	return &http.Transport{Protocols: protocols}
+}
+
+// getQrCode asks for a random code and checks the answer is about that code: the
+// harness's qr service echoes the id with the short code K7M4QX.
+func getQrCode(t *testing.T, client qrv1connect.QrServiceClient) {
+	t.Helper()
+	id := randomUUID(t)
+	res, err := client.GetQrCode(context.Background(), connect.NewRequest(&qrv1.GetQrCodeRequest{QrCodeId: id}))
+	if err != nil {
+		t.Fatalf("signed call refused: %v", err)
+	}
+	if got := res.Msg.GetQrCode(); got.GetQrCodeId() != id || got.GetShortCode() != "K7M4QX" || got.GetStatus() != qrv1.QrCodeStatus_QR_CODE_STATUS_ACTIVE {
+		t.Fatalf("answer %v, want code %s K7M4QX active", got, id)
+	}
+}
+
+func qrClient(g gateway, key ttip.PartnerKey, now func() time.Time, opts ...connect.ClientOption) qrv1connect.QrServiceClient {
+	return qrv1connect.NewQrServiceClient(&http.Client{Transport: &ttip.Signer{Key: key, Now: now}}, g.url, opts...)
+}
+
+func randomUUID(t *testing.T) string {
+	t.Helper()
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return strings.Join([]string{hex.EncodeToString(b[0:4]), hex.EncodeToString(b[4:6]), hex.EncodeToString(b[6:8]), hex.EncodeToString(b[8:10]), hex.EncodeToString(b[10:16])}, "-")
+}
+
+// Each protocol connect-go speaks gets a signed answer; the harness counts the
+// calls the service saw as this key with the role partner.
+func TestGatewayAnswersSignedCalls(t *testing.T) {
+	g := runningGateway(t)
+	protocols := map[string][]connect.ClientOption{
+		"connect-json":   {connect.WithProtoJSON()},
+		"connect-binary": nil,
+		"connect-get":    {connect.WithHTTPGet()},
+		"grpc-web":       {connect.WithGRPCWeb()},
+	}
+	for name, opts := range protocols {
+		t.Run(name, func(t *testing.T) { getQrCode(t, qrClient(g, g.key, nil, opts...)) })
+	}
+	t.Run("grpc", func(t *testing.T) {
+		getQrCode(t, qrv1connect.NewQrServiceClient(&http.Client{Transport: &ttip.Signer{Key: g.key, Base: h2c()}}, g.url, connect.WithGRPC()))
+	})
+}
+
+func expectError(t *testing.T, err error, code connect.Code, message *regexp.Regexp) {
+	t.Helper()
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a %v error, got %v", code, err)
+	}
+	if ce.Code() != code || !message.MatchString(ce.Message()) {
+		t.Fatalf("got %v %q, want %v matching %s", ce.Code(), ce.Message(), code, message)
+	}
+}
+
+func TestGatewayNamesWhatIsWrong(t *testing.T) {
+	g := runningGateway(t)
+	ctx := context.Background()
+	get := func(c qrv1connect.QrServiceClient) error {
+		_, err := c.GetQrCode(ctx, connect.NewRequest(&qrv1.GetQrCodeRequest{QrCodeId: randomUUID(t)}))
+		return err
+	}
+	t.Run("wrong secret", func(t *testing.T) {
+		wrong := ttip.PartnerKey{KeyID: g.key.KeyID, Secret: "ttip_sk_wrong"}
+		expectError(t, get(qrClient(g, wrong, nil)), connect.CodeUnauthenticated,
+			regexp.MustCompile(`^partner signature refused: signature does not match$`))
+	})
+	t.Run("stale timestamp", func(t *testing.T) {
+		tenMinutesAgo := func() time.Time { return time.Now().Add(-10 * time.Minute) }
+		expectError(t, get(qrClient(g, g.key, tenMinutesAgo)), connect.CodeUnauthenticated,
+			regexp.MustCompile(`^partner signature refused: stale timestamp: (599|600|601) s behind the gateway's clock \(at most 300 s\)$`))
+	})
+	t.Run("replayed request", func(t *testing.T) {
+		// The same body, path and second twice: the second is a replay.
+		at := time.Now()
+		fixed := func() time.Time { return at }
+		id := randomUUID(t)
+		client := qrClient(g, g.key, fixed)
+		if _, err := client.GetQrCode(ctx, connect.NewRequest(&qrv1.GetQrCodeRequest{QrCodeId: id})); err != nil {
+			t.Fatalf("first call refused: %v", err)
+		}
+		_, err := client.GetQrCode(ctx, connect.NewRequest(&qrv1.GetQrCodeRequest{QrCodeId: id}))
+		expectError(t, err, connect.CodeUnauthenticated, regexp.MustCompile(`^partner signature refused: request replayed$`))
+	})
+	t.Run("missing scope", func(t *testing.T) {
+		_, err := qrClient(g, g.key, nil).RotateQrCode(ctx, connect.NewRequest(&qrv1.RotateQrCodeRequest{QrCodeId: randomUUID(t)}))
+		expectError(t, err, connect.CodePermissionDenied,
+			regexp.MustCompile(`^missing scope: ttip\.qr\.v1\.QrService/RotateQrCode needs the scope qr:write, which this key does not have$`))
+	})
+}
+
+// A delivery signed by the platform's webhook signer (the harness passes one in)
+// verifies, and the same delivery with its body changed does not.
+func TestWebhookFromThePlatformVerifies(t *testing.T) {
+	runningGateway(t)
+	secret, body, header := os.Getenv("TTIP_WEBHOOK_SECRET"), os.Getenv("TTIP_WEBHOOK_BODY"), os.Getenv("TTIP_WEBHOOK_SIGNATURE")
+	if secret == "" || body == "" || header == "" {
+		t.Fatal("TTIP_WEBHOOK_SECRET, TTIP_WEBHOOK_BODY and TTIP_WEBHOOK_SIGNATURE are required with a running gateway")
+	}
+	v := ttip.WebhookVerifier{Secret: secret}
+	if err := v.Verify([]byte(body), header); err != nil {
+		t.Fatalf("genuine delivery refused: %v", err)
+	}
+	tampered := strings.Replace(body, "KES", "USD", 1)
+	if tampered == body {
+		t.Fatal("the delivery's body should name its currency")
+	}
+	if err := v.Verify([]byte(tampered), header); !errors.Is(err, ttip.ErrWebhookSignatureInvalid) {
+		t.Fatalf("tampered delivery: %v", err)
+	}
+}

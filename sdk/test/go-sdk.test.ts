@@ -1,0 +1,78 @@
+// The Go SDK (sdk/go) as a partner uses it, against the running gateway: its own
+// `go test` runs with the gateway's address and a partner key, and each Go test's
+// result is asserted here, so a missing or skipped Go test fails too.
+import assert from "node:assert/strict";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { repoRoot, runProgram, sdkTools, startSdkPlatform, type SdkPlatform } from "./harness.js";
+
+/** The Go tests that must pass; the first six reach the qr service once each. */
+const GATEWAY_CALLS = [
+  "TestGatewayAnswersSignedCalls/connect-json",
+  "TestGatewayAnswersSignedCalls/connect-binary",
+  "TestGatewayAnswersSignedCalls/connect-get",
+  "TestGatewayAnswersSignedCalls/grpc-web",
+  "TestGatewayAnswersSignedCalls/grpc",
+  "TestGatewayNamesWhatIsWrong/replayed_request",
+];
+const EXPECTED = [
+  ...GATEWAY_CALLS,
+  "TestGatewayNamesWhatIsWrong/wrong_secret",
+  "TestGatewayNamesWhatIsWrong/stale_timestamp",
+  "TestGatewayNamesWhatIsWrong/missing_scope",
+  "TestWebhookFromThePlatformVerifies",
+  "TestSignatureHeadersMatchTheSharedVector",
+  "TestSignerSignsTheBytesOnTheWireAndLeavesTheRequestAlone",
+  "TestKeysAreCheckedBeforeAnyCall",
+  "TestWebhookVerifier",
+];
+
+interface GoEvent {
+  Action: string;
+  Test?: string;
+  Output?: string;
+}
+
+describe("Go SDK against a running gateway", () => {
+  let platform: SdkPlatform;
+  const results = new Map<string, string>();
+  let output = "";
+
+  before(async () => {
+    const tools = await sdkTools();
+    platform = await startSdkPlatform();
+    const run = await runProgram("go", ["test", "-count=1", "-json", "."], {
+      cwd: path.join(repoRoot, "sdk/go"),
+      env: { ...platform.env, PATH: `${path.join(tools, "go-bin")}:${process.env.PATH}` },
+      timeoutMs: 240_000,
+    });
+    for (const line of run.output.split("\n")) {
+      if (!line.startsWith("{")) continue;
+      const e = JSON.parse(line) as GoEvent;
+      if (e.Output) output += e.Output;
+      if (e.Test && ["pass", "fail", "skip"].includes(e.Action)) results.set(e.Test, e.Action);
+    }
+    if (results.size === 0) output = run.output;
+  });
+
+  after(async () => {
+    await platform?.close();
+  });
+
+  for (const name of EXPECTED) {
+    test(`go test ${name}`, () => {
+      assert.equal(results.get(name), "pass", `${name}: ${results.get(name) ?? "did not run"}\n${output}`);
+    });
+  }
+
+  test("no Go test failed or was skipped", () => {
+    const bad = [...results].filter(([, action]) => action !== "pass");
+    assert.deepEqual(bad, [], output);
+  });
+
+  test("the qr service saw each accepted call once, as the partner key with the role partner", () => {
+    assert.equal(platform.seen.length, GATEWAY_CALLS.length, platform.seen.join("\n"));
+    assert.equal(new Set(platform.seen.map((s) => s.split(" ")[0])).size, GATEWAY_CALLS.length);
+    for (const s of platform.seen) assert.match(s, new RegExp(`^[0-9a-f-]{36} ${platform.key.keyId} partner$`));
+  });
+});

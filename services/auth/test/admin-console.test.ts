@@ -1,0 +1,126 @@
+// The admin console's side of auth: the first admin by one-time setup token,
+// console roles (support reads, only admin changes accounts, enforced by the
+// gateway and by the service), finding users, blocking and ending sessions.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { issueSetupToken } from "../src/index.js";
+import { randomPhone, startHarness, subjectOf, type Harness } from "./harness.js";
+
+const fails = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
+const message = (p: Promise<unknown>) => p.then(() => "", (e) => ConnectError.from(e).rawMessage);
+
+describe("admin console: first admin, roles, users", () => {
+  let h: Harness;
+  let adminToken: string;
+  let adminId: string;
+  const adminPhone = randomPhone();
+  before(async () => {
+    h = await startHarness();
+  });
+  after(() => h?.close());
+
+  test("the first admin: a one-time setup token, claimed by a PIN-signed user from an admin network, audited; never twice", async () => {
+    const first = await issueSetupToken(h.t.db.pool);
+    assert.ok(first && first.token.startsWith("ttip_setup"));
+    // A newer token (a restart) replaces the older one.
+    const setup = (await issueSetupToken(h.t.db.pool, "by test"))!;
+    const noPin = await h.signUp(randomPhone());
+    assert.match(await message(h.api(noPin.tokens.accessToken).claimFirstAdmin({ setupToken: setup.token })), /PIN/);
+
+    const user = await h.signUpWithPin(adminPhone, "7391");
+    const api = h.api(user.tokens.accessToken);
+    assert.equal(await fails(api.claimFirstAdmin({ setupToken: first!.token })), "PermissionDenied", "the replaced token");
+    assert.equal(await fails(h.api(user.tokens.accessToken, "203.0.113.9").claimFirstAdmin({ setupToken: setup.token })), "PermissionDenied", "outside the admin networks");
+    assert.match(await message(api.claimFirstAdmin({ setupToken: "short" })), /setup_token/);
+    const claimed = await api.claimFirstAdmin({ setupToken: setup.token });
+    assert.deepEqual(claimed.user!.roles, [Role.WORKER, Role.ADMIN]);
+    adminId = user.userId;
+    // The role is in the next token.
+    adminToken = (await h.api().refreshSession({ refreshToken: user.tokens.refreshToken })).tokens!.accessToken;
+    assert.equal((await h.admin(adminToken).getUser({ userId: adminId })).user!.userId, adminId);
+
+    assert.equal(await fails(api.claimFirstAdmin({ setupToken: setup.token })), "FailedPrecondition");
+    assert.equal(await issueSetupToken(h.t.db.pool), undefined, "no token once an admin exists");
+    const { events } = await h.admin(adminToken).listAuditEvents({ actions: [AuditAction.SETUP_TOKEN_ISSUED, AuditAction.ADMIN_BOOTSTRAPPED] });
+    assert.deepEqual(events.map((e) => e.action), [AuditAction.ADMIN_BOOTSTRAPPED, AuditAction.SETUP_TOKEN_ISSUED, AuditAction.SETUP_TOKEN_ISSUED]);
+    assert.equal(events[0].actorUserId, adminId);
+  });
+
+  test("support reads users and is refused every change, by the gateway and by the service", async () => {
+    const s = await h.signUpWithPin(randomPhone(), "5820");
+    await h.admin(adminToken).setUserRoles({ userId: s.userId, roles: [Role.SUPPORT] });
+    const supportToken = (await h.loginWithPin((await h.t.db.pool.query("SELECT phone FROM auth.users WHERE user_id = $1", [s.userId])).rows[0].phone, "5820")).accessToken;
+    const support = h.admin(supportToken);
+    assert.equal((await support.getUser({ userId: adminId })).user!.userId, adminId);
+    assert.ok((await support.searchUsers({ query: adminId })).users.length === 1);
+    assert.equal(await fails(support.blockUser({ userId: adminId, reason: "test" })), "PermissionDenied");
+    assert.equal(await fails(support.unlockUser({ userId: adminId, reason: "test" })), "PermissionDenied");
+    assert.equal(await fails(support.setUserRoles({ userId: s.userId, roles: [Role.ADMIN] })), "PermissionDenied");
+    // Past the gateway (a call signed as if it had let it through): the service refuses too.
+    const direct = h.t.client(AuthAdminService, { subject: s.userId, roles: ["support"] });
+    assert.equal(await fails(direct.blockUser({ userId: adminId, reason: "test" })), "PermissionDenied");
+    assert.equal(await fails(direct.revokeUserSessions({ userId: adminId, reason: "test" })), "PermissionDenied");
+    assert.equal(await fails(direct.listUserSessions({ userId: adminId })), "ok");
+  });
+
+  test("search by id, by phone as people type it, by name; bad queries name the field", async () => {
+    const phone = randomPhone();
+    const u = await h.signUp(phone);
+    await h.api(u.tokens.accessToken).updateProfile({ displayName: "Wanjiku Kamau" });
+    const admin = h.admin(adminToken);
+    const ids = async (query: string) => (await admin.searchUsers({ query })).users.map((x) => x.userId);
+    assert.deepEqual(await ids(u.userId), [u.userId]);
+    assert.ok((await ids(`0${phone.slice(3)}`)).includes(u.userId), "07… finds 2547…");
+    assert.ok((await ids(phone.slice(-6))).includes(u.userId));
+    assert.ok((await ids("wanjiku")).includes(u.userId));
+    assert.deepEqual(await ids("nobody%"), []);
+    const found = (await admin.searchUsers({ query: u.userId })).users[0];
+    assert.ok(!found.phoneMasked.includes(phone.slice(4, 9)), "the number stays masked");
+    assert.match(await message(admin.searchUsers({ query: "07" })), /^query:/);
+    assert.match(await message(admin.searchUsers({ query: "x".repeat(101) })), /query/);
+    // Paging: every user once.
+    const seen: string[] = [];
+    let pageToken = "";
+    do {
+      const r = await admin.searchUsers({ page: { pageSize: 2, pageToken } });
+      seen.push(...r.users.map((x) => x.userId));
+      pageToken = r.page?.nextPageToken ?? "";
+    } while (pageToken);
+    const { rows } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM auth.users");
+    assert.equal(new Set(seen).size, rows[0].n);
+    assert.equal(seen.length, rows[0].n);
+  });
+
+  test("block ends every session and every way in; unblock lets the user back; both audited", async () => {
+    const phone = randomPhone();
+    const u = await h.signUpWithPin(phone, "4826");
+    const admin = h.admin(adminToken);
+    assert.equal((await admin.listUserSessions({ userId: u.userId })).sessions.length, 1);
+    const blocked = await admin.blockUser({ userId: u.userId, reason: "reported fraud" });
+    assert.equal(blocked.sessionsRevoked, 1);
+    assert.ok(blocked.user!.blockedAt);
+    assert.equal(blocked.user!.blockedReason, "reported fraud");
+    assert.equal(await fails(h.api(u.tokens.accessToken).getMe({})), "Unauthenticated");
+    assert.equal(await fails(h.api().refreshSession({ refreshToken: u.tokens.refreshToken })), "Unauthenticated");
+    assert.equal(await fails(h.loginWithPin(phone, "4826")), "PermissionDenied");
+    assert.equal(await fails(admin.blockUser({ userId: adminId, reason: "oops" })), "FailedPrecondition", "not oneself");
+
+    await admin.unblockUser({ userId: u.userId, reason: "cleared" });
+    const again = await h.loginWithPin(phone, "4826");
+    assert.equal(subjectOf(again.accessToken), u.userId);
+    const sessions = (await admin.listUserSessions({ userId: u.userId })).sessions;
+    assert.equal(sessions.length, 1);
+    assert.equal((await admin.revokeUserSessions({ userId: u.userId, sessionId: sessions[0].sessionId, reason: "lost phone" })).revoked, 1);
+    assert.match(await message(admin.revokeUserSessions({ userId: u.userId, sessionId: sessions[0].sessionId, reason: "lost phone" })), /^session_id:/);
+    const { events } = await admin.listAuditEvents({ userId: u.userId, actions: [AuditAction.USER_BLOCKED, AuditAction.USER_UNBLOCKED, AuditAction.SESSION_REVOKED] });
+    assert.deepEqual(events.map((e) => e.action), [AuditAction.SESSION_REVOKED, AuditAction.USER_UNBLOCKED, AuditAction.USER_BLOCKED]);
+    assert.ok(events.every((e) => e.actorUserId === adminId));
+  });
+
+  test("the last admin keeps the role", async () => {
+    assert.match(await message(h.admin(adminToken).setUserRoles({ userId: adminId, roles: [Role.WORKER] })), /last admin/);
+  });
+});

@@ -1,0 +1,55 @@
+// The admin console's roles, enforced by the payment service itself (the
+// gateway checks them too): support reads the queues and moves no money.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { createClient } from "@connectrpc/connect";
+import { callerHeaders } from "@ttip/runtime";
+import { startHarness, type Harness } from "./setup.js";
+
+const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
+
+describe("payment admin RPCs by console role", () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+  });
+  after(() => h?.close());
+
+  test("support: reads alerts and suspense; PERMISSION_DENIED on every money action, and nothing changes", async () => {
+    const support = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] });
+    const worker = randomUUID();
+    assert.equal(await outcome(support.listFraudAlerts({})), "ok");
+    assert.equal(await outcome(support.listSuspensePayments({})), "ok");
+    assert.equal(await outcome(support.listUnmatchedCallbacks({})), "ok");
+    for (const [name, call] of [
+      ["HoldPayouts", () => support.holdPayouts({ workerId: worker, reason: "check" })],
+      ["ReleasePayouts", () => support.releasePayouts({ workerId: worker })],
+      ["ReviewTip", () => support.reviewTip({ tipId: randomUUID(), approve: true, note: "looks fine" })],
+      ["RefundTip", () => support.refundTip({ tipId: randomUUID(), idempotencyKey: `r-${randomUUID()}`, reason: "asked" })],
+      ["BlockPhoneNumber", () => support.blockPhoneNumber({ phone: "254712345678", reason: "fraud" })],
+      ["ResolveSuspensePayment", () => support.resolveSuspensePayment({ receipt: "AAAAAAAAAA", action: { case: "refund", value: true }, note: "customer asked" })],
+    ] as const) {
+      assert.equal(await outcome(call()), "PermissionDenied", name);
+    }
+    const { rows } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.payout_settings WHERE payouts_on_hold");
+    assert.equal(rows[0].n, 0, "no hold was placed");
+    const wallet = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
+    assert.equal(await outcome(wallet.getTrialBalance({}, { headers: callerHeaders(randomUUID(), "support") })), "PermissionDenied");
+  });
+
+  test("finance: holds and releases payouts; reads the ledger", async () => {
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const worker = randomUUID();
+    const held = async () => (await h.t.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0]?.payouts_on_hold;
+    assert.equal(await outcome(finance.holdPayouts({ workerId: worker, reason: "check" })), "ok");
+    assert.equal(await held(), true);
+    assert.equal(await outcome(finance.releasePayouts({ workerId: worker })), "ok");
+    assert.equal(await held(), false);
+    const wallet = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
+    assert.equal((await wallet.getTrialBalance({}, { headers: callerHeaders(randomUUID(), "finance") })).balanced, true);
+  });
+});
