@@ -16,10 +16,10 @@ import {
   JetStreamBus,
   MemoryCache,
   Metrics,
-  startEmbeddedPostgres,
   startService,
   type EventBus,
 } from "@ttip/runtime";
+import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
 import { startNats, startPostgres } from "@ttip/runtime/testing";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";

@@ -190,6 +190,9 @@ describe("helm chart", () => {
     const docs = parseAllDocuments(stdout).map((d) => d.toJSON()).filter(Boolean) as Doc[];
     const deployments = docs.filter((d) => d.kind === "Deployment").map((d) => d.metadata.name).sort();
     for (const extra of ["t-ttip-postgres", "t-ttip-redis", "t-ttip-nats", "t-ttip-simulators"]) assert.ok(deployments.includes(extra), extra);
+    // The simulators are only in the development image (the production one leaves them out).
+    const images = new Set(docs.filter((d) => d.kind === "Deployment" && !/postgres|redis|nats/.test(d.metadata.name)).map((d) => d.spec.template.spec.containers[0].image));
+    assert.deepEqual(images, new Set(["ghcr.io/ttip-platform/ttip-dev:0.1.0"]));
     const payment = docs.find((d) => d.kind === "Deployment" && d.metadata.name === "t-ttip-payment")!;
     const env = Object.fromEntries(payment.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
     assert.equal(env.DARAJA_BASE_URL, "http://t-ttip-simulators:8080");

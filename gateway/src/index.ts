@@ -9,7 +9,7 @@ import { authInterceptor, principalKey, type JwtOptions, type Principal as Gatew
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
 import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from "./partner.js";
-import { policyInterceptor, type Rule } from "./policy.js";
+import { policyInterceptor } from "./policy.js";
 import { clientAddressKey, rateLimitInterceptor } from "./rate-limit.js";
 
 export {
@@ -31,7 +31,7 @@ export {
   type SignedCall,
   type VerifiedPartner,
 } from "./partner.js";
-export { DEFAULT_RULES, PARTNER_SCOPES, policyInterceptor, ruleFor, STEP_UP_HEADER, type PolicyOptions, type Rule } from "./policy.js";
+export { policyInterceptor, ruleFor, STEP_UP_HEADER, undeclaredMethods, type PolicyOptions, type Rule } from "./policy.js";
 
 export interface Backend {
   service: DescService;
@@ -51,8 +51,6 @@ export interface GatewayOptions {
   corsOrigins: string[];
   /** CIDRs admin RPCs are accepted from (with role admin); loopback only when omitted. */
   adminNetworks?: string[];
-  /** Per-RPC access rules over the defaults (see policy.ts). */
-  rules?: Record<string, Rule>;
   /**
    * Partner calls signed with an API key: auth's gRPC address (its internal
    * service checks HMAC and replay) or a verifier of one's own. Omitted: signed calls are refused.
@@ -146,7 +144,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
       authInterceptor(options.jwt, revocationChecker(options.cache)),
       partnerInterceptor(partners),
       rateLimitInterceptor(limiter, partnerLimiter),
-      policyInterceptor({ adminNetworks: options.adminNetworks, rules: options.rules, verifyStepUp }),
+      policyInterceptor({ adminNetworks: options.adminNetworks, services: options.backends.map((b) => b.service), verifyStepUp }),
     ],
     routes: (router) => {
       for (const b of options.backends) forwardService(router, b.service, transportFor(b.url));

@@ -1,111 +1,55 @@
 import type { BlockList } from "node:net";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { CONSOLE_READERS, inNetworks, MONEY_MOVERS, MONEY_VIEWERS, networkList, type Role } from "@ttip/runtime";
+import { accessOf, inNetworks, networkList, type DeclaredAccess, type Role } from "@ttip/runtime";
 import { principalKey } from "./auth.js";
 import { partnerKey } from "./partner.js";
 import { clientAddressKey } from "./rate-limit.js";
 
 /**
- * Who may call an RPC through the gateway:
+ * Who may call an RPC through the gateway, as its contract declares it
+ * (option ttip.common.v1.access on the RPC, or service_access on its service;
+ * see proto/ttip/common/v1/options.proto):
  * - "anonymous": anyone (the service may still look at the caller);
  * - "signed_in": a verified token, with one of `roles` when given;
  *   `adminNetwork` also demands a client address inside an allow-listed network;
- * - "admin": one of `roles` (default: admin) and a client address inside an
- *   allow-listed network; with `stepUp`, also a device step-up token (header
- *   x-ttip-step-up, purpose "admin") that auth verifies and spends: an action
- *   that moves money needs the admin's device, not only a stolen token.
+ * - "admin": one of `roles` (admin, support, finance) and a client address
+ *   inside an allow-listed network; with `stepUp`, also a device step-up token
+ *   (header x-ttip-step-up, purpose "admin") that auth verifies and spends: an
+ *   action that moves money needs the admin's device, not only a stolen token;
+ * - "partner": partner keys only; "internal": never through the gateway.
+ * `partnerScope`: the scope a partner key needs; absent, the RPC is closed to partner keys.
  */
-export type Rule =
-  | { access: "anonymous" }
-  | { access: "signed_in"; roles?: Role[]; adminNetwork?: boolean }
-  | { access: "admin"; roles?: readonly Role[]; stepUp?: boolean };
+export type Rule = DeclaredAccess;
 
 export const STEP_UP_HEADER = "x-ttip-step-up";
 
-const anonymous: Rule = { access: "anonymous" };
-const signedIn: Rule = { access: "signed_in" };
-// The admin console: support reads, finance reads and moves money, admin does all.
-const consoleRead: Rule = { access: "admin", roles: CONSOLE_READERS };
-const moneyView: Rule = { access: "admin", roles: MONEY_VIEWERS };
-const moneyDesk: Rule = { access: "admin", roles: MONEY_MOVERS };
-const moneyAction: Rule = { access: "admin", roles: MONEY_MOVERS, stepUp: true };
-const adminOnly: Rule = { access: "admin" };
-
-/** Per-RPC rules, by "package.Service/Method" or by "package.Service" for all its methods. */
-export const DEFAULT_RULES: Record<string, Rule> = {
-  // Logging in cannot need a token; every other auth RPC acts on the caller's own account.
-  "ttip.auth.v1.AuthService": signedIn,
-  "ttip.auth.v1.AuthService/StartPhoneVerification": anonymous,
-  "ttip.auth.v1.AuthService/VerifyPhoneOtp": anonymous,
-  "ttip.auth.v1.AuthService/VerifyPin": anonymous,
-  "ttip.auth.v1.AuthService/ResetPin": anonymous,
-  "ttip.auth.v1.AuthService/RefreshSession": anonymous,
-  "ttip.auth.v1.AuthService/GetJwks": anonymous,
-  // A worker's own wallet; the tip page quotes fees before anyone signs in.
-  "ttip.wallet.v1.WalletService": { access: "signed_in", roles: ["worker"] },
-  "ttip.wallet.v1.WalletService/QuoteFees": anonymous,
-  // Figures of one's own work or venue; analytics checks whose (a worker their own, a manager their venue's).
-  "ttip.analytics.v1.AnalyticsService": { access: "signed_in", roles: ["worker", "venue_manager", "admin"] },
-  // A venue's staff, shifts and pooled tips: the venue service checks that a manager
-  // manages that venue (qr's list) and that a worker is on its staff.
-  "ttip.venue.v1.VenueService": { access: "signed_in", roles: ["worker", "venue_manager", "admin"] },
-  // The first admin: any PIN-signed user holding the one-time setup token, from an admin network.
-  "ttip.auth.v1.AuthService/ClaimFirstAdmin": { access: "signed_in", adminNetwork: true },
-  // Accounts: everyone in the console reads; only admins change them.
-  "ttip.auth.v1.AuthAdminService": adminOnly,
-  "ttip.auth.v1.AuthAdminService/GetUser": consoleRead,
-  "ttip.auth.v1.AuthAdminService/SearchUsers": consoleRead,
-  "ttip.auth.v1.AuthAdminService/ListUserSessions": consoleRead,
-  "ttip.auth.v1.AuthAdminService/ListAuditEvents": consoleRead,
-  // Payments: reads for the console; holds and blocks for the money desk; what moves money needs the device.
-  "ttip.payment.v1.PaymentAdminService": moneyAction,
-  "ttip.payment.v1.PaymentAdminService/ListFraudAlerts": consoleRead,
-  "ttip.payment.v1.PaymentAdminService/ListUnmatchedCallbacks": consoleRead,
-  "ttip.payment.v1.PaymentAdminService/ListSuspensePayments": consoleRead,
-  "ttip.payment.v1.PaymentAdminService/HoldPayouts": moneyDesk,
-  "ttip.payment.v1.PaymentAdminService/BlockPhoneNumber": moneyDesk,
-  "ttip.payment.v1.PaymentAdminService/UnblockPhoneNumber": moneyDesk,
-  // The ledger: finance reads it; reversing an entry moves money; fees, limits and modes are admin's.
-  "ttip.wallet.v1.WalletAdminService": adminOnly,
-  "ttip.wallet.v1.WalletAdminService/GetTrialBalance": moneyView,
-  "ttip.wallet.v1.WalletAdminService/GetAccount": moneyView,
-  "ttip.wallet.v1.WalletAdminService/ListAccounts": moneyView,
-  "ttip.wallet.v1.WalletAdminService/GetJournalEntry": moneyView,
-  "ttip.wallet.v1.WalletAdminService/ListFeeSchedules": moneyView,
-  "ttip.wallet.v1.WalletAdminService/ReverseEntry": { access: "admin", roles: MONEY_MOVERS, stepUp: true },
-  "ttip.analytics.v1.AnalyticsAdminService": moneyView,
-  // Templates and deliveries: everyone in the console reads; admins edit.
-  "ttip.notification.v1.NotificationAdminService": adminOnly,
-  "ttip.notification.v1.NotificationAdminService/ListTemplates": consoleRead,
-  "ttip.notification.v1.NotificationAdminService/RenderTemplate": consoleRead,
-  "ttip.notification.v1.NotificationAdminService/GetDelivery": consoleRead,
-  "ttip.notification.v1.NotificationAdminService/ListDeliveries": consoleRead,
-};
+const rules = new WeakMap<DescMethod, Rule | null>();
 
 /**
- * The scope a partner key needs for each RPC it may call, by
- * "package.Service/Method". An RPC not listed is closed to partner keys,
- * whatever scopes they hold. Never an …AdminService or …InternalService method.
+ * The rule of an RPC, from its descriptor; undefined (refused) when it
+ * declares none, so an RPC added without a declaration is closed, not open.
  */
-export const PARTNER_SCOPES: Record<string, string> = {
-  "ttip.payment.v1.PaymentService/CreateTip": "tips:create",
-  "ttip.payment.v1.PaymentService/GetTip": "tips:read",
-  "ttip.qr.v1.QrService/CreateQrCode": "qr:write",
-  "ttip.qr.v1.QrService/RotateQrCode": "qr:write",
-  "ttip.qr.v1.QrService/RevokeQrCode": "qr:write",
-  "ttip.qr.v1.QrService/GetQrCode": "qr:read",
-  "ttip.qr.v1.QrService/ListQrCodes": "qr:read",
-  "ttip.qr.v1.QrService/RenderQrCode": "qr:read",
-  "ttip.wallet.v1.WalletService/QuoteFees": "fees:read",
-};
+export function ruleFor(method: DescMethod): Rule | undefined {
+  let rule = rules.get(method);
+  if (rule === undefined) rules.set(method, (rule = accessOf(method) ?? null));
+  return rule ?? undefined;
+}
+
+/**
+ * The RPCs of `services` that declare no access: the gateway refuses them.
+ * Reading every declaration also throws on a contradictory one (an unknown
+ * role, a partner scope on an admin RPC), so a bad contract stops start-up.
+ */
+export function undeclaredMethods(services: readonly DescService[]): string[] {
+  return services.flatMap((s) => s.methods.filter((m) => !ruleFor(m)).map((m) => `${s.typeName}/${m.name}`));
+}
 
 export interface PolicyOptions {
   /** CIDRs admin calls may come from, e.g. ["10.8.0.0/16"]. Default: loopback only. */
   adminNetworks?: string[];
-  /** Extra or overriding rules (merged over DEFAULT_RULES). */
-  rules?: Record<string, Rule>;
-  /** Partner scopes per RPC (default PARTNER_SCOPES). */
-  partnerScopes?: Record<string, string>;
+  /** The services served, checked at start-up (see undeclaredMethods). */
+  services?: readonly DescService[];
   /**
    * Checks and spends an admin's device step-up token (auth's
    * VerifyStepUpToken, purpose "admin"); throws when it is not good. Without
@@ -114,56 +58,51 @@ export interface PolicyOptions {
   verifyStepUp?: (token: string, userId: string) => Promise<void>;
 }
 
-/**
- * The rule for a method: its own entry, else its service's, else by the
- * service's name (…AdminService: admin; …InternalService: never through the
- * door), else anonymous, leaving the decision (and "a worker only sees their
- * own data") to the owning service, which reads the verified principal.
- */
-export function ruleFor(rules: Record<string, Rule>, service: string, method: string): Rule | undefined {
-  const own = rules[`${service}/${method}`] ?? rules[service];
-  if (own) return own;
-  if (service.endsWith("AdminService")) return { access: "admin" };
-  if (service.endsWith("InternalService")) return undefined;
-  return anonymous;
-}
-
 export function adminNetworkList(cidrs: string[]): BlockList {
   return networkList(cidrs, "admin network");
 }
 
 export { inNetworks };
 
-/** Enforces the per-RPC rules from the verified token before anything is forwarded. */
+const denied = (message: string) => new ConnectError(message, Code.PermissionDenied);
+
+/** A signed partner call is held to its key's scopes, and to nothing else. */
+function checkPartner(rpc: string, rule: Rule | undefined, scopes: string[]) {
+  const scope = rule?.partnerScope;
+  if (!scope) throw denied(`${rpc} is not open to partner keys`);
+  if (!scopes.includes(scope)) throw denied(`missing scope: ${rpc} needs the scope ${scope}, which this key does not have`);
+}
+
+/** The roles a rule asks of a signed-in caller (none: any). */
+function neededRoles(rule: Rule): Role[] {
+  if (rule.access === "admin") return rule.roles;
+  if (rule.access === "signed_in") return rule.roles ?? [];
+  return [];
+}
+
+/** Enforces each RPC's declared access from the verified token before anything is forwarded. */
 export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
-  const rules = { ...DEFAULT_RULES, ...options.rules };
   const admins = adminNetworkList(options.adminNetworks ?? ["127.0.0.0/8", "::1/128"]);
-  const scopes = options.partnerScopes ?? PARTNER_SCOPES;
-  for (const rpc of Object.keys(scopes)) {
-    if (/(Admin|Internal)Service\//.test(rpc)) throw new Error(`partner scope declared for ${rpc}: admin and internal RPCs are never open to partners`);
-  }
+  // Throws now on a contradictory declaration rather than on some later call.
+  undeclaredMethods(options.services ?? []);
   return (next) => async (req) => {
+    const rule = ruleFor(req.method);
     const partner = req.contextValues.get(partnerKey);
     if (partner) {
-      // A signed call is held to its key's scopes, and to nothing else.
-      const rpc = `${req.service.typeName}/${req.method.name}`;
-      const scope = scopes[rpc];
-      if (!scope) throw new ConnectError(`${rpc} is not open to partner keys`, Code.PermissionDenied);
-      if (!partner.scopes.includes(scope)) throw new ConnectError(`missing scope: ${rpc} needs the scope ${scope}, which this key does not have`, Code.PermissionDenied);
+      checkPartner(`${req.service.typeName}/${req.method.name}`, rule, partner.scopes);
       return next(req);
     }
-    const rule = ruleFor(rules, req.service.typeName, req.method.name);
-    if (!rule) throw new ConnectError(`${req.service.typeName} is not served here`, Code.PermissionDenied);
+    if (!rule) throw denied(`${req.service.typeName}/${req.method.name} declares no access, so it is not served here`);
+    if (rule.access === "internal") throw denied(`${req.service.typeName} is not served here`);
+    if (rule.access === "partner") throw denied(`${req.service.typeName}/${req.method.name} is for partner keys only`);
     if (rule.access === "anonymous") return next(req);
     const principal = req.contextValues.get(principalKey);
     if (!principal) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
-    const needed: readonly Role[] = rule.roles ?? (rule.access === "admin" ? ["admin"] : []);
-    if (needed.length && !needed.some((r) => principal.roles.includes(r))) {
-      throw new ConnectError(`this call needs the role ${needed.join(" or ")}`, Code.PermissionDenied);
-    }
+    const needed = neededRoles(rule);
+    if (needed.length && !needed.some((r) => principal.roles.includes(r))) throw denied(`this call needs the role ${needed.join(" or ")}`);
     const adminNetwork = rule.access === "admin" || rule.adminNetwork;
     if (adminNetwork && !inNetworks(admins, req.contextValues.get(clientAddressKey))) {
-      throw new ConnectError("admin calls are only accepted from allow-listed networks", Code.PermissionDenied);
+      throw denied("admin calls are only accepted from allow-listed networks");
     }
     if (rule.access === "admin" && rule.stepUp) await checkStepUp(req.header.get(STEP_UP_HEADER), principal.subject, options.verifyStepUp);
     // The token is spent here; the service has no use for it.
@@ -174,15 +113,15 @@ export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
 
 async function checkStepUp(token: string | null, userId: string, verify: PolicyOptions["verifyStepUp"]): Promise<void> {
   if (!token) {
-    throw new ConnectError(`this action moves money: confirm it with your device first (${STEP_UP_HEADER} header with a step-up token for "admin")`, Code.PermissionDenied);
+    throw denied(`this action moves money: confirm it with your device first (${STEP_UP_HEADER} header with a step-up token for "admin")`);
   }
-  if (!verify) throw new ConnectError("device step-up is not configured on this gateway", Code.PermissionDenied);
+  if (!verify) throw denied("device step-up is not configured on this gateway");
   try {
     await verify(token, userId);
   } catch (err) {
     const e = ConnectError.from(err);
     // Auth down is not the admin's fault: say so, and nothing ran.
     if (e.code === Code.Unavailable || e.code === Code.DeadlineExceeded) throw new ConnectError("cannot check the device step-up right now; retry shortly", Code.Unavailable);
-    throw new ConnectError(`${STEP_UP_HEADER}: the step-up token is invalid, expired or already spent: confirm with your device again`, Code.PermissionDenied);
+    throw denied(`${STEP_UP_HEADER}: the step-up token is invalid, expired or already spent: confirm with your device again`);
   }
 }

@@ -1,27 +1,91 @@
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import path from "node:path";
 import { describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { create, createFileRegistry, type DescService } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createRouterTransport, createClient } from "@connectrpc/connect";
+import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { AuthAdminService, AuthInternalService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { principalKey } from "../src/auth.js";
-import { adminNetworkList, DEFAULT_RULES, inNetworks, policyInterceptor, ruleFor, STEP_UP_HEADER } from "../src/policy.js";
+import { partnerKey } from "../src/partner.js";
+import { adminNetworkList, inNetworks, policyInterceptor, ruleFor, STEP_UP_HEADER, undeclaredMethods } from "../src/policy.js";
 import { clientAddressKey } from "../src/rate-limit.js";
 
+/** Every service in the generated contracts (proto/gen/ttip/**​/*_service_pb.ts). */
+async function contractServices(): Promise<DescService[]> {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../proto/gen/ttip");
+  const files = readdirSync(root, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith("_service_pb.ts"));
+  const services: DescService[] = [];
+  for (const f of files) {
+    const mod = (await import(path.join(root, f))) as Record<string, unknown>;
+    for (const v of Object.values(mod)) if ((v as DescService | undefined)?.kind === "service") services.push(v as DescService);
+  }
+  return services;
+}
+
+/** A service whose contract declares no access at all, as a new one might be written. */
+function undeclaredService(): DescService {
+  const file = create(FileDescriptorProtoSchema, {
+    name: "ttip/test/v1/undeclared.proto",
+    package: "ttip.test.v1",
+    syntax: "proto3",
+    messageType: [{ name: "Ping" }],
+    service: [{ name: "UndeclaredService", method: [{ name: "Ping", inputType: ".ttip.test.v1.Ping", outputType: ".ttip.test.v1.Ping" }] }],
+  });
+  return createFileRegistry(file, () => undefined).getService("ttip.test.v1.UndeclaredService")!;
+}
+
 describe("gateway per-RPC policy", () => {
-  test("rules: login RPCs are anonymous, the rest of AuthService needs a token, admin services need admin, internal ones never pass", () => {
-    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.auth.v1.AuthService", "StartPhoneVerification"), { access: "anonymous" });
-    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.auth.v1.AuthService", "RefreshSession"), { access: "anonymous" });
-    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.auth.v1.AuthService", "GetMe"), { access: "signed_in" });
-    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.wallet.v1.WalletAdminService", "HoldPayout"), { access: "admin" });
-    assert.equal(ruleFor(DEFAULT_RULES, "ttip.auth.v1.AuthInternalService", "GetUserById"), undefined);
+  test("rules come from the contracts: login RPCs are anonymous, the rest of AuthService needs a token, admin services need admin roles, internal ones never pass", () => {
+    assert.deepEqual(ruleFor(AuthService.method.startPhoneVerification), { access: "anonymous" });
+    assert.deepEqual(ruleFor(AuthService.method.refreshSession), { access: "anonymous" });
+    assert.deepEqual(ruleFor(AuthService.method.getMe), { access: "signed_in" });
+    // An admin RPC declaring no roles of its own: admin only. Reads are open to support and finance; money moves to finance.
+    assert.deepEqual(ruleFor(AuthAdminService.method.setUserRoles), { access: "admin", roles: ["admin"] });
+    assert.deepEqual(ruleFor(AuthAdminService.method.searchUsers), { access: "admin", roles: ["admin", "support", "finance"] });
+    assert.deepEqual(ruleFor(WalletAdminService.method.listAccounts), { access: "admin", roles: ["admin", "finance"] });
+    assert.deepEqual(ruleFor(WalletAdminService.method.reverseEntry), { access: "admin", roles: ["admin", "finance"], stepUp: true });
+    assert.deepEqual(ruleFor(PaymentAdminService.method.holdPayouts), { access: "admin", roles: ["admin", "finance"] });
+    // PaymentAdminService's own default: what it adds moves money, with the device.
+    assert.deepEqual(ruleFor(PaymentAdminService.method.refundTip), { access: "admin", roles: ["admin", "finance"], stepUp: true });
+    assert.deepEqual(ruleFor(AuthService.method.claimFirstAdmin), { access: "signed_in", adminNetwork: true });
+    assert.deepEqual(ruleFor(AuthInternalService.method.getUserById), { access: "internal" });
     // Other services decide for themselves from the verified principal.
-    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.qr.v1.QrService", "GetQrCode"), { access: "anonymous" });
-    // Analytics: a worker's, manager's or admin's token; platform figures are admin only.
-    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.analytics.v1.AnalyticsService", "GetWorkerEarnings"), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
-    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.analytics.v1.AnalyticsAdminService", "GetPlatformSummary"), { access: "admin", roles: ["admin", "finance"] });
-    assert.deepEqual(ruleFor(DEFAULT_RULES, "ttip.venue.v1.VenueService", "ConfirmDistribution"), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
+    assert.deepEqual(ruleFor(QrService.method.getQrCode), { access: "anonymous", partnerScope: "qr:read" });
+    assert.deepEqual(ruleFor(QrService.method.resolveQrCode), { access: "anonymous" });
+    // Analytics: a worker's, manager's or admin's token; platform figures are admin roles only.
+    assert.deepEqual(ruleFor(AnalyticsService.method.getWorkerEarnings), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
+    assert.deepEqual(ruleFor(AnalyticsAdminService.method.getPlatformSummary), { access: "admin", roles: ["admin", "finance"] });
+    assert.deepEqual(ruleFor(VenueService.method.confirmDistribution), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
+    assert.deepEqual(ruleFor(WalletService.method.getBalance), { access: "signed_in", roles: ["worker"] });
+    // Partner scopes live on the RPCs they open.
+    assert.deepEqual(ruleFor(PaymentService.method.createTip), { access: "anonymous", partnerScope: "tips:create" });
+    assert.deepEqual(ruleFor(WalletService.method.quoteFees), { access: "anonymous", partnerScope: "fees:read" });
+    // The server's own health and reflection: open, as probes need.
+    assert.deepEqual(ruleFor(Health.method.check), { access: "anonymous" });
+  });
+
+  test("every RPC of every contract declares its access; no admin or internal RPC is open to partners", async () => {
+    const services = await contractServices();
+    assert.ok(services.length >= 17, `found ${services.length} services`);
+    assert.deepEqual(undeclaredMethods(services), []);
+    const rpcs = services.flatMap((s) => s.methods);
+    const scoped = rpcs.filter((m) => ruleFor(m)!.partnerScope);
+    assert.deepEqual(scoped.filter((m) => /(Admin|Internal)Service$/.test(m.parent.typeName)), []);
+    // The partner scopes the gateway opened before the contracts declared them: none lost, none added.
+    assert.equal(scoped.length, 9);
+    // Every …AdminService RPC is an admin RPC, every …InternalService RPC internal.
+    for (const m of rpcs) {
+      if (m.parent.typeName.endsWith("AdminService")) assert.equal(ruleFor(m)!.access, "admin", `${m.parent.typeName}/${m.name}`);
+      if (m.parent.typeName.endsWith("InternalService")) assert.equal(ruleFor(m)!.access, "internal", `${m.parent.typeName}/${m.name}`);
+    }
   });
 
   test("networks: IPv4 and IPv6 CIDRs, IPv4-mapped addresses, nothing else", () => {
@@ -36,11 +100,14 @@ describe("gateway per-RPC policy", () => {
   });
 
   // The interceptor on a router transport: the principal and address are set as the gateway's HTTP layer would.
-  function call(principal: { subject: string; roles: string[] } | undefined, address: string) {
+  function call(principal: { subject: string; roles: string[] } | undefined, address: string, partnerScopes?: string[]) {
+    const undeclared = undeclaredService();
     const transport = createRouterTransport(
       (router) => {
+        router.service(undeclared, { ping: () => ({}) } as never);
+        router.service(PaymentAdminService, { holdPayouts: () => ({}), listFraudAlerts: () => ({}) });
+        router.service(AuthAdminService, { getUser: () => ({}), unlockUser: () => ({}) });
         router.service(AuthService, { getMe: () => ({}), startPhoneVerification: () => ({}) });
-        router.service(AuthAdminService, { getUser: () => ({}) });
         router.service(AuthInternalService, { getUserById: () => ({}) });
         router.service(QrService, { getQrCode: () => ({}) });
       },
@@ -50,6 +117,7 @@ describe("gateway per-RPC policy", () => {
             (next) => (req) => {
               req.contextValues.set(principalKey, principal);
               req.contextValues.set(clientAddressKey, address);
+              if (partnerScopes) req.contextValues.set(partnerKey, { keyId: "k1", partnerName: "pos", scopes: partnerScopes });
               return next(req);
             },
             policyInterceptor({ adminNetworks: ["10.8.0.0/16"] }),
@@ -57,7 +125,7 @@ describe("gateway per-RPC policy", () => {
         },
       },
     );
-    const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => Code[e.code]);
+    const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => `${Code[e.code]}${e.rawMessage.includes("declares no access") ? " (undeclared)" : ""}`);
     const uuid = "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11";
     return {
       start: () => outcome(createClient(AuthService, transport).startPhoneVerification({ phone: "254712345678" })),
@@ -65,6 +133,10 @@ describe("gateway per-RPC policy", () => {
       adminGet: () => outcome(createClient(AuthAdminService, transport).getUser({ userId: uuid })),
       internal: () => outcome(createClient(AuthInternalService, transport).getUserById({ userId: uuid })),
       qr: () => outcome(createClient(QrService, transport).getQrCode({ qrCodeId: uuid })),
+      undeclared: () => outcome((createClient(undeclared, transport) as unknown as { ping(r: object): Promise<unknown> }).ping({})),
+      unlock: () => outcome(createClient(AuthAdminService, transport).unlockUser({ userId: uuid, reason: "locked out" })),
+      holdPayouts: () => outcome(createClient(PaymentAdminService, transport).holdPayouts({})),
+      fraudAlerts: () => outcome(createClient(PaymentAdminService, transport).listFraudAlerts({})),
     };
   }
 
@@ -83,6 +155,31 @@ describe("gateway per-RPC policy", () => {
     assert.equal(await call({ subject: "a1", roles: ["admin"] }, "10.8.0.9").adminGet(), "ok");
     assert.equal(await call({ subject: "a1", roles: ["admin"] }, "203.0.113.7").adminGet(), "PermissionDenied");
     assert.equal(await call({ subject: "a1", roles: ["admin"] }, "::ffff:10.8.200.1").adminGet(), "ok");
+  });
+
+  test("fails closed: an RPC whose contract declares no access is refused to everyone, and listed at start-up", async () => {
+    assert.equal(ruleFor(undeclaredService().methods[0]), undefined);
+    assert.deepEqual(undeclaredMethods([undeclaredService()]), ["ttip.test.v1.UndeclaredService/Ping"]);
+    assert.equal(await call(undefined, "127.0.0.1").undeclared(), "PermissionDenied (undeclared)");
+    assert.equal(await call({ subject: "a1", roles: ["admin", "worker"] }, "10.8.0.9").undeclared(), "PermissionDenied (undeclared)");
+    assert.equal(await call(undefined, "127.0.0.1", ["tips:create", "qr:read"]).undeclared(), "PermissionDenied");
+  });
+
+  test("admin roles: support reads, finance also moves money, admin does the rest; partner keys by scope only", async () => {
+    const support = call({ subject: "s1", roles: ["support"] }, "10.8.0.9");
+    assert.equal(await support.adminGet(), "ok");
+    assert.equal(await support.fraudAlerts(), "ok");
+    assert.equal(await support.holdPayouts(), "PermissionDenied");
+    assert.equal(await support.unlock(), "PermissionDenied");
+    const finance = call({ subject: "f1", roles: ["finance"] }, "10.8.0.9");
+    assert.equal(await finance.holdPayouts(), "ok");
+    assert.equal(await finance.unlock(), "PermissionDenied");
+    assert.equal(await call({ subject: "f1", roles: ["finance"] }, "203.0.113.7").holdPayouts(), "PermissionDenied");
+    assert.equal(await call({ subject: "a1", roles: ["admin"] }, "10.8.0.9").unlock(), "ok");
+    const partner = call(undefined, "203.0.113.7", ["qr:read"]);
+    assert.equal(await partner.qr(), "ok");
+    assert.equal(await partner.start(), "PermissionDenied");
+    assert.equal(await partner.adminGet(), "PermissionDenied");
   });
 
   // The admin console's roles on the money RPCs, with a step-up verifier that knows one good token.

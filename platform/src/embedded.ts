@@ -11,13 +11,14 @@ import {
   MemoryCache,
   Metrics,
   onShutdown,
-  startEmbeddedPostgres,
   type RunningService,
 } from "@ttip/runtime";
+import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
 import { issueSetupToken } from "@ttip/auth";
 import { startSmsSimulator } from "@ttip/auth/testing";
 import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment/testing";
 import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
+import { createAdminHandler, ensureAdminBuild, isAdminPath } from "@ttip/admin";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
@@ -118,6 +119,9 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
 
   // The web app is built once (reused until its sources change) and served by the gateway.
   if (cfg.WEB === "on") await ensureWebBuild((line) => logger.info(line));
+  // The admin console: a static bundle (about a second to build), at /admin on the same port.
+  if (cfg.WEB === "on") await ensureAdminBuild((line) => logger.info(line));
+  const admin = cfg.WEB === "on" ? createAdminHandler() : undefined;
   let web: WebApp | undefined;
 
   const platform = await startPlatform({
@@ -127,7 +131,15 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       corsOrigins: ["*"],
       host: cfg.HOST,
       port,
-      web: cfg.WEB === "on" ? (req, res) => (web ? web.handle(req, res) : (res.writeHead(503, { "retry-after": "1" }), res.end("starting\n"))) : undefined,
+      web:
+        cfg.WEB === "on"
+          ? (req, res) => {
+              if (admin && isAdminPath(req.url)) return admin(req, res);
+              if (web) return web.handle(req, res);
+              res.writeHead(503, { "retry-after": "1" });
+              res.end("starting\n");
+            }
+          : undefined,
     },
   });
   // Loaded after the services read their configuration: Next sets NODE_ENV=production in this process.

@@ -1,204 +1,25 @@
-// One entry for every process of the platform (one container image):
+// One entry for every process of the platform, run from source (tsx):
 //   main.ts <auth|payment|qr|wallet|notification|analytics|venue>  one service (cluster)
 //   main.ts gateway                                          the public gateway (cluster)
 //   main.ts migrate                                          every schema's migrations, then exit (the chart's hook Job)
 //   main.ts setup-token                                      a one-time token for the first admin (while none exists), then exit
 //   main.ts simulators                                       the Daraja simulator (development clusters only)
 //   main.ts embedded                                         everything in this process
-import { z } from "zod";
-import {
-  ConfigError,
-  StartupError,
-  createLogger,
-  createPeers,
-  createPool,
-  DEFAULT_READ_MAX_BYTES,
-  PRIVATE_NETWORKS,
-  env,
-  JetStreamBus,
-  loadConfig,
-  Metrics,
-  migrate,
-  onShutdown,
-  RedisCache,
-  startService,
-} from "@ttip/runtime";
-import { startGateway } from "@ttip/gateway";
-import { startDarajaSimulator } from "@ttip/payment/testing";
-import { issueSetupToken } from "@ttip/auth";
-import { runEmbedded } from "./embedded.js";
-import { modules, publicServices } from "./modules.js";
+// The image runs the compiled production.ts instead (cluster roles only).
+import { CLUSTER_ROLES, exitOnStartError, runClusterRole } from "./cluster.js";
 
 const role = process.argv[2] ?? "";
-const roles = [...modules.map((m) => m.name), "gateway", "migrate", "setup-token", "simulators", "embedded"];
-
-const common = {
-  LOG_LEVEL: env.logLevel(),
-  HOST: z.string().default("0.0.0.0"),
-  PORT: env.port(8080),
-  DRAIN_TIMEOUT_MS: env.duration(10_000),
-  // After SIGTERM: NOT_SERVING but still accepting this long, so balancers move clients away first.
-  DRAIN_DELAY_MS: z.coerce.number().int().min(0).default(5_000),
-  // 0: HTTP/2 sessions are never ended by age (one process; nothing to spread over).
-  GRPC_MAX_CONNECTION_AGE_MS: z.coerce.number().int().min(0).default(0),
-  // Largest request body read; larger ones are refused unread (RESOURCE_EXHAUSTED).
-  READ_MAX_BYTES: z.coerce.number().int().min(1024).default(DEFAULT_READ_MAX_BYTES),
-};
-
-// Signs the caller's identity on every internal hop; every process of a deployment shares it (a Secret).
-const internalKey = {
-  INTERNAL_SIGNING_KEY: z.string({ required_error: "a shared secret of at least 32 characters" }).min(32, "must be at least 32 characters"),
-};
-
-const gatewayShape = {
-  ...common,
-  ...internalKey,
-  REDIS_URL: env.url(["redis", "rediss"]),
-  JWKS_URL: env.url(["http", "https"]).optional(),
-  JWT_ISSUER: z.string().default("ttip-auth"),
-  JWT_AUDIENCE: z.string().default("ttip"),
-  RATE_LIMIT_POINTS: z.coerce.number().int().positive().default(600),
-  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().default(60),
-  CORS_ALLOWED_ORIGINS: z.string().default("").transform((v) => v.split(",").map((o) => o.trim()).filter(Boolean)),
-  // Proxies whose X-Forwarded-For is believed (CIDRs): the client is the right-most address they did not add.
-  TRUSTED_PROXIES: z.string().default("").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
-  // Deprecated: true trusts loopback and private ranges (where ingress controllers run) when TRUSTED_PROXIES is unset.
-  TRUST_PROXY: env.flag(false),
-  // Where admin RPCs may come from (with role admin), e.g. the VPN's range.
-  ADMIN_ALLOWED_NETWORKS: z.string().default("127.0.0.0/8,::1/128").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
-  ...Object.fromEntries(modules.map((m) => [`${m.name.toUpperCase()}_URL`, env.url(["http"])])),
-};
+const roles = [...CLUSTER_ROLES, "simulators", "embedded"];
 
 async function main() {
   if (!roles.includes(role)) {
     console.error(`usage: main.ts <${roles.join("|")}>`);
     process.exit(2);
   }
-  if (role === "embedded") {
-    await runEmbedded();
-    return;
-  }
-  if (role === "migrate") {
-    // Before new pods start (Helm pre-install/pre-upgrade hook). Services still
-    // migrate at start under the same advisory lock, so this is safe to repeat.
-    const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
-    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-    const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-migrate", logger });
-    try {
-      for (const m of modules) {
-        const applied = await migrate(pool, m.name, m.migrations, logger);
-        logger.info({ schema: m.name, applied: applied.length }, "schema up to date");
-      }
-    } finally {
-      await pool.end();
-    }
-    return;
-  }
-  if (role === "setup-token") {
-    // A cluster's first admin: run once in any pod with the database (e.g. kubectl exec into auth).
-    // The token goes to this terminal only, never to the logs.
-    const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
-    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-    const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-setup-token", logger });
-    try {
-      const setup = await issueSetupToken(pool, "by main.ts setup-token");
-      if (!setup) {
-        console.error("an admin already exists: an admin grants roles in the console (Users → roles)");
-        process.exitCode = 1;
-        return;
-      }
-      process.stdout.write(`one-time setup token for the first admin (valid until ${setup.expiresAt.toISOString()}; enter it at /admin after signing in with a PIN):\n${setup.token}\n`);
-    } finally {
-      await pool.end();
-    }
-    return;
-  }
-  if (role === "simulators") {
-    if (process.env.NODE_ENV === "production") throw new ConfigError(["NODE_ENV: simulators never run in production"]);
-    const cfg = loadConfig(common);
-    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-    // Callbacks leave from the pod's own address (the default, loopback, reaches nothing in a cluster).
-    const daraja = await startDarajaSimulator({ host: cfg.HOST, port: cfg.PORT, callbackSourceAddress: "0.0.0.0" });
-    logger.info({ url: daraja.url }, "Daraja simulator listening");
-    onShutdown(logger, [() => daraja.close()], cfg.DRAIN_TIMEOUT_MS);
-    return;
-  }
-  if (role === "gateway") {
-    const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
-    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-    const cache = new RedisCache(cfg.REDIS_URL);
-    const gateway = await startGateway({
-      logger,
-      metrics: new Metrics({ role }),
-      cache,
-      backends: modules.flatMap((m) => publicServices(m).map((service) => ({ service, url: cfg[`${m.name.toUpperCase()}_URL`] }))),
-      jwt: cfg.JWKS_URL ? { jwksUrl: cfg.JWKS_URL, issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE } : undefined,
-      rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
-      corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
-      trustedProxies: cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [],
-      adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
-      partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
-      stepUp: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
-      host: cfg.HOST,
-      port: cfg.PORT,
-      drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
-      drainDelayMs: cfg.DRAIN_DELAY_MS,
-      maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
-      readMaxBytes: cfg.READ_MAX_BYTES,
-    });
-    onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000);
-    return;
-  }
-  const module = modules.find((m) => m.name === role)!;
-  const peerUrls = Object.fromEntries((module.calls ?? []).map((name) => [`${name.toUpperCase()}_URL`, env.url(["http"])]));
-  const cfg = loadConfig({
-    ...common,
-    ...internalKey,
-    ...peerUrls,
-    DATABASE_URL: env.url(["postgres", "postgresql"]),
-    DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
-    NATS_URL: env.url(["nats", "tls"]),
-    NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _").default("TTIP"),
-    NATS_STREAM_MAX_AGE_HOURS: z.coerce.number().int().min(0).default(0),
-    NATS_STREAM_MAX_BYTES: z.coerce.number().int().min(0).default(0),
-    NATS_STREAM_REPLICAS: z.coerce.number().int().min(0).max(5).default(0),
-    REDIS_URL: env.url(["redis", "rediss"]),
-  });
-  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-  const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
-  const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}`, logger });
-  const bus = await JetStreamBus.connect({
-    servers: cfg.NATS_URL,
-    stream: cfg.NATS_STREAM,
-    logger,
-    limits: { maxAgeMs: cfg.NATS_STREAM_MAX_AGE_HOURS * 3_600_000, maxBytes: cfg.NATS_STREAM_MAX_BYTES, replicas: cfg.NATS_STREAM_REPLICAS },
-  });
-  const cache = new RedisCache(cfg.REDIS_URL);
-  const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, {
-    host: cfg.HOST,
-    port: cfg.PORT,
-    drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
-    drainDelayMs: cfg.DRAIN_DELAY_MS,
-    maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
-    readMaxBytes: cfg.READ_MAX_BYTES,
-  });
-  onShutdown(
-    logger,
-    [() => service.close(), async () => peers.close(), () => bus.close(), () => cache.close(), () => pool.end()],
-    cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000,
-  );
+  // Loaded only for their roles, so a cluster role never loads PGlite or a simulator.
+  if (role === "embedded") return (await import("./embedded.js")).runEmbedded();
+  if (role === "simulators") return (await import("./simulators.js")).runSimulators();
+  return runClusterRole(role);
 }
 
-main().catch((err) => {
-  if (err instanceof ConfigError) {
-    console.error(err.message);
-    process.exit(78); // EX_CONFIG
-  }
-  if (err instanceof StartupError) {
-    console.error(err.message);
-    process.exit(1);
-  }
-  console.error(err);
-  process.exit(1);
-});
-
+main().catch(exitOnStartError);

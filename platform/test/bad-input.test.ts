@@ -12,7 +12,8 @@ import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { createPool, startEmbeddedPostgres } from "@ttip/runtime";
+import { createPool } from "@ttip/runtime";
+import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
 import { startBoundaryPlatform, type BoundaryPlatform } from "./boundary-harness.js";
 
 async function codeOf(call: Promise<unknown>): Promise<ConnectError> {

@@ -2,13 +2,17 @@
 // renders for it (NODE_ENV=production, secrets filled with test values,
 // nothing inherited from the test runner), on local PostgreSQL, Redis and NATS
 // JetStream, behind a small ingress that routes as the chart's Ingress does.
-// Only what a single machine forces is changed: each in-cluster address
+// Each runs the image's compiled bundle (platform/build.ts) with plain node, the
+// migration Job's role first. Only what a single machine forces is changed: each in-cluster address
 // (http://t-ttip-<role>:8080) becomes the role's loopback port, and the public
 // https address becomes the local ingress. Then a tip goes end to end: worker
 // sign-up by SMS OTP (auth -> notification -> the SMS provider), a QR code, an
 // STK push, Daraja's callback through the ingress, the credit in the wallet.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { randomInt, randomUUID } from "node:crypto";
 import http from "node:http";
 import { after, before, describe, test } from "node:test";
@@ -29,7 +33,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
 import { helmBinary } from "../../charts/test/helm.js";
-import { PLATFORM_MAIN } from "../src/entry.js";
+import { buildPlatform } from "../build.js";
 
 const exec = promisify(execFile);
 const chart = fileURLToPath(new URL("../../charts/ttip", import.meta.url));
@@ -81,6 +85,9 @@ describe("every role with the environment the chart renders (NODE_ENV=production
   const procs = new Map<RoleName, PlatformProcess>();
   const rendered = new Map<RoleName, EnvVar[]>();
   let routes: [string, string][] = [];
+  let buildDir: string;
+  let migrateJob: { env: EnvVar[]; args: string[] };
+  let migratedSchemas: string[] = [];
 
   function api<S extends DescService>(service: S, token?: string): Client<S> {
     const auth: Interceptor = (next) => (req) => {
@@ -93,7 +100,8 @@ describe("every role with the environment the chart renders (NODE_ENV=production
 
   before(async () => {
     // Its own NATS and Redis: the chart's stream (TTIP, ttip.>) and durable consumers must not meet other tests'.
-    [redis, nats, db] = await Promise.all([startRedis(), startNats(), createTestDatabase()]);
+    buildDir = mkdtempSync(path.join(os.tmpdir(), "ttip-chart-env-"));
+    const [built] = await Promise.all([buildPlatform(buildDir), (async () => ([redis, nats, db] = await Promise.all([startRedis(), startNats(), createTestDatabase()])))()]);
     await providers.start();
     daraja = await startDarajaSimulator({ callbackDelayMs: 50 });
     const values = {
@@ -108,6 +116,8 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     for (const d of docs.filter((x: any) => x.kind === "Deployment")) {
       rendered.set(d.metadata.labels["app.kubernetes.io/component"], d.spec.template.spec.containers[0].env);
     }
+    const job = docs.find((x: any) => x.kind === "Job")!.spec.template.spec.containers[0];
+    migrateJob = { env: job.env, args: job.args };
     ROLES.push(...[...rendered.keys()].sort());
     assert.ok(ROLES.includes("gateway") && ROLES.includes("payment") && ROLES.length >= 7, `rendered roles: ${ROLES}`);
     const ing = docs.find((x: any) => x.kind === "Ingress");
@@ -132,9 +142,9 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     ingress = await startIngress(routes.map(([prefix, role]) => [prefix, () => ports.get(role as RoleName)!]));
     const local = (value: string) =>
       value.replace(/http:\/\/t-ttip-([a-z]+):8080/g, (_, role: RoleName) => `http://127.0.0.1:${ports.get(role)}`).replaceAll(PUBLIC, ingress.url);
-    for (const role of ROLES) {
+    const envOf = (role: string, vars: EnvVar[]) => {
       const env: Record<string, string> = {};
-      for (const v of rendered.get(role)!) {
+      for (const v of vars) {
         if (v.value !== undefined) env[v.name] = local(v.value);
         else {
           const key = v.valueFrom!.secretKeyRef!.key;
@@ -142,8 +152,19 @@ describe("every role with the environment the chart renders (NODE_ENV=production
           env[v.name] = secrets[key];
         }
       }
-      procs.set(role, PlatformProcess.onPort(PLATFORM_MAIN, role, ports.get(role)!, env, { cleanEnv: true }));
-    }
+      return env;
+    };
+    // The pre-install hook: the Job's arguments and environment, before any service starts.
+    const migrated = await new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn(process.execPath, [built.productionEntry, ...migrateJob.args], { env: envOf("migrate", migrateJob.env) as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
+      let output = "";
+      child.stdout.on("data", (d) => (output += d));
+      child.stderr.on("data", (d) => (output += d));
+      child.on("exit", (code) => resolve({ code, output }));
+    });
+    assert.equal(migrated.code, 0, migrated.output);
+    migratedSchemas = (await db.pool.query("SELECT table_schema FROM information_schema.tables WHERE table_name = 'schema_migrations' ORDER BY 1")).rows.map((r) => r.table_schema);
+    for (const role of ROLES) procs.set(role, PlatformProcess.onPort(built.productionEntry, role, ports.get(role)!, envOf(role, rendered.get(role)!), { cleanEnv: true }));
     // Services together (migrations lock per schema), then the gateway.
     await Promise.all(ROLES.filter((r) => r !== "gateway").map((r) => procs.get(r)!.start(90_000)));
     await procs.get("gateway")!.start(90_000);
@@ -156,7 +177,13 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     await daraja?.close();
     await providers.close();
     await db?.drop();
+    if (buildDir) rmSync(buildDir, { recursive: true, force: true });
     await Promise.allSettled([redis?.stop(), nats?.stop()]);
+  });
+
+  test("the migration Job's role, run by the compiled bundle, made every service's schema before any service started", () => {
+    assert.deepEqual(migrateJob.args, ["migrate"]);
+    for (const schema of ["analytics", "auth", "notification", "payment", "qr", "venue", "wallet"]) assert.ok(migratedSchemas.includes(schema), `${schema}: ${migratedSchemas}`);
   });
 
   test("the rendered environment is production's: NODE_ENV, real providers, no simulator switch, public addresses", () => {

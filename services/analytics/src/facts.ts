@@ -18,6 +18,7 @@ import {
   VenueShareAllocatedSchema,
   type EventMeta,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { subjectOf } from "@ttip/runtime";
 
 /** Additive figures of a rollup row, in column order. */
 export const MEASURES = [
@@ -86,20 +87,23 @@ export interface Applied {
   records: SideRecord[];
 }
 
+/** The subject of each event analytics reads, as its message declares it. */
+const S = {
+  tipCreated: subjectOf(TipCreatedSchema),
+  tipSucceeded: subjectOf(TipSucceededSchema),
+  tipFailed: subjectOf(TipFailedSchema),
+  payoutSucceeded: subjectOf(PayoutSucceededSchema),
+  payoutFailed: subjectOf(PayoutFailedSchema),
+  payoutHeld: subjectOf(PayoutHeldSchema),
+  qrScanned: subjectOf(QrScannedSchema),
+  userRegistered: subjectOf(UserRegisteredSchema),
+  deliveryUpdated: subjectOf(DeliveryUpdatedSchema),
+  shareAllocated: subjectOf(VenueShareAllocatedSchema),
+  distributionReversed: subjectOf(VenueDistributionReversedSchema),
+} as const;
+
 /** Subjects analytics reads; each has its own durable consumer and inbox key. */
-export const SUBJECTS = [
-  "ttip.payment.tip_created",
-  "ttip.payment.tip_succeeded",
-  "ttip.payment.tip_failed",
-  "ttip.payment.payout_succeeded",
-  "ttip.payment.payout_failed",
-  "ttip.wallet.payout_held",
-  "ttip.qr.scanned",
-  "ttip.auth.user_registered",
-  "ttip.notification.delivery_updated",
-  "ttip.venue.share_allocated",
-  "ttip.venue.distribution_reversed",
-] as const;
+export const SUBJECTS: readonly string[] = Object.values(S);
 
 export function consumerName(subject: string): string {
   return `analytics-${subject.split(".").slice(1).join("-").replace(/_/g, "-")}`;
@@ -126,19 +130,19 @@ const ids = (e: { workerId?: string; venueId?: string; qrCodeId?: string }) => (
 export function factsOf(subject: string, data: Uint8Array): Applied {
   const applied = figuresOf(subject, data);
   const first = applied.facts[0]?.at ?? applied.records.find((r) => "at" in r)?.at;
-  return { ...applied, at: first ?? (SUBJECTS.includes(subject as (typeof SUBJECTS)[number]) ? when(undefined) : undefined) };
+  return { ...applied, at: first ?? (SUBJECTS.includes(subject) ? when(undefined) : undefined) };
 }
 
 function figuresOf(subject: string, data: Uint8Array): Applied {
   switch (subject) {
-    case "ttip.payment.tip_created": {
+    case S.tipCreated: {
       const e = decode(TipCreatedSchema, data);
       return {
         facts: [{ at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: "", currency: e.amount?.currency ?? "KES", measures: { created: 1n } }],
         records: [],
       };
     }
-    case "ttip.payment.tip_succeeded": {
+    case S.tipSucceeded: {
       const e = decode(TipSucceededSchema, data);
       const at = when(e.meta);
       const rating = e.rating >= 1 && e.rating <= 5 ? e.rating : 0;
@@ -156,7 +160,7 @@ function figuresOf(subject: string, data: Uint8Array): Applied {
       const records: SideRecord[] = isId(e.workerId) ? [{ kind: "worker", workerId: e.workerId, at }] : [];
       return { facts: [{ at, ...ids(e), method: methodName(e.method), resultCode: "0", currency: e.amount?.currency ?? "KES", measures }], records };
     }
-    case "ttip.payment.tip_failed": {
+    case S.tipFailed: {
       const e = decode(TipFailedSchema, data);
       const code = e.resultCode || "unknown";
       return {
@@ -167,7 +171,7 @@ function figuresOf(subject: string, data: Uint8Array): Applied {
         records: e.reason ? [{ kind: "reason", resultCode: code, reason: e.reason }] : [],
       };
     }
-    case "ttip.payment.payout_succeeded": {
+    case S.payoutSucceeded: {
       const e = decode(PayoutSucceededSchema, data);
       const at = when(e.meta);
       const currency = e.amount?.currency ?? "KES";
@@ -180,7 +184,7 @@ function figuresOf(subject: string, data: Uint8Array): Applied {
           : [],
       };
     }
-    case "ttip.payment.payout_failed": {
+    case S.payoutFailed: {
       const e = decode(PayoutFailedSchema, data);
       const at = when(e.meta);
       const currency = e.amount?.currency ?? "KES";
@@ -192,15 +196,15 @@ function figuresOf(subject: string, data: Uint8Array): Applied {
           : [],
       };
     }
-    case "ttip.wallet.payout_held": {
+    case S.payoutHeld: {
       const e = decode(PayoutHeldSchema, data);
       return { facts: [], records: isId(e.payoutId) ? [{ kind: "payout_request", payoutId: e.payoutId, workerId: isId(e.ownerId) ? e.ownerId : undefined, at: when(e.meta) }] : [] };
     }
-    case "ttip.qr.scanned": {
+    case S.qrScanned: {
       const e = decode(QrScannedSchema, data);
       return { facts: [{ at: when(e.meta), ...ids(e), method: "", resultCode: "", currency: "", measures: { scans: 1n } }], records: [] };
     }
-    case "ttip.auth.user_registered": {
+    case S.userRegistered: {
       const e = decode(UserRegisteredSchema, data);
       const at = when(e.meta);
       return {
@@ -208,11 +212,11 @@ function figuresOf(subject: string, data: Uint8Array): Applied {
         records: e.role === "worker" && isId(e.userId) ? [{ kind: "worker", workerId: e.userId, registeredAt: at, at }] : [],
       };
     }
-    case "ttip.notification.delivery_updated": {
+    case S.deliveryUpdated: {
       const e = decode(DeliveryUpdatedSchema, data);
       return { facts: [{ at: when(e.meta), method: e.channel, resultCode: e.status, currency: "", measures: { notifications: 1n } }], records: [] };
     }
-    case "ttip.venue.share_allocated": {
+    case S.shareAllocated: {
       // A member's share of a distributed pool: the worker's earnings and the venue's payout to staff.
       const e = decode(VenueShareAllocatedSchema, data);
       return {
@@ -221,7 +225,7 @@ function figuresOf(subject: string, data: Uint8Array): Applied {
         records: [],
       };
     }
-    case "ttip.venue.distribution_reversed": {
+    case S.distributionReversed: {
       // The event names the venue only, not each member's share: reversed on the venue and the platform.
       const e = decode(VenueDistributionReversedSchema, data);
       return {

@@ -69,7 +69,7 @@ export async function replay(options: ReplayOptions): Promise<ReplayResult> {
       since: new Date(from.getTime() - (options.slackMs ?? 15 * 60_000)),
       handler: async (m) => {
         read++;
-        if (!SUBJECTS.includes(m.subject as (typeof SUBJECTS)[number])) return;
+        if (!SUBJECTS.includes(m.subject)) return;
         const a = factsOf(m.subject, m.data);
         if (!a.at || a.at < from) return;
         pending.push({ id: m.id, subject: m.subject, applied: a });

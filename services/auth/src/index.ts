@@ -10,13 +10,11 @@ import { deviceHandlers } from "./devices.js";
 import { internalHandlers } from "./internal.js";
 import { loginHandlers } from "./login.js";
 import { NotificationOtpSender, SmsApiOtpSender, type OtpSender } from "./otp-sender.js";
-import { startSmsSimulator, type SmsSimulator } from "./sms-simulator.js";
+import type { SmsSimulator } from "./sms-simulator.js";
 import { toUser } from "./users.js";
 
 export { signPartnerRequest, partnerStringToSign } from "./partner.js";
 export { issueSetupToken, SETUP_TOKEN_TTL_MS } from "./bootstrap.js";
-/** @deprecated Import it from the package's "./testing" entry; this re-export goes once every caller has moved. */
-export { startSmsSimulator, type SmsSimulator } from "./sms-simulator.js";
 export type { OtpSender } from "./otp-sender.js";
 export { AUDIENCE, ISSUER } from "./keys.js";
 
@@ -93,6 +91,8 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
       const c = configOf();
       if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return async () => undefined;
       if (c.production) throw new Error("AUTH_SMS_URL is required in production (or AUTH_OTP_SENDER=notification)");
+      // Loaded only here: the production build leaves the simulators out.
+      const { startSmsSimulator } = await import("./sms-simulator.js");
       simulator = await startSmsSimulator();
       ctx.logger.info({ smsSimulator: `${simulator.url}/simulator/messages` }, "no AUTH_SMS_URL: OTPs go to the SMS simulator");
       return async () => {

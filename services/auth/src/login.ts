@@ -122,7 +122,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
           user = inserted.rows[0] ?? (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
           newUser = !!inserted.rows[0];
           if (newUser) {
-            await emitEvent(tx, "auth", "ttip.auth.user_registered", UserRegisteredSchema, {
+            await emitEvent(tx, "auth", UserRegisteredSchema, {
               userId: user!.user_id,
               role: roleName(role),
               locale: locale === Locale.SW ? "sw" : "en",

@@ -9,7 +9,8 @@ import { Role, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { startGateway } from "@ttip/gateway";
 import { Metrics, type RedisCache, type RunningServer } from "@ttip/runtime";
 import { captureLogger, startTestService, type TestService } from "@ttip/runtime/testing";
-import { createAuth, JWKS_PATH, startSmsSimulator, type SmsSimulator } from "../src/index.js";
+import { createAuth, JWKS_PATH } from "../src/index.js";
+import { startSmsSimulator, type SmsSimulator } from "../src/testing.js";
 
 export const randomPhone = () => `2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
 export const randomIp = () => `10.${randomInt(0, 255)}.${randomInt(0, 255)}.${randomInt(1, 254)}`;

@@ -78,7 +78,6 @@ async function emitUpdate(tx: Queryable, d: { id: string; user_id: string | null
   await emitEvent(
     tx,
     "notification",
-    "ttip.notification.delivery_updated",
     DeliveryUpdatedSchema,
     {
       deliveryId: d.id,

@@ -6,13 +6,11 @@ import { authContacts, type ContactLookup } from "./contacts.js";
 import { Dispatcher, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers.js";
 import { createProviders } from "./providers.js";
-import { ProviderSimulator } from "./simulator.js";
+import type { ProviderSimulator } from "./simulator.js";
 import { seedTemplates } from "./store.js";
 import { startTriggers } from "./triggers.js";
 import { webhooks } from "./webhooks.js";
 
-/** @deprecated Import it from the package's "./testing" entry; this re-export goes once every caller has moved. */
-export { ProviderSimulator } from "./simulator.js";
 export { DEFAULT_RETRY, type NotificationConfig, type ProviderConfig, type RetryConfig } from "./config.js";
 export { smsSize } from "./templates.js";
 export type { Contact, ContactLookup } from "./contacts.js";
@@ -52,6 +50,8 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         const vars = loadEnvConfig();
         config = configFromEnv(vars);
         if (vars.NOTIFICATION_PROVIDERS === "simulator") {
+          // Loaded only here: the production build leaves the simulators out.
+          const { ProviderSimulator } = await import("./simulator.js");
           simulator = new ProviderSimulator();
           await simulator.start();
           config.providers = simulator.config(vars.NOTIFICATION_SMS_PRIMARY, vars.NOTIFICATION_AT_CALLBACK_TOKEN || "sim-callback-token");

@@ -14,7 +14,7 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEvents, decodeEvent, formatMoney, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEvents, decodeEvent, formatMoney, subjectOf, type Queryable, type ServiceContext } from "@ttip/runtime";
 import { enqueue, type Dispatcher } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
@@ -26,7 +26,7 @@ const SPLIT_WORDS: Record<number, string> = { 1: "equal among those on shift", 2
 
 type Trigger<D extends DescMessage> = {
   durable: string;
-  subject: string;
+  /** The event; its declared subject is the one consumed. */
   schema: D;
   apply: (event: MessageShape<D>, eventId: string, tx: Queryable) => Promise<void>;
 };
@@ -38,7 +38,6 @@ function trigger<D extends DescMessage>(t: Trigger<D>): Trigger<DescMessage> {
 const TRIGGERS = [
   trigger({
     durable: "notification-tip-succeeded",
-    subject: "ttip.payment.tip_succeeded",
     schema: TipSucceededSchema,
     apply: async (e, id, tx) => {
       if (!e.workerId) return;
@@ -58,7 +57,6 @@ const TRIGGERS = [
   }),
   trigger({
     durable: "notification-payout-succeeded",
-    subject: "ttip.payment.payout_succeeded",
     schema: PayoutSucceededSchema,
     apply: async (e, id, tx) => {
       await enqueue(tx, {
@@ -72,7 +70,6 @@ const TRIGGERS = [
   }),
   trigger({
     durable: "notification-payout-failed",
-    subject: "ttip.payment.payout_failed",
     schema: PayoutFailedSchema,
     apply: async (e, id, tx) => {
       await enqueue(tx, {
@@ -86,7 +83,6 @@ const TRIGGERS = [
   }),
   trigger({
     durable: "notification-fraud-alert",
-    subject: "ttip.payment.fraud_alert",
     schema: FraudAlertSchema,
     apply: async (e, id, tx) => {
       // Only a hold concerns the worker; refusals and flags are for admins.
@@ -102,7 +98,6 @@ const TRIGGERS = [
   }),
   trigger({
     durable: "notification-venue-share",
-    subject: "ttip.venue.share_allocated",
     schema: VenueShareAllocatedSchema,
     apply: async (e, id, tx) => {
       const day = (t: typeof e.periodStart) => (t ? new Date(Number(t.seconds) * 1000 + 3 * 3600_000).toISOString().slice(0, 10) : "");
@@ -124,7 +119,6 @@ const TRIGGERS = [
   }),
   trigger({
     durable: "notification-user-registered",
-    subject: "ttip.auth.user_registered",
     schema: UserRegisteredSchema,
     apply: async (e, _id, tx) => {
       // The language chosen at sign-up, unless the user already set one here.
@@ -153,7 +147,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher)
         pool: ctx.pool,
         schema: "notification",
         consumer: t.durable,
-        subject: t.subject,
+        subject: subjectOf(t.schema),
         logger: ctx.logger,
         metrics: ctx.metrics,
         handle: (message, tx) => {
@@ -173,7 +167,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher)
     subs.push(
       await ctx.bus.subscribe({
         durable: `notification-dispatch-${shard}`,
-        subject: "ttip.notification.delivery_updated",
+        subject: subjectOf(DeliveryUpdatedSchema),
         handler: async (message) => {
           const e = decodeEvent(DeliveryUpdatedSchema, message);
           if (e.status === "queued" && shardOf(e.deliveryId) === shard) await dispatcher.run(e.deliveryId);

@@ -12,7 +12,8 @@ import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { createAuth } from "@ttip/auth";
 import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
-import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator } from "../src/index.js";
+import { createNotificationModule, DEFAULT_RETRY } from "../src/index.js";
+import { ProviderSimulator } from "../src/testing.js";
 
 describe("notification with the auth service", () => {
   const sim = new ProviderSimulator();

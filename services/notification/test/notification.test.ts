@@ -19,7 +19,8 @@ import {
 import { createPeers, JetStreamBus, MemoryCache, Metrics, startService, type EventBus } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
 import { Dispatcher } from "../src/delivery.js";
-import { createNotificationModule, DEFAULT_RETRY, ProviderSimulator, type NotificationConfig } from "../src/index.js";
+import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
+import { ProviderSimulator } from "../src/testing.js";
 import { createProviders } from "../src/providers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

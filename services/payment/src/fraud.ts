@@ -122,7 +122,7 @@ export async function recordAlert(tx: Queryable, a: AlertInput): Promise<string>
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
     [alertId, a.reason, a.action, a.tipId ?? null, a.payoutId ?? null, a.workerId ?? null, a.phoneMasked ?? "", a.detail.slice(0, 1000)],
   );
-  await emitEvent(tx, "payment", "ttip.payment.fraud_alert", FraudAlertSchema, {
+  await emitEvent(tx, "payment", FraudAlertSchema, {
     alertId,
     reasonCode: a.reason,
     tipId: a.tipId ?? "",

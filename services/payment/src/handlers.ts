@@ -336,7 +336,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         );
         if (req.approve) await emitTipSucceeded(tx, t);
         else {
-          await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
+          await emitEvent(tx, "payment", TipFailedSchema, {
             tipId: t.tip_id, workerId: t.worker_id ?? "", qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
             resultCode: t.result_code, reason: t.result_message, venueId: t.venue_id,
           }, t.tip_id);

@@ -15,13 +15,7 @@ import { Ledger } from "./ledger.js";
 import { autoPayout, reconcilePayouts } from "./payouts.js";
 import { reconcileTips, type Deps } from "./tips.js";
 
-/** @deprecated Simulators: import them from "@ttip/payment/testing"; these re-exports go once every caller has moved. */
-export { type C2bPayRequest, type C2bPayResult, type C2bRegistration } from "./daraja/c2b-simulator.js";
-export { startDarajaSimulator, SIMULATOR_CERTIFICATE_PEM, type DarajaSimulator, type Script as SimScript, type SimTransaction, type SimulatorOptions } from "./daraja/simulator.js";
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
-export { playDialogue, UssdSession, UssdSessionEnded, type UssdScreen, type UssdSessionOptions } from "./ussd-simulator.js";
-export { startStripeSimulator, type StripeSimulator } from "./cards/stripe-simulator.js";
-export { startPayPalSimulator, type PayPalSimulator } from "./cards/paypal-simulator.js";
 export type { CardsConfig } from "./cards/config.js";
 
 export interface PaymentModuleOptions {

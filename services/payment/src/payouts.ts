@@ -153,12 +153,12 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
     const p = rows[0];
     if (!p) return undefined;
     if (f.success) {
-      await emitEvent(tx, "payment", "ttip.payment.payout_succeeded", PayoutSucceededSchema, {
+      await emitEvent(tx, "payment", PayoutSucceededSchema, {
         payoutId, workerId: p.worker_id, amount: kes(p.amount_minor), transferFee: kes(p.transfer_fee_minor),
         mpesaReceipt: f.receipt ?? "", recipientPhoneMasked: p.phone_masked,
       }, payoutId);
     } else {
-      await emitEvent(tx, "payment", "ttip.payment.payout_failed", PayoutFailedSchema, {
+      await emitEvent(tx, "payment", PayoutFailedSchema, {
         payoutId, workerId: p.worker_id, amount: kes(p.amount_minor), resultCode: f.code, reason: f.message,
       }, payoutId);
     }

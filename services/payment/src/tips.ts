@@ -137,7 +137,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const tipId = randomUUID();
   const hold = hits.some((h) => h.action === "hold");
   // Announced in the statement that inserts the tip (nothing when the key lost a race).
-  const created = buildEvent("payment", "ttip.payment.tip_created", TipCreatedSchema, {
+  const created = buildEvent("payment", TipCreatedSchema, {
     tipId,
     workerId: t.workerId,
     venueId: t.venueId ?? "",
@@ -256,7 +256,7 @@ async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey
 }
 
 async function emitTipFailed(tx: Queryable, tip: TipRow, pushRefused = false) {
-  await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
+  await emitEvent(tx, "payment", TipFailedSchema, {
     tipId: tip.tip_id,
     workerId: tip.worker_id ?? "",
     qrCodeId: tip.qr_code_id,
@@ -481,7 +481,7 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
 /** Announces a tip whose money reached the worker; its customer is owed a receipt from then on (a paybill payer's number is not known). */
 export async function emitTipSucceeded(tx: Queryable, t: TipRow) {
   if (t.phone) await oweReceipt(tx, t.tip_id);
-  await emitEvent(tx, "payment", "ttip.payment.tip_succeeded", TipSucceededSchema, {
+  await emitEvent(tx, "payment", TipSucceededSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id ?? "",
     venueId: t.venue_id,

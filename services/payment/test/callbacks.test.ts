@@ -82,7 +82,7 @@ describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
     const bodies: Record<string, unknown>[] = [];
     const client = new DarajaClient({
       baseUrl: "https://daraja.invalid", consumerKey: "k", consumerSecret: "s", shortcode: "600100", passkey: "p",
-      initiatorName: "api", initiatorPassword: "pw", certificatePem: (await import("../src/index.js")).SIMULATOR_CERTIFICATE_PEM,
+      initiatorName: "api", initiatorPassword: "pw", certificatePem: (await import("../src/testing.js")).SIMULATOR_CERTIFICATE_PEM,
       fetch: (async (url: string, init?: RequestInit) => {
         if (String(url).includes("oauth")) return new Response(JSON.stringify({ access_token: "t", expires_in: "3599" }), { status: 200 });
         bodies.push(JSON.parse(String(init?.body)));
@@ -100,7 +100,7 @@ describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
     let throttle = true;
     const client = new DarajaClient({
       baseUrl: "https://daraja.invalid", consumerKey: "k", consumerSecret: "s", shortcode: "600100", passkey: "p",
-      initiatorName: "api", initiatorPassword: "pw", certificatePem: (await import("../src/index.js")).SIMULATOR_CERTIFICATE_PEM,
+      initiatorName: "api", initiatorPassword: "pw", certificatePem: (await import("../src/testing.js")).SIMULATOR_CERTIFICATE_PEM,
       fetch: (async (url: string) => {
         if (String(url).includes("oauth")) return new Response(JSON.stringify({ access_token: "t", expires_in: "3599" }), { status: 200 });
         sent++;

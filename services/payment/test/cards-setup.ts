@@ -4,7 +4,7 @@ import { createClient } from "@connectrpc/connect";
 import { callerHeaders } from "@ttip/runtime";
 import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { startStripeSimulator, type StripeSimulator } from "../src/index.js";
+import { startStripeSimulator, type StripeSimulator } from "../src/testing.js";
 import { startPayPalSimulator, type PayPalSimulator } from "../src/cards/paypal-simulator.js";
 import type { CardRules } from "../src/cards/config.js";
 import { startHarness, type Harness } from "./setup.js";

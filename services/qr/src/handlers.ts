@@ -33,6 +33,7 @@ import {
   isVenueStaff,
   isVenueManager,
   profileOf,
+  managedVenues,
   setStatus,
   upsertProfile,
   type CodeRecord,
@@ -356,7 +357,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
           );
           return rows[0].scan_id as string;
         }
-        await emitEvent(tx, "qr", "ttip.qr.scanned", QrScannedSchema, {
+        await emitEvent(tx, "qr", QrScannedSchema, {
           qrCodeId: code.id,
           shortCode: code.shortCode,
           workerId: target.workerId,
@@ -460,6 +461,11 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       });
       await resolver.forget(...revoked.map((id) => cacheKeys.code(id)));
       return { revokedCodes: revoked.length };
+    },
+
+    async listManagedVenues(_req, ctx) {
+      const caller = requireCaller(ctx);
+      return { venues: (await managedVenues(pool, caller.subject)).map(profileMessage) };
     },
   };
 

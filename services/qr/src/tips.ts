@@ -1,6 +1,6 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { consumeEvents, decodeEvent, type ServiceContext } from "@ttip/runtime";
+import { consumeEvents, decodeEvent, subjectOf, type ServiceContext } from "@ttip/runtime";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -11,7 +11,7 @@ export async function startTipConsumer(ctx: ServiceContext): Promise<() => Promi
     pool: ctx.pool,
     schema: "qr",
     consumer: "qr-tip-conversion",
-    subject: "ttip.payment.tip_succeeded",
+    subject: subjectOf(TipSucceededSchema),
     logger: ctx.logger,
     metrics: ctx.metrics,
     handle: async (message, tx) => {

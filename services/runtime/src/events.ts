@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { create, fromBinary, getOption, hasOption, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { event_subject } from "@ttip/proto/ttip/common/v1/options_pb.js";
 import { EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { BusMessage, DeliveredMessage } from "./bus.js";
 import type { Queryable } from "./db.js";
@@ -9,21 +10,35 @@ import { writeOutbox } from "./outbox.js";
 /** An event message of ttip.events.v1: every one carries EventMeta as `meta`. */
 type EventInit<Desc extends DescMessage> = Omit<MessageInitShape<Desc>, "meta" | "$typeName">;
 
+const SUBJECT = /^ttip\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$/;
+
+/**
+ * The NATS subject an event message declares (its ttip.common.v1.event_subject
+ * option), ttip.<producer>.<event>. Throws for a message that declares none:
+ * an event without a subject is a contract bug, found at the first emit or subscribe.
+ */
+export function subjectOf(schema: DescMessage): string {
+  const subject = hasOption(schema, event_subject) ? getOption(schema, event_subject) : "";
+  if (!SUBJECT.test(subject)) {
+    throw new Error(`${schema.typeName} declares no event subject of the form ttip.<service>.<event> (option ttip.common.v1.event_subject)`);
+  }
+  return subject;
+}
+
 /**
  * Writes a ttip.events.v1 event to `producer`'s outbox inside `tx`, the
- * transaction that changes the state it reports. Subject is
- * ttip.<producer>.<event>; the new event id is returned (and is the bus's
- * deduplication id).
+ * transaction that changes the state it reports. The subject is the one the
+ * message declares, which must be `producer`'s (ttip.<producer>.<event>); the
+ * new event id is returned (and is the bus's deduplication id).
  */
 export async function emitEvent<Desc extends DescMessage>(
   tx: Queryable,
   producer: string,
-  subject: string,
   schema: Desc,
   init: EventInit<Desc>,
   correlationId = "",
 ): Promise<string> {
-  const message = buildEvent(producer, subject, schema, init, correlationId);
+  const message = buildEvent(producer, schema, init, correlationId);
   await writeOutbox(tx, producer, message);
   return message.id;
 }
@@ -34,11 +49,13 @@ export async function emitEvent<Desc extends DescMessage>(
  */
 export function buildEvent<Desc extends DescMessage>(
   producer: string,
-  subject: string,
   schema: Desc,
   init: EventInit<Desc>,
   correlationId = "",
 ): BusMessage {
+  const subject = subjectOf(schema);
+  // One service writes only its own facts, into its own outbox.
+  if (subject.split(".")[1] !== producer) throw new Error(`${producer} cannot emit ${schema.typeName}: its subject ${subject} is another service's`);
   const id = randomUUID();
   const meta = create(EventMetaSchema, { id, occurredAt: timestampNow(), producer, correlationId });
   const message = create(schema, { ...init, meta } as unknown as MessageInitShape<Desc>);

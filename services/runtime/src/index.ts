@@ -1,3 +1,4 @@
+export * from "./access.js";
 export * from "./bus.js";
 export * from "./cache.js";
 export * from "./caller.js";
@@ -5,7 +6,6 @@ export * from "./client-address.js";
 export * from "./config.js";
 export * from "./db.js";
 export * from "./domain-errors.js";
-export * from "./embedded.js";
 export * from "./events.js";
 export * from "./field-errors.js";
 export * from "./headers.js";

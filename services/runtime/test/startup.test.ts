@@ -5,7 +5,8 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { Metrics, startEmbeddedPostgres, startServer, StartupError } from "../src/index.js";
+import { startEmbeddedPostgres } from "../src/embedded.js";
+import { Metrics, startServer, StartupError } from "../src/index.js";
 import { captureLogger } from "../src/testing/index.js";
 
 test("item 14: a second embedded Postgres on the same data folder is refused with a sentence; a stale lock is taken over", async () => {

@@ -192,12 +192,12 @@ export class Distributions {
       const total = shares.reduce((s, x) => s + x.amount_minor, 0n);
       const paid = shares.filter((s) => s.amount_minor > 0n);
       const period = { periodStart: timestampFromDate(done.period_start), periodEnd: timestampFromDate(done.period_end) };
-      await emitEvent(tx, "venue", "ttip.venue.distribution_confirmed", VenueDistributionConfirmedSchema, {
+      await emitEvent(tx, "venue", VenueDistributionConfirmedSchema, {
         venueId: done.venue_id, distributionId: done.distribution_id, ...period, ruleVersion: done.rule_version, method: done.method,
         distributed: money(total, done.currency), membersPaid: paid.length, tipCount: done.tip_count, entryId,
       }, done.distribution_id);
       for (const s of paid) {
-        await emitEvent(tx, "venue", "ttip.venue.share_allocated", VenueShareAllocatedSchema, {
+        await emitEvent(tx, "venue", VenueShareAllocatedSchema, {
           venueId: done.venue_id, venueName, distributionId: done.distribution_id, memberId: s.member_id, workerId: s.worker_id,
           amount: money(s.amount_minor, done.currency), poolTotal: money(total, done.currency), ...period, ruleVersion: done.rule_version,
           method: done.method, explanation: s.explanation,
@@ -256,7 +256,7 @@ export class Distributions {
       const done = rows[0];
       if (!done) return toDistribution((await loadDistribution(tx, d.distribution_id))!.d, shares);
       const total = shares.reduce((s, x) => s + x.amount_minor, 0n);
-      await emitEvent(tx, "venue", "ttip.venue.distribution_reversed", VenueDistributionReversedSchema, {
+      await emitEvent(tx, "venue", VenueDistributionReversedSchema, {
         venueId, distributionId: d.distribution_id, reversalEntryId: reversalId, reason, amount: money(total, d.currency),
       }, d.distribution_id);
       await audit(tx, venueId, actor, "distribution.reversed", { distribution_id: d.distribution_id, reversal_entry_id: reversalId, reason });

@@ -244,7 +244,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
           [req.venueId, req.method, req.includeManagers, JSON.stringify(fixed), req.note, caller.subject, req.idempotencyKey, hash],
         );
         const r = rows[0];
-        await emitEvent(tx, "venue", "ttip.venue.split_rule_changed", VenueSplitRuleChangedSchema, {
+        await emitEvent(tx, "venue", VenueSplitRuleChangedSchema, {
           venueId: r.venue_id, version: r.version, method: r.method, includeManagers: r.include_managers, changedBy: caller.subject, summary: ruleSummary(r),
         }, `${r.venue_id}:${r.version}`);
         await audit(tx, req.venueId, caller.subject, "rule.changed", { version: r.version, method: r.method, include_managers: r.include_managers, fixed_shares: fixed, note: req.note });

@@ -14,7 +14,7 @@ import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.j
 const hashToken = (token: string) => createHash("sha256").update(token).digest("hex");
 
 async function memberEvent(tx: Queryable, m: MemberRow, change: "invited" | "joined" | "updated" | "left") {
-  await emitEvent(tx, "venue", "ttip.venue.member_changed", VenueMemberChangedSchema, {
+  await emitEvent(tx, "venue", VenueMemberChangedSchema, {
     venueId: m.venue_id,
     memberId: m.member_id,
     workerId: m.worker_id ?? "",

@@ -15,7 +15,7 @@ export const MAX_IMPORT_ROWS = 5_000;
 const EAT_OFFSET = "+03:00";
 
 async function emitFinished(tx: Queryable, s: ShiftRow) {
-  await emitEvent(tx, "venue", "ttip.venue.shift_recorded", VenueShiftRecordedSchema, {
+  await emitEvent(tx, "venue", VenueShiftRecordedSchema, {
     venueId: s.venue_id,
     shiftId: s.shift_id,
     memberId: s.member_id,

@@ -181,7 +181,7 @@ export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{
     [randomUUID(), account.account_id, input.amountMinor, currency, input.payoutId, input.idempotencyKey, HoldStatus.HELD],
   );
   const hold = rows[0];
-  await emitEvent(tx, "wallet", "ttip.wallet.payout_held", PayoutHeldSchema, {
+  await emitEvent(tx, "wallet", PayoutHeldSchema, {
     holdId: hold.hold_id,
     payoutId: hold.payout_id,
     accountId: account.account_id,
@@ -236,7 +236,7 @@ export async function settleHold(tx: Queryable, holdId: string, externalReferenc
     `UPDATE wallet.holds SET status = $2, settle_entry_id = $3, reason = $4, resolved_at = now() WHERE hold_id = $1 RETURNING *`,
     [holdId, HoldStatus.SETTLED, entry.entryId, externalReference],
   );
-  await emitEvent(tx, "wallet", "ttip.wallet.payout_settled", PayoutSettledSchema, {
+  await emitEvent(tx, "wallet", PayoutSettledSchema, {
     holdId,
     payoutId: hold.payout_id,
     entryId: entry.entryId,
@@ -255,7 +255,7 @@ export async function releaseHold(tx: Queryable, holdId: string, reason: string)
     `UPDATE wallet.holds SET status = $2, reason = $3, resolved_at = now() WHERE hold_id = $1 RETURNING *`,
     [holdId, HoldStatus.RELEASED, reason],
   );
-  await emitEvent(tx, "wallet", "ttip.wallet.payout_released", PayoutReleasedSchema, {
+  await emitEvent(tx, "wallet", PayoutReleasedSchema, {
     holdId,
     payoutId: hold.payout_id,
     amount: money(hold.amount_minor, hold.currency.trim()),

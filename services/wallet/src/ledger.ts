@@ -271,8 +271,8 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
       balanceAfter: money(l.after, l.currency),
       causeId,
     };
-    if (l.amountMinor > 0n) await emitEvent(tx, "wallet", "ttip.wallet.credited", WalletCreditedSchema, init, causeId);
-    else await emitEvent(tx, "wallet", "ttip.wallet.debited", WalletDebitedSchema, init, causeId);
+    if (l.amountMinor > 0n) await emitEvent(tx, "wallet", WalletCreditedSchema, init, causeId);
+    else await emitEvent(tx, "wallet", WalletDebitedSchema, init, causeId);
   }
   const entry = create(JournalEntrySchema, {
     entryId,

@@ -199,7 +199,7 @@ export async function failCardTip(deps: Deps, tipId: string, code: string, tx?: 
 }
 
 async function emitCardTipFailed(tx: Queryable, t: CardTipRow) {
-  await emitEvent(tx, "payment", "ttip.payment.tip_failed", TipFailedSchema, {
+  await emitEvent(tx, "payment", TipFailedSchema, {
     tipId: t.tip_id, workerId: t.worker_id, qrCodeId: t.qr_code_id, amount: { currency: t.currency, amountMinor: t.amount_minor },
     method: PaymentMethod.CARD, resultCode: t.result_code, reason: t.result_message,
   }, t.tip_id);
@@ -350,7 +350,7 @@ export async function postCardCredit(deps: Deps, tipId: string, committed?: Card
 }
 
 export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
-  await emitEvent(tx, "payment", "ttip.payment.tip_succeeded", TipSucceededSchema, {
+  await emitEvent(tx, "payment", TipSucceededSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id,
     venueId: t.venue_id,

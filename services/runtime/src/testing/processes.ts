@@ -50,7 +50,9 @@ export class PlatformProcess {
   /** Starts it and waits until grpc.health.v1 says SERVING. */
   async start(timeoutMs = 60_000): Promise<void> {
     this.output = "";
-    const child = spawn(process.execPath, ["--import", "tsx", this.entry, this.role], {
+    // A compiled entry (the image's bundle) runs as the image runs it; source through tsx.
+    const args = /\.m?js$/.test(this.entry) ? ["--enable-source-maps", this.entry, this.role] : ["--import", "tsx", this.entry, this.role];
+    const child = spawn(process.execPath, args, {
       env: (this.options.cleanEnv
         ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }
         : { ...process.env, ...this.env, HOST: "127.0.0.1", PORT: String(this.port), LOG_LEVEL: this.env.LOG_LEVEL ?? "warn" }) as NodeJS.ProcessEnv,

@@ -2,8 +2,9 @@
 // @generated from file ttip/events/v1/events.proto (package ttip.events.v1, syntax proto3)
 /* eslint-disable */
 
-// Facts the services publish on NATS JetStream, subject ttip.<service>.<event>
-// (written on each message below). Every event is written to the producer's
+// Facts the services publish on NATS JetStream, subject ttip.<service>.<event>,
+// declared on each message below as its ttip.common.v1.event_subject option
+// (emit and consume read it there). Every event is written to the producer's
 // outbox in the same transaction as the state it reports; meta.id is the
 // JetStream message id, so a re-publish is dropped and consumers dedupe on it.
 
@@ -13,13 +14,14 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Money } from "../../common/v1/money_pb.js";
 import { file_ttip_common_v1_money } from "../../common/v1/money_pb.js";
+import { file_ttip_common_v1_options } from "../../common/v1/options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file ttip/events/v1/events.proto.
  */
 export const file_ttip_events_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkikAMKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJItQBCgpUaXBDcmVhdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDgoGdGlwX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRIQCgh2ZW51ZV9pZBgEIAEoCRISCgpxcl9jb2RlX2lkGAUgASgJEiUKBmFtb3VudBgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Ei0KBm1ldGhvZBgHIAEoDjIdLnR0aXAuZXZlbnRzLnYxLlBheW1lbnRNZXRob2QijgIKCVRpcEZhaWxlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEgoKcXJfY29kZV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYBiABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhMKC3Jlc3VsdF9jb2RlGAcgASgJEg4KBnJlYXNvbhgIIAEoCRIQCgh2ZW51ZV9pZBgJIAEoCRIUCgxwdXNoX3JlZnVzZWQYCiABKAgi6wEKD1BheW91dFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhEKCXBheW91dF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSJQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKwoMdHJhbnNmZXJfZmVlGAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFQoNbXBlc2FfcmVjZWlwdBgGIAEoCRIeChZyZWNpcGllbnRfcGhvbmVfbWFza2VkGAcgASgJIqkBCgxQYXlvdXRGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhMKC3Jlc3VsdF9jb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCSKyAQoKRnJhdWRBbGVydBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCGFsZXJ0X2lkGAIgASgJEhMKC3JlYXNvbl9jb2RlGAMgASgJEg4KBnRpcF9pZBgEIAEoCRIRCglwYXlvdXRfaWQYBSABKAkSEQoJd29ya2VyX2lkGAYgASgJEg4KBmFjdGlvbhgHIAEoCRIOCgZkZXRhaWwYCCABKAki2AEKDldhbGxldENyZWRpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAki1wEKDVdhbGxldERlYml0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgphY2NvdW50X2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiwKDWJhbGFuY2VfYWZ0ZXIYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIQCghjYXVzZV9pZBgHIAEoCSKmAQoKUGF5b3V0SGVsZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg8KB2hvbGRfaWQYAiABKAkSEQoJcGF5b3V0X2lkGAMgASgJEhIKCmFjY291bnRfaWQYBCABKAkSEAoIb3duZXJfaWQYBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkilQEKDVBheW91dFNldHRsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSKUAQoOUGF5b3V0UmVsZWFzZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIlCgZhbW91bnQYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIOCgZyZWFzb24YBSABKAkiqAEKCVFyU2Nhbm5lZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnFyX2NvZGVfaWQYAiABKAkSEgoKc2hvcnRfY29kZRgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSEAoIdmVudWVfaWQYBSABKAkSEAoIcmVmZXJyZXIYBiABKAkSEwoLZGV2aWNlX2hhc2gYByABKAkiaAoOVXNlclJlZ2lzdGVyZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgd1c2VyX2lkGAIgASgJEgwKBHJvbGUYAyABKAkSDgoGbG9jYWxlGAQgASgJIqgBCg9EZWxpdmVyeVVwZGF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRITCgtkZWxpdmVyeV9pZBgCIAEoCRIPCgd1c2VyX2lkGAMgASgJEg8KB2NoYW5uZWwYBCABKAkSDgoGc3RhdHVzGAUgASgJEhQKDHRlbXBsYXRlX2tleRgGIAEoCRIPCgdhdHRlbXB0GAcgASgFIrIBChVWZW51ZVNwbGl0UnVsZUNoYW5nZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEg4KBm1ldGhvZBgEIAEoBRIYChBpbmNsdWRlX21hbmFnZXJzGAUgASgIEhIKCmNoYW5nZWRfYnkYBiABKAkSDwoHc3VtbWFyeRgHIAEoCSLfAgoaVmVudWVEaXN0cmlidXRpb25Db25maXJtZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIXCg9kaXN0cmlidXRpb25faWQYAyABKAkSMAoMcGVyaW9kX3N0YXJ0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxydWxlX3ZlcnNpb24YBiABKAUSDgoGbWV0aG9kGAcgASgFEioKC2Rpc3RyaWJ1dGVkGAggASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSFAoMbWVtYmVyc19wYWlkGAkgASgFEhEKCXRpcF9jb3VudBgKIAEoAxIQCghlbnRyeV9pZBgLIAEoCSKSAwoTVmVudWVTaGFyZUFsbG9jYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhIKCnZlbnVlX25hbWUYAyABKAkSFwoPZGlzdHJpYnV0aW9uX2lkGAQgASgJEhEKCW1lbWJlcl9pZBgFIAEoCRIRCgl3b3JrZXJfaWQYBiABKAkSJQoGYW1vdW50GAcgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSKQoKcG9vbF90b3RhbBgIIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EjAKDHBlcmlvZF9zdGFydBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcGVyaW9kX2VuZBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcnVsZV92ZXJzaW9uGAsgASgFEg4KBm1ldGhvZBgMIAEoBRITCgtleHBsYW5hdGlvbhgNIAEoCSLBAQoZVmVudWVEaXN0cmlidXRpb25SZXZlcnNlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgDIAEoCRIZChFyZXZlcnNhbF9lbnRyeV9pZBgEIAEoCRIOCgZyZWFzb24YBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXki8gEKElZlbnVlTWVtYmVyQ2hhbmdlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhEKCW1lbWJlcl9pZBgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSDgoGY2hhbmdlGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSLQoJam9pbmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLiAQoSVmVudWVTaGlmdFJlY29yZGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEAoIc2hpZnRfaWQYAyABKAkSEQoJbWVtYmVyX2lkGAQgASgJEi4KCnN0YXJ0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYByABKAUqYgoNUGF5bWVudE1ldGhvZBIeChpQQVlNRU5UX01FVEhPRF9VTlNQRUNJRklFRBAAEhgKFFBBWU1FTlRfTUVUSE9EX01QRVNBEAESFwoTUEFZTUVOVF9NRVRIT0RfQ0FSRBACYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("Cht0dGlwL2V2ZW50cy92MS9ldmVudHMucHJvdG8SDnR0aXAuZXZlbnRzLnYxInIKCUV2ZW50TWV0YRIKCgJpZBgBIAEoCRIvCgtvY2N1cnJlZF9hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcHJvZHVjZXIYAyABKAkSFgoOY29ycmVsYXRpb25faWQYBCABKAkisAMKDFRpcFN1Y2NlZWRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEg4KBnRpcF9pZBgCIAEoCRIRCgl3b3JrZXJfaWQYAyABKAkSEAoIdmVudWVfaWQYBCABKAkSEgoKcXJfY29kZV9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNmZWUYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIiCgNuZXQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRItCgZtZXRob2QYCSABKA4yHS50dGlwLmV2ZW50cy52MS5QYXltZW50TWV0aG9kEhUKDW1wZXNhX3JlY2VpcHQYCiABKAkSGQoRc3RyaXBlX3BheW1lbnRfaWQYCyABKAkSHQoVY3VzdG9tZXJfcGhvbmVfbWFza2VkGAwgASgJEg4KBnJhdGluZxgNIAEoBRIPCgdtZXNzYWdlGA4gASgJOh7K8xgadHRpcC5wYXltZW50LnRpcF9zdWNjZWVkZWQi8gEKClRpcENyZWF0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIOCgZ0aXBfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEhAKCHZlbnVlX2lkGAQgASgJEhIKCnFyX2NvZGVfaWQYBSABKAkSJQoGYW1vdW50GAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSLQoGbWV0aG9kGAcgASgOMh0udHRpcC5ldmVudHMudjEuUGF5bWVudE1ldGhvZDocyvMYGHR0aXAucGF5bWVudC50aXBfY3JlYXRlZCKrAgoJVGlwRmFpbGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDgoGdGlwX2lkGAIgASgJEhEKCXdvcmtlcl9pZBgDIAEoCRISCgpxcl9jb2RlX2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Ei0KBm1ldGhvZBgGIAEoDjIdLnR0aXAuZXZlbnRzLnYxLlBheW1lbnRNZXRob2QSEwoLcmVzdWx0X2NvZGUYByABKAkSDgoGcmVhc29uGAggASgJEhAKCHZlbnVlX2lkGAkgASgJEhQKDHB1c2hfcmVmdXNlZBgKIAEoCDobyvMYF3R0aXAucGF5bWVudC50aXBfZmFpbGVkIo4CCg9QYXlvdXRTdWNjZWVkZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDHRyYW5zZmVyX2ZlZRgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhUKDW1wZXNhX3JlY2VpcHQYBiABKAkSHgoWcmVjaXBpZW50X3Bob25lX21hc2tlZBgHIAEoCTohyvMYHXR0aXAucGF5bWVudC5wYXlvdXRfc3VjY2VlZGVkIskBCgxQYXlvdXRGYWlsZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIRCglwYXlvdXRfaWQYAiABKAkSEQoJd29ya2VyX2lkGAMgASgJEiUKBmFtb3VudBgEIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EhMKC3Jlc3VsdF9jb2RlGAUgASgJEg4KBnJlYXNvbhgGIAEoCToeyvMYGnR0aXAucGF5bWVudC5wYXlvdXRfZmFpbGVkItABCgpGcmF1ZEFsZXJ0EicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIYWxlcnRfaWQYAiABKAkSEwoLcmVhc29uX2NvZGUYAyABKAkSDgoGdGlwX2lkGAQgASgJEhEKCXBheW91dF9pZBgFIAEoCRIRCgl3b3JrZXJfaWQYBiABKAkSDgoGYWN0aW9uGAcgASgJEg4KBmRldGFpbBgIIAEoCTocyvMYGHR0aXAucGF5bWVudC5mcmF1ZF9hbGVydCLyAQoOV2FsbGV0Q3JlZGl0ZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRISCgphY2NvdW50X2lkGAIgASgJEhAKCG93bmVyX2lkGAMgASgJEhAKCGVudHJ5X2lkGAQgASgJEiUKBmFtb3VudBgFIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EiwKDWJhbGFuY2VfYWZ0ZXIYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIQCghjYXVzZV9pZBgHIAEoCToYyvMYFHR0aXAud2FsbGV0LmNyZWRpdGVkIvABCg1XYWxsZXREZWJpdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEgoKYWNjb3VudF9pZBgCIAEoCRIQCghvd25lcl9pZBgDIAEoCRIQCghlbnRyeV9pZBgEIAEoCRIlCgZhbW91bnQYBSABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIsCg1iYWxhbmNlX2FmdGVyGAYgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSEAoIY2F1c2VfaWQYByABKAk6F8rzGBN0dGlwLndhbGxldC5kZWJpdGVkIsMBCgpQYXlvdXRIZWxkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHaG9sZF9pZBgCIAEoCRIRCglwYXlvdXRfaWQYAyABKAkSEgoKYWNjb3VudF9pZBgEIAEoCRIQCghvd25lcl9pZBgFIAEoCRIlCgZhbW91bnQYBiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leTobyvMYF3R0aXAud2FsbGV0LnBheW91dF9oZWxkIrUBCg1QYXlvdXRTZXR0bGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHaG9sZF9pZBgCIAEoCRIRCglwYXlvdXRfaWQYAyABKAkSEAoIZW50cnlfaWQYBCABKAkSJQoGYW1vdW50GAUgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXk6HsrzGBp0dGlwLndhbGxldC5wYXlvdXRfc2V0dGxlZCK1AQoOUGF5b3V0UmVsZWFzZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIPCgdob2xkX2lkGAIgASgJEhEKCXBheW91dF9pZBgDIAEoCRIlCgZhbW91bnQYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIOCgZyZWFzb24YBSABKAk6H8rzGBt0dGlwLndhbGxldC5wYXlvdXRfcmVsZWFzZWQivQEKCVFyU2Nhbm5lZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhIKCnFyX2NvZGVfaWQYAiABKAkSEgoKc2hvcnRfY29kZRgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSEAoIdmVudWVfaWQYBSABKAkSEAoIcmVmZXJyZXIYBiABKAkSEwoLZGV2aWNlX2hhc2gYByABKAk6E8rzGA90dGlwLnFyLnNjYW5uZWQihwEKDlVzZXJSZWdpc3RlcmVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESDwoHdXNlcl9pZBgCIAEoCRIMCgRyb2xlGAMgASgJEg4KBmxvY2FsZRgEIAEoCTodyvMYGXR0aXAuYXV0aC51c2VyX3JlZ2lzdGVyZWQi0AEKD0RlbGl2ZXJ5VXBkYXRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhMKC2RlbGl2ZXJ5X2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSDwoHY2hhbm5lbBgEIAEoCRIOCgZzdGF0dXMYBSABKAkSFAoMdGVtcGxhdGVfa2V5GAYgASgJEg8KB2F0dGVtcHQYByABKAU6JsrzGCJ0dGlwLm5vdGlmaWNhdGlvbi5kZWxpdmVyeV91cGRhdGVkItUBChVWZW51ZVNwbGl0UnVsZUNoYW5nZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgFEg4KBm1ldGhvZBgEIAEoBRIYChBpbmNsdWRlX21hbmFnZXJzGAUgASgIEhIKCmNoYW5nZWRfYnkYBiABKAkSDwoHc3VtbWFyeRgHIAEoCTohyvMYHXR0aXAudmVudWUuc3BsaXRfcnVsZV9jaGFuZ2VkIoYDChpWZW51ZURpc3RyaWJ1dGlvbkNvbmZpcm1lZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhcKD2Rpc3RyaWJ1dGlvbl9pZBgDIAEoCRIwCgxwZXJpb2Rfc3RhcnQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBlcmlvZF9lbmQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDHJ1bGVfdmVyc2lvbhgGIAEoBRIOCgZtZXRob2QYByABKAUSKgoLZGlzdHJpYnV0ZWQYCCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIUCgxtZW1iZXJzX3BhaWQYCSABKAUSEQoJdGlwX2NvdW50GAogASgDEhAKCGVudHJ5X2lkGAsgASgJOiXK8xghdHRpcC52ZW51ZS5kaXN0cmlidXRpb25fY29uZmlybWVkIrIDChNWZW51ZVNoYXJlQWxsb2NhdGVkEicKBG1ldGEYASABKAsyGS50dGlwLmV2ZW50cy52MS5FdmVudE1ldGESEAoIdmVudWVfaWQYAiABKAkSEgoKdmVudWVfbmFtZRgDIAEoCRIXCg9kaXN0cmlidXRpb25faWQYBCABKAkSEQoJbWVtYmVyX2lkGAUgASgJEhEKCXdvcmtlcl9pZBgGIAEoCRIlCgZhbW91bnQYByABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIpCgpwb29sX3RvdGFsGAggASgLMhUudHRpcC5jb21tb24udjEuTW9uZXkSMAoMcGVyaW9kX3N0YXJ0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxydWxlX3ZlcnNpb24YCyABKAUSDgoGbWV0aG9kGAwgASgFEhMKC2V4cGxhbmF0aW9uGA0gASgJOh7K8xgadHRpcC52ZW51ZS5zaGFyZV9hbGxvY2F0ZWQi5wEKGVZlbnVlRGlzdHJpYnV0aW9uUmV2ZXJzZWQSJwoEbWV0YRgBIAEoCzIZLnR0aXAuZXZlbnRzLnYxLkV2ZW50TWV0YRIQCgh2ZW51ZV9pZBgCIAEoCRIXCg9kaXN0cmlidXRpb25faWQYAyABKAkSGQoRcmV2ZXJzYWxfZW50cnlfaWQYBCABKAkSDgoGcmVhc29uGAUgASgJEiUKBmFtb3VudBgGIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5OiTK8xggdHRpcC52ZW51ZS5kaXN0cmlidXRpb25fcmV2ZXJzZWQikQIKElZlbnVlTWVtYmVyQ2hhbmdlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhEKCW1lbWJlcl9pZBgDIAEoCRIRCgl3b3JrZXJfaWQYBCABKAkSDgoGY2hhbmdlGAUgASgJEg8KB3JvbGVfaWQYBiABKAkSLQoJam9pbmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdsZWZ0X2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDodyvMYGXR0aXAudmVudWUubWVtYmVyX2NoYW5nZWQigQIKElZlbnVlU2hpZnRSZWNvcmRlZBInCgRtZXRhGAEgASgLMhkudHRpcC5ldmVudHMudjEuRXZlbnRNZXRhEhAKCHZlbnVlX2lkGAIgASgJEhAKCHNoaWZ0X2lkGAMgASgJEhEKCW1lbWJlcl9pZBgEIAEoCRIuCgpzdGFydGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGc291cmNlGAcgASgFOh3K8xgZdHRpcC52ZW51ZS5zaGlmdF9yZWNvcmRlZCpiCg1QYXltZW50TWV0aG9kEh4KGlBBWU1FTlRfTUVUSE9EX1VOU1BFQ0lGSUVEEAASGAoUUEFZTUVOVF9NRVRIT0RfTVBFU0EQARIXChNQQVlNRU5UX01FVEhPRF9DQVJEEAJiBnByb3RvMw", [file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.events.v1.EventMeta
@@ -60,8 +62,6 @@ export const EventMetaSchema: GenMessage<EventMeta> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 0);
 
 /**
- * Subject: ttip.payment.tip_succeeded
- *
  * @generated from message ttip.events.v1.TipSucceeded
  */
 export type TipSucceeded = Message<"ttip.events.v1.TipSucceeded"> & {
@@ -146,7 +146,6 @@ export const TipSucceededSchema: GenMessage<TipSucceeded> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 1);
 
 /**
- * Subject: ttip.payment.tip_created
  * The customer chose an amount and asked to pay; written with the tip's row.
  *
  * @generated from message ttip.events.v1.TipCreated
@@ -196,8 +195,6 @@ export const TipCreatedSchema: GenMessage<TipCreated> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 2);
 
 /**
- * Subject: ttip.payment.tip_failed
- *
  * @generated from message ttip.events.v1.TipFailed
  */
 export type TipFailed = Message<"ttip.events.v1.TipFailed"> & {
@@ -267,8 +264,6 @@ export const TipFailedSchema: GenMessage<TipFailed> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 3);
 
 /**
- * Subject: ttip.payment.payout_succeeded
- *
  * @generated from message ttip.events.v1.PayoutSucceeded
  */
 export type PayoutSucceeded = Message<"ttip.events.v1.PayoutSucceeded"> & {
@@ -316,8 +311,6 @@ export const PayoutSucceededSchema: GenMessage<PayoutSucceeded> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 4);
 
 /**
- * Subject: ttip.payment.payout_failed
- *
  * @generated from message ttip.events.v1.PayoutFailed
  */
 export type PayoutFailed = Message<"ttip.events.v1.PayoutFailed"> & {
@@ -360,8 +353,6 @@ export const PayoutFailedSchema: GenMessage<PayoutFailed> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 5);
 
 /**
- * Subject: ttip.payment.fraud_alert
- *
  * @generated from message ttip.events.v1.FraudAlert
  */
 export type FraudAlert = Message<"ttip.events.v1.FraudAlert"> & {
@@ -418,8 +409,6 @@ export const FraudAlertSchema: GenMessage<FraudAlert> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 6);
 
 /**
- * Subject: ttip.wallet.credited
- *
  * @generated from message ttip.events.v1.WalletCredited
  */
 export type WalletCredited = Message<"ttip.events.v1.WalletCredited"> & {
@@ -469,8 +458,6 @@ export const WalletCreditedSchema: GenMessage<WalletCredited> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 7);
 
 /**
- * Subject: ttip.wallet.debited
- *
  * @generated from message ttip.events.v1.WalletDebited
  */
 export type WalletDebited = Message<"ttip.events.v1.WalletDebited"> & {
@@ -518,8 +505,6 @@ export const WalletDebitedSchema: GenMessage<WalletDebited> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 8);
 
 /**
- * Subject: ttip.wallet.payout_held
- *
  * @generated from message ttip.events.v1.PayoutHeld
  */
 export type PayoutHeld = Message<"ttip.events.v1.PayoutHeld"> & {
@@ -562,8 +547,6 @@ export const PayoutHeldSchema: GenMessage<PayoutHeld> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 9);
 
 /**
- * Subject: ttip.wallet.payout_settled
- *
  * @generated from message ttip.events.v1.PayoutSettled
  */
 export type PayoutSettled = Message<"ttip.events.v1.PayoutSettled"> & {
@@ -601,8 +584,6 @@ export const PayoutSettledSchema: GenMessage<PayoutSettled> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 10);
 
 /**
- * Subject: ttip.wallet.payout_released
- *
  * @generated from message ttip.events.v1.PayoutReleased
  */
 export type PayoutReleased = Message<"ttip.events.v1.PayoutReleased"> & {
@@ -640,8 +621,6 @@ export const PayoutReleasedSchema: GenMessage<PayoutReleased> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 11);
 
 /**
- * Subject: ttip.qr.scanned
- *
  * @generated from message ttip.events.v1.QrScanned
  */
 export type QrScanned = Message<"ttip.events.v1.QrScanned"> & {
@@ -691,8 +670,6 @@ export const QrScannedSchema: GenMessage<QrScanned> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 12);
 
 /**
- * Subject: ttip.auth.user_registered
- *
  * @generated from message ttip.events.v1.UserRegistered
  */
 export type UserRegistered = Message<"ttip.events.v1.UserRegistered"> & {
@@ -725,8 +702,6 @@ export const UserRegisteredSchema: GenMessage<UserRegistered> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 13);
 
 /**
- * Subject: ttip.notification.delivery_updated
- *
  * @generated from message ttip.events.v1.DeliveryUpdated
  */
 export type DeliveryUpdated = Message<"ttip.events.v1.DeliveryUpdated"> & {
@@ -778,8 +753,6 @@ export const DeliveryUpdatedSchema: GenMessage<DeliveryUpdated> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 14);
 
 /**
- * Subject: ttip.venue.split_rule_changed
- *
  * @generated from message ttip.events.v1.VenueSplitRuleChanged
  */
 export type VenueSplitRuleChanged = Message<"ttip.events.v1.VenueSplitRuleChanged"> & {
@@ -829,7 +802,7 @@ export const VenueSplitRuleChangedSchema: GenMessage<VenueSplitRuleChanged> = /*
   messageDesc(file_ttip_events_v1_events, 15);
 
 /**
- * Subject: ttip.venue.distribution_confirmed (once per venue, period and revision)
+ * Once per venue, period and revision.
  *
  * @generated from message ttip.events.v1.VenueDistributionConfirmed
  */
@@ -898,7 +871,7 @@ export const VenueDistributionConfirmedSchema: GenMessage<VenueDistributionConfi
   messageDesc(file_ttip_events_v1_events, 16);
 
 /**
- * Subject: ttip.venue.share_allocated (one per member paid by a distribution)
+ * One per member paid by a distribution.
  *
  * @generated from message ttip.events.v1.VenueShareAllocated
  */
@@ -979,8 +952,6 @@ export const VenueShareAllocatedSchema: GenMessage<VenueShareAllocated> = /*@__P
   messageDesc(file_ttip_events_v1_events, 17);
 
 /**
- * Subject: ttip.venue.distribution_reversed
- *
  * @generated from message ttip.events.v1.VenueDistributionReversed
  */
 export type VenueDistributionReversed = Message<"ttip.events.v1.VenueDistributionReversed"> & {
@@ -1023,7 +994,7 @@ export const VenueDistributionReversedSchema: GenMessage<VenueDistributionRevers
   messageDesc(file_ttip_events_v1_events, 18);
 
 /**
- * Subject: ttip.venue.member_changed (invited, joined, role changed, left)
+ * Invited, joined, role changed, left.
  *
  * @generated from message ttip.events.v1.VenueMemberChanged
  */
@@ -1081,7 +1052,7 @@ export const VenueMemberChangedSchema: GenMessage<VenueMemberChanged> = /*@__PUR
   messageDesc(file_ttip_events_v1_events, 19);
 
 /**
- * Subject: ttip.venue.shift_recorded (a finished shift)
+ * A finished shift.
  *
  * @generated from message ttip.events.v1.VenueShiftRecorded
  */

@@ -8,6 +8,7 @@ package analyticsv1
 
 import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
+	_ "github.com/ttip/ttip/sdk/go/gen/ttip/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -1297,7 +1298,7 @@ var File_ttip_analytics_v1_analytics_service_proto protoreflect.FileDescriptor
 
 const file_ttip_analytics_v1_analytics_service_proto_rawDesc = "" +
 	"\n" +
-	")ttip/analytics/v1/analytics_service.proto\x12\x11ttip.analytics.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!ttip/analytics/v1/analytics.proto\"\x84\x02\n" +
+	")ttip/analytics/v1/analytics_service.proto\x12\x11ttip.analytics.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a!ttip/analytics/v1/analytics.proto\x1a\x1cttip/common/v1/options.proto\"\x84\x02\n" +
 	"\tTimeRange\x126\n" +
 	"\x04from\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x04from\x122\n" +
 	"\x02to\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\x02to:\x8a\x01\xbaH\x86\x01\x1a\x83\x01\n" +
@@ -1376,20 +1377,20 @@ const file_ttip_analytics_v1_analytics_service_proto_rawDesc = "" +
 	"\x05range\x18\x02 \x01(\v2\x1c.ttip.analytics.v1.TimeRangeB\x06\xbaH\x03\xc8\x01\x01R\x05range\"E\n" +
 	"\x14ExportReportResponse\x12\x10\n" +
 	"\x03csv\x18\x01 \x01(\fR\x03csv\x12\x1b\n" +
-	"\tfile_name\x18\x02 \x01(\tR\bfileName2\xb1\x05\n" +
+	"\tfile_name\x18\x02 \x01(\tR\bfileName2\xd7\x05\n" +
 	"\x10AnalyticsService\x12l\n" +
 	"\x0eWatchDashboard\x12(.ttip.analytics.v1.WatchDashboardRequest\x1a).ttip.analytics.v1.WatchDashboardResponse\"\x03\x90\x02\x010\x01\x12|\n" +
 	"\x14GetWorkerPerformance\x12..ttip.analytics.v1.GetWorkerPerformanceRequest\x1a/.ttip.analytics.v1.GetWorkerPerformanceResponse\"\x03\x90\x02\x01\x12s\n" +
 	"\x11GetVenueAnalytics\x12+.ttip.analytics.v1.GetVenueAnalyticsRequest\x1a,.ttip.analytics.v1.GetVenueAnalyticsResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\tGetFunnel\x12#.ttip.analytics.v1.GetFunnelRequest\x1a$.ttip.analytics.v1.GetFunnelResponse\"\x03\x90\x02\x01\x12s\n" +
 	"\x11GetWorkerEarnings\x12+.ttip.analytics.v1.GetWorkerEarningsRequest\x1a,.ttip.analytics.v1.GetWorkerEarningsResponse\"\x03\x90\x02\x01\x12j\n" +
-	"\x0eExportEarnings\x12(.ttip.analytics.v1.ExportEarningsRequest\x1a).ttip.analytics.v1.ExportEarningsResponse\"\x03\x90\x02\x012\xf6\x04\n" +
+	"\x0eExportEarnings\x12(.ttip.analytics.v1.ExportEarningsRequest\x1a).ttip.analytics.v1.ExportEarningsResponse\"\x03\x90\x02\x01\x1a$\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin2\x8e\x05\n" +
 	"\x15AnalyticsAdminService\x12\x84\x01\n" +
 	"\x16WatchPlatformDashboard\x120.ttip.analytics.v1.WatchPlatformDashboardRequest\x1a1.ttip.analytics.v1.WatchPlatformDashboardResponse\"\x03\x90\x02\x010\x01\x12s\n" +
 	"\x11GetRevenueMetrics\x12+.ttip.analytics.v1.GetRevenueMetricsRequest\x1a,.ttip.analytics.v1.GetRevenueMetricsResponse\"\x03\x90\x02\x01\x12\x82\x01\n" +
 	"\x16GetPaymentSuccessRates\x120.ttip.analytics.v1.GetPaymentSuccessRatesRequest\x1a1.ttip.analytics.v1.GetPaymentSuccessRatesResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\fExportReport\x12&.ttip.analytics.v1.ExportReportRequest\x1a'.ttip.analytics.v1.ExportReportResponse\"\x03\x90\x02\x01\x12v\n" +
-	"\x12GetPlatformSummary\x12,.ttip.analytics.v1.GetPlatformSummaryRequest\x1a-.ttip.analytics.v1.GetPlatformSummaryResponse\"\x03\x90\x02\x01B\xd3\x01\n" +
+	"\x12GetPlatformSummary\x12,.ttip.analytics.v1.GetPlatformSummaryRequest\x1a-.ttip.analytics.v1.GetPlatformSummaryResponse\"\x03\x90\x02\x01\x1a\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinanceB\xd3\x01\n" +
 	"\x15com.ttip.analytics.v1B\x15AnalyticsServiceProtoP\x01Z=github.com/ttip/ttip/sdk/go/gen/ttip/analytics/v1;analyticsv1\xa2\x02\x03TAX\xaa\x02\x11Ttip.Analytics.V1\xca\x02\x11Ttip\\Analytics\\V1\xe2\x02\x1dTtip\\Analytics\\V1\\GPBMetadata\xea\x02\x13Ttip::Analytics::V1b\x06proto3"
 
 var (

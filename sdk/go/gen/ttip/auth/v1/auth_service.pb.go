@@ -3510,7 +3510,7 @@ var File_ttip_auth_v1_auth_service_proto protoreflect.FileDescriptor
 
 const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fttip/auth/v1/auth_service.proto\x12\fttip.auth.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17ttip/auth/v1/auth.proto\x1a\x19ttip/common/v1/page.proto\"\x86\x01\n" +
+	"\x1fttip/auth/v1/auth_service.proto\x12\fttip.auth.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17ttip/auth/v1/auth.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1cttip/common/v1/options.proto\"\x86\x01\n" +
 	"\x1dStartPhoneVerificationRequest\x12-\n" +
 	"\x05phone\x18\x01 \x01(\tB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$R\x05phone\x126\n" +
 	"\x06locale\x18\x02 \x01(\x0e2\x14.ttip.auth.v1.LocaleB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06locale\"\xbd\x01\n" +
@@ -3713,17 +3713,17 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x06reason\x18\x03 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x03\x18\xf4\x03R\x06reason\"6\n" +
 	"\x1aRevokeUserSessionsResponse\x12\x18\n" +
-	"\arevoked\x18\x01 \x01(\x05R\arevoked2\x88\x0e\n" +
-	"\vAuthService\x12s\n" +
-	"\x16StartPhoneVerification\x12+.ttip.auth.v1.StartPhoneVerificationRequest\x1a,.ttip.auth.v1.StartPhoneVerificationResponse\x12[\n" +
-	"\x0eVerifyPhoneOtp\x12#.ttip.auth.v1.VerifyPhoneOtpRequest\x1a$.ttip.auth.v1.VerifyPhoneOtpResponse\x12C\n" +
-	"\x06SetPin\x12\x1b.ttip.auth.v1.SetPinRequest\x1a\x1c.ttip.auth.v1.SetPinResponse\x12L\n" +
-	"\tVerifyPin\x12\x1e.ttip.auth.v1.VerifyPinRequest\x1a\x1f.ttip.auth.v1.VerifyPinResponse\x12L\n" +
-	"\tChangePin\x12\x1e.ttip.auth.v1.ChangePinRequest\x1a\x1f.ttip.auth.v1.ChangePinResponse\x12I\n" +
-	"\bResetPin\x12\x1d.ttip.auth.v1.ResetPinRequest\x1a\x1e.ttip.auth.v1.ResetPinResponse\x12[\n" +
-	"\x0eRefreshSession\x12#.ttip.auth.v1.RefreshSessionRequest\x1a$.ttip.auth.v1.RefreshSessionResponse\x12C\n" +
-	"\x06Logout\x12\x1b.ttip.auth.v1.LogoutRequest\x1a\x1c.ttip.auth.v1.LogoutResponse\x12K\n" +
-	"\aGetJwks\x12\x1c.ttip.auth.v1.GetJwksRequest\x1a\x1d.ttip.auth.v1.GetJwksResponse\"\x03\x90\x02\x01\x12E\n" +
+	"\arevoked\x18\x01 \x01(\x05R\arevoked2\xc8\x0e\n" +
+	"\vAuthService\x12{\n" +
+	"\x16StartPhoneVerification\x12+.ttip.auth.v1.StartPhoneVerificationRequest\x1a,.ttip.auth.v1.StartPhoneVerificationResponse\"\x06\xca\xf3\x18\x02\b\x01\x12c\n" +
+	"\x0eVerifyPhoneOtp\x12#.ttip.auth.v1.VerifyPhoneOtpRequest\x1a$.ttip.auth.v1.VerifyPhoneOtpResponse\"\x06\xca\xf3\x18\x02\b\x01\x12C\n" +
+	"\x06SetPin\x12\x1b.ttip.auth.v1.SetPinRequest\x1a\x1c.ttip.auth.v1.SetPinResponse\x12T\n" +
+	"\tVerifyPin\x12\x1e.ttip.auth.v1.VerifyPinRequest\x1a\x1f.ttip.auth.v1.VerifyPinResponse\"\x06\xca\xf3\x18\x02\b\x01\x12L\n" +
+	"\tChangePin\x12\x1e.ttip.auth.v1.ChangePinRequest\x1a\x1f.ttip.auth.v1.ChangePinResponse\x12Q\n" +
+	"\bResetPin\x12\x1d.ttip.auth.v1.ResetPinRequest\x1a\x1e.ttip.auth.v1.ResetPinResponse\"\x06\xca\xf3\x18\x02\b\x01\x12c\n" +
+	"\x0eRefreshSession\x12#.ttip.auth.v1.RefreshSessionRequest\x1a$.ttip.auth.v1.RefreshSessionResponse\"\x06\xca\xf3\x18\x02\b\x01\x12C\n" +
+	"\x06Logout\x12\x1b.ttip.auth.v1.LogoutRequest\x1a\x1c.ttip.auth.v1.LogoutResponse\x12Q\n" +
+	"\aGetJwks\x12\x1c.ttip.auth.v1.GetJwksRequest\x1a\x1d.ttip.auth.v1.GetJwksResponse\"\t\xca\xf3\x18\x02\b\x01\x90\x02\x01\x12E\n" +
 	"\x05GetMe\x12\x1a.ttip.auth.v1.GetMeRequest\x1a\x1b.ttip.auth.v1.GetMeResponse\"\x03\x90\x02\x01\x12X\n" +
 	"\rUpdateProfile\x12\".ttip.auth.v1.UpdateProfileRequest\x1a#.ttip.auth.v1.UpdateProfileResponse\x12Z\n" +
 	"\fListSessions\x12!.ttip.auth.v1.ListSessionsRequest\x1a\".ttip.auth.v1.ListSessionsResponse\"\x03\x90\x02\x01\x12X\n" +
@@ -3733,27 +3733,28 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\vListDevices\x12 .ttip.auth.v1.ListDevicesRequest\x1a!.ttip.auth.v1.ListDevicesResponse\"\x03\x90\x02\x01\x12U\n" +
 	"\fRemoveDevice\x12!.ttip.auth.v1.RemoveDeviceRequest\x1a\".ttip.auth.v1.RemoveDeviceResponse\x12p\n" +
 	"\x15CreateDeviceChallenge\x12*.ttip.auth.v1.CreateDeviceChallengeRequest\x1a+.ttip.auth.v1.CreateDeviceChallengeResponse\x12p\n" +
-	"\x15VerifyDeviceChallenge\x12*.ttip.auth.v1.VerifyDeviceChallengeRequest\x1a+.ttip.auth.v1.VerifyDeviceChallengeResponse\x12^\n" +
-	"\x0fClaimFirstAdmin\x12$.ttip.auth.v1.ClaimFirstAdminRequest\x1a%.ttip.auth.v1.ClaimFirstAdminResponse2\xde\t\n" +
-	"\x10AuthAdminService\x12K\n" +
-	"\aGetUser\x12\x1c.ttip.auth.v1.GetUserRequest\x1a\x1d.ttip.auth.v1.GetUserResponse\"\x03\x90\x02\x01\x12U\n" +
+	"\x15VerifyDeviceChallenge\x12*.ttip.auth.v1.VerifyDeviceChallengeRequest\x1a+.ttip.auth.v1.VerifyDeviceChallengeResponse\x12h\n" +
+	"\x0fClaimFirstAdmin\x12$.ttip.auth.v1.ClaimFirstAdminRequest\x1a%.ttip.auth.v1.ClaimFirstAdminResponse\"\b\xca\xf3\x18\x04\b\x02(\x01\x1a\x06\xca\xf3\x18\x02\b\x022\xe4\n" +
+	"\n" +
+	"\x10AuthAdminService\x12j\n" +
+	"\aGetUser\x12\x1c.ttip.auth.v1.GetUserRequest\x1a\x1d.ttip.auth.v1.GetUserResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12U\n" +
 	"\fSetUserRoles\x12!.ttip.auth.v1.SetUserRolesRequest\x1a\".ttip.auth.v1.SetUserRolesResponse\x12O\n" +
 	"\n" +
 	"UnlockUser\x12\x1f.ttip.auth.v1.UnlockUserRequest\x1a .ttip.auth.v1.UnlockUserResponse\x12g\n" +
 	"\x12IssuePartnerApiKey\x12'.ttip.auth.v1.IssuePartnerApiKeyRequest\x1a(.ttip.auth.v1.IssuePartnerApiKeyResponse\x12l\n" +
 	"\x12ListPartnerApiKeys\x12'.ttip.auth.v1.ListPartnerApiKeysRequest\x1a(.ttip.auth.v1.ListPartnerApiKeysResponse\"\x03\x90\x02\x01\x12j\n" +
-	"\x13RevokePartnerApiKey\x12(.ttip.auth.v1.RevokePartnerApiKeyRequest\x1a).ttip.auth.v1.RevokePartnerApiKeyResponse\x12c\n" +
-	"\x0fListAuditEvents\x12$.ttip.auth.v1.ListAuditEventsRequest\x1a%.ttip.auth.v1.ListAuditEventsResponse\"\x03\x90\x02\x01\x12a\n" +
-	"\x10RotateSigningKey\x12%.ttip.auth.v1.RotateSigningKeyRequest\x1a&.ttip.auth.v1.RotateSigningKeyResponse\x12W\n" +
-	"\vSearchUsers\x12 .ttip.auth.v1.SearchUsersRequest\x1a!.ttip.auth.v1.SearchUsersResponse\"\x03\x90\x02\x01\x12L\n" +
+	"\x13RevokePartnerApiKey\x12(.ttip.auth.v1.RevokePartnerApiKeyRequest\x1a).ttip.auth.v1.RevokePartnerApiKeyResponse\x12\x82\x01\n" +
+	"\x0fListAuditEvents\x12$.ttip.auth.v1.ListAuditEventsRequest\x1a%.ttip.auth.v1.ListAuditEventsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12a\n" +
+	"\x10RotateSigningKey\x12%.ttip.auth.v1.RotateSigningKeyRequest\x1a&.ttip.auth.v1.RotateSigningKeyResponse\x12v\n" +
+	"\vSearchUsers\x12 .ttip.auth.v1.SearchUsersRequest\x1a!.ttip.auth.v1.SearchUsersResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12L\n" +
 	"\tBlockUser\x12\x1e.ttip.auth.v1.BlockUserRequest\x1a\x1f.ttip.auth.v1.BlockUserResponse\x12R\n" +
-	"\vUnblockUser\x12 .ttip.auth.v1.UnblockUserRequest\x1a!.ttip.auth.v1.UnblockUserResponse\x12f\n" +
-	"\x10ListUserSessions\x12%.ttip.auth.v1.ListUserSessionsRequest\x1a&.ttip.auth.v1.ListUserSessionsResponse\"\x03\x90\x02\x01\x12g\n" +
-	"\x12RevokeUserSessions\x12'.ttip.auth.v1.RevokeUserSessionsRequest\x1a(.ttip.auth.v1.RevokeUserSessionsResponse2\xc9\x02\n" +
+	"\vUnblockUser\x12 .ttip.auth.v1.UnblockUserRequest\x1a!.ttip.auth.v1.UnblockUserResponse\x12\x85\x01\n" +
+	"\x10ListUserSessions\x12%.ttip.auth.v1.ListUserSessionsRequest\x1a&.ttip.auth.v1.ListUserSessionsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12g\n" +
+	"\x12RevokeUserSessions\x12'.ttip.auth.v1.RevokeUserSessionsRequest\x1a(.ttip.auth.v1.RevokeUserSessionsResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xd1\x02\n" +
 	"\x13AuthInternalService\x12W\n" +
 	"\vGetUserById\x12 .ttip.auth.v1.GetUserByIdRequest\x1a!.ttip.auth.v1.GetUserByIdResponse\"\x03\x90\x02\x01\x12s\n" +
 	"\x16VerifyPartnerSignature\x12+.ttip.auth.v1.VerifyPartnerSignatureRequest\x1a,.ttip.auth.v1.VerifyPartnerSignatureResponse\x12d\n" +
-	"\x11VerifyStepUpToken\x12&.ttip.auth.v1.VerifyStepUpTokenRequest\x1a'.ttip.auth.v1.VerifyStepUpTokenResponseB\xab\x01\n" +
+	"\x11VerifyStepUpToken\x12&.ttip.auth.v1.VerifyStepUpTokenRequest\x1a'.ttip.auth.v1.VerifyStepUpTokenResponse\x1a\x06\xca\xf3\x18\x02\b\x04B\xab\x01\n" +
 	"\x10com.ttip.auth.v1B\x10AuthServiceProtoP\x01Z3github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1;authv1\xa2\x02\x03TAX\xaa\x02\fTtip.Auth.V1\xca\x02\fTtip\\Auth\\V1\xe2\x02\x18Ttip\\Auth\\V1\\GPBMetadata\xea\x02\x0eTtip::Auth::V1b\x06proto3"
 
 var (

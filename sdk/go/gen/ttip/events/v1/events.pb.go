@@ -4,8 +4,9 @@
 // 	protoc        (unknown)
 // source: ttip/events/v1/events.proto
 
-// Facts the services publish on NATS JetStream, subject ttip.<service>.<event>
-// (written on each message below). Every event is written to the producer's
+// Facts the services publish on NATS JetStream, subject ttip.<service>.<event>,
+// declared on each message below as its ttip.common.v1.event_subject option
+// (emit and consume read it there). Every event is written to the producer's
 // outbox in the same transaction as the state it reports; meta.id is the
 // JetStream message id, so a re-publish is dropped and consumers dedupe on it.
 
@@ -148,7 +149,6 @@ func (x *EventMeta) GetCorrelationId() string {
 	return ""
 }
 
-// Subject: ttip.payment.tip_succeeded
 type TipSucceeded struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Meta            *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -298,7 +298,6 @@ func (x *TipSucceeded) GetMessage() string {
 	return ""
 }
 
-// Subject: ttip.payment.tip_created
 // The customer chose an amount and asked to pay; written with the tip's row.
 type TipCreated struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -392,7 +391,6 @@ func (x *TipCreated) GetMethod() PaymentMethod {
 	return PaymentMethod_PAYMENT_METHOD_UNSPECIFIED
 }
 
-// Subject: ttip.payment.tip_failed
 type TipFailed struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -513,7 +511,6 @@ func (x *TipFailed) GetPushRefused() bool {
 	return false
 }
 
-// Subject: ttip.payment.payout_succeeded
 type PayoutSucceeded struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	Meta                 *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -606,7 +603,6 @@ func (x *PayoutSucceeded) GetRecipientPhoneMasked() string {
 	return ""
 }
 
-// Subject: ttip.payment.payout_failed
 type PayoutFailed struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -691,7 +687,6 @@ func (x *PayoutFailed) GetReason() string {
 	return ""
 }
 
-// Subject: ttip.payment.fraud_alert
 type FraudAlert struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Meta    *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -794,7 +789,6 @@ func (x *FraudAlert) GetDetail() string {
 	return ""
 }
 
-// Subject: ttip.wallet.credited
 type WalletCredited struct {
 	state        protoimpl.MessageState `protogen:"open.v1"`
 	Meta         *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -888,7 +882,6 @@ func (x *WalletCredited) GetCauseId() string {
 	return ""
 }
 
-// Subject: ttip.wallet.debited
 type WalletDebited struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -981,7 +974,6 @@ func (x *WalletDebited) GetCauseId() string {
 	return ""
 }
 
-// Subject: ttip.wallet.payout_held
 type PayoutHeld struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1066,7 +1058,6 @@ func (x *PayoutHeld) GetAmount() *v1.Money {
 	return nil
 }
 
-// Subject: ttip.wallet.payout_settled
 type PayoutSettled struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1143,7 +1134,6 @@ func (x *PayoutSettled) GetAmount() *v1.Money {
 	return nil
 }
 
-// Subject: ttip.wallet.payout_released
 type PayoutReleased struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1220,7 +1210,6 @@ func (x *PayoutReleased) GetReason() string {
 	return ""
 }
 
-// Subject: ttip.qr.scanned
 type QrScanned struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Meta      *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1314,7 +1303,6 @@ func (x *QrScanned) GetDeviceHash() string {
 	return ""
 }
 
-// Subject: ttip.auth.user_registered
 type UserRegistered struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1383,7 +1371,6 @@ func (x *UserRegistered) GetLocale() string {
 	return ""
 }
 
-// Subject: ttip.notification.delivery_updated
 type DeliveryUpdated struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Meta       *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1478,7 +1465,6 @@ func (x *DeliveryUpdated) GetAttempt() int32 {
 	return 0
 }
 
-// Subject: ttip.venue.split_rule_changed
 type VenueSplitRuleChanged struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Meta    *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1572,7 +1558,7 @@ func (x *VenueSplitRuleChanged) GetSummary() string {
 	return ""
 }
 
-// Subject: ttip.venue.distribution_confirmed (once per venue, period and revision)
+// Once per venue, period and revision.
 type VenueDistributionConfirmed struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Meta           *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1697,7 +1683,7 @@ func (x *VenueDistributionConfirmed) GetEntryId() string {
 	return ""
 }
 
-// Subject: ttip.venue.share_allocated (one per member paid by a distribution)
+// One per member paid by a distribution.
 type VenueShareAllocated struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Meta           *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1839,7 +1825,6 @@ func (x *VenueShareAllocated) GetExplanation() string {
 	return ""
 }
 
-// Subject: ttip.venue.distribution_reversed
 type VenueDistributionReversed struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	Meta            *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1924,7 +1909,7 @@ func (x *VenueDistributionReversed) GetAmount() *v1.Money {
 	return nil
 }
 
-// Subject: ttip.venue.member_changed (invited, joined, role changed, left)
+// Invited, joined, role changed, left.
 type VenueMemberChanged struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -2027,7 +2012,7 @@ func (x *VenueMemberChanged) GetLeftAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// Subject: ttip.venue.shift_recorded (a finished shift)
+// A finished shift.
 type VenueShiftRecorded struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Meta      *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -2125,13 +2110,13 @@ var File_ttip_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1bttip/events/v1/events.proto\x12\x0ettip.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\"\x9b\x01\n" +
+	"\x1bttip/events/v1/events.proto\x12\x0ettip.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x1cttip/common/v1/options.proto\"\x9b\x01\n" +
 	"\tEventMeta\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x1a\n" +
 	"\bproducer\x18\x03 \x01(\tR\bproducer\x12%\n" +
-	"\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId\"\x99\x04\n" +
+	"\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId\"\xb9\x04\n" +
 	"\fTipSucceeded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
 	"\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n" +
@@ -2148,7 +2133,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x11stripe_payment_id\x18\v \x01(\tR\x0fstripePaymentId\x122\n" +
 	"\x15customer_phone_masked\x18\f \x01(\tR\x13customerPhoneMasked\x12\x16\n" +
 	"\x06rating\x18\r \x01(\x05R\x06rating\x12\x18\n" +
-	"\amessage\x18\x0e \x01(\tR\amessage\"\x8e\x02\n" +
+	"\amessage\x18\x0e \x01(\tR\amessage:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded\"\xac\x02\n" +
 	"\n" +
 	"TipCreated\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
@@ -2158,7 +2143,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"qr_code_id\x18\x05 \x01(\tR\bqrCodeId\x12-\n" +
 	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x125\n" +
-	"\x06method\x18\a \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\"\xe9\x02\n" +
+	"\x06method\x18\a \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method:\x1c\xca\xf3\x18\x18ttip.payment.tip_created\"\x86\x03\n" +
 	"\tTipFailed\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
 	"\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n" +
@@ -2172,7 +2157,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12\x19\n" +
 	"\bvenue_id\x18\t \x01(\tR\avenueId\x12!\n" +
 	"\fpush_refused\x18\n" +
-	" \x01(\bR\vpushRefused\"\xbe\x02\n" +
+	" \x01(\bR\vpushRefused:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed\"\xe1\x02\n" +
 	"\x0fPayoutSucceeded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n" +
 	"\tpayout_id\x18\x02 \x01(\tR\bpayoutId\x12\x1b\n" +
@@ -2180,7 +2165,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06amount\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x128\n" +
 	"\ftransfer_fee\x18\x05 \x01(\v2\x15.ttip.common.v1.MoneyR\vtransferFee\x12#\n" +
 	"\rmpesa_receipt\x18\x06 \x01(\tR\fmpesaReceipt\x124\n" +
-	"\x16recipient_phone_masked\x18\a \x01(\tR\x14recipientPhoneMasked\"\xdf\x01\n" +
+	"\x16recipient_phone_masked\x18\a \x01(\tR\x14recipientPhoneMasked:!\xca\xf3\x18\x1dttip.payment.payout_succeeded\"\xff\x01\n" +
 	"\fPayoutFailed\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n" +
 	"\tpayout_id\x18\x02 \x01(\tR\bpayoutId\x12\x1b\n" +
@@ -2188,7 +2173,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06amount\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12\x1f\n" +
 	"\vresult_code\x18\x05 \x01(\tR\n" +
 	"resultCode\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason\"\xf8\x01\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason:\x1e\xca\xf3\x18\x1attip.payment.payout_failed\"\x96\x02\n" +
 	"\n" +
 	"FraudAlert\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
@@ -2199,7 +2184,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\tpayout_id\x18\x05 \x01(\tR\bpayoutId\x12\x1b\n" +
 	"\tworker_id\x18\x06 \x01(\tR\bworkerId\x12\x16\n" +
 	"\x06action\x18\a \x01(\tR\x06action\x12\x16\n" +
-	"\x06detail\x18\b \x01(\tR\x06detail\"\x9a\x02\n" +
+	"\x06detail\x18\b \x01(\tR\x06detail:\x1c\xca\xf3\x18\x18ttip.payment.fraud_alert\"\xb4\x02\n" +
 	"\x0eWalletCredited\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -2208,7 +2193,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\bentry_id\x18\x04 \x01(\tR\aentryId\x12-\n" +
 	"\x06amount\x18\x05 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n" +
 	"\rbalance_after\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\fbalanceAfter\x12\x19\n" +
-	"\bcause_id\x18\a \x01(\tR\acauseId\"\x99\x02\n" +
+	"\bcause_id\x18\a \x01(\tR\acauseId:\x18\xca\xf3\x18\x14ttip.wallet.credited\"\xb2\x02\n" +
 	"\rWalletDebited\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -2217,7 +2202,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\bentry_id\x18\x04 \x01(\tR\aentryId\x12-\n" +
 	"\x06amount\x18\x05 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n" +
 	"\rbalance_after\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\fbalanceAfter\x12\x19\n" +
-	"\bcause_id\x18\a \x01(\tR\acauseId\"\xda\x01\n" +
+	"\bcause_id\x18\a \x01(\tR\acauseId:\x17\xca\xf3\x18\x13ttip.wallet.debited\"\xf7\x01\n" +
 	"\n" +
 	"PayoutHeld\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
@@ -2226,19 +2211,19 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"account_id\x18\x04 \x01(\tR\taccountId\x12\x19\n" +
 	"\bowner_id\x18\x05 \x01(\tR\aownerId\x12-\n" +
-	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\"\xbe\x01\n" +
+	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount:\x1b\xca\xf3\x18\x17ttip.wallet.payout_held\"\xde\x01\n" +
 	"\rPayoutSettled\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
 	"\ahold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n" +
 	"\tpayout_id\x18\x03 \x01(\tR\bpayoutId\x12\x19\n" +
 	"\bentry_id\x18\x04 \x01(\tR\aentryId\x12-\n" +
-	"\x06amount\x18\x05 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\"\xbc\x01\n" +
+	"\x06amount\x18\x05 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount:\x1e\xca\xf3\x18\x1attip.wallet.payout_settled\"\xdd\x01\n" +
 	"\x0ePayoutReleased\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
 	"\ahold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n" +
 	"\tpayout_id\x18\x03 \x01(\tR\bpayoutId\x12-\n" +
 	"\x06amount\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason\"\xec\x01\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason:\x1f\xca\xf3\x18\x1bttip.wallet.payout_released\"\x81\x02\n" +
 	"\tQrScanned\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1c\n" +
 	"\n" +
@@ -2249,12 +2234,12 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\bvenue_id\x18\x05 \x01(\tR\avenueId\x12\x1a\n" +
 	"\breferrer\x18\x06 \x01(\tR\breferrer\x12\x1f\n" +
 	"\vdevice_hash\x18\a \x01(\tR\n" +
-	"deviceHash\"\x84\x01\n" +
+	"deviceHash:\x13\xca\xf3\x18\x0fttip.qr.scanned\"\xa3\x01\n" +
 	"\x0eUserRegistered\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12\x16\n" +
-	"\x06locale\x18\x04 \x01(\tR\x06locale\"\xe9\x01\n" +
+	"\x06locale\x18\x04 \x01(\tR\x06locale:\x1d\xca\xf3\x18\x19ttip.auth.user_registered\"\x91\x02\n" +
 	"\x0fDeliveryUpdated\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1f\n" +
 	"\vdelivery_id\x18\x02 \x01(\tR\n" +
@@ -2263,7 +2248,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\achannel\x18\x04 \x01(\tR\achannel\x12\x16\n" +
 	"\x06status\x18\x05 \x01(\tR\x06status\x12!\n" +
 	"\ftemplate_key\x18\x06 \x01(\tR\vtemplateKey\x12\x18\n" +
-	"\aattempt\x18\a \x01(\x05R\aattempt\"\xf7\x01\n" +
+	"\aattempt\x18\a \x01(\x05R\aattempt:&\xca\xf3\x18\"ttip.notification.delivery_updated\"\x9a\x02\n" +
 	"\x15VenueSplitRuleChanged\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x18\n" +
@@ -2272,7 +2257,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x10include_managers\x18\x05 \x01(\bR\x0fincludeManagers\x12\x1d\n" +
 	"\n" +
 	"changed_by\x18\x06 \x01(\tR\tchangedBy\x12\x18\n" +
-	"\asummary\x18\a \x01(\tR\asummary\"\xd8\x03\n" +
+	"\asummary\x18\a \x01(\tR\asummary:!\xca\xf3\x18\x1dttip.venue.split_rule_changed\"\xff\x03\n" +
 	"\x1aVenueDistributionConfirmed\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12'\n" +
@@ -2286,7 +2271,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\fmembers_paid\x18\t \x01(\x05R\vmembersPaid\x12\x1b\n" +
 	"\ttip_count\x18\n" +
 	" \x01(\x03R\btipCount\x12\x19\n" +
-	"\bentry_id\x18\v \x01(\tR\aentryId\"\x9d\x04\n" +
+	"\bentry_id\x18\v \x01(\tR\aentryId:%\xca\xf3\x18!ttip.venue.distribution_confirmed\"\xbd\x04\n" +
 	"\x13VenueShareAllocated\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x1d\n" +
@@ -2304,14 +2289,14 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n" +
 	"\frule_version\x18\v \x01(\x05R\vruleVersion\x12\x16\n" +
 	"\x06method\x18\f \x01(\x05R\x06method\x12 \n" +
-	"\vexplanation\x18\r \x01(\tR\vexplanation\"\x81\x02\n" +
+	"\vexplanation\x18\r \x01(\tR\vexplanation:\x1e\xca\xf3\x18\x1attip.venue.share_allocated\"\xa7\x02\n" +
 	"\x19VenueDistributionReversed\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12'\n" +
 	"\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12*\n" +
 	"\x11reversal_entry_id\x18\x04 \x01(\tR\x0freversalEntryId\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12-\n" +
-	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\"\xb7\x02\n" +
+	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount:$\xca\xf3\x18 ttip.venue.distribution_reversed\"\xd6\x02\n" +
 	"\x12VenueMemberChanged\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x1b\n" +
@@ -2320,7 +2305,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06change\x18\x05 \x01(\tR\x06change\x12\x17\n" +
 	"\arole_id\x18\x06 \x01(\tR\x06roleId\x127\n" +
 	"\tjoined_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bjoinedAt\x123\n" +
-	"\aleft_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt\"\xa0\x02\n" +
+	"\aleft_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x06leftAt:\x1d\xca\xf3\x18\x19ttip.venue.member_changed\"\xbf\x02\n" +
 	"\x12VenueShiftRecorded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
 	"\bvenue_id\x18\x02 \x01(\tR\avenueId\x12\x19\n" +
@@ -2329,7 +2314,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n" +
 	"\bended_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12\x16\n" +
-	"\x06source\x18\a \x01(\x05R\x06source*b\n" +
+	"\x06source\x18\a \x01(\x05R\x06source:\x1d\xca\xf3\x18\x19ttip.venue.shift_recorded*b\n" +
 	"\rPaymentMethod\x12\x1e\n" +
 	"\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PAYMENT_METHOD_MPESA\x10\x01\x12\x17\n" +

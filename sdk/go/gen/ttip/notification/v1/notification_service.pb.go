@@ -1613,7 +1613,7 @@ var File_ttip_notification_v1_notification_service_proto protoreflect.FileDescri
 
 const file_ttip_notification_v1_notification_service_proto_rawDesc = "" +
 	"\n" +
-	"/ttip/notification/v1/notification_service.proto\x12\x14ttip.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19ttip/common/v1/page.proto\x1a'ttip/notification/v1/notification.proto\"\x17\n" +
+	"/ttip/notification/v1/notification_service.proto\x12\x14ttip.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19ttip/common/v1/page.proto\x1a'ttip/notification/v1/notification.proto\x1a\x1cttip/common/v1/options.proto\"\x17\n" +
 	"\x15GetPreferencesRequest\"]\n" +
 	"\x16GetPreferencesResponse\x12C\n" +
 	"\vpreferences\x18\x01 \x01(\v2!.ttip.notification.v1.PreferencesR\vpreferences\"g\n" +
@@ -1729,7 +1729,7 @@ const file_ttip_notification_v1_notification_service_proto_rawDesc = "" +
 	"\x05email\x18\x03 \x01(\tB\n" +
 	"\xbaH\a\xd8\x01\x01r\x02`\x01R\x05email\x12,\n" +
 	"\x06locale\x18\x04 \x01(\tB\x14\xbaH\x11r\x0f2\r^([a-z]{2})?$R\x06locale\"\x17\n" +
-	"\x15UpsertContactResponse2\xe5\x06\n" +
+	"\x15UpsertContactResponse2\xed\x06\n" +
 	"\x13NotificationService\x12p\n" +
 	"\x0eGetPreferences\x12+.ttip.notification.v1.GetPreferencesRequest\x1a,.ttip.notification.v1.GetPreferencesResponse\"\x03\x90\x02\x01\x12t\n" +
 	"\x11UpdatePreferences\x12..ttip.notification.v1.UpdatePreferencesRequest\x1a/.ttip.notification.v1.UpdatePreferencesResponse\x12\x88\x01\n" +
@@ -1737,17 +1737,17 @@ const file_ttip_notification_v1_notification_service_proto_rawDesc = "" +
 	"\x17WatchInAppNotifications\x124.ttip.notification.v1.WatchInAppNotificationsRequest\x1a5.ttip.notification.v1.WatchInAppNotificationsResponse\"\x03\x90\x02\x010\x01\x12Y\n" +
 	"\bMarkRead\x12%.ttip.notification.v1.MarkReadRequest\x1a&.ttip.notification.v1.MarkReadResponse\x12t\n" +
 	"\x11RegisterPushToken\x12..ttip.notification.v1.RegisterPushTokenRequest\x1a/.ttip.notification.v1.RegisterPushTokenResponse\x12z\n" +
-	"\x13UnregisterPushToken\x120.ttip.notification.v1.UnregisterPushTokenRequest\x1a1.ttip.notification.v1.UnregisterPushTokenResponse2\xe2\x05\n" +
-	"\x18NotificationAdminService\x12m\n" +
-	"\rListTemplates\x12*.ttip.notification.v1.ListTemplatesRequest\x1a+.ttip.notification.v1.ListTemplatesResponse\"\x03\x90\x02\x01\x12\x80\x01\n" +
+	"\x13UnregisterPushToken\x120.ttip.notification.v1.UnregisterPushTokenRequest\x1a1.ttip.notification.v1.UnregisterPushTokenResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xea\x06\n" +
+	"\x18NotificationAdminService\x12\x8c\x01\n" +
+	"\rListTemplates\x12*.ttip.notification.v1.ListTemplatesRequest\x1a+.ttip.notification.v1.ListTemplatesResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x80\x01\n" +
 	"\x15CreateTemplateVersion\x122.ttip.notification.v1.CreateTemplateVersionRequest\x1a3.ttip.notification.v1.CreateTemplateVersionResponse\x12\x86\x01\n" +
-	"\x17ActivateTemplateVersion\x124.ttip.notification.v1.ActivateTemplateVersionRequest\x1a5.ttip.notification.v1.ActivateTemplateVersionResponse\x12p\n" +
-	"\x0eRenderTemplate\x12+.ttip.notification.v1.RenderTemplateRequest\x1a,.ttip.notification.v1.RenderTemplateResponse\"\x03\x90\x02\x01\x12g\n" +
-	"\vGetDelivery\x12(.ttip.notification.v1.GetDeliveryRequest\x1a).ttip.notification.v1.GetDeliveryResponse\"\x03\x90\x02\x01\x12p\n" +
-	"\x0eListDeliveries\x12+.ttip.notification.v1.ListDeliveriesRequest\x1a,.ttip.notification.v1.ListDeliveriesResponse\"\x03\x90\x02\x012\xff\x01\n" +
+	"\x17ActivateTemplateVersion\x124.ttip.notification.v1.ActivateTemplateVersionRequest\x1a5.ttip.notification.v1.ActivateTemplateVersionResponse\x12\x8f\x01\n" +
+	"\x0eRenderTemplate\x12+.ttip.notification.v1.RenderTemplateRequest\x1a,.ttip.notification.v1.RenderTemplateResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x86\x01\n" +
+	"\vGetDelivery\x12(.ttip.notification.v1.GetDeliveryRequest\x1a).ttip.notification.v1.GetDeliveryResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x8f\x01\n" +
+	"\x0eListDeliveries\x12+.ttip.notification.v1.ListDeliveriesRequest\x1a,.ttip.notification.v1.ListDeliveriesResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x032\x87\x02\n" +
 	"\x1bNotificationInternalService\x12q\n" +
 	"\x10SendNotification\x12-.ttip.notification.v1.SendNotificationRequest\x1a..ttip.notification.v1.SendNotificationResponse\x12m\n" +
-	"\rUpsertContact\x12*.ttip.notification.v1.UpsertContactRequest\x1a+.ttip.notification.v1.UpsertContactResponse\"\x03\x90\x02\x02B\xeb\x01\n" +
+	"\rUpsertContact\x12*.ttip.notification.v1.UpsertContactRequest\x1a+.ttip.notification.v1.UpsertContactResponse\"\x03\x90\x02\x02\x1a\x06\xca\xf3\x18\x02\b\x04B\xeb\x01\n" +
 	"\x18com.ttip.notification.v1B\x18NotificationServiceProtoP\x01ZCgithub.com/ttip/ttip/sdk/go/gen/ttip/notification/v1;notificationv1\xa2\x02\x03TNX\xaa\x02\x14Ttip.Notification.V1\xca\x02\x14Ttip\\Notification\\V1\xe2\x02 Ttip\\Notification\\V1\\GPBMetadata\xea\x02\x16Ttip::Notification::V1b\x06proto3"
 
 var (

@@ -2814,7 +2814,7 @@ var File_ttip_payment_v1_payment_service_proto protoreflect.FileDescriptor
 
 const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\n" +
-	"%ttip/payment/v1/payment_service.proto\x12\x0fttip.payment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\"\xc8\a\n" +
+	"%ttip/payment/v1/payment_service.proto\x12\x0fttip.payment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\x1a\x1cttip/common/v1/options.proto\"\xc8\a\n" +
 	"\x10CreateTipRequest\x123\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\x12%\n" +
@@ -2993,11 +2993,11 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x13worker_display_name\x18\x02 \x01(\tR\x11workerDisplayName\x12\x1d\n" +
 	"\n" +
 	"venue_name\x18\x03 \x01(\tR\tvenueName\x12>\n" +
-	"\x0fworker_received\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x0eworkerReceived2\x82\n" +
+	"\x0fworker_received\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x0eworkerReceived2\xb0\n" +
 	"\n" +
-	"\x0ePaymentService\x12R\n" +
-	"\tCreateTip\x12!.ttip.payment.v1.CreateTipRequest\x1a\".ttip.payment.v1.CreateTipResponse\x12N\n" +
-	"\x06GetTip\x12\x1e.ttip.payment.v1.GetTipRequest\x1a\x1f.ttip.payment.v1.GetTipResponse\"\x03\x90\x02\x01\x12V\n" +
+	"\x0ePaymentService\x12g\n" +
+	"\tCreateTip\x12!.ttip.payment.v1.CreateTipRequest\x1a\".ttip.payment.v1.CreateTipResponse\"\x13\xca\xf3\x18\x0f\b\x01\x1a\vtips:create\x12_\n" +
+	"\x06GetTip\x12\x1e.ttip.payment.v1.GetTipRequest\x1a\x1f.ttip.payment.v1.GetTipResponse\"\x14\xca\xf3\x18\r\b\x01\x1a\ttips:read\x90\x02\x01\x12V\n" +
 	"\bWatchTip\x12 .ttip.payment.v1.WatchTipRequest\x1a!.ttip.payment.v1.WatchTipResponse\"\x03\x90\x02\x010\x01\x12T\n" +
 	"\bListTips\x12 .ttip.payment.v1.ListTipsRequest\x1a!.ttip.payment.v1.ListTipsResponse\"\x03\x90\x02\x01\x12Q\n" +
 	"\aRateTip\x12\x1f.ttip.payment.v1.RateTipRequest\x1a .ttip.payment.v1.RateTipResponse\"\x03\x90\x02\x02\x12^\n" +
@@ -3008,22 +3008,22 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x14UpdatePayoutSettings\x12,.ttip.payment.v1.UpdatePayoutSettingsRequest\x1a-.ttip.payment.v1.UpdatePayoutSettingsResponse\x12r\n" +
 	"\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n" +
-	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse2\xb2\b\n" +
-	"\x13PaymentAdminService\x12i\n" +
-	"\x0fListFraudAlerts\x12'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse\"\x03\x90\x02\x01\x12R\n" +
-	"\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a\".ttip.payment.v1.ReviewTipResponse\x12X\n" +
-	"\vHoldPayouts\x12#.ttip.payment.v1.HoldPayoutsRequest\x1a$.ttip.payment.v1.HoldPayoutsResponse\x12a\n" +
-	"\x0eReleasePayouts\x12&.ttip.payment.v1.ReleasePayoutsRequest\x1a'.ttip.payment.v1.ReleasePayoutsResponse\x12g\n" +
-	"\x10BlockPhoneNumber\x12(.ttip.payment.v1.BlockPhoneNumberRequest\x1a).ttip.payment.v1.BlockPhoneNumberResponse\x12m\n" +
-	"\x12UnblockPhoneNumber\x12*.ttip.payment.v1.UnblockPhoneNumberRequest\x1a+.ttip.payment.v1.UnblockPhoneNumberResponse\x12~\n" +
-	"\x16ListUnmatchedCallbacks\x12..ttip.payment.v1.ListUnmatchedCallbacksRequest\x1a/.ttip.payment.v1.ListUnmatchedCallbacksResponse\"\x03\x90\x02\x01\x12x\n" +
-	"\x14ListSuspensePayments\x12,.ttip.payment.v1.ListSuspensePaymentsRequest\x1a-.ttip.payment.v1.ListSuspensePaymentsResponse\"\x03\x90\x02\x01\x12y\n" +
+	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xf5\t\n" +
+	"\x13PaymentAdminService\x12\x88\x01\n" +
+	"\x0fListFraudAlerts\x12'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12R\n" +
+	"\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a\".ttip.payment.v1.ReviewTipResponse\x12p\n" +
+	"\vHoldPayouts\x12#.ttip.payment.v1.HoldPayoutsRequest\x1a$.ttip.payment.v1.HoldPayoutsResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12a\n" +
+	"\x0eReleasePayouts\x12&.ttip.payment.v1.ReleasePayoutsRequest\x1a'.ttip.payment.v1.ReleasePayoutsResponse\x12\x7f\n" +
+	"\x10BlockPhoneNumber\x12(.ttip.payment.v1.BlockPhoneNumberRequest\x1a).ttip.payment.v1.BlockPhoneNumberResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12\x85\x01\n" +
+	"\x12UnblockPhoneNumber\x12*.ttip.payment.v1.UnblockPhoneNumberRequest\x1a+.ttip.payment.v1.UnblockPhoneNumberResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12\x9d\x01\n" +
+	"\x16ListUnmatchedCallbacks\x12..ttip.payment.v1.ListUnmatchedCallbacksRequest\x1a/.ttip.payment.v1.ListUnmatchedCallbacksResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x97\x01\n" +
+	"\x14ListSuspensePayments\x12,.ttip.payment.v1.ListSuspensePaymentsRequest\x1a-.ttip.payment.v1.ListSuspensePaymentsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12y\n" +
 	"\x16ResolveSuspensePayment\x12..ttip.payment.v1.ResolveSuspensePaymentRequest\x1a/.ttip.payment.v1.ResolveSuspensePaymentResponse\x12R\n" +
-	"\tRefundTip\x12!.ttip.payment.v1.RefundTipRequest\x1a\".ttip.payment.v1.RefundTipResponse2\xe4\x02\n" +
+	"\tRefundTip\x12!.ttip.payment.v1.RefundTipRequest\x1a\".ttip.payment.v1.RefundTipResponse\x1a\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x012\xec\x02\n" +
 	"\x16PaymentInternalService\x12g\n" +
 	"\x10ReconcilePending\x12(.ttip.payment.v1.ReconcilePendingRequest\x1a).ttip.payment.v1.ReconcilePendingResponse\x12l\n" +
 	"\x10GetTipForReceipt\x12(.ttip.payment.v1.GetTipForReceiptRequest\x1a).ttip.payment.v1.GetTipForReceiptResponse\"\x03\x90\x02\x01\x12s\n" +
-	"\x14ReconcileCardBalance\x12,.ttip.payment.v1.ReconcileCardBalanceRequest\x1a-.ttip.payment.v1.ReconcileCardBalanceResponseB\xc3\x01\n" +
+	"\x14ReconcileCardBalance\x12,.ttip.payment.v1.ReconcileCardBalanceRequest\x1a-.ttip.payment.v1.ReconcileCardBalanceResponse\x1a\x06\xca\xf3\x18\x02\b\x04B\xc3\x01\n" +
 	"\x13com.ttip.payment.v1B\x13PaymentServiceProtoP\x01Z9github.com/ttip/ttip/sdk/go/gen/ttip/payment/v1;paymentv1\xa2\x02\x03TPX\xaa\x02\x0fTtip.Payment.V1\xca\x02\x0fTtip\\Payment\\V1\xe2\x02\x1bTtip\\Payment\\V1\\GPBMetadata\xea\x02\x11Ttip::Payment::V1b\x06proto3"
 
 var (

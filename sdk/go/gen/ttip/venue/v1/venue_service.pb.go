@@ -2691,7 +2691,7 @@ var File_ttip_venue_v1_venue_service_proto protoreflect.FileDescriptor
 
 const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\n" +
-	"!ttip/venue/v1/venue_service.proto\x12\rttip.venue.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x19ttip/venue/v1/venue.proto\"\xcf\x01\n" +
+	"!ttip/venue/v1/venue_service.proto\x12\rttip.venue.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x19ttip/venue/v1/venue.proto\x1a\x1cttip/common/v1/options.proto\"\xcf\x01\n" +
 	"\x0ePutRoleRequest\x12#\n" +
 	"\bvenue_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\avenueId\x126\n" +
 	"\arole_id\x18\x02 \x01(\tB\x1d\xbaH\x1ar\x182\x16^[a-z][a-z0-9_]{1,31}$R\x06roleId\x12\x1d\n" +
@@ -2856,7 +2856,7 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12REPORT_FORMAT_ROWS\x10\x01\x12\x15\n" +
-	"\x11REPORT_FORMAT_CSV\x10\x022\xb8\x12\n" +
+	"\x11REPORT_FORMAT_CSV\x10\x022\xde\x12\n" +
 	"\fVenueService\x12M\n" +
 	"\aPutRole\x12\x1d.ttip.venue.v1.PutRoleRequest\x1a\x1e.ttip.venue.v1.PutRoleResponse\"\x03\x90\x02\x02\x12S\n" +
 	"\tListRoles\x12\x1f.ttip.venue.v1.ListRolesRequest\x1a .ttip.venue.v1.ListRolesResponse\"\x03\x90\x02\x01\x12W\n" +
@@ -2883,7 +2883,7 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\x11ListDistributions\x12'.ttip.venue.v1.ListDistributionsRequest\x1a(.ttip.venue.v1.ListDistributionsResponse\"\x03\x90\x02\x01\x12\\\n" +
 	"\fListMyShares\x12\".ttip.venue.v1.ListMySharesRequest\x1a#.ttip.venue.v1.ListMySharesResponse\"\x03\x90\x02\x01\x12e\n" +
 	"\x0fGetPeriodReport\x12%.ttip.venue.v1.GetPeriodReportRequest\x1a&.ttip.venue.v1.GetPeriodReportResponse\"\x03\x90\x02\x01\x12h\n" +
-	"\x10ListAuditRecords\x12&.ttip.venue.v1.ListAuditRecordsRequest\x1a'.ttip.venue.v1.ListAuditRecordsResponse\"\x03\x90\x02\x01B\xb3\x01\n" +
+	"\x10ListAuditRecords\x12&.ttip.venue.v1.ListAuditRecordsRequest\x1a'.ttip.venue.v1.ListAuditRecordsResponse\"\x03\x90\x02\x01\x1a$\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05adminB\xb3\x01\n" +
 	"\x11com.ttip.venue.v1B\x11VenueServiceProtoP\x01Z5github.com/ttip/ttip/sdk/go/gen/ttip/venue/v1;venuev1\xa2\x02\x03TVX\xaa\x02\rTtip.Venue.V1\xca\x02\rTtip\\Venue\\V1\xe2\x02\x19Ttip\\Venue\\V1\\GPBMetadata\xea\x02\x0fTtip::Venue::V1b\x06proto3"
 
 var (

@@ -1,0 +1,158 @@
+// The roles a cluster runs, one per process (one container image). Nothing here
+// loads the embedded mode (PGlite) or the simulators: this module's graph is
+// what the production build bundles (platform/build.ts checks it).
+import { z } from "zod";
+import {
+  createLogger,
+  createPeers,
+  createPool,
+  PRIVATE_NETWORKS,
+  env,
+  JetStreamBus,
+  loadConfig,
+  Metrics,
+  migrate,
+  onShutdown,
+  RedisCache,
+  startService,
+} from "@ttip/runtime";
+import { issueSetupToken } from "@ttip/auth";
+import { startGateway } from "@ttip/gateway";
+import { modules, publicServices } from "./modules.js";
+import { common } from "./process.js";
+
+export { exitOnStartError } from "./process.js";
+
+/**
+ * Each service, the public gateway, migrate (every schema's migrations, then exit: the chart's
+ * hook Job) and setup-token (a one-time token for the first admin while none exists, then exit).
+ */
+export const CLUSTER_ROLES: readonly string[] = [...modules.map((m) => m.name), "gateway", "migrate", "setup-token"];
+
+// Signs the caller's identity on every internal hop; every process of a deployment shares it (a Secret).
+const internalKey = {
+  INTERNAL_SIGNING_KEY: z.string({ required_error: "a shared secret of at least 32 characters" }).min(32, "must be at least 32 characters"),
+};
+
+const gatewayShape = {
+  ...common,
+  ...internalKey,
+  REDIS_URL: env.url(["redis", "rediss"]),
+  JWKS_URL: env.url(["http", "https"]).optional(),
+  JWT_ISSUER: z.string().default("ttip-auth"),
+  JWT_AUDIENCE: z.string().default("ttip"),
+  RATE_LIMIT_POINTS: z.coerce.number().int().positive().default(600),
+  RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().default(60),
+  CORS_ALLOWED_ORIGINS: z.string().default("").transform((v) => v.split(",").map((o) => o.trim()).filter(Boolean)),
+  // Proxies whose X-Forwarded-For is believed (CIDRs): the client is the right-most address they did not add.
+  TRUSTED_PROXIES: z.string().default("").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
+  // Deprecated: true trusts loopback and private ranges (where ingress controllers run) when TRUSTED_PROXIES is unset.
+  TRUST_PROXY: env.flag(false),
+  // Where admin RPCs may come from (with role admin), e.g. the VPN's range.
+  ADMIN_ALLOWED_NETWORKS: z.string().default("127.0.0.0/8,::1/128").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
+  ...Object.fromEntries(modules.map((m) => [`${m.name.toUpperCase()}_URL`, env.url(["http"])])),
+};
+
+/** Runs one cluster role in this process; resolves once it is serving (or, for migrate, done). */
+export async function runClusterRole(role: string): Promise<void> {
+  if (!CLUSTER_ROLES.includes(role)) throw new Error(`not a cluster role: ${role}`);
+  if (role === "migrate") {
+    // Before new pods start (Helm pre-install/pre-upgrade hook). Services still
+    // migrate at start under the same advisory lock, so this is safe to repeat.
+    const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
+    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+    const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-migrate", logger });
+    try {
+      for (const m of modules) {
+        const applied = await migrate(pool, m.name, m.migrations, logger);
+        logger.info({ schema: m.name, applied: applied.length }, "schema up to date");
+      }
+    } finally {
+      await pool.end();
+    }
+    return;
+  }
+  if (role === "setup-token") {
+    // A cluster's first admin: run once in any pod with the database (e.g. kubectl exec into auth).
+    // The token goes to this terminal only, never to the logs.
+    const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
+    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+    const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-setup-token", logger });
+    try {
+      const setup = await issueSetupToken(pool, "by main.ts setup-token");
+      if (!setup) {
+        console.error("an admin already exists: an admin grants roles in the console (Users → roles)");
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(`one-time setup token for the first admin (valid until ${setup.expiresAt.toISOString()}; enter it at /admin after signing in with a PIN):\n${setup.token}\n`);
+    } finally {
+      await pool.end();
+    }
+    return;
+  }
+  if (role === "gateway") {
+    const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
+    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+    const cache = new RedisCache(cfg.REDIS_URL);
+    const gateway = await startGateway({
+      logger,
+      metrics: new Metrics({ role }),
+      cache,
+      backends: modules.flatMap((m) => publicServices(m).map((service) => ({ service, url: cfg[`${m.name.toUpperCase()}_URL`] }))),
+      jwt: cfg.JWKS_URL ? { jwksUrl: cfg.JWKS_URL, issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE } : undefined,
+      rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
+      corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
+      trustedProxies: cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [],
+      adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
+      partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
+      stepUp: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
+      host: cfg.HOST,
+      port: cfg.PORT,
+      drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+      drainDelayMs: cfg.DRAIN_DELAY_MS,
+      maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
+      readMaxBytes: cfg.READ_MAX_BYTES,
+    });
+    onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000);
+    return;
+  }
+  const module = modules.find((m) => m.name === role)!;
+  const peerUrls = Object.fromEntries((module.calls ?? []).map((name) => [`${name.toUpperCase()}_URL`, env.url(["http"])]));
+  const cfg = loadConfig({
+    ...common,
+    ...internalKey,
+    ...peerUrls,
+    DATABASE_URL: env.url(["postgres", "postgresql"]),
+    DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
+    NATS_URL: env.url(["nats", "tls"]),
+    NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _").default("TTIP"),
+    NATS_STREAM_MAX_AGE_HOURS: z.coerce.number().int().min(0).default(0),
+    NATS_STREAM_MAX_BYTES: z.coerce.number().int().min(0).default(0),
+    NATS_STREAM_REPLICAS: z.coerce.number().int().min(0).max(5).default(0),
+    REDIS_URL: env.url(["redis", "rediss"]),
+  });
+  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+  const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
+  const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}`, logger });
+  const bus = await JetStreamBus.connect({
+    servers: cfg.NATS_URL,
+    stream: cfg.NATS_STREAM,
+    logger,
+    limits: { maxAgeMs: cfg.NATS_STREAM_MAX_AGE_HOURS * 3_600_000, maxBytes: cfg.NATS_STREAM_MAX_BYTES, replicas: cfg.NATS_STREAM_REPLICAS },
+  });
+  const cache = new RedisCache(cfg.REDIS_URL);
+  const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, {
+    host: cfg.HOST,
+    port: cfg.PORT,
+    drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
+    drainDelayMs: cfg.DRAIN_DELAY_MS,
+    maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
+    readMaxBytes: cfg.READ_MAX_BYTES,
+  });
+  onShutdown(
+    logger,
+    [() => service.close(), async () => peers.close(), () => bus.close(), () => cache.close(), () => pool.end()],
+    cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000,
+  );
+}

@@ -1,0 +1,34 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { fromBinary, type DescMessage } from "@bufbuild/protobuf";
+import * as events from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { EventMetaSchema, TipSucceededSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { buildEvent, subjectOf } from "../src/events.js";
+
+/** Every message of ttip.events.v1 that carries EventMeta: the events. */
+const eventSchemas = (Object.values(events) as unknown[]).filter(
+  (v): v is DescMessage => (v as DescMessage).kind === "message" && (v as DescMessage).fields.some((f) => f.name === "meta"),
+);
+
+describe("event subjects declared in the contracts", () => {
+  test("every event declares one subject, ttip.<service>.<event>, and no two share one", () => {
+    assert.ok(eventSchemas.length >= 20, `found ${eventSchemas.length} events`);
+    const subjects = eventSchemas.map(subjectOf);
+    assert.equal(new Set(subjects).size, subjects.length);
+    for (const s of subjects) assert.match(s, /^ttip\.(auth|payment|qr|wallet|notification|analytics|venue)\.[a-z_]+$/);
+    assert.equal(subjectOf(TipSucceededSchema), "ttip.payment.tip_succeeded");
+    assert.equal(subjectOf(WalletCreditedSchema), "ttip.wallet.credited");
+  });
+
+  test("a message without a subject cannot be emitted; a service emits only its own events", () => {
+    assert.throws(() => subjectOf(EventMetaSchema), /declares no event subject/);
+    assert.throws(() => buildEvent("wallet", TipSucceededSchema, { tipId: "t1" }), /wallet cannot emit ttip\.events\.v1\.TipSucceeded/);
+    const built = buildEvent("payment", TipSucceededSchema, { tipId: "t1" }, "corr-1");
+    assert.equal(built.subject, "ttip.payment.tip_succeeded");
+    const decoded = fromBinary(TipSucceededSchema, built.data);
+    assert.equal(decoded.tipId, "t1");
+    assert.equal(decoded.meta?.id, built.id);
+    assert.equal(decoded.meta?.producer, "payment");
+    assert.equal(decoded.meta?.correlationId, "corr-1");
+  });
+});
