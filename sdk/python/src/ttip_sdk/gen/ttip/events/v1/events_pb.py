@@ -14,7 +14,7 @@ from typing import Literal, TYPE_CHECKING, TypeAlias
 from protobuf import Enum, Message
 from protobuf._codegen import file_desc
 from protobuf.wkt.google.protobuf import timestamp_pb
-from ttip_sdk.gen.ttip.common.v1 import money_pb
+from ttip_sdk.gen.ttip.common.v1 import money_pb, options_pb
 
 if TYPE_CHECKING:
     from protobuf import DescFile
@@ -78,8 +78,6 @@ _TipSucceededFields: TypeAlias = Literal["meta", "tip_id", "worker_id", "venue_i
 
 class TipSucceeded(Message[_TipSucceededFields]):
     """
-    Subject: ttip.payment.tip_succeeded
-
     ```proto
     message ttip.events.v1.TipSucceeded
     ```
@@ -188,7 +186,6 @@ _TipCreatedFields: TypeAlias = Literal["meta", "tip_id", "worker_id", "venue_id"
 
 class TipCreated(Message[_TipCreatedFields]):
     """
-    Subject: ttip.payment.tip_created
     The customer chose an amount and asked to pay; written with the tip's row.
 
     ```proto
@@ -255,8 +252,6 @@ _TipFailedFields: TypeAlias = Literal["meta", "tip_id", "worker_id", "qr_code_id
 
 class TipFailed(Message[_TipFailedFields]):
     """
-    Subject: ttip.payment.tip_failed
-
     ```proto
     message ttip.events.v1.TipFailed
     ```
@@ -346,8 +341,6 @@ _PayoutSucceededFields: TypeAlias = Literal["meta", "payout_id", "worker_id", "a
 
 class PayoutSucceeded(Message[_PayoutSucceededFields]):
     """
-    Subject: ttip.payment.payout_succeeded
-
     ```proto
     message ttip.events.v1.PayoutSucceeded
     ```
@@ -412,8 +405,6 @@ _PayoutFailedFields: TypeAlias = Literal["meta", "payout_id", "worker_id", "amou
 
 class PayoutFailed(Message[_PayoutFailedFields]):
     """
-    Subject: ttip.payment.payout_failed
-
     ```proto
     message ttip.events.v1.PayoutFailed
     ```
@@ -472,8 +463,6 @@ _FraudAlertFields: TypeAlias = Literal["meta", "alert_id", "reason_code", "tip_i
 
 class FraudAlert(Message[_FraudAlertFields]):
     """
-    Subject: ttip.payment.fraud_alert
-
     ```proto
     message ttip.events.v1.FraudAlert
     ```
@@ -548,8 +537,6 @@ _WalletCreditedFields: TypeAlias = Literal["meta", "account_id", "owner_id", "en
 
 class WalletCredited(Message[_WalletCreditedFields]):
     """
-    Subject: ttip.wallet.credited
-
     ```proto
     message ttip.events.v1.WalletCredited
     ```
@@ -616,8 +603,6 @@ _WalletDebitedFields: TypeAlias = Literal["meta", "account_id", "owner_id", "ent
 
 class WalletDebited(Message[_WalletDebitedFields]):
     """
-    Subject: ttip.wallet.debited
-
     ```proto
     message ttip.events.v1.WalletDebited
     ```
@@ -682,8 +667,6 @@ _PayoutHeldFields: TypeAlias = Literal["meta", "hold_id", "payout_id", "account_
 
 class PayoutHeld(Message[_PayoutHeldFields]):
     """
-    Subject: ttip.wallet.payout_held
-
     ```proto
     message ttip.events.v1.PayoutHeld
     ```
@@ -742,8 +725,6 @@ _PayoutSettledFields: TypeAlias = Literal["meta", "hold_id", "payout_id", "entry
 
 class PayoutSettled(Message[_PayoutSettledFields]):
     """
-    Subject: ttip.wallet.payout_settled
-
     ```proto
     message ttip.events.v1.PayoutSettled
     ```
@@ -796,8 +777,6 @@ _PayoutReleasedFields: TypeAlias = Literal["meta", "hold_id", "payout_id", "amou
 
 class PayoutReleased(Message[_PayoutReleasedFields]):
     """
-    Subject: ttip.wallet.payout_released
-
     ```proto
     message ttip.events.v1.PayoutReleased
     ```
@@ -850,8 +829,6 @@ _QrScannedFields: TypeAlias = Literal["meta", "qr_code_id", "short_code", "worke
 
 class QrScanned(Message[_QrScannedFields]):
     """
-    Subject: ttip.qr.scanned
-
     ```proto
     message ttip.events.v1.QrScanned
     ```
@@ -918,8 +895,6 @@ _UserRegisteredFields: TypeAlias = Literal["meta", "user_id", "role", "locale"]
 
 class UserRegistered(Message[_UserRegisteredFields]):
     """
-    Subject: ttip.auth.user_registered
-
     ```proto
     message ttip.events.v1.UserRegistered
     ```
@@ -966,8 +941,6 @@ _DeliveryUpdatedFields: TypeAlias = Literal["meta", "delivery_id", "user_id", "c
 
 class DeliveryUpdated(Message[_DeliveryUpdatedFields]):
     """
-    Subject: ttip.notification.delivery_updated
-
     ```proto
     message ttip.events.v1.DeliveryUpdated
     ```
@@ -1036,8 +1009,6 @@ _VenueSplitRuleChangedFields: TypeAlias = Literal["meta", "venue_id", "version",
 
 class VenueSplitRuleChanged(Message[_VenueSplitRuleChangedFields]):
     """
-    Subject: ttip.venue.split_rule_changed
-
     ```proto
     message ttip.events.v1.VenueSplitRuleChanged
     ```
@@ -1104,7 +1075,7 @@ _VenueDistributionConfirmedFields: TypeAlias = Literal["meta", "venue_id", "dist
 
 class VenueDistributionConfirmed(Message[_VenueDistributionConfirmedFields]):
     """
-    Subject: ttip.venue.distribution_confirmed (once per venue, period and revision)
+    Once per venue, period and revision.
 
     ```proto
     message ttip.events.v1.VenueDistributionConfirmed
@@ -1194,7 +1165,7 @@ _VenueShareAllocatedFields: TypeAlias = Literal["meta", "venue_id", "venue_name"
 
 class VenueShareAllocated(Message[_VenueShareAllocatedFields]):
     """
-    Subject: ttip.venue.share_allocated (one per member paid by a distribution)
+    One per member paid by a distribution.
 
     ```proto
     message ttip.events.v1.VenueShareAllocated
@@ -1298,8 +1269,6 @@ _VenueDistributionReversedFields: TypeAlias = Literal["meta", "venue_id", "distr
 
 class VenueDistributionReversed(Message[_VenueDistributionReversedFields]):
     """
-    Subject: ttip.venue.distribution_reversed
-
     ```proto
     message ttip.events.v1.VenueDistributionReversed
     ```
@@ -1358,7 +1327,7 @@ _VenueMemberChangedFields: TypeAlias = Literal["meta", "venue_id", "member_id", 
 
 class VenueMemberChanged(Message[_VenueMemberChangedFields]):
     """
-    Subject: ttip.venue.member_changed (invited, joined, role changed, left)
+    Invited, joined, role changed, left.
 
     ```proto
     message ttip.events.v1.VenueMemberChanged
@@ -1434,7 +1403,7 @@ _VenueShiftRecordedFields: TypeAlias = Literal["meta", "venue_id", "shift_id", "
 
 class VenueShiftRecorded(Message[_VenueShiftRecordedFields]):
     """
-    Subject: ttip.venue.shift_recorded (a finished shift)
+    A finished shift.
 
     ```proto
     message ttip.events.v1.VenueShiftRecorded
@@ -1525,10 +1494,11 @@ class PaymentMethod(Enum):
 
 
 _DESC = file_desc(
-    b'\n\x1bttip/events/v1/events.proto\x12\x0ettip.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"\x9b\x01\n\tEventMeta\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x0boccurred_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\noccurredAt\x12\x1a\n\x08producer\x18\x03 \x01(\tR\x08producer\x12%\n\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId"\x99\x04\n\x0cTipSucceeded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\'\n\x03fee\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03fee\x12\'\n\x03net\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03net\x125\n\x06method\x18\t \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12#\n\rmpesa_receipt\x18\n \x01(\tR\x0cmpesaReceipt\x12*\n\x11stripe_payment_id\x18\x0b \x01(\tR\x0fstripePaymentId\x122\n\x15customer_phone_masked\x18\x0c \x01(\tR\x13customerPhoneMasked\x12\x16\n\x06rating\x18\r \x01(\x05R\x06rating\x12\x18\n\x07message\x18\x0e \x01(\tR\x07message"\x8e\x02\n\nTipCreated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x125\n\x06method\x18\x07 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method"\xe9\x02\n\tTipFailed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x1c\n\nqr_code_id\x18\x04 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x125\n\x06method\x18\x06 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12\x1f\n\x0bresult_code\x18\x07 \x01(\tR\nresultCode\x12\x16\n\x06reason\x18\x08 \x01(\tR\x06reason\x12\x19\n\x08venue_id\x18\t \x01(\tR\x07venueId\x12!\n\x0cpush_refused\x18\n \x01(\x08R\x0bpushRefused"\xbe\x02\n\x0fPayoutSucceeded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tpayout_id\x18\x02 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x128\n\x0ctransfer_fee\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0btransferFee\x12#\n\rmpesa_receipt\x18\x06 \x01(\tR\x0cmpesaReceipt\x124\n\x16recipient_phone_masked\x18\x07 \x01(\tR\x14recipientPhoneMasked"\xdf\x01\n\x0cPayoutFailed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tpayout_id\x18\x02 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x1f\n\x0bresult_code\x18\x05 \x01(\tR\nresultCode\x12\x16\n\x06reason\x18\x06 \x01(\tR\x06reason"\xf8\x01\n\nFraudAlert\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08alert_id\x18\x02 \x01(\tR\x07alertId\x12\x1f\n\x0breason_code\x18\x03 \x01(\tR\nreasonCode\x12\x15\n\x06tip_id\x18\x04 \x01(\tR\x05tipId\x12\x1b\n\tpayout_id\x18\x05 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12\x16\n\x06action\x18\x07 \x01(\tR\x06action\x12\x16\n\x06detail\x18\x08 \x01(\tR\x06detail"\x9a\x02\n\x0eWalletCredited\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n\naccount_id\x18\x02 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n\rbalance_after\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0cbalanceAfter\x12\x19\n\x08cause_id\x18\x07 \x01(\tR\x07causeId"\x99\x02\n\rWalletDebited\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n\naccount_id\x18\x02 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n\rbalance_after\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0cbalanceAfter\x12\x19\n\x08cause_id\x18\x07 \x01(\tR\x07causeId"\xda\x01\n\nPayoutHeld\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12\x1d\n\naccount_id\x18\x04 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x05 \x01(\tR\x07ownerId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount"\xbe\x01\n\rPayoutSettled\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount"\xbc\x01\n\x0ePayoutReleased\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason"\xec\x01\n\tQrScanned\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x12\x1d\n\nshort_code\x18\x03 \x01(\tR\tshortCode\x12\x1b\n\tworker_id\x18\x04 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x05 \x01(\tR\x07venueId\x12\x1a\n\x08referrer\x18\x06 \x01(\tR\x08referrer\x12\x1f\n\x0bdevice_hash\x18\x07 \x01(\tR\ndeviceHash"\x84\x01\n\x0eUserRegistered\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x12\n\x04role\x18\x03 \x01(\tR\x04role\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale"\xe9\x01\n\x0fDeliveryUpdated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1f\n\x0bdelivery_id\x18\x02 \x01(\tR\ndeliveryId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12\x18\n\x07channel\x18\x04 \x01(\tR\x07channel\x12\x16\n\x06status\x18\x05 \x01(\tR\x06status\x12!\n\x0ctemplate_key\x18\x06 \x01(\tR\x0btemplateKey\x12\x18\n\x07attempt\x18\x07 \x01(\x05R\x07attempt"\xf7\x01\n\x15VenueSplitRuleChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x18\n\x07version\x18\x03 \x01(\x05R\x07version\x12\x16\n\x06method\x18\x04 \x01(\x05R\x06method\x12)\n\x10include_managers\x18\x05 \x01(\x08R\x0fincludeManagers\x12\x1d\n\nchanged_by\x18\x06 \x01(\tR\tchangedBy\x12\x18\n\x07summary\x18\x07 \x01(\tR\x07summary"\xd8\x03\n\x1aVenueDistributionConfirmed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12=\n\x0cperiod_start\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n\x0crule_version\x18\x06 \x01(\x05R\x0bruleVersion\x12\x16\n\x06method\x18\x07 \x01(\x05R\x06method\x127\n\x0bdistributed\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12!\n\x0cmembers_paid\x18\t \x01(\x05R\x0bmembersPaid\x12\x1b\n\ttip_count\x18\n \x01(\x03R\x08tipCount\x12\x19\n\x08entry_id\x18\x0b \x01(\tR\x07entryId"\x9d\x04\n\x13VenueShareAllocated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x03 \x01(\tR\tvenueName\x12\'\n\x0fdistribution_id\x18\x04 \x01(\tR\x0edistributionId\x12\x1b\n\tmember_id\x18\x05 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x124\n\npool_total\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tpoolTotal\x12=\n\x0cperiod_start\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n\x0crule_version\x18\x0b \x01(\x05R\x0bruleVersion\x12\x16\n\x06method\x18\x0c \x01(\x05R\x06method\x12 \n\x0bexplanation\x18\r \x01(\tR\x0bexplanation"\x81\x02\n\x19VenueDistributionReversed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12*\n\x11reversal_entry_id\x18\x04 \x01(\tR\x0freversalEntryId\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount"\xb7\x02\n\x12VenueMemberChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tmember_id\x18\x03 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x04 \x01(\tR\x08workerId\x12\x16\n\x06change\x18\x05 \x01(\tR\x06change\x12\x17\n\x07role_id\x18\x06 \x01(\tR\x06roleId\x127\n\tjoined_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x07left_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt"\xa0\x02\n\x12VenueShiftRecorded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x19\n\x08shift_id\x18\x03 \x01(\tR\x07shiftId\x12\x1b\n\tmember_id\x18\x04 \x01(\tR\x08memberId\x129\n\nstarted_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n\x08ended_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAt\x12\x16\n\x06source\x18\x07 \x01(\x05R\x06source*b\n\rPaymentMethod\x12\x1e\n\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14PAYMENT_METHOD_MPESA\x10\x01\x12\x17\n\x13PAYMENT_METHOD_CARD\x10\x02b\x06proto3',
+    b'\n\x1bttip/events/v1/events.proto\x12\x0ettip.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x1cttip/common/v1/options.proto"\x9b\x01\n\tEventMeta\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x0boccurred_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\noccurredAt\x12\x1a\n\x08producer\x18\x03 \x01(\tR\x08producer\x12%\n\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId"\xb9\x04\n\x0cTipSucceeded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\'\n\x03fee\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03fee\x12\'\n\x03net\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x03net\x125\n\x06method\x18\t \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12#\n\rmpesa_receipt\x18\n \x01(\tR\x0cmpesaReceipt\x12*\n\x11stripe_payment_id\x18\x0b \x01(\tR\x0fstripePaymentId\x122\n\x15customer_phone_masked\x18\x0c \x01(\tR\x13customerPhoneMasked\x12\x16\n\x06rating\x18\r \x01(\x05R\x06rating\x12\x18\n\x07message\x18\x0e \x01(\tR\x07message:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded"\xac\x02\n\nTipCreated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12\x1c\n\nqr_code_id\x18\x05 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x125\n\x06method\x18\x07 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method:\x1c\xca\xf3\x18\x18ttip.payment.tip_created"\x86\x03\n\tTipFailed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x1c\n\nqr_code_id\x18\x04 \x01(\tR\x08qrCodeId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x125\n\x06method\x18\x06 \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12\x1f\n\x0bresult_code\x18\x07 \x01(\tR\nresultCode\x12\x16\n\x06reason\x18\x08 \x01(\tR\x06reason\x12\x19\n\x08venue_id\x18\t \x01(\tR\x07venueId\x12!\n\x0cpush_refused\x18\n \x01(\x08R\x0bpushRefused:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed"\xe1\x02\n\x0fPayoutSucceeded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tpayout_id\x18\x02 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x128\n\x0ctransfer_fee\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0btransferFee\x12#\n\rmpesa_receipt\x18\x06 \x01(\tR\x0cmpesaReceipt\x124\n\x16recipient_phone_masked\x18\x07 \x01(\tR\x14recipientPhoneMasked:!\xca\xf3\x18\x1dttip.payment.payout_succeeded"\xff\x01\n\x0cPayoutFailed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n\tpayout_id\x18\x02 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x1f\n\x0bresult_code\x18\x05 \x01(\tR\nresultCode\x12\x16\n\x06reason\x18\x06 \x01(\tR\x06reason:\x1e\xca\xf3\x18\x1attip.payment.payout_failed"\x96\x02\n\nFraudAlert\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08alert_id\x18\x02 \x01(\tR\x07alertId\x12\x1f\n\x0breason_code\x18\x03 \x01(\tR\nreasonCode\x12\x15\n\x06tip_id\x18\x04 \x01(\tR\x05tipId\x12\x1b\n\tpayout_id\x18\x05 \x01(\tR\x08payoutId\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12\x16\n\x06action\x18\x07 \x01(\tR\x06action\x12\x16\n\x06detail\x18\x08 \x01(\tR\x06detail:\x1c\xca\xf3\x18\x18ttip.payment.fraud_alert"\xb4\x02\n\x0eWalletCredited\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n\naccount_id\x18\x02 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n\rbalance_after\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0cbalanceAfter\x12\x19\n\x08cause_id\x18\x07 \x01(\tR\x07causeId:\x18\xca\xf3\x18\x14ttip.wallet.credited"\xb2\x02\n\rWalletDebited\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n\naccount_id\x18\x02 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12:\n\rbalance_after\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0cbalanceAfter\x12\x19\n\x08cause_id\x18\x07 \x01(\tR\x07causeId:\x17\xca\xf3\x18\x13ttip.wallet.debited"\xf7\x01\n\nPayoutHeld\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12\x1d\n\naccount_id\x18\x04 \x01(\tR\taccountId\x12\x19\n\x08owner_id\x18\x05 \x01(\tR\x07ownerId\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount:\x1b\xca\xf3\x18\x17ttip.wallet.payout_held"\xde\x01\n\rPayoutSettled\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12\x19\n\x08entry_id\x18\x04 \x01(\tR\x07entryId\x12-\n\x06amount\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount:\x1e\xca\xf3\x18\x1attip.wallet.payout_settled"\xdd\x01\n\x0ePayoutReleased\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07hold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n\tpayout_id\x18\x03 \x01(\tR\x08payoutId\x12-\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason:\x1f\xca\xf3\x18\x1bttip.wallet.payout_released"\x81\x02\n\tQrScanned\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x12\x1d\n\nshort_code\x18\x03 \x01(\tR\tshortCode\x12\x1b\n\tworker_id\x18\x04 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x05 \x01(\tR\x07venueId\x12\x1a\n\x08referrer\x18\x06 \x01(\tR\x08referrer\x12\x1f\n\x0bdevice_hash\x18\x07 \x01(\tR\ndeviceHash:\x13\xca\xf3\x18\x0fttip.qr.scanned"\xa3\x01\n\x0eUserRegistered\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x12\n\x04role\x18\x03 \x01(\tR\x04role\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale:\x1d\xca\xf3\x18\x19ttip.auth.user_registered"\x91\x02\n\x0fDeliveryUpdated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1f\n\x0bdelivery_id\x18\x02 \x01(\tR\ndeliveryId\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12\x18\n\x07channel\x18\x04 \x01(\tR\x07channel\x12\x16\n\x06status\x18\x05 \x01(\tR\x06status\x12!\n\x0ctemplate_key\x18\x06 \x01(\tR\x0btemplateKey\x12\x18\n\x07attempt\x18\x07 \x01(\x05R\x07attempt:&\xca\xf3\x18"ttip.notification.delivery_updated"\x9a\x02\n\x15VenueSplitRuleChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x18\n\x07version\x18\x03 \x01(\x05R\x07version\x12\x16\n\x06method\x18\x04 \x01(\x05R\x06method\x12)\n\x10include_managers\x18\x05 \x01(\x08R\x0fincludeManagers\x12\x1d\n\nchanged_by\x18\x06 \x01(\tR\tchangedBy\x12\x18\n\x07summary\x18\x07 \x01(\tR\x07summary:!\xca\xf3\x18\x1dttip.venue.split_rule_changed"\xff\x03\n\x1aVenueDistributionConfirmed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12=\n\x0cperiod_start\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n\x0crule_version\x18\x06 \x01(\x05R\x0bruleVersion\x12\x16\n\x06method\x18\x07 \x01(\x05R\x06method\x127\n\x0bdistributed\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bdistributed\x12!\n\x0cmembers_paid\x18\t \x01(\x05R\x0bmembersPaid\x12\x1b\n\ttip_count\x18\n \x01(\x03R\x08tipCount\x12\x19\n\x08entry_id\x18\x0b \x01(\tR\x07entryId:%\xca\xf3\x18!ttip.venue.distribution_confirmed"\xbd\x04\n\x13VenueShareAllocated\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1d\n\nvenue_name\x18\x03 \x01(\tR\tvenueName\x12\'\n\x0fdistribution_id\x18\x04 \x01(\tR\x0edistributionId\x12\x1b\n\tmember_id\x18\x05 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x06 \x01(\tR\x08workerId\x12-\n\x06amount\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x124\n\npool_total\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tpoolTotal\x12=\n\x0cperiod_start\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12!\n\x0crule_version\x18\x0b \x01(\x05R\x0bruleVersion\x12\x16\n\x06method\x18\x0c \x01(\x05R\x06method\x12 \n\x0bexplanation\x18\r \x01(\tR\x0bexplanation:\x1e\xca\xf3\x18\x1attip.venue.share_allocated"\xa7\x02\n\x19VenueDistributionReversed\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\'\n\x0fdistribution_id\x18\x03 \x01(\tR\x0edistributionId\x12*\n\x11reversal_entry_id\x18\x04 \x01(\tR\x0freversalEntryId\x12\x16\n\x06reason\x18\x05 \x01(\tR\x06reason\x12-\n\x06amount\x18\x06 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount:$\xca\xf3\x18 ttip.venue.distribution_reversed"\xd6\x02\n\x12VenueMemberChanged\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x1b\n\tmember_id\x18\x03 \x01(\tR\x08memberId\x12\x1b\n\tworker_id\x18\x04 \x01(\tR\x08workerId\x12\x16\n\x06change\x18\x05 \x01(\tR\x06change\x12\x17\n\x07role_id\x18\x06 \x01(\tR\x06roleId\x127\n\tjoined_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08joinedAt\x123\n\x07left_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06leftAt:\x1d\xca\xf3\x18\x19ttip.venue.member_changed"\xbf\x02\n\x12VenueShiftRecorded\x12-\n\x04meta\x18\x01 \x01(\x0b2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n\x08venue_id\x18\x02 \x01(\tR\x07venueId\x12\x19\n\x08shift_id\x18\x03 \x01(\tR\x07shiftId\x12\x1b\n\tmember_id\x18\x04 \x01(\tR\x08memberId\x129\n\nstarted_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n\x08ended_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endedAt\x12\x16\n\x06source\x18\x07 \x01(\x05R\x06source:\x1d\xca\xf3\x18\x19ttip.venue.shift_recorded*b\n\rPaymentMethod\x12\x1e\n\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x18\n\x14PAYMENT_METHOD_MPESA\x10\x01\x12\x17\n\x13PAYMENT_METHOD_CARD\x10\x02b\x06proto3',
     [
         timestamp_pb.desc(),
         money_pb.desc(),
+        options_pb.desc(),
     ],
     {
         "EventMeta": EventMeta,

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.qr.v1 import qr_service_pb
-from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueStaffRequest, AddVenueStaffResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse
+from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueStaffRequest, AddVenueStaffResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -109,6 +109,12 @@ class QrService(Protocol):
     async def remove_venue_staff(self, request: RemoveVenueStaffRequest, ctx: RequestContext[RemoveVenueStaffRequest, RemoveVenueStaffResponse], /) -> RemoveVenueStaffResponse:
         """
         Removes a worker from a venue's staff and revokes their codes at that venue.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_managed_venues(self, request: ListManagedVenuesRequest, ctx: RequestContext[ListManagedVenuesRequest, ListManagedVenuesResponse], /) -> ListManagedVenuesResponse:
+        """
+        The venues the signed-in caller manages (their profiles), by name.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -283,6 +289,17 @@ class QrServiceASGIApplication(ConnectASGIApplication[QrService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.remove_venue_staff,
+                ),
+                "/ttip.qr.v1.QrService/ListManagedVenues": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListManagedVenues",
+                        service_name="ttip.qr.v1.QrService",
+                        input=ListManagedVenuesRequest,
+                        output=ListManagedVenuesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_managed_venues,
                 ),
             },
             interceptors=interceptors,
@@ -632,6 +649,31 @@ class QrServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def list_managed_venues(
+        self,
+        request: ListManagedVenuesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListManagedVenuesResponse:
+        """
+        The venues the signed-in caller manages (their profiles), by name.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListManagedVenues",
+                service_name="ttip.qr.v1.QrService",
+                input=ListManagedVenuesRequest,
+                output=ListManagedVenuesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class QrServiceSync(Protocol):
     """
@@ -713,6 +755,12 @@ class QrServiceSync(Protocol):
     def remove_venue_staff(self, request: RemoveVenueStaffRequest, ctx: RequestContext[RemoveVenueStaffRequest, RemoveVenueStaffResponse], /) -> RemoveVenueStaffResponse:
         """
         Removes a worker from a venue's staff and revokes their codes at that venue.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_managed_venues(self, request: ListManagedVenuesRequest, ctx: RequestContext[ListManagedVenuesRequest, ListManagedVenuesResponse], /) -> ListManagedVenuesResponse:
+        """
+        The venues the signed-in caller manages (their profiles), by name.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -885,6 +933,17 @@ class QrServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.remove_venue_staff,
+                ),
+                "/ttip.qr.v1.QrService/ListManagedVenues": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListManagedVenues",
+                        service_name="ttip.qr.v1.QrService",
+                        input=ListManagedVenuesRequest,
+                        output=ListManagedVenuesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_managed_venues,
                 ),
             },
             interceptors=interceptors,
@@ -1233,6 +1292,31 @@ class QrServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def list_managed_venues(
+        self,
+        request: ListManagedVenuesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListManagedVenuesResponse:
+        """
+        The venues the signed-in caller manages (their profiles), by name.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListManagedVenues",
+                service_name="ttip.qr.v1.QrService",
+                input=ListManagedVenuesRequest,
+                output=ListManagedVenuesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 class QrInternalService(Protocol):
     """

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.wallet.v1 import wallet_service_pb
-from ttip_sdk.gen.ttip.wallet.v1.wallet_service_pb import ConvertAmountRequest, ConvertAmountResponse, CreateFeeScheduleRequest, CreateFeeScheduleResponse, DistributePoolRequest, DistributePoolResponse, EnsureAccountRequest, EnsureAccountResponse, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetJournalEntryRequest, GetJournalEntryResponse, GetPoolRulesRequest, GetPoolRulesResponse, GetPoolTakingsRequest, GetPoolTakingsResponse, GetSettlementModeRequest, GetSettlementModeResponse, GetStatementRequest, GetStatementResponse, GetTrialBalanceRequest, GetTrialBalanceResponse, GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse, ListAccountsRequest, ListAccountsResponse, ListFeeSchedulesRequest, ListFeeSchedulesResponse, ListTransactionsRequest, ListTransactionsResponse, PlaceHoldRequest, PlaceHoldResponse, PostEntryRequest, PostEntryResponse, PostPoolDistributionRequest, PostPoolDistributionResponse, QuoteFeesRequest, QuoteFeesResponse, QuotePayoutFeeRequest, QuotePayoutFeeResponse, QuoteTipFeesRequest, QuoteTipFeesResponse, ReleaseHoldRequest, ReleaseHoldResponse, ReverseEntryRequest, ReverseEntryResponse, ReversePoolDistributionRequest, ReversePoolDistributionResponse, SetPoolRulesRequest, SetPoolRulesResponse, SetSettlementModeRequest, SetSettlementModeResponse, SetTierLimitsRequest, SetTierLimitsResponse, SettleHoldRequest, SettleHoldResponse
+from ttip_sdk.gen.ttip.wallet.v1.wallet_service_pb import ConvertAmountRequest, ConvertAmountResponse, CreateFeeScheduleRequest, CreateFeeScheduleResponse, DistributePoolRequest, DistributePoolResponse, EnsureAccountRequest, EnsureAccountResponse, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetJournalEntryRequest, GetJournalEntryResponse, GetPoolRulesRequest, GetPoolRulesResponse, GetPoolTakingsRequest, GetPoolTakingsResponse, GetSettlementModeRequest, GetSettlementModeResponse, GetStatementRequest, GetStatementResponse, GetTrialBalanceRequest, GetTrialBalanceResponse, GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse, ListAccountsRequest, ListAccountsResponse, ListFeeSchedulesRequest, ListFeeSchedulesResponse, ListTransactionsRequest, ListTransactionsResponse, PlaceHoldRequest, PlaceHoldResponse, PostEntryRequest, PostEntryResponse, PostPoolDistributionRequest, PostPoolDistributionResponse, QuoteFeesRequest, QuoteFeesResponse, QuotePayoutFeeRequest, QuotePayoutFeeResponse, QuoteTipFeesRequest, QuoteTipFeesResponse, QuoteWithdrawalFeeRequest, QuoteWithdrawalFeeResponse, ReleaseHoldRequest, ReleaseHoldResponse, ReverseEntryRequest, ReverseEntryResponse, ReversePoolDistributionRequest, ReversePoolDistributionResponse, SetPoolRulesRequest, SetPoolRulesResponse, SetSettlementModeRequest, SetSettlementModeResponse, SetTierLimitsRequest, SetTierLimitsResponse, SettleHoldRequest, SettleHoldResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -60,6 +60,13 @@ class WalletService(Protocol):
     async def get_withdrawal_limits(self, request: GetWithdrawalLimitsRequest, ctx: RequestContext[GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse], /) -> GetWithdrawalLimitsResponse:
         """
         The caller's withdrawal limits and how much of each is left.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def quote_withdrawal_fee(self, request: QuoteWithdrawalFeeRequest, ctx: RequestContext[QuoteWithdrawalFeeRequest, QuoteWithdrawalFeeResponse], /) -> QuoteWithdrawalFeeResponse:
+        """
+        M-Pesa's fee for a withdrawal of this amount, shown before the worker
+        withdraws (the same quote the payout uses; the platform pays it).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -135,6 +142,17 @@ class WalletServiceASGIApplication(ConnectASGIApplication[WalletService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_withdrawal_limits,
+                ),
+                "/ttip.wallet.v1.WalletService/QuoteWithdrawalFee": Endpoint.unary(
+                    method=MethodInfo(
+                        name="QuoteWithdrawalFee",
+                        service_name="ttip.wallet.v1.WalletService",
+                        input=QuoteWithdrawalFeeRequest,
+                        output=QuoteWithdrawalFeeResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.quote_withdrawal_fee,
                 ),
             },
             interceptors=interceptors,
@@ -278,6 +296,32 @@ class WalletServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def quote_withdrawal_fee(
+        self,
+        request: QuoteWithdrawalFeeRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> QuoteWithdrawalFeeResponse:
+        """
+        M-Pesa's fee for a withdrawal of this amount, shown before the worker
+        withdraws (the same quote the payout uses; the platform pays it).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="QuoteWithdrawalFee",
+                service_name="ttip.wallet.v1.WalletService",
+                input=QuoteWithdrawalFeeRequest,
+                output=QuoteWithdrawalFeeResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class WalletServiceSync(Protocol):
     """
@@ -310,6 +354,13 @@ class WalletServiceSync(Protocol):
     def get_withdrawal_limits(self, request: GetWithdrawalLimitsRequest, ctx: RequestContext[GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse], /) -> GetWithdrawalLimitsResponse:
         """
         The caller's withdrawal limits and how much of each is left.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def quote_withdrawal_fee(self, request: QuoteWithdrawalFeeRequest, ctx: RequestContext[QuoteWithdrawalFeeRequest, QuoteWithdrawalFeeResponse], /) -> QuoteWithdrawalFeeResponse:
+        """
+        M-Pesa's fee for a withdrawal of this amount, shown before the worker
+        withdraws (the same quote the payout uses; the platform pays it).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -383,6 +434,17 @@ class WalletServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_withdrawal_limits,
+                ),
+                "/ttip.wallet.v1.WalletService/QuoteWithdrawalFee": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="QuoteWithdrawalFee",
+                        service_name="ttip.wallet.v1.WalletService",
+                        input=QuoteWithdrawalFeeRequest,
+                        output=QuoteWithdrawalFeeResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.quote_withdrawal_fee,
                 ),
             },
             interceptors=interceptors,
@@ -519,6 +581,32 @@ class WalletServiceClientSync(ConnectClientSync):
                 service_name="ttip.wallet.v1.WalletService",
                 input=GetWithdrawalLimitsRequest,
                 output=GetWithdrawalLimitsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def quote_withdrawal_fee(
+        self,
+        request: QuoteWithdrawalFeeRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> QuoteWithdrawalFeeResponse:
+        """
+        M-Pesa's fee for a withdrawal of this amount, shown before the worker
+        withdraws (the same quote the payout uses; the platform pays it).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="QuoteWithdrawalFee",
+                service_name="ttip.wallet.v1.WalletService",
+                input=QuoteWithdrawalFeeRequest,
+                output=QuoteWithdrawalFeeResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),
@@ -1343,6 +1431,10 @@ class WalletInternalService(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def set_pool_rules(self, request: SetPoolRulesRequest, ctx: RequestContext[SetPoolRulesRequest, SetPoolRulesResponse], /) -> SetPoolRulesResponse:
+        """
+        Deprecated: split rules live in the venue service (ttip.venue.v1.VenueService.SetSplitRule).
+        Answers FAILED_PRECONDITION naming it.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def get_pool_rules(self, request: GetPoolRulesRequest, ctx: RequestContext[GetPoolRulesRequest, GetPoolRulesResponse], /) -> GetPoolRulesResponse:
@@ -1350,7 +1442,9 @@ class WalletInternalService(Protocol):
 
     async def distribute_pool(self, request: DistributePoolRequest, ctx: RequestContext[DistributePoolRequest, DistributePoolResponse], /) -> DistributePoolResponse:
         """
-        Splits a pool's balance among members in one entry; the remainder rule is documented on the response.
+        Deprecated: distributions are previewed, confirmed and posted by the venue
+        service (ttip.venue.v1.VenueService.ConfirmDistribution, which posts with
+        PostPoolDistribution). Answers FAILED_PRECONDITION naming it.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1761,6 +1855,10 @@ class WalletInternalServiceClient(ConnectClient):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> SetPoolRulesResponse:
+        """
+        Deprecated: split rules live in the venue service (ttip.venue.v1.VenueService.SetSplitRule).
+        Answers FAILED_PRECONDITION naming it.
+        """
         return await self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -1804,7 +1902,9 @@ class WalletInternalServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> DistributePoolResponse:
         """
-        Splits a pool's balance among members in one entry; the remainder rule is documented on the response.
+        Deprecated: distributions are previewed, confirmed and posted by the venue
+        service (ttip.venue.v1.VenueService.ConfirmDistribution, which posts with
+        PostPoolDistribution). Answers FAILED_PRECONDITION naming it.
         """
         return await self.execute_unary(
             request=request,
@@ -1993,6 +2093,10 @@ class WalletInternalServiceSync(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def set_pool_rules(self, request: SetPoolRulesRequest, ctx: RequestContext[SetPoolRulesRequest, SetPoolRulesResponse], /) -> SetPoolRulesResponse:
+        """
+        Deprecated: split rules live in the venue service (ttip.venue.v1.VenueService.SetSplitRule).
+        Answers FAILED_PRECONDITION naming it.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def get_pool_rules(self, request: GetPoolRulesRequest, ctx: RequestContext[GetPoolRulesRequest, GetPoolRulesResponse], /) -> GetPoolRulesResponse:
@@ -2000,7 +2104,9 @@ class WalletInternalServiceSync(Protocol):
 
     def distribute_pool(self, request: DistributePoolRequest, ctx: RequestContext[DistributePoolRequest, DistributePoolResponse], /) -> DistributePoolResponse:
         """
-        Splits a pool's balance among members in one entry; the remainder rule is documented on the response.
+        Deprecated: distributions are previewed, confirmed and posted by the venue
+        service (ttip.venue.v1.VenueService.ConfirmDistribution, which posts with
+        PostPoolDistribution). Answers FAILED_PRECONDITION naming it.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2409,6 +2515,10 @@ class WalletInternalServiceClientSync(ConnectClientSync):
         headers: Headers | Mapping[str, str] | None = None, 
         timeout_ms: int | None = None,
     ) -> SetPoolRulesResponse:
+        """
+        Deprecated: split rules live in the venue service (ttip.venue.v1.VenueService.SetSplitRule).
+        Answers FAILED_PRECONDITION naming it.
+        """
         return self.execute_unary(
             request=request,
             method=MethodInfo(
@@ -2452,7 +2562,9 @@ class WalletInternalServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> DistributePoolResponse:
         """
-        Splits a pool's balance among members in one entry; the remainder rule is documented on the response.
+        Deprecated: distributions are previewed, confirmed and posted by the venue
+        service (ttip.venue.v1.VenueService.ConfirmDistribution, which posts with
+        PostPoolDistribution). Answers FAILED_PRECONDITION naming it.
         """
         return self.execute_unary(
             request=request,
