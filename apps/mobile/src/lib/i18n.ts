@@ -1,0 +1,182 @@
+// English and Swahili. The phone's language picks one until the worker chooses in settings.
+import { createContext, useContext } from "react";
+
+export type Locale = "en" | "sw";
+
+const en = {
+  appName: "TTIP",
+  signInTitle: "Sign in",
+  phoneLabel: "Your phone number",
+  phoneHint: "0712 345 678",
+  phoneInvalid: "Enter a Kenyan mobile number, for example 0712 345 678.",
+  sendCode: "Send me a code",
+  otpLabel: "The 6-digit code we sent by SMS",
+  otpInvalid: "Enter the 6-digit code from the SMS.",
+  pinLabel: "Your PIN",
+  pinInvalid: "Your PIN is 4 to 6 digits.",
+  newPinIntro: "Choose a PIN: you will use it each time you sign in.",
+  newPinLabel: "New PIN (4 to 6 digits)",
+  newPinAgain: "The same PIN again",
+  newPinInvalid: "Choose a PIN of 4 to 6 digits.",
+  pinsDiffer: "The two PINs are not the same.",
+  continue: "Continue",
+  tabHome: "Home",
+  tabHistory: "History",
+  tabWithdraw: "Withdraw",
+  tabQr: "My QR",
+  tabSettings: "Settings",
+  homeTitle: "Your tips",
+  available: "Available",
+  held: "Held for withdrawals",
+  today: "Today",
+  thisWeek: "This week",
+  latestTips: "Latest tips",
+  noTips: "No tips yet. Share your QR code!",
+  newTip: "New tip: {amount}",
+  offline: "You are offline. Showing what was saved at {time}.",
+  offlineNothing: "You are offline and nothing is saved yet.",
+  historyTitle: "History",
+  filterAll: "All",
+  filterReceived: "Received",
+  filterFailed: "Failed",
+  filterWaiting: "Waiting",
+  older: "Older",
+  newer: "Newer",
+  withdrawTitle: "Withdraw to M-Pesa",
+  amountLabel: "Amount (KES, whole shillings)",
+  amountInvalid: "Enter whole shillings, from 1 to 250,000.",
+  mpesaLabel: "M-Pesa number (empty: your payout number)",
+  mpesaInvalid: "Enter a Kenyan M-Pesa number, for example 0712 345 678, or leave it empty.",
+  withdraw: "Withdraw",
+  confirmWithdraw: "Send {amount} to M-Pesa?",
+  confirm: "Confirm",
+  cancel: "Cancel",
+  biometricPrompt: "Confirm the withdrawal of {amount}",
+  biometricFailed: "The withdrawal was not confirmed on this phone. Nothing was sent.",
+  settingUpKey: "Setting up this phone's key…",
+  signingKey: "Confirming with this phone's key…",
+  sending: "Sending to M-Pesa…",
+  payoutStatus: "Withdrawal of {amount}: {status}",
+  receipt: "M-Pesa receipt {receipt}",
+  another: "Make another withdrawal",
+  limitLeft: "{left} left of {limit}",
+  qrTitle: "My QR code",
+  qrSaved: "Saved copy from {time}: it works offline.",
+  qrNone: "You have no QR code yet.",
+  qrCreate: "Make my QR code",
+  shareLink: "Share my tip link",
+  shareMessage: "Tip me with TTIP: {url}",
+  settingsTitle: "Settings",
+  language: "Language",
+  notifications: "Notifications",
+  pushOn: "Tips arrive as notifications on this phone.",
+  pushOff: "Notifications are off for this phone.",
+  pushEnable: "Turn on notifications",
+  signOut: "Sign out",
+  signOutAll: "Sign out of every device",
+  sessionEnded: "Your session has ended. Please sign in again.",
+  savedAt: "as of {time}",
+};
+
+export type MessageKey = keyof typeof en;
+
+const sw: Record<MessageKey, string> = {
+  appName: "TTIP",
+  signInTitle: "Ingia",
+  phoneLabel: "Nambari yako ya simu",
+  phoneHint: "0712 345 678",
+  phoneInvalid: "Weka nambari ya simu ya Kenya, kwa mfano 0712 345 678.",
+  sendCode: "Nitumie nambari ya siri",
+  otpLabel: "Nambari ya tarakimu 6 tuliyotuma kwa SMS",
+  otpInvalid: "Weka nambari ya tarakimu 6 kutoka kwa SMS.",
+  pinLabel: "PIN yako",
+  pinInvalid: "PIN yako ni tarakimu 4 hadi 6.",
+  newPinIntro: "Chagua PIN: utaitumia kila unapoingia.",
+  newPinLabel: "PIN mpya (tarakimu 4 hadi 6)",
+  newPinAgain: "PIN ile ile tena",
+  newPinInvalid: "Chagua PIN ya tarakimu 4 hadi 6.",
+  pinsDiffer: "PIN hizo mbili hazifanani.",
+  continue: "Endelea",
+  tabHome: "Nyumbani",
+  tabHistory: "Historia",
+  tabWithdraw: "Toa pesa",
+  tabQr: "QR yangu",
+  tabSettings: "Mipangilio",
+  homeTitle: "Tip zako",
+  available: "Inapatikana",
+  held: "Imeshikiliwa kwa utoaji",
+  today: "Leo",
+  thisWeek: "Wiki hii",
+  latestTips: "Tip za karibuni",
+  noTips: "Bado hakuna tip. Shiriki QR yako!",
+  newTip: "Tip mpya: {amount}",
+  offline: "Huna mtandao. Tunaonyesha kilichohifadhiwa saa {time}.",
+  offlineNothing: "Huna mtandao na hakuna kilichohifadhiwa bado.",
+  historyTitle: "Historia",
+  filterAll: "Zote",
+  filterReceived: "Zimepokelewa",
+  filterFailed: "Zimeshindwa",
+  filterWaiting: "Zinasubiri",
+  older: "Za zamani",
+  newer: "Mpya zaidi",
+  withdrawTitle: "Toa pesa kwenda M-Pesa",
+  amountLabel: "Kiasi (KES, shilingi kamili)",
+  amountInvalid: "Weka shilingi kamili, kutoka 1 hadi 250,000.",
+  mpesaLabel: "Nambari ya M-Pesa (tupu: nambari yako ya malipo)",
+  mpesaInvalid: "Weka nambari ya M-Pesa ya Kenya, kwa mfano 0712 345 678, au iache tupu.",
+  withdraw: "Toa",
+  confirmWithdraw: "Tuma {amount} kwenda M-Pesa?",
+  confirm: "Thibitisha",
+  cancel: "Ghairi",
+  biometricPrompt: "Thibitisha utoaji wa {amount}",
+  biometricFailed: "Utoaji haukuthibitishwa kwenye simu hii. Hakuna kilichotumwa.",
+  settingUpKey: "Tunaandaa ufunguo wa simu hii…",
+  signingKey: "Tunathibitisha kwa ufunguo wa simu hii…",
+  sending: "Tunatuma kwenda M-Pesa…",
+  payoutStatus: "Utoaji wa {amount}: {status}",
+  receipt: "Risiti ya M-Pesa {receipt}",
+  another: "Toa tena",
+  limitLeft: "{left} zimebaki kati ya {limit}",
+  qrTitle: "Nambari yangu ya QR",
+  qrSaved: "Nakala iliyohifadhiwa saa {time}: inafanya kazi bila mtandao.",
+  qrNone: "Bado huna nambari ya QR.",
+  qrCreate: "Tengeneza QR yangu",
+  shareLink: "Shiriki kiungo changu",
+  shareMessage: "Nipe tip kwa TTIP: {url}",
+  settingsTitle: "Mipangilio",
+  language: "Lugha",
+  notifications: "Arifa",
+  pushOn: "Tip zinafika kama arifa kwenye simu hii.",
+  pushOff: "Arifa zimezimwa kwa simu hii.",
+  pushEnable: "Washa arifa",
+  signOut: "Toka",
+  signOutAll: "Toka kwenye vifaa vyote",
+  sessionEnded: "Muda wako umeisha. Tafadhali ingia tena.",
+  savedAt: "kufikia {time}",
+};
+
+export const MESSAGES: Record<Locale, Record<MessageKey, string>> = { en, sw };
+
+export type Translate = (key: MessageKey, vars?: Record<string, string>) => string;
+
+export function translator(locale: Locale): Translate {
+  return (key, vars = {}) => MESSAGES[locale][key].replace(/\{(\w+)\}/g, (_, name: string) => vars[name] ?? `{${name}}`);
+}
+
+/** The phone's first language that we speak, else English. */
+export function pickLocale(tags: readonly string[]): Locale {
+  for (const tag of tags) {
+    const t = tag.toLowerCase();
+    if (t.startsWith("sw")) return "sw";
+    if (t.startsWith("en")) return "en";
+  }
+  return "en";
+}
+
+export const I18nContext = createContext<{ locale: Locale; t: Translate; setLocale(l: Locale): void }>({
+  locale: "en",
+  t: translator("en"),
+  setLocale: () => undefined,
+});
+
+export const useI18n = () => useContext(I18nContext);
