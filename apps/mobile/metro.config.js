@@ -13,7 +13,7 @@ config.resolver.nodeModulesPaths = [path.join(__dirname, "node_modules")];
 config.resolver.disableHierarchicalLookup = true;
 config.resolver.resolveRequest = (context, name, platform) => {
   for (const [prefix, dir] of Object.entries(shared)) {
-    if (name.startsWith(prefix)) return { type: "sourceFile", filePath: path.join(dir, name.slice(prefix.length).replace(/\.js$/, ".ts")) };
+    if (name.startsWith(prefix)) return { type: "sourceFile", filePath: path.join(dir, name.slice(prefix.length).replace(/\.js$/, "") + ".ts") };
   }
   const from = context.originModulePath;
   if (name.startsWith(".") && name.endsWith(".js") && (from.startsWith(shared["@ttip/proto/"]) || from.startsWith(shared["@ttip/web-lib/"]))) {

@@ -39,6 +39,7 @@ test("a withdrawal asks for the biometric, registers the phone's key once, signs
   await startWithdrawal("500");
   expect(await screen.findByText(/Withdrawal of KES 500: sent/, {}, { timeout: 8000 })).toBeTruthy();
   expect(screen.getByTestId("receipt")).toHaveTextContent("M-Pesa receipt SIM123ABC");
+  await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,000"));
   expect(phone.biometricPrompts).toEqual(["Confirm the withdrawal of KES 500"]);
   expect(gw.devices.size).toBe(1);
   expect(gw.count("VerifyDeviceChallenge")).toBe(1);

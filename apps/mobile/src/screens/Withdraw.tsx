@@ -12,19 +12,20 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { plainError } from "@ttip/web-lib/errors";
 import { formatMoney, parseWholeUnits } from "@ttip/web-lib/money";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
-import { useState } from "react";
+import { useEffect, useState } from "react";
 import { Platform, Text, View } from "react-native";
 import { useApp } from "../app-context";
 import { payoutStatus } from "../lib/format";
-import { useI18n } from "../lib/i18n";
+import { useI18n, type MessageKey } from "../lib/i18n";
 import { Button, ErrorText, Field, Notice, Screen, Title, styles } from "../ui";
 
 const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
-const LIMITS: Partial<Record<LimitKind, string>> = {
-  [LimitKind.PER_TRANSACTION]: "Per withdrawal",
-  [LimitKind.DAILY]: "Today",
-  [LimitKind.MONTHLY]: "This month",
-  [LimitKind.MPESA_PER_TRANSACTION]: "M-Pesa per transaction",
+const LIMITS: Partial<Record<LimitKind, MessageKey>> = {
+  [LimitKind.PER_TRANSACTION]: "limitPerWithdrawal",
+  [LimitKind.DAILY]: "limitToday",
+  [LimitKind.MONTHLY]: "limitMonth",
+  [LimitKind.MPESA_PER_TRANSACTION]: "limitMpesaPerTransaction",
+  [LimitKind.MPESA_DAILY]: "limitMpesaDaily",
 };
 
 type Stage = { kind: "form" } | { kind: "confirm"; amount: bigint; mpesaPhone: string; idempotencyKey: string } | { kind: "working"; note: string } | { kind: "sent"; payoutId: string };
@@ -91,6 +92,13 @@ export function Withdraw() {
   };
 
   const p = status.data?.payout;
+  const final = p !== undefined && FINAL.has(p.status);
+  const { refetch: refetchBalance } = balance;
+  const { refetch: refetchLimits } = limits;
+  useEffect(() => {
+    // A settled or released payout changes the balance and what is left of the limits.
+    if (final) void Promise.all([refetchBalance(), refetchLimits()]);
+  }, [final, refetchBalance, refetchLimits]);
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   return (
     <Screen testID="withdraw">
@@ -98,7 +106,7 @@ export function Withdraw() {
       <Text style={styles.text}>{t("available")}: <Text testID="withdraw-available" style={{ fontWeight: "700" }}>{formatMoney(available)}</Text></Text>
       {limits.data?.limits.map((l) => (
         <View key={l.kind} style={styles.row}>
-          <Text style={styles.muted}>{LIMITS[l.kind] ?? "Limit"}</Text>
+          <Text style={styles.muted}>{t(LIMITS[l.kind] ?? "limitOther")}</Text>
           <Text style={styles.muted}>{t("limitLeft", { left: formatMoney(l.remaining?.amountMinor ?? 0n), limit: formatMoney(l.limit?.amountMinor ?? 0n) })}</Text>
         </View>
       ))}
@@ -107,7 +115,7 @@ export function Withdraw() {
           <Text role="status" aria-live="polite" style={styles.text}>
             {t("payoutStatus", { amount: formatMoney(p?.amount?.amountMinor ?? 0n), status: p ? payoutStatus(p.status, locale) : payoutStatus(PayoutStatus.PENDING, locale) })}
           </Text>
-          {p?.transferFee ? <Text style={styles.muted}>M-Pesa {formatMoney(p.transferFee.amountMinor)}</Text> : null}
+          {p?.transferFee ? <Text style={styles.muted}>{t("mpesaFee", { fee: formatMoney(p.transferFee.amountMinor) })}</Text> : null}
           {p?.resultMessage ? <Text style={styles.text}>{p.resultMessage}</Text> : null}
           {p?.mpesaReceipt ? <Text testID="receipt" style={styles.text}>{t("receipt", { receipt: p.mpesaReceipt })}</Text> : null}
           <Button kind="secondary" title={t("another")} onPress={() => (setStage({ kind: "form" }), setAmountText(""))} />
