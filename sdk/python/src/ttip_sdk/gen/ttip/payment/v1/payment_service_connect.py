@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.payment.v1 import payment_service_pb
-from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CreateTipRequest, CreateTipResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchTipRequest, WatchTipResponse
+from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CreateTipRequest, CreateTipResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchTipRequest, WatchTipResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -1153,6 +1153,34 @@ class PaymentAdminService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def search_tips(self, request: SearchTipsRequest, ctx: RequestContext[SearchTipsRequest, SearchTipsResponse], /) -> SearchTipsResponse:
+        """
+        Tips across all workers, newest first, with filters.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def search_payouts(self, request: SearchPayoutsRequest, ctx: RequestContext[SearchPayoutsRequest, SearchPayoutsResponse], /) -> SearchPayoutsResponse:
+        """
+        Payouts across all workers, newest first, with filters.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_payment_detail(self, request: GetPaymentDetailRequest, ctx: RequestContext[GetPaymentDetailRequest, GetPaymentDetailResponse], /) -> GetPaymentDetailResponse:
+        """
+        One tip or payout with every callback received for it (raw), its fraud
+        alerts and the id of its ledger entry (WalletAdminService.GetJournalEntry).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def requery_payment(self, request: RequeryPaymentRequest, ctx: RequestContext[RequeryPaymentRequest, RequeryPaymentResponse], /) -> RequeryPaymentResponse:
+        """
+        Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
+        status) outcome and settles it as the reconciler would; a payout is never
+        sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
+        itself (the provider's answer does), so no device step-up.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     @classmethod
     def desc(cls) -> DescService:
         """Returns the descriptor for this service."""
@@ -1280,6 +1308,50 @@ class PaymentAdminServiceASGIApplication(ConnectASGIApplication[PaymentAdminServ
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.refund_tip,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/SearchTips": Endpoint.unary(
+                    method=MethodInfo(
+                        name="SearchTips",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=SearchTipsRequest,
+                        output=SearchTipsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.search_tips,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/SearchPayouts": Endpoint.unary(
+                    method=MethodInfo(
+                        name="SearchPayouts",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=SearchPayoutsRequest,
+                        output=SearchPayoutsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.search_payouts,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/GetPaymentDetail": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetPaymentDetail",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=GetPaymentDetailRequest,
+                        output=GetPaymentDetailResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_payment_detail,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/RequeryPayment": Endpoint.unary(
+                    method=MethodInfo(
+                        name="RequeryPayment",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=RequeryPaymentRequest,
+                        output=RequeryPaymentResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.requery_payment,
                 ),
             },
             interceptors=interceptors,
@@ -1525,6 +1597,108 @@ class PaymentAdminServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def search_tips(
+        self,
+        request: SearchTipsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> SearchTipsResponse:
+        """
+        Tips across all workers, newest first, with filters.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SearchTips",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=SearchTipsRequest,
+                output=SearchTipsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    async def search_payouts(
+        self,
+        request: SearchPayoutsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> SearchPayoutsResponse:
+        """
+        Payouts across all workers, newest first, with filters.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SearchPayouts",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=SearchPayoutsRequest,
+                output=SearchPayoutsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    async def get_payment_detail(
+        self,
+        request: GetPaymentDetailRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetPaymentDetailResponse:
+        """
+        One tip or payout with every callback received for it (raw), its fraud
+        alerts and the id of its ledger entry (WalletAdminService.GetJournalEntry).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetPaymentDetail",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=GetPaymentDetailRequest,
+                output=GetPaymentDetailResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    async def requery_payment(
+        self,
+        request: RequeryPaymentRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RequeryPaymentResponse:
+        """
+        Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
+        status) outcome and settles it as the reconciler would; a payout is never
+        sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
+        itself (the provider's answer does), so no device step-up.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RequeryPayment",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=RequeryPaymentRequest,
+                output=RequeryPaymentResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class PaymentAdminServiceSync(Protocol):
     """
@@ -1578,6 +1752,34 @@ class PaymentAdminServiceSync(Protocol):
         Refunds a card tip in full or in part through its provider; the worker's
         share is taken back from the wallet first. FAILED_PRECONDITION when the tip
         is not a paid card tip, is disputed, or the worker's balance cannot cover it.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def search_tips(self, request: SearchTipsRequest, ctx: RequestContext[SearchTipsRequest, SearchTipsResponse], /) -> SearchTipsResponse:
+        """
+        Tips across all workers, newest first, with filters.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def search_payouts(self, request: SearchPayoutsRequest, ctx: RequestContext[SearchPayoutsRequest, SearchPayoutsResponse], /) -> SearchPayoutsResponse:
+        """
+        Payouts across all workers, newest first, with filters.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_payment_detail(self, request: GetPaymentDetailRequest, ctx: RequestContext[GetPaymentDetailRequest, GetPaymentDetailResponse], /) -> GetPaymentDetailResponse:
+        """
+        One tip or payout with every callback received for it (raw), its fraud
+        alerts and the id of its ledger entry (WalletAdminService.GetJournalEntry).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def requery_payment(self, request: RequeryPaymentRequest, ctx: RequestContext[RequeryPaymentRequest, RequeryPaymentResponse], /) -> RequeryPaymentResponse:
+        """
+        Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
+        status) outcome and settles it as the reconciler would; a payout is never
+        sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
+        itself (the provider's answer does), so no device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1706,6 +1908,50 @@ class PaymentAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.refund_tip,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/SearchTips": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="SearchTips",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=SearchTipsRequest,
+                        output=SearchTipsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.search_tips,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/SearchPayouts": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="SearchPayouts",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=SearchPayoutsRequest,
+                        output=SearchPayoutsResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.search_payouts,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/GetPaymentDetail": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetPaymentDetail",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=GetPaymentDetailRequest,
+                        output=GetPaymentDetailResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_payment_detail,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/RequeryPayment": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="RequeryPayment",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=RequeryPaymentRequest,
+                        output=RequeryPaymentResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.requery_payment,
                 ),
             },
             interceptors=interceptors,
@@ -1945,6 +2191,108 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
                 service_name="ttip.payment.v1.PaymentAdminService",
                 input=RefundTipRequest,
                 output=RefundTipResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def search_tips(
+        self,
+        request: SearchTipsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> SearchTipsResponse:
+        """
+        Tips across all workers, newest first, with filters.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SearchTips",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=SearchTipsRequest,
+                output=SearchTipsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def search_payouts(
+        self,
+        request: SearchPayoutsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> SearchPayoutsResponse:
+        """
+        Payouts across all workers, newest first, with filters.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SearchPayouts",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=SearchPayoutsRequest,
+                output=SearchPayoutsResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def get_payment_detail(
+        self,
+        request: GetPaymentDetailRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetPaymentDetailResponse:
+        """
+        One tip or payout with every callback received for it (raw), its fraud
+        alerts and the id of its ledger entry (WalletAdminService.GetJournalEntry).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetPaymentDetail",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=GetPaymentDetailRequest,
+                output=GetPaymentDetailResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def requery_payment(
+        self,
+        request: RequeryPaymentRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RequeryPaymentResponse:
+        """
+        Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
+        status) outcome and settles it as the reconciler would; a payout is never
+        sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
+        itself (the provider's answer does), so no device step-up.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="RequeryPayment",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=RequeryPaymentRequest,
+                output=RequeryPaymentResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
