@@ -99,10 +99,23 @@ export class AlreadyExistsError extends DomainError {
   readonly reason = "ALREADY_EXISTS";
 }
 
-/** Too many attempts or requests for now; the message says when to retry. */
+/** Too many attempts or requests for now; the message says when to retry, and so does a retry-after header. */
 export class RateLimitedError extends DomainError {
   readonly code = Code.ResourceExhausted;
   readonly reason = "RATE_LIMITED";
+
+  constructor(
+    message: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message, retryAfterSeconds === undefined ? {} : { retry_after_seconds: String(retryAfterSeconds) });
+  }
+
+  override toConnectError(): ConnectError {
+    const err = super.toConnectError();
+    if (this.retryAfterSeconds !== undefined) err.metadata.set("retry-after", String(this.retryAfterSeconds));
+    return err;
+  }
 }
 
 /** A service or provider this call needs cannot answer now; retrying later may work. */
