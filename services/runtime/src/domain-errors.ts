@@ -124,6 +124,12 @@ export class DependencyUnavailableError extends DomainError {
   readonly reason = "DEPENDENCY_UNAVAILABLE";
 }
 
+/** Not built yet: said plainly rather than faked. */
+export class UnimplementedError extends DomainError {
+  readonly code = Code.Unimplemented;
+  readonly reason = "UNIMPLEMENTED";
+}
+
 /** The Connect error for a domain error, or undefined for anything else. */
 export function connectErrorOf(err: unknown): ConnectError | undefined {
   return err instanceof DomainError ? err.toConnectError() : undefined;
