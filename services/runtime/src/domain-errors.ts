@@ -124,6 +124,12 @@ export class DependencyUnavailableError extends DomainError {
   readonly reason = "DEPENDENCY_UNAVAILABLE";
 }
 
+/** A value outside what the domain can handle (e.g. beyond the last tariff band). */
+export class OutOfRangeError extends DomainError {
+  readonly code = Code.OutOfRange;
+  readonly reason = "OUT_OF_RANGE";
+}
+
 /** Not built yet: said plainly rather than faked. */
 export class UnimplementedError extends DomainError {
   readonly code = Code.Unimplemented;

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, fieldError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { AccountKind, OwnerKind, PoolRulesSchema, PoolShareSchema, type JournalEntry, type PoolRules, type PoolShare } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, ensureAccount, loadEntry, postEntry, UUID } from "./ledger.js";
 
@@ -23,14 +22,14 @@ function toRules(r: RulesRow): PoolRules {
 export async function setPoolRules(tx: Queryable, venueId: string, members: PoolShare[], idempotencyKey: string): Promise<PoolRules> {
   const seen = new Set<string>();
   members.forEach((m, i) => {
-    if (!UUID.test(m.workerId)) throw new ConnectError(`members[${i}].worker_id: must be a UUID`, Code.InvalidArgument);
-    if (seen.has(m.workerId)) throw new ConnectError(`members[${i}].worker_id: ${m.workerId} is listed twice`, Code.InvalidArgument);
+    if (!UUID.test(m.workerId)) throw fieldError(`members[${i}].worker_id`, `must be a UUID`);
+    if (seen.has(m.workerId)) throw fieldError(`members[${i}].worker_id`, `${m.workerId} is listed twice`);
     seen.add(m.workerId);
   });
   await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`wallet.pool.${venueId}`]);
   const prior = await tx.query<RulesRow>(`SELECT * FROM wallet.pool_rules WHERE idempotency_key = $1`, [idempotencyKey]);
   if (prior.rows[0]) {
-    if (prior.rows[0].venue_id !== venueId) throw new ConnectError("idempotency_key: already used for another venue", Code.AlreadyExists);
+    if (prior.rows[0].venue_id !== venueId) throw new AlreadyExistsError("idempotency_key: already used for another venue");
     return toRules(prior.rows[0]);
   }
   const { rows } = await tx.query<RulesRow>(
@@ -44,7 +43,7 @@ export async function setPoolRules(tx: Queryable, venueId: string, members: Pool
 
 export async function getPoolRules(db: Queryable, venueId: string): Promise<PoolRules> {
   const { rows } = await db.query<RulesRow>(`SELECT * FROM wallet.pool_rules WHERE venue_id = $1 ORDER BY version DESC LIMIT 1`, [venueId]);
-  if (!rows[0]) throw new ConnectError(`venue ${venueId} has no pool rules yet`, Code.NotFound);
+  if (!rows[0]) throw new NotFoundError(`venue ${venueId} has no pool rules yet`);
   return toRules(rows[0]);
 }
 
@@ -75,12 +74,12 @@ export async function distributePool(tx: Queryable, venueId: string, currency: s
   );
   if (done.rows[0]) return { entry: (await loadEntry(tx, done.rows[0].entry_id))!, remainder: done.rows[0].balance_after };
   const rules = await getPoolRules(tx, venueId).catch((err) => {
-    throw new ConnectError((err as Error).message, Code.FailedPrecondition);
+    throw new InvalidStateError(asConnectError(err).message);
   });
   const available = locked.balance_minor - locked.held_minor;
   const { amounts, remainder } = splitByShares(available, rules.members);
   const distributed = available - remainder;
-  if (distributed <= 0n) throw new ConnectError(`the pool has ${available} minor units available: too little to split`, Code.FailedPrecondition);
+  if (distributed <= 0n) throw new InvalidStateError(`the pool has ${available} minor units available: too little to split`);
   const postings = [{ accountId: pool.account_id, amountMinor: -distributed, currency, memo: `pool rules v${rules.version}` }];
   for (const [i, m] of rules.members.entries()) {
     if (amounts[i] === 0n) continue;
