@@ -159,8 +159,8 @@ describe("helm chart", () => {
     assert.equal(deny.ingress, undefined);
     assert.equal(deny.egress, undefined);
     const components = (peers: any[]) => peers.flatMap((p: any) => p.podSelector?.matchLabels?.["app.kubernetes.io/component"] ?? []).sort();
-    // wallet is called by payment, venue and the gateway; notification by analytics, auth, payment, venue and the gateway.
-    assert.deepEqual(components(policy("wallet").ingress[0].from), ["gateway", "payment", "venue"]);
+    // wallet is called by auth (partners' consented reads), payment, venue and the gateway; notification by analytics, auth, payment, venue and the gateway.
+    assert.deepEqual(components(policy("wallet").ingress[0].from), ["auth", "gateway", "payment", "venue"]);
     assert.deepEqual(components(policy("notification").ingress[0].from), ["analytics", "auth", "gateway", "payment", "venue"]);
     assert.deepEqual(components(policy("payment").egress[1].to), ["auth", "notification", "qr", "wallet"]);
     assert.equal(components(policy("wallet").egress.flatMap((e: any) => e.to ?? [])).length, 0, "wallet calls nobody");
@@ -172,6 +172,7 @@ describe("helm chart", () => {
     const ports = (c: string) => policy(c).egress.flatMap((e: any) => e.ports.map((p: any) => p.port)).sort((a: number, b: number) => a - b);
     assert.deepEqual(ports("gateway"), [53, 53, 6379, 8080], "the gateway: DNS, Redis, the services");
     assert.ok(ports("payment").includes(443) && ports("notification").includes(443), "providers");
+    assert.ok(ports("auth").includes(443), "auth: partners' webhook receivers");
     assert.ok(!ports("wallet").includes(443), "wallet talks to no provider");
   });
 

@@ -18,6 +18,7 @@ import { issueSetupToken } from "@ttip/auth";
 import { startSmsSimulator } from "@ttip/auth/testing";
 import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment/testing";
 import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
+import { createAdminHandler, ensureAdminBuild, isAdminPath } from "@ttip/admin";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
@@ -115,9 +116,14 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const port = cfg.PORT || (await freePort(cfg.HOST));
   const publicUrl = (cfg.PUBLIC_URL ?? `http://${cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST}:${port}`).replace(/\/+$/, "");
   process.env.QR_TIP_BASE_URL = envVars.QR_TIP_BASE_URL ?? `${publicUrl}/t`;
+  // Staff invitations link to the web app's /join page on the same address.
+  process.env.VENUE_JOIN_URL = envVars.VENUE_JOIN_URL ?? `${publicUrl}/join`;
 
   // The web app is built once (reused until its sources change) and served by the gateway.
   if (cfg.WEB === "on") await ensureWebBuild((line) => logger.info(line));
+  // The admin console: a static bundle (about a second to build), at /admin on the same port.
+  if (cfg.WEB === "on") await ensureAdminBuild((line) => logger.info(line));
+  const admin = cfg.WEB === "on" ? createAdminHandler() : undefined;
   let web: WebApp | undefined;
 
   const platform = await startPlatform({
@@ -127,7 +133,15 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       corsOrigins: ["*"],
       host: cfg.HOST,
       port,
-      web: cfg.WEB === "on" ? (req, res) => (web ? web.handle(req, res) : (res.writeHead(503, { "retry-after": "1" }), res.end("starting\n"))) : undefined,
+      web:
+        cfg.WEB === "on"
+          ? (req, res) => {
+              if (admin && isAdminPath(req.url)) return admin(req, res);
+              if (web) return web.handle(req, res);
+              res.writeHead(503, { "retry-after": "1" });
+              res.end("starting\n");
+            }
+          : undefined,
     },
   });
   // Loaded after the services read their configuration: Next sets NODE_ENV=production in this process.

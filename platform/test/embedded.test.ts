@@ -52,6 +52,17 @@ describe("embedded platform (make run)", () => {
     assert.match(await dial.text(), /^CON Welcome/);
   });
 
+  test("the admin console at /admin on the same port, and a first-admin setup token while no admin exists", async () => {
+    const page = await fetch(`${platform.gatewayUrl}/admin/users`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
+    const script = /src="(\/admin\/assets\/app-[^"]+\.js)"/.exec(await page.text())?.[1];
+    assert.ok(script, "the page loads the bundle");
+    assert.equal((await fetch(`${platform.gatewayUrl}${script}`)).status, 200);
+    assert.equal((await fetch(`${platform.gatewayUrl}/admin/assets/nothing.js`)).status, 404);
+    assert.match(platform.setupToken ?? "", /^ttip_setup/);
+  });
+
   test("the gateway serves /metrics with gRPC server metrics", async () => {
     const res = await fetch(`${platform.gatewayUrl}/metrics`);
     assert.equal(res.status, 200);

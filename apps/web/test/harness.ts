@@ -30,6 +30,7 @@ import type { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
 import { createWebApp, ensureWebBuild, type WebApp } from "../server.js";
 
@@ -130,6 +131,8 @@ export class WebHarness {
         wallet,
         createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
         analytics,
+        // Invitation links open this platform's /join page, as in make run.
+        createVenueModule({ VENUE_JOIN_URL: `http://127.0.0.1:${port}/join`, VENUE_RESUME_INTERVAL_MS: "0" }),
       ],
       gateway: {
         rateLimit: { points: 10_000, durationSeconds: 60 },
@@ -222,6 +225,38 @@ export class WebHarness {
   }
 
   /** A venue manager signed up over the API, and the venue they created (qr's profile). */
+  /** Fresh tokens for a worker (OTP, then their PIN), as the sign-in screen gets them. */
+  async tokens(worker: { phone: string; pin: string }): Promise<{ accessToken: string; refreshToken: string }> {
+    const auth = this.api(AuthService);
+    for (let i = 0; ; i++) {
+      try {
+        const before = this.sms.lastTo(worker.phone.replace(/^0/, "254"))?.message;
+        const { challengeId } = await auth.startPhoneVerification({ phone: worker.phone });
+        await eventually("a new OTP", () => this.sms.lastTo(worker.phone.replace(/^0/, "254"))?.message !== before);
+        const res = await auth.verifyPhoneOtp({ challengeId, otp: this.otpFor(worker.phone), role: Role.WORKER });
+        if (res.tokens) return res.tokens;
+        const { tokens } = await auth.verifyPin({ pinSessionId: res.pinSessionId, pin: worker.pin });
+        return tokens!;
+      } catch (err) {
+        // The OTP resend wait (1 s here) after the sign-up's own code.
+        if (i >= 5) throw err;
+        await new Promise((r) => setTimeout(r, 1_100));
+      }
+    }
+  }
+
+  /** A page at phone size already signed in as `worker` (the session the sign-in screen keeps). */
+  async signedInPhone(worker: { phone: string; pin: string }, options: BrowserContextOptions = {}): Promise<Page> {
+    const tokens = await this.tokens(worker);
+    const page = await this.phone(options);
+    await page.goto(`${this.url}/w/signin`);
+    await page.evaluate((t) => {
+      const sub = JSON.parse(atob(t.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+      localStorage.setItem("ttip_session", JSON.stringify({ accessToken: t.accessToken, refreshToken: t.refreshToken, userId: sub }));
+    }, { accessToken: tokens.accessToken, refreshToken: tokens.refreshToken });
+    return page;
+  }
+
   async venue(displayName: string): Promise<{ id: string; managerToken: string }> {
     const phone = `07${String(randomInt(10_000_000, 99_999_999))}`;
     const auth = this.api(AuthService);

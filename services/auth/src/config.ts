@@ -31,6 +31,13 @@ const shape = {
   AUTH_PIN_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
   AUTH_LOCKOUT_BASE_SECONDS: z.coerce.number().int().min(1).default(60),
   AUTH_PARTNER_REPLAY_WINDOW_SECONDS: z.coerce.number().int().min(10).default(300),
+  // Partner webhooks: the first retry after this, doubling up to the cap, at most this many
+  // attempts (then the delivery is failed until an admin replays it); each request's timeout.
+  AUTH_WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(10).default(10_000),
+  AUTH_WEBHOOK_RETRY_CAP_MS: z.coerce.number().int().min(10).default(3_600_000),
+  AUTH_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(15),
+  AUTH_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  AUTH_WEBHOOK_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(1_000),
 };
 
 export interface AuthConfig {
@@ -53,6 +60,17 @@ export interface AuthConfig {
   pinMaxFailures: number;
   lockoutBaseSeconds: number;
   partnerReplayWindowSeconds: number;
+  webhooks: WebhookConfig;
+}
+
+export interface WebhookConfig {
+  retryBaseMs: number;
+  retryCapMs: number;
+  maxAttempts: number;
+  timeoutMs: number;
+  pollMs: number;
+  /** Production: https:// only, never to a private address literal. Else also http:// to loopback. */
+  httpsOnly: boolean;
 }
 
 export function loadAuthConfig(vars: Record<string, string | undefined> = process.env): AuthConfig {
@@ -79,5 +97,13 @@ export function loadAuthConfig(vars: Record<string, string | undefined> = proces
     pinMaxFailures: c.AUTH_PIN_MAX_FAILURES,
     lockoutBaseSeconds: c.AUTH_LOCKOUT_BASE_SECONDS,
     partnerReplayWindowSeconds: c.AUTH_PARTNER_REPLAY_WINDOW_SECONDS,
+    webhooks: {
+      retryBaseMs: c.AUTH_WEBHOOK_RETRY_BASE_MS,
+      retryCapMs: Math.max(c.AUTH_WEBHOOK_RETRY_CAP_MS, c.AUTH_WEBHOOK_RETRY_BASE_MS),
+      maxAttempts: c.AUTH_WEBHOOK_MAX_ATTEMPTS,
+      timeoutMs: c.AUTH_WEBHOOK_TIMEOUT_MS,
+      pollMs: c.AUTH_WEBHOOK_POLL_MS,
+      httpsOnly: production,
+    },
   };
 }

@@ -9,11 +9,13 @@ import { createCore, type AuthCore } from "./core.js";
 import { deviceHandlers } from "./devices.js";
 import { internalHandlers } from "./internal.js";
 import { loginHandlers } from "./login.js";
+import { partnerWebhooks, PARTNER_SERVICES, type PartnerWebhooks } from "./partners/index.js";
 import { NotificationOtpSender, SmsApiOtpSender, type OtpSender } from "./otp-sender.js";
 import type { SmsSimulator } from "./sms-simulator.js";
 import { toUser } from "./users.js";
 
 export { signPartnerRequest, partnerStringToSign } from "./partner.js";
+export { webhookSignature, retryDelayMs, checkWebhookUrl, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_DELIVERY_HEADER, WEBHOOK_CONSUMER } from "./partners/index.js";
 export { issueSetupToken, SETUP_TOKEN_TTL_MS } from "./bootstrap.js";
 export type { OtpSender } from "./otp-sender.js";
 export { AUDIENCE, ISSUER } from "./keys.js";
@@ -51,12 +53,19 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
     if (!core) cores.set(ctx, (core = createCore(ctx, configOf(), otpSenderFor(ctx))));
     return core;
   };
+  const webhooks = new WeakMap<ServiceContext, PartnerWebhooks>();
+  const webhooksOf = (ctx: ServiceContext) => {
+    let w = webhooks.get(ctx);
+    if (!w) webhooks.set(ctx, (w = partnerWebhooks(coreOf(ctx))));
+    return w;
+  };
 
   return {
     name: "auth",
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
-    calls: ["notification"],
-    services: [AuthService, AuthAdminService, AuthInternalService],
+    // payment and wallet: a partner's consented reads of a worker's payouts and statements.
+    calls: ["notification", "payment", "wallet"],
+    services: [AuthService, AuthAdminService, AuthInternalService, ...PARTNER_SERVICES],
     routes(router, ctx) {
       const core = coreOf(ctx);
       router.service(AuthService, {
@@ -67,6 +76,7 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
       });
       router.service(AuthAdminService, adminHandlers(core));
       router.service(AuthInternalService, internalHandlers(core));
+      webhooksOf(ctx).routes(router);
     },
     http(ctx) {
       const core = coreOf(ctx);
@@ -88,14 +98,19 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
       };
     },
     async start(ctx) {
+      const stopWebhooks = await webhooksOf(ctx).start();
       const c = configOf();
-      if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return async () => undefined;
-      if (c.production) throw new Error("AUTH_SMS_URL is required in production (or AUTH_OTP_SENDER=notification)");
+      if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return stopWebhooks;
+      if (c.production) {
+        await stopWebhooks();
+        throw new Error("AUTH_SMS_URL is required in production (or AUTH_OTP_SENDER=notification)");
+      }
       // Loaded only here: the production build leaves the simulators out.
       const { startSmsSimulator } = await import("./sms-simulator.js");
       simulator = await startSmsSimulator();
       ctx.logger.info({ smsSimulator: `${simulator.url}/simulator/messages` }, "no AUTH_SMS_URL: OTPs go to the SMS simulator");
       return async () => {
+        await stopWebhooks();
         await simulator?.close();
         simulator = undefined;
       };

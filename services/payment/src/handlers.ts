@@ -338,7 +338,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         else {
           await emitEvent(tx, "payment", TipFailedSchema, {
             tipId: t.tip_id, workerId: t.worker_id ?? "", qrCodeId: t.qr_code_id, amount: kes(t.amount_minor), method: PaymentMethod.MPESA,
-            resultCode: t.result_code, reason: t.result_message, venueId: t.venue_id,
+            resultCode: t.result_code, reason: t.result_message, venueId: t.venue_id, createdBy: t.customer_subject,
           }, t.tip_id);
         }
         return t;

@@ -26,6 +26,8 @@ export interface TipRow {
   request_fingerprint: string;
   /** Null for a tip to a venue's pool (venue_id is then set). */
   worker_id: string | null;
+  /** Who created it: a user's or a partner key's id; "" when anonymous. */
+  customer_subject: string;
   venue_id: string;
   qr_code_id: string;
   currency: string;
@@ -144,6 +146,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
     qrCodeId: t.qrCodeId ?? "",
     amount: kes(t.amountMinor),
     method: PaymentMethod.MPESA,
+    createdBy: t.callerSubject ?? "",
   }, tipId);
   const insert = async (db: Queryable) => {
     const { rows } = await db.query<TipRow>(
@@ -266,6 +269,7 @@ async function emitTipFailed(tx: Queryable, tip: TipRow, pushRefused = false) {
     reason: tip.result_message,
     venueId: tip.venue_id,
     pushRefused,
+    createdBy: tip.customer_subject,
   }, tip.tip_id);
 }
 
@@ -494,6 +498,7 @@ export async function emitTipSucceeded(tx: Queryable, t: TipRow) {
     customerPhoneMasked: t.phone_masked,
     rating: t.rating,
     message: t.message,
+    createdBy: t.customer_subject,
   }, t.tip_id);
 }
 

@@ -33,6 +33,7 @@ import {
   isVenueStaff,
   isVenueManager,
   profileOf,
+  managedVenues,
   setStatus,
   upsertProfile,
   type CodeRecord,
@@ -459,6 +460,11 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       });
       await resolver.forget(...revoked.map((id) => cacheKeys.code(id)));
       return { revokedCodes: revoked.length };
+    },
+
+    async listManagedVenues(_req, ctx) {
+      const caller = requireCaller(ctx);
+      return { venues: (await managedVenues(pool, caller.subject)).map(profileMessage) };
     },
   };
 

@@ -106,6 +106,17 @@ export async function upsertProfile(
   return profileFromRow(rows[0]);
 }
 
+/** The venues a user manages, by name; bounded like any list. */
+export async function managedVenues(db: Queryable, userId: string, limit = 100): Promise<ProfileRecord[]> {
+  const { rows } = await db.query(
+    `SELECT p.owner_kind, p.owner_id, p.display_name, p.photo_url, p.active, p.currency, p.city, p.updated_at
+       FROM qr.venue_managers m JOIN qr.profiles p ON p.owner_kind = 2 AND p.owner_id = m.venue_id
+      WHERE m.manager_id = $1 ORDER BY p.display_name, p.owner_id LIMIT $2`,
+    [userId, limit],
+  );
+  return rows.map(profileFromRow);
+}
+
 export async function isVenueManager(db: Queryable, venueId: string, userId: string): Promise<boolean> {
   const { rowCount } = await db.query(`SELECT 1 FROM qr.venue_managers WHERE venue_id = $1 AND manager_id = $2`, [venueId, userId]);
   return (rowCount ?? 0) > 0;

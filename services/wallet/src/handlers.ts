@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { assertCurrency, decodePageToken, fieldError, keysetPage, MONEY_MOVERS, MONEY_VIEWERS, NotFoundError, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { assertCurrency, decodePageToken, fieldError, InvalidStateError, keysetPage, MONEY_MOVERS, MONEY_VIEWERS, NotFoundError, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import {
   AccountKind,
@@ -19,10 +19,21 @@ import type { RateSource } from "./fx.js";
 import { placeHold, releaseHold, settleHold, withdrawalLimits } from "./holds.js";
 import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, type AccountRow } from "./ledger.js";
 import { convertMinor, money } from "./money.js";
-import { distributePool, getPoolRules, setPoolRules } from "./pools.js";
+import { getPoolRules } from "./pools.js";
 import { getPoolTakings, postPoolDistribution, reversePoolDistribution } from "./pool-periods.js";
 import { decodeHistoryToken, listTransactions, statement, statementCsv, toBalance, trialBalance } from "./queries.js";
 
+
+/** Why the old pool RPCs refuse: splits belong to the venue service now. */
+const VENUE_OWNS_SPLITS =
+  "pool splits are made by the venue service: use ttip.venue.v1.VenueService (SetSplitRule, PreviewDistribution, ConfirmDistribution); SetPoolRules and DistributePool are deprecated";
+
+/** M-Pesa's B2C fee for a payout of `amount` under the current schedule. */
+async function payoutFee(db: Pool, amount: { amountMinor: bigint; currency: string }) {
+  assertCurrency(amount.currency, "amount.currency");
+  const schedule = await currentSchedule(db, amount.currency);
+  return { fee: money(b2cFee(schedule, amount.amountMinor), amount.currency), feeScheduleVersion: schedule.version };
+}
 
 async function workerWallets(db: Queryable, workerId: string, currency: string): Promise<AccountRow[]> {
   const { rows } = await db.query<AccountRow>(
@@ -105,6 +116,10 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     },
     async quoteFees(req) {
       return { quote: await quote(pool, rates, req) };
+    },
+    async quoteWithdrawalFee(req, hctx) {
+      requireCaller(hctx, "worker");
+      return payoutFee(pool, req.amount!);
     },
     async getWithdrawalLimits(req, hctx) {
       const caller = requireCaller(hctx, "worker");
@@ -234,15 +249,14 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     async convertAmount(req) {
       return { conversion: await conversion(rates, req.amount!.amountMinor, req.amount!.currency, req.toCurrency) };
     },
-    async setPoolRules(req) {
-      return { rules: await tx((db) => setPoolRules(db, req.venueId, req.members, req.idempotencyKey)) };
+    async setPoolRules() {
+      throw new InvalidStateError(VENUE_OWNS_SPLITS);
     },
     async getPoolRules(req) {
       return { rules: await getPoolRules(pool, req.venueId) };
     },
-    async distributePool(req) {
-      const { entry, remainder } = await tx((db) => distributePool(db, req.venueId, req.currency, req.idempotencyKey));
-      return { entry, remainder: money(remainder, req.currency) };
+    async distributePool() {
+      throw new InvalidStateError(VENUE_OWNS_SPLITS);
     },
     async getPoolTakings(req) {
       const t = await getPoolTakings(pool, req.venueId, req.currency, timestampDate(req.start!), timestampDate(req.end!));
@@ -269,10 +283,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       return { reversal: await tx((db) => reversePoolDistribution(db, req.entryId, req.idempotencyKey, req.reason)) };
     },
     async quotePayoutFee(req) {
-      const { amountMinor, currency } = req.amount!;
-      assertCurrency(currency, "amount.currency");
-      const schedule = await currentSchedule(pool, currency);
-      return { fee: money(b2cFee(schedule, amountMinor), currency), feeScheduleVersion: schedule.version };
+      return payoutFee(pool, req.amount!);
     },
     async getSettlementMode(req) {
       const { rows } = await pool.query<{ mode: number }>(

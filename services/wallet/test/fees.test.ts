@@ -5,7 +5,6 @@ import { FeeScheduleSchema, PaymentRail, TariffBandSchema } from "@ttip/proto/tt
 import { b2cFee, cardFee, platformFee, quoteTip } from "../src/fees.js";
 import { FixedRateSource } from "../src/fx.js";
 import { convertMinor, mulDivRound } from "../src/money.js";
-import { splitByShares } from "../src/pools.js";
 
 // The seeded KES schedule: 5% (min KES 1, cap KES 500), Safaricom's B2C bands, card 2.9%.
 const band = (min: number, max: number, fee: number) => create(TariffBandSchema, { minMinor: BigInt(min), maxMinor: BigInt(max), feeMinor: BigInt(fee) });
@@ -90,12 +89,4 @@ test("FX: rates crossed through KES, conversion rounded to the target's minor un
   assert.equal(convertMinor(129_200n, "KES", "USD", kesUsd.rate), 1_000n);
   assert.equal((await rates.rate("EUR", "USD")).rate, "1.08436533");
   await assert.rejects(rates.rate("USD", "JPY"), /no exchange rate/);
-});
-
-test("pool split: floor by shares, the remainder stays in the pool", () => {
-  const members = [{ shares: 2 }, { shares: 1 }, { shares: 1 }] as never[];
-  assert.deepEqual(splitByShares(1_001n, members), { amounts: [500n, 250n, 250n], remainder: 1n });
-  assert.deepEqual(splitByShares(3n, members), { amounts: [1n, 0n, 0n], remainder: 2n });
-  const r = splitByShares(999_999n, [{ shares: 3 }, { shares: 7 }] as never[]);
-  assert.equal(r.amounts[0] + r.amounts[1] + r.remainder, 999_999n);
 });

@@ -257,23 +257,26 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.deepEqual(tb.lines.map((l) => [l.currency, l.netMinor]), [["KES", 0n], ["USD", 0n]]);
   });
 
-  test("tip pools: one entry splits by shares; the remainder stays; a retry is the same distribution", async () => {
+  test("the old pool RPCs are deprecated: SetPoolRules and DistributePool refuse with FAILED_PRECONDITION naming the venue service and move nothing", async () => {
     const venueId = randomUUID();
-    const members = [randomUUID(), randomUUID(), randomUUID()];
     const pool = (await internal.ensureAccount({ kind: AccountKind.VENUE_POOL, ownerKind: OwnerKind.VENUE, ownerId: venueId, currency: "KES" })).account!.accountId;
     await tip(pool, 100_001n, 0n);
-    assert.equal(await codeOf(internal.distributePool({ venueId, currency: "KES", idempotencyKey: `dist-${venueId}` })), "FailedPrecondition");
-    assert.equal(await codeOf(internal.setPoolRules({ venueId, members: [{ workerId: members[0], shares: 1 }, { workerId: members[0], shares: 2 }], idempotencyKey: `rules-${venueId}` })), "InvalidArgument");
-    const rules = await internal.setPoolRules({ venueId, members: [{ workerId: members[0], shares: 2 }, { workerId: members[1], shares: 1 }, { workerId: members[2], shares: 1 }], idempotencyKey: `rules-${venueId}` });
-    assert.equal(rules.rules!.version, 1);
-    const d = await internal.distributePool({ venueId, currency: "KES", idempotencyKey: `dist-${venueId}` });
-    assert.equal(d.remainder!.amountMinor, 1n);
-    assert.deepEqual(d.entry!.postings.map((p) => p.amount!.amountMinor), [-100_000n, 50_000n, 25_000n, 25_000n]);
-    const again = await internal.distributePool({ venueId, currency: "KES", idempotencyKey: `dist-${venueId}` });
-    assert.equal(again.entry!.entryId, d.entry!.entryId);
-    assert.equal((await balanceOf(pool)).ledger!.amountMinor, 1n, "the odd cent waits for the next run");
-    const share = await t.client(WalletService, { subject: members[0], roles: ["worker"] }).listTransactions({});
-    assert.equal(share.transactions[0].kind, TransactionKind.POOL_SHARE);
+    for (const call of [
+      () => internal.setPoolRules({ venueId, members: [{ workerId: randomUUID(), shares: 1 }], idempotencyKey: `rules-${venueId}` }),
+      () => internal.distributePool({ venueId, currency: "KES", idempotencyKey: `dist-${venueId}` }),
+    ]) {
+      const err = await call().then(() => assert.fail("refused"), (e: unknown) => ConnectError.from(e));
+      assert.equal(err.code, Code.FailedPrecondition);
+      assert.match(err.rawMessage, /ttip\.venue\.v1\.VenueService/);
+    }
+    assert.equal((await balanceOf(pool)).ledger!.amountMinor, 100_001n, "the pool keeps its takings");
+  });
+
+  test("a worker is quoted M-Pesa's payout fee before withdrawing (the band the payout uses); others are refused", async () => {
+    const w = await newWorker();
+    assert.equal((await w.client.quoteWithdrawalFee({ amount: kes(150_000n) })).fee!.amountMinor, 500n, "KES 1,500: band 101-1,500");
+    assert.equal((await w.client.quoteWithdrawalFee({ amount: kes(150_100n) })).fee!.amountMinor, 900n, "KES 1,501: next band");
+    assert.equal(await codeOf(t.client(WalletService, { subject: randomUUID(), roles: ["customer"] }).quoteWithdrawalFee({ amount: kes(150_000n) })), "PermissionDenied");
   });
 
   test("a worker sees only their own wallet; history pages and filters; anonymous and wrong roles are refused", async () => {

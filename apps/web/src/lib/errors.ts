@@ -1,31 +1,64 @@
-// Every error from the API as a plain sentence, never a code.
+// Every error from the API as a plain sentence, never a code, in English or Swahili.
 import { Code, ConnectError } from "@connectrpc/connect";
+import type { Locale } from "./i18n";
 
-export function plainError(err: unknown): string {
+const words = {
+  en: {
+    field: (f: string, d: string) => `Please check the ${f}: ${d}.`,
+    input: (d: string) => `Please check what you entered: ${d}.`,
+    session: "Your session has ended. Please sign in again.",
+    denied: (d: string) => `That is not allowed: ${d}.`,
+    exhausted: (d: string) => `Too many tries or over a limit: ${d}.`,
+    precondition: (d: string) => `That cannot be done now: ${d}.`,
+    notFound: "We could not find that.",
+    exists: "That was already done.",
+    unimplemented: "That is not available yet.",
+    unavailable: "We cannot reach TTIP right now. Check your connection and try again.",
+    other: "Something went wrong on our side. Please try again.",
+  },
+  // The service's own detail stays in English (it names the field); the sentence around it is Swahili.
+  sw: {
+    field: (f: string, d: string) => `Tafadhali angalia ${f}: ${d}.`,
+    input: (d: string) => `Tafadhali angalia ulichoweka: ${d}.`,
+    session: "Muda wako umekwisha. Tafadhali ingia tena.",
+    denied: (d: string) => `Hilo haliruhusiwi: ${d}.`,
+    exhausted: (d: string) => `Majaribio mengi mno au zaidi ya kikomo: ${d}.`,
+    precondition: (d: string) => `Hilo haliwezekani sasa: ${d}.`,
+    notFound: "Hatukulipata hilo.",
+    exists: "Hilo limeshafanyika.",
+    unimplemented: "Hilo bado halipatikani.",
+    unavailable: "Hatuwezi kufikia TTIP sasa. Angalia mtandao wako ujaribu tena.",
+    other: "Kuna hitilafu upande wetu. Tafadhali jaribu tena.",
+  },
+};
+
+export function plainError(err: unknown, locale: Locale = "en"): string {
+  const w = words[locale];
   const e = ConnectError.from(err);
-  const field = /^([a-z_]+(?:\.[a-z_]+)*):/.exec(e.rawMessage)?.[1];
-  const detail = e.rawMessage.replace(/^[a-z_.]+:\s*/, "");
+  // "preferences.kinds[4].key: must be …" names the field, then says what is wrong.
+  const field = /^([a-z_]+(?:\[\d+\])?(?:\.[a-z_]+(?:\[\d+\])?)*):/.exec(e.rawMessage)?.[1];
+  const detail = field ? e.rawMessage.slice(field.length + 1).trim() : e.rawMessage;
   switch (e.code) {
     case Code.InvalidArgument:
-      return field ? `Please check the ${field.replace(/_/g, " ")}: ${detail}.` : `Please check what you entered: ${detail}.`;
+      return field ? w.field(field.replace(/\[\d+\]/g, "").replace(/[_.]/g, " "), detail) : w.input(detail);
     case Code.Unauthenticated:
-      return "Your session has ended. Please sign in again.";
+      return w.session;
     case Code.PermissionDenied:
-      return `That is not allowed: ${detail}.`;
+      return w.denied(detail);
     case Code.ResourceExhausted:
-      return `Too many tries or over a limit: ${detail}.`;
+      return w.exhausted(detail);
     case Code.FailedPrecondition:
-      return `That cannot be done now: ${detail}.`;
+      return w.precondition(detail);
     case Code.NotFound:
-      return "We could not find that.";
+      return w.notFound;
     case Code.AlreadyExists:
-      return "That was already done.";
+      return w.exists;
     case Code.Unimplemented:
-      return "That is not available yet.";
+      return w.unimplemented;
     case Code.Unavailable:
     case Code.DeadlineExceeded:
-      return "We cannot reach TTIP right now. Check your connection and try again.";
+      return w.unavailable;
     default:
-      return "Something went wrong on our side. Please try again.";
+      return w.other;
   }
 }

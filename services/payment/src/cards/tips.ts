@@ -201,7 +201,7 @@ export async function failCardTip(deps: Deps, tipId: string, code: string, tx?: 
 async function emitCardTipFailed(tx: Queryable, t: CardTipRow) {
   await emitEvent(tx, "payment", TipFailedSchema, {
     tipId: t.tip_id, workerId: t.worker_id, qrCodeId: t.qr_code_id, amount: { currency: t.currency, amountMinor: t.amount_minor },
-    method: PaymentMethod.CARD, resultCode: t.result_code, reason: t.result_message,
+    method: PaymentMethod.CARD, resultCode: t.result_code, reason: t.result_message, createdBy: t.customer_subject,
   }, t.tip_id);
 }
 
@@ -362,6 +362,7 @@ export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
     stripePaymentId: t.card_provider === "stripe" ? (t.provider_payment_id ?? "") : "",
     rating: t.rating,
     message: t.message,
+    createdBy: t.customer_subject,
   }, t.tip_id);
 }
 

@@ -1,22 +1,28 @@
 "use client";
 import Link from "next/link";
-import { useRouter } from "next/navigation";
+import { usePathname, useRouter } from "next/navigation";
 import { useEffect } from "react";
 import { loadSession } from "../../lib/session";
+import { useT } from "./use-t";
 
-/** The worker's tabs; sends a visitor without a session to sign in. */
+/** The worker's tabs and the language switch; sends a visitor without a session to sign in. */
 export function WorkerNav() {
   const router = useRouter();
+  const path = usePathname();
+  const { t, locale } = useT();
   useEffect(() => {
     if (!loadSession()) router.replace("/w/signin");
   }, [router]);
   return (
     <nav className="tabs" aria-label="Worker">
-      <Link href="/w">Home</Link>
-      <Link href="/w/history">History</Link>
-      <Link href="/w/withdraw">Withdraw</Link>
-      <Link href="/w/statements">Statements</Link>
-      <Link href="/w/qr">My QR</Link>
+      <Link href="/w">{t("navHome")}</Link>
+      <Link href="/w/history">{t("navHistory")}</Link>
+      <Link href="/w/withdraw">{t("navWithdraw")}</Link>
+      <Link href="/w/statements">{t("navStatements")}</Link>
+      <Link href="/w/qr">{t("navQr")}</Link>
+      <Link href="/w/shares">{t("navShares")}</Link>
+      <Link href="/w/settings">{t("navSettings")}</Link>
+      <a href={`/lang?to=${locale === "sw" ? "en" : "sw"}&back=${encodeURIComponent(path)}`} lang={locale === "sw" ? "en" : "sw"}>{t("switchLanguage")}</a>
     </nav>
   );
 }

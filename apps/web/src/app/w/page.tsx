@@ -1,57 +1,101 @@
 "use client";
-import { useMutation, useQuery } from "@connectrpc/connect-query";
+import { createClient } from "@connectrpc/connect";
+import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
+import { useQueryClient } from "@tanstack/react-query";
 import Link from "next/link";
 import { useRouter } from "next/navigation";
-import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { useEffect, useState } from "react";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import type { DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { plainError } from "../../lib/errors";
 import { formatMoney } from "../../lib/money";
-import { clearSession } from "../../lib/session";
+import { clearSession, loadSession } from "../../lib/session";
+import { EarningsCharts } from "./earnings";
 import { WorkerNav } from "./nav";
+import { useT } from "./use-t";
+import { statusWord } from "./words";
 
-const startOfDay = () => new Date(new Date().setHours(0, 0, 0, 0));
-const startOfWeek = () => {
-  const d = startOfDay();
-  d.setDate(d.getDate() - ((d.getDay() + 6) % 7));
-  return d;
+/**
+ * The worker's live dashboard: analytics' WatchDashboard (server streaming
+ * over Connect) sends today's figures each time they change; each new
+ * snapshot refreshes the balance and the latest tips. If the stream drops,
+ * the screen polls until it is back.
+ */
+function useLiveDashboard(): { snapshot?: DashboardSnapshot; live: boolean } {
+  const transport = useTransport();
+  const queries = useQueryClient();
+  const [state, setState] = useState<{ snapshot?: DashboardSnapshot; live: boolean }>({ live: false });
+  useEffect(() => {
+    const stop = new AbortController();
+    const client = createClient(AnalyticsService, transport);
+    (async () => {
+      while (!stop.signal.aborted) {
+        try {
+          for await (const { snapshot } of client.watchDashboard({}, { signal: stop.signal })) {
+            setState({ snapshot, live: true });
+            await queries.invalidateQueries();
+          }
+        } catch {
+          // Dropped or refused (an expired token is refreshed by the next unary call): poll meanwhile, retry.
+        }
+        if (stop.signal.aborted) break;
+        setState((s) => ({ ...s, live: false }));
+        await new Promise((r) => setTimeout(r, 3_000));
+      }
+    })();
+    return () => stop.abort();
+  }, [transport, queries]);
+  return state;
+}
+
+const monthStart = () => {
+  const d = new Date();
+  return new Date(d.getFullYear(), d.getMonth(), 1);
 };
-const sum = (tips: Tip[], since: Date) =>
-  tips.filter((t) => t.status === TipStatus.SUCCEEDED && t.createdAt && timestampDate(t.createdAt) >= since).reduce((a, t) => a + (t.amount?.amountMinor ?? 0n), 0n);
 
-/** Home: balance (available and held), today and this week, the latest tips arriving live. */
+/** Home: balance (available and held), today, this week and this month, the latest tips arriving live, the earnings charts. */
 export default function Home() {
   const router = useRouter();
-  const balance = useQuery(WalletService.method.getBalance, { currency: "KES" }, { refetchInterval: 3000 });
-  // New tips appear without a reload: the list is asked again every two seconds.
-  const tips = useQuery(PaymentService.method.listTips, { page: { pageSize: 50 } }, { refetchInterval: 2000 });
+  const { t, err } = useT();
+  const { snapshot, live } = useLiveDashboard();
+  const poll = live ? false : 5_000;
+  const balance = useQuery(WalletService.method.getBalance, { currency: "KES" }, { refetchInterval: poll });
+  const tips = useQuery(PaymentService.method.listTips, { page: { pageSize: 10 } }, { refetchInterval: poll });
+  const [range] = useState(() => ({ from: timestampFromDate(monthStart()), to: timestampFromDate(new Date(Date.now() + 86_400_000)) }));
+  const earnings = useQuery(AnalyticsService.method.getWorkerEarnings, { range, currency: "KES" }, { refetchInterval: poll });
   const signOutAll = useMutation(AuthService.method.revokeAllSessions);
   const b = balance.data?.balances[0];
   const list = tips.data?.tips ?? [];
+  const e = earnings.data?.earnings;
   return (
     <>
       <WorkerNav />
-      <h1>Your tips</h1>
-      {balance.error ? <p className="error" role="alert">{plainError(balance.error)}</p> : null}
-      <section aria-label="Balance" className="notice">
-        <div>Available: <strong data-testid="available">{formatMoney(b?.available?.amountMinor ?? 0n)}</strong></div>
-        <div className="muted">Held for withdrawals: {formatMoney(b?.held?.amountMinor ?? 0n)}</div>
-        <div>Today: {formatMoney(sum(list, startOfDay()))} · This week: {formatMoney(sum(list, startOfWeek()))}</div>
+      <h1>{t("yourTips")}</h1>
+      {balance.error ? <p className="error" role="alert">{err(balance.error)}</p> : null}
+      <section aria-label={t("available")} className="notice">
+        <div>{t("available")}: <strong data-testid="available">{formatMoney(b?.available?.amountMinor ?? 0n)}</strong></div>
+        <div className="muted">{t("held")}: {formatMoney(b?.held?.amountMinor ?? 0n)}</div>
+        <div data-testid="periods">
+          {t("today")}: {formatMoney(e?.today?.net?.amountMinor ?? snapshot?.volumeToday?.amountMinor ?? 0n)} · {t("thisWeek")}: {formatMoney(e?.thisWeek?.net?.amountMinor ?? 0n)}
+        </div>
+        <p className="muted" data-testid="live-state">{live ? t("live") : t("liveOff")}</p>
       </section>
-      <h2>Latest tips</h2>
+      <h2>{t("latestTips")}</h2>
       <ul aria-live="polite" data-testid="latest-tips">
-        {list.slice(0, 10).map((t) => (
-          <li key={t.tipId}>
-            <Link href={`/w/tips/${t.tipId}`}>
-              {formatMoney(t.amount?.amountMinor ?? 0n)} · {TipStatus[t.status].toLowerCase().replace(/_/g, " ")}
-              {t.rating ? ` · ${t.rating}★` : ""}
+        {list.map((tip) => (
+          <li key={tip.tipId}>
+            <Link href={`/w/tips/${tip.tipId}`}>
+              {formatMoney(tip.amount?.amountMinor ?? 0n)} · {statusWord(t, tip.status)}
+              {tip.rating ? ` · ${tip.rating}★` : ""}
             </Link>
           </li>
         ))}
-        {list.length === 0 && !tips.isLoading ? <li>No tips yet. Share your QR code!</li> : null}
+        {list.length === 0 && !tips.isLoading ? <li>{t("noTips")}</li> : null}
       </ul>
+      {e ? <EarningsCharts earnings={e} range={range} /> : null}
       <button
         type="button"
         className="secondary"
@@ -61,8 +105,9 @@ export default function Home() {
           router.replace("/w/signin");
         }}
       >
-        Sign out of every device
+        {t("signOutAll")}
       </button>
+      {loadSession() ? null : <p>{t("loading")}</p>}
     </>
   );
 }

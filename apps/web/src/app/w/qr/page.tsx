@@ -4,19 +4,21 @@ import { createClient } from "@connectrpc/connect";
 import { useState } from "react";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { plainError } from "../../../lib/errors";
 import { loadSession } from "../../../lib/session";
 import { WorkerNav } from "../nav";
+import { useT } from "../use-t";
+import type { WorkerKey } from "../../../lib/worker-i18n";
 
-const FORMATS: [ImageFormat, string, string][] = [
+const FORMATS: [ImageFormat, string | WorkerKey, string][] = [
   [ImageFormat.PNG, "PNG", "png"],
   [ImageFormat.SVG, "SVG", "svg"],
-  [ImageFormat.PDF, "Table card (PDF)", "pdf"],
+  [ImageFormat.PDF, "tableCard", "pdf"],
 ];
 
 /** My QR: preview, downloads, a new code, rotate and revoke. */
 export default function MyQr() {
   const transport = useTransport();
+  const { t, err } = useT();
   const [session] = useState(() => loadSession());
   const [error, setError] = useState("");
   const codes = useQuery(QrService.method.listQrCodes, { ownerKind: OwnerKind.WORKER, ownerId: session?.userId ?? "" }, { enabled: !!session });
@@ -28,8 +30,8 @@ export default function MyQr() {
     try {
       await f();
       await codes.refetch();
-    } catch (err) {
-      setError(plainError(err));
+    } catch (x) {
+      setError(err(x));
     }
   };
   const save = (id: string, format: ImageFormat, ext: string) =>
@@ -44,21 +46,21 @@ export default function MyQr() {
   return (
     <>
       <WorkerNav />
-      <h1>My QR code</h1>
+      <h1>{t("myQr")}</h1>
       {error ? <p className="error" role="alert">{error}</p> : null}
       {active.map((c) => (
         <section key={c.qrCodeId} className="notice">
-          <p>Code <strong>{c.shortCode}</strong></p>
-          <p><a href={c.url}>Open my tip page</a></p>
+          <p>{t("code")} <strong>{c.shortCode}</strong></p>
+          <p><a href={c.url}>{t("openTipPage")}</a></p>
           {FORMATS.map(([format, label, ext]) => (
-            <button key={ext} type="button" className="secondary" onClick={() => save(c.qrCodeId, format, ext)}>Download {label}</button>
+            <button key={ext} type="button" className="secondary" onClick={() => save(c.qrCodeId, format, ext)}>{t("download", { what: label === "tableCard" ? t("tableCard") : label })}</button>
           ))}
-          <button type="button" className="secondary" onClick={() => run(() => rotate.mutateAsync({ qrCodeId: c.qrCodeId, idempotencyKey: crypto.randomUUID() }))}>Replace with a new code</button>
-          <button type="button" className="secondary" onClick={() => run(() => revoke.mutateAsync({ qrCodeId: c.qrCodeId, reason: "revoked by the worker" }))}>Switch this code off</button>
+          <button type="button" className="secondary" onClick={() => run(() => rotate.mutateAsync({ qrCodeId: c.qrCodeId, idempotencyKey: crypto.randomUUID() }))}>{t("replace")}</button>
+          <button type="button" className="secondary" onClick={() => run(() => revoke.mutateAsync({ qrCodeId: c.qrCodeId, reason: "revoked by the worker" }))}>{t("switchOff")}</button>
         </section>
       ))}
       {active.length === 0 && session ? (
-        <button type="button" onClick={() => run(() => create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, idempotencyKey: crypto.randomUUID() }))}>Make my QR code</button>
+        <button type="button" onClick={() => run(() => create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session.userId, idempotencyKey: crypto.randomUUID() }))}>{t("makeQr")}</button>
       ) : null}
     </>
   );

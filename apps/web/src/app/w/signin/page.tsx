@@ -4,7 +4,7 @@ import { useRouter } from "next/navigation";
 import { useState, type FormEvent } from "react";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { plainError } from "../../../lib/errors";
+import { useT } from "../use-t";
 import { normaliseKenyanPhone } from "../../../lib/phone";
 import { saveSession } from "../../../lib/session";
 
@@ -13,6 +13,12 @@ type Step = { kind: "phone" } | { kind: "otp"; challengeId: string } | { kind: "
 /** Sign in with the phone's OTP, then the PIN (set at the first sign-in). */
 export default function SignIn() {
   const router = useRouter();
+  const { t, err } = useT();
+  // A venue manager signs in here too (?as=manager) and lands on the venue screens.
+  const [asManager] = useState(() => new URLSearchParams(window.location.search).get("as") === "manager");
+  // Back to where sign-in was asked for (an invitation link), a path on this site only.
+  const [next] = useState(() => new URLSearchParams(window.location.search).get("next") ?? "");
+  const home = next.startsWith("/") && !next.startsWith("//") ? next : asManager ? "/v" : "/w";
   const [step, setStep] = useState<Step>({ kind: "phone" });
   const [error, setError] = useState("");
   const start = useMutation(AuthService.method.startPhoneVerification);
@@ -28,13 +34,13 @@ export default function SignIn() {
     try {
       if (step.kind === "phone") {
         const phone = normaliseKenyanPhone(String(f.get("phone") ?? ""));
-        if (!phone) return setError("Enter a Kenyan mobile number, for example 0712 345 678.");
+        if (!phone) return setError(t("err_phone"));
         const { challengeId } = await start.mutateAsync({ phone });
         setStep({ kind: "otp", challengeId });
       } else if (step.kind === "otp") {
         const otp = String(f.get("otp") ?? "").trim();
-        if (!/^[0-9]{6}$/.test(otp)) return setError("Enter the 6-digit code from the SMS.");
-        const res = await verifyOtp.mutateAsync({ challengeId: step.challengeId, otp, role: Role.WORKER });
+        if (!/^[0-9]{6}$/.test(otp)) return setError(t("err_otp"));
+        const res = await verifyOtp.mutateAsync({ challengeId: step.challengeId, otp, role: asManager ? Role.VENUE_MANAGER : Role.WORKER });
         if (res.pinRequired) setStep({ kind: "pin", pinSessionId: res.pinSessionId });
         else if (res.tokens) {
           saveSession(res.tokens);
@@ -42,51 +48,51 @@ export default function SignIn() {
         }
       } else if (step.kind === "pin") {
         const pin = String(f.get("pin") ?? "");
-        if (!/^[0-9]{4,6}$/.test(pin)) return setError("Your PIN is 4 to 6 digits.");
+        if (!/^[0-9]{4,6}$/.test(pin)) return setError(t("err_pin"));
         const { tokens } = await verifyPin.mutateAsync({ pinSessionId: step.pinSessionId, pin });
         saveSession(tokens!);
-        router.replace("/w");
+        router.replace(home);
       } else {
         const pin = String(f.get("pin") ?? "");
-        if (!/^[0-9]{4,6}$/.test(pin)) return setError("Choose a PIN of 4 to 6 digits.");
-        if (pin !== String(f.get("pin2") ?? "")) return setError("The two PINs are not the same.");
+        if (!/^[0-9]{4,6}$/.test(pin)) return setError(t("err_newPin"));
+        if (pin !== String(f.get("pin2") ?? "")) return setError(t("err_pinsDiffer"));
         await setPin.mutateAsync({ pin });
-        router.replace("/w");
+        router.replace(home);
       }
-    } catch (err) {
-      setError(plainError(err));
+    } catch (x) {
+      setError(err(x));
     }
   };
 
   return (
     <form onSubmit={submit} noValidate>
-      <h1>Sign in</h1>
+      <h1>{t("signIn")}</h1>
       {step.kind === "phone" ? (
         <>
-          <label className="field" htmlFor="phone">Your phone number</label>
+          <label className="field" htmlFor="phone">{t("yourPhone")}</label>
           <input id="phone" name="phone" type="tel" autoComplete="tel" inputMode="tel" placeholder="0712 345 678" />
         </>
       ) : step.kind === "otp" ? (
         <>
-          <label className="field" htmlFor="otp">The 6-digit code we sent by SMS</label>
+          <label className="field" htmlFor="otp">{t("otpLabel")}</label>
           <input id="otp" name="otp" type="text" inputMode="numeric" autoComplete="one-time-code" maxLength={6} />
         </>
       ) : step.kind === "pin" ? (
         <>
-          <label className="field" htmlFor="pin">Your PIN</label>
+          <label className="field" htmlFor="pin">{t("pinLabel")}</label>
           <input id="pin" name="pin" type="password" inputMode="numeric" autoComplete="current-password" maxLength={6} />
         </>
       ) : (
         <>
-          <p>Choose a PIN: you will use it each time you sign in.</p>
-          <label className="field" htmlFor="pin">New PIN (4 to 6 digits)</label>
+          <p>{t("choosePin")}</p>
+          <label className="field" htmlFor="pin">{t("newPin")}</label>
           <input id="pin" name="pin" type="password" inputMode="numeric" autoComplete="new-password" maxLength={6} />
-          <label className="field" htmlFor="pin2">The same PIN again</label>
+          <label className="field" htmlFor="pin2">{t("samePin")}</label>
           <input id="pin2" name="pin2" type="password" inputMode="numeric" autoComplete="new-password" maxLength={6} />
         </>
       )}
       {error ? <p className="error" role="alert">{error}</p> : null}
-      <button type="submit" disabled={busy}>{step.kind === "phone" ? "Send me a code" : "Continue"}</button>
+      <button type="submit" disabled={busy}>{step.kind === "phone" ? t("sendCode") : t("continue")}</button>
     </form>
   );
 }

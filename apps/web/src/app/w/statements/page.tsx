@@ -3,40 +3,43 @@ import { useTransport } from "@connectrpc/connect-query";
 import { createClient } from "@connectrpc/connect";
 import { useState } from "react";
 import { StatementFormat, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { plainError } from "../../../lib/errors";
+import { saveBytes } from "../../../lib/download";
+import { statementPdf } from "../../../lib/statement-pdf";
 import { WorkerNav } from "../nav";
+import { useT } from "../use-t";
 
-/** Monthly statements as CSV (what the wallet service produces). */
+/** Monthly statements as CSV (the wallet's) and PDF (made from the same rows). */
 export default function Statements() {
   const transport = useTransport();
+  const { t, err } = useT();
   const now = new Date();
   const [month, setMonth] = useState(`${now.getFullYear()}-${String(now.getMonth() + 1).padStart(2, "0")}`);
   const [error, setError] = useState("");
-  const download = async () => {
+  const download = async (format: "csv" | "pdf") => {
     setError("");
     const [year, m] = month.split("-").map(Number);
     try {
-      const res = await createClient(WalletService, transport).getStatement({ year, month: m, currency: "KES", format: StatementFormat.CSV });
-      const url = URL.createObjectURL(new Blob([res.csv as BlobPart], { type: "text/csv" }));
-      const a = document.createElement("a");
-      a.href = url;
-      a.download = `ttip-statement-${month}.csv`;
-      document.body.append(a);
-      a.click();
-      a.remove();
-      setTimeout(() => URL.revokeObjectURL(url), 10_000);
-    } catch (err) {
-      setError(plainError(err));
+      const wallet = createClient(WalletService, transport);
+      if (format === "csv") {
+        const res = await wallet.getStatement({ year, month: m, currency: "KES", format: StatementFormat.CSV });
+        saveBytes(res.csv, "text/csv", `ttip-statement-${month}.csv`);
+      } else {
+        const res = await wallet.getStatement({ year, month: m, currency: "KES", format: StatementFormat.ROWS });
+        saveBytes(statementPdf(res, month, t), "application/pdf", `ttip-statement-${month}.pdf`);
+      }
+    } catch (x) {
+      setError(err(x));
     }
   };
   return (
     <>
       <WorkerNav />
-      <h1>Statements</h1>
-      <label className="field" htmlFor="month">Month</label>
+      <h1>{t("statements")}</h1>
+      <label className="field" htmlFor="month">{t("month")}</label>
       <input id="month" type="month" value={month} onChange={(e) => setMonth(e.target.value)} />
       {error ? <p className="error" role="alert">{error}</p> : null}
-      <button type="button" onClick={download}>Download CSV</button>
+      <button type="button" onClick={() => download("csv")}>{t("downloadCsv")}</button>
+      <button type="button" className="secondary" onClick={() => download("pdf")}>{t("downloadPdf")}</button>
     </>
   );
 }

@@ -7,26 +7,30 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { loadDeviceKey, newDeviceKey, saveDeviceKey, signChallenge } from "../../../lib/device-key";
-import { plainError } from "../../../lib/errors";
+import { checkWithdrawal } from "../../../lib/forms";
 import { formatMoney, parseWholeUnits } from "../../../lib/money";
-import { normaliseKenyanPhone } from "../../../lib/phone";
 import { loadSession } from "../../../lib/session";
+import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
+import { useT } from "../use-t";
+import { payoutWord } from "../words";
 
-const LIMITS: Partial<Record<LimitKind, string>> = {
-  [LimitKind.PER_TRANSACTION]: "Per withdrawal",
-  [LimitKind.DAILY]: "Today",
-  [LimitKind.MONTHLY]: "This month",
-  [LimitKind.MPESA_PER_TRANSACTION]: "M-Pesa per transaction",
+const LIMITS: Partial<Record<LimitKind, WorkerKey>> = {
+  [LimitKind.PER_TRANSACTION]: "limitPer",
+  [LimitKind.DAILY]: "limitDay",
+  [LimitKind.MONTHLY]: "limitMonth",
+  [LimitKind.MPESA_PER_TRANSACTION]: "limitMpesa",
 };
 const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
 
 /**
- * Withdraw to M-Pesa. The step-up is this browser's device key: made once
- * (WebCrypto, not extractable, kept in IndexedDB) and registered with auth
- * after the PIN sign-in; each payout signs a fresh challenge.
+ * Withdraw to M-Pesa. M-Pesa's fee is quoted as the amount is typed. The
+ * step-up is this browser's device key: made once (WebCrypto, not
+ * extractable, kept in IndexedDB) and registered with auth after the PIN
+ * sign-in; each payout signs a fresh challenge.
  */
 export default function Withdraw() {
+  const { t, err } = useT();
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" });
   const limits = useQuery(WalletService.method.getWithdrawalLimits, { currency: "KES" });
   const register = useMutation(AuthService.method.registerDevice);
@@ -36,7 +40,10 @@ export default function Withdraw() {
   const [key] = useState(() => crypto.randomUUID());
   const [error, setError] = useState("");
   const [step, setStep] = useState("");
+  const [typed, setTyped] = useState("");
   const [payoutId, setPayoutId] = useState("");
+  const typedMinor = parseWholeUnits(typed);
+  const fee = useQuery(WalletService.method.quoteWithdrawalFee, { amount: { amountMinor: typedMinor ?? 0n, currency: "KES" } }, { enabled: !!typedMinor });
   const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
     enabled: payoutId !== "",
     refetchInterval: (q) => (q.state.data?.payout && FINAL.has(q.state.data.payout.status) ? false : 1000),
@@ -46,33 +53,30 @@ export default function Withdraw() {
     e.preventDefault();
     setError("");
     const form = new FormData(e.currentTarget);
-    const amount = parseWholeUnits(String(form.get("amount") ?? ""));
-    if (!amount) return setError("Enter whole shillings, from 1 to 250,000.");
-    const typed = String(form.get("phone") ?? "").trim();
-    const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
-    if (mpesaPhone === undefined) return setError("Enter a Kenyan M-Pesa number, for example 0712 345 678, or leave it empty for your payout number.");
+    const checked = checkWithdrawal(String(form.get("amount") ?? ""), String(form.get("phone") ?? ""));
+    if (!checked.ok) return setError(t(checked.problem as WorkerKey));
     const session = loadSession();
-    if (!session) return setError("Your session has ended. Please sign in again.");
+    if (!session) return setError(t("err_session"));
     try {
       let device = await loadDeviceKey(session.userId);
       if (!device) {
-        setStep("Setting up this device's key…");
+        setStep(t("stepKey"));
         const made = await newDeviceKey();
         const { device: registered } = await register.mutateAsync({ name: navigator.userAgent.slice(0, 60) || "browser", publicKeyJwk: made.publicJwk });
         device = { deviceId: registered!.deviceId, privateKey: made.privateKey };
         await saveDeviceKey(session.userId, device);
       }
-      setStep("Confirming with this device's key…");
+      setStep(t("stepConfirm"));
       const c = await challenge.mutateAsync({ deviceId: device.deviceId, purpose: "payout" });
       const signature = await signChallenge(device.privateKey, c.challenge);
       const { stepUpToken } = await verify.mutateAsync({ challengeId: c.challengeId, signature });
-      setStep("Sending to M-Pesa…");
-      const res = await payout.mutateAsync({ idempotencyKey: key, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken });
+      setStep(t("stepSend"));
+      const res = await payout.mutateAsync({ idempotencyKey: key, amount: { amountMinor: checked.value.amountMinor, currency: "KES" }, mpesaPhone: checked.value.mpesaPhone, stepUpToken });
       setPayoutId(res.payout!.payoutId);
       setStep("");
-    } catch (err) {
+    } catch (x) {
       setStep("");
-      setError(plainError(err));
+      setError(err(x));
     }
   };
 
@@ -81,33 +85,36 @@ export default function Withdraw() {
   return (
     <>
       <WorkerNav />
-      <h1>Withdraw to M-Pesa</h1>
-      <p>Available: <strong>{formatMoney(available)}</strong></p>
+      <h1>{t("withdrawTitle")}</h1>
+      <p>{t("available")}: <strong>{formatMoney(available)}</strong></p>
       {limits.data ? (
         <table aria-label="Limits">
           <tbody>
             {limits.data.limits.map((l) => (
-              <tr key={l.kind}><th>{LIMITS[l.kind] ?? "Limit"}</th><td>{formatMoney(l.remaining?.amountMinor ?? 0n)} left of {formatMoney(l.limit?.amountMinor ?? 0n)}</td></tr>
+              <tr key={l.kind}><th>{t(LIMITS[l.kind] ?? "limitOther")}</th><td>{t("leftOf", { left: formatMoney(l.remaining?.amountMinor ?? 0n), limit: formatMoney(l.limit?.amountMinor ?? 0n) })}</td></tr>
             ))}
           </tbody>
         </table>
       ) : null}
       {payoutId ? (
         <section role="status" aria-live="polite" className="notice">
-          <p>Withdrawal of {formatMoney(p?.amount?.amountMinor ?? 0n)} to {p?.recipientPhoneMasked}: <strong data-testid="payout-status">{p ? PayoutStatus[p.status].toLowerCase().replace(/_/g, " ") : "sent"}</strong></p>
-          {p?.transferFee ? <p className="muted">M-Pesa fee {formatMoney(p.transferFee.amountMinor)}</p> : null}
+          <p>{t("withdrawal", { amount: formatMoney(p?.amount?.amountMinor ?? 0n), phone: p?.recipientPhoneMasked ?? "" })} <strong data-testid="payout-status">{p ? payoutWord(t, p.status) : t("ps_other")}</strong></p>
+          {p?.transferFee ? <p className="muted">{t("mpesaFee", { fee: formatMoney(p.transferFee.amountMinor) })}</p> : null}
           {p?.resultMessage ? <p>{p.resultMessage}</p> : null}
-          {p?.mpesaReceipt ? <p>M-Pesa receipt {p.mpesaReceipt}</p> : null}
+          {p?.mpesaReceipt ? <p>{t("mpesaReceipt")} {p.mpesaReceipt}</p> : null}
         </section>
       ) : (
         <form onSubmit={submit} noValidate>
-          <label className="field" htmlFor="amount">Amount (KES, whole shillings)</label>
-          <input id="amount" name="amount" type="text" inputMode="numeric" autoComplete="off" />
-          <label className="field" htmlFor="phone">M-Pesa number (empty: your payout number)</label>
+          <label className="field" htmlFor="amount">{t("amountLabel")}</label>
+          <input id="amount" name="amount" type="text" inputMode="numeric" autoComplete="off" value={typed} onChange={(e) => setTyped(e.target.value)} />
+          {typedMinor && fee.data?.fee ? (
+            <p className="muted" data-testid="withdraw-fee" aria-live="polite">{t("feeQuote", { amount: formatMoney(typedMinor), fee: formatMoney(fee.data.fee.amountMinor) })}</p>
+          ) : null}
+          <label className="field" htmlFor="phone">{t("mpesaNumber")}</label>
           <input id="phone" name="phone" type="tel" inputMode="tel" autoComplete="tel" />
           {step ? <p role="status">{step}</p> : null}
           {error ? <p className="error" role="alert">{error}</p> : null}
-          <button type="submit" disabled={step !== ""}>Withdraw</button>
+          <button type="submit" disabled={step !== ""}>{t("withdraw")}</button>
         </form>
       )}
     </>

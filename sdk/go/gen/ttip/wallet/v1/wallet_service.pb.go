@@ -541,6 +541,103 @@ func (x *QuoteFeesResponse) GetQuote() *FeeQuote {
 	return nil
 }
 
+type QuoteWithdrawalFeeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Amount        *v1.Money              `protobuf:"bytes,1,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QuoteWithdrawalFeeRequest) Reset() {
+	*x = QuoteWithdrawalFeeRequest{}
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuoteWithdrawalFeeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuoteWithdrawalFeeRequest) ProtoMessage() {}
+
+func (x *QuoteWithdrawalFeeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuoteWithdrawalFeeRequest.ProtoReflect.Descriptor instead.
+func (*QuoteWithdrawalFeeRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *QuoteWithdrawalFeeRequest) GetAmount() *v1.Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+type QuoteWithdrawalFeeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// M-Pesa's fee; paid by the platform from its fee revenue, so the worker receives the whole amount.
+	Fee                *v1.Money `protobuf:"bytes,1,opt,name=fee,proto3" json:"fee,omitempty"`
+	FeeScheduleVersion int32     `protobuf:"varint,2,opt,name=fee_schedule_version,json=feeScheduleVersion,proto3" json:"fee_schedule_version,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *QuoteWithdrawalFeeResponse) Reset() {
+	*x = QuoteWithdrawalFeeResponse{}
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QuoteWithdrawalFeeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QuoteWithdrawalFeeResponse) ProtoMessage() {}
+
+func (x *QuoteWithdrawalFeeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QuoteWithdrawalFeeResponse.ProtoReflect.Descriptor instead.
+func (*QuoteWithdrawalFeeResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *QuoteWithdrawalFeeResponse) GetFee() *v1.Money {
+	if x != nil {
+		return x.Fee
+	}
+	return nil
+}
+
+func (x *QuoteWithdrawalFeeResponse) GetFeeScheduleVersion() int32 {
+	if x != nil {
+		return x.FeeScheduleVersion
+	}
+	return 0
+}
+
 type GetWithdrawalLimitsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Currency      string                 `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
@@ -550,7 +647,7 @@ type GetWithdrawalLimitsRequest struct {
 
 func (x *GetWithdrawalLimitsRequest) Reset() {
 	*x = GetWithdrawalLimitsRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[8]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -562,7 +659,7 @@ func (x *GetWithdrawalLimitsRequest) String() string {
 func (*GetWithdrawalLimitsRequest) ProtoMessage() {}
 
 func (x *GetWithdrawalLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[8]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -575,7 +672,7 @@ func (x *GetWithdrawalLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWithdrawalLimitsRequest.ProtoReflect.Descriptor instead.
 func (*GetWithdrawalLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{8}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetWithdrawalLimitsRequest) GetCurrency() string {
@@ -595,7 +692,7 @@ type GetWithdrawalLimitsResponse struct {
 
 func (x *GetWithdrawalLimitsResponse) Reset() {
 	*x = GetWithdrawalLimitsResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[9]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -607,7 +704,7 @@ func (x *GetWithdrawalLimitsResponse) String() string {
 func (*GetWithdrawalLimitsResponse) ProtoMessage() {}
 
 func (x *GetWithdrawalLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[9]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -620,7 +717,7 @@ func (x *GetWithdrawalLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWithdrawalLimitsResponse.ProtoReflect.Descriptor instead.
 func (*GetWithdrawalLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{9}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetWithdrawalLimitsResponse) GetTier() UserTier {
@@ -647,7 +744,7 @@ type GetTrialBalanceRequest struct {
 
 func (x *GetTrialBalanceRequest) Reset() {
 	*x = GetTrialBalanceRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[10]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -659,7 +756,7 @@ func (x *GetTrialBalanceRequest) String() string {
 func (*GetTrialBalanceRequest) ProtoMessage() {}
 
 func (x *GetTrialBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[10]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -672,7 +769,7 @@ func (x *GetTrialBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrialBalanceRequest.ProtoReflect.Descriptor instead.
 func (*GetTrialBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{10}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetTrialBalanceRequest) GetAsOf() *timestamppb.Timestamp {
@@ -693,7 +790,7 @@ type GetTrialBalanceResponse struct {
 
 func (x *GetTrialBalanceResponse) Reset() {
 	*x = GetTrialBalanceResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[11]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +802,7 @@ func (x *GetTrialBalanceResponse) String() string {
 func (*GetTrialBalanceResponse) ProtoMessage() {}
 
 func (x *GetTrialBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[11]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +815,7 @@ func (x *GetTrialBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTrialBalanceResponse.ProtoReflect.Descriptor instead.
 func (*GetTrialBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{11}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetTrialBalanceResponse) GetLines() []*TrialBalanceLine {
@@ -744,7 +841,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[12]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -756,7 +853,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[12]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -769,7 +866,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{12}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetAccountRequest) GetAccountId() string {
@@ -789,7 +886,7 @@ type GetAccountResponse struct {
 
 func (x *GetAccountResponse) Reset() {
 	*x = GetAccountResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[13]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -801,7 +898,7 @@ func (x *GetAccountResponse) String() string {
 func (*GetAccountResponse) ProtoMessage() {}
 
 func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[13]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -814,7 +911,7 @@ func (x *GetAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountResponse.ProtoReflect.Descriptor instead.
 func (*GetAccountResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{13}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetAccountResponse) GetAccount() *Account {
@@ -842,7 +939,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[14]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +951,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[14]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +964,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{14}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListAccountsRequest) GetPage() *v1.PageRequest {
@@ -901,7 +998,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[15]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1010,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[15]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1023,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{15}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*Account {
@@ -952,7 +1049,7 @@ type GetJournalEntryRequest struct {
 
 func (x *GetJournalEntryRequest) Reset() {
 	*x = GetJournalEntryRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[16]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -964,7 +1061,7 @@ func (x *GetJournalEntryRequest) String() string {
 func (*GetJournalEntryRequest) ProtoMessage() {}
 
 func (x *GetJournalEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[16]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -977,7 +1074,7 @@ func (x *GetJournalEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJournalEntryRequest.ProtoReflect.Descriptor instead.
 func (*GetJournalEntryRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{16}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetJournalEntryRequest) GetEntryId() string {
@@ -996,7 +1093,7 @@ type GetJournalEntryResponse struct {
 
 func (x *GetJournalEntryResponse) Reset() {
 	*x = GetJournalEntryResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[17]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1105,7 @@ func (x *GetJournalEntryResponse) String() string {
 func (*GetJournalEntryResponse) ProtoMessage() {}
 
 func (x *GetJournalEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[17]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1118,7 @@ func (x *GetJournalEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJournalEntryResponse.ProtoReflect.Descriptor instead.
 func (*GetJournalEntryResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{17}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetJournalEntryResponse) GetEntry() *JournalEntry {
@@ -1042,7 +1139,7 @@ type ReverseEntryRequest struct {
 
 func (x *ReverseEntryRequest) Reset() {
 	*x = ReverseEntryRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[18]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1054,7 +1151,7 @@ func (x *ReverseEntryRequest) String() string {
 func (*ReverseEntryRequest) ProtoMessage() {}
 
 func (x *ReverseEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[18]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1067,7 +1164,7 @@ func (x *ReverseEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseEntryRequest.ProtoReflect.Descriptor instead.
 func (*ReverseEntryRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{18}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReverseEntryRequest) GetEntryId() string {
@@ -1100,7 +1197,7 @@ type ReverseEntryResponse struct {
 
 func (x *ReverseEntryResponse) Reset() {
 	*x = ReverseEntryResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[19]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1209,7 @@ func (x *ReverseEntryResponse) String() string {
 func (*ReverseEntryResponse) ProtoMessage() {}
 
 func (x *ReverseEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[19]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1222,7 @@ func (x *ReverseEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReverseEntryResponse.ProtoReflect.Descriptor instead.
 func (*ReverseEntryResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{19}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReverseEntryResponse) GetReversal() *JournalEntry {
@@ -1145,7 +1242,7 @@ type CreateFeeScheduleRequest struct {
 
 func (x *CreateFeeScheduleRequest) Reset() {
 	*x = CreateFeeScheduleRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[20]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1157,7 +1254,7 @@ func (x *CreateFeeScheduleRequest) String() string {
 func (*CreateFeeScheduleRequest) ProtoMessage() {}
 
 func (x *CreateFeeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[20]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1170,7 +1267,7 @@ func (x *CreateFeeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFeeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*CreateFeeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{20}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CreateFeeScheduleRequest) GetSchedule() *FeeSchedule {
@@ -1196,7 +1293,7 @@ type CreateFeeScheduleResponse struct {
 
 func (x *CreateFeeScheduleResponse) Reset() {
 	*x = CreateFeeScheduleResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[21]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1305,7 @@ func (x *CreateFeeScheduleResponse) String() string {
 func (*CreateFeeScheduleResponse) ProtoMessage() {}
 
 func (x *CreateFeeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[21]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1318,7 @@ func (x *CreateFeeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateFeeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*CreateFeeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{21}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CreateFeeScheduleResponse) GetSchedule() *FeeSchedule {
@@ -1240,7 +1337,7 @@ type ListFeeSchedulesRequest struct {
 
 func (x *ListFeeSchedulesRequest) Reset() {
 	*x = ListFeeSchedulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[22]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1349,7 @@ func (x *ListFeeSchedulesRequest) String() string {
 func (*ListFeeSchedulesRequest) ProtoMessage() {}
 
 func (x *ListFeeSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[22]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1362,7 @@ func (x *ListFeeSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeeSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListFeeSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{22}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListFeeSchedulesRequest) GetCurrency() string {
@@ -1284,7 +1381,7 @@ type ListFeeSchedulesResponse struct {
 
 func (x *ListFeeSchedulesResponse) Reset() {
 	*x = ListFeeSchedulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[23]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1296,7 +1393,7 @@ func (x *ListFeeSchedulesResponse) String() string {
 func (*ListFeeSchedulesResponse) ProtoMessage() {}
 
 func (x *ListFeeSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[23]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1309,7 +1406,7 @@ func (x *ListFeeSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFeeSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListFeeSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{23}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListFeeSchedulesResponse) GetSchedules() []*FeeSchedule {
@@ -1331,7 +1428,7 @@ type SetTierLimitsRequest struct {
 
 func (x *SetTierLimitsRequest) Reset() {
 	*x = SetTierLimitsRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[24]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1440,7 @@ func (x *SetTierLimitsRequest) String() string {
 func (*SetTierLimitsRequest) ProtoMessage() {}
 
 func (x *SetTierLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[24]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1453,7 @@ func (x *SetTierLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTierLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetTierLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{24}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetTierLimitsRequest) GetTier() UserTier {
@@ -1396,7 +1493,7 @@ type SetTierLimitsResponse struct {
 
 func (x *SetTierLimitsResponse) Reset() {
 	*x = SetTierLimitsResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[25]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1505,7 @@ func (x *SetTierLimitsResponse) String() string {
 func (*SetTierLimitsResponse) ProtoMessage() {}
 
 func (x *SetTierLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[25]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1518,7 @@ func (x *SetTierLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTierLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetTierLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{25}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetTierLimitsResponse) GetLimits() []*WithdrawalLimit {
@@ -1442,7 +1539,7 @@ type SetSettlementModeRequest struct {
 
 func (x *SetSettlementModeRequest) Reset() {
 	*x = SetSettlementModeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +1551,7 @@ func (x *SetSettlementModeRequest) String() string {
 func (*SetSettlementModeRequest) ProtoMessage() {}
 
 func (x *SetSettlementModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +1564,7 @@ func (x *SetSettlementModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettlementModeRequest.ProtoReflect.Descriptor instead.
 func (*SetSettlementModeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetSettlementModeRequest) GetOwnerKind() OwnerKind {
@@ -1500,7 +1597,7 @@ type SetSettlementModeResponse struct {
 
 func (x *SetSettlementModeResponse) Reset() {
 	*x = SetSettlementModeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1609,7 @@ func (x *SetSettlementModeResponse) String() string {
 func (*SetSettlementModeResponse) ProtoMessage() {}
 
 func (x *SetSettlementModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1622,7 @@ func (x *SetSettlementModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettlementModeResponse.ProtoReflect.Descriptor instead.
 func (*SetSettlementModeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetSettlementModeResponse) GetMode() SettlementMode {
@@ -1547,7 +1644,7 @@ type EnsureAccountRequest struct {
 
 func (x *EnsureAccountRequest) Reset() {
 	*x = EnsureAccountRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1559,7 +1656,7 @@ func (x *EnsureAccountRequest) String() string {
 func (*EnsureAccountRequest) ProtoMessage() {}
 
 func (x *EnsureAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1572,7 +1669,7 @@ func (x *EnsureAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureAccountRequest.ProtoReflect.Descriptor instead.
 func (*EnsureAccountRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *EnsureAccountRequest) GetKind() AccountKind {
@@ -1612,7 +1709,7 @@ type EnsureAccountResponse struct {
 
 func (x *EnsureAccountResponse) Reset() {
 	*x = EnsureAccountResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1721,7 @@ func (x *EnsureAccountResponse) String() string {
 func (*EnsureAccountResponse) ProtoMessage() {}
 
 func (x *EnsureAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1734,7 @@ func (x *EnsureAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureAccountResponse.ProtoReflect.Descriptor instead.
 func (*EnsureAccountResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *EnsureAccountResponse) GetAccount() *Account {
@@ -1663,7 +1760,7 @@ type PostEntryRequest struct {
 
 func (x *PostEntryRequest) Reset() {
 	*x = PostEntryRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1772,7 @@ func (x *PostEntryRequest) String() string {
 func (*PostEntryRequest) ProtoMessage() {}
 
 func (x *PostEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1785,7 @@ func (x *PostEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostEntryRequest.ProtoReflect.Descriptor instead.
 func (*PostEntryRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PostEntryRequest) GetIdempotencyKey() string {
@@ -1744,7 +1841,7 @@ type PostEntryResponse struct {
 
 func (x *PostEntryResponse) Reset() {
 	*x = PostEntryResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1853,7 @@ func (x *PostEntryResponse) String() string {
 func (*PostEntryResponse) ProtoMessage() {}
 
 func (x *PostEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1866,7 @@ func (x *PostEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostEntryResponse.ProtoReflect.Descriptor instead.
 func (*PostEntryResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *PostEntryResponse) GetEntry() *JournalEntry {
@@ -1798,7 +1895,7 @@ type PlaceHoldRequest struct {
 
 func (x *PlaceHoldRequest) Reset() {
 	*x = PlaceHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1907,7 @@ func (x *PlaceHoldRequest) String() string {
 func (*PlaceHoldRequest) ProtoMessage() {}
 
 func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1920,7 @@ func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldRequest.ProtoReflect.Descriptor instead.
 func (*PlaceHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PlaceHoldRequest) GetAccountId() string {
@@ -1864,7 +1961,7 @@ type PlaceHoldResponse struct {
 
 func (x *PlaceHoldResponse) Reset() {
 	*x = PlaceHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1973,7 @@ func (x *PlaceHoldResponse) String() string {
 func (*PlaceHoldResponse) ProtoMessage() {}
 
 func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1986,7 @@ func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldResponse.ProtoReflect.Descriptor instead.
 func (*PlaceHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PlaceHoldResponse) GetHold() *Hold {
@@ -1920,7 +2017,7 @@ type SettleHoldRequest struct {
 
 func (x *SettleHoldRequest) Reset() {
 	*x = SettleHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1932,7 +2029,7 @@ func (x *SettleHoldRequest) String() string {
 func (*SettleHoldRequest) ProtoMessage() {}
 
 func (x *SettleHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1945,7 +2042,7 @@ func (x *SettleHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleHoldRequest.ProtoReflect.Descriptor instead.
 func (*SettleHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *SettleHoldRequest) GetHoldId() string {
@@ -1979,7 +2076,7 @@ type SettleHoldResponse struct {
 
 func (x *SettleHoldResponse) Reset() {
 	*x = SettleHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1991,7 +2088,7 @@ func (x *SettleHoldResponse) String() string {
 func (*SettleHoldResponse) ProtoMessage() {}
 
 func (x *SettleHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2004,7 +2101,7 @@ func (x *SettleHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleHoldResponse.ProtoReflect.Descriptor instead.
 func (*SettleHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SettleHoldResponse) GetHold() *Hold {
@@ -2031,7 +2128,7 @@ type ReleaseHoldRequest struct {
 
 func (x *ReleaseHoldRequest) Reset() {
 	*x = ReleaseHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2140,7 @@ func (x *ReleaseHoldRequest) String() string {
 func (*ReleaseHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2153,7 @@ func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ReleaseHoldRequest) GetHoldId() string {
@@ -2082,7 +2179,7 @@ type ReleaseHoldResponse struct {
 
 func (x *ReleaseHoldResponse) Reset() {
 	*x = ReleaseHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2094,7 +2191,7 @@ func (x *ReleaseHoldResponse) String() string {
 func (*ReleaseHoldResponse) ProtoMessage() {}
 
 func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2107,7 +2204,7 @@ func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReleaseHoldResponse) GetHold() *Hold {
@@ -2129,7 +2226,7 @@ type QuoteTipFeesRequest struct {
 
 func (x *QuoteTipFeesRequest) Reset() {
 	*x = QuoteTipFeesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2238,7 @@ func (x *QuoteTipFeesRequest) String() string {
 func (*QuoteTipFeesRequest) ProtoMessage() {}
 
 func (x *QuoteTipFeesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2251,7 @@ func (x *QuoteTipFeesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteTipFeesRequest.ProtoReflect.Descriptor instead.
 func (*QuoteTipFeesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *QuoteTipFeesRequest) GetAmount() *v1.Money {
@@ -2194,7 +2291,7 @@ type QuoteTipFeesResponse struct {
 
 func (x *QuoteTipFeesResponse) Reset() {
 	*x = QuoteTipFeesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2303,7 @@ func (x *QuoteTipFeesResponse) String() string {
 func (*QuoteTipFeesResponse) ProtoMessage() {}
 
 func (x *QuoteTipFeesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2316,7 @@ func (x *QuoteTipFeesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteTipFeesResponse.ProtoReflect.Descriptor instead.
 func (*QuoteTipFeesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *QuoteTipFeesResponse) GetQuote() *FeeQuote {
@@ -2239,7 +2336,7 @@ type ConvertAmountRequest struct {
 
 func (x *ConvertAmountRequest) Reset() {
 	*x = ConvertAmountRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2348,7 @@ func (x *ConvertAmountRequest) String() string {
 func (*ConvertAmountRequest) ProtoMessage() {}
 
 func (x *ConvertAmountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2361,7 @@ func (x *ConvertAmountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertAmountRequest.ProtoReflect.Descriptor instead.
 func (*ConvertAmountRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ConvertAmountRequest) GetAmount() *v1.Money {
@@ -2290,7 +2387,7 @@ type ConvertAmountResponse struct {
 
 func (x *ConvertAmountResponse) Reset() {
 	*x = ConvertAmountResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2399,7 @@ func (x *ConvertAmountResponse) String() string {
 func (*ConvertAmountResponse) ProtoMessage() {}
 
 func (x *ConvertAmountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2412,7 @@ func (x *ConvertAmountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertAmountResponse.ProtoReflect.Descriptor instead.
 func (*ConvertAmountResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ConvertAmountResponse) GetConversion() *FxConversion {
@@ -2336,7 +2433,7 @@ type SetPoolRulesRequest struct {
 
 func (x *SetPoolRulesRequest) Reset() {
 	*x = SetPoolRulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2445,7 @@ func (x *SetPoolRulesRequest) String() string {
 func (*SetPoolRulesRequest) ProtoMessage() {}
 
 func (x *SetPoolRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2458,7 @@ func (x *SetPoolRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolRulesRequest.ProtoReflect.Descriptor instead.
 func (*SetPoolRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SetPoolRulesRequest) GetVenueId() string {
@@ -2394,7 +2491,7 @@ type SetPoolRulesResponse struct {
 
 func (x *SetPoolRulesResponse) Reset() {
 	*x = SetPoolRulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2406,7 +2503,7 @@ func (x *SetPoolRulesResponse) String() string {
 func (*SetPoolRulesResponse) ProtoMessage() {}
 
 func (x *SetPoolRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2419,7 +2516,7 @@ func (x *SetPoolRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolRulesResponse.ProtoReflect.Descriptor instead.
 func (*SetPoolRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *SetPoolRulesResponse) GetRules() *PoolRules {
@@ -2438,7 +2535,7 @@ type GetPoolRulesRequest struct {
 
 func (x *GetPoolRulesRequest) Reset() {
 	*x = GetPoolRulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2450,7 +2547,7 @@ func (x *GetPoolRulesRequest) String() string {
 func (*GetPoolRulesRequest) ProtoMessage() {}
 
 func (x *GetPoolRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2463,7 +2560,7 @@ func (x *GetPoolRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetPoolRulesRequest) GetVenueId() string {
@@ -2482,7 +2579,7 @@ type GetPoolRulesResponse struct {
 
 func (x *GetPoolRulesResponse) Reset() {
 	*x = GetPoolRulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2591,7 @@ func (x *GetPoolRulesResponse) String() string {
 func (*GetPoolRulesResponse) ProtoMessage() {}
 
 func (x *GetPoolRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2604,7 @@ func (x *GetPoolRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRulesResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetPoolRulesResponse) GetRules() *PoolRules {
@@ -2528,7 +2625,7 @@ type DistributePoolRequest struct {
 
 func (x *DistributePoolRequest) Reset() {
 	*x = DistributePoolRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2637,7 @@ func (x *DistributePoolRequest) String() string {
 func (*DistributePoolRequest) ProtoMessage() {}
 
 func (x *DistributePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2650,7 @@ func (x *DistributePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributePoolRequest.ProtoReflect.Descriptor instead.
 func (*DistributePoolRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *DistributePoolRequest) GetVenueId() string {
@@ -2588,7 +2685,7 @@ type DistributePoolResponse struct {
 
 func (x *DistributePoolResponse) Reset() {
 	*x = DistributePoolResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2600,7 +2697,7 @@ func (x *DistributePoolResponse) String() string {
 func (*DistributePoolResponse) ProtoMessage() {}
 
 func (x *DistributePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2613,7 +2710,7 @@ func (x *DistributePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributePoolResponse.ProtoReflect.Descriptor instead.
 func (*DistributePoolResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *DistributePoolResponse) GetEntry() *JournalEntry {
@@ -2640,7 +2737,7 @@ type GetSettlementModeRequest struct {
 
 func (x *GetSettlementModeRequest) Reset() {
 	*x = GetSettlementModeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2652,7 +2749,7 @@ func (x *GetSettlementModeRequest) String() string {
 func (*GetSettlementModeRequest) ProtoMessage() {}
 
 func (x *GetSettlementModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2665,7 +2762,7 @@ func (x *GetSettlementModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModeRequest.ProtoReflect.Descriptor instead.
 func (*GetSettlementModeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetSettlementModeRequest) GetOwnerKind() OwnerKind {
@@ -2691,7 +2788,7 @@ type GetSettlementModeResponse struct {
 
 func (x *GetSettlementModeResponse) Reset() {
 	*x = GetSettlementModeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2703,7 +2800,7 @@ func (x *GetSettlementModeResponse) String() string {
 func (*GetSettlementModeResponse) ProtoMessage() {}
 
 func (x *GetSettlementModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2716,7 +2813,7 @@ func (x *GetSettlementModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModeResponse.ProtoReflect.Descriptor instead.
 func (*GetSettlementModeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetSettlementModeResponse) GetMode() SettlementMode {
@@ -2735,7 +2832,7 @@ type QuotePayoutFeeRequest struct {
 
 func (x *QuotePayoutFeeRequest) Reset() {
 	*x = QuotePayoutFeeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +2844,7 @@ func (x *QuotePayoutFeeRequest) String() string {
 func (*QuotePayoutFeeRequest) ProtoMessage() {}
 
 func (x *QuotePayoutFeeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +2857,7 @@ func (x *QuotePayoutFeeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotePayoutFeeRequest.ProtoReflect.Descriptor instead.
 func (*QuotePayoutFeeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *QuotePayoutFeeRequest) GetAmount() *v1.Money {
@@ -2781,7 +2878,7 @@ type QuotePayoutFeeResponse struct {
 
 func (x *QuotePayoutFeeResponse) Reset() {
 	*x = QuotePayoutFeeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2793,7 +2890,7 @@ func (x *QuotePayoutFeeResponse) String() string {
 func (*QuotePayoutFeeResponse) ProtoMessage() {}
 
 func (x *QuotePayoutFeeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2806,7 +2903,7 @@ func (x *QuotePayoutFeeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotePayoutFeeResponse.ProtoReflect.Descriptor instead.
 func (*QuotePayoutFeeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *QuotePayoutFeeResponse) GetFee() *v1.Money {
@@ -2835,7 +2932,7 @@ type GetPoolTakingsRequest struct {
 
 func (x *GetPoolTakingsRequest) Reset() {
 	*x = GetPoolTakingsRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2847,7 +2944,7 @@ func (x *GetPoolTakingsRequest) String() string {
 func (*GetPoolTakingsRequest) ProtoMessage() {}
 
 func (x *GetPoolTakingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2860,7 +2957,7 @@ func (x *GetPoolTakingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolTakingsRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolTakingsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *GetPoolTakingsRequest) GetVenueId() string {
@@ -2904,7 +3001,7 @@ type GetPoolTakingsResponse struct {
 
 func (x *GetPoolTakingsResponse) Reset() {
 	*x = GetPoolTakingsResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2916,7 +3013,7 @@ func (x *GetPoolTakingsResponse) String() string {
 func (*GetPoolTakingsResponse) ProtoMessage() {}
 
 func (x *GetPoolTakingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2929,7 +3026,7 @@ func (x *GetPoolTakingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolTakingsResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolTakingsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetPoolTakingsResponse) GetCollected() *v1.Money {
@@ -2964,7 +3061,7 @@ type PoolShareAmount struct {
 
 func (x *PoolShareAmount) Reset() {
 	*x = PoolShareAmount{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2976,7 +3073,7 @@ func (x *PoolShareAmount) String() string {
 func (*PoolShareAmount) ProtoMessage() {}
 
 func (x *PoolShareAmount) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2989,7 +3086,7 @@ func (x *PoolShareAmount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolShareAmount.ProtoReflect.Descriptor instead.
 func (*PoolShareAmount) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PoolShareAmount) GetWorkerId() string {
@@ -3030,7 +3127,7 @@ type PostPoolDistributionRequest struct {
 
 func (x *PostPoolDistributionRequest) Reset() {
 	*x = PostPoolDistributionRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3139,7 @@ func (x *PostPoolDistributionRequest) String() string {
 func (*PostPoolDistributionRequest) ProtoMessage() {}
 
 func (x *PostPoolDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3152,7 @@ func (x *PostPoolDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostPoolDistributionRequest.ProtoReflect.Descriptor instead.
 func (*PostPoolDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PostPoolDistributionRequest) GetVenueId() string {
@@ -3124,7 +3221,7 @@ type PostPoolDistributionResponse struct {
 
 func (x *PostPoolDistributionResponse) Reset() {
 	*x = PostPoolDistributionResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3136,7 +3233,7 @@ func (x *PostPoolDistributionResponse) String() string {
 func (*PostPoolDistributionResponse) ProtoMessage() {}
 
 func (x *PostPoolDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3149,7 +3246,7 @@ func (x *PostPoolDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostPoolDistributionResponse.ProtoReflect.Descriptor instead.
 func (*PostPoolDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PostPoolDistributionResponse) GetEntry() *JournalEntry {
@@ -3177,7 +3274,7 @@ type ReversePoolDistributionRequest struct {
 
 func (x *ReversePoolDistributionRequest) Reset() {
 	*x = ReversePoolDistributionRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3189,7 +3286,7 @@ func (x *ReversePoolDistributionRequest) String() string {
 func (*ReversePoolDistributionRequest) ProtoMessage() {}
 
 func (x *ReversePoolDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3202,7 +3299,7 @@ func (x *ReversePoolDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReversePoolDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ReversePoolDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ReversePoolDistributionRequest) GetEntryId() string {
@@ -3235,7 +3332,7 @@ type ReversePoolDistributionResponse struct {
 
 func (x *ReversePoolDistributionResponse) Reset() {
 	*x = ReversePoolDistributionResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3247,7 +3344,7 @@ func (x *ReversePoolDistributionResponse) String() string {
 func (*ReversePoolDistributionResponse) ProtoMessage() {}
 
 func (x *ReversePoolDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3260,7 +3357,7 @@ func (x *ReversePoolDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReversePoolDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ReversePoolDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ReversePoolDistributionResponse) GetReversal() *JournalEntry {
@@ -3309,7 +3406,13 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\tworker_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId:a\xbaH^\x1a\\\n" +
 	"\x1aquote_fees.amount_positive\x12 amount must be greater than zero\x1a\x1cthis.amount.amount_minor > 0\"C\n" +
 	"\x11QuoteFeesResponse\x12.\n" +
-	"\x05quote\x18\x01 \x01(\v2\x18.ttip.wallet.v1.FeeQuoteR\x05quote\"K\n" +
+	"\x05quote\x18\x01 \x01(\v2\x18.ttip.wallet.v1.FeeQuoteR\x05quote\"\xbf\x01\n" +
+	"\x19QuoteWithdrawalFeeRequest\x125\n" +
+	"\x06amount\x18\x01 \x01(\v2\x15.ttip.common.v1.MoneyB\x06\xbaH\x03\xc8\x01\x01R\x06amount:k\xbaHh\x1af\n" +
+	"$quote_withdrawal_fee.amount_positive\x12 amount must be greater than zero\x1a\x1cthis.amount.amount_minor > 0\"w\n" +
+	"\x1aQuoteWithdrawalFeeResponse\x12'\n" +
+	"\x03fee\x18\x01 \x01(\v2\x15.ttip.common.v1.MoneyR\x03fee\x120\n" +
+	"\x14fee_schedule_version\x18\x02 \x01(\x05R\x12feeScheduleVersion\"K\n" +
 	"\x1aGetWithdrawalLimitsRequest\x12-\n" +
 	"\bcurrency\x18\x01 \x01(\tB\x11\xbaH\x0er\f2\n" +
 	"^[A-Z]{3}$R\bcurrency\"\x84\x01\n" +
@@ -3512,14 +3615,15 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x0fStatementFormat\x12 \n" +
 	"\x1cSTATEMENT_FORMAT_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15STATEMENT_FORMAT_ROWS\x10\x01\x12\x18\n" +
-	"\x14STATEMENT_FORMAT_CSV\x10\x022\xa2\x04\n" +
+	"\x14STATEMENT_FORMAT_CSV\x10\x022\x94\x05\n" +
 	"\rWalletService\x12X\n" +
 	"\n" +
 	"GetBalance\x12!.ttip.wallet.v1.GetBalanceRequest\x1a\".ttip.wallet.v1.GetBalanceResponse\"\x03\x90\x02\x01\x12j\n" +
 	"\x10ListTransactions\x12'.ttip.wallet.v1.ListTransactionsRequest\x1a(.ttip.wallet.v1.ListTransactionsResponse\"\x03\x90\x02\x01\x12^\n" +
 	"\fGetStatement\x12#.ttip.wallet.v1.GetStatementRequest\x1a$.ttip.wallet.v1.GetStatementResponse\"\x03\x90\x02\x01\x12f\n" +
 	"\tQuoteFees\x12 .ttip.wallet.v1.QuoteFeesRequest\x1a!.ttip.wallet.v1.QuoteFeesResponse\"\x14\xca\xf3\x18\r\b\x01\x1a\tfees:read\x90\x02\x01\x12s\n" +
-	"\x13GetWithdrawalLimits\x12*.ttip.wallet.v1.GetWithdrawalLimitsRequest\x1a+.ttip.wallet.v1.GetWithdrawalLimitsResponse\"\x03\x90\x02\x01\x1a\x0e\xca\xf3\x18\n" +
+	"\x13GetWithdrawalLimits\x12*.ttip.wallet.v1.GetWithdrawalLimitsRequest\x1a+.ttip.wallet.v1.GetWithdrawalLimitsResponse\"\x03\x90\x02\x01\x12p\n" +
+	"\x12QuoteWithdrawalFee\x12).ttip.wallet.v1.QuoteWithdrawalFeeRequest\x1a*.ttip.wallet.v1.QuoteWithdrawalFeeResponse\"\x03\x90\x02\x01\x1a\x0e\xca\xf3\x18\n" +
 	"\b\x02\x12\x06worker2\xaa\b\n" +
 	"\x12WalletAdminService\x12}\n" +
 	"\x0fGetTrialBalance\x12&.ttip.wallet.v1.GetTrialBalanceRequest\x1a'.ttip.wallet.v1.GetTrialBalanceResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12n\n" +
@@ -3531,7 +3635,7 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x11CreateFeeSchedule\x12(.ttip.wallet.v1.CreateFeeScheduleRequest\x1a).ttip.wallet.v1.CreateFeeScheduleResponse\x12\x80\x01\n" +
 	"\x10ListFeeSchedules\x12'.ttip.wallet.v1.ListFeeSchedulesRequest\x1a(.ttip.wallet.v1.ListFeeSchedulesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12\\\n" +
 	"\rSetTierLimits\x12$.ttip.wallet.v1.SetTierLimitsRequest\x1a%.ttip.wallet.v1.SetTierLimitsResponse\x12h\n" +
-	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xd7\v\n" +
+	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xe1\v\n" +
 	"\x15WalletInternalService\x12\\\n" +
 	"\rEnsureAccount\x12$.ttip.wallet.v1.EnsureAccountRequest\x1a%.ttip.wallet.v1.EnsureAccountResponse\x12P\n" +
 	"\tPostEntry\x12 .ttip.wallet.v1.PostEntryRequest\x1a!.ttip.wallet.v1.PostEntryResponse\x12P\n" +
@@ -3540,10 +3644,10 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"SettleHold\x12!.ttip.wallet.v1.SettleHoldRequest\x1a\".ttip.wallet.v1.SettleHoldResponse\x12V\n" +
 	"\vReleaseHold\x12\".ttip.wallet.v1.ReleaseHoldRequest\x1a#.ttip.wallet.v1.ReleaseHoldResponse\x12^\n" +
 	"\fQuoteTipFees\x12#.ttip.wallet.v1.QuoteTipFeesRequest\x1a$.ttip.wallet.v1.QuoteTipFeesResponse\"\x03\x90\x02\x01\x12a\n" +
-	"\rConvertAmount\x12$.ttip.wallet.v1.ConvertAmountRequest\x1a%.ttip.wallet.v1.ConvertAmountResponse\"\x03\x90\x02\x01\x12Y\n" +
-	"\fSetPoolRules\x12#.ttip.wallet.v1.SetPoolRulesRequest\x1a$.ttip.wallet.v1.SetPoolRulesResponse\x12^\n" +
-	"\fGetPoolRules\x12#.ttip.wallet.v1.GetPoolRulesRequest\x1a$.ttip.wallet.v1.GetPoolRulesResponse\"\x03\x90\x02\x01\x12_\n" +
-	"\x0eDistributePool\x12%.ttip.wallet.v1.DistributePoolRequest\x1a&.ttip.wallet.v1.DistributePoolResponse\x12m\n" +
+	"\rConvertAmount\x12$.ttip.wallet.v1.ConvertAmountRequest\x1a%.ttip.wallet.v1.ConvertAmountResponse\"\x03\x90\x02\x01\x12^\n" +
+	"\fSetPoolRules\x12#.ttip.wallet.v1.SetPoolRulesRequest\x1a$.ttip.wallet.v1.SetPoolRulesResponse\"\x03\x88\x02\x01\x12^\n" +
+	"\fGetPoolRules\x12#.ttip.wallet.v1.GetPoolRulesRequest\x1a$.ttip.wallet.v1.GetPoolRulesResponse\"\x03\x90\x02\x01\x12d\n" +
+	"\x0eDistributePool\x12%.ttip.wallet.v1.DistributePoolRequest\x1a&.ttip.wallet.v1.DistributePoolResponse\"\x03\x88\x02\x01\x12m\n" +
 	"\x11GetSettlementMode\x12(.ttip.wallet.v1.GetSettlementModeRequest\x1a).ttip.wallet.v1.GetSettlementModeResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\x0eGetPoolTakings\x12%.ttip.wallet.v1.GetPoolTakingsRequest\x1a&.ttip.wallet.v1.GetPoolTakingsResponse\"\x03\x90\x02\x01\x12q\n" +
 	"\x14PostPoolDistribution\x12+.ttip.wallet.v1.PostPoolDistributionRequest\x1a,.ttip.wallet.v1.PostPoolDistributionResponse\x12z\n" +
@@ -3564,7 +3668,7 @@ func file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_wallet_v1_wallet_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_wallet_v1_wallet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 59)
+var file_ttip_wallet_v1_wallet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_ttip_wallet_v1_wallet_service_proto_goTypes = []any{
 	(StatementFormat)(0),                    // 0: ttip.wallet.v1.StatementFormat
 	(*GetBalanceRequest)(nil),               // 1: ttip.wallet.v1.GetBalanceRequest
@@ -3575,221 +3679,227 @@ var file_ttip_wallet_v1_wallet_service_proto_goTypes = []any{
 	(*GetStatementResponse)(nil),            // 6: ttip.wallet.v1.GetStatementResponse
 	(*QuoteFeesRequest)(nil),                // 7: ttip.wallet.v1.QuoteFeesRequest
 	(*QuoteFeesResponse)(nil),               // 8: ttip.wallet.v1.QuoteFeesResponse
-	(*GetWithdrawalLimitsRequest)(nil),      // 9: ttip.wallet.v1.GetWithdrawalLimitsRequest
-	(*GetWithdrawalLimitsResponse)(nil),     // 10: ttip.wallet.v1.GetWithdrawalLimitsResponse
-	(*GetTrialBalanceRequest)(nil),          // 11: ttip.wallet.v1.GetTrialBalanceRequest
-	(*GetTrialBalanceResponse)(nil),         // 12: ttip.wallet.v1.GetTrialBalanceResponse
-	(*GetAccountRequest)(nil),               // 13: ttip.wallet.v1.GetAccountRequest
-	(*GetAccountResponse)(nil),              // 14: ttip.wallet.v1.GetAccountResponse
-	(*ListAccountsRequest)(nil),             // 15: ttip.wallet.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),            // 16: ttip.wallet.v1.ListAccountsResponse
-	(*GetJournalEntryRequest)(nil),          // 17: ttip.wallet.v1.GetJournalEntryRequest
-	(*GetJournalEntryResponse)(nil),         // 18: ttip.wallet.v1.GetJournalEntryResponse
-	(*ReverseEntryRequest)(nil),             // 19: ttip.wallet.v1.ReverseEntryRequest
-	(*ReverseEntryResponse)(nil),            // 20: ttip.wallet.v1.ReverseEntryResponse
-	(*CreateFeeScheduleRequest)(nil),        // 21: ttip.wallet.v1.CreateFeeScheduleRequest
-	(*CreateFeeScheduleResponse)(nil),       // 22: ttip.wallet.v1.CreateFeeScheduleResponse
-	(*ListFeeSchedulesRequest)(nil),         // 23: ttip.wallet.v1.ListFeeSchedulesRequest
-	(*ListFeeSchedulesResponse)(nil),        // 24: ttip.wallet.v1.ListFeeSchedulesResponse
-	(*SetTierLimitsRequest)(nil),            // 25: ttip.wallet.v1.SetTierLimitsRequest
-	(*SetTierLimitsResponse)(nil),           // 26: ttip.wallet.v1.SetTierLimitsResponse
-	(*SetSettlementModeRequest)(nil),        // 27: ttip.wallet.v1.SetSettlementModeRequest
-	(*SetSettlementModeResponse)(nil),       // 28: ttip.wallet.v1.SetSettlementModeResponse
-	(*EnsureAccountRequest)(nil),            // 29: ttip.wallet.v1.EnsureAccountRequest
-	(*EnsureAccountResponse)(nil),           // 30: ttip.wallet.v1.EnsureAccountResponse
-	(*PostEntryRequest)(nil),                // 31: ttip.wallet.v1.PostEntryRequest
-	(*PostEntryResponse)(nil),               // 32: ttip.wallet.v1.PostEntryResponse
-	(*PlaceHoldRequest)(nil),                // 33: ttip.wallet.v1.PlaceHoldRequest
-	(*PlaceHoldResponse)(nil),               // 34: ttip.wallet.v1.PlaceHoldResponse
-	(*SettleHoldRequest)(nil),               // 35: ttip.wallet.v1.SettleHoldRequest
-	(*SettleHoldResponse)(nil),              // 36: ttip.wallet.v1.SettleHoldResponse
-	(*ReleaseHoldRequest)(nil),              // 37: ttip.wallet.v1.ReleaseHoldRequest
-	(*ReleaseHoldResponse)(nil),             // 38: ttip.wallet.v1.ReleaseHoldResponse
-	(*QuoteTipFeesRequest)(nil),             // 39: ttip.wallet.v1.QuoteTipFeesRequest
-	(*QuoteTipFeesResponse)(nil),            // 40: ttip.wallet.v1.QuoteTipFeesResponse
-	(*ConvertAmountRequest)(nil),            // 41: ttip.wallet.v1.ConvertAmountRequest
-	(*ConvertAmountResponse)(nil),           // 42: ttip.wallet.v1.ConvertAmountResponse
-	(*SetPoolRulesRequest)(nil),             // 43: ttip.wallet.v1.SetPoolRulesRequest
-	(*SetPoolRulesResponse)(nil),            // 44: ttip.wallet.v1.SetPoolRulesResponse
-	(*GetPoolRulesRequest)(nil),             // 45: ttip.wallet.v1.GetPoolRulesRequest
-	(*GetPoolRulesResponse)(nil),            // 46: ttip.wallet.v1.GetPoolRulesResponse
-	(*DistributePoolRequest)(nil),           // 47: ttip.wallet.v1.DistributePoolRequest
-	(*DistributePoolResponse)(nil),          // 48: ttip.wallet.v1.DistributePoolResponse
-	(*GetSettlementModeRequest)(nil),        // 49: ttip.wallet.v1.GetSettlementModeRequest
-	(*GetSettlementModeResponse)(nil),       // 50: ttip.wallet.v1.GetSettlementModeResponse
-	(*QuotePayoutFeeRequest)(nil),           // 51: ttip.wallet.v1.QuotePayoutFeeRequest
-	(*QuotePayoutFeeResponse)(nil),          // 52: ttip.wallet.v1.QuotePayoutFeeResponse
-	(*GetPoolTakingsRequest)(nil),           // 53: ttip.wallet.v1.GetPoolTakingsRequest
-	(*GetPoolTakingsResponse)(nil),          // 54: ttip.wallet.v1.GetPoolTakingsResponse
-	(*PoolShareAmount)(nil),                 // 55: ttip.wallet.v1.PoolShareAmount
-	(*PostPoolDistributionRequest)(nil),     // 56: ttip.wallet.v1.PostPoolDistributionRequest
-	(*PostPoolDistributionResponse)(nil),    // 57: ttip.wallet.v1.PostPoolDistributionResponse
-	(*ReversePoolDistributionRequest)(nil),  // 58: ttip.wallet.v1.ReversePoolDistributionRequest
-	(*ReversePoolDistributionResponse)(nil), // 59: ttip.wallet.v1.ReversePoolDistributionResponse
-	(*Balance)(nil),                         // 60: ttip.wallet.v1.Balance
-	(*v1.PageRequest)(nil),                  // 61: ttip.common.v1.PageRequest
-	(TransactionKind)(0),                    // 62: ttip.wallet.v1.TransactionKind
-	(*timestamppb.Timestamp)(nil),           // 63: google.protobuf.Timestamp
-	(*Transaction)(nil),                     // 64: ttip.wallet.v1.Transaction
-	(*v1.PageResponse)(nil),                 // 65: ttip.common.v1.PageResponse
-	(*v1.Money)(nil),                        // 66: ttip.common.v1.Money
-	(*StatementRow)(nil),                    // 67: ttip.wallet.v1.StatementRow
-	(PaymentRail)(0),                        // 68: ttip.wallet.v1.PaymentRail
-	(*FeeQuote)(nil),                        // 69: ttip.wallet.v1.FeeQuote
-	(UserTier)(0),                           // 70: ttip.wallet.v1.UserTier
-	(*WithdrawalLimit)(nil),                 // 71: ttip.wallet.v1.WithdrawalLimit
-	(*TrialBalanceLine)(nil),                // 72: ttip.wallet.v1.TrialBalanceLine
-	(*Account)(nil),                         // 73: ttip.wallet.v1.Account
-	(AccountKind)(0),                        // 74: ttip.wallet.v1.AccountKind
-	(*JournalEntry)(nil),                    // 75: ttip.wallet.v1.JournalEntry
-	(*FeeSchedule)(nil),                     // 76: ttip.wallet.v1.FeeSchedule
-	(OwnerKind)(0),                          // 77: ttip.wallet.v1.OwnerKind
-	(SettlementMode)(0),                     // 78: ttip.wallet.v1.SettlementMode
-	(*EntryCause)(nil),                      // 79: ttip.wallet.v1.EntryCause
-	(*Posting)(nil),                         // 80: ttip.wallet.v1.Posting
-	(*FxConversion)(nil),                    // 81: ttip.wallet.v1.FxConversion
-	(*Hold)(nil),                            // 82: ttip.wallet.v1.Hold
-	(*PoolShare)(nil),                       // 83: ttip.wallet.v1.PoolShare
-	(*PoolRules)(nil),                       // 84: ttip.wallet.v1.PoolRules
+	(*QuoteWithdrawalFeeRequest)(nil),       // 9: ttip.wallet.v1.QuoteWithdrawalFeeRequest
+	(*QuoteWithdrawalFeeResponse)(nil),      // 10: ttip.wallet.v1.QuoteWithdrawalFeeResponse
+	(*GetWithdrawalLimitsRequest)(nil),      // 11: ttip.wallet.v1.GetWithdrawalLimitsRequest
+	(*GetWithdrawalLimitsResponse)(nil),     // 12: ttip.wallet.v1.GetWithdrawalLimitsResponse
+	(*GetTrialBalanceRequest)(nil),          // 13: ttip.wallet.v1.GetTrialBalanceRequest
+	(*GetTrialBalanceResponse)(nil),         // 14: ttip.wallet.v1.GetTrialBalanceResponse
+	(*GetAccountRequest)(nil),               // 15: ttip.wallet.v1.GetAccountRequest
+	(*GetAccountResponse)(nil),              // 16: ttip.wallet.v1.GetAccountResponse
+	(*ListAccountsRequest)(nil),             // 17: ttip.wallet.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),            // 18: ttip.wallet.v1.ListAccountsResponse
+	(*GetJournalEntryRequest)(nil),          // 19: ttip.wallet.v1.GetJournalEntryRequest
+	(*GetJournalEntryResponse)(nil),         // 20: ttip.wallet.v1.GetJournalEntryResponse
+	(*ReverseEntryRequest)(nil),             // 21: ttip.wallet.v1.ReverseEntryRequest
+	(*ReverseEntryResponse)(nil),            // 22: ttip.wallet.v1.ReverseEntryResponse
+	(*CreateFeeScheduleRequest)(nil),        // 23: ttip.wallet.v1.CreateFeeScheduleRequest
+	(*CreateFeeScheduleResponse)(nil),       // 24: ttip.wallet.v1.CreateFeeScheduleResponse
+	(*ListFeeSchedulesRequest)(nil),         // 25: ttip.wallet.v1.ListFeeSchedulesRequest
+	(*ListFeeSchedulesResponse)(nil),        // 26: ttip.wallet.v1.ListFeeSchedulesResponse
+	(*SetTierLimitsRequest)(nil),            // 27: ttip.wallet.v1.SetTierLimitsRequest
+	(*SetTierLimitsResponse)(nil),           // 28: ttip.wallet.v1.SetTierLimitsResponse
+	(*SetSettlementModeRequest)(nil),        // 29: ttip.wallet.v1.SetSettlementModeRequest
+	(*SetSettlementModeResponse)(nil),       // 30: ttip.wallet.v1.SetSettlementModeResponse
+	(*EnsureAccountRequest)(nil),            // 31: ttip.wallet.v1.EnsureAccountRequest
+	(*EnsureAccountResponse)(nil),           // 32: ttip.wallet.v1.EnsureAccountResponse
+	(*PostEntryRequest)(nil),                // 33: ttip.wallet.v1.PostEntryRequest
+	(*PostEntryResponse)(nil),               // 34: ttip.wallet.v1.PostEntryResponse
+	(*PlaceHoldRequest)(nil),                // 35: ttip.wallet.v1.PlaceHoldRequest
+	(*PlaceHoldResponse)(nil),               // 36: ttip.wallet.v1.PlaceHoldResponse
+	(*SettleHoldRequest)(nil),               // 37: ttip.wallet.v1.SettleHoldRequest
+	(*SettleHoldResponse)(nil),              // 38: ttip.wallet.v1.SettleHoldResponse
+	(*ReleaseHoldRequest)(nil),              // 39: ttip.wallet.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),             // 40: ttip.wallet.v1.ReleaseHoldResponse
+	(*QuoteTipFeesRequest)(nil),             // 41: ttip.wallet.v1.QuoteTipFeesRequest
+	(*QuoteTipFeesResponse)(nil),            // 42: ttip.wallet.v1.QuoteTipFeesResponse
+	(*ConvertAmountRequest)(nil),            // 43: ttip.wallet.v1.ConvertAmountRequest
+	(*ConvertAmountResponse)(nil),           // 44: ttip.wallet.v1.ConvertAmountResponse
+	(*SetPoolRulesRequest)(nil),             // 45: ttip.wallet.v1.SetPoolRulesRequest
+	(*SetPoolRulesResponse)(nil),            // 46: ttip.wallet.v1.SetPoolRulesResponse
+	(*GetPoolRulesRequest)(nil),             // 47: ttip.wallet.v1.GetPoolRulesRequest
+	(*GetPoolRulesResponse)(nil),            // 48: ttip.wallet.v1.GetPoolRulesResponse
+	(*DistributePoolRequest)(nil),           // 49: ttip.wallet.v1.DistributePoolRequest
+	(*DistributePoolResponse)(nil),          // 50: ttip.wallet.v1.DistributePoolResponse
+	(*GetSettlementModeRequest)(nil),        // 51: ttip.wallet.v1.GetSettlementModeRequest
+	(*GetSettlementModeResponse)(nil),       // 52: ttip.wallet.v1.GetSettlementModeResponse
+	(*QuotePayoutFeeRequest)(nil),           // 53: ttip.wallet.v1.QuotePayoutFeeRequest
+	(*QuotePayoutFeeResponse)(nil),          // 54: ttip.wallet.v1.QuotePayoutFeeResponse
+	(*GetPoolTakingsRequest)(nil),           // 55: ttip.wallet.v1.GetPoolTakingsRequest
+	(*GetPoolTakingsResponse)(nil),          // 56: ttip.wallet.v1.GetPoolTakingsResponse
+	(*PoolShareAmount)(nil),                 // 57: ttip.wallet.v1.PoolShareAmount
+	(*PostPoolDistributionRequest)(nil),     // 58: ttip.wallet.v1.PostPoolDistributionRequest
+	(*PostPoolDistributionResponse)(nil),    // 59: ttip.wallet.v1.PostPoolDistributionResponse
+	(*ReversePoolDistributionRequest)(nil),  // 60: ttip.wallet.v1.ReversePoolDistributionRequest
+	(*ReversePoolDistributionResponse)(nil), // 61: ttip.wallet.v1.ReversePoolDistributionResponse
+	(*Balance)(nil),                         // 62: ttip.wallet.v1.Balance
+	(*v1.PageRequest)(nil),                  // 63: ttip.common.v1.PageRequest
+	(TransactionKind)(0),                    // 64: ttip.wallet.v1.TransactionKind
+	(*timestamppb.Timestamp)(nil),           // 65: google.protobuf.Timestamp
+	(*Transaction)(nil),                     // 66: ttip.wallet.v1.Transaction
+	(*v1.PageResponse)(nil),                 // 67: ttip.common.v1.PageResponse
+	(*v1.Money)(nil),                        // 68: ttip.common.v1.Money
+	(*StatementRow)(nil),                    // 69: ttip.wallet.v1.StatementRow
+	(PaymentRail)(0),                        // 70: ttip.wallet.v1.PaymentRail
+	(*FeeQuote)(nil),                        // 71: ttip.wallet.v1.FeeQuote
+	(UserTier)(0),                           // 72: ttip.wallet.v1.UserTier
+	(*WithdrawalLimit)(nil),                 // 73: ttip.wallet.v1.WithdrawalLimit
+	(*TrialBalanceLine)(nil),                // 74: ttip.wallet.v1.TrialBalanceLine
+	(*Account)(nil),                         // 75: ttip.wallet.v1.Account
+	(AccountKind)(0),                        // 76: ttip.wallet.v1.AccountKind
+	(*JournalEntry)(nil),                    // 77: ttip.wallet.v1.JournalEntry
+	(*FeeSchedule)(nil),                     // 78: ttip.wallet.v1.FeeSchedule
+	(OwnerKind)(0),                          // 79: ttip.wallet.v1.OwnerKind
+	(SettlementMode)(0),                     // 80: ttip.wallet.v1.SettlementMode
+	(*EntryCause)(nil),                      // 81: ttip.wallet.v1.EntryCause
+	(*Posting)(nil),                         // 82: ttip.wallet.v1.Posting
+	(*FxConversion)(nil),                    // 83: ttip.wallet.v1.FxConversion
+	(*Hold)(nil),                            // 84: ttip.wallet.v1.Hold
+	(*PoolShare)(nil),                       // 85: ttip.wallet.v1.PoolShare
+	(*PoolRules)(nil),                       // 86: ttip.wallet.v1.PoolRules
 }
 var file_ttip_wallet_v1_wallet_service_proto_depIdxs = []int32{
-	60,  // 0: ttip.wallet.v1.GetBalanceResponse.balances:type_name -> ttip.wallet.v1.Balance
-	61,  // 1: ttip.wallet.v1.ListTransactionsRequest.page:type_name -> ttip.common.v1.PageRequest
-	62,  // 2: ttip.wallet.v1.ListTransactionsRequest.kinds:type_name -> ttip.wallet.v1.TransactionKind
-	63,  // 3: ttip.wallet.v1.ListTransactionsRequest.from:type_name -> google.protobuf.Timestamp
-	63,  // 4: ttip.wallet.v1.ListTransactionsRequest.to:type_name -> google.protobuf.Timestamp
-	64,  // 5: ttip.wallet.v1.ListTransactionsResponse.transactions:type_name -> ttip.wallet.v1.Transaction
-	65,  // 6: ttip.wallet.v1.ListTransactionsResponse.page:type_name -> ttip.common.v1.PageResponse
+	62,  // 0: ttip.wallet.v1.GetBalanceResponse.balances:type_name -> ttip.wallet.v1.Balance
+	63,  // 1: ttip.wallet.v1.ListTransactionsRequest.page:type_name -> ttip.common.v1.PageRequest
+	64,  // 2: ttip.wallet.v1.ListTransactionsRequest.kinds:type_name -> ttip.wallet.v1.TransactionKind
+	65,  // 3: ttip.wallet.v1.ListTransactionsRequest.from:type_name -> google.protobuf.Timestamp
+	65,  // 4: ttip.wallet.v1.ListTransactionsRequest.to:type_name -> google.protobuf.Timestamp
+	66,  // 5: ttip.wallet.v1.ListTransactionsResponse.transactions:type_name -> ttip.wallet.v1.Transaction
+	67,  // 6: ttip.wallet.v1.ListTransactionsResponse.page:type_name -> ttip.common.v1.PageResponse
 	0,   // 7: ttip.wallet.v1.GetStatementRequest.format:type_name -> ttip.wallet.v1.StatementFormat
-	66,  // 8: ttip.wallet.v1.GetStatementResponse.opening_balance:type_name -> ttip.common.v1.Money
-	66,  // 9: ttip.wallet.v1.GetStatementResponse.closing_balance:type_name -> ttip.common.v1.Money
-	67,  // 10: ttip.wallet.v1.GetStatementResponse.rows:type_name -> ttip.wallet.v1.StatementRow
-	66,  // 11: ttip.wallet.v1.QuoteFeesRequest.amount:type_name -> ttip.common.v1.Money
-	68,  // 12: ttip.wallet.v1.QuoteFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
-	69,  // 13: ttip.wallet.v1.QuoteFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
-	70,  // 14: ttip.wallet.v1.GetWithdrawalLimitsResponse.tier:type_name -> ttip.wallet.v1.UserTier
-	71,  // 15: ttip.wallet.v1.GetWithdrawalLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
-	63,  // 16: ttip.wallet.v1.GetTrialBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
-	72,  // 17: ttip.wallet.v1.GetTrialBalanceResponse.lines:type_name -> ttip.wallet.v1.TrialBalanceLine
-	73,  // 18: ttip.wallet.v1.GetAccountResponse.account:type_name -> ttip.wallet.v1.Account
-	60,  // 19: ttip.wallet.v1.GetAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
-	61,  // 20: ttip.wallet.v1.ListAccountsRequest.page:type_name -> ttip.common.v1.PageRequest
-	74,  // 21: ttip.wallet.v1.ListAccountsRequest.kind:type_name -> ttip.wallet.v1.AccountKind
-	73,  // 22: ttip.wallet.v1.ListAccountsResponse.accounts:type_name -> ttip.wallet.v1.Account
-	65,  // 23: ttip.wallet.v1.ListAccountsResponse.page:type_name -> ttip.common.v1.PageResponse
-	75,  // 24: ttip.wallet.v1.GetJournalEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	75,  // 25: ttip.wallet.v1.ReverseEntryResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	76,  // 26: ttip.wallet.v1.CreateFeeScheduleRequest.schedule:type_name -> ttip.wallet.v1.FeeSchedule
-	76,  // 27: ttip.wallet.v1.CreateFeeScheduleResponse.schedule:type_name -> ttip.wallet.v1.FeeSchedule
-	76,  // 28: ttip.wallet.v1.ListFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
-	70,  // 29: ttip.wallet.v1.SetTierLimitsRequest.tier:type_name -> ttip.wallet.v1.UserTier
-	66,  // 30: ttip.wallet.v1.SetTierLimitsRequest.per_transaction:type_name -> ttip.common.v1.Money
-	66,  // 31: ttip.wallet.v1.SetTierLimitsRequest.daily:type_name -> ttip.common.v1.Money
-	66,  // 32: ttip.wallet.v1.SetTierLimitsRequest.monthly:type_name -> ttip.common.v1.Money
-	71,  // 33: ttip.wallet.v1.SetTierLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
-	77,  // 34: ttip.wallet.v1.SetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	78,  // 35: ttip.wallet.v1.SetSettlementModeRequest.mode:type_name -> ttip.wallet.v1.SettlementMode
-	78,  // 36: ttip.wallet.v1.SetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
-	74,  // 37: ttip.wallet.v1.EnsureAccountRequest.kind:type_name -> ttip.wallet.v1.AccountKind
-	77,  // 38: ttip.wallet.v1.EnsureAccountRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	73,  // 39: ttip.wallet.v1.EnsureAccountResponse.account:type_name -> ttip.wallet.v1.Account
-	79,  // 40: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
-	80,  // 41: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
-	81,  // 42: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
-	75,  // 43: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	66,  // 44: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
-	82,  // 45: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	60,  // 46: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
-	66,  // 47: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
-	82,  // 48: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	75,  // 49: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	82,  // 50: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	66,  // 51: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
-	68,  // 52: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
-	69,  // 53: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
-	66,  // 54: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
-	81,  // 55: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
-	83,  // 56: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
-	84,  // 57: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	84,  // 58: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	75,  // 59: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	66,  // 60: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
-	77,  // 61: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	78,  // 62: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
-	66,  // 63: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
-	66,  // 64: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
-	63,  // 65: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
-	63,  // 66: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
-	66,  // 67: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
-	66,  // 68: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
-	63,  // 69: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
-	63,  // 70: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
-	55,  // 71: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
-	75,  // 72: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	75,  // 73: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	1,   // 74: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
-	3,   // 75: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
-	5,   // 76: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
-	7,   // 77: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
-	9,   // 78: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
-	11,  // 79: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
-	13,  // 80: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
-	15,  // 81: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
-	17,  // 82: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
-	19,  // 83: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
-	21,  // 84: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
-	23,  // 85: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
-	25,  // 86: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
-	27,  // 87: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
-	29,  // 88: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
-	31,  // 89: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
-	33,  // 90: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
-	35,  // 91: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
-	37,  // 92: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
-	39,  // 93: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
-	41,  // 94: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
-	43,  // 95: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
-	45,  // 96: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
-	47,  // 97: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
-	49,  // 98: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
-	53,  // 99: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
-	56,  // 100: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
-	58,  // 101: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
-	51,  // 102: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
-	2,   // 103: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
-	4,   // 104: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
-	6,   // 105: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
-	8,   // 106: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
-	10,  // 107: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
-	12,  // 108: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
-	14,  // 109: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
-	16,  // 110: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
-	18,  // 111: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
-	20,  // 112: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
-	22,  // 113: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
-	24,  // 114: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
-	26,  // 115: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
-	28,  // 116: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
-	30,  // 117: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
-	32,  // 118: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
-	34,  // 119: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
-	36,  // 120: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
-	38,  // 121: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
-	40,  // 122: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
-	42,  // 123: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
-	44,  // 124: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
-	46,  // 125: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
-	48,  // 126: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
-	50,  // 127: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
-	54,  // 128: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
-	57,  // 129: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
-	59,  // 130: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
-	52,  // 131: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
-	103, // [103:132] is the sub-list for method output_type
-	74,  // [74:103] is the sub-list for method input_type
-	74,  // [74:74] is the sub-list for extension type_name
-	74,  // [74:74] is the sub-list for extension extendee
-	0,   // [0:74] is the sub-list for field type_name
+	68,  // 8: ttip.wallet.v1.GetStatementResponse.opening_balance:type_name -> ttip.common.v1.Money
+	68,  // 9: ttip.wallet.v1.GetStatementResponse.closing_balance:type_name -> ttip.common.v1.Money
+	69,  // 10: ttip.wallet.v1.GetStatementResponse.rows:type_name -> ttip.wallet.v1.StatementRow
+	68,  // 11: ttip.wallet.v1.QuoteFeesRequest.amount:type_name -> ttip.common.v1.Money
+	70,  // 12: ttip.wallet.v1.QuoteFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
+	71,  // 13: ttip.wallet.v1.QuoteFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
+	68,  // 14: ttip.wallet.v1.QuoteWithdrawalFeeRequest.amount:type_name -> ttip.common.v1.Money
+	68,  // 15: ttip.wallet.v1.QuoteWithdrawalFeeResponse.fee:type_name -> ttip.common.v1.Money
+	72,  // 16: ttip.wallet.v1.GetWithdrawalLimitsResponse.tier:type_name -> ttip.wallet.v1.UserTier
+	73,  // 17: ttip.wallet.v1.GetWithdrawalLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
+	65,  // 18: ttip.wallet.v1.GetTrialBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
+	74,  // 19: ttip.wallet.v1.GetTrialBalanceResponse.lines:type_name -> ttip.wallet.v1.TrialBalanceLine
+	75,  // 20: ttip.wallet.v1.GetAccountResponse.account:type_name -> ttip.wallet.v1.Account
+	62,  // 21: ttip.wallet.v1.GetAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
+	63,  // 22: ttip.wallet.v1.ListAccountsRequest.page:type_name -> ttip.common.v1.PageRequest
+	76,  // 23: ttip.wallet.v1.ListAccountsRequest.kind:type_name -> ttip.wallet.v1.AccountKind
+	75,  // 24: ttip.wallet.v1.ListAccountsResponse.accounts:type_name -> ttip.wallet.v1.Account
+	67,  // 25: ttip.wallet.v1.ListAccountsResponse.page:type_name -> ttip.common.v1.PageResponse
+	77,  // 26: ttip.wallet.v1.GetJournalEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	77,  // 27: ttip.wallet.v1.ReverseEntryResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	78,  // 28: ttip.wallet.v1.CreateFeeScheduleRequest.schedule:type_name -> ttip.wallet.v1.FeeSchedule
+	78,  // 29: ttip.wallet.v1.CreateFeeScheduleResponse.schedule:type_name -> ttip.wallet.v1.FeeSchedule
+	78,  // 30: ttip.wallet.v1.ListFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
+	72,  // 31: ttip.wallet.v1.SetTierLimitsRequest.tier:type_name -> ttip.wallet.v1.UserTier
+	68,  // 32: ttip.wallet.v1.SetTierLimitsRequest.per_transaction:type_name -> ttip.common.v1.Money
+	68,  // 33: ttip.wallet.v1.SetTierLimitsRequest.daily:type_name -> ttip.common.v1.Money
+	68,  // 34: ttip.wallet.v1.SetTierLimitsRequest.monthly:type_name -> ttip.common.v1.Money
+	73,  // 35: ttip.wallet.v1.SetTierLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
+	79,  // 36: ttip.wallet.v1.SetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	80,  // 37: ttip.wallet.v1.SetSettlementModeRequest.mode:type_name -> ttip.wallet.v1.SettlementMode
+	80,  // 38: ttip.wallet.v1.SetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
+	76,  // 39: ttip.wallet.v1.EnsureAccountRequest.kind:type_name -> ttip.wallet.v1.AccountKind
+	79,  // 40: ttip.wallet.v1.EnsureAccountRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	75,  // 41: ttip.wallet.v1.EnsureAccountResponse.account:type_name -> ttip.wallet.v1.Account
+	81,  // 42: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
+	82,  // 43: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
+	83,  // 44: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
+	77,  // 45: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	68,  // 46: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
+	84,  // 47: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	62,  // 48: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
+	68,  // 49: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
+	84,  // 50: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	77,  // 51: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	84,  // 52: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	68,  // 53: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
+	70,  // 54: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
+	71,  // 55: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
+	68,  // 56: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
+	83,  // 57: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
+	85,  // 58: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
+	86,  // 59: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	86,  // 60: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	77,  // 61: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	68,  // 62: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
+	79,  // 63: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	80,  // 64: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
+	68,  // 65: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
+	68,  // 66: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
+	65,  // 67: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
+	65,  // 68: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
+	68,  // 69: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
+	68,  // 70: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
+	65,  // 71: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
+	65,  // 72: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
+	57,  // 73: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
+	77,  // 74: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	77,  // 75: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	1,   // 76: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
+	3,   // 77: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
+	5,   // 78: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
+	7,   // 79: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
+	11,  // 80: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
+	9,   // 81: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
+	13,  // 82: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
+	15,  // 83: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
+	17,  // 84: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
+	19,  // 85: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
+	21,  // 86: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
+	23,  // 87: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
+	25,  // 88: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
+	27,  // 89: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
+	29,  // 90: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
+	31,  // 91: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
+	33,  // 92: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
+	35,  // 93: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
+	37,  // 94: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
+	39,  // 95: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
+	41,  // 96: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
+	43,  // 97: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
+	45,  // 98: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
+	47,  // 99: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
+	49,  // 100: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
+	51,  // 101: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
+	55,  // 102: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
+	58,  // 103: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
+	60,  // 104: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
+	53,  // 105: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
+	2,   // 106: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
+	4,   // 107: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
+	6,   // 108: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
+	8,   // 109: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
+	12,  // 110: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
+	10,  // 111: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
+	14,  // 112: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
+	16,  // 113: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
+	18,  // 114: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
+	20,  // 115: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
+	22,  // 116: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
+	24,  // 117: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
+	26,  // 118: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
+	28,  // 119: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
+	30,  // 120: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
+	32,  // 121: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
+	34,  // 122: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
+	36,  // 123: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
+	38,  // 124: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
+	40,  // 125: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
+	42,  // 126: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
+	44,  // 127: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
+	46,  // 128: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
+	48,  // 129: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
+	50,  // 130: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
+	52,  // 131: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
+	56,  // 132: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
+	59,  // 133: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
+	61,  // 134: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
+	54,  // 135: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
+	106, // [106:136] is the sub-list for method output_type
+	76,  // [76:106] is the sub-list for method input_type
+	76,  // [76:76] is the sub-list for extension type_name
+	76,  // [76:76] is the sub-list for extension extendee
+	0,   // [0:76] is the sub-list for field type_name
 }
 
 func init() { file_ttip_wallet_v1_wallet_service_proto_init() }
@@ -3804,7 +3914,7 @@ func file_ttip_wallet_v1_wallet_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_wallet_v1_wallet_service_proto_rawDesc), len(file_ttip_wallet_v1_wallet_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   59,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

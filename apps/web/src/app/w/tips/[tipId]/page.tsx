@@ -2,33 +2,34 @@
 import { useQuery } from "@connectrpc/connect-query";
 import { useParams } from "next/navigation";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { plainError } from "../../../../lib/errors";
 import { formatMoney } from "../../../../lib/money";
 import { WorkerNav } from "../../nav";
+import { useT } from "../../use-t";
+import { statusWord } from "../../words";
 
 /** A tip's detail: amount, fee, rating, message, the payer's number masked. */
 export default function TipDetail() {
   const { tipId } = useParams<{ tipId: string }>();
+  const { t, err, locale } = useT();
   const { data, error } = useQuery(PaymentService.method.getTip, { tipId });
-  const t = data?.tip;
+  const tip = data?.tip;
   return (
     <>
       <WorkerNav />
-      <h1>Tip</h1>
-      {error ? <p className="error" role="alert">{plainError(error)}</p> : null}
-      {t ? (
+      <h1>{t("tip")}</h1>
+      {error ? <p className="error" role="alert">{err(error)}</p> : null}
+      {tip ? (
         <table>
           <tbody>
-            <tr><th>Amount</th><td>{formatMoney(t.amount?.amountMinor ?? 0n)}</td></tr>
-            <tr><th>Fee</th><td>{formatMoney(t.fee?.amountMinor ?? 0n)}</td></tr>
-            <tr><th>Status</th><td>{TipStatus[t.status].toLowerCase().replace(/_/g, " ")}</td></tr>
-            <tr><th>From</th><td>{t.customerPhoneMasked}</td></tr>
-            <tr><th>Rating</th><td>{t.rating ? `${t.rating} of 5` : "none"}</td></tr>
-            <tr><th>Message</th><td>{t.message || "none"}</td></tr>
-            <tr><th>M-Pesa receipt</th><td>{t.mpesaReceipt || "none"}</td></tr>
-            <tr><th>When</th><td>{t.createdAt ? timestampDate(t.createdAt).toLocaleString() : ""}</td></tr>
+            <tr><th>{t("amount")}</th><td>{formatMoney(tip.amount?.amountMinor ?? 0n)}</td></tr>
+            <tr><th>{t("fee")}</th><td>{formatMoney(tip.fee?.amountMinor ?? 0n)}</td></tr>
+            <tr><th>{t("status")}</th><td>{statusWord(t, tip.status)}</td></tr>
+            <tr><th>{t("from")}</th><td>{tip.customerPhoneMasked}</td></tr>
+            <tr><th>{t("rating")}</th><td>{tip.rating ? t("ratingOf", { n: tip.rating }) : t("none")}</td></tr>
+            <tr><th>{t("message")}</th><td>{tip.message || t("none")}</td></tr>
+            <tr><th>{t("mpesaReceipt")}</th><td>{tip.mpesaReceipt || t("none")}</td></tr>
+            <tr><th>{t("when")}</th><td>{tip.createdAt ? timestampDate(tip.createdAt).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE") : ""}</td></tr>
           </tbody>
         </table>
       ) : null}

@@ -65,6 +65,9 @@ const (
 	// QrServiceRemoveVenueStaffProcedure is the fully-qualified name of the QrService's
 	// RemoveVenueStaff RPC.
 	QrServiceRemoveVenueStaffProcedure = "/ttip.qr.v1.QrService/RemoveVenueStaff"
+	// QrServiceListManagedVenuesProcedure is the fully-qualified name of the QrService's
+	// ListManagedVenues RPC.
+	QrServiceListManagedVenuesProcedure = "/ttip.qr.v1.QrService/ListManagedVenues"
 	// QrInternalServiceMatchAccountReferenceProcedure is the fully-qualified name of the
 	// QrInternalService's MatchAccountReference RPC.
 	QrInternalServiceMatchAccountReferenceProcedure = "/ttip.qr.v1.QrInternalService/MatchAccountReference"
@@ -109,6 +112,8 @@ type QrServiceClient interface {
 	AddVenueStaff(context.Context, *connect.Request[v1.AddVenueStaffRequest]) (*connect.Response[v1.AddVenueStaffResponse], error)
 	// Removes a worker from a venue's staff and revokes their codes at that venue.
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
+	// The venues the signed-in caller manages (their profiles), by name.
+	ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error)
 }
 
 // NewQrServiceClient constructs a client for the ttip.qr.v1.QrService service. By default, it uses
@@ -216,6 +221,13 @@ func NewQrServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		listManagedVenues: connect.NewClient[v1.ListManagedVenuesRequest, v1.ListManagedVenuesResponse](
+			httpClient,
+			baseURL+QrServiceListManagedVenuesProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("ListManagedVenues")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -235,6 +247,7 @@ type qrServiceClient struct {
 	getProfile        *connect.Client[v1.GetProfileRequest, v1.GetProfileResponse]
 	addVenueStaff     *connect.Client[v1.AddVenueStaffRequest, v1.AddVenueStaffResponse]
 	removeVenueStaff  *connect.Client[v1.RemoveVenueStaffRequest, v1.RemoveVenueStaffResponse]
+	listManagedVenues *connect.Client[v1.ListManagedVenuesRequest, v1.ListManagedVenuesResponse]
 }
 
 // CreateQrCode calls ttip.qr.v1.QrService.CreateQrCode.
@@ -307,6 +320,11 @@ func (c *qrServiceClient) RemoveVenueStaff(ctx context.Context, req *connect.Req
 	return c.removeVenueStaff.CallUnary(ctx, req)
 }
 
+// ListManagedVenues calls ttip.qr.v1.QrService.ListManagedVenues.
+func (c *qrServiceClient) ListManagedVenues(ctx context.Context, req *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error) {
+	return c.listManagedVenues.CallUnary(ctx, req)
+}
+
 // QrServiceHandler is an implementation of the ttip.qr.v1.QrService service.
 type QrServiceHandler interface {
 	// Issues a code for a worker or venue the caller manages.
@@ -340,6 +358,8 @@ type QrServiceHandler interface {
 	AddVenueStaff(context.Context, *connect.Request[v1.AddVenueStaffRequest]) (*connect.Response[v1.AddVenueStaffResponse], error)
 	// Removes a worker from a venue's staff and revokes their codes at that venue.
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
+	// The venues the signed-in caller manages (their profiles), by name.
+	ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error)
 }
 
 // NewQrServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -443,6 +463,13 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrServiceListManagedVenuesHandler := connect.NewUnaryHandler(
+		QrServiceListManagedVenuesProcedure,
+		svc.ListManagedVenues,
+		connect.WithSchema(qrServiceMethods.ByName("ListManagedVenues")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.qr.v1.QrService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QrServiceCreateQrCodeProcedure:
@@ -473,6 +500,8 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 			qrServiceAddVenueStaffHandler.ServeHTTP(w, r)
 		case QrServiceRemoveVenueStaffProcedure:
 			qrServiceRemoveVenueStaffHandler.ServeHTTP(w, r)
+		case QrServiceListManagedVenuesProcedure:
+			qrServiceListManagedVenuesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -536,6 +565,10 @@ func (UnimplementedQrServiceHandler) AddVenueStaff(context.Context, *connect.Req
 
 func (UnimplementedQrServiceHandler) RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.RemoveVenueStaff is not implemented"))
+}
+
+func (UnimplementedQrServiceHandler) ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.ListManagedVenues is not implemented"))
 }
 
 // QrInternalServiceClient is a client for the ttip.qr.v1.QrInternalService service.

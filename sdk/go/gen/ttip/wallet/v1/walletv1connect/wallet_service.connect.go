@@ -51,6 +51,9 @@ const (
 	// WalletServiceGetWithdrawalLimitsProcedure is the fully-qualified name of the WalletService's
 	// GetWithdrawalLimits RPC.
 	WalletServiceGetWithdrawalLimitsProcedure = "/ttip.wallet.v1.WalletService/GetWithdrawalLimits"
+	// WalletServiceQuoteWithdrawalFeeProcedure is the fully-qualified name of the WalletService's
+	// QuoteWithdrawalFee RPC.
+	WalletServiceQuoteWithdrawalFeeProcedure = "/ttip.wallet.v1.WalletService/QuoteWithdrawalFee"
 	// WalletAdminServiceGetTrialBalanceProcedure is the fully-qualified name of the
 	// WalletAdminService's GetTrialBalance RPC.
 	WalletAdminServiceGetTrialBalanceProcedure = "/ttip.wallet.v1.WalletAdminService/GetTrialBalance"
@@ -137,6 +140,9 @@ type WalletServiceClient interface {
 	QuoteFees(context.Context, *connect.Request[v1.QuoteFeesRequest]) (*connect.Response[v1.QuoteFeesResponse], error)
 	// The caller's withdrawal limits and how much of each is left.
 	GetWithdrawalLimits(context.Context, *connect.Request[v1.GetWithdrawalLimitsRequest]) (*connect.Response[v1.GetWithdrawalLimitsResponse], error)
+	// M-Pesa's fee for a withdrawal of this amount, shown before the worker
+	// withdraws (the same quote the payout uses; the platform pays it).
+	QuoteWithdrawalFee(context.Context, *connect.Request[v1.QuoteWithdrawalFeeRequest]) (*connect.Response[v1.QuoteWithdrawalFeeResponse], error)
 }
 
 // NewWalletServiceClient constructs a client for the ttip.wallet.v1.WalletService service. By
@@ -185,6 +191,13 @@ func NewWalletServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		quoteWithdrawalFee: connect.NewClient[v1.QuoteWithdrawalFeeRequest, v1.QuoteWithdrawalFeeResponse](
+			httpClient,
+			baseURL+WalletServiceQuoteWithdrawalFeeProcedure,
+			connect.WithSchema(walletServiceMethods.ByName("QuoteWithdrawalFee")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -195,6 +208,7 @@ type walletServiceClient struct {
 	getStatement        *connect.Client[v1.GetStatementRequest, v1.GetStatementResponse]
 	quoteFees           *connect.Client[v1.QuoteFeesRequest, v1.QuoteFeesResponse]
 	getWithdrawalLimits *connect.Client[v1.GetWithdrawalLimitsRequest, v1.GetWithdrawalLimitsResponse]
+	quoteWithdrawalFee  *connect.Client[v1.QuoteWithdrawalFeeRequest, v1.QuoteWithdrawalFeeResponse]
 }
 
 // GetBalance calls ttip.wallet.v1.WalletService.GetBalance.
@@ -222,6 +236,11 @@ func (c *walletServiceClient) GetWithdrawalLimits(ctx context.Context, req *conn
 	return c.getWithdrawalLimits.CallUnary(ctx, req)
 }
 
+// QuoteWithdrawalFee calls ttip.wallet.v1.WalletService.QuoteWithdrawalFee.
+func (c *walletServiceClient) QuoteWithdrawalFee(ctx context.Context, req *connect.Request[v1.QuoteWithdrawalFeeRequest]) (*connect.Response[v1.QuoteWithdrawalFeeResponse], error) {
+	return c.quoteWithdrawalFee.CallUnary(ctx, req)
+}
+
 // WalletServiceHandler is an implementation of the ttip.wallet.v1.WalletService service.
 type WalletServiceHandler interface {
 	// Ledger, held and available balance per currency.
@@ -234,6 +253,9 @@ type WalletServiceHandler interface {
 	QuoteFees(context.Context, *connect.Request[v1.QuoteFeesRequest]) (*connect.Response[v1.QuoteFeesResponse], error)
 	// The caller's withdrawal limits and how much of each is left.
 	GetWithdrawalLimits(context.Context, *connect.Request[v1.GetWithdrawalLimitsRequest]) (*connect.Response[v1.GetWithdrawalLimitsResponse], error)
+	// M-Pesa's fee for a withdrawal of this amount, shown before the worker
+	// withdraws (the same quote the payout uses; the platform pays it).
+	QuoteWithdrawalFee(context.Context, *connect.Request[v1.QuoteWithdrawalFeeRequest]) (*connect.Response[v1.QuoteWithdrawalFeeResponse], error)
 }
 
 // NewWalletServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -278,6 +300,13 @@ func NewWalletServiceHandler(svc WalletServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	walletServiceQuoteWithdrawalFeeHandler := connect.NewUnaryHandler(
+		WalletServiceQuoteWithdrawalFeeProcedure,
+		svc.QuoteWithdrawalFee,
+		connect.WithSchema(walletServiceMethods.ByName("QuoteWithdrawalFee")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.wallet.v1.WalletService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case WalletServiceGetBalanceProcedure:
@@ -290,6 +319,8 @@ func NewWalletServiceHandler(svc WalletServiceHandler, opts ...connect.HandlerOp
 			walletServiceQuoteFeesHandler.ServeHTTP(w, r)
 		case WalletServiceGetWithdrawalLimitsProcedure:
 			walletServiceGetWithdrawalLimitsHandler.ServeHTTP(w, r)
+		case WalletServiceQuoteWithdrawalFeeProcedure:
+			walletServiceQuoteWithdrawalFeeHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -317,6 +348,10 @@ func (UnimplementedWalletServiceHandler) QuoteFees(context.Context, *connect.Req
 
 func (UnimplementedWalletServiceHandler) GetWithdrawalLimits(context.Context, *connect.Request[v1.GetWithdrawalLimitsRequest]) (*connect.Response[v1.GetWithdrawalLimitsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.wallet.v1.WalletService.GetWithdrawalLimits is not implemented"))
+}
+
+func (UnimplementedWalletServiceHandler) QuoteWithdrawalFee(context.Context, *connect.Request[v1.QuoteWithdrawalFeeRequest]) (*connect.Response[v1.QuoteWithdrawalFeeResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.wallet.v1.WalletService.QuoteWithdrawalFee is not implemented"))
 }
 
 // WalletAdminServiceClient is a client for the ttip.wallet.v1.WalletAdminService service.
@@ -636,9 +671,17 @@ type WalletInternalServiceClient interface {
 	QuoteTipFees(context.Context, *connect.Request[v1.QuoteTipFeesRequest]) (*connect.Response[v1.QuoteTipFeesResponse], error)
 	// Converts at the current rate from the configured source; the rate is returned for recording.
 	ConvertAmount(context.Context, *connect.Request[v1.ConvertAmountRequest]) (*connect.Response[v1.ConvertAmountResponse], error)
+	// Deprecated: split rules live in the venue service (ttip.venue.v1.VenueService.SetSplitRule).
+	// Answers FAILED_PRECONDITION naming it.
+	//
+	// Deprecated: do not use.
 	SetPoolRules(context.Context, *connect.Request[v1.SetPoolRulesRequest]) (*connect.Response[v1.SetPoolRulesResponse], error)
 	GetPoolRules(context.Context, *connect.Request[v1.GetPoolRulesRequest]) (*connect.Response[v1.GetPoolRulesResponse], error)
-	// Splits a pool's balance among members in one entry; the remainder rule is documented on the response.
+	// Deprecated: distributions are previewed, confirmed and posted by the venue
+	// service (ttip.venue.v1.VenueService.ConfirmDistribution, which posts with
+	// PostPoolDistribution). Answers FAILED_PRECONDITION naming it.
+	//
+	// Deprecated: do not use.
 	DistributePool(context.Context, *connect.Request[v1.DistributePoolRequest]) (*connect.Response[v1.DistributePoolResponse], error)
 	GetSettlementMode(context.Context, *connect.Request[v1.GetSettlementModeRequest]) (*connect.Response[v1.GetSettlementModeResponse], error)
 	// Net tips credited to a venue's pool within [start, end) by posting time,
@@ -823,6 +866,8 @@ func (c *walletInternalServiceClient) ConvertAmount(ctx context.Context, req *co
 }
 
 // SetPoolRules calls ttip.wallet.v1.WalletInternalService.SetPoolRules.
+//
+// Deprecated: do not use.
 func (c *walletInternalServiceClient) SetPoolRules(ctx context.Context, req *connect.Request[v1.SetPoolRulesRequest]) (*connect.Response[v1.SetPoolRulesResponse], error) {
 	return c.setPoolRules.CallUnary(ctx, req)
 }
@@ -833,6 +878,8 @@ func (c *walletInternalServiceClient) GetPoolRules(ctx context.Context, req *con
 }
 
 // DistributePool calls ttip.wallet.v1.WalletInternalService.DistributePool.
+//
+// Deprecated: do not use.
 func (c *walletInternalServiceClient) DistributePool(ctx context.Context, req *connect.Request[v1.DistributePoolRequest]) (*connect.Response[v1.DistributePoolResponse], error) {
 	return c.distributePool.CallUnary(ctx, req)
 }
@@ -882,9 +929,17 @@ type WalletInternalServiceHandler interface {
 	QuoteTipFees(context.Context, *connect.Request[v1.QuoteTipFeesRequest]) (*connect.Response[v1.QuoteTipFeesResponse], error)
 	// Converts at the current rate from the configured source; the rate is returned for recording.
 	ConvertAmount(context.Context, *connect.Request[v1.ConvertAmountRequest]) (*connect.Response[v1.ConvertAmountResponse], error)
+	// Deprecated: split rules live in the venue service (ttip.venue.v1.VenueService.SetSplitRule).
+	// Answers FAILED_PRECONDITION naming it.
+	//
+	// Deprecated: do not use.
 	SetPoolRules(context.Context, *connect.Request[v1.SetPoolRulesRequest]) (*connect.Response[v1.SetPoolRulesResponse], error)
 	GetPoolRules(context.Context, *connect.Request[v1.GetPoolRulesRequest]) (*connect.Response[v1.GetPoolRulesResponse], error)
-	// Splits a pool's balance among members in one entry; the remainder rule is documented on the response.
+	// Deprecated: distributions are previewed, confirmed and posted by the venue
+	// service (ttip.venue.v1.VenueService.ConfirmDistribution, which posts with
+	// PostPoolDistribution). Answers FAILED_PRECONDITION naming it.
+	//
+	// Deprecated: do not use.
 	DistributePool(context.Context, *connect.Request[v1.DistributePoolRequest]) (*connect.Response[v1.DistributePoolResponse], error)
 	GetSettlementMode(context.Context, *connect.Request[v1.GetSettlementModeRequest]) (*connect.Response[v1.GetSettlementModeResponse], error)
 	// Net tips credited to a venue's pool within [start, end) by posting time,

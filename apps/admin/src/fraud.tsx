@@ -1,0 +1,79 @@
+// The fraud queue: alerts with their reasons; a held tip approved (credited)
+// or refused with a device step-up; payer numbers blocked and unblocked.
+import { useEffect, useState } from "react";
+import { AlertStatus, FraudAction, FraudReason, type FraudAlert } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
+import { Action, Section, when } from "./ui";
+
+const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
+
+export function Fraud({ session }: { session: Session }) {
+  const [status, setStatus] = useState<AlertStatus>(AlertStatus.OPEN);
+  const [alerts, setAlerts] = useState<FraudAlert[]>([]);
+  const [next, setNext] = useState("");
+  const [error, setError] = useState("");
+  const [phone, setPhone] = useState("");
+  const payment = api(PaymentAdminService);
+  const noMoney = hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role";
+
+  const load = async (pageToken = "") => {
+    setError("");
+    try {
+      const r = await payment.listFraudAlerts({ status, page: { pageSize: 25, pageToken } });
+      setAlerts(pageToken ? [...alerts, ...r.alerts] : r.alerts);
+      setNext(r.page?.nextPageToken ?? "");
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  useEffect(() => void load(), [status]);
+
+  return (
+    <div>
+      <Section title="Alerts">
+        <label>
+          Status{" "}
+          <select aria-label="Alert status" value={status} onChange={(e) => setStatus(Number(e.target.value) as AlertStatus)}>
+            {[AlertStatus.OPEN, AlertStatus.APPROVED, AlertStatus.REJECTED, AlertStatus.UNSPECIFIED].map((s) => (
+              <option key={s} value={s}>{s === AlertStatus.UNSPECIFIED ? "all" : words(AlertStatus[s])}</option>
+            ))}
+          </select>
+        </label>
+        {error && <p role="alert" className="error">{error}</p>}
+        <table>
+          <thead><tr><th>When</th><th>Reason</th><th>Action</th><th>Status</th><th>Tip / payout</th><th>Worker</th><th>Detail</th><th /></tr></thead>
+          <tbody>
+            {alerts.map((a) => (
+              <tr key={a.alertId} data-tip-id={a.tipId}>
+                <td>{when(a.createdAt)}</td>
+                <td>{words(FraudReason[a.reason])}</td>
+                <td>{words(FraudAction[a.action])}</td>
+                <td data-testid="alert-status">{words(AlertStatus[a.status])}</td>
+                <td><code>{a.tipId || a.payoutId}</code></td>
+                <td><code>{a.workerId}</code></td>
+                <td>{a.detail}</td>
+                <td>
+                  {a.tipId && a.status === AlertStatus.OPEN && a.action === FraudAction.HOLD && (
+                    <>
+                      <Action label="Approve" reason="Note" disabledWhy={noMoney} run={async (note) => void (await payment.reviewTip({ tipId: a.tipId, approve: true, note }, await stepUp()))} done={() => void load()} />
+                      <Action label="Refuse" reason="Note" danger disabledWhy={noMoney} run={async (note) => void (await payment.reviewTip({ tipId: a.tipId, approve: false, note }, await stepUp()))} done={() => void load()} />
+                    </>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {!alerts.length && !error && <p className="muted">No alerts.</p>}
+        {next && <button onClick={() => void load(next)}>More</button>}
+      </Section>
+
+      <Section title="Payer numbers">
+        <input aria-label="Payer phone number" placeholder="0712 345 678" value={phone} onChange={(e) => setPhone(e.target.value)} />
+        <Action label="Block number" reason="Reason" danger disabledWhy={noMoney} run={async (reason) => void (await payment.blockPhoneNumber({ phone: phone.replace(/\s/g, ""), reason }))} />
+        <Action label="Unblock number" disabledWhy={noMoney} run={async () => void (await payment.unblockPhoneNumber({ phone: phone.replace(/\s/g, "") }))} />
+      </Section>
+    </div>
+  );
+}

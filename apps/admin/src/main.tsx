@@ -1,0 +1,79 @@
+// The admin console: sign-in, then Users, Fraud, Money and the Audit log.
+// Each screen calls the public API with the signed-in admin's token; what a
+// role may do is decided by the gateway and the services (buttons a role
+// cannot use are disabled, with the reason, but nothing relies on that).
+import { StrictMode, useEffect, useState } from "react";
+import { createRoot } from "react-dom/client";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { api, clearSession, CONSOLE_ROLES, hasRole, loadSession, type Session } from "./api";
+import { Audit } from "./audit";
+import { Fraud } from "./fraud";
+import { Money } from "./money";
+import { ClaimFirstAdmin, SignIn } from "./signin";
+import { Users } from "./users";
+import "./styles.css";
+
+const SCREENS = {
+  users: { title: "Users", roles: CONSOLE_ROLES, render: (s: Session) => <Users session={s} /> },
+  fraud: { title: "Fraud", roles: CONSOLE_ROLES, render: (s: Session) => <Fraud session={s} /> },
+  money: { title: "Money", roles: ["admin", "finance"], render: () => <Money /> },
+  audit: { title: "Audit log", roles: CONSOLE_ROLES, render: () => <Audit /> },
+} as const;
+type ScreenName = keyof typeof SCREENS;
+
+function screenFromPath(): ScreenName {
+  const name = window.location.pathname.replace(/^\/admin\/?/, "").split("/")[0];
+  return name in SCREENS ? (name as ScreenName) : "users";
+}
+
+function App() {
+  const [session, setSession] = useState<Session | undefined>(loadSession);
+  const [screen, setScreen] = useState<ScreenName>(screenFromPath);
+  useEffect(() => {
+    const back = () => setScreen(screenFromPath());
+    window.addEventListener("popstate", back);
+    return () => window.removeEventListener("popstate", back);
+  }, []);
+  const signOut = async () => {
+    await api(AuthService).logout({}).catch(() => undefined);
+    clearSession();
+    setSession(undefined);
+  };
+
+  if (!session) return <SignIn onSignedIn={setSession} />;
+  if (!hasRole(session, ...CONSOLE_ROLES)) return <ClaimFirstAdmin session={session} onClaimed={setSession} onSignOut={signOut} />;
+  const go = (name: ScreenName) => {
+    window.history.pushState(null, "", `/admin/${name}`);
+    setScreen(name);
+  };
+  const current = SCREENS[screen];
+  return (
+    <>
+      <header>
+        <strong>TTIP admin</strong>
+        <nav>
+          {(Object.keys(SCREENS) as ScreenName[])
+            .filter((n) => hasRole(session, ...SCREENS[n].roles))
+            .map((n) => (
+              <a key={n} href={`/admin/${n}`} aria-current={n === screen ? "page" : undefined} onClick={(e) => (e.preventDefault(), go(n))}>
+                {SCREENS[n].title}
+              </a>
+            ))}
+        </nav>
+        <span className="who">
+          {session.roles.filter((r) => CONSOLE_ROLES.includes(r)).join(", ")} · <button className="link" onClick={signOut}>Sign out</button>
+        </span>
+      </header>
+      <main>
+        <h1>{current.title}</h1>
+        {hasRole(session, ...current.roles) ? current.render(session) : <p className="error">Your role cannot see this screen.</p>}
+      </main>
+    </>
+  );
+}
+
+createRoot(document.getElementById("root")!).render(
+  <StrictMode>
+    <App />
+  </StrictMode>,
+);

@@ -1,0 +1,124 @@
+// The admin console in a real browser: the first admin by setup token, then
+// finding a user and blocking them; a held tip approved with the device
+// step-up; a support user refused the money actions (screen and API).
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import type { Page } from "playwright-core";
+import { AdminHarness, eventually, randomPhone } from "./harness.js";
+
+const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
+
+describe("admin console in chromium", () => {
+  const h = new AdminHarness();
+  let adminPage: Page;
+  let adminToken: string;
+  const adminPhone = randomPhone();
+
+  before(async () => {
+    await h.start();
+  });
+  after(() => h.stop());
+
+  test("bootstrap: a new person signs up with a PIN, enters the setup token, becomes admin; finds a worker by phone and blocks them", async () => {
+    const setupToken = await h.setupToken();
+    adminPage = await h.page();
+    await h.signIn(adminPage, adminPhone, "7391");
+    await adminPage.getByLabel(/Setup token/).fill("ttip_setup_wrong_token_000000");
+    await adminPage.getByRole("button", { name: "Become the first admin" }).click();
+    await adminPage.getByRole("alert").filter({ hasText: "setup_token" }).waitFor();
+    await adminPage.getByLabel(/Setup token/).fill(setupToken);
+    await adminPage.getByRole("button", { name: "Become the first admin" }).click();
+    await adminPage.getByRole("heading", { name: "Users" }).waitFor();
+    adminToken = await h.tokenOf(adminPage);
+
+    const workerPhone = randomPhone();
+    const worker = await h.signUp(workerPhone, "2580", "Achieng Otieno");
+    // As people type it: 07…
+    await adminPage.getByRole("textbox", { name: "Search" }).fill(`0${workerPhone.slice(3)}`);
+    await adminPage.getByRole("button", { name: "Search" }).click();
+    await adminPage.locator(`tr[data-user-id="${worker.userId}"]`).getByRole("button").click();
+    const detail = adminPage.getByLabel("User detail");
+    await detail.getByText("Achieng Otieno").waitFor();
+    await detail.getByRole("button", { name: "Block" }).click();
+    // A reason is required: the API names the field.
+    await detail.getByRole("button", { name: "Confirm block" }).click();
+    await detail.getByRole("alert").filter({ hasText: "reason" }).waitFor();
+    await detail.getByLabel("Reason (Block)").fill("reported stolen phone");
+    await detail.getByRole("button", { name: "Confirm block" }).click();
+    await detail.getByTestId("user-status").filter({ hasText: "blocked (reported stolen phone)" }).waitFor();
+
+    assert.equal(await codeOf(h.api(AuthService).refreshSession({ refreshToken: worker.refreshToken })), "Unauthenticated");
+    const { user } = await h.api(AuthAdminService, adminToken).getUser({ userId: worker.userId });
+    assert.ok(user!.blockedAt);
+    const audit = await h.api(AuthAdminService, adminToken).listAuditEvents({ userId: worker.userId });
+    assert.ok(audit.events.some((e) => /reported stolen phone/.test(e.detail) && e.actorUserId === JSON.parse(Buffer.from(adminToken.split(".")[1], "base64url").toString()).sub));
+  });
+
+  test("a held tip: the admin approves it with the device step-up; the worker is credited once", async () => {
+    const worker = await h.signUp(randomPhone());
+    const payer = `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
+    h.daraja.script({ phone: `254${payer.slice(1)}` }, { stk: "amount_mismatch" });
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.userId },
+      amount: { currency: "KES", amountMinor: 100_00n },
+      payment: { case: "mpesaPhone", value: payer },
+    });
+    await eventually("the tip held for review", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.HELD_FOR_REVIEW);
+
+    await adminPage.getByRole("link", { name: "Fraud" }).click();
+    const row = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).filter({ hasText: "hold" });
+    await row.getByRole("button", { name: "Approve" }).click();
+    await row.getByLabel("Note (Approve)").fill("customer confirmed by phone");
+    await row.getByRole("button", { name: "Confirm approve" }).click();
+    await eventually("the tip approved", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
+    // Approved alerts leave the open queue.
+    await adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).filter({ hasText: "hold" }).waitFor({ state: "detached" });
+    const wallet = h.api(WalletService, worker.accessToken);
+    await eventually("the worker credited", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) > 0n);
+    assert.equal((await wallet.listTransactions({ currency: "KES" })).transactions.length, 1, "credited once");
+    // The same money action without the device's proof is refused by the gateway.
+    assert.equal(await codeOf(h.api(PaymentAdminService, adminToken).reviewTip({ tipId: tip!.tipId, approve: true, note: "again, no step-up" })), "PermissionDenied");
+  });
+
+  test("support: reads the queues; the money actions are disabled on screen and PERMISSION_DENIED in the API", async () => {
+    const supportPhone = randomPhone();
+    const support = await h.signUp(supportPhone, "4826");
+    await h.api(AuthAdminService, adminToken).setUserRoles({ userId: support.userId, roles: [Role.SUPPORT] });
+    const page = await h.page();
+    await h.signIn(page, supportPhone, "4826");
+    await page.getByRole("heading", { name: "Users" }).waitFor();
+    assert.equal(await page.getByRole("link", { name: "Money" }).count(), 0, "no money screen for support");
+    await page.getByRole("link", { name: "Fraud" }).click();
+    const block = page.getByRole("button", { name: "Block number", exact: true });
+    await block.waitFor();
+    assert.equal(await block.isDisabled(), true);
+    // The API says no whatever the screen shows: a money action and a money view, with support's own token.
+    const token = await h.tokenOf(page);
+    // As a string: the test's own compiler would wrap a function in helpers the page does not have.
+    const refused = (await page.evaluate(`(async () => {
+      const call = (path, body) => fetch(${JSON.stringify(h.url)} + "/" + path, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: "Bearer ${token}", "x-ttip-step-up": "su_anything_at_all" },
+        body: JSON.stringify(body),
+      }).then(async (r) => ({ status: r.status, body: await r.json() }));
+      return [
+        await call("ttip.payment.v1.PaymentAdminService/HoldPayouts", { workerId: "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11", reason: "looks odd" }),
+        await call("ttip.payment.v1.PaymentAdminService/ReviewTip", { tipId: "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11", approve: true, note: "looks fine" }),
+        await call("ttip.wallet.v1.WalletAdminService/GetTrialBalance", {}),
+      ];
+    })()`)) as Array<{ status: number; body: { code: string } }>;
+    for (const r of refused) {
+      assert.equal(r.status, 403);
+      assert.equal(r.body.code, "permission_denied");
+    }
+    assert.equal(await codeOf(h.api(PaymentAdminService, token).listFraudAlerts({})), "ok");
+  });
+});

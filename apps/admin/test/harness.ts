@@ -1,0 +1,155 @@
+// The admin console as make run serves it (the bundle at /admin on the
+// gateway's one port) in front of auth, payment and wallet on the real
+// PostgreSQL, Redis and JetStream the test runner starts, M-Pesa and SMS
+// simulated; Debian's chromium driven by playwright-core.
+import assert from "node:assert/strict";
+import { randomInt } from "node:crypto";
+import type { DescService } from "@bufbuild/protobuf";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { createAuth, issueSetupToken } from "@ttip/auth";
+import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
+import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
+import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
+import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
+import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { wallet } from "@ttip/wallet";
+import { createAdminHandler, ensureAdminBuild, isAdminPath } from "../server.js";
+
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+
+export const randomPhone = () => `2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
+
+export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export class AdminHarness {
+  platform!: Platform;
+  browser!: Browser;
+  sms!: SmsSimulator;
+  daraja!: DarajaSimulator;
+  db!: TestDatabase;
+  readonly logs = captureLogger("warn");
+  private bus?: JetStreamBus;
+  private cache?: RedisCache;
+  private contexts: BrowserContext[] = [];
+
+  get url(): string {
+    return this.platform.gatewayUrl;
+  }
+
+  async start(): Promise<this> {
+    await ensureAdminBuild();
+    this.sms = await startSmsSimulator({ apiKey: "admin-sms-key" });
+    this.daraja = await startDarajaSimulator({ callbackDelayMs: 100 });
+    const payment: PaymentConfig = simulatedPaymentConfig(this.daraja, {
+      fraud: { phonePerWindow: 20, workerPerWindow: 100, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
+    });
+    this.db = await createTestDatabase();
+    this.bus = await JetStreamBus.connect({ servers: testEnv().natsUrl, stream: uniqueName("ADM").toUpperCase(), subjectPrefix: uniqueName("ev"), logger: this.logs.logger, redeliveryDelayMs: 100 });
+    this.cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+    const admin = createAdminHandler();
+    this.platform = await startPlatform({
+      ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics() },
+      modules: [
+        createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "admin-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
+        createPaymentModule({ config: () => payment }),
+        wallet,
+      ],
+      gateway: {
+        rateLimit: { points: 10_000, durationSeconds: 60 },
+        corsOrigins: [],
+        host: "127.0.0.1",
+        port: 0,
+        web: (req, res) => (isAdminPath(req.url) ? admin(req, res) : (res.writeHead(404), res.end())),
+      },
+    });
+    payment.callbackBaseUrl = this.platform.urls.get("payment")!;
+    this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    if (process.env.TEST_LOGS) for (const l of this.logs.lines) console.error(l);
+    for (const c of this.contexts) await c.close().catch(() => undefined);
+    await this.browser?.close();
+    await this.platform?.close();
+    await this.bus?.close();
+    await this.cache?.close();
+    await this.db?.drop();
+    await this.daraja?.close();
+    await this.sms?.close();
+  }
+
+  setupToken(): Promise<string> {
+    return issueSetupToken(this.db.pool, "by test").then((s) => s!.token);
+  }
+
+  async page(): Promise<Page> {
+    const context = await this.browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-KE" });
+    this.contexts.push(context);
+    return context.newPage();
+  }
+
+  otpFor(phone: string): string {
+    const sms = this.sms.lastTo(phone);
+    assert.ok(sms, `an SMS to ${phone}`);
+    return /\b(\d{6})\b/.exec(sms.message)![1];
+  }
+
+  /** Signs in at /admin as a person would: phone, the SMS code, then the PIN (chosen on first sign-in). */
+  async signIn(page: Page, phone: string, pin: string): Promise<void> {
+    await page.goto(`${this.url}/admin`);
+    await page.getByLabel("Phone number").fill(phone);
+    const before = this.sms.lastTo(phone)?.message;
+    // A code sent within the last second (sign-up just before) makes auth ask to wait: wait and ask again.
+    for (let tries = 0; ; tries++) {
+      await page.getByRole("button", { name: "Send code" }).click();
+      const sent = await eventually("the OTP SMS or a refusal", async () =>
+        (this.sms.lastTo(phone) && this.sms.lastTo(phone)!.message !== before) ? "sent" : (await page.getByRole("alert").count()) ? "refused" : undefined);
+      if (sent === "sent") break;
+      assert.ok(tries < 3, `the code was refused: ${await page.getByRole("alert").textContent()}`);
+      await new Promise((r) => setTimeout(r, 1_100));
+    }
+    await page.getByLabel("Code sent by SMS").fill(this.otpFor(phone));
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.getByLabel(/PIN/).fill(pin);
+    await page.getByRole("button", { name: "Continue" }).click();
+  }
+
+  /** The signed-in console user's access token, from the page. */
+  async tokenOf(page: Page): Promise<string> {
+    return page.evaluate(() => JSON.parse(localStorage.getItem("ttip_admin_session")!).accessToken as string);
+  }
+
+  api<S extends DescService>(service: S, token?: string): Client<S> {
+    const headers: Interceptor = (next) => (req) => {
+      if (token) req.header.set("authorization", `Bearer ${token}`);
+      return next(req);
+    };
+    return createClient(service, createConnectTransport({ baseUrl: this.url, httpVersion: "1.1", interceptors: [headers] }));
+  }
+
+  /** A user signed up by OTP through the gateway (a worker by default), with a PIN. */
+  async signUp(phone: string, pin = "2580", name = ""): Promise<{ userId: string; accessToken: string; refreshToken: string }> {
+    const auth = this.api(AuthService);
+    const { challengeId } = await auth.startPhoneVerification({ phone });
+    const r = await auth.verifyPhoneOtp({ challengeId, otp: this.otpFor(phone), role: 2 });
+    const tokens = r.tokens!;
+    await this.api(AuthService, tokens.accessToken).setPin({ pin });
+    if (name) await this.api(AuthService, tokens.accessToken).updateProfile({ displayName: name });
+    const userId = JSON.parse(Buffer.from(tokens.accessToken.split(".")[1], "base64url").toString()).sub as string;
+    return { userId, accessToken: tokens.accessToken, refreshToken: tokens.refreshToken };
+  }
+}

@@ -1,0 +1,4 @@
+import { registerRootComponent } from "expo";
+import { PhoneApp } from "./src/PhoneApp";
+
+registerRootComponent(PhoneApp);

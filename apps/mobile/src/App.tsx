@@ -1,0 +1,126 @@
+// The worker's app: sign in, then five tabs. The outside world (gateway, stores,
+// biometrics, push) comes in through AppServices and a transport factory, so the
+// tests run the same tree against a fake gateway.
+import { type Interceptor, type Transport } from "@connectrpc/connect";
+import { TransportProvider } from "@connectrpc/connect-query";
+import { QueryClient, QueryClientProvider, useQueryClient } from "@tanstack/react-query";
+import { StatusBar } from "expo-status-bar";
+import { useEffect, useMemo, useRef, useState, type ReactNode } from "react";
+import { Pressable, Text, View } from "react-native";
+import { SafeAreaProvider, SafeAreaView } from "react-native-safe-area-context";
+import { AppContext, useApp, type AppServices } from "./app-context";
+import { I18nContext, translator, useI18n, type Locale, type MessageKey } from "./lib/i18n";
+import type { Session } from "./lib/session";
+import { authInterceptor } from "./lib/transport";
+import { History } from "./screens/History";
+import { Home } from "./screens/Home";
+import { MyQr } from "./screens/MyQr";
+import { usePushRegistration } from "./screens/push-registration";
+import { Settings } from "./screens/Settings";
+import { SignIn } from "./screens/SignIn";
+import { Withdraw } from "./screens/Withdraw";
+import { colors } from "./ui";
+
+/** Makes the gateway transport with the given interceptors (tests: a router transport). */
+export type TransportFactory = (interceptors: Interceptor[]) => Transport;
+
+const TABS: { id: string; label: MessageKey; screen: () => ReactNode }[] = [
+  { id: "home", label: "tabHome", screen: () => <Home /> },
+  { id: "history", label: "tabHistory", screen: () => <History /> },
+  { id: "withdraw", label: "tabWithdraw", screen: () => <Withdraw /> },
+  { id: "qr", label: "tabQr", screen: () => <MyQr /> },
+  { id: "settings", label: "tabSettings", screen: () => <Settings /> },
+];
+const LOCALE_SLOT = "settings:locale";
+
+export function AppRoot({ services, transport: makeTransport, deviceLocale }: { services: AppServices; transport: TransportFactory; deviceLocale: Locale }) {
+  const [locale, setLocaleState] = useState<Locale>(deviceLocale);
+  const localeRef = useRef(locale);
+  localeRef.current = locale;
+  const [session, setSession] = useState<Session | undefined>();
+  const [ready, setReady] = useState(false);
+  const [queryClient] = useState(() => new QueryClient({ defaultOptions: { queries: { retry: false }, mutations: { retry: false } } }));
+  const transport = useMemo(() => {
+    // The refresh call itself goes through a transport without the interceptor.
+    const plain = makeTransport([]);
+    return makeTransport([authInterceptor(services.sessions, () => plain, () => localeRef.current)]);
+  }, [makeTransport, services.sessions]);
+
+  useEffect(() => {
+    const off = services.sessions.subscribe((s) => {
+      setSession(s);
+      if (!s) queryClient.clear(); // nothing of one worker's stays on screen for the next
+    });
+    void (async () => {
+      const chosen = await services.cache.get(LOCALE_SLOT);
+      if (chosen === "en" || chosen === "sw") setLocaleState(chosen);
+      const restored = await services.sessions.restore();
+      // A first sign-in interrupted before the PIN was chosen starts again.
+      if (restored?.pinPending) await services.sessions.clear();
+      setReady(true);
+    })();
+    return off;
+  }, [services, queryClient]);
+
+  const i18n = useMemo(
+    () => ({
+      locale,
+      t: translator(locale),
+      setLocale: (l: Locale) => {
+        setLocaleState(l);
+        void services.cache.set(LOCALE_SLOT, l);
+      },
+    }),
+    [locale, services.cache],
+  );
+
+  return (
+    <SafeAreaProvider>
+      <AppContext.Provider value={services}>
+        <I18nContext.Provider value={i18n}>
+          <TransportProvider transport={transport}>
+            <QueryClientProvider client={queryClient}>
+              <SafeAreaView style={{ flex: 1, backgroundColor: colors.paper }}>
+                <StatusBar style="dark" />
+                {!ready ? null : session && !session.pinPending ? <SignedIn key={session.userId} /> : <SignIn />}
+              </SafeAreaView>
+            </QueryClientProvider>
+          </TransportProvider>
+        </I18nContext.Provider>
+      </AppContext.Provider>
+    </SafeAreaProvider>
+  );
+}
+
+function SignedIn() {
+  const [tab, setTab] = useState("home");
+  const { t } = useI18n();
+  const { push } = useApp();
+  const queryClient = useQueryClient();
+  const registration = usePushRegistration();
+  // Register this phone for tip notifications once per session; a refusal is not an error.
+  const { register } = registration;
+  useEffect(() => void register().catch(() => undefined), [register]);
+  // A push while the app is open: refresh what home shows.
+  useEffect(() => push.onNotification(() => void queryClient.invalidateQueries()), [push, queryClient]);
+  const current = TABS.find((x) => x.id === tab) ?? TABS[0];
+  return (
+    <View style={{ flex: 1 }}>
+      <View style={{ flex: 1 }}>{current.screen()}</View>
+      <View role="tablist" style={{ flexDirection: "row", borderTopWidth: 1, borderColor: colors.muted }}>
+        {TABS.map((x) => (
+          <Pressable
+            key={x.id}
+            testID={`tab-${x.id}`}
+            role="tab"
+            aria-selected={x.id === tab}
+            onPress={() => setTab(x.id)}
+            style={{ flex: 1, paddingVertical: 12, alignItems: "center", minHeight: 48 }}
+          >
+            <Text style={{ color: x.id === tab ? colors.brand : colors.ink, fontWeight: x.id === tab ? "700" : "400", fontSize: 13 }}>{t(x.label)}</Text>
+          </Pressable>
+        ))}
+      </View>
+    </View>
+  );
+}

@@ -1,0 +1,192 @@
+// A fake gateway for the screen tests: Connect's router transport serving the real
+// generated service descriptors with in-memory state. Its auth checks device
+// signatures for real (P-256 over the challenge), so the app's key code is exercised.
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { p256 } from "@noble/curves/nist.js";
+import { Code, ConnectError, createRouterTransport, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { PayoutStatus, TipSchema, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { OwnerKind, QrCodeSchema, QrCodeStatus, type QrCode } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+
+const b64url = (s: string) => btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const fromB64url = (s: string) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(s.length / 4) * 4, "=")), (c) => c.charCodeAt(0));
+export const fakeJwt = (sub: string, n: number) => `${b64url('{"alg":"none"}')}.${b64url(JSON.stringify({ sub, n }))}.sig${n}`;
+
+export class FakeGateway {
+  readonly userId = "0f6c1a52-7a0e-4c7e-9a56-3f1d2b1e9a01";
+  otp = "123456";
+  pin: string | undefined = "2580";
+  /** When true every call fails as if the phone had no network. */
+  offline = false;
+  availableMinor = 1_500_00n;
+  heldMinor = 0n;
+  tips: Tip[] = [];
+  qrCodes: QrCode[] = [];
+  readonly calls: { method: string; request: unknown; authorization: string | null; language: string | null }[] = [];
+  readonly devices = new Map<string, string>(); // deviceId → public JWK
+  readonly challenges = new Map<string, { deviceId: string; challenge: Uint8Array }>();
+  readonly stepUpTokens = new Set<string>();
+  readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number }>(); // by idempotency key
+  readonly pushTokens = new Set<string>();
+  validAccess = new Set<string>();
+  private issued = 0;
+  /** Fails the next RequestPayout with this error before doing anything. */
+  failNextPayout: ConnectError | undefined;
+
+  tokens() {
+    this.issued++;
+    const accessToken = fakeJwt(this.userId, this.issued);
+    this.validAccess.add(accessToken);
+    return { accessToken, refreshToken: `refresh-${this.issued}-0123456789` };
+  }
+
+  addTip(amountMinor: bigint, status = TipStatus.SUCCEEDED, at = new Date()): Tip {
+    const tip = create(TipSchema, { tipId: `tip-${this.tips.length + 1}`, workerId: this.userId, amount: { amountMinor, currency: "KES" }, status, createdAt: timestampFromDate(at) });
+    this.tips.unshift(tip);
+    if (status === TipStatus.SUCCEEDED) this.availableMinor += amountMinor;
+    return tip;
+  }
+
+  count(method: string): number {
+    return this.calls.filter((c) => c.method === method).length;
+  }
+
+  last(method: string): any {
+    return [...this.calls].reverse().find((c) => c.method === method)?.request;
+  }
+
+  private authed(ctx: HandlerContext): void {
+    const token = ctx.requestHeader.get("authorization")?.replace(/^Bearer /, "") ?? "";
+    if (!this.validAccess.has(token)) throw new ConnectError("access token missing or expired", Code.Unauthenticated);
+  }
+
+  transport(interceptors: Interceptor[]) {
+    const gw = this;
+    const record: Interceptor = (next) => async (req) => {
+      if (gw.offline) throw new ConnectError("network request failed", Code.Unavailable);
+      gw.calls.push({ method: req.method.name, request: req.message, authorization: req.header.get("authorization"), language: req.header.get("accept-language") });
+      return next(req);
+    };
+    return createRouterTransport(
+      (router) => {
+        router.service(AuthService, {
+          startPhoneVerification: () => ({ challengeId: "c2b1e9a0-0000-4000-8000-000000000001" }),
+          verifyPhoneOtp: (req) => {
+            if (req.otp !== gw.otp) throw new ConnectError("otp: the code is wrong or expired", Code.InvalidArgument);
+            if (req.role !== Role.WORKER) throw new ConnectError("role: must be worker", Code.InvalidArgument);
+            return gw.pin ? { pinRequired: true, pinSessionId: "pin-session-1" } : { tokens: gw.tokens(), newUser: true };
+          },
+          verifyPin: (req) => {
+            if (req.pin !== gw.pin) throw new ConnectError("pin: wrong PIN", Code.InvalidArgument);
+            return { tokens: gw.tokens() };
+          },
+          setPin: (req, ctx) => {
+            gw.authed(ctx);
+            gw.pin = req.pin;
+            return {};
+          },
+          refreshSession: (req) => {
+            if (!/^refresh-/.test(req.refreshToken)) throw new ConnectError("refresh token unknown", Code.Unauthenticated);
+            return { tokens: gw.tokens() };
+          },
+          registerDevice: (req, ctx) => {
+            gw.authed(ctx);
+            const deviceId = `dev-${gw.devices.size + 1}`;
+            gw.devices.set(deviceId, req.publicKeyJwk);
+            return { device: { deviceId, name: req.name, publicKeyJwk: req.publicKeyJwk } };
+          },
+          createDeviceChallenge: (req, ctx) => {
+            gw.authed(ctx);
+            if (!gw.devices.has(req.deviceId)) throw new ConnectError("device_id: unknown device", Code.NotFound);
+            const challenge = crypto.getRandomValues(new Uint8Array(32));
+            const challengeId = `ch-${gw.challenges.size + 1}`;
+            gw.challenges.set(challengeId, { deviceId: req.deviceId, challenge });
+            return { challengeId, challenge };
+          },
+          verifyDeviceChallenge: (req, ctx) => {
+            gw.authed(ctx);
+            const c = gw.challenges.get(req.challengeId);
+            if (!c) throw new ConnectError("challenge_id: unknown", Code.NotFound);
+            gw.challenges.delete(req.challengeId);
+            const jwk = JSON.parse(gw.devices.get(c.deviceId)!) as { x: string; y: string };
+            const point = new Uint8Array([4, ...fromB64url(jwk.x), ...fromB64url(jwk.y)]);
+            if (!p256.verify(req.signature, c.challenge, point, { prehash: true, lowS: false })) {
+              throw new ConnectError("signature: does not match the device key", Code.PermissionDenied);
+            }
+            const stepUpToken = `step-up-${gw.stepUpTokens.size + 1}-abcdef`;
+            gw.stepUpTokens.add(stepUpToken);
+            return { stepUpToken };
+          },
+          logout: () => ({}),
+          revokeAllSessions: () => ({ revoked: 1 }),
+        });
+        router.service(WalletService, {
+          getBalance: (_req, ctx) => {
+            gw.authed(ctx);
+            return { balances: [{ available: { amountMinor: gw.availableMinor, currency: "KES" }, held: { amountMinor: gw.heldMinor, currency: "KES" } }] };
+          },
+          getWithdrawalLimits: (_req, ctx) => (gw.authed(ctx), { limits: [] }),
+        });
+        router.service(PaymentService, {
+          listTips: (req, ctx) => {
+            gw.authed(ctx);
+            const all = gw.tips.filter((t) => req.status === TipStatus.UNSPECIFIED || t.status === req.status);
+            const size = req.page?.pageSize || 20;
+            const start = Number(req.page?.pageToken || "0");
+            const next = start + size < all.length ? String(start + size) : "";
+            return { tips: all.slice(start, start + size), page: { nextPageToken: next } };
+          },
+          requestPayout: (req, ctx) => {
+            gw.authed(ctx);
+            if (gw.failNextPayout) {
+              const err = gw.failNextPayout;
+              gw.failNextPayout = undefined;
+              throw err;
+            }
+            if (!gw.stepUpTokens.delete(req.stepUpToken)) throw new ConnectError("step_up_token: missing or used", Code.PermissionDenied);
+            const seen = gw.payouts.get(req.idempotencyKey);
+            if (seen) return { payout: { payoutId: seen.payoutId, status: PayoutStatus.PENDING, amount: { amountMinor: seen.amountMinor, currency: "KES" } } };
+            const amountMinor = req.amount!.amountMinor;
+            if (amountMinor > gw.availableMinor) throw new ConnectError("amount: more than your available balance", Code.FailedPrecondition);
+            gw.availableMinor -= amountMinor;
+            const payoutId = `payout-${gw.payouts.size + 1}`;
+            gw.payouts.set(req.idempotencyKey, { payoutId, amountMinor, phone: req.mpesaPhone, polls: 0 });
+            return { payout: { payoutId, status: PayoutStatus.PENDING, amount: req.amount } };
+          },
+          getPayout: (req, ctx) => {
+            gw.authed(ctx);
+            const p = [...gw.payouts.values()].find((x) => x.payoutId === req.payoutId);
+            if (!p) throw new ConnectError("payout_id: unknown", Code.NotFound);
+            p.polls++;
+            const done = p.polls > 1;
+            return { payout: { payoutId: p.payoutId, amount: { amountMinor: p.amountMinor, currency: "KES" }, status: done ? PayoutStatus.SUCCEEDED : PayoutStatus.PENDING, mpesaReceipt: done ? "SIM123ABC" : "" } };
+          },
+        });
+        router.service(QrService, {
+          listQrCodes: (req, ctx) => (gw.authed(ctx), { qrCodes: gw.qrCodes.filter((q) => q.ownerId === req.ownerId) }),
+          createQrCode: (req, ctx) => {
+            gw.authed(ctx);
+            const q = create(QrCodeSchema, { qrCodeId: `qr-${gw.qrCodes.length + 1}`, shortCode: "K7M4QX", ownerKind: OwnerKind.WORKER, ownerId: req.ownerId, url: "http://127.0.0.1:8080/t/K7M4QX", status: QrCodeStatus.ACTIVE });
+            gw.qrCodes.push(q);
+            return { qrCode: q };
+          },
+          renderQrCode: (_req, ctx) => (gw.authed(ctx), { content: new Uint8Array([0x89, 0x50, 0x4e, 0x47]), contentType: "image/png" }),
+        });
+        router.service(NotificationService, {
+          registerPushToken: (req, ctx) => (gw.authed(ctx), gw.pushTokens.add(`${req.platform}:${req.token}`), {}),
+          unregisterPushToken: (req) => {
+            for (const t of gw.pushTokens) if (t.endsWith(`:${req.token}`)) gw.pushTokens.delete(t);
+            return {};
+          },
+        });
+      },
+      { transport: { interceptors: [...interceptors, record] } },
+    );
+  }
+}

@@ -1,0 +1,13 @@
+import type { ReactNode } from "react";
+import { ClientOnly } from "../w/client-only";
+
+export const metadata = { title: "Join a venue on TTIP" };
+
+// The link in a venue's invitation SMS: the invited worker signs in, then accepts.
+export default function JoinLayout({ children }: { children: ReactNode }) {
+  return (
+    <main>
+      <ClientOnly>{children}</ClientOnly>
+    </main>
+  );
+}

@@ -1,0 +1,68 @@
+"use client";
+import { createClient } from "@connectrpc/connect";
+import { useTransport } from "@connectrpc/connect-query";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { useState } from "react";
+import type { WorkerEarnings } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { ColumnChart, RowChart } from "../../components/charts";
+import { formatMoney } from "../../lib/money";
+import { loadSession } from "../../lib/session";
+import { saveBytes } from "../../lib/download";
+import { useT } from "./use-t";
+
+const WEEKDAYS = { en: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], sw: ["Jtt", "Jnn", "Jtn", "Alh", "Ijm", "Jmm", "Jpl"] };
+
+/** Today, this week and this month; tips by hour and by weekday; the average tip: analytics' figures, the same as its CSV. */
+export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarnings; range: { from: Timestamp; to: Timestamp } }) {
+  const { t, locale, err } = useT();
+  const transport = useTransport();
+  const [error, setError] = useState("");
+  const periods = [
+    { label: t("today"), p: e.today },
+    { label: t("thisWeek"), p: e.thisWeek },
+    { label: t("thisMonth"), p: e.thisMonth },
+  ];
+  const csv = async () => {
+    setError("");
+    try {
+      const res = await createClient(AnalyticsService, transport).exportEarnings({ range, scope: { case: "workerId", value: loadSession()?.userId ?? "" } });
+      saveBytes(res.csv, "text/csv", res.fileName || "ttip-earnings.csv");
+    } catch (x) {
+      setError(err(x));
+    }
+  };
+  return (
+    <section aria-labelledby="earnings">
+      <h2 id="earnings">{t("earnings")}</h2>
+      <div className="figures" data-testid="earnings-periods">
+        {periods.map(({ label, p }) => (
+          <div key={label}>
+            {label}
+            <strong>{formatMoney(p?.net?.amountMinor ?? 0n)}</strong>
+            <span className="muted">{t("tipsCount", { n: String(p?.tips ?? 0n) })}</span>
+          </div>
+        ))}
+      </div>
+      <RowChart
+        title={t("periods")}
+        testId="chart-periods"
+        bars={periods.map(({ label, p }) => ({ label, value: p?.volume?.amountMinor ?? 0n, text: formatMoney(p?.volume?.amountMinor ?? 0n) }))}
+      />
+      <p>{t("averageTip")}: <strong data-testid="average-tip" data-value={String(e.averageTip?.amountMinor ?? 0n)}>{formatMoney(e.averageTip?.amountMinor ?? 0n)}</strong>
+        {e.averageRatingX100 ? ` · ${t("averageRating")}: ${(e.averageRatingX100 / 100).toFixed(2)}★` : ""}</p>
+      <ColumnChart
+        title={t("byHour")}
+        testId="chart-hours"
+        bars={e.byHourOfDay.map((h) => ({ label: String(h.hour).padStart(2, "0"), value: h.volume?.amountMinor ?? 0n, text: `${formatMoney(h.volume?.amountMinor ?? 0n)}, ${t("tipsCount", { n: String(h.tips) })}` }))}
+      />
+      <ColumnChart
+        title={t("byWeekday")}
+        testId="chart-weekdays"
+        bars={e.byWeekday.map((w) => ({ label: WEEKDAYS[locale][w.weekday - 1] ?? String(w.weekday), value: w.volume?.amountMinor ?? 0n, text: `${formatMoney(w.volume?.amountMinor ?? 0n)}, ${t("tipsCount", { n: String(w.tips) })}` }))}
+      />
+      {error ? <p className="error" role="alert">{error}</p> : null}
+      <button type="button" className="secondary" onClick={csv}>{t("downloadEarnings")}</button>
+    </section>
+  );
+}

@@ -1,0 +1,225 @@
+"use client";
+import { useMutation, useQuery } from "@connectrpc/connect-query";
+import { useState, type FormEvent, type ReactNode } from "react";
+import { Locale as AuthLocale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { Channel, TemplateKey, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { checkNotifications, checkPayout, checkPinChange, checkProfile } from "../../../lib/forms";
+import { formatMoney } from "../../../lib/money";
+import { loadSession } from "../../../lib/session";
+import type { WorkerKey } from "../../../lib/worker-i18n";
+import { WorkerNav } from "../nav";
+import { useT } from "../use-t";
+
+// The kinds a worker may tune (sign-in codes and fraud holds always go out;
+// notification does not take preferences for venue invitations and pool shares yet).
+const KINDS = [TemplateKey.TIP_RECEIVED, TemplateKey.PAYOUT_SENT, TemplateKey.PAYOUT_FAILED, TemplateKey.WEEKLY_SUMMARY];
+const CHANNELS = [Channel.SMS, Channel.EMAIL, Channel.PUSH, Channel.IN_APP];
+
+/** One form of the settings screen: its own message and error, so saving one never hides another's. */
+function Section({ title, id, onSubmit, children, button }: { title: string; id: string; onSubmit: (f: FormData) => Promise<string | undefined>; children: ReactNode; button: string }) {
+  const [note, setNote] = useState<{ ok: boolean; text: string }>();
+  const [busy, setBusy] = useState(false);
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    setBusy(true);
+    setNote(undefined);
+    const problem = await onSubmit(new FormData(e.currentTarget));
+    setBusy(false);
+    setNote(problem ? { ok: false, text: problem } : { ok: true, text: "" });
+  };
+  return (
+    <form onSubmit={submit} noValidate aria-labelledby={id} data-testid={`form-${id}`}>
+      <h2 id={id}>{title}</h2>
+      {children}
+      {note && !note.ok ? <p className="error" role="alert">{note.text}</p> : null}
+      {note?.ok ? <Saved /> : null}
+      <button type="submit" disabled={busy}>{button}</button>
+    </form>
+  );
+}
+
+function Saved() {
+  const { t } = useT();
+  return <p role="status">{t("saved")}</p>;
+}
+
+/**
+ * Settings: profile (name and photo link, as the tip page shows them),
+ * language (the app, auth's profile and notification's messages), payout
+ * number and automatic payout, PIN change, and notification channels per
+ * kind with quiet hours and an e-mail address.
+ */
+export default function Settings() {
+  const { t, err, locale } = useT();
+  const [session] = useState(() => loadSession());
+  const me = useQuery(AuthService.method.getMe, {});
+  const qrProfile = useQuery(QrService.method.getProfile, { ownerKind: OwnerKind.WORKER, ownerId: session?.userId ?? "" }, { enabled: !!session, retry: false });
+  const payout = useQuery(PaymentService.method.getPayoutSettings, {});
+  const prefs = useQuery(NotificationService.method.getPreferences, {});
+  const updateProfile = useMutation(AuthService.method.updateProfile);
+  const putProfile = useMutation(QrService.method.putProfile);
+  const changePin = useMutation(AuthService.method.changePin);
+  const updatePayout = useMutation(PaymentService.method.updatePayoutSettings);
+  const updatePrefs = useMutation(NotificationService.method.updatePreferences);
+  const user = me.data?.user;
+  const shown = qrProfile.data?.profile;
+  const p = payout.data?.settings;
+  const loaded = me.isFetched && payout.isFetched && prefs.isFetched && (qrProfile.isFetched || !session);
+  const attempt = async (f: () => Promise<unknown>) => {
+    try {
+      await f();
+      return undefined;
+    } catch (x) {
+      return err(x);
+    }
+  };
+
+  if (!loaded) return (<><WorkerNav /><p>{t("loading")}</p></>);
+  const name = user?.displayName || shown?.displayName || "";
+  const channelsOf = (pr: Preferences | undefined, key: TemplateKey) => pr?.kinds.find((k) => k.key === key)?.channels ?? [];
+  return (
+    <>
+      <WorkerNav />
+      <h1>{t("settings")}</h1>
+      {me.error ? <p className="error" role="alert">{err(me.error)}</p> : null}
+
+      <Section
+        title={t("profile")}
+        id="profile"
+        button={t("saveProfile")}
+        onSubmit={async (f) => {
+          const c = checkProfile(String(f.get("name") ?? ""), String(f.get("photo") ?? ""));
+          if (!c.ok) return t(c.problem as WorkerKey);
+          return attempt(async () => {
+            await updateProfile.mutateAsync({ displayName: c.value.displayName, photoUrl: c.value.photoUrl });
+            // The tip page shows qr's profile: keep it the same, with its currency and city.
+            await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: c.value.displayName, photoUrl: c.value.photoUrl, currency: shown?.currency ?? "", city: shown?.city ?? "" });
+            await Promise.all([me.refetch(), qrProfile.refetch()]);
+          });
+        }}
+      >
+        <label className="field" htmlFor="name">{t("name")}</label>
+        <input id="name" name="name" type="text" maxLength={60} autoComplete="name" defaultValue={name} />
+        <label className="field" htmlFor="photo">{t("photoUrl")}</label>
+        <input id="photo" name="photo" type="url" inputMode="url" defaultValue={user?.photoUrl || shown?.photoUrl || ""} />
+        <p className="muted">{t("missingPhotoUpload")}</p>
+      </Section>
+
+      <Section
+        title={t("language")}
+        id="language"
+        button={t("saveLanguage")}
+        onSubmit={async (f) => {
+          const to = f.get("language") === "sw" ? "sw" : "en";
+          const problem = await attempt(async () => {
+            if (name) await updateProfile.mutateAsync({ displayName: name, photoUrl: user?.photoUrl ?? "", locale: to === "sw" ? AuthLocale.SW : AuthLocale.EN });
+            await updatePrefs.mutateAsync({ preferences: { locale: to, quietHoursStart: prefs.data?.preferences?.quietHoursStart ?? "", quietHoursEnd: prefs.data?.preferences?.quietHoursEnd ?? "" } });
+          });
+          if (problem) return problem;
+          // The screens follow at once: the same cookie the tip page's switch sets.
+          document.cookie = `ttip_lang=${to}; path=/; max-age=${365 * 86400}; samesite=lax`;
+          window.location.reload();
+          return undefined;
+        }}
+      >
+        <label className="field" htmlFor="language-select">{t("languageLabel")}</label>
+        <select id="language-select" name="language" defaultValue={locale}>
+          <option value="en">English</option>
+          <option value="sw">Kiswahili</option>
+        </select>
+      </Section>
+
+      <Section
+        title={t("payout")}
+        id="payout"
+        button={t("savePayout")}
+        onSubmit={async (f) => {
+          const c = checkPayout(String(f.get("payoutPhone") ?? ""), f.get("auto") === "on", String(f.get("minimum") ?? ""));
+          if (!c.ok) return t(c.problem as WorkerKey);
+          return attempt(async () => {
+            await updatePayout.mutateAsync({
+              payoutPhone: c.value.payoutPhone,
+              autoPayout: c.value.autoPayout,
+              autoPayoutMinimum: c.value.minimumMinor ? { amountMinor: c.value.minimumMinor, currency: "KES" } : undefined,
+            });
+            await payout.refetch();
+          });
+        }}
+      >
+        <label className="field" htmlFor="payoutPhone">{t("payoutNumber")}</label>
+        <input id="payoutPhone" name="payoutPhone" type="tel" inputMode="tel" autoComplete="tel" />
+        {p?.payoutPhoneMasked ? <p className="muted" data-testid="payout-phone">{t("payoutNumberNow", { phone: p.payoutPhoneMasked })}</p> : null}
+        <label className="check"><input type="checkbox" name="auto" defaultChecked={p?.autoPayout ?? false} /> {t("autoPayout")}</label>
+        <label className="field" htmlFor="minimum">{t("autoMinimum")}</label>
+        <input id="minimum" name="minimum" type="text" inputMode="numeric" defaultValue={p?.autoPayoutMinimum ? formatMoney(p.autoPayoutMinimum.amountMinor).replace(/^KES /, "").replace(/,/g, "") : ""} />
+      </Section>
+
+      <Section
+        title={t("changePin")}
+        id="pin"
+        button={t("savePin")}
+        onSubmit={async (f) => {
+          const c = checkPinChange(String(f.get("currentPin") ?? ""), String(f.get("newPin") ?? ""), String(f.get("newPin2") ?? ""));
+          if (!c.ok) return t(c.problem as WorkerKey);
+          return attempt(() => changePin.mutateAsync(c.value));
+        }}
+      >
+        <label className="field" htmlFor="currentPin">{t("currentPin")}</label>
+        <input id="currentPin" name="currentPin" type="password" inputMode="numeric" autoComplete="current-password" maxLength={6} />
+        <label className="field" htmlFor="newPin">{t("newPin")}</label>
+        <input id="newPin" name="newPin" type="password" inputMode="numeric" autoComplete="new-password" maxLength={6} />
+        <label className="field" htmlFor="newPin2">{t("samePin")}</label>
+        <input id="newPin2" name="newPin2" type="password" inputMode="numeric" autoComplete="new-password" maxLength={6} />
+      </Section>
+
+      <Section
+        title={t("notifications")}
+        id="notifications"
+        button={t("saveNotifications")}
+        onSubmit={async (f) => {
+          const c = checkNotifications(String(f.get("quietStart") ?? ""), String(f.get("quietEnd") ?? ""), String(f.get("email") ?? ""));
+          if (!c.ok) return t(c.problem as WorkerKey);
+          const kinds = KINDS.map((key) => ({ key, channels: CHANNELS.filter((ch) => f.get(`k${key}-c${ch}`) === "on") }));
+          return attempt(async () => {
+            await updatePrefs.mutateAsync({ preferences: { kinds, ...c.value, locale: "" } });
+            await prefs.refetch();
+          });
+        }}
+      >
+        <table>
+          <thead>
+            <tr><th></th>{CHANNELS.map((ch) => <th key={ch}>{t(`ch_${Channel[ch]}` as WorkerKey)}</th>)}</tr>
+          </thead>
+          <tbody>
+            {KINDS.map((key) => (
+              <tr key={key}>
+                <th>{t(`k_${TemplateKey[key]}` as WorkerKey)}</th>
+                {CHANNELS.map((ch) => (
+                  <td key={ch}>
+                    <input
+                      type="checkbox"
+                      name={`k${key}-c${ch}`}
+                      aria-label={`${t(`k_${TemplateKey[key]}` as WorkerKey)}: ${t(`ch_${Channel[ch]}` as WorkerKey)}`}
+                      defaultChecked={channelsOf(prefs.data?.preferences, key).includes(ch)}
+                    />
+                  </td>
+                ))}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        <label className="field" htmlFor="quietStart">{t("quietFrom")}</label>
+        <input id="quietStart" name="quietStart" type="text" inputMode="numeric" placeholder="22:00" defaultValue={prefs.data?.preferences?.quietHoursStart ?? ""} />
+        <label className="field" htmlFor="quietEnd">{t("quietTo")}</label>
+        <input id="quietEnd" name="quietEnd" type="text" inputMode="numeric" placeholder="07:00" defaultValue={prefs.data?.preferences?.quietHoursEnd ?? ""} />
+        <label className="field" htmlFor="email">{t("email")}</label>
+        <input id="email" name="email" type="email" autoComplete="email" defaultValue={prefs.data?.preferences?.email ?? ""} />
+      </Section>
+    </>
+  );
+}

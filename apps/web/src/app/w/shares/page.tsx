@@ -1,0 +1,73 @@
+"use client";
+import { useMutation, useQuery } from "@connectrpc/connect-query";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { useState } from "react";
+import { DistributionStatus, MemberStatus, type Member } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { formatMoney } from "../../../lib/money";
+import { WorkerNav } from "../nav";
+import { useT } from "../use-t";
+
+/** One venue: the rule in force (every member may read it) and clocking in and out. */
+function VenueCard({ m }: { m: Member }) {
+  const { t, err, locale } = useT();
+  const rule = useQuery(VenueService.method.getSplitRule, { venueId: m.venueId, version: 0 }, { retry: false });
+  const [open, setOpen] = useState<Date>();
+  const [error, setError] = useState("");
+  const clockIn = useMutation(VenueService.method.clockIn);
+  const clockOut = useMutation(VenueService.method.clockOut);
+  const clock = async (inOut: "in" | "out") => {
+    setError("");
+    try {
+      if (inOut === "in") {
+        const { shift } = await clockIn.mutateAsync({ venueId: m.venueId });
+        setOpen(shift?.startedAt ? timestampDate(shift.startedAt) : new Date());
+      } else {
+        await clockOut.mutateAsync({ venueId: m.venueId });
+        setOpen(undefined);
+      }
+    } catch (x) {
+      setError(err(x));
+    }
+  };
+  const r = rule.data?.rule;
+  return (
+    <section className="notice" data-testid={`venue-${m.venueId}`}>
+      <h2>{t("ruleInForce", { venue: m.venueName })}</h2>
+      {r ? <p data-testid="rule-summary">{r.summary} <span className="muted">({t("ruleVersion", { v: r.version })})</span></p> : null}
+      {rule.error ? <p className="error">{err(rule.error)}</p> : null}
+      {open ? <p role="status">{t("clockedIn", { time: open.toLocaleTimeString(locale === "sw" ? "sw-KE" : "en-KE") })}</p> : null}
+      {error ? <p className="error" role="alert">{error}</p> : null}
+      <button type="button" className="secondary" onClick={() => clock(open ? "out" : "in")}>{open ? t("clockOut") : t("clockIn")}</button>
+    </section>
+  );
+}
+
+/** "Does the tip reach me?": each venue's rule in force, and each share with how it was reached. */
+export default function Shares() {
+  const { t, err, locale } = useT();
+  const venues = useQuery(VenueService.method.listMyVenues, {});
+  const shares = useQuery(VenueService.method.listMyShares, { page: { pageSize: 50 } });
+  const date = (ts?: { seconds: bigint; nanos: number }) => (ts ? timestampDate(ts as never).toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { dateStyle: "medium", timeStyle: "short" }) : "");
+  const current = (venues.data?.memberships ?? []).filter((m) => m.status === MemberStatus.ACTIVE);
+  return (
+    <>
+      <WorkerNav />
+      <h1>{t("shares")}</h1>
+      {venues.error ? <p className="error" role="alert">{err(venues.error)}</p> : null}
+      {venues.isFetched && current.length === 0 ? <p>{t("venuesNone")}</p> : null}
+      {current.map((m) => <VenueCard key={m.memberId} m={m} />)}
+      <ul data-testid="my-shares">
+        {(shares.data?.shares ?? []).map((s) => (
+          <li key={s.distributionId} className="notice">
+            <strong>{t("shareLine", { amount: formatMoney(s.line?.amount?.amountMinor ?? 0n), venue: s.venueName, start: date(s.period?.start), end: date(s.period?.end) })}</strong>
+            {s.status === DistributionStatus.REVERSED ? <span className="error"> · {t("shareReversed")}</span> : null}
+            <p>{t("shareHow", { explanation: s.line?.explanation ?? "" })}</p>
+            <p className="muted">{t("sharePool", { total: formatMoney(s.poolTotal?.amountMinor ?? 0n), n: s.membersPaid, v: s.ruleVersion })}</p>
+          </li>
+        ))}
+        {shares.isFetched && (shares.data?.shares.length ?? 0) === 0 ? <li>{t("noShares")}</li> : null}
+      </ul>
+    </>
+  );
+}

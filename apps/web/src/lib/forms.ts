@@ -1,0 +1,65 @@
+// What the worker's forms check before calling the API: the same rules as
+// the contracts (protovalidate on the services), so a mistake is named at
+// once and no call is made. Each returns the message key of the first
+// problem, or the clean values.
+import { normaliseKenyanPhone } from "./phone";
+import { parseWholeUnits } from "./money";
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; problem: string };
+const bad = <T>(problem: string): Checked<T> => ({ ok: false, problem });
+const good = <T>(value: T): Checked<T> => ({ ok: true, value });
+
+const HHMM = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const PIN = /^[0-9]{4,6}$/;
+
+/** UpdateProfile: display_name 1..60, photo_url empty or an http(s) URL (qr refuses others). */
+export function checkProfile(name: string, photo: string): Checked<{ displayName: string; photoUrl: string }> {
+  const displayName = name.trim();
+  if (displayName.length < 1 || displayName.length > 60) return bad("err_name");
+  const photoUrl = photo.trim();
+  if (photoUrl && (!/^https:\/\/[^\s]+$/i.test(photoUrl) || photoUrl.length > 2048)) return bad("err_photo");
+  return good({ displayName, photoUrl });
+}
+
+/** ChangePin: both 4 to 6 digits, and different (change_pin.different). */
+export function checkPinChange(current: string, next: string, again: string): Checked<{ currentPin: string; newPin: string }> {
+  if (!PIN.test(current) || !PIN.test(next)) return bad("err_newPin");
+  if (next !== again) return bad("err_pinsDiffer");
+  if (current === next) return bad("err_samePin");
+  return good({ currentPin: current, newPin: next });
+}
+
+/** UpdatePayoutSettings: a Kenyan number (or empty: unchanged); auto payout needs a minimum of at least KES 1. */
+export function checkPayout(phone: string, auto: boolean, minimum: string): Checked<{ payoutPhone: string; autoPayout: boolean; minimumMinor: bigint }> {
+  const typed = phone.trim();
+  const payoutPhone = typed ? normaliseKenyanPhone(typed) : "";
+  if (payoutPhone === undefined) return bad("err_phone");
+  let minimumMinor = 0n;
+  if (auto || minimum.trim()) {
+    const m = parseWholeUnits(minimum);
+    if (!m) return bad("err_minimum");
+    minimumMinor = m;
+  }
+  return good({ payoutPhone, autoPayout: auto, minimumMinor });
+}
+
+/** UpdatePreferences: quiet hours both "HH:MM" or both empty; e-mail empty or an address. */
+export function checkNotifications(quietStart: string, quietEnd: string, email: string): Checked<{ quietHoursStart: string; quietHoursEnd: string; email: string }> {
+  const s = quietStart.trim();
+  const e = quietEnd.trim();
+  if (!s !== !e || (s && !HHMM.test(s)) || (e && !HHMM.test(e))) return bad("err_quiet");
+  const mail = email.trim();
+  if (mail && !EMAIL.test(mail)) return bad("err_email");
+  return good({ quietHoursStart: s, quietHoursEnd: e, email: mail });
+}
+
+/** RequestPayout: whole shillings 1..250,000; the number empty (payout number) or Kenyan. */
+export function checkWithdrawal(amount: string, phone: string): Checked<{ amountMinor: bigint; mpesaPhone: string }> {
+  const amountMinor = parseWholeUnits(amount);
+  if (!amountMinor) return bad("err_amount");
+  const typed = phone.trim();
+  const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
+  if (mpesaPhone === undefined) return bad("err_mpesa");
+  return good({ amountMinor, mpesaPhone });
+}

@@ -1,0 +1,146 @@
+// The worker's forms' checks (the contracts' rules, before any call), the
+// two dictionaries, the language choice, the statement PDF and the charts'
+// markup. No browser: these are the pieces the screens are made of.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { createElement } from "react";
+import { renderToStaticMarkup } from "react-dom/server";
+import { create } from "@bufbuild/protobuf";
+import { GetStatementResponseSchema } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { ColumnChart, RowChart } from "../src/components/charts.js";
+import { checkNotifications, checkPayout, checkPinChange, checkProfile, checkWithdrawal } from "../src/lib/forms.js";
+import { makePdf } from "../src/lib/pdf.js";
+import { statementPdf } from "../src/lib/statement-pdf.js";
+import { workerDictionaries, workerLocale, workerT } from "../src/lib/worker-i18n.js";
+
+const problem = (c: { ok: boolean; problem?: string }) => (c.ok ? "ok" : c.problem);
+
+test("profile: a name of 1 to 60 characters; a photo only as an https link", () => {
+  assert.deepEqual(checkProfile("  Amina W. ", ""), { ok: true, value: { displayName: "Amina W.", photoUrl: "" } });
+  assert.equal(problem(checkProfile("   ", "")), "err_name");
+  assert.equal(problem(checkProfile("x".repeat(61), "")), "err_name");
+  assert.equal(problem(checkProfile("Amina", "http://example.com/a.jpg")), "err_photo");
+  assert.equal(problem(checkProfile("Amina", "javascript:alert(1)")), "err_photo");
+  assert.equal(problem(checkProfile("Amina", "https://example.com/a.jpg")), "ok");
+});
+
+test("PIN change: 4 to 6 digits, typed twice the same, and not the current PIN", () => {
+  assert.equal(problem(checkPinChange("4826", "123", "123")), "err_newPin");
+  assert.equal(problem(checkPinChange("48a6", "5931", "5931")), "err_newPin");
+  assert.equal(problem(checkPinChange("4826", "5931", "5932")), "err_pinsDiffer");
+  assert.equal(problem(checkPinChange("4826", "4826", "4826")), "err_samePin");
+  assert.deepEqual(checkPinChange("4826", "593107", "593107"), { ok: true, value: { currentPin: "4826", newPin: "593107" } });
+});
+
+test("payout settings: a Kenyan number or none; automatic payout needs a whole-shilling minimum of at least 1", () => {
+  assert.deepEqual(checkPayout("0712 345 678", true, "500"), { ok: true, value: { payoutPhone: "254712345678", autoPayout: true, minimumMinor: 50_000n } });
+  assert.equal(problem(checkPayout("0812345678", false, "")), "err_phone");
+  assert.equal(problem(checkPayout("", true, "")), "err_minimum");
+  assert.equal(problem(checkPayout("", true, "0")), "err_minimum");
+  assert.equal(problem(checkPayout("", true, "10.50")), "err_minimum", "M-Pesa moves whole shillings");
+  assert.deepEqual(checkPayout("", false, ""), { ok: true, value: { payoutPhone: "", autoPayout: false, minimumMinor: 0n } });
+});
+
+test("notifications: quiet hours both HH:MM or both empty; an e-mail address or nothing", () => {
+  assert.equal(problem(checkNotifications("22:00", "", "")), "err_quiet");
+  assert.equal(problem(checkNotifications("25:00", "06:00", "")), "err_quiet");
+  assert.equal(problem(checkNotifications("22:00", "6:00", "")), "err_quiet");
+  assert.equal(problem(checkNotifications("22:00", "06:00", "amina@")), "err_email");
+  assert.deepEqual(checkNotifications(" 22:00", "06:30 ", " a@b.co "), { ok: true, value: { quietHoursStart: "22:00", quietHoursEnd: "06:30", email: "a@b.co" } });
+});
+
+test("withdrawal: whole shillings 1 to 250,000; the number empty (the payout number) or Kenyan", () => {
+  assert.deepEqual(checkWithdrawal("1,000", ""), { ok: true, value: { amountMinor: 100_000n, mpesaPhone: "" } });
+  assert.equal(problem(checkWithdrawal("0", "")), "err_amount");
+  assert.equal(problem(checkWithdrawal("250001", "")), "err_amount");
+  assert.equal(problem(checkWithdrawal("99.5", "")), "err_amount");
+  assert.equal(problem(checkWithdrawal("100", "12345")), "err_mpesa");
+});
+
+test("English and Swahili have the same keys, no empty text, and the same {placeholders}", () => {
+  const { en, sw } = workerDictionaries;
+  assert.deepEqual(Object.keys(sw).sort(), Object.keys(en).sort());
+  for (const [k, v] of Object.entries(en)) {
+    const swText = sw[k as keyof typeof sw];
+    assert.ok(v && swText, `${k} has text in both`);
+    const holes = (s: string) => (s.match(/\{\w+\}/g) ?? []).sort();
+    assert.deepEqual(holes(swText), holes(v), `${k}: same placeholders`);
+  }
+  assert.equal(workerT("sw")("leftOf", { left: "KES 5", limit: "KES 10" }), "KES 5 zimebaki kati ya KES 10");
+});
+
+test("language: the chosen cookie wins, then the browser's first English or Swahili, else English", () => {
+  assert.equal(workerLocale("a=1; ttip_lang=sw", ["en-GB"]), "sw");
+  assert.equal(workerLocale("ttip_lang=en", ["sw-KE"]), "en");
+  assert.equal(workerLocale("", ["fr-FR", "sw-KE", "en"]), "sw");
+  assert.equal(workerLocale("", ["fr-FR"]), "en");
+});
+
+/** The objects' offsets in the xref table must point at "n 0 obj": what a PDF reader relies on. */
+function checkXref(pdf: Uint8Array): string {
+  const text = Buffer.from(pdf).toString("latin1");
+  assert.ok(text.startsWith("%PDF-1.4\n"));
+  assert.ok(text.endsWith("%%EOF\n"));
+  const startxref = Number(/startxref\n(\d+)\n%%EOF\n$/.exec(text)![1]);
+  assert.equal(text.slice(startxref, startxref + 4), "xref");
+  const entries = [...text.slice(startxref).matchAll(/^(\d{10}) 00000 n $/gm)].map((m) => Number(m[1]));
+  assert.ok(entries.length >= 5);
+  entries.forEach((offset, i) => assert.equal(text.slice(offset, offset + `${i + 1} 0 obj`.length), `${i + 1} 0 obj`, `object ${i + 1} at its offset`));
+  for (const m of text.matchAll(/<< \/Length (\d+) >>\nstream\n/g)) {
+    const start = m.index! + m[0].length;
+    assert.equal(text.slice(start + Number(m[1]), start + Number(m[1]) + 10), "\nendstream", "each stream's length is exact");
+  }
+  return text;
+}
+
+test("the statement PDF: valid structure, built-in fonts only, the rows and both balances, pages as needed", () => {
+  const rows = Array.from({ length: 120 }, (_, i) => ({
+    postedAt: { seconds: BigInt(1_790_000_000 + i * 3600), nanos: 0 },
+    entryId: `e${i}`,
+    description: i === 0 ? "Tip (M-Pesa) from 2547****678 (café)" : "Tip",
+    amount: { amountMinor: 28_500n, currency: "KES" },
+    balanceAfter: { amountMinor: 28_500n * BigInt(i + 1), currency: "KES" },
+  }));
+  const s = create(GetStatementResponseSchema, { openingBalance: { amountMinor: 0n, currency: "KES" }, closingBalance: { amountMinor: 28_500n * 120n, currency: "KES" }, rows });
+  const text = checkXref(statementPdf(s, "2026-11", workerT("sw")));
+  assert.match(text, /\(Taarifa ya TTIP 2026-11\) Tj/);
+  assert.match(text, /\(Salio la mwisho: KES 34,200\) Tj/);
+  assert.match(text, /caf\xe9/, "Latin-1 text kept as is");
+  assert.equal((text.match(/\(KES 285\) Tj/g) ?? []).length, 121, "every row's amount, and the first row's balance");
+  assert.match(text, /\/Count 3 /, "120 rows take three A4 pages");
+  assert.doesNotMatch(text, /FontFile|http/, "no font embedded or fetched");
+});
+
+test("the PDF writer escapes what would end a string and replaces what Helvetica cannot show", () => {
+  const text = checkXref(makePdf([{ cells: ["a (b) \\ c", "emoji 😀"] }], [0, 100]));
+  assert.match(text, /\(a \\\(b\\\) \\\\ c\) Tj/);
+  assert.match(text, /\(emoji \?\?\) Tj/);
+});
+
+test("charts: one bar per figure, its exact value kept, bars scaled to the largest, figures listed for screen readers", () => {
+  const bars = [
+    { label: "09", value: 30_000n, text: "KES 300" },
+    { label: "10", value: 0n, text: "KES 0" },
+    { label: "11", value: 15_000n, text: "KES 150" },
+  ];
+  const html = renderToStaticMarkup(createElement(ColumnChart, { title: "By hour", bars, testId: "c" }));
+  assert.deepEqual([...html.matchAll(/data-value="(\d+)"/g)].map((m) => m[1]), ["30000", "0", "15000"]);
+  const heights = [...html.matchAll(/<rect[^>]* height="([\d.]+)"/g)].map((m) => Number(m[1]));
+  assert.equal(heights[0], 60, "the largest bar is full height");
+  assert.equal(heights[2], 30, "half the value, half the height");
+  assert.ok(heights[1] < 1, "a zero is a hairline");
+  assert.match(html, /<li>11: KES 150<\/li>/);
+  const rows = renderToStaticMarkup(createElement(RowChart, { title: "Staff", bars }));
+  assert.match(rows, /aria-label="Staff"/);
+  assert.equal((rows.match(/<g /g) ?? []).length, 3);
+});
+
+test("API errors read as sentences naming the field, in the person's language, never a code", async () => {
+  const { ConnectError, Code } = await import("@connectrpc/connect");
+  const { plainError } = await import("../src/lib/errors.js");
+  const e = new ConnectError("preferences.kinds[4].key: must be a defined template key", Code.InvalidArgument);
+  assert.equal(plainError(e), "Please check the preferences kinds key: must be a defined template key.");
+  assert.equal(plainError(new ConnectError("amount: must be whole shillings", Code.InvalidArgument), "sw"), "Tafadhali angalia amount: must be whole shillings.");
+  assert.equal(plainError(new ConnectError("x", Code.Unauthenticated), "sw"), "Muda wako umekwisha. Tafadhali ingia tena.");
+  assert.equal(plainError(new ConnectError("boom", Code.Internal)), "Something went wrong on our side. Please try again.");
+});

@@ -1,0 +1,165 @@
+// The worker's screens in Swahili, their settings, the payout fee before
+// withdrawing, the statement as PDF, the home's live stream and its charts:
+// a real browser at phone size against the platform as make run serves it.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import type { Page } from "playwright-core";
+import { eventually, successNumber, WebHarness } from "./harness.js";
+
+/** Waits for a settings form's "Saved."; on a timeout, says what the form showed instead. */
+async function saved(page: Page, form: string): Promise<void> {
+  await page.getByTestId(form).getByRole("status").waitFor({ timeout: 10_000 }).catch(async (err) => {
+    await page.screenshot({ path: "/tmp/wt-web-fail.png", fullPage: true });
+    throw new Error(`${(err as Error).message}\nthe page says: ${await page.locator("main").innerText()}`);
+  });
+}
+
+describe("the worker's screens in Swahili, settings, fee, PDF statement, live home and charts (chromium at phone size)", () => {
+  const h = new WebHarness();
+  before(() => h.start().then(() => undefined));
+  after(() => h.stop());
+
+  test("a Swahili phone: the home goes live over the stream, a tip arrives, the charts equal the CSV, the fee is quoted, the statement comes as PDF", async () => {
+    const worker = await h.worker("Amina");
+    const page = await h.signedInPhone(worker, { locale: "sw-KE", acceptDownloads: true });
+    await page.goto(`${h.url}/w`);
+    await page.getByRole("heading", { name: "Tips zako" }).waitFor();
+    // Live over analytics' WatchDashboard stream: no polling while it is up.
+    await page.getByTestId("live-state").filter({ hasText: "Moja kwa moja" }).waitFor({ timeout: 20_000 });
+    const listCalls: string[] = [];
+    page.on("request", (r) => r.url().endsWith("/ttip.payment.v1.PaymentService/ListTips") && listCalls.push(r.url()));
+    await page.waitForTimeout(2_500);
+    assert.equal(listCalls.length, 0, "the tips are not polled while the stream is live");
+
+    await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.id },
+      amount: { amountMinor: 30_000n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: successNumber() },
+    });
+    await page.getByTestId("latest-tips").getByText("KES 300 · imepokelewa").waitFor({ timeout: 20_000 });
+    assert.ok(listCalls.length >= 1, "the stream's snapshot made the list refresh");
+
+    // The charts show analytics' own figures: each bar equals its row of the CSV export.
+    await page.getByTestId("chart-hours").locator('g[data-value="30000"]').waitFor({ timeout: 20_000 });
+    await h.screenshot(page, "worker-home-sw");
+    const from = new Date(new Date().getFullYear(), new Date().getMonth(), 1);
+    const { csv } = await h.api(AnalyticsService, worker.token).exportEarnings({
+      range: { from: timestampFromDate(from), to: timestampFromDate(new Date(Date.now() + 86_400_000)) },
+      scope: { case: "workerId", value: worker.id },
+    });
+    const rows = new TextDecoder().decode(csv).trim().split("\n").map((l) => l.split(","));
+    const bars = async (testId: string) => page.getByTestId(testId).locator("g[data-value]").evaluateAll((gs) => gs.map((g) => g.getAttribute("data-value")));
+    assert.deepEqual(await bars("chart-hours"), rows.filter((r) => r[0] === "hour_of_day").map((r) => r[3]));
+    assert.deepEqual(await bars("chart-weekdays"), rows.filter((r) => r[0] === "weekday").map((r) => r[3]));
+    assert.equal(await page.getByTestId("average-tip").getAttribute("data-value"), rows.find((r) => r[0] === "average_tip")![3]);
+    assert.deepEqual(await bars("chart-periods"), ["today", "this_week", "this_month"].map((k) => rows.find((r) => r[0] === "period" && r[1] === k)![3]));
+
+    // The payout fee, quoted as the amount is typed, equals the wallet's quote.
+    await page.getByRole("link", { name: "Toa pesa" }).click();
+    await page.getByLabel("Kiasi (KES, shilingi kamili)").fill("200");
+    const { fee } = await h.api(WalletService, worker.token).quoteWithdrawalFee({ amount: { amountMinor: 20_000n, currency: "KES" } });
+    const feeText = `KES ${fee!.amountMinor / 100n}`;
+    await page.getByTestId("withdraw-fee").filter({ hasText: `Ada ya M-Pesa kwa KES 200: ${feeText}` }).waitFor();
+    await page.getByLabel("Kiasi (KES, shilingi kamili)").fill("0");
+    await page.getByRole("button", { name: "Toa", exact: true }).click();
+    await page.getByRole("alert").filter({ hasText: "Weka shilingi kamili, kuanzia 1 hadi 250,000." }).waitFor();
+    await h.screenshot(page, "worker-withdraw-sw");
+
+    // This month's statement as PDF, in Swahili, with the tip's row.
+    await page.getByRole("link", { name: "Taarifa" }).click();
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Pakua PDF" }).click()]);
+    assert.match(download.suggestedFilename(), /^ttip-statement-\d{4}-\d{2}\.pdf$/);
+    const pdf = readFileSync((await download.path())!).toString("latin1");
+    assert.ok(pdf.startsWith("%PDF-1.4") && pdf.endsWith("%%EOF\n"));
+    assert.match(pdf, /\(Taarifa ya TTIP \d{4}-\d{2}\) Tj/);
+    const { rows: statement, closingBalance } = await h.api(WalletService, worker.token).getStatement({ year: from.getFullYear(), month: from.getMonth() + 1, currency: "KES", format: 1 });
+    assert.ok(statement.length >= 1);
+    assert.ok(pdf.includes(`(Salio la mwisho: KES ${closingBalance!.amountMinor / 100n})`), "the closing balance the wallet gives");
+    await h.screenshot(page, "worker-statements-sw");
+  });
+
+  test("settings: each form checks as the contract does before calling, then saves name, payout number, PIN, notifications and language where they belong", async () => {
+    const worker = await h.worker("Baraka");
+    const page = await h.signedInPhone(worker);
+    await page.goto(`${h.url}/w/settings`);
+    await page.getByRole("heading", { name: "Settings" }).waitFor();
+    const notifications = h.api(NotificationService, worker.token);
+    const before = await notifications.getPreferences({});
+
+    // Refused in the browser, nothing sent: quiet hours need both ends.
+    await page.getByLabel("Quiet hours from (HH:MM, East Africa Time)").fill("22:00");
+    await page.getByRole("button", { name: "Save notifications" }).click();
+    await page.getByTestId("form-notifications").getByRole("alert").filter({ hasText: "Give quiet hours as HH:MM" }).waitFor();
+    assert.deepEqual(await notifications.getPreferences({}), before, "nothing changed");
+
+    await page.getByLabel("Quiet hours until (HH:MM)").fill("06:30");
+    await page.getByLabel("E-mail for messages (optional)").fill("baraka@example.com");
+    await page.getByLabel("A tip arrives: E-mail").check();
+    await page.getByLabel("Weekly summary: SMS").uncheck();
+    await page.getByRole("button", { name: "Save notifications" }).click();
+    await saved(page, "form-notifications");
+    const prefs = (await notifications.getPreferences({})).preferences!;
+    assert.equal(prefs.quietHoursStart, "22:00");
+    assert.equal(prefs.quietHoursEnd, "06:30");
+    assert.equal(prefs.email, "baraka@example.com");
+    assert.ok(prefs.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)!.channels.includes(Channel.EMAIL));
+    assert.ok(!prefs.kinds.find((k) => k.key === TemplateKey.WEEKLY_SUMMARY)!.channels.includes(Channel.SMS));
+
+    // Profile: auth's and the tip page's (qr) names change together.
+    await page.getByLabel("Your name (as customers see it)").fill("Baraka O.");
+    await page.getByLabel("Photo (a link starting with https://)").fill("http://insecure.example/p.jpg");
+    await page.getByRole("button", { name: "Save profile" }).click();
+    await page.getByTestId("form-profile").getByRole("alert").filter({ hasText: "https://" }).waitFor();
+    await page.getByLabel("Photo (a link starting with https://)").fill("");
+    await page.getByRole("button", { name: "Save profile" }).click();
+    await saved(page, "form-profile");
+    assert.equal((await h.api(AuthService, worker.token).getMe({})).user!.displayName, "Baraka O.");
+    assert.equal((await h.api(QrService, worker.token).getProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.id })).profile!.displayName, "Baraka O.");
+
+    // Payout number and automatic payout.
+    await page.getByLabel("Payout M-Pesa number").fill("0712 345 678");
+    await page.getByLabel("Pay out automatically").check();
+    await page.getByLabel("Minimum balance for automatic payout (KES)").fill("500");
+    await page.getByRole("button", { name: "Save payout settings" }).click();
+    await saved(page, "form-payout");
+    await page.getByTestId("payout-phone").waitFor();
+    const payout = (await h.api(PaymentService, worker.token).getPayoutSettings({})).settings!;
+    assert.equal(payout.autoPayout, true);
+    assert.equal(payout.autoPayoutMinimum!.amountMinor, 50_000n);
+    assert.match(payout.payoutPhoneMasked, /^2547.*78$/);
+
+    // PIN: a wrong current PIN is a sentence from auth; the right one changes it.
+    await page.getByLabel("Current PIN").fill("1357");
+    await page.getByLabel("New PIN (4 to 6 digits)").fill("5931");
+    await page.getByLabel("The same PIN again").fill("5931");
+    await page.getByRole("button", { name: "Change PIN" }).click();
+    const wrong = await page.getByTestId("form-pin").getByRole("alert").textContent();
+    assert.ok(wrong && !/\b[A-Z_]{5,}\b/.test(wrong), `a plain sentence, no code: ${wrong}`);
+    await page.getByLabel("Current PIN").fill(worker.pin);
+    await page.getByRole("button", { name: "Change PIN" }).click();
+    await saved(page, "form-pin");
+    await h.tokens({ phone: worker.phone, pin: "5931" });
+    await h.screenshot(page, "worker-settings");
+
+    // Language: the screens, auth's profile and notification's messages.
+    await page.getByLabel("Language for the app and messages").selectOption("sw");
+    await page.getByRole("button", { name: "Save language" }).click();
+    await page.getByRole("heading", { name: "Mipangilio" }).waitFor();
+    assert.equal((await h.api(AuthService, worker.token).getMe({})).user!.locale, Locale.SW);
+    await eventually("messages in Swahili", async () => (await notifications.getPreferences({})).preferences!.locale === "sw");
+    await h.screenshot(page, "worker-settings-sw");
+  });
+});

@@ -1,0 +1,131 @@
+import { randomUUID } from "node:crypto";
+import { create, fromBinary, toJsonString, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
+import { ConsentScope, WebhookEventSchema, WebhookEventType, WebhookPayoutSchema, WebhookTipSchema, type WebhookEvent } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import {
+  PayoutFailedSchema,
+  PayoutSucceededSchema,
+  TipCreatedSchema,
+  TipFailedSchema,
+  TipSucceededSchema,
+  type EventMeta,
+} from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { subjectOf, type DeliveredMessage, type Queryable } from "@ttip/runtime";
+
+/** The events partners may subscribe to, all published by payment. */
+export const WEBHOOK_SOURCE_SUBJECT = "ttip.payment.>";
+
+/** Who an event concerns: a tip goes to the key that created it, a payout to keys the worker consented to. */
+type Audience = { kind: "tip"; createdBy: string } | { kind: "payout"; workerId: string };
+
+interface Mapped {
+  type: WebhookEventType;
+  meta?: EventMeta;
+  audience: Audience;
+  data: WebhookEvent["data"];
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const money = (m: Money | undefined) => (m ? { amountMinor: m.amountMinor, currency: m.currency } : undefined);
+
+const tip = (v: MessageInitShape<typeof WebhookTipSchema>): WebhookEvent["data"] => ({ case: "tip", value: create(WebhookTipSchema, v) });
+const payout = (v: MessageInitShape<typeof WebhookPayoutSchema>): WebhookEvent["data"] => ({ case: "payout", value: create(WebhookPayoutSchema, v) });
+
+function decoded<D extends DescMessage>(schema: D, m: DeliveredMessage): MessageShape<D> {
+  return fromBinary(schema, m.data);
+}
+
+/** What a bus message means to partners; undefined for every event they are not sent. */
+export function mapEvent(m: DeliveredMessage): Mapped | undefined {
+  switch (m.subject) {
+    case subjectOf(TipCreatedSchema): {
+      const e = decoded(TipCreatedSchema, m);
+      return {
+        type: WebhookEventType.TIP_CREATED, meta: e.meta, audience: { kind: "tip", createdBy: e.createdBy },
+        data: tip({ tipId: e.tipId, workerId: e.workerId, venueId: e.venueId, qrCodeId: e.qrCodeId, amount: money(e.amount) }),
+      };
+    }
+    case subjectOf(TipSucceededSchema): {
+      const e = decoded(TipSucceededSchema, m);
+      return {
+        type: WebhookEventType.TIP_SUCCEEDED, meta: e.meta, audience: { kind: "tip", createdBy: e.createdBy },
+        data: tip({ tipId: e.tipId, workerId: e.workerId, venueId: e.venueId, qrCodeId: e.qrCodeId, amount: money(e.amount), fee: money(e.fee), net: money(e.net), mpesaReceipt: e.mpesaReceipt }),
+      };
+    }
+    case subjectOf(TipFailedSchema): {
+      const e = decoded(TipFailedSchema, m);
+      return {
+        type: WebhookEventType.TIP_FAILED, meta: e.meta, audience: { kind: "tip", createdBy: e.createdBy },
+        data: tip({ tipId: e.tipId, workerId: e.workerId, venueId: e.venueId, qrCodeId: e.qrCodeId, amount: money(e.amount), resultCode: e.resultCode, reason: e.reason }),
+      };
+    }
+    case subjectOf(PayoutSucceededSchema): {
+      const e = decoded(PayoutSucceededSchema, m);
+      return {
+        type: WebhookEventType.PAYOUT_SUCCEEDED, meta: e.meta, audience: { kind: "payout", workerId: e.workerId },
+        data: payout({ payoutId: e.payoutId, workerId: e.workerId, amount: money(e.amount), transferFee: money(e.transferFee), mpesaReceipt: e.mpesaReceipt }),
+      };
+    }
+    case subjectOf(PayoutFailedSchema): {
+      const e = decoded(PayoutFailedSchema, m);
+      return {
+        type: WebhookEventType.PAYOUT_FAILED, meta: e.meta, audience: { kind: "payout", workerId: e.workerId },
+        data: payout({ payoutId: e.payoutId, workerId: e.workerId, amount: money(e.amount), resultCode: e.resultCode, reason: e.reason }),
+      };
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** Live subscriptions of live keys that want this event. */
+async function subscribers(tx: Queryable, type: WebhookEventType, audience: Audience): Promise<Array<{ subscription_id: string; key_id: string }>> {
+  if (audience.kind === "tip") {
+    // Anonymous and signed-in customers' tips carry no key id.
+    if (!UUID.test(audience.createdBy)) return [];
+    const { rows } = await tx.query(
+      `SELECT s.subscription_id, s.key_id FROM auth.partner_webhook_subscriptions s JOIN auth.partner_api_keys k USING (key_id)
+        WHERE s.key_id = $1::uuid AND s.deleted_at IS NULL AND k.revoked_at IS NULL AND $2::smallint = ANY (s.event_types)`,
+      [audience.createdBy, type],
+    );
+    return rows;
+  }
+  if (!UUID.test(audience.workerId)) return [];
+  const { rows } = await tx.query(
+    `SELECT s.subscription_id, s.key_id FROM auth.partner_consents c
+       JOIN auth.partner_webhook_subscriptions s ON s.key_id = c.key_id
+       JOIN auth.partner_api_keys k ON k.key_id = c.key_id
+      WHERE c.worker_id = $1::uuid AND c.revoked_at IS NULL AND $3::smallint = ANY (c.scopes)
+        AND s.deleted_at IS NULL AND k.revoked_at IS NULL AND $2::smallint = ANY (s.event_types)`,
+    [audience.workerId, type, ConsentScope.PAYOUTS],
+  );
+  return rows;
+}
+
+/**
+ * Records one delivery per subscription that wants the event, in the
+ * transaction that records the event in the inbox: a redelivered event finds
+ * its inbox row (and each delivery its unique (subscription, event)) and adds
+ * nothing. Returns how many deliveries were added.
+ */
+export async function fanOut(tx: Queryable, message: DeliveredMessage): Promise<number> {
+  const mapped = mapEvent(message);
+  if (!mapped) return 0;
+  const subs = await subscribers(tx, mapped.type, mapped.audience);
+  let added = 0;
+  for (const s of subs) {
+    const deliveryId = randomUUID();
+    const body = toJsonString(
+      WebhookEventSchema,
+      create(WebhookEventSchema, { deliveryId, eventId: message.id, type: mapped.type, occurredAt: mapped.meta?.occurredAt, data: mapped.data }),
+    );
+    const r = await tx.query(
+      `INSERT INTO auth.partner_webhook_deliveries (delivery_id, subscription_id, key_id, event_id, event_type, worker_id, body)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (subscription_id, event_id) DO NOTHING`,
+      [deliveryId, s.subscription_id, s.key_id, message.id, mapped.type, mapped.audience.kind === "payout" ? mapped.audience.workerId : null, body],
+    );
+    added += r.rowCount ?? 0;
+  }
+  return added;
+}

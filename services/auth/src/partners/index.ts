@@ -1,0 +1,57 @@
+// Partner keys' webhooks and workers' consents live in auth, beside the keys
+// they hang on: a revoked key stops its deliveries and reads in the same
+// database, subscription secrets are sealed like the keys' own, and a consent
+// is a relation between a user and a key, both auth's.
+import type { ConnectRouter } from "@connectrpc/connect";
+import { PartnerAdminService, PartnerConsentService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
+import { consumeEvents } from "@ttip/runtime";
+import type { AuthCore } from "../core.js";
+import { partnerAdminHandlers } from "./admin.js";
+import { consentedReadHandlers, consentHandlers } from "./consents.js";
+import { fanOut, WEBHOOK_SOURCE_SUBJECT } from "./fan-out.js";
+import { WebhookSender } from "./sender.js";
+import { webhookHandlers } from "./webhooks.js";
+
+export { webhookSignature, retryDelayMs, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_DELIVERY_HEADER } from "./sender.js";
+export { checkWebhookUrl, MAX_SUBSCRIPTIONS_PER_KEY } from "./webhooks.js";
+
+export const PARTNER_SERVICES = [PartnerService, PartnerConsentService, PartnerAdminService];
+/** The inbox's (and the durable consumer's) name. */
+export const WEBHOOK_CONSUMER = "auth-partner-webhooks";
+
+/** One per running auth service: the sender its replays and new events wake. */
+export interface PartnerWebhooks {
+  routes(router: ConnectRouter): void;
+  start(): Promise<() => Promise<void>>;
+}
+
+export function partnerWebhooks(core: AuthCore): PartnerWebhooks {
+  const sender = new WebhookSender({ pool: core.ctx.pool, sealer: core.sealer, config: core.config.webhooks, logger: core.ctx.logger, metrics: core.ctx.metrics });
+  return {
+    routes(router) {
+      router.service(PartnerService, { ...webhookHandlers(core), ...consentedReadHandlers(core) });
+      router.service(PartnerConsentService, consentHandlers(core));
+      router.service(PartnerAdminService, partnerAdminHandlers(core, () => sender.wake()));
+    },
+    async start() {
+      const consumer = await consumeEvents({
+        bus: core.ctx.bus,
+        pool: core.ctx.pool,
+        schema: "auth",
+        consumer: WEBHOOK_CONSUMER,
+        subject: WEBHOOK_SOURCE_SUBJECT,
+        logger: core.ctx.logger,
+        metrics: core.ctx.metrics,
+        handle: async (message, tx) => {
+          // The sender looks again once this commits (or at its next poll).
+          if ((await fanOut(tx, message)) > 0) setImmediate(() => sender.wake());
+        },
+      });
+      sender.start();
+      return async () => {
+        await consumer.stop();
+        await sender.stop();
+      };
+    },
+  };
+}

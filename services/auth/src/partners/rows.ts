@@ -1,0 +1,108 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  PartnerConsentSchema,
+  WebhookDeliverySchema,
+  WebhookDeliveryStatus,
+  WebhookSubscriptionSchema,
+  type ConsentScope,
+  type PartnerConsent,
+  type WebhookDelivery,
+  type WebhookEventType,
+  type WebhookSubscription,
+} from "@ttip/proto/ttip/auth/v1/partner_pb.js";
+
+export interface SubscriptionRow {
+  subscription_id: string;
+  key_id: string;
+  url: string;
+  event_types: number[];
+  secret_sealed: string;
+  created_at: Date;
+  deleted_at: Date | null;
+}
+
+export type DeliveryState = "pending" | "delivered" | "failed";
+
+export interface DeliveryRow {
+  delivery_id: string;
+  subscription_id: string;
+  key_id: string;
+  event_id: string;
+  event_type: number;
+  worker_id: string | null;
+  body: string;
+  status: DeliveryState;
+  attempts: number;
+  budget_used: number;
+  replay_requested: boolean;
+  next_attempt_at: Date;
+  last_response_status: number;
+  last_error: string;
+  created_at: Date;
+  delivered_at: Date | null;
+  /** Joined from the subscription. */
+  url?: string;
+}
+
+export interface ConsentRow {
+  worker_id: string;
+  key_id: string;
+  partner_name: string;
+  scopes: number[];
+  granted_at: Date;
+  revoked_at: Date | null;
+}
+
+const ts = (d: Date | null | undefined) => (d ? timestampFromDate(d) : undefined);
+
+export function toSubscription(r: SubscriptionRow): WebhookSubscription {
+  return create(WebhookSubscriptionSchema, {
+    subscriptionId: r.subscription_id,
+    keyId: r.key_id,
+    url: r.url,
+    eventTypes: r.event_types as WebhookEventType[],
+    createdAt: ts(r.created_at),
+    deletedAt: ts(r.deleted_at),
+  });
+}
+
+export const DELIVERY_STATUS: Record<DeliveryState, WebhookDeliveryStatus> = {
+  pending: WebhookDeliveryStatus.PENDING,
+  delivered: WebhookDeliveryStatus.DELIVERED,
+  failed: WebhookDeliveryStatus.FAILED,
+};
+
+/** The status filter of a list request as the table spells it; undefined for "any". */
+export function deliveryState(status: WebhookDeliveryStatus): DeliveryState | undefined {
+  return (Object.keys(DELIVERY_STATUS) as DeliveryState[]).find((k) => DELIVERY_STATUS[k] === status);
+}
+
+export function toDelivery(r: DeliveryRow): WebhookDelivery {
+  return create(WebhookDeliverySchema, {
+    deliveryId: r.delivery_id,
+    subscriptionId: r.subscription_id,
+    keyId: r.key_id,
+    eventId: r.event_id,
+    eventType: r.event_type as WebhookEventType,
+    status: DELIVERY_STATUS[r.status],
+    attempts: r.attempts,
+    lastResponseStatus: r.last_response_status,
+    lastError: r.last_error,
+    createdAt: ts(r.created_at),
+    nextAttemptAt: r.status === "pending" ? ts(r.next_attempt_at) : undefined,
+    deliveredAt: ts(r.delivered_at),
+    url: r.url ?? "",
+  });
+}
+
+export function toConsent(r: ConsentRow): PartnerConsent {
+  return create(PartnerConsentSchema, {
+    workerId: r.worker_id,
+    keyId: r.key_id,
+    partnerName: r.partner_name,
+    scopes: r.scopes as ConsentScope[],
+    grantedAt: ts(r.granted_at),
+    revokedAt: ts(r.revoked_at),
+  });
+}

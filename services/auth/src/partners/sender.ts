@@ -1,0 +1,192 @@
+import { createHmac } from "node:crypto";
+import { withTransaction, type Logger, type Metrics, type Pool } from "@ttip/runtime";
+import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
+import type { WebhookConfig } from "../config.js";
+import type { Sealer } from "../crypto.js";
+import type { DeliveryRow } from "./rows.js";
+
+/** The header the TypeScript, Go and Python SDKs' webhook verifiers read: "t=<unix seconds>,v1=<hex HMAC-SHA256>". */
+export const WEBHOOK_SIGNATURE_HEADER = "x-ttip-webhook-signature";
+export const WEBHOOK_DELIVERY_HEADER = "x-ttip-delivery-id";
+/** Deliveries sent at once by one process; the rest wait for the next round. */
+const MAX_IN_FLIGHT = 16;
+/** What is kept of an error or an answer, in the log. */
+const MAX_ERROR_CHARS = 300;
+
+/** HMAC-SHA256 of "<t>.<body>" under the subscription's secret, as @ttip/sdk's verifyWebhook checks it. */
+export function webhookSignature(secret: string, body: string, unixSeconds: number): string {
+  return `t=${unixSeconds},v1=${createHmac("sha256", secret).update(`${unixSeconds}.${body}`).digest("hex")}`;
+}
+
+/** The wait before attempt n + 1 after n failed ones: base * 2^(n-1), at most the cap, less up to a fifth at random (replicas and partners recovering together do not all retry at once). */
+export function retryDelayMs(failed: number, config: Pick<WebhookConfig, "retryBaseMs" | "retryCapMs">, random = Math.random): number {
+  const exp = Math.min(config.retryCapMs, config.retryBaseMs * 2 ** Math.min(Math.max(failed - 1, 0), 30));
+  return Math.round(exp * (1 - 0.2 * random()));
+}
+
+interface Claimed extends DeliveryRow {
+  url: string;
+  secret_sealed: string;
+  key_revoked: boolean;
+  subscription_deleted: boolean;
+  consent_held: boolean;
+}
+
+export interface SenderOptions {
+  pool: Pool;
+  sealer: Sealer;
+  config: WebhookConfig;
+  logger: Logger;
+  metrics?: Metrics;
+}
+
+/**
+ * Sends due deliveries. A delivery is claimed by pushing its next attempt past
+ * the request's timeout and counting the attempt, in a committed statement,
+ * before the request is made: replicas never send the same attempt twice, and
+ * a process that dies mid-request leaves it due again once the lease ends
+ * (at-least-once; the receiver deduplicates by delivery id). The outcome is
+ * written only if the claim is still this one.
+ */
+export class WebhookSender {
+  private timer: NodeJS.Timeout | undefined;
+  private kick: (() => void) | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+  private again = false;
+
+  constructor(private readonly o: SenderOptions) {}
+
+  start(): void {
+    this.running = (async () => {
+      while (!this.stopped) {
+        try {
+          while (!this.stopped && (await this.sendDue()) > 0);
+        } catch (err) {
+          this.o.logger.warn({ err }, "webhook sender failed; will retry");
+        }
+        if (this.again) {
+          this.again = false;
+          continue;
+        }
+        await new Promise<void>((resolve) => {
+          this.kick = resolve;
+          this.timer = setTimeout(resolve, this.o.config.pollMs);
+        });
+        clearTimeout(this.timer);
+        this.kick = undefined;
+      }
+    })();
+  }
+
+  /** Something became due now (a new event, a replay): look before the next poll. */
+  wake(): void {
+    this.again = true;
+    this.kick?.();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.kick?.();
+    await this.running;
+  }
+
+  /** Claims and sends one round of due deliveries; returns how many were sent. */
+  async sendDue(): Promise<number> {
+    const claimed = await this.claim();
+    await Promise.all(claimed.map((d) => this.send(d)));
+    return claimed.length;
+  }
+
+  private async claim(): Promise<Claimed[]> {
+    const leaseMs = this.o.config.timeoutMs + 5_000;
+    const { rows } = await this.o.pool.query<Claimed>(
+      `WITH due AS (
+         SELECT delivery_id FROM auth.partner_webhook_deliveries
+          WHERE status = 'pending' AND next_attempt_at <= now()
+          ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+       UPDATE auth.partner_webhook_deliveries d
+          SET attempts = d.attempts + 1, budget_used = d.budget_used + 1,
+              next_attempt_at = now() + make_interval(secs => $2::double precision / 1000)
+         FROM due, auth.partner_webhook_subscriptions s, auth.partner_api_keys k
+        WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id AND k.key_id = d.key_id
+       RETURNING d.*, s.url, s.secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
+         (d.worker_id IS NULL OR EXISTS (SELECT 1 FROM auth.partner_consents c WHERE c.worker_id = d.worker_id AND c.key_id = d.key_id
+           AND c.revoked_at IS NULL AND $3::smallint = ANY (c.scopes))) AS consent_held`,
+      [MAX_IN_FLIGHT, leaseMs, ConsentScope.PAYOUTS],
+    );
+    return rows;
+  }
+
+  private async send(d: Claimed): Promise<void> {
+    // Checked when sending, not only when the event arrived: a revoked key, a deleted
+    // subscription or a withdrawn consent stops what is still queued.
+    const stop = d.key_revoked ? "the partner key was revoked" : d.subscription_deleted ? "the subscription was deleted" : !d.consent_held ? "the worker withdrew the consent" : "";
+    if (stop) {
+      await this.o.pool.query(
+        `UPDATE auth.partner_webhook_deliveries SET status = 'failed', attempts = attempts - 1, last_error = $2 WHERE delivery_id = $1 AND attempts = $3`,
+        [d.delivery_id, `not sent: ${stop}`, d.attempts],
+      );
+      return;
+    }
+    const started = new Date();
+    const outcome = await this.post(d);
+    const durationMs = Date.now() - started.getTime();
+    const delivered = outcome.status >= 200 && outcome.status < 300;
+    const gaveUp = !delivered && d.budget_used >= this.o.config.maxAttempts;
+    const delay = retryDelayMs(d.budget_used, this.o.config);
+    await withTransaction(this.o.pool, async (tx) => {
+      const updated = await tx.query(
+        `UPDATE auth.partner_webhook_deliveries
+            SET status = $3, last_response_status = $4, last_error = $5, replay_requested = false,
+                delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
+                next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $6::double precision / 1000) ELSE next_attempt_at END
+          WHERE delivery_id = $1 AND attempts = $2`,
+        [d.delivery_id, d.attempts, delivered ? "delivered" : gaveUp ? "failed" : "pending", outcome.status, outcome.error, delay],
+      );
+      // A replay claimed it meanwhile (or the lease ran out and another process did): theirs is the outcome.
+      if (updated.rowCount === 0) return;
+      await tx.query(
+        `INSERT INTO auth.partner_webhook_attempts (delivery_id, attempt, started_at, duration_ms, response_status, error, replay)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
+        [d.delivery_id, d.attempts, started, durationMs, outcome.status, outcome.error, d.replay_requested],
+      );
+    });
+    const outcomeLabel = delivered ? "delivered" : gaveUp ? "failed" : "retry";
+    this.o.metrics?.counter("ttip_partner_webhook_attempts_total", "Partner webhook HTTP attempts, by outcome.", ["outcome"]).inc({ outcome: outcomeLabel });
+    if (!delivered) this.o.logger.info({ deliveryId: d.delivery_id, attempt: d.attempts, status: outcome.status, error: outcome.error, gaveUp }, "webhook delivery not accepted");
+  }
+
+  private async post(d: Claimed): Promise<{ status: number; error: string }> {
+    let secret: string;
+    try {
+      secret = this.o.sealer.open(d.secret_sealed);
+    } catch {
+      return { status: 0, error: "the subscription's secret cannot be opened (AUTH_KEY_ENCRYPTION_SECRET changed?)" };
+    }
+    const unix = Math.floor(Date.now() / 1000);
+    try {
+      const res = await fetch(d.url, {
+        method: "POST",
+        // A redirect is not an answer: the receiver must be at the URL it registered.
+        redirect: "manual",
+        signal: AbortSignal.timeout(this.o.config.timeoutMs),
+        headers: {
+          "content-type": "application/json",
+          "user-agent": "ttip-webhooks/1",
+          [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(secret, d.body, unix),
+          [WEBHOOK_DELIVERY_HEADER]: d.delivery_id,
+        },
+        body: d.body,
+      });
+      // The answer's body is not needed; reading a little frees the connection.
+      const text = (await res.text().catch(() => "")).slice(0, 120);
+      const ok = res.status >= 200 && res.status < 300;
+      return { status: res.status, error: ok ? "" : `HTTP ${res.status}${text ? `: ${text}` : ""}`.slice(0, MAX_ERROR_CHARS) };
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string; message?: string } };
+      const why = e.name === "TimeoutError" ? `no answer within ${this.o.config.timeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message);
+      return { status: 0, error: String(why).slice(0, MAX_ERROR_CHARS) };
+    }
+  }
+}

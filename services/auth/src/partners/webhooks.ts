@@ -1,0 +1,144 @@
+import { randomUUID } from "node:crypto";
+import { isIP } from "node:net";
+import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
+import type { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
+import type { WebhookConfig } from "../config.js";
+import type { AuthCore } from "../core.js";
+import { opaqueToken } from "../crypto.js";
+import { deliveryState, toDelivery, toSubscription, type DeliveryRow, type SubscriptionRow } from "./rows.js";
+
+/** Live subscriptions a key may hold: each event is fanned out to at most this many URLs per key. */
+export const MAX_SUBSCRIPTIONS_PER_KEY = 10;
+
+/** The partner key calling: a live key, never a user who merely holds the role partner. */
+export async function callingKey(db: Queryable, ctx: HandlerContext): Promise<{ keyId: string; partnerName: string }> {
+  const caller = requireCaller(ctx, "partner");
+  const { rows } = await db.query("SELECT key_id, partner_name FROM auth.partner_api_keys WHERE key_id::text = $1 AND revoked_at IS NULL", [caller.subject]);
+  if (!rows[0]) throw new PermissionDeniedError(`${ctx.method.parent.typeName} is for partner keys: sign the call with a live key`);
+  return { keyId: rows[0].key_id, partnerName: rows[0].partner_name };
+}
+
+const PRIVATE_V4 = [/^10\./, /^127\./, /^169\.254\./, /^172\.(1[6-9]|2\d|3[01])\./, /^192\.168\./, /^0\./, /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./];
+const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
+
+/**
+ * A URL deliveries may go to: https:// anywhere public; outside production
+ * also http:// to loopback (a developer's receiver, the sandbox). Production
+ * refuses private and loopback address literals (the service's own network).
+ */
+export function checkWebhookUrl(raw: string, config: Pick<WebhookConfig, "httpsOnly">): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw fieldError("url", "not an absolute URL");
+  }
+  if (url.username || url.password) throw fieldError("url", "must not carry credentials: deliveries are signed instead");
+  if (url.hash) throw fieldError("url", "must not have a #fragment");
+  const host = url.hostname.toLowerCase();
+  const loopback = LOOPBACK_HOSTS.has(host) || /^127\./.test(host);
+  if (url.protocol === "http:") {
+    if (config.httpsOnly || !loopback) throw fieldError("url", config.httpsOnly ? "must be https://" : "must be https:// (http:// only to localhost, for development)");
+  } else if (url.protocol !== "https:") {
+    throw fieldError("url", "must be https://");
+  }
+  if (config.httpsOnly) {
+    const bare = host.replace(/^\[|\]$/g, "");
+    const v = isIP(bare);
+    const privateAddress = loopback || (v === 4 && PRIVATE_V4.some((r) => r.test(bare))) || (v === 6 && /^(::1?$|f[cd]|fe[89ab])/i.test(bare));
+    if (privateAddress) throw fieldError("url", "must be a public address, not a private or loopback one");
+  }
+  return url.toString();
+}
+
+/** A partner key's webhook subscriptions and delivery log. */
+export function webhookHandlers(core: AuthCore): Partial<ServiceImpl<typeof PartnerService>> {
+  const { pool } = core.ctx;
+  return {
+    async createWebhookSubscription(req, ctx) {
+      const key = await callingKey(pool, ctx);
+      const url = checkWebhookUrl(req.url, core.config.webhooks);
+      const eventTypes = [...new Set(req.eventTypes)].sort((a, b) => a - b);
+      // The same request with the types in another order is the same request.
+      const idempotent = idempotentRequest("auth", ctx, { ...req, eventTypes }, key.keyId);
+      const subscriptionId = randomUUID();
+      const secret = opaqueToken("ttip_whsec");
+      const row = await withTransaction(pool, async (tx) => {
+        const first = await claimIdempotencyKey(tx, idempotent, subscriptionId);
+        if (first) return (await tx.query<SubscriptionRow>("SELECT * FROM auth.partner_webhook_subscriptions WHERE subscription_id = $1", [first])).rows[0];
+        // Serialises a key's creations, so the limit holds under concurrent calls.
+        await tx.query("SELECT 1 FROM auth.partner_api_keys WHERE key_id = $1 FOR UPDATE", [key.keyId]);
+        const live = await tx.query("SELECT count(*)::int AS n FROM auth.partner_webhook_subscriptions WHERE key_id = $1 AND deleted_at IS NULL", [key.keyId]);
+        if (live.rows[0].n >= MAX_SUBSCRIPTIONS_PER_KEY) {
+          throw new RateLimitedError(`a key holds at most ${MAX_SUBSCRIPTIONS_PER_KEY} live webhook subscriptions; delete one first`);
+        }
+        const { rows } = await tx.query<SubscriptionRow>(
+          `INSERT INTO auth.partner_webhook_subscriptions (subscription_id, key_id, url, event_types, secret_sealed)
+           VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+          [subscriptionId, key.keyId, url, eventTypes, core.sealer.seal(secret)],
+        );
+        return rows[0];
+      });
+      // A retry gets the same secret back: the first answer may never have arrived.
+      return { subscription: toSubscription(row), signingSecret: core.sealer.open(row.secret_sealed) };
+    },
+
+    async listWebhookSubscriptions(req, ctx) {
+      const key = await callingKey(pool, ctx);
+      const size = pageSize(req.page);
+      const after = decodeTimeIdToken(req.page?.pageToken);
+      const { rows } = await pool.query<SubscriptionRow & { page_at: string }>(
+        `SELECT *, ${keysetTime("created_at")} AS page_at FROM auth.partner_webhook_subscriptions
+          WHERE key_id = $1 AND ($2::timestamptz IS NULL OR (created_at, subscription_id) > ($2::timestamptz, $3::uuid))
+          ORDER BY created_at, subscription_id LIMIT $4`,
+        [key.keyId, after?.at ?? null, after?.id ?? null, size + 1],
+      );
+      const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.subscription_id]);
+      return { subscriptions: items.map(toSubscription), page: { nextPageToken } };
+    },
+
+    async deleteWebhookSubscription(req, ctx) {
+      const key = await callingKey(pool, ctx);
+      const row = await withTransaction(pool, async (tx) => {
+        const { rows } = await tx.query<SubscriptionRow>(
+          "UPDATE auth.partner_webhook_subscriptions SET deleted_at = COALESCE(deleted_at, now()) WHERE subscription_id = $1 AND key_id = $2 RETURNING *",
+          [req.subscriptionId, key.keyId],
+        );
+        // Another key's subscription is as unknown as a missing one.
+        if (!rows[0]) throw new NotFoundError(`subscription_id: no subscription ${req.subscriptionId} for this key`);
+        await tx.query(
+          "UPDATE auth.partner_webhook_deliveries SET status = 'failed', last_error = 'not sent: the subscription was deleted' WHERE subscription_id = $1 AND status = 'pending'",
+          [req.subscriptionId],
+        );
+        return rows[0];
+      });
+      return { subscription: toSubscription(row) };
+    },
+
+    async listWebhookDeliveries(req, ctx) {
+      const key = await callingKey(pool, ctx);
+      const page = await listDeliveries(pool, { keyId: key.keyId, subscriptionId: req.subscriptionId, status: deliveryState(req.status), page: req.page });
+      return page;
+    },
+  };
+}
+
+/** Deliveries newest first, filtered; a page of them. */
+export async function listDeliveries(
+  db: Queryable,
+  f: { keyId?: string; subscriptionId?: string; status?: DeliveryRow["status"]; page?: { pageSize?: number; pageToken?: string } },
+) {
+  const size = pageSize(f.page);
+  const before = decodeTimeIdToken(f.page?.pageToken);
+  const { rows } = await db.query<DeliveryRow & { page_at: string }>(
+    `SELECT d.*, s.url, ${keysetTime("d.created_at")} AS page_at
+       FROM auth.partner_webhook_deliveries d JOIN auth.partner_webhook_subscriptions s USING (subscription_id)
+      WHERE ($1::uuid IS NULL OR d.key_id = $1) AND ($2::uuid IS NULL OR d.subscription_id = $2) AND ($3::text IS NULL OR d.status = $3)
+        AND ($4::timestamptz IS NULL OR (d.created_at, d.delivery_id) < ($4::timestamptz, $5::uuid))
+      ORDER BY d.created_at DESC, d.delivery_id DESC LIMIT $6`,
+    [f.keyId || null, f.subscriptionId || null, f.status ?? null, before?.at ?? null, before?.id ?? null, size + 1],
+  );
+  const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.delivery_id]);
+  return { deliveries: items.map(toDelivery), page: { nextPageToken } };
+}

@@ -1,0 +1,250 @@
+// Partner webhooks end to end: signed subscription calls through the gateway,
+// events from JetStream, deliveries to a real HTTP server on loopback.
+import assert from "node:assert/strict";
+import { createHmac, randomUUID } from "node:crypto";
+import { after, before, beforeEach, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
+import { PayoutSucceededSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { eventually } from "@ttip/runtime/testing";
+import { retryDelayMs } from "../src/index.js";
+import { startPartnerHarness, WEBHOOK_ENV, type PartnerHarness, type PartnerKey, type Received } from "./partner-harness.js";
+
+const kes = (amountMinor: bigint) => ({ currency: "KES", amountMinor });
+
+/** The documented check (the SDK's verifyWebhook does the same): HMAC-SHA256 of "<t>.<raw body>". */
+function verifies(secret: string, r: Received): boolean {
+  const header = String(r.headers["x-ttip-webhook-signature"] ?? "");
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
+  if (!m) return false;
+  const fresh = Math.abs(Date.now() / 1000 - Number(m[1])) <= 300;
+  return fresh && createHmac("sha256", secret).update(`${m[1]}.${r.body}`).digest("hex") === m[2];
+}
+
+const failure = async (p: Promise<unknown>) => {
+  try {
+    await p;
+  } catch (err) {
+    const e = ConnectError.from(err);
+    return { code: e.code, message: e.rawMessage };
+  }
+  assert.fail("expected the call to fail");
+};
+
+describe("partner webhooks", () => {
+  let h: PartnerHarness;
+  let pos: PartnerKey;
+  let other: PartnerKey;
+  let secret: string;
+  let subscriptionId: string;
+
+  before(async () => {
+    h = await startPartnerHarness();
+    pos = await h.issueKey("Savanna POS", ["webhooks:read", "webhooks:write"]);
+    other = await h.issueKey("Other POS", ["webhooks:read", "webhooks:write"]);
+    const created = await h.partner(pos).createWebhookSubscription({
+      url: h.receiver.url,
+      eventTypes: [WebhookEventType.TIP_SUCCEEDED, WebhookEventType.TIP_FAILED],
+      idempotencyKey: `sub-${randomUUID()}`,
+    });
+    secret = created.signingSecret;
+    subscriptionId = created.subscription!.subscriptionId;
+    assert.match(secret, /^ttip_whsec_/);
+  });
+
+  after(async () => {
+    await h.close();
+  });
+
+  beforeEach(() => {
+    h.receiver.script = [];
+    h.receiver.otherwise = 200;
+  });
+
+  /** A key's delivery log, as the admin console reads it (polling a partner's identical signed call would be a replay). */
+  const logOf = async (key: PartnerKey, status = WebhookDeliveryStatus.UNSPECIFIED) =>
+    (await h.admin.listAllWebhookDeliveries({ keyId: key.keyId, status })).deliveries;
+
+  test("a tip event of the key's own tip is delivered once, signed, with a stable delivery id; other keys' tips are not", async () => {
+    // Consumed in stream order: by the time the key's own tip arrives, the others were judged.
+    await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: other.keyId });
+    await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: "" });
+    const tipId = randomUUID();
+    const eventId = await h.publish(TipSucceededSchema, {
+      tipId, workerId: randomUUID(), amount: kes(10_000n), fee: kes(300n), net: kes(9_700n), mpesaReceipt: "SIM123ABC", createdBy: pos.keyId,
+      customerPhoneMasked: "2547******78",
+    });
+    const [got] = await eventually("the delivery", () => h.receiver.forEvent(eventId).length > 0 && h.receiver.forEvent(eventId));
+    assert.equal(h.receiver.received.length, 1, "only the key's own tip is sent");
+    assert.ok(verifies(secret, got), "the signature verifies under the subscription's secret");
+    assert.equal(verifies("ttip_whsec_wrong", got), false);
+    const body = JSON.parse(got.body);
+    assert.equal(got.headers["x-ttip-delivery-id"], body.deliveryId);
+    assert.equal(got.headers["content-type"], "application/json");
+    assert.equal(body.type, "WEBHOOK_EVENT_TYPE_TIP_SUCCEEDED");
+    assert.deepEqual(body.tip, {
+      tipId, workerId: body.tip.workerId, amount: { amountMinor: "10000", currency: "KES" }, fee: { amountMinor: "300", currency: "KES" },
+      net: { amountMinor: "9700", currency: "KES" }, mpesaReceipt: "SIM123ABC",
+    });
+    assert.doesNotMatch(got.body, /2547/, "no phone number, even masked, leaves for a partner");
+
+    await eventually("the log says delivered", async () => (await logOf(pos))[0]?.status === WebhookDeliveryStatus.DELIVERED);
+    // The partner's own view of its log, through the gateway.
+    const log = await h.partner(pos).listWebhookDeliveries({});
+    assert.equal(log.deliveries.length, 1);
+    assert.equal(log.deliveries[0].deliveryId, body.deliveryId);
+    assert.equal(log.deliveries[0].attempts, 1);
+    assert.equal(log.deliveries[0].lastResponseStatus, 200);
+    // The other key sees none of it.
+    assert.equal((await h.partner(other).listWebhookDeliveries({})).deliveries.length, 0);
+  });
+
+  test("answered 500, a delivery is retried with growing waits under the same delivery id until a 2xx", async () => {
+    h.receiver.script = [500, 500];
+    const eventId = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(5000n), resultCode: "1032", reason: "cancelled", createdBy: pos.keyId });
+    const sent = await eventually("three attempts", () => h.receiver.forEvent(eventId).length >= 3 && h.receiver.forEvent(eventId), 20_000);
+    assert.deepEqual(sent.map((r) => r.status), [500, 500, 200]);
+    assert.equal(new Set(sent.map((r) => r.headers["x-ttip-delivery-id"])).size, 1, "one delivery id across attempts");
+    assert.ok(sent.every((r) => verifies(secret, r)));
+    // Waits: at least the jittered base, then at least the jittered double.
+    const base = Number(WEBHOOK_ENV.AUTH_WEBHOOK_RETRY_BASE_MS);
+    assert.ok(sent[1].at - sent[0].at >= 0.8 * base - 20, `first wait ${sent[1].at - sent[0].at} ms`);
+    assert.ok(sent[2].at - sent[1].at >= 1.6 * base - 20, `second wait ${sent[2].at - sent[1].at} ms`);
+    const d = await eventually("delivered in the log", async () => (await logOf(pos, WebhookDeliveryStatus.DELIVERED)).find((x) => x.eventId === eventId));
+    assert.equal(d.attempts, 3);
+    const attempts = await h.db.pool.query("SELECT attempt, response_status FROM auth.partner_webhook_attempts WHERE delivery_id = $1 ORDER BY attempt", [d.deliveryId]);
+    assert.deepEqual(attempts.rows, [{ attempt: 1, response_status: 500 }, { attempt: 2, response_status: 500 }, { attempt: 3, response_status: 200 }]);
+  });
+
+  test("backoff doubles from the base up to the cap, with at most a fifth taken off", () => {
+    const c = { retryBaseMs: 1000, retryCapMs: 60_000 };
+    assert.deepEqual([1, 2, 3, 4, 7, 8, 30].map((n) => retryDelayMs(n, c, () => 0)), [1000, 2000, 4000, 8000, 60_000, 60_000, 60_000]);
+    assert.equal(retryDelayMs(3, c, () => 1), 3200);
+  });
+
+  test("after the cap of attempts it is failed and left; an admin's replay sends it again under the same id", async () => {
+    h.receiver.otherwise = 500;
+    const eventId = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(2000n), createdBy: pos.keyId });
+    const failed = await eventually("failed in the log", async () => (await logOf(pos, WebhookDeliveryStatus.FAILED)).find((x) => x.eventId === eventId), 20_000);
+    const max = Number(WEBHOOK_ENV.AUTH_WEBHOOK_MAX_ATTEMPTS);
+    assert.equal(failed.attempts, max);
+    assert.equal(failed.lastResponseStatus, 500);
+    assert.match(failed.lastError, /^HTTP 500/);
+    // Nothing more is sent on its own.
+    await new Promise((r) => setTimeout(r, 4 * Number(WEBHOOK_ENV.AUTH_WEBHOOK_RETRY_CAP_MS)));
+    assert.equal(h.receiver.forEvent(eventId).length, max);
+
+    h.receiver.otherwise = 200;
+    const replayed = await h.admin.replayWebhookDelivery({ deliveryId: failed.deliveryId, reason: "partner fixed their endpoint" });
+    assert.equal(replayed.delivery!.status, WebhookDeliveryStatus.PENDING);
+    const again = await eventually("the replay", () => h.receiver.forEvent(eventId).length === max + 1 && h.receiver.forEvent(eventId));
+    assert.equal(again[max].status, 200);
+    assert.equal(again[max].headers["x-ttip-delivery-id"], failed.deliveryId);
+    assert.equal(again[max].body, again[0].body, "the same body, newly signed");
+    assert.ok(verifies(secret, again[max]));
+    await eventually("delivered after the replay", async () => {
+      const all = await h.admin.listAllWebhookDeliveries({ keyId: pos.keyId, status: WebhookDeliveryStatus.DELIVERED });
+      return all.deliveries.some((x) => x.deliveryId === failed.deliveryId && x.attempts === max + 1);
+    });
+    const logged = await h.db.pool.query("SELECT replay FROM auth.partner_webhook_attempts WHERE delivery_id = $1 ORDER BY attempt", [failed.deliveryId]);
+    assert.deepEqual(logged.rows.map((r) => r.replay), [...Array(max).fill(false), true]);
+    const audit = await h.db.pool.query("SELECT detail FROM auth.audit_events WHERE detail LIKE $1", [`delivery ${failed.deliveryId}:%`]);
+    assert.equal(audit.rows.length, 1);
+    assert.equal((await failure(h.admin.replayWebhookDelivery({ deliveryId: randomUUID(), reason: "typo" }))).code, Code.NotFound);
+  });
+
+  test("an event JetStream delivers again (its ack lost after commit) is not sent twice", async () => {
+    const tipId = randomUUID();
+    const eventId = randomUUID();
+    h.bus.loseAck.add(eventId);
+    const { buildEvent } = await import("@ttip/runtime");
+    const m = buildEvent("payment", TipSucceededSchema, { tipId, amount: kes(700n), createdBy: pos.keyId });
+    await h.bus.publish({ ...m, id: eventId });
+    await eventually("redelivered by the server", () => (h.bus.deliveries.get(eventId) ?? []).includes(2));
+    await eventually("sent", () => h.receiver.forEvent(eventId).length === 1);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(h.receiver.forEvent(eventId).length, 1);
+    const rows = await h.db.pool.query("SELECT count(*)::int AS n FROM auth.partner_webhook_deliveries WHERE event_id = $1", [eventId]);
+    assert.equal(rows.rows[0].n, 1);
+  });
+
+  test("nothing is lost across a restart: a pending retry and an event published while auth was down are both delivered", async () => {
+    h.receiver.otherwise = 503;
+    const pendingEvent = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+    await eventually("a first failed attempt", () => h.receiver.forEvent(pendingEvent).length >= 1);
+    let whileDown = "";
+    await h.restartAuth(async () => {
+      whileDown = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+      h.receiver.otherwise = 200;
+    });
+    await eventually("the pending one delivered", () => h.receiver.forEvent(pendingEvent).some((r) => r.status === 200), 20_000);
+    await eventually("the one published while down delivered", () => h.receiver.forEvent(whileDown).some((r) => r.status === 200), 20_000);
+    assert.equal(h.receiver.forEvent(whileDown).length, 1);
+  });
+
+  test("subscriptions: validated, idempotent, capped per key, deleted only by their key, and a deleted one gets nothing", async () => {
+    const bad = await failure(h.partner(pos).createWebhookSubscription({ url: "ftp://example.com/x", eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` }));
+    assert.equal(bad.code, Code.InvalidArgument);
+    assert.match(bad.message, /^url: /);
+    const remote = await failure(h.partner(pos).createWebhookSubscription({ url: "http://example.com/x", eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` }));
+    assert.deepEqual(remote, { code: Code.InvalidArgument, message: "url: must be https:// (http:// only to localhost, for development)" });
+    const noTypes = await failure(h.partner(pos).createWebhookSubscription({ url: h.receiver.url, eventTypes: [], idempotencyKey: `sub-${randomUUID()}` }));
+    assert.equal(noTypes.code, Code.InvalidArgument);
+    assert.match(noTypes.message, /event_types/);
+
+    const key = `sub-${randomUUID()}`;
+    const req = { url: h.receiver.url, eventTypes: [WebhookEventType.PAYOUT_FAILED, WebhookEventType.TIP_CREATED], idempotencyKey: key };
+    const a = await h.partner(other).createWebhookSubscription(req);
+    const b = await h.partner(other).createWebhookSubscription({ ...req, eventTypes: [WebhookEventType.TIP_CREATED, WebhookEventType.PAYOUT_FAILED] });
+    assert.equal(b.subscription!.subscriptionId, a.subscription!.subscriptionId);
+    assert.equal(b.signingSecret, a.signingSecret);
+    assert.equal((await failure(h.partner(other).createWebhookSubscription({ ...req, url: `${h.receiver.url}/2` }))).code, Code.AlreadyExists);
+
+    // Another key's subscription is not found, and stays.
+    assert.equal((await failure(h.partner(other).deleteWebhookSubscription({ subscriptionId }))).code, Code.NotFound);
+    const deleted = await h.partner(other).deleteWebhookSubscription({ subscriptionId: a.subscription!.subscriptionId });
+    assert.ok(deleted.subscription!.deletedAt);
+    const eventId = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: other.keyId });
+    const mine = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+    await eventually("the later event delivered", () => h.receiver.forEvent(mine).length === 1);
+    assert.equal(h.receiver.forEvent(eventId).length, 0);
+
+    const list = await h.partner(other).listWebhookSubscriptions({ page: { pageSize: 1 } });
+    assert.equal(list.subscriptions.length, 1);
+    assert.equal(list.page!.nextPageToken, "");
+
+    for (let i = 0; i < 10; i++) {
+      await h.partner(other).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_CREATED], idempotencyKey: `cap-${i}-${randomUUID()}` });
+    }
+    const capped = await failure(h.partner(other).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_CREATED], idempotencyKey: `cap-x-${randomUUID()}` }));
+    assert.equal(capped.code, Code.ResourceExhausted);
+  });
+
+  test("the gateway holds webhook RPCs to their scopes", async () => {
+    const readOnly = await h.issueKey("Read Only", ["webhooks:read"]);
+    assert.equal((await h.partner(readOnly).listWebhookDeliveries({})).deliveries.length, 0);
+    assert.deepEqual(
+      await failure(h.partner(readOnly).createWebhookSubscription({ url: h.receiver.url, eventTypes: [WebhookEventType.TIP_CREATED], idempotencyKey: `sub-${randomUUID()}` })),
+      { code: Code.PermissionDenied, message: "missing scope: ttip.auth.v1.PartnerService/CreateWebhookSubscription needs the scope webhooks:write, which this key does not have" },
+    );
+  });
+
+  test("payout events go only to keys the worker consented to, and stop when the consent is withdrawn", async () => {
+    const payroll = await h.issueKey("Payroll App", ["webhooks:write", "payouts:read"]);
+    const worker = await h.addWorker();
+    await h.partner(payroll).createWebhookSubscription({ url: `${h.receiver.url}/payroll`, eventTypes: [WebhookEventType.PAYOUT_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
+    const payout = () => h.publish(PayoutSucceededSchema, { payoutId: randomUUID(), workerId: worker, amount: kes(50_000n), mpesaReceipt: "SIMPAY1" });
+    const before = await payout();
+    // Judged before the grant: its inbox row is written with the decision.
+    await eventually("the first payout consumed", async () => (await h.db.pool.query("SELECT 1 FROM auth.inbox WHERE event_id = $1", [before])).rowCount === 1);
+    await h.consents(worker).grantPartnerConsent({ keyId: payroll.keyId, scopes: [1] });
+    const during = await payout();
+    await eventually("the consented payout sent", () => h.receiver.forEvent(during).length === 1);
+    assert.equal(h.receiver.forEvent(before).length, 0, "before the consent: not sent");
+    await h.consents(worker).revokePartnerConsent({ keyId: payroll.keyId });
+    const afterRevoke = await payout();
+    const marker = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+    await eventually("a later event delivered", () => h.receiver.forEvent(marker).length === 1);
+    assert.equal(h.receiver.forEvent(afterRevoke).length, 0, "after the revocation: not sent");
+  });
+});
