@@ -23,7 +23,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { claimIdempotencyKey, CONSOLE_READERS, decodeTimeIdToken, encodePageToken, fieldError, NotFoundError, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
-import { findRecipient, findTemplate, type TemplateRecord } from "./store.js";
+import { findRecipient, findTemplate, forgetActiveTemplates, type TemplateRecord } from "./store.js";
 import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
 
 const KEYS = [1, 2, 3, 4, 5, 6, 7] as TemplateKey[];
@@ -298,6 +298,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
         );
         return rows[0];
       });
+      forgetActiveTemplates();
       return { template: toTemplate(row) };
     },
 
