@@ -116,6 +116,8 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const port = cfg.PORT || (await freePort(cfg.HOST));
   const publicUrl = (cfg.PUBLIC_URL ?? `http://${cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST}:${port}`).replace(/\/+$/, "");
   process.env.QR_TIP_BASE_URL = envVars.QR_TIP_BASE_URL ?? `${publicUrl}/t`;
+  // Staff invitations link to the web app's /join page on the same address.
+  process.env.VENUE_JOIN_URL = envVars.VENUE_JOIN_URL ?? `${publicUrl}/join`;
 
   // The web app is built once (reused until its sources change) and served by the gateway.
   if (cfg.WEB === "on") await ensureWebBuild((line) => logger.info(line));

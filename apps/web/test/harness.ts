@@ -30,6 +30,7 @@ import type { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
 import { createWebApp, ensureWebBuild, type WebApp } from "../server.js";
 
@@ -130,6 +131,8 @@ export class WebHarness {
         wallet,
         createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
         analytics,
+        // Invitation links open this platform's /join page, as in make run.
+        createVenueModule({ VENUE_JOIN_URL: `http://127.0.0.1:${port}/join`, VENUE_RESUME_INTERVAL_MS: "0" }),
       ],
       gateway: {
         rateLimit: { points: 10_000, durationSeconds: 60 },

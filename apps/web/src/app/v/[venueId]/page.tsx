@@ -1,0 +1,116 @@
+"use client";
+import { createClient } from "@connectrpc/connect";
+import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { useParams } from "next/navigation";
+import { useState, type FormEvent } from "react";
+import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { RowChart } from "../../../components/charts";
+import { saveBytes } from "../../../lib/download";
+import { formatMoney } from "../../../lib/money";
+import { VenueNav } from "../nav";
+import { plainError } from "../util";
+
+const FUNNEL: Record<string, string> = { scanned: "Scanned", amount_chosen: "Amount chosen", payment_started: "Payment started", paid: "Paid" };
+
+/**
+ * The venue's dashboard over the last 30 days: tips per staff member, per
+ * table (each table's code), the funnel from scan to paid with the failure
+ * reasons (analytics' figures, the same as its CSV), and the table codes.
+ */
+export default function Dashboard() {
+  const { venueId } = useParams<{ venueId: string }>();
+  const transport = useTransport();
+  const [range] = useState(() => ({ from: timestampFromDate(new Date(Date.now() - 30 * 86_400_000)), to: timestampFromDate(new Date(Date.now() + 3_600_000)) }));
+  const profile = useQuery(QrService.method.getProfile, { ownerKind: OwnerKind.VENUE, ownerId: venueId });
+  const figures = useQuery(AnalyticsService.method.getVenueAnalytics, { venueId, range, granularity: Granularity.DAY });
+  const codes = useQuery(QrService.method.listQrCodes, { ownerKind: OwnerKind.VENUE, ownerId: venueId, includeInactive: true, page: { pageSize: 100 } });
+  const createCode = useMutation(QrService.method.createQrCode);
+  const [error, setError] = useState("");
+  const f = figures.data;
+  const codeName = (id: string) => {
+    const c = codes.data?.qrCodes.find((q) => q.qrCodeId === id);
+    return c ? (c.parameters?.table ? `Table ${c.parameters.table}` : c.shortCode) : id.slice(0, 8);
+  };
+  const run = async (x: () => Promise<void>) => {
+    setError("");
+    try {
+      await x();
+    } catch (e) {
+      setError(plainError(e));
+    }
+  };
+  const csv = () =>
+    run(async () => {
+      const res = await createClient(AnalyticsService, transport).exportEarnings({ range, scope: { case: "venueId", value: venueId } });
+      saveBytes(res.csv, "text/csv", res.fileName || "ttip-venue.csv");
+    });
+  const card = (id: string) =>
+    run(async () => {
+      const res = await createClient(QrService, transport).renderQrCode({ qrCodeId: id, format: ImageFormat.PDF, caption: true });
+      saveBytes(res.content, res.contentType, `ttip-table-${id.slice(0, 8)}.pdf`);
+    });
+  const addTable = (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    const table = String(new FormData(e.currentTarget).get("table") ?? "").trim();
+    if (!table || table.length > 20) return setError("Name the table (1 to 20 characters), e.g. 7 or Terrace 2.");
+    void run(async () => {
+      await createCode.mutateAsync({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: crypto.randomUUID(), parameters: { table } });
+      await codes.refetch();
+    });
+  };
+
+  return (
+    <>
+      <VenueNav venueId={venueId} />
+      <h1>{profile.data?.profile?.displayName ?? "Venue"}</h1>
+      {figures.error ? <p className="error" role="alert">{plainError(figures.error)}</p> : null}
+      {error ? <p className="error" role="alert">{error}</p> : null}
+      {f ? (
+        <>
+          <p className="muted">The last 30 days.</p>
+          <RowChart
+            title="Tips per staff member"
+            testId="chart-staff"
+            bars={f.workers.map((w) => ({ label: w.displayName || w.workerId.slice(0, 8), value: w.volume?.amountMinor ?? 0n, text: `${formatMoney(w.volume?.amountMinor ?? 0n)} (${w.tips})` }))}
+          />
+          <RowChart
+            title="Tips per table"
+            testId="chart-tables"
+            bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatMoney(c.volume?.amountMinor ?? 0n)} · ${c.scans} scans` }))}
+          />
+          <RowChart
+            title="From scan to paid"
+            testId="chart-funnel"
+            bars={f.funnel.map((s) => ({ label: FUNNEL[s.step] ?? s.step, value: s.count, text: `${s.count} (${(s.ofFirstBps / 100).toFixed(0)}%)` }))}
+          />
+          {f.failures.length ? (
+            <table aria-label="Why payments failed">
+              <thead><tr><th>Why</th><th>Times</th></tr></thead>
+              <tbody>{f.failures.map((x) => <tr key={x.resultCode}><td>{x.reason || x.resultCode}</td><td>{String(x.count)}</td></tr>)}</tbody>
+            </table>
+          ) : null}
+          <button type="button" className="secondary" onClick={csv}>Download these figures (CSV)</button>
+        </>
+      ) : null}
+
+      <h2>Table codes</h2>
+      <ul data-testid="table-codes">
+        {(codes.data?.qrCodes ?? []).filter((c) => c.status === QrCodeStatus.ACTIVE).map((c) => (
+          <li key={c.qrCodeId}>
+            {codeName(c.qrCodeId)} · <a href={c.url}>{c.shortCode}</a>{" "}
+            <button type="button" className="secondary" onClick={() => card(c.qrCodeId)}>Table card (PDF) for {codeName(c.qrCodeId)}</button>
+          </li>
+        ))}
+      </ul>
+      <form onSubmit={addTable} noValidate>
+        <label className="field" htmlFor="table">New table code: table name</label>
+        <input id="table" name="table" type="text" maxLength={20} />
+        <button type="submit" className="secondary" disabled={createCode.isPending}>Make a table code</button>
+      </form>
+    </>
+  );
+}

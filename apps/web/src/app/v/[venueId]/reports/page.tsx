@@ -1,0 +1,65 @@
+"use client";
+import { useQuery, useTransport } from "@connectrpc/connect-query";
+import { createClient } from "@connectrpc/connect";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { useParams } from "next/navigation";
+import { useState } from "react";
+import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { saveBytes } from "../../../../lib/download";
+import { formatMoney } from "../../../../lib/money";
+import { VenueNav } from "../../nav";
+import { hours, inputTime, localTime, plainError, shown } from "../../util";
+
+/** Hours and confirmed shares per member over a period (rows and CSV), and the audit trail. */
+export default function Reports() {
+  const { venueId } = useParams<{ venueId: string }>();
+  const transport = useTransport();
+  const [start, setStart] = useState(() => inputTime(new Date(new Date().getFullYear(), new Date().getMonth(), 1)));
+  const [end, setEnd] = useState(() => inputTime(new Date(new Date().setHours(24, 0, 0, 0))));
+  const [error, setError] = useState("");
+  const s = localTime(start);
+  const e = localTime(end);
+  const period = s && e ? { start: s, end: e } : { start: timestampFromDate(new Date(0)), end: timestampFromDate(new Date(1)) };
+  const report = useQuery(VenueService.method.getPeriodReport, { venueId, period, format: ReportFormat.ROWS }, { enabled: !!(s && e) });
+  const audit = useQuery(VenueService.method.listAuditRecords, { venueId, page: { pageSize: 50 } });
+  const csv = async () => {
+    setError("");
+    try {
+      const res = await createClient(VenueService, transport).getPeriodReport({ venueId, period, format: ReportFormat.CSV });
+      saveBytes(res.csv, "text/csv", `ttip-venue-report-${start.slice(0, 10)}_${end.slice(0, 10)}.csv`);
+    } catch (x) {
+      setError(plainError(x));
+    }
+  };
+  return (
+    <>
+      <VenueNav venueId={venueId} />
+      <h1>Reports</h1>
+      <label className="field" htmlFor="start">From</label>
+      <input id="start" type="datetime-local" value={start} onChange={(x) => setStart(x.target.value)} />
+      <label className="field" htmlFor="end">Until</label>
+      <input id="end" type="datetime-local" value={end} onChange={(x) => setEnd(x.target.value)} />
+      {report.error ? <p className="error" role="alert">{plainError(report.error)}</p> : null}
+      {error ? <p className="error" role="alert">{error}</p> : null}
+      <p>Collected {formatMoney(report.data?.collected?.amountMinor ?? 0n)} · distributed {formatMoney(report.data?.distributed?.amountMinor ?? 0n)}</p>
+      <table data-testid="report">
+        <thead><tr><th>Member</th><th>Role</th><th>Shifts</th><th>Hours</th><th>Shares</th><th>Distributions</th></tr></thead>
+        <tbody>
+          {(report.data?.lines ?? []).map((l) => (
+            <tr key={l.memberId}><td>{l.displayName}</td><td>{l.roleId}</td><td>{l.shifts}</td><td>{hours(l.minutes)}</td><td data-minor={String(l.shares?.amountMinor ?? 0n)}>{formatMoney(l.shares?.amountMinor ?? 0n)}</td><td>{l.distributions}</td></tr>
+          ))}
+        </tbody>
+      </table>
+      <button type="button" className="secondary" onClick={csv}>Download CSV</button>
+      <h2>Audit trail</h2>
+      <table data-testid="audit">
+        <thead><tr><th>When</th><th>What</th><th>Who</th><th>Detail</th></tr></thead>
+        <tbody>
+          {(audit.data?.records ?? []).map((r) => (
+            <tr key={String(r.sequence)}><td>{shown(r.at)}</td><td>{r.action}</td><td>{r.actor.slice(0, 8)}</td><td><code>{r.detail.slice(0, 160)}</code></td></tr>
+          ))}
+        </tbody>
+      </table>
+    </>
+  );
+}

@@ -1,0 +1,111 @@
+"use client";
+import { useMutation, useQuery } from "@connectrpc/connect-query";
+import { useParams } from "next/navigation";
+import { useState, type FormEvent } from "react";
+import { MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { VenueNav } from "../../nav";
+import { METHODS, methodName, plainError, shown } from "../../util";
+
+/** Percentages typed as "12.5" in basis points (1/100 of a percent), or undefined. */
+function basisPoints(text: string): number | undefined {
+  const m = /^(\d{1,3})(?:\.(\d{1,2}))?$/.exec(text.trim());
+  if (!m) return undefined;
+  const bp = Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0") || 0);
+  return bp <= 10_000 ? bp : undefined;
+}
+
+/** The split rule in force (what every member sees), its earlier versions, and a new version. */
+export default function Rules() {
+  const { venueId } = useParams<{ venueId: string }>();
+  const current = useQuery(VenueService.method.getSplitRule, { venueId, version: 0 }, { retry: false });
+  const history = useQuery(VenueService.method.listSplitRules, { venueId });
+  const members = useQuery(VenueService.method.listMembers, { venueId });
+  const set = useMutation(VenueService.method.setSplitRule);
+  const [method, setMethod] = useState<SplitMethod>(SplitMethod.EQUAL_ON_SHIFT);
+  const [error, setError] = useState("");
+  const [note, setNote] = useState("");
+  const active = (members.data?.members ?? []).filter((m) => m.status === MemberStatus.ACTIVE);
+
+  const submit = async (e: FormEvent<HTMLFormElement>) => {
+    e.preventDefault();
+    setError("");
+    setNote("");
+    const f = new FormData(e.currentTarget);
+    const fixedShares: { memberId: string; basisPoints: number }[] = [];
+    if (method === SplitMethod.FIXED_PERCENTAGES) {
+      for (const m of active) {
+        const typed = String(f.get(`pct-${m.memberId}`) ?? "").trim();
+        if (!typed) continue;
+        const bp = basisPoints(typed);
+        if (bp === undefined) return setError(`${m.displayName}'s percentage: a number from 0 to 100 with at most two decimals.`);
+        if (bp > 0) fixedShares.push({ memberId: m.memberId, basisPoints: bp });
+      }
+      const total = fixedShares.reduce((s, x) => s + x.basisPoints, 0);
+      if (total !== 10_000) return setError(`The percentages add up to ${total / 100}%: they must add up to 100%.`);
+    }
+    try {
+      const { rule } = await set.mutateAsync({
+        venueId,
+        method,
+        includeManagers: f.get("includeManagers") === "on",
+        fixedShares,
+        note: String(f.get("note") ?? "").trim().slice(0, 500),
+        idempotencyKey: crypto.randomUUID(),
+      });
+      setNote(`Version ${rule?.version} is now in force; the staff are told.`);
+      await Promise.all([current.refetch(), history.refetch()]);
+    } catch (x) {
+      setError(plainError(x));
+    }
+  };
+
+  const r = current.data?.rule;
+  return (
+    <>
+      <VenueNav venueId={venueId} />
+      <h1>Split rule</h1>
+      <section className="notice" data-testid="rule-in-force">
+        {r ? (
+          <>
+            <p><strong>Version {r.version}</strong>: {r.summary}</p>
+            <p className="muted">{methodName(r.method)} · managers {r.includeManagers ? "included" : "left out"} · individual tips kept by the worker · since {shown(r.createdAt)}{r.note ? ` · “${r.note}”` : ""}</p>
+          </>
+        ) : current.error ? <p>{plainError(current.error)}</p> : <p>Loading…</p>}
+      </section>
+      {error ? <p className="error" role="alert">{error}</p> : null}
+      {note ? <p role="status">{note}</p> : null}
+      <form onSubmit={submit} noValidate>
+        <h2>A new version</h2>
+        <label className="field" htmlFor="method">How the pool is split</label>
+        <select id="method" value={method} onChange={(e) => setMethod(Number(e.target.value))}>
+          {METHODS.map(([m, label]) => <option key={m} value={m}>{label}</option>)}
+        </select>
+        {method === SplitMethod.FIXED_PERCENTAGES ? (
+          <fieldset>
+            <legend>Each member's percentage (adding up to 100)</legend>
+            {active.map((m) => (
+              <div key={m.memberId}>
+                <label className="field" htmlFor={`pct-${m.memberId}`}>{m.displayName}</label>
+                <input id={`pct-${m.memberId}`} name={`pct-${m.memberId}`} type="text" inputMode="decimal" />
+              </div>
+            ))}
+          </fieldset>
+        ) : null}
+        <label className="check"><input type="checkbox" name="includeManagers" /> Include managers in the split</label>
+        <label className="field" htmlFor="note">Why it changes (kept in the audit trail)</label>
+        <input id="note" name="note" type="text" maxLength={500} />
+        <button type="submit" disabled={set.isPending}>Put this rule in force</button>
+      </form>
+      <h2>Earlier versions</h2>
+      <table data-testid="rule-history">
+        <thead><tr><th>Version</th><th>Rule</th><th>Since</th><th>Note</th></tr></thead>
+        <tbody>
+          {(history.data?.rules ?? []).map((x) => (
+            <tr key={x.version}><td>{x.version}</td><td>{x.summary}</td><td>{shown(x.createdAt)}</td><td>{x.note}</td></tr>
+          ))}
+        </tbody>
+      </table>
+    </>
+  );
+}

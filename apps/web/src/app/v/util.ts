@@ -1,0 +1,39 @@
+// Small pieces the venue screens share: periods typed as local dates and
+// times, shown back as dates, and errors as sentences.
+import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+
+export { plainError } from "../../lib/errors";
+
+/** "2026-11-29T14:00" or "…T14:00:30" (a datetime-local input) as a Timestamp, or undefined when empty or malformed. */
+export function localTime(value: string): Timestamp | undefined {
+  if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?$/.test(value)) return undefined;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? undefined : timestampFromDate(d);
+}
+
+/** A Date as a datetime-local input's value, in this browser's time. */
+export function inputTime(d: Date): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+export function shown(ts?: Timestamp): string {
+  return ts ? timestampDate(ts).toLocaleString("en-KE", { dateStyle: "medium", timeStyle: "short" }) : "";
+}
+
+export const METHODS: [SplitMethod, string][] = [
+  [SplitMethod.EQUAL_ON_SHIFT, "Equal among those who worked"],
+  [SplitMethod.BY_HOURS, "By hours worked"],
+  [SplitMethod.BY_ROLE_POINTS, "By role points x hours"],
+  [SplitMethod.FIXED_PERCENTAGES, "Fixed percentages"],
+];
+
+export const methodName = (m: SplitMethod) => METHODS.find(([k]) => k === m)?.[1] ?? "—";
+
+/** Minutes as "7 h 30 min". */
+export function hours(minutes: bigint): string {
+  const h = minutes / 60n;
+  const m = minutes % 60n;
+  return m ? `${h} h ${m} min` : `${h} h`;
+}

@@ -1,0 +1,191 @@
+// The venue manager's screens and the member's view, in a real browser
+// against the platform as make run serves it: a venue, a table code, staff
+// invited by phone who join through the SMS link, shifts imported from CSV
+// with a refused row, a new split rule, a distribution previewed, confirmed
+// once and reversed with a reason, the reports and audit trail, the venue's
+// charts equal to its CSV, and the member seeing their share and the rule.
+import assert from "node:assert/strict";
+import { randomInt, randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import type { Page } from "playwright-core";
+import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { DistributionStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { eventually, successNumber, WebHarness } from "./harness.js";
+
+const pad = (n: number) => String(n).padStart(2, "0");
+/** A datetime-local value (this machine's time zone, as the browser's), to the second. */
+const local = (d: Date) => `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+
+/** Fails with what the page shows instead of what was awaited. */
+async function see(page: Page, what: ReturnType<Page["getByText"]>, timeout = 20_000): Promise<void> {
+  await what.waitFor({ timeout }).catch(async (err) => {
+    throw new Error(`${(err as Error).message}\nthe page says: ${(await page.locator("main").innerText()).slice(0, 2000)}`);
+  });
+}
+
+describe("the venue manager's screens and the member's view (chromium)", () => {
+  const h = new WebHarness();
+  before(() => h.start().then(() => undefined));
+  after(() => h.stop());
+
+  test("venue, table code, staff by invitation, shifts from CSV, a new rule, a distribution confirmed once then reversed, reports, charts equal to the CSV; the member sees the rule and their share", async () => {
+    // A venue manager signed in (OTP; no PIN yet), as the managers' sign-in leaves them.
+    const managerPhone = `07${randomInt(10_000_000, 99_999_999)}`;
+    const { challengeId } = await h.api(AuthService).startPhoneVerification({ phone: managerPhone });
+    const { tokens } = await h.api(AuthService).verifyPhoneOtp({ challengeId, otp: h.otpFor(managerPhone), role: Role.VENUE_MANAGER });
+    const managerToken = tokens!.accessToken;
+    const page = await h.phone({ viewport: { width: 1000, height: 900 }, isMobile: false, acceptDownloads: true });
+    await page.goto(`${h.url}/w/signin?as=manager`);
+    await page.evaluate((t) => {
+      const sub = JSON.parse(atob(t.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+      localStorage.setItem("ttip_session", JSON.stringify({ ...t, userId: sub }));
+    }, { accessToken: tokens!.accessToken, refreshToken: tokens!.refreshToken });
+    await page.goto(`${h.url}/v`);
+
+    // A venue, then a table's code.
+    await see(page, page.getByText("No venue yet."));
+    await page.getByLabel("Venue name").fill("Mama Oliech");
+    await page.getByRole("button", { name: "Add venue" }).click();
+    await page.getByRole("link", { name: "Mama Oliech" }).click();
+    await page.waitForURL(/\/v\/[0-9a-f-]{36}$/);
+    const venueId = /\/v\/([0-9a-f-]{36})$/.exec(page.url())![1];
+    await page.getByLabel("New table code: table name").fill("7");
+    await page.getByRole("button", { name: "Make a table code" }).click();
+    await see(page, page.getByTestId("table-codes").getByText("Table 7"));
+    const venueApi = h.api(VenueService, managerToken);
+    const [tableCode] = (await h.api(QrService, managerToken).listQrCodes({ ownerKind: OwnerKind.VENUE, ownerId: venueId })).qrCodes;
+    assert.equal(tableCode.parameters?.table, "7");
+
+    // Staff: an invitation by phone; a bad number is refused before any call.
+    const worker = await h.worker("Akinyi");
+    await page.getByRole("link", { name: "Staff" }).click();
+    await page.getByLabel("Phone number").fill("12345");
+    await page.getByLabel("Name", { exact: true }).fill("Akinyi");
+    await page.getByRole("button", { name: "Send invitation" }).click();
+    await see(page, page.getByRole("alert").filter({ hasText: "Enter a Kenyan mobile number" }));
+    await page.getByLabel("Phone number").fill(worker.phone);
+    await page.getByLabel("Role", { exact: true }).selectOption("front_of_house");
+    // They have worked here since this morning: their shifts count from then.
+    await page.getByLabel("Counts for splits from (empty: now)").fill(local(new Date(Date.now() - 5 * 3_600_000)).slice(0, 16));
+    await page.getByRole("button", { name: "Send invitation" }).click();
+    await see(page, page.getByRole("status").filter({ hasText: "Akinyi was invited by SMS." }));
+    await see(page, page.getByTestId("staff").getByRole("cell", { name: "invited" }));
+    await h.screenshot(page, "venue-staff");
+    const msisdn = `254${worker.phone.slice(1)}`;
+    const token = await eventually("the invitation SMS", () => {
+      const sms = h.providers.sent.filter((m) => m.to.replace(/^\+/, "") === msisdn).pop();
+      return sms ? /\/join\/([A-Za-z0-9_-]+)/.exec(sms.body)?.[1] : undefined;
+    });
+
+    // The worker opens the SMS link, signed in, and joins.
+    const phone = await h.signedInPhone(worker);
+    await phone.goto(`${h.url}/join/${token}`);
+    await phone.getByRole("button", { name: "Join" }).click();
+    await see(phone, phone.getByText("You joined Mama Oliech."));
+    await page.reload();
+    await see(page, page.getByTestId("staff").getByRole("cell", { name: "active" }));
+
+    // Shifts from CSV: one good row, one refused with its line and reason.
+    const shiftStart = new Date(Date.now() - 3 * 3_600_000);
+    const shiftEnd = new Date(Date.now() - 3_600_000);
+    await page.getByRole("link", { name: "Shifts" }).click();
+    await page.getByLabel("…or paste the lines").fill(`member,start,end\n${worker.phone},${shiftStart.toISOString()},${shiftEnd.toISOString()}\n0799000000,yesterday,today\n`);
+    await page.getByRole("button", { name: "Import" }).click();
+    const report = page.getByTestId("import-report");
+    await see(page, report.getByText("rows imported"));
+    assert.match(await report.innerText(), /1 rows imported; 1 refused/);
+    assert.equal(await report.getByRole("row").nth(1).getByRole("cell").first().innerText(), "3", "the refused row's line in the file");
+    await see(page, page.getByTestId("hours").getByRole("cell", { name: "2 h", exact: true }));
+    await h.screenshot(page, "venue-shifts");
+
+    // A new split rule: by hours worked.
+    await page.getByRole("link", { name: "Split rule" }).click();
+    await page.getByLabel("How the pool is split").selectOption(String(SplitMethod.BY_HOURS));
+    await page.getByLabel("Why it changes (kept in the audit trail)").fill("hours are fairer");
+    await page.getByRole("button", { name: "Put this rule in force" }).click();
+    await see(page, page.getByRole("status").filter({ hasText: "is now in force" }));
+    const { rule } = await venueApi.getSplitRule({ venueId, version: 0 });
+    assert.equal(rule!.method, SplitMethod.BY_HOURS);
+    await see(page, page.getByTestId("rule-in-force").getByText(`Version ${rule!.version}`));
+
+    // A customer tips at table 7; the tip goes to the pool.
+    const periodStart = new Date(Date.now() - 4 * 3_600_000);
+    const { tip } = await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "qrCode", value: new URL(tableCode.url).searchParams.get("p")! },
+      amount: { amountMinor: 50_000n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: successNumber() },
+      customerCoversFee: true,
+    });
+    await eventually("the tip received", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED);
+    await new Promise((r) => setTimeout(r, 1_500));
+    const periodEnd = new Date(Date.now() - 500);
+
+    // Preview, then confirm once.
+    await page.getByRole("link", { name: "Distributions" }).click();
+    await page.getByLabel("Period from").fill(local(periodStart));
+    await page.getByLabel("Period until (must be over)").fill(local(periodEnd));
+    await page.getByRole("button", { name: "Preview the split" }).click();
+    const preview = page.getByTestId("preview");
+    await see(page, preview.getByText("preview (nothing saved)"));
+    const collected = await preview.getByTestId("collected").innerText();
+    assert.match(collected, /^KES 500$/, "the whole tip reached the pool (the customer covered the fee)");
+    assert.equal(await preview.getByTestId("share-lines").locator("td[data-minor]").first().getAttribute("data-minor"), "50000", "the only one who worked gets it all");
+    await h.screenshot(page, "venue-preview");
+    await preview.getByRole("button", { name: "Confirm and pay KES 500" }).click();
+    await see(page, page.getByRole("status").filter({ hasText: "Confirmed" }));
+    const [confirmed] = (await venueApi.listDistributions({ venueId })).distributions;
+    assert.equal(confirmed.status, DistributionStatus.CONFIRMED);
+    const again = await venueApi.confirmDistribution({ venueId, period: confirmed.period, expectedCollected: confirmed.collected });
+    assert.equal(again.created, false, "confirmed twice, posted once");
+    assert.equal(again.distribution!.distributionId, confirmed.distributionId);
+
+    // The member sees the rule in force and the share with how it was reached.
+    await phone.goto(`${h.url}/w/shares`);
+    await see(phone, phone.getByTestId("rule-summary").getByText(rule!.summary));
+    await see(phone, phone.getByTestId("my-shares").getByText(/KES 500 from Mama Oliech/));
+    assert.ok((await phone.getByTestId("my-shares").innerText()).includes(confirmed.shares[0].explanation));
+    await h.screenshot(phone, "worker-venue-shares");
+
+    // Reversed with a reason; the audit trail and the report say so.
+    await page.reload();
+    await page.getByLabel("Reason to reverse").fill("x");
+    await page.getByRole("button", { name: "Reverse this distribution" }).click();
+    await see(page, page.getByRole("alert").filter({ hasText: "at least 3 characters" }));
+    await page.getByLabel("Reason to reverse").fill("wrong period");
+    await page.getByRole("button", { name: "Reverse this distribution" }).click();
+    await see(page, page.getByRole("status").filter({ hasText: "Reversed" }));
+    const reversed = (await venueApi.getDistribution({ venueId, distributionId: confirmed.distributionId })).distribution!;
+    assert.equal(reversed.status, DistributionStatus.REVERSED);
+    assert.equal(reversed.reversalReason, "wrong period");
+    await page.getByRole("link", { name: "Reports" }).click();
+    await see(page, page.getByTestId("audit").getByRole("cell", { name: "distribution.reversed" }));
+    await see(page, page.getByTestId("report").getByRole("cell", { name: "2 h", exact: true }));
+    assert.equal(await page.getByTestId("report").locator("td[data-minor]").first().getAttribute("data-minor"), "0", "a reversed share counts for nothing");
+    const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download CSV" }).click()]);
+    assert.match(csvDownload.suggestedFilename(), /^ttip-venue-report-/);
+
+    // The dashboard's charts: analytics' figures, bar for bar the rows of its CSV export.
+    await page.getByRole("link", { name: "Dashboard" }).click();
+    await see(page, page.getByTestId("chart-tables").locator("g[data-value]").first(), 30_000);
+    const { csv } = await h.api(AnalyticsService, managerToken).exportEarnings({
+      range: { from: timestampFromDate(new Date(Date.now() - 30 * 86_400_000)), to: timestampFromDate(new Date(Date.now() + 3_600_000)) },
+      scope: { case: "venueId", value: venueId },
+    });
+    const rows = new TextDecoder().decode(csv).trim().split("\n").map((l) => l.split(","));
+    const bars = (id: string) => page.getByTestId(id).locator("g[data-value]").evaluateAll((gs) => gs.map((g) => g.getAttribute("data-value")));
+    assert.deepEqual(await bars("chart-tables"), rows.filter((r) => r[0] === "qr_code").map((r) => r[3]));
+    assert.deepEqual(await bars("chart-staff"), rows.filter((r) => r[0] === "staff").map((r) => r[3]));
+    assert.deepEqual(await bars("chart-funnel"), rows.filter((r) => r[0] === "funnel").map((r) => r[2]));
+    assert.ok((await bars("chart-funnel")).some((v) => v !== "0"), "the funnel counts the tip");
+    await h.screenshot(page, "venue-dashboard");
+  });
+});
