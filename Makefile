@@ -43,7 +43,6 @@ test-tools:
 ## generate: code from proto/ (buf, local plugins), the API reference and OpenAPI document (proto/docs), the SDKs' code
 generate: install
 	npx buf generate
-	node --import tsx proto/tools/api-docs.ts
 	bash sdk/generate.sh
 
 lint: install

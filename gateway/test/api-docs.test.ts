@@ -60,8 +60,8 @@ describe("API reference and OpenAPI document", () => {
     await t.close();
   });
 
-  test("the committed files are what the contracts generate (make generate)", () => {
-    assert.deepEqual(stale(generated(registry)), [], "proto/docs is stale: run `make generate` (or node --import tsx proto/tools/api-docs.ts)");
+  test("the committed files are what the contracts generate (buf generate)", () => {
+    assert.deepEqual(stale(generated(registry)), [], "proto/docs is stale: run `npx buf generate`");
   });
 
   test("every unary RPC the gateway serves has its path, no internal one has; every $ref resolves", () => {

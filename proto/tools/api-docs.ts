@@ -1,8 +1,8 @@
 // The API reference (Markdown) and the OpenAPI 3.1 document of the Connect
-// JSON endpoints, generated from the contracts: buf builds proto/ with its
-// comments, this walks the descriptors. Local only (no remote plugin).
+// JSON endpoints, generated from the contracts' descriptors and comments.
+// `buf generate` runs it as a local plugin (protoc-gen-ttip-docs.ts, no remote
+// plugin); tests load the contracts with `buf build` and compare.
 //
-//   node --import tsx proto/tools/api-docs.ts          writes proto/docs/
 //   node --import tsx proto/tools/api-docs.ts --check  fails when proto/docs/ is stale
 import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
@@ -435,23 +435,24 @@ function methodRow(m: DescMethod): string {
 
 // ---- files -----------------------------------------------------------------
 
+/** The files, by their path under proto/docs. */
 export function generated(registry = loadContracts()): Map<string, string> {
   const yaml = `# Generated from proto/ by proto/tools/api-docs.ts; do not edit.\n${stringify(openApi(registry), { lineWidth: 0, aliasDuplicateObjects: false })}`;
   return new Map([
-    [REFERENCE_FILE, reference(registry)],
-    [OPENAPI_FILE, yaml],
+    [path.basename(REFERENCE_FILE), reference(registry)],
+    [path.basename(OPENAPI_FILE), yaml],
   ]);
 }
 
 /** The files that differ from what the contracts generate (empty: up to date). */
 export function stale(files = generated()): string[] {
-  return [...files].filter(([file, content]) => {
+  return [...files].filter(([name, content]) => {
     try {
-      return readFileSync(file, "utf8") !== content;
+      return readFileSync(path.join(DOCS_DIR, name), "utf8") !== content;
     } catch {
       return true;
     }
-  }).map(([file]) => path.relative(root, file));
+  }).map(([name]) => path.relative(root, path.join(DOCS_DIR, name)));
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
@@ -459,11 +460,11 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   if (process.argv.includes("--check")) {
     const out = stale(files);
     if (out.length) {
-      console.error(`stale, run \`make generate\`: ${out.join(", ")}`);
+      console.error(`stale, run \`npx buf generate\`: ${out.join(", ")}`);
       process.exit(1);
     }
   } else {
     mkdirSync(DOCS_DIR, { recursive: true });
-    for (const [file, content] of files) writeFileSync(file, content);
+    for (const [name, content] of files) writeFileSync(path.join(DOCS_DIR, name), content);
   }
 }
