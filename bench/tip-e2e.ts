@@ -21,6 +21,7 @@ import { Worker } from "node:worker_threads";
 import os from "node:os";
 import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
+import pgClient from "pg";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { analytics } from "@ttip/analytics";
@@ -51,6 +52,7 @@ const mode = process.argv[5] === "cluster" ? "cluster" : "process";
 
 const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true }), startNats(), startRedis()]);
 const pool = createPool(pg.url, { max: 40 });
+const pgUrl = pg.url;
 
 // Every statement any service sends, by its first words: where the database time per tip goes.
 const statements = new Map<string, number>();
@@ -60,8 +62,12 @@ pool.on("connect", (client) => {
   (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
     if (counting) {
       const text = typeof args[0] === "string" ? args[0] : ((args[0] as { text?: string })?.text ?? "?");
-      const key = text.replace(/\s+/g, " ").trim().slice(0, 90);
+      const key = text.replace(/\s+/g, " ").trim().slice(0, Number(process.env.BENCH_STATEMENT_CHARS ?? 90));
       statements.set(key, (statements.get(key) ?? 0) + 1);
+      // A transaction is named by its first statement after BEGIN: which ones each tip pays for.
+      const state = client as unknown as { benchAfterBegin?: boolean };
+      if (state.benchAfterBegin) statements.set(`(transaction) ${key.slice(0, 70)}`, (statements.get(`(transaction) ${key.slice(0, 70)}`) ?? 0) + 1);
+      state.benchAfterBegin = key === "BEGIN";
     }
     return query(...args);
   };
@@ -76,7 +82,7 @@ await providers.start();
 const daraja = await startDarajaSimulator({ callbackDelayMs: 0 });
 const paymentConfig = benchPaymentConfig(daraja);
 /** The platform under test: one process (as `make run`), or one OS process per service and the gateway (as a cluster). */
-async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }> {
+async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; close(): Promise<void> }> {
   if (mode === "process") {
     const platform = await startPlatform({
       ctx: { logger, pool, bus, cache, metrics: new Metrics() },
@@ -91,7 +97,7 @@ async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }>
       gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0 },
     });
     paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
-    return platform;
+    return { gatewayUrl: platform.gatewayUrl, pids: new Map([["platform", process.pid]]), close: () => platform.close() };
   }
   const names = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"];
   const common = { INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
@@ -122,6 +128,7 @@ async function deploy(): Promise<{ gatewayUrl: string; close(): Promise<void> }>
   await gateway.start();
   return {
     gatewayUrl: gateway.url,
+    pids: new Map([...[...processes, ["gateway", gateway] as const].map(([name, p]) => [name, p.pid!] as const), ["bench", process.pid] as const]),
     close: async () => {
       await gateway.stop();
       for (const p of processes.values()) await p.stop();
@@ -148,6 +155,60 @@ function cpuTimes(): { busy: number; total: number } {
   const idle = n[3] + (n[4] ?? 0);
   const total = n.reduce((a, b) => a + b, 0);
   return { busy: total - idle, total };
+}
+
+const CLOCK_TICK_MS = 1000 / Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim() || 100);
+
+/** CPU time (user + system, ms) of each process, and of a process with its children (a postmaster's backends). */
+function cpuMs(pids: Map<string, number>, withChildren: Set<string>): Map<string, number> {
+  const stats = new Map<number, { ppid: number; ms: number }>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Fields after the command's closing parenthesis: state ppid ... utime(14) stime(15).
+      const f = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1].split(" ");
+      stats.set(Number(entry), { ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const out = new Map<string, number>();
+  for (const [name, pid] of pids) {
+    let ms = stats.get(pid)?.ms ?? 0;
+    if (withChildren.has(name)) for (const s of stats.values()) if (s.ppid === pid) ms += s.ms;
+    out.set(name, ms);
+  }
+  return out;
+}
+
+/**
+ * Waits until every outbox is relayed, every consumer has caught up, and the
+ * run's notification deliveries have left the queue (at most 60 s). Checked on
+ * a connection of its own, outside the counted pool; `checks` is how many
+ * transactions the checks themselves committed.
+ */
+async function drained(since: Date): Promise<{ ms: number; checks: number }> {
+  const t0 = performance.now();
+  const client = new pgClient.Client({ connectionString: pgUrl });
+  await client.connect();
+  let checks = 0;
+  try {
+    const { rows: schemas } = await client.query<{ schema: string }>("SELECT table_schema AS schema FROM information_schema.tables WHERE table_name = 'outbox'");
+    checks++;
+    const pending = `SELECT ${schemas.map((r) => `(SELECT count(*) FROM "${r.schema}".outbox WHERE published_at IS NULL)`).join(" + ")}
+      + (SELECT count(*) FROM notification.deliveries WHERE created_at >= $1 AND status IN ('queued', 'retrying') AND NOT parked) AS n`;
+    let quiet = 0;
+    while (performance.now() - t0 < 60_000 && quiet < 3) {
+      const n = Number((await client.query(pending, [since])).rows[0].n);
+      checks++;
+      // The last events may still be on their way to consumers: quiet three checks in a row.
+      quiet = n === 0 ? quiet + 1 : 0;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    await client.end();
+  }
+  return { ms: performance.now() - t0, checks };
 }
 
 /** Self time by package (or our own folder) and by function, from a V8 CPU profile. */
@@ -203,12 +264,15 @@ try {
   // Warm-up: connections, JIT, token caches.
   await customers(8, 2);
 
+  const completedPerSecond = new Map<number, number>();
   for (const concurrency of concurrencies) {
     statements.clear();
     const startedAt = new Date();
     const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
     const commits0 = await commits();
     const cpu0 = cpuTimes();
+    const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
+    const procCpu0 = cpuMs(measured, new Set(["postgres"]));
     const own0 = process.cpuUsage();
     const t0 = performance.now();
     const profiling = process.env.BENCH_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
@@ -225,16 +289,21 @@ try {
     loopDelay.disable();
     const elu = performance.eventLoopUtilization(elu0);
     if (failures) throw new Error(`${failures} tips did not succeed`);
+    const elapsed = (performance.now() - t0) / 1000;
+    const endedAt = new Date();
+    // What the tips leave behind (events to relay and consume, messages to send) is part of their
+    // cost: statements, commits and CPU are counted until it is done (BENCH_DRAIN=0: at the run's end).
+    const drain = process.env.BENCH_DRAIN !== "0" ? await drained(startedAt) : { ms: 0, checks: 0 };
     counting = false;
     const profile = profiling ? (await profiling.post("Profiler.stop")).profile : undefined;
     profiling?.disconnect();
-    const elapsed = (performance.now() - t0) / 1000;
-    const endedAt = new Date();
     const cpu1 = cpuTimes();
+    const procCpu1 = cpuMs(measured, new Set(["postgres"]));
     const own = process.cpuUsage(own0); // includes the customers' thread
+    const span = (performance.now() - t0) / 1000; // the run and its drain
     // Statistics reach pg_stat_database within a second of the transactions.
     await new Promise((r) => setTimeout(r, 1_100));
-    const committed = (await commits()) - commits0;
+    const committed = (await commits()) - commits0 - drain.checks;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
       const { rowCount } = await pool.query("SELECT 1 FROM payment.tips WHERE created_at >= $1 AND credited_at IS NULL LIMIT 1", [startedAt]);
@@ -261,14 +330,16 @@ try {
     const toCredited = rows.map((r) => Number(r.credited_ms) - sentAt.get(r.checkout_request_id)!).filter(Number.isFinite).sort((a, b) => a - b);
     createLatencies.sort((a, b) => a - b);
     const machineBusy = (cpu1.busy - cpu0.busy) / (cpu1.total - cpu0.total);
-    const nodeCores = (own.user + own.system) / 1e6 / elapsed;
+    const nodeCores = (own.user + own.system) / 1e6 / span;
     console.log(`\nconcurrency ${concurrency}: ${rows.length} tips created, ${rows.filter((r) => r.status === "succeeded").length} succeeded, ${credited.length} credited within the run`);
+    completedPerSecond.set(concurrency, credited.length / elapsed);
     console.log(`  completed tips/s (created -> SUCCEEDED and credited): ${(credited.length / elapsed).toFixed(0)}`);
     console.log(`  CreateTip through the gateway:        p50 ${ms(percentile(createLatencies, 0.5))}  p95 ${ms(percentile(createLatencies, 0.95))}  p99 ${ms(percentile(createLatencies, 0.99))}`);
     console.log(`  callback sent -> tip SUCCEEDED:       p50 ${ms(percentile(toSucceeded, 0.5))}  p95 ${ms(percentile(toSucceeded, 0.95))}  p99 ${ms(percentile(toSucceeded, 0.99))}`);
     console.log(`  callback sent -> wallet entry posted: p50 ${ms(percentile(toCredited, 0.5))}  p95 ${ms(percentile(toCredited, 0.95))}  p99 ${ms(percentile(toCredited, 0.99))}`);
     console.log(`    of which: success decided -> wallet posting written p50 ${ms(percentile(decidedToPosted, 0.5))} p99 ${ms(percentile(decidedToPosted, 0.99))};` +
       ` posting -> payment records the credit p50 ${ms(percentile(postedToRecorded, 0.5))} p99 ${ms(percentile(postedToRecorded, 0.99))}`);
+    if (drain.ms) console.log(`  (statements, transactions and CPU below include the ${(drain.ms / 1000).toFixed(1)} s after the run until its events were relayed and consumed and its messages sent)`);
     console.log(
       `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)}`,
     );
@@ -280,11 +351,16 @@ try {
       `  CPU: machine ${(machineBusy * 100).toFixed(0)}% of ${os.cpus().length} cores; this node process ${nodeCores.toFixed(2)} cores` +
         (mode === "process" ? " (the rest: postgres, nats, redis)" : " (customers, simulators; the rest: the platform's processes, postgres, nats, redis)"),
     );
+    const perTipCpu = [...procCpu1].map(([name, v]) => `${name} ${((v - (procCpu0.get(name) ?? 0)) / Math.max(1, rows.length)).toFixed(1)}`);
+    const totalCpu = [...procCpu1].reduce((a, [name, v]) => a + v - (procCpu0.get(name) ?? 0), 0);
+    console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
+      (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)"));
+    console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     if (mode === "cluster") continue; // the services' statements are counted in their own processes only
     const total = [...statements.values()].reduce((a, b) => a + b, 0);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)}; the most frequent:`);
-    for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, 40)) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
+    for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.BENCH_STATEMENTS ?? 40))) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
     if (profile) {
       writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
       summarise(profile as Parameters<typeof summarise>[0]);
@@ -303,6 +379,9 @@ try {
     const tps = /tps = ([\d.]+)/.exec(out)?.[1];
     const latency = /latency average = ([\d.]+ ms)/.exec(out)?.[1];
     console.log(`\npgbench TPC-B (-s 1 -c 8 -j 2 -T 10) on the same PostgreSQL: ${tps} tps, latency average ${latency}`);
+    for (const [concurrency, perSecond] of completedPerSecond) {
+      console.log(`  ${mode} mode, concurrency ${concurrency}: completed tips/s / pgbench tps = ${(perSecond / Number(tps)).toFixed(3)}`);
+    }
   }
 } finally {
   await platform.close();

@@ -1,6 +1,6 @@
 import type http from "node:http";
 import type { DescService } from "@bufbuild/protobuf";
-import { createClient, createContextValues, type Interceptor } from "@connectrpc/connect";
+import { createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -37,6 +37,8 @@ export interface Backend {
   service: DescService;
   /** The owning service's gRPC address, e.g. http://wallet:8080. */
   url: string;
+  /** The owning service in this same process (one-process runs): called through this instead of its address. */
+  local?: Transport;
 }
 
 export interface GatewayOptions {
@@ -147,7 +149,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
       policyInterceptor({ adminNetworks: options.adminNetworks, services: options.backends.map((b) => b.service), verifyStepUp }),
     ],
     routes: (router) => {
-      for (const b of options.backends) forwardService(router, b.service, transportFor(b.url));
+      for (const b of options.backends) forwardService(router, b.service, b.local ?? transportFor(b.url));
     },
     remoteHealth: async (service) => {
       const url = owners.get(service);

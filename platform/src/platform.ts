@@ -1,5 +1,5 @@
 import { startGateway, type GatewayOptions } from "@ttip/gateway";
-import { createPeers, startService, type RunningServer, type RunningService, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { createPeers, localTransport, startService, type RunningServer, type RunningService, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { modules as allModules, publicServices } from "./modules.js";
 
 export interface PlatformOptions {
@@ -29,13 +29,16 @@ export interface Platform {
 export async function startPlatform(options: PlatformOptions): Promise<Platform> {
   const modules = options.modules ?? allModules;
   const urls = new Map<string, string>();
-  const peers = createPeers((name) => urls.get(name));
+  // All in one process: a service calls another (and the gateway its backends) without a socket.
+  const locals = new Map<string, RunningServer["local"]>();
+  const peers = createPeers((name) => urls.get(name), (name) => locals.get(name));
   const ctx: ServiceContext = { ...options.ctx, peers };
   const services: RunningService[] = [];
   try {
     for (const module of modules) {
       const service = await startService(module, ctx);
       urls.set(module.name, service.server.url);
+      locals.set(module.name, service.server.local);
       services.push(service);
     }
     const gateway = await startGateway({
@@ -43,7 +46,10 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
       logger: ctx.logger,
       metrics: ctx.metrics,
       cache: ctx.cache,
-      backends: services.flatMap((s, i) => publicServices(modules[i]).map((service) => ({ service, url: s.server.url }))),
+      backends: services.flatMap((s, i) => {
+        const local = localTransport(s.server.local);
+        return publicServices(modules[i]).map((service) => ({ service, url: s.server.url, local }));
+      }),
       jwt: { jwksUrl: `${urls.get("auth")}/.well-known/jwks.json`, issuer: "ttip-auth", audience: "ttip" },
       partners: urls.has("auth") ? { authUrl: urls.get("auth") } : undefined,
       stepUp: urls.has("auth") ? { authUrl: urls.get("auth") } : undefined,

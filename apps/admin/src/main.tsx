@@ -9,13 +9,17 @@ import { api, clearSession, CONSOLE_ROLES, hasRole, loadSession, type Session } 
 import { Audit } from "./audit";
 import { Fraud } from "./fraud";
 import { Money } from "./money";
+import { Payments } from "./payments";
 import { ClaimFirstAdmin, SignIn } from "./signin";
+import { Suspense } from "./suspense";
 import { Users } from "./users";
 import "./styles.css";
 
 const SCREENS = {
   users: { title: "Users", roles: CONSOLE_ROLES, render: (s: Session) => <Users session={s} /> },
+  payments: { title: "Payments", roles: CONSOLE_ROLES, render: (s: Session) => <Payments session={s} /> },
   fraud: { title: "Fraud", roles: CONSOLE_ROLES, render: (s: Session) => <Fraud session={s} /> },
+  suspense: { title: "Suspense", roles: CONSOLE_ROLES, render: (s: Session) => <Suspense session={s} /> },
   money: { title: "Money", roles: ["admin", "finance"], render: () => <Money /> },
   audit: { title: "Audit log", roles: CONSOLE_ROLES, render: () => <Audit /> },
 } as const;

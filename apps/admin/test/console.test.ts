@@ -84,6 +84,19 @@ describe("admin console in chromium", () => {
     const wallet = h.api(WalletService, worker.accessToken);
     await eventually("the worker credited", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) > 0n);
     assert.equal((await wallet.listTransactions({ currency: "KES" })).transactions.length, 1, "credited once");
+    // The payments screen: the worker's tips, the tip's raw callback and the ledger entry that credited it.
+    await adminPage.getByRole("link", { name: "Payments" }).click();
+    await adminPage.getByLabel("Worker id").fill(worker.userId);
+    await adminPage.getByRole("button", { name: "Filter" }).click();
+    await adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).getByRole("button").click();
+    const detail = adminPage.getByLabel("Payment detail");
+    await detail.getByTestId("payment-status").filter({ hasText: "succeeded" }).waitFor();
+    await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").first().waitFor();
+    assert.ok((await detail.getByRole("table", { name: "Ledger entry" }).locator("tbody tr").count()) >= 2, "a balanced entry has two postings or more");
+    await detail.getByText(/Callbacks \([1-9]/).waitFor();
+    await adminPage.getByLabel("Min KES").fill("12.5");
+    await adminPage.getByRole("button", { name: "Filter" }).click();
+    await adminPage.getByRole("alert").filter({ hasText: "min_amount" }).waitFor();
     // The same money action without the device's proof is refused by the gateway.
     assert.equal(await codeOf(h.api(PaymentAdminService, adminToken).reviewTip({ tipId: tip!.tipId, approve: true, note: "again, no step-up" })), "PermissionDenied");
   });

@@ -115,12 +115,19 @@ export interface PartnerKey {
   secret: string;
 }
 
-/** Signs Connect binary calls as a partner (the SDK's signer does the same; its own test checks it against deliveries too). */
+/**
+ * Signs Connect binary calls as a partner. The same bytes signed twice in one
+ * second are one signed request, which the gateway refuses the second time as
+ * a replay; a test repeating a read within a second signs it for the next second.
+ */
+const lastSigned = new Map<string, number>();
 function signer(key: PartnerKey): Interceptor {
   return (next) => async (req) => {
     if (req.stream) throw new Error("partner keys sign unary calls only");
     const body = toBinary(req.method.input, create(req.method.input, req.message));
-    const at = Math.floor(Date.now() / 1000);
+    const id = `${key.keyId} ${req.url} ${Buffer.from(body).toString("base64")}`;
+    const at = Math.max(Math.floor(Date.now() / 1000), (lastSigned.get(id) ?? 0) + 1);
+    lastSigned.set(id, at);
     req.header.set("x-ttip-key-id", key.keyId);
     req.header.set("x-ttip-timestamp", String(at));
     req.header.set("x-ttip-signature", signPartnerRequest(key.secret, "POST", new URL(req.url).pathname, at, createHash("sha256").update(body).digest()));

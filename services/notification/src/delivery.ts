@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { emitEvent, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction } from "@ttip/runtime";
+import { buildEvent, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -74,9 +74,15 @@ export function quietUntil(now: Date, start: string, end: string): Date | undefi
   return new Date(endLocal.getTime() - EAT_OFFSET_MS);
 }
 
-async function emitUpdate(tx: Queryable, d: { id: string; user_id: string | null; channel: Channel; template_key: TemplateKey; attempts: number }, status: DeliveryState, correlationId = "") {
-  await emitEvent(
-    tx,
+type DeliveryRef = { id: string; user_id: string | null; channel: Channel; template_key: TemplateKey; attempts: number };
+
+async function emitUpdate(tx: Queryable, d: DeliveryRef, status: DeliveryState, correlationId = "") {
+  await writeOutbox(tx, "notification", updateEvent(d, status, correlationId));
+}
+
+/** The delivery_updated fact, for a statement that writes it with the state it reports. */
+function updateEvent(d: DeliveryRef, status: DeliveryState, correlationId = "") {
+  return buildEvent(
     "notification",
     DeliveryUpdatedSchema,
     {
@@ -159,14 +165,24 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
     }
     const recipientKey = userId ?? ("phone" in req.to ? `phone:${address}` : `email:${address.toLowerCase()}`);
     const id = randomUUID();
+    // The delivery, its fact and (in-app) the notification itself in one statement, all or nothing on a repeat.
+    const event = updateEvent({ id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 }, status, req.correlationId);
+    const inApp = channel === Channel.IN_APP && userId !== null;
     const inserted = await tx.query<{ id: string }>(
-      `INSERT INTO notification.deliveries
-         (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
-          subject, body, status, last_error, next_attempt_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-       ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id`,
+      `WITH delivery AS (
+         INSERT INTO notification.deliveries
+           (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
+            subject, body, status, last_error, next_attempt_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
+       announced AS (INSERT INTO notification.outbox (event_id, subject, payload) SELECT $16, $17, $18 FROM delivery),
+       shown AS (
+         INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
+         SELECT $19, $5, id, $8, $11, $20, $15 FROM delivery WHERE $21)
+       SELECT id FROM delivery`,
       [id, req.sourceKey, recipientKey, channel, userId, address, masked, req.templateKey, template.version, template.locale,
-        subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt],
+        subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt, event.id, event.subject, Buffer.from(event.data),
+        randomUUID(), body, inApp],
     );
     if (inserted.rowCount === 0) {
       const existing = await tx.query<{ id: string }>(
@@ -177,14 +193,7 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
       continue;
     }
     ids.push(id);
-    if (channel === Channel.IN_APP && userId) {
-      await tx.query(
-        "INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        [randomUUID(), userId, id, req.templateKey, subject, body, now],
-      );
-      inAppSignals.emit(userId);
-    }
-    await emitUpdate(tx, { id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 }, status, req.correlationId);
+    if (inApp) inAppSignals.emit(userId);
   }
   return ids;
 }
@@ -208,7 +217,15 @@ interface DeliveryRow {
   parked: boolean;
 }
 
-type Claim = { kind: "done" } | { kind: "later" } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
+type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve" } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
+
+/** The delivery as the claim reads it, with its number's STOP and its last attempt in the same round trip. */
+interface ClaimedRow extends DeliveryRow {
+  opted_out: boolean;
+  last_attempt: number | null;
+  last_status: string | null;
+  last_started_at: Date | null;
+}
 
 export interface DispatcherOptions {
   pool: Pool;
@@ -251,13 +268,18 @@ export class Dispatcher {
 
   /** Resolves when the delivery needs nothing more now; throws RetryLater when it is due again soon. */
   async run(deliveryId: string): Promise<void> {
-    await this.resolveAddress(deliveryId);
-    const claim = await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId));
-    if (claim.kind === "done") return;
+    let claim = await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true));
+    if (claim.kind === "resolve") {
+      // Rare (a user we have no number for): ask, then claim again.
+      await this.resolveAddress(deliveryId);
+      claim = await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, false));
+    }
+    if (claim.kind === "done" || claim.kind === "resolve") return;
     if (claim.kind === "later") throw new RetryLater(`delivery ${deliveryId} not due yet`);
     const { delivery: d, provider, attempt } = claim;
     const outcome = await this.send(d, provider);
-    const state = await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome));
+    // A success is one statement; anything else needs a transaction.
+    const state = (outcome.ok && (await this.recordSent(d, provider, attempt, outcome))) || (await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome)));
     this.o.metrics
       ?.counter("ttip_notification_deliveries_total", "Delivery attempts by channel, provider and outcome (sent, or the failure's kind).", ["channel", "provider", "status"])
       .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name, status: outcome.ok ? "sent" : outcome.kind });
@@ -306,26 +328,30 @@ export class Dispatcher {
     });
   }
 
-  private async claim(tx: Queryable, id: string): Promise<Claim> {
-    const { rows } = await tx.query<DeliveryRow>(
-      `SELECT id, user_id, channel, template_key, address, subject, body, status, attempts, provider_index, provider_attempts, next_attempt_at, parked
-         FROM notification.deliveries WHERE id = $1 FOR UPDATE`,
+  private async claim(tx: Queryable, id: string, mayResolve: boolean): Promise<Claim> {
+    const { rows } = await tx.query<ClaimedRow>(
+      `SELECT d.id, d.user_id, d.channel, d.template_key, d.address, d.subject, d.body, d.status, d.attempts, d.provider_index, d.provider_attempts,
+              d.next_attempt_at, d.parked, EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = d.address) AS opted_out,
+              a.attempt AS last_attempt, a.status AS last_status, a.started_at AS last_started_at
+         FROM notification.deliveries d
+         LEFT JOIN LATERAL (SELECT attempt, status, started_at FROM notification.delivery_attempts
+                             WHERE delivery_id = d.id ORDER BY attempt DESC LIMIT 1) a ON true
+        WHERE d.id = $1 FOR UPDATE OF d`,
       [id],
     );
-    const d = rows[0];
-    if (!d || d.parked || !["queued", "retrying"].includes(d.status)) return { kind: "done" };
+    const claimed = rows[0];
+    if (!claimed) return { kind: "done" };
+    const { opted_out: optedOut, last_attempt: lastAttempt, last_status: lastStatus, last_started_at: lastStartedAt, ...d } = claimed;
+    // An SMS to a user whose number we lack: looked up outside any transaction (see resolveAddress).
+    if (d.channel === Channel.SMS && d.address === "" && d.user_id && ["queued", "retrying"].includes(d.status)) return mayResolve ? { kind: "resolve" } : { kind: "later" };
+    if (d.parked || !["queued", "retrying"].includes(d.status)) return { kind: "done" };
     const wait = d.next_attempt_at.getTime() - Date.now();
     if (wait > (this.o.parkAfterMs ?? 30_000)) {
       await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [id]);
       return { kind: "done" };
     }
     if (wait > 0) return { kind: "later" };
-    const last = (
-      await tx.query<{ attempt: number; status: string; started_at: Date }>(
-        "SELECT attempt, status, started_at FROM notification.delivery_attempts WHERE delivery_id = $1 ORDER BY attempt DESC LIMIT 1",
-        [id],
-      )
-    ).rows[0];
+    const last = lastAttempt === null ? undefined : { attempt: lastAttempt, status: lastStatus!, started_at: lastStartedAt! };
     if (last?.status === "sending") {
       if (Date.now() - last.started_at.getTime() < this.o.retry.sendLeaseMs) return { kind: "later" };
       // The process died between handing it over and recording the answer: the
@@ -338,7 +364,8 @@ export class Dispatcher {
       return { kind: "done" };
     }
     // A STOP that came in after the message was queued still counts.
-    if (d.channel === Channel.SMS && d.template_key !== TemplateKey.OTP && (await isOptedOut(tx, d.address))) {
+    // SMS addresses are stored normalised (enqueue, resolveAddress), as opt-outs are.
+    if (d.channel === Channel.SMS && d.template_key !== TemplateKey.OTP && optedOut) {
       await this.finish(tx, d, "failed", "recipient texted STOP");
       return { kind: "done" };
     }
@@ -350,10 +377,10 @@ export class Dispatcher {
     }
     const attempt = d.attempts + 1;
     await tx.query(
-      "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status) VALUES ($1, $2, $3, 'sending')",
+      `WITH sending AS (INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status) VALUES ($1, $2, $3, 'sending'))
+       UPDATE notification.deliveries SET attempts = $2, updated_at = now() WHERE id = $1`,
       [id, attempt, provider.name],
     );
-    await tx.query("UPDATE notification.deliveries SET attempts = $2, updated_at = now() WHERE id = $1", [id, attempt]);
     return { kind: "send", delivery: { ...d, attempts: attempt }, provider, attempt };
   }
 
@@ -375,6 +402,30 @@ export class Dispatcher {
     const dead = outcomes.filter((x) => !x.o.ok && x.o.kind === "recipient").map((x) => x.to);
     if (dead.length) await this.o.pool.query("DELETE FROM notification.push_tokens WHERE token = ANY($1::text[])", [dead]);
     return outcomes.find((x) => x.o.ok)?.o ?? outcomes.find((x) => !x.o.ok && x.o.kind !== "recipient")?.o ?? outcomes[0].o;
+  }
+
+  /**
+   * A send the provider accepted, recorded in one statement (atomic without
+   * BEGIN/COMMIT): the attempt, the delivery, its "sent" fact, and any status
+   * report that arrived before (then applied in order by the caller's
+   * transaction path). Undefined when there were such reports: record() does it all.
+   */
+  private async recordSent(d: DeliveryRow, provider: Provider, attempt: number, outcome: SendOutcome & { ok: true }): Promise<DeliveryState | undefined> {
+    const event = updateEvent(d, "sent");
+    // Every part is conditional on no early report, so either all of it is written or none.
+    const { rowCount } = await this.o.pool.query(
+      `WITH early AS (
+         SELECT 1 FROM notification.provider_callbacks WHERE provider = $4 AND message_id = $3 AND $3 <> '' AND NOT applied AND status <> '' LIMIT 1),
+       attempted AS (
+         UPDATE notification.delivery_attempts SET status = 'sent', provider_message_id = $3, error = '', finished_at = now()
+          WHERE delivery_id = $1 AND attempt = $2 AND NOT EXISTS (SELECT 1 FROM early)),
+       announced AS (INSERT INTO notification.outbox (event_id, subject, payload) SELECT $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM early))
+       UPDATE notification.deliveries SET status = 'sent', provider = $4, provider_message_id = NULLIF($3, ''), last_error = NULL,
+              body = CASE WHEN template_key = $5 THEN NULL ELSE body END, updated_at = now()
+        WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM early)`,
+      [d.id, attempt, outcome.messageId, provider.name, TemplateKey.OTP, event.id, event.subject, Buffer.from(event.data)],
+    );
+    return rowCount ? "sent" : undefined;
   }
 
   private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome): Promise<DeliveryState> {

@@ -27,6 +27,20 @@ export async function seedTemplates(db: Queryable): Promise<void> {
      ON CONFLICT DO NOTHING`,
     [rows.map((r) => r.key), rows.map((r) => r.locale), rows.map((r) => r.channel), rows.map((r) => r.subject), rows.map((r) => r.body)],
   );
+  forgetActiveTemplates();
+}
+
+/**
+ * Active templates as read a moment ago: every message renders one, and they
+ * change only when an admin activates another version. This process forgets
+ * them when it activates one; another replica follows within the TTL.
+ */
+const activeTemplates = new Map<string, { record: TemplateRecord; until: number }>();
+const ACTIVE_TEMPLATE_TTL_MS = 5_000;
+
+/** After an activation (or seeding): the next message reads the active version again. */
+export function forgetActiveTemplates(): void {
+  activeTemplates.clear();
 }
 
 /**
@@ -34,12 +48,20 @@ export async function seedTemplates(db: Queryable): Promise<void> {
  * requested locale, else in English.
  */
 export async function findTemplate(db: Queryable, key: TemplateKey, locale: string, channel: Channel, version = 0): Promise<TemplateRecord | undefined> {
+  const cacheKey = `${key}:${channel}:${locale}`;
+  const now = Date.now();
+  if (version === 0) {
+    const cached = activeTemplates.get(cacheKey);
+    if (cached && cached.until > now) return cached.record;
+  }
   const { rows } = await db.query<TemplateRecord>(
     `SELECT key, locale, channel, version, subject, body, active, created_at FROM notification.templates
       WHERE key = $1 AND channel = $2 AND locale = ANY($3::text[]) AND (CASE WHEN $4::int = 0 THEN active ELSE version = $4 END)
       ORDER BY locale = $5 DESC LIMIT 1`,
     [key, channel, [locale, FALLBACK_LOCALE], version, locale],
   );
+  // Bounded by the kinds, locales and channels there are; a miss is not kept.
+  if (version === 0 && rows[0]) activeTemplates.set(cacheKey, { record: rows[0], until: now + ACTIVE_TEMPLATE_TTL_MS });
   return rows[0];
 }
 

@@ -6,12 +6,12 @@ import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { BlockList } from "node:net";
-import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter } from "@ttip/runtime";
+import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter, type Queryable } from "@ttip/runtime";
 import { CALLBACK_ROUTE, isCallbackPath } from "./callback-paths.js";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
-import { applyStkOutcome, type Deps } from "./tips.js";
+import { applyStkOutcomeTo, type Deps } from "./tips.js";
 
 const MAX_BODY = 64 * 1024;
 
@@ -73,8 +73,9 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
     "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",
     [callbackId, source, redactToken(path), from, body],
   );
-  const outcome = (o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) =>
-    pool.query(
+  const outcome = (o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) => outcomeIn(pool, o, extra);
+  const outcomeIn = (db: Queryable, o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) =>
+    db.query(
       `UPDATE payment.callbacks SET outcome = $2, external_reference = COALESCE($3, external_reference), tip_id = $4, payout_id = $5, matched = $6
         WHERE callback_id = $1`,
       [callbackId, o, extra.ref ?? null, extra.tipId ?? null, extra.payoutId ?? null, extra.matched ?? false],
@@ -112,14 +113,13 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
       await outcome("malformed");
       return reply(res, 400, { ResultCode: 1, ResultDesc: "Not an STK callback" });
     }
-    const { rows } = await pool.query<{ tip_id: string; worker_id: string }>("SELECT tip_id, worker_id FROM payment.tips WHERE callback_token = $1", [token]);
-    const tip = rows[0];
-    const result = tip ? await applyStkOutcome(deps, tip.tip_id, { source: "callback", ...cb }) : "unknown";
+    // The tip is found by the token, locked and decided, and this callback's outcome recorded, in one transaction.
+    const { result, tip } = await applyStkOutcomeTo(deps, { callbackToken: token }, { source: "callback", ...cb }, async (tx, decided, t) => {
+      if (decided !== "unknown") await outcomeIn(tx, decided, { ref: cb.receipt ?? cb.checkoutRequestId, tipId: t!.tip_id, matched: true });
+    });
     if (result === "unknown") {
-      await unknownCallback(deps, callbackId, "mpesa_stk", cb.checkoutRequestId, tip?.worker_id);
+      await unknownCallback(deps, callbackId, "mpesa_stk", cb.checkoutRequestId, tip?.worker_id ?? undefined);
       await outcome("unknown", { ref: cb.checkoutRequestId });
-    } else {
-      await outcome(result, { ref: cb.receipt ?? cb.checkoutRequestId, tipId: tip!.tip_id, matched: true });
     }
     return reply(res, 200, ACCEPTED);
   }

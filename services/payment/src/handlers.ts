@@ -14,6 +14,7 @@ import {
   ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, tipMessage,
 } from "./convert.js";
 import { resolveSuspense, type C2bRow } from "./c2b.js";
+import { consoleHandlers } from "./console.js";
 import { resultMessage } from "./messages.js";
 import { refundCardTip } from "./cards/aftercare.js";
 import type { CardTipRow } from "./cards/convert.js";
@@ -275,6 +276,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
   });
 
   router.service(PaymentAdminService, {
+    ...consoleHandlers(deps, (t) => tipOut(t)),
     async listFraudAlerts(req, ctx) {
       requireCaller(ctx, ...CONSOLE_READERS);
       const size = pageSize(req.page);

@@ -1,4 +1,4 @@
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -27,14 +27,34 @@ function sentBefore(err: unknown): void {
  * retried by the next reconciliation pass.
  */
 export async function sendReceipts(deps: Deps, limit: number, tipId?: string): Promise<number> {
-  const { pool, peers, logger } = deps.ctx;
-  const { rows } = await pool.query<{ tip_id: string; phone: string; charged_minor: bigint; credit_key: string; mpesa_receipt: string | null; worker_id: string | null; venue_id: string; customer_email: string | null }>(
+  const { rows } = await deps.ctx.pool.query<OwedReceipt>(
     `SELECT t.tip_id, t.phone, t.charged_minor, t.credit_key, t.mpesa_receipt, t.worker_id, t.venue_id, t.customer_email
        FROM payment.receipts r JOIN payment.tips t USING (tip_id)
       WHERE r.sent_at IS NULL AND ($2::uuid IS NULL OR r.tip_id = $2)
       ORDER BY r.created_at LIMIT $1`,
     [limit, tipId ?? null],
   );
+  return sendOwedReceipts(deps, rows);
+}
+
+/** What a receipt says, from the tip's row. */
+export interface OwedReceipt {
+  tip_id: string;
+  phone: string;
+  charged_minor: bigint;
+  credit_key: string | null;
+  mpesa_receipt: string | null;
+  worker_id: string | null;
+  venue_id: string;
+  customer_email: string | null;
+}
+
+/**
+ * Sends the receipts of these tips (owed, not yet marked sent). A receipt sent
+ * meanwhile by another pass is not sent twice: notification dedupes on the key.
+ */
+export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise<number> {
+  const { pool, peers, logger } = deps.ctx;
   const notification = createClient(NotificationInternalService, peers("notification"));
   const qr = createClient(QrService, peers("qr"));
   let sent = 0;
@@ -43,10 +63,9 @@ export async function sendReceipts(deps: Deps, limit: number, tipId?: string): P
       // The worker's (or, for a shared tip, the venue's) display name belongs to qr; a receipt without it still says what was paid.
       const owner = r.worker_id ? { ownerKind: OwnerKind.WORKER, ownerId: r.worker_id } : { ownerKind: OwnerKind.VENUE, ownerId: r.venue_id };
       const fallback = r.worker_id ? "your server" : "the team";
-      const worker = await qr
-        .getProfile(owner, { timeoutMs: 2_000 })
-        .then((p) => (p.profile?.displayName ? (r.worker_id ? p.profile.displayName : `the team at ${p.profile.displayName}`) : fallback), () => fallback);
-      const variables = { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key };
+      const name = await displayName(qr, owner);
+      const worker = name ? (r.worker_id ? name : `the team at ${name}`) : fallback;
+      const variables = { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key ?? "" };
       // By SMS to the number that paid (a card tip has none), and by e-mail when the customer gave an address for it.
       if (r.phone) {
         await notification.sendNotification({
@@ -74,4 +93,25 @@ export async function sendReceipts(deps: Deps, limit: number, tipId?: string): P
     }
   }
   return sent;
+}
+
+/** Display names for receipts, by owner, for a minute: a busy worker's receipts do not each ask qr again. */
+const names = new Map<string, { name: string; until: number }>();
+const NAME_TTL_MS = 60_000;
+const NAMES_MAX = 10_000;
+
+/** The owner's display name ("" when it has none, or qr could not say: the receipt then names no one). */
+async function displayName(qr: Client<typeof QrService>, owner: { ownerKind: OwnerKind; ownerId: string }): Promise<string> {
+  const key = `${owner.ownerKind}:${owner.ownerId}`;
+  const now = Date.now();
+  const known = names.get(key);
+  if (known && known.until > now) return known.name;
+  try {
+    const name = (await qr.getProfile(owner, { timeoutMs: 2_000 })).profile?.displayName ?? "";
+    if (names.size >= NAMES_MAX) names.clear();
+    names.set(key, { name, until: now + NAME_TTL_MS });
+    return name;
+  } catch {
+    return "";
+  }
 }

@@ -4,7 +4,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { buildEvent, emitEvent, maskPhone, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { buildEvent, emitEvent, maskPhone, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { PaymentConfig } from "./config.js";
@@ -15,7 +15,7 @@ import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
 import { paymentMetrics } from "./metrics.js";
-import { oweReceipt, sendReceipts } from "./receipts.js";
+import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
 import type { CardHub } from "./cards/hub.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
@@ -53,6 +53,7 @@ export interface TipRow {
   credit_entry_id: string | null;
   account_reference: string | null;
   channel: "web" | "ussd" | "paybill";
+  customer_email: string | null;
   deadline_at: Date;
   checks: number;
   created_at: Date;
@@ -290,20 +291,59 @@ export interface StkOutcome {
 
 export type ApplyResult = "credited" | "failed" | "duplicate" | "unknown" | "held";
 
+/** The tip an outcome is for: by id, or by the per-attempt token of its callback URL. */
+export type TipRef = string | { callbackToken: string };
+
+/** Recorded in the transaction that applied the outcome (a callback's own row), with what it decided. */
+export type OutcomeRecorder = (tx: Queryable, result: ApplyResult, tip: TipRow | undefined) => Promise<void>;
+
+/**
+ * The tip locked for a decision, with what the decision needs to know about
+ * the receipt in the same round trip: which tip (if any) already has it, and
+ * whether a paybill payment with it is parked in suspense. Both are written
+ * only under the receipt's lock (lockReceipt), which the caller holds, so
+ * reading them with this statement's snapshot is as good as after the row lock.
+ */
+async function lockTipForOutcome(tx: Queryable, ref: TipRef, receipt: string | undefined) {
+  const { rows } = await tx.query<TipRow & { receipt_owner: string | null; receipt_parked: boolean }>(
+    `SELECT t.*, (SELECT o.tip_id FROM payment.tips o WHERE o.mpesa_receipt = $2) AS receipt_owner,
+            EXISTS (SELECT 1 FROM payment.c2b_payments c WHERE c.trans_id = $2 AND c.outcome = 'suspense' AND c.resolution = 'open') AS receipt_parked
+       FROM payment.tips t WHERE ${typeof ref === "string" ? "t.tip_id = $1" : "t.callback_token = $1"} FOR UPDATE OF t`,
+    [typeof ref === "string" ? ref : ref.callbackToken, receipt ?? null],
+  );
+  const row = rows[0];
+  if (!row) return undefined;
+  const { receipt_owner: owner, receipt_parked: parked, ...tip } = row;
+  return { tip: tip as TipRow, owner, parked };
+}
+
 /**
  * Applies an outcome to the tip it belongs to, exactly once: a success
  * decides one wallet entry (keyed by the receipt) whatever else arrives, a
- * failure ends a pending tip, anything later is a duplicate.
+ * failure ends a pending tip, anything later is a duplicate. `record` runs in
+ * the deciding transaction (a callback's outcome, without a round trip of its own).
  */
-export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome): Promise<ApplyResult> {
+export async function applyStkOutcome(deps: Deps, ref: TipRef, o: StkOutcome, record?: OutcomeRecorder): Promise<ApplyResult> {
+  return (await applyStkOutcomeTo(deps, ref, o, record)).result;
+}
+
+/** applyStkOutcome, also answering which tip it was (undefined when none matched the reference). */
+export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, record?: OutcomeRecorder): Promise<{ result: ApplyResult; tip?: TipRow }> {
   // The row as this transaction committed it, when it decided a credit.
   let decided: TipRow | undefined;
+  let found: TipRow | undefined;
   const result = await withTransaction(deps.ctx.pool, async (tx): Promise<ApplyResult> => {
+    const result = await decide(tx);
+    await record?.(tx, result, found);
+    return result;
+  });
+  async function decide(tx: Queryable): Promise<ApplyResult> {
     // The receipt before the tip, as the C2B path does: a payment reported both ways at once is decided once.
     if (o.receipt) await lockReceipt(tx, o.receipt);
-    const { rows } = await tx.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [tipId]);
-    const tip = rows[0];
-    if (!tip) return "unknown";
+    const locked = await lockTipForOutcome(tx, ref, o.receipt);
+    if (!locked) return "unknown";
+    const tip = (found = locked.tip);
+    const tipId = tip.tip_id;
     if (o.source !== "c2b" && tip.checkout_request_id && tip.checkout_request_id !== o.checkoutRequestId) return "unknown";
     if (o.source !== "c2b" && !tip.checkout_request_id) {
       // The callback overtook the push's own answer.
@@ -321,13 +361,12 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
         return "duplicate";
       }
       if (o.receipt) {
-        const clash = await tx.query("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [o.receipt]);
-        if (clash.rowCount) {
+        if (locked.owner) {
           await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
-            detail: `receipt ${o.receipt} already belongs to tip ${clash.rows[0].tip_id}; not credited again` });
+            detail: `receipt ${o.receipt} already belongs to tip ${locked.owner}; not credited again` });
           return "duplicate";
         }
-        const parked = await heldByC2bSuspense(tx, tip, o.receipt);
+        const parked = locked.parked ? await heldByC2bSuspense(tx, tip, o.receipt) : undefined;
         if (parked) {
           decided = parked;
           return "held";
@@ -363,11 +402,12 @@ export async function applyStkOutcome(deps: Deps, tipId: string, o: StkOutcome):
     );
     await emitTipFailed(tx, failed[0]);
     return "failed";
-  });
-  deps.changes.emit(tipId);
+  }
+  if (!found) return { result };
+  deps.changes.emit(found.tip_id);
   if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
-  if (result === "credited" || result === "held") await postCredit(deps, tipId, decided);
-  return result;
+  if (result === "credited" || result === "held") await postCredit(deps, found.tip_id, decided);
+  return { result, tip: found };
 }
 
 /** How long M-Pesa refuses a repeat of the same amount from the same number (result 17, "rule limited"). */
@@ -426,15 +466,18 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
     deps.ctx.logger.warn({ tipId, err }, "wallet credit failed; reconciliation will retry");
     return false;
   }
-  const recorded = await withTransaction(deps.ctx.pool, async (tx) => {
-    const { rows } = await tx.query<TipRow>(
-      `UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING *`,
-      [tipId, entryId || "posted"],
-    );
-    const t = rows[0];
-    if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
-    return t;
-  });
+  const recorded =
+    (await recordCredit(deps.ctx.pool, tip, entryId || "posted")) ??
+    // The row changed since it was read (a rating, a receipt learned late) or is credited already: from the row as it is now.
+    (await withTransaction(deps.ctx.pool, async (tx) => {
+      const { rows } = await tx.query<TipRow>(
+        `UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING *`,
+        [tipId, entryId || "posted"],
+      );
+      const t = rows[0];
+      if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
+      return t;
+    }));
   if (recorded) {
     const m = paymentMetrics(deps.ctx.metrics);
     m.tips.inc({ status: recorded.credit_kind !== "suspense" ? "succeeded" : "held", method: "mpesa" });
@@ -450,7 +493,8 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
  * callback waits for our answer; a slow B2C must not delay it).
  */
 export function runAfterCredit(deps: Deps, tip: TipRow): void {
-  const work: Promise<unknown>[] = [sendReceipts(deps, 1, tip.tip_id)];
+  // The row in hand says what the receipt needs (one is owed when the tip has a paying number).
+  const work: Promise<unknown>[] = [tip.phone ? sendOwedReceipts(deps, [tip]) : Promise.resolve(0)];
   // A venue tip waits in the pool for the venue's distribution: nobody to pay out yet.
   if (deps.afterCredit && tip.worker_id) work.push(deps.afterCredit(tip).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start")));
   const p = Promise.allSettled(work);
@@ -482,10 +526,39 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
   return updated[0];
 }
 
+/**
+ * Records the wallet entry on the tip, once, and in the same statement (one
+ * round trip, atomic without BEGIN/COMMIT) owes the customer a receipt and
+ * announces tip_succeeded, unless the money went to suspense. The event is
+ * built from `tip`, so the row must still carry what the event says: the
+ * fields that can change after the decision (receipt, rating, message) are
+ * part of the condition. Undefined when nothing was recorded: credited
+ * already, or the row changed (the caller then works from the row as it is).
+ */
+async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promise<TipRow | undefined> {
+  const event = tipSucceededEvent(tip);
+  const { rows } = await db.query<TipRow>(
+    `WITH credited AS (
+       UPDATE payment.tips SET credit_entry_id = $2, credited_at = now()
+        WHERE tip_id = $1 AND credit_entry_id IS NULL AND mpesa_receipt IS NOT DISTINCT FROM $6 AND rating = $7 AND message = $8 RETURNING *),
+     owed AS (
+       INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ON CONFLICT DO NOTHING),
+     announced AS (
+       INSERT INTO payment.outbox (event_id, subject, payload) SELECT $3, $4, $5 FROM credited WHERE credit_kind <> 'suspense')
+     SELECT * FROM credited`,
+    [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message],
+  );
+  return rows[0];
+}
+
 /** Announces a tip whose money reached the worker; its customer is owed a receipt from then on (a paybill payer's number is not known). */
 export async function emitTipSucceeded(tx: Queryable, t: TipRow) {
   if (t.phone) await oweReceipt(tx, t.tip_id);
-  await emitEvent(tx, "payment", TipSucceededSchema, {
+  await writeOutbox(tx, "payment", tipSucceededEvent(t));
+}
+
+function tipSucceededEvent(t: TipRow) {
+  return buildEvent("payment", TipSucceededSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id ?? "",
     venueId: t.venue_id,

@@ -146,10 +146,13 @@ export class JetStreamBus implements EventBus {
     return new JetStreamBus(nc, stream, options.logger, options.redeliveryDelayMs ?? REDELIVERY_DELAY_MS, prefix);
   }
 
+  /** One JetStream context for every publish (making one per call costs more than the publish). */
+  private js: ReturnType<NatsConnection["jetstream"]> | undefined;
+
   async publish(message: BusMessage): Promise<void> {
     const h = headers();
     h.set("Nats-Msg-Id", message.id);
-    await this.nc.jetstream().publish(this.toWire(message.subject), message.data, { msgID: message.id, headers: h });
+    await (this.js ??= this.nc.jetstream()).publish(this.toWire(message.subject), message.data, { msgID: message.id, headers: h });
   }
 
   async subscribe(options: SubscribeOptions) {

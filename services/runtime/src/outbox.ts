@@ -63,18 +63,21 @@ export class OutboxRelay {
         [this.options.batchSize ?? 100],
       );
       const published: string[] = [];
-      for (const row of rows) {
-        try {
-          await bus.publish({ id: row.event_id, subject: row.subject, data: new Uint8Array(row.payload) });
-        } catch (err) {
+      // Sent together and acknowledged together (one connection keeps their order), instead of
+      // a round trip each. Rows after a failure that did get stored are sent again next time
+      // under the same ids, which the bus drops as duplicates.
+      const outcomes = await Promise.allSettled(rows.map((row) => bus.publish({ id: row.event_id, subject: row.subject, data: new Uint8Array(row.payload) })));
+      for (const [i, outcome] of outcomes.entries()) {
+        if (outcome.status === "rejected") {
           // Keep order: stop at the first failure and retry from here next time.
+          const err = outcome.reason as Error;
           await tx.query(`UPDATE ${s}.outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1`, [
-            row.seq,
-            String((err as Error).message ?? err).slice(0, 500),
+            rows[i].seq,
+            String(err?.message ?? err).slice(0, 500),
           ]);
           break;
         }
-        published.push(row.seq);
+        published.push(rows[i].seq);
       }
       if (published.length) {
         await tx.query(`UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY($1::bigint[])`, [published]);

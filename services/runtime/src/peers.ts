@@ -1,5 +1,7 @@
-import { ConnectError, type Transport } from "@connectrpc/connect";
+import { ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import type { UniversalClientFn } from "@connectrpc/connect/protocol";
+import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
 import { signingInterceptor } from "./internal-auth.js";
 import { requestIdPropagation } from "./interceptors.js";
 
@@ -11,9 +13,20 @@ export type Peers = (service: string) => Transport;
  * time, so services that start in any order can name each other. One HTTP/2
  * session per URL is shared by all calls.
  */
-export function createPeers(urlOf: (service: string) => string | undefined): Peers & { close(): void } {
+export function createPeers(
+  urlOf: (service: string) => string | undefined,
+  /** A service served by this same process (RunningServer.local): called without a socket. */
+  localOf: (service: string) => UniversalClientFn | undefined = () => undefined,
+): Peers & { close(): void } {
   const sessions = new Map<string, Http2SessionManager>();
+  const locals = new Map<string, Transport>();
   const transportFor = (service: string): Transport => {
+    const local = localOf(service);
+    if (local) {
+      let transport = locals.get(service);
+      if (!transport) locals.set(service, (transport = localTransport(local, [requestIdPropagation(), signingInterceptor()])));
+      return transport;
+    }
     const url = urlOf(service);
     if (!url) throw new Error(`no address configured for the ${service} service (set ${service.toUpperCase()}_URL)`);
     let manager = sessions.get(url);
@@ -51,4 +64,23 @@ function refusedUnprocessed(err: unknown): boolean {
   if (!(err instanceof ConnectError)) return false;
   const cause = err.cause as { code?: string; message?: string } | undefined;
   return /NGHTTP2_REFUSED_STREAM/.test(err.rawMessage) || /NGHTTP2_REFUSED_STREAM/.test(cause?.message ?? "");
+}
+
+/**
+ * gRPC to a server in this same process (RunningServer.local): the same
+ * protocol, interceptors and signed identity as over the network, with no
+ * socket or HTTP/2 in between (one-process runs: `make run`, tests, benches).
+ */
+export function localTransport(client: UniversalClientFn, interceptors: Interceptor[] = []): Transport {
+  return createGrpcProtocolTransport({
+    httpClient: client,
+    baseUrl: "http://in-process",
+    useBinaryFormat: true,
+    interceptors,
+    acceptCompression: [],
+    sendCompression: null,
+    compressMinBytes: Number.MAX_SAFE_INTEGER,
+    readMaxBytes: 0xffffffff,
+    writeMaxBytes: 0xffffffff,
+  });
 }

@@ -42,6 +42,11 @@ export class PlatformProcess {
     return new PlatformProcess(entry, role, port, env, options);
   }
 
+  /** The OS process id while started (benches read its CPU time). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   /** Started and not exited since. */
   get running(): boolean {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;

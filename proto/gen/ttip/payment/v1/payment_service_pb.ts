@@ -5,11 +5,13 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Money } from "../../common/v1/money_pb.js";
 import { file_ttip_common_v1_money } from "../../common/v1/money_pb.js";
 import type { PageRequest, PageResponse } from "../../common/v1/page_pb.js";
 import { file_ttip_common_v1_page } from "../../common/v1/page_pb.js";
-import type { AlertStatus, CardProvider, FraudAlert, FraudReason, PaymentMethod, Payout, PayoutSettings, PayoutStatus, SuspensePayment, Tip, TipStatus, UnmatchedCallback } from "./payment_pb.js";
+import type { AlertStatus, CardProvider, FraudAlert, FraudReason, PaymentMethod, PaymentMethodKind, Payout, PayoutSettings, PayoutStatus, SuspensePayment, Tip, TipStatus, UnmatchedCallback } from "./payment_pb.js";
 import { file_ttip_payment_v1_payment } from "./payment_pb.js";
 import { file_ttip_common_v1_options } from "../../common/v1/options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -18,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/payment/v1/payment_service.proto.
  */
 export const file_ttip_payment_v1_payment_service: GenFile = /*@__PURE__*/
-  fileDesc("CiV0dGlwL3BheW1lbnQvdjEvcGF5bWVudF9zZXJ2aWNlLnByb3RvEg90dGlwLnBheW1lbnQudjEiugYKEENyZWF0ZVRpcFJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEh0KB3FyX2NvZGUYAiABKAlCCrpIB3IFEAQYgBBIABIdCgl3b3JrZXJfaWQYAyABKAlCCLpIBXIDsAEBSAASLQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXlCBrpIA8gBARIuCgttcGVzYV9waG9uZRgFIAEoCUIXukgUchIyEF5cKz9bMC05XXs5LDE1fSRIARIOCgRjYXJkGAYgASgISAESGwoTY3VzdG9tZXJfY292ZXJzX2ZlZRgHIAEoCBIZCgZyYXRpbmcYCCABKAVCCbpIBhoEGAUoABIZCgdtZXNzYWdlGAkgASgJQgi6SAVyAxiYAhIiCg5jdXN0b21lcl9lbWFpbBgKIAEoCUIKukgH2AEBcgJgARI+Cg1jYXJkX3Byb3ZpZGVyGAsgASgOMh0udHRpcC5wYXltZW50LnYxLkNhcmRQcm92aWRlckIIukgFggECEAESLgoQY3VzdG9tZXJfY291bnRyeRgMIAEoCUIUukgR2AEBcgwyCl5bQS1aXXsyfSQ6xgK6SMICGlwKGmNyZWF0ZV90aXAuYW1vdW50X3Bvc2l0aXZlEiBhbW91bnQgbXVzdCBiZSBncmVhdGVyIHRoYW4gemVybxocdGhpcy5hbW91bnQuYW1vdW50X21pbm9yID4gMBrhAQogY3JlYXRlX3RpcC5tcGVzYV93aG9sZV9zaGlsbGluZ3MSW00tUGVzYSBtb3ZlcyB3aG9sZSBLZW55YSBzaGlsbGluZ3M6IGFtb3VudCBtdXN0IGJlIGluIEtFUyBhbmQgYSBtdWx0aXBsZSBvZiAxMDAgbWlub3IgdW5pdHMaYCFoYXModGhpcy5tcGVzYV9waG9uZSkgfHwgKHRoaXMuYW1vdW50LmN1cnJlbmN5ID09ICdLRVMnICYmIHRoaXMuYW1vdW50LmFtb3VudF9taW5vciAlIDEwMCA9PSAwKUISCglyZWNpcGllbnQSBbpIAggBQhAKB3BheW1lbnQSBbpIAggBIpABChFDcmVhdGVUaXBSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwEhwKFHN0cmlwZV9jbGllbnRfc2VjcmV0GAIgASgJEh4KFnN0cmlwZV9wdWJsaXNoYWJsZV9rZXkYAyABKAkSGgoScGF5cGFsX2FwcHJvdmVfdXJsGAQgASgJIikKDUdldFRpcFJlcXVlc3QSGAoGdGlwX2lkGAEgASgJQgi6SAVyA7ABASIzCg5HZXRUaXBSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwIisKD1dhdGNoVGlwUmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBIjUKEFdhdGNoVGlwUmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcCJyCg9MaXN0VGlwc1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjQKBnN0YXR1cxgCIAEoDjIaLnR0aXAucGF5bWVudC52MS5UaXBTdGF0dXNCCLpIBYIBAhABImIKEExpc3RUaXBzUmVzcG9uc2USIgoEdGlwcxgBIAMoCzIULnR0aXAucGF5bWVudC52MS5UaXASKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJgCg5SYXRlVGlwUmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBEhkKBnJhdGluZxgCIAEoBUIJukgGGgQYBSgBEhkKB21lc3NhZ2UYAyABKAlCCLpIBXIDGJgCIjQKD1JhdGVUaXBSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwIv0CChRSZXF1ZXN0UGF5b3V0UmVxdWVzdBIjCg9pZGVtcG90ZW5jeV9rZXkYASABKAlCCrpIB3IFEAgYgAESLQoGYW1vdW50GAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXlCBrpIA8gBARIvCgttcGVzYV9waG9uZRgDIAEoCUIaukgX2AEBchIyEF5cKz9bMC05XXs5LDE1fSQSIQoNc3RlcF91cF90b2tlbhgEIAEoCUIKukgHcgUQEBiAIDq8AbpIuAEatQEKFXJlcXVlc3RfcGF5b3V0LmFtb3VudBI2YW1vdW50IG11c3QgYmUgd2hvbGUgS2VueWEgc2hpbGxpbmdzIGdyZWF0ZXIgdGhhbiB6ZXJvGmR0aGlzLmFtb3VudC5hbW91bnRfbWlub3IgPiAwICYmIHRoaXMuYW1vdW50LmN1cnJlbmN5ID09ICdLRVMnICYmIHRoaXMuYW1vdW50LmFtb3VudF9taW5vciAlIDEwMCA9PSAwIkAKFVJlcXVlc3RQYXlvdXRSZXNwb25zZRInCgZwYXlvdXQYASABKAsyFy50dGlwLnBheW1lbnQudjEuUGF5b3V0Ii8KEEdldFBheW91dFJlcXVlc3QSGwoJcGF5b3V0X2lkGAEgASgJQgi6SAVyA7ABASI8ChFHZXRQYXlvdXRSZXNwb25zZRInCgZwYXlvdXQYASABKAsyFy50dGlwLnBheW1lbnQudjEuUGF5b3V0IngKEkxpc3RQYXlvdXRzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNwoGc3RhdHVzGAIgASgOMh0udHRpcC5wYXltZW50LnYxLlBheW91dFN0YXR1c0IIukgFggECEAEiawoTTGlzdFBheW91dHNSZXNwb25zZRIoCgdwYXlvdXRzGAEgAygLMhcudHRpcC5wYXltZW50LnYxLlBheW91dBIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIhoKGEdldFBheW91dFNldHRpbmdzUmVxdWVzdCJOChlHZXRQYXlvdXRTZXR0aW5nc1Jlc3BvbnNlEjEKCHNldHRpbmdzGAEgASgLMh8udHRpcC5wYXltZW50LnYxLlBheW91dFNldHRpbmdzIusCChtVcGRhdGVQYXlvdXRTZXR0aW5nc1JlcXVlc3QSEwoLYXV0b19wYXlvdXQYASABKAgSMgoTYXV0b19wYXlvdXRfbWluaW11bRgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EjAKDHBheW91dF9waG9uZRgDIAEoCUIaukgX2AEBchIyEF5cKz9bMC05XXs5LDE1fSQ60AG6SMwBGskBCh51cGRhdGVfcGF5b3V0X3NldHRpbmdzLm1pbmltdW0SQWF1dG9fcGF5b3V0X21pbmltdW0gbXVzdCBiZSBhdCBsZWFzdCAxIEtFUyB3aGVuIGF1dG9fcGF5b3V0IGlzIG9uGmQhdGhpcy5hdXRvX3BheW91dCB8fCAoaGFzKHRoaXMuYXV0b19wYXlvdXRfbWluaW11bSkgJiYgdGhpcy5hdXRvX3BheW91dF9taW5pbXVtLmFtb3VudF9taW5vciA+PSAxMDApIlEKHFVwZGF0ZVBheW91dFNldHRpbmdzUmVzcG9uc2USMQoIc2V0dGluZ3MYASABKAsyHy50dGlwLnBheW1lbnQudjEuUGF5b3V0U2V0dGluZ3MiGwoZTGlzdFBheW1lbnRNZXRob2RzUmVxdWVzdCJVChpMaXN0UGF5bWVudE1ldGhvZHNSZXNwb25zZRI3Cg9wYXltZW50X21ldGhvZHMYASADKAsyHi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZCJ1ChdBZGRQYXltZW50TWV0aG9kUmVxdWVzdBIsCgttcGVzYV9waG9uZRgBIAEoCUIXukgUchIyEF5cKz9bMC05XXs5LDE1fSQSFgoFbGFiZWwYAiABKAlCB7pIBHICGCgSFAoMbWFrZV9kZWZhdWx0GAMgASgIIlIKGEFkZFBheW1lbnRNZXRob2RSZXNwb25zZRI2Cg5wYXltZW50X21ldGhvZBgBIAEoCzIeLnR0aXAucGF5bWVudC52MS5QYXltZW50TWV0aG9kIkEKGlJlbW92ZVBheW1lbnRNZXRob2RSZXF1ZXN0EiMKEXBheW1lbnRfbWV0aG9kX2lkGAEgASgJQgi6SAVyA7ABASIdChtSZW1vdmVQYXltZW50TWV0aG9kUmVzcG9uc2UiswEKFkxpc3RGcmF1ZEFsZXJ0c1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjYKBnN0YXR1cxgCIAEoDjIcLnR0aXAucGF5bWVudC52MS5BbGVydFN0YXR1c0IIukgFggECEAESNgoGcmVhc29uGAMgASgOMhwudHRpcC5wYXltZW50LnYxLkZyYXVkUmVhc29uQgi6SAWCAQIQASJyChdMaXN0RnJhdWRBbGVydHNSZXNwb25zZRIrCgZhbGVydHMYASADKAsyGy50dGlwLnBheW1lbnQudjEuRnJhdWRBbGVydBIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIlcKEFJldmlld1RpcFJlcXVlc3QSGAoGdGlwX2lkGAEgASgJQgi6SAVyA7ABARIPCgdhcHByb3ZlGAIgASgIEhgKBG5vdGUYAyABKAlCCrpIB3IFEAMY9AMiNgoRUmV2aWV3VGlwUmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcCJNChJIb2xkUGF5b3V0c1JlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIaCgZyZWFzb24YAiABKAlCCrpIB3IFEAMY9AMiFQoTSG9sZFBheW91dHNSZXNwb25zZSJMChVSZWxlYXNlUGF5b3V0c1JlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIWCgRub3RlGAIgASgJQgi6SAVyAxj0AyIYChZSZWxlYXNlUGF5b3V0c1Jlc3BvbnNlIl0KF0Jsb2NrUGhvbmVOdW1iZXJSZXF1ZXN0EiYKBXBob25lGAEgASgJQhe6SBRyEjIQXlwrP1swLTldezksMTV9JBIaCgZyZWFzb24YAiABKAlCCrpIB3IFEAMY9AMiGgoYQmxvY2tQaG9uZU51bWJlclJlc3BvbnNlIkMKGVVuYmxvY2tQaG9uZU51bWJlclJlcXVlc3QSJgoFcGhvbmUYASABKAlCF7pIFHISMhBeXCs/WzAtOV17OSwxNX0kIhwKGlVuYmxvY2tQaG9uZU51bWJlclJlc3BvbnNlImQKHUxpc3RVbm1hdGNoZWRDYWxsYmFja3NSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBIYChBpbmNsdWRlX3Jlc29sdmVkGAIgASgIIoMBCh5MaXN0VW5tYXRjaGVkQ2FsbGJhY2tzUmVzcG9uc2USNQoJY2FsbGJhY2tzGAEgAygLMiIudHRpcC5wYXltZW50LnYxLlVubWF0Y2hlZENhbGxiYWNrEioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UiYgobTGlzdFN1c3BlbnNlUGF5bWVudHNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBIYChBpbmNsdWRlX3Jlc29sdmVkGAIgASgIIn4KHExpc3RTdXNwZW5zZVBheW1lbnRzUmVzcG9uc2USMgoIcGF5bWVudHMYASADKAsyIC50dGlwLnBheW1lbnQudjEuU3VzcGVuc2VQYXltZW50EioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UiuwEKHVJlc29sdmVTdXNwZW5zZVBheW1lbnRSZXF1ZXN0EiYKB3JlY2VpcHQYASABKAlCFbpIEnIQMg5eW0EtWjAtOV17MTB9JBIsChdtYXRjaF9hY2NvdW50X3JlZmVyZW5jZRgCIAEoCUIJukgGcgQQARgUSAASGQoGcmVmdW5kGAMgASgIQge6SARqAggBSAASGAoEbm90ZRgEIAEoCUIKukgHcgUQAxj0A0IPCgZhY3Rpb24SBbpIAggBInYKHlJlc29sdmVTdXNwZW5zZVBheW1lbnRSZXNwb25zZRIxCgdwYXltZW50GAEgASgLMiAudHRpcC5wYXltZW50LnYxLlN1c3BlbnNlUGF5bWVudBIhCgN0aXAYAiABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwIjQKF1JlY29uY2lsZVBlbmRpbmdSZXF1ZXN0EhkKBWxpbWl0GAEgASgFQgq6SAcaBRjoBygBIlMKGFJlY29uY2lsZVBlbmRpbmdSZXNwb25zZRIPCgdxdWVyaWVkGAEgASgFEg8KB3NldHRsZWQYAiABKAUSFQoNc3RpbGxfcGVuZGluZxgDIAEoBSKUAQoQUmVmdW5kVGlwUmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBEiMKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIKukgHcgUQCBiAARIlCgZhbW91bnQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIaCgZyZWFzb24YBCABKAlCCrpIB3IFEAMY9AMiSQoRUmVmdW5kVGlwUmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcBIRCglyZWZ1bmRfaWQYAiABKAkiOAobUmVjb25jaWxlQ2FyZEJhbGFuY2VSZXF1ZXN0EhkKBWxpbWl0GAEgASgFQgq6SAcaBRjoBygBImoKHFJlY29uY2lsZUNhcmRCYWxhbmNlUmVzcG9uc2USDwoHbWF0Y2hlZBgBIAEoBRIVCg1mZWVzX3JlY29yZGVkGAIgASgFEhEKCXVubWF0Y2hlZBgDIAEoBRIPCgdwYXlvdXRzGAQgASgFIjMKF0dldFRpcEZvclJlY2VpcHRSZXF1ZXN0EhgKBnRpcF9pZBgBIAEoCUIIukgFcgOwAQEingEKGEdldFRpcEZvclJlY2VpcHRSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwEhsKE3dvcmtlcl9kaXNwbGF5X25hbWUYAiABKAkSEgoKdmVudWVfbmFtZRgDIAEoCRIuCg93b3JrZXJfcmVjZWl2ZWQYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leTKwCgoOUGF5bWVudFNlcnZpY2USZwoJQ3JlYXRlVGlwEiEudHRpcC5wYXltZW50LnYxLkNyZWF0ZVRpcFJlcXVlc3QaIi50dGlwLnBheW1lbnQudjEuQ3JlYXRlVGlwUmVzcG9uc2UiE8rzGA8IARoLdGlwczpjcmVhdGUSXwoGR2V0VGlwEh4udHRpcC5wYXltZW50LnYxLkdldFRpcFJlcXVlc3QaHy50dGlwLnBheW1lbnQudjEuR2V0VGlwUmVzcG9uc2UiFJACAcrzGA0IARoJdGlwczpyZWFkElYKCFdhdGNoVGlwEiAudHRpcC5wYXltZW50LnYxLldhdGNoVGlwUmVxdWVzdBohLnR0aXAucGF5bWVudC52MS5XYXRjaFRpcFJlc3BvbnNlIgOQAgEwARJUCghMaXN0VGlwcxIgLnR0aXAucGF5bWVudC52MS5MaXN0VGlwc1JlcXVlc3QaIS50dGlwLnBheW1lbnQudjEuTGlzdFRpcHNSZXNwb25zZSIDkAIBElEKB1JhdGVUaXASHy50dGlwLnBheW1lbnQudjEuUmF0ZVRpcFJlcXVlc3QaIC50dGlwLnBheW1lbnQudjEuUmF0ZVRpcFJlc3BvbnNlIgOQAgISXgoNUmVxdWVzdFBheW91dBIlLnR0aXAucGF5bWVudC52MS5SZXF1ZXN0UGF5b3V0UmVxdWVzdBomLnR0aXAucGF5bWVudC52MS5SZXF1ZXN0UGF5b3V0UmVzcG9uc2USVwoJR2V0UGF5b3V0EiEudHRpcC5wYXltZW50LnYxLkdldFBheW91dFJlcXVlc3QaIi50dGlwLnBheW1lbnQudjEuR2V0UGF5b3V0UmVzcG9uc2UiA5ACARJdCgtMaXN0UGF5b3V0cxIjLnR0aXAucGF5bWVudC52MS5MaXN0UGF5b3V0c1JlcXVlc3QaJC50dGlwLnBheW1lbnQudjEuTGlzdFBheW91dHNSZXNwb25zZSIDkAIBEm8KEUdldFBheW91dFNldHRpbmdzEikudHRpcC5wYXltZW50LnYxLkdldFBheW91dFNldHRpbmdzUmVxdWVzdBoqLnR0aXAucGF5bWVudC52MS5HZXRQYXlvdXRTZXR0aW5nc1Jlc3BvbnNlIgOQAgEScwoUVXBkYXRlUGF5b3V0U2V0dGluZ3MSLC50dGlwLnBheW1lbnQudjEuVXBkYXRlUGF5b3V0U2V0dGluZ3NSZXF1ZXN0Gi0udHRpcC5wYXltZW50LnYxLlVwZGF0ZVBheW91dFNldHRpbmdzUmVzcG9uc2UScgoSTGlzdFBheW1lbnRNZXRob2RzEioudHRpcC5wYXltZW50LnYxLkxpc3RQYXltZW50TWV0aG9kc1JlcXVlc3QaKy50dGlwLnBheW1lbnQudjEuTGlzdFBheW1lbnRNZXRob2RzUmVzcG9uc2UiA5ACARJnChBBZGRQYXltZW50TWV0aG9kEigudHRpcC5wYXltZW50LnYxLkFkZFBheW1lbnRNZXRob2RSZXF1ZXN0GikudHRpcC5wYXltZW50LnYxLkFkZFBheW1lbnRNZXRob2RSZXNwb25zZRJwChNSZW1vdmVQYXltZW50TWV0aG9kEisudHRpcC5wYXltZW50LnYxLlJlbW92ZVBheW1lbnRNZXRob2RSZXF1ZXN0GiwudHRpcC5wYXltZW50LnYxLlJlbW92ZVBheW1lbnRNZXRob2RSZXNwb25zZRoGyvMYAggBMvUJChNQYXltZW50QWRtaW5TZXJ2aWNlEogBCg9MaXN0RnJhdWRBbGVydHMSJy50dGlwLnBheW1lbnQudjEuTGlzdEZyYXVkQWxlcnRzUmVxdWVzdBooLnR0aXAucGF5bWVudC52MS5MaXN0RnJhdWRBbGVydHNSZXNwb25zZSIikAIByvMYGwgDEgVhZG1pbhIHc3VwcG9ydBIHZmluYW5jZRJSCglSZXZpZXdUaXASIS50dGlwLnBheW1lbnQudjEuUmV2aWV3VGlwUmVxdWVzdBoiLnR0aXAucGF5bWVudC52MS5SZXZpZXdUaXBSZXNwb25zZRJwCgtIb2xkUGF5b3V0cxIjLnR0aXAucGF5bWVudC52MS5Ib2xkUGF5b3V0c1JlcXVlc3QaJC50dGlwLnBheW1lbnQudjEuSG9sZFBheW91dHNSZXNwb25zZSIWyvMYEggDEgVhZG1pbhIHZmluYW5jZRJhCg5SZWxlYXNlUGF5b3V0cxImLnR0aXAucGF5bWVudC52MS5SZWxlYXNlUGF5b3V0c1JlcXVlc3QaJy50dGlwLnBheW1lbnQudjEuUmVsZWFzZVBheW91dHNSZXNwb25zZRJ/ChBCbG9ja1Bob25lTnVtYmVyEigudHRpcC5wYXltZW50LnYxLkJsb2NrUGhvbmVOdW1iZXJSZXF1ZXN0GikudHRpcC5wYXltZW50LnYxLkJsb2NrUGhvbmVOdW1iZXJSZXNwb25zZSIWyvMYEggDEgVhZG1pbhIHZmluYW5jZRKFAQoSVW5ibG9ja1Bob25lTnVtYmVyEioudHRpcC5wYXltZW50LnYxLlVuYmxvY2tQaG9uZU51bWJlclJlcXVlc3QaKy50dGlwLnBheW1lbnQudjEuVW5ibG9ja1Bob25lTnVtYmVyUmVzcG9uc2UiFsrzGBIIAxIFYWRtaW4SB2ZpbmFuY2USnQEKFkxpc3RVbm1hdGNoZWRDYWxsYmFja3MSLi50dGlwLnBheW1lbnQudjEuTGlzdFVubWF0Y2hlZENhbGxiYWNrc1JlcXVlc3QaLy50dGlwLnBheW1lbnQudjEuTGlzdFVubWF0Y2hlZENhbGxiYWNrc1Jlc3BvbnNlIiKQAgHK8xgbCAMSBWFkbWluEgdzdXBwb3J0EgdmaW5hbmNlEpcBChRMaXN0U3VzcGVuc2VQYXltZW50cxIsLnR0aXAucGF5bWVudC52MS5MaXN0U3VzcGVuc2VQYXltZW50c1JlcXVlc3QaLS50dGlwLnBheW1lbnQudjEuTGlzdFN1c3BlbnNlUGF5bWVudHNSZXNwb25zZSIikAIByvMYGwgDEgVhZG1pbhIHc3VwcG9ydBIHZmluYW5jZRJ5ChZSZXNvbHZlU3VzcGVuc2VQYXltZW50Ei4udHRpcC5wYXltZW50LnYxLlJlc29sdmVTdXNwZW5zZVBheW1lbnRSZXF1ZXN0Gi8udHRpcC5wYXltZW50LnYxLlJlc29sdmVTdXNwZW5zZVBheW1lbnRSZXNwb25zZRJSCglSZWZ1bmRUaXASIS50dGlwLnBheW1lbnQudjEuUmVmdW5kVGlwUmVxdWVzdBoiLnR0aXAucGF5bWVudC52MS5SZWZ1bmRUaXBSZXNwb25zZRoYyvMYFAgDEgVhZG1pbhIHZmluYW5jZSABMuwCChZQYXltZW50SW50ZXJuYWxTZXJ2aWNlEmcKEFJlY29uY2lsZVBlbmRpbmcSKC50dGlwLnBheW1lbnQudjEuUmVjb25jaWxlUGVuZGluZ1JlcXVlc3QaKS50dGlwLnBheW1lbnQudjEuUmVjb25jaWxlUGVuZGluZ1Jlc3BvbnNlEmwKEEdldFRpcEZvclJlY2VpcHQSKC50dGlwLnBheW1lbnQudjEuR2V0VGlwRm9yUmVjZWlwdFJlcXVlc3QaKS50dGlwLnBheW1lbnQudjEuR2V0VGlwRm9yUmVjZWlwdFJlc3BvbnNlIgOQAgEScwoUUmVjb25jaWxlQ2FyZEJhbGFuY2USLC50dGlwLnBheW1lbnQudjEuUmVjb25jaWxlQ2FyZEJhbGFuY2VSZXF1ZXN0Gi0udHRpcC5wYXltZW50LnYxLlJlY29uY2lsZUNhcmRCYWxhbmNlUmVzcG9uc2UaBsrzGAIIBGIGcHJvdG8z", [file_buf_validate_validate, file_ttip_common_v1_money, file_ttip_common_v1_page, file_ttip_payment_v1_payment, file_ttip_common_v1_options]);
+  fileDesc("CiV0dGlwL3BheW1lbnQvdjEvcGF5bWVudF9zZXJ2aWNlLnByb3RvEg90dGlwLnBheW1lbnQudjEiugYKEENyZWF0ZVRpcFJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEh0KB3FyX2NvZGUYAiABKAlCCrpIB3IFEAQYgBBIABIdCgl3b3JrZXJfaWQYAyABKAlCCLpIBXIDsAEBSAASLQoGYW1vdW50GAQgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXlCBrpIA8gBARIuCgttcGVzYV9waG9uZRgFIAEoCUIXukgUchIyEF5cKz9bMC05XXs5LDE1fSRIARIOCgRjYXJkGAYgASgISAESGwoTY3VzdG9tZXJfY292ZXJzX2ZlZRgHIAEoCBIZCgZyYXRpbmcYCCABKAVCCbpIBhoEGAUoABIZCgdtZXNzYWdlGAkgASgJQgi6SAVyAxiYAhIiCg5jdXN0b21lcl9lbWFpbBgKIAEoCUIKukgH2AEBcgJgARI+Cg1jYXJkX3Byb3ZpZGVyGAsgASgOMh0udHRpcC5wYXltZW50LnYxLkNhcmRQcm92aWRlckIIukgFggECEAESLgoQY3VzdG9tZXJfY291bnRyeRgMIAEoCUIUukgR2AEBcgwyCl5bQS1aXXsyfSQ6xgK6SMICGlwKGmNyZWF0ZV90aXAuYW1vdW50X3Bvc2l0aXZlEiBhbW91bnQgbXVzdCBiZSBncmVhdGVyIHRoYW4gemVybxocdGhpcy5hbW91bnQuYW1vdW50X21pbm9yID4gMBrhAQogY3JlYXRlX3RpcC5tcGVzYV93aG9sZV9zaGlsbGluZ3MSW00tUGVzYSBtb3ZlcyB3aG9sZSBLZW55YSBzaGlsbGluZ3M6IGFtb3VudCBtdXN0IGJlIGluIEtFUyBhbmQgYSBtdWx0aXBsZSBvZiAxMDAgbWlub3IgdW5pdHMaYCFoYXModGhpcy5tcGVzYV9waG9uZSkgfHwgKHRoaXMuYW1vdW50LmN1cnJlbmN5ID09ICdLRVMnICYmIHRoaXMuYW1vdW50LmFtb3VudF9taW5vciAlIDEwMCA9PSAwKUISCglyZWNpcGllbnQSBbpIAggBQhAKB3BheW1lbnQSBbpIAggBIpABChFDcmVhdGVUaXBSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwEhwKFHN0cmlwZV9jbGllbnRfc2VjcmV0GAIgASgJEh4KFnN0cmlwZV9wdWJsaXNoYWJsZV9rZXkYAyABKAkSGgoScGF5cGFsX2FwcHJvdmVfdXJsGAQgASgJIikKDUdldFRpcFJlcXVlc3QSGAoGdGlwX2lkGAEgASgJQgi6SAVyA7ABASIzCg5HZXRUaXBSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwIisKD1dhdGNoVGlwUmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBIjUKEFdhdGNoVGlwUmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcCJyCg9MaXN0VGlwc1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjQKBnN0YXR1cxgCIAEoDjIaLnR0aXAucGF5bWVudC52MS5UaXBTdGF0dXNCCLpIBYIBAhABImIKEExpc3RUaXBzUmVzcG9uc2USIgoEdGlwcxgBIAMoCzIULnR0aXAucGF5bWVudC52MS5UaXASKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJgCg5SYXRlVGlwUmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBEhkKBnJhdGluZxgCIAEoBUIJukgGGgQYBSgBEhkKB21lc3NhZ2UYAyABKAlCCLpIBXIDGJgCIjQKD1JhdGVUaXBSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwIv0CChRSZXF1ZXN0UGF5b3V0UmVxdWVzdBIjCg9pZGVtcG90ZW5jeV9rZXkYASABKAlCCrpIB3IFEAgYgAESLQoGYW1vdW50GAIgASgLMhUudHRpcC5jb21tb24udjEuTW9uZXlCBrpIA8gBARIvCgttcGVzYV9waG9uZRgDIAEoCUIaukgX2AEBchIyEF5cKz9bMC05XXs5LDE1fSQSIQoNc3RlcF91cF90b2tlbhgEIAEoCUIKukgHcgUQEBiAIDq8AbpIuAEatQEKFXJlcXVlc3RfcGF5b3V0LmFtb3VudBI2YW1vdW50IG11c3QgYmUgd2hvbGUgS2VueWEgc2hpbGxpbmdzIGdyZWF0ZXIgdGhhbiB6ZXJvGmR0aGlzLmFtb3VudC5hbW91bnRfbWlub3IgPiAwICYmIHRoaXMuYW1vdW50LmN1cnJlbmN5ID09ICdLRVMnICYmIHRoaXMuYW1vdW50LmFtb3VudF9taW5vciAlIDEwMCA9PSAwIkAKFVJlcXVlc3RQYXlvdXRSZXNwb25zZRInCgZwYXlvdXQYASABKAsyFy50dGlwLnBheW1lbnQudjEuUGF5b3V0Ii8KEEdldFBheW91dFJlcXVlc3QSGwoJcGF5b3V0X2lkGAEgASgJQgi6SAVyA7ABASI8ChFHZXRQYXlvdXRSZXNwb25zZRInCgZwYXlvdXQYASABKAsyFy50dGlwLnBheW1lbnQudjEuUGF5b3V0IngKEkxpc3RQYXlvdXRzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNwoGc3RhdHVzGAIgASgOMh0udHRpcC5wYXltZW50LnYxLlBheW91dFN0YXR1c0IIukgFggECEAEiawoTTGlzdFBheW91dHNSZXNwb25zZRIoCgdwYXlvdXRzGAEgAygLMhcudHRpcC5wYXltZW50LnYxLlBheW91dBIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIhoKGEdldFBheW91dFNldHRpbmdzUmVxdWVzdCJOChlHZXRQYXlvdXRTZXR0aW5nc1Jlc3BvbnNlEjEKCHNldHRpbmdzGAEgASgLMh8udHRpcC5wYXltZW50LnYxLlBheW91dFNldHRpbmdzIusCChtVcGRhdGVQYXlvdXRTZXR0aW5nc1JlcXVlc3QSEwoLYXV0b19wYXlvdXQYASABKAgSMgoTYXV0b19wYXlvdXRfbWluaW11bRgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EjAKDHBheW91dF9waG9uZRgDIAEoCUIaukgX2AEBchIyEF5cKz9bMC05XXs5LDE1fSQ60AG6SMwBGskBCh51cGRhdGVfcGF5b3V0X3NldHRpbmdzLm1pbmltdW0SQWF1dG9fcGF5b3V0X21pbmltdW0gbXVzdCBiZSBhdCBsZWFzdCAxIEtFUyB3aGVuIGF1dG9fcGF5b3V0IGlzIG9uGmQhdGhpcy5hdXRvX3BheW91dCB8fCAoaGFzKHRoaXMuYXV0b19wYXlvdXRfbWluaW11bSkgJiYgdGhpcy5hdXRvX3BheW91dF9taW5pbXVtLmFtb3VudF9taW5vciA+PSAxMDApIlEKHFVwZGF0ZVBheW91dFNldHRpbmdzUmVzcG9uc2USMQoIc2V0dGluZ3MYASABKAsyHy50dGlwLnBheW1lbnQudjEuUGF5b3V0U2V0dGluZ3MiGwoZTGlzdFBheW1lbnRNZXRob2RzUmVxdWVzdCJVChpMaXN0UGF5bWVudE1ldGhvZHNSZXNwb25zZRI3Cg9wYXltZW50X21ldGhvZHMYASADKAsyHi50dGlwLnBheW1lbnQudjEuUGF5bWVudE1ldGhvZCJ1ChdBZGRQYXltZW50TWV0aG9kUmVxdWVzdBIsCgttcGVzYV9waG9uZRgBIAEoCUIXukgUchIyEF5cKz9bMC05XXs5LDE1fSQSFgoFbGFiZWwYAiABKAlCB7pIBHICGCgSFAoMbWFrZV9kZWZhdWx0GAMgASgIIlIKGEFkZFBheW1lbnRNZXRob2RSZXNwb25zZRI2Cg5wYXltZW50X21ldGhvZBgBIAEoCzIeLnR0aXAucGF5bWVudC52MS5QYXltZW50TWV0aG9kIkEKGlJlbW92ZVBheW1lbnRNZXRob2RSZXF1ZXN0EiMKEXBheW1lbnRfbWV0aG9kX2lkGAEgASgJQgi6SAVyA7ABASIdChtSZW1vdmVQYXltZW50TWV0aG9kUmVzcG9uc2UiswEKFkxpc3RGcmF1ZEFsZXJ0c1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjYKBnN0YXR1cxgCIAEoDjIcLnR0aXAucGF5bWVudC52MS5BbGVydFN0YXR1c0IIukgFggECEAESNgoGcmVhc29uGAMgASgOMhwudHRpcC5wYXltZW50LnYxLkZyYXVkUmVhc29uQgi6SAWCAQIQASJyChdMaXN0RnJhdWRBbGVydHNSZXNwb25zZRIrCgZhbGVydHMYASADKAsyGy50dGlwLnBheW1lbnQudjEuRnJhdWRBbGVydBIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlIlcKEFJldmlld1RpcFJlcXVlc3QSGAoGdGlwX2lkGAEgASgJQgi6SAVyA7ABARIPCgdhcHByb3ZlGAIgASgIEhgKBG5vdGUYAyABKAlCCrpIB3IFEAMY9AMiNgoRUmV2aWV3VGlwUmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcCJNChJIb2xkUGF5b3V0c1JlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIaCgZyZWFzb24YAiABKAlCCrpIB3IFEAMY9AMiFQoTSG9sZFBheW91dHNSZXNwb25zZSJMChVSZWxlYXNlUGF5b3V0c1JlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIWCgRub3RlGAIgASgJQgi6SAVyAxj0AyIYChZSZWxlYXNlUGF5b3V0c1Jlc3BvbnNlIl0KF0Jsb2NrUGhvbmVOdW1iZXJSZXF1ZXN0EiYKBXBob25lGAEgASgJQhe6SBRyEjIQXlwrP1swLTldezksMTV9JBIaCgZyZWFzb24YAiABKAlCCrpIB3IFEAMY9AMiGgoYQmxvY2tQaG9uZU51bWJlclJlc3BvbnNlIkMKGVVuYmxvY2tQaG9uZU51bWJlclJlcXVlc3QSJgoFcGhvbmUYASABKAlCF7pIFHISMhBeXCs/WzAtOV17OSwxNX0kIhwKGlVuYmxvY2tQaG9uZU51bWJlclJlc3BvbnNlImQKHUxpc3RVbm1hdGNoZWRDYWxsYmFja3NSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBIYChBpbmNsdWRlX3Jlc29sdmVkGAIgASgIIoMBCh5MaXN0VW5tYXRjaGVkQ2FsbGJhY2tzUmVzcG9uc2USNQoJY2FsbGJhY2tzGAEgAygLMiIudHRpcC5wYXltZW50LnYxLlVubWF0Y2hlZENhbGxiYWNrEioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UiYgobTGlzdFN1c3BlbnNlUGF5bWVudHNSZXF1ZXN0EikKBHBhZ2UYASABKAsyGy50dGlwLmNvbW1vbi52MS5QYWdlUmVxdWVzdBIYChBpbmNsdWRlX3Jlc29sdmVkGAIgASgIIn4KHExpc3RTdXNwZW5zZVBheW1lbnRzUmVzcG9uc2USMgoIcGF5bWVudHMYASADKAsyIC50dGlwLnBheW1lbnQudjEuU3VzcGVuc2VQYXltZW50EioKBHBhZ2UYAiABKAsyHC50dGlwLmNvbW1vbi52MS5QYWdlUmVzcG9uc2UiuwEKHVJlc29sdmVTdXNwZW5zZVBheW1lbnRSZXF1ZXN0EiYKB3JlY2VpcHQYASABKAlCFbpIEnIQMg5eW0EtWjAtOV17MTB9JBIsChdtYXRjaF9hY2NvdW50X3JlZmVyZW5jZRgCIAEoCUIJukgGcgQQARgUSAASGQoGcmVmdW5kGAMgASgIQge6SARqAggBSAASGAoEbm90ZRgEIAEoCUIKukgHcgUQAxj0A0IPCgZhY3Rpb24SBbpIAggBInYKHlJlc29sdmVTdXNwZW5zZVBheW1lbnRSZXNwb25zZRIxCgdwYXltZW50GAEgASgLMiAudHRpcC5wYXltZW50LnYxLlN1c3BlbnNlUGF5bWVudBIhCgN0aXAYAiABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwIjQKF1JlY29uY2lsZVBlbmRpbmdSZXF1ZXN0EhkKBWxpbWl0GAEgASgFQgq6SAcaBRjoBygBIlMKGFJlY29uY2lsZVBlbmRpbmdSZXNwb25zZRIPCgdxdWVyaWVkGAEgASgFEg8KB3NldHRsZWQYAiABKAUSFQoNc3RpbGxfcGVuZGluZxgDIAEoBSKUAQoQUmVmdW5kVGlwUmVxdWVzdBIYCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBEiMKD2lkZW1wb3RlbmN5X2tleRgCIAEoCUIKukgHcgUQCBiAARIlCgZhbW91bnQYAyABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIaCgZyZWFzb24YBCABKAlCCrpIB3IFEAMY9AMiSQoRUmVmdW5kVGlwUmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcBIRCglyZWZ1bmRfaWQYAiABKAkiOAobUmVjb25jaWxlQ2FyZEJhbGFuY2VSZXF1ZXN0EhkKBWxpbWl0GAEgASgFQgq6SAcaBRjoBygBImoKHFJlY29uY2lsZUNhcmRCYWxhbmNlUmVzcG9uc2USDwoHbWF0Y2hlZBgBIAEoBRIVCg1mZWVzX3JlY29yZGVkGAIgASgFEhEKCXVubWF0Y2hlZBgDIAEoBRIPCgdwYXlvdXRzGAQgASgFIjMKF0dldFRpcEZvclJlY2VpcHRSZXF1ZXN0EhgKBnRpcF9pZBgBIAEoCUIIukgFcgOwAQEingEKGEdldFRpcEZvclJlY2VpcHRSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwEhsKE3dvcmtlcl9kaXNwbGF5X25hbWUYAiABKAkSEgoKdmVudWVfbmFtZRgDIAEoCRIuCg93b3JrZXJfcmVjZWl2ZWQYBCABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leSKIAwoRU2VhcmNoVGlwc1JlcXVlc3QSKQoEcGFnZRgBIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0EjQKBnN0YXR1cxgCIAEoDjIaLnR0aXAucGF5bWVudC52MS5UaXBTdGF0dXNCCLpIBYIBAhABEigKBGZyb20YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiYKAnRvGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhChBtaW5fYW1vdW50X21pbm9yGAUgASgDQge6SAQiAigAEiEKEG1heF9hbW91bnRfbWlub3IYBiABKANCB7pIBCICKAASPAoGbWV0aG9kGAcgASgOMiIudHRpcC5wYXltZW50LnYxLlBheW1lbnRNZXRob2RLaW5kQgi6SAWCAQIQARIcCgtyZXN1bHRfY29kZRgIIAEoCUIHukgEcgIYKBIeCgl3b3JrZXJfaWQYCSABKAlCC7pICNgBAXIDsAEBImQKElNlYXJjaFRpcHNSZXNwb25zZRIiCgR0aXBzGAEgAygLMhQudHRpcC5wYXltZW50LnYxLlRpcBIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlItACChRTZWFyY2hQYXlvdXRzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNwoGc3RhdHVzGAIgASgOMh0udHRpcC5wYXltZW50LnYxLlBheW91dFN0YXR1c0IIukgFggECEAESKAoEZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoCdG8YBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKEG1pbl9hbW91bnRfbWlub3IYBSABKANCB7pIBCICKAASIQoQbWF4X2Ftb3VudF9taW5vchgGIAEoA0IHukgEIgIoABIcCgtyZXN1bHRfY29kZRgHIAEoCUIHukgEcgIYKBIeCgl3b3JrZXJfaWQYCCABKAlCC7pICNgBAXIDsAEBIm0KFVNlYXJjaFBheW91dHNSZXNwb25zZRIoCgdwYXlvdXRzGAEgAygLMhcudHRpcC5wYXltZW50LnYxLlBheW91dBIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlImYKF0dldFBheW1lbnREZXRhaWxSZXF1ZXN0EhoKBnRpcF9pZBgBIAEoCUIIukgFcgOwAQFIABIdCglwYXlvdXRfaWQYAiABKAlCCLpIBXIDsAEBSABCEAoHc3ViamVjdBIFukgCCAEivAIKGEdldFBheW1lbnREZXRhaWxSZXNwb25zZRIhCgN0aXAYASABKAsyFC50dGlwLnBheW1lbnQudjEuVGlwEicKBnBheW91dBgCIAEoCzIXLnR0aXAucGF5bWVudC52MS5QYXlvdXQSNQoJY2FsbGJhY2tzGAMgAygLMiIudHRpcC5wYXltZW50LnYxLlVubWF0Y2hlZENhbGxiYWNrEisKBmFsZXJ0cxgEIAMoCzIbLnR0aXAucGF5bWVudC52MS5GcmF1ZEFsZXJ0EhcKD2xlZGdlcl9lbnRyeV9pZBgFIAEoCRIaChJsZWRnZXJfY3JlZGl0X2tpbmQYBiABKAkSDwoHaG9sZF9pZBgHIAEoCRISCgpob2xkX3N0YXRlGAggASgJEhYKDnN0YXR1c19xdWVyaWVzGAkgASgFImQKFVJlcXVlcnlQYXltZW50UmVxdWVzdBIaCgZ0aXBfaWQYASABKAlCCLpIBXIDsAEBSAASHQoJcGF5b3V0X2lkGAIgASgJQgi6SAVyA7ABAUgAQhAKB3N1YmplY3QSBbpIAggBImQKFlJlcXVlcnlQYXltZW50UmVzcG9uc2USIQoDdGlwGAEgASgLMhQudHRpcC5wYXltZW50LnYxLlRpcBInCgZwYXlvdXQYAiABKAsyFy50dGlwLnBheW1lbnQudjEuUGF5b3V0MrAKCg5QYXltZW50U2VydmljZRJnCglDcmVhdGVUaXASIS50dGlwLnBheW1lbnQudjEuQ3JlYXRlVGlwUmVxdWVzdBoiLnR0aXAucGF5bWVudC52MS5DcmVhdGVUaXBSZXNwb25zZSITyvMYDwgBGgt0aXBzOmNyZWF0ZRJfCgZHZXRUaXASHi50dGlwLnBheW1lbnQudjEuR2V0VGlwUmVxdWVzdBofLnR0aXAucGF5bWVudC52MS5HZXRUaXBSZXNwb25zZSIUkAIByvMYDQgBGgl0aXBzOnJlYWQSVgoIV2F0Y2hUaXASIC50dGlwLnBheW1lbnQudjEuV2F0Y2hUaXBSZXF1ZXN0GiEudHRpcC5wYXltZW50LnYxLldhdGNoVGlwUmVzcG9uc2UiA5ACATABElQKCExpc3RUaXBzEiAudHRpcC5wYXltZW50LnYxLkxpc3RUaXBzUmVxdWVzdBohLnR0aXAucGF5bWVudC52MS5MaXN0VGlwc1Jlc3BvbnNlIgOQAgESUQoHUmF0ZVRpcBIfLnR0aXAucGF5bWVudC52MS5SYXRlVGlwUmVxdWVzdBogLnR0aXAucGF5bWVudC52MS5SYXRlVGlwUmVzcG9uc2UiA5ACAhJeCg1SZXF1ZXN0UGF5b3V0EiUudHRpcC5wYXltZW50LnYxLlJlcXVlc3RQYXlvdXRSZXF1ZXN0GiYudHRpcC5wYXltZW50LnYxLlJlcXVlc3RQYXlvdXRSZXNwb25zZRJXCglHZXRQYXlvdXQSIS50dGlwLnBheW1lbnQudjEuR2V0UGF5b3V0UmVxdWVzdBoiLnR0aXAucGF5bWVudC52MS5HZXRQYXlvdXRSZXNwb25zZSIDkAIBEl0KC0xpc3RQYXlvdXRzEiMudHRpcC5wYXltZW50LnYxLkxpc3RQYXlvdXRzUmVxdWVzdBokLnR0aXAucGF5bWVudC52MS5MaXN0UGF5b3V0c1Jlc3BvbnNlIgOQAgESbwoRR2V0UGF5b3V0U2V0dGluZ3MSKS50dGlwLnBheW1lbnQudjEuR2V0UGF5b3V0U2V0dGluZ3NSZXF1ZXN0GioudHRpcC5wYXltZW50LnYxLkdldFBheW91dFNldHRpbmdzUmVzcG9uc2UiA5ACARJzChRVcGRhdGVQYXlvdXRTZXR0aW5ncxIsLnR0aXAucGF5bWVudC52MS5VcGRhdGVQYXlvdXRTZXR0aW5nc1JlcXVlc3QaLS50dGlwLnBheW1lbnQudjEuVXBkYXRlUGF5b3V0U2V0dGluZ3NSZXNwb25zZRJyChJMaXN0UGF5bWVudE1ldGhvZHMSKi50dGlwLnBheW1lbnQudjEuTGlzdFBheW1lbnRNZXRob2RzUmVxdWVzdBorLnR0aXAucGF5bWVudC52MS5MaXN0UGF5bWVudE1ldGhvZHNSZXNwb25zZSIDkAIBEmcKEEFkZFBheW1lbnRNZXRob2QSKC50dGlwLnBheW1lbnQudjEuQWRkUGF5bWVudE1ldGhvZFJlcXVlc3QaKS50dGlwLnBheW1lbnQudjEuQWRkUGF5bWVudE1ldGhvZFJlc3BvbnNlEnAKE1JlbW92ZVBheW1lbnRNZXRob2QSKy50dGlwLnBheW1lbnQudjEuUmVtb3ZlUGF5bWVudE1ldGhvZFJlcXVlc3QaLC50dGlwLnBheW1lbnQudjEuUmVtb3ZlUGF5bWVudE1ldGhvZFJlc3BvbnNlGgbK8xgCCAEy/g0KE1BheW1lbnRBZG1pblNlcnZpY2USiAEKD0xpc3RGcmF1ZEFsZXJ0cxInLnR0aXAucGF5bWVudC52MS5MaXN0RnJhdWRBbGVydHNSZXF1ZXN0GigudHRpcC5wYXltZW50LnYxLkxpc3RGcmF1ZEFsZXJ0c1Jlc3BvbnNlIiKQAgHK8xgbCAMSBWFkbWluEgdzdXBwb3J0EgdmaW5hbmNlElIKCVJldmlld1RpcBIhLnR0aXAucGF5bWVudC52MS5SZXZpZXdUaXBSZXF1ZXN0GiIudHRpcC5wYXltZW50LnYxLlJldmlld1RpcFJlc3BvbnNlEnAKC0hvbGRQYXlvdXRzEiMudHRpcC5wYXltZW50LnYxLkhvbGRQYXlvdXRzUmVxdWVzdBokLnR0aXAucGF5bWVudC52MS5Ib2xkUGF5b3V0c1Jlc3BvbnNlIhbK8xgSCAMSBWFkbWluEgdmaW5hbmNlEmEKDlJlbGVhc2VQYXlvdXRzEiYudHRpcC5wYXltZW50LnYxLlJlbGVhc2VQYXlvdXRzUmVxdWVzdBonLnR0aXAucGF5bWVudC52MS5SZWxlYXNlUGF5b3V0c1Jlc3BvbnNlEn8KEEJsb2NrUGhvbmVOdW1iZXISKC50dGlwLnBheW1lbnQudjEuQmxvY2tQaG9uZU51bWJlclJlcXVlc3QaKS50dGlwLnBheW1lbnQudjEuQmxvY2tQaG9uZU51bWJlclJlc3BvbnNlIhbK8xgSCAMSBWFkbWluEgdmaW5hbmNlEoUBChJVbmJsb2NrUGhvbmVOdW1iZXISKi50dGlwLnBheW1lbnQudjEuVW5ibG9ja1Bob25lTnVtYmVyUmVxdWVzdBorLnR0aXAucGF5bWVudC52MS5VbmJsb2NrUGhvbmVOdW1iZXJSZXNwb25zZSIWyvMYEggDEgVhZG1pbhIHZmluYW5jZRKdAQoWTGlzdFVubWF0Y2hlZENhbGxiYWNrcxIuLnR0aXAucGF5bWVudC52MS5MaXN0VW5tYXRjaGVkQ2FsbGJhY2tzUmVxdWVzdBovLnR0aXAucGF5bWVudC52MS5MaXN0VW5tYXRjaGVkQ2FsbGJhY2tzUmVzcG9uc2UiIpACAcrzGBsIAxIFYWRtaW4SB3N1cHBvcnQSB2ZpbmFuY2USlwEKFExpc3RTdXNwZW5zZVBheW1lbnRzEiwudHRpcC5wYXltZW50LnYxLkxpc3RTdXNwZW5zZVBheW1lbnRzUmVxdWVzdBotLnR0aXAucGF5bWVudC52MS5MaXN0U3VzcGVuc2VQYXltZW50c1Jlc3BvbnNlIiKQAgHK8xgbCAMSBWFkbWluEgdzdXBwb3J0EgdmaW5hbmNlEnkKFlJlc29sdmVTdXNwZW5zZVBheW1lbnQSLi50dGlwLnBheW1lbnQudjEuUmVzb2x2ZVN1c3BlbnNlUGF5bWVudFJlcXVlc3QaLy50dGlwLnBheW1lbnQudjEuUmVzb2x2ZVN1c3BlbnNlUGF5bWVudFJlc3BvbnNlElIKCVJlZnVuZFRpcBIhLnR0aXAucGF5bWVudC52MS5SZWZ1bmRUaXBSZXF1ZXN0GiIudHRpcC5wYXltZW50LnYxLlJlZnVuZFRpcFJlc3BvbnNlEnkKClNlYXJjaFRpcHMSIi50dGlwLnBheW1lbnQudjEuU2VhcmNoVGlwc1JlcXVlc3QaIy50dGlwLnBheW1lbnQudjEuU2VhcmNoVGlwc1Jlc3BvbnNlIiKQAgHK8xgbCAMSBWFkbWluEgdzdXBwb3J0EgdmaW5hbmNlEoIBCg1TZWFyY2hQYXlvdXRzEiUudHRpcC5wYXltZW50LnYxLlNlYXJjaFBheW91dHNSZXF1ZXN0GiYudHRpcC5wYXltZW50LnYxLlNlYXJjaFBheW91dHNSZXNwb25zZSIikAIByvMYGwgDEgVhZG1pbhIHc3VwcG9ydBIHZmluYW5jZRKLAQoQR2V0UGF5bWVudERldGFpbBIoLnR0aXAucGF5bWVudC52MS5HZXRQYXltZW50RGV0YWlsUmVxdWVzdBopLnR0aXAucGF5bWVudC52MS5HZXRQYXltZW50RGV0YWlsUmVzcG9uc2UiIpACAcrzGBsIAxIFYWRtaW4SB3N1cHBvcnQSB2ZpbmFuY2USeQoOUmVxdWVyeVBheW1lbnQSJi50dGlwLnBheW1lbnQudjEuUmVxdWVyeVBheW1lbnRSZXF1ZXN0GicudHRpcC5wYXltZW50LnYxLlJlcXVlcnlQYXltZW50UmVzcG9uc2UiFsrzGBIIAxIFYWRtaW4SB2ZpbmFuY2UaGMrzGBQIAxIFYWRtaW4SB2ZpbmFuY2UgATLsAgoWUGF5bWVudEludGVybmFsU2VydmljZRJnChBSZWNvbmNpbGVQZW5kaW5nEigudHRpcC5wYXltZW50LnYxLlJlY29uY2lsZVBlbmRpbmdSZXF1ZXN0GikudHRpcC5wYXltZW50LnYxLlJlY29uY2lsZVBlbmRpbmdSZXNwb25zZRJsChBHZXRUaXBGb3JSZWNlaXB0EigudHRpcC5wYXltZW50LnYxLkdldFRpcEZvclJlY2VpcHRSZXF1ZXN0GikudHRpcC5wYXltZW50LnYxLkdldFRpcEZvclJlY2VpcHRSZXNwb25zZSIDkAIBEnMKFFJlY29uY2lsZUNhcmRCYWxhbmNlEiwudHRpcC5wYXltZW50LnYxLlJlY29uY2lsZUNhcmRCYWxhbmNlUmVxdWVzdBotLnR0aXAucGF5bWVudC52MS5SZWNvbmNpbGVDYXJkQmFsYW5jZVJlc3BvbnNlGgbK8xgCCARiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_money, file_ttip_common_v1_page, file_ttip_payment_v1_payment, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.payment.v1.CreateTipRequest
@@ -1219,6 +1221,314 @@ export const GetTipForReceiptResponseSchema: GenMessage<GetTipForReceiptResponse
   messageDesc(file_ttip_payment_v1_payment_service, 51);
 
 /**
+ * @generated from message ttip.payment.v1.SearchTipsRequest
+ */
+export type SearchTipsRequest = Message<"ttip.payment.v1.SearchTipsRequest"> & {
+  /**
+   * @generated from field: ttip.common.v1.PageRequest page = 1;
+   */
+  page?: PageRequest | undefined;
+
+  /**
+   * @generated from field: ttip.payment.v1.TipStatus status = 2;
+   */
+  status: TipStatus;
+
+  /**
+   * Created at or after `from` and before `to`.
+   *
+   * @generated from field: google.protobuf.Timestamp from = 3;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp to = 4;
+   */
+  to?: Timestamp | undefined;
+
+  /**
+   * Amount bounds in minor units (0: none), in the tip's own currency.
+   *
+   * @generated from field: int64 min_amount_minor = 5;
+   */
+  minAmountMinor: bigint;
+
+  /**
+   * @generated from field: int64 max_amount_minor = 6;
+   */
+  maxAmountMinor: bigint;
+
+  /**
+   * @generated from field: ttip.payment.v1.PaymentMethodKind method = 7;
+   */
+  method: PaymentMethodKind;
+
+  /**
+   * Daraja ResultCode or decline code, exactly as received.
+   *
+   * @generated from field: string result_code = 8;
+   */
+  resultCode: string;
+
+  /**
+   * @generated from field: string worker_id = 9;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message ttip.payment.v1.SearchTipsRequest.
+ * Use `create(SearchTipsRequestSchema)` to create a new message.
+ */
+export const SearchTipsRequestSchema: GenMessage<SearchTipsRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 52);
+
+/**
+ * @generated from message ttip.payment.v1.SearchTipsResponse
+ */
+export type SearchTipsResponse = Message<"ttip.payment.v1.SearchTipsResponse"> & {
+  /**
+   * @generated from field: repeated ttip.payment.v1.Tip tips = 1;
+   */
+  tips: Tip[];
+
+  /**
+   * @generated from field: ttip.common.v1.PageResponse page = 2;
+   */
+  page?: PageResponse | undefined;
+};
+
+/**
+ * Describes the message ttip.payment.v1.SearchTipsResponse.
+ * Use `create(SearchTipsResponseSchema)` to create a new message.
+ */
+export const SearchTipsResponseSchema: GenMessage<SearchTipsResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 53);
+
+/**
+ * @generated from message ttip.payment.v1.SearchPayoutsRequest
+ */
+export type SearchPayoutsRequest = Message<"ttip.payment.v1.SearchPayoutsRequest"> & {
+  /**
+   * @generated from field: ttip.common.v1.PageRequest page = 1;
+   */
+  page?: PageRequest | undefined;
+
+  /**
+   * @generated from field: ttip.payment.v1.PayoutStatus status = 2;
+   */
+  status: PayoutStatus;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp from = 3;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp to = 4;
+   */
+  to?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int64 min_amount_minor = 5;
+   */
+  minAmountMinor: bigint;
+
+  /**
+   * @generated from field: int64 max_amount_minor = 6;
+   */
+  maxAmountMinor: bigint;
+
+  /**
+   * @generated from field: string result_code = 7;
+   */
+  resultCode: string;
+
+  /**
+   * @generated from field: string worker_id = 8;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message ttip.payment.v1.SearchPayoutsRequest.
+ * Use `create(SearchPayoutsRequestSchema)` to create a new message.
+ */
+export const SearchPayoutsRequestSchema: GenMessage<SearchPayoutsRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 54);
+
+/**
+ * @generated from message ttip.payment.v1.SearchPayoutsResponse
+ */
+export type SearchPayoutsResponse = Message<"ttip.payment.v1.SearchPayoutsResponse"> & {
+  /**
+   * @generated from field: repeated ttip.payment.v1.Payout payouts = 1;
+   */
+  payouts: Payout[];
+
+  /**
+   * @generated from field: ttip.common.v1.PageResponse page = 2;
+   */
+  page?: PageResponse | undefined;
+};
+
+/**
+ * Describes the message ttip.payment.v1.SearchPayoutsResponse.
+ * Use `create(SearchPayoutsResponseSchema)` to create a new message.
+ */
+export const SearchPayoutsResponseSchema: GenMessage<SearchPayoutsResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 55);
+
+/**
+ * @generated from message ttip.payment.v1.GetPaymentDetailRequest
+ */
+export type GetPaymentDetailRequest = Message<"ttip.payment.v1.GetPaymentDetailRequest"> & {
+  /**
+   * @generated from oneof ttip.payment.v1.GetPaymentDetailRequest.subject
+   */
+  subject: {
+    /**
+     * @generated from field: string tip_id = 1;
+     */
+    value: string;
+    case: "tipId";
+  } | {
+    /**
+     * @generated from field: string payout_id = 2;
+     */
+    value: string;
+    case: "payoutId";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message ttip.payment.v1.GetPaymentDetailRequest.
+ * Use `create(GetPaymentDetailRequestSchema)` to create a new message.
+ */
+export const GetPaymentDetailRequestSchema: GenMessage<GetPaymentDetailRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 56);
+
+/**
+ * @generated from message ttip.payment.v1.GetPaymentDetailResponse
+ */
+export type GetPaymentDetailResponse = Message<"ttip.payment.v1.GetPaymentDetailResponse"> & {
+  /**
+   * @generated from field: ttip.payment.v1.Tip tip = 1;
+   */
+  tip?: Tip | undefined;
+
+  /**
+   * @generated from field: ttip.payment.v1.Payout payout = 2;
+   */
+  payout?: Payout | undefined;
+
+  /**
+   * Every provider callback stored for it, oldest first, as received.
+   *
+   * @generated from field: repeated ttip.payment.v1.UnmatchedCallback callbacks = 3;
+   */
+  callbacks: UnmatchedCallback[];
+
+  /**
+   * @generated from field: repeated ttip.payment.v1.FraudAlert alerts = 4;
+   */
+  alerts: FraudAlert[];
+
+  /**
+   * The wallet journal entry that credited the tip (empty until credited).
+   *
+   * @generated from field: string ledger_entry_id = 5;
+   */
+  ledgerEntryId: string;
+
+  /**
+   * "worker" or "suspense": where the credit went.
+   *
+   * @generated from field: string ledger_credit_kind = 6;
+   */
+  ledgerCreditKind: string;
+
+  /**
+   * Payouts: the wallet hold and its state ("held", "settled", "released").
+   *
+   * @generated from field: string hold_id = 7;
+   */
+  holdId: string;
+
+  /**
+   * @generated from field: string hold_state = 8;
+   */
+  holdState: string;
+
+  /**
+   * Times the provider was asked for the outcome.
+   *
+   * @generated from field: int32 status_queries = 9;
+   */
+  statusQueries: number;
+};
+
+/**
+ * Describes the message ttip.payment.v1.GetPaymentDetailResponse.
+ * Use `create(GetPaymentDetailResponseSchema)` to create a new message.
+ */
+export const GetPaymentDetailResponseSchema: GenMessage<GetPaymentDetailResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 57);
+
+/**
+ * @generated from message ttip.payment.v1.RequeryPaymentRequest
+ */
+export type RequeryPaymentRequest = Message<"ttip.payment.v1.RequeryPaymentRequest"> & {
+  /**
+   * @generated from oneof ttip.payment.v1.RequeryPaymentRequest.subject
+   */
+  subject: {
+    /**
+     * @generated from field: string tip_id = 1;
+     */
+    value: string;
+    case: "tipId";
+  } | {
+    /**
+     * @generated from field: string payout_id = 2;
+     */
+    value: string;
+    case: "payoutId";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message ttip.payment.v1.RequeryPaymentRequest.
+ * Use `create(RequeryPaymentRequestSchema)` to create a new message.
+ */
+export const RequeryPaymentRequestSchema: GenMessage<RequeryPaymentRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 58);
+
+/**
+ * @generated from message ttip.payment.v1.RequeryPaymentResponse
+ */
+export type RequeryPaymentResponse = Message<"ttip.payment.v1.RequeryPaymentResponse"> & {
+  /**
+   * The state after the query (a payout's answer may still be on its way: pending).
+   *
+   * @generated from field: ttip.payment.v1.Tip tip = 1;
+   */
+  tip?: Tip | undefined;
+
+  /**
+   * @generated from field: ttip.payment.v1.Payout payout = 2;
+   */
+  payout?: Payout | undefined;
+};
+
+/**
+ * Describes the message ttip.payment.v1.RequeryPaymentResponse.
+ * Use `create(RequeryPaymentResponseSchema)` to create a new message.
+ */
+export const RequeryPaymentResponseSchema: GenMessage<RequeryPaymentResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_payment_v1_payment_service, 59);
+
+/**
  * Tips from customers (no account needed) and payouts for workers.
  *
  * @generated from service ttip.payment.v1.PaymentService
@@ -1449,6 +1759,50 @@ export const PaymentAdminService: GenService<{
     methodKind: "unary";
     input: typeof RefundTipRequestSchema;
     output: typeof RefundTipResponseSchema;
+  },
+  /**
+   * Tips across all workers, newest first, with filters.
+   *
+   * @generated from rpc ttip.payment.v1.PaymentAdminService.SearchTips
+   */
+  searchTips: {
+    methodKind: "unary";
+    input: typeof SearchTipsRequestSchema;
+    output: typeof SearchTipsResponseSchema;
+  },
+  /**
+   * Payouts across all workers, newest first, with filters.
+   *
+   * @generated from rpc ttip.payment.v1.PaymentAdminService.SearchPayouts
+   */
+  searchPayouts: {
+    methodKind: "unary";
+    input: typeof SearchPayoutsRequestSchema;
+    output: typeof SearchPayoutsResponseSchema;
+  },
+  /**
+   * One tip or payout with every callback received for it (raw), its fraud
+   * alerts and the id of its ledger entry (WalletAdminService.GetJournalEntry).
+   *
+   * @generated from rpc ttip.payment.v1.PaymentAdminService.GetPaymentDetail
+   */
+  getPaymentDetail: {
+    methodKind: "unary";
+    input: typeof GetPaymentDetailRequestSchema;
+    output: typeof GetPaymentDetailResponseSchema;
+  },
+  /**
+   * Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
+   * status) outcome and settles it as the reconciler would; a payout is never
+   * sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
+   * itself (the provider's answer does), so no device step-up.
+   *
+   * @generated from rpc ttip.payment.v1.PaymentAdminService.RequeryPayment
+   */
+  requeryPayment: {
+    methodKind: "unary";
+    input: typeof RequeryPaymentRequestSchema;
+    output: typeof RequeryPaymentResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_payment_v1_payment_service, 1);

@@ -159,9 +159,12 @@ const (
 	// A one-time setup token for the first admin was issued (at start, or by the entry point's command).
 	AuditAction_AUDIT_ACTION_SETUP_TOKEN_ISSUED AuditAction = 16
 	// The first admin claimed the role with the setup token.
-	AuditAction_AUDIT_ACTION_ADMIN_BOOTSTRAPPED AuditAction = 17
-	AuditAction_AUDIT_ACTION_USER_BLOCKED       AuditAction = 18
-	AuditAction_AUDIT_ACTION_USER_UNBLOCKED     AuditAction = 19
+	AuditAction_AUDIT_ACTION_ADMIN_BOOTSTRAPPED        AuditAction = 17
+	AuditAction_AUDIT_ACTION_USER_BLOCKED              AuditAction = 18
+	AuditAction_AUDIT_ACTION_USER_UNBLOCKED            AuditAction = 19
+	AuditAction_AUDIT_ACTION_PARTNER_CONSENT_GRANTED   AuditAction = 20
+	AuditAction_AUDIT_ACTION_PARTNER_CONSENT_REVOKED   AuditAction = 21
+	AuditAction_AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED AuditAction = 22
 )
 
 // Enum value maps for AuditAction.
@@ -187,28 +190,34 @@ var (
 		17: "AUDIT_ACTION_ADMIN_BOOTSTRAPPED",
 		18: "AUDIT_ACTION_USER_BLOCKED",
 		19: "AUDIT_ACTION_USER_UNBLOCKED",
+		20: "AUDIT_ACTION_PARTNER_CONSENT_GRANTED",
+		21: "AUDIT_ACTION_PARTNER_CONSENT_REVOKED",
+		22: "AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED",
 	}
 	AuditAction_value = map[string]int32{
-		"AUDIT_ACTION_UNSPECIFIED":            0,
-		"AUDIT_ACTION_LOGIN":                  1,
-		"AUDIT_ACTION_LOGIN_FAILED":           2,
-		"AUDIT_ACTION_LOCKOUT":                3,
-		"AUDIT_ACTION_UNLOCK":                 4,
-		"AUDIT_ACTION_PIN_SET":                5,
-		"AUDIT_ACTION_PIN_CHANGED":            6,
-		"AUDIT_ACTION_PIN_RESET":              7,
-		"AUDIT_ACTION_SESSION_REVOKED":        8,
-		"AUDIT_ACTION_REFRESH_REUSE_DETECTED": 9,
-		"AUDIT_ACTION_DEVICE_REGISTERED":      10,
-		"AUDIT_ACTION_DEVICE_REMOVED":         11,
-		"AUDIT_ACTION_API_KEY_ISSUED":         12,
-		"AUDIT_ACTION_API_KEY_REVOKED":        13,
-		"AUDIT_ACTION_ROLES_CHANGED":          14,
-		"AUDIT_ACTION_SIGNING_KEY_ROTATED":    15,
-		"AUDIT_ACTION_SETUP_TOKEN_ISSUED":     16,
-		"AUDIT_ACTION_ADMIN_BOOTSTRAPPED":     17,
-		"AUDIT_ACTION_USER_BLOCKED":           18,
-		"AUDIT_ACTION_USER_UNBLOCKED":         19,
+		"AUDIT_ACTION_UNSPECIFIED":               0,
+		"AUDIT_ACTION_LOGIN":                     1,
+		"AUDIT_ACTION_LOGIN_FAILED":              2,
+		"AUDIT_ACTION_LOCKOUT":                   3,
+		"AUDIT_ACTION_UNLOCK":                    4,
+		"AUDIT_ACTION_PIN_SET":                   5,
+		"AUDIT_ACTION_PIN_CHANGED":               6,
+		"AUDIT_ACTION_PIN_RESET":                 7,
+		"AUDIT_ACTION_SESSION_REVOKED":           8,
+		"AUDIT_ACTION_REFRESH_REUSE_DETECTED":    9,
+		"AUDIT_ACTION_DEVICE_REGISTERED":         10,
+		"AUDIT_ACTION_DEVICE_REMOVED":            11,
+		"AUDIT_ACTION_API_KEY_ISSUED":            12,
+		"AUDIT_ACTION_API_KEY_REVOKED":           13,
+		"AUDIT_ACTION_ROLES_CHANGED":             14,
+		"AUDIT_ACTION_SIGNING_KEY_ROTATED":       15,
+		"AUDIT_ACTION_SETUP_TOKEN_ISSUED":        16,
+		"AUDIT_ACTION_ADMIN_BOOTSTRAPPED":        17,
+		"AUDIT_ACTION_USER_BLOCKED":              18,
+		"AUDIT_ACTION_USER_UNBLOCKED":            19,
+		"AUDIT_ACTION_PARTNER_CONSENT_GRANTED":   20,
+		"AUDIT_ACTION_PARTNER_CONSENT_REVOKED":   21,
+		"AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED": 22,
 	}
 )
 
@@ -872,7 +881,7 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\x06Locale\x12\x16\n" +
 	"\x12LOCALE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLOCALE_EN\x10\x01\x12\r\n" +
-	"\tLOCALE_SW\x10\x02*\x8c\x05\n" +
+	"\tLOCALE_SW\x10\x02*\x8c\x06\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12AUDIT_ACTION_LOGIN\x10\x01\x12\x1d\n" +
@@ -894,7 +903,10 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\x1fAUDIT_ACTION_SETUP_TOKEN_ISSUED\x10\x10\x12#\n" +
 	"\x1fAUDIT_ACTION_ADMIN_BOOTSTRAPPED\x10\x11\x12\x1d\n" +
 	"\x19AUDIT_ACTION_USER_BLOCKED\x10\x12\x12\x1f\n" +
-	"\x1bAUDIT_ACTION_USER_UNBLOCKED\x10\x13B\xa4\x01\n" +
+	"\x1bAUDIT_ACTION_USER_UNBLOCKED\x10\x13\x12(\n" +
+	"$AUDIT_ACTION_PARTNER_CONSENT_GRANTED\x10\x14\x12(\n" +
+	"$AUDIT_ACTION_PARTNER_CONSENT_REVOKED\x10\x15\x12*\n" +
+	"&AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED\x10\x16B\xa4\x01\n" +
 	"\x10com.ttip.auth.v1B\tAuthProtoP\x01Z3github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1;authv1\xa2\x02\x03TAX\xaa\x02\fTtip.Auth.V1\xca\x02\fTtip\\Auth\\V1\xe2\x02\x18Ttip\\Auth\\V1\\GPBMetadata\xea\x02\x0eTtip::Auth::V1b\x06proto3"
 
 var (

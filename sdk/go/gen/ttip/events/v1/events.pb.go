@@ -166,8 +166,11 @@ type TipSucceeded struct {
 	CustomerPhoneMasked string `protobuf:"bytes,12,opt,name=customer_phone_masked,json=customerPhoneMasked,proto3" json:"customer_phone_masked,omitempty"`
 	Rating              int32  `protobuf:"varint,13,opt,name=rating,proto3" json:"rating,omitempty"`
 	Message             string `protobuf:"bytes,14,opt,name=message,proto3" json:"message,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Who created the tip: the signed-in user's id or the partner key's id
+	// (partner webhooks follow it); empty for an anonymous customer.
+	CreatedBy     string `protobuf:"bytes,15,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TipSucceeded) Reset() {
@@ -298,16 +301,25 @@ func (x *TipSucceeded) GetMessage() string {
 	return ""
 }
 
+func (x *TipSucceeded) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
 // The customer chose an amount and asked to pay; written with the tip's row.
 type TipCreated struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
-	TipId         string                 `protobuf:"bytes,2,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
-	WorkerId      string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	VenueId       string                 `protobuf:"bytes,4,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
-	QrCodeId      string                 `protobuf:"bytes,5,opt,name=qr_code_id,json=qrCodeId,proto3" json:"qr_code_id,omitempty"`
-	Amount        *v1.Money              `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
-	Method        PaymentMethod          `protobuf:"varint,7,opt,name=method,proto3,enum=ttip.events.v1.PaymentMethod" json:"method,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	TipId    string                 `protobuf:"bytes,2,opt,name=tip_id,json=tipId,proto3" json:"tip_id,omitempty"`
+	WorkerId string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	VenueId  string                 `protobuf:"bytes,4,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	QrCodeId string                 `protobuf:"bytes,5,opt,name=qr_code_id,json=qrCodeId,proto3" json:"qr_code_id,omitempty"`
+	Amount   *v1.Money              `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
+	Method   PaymentMethod          `protobuf:"varint,7,opt,name=method,proto3,enum=ttip.events.v1.PaymentMethod" json:"method,omitempty"`
+	// As TipSucceeded.created_by.
+	CreatedBy     string `protobuf:"bytes,8,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -391,6 +403,13 @@ func (x *TipCreated) GetMethod() PaymentMethod {
 	return PaymentMethod_PAYMENT_METHOD_UNSPECIFIED
 }
 
+func (x *TipCreated) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
 type TipFailed struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Meta     *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -406,7 +425,9 @@ type TipFailed struct {
 	VenueId string `protobuf:"bytes,9,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
 	// True when the payment request never reached the customer (Daraja refused
 	// the STK push): the tip failed before the payment started.
-	PushRefused   bool `protobuf:"varint,10,opt,name=push_refused,json=pushRefused,proto3" json:"push_refused,omitempty"`
+	PushRefused bool `protobuf:"varint,10,opt,name=push_refused,json=pushRefused,proto3" json:"push_refused,omitempty"`
+	// As TipSucceeded.created_by.
+	CreatedBy     string `protobuf:"bytes,11,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -509,6 +530,13 @@ func (x *TipFailed) GetPushRefused() bool {
 		return x.PushRefused
 	}
 	return false
+}
+
+func (x *TipFailed) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
 }
 
 type PayoutSucceeded struct {
@@ -2116,7 +2144,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x1a\n" +
 	"\bproducer\x18\x03 \x01(\tR\bproducer\x12%\n" +
-	"\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId\"\xb9\x04\n" +
+	"\x0ecorrelation_id\x18\x04 \x01(\tR\rcorrelationId\"\xd8\x04\n" +
 	"\fTipSucceeded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
 	"\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n" +
@@ -2133,7 +2161,9 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x11stripe_payment_id\x18\v \x01(\tR\x0fstripePaymentId\x122\n" +
 	"\x15customer_phone_masked\x18\f \x01(\tR\x13customerPhoneMasked\x12\x16\n" +
 	"\x06rating\x18\r \x01(\x05R\x06rating\x12\x18\n" +
-	"\amessage\x18\x0e \x01(\tR\amessage:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded\"\xac\x02\n" +
+	"\amessage\x18\x0e \x01(\tR\amessage\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x0f \x01(\tR\tcreatedBy:\x1e\xca\xf3\x18\x1attip.payment.tip_succeeded\"\xcb\x02\n" +
 	"\n" +
 	"TipCreated\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
@@ -2143,7 +2173,9 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"qr_code_id\x18\x05 \x01(\tR\bqrCodeId\x12-\n" +
 	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x125\n" +
-	"\x06method\x18\a \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method:\x1c\xca\xf3\x18\x18ttip.payment.tip_created\"\x86\x03\n" +
+	"\x06method\x18\a \x01(\x0e2\x1d.ttip.events.v1.PaymentMethodR\x06method\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\b \x01(\tR\tcreatedBy:\x1c\xca\xf3\x18\x18ttip.payment.tip_created\"\xa5\x03\n" +
 	"\tTipFailed\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x15\n" +
 	"\x06tip_id\x18\x02 \x01(\tR\x05tipId\x12\x1b\n" +
@@ -2157,7 +2189,9 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12\x19\n" +
 	"\bvenue_id\x18\t \x01(\tR\avenueId\x12!\n" +
 	"\fpush_refused\x18\n" +
-	" \x01(\bR\vpushRefused:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed\"\xe1\x02\n" +
+	" \x01(\bR\vpushRefused\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\v \x01(\tR\tcreatedBy:\x1b\xca\xf3\x18\x17ttip.payment.tip_failed\"\xe1\x02\n" +
 	"\x0fPayoutSucceeded\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1b\n" +
 	"\tpayout_id\x18\x02 \x01(\tR\bpayoutId\x12\x1b\n" +

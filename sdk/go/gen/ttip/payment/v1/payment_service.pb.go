@@ -11,6 +11,7 @@ import (
 	v1 "github.com/ttip/ttip/sdk/go/gen/ttip/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -2810,11 +2811,656 @@ func (x *GetTipForReceiptResponse) GetWorkerReceived() *v1.Money {
 	return nil
 }
 
+type SearchTipsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Page   *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	Status TipStatus              `protobuf:"varint,2,opt,name=status,proto3,enum=ttip.payment.v1.TipStatus" json:"status,omitempty"`
+	// Created at or after `from` and before `to`.
+	From *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	// Amount bounds in minor units (0: none), in the tip's own currency.
+	MinAmountMinor int64             `protobuf:"varint,5,opt,name=min_amount_minor,json=minAmountMinor,proto3" json:"min_amount_minor,omitempty"`
+	MaxAmountMinor int64             `protobuf:"varint,6,opt,name=max_amount_minor,json=maxAmountMinor,proto3" json:"max_amount_minor,omitempty"`
+	Method         PaymentMethodKind `protobuf:"varint,7,opt,name=method,proto3,enum=ttip.payment.v1.PaymentMethodKind" json:"method,omitempty"`
+	// Daraja ResultCode or decline code, exactly as received.
+	ResultCode    string `protobuf:"bytes,8,opt,name=result_code,json=resultCode,proto3" json:"result_code,omitempty"`
+	WorkerId      string `protobuf:"bytes,9,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchTipsRequest) Reset() {
+	*x = SearchTipsRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchTipsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchTipsRequest) ProtoMessage() {}
+
+func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchTipsRequest.ProtoReflect.Descriptor instead.
+func (*SearchTipsRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *SearchTipsRequest) GetPage() *v1.PageRequest {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+func (x *SearchTipsRequest) GetStatus() TipStatus {
+	if x != nil {
+		return x.Status
+	}
+	return TipStatus_TIP_STATUS_UNSPECIFIED
+}
+
+func (x *SearchTipsRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *SearchTipsRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *SearchTipsRequest) GetMinAmountMinor() int64 {
+	if x != nil {
+		return x.MinAmountMinor
+	}
+	return 0
+}
+
+func (x *SearchTipsRequest) GetMaxAmountMinor() int64 {
+	if x != nil {
+		return x.MaxAmountMinor
+	}
+	return 0
+}
+
+func (x *SearchTipsRequest) GetMethod() PaymentMethodKind {
+	if x != nil {
+		return x.Method
+	}
+	return PaymentMethodKind_PAYMENT_METHOD_KIND_UNSPECIFIED
+}
+
+func (x *SearchTipsRequest) GetResultCode() string {
+	if x != nil {
+		return x.ResultCode
+	}
+	return ""
+}
+
+func (x *SearchTipsRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+type SearchTipsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tips          []*Tip                 `protobuf:"bytes,1,rep,name=tips,proto3" json:"tips,omitempty"`
+	Page          *v1.PageResponse       `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchTipsResponse) Reset() {
+	*x = SearchTipsResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchTipsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchTipsResponse) ProtoMessage() {}
+
+func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchTipsResponse.ProtoReflect.Descriptor instead.
+func (*SearchTipsResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *SearchTipsResponse) GetTips() []*Tip {
+	if x != nil {
+		return x.Tips
+	}
+	return nil
+}
+
+func (x *SearchTipsResponse) GetPage() *v1.PageResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+type SearchPayoutsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Page           *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	Status         PayoutStatus           `protobuf:"varint,2,opt,name=status,proto3,enum=ttip.payment.v1.PayoutStatus" json:"status,omitempty"`
+	From           *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To             *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	MinAmountMinor int64                  `protobuf:"varint,5,opt,name=min_amount_minor,json=minAmountMinor,proto3" json:"min_amount_minor,omitempty"`
+	MaxAmountMinor int64                  `protobuf:"varint,6,opt,name=max_amount_minor,json=maxAmountMinor,proto3" json:"max_amount_minor,omitempty"`
+	ResultCode     string                 `protobuf:"bytes,7,opt,name=result_code,json=resultCode,proto3" json:"result_code,omitempty"`
+	WorkerId       string                 `protobuf:"bytes,8,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SearchPayoutsRequest) Reset() {
+	*x = SearchPayoutsRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchPayoutsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchPayoutsRequest) ProtoMessage() {}
+
+func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchPayoutsRequest.ProtoReflect.Descriptor instead.
+func (*SearchPayoutsRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *SearchPayoutsRequest) GetPage() *v1.PageRequest {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+func (x *SearchPayoutsRequest) GetStatus() PayoutStatus {
+	if x != nil {
+		return x.Status
+	}
+	return PayoutStatus_PAYOUT_STATUS_UNSPECIFIED
+}
+
+func (x *SearchPayoutsRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *SearchPayoutsRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *SearchPayoutsRequest) GetMinAmountMinor() int64 {
+	if x != nil {
+		return x.MinAmountMinor
+	}
+	return 0
+}
+
+func (x *SearchPayoutsRequest) GetMaxAmountMinor() int64 {
+	if x != nil {
+		return x.MaxAmountMinor
+	}
+	return 0
+}
+
+func (x *SearchPayoutsRequest) GetResultCode() string {
+	if x != nil {
+		return x.ResultCode
+	}
+	return ""
+}
+
+func (x *SearchPayoutsRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+type SearchPayoutsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payouts       []*Payout              `protobuf:"bytes,1,rep,name=payouts,proto3" json:"payouts,omitempty"`
+	Page          *v1.PageResponse       `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SearchPayoutsResponse) Reset() {
+	*x = SearchPayoutsResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchPayoutsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchPayoutsResponse) ProtoMessage() {}
+
+func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchPayoutsResponse.ProtoReflect.Descriptor instead.
+func (*SearchPayoutsResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *SearchPayoutsResponse) GetPayouts() []*Payout {
+	if x != nil {
+		return x.Payouts
+	}
+	return nil
+}
+
+func (x *SearchPayoutsResponse) GetPage() *v1.PageResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+type GetPaymentDetailRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Subject:
+	//
+	//	*GetPaymentDetailRequest_TipId
+	//	*GetPaymentDetailRequest_PayoutId
+	Subject       isGetPaymentDetailRequest_Subject `protobuf_oneof:"subject"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPaymentDetailRequest) Reset() {
+	*x = GetPaymentDetailRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPaymentDetailRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPaymentDetailRequest) ProtoMessage() {}
+
+func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPaymentDetailRequest.ProtoReflect.Descriptor instead.
+func (*GetPaymentDetailRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *GetPaymentDetailRequest) GetSubject() isGetPaymentDetailRequest_Subject {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
+func (x *GetPaymentDetailRequest) GetTipId() string {
+	if x != nil {
+		if x, ok := x.Subject.(*GetPaymentDetailRequest_TipId); ok {
+			return x.TipId
+		}
+	}
+	return ""
+}
+
+func (x *GetPaymentDetailRequest) GetPayoutId() string {
+	if x != nil {
+		if x, ok := x.Subject.(*GetPaymentDetailRequest_PayoutId); ok {
+			return x.PayoutId
+		}
+	}
+	return ""
+}
+
+type isGetPaymentDetailRequest_Subject interface {
+	isGetPaymentDetailRequest_Subject()
+}
+
+type GetPaymentDetailRequest_TipId struct {
+	TipId string `protobuf:"bytes,1,opt,name=tip_id,json=tipId,proto3,oneof"`
+}
+
+type GetPaymentDetailRequest_PayoutId struct {
+	PayoutId string `protobuf:"bytes,2,opt,name=payout_id,json=payoutId,proto3,oneof"`
+}
+
+func (*GetPaymentDetailRequest_TipId) isGetPaymentDetailRequest_Subject() {}
+
+func (*GetPaymentDetailRequest_PayoutId) isGetPaymentDetailRequest_Subject() {}
+
+type GetPaymentDetailResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tip    *Tip                   `protobuf:"bytes,1,opt,name=tip,proto3" json:"tip,omitempty"`
+	Payout *Payout                `protobuf:"bytes,2,opt,name=payout,proto3" json:"payout,omitempty"`
+	// Every provider callback stored for it, oldest first, as received.
+	Callbacks []*UnmatchedCallback `protobuf:"bytes,3,rep,name=callbacks,proto3" json:"callbacks,omitempty"`
+	Alerts    []*FraudAlert        `protobuf:"bytes,4,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	// The wallet journal entry that credited the tip (empty until credited).
+	LedgerEntryId string `protobuf:"bytes,5,opt,name=ledger_entry_id,json=ledgerEntryId,proto3" json:"ledger_entry_id,omitempty"`
+	// "worker" or "suspense": where the credit went.
+	LedgerCreditKind string `protobuf:"bytes,6,opt,name=ledger_credit_kind,json=ledgerCreditKind,proto3" json:"ledger_credit_kind,omitempty"`
+	// Payouts: the wallet hold and its state ("held", "settled", "released").
+	HoldId    string `protobuf:"bytes,7,opt,name=hold_id,json=holdId,proto3" json:"hold_id,omitempty"`
+	HoldState string `protobuf:"bytes,8,opt,name=hold_state,json=holdState,proto3" json:"hold_state,omitempty"`
+	// Times the provider was asked for the outcome.
+	StatusQueries int32 `protobuf:"varint,9,opt,name=status_queries,json=statusQueries,proto3" json:"status_queries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPaymentDetailResponse) Reset() {
+	*x = GetPaymentDetailResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPaymentDetailResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPaymentDetailResponse) ProtoMessage() {}
+
+func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPaymentDetailResponse.ProtoReflect.Descriptor instead.
+func (*GetPaymentDetailResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *GetPaymentDetailResponse) GetTip() *Tip {
+	if x != nil {
+		return x.Tip
+	}
+	return nil
+}
+
+func (x *GetPaymentDetailResponse) GetPayout() *Payout {
+	if x != nil {
+		return x.Payout
+	}
+	return nil
+}
+
+func (x *GetPaymentDetailResponse) GetCallbacks() []*UnmatchedCallback {
+	if x != nil {
+		return x.Callbacks
+	}
+	return nil
+}
+
+func (x *GetPaymentDetailResponse) GetAlerts() []*FraudAlert {
+	if x != nil {
+		return x.Alerts
+	}
+	return nil
+}
+
+func (x *GetPaymentDetailResponse) GetLedgerEntryId() string {
+	if x != nil {
+		return x.LedgerEntryId
+	}
+	return ""
+}
+
+func (x *GetPaymentDetailResponse) GetLedgerCreditKind() string {
+	if x != nil {
+		return x.LedgerCreditKind
+	}
+	return ""
+}
+
+func (x *GetPaymentDetailResponse) GetHoldId() string {
+	if x != nil {
+		return x.HoldId
+	}
+	return ""
+}
+
+func (x *GetPaymentDetailResponse) GetHoldState() string {
+	if x != nil {
+		return x.HoldState
+	}
+	return ""
+}
+
+func (x *GetPaymentDetailResponse) GetStatusQueries() int32 {
+	if x != nil {
+		return x.StatusQueries
+	}
+	return 0
+}
+
+type RequeryPaymentRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Subject:
+	//
+	//	*RequeryPaymentRequest_TipId
+	//	*RequeryPaymentRequest_PayoutId
+	Subject       isRequeryPaymentRequest_Subject `protobuf_oneof:"subject"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequeryPaymentRequest) Reset() {
+	*x = RequeryPaymentRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequeryPaymentRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequeryPaymentRequest) ProtoMessage() {}
+
+func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequeryPaymentRequest.ProtoReflect.Descriptor instead.
+func (*RequeryPaymentRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *RequeryPaymentRequest) GetSubject() isRequeryPaymentRequest_Subject {
+	if x != nil {
+		return x.Subject
+	}
+	return nil
+}
+
+func (x *RequeryPaymentRequest) GetTipId() string {
+	if x != nil {
+		if x, ok := x.Subject.(*RequeryPaymentRequest_TipId); ok {
+			return x.TipId
+		}
+	}
+	return ""
+}
+
+func (x *RequeryPaymentRequest) GetPayoutId() string {
+	if x != nil {
+		if x, ok := x.Subject.(*RequeryPaymentRequest_PayoutId); ok {
+			return x.PayoutId
+		}
+	}
+	return ""
+}
+
+type isRequeryPaymentRequest_Subject interface {
+	isRequeryPaymentRequest_Subject()
+}
+
+type RequeryPaymentRequest_TipId struct {
+	TipId string `protobuf:"bytes,1,opt,name=tip_id,json=tipId,proto3,oneof"`
+}
+
+type RequeryPaymentRequest_PayoutId struct {
+	PayoutId string `protobuf:"bytes,2,opt,name=payout_id,json=payoutId,proto3,oneof"`
+}
+
+func (*RequeryPaymentRequest_TipId) isRequeryPaymentRequest_Subject() {}
+
+func (*RequeryPaymentRequest_PayoutId) isRequeryPaymentRequest_Subject() {}
+
+type RequeryPaymentResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The state after the query (a payout's answer may still be on its way: pending).
+	Tip           *Tip    `protobuf:"bytes,1,opt,name=tip,proto3" json:"tip,omitempty"`
+	Payout        *Payout `protobuf:"bytes,2,opt,name=payout,proto3" json:"payout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequeryPaymentResponse) Reset() {
+	*x = RequeryPaymentResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequeryPaymentResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequeryPaymentResponse) ProtoMessage() {}
+
+func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequeryPaymentResponse.ProtoReflect.Descriptor instead.
+func (*RequeryPaymentResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *RequeryPaymentResponse) GetTip() *Tip {
+	if x != nil {
+		return x.Tip
+	}
+	return nil
+}
+
+func (x *RequeryPaymentResponse) GetPayout() *Payout {
+	if x != nil {
+		return x.Payout
+	}
+	return nil
+}
+
 var File_ttip_payment_v1_payment_service_proto protoreflect.FileDescriptor
 
 const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\n" +
-	"%ttip/payment/v1/payment_service.proto\x12\x0fttip.payment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\x1a\x1cttip/common/v1/options.proto\"\xc8\a\n" +
+	"%ttip/payment/v1/payment_service.proto\x12\x0fttip.payment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\x1a\x1cttip/common/v1/options.proto\"\xc8\a\n" +
 	"\x10CreateTipRequest\x123\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\x12%\n" +
@@ -2993,7 +3639,56 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x13worker_display_name\x18\x02 \x01(\tR\x11workerDisplayName\x12\x1d\n" +
 	"\n" +
 	"venue_name\x18\x03 \x01(\tR\tvenueName\x12>\n" +
-	"\x0fworker_received\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x0eworkerReceived2\xb0\n" +
+	"\x0fworker_received\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x0eworkerReceived\"\xde\x03\n" +
+	"\x11SearchTipsRequest\x12/\n" +
+	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x12<\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1a.ttip.payment.v1.TipStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x121\n" +
+	"\x10min_amount_minor\x18\x05 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x0eminAmountMinor\x121\n" +
+	"\x10max_amount_minor\x18\x06 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x0emaxAmountMinor\x12D\n" +
+	"\x06method\x18\a \x01(\x0e2\".ttip.payment.v1.PaymentMethodKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06method\x12(\n" +
+	"\vresult_code\x18\b \x01(\tB\a\xbaH\x04r\x02\x18(R\n" +
+	"resultCode\x12(\n" +
+	"\tworker_id\x18\t \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\"p\n" +
+	"\x12SearchTipsResponse\x12(\n" +
+	"\x04tips\x18\x01 \x03(\v2\x14.ttip.payment.v1.TipR\x04tips\x120\n" +
+	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\x9e\x03\n" +
+	"\x14SearchPayoutsRequest\x12/\n" +
+	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x12?\n" +
+	"\x06status\x18\x02 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusB\b\xbaH\x05\x82\x01\x02\x10\x01R\x06status\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x121\n" +
+	"\x10min_amount_minor\x18\x05 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x0eminAmountMinor\x121\n" +
+	"\x10max_amount_minor\x18\x06 \x01(\x03B\a\xbaH\x04\"\x02(\x00R\x0emaxAmountMinor\x12(\n" +
+	"\vresult_code\x18\a \x01(\tB\a\xbaH\x04r\x02\x18(R\n" +
+	"resultCode\x12(\n" +
+	"\tworker_id\x18\b \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\"|\n" +
+	"\x15SearchPayoutsResponse\x121\n" +
+	"\apayouts\x18\x01 \x03(\v2\x17.ttip.payment.v1.PayoutR\apayouts\x120\n" +
+	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"w\n" +
+	"\x17GetPaymentDetailRequest\x12!\n" +
+	"\x06tip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x05tipId\x12'\n" +
+	"\tpayout_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\bpayoutIdB\x10\n" +
+	"\asubject\x12\x05\xbaH\x02\b\x01\"\x9f\x03\n" +
+	"\x18GetPaymentDetailResponse\x12&\n" +
+	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\x12/\n" +
+	"\x06payout\x18\x02 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout\x12@\n" +
+	"\tcallbacks\x18\x03 \x03(\v2\".ttip.payment.v1.UnmatchedCallbackR\tcallbacks\x123\n" +
+	"\x06alerts\x18\x04 \x03(\v2\x1b.ttip.payment.v1.FraudAlertR\x06alerts\x12&\n" +
+	"\x0fledger_entry_id\x18\x05 \x01(\tR\rledgerEntryId\x12,\n" +
+	"\x12ledger_credit_kind\x18\x06 \x01(\tR\x10ledgerCreditKind\x12\x17\n" +
+	"\ahold_id\x18\a \x01(\tR\x06holdId\x12\x1d\n" +
+	"\n" +
+	"hold_state\x18\b \x01(\tR\tholdState\x12%\n" +
+	"\x0estatus_queries\x18\t \x01(\x05R\rstatusQueries\"u\n" +
+	"\x15RequeryPaymentRequest\x12!\n" +
+	"\x06tip_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\x05tipId\x12'\n" +
+	"\tpayout_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01H\x00R\bpayoutIdB\x10\n" +
+	"\asubject\x12\x05\xbaH\x02\b\x01\"q\n" +
+	"\x16RequeryPaymentResponse\x12&\n" +
+	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\x12/\n" +
+	"\x06payout\x18\x02 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout2\xb0\n" +
 	"\n" +
 	"\x0ePaymentService\x12g\n" +
 	"\tCreateTip\x12!.ttip.payment.v1.CreateTipRequest\x1a\".ttip.payment.v1.CreateTipResponse\"\x13\xca\xf3\x18\x0f\b\x01\x1a\vtips:create\x12_\n" +
@@ -3008,7 +3703,7 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x14UpdatePayoutSettings\x12,.ttip.payment.v1.UpdatePayoutSettingsRequest\x1a-.ttip.payment.v1.UpdatePayoutSettingsResponse\x12r\n" +
 	"\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n" +
-	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xf5\t\n" +
+	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xfe\r\n" +
 	"\x13PaymentAdminService\x12\x88\x01\n" +
 	"\x0fListFraudAlerts\x12'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12R\n" +
 	"\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a\".ttip.payment.v1.ReviewTipResponse\x12p\n" +
@@ -3019,7 +3714,12 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x16ListUnmatchedCallbacks\x12..ttip.payment.v1.ListUnmatchedCallbacksRequest\x1a/.ttip.payment.v1.ListUnmatchedCallbacksResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x97\x01\n" +
 	"\x14ListSuspensePayments\x12,.ttip.payment.v1.ListSuspensePaymentsRequest\x1a-.ttip.payment.v1.ListSuspensePaymentsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12y\n" +
 	"\x16ResolveSuspensePayment\x12..ttip.payment.v1.ResolveSuspensePaymentRequest\x1a/.ttip.payment.v1.ResolveSuspensePaymentResponse\x12R\n" +
-	"\tRefundTip\x12!.ttip.payment.v1.RefundTipRequest\x1a\".ttip.payment.v1.RefundTipResponse\x1a\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x012\xec\x02\n" +
+	"\tRefundTip\x12!.ttip.payment.v1.RefundTipRequest\x1a\".ttip.payment.v1.RefundTipResponse\x12y\n" +
+	"\n" +
+	"SearchTips\x12\".ttip.payment.v1.SearchTipsRequest\x1a#.ttip.payment.v1.SearchTipsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x82\x01\n" +
+	"\rSearchPayouts\x12%.ttip.payment.v1.SearchPayoutsRequest\x1a&.ttip.payment.v1.SearchPayoutsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x8b\x01\n" +
+	"\x10GetPaymentDetail\x12(.ttip.payment.v1.GetPaymentDetailRequest\x1a).ttip.payment.v1.GetPaymentDetailResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12y\n" +
+	"\x0eRequeryPayment\x12&.ttip.payment.v1.RequeryPaymentRequest\x1a'.ttip.payment.v1.RequeryPaymentResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x1a\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x012\xec\x02\n" +
 	"\x16PaymentInternalService\x12g\n" +
 	"\x10ReconcilePending\x12(.ttip.payment.v1.ReconcilePendingRequest\x1a).ttip.payment.v1.ReconcilePendingResponse\x12l\n" +
 	"\x10GetTipForReceipt\x12(.ttip.payment.v1.GetTipForReceiptRequest\x1a).ttip.payment.v1.GetTipForReceiptResponse\"\x03\x90\x02\x01\x12s\n" +
@@ -3038,7 +3738,7 @@ func file_ttip_payment_v1_payment_service_proto_rawDescGZIP() []byte {
 	return file_ttip_payment_v1_payment_service_proto_rawDescData
 }
 
-var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
 var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*CreateTipRequest)(nil),               // 0: ttip.payment.v1.CreateTipRequest
 	(*CreateTipResponse)(nil),              // 1: ttip.payment.v1.CreateTipResponse
@@ -3092,120 +3792,157 @@ var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*ReconcileCardBalanceResponse)(nil),   // 49: ttip.payment.v1.ReconcileCardBalanceResponse
 	(*GetTipForReceiptRequest)(nil),        // 50: ttip.payment.v1.GetTipForReceiptRequest
 	(*GetTipForReceiptResponse)(nil),       // 51: ttip.payment.v1.GetTipForReceiptResponse
-	(*v1.Money)(nil),                       // 52: ttip.common.v1.Money
-	(CardProvider)(0),                      // 53: ttip.payment.v1.CardProvider
-	(*Tip)(nil),                            // 54: ttip.payment.v1.Tip
-	(*v1.PageRequest)(nil),                 // 55: ttip.common.v1.PageRequest
-	(TipStatus)(0),                         // 56: ttip.payment.v1.TipStatus
-	(*v1.PageResponse)(nil),                // 57: ttip.common.v1.PageResponse
-	(*Payout)(nil),                         // 58: ttip.payment.v1.Payout
-	(PayoutStatus)(0),                      // 59: ttip.payment.v1.PayoutStatus
-	(*PayoutSettings)(nil),                 // 60: ttip.payment.v1.PayoutSettings
-	(*PaymentMethod)(nil),                  // 61: ttip.payment.v1.PaymentMethod
-	(AlertStatus)(0),                       // 62: ttip.payment.v1.AlertStatus
-	(FraudReason)(0),                       // 63: ttip.payment.v1.FraudReason
-	(*FraudAlert)(nil),                     // 64: ttip.payment.v1.FraudAlert
-	(*UnmatchedCallback)(nil),              // 65: ttip.payment.v1.UnmatchedCallback
-	(*SuspensePayment)(nil),                // 66: ttip.payment.v1.SuspensePayment
+	(*SearchTipsRequest)(nil),              // 52: ttip.payment.v1.SearchTipsRequest
+	(*SearchTipsResponse)(nil),             // 53: ttip.payment.v1.SearchTipsResponse
+	(*SearchPayoutsRequest)(nil),           // 54: ttip.payment.v1.SearchPayoutsRequest
+	(*SearchPayoutsResponse)(nil),          // 55: ttip.payment.v1.SearchPayoutsResponse
+	(*GetPaymentDetailRequest)(nil),        // 56: ttip.payment.v1.GetPaymentDetailRequest
+	(*GetPaymentDetailResponse)(nil),       // 57: ttip.payment.v1.GetPaymentDetailResponse
+	(*RequeryPaymentRequest)(nil),          // 58: ttip.payment.v1.RequeryPaymentRequest
+	(*RequeryPaymentResponse)(nil),         // 59: ttip.payment.v1.RequeryPaymentResponse
+	(*v1.Money)(nil),                       // 60: ttip.common.v1.Money
+	(CardProvider)(0),                      // 61: ttip.payment.v1.CardProvider
+	(*Tip)(nil),                            // 62: ttip.payment.v1.Tip
+	(*v1.PageRequest)(nil),                 // 63: ttip.common.v1.PageRequest
+	(TipStatus)(0),                         // 64: ttip.payment.v1.TipStatus
+	(*v1.PageResponse)(nil),                // 65: ttip.common.v1.PageResponse
+	(*Payout)(nil),                         // 66: ttip.payment.v1.Payout
+	(PayoutStatus)(0),                      // 67: ttip.payment.v1.PayoutStatus
+	(*PayoutSettings)(nil),                 // 68: ttip.payment.v1.PayoutSettings
+	(*PaymentMethod)(nil),                  // 69: ttip.payment.v1.PaymentMethod
+	(AlertStatus)(0),                       // 70: ttip.payment.v1.AlertStatus
+	(FraudReason)(0),                       // 71: ttip.payment.v1.FraudReason
+	(*FraudAlert)(nil),                     // 72: ttip.payment.v1.FraudAlert
+	(*UnmatchedCallback)(nil),              // 73: ttip.payment.v1.UnmatchedCallback
+	(*SuspensePayment)(nil),                // 74: ttip.payment.v1.SuspensePayment
+	(*timestamppb.Timestamp)(nil),          // 75: google.protobuf.Timestamp
+	(PaymentMethodKind)(0),                 // 76: ttip.payment.v1.PaymentMethodKind
 }
 var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
-	52, // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
-	53, // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
-	54, // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	54, // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	54, // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	55, // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	56, // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	54, // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	57, // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	54, // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	52, // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
-	58, // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	58, // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	55, // 13: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	59, // 14: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	58, // 15: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	57, // 16: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	60, // 17: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	52, // 18: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	60, // 19: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	61, // 20: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
-	61, // 21: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
-	55, // 22: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
-	62, // 23: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
-	63, // 24: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
-	64, // 25: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	57, // 26: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
-	54, // 27: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	55, // 28: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
-	65, // 29: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	57, // 30: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
-	55, // 31: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
-	66, // 32: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
-	57, // 33: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
-	66, // 34: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
-	54, // 35: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	52, // 36: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
-	54, // 37: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	54, // 38: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	52, // 39: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	0,  // 40: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,  // 41: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,  // 42: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,  // 43: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,  // 44: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10, // 45: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12, // 46: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14, // 47: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	16, // 48: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	18, // 49: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	20, // 50: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	22, // 51: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	24, // 52: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	26, // 53: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	28, // 54: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	30, // 55: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	32, // 56: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	34, // 57: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	36, // 58: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	38, // 59: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	40, // 60: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	42, // 61: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	46, // 62: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	44, // 63: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	50, // 64: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	48, // 65: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,  // 66: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,  // 67: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,  // 68: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,  // 69: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,  // 70: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11, // 71: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13, // 72: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15, // 73: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	17, // 74: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	19, // 75: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	21, // 76: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	23, // 77: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	25, // 78: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	27, // 79: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	29, // 80: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	31, // 81: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	33, // 82: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	35, // 83: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	37, // 84: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	39, // 85: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	41, // 86: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	43, // 87: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	47, // 88: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	45, // 89: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	51, // 90: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	49, // 91: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	66, // [66:92] is the sub-list for method output_type
-	40, // [40:66] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	60, // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
+	61, // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
+	62, // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	62, // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	62, // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	63, // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	64, // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	62, // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	65, // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	62, // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	60, // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
+	66, // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	66, // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	63, // 13: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	67, // 14: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	66, // 15: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	65, // 16: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	68, // 17: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	60, // 18: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	68, // 19: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	69, // 20: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
+	69, // 21: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
+	63, // 22: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
+	70, // 23: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
+	71, // 24: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
+	72, // 25: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	65, // 26: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
+	62, // 27: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	63, // 28: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
+	73, // 29: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	65, // 30: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
+	63, // 31: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
+	74, // 32: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
+	65, // 33: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
+	74, // 34: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	62, // 35: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	60, // 36: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
+	62, // 37: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	62, // 38: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	60, // 39: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	63, // 40: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	64, // 41: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	75, // 42: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	75, // 43: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	76, // 44: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	62, // 45: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	65, // 46: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	63, // 47: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	67, // 48: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	75, // 49: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	75, // 50: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	66, // 51: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	65, // 52: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	62, // 53: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	66, // 54: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	73, // 55: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	72, // 56: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	62, // 57: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	66, // 58: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	0,  // 59: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,  // 60: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,  // 61: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,  // 62: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,  // 63: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10, // 64: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12, // 65: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14, // 66: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	16, // 67: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	18, // 68: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	20, // 69: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	22, // 70: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	24, // 71: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	26, // 72: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	28, // 73: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	30, // 74: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	32, // 75: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	34, // 76: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	36, // 77: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	38, // 78: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	40, // 79: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	42, // 80: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	46, // 81: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	52, // 82: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	54, // 83: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	56, // 84: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	58, // 85: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	44, // 86: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	50, // 87: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	48, // 88: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,  // 89: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,  // 90: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,  // 91: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,  // 92: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,  // 93: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11, // 94: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13, // 95: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15, // 96: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	17, // 97: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	19, // 98: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	21, // 99: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	23, // 100: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	25, // 101: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	27, // 102: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	29, // 103: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	31, // 104: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	33, // 105: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	35, // 106: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	37, // 107: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	39, // 108: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	41, // 109: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	43, // 110: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	47, // 111: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	53, // 112: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	55, // 113: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	57, // 114: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	59, // 115: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	45, // 116: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	51, // 117: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	49, // 118: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	89, // [89:119] is the sub-list for method output_type
+	59, // [59:89] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }
@@ -3224,13 +3961,21 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 		(*ResolveSuspensePaymentRequest_MatchAccountReference)(nil),
 		(*ResolveSuspensePaymentRequest_Refund)(nil),
 	}
+	file_ttip_payment_v1_payment_service_proto_msgTypes[56].OneofWrappers = []any{
+		(*GetPaymentDetailRequest_TipId)(nil),
+		(*GetPaymentDetailRequest_PayoutId)(nil),
+	}
+	file_ttip_payment_v1_payment_service_proto_msgTypes[58].OneofWrappers = []any{
+		(*RequeryPaymentRequest_TipId)(nil),
+		(*RequeryPaymentRequest_PayoutId)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_payment_v1_payment_service_proto_rawDesc), len(file_ttip_payment_v1_payment_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   60,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

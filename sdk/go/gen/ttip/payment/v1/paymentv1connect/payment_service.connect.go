@@ -102,6 +102,18 @@ const (
 	// PaymentAdminServiceRefundTipProcedure is the fully-qualified name of the PaymentAdminService's
 	// RefundTip RPC.
 	PaymentAdminServiceRefundTipProcedure = "/ttip.payment.v1.PaymentAdminService/RefundTip"
+	// PaymentAdminServiceSearchTipsProcedure is the fully-qualified name of the PaymentAdminService's
+	// SearchTips RPC.
+	PaymentAdminServiceSearchTipsProcedure = "/ttip.payment.v1.PaymentAdminService/SearchTips"
+	// PaymentAdminServiceSearchPayoutsProcedure is the fully-qualified name of the
+	// PaymentAdminService's SearchPayouts RPC.
+	PaymentAdminServiceSearchPayoutsProcedure = "/ttip.payment.v1.PaymentAdminService/SearchPayouts"
+	// PaymentAdminServiceGetPaymentDetailProcedure is the fully-qualified name of the
+	// PaymentAdminService's GetPaymentDetail RPC.
+	PaymentAdminServiceGetPaymentDetailProcedure = "/ttip.payment.v1.PaymentAdminService/GetPaymentDetail"
+	// PaymentAdminServiceRequeryPaymentProcedure is the fully-qualified name of the
+	// PaymentAdminService's RequeryPayment RPC.
+	PaymentAdminServiceRequeryPaymentProcedure = "/ttip.payment.v1.PaymentAdminService/RequeryPayment"
 	// PaymentInternalServiceReconcilePendingProcedure is the fully-qualified name of the
 	// PaymentInternalService's ReconcilePending RPC.
 	PaymentInternalServiceReconcilePendingProcedure = "/ttip.payment.v1.PaymentInternalService/ReconcilePending"
@@ -560,6 +572,18 @@ type PaymentAdminServiceClient interface {
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
 	// is not a paid card tip, is disputed, or the worker's balance cannot cover it.
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
+	// Tips across all workers, newest first, with filters.
+	SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error)
+	// Payouts across all workers, newest first, with filters.
+	SearchPayouts(context.Context, *connect.Request[v1.SearchPayoutsRequest]) (*connect.Response[v1.SearchPayoutsResponse], error)
+	// One tip or payout with every callback received for it (raw), its fraud
+	// alerts and the id of its ledger entry (WalletAdminService.GetJournalEntry).
+	GetPaymentDetail(context.Context, *connect.Request[v1.GetPaymentDetailRequest]) (*connect.Response[v1.GetPaymentDetailResponse], error)
+	// Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
+	// status) outcome and settles it as the reconciler would; a payout is never
+	// sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
+	// itself (the provider's answer does), so no device step-up.
+	RequeryPayment(context.Context, *connect.Request[v1.RequeryPaymentRequest]) (*connect.Response[v1.RequeryPaymentResponse], error)
 }
 
 // NewPaymentAdminServiceClient constructs a client for the ttip.payment.v1.PaymentAdminService
@@ -636,6 +660,33 @@ func NewPaymentAdminServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithSchema(paymentAdminServiceMethods.ByName("RefundTip")),
 			connect.WithClientOptions(opts...),
 		),
+		searchTips: connect.NewClient[v1.SearchTipsRequest, v1.SearchTipsResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceSearchTipsProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("SearchTips")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		searchPayouts: connect.NewClient[v1.SearchPayoutsRequest, v1.SearchPayoutsResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceSearchPayoutsProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("SearchPayouts")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		getPaymentDetail: connect.NewClient[v1.GetPaymentDetailRequest, v1.GetPaymentDetailResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceGetPaymentDetailProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("GetPaymentDetail")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		requeryPayment: connect.NewClient[v1.RequeryPaymentRequest, v1.RequeryPaymentResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceRequeryPaymentProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("RequeryPayment")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -651,6 +702,10 @@ type paymentAdminServiceClient struct {
 	listSuspensePayments   *connect.Client[v1.ListSuspensePaymentsRequest, v1.ListSuspensePaymentsResponse]
 	resolveSuspensePayment *connect.Client[v1.ResolveSuspensePaymentRequest, v1.ResolveSuspensePaymentResponse]
 	refundTip              *connect.Client[v1.RefundTipRequest, v1.RefundTipResponse]
+	searchTips             *connect.Client[v1.SearchTipsRequest, v1.SearchTipsResponse]
+	searchPayouts          *connect.Client[v1.SearchPayoutsRequest, v1.SearchPayoutsResponse]
+	getPaymentDetail       *connect.Client[v1.GetPaymentDetailRequest, v1.GetPaymentDetailResponse]
+	requeryPayment         *connect.Client[v1.RequeryPaymentRequest, v1.RequeryPaymentResponse]
 }
 
 // ListFraudAlerts calls ttip.payment.v1.PaymentAdminService.ListFraudAlerts.
@@ -703,6 +758,26 @@ func (c *paymentAdminServiceClient) RefundTip(ctx context.Context, req *connect.
 	return c.refundTip.CallUnary(ctx, req)
 }
 
+// SearchTips calls ttip.payment.v1.PaymentAdminService.SearchTips.
+func (c *paymentAdminServiceClient) SearchTips(ctx context.Context, req *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error) {
+	return c.searchTips.CallUnary(ctx, req)
+}
+
+// SearchPayouts calls ttip.payment.v1.PaymentAdminService.SearchPayouts.
+func (c *paymentAdminServiceClient) SearchPayouts(ctx context.Context, req *connect.Request[v1.SearchPayoutsRequest]) (*connect.Response[v1.SearchPayoutsResponse], error) {
+	return c.searchPayouts.CallUnary(ctx, req)
+}
+
+// GetPaymentDetail calls ttip.payment.v1.PaymentAdminService.GetPaymentDetail.
+func (c *paymentAdminServiceClient) GetPaymentDetail(ctx context.Context, req *connect.Request[v1.GetPaymentDetailRequest]) (*connect.Response[v1.GetPaymentDetailResponse], error) {
+	return c.getPaymentDetail.CallUnary(ctx, req)
+}
+
+// RequeryPayment calls ttip.payment.v1.PaymentAdminService.RequeryPayment.
+func (c *paymentAdminServiceClient) RequeryPayment(ctx context.Context, req *connect.Request[v1.RequeryPaymentRequest]) (*connect.Response[v1.RequeryPaymentResponse], error) {
+	return c.requeryPayment.CallUnary(ctx, req)
+}
+
 // PaymentAdminServiceHandler is an implementation of the ttip.payment.v1.PaymentAdminService
 // service.
 type PaymentAdminServiceHandler interface {
@@ -727,6 +802,18 @@ type PaymentAdminServiceHandler interface {
 	// share is taken back from the wallet first. FAILED_PRECONDITION when the tip
 	// is not a paid card tip, is disputed, or the worker's balance cannot cover it.
 	RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error)
+	// Tips across all workers, newest first, with filters.
+	SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error)
+	// Payouts across all workers, newest first, with filters.
+	SearchPayouts(context.Context, *connect.Request[v1.SearchPayoutsRequest]) (*connect.Response[v1.SearchPayoutsResponse], error)
+	// One tip or payout with every callback received for it (raw), its fraud
+	// alerts and the id of its ledger entry (WalletAdminService.GetJournalEntry).
+	GetPaymentDetail(context.Context, *connect.Request[v1.GetPaymentDetailRequest]) (*connect.Response[v1.GetPaymentDetailResponse], error)
+	// Asks M-Pesa now for a pending tip's (STK query) or payout's (transaction
+	// status) outcome and settles it as the reconciler would; a payout is never
+	// sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
+	// itself (the provider's answer does), so no device step-up.
+	RequeryPayment(context.Context, *connect.Request[v1.RequeryPaymentRequest]) (*connect.Response[v1.RequeryPaymentResponse], error)
 }
 
 // NewPaymentAdminServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -799,6 +886,33 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 		connect.WithSchema(paymentAdminServiceMethods.ByName("RefundTip")),
 		connect.WithHandlerOptions(opts...),
 	)
+	paymentAdminServiceSearchTipsHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceSearchTipsProcedure,
+		svc.SearchTips,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("SearchTips")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	paymentAdminServiceSearchPayoutsHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceSearchPayoutsProcedure,
+		svc.SearchPayouts,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("SearchPayouts")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	paymentAdminServiceGetPaymentDetailHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceGetPaymentDetailProcedure,
+		svc.GetPaymentDetail,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("GetPaymentDetail")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	paymentAdminServiceRequeryPaymentHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceRequeryPaymentProcedure,
+		svc.RequeryPayment,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("RequeryPayment")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.payment.v1.PaymentAdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PaymentAdminServiceListFraudAlertsProcedure:
@@ -821,6 +935,14 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 			paymentAdminServiceResolveSuspensePaymentHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceRefundTipProcedure:
 			paymentAdminServiceRefundTipHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceSearchTipsProcedure:
+			paymentAdminServiceSearchTipsHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceSearchPayoutsProcedure:
+			paymentAdminServiceSearchPayoutsHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceGetPaymentDetailProcedure:
+			paymentAdminServiceGetPaymentDetailHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceRequeryPaymentProcedure:
+			paymentAdminServiceRequeryPaymentHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -868,6 +990,22 @@ func (UnimplementedPaymentAdminServiceHandler) ResolveSuspensePayment(context.Co
 
 func (UnimplementedPaymentAdminServiceHandler) RefundTip(context.Context, *connect.Request[v1.RefundTipRequest]) (*connect.Response[v1.RefundTipResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.RefundTip is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) SearchTips(context.Context, *connect.Request[v1.SearchTipsRequest]) (*connect.Response[v1.SearchTipsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.SearchTips is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) SearchPayouts(context.Context, *connect.Request[v1.SearchPayoutsRequest]) (*connect.Response[v1.SearchPayoutsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.SearchPayouts is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) GetPaymentDetail(context.Context, *connect.Request[v1.GetPaymentDetailRequest]) (*connect.Response[v1.GetPaymentDetailResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.GetPaymentDetail is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) RequeryPayment(context.Context, *connect.Request[v1.RequeryPaymentRequest]) (*connect.Response[v1.RequeryPaymentResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.RequeryPayment is not implemented"))
 }
 
 // PaymentInternalServiceClient is a client for the ttip.payment.v1.PaymentInternalService service.

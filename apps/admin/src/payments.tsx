@@ -1,0 +1,192 @@
+// Payments: tips and payouts across all workers with filters and paging; a
+// payment's detail with its raw callbacks, alerts and ledger entry; re-query
+// of a stuck M-Pesa attempt.
+import { useEffect, useState, type FormEvent } from "react";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { PaymentMethodKind, PayoutStatus, TipStatus, type Payout, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import type { JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
+import { Action, Section, money, when } from "./ui";
+
+const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
+const enumOptions = (e: Record<string, string | number>) => Object.entries(e).filter(([, v]) => typeof v === "number" && v !== 0) as Array<[string, number]>;
+
+interface Filter {
+  kind: "tips" | "payouts";
+  status: number;
+  method: number;
+  from: string;
+  to: string;
+  minShillings: string;
+  maxShillings: string;
+  resultCode: string;
+  workerId: string;
+}
+const EMPTY: Filter = { kind: "tips", status: 0, method: 0, from: "", to: "", minShillings: "", maxShillings: "", resultCode: "", workerId: "" };
+
+/** Whole shillings as typed, to minor units; the API names the field if it is wrong. */
+function minor(shillings: string, field: string): bigint {
+  if (!shillings.trim()) return 0n;
+  if (!/^\d{1,12}$/.test(shillings.trim())) throw new Error(`${field}: whole shillings, digits only`);
+  return BigInt(shillings.trim()) * 100n;
+}
+
+export function Payments({ session }: { session: Session }) {
+  const [filter, setFilter] = useState<Filter>(EMPTY);
+  const [tips, setTips] = useState<Tip[]>([]);
+  const [payouts, setPayouts] = useState<Payout[]>([]);
+  const [next, setNext] = useState("");
+  const [error, setError] = useState("");
+  const [selected, setSelected] = useState<{ case: "tipId" | "payoutId"; value: string }>();
+  const payment = api(PaymentAdminService);
+
+  const load = async (pageToken = "") => {
+    setError("");
+    try {
+      const common = {
+        page: { pageSize: 25, pageToken },
+        from: filter.from ? timestampFromDate(new Date(filter.from)) : undefined,
+        to: filter.to ? timestampFromDate(new Date(filter.to)) : undefined,
+        minAmountMinor: minor(filter.minShillings, "min_amount"),
+        maxAmountMinor: minor(filter.maxShillings, "max_amount"),
+        resultCode: filter.resultCode.trim(),
+        workerId: filter.workerId.trim(),
+      };
+      if (filter.kind === "tips") {
+        const r = await payment.searchTips({ ...common, status: filter.status, method: filter.method });
+        setTips(pageToken ? [...tips, ...r.tips] : r.tips);
+        setNext(r.page?.nextPageToken ?? "");
+      } else {
+        const r = await payment.searchPayouts({ ...common, status: filter.status });
+        setPayouts(pageToken ? [...payouts, ...r.payouts] : r.payouts);
+        setNext(r.page?.nextPageToken ?? "");
+      }
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  useEffect(() => void load(), [filter.kind]);
+  const set = (patch: Partial<Filter>) => setFilter({ ...filter, ...patch });
+
+  return (
+    <div className="split">
+      <div>
+        <form className="inline" aria-label="Payment filters" onSubmit={(e: FormEvent) => (e.preventDefault(), void load())}>
+          <select aria-label="Kind" value={filter.kind} onChange={(e) => setFilter({ ...EMPTY, kind: e.target.value as Filter["kind"] })}>
+            <option value="tips">Tips</option>
+            <option value="payouts">Payouts</option>
+          </select>
+          <select aria-label="Status" value={filter.status} onChange={(e) => set({ status: Number(e.target.value) })}>
+            <option value={0}>any status</option>
+            {enumOptions(filter.kind === "tips" ? TipStatus : PayoutStatus).map(([n, v]) => <option key={v} value={v}>{words(n)}</option>)}
+          </select>
+          {filter.kind === "tips" && (
+            <select aria-label="Method" value={filter.method} onChange={(e) => set({ method: Number(e.target.value) })}>
+              <option value={0}>any method</option>
+              {enumOptions(PaymentMethodKind).map(([n, v]) => <option key={v} value={v}>{words(n)}</option>)}
+            </select>
+          )}
+          <input aria-label="From" type="datetime-local" value={filter.from} onChange={(e) => set({ from: e.target.value })} />
+          <input aria-label="To" type="datetime-local" value={filter.to} onChange={(e) => set({ to: e.target.value })} />
+          <input aria-label="Min KES" placeholder="min KES" size={7} value={filter.minShillings} onChange={(e) => set({ minShillings: e.target.value })} />
+          <input aria-label="Max KES" placeholder="max KES" size={7} value={filter.maxShillings} onChange={(e) => set({ maxShillings: e.target.value })} />
+          <input aria-label="Result code" placeholder="result code" size={8} value={filter.resultCode} onChange={(e) => set({ resultCode: e.target.value })} />
+          <input aria-label="Worker id" placeholder="worker id" value={filter.workerId} onChange={(e) => set({ workerId: e.target.value })} />
+          <button>Filter</button>
+        </form>
+        {error && <p role="alert" className="error">{error}</p>}
+        {filter.kind === "tips" ? (
+          <table>
+            <thead><tr><th>When</th><th>Amount</th><th>Method</th><th>Status</th><th>Code</th><th>Worker</th></tr></thead>
+            <tbody>
+              {tips.map((t) => (
+                <tr key={t.tipId} data-tip-id={t.tipId} className={selected?.value === t.tipId ? "selected" : undefined}>
+                  <td><button className="link" onClick={() => setSelected({ case: "tipId", value: t.tipId })}>{when(t.createdAt)}</button></td>
+                  <td>{money(t.amount)}</td><td>{words(PaymentMethodKind[t.method])}</td><td>{words(TipStatus[t.status])}</td><td>{t.resultCode}</td><td><code>{t.workerId.slice(0, 8)}</code></td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        ) : (
+          <table>
+            <thead><tr><th>When</th><th>Amount</th><th>Status</th><th>Code</th><th>Worker</th></tr></thead>
+            <tbody>
+              {payouts.map((p) => (
+                <tr key={p.payoutId} data-payout-id={p.payoutId} className={selected?.value === p.payoutId ? "selected" : undefined}>
+                  <td><button className="link" onClick={() => setSelected({ case: "payoutId", value: p.payoutId })}>{when(p.createdAt)}</button></td>
+                  <td>{money(p.amount)}</td><td>{words(PayoutStatus[p.status])}</td><td>{p.resultCode}</td><td><code>{p.workerId.slice(0, 8)}</code></td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+        {!error && !(filter.kind === "tips" ? tips : payouts).length && <p className="muted">Nothing matches.</p>}
+        {next && <button onClick={() => void load(next)}>More</button>}
+      </div>
+      {selected && <PaymentDetail key={selected.value} subject={selected} session={session} />}
+    </div>
+  );
+}
+
+function PaymentDetail({ subject, session }: { subject: { case: "tipId" | "payoutId"; value: string }; session: Session }) {
+  const [detail, setDetail] = useState<GetPaymentDetailResponse>();
+  const [entry, setEntry] = useState<JournalEntry>();
+  const [error, setError] = useState("");
+  const moneyRole = hasRole(session, ...MONEY_ROLES);
+  const load = async () => {
+    try {
+      const d = await api(PaymentAdminService).getPaymentDetail({ subject });
+      setDetail(d);
+      // The ledger is finance's and admin's to read.
+      if (d.ledgerEntryId && moneyRole) setEntry((await api(WalletAdminService).getJournalEntry({ entryId: d.ledgerEntryId })).entry);
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  useEffect(() => void load(), [subject.value]);
+  if (error) return <p role="alert" className="error">{error}</p>;
+  if (!detail) return <p className="muted">Loading…</p>;
+  const t = detail.tip;
+  const p = detail.payout;
+  const pending = t ? t.status === TipStatus.PENDING : p ? p.status === PayoutStatus.PENDING || p.status === PayoutStatus.RESOLVING : false;
+  return (
+    <div className="detail" aria-label="Payment detail">
+      <h2>{t ? "Tip" : "Payout"} <code>{subject.value}</code></h2>
+      <dl>
+        <dt>Amount</dt><dd>{money(t?.amount ?? p?.amount)}</dd>
+        <dt>Status</dt><dd data-testid="payment-status">{t ? words(TipStatus[t.status]) : words(PayoutStatus[p!.status])}</dd>
+        <dt>Result</dt><dd>{t?.resultCode ?? p?.resultCode} {t?.resultMessage ?? p?.resultMessage}</dd>
+        <dt>Receipt</dt><dd>{t?.mpesaReceipt ?? p?.mpesaReceipt}</dd>
+        <dt>Worker</dt><dd><code>{t?.workerId ?? p?.workerId}</code></dd>
+        <dt>Phone</dt><dd>{t?.customerPhoneMasked ?? p?.recipientPhoneMasked}</dd>
+        {p && <><dt>Hold</dt><dd>{detail.holdState} {detail.holdId}</dd><dt>Queries</dt><dd>{detail.statusQueries}</dd></>}
+      </dl>
+      {pending && <Action label="Re-query M-Pesa" disabledWhy={moneyRole ? undefined : "needs the finance or admin role"} run={async () => void (await api(PaymentAdminService).requeryPayment({ subject }))} done={() => void load()} />}
+      <Section title="Ledger">
+        {!detail.ledgerEntryId && <p className="muted">No ledger entry {t ? "yet" : "(payouts settle a wallet hold)"}.</p>}
+        {detail.ledgerEntryId && !moneyRole && <p className="muted">Entry {detail.ledgerEntryId} ({detail.ledgerCreditKind}); the ledger is for finance and admins.</p>}
+        {entry && (
+          <table aria-label="Ledger entry">
+            <thead><tr><th>Account</th><th>Amount</th><th>Memo</th></tr></thead>
+            <tbody>{entry.postings.map((x, i) => <tr key={i}><td><code>{x.accountId}</code></td><td>{money(x.amount)}</td><td>{x.memo}</td></tr>)}</tbody>
+          </table>
+        )}
+      </Section>
+      <Section title={`Callbacks (${detail.callbacks.length})`}>
+        {detail.callbacks.map((c) => (
+          <details key={c.callbackId}>
+            <summary>{when(c.receivedAt)} · {c.source} · from {c.remoteAddress}</summary>
+            <pre className="raw">{new TextDecoder().decode(c.rawBody)}</pre>
+          </details>
+        ))}
+      </Section>
+      {detail.alerts.length > 0 && (
+        <Section title="Alerts">
+          <ul>{detail.alerts.map((a) => <li key={a.alertId}>{when(a.createdAt)}: {a.detail}</li>)}</ul>
+        </Section>
+      )}
+    </div>
+  );
+}

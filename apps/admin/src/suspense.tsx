@@ -1,0 +1,59 @@
+// Suspense: paybill payments that could not be credited as they came; an
+// admin or finance matches one to a worker's code or marks it for refund,
+// with a reason (the audit trail), after a device step-up.
+import { useEffect, useState } from "react";
+import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import type { SuspensePayment } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
+import { Action, money, when } from "./ui";
+
+export function Suspense({ session }: { session: Session }) {
+  const [payments, setPayments] = useState<SuspensePayment[]>([]);
+  const [all, setAll] = useState(false);
+  const [codes, setCodes] = useState<Record<string, string>>({});
+  const [error, setError] = useState("");
+  const payment = api(PaymentAdminService);
+  const noMoney = hasRole(session, ...MONEY_ROLES) ? undefined : "needs the finance or admin role";
+  const load = async () => {
+    setError("");
+    try {
+      setPayments((await payment.listSuspensePayments({ includeResolved: all, page: { pageSize: 50 } })).payments);
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  useEffect(() => void load(), [all]);
+  return (
+    <div>
+      <label className="check"><input type="checkbox" checked={all} onChange={(e) => setAll(e.target.checked)} /> include resolved</label>
+      {error && <p role="alert" className="error">{error}</p>}
+      <table>
+        <thead><tr><th>Received</th><th>Receipt</th><th>Amount</th><th>Typed reference</th><th>Why</th><th>State</th><th>Resolve</th></tr></thead>
+        <tbody>
+          {payments.map((p) => (
+            <tr key={p.receipt} data-receipt={p.receipt}>
+              <td>{when(p.receivedAt)}</td>
+              <td><code>{p.receipt}</code></td>
+              <td>{money(p.amount)}</td>
+              <td>{p.accountReference}</td>
+              <td>{p.reason}{p.suggestions.length ? ` (did they mean ${p.suggestions.join(", ")}?)` : ""}</td>
+              <td>{p.resolution}{p.tipId ? ` → tip ${p.tipId.slice(0, 8)}` : ""}</td>
+              <td>
+                {p.resolution === "open" && (
+                  <>
+                    <input aria-label={`Code for ${p.receipt}`} placeholder="worker code" size={8} value={codes[p.receipt] ?? p.suggestions[0] ?? ""} onChange={(e) => setCodes({ ...codes, [p.receipt]: e.target.value })} />
+                    <Action label="Match" reason="Reason" disabledWhy={noMoney} done={() => void load()}
+                      run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "matchAccountReference", value: (codes[p.receipt] ?? p.suggestions[0] ?? "").trim() }, note }, await stepUp()))} />
+                    <Action label="Refund" reason="Reason" danger disabledWhy={noMoney} done={() => void load()}
+                      run={async (note) => void (await payment.resolveSuspensePayment({ receipt: p.receipt, action: { case: "refund", value: true }, note }, await stepUp()))} />
+                  </>
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {!payments.length && !error && <p className="muted">Nothing in suspense.</p>}
+    </div>
+  );
+}

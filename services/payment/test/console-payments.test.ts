@@ -1,0 +1,118 @@
+// The admin console's payments: tips and payouts across workers with filters
+// and paging, one tip's raw callbacks and ledger entry, and a re-query that
+// recovers a tip whose callback was lost.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { PaymentMethodKind, PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { callerHeaders } from "@ttip/runtime";
+import { eventually, phone, startHarness, type Harness } from "./setup.js";
+
+const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
+const message = (p: Promise<unknown>) => p.then(() => "", (e) => `${Code[ConnectError.from(e).code]} ${ConnectError.from(e).rawMessage}`);
+
+describe("payments in the admin console", () => {
+  let h: Harness;
+  let pay: ReturnType<typeof createClient<typeof PaymentService>>;
+  let support: ReturnType<typeof createClient<typeof PaymentAdminService>>;
+  let finance: ReturnType<typeof createClient<typeof PaymentAdminService>>;
+  const worker = randomUUID();
+  const other = randomUUID();
+  const tips: Record<string, string> = {};
+  const started = new Date(Date.now() - 1000);
+
+  const tip = async (workerId: string, shillings: number, mpesaPhone = phone()) =>
+    (await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workerId }, amount: KES(shillings), payment: { case: "mpesaPhone", value: mpesaPhone } })).tip!.tipId;
+  const statusOf = async (tipId: string) => (await pay.getTip({ tipId })).tip!.status;
+
+  before(async () => {
+    // No automatic STK query for a long while: only the admin's re-query recovers the lost callback.
+    h = await startHarness({ stkDeadlineMs: 600_000 });
+    pay = h.t.client(PaymentService);
+    support = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["support"] });
+    finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    tips.ok100 = await tip(worker, 100);
+    tips.ok300 = await tip(worker, 300);
+    const cancelled = phone();
+    h.sim.script({ phone: `254${cancelled.slice(1)}` }, { stk: "cancelled" });
+    tips.cancelled = await tip(worker, 200, cancelled);
+    tips.other = await tip(other, 150);
+    const lost = phone();
+    h.sim.script({ phone: `254${lost.slice(1)}` }, { stk: "lost" });
+    tips.lost = await tip(worker, 120, lost);
+    await eventually(async () => (await statusOf(tips.ok100)) === TipStatus.SUCCEEDED && (await statusOf(tips.ok300)) === TipStatus.SUCCEEDED
+      && (await statusOf(tips.other)) === TipStatus.SUCCEEDED && (await statusOf(tips.cancelled)) === TipStatus.FAILED, "tips settled");
+  });
+  after(() => h?.close());
+
+  test("filters: status, amount range, method, result code, worker, dates; keyset paging covers each tip once", async () => {
+    const ids = async (req: Parameters<typeof support.searchTips>[0]) => (await support.searchTips(req)).tips.map((t) => t.tipId).sort();
+    assert.deepEqual(await ids({ workerId: worker, status: TipStatus.SUCCEEDED }), [tips.ok100, tips.ok300].sort());
+    assert.deepEqual(await ids({ workerId: worker, minAmountMinor: 150_00n, maxAmountMinor: 300_00n }), [tips.cancelled, tips.ok300].sort());
+    assert.deepEqual(await ids({ resultCode: "1032", workerId: worker }), [tips.cancelled]);
+    assert.deepEqual(await ids({ workerId: other }), [tips.other]);
+    assert.deepEqual(await ids({ workerId: worker, method: PaymentMethodKind.CARD }), []);
+    assert.equal((await ids({ workerId: worker, method: PaymentMethodKind.MPESA })).length, 4);
+    assert.deepEqual(await ids({ workerId: worker, to: timestampFromDate(started) }), []);
+    const seen: string[] = [];
+    let pageToken = "";
+    do {
+      const r = await support.searchTips({ from: timestampFromDate(started), page: { pageSize: 2, pageToken } });
+      seen.push(...r.tips.map((t) => t.tipId));
+      pageToken = r.page!.nextPageToken;
+    } while (pageToken);
+    assert.deepEqual([...seen].sort(), Object.values(tips).sort(), "every tip once, across pages");
+    // Bad input names the field and is never INTERNAL.
+    assert.match(await message(support.searchTips({ minAmountMinor: 500n, maxAmountMinor: 100n })), /^InvalidArgument max_amount_minor/);
+    assert.match(await message(support.searchTips({ from: timestampFromDate(new Date()), to: timestampFromDate(started) })), /^InvalidArgument to:/);
+    assert.match(await message(support.searchTips({ workerId: "not-a-uuid" })), /^InvalidArgument .*worker_id/);
+    assert.match(await message(support.searchPayouts({ resultCode: "x".repeat(41) })), /^InvalidArgument .*result_code/);
+  });
+
+  test("a tip's detail: the raw STK callback as received and the ledger entry that credited the worker", async () => {
+    const detail = await support.getPaymentDetail({ subject: { case: "tipId", value: tips.ok100 } });
+    assert.equal(detail.tip!.tipId, tips.ok100);
+    assert.ok(detail.callbacks.length >= 1, "the callback is stored raw");
+    const raw = JSON.parse(Buffer.from(detail.callbacks[0].rawBody).toString());
+    assert.equal(raw.Body.stkCallback.ResultCode, 0);
+    await eventually(async () => (await support.getPaymentDetail({ subject: { case: "tipId", value: tips.ok100 } })).ledgerEntryId, "credit recorded");
+    const { ledgerEntryId, ledgerCreditKind } = await support.getPaymentDetail({ subject: { case: "tipId", value: tips.ok100 } });
+    assert.equal(ledgerCreditKind, "worker");
+    const entry = await createClient(WalletAdminService, h.t.ctx.peers("wallet")).getJournalEntry({ entryId: ledgerEntryId }, { headers: callerHeaders(randomUUID(), "finance") });
+    assert.ok(entry.entry, "the wallet knows the entry");
+    assert.match(await message(support.getPaymentDetail({ subject: { case: "tipId", value: randomUUID() } })), /^NotFound tip_id/);
+    assert.match(await message(support.getPaymentDetail({})), /^InvalidArgument/);
+  });
+
+  test("re-query: a tip whose callback was lost is settled by the STK query; support may not; a settled tip has nothing to re-query", async () => {
+    assert.equal(await statusOf(tips.lost), TipStatus.PENDING);
+    assert.match(await message(support.requeryPayment({ subject: { case: "tipId", value: tips.lost } })), /^PermissionDenied/);
+    const r = await finance.requeryPayment({ subject: { case: "tipId", value: tips.lost } });
+    assert.equal(r.tip!.status, TipStatus.SUCCEEDED);
+    assert.match(await message(finance.requeryPayment({ subject: { case: "tipId", value: tips.lost } })), /^FailedPrecondition tip_id: the tip is succeeded/);
+    await eventually(async () => (await h.balance(worker)) > 0n, "credited");
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("payouts across workers: filters and detail with the raw B2C result and the wallet hold", async () => {
+    const saver = randomUUID();
+    await h.t.client(PaymentService, { subject: saver, roles: ["worker"] }).updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: phone() });
+    await tip(saver, 100);
+    const paid = await eventually(async () => (await support.searchPayouts({ workerId: saver, status: PayoutStatus.SUCCEEDED })).payouts[0], "the automatic payout paid");
+    assert.deepEqual((await support.searchPayouts({ workerId: saver, status: PayoutStatus.FAILED })).payouts, []);
+    assert.deepEqual((await support.searchPayouts({ workerId: worker })).payouts, []);
+    assert.equal((await support.searchPayouts({ workerId: saver, minAmountMinor: paid.amount!.amountMinor + 1n })).payouts.length, 0);
+    const detail = await eventually(async () => {
+      const d = await support.getPaymentDetail({ subject: { case: "payoutId", value: paid.payoutId } });
+      return d.holdState === "settled" && d.callbacks.length ? d : undefined;
+    }, "the hold settled");
+    assert.equal(JSON.parse(Buffer.from(detail.callbacks[0].rawBody).toString()).Result.ResultCode, 0);
+    assert.match(await message(finance.requeryPayment({ subject: { case: "payoutId", value: paid.payoutId } })), /^FailedPrecondition payout_id: the payout is succeeded/);
+    assert.match(await message(support.getPaymentDetail({ subject: { case: "payoutId", value: randomUUID() } })), /^NotFound payout_id/);
+    assert.match(await message(finance.requeryPayment({ subject: { case: "payoutId", value: randomUUID() } })), /^NotFound payout_id/);
+  });
+});
