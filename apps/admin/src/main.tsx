@@ -14,6 +14,7 @@ import { Money } from "./money";
 import { Payments } from "./payments";
 import { ClaimFirstAdmin, SignIn } from "./signin";
 import { Suspense } from "./suspense";
+import { Templates } from "./templates";
 import { Users } from "./users";
 import "./styles.css";
 
@@ -23,6 +24,7 @@ const SCREENS = {
   fraud: { title: "Fraud", roles: CONSOLE_ROLES, render: (s: Session) => <Fraud session={s} /> },
   suspense: { title: "Suspense", roles: CONSOLE_ROLES, render: (s: Session) => <Suspense session={s} /> },
   money: { title: "Money", roles: ["admin", "finance"], render: () => <Money /> },
+  templates: { title: "Templates", roles: CONSOLE_ROLES, render: (s: Session) => <Templates session={s} /> },
   audit: { title: "Audit log", roles: CONSOLE_ROLES, render: () => <Audit /> },
 } as const;
 type ScreenName = keyof typeof SCREENS;
