@@ -14,7 +14,7 @@ import {
 } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService, GetVenueAnalyticsResponseSchema, type GetVenueAnalyticsResponse } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { callerHeaders, MONEY_VIEWERS, requireCaller, type Principal, type Role, type ServiceContext } from "@ttip/runtime";
+import { callerHeaders, DependencyUnavailableError, fieldError, MONEY_VIEWERS, PermissionDeniedError, requireCaller, type Principal, type Role, type ServiceContext } from "@ttip/runtime";
 import { toCsv, type Cell } from "./csv.js";
 import { Dim } from "./facts.js";
 import { rollupChanges } from "./ingest.js";
@@ -50,7 +50,7 @@ function periodOf(g: Granularity, range: q.Range): q.Period {
   const p = PERIODS[g];
   // Hourly series over a long range would be thousands of points per call.
   if (p === "hour" && range.to.getTime() - range.from.getTime() > 31 * 24 * 3_600_000) {
-    throw new ConnectError("granularity: hourly figures are served for ranges of at most 31 days", Code.InvalidArgument);
+    throw fieldError("granularity", "hourly figures are served for ranges of at most 31 days");
   }
   return p;
 }
@@ -70,7 +70,7 @@ export class Access {
   async venue(hc: HandlerContext, venueId: string): Promise<Principal> {
     const caller = requireCaller(hc);
     if (caller.roles.includes("admin")) return caller;
-    if (!caller.roles.includes("venue_manager")) throw new ConnectError("venue_id: only a manager of the venue or an admin may see its figures", Code.PermissionDenied);
+    if (!caller.roles.includes("venue_manager")) throw new PermissionDeniedError("venue_id: only a manager of the venue or an admin may see its figures");
     await this.askQr(caller, venueId, "venue_id");
     return caller;
   }
@@ -100,9 +100,9 @@ export class Access {
     } catch (err) {
       const e = ConnectError.from(err);
       if (e.code === Code.PermissionDenied || e.code === Code.NotFound) {
-        throw new ConnectError(`${field}: you may only see your own figures or those of venues you manage`, Code.PermissionDenied);
+        throw new PermissionDeniedError(`${field}: you may only see your own figures or those of venues you manage`);
       }
-      throw new ConnectError(`checking access with the qr service failed: ${e.rawMessage}`, Code.Unavailable);
+      throw new DependencyUnavailableError(`checking access with the qr service failed: ${e.rawMessage}`);
     }
   }
 }
@@ -293,7 +293,7 @@ export function routes(router: ConnectRouter, ctx: ServiceContext, cfg: Analytic
           scope = { dim: Dim.QrCode, id: req.scope.value };
           break;
         default:
-          throw new ConnectError("scope: name a qr_code_id, worker_id or venue_id", Code.InvalidArgument);
+          throw fieldError("scope", "name a qr_code_id, worker_id or venue_id");
       }
       const [steps, fails] = await Promise.all([q.funnel(ctx.pool, scope, range, "KES"), q.failures(ctx.pool, scope, range)]);
       return { steps: funnelSteps(steps), failures: fails };
@@ -317,7 +317,7 @@ export function routes(router: ConnectRouter, ctx: ServiceContext, cfg: Analytic
         const v = create(GetVenueAnalyticsResponseSchema, await venueView(ctx, req.scope.value, range, "day", "KES"));
         return { csv: venueCsv(v), fileName: `ttip-venue-${req.scope.value.slice(0, 8)}-${stamp(range)}.csv` };
       }
-      throw new ConnectError("scope: name a worker_id or venue_id", Code.InvalidArgument);
+      throw fieldError("scope", "name a worker_id or venue_id");
     },
   });
 
@@ -425,7 +425,7 @@ export function routes(router: ConnectRouter, ctx: ServiceContext, cfg: Analytic
           return { csv: toCsv(["figure", "value", "detail"], rows), fileName: name("platform") };
         }
         default:
-          throw new ConnectError("kind: choose a report", Code.InvalidArgument);
+          throw fieldError("kind", "choose a report");
       }
     },
   });

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { withTransaction } from "@ttip/runtime";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { InvalidStateError, NotFoundError, withTransaction } from "@ttip/runtime";
 import { Locale, SessionSchema } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -55,7 +55,7 @@ export function accountHandlers(core: AuthCore): Partial<ServiceImpl<typeof Auth
           WHERE user_id = $1 RETURNING *`,
         [caller.subject, req.displayName, req.photoUrl, req.locale === Locale.UNSPECIFIED ? 0 : req.locale, req.birthYear],
       );
-      if (!rows[0]) throw new ConnectError(`user ${caller.subject} not found`, Code.NotFound);
+      if (!rows[0]) throw new NotFoundError(`user ${caller.subject} not found`);
       return { user: toUser(rows[0]) };
     },
 
@@ -82,7 +82,7 @@ export function accountHandlers(core: AuthCore): Partial<ServiceImpl<typeof Auth
       const revoked = await withTransaction(pool, async (tx) => {
         const owned = await tx.query("SELECT revoked_at FROM auth.sessions WHERE session_id = $1 AND user_id = $2", [req.sessionId, caller.subject]);
         // Someone else's session is as unknown as a missing one.
-        if (!owned.rowCount) throw new ConnectError(`session ${req.sessionId} not found`, Code.NotFound);
+        if (!owned.rowCount) throw new NotFoundError(`session ${req.sessionId} not found`);
         const r = await revokeSessions(tx, "session_id = $1", [req.sessionId], "revoked by user");
         if (r.length) await audit(tx, AuditAction.SESSION_REVOKED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `session ${req.sessionId}` });
         return r;
@@ -93,7 +93,7 @@ export function accountHandlers(core: AuthCore): Partial<ServiceImpl<typeof Auth
 
     async revokeAllSessions(req, ctx) {
       const { caller, sessionId, ip } = await requireSession(core, ctx);
-      if (req.keepCurrent && !sessionId) throw new ConnectError("keep_current: this token names no session", Code.FailedPrecondition);
+      if (req.keepCurrent && !sessionId) throw new InvalidStateError("keep_current: this token names no session");
       const revoked = await withTransaction(pool, async (tx) => {
         const r = req.keepCurrent
           ? await revokeSessions(tx, "user_id = $1 AND session_id <> $2", [caller.subject, sessionId], "revoke all (kept current)")

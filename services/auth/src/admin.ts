@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, CONSOLE_READERS, decodePageToken, decodeTimeIdToken, idempotentRequest, keysetPage, keysetTime, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { claimIdempotencyKey, CONSOLE_READERS, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
 import { AuditEventSchema, PartnerApiKeySchema, SessionSchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -56,7 +56,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
         const before = await getUser(tx, req.userId, true);
         if (before.roles.includes("admin") && !roles.includes("admin")) {
           const others = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) AND user_id <> $1 LIMIT 1", [req.userId]);
-          if (!others.rowCount) throw new ConnectError("roles: this is the last admin; make someone else admin first", Code.FailedPrecondition);
+          if (!others.rowCount) throw new InvalidStateError("roles: this is the last admin; make someone else admin first");
         }
         const { rows } = await tx.query("UPDATE auth.users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId, roles]);
         // Tokens carry roles: losing one ends the sessions that carry it.
@@ -124,7 +124,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       const admin = requireCaller(ctx, "admin");
       const row = await withTransaction(pool, async (tx) => {
         const found = await tx.query("SELECT revoked_at FROM auth.partner_api_keys WHERE key_id = $1 FOR UPDATE", [req.keyId]);
-        if (!found.rows[0]) throw new ConnectError(`partner key ${req.keyId} not found`, Code.NotFound);
+        if (!found.rows[0]) throw new NotFoundError(`partner key ${req.keyId} not found`);
         // Revoking twice changes nothing and is not audited twice.
         if (!found.rows[0].revoked_at) {
           await tx.query("UPDATE auth.partner_api_keys SET revoked_at = now() WHERE key_id = $1", [req.keyId]);
@@ -207,7 +207,7 @@ function consoleHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminSe
       if (UUID.test(q)) add("user_id = ?::uuid", q);
       else if (/^\+?[0-9 ]+$/.test(q)) {
         const digits = q.replace(/\D/g, "");
-        if (digits.length < 3) throw new ConnectError("query: give at least 3 digits of a phone number", Code.InvalidArgument);
+        if (digits.length < 3) throw fieldError("query", "give at least 3 digits of a phone number");
         // 07xx… as people type it is 2547xx… as stored.
         const national = digits.startsWith("0") ? `254${digits.slice(1)}` : digits;
         add("(phone LIKE ? OR phone LIKE ?)", `%${digits}%`, `%${national}%`);
@@ -225,7 +225,7 @@ function consoleHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminSe
 
     async blockUser(req, ctx) {
       const admin = requireCaller(ctx, "admin");
-      if (req.userId === admin.subject) throw new ConnectError("user_id: you cannot block yourself", Code.FailedPrecondition);
+      if (req.userId === admin.subject) throw new InvalidStateError("user_id: you cannot block yourself");
       const { user, revoked } = await withTransaction(pool, async (tx) => {
         const before = await getUser(tx, req.userId, true);
         if (before.blocked_at) return { user: before, revoked: [] };
@@ -279,7 +279,7 @@ function consoleHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminSe
         const r = req.sessionId
           ? await revokeSessions(tx, "user_id = $1 AND session_id = $2", [req.userId, req.sessionId], `revoked by an admin: ${req.reason}`)
           : await revokeSessions(tx, "user_id = $1", [req.userId], `revoked by an admin: ${req.reason}`);
-        if (req.sessionId && !r.length) throw new ConnectError(`session_id: no live session ${req.sessionId} of this user`, Code.NotFound);
+        if (req.sessionId && !r.length) throw new NotFoundError(`session_id: no live session ${req.sessionId} of this user`);
         await audit(tx, AuditAction.SESSION_REVOKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `${r.length} sessions: ${req.reason}` });
         return r;
       });

@@ -4,8 +4,8 @@
 // first person to present it, signed in with a PIN from an admin network,
 // becomes admin. Both steps are audited; once an admin exists no token is
 // issued or accepted again.
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-import { withTransaction, type Pool, type Queryable } from "@ttip/runtime";
+import { type HandlerContext } from "@connectrpc/connect";
+import { InvalidStateError, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
@@ -45,17 +45,17 @@ export async function issueSetupToken(pool: Pool, how = "at start"): Promise<{ t
 export async function claimFirstAdmin(core: AuthCore, setupToken: string, ctx: HandlerContext): Promise<UserRow> {
   const { caller, sessionId, ip } = await requireSession(core, ctx);
   const state = sessionId ? await sessionState(core, sessionId) : undefined;
-  if (!state?.pinVerified) throw new ConnectError("set or enter your PIN first: the first admin must sign in with a PIN", Code.FailedPrecondition);
+  if (!state?.pinVerified) throw new InvalidStateError("set or enter your PIN first: the first admin must sign in with a PIN");
   return withTransaction(core.ctx.pool, async (tx) => {
     await lock(tx);
-    if (await adminExists(tx)) throw new ConnectError("an admin already exists: ask an admin to grant you a role", Code.FailedPrecondition);
+    if (await adminExists(tx)) throw new InvalidStateError("an admin already exists: ask an admin to grant you a role");
     const spent = await tx.query(
       "UPDATE auth.setup_tokens SET spent_at = now(), claimed_by = $2 WHERE token_hash = $1 AND spent_at IS NULL AND expires_at > now() RETURNING 1",
       [sha256(setupToken), caller.subject],
     );
     if (!spent.rowCount) {
       await audit(tx, AuditAction.LOGIN_FAILED, { userId: caller.subject, ip, detail: "wrong, used or expired first-admin setup token" });
-      throw new ConnectError("setup_token: wrong, used or expired; restart the platform or run `main.ts setup-token` for a new one", Code.PermissionDenied);
+      throw new PermissionDeniedError("setup_token: wrong, used or expired; restart the platform or run `main.ts setup-token` for a new one");
     }
     const before = await getUser(tx, caller.subject, true);
     const roles = [...new Set([...before.roles, "admin"])];

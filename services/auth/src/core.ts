@@ -1,6 +1,5 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import type { RateLimiterAbstract } from "rate-limiter-flexible";
-import type { ServiceContext } from "@ttip/runtime";
+import { RateLimitedError, type ServiceContext } from "@ttip/runtime";
 import type { AuthConfig } from "./config.js";
 import { Sealer } from "./crypto.js";
 import { SigningKeys } from "./keys.js";
@@ -58,6 +57,6 @@ export async function consumeOrRefuse(limiter: RateLimiterAbstract, key: string,
   } catch (rejection) {
     if (rejection instanceof Error) throw rejection; // the store failed, not the budget
     const retryAfter = Math.max(1, Math.ceil((rejection as { msBeforeNext: number }).msBeforeNext / 1000));
-    throw new ConnectError(`${what}; retry in ${retryAfter} s`, Code.ResourceExhausted, { "retry-after": String(retryAfter) });
+    throw new RateLimitedError(`${what}; retry in ${retryAfter} s`, retryAfter);
   }
 }

@@ -1,8 +1,8 @@
 import { createPublicKey, randomBytes, randomUUID, verify, type JsonWebKey } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { withTransaction, type Queryable } from "@ttip/runtime";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { fieldError, InvalidStateError, NotFoundError, PermissionDeniedError, type Queryable, withTransaction } from "@ttip/runtime";
 import { DeviceSchema, type Device } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -19,16 +19,16 @@ export function parseDevicePublicKey(json: string): JsonWebKey {
   try {
     jwk = JSON.parse(json);
   } catch {
-    throw new ConnectError("public_key_jwk: not JSON", Code.InvalidArgument);
+    throw fieldError("public_key_jwk", "not JSON");
   }
-  if (jwk === null || typeof jwk !== "object") throw new ConnectError("public_key_jwk: not a JWK object", Code.InvalidArgument);
-  if (jwk.kty !== "EC" || jwk.crv !== "P-256") throw new ConnectError("public_key_jwk: must be an ES256 key (kty EC, crv P-256)", Code.InvalidArgument);
-  if ("d" in jwk) throw new ConnectError("public_key_jwk: this is a private key; send only the public key", Code.InvalidArgument);
+  if (jwk === null || typeof jwk !== "object") throw fieldError("public_key_jwk", "not a JWK object");
+  if (jwk.kty !== "EC" || jwk.crv !== "P-256") throw fieldError("public_key_jwk", "must be an ES256 key (kty EC, crv P-256)");
+  if ("d" in jwk) throw fieldError("public_key_jwk", "this is a private key; send only the public key");
   const key = { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y } as JsonWebKey;
   try {
     createPublicKey({ key, format: "jwk" }); // refuses points not on the curve
   } catch {
-    throw new ConnectError("public_key_jwk: not a valid P-256 public key", Code.InvalidArgument);
+    throw fieldError("public_key_jwk", "not a valid P-256 public key");
   }
   return key;
 }
@@ -45,7 +45,7 @@ function toDevice(r: { device_id: string; name: string; public_key_jwk: string; 
 
 async function ownDevice(db: Queryable, deviceId: string, userId: string) {
   const { rows } = await db.query("SELECT * FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [deviceId, userId]);
-  if (!rows[0]) throw new ConnectError(`device ${deviceId} not found`, Code.NotFound);
+  if (!rows[0]) throw new NotFoundError(`device ${deviceId} not found`);
   return rows[0];
 }
 
@@ -57,7 +57,7 @@ export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthS
       const { caller, sessionId, ip } = await requireSession(core, ctx);
       // Only a session that proved the PIN may add a key that later stands in for it.
       const state = sessionId ? await sessionState(core, sessionId) : undefined;
-      if (!state?.pinVerified) throw new ConnectError("register a device after logging in with the PIN", Code.FailedPrecondition);
+      if (!state?.pinVerified) throw new InvalidStateError("register a device after logging in with the PIN");
       const jwk = parseDevicePublicKey(req.publicKeyJwk);
       const device = await withTransaction(pool, async (tx) => {
         const { rows } = await tx.query(
@@ -104,7 +104,7 @@ export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthS
     async verifyDeviceChallenge(req, ctx) {
       const { caller, ip } = await requireSession(core, ctx);
       const found = await pool.query("SELECT 1 FROM auth.device_challenges WHERE challenge_id = $1 AND user_id = $2", [req.challengeId, caller.subject]);
-      if (!found.rowCount) throw new ConnectError(`challenge ${req.challengeId} not found`, Code.NotFound);
+      if (!found.rowCount) throw new NotFoundError(`challenge ${req.challengeId} not found`);
       // One try per challenge: a wrong signature spends it too.
       const { rows } = await pool.query(
         `UPDATE auth.device_challenges c SET used_at = now()
@@ -115,12 +115,12 @@ export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthS
         [req.challengeId],
       );
       const ch = rows[0];
-      if (!ch) throw new ConnectError("this challenge was used or has expired: ask for a new one", Code.FailedPrecondition);
+      if (!ch) throw new InvalidStateError("this challenge was used or has expired: ask for a new one");
       const key = createPublicKey({ key: JSON.parse(ch.public_key_jwk), format: "jwk" });
       const valid = verify("sha256", ch.challenge, { key, dsaEncoding: "ieee-p1363" }, req.signature);
       if (!valid) {
         await audit(pool, AuditAction.LOGIN_FAILED, { userId: caller.subject, ip, detail: `bad device signature (device ${ch.device_id})` });
-        throw new ConnectError("the signature does not match this device's key", Code.PermissionDenied);
+        throw new PermissionDeniedError("the signature does not match this device's key");
       }
       const stepUpToken = opaqueToken("su");
       const expiresAt = new Date(Date.now() + STEP_UP_TTL_MS);

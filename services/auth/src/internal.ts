@@ -1,15 +1,16 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { type ServiceImpl } from "@connectrpc/connect";
 import type { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { consumeOrRefuse, type AuthCore } from "./core.js";
 import { sameBytes, sha256 } from "./crypto.js";
 import { signPartnerRequest } from "./partner.js";
 import { getUser, toUser } from "./users.js";
+import { DependencyUnavailableError, PermissionDeniedError, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
 
 /** Service-to-service lookups; the gateway never routes these. */
 export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthInternalService>> {
   const { pool } = core.ctx;
-  const refused = (why: string) => new ConnectError(`partner signature refused: ${why}`, Code.Unauthenticated);
+  const refused = (why: string) => new UnauthenticatedError(`partner signature refused: ${why}`);
   return {
     async getUserById(req) {
       const user = await getUser(pool, req.userId);
@@ -31,8 +32,8 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       // The same signed request twice inside the window is a replay.
       // A store that cannot answer is not a replay: UNAVAILABLE, and the partner retries.
       await consumeOrRefuse(core.limits.partnerReplay, `${req.keyId}:${req.signature}`, "this signed request was already used").catch((err) => {
-        if (err instanceof ConnectError && err.code === Code.ResourceExhausted) throw refused("request replayed");
-        throw new ConnectError("cannot check for replays right now; retry shortly", Code.Unavailable);
+        if (err instanceof RateLimitedError) throw refused("request replayed");
+        throw new DependencyUnavailableError("cannot check for replays right now; retry shortly");
       });
       await pool.query("UPDATE auth.partner_api_keys SET last_used_at = now() WHERE key_id = $1", [req.keyId]);
       return { partnerName: key.partner_name, scopes: key.scopes };
@@ -48,7 +49,7 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
           RETURNING t.device_id`,
         [sha256(req.stepUpToken), req.userId, req.purpose],
       );
-      if (!rows[0]) throw new ConnectError("step-up token is invalid, expired or already spent", Code.PermissionDenied);
+      if (!rows[0]) throw new PermissionDeniedError("step-up token is invalid, expired or already spent");
       return { deviceId: rows[0].device_id };
     },
   };

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { emitEvent, fieldError, normalisePhone, parseKenyanMobile, withTransaction } from "@ttip/runtime";
+import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, normalisePhone, parseKenyanMobile, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -24,7 +24,7 @@ const otpDigest = (core: AuthCore, challengeId: string, code: string) => hmacSha
 
 function weakPin(field: string, pin: string, birthYear?: number | null): void {
   const reason = weakPinReason(pin, birthYear);
-  if (reason) throw new ConnectError(`${field}: ${reason}`, Code.InvalidArgument);
+  if (reason) throw fieldError(field, reason);
 }
 
 const userByPhone = async (core: AuthCore, phone: string): Promise<UserRow | undefined> =>
@@ -39,11 +39,11 @@ async function checkOtp(core: AuthCore, challengeId: string, otp: string, ip: st
     [challengeId, OTP_MAX_TRIES],
   );
   const ch = rows[0];
-  if (!ch) throw new ConnectError("this code has expired, was used, or had too many tries: ask for a new one", Code.FailedPrecondition);
+  if (!ch) throw new InvalidStateError("this code has expired, was used, or had too many tries: ask for a new one");
   if (!sameBytes(otpDigest(core, challengeId, otp), ch.code_hash)) {
     const user = await userByPhone(core, ch.phone);
     await audit(core.ctx.pool, AuditAction.LOGIN_FAILED, { userId: user?.user_id, ip, detail: `wrong OTP (${ch.attempts} of ${OTP_MAX_TRIES})` });
-    throw new ConnectError(`otp: wrong code; ${OTP_MAX_TRIES - ch.attempts} tries left`, Code.InvalidArgument);
+    throw fieldError("otp", `wrong code; ${OTP_MAX_TRIES - ch.attempts} tries left`);
   }
   return { phone: ch.phone, locale: ch.locale };
 }
@@ -92,7 +92,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
       } catch (err) {
         core.ctx.logger.warn({ err: (err as Error).message, challengeId }, "OTP delivery failed");
         otps.inc({ outcome: "failed" });
-        throw new ConnectError("the code could not be sent; try again shortly", Code.Unavailable);
+        throw new DependencyUnavailableError("the code could not be sent; try again shortly");
       }
       otps.inc({ outcome: "sent" });
       return {
@@ -111,7 +111,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
           "UPDATE auth.otp_challenges SET verified_at = now() WHERE challenge_id = $1 AND verified_at IS NULL RETURNING 1",
           [req.challengeId],
         );
-        if (!claimed.rowCount) throw new ConnectError("this code was already used", Code.FailedPrecondition);
+        if (!claimed.rowCount) throw new InvalidStateError("this code was already used");
         let user: UserRow | undefined = (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
         let newUser = false;
         if (!user) {
@@ -152,14 +152,14 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
     async setPin(req, ctx) {
       const { caller, sessionId, ip } = await signedIn(ctx);
       const user = await getUser(pool, caller.subject);
-      if (user.pin_hash) throw new ConnectError("a PIN is already set: use ChangePin or ResetPin", Code.FailedPrecondition);
+      if (user.pin_hash) throw new InvalidStateError("a PIN is already set: use ChangePin or ResetPin");
       weakPin("pin", req.pin, user.birth_year);
       const pinHash = await hashPin(req.pin);
       await withTransaction(pool, async (tx) => {
         const set = await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1 AND pin_hash IS NULL", [
           caller.subject, pinHash,
         ]);
-        if (!set.rowCount) throw new ConnectError("a PIN is already set: use ChangePin or ResetPin", Code.FailedPrecondition);
+        if (!set.rowCount) throw new InvalidStateError("a PIN is already set: use ChangePin or ResetPin");
         // Choosing the PIN counts as proving it for this session (e.g. to register a device next).
         if (sessionId) await tx.query("UPDATE auth.sessions SET pin_verified = true WHERE session_id = $1 AND user_id = $2", [sessionId, caller.subject]);
         await audit(tx, AuditAction.PIN_SET, { userId: caller.subject, actorUserId: caller.subject, ip });
@@ -175,16 +175,16 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
         "SELECT user_id FROM auth.pin_sessions WHERE pin_session_id = $1 AND used_at IS NULL AND expires_at > now()",
         [req.pinSessionId],
       );
-      if (!rows[0]) throw new ConnectError("this PIN step has expired or was used: verify the phone again", Code.FailedPrecondition);
+      if (!rows[0]) throw new InvalidStateError("this PIN step has expired or was used: verify the phone again");
       const userId: string = rows[0].user_id;
       if (req.deviceId) {
         const device = await pool.query("SELECT 1 FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [req.deviceId, userId]);
-        if (!device.rowCount) throw new ConnectError("device_id: no such device on this account", Code.InvalidArgument);
+        if (!device.rowCount) throw fieldError("device_id", "no such device on this account");
       }
       await checkPin(core, userId, req.pin, ip);
       const session = await withTransaction(pool, async (tx) => {
         const used = await tx.query("UPDATE auth.pin_sessions SET used_at = now() WHERE pin_session_id = $1 AND used_at IS NULL", [req.pinSessionId]);
-        if (!used.rowCount) throw new ConnectError("this PIN step was already used", Code.FailedPrecondition);
+        if (!used.rowCount) throw new InvalidStateError("this PIN step was already used");
         const user = await getUser(tx, userId);
         const s = await openSession(core, tx, {
           userId, roles: user.roles, deviceId: req.deviceId || undefined, userAgent: userAgentOf(ctx), ip, pinVerified: true,
@@ -217,7 +217,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
       const { phone } = await checkOtp(core, req.challengeId, req.otp, ip,
         `(verified_at IS NULL AND expires_at > now()) OR verified_at > now() - interval '${RESET_WINDOW}'`);
       const user = await userByPhone(core, phone);
-      if (!user) throw new ConnectError("no account uses this phone number: sign up instead", Code.FailedPrecondition);
+      if (!user) throw new InvalidStateError("no account uses this phone number: sign up instead");
       weakPin("new_pin", req.newPin, user.birth_year);
       const pinHash = await hashPin(req.newPin);
       const { session, revoked } = await withTransaction(pool, async (tx) => {
@@ -225,7 +225,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
           "UPDATE auth.otp_challenges SET consumed_at = now(), verified_at = coalesce(verified_at, now()) WHERE challenge_id = $1 AND consumed_at IS NULL",
           [req.challengeId],
         );
-        if (!consumed.rowCount) throw new ConnectError("this code was already used", Code.FailedPrecondition);
+        if (!consumed.rowCount) throw new InvalidStateError("this code was already used");
         const before = await getUser(tx, user.user_id, true);
         await tx.query(
           "UPDATE auth.users SET pin_hash = $2, pin_failures = 0, lockouts = 0, locked_until = NULL, updated_at = now() WHERE user_id = $1",
@@ -252,7 +252,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
 
     async logout(_req, ctx) {
       const { caller, sessionId, ip } = await signedIn(ctx);
-      if (!sessionId) throw new ConnectError("this token names no session", Code.FailedPrecondition);
+      if (!sessionId) throw new InvalidStateError("this token names no session");
       const revoked = await withTransaction(pool, async (tx) => {
         const r = await revokeSessions(tx, "session_id = $1 AND user_id = $2", [sessionId, caller.subject], "logout");
         if (r.length) await audit(tx, AuditAction.SESSION_REVOKED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `logout ${sessionId}` });

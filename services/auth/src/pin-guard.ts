@@ -1,15 +1,13 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import { withTransaction } from "@ttip/runtime";
+import { InvalidStateError, PermissionDeniedError, RateLimitedError, withTransaction } from "@ttip/runtime";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { verifyPin } from "./pin.js";
 import { getUser } from "./users.js";
 
 /** RESOURCE_EXHAUSTED with the time left, as the contract says for a lockout. */
-export function lockedOut(until: Date): ConnectError {
+export function lockedOut(until: Date): RateLimitedError {
   const seconds = Math.max(1, Math.ceil((until.getTime() - Date.now()) / 1000));
-  return new ConnectError(`PIN locked after repeated failures; try again in ${seconds} s or reset the PIN with an OTP`,
-    Code.ResourceExhausted, { "retry-after": String(seconds) });
+  return new RateLimitedError(`PIN locked after repeated failures; try again in ${seconds} s or reset the PIN with an OTP`, seconds);
 }
 
 /**
@@ -33,7 +31,7 @@ export async function checkPin(core: AuthCore, userId: string, pin: string, ip: 
   const row = claimed.rows[0];
   if (!row) {
     const user = await getUser(pool, userId);
-    if (!user.pin_hash) throw new ConnectError("no PIN is set for this account: call SetPin", Code.FailedPrecondition);
+    if (!user.pin_hash) throw new InvalidStateError("no PIN is set for this account: call SetPin");
     // Locked, or the last tries before a lock are still being checked.
     throw lockedOut(user.locked_until && user.locked_until > new Date() ? user.locked_until : new Date(Date.now() + 1000));
   }
@@ -43,7 +41,7 @@ export async function checkPin(core: AuthCore, userId: string, pin: string, ip: 
   }
   if (row.pin_failures < max) {
     await audit(pool, AuditAction.LOGIN_FAILED, { userId, ip, detail: `wrong PIN (${row.pin_failures} of ${max})` });
-    throw new ConnectError(`wrong PIN; ${max - row.pin_failures} tries left before a lockout`, Code.PermissionDenied);
+    throw new PermissionDeniedError(`wrong PIN; ${max - row.pin_failures} tries left before a lockout`);
   }
   const lockedUntil = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query(

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
-import { markSessionRevoked, requireCaller, withTransaction, type Principal, type Queryable } from "@ttip/runtime";
+import { type HandlerContext } from "@connectrpc/connect";
+import { markSessionRevoked, PermissionDeniedError, type Principal, type Queryable, requireCaller, UnauthenticatedError, withTransaction } from "@ttip/runtime";
 import { TokenPairSchema, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
@@ -25,7 +25,7 @@ export async function openSession(
 ): Promise<OpenedSession> {
   // Every way in (OTP, PIN, PIN reset) opens a session here: a blocked account gets none.
   const blocked = await tx.query("SELECT 1 FROM auth.users WHERE user_id = $1 AND blocked_at IS NOT NULL", [s.userId]);
-  if (blocked.rowCount) throw new ConnectError("this account is blocked: contact support", Code.PermissionDenied);
+  if (blocked.rowCount) throw new PermissionDeniedError("this account is blocked: contact support");
   const sessionId = randomUUID();
   const expiresAt = new Date(Date.now() + core.config.refreshTokenTtlSeconds * 1000);
   await tx.query(
@@ -61,7 +61,7 @@ export async function tokenPair(core: AuthCore, s: OpenedSession): Promise<Token
   });
 }
 
-const unauthenticated = () => new ConnectError("refresh token is not valid: sign in again", Code.Unauthenticated);
+const unauthenticated = () => new UnauthenticatedError("refresh token is not valid: sign in again");
 
 /**
  * Rotates a refresh token. A token that was already rotated is reuse: someone
@@ -167,7 +167,7 @@ export async function requireSession(core: AuthCore, ctx: HandlerContext): Promi
   if (sessionId) {
     const state = await sessionState(core, sessionId);
     if (!state || !state.active || state.userId !== caller.subject) {
-      throw new ConnectError("this session was revoked: sign in again", Code.Unauthenticated);
+      throw new UnauthenticatedError("this session was revoked: sign in again");
     }
   }
   return { caller, sessionId, ip: clientAddressOf(ctx) };

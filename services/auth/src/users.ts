@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { maskPhone, type Queryable } from "@ttip/runtime";
+import { maskPhone, NotFoundError, type Queryable } from "@ttip/runtime";
 import { Role, UserSchema, type User } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 
 export interface UserRow {
@@ -59,6 +58,6 @@ export async function findUser(db: Queryable, userId: string, lock = false): Pro
 
 export async function getUser(db: Queryable, userId: string, lock = false): Promise<UserRow> {
   const u = await findUser(db, userId, lock);
-  if (!u) throw new ConnectError(`user ${userId} not found`, Code.NotFound);
+  if (!u) throw new NotFoundError(`user ${userId} not found`);
   return u;
 }

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import {
   Channel,
   DeliveryAttemptSchema,
@@ -21,7 +21,7 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { claimIdempotencyKey, CONSOLE_READERS, decodeTimeIdToken, encodePageToken, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, CONSOLE_READERS, decodeTimeIdToken, encodePageToken, fieldError, NotFoundError, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
 import { findRecipient, findTemplate, forgetActiveTemplates, type TemplateRecord } from "./store.js";
 import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
@@ -38,7 +38,6 @@ const STATUS: Record<string, DeliveryStatus> = {
 };
 const STATUS_NAME = Object.fromEntries(Object.entries(STATUS).slice(0, 5).map(([k, v]) => [v, k])) as Record<DeliveryStatus, string>;
 
-const invalid = (field: string, why: string) => new ConnectError(`${field}: ${why}`, Code.InvalidArgument);
 
 function toTemplate(t: TemplateRecord) {
   return create(TemplateSchema, {
@@ -142,16 +141,16 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       const p = req.preferences!;
       const start = p.quietHoursStart;
       const end = p.quietHoursEnd;
-      if (start && !HHMM.test(start)) throw invalid("preferences.quiet_hours_start", 'must be "HH:MM" (East Africa Time)');
-      if (end && !HHMM.test(end)) throw invalid("preferences.quiet_hours_end", 'must be "HH:MM" (East Africa Time)');
-      if (!start !== !end) throw invalid(start ? "preferences.quiet_hours_end" : "preferences.quiet_hours_start", "quiet hours need both a start and an end");
-      if (p.locale && !["en", "sw"].includes(p.locale)) throw invalid("preferences.locale", 'must be "en" or "sw"');
-      if (p.email && !EMAIL.test(p.email)) throw invalid("preferences.email", "not an e-mail address");
+      if (start && !HHMM.test(start)) throw fieldError("preferences.quiet_hours_start", 'must be "HH:MM" (East Africa Time)');
+      if (end && !HHMM.test(end)) throw fieldError("preferences.quiet_hours_end", 'must be "HH:MM" (East Africa Time)');
+      if (!start !== !end) throw fieldError(start ? "preferences.quiet_hours_end" : "preferences.quiet_hours_start", "quiet hours need both a start and an end");
+      if (p.locale && !["en", "sw"].includes(p.locale)) throw fieldError("preferences.locale", 'must be "en" or "sw"');
+      if (p.email && !EMAIL.test(p.email)) throw fieldError("preferences.email", "not an e-mail address");
       const kinds: Record<string, number[]> = {};
       for (const [i, k] of p.kinds.entries()) {
-        if (!KEYS.includes(k.key)) throw invalid(`preferences.kinds[${i}].key`, "must be a defined template key");
-        if (k.channels.some((c) => c === Channel.UNSPECIFIED || !Channel[c])) throw invalid(`preferences.kinds[${i}].channels`, "must be defined channels");
-        if (k.key === TemplateKey.OTP && !k.channels.includes(Channel.SMS)) throw invalid(`preferences.kinds[${i}].channels`, "sign-in codes always go by SMS");
+        if (!KEYS.includes(k.key)) throw fieldError(`preferences.kinds[${i}].key`, "must be a defined template key");
+        if (k.channels.some((c) => c === Channel.UNSPECIFIED || !Channel[c])) throw fieldError(`preferences.kinds[${i}].channels`, "must be defined channels");
+        if (k.key === TemplateKey.OTP && !k.channels.includes(Channel.SMS)) throw fieldError(`preferences.kinds[${i}].channels`, "sign-in codes always go by SMS");
         kinds[String(k.key)] = [...new Set(k.channels)];
       }
       await pool.query(
@@ -267,7 +266,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       requireCaller(hc, "admin");
       const unknown = unknownVariables(req.key, req.subject, req.body);
       if (unknown.length) {
-        throw invalid("body", `unknown variables ${unknown.map((v) => `{{${v}}}`).join(", ")}; ${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")}`);
+        throw fieldError("body", `unknown variables ${unknown.map((v) => `{{${v}}}`).join(", ")}; ${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")}`);
       }
       const row = await withTransaction(pool, async (tx) => {
         // Serialises concurrent creations for the same template so versions stay gapless.
@@ -290,7 +289,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
           "SELECT 1 FROM notification.templates WHERE key = $1 AND locale = $2 AND channel = $3 AND version = $4 FOR UPDATE",
           [req.key, req.locale, req.channel, req.version],
         );
-        if (!found.rowCount) throw new ConnectError(`template ${TemplateKey[req.key]}/${req.locale}/${Channel[req.channel]} has no version ${req.version}`, Code.NotFound);
+        if (!found.rowCount) throw new NotFoundError(`template ${TemplateKey[req.key]}/${req.locale}/${Channel[req.channel]} has no version ${req.version}`);
         await tx.query("UPDATE notification.templates SET active = false WHERE key = $1 AND locale = $2 AND channel = $3 AND active", [req.key, req.locale, req.channel]);
         const { rows } = await tx.query<TemplateRecord>(
           `UPDATE notification.templates SET active = true WHERE key = $1 AND locale = $2 AND channel = $3 AND version = $4
@@ -307,7 +306,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       requireCaller(hc, ...CONSOLE_READERS);
       const locale = resolveLocale(req.locale);
       const t = await findTemplate(pool, req.key, locale, req.channel, req.version);
-      if (!t) throw new ConnectError(`no ${req.version ? `version ${req.version}` : "active version"} of ${TemplateKey[req.key]}/${locale}/${Channel[req.channel]}`, Code.NotFound);
+      if (!t) throw new NotFoundError(`no ${req.version ? `version ${req.version}` : "active version"} of ${TemplateKey[req.key]}/${locale}/${Channel[req.channel]}`);
       try {
         const variables = withDefaults(req.key, req.variables);
         const subject = render(t.subject, variables);
@@ -321,7 +320,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
           smsSegments: size?.segments ?? 0,
         };
       } catch (err) {
-        if (err instanceof MissingVariablesError) throw invalid("variables", `missing ${err.missing.join(", ")}`);
+        if (err instanceof MissingVariablesError) throw fieldError("variables", `missing ${err.missing.join(", ")}`);
         throw err;
       }
     },
@@ -329,7 +328,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
     async getDelivery(req, hc) {
       requireCaller(hc, ...CONSOLE_READERS);
       const [d] = await loadDeliveries(pool, "id = $1", [req.deliveryId], 1);
-      if (!d) throw new ConnectError(`delivery ${req.deliveryId} not found`, Code.NotFound);
+      if (!d) throw new NotFoundError(`delivery ${req.deliveryId} not found`);
       return { delivery: d };
     },
 
@@ -359,8 +358,8 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       if (req.recipient.case === "userId") to = { userId: req.recipient.value };
       else if (req.recipient.case === "phone") to = { phone: req.recipient.value };
       else if (req.recipient.case === "email") to = { email: req.recipient.value };
-      else throw invalid("recipient", "one of user_id, phone or email is required");
-      if (req.templateKey === TemplateKey.OTP && req.recipient.case === "email") throw invalid("email", "sign-in codes go by SMS only");
+      else throw fieldError("recipient", "one of user_id, phone or email is required");
+      if (req.templateKey === TemplateKey.OTP && req.recipient.case === "email") throw fieldError("email", "sign-in codes go by SMS only");
       try {
         const sourceKey = `rpc:${req.idempotencyKey}`;
         const idempotent = idempotentRequest("notification", ctx, req);
@@ -378,7 +377,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
         });
         return { deliveryIds: ids };
       } catch (err) {
-        if (err instanceof MissingVariablesError) throw invalid("variables", `missing ${err.missing.join(", ")}`);
+        if (err instanceof MissingVariablesError) throw fieldError("variables", `missing ${err.missing.join(", ")}`);
         throw err;
       }
     },

@@ -1,5 +1,4 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { Principal, Queryable } from "@ttip/runtime";
+import { PermissionDeniedError, type Principal, type Queryable } from "@ttip/runtime";
 import { isVenueManager } from "./store.js";
 
 export const WORKER = 1;
@@ -26,14 +25,11 @@ export async function canManage(db: Queryable, caller: Principal, ownerKind: num
 
 export async function requireManage(db: Queryable, caller: Principal, ownerKind: number, ownerId: string, venueId: string | null): Promise<void> {
   if (!(await canManage(db, caller, ownerKind, ownerId, venueId))) {
-    throw new ConnectError(
-      ownerKind === WORKER ? "only the worker, a manager of their venue or an admin may do this" : "only a manager of this venue or an admin may do this",
-      Code.PermissionDenied,
-    );
+    throw new PermissionDeniedError(ownerKind === WORKER ? "only the worker, a manager of their venue or an admin may do this" : "only a manager of this venue or an admin may do this");
   }
 }
 
 export async function requireVenueManager(db: Queryable, caller: Principal, venueId: string): Promise<void> {
   if (isAdmin(caller) || (await managesVenue(db, caller, venueId))) return;
-  throw new ConnectError("only a manager of this venue or an admin may do this", Code.PermissionDenied);
+  throw new PermissionDeniedError("only a manager of this venue or an admin may do this");
 }

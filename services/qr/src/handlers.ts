@@ -1,7 +1,7 @@
 import { createHmac, randomUUID } from "node:crypto";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { QrScannedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   DynamicParametersSchema,
@@ -17,7 +17,7 @@ import {
 } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { callerOf, claimIdempotencyKey, CLIENT_ADDRESS_HEADER, decodeTimeIdToken, emitEvent, idempotentRequest, keysetPage, keysetTime, MPESA_LIMITS, pageSize, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
+import { callerOf, claimIdempotencyKey, CLIENT_ADDRESS_HEADER, decodeTimeIdToken, DependencyUnavailableError, emitEvent, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, MPESA_LIMITS, NotFoundError, pageSize, PermissionDeniedError, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { canManage, requireManage, requireVenueManager, VENUE, WORKER } from "./access.js";
 import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
@@ -54,27 +54,26 @@ const MAX_LABEL = 64;
 /** No single tip above M-Pesa's per-transaction limit (KES 250,000, Safaricom's portal). */
 const MAX_AMOUNT_MINOR = MPESA_LIMITS.perTransactionMinor;
 
-const invalid = (field: string, why: string) => new ConnectError(`${field}: ${why}`, Code.InvalidArgument);
 
 function validateMoney(m: Money, field: string, currency: string) {
-  if (m.currency !== currency) throw invalid(`${field}.currency`, `must be ${currency}, the currency this code is tipped in`);
-  if (m.amountMinor <= 0n) throw invalid(`${field}.amount_minor`, "must be positive");
-  if (m.amountMinor > MAX_AMOUNT_MINOR) throw invalid(`${field}.amount_minor`, `must be at most ${MAX_AMOUNT_MINOR}`);
+  if (m.currency !== currency) throw fieldError(`${field}.currency`, `must be ${currency}, the currency this code is tipped in`);
+  if (m.amountMinor <= 0n) throw fieldError(`${field}.amount_minor`, "must be positive");
+  if (m.amountMinor > MAX_AMOUNT_MINOR) throw fieldError(`${field}.amount_minor`, `must be at most ${MAX_AMOUNT_MINOR}`);
   // M-Pesa moves whole shillings only.
-  if (currency === "KES" && m.amountMinor % 100n !== 0n) throw invalid(`${field}.amount_minor`, "KES amounts must be whole shillings (a multiple of 100)");
+  if (currency === "KES" && m.amountMinor % 100n !== 0n) throw fieldError(`${field}.amount_minor`, "KES amounts must be whole shillings (a multiple of 100)");
 }
 
 export function validateParameters(p: DynamicParameters | undefined, currency: string) {
   if (!p) return;
-  if (p.suggestedAmounts.length > MAX_SUGGESTED) throw invalid("parameters.suggested_amounts", `at most ${MAX_SUGGESTED} amounts`);
+  if (p.suggestedAmounts.length > MAX_SUGGESTED) throw fieldError("parameters.suggested_amounts", `at most ${MAX_SUGGESTED} amounts`);
   p.suggestedAmounts.forEach((m, i) => validateMoney(m, `parameters.suggested_amounts[${i}]`, currency));
   if (p.fixedAmount) {
-    if (p.suggestedAmounts.length) throw invalid("parameters.fixed_amount", "give suggested_amounts or fixed_amount, not both");
+    if (p.suggestedAmounts.length) throw fieldError("parameters.fixed_amount", "give suggested_amounts or fixed_amount, not both");
     validateMoney(p.fixedAmount, "parameters.fixed_amount", currency);
   }
   for (const [name, value] of [["table", p.table], ["shift", p.shift], ["campaign", p.campaign]] as const) {
-    if (value.length > MAX_LABEL) throw invalid(`parameters.${name}`, `at most ${MAX_LABEL} characters`);
-    if (/[\u0000-\u001f]/.test(value)) throw invalid(`parameters.${name}`, "must not contain control characters");
+    if (value.length > MAX_LABEL) throw fieldError(`parameters.${name}`, `at most ${MAX_LABEL} characters`);
+    if (/[\u0000-\u001f]/.test(value)) throw fieldError(`parameters.${name}`, "must not contain control characters");
   }
 }
 
@@ -142,14 +141,14 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
   async function managedCode(db: Queryable, ctx: HandlerContext, id: string, lock = false): Promise<CodeRecord> {
     const caller = requireCaller(ctx);
     const code = await codeById(db, id, lock);
-    if (!code) throw new ConnectError(`qr_code_id: no QR code ${id}`, Code.NotFound);
+    if (!code) throw new NotFoundError(`qr_code_id: no QR code ${id}`);
     await requireManage(db, caller, code.ownerKind, code.ownerId, code.venueId);
     return code;
   }
 
   function requireActive(c: CodeRecord) {
-    if (c.status === 2) throw new ConnectError(`QR code ${c.id} was replaced by ${c.replacedBy}; use the new code`, Code.FailedPrecondition);
-    if (c.status === 3) throw new ConnectError(`QR code ${c.id} is revoked`, Code.FailedPrecondition);
+    if (c.status === 2) throw new InvalidStateError(`QR code ${c.id} was replaced by ${c.replacedBy}; use the new code`);
+    if (c.status === 3) throw new InvalidStateError(`QR code ${c.id} is revoked`);
   }
 
   /** Inserts a code with a fresh short code, drawing again on the (rare) collision. */
@@ -158,7 +157,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       const inserted = await insertCode(tx, { ...c, shortCode: newShortCode() });
       if (inserted) return inserted;
     }
-    throw new ConnectError("could not draw a free short code; try again", Code.Unavailable);
+    throw new DependencyUnavailableError("could not draw a free short code; try again");
   }
 
   /** The owner's and venue's display records for cards and offline payloads. */
@@ -192,18 +191,18 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       const caller = requireCaller(ctx, "worker", "venue_manager", "admin");
       const venueId = req.ownerKind === OwnerKind.VENUE ? null : req.venueId || null;
       if (req.ownerKind === OwnerKind.VENUE && req.venueId && req.venueId !== req.ownerId) {
-        throw invalid("venue_id", "a venue's own code takes no other venue_id");
+        throw fieldError("venue_id", "a venue's own code takes no other venue_id");
       }
       await requireManage(pool, caller, req.ownerKind, req.ownerId, venueId);
       const owner = await profileOf(pool, req.ownerKind, req.ownerId);
-      if (!owner) throw new ConnectError(`owner_id: ${req.ownerId} has no profile yet; set one with PutProfile first`, Code.FailedPrecondition);
-      if (!owner.active) throw new ConnectError(`owner_id: ${req.ownerId} is not active`, Code.FailedPrecondition);
+      if (!owner) throw new InvalidStateError(`owner_id: ${req.ownerId} has no profile yet; set one with PutProfile first`);
+      if (!owner.active) throw new InvalidStateError(`owner_id: ${req.ownerId} is not active`);
       let venue: ProfileRecord | undefined;
       if (venueId) {
         venue = await profileOf(pool, VENUE, venueId);
-        if (!venue) throw new ConnectError(`venue_id: no venue ${venueId}`, Code.NotFound);
+        if (!venue) throw new NotFoundError(`venue_id: no venue ${venueId}`);
         if (!(await isVenueStaff(pool, venueId, req.ownerId))) {
-          throw new ConnectError(`worker ${req.ownerId} is not on the staff of venue ${venueId}`, Code.FailedPrecondition);
+          throw new InvalidStateError(`worker ${req.ownerId} is not on the staff of venue ${venueId}`);
         }
       }
       const params = req.parameters ?? create(DynamicParametersSchema);
@@ -252,7 +251,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
 
     async resolveQrCode(req) {
       // Public: anyone who scanned the code may resolve it.
-      if (req.code.case === undefined) throw invalid("code", "give short_code or payload");
+      if (req.code.case === undefined) throw fieldError("code", "give short_code or payload");
       const { target } = await resolver.resolve({ case: req.code.case, value: req.code.value });
       return { target };
     },
@@ -264,8 +263,8 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
       const ec = EC[req.errorCorrection];
       const url = urlOf(code);
       if (req.format === ImageFormat.PNG) {
-        if (req.caption) throw invalid("caption", "PNG has no caption; use IMAGE_FORMAT_PRINT_SVG or IMAGE_FORMAT_PDF for a table card");
-        if (size < minPngSize(url, ec)) throw invalid("size", `at least ${minPngSize(url, ec)} pixels for this code`);
+        if (req.caption) throw fieldError("caption", "PNG has no caption; use IMAGE_FORMAT_PRINT_SVG or IMAGE_FORMAT_PDF for a table card");
+        if (size < minPngSize(url, ec)) throw fieldError("size", `at least ${minPngSize(url, ec)} pixels for this code`);
         return { content: renderPng(url, size, ec), contentType: "image/png" };
       }
       if (req.format === ImageFormat.SVG && !req.caption) {
@@ -293,7 +292,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
         if (firstId) return { fresh: (await codeById(tx, firstId))!, old };
         requireActive(old);
         if (old.expiresAt !== null && old.expiresAt <= Date.now()) {
-          throw new ConnectError(`QR code ${old.id} has expired; create a new code instead`, Code.FailedPrecondition);
+          throw new InvalidStateError(`QR code ${old.id} has expired; create a new code instead`);
         }
         const fresh = await insertWithFreshShortCode(tx, {
           id: freshId,
@@ -336,7 +335,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
     },
 
     async recordScan(req, ctx) {
-      if (req.code.case === undefined) throw invalid("code", "give short_code or payload");
+      if (req.code.case === undefined) throw fieldError("code", "give short_code or payload");
       const { target, code } = await resolver.resolve({ case: req.code.case, value: req.code.value });
       // A salted hash: counts unique devices without keeping who they are.
       const who =
@@ -378,7 +377,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
         !(await canManage(pool, caller, WORKER, req.ownerId, null)) &&
         !(await canManage(pool, caller, VENUE, req.ownerId, null))
       ) {
-        throw new ConnectError("only the owner, a manager of the venue or an admin may see these statistics", Code.PermissionDenied);
+        throw new PermissionDeniedError("only the owner, a manager of the venue or an admin may see these statistics");
       }
       const from = timestampDate(req.from!);
       const to = timestampDate(req.to!);
@@ -409,18 +408,18 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
     async putProfile(req, ctx) {
       const caller = requireCaller(ctx);
       const admin = caller.roles.includes("admin");
-      if (req.photoUrl && !/^https?:\/\//i.test(req.photoUrl)) throw invalid("photo_url", "must be an http or https URL");
-      if (req.active !== undefined && !admin) throw new ConnectError("active: only an admin may activate or deactivate a profile", Code.PermissionDenied);
+      if (req.photoUrl && !/^https?:\/\//i.test(req.photoUrl)) throw fieldError("photo_url", "must be an http or https URL");
+      if (req.active !== undefined && !admin) throw new PermissionDeniedError("active: only an admin may activate or deactivate a profile");
       const profile = await withTransaction(pool, async (tx) => {
         const existing = await profileOf(tx, req.ownerKind, req.ownerId, true);
         if (req.ownerKind === OwnerKind.WORKER) {
           if (!admin && !(caller.subject === req.ownerId && caller.roles.includes("worker"))) {
-            throw new ConnectError("a worker may only set their own profile", Code.PermissionDenied);
+            throw new PermissionDeniedError("a worker may only set their own profile");
           }
         } else if (existing) {
           await requireVenueManager(tx, caller, req.ownerId);
         } else if (!admin) {
-          if (!caller.roles.includes("venue_manager")) throw new ConnectError("only a venue manager or an admin may create a venue", Code.PermissionDenied);
+          if (!caller.roles.includes("venue_manager")) throw new PermissionDeniedError("only a venue manager or an admin may create a venue");
           // Whoever creates a venue manages it.
           await tx.query(`INSERT INTO qr.venue_managers (venue_id, manager_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [req.ownerId, caller.subject]);
         }
@@ -432,14 +431,14 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
 
     async getProfile(req) {
       const profile = await profileOf(pool, req.ownerKind, req.ownerId);
-      if (!profile) throw new ConnectError(`owner_id: no profile for ${req.ownerId}`, Code.NotFound);
+      if (!profile) throw new NotFoundError(`owner_id: no profile for ${req.ownerId}`);
       return { profile: profileMessage(profile) };
     },
 
     async addVenueStaff(req, ctx) {
       const caller = requireCaller(ctx);
       await withTransaction(pool, async (tx) => {
-        if (!(await profileOf(tx, VENUE, req.venueId))) throw new ConnectError(`venue_id: no venue ${req.venueId}`, Code.NotFound);
+        if (!(await profileOf(tx, VENUE, req.venueId))) throw new NotFoundError(`venue_id: no venue ${req.venueId}`);
         await requireVenueManager(tx, caller, req.venueId);
         await tx.query(`INSERT INTO qr.venue_staff (venue_id, worker_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [req.venueId, req.workerId]);
       });
@@ -449,7 +448,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
     async removeVenueStaff(req, ctx) {
       const caller = requireCaller(ctx);
       const revoked = await withTransaction(pool, async (tx) => {
-        if (!(await profileOf(tx, VENUE, req.venueId))) throw new ConnectError(`venue_id: no venue ${req.venueId}`, Code.NotFound);
+        if (!(await profileOf(tx, VENUE, req.venueId))) throw new NotFoundError(`venue_id: no venue ${req.venueId}`);
         await requireVenueManager(tx, caller, req.venueId);
         await tx.query(`DELETE FROM qr.venue_staff WHERE venue_id = $1 AND worker_id = $2`, [req.venueId, req.workerId]);
         const { rows } = await tx.query(
@@ -478,7 +477,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
     },
     async matchAccountReference(req) {
       const code = await codeByAccountReference(pool, normalizeShortCode(req.accountReference));
-      if (!code) throw new ConnectError(`account_reference: no code has the reference ${req.accountReference}`, Code.NotFound);
+      if (!code) throw new NotFoundError(`account_reference: no code has the reference ${req.accountReference}`);
       return {
         workerId: code.ownerKind === WORKER ? code.ownerId : "",
         qrCodeId: code.id,

@@ -1,7 +1,7 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Counter } from "prom-client";
-import type { Cache, Logger, Metrics, Pool } from "@ttip/runtime";
+import { DomainError, type Cache, type Logger, type Metrics, type Pool } from "@ttip/runtime";
 import {
   DynamicParametersSchema,
   QrCodeProblemSchema,
@@ -26,10 +26,29 @@ export const cacheKeys = {
   profile: (kind: number, ownerId: string) => `qr:profile:${kind}:${ownerId}`,
 };
 
-export function problem(code: Code, message: string, kind: QrProblemKind, qrCodeId = "", replacedBy = ""): ConnectError {
-  return new ConnectError(message, code, undefined, [
-    { desc: QrCodeProblemSchema, value: { kind, qrCodeId, replacedByQrCodeId: replacedBy } },
-  ]);
+/** Why a code cannot be tipped, as a QrCodeProblem detail the tip page branches on. */
+export class QrProblemError extends DomainError {
+  readonly reason = "QR_CODE_PROBLEM";
+
+  constructor(
+    readonly code: Code,
+    message: string,
+    readonly kind: QrProblemKind,
+    readonly qrCodeId = "",
+    readonly replacedBy = "",
+  ) {
+    super(message, { kind: QrProblemKind[kind] });
+  }
+
+  override toConnectError(): ConnectError {
+    const err = super.toConnectError();
+    err.details.push({ desc: QrCodeProblemSchema, value: create(QrCodeProblemSchema, { kind: this.kind, qrCodeId: this.qrCodeId, replacedByQrCodeId: this.replacedBy }) });
+    return err;
+  }
+}
+
+export function problem(code: Code, message: string, kind: QrProblemKind, qrCodeId = "", replacedBy = ""): QrProblemError {
+  return new QrProblemError(code, message, kind, qrCodeId, replacedBy);
 }
 
 /**
@@ -134,7 +153,7 @@ export class Resolver {
       this.counters?.resolves.inc({ outcome: "ok" });
       return resolved;
     } catch (err) {
-      const kind = err instanceof ConnectError ? err.findDetails(QrCodeProblemSchema)[0]?.kind : undefined;
+      const kind = err instanceof QrProblemError ? err.kind : undefined;
       this.counters?.resolves.inc({ outcome: kind === undefined ? "error" : QrProblemKind[kind].toLowerCase() });
       throw err;
     }

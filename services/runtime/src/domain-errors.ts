@@ -75,7 +75,77 @@ export class NotFoundError extends DomainError {
   readonly reason = "NOT_FOUND";
 }
 
+/** The caller may not do this (not their account, not their venue, not their role). */
+export class PermissionDeniedError extends DomainError {
+  readonly code = Code.PermissionDenied;
+  readonly reason = "PERMISSION_DENIED";
+}
+
+/** The call needs a signed-in caller, or the credentials given do not hold. */
+export class UnauthenticatedError extends DomainError {
+  readonly code = Code.Unauthenticated;
+  readonly reason = "UNAUTHENTICATED";
+}
+
+/** The thing is not in a state that allows this (revoked, inactive, already done, in the future). */
+export class InvalidStateError extends DomainError {
+  readonly code = Code.FailedPrecondition;
+  readonly reason = "INVALID_STATE";
+}
+
+/** The thing to create exists already (outside idempotent retries, which answer the first result). */
+export class AlreadyExistsError extends DomainError {
+  readonly code = Code.AlreadyExists;
+  readonly reason = "ALREADY_EXISTS";
+}
+
+/** Too many attempts or requests for now; the message says when to retry, and so does a retry-after header. */
+export class RateLimitedError extends DomainError {
+  readonly code = Code.ResourceExhausted;
+  readonly reason = "RATE_LIMITED";
+
+  constructor(
+    message: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super(message, retryAfterSeconds === undefined ? {} : { retry_after_seconds: String(retryAfterSeconds) });
+  }
+
+  override toConnectError(): ConnectError {
+    const err = super.toConnectError();
+    if (this.retryAfterSeconds !== undefined) err.metadata.set("retry-after", String(this.retryAfterSeconds));
+    return err;
+  }
+}
+
+/** A service or provider this call needs cannot answer now; retrying later may work. */
+export class DependencyUnavailableError extends DomainError {
+  readonly code = Code.Unavailable;
+  readonly reason = "DEPENDENCY_UNAVAILABLE";
+}
+
+/** A value outside what the domain can handle (e.g. beyond the last tariff band). */
+export class OutOfRangeError extends DomainError {
+  readonly code = Code.OutOfRange;
+  readonly reason = "OUT_OF_RANGE";
+}
+
+/** Not built yet: said plainly rather than faked. */
+export class UnimplementedError extends DomainError {
+  readonly code = Code.Unimplemented;
+  readonly reason = "UNIMPLEMENTED";
+}
+
 /** The Connect error for a domain error, or undefined for anything else. */
 export function connectErrorOf(err: unknown): ConnectError | undefined {
   return err instanceof DomainError ? err.toConnectError() : undefined;
+}
+
+/**
+ * Any error as the Connect error a caller would see: for code that catches an
+ * in-process call's refusal and branches on its code (ConnectError.from alone
+ * turns a domain error into UNKNOWN).
+ */
+export function asConnectError(err: unknown): ConnectError {
+  return connectErrorOf(err) ?? ConnectError.from(err);
 }

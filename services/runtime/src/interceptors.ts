@@ -65,25 +65,38 @@ export interface ErrorLogOptions {
  */
 export function errorInterceptor(logger: Logger, options: ErrorLogOptions = {}): Interceptor {
   return (next) => async (req) => {
-    try {
-      return await next(req);
-    } catch (err) {
+    const fail = (err: unknown): ConnectError => {
       const requestId = req.contextValues.get(requestIdKey);
       const rpc = `${req.service.typeName}/${req.method.name}`;
       const domain = connectErrorOf(err);
       if (domain) {
         logger.debug({ rpc, requestId, code: Code[domain.code], err: domain.rawMessage }, "call refused");
-        throw domain;
+        return domain;
       }
       if (err instanceof ConnectError) {
         const fault = SERVER_FAULT.has(err.code) && !options.relayed;
         logger[fault ? "error" : "debug"]({ rpc, requestId, code: Code[err.code], err: err.rawMessage }, "call failed");
-        throw err;
+        return err;
       }
       logger.error({ rpc, requestId, err }, "unhandled error in handler");
-      throw new ConnectError(`internal error (request id ${requestId})`, Code.Internal);
+      return new ConnectError(`internal error (request id ${requestId})`, Code.Internal);
+    };
+    try {
+      const res = await next(req);
+      // A server stream fails while it is read, after this returns: map those errors too.
+      return res.stream ? { ...res, message: mapErrors(res.message, fail) } : res;
+    } catch (err) {
+      throw fail(err);
     }
   };
+}
+
+async function* mapErrors<T>(messages: AsyncIterable<T>, fail: (err: unknown) => ConnectError): AsyncIterable<T> {
+  try {
+    yield* messages;
+  } catch (err) {
+    throw fail(err);
+  }
 }
 
 /**

@@ -1,9 +1,9 @@
 // Who may do what at a venue. qr keeps the venues (profiles) and who manages
 // them; this service keeps the staff. A manager of the venue (or an admin)
 // manages it; a current member reads the rule, their shifts and their shares.
-import { Code, ConnectError, createClient, type Client, type HandlerContext } from "@connectrpc/connect";
+import { ConnectError, createClient, type Client, type HandlerContext } from "@connectrpc/connect";
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { requireCaller, type Principal, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { DependencyUnavailableError, NotFoundError, PermissionDeniedError, type Principal, type Queryable, requireCaller, type ServiceContext } from "@ttip/runtime";
 import { currentMemberOf, type MemberRow } from "./store.js";
 
 export interface VenueInfo {
@@ -24,13 +24,13 @@ export class Access {
     try {
       return await this.qr.getVenueAccess({ venueId, userId }, { timeoutMs: 5_000 });
     } catch (err) {
-      throw new ConnectError(`venue_id: cannot be checked now (${ConnectError.from(err).rawMessage})`, Code.Unavailable);
+      throw new DependencyUnavailableError(`venue_id: cannot be checked now (${ConnectError.from(err).rawMessage})`);
     }
   }
 
   async venue(venueId: string): Promise<VenueInfo> {
     const a = await this.ask(venueId, "");
-    if (!a.venueExists) throw new ConnectError(`venue_id: no venue ${venueId}`, Code.NotFound);
+    if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
     return { venueId, name: a.displayName, currency: a.currency || "KES", active: a.active };
   }
 
@@ -38,11 +38,11 @@ export class Access {
   async requireManager(hctx: HandlerContext, venueId: string): Promise<{ caller: Principal; venue: VenueInfo }> {
     const caller = requireCaller(hctx);
     const a = await this.ask(venueId, caller.subject);
-    if (!a.venueExists) throw new ConnectError(`venue_id: no venue ${venueId}`, Code.NotFound);
+    if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
     const venue = { venueId, name: a.displayName, currency: a.currency || "KES", active: a.active };
     if (caller.roles.includes("admin")) return { caller, venue };
     if (!(a.isManager && caller.roles.includes("venue_manager"))) {
-      throw new ConnectError("only a manager of this venue may do this", Code.PermissionDenied);
+      throw new PermissionDeniedError("only a manager of this venue may do this");
     }
     return { caller, venue };
   }
@@ -51,11 +51,11 @@ export class Access {
   async requireMemberOrManager(db: Queryable, hctx: HandlerContext, venueId: string): Promise<{ caller: Principal; venue: VenueInfo; member?: MemberRow; manager: boolean }> {
     const caller = requireCaller(hctx);
     const a = await this.ask(venueId, caller.subject);
-    if (!a.venueExists) throw new ConnectError(`venue_id: no venue ${venueId}`, Code.NotFound);
+    if (!a.venueExists) throw new NotFoundError(`venue_id: no venue ${venueId}`);
     const venue = { venueId, name: a.displayName, currency: a.currency || "KES", active: a.active };
     const manager = caller.roles.includes("admin") || (a.isManager && caller.roles.includes("venue_manager"));
     const member = await currentMemberOf(db, venueId, caller.subject);
-    if (!manager && !member) throw new ConnectError("only the venue's staff and managers may see this", Code.PermissionDenied);
+    if (!manager && !member) throw new PermissionDeniedError("only the venue's staff and managers may see this");
     return { caller, venue, member, manager };
   }
 }

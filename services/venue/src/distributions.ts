@@ -7,7 +7,7 @@ import { VenueDistributionConfirmedSchema, VenueDistributionReversedSchema, Venu
 import { create } from "@bufbuild/protobuf";
 import { DistributionSchema, DistributionStatus, type Distribution } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { emitEvent, withTransaction, type Logger, type Pool, type Queryable, type ServiceContext, fieldError } from "@ttip/runtime";
+import { DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Logger, NotFoundError, type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { METHOD_WORDS, planSplit, type Period, type Plan } from "./plan.js";
 import { REMAINDER_RULE } from "./split.js";
@@ -47,7 +47,7 @@ export class Distributions {
     } catch (err) {
       const e = ConnectError.from(err);
       if (e.code === Code.InvalidArgument) throw fieldError("period", e.rawMessage);
-      throw new ConnectError(`the ledger cannot be read now (${e.rawMessage})`, Code.Unavailable);
+      throw new DependencyUnavailableError(`the ledger cannot be read now (${e.rawMessage})`);
     }
   }
 
@@ -58,7 +58,7 @@ export class Distributions {
 
   private async plan(db: Queryable, venue: VenueInfo, p: Period): Promise<{ rule: RuleRow; plan: Plan; collected: bigint; credits: bigint; overlapping: string }> {
     const rule = await ruleInForce(db, venue.venueId);
-    if (!rule) throw new ConnectError("venue_id: set a split rule first (SetSplitRule)", Code.FailedPrecondition);
+    if (!rule) throw new InvalidStateError("venue_id: set a split rule first (SetSplitRule)");
     const t = await this.takings(venue, p);
     const collected = t.collected?.amountMinor ?? 0n;
     const plan = planSplit(collected, venue.currency, ruleSpec(rule), await rosterFor(db, venue.venueId, p.end), await shiftsIn(db, venue.venueId, p.start, p.end), p);
@@ -99,7 +99,7 @@ export class Distributions {
    */
   async confirm(venue: VenueInfo, p: Period, actor: string, expectedCollected?: bigint): Promise<{ distribution: Distribution; created: boolean }> {
     if (p.end.getTime() > Date.now()) {
-      throw new ConnectError(`period.end: the period is not over yet (ends ${p.end.toISOString()}); tips may still arrive in it`, Code.FailedPrecondition);
+      throw new InvalidStateError(`period.end: the period is not over yet (ends ${p.end.toISOString()}); tips may still arrive in it`);
     }
     const saved = await withTransaction(this.pool, async (tx) => {
       await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.distribute.${venue.venueId}`]);
@@ -110,17 +110,17 @@ export class Distributions {
       const same = existing.find((d) => d.period_start.getTime() === p.start.getTime() && d.period_end.getTime() === p.end.getTime());
       if (same) return { id: same.distribution_id, fresh: false };
       if (existing[0]) {
-        throw new ConnectError(`period: distribution ${existing[0].distribution_id} already covers part of this period; reverse it first`, Code.FailedPrecondition);
+        throw new InvalidStateError(`period: distribution ${existing[0].distribution_id} already covers part of this period; reverse it first`);
       }
       const { rule, plan, collected, credits, overlapping } = await this.plan(tx, venue, p);
-      if (overlapping) throw new ConnectError(`period: distribution ${overlapping} already covers part of this period; reverse it first`, Code.FailedPrecondition);
+      if (overlapping) throw new InvalidStateError(`period: distribution ${overlapping} already covers part of this period; reverse it first`);
       if (expectedCollected !== undefined && expectedCollected !== collected) {
-        throw new ConnectError(`expected_collected: the pool took ${collected} minor units in the period, not ${expectedCollected}; preview again`, Code.FailedPrecondition);
+        throw new InvalidStateError(`expected_collected: the pool took ${collected} minor units in the period, not ${expectedCollected}; preview again`);
       }
-      if (collected <= 0n) throw new ConnectError("period: the pool took nothing in this period; nothing to distribute", Code.FailedPrecondition);
-      if (!plan.lines.length) throw new ConnectError("period: nobody is eligible under the rule in force (no finished shifts?)", Code.FailedPrecondition);
+      if (collected <= 0n) throw new InvalidStateError("period: the pool took nothing in this period; nothing to distribute");
+      if (!plan.lines.length) throw new InvalidStateError("period: nobody is eligible under the rule in force (no finished shifts?)");
       if (plan.lines.filter((l) => l.amountMinor > 0n).length > MAX_PAID_MEMBERS) {
-        throw new ConnectError(`period: more than ${MAX_PAID_MEMBERS} members to pay in one distribution; use shorter periods`, Code.FailedPrecondition);
+        throw new InvalidStateError(`period: more than ${MAX_PAID_MEMBERS} members to pay in one distribution; use shorter periods`);
       }
       const { rows: [{ revision }] } = await tx.query<{ revision: number }>(
         `SELECT count(*)::int AS revision FROM venue.distributions WHERE venue_id = $1 AND period_start = $2 AND period_end = $3 AND status = 'reversed'`,
@@ -150,7 +150,7 @@ export class Distributions {
   /** Posts a saved plan to the wallet (idempotent on its id) and records the entry and its events, once. */
   async finish(distributionId: string, venueName: string): Promise<Distribution> {
     const loaded = await loadDistribution(this.pool, distributionId);
-    if (!loaded) throw new ConnectError(`distribution_id: no distribution ${distributionId}`, Code.NotFound);
+    if (!loaded) throw new NotFoundError(`distribution_id: no distribution ${distributionId}`);
     const { d, shares } = loaded;
     if (d.status !== "posting") return toDistribution(d, shares);
     let entryId: string;
@@ -177,10 +177,10 @@ export class Distributions {
           const { rowCount } = await tx.query(`UPDATE venue.distributions SET status = 'abandoned', abandon_reason = $2 WHERE distribution_id = $1 AND status = 'posting'`, [d.distribution_id, e.rawMessage.slice(0, 500)]);
           if (rowCount) await audit(tx, d.venue_id, d.confirmed_by, "distribution.abandoned", { distribution_id: d.distribution_id, reason: e.rawMessage });
         });
-        throw new ConnectError(`period: the ledger refused the distribution: ${e.rawMessage}`, Code.FailedPrecondition);
+        throw new InvalidStateError(`period: the ledger refused the distribution: ${e.rawMessage}`);
       }
       // Unknown outcome (timeout, wallet down): left 'posting'; a retry or the background pass finishes it.
-      throw new ConnectError(`the distribution is saved but not posted yet (${e.rawMessage}); confirming again finishes it`, Code.Unavailable);
+      throw new DependencyUnavailableError(`the distribution is saved but not posted yet (${e.rawMessage}); confirming again finishes it`);
     }
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<DistributionRow>(
@@ -232,10 +232,10 @@ export class Distributions {
   /** Undoes a confirmed distribution with a reversing entry; the period may be split again. */
   async reverse(venueId: string, distributionId: string, reason: string, actor: string): Promise<Distribution> {
     const loaded = await loadDistribution(this.pool, distributionId);
-    if (!loaded || loaded.d.venue_id !== venueId) throw new ConnectError(`distribution_id: no distribution ${distributionId} at this venue`, Code.NotFound);
+    if (!loaded || loaded.d.venue_id !== venueId) throw new NotFoundError(`distribution_id: no distribution ${distributionId} at this venue`);
     const { d, shares } = loaded;
     if (d.status === "reversed") return toDistribution(d, shares);
-    if (d.status !== "confirmed" || !d.entry_id) throw new ConnectError(`distribution_id: only a confirmed distribution can be reversed (this one is ${d.status})`, Code.FailedPrecondition);
+    if (d.status !== "confirmed" || !d.entry_id) throw new InvalidStateError(`distribution_id: only a confirmed distribution can be reversed (this one is ${d.status})`);
     let reversalId: string;
     try {
       const { reversal } = await this.wallet.reversePoolDistribution({ entryId: d.entry_id, idempotencyKey: `venue-reversal:${d.distribution_id}`, reason }, { timeoutMs: 15_000 });
@@ -243,9 +243,9 @@ export class Distributions {
     } catch (err) {
       const e = ConnectError.from(err);
       if (e.code === Code.FailedPrecondition) {
-        throw new ConnectError(`distribution_id: cannot be reversed: ${e.rawMessage} (a member may have withdrawn their share already)`, Code.FailedPrecondition);
+        throw new InvalidStateError(`distribution_id: cannot be reversed: ${e.rawMessage} (a member may have withdrawn their share already)`);
       }
-      throw new ConnectError(`the ledger cannot reverse it now (${e.rawMessage}); try again`, Code.Unavailable);
+      throw new DependencyUnavailableError(`the ledger cannot reverse it now (${e.rawMessage}); try again`);
     }
     return withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<DistributionRow>(

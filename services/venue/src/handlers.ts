@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { VenueSplitRuleChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { MyShareSchema, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { decodePageToken, emitEvent, keysetPage, pageSize, positionParts, requireCaller, withTransaction, type Pool, fieldError } from "@ttip/runtime";
+import { AlreadyExistsError, decodePageToken, emitEvent, fieldError, keysetPage, NotFoundError, pageSize, PermissionDeniedError, type Pool, positionParts, requireCaller, UnimplementedError, withTransaction } from "@ttip/runtime";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Access } from "./access.js";
 import { csvLine } from "./csv.js";
@@ -173,7 +173,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
       const who = await access.requireMemberOrManager(pool, ctx, req.venueId);
       // A worker sees only their own shifts.
       const memberId = who.manager ? req.memberId || null : who.member!.member_id;
-      if (!who.manager && req.memberId && req.memberId !== memberId) throw new ConnectError("member_id: you may only see your own shifts", Code.PermissionDenied);
+      if (!who.manager && req.memberId && req.memberId !== memberId) throw new PermissionDeniedError("member_id: you may only see your own shifts");
       const { rows } = await pool.query<ShiftRow>(
         `SELECT * FROM venue.shifts WHERE venue_id = $1 AND ($2::uuid IS NULL OR member_id = $2) AND started_at < $4 AND COALESCE(ended_at, 'infinity') > $3
           ORDER BY started_at LIMIT 5000`,
@@ -203,7 +203,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
     async setSplitRule(req, ctx) {
       const { caller } = await manager(ctx, req.venueId);
       if (req.poolIndividualTips) {
-        throw new ConnectError("pool_individual_tips: pooling tips made to a worker's own code is not built; individual tips stay with their worker", Code.Unimplemented);
+        throw new UnimplementedError("pool_individual_tips: pooling tips made to a worker's own code is not built; individual tips stay with their worker");
       }
       const fixed = req.fixedShares.map((f) => ({ member_id: f.memberId, basis_points: f.basisPoints }));
       if (req.method === SplitMethod.FIXED_PERCENTAGES) {
@@ -227,7 +227,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
           [req.venueId, req.idempotencyKey],
         );
         if (prior[0]) {
-          if (prior[0].request_hash !== hash) throw new ConnectError("idempotency_key: already used for another rule", Code.AlreadyExists);
+          if (prior[0].request_hash !== hash) throw new AlreadyExistsError("idempotency_key: already used for another rule");
           return prior[0];
         }
         if (fixed.length) {
@@ -256,7 +256,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
     async getSplitRule(req, ctx) {
       await access.requireMemberOrManager(pool, ctx, req.venueId);
       const r = await ruleInForce(pool, req.venueId, req.version);
-      if (!r) throw new ConnectError(req.version ? `version: no version ${req.version}` : "venue_id: the venue has no split rule yet", Code.NotFound);
+      if (!r) throw new NotFoundError(req.version ? `version: no version ${req.version}` : "venue_id: the venue has no split rule yet");
       return { rule: toRule(r) };
     },
 
@@ -290,7 +290,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
       const who = await access.requireMemberOrManager(pool, ctx, req.venueId);
       const loaded = await loadDistribution(pool, req.distributionId);
       if (!loaded || loaded.d.venue_id !== req.venueId || loaded.d.status === "abandoned") {
-        throw new ConnectError(`distribution_id: no distribution ${req.distributionId} at this venue`, Code.NotFound);
+        throw new NotFoundError(`distribution_id: no distribution ${req.distributionId} at this venue`);
       }
       // A member sees the totals and their own line; the manager sees every line.
       const shares = who.manager ? loaded.shares : loaded.shares.filter((s) => s.member_id === who.member?.member_id);

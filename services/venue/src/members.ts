@@ -1,13 +1,13 @@
 // Staff: invitations by phone, acceptance by the signed-in worker, roles,
 // joined and left dates. One worker may be on several venues' staff.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
 import { VenueMemberChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { callerHeaders, emitEvent, requireKenyanMobile, withTransaction, type Logger, type Pool, type Principal, type Queryable, type Role, type ServiceContext, fieldError } from "@ttip/runtime";
+import { AlreadyExistsError, callerHeaders, emitEvent, fieldError, InvalidStateError, type Logger, NotFoundError, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
@@ -62,13 +62,13 @@ export class Members {
       await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.members.${venue.venueId}`]);
       const { rows: prior } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
       if (prior[0]) {
-        if (prior[0].phone !== phone) throw new ConnectError("idempotency_key: already used to invite another number", Code.AlreadyExists);
+        if (prior[0].phone !== phone) throw new AlreadyExistsError("idempotency_key: already used to invite another number");
         if (prior[0].worker_id) return prior[0];
         const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET invite_token_hash = $2 WHERE member_id = $1 RETURNING *`, [prior[0].member_id, hashToken(token)]);
         return rows[0];
       }
       const { rowCount } = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND phone = $2 AND left_at IS NULL`, [venue.venueId, phone]);
-      if (rowCount) throw new ConnectError("phone: this number is already on the venue's staff", Code.AlreadyExists);
+      if (rowCount) throw new AlreadyExistsError("phone: this number is already on the venue's staff");
       const { rows } = await tx.query<MemberRow>(
         `INSERT INTO venue.members (member_id, venue_id, phone, display_name, role_id, invite_token_hash, invite_key, invited_by, joined_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
@@ -100,14 +100,14 @@ export class Members {
     const { member, fresh } = await withTransaction(this.pool, async (tx) => {
       const { rows } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE invite_token_hash = $1 FOR UPDATE`, [hashToken(token)]);
       const m = rows[0];
-      if (!m) throw new ConnectError("token: no such invitation (it may have been replaced by a newer one)", Code.NotFound);
-      if (m.left_at) throw new ConnectError("token: this membership has ended", Code.FailedPrecondition);
+      if (!m) throw new NotFoundError("token: no such invitation (it may have been replaced by a newer one)");
+      if (m.left_at) throw new InvalidStateError("token: this membership has ended");
       if (m.worker_id) {
-        if (m.worker_id !== caller.subject) throw new ConnectError("token: this invitation was accepted by someone else", Code.FailedPrecondition);
+        if (m.worker_id !== caller.subject) throw new InvalidStateError("token: this invitation was accepted by someone else");
         return { member: m, fresh: false };
       }
       const other = await tx.query(`SELECT 1 FROM venue.members WHERE venue_id = $1 AND worker_id = $2 AND left_at IS NULL`, [m.venue_id, caller.subject]);
-      if (other.rowCount) throw new ConnectError("token: you are already on this venue's staff", Code.AlreadyExists);
+      if (other.rowCount) throw new AlreadyExistsError("token: you are already on this venue's staff");
       const { rows: done } = await tx.query<MemberRow>(`UPDATE venue.members SET worker_id = $2, accepted_at = now() WHERE member_id = $1 RETURNING *`, [m.member_id, caller.subject]);
       await memberEvent(tx, done[0], "joined");
       await audit(tx, m.venue_id, caller.subject, "member.joined", { member_id: m.member_id });
@@ -132,7 +132,7 @@ export class Members {
   async update(venueId: string, caller: Principal, memberId: string, roleId: string, displayName: string): Promise<MemberRow> {
     return withTransaction(this.pool, async (tx) => {
       const m = await memberById(tx, venueId, memberId, true);
-      if (!m) throw new ConnectError(`member_id: no member ${memberId} at this venue`, Code.NotFound);
+      if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
       if (roleId) await requireRole(tx, venueId, roleId, "role_id");
       const { rows } = await tx.query<MemberRow>(
         `UPDATE venue.members SET role_id = COALESCE(NULLIF($2, ''), role_id), display_name = COALESCE(NULLIF($3, ''), display_name) WHERE member_id = $1 RETURNING *`,
@@ -150,7 +150,7 @@ export class Members {
     if (at.getTime() > Date.now() + 60_000) throw fieldError("left_at", "must not be in the future");
     const m = await withTransaction(this.pool, async (tx) => {
       const m = await memberById(tx, venueId, memberId, true);
-      if (!m) throw new ConnectError(`member_id: no member ${memberId} at this venue`, Code.NotFound);
+      if (!m) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
       if (m.left_at) return m;
       if (at.getTime() < m.joined_at.getTime()) throw fieldError("left_at", `before they joined (${m.joined_at.toISOString()})`);
       const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET left_at = $2, left_reason = $3, invite_token_hash = NULL WHERE member_id = $1 RETURNING *`, [memberId, at, reason]);

@@ -1,10 +1,9 @@
 // Shifts: clocked by the worker, recorded by a manager, or imported from CSV.
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { emitEvent, parseKenyanMobile, withTransaction, type Pool, type Queryable, fieldError } from "@ttip/runtime";
+import { AlreadyExistsError, emitEvent, fieldError, InvalidStateError, NotFoundError, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { parseCsv } from "./csv.js";
 import { audit, currentMemberOf, type MemberRow, type ShiftRow } from "./store.js";
 
@@ -42,10 +41,10 @@ async function shiftProblem(db: Queryable, m: MemberRow, start: Date, end: Date)
 export async function clockIn(pool: Pool, venueId: string, workerId: string): Promise<ShiftRow> {
   return withTransaction(pool, async (tx) => {
     const m = await currentMemberOf(tx, venueId, workerId);
-    if (!m) throw new ConnectError("venue_id: you are not on this venue's staff", Code.PermissionDenied);
+    if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
     await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${m.member_id}`]);
     const open = await tx.query(`SELECT 1 FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL`, [m.member_id]);
-    if (open.rowCount) throw new ConnectError("venue_id: you are already clocked in here; clock out first", Code.FailedPrecondition);
+    if (open.rowCount) throw new InvalidStateError("venue_id: you are already clocked in here; clock out first");
     const { rows } = await tx.query<ShiftRow>(
       `INSERT INTO venue.shifts (shift_id, venue_id, member_id, started_at, source, recorded_by) VALUES ($1, $2, $3, now(), $4, $5) RETURNING *`,
       [randomUUID(), venueId, m.member_id, ShiftSource.CLOCK, workerId],
@@ -57,11 +56,11 @@ export async function clockIn(pool: Pool, venueId: string, workerId: string): Pr
 export async function clockOut(pool: Pool, venueId: string, workerId: string): Promise<ShiftRow> {
   return withTransaction(pool, async (tx) => {
     const m = await currentMemberOf(tx, venueId, workerId);
-    if (!m) throw new ConnectError("venue_id: you are not on this venue's staff", Code.PermissionDenied);
+    if (!m) throw new PermissionDeniedError("venue_id: you are not on this venue's staff");
     const { rows: open } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE member_id = $1 AND ended_at IS NULL FOR UPDATE`, [m.member_id]);
-    if (!open[0]) throw new ConnectError("venue_id: you are not clocked in here", Code.FailedPrecondition);
+    if (!open[0]) throw new InvalidStateError("venue_id: you are not clocked in here");
     if (Date.now() - open[0].started_at.getTime() > DAY_MS) {
-      throw new ConnectError("venue_id: this shift has been open for more than 24 hours; ask a manager to record it", Code.FailedPrecondition);
+      throw new InvalidStateError("venue_id: this shift has been open for more than 24 hours; ask a manager to record it");
     }
     const { rows } = await tx.query<ShiftRow>(
       `UPDATE venue.shifts SET ended_at = GREATEST(now(), started_at + interval '1 millisecond') WHERE shift_id = $1 RETURNING *`,
@@ -78,12 +77,12 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
     const { rows: prior } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE venue_id = $1 AND idempotency_key = $2`, [venueId, key]);
     if (prior[0]) {
       if (prior[0].member_id !== memberId || prior[0].started_at.getTime() !== start.getTime() || prior[0].ended_at?.getTime() !== end.getTime()) {
-        throw new ConnectError("idempotency_key: already used for another shift", Code.AlreadyExists);
+        throw new AlreadyExistsError("idempotency_key: already used for another shift");
       }
       return prior[0];
     }
     const { rows: ms } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND member_id = $2`, [venueId, memberId]);
-    if (!ms[0]) throw new ConnectError(`member_id: no member ${memberId} at this venue`, Code.NotFound);
+    if (!ms[0]) throw new NotFoundError(`member_id: no member ${memberId} at this venue`);
     await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.shifts.${memberId}`]);
     const problem = await shiftProblem(tx, ms[0], start, end);
     if (problem) throw fieldError("ended_at", problem);
@@ -124,7 +123,7 @@ export async function importShifts(pool: Pool, venueId: string, actor: string, c
   const header = rows.shift();
   const cols = header?.fields.map((f) => f.trim().toLowerCase()) ?? [];
   const [mi, si, ei] = ["member", "start", "end"].map((c) => cols.indexOf(c));
-  if (mi < 0 || si < 0 || ei < 0) throw new ConnectError('csv: the first line must name the columns "member", "start" and "end"', Code.InvalidArgument);
+  if (mi < 0 || si < 0 || ei < 0) throw fieldError("csv", 'the first line must name the columns "member", "start" and "end"');
   return withTransaction(pool, async (tx) => {
     await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.import.${venueId}`]);
     const { rows: staff } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 ORDER BY joined_at DESC`, [venueId]);

@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { Queryable } from "@ttip/runtime";
+import { fieldError, NotConfiguredError, OutOfRangeError, type Queryable } from "@ttip/runtime";
 import {
   FeeQuoteSchema,
   FeeScheduleSchema,
@@ -52,7 +51,7 @@ export async function currentSchedule(db: Queryable, currency: string, at = new 
     `SELECT * FROM wallet.fee_schedules WHERE currency = $1 AND effective_from <= $2 ORDER BY version DESC LIMIT 1`,
     [currency, at],
   );
-  if (!rows[0]) throw new ConnectError(`no fee schedule for ${currency}`, Code.FailedPrecondition);
+  if (!rows[0]) throw new NotConfiguredError(`no fee schedule for ${currency}`);
   return toFeeSchedule(rows[0]);
 }
 
@@ -68,7 +67,7 @@ export async function listSchedules(db: Queryable, currency: string): Promise<Fe
 export async function createSchedule(db: Queryable, s: FeeSchedule, idempotencyKey: string): Promise<FeeSchedule> {
   const prior = await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey]);
   if (prior.rows[0]) return toFeeSchedule(prior.rows[0]);
-  const bad = (field: string, why: string) => new ConnectError(`schedule.${field}: ${why}`, Code.InvalidArgument);
+  const bad = (field: string, why: string) => fieldError(`schedule.${field}`, why);
   if (!/^[A-Z]{3}$/.test(s.currency)) throw bad("currency", "must be an ISO 4217 code");
   if (s.platformFeeBps < 0 || s.platformFeeBps > 10_000) throw bad("platform_fee_bps", "must be 0..10000");
   if (s.cardFeeBps < 0 || s.cardFeeBps > 10_000) throw bad("card_fee_bps", "must be 0..10000");
@@ -120,7 +119,7 @@ export function cardFee(s: FeeSchedule, chargedMinor: bigint): bigint {
 /** M-Pesa's B2C charge for a payout of `amountMinor`: the band it falls in (edges inclusive). */
 export function b2cFee(s: FeeSchedule, amountMinor: bigint): bigint {
   const band = s.mpesaB2cBands.find((b) => amountMinor >= b.minMinor && amountMinor <= b.maxMinor);
-  if (!band) throw new ConnectError(`no M-Pesa B2C tariff band covers ${amountMinor} minor units`, Code.OutOfRange);
+  if (!band) throw new OutOfRangeError(`no M-Pesa B2C tariff band covers ${amountMinor} minor units`);
   return band.feeMinor;
 }
 
@@ -157,7 +156,7 @@ export function quoteTip(s: FeeSchedule, amountMinor: bigint, rail: PaymentRail,
   }
   const receives = customerCovers ? amountMinor : amountMinor - platform - processing;
   if (receives <= 0n) {
-    throw new ConnectError(`amount: a tip of ${amountMinor} minor units does not cover its fees; tip more or cover the fee`, Code.InvalidArgument);
+    throw fieldError("amount", `a tip of ${amountMinor} minor units does not cover its fees; tip more or cover the fee`);
   }
   return create(FeeQuoteSchema, {
     feeScheduleVersion: s.version,

@@ -1,5 +1,5 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import { parseDecimal } from "./money.js";
+import { NotConfiguredError } from "@ttip/runtime";
 
 export interface Rate {
   /** Units of `to` per one unit of `from`, as an exact decimal string. */
@@ -34,7 +34,7 @@ export class FixedRateSource implements RateSource {
   async rate(from: string, to: string): Promise<Rate> {
     const a = this.perKes.get(from);
     const b = this.perKes.get(to);
-    if (!a || !b) throw new ConnectError(`no exchange rate from ${from} to ${to}`, Code.FailedPrecondition);
+    if (!a || !b) throw new NotConfiguredError(`no exchange rate from ${from} to ${to}`);
     if (from === to) return { rate: "1", source: this.source, time: this.time };
     // (a.units/a.scale) / (b.units/b.scale), to DIGITS places.
     const num = a.units * b.scale * 10n ** DIGITS;

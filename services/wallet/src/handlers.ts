@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { assertCurrency, MONEY_MOVERS, MONEY_VIEWERS, decodePageToken, keysetPage, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { assertCurrency, decodePageToken, fieldError, InvalidStateError, keysetPage, MONEY_MOVERS, MONEY_VIEWERS, NotFoundError, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import {
   AccountKind,
@@ -105,7 +105,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     async getStatement(req, hctx) {
       const caller = requireCaller(hctx, "worker");
       const [account] = await workerWallets(pool, caller.subject, req.currency);
-      if (!account) throw new ConnectError(`currency: you have no ${req.currency} wallet`, Code.NotFound);
+      if (!account) throw new NotFoundError(`currency: you have no ${req.currency} wallet`);
       const s = await statement(pool, account, req.year, req.month);
       return {
         openingBalance: money(s.opening, req.currency),
@@ -137,7 +137,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     async getAccount(req, hctx) {
       requireCaller(hctx, ...MONEY_VIEWERS);
       const account = await getAccount(pool, req.accountId);
-      if (!account) throw new ConnectError(`account_id: no account ${req.accountId}`, Code.NotFound);
+      if (!account) throw new NotFoundError(`account_id: no account ${req.accountId}`);
       return { account: toAccount(account), balance: toBalance(account) };
     },
     async listAccounts(req, hctx) {
@@ -159,7 +159,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     async getJournalEntry(req, hctx) {
       requireCaller(hctx, ...MONEY_VIEWERS);
       const entry = await loadEntry(pool, req.entryId);
-      if (!entry) throw new ConnectError(`entry_id: no entry ${req.entryId}`, Code.NotFound);
+      if (!entry) throw new NotFoundError(`entry_id: no entry ${req.entryId}`);
       return { entry };
     },
     async reverseEntry(req, hctx) {
@@ -179,7 +179,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       requireAdmin(hctx);
       const currency = req.perTransaction!.currency;
       assertCurrency(currency, "per_transaction.currency");
-      if (req.perTransaction!.amountMinor <= 0n) throw new ConnectError("per_transaction: must be greater than zero", Code.InvalidArgument);
+      if (req.perTransaction!.amountMinor <= 0n) throw fieldError("per_transaction", "must be greater than zero");
       await pool.query(
         `INSERT INTO wallet.tier_limits (tier, currency, per_transaction_minor, daily_minor, monthly_minor) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (tier, currency) DO UPDATE SET per_transaction_minor = $3, daily_minor = $4, monthly_minor = $5, updated_at = now()`,
@@ -216,7 +216,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
           idempotencyKey: req.idempotencyKey,
           cause: req.cause!,
           postings: req.postings.map((p, i) => {
-            if (!p.amount) throw new ConnectError(`postings[${i}].amount: required`, Code.InvalidArgument);
+            if (!p.amount) throw fieldError(`postings[${i}].amount`, `required`);
             return { accountId: p.accountId, amountMinor: p.amount.amountMinor, currency: p.amount.currency, memo: p.memo };
           }),
           conversions: req.conversions,
@@ -250,13 +250,13 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       return { conversion: await conversion(rates, req.amount!.amountMinor, req.amount!.currency, req.toCurrency) };
     },
     async setPoolRules() {
-      throw new ConnectError(VENUE_OWNS_SPLITS, Code.FailedPrecondition);
+      throw new InvalidStateError(VENUE_OWNS_SPLITS);
     },
     async getPoolRules(req) {
       return { rules: await getPoolRules(pool, req.venueId) };
     },
     async distributePool() {
-      throw new ConnectError(VENUE_OWNS_SPLITS, Code.FailedPrecondition);
+      throw new InvalidStateError(VENUE_OWNS_SPLITS);
     },
     async getPoolTakings(req) {
       const t = await getPoolTakings(pool, req.venueId, req.currency, timestampDate(req.start!), timestampDate(req.end!));
@@ -271,7 +271,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
           end: timestampDate(req.end!),
           distributionId: req.distributionId,
           shares: req.shares.map((s, i) => {
-            if (s.amount!.currency !== req.currency) throw new ConnectError(`shares[${i}].amount.currency: must be ${req.currency}`, Code.InvalidArgument);
+            if (s.amount!.currency !== req.currency) throw fieldError(`shares[${i}].amount.currency`, `must be ${req.currency}`);
             return { workerId: s.workerId, amountMinor: s.amount!.amountMinor, memo: s.memo };
           }),
           idempotencyKey: req.idempotencyKey,

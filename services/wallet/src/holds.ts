@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { decimalAmount, emitEvent, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, decimalAmount, DomainError, emitEvent, fieldError, InsufficientFundsError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -46,6 +46,28 @@ function toHold(r: HoldRow): Hold {
 }
 
 /** M-Pesa's own limits on what one number may receive (KES, minor units). */
+/**
+ * A withdrawal limit would be passed: RESOURCE_EXHAUSTED (payment tells it
+ * apart from insufficient funds by that code) with the limit as a detail.
+ */
+export class WithdrawalLimitError extends DomainError {
+  readonly code = Code.ResourceExhausted;
+  readonly reason = "LIMIT_EXCEEDED";
+
+  constructor(
+    message: string,
+    readonly limit: WithdrawalLimit,
+  ) {
+    super(message, { kind: LimitKind[limit.kind] });
+  }
+
+  override toConnectError(): ConnectError {
+    const err = super.toConnectError();
+    err.details.push({ desc: WithdrawalLimitSchema, value: this.limit });
+    return err;
+  }
+}
+
 export const MPESA_LIMITS = { perTransaction: 25_000_000n, daily: 50_000_000n } as const;
 
 /** Kenya is UTC+3 all year: limit days and months start at midnight in Nairobi. */
@@ -136,42 +158,37 @@ export interface PlaceHoldInput {
  */
 export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{ hold: Hold; account: AccountRow }> {
   const account = await getAccount(tx, input.accountId, true);
-  if (!account) throw new ConnectError(`account_id: no account ${input.accountId}`, Code.NotFound);
+  if (!account) throw new NotFoundError(`account_id: no account ${input.accountId}`);
   const prior = await tx.query<HoldRow>(`SELECT * FROM wallet.holds WHERE idempotency_key = $1 OR payout_id = $2`, [input.idempotencyKey, input.payoutId]);
   if (prior.rows[0]) {
     const p = prior.rows[0];
     if (p.idempotency_key === input.idempotencyKey && p.account_id === input.accountId && p.amount_minor === input.amountMinor && p.payout_id === input.payoutId) {
       return { hold: toHold(p), account };
     }
-    throw new ConnectError(
-      p.idempotency_key === input.idempotencyKey ? "idempotency_key: already used for a different hold" : `payout_id: payout ${input.payoutId} already has a hold`,
-      Code.AlreadyExists,
-    );
+    throw new AlreadyExistsError(p.idempotency_key === input.idempotencyKey ? "idempotency_key: already used for a different hold" : `payout_id: payout ${input.payoutId} already has a hold`);
   }
   if (account.kind !== AccountKind.WORKER_WALLET && account.kind !== AccountKind.VENUE_POOL) {
-    throw new ConnectError("account_id: only worker wallets and venue pools are withdrawn from", Code.FailedPrecondition);
+    throw new InvalidStateError("account_id: only worker wallets and venue pools are withdrawn from");
   }
   const currency = account.currency.trim();
-  if (currency !== input.currency) throw new ConnectError(`amount.currency: the account holds ${currency}, not ${input.currency}`, Code.InvalidArgument);
+  if (currency !== input.currency) throw fieldError("amount.currency", `the account holds ${currency}, not ${input.currency}`);
   const available = account.balance_minor - account.held_minor;
   if (available < input.amountMinor) {
-    throw new ConnectError(
+    throw new InsufficientFundsError(
       `insufficient funds: available ${formatMinor(available, currency)}, asked ${formatMinor(input.amountMinor, currency)}`,
-      Code.FailedPrecondition,
+      { available: formatMinor(available, currency), asked: formatMinor(input.amountMinor, currency) },
     );
   }
   const { limits } = await withdrawalLimits(tx, account);
   for (const l of limits) {
     if (input.amountMinor > l.remaining!.amountMinor) {
       const perTx = l.kind === LimitKind.PER_TRANSACTION || l.kind === LimitKind.MPESA_PER_TRANSACTION;
-      const err = new ConnectError(
+      throw new WithdrawalLimitError(
         perTx
           ? `${LIMIT_WORDS[l.kind]} is ${formatMinor(l.limit!.amountMinor, currency)}; withdraw at most that at once`
           : `${LIMIT_WORDS[l.kind]} of ${formatMinor(l.limit!.amountMinor, currency)} reached: ${formatMinor(l.remaining!.amountMinor, currency)} left`,
-        Code.ResourceExhausted,
+        l,
       );
-      err.details.push({ desc: WithdrawalLimitSchema, value: l });
-      throw err;
     }
   }
   await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor + $2 WHERE account_id = $1`, [account.account_id, input.amountMinor]);
@@ -193,7 +210,7 @@ export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{
 
 async function lockHold(tx: Queryable, holdId: string): Promise<HoldRow> {
   const { rows } = await tx.query<HoldRow>(`SELECT * FROM wallet.holds WHERE hold_id = $1 FOR UPDATE`, [holdId]);
-  if (!rows[0]) throw new ConnectError(`hold_id: no hold ${holdId}`, Code.NotFound);
+  if (!rows[0]) throw new NotFoundError(`hold_id: no hold ${holdId}`);
   return rows[0];
 }
 
@@ -205,8 +222,8 @@ async function lockHold(tx: Queryable, holdId: string): Promise<HoldRow> {
 export async function settleHold(tx: Queryable, holdId: string, externalReference: string, transferFee?: bigint): Promise<{ hold: Hold; entry: JournalEntry }> {
   const hold = await lockHold(tx, holdId);
   if (hold.status === HoldStatus.SETTLED) return { hold: toHold(hold), entry: (await loadEntry(tx, hold.settle_entry_id!))! };
-  if (hold.status === HoldStatus.RELEASED) throw new ConnectError(`hold ${holdId} was released; it cannot be settled`, Code.FailedPrecondition);
-  if (transferFee !== undefined && transferFee < 0n) throw new ConnectError("transfer_fee: must not be negative", Code.InvalidArgument);
+  if (hold.status === HoldStatus.RELEASED) throw new InvalidStateError(`hold ${holdId} was released; it cannot be settled`);
+  if (transferFee !== undefined && transferFee < 0n) throw fieldError("transfer_fee", "must not be negative");
   const currency = hold.currency.trim();
   let transferFeeMinor = transferFee;
   if (transferFeeMinor === undefined) {
@@ -249,7 +266,7 @@ export async function settleHold(tx: Queryable, holdId: string, externalReferenc
 export async function releaseHold(tx: Queryable, holdId: string, reason: string): Promise<Hold> {
   const hold = await lockHold(tx, holdId);
   if (hold.status === HoldStatus.RELEASED) return toHold(hold);
-  if (hold.status === HoldStatus.SETTLED) throw new ConnectError(`hold ${holdId} was settled; it cannot be released`, Code.FailedPrecondition);
+  if (hold.status === HoldStatus.SETTLED) throw new InvalidStateError(`hold ${holdId} was settled; it cannot be released`);
   await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor - $2 WHERE account_id = $1`, [hold.account_id, hold.amount_minor]);
   const { rows } = await tx.query<HoldRow>(
     `UPDATE wallet.holds SET status = $2, reason = $3, resolved_at = now() WHERE hold_id = $1 RETURNING *`,

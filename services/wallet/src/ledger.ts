@@ -1,8 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { assertCurrency, emitEvent, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, AlreadyReversedError, assertCurrency, emitEvent, fieldError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -57,13 +56,13 @@ export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind:
   assertCurrency(currency, "currency");
   const system = SYSTEM_KINDS.has(kind);
   if (system && (ownerKind !== OwnerKind.PLATFORM || ownerId !== "")) {
-    throw new ConnectError(`owner_kind: ${AccountKind[kind]} accounts belong to the platform, with no owner_id`, Code.InvalidArgument);
+    throw fieldError("owner_kind", `${AccountKind[kind]} accounts belong to the platform, with no owner_id`);
   }
   if (kind === AccountKind.WORKER_WALLET && (ownerKind !== OwnerKind.WORKER || !ownerId)) {
-    throw new ConnectError("owner_id: a worker wallet needs owner_kind WORKER and the worker's id", Code.InvalidArgument);
+    throw fieldError("owner_id", "a worker wallet needs owner_kind WORKER and the worker's id");
   }
   if (kind === AccountKind.VENUE_POOL && (ownerKind !== OwnerKind.VENUE || !ownerId)) {
-    throw new ConnectError("owner_id: a venue pool needs owner_kind VENUE and the venue's id", Code.InvalidArgument);
+    throw fieldError("owner_id", "a venue pool needs owner_kind VENUE and the venue's id");
   }
   await db.query(
     `INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative)
@@ -141,8 +140,8 @@ function fingerprint(input: EntryInput): string {
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function invalid(field: string, why: string): ConnectError {
-  return new ConnectError(`${field}: ${why}`, Code.InvalidArgument);
+function invalid(field: string, why: string) {
+  return fieldError(field, why);
 }
 
 /**
@@ -182,7 +181,7 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
       [input.idempotencyKey],
     );
     if (prior.rows[0].request_hash !== hash) {
-      throw new ConnectError("idempotency_key: already used for a different entry", Code.AlreadyExists);
+      throw new AlreadyExistsError("idempotency_key: already used for a different entry");
     }
     return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
   }
@@ -197,7 +196,7 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
   const accounts = new Map(found.map((a) => [a.account_id, a]));
   input.postings.forEach((p, i) => {
     const account = accounts.get(p.accountId);
-    if (!account) throw new ConnectError(`postings[${i}].account_id: no account ${p.accountId}`, Code.NotFound);
+    if (!account) throw new NotFoundError(`postings[${i}].account_id: no account ${p.accountId}`);
     if (account.currency.trim() !== p.currency) {
       throw invalid(`postings[${i}].amount.currency`, `account ${p.accountId} holds ${account.currency.trim()}, not ${p.currency}`);
     }
@@ -220,7 +219,7 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
       accounts.get(accountId)!.balance_minor = rows[0].balance_minor;
     } catch (err) {
       if ((err as { constraint?: string }).constraint === "available_not_negative") {
-        throw new ConnectError(`account ${accountId}: available balance is too low for this entry`, Code.FailedPrecondition);
+        throw new InsufficientFundsError(`account ${accountId}: available balance is too low for this entry`);
       }
       throw err;
     }
@@ -341,14 +340,14 @@ export function causeOf(kind: string, ref: string): EntryCause {
 /** Posts the mirror image of an entry, once; the database allows one reversal per entry. */
 export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<PostResult> {
   const original = await loadEntry(tx, entryId);
-  if (!original) throw new ConnectError(`entry_id: no entry ${entryId}`, Code.NotFound);
+  if (!original) throw new NotFoundError(`entry_id: no entry ${entryId}`);
   await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`wallet.reverse.${entryId}`]);
   const existing = await tx.query<{ entry_id: string; idempotency_key: string }>(
     `SELECT entry_id, idempotency_key FROM wallet.entries WHERE reverses_entry_id = $1`,
     [entryId],
   );
   if (existing.rows[0] && existing.rows[0].idempotency_key !== idempotencyKey) {
-    throw new ConnectError(`entry ${entryId} was already reversed by ${existing.rows[0].entry_id}`, Code.FailedPrecondition);
+    throw new AlreadyReversedError(`entry ${entryId} was already reversed by ${existing.rows[0].entry_id}`, { reversal_entry_id: existing.rows[0].entry_id });
   }
   return postEntry(tx, {
     idempotencyKey,

@@ -1,7 +1,6 @@
-import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { checkedInt64, minorDigits } from "@ttip/runtime";
+import { checkedInt64, fieldError, minorDigits } from "@ttip/runtime";
 
 export function money(amountMinor: bigint, currency: string): Money {
   return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
@@ -24,10 +23,10 @@ export function mulDivRound(a: bigint, num: bigint, den: bigint): bigint {
 /** An exact decimal string ("129.4500") as integer / 10^scale. */
 export function parseDecimal(text: string, field: string): { units: bigint; scale: bigint } {
   const m = /^(\d{1,12})(?:\.(\d{1,12}))?$/.exec(text);
-  if (!m) throw new ConnectError(`${field}: "${text}" is not a positive decimal like 129.45`, Code.InvalidArgument);
+  if (!m) throw fieldError(field, `"${text}" is not a positive decimal like 129.45`);
   const frac = m[2] ?? "";
   const units = BigInt(m[1] + frac);
-  if (units === 0n) throw new ConnectError(`${field}: must be greater than zero`, Code.InvalidArgument);
+  if (units === 0n) throw fieldError(field, "must be greater than zero");
   return { units, scale: 10n ** BigInt(frac.length) };
 }
 

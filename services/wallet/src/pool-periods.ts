@@ -1,8 +1,7 @@
 // A venue pool split per period. The venue service decides who gets what;
 // the ledger guarantees the money side: only a finished period's takings are
 // split, exactly all of them, once, and a correction is a reversing entry.
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { Queryable } from "@ttip/runtime";
+import { fieldError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { AccountKind, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, ensureAccount, loadEntry, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
 import { assertCurrency } from "@ttip/runtime";
@@ -17,8 +16,8 @@ export interface Takings {
 }
 
 function checkPeriod(start: Date, end: Date): void {
-  if (!(start.getTime() < end.getTime())) throw new ConnectError("end: must be after start", Code.InvalidArgument);
-  if (end.getTime() - start.getTime() > MAX_PERIOD_MS) throw new ConnectError("end: a period covers at most 32 days", Code.InvalidArgument);
+  if (!(start.getTime() < end.getTime())) throw fieldError("end", "must be after start");
+  if (end.getTime() - start.getTime() > MAX_PERIOD_MS) throw fieldError("end", "a period covers at most 32 days");
 }
 
 /**
@@ -73,9 +72,9 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   checkPeriod(input.start, input.end);
   const seen = new Set<string>();
   input.shares.forEach((s, i) => {
-    if (!UUID.test(s.workerId)) throw new ConnectError(`shares[${i}].worker_id: must be a UUID`, Code.InvalidArgument);
-    if (seen.has(s.workerId)) throw new ConnectError(`shares[${i}].worker_id: ${s.workerId} is listed twice`, Code.InvalidArgument);
-    if (s.amountMinor <= 0n) throw new ConnectError(`shares[${i}].amount: must be greater than zero`, Code.InvalidArgument);
+    if (!UUID.test(s.workerId)) throw fieldError(`shares[${i}].worker_id`, `must be a UUID`);
+    if (seen.has(s.workerId)) throw fieldError(`shares[${i}].worker_id`, `${s.workerId} is listed twice`);
+    if (s.amountMinor <= 0n) throw fieldError(`shares[${i}].amount`, `must be greater than zero`);
     seen.add(s.workerId);
   });
   const pool = await ensureAccount(tx, AccountKind.VENUE_POOL, OwnerKind.VENUE, input.venueId, input.currency);
@@ -85,18 +84,15 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   const prior = await tx.query<{ entry_id: string }>(`SELECT entry_id FROM wallet.entries WHERE idempotency_key = $1`, [input.idempotencyKey]);
   if (prior.rows[0]) return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
   if (input.end.getTime() > now.getTime()) {
-    throw new ConnectError(`end: the period is not over yet (ends ${input.end.toISOString()}); tips may still arrive in it`, Code.FailedPrecondition);
+    throw new InvalidStateError(`end: the period is not over yet (ends ${input.end.toISOString()}); tips may still arrive in it`);
   }
   const takings = await poolTakings(tx, pool.account_id, input.start, input.end);
   if (takings.overlappingDistributionId) {
-    throw new ConnectError(`start: distribution ${takings.overlappingDistributionId} already covers part of this period; reverse it first`, Code.FailedPrecondition);
+    throw new InvalidStateError(`start: distribution ${takings.overlappingDistributionId} already covers part of this period; reverse it first`);
   }
   const total = input.shares.reduce((s, x) => s + x.amountMinor, 0n);
   if (total !== takings.collectedMinor) {
-    throw new ConnectError(
-      `shares: add up to ${total} minor units but the pool took ${takings.collectedMinor} in the period; preview again`,
-      Code.FailedPrecondition,
-    );
+    throw new InvalidStateError(`shares: add up to ${total} minor units but the pool took ${takings.collectedMinor} in the period; preview again`);
   }
   const postings: PostingInput[] = [{ accountId: pool.account_id, amountMinor: -total, currency: input.currency, memo: "pool distribution" }];
   for (const s of input.shares) {
@@ -123,7 +119,7 @@ export async function reversePoolDistribution(tx: Queryable, entryId: string, id
     `SELECT account_id, reversal_entry_id FROM wallet.pool_distributions WHERE entry_id = $1`,
     [entryId],
   );
-  if (!d) throw new ConnectError(`entry_id: ${entryId} is not a pool distribution`, Code.NotFound);
+  if (!d) throw new NotFoundError(`entry_id: ${entryId} is not a pool distribution`);
   // Same lock order as distributions: the pool first.
   await tx.query(`SELECT 1 FROM wallet.accounts WHERE account_id = $1 FOR UPDATE`, [d.account_id]);
   const { entry } = await reverseEntry(tx, entryId, idempotencyKey, reason);

@@ -2,8 +2,7 @@
 // venue service now keeps versioned split rules and posts each period's split
 // with PostPoolDistribution. Rules stored before then stay readable.
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { Queryable } from "@ttip/runtime";
+import { NotFoundError, type Queryable } from "@ttip/runtime";
 import { PoolRulesSchema, PoolShareSchema, type PoolRules } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 
 interface RulesRow {
@@ -22,6 +21,6 @@ function toRules(r: RulesRow): PoolRules {
 
 export async function getPoolRules(db: Queryable, venueId: string): Promise<PoolRules> {
   const { rows } = await db.query<RulesRow>(`SELECT * FROM wallet.pool_rules WHERE venue_id = $1 ORDER BY version DESC LIMIT 1`, [venueId]);
-  if (!rows[0]) throw new ConnectError(`venue ${venueId} has no pool rules yet`, Code.NotFound);
+  if (!rows[0]) throw new NotFoundError(`venue ${venueId} has no pool rules yet`);
   return toRules(rows[0]);
 }

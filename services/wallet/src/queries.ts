@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { decimalAmount, decodePageToken, encodePageToken, positionParts, type Queryable } from "@ttip/runtime";
+import { decimalAmount, decodePageToken, encodePageToken, InvalidStateError, positionParts, type Queryable } from "@ttip/runtime";
 import {
   AccountKind,
   BalanceSchema,
@@ -135,7 +134,7 @@ export interface Statement {
 
 export async function statement(db: Queryable, account: AccountRow, year: number, month: number): Promise<Statement> {
   const { start, end } = eatMonth(year, month);
-  if (start.getTime() > Date.now()) throw new ConnectError(`${year}-${String(month).padStart(2, "0")} has not started yet`, Code.FailedPrecondition);
+  if (start.getTime() > Date.now()) throw new InvalidStateError(`${year}-${String(month).padStart(2, "0")} has not started yet`);
   const currency = account.currency.trim();
   const opening = await db.query<{ balance_after: bigint }>(
     `SELECT balance_after FROM wallet.postings WHERE account_id = $1 AND posted_at < $2 ORDER BY posted_seq DESC, line DESC LIMIT 1`,

@@ -1,5 +1,5 @@
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { requireCaller, withTransaction } from "@ttip/runtime";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { InvalidStateError, NotFoundError, requireCaller, withTransaction } from "@ttip/runtime";
 import type { PartnerAdminService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { audit, AuditAction } from "../audit.js";
 import type { AuthCore } from "../core.js";
@@ -27,9 +27,9 @@ export function partnerAdminHandlers(core: AuthCore, wake: () => void): Partial<
           [req.deliveryId],
         );
         const d = found.rows[0] as (DeliveryRow & { deleted: boolean; revoked: boolean }) | undefined;
-        if (!d) throw new ConnectError(`delivery_id: no delivery ${req.deliveryId}`, Code.NotFound);
-        if (d.revoked) throw new ConnectError("delivery_id: its partner key is revoked; nothing is sent for it", Code.FailedPrecondition);
-        if (d.deleted) throw new ConnectError("delivery_id: its subscription is deleted; nothing is sent for it", Code.FailedPrecondition);
+        if (!d) throw new NotFoundError(`delivery_id: no delivery ${req.deliveryId}`);
+        if (d.revoked) throw new InvalidStateError("delivery_id: its partner key is revoked; nothing is sent for it");
+        if (d.deleted) throw new InvalidStateError("delivery_id: its subscription is deleted; nothing is sent for it");
         // Same delivery id and body: a receiver that has it already drops it.
         const { rows } = await tx.query<DeliveryRow>(
           `UPDATE auth.partner_webhook_deliveries SET status = 'pending', budget_used = 0, replay_requested = true, next_attempt_at = now()

@@ -1,5 +1,5 @@
-import { Code, ConnectError, createClient, type ServiceImpl } from "@connectrpc/connect";
-import { callerHeaders, decodeTimeIdToken, keysetPage, keysetTime, pageSize, requireCaller, withTransaction, type Queryable } from "@ttip/runtime";
+import { createClient, type ServiceImpl } from "@connectrpc/connect";
+import { callerHeaders, decodeTimeIdToken, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { PartnerConsentService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -23,10 +23,7 @@ export async function requireConsent(db: Queryable, workerId: string, keyId: str
     [workerId, keyId, scope],
   );
   if (!rows[0]) {
-    throw new ConnectError(
-      `consent ${ConsentScope[scope] ? `CONSENT_SCOPE_${ConsentScope[scope]}` : scope} missing: worker ${workerId} has not granted it to this key (or has revoked it)`,
-      Code.PermissionDenied,
-    );
+    throw new PermissionDeniedError(`consent ${ConsentScope[scope] ? `CONSENT_SCOPE_${ConsentScope[scope]}` : scope} missing: worker ${workerId} has not granted it to this key (or has revoked it)`);
   }
 }
 
@@ -41,7 +38,7 @@ export function consentHandlers(core: AuthCore): Partial<ServiceImpl<typeof Part
       const scopes = [...new Set(req.scopes)].sort((a, b) => a - b);
       const row = await withTransaction(pool, async (tx) => {
         const key = await tx.query("SELECT 1 FROM auth.partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
-        if (!key.rows[0]) throw new ConnectError(`key_id: no live partner key ${req.keyId}`, Code.NotFound);
+        if (!key.rows[0]) throw new NotFoundError(`key_id: no live partner key ${req.keyId}`);
         // A live consent is widened; a withdrawn one starts again from these scopes.
         await tx.query(
           `INSERT INTO auth.partner_consents (worker_id, key_id, scopes) VALUES ($1, $2, $3)
@@ -70,7 +67,7 @@ export function consentHandlers(core: AuthCore): Partial<ServiceImpl<typeof Part
           [worker.subject, req.keyId],
         );
         const now = await load(tx, worker.subject, req.keyId);
-        if (!now) throw new ConnectError(`key_id: you have not granted partner key ${req.keyId} any consent`, Code.NotFound);
+        if (!now) throw new NotFoundError(`key_id: you have not granted partner key ${req.keyId} any consent`);
         // Withdrawing twice changes nothing and is audited once.
         if (rowCount) {
           await audit(tx, AuditAction.PARTNER_CONSENT_REVOKED, { userId: worker.subject, actorUserId: worker.subject, ip: clientAddressOf(ctx), detail: `key ${req.keyId}` });

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { isIP } from "node:net";
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, keysetPage, keysetTime, pageSize, requireCaller, withTransaction, type Queryable } from "@ttip/runtime";
+import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
 import type { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import type { WebhookConfig } from "../config.js";
 import type { AuthCore } from "../core.js";
@@ -15,7 +15,7 @@ export const MAX_SUBSCRIPTIONS_PER_KEY = 10;
 export async function callingKey(db: Queryable, ctx: HandlerContext): Promise<{ keyId: string; partnerName: string }> {
   const caller = requireCaller(ctx, "partner");
   const { rows } = await db.query("SELECT key_id, partner_name FROM auth.partner_api_keys WHERE key_id::text = $1 AND revoked_at IS NULL", [caller.subject]);
-  if (!rows[0]) throw new ConnectError(`${ctx.method.parent.typeName} is for partner keys: sign the call with a live key`, Code.PermissionDenied);
+  if (!rows[0]) throw new PermissionDeniedError(`${ctx.method.parent.typeName} is for partner keys: sign the call with a live key`);
   return { keyId: rows[0].key_id, partnerName: rows[0].partner_name };
 }
 
@@ -71,7 +71,7 @@ export function webhookHandlers(core: AuthCore): Partial<ServiceImpl<typeof Part
         await tx.query("SELECT 1 FROM auth.partner_api_keys WHERE key_id = $1 FOR UPDATE", [key.keyId]);
         const live = await tx.query("SELECT count(*)::int AS n FROM auth.partner_webhook_subscriptions WHERE key_id = $1 AND deleted_at IS NULL", [key.keyId]);
         if (live.rows[0].n >= MAX_SUBSCRIPTIONS_PER_KEY) {
-          throw new ConnectError(`a key holds at most ${MAX_SUBSCRIPTIONS_PER_KEY} live webhook subscriptions; delete one first`, Code.ResourceExhausted);
+          throw new RateLimitedError(`a key holds at most ${MAX_SUBSCRIPTIONS_PER_KEY} live webhook subscriptions; delete one first`);
         }
         const { rows } = await tx.query<SubscriptionRow>(
           `INSERT INTO auth.partner_webhook_subscriptions (subscription_id, key_id, url, event_types, secret_sealed)
@@ -106,7 +106,7 @@ export function webhookHandlers(core: AuthCore): Partial<ServiceImpl<typeof Part
           [req.subscriptionId, key.keyId],
         );
         // Another key's subscription is as unknown as a missing one.
-        if (!rows[0]) throw new ConnectError(`subscription_id: no subscription ${req.subscriptionId} for this key`, Code.NotFound);
+        if (!rows[0]) throw new NotFoundError(`subscription_id: no subscription ${req.subscriptionId} for this key`);
         await tx.query(
           "UPDATE auth.partner_webhook_deliveries SET status = 'failed', last_error = 'not sent: the subscription was deleted' WHERE subscription_id = $1 AND status = 'pending'",
           [req.subscriptionId],
