@@ -124,11 +124,31 @@ describe("helm chart", () => {
     for (const c of ["gateway", "auth", "payment", "qr", "wallet", "notification", "analytics"]) assert.ok(keys(plain, c).includes(shared), c);
     assert.deepEqual(keys(plain, "payment"), [shared], "M-Pesa off: no Daraja keys needed");
     assert.deepEqual(keys(plain, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN"]);
-    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "notification.sendgrid.enabled=true", "cards.stripe.enabled=true");
+    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "mpesa.initiatorCertificate.existingSecret=mpesa-cert", "notification.sendgrid.enabled=true", "cards.stripe.enabled=true");
     assert.deepEqual(keys(full, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"]);
     const offline = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true", "mpesa.ussd.enabled=true");
     assert.deepEqual(keys(offline, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "C2B_URL_TOKEN", "USSD_CALLBACK_TOKEN"]);
     assert.deepEqual(keys(full, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN", "NOTIFICATION_SENDGRID_API_KEY"]);
+  });
+
+  test("B2C: the initiator certificate is a Secret mounted read-only into payment alone, named by DARAJA_CERTIFICATE_FILE; required with a B2C shortcode", async () => {
+    const b2c = ["mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api"];
+    const docs = await render(...b2c, "mpesa.initiatorCertificate.existingSecret=mpesa-initiator", "mpesa.initiatorCertificate.key=production.cer");
+    const spec = (component: string) => docs.find((d) => d.kind === "Deployment" && d.metadata.labels["app.kubernetes.io/component"] === component)!.spec.template.spec;
+    const payment = spec("payment");
+    const volume = payment.volumes.find((v: any) => v.secret);
+    assert.deepEqual(volume.secret, { secretName: "mpesa-initiator", items: [{ key: "production.cer", path: "production.cer" }], defaultMode: 0o444 });
+    const mount = payment.containers[0].volumeMounts.find((m: any) => m.name === volume.name);
+    assert.deepEqual(mount, { name: volume.name, mountPath: "/etc/ttip/mpesa", readOnly: true });
+    const env = Object.fromEntries(payment.containers[0].env.map((e: any) => [e.name, e.value]));
+    assert.equal(env.DARAJA_CERTIFICATE_FILE, "/etc/ttip/mpesa/production.cer", "the file payment reads is the one mounted");
+    for (const c of COMPONENTS.filter((x) => x !== "payment")) assert.ok(!spec(c).volumes.some((v: any) => v.secret), `${c} does not get the certificate`);
+    await assert.rejects(render(...b2c), /initiatorCertificate.existingSecret/, "B2C without the certificate is refused at install");
+    // Without B2C nothing is mounted.
+    const plain = await render("mpesa.enabled=true", "mpesa.shortcode=600100");
+    const plainPayment = plain.find((d) => d.kind === "Deployment" && d.metadata.name === "t-ttip-payment")!.spec.template.spec;
+    assert.equal(plainPayment.volumes.filter((v: any) => v.secret).length, 0, "no certificate volume without B2C");
+    assert.equal(plainPayment.containers[0].env.filter((e: any) => e.name === "DARAJA_CERTIFICATE_FILE").length, 0);
   });
 
   test("settings reach the processes: public URL in QR codes and callbacks, admin networks, pools, image by digest", async () => {
