@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
-import { helmBinary } from "./helm.js";
+import { helmBinary, kubeScoreBinary } from "./helm.js";
 
 const exec = promisify(execFile);
 const chart = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../ttip");
@@ -218,7 +220,8 @@ describe("helm chart", () => {
     const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value]));
     assert.equal(env.TTIP_API_URL, "http://t-ttip-gateway:8080", "server-side rendering calls the gateway inside the cluster");
     assert.equal(env.PORT, "8080");
-    for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) assert.deepEqual(c[probe].httpGet, { path: "/healthz", port: "http" }, probe);
+    for (const probe of ["startupProbe", "readinessProbe"]) assert.deepEqual(c[probe].httpGet, { path: "/healthz", port: "http" }, probe);
+    assert.deepEqual(c.livenessProbe.tcpSocket, { port: "http" }, "liveness differs from readiness: a slow render is not a restart");
     assert.equal(c.securityContext.readOnlyRootFilesystem, true);
     assert.ok(c.volumeMounts.some((m: any) => m.mountPath === "/app/apps/web/.next/cache"), "Next's cache is writable");
     assert.equal(web("HorizontalPodAutoscaler").spec.scaleTargetRef.name, "t-ttip-web");
@@ -236,6 +239,24 @@ describe("helm chart", () => {
     assert.equal(off.filter((d) => d.metadata.labels?.["app.kubernetes.io/component"] === "web").length, 0);
     await assert.rejects(render("web.autoscaling.minReplicas=5", "web.autoscaling.maxReplicas=3"), /web.autoscaling: minReplicas \(5\) is above maxReplicas \(3\)/);
     await assert.rejects(render("web.enabeld=true"), /enabeld/);
+  });
+
+  test("kube-score: no critical but the two values.yaml justifies (no CPU limit, IfNotPresent pulls)", async () => {
+    const { stdout: manifests } = await exec(helmBinary(), ["template", "t", chart, ...KUBE, "--set", BASE[0], "--set", "gateway.ingress.enabled=true"]);
+    const dir = mkdtempSync(path.join(os.tmpdir(), "ttip-kube-score-"));
+    try {
+      writeFileSync(path.join(dir, "chart.yaml"), manifests);
+      // Exit 1 when anything is critical: the findings are read either way.
+      const out = await exec(kubeScoreBinary(), ["score", path.join(dir, "chart.yaml"), "--output-format", "ci"]).then((r) => r.stdout, (e: { stdout: string }) => e.stdout);
+      const criticals = out.split("\n").filter((l) => l.startsWith("[CRITICAL]"));
+      assert.ok(criticals.length > 0, "kube-score ran");
+      const unjustified = criticals.filter((l) => !/ImagePullPolicy is not set to Always|CPU limit is not set/.test(l));
+      assert.deepEqual(unjustified, []);
+      const values = readFileSync(path.join(chart, "values.yaml"), "utf8");
+      for (const reason of ["ImagePullPolicy is not set to Always", "CPU limit is not set"]) assert.ok(values.includes(reason), `values.yaml justifies "${reason}"`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("the development values bring PostgreSQL, Redis, NATS and the Daraja simulator into the cluster", async () => {

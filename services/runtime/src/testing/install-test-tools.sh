@@ -72,6 +72,19 @@ if ! have stripe-mock && ! { have go && [ -x "$(gobin)/stripe-mock" ]; }; then
   GOBIN="$(gobin)" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
 fi
 
+# kube-score reviews the rendered chart (charts/test/chart.test.ts): no criticals but the
+# ones values.yaml justifies. Keep in step with KUBE_SCORE_VERSION in charts/test/helm.ts.
+KUBE_SCORE_VERSION=v1.20.0
+if ! have kube-score && ! { have go && [ -x "$(gobin)/kube-score" ]; }; then
+  if ! have go; then
+    echo "make test needs kube-score. Install Go, then:" >&2
+    echo "  go install github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" >&2
+    exit 1
+  fi
+  echo "make test: installing kube-score $KUBE_SCORE_VERSION with go install"
+  GOBIN="$(gobin)" go install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
+fi
+
 # promtool checks and unit-tests the chart's alerting rules (charts/test/alerts.test.ts):
 # from Debian's prometheus package, unpacked into a cache rather than installed (the
 # package would start a Prometheus server).
