@@ -11,6 +11,7 @@ import { api, clearSession, CONSOLE_ROLES, hasRole, loadSession, type Session } 
 import { Audit } from "./audit";
 import { Fraud } from "./fraud";
 import { Money } from "./money";
+import { Partners } from "./partners";
 import { Payments } from "./payments";
 import { ClaimFirstAdmin, SignIn } from "./signin";
 import { Suspense } from "./suspense";
@@ -25,6 +26,7 @@ const SCREENS = {
   suspense: { title: "Suspense", roles: CONSOLE_ROLES, render: (s: Session) => <Suspense session={s} /> },
   money: { title: "Money", roles: ["admin", "finance"], render: () => <Money /> },
   templates: { title: "Templates", roles: CONSOLE_ROLES, render: (s: Session) => <Templates session={s} /> },
+  partners: { title: "Partners", roles: ["admin"], render: (s: Session) => <Partners session={s} /> },
   audit: { title: "Audit log", roles: CONSOLE_ROLES, render: () => <Audit /> },
 } as const;
 type ScreenName = keyof typeof SCREENS;

@@ -176,7 +176,7 @@ describe("admin console in chromium", () => {
     assert.match(sms.body, /^Asante! KES 200(\.00)? tip from /);
   });
 
-  test("suspense: a paybill payment with a mistyped code is matched to the worker with a reason and a step-up, credited once; payouts held and released", async () => {
+  test("suspense: a paybill payment with a mistyped code is matched to the worker with a reason and a step-up, credited once; payouts held and released; a partner key issued (secret shown once) and revoked", async () => {
     const phone = randomPhone();
     const worker = await h.signUp(phone, "2580", "Baraka Mwangi");
     await h.api(QrService, worker.accessToken).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, displayName: "Baraka Mwangi", currency: "KES", city: "Nairobi" });
@@ -208,5 +208,14 @@ describe("admin console in chromium", () => {
     await eventually("payouts held", async () => (await held()) === true);
     await detail.getByRole("button", { name: "Release payouts" }).click();
     await eventually("payouts released", async () => (await held()) === false);
+
+    // Partner keys: issued with the secret shown once, then revoked.
+    await adminPage.getByRole("link", { name: "Partners" }).click();
+    await adminPage.getByLabel("Partner name").fill("Savannah POS");
+    await adminPage.getByRole("button", { name: "Issue key" }).click();
+    assert.match((await adminPage.getByTestId("partner-secret").textContent()) ?? "", /^ttip_sk/);
+    const keyRow = adminPage.locator("tr").filter({ hasText: "Savannah POS" });
+    await keyRow.getByRole("button", { name: "Revoke" }).click();
+    await keyRow.getByText(/^revoked /).waitFor();
   });
 });

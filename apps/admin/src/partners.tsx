@@ -1,0 +1,65 @@
+// Partner API keys: issue (the secret is shown once), scopes, last use, revoke.
+import { useEffect, useState } from "react";
+import type { PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { api, errorText, hasRole, type Session } from "./api";
+import { Action, Section, when } from "./ui";
+
+/** The scopes the gateway knows (declared on the RPCs in the contracts). */
+const SCOPES = ["tips:create", "tips:read", "payouts:read", "statements:read", "qr:read", "qr:write", "fees:read", "webhooks:read", "webhooks:write"];
+
+export function Partners({ session }: { session: Session }) {
+  const [keys, setKeys] = useState<PartnerApiKey[]>([]);
+  const [name, setName] = useState("");
+  const [scopes, setScopes] = useState<string[]>(["tips:create", "tips:read"]);
+  const [secret, setSecret] = useState("");
+  const [error, setError] = useState("");
+  const admin = api(AuthAdminService);
+  const notAdmin = hasRole(session, "admin") ? undefined : "needs the admin role";
+  const load = async () => {
+    try {
+      setKeys((await admin.listPartnerApiKeys({ page: { pageSize: 100 } })).keys);
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  useEffect(() => void load(), []);
+  return (
+    <div>
+      <Section title="Issue a key">
+        <input aria-label="Partner name" placeholder="Partner name" value={name} onChange={(e) => setName(e.target.value)} />
+        {SCOPES.map((s) => (
+          <label key={s} className="check">
+            <input type="checkbox" checked={scopes.includes(s)} onChange={(e) => setScopes(e.target.checked ? [...scopes, s] : scopes.filter((x) => x !== s))} /> {s}
+          </label>
+        ))}
+        <Action
+          label="Issue key"
+          disabledWhy={notAdmin}
+          run={async () => {
+            const r = await admin.issuePartnerApiKey({ partnerName: name.trim(), scopes, idempotencyKey: crypto.randomUUID() });
+            setSecret(r.secret);
+            await load();
+            return `Issued ${r.key!.prefix}…`;
+          }}
+        />
+        {secret && <p className="ok">Secret (shown once; give it to the partner now): <code data-testid="partner-secret">{secret}</code></p>}
+      </Section>
+      <Section title="Keys">
+        {error && <p role="alert" className="error">{error}</p>}
+        <table>
+          <thead><tr><th>Partner</th><th>Prefix</th><th>Scopes</th><th>Created</th><th>Last used</th><th>State</th><th /></tr></thead>
+          <tbody>
+            {keys.map((k) => (
+              <tr key={k.keyId}>
+                <td>{k.partnerName}</td><td><code>{k.prefix}</code></td><td>{k.scopes.join(" ")}</td><td>{when(k.createdAt)}</td><td>{when(k.lastUsedAt)}</td>
+                <td>{k.revokedAt ? `revoked ${when(k.revokedAt)}` : "active"}</td>
+                <td>{!k.revokedAt && <Action label="Revoke" danger disabledWhy={notAdmin} run={async () => void (await admin.revokePartnerApiKey({ keyId: k.keyId }))} done={() => void load()} />}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </Section>
+    </div>
+  );
+}
