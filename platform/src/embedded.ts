@@ -31,6 +31,8 @@ export interface EmbeddedPlatform {
   /** With the M-Pesa simulator: where the simulated customer pays the paybill (POST), and the USSD callback URL. */
   offline?: { paybillPayUrl: string; ussdUrl: string };
   services: RunningService[];
+  /** The configuration the services were given: the environment plus the simulators' addresses and keys. */
+  config: Readonly<Record<string, string | undefined>>;
   close(): Promise<void>;
 }
 
@@ -182,7 +184,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   if (paypal) simulators["PayPal (webhooks it sent)"] = `${paypal.url}/__sim/events`;
   // Until someone is admin, each start issues a fresh first-admin token (the previous one dies).
   const setup = await issueSetupToken(pool, "at start (make run)");
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, setupToken: setup?.token, close };
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, config: vars, simulators, offline, setupToken: setup?.token, close };
 }
 
 async function freePort(host: string): Promise<number> {
