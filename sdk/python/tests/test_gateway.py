@@ -1,0 +1,136 @@
+"""Against a running gateway: sdk/test/python-sdk.test.ts starts the platform, issues a
+partner key and runs these with TTIP_GATEWAY_URL, TTIP_KEY_ID and TTIP_SECRET set.
+Outside that harness they are skipped, unless TTIP_REQUIRE_GATEWAY=1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from connectrpc.code import Code
+from connectrpc.codec import proto_json_codec
+from connectrpc.errors import ConnectError
+from connectrpc.protocol import ProtocolType
+
+from ttip_sdk import PartnerKey, WebhookVerificationError, signed_async_http_client, signed_http_client, verify_webhook
+from ttip_sdk.gen.ttip.qr.v1.qr_pb import QrCodeStatus
+from ttip_sdk.gen.ttip.qr.v1.qr_service_connect import QrServiceClient, QrServiceClientSync
+from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import GetQrCodeRequest, GetQrCodeResponse, RotateQrCodeRequest
+
+
+@dataclass(frozen=True)
+class Gateway:
+    url: str
+    key: PartnerKey
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Gateway:
+    url, key_id, secret = (os.environ.get(n, "") for n in ("TTIP_GATEWAY_URL", "TTIP_KEY_ID", "TTIP_SECRET"))
+    if not (url and key_id and secret):
+        if os.environ.get("TTIP_REQUIRE_GATEWAY") == "1":
+            pytest.fail("TTIP_GATEWAY_URL, TTIP_KEY_ID and TTIP_SECRET are required")
+        pytest.skip("no running gateway: set TTIP_GATEWAY_URL, TTIP_KEY_ID and TTIP_SECRET")
+    return Gateway(url, PartnerKey(key_id, secret))
+
+
+@pytest.fixture
+def client_for(gateway: Gateway) -> Iterator[Callable[..., QrServiceClientSync]]:
+    """Makes signed QrService clients, closed after the test."""
+    opened: list[QrServiceClientSync] = []
+
+    def make(key: PartnerKey | None = None, *, now: Callable[[], float] = time.time, h2c: bool = False, **options: object) -> QrServiceClientSync:
+        http = signed_http_client(key or gateway.key, h2c=h2c, now=now)
+        client = QrServiceClientSync(gateway.url, http_client=http, **options)  # type: ignore[arg-type]
+        opened.append(client)
+        return client
+
+    yield make
+    for c in opened:
+        c.close()
+
+
+def assert_echoes(res: GetQrCodeResponse, qr_code_id: str) -> None:
+    # The harness's qr service answers with the asked-for id and the short code K7M4QX.
+    assert res.qr_code is not None
+    assert (res.qr_code.qr_code_id, res.qr_code.short_code, res.qr_code.status) == (qr_code_id, "K7M4QX", QrCodeStatus.ACTIVE)
+
+
+# Each protocol gets a signed answer; the harness counts the calls the qr service saw
+# as this key with the role partner. Connect binary is the client's default, gzip-compressed.
+PROTOCOLS: dict[str, dict[str, object]] = {
+    "connect-binary-gzip": {},
+    "connect-json": {"codec": proto_json_codec()},
+    "grpc-web": {"protocol": ProtocolType.GRPC_WEB},
+    "grpc": {"protocol": ProtocolType.GRPC, "h2c": True},
+}
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_signed_call_gets_an_answer(client_for: Callable[..., QrServiceClientSync], protocol: str) -> None:
+    qr_code_id = str(uuid.uuid4())
+    assert_echoes(client_for(**PROTOCOLS[protocol]).get_qr_code(GetQrCodeRequest(qr_code_id=qr_code_id)), qr_code_id)
+
+
+def test_signed_get_gets_an_answer(client_for: Callable[..., QrServiceClientSync]) -> None:
+    qr_code_id = str(uuid.uuid4())
+    assert_echoes(client_for().get_qr_code(GetQrCodeRequest(qr_code_id=qr_code_id), use_get=True), qr_code_id)
+
+
+def test_async_signed_call_gets_an_answer(gateway: Gateway) -> None:
+    async def call() -> GetQrCodeResponse:
+        async with QrServiceClient(gateway.url, http_client=signed_async_http_client(gateway.key)) as client:
+            return await client.get_qr_code(GetQrCodeRequest(qr_code_id=qr_code_id))
+
+    qr_code_id = str(uuid.uuid4())
+    assert_echoes(asyncio.run(call()), qr_code_id)
+
+
+def refused(call: Callable[[], object], code: Code, message: str) -> None:
+    with pytest.raises(ConnectError) as caught:
+        call()
+    assert caught.value.code == code
+    assert re.fullmatch(message, caught.value.message), caught.value.message
+
+
+def test_wrong_secret_is_named(gateway: Gateway, client_for: Callable[..., QrServiceClientSync]) -> None:
+    client = client_for(PartnerKey(gateway.key.key_id, "ttip_sk_wrong"))
+    refused(lambda: client.get_qr_code(GetQrCodeRequest(qr_code_id=str(uuid.uuid4()))), Code.UNAUTHENTICATED,
+            r"partner signature refused: signature does not match")
+
+
+def test_stale_timestamp_is_named(client_for: Callable[..., QrServiceClientSync]) -> None:
+    client = client_for(now=lambda: time.time() - 600)
+    refused(lambda: client.get_qr_code(GetQrCodeRequest(qr_code_id=str(uuid.uuid4()))), Code.UNAUTHENTICATED,
+            r"partner signature refused: stale timestamp: (599|600|601) s behind the gateway's clock \(at most 300 s\)")
+
+
+def test_replayed_request_is_named(client_for: Callable[..., QrServiceClientSync]) -> None:
+    # The same body, path and second twice: the second is a replay.
+    at = time.time()
+    client = client_for(now=lambda: at)
+    request = GetQrCodeRequest(qr_code_id=str(uuid.uuid4()))
+    assert_echoes(client.get_qr_code(request), request.qr_code_id)
+    refused(lambda: client.get_qr_code(request), Code.UNAUTHENTICATED, r"partner signature refused: request replayed")
+
+
+def test_missing_scope_is_named(client_for: Callable[..., QrServiceClientSync]) -> None:
+    client = client_for()
+    refused(lambda: client.rotate_qr_code(RotateQrCodeRequest(qr_code_id=str(uuid.uuid4()))), Code.PERMISSION_DENIED,
+            r"missing scope: ttip\.qr\.v1\.QrService/RotateQrCode needs the scope qr:write, which this key does not have")
+
+
+def test_webhook_from_the_platform_verifies(gateway: Gateway) -> None:
+    secret, body, header = (os.environ.get(n, "") for n in ("TTIP_WEBHOOK_SECRET", "TTIP_WEBHOOK_BODY", "TTIP_WEBHOOK_SIGNATURE"))
+    assert secret and body and header, "TTIP_WEBHOOK_SECRET, TTIP_WEBHOOK_BODY and TTIP_WEBHOOK_SIGNATURE are required with a running gateway"
+    assert verify_webhook(secret, body.encode(), header) == body.encode()
+    tampered = body.replace("KES", "USD", 1)
+    assert tampered != body, "the delivery's body should name its currency"
+    with pytest.raises(WebhookVerificationError, match="^signature does not match$"):
+        verify_webhook(secret, tampered.encode(), header)
