@@ -40,6 +40,7 @@ test-node24: install test-tools
 test-tools:
 	@bash services/runtime/src/testing/install-test-tools.sh
 
+## generate: code from proto/ (buf, local plugins), the API reference and OpenAPI document (proto/docs), the SDKs' code
 generate: install
 	npx buf generate
 	bash sdk/generate.sh
@@ -57,10 +58,10 @@ typecheck: install mobile
 generate-sdks: install
 	bash sdk/generate.sh
 
-## check-generated: fails when proto/gen or the SDKs' generated code is not what buf generate makes from proto/
+## check-generated: fails when proto/gen, the API docs (proto/docs) or the SDKs' generated code is not what `make generate` makes from proto/
 check-generated: generate
-	git diff --exit-code -- proto/gen sdk/go/gen sdk/python/src/ttip_sdk/gen
-	test -z "$$(git status --porcelain -- proto/gen sdk/go/gen sdk/python/src/ttip_sdk/gen)"
+	git diff --exit-code -- proto/gen proto/docs sdk/go/gen sdk/python/src/ttip_sdk/gen
+	test -z "$$(git status --porcelain -- proto/gen proto/docs sdk/go/gen sdk/python/src/ttip_sdk/gen)"
 
 ## breaking: compares the contracts with main's
 breaking: install

@@ -2,7 +2,8 @@
 //   node --import tsx platform/build.ts [outDir]      (default platform/dist)
 // makes two trees:
 //   <outDir>/ttip        the production image: every cluster role (services, gateway, migrate)
-//                        in one bundle, the migrations, and the one native package (argon2);
+//                        in one bundle, the migrations, the admin console's build (served by
+//                        the gateway at /admin) and the one native package (argon2);
 //   <outDir>/ttip-dev    the development image (values-dev.yaml): the same roles able to use
 //                        the in-process simulators, and the Daraja simulator as a role.
 // The production bundle's module graph may hold no embedded mode (PGlite), simulator,
@@ -13,11 +14,12 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type Plugin } from "esbuild";
+import { ADMIN_DIST, ensureAdminBuild } from "@ttip/admin";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 
 /** Module paths that never belong in the production image. */
-export const DEV_ONLY = /pglite|simulator|\/testing(\.[jt]s)?$|\/testing\/|testdata|\/apps\/web\/|node_modules\/next\/|node_modules\/react/;
+export const DEV_ONLY = /pglite|simulator|\/testing(\.[jt]s)?$|\/testing\/|testdata|\/apps\/web\/|\/apps\/admin\/(build\.ts|src\/)|node_modules\/(next|react|react-dom|esbuild)\//;
 
 /** Packages left outside the bundle: native binaries, and pg's optional native driver (never installed). */
 const EXTERNAL_PACKAGES = ["@node-rs/argon2"];
@@ -46,6 +48,8 @@ function besideBundle(): Plugin {
         const migrations = 'new URL("../migrations", import.meta.url)';
         if (service) source = source.replaceAll(migrations, `new URL("./migrations/${service}", import.meta.url)`);
         source = source.replaceAll(mainCheck, "false");
+        // The admin console's build, copied beside the bundle.
+        source = source.replaceAll('new URL("../../apps/admin/dist", import.meta.url)', 'new URL("./admin", import.meta.url)');
         return { contents: source, loader: "ts" };
       });
     },
@@ -136,10 +140,13 @@ export async function buildPlatform(outDir = path.join(root, "platform/dist")): 
     });
     copyMigrations(dir);
     copyExternals(dir);
+    // The admin console the gateway serves at /admin (ADMIN_CONSOLE=on).
+    cpSync(ADMIN_DIST, path.join(dir, "admin"), { recursive: true });
     writeFileSync(path.join(dir, "package.json"), `${JSON.stringify({ name, version, private: true, type: "module" }, null, 2)}\n`);
     return { dir, entry: path.join(dir, "ttip.mjs"), inputs: Object.keys(result.metafile.inputs) };
   };
 
+  await ensureAdminBuild(() => undefined);
   const production = await bundle("ttip", "production.ts", [leaveOutDevOnly()]);
   const leaked = production.inputs.filter((p) => !p.startsWith("left-out:") && DEV_ONLY.test(p));
   if (leaked.length) throw new Error(`the production bundle holds development-only modules: ${leaked.join(", ")}`);

@@ -1,59 +1,14 @@
 // Serves the admin console's static build at /admin (the gateway's one port in
 // make run and in a cluster). Every /admin path that is not an asset gets the
 // app's page, which routes in the browser.
-import { readFileSync } from "node:fs";
 import type http from "node:http";
-import path from "node:path";
 import { ADMIN_DIST } from "./build.js";
+import { createAdminHandler as createHandler } from "./handler.js";
 
 export { ensureAdminBuild, adminBuildIsCurrent, ADMIN_DIST } from "./build.js";
+export { ADMIN_PATH, isAdminPath } from "./handler.js";
 
-export const ADMIN_PATH = "/admin";
-
-const TYPES: Record<string, string> = { ".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".html": "text/html; charset=utf-8" };
-// Only our own scripts and our own API; no frames (clickjacking on money buttons), no referrer leaks.
-const SECURITY_HEADERS = {
-  "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-  "x-frame-options": "DENY",
-  "x-content-type-options": "nosniff",
-  "referrer-policy": "no-referrer",
-};
-
-/** True for the paths this handler answers. */
-export const isAdminPath = (url: string | undefined): boolean => {
-  const p = (url ?? "").split("?")[0];
-  return p === ADMIN_PATH || p.startsWith(`${ADMIN_PATH}/`);
-};
-
-/** A request handler for /admin and below, reading the build from `dist` (read once, it is small). */
+/** A request handler for /admin and below, reading the build from `dist` (this package's by default). */
 export function createAdminHandler(dist = ADMIN_DIST): (req: http.IncomingMessage, res: http.ServerResponse) => void {
-  const cache = new Map<string, Buffer>();
-  const read = (file: string) => {
-    let body = cache.get(file);
-    if (!body) cache.set(file, (body = readFileSync(file)));
-    return body;
-  };
-  return (req, res) => {
-    if (req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(405, { allow: "GET, HEAD" }).end();
-      return;
-    }
-    const p = decodeURIComponent((req.url ?? "").split("?")[0]);
-    const asset = /^\/admin\/assets\/([A-Za-z0-9_.-]+)$/.exec(p)?.[1];
-    try {
-      if (asset) {
-        const body = read(path.join(dist, "assets", asset));
-        // Names carry a content hash: cache for good.
-        res.writeHead(200, { "content-type": TYPES[path.extname(asset)] ?? "application/octet-stream", "cache-control": "public, max-age=31536000, immutable", ...SECURITY_HEADERS });
-        res.end(req.method === "HEAD" ? undefined : body);
-        return;
-      }
-      const page = read(path.join(dist, "index.html"));
-      res.writeHead(200, { "content-type": TYPES[".html"], "cache-control": "no-cache", ...SECURITY_HEADERS });
-      res.end(req.method === "HEAD" ? undefined : page);
-    } catch {
-      res.writeHead(asset ? 404 : 503, { "content-type": "text/plain" });
-      res.end(asset ? "not found\n" : "the admin console is not built: run make run (or node --import tsx apps/admin/build.ts)\n");
-    }
-  };
+  return createHandler(dist);
 }

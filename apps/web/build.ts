@@ -4,7 +4,7 @@
 // fingerprint kept beside the build.
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -70,6 +70,9 @@ async function build(log: (line: string) => void): Promise<void> {
     child.once("error", reject);
     child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`next build failed (exit ${code}):\n${out.slice(-4000)}`))));
   });
+  // The cluster's web image runs Next's standalone server, which serves the assets from beside it.
+  const standalone = path.join(dir, ".next", "standalone", path.relative(root, dir));
+  if (existsSync(standalone)) cpSync(path.join(dir, ".next", "static"), path.join(standalone, ".next", "static"), { recursive: true });
   writeFileSync(STAMP, sum);
   log(`web app built in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }

@@ -1,6 +1,13 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
 /** @type {import('next').NextConfig} */
 const config = {
   reactStrictMode: true,
+  // The cluster's web image (deploy/Dockerfile --target web): server.js and only the
+  // files it needs, traced from the repository's root (the workspace packages).
+  output: "standalone",
+  outputFileTracingRoot: path.join(path.dirname(fileURLToPath(import.meta.url)), "../.."),
   poweredByHeader: false,
   // The contracts' generated code is TypeScript in the proto workspace.
   transpilePackages: ["@ttip/proto"],

@@ -34,10 +34,10 @@ describe("helm chart", () => {
     const docs = await render();
     const of = (kind: string) => docs.filter((d) => d.kind === kind).map((d) => d.metadata.labels["app.kubernetes.io/component"]).sort();
     for (const kind of ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceAccount"]) {
-      assert.deepEqual(of(kind), COMPONENTS, kind);
+      assert.deepEqual(of(kind), [...COMPONENTS, "web"].sort(), kind);
     }
-    assert.deepEqual(of("NetworkPolicy"), [...[...COMPONENTS, "migrate"].sort(), undefined], "one per component, the migration Job's, and the default deny");
-    for (const d of docs.filter((x) => x.kind === "Deployment")) {
+    assert.deepEqual(of("NetworkPolicy"), [...[...COMPONENTS, "migrate", "web"].sort(), undefined], "one per component, the migration Job's, the web app's, and the default deny");
+    for (const d of docs.filter((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] !== "web")) {
       const c = d.spec.template.spec.containers[0];
       assert.deepEqual(c.args, [d.metadata.labels["app.kubernetes.io/component"]]);
       for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) assert.equal(c[probe].grpc.port, 8080, `${d.metadata.name} ${probe}`);
@@ -147,8 +147,10 @@ describe("helm chart", () => {
     assert.equal(env("wallet").DATABASE_POOL_MAX, "8");
     assert.equal(env("qr").DATABASE_POOL_MAX, "5");
     for (const c of COMPONENTS) assert.equal(env(c).NODE_ENV, "production");
-    const images = new Set(docs.filter((d) => d.kind === "Deployment" || d.kind === "Job").map((d) => d.spec.template.spec.containers[0].image));
+    const images = new Set(docs.filter((d) => (d.kind === "Deployment" || d.kind === "Job") && d.metadata.name !== "t-ttip-web").map((d) => d.spec.template.spec.containers[0].image));
     assert.deepEqual(images, new Set([`ghcr.io/ttip-platform/ttip@${digest}`]));
+    // The web app has its own image (Next's server), from the same registry.
+    assert.equal(docs.find((d) => d.kind === "Deployment" && d.metadata.name === "t-ttip-web")!.spec.template.spec.containers[0].image, "ghcr.io/ttip-platform/ttip-web:0.1.0");
   });
 
   test("NetworkPolicies: default deny; each service reachable only from its callers (and Prometheus); egress only to callees, DNS, backends, providers", async () => {
@@ -182,8 +184,38 @@ describe("helm chart", () => {
     assert.equal(ingress.spec.rules[0].host, "tips.example.co.ke");
     const routes = ingress.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.name]);
     assert.deepEqual(routes, [
+      ["/t/", "t-ttip-web"], ["/w", "t-ttip-web"], ["/lang", "t-ttip-web"], ["/_next/", "t-ttip-web"], ["/", "t-ttip-web"],
       ["/daraja/", "t-ttip-payment"], ["/mpesa/", "t-ttip-payment"], ["/c2b/", "t-ttip-payment"], ["/ussd/", "t-ttip-payment"], ["/stripe/", "t-ttip-payment"], ["/paypal/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"],
     ]);
+  });
+
+  test("the web app: its own Deployment behind the same host, HTTP probes, HPA, PDB, its own image, calls only the gateway", async () => {
+    const docs = await render("gateway.ingress.enabled=true", "web.image.digest=sha256:" + "b".repeat(64), "networkPolicy.ingressFrom[0].namespaceSelector.matchLabels.ingress=yes");
+    const web = (kind: string) => docs.find((d) => d.kind === kind && d.metadata.labels["app.kubernetes.io/component"] === "web")!;
+    const c = web("Deployment").spec.template.spec.containers[0];
+    assert.equal(c.image, `ghcr.io/ttip-platform/ttip-web@sha256:${"b".repeat(64)}`);
+    assert.equal(c.args, undefined, "Next's standalone server, not a platform role");
+    const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value]));
+    assert.equal(env.TTIP_API_URL, "http://t-ttip-gateway:8080", "server-side rendering calls the gateway inside the cluster");
+    assert.equal(env.PORT, "8080");
+    for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) assert.deepEqual(c[probe].httpGet, { path: "/healthz", port: "http" }, probe);
+    assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+    assert.ok(c.volumeMounts.some((m: any) => m.mountPath === "/app/apps/web/.next/cache"), "Next's cache is writable");
+    assert.equal(web("HorizontalPodAutoscaler").spec.scaleTargetRef.name, "t-ttip-web");
+    assert.equal(web("PodDisruptionBudget").spec.maxUnavailable, 1);
+    const ingress = docs.find((d) => d.kind === "Ingress")!;
+    const root = ingress.spec.rules[0].http.paths.filter((p: any) => p.path === "/");
+    assert.deepEqual(root.map((p: any) => [p.pathType, p.backend.service.name]), [["Exact", "t-ttip-web"], ["Prefix", "t-ttip-gateway"]], "the home page to web, the API to the gateway");
+    const policy = web("NetworkPolicy").spec;
+    assert.deepEqual(policy.ingress[0].from, [{ namespaceSelector: { matchLabels: { ingress: "yes" } } }], "browsers through the ingress controller only");
+    assert.deepEqual(policy.egress.map((e: any) => e.to?.map((t: any) => t.podSelector?.matchLabels?.["app.kubernetes.io/component"])), [[undefined], ["gateway"]], "DNS and the gateway, nothing else");
+    const gateway = docs.find((d) => d.kind === "NetworkPolicy" && d.metadata.name === "t-ttip-gateway")!.spec;
+    assert.ok(gateway.ingress.some((r: any) => r.from?.some((f: any) => f.podSelector?.matchLabels?.["app.kubernetes.io/component"] === "web")), "the gateway lets the web app in");
+    // Off: nothing of it, and the ingress sends everything to the gateway as before.
+    const off = await render("gateway.ingress.enabled=true", "web.enabled=false");
+    assert.equal(off.filter((d) => d.metadata.labels?.["app.kubernetes.io/component"] === "web").length, 0);
+    await assert.rejects(render("web.autoscaling.minReplicas=5", "web.autoscaling.maxReplicas=3"), /web.autoscaling: minReplicas \(5\) is above maxReplicas \(3\)/);
+    await assert.rejects(render("web.enabeld=true"), /enabeld/);
   });
 
   test("the development values bring PostgreSQL, Redis, NATS and the Daraja simulator into the cluster", async () => {
@@ -192,7 +224,7 @@ describe("helm chart", () => {
     const deployments = docs.filter((d) => d.kind === "Deployment").map((d) => d.metadata.name).sort();
     for (const extra of ["t-ttip-postgres", "t-ttip-redis", "t-ttip-nats", "t-ttip-simulators"]) assert.ok(deployments.includes(extra), extra);
     // The simulators are only in the development image (the production one leaves them out).
-    const images = new Set(docs.filter((d) => d.kind === "Deployment" && !/postgres|redis|nats/.test(d.metadata.name)).map((d) => d.spec.template.spec.containers[0].image));
+    const images = new Set(docs.filter((d) => d.kind === "Deployment" && !/postgres|redis|nats|web/.test(d.metadata.name)).map((d) => d.spec.template.spec.containers[0].image));
     assert.deepEqual(images, new Set(["ghcr.io/ttip-platform/ttip-dev:0.1.0"]));
     const payment = docs.find((d) => d.kind === "Deployment" && d.metadata.name === "t-ttip-payment")!;
     const env = Object.fromEntries(payment.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));

@@ -22,6 +22,9 @@ const NS = "ttip";
 // Each step waits on controllers on two busy cores: more than the suite's default per test.
 const STEP_TIMEOUT_MS = 10 * 60_000;
 const COMPONENTS = ["analytics", "auth", "gateway", "notification", "payment", "qr", "venue", "wallet"];
+/** Every Deployment: the platform's components and the web app (its own image). */
+const DEPLOYED = [...COMPONENTS, "web"].sort();
+const imageOf = (component: string, tag: string) => `ghcr.io/ttip-platform/${component === "web" ? "ttip-web" : "ttip"}:${tag}`;
 
 // CI must run this test; elsewhere it says why it cannot.
 const missing = missingPrerequisite();
@@ -138,61 +141,61 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
     assert.equal(jobs[0].status.succeeded, 1, "the migration Job completed");
     const migrated = Date.parse(jobs[0].status.completionTime);
     const deployments = await list(`/apis/apps/v1/namespaces/${NS}/deployments`);
-    assert.deepEqual(byComponent(deployments), COMPONENTS);
+    assert.deepEqual(byComponent(deployments), DEPLOYED);
     for (const d of deployments) {
       assert.ok(Date.parse(d.metadata.creationTimestamp) >= migrated, `${d.metadata.name} was created after the migrations finished`);
     }
 
     // The HPA (minReplicas 2) scales each Deployment up from the one pod it starts with.
     const hpas = await list(`/apis/autoscaling/v2/namespaces/${NS}/horizontalpodautoscalers`);
-    assert.deepEqual(byComponent(hpas), COMPONENTS);
+    assert.deepEqual(byComponent(hpas), DEPLOYED);
     await cluster.until("every Deployment scaled to 2 ready replicas by its HPA", async () => {
       const ds = await list(`/apis/apps/v1/namespaces/${NS}/deployments`);
       return ds.every((d) => d.spec.replicas === 2 && d.status.readyReplicas === 2) ? true : undefined;
     }, 120_000);
 
     const replicaSets = await list(`/apis/apps/v1/namespaces/${NS}/replicasets`);
-    assert.deepEqual(byComponent(replicaSets), COMPONENTS, "one ReplicaSet per Deployment");
+    assert.deepEqual(byComponent(replicaSets), DEPLOYED, "one ReplicaSet per Deployment");
     const pods = (await list(`/api/v1/namespaces/${NS}/pods`)).filter((p) => p.metadata.labels?.["app.kubernetes.io/component"] !== "migrate");
-    assert.equal(pods.length, 2 * COMPONENTS.length);
+    assert.equal(pods.length, 2 * DEPLOYED.length);
     for (const p of pods) {
       assert.ok(p.spec.nodeName?.startsWith("kwok-node-"), `${p.metadata.name} scheduled`);
       assert.equal(p.status.phase, "Running", p.metadata.name);
       assert.equal(p.spec.securityContext.runAsUser, 10001);
-      assert.equal(p.spec.containers[0].image, "ghcr.io/ttip-platform/ttip:0.1.0");
+      assert.equal(p.spec.containers[0].image, imageOf(p.metadata.labels!["app.kubernetes.io/component"], "0.1.0"));
     }
     // Topology spread: no component has both replicas on one node.
-    for (const c of COMPONENTS) {
+    for (const c of DEPLOYED) {
       const nodes = pods.filter((p) => p.metadata.labels!["app.kubernetes.io/component"] === c).map((p) => p.spec.nodeName);
       assert.equal(new Set(nodes).size, 2, `${c} spread over two nodes: ${nodes}`);
     }
 
     const pdbs = await list(`/apis/policy/v1/namespaces/${NS}/poddisruptionbudgets`);
-    assert.deepEqual(byComponent(pdbs), COMPONENTS);
+    assert.deepEqual(byComponent(pdbs), DEPLOYED);
     await cluster.until("each PDB allowing one disruption", async () => {
       const ps = await list(`/apis/policy/v1/namespaces/${NS}/poddisruptionbudgets`);
       return ps.every((p) => p.status?.currentHealthy === 2 && p.status?.disruptionsAllowed === 1) ? true : undefined;
     });
     const policies = await list(`/apis/networking.k8s.io/v1/namespaces/${NS}/networkpolicies`);
     assert.ok(policies.some((p) => p.metadata.name === "t-ttip-default-deny" && p.spec.policyTypes.includes("Egress")));
-    assert.equal(policies.length, COMPONENTS.length + 2, "default deny, one per component, one for the migration Job");
+    assert.equal(policies.length, DEPLOYED.length + 2, "default deny, one per component and the web app, one for the migration Job");
     const monitors = await list(`/apis/monitoring.coreos.com/v1/namespaces/${NS}/servicemonitors`);
     assert.equal(monitors.length, 1);
     const ingress = (await list(`/apis/networking.k8s.io/v1/namespaces/${NS}/ingresses`))[0];
     const routes = ingress.spec.rules[0].http.paths.map((p: any) => `${p.path} ${p.backend.service.name}`);
-    assert.deepEqual(routes, ["/daraja/ t-ttip-payment", "/mpesa/ t-ttip-payment", "/c2b/ t-ttip-payment", "/ussd/ t-ttip-payment", "/stripe/ t-ttip-payment", "/paypal/ t-ttip-payment", "/webhooks/ t-ttip-notification", "/ t-ttip-gateway"]);
+    assert.deepEqual(routes, ["/t/ t-ttip-web", "/w t-ttip-web", "/lang t-ttip-web", "/_next/ t-ttip-web", "/ t-ttip-web", "/daraja/ t-ttip-payment", "/mpesa/ t-ttip-payment", "/c2b/ t-ttip-payment", "/ussd/ t-ttip-payment", "/stripe/ t-ttip-payment", "/paypal/ t-ttip-payment", "/webhooks/ t-ttip-notification", "/ t-ttip-gateway"]);
     assert.equal(ingress.spec.rules[0].host, "tips.example.co.ke");
   });
 
   test("helm upgrade runs the migrations again and rolls every Deployment; rollback returns to the first revision", { timeout: STEP_TIMEOUT_MS }, async () => {
     const image = (ds: Obj[]) => new Set(ds.map((d) => d.spec.template.spec.containers[0].image));
-    await helm("upgrade", "t", chart, "-f", valuesFile, "--set", "image.tag=0.1.1", "--wait", "--timeout", "4m");
+    await helm("upgrade", "t", chart, "-f", valuesFile, "--set", "image.tag=0.1.1", "--set", "web.image.tag=0.1.1", "--wait", "--timeout", "4m");
     const jobs = await list(`/apis/batch/v1/namespaces/${NS}/jobs`);
     assert.deepEqual(jobs.map((j) => j.metadata.name), ["t-ttip-migrate"]);
     assert.notEqual(jobs[0].metadata.uid, installJob, "the upgrade ran a new migration Job (the install's was replaced)");
     assert.equal(jobs[0].status.succeeded, 1);
     assert.equal(jobs[0].spec.template.spec.containers[0].image, "ghcr.io/ttip-platform/ttip:0.1.1", "with the new image's migrations");
-    assert.deepEqual(image(await list(`/apis/apps/v1/namespaces/${NS}/deployments`)), new Set(["ghcr.io/ttip-platform/ttip:0.1.1"]));
+    assert.deepEqual(image(await list(`/apis/apps/v1/namespaces/${NS}/deployments`)), new Set([imageOf("gateway", "0.1.1"), imageOf("web", "0.1.1")]));
     await cluster.until("every Deployment rolled out on its second ReplicaSet", async () => {
       const ds = await list(`/apis/apps/v1/namespaces/${NS}/deployments`);
       return ds.every((d) => d.status.updatedReplicas === 2 && d.status.readyReplicas === 2 && d.status.observedGeneration === d.metadata.generation)
@@ -200,10 +203,10 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
         : undefined;
     }, 120_000);
     const replicaSets = await list(`/apis/apps/v1/namespaces/${NS}/replicasets`);
-    assert.equal(replicaSets.length, 2 * COMPONENTS.length, "two ReplicaSets per Deployment");
+    assert.equal(replicaSets.length, 2 * DEPLOYED.length, "two ReplicaSets per Deployment");
 
     await helm("rollback", "t", "1", "--wait", "--timeout", "4m");
-    assert.deepEqual(image(await list(`/apis/apps/v1/namespaces/${NS}/deployments`)), new Set(["ghcr.io/ttip-platform/ttip:0.1.0"]));
+    assert.deepEqual(image(await list(`/apis/apps/v1/namespaces/${NS}/deployments`)), new Set([imageOf("gateway", "0.1.0"), imageOf("web", "0.1.0")]));
     const { stdout } = await helm("history", "t", "-o", "json");
     const history = JSON.parse(stdout) as { revision: number; status: string; description: string }[];
     assert.deepEqual(history.map((h) => [h.revision, h.status]), [[1, "superseded"], [2, "superseded"], [3, "deployed"]]);

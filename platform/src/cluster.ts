@@ -1,11 +1,17 @@
 // The roles a cluster runs, one per process (one container image). Nothing here
 // loads the embedded mode (PGlite) or the simulators: this module's graph is
 // what the production build bundles (platform/build.ts checks it).
+import type http from "node:http";
+import { fileURLToPath } from "node:url";
 import { z } from "zod";
+import { createAdminHandler, isAdminPath } from "@ttip/admin/handler";
 import {
   createLogger,
   createPeers,
   createPool,
+  clientAddress,
+  inNetworks,
+  networkList,
   PRIVATE_NETWORKS,
   env,
   JetStreamBus,
@@ -22,6 +28,27 @@ import { modules, publicServices } from "./modules.js";
 import { common } from "./process.js";
 
 export { exitOnStartError } from "./process.js";
+
+// The admin console's build: apps/admin/dist from source; in the image, beside the bundle (platform/build.ts).
+const ADMIN_CONSOLE_DIR = fileURLToPath(new URL("../../apps/admin/dist", import.meta.url));
+
+/** /admin for clients in the admin networks (their address as the trusted proxies report it); nothing else. */
+function adminConsole(adminNetworks: string[], trustedProxies: string[]): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  const serve = createAdminHandler(ADMIN_CONSOLE_DIR);
+  const admins = networkList(adminNetworks, "ADMIN_ALLOWED_NETWORKS");
+  const trusted = trustedProxies.length ? networkList(trustedProxies, "TRUSTED_PROXIES") : undefined;
+  return (req, res) => {
+    if (!isAdminPath(req.url)) {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
+      return;
+    }
+    if (!inNetworks(admins, clientAddress(req.socket.remoteAddress, req.headers["x-forwarded-for"], trusted))) {
+      res.writeHead(403, { "content-type": "text/plain" }).end("the admin console is open to the admin networks only\n");
+      return;
+    }
+    serve(req, res);
+  };
+}
 
 /**
  * Each service, the public gateway, migrate (every schema's migrations, then exit: the chart's
@@ -50,6 +77,8 @@ const gatewayShape = {
   TRUST_PROXY: env.flag(false),
   // Where admin RPCs may come from (with role admin), e.g. the VPN's range.
   ADMIN_ALLOWED_NETWORKS: z.string().default("127.0.0.0/8,::1/128").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
+  // "on": the admin console (apps/admin's build) at /admin, to the admin networks only.
+  ADMIN_CONSOLE: z.enum(["on", "off"]).default("off"),
   ...Object.fromEntries(modules.map((m) => [`${m.name.toUpperCase()}_URL`, env.url(["http"])])),
 };
 
@@ -95,6 +124,7 @@ export async function runClusterRole(role: string): Promise<void> {
     const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
     const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
     const cache = new RedisCache(cfg.REDIS_URL);
+    const trustedProxies = cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [];
     const gateway = await startGateway({
       logger,
       metrics: new Metrics({ role }),
@@ -103,10 +133,11 @@ export async function runClusterRole(role: string): Promise<void> {
       jwt: cfg.JWKS_URL ? { jwksUrl: cfg.JWKS_URL, issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE } : undefined,
       rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
       corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
-      trustedProxies: cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [],
+      trustedProxies,
       adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
       partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
       stepUp: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
+      web: cfg.ADMIN_CONSOLE === "on" ? adminConsole(cfg.ADMIN_ALLOWED_NETWORKS, trustedProxies) : undefined,
       host: cfg.HOST,
       port: cfg.PORT,
       drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,

@@ -68,6 +68,7 @@ describe("the image's build: compiled JavaScript, no PGlite, simulators or their
     assert.deepEqual(devOnlyFiles(built.productionDir), []);
     const files = filesUnder(built.productionDir).map((f) => path.relative(built.productionDir, f).split(path.sep).join("/"));
     assert.ok(files.includes("ttip.mjs"));
+    assert.ok(files.includes("admin/index.html") && files.some((f) => /^admin\/assets\/.+\.js$/.test(f)), "the admin console's build, which the gateway serves");
     for (const service of ["runtime", "auth", "payment", "qr", "wallet", "notification", "analytics", "venue"]) {
       assert.ok(files.some((f) => f.startsWith(`migrations/${service}/`) && f.endsWith(".sql")), `${service}'s migrations are beside the bundle`);
     }

@@ -9,7 +9,7 @@
 // sign-up by SMS OTP (auth -> notification -> the SMS provider), a QR code, an
 // STK push, Daraja's callback through the ingress, the credit in the wallet.
 import assert from "node:assert/strict";
-import { execFile, spawn } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -33,6 +33,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
 import { helmBinary } from "../../charts/test/helm.js";
+import { ensureWebBuild, WEB_DIR as webRoot } from "@ttip/web";
 import { buildPlatform } from "../build.js";
 
 const exec = promisify(execFile);
@@ -44,13 +45,25 @@ type RoleName = string;
 
 type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
 
-/** The ingress controller: routes by path prefix as the rendered Ingress says, adding X-Forwarded-For. */
-function startIngress(routes: [prefix: string, port: () => number][]): Promise<{ url: string; close(): Promise<void> }> {
+type Route = { path: string; type: "Exact" | "Prefix"; port: () => number };
+
+/** Kubernetes' Ingress matching: an Exact path first, then the longest Prefix matching whole path elements. */
+function matchRoute(routes: Route[], url: string): Route {
+  const p = url.split("?")[0];
+  const exact = routes.find((r) => r.type === "Exact" && r.path === p);
+  if (exact) return exact;
+  const elements = (x: string) => x.split("/").filter(Boolean);
+  const matches = routes.filter((r) => r.type === "Prefix" && elements(r.path).every((e, i) => elements(p)[i] === e));
+  return matches.sort((a, b) => elements(b.path).length - elements(a.path).length)[0];
+}
+
+/** The ingress controller: routes as the rendered Ingress says, adding X-Forwarded-For. */
+function startIngress(routes: Route[]): Promise<{ url: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
-    const route = routes.find(([prefix]) => (req.url ?? "/").startsWith(prefix))!;
+    const route = matchRoute(routes, req.url ?? "/");
     const xff = [req.headers["x-forwarded-for"], req.socket.remoteAddress].filter(Boolean).join(", ");
     const upstream = http.request(
-      { host: "127.0.0.1", port: route[1](), path: req.url, method: req.method, headers: { ...req.headers, "x-forwarded-for": xff } },
+      { host: "127.0.0.1", port: route.port(), path: req.url, method: req.method, headers: { ...req.headers, "x-forwarded-for": xff } },
       (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);
         up.pipe(res);
@@ -84,7 +97,10 @@ describe("every role with the environment the chart renders (NODE_ENV=production
   const providers = new ProviderSimulator();
   const procs = new Map<RoleName, PlatformProcess>();
   const rendered = new Map<RoleName, EnvVar[]>();
-  let routes: [string, string][] = [];
+  let routes: { path: string; type: "Exact" | "Prefix"; role: string }[] = [];
+  let web: ChildProcess | undefined;
+  let webEnv: EnvVar[] = [];
+  let webOutput = "";
   let buildDir: string;
   let migrateJob: { env: EnvVar[]; args: string[] };
   let migratedSchemas: string[] = [];
@@ -101,7 +117,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
   before(async () => {
     // Its own NATS and Redis: the chart's stream (TTIP, ttip.>) and durable consumers must not meet other tests'.
     buildDir = mkdtempSync(path.join(os.tmpdir(), "ttip-chart-env-"));
-    const [built] = await Promise.all([buildPlatform(buildDir), (async () => ([redis, nats, db] = await Promise.all([startRedis(), startNats(), createTestDatabase()])))()]);
+    const [built] = await Promise.all([buildPlatform(buildDir), ensureWebBuild(), (async () => ([redis, nats, db] = await Promise.all([startRedis(), startNats(), createTestDatabase()])))()]);
     await providers.start();
     daraja = await startDarajaSimulator({ callbackDelayMs: 50 });
     const values = {
@@ -109,19 +125,24 @@ describe("every role with the environment the chart renders (NODE_ENV=production
       mpesa: { enabled: true, baseUrl: daraja.url, shortcode: daraja.options.shortcode, callbackAllowedIps: ["127.0.0.1"] },
       notification: { africastalking: { baseUrl: providers.url, username: providers.at.username, senderId: "TTIP" } },
       admin: { allowedNetworks: ["127.0.0.1/32"] },
-      gateway: { ingress: { enabled: true } },
+      // The local ingress is a trusted proxy here, so the gateway reads the client from X-Forwarded-For.
+      gateway: { ingress: { enabled: true }, trustedProxies: ["127.0.0.1/32"] },
     };
     const { stdout } = await exec(helmBinary(), ["template", "t", chart, "--kube-version", "1.33.0", "--set-json", `${Object.entries(values).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(",")}`]);
     const docs = parseAllDocuments(stdout).map((d) => d.toJSON()).filter(Boolean);
     for (const d of docs.filter((x: any) => x.kind === "Deployment")) {
-      rendered.set(d.metadata.labels["app.kubernetes.io/component"], d.spec.template.spec.containers[0].env);
+      const component = d.metadata.labels["app.kubernetes.io/component"];
+      // The web app is Next's server (its own image), started below; the rest are platform roles.
+      if (component === "web") webEnv = d.spec.template.spec.containers[0].env;
+      else rendered.set(component, d.spec.template.spec.containers[0].env);
     }
+    assert.ok(webEnv.length, "the chart renders the web app's Deployment");
     const job = docs.find((x: any) => x.kind === "Job")!.spec.template.spec.containers[0];
     migrateJob = { env: job.env, args: job.args };
     ROLES.push(...[...rendered.keys()].sort());
     assert.ok(ROLES.includes("gateway") && ROLES.includes("payment") && ROLES.length >= 7, `rendered roles: ${ROLES}`);
     const ing = docs.find((x: any) => x.kind === "Ingress");
-    routes = ing.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.name.replace(/^t-ttip-/, "")]);
+    routes = ing.spec.rules[0].http.paths.map((p: any) => ({ path: p.path, type: p.pathType, role: p.backend.service.name.replace(/^t-ttip-/, "") }));
 
     // What the Secrets hold in a real install, here test values (and the local servers).
     const secrets: Record<string, string> = {
@@ -138,8 +159,8 @@ describe("every role with the environment the chart renders (NODE_ENV=production
       NOTIFICATION_AT_CALLBACK_TOKEN: "chart-env-test-callback-token",
     };
     const ports = new Map<RoleName, number>();
-    for (const role of ROLES) ports.set(role, await freePort());
-    ingress = await startIngress(routes.map(([prefix, role]) => [prefix, () => ports.get(role as RoleName)!]));
+    for (const role of [...ROLES, "web"]) ports.set(role, await freePort());
+    ingress = await startIngress(routes.map((r) => ({ path: r.path, type: r.type, port: () => ports.get(r.role as RoleName)! })));
     const local = (value: string) =>
       value.replace(/http:\/\/t-ttip-([a-z]+):8080/g, (_, role: RoleName) => `http://127.0.0.1:${ports.get(role)}`).replaceAll(PUBLIC, ingress.url);
     const envOf = (role: string, vars: EnvVar[]) => {
@@ -168,9 +189,27 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     // Services together (migrations lock per schema), then the gateway.
     await Promise.all(ROLES.filter((r) => r !== "gateway").map((r) => procs.get(r)!.start(90_000)));
     await procs.get("gateway")!.start(90_000);
+
+    // The web image's server (Next's standalone build, as apps/web/build.ts leaves it) with its rendered environment.
+    const webEnvVars = envOf("web", webEnv);
+    webEnvVars.PORT = String(ports.get("web"));
+    webEnvVars.HOSTNAME = "127.0.0.1";
+    const server = path.join(webRoot, ".next/standalone/apps/web/server.js");
+    web = spawn(process.execPath, [server], { env: { ...webEnvVars, PATH: process.env.PATH ?? "" } as unknown as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
+    web.stdout!.on("data", (d) => (webOutput = (webOutput + d).slice(-4000)));
+    web.stderr!.on("data", (d) => (webOutput = (webOutput + d).slice(-4000)));
+    await eventually("the web app's /healthz", async () => {
+      if (web!.exitCode !== null) throw new Error(`web exited ${web!.exitCode}: ${webOutput}`);
+      const r = await fetch(`http://127.0.0.1:${ports.get("web")}/healthz`).catch(() => undefined);
+      return r?.status === 200;
+    }, { timeoutMs: 60_000, retryErrors: false });
   }, { timeout: 4 * 60_000 });
 
   after(async () => {
+    if (web && web.exitCode === null) {
+      web.kill("SIGTERM");
+      await new Promise((r) => web!.once("exit", r));
+    }
     await procs.get("gateway")?.stop();
     await Promise.allSettled([...procs.values()].map((p) => p.stop()));
     await ingress?.close();
@@ -193,7 +232,25 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     assert.equal(env("qr").QR_TIP_BASE_URL, `${PUBLIC}/t`);
     assert.equal(env("qr").QR_ALLOW_DEV_SIGNING_KEY, undefined);
     assert.equal(env("auth").AUTH_SMS_URL, undefined, "OTPs go through notification: no second SMS integration");
-    assert.deepEqual(routes.map(([p, r]) => `${p}->${r}`), ["/daraja/->payment", "/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/stripe/->payment", "/paypal/->payment", "/webhooks/->notification", "/->gateway"]);
+    assert.deepEqual(routes.map((r) => `${r.path}${r.type === "Exact" ? "(exact)" : ""}->${r.role}`), ["/t/->web", "/w->web", "/lang->web", "/_next/->web", "/(exact)->web", "/daraja/->payment", "/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/stripe/->payment", "/paypal/->payment", "/webhooks/->notification", "/->gateway"]);
+  });
+
+  test("the gateway serves the admin console at /admin to the admin networks only, from the image's build", async () => {
+    const env = Object.fromEntries(rendered.get("gateway")!.map((v) => [v.name, v.value]));
+    assert.equal(env.ADMIN_CONSOLE, "on");
+    const page = await fetch(`${ingress.url}/admin/users`);
+    assert.equal(page.status, 200);
+    const html = await page.text();
+    assert.match(html, /<script[^>]+src="\/admin\/assets\/[^"]+\.js"/);
+    const asset = /\/admin\/assets\/[^"]+\.js/.exec(html)![0];
+    const script = await fetch(`${ingress.url}${asset}`);
+    assert.equal(script.status, 200);
+    assert.match(script.headers.get("content-type") ?? "", /javascript/);
+    await script.arrayBuffer();
+    // A client outside 127.0.0.1/32 (admin.allowedNetworks), as the trusted ingress reports it.
+    const outsider = await fetch(`${ingress.url}/admin/users`, { headers: { "x-forwarded-for": "203.0.113.9" } });
+    assert.equal(outsider.status, 403);
+    await outsider.arrayBuffer();
   });
 
   test("a worker signs up by SMS OTP, gets a QR code for the public address, and a customer's STK tip is credited", async () => {
@@ -210,6 +267,23 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     const { qrCode } = await api(QrService, token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
     // The public address (here the local ingress standing for it).
     assert.ok(qrCode!.url.startsWith(`${ingress.url}/t/`), `the code encodes the public address: ${qrCode!.url}`);
+
+    // The QR's URL, through the ingress, is the web Deployment's tip page, rendered on the server
+    // from the gateway at its in-cluster address (TTIP_API_URL as the chart renders it).
+    const page = await fetch(qrCode!.url);
+    assert.equal(page.status, 200, await page.clone().text().then((t) => t.slice(0, 300) + webOutput));
+    const html = await page.text();
+    assert.match(html, /Achieng/, "the worker's name is in the first HTML");
+    const asset = /\/_next\/static\/[^"']+\.js/.exec(html)?.[0];
+    assert.ok(asset, "the page loads the app's assets");
+    const script = await fetch(`${ingress.url}${asset}`);
+    assert.equal(script.status, 200, `${asset} through the ingress`);
+    assert.match(script.headers.get("content-type") ?? "", /javascript/);
+    await script.arrayBuffer();
+    // The API stays on the gateway: a Connect call on the same host is answered by it.
+    const rpc = await fetch(`${ingress.url}/ttip.qr.v1.QrService/ResolveQrCode`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}" });
+    assert.equal(rpc.headers.get("content-type"), "application/json", "a Connect error, not a web page");
+    await rpc.arrayBuffer();
 
     const customerPhone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
     const created = await api(PaymentService).createTip({

@@ -24,7 +24,8 @@ async function runJest(): Promise<JestResult> {
     const child = spawn(path.join(app, "scripts/with-node.sh"), ["npx", "jest", "--ci", "--forceExit", "--maxWorkers=1", "--json", `--outputFile=${out}`], {
       cwd: app,
       stdio: ["ignore", "ignore", "pipe"],
-      env: { ...process.env, CI: "1" },
+      // The web app's build may have set production for this process; React's act needs development.
+      env: { ...process.env, CI: "1", NODE_ENV: "test" },
     });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-20_000)));

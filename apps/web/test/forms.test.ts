@@ -144,3 +144,14 @@ test("API errors read as sentences naming the field, in the person's language, n
   assert.equal(plainError(new ConnectError("x", Code.Unauthenticated), "sw"), "Muda wako umekwisha. Tafadhali ingia tena.");
   assert.equal(plainError(new ConnectError("boom", Code.Internal)), "Something went wrong on our side. Please try again.");
 });
+
+test("fixed percentages: typed as 12.5 and kept as basis points, never a float; over 100 or three decimals refused", async () => {
+  const { basisPoints } = await import("../src/app/v/util.js");
+  assert.equal(basisPoints("12.5"), 1_250);
+  assert.equal(basisPoints("33.33"), 3_333);
+  assert.equal(basisPoints("100"), 10_000);
+  assert.equal(basisPoints("0.01"), 1);
+  assert.equal(basisPoints("100.01"), undefined);
+  assert.equal(basisPoints("1.234"), undefined);
+  assert.equal(basisPoints("-5"), undefined);
+});

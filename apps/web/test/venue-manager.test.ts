@@ -186,6 +186,8 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     assert.deepEqual(await bars("chart-staff"), rows.filter((r) => r[0] === "staff").map((r) => r[3]));
     assert.deepEqual(await bars("chart-funnel"), rows.filter((r) => r[0] === "funnel").map((r) => r[2]));
     assert.ok((await bars("chart-funnel")).some((v) => v !== "0"), "the funnel counts the tip");
+    // Today's figures arrive over the live stream.
+    await see(page, page.getByTestId("venue-live").getByText("KES 500"));
     await h.screenshot(page, "venue-dashboard");
   });
 });

@@ -62,6 +62,24 @@ default
 {{- end -}}
 {{- end -}}
 
+{{/* The web app's settings: `defaults` overlaid with its own block (less enabled and image). */}}
+{{- define "ttip.webValues" -}}
+{{- $own := omit .Values.web "enabled" "image" -}}
+{{- toYaml (mergeOverwrite (deepCopy .Values.defaults) (deepCopy $own)) -}}
+{{- end -}}
+
+{{/* The web app's image: its own repository, the platform image's registry, tag and pull settings by default. */}}
+{{- define "ttip.webImage" -}}
+{{- $w := .Values.web.image -}}
+{{- $repo := $w.repository -}}
+{{- with (default .Values.image.registry $w.registry) }}{{ $repo = printf "%s/%s" . $repo }}{{ end -}}
+{{- if $w.digest -}}
+{{- printf "%s@%s" $repo $w.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion $w.tag) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* In-cluster address of a component's gRPC port. */}}
 {{- define "ttip.componentUrl" -}}
 {{- printf "http://%s:8080" (include "ttip.componentName" .) -}}

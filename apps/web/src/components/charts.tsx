@@ -60,10 +60,17 @@ export function ColumnChart({ title, bars, testId }: { title: string; bars: Bar[
   );
 }
 
-/** One row per item (staff, tables, funnel steps), the figure written beside its bar. */
-export function RowChart({ title, bars, testId }: { title: string; bars: Bar[]; testId?: string }) {
+/** One row per item (staff, tables, funnel steps), the figure written beside its bar; `empty` when there is none. */
+export function RowChart({ title, bars, testId, empty }: { title: string; bars: Bar[]; testId?: string; empty?: string }) {
   const of = scale(bars);
   const row = 9;
+  if (bars.length === 0 && empty) {
+    return (
+      <Figure title={title} testId={testId} bars={bars}>
+        <p className="muted">{empty}</p>
+      </Figure>
+    );
+  }
   return (
     <Figure title={title} testId={testId} bars={bars}>
       <svg viewBox={`0 0 100 ${Math.max(bars.length, 1) * row}`} width="100%" role="img" aria-label={title}>

@@ -37,3 +37,11 @@ export function hours(minutes: bigint): string {
   const m = minutes % 60n;
   return m ? `${h} h ${m} min` : `${h} h`;
 }
+
+/** Percentages typed as "12.5" in basis points (1/100 of a percent), or undefined. */
+export function basisPoints(text: string): number | undefined {
+  const m = /^(\d{1,3})(?:\.(\d{1,2}))?$/.exec(text.trim());
+  if (!m) return undefined;
+  const bp = Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0") || 0);
+  return bp <= 10_000 ? bp : undefined;
+}

@@ -61,6 +61,13 @@ export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarning
         testId="chart-weekdays"
         bars={e.byWeekday.map((w) => ({ label: WEEKDAYS[locale][w.weekday - 1] ?? String(w.weekday), value: w.volume?.amountMinor ?? 0n, text: `${formatMoney(w.volume?.amountMinor ?? 0n)}, ${t("tipsCount", { n: String(w.tips) })}` }))}
       />
+      {e.ratings.some((r) => r.count > 0n) ? (
+        <RowChart
+          title={t("ratingsChart")}
+          testId="chart-ratings"
+          bars={e.ratings.map((r) => ({ label: "★".repeat(r.stars), value: r.count, text: String(r.count) }))}
+        />
+      ) : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
       <button type="button" className="secondary" onClick={csv}>{t("downloadEarnings")}</button>
     </section>

@@ -3,7 +3,8 @@ import { createClient } from "@connectrpc/connect";
 import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { useParams } from "next/navigation";
-import { useState, type FormEvent } from "react";
+import { useEffect, useState, type FormEvent } from "react";
+import type { DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -13,6 +14,27 @@ import { saveBytes } from "../../../lib/download";
 import { formatMoney } from "../../../lib/money";
 import { VenueNav } from "../nav";
 import { plainError } from "../util";
+
+/** Today's figures for the venue, live over analytics' WatchDashboard stream (reconnecting when it drops). */
+function useVenueLive(venueId: string): DashboardSnapshot | undefined {
+  const transport = useTransport();
+  const [snapshot, setSnapshot] = useState<DashboardSnapshot>();
+  useEffect(() => {
+    const stop = new AbortController();
+    (async () => {
+      while (!stop.signal.aborted) {
+        try {
+          for await (const res of createClient(AnalyticsService, transport).watchDashboard({ venueId }, { signal: stop.signal })) setSnapshot(res.snapshot);
+        } catch {
+          // Dropped: try again shortly.
+        }
+        await new Promise((r) => setTimeout(r, 3_000));
+      }
+    })();
+    return () => stop.abort();
+  }, [transport, venueId]);
+  return snapshot;
+}
 
 const FUNNEL: Record<string, string> = { scanned: "Scanned", amount_chosen: "Amount chosen", payment_started: "Payment started", paid: "Paid" };
 
@@ -30,6 +52,7 @@ export default function Dashboard() {
   const codes = useQuery(QrService.method.listQrCodes, { ownerKind: OwnerKind.VENUE, ownerId: venueId, includeInactive: true, page: { pageSize: 100 } });
   const createCode = useMutation(QrService.method.createQrCode);
   const [error, setError] = useState("");
+  const live = useVenueLive(venueId);
   const f = figures.data;
   const codeName = (id: string) => {
     const c = codes.data?.qrCodes.find((q) => q.qrCodeId === id);
@@ -67,6 +90,13 @@ export default function Dashboard() {
     <>
       <VenueNav venueId={venueId} />
       <h1>{profile.data?.profile?.displayName ?? "Venue"}</h1>
+      {live ? (
+        <section className="figures" aria-label="Today, live" data-testid="venue-live">
+          <div>Tips today<strong>{String(live.tipsToday)}</strong></div>
+          <div>Today<strong>{formatMoney(live.volumeToday?.amountMinor ?? 0n)}</strong></div>
+          <div>Scans today<strong>{String(live.scansToday)}</strong></div>
+        </section>
+      ) : null}
       {figures.error ? <p className="error" role="alert">{plainError(figures.error)}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
       {f ? (
@@ -75,11 +105,13 @@ export default function Dashboard() {
           <RowChart
             title="Tips per staff member"
             testId="chart-staff"
+            empty="No tips to staff members' own codes in these 30 days."
             bars={f.workers.map((w) => ({ label: w.displayName || w.workerId.slice(0, 8), value: w.volume?.amountMinor ?? 0n, text: `${formatMoney(w.volume?.amountMinor ?? 0n)} (${w.tips})` }))}
           />
           <RowChart
             title="Tips per table"
             testId="chart-tables"
+            empty="No tips to table codes in these 30 days."
             bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatMoney(c.volume?.amountMinor ?? 0n)} · ${c.scans} scans` }))}
           />
           <RowChart

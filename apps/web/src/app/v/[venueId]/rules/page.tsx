@@ -5,15 +5,7 @@ import { useState, type FormEvent } from "react";
 import { MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueNav } from "../../nav";
-import { METHODS, methodName, plainError, shown } from "../../util";
-
-/** Percentages typed as "12.5" in basis points (1/100 of a percent), or undefined. */
-function basisPoints(text: string): number | undefined {
-  const m = /^(\d{1,3})(?:\.(\d{1,2}))?$/.exec(text.trim());
-  if (!m) return undefined;
-  const bp = Number(m[1]) * 100 + Number((m[2] ?? "").padEnd(2, "0") || 0);
-  return bp <= 10_000 ? bp : undefined;
-}
+import { basisPoints, METHODS, methodName, plainError, shown } from "../../util";
 
 /** The split rule in force (what every member sees), its earlier versions, and a new version. */
 export default function Rules() {

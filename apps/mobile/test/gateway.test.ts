@@ -1,0 +1,97 @@
+// The mobile app's screens (jest-expo, on the mobile toolchain's Node) against the
+// platform as make run serves it: the phone's software device key against the real
+// auth service, the payout against the Daraja simulator.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { eventually, successNumber, WebHarness } from "../../web/test/harness.js";
+
+const app = fileURLToPath(new URL("..", import.meta.url));
+
+describe("the mobile app's screens against the platform (jest-expo)", () => {
+  const h = new WebHarness();
+  let otpServer: http.Server | undefined;
+  before(() => h.start().then(() => undefined));
+  after(async () => {
+    otpServer?.closeAllConnections();
+    await new Promise((r) => otpServer?.close(r) ?? r(undefined));
+    await h.stop();
+  });
+
+  test("sign in and withdraw with the phone's device key", async (t) => {
+    const worker = await h.worker("Njeri");
+    const signUpOtp = h.otpFor(worker.phone);
+    await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.id },
+      amount: { amountMinor: 40_000n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: successNumber() },
+    });
+    const wallet = h.api(WalletService, worker.token);
+    const available = await eventually("the tip credited", async () => {
+      const b = (await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n;
+      return b > 0n ? b : undefined;
+    });
+    // The app's sign-in asks for a new code; the test reads it from the SMS simulator.
+    otpServer = http.createServer(async (req, res) => {
+      const phone = new URL(req.url ?? "/", "http://x").searchParams.get("phone") ?? "";
+      const otp = await eventually("the sign-in OTP", () => {
+        const o = h.otpFor(phone);
+        return o !== signUpOtp ? o : undefined;
+      }).catch(() => "");
+      res.end(otp);
+    });
+    await new Promise<void>((r) => otpServer!.listen(0, "127.0.0.1", r));
+    // The OTP resend wait (1 s in the harness) after the sign-up's own code.
+    await new Promise((r) => setTimeout(r, 1_100));
+
+    const dir = mkdtempSync(path.join(os.tmpdir(), "ttip-mobile-gw-"));
+    const out = path.join(dir, "result.json");
+    try {
+      const whole = available / 100n;
+      const child = spawn(path.join(app, "scripts/with-node.sh"), ["npx", "jest", "-c", "jest.gateway.config.js", "--ci", "--forceExit", "--maxWorkers=1", "--json", `--outputFile=${out}`], {
+        cwd: app,
+        stdio: ["ignore", "ignore", "pipe"],
+        env: {
+          ...process.env,
+          CI: "1",
+          // The web app's build may have set production for this process; React's act needs development.
+          NODE_ENV: "test",
+          TTIP_GATEWAY_URL: h.url,
+          TTIP_OTP_URL: `http://127.0.0.1:${(otpServer.address() as AddressInfo).port}/otp`,
+          TTIP_WORKER_PHONE: worker.phone,
+          TTIP_WORKER_PIN: worker.pin,
+          TTIP_WORKER_ID: worker.id,
+          TTIP_EXPECT_AVAILABLE: `KES ${whole.toLocaleString("en")}${available % 100n ? `.${String(available % 100n).padStart(2, "0")}` : ""}`,
+        },
+      });
+      let stderr = "";
+      child.stderr.on("data", (d: Buffer) => void (stderr = (stderr + d.toString()).slice(-20_000)));
+      const code = await new Promise<number | null>((r) => child.once("exit", r));
+      assert.ok(existsSync(out), `jest wrote no result (exit ${code}):\n${stderr}`);
+      const result = JSON.parse(readFileSync(out, "utf8")) as { numTotalTests: number; testResults: { message: string; assertionResults: { fullName: string; status: string; failureMessages: string[] }[] }[] };
+      assert.equal(result.numTotalTests, 1, result.testResults.map((r) => r.message).join("\n"));
+      for (const a of result.testResults.flatMap((r) => r.assertionResults)) {
+        await t.test(a.fullName, () => assert.equal(a.status, "passed", a.failureMessages.join("\n")));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // What the platform saw: one device registered for the worker, one B2C of KES 150.
+    const { devices } = await h.api(AuthService, (await h.tokens(worker)).accessToken).listDevices({});
+    assert.equal(devices.length, 1);
+    assert.match(JSON.parse(devices[0].publicKeyJwk).crv, /^P-256$/);
+    const b2c = h.daraja.transactions().filter((tx) => tx.kind === "b2c" && tx.amount === 150);
+    assert.equal(b2c.length, 1, "one B2C payout of KES 150");
+  });
+});
