@@ -139,6 +139,7 @@ describe("helm chart", () => {
       return Object.fromEntries(d.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
     };
     assert.equal(env("qr").QR_TIP_BASE_URL, "https://tips.example.co.ke/t");
+    assert.equal(env("venue").VENUE_JOIN_URL, "https://tips.example.co.ke/join", "staff invitations open the web app's /join page");
     assert.equal(env("payment").PAYMENT_CALLBACK_BASE_URL, "https://tips.example.co.ke");
     assert.equal(env("notification").NOTIFICATION_PUBLIC_URL, "https://tips.example.co.ke");
     assert.equal(env("notification").NOTIFICATION_PROVIDERS, "real");
@@ -184,7 +185,7 @@ describe("helm chart", () => {
     assert.equal(ingress.spec.rules[0].host, "tips.example.co.ke");
     const routes = ingress.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.name]);
     assert.deepEqual(routes, [
-      ["/t/", "t-ttip-web"], ["/w", "t-ttip-web"], ["/lang", "t-ttip-web"], ["/_next/", "t-ttip-web"], ["/", "t-ttip-web"],
+      ["/t/", "t-ttip-web"], ["/w", "t-ttip-web"], ["/v", "t-ttip-web"], ["/join", "t-ttip-web"], ["/lang", "t-ttip-web"], ["/_next/", "t-ttip-web"], ["/", "t-ttip-web"],
       ["/daraja/", "t-ttip-payment"], ["/mpesa/", "t-ttip-payment"], ["/c2b/", "t-ttip-payment"], ["/ussd/", "t-ttip-payment"], ["/stripe/", "t-ttip-payment"], ["/paypal/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"],
     ]);
   });

@@ -1,11 +1,101 @@
-// Money: the ledger's trial balance (each currency must net to zero).
+// Money: platform revenue (fees) by day or month from analytics, the ledger's
+// trial balance, and the M-Pesa short code's balance (Daraja Account Balance)
+// reconciled against the ledger.
 import { useEffect, useState } from "react";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Granularity, type RevenuePoint } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { PaymentAdminService, type GetMpesaBalanceResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { GetTrialBalanceResponse } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { api, errorText } from "./api";
-import { money, Section } from "./ui";
+import { Action, money, Section, when } from "./ui";
 
 export function Money() {
+  return (
+    <>
+      <MpesaBalance />
+      <Revenue />
+      <TrialBalance />
+    </>
+  );
+}
+
+function MpesaBalance() {
+  const [check, setCheck] = useState<GetMpesaBalanceResponse>();
+  const payment = api(PaymentAdminService);
+  useEffect(() => {
+    payment.getMpesaBalance({}).then(setCheck, () => undefined);
+  }, []);
+  const run = async () => {
+    const { checkId } = await payment.checkMpesaBalance({});
+    // M-Pesa answers by callback, usually within seconds.
+    for (let i = 0; i < 60; i++) {
+      const r = await payment.getMpesaBalance({ checkId });
+      setCheck(r);
+      if (r.answeredAt) return r.resultCode === "0" ? "M-Pesa answered." : `M-Pesa answered ${r.resultCode}: ${r.resultDesc}`;
+      await new Promise((ok) => setTimeout(ok, 500));
+    }
+    return "Asked; M-Pesa has not answered yet. Come back later.";
+  };
+  return (
+    <Section title="M-Pesa balance">
+      <Action label="Check M-Pesa balance" run={run} />
+      {check && (
+        <div aria-label="M-Pesa balance">
+          <p className="muted">Asked {when(check.requestedAt)}{check.answeredAt ? `, answered ${when(check.answeredAt)} (${check.resultCode} ${check.resultDesc})` : ", waiting for M-Pesa"}</p>
+          <table>
+            <thead><tr><th>Account</th><th>Current</th><th>Available</th><th>Reserved</th><th>Uncleared</th></tr></thead>
+            <tbody>
+              {check.accounts.map((a) => (
+                <tr key={a.name}><td>{a.name}</td><td>{money(a.current)}</td><td>{money(a.available)}</td><td>{money(a.reserved)}</td><td>{money(a.uncleared)}</td></tr>
+              ))}
+            </tbody>
+          </table>
+          <dl>
+            <dt>M-Pesa reports</dt><dd data-testid="mpesa-reported">{money(check.reported)}</dd>
+            <dt>Ledger</dt><dd>{money(check.ledgerNet)} <small className="muted">(M-Pesa receipts less B2C sent)</small></dd>
+            <dt>Difference</dt><dd data-testid="mpesa-difference" className={check.difference && check.difference.amountMinor !== 0n ? "error" : "ok"}>{money(check.difference)}</dd>
+          </dl>
+        </div>
+      )}
+    </Section>
+  );
+}
+
+function Revenue() {
+  const [granularity, setGranularity] = useState<Granularity>(Granularity.DAY);
+  const [series, setSeries] = useState<RevenuePoint[]>([]);
+  const [error, setError] = useState("");
+  useEffect(() => {
+    const now = new Date();
+    const from = granularity === Granularity.MONTH ? new Date(now.getFullYear() - 1, now.getMonth(), 1) : new Date(now.getTime() - 30 * 86_400_000);
+    setError("");
+    api(AnalyticsAdminService)
+      .getRevenueMetrics({ range: { from: timestampFromDate(from), to: timestampFromDate(now) }, granularity, currency: "KES" })
+      .then((r) => setSeries(r.series), (err) => setError(errorText(err)));
+  }, [granularity]);
+  return (
+    <Section title="Revenue (platform fees)">
+      <select aria-label="Revenue by" value={granularity} onChange={(e) => setGranularity(Number(e.target.value))}>
+        <option value={Granularity.DAY}>by day (30 days)</option>
+        <option value={Granularity.MONTH}>by month (12 months)</option>
+      </select>
+      {error && <p role="alert" className="error">{error}</p>}
+      <table>
+        <thead><tr><th>Period</th><th>Tips</th><th>Tip volume</th><th>Fees</th><th>Payouts</th></tr></thead>
+        <tbody>
+          {series.map((p) => (
+            <tr key={when(p.periodStart)}><td>{when(p.periodStart).slice(0, granularity === Granularity.MONTH ? 7 : 10)}</td><td>{String(p.tips)}</td><td>{money(p.tipVolume)}</td><td>{money(p.platformFees)}</td><td>{money(p.payouts)}</td></tr>
+          ))}
+        </tbody>
+      </table>
+      {!series.length && !error && <p className="muted">No revenue in this period.</p>}
+    </Section>
+  );
+}
+
+function TrialBalance() {
   const [trial, setTrial] = useState<GetTrialBalanceResponse>();
   const [error, setError] = useState("");
   useEffect(() => {

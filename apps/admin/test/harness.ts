@@ -8,6 +8,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { analytics } from "@ttip/analytics";
 import { createAuth, issueSetupToken } from "@ttip/auth";
 import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
 import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
@@ -66,6 +67,7 @@ export class AdminHarness {
         createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "admin-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
         createPaymentModule({ config: () => payment }),
         wallet,
+        analytics,
       ],
       gateway: {
         rateLimit: { points: 10_000, durationSeconds: 60 },

@@ -1,8 +1,9 @@
 // The worker's app: sign in, then five tabs. The outside world (gateway, stores,
 // biometrics, push) comes in through AppServices and a transport factory, so the
 // tests run the same tree against a fake gateway.
-import { type Interceptor, type Transport } from "@connectrpc/connect";
-import { TransportProvider } from "@connectrpc/connect-query";
+import { createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { TransportProvider, useTransport } from "@connectrpc/connect-query";
 import { QueryClient, QueryClientProvider, useQueryClient } from "@tanstack/react-query";
 import { StatusBar } from "expo-status-bar";
 import { useEffect, useMemo, useRef, useState, type ReactNode } from "react";
@@ -11,9 +12,11 @@ import { SafeAreaProvider, SafeAreaView } from "react-native-safe-area-context";
 import { AppContext, useApp, type AppServices } from "./app-context";
 import { I18nContext, translator, useI18n, type Locale, type MessageKey } from "./lib/i18n";
 import type { Session } from "./lib/session";
+import { flushPreferences } from "./lib/pending-settings";
 import { authInterceptor } from "./lib/transport";
 import { History } from "./screens/History";
 import { Home } from "./screens/Home";
+import { Inbox } from "./screens/Inbox";
 import { MyQr } from "./screens/MyQr";
 import { usePushRegistration } from "./screens/push-registration";
 import { Settings } from "./screens/Settings";
@@ -24,14 +27,16 @@ import { colors } from "./ui";
 /** Makes the gateway transport with the given interceptors (tests: a router transport). */
 export type TransportFactory = (interceptors: Interceptor[]) => Transport;
 
-const TABS: { id: string; label: MessageKey; screen: () => ReactNode }[] = [
-  { id: "home", label: "tabHome", screen: () => <Home /> },
+const TABS: { id: string; label: MessageKey; screen: (open: (overlay: "inbox") => void) => ReactNode }[] = [
+  { id: "home", label: "tabHome", screen: (open) => <Home onOpenInbox={() => open("inbox")} /> },
   { id: "history", label: "tabHistory", screen: () => <History /> },
   { id: "withdraw", label: "tabWithdraw", screen: () => <Withdraw /> },
   { id: "qr", label: "tabQr", screen: () => <MyQr /> },
   { id: "settings", label: "tabSettings", screen: () => <Settings /> },
 ];
 const LOCALE_SLOT = "settings:locale";
+/** How often a settings change made offline is tried again. */
+export const SETTINGS_RETRY_MS = 5_000;
 
 export function AppRoot({ services, transport: makeTransport, deviceLocale }: { services: AppServices; transport: TransportFactory; deviceLocale: Locale }) {
   const [locale, setLocaleState] = useState<Locale>(deviceLocale);
@@ -94,6 +99,7 @@ export function AppRoot({ services, transport: makeTransport, deviceLocale }: { 
 
 function SignedIn() {
   const [tab, setTab] = useState("home");
+  const [overlay, setOverlay] = useState<"inbox" | undefined>();
   const { t } = useI18n();
   const { push } = useApp();
   const queryClient = useQueryClient();
@@ -101,12 +107,24 @@ function SignedIn() {
   // Register this phone for tip notifications once per session; a refusal is not an error.
   const { register } = registration;
   useEffect(() => void register().catch(() => undefined), [register]);
+  // Settings changed offline are sent once the gateway answers again.
+  const { cache, sessions } = useApp();
+  const transport = useTransport();
+  useEffect(() => {
+    const userId = sessions.get()?.userId;
+    if (!userId) return;
+    const client = createClient(NotificationService, transport);
+    const flush = () => void flushPreferences(cache, userId, client).catch(() => undefined);
+    flush();
+    const timer = setInterval(flush, SETTINGS_RETRY_MS);
+    return () => clearInterval(timer);
+  }, [cache, sessions, transport]);
   // A push while the app is open: refresh what home shows.
   useEffect(() => push.onNotification(() => void queryClient.invalidateQueries()), [push, queryClient]);
   const current = TABS.find((x) => x.id === tab) ?? TABS[0];
   return (
     <View style={{ flex: 1 }}>
-      <View style={{ flex: 1 }}>{current.screen()}</View>
+      <View style={{ flex: 1 }}>{overlay === "inbox" ? <Inbox onClose={() => setOverlay(undefined)} /> : current.screen(setOverlay)}</View>
       <View role="tablist" style={{ flexDirection: "row", borderTopWidth: 1, borderColor: colors.muted }}>
         {TABS.map((x) => (
           <Pressable
@@ -114,7 +132,7 @@ function SignedIn() {
             testID={`tab-${x.id}`}
             role="tab"
             aria-selected={x.id === tab}
-            onPress={() => setTab(x.id)}
+            onPress={() => (setTab(x.id), setOverlay(undefined))}
             style={{ flex: 1, paddingVertical: 12, alignItems: "center", minHeight: 48 }}
           >
             <Text style={{ color: x.id === tab ? colors.brand : colors.ink, fontWeight: x.id === tab ? "700" : "400", fontSize: 13 }}>{t(x.label)}</Text>

@@ -53,6 +53,11 @@ describe("the mobile app's web build (chromium at phone size)", () => {
     await page.getByText("New tip: KES 300").waitFor({ timeout: 20_000 }).catch((e) => fail(e, "mobile-web-tip-failed"));
     await page.getByTestId("latest-tips").getByText("KES 300").waitFor();
     await h.screenshot(page, "mobile-web-home-tip");
+    // notification put the tip in the worker's in-app inbox too.
+    await page.getByRole("button", { name: /Messages \(\d+ new\)/ }).click({ timeout: 20_000 }).catch((e) => fail(e, "mobile-web-inbox-failed"));
+    await page.getByTestId("inbox-list").getByText(/300/).first().waitFor().catch((e) => fail(e, "mobile-web-inbox-failed"));
+    await h.screenshot(page, "mobile-web-inbox");
+    await page.getByRole("button", { name: "Back" }).click();
 
     // Withdraw: review, confirm, the device key is made, registered and signs.
     await page.getByRole("tab", { name: "Withdraw" }).click();

@@ -8,6 +8,7 @@ import type http2 from "node:http2";
 import type { BlockList } from "node:net";
 import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter, type Queryable } from "@ttip/runtime";
 import { CALLBACK_ROUTE, isCallbackPath } from "./callback-paths.js";
+import { applyBalanceResult } from "./mpesa-balance.js";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
@@ -66,7 +67,7 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const { body, truncated } = await readBody(req);
   const from = remoteAddress(req, config.callbackTrustProxy ? INGRESS : undefined);
   const match = CALLBACK_ROUTE.exec(path);
-  const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : "mpesa_status";
+  const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : match?.[1].startsWith("balance") ? "mpesa_balance" : "mpesa_status";
   const callbackId = randomUUID();
   // Stored first, whatever it is, so nothing Daraja (or anyone) sent is ever lost.
   await pool.query(
@@ -128,6 +129,11 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   if (!result) {
     await outcome("malformed");
     return reply(res, 400, { ResultCode: 1, ResultDesc: "Not a Result body" });
+  }
+  if (kind.startsWith("balance/")) {
+    const applied = await applyBalanceResult(pool, token, result, kind === "balance/timeout");
+    await outcome(applied ? "balance" : "unknown", { ref: result.conversationId, matched: applied });
+    return reply(res, 200, ACCEPTED);
   }
   const { rows } = await pool.query<{ payout_id: string; worker_id: string }>("SELECT payout_id, worker_id FROM payment.payouts WHERE callback_token = $1", [token]);
   const payout = rows[0];

@@ -9,6 +9,7 @@ import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_se
 import { ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage } from "./convert.js";
 import { loadPayout, reconcilePayouts, type PayoutRow } from "./payouts.js";
 import { loadTip, reconcileTips, type Deps, type TipRow } from "./tips.js";
+import { checkMpesaBalance, getMpesaBalance } from "./mpesa-balance.js";
 
 const METHOD_CODE: Partial<Record<PaymentMethodKind, string>> = { [PaymentMethodKind.MPESA]: "mpesa", [PaymentMethodKind.CARD]: "card" };
 /** A re-query runs the reconciler over at most this many due attempts (the one asked for is due first). */
@@ -153,6 +154,14 @@ export function consoleHandlers(deps: Deps, tipOut: (t: TipRow) => ReturnType<ty
         holdState: payout.hold_state,
         statusQueries: payout.status_queries,
       };
+    },
+
+    async checkMpesaBalance(_req, ctx) {
+      return { checkId: await checkMpesaBalance(deps, ctx) };
+    },
+
+    async getMpesaBalance(req, ctx) {
+      return getMpesaBalance(deps, ctx, req.checkId);
     },
 
     async requeryPayment(req, ctx) {

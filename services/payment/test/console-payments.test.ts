@@ -115,4 +115,26 @@ describe("payments in the admin console", () => {
     assert.match(await message(support.getPaymentDetail({ subject: { case: "payoutId", value: randomUUID() } })), /^NotFound payout_id/);
     assert.match(await message(finance.requeryPayment({ subject: { case: "payoutId", value: randomUUID() } })), /^NotFound payout_id/);
   });
+
+  test("the M-Pesa balance (Daraja Account Balance, answered by callback) reconciled against the ledger", async () => {
+    assert.match(await message(support.checkMpesaBalance({})), /^PermissionDenied/);
+    assert.match(await message(finance.getMpesaBalance({ checkId: randomUUID() })), /^NotFound check_id/);
+    // Everything above has settled: every receipt credited, the payout's hold settled.
+    await eventually(async () => !(await h.t.db.pool.query("SELECT 1 FROM payment.tips WHERE status = 'succeeded' AND credit_entry_id IS NULL")).rowCount, "every success credited");
+    const { checkId } = await finance.checkMpesaBalance({});
+    const answer = await eventually(async () => {
+      const r = await finance.getMpesaBalance({ checkId });
+      return r.answeredAt ? r : undefined;
+    }, "M-Pesa answered");
+    assert.equal(answer.resultCode, "0");
+    const utility = answer.accounts.find((a) => a.name === "Utility Account");
+    assert.ok(utility && utility.current!.amountMinor > 0n, "the utility account holds the tips taken");
+    // What M-Pesa holds is what the ledger says came in less what went out (the simulator starts from nothing).
+    assert.equal(answer.reported!.amountMinor, answer.ledgerNet!.amountMinor);
+    assert.equal(answer.difference!.amountMinor, 0n);
+    assert.equal((await finance.getMpesaBalance({})).checkId, checkId, "the latest check by default");
+    const { rows } = await h.t.db.pool.query("SELECT raw_body FROM payment.callbacks WHERE source = 'mpesa_balance'");
+    assert.equal(rows.length, 1, "the answer is stored raw");
+    assert.match(rows[0].raw_body.toString(), /Utility Account\|KES\|/);
+  });
 });

@@ -83,6 +83,14 @@ const en = {
   signOutAll: "Sign out of every device",
   sessionEnded: "Your session has ended. Please sign in again.",
   savedAt: "as of {time}",
+  inboxTitle: "Messages",
+  inboxButton: "Messages",
+  inboxButtonUnread: "Messages ({count} new)",
+  inboxEmpty: "No messages yet.",
+  back: "Back",
+  tipSms: "Also tell me about tips by SMS",
+  prefQueued: "Saved on this phone: it will be sent when you are back online.",
+  prefSaved: "Saved.",
 };
 
 export type MessageKey = keyof typeof en;
@@ -167,6 +175,14 @@ const sw: Record<MessageKey, string> = {
   signOutAll: "Toka kwenye vifaa vyote",
   sessionEnded: "Muda wako umeisha. Tafadhali ingia tena.",
   savedAt: "kufikia {time}",
+  inboxTitle: "Ujumbe",
+  inboxButton: "Ujumbe",
+  inboxButtonUnread: "Ujumbe ({count} mpya)",
+  inboxEmpty: "Bado hakuna ujumbe.",
+  back: "Rudi",
+  tipSms: "Niambie pia kuhusu tip kwa SMS",
+  prefQueued: "Imehifadhiwa kwenye simu hii: itatumwa ukirudi mtandaoni.",
+  prefSaved: "Imehifadhiwa.",
 };
 
 export const MESSAGES: Record<Locale, Record<MessageKey, string>> = { en, sw };

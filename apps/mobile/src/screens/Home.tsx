@@ -12,7 +12,8 @@ import { Text, View } from "react-native";
 import { tipStatus, when } from "../lib/format";
 import { useI18n } from "../lib/i18n";
 import { useOfflineQuery } from "../lib/offline";
-import { ErrorText, Notice, Screen, Title, styles } from "../ui";
+import { Button, ErrorText, Notice, Screen, Title, styles } from "../ui";
+import { useUnreadCount } from "./Inbox";
 import { OfflineNotice } from "./OfflineNotice";
 
 export const POLL_MS = 3000;
@@ -28,7 +29,7 @@ const sum = (tips: Tip[], since: Date) =>
     .filter((t) => t.status === TipStatus.SUCCEEDED && t.createdAt && timestampDate(t.createdAt) >= since)
     .reduce((a, t) => a + (t.amount?.amountMinor ?? 0n), 0n);
 
-export function Home() {
+export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
   const { t, locale } = useI18n();
   const balance = useOfflineQuery(WalletService.method.getBalance, { currency: "KES" }, "balance", { refetchInterval: POLL_MS });
   const tips = useOfflineQuery(PaymentService.method.listTips, { page: { pageSize: 50 } }, "tips", { refetchInterval: POLL_MS });
@@ -37,6 +38,7 @@ export function Home() {
   const arrived = useArrivals(list, tips.data !== undefined);
   const now = new Date();
   const offline = balance.offline || tips.offline;
+  const unread = useUnreadCount(POLL_MS);
   return (
     <Screen testID="home">
       <Title>{t("homeTitle")}</Title>
@@ -55,6 +57,7 @@ export function Home() {
           {t("today")}: {formatMoney(sum(list, startOfDay(now)))} · {t("thisWeek")}: {formatMoney(sum(list, startOfWeek(now)))}
         </Text>
       </Notice>
+      <Button kind="secondary" testID="open-inbox" title={unread > 0 ? t("inboxButtonUnread", { count: String(unread) }) : t("inboxButton")} onPress={onOpenInbox} />
       <Text role="heading" style={styles.text}>{t("latestTips")}</Text>
       <View testID="latest-tips">
         {list.slice(0, 10).map((tip) => (

@@ -7,6 +7,7 @@ import { useApp } from "../app-context";
 import { useI18n } from "../lib/i18n";
 import { Button, Notice, Screen, Title, styles } from "../ui";
 import { usePushRegistration } from "./push-registration";
+import { TipSmsSetting } from "./TipSmsSetting";
 
 export function Settings() {
   const { sessions } = useApp();
@@ -35,6 +36,7 @@ export function Settings() {
         <Text style={styles.text}>{push.registered ? t("pushOn") : t("pushOff")}</Text>
         {!push.registered ? <Button kind="secondary" title={t("pushEnable")} onPress={() => void push.register()} /> : null}
       </Notice>
+      <TipSmsSetting />
       <Button testID="sign-out" kind="secondary" title={t("signOut")} disabled={busy} onPress={() => void signOut(false)} />
       <Button testID="sign-out-all" kind="secondary" title={t("signOutAll")} disabled={busy} onPress={() => void signOut(true)} />
     </Screen>

@@ -7,6 +7,7 @@ import { p256 } from "@noble/curves/nist.js";
 import { Code, ConnectError, createRouterTransport, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { Channel, InAppNotificationSchema, PreferencesSchema, TemplateKey, type InAppNotification, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { PayoutStatus, TipSchema, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -34,6 +35,8 @@ export class FakeGateway {
   readonly stepUpTokens = new Set<string>();
   readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number }>(); // by idempotency key
   readonly pushTokens = new Set<string>();
+  inbox: InAppNotification[] = [];
+  preferences: Preferences = create(PreferencesSchema, { kinds: [{ key: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.PUSH, Channel.IN_APP] }] });
   validAccess = new Set<string>();
   private issued = 0;
   /** Fails the next RequestPayout with this error before doing anything. */
@@ -51,6 +54,12 @@ export class FakeGateway {
     this.tips.unshift(tip);
     if (status === TipStatus.SUCCEEDED) this.availableMinor += amountMinor;
     return tip;
+  }
+
+  notify(title: string, body: string): InAppNotification {
+    const n = create(InAppNotificationSchema, { notificationId: `9b1c2d3e-0000-4000-8000-${String(this.inbox.length + 1).padStart(12, "0")}`, templateKey: TemplateKey.TIP_RECEIVED, title, body, createdAt: timestampFromDate(new Date()) });
+    this.inbox.unshift(n);
+    return n;
   }
 
   count(method: string): number {
@@ -179,6 +188,22 @@ export class FakeGateway {
           renderQrCode: (_req, ctx) => (gw.authed(ctx), { content: new Uint8Array([0x89, 0x50, 0x4e, 0x47]), contentType: "image/png" }),
         });
         router.service(NotificationService, {
+          listInAppNotifications: (req, ctx) => {
+            gw.authed(ctx);
+            const unread = gw.inbox.filter((n) => !n.readAt);
+            return { notifications: (req.unreadOnly ? unread : gw.inbox).slice(0, req.page?.pageSize || 20), unreadCount: unread.length };
+          },
+          markRead: (req, ctx) => {
+            gw.authed(ctx);
+            for (const n of gw.inbox) if (req.notificationIds.includes(n.notificationId)) n.readAt = timestampFromDate(new Date());
+            return {};
+          },
+          getPreferences: (_req, ctx) => (gw.authed(ctx), { preferences: gw.preferences }),
+          updatePreferences: (req, ctx) => {
+            gw.authed(ctx);
+            gw.preferences = req.preferences!;
+            return { preferences: gw.preferences };
+          },
           registerPushToken: (req, ctx) => (gw.authed(ctx), gw.pushTokens.add(`${req.platform}:${req.token}`), {}),
           unregisterPushToken: (req) => {
             for (const t of gw.pushTokens) if (t.endsWith(`:${req.token}`)) gw.pushTokens.delete(t);

@@ -51,6 +51,8 @@ export interface C2bSimOptions {
   validation?: boolean;
   /** Safaricom waits about 8 s for the validation answer. */
   validationTimeoutMs?: number;
+  /** Told of each completed paybill payment (the short code's balance grows by it). */
+  onPaid?: (p: { transId: string; amount: number }) => void;
 }
 
 export interface C2bSim {
@@ -132,6 +134,7 @@ export function createC2bSim(o: C2bSimOptions): C2bSim {
         }
       }
       let sent = 0;
+      if (completed) o.onPaid?.({ transId, amount: req.amount });
       if (completed) {
         for (let i = 0; i < (req.confirmations ?? 1); i++) {
           const answer = await post(reg.confirmationUrl, payload, o.sourceAddress, 10_000);

@@ -97,6 +97,12 @@ export interface TransactionStatusRequest {
   queueTimeoutUrl: string;
   remarks?: string;
 }
+export interface AccountBalanceRequest {
+  resultUrl: string;
+  queueTimeoutUrl: string;
+  remarks?: string;
+}
+
 export interface TransactionStatusResponse {
   ConversationID: string;
   OriginatorConversationID: string;
@@ -288,6 +294,21 @@ export class DarajaClient {
       Occasion: "",
     }, { retries: 2 });
     return expectAccepted<TransactionStatusResponse>(body, ["ConversationID"], "transaction status");
+  }
+
+  /** Asks for the short code's account balances; the answer arrives at resultUrl. Safe to repeat. */
+  async accountBalance(req: AccountBalanceRequest): Promise<TransactionStatusResponse> {
+    const body = await this.call("/mpesa/accountbalance/v1/query", {
+      Initiator: this.requireB2c("initiatorName"),
+      SecurityCredential: this.credential(),
+      CommandID: "AccountBalance",
+      PartyA: this.config.shortcode,
+      IdentifierType: "4",
+      Remarks: (req.remarks ?? "balance").slice(0, 100),
+      QueueTimeOutURL: req.queueTimeoutUrl,
+      ResultURL: req.resultUrl,
+    }, { retries: 2 });
+    return expectAccepted<TransactionStatusResponse>(body, ["ConversationID"], "account balance");
   }
 
   /**

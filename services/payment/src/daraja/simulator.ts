@@ -101,6 +101,8 @@ export interface SimulatorOptions {
   tokenTtlSeconds?: number;
   /** Where callbacks come from (default 127.0.0.1). */
   callbackSourceAddress?: string;
+  /** The short code's utility account before any simulated payment, whole shillings (default 0). */
+  openingBalance?: number;
 }
 
 export interface DarajaSimulator {
@@ -154,6 +156,7 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
     lateDelayMs: options.lateDelayMs ?? 1500,
     tokenTtlSeconds: options.tokenTtlSeconds ?? 3599,
     callbackSourceAddress: options.callbackSourceAddress ?? "127.0.0.1",
+    openingBalance: options.openingBalance ?? 0,
   };
   const tokens = new Map<string, number>();
   const txs: SimTransaction[] = [];
@@ -164,7 +167,68 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
   // late: the query keeps saying "processing" until the callback went out.
   const notYetFinal = new Set<string>();
   let closed = false;
-  const c2b = createC2bSim({ shortcode: o.shortcode, sourceAddress: o.callbackSourceAddress });
+  // Paybill payments by receipt: a replayed receipt is one payment.
+  const paybillPaid = new Map<string, number>();
+  const c2b = createC2bSim({ shortcode: o.shortcode, sourceAddress: o.callbackSourceAddress, onPaid: (p) => void paybillPaid.set(p.transId, p.amount) });
+
+  /**
+   * The short code's utility account as M-Pesa would report it: the opening
+   * balance, plus every STK payment taken and every paybill payment, less every
+   * B2C sent (whatever became of their callbacks). Whole shillings.
+   */
+  const utilityBalance = (): number => {
+    let total = o.openingBalance;
+    for (const t of txs) {
+      // What the customer really paid: the mismatch callback's amount is the true one.
+      if (t.kind === "stk" && t.receipt) total += t.outcome === "amount_mismatch" ? t.amount - 1 : t.amount;
+      if (t.kind === "b2c" && t.receipt) total -= t.amount;
+    }
+    for (const amount of paybillPaid.values()) total += amount;
+    return total;
+  };
+
+  // Account Balance: accepted at once, the answer POSTed to ResultURL in the Result envelope,
+  // the balances in one string ("Account|Currency|Current|Available|Reserved|Uncleared&...").
+  const handleAccountBalance = (b: Record<string, unknown>, res: http.ServerResponse) => {
+    if (b.Initiator !== o.initiatorName) return error(res, 400, "400.002.02", "Bad Request - Invalid Initiator");
+    if (b.CommandID !== "AccountBalance") return error(res, 400, "400.002.02", "Bad Request - Invalid CommandID");
+    if (String(b.PartyA ?? "") !== o.shortcode) return error(res, 400, "400.002.02", "Bad Request - Invalid PartyA");
+    if (String(b.IdentifierType ?? "") !== "4") return error(res, 400, "400.002.02", "Bad Request - Invalid IdentifierType");
+    if (typeof b.ResultURL !== "string" || typeof b.QueueTimeOutURL !== "string") return error(res, 400, "400.002.02", "Bad Request - Invalid ResultURL");
+    const credentialOk = validCredential(b.SecurityCredential);
+    const conversationId = `AG_${darajaTimestamp()}_${randomBytes(8).toString("hex")}`;
+    const originator = randomUUID();
+    const amount = (n: number) => n.toFixed(2);
+    const utility = utilityBalance();
+    const resultUrl = b.ResultURL;
+    later(o.callbackDelayMs, () =>
+      deliver(resultUrl, {
+        Result: {
+          ResultType: 0,
+          ResultCode: credentialOk ? 0 : 2001,
+          ResultDesc: credentialOk ? "The service request is processed successfully." : "The initiator information is invalid.",
+          OriginatorConversationID: originator,
+          ConversationID: conversationId,
+          TransactionID: receipt(),
+          ...(credentialOk
+            ? {
+                ResultParameters: {
+                  ResultParameter: [
+                    {
+                      Key: "AccountBalance",
+                      Value: `Working Account|KES|${amount(0)}|${amount(0)}|0.00|0.00&Utility Account|KES|${amount(utility)}|${amount(utility)}|0.00|0.00&Charges Paid Account|KES|0.00|0.00|0.00|0.00&Organization Settlement Account|KES|0.00|0.00|0.00|0.00`,
+                    },
+                    { Key: "BOCompletedTime", Value: Number(darajaTimestamp()) },
+                  ],
+                },
+              }
+            : {}),
+          ReferenceData: { ReferenceItem: { Key: "QueueTimeoutURL", Value: "https://internalsandbox.safaricom.co.ke/mpesa/abresults/v1/submit" } },
+        },
+      }),
+    );
+    json(res, 200, { OriginatorConversationID: originator, ConversationID: conversationId, ResponseCode: "0", ResponseDescription: "Accept the service request successfully." });
+  };
 
   const scriptFor = (phone: string, amount: number): Script =>
     scripts.get(`phone:${phone}`) ?? scripts.get(`amount:${amount}`) ?? PHONE_SUFFIX_SCRIPTS[phone.slice(-4)] ?? {};
@@ -534,6 +598,9 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
           return;
         case "/mpesa/transactionstatus/v1/query":
           if (authorised(req, res)) handleStatus(body, res);
+          return;
+        case "/mpesa/accountbalance/v1/query":
+          if (authorised(req, res)) handleAccountBalance(body, res);
           return;
         default:
           return error(res, 404, "404.001.04", "Invalid Resource URL");

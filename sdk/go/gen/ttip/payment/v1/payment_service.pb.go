@@ -3456,6 +3456,323 @@ func (x *RequeryPaymentResponse) GetPayout() *Payout {
 	return nil
 }
 
+type CheckMpesaBalanceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckMpesaBalanceRequest) Reset() {
+	*x = CheckMpesaBalanceRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckMpesaBalanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckMpesaBalanceRequest) ProtoMessage() {}
+
+func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckMpesaBalanceRequest.ProtoReflect.Descriptor instead.
+func (*CheckMpesaBalanceRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
+}
+
+type CheckMpesaBalanceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CheckId       string                 `protobuf:"bytes,1,opt,name=check_id,json=checkId,proto3" json:"check_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckMpesaBalanceResponse) Reset() {
+	*x = CheckMpesaBalanceResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckMpesaBalanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckMpesaBalanceResponse) ProtoMessage() {}
+
+func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckMpesaBalanceResponse.ProtoReflect.Descriptor instead.
+func (*CheckMpesaBalanceResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *CheckMpesaBalanceResponse) GetCheckId() string {
+	if x != nil {
+		return x.CheckId
+	}
+	return ""
+}
+
+type GetMpesaBalanceRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CheckId       string                 `protobuf:"bytes,1,opt,name=check_id,json=checkId,proto3" json:"check_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMpesaBalanceRequest) Reset() {
+	*x = GetMpesaBalanceRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMpesaBalanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMpesaBalanceRequest) ProtoMessage() {}
+
+func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMpesaBalanceRequest.ProtoReflect.Descriptor instead.
+func (*GetMpesaBalanceRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *GetMpesaBalanceRequest) GetCheckId() string {
+	if x != nil {
+		return x.CheckId
+	}
+	return ""
+}
+
+// One account of the short code as M-Pesa reports it.
+type MpesaAccountBalance struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// e.g. "Utility Account", "Working Account".
+	Name          string    `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Current       *v1.Money `protobuf:"bytes,2,opt,name=current,proto3" json:"current,omitempty"`
+	Available     *v1.Money `protobuf:"bytes,3,opt,name=available,proto3" json:"available,omitempty"`
+	Reserved      *v1.Money `protobuf:"bytes,4,opt,name=reserved,proto3" json:"reserved,omitempty"`
+	Uncleared     *v1.Money `protobuf:"bytes,5,opt,name=uncleared,proto3" json:"uncleared,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MpesaAccountBalance) Reset() {
+	*x = MpesaAccountBalance{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MpesaAccountBalance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MpesaAccountBalance) ProtoMessage() {}
+
+func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MpesaAccountBalance.ProtoReflect.Descriptor instead.
+func (*MpesaAccountBalance) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *MpesaAccountBalance) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MpesaAccountBalance) GetCurrent() *v1.Money {
+	if x != nil {
+		return x.Current
+	}
+	return nil
+}
+
+func (x *MpesaAccountBalance) GetAvailable() *v1.Money {
+	if x != nil {
+		return x.Available
+	}
+	return nil
+}
+
+func (x *MpesaAccountBalance) GetReserved() *v1.Money {
+	if x != nil {
+		return x.Reserved
+	}
+	return nil
+}
+
+func (x *MpesaAccountBalance) GetUncleared() *v1.Money {
+	if x != nil {
+		return x.Uncleared
+	}
+	return nil
+}
+
+type GetMpesaBalanceResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CheckId     string                 `protobuf:"bytes,1,opt,name=check_id,json=checkId,proto3" json:"check_id,omitempty"`
+	RequestedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// Unset until M-Pesa answered.
+	AnsweredAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=answered_at,json=answeredAt,proto3" json:"answered_at,omitempty"`
+	// M-Pesa's result code and words, as received.
+	ResultCode string                 `protobuf:"bytes,4,opt,name=result_code,json=resultCode,proto3" json:"result_code,omitempty"`
+	ResultDesc string                 `protobuf:"bytes,5,opt,name=result_desc,json=resultDesc,proto3" json:"result_desc,omitempty"`
+	Accounts   []*MpesaAccountBalance `protobuf:"bytes,6,rep,name=accounts,proto3" json:"accounts,omitempty"`
+	// The sum of the accounts' current balances (KES).
+	Reported *v1.Money `protobuf:"bytes,7,opt,name=reported,proto3" json:"reported,omitempty"`
+	// The ledger now: confirmed M-Pesa receipts (the M-Pesa clearing account)
+	// less B2C sent (the payout clearing account).
+	LedgerNet *v1.Money `protobuf:"bytes,8,opt,name=ledger_net,json=ledgerNet,proto3" json:"ledger_net,omitempty"`
+	// reported - ledger_net: the float the account held before the platform's
+	// first payment plus anything the ledger does not know. Watch it change.
+	Difference    *v1.Money `protobuf:"bytes,9,opt,name=difference,proto3" json:"difference,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMpesaBalanceResponse) Reset() {
+	*x = GetMpesaBalanceResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMpesaBalanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMpesaBalanceResponse) ProtoMessage() {}
+
+func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMpesaBalanceResponse.ProtoReflect.Descriptor instead.
+func (*GetMpesaBalanceResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *GetMpesaBalanceResponse) GetCheckId() string {
+	if x != nil {
+		return x.CheckId
+	}
+	return ""
+}
+
+func (x *GetMpesaBalanceResponse) GetRequestedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *GetMpesaBalanceResponse) GetAnsweredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AnsweredAt
+	}
+	return nil
+}
+
+func (x *GetMpesaBalanceResponse) GetResultCode() string {
+	if x != nil {
+		return x.ResultCode
+	}
+	return ""
+}
+
+func (x *GetMpesaBalanceResponse) GetResultDesc() string {
+	if x != nil {
+		return x.ResultDesc
+	}
+	return ""
+}
+
+func (x *GetMpesaBalanceResponse) GetAccounts() []*MpesaAccountBalance {
+	if x != nil {
+		return x.Accounts
+	}
+	return nil
+}
+
+func (x *GetMpesaBalanceResponse) GetReported() *v1.Money {
+	if x != nil {
+		return x.Reported
+	}
+	return nil
+}
+
+func (x *GetMpesaBalanceResponse) GetLedgerNet() *v1.Money {
+	if x != nil {
+		return x.LedgerNet
+	}
+	return nil
+}
+
+func (x *GetMpesaBalanceResponse) GetDifference() *v1.Money {
+	if x != nil {
+		return x.Difference
+	}
+	return nil
+}
+
 var File_ttip_payment_v1_payment_service_proto protoreflect.FileDescriptor
 
 const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
@@ -3688,7 +4005,34 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\asubject\x12\x05\xbaH\x02\b\x01\"q\n" +
 	"\x16RequeryPaymentResponse\x12&\n" +
 	"\x03tip\x18\x01 \x01(\v2\x14.ttip.payment.v1.TipR\x03tip\x12/\n" +
-	"\x06payout\x18\x02 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout2\xb0\n" +
+	"\x06payout\x18\x02 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout\"\x1a\n" +
+	"\x18CheckMpesaBalanceRequest\"6\n" +
+	"\x19CheckMpesaBalanceResponse\x12\x19\n" +
+	"\bcheck_id\x18\x01 \x01(\tR\acheckId\"@\n" +
+	"\x16GetMpesaBalanceRequest\x12&\n" +
+	"\bcheck_id\x18\x01 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\acheckId\"\xf7\x01\n" +
+	"\x13MpesaAccountBalance\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12/\n" +
+	"\acurrent\x18\x02 \x01(\v2\x15.ttip.common.v1.MoneyR\acurrent\x123\n" +
+	"\tavailable\x18\x03 \x01(\v2\x15.ttip.common.v1.MoneyR\tavailable\x121\n" +
+	"\breserved\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\breserved\x123\n" +
+	"\tuncleared\x18\x05 \x01(\v2\x15.ttip.common.v1.MoneyR\tuncleared\"\xd4\x03\n" +
+	"\x17GetMpesaBalanceResponse\x12\x19\n" +
+	"\bcheck_id\x18\x01 \x01(\tR\acheckId\x12=\n" +
+	"\frequested_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12;\n" +
+	"\vanswered_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"answeredAt\x12\x1f\n" +
+	"\vresult_code\x18\x04 \x01(\tR\n" +
+	"resultCode\x12\x1f\n" +
+	"\vresult_desc\x18\x05 \x01(\tR\n" +
+	"resultDesc\x12@\n" +
+	"\baccounts\x18\x06 \x03(\v2$.ttip.payment.v1.MpesaAccountBalanceR\baccounts\x121\n" +
+	"\breported\x18\a \x01(\v2\x15.ttip.common.v1.MoneyR\breported\x124\n" +
+	"\n" +
+	"ledger_net\x18\b \x01(\v2\x15.ttip.common.v1.MoneyR\tledgerNet\x125\n" +
+	"\n" +
+	"difference\x18\t \x01(\v2\x15.ttip.common.v1.MoneyR\n" +
+	"difference2\xb0\n" +
 	"\n" +
 	"\x0ePaymentService\x12g\n" +
 	"\tCreateTip\x12!.ttip.payment.v1.CreateTipRequest\x1a\".ttip.payment.v1.CreateTipResponse\"\x13\xca\xf3\x18\x0f\b\x01\x1a\vtips:create\x12_\n" +
@@ -3703,7 +4047,7 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x14UpdatePayoutSettings\x12,.ttip.payment.v1.UpdatePayoutSettingsRequest\x1a-.ttip.payment.v1.UpdatePayoutSettingsResponse\x12r\n" +
 	"\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n" +
-	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xfe\r\n" +
+	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\x84\x10\n" +
 	"\x13PaymentAdminService\x12\x88\x01\n" +
 	"\x0fListFraudAlerts\x12'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12R\n" +
 	"\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a\".ttip.payment.v1.ReviewTipResponse\x12p\n" +
@@ -3719,7 +4063,9 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"SearchTips\x12\".ttip.payment.v1.SearchTipsRequest\x1a#.ttip.payment.v1.SearchTipsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x82\x01\n" +
 	"\rSearchPayouts\x12%.ttip.payment.v1.SearchPayoutsRequest\x1a&.ttip.payment.v1.SearchPayoutsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x8b\x01\n" +
 	"\x10GetPaymentDetail\x12(.ttip.payment.v1.GetPaymentDetailRequest\x1a).ttip.payment.v1.GetPaymentDetailResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12y\n" +
-	"\x0eRequeryPayment\x12&.ttip.payment.v1.RequeryPaymentRequest\x1a'.ttip.payment.v1.RequeryPaymentResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x1a\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x012\xec\x02\n" +
+	"\x0eRequeryPayment\x12&.ttip.payment.v1.RequeryPaymentRequest\x1a'.ttip.payment.v1.RequeryPaymentResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12\x82\x01\n" +
+	"\x11CheckMpesaBalance\x12).ttip.payment.v1.CheckMpesaBalanceRequest\x1a*.ttip.payment.v1.CheckMpesaBalanceResponse\"\x16\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x12\x7f\n" +
+	"\x0fGetMpesaBalance\x12'.ttip.payment.v1.GetMpesaBalanceRequest\x1a(.ttip.payment.v1.GetMpesaBalanceResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x1a\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x012\xec\x02\n" +
 	"\x16PaymentInternalService\x12g\n" +
 	"\x10ReconcilePending\x12(.ttip.payment.v1.ReconcilePendingRequest\x1a).ttip.payment.v1.ReconcilePendingResponse\x12l\n" +
 	"\x10GetTipForReceipt\x12(.ttip.payment.v1.GetTipForReceiptRequest\x1a).ttip.payment.v1.GetTipForReceiptResponse\"\x03\x90\x02\x01\x12s\n" +
@@ -3738,7 +4084,7 @@ func file_ttip_payment_v1_payment_service_proto_rawDescGZIP() []byte {
 	return file_ttip_payment_v1_payment_service_proto_rawDescData
 }
 
-var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 65)
 var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*CreateTipRequest)(nil),               // 0: ttip.payment.v1.CreateTipRequest
 	(*CreateTipResponse)(nil),              // 1: ttip.payment.v1.CreateTipResponse
@@ -3800,149 +4146,168 @@ var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*GetPaymentDetailResponse)(nil),       // 57: ttip.payment.v1.GetPaymentDetailResponse
 	(*RequeryPaymentRequest)(nil),          // 58: ttip.payment.v1.RequeryPaymentRequest
 	(*RequeryPaymentResponse)(nil),         // 59: ttip.payment.v1.RequeryPaymentResponse
-	(*v1.Money)(nil),                       // 60: ttip.common.v1.Money
-	(CardProvider)(0),                      // 61: ttip.payment.v1.CardProvider
-	(*Tip)(nil),                            // 62: ttip.payment.v1.Tip
-	(*v1.PageRequest)(nil),                 // 63: ttip.common.v1.PageRequest
-	(TipStatus)(0),                         // 64: ttip.payment.v1.TipStatus
-	(*v1.PageResponse)(nil),                // 65: ttip.common.v1.PageResponse
-	(*Payout)(nil),                         // 66: ttip.payment.v1.Payout
-	(PayoutStatus)(0),                      // 67: ttip.payment.v1.PayoutStatus
-	(*PayoutSettings)(nil),                 // 68: ttip.payment.v1.PayoutSettings
-	(*PaymentMethod)(nil),                  // 69: ttip.payment.v1.PaymentMethod
-	(AlertStatus)(0),                       // 70: ttip.payment.v1.AlertStatus
-	(FraudReason)(0),                       // 71: ttip.payment.v1.FraudReason
-	(*FraudAlert)(nil),                     // 72: ttip.payment.v1.FraudAlert
-	(*UnmatchedCallback)(nil),              // 73: ttip.payment.v1.UnmatchedCallback
-	(*SuspensePayment)(nil),                // 74: ttip.payment.v1.SuspensePayment
-	(*timestamppb.Timestamp)(nil),          // 75: google.protobuf.Timestamp
-	(PaymentMethodKind)(0),                 // 76: ttip.payment.v1.PaymentMethodKind
+	(*CheckMpesaBalanceRequest)(nil),       // 60: ttip.payment.v1.CheckMpesaBalanceRequest
+	(*CheckMpesaBalanceResponse)(nil),      // 61: ttip.payment.v1.CheckMpesaBalanceResponse
+	(*GetMpesaBalanceRequest)(nil),         // 62: ttip.payment.v1.GetMpesaBalanceRequest
+	(*MpesaAccountBalance)(nil),            // 63: ttip.payment.v1.MpesaAccountBalance
+	(*GetMpesaBalanceResponse)(nil),        // 64: ttip.payment.v1.GetMpesaBalanceResponse
+	(*v1.Money)(nil),                       // 65: ttip.common.v1.Money
+	(CardProvider)(0),                      // 66: ttip.payment.v1.CardProvider
+	(*Tip)(nil),                            // 67: ttip.payment.v1.Tip
+	(*v1.PageRequest)(nil),                 // 68: ttip.common.v1.PageRequest
+	(TipStatus)(0),                         // 69: ttip.payment.v1.TipStatus
+	(*v1.PageResponse)(nil),                // 70: ttip.common.v1.PageResponse
+	(*Payout)(nil),                         // 71: ttip.payment.v1.Payout
+	(PayoutStatus)(0),                      // 72: ttip.payment.v1.PayoutStatus
+	(*PayoutSettings)(nil),                 // 73: ttip.payment.v1.PayoutSettings
+	(*PaymentMethod)(nil),                  // 74: ttip.payment.v1.PaymentMethod
+	(AlertStatus)(0),                       // 75: ttip.payment.v1.AlertStatus
+	(FraudReason)(0),                       // 76: ttip.payment.v1.FraudReason
+	(*FraudAlert)(nil),                     // 77: ttip.payment.v1.FraudAlert
+	(*UnmatchedCallback)(nil),              // 78: ttip.payment.v1.UnmatchedCallback
+	(*SuspensePayment)(nil),                // 79: ttip.payment.v1.SuspensePayment
+	(*timestamppb.Timestamp)(nil),          // 80: google.protobuf.Timestamp
+	(PaymentMethodKind)(0),                 // 81: ttip.payment.v1.PaymentMethodKind
 }
 var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
-	60, // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
-	61, // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
-	62, // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	62, // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	62, // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	63, // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	64, // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	62, // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	65, // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	62, // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	60, // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
-	66, // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	66, // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	63, // 13: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	67, // 14: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	66, // 15: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	65, // 16: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	68, // 17: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	60, // 18: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	68, // 19: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	69, // 20: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
-	69, // 21: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
-	63, // 22: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
-	70, // 23: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
-	71, // 24: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
-	72, // 25: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	65, // 26: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
-	62, // 27: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	63, // 28: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
-	73, // 29: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	65, // 30: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
-	63, // 31: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
-	74, // 32: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
-	65, // 33: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
-	74, // 34: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
-	62, // 35: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	60, // 36: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
-	62, // 37: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	62, // 38: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	60, // 39: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	63, // 40: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	64, // 41: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	75, // 42: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
-	75, // 43: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
-	76, // 44: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
-	62, // 45: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	65, // 46: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	63, // 47: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	67, // 48: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	75, // 49: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	75, // 50: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	66, // 51: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	65, // 52: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	62, // 53: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
-	66, // 54: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
-	73, // 55: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	72, // 56: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	62, // 57: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	66, // 58: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
-	0,  // 59: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,  // 60: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,  // 61: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,  // 62: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,  // 63: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10, // 64: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12, // 65: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14, // 66: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	16, // 67: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	18, // 68: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	20, // 69: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	22, // 70: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	24, // 71: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	26, // 72: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	28, // 73: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	30, // 74: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	32, // 75: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	34, // 76: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	36, // 77: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	38, // 78: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	40, // 79: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	42, // 80: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	46, // 81: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	52, // 82: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
-	54, // 83: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
-	56, // 84: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
-	58, // 85: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
-	44, // 86: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	50, // 87: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	48, // 88: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,  // 89: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,  // 90: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,  // 91: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,  // 92: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,  // 93: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11, // 94: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13, // 95: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15, // 96: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	17, // 97: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	19, // 98: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	21, // 99: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	23, // 100: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	25, // 101: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	27, // 102: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	29, // 103: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	31, // 104: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	33, // 105: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	35, // 106: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	37, // 107: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	39, // 108: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	41, // 109: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	43, // 110: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	47, // 111: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	53, // 112: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
-	55, // 113: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
-	57, // 114: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
-	59, // 115: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
-	45, // 116: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	51, // 117: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	49, // 118: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	89, // [89:119] is the sub-list for method output_type
-	59, // [59:89] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	65,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
+	66,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
+	67,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	67,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	67,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	68,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	69,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	67,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	70,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	67,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	65,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
+	71,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	71,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	68,  // 13: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	72,  // 14: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	71,  // 15: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	70,  // 16: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	73,  // 17: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	65,  // 18: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	73,  // 19: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	74,  // 20: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
+	74,  // 21: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
+	68,  // 22: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
+	75,  // 23: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
+	76,  // 24: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
+	77,  // 25: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	70,  // 26: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
+	67,  // 27: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	68,  // 28: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
+	78,  // 29: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	70,  // 30: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
+	68,  // 31: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
+	79,  // 32: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
+	70,  // 33: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
+	79,  // 34: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	67,  // 35: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	65,  // 36: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
+	67,  // 37: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	67,  // 38: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	65,  // 39: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	68,  // 40: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	69,  // 41: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	80,  // 42: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	80,  // 43: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	81,  // 44: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	67,  // 45: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	70,  // 46: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	68,  // 47: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	72,  // 48: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	80,  // 49: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	80,  // 50: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	71,  // 51: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	70,  // 52: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	67,  // 53: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	71,  // 54: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	78,  // 55: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	77,  // 56: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	67,  // 57: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	71,  // 58: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	65,  // 59: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
+	65,  // 60: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
+	65,  // 61: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
+	65,  // 62: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
+	80,  // 63: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
+	80,  // 64: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
+	63,  // 65: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
+	65,  // 66: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
+	65,  // 67: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
+	65,  // 68: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
+	0,   // 69: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,   // 70: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,   // 71: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,   // 72: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,   // 73: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10,  // 74: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12,  // 75: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14,  // 76: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	16,  // 77: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	18,  // 78: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	20,  // 79: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	22,  // 80: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	24,  // 81: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	26,  // 82: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	28,  // 83: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	30,  // 84: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	32,  // 85: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	34,  // 86: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	36,  // 87: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	38,  // 88: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	40,  // 89: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	42,  // 90: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	46,  // 91: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	52,  // 92: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	54,  // 93: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	56,  // 94: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	58,  // 95: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	60,  // 96: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
+	62,  // 97: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
+	44,  // 98: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	50,  // 99: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	48,  // 100: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,   // 101: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,   // 102: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,   // 103: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,   // 104: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,   // 105: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11,  // 106: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13,  // 107: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15,  // 108: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	17,  // 109: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	19,  // 110: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	21,  // 111: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	23,  // 112: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	25,  // 113: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	27,  // 114: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	29,  // 115: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	31,  // 116: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	33,  // 117: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	35,  // 118: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	37,  // 119: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	39,  // 120: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	41,  // 121: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	43,  // 122: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	47,  // 123: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	53,  // 124: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	55,  // 125: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	57,  // 126: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	59,  // 127: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	61,  // 128: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
+	64,  // 129: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
+	45,  // 130: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	51,  // 131: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	49,  // 132: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	101, // [101:133] is the sub-list for method output_type
+	69,  // [69:101] is the sub-list for method input_type
+	69,  // [69:69] is the sub-list for extension type_name
+	69,  // [69:69] is the sub-list for extension extendee
+	0,   // [0:69] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }
@@ -3975,7 +4340,7 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_payment_v1_payment_service_proto_rawDesc), len(file_ttip_payment_v1_payment_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   65,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -114,6 +114,12 @@ const (
 	// PaymentAdminServiceRequeryPaymentProcedure is the fully-qualified name of the
 	// PaymentAdminService's RequeryPayment RPC.
 	PaymentAdminServiceRequeryPaymentProcedure = "/ttip.payment.v1.PaymentAdminService/RequeryPayment"
+	// PaymentAdminServiceCheckMpesaBalanceProcedure is the fully-qualified name of the
+	// PaymentAdminService's CheckMpesaBalance RPC.
+	PaymentAdminServiceCheckMpesaBalanceProcedure = "/ttip.payment.v1.PaymentAdminService/CheckMpesaBalance"
+	// PaymentAdminServiceGetMpesaBalanceProcedure is the fully-qualified name of the
+	// PaymentAdminService's GetMpesaBalance RPC.
+	PaymentAdminServiceGetMpesaBalanceProcedure = "/ttip.payment.v1.PaymentAdminService/GetMpesaBalance"
 	// PaymentInternalServiceReconcilePendingProcedure is the fully-qualified name of the
 	// PaymentInternalService's ReconcilePending RPC.
 	PaymentInternalServiceReconcilePendingProcedure = "/ttip.payment.v1.PaymentInternalService/ReconcilePending"
@@ -584,6 +590,13 @@ type PaymentAdminServiceClient interface {
 	// sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
 	// itself (the provider's answer does), so no device step-up.
 	RequeryPayment(context.Context, *connect.Request[v1.RequeryPaymentRequest]) (*connect.Response[v1.RequeryPaymentResponse], error)
+	// Asks M-Pesa for the short code's account balances (Daraja Account
+	// Balance); the answer arrives by callback. Poll GetMpesaBalance with the id.
+	CheckMpesaBalance(context.Context, *connect.Request[v1.CheckMpesaBalanceRequest]) (*connect.Response[v1.CheckMpesaBalanceResponse], error)
+	// A balance check (the latest when check_id is empty) reconciled against
+	// the ledger: what M-Pesa reports beside what the ledger says came in by
+	// M-Pesa less what went out by B2C.
+	GetMpesaBalance(context.Context, *connect.Request[v1.GetMpesaBalanceRequest]) (*connect.Response[v1.GetMpesaBalanceResponse], error)
 }
 
 // NewPaymentAdminServiceClient constructs a client for the ttip.payment.v1.PaymentAdminService
@@ -687,6 +700,19 @@ func NewPaymentAdminServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithSchema(paymentAdminServiceMethods.ByName("RequeryPayment")),
 			connect.WithClientOptions(opts...),
 		),
+		checkMpesaBalance: connect.NewClient[v1.CheckMpesaBalanceRequest, v1.CheckMpesaBalanceResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceCheckMpesaBalanceProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("CheckMpesaBalance")),
+			connect.WithClientOptions(opts...),
+		),
+		getMpesaBalance: connect.NewClient[v1.GetMpesaBalanceRequest, v1.GetMpesaBalanceResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceGetMpesaBalanceProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("GetMpesaBalance")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -706,6 +732,8 @@ type paymentAdminServiceClient struct {
 	searchPayouts          *connect.Client[v1.SearchPayoutsRequest, v1.SearchPayoutsResponse]
 	getPaymentDetail       *connect.Client[v1.GetPaymentDetailRequest, v1.GetPaymentDetailResponse]
 	requeryPayment         *connect.Client[v1.RequeryPaymentRequest, v1.RequeryPaymentResponse]
+	checkMpesaBalance      *connect.Client[v1.CheckMpesaBalanceRequest, v1.CheckMpesaBalanceResponse]
+	getMpesaBalance        *connect.Client[v1.GetMpesaBalanceRequest, v1.GetMpesaBalanceResponse]
 }
 
 // ListFraudAlerts calls ttip.payment.v1.PaymentAdminService.ListFraudAlerts.
@@ -778,6 +806,16 @@ func (c *paymentAdminServiceClient) RequeryPayment(ctx context.Context, req *con
 	return c.requeryPayment.CallUnary(ctx, req)
 }
 
+// CheckMpesaBalance calls ttip.payment.v1.PaymentAdminService.CheckMpesaBalance.
+func (c *paymentAdminServiceClient) CheckMpesaBalance(ctx context.Context, req *connect.Request[v1.CheckMpesaBalanceRequest]) (*connect.Response[v1.CheckMpesaBalanceResponse], error) {
+	return c.checkMpesaBalance.CallUnary(ctx, req)
+}
+
+// GetMpesaBalance calls ttip.payment.v1.PaymentAdminService.GetMpesaBalance.
+func (c *paymentAdminServiceClient) GetMpesaBalance(ctx context.Context, req *connect.Request[v1.GetMpesaBalanceRequest]) (*connect.Response[v1.GetMpesaBalanceResponse], error) {
+	return c.getMpesaBalance.CallUnary(ctx, req)
+}
+
 // PaymentAdminServiceHandler is an implementation of the ttip.payment.v1.PaymentAdminService
 // service.
 type PaymentAdminServiceHandler interface {
@@ -814,6 +852,13 @@ type PaymentAdminServiceHandler interface {
 	// sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
 	// itself (the provider's answer does), so no device step-up.
 	RequeryPayment(context.Context, *connect.Request[v1.RequeryPaymentRequest]) (*connect.Response[v1.RequeryPaymentResponse], error)
+	// Asks M-Pesa for the short code's account balances (Daraja Account
+	// Balance); the answer arrives by callback. Poll GetMpesaBalance with the id.
+	CheckMpesaBalance(context.Context, *connect.Request[v1.CheckMpesaBalanceRequest]) (*connect.Response[v1.CheckMpesaBalanceResponse], error)
+	// A balance check (the latest when check_id is empty) reconciled against
+	// the ledger: what M-Pesa reports beside what the ledger says came in by
+	// M-Pesa less what went out by B2C.
+	GetMpesaBalance(context.Context, *connect.Request[v1.GetMpesaBalanceRequest]) (*connect.Response[v1.GetMpesaBalanceResponse], error)
 }
 
 // NewPaymentAdminServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -913,6 +958,19 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 		connect.WithSchema(paymentAdminServiceMethods.ByName("RequeryPayment")),
 		connect.WithHandlerOptions(opts...),
 	)
+	paymentAdminServiceCheckMpesaBalanceHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceCheckMpesaBalanceProcedure,
+		svc.CheckMpesaBalance,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("CheckMpesaBalance")),
+		connect.WithHandlerOptions(opts...),
+	)
+	paymentAdminServiceGetMpesaBalanceHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceGetMpesaBalanceProcedure,
+		svc.GetMpesaBalance,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("GetMpesaBalance")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.payment.v1.PaymentAdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PaymentAdminServiceListFraudAlertsProcedure:
@@ -943,6 +1001,10 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 			paymentAdminServiceGetPaymentDetailHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceRequeryPaymentProcedure:
 			paymentAdminServiceRequeryPaymentHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceCheckMpesaBalanceProcedure:
+			paymentAdminServiceCheckMpesaBalanceHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceGetMpesaBalanceProcedure:
+			paymentAdminServiceGetMpesaBalanceHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1006,6 +1068,14 @@ func (UnimplementedPaymentAdminServiceHandler) GetPaymentDetail(context.Context,
 
 func (UnimplementedPaymentAdminServiceHandler) RequeryPayment(context.Context, *connect.Request[v1.RequeryPaymentRequest]) (*connect.Response[v1.RequeryPaymentResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.RequeryPayment is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) CheckMpesaBalance(context.Context, *connect.Request[v1.CheckMpesaBalanceRequest]) (*connect.Response[v1.CheckMpesaBalanceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.CheckMpesaBalance is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) GetMpesaBalance(context.Context, *connect.Request[v1.GetMpesaBalanceRequest]) (*connect.Response[v1.GetMpesaBalanceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.GetMpesaBalance is not implemented"))
 }
 
 // PaymentInternalServiceClient is a client for the ttip.payment.v1.PaymentInternalService service.

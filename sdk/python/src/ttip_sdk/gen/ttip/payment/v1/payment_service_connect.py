@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.payment.v1 import payment_service_pb
-from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CreateTipRequest, CreateTipResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchTipRequest, WatchTipResponse
+from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchTipRequest, WatchTipResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -1181,6 +1181,21 @@ class PaymentAdminService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def check_mpesa_balance(self, request: CheckMpesaBalanceRequest, ctx: RequestContext[CheckMpesaBalanceRequest, CheckMpesaBalanceResponse], /) -> CheckMpesaBalanceResponse:
+        """
+        Asks M-Pesa for the short code's account balances (Daraja Account
+        Balance); the answer arrives by callback. Poll GetMpesaBalance with the id.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_mpesa_balance(self, request: GetMpesaBalanceRequest, ctx: RequestContext[GetMpesaBalanceRequest, GetMpesaBalanceResponse], /) -> GetMpesaBalanceResponse:
+        """
+        A balance check (the latest when check_id is empty) reconciled against
+        the ledger: what M-Pesa reports beside what the ledger says came in by
+        M-Pesa less what went out by B2C.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     @classmethod
     def desc(cls) -> DescService:
         """Returns the descriptor for this service."""
@@ -1352,6 +1367,28 @@ class PaymentAdminServiceASGIApplication(ConnectASGIApplication[PaymentAdminServ
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.requery_payment,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/CheckMpesaBalance": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CheckMpesaBalance",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=CheckMpesaBalanceRequest,
+                        output=CheckMpesaBalanceResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.check_mpesa_balance,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/GetMpesaBalance": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetMpesaBalance",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=GetMpesaBalanceRequest,
+                        output=GetMpesaBalanceResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_mpesa_balance,
                 ),
             },
             interceptors=interceptors,
@@ -1699,6 +1736,57 @@ class PaymentAdminServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def check_mpesa_balance(
+        self,
+        request: CheckMpesaBalanceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CheckMpesaBalanceResponse:
+        """
+        Asks M-Pesa for the short code's account balances (Daraja Account
+        Balance); the answer arrives by callback. Poll GetMpesaBalance with the id.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CheckMpesaBalance",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=CheckMpesaBalanceRequest,
+                output=CheckMpesaBalanceResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def get_mpesa_balance(
+        self,
+        request: GetMpesaBalanceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetMpesaBalanceResponse:
+        """
+        A balance check (the latest when check_id is empty) reconciled against
+        the ledger: what M-Pesa reports beside what the ledger says came in by
+        M-Pesa less what went out by B2C.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetMpesaBalance",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=GetMpesaBalanceRequest,
+                output=GetMpesaBalanceResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class PaymentAdminServiceSync(Protocol):
     """
@@ -1780,6 +1868,21 @@ class PaymentAdminServiceSync(Protocol):
         status) outcome and settles it as the reconciler would; a payout is never
         sent again. FAILED_PRECONDITION when it is not pending. Moves no money by
         itself (the provider's answer does), so no device step-up.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def check_mpesa_balance(self, request: CheckMpesaBalanceRequest, ctx: RequestContext[CheckMpesaBalanceRequest, CheckMpesaBalanceResponse], /) -> CheckMpesaBalanceResponse:
+        """
+        Asks M-Pesa for the short code's account balances (Daraja Account
+        Balance); the answer arrives by callback. Poll GetMpesaBalance with the id.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_mpesa_balance(self, request: GetMpesaBalanceRequest, ctx: RequestContext[GetMpesaBalanceRequest, GetMpesaBalanceResponse], /) -> GetMpesaBalanceResponse:
+        """
+        A balance check (the latest when check_id is empty) reconciled against
+        the ledger: what M-Pesa reports beside what the ledger says came in by
+        M-Pesa less what went out by B2C.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1952,6 +2055,28 @@ class PaymentAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.requery_payment,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/CheckMpesaBalance": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CheckMpesaBalance",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=CheckMpesaBalanceRequest,
+                        output=CheckMpesaBalanceResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.check_mpesa_balance,
+                ),
+                "/ttip.payment.v1.PaymentAdminService/GetMpesaBalance": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetMpesaBalance",
+                        service_name="ttip.payment.v1.PaymentAdminService",
+                        input=GetMpesaBalanceRequest,
+                        output=GetMpesaBalanceResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_mpesa_balance,
                 ),
             },
             interceptors=interceptors,
@@ -2298,6 +2423,57 @@ class PaymentAdminServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def check_mpesa_balance(
+        self,
+        request: CheckMpesaBalanceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> CheckMpesaBalanceResponse:
+        """
+        Asks M-Pesa for the short code's account balances (Daraja Account
+        Balance); the answer arrives by callback. Poll GetMpesaBalance with the id.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CheckMpesaBalance",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=CheckMpesaBalanceRequest,
+                output=CheckMpesaBalanceResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_mpesa_balance(
+        self,
+        request: GetMpesaBalanceRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetMpesaBalanceResponse:
+        """
+        A balance check (the latest when check_id is empty) reconciled against
+        the ledger: what M-Pesa reports beside what the ledger says came in by
+        M-Pesa less what went out by B2C.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetMpesaBalance",
+                service_name="ttip.payment.v1.PaymentAdminService",
+                input=GetMpesaBalanceRequest,
+                output=GetMpesaBalanceResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
 class PaymentInternalService(Protocol):
     """

@@ -2160,9 +2160,227 @@ class RequeryPaymentResponse(Message[_RequeryPaymentResponseFields]):
         tip: Tip | None
         payout: Payout | None
 
+_CheckMpesaBalanceRequestFields: TypeAlias = NoReturn
+
+class CheckMpesaBalanceRequest(Message[_CheckMpesaBalanceRequestFields]):
+    """
+    ```proto
+    message ttip.payment.v1.CheckMpesaBalanceRequest
+    ```
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+        ) -> None:
+            pass
+
+_CheckMpesaBalanceResponseFields: TypeAlias = Literal["check_id"]
+
+class CheckMpesaBalanceResponse(Message[_CheckMpesaBalanceResponseFields]):
+    """
+    ```proto
+    message ttip.payment.v1.CheckMpesaBalanceResponse
+    ```
+
+    Attributes:
+        check_id:
+            ```proto
+            string check_id = 1;
+            ```
+    """
+
+    __slots__ = ("check_id",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            check_id: str = "",
+        ) -> None:
+            pass
+
+        check_id: str
+
+_GetMpesaBalanceRequestFields: TypeAlias = Literal["check_id"]
+
+class GetMpesaBalanceRequest(Message[_GetMpesaBalanceRequestFields]):
+    """
+    ```proto
+    message ttip.payment.v1.GetMpesaBalanceRequest
+    ```
+
+    Attributes:
+        check_id:
+            ```proto
+            string check_id = 1;
+            ```
+    """
+
+    __slots__ = ("check_id",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            check_id: str = "",
+        ) -> None:
+            pass
+
+        check_id: str
+
+_MpesaAccountBalanceFields: TypeAlias = Literal["name", "current", "available", "reserved", "uncleared"]
+
+class MpesaAccountBalance(Message[_MpesaAccountBalanceFields]):
+    """
+    One account of the short code as M-Pesa reports it.
+
+    ```proto
+    message ttip.payment.v1.MpesaAccountBalance
+    ```
+
+    Attributes:
+        name:
+            e.g. "Utility Account", "Working Account".
+
+            ```proto
+            string name = 1;
+            ```
+        current:
+            ```proto
+            optional ttip.common.v1.Money current = 2;
+            ```
+        available:
+            ```proto
+            optional ttip.common.v1.Money available = 3;
+            ```
+        reserved:
+            ```proto
+            optional ttip.common.v1.Money reserved = 4;
+            ```
+        uncleared:
+            ```proto
+            optional ttip.common.v1.Money uncleared = 5;
+            ```
+    """
+
+    __slots__ = ("name", "current", "available", "reserved", "uncleared")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            name: str = "",
+            current: Money | None = None,
+            available: Money | None = None,
+            reserved: Money | None = None,
+            uncleared: Money | None = None,
+        ) -> None:
+            pass
+
+        name: str
+        current: Money | None
+        available: Money | None
+        reserved: Money | None
+        uncleared: Money | None
+
+_GetMpesaBalanceResponseFields: TypeAlias = Literal["check_id", "requested_at", "answered_at", "result_code", "result_desc", "accounts", "reported", "ledger_net", "difference"]
+
+class GetMpesaBalanceResponse(Message[_GetMpesaBalanceResponseFields]):
+    """
+    ```proto
+    message ttip.payment.v1.GetMpesaBalanceResponse
+    ```
+
+    Attributes:
+        check_id:
+            ```proto
+            string check_id = 1;
+            ```
+        requested_at:
+            ```proto
+            optional google.protobuf.Timestamp requested_at = 2;
+            ```
+        answered_at:
+            Unset until M-Pesa answered.
+
+            ```proto
+            optional google.protobuf.Timestamp answered_at = 3;
+            ```
+        result_code:
+            M-Pesa's result code and words, as received.
+
+            ```proto
+            string result_code = 4;
+            ```
+        result_desc:
+            ```proto
+            string result_desc = 5;
+            ```
+        accounts:
+            ```proto
+            repeated ttip.payment.v1.MpesaAccountBalance accounts = 6;
+            ```
+        reported:
+            The sum of the accounts' current balances (KES).
+
+            ```proto
+            optional ttip.common.v1.Money reported = 7;
+            ```
+        ledger_net:
+            The ledger now: confirmed M-Pesa receipts (the M-Pesa clearing account)
+            less B2C sent (the payout clearing account).
+
+            ```proto
+            optional ttip.common.v1.Money ledger_net = 8;
+            ```
+        difference:
+            reported - ledger_net: the float the account held before the platform's
+            first payment plus anything the ledger does not know. Watch it change.
+
+            ```proto
+            optional ttip.common.v1.Money difference = 9;
+            ```
+    """
+
+    __slots__ = ("check_id", "requested_at", "answered_at", "result_code", "result_desc", "accounts", "reported", "ledger_net", "difference")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            check_id: str = "",
+            requested_at: Timestamp | None = None,
+            answered_at: Timestamp | None = None,
+            result_code: str = "",
+            result_desc: str = "",
+            accounts: list[MpesaAccountBalance] | None = None,
+            reported: Money | None = None,
+            ledger_net: Money | None = None,
+            difference: Money | None = None,
+        ) -> None:
+            pass
+
+        check_id: str
+        requested_at: Timestamp | None
+        answered_at: Timestamp | None
+        result_code: str
+        result_desc: str
+        accounts: list[MpesaAccountBalance]
+        reported: Money | None
+        ledger_net: Money | None
+        difference: Money | None
+
 
 _DESC = file_desc(
-    b'\n%ttip/payment/v1/payment_service.proto\x12\x0fttip.payment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\x1a\x1cttip/common/v1/options.proto"\xc8\x07\n\x10CreateTipRequest\x123\n\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12%\n\x07qr_code\x18\x02 \x01(\tH\x00R\x06qrCodeB\n\xbaH\x07r\x05\x10\x04\x18\x80\x10\x12\'\n\tworker_id\x18\x03 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amountB\x06\xbaH\x03\xc8\x01\x01\x12:\n\x0bmpesa_phone\x18\x05 \x01(\tH\x01R\nmpesaPhoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$\x12\x14\n\x04card\x18\x06 \x01(\x08H\x01R\x04card\x12.\n\x13customer_covers_fee\x18\x07 \x01(\x08R\x11customerCoversFee\x12!\n\x06rating\x18\x08 \x01(\x05R\x06ratingB\t\xbaH\x06\x1a\x04\x18\x05(\x00\x12"\n\x07message\x18\t \x01(\tR\x07messageB\x08\xbaH\x05r\x03\x18\x98\x02\x121\n\x0ecustomer_email\x18\n \x01(\tR\rcustomerEmailB\n\xbaH\x07\xd8\x01\x01r\x02`\x01\x12L\n\rcard_provider\x18\x0b \x01(\x0e2\x1d.ttip.payment.v1.CardProviderR\x0ccardProviderB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12?\n\x10customer_country\x18\x0c \x01(\tR\x0fcustomerCountryB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{2}$B\x12\n\trecipient\x12\x05\xbaH\x02\x08\x01B\x10\n\x07payment\x12\x05\xbaH\x02\x08\x01:\xc6\x02\xbaH\xc2\x02\x1a\\\n\x1acreate_tip.amount_positive\x12 amount must be greater than zero\x1a\x1cthis.amount.amount_minor > 0\x1a\xe1\x01\n create_tip.mpesa_whole_shillings\x12[M-Pesa moves whole Kenya shillings: amount must be in KES and a multiple of 100 minor units\x1a`!has(this.mpesa_phone) || (this.amount.currency == \'KES\' && this.amount.amount_minor % 100 == 0)"\xd1\x01\n\x11CreateTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x120\n\x14stripe_client_secret\x18\x02 \x01(\tR\x12stripeClientSecret\x124\n\x16stripe_publishable_key\x18\x03 \x01(\tR\x14stripePublishableKey\x12,\n\x12paypal_approve_url\x18\x04 \x01(\tR\x10paypalApproveUrl"0\n\rGetTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01"8\n\x0eGetTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip"2\n\x0fWatchTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01":\n\x10WatchTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip"\x80\x01\n\x0fListTipsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12<\n\x06status\x18\x02 \x01(\x0e2\x1a.ttip.payment.v1.TipStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"n\n\x10ListTipsResponse\x12(\n\x04tips\x18\x01 \x03(\x0b2\x14.ttip.payment.v1.TipR\x04tips\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"x\n\x0eRateTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x06rating\x18\x02 \x01(\x05R\x06ratingB\t\xbaH\x06\x1a\x04\x18\x05(\x01\x12"\n\x07message\x18\x03 \x01(\tR\x07messageB\x08\xbaH\x05r\x03\x18\x98\x02"9\n\x0fRateTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip"\xae\x03\n\x14RequestPayoutRequest\x123\n\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x125\n\x06amount\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amountB\x06\xbaH\x03\xc8\x01\x01\x12;\n\x0bmpesa_phone\x18\x03 \x01(\tR\nmpesaPhoneB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$\x12.\n\rstep_up_token\x18\x04 \x01(\tR\x0bstepUpTokenB\n\xbaH\x07r\x05\x10\x10\x18\x80 :\xbc\x01\xbaH\xb8\x01\x1a\xb5\x01\n\x15request_payout.amount\x126amount must be whole Kenya shillings greater than zero\x1adthis.amount.amount_minor > 0 && this.amount.currency == \'KES\' && this.amount.amount_minor % 100 == 0"H\n\x15RequestPayoutResponse\x12/\n\x06payout\x18\x01 \x01(\x0b2\x17.ttip.payment.v1.PayoutR\x06payout"9\n\x10GetPayoutRequest\x12%\n\tpayout_id\x18\x01 \x01(\tR\x08payoutIdB\x08\xbaH\x05r\x03\xb0\x01\x01"D\n\x11GetPayoutResponse\x12/\n\x06payout\x18\x01 \x01(\x0b2\x17.ttip.payment.v1.PayoutR\x06payout"\x86\x01\n\x12ListPayoutsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12?\n\x06status\x18\x02 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"z\n\x13ListPayoutsResponse\x121\n\x07payouts\x18\x01 \x03(\x0b2\x17.ttip.payment.v1.PayoutR\x07payouts\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\x1a\n\x18GetPayoutSettingsRequest"X\n\x19GetPayoutSettingsResponse\x12;\n\x08settings\x18\x01 \x01(\x0b2\x1f.ttip.payment.v1.PayoutSettingsR\x08settings"\x97\x03\n\x1bUpdatePayoutSettingsRequest\x12\x1f\n\x0bauto_payout\x18\x01 \x01(\x08R\nautoPayout\x12E\n\x13auto_payout_minimum\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x11autoPayoutMinimum\x12=\n\x0cpayout_phone\x18\x03 \x01(\tR\x0bpayoutPhoneB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$:\xd0\x01\xbaH\xcc\x01\x1a\xc9\x01\n\x1eupdate_payout_settings.minimum\x12Aauto_payout_minimum must be at least 1 KES when auto_payout is on\x1ad!this.auto_payout || (has(this.auto_payout_minimum) && this.auto_payout_minimum.amount_minor >= 100)"[\n\x1cUpdatePayoutSettingsResponse\x12;\n\x08settings\x18\x01 \x01(\x0b2\x1f.ttip.payment.v1.PayoutSettingsR\x08settings"\x1b\n\x19ListPaymentMethodsRequest"e\n\x1aListPaymentMethodsResponse\x12G\n\x0fpayment_methods\x18\x01 \x03(\x0b2\x1e.ttip.payment.v1.PaymentMethodR\x0epaymentMethods"\x95\x01\n\x17AddPaymentMethodRequest\x128\n\x0bmpesa_phone\x18\x01 \x01(\tR\nmpesaPhoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$\x12\x1d\n\x05label\x18\x02 \x01(\tR\x05labelB\x07\xbaH\x04r\x02\x18(\x12!\n\x0cmake_default\x18\x03 \x01(\x08R\x0bmakeDefault"a\n\x18AddPaymentMethodResponse\x12E\n\x0epayment_method\x18\x01 \x01(\x0b2\x1e.ttip.payment.v1.PaymentMethodR\rpaymentMethod"R\n\x1aRemovePaymentMethodRequest\x124\n\x11payment_method_id\x18\x01 \x01(\tR\x0fpaymentMethodIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\x1d\n\x1bRemovePaymentMethodResponse"\xc9\x01\n\x16ListFraudAlertsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12>\n\x06status\x18\x02 \x01(\x0e2\x1c.ttip.payment.v1.AlertStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12>\n\x06reason\x18\x03 \x01(\x0e2\x1c.ttip.payment.v1.FraudReasonR\x06reasonB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x80\x01\n\x17ListFraudAlertsResponse\x123\n\x06alerts\x18\x01 \x03(\x0b2\x1b.ttip.payment.v1.FraudAlertR\x06alerts\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"m\n\x10ReviewTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x07approve\x18\x02 \x01(\x08R\x07approve\x12\x1e\n\x04note\x18\x03 \x01(\tR\x04noteB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03";\n\x11ReviewTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip"_\n\x12HoldPayoutsRequest\x12%\n\tworker_id\x18\x01 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12"\n\x06reason\x18\x02 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"\x15\n\x13HoldPayoutsResponse"\\\n\x15ReleasePayoutsRequest\x12%\n\tworker_id\x18\x01 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x04note\x18\x02 \x01(\tR\x04noteB\x08\xbaH\x05r\x03\x18\xf4\x03"\x18\n\x16ReleasePayoutsResponse"l\n\x17BlockPhoneNumberRequest\x12-\n\x05phone\x18\x01 \x01(\tR\x05phoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$\x12"\n\x06reason\x18\x02 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"\x1a\n\x18BlockPhoneNumberResponse"J\n\x19UnblockPhoneNumberRequest\x12-\n\x05phone\x18\x01 \x01(\tR\x05phoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$"\x1c\n\x1aUnblockPhoneNumberResponse"{\n\x1dListUnmatchedCallbacksRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12)\n\x10include_resolved\x18\x02 \x01(\x08R\x0fincludeResolved"\x94\x01\n\x1eListUnmatchedCallbacksResponse\x12@\n\tcallbacks\x18\x01 \x03(\x0b2".ttip.payment.v1.UnmatchedCallbackR\tcallbacks\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"y\n\x1bListSuspensePaymentsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12)\n\x10include_resolved\x18\x02 \x01(\x08R\x0fincludeResolved"\x8e\x01\n\x1cListSuspensePaymentsResponse\x12<\n\x08payments\x18\x01 \x03(\x0b2 .ttip.payment.v1.SuspensePaymentR\x08payments\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xe9\x01\n\x1dResolveSuspensePaymentRequest\x12/\n\x07receipt\x18\x01 \x01(\tR\x07receiptB\x15\xbaH\x12r\x102\x0e^[A-Z0-9]{10}$\x12C\n\x17match_account_reference\x18\x02 \x01(\tH\x00R\x15matchAccountReferenceB\t\xbaH\x06r\x04\x10\x01\x18\x14\x12!\n\x06refund\x18\x03 \x01(\x08H\x00R\x06refundB\x07\xbaH\x04j\x02\x08\x01\x12\x1e\n\x04note\x18\x04 \x01(\tR\x04noteB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03B\x0f\n\x06action\x12\x05\xbaH\x02\x08\x01"\x84\x01\n\x1eResolveSuspensePaymentResponse\x12:\n\x07payment\x18\x01 \x01(\x0b2 .ttip.payment.v1.SuspensePaymentR\x07payment\x12&\n\x03tip\x18\x02 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip";\n\x17ReconcilePendingRequest\x12 \n\x05limit\x18\x01 \x01(\x05R\x05limitB\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01"s\n\x18ReconcilePendingResponse\x12\x18\n\x07queried\x18\x01 \x01(\x05R\x07queried\x12\x18\n\x07settled\x18\x02 \x01(\x05R\x07settled\x12#\n\rstill_pending\x18\x03 \x01(\x05R\x0cstillPending"\xbb\x01\n\x10RefundTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x123\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12-\n\x06amount\x18\x03 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12"\n\x06reason\x18\x04 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"X\n\x11RefundTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x12\x1b\n\trefund_id\x18\x02 \x01(\tR\x08refundId"?\n\x1bReconcileCardBalanceRequest\x12 \n\x05limit\x18\x01 \x01(\x05R\x05limitB\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01"\x95\x01\n\x1cReconcileCardBalanceResponse\x12\x18\n\x07matched\x18\x01 \x01(\x05R\x07matched\x12#\n\rfees_recorded\x18\x02 \x01(\x05R\x0cfeesRecorded\x12\x1c\n\tunmatched\x18\x03 \x01(\x05R\tunmatched\x12\x18\n\x07payouts\x18\x04 \x01(\x05R\x07payouts":\n\x17GetTipForReceiptRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\xd1\x01\n\x18GetTipForReceiptResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x12.\n\x13worker_display_name\x18\x02 \x01(\tR\x11workerDisplayName\x12\x1d\n\nvenue_name\x18\x03 \x01(\tR\tvenueName\x12>\n\x0fworker_received\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0eworkerReceived"\xde\x03\n\x11SearchTipsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12<\n\x06status\x18\x02 \x01(\x0e2\x1a.ttip.payment.v1.TipStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12.\n\x04from\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04from\x12*\n\x02to\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02to\x121\n\x10min_amount_minor\x18\x05 \x01(\x03R\x0eminAmountMinorB\x07\xbaH\x04"\x02(\x00\x121\n\x10max_amount_minor\x18\x06 \x01(\x03R\x0emaxAmountMinorB\x07\xbaH\x04"\x02(\x00\x12D\n\x06method\x18\x07 \x01(\x0e2".ttip.payment.v1.PaymentMethodKindR\x06methodB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12(\n\x0bresult_code\x18\x08 \x01(\tR\nresultCodeB\x07\xbaH\x04r\x02\x18(\x12(\n\tworker_id\x18\t \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"p\n\x12SearchTipsResponse\x12(\n\x04tips\x18\x01 \x03(\x0b2\x14.ttip.payment.v1.TipR\x04tips\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\x9e\x03\n\x14SearchPayoutsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12?\n\x06status\x18\x02 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12.\n\x04from\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04from\x12*\n\x02to\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02to\x121\n\x10min_amount_minor\x18\x05 \x01(\x03R\x0eminAmountMinorB\x07\xbaH\x04"\x02(\x00\x121\n\x10max_amount_minor\x18\x06 \x01(\x03R\x0emaxAmountMinorB\x07\xbaH\x04"\x02(\x00\x12(\n\x0bresult_code\x18\x07 \x01(\tR\nresultCodeB\x07\xbaH\x04r\x02\x18(\x12(\n\tworker_id\x18\x08 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"|\n\x15SearchPayoutsResponse\x121\n\x07payouts\x18\x01 \x03(\x0b2\x17.ttip.payment.v1.PayoutR\x07payouts\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"w\n\x17GetPaymentDetailRequest\x12!\n\x06tip_id\x18\x01 \x01(\tH\x00R\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\'\n\tpayout_id\x18\x02 \x01(\tH\x00R\x08payoutIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x10\n\x07subject\x12\x05\xbaH\x02\x08\x01"\x9f\x03\n\x18GetPaymentDetailResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x12/\n\x06payout\x18\x02 \x01(\x0b2\x17.ttip.payment.v1.PayoutR\x06payout\x12@\n\tcallbacks\x18\x03 \x03(\x0b2".ttip.payment.v1.UnmatchedCallbackR\tcallbacks\x123\n\x06alerts\x18\x04 \x03(\x0b2\x1b.ttip.payment.v1.FraudAlertR\x06alerts\x12&\n\x0fledger_entry_id\x18\x05 \x01(\tR\rledgerEntryId\x12,\n\x12ledger_credit_kind\x18\x06 \x01(\tR\x10ledgerCreditKind\x12\x17\n\x07hold_id\x18\x07 \x01(\tR\x06holdId\x12\x1d\n\nhold_state\x18\x08 \x01(\tR\tholdState\x12%\n\x0estatus_queries\x18\t \x01(\x05R\rstatusQueries"u\n\x15RequeryPaymentRequest\x12!\n\x06tip_id\x18\x01 \x01(\tH\x00R\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\'\n\tpayout_id\x18\x02 \x01(\tH\x00R\x08payoutIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x10\n\x07subject\x12\x05\xbaH\x02\x08\x01"q\n\x16RequeryPaymentResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x12/\n\x06payout\x18\x02 \x01(\x0b2\x17.ttip.payment.v1.PayoutR\x06payout2\xb0\n\n\x0ePaymentService\x12g\n\tCreateTip\x12!.ttip.payment.v1.CreateTipRequest\x1a".ttip.payment.v1.CreateTipResponse"\x13\xca\xf3\x18\x0f\x08\x01\x1a\x0btips:create\x12_\n\x06GetTip\x12\x1e.ttip.payment.v1.GetTipRequest\x1a\x1f.ttip.payment.v1.GetTipResponse"\x14\x90\x02\x01\xca\xf3\x18\r\x08\x01\x1a\ttips:read\x12V\n\x08WatchTip\x12 .ttip.payment.v1.WatchTipRequest\x1a!.ttip.payment.v1.WatchTipResponse"\x03\x90\x02\x010\x01\x12T\n\x08ListTips\x12 .ttip.payment.v1.ListTipsRequest\x1a!.ttip.payment.v1.ListTipsResponse"\x03\x90\x02\x01\x12Q\n\x07RateTip\x12\x1f.ttip.payment.v1.RateTipRequest\x1a .ttip.payment.v1.RateTipResponse"\x03\x90\x02\x02\x12^\n\rRequestPayout\x12%.ttip.payment.v1.RequestPayoutRequest\x1a&.ttip.payment.v1.RequestPayoutResponse\x12W\n\tGetPayout\x12!.ttip.payment.v1.GetPayoutRequest\x1a".ttip.payment.v1.GetPayoutResponse"\x03\x90\x02\x01\x12]\n\x0bListPayouts\x12#.ttip.payment.v1.ListPayoutsRequest\x1a$.ttip.payment.v1.ListPayoutsResponse"\x03\x90\x02\x01\x12o\n\x11GetPayoutSettings\x12).ttip.payment.v1.GetPayoutSettingsRequest\x1a*.ttip.payment.v1.GetPayoutSettingsResponse"\x03\x90\x02\x01\x12s\n\x14UpdatePayoutSettings\x12,.ttip.payment.v1.UpdatePayoutSettingsRequest\x1a-.ttip.payment.v1.UpdatePayoutSettingsResponse\x12r\n\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse"\x03\x90\x02\x01\x12g\n\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\x08\x012\xfe\r\n\x13PaymentAdminService\x12\x88\x01\n\x0fListFraudAlerts\x12\'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12R\n\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a".ttip.payment.v1.ReviewTipResponse\x12p\n\x0bHoldPayouts\x12#.ttip.payment.v1.HoldPayoutsRequest\x1a$.ttip.payment.v1.HoldPayoutsResponse"\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x12a\n\x0eReleasePayouts\x12&.ttip.payment.v1.ReleasePayoutsRequest\x1a\'.ttip.payment.v1.ReleasePayoutsResponse\x12\x7f\n\x10BlockPhoneNumber\x12(.ttip.payment.v1.BlockPhoneNumberRequest\x1a).ttip.payment.v1.BlockPhoneNumberResponse"\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x12\x85\x01\n\x12UnblockPhoneNumber\x12*.ttip.payment.v1.UnblockPhoneNumberRequest\x1a+.ttip.payment.v1.UnblockPhoneNumberResponse"\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x12\x9d\x01\n\x16ListUnmatchedCallbacks\x12..ttip.payment.v1.ListUnmatchedCallbacksRequest\x1a/.ttip.payment.v1.ListUnmatchedCallbacksResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x97\x01\n\x14ListSuspensePayments\x12,.ttip.payment.v1.ListSuspensePaymentsRequest\x1a-.ttip.payment.v1.ListSuspensePaymentsResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12y\n\x16ResolveSuspensePayment\x12..ttip.payment.v1.ResolveSuspensePaymentRequest\x1a/.ttip.payment.v1.ResolveSuspensePaymentResponse\x12R\n\tRefundTip\x12!.ttip.payment.v1.RefundTipRequest\x1a".ttip.payment.v1.RefundTipResponse\x12y\n\nSearchTips\x12".ttip.payment.v1.SearchTipsRequest\x1a#.ttip.payment.v1.SearchTipsResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x82\x01\n\rSearchPayouts\x12%.ttip.payment.v1.SearchPayoutsRequest\x1a&.ttip.payment.v1.SearchPayoutsResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x8b\x01\n\x10GetPaymentDetail\x12(.ttip.payment.v1.GetPaymentDetailRequest\x1a).ttip.payment.v1.GetPaymentDetailResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12y\n\x0eRequeryPayment\x12&.ttip.payment.v1.RequeryPaymentRequest\x1a\'.ttip.payment.v1.RequeryPaymentResponse"\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x1a\x18\xca\xf3\x18\x14\x08\x03\x12\x05admin\x12\x07finance \x012\xec\x02\n\x16PaymentInternalService\x12g\n\x10ReconcilePending\x12(.ttip.payment.v1.ReconcilePendingRequest\x1a).ttip.payment.v1.ReconcilePendingResponse\x12l\n\x10GetTipForReceipt\x12(.ttip.payment.v1.GetTipForReceiptRequest\x1a).ttip.payment.v1.GetTipForReceiptResponse"\x03\x90\x02\x01\x12s\n\x14ReconcileCardBalance\x12,.ttip.payment.v1.ReconcileCardBalanceRequest\x1a-.ttip.payment.v1.ReconcileCardBalanceResponse\x1a\x06\xca\xf3\x18\x02\x08\x04b\x06proto3',
+    b'\n%ttip/payment/v1/payment_service.proto\x12\x0fttip.payment.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x19ttip/common/v1/page.proto\x1a\x1dttip/payment/v1/payment.proto\x1a\x1cttip/common/v1/options.proto"\xc8\x07\n\x10CreateTipRequest\x123\n\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12%\n\x07qr_code\x18\x02 \x01(\tH\x00R\x06qrCodeB\n\xbaH\x07r\x05\x10\x04\x18\x80\x10\x12\'\n\tworker_id\x18\x03 \x01(\tH\x00R\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x125\n\x06amount\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amountB\x06\xbaH\x03\xc8\x01\x01\x12:\n\x0bmpesa_phone\x18\x05 \x01(\tH\x01R\nmpesaPhoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$\x12\x14\n\x04card\x18\x06 \x01(\x08H\x01R\x04card\x12.\n\x13customer_covers_fee\x18\x07 \x01(\x08R\x11customerCoversFee\x12!\n\x06rating\x18\x08 \x01(\x05R\x06ratingB\t\xbaH\x06\x1a\x04\x18\x05(\x00\x12"\n\x07message\x18\t \x01(\tR\x07messageB\x08\xbaH\x05r\x03\x18\x98\x02\x121\n\x0ecustomer_email\x18\n \x01(\tR\rcustomerEmailB\n\xbaH\x07\xd8\x01\x01r\x02`\x01\x12L\n\rcard_provider\x18\x0b \x01(\x0e2\x1d.ttip.payment.v1.CardProviderR\x0ccardProviderB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12?\n\x10customer_country\x18\x0c \x01(\tR\x0fcustomerCountryB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{2}$B\x12\n\trecipient\x12\x05\xbaH\x02\x08\x01B\x10\n\x07payment\x12\x05\xbaH\x02\x08\x01:\xc6\x02\xbaH\xc2\x02\x1a\\\n\x1acreate_tip.amount_positive\x12 amount must be greater than zero\x1a\x1cthis.amount.amount_minor > 0\x1a\xe1\x01\n create_tip.mpesa_whole_shillings\x12[M-Pesa moves whole Kenya shillings: amount must be in KES and a multiple of 100 minor units\x1a`!has(this.mpesa_phone) || (this.amount.currency == \'KES\' && this.amount.amount_minor % 100 == 0)"\xd1\x01\n\x11CreateTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x120\n\x14stripe_client_secret\x18\x02 \x01(\tR\x12stripeClientSecret\x124\n\x16stripe_publishable_key\x18\x03 \x01(\tR\x14stripePublishableKey\x12,\n\x12paypal_approve_url\x18\x04 \x01(\tR\x10paypalApproveUrl"0\n\rGetTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01"8\n\x0eGetTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip"2\n\x0fWatchTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01":\n\x10WatchTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip"\x80\x01\n\x0fListTipsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12<\n\x06status\x18\x02 \x01(\x0e2\x1a.ttip.payment.v1.TipStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"n\n\x10ListTipsResponse\x12(\n\x04tips\x18\x01 \x03(\x0b2\x14.ttip.payment.v1.TipR\x04tips\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"x\n\x0eRateTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x06rating\x18\x02 \x01(\x05R\x06ratingB\t\xbaH\x06\x1a\x04\x18\x05(\x01\x12"\n\x07message\x18\x03 \x01(\tR\x07messageB\x08\xbaH\x05r\x03\x18\x98\x02"9\n\x0fRateTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip"\xae\x03\n\x14RequestPayoutRequest\x123\n\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x125\n\x06amount\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amountB\x06\xbaH\x03\xc8\x01\x01\x12;\n\x0bmpesa_phone\x18\x03 \x01(\tR\nmpesaPhoneB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$\x12.\n\rstep_up_token\x18\x04 \x01(\tR\x0bstepUpTokenB\n\xbaH\x07r\x05\x10\x10\x18\x80 :\xbc\x01\xbaH\xb8\x01\x1a\xb5\x01\n\x15request_payout.amount\x126amount must be whole Kenya shillings greater than zero\x1adthis.amount.amount_minor > 0 && this.amount.currency == \'KES\' && this.amount.amount_minor % 100 == 0"H\n\x15RequestPayoutResponse\x12/\n\x06payout\x18\x01 \x01(\x0b2\x17.ttip.payment.v1.PayoutR\x06payout"9\n\x10GetPayoutRequest\x12%\n\tpayout_id\x18\x01 \x01(\tR\x08payoutIdB\x08\xbaH\x05r\x03\xb0\x01\x01"D\n\x11GetPayoutResponse\x12/\n\x06payout\x18\x01 \x01(\x0b2\x17.ttip.payment.v1.PayoutR\x06payout"\x86\x01\n\x12ListPayoutsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12?\n\x06status\x18\x02 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01"z\n\x13ListPayoutsResponse\x121\n\x07payouts\x18\x01 \x03(\x0b2\x17.ttip.payment.v1.PayoutR\x07payouts\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\x1a\n\x18GetPayoutSettingsRequest"X\n\x19GetPayoutSettingsResponse\x12;\n\x08settings\x18\x01 \x01(\x0b2\x1f.ttip.payment.v1.PayoutSettingsR\x08settings"\x97\x03\n\x1bUpdatePayoutSettingsRequest\x12\x1f\n\x0bauto_payout\x18\x01 \x01(\x08R\nautoPayout\x12E\n\x13auto_payout_minimum\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x11autoPayoutMinimum\x12=\n\x0cpayout_phone\x18\x03 \x01(\tR\x0bpayoutPhoneB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$:\xd0\x01\xbaH\xcc\x01\x1a\xc9\x01\n\x1eupdate_payout_settings.minimum\x12Aauto_payout_minimum must be at least 1 KES when auto_payout is on\x1ad!this.auto_payout || (has(this.auto_payout_minimum) && this.auto_payout_minimum.amount_minor >= 100)"[\n\x1cUpdatePayoutSettingsResponse\x12;\n\x08settings\x18\x01 \x01(\x0b2\x1f.ttip.payment.v1.PayoutSettingsR\x08settings"\x1b\n\x19ListPaymentMethodsRequest"e\n\x1aListPaymentMethodsResponse\x12G\n\x0fpayment_methods\x18\x01 \x03(\x0b2\x1e.ttip.payment.v1.PaymentMethodR\x0epaymentMethods"\x95\x01\n\x17AddPaymentMethodRequest\x128\n\x0bmpesa_phone\x18\x01 \x01(\tR\nmpesaPhoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$\x12\x1d\n\x05label\x18\x02 \x01(\tR\x05labelB\x07\xbaH\x04r\x02\x18(\x12!\n\x0cmake_default\x18\x03 \x01(\x08R\x0bmakeDefault"a\n\x18AddPaymentMethodResponse\x12E\n\x0epayment_method\x18\x01 \x01(\x0b2\x1e.ttip.payment.v1.PaymentMethodR\rpaymentMethod"R\n\x1aRemovePaymentMethodRequest\x124\n\x11payment_method_id\x18\x01 \x01(\tR\x0fpaymentMethodIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\x1d\n\x1bRemovePaymentMethodResponse"\xc9\x01\n\x16ListFraudAlertsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12>\n\x06status\x18\x02 \x01(\x0e2\x1c.ttip.payment.v1.AlertStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12>\n\x06reason\x18\x03 \x01(\x0e2\x1c.ttip.payment.v1.FraudReasonR\x06reasonB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x80\x01\n\x17ListFraudAlertsResponse\x123\n\x06alerts\x18\x01 \x03(\x0b2\x1b.ttip.payment.v1.FraudAlertR\x06alerts\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"m\n\x10ReviewTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x18\n\x07approve\x18\x02 \x01(\x08R\x07approve\x12\x1e\n\x04note\x18\x03 \x01(\tR\x04noteB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03";\n\x11ReviewTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip"_\n\x12HoldPayoutsRequest\x12%\n\tworker_id\x18\x01 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12"\n\x06reason\x18\x02 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"\x15\n\x13HoldPayoutsResponse"\\\n\x15ReleasePayoutsRequest\x12%\n\tworker_id\x18\x01 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1c\n\x04note\x18\x02 \x01(\tR\x04noteB\x08\xbaH\x05r\x03\x18\xf4\x03"\x18\n\x16ReleasePayoutsResponse"l\n\x17BlockPhoneNumberRequest\x12-\n\x05phone\x18\x01 \x01(\tR\x05phoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$\x12"\n\x06reason\x18\x02 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"\x1a\n\x18BlockPhoneNumberResponse"J\n\x19UnblockPhoneNumberRequest\x12-\n\x05phone\x18\x01 \x01(\tR\x05phoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$"\x1c\n\x1aUnblockPhoneNumberResponse"{\n\x1dListUnmatchedCallbacksRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12)\n\x10include_resolved\x18\x02 \x01(\x08R\x0fincludeResolved"\x94\x01\n\x1eListUnmatchedCallbacksResponse\x12@\n\tcallbacks\x18\x01 \x03(\x0b2".ttip.payment.v1.UnmatchedCallbackR\tcallbacks\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"y\n\x1bListSuspensePaymentsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12)\n\x10include_resolved\x18\x02 \x01(\x08R\x0fincludeResolved"\x8e\x01\n\x1cListSuspensePaymentsResponse\x12<\n\x08payments\x18\x01 \x03(\x0b2 .ttip.payment.v1.SuspensePaymentR\x08payments\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\xe9\x01\n\x1dResolveSuspensePaymentRequest\x12/\n\x07receipt\x18\x01 \x01(\tR\x07receiptB\x15\xbaH\x12r\x102\x0e^[A-Z0-9]{10}$\x12C\n\x17match_account_reference\x18\x02 \x01(\tH\x00R\x15matchAccountReferenceB\t\xbaH\x06r\x04\x10\x01\x18\x14\x12!\n\x06refund\x18\x03 \x01(\x08H\x00R\x06refundB\x07\xbaH\x04j\x02\x08\x01\x12\x1e\n\x04note\x18\x04 \x01(\tR\x04noteB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03B\x0f\n\x06action\x12\x05\xbaH\x02\x08\x01"\x84\x01\n\x1eResolveSuspensePaymentResponse\x12:\n\x07payment\x18\x01 \x01(\x0b2 .ttip.payment.v1.SuspensePaymentR\x07payment\x12&\n\x03tip\x18\x02 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip";\n\x17ReconcilePendingRequest\x12 \n\x05limit\x18\x01 \x01(\x05R\x05limitB\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01"s\n\x18ReconcilePendingResponse\x12\x18\n\x07queried\x18\x01 \x01(\x05R\x07queried\x12\x18\n\x07settled\x18\x02 \x01(\x05R\x07settled\x12#\n\rstill_pending\x18\x03 \x01(\x05R\x0cstillPending"\xbb\x01\n\x10RefundTipRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x123\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12-\n\x06amount\x18\x03 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x06amount\x12"\n\x06reason\x18\x04 \x01(\tR\x06reasonB\n\xbaH\x07r\x05\x10\x03\x18\xf4\x03"X\n\x11RefundTipResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x12\x1b\n\trefund_id\x18\x02 \x01(\tR\x08refundId"?\n\x1bReconcileCardBalanceRequest\x12 \n\x05limit\x18\x01 \x01(\x05R\x05limitB\n\xbaH\x07\x1a\x05\x18\xe8\x07(\x01"\x95\x01\n\x1cReconcileCardBalanceResponse\x12\x18\n\x07matched\x18\x01 \x01(\x05R\x07matched\x12#\n\rfees_recorded\x18\x02 \x01(\x05R\x0cfeesRecorded\x12\x1c\n\tunmatched\x18\x03 \x01(\x05R\tunmatched\x12\x18\n\x07payouts\x18\x04 \x01(\x05R\x07payouts":\n\x17GetTipForReceiptRequest\x12\x1f\n\x06tip_id\x18\x01 \x01(\tR\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\xd1\x01\n\x18GetTipForReceiptResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x12.\n\x13worker_display_name\x18\x02 \x01(\tR\x11workerDisplayName\x12\x1d\n\nvenue_name\x18\x03 \x01(\tR\tvenueName\x12>\n\x0fworker_received\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0eworkerReceived"\xde\x03\n\x11SearchTipsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12<\n\x06status\x18\x02 \x01(\x0e2\x1a.ttip.payment.v1.TipStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12.\n\x04from\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04from\x12*\n\x02to\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02to\x121\n\x10min_amount_minor\x18\x05 \x01(\x03R\x0eminAmountMinorB\x07\xbaH\x04"\x02(\x00\x121\n\x10max_amount_minor\x18\x06 \x01(\x03R\x0emaxAmountMinorB\x07\xbaH\x04"\x02(\x00\x12D\n\x06method\x18\x07 \x01(\x0e2".ttip.payment.v1.PaymentMethodKindR\x06methodB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12(\n\x0bresult_code\x18\x08 \x01(\tR\nresultCodeB\x07\xbaH\x04r\x02\x18(\x12(\n\tworker_id\x18\t \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"p\n\x12SearchTipsResponse\x12(\n\x04tips\x18\x01 \x03(\x0b2\x14.ttip.payment.v1.TipR\x04tips\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\x9e\x03\n\x14SearchPayoutsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12?\n\x06status\x18\x02 \x01(\x0e2\x1d.ttip.payment.v1.PayoutStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12.\n\x04from\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04from\x12*\n\x02to\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02to\x121\n\x10min_amount_minor\x18\x05 \x01(\x03R\x0eminAmountMinorB\x07\xbaH\x04"\x02(\x00\x121\n\x10max_amount_minor\x18\x06 \x01(\x03R\x0emaxAmountMinorB\x07\xbaH\x04"\x02(\x00\x12(\n\x0bresult_code\x18\x07 \x01(\tR\nresultCodeB\x07\xbaH\x04r\x02\x18(\x12(\n\tworker_id\x18\x08 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"|\n\x15SearchPayoutsResponse\x121\n\x07payouts\x18\x01 \x03(\x0b2\x17.ttip.payment.v1.PayoutR\x07payouts\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"w\n\x17GetPaymentDetailRequest\x12!\n\x06tip_id\x18\x01 \x01(\tH\x00R\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\'\n\tpayout_id\x18\x02 \x01(\tH\x00R\x08payoutIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x10\n\x07subject\x12\x05\xbaH\x02\x08\x01"\x9f\x03\n\x18GetPaymentDetailResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x12/\n\x06payout\x18\x02 \x01(\x0b2\x17.ttip.payment.v1.PayoutR\x06payout\x12@\n\tcallbacks\x18\x03 \x03(\x0b2".ttip.payment.v1.UnmatchedCallbackR\tcallbacks\x123\n\x06alerts\x18\x04 \x03(\x0b2\x1b.ttip.payment.v1.FraudAlertR\x06alerts\x12&\n\x0fledger_entry_id\x18\x05 \x01(\tR\rledgerEntryId\x12,\n\x12ledger_credit_kind\x18\x06 \x01(\tR\x10ledgerCreditKind\x12\x17\n\x07hold_id\x18\x07 \x01(\tR\x06holdId\x12\x1d\n\nhold_state\x18\x08 \x01(\tR\tholdState\x12%\n\x0estatus_queries\x18\t \x01(\x05R\rstatusQueries"u\n\x15RequeryPaymentRequest\x12!\n\x06tip_id\x18\x01 \x01(\tH\x00R\x05tipIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\'\n\tpayout_id\x18\x02 \x01(\tH\x00R\x08payoutIdB\x08\xbaH\x05r\x03\xb0\x01\x01B\x10\n\x07subject\x12\x05\xbaH\x02\x08\x01"q\n\x16RequeryPaymentResponse\x12&\n\x03tip\x18\x01 \x01(\x0b2\x14.ttip.payment.v1.TipR\x03tip\x12/\n\x06payout\x18\x02 \x01(\x0b2\x17.ttip.payment.v1.PayoutR\x06payout"\x1a\n\x18CheckMpesaBalanceRequest"6\n\x19CheckMpesaBalanceResponse\x12\x19\n\x08check_id\x18\x01 \x01(\tR\x07checkId"@\n\x16GetMpesaBalanceRequest\x12&\n\x08check_id\x18\x01 \x01(\tR\x07checkIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"\xf7\x01\n\x13MpesaAccountBalance\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12/\n\x07current\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x07current\x123\n\tavailable\x18\x03 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tavailable\x121\n\x08reserved\x18\x04 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x08reserved\x123\n\tuncleared\x18\x05 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tuncleared"\xd4\x03\n\x17GetMpesaBalanceResponse\x12\x19\n\x08check_id\x18\x01 \x01(\tR\x07checkId\x12=\n\x0crequested_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0brequestedAt\x12;\n\x0banswered_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\nansweredAt\x12\x1f\n\x0bresult_code\x18\x04 \x01(\tR\nresultCode\x12\x1f\n\x0bresult_desc\x18\x05 \x01(\tR\nresultDesc\x12@\n\x08accounts\x18\x06 \x03(\x0b2$.ttip.payment.v1.MpesaAccountBalanceR\x08accounts\x121\n\x08reported\x18\x07 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x08reported\x124\n\nledger_net\x18\x08 \x01(\x0b2\x15.ttip.common.v1.MoneyR\tledgerNet\x125\n\ndifference\x18\t \x01(\x0b2\x15.ttip.common.v1.MoneyR\ndifference2\xb0\n\n\x0ePaymentService\x12g\n\tCreateTip\x12!.ttip.payment.v1.CreateTipRequest\x1a".ttip.payment.v1.CreateTipResponse"\x13\xca\xf3\x18\x0f\x08\x01\x1a\x0btips:create\x12_\n\x06GetTip\x12\x1e.ttip.payment.v1.GetTipRequest\x1a\x1f.ttip.payment.v1.GetTipResponse"\x14\x90\x02\x01\xca\xf3\x18\r\x08\x01\x1a\ttips:read\x12V\n\x08WatchTip\x12 .ttip.payment.v1.WatchTipRequest\x1a!.ttip.payment.v1.WatchTipResponse"\x03\x90\x02\x010\x01\x12T\n\x08ListTips\x12 .ttip.payment.v1.ListTipsRequest\x1a!.ttip.payment.v1.ListTipsResponse"\x03\x90\x02\x01\x12Q\n\x07RateTip\x12\x1f.ttip.payment.v1.RateTipRequest\x1a .ttip.payment.v1.RateTipResponse"\x03\x90\x02\x02\x12^\n\rRequestPayout\x12%.ttip.payment.v1.RequestPayoutRequest\x1a&.ttip.payment.v1.RequestPayoutResponse\x12W\n\tGetPayout\x12!.ttip.payment.v1.GetPayoutRequest\x1a".ttip.payment.v1.GetPayoutResponse"\x03\x90\x02\x01\x12]\n\x0bListPayouts\x12#.ttip.payment.v1.ListPayoutsRequest\x1a$.ttip.payment.v1.ListPayoutsResponse"\x03\x90\x02\x01\x12o\n\x11GetPayoutSettings\x12).ttip.payment.v1.GetPayoutSettingsRequest\x1a*.ttip.payment.v1.GetPayoutSettingsResponse"\x03\x90\x02\x01\x12s\n\x14UpdatePayoutSettings\x12,.ttip.payment.v1.UpdatePayoutSettingsRequest\x1a-.ttip.payment.v1.UpdatePayoutSettingsResponse\x12r\n\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse"\x03\x90\x02\x01\x12g\n\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\x08\x012\x84\x10\n\x13PaymentAdminService\x12\x88\x01\n\x0fListFraudAlerts\x12\'.ttip.payment.v1.ListFraudAlertsRequest\x1a(.ttip.payment.v1.ListFraudAlertsResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12R\n\tReviewTip\x12!.ttip.payment.v1.ReviewTipRequest\x1a".ttip.payment.v1.ReviewTipResponse\x12p\n\x0bHoldPayouts\x12#.ttip.payment.v1.HoldPayoutsRequest\x1a$.ttip.payment.v1.HoldPayoutsResponse"\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x12a\n\x0eReleasePayouts\x12&.ttip.payment.v1.ReleasePayoutsRequest\x1a\'.ttip.payment.v1.ReleasePayoutsResponse\x12\x7f\n\x10BlockPhoneNumber\x12(.ttip.payment.v1.BlockPhoneNumberRequest\x1a).ttip.payment.v1.BlockPhoneNumberResponse"\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x12\x85\x01\n\x12UnblockPhoneNumber\x12*.ttip.payment.v1.UnblockPhoneNumberRequest\x1a+.ttip.payment.v1.UnblockPhoneNumberResponse"\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x12\x9d\x01\n\x16ListUnmatchedCallbacks\x12..ttip.payment.v1.ListUnmatchedCallbacksRequest\x1a/.ttip.payment.v1.ListUnmatchedCallbacksResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x97\x01\n\x14ListSuspensePayments\x12,.ttip.payment.v1.ListSuspensePaymentsRequest\x1a-.ttip.payment.v1.ListSuspensePaymentsResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12y\n\x16ResolveSuspensePayment\x12..ttip.payment.v1.ResolveSuspensePaymentRequest\x1a/.ttip.payment.v1.ResolveSuspensePaymentResponse\x12R\n\tRefundTip\x12!.ttip.payment.v1.RefundTipRequest\x1a".ttip.payment.v1.RefundTipResponse\x12y\n\nSearchTips\x12".ttip.payment.v1.SearchTipsRequest\x1a#.ttip.payment.v1.SearchTipsResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x82\x01\n\rSearchPayouts\x12%.ttip.payment.v1.SearchPayoutsRequest\x1a&.ttip.payment.v1.SearchPayoutsResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x8b\x01\n\x10GetPaymentDetail\x12(.ttip.payment.v1.GetPaymentDetailRequest\x1a).ttip.payment.v1.GetPaymentDetailResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12y\n\x0eRequeryPayment\x12&.ttip.payment.v1.RequeryPaymentRequest\x1a\'.ttip.payment.v1.RequeryPaymentResponse"\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x12\x82\x01\n\x11CheckMpesaBalance\x12).ttip.payment.v1.CheckMpesaBalanceRequest\x1a*.ttip.payment.v1.CheckMpesaBalanceResponse"\x16\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x12\x7f\n\x0fGetMpesaBalance\x12\'.ttip.payment.v1.GetMpesaBalanceRequest\x1a(.ttip.payment.v1.GetMpesaBalanceResponse"\x19\x90\x02\x01\xca\xf3\x18\x12\x08\x03\x12\x05admin\x12\x07finance\x1a\x18\xca\xf3\x18\x14\x08\x03\x12\x05admin\x12\x07finance \x012\xec\x02\n\x16PaymentInternalService\x12g\n\x10ReconcilePending\x12(.ttip.payment.v1.ReconcilePendingRequest\x1a).ttip.payment.v1.ReconcilePendingResponse\x12l\n\x10GetTipForReceipt\x12(.ttip.payment.v1.GetTipForReceiptRequest\x1a).ttip.payment.v1.GetTipForReceiptResponse"\x03\x90\x02\x01\x12s\n\x14ReconcileCardBalance\x12,.ttip.payment.v1.ReconcileCardBalanceRequest\x1a-.ttip.payment.v1.ReconcileCardBalanceResponse\x1a\x06\xca\xf3\x18\x02\x08\x04b\x06proto3',
     [
         validate_pb.desc(),
         timestamp_pb.desc(),
@@ -2232,6 +2450,11 @@ _DESC = file_desc(
         "GetPaymentDetailResponse": GetPaymentDetailResponse,
         "RequeryPaymentRequest": RequeryPaymentRequest,
         "RequeryPaymentResponse": RequeryPaymentResponse,
+        "CheckMpesaBalanceRequest": CheckMpesaBalanceRequest,
+        "CheckMpesaBalanceResponse": CheckMpesaBalanceResponse,
+        "GetMpesaBalanceRequest": GetMpesaBalanceRequest,
+        "MpesaAccountBalance": MpesaAccountBalance,
+        "GetMpesaBalanceResponse": GetMpesaBalanceResponse,
     },
 )
 

@@ -1,0 +1,58 @@
+import { fireEvent, screen, waitFor, within } from "@testing-library/react-native";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { FakeGateway } from "../testing/fake-gateway";
+import { newPhone, renderApp, signIn } from "../testing/render-app";
+import { resetPushRegistration } from "../screens/push-registration";
+
+afterEach(() => resetPushRegistration());
+
+const tipSms = (gw: FakeGateway) => gw.preferences.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)?.channels.includes(Channel.SMS);
+
+test("home counts unread messages; the inbox lists them and marks them read", async () => {
+  const gw = new FakeGateway();
+  gw.notify("Tip received", "You received KES 250 from a customer.");
+  gw.notify("Payout sent", "KES 100 was sent to your M-Pesa.");
+  await renderApp(gw);
+  await signIn(gw);
+  expect(await screen.findByText("Messages (2 new)")).toBeTruthy();
+  await fireEvent.press(screen.getByTestId("open-inbox"));
+  const list = await screen.findByTestId("inbox-list");
+  expect(await within(list).findByText("You received KES 250 from a customer.")).toBeTruthy();
+  expect(within(list).getByText("Payout sent")).toBeTruthy();
+  await waitFor(() => expect(gw.inbox.every((n) => n.readAt)).toBe(true));
+  expect(gw.last("MarkRead").notificationIds).toHaveLength(2);
+  await fireEvent.press(screen.getByTestId("inbox-close"));
+  expect(await screen.findByText("Messages", {}, { timeout: 8000 })).toBeTruthy();
+});
+
+test("a settings change made offline waits on the phone and is sent when the connection returns", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  await renderApp(gw, phone);
+  await signIn(gw);
+  await fireEvent.press(screen.getByTestId("tab-settings"));
+  await waitFor(() => expect(screen.getByTestId("tip-sms").props.value).toBe(true));
+  gw.offline = true;
+  await fireEvent(screen.getByTestId("tip-sms"), "valueChange", false);
+  expect(await screen.findByTestId("tip-sms-note")).toHaveTextContent("Saved on this phone: it will be sent when you are back online.");
+  expect(screen.getByTestId("tip-sms").props.value).toBe(false);
+  expect(tipSms(gw)).toBe(true);
+  expect([...phone.cache.data.keys()]).toContain(`${gw.userId}:pending:preferences`);
+
+  gw.offline = false;
+  await waitFor(() => expect(tipSms(gw)).toBe(false), { timeout: 12_000 });
+  // Push and in-app stay as they were; the waiting copy is gone.
+  expect(gw.preferences.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)?.channels).toEqual([Channel.PUSH, Channel.IN_APP]);
+  await waitFor(() => expect(phone.cache.data.has(`${gw.userId}:pending:preferences`)).toBe(false));
+});
+
+test("online, the setting is saved at once", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw);
+  await signIn(gw);
+  await fireEvent.press(screen.getByTestId("tab-settings"));
+  await waitFor(() => expect(screen.getByTestId("tip-sms").props.value).toBe(true));
+  await fireEvent(screen.getByTestId("tip-sms"), "valueChange", false);
+  expect(await screen.findByTestId("tip-sms-note")).toHaveTextContent("Saved.");
+  expect(tipSms(gw)).toBe(false);
+});

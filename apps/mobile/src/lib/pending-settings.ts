@@ -1,0 +1,28 @@
+// Settings changed without a network wait on the phone (the latest change only:
+// a settings write replaces the whole preferences, so replaying it twice is harmless)
+// and are sent when the gateway answers again; nothing the worker chose is lost.
+import { create, fromJson, toJson } from "@bufbuild/protobuf";
+import type { Client } from "@connectrpc/connect";
+import { PreferencesSchema, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import type { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import type { KeyValue } from "./key-value";
+
+const slot = (userId: string) => `${userId}:pending:preferences`;
+
+export async function queuePreferences(cache: KeyValue, userId: string, prefs: Preferences): Promise<void> {
+  await cache.set(slot(userId), JSON.stringify(toJson(PreferencesSchema, prefs)));
+}
+
+export async function pendingPreferences(cache: KeyValue, userId: string): Promise<Preferences | undefined> {
+  const raw = await cache.get(slot(userId));
+  return raw ? fromJson(PreferencesSchema, JSON.parse(raw), { ignoreUnknownFields: true }) : undefined;
+}
+
+/** Sends the waiting change, if any; throws (and keeps it) when the gateway cannot be reached. */
+export async function flushPreferences(cache: KeyValue, userId: string, client: Client<typeof NotificationService>): Promise<boolean> {
+  const prefs = await pendingPreferences(cache, userId);
+  if (!prefs) return false;
+  await client.updatePreferences({ preferences: create(PreferencesSchema, prefs) });
+  await cache.delete(slot(userId));
+  return true;
+}
