@@ -266,12 +266,30 @@ try {
 
   const completedPerSecond = new Map<number, number>();
   for (const concurrency of concurrencies) {
+    const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
+    const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
+    // The platform idle first: what its pollers cost per second (statements, commits, CPU) is
+    // taken off the run's figures below ("net"), so per-tip costs compare across loads.
+    const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
+    await drained(new Date(Date.now() - 3_600_000)); // the warm-up's (or the last run's) work done first
+    statements.clear();
+    const idleCommits0 = await commits();
+    const idleCpu0 = cpuMs(measured, new Set(["postgres"]));
+    const idleT0 = performance.now();
+    counting = true;
+    await new Promise((r) => setTimeout(r, idleSeconds * 1000));
+    counting = false;
+    const idleSpan = (performance.now() - idleT0) / 1000;
+    await new Promise((r) => setTimeout(r, 1_100)); // pg_stat_database lags
+    const idle = {
+      statements: [...statements.values()].reduce((a, b) => a + b, 0) / idleSpan,
+      commits: ((await commits()) - idleCommits0 - 1) / idleSpan,
+      cpu: new Map([...cpuMs(measured, new Set(["postgres"]))].map(([name, v]) => [name, (v - (idleCpu0.get(name) ?? 0)) / idleSpan])),
+    };
     statements.clear();
     const startedAt = new Date();
-    const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
     const commits0 = await commits();
     const cpu0 = cpuTimes();
-    const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
     const procCpu0 = cpuMs(measured, new Set(["postgres"]));
     const own0 = process.cpuUsage();
     const t0 = performance.now();
@@ -353,6 +371,13 @@ try {
     );
     const perTipCpu = [...procCpu1].map(([name, v]) => `${name} ${((v - (procCpu0.get(name) ?? 0)) / Math.max(1, rows.length)).toFixed(1)}`);
     const totalCpu = [...procCpu1].reduce((a, [name, v]) => a + v - (procCpu0.get(name) ?? 0), 0);
+    const net = (gross: number, idlePerSecond: number) => ((gross - idlePerSecond * span) / Math.max(1, rows.length)).toFixed(1);
+    const idleCpu = [...idle.cpu.values()].reduce((a, b) => a + b, 0);
+    console.log(
+      `  net of the idle platform's pollers (measured ${idleSeconds} s before the run: ${idle.statements.toFixed(0)} statements/s, ${idle.commits.toFixed(0)} commits/s, ${idleCpu.toFixed(0)} CPU ms/s):` +
+        ` per tip ${net([...statements.values()].reduce((a, b) => a + b, 0), idle.statements)} statements, ${net(committed, idle.commits)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
+        ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
+    );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
       (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)"));
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);

@@ -73,7 +73,10 @@ describe("admin console in chromium", () => {
     });
     await eventually("the tip held for review", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.HELD_FOR_REVIEW);
 
-    await adminPage.getByRole("link", { name: "Fraud" }).click();
+    // The console alerts whoever is signed in: the held tip shows on the Fraud tab within a poll.
+    await adminPage.reload();
+    await adminPage.getByLabel(/[1-9]\d* held for review/).waitFor();
+    await adminPage.getByRole("link", { name: /Fraud/ }).click();
     const row = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).filter({ hasText: "hold" });
     await row.getByRole("button", { name: "Approve" }).click();
     await row.getByLabel("Note (Approve)").fill("customer confirmed by phone");
@@ -118,7 +121,7 @@ describe("admin console in chromium", () => {
     await h.signIn(page, supportPhone, "4826");
     await page.getByRole("heading", { name: "Users" }).waitFor();
     assert.equal(await page.getByRole("link", { name: "Money" }).count(), 0, "no money screen for support");
-    await page.getByRole("link", { name: "Fraud" }).click();
+    await page.getByRole("link", { name: /Fraud/ }).click();
     const block = page.getByRole("button", { name: "Block number", exact: true });
     await block.waitFor();
     assert.equal(await block.isDisabled(), true);
@@ -142,5 +145,32 @@ describe("admin console in chromium", () => {
       assert.equal(r.body.code, "permission_denied");
     }
     assert.equal(await codeOf(h.api(PaymentAdminService, token).listFraudAlerts({})), "ok");
+  });
+
+  test("a template edited in the console (new version, previewed in English and Swahili, activated) is the next SMS a worker gets", async () => {
+    await adminPage.getByRole("link", { name: "Templates" }).click();
+    await adminPage.locator('tr[data-template="TIP_RECEIVED-SMS-en"]').getByRole("button").click();
+    const editor = adminPage.getByLabel("Template editor");
+    await editor.getByTestId("preview-sw").getByText(/\S/).first().waitFor();
+    await editor.getByLabel("Template text").fill("");
+    await editor.getByRole("button", { name: "Save as new version" }).click();
+    await editor.getByRole("alert").filter({ hasText: "body" }).waitFor();
+    await editor.getByLabel("Template text").fill("Asante! {{amount}} tip from {{from}}; {{net}} is yours. {{message}}");
+    await editor.getByRole("button", { name: "Save as new version" }).click();
+    await editor.getByRole("status").filter({ hasText: /Saved as v\d+ \(not active yet\)/ }).waitFor();
+    await editor.getByTestId("preview-en").getByText("Asante! [amount] tip from [from]").waitFor();
+    await editor.locator("tr[data-version]").filter({ hasNotText: "(active)" }).first().getByRole("button", { name: "Activate" }).click();
+    await editor.locator("tr[data-version]").filter({ hasText: "(active)" }).filter({ hasText: "Asante!" }).waitFor();
+
+    const phone = randomPhone();
+    const worker = await h.signUp(phone);
+    await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.userId },
+      amount: { currency: "KES", amountMinor: 200_00n },
+      payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e4)).padStart(4, "0")}5678` },
+    });
+    const sms = await eventually("the worker's tip SMS", async () => h.providers.sent.find((m) => m.to.replace(/\D/g, "").endsWith(phone.slice(-9)) && /tip/i.test(m.body)), 20_000);
+    assert.match(sms.body, /^Asante! KES 200(\.00)? tip from /);
   });
 });

@@ -11,6 +11,8 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import { analytics } from "@ttip/analytics";
 import { createAuth, issueSetupToken } from "@ttip/auth";
 import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
+import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
+import { ProviderSimulator } from "@ttip/notification/testing";
 import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
 import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
@@ -42,6 +44,8 @@ export class AdminHarness {
   daraja!: DarajaSimulator;
   db!: TestDatabase;
   readonly logs = captureLogger("warn");
+  /** SMS, e-mail and push providers: what the notification service really sent. */
+  readonly providers = new ProviderSimulator();
   private bus?: JetStreamBus;
   private cache?: RedisCache;
   private contexts: BrowserContext[] = [];
@@ -53,6 +57,7 @@ export class AdminHarness {
   async start(): Promise<this> {
     await ensureAdminBuild();
     this.sms = await startSmsSimulator({ apiKey: "admin-sms-key" });
+    await this.providers.start();
     this.daraja = await startDarajaSimulator({ callbackDelayMs: 100 });
     const payment: PaymentConfig = simulatedPaymentConfig(this.daraja, {
       fraud: { phonePerWindow: 20, workerPerWindow: 100, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
@@ -68,6 +73,7 @@ export class AdminHarness {
         createPaymentModule({ config: () => payment }),
         wallet,
         analytics,
+        createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
       ],
       gateway: {
         rateLimit: { points: 10_000, durationSeconds: 60 },
@@ -92,6 +98,7 @@ export class AdminHarness {
     await this.db?.drop();
     await this.daraja?.close();
     await this.sms?.close();
+    await this.providers.close();
   }
 
   setupToken(): Promise<string> {

@@ -57,18 +57,42 @@ export interface TipCandidate {
 }
 
 export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCandidate): Promise<FraudHit[]> {
+  return (await evaluateTipWith(db, limits, t, { idempotencyKey: "", ruleLimitSeconds: 0 })).hits;
+}
+
+/** What CreateTip also needs to know before a push, read in the fraud rules' round trip. */
+export interface TipPrecheck {
+  hits: FraudHit[];
+  /** A tip already made under the request's idempotency key. */
+  existingTipId: string | null;
+  /** This number's pushes M-Pesa answered 17 ("rule limited") within the window: amount charged, seconds left. */
+  ruleLimited: { chargedMinor: bigint; waitSeconds: number }[];
+}
+
+export async function evaluateTipWith(
+  db: Queryable,
+  limits: FraudLimits,
+  t: TipCandidate,
+  also: { idempotencyKey: string; ruleLimitSeconds: number },
+): Promise<TipPrecheck> {
   const hit = (reason: FraudReasonCode, detail: string): FraudHit => ({ reason, action: RULE_ACTIONS[reason], detail });
   const hits: FraudHit[] = [];
-  const { rows } = await db.query<{ blocked: boolean; pin_failures: string; phone_recent: string; worker_recent: string; payout_phone: string | null; median_minor: bigint | null }>(
+  const { rows } = await db.query<{ blocked: boolean; pin_failures: string; phone_recent: string; worker_recent: string; payout_phone: string | null; median_minor: bigint | null;
+    existing_tip_id: string | null; limited_charged: string[] | null; limited_wait: number[] | null }>(
     `SELECT EXISTS (SELECT 1 FROM payment.blocked_phones WHERE phone = $1) AS blocked,
             (SELECT count(*) FROM payment.tips WHERE phone = $1 AND result_code = '2001' AND created_at > now() - interval '1 hour') AS pin_failures,
             (SELECT count(*) FROM payment.tips WHERE phone = $1 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS phone_recent,
             (SELECT count(*) FROM payment.tips WHERE worker_id = $2 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS worker_recent,
             (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone,
             (SELECT CASE WHEN count(*) >= 5 THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) END
-               FROM payment.tips WHERE worker_id = $2 AND status = 'succeeded' AND created_at > now() - interval '90 days') AS median_minor`,
+               FROM payment.tips WHERE worker_id = $2 AND status = 'succeeded' AND created_at > now() - interval '90 days') AS median_minor,
+            (SELECT tip_id FROM payment.tips WHERE idempotency_key = $4) AS existing_tip_id,
+            l.charged AS limited_charged, l.wait AS limited_wait
+       FROM (SELECT array_agg(charged_minor::text ORDER BY completed_at DESC) AS charged,
+                    array_agg(ceil(extract(epoch FROM completed_at - now()) + $5)::int ORDER BY completed_at DESC) AS wait
+               FROM payment.tips WHERE $5::int > 0 AND phone = $1 AND result_code = '17' AND completed_at > now() - make_interval(secs => $5)) l`,
     // A venue tip has no worker: the per-worker rules find nothing for it (null matches no row).
-    [t.phone, t.workerId || null, limits.windowMs],
+    [t.phone, t.workerId || null, limits.windowMs, also.idempotencyKey, also.ruleLimitSeconds],
   );
   const r = rows[0];
   if (r.blocked) hits.push(hit("BLOCKED_NUMBER", "the paying number is blocked"));
@@ -87,7 +111,8 @@ export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCand
   if ((t.callerSubject && t.callerSubject === t.workerId) || (r.payout_phone && r.payout_phone === t.phone)) {
     hits.push(hit("SELF_TIP", "the worker appears to be tipping themself"));
   }
-  return hits;
+  const ruleLimited = (r.limited_charged ?? []).map((c, i) => ({ chargedMinor: BigInt(c), waitSeconds: r.limited_wait![i] }));
+  return { hits, existingTipId: r.existing_tip_id, ruleLimited };
 }
 
 /** The error a refused tip gets, by its first refusing rule. */

@@ -48,13 +48,14 @@ const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language")
  * Resolves on the tip's next change in this process, after `ms`, or when the
  * client leaves. Armed before the tip is read, so a change in between is not missed.
  */
-function nextChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal): { wait: Promise<void>; cancel: () => void } {
+function nextChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal): { wait: Promise<TipRow | undefined>; cancel: () => void } {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), ms);
   const onAbort = () => ac.abort();
   signal.addEventListener("abort", onAbort);
+  // A change may carry the row as its transaction committed it (saves reading it again).
   const wait = once(deps.changes, tipId, { signal: ac.signal })
-    .then(() => undefined, () => undefined)
+    .then(([row]) => row as TipRow | undefined, () => undefined)
     .finally(() => {
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
@@ -145,12 +146,13 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async *watchTip(req, ctx) {
       let last = "";
+      let committed: TipRow | undefined;
       const until = Date.now() + 15 * 60_000;
       while (!ctx.signal.aborted && Date.now() < until) {
         // Woken at once by changes in this process; polls for those made by other replicas.
         const change = nextChange(deps, req.tipId, 1000, ctx.signal);
         try {
-          const tip = await loadTip(pool, req.tipId);
+          const tip = committed ?? (await loadTip(pool, req.tipId));
           if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
           const card = tip as CardTipRow;
           const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}|${card.next_action_url ?? ""}|${card.card_state ?? ""}`;
@@ -159,7 +161,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
             yield { tip: tipOut(tip, locale(ctx)) };
           }
           if (isFinal(tip.status)) return;
-          await change.wait;
+          committed = await change.wait;
         } finally {
           change.cancel();
         }

@@ -9,7 +9,7 @@ import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } 
 import { callbackUrl } from "./callback-paths.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
-import { evaluateTip, recordAlert, refusal } from "./fraud.js";
+import { evaluateTipWith, recordAlert, refusal, type TipPrecheck } from "./fraud.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
@@ -109,14 +109,14 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const { pool } = deps.ctx;
   if (!t.workerId && !t.venueId) throw new ConnectError("recipient: name a worker or scan a code", Code.InvalidArgument);
   const fp = fingerprint(t);
-  const existing = (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0];
-  if (existing) return sameRequest(existing, fp);
-
   const config = deps.config();
+  // The key, the fraud rules and M-Pesa's recent refusals of this number in one round trip.
+  const { hits, existingTipId, ruleLimited } = await evaluateTipWith(pool, config.fraud, t, { idempotencyKey: t.idempotencyKey, ruleLimitSeconds: RULE_LIMIT_WINDOW_SECONDS });
+  if (existingTipId) return sameRequest((await loadTip(pool, existingTipId))!, fp);
+
   if (!config.daraja || !config.callbackBaseUrl) {
     throw new ConnectError("M-Pesa is not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)", Code.FailedPrecondition);
   }
-  const hits = await evaluateTip(pool, config.fraud, t);
   const refused = refusal(hits);
   const phoneMasked = maskPhone(t.phone);
   if (refused) {
@@ -135,7 +135,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
   const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
-  await refuseRuleLimitedRepeat(pool, t.phone, charged);
+  refuseRuleLimitedRepeat(ruleLimited, charged);
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = randomUUID();
   const hold = hits.some((h) => h.action === "hold");
@@ -401,10 +401,12 @@ export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, 
       [tipId, code, resultMessage(code)],
     );
     await emitTipFailed(tx, failed[0]);
+    decided = failed[0];
     return "failed";
   }
   if (!found) return { result };
-  deps.changes.emit(found.tip_id);
+  // Watchers get the row as committed when this decided it; otherwise they read it.
+  deps.changes.emit(found.tip_id, result === "credited" || result === "held" || result === "failed" ? decided : undefined);
   if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
   if (result === "credited" || result === "held") await postCredit(deps, found.tip_id, decided);
   return { result, tip: found };
@@ -418,14 +420,9 @@ const RULE_LIMIT_WINDOW_SECONDS = 120;
  * repeat here, saying when it can go, instead of sending the customer another
  * prompt that cannot succeed.
  */
-async function refuseRuleLimitedRepeat(pool: Queryable, phone: string, chargedMinor: bigint): Promise<void> {
-  const { rows } = await pool.query<{ wait: number }>(
-    `SELECT ceil(extract(epoch FROM completed_at - now()) + $3)::int AS wait FROM payment.tips
-      WHERE phone = $1 AND charged_minor = $2 AND result_code = '17' AND completed_at > now() - make_interval(secs => $3)
-      ORDER BY completed_at DESC LIMIT 1`,
-    [phone, chargedMinor, RULE_LIMIT_WINDOW_SECONDS],
-  );
-  const wait = rows[0]?.wait;
+function refuseRuleLimitedRepeat(recent: TipPrecheck["ruleLimited"], chargedMinor: bigint): void {
+  // Newest first: the latest refusal of this amount says how long is left.
+  const wait = recent.find((r) => r.chargedMinor === chargedMinor)?.waitSeconds;
   if (wait === undefined) return;
   throw new ConnectError(
     `M-Pesa refuses the same amount from this number within 2 minutes: try again in ${Math.max(1, wait)} seconds, or change the amount`,
