@@ -10,6 +10,8 @@ import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Page } from "playwright-core";
 import { AdminHarness, eventually, randomPhone } from "./harness.js";
 
@@ -172,5 +174,39 @@ describe("admin console in chromium", () => {
     });
     const sms = await eventually("the worker's tip SMS", async () => h.providers.sent.find((m) => m.to.replace(/\D/g, "").endsWith(phone.slice(-9)) && /tip/i.test(m.body)), 20_000);
     assert.match(sms.body, /^Asante! KES 200(\.00)? tip from /);
+  });
+
+  test("suspense: a paybill payment with a mistyped code is matched to the worker with a reason and a step-up, credited once; payouts held and released", async () => {
+    const phone = randomPhone();
+    const worker = await h.signUp(phone, "2580", "Baraka Mwangi");
+    await h.api(QrService, worker.accessToken).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, displayName: "Baraka Mwangi", currency: "KES", city: "Nairobi" });
+    const { qrCode } = await h.api(QrService, worker.accessToken).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, idempotencyKey: randomUUID() });
+    const paid = await h.daraja.c2b.pay({ billRefNumber: "NOSUCH1", amount: 400, skipValidation: true });
+    await adminPage.getByRole("link", { name: "Suspense" }).click();
+    const row = adminPage.locator(`tr[data-receipt="${paid.transId}"]`);
+    await row.getByLabel(`Code for ${paid.transId}`).fill(qrCode!.shortCode);
+    await row.getByRole("button", { name: "Match" }).click();
+    await row.getByLabel("Reason (Match)").fill("customer called: typo in the code");
+    await row.getByRole("button", { name: "Confirm match" }).click();
+    await row.waitFor({ state: "detached" });
+    await adminPage.getByLabel("include resolved").check();
+    await row.getByText(/^matched → tip /).waitFor();
+    const wallet = h.api(WalletService, worker.accessToken);
+    await eventually("the worker credited", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) > 0n);
+    assert.equal((await wallet.listTransactions({ currency: "KES" })).transactions.length, 1, "credited once");
+
+    // Hold, then release (a money action: the device signs), from the user's page.
+    const held = async () => (await h.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker.userId])).rows[0]?.payouts_on_hold;
+    await adminPage.getByRole("link", { name: "Users" }).click();
+    await adminPage.getByRole("textbox", { name: "Search" }).fill("Baraka");
+    await adminPage.getByRole("button", { name: "Search" }).click();
+    await adminPage.locator(`tr[data-user-id="${worker.userId}"]`).getByRole("button").click();
+    const detail = adminPage.getByLabel("User detail");
+    await detail.getByRole("button", { name: "Hold payouts" }).click();
+    await detail.getByLabel("Reason (Hold payouts)").fill("suspense match under review");
+    await detail.getByRole("button", { name: "Confirm hold payouts" }).click();
+    await eventually("payouts held", async () => (await held()) === true);
+    await detail.getByRole("button", { name: "Release payouts" }).click();
+    await eventually("payouts released", async () => (await held()) === false);
   });
 });
