@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { parseAllDocuments } from "yaml";
-import { helmBinary } from "./helm.js";
+import { helmBinary, kubeScoreBinary } from "./helm.js";
 
 const exec = promisify(execFile);
 const chart = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../ttip");
@@ -124,11 +126,31 @@ describe("helm chart", () => {
     for (const c of ["gateway", "auth", "payment", "qr", "wallet", "notification", "analytics"]) assert.ok(keys(plain, c).includes(shared), c);
     assert.deepEqual(keys(plain, "payment"), [shared], "M-Pesa off: no Daraja keys needed");
     assert.deepEqual(keys(plain, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN"]);
-    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "notification.sendgrid.enabled=true", "cards.stripe.enabled=true");
+    const full = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api", "mpesa.initiatorCertificate.existingSecret=mpesa-cert", "notification.sendgrid.enabled=true", "cards.stripe.enabled=true");
     assert.deepEqual(keys(full, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "DARAJA_INITIATOR_PASSWORD", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"]);
     const offline = await render("mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.c2b.enabled=true", "mpesa.ussd.enabled=true");
     assert.deepEqual(keys(offline, "payment"), [shared, "DARAJA_CONSUMER_KEY", "DARAJA_CONSUMER_SECRET", "DARAJA_PASSKEY", "C2B_URL_TOKEN", "USSD_CALLBACK_TOKEN"]);
     assert.deepEqual(keys(full, "notification"), [shared, "NOTIFICATION_AT_API_KEY", "NOTIFICATION_AT_CALLBACK_TOKEN", "NOTIFICATION_SENDGRID_API_KEY"]);
+  });
+
+  test("B2C: the initiator certificate is a Secret mounted read-only into payment alone, named by DARAJA_CERTIFICATE_FILE; required with a B2C shortcode", async () => {
+    const b2c = ["mpesa.enabled=true", "mpesa.shortcode=600100", "mpesa.b2cShortcode=600200", "mpesa.initiatorName=api"];
+    const docs = await render(...b2c, "mpesa.initiatorCertificate.existingSecret=mpesa-initiator", "mpesa.initiatorCertificate.key=production.cer");
+    const spec = (component: string) => docs.find((d) => d.kind === "Deployment" && d.metadata.labels["app.kubernetes.io/component"] === component)!.spec.template.spec;
+    const payment = spec("payment");
+    const volume = payment.volumes.find((v: any) => v.secret);
+    assert.deepEqual(volume.secret, { secretName: "mpesa-initiator", items: [{ key: "production.cer", path: "production.cer" }], defaultMode: 0o444 });
+    const mount = payment.containers[0].volumeMounts.find((m: any) => m.name === volume.name);
+    assert.deepEqual(mount, { name: volume.name, mountPath: "/etc/ttip/mpesa", readOnly: true });
+    const env = Object.fromEntries(payment.containers[0].env.map((e: any) => [e.name, e.value]));
+    assert.equal(env.DARAJA_CERTIFICATE_FILE, "/etc/ttip/mpesa/production.cer", "the file payment reads is the one mounted");
+    for (const c of COMPONENTS.filter((x) => x !== "payment")) assert.ok(!spec(c).volumes.some((v: any) => v.secret), `${c} does not get the certificate`);
+    await assert.rejects(render(...b2c), /initiatorCertificate.existingSecret/, "B2C without the certificate is refused at install");
+    // Without B2C nothing is mounted.
+    const plain = await render("mpesa.enabled=true", "mpesa.shortcode=600100");
+    const plainPayment = plain.find((d) => d.kind === "Deployment" && d.metadata.name === "t-ttip-payment")!.spec.template.spec;
+    assert.equal(plainPayment.volumes.filter((v: any) => v.secret).length, 0, "no certificate volume without B2C");
+    assert.equal(plainPayment.containers[0].env.filter((e: any) => e.name === "DARAJA_CERTIFICATE_FILE").length, 0);
   });
 
   test("settings reach the processes: public URL in QR codes and callbacks, admin networks, pools, image by digest", async () => {
@@ -199,7 +221,8 @@ describe("helm chart", () => {
     const env = Object.fromEntries(c.env.map((e: any) => [e.name, e.value]));
     assert.equal(env.TTIP_API_URL, "http://t-ttip-gateway:8080", "server-side rendering calls the gateway inside the cluster");
     assert.equal(env.PORT, "8080");
-    for (const probe of ["startupProbe", "readinessProbe", "livenessProbe"]) assert.deepEqual(c[probe].httpGet, { path: "/healthz", port: "http" }, probe);
+    for (const probe of ["startupProbe", "readinessProbe"]) assert.deepEqual(c[probe].httpGet, { path: "/healthz", port: "http" }, probe);
+    assert.deepEqual(c.livenessProbe.tcpSocket, { port: "http" }, "liveness differs from readiness: a slow render is not a restart");
     assert.equal(c.securityContext.readOnlyRootFilesystem, true);
     assert.ok(c.volumeMounts.some((m: any) => m.mountPath === "/app/apps/web/.next/cache"), "Next's cache is writable");
     assert.equal(web("HorizontalPodAutoscaler").spec.scaleTargetRef.name, "t-ttip-web");
@@ -217,6 +240,24 @@ describe("helm chart", () => {
     assert.equal(off.filter((d) => d.metadata.labels?.["app.kubernetes.io/component"] === "web").length, 0);
     await assert.rejects(render("web.autoscaling.minReplicas=5", "web.autoscaling.maxReplicas=3"), /web.autoscaling: minReplicas \(5\) is above maxReplicas \(3\)/);
     await assert.rejects(render("web.enabeld=true"), /enabeld/);
+  });
+
+  test("kube-score: no critical but the two values.yaml justifies (no CPU limit, IfNotPresent pulls)", async () => {
+    const { stdout: manifests } = await exec(helmBinary(), ["template", "t", chart, ...KUBE, "--set", BASE[0], "--set", "gateway.ingress.enabled=true"]);
+    const dir = mkdtempSync(path.join(os.tmpdir(), "ttip-kube-score-"));
+    try {
+      writeFileSync(path.join(dir, "chart.yaml"), manifests);
+      // Exit 1 when anything is critical: the findings are read either way.
+      const out = await exec(kubeScoreBinary(), ["score", path.join(dir, "chart.yaml"), "--output-format", "ci"]).then((r) => r.stdout, (e: { stdout: string }) => e.stdout);
+      const criticals = out.split("\n").filter((l) => l.startsWith("[CRITICAL]"));
+      assert.ok(criticals.length > 0, "kube-score ran");
+      const unjustified = criticals.filter((l) => !/ImagePullPolicy is not set to Always|CPU limit is not set/.test(l));
+      assert.deepEqual(unjustified, []);
+      const values = readFileSync(path.join(chart, "values.yaml"), "utf8");
+      for (const reason of ["ImagePullPolicy is not set to Always", "CPU limit is not set"]) assert.ok(values.includes(reason), `values.yaml justifies "${reason}"`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("the development values bring PostgreSQL, Redis, NATS and the Daraja simulator into the cluster", async () => {

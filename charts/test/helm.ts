@@ -4,16 +4,27 @@ import path from "node:path";
 
 export const HELM_VERSION = "v3.16.3";
 
+export const KUBE_SCORE_VERSION = "v1.20.0";
+
 /** helm from PATH or Go's bin folder; `make test` installs it with `go install` (services/runtime/src/testing/install-test-tools.sh). */
 export function helmBinary(): string {
-  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) if (dir && existsSync(path.join(dir, "helm"))) return path.join(dir, "helm");
+  return goTool("helm", `go install helm.sh/helm/v3/cmd/helm@${HELM_VERSION}`);
+}
+
+/** kube-score, installed the same way. */
+export function kubeScoreBinary(): string {
+  return goTool("kube-score", `go install github.com/zegl/kube-score/cmd/kube-score@${KUBE_SCORE_VERSION}`);
+}
+
+function goTool(name: string, install: string): string {
+  for (const dir of (process.env.PATH ?? "").split(path.delimiter)) if (dir && existsSync(path.join(dir, name))) return path.join(dir, name);
   let gopath = "";
   try {
     gopath = execFileSync("go", ["env", "GOPATH"]).toString().trim();
   } catch {
     // no Go either
   }
-  const fromGo = path.join(gopath, "bin", "helm");
+  const fromGo = path.join(gopath, "bin", name);
   if (gopath && existsSync(fromGo)) return fromGo;
-  throw new Error(`helm not found: install it with \`go install helm.sh/helm/v3/cmd/helm@${HELM_VERSION}\``);
+  throw new Error(`${name} not found: install it with \`${install}\``);
 }

@@ -33,7 +33,7 @@ if (missing && process.env.TTIP_REQUIRE_KUBE) throw new Error(`the chart's clust
 /** A production-shaped install: M-Pesa on, ingress with webhook routes, monitoring objects. */
 const VALUES = {
   publicUrl: "https://tips.example.co.ke",
-  mpesa: { enabled: true, shortcode: "600100", b2cShortcode: "600200", initiatorName: "ttip-api" },
+  mpesa: { enabled: true, shortcode: "600100", b2cShortcode: "600200", initiatorName: "ttip-api", initiatorCertificate: { existingSecret: "mpesa-initiator", key: "initiator.cer" } },
   admin: { allowedNetworks: ["10.20.0.0/16"] },
   gateway: { ingress: { enabled: true, className: "nginx" } },
   metrics: { serviceMonitor: { enabled: true }, grafanaDashboard: { enabled: true }, prometheusRule: { enabled: true } },

@@ -19,6 +19,7 @@ import { startSmsSimulator } from "@ttip/auth/testing";
 import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment/testing";
 import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
 import { createAdminHandler, ensureAdminBuild, isAdminPath } from "@ttip/admin";
+import { issueSandboxKey, type SandboxKey } from "./partner-sandbox.js";
 import { startPlatform } from "./platform.js";
 
 export interface EmbeddedPlatform {
@@ -27,6 +28,8 @@ export interface EmbeddedPlatform {
   simulators: Record<string, string>;
   /** While no admin exists: the one-time token that makes the first admin (shown once, at /admin). */
   setupToken?: string;
+  /** The partner sandbox's key (every partner scope), the same on every start with the same data directory. */
+  partnerSandbox?: SandboxKey;
   /** With the M-Pesa simulator: where the simulated customer pays the paybill (POST), and the USSD callback URL. */
   offline?: { paybillPayUrl: string; ussdUrl: string };
   services: RunningService[];
@@ -50,6 +53,8 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       PUBLIC_URL: env.url(["http", "https"]).optional(),
       // "off" runs the API only (no web app, no build).
       WEB: z.enum(["on", "off"]).default("on"),
+      // "on": a partner key with every scope, for trying the partner API against the simulators.
+      PARTNER_SANDBOX: z.enum(["on", "off"]).default("on"),
     },
     envVars,
   );
@@ -175,7 +180,9 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   if (paypal) simulators["PayPal (webhooks it sent)"] = `${paypal.url}/__sim/events`;
   // Until someone is admin, each start issues a fresh first-admin token (the previous one dies).
   const setup = await issueSetupToken(pool, "at start (make run)");
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, setupToken: setup?.token, close };
+  const authUrl = platform.urls.get("auth");
+  const partnerSandbox = cfg.PARTNER_SANDBOX === "on" && authUrl ? await issueSandboxKey(authUrl) : undefined;
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, setupToken: setup?.token, partnerSandbox, close };
 }
 
 async function freePort(host: string): Promise<number> {
@@ -208,6 +215,12 @@ export async function runEmbedded(): Promise<void> {
           "  Tip without data: dial the USSD menu (English or Swahili) from a simulated phone, or pay the paybill with a worker's code:",
           `    npm run ussd -- ${platform.offline.ussdUrl} 0712345678`,
           `    curl -s ${platform.offline.paybillPayUrl} -d '{"billRefNumber":"<worker short code>","amount":100}'`,
+        ]
+      : []),
+    ...(platform.partnerSandbox
+      ? [
+          "  Partner sandbox (README, \"Partners\"): a key with every scope; tips it creates settle on the M-Pesa simulator and come back as signed webhooks:",
+          `    npm run partner-sandbox -- ${platform.gatewayUrl} ${platform.partnerSandbox.keyId} ${platform.partnerSandbox.secret}`,
         ]
       : []),
     ...(platform.setupToken

@@ -5,6 +5,8 @@
 import { StrictMode, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { AlertStatus, FraudAction } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, clearSession, CONSOLE_ROLES, hasRole, loadSession, type Session } from "./api";
 import { Audit } from "./audit";
 import { Fraud } from "./fraud";
@@ -12,6 +14,7 @@ import { Money } from "./money";
 import { Payments } from "./payments";
 import { ClaimFirstAdmin, SignIn } from "./signin";
 import { Suspense } from "./suspense";
+import { Templates } from "./templates";
 import { Users } from "./users";
 import "./styles.css";
 
@@ -21,6 +24,7 @@ const SCREENS = {
   fraud: { title: "Fraud", roles: CONSOLE_ROLES, render: (s: Session) => <Fraud session={s} /> },
   suspense: { title: "Suspense", roles: CONSOLE_ROLES, render: (s: Session) => <Suspense session={s} /> },
   money: { title: "Money", roles: ["admin", "finance"], render: () => <Money /> },
+  templates: { title: "Templates", roles: CONSOLE_ROLES, render: (s: Session) => <Templates session={s} /> },
   audit: { title: "Audit log", roles: CONSOLE_ROLES, render: () => <Audit /> },
 } as const;
 type ScreenName = keyof typeof SCREENS;
@@ -30,9 +34,35 @@ function screenFromPath(): ScreenName {
   return name in SCREENS ? (name as ScreenName) : "users";
 }
 
+/** Open alerts that hold a tip or payout: the console's alert to whoever is signed in, refreshed every 15 s. */
+function useHeldCount(session: Session | undefined): number {
+  const [held, setHeld] = useState(0);
+  const signedIn = hasRole(session, ...CONSOLE_ROLES);
+  useEffect(() => {
+    if (!signedIn) return;
+    let stopped = false;
+    const poll = async () => {
+      try {
+        const { alerts } = await api(PaymentAdminService).listFraudAlerts({ status: AlertStatus.OPEN, page: { pageSize: 100 } });
+        if (!stopped) setHeld(alerts.filter((a) => a.action === FraudAction.HOLD).length);
+      } catch {
+        // The next poll tries again; the Fraud screen shows errors.
+      }
+    };
+    void poll();
+    const timer = setInterval(poll, 15_000);
+    return () => {
+      stopped = true;
+      clearInterval(timer);
+    };
+  }, [signedIn]);
+  return held;
+}
+
 function App() {
   const [session, setSession] = useState<Session | undefined>(loadSession);
   const [screen, setScreen] = useState<ScreenName>(screenFromPath);
+  const held = useHeldCount(session);
   useEffect(() => {
     const back = () => setScreen(screenFromPath());
     window.addEventListener("popstate", back);
@@ -61,6 +91,7 @@ function App() {
             .map((n) => (
               <a key={n} href={`/admin/${n}`} aria-current={n === screen ? "page" : undefined} onClick={(e) => (e.preventDefault(), go(n))}>
                 {SCREENS[n].title}
+                {n === "fraud" && held > 0 && <span className="badge" role="status" aria-label={`${held} held for review`}>{held}</span>}
               </a>
             ))}
         </nav>

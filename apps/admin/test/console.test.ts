@@ -10,6 +10,8 @@ import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Page } from "playwright-core";
 import { AdminHarness, eventually, randomPhone } from "./harness.js";
 
@@ -73,7 +75,10 @@ describe("admin console in chromium", () => {
     });
     await eventually("the tip held for review", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.HELD_FOR_REVIEW);
 
-    await adminPage.getByRole("link", { name: "Fraud" }).click();
+    // The console alerts whoever is signed in: the held tip shows on the Fraud tab within a poll.
+    await adminPage.reload();
+    await adminPage.getByLabel(/[1-9]\d* held for review/).waitFor();
+    await adminPage.getByRole("link", { name: /Fraud/ }).click();
     const row = adminPage.locator(`tr[data-tip-id="${tip!.tipId}"]`).filter({ hasText: "hold" });
     await row.getByRole("button", { name: "Approve" }).click();
     await row.getByLabel("Note (Approve)").fill("customer confirmed by phone");
@@ -118,7 +123,7 @@ describe("admin console in chromium", () => {
     await h.signIn(page, supportPhone, "4826");
     await page.getByRole("heading", { name: "Users" }).waitFor();
     assert.equal(await page.getByRole("link", { name: "Money" }).count(), 0, "no money screen for support");
-    await page.getByRole("link", { name: "Fraud" }).click();
+    await page.getByRole("link", { name: /Fraud/ }).click();
     const block = page.getByRole("button", { name: "Block number", exact: true });
     await block.waitFor();
     assert.equal(await block.isDisabled(), true);
@@ -142,5 +147,66 @@ describe("admin console in chromium", () => {
       assert.equal(r.body.code, "permission_denied");
     }
     assert.equal(await codeOf(h.api(PaymentAdminService, token).listFraudAlerts({})), "ok");
+  });
+
+  test("a template edited in the console (new version, previewed in English and Swahili, activated) is the next SMS a worker gets", async () => {
+    await adminPage.getByRole("link", { name: "Templates" }).click();
+    await adminPage.locator('tr[data-template="TIP_RECEIVED-SMS-en"]').getByRole("button").click();
+    const editor = adminPage.getByLabel("Template editor");
+    await editor.getByTestId("preview-sw").getByText(/\S/).first().waitFor();
+    await editor.getByLabel("Template text").fill("");
+    await editor.getByRole("button", { name: "Save as new version" }).click();
+    await editor.getByRole("alert").filter({ hasText: "body" }).waitFor();
+    await editor.getByLabel("Template text").fill("Asante! {{amount}} tip from {{from}}; {{net}} is yours. {{message}}");
+    await editor.getByRole("button", { name: "Save as new version" }).click();
+    await editor.getByRole("status").filter({ hasText: /Saved as v\d+ \(not active yet\)/ }).waitFor();
+    await editor.getByTestId("preview-en").getByText("Asante! [amount] tip from [from]").waitFor();
+    await editor.locator("tr[data-version]").filter({ hasNotText: "(active)" }).first().getByRole("button", { name: "Activate" }).click();
+    await editor.locator("tr[data-version]").filter({ hasText: "(active)" }).filter({ hasText: "Asante!" }).waitFor();
+
+    const phone = randomPhone();
+    const worker = await h.signUp(phone);
+    await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.userId },
+      amount: { currency: "KES", amountMinor: 200_00n },
+      payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e4)).padStart(4, "0")}5678` },
+    });
+    const sms = await eventually("the worker's tip SMS", async () => h.providers.sent.find((m) => m.to.replace(/\D/g, "").endsWith(phone.slice(-9)) && /tip/i.test(m.body)), 20_000);
+    assert.match(sms.body, /^Asante! KES 200(\.00)? tip from /);
+  });
+
+  test("suspense: a paybill payment with a mistyped code is matched to the worker with a reason and a step-up, credited once; payouts held and released", async () => {
+    const phone = randomPhone();
+    const worker = await h.signUp(phone, "2580", "Baraka Mwangi");
+    await h.api(QrService, worker.accessToken).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, displayName: "Baraka Mwangi", currency: "KES", city: "Nairobi" });
+    const { qrCode } = await h.api(QrService, worker.accessToken).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, idempotencyKey: randomUUID() });
+    const paid = await h.daraja.c2b.pay({ billRefNumber: "NOSUCH1", amount: 400, skipValidation: true });
+    await adminPage.getByRole("link", { name: "Suspense" }).click();
+    const row = adminPage.locator(`tr[data-receipt="${paid.transId}"]`);
+    await row.getByLabel(`Code for ${paid.transId}`).fill(qrCode!.shortCode);
+    await row.getByRole("button", { name: "Match" }).click();
+    await row.getByLabel("Reason (Match)").fill("customer called: typo in the code");
+    await row.getByRole("button", { name: "Confirm match" }).click();
+    await row.waitFor({ state: "detached" });
+    await adminPage.getByLabel("include resolved").check();
+    await row.getByText(/^matched → tip /).waitFor();
+    const wallet = h.api(WalletService, worker.accessToken);
+    await eventually("the worker credited", async () => ((await wallet.getBalance({ currency: "KES" })).balances[0]?.available?.amountMinor ?? 0n) > 0n);
+    assert.equal((await wallet.listTransactions({ currency: "KES" })).transactions.length, 1, "credited once");
+
+    // Hold, then release (a money action: the device signs), from the user's page.
+    const held = async () => (await h.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker.userId])).rows[0]?.payouts_on_hold;
+    await adminPage.getByRole("link", { name: "Users" }).click();
+    await adminPage.getByRole("textbox", { name: "Search" }).fill("Baraka");
+    await adminPage.getByRole("button", { name: "Search" }).click();
+    await adminPage.locator(`tr[data-user-id="${worker.userId}"]`).getByRole("button").click();
+    const detail = adminPage.getByLabel("User detail");
+    await detail.getByRole("button", { name: "Hold payouts" }).click();
+    await detail.getByLabel("Reason (Hold payouts)").fill("suspense match under review");
+    await detail.getByRole("button", { name: "Confirm hold payouts" }).click();
+    await eventually("payouts held", async () => (await held()) === true);
+    await detail.getByRole("button", { name: "Release payouts" }).click();
+    await eventually("payouts released", async () => (await held()) === false);
   });
 });

@@ -11,6 +11,8 @@ import { chromium, type Browser, type BrowserContext, type Page } from "playwrig
 import { analytics } from "@ttip/analytics";
 import { createAuth, issueSetupToken } from "@ttip/auth";
 import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
+import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
+import { ProviderSimulator } from "@ttip/notification/testing";
 import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
 import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
@@ -18,10 +20,13 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
+import { createQrModule } from "@ttip/qr";
 import { createAdminHandler, ensureAdminBuild, isAdminPath } from "../server.js";
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 export const CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
+
+const C2B_PATH_TOKEN = "admin-test-c2b-path-token-0123456789";
 
 export const randomPhone = () => `2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
 
@@ -42,6 +47,8 @@ export class AdminHarness {
   daraja!: DarajaSimulator;
   db!: TestDatabase;
   readonly logs = captureLogger("warn");
+  /** SMS, e-mail and push providers: what the notification service really sent. */
+  readonly providers = new ProviderSimulator();
   private bus?: JetStreamBus;
   private cache?: RedisCache;
   private contexts: BrowserContext[] = [];
@@ -53,10 +60,13 @@ export class AdminHarness {
   async start(): Promise<this> {
     await ensureAdminBuild();
     this.sms = await startSmsSimulator({ apiKey: "admin-sms-key" });
+    await this.providers.start();
     this.daraja = await startDarajaSimulator({ callbackDelayMs: 100 });
     const payment: PaymentConfig = simulatedPaymentConfig(this.daraja, {
       fraud: { phonePerWindow: 20, workerPerWindow: 100, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     });
+    // Paybill payments, so the suspense screen has something to resolve.
+    payment.c2b = { pathToken: C2B_PATH_TOKEN, shortCodes: [this.daraja.options.shortcode], registerVersion: "v2", responseType: "Completed", registerOnStart: false, validationBudgetMs: 3_000 };
     this.db = await createTestDatabase();
     this.bus = await JetStreamBus.connect({ servers: testEnv().natsUrl, stream: uniqueName("ADM").toUpperCase(), subjectPrefix: uniqueName("ev"), logger: this.logs.logger, redeliveryDelayMs: 100 });
     this.cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
@@ -66,8 +76,10 @@ export class AdminHarness {
       modules: [
         createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "admin-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
         createPaymentModule({ config: () => payment }),
+        createQrModule({ ...process.env, QR_TIP_BASE_URL: "http://127.0.0.1:1/t" }),
         wallet,
         analytics,
+        createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
       ],
       gateway: {
         rateLimit: { points: 10_000, durationSeconds: 60 },
@@ -78,8 +90,24 @@ export class AdminHarness {
       },
     });
     payment.callbackBaseUrl = this.platform.urls.get("payment")!;
+    await this.registerC2bUrls(`${payment.callbackBaseUrl}/c2b/${C2B_PATH_TOKEN}`);
     this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     return this;
+  }
+
+  /** As production registers them once: Daraja's OAuth, then its register URL call. */
+  private async registerC2bUrls(base: string): Promise<void> {
+    const { consumerKey, consumerSecret, shortcode } = this.daraja.options;
+    const auth = await fetch(`${this.daraja.url}/oauth/v1/generate?grant_type=client_credentials`, {
+      headers: { authorization: `Basic ${Buffer.from(`${consumerKey}:${consumerSecret}`).toString("base64")}` },
+    });
+    const { access_token: token } = (await auth.json()) as { access_token: string };
+    const registered = await fetch(`${this.daraja.url}/mpesa/c2b/v2/registerurl`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({ ShortCode: shortcode, ResponseType: "Completed", ConfirmationURL: `${base}/confirmation`, ValidationURL: `${base}/validation` }),
+    });
+    assert.equal(registered.status, 200, `C2B URLs registered: ${await registered.text()}`);
   }
 
   async stop(): Promise<void> {
@@ -92,6 +120,7 @@ export class AdminHarness {
     await this.db?.drop();
     await this.daraja?.close();
     await this.sms?.close();
+    await this.providers.close();
   }
 
   setupToken(): Promise<string> {

@@ -21,15 +21,19 @@ import { MyQr } from "./screens/MyQr";
 import { usePushRegistration } from "./screens/push-registration";
 import { Settings } from "./screens/Settings";
 import { SignIn } from "./screens/SignIn";
+import { Statements } from "./screens/Statements";
 import { Withdraw } from "./screens/Withdraw";
 import { colors } from "./ui";
+
+/** Screens opened from a tab, over it. */
+type Overlay = "inbox" | "statements";
 
 /** Makes the gateway transport with the given interceptors (tests: a router transport). */
 export type TransportFactory = (interceptors: Interceptor[]) => Transport;
 
-const TABS: { id: string; label: MessageKey; screen: (open: (overlay: "inbox") => void) => ReactNode }[] = [
+const TABS: { id: string; label: MessageKey; screen: (open: (overlay: Overlay) => void) => ReactNode }[] = [
   { id: "home", label: "tabHome", screen: (open) => <Home onOpenInbox={() => open("inbox")} /> },
-  { id: "history", label: "tabHistory", screen: () => <History /> },
+  { id: "history", label: "tabHistory", screen: (open) => <History onOpenStatements={() => open("statements")} /> },
   { id: "withdraw", label: "tabWithdraw", screen: () => <Withdraw /> },
   { id: "qr", label: "tabQr", screen: () => <MyQr /> },
   { id: "settings", label: "tabSettings", screen: () => <Settings /> },
@@ -99,7 +103,7 @@ export function AppRoot({ services, transport: makeTransport, deviceLocale }: { 
 
 function SignedIn() {
   const [tab, setTab] = useState("home");
-  const [overlay, setOverlay] = useState<"inbox" | undefined>();
+  const [overlay, setOverlay] = useState<Overlay | undefined>();
   const { t } = useI18n();
   const { push } = useApp();
   const queryClient = useQueryClient();
@@ -124,7 +128,13 @@ function SignedIn() {
   const current = TABS.find((x) => x.id === tab) ?? TABS[0];
   return (
     <View style={{ flex: 1 }}>
-      <View style={{ flex: 1 }}>{overlay === "inbox" ? <Inbox onClose={() => setOverlay(undefined)} /> : current.screen(setOverlay)}</View>
+      <View style={{ flex: 1 }}>{overlay === "inbox" ? (
+          <Inbox onClose={() => setOverlay(undefined)} />
+        ) : overlay === "statements" ? (
+          <Statements onClose={() => setOverlay(undefined)} />
+        ) : (
+          current.screen(setOverlay)
+        )}</View>
       <View role="tablist" style={{ flexDirection: "row", borderTopWidth: 1, borderColor: colors.muted }}>
         {TABS.map((x) => (
           <Pressable

@@ -17,6 +17,8 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { eventually, successNumber, WebHarness } from "../../web/test/harness.js";
 
 const app = fileURLToPath(new URL("..", import.meta.url));
+/** What the spec's push registrar gives the app as this phone's FCM token. */
+const PUSH_TOKEN = "fcm-gateway-test-token-0123456789";
 
 describe("the mobile app's screens against the platform (jest-expo)", () => {
   const h = new WebHarness();
@@ -93,5 +95,17 @@ describe("the mobile app's screens against the platform (jest-expo)", () => {
     assert.match(JSON.parse(devices[0].publicKeyJwk).crv, /^P-256$/);
     const b2c = h.daraja.transactions().filter((tx) => tx.kind === "b2c" && tx.amount === 150);
     assert.equal(b2c.length, 1, "one B2C payout of KES 150");
+
+    // The app registered the phone's push token at sign-in: the next tip arrives as a push (FCM, simulated).
+    await h.api(PaymentService).createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: worker.id },
+      amount: { amountMinor: 7_700n, currency: "KES" },
+      payment: { case: "mpesaPhone", value: successNumber() },
+    });
+    const push = await eventually("a push for the tip to the app's token", () =>
+      h.providers.sentBy("fcm").find((m) => m.to === PUSH_TOKEN && /77/.test(m.body)),
+    );
+    assert.match(push.subject, /\S/, "the push has a title");
   });
 });

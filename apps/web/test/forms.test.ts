@@ -155,3 +155,12 @@ test("fixed percentages: typed as 12.5 and kept as basis points, never a float; 
   assert.equal(basisPoints("1.234"), undefined);
   assert.equal(basisPoints("-5"), undefined);
 });
+
+test("the venue screens' English and Swahili have the same keys and {placeholders}", async () => {
+  const { venueDictionaries, venueT } = await import("../src/lib/venue-i18n.js");
+  const { en, sw } = venueDictionaries;
+  assert.deepEqual(Object.keys(sw).sort(), Object.keys(en).sort());
+  const holes = (s: string) => (s.match(/\{\w+\}/g) ?? []).sort();
+  for (const [key, text] of Object.entries(en)) assert.deepEqual(holes(sw[key as keyof typeof sw]), holes(text), key);
+  assert.equal(venueT("sw")("v_imported", { n: 1, refused: 2 }), "mistari 1 imeletwa; 2 imekataliwa.");
+});

@@ -173,6 +173,18 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     const [csvDownload] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name: "Download CSV" }).click()]);
     assert.match(csvDownload.suggestedFilename(), /^ttip-venue-report-/);
 
+    // The same screens in Swahili for a manager whose browser speaks it.
+    const sw = await h.phone({ locale: "sw-KE" });
+    await sw.goto(`${h.url}/w/signin?as=manager`);
+    await sw.evaluate((t) => {
+      const sub = JSON.parse(atob(t.accessToken.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))).sub;
+      localStorage.setItem("ttip_session", JSON.stringify({ ...t, userId: sub }));
+    }, { accessToken: tokens!.accessToken, refreshToken: tokens!.refreshToken });
+    await sw.goto(`${h.url}/v/${venueId}/distributions`);
+    await see(sw, sw.getByRole("heading", { name: "Migao iliyopita" }));
+    await see(sw, sw.getByTestId("distribution-status").filter({ hasText: "imerudishwa" }));
+    await h.screenshot(sw, "venue-distributions-sw");
+
     // The dashboard's charts: analytics' figures, bar for bar the rows of its CSV export.
     await page.getByRole("link", { name: "Dashboard" }).click();
     await see(page, page.getByTestId("chart-tables").locator("g[data-value]").first(), 30_000);

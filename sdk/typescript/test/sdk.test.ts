@@ -10,15 +10,21 @@ import { Code, ConnectError, createClient, type Transport } from "@connectrpc/co
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { QrService as QrContract } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
+import { PartnerService as PartnerContract } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
+import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { createAuth } from "@ttip/auth";
 import { startGateway } from "@ttip/gateway";
-import { Metrics, PRINCIPAL_HEADERS, type RedisCache, type RunningServer, type ServiceModule } from "@ttip/runtime";
-import { captureLogger, startTestService, type TestService } from "@ttip/runtime/testing";
+import { buildEvent, Metrics, PRINCIPAL_HEADERS, type RedisCache, type RunningServer, type ServiceModule } from "@ttip/runtime";
+import { captureLogger, eventually, startTestService, type TestService } from "@ttip/runtime/testing";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 execFileSync(process.execPath, [path.join(here, "../build.mjs")], { stdio: "inherit" });
 const sdk = await import("../dist/index.js");
 const { QrService } = await import("../dist/gen/ttip/qr/v1/qr_service_pb.js");
+const { PartnerService } = await import("../dist/gen/ttip/auth/v1/partner_service_pb.js");
 
 const { logger } = captureLogger("silent");
 const seen: Array<string | null> = [];
@@ -45,7 +51,7 @@ describe("TypeScript SDK against a running gateway", () => {
       logger,
       metrics: new Metrics(),
       cache: t.ctx.cache as RedisCache,
-      backends: [{ service: QrContract, url: t.urls.get("qr")! }],
+      backends: [{ service: QrContract, url: t.urls.get("qr")! }, { service: PartnerContract, url: t.service.server.url }],
       rateLimit: { points: 100_000, durationSeconds: 60 },
       corsOrigins: [],
       partners: { authUrl: t.service.server.url },
@@ -105,5 +111,36 @@ describe("TypeScript SDK against a running gateway", () => {
     const old = await sdk.signWebhook("whsec_test", body, Date.now() - 600_000);
     await assert.rejects(sdk.verifyWebhook({ secret: "whsec_test", body, signatureHeader: old }), /stale timestamp/);
     await assert.rejects(sdk.verifyWebhook({ secret: "whsec_test", body, signatureHeader: "v1=abc" }), sdk.WebhookVerificationError);
+  });
+
+  test("accepts a real delivery from the platform: subscribe with the SDK's client, receive a tip event, verify it", async () => {
+    const hooks = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] })
+      .issuePartnerApiKey({ partnerName: "Hooked POS", scopes: ["webhooks:write"], idempotencyKey: `sdk-${randomUUID()}` });
+    const hookKey = { keyId: hooks.key!.keyId, secret: hooks.secret };
+    const received: Array<{ header: string; body: string }> = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        received.push({ header: String(req.headers[sdk.WEBHOOK_SIGNATURE_HEADER]), body: Buffer.concat(chunks).toString("utf8") });
+        res.writeHead(200).end();
+      });
+    });
+    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
+    try {
+      const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
+      const partner = createClient(PartnerService, transports["Connect JSON"](hookKey));
+      const { signingSecret } = await partner.createWebhookSubscription({ url, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sdk-${randomUUID()}` });
+      const tipId = randomUUID();
+      // As payment's outbox publishes it when a tip this key created is paid.
+      await t.ctx.bus.publish(buildEvent("payment", TipSucceededSchema, { tipId, amount: { currency: "KES", amountMinor: 5_000n }, createdBy: hookKey.keyId }));
+      const got = await eventually("the delivery", () => received[0]);
+      const verified = await sdk.verifyWebhook({ secret: signingSecret, body: got.body, signatureHeader: got.header });
+      assert.equal(JSON.parse(verified).tip.tipId, tipId);
+      await assert.rejects(sdk.verifyWebhook({ secret: "ttip_whsec_not-it", body: got.body, signatureHeader: got.header }), /signature does not match/);
+    } finally {
+      receiver.closeAllConnections();
+      await new Promise((r) => receiver.close(r));
+    }
   });
 });

@@ -56,3 +56,29 @@ test("online, the setting is saved at once", async () => {
   expect(await screen.findByTestId("tip-sms-note")).toHaveTextContent("Saved.");
   expect(tipSms(gw)).toBe(false);
 });
+
+test("statements: this month's opening, postings and closing; the month before on request; kept offline", async () => {
+  const gw = new FakeGateway();
+  const phone = newPhone();
+  const first = await renderApp(gw, phone);
+  await signIn(gw);
+  await fireEvent.press(screen.getByTestId("tab-history"));
+  await fireEvent.press(await screen.findByTestId("open-statements"));
+  const now = new Date();
+  const month = now.getMonth() + 1;
+  expect(await screen.findByTestId("opening")).toHaveTextContent(`Opening balance: KES ${(1000 * month).toLocaleString("en")}`);
+  expect(screen.getByTestId("closing")).toHaveTextContent(`Closing balance: KES ${(1000 * month + 190).toLocaleString("en")}`);
+  expect(within(screen.getByTestId("statement-rows")).getByText("-KES 10")).toBeTruthy();
+  expect(screen.getByTestId("month-next").props.accessibilityState).toMatchObject({ disabled: true });
+  await fireEvent.press(screen.getByTestId("month-previous"));
+  const before = month === 1 ? `${now.getFullYear() - 1}-12` : `${now.getFullYear()}-${month - 1}`;
+  await waitFor(() => expect(gw.statementsAsked).toContain(before));
+  await first.unmount();
+
+  gw.offline = true;
+  await renderApp(gw, phone);
+  await fireEvent.press(await screen.findByTestId("tab-history"));
+  await fireEvent.press(await screen.findByTestId("open-statements"));
+  expect(await screen.findByTestId("offline")).toHaveTextContent(/Showing what was saved at/);
+  expect(screen.getByTestId("opening")).toHaveTextContent(`Opening balance: KES ${(1000 * month).toLocaleString("en")}`);
+});

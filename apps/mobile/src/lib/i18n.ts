@@ -91,6 +91,10 @@ const en = {
   tipSms: "Also tell me about tips by SMS",
   prefQueued: "Saved on this phone: it will be sent when you are back online.",
   prefSaved: "Saved.",
+  statementsTitle: "Statements",
+  opening: "Opening balance",
+  closing: "Closing balance",
+  statementEmpty: "Nothing happened this month.",
 };
 
 export type MessageKey = keyof typeof en;
@@ -183,6 +187,10 @@ const sw: Record<MessageKey, string> = {
   tipSms: "Niambie pia kuhusu tip kwa SMS",
   prefQueued: "Imehifadhiwa kwenye simu hii: itatumwa ukirudi mtandaoni.",
   prefSaved: "Imehifadhiwa.",
+  statementsTitle: "Taarifa za akaunti",
+  opening: "Salio la mwanzo",
+  closing: "Salio la mwisho",
+  statementEmpty: "Hakuna kilichotokea mwezi huu.",
 };
 
 export const MESSAGES: Record<Locale, Record<MessageKey, string>> = { en, sw };

@@ -20,7 +20,7 @@ const FILTERS: [TipStatus, MessageKey][] = [
 ];
 export const HISTORY_PAGE = 20;
 
-export function History() {
+export function History({ onOpenStatements }: { onOpenStatements(): void }) {
   const { t, locale } = useI18n();
   const [status, setStatus] = useState(TipStatus.UNSPECIFIED);
   const [tokens, setTokens] = useState<string[]>([""]);
@@ -33,6 +33,7 @@ export function History() {
   return (
     <Screen testID="history">
       <Title>{t("historyTitle")}</Title>
+      <Button kind="secondary" testID="open-statements" title={t("statementsTitle")} onPress={onOpenStatements} />
       <View style={{ flexDirection: "row", gap: 8, flexWrap: "wrap" }}>
         {FILTERS.map(([s, label]) => (
           <Button key={s} testID={`filter-${s}`} kind={s === status ? "primary" : "secondary"} title={t(label)} onPress={() => (setStatus(s), setTokens([""]))} />

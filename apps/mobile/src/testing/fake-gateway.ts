@@ -35,6 +35,7 @@ export class FakeGateway {
   readonly stepUpTokens = new Set<string>();
   readonly payouts = new Map<string, { payoutId: string; amountMinor: bigint; phone: string; polls: number }>(); // by idempotency key
   readonly pushTokens = new Set<string>();
+  readonly statementsAsked: string[] = [];
   inbox: InAppNotification[] = [];
   preferences: Preferences = create(PreferencesSchema, { kinds: [{ key: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.PUSH, Channel.IN_APP] }] });
   validAccess = new Set<string>();
@@ -141,6 +142,20 @@ export class FakeGateway {
             return { balances: [{ available: { amountMinor: gw.availableMinor, currency: "KES" }, held: { amountMinor: gw.heldMinor, currency: "KES" } }] };
           },
           getWithdrawalLimits: (_req, ctx) => (gw.authed(ctx), { limits: [] }),
+          getStatement: (req, ctx) => {
+            gw.authed(ctx);
+            gw.statementsAsked.push(`${req.year}-${req.month}`);
+            const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
+            const day = (d: number) => timestampFromDate(new Date(req.year, req.month - 1, d, 12));
+            return {
+              openingBalance: kes(1_000_00n * BigInt(req.month)),
+              closingBalance: kes(1_000_00n * BigInt(req.month) + 190_00n),
+              rows: [
+                { entryId: `e-${req.month}-1`, postedAt: day(3), description: "Tip received", amount: kes(200_00n), balanceAfter: kes(1_000_00n * BigInt(req.month) + 200_00n) },
+                { entryId: `e-${req.month}-2`, postedAt: day(4), description: "Fee", amount: kes(-10_00n), balanceAfter: kes(1_000_00n * BigInt(req.month) + 190_00n) },
+              ],
+            };
+          },
         });
         router.service(PaymentService, {
           listTips: (req, ctx) => {

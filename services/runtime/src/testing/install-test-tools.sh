@@ -72,6 +72,43 @@ if ! have stripe-mock && ! { have go && [ -x "$(gobin)/stripe-mock" ]; }; then
   GOBIN="$(gobin)" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
 fi
 
+# kube-score reviews the rendered chart (charts/test/chart.test.ts): no criticals but the
+# ones values.yaml justifies. Keep in step with KUBE_SCORE_VERSION in charts/test/helm.ts.
+KUBE_SCORE_VERSION=v1.20.0
+if ! have kube-score && ! { have go && [ -x "$(gobin)/kube-score" ]; }; then
+  if ! have go; then
+    echo "make test needs kube-score. Install Go, then:" >&2
+    echo "  go install github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" >&2
+    exit 1
+  fi
+  echo "make test: installing kube-score $KUBE_SCORE_VERSION with go install"
+  GOBIN="$(gobin)" go install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
+fi
+
+# promtool checks and unit-tests the chart's alerting rules (charts/test/alerts.test.ts):
+# from Debian's prometheus package, unpacked into a cache rather than installed (the
+# package would start a Prometheus server).
+promtool_dir="${XDG_CACHE_HOME:-$HOME/.cache}/ttip-promtool"
+if ! have promtool && [ ! -x "$promtool_dir/usr/bin/promtool" ]; then
+  if ! have apt-get || ! have dpkg-deb; then
+    echo "make test needs promtool (Prometheus' rule checker): install Debian's prometheus package, or put promtool on PATH" >&2
+    exit 1
+  fi
+  echo "make test: unpacking promtool from Debian's prometheus package into $promtool_dir"
+  deb_dir="$(mktemp -d)"
+  chmod 777 "$deb_dir" # apt's download user writes there
+  if ! (cd "$deb_dir" && apt-get download -qq prometheus >/dev/null 2>&1); then
+    root=""
+    [ "$(id -u)" -eq 0 ] || root="sudo -n"
+    $root apt-get update -qq
+    (cd "$deb_dir" && apt-get download -qq prometheus >/dev/null)
+  fi
+  mkdir -p "$promtool_dir"
+  dpkg-deb -x "$deb_dir"/prometheus_*.deb "$promtool_dir"
+  rm -rf "$deb_dir"
+  "$promtool_dir/usr/bin/promtool" --version >/dev/null
+fi
+
 # The Kubernetes control plane and kwok for charts/test/kube.test.ts: built from source
 # once per machine (minutes, niced) and cached outside the repo; later runs take a second.
 kube_build="$(dirname "$0")/../../../../deploy/kube-harness/build.sh"

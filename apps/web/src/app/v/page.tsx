@@ -5,10 +5,11 @@ import { useState, type FormEvent } from "react";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { VenueNav } from "./nav";
-import { plainError } from "./util";
+import { useVT } from "./use-vt";
 
 /** The venues the manager runs, and a new one (qr keeps venues; whoever creates one manages it). */
 export default function Venues() {
+  const { t, err: plainError } = useVT();
   const venues = useQuery(QrService.method.listManagedVenues, {});
   const put = useMutation(QrService.method.putProfile);
   const [error, setError] = useState("");
@@ -17,7 +18,7 @@ export default function Venues() {
     setError("");
     const f = new FormData(e.currentTarget);
     const name = String(f.get("name") ?? "").trim();
-    if (!name || name.length > 80) return setError("Give the venue a name of 1 to 80 characters.");
+    if (!name || name.length > 80) return setError(t("v_errVenueName"));
     try {
       await put.mutateAsync({ ownerKind: OwnerKind.VENUE, ownerId: crypto.randomUUID(), displayName: name, city: String(f.get("city") ?? "").trim().slice(0, 40) });
       await venues.refetch();
@@ -28,22 +29,22 @@ export default function Venues() {
   return (
     <>
       <VenueNav />
-      <h1>Your venues</h1>
+      <h1>{t("v_yourVenues")}</h1>
       {venues.error ? <p className="error" role="alert">{plainError(venues.error)}</p> : null}
       <ul data-testid="venues">
         {(venues.data?.venues ?? []).map((v) => (
           <li key={v.ownerId}><Link href={`/v/${v.ownerId}`}>{v.displayName}</Link>{v.city ? ` · ${v.city}` : ""}</li>
         ))}
-        {venues.isFetched && (venues.data?.venues.length ?? 0) === 0 ? <li>No venue yet.</li> : null}
+        {venues.isFetched && (venues.data?.venues.length ?? 0) === 0 ? <li>{t("v_noVenue")}</li> : null}
       </ul>
       <form onSubmit={create} noValidate>
-        <h2>Add a venue</h2>
-        <label className="field" htmlFor="name">Venue name</label>
+        <h2>{t("v_addVenueH")}</h2>
+        <label className="field" htmlFor="name">{t("v_venueName")}</label>
         <input id="name" name="name" type="text" maxLength={80} />
-        <label className="field" htmlFor="city">City</label>
+        <label className="field" htmlFor="city">{t("v_city")}</label>
         <input id="city" name="city" type="text" maxLength={40} defaultValue="Nairobi" />
         {error ? <p className="error" role="alert">{error}</p> : null}
-        <button type="submit" disabled={put.isPending}>Add venue</button>
+        <button type="submit" disabled={put.isPending}>{t("v_addVenue")}</button>
       </form>
     </>
   );

@@ -2,6 +2,7 @@
 // times, shown back as dates, and errors as sentences.
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import type { VenueKey } from "../../lib/venue-i18n";
 
 export { plainError } from "../../lib/errors";
 
@@ -22,14 +23,15 @@ export function shown(ts?: Timestamp): string {
   return ts ? timestampDate(ts).toLocaleString("en-KE", { dateStyle: "medium", timeStyle: "short" }) : "";
 }
 
-export const METHODS: [SplitMethod, string][] = [
-  [SplitMethod.EQUAL_ON_SHIFT, "Equal among those who worked"],
-  [SplitMethod.BY_HOURS, "By hours worked"],
-  [SplitMethod.BY_ROLE_POINTS, "By role points x hours"],
-  [SplitMethod.FIXED_PERCENTAGES, "Fixed percentages"],
+export const METHODS: [SplitMethod, VenueKey][] = [
+  [SplitMethod.EQUAL_ON_SHIFT, "v_mEqual"],
+  [SplitMethod.BY_HOURS, "v_mHours"],
+  [SplitMethod.BY_ROLE_POINTS, "v_mPoints"],
+  [SplitMethod.FIXED_PERCENTAGES, "v_mFixed"],
 ];
 
-export const methodName = (m: SplitMethod) => METHODS.find(([k]) => k === m)?.[1] ?? "—";
+/** The method's words' key (translate with the screen's t). */
+export const methodName = (m: SplitMethod): VenueKey => METHODS.find(([k]) => k === m)?.[1] ?? "v_mUnknown";
 
 /** Minutes as "7 h 30 min". */
 export function hours(minutes: bigint): string {

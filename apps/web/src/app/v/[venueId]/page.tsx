@@ -13,7 +13,8 @@ import { RowChart } from "../../../components/charts";
 import { saveBytes } from "../../../lib/download";
 import { formatMoney } from "../../../lib/money";
 import { VenueNav } from "../nav";
-import { plainError } from "../util";
+import { useVT } from "../use-vt";
+import type { VenueKey } from "../../../lib/venue-i18n";
 
 /** Today's figures for the venue, live over analytics' WatchDashboard stream (reconnecting when it drops). */
 function useVenueLive(venueId: string): DashboardSnapshot | undefined {
@@ -36,7 +37,7 @@ function useVenueLive(venueId: string): DashboardSnapshot | undefined {
   return snapshot;
 }
 
-const FUNNEL: Record<string, string> = { scanned: "Scanned", amount_chosen: "Amount chosen", payment_started: "Payment started", paid: "Paid" };
+const FUNNEL: Record<string, VenueKey> = { scanned: "v_scanned", amount_chosen: "v_amountChosen", payment_started: "v_paymentStarted", paid: "v_paid" };
 
 /**
  * The venue's dashboard over the last 30 days: tips per staff member, per
@@ -45,6 +46,7 @@ const FUNNEL: Record<string, string> = { scanned: "Scanned", amount_chosen: "Amo
  */
 export default function Dashboard() {
   const { venueId } = useParams<{ venueId: string }>();
+  const { t, err: plainError } = useVT();
   const transport = useTransport();
   const [range] = useState(() => ({ from: timestampFromDate(new Date(Date.now() - 30 * 86_400_000)), to: timestampFromDate(new Date(Date.now() + 3_600_000)) }));
   const profile = useQuery(QrService.method.getProfile, { ownerKind: OwnerKind.VENUE, ownerId: venueId });
@@ -56,7 +58,7 @@ export default function Dashboard() {
   const f = figures.data;
   const codeName = (id: string) => {
     const c = codes.data?.qrCodes.find((q) => q.qrCodeId === id);
-    return c ? (c.parameters?.table ? `Table ${c.parameters.table}` : c.shortCode) : id.slice(0, 8);
+    return c ? (c.parameters?.table ? t("v_table", { table: c.parameters.table }) : c.shortCode) : id.slice(0, 8);
   };
   const run = async (x: () => Promise<void>) => {
     setError("");
@@ -79,7 +81,7 @@ export default function Dashboard() {
   const addTable = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const table = String(new FormData(e.currentTarget).get("table") ?? "").trim();
-    if (!table || table.length > 20) return setError("Name the table (1 to 20 characters), e.g. 7 or Terrace 2.");
+    if (!table || table.length > 20) return setError(t("v_errTable"));
     void run(async () => {
       await createCode.mutateAsync({ ownerKind: OwnerKind.VENUE, ownerId: venueId, idempotencyKey: crypto.randomUUID(), parameters: { table } });
       await codes.refetch();
@@ -89,59 +91,59 @@ export default function Dashboard() {
   return (
     <>
       <VenueNav venueId={venueId} />
-      <h1>{profile.data?.profile?.displayName ?? "Venue"}</h1>
+      <h1>{profile.data?.profile?.displayName ?? t("v_venue")}</h1>
       {live ? (
-        <section className="figures" aria-label="Today, live" data-testid="venue-live">
-          <div>Tips today<strong>{String(live.tipsToday)}</strong></div>
-          <div>Today<strong>{formatMoney(live.volumeToday?.amountMinor ?? 0n)}</strong></div>
-          <div>Scans today<strong>{String(live.scansToday)}</strong></div>
+        <section className="figures" aria-label={t("v_todayLive")} data-testid="venue-live">
+          <div>{t("v_tipsToday")}<strong>{String(live.tipsToday)}</strong></div>
+          <div>{t("v_today")}<strong>{formatMoney(live.volumeToday?.amountMinor ?? 0n)}</strong></div>
+          <div>{t("v_scansToday")}<strong>{String(live.scansToday)}</strong></div>
         </section>
       ) : null}
       {figures.error ? <p className="error" role="alert">{plainError(figures.error)}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
       {f ? (
         <>
-          <p className="muted">The last 30 days.</p>
+          <p className="muted">{t("v_last30")}</p>
           <RowChart
-            title="Tips per staff member"
+            title={t("v_perStaff")}
             testId="chart-staff"
-            empty="No tips to staff members' own codes in these 30 days."
+            empty={t("v_noStaffTips")}
             bars={f.workers.map((w) => ({ label: w.displayName || w.workerId.slice(0, 8), value: w.volume?.amountMinor ?? 0n, text: `${formatMoney(w.volume?.amountMinor ?? 0n)} (${w.tips})` }))}
           />
           <RowChart
-            title="Tips per table"
+            title={t("v_perTable")}
             testId="chart-tables"
-            empty="No tips to table codes in these 30 days."
-            bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatMoney(c.volume?.amountMinor ?? 0n)} · ${c.scans} scans` }))}
+            empty={t("v_noTableTips")}
+            bars={f.codes.map((c) => ({ label: codeName(c.qrCodeId), value: c.volume?.amountMinor ?? 0n, text: `${formatMoney(c.volume?.amountMinor ?? 0n)} · ${t("v_scans", { n: String(c.scans) })}` }))}
           />
           <RowChart
-            title="From scan to paid"
+            title={t("v_funnel")}
             testId="chart-funnel"
-            bars={f.funnel.map((s) => ({ label: FUNNEL[s.step] ?? s.step, value: s.count, text: `${s.count} (${(s.ofFirstBps / 100).toFixed(0)}%)` }))}
+            bars={f.funnel.map((s) => ({ label: FUNNEL[s.step] ? t(FUNNEL[s.step]) : s.step, value: s.count, text: `${s.count} (${(s.ofFirstBps / 100).toFixed(0)}%)` }))}
           />
           {f.failures.length ? (
-            <table aria-label="Why payments failed">
-              <thead><tr><th>Why</th><th>Times</th></tr></thead>
+            <table aria-label={t("v_whyFailed")}>
+              <thead><tr><th>{t("v_why")}</th><th>{t("v_times")}</th></tr></thead>
               <tbody>{f.failures.map((x) => <tr key={x.resultCode}><td>{x.reason || x.resultCode}</td><td>{String(x.count)}</td></tr>)}</tbody>
             </table>
           ) : null}
-          <button type="button" className="secondary" onClick={csv}>Download these figures (CSV)</button>
+          <button type="button" className="secondary" onClick={csv}>{t("v_downloadFigures")}</button>
         </>
       ) : null}
 
-      <h2>Table codes</h2>
+      <h2>{t("v_tableCodes")}</h2>
       <ul data-testid="table-codes">
         {(codes.data?.qrCodes ?? []).filter((c) => c.status === QrCodeStatus.ACTIVE).map((c) => (
           <li key={c.qrCodeId}>
             {codeName(c.qrCodeId)} · <a href={c.url}>{c.shortCode}</a>{" "}
-            <button type="button" className="secondary" onClick={() => card(c.qrCodeId)}>Table card (PDF) for {codeName(c.qrCodeId)}</button>
+            <button type="button" className="secondary" onClick={() => card(c.qrCodeId)}>{t("v_tableCard", { name: codeName(c.qrCodeId) })}</button>
           </li>
         ))}
       </ul>
       <form onSubmit={addTable} noValidate>
-        <label className="field" htmlFor="table">New table code: table name</label>
+        <label className="field" htmlFor="table">{t("v_newTable")}</label>
         <input id="table" name="table" type="text" maxLength={20} />
-        <button type="submit" className="secondary" disabled={createCode.isPending}>Make a table code</button>
+        <button type="submit" className="secondary" disabled={createCode.isPending}>{t("v_makeTable")}</button>
       </form>
     </>
   );

@@ -6,41 +6,44 @@ import { DistributionStatus, type Distribution, type Period } from "@ttip/proto/
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { formatMoney } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
-import { hours, inputTime, localTime, methodName, plainError, shown } from "../../util";
+import { hours, inputTime, localTime, methodName, shown } from "../../util";
+import { useVT } from "../../use-vt";
+import type { VenueKey } from "../../../../lib/venue-i18n";
 
-const STATUS: Record<DistributionStatus, string> = {
-  [DistributionStatus.UNSPECIFIED]: "",
-  [DistributionStatus.PREVIEW]: "preview (nothing saved)",
-  [DistributionStatus.POSTING]: "being posted",
-  [DistributionStatus.CONFIRMED]: "confirmed",
-  [DistributionStatus.REVERSED]: "reversed",
+const STATUS: Record<DistributionStatus, VenueKey> = {
+  [DistributionStatus.UNSPECIFIED]: "v_mUnknown",
+  [DistributionStatus.PREVIEW]: "v_dPreview",
+  [DistributionStatus.POSTING]: "v_dPosting",
+  [DistributionStatus.CONFIRMED]: "v_dConfirmed",
+  [DistributionStatus.REVERSED]: "v_dReversed",
 };
 
 /** Who gets what, each line with its weight, hours and explanation, and the rounding rule. */
 function Shares({ d }: { d: Distribution }) {
+  const { t } = useVT();
   return (
     <>
       <p>
-        {shown(d.period?.start)} – {shown(d.period?.end)} · rule version {d.ruleVersion} ({methodName(d.method)}) · {String(d.tipCount)} tips ·
-        collected <strong data-testid="collected">{formatMoney(d.collected?.amountMinor ?? 0n)}</strong> · status <strong data-testid="distribution-status">{STATUS[d.status]}</strong>
+        {shown(d.period?.start)} – {shown(d.period?.end)} · {t("v_ruleVersion", { v: d.ruleVersion })} ({t(methodName(d.method))}) · {t("v_tips", { n: String(d.tipCount) })} ·
+        {t("v_collected")} <strong data-testid="collected">{formatMoney(d.collected?.amountMinor ?? 0n)}</strong> · {t("v_statusW")} <strong data-testid="distribution-status">{t(STATUS[d.status])}</strong>
       </p>
       {d.summary ? <p>{d.summary}</p> : null}
       <table data-testid="share-lines">
-        <thead><tr><th>Member</th><th>Hours</th><th>Weight</th><th>Share</th><th>How</th></tr></thead>
+        <thead><tr><th>{t("v_member")}</th><th>{t("v_hours")}</th><th>{t("v_weight")}</th><th>{t("v_share")}</th><th>{t("v_how")}</th></tr></thead>
         <tbody>
           {d.shares.map((s) => (
             <tr key={s.memberId}>
               <td>{s.displayName}</td>
               <td>{hours(s.minutes)}</td>
-              <td>{String(s.weight)} of {String(s.totalWeight)}</td>
-              <td data-minor={String(s.amount?.amountMinor ?? 0n)}>{formatMoney(s.amount?.amountMinor ?? 0n)}{s.remainderMinor ? " (+ rounding)" : ""}</td>
+              <td>{t("v_weightOf", { w: String(s.weight), total: String(s.totalWeight) })}</td>
+              <td data-minor={String(s.amount?.amountMinor ?? 0n)}>{formatMoney(s.amount?.amountMinor ?? 0n)}{s.remainderMinor ? ` ${t("v_plusRounding")}` : ""}</td>
               <td>{s.explanation}</td>
             </tr>
           ))}
         </tbody>
       </table>
-      <p className="muted">Rounding: {d.remainderRule}</p>
-      {d.reversalReason ? <p>Reversed {shown(d.reversedAt)}: “{d.reversalReason}”</p> : null}
+      <p className="muted">{t("v_rounding")}: {d.remainderRule}</p>
+      {d.reversalReason ? <p>{t("v_reversedAt", { when: shown(d.reversedAt) })}: “{d.reversalReason}”</p> : null}
     </>
   );
 }
@@ -48,6 +51,7 @@ function Shares({ d }: { d: Distribution }) {
 /** A period's preview, confirmed once by the manager; earlier distributions, each reversible with a reason. */
 export default function Distributions() {
   const { venueId } = useParams<{ venueId: string }>();
+  const { t, err: plainError } = useVT();
   const [preview, setPreview] = useState<Distribution>();
   const [period, setPeriod] = useState<Period>();
   const [error, setError] = useState("");
@@ -71,10 +75,10 @@ export default function Distributions() {
   const onPreview = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
     const s = localTime(start);
-    const t = localTime(end);
-    if (!s || !t) return setError("Give the period's start and end as a date and time.");
-    if (s.seconds >= t.seconds) return setError("The period must end after it starts.");
-    const p = { start: s, end: t } as Period;
+    const u = localTime(end);
+    if (!s || !u) return setError(t("v_errPeriod"));
+    if (s.seconds >= u.seconds) return setError(t("v_errPeriodOrder"));
+    const p = { start: s, end: u } as Period;
     void run(async () => {
       const { distribution } = await previewM.mutateAsync({ venueId, period: p });
       setPreview(distribution);
@@ -85,18 +89,18 @@ export default function Distributions() {
   return (
     <>
       <VenueNav venueId={venueId} />
-      <h1>Distributions</h1>
+      <h1>{t("v_distributions")}</h1>
       <form onSubmit={onPreview} noValidate>
-        <label className="field" htmlFor="start">Period from</label>
+        <label className="field" htmlFor="start">{t("v_periodFrom")}</label>
         <input id="start" type="datetime-local" step={1} value={start} onChange={(e) => setStart(e.target.value)} />
-        <label className="field" htmlFor="end">Period until (must be over)</label>
+        <label className="field" htmlFor="end">{t("v_periodUntil")}</label>
         <input id="end" type="datetime-local" step={1} value={end} onChange={(e) => setEnd(e.target.value)} />
-        <button type="submit" className="secondary" disabled={previewM.isPending}>Preview the split</button>
+        <button type="submit" className="secondary" disabled={previewM.isPending}>{t("v_previewBtn")}</button>
       </form>
       {error ? <p className="error" role="alert">{error}</p> : null}
       {note ? <p role="status">{note}</p> : null}
       {preview ? (
-        <section className="notice" aria-label="Preview" data-testid="preview">
+        <section className="notice" aria-label={t("v_previewLabel")} data-testid="preview">
           <Shares d={preview} />
           {preview.status === DistributionStatus.PREVIEW ? (
             <button
@@ -106,18 +110,18 @@ export default function Distributions() {
                 run(async () => {
                   const res = await confirm.mutateAsync({ venueId, period, expectedCollected: preview.collected });
                   setPreview(res.distribution);
-                  setNote(res.created ? "Confirmed: the shares are posted and each member is told." : "This period was already confirmed; nothing was posted again.");
+                  setNote(res.created ? t("v_confirmedNote") : t("v_alreadyConfirmed"));
                   await list.refetch();
                 })
               }
             >
-              Confirm and pay {formatMoney(preview.collected?.amountMinor ?? 0n)}
+              {t("v_confirmPay", { amount: formatMoney(preview.collected?.amountMinor ?? 0n) })}
             </button>
           ) : null}
         </section>
       ) : null}
 
-      <h2>Earlier distributions</h2>
+      <h2>{t("v_earlierD")}</h2>
       {list.error ? <p className="error" role="alert">{plainError(list.error)}</p> : null}
       <ul data-testid="distributions">
         {(list.data?.distributions ?? []).map((d) => (
@@ -129,17 +133,17 @@ export default function Distributions() {
                 onSubmit={(e) => {
                   e.preventDefault();
                   const reason = String(new FormData(e.currentTarget).get("reason") ?? "").trim();
-                  if (reason.length < 3) return setError("Say why it is reversed (at least 3 characters): the staff and the audit trail see it.");
+                  if (reason.length < 3) return setError(t("v_errReason"));
                   void run(async () => {
                     await reverse.mutateAsync({ venueId, distributionId: d.distributionId, reason });
-                    setNote("Reversed: the shares are taken back by a reversing entry; the period may be split again.");
+                    setNote(t("v_reversedNote"));
                     await list.refetch();
                   });
                 }}
               >
-                <label className="field" htmlFor={`reason-${d.distributionId}`}>Reason to reverse</label>
+                <label className="field" htmlFor={`reason-${d.distributionId}`}>{t("v_reason")}</label>
                 <input id={`reason-${d.distributionId}`} name="reason" type="text" maxLength={500} />
-                <button type="submit" className="secondary">Reverse this distribution</button>
+                <button type="submit" className="secondary">{t("v_reverseBtn")}</button>
               </form>
             ) : null}
           </li>

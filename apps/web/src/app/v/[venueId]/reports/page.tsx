@@ -8,11 +8,13 @@ import { ReportFormat, VenueService } from "@ttip/proto/ttip/venue/v1/venue_serv
 import { saveBytes } from "../../../../lib/download";
 import { formatMoney } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
-import { hours, inputTime, localTime, plainError, shown } from "../../util";
+import { hours, inputTime, localTime, shown } from "../../util";
+import { useVT } from "../../use-vt";
 
 /** Hours and confirmed shares per member over a period (rows and CSV), and the audit trail. */
 export default function Reports() {
   const { venueId } = useParams<{ venueId: string }>();
+  const { t, err: plainError } = useVT();
   const transport = useTransport();
   const [start, setStart] = useState(() => inputTime(new Date(new Date().getFullYear(), new Date().getMonth(), 1)));
   const [end, setEnd] = useState(() => inputTime(new Date(new Date().setHours(24, 0, 0, 0))));
@@ -34,26 +36,26 @@ export default function Reports() {
   return (
     <>
       <VenueNav venueId={venueId} />
-      <h1>Reports</h1>
-      <label className="field" htmlFor="start">From</label>
+      <h1>{t("v_reports")}</h1>
+      <label className="field" htmlFor="start">{t("v_from")}</label>
       <input id="start" type="datetime-local" value={start} onChange={(x) => setStart(x.target.value)} />
-      <label className="field" htmlFor="end">Until</label>
+      <label className="field" htmlFor="end">{t("v_until")}</label>
       <input id="end" type="datetime-local" value={end} onChange={(x) => setEnd(x.target.value)} />
       {report.error ? <p className="error" role="alert">{plainError(report.error)}</p> : null}
       {error ? <p className="error" role="alert">{error}</p> : null}
-      <p>Collected {formatMoney(report.data?.collected?.amountMinor ?? 0n)} · distributed {formatMoney(report.data?.distributed?.amountMinor ?? 0n)}</p>
+      <p>{t("v_collectedDistributed", { collected: formatMoney(report.data?.collected?.amountMinor ?? 0n), distributed: formatMoney(report.data?.distributed?.amountMinor ?? 0n) })}</p>
       <table data-testid="report">
-        <thead><tr><th>Member</th><th>Role</th><th>Shifts</th><th>Hours</th><th>Shares</th><th>Distributions</th></tr></thead>
+        <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th><th>{t("v_shares")}</th><th>{t("v_distributions")}</th></tr></thead>
         <tbody>
           {(report.data?.lines ?? []).map((l) => (
             <tr key={l.memberId}><td>{l.displayName}</td><td>{l.roleId}</td><td>{l.shifts}</td><td>{hours(l.minutes)}</td><td data-minor={String(l.shares?.amountMinor ?? 0n)}>{formatMoney(l.shares?.amountMinor ?? 0n)}</td><td>{l.distributions}</td></tr>
           ))}
         </tbody>
       </table>
-      <button type="button" className="secondary" onClick={csv}>Download CSV</button>
-      <h2>Audit trail</h2>
+      <button type="button" className="secondary" onClick={csv}>{t("v_downloadCsv")}</button>
+      <h2>{t("v_audit")}</h2>
       <table data-testid="audit">
-        <thead><tr><th>When</th><th>What</th><th>Who</th><th>Detail</th></tr></thead>
+        <thead><tr><th>{t("v_when")}</th><th>{t("v_what")}</th><th>{t("v_who")}</th><th>{t("v_detail")}</th></tr></thead>
         <tbody>
           {(audit.data?.records ?? []).map((r) => (
             <tr key={String(r.sequence)}><td>{shown(r.at)}</td><td>{r.action}</td><td>{r.actor.slice(0, 8)}</td><td><code>{r.detail.slice(0, 160)}</code></td></tr>

@@ -5,11 +5,13 @@ import { useState, type FormEvent } from "react";
 import { MemberStatus, SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueNav } from "../../nav";
-import { basisPoints, METHODS, methodName, plainError, shown } from "../../util";
+import { basisPoints, METHODS, methodName, shown } from "../../util";
+import { useVT } from "../../use-vt";
 
 /** The split rule in force (what every member sees), its earlier versions, and a new version. */
 export default function Rules() {
   const { venueId } = useParams<{ venueId: string }>();
+  const { t, err: plainError } = useVT();
   const current = useQuery(VenueService.method.getSplitRule, { venueId, version: 0 }, { retry: false });
   const history = useQuery(VenueService.method.listSplitRules, { venueId });
   const members = useQuery(VenueService.method.listMembers, { venueId });
@@ -30,11 +32,11 @@ export default function Rules() {
         const typed = String(f.get(`pct-${m.memberId}`) ?? "").trim();
         if (!typed) continue;
         const bp = basisPoints(typed);
-        if (bp === undefined) return setError(`${m.displayName}'s percentage: a number from 0 to 100 with at most two decimals.`);
+        if (bp === undefined) return setError(t("v_errPct", { name: m.displayName }));
         if (bp > 0) fixedShares.push({ memberId: m.memberId, basisPoints: bp });
       }
       const total = fixedShares.reduce((s, x) => s + x.basisPoints, 0);
-      if (total !== 10_000) return setError(`The percentages add up to ${total / 100}%: they must add up to 100%.`);
+      if (total !== 10_000) return setError(t("v_errPctTotal", { total: total / 100 }));
     }
     try {
       const { rule } = await set.mutateAsync({
@@ -45,7 +47,7 @@ export default function Rules() {
         note: String(f.get("note") ?? "").trim().slice(0, 500),
         idempotencyKey: crypto.randomUUID(),
       });
-      setNote(`Version ${rule?.version} is now in force; the staff are told.`);
+      setNote(t("v_inForce", { v: rule?.version ?? 0 }));
       await Promise.all([current.refetch(), history.refetch()]);
     } catch (x) {
       setError(plainError(x));
@@ -56,26 +58,26 @@ export default function Rules() {
   return (
     <>
       <VenueNav venueId={venueId} />
-      <h1>Split rule</h1>
+      <h1>{t("v_rule")}</h1>
       <section className="notice" data-testid="rule-in-force">
         {r ? (
           <>
-            <p><strong>Version {r.version}</strong>: {r.summary}</p>
-            <p className="muted">{methodName(r.method)} · managers {r.includeManagers ? "included" : "left out"} · individual tips kept by the worker · since {shown(r.createdAt)}{r.note ? ` · “${r.note}”` : ""}</p>
+            <p><strong>{t("v_versionN", { v: r.version })}</strong>: {r.summary}</p>
+            <p className="muted">{t(methodName(r.method))} · {t(r.includeManagers ? "v_mgrIn" : "v_mgrOut")} · {t("v_ownTips")} · {t("v_sinceT", { when: shown(r.createdAt) })}{r.note ? ` · “${r.note}”` : ""}</p>
           </>
-        ) : current.error ? <p>{plainError(current.error)}</p> : <p>Loading…</p>}
+        ) : current.error ? <p>{plainError(current.error)}</p> : <p>{t("v_loading")}</p>}
       </section>
       {error ? <p className="error" role="alert">{error}</p> : null}
       {note ? <p role="status">{note}</p> : null}
       <form onSubmit={submit} noValidate>
-        <h2>A new version</h2>
-        <label className="field" htmlFor="method">How the pool is split</label>
+        <h2>{t("v_newVersion")}</h2>
+        <label className="field" htmlFor="method">{t("v_howSplit")}</label>
         <select id="method" value={method} onChange={(e) => setMethod(Number(e.target.value))}>
-          {METHODS.map(([m, label]) => <option key={m} value={m}>{label}</option>)}
+          {METHODS.map(([m, label]) => <option key={m} value={m}>{t(label)}</option>)}
         </select>
         {method === SplitMethod.FIXED_PERCENTAGES ? (
           <fieldset>
-            <legend>Each member's percentage (adding up to 100)</legend>
+            <legend>{t("v_pctLegend")}</legend>
             {active.map((m) => (
               <div key={m.memberId}>
                 <label className="field" htmlFor={`pct-${m.memberId}`}>{m.displayName}</label>
@@ -84,14 +86,14 @@ export default function Rules() {
             ))}
           </fieldset>
         ) : null}
-        <label className="check"><input type="checkbox" name="includeManagers" /> Include managers in the split</label>
-        <label className="field" htmlFor="note">Why it changes (kept in the audit trail)</label>
+        <label className="check"><input type="checkbox" name="includeManagers" /> {t("v_includeManagers")}</label>
+        <label className="field" htmlFor="note">{t("v_why_change")}</label>
         <input id="note" name="note" type="text" maxLength={500} />
-        <button type="submit" disabled={set.isPending}>Put this rule in force</button>
+        <button type="submit" disabled={set.isPending}>{t("v_putInForce")}</button>
       </form>
-      <h2>Earlier versions</h2>
+      <h2>{t("v_earlier")}</h2>
       <table data-testid="rule-history">
-        <thead><tr><th>Version</th><th>Rule</th><th>Since</th><th>Note</th></tr></thead>
+        <thead><tr><th>{t("v_version")}</th><th>{t("v_ruleCol")}</th><th>{t("v_since")}</th><th>{t("v_note")}</th></tr></thead>
         <tbody>
           {(history.data?.rules ?? []).map((x) => (
             <tr key={x.version}><td>{x.version}</td><td>{x.summary}</td><td>{shown(x.createdAt)}</td><td>{x.note}</td></tr>

@@ -5,7 +5,8 @@ import { useState, type FormEvent } from "react";
 import { MemberStatus } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService, type ImportShiftsResponse } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { VenueNav } from "../../nav";
-import { hours, inputTime, localTime, plainError, shown } from "../../util";
+import { hours, inputTime, localTime, shown } from "../../util";
+import { useVT } from "../../use-vt";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 
 const MAX_CSV_BYTES = 1_048_576;
@@ -13,6 +14,7 @@ const MAX_CSV_BYTES = 1_048_576;
 /** Shifts: hours per member over a period, a shift recorded by hand, and CSV imports with the rows refused and why. */
 export default function Shifts() {
   const { venueId } = useParams<{ venueId: string }>();
+  const { t, err: plainError } = useVT();
   const [range, setRange] = useState(() => {
     const end = new Date();
     end.setHours(24, 0, 0, 0);
@@ -37,11 +39,11 @@ export default function Shifts() {
     const f = new FormData(e.currentTarget);
     const startedAt = localTime(String(f.get("start") ?? ""));
     const endedAt = localTime(String(f.get("end") ?? ""));
-    if (!startedAt || !endedAt) return setError("Give the shift's start and end as a date and time.");
-    if (startedAt.seconds >= endedAt.seconds) return setError("The shift must end after it starts.");
+    if (!startedAt || !endedAt) return setError(t("v_errShift"));
+    if (startedAt.seconds >= endedAt.seconds) return setError(t("v_errOrder"));
     try {
       await record.mutateAsync({ venueId, memberId: String(f.get("member")), startedAt, endedAt, idempotencyKey: crypto.randomUUID() });
-      setNote("Shift recorded.");
+      setNote(t("v_shiftRecorded"));
       await refresh();
     } catch (x) {
       setError(plainError(x));
@@ -57,8 +59,8 @@ export default function Shifts() {
     const file = f.get("file");
     const typed = String(f.get("csv") ?? "");
     const bytes = file instanceof File && file.size > 0 ? new Uint8Array(await file.arrayBuffer()) : new TextEncoder().encode(typed);
-    if (bytes.length === 0) return setError("Choose a CSV file or paste its lines (header: member,start,end).");
-    if (bytes.length > MAX_CSV_BYTES) return setError("The file is over 1 MB: split it into smaller files.");
+    if (bytes.length === 0) return setError(t("v_errCsv"));
+    if (bytes.length > MAX_CSV_BYTES) return setError(t("v_errBig"));
     const dryRun = f.get("dryRun") === "on";
     try {
       const res = await importShifts.mutateAsync({ venueId, csv: bytes, dryRun });
@@ -72,29 +74,29 @@ export default function Shifts() {
   return (
     <>
       <VenueNav venueId={venueId} />
-      <h1>Shifts</h1>
+      <h1>{t("v_shifts")}</h1>
       <div className="row">
-        <label className="field" htmlFor="from">From</label>
+        <label className="field" htmlFor="from">{t("v_from")}</label>
         <input id="from" type="datetime-local" value={inputTime(range.start)} onChange={(e) => localTime(e.target.value) && setRange({ ...range, start: new Date(e.target.value) })} />
-        <label className="field" htmlFor="to">Until</label>
+        <label className="field" htmlFor="to">{t("v_until")}</label>
         <input id="to" type="datetime-local" value={inputTime(range.end)} onChange={(e) => localTime(e.target.value) && setRange({ ...range, end: new Date(e.target.value) })} />
       </div>
       {hoursQ.error ? <p className="error" role="alert">{plainError(hoursQ.error)}</p> : null}
-      <h2>Hours in this period</h2>
+      <h2>{t("v_hoursPeriod")}</h2>
       <table data-testid="hours">
-        <thead><tr><th>Member</th><th>Role</th><th>Shifts</th><th>Hours</th></tr></thead>
+        <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th></tr></thead>
         <tbody>
           {(hoursQ.data?.hours ?? []).map((h) => (
             <tr key={h.memberId}><td>{h.displayName}</td><td>{h.roleId}</td><td>{h.shifts}</td><td data-minutes={String(h.minutes)}>{hours(h.minutes)}</td></tr>
           ))}
         </tbody>
       </table>
-      <h2>Shifts</h2>
+      <h2>{t("v_shifts")}</h2>
       <table data-testid="shifts">
-        <thead><tr><th>Member</th><th>Start</th><th>End</th><th>Hours</th></tr></thead>
+        <thead><tr><th>{t("v_member")}</th><th>{t("v_start")}</th><th>{t("v_end")}</th><th>{t("v_hours")}</th></tr></thead>
         <tbody>
           {(shifts.data?.shifts ?? []).map((s) => (
-            <tr key={s.shiftId}><td>{name(s.memberId)}</td><td>{shown(s.startedAt)}</td><td>{s.endedAt ? shown(s.endedAt) : "on shift now"}</td><td>{hours(s.minutes)}</td></tr>
+            <tr key={s.shiftId}><td>{name(s.memberId)}</td><td>{shown(s.startedAt)}</td><td>{s.endedAt ? shown(s.endedAt) : t("v_onShift")}</td><td>{hours(s.minutes)}</td></tr>
           ))}
         </tbody>
       </table>
@@ -103,34 +105,34 @@ export default function Shifts() {
       {note ? <p role="status">{note}</p> : null}
 
       <form onSubmit={onRecord} noValidate>
-        <h2>Record a shift</h2>
-        <label className="field" htmlFor="member">Member</label>
+        <h2>{t("v_recordH")}</h2>
+        <label className="field" htmlFor="member">{t("v_member")}</label>
         <select id="member" name="member">
           {(members.data?.members ?? []).filter((m) => m.status === MemberStatus.ACTIVE).map((m) => <option key={m.memberId} value={m.memberId}>{m.displayName}</option>)}
         </select>
-        <label className="field" htmlFor="start">Start</label>
+        <label className="field" htmlFor="start">{t("v_start")}</label>
         <input id="start" name="start" type="datetime-local" />
-        <label className="field" htmlFor="end">End</label>
+        <label className="field" htmlFor="end">{t("v_end")}</label>
         <input id="end" name="end" type="datetime-local" />
-        <button type="submit" className="secondary" disabled={record.isPending}>Record shift</button>
+        <button type="submit" className="secondary" disabled={record.isPending}>{t("v_record")}</button>
       </form>
 
       <form onSubmit={onImport} noValidate>
-        <h2>Import shifts from CSV</h2>
-        <p className="muted">Header <code>member,start,end</code>; member is a phone number or member id; times as ISO 8601 or <code>YYYY-MM-DD HH:MM</code> in East Africa Time.</p>
-        <label className="field" htmlFor="file">CSV file</label>
+        <h2>{t("v_importH")}</h2>
+        <p className="muted">{t("v_csvHelp")}</p>
+        <label className="field" htmlFor="file">{t("v_csvFile")}</label>
         <input id="file" name="file" type="file" accept=".csv,text/csv" />
-        <label className="field" htmlFor="csv">…or paste the lines</label>
+        <label className="field" htmlFor="csv">{t("v_paste")}</label>
         <textarea id="csv" name="csv" rows={5} />
-        <label className="check"><input type="checkbox" name="dryRun" /> Only check, import nothing</label>
-        <button type="submit" disabled={importShifts.isPending}>Import</button>
+        <label className="check"><input type="checkbox" name="dryRun" /> {t("v_dryRun")}</label>
+        <button type="submit" disabled={importShifts.isPending}>{t("v_import")}</button>
       </form>
       {report ? (
         <section className="notice" role="status" data-testid="import-report">
-          <p><strong>{report.imported}</strong> {report.dryRun ? "rows would be imported" : "rows imported"}; <strong>{report.rejected.length}</strong> refused.</p>
+          <p>{t(report.dryRun ? "v_wouldImport" : "v_imported", { n: report.imported, refused: report.rejected.length })}</p>
           {report.rejected.length ? (
-            <table aria-label="Refused rows">
-              <thead><tr><th>Line</th><th>Row</th><th>Why</th></tr></thead>
+            <table aria-label={t("v_refusedRows")}>
+              <thead><tr><th>{t("v_line")}</th><th>{t("v_row")}</th><th>{t("v_why")}</th></tr></thead>
               <tbody>
                 {report.rejected.map((r) => <tr key={r.line}><td>{r.line}</td><td><code>{r.content}</code></td><td>{r.reason}</td></tr>)}
               </tbody>

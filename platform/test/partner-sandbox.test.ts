@@ -1,0 +1,49 @@
+// The partner sandbox as a partner meets it: `make run` (PGlite, in-process bus,
+// the M-Pesa simulator) gives a key; tips the key creates at checkout settle on
+// the simulator's scripts and come back as signed webhooks to a loopback receiver.
+import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { eventually } from "@ttip/runtime/testing";
+import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
+import { allPartnerScopes, runSandbox, webhookVerifies, type ReceivedWebhook } from "../src/partner-sandbox.js";
+
+describe("partner sandbox on the simulators", () => {
+  let platform: EmbeddedPlatform;
+  before(async () => {
+    platform = await startEmbedded({ DATA_DIR: "memory", PORT: "0", LOG_LEVEL: "silent", WEB: "off" });
+  });
+  after(async () => {
+    await platform.close();
+  });
+
+  test("make run issues a key with every partner scope the contracts declare", () => {
+    assert.ok(platform.partnerSandbox);
+    assert.ok(allPartnerScopes().includes("tips:create") && allPartnerScopes().includes("webhooks:write"));
+  });
+
+  test("a paid and a cancelled checkout each come back as verified webhooks: created, then succeeded or failed", async () => {
+    const seen: ReceivedWebhook[] = [];
+    const run = await runSandbox(platform.gatewayUrl, platform.partnerSandbox!, (w) => seen.push(w));
+    try {
+      const [paid, cancelled] = run.tips;
+      const types = (tipId: string) => seen.filter((w) => w.event.tip?.tipId === tipId).map((w) => w.event.type);
+      await eventually("both settled", () => types(paid.tipId).includes("WEBHOOK_EVENT_TYPE_TIP_SUCCEEDED") && types(cancelled.tipId).includes("WEBHOOK_EVENT_TYPE_TIP_FAILED"), 60_000);
+      assert.ok(types(paid.tipId).includes("WEBHOOK_EVENT_TYPE_TIP_CREATED"));
+      assert.ok(!types(paid.tipId).includes("WEBHOOK_EVENT_TYPE_TIP_FAILED"));
+      assert.equal(seen.find((w) => w.event.tip?.tipId === cancelled.tipId && w.event.type === "WEBHOOK_EVENT_TYPE_TIP_FAILED")!.event.tip!.resultCode, "1032");
+      assert.equal(new Set(seen.map((w) => w.deliveryId)).size, seen.length, "one delivery per event");
+    } finally {
+      await run.close();
+    }
+  });
+
+  test("the receiver's check refuses a body or a secret other than the signed ones", () => {
+    const t = Math.floor(Date.now() / 1000);
+    const header = `t=${t},v1=${createHmac("sha256", "s3cret").update(`${t}.{"a":1}`).digest("hex")}`;
+    assert.equal(webhookVerifies("s3cret", header, '{"a":1}'), true);
+    assert.equal(webhookVerifies("s3cret", header, '{"a":2}'), false);
+    assert.equal(webhookVerifies("other", header, '{"a":1}'), false);
+    assert.equal(webhookVerifies("s3cret", header.replace(`t=${t}`, `t=${t - 3600}`), '{"a":1}'), false);
+  });
+});
