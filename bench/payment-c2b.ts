@@ -35,7 +35,7 @@ const peers = createPeers((name) => urls.get(name));
 const ctx = { logger, pool, bus: new InProcessBus(logger), cache: new MemoryCache(), metrics: new Metrics(), peers };
 const walletService = await startService(wallet, ctx);
 urls.set("wallet", walletService.server.url);
-const qrService = await startService(createQrModule({ QR_ALLOW_DEV_SIGNING_KEY: "true" }), ctx);
+const qrService = await startService(createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }), ctx);
 urls.set("qr", qrService.server.url);
 const paymentService = await startService(createPaymentModule({ config: () => config }), ctx);
 urls.set("payment", paymentService.server.url);

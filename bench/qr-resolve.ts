@@ -18,7 +18,7 @@ const servers = await Promise.all([startPostgres(), startRedis(), startNats()]);
 const [pg, redis, nats] = servers;
 Object.assign(process.env, { TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url });
 const KEY = "bench-signing-key-0123456789abcdef";
-const t = await startTestService(createQrModule({ QR_SIGNING_KEY: KEY }));
+const t = await startTestService(createQrModule({ env: { QR_SIGNING_KEY: KEY } }));
 try {
   const worker = { subject: randomUUID(), roles: ["worker" as const] };
   const qr = t.client(QrService, worker);

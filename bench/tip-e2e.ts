@@ -89,7 +89,7 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
       modules: [
         createAuth({ env: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" } }),
         createPaymentModule({ config: () => paymentConfig }),
-        createQrModule({ QR_SIGNING_KEY: randomBytes(32).toString("base64url") }),
+        createQrModule({ env: { QR_SIGNING_KEY: randomBytes(32).toString("base64url") } }),
         wallet,
         createNotificationModule({ config: { providers: providers.config(), retry: DEFAULT_RETRY, publicUrl: () => "" } }),
         analytics,

@@ -36,7 +36,7 @@ const urls = new Map<string, string>();
 const peers = createPeers((name) => urls.get(name));
 const ctx = { logger, pool, bus: new InProcessBus(logger), cache: new MemoryCache(), metrics: new Metrics(), peers };
 const services = [];
-for (const m of [wallet, createQrModule({ QR_SIGNING_KEY: randomBytes(32).toString("base64url") }), createPaymentModule({ config: () => config })]) {
+for (const m of [wallet, createQrModule({ env: { QR_SIGNING_KEY: randomBytes(32).toString("base64url") } }), createPaymentModule({ config: () => config })]) {
   const s = await startService(m, ctx);
   urls.set(m.name, s.server.url);
   services.push(s);

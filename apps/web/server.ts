@@ -16,6 +16,8 @@ export interface WebAppOptions {
   selfUrl?: string;
   /** The folder holding next.config.mjs and the build in .next (default: this package). */
   dir?: string;
+  /** Where the tip page loads Stripe.js from (default js.stripe.com; make run serves the simulator's double). */
+  stripeJsUrl?: string;
 }
 
 export interface WebApp {
@@ -28,6 +30,7 @@ export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
   process.env.NEXT_TELEMETRY_DISABLED = "1";
   // Read by the pages' server code at request time.
   process.env.TTIP_API_URL = options.apiUrl;
+  if (options.stripeJsUrl) process.env.STRIPE_JS_URL = options.stripeJsUrl;
   // next is CommonJS; under ESM its factory may sit on .default.
   const factory = ((next as unknown as { default?: typeof next }).default ?? next) as typeof next;
   // Its own address: a server action's redirect is fetched from it (Next assumes port 3000 otherwise).

@@ -19,6 +19,7 @@ import { startSmsSimulator } from "@ttip/auth/testing";
 import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment/testing";
 import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
 import { createAdminHandler, ensureAdminBuild, isAdminPath } from "@ttip/admin";
+import { createModules } from "./modules.js";
 import { issueSandboxKey, type SandboxKey } from "./partner-sandbox.js";
 import { startPlatform } from "./platform.js";
 
@@ -33,6 +34,8 @@ export interface EmbeddedPlatform {
   /** With the M-Pesa simulator: where the simulated customer pays the paybill (POST), and the USSD callback URL. */
   offline?: { paybillPayUrl: string; ussdUrl: string };
   services: RunningService[];
+  /** The configuration the services were given: the environment plus the simulators' addresses and keys. */
+  config: Readonly<Record<string, string | undefined>>;
   close(): Promise<void>;
 }
 
@@ -68,9 +71,12 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
 
   // M-Pesa is the Daraja simulator here, unless real credentials are configured;
   // its callbacks come from loopback and go to the payment service's own port.
-  const daraja = process.env.DARAJA_BASE_URL ? undefined : await startDarajaSimulator({ callbackDelayMs: 2000, lateDelayMs: 20_000 });
+  // What the services read, parsed once by each: the given environment plus the simulators' addresses.
+  // Nothing is written to process.env.
+  const vars: Record<string, string | undefined> = { ...envVars, QR_ALLOW_DEV_SIGNING_KEY: envVars.QR_ALLOW_DEV_SIGNING_KEY ?? "true" };
+  const daraja = vars.DARAJA_BASE_URL ? undefined : await startDarajaSimulator({ callbackDelayMs: 2000, lateDelayMs: 20_000 });
   if (daraja) {
-    Object.assign(process.env, {
+    Object.assign(vars, {
       DARAJA_BASE_URL: daraja.url,
       DARAJA_CONSUMER_KEY: daraja.options.consumerKey,
       DARAJA_CONSUMER_SECRET: daraja.options.consumerSecret,
@@ -80,18 +86,18 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       DARAJA_INITIATOR_PASSWORD: daraja.options.initiatorPassword,
       DARAJA_CERTIFICATE_FILE: daraja.certificateFile,
     });
-    process.env.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
+    vars.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
     // Paybill payments (C2B) and the USSD menu, on unguessable paths of the payment service's port;
     // the C2B URLs are registered with the simulator at start, as production does once.
-    process.env.C2B_URL_TOKEN ??= randomBytes(18).toString("base64url");
-    process.env.C2B_REGISTER_ON_START ??= "true";
-    process.env.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
+    vars.C2B_URL_TOKEN ??= randomBytes(18).toString("base64url");
+    vars.C2B_REGISTER_ON_START ??= "true";
+    vars.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
   }
 
   // Card tips go to the Stripe simulator (state, 3-D Secure, signed webhooks) unless real keys are configured.
-  const stripe = process.env.STRIPE_SECRET_KEY ? undefined : await startStripeSimulator({ webhookDelayMs: 300 });
+  const stripe = vars.STRIPE_SECRET_KEY ? undefined : await startStripeSimulator({ webhookDelayMs: 300 });
   if (stripe) {
-    Object.assign(process.env, {
+    Object.assign(vars, {
       STRIPE_SECRET_KEY: stripe.secretKey,
       STRIPE_PUBLISHABLE_KEY: stripe.publishableKey,
       STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
@@ -102,9 +108,9 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   }
 
   // PayPal tips go to the PayPal simulator (Orders v2, approval page, verified webhooks) unless real credentials are configured.
-  const paypal = process.env.PAYPAL_CLIENT_ID ? undefined : await startPayPalSimulator({ webhookDelayMs: 300 });
+  const paypal = vars.PAYPAL_CLIENT_ID ? undefined : await startPayPalSimulator({ webhookDelayMs: 300 });
   if (paypal) {
-    Object.assign(process.env, {
+    Object.assign(vars, {
       PAYPAL_CLIENT_ID: paypal.clientId,
       PAYPAL_CLIENT_SECRET: paypal.clientSecret,
       PAYPAL_WEBHOOK_ID: paypal.webhookId,
@@ -113,16 +119,16 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   }
 
   // OTPs go to an SMS simulator a person can read, unless a real provider is configured.
-  const sms = process.env.AUTH_SMS_URL ? undefined : await startSmsSimulator();
-  if (sms) process.env.AUTH_SMS_URL = sms.url;
+  const sms = vars.AUTH_SMS_URL ? undefined : await startSmsSimulator();
+  if (sms) vars.AUTH_SMS_URL = sms.url;
 
   // QR codes open the tip page on this process's real address (or the configured public one),
   // so the port is settled first (PORT=0: a free one).
   const port = cfg.PORT || (await freePort(cfg.HOST));
   const publicUrl = (cfg.PUBLIC_URL ?? `http://${cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST}:${port}`).replace(/\/+$/, "");
-  process.env.QR_TIP_BASE_URL = envVars.QR_TIP_BASE_URL ?? `${publicUrl}/t`;
+  vars.QR_TIP_BASE_URL ??= `${publicUrl}/t`;
   // Staff invitations link to the web app's /join page on the same address.
-  process.env.VENUE_JOIN_URL = envVars.VENUE_JOIN_URL ?? `${publicUrl}/join`;
+  vars.VENUE_JOIN_URL ??= `${publicUrl}/join`;
 
   // The web app is built once (reused until its sources change) and served by the gateway.
   if (cfg.WEB === "on") await ensureWebBuild((line) => logger.info(line));
@@ -131,7 +137,11 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const admin = cfg.WEB === "on" ? createAdminHandler() : undefined;
   let web: WebApp | undefined;
 
+  // Payment's own URL for Daraja's callbacks is known once it listens: asked for, not written anywhere.
+  let paymentUrl: (() => string | undefined) | undefined;
+  const modules = createModules({ env: vars, paymentCallbackBaseUrl: daraja ? () => paymentUrl?.() : undefined });
   const platform = await startPlatform({
+    modules,
     ctx: { logger, pool, bus, cache, metrics },
     gateway: {
       rateLimit: { points: 600, durationSeconds: 60 },
@@ -151,9 +161,8 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   });
   // Loaded after the services read their configuration: Next sets NODE_ENV=production in this process.
   // Its pages' server code calls the gateway it is served by.
-  if (cfg.WEB === "on") web = await createWebApp({ apiUrl: platform.gatewayUrl });
-  // Read by the payment service when it sends a push, so it may be set after start.
-  if (daraja) process.env.PAYMENT_CALLBACK_BASE_URL ??= platform.urls.get("payment");
+  if (cfg.WEB === "on") web = await createWebApp({ apiUrl: platform.gatewayUrl, stripeJsUrl: vars.STRIPE_JS_URL });
+  paymentUrl = () => platform.urls.get("payment");
   stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
   paypal?.setWebhookUrl(`${platform.urls.get("payment")}/paypal/webhook`);
 
@@ -173,7 +182,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   if (daraja) simulators["M-Pesa paybill URLs (C2B)"] = `${daraja.url}/__sim/c2b/registrations`;
   // Where a person pays without data: the paybill (the simulator pays as a customer would) and the USSD menu.
   const offline = daraja
-    ? { paybillPayUrl: `${daraja.url}/__sim/c2b/pay`, ussdUrl: process.env.USSD_CALLBACK_TOKEN ? `${platform.urls.get("payment")}/ussd/${process.env.USSD_CALLBACK_TOKEN}` : "" }
+    ? { paybillPayUrl: `${daraja.url}/__sim/c2b/pay`, ussdUrl: vars.USSD_CALLBACK_TOKEN ? `${platform.urls.get("payment")}/ussd/${vars.USSD_CALLBACK_TOKEN}` : "" }
     : undefined;
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
   if (stripe) simulators["Stripe (webhooks it sent)"] = `${stripe.url}/__sim/events`;
@@ -182,7 +191,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const setup = await issueSetupToken(pool, "at start (make run)");
   const authUrl = platform.urls.get("auth");
   const partnerSandbox = cfg.PARTNER_SANDBOX === "on" && authUrl ? await issueSandboxKey(authUrl) : undefined;
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, simulators, offline, setupToken: setup?.token, partnerSandbox, close };
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, config: vars, simulators, offline, setupToken: setup?.token, partnerSandbox, close };
 }
 
 async function freePort(host: string): Promise<number> {

@@ -76,7 +76,7 @@ describe("embedded platform (make run)", () => {
       payment: { case: "card", value: true },
     });
     assert.match(created.stripePublishableKey, /^pk_test_/);
-    const stripeApi = new URL(process.env.STRIPE_API_BASE!);
+    const stripeApi = new URL(platform.config.STRIPE_API_BASE!);
     const js = await fetch(`${stripeApi.origin}/v3/`);
     assert.match(await js.text(), /window\.Stripe = function/);
     const pi = created.stripeClientSecret.split("_secret_")[0];

@@ -127,7 +127,7 @@ export class WebHarness {
       modules: [
         createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "web-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
         createPaymentModule({ config: () => payment }),
-        createQrModule({ ...process.env, QR_TIP_BASE_URL: `http://127.0.0.1:${port}/t` }),
+        createQrModule({ env: { ...process.env, QR_TIP_BASE_URL: `http://127.0.0.1:${port}/t` } }),
         wallet,
         createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
         analytics,

@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AnalyticsService, AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { env, loadConfig, type ServiceModule } from "@ttip/runtime";
+import { env, loadConfig, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { DEFAULT_CONFIG, routes, type AnalyticsConfig } from "./handlers.js";
 import { startConsumers } from "./ingest.js";
 import { ensurePartitionsAround } from "./store.js";
@@ -13,7 +13,7 @@ export { parseCsv } from "./csv.js";
 export { factsOf, SUBJECTS, consumerName } from "./facts.js";
 export { runWeeklySummary, weekOwed, type WeeklyOptions } from "./weekly.js";
 
-export interface AnalyticsModuleOptions {
+export interface AnalyticsModuleOptions extends ModuleOptions {
   config?: Partial<AnalyticsConfig>;
   /** The weekly summary job; `false` turns it off (benchmarks). */
   weekly?: Partial<WeeklyOptions> | false;
@@ -27,14 +27,10 @@ const envShape = {
 
 /** Read models built from events: live dashboards, revenue and performance metrics, scan-to-tip funnels and CSV reports. */
 export function createAnalyticsModule(options: AnalyticsModuleOptions = {}): ServiceModule {
+  let vars: ReturnType<typeof loadConfig<typeof envShape>> | undefined;
+  const envConfig = () => (vars ??= loadConfig(envShape, options.env));
   let cfg: AnalyticsConfig | undefined;
-  const config = () => {
-    if (!cfg) {
-      const e = loadConfig(envShape);
-      cfg = { ...DEFAULT_CONFIG, smsPriceMinor: e.ANALYTICS_SMS_PRICE_MINOR, ...options.config };
-    }
-    return cfg;
-  };
+  const config = () => (cfg ??= { ...DEFAULT_CONFIG, smsPriceMinor: envConfig().ANALYTICS_SMS_PRICE_MINOR, ...options.config });
   return {
     name: "analytics",
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
@@ -49,7 +45,7 @@ export function createAnalyticsModule(options: AnalyticsModuleOptions = {}): Ser
       const stopConsumers = await startConsumers(ctx);
       let stopWeekly = async () => undefined as void;
       if (options.weekly !== false) {
-        const e = loadConfig(envShape);
+        const e = envConfig();
         stopWeekly = startWeeklySummary(ctx, {
           intervalMs: e.ANALYTICS_WEEKLY_INTERVAL_MS,
           sendAtHour: e.ANALYTICS_WEEKLY_SEND_HOUR,

@@ -45,7 +45,7 @@ describe("analytics equals payment and the ledger after a generated day (payment
     const config: PaymentConfig = simulatedPaymentConfig(sim, {
       fraud: { phonePerWindow: 5, workerPerWindow: 10_000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     });
-    t = await startTestService(createAnalyticsModule({ weekly: false }), { with: [wallet, createQrModule(), createPaymentModule({ config: () => config })] });
+    t = await startTestService(createAnalyticsModule({ weekly: false }), { with: [wallet, createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }), createPaymentModule({ config: () => config })] });
     config.callbackBaseUrl = t.urls.get("payment")!;
 
     // Every other worker withdraws each tip at once; one of them to a number whose B2C fails.

@@ -30,7 +30,7 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
   const dayRange = range(day, new Date(day.getTime() + DAY));
 
   before(async () => {
-    t = await startTestService(createAnalyticsModule({ weekly: false, config: { livePollMs: 200 } }), { with: [createQrModule()] });
+    t = await startTestService(createAnalyticsModule({ weekly: false, config: { livePollMs: 200 } }), { with: [createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } })] });
     c = cast(12, 3);
     const g = generateDay(c, day, 400, 16);
     expected = g.expected;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ConfigError, env, loadConfig } from "@ttip/runtime";
+import { ConfigError, env, loadConfig, type Env } from "@ttip/runtime";
 
 /** A fixed secret for development and tests only; production refuses to start without its own. */
 export const DEV_KEY_ENCRYPTION_SECRET = "ttip-dev-only-auth-key-encryption-secret-not-for-production";
@@ -73,7 +73,7 @@ export interface WebhookConfig {
   httpsOnly: boolean;
 }
 
-export function loadAuthConfig(vars: Record<string, string | undefined> = process.env): AuthConfig {
+export function loadAuthConfig(vars: Env = process.env): AuthConfig {
   const c = loadConfig(shape, vars);
   const production = c.NODE_ENV === "production";
   if (production && !c.AUTH_KEY_ENCRYPTION_SECRET) {

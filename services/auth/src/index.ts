@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { AuthService, AuthAdminService, AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import type { ServiceContext, ServiceModule } from "@ttip/runtime";
+import type { ModuleOptions, ServiceContext, ServiceModule } from "@ttip/runtime";
 import { accountHandlers } from "./account.js";
 import { adminHandlers } from "./admin.js";
 import { claimFirstAdmin } from "./bootstrap.js";
@@ -22,9 +22,7 @@ export { AUDIENCE, ISSUER } from "./keys.js";
 
 export const JWKS_PATH = "/.well-known/jwks.json";
 
-export interface AuthOptions {
-  /** Environment to read AUTH_* variables from (process.env by default). */
-  env?: Record<string, string | undefined>;
+export interface AuthOptions extends ModuleOptions {
   /** Replaces the configured OTP delivery (a test double or another channel). */
   otpSender?: OtpSender;
 }

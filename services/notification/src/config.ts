@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { ConfigError, env, loadConfig } from "@ttip/runtime";
+import { ConfigError, env, loadConfig, type Env } from "@ttip/runtime";
 
 export type SmsProviderName = "africastalking" | "twilio";
 
@@ -76,7 +76,7 @@ export const DEFAULT_RETRY: RetryConfig = {
 };
 
 /** Reads NOTIFICATION_* variables; refuses simulators in production and real mode without the primary SMS provider's credentials. */
-export function loadEnvConfig(vars: Record<string, string | undefined> = process.env): EnvConfig {
+export function loadEnvConfig(vars: Env = process.env): EnvConfig {
   const c = loadConfig(shape, vars);
   const problems: string[] = [];
   if (c.NOTIFICATION_PROVIDERS === "simulator" && c.NODE_ENV === "production") {

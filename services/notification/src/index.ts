@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import type { ServiceModule } from "@ttip/runtime";
+import type { ModuleOptions, ServiceModule } from "@ttip/runtime";
 import { configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, type ContactLookup } from "./contacts.js";
 import { Dispatcher, unparkDue } from "./delivery.js";
@@ -15,7 +15,7 @@ export { DEFAULT_RETRY, type NotificationConfig, type ProviderConfig, type Retry
 export { smsSize } from "./templates.js";
 export type { Contact, ContactLookup } from "./contacts.js";
 
-export interface NotificationOptions {
+export interface NotificationOptions extends ModuleOptions {
   /** Fixed configuration (tests); otherwise read from NOTIFICATION_* variables. */
   config?: NotificationConfig;
   /** How often parked (quiet-hours) deliveries are looked at. */
@@ -47,7 +47,7 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
       let simulator: ProviderSimulator | undefined;
       config = options.config;
       if (!config) {
-        const vars = loadEnvConfig();
+        const vars = loadEnvConfig(options.env);
         config = configFromEnv(vars);
         if (vars.NOTIFICATION_PROVIDERS === "simulator") {
           // Loaded only here: the production build leaves the simulators out.

@@ -5,10 +5,10 @@
 // (TransID), whichever of the STK callback and the C2B confirmation comes
 // first. Nothing is keyed on the payer's MSISDN (masked in v2, hashed in v1).
 import { randomBytes, randomUUID } from "node:crypto";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { MPESA_LIMITS, withTransaction, type Queryable } from "@ttip/runtime";
+import { asConnectError, DependencyUnavailableError, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
@@ -120,7 +120,7 @@ async function findTarget(deps: Deps, c2b: C2bConfig, p: C2bPayment, timeoutMs: 
   try {
     match = await qr.matchAccountReference({ accountReference: ref }, { timeoutMs });
   } catch (err) {
-    if (ConnectError.from(err).code !== Code.NotFound) throw err;
+    if (asConnectError(err).code !== Code.NotFound) throw err;
     const suggestions = await qr
       .suggestAccountReferences({ accountReference: ref }, { timeoutMs })
       .then((r) => r.accountReferences, () => [] as string[]);
@@ -389,12 +389,12 @@ export async function resolveSuspense(
   const load = async (db: Queryable, lock = false) =>
     (await db.query<C2bRow>(`SELECT * FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense'${lock ? " FOR UPDATE" : ""}`, [input.receipt])).rows[0];
   const row = await load(pool);
-  if (!row) throw new ConnectError("receipt: no paybill payment in suspense has this receipt", Code.NotFound);
+  if (!row) throw new NotFoundError("receipt: no paybill payment in suspense has this receipt");
   const tipOf = async (r: C2bRow) => (r.tip_id ? (await pool.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [r.tip_id])).rows[0] : undefined);
   const settled = async (r: C2bRow) => {
     const tip = await tipOf(r);
     const same = input.refund ? r.resolution === "refund" : r.resolution === "matched" && tip !== undefined && tip.channel === "paybill";
-    if (!same) throw new ConnectError(`receipt: already resolved (${r.resolution}${r.resolved_by ? ` by ${r.resolved_by}` : ""})`, Code.FailedPrecondition);
+    if (!same) throw new InvalidStateError(`receipt: already resolved (${r.resolution}${r.resolved_by ? ` by ${r.resolved_by}` : ""})`);
     return { row: r, tip };
   };
   if (row.resolution !== "open") return settled(row);
@@ -413,14 +413,14 @@ export async function resolveSuspense(
   try {
     match = await qr.matchAccountReference({ accountReference: ref }, { timeoutMs: 5_000 });
   } catch (err) {
-    const e = ConnectError.from(err);
-    if (e.code === Code.NotFound) throw new ConnectError(`match_account_reference: no code has the reference ${ref}`, Code.NotFound);
-    throw new ConnectError(`match_account_reference: cannot be checked now (${e.rawMessage})`, Code.Unavailable);
+    const e = asConnectError(err);
+    if (e.code === Code.NotFound) throw new NotFoundError(`match_account_reference: no code has the reference ${ref}`);
+    throw new DependencyUnavailableError(`match_account_reference: cannot be checked now (${e.rawMessage})`);
   }
   // Whatever the code's status: the admin decided, and the money has already moved. A venue's code credits its pool.
   const recipient = match.workerId ? { workerId: match.workerId } : { venueId: match.venueId };
   if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
-  if (!(await load(pool))?.suspense_entry_id) throw new ConnectError("receipt: the suspense entry is not recorded yet; try again shortly", Code.Unavailable);
+  if (!(await load(pool))?.suspense_entry_id) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
 
   const quote = await deps.ledger.quoteTip(row.amount_minor, match.workerId || match.venueId, false);
   const workerReceives = quote.workerReceives!.amountMinor;

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { env, loadConfig } from "@ttip/runtime";
+import { env, loadConfig, type Env } from "@ttip/runtime";
 import type { CardsConfig } from "./cards/config.js";
 import { loadCardsConfig } from "./cards/config.js";
 import type { DarajaConfig } from "./daraja/client.js";
@@ -117,7 +117,7 @@ const shape = {
   USSD_AMOUNTS_KES: z.string().regex(/^\d+(,\d+)*$/, "comma-separated whole shillings").default("50,100,200,500"),
 };
 
-export function loadPaymentConfig(vars: Record<string, string | undefined> = process.env): PaymentConfig {
+export function loadPaymentConfig(vars: Env = process.env): PaymentConfig {
   const c = loadConfig(shape, vars);
   const daraja: DarajaConfig | undefined =
     c.DARAJA_BASE_URL && c.DARAJA_SHORTCODE

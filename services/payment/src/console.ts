@@ -2,8 +2,8 @@
 // (filters and keyset paging), one payment's full story (raw callbacks,
 // alerts, ledger entry), and a re-query of a stuck attempt.
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { CONSOLE_READERS, decodeTimeIdToken, encodePageToken, keysetTime, MONEY_MOVERS, pageSize, requireCaller, type Queryable } from "@ttip/runtime";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { CONSOLE_READERS, decodeTimeIdToken, encodePageToken, fieldError, InvalidStateError, keysetTime, MONEY_MOVERS, NotFoundError, pageSize, type Queryable, requireCaller } from "@ttip/runtime";
 import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage } from "./convert.js";
@@ -43,8 +43,8 @@ interface CommonFilters {
 }
 
 function commonFilters(f: Filters, req: CommonFilters): void {
-  if (req.from && req.to && timestampDate(req.to) <= timestampDate(req.from)) throw new ConnectError("to: must be after from", Code.InvalidArgument);
-  if (req.maxAmountMinor && req.maxAmountMinor < req.minAmountMinor) throw new ConnectError("max_amount_minor: must not be below min_amount_minor", Code.InvalidArgument);
+  if (req.from && req.to && timestampDate(req.to) <= timestampDate(req.from)) throw fieldError("to", "must be after from");
+  if (req.maxAmountMinor && req.maxAmountMinor < req.minAmountMinor) throw fieldError("max_amount_minor", "must not be below min_amount_minor");
   if (req.from) f.add("created_at >= ?", timestampDate(req.from));
   if (req.to) f.add("created_at < ?", timestampDate(req.to));
   if (req.minAmountMinor) f.add("amount_minor >= ?", req.minAmountMinor.toString());
@@ -128,7 +128,7 @@ export function consoleHandlers(deps: Deps, tipOut: (t: TipRow) => ReturnType<ty
       requireCaller(ctx, ...CONSOLE_READERS);
       if (req.subject.case === "tipId") {
         const tip = await loadTip(pool, req.subject.value);
-        if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+        if (!tip) throw new NotFoundError("tip_id: no such tip");
         // Callbacks name the tip once matched; the C2B confirmation of a paybill tip carries its receipt.
         const { rows } = await pool.query(
           `SELECT * FROM payment.callbacks WHERE tip_id = $1 OR ($2::text IS NOT NULL AND external_reference = $2) OR ($3::text IS NOT NULL AND external_reference = $3)
@@ -144,7 +144,7 @@ export function consoleHandlers(deps: Deps, tipOut: (t: TipRow) => ReturnType<ty
         };
       }
       const payout = await loadPayout(pool, req.subject.value!);
-      if (!payout) throw new ConnectError("payout_id: no such payout", Code.NotFound);
+      if (!payout) throw new NotFoundError("payout_id: no such payout");
       const { rows } = await pool.query("SELECT * FROM payment.callbacks WHERE payout_id = $1 ORDER BY received_at LIMIT 100", [payout.payout_id]);
       return {
         payout: payoutMessage(payout),
@@ -169,9 +169,9 @@ export function consoleHandlers(deps: Deps, tipOut: (t: TipRow) => ReturnType<ty
       if (req.subject.case === "tipId") {
         const tipId = req.subject.value;
         const tip = await loadTip(pool, tipId);
-        if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-        if (tip.status !== "pending") throw new ConnectError(`tip_id: the tip is ${tip.status.replace(/_/g, " ")}: nothing to re-query`, Code.FailedPrecondition);
-        if (tip.method !== "mpesa") throw new ConnectError("tip_id: only M-Pesa tips are re-queried here (card tips follow their provider's webhooks)", Code.FailedPrecondition);
+        if (!tip) throw new NotFoundError("tip_id: no such tip");
+        if (tip.status !== "pending") throw new InvalidStateError(`tip_id: the tip is ${tip.status.replace(/_/g, " ")}: nothing to re-query`);
+        if (tip.method !== "mpesa") throw new InvalidStateError("tip_id: only M-Pesa tips are re-queried here (card tips follow their provider's webhooks)");
         // Due now; the reconciler leases it (never two queries at once) and settles it exactly as a late callback would.
         await pool.query("UPDATE payment.tips SET next_check_at = now() - interval '1 second' WHERE tip_id = $1 AND status = 'pending'", [tipId]);
         await reconcileTips(deps, REQUERY_BATCH);
@@ -179,9 +179,9 @@ export function consoleHandlers(deps: Deps, tipOut: (t: TipRow) => ReturnType<ty
       }
       const payoutId = req.subject.value!;
       const payout = await loadPayout(pool, payoutId);
-      if (!payout) throw new ConnectError("payout_id: no such payout", Code.NotFound);
+      if (!payout) throw new NotFoundError("payout_id: no such payout");
       if (payout.status !== "pending" && payout.status !== "resolving") {
-        throw new ConnectError(`payout_id: the payout is ${payout.status.replace(/_/g, " ")}: nothing to re-query`, Code.FailedPrecondition);
+        throw new InvalidStateError(`payout_id: the payout is ${payout.status.replace(/_/g, " ")}: nothing to re-query`);
       }
       // A status query, or the first send of one never sent: the reconciler never sends a payout twice.
       await pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '1 second' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [payoutId]);

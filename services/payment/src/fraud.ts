@@ -2,8 +2,7 @@
 // and published as ttip.payment.fraud_alert; its rule decides whether the tip
 // is only flagged, held for review before crediting, or refused.
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { emitEvent, formatMoney, type Queryable } from "@ttip/runtime";
+import { DomainError, emitEvent, formatMoney, PermissionDeniedError, type Queryable, RateLimitedError } from "@ttip/runtime";
 import { FraudAlertSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FraudLimits } from "./config.js";
 
@@ -116,16 +115,16 @@ export async function evaluateTipWith(
 }
 
 /** The error a refused tip gets, by its first refusing rule. */
-export function refusal(hits: FraudHit[]): ConnectError | undefined {
+export function refusal(hits: FraudHit[]): DomainError | undefined {
   const first = hits.find((h) => h.action === "refuse");
   if (!first) return undefined;
   switch (first.reason) {
     case "BLOCKED_NUMBER":
-      return new ConnectError("mpesa_phone: this number cannot be used for tips; contact support", Code.PermissionDenied);
+      return new PermissionDeniedError("mpesa_phone: this number cannot be used for tips; contact support");
     case "PIN_FAILURES":
-      return new ConnectError("mpesa_phone: too many wrong M-Pesa PIN attempts; try again in an hour", Code.ResourceExhausted);
+      return new RateLimitedError("mpesa_phone: too many wrong M-Pesa PIN attempts; try again in an hour");
     default:
-      return new ConnectError(`mpesa_phone: too many tips from this number (${first.detail}); try again later`, Code.ResourceExhausted);
+      return new RateLimitedError(`mpesa_phone: too many tips from this number (${first.detail}); try again later`);
   }
 }
 

@@ -2,7 +2,7 @@ import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { callerOf, CONSOLE_READERS, MONEY_MOVERS, decodeTimeIdToken, emitEvent, encodePageToken, formatMoney, keysetPage, keysetTime, maskPhone, mpesaAmount, pageSize, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, callerOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, emitEvent, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetPage, keysetTime, maskPhone, MONEY_MOVERS, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, UnimplementedError, withTransaction } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -34,11 +34,11 @@ async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
     if (!target) throw new ConnectError("qr_code: the qr service answered without a target", Code.Internal);
     return target;
   } catch (err) {
-    const e = ConnectError.from(err);
+    const e = asConnectError(err);
     if (e.code === Code.NotFound || e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) {
       throw new ConnectError(`qr_code: ${e.rawMessage}`, e.code);
     }
-    throw new ConnectError(`qr_code: cannot be checked now (${e.rawMessage})`, Code.Unavailable);
+    throw new DependencyUnavailableError(`qr_code: cannot be checked now (${e.rawMessage})`);
   }
 }
 
@@ -76,16 +76,16 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (req.recipient.case === "qrCode") {
         const target = await resolveQrCode(deps, req.recipient.value);
         // A venue's own code (or a table's) names no worker: the tip goes to the venue's pool.
-        if (!target.workerId && !target.venueId) throw new ConnectError("qr_code: the code names neither a worker nor a venue", Code.FailedPrecondition);
+        if (!target.workerId && !target.venueId) throw new InvalidStateError("qr_code: the code names neither a worker nor a venue");
         if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== (req.amount?.currency ?? "KES"))) {
-          throw new ConnectError(`amount: this code is for exactly ${formatMoney(target.fixedAmount.amountMinor, target.fixedAmount.currency)}`, Code.InvalidArgument);
+          throw fieldError("amount", `this code is for exactly ${formatMoney(target.fixedAmount.amountMinor, target.fixedAmount.currency)}`);
         }
         recipient = { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId };
       } else if (req.recipient.case === "workerId") {
         recipient.workerId = req.recipient.value;
       }
       if (card) {
-        if (!recipient.workerId) throw new ConnectError("qr_code: card tips to a venue's pool are not available yet; pay by M-Pesa or scan a worker's code", Code.Unimplemented);
+        if (!recipient.workerId) throw new UnimplementedError("qr_code: card tips to a venue's pool are not available yet; pay by M-Pesa or scan a worker's code");
         const created = await createCardTip(deps, {
           idempotencyKey: req.idempotencyKey,
           ...recipient,
@@ -124,7 +124,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     // Anyone holding the tip id (an unguessable UUID the tip page got) may read its status.
     async getTip(req, ctx) {
       const tip = await loadTip(pool, req.tipId);
-      if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+      if (!tip) throw new NotFoundError("tip_id: no such tip");
       return { tip: tipOut(tip, locale(ctx)) };
     },
 
@@ -138,10 +138,10 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       );
       if (rows[0]) return { tip: tipOut(rows[0], locale(ctx)) };
       const tip = await loadTip(pool, req.tipId);
-      if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-      if (tip.status !== "succeeded") throw new ConnectError("tip_id: feedback is taken only for a tip that went through", Code.FailedPrecondition);
+      if (!tip) throw new NotFoundError("tip_id: no such tip");
+      if (tip.status !== "succeeded") throw new InvalidStateError("tip_id: feedback is taken only for a tip that went through");
       if (tip.rating === req.rating && tip.message === req.message) return { tip: tipOut(tip, locale(ctx)) };
-      throw new ConnectError("tip_id: feedback was already given for this tip", Code.FailedPrecondition);
+      throw new InvalidStateError("tip_id: feedback was already given for this tip");
     },
 
     async *watchTip(req, ctx) {
@@ -153,7 +153,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         const change = nextChange(deps, req.tipId, 1000, ctx.signal);
         try {
           const tip = committed ?? (await loadTip(pool, req.tipId));
-          if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+          if (!tip) throw new NotFoundError("tip_id: no such tip");
           const card = tip as CardTipRow;
           const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}|${card.next_action_url ?? ""}|${card.card_state ?? ""}`;
           if (key !== last) {
@@ -191,23 +191,23 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const amountMinor = mpesaAmount(req.amount, "amount");
       const settings = await loadSettings(caller.subject);
       const phone = req.mpesaPhone ? requireKenyanMobile(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
-      if (!phone) throw new ConnectError("mpesa_phone: no payout number registered; pass one or set it in payout settings", Code.FailedPrecondition);
-      if (settings?.payouts_on_hold) throw new ConnectError("payouts are on hold for this account; contact support", Code.FailedPrecondition);
+      if (!phone) throw new InvalidStateError("mpesa_phone: no payout number registered; pass one or set it in payout settings");
+      if (settings?.payouts_on_hold) throw new InvalidStateError("payouts are on hold for this account; contact support");
       // A retry of a request already verified: the step-up token was spent on the first try.
       const existing = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [caller.subject, req.idempotencyKey])).rows[0];
       if (existing) {
-        if (existing.amount_minor !== amountMinor || existing.phone !== phone) throw new ConnectError("idempotency_key: already used for a different payout", Code.AlreadyExists);
+        if (existing.amount_minor !== amountMinor || existing.phone !== phone) throw new AlreadyExistsError("idempotency_key: already used for a different payout");
         return { payout: payoutMessage(existing) };
       }
       // The device's biometric unlock, proved to the auth service.
       try {
         await createClient(AuthInternalService, deps.ctx.peers("auth")).verifyStepUpToken({ stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout" });
       } catch (err) {
-        const e = ConnectError.from(err, Code.Unavailable);
+        const e = asConnectError(err, Code.Unavailable);
         if (e.code === Code.Unavailable || e.code === Code.Unimplemented || e.code === Code.Internal) {
-          throw new ConnectError(`step_up_token: cannot be verified now (${e.rawMessage})`, Code.Unavailable);
+          throw new DependencyUnavailableError(`step_up_token: cannot be verified now (${e.rawMessage})`);
         }
-        throw new ConnectError(`step_up_token: ${e.rawMessage}`, Code.PermissionDenied);
+        throw new PermissionDeniedError(`step_up_token: ${e.rawMessage}`);
       }
       const payout = await startPayout(deps, { workerId: caller.subject, amountMinor, phone, idempotencyKey: req.idempotencyKey, automatic: false });
       return { payout: payoutMessage(payout) };
@@ -216,7 +216,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     async getPayout(req, ctx) {
       const caller = requireCaller(ctx, "worker", ...CONSOLE_READERS);
       const p = await loadPayout(pool, req.payoutId);
-      if (!p || (p.worker_id !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new ConnectError("payout_id: no such payout", Code.NotFound);
+      if (!p || (p.worker_id !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new NotFoundError("payout_id: no such payout");
       return { payout: payoutMessage(p) };
     },
 
@@ -265,7 +265,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const current = await loadSettings(caller.subject);
       const minimum = req.autoPayoutMinimum ? mpesaAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
       const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
-      if (req.autoPayout && !phone) throw new ConnectError("payout_phone: automatic payout needs a payout number", Code.InvalidArgument);
+      if (req.autoPayout && !phone) throw fieldError("payout_phone", "automatic payout needs a payout number");
       const { rows } = await pool.query<Settings>(
         `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone)
          VALUES ($1, $2, $3, $4)
@@ -313,9 +313,9 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     async reviewTip(req, ctx) {
       const admin = requireCaller(ctx, ...MONEY_MOVERS);
       const tip = await loadTip(pool, req.tipId);
-      if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-      if (tip.status !== "held_for_review") throw new ConnectError("tip_id: the tip is not held for review", Code.FailedPrecondition);
-      if (!tip.credit_entry_id) throw new ConnectError("tip_id: the payment is still being recorded; try again shortly", Code.FailedPrecondition);
+      if (!tip) throw new NotFoundError("tip_id: no such tip");
+      if (tip.status !== "held_for_review") throw new InvalidStateError("tip_id: the tip is not held for review");
+      if (!tip.credit_entry_id) throw new InvalidStateError("tip_id: the payment is still being recorded; try again shortly");
       if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note), locale(ctx)) };
       if (req.approve) {
         // Idempotent on its key: a repeated approval posts nothing new.
@@ -347,7 +347,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         }
         return t;
       });
-      if (!updated) throw new ConnectError("tip_id: the tip was reviewed meanwhile", Code.FailedPrecondition);
+      if (!updated) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
       deps.changes.emit(tip.tip_id);
       if (req.approve) runAfterCredit(deps, updated);
       return { tip: tipOut(updated, locale(ctx)) };
@@ -464,7 +464,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
     async getTipForReceipt(req) {
       const tip = await loadTip(pool, req.tipId);
-      if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
+      if (!tip) throw new NotFoundError("tip_id: no such tip");
       // Names belong to the auth and qr services; the receipt's sender looks them up.
       return { tip: tipOut(tip), workerDisplayName: "", venueName: "", workerReceived: kes(tip.worker_receives_minor) };
     },

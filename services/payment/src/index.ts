@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import type { ServiceContext, ServiceModule } from "@ttip/runtime";
+import type { Env, ModuleOptions, ServiceContext, ServiceModule } from "@ttip/runtime";
 import { registerC2bUrls } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
 import { createCardHub } from "./cards/hub.js";
@@ -18,9 +18,14 @@ import { reconcileTips, type Deps } from "./tips.js";
 export { loadPaymentConfig, type PaymentConfig } from "./config.js";
 export type { CardsConfig } from "./cards/config.js";
 
-export interface PaymentModuleOptions {
-  /** Where configuration comes from; read at each use, so a host may fill in late values (its own URL). Default: the environment. */
+export interface PaymentModuleOptions extends ModuleOptions {
+  /** The configuration itself, instead of parsing `env` (tests); read at each use. */
   config?: () => PaymentConfig;
+  /**
+   * This service's own public base URL for Daraja's callbacks, when it is known
+   * only after start (the embedded run's port); PAYMENT_CALLBACK_BASE_URL wins.
+   */
+  callbackBaseUrl?: () => string | undefined;
 }
 
 /**
@@ -29,7 +34,7 @@ export interface PaymentModuleOptions {
  * moves; card tips by Stripe (cards/). Tips to a venue's pool are not built yet (UNIMPLEMENTED).
  */
 export function createPaymentModule(options: PaymentModuleOptions = {}): ServiceModule {
-  const config = options.config ?? envConfig();
+  const config = options.config ?? envConfig(options.env ?? process.env, options.callbackBaseUrl);
   const depsByCtx = new WeakMap<ServiceContext, Deps>();
   const depsFor = (ctx: ServiceContext): Deps => {
     let d = depsByCtx.get(ctx);
@@ -129,13 +134,17 @@ async function registerInBackground(deps: Deps, registering: { on: boolean }): P
   }
 }
 
-/** Configuration from the environment, parsed again only when a variable it reads changes. */
-function envConfig(): () => PaymentConfig {
-  let cached: { key: string; config: PaymentConfig } | undefined;
+/**
+ * Configuration from the environment, parsed once at first use; the late
+ * callback base URL is asked for until it is known, then kept.
+ */
+function envConfig(env: Env, callbackBaseUrl?: () => string | undefined): () => PaymentConfig {
+  let parsed: PaymentConfig | undefined;
   return () => {
-    const key = JSON.stringify(Object.entries(process.env).filter(([k]) => /^(DARAJA_|PAYMENT_|MPESA_|STK_|PAYOUT_|RECONCILE_|FRAUD_|C2B_|USSD_|STRIPE_|PAYPAL_|CARD_)/.test(k)).sort());
-    if (cached?.key !== key) cached = { key, config: loadPaymentConfig(process.env) };
-    return cached.config;
+    parsed ??= loadPaymentConfig(env);
+    if (parsed.callbackBaseUrl || !callbackBaseUrl) return parsed;
+    const url = callbackBaseUrl();
+    return url ? (parsed = { ...parsed, callbackBaseUrl: url }) : parsed;
   };
 }
 

@@ -3,8 +3,7 @@
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { maskPhone, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { maskPhone, NotFoundError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { PaymentMethodKind, PaymentMethodSchema, type PaymentMethod } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 
 interface MethodRow {
@@ -56,7 +55,7 @@ export async function removeMethod(pool: Pool, ownerId: string, id: string): Pro
   await withTransaction(pool, async (tx) => {
     await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`payment_methods:${ownerId}`]);
     const { rows } = await tx.query<MethodRow>("DELETE FROM payment.payment_methods WHERE payment_method_id = $1 AND owner_id = $2 RETURNING *", [id, ownerId]);
-    if (!rows[0]) throw new ConnectError("payment_method_id: no such payment method", Code.NotFound);
+    if (!rows[0]) throw new NotFoundError("payment_method_id: no such payment method");
     // The oldest remaining number takes over as default.
     if (rows[0].is_default) {
       await tx.query(

@@ -5,8 +5,8 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type HandlerContext } from "@connectrpc/connect";
-import { callerHeaders, MONEY_VIEWERS, requireCaller, type Queryable, type Role } from "@ttip/runtime";
+import { createClient, type HandlerContext } from "@connectrpc/connect";
+import { callerHeaders, DependencyUnavailableError, MONEY_VIEWERS, NotConfiguredError, NotFoundError, type Queryable, requireCaller, type Role } from "@ttip/runtime";
 import { GetMpesaBalanceResponseSchema, type GetMpesaBalanceResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -60,7 +60,7 @@ export async function applyBalanceResult(db: Queryable, token: string, result: P
 export async function checkMpesaBalance(deps: Deps, ctx: HandlerContext): Promise<string> {
   const caller = requireCaller(ctx, ...MONEY_VIEWERS);
   const config = deps.config();
-  if (!config.daraja || !config.callbackBaseUrl) throw new ConnectError("M-Pesa is not configured on this deployment", Code.FailedPrecondition);
+  if (!config.daraja || !config.callbackBaseUrl) throw new NotConfiguredError("M-Pesa is not configured on this deployment");
   const checkId = randomUUID();
   const token = randomBytes(24).toString("base64url");
   await deps.ctx.pool.query("INSERT INTO payment.mpesa_balance_checks (check_id, callback_token, requested_by) VALUES ($1, $2, $3)", [checkId, token, caller.subject]);
@@ -74,7 +74,7 @@ export async function checkMpesaBalance(deps: Deps, ctx: HandlerContext): Promis
   } catch (err) {
     const why = err instanceof DarajaError || err instanceof Error ? err.message : String(err);
     await deps.ctx.pool.query("UPDATE payment.mpesa_balance_checks SET answered_at = now(), result_code = 'not_sent', result_desc = $2 WHERE check_id = $1", [checkId, why.slice(0, 300)]);
-    throw new ConnectError(`M-Pesa did not take the balance query: ${why}`, Code.Unavailable);
+    throw new DependencyUnavailableError(`M-Pesa did not take the balance query: ${why}`);
   }
   return checkId;
 }
@@ -98,7 +98,7 @@ export async function getMpesaBalance(deps: Deps, ctx: HandlerContext, checkId: 
     checkId ? [checkId] : [],
   );
   const row = rows[0];
-  if (!row) throw new ConnectError(checkId ? "check_id: no such balance check" : "no balance check yet: call CheckMpesaBalance", Code.NotFound);
+  if (!row) throw new NotFoundError(checkId ? "check_id: no such balance check" : "no balance check yet: call CheckMpesaBalance");
   const kes = (minor: bigint) => ({ currency: "KES", amountMinor: minor });
   const accounts = (row.accounts as ParsedAccount[]).filter((a) => a.currency === "KES");
   const reported = accounts.reduce((sum, a) => sum + BigInt(a.current), 0n);

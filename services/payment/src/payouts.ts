@@ -3,9 +3,9 @@
 // its result settles or releases the hold. A payout whose outcome is unknown
 // is resolved by Transaction Status queries, never by sending again.
 import { randomBytes, randomUUID } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { emitEvent, formatMoney, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, DependencyUnavailableError, emitEvent, formatMoney, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -71,7 +71,7 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
   if (!payout) {
     payout = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [p.workerId, p.idempotencyKey])).rows[0];
     if (payout.amount_minor !== p.amountMinor || payout.phone !== p.phone) {
-      throw new ConnectError("idempotency_key: already used for a different payout", Code.AlreadyExists);
+      throw new AlreadyExistsError("idempotency_key: already used for a different payout");
     }
   }
   if (payout.b2c_state === "new" && payout.status === "pending") await sendPayout(deps, payout);
@@ -82,7 +82,7 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
 async function sendPayout(deps: PayoutDeps, payout: PayoutRow): Promise<void> {
   const { pool, logger } = deps.ctx;
   const config = deps.config();
-  if (!config.daraja || !config.callbackBaseUrl) throw new ConnectError("M-Pesa payouts are not configured on this deployment", Code.FailedPrecondition);
+  if (!config.daraja || !config.callbackBaseUrl) throw new InvalidStateError("M-Pesa payouts are not configured on this deployment");
   if (payout.hold_state === "none") {
     try {
       // Idempotent per payout: a repeat after a lost answer finds the same hold.
@@ -91,12 +91,12 @@ async function sendPayout(deps: PayoutDeps, payout: PayoutRow): Promise<void> {
         payout.payout_id, hold.holdId, hold.accountId,
       ]);
     } catch (err) {
-      const e = ConnectError.from(err);
+      const e = asConnectError(err);
       if (e.code === Code.FailedPrecondition || e.code === Code.ResourceExhausted) {
         await finishPayout(deps, payout.payout_id, { success: false, code: e.code === Code.FailedPrecondition ? "insufficient_balance" : "limit", message: e.rawMessage });
         throw e;
       }
-      throw new ConnectError(`the wallet could not hold the amount: ${e.rawMessage}`, Code.Unavailable);
+      throw new DependencyUnavailableError(`the wallet could not hold the amount: ${e.rawMessage}`);
     }
   }
   // The point of no return: once 'sending' is committed, this payout is never sent again.

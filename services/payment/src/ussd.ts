@@ -7,10 +7,10 @@
 // the start on each request, so a repeated or re-sent request gets the same
 // screen; the only effect, the STK push, is a tip created under the key
 // ussd:<sessionId>, so a session charges at most once.
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
+import { asConnectError, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
 import type { UssdConfig } from "./config.js";
 import { resultMessage } from "./messages.js";
 import { createTip, type Deps } from "./tips.js";
@@ -195,7 +195,7 @@ async function resolveCode(deps: Deps, code: string): Promise<TipTarget | string
     if (!target.workerId) return "venueCode";
     return target;
   } catch (err) {
-    const e = ConnectError.from(err);
+    const e = asConnectError(err);
     if (e.code === Code.NotFound || e.code === Code.InvalidArgument) return "badCode";
     if (e.code === Code.FailedPrecondition) return "inactiveCode";
     deps.ctx.logger.warn({ err: e.message }, "USSD code lookup failed");
@@ -224,7 +224,7 @@ async function pay(deps: Deps, r: UssdRequest, phone: string, target: TipTarget,
     if (tip.status === "failed") return say("notPaid", lang, { why: resultMessage(tip.result_code, lang) });
     return say("paying", lang, vars);
   } catch (err) {
-    const e = ConnectError.from(err);
+    const e = asConnectError(err);
     if (e.code === Code.Unavailable || e.code === Code.FailedPrecondition || e.code === Code.Internal || e.code === Code.Unknown) {
       deps.ctx.logger.warn({ err: e.message }, "USSD tip not started");
       return say("busy", lang);

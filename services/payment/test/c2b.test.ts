@@ -37,7 +37,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
   let qr: Client<typeof QrService>;
 
   before(async () => {
-    h = await startHarness({}, [createQrModule({})]);
+    h = await startHarness({}, [createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } })]);
     h.config.c2b = {
       pathToken: TOKEN,
       shortCodes: [h.sim.options.shortcode],

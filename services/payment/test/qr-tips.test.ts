@@ -19,7 +19,7 @@ describe("tips by scanned QR code", () => {
   let qr: Client<typeof QrService>;
 
   before(async () => {
-    h = await startHarness({}, [createQrModule({})]);
+    h = await startHarness({}, [createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } })]);
     pay = h.t.client(PaymentService);
     qr = createClient(QrService, h.t.ctx.peers("qr"));
   });

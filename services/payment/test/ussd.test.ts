@@ -22,7 +22,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
   before(async () => {
     await providers.start();
     h = await startHarness({}, [
-      createQrModule({}),
+      createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }),
       createNotificationModule({ config: { providers: providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
     ]);
     h.config.ussd = { pathToken: TOKEN, sessionTimeoutMs: 60_000, amountsKes: [50, 100, 200, 500] };

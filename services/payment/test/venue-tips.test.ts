@@ -23,7 +23,7 @@ describe("tips to a venue's pool", () => {
   let walletAdmin: Client<typeof WalletAdminService>;
 
   before(async () => {
-    h = await startHarness({}, [createQrModule({})]);
+    h = await startHarness({}, [createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } })]);
     pay = h.t.client(PaymentService);
     qr = createClient(QrService, h.t.ctx.peers("qr"));
     walletAdmin = createClient(WalletAdminService, h.t.ctx.peers("wallet"));

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { env, loadConfig } from "@ttip/runtime";
+import { env, loadConfig, type Env } from "@ttip/runtime";
 
 export const qrConfigShape = {
   // HMAC-SHA256 key for code payloads; required in a cluster.
@@ -27,14 +27,15 @@ export const qrConfigShape = {
 
 export type QrConfig = ReturnType<typeof loadQrConfig>;
 
-export function loadQrConfig(vars: Record<string, string | undefined> = process.env) {
+export function loadQrConfig(vars: Env = process.env) {
   return loadConfig(qrConfigShape, vars);
 }
 
 /**
- * Embedded runs (`main.ts embedded`) and node's test runner may use a
- * generated key; a cluster pod must be given QR_SIGNING_KEY.
+ * Only a process configured for it (the embedded run and the test runner set
+ * QR_ALLOW_DEV_SIGNING_KEY) may use a generated key; a cluster pod must be
+ * given QR_SIGNING_KEY.
  */
 export function devKeyAllowed(cfg: QrConfig): boolean {
-  return cfg.QR_ALLOW_DEV_SIGNING_KEY || process.argv[2] === "embedded" || process.env.NODE_TEST_CONTEXT !== undefined;
+  return cfg.QR_ALLOW_DEV_SIGNING_KEY;
 }

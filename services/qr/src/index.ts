@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { QrService, QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { ConfigError, type ServiceContext, type ServiceModule } from "@ttip/runtime";
-import { devKeyAllowed, loadQrConfig } from "./config.js";
+import { ConfigError, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { devKeyAllowed, loadQrConfig, type QrConfig } from "./config.js";
 import { createHandlers, type QrDeps } from "./handlers.js";
 import { Resolver } from "./resolver.js";
 import { PayloadSigner } from "./signing.js";
@@ -22,16 +22,17 @@ async function signingKey(ctx: ServiceContext, cfg: ReturnType<typeof loadQrConf
   return rows[0].value;
 }
 
-/** The qr service; `envVars` lets tests and benchmarks pass their own configuration. */
-export function createQrModule(envVars: Record<string, string | undefined> = process.env): ServiceModule {
+/** The qr service; `env` lets tests and benchmarks pass their own configuration. */
+export function createQrModule(options: ModuleOptions = {}): ServiceModule {
   // One module may be started more than once in a process (tests): state per start.
   const deps = new WeakMap<ServiceContext, QrDeps>();
+  let config: QrConfig | undefined;
   return {
     name: "qr",
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
     services: [QrService, QrInternalService],
     async start(ctx) {
-      const cfg = loadQrConfig(envVars);
+      const cfg = (config ??= loadQrConfig(options.env));
       const key = await signingKey(ctx, cfg);
       const signer = new PayloadSigner(key, cfg.QR_PREVIOUS_SIGNING_KEYS);
       deps.set(ctx, {

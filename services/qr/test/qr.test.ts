@@ -57,7 +57,7 @@ describe("qr service", () => {
   const idem = () => `idem-key-${++key}-${randomUUID()}`;
 
   before(async () => {
-    t = await startTestService(createQrModule({ QR_SIGNING_KEY: KEY, QR_TIP_BASE_URL: BASE }));
+    t = await startTestService(createQrModule({ env: { QR_SIGNING_KEY: KEY, QR_TIP_BASE_URL: BASE } }));
     await as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Wanjiku <Kamau> & Co", photoUrl: "https://cdn.example/w.jpg" });
     await as(otherWorker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: otherWorker.subject, displayName: "Otieno" });
     await as(manager).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House Kimathi", city: "Nairobi" });
@@ -585,13 +585,7 @@ describe("qr service", () => {
 
 describe("qr configuration", () => {
   test("a cluster process without QR_SIGNING_KEY refuses to start", async () => {
-    const saved = process.env.NODE_TEST_CONTEXT;
-    delete process.env.NODE_TEST_CONTEXT;
-    try {
-      // It fails before touching anything, so no real context is needed.
-      await assert.rejects(createQrModule({}).start!({} as ServiceContext), /QR_SIGNING_KEY: is required/);
-    } finally {
-      if (saved !== undefined) process.env.NODE_TEST_CONTEXT = saved;
-    }
+    // It fails before touching anything, so no real context is needed.
+    await assert.rejects(createQrModule({ env: {} }).start!({} as ServiceContext), /QR_SIGNING_KEY: is required/);
   });
 });

@@ -8,6 +8,20 @@ export class ConfigError extends Error {
   }
 }
 
+/** Environment variables as a service reads them: process.env in a cluster, a record of its own in embedded runs and tests. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * What every service factory (create<Name>Module) takes: where its
+ * configuration comes from. Each parses it once, at its first use, and never
+ * writes it back; values known only after start (the service's own URL) are
+ * passed to the factory as functions.
+ */
+export interface ModuleOptions {
+  /** Default: process.env. */
+  env?: Env;
+}
+
 /**
  * Parses environment variables with a zod object schema whose keys are the
  * variable names. Every problem is reported at once, naming the variable, so a
@@ -15,7 +29,7 @@ export class ConfigError extends Error {
  */
 export function loadConfig<S extends z.ZodRawShape>(
   shape: S,
-  env: Record<string, string | undefined> = process.env,
+  env: Env = process.env,
 ): z.infer<z.ZodObject<S>> {
   const result = z.object(shape).safeParse(env);
   if (result.success) return result.data;

@@ -146,6 +146,6 @@ export function connectErrorOf(err: unknown): ConnectError | undefined {
  * in-process call's refusal and branches on its code (ConnectError.from alone
  * turns a domain error into UNKNOWN).
  */
-export function asConnectError(err: unknown): ConnectError {
-  return connectErrorOf(err) ?? ConnectError.from(err);
+export function asConnectError(err: unknown, code?: Code): ConnectError {
+  return connectErrorOf(err) ?? ConnectError.from(err, code);
 }

@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { env, loadConfig, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { env, loadConfig, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { Access } from "./access.js";
 import { Distributions } from "./distributions.js";
 import { registerHandlers, type VenueDeps } from "./handlers.js";
@@ -17,16 +17,17 @@ export const venueConfigShape = {
 export { cutByWeights, REMAINDER_RULE } from "./split.js";
 export { planSplit } from "./plan.js";
 
-/** The venue service; `envVars` lets tests and benchmarks pass their own configuration. */
-export function createVenueModule(envVars: Record<string, string | undefined> = process.env): ServiceModule {
+/** The venue service; `env` lets tests and benchmarks pass their own configuration. */
+export function createVenueModule(options: ModuleOptions = {}): ServiceModule {
   const deps = new WeakMap<ServiceContext, VenueDeps>();
+  let config: ReturnType<typeof loadConfig<typeof venueConfigShape>> | undefined;
   return {
     name: "venue",
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
     calls: ["qr", "wallet", "notification"],
     services: [VenueService],
     async start(ctx) {
-      const cfg = loadConfig(venueConfigShape, envVars);
+      const cfg = (config ??= loadConfig(venueConfigShape, options.env));
       const access = new Access(ctx);
       const distributions = new Distributions(ctx, async (venueId) => (await access.venue(venueId)).name);
       deps.set(ctx, { pool: ctx.pool, access, members: new Members(ctx, () => ({ joinUrl: cfg.VENUE_JOIN_URL })), distributions });

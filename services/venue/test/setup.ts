@@ -53,8 +53,8 @@ export async function startHarness(): Promise<Harness> {
     sweepIntervalMs: 100,
     contacts: async () => null,
   });
-  const t = await startTestService(createVenueModule({ VENUE_RESUME_INTERVAL_MS: "0", VENUE_JOIN_URL: "http://127.0.0.1:8080/join" }), {
-    with: [wallet, createQrModule({}), notification],
+  const t = await startTestService(createVenueModule({ env: { VENUE_RESUME_INTERVAL_MS: "0", VENUE_JOIN_URL: "http://127.0.0.1:8080/join" } }), {
+    with: [wallet, createQrModule({ env: { QR_ALLOW_DEV_SIGNING_KEY: "true" } }), notification],
   });
   const qr = createClient(QrService, t.ctx.peers("qr"));
   const walletInternal = createClient(WalletInternalService, t.ctx.peers("wallet"));

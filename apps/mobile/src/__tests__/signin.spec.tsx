@@ -72,3 +72,15 @@ test("a refused access token is rotated once with the refresh token and the call
   expect(gw.count("RefreshSession")).toBeGreaterThanOrEqual(1);
   expect(JSON.parse(phone.secure.data.get("session")!).refreshToken).not.toBe(before);
 });
+
+test("in Swahili, the gateway's refusals are Swahili sentences too", async () => {
+  const gw = new FakeGateway();
+  await renderApp(gw, undefined, "sw");
+  await fireEvent.changeText(await screen.findByTestId("phone"), "0712345678");
+  await fireEvent.press(screen.getByTestId("signin-submit"));
+  await fireEvent.changeText(await screen.findByTestId("otp"), gw.otp);
+  await fireEvent.press(screen.getByTestId("signin-submit"));
+  await fireEvent.changeText(await screen.findByTestId("pin"), "9999");
+  await fireEvent.press(screen.getByTestId("signin-submit"));
+  expect(await screen.findByRole("alert")).toHaveTextContent("Tafadhali angalia pin: wrong PIN.");
+});

@@ -2,7 +2,7 @@
 // is kept for offline use.
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { plainError } from "@ttip/web-lib/errors";
+import { plainError } from "../lib/errors";
 import { formatMoney } from "@ttip/web-lib/money";
 import { useState } from "react";
 import { Text, View } from "react-native";
@@ -40,7 +40,7 @@ export function History({ onOpenStatements }: { onOpenStatements(): void }) {
         ))}
       </View>
       {page.offline ? <OfflineNotice savedAt={page.savedAt} hasData={page.data !== undefined} /> : null}
-      <ErrorText>{page.error ? plainError(page.error) : ""}</ErrorText>
+      <ErrorText>{page.error ? plainError(page.error, locale) : ""}</ErrorText>
       <View testID="history-list">
         {tips.map((tip) => (
           <View key={tip.tipId} style={styles.row}>

@@ -5,7 +5,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { plainError } from "@ttip/web-lib/errors";
+import { plainError } from "../lib/errors";
 import { formatMoney } from "@ttip/web-lib/money";
 import { useEffect, useRef, useState } from "react";
 import { Text, View } from "react-native";
@@ -43,7 +43,7 @@ export function Home({ onOpenInbox }: { onOpenInbox(): void }) {
     <Screen testID="home">
       <Title>{t("homeTitle")}</Title>
       {offline ? <OfflineNotice savedAt={balance.savedAt ?? tips.savedAt} hasData={!!b || list.length > 0} /> : null}
-      <ErrorText>{balance.error ? plainError(balance.error) : tips.error ? plainError(tips.error) : ""}</ErrorText>
+      <ErrorText>{balance.error ? plainError(balance.error, locale) : tips.error ? plainError(tips.error, locale) : ""}</ErrorText>
       {arrived ? (
         <Notice testID="new-tip">
           <Text role="status" aria-live="polite" style={styles.text}>{t("newTip", { amount: formatMoney(arrived.amount?.amountMinor ?? 0n) })}</Text>

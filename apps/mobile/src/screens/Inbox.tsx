@@ -2,7 +2,7 @@
 // payouts, pool shares), newest first; opening it marks the unread ones read.
 import { useMutation } from "@connectrpc/connect-query";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { plainError } from "@ttip/web-lib/errors";
+import { plainError } from "../lib/errors";
 import { useEffect, useRef } from "react";
 import { Text, View } from "react-native";
 import { when } from "../lib/format";
@@ -30,7 +30,7 @@ export function Inbox({ onClose }: { onClose(): void }) {
       <Title>{t("inboxTitle")}</Title>
       <Button kind="secondary" testID="inbox-close" title={t("back")} onPress={onClose} />
       {inbox.offline ? <OfflineNotice savedAt={inbox.savedAt} hasData={inbox.data !== undefined} /> : null}
-      <ErrorText>{inbox.error ? plainError(inbox.error) : ""}</ErrorText>
+      <ErrorText>{inbox.error ? plainError(inbox.error, locale) : ""}</ErrorText>
       <View testID="inbox-list">
         {list.map((n) => (
           <View key={n.notificationId} style={styles.row}>

@@ -4,7 +4,7 @@ import { createClient } from "@connectrpc/connect";
 import { useMutation, useTransport } from "@connectrpc/connect-query";
 import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { plainError } from "@ttip/web-lib/errors";
+import { plainError } from "../lib/errors";
 import { useCallback, useEffect, useState } from "react";
 import { Image, Text, useWindowDimensions } from "react-native";
 import { useApp } from "../app-context";
@@ -58,9 +58,9 @@ export function MyQr() {
       setState("live");
     } catch (err) {
       if (isUnreachable(err)) setState("offline");
-      else (setError(plainError(err)), setState("live"));
+      else (setError(plainError(err, locale)), setState("live"));
     }
-  }, [cache, slot, transport, userId]);
+  }, [cache, slot, transport, userId, locale]);
 
   useEffect(() => void load(), [load]);
 
@@ -91,7 +91,7 @@ export function MyQr() {
                 await create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: userId, idempotencyKey: newKey() });
                 await load();
               } catch (err) {
-                setError(plainError(err));
+                setError(plainError(err, locale));
               }
             }}
           />

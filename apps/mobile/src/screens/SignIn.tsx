@@ -2,7 +2,7 @@
 import { useMutation } from "@connectrpc/connect-query";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { plainError } from "@ttip/web-lib/errors";
+import { plainError } from "../lib/errors";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import { useState } from "react";
 import { Text } from "react-native";
@@ -16,7 +16,7 @@ const PIN = /^[0-9]{4,6}$/;
 
 export function SignIn() {
   const { sessions } = useApp();
-  const { t } = useI18n();
+  const { t, locale } = useI18n();
   const [step, setStep] = useState<Step>({ kind: "phone" });
   const [phone, setPhone] = useState("");
   const [otp, setOtp] = useState("");
@@ -58,7 +58,7 @@ export function SignIn() {
         await sessions.pinWasSet();
       }
     } catch (err) {
-      setError(plainError(err));
+      setError(plainError(err, locale));
     }
   };
 

@@ -1,7 +1,7 @@
 // Monthly statements: opening and closing balance and every posting between, a
 // month at a time (the wallet's rows); each month seen is kept for offline use.
 import { StatementFormat, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { plainError } from "@ttip/web-lib/errors";
+import { plainError } from "../lib/errors";
 import { formatMoney } from "@ttip/web-lib/money";
 import { useState } from "react";
 import { Text, View } from "react-native";
@@ -40,7 +40,7 @@ export function Statements({ onClose, now = new Date() }: { onClose(): void; now
         <Button kind="secondary" testID="month-next" title="›" disabled={isCurrent} onPress={() => step(1)} />
       </View>
       {statement.offline ? <OfflineNotice savedAt={statement.savedAt} hasData={s !== undefined} /> : null}
-      <ErrorText>{statement.error ? plainError(statement.error) : ""}</ErrorText>
+      <ErrorText>{statement.error ? plainError(statement.error, locale) : ""}</ErrorText>
       {s ? (
         <>
           <Notice>

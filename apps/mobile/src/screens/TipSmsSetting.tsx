@@ -5,7 +5,7 @@ import { createClient } from "@connectrpc/connect";
 import { useTransport } from "@connectrpc/connect-query";
 import { Channel, KindPreferenceSchema, PreferencesSchema, TemplateKey, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { plainError } from "@ttip/web-lib/errors";
+import { plainError } from "../lib/errors";
 import { useEffect, useState } from "react";
 import { Switch, Text, View } from "react-native";
 import { useApp } from "../app-context";
@@ -29,7 +29,7 @@ function withTipSms(p: Preferences, on: boolean): Preferences {
 
 export function TipSmsSetting() {
   const { cache, sessions } = useApp();
-  const { t } = useI18n();
+  const { t, locale } = useI18n();
   const transport = useTransport();
   const userId = sessions.get()?.userId ?? "";
   const [prefs, setPrefs] = useState<Preferences>();
@@ -56,7 +56,7 @@ export function TipSmsSetting() {
       await createClient(NotificationService, transport).updatePreferences({ preferences: next });
       setNote(t("prefSaved"));
     } catch (err) {
-      if (!isUnreachable(err)) return (setPrefs(prefs), setError(plainError(err)));
+      if (!isUnreachable(err)) return (setPrefs(prefs), setError(plainError(err, locale)));
       await queuePreferences(cache, userId, next);
       setNote(t("prefQueued"));
     }

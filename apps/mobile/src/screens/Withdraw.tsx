@@ -9,7 +9,7 @@ import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { plainError } from "@ttip/web-lib/errors";
+import { plainError } from "../lib/errors";
 import { formatMoney, parseWholeUnits } from "@ttip/web-lib/money";
 import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
 import { useEffect, useState } from "react";
@@ -87,7 +87,7 @@ export function Withdraw() {
       setStage({ kind: "sent", payoutId: res.payout!.payoutId });
     } catch (err) {
       setStage(attempt);
-      setError(plainError(err));
+      setError(plainError(err, locale));
     }
   };
 

@@ -3,8 +3,8 @@
 // wallet before money leaves; only a lost chargeback may leave the worker's
 // balance below zero, and later tips pay it back first.
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { withTransaction } from "@ttip/runtime";
+import { Code } from "@connectrpc/connect";
+import { asConnectError, DependencyUnavailableError, fieldError, InvalidStateError, NotFoundError, withTransaction } from "@ttip/runtime";
 import { recordAlert } from "../fraud.js";
 import type { Deps } from "../tips.js";
 import type { CardTipRow } from "./convert.js";
@@ -47,17 +47,17 @@ export async function refundCardTip(
 ): Promise<{ tip: CardTipRow; refundId: string }> {
   const { pool } = deps.ctx;
   let tip = await loadCardTip(pool, input.tipId);
-  if (!tip) throw new ConnectError("tip_id: no such tip", Code.NotFound);
-  if (tip.method !== "card") throw new ConnectError("tip_id: only card tips are refunded here; M-Pesa tips are reversed by the M-Pesa reversal process", Code.FailedPrecondition);
+  if (!tip) throw new NotFoundError("tip_id: no such tip");
+  if (tip.method !== "card") throw new InvalidStateError("tip_id: only card tips are refunded here; M-Pesa tips are reversed by the M-Pesa reversal process");
   const provider = providerFor(deps, tip.card_provider!);
   let refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
   if (!refund) {
-    if (tip.status !== "succeeded" || !tip.credit_entry_id) throw new ConnectError("tip_id: the tip is not a paid, credited card tip", Code.FailedPrecondition);
-    if (tip.card_state === "disputed" || tip.card_state === "dispute_lost") throw new ConnectError("tip_id: the payment is disputed; the chargeback decides", Code.FailedPrecondition);
+    if (tip.status !== "succeeded" || !tip.credit_entry_id) throw new InvalidStateError("tip_id: the tip is not a paid, credited card tip");
+    if (tip.card_state === "disputed" || tip.card_state === "dispute_lost") throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
     const left = tip.charged_minor - tip.refunded_minor;
     const amount = input.amount?.amountMinor ? input.amount : { currency: tip.currency, amountMinor: left };
-    if (amount.currency !== tip.currency) throw new ConnectError(`amount: the tip was paid in ${tip.currency}`, Code.InvalidArgument);
-    if (amount.amountMinor <= 0n || amount.amountMinor > left) throw new ConnectError(`amount: between 1 and ${left} minor units are left to refund`, Code.InvalidArgument);
+    if (amount.currency !== tip.currency) throw fieldError("amount", `the tip was paid in ${tip.currency}`);
+    if (amount.amountMinor <= 0n || amount.amountMinor > left) throw fieldError("amount", `between 1 and ${left} minor units are left to refund`);
     const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
     const portion = portionOf(tip, amount.amountMinor, walletLeft, amount.amountMinor === left);
     const refundId = randomUUID();
@@ -74,10 +74,10 @@ export async function refundCardTip(
     try {
       await deps.cards!.ledger.reverse(`card-refund:${refund.refund_id}`, splitOf(tip), portion, { description: `Refund of card tip ${tip.tip_id}` });
     } catch (err) {
-      const e = ConnectError.from(err);
-      if (e.code !== Code.FailedPrecondition) throw new ConnectError(`the wallet cannot take the refund now (${e.rawMessage}); retry with the same idempotency key`, Code.Unavailable);
+      const e = asConnectError(err);
+      if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the refund now (${e.rawMessage}); retry with the same idempotency key`);
       await pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1", [refund.refund_id, "worker balance too low"]);
-      throw new ConnectError("tip_id: the worker's balance no longer covers this refund (already withdrawn)", Code.FailedPrecondition);
+      throw new InvalidStateError("tip_id: the worker's balance no longer covers this refund (already withdrawn)");
     }
     await withTransaction(pool, async (tx) => {
       const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'debited' WHERE refund_id = $1 AND status = 'new'", [refund.refund_id]);
@@ -101,7 +101,7 @@ export async function refundCardTip(
       refund.provider_refund_id = r.refundId;
     } catch (err) {
       if (!(err instanceof CardProviderError)) throw err;
-      if (err.kind === "unknown") throw new ConnectError(`the card provider did not answer (${err.message}); retry with the same idempotency key`, Code.Unavailable);
+      if (err.kind === "unknown") throw new DependencyUnavailableError(`the card provider did not answer (${err.message}); retry with the same idempotency key`);
       // Refused: the worker's share goes back.
       await deps.cards!.ledger.restore(`card-refund-undo:${refund.refund_id}`, splitOf(tip), portion, `Refund of card tip ${tip.tip_id} refused by the provider`);
       await withTransaction(pool, async (tx) => {
@@ -114,10 +114,10 @@ export async function refundCardTip(
           );
         }
       });
-      throw new ConnectError(`the card provider refused the refund: ${err.message}`, Code.FailedPrecondition);
+      throw new InvalidStateError(`the card provider refused the refund: ${err.message}`);
     }
   }
-  if (refund.status === "failed") throw new ConnectError(`tip_id: this refund failed earlier (${refund.failure})`, Code.FailedPrecondition);
+  if (refund.status === "failed") throw new InvalidStateError(`tip_id: this refund failed earlier (${refund.failure})`);
   deps.changes.emit(tip.tip_id);
   tip = (await loadCardTip(pool, tip.tip_id))!;
   return { tip, refundId: refund.provider_refund_id ?? refund.refund_id };

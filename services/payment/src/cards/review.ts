@@ -1,8 +1,7 @@
-import { withTransaction } from "@ttip/runtime";
+import { InvalidStateError, withTransaction } from "@ttip/runtime";
 import { runAfterCredit, type Deps } from "../tips.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import { emitCardTipSucceeded, splitOf } from "./tips.js";
-import { Code, ConnectError } from "@connectrpc/connect";
 
 /**
  * An admin's decision on a card tip held by a rule (country mismatch, a
@@ -27,7 +26,7 @@ export async function reviewCardTip(deps: Deps, tip: CardTipRow, approve: boolea
     if (approve) await emitCardTipSucceeded(tx, t);
     return t;
   });
-  if (!updated) throw new ConnectError("tip_id: the tip was reviewed meanwhile", Code.FailedPrecondition);
+  if (!updated) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
   deps.changes.emit(tip.tip_id);
   if (approve) runAfterCredit(deps, updated);
   return updated;

@@ -4,7 +4,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { emitEvent, withTransaction, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Queryable, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -45,14 +45,14 @@ export interface CreatedCardTip {
 
 export function cardsConfig(deps: Deps): CardsConfig {
   const c = deps.config().cards;
-  if (!c || !deps.cards) throw new ConnectError("card tips are not configured on this deployment (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET)", Code.FailedPrecondition);
+  if (!c || !deps.cards) throw new InvalidStateError("card tips are not configured on this deployment (STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET)");
   return c;
 }
 
 export function providerFor(deps: Deps, name: CardProviderName): CardProvider {
   cardsConfig(deps);
   const p = deps.cards!.provider(name);
-  if (!p) throw new ConnectError(`card_provider: ${name} is not configured on this deployment`, Code.FailedPrecondition);
+  if (!p) throw new InvalidStateError(`card_provider: ${name} is not configured on this deployment`);
   return p;
 }
 
@@ -93,13 +93,13 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   const fp = requestFingerprint(t);
   const existing = await byKey(pool, t.idempotencyKey);
   if (existing) {
-    if (existing.request_fingerprint !== fp) throw new ConnectError("idempotency_key: already used for a different tip", Code.AlreadyExists);
+    if (existing.request_fingerprint !== fp) throw new AlreadyExistsError("idempotency_key: already used for a different tip");
     return startPayment(deps, provider, existing);
   }
   if (!CARD_CURRENCIES.includes(t.amount.currency)) {
-    throw new ConnectError(`amount: card tips are taken in ${CARD_CURRENCIES.join(", ")}, not ${t.amount.currency}`, Code.InvalidArgument);
+    throw fieldError("amount", `card tips are taken in ${CARD_CURRENCIES.join(", ")}, not ${t.amount.currency}`);
   }
-  if (t.amount.amountMinor > MAX_CARD_MINOR) throw new ConnectError("amount: too large for a tip", Code.InvalidArgument);
+  if (t.amount.amountMinor > MAX_CARD_MINOR) throw fieldError("amount", "too large for a tip");
 
   const quote = await quoteCard(deps, t);
   const pays = quote.customerPays!.amountMinor;
@@ -108,7 +108,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   // The limit is on what the card pays, in KES at the quote's rate.
   const paysKes = share > 0n ? (pays * walletMinor) / share : pays;
   if (paysKes > config.rules.maxPerTipKesMinor) {
-    throw new ConnectError(`amount: a card tip may be at most KES ${config.rules.maxPerTipKesMinor / 100n} (this one is about KES ${paysKes / 100n})`, Code.InvalidArgument);
+    throw fieldError("amount", `a card tip may be at most KES ${config.rules.maxPerTipKesMinor / 100n} (this one is about KES ${paysKes / 100n})`);
   }
   const tipId = randomUUID();
   const fx = quote.conversion;
@@ -128,7 +128,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
       fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, config.checkAfterMs],
   );
   const row = rows[0] ?? (await byKey(pool, t.idempotencyKey))!;
-  if (row.request_fingerprint !== fp) throw new ConnectError("idempotency_key: already used for a different tip", Code.AlreadyExists);
+  if (row.request_fingerprint !== fp) throw new AlreadyExistsError("idempotency_key: already used for a different tip");
   return startPayment(deps, provider, row);
 }
 
@@ -140,9 +140,9 @@ async function quoteCard(deps: Deps, t: NewCardTip) {
     if (quote.workerReceives.currency !== "KES" && quote.workerReceives.currency !== t.amount.currency) throw new Error("unexpected wallet currency");
     return quote;
   } catch (err) {
-    const e = ConnectError.from(err, Code.Unavailable);
+    const e = asConnectError(err, Code.Unavailable);
     if (e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) throw new ConnectError(e.rawMessage.startsWith("amount") ? e.rawMessage : `amount: ${e.rawMessage}`, e.code);
-    throw new ConnectError(`fees cannot be quoted now (${e.rawMessage})`, Code.Unavailable);
+    throw new DependencyUnavailableError(`fees cannot be quoted now (${e.rawMessage})`);
   }
 }
 
@@ -172,7 +172,7 @@ async function startPayment(deps: Deps, provider: CardProvider, tip: CardTipRow)
       await failCardTip(deps, tip.tip_id, "provider_refused");
       return result(undefined, (await loadCardTip(deps.ctx.pool, tip.tip_id))!);
     }
-    throw new ConnectError(`the card provider did not answer (${err.message}); retry with the same idempotency key`, Code.Unavailable);
+    throw new DependencyUnavailableError(`the card provider did not answer (${err.message}); retry with the same idempotency key`);
   }
   const { rows } = await deps.ctx.pool.query<CardTipRow>(
     `UPDATE payment.tips SET provider_payment_id = $2 WHERE tip_id = $1 AND (provider_payment_id IS NULL OR provider_payment_id = $2) RETURNING *`,

@@ -60,7 +60,8 @@ try {
     {
       cwd: root,
       stdio: "inherit",
-      env: { ...process.env, TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url },
+      // Services the tests start in-process may generate a development QR signing key (a pod may not).
+      env: { ...process.env, TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url, QR_ALLOW_DEV_SIGNING_KEY: "true" },
     },
   );
   const stopChild = () => child.kill("SIGTERM");
