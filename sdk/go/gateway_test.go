@@ -8,8 +8,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -18,6 +21,8 @@ import (
 
 	"connectrpc.com/connect"
 	ttip "github.com/ttip/ttip/sdk/go"
+	authv1 "github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1"
+	"github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1/authv1connect"
 	qrv1 "github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1"
 	"github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1/qrv1connect"
 )
@@ -140,23 +145,81 @@ func TestGatewayNamesWhatIsWrong(t *testing.T) {
 	})
 }
 
-// A delivery signed by the platform's webhook signer (the harness passes one in)
-// verifies, and the same delivery with its body changed does not.
-func TestWebhookFromThePlatformVerifies(t *testing.T) {
-	runningGateway(t)
-	secret, body, header := os.Getenv("TTIP_WEBHOOK_SECRET"), os.Getenv("TTIP_WEBHOOK_BODY"), os.Getenv("TTIP_WEBHOOK_SIGNATURE")
-	if secret == "" || body == "" || header == "" {
-		t.Fatal("TTIP_WEBHOOK_SECRET, TTIP_WEBHOOK_BODY and TTIP_WEBHOOK_SIGNATURE are required with a running gateway")
+type delivery struct {
+	body   []byte
+	header http.Header
+}
+
+// The whole webhook path as a partner lives it: a subscription made with a signed
+// call, a tip at the partner's checkout (the harness publishes tip.succeeded for
+// the key), the platform's signed delivery to the partner's own server, verified
+// there; the same delivery with its body changed, or under another secret, is not.
+func TestWebhookDeliveryFromThePlatformVerifies(t *testing.T) {
+	g := runningGateway(t)
+	eventURL := os.Getenv("TTIP_TEST_TIP_EVENT_URL")
+	if eventURL == "" {
+		t.Fatal("TTIP_TEST_TIP_EVENT_URL is required with a running gateway")
 	}
-	v := ttip.WebhookVerifier{Secret: secret}
-	if err := v.Verify([]byte(body), header); err != nil {
-		t.Fatalf("genuine delivery refused: %v", err)
+	received := make(chan delivery, 8)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		received <- delivery{body, r.Header.Clone()}
+	}))
+	defer receiver.Close()
+
+	ctx := context.Background()
+	httpClient, err := ttip.NewHTTPClient(g.key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	tampered := strings.Replace(body, "KES", "USD", 1)
-	if tampered == body {
-		t.Fatal("the delivery's body should name its currency")
+	partner := authv1connect.NewPartnerServiceClient(httpClient, g.url)
+	created, err := partner.CreateWebhookSubscription(ctx, connect.NewRequest(&authv1.CreateWebhookSubscriptionRequest{
+		Url:            receiver.URL + "/hooks/ttip",
+		EventTypes:     []authv1.WebhookEventType{authv1.WebhookEventType_WEBHOOK_EVENT_TYPE_TIP_SUCCEEDED},
+		IdempotencyKey: "go-sdk-" + randomUUID(t),
+	}))
+	if err != nil {
+		t.Fatalf("CreateWebhookSubscription: %v", err)
 	}
-	if err := v.Verify([]byte(tampered), header); !errors.Is(err, ttip.ErrWebhookSignatureInvalid) {
+	secret := created.Msg.GetSigningSecret()
+	if secret == "" || created.Msg.GetSubscription().GetKeyId() != g.key.KeyID {
+		t.Fatalf("subscription %v", created.Msg)
+	}
+
+	res, err := http.Post(eventURL, "application/json", nil)
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("publishing the tip event: %v %v", err, res)
+	}
+	var event struct{ EventID string }
+	if err := json.NewDecoder(res.Body).Decode(&event); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+
+	var got delivery
+	select {
+	case got = <-received:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no delivery within 30 s")
+	}
+	if !strings.Contains(string(got.body), event.EventID) {
+		t.Fatalf("delivery %s is not about event %s", got.body, event.EventID)
+	}
+	header := got.header.Get(ttip.WebhookSignatureHeader)
+	if err := (ttip.WebhookVerifier{Secret: secret}).Verify(got.body, header); err != nil {
+		t.Fatalf("the platform's delivery does not verify: %v (header %q)", err, header)
+	}
+	tampered := append([]byte(" "), got.body...)
+	if err := (ttip.WebhookVerifier{Secret: secret}).Verify(tampered, header); !errors.Is(err, ttip.ErrWebhookSignatureInvalid) {
 		t.Fatalf("tampered delivery: %v", err)
+	}
+	if err := (ttip.WebhookVerifier{Secret: secret + "x"}).Verify(got.body, header); !errors.Is(err, ttip.ErrWebhookSignatureInvalid) {
+		t.Fatalf("another secret: %v", err)
+	}
+	// VerifyRequest reads a request the way a partner's handler gets it.
+	req := httptest.NewRequest(http.MethodPost, "/hooks/ttip", strings.NewReader(string(got.body)))
+	req.Header = got.header
+	if body, err := (ttip.WebhookVerifier{Secret: secret}).VerifyRequest(req); err != nil || string(body) != string(got.body) {
+		t.Fatalf("VerifyRequest: %v", err)
 	}
 }

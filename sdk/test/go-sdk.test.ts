@@ -1,6 +1,7 @@
 // The Go SDK (sdk/go) as a partner uses it, against the running gateway: its own
-// `go test` runs with the gateway's address and a partner key, and each Go test's
-// result is asserted here, so a missing or skipped Go test fails too.
+// `go test` runs with the gateway's address, a partner key and the harness's
+// tip-event address, and each Go test's result is asserted here, so a missing or
+// skipped Go test fails too.
 import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -20,7 +21,7 @@ const EXPECTED = [
   "TestGatewayNamesWhatIsWrong/wrong_secret",
   "TestGatewayNamesWhatIsWrong/stale_timestamp",
   "TestGatewayNamesWhatIsWrong/missing_scope",
-  "TestWebhookFromThePlatformVerifies",
+  "TestWebhookDeliveryFromThePlatformVerifies",
   "TestSignatureHeadersMatchTheSharedVector",
   "TestSignerSignsTheBytesOnTheWireAndLeavesTheRequestAlone",
   "TestKeysAreCheckedBeforeAnyCall",
@@ -68,6 +69,10 @@ describe("Go SDK against a running gateway", () => {
   test("no Go test failed or was skipped", () => {
     const bad = [...results].filter(([, action]) => action !== "pass");
     assert.deepEqual(bad, [], output);
+  });
+
+  test("the Go webhook test asked for exactly one tip event", () => {
+    assert.equal(platform.published.length, 1);
   });
 
   test("the qr service saw each accepted call once, as the partner key with the role partner", () => {

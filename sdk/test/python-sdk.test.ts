@@ -20,7 +20,7 @@ const GATEWAY_CALLS = [
 ].map((t) => GATEWAY + t);
 const EXPECTED = [
   ...GATEWAY_CALLS,
-  ...["test_wrong_secret_is_named", "test_stale_timestamp_is_named", "test_missing_scope_is_named", "test_webhook_from_the_platform_verifies"].map((t) => GATEWAY + t),
+  ...["test_wrong_secret_is_named", "test_stale_timestamp_is_named", "test_missing_scope_is_named", "test_webhook_delivery_from_the_platform_verifies"].map((t) => GATEWAY + t),
   "tests/test_signer.py::test_signature_headers_match_the_shared_vector",
   "tests/test_signer.py::test_signer_signs_the_bytes_it_sends[bytes]",
   "tests/test_signer.py::test_signer_signs_the_bytes_it_sends[chunks]",
@@ -65,6 +65,10 @@ describe("Python SDK against a running gateway", () => {
 
   test("pytest ran exactly these, none failed or skipped", () => {
     assert.equal(summary, `${EXPECTED.length} passed`, output);
+  });
+
+  test("the Python webhook test asked for exactly one tip event", () => {
+    assert.equal(platform.published.length, 1);
   });
 
   test("the qr service saw each accepted call once, as the partner key with the role partner", () => {

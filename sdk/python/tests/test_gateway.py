@@ -5,12 +5,17 @@ Outside that harness they are skipped, unless TTIP_REQUIRE_GATEWAY=1."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import queue
 import re
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from connectrpc.code import Code
@@ -18,7 +23,10 @@ from connectrpc.codec import proto_json_codec
 from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
 
-from ttip_sdk import PartnerKey, WebhookVerificationError, signed_async_http_client, signed_http_client, verify_webhook
+from ttip_sdk import WEBHOOK_SIGNATURE_HEADER, PartnerKey, WebhookVerificationError, signed_async_http_client, signed_http_client, verify_webhook
+from ttip_sdk.gen.ttip.auth.v1.partner_pb import WebhookEventType
+from ttip_sdk.gen.ttip.auth.v1.partner_service_connect import PartnerServiceClientSync
+from ttip_sdk.gen.ttip.auth.v1.partner_service_pb import CreateWebhookSubscriptionRequest
 from ttip_sdk.gen.ttip.qr.v1.qr_pb import QrCodeStatus
 from ttip_sdk.gen.ttip.qr.v1.qr_service_connect import QrServiceClient, QrServiceClientSync
 from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import GetQrCodeRequest, GetQrCodeResponse, RotateQrCodeRequest
@@ -126,11 +134,53 @@ def test_missing_scope_is_named(client_for: Callable[..., QrServiceClientSync]) 
             r"missing scope: ttip\.qr\.v1\.QrService/RotateQrCode needs the scope qr:write, which this key does not have")
 
 
-def test_webhook_from_the_platform_verifies(gateway: Gateway) -> None:
-    secret, body, header = (os.environ.get(n, "") for n in ("TTIP_WEBHOOK_SECRET", "TTIP_WEBHOOK_BODY", "TTIP_WEBHOOK_SIGNATURE"))
-    assert secret and body and header, "TTIP_WEBHOOK_SECRET, TTIP_WEBHOOK_BODY and TTIP_WEBHOOK_SIGNATURE are required with a running gateway"
-    assert verify_webhook(secret, body.encode(), header) == body.encode()
-    tampered = body.replace("KES", "USD", 1)
-    assert tampered != body, "the delivery's body should name its currency"
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, queue.Queue[tuple[bytes, dict[str, str]]]]]:
+    """The partner's own webhook endpoint on loopback: (its URL, the deliveries it got)."""
+    got: queue.Queue[tuple[bytes, dict[str, str]]] = queue.Queue()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            got.put((body, {k.lower(): v for k, v in self.headers.items()}))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/ttip", got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webhook_delivery_from_the_platform_verifies(gateway: Gateway, receiver: tuple[str, queue.Queue[tuple[bytes, dict[str, str]]]]) -> None:
+    """The whole webhook path as a partner lives it: a subscription made with a signed
+    call, a tip at the partner's checkout (the harness publishes tip.succeeded for the
+    key), the platform's signed delivery to the partner's own server, verified there;
+    the same delivery with its body changed, or under another secret, is not."""
+    event_url = os.environ.get("TTIP_TEST_TIP_EVENT_URL", "")
+    assert event_url, "TTIP_TEST_TIP_EVENT_URL is required with a running gateway"
+    url, got = receiver
+    with PartnerServiceClientSync(gateway.url, http_client=signed_http_client(gateway.key)) as partner:
+        created = partner.create_webhook_subscription(CreateWebhookSubscriptionRequest(
+            url=url, event_types=[WebhookEventType.TIP_SUCCEEDED], idempotency_key=f"py-sdk-{uuid.uuid4()}",
+        ))
+    secret = created.signing_secret
+    assert secret and created.subscription is not None and created.subscription.key_id == gateway.key.key_id
+
+    with urllib.request.urlopen(urllib.request.Request(event_url, method="POST", data=b""), timeout=10) as res:
+        event_id = json.load(res)["eventId"]
+    body, headers = got.get(timeout=30)
+    assert event_id.encode() in body
+    header = headers.get(WEBHOOK_SIGNATURE_HEADER)
+    assert verify_webhook(secret, body, header) == body
     with pytest.raises(WebhookVerificationError, match="^signature does not match$"):
-        verify_webhook(secret, tampered.encode(), header)
+        verify_webhook(secret, b" " + body, header)
+    with pytest.raises(WebhookVerificationError, match="^signature does not match$"):
+        verify_webhook(secret + "x", body, header)

@@ -136,16 +136,18 @@ export class WebhookSender {
     const gaveUp = !delivered && d.budget_used >= this.o.config.maxAttempts;
     const delay = retryDelayMs(d.budget_used, this.o.config);
     await withTransaction(this.o.pool, async (tx) => {
-      const updated = await tx.query(
+      // Only while the claim is still this one: not when the lease ran out and another
+      // process claimed it, nor when an admin asked for a replay meanwhile (a delivered
+      // answer still counts: the receiver has it).
+      await tx.query(
         `UPDATE auth.partner_webhook_deliveries
             SET status = $3, last_response_status = $4, last_error = $5, replay_requested = false,
                 delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
                 next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $6::double precision / 1000) ELSE next_attempt_at END
-          WHERE delivery_id = $1 AND attempts = $2`,
-        [d.delivery_id, d.attempts, delivered ? "delivered" : gaveUp ? "failed" : "pending", outcome.status, outcome.error, delay],
+          WHERE delivery_id = $1 AND attempts = $2 AND (replay_requested = $7 OR $3 = 'delivered')`,
+        [d.delivery_id, d.attempts, delivered ? "delivered" : gaveUp ? "failed" : "pending", outcome.status, outcome.error, delay, d.replay_requested],
       );
-      // A replay claimed it meanwhile (or the lease ran out and another process did): theirs is the outcome.
-      if (updated.rowCount === 0) return;
+      // The attempt happened whoever owns the outcome: it is logged either way.
       await tx.query(
         `INSERT INTO auth.partner_webhook_attempts (delivery_id, attempt, started_at, duration_ms, response_status, error, replay)
          VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING`,
