@@ -293,7 +293,9 @@ describe("every role with the environment the chart renders (NODE_ENV=production
       amount: { currency: "KES", amountMinor: 10_000n },
       payment: { case: "mpesaPhone", value: customerPhone },
     });
-    assert.equal(created.tip!.status, TipStatus.PENDING);
+    // Pending, or already succeeded: the simulator calls back 50 ms after the push, which on
+    // busy cores can be applied before CreateTip's answer is read.
+    assert.ok([TipStatus.PENDING, TipStatus.SUCCEEDED].includes(created.tip!.status), `created as ${TipStatus[created.tip!.status]}`);
     // Daraja calls back the public address: the ingress routes /daraja/ to payment,
     // which checks the source (127.0.0.1, through its trusted proxy) and applies it once.
     let last = created.tip!;

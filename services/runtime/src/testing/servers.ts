@@ -2,7 +2,8 @@
 // from local binaries on free loopback ports in a temp folder and stopped by
 // process id. Nothing here talks to anything but 127.0.0.1.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { chown, mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -20,14 +21,37 @@ export interface TestServer {
   restart(options?: { downMs?: number }): Promise<void>;
 }
 
+/**
+ * A loopback port nothing listens on, picked at random BELOW the kernel's ephemeral range:
+ * a port from listen(0) is an ephemeral one, and an outgoing connection of any process may
+ * take it between picking and the server's bind (seen on busy machines: the gateway, started
+ * after the services, found its port taken). Outgoing connections never use ports below the range.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  const [low, high] = [10_000, ephemeralRangeStart() - 1];
+  assert.ok(high - low >= 1_000, `too few ports below the ephemeral range (${low}..${high})`);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free loopback port in ${low}..${high} after 100 tries`);
+}
+
+function ephemeralRangeStart(): number {
+  try {
+    const start = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    if (Number.isInteger(start) && start > 11_000) return start;
+  } catch {
+    // Not Linux: IANA's dynamic range starts at 49152.
+  }
+  return 49_152;
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
   });
 }
 
