@@ -374,8 +374,8 @@ try {
     const net = (gross: number, idlePerSecond: number) => ((gross - idlePerSecond * span) / Math.max(1, rows.length)).toFixed(1);
     const idleCpu = [...idle.cpu.values()].reduce((a, b) => a + b, 0);
     console.log(
-      `  net of the idle platform's pollers (measured ${idleSeconds} s before the run: ${idle.statements.toFixed(0)} statements/s, ${idle.commits.toFixed(0)} commits/s, ${idleCpu.toFixed(0)} CPU ms/s):` +
-        ` per tip ${net([...statements.values()].reduce((a, b) => a + b, 0), idle.statements)} statements, ${net(committed, idle.commits)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
+      `  net of the idle platform's pollers (measured ${idleSeconds} s before the run: ${mode === "process" ? `${idle.statements.toFixed(0)} statements/s, ` : ""}${idle.commits.toFixed(0)} commits/s, ${idleCpu.toFixed(0)} CPU ms/s):` +
+        ` per tip ${mode === "process" ? `${net([...statements.values()].reduce((a, b) => a + b, 0), idle.statements)} statements, ` : ""}${net(committed, idle.commits)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
         ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
     );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +

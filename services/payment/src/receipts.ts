@@ -1,9 +1,9 @@
-import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { type Client, Code, createClient } from "@connectrpc/connect";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { formatMoney, type Queryable } from "@ttip/runtime";
+import { asConnectError, formatMoney, type Queryable } from "@ttip/runtime";
 import type { Deps } from "./tips.js";
 
 /** Owes the customer a receipt; call it in the transaction that records the credit. */
@@ -16,7 +16,7 @@ export async function oweReceipt(tx: Queryable, tipId: string): Promise<void> {
  * other wording (the worker's name could not be looked up then): the receipt went out.
  */
 function sentBefore(err: unknown): void {
-  if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;
+  if (asConnectError(err).code !== Code.AlreadyExists) throw err;
 }
 
 /**

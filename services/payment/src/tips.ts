@@ -3,8 +3,8 @@
 // wallet once per payment.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { buildEvent, emitEvent, maskPhone, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
+import { Code } from "@connectrpc/connect";
+import { AlreadyExistsError, asConnectError, buildEvent, emitEvent, fieldError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { PaymentConfig } from "./config.js";
@@ -107,7 +107,7 @@ function fingerprint(t: NewTip): string {
 /** Idempotent per key: the same key returns the same tip; another tip under it is ALREADY_EXISTS. */
 export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const { pool } = deps.ctx;
-  if (!t.workerId && !t.venueId) throw new ConnectError("recipient: name a worker or scan a code", Code.InvalidArgument);
+  if (!t.workerId && !t.venueId) throw fieldError("recipient", "name a worker or scan a code");
   const fp = fingerprint(t);
   const config = deps.config();
   // The key, the fraud rules and M-Pesa's recent refusals of this number in one round trip.
@@ -115,7 +115,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   if (existingTipId) return sameRequest((await loadTip(pool, existingTipId))!, fp);
 
   if (!config.daraja || !config.callbackBaseUrl) {
-    throw new ConnectError("M-Pesa is not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)", Code.FailedPrecondition);
+    throw new NotConfiguredError("M-Pesa is not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)");
   }
   const refused = refusal(hits);
   const phoneMasked = maskPhone(t.phone);
@@ -131,7 +131,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
     // A venue tip is quoted like a worker's (the fee schedule is the same); the id only picks the currency.
     quote = await deps.ledger.quoteTip(t.amountMinor, t.workerId || t.venueId!, t.customerCoversFee);
   } catch (err) {
-    throw ConnectError.from(err, Code.Unavailable);
+    throw asConnectError(err, Code.Unavailable);
   }
   // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
   const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
@@ -240,7 +240,7 @@ const CHECKOUT_RECORD_PATIENCE_MS = 60_000;
 
 function sameRequest(row: TipRow, fp: string): TipRow {
   if (row.request_fingerprint !== fp) {
-    throw new ConnectError("idempotency_key: already used for a different tip", Code.AlreadyExists);
+    throw new AlreadyExistsError("idempotency_key: already used for a different tip");
   }
   return row;
 }
@@ -424,9 +424,9 @@ function refuseRuleLimitedRepeat(recent: TipPrecheck["ruleLimited"], chargedMino
   // Newest first: the latest refusal of this amount says how long is left.
   const wait = recent.find((r) => r.chargedMinor === chargedMinor)?.waitSeconds;
   if (wait === undefined) return;
-  throw new ConnectError(
+  throw new InvalidStateError(
     `M-Pesa refuses the same amount from this number within 2 minutes: try again in ${Math.max(1, wait)} seconds, or change the amount`,
-    Code.FailedPrecondition,
+    { wait_seconds: String(Math.max(1, wait)) },
   );
 }
 
