@@ -25,6 +25,7 @@ import (
 	"github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1/authv1connect"
 	qrv1 "github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1"
 	"github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1/qrv1connect"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 type gateway struct {
@@ -215,6 +216,15 @@ func TestWebhookDeliveryFromThePlatformVerifies(t *testing.T) {
 	}
 	if err := (ttip.WebhookVerifier{Secret: secret + "x"}).Verify(got.body, header); !errors.Is(err, ttip.ErrWebhookSignatureInvalid) {
 		t.Fatalf("another secret: %v", err)
+	}
+	// The body is a ttip.auth.v1.WebhookEvent in protobuf JSON: the generated type parses it.
+	var parsed authv1.WebhookEvent
+	if err := protojson.Unmarshal(got.body, &parsed); err != nil {
+		t.Fatalf("the delivery is not a WebhookEvent: %v", err)
+	}
+	if parsed.GetEventId() != event.EventID || parsed.GetType() != authv1.WebhookEventType_WEBHOOK_EVENT_TYPE_TIP_SUCCEEDED ||
+		parsed.GetDeliveryId() != got.header.Get("x-ttip-delivery-id") || parsed.GetTip().GetTipId() == "" {
+		t.Fatalf("parsed delivery %v", &parsed)
 	}
 	// VerifyRequest reads a request the way a partner's handler gets it.
 	req := httptest.NewRequest(http.MethodPost, "/hooks/ttip", strings.NewReader(string(got.body)))

@@ -24,7 +24,7 @@ from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
 
 from ttip_sdk import WEBHOOK_SIGNATURE_HEADER, PartnerKey, WebhookVerificationError, signed_async_http_client, signed_http_client, verify_webhook
-from ttip_sdk.gen.ttip.auth.v1.partner_pb import WebhookEventType
+from ttip_sdk.gen.ttip.auth.v1.partner_pb import WebhookEvent, WebhookEventType
 from ttip_sdk.gen.ttip.auth.v1.partner_service_connect import PartnerServiceClientSync
 from ttip_sdk.gen.ttip.auth.v1.partner_service_pb import CreateWebhookSubscriptionRequest
 from ttip_sdk.gen.ttip.qr.v1.qr_pb import QrCodeStatus
@@ -181,6 +181,10 @@ def test_webhook_delivery_from_the_platform_verifies(gateway: Gateway, receiver:
     assert event_id.encode() in body
     header = headers.get(WEBHOOK_SIGNATURE_HEADER)
     assert verify_webhook(secret, body, header) == body
+    # The body is a ttip.auth.v1.WebhookEvent in protobuf JSON: the generated type parses it.
+    event = WebhookEvent.from_json(body)
+    assert (event.event_id, event.type, event.delivery_id) == (event_id, WebhookEventType.TIP_SUCCEEDED, headers.get("x-ttip-delivery-id"))
+    assert event.data is not None and event.data.field == "tip" and event.data.value.tip_id
     with pytest.raises(WebhookVerificationError, match="^signature does not match$"):
         verify_webhook(secret, b" " + body, header)
     with pytest.raises(WebhookVerificationError, match="^signature does not match$"):
