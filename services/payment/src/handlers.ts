@@ -24,7 +24,7 @@ import { createCardTip, reconcileCardTips } from "./cards/tips.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
 import { kes } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
-import { createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterCredit, type Deps, type TipRow } from "./tips.js";
+import { approvedSplit, createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
 async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
@@ -317,19 +317,22 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (tip.status !== "held_for_review") throw new InvalidStateError("tip_id: the tip is not held for review");
       if (!tip.credit_entry_id) throw new InvalidStateError("tip_id: the payment is still being recorded; try again shortly");
       if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note), locale(ctx)) };
+      // Out of what M-Pesa took, which may differ from what was asked (the reason it was held).
+      const split = approvedSplit(tip);
       if (req.approve) {
         // Idempotent on its key: a repeated approval posts nothing new.
         await deps.ledger.releaseFromSuspense({
           key: `${tip.credit_key}:approved`, receipt: tip.mpesa_receipt ?? tip.credit_key!,
           recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
-          chargedMinor: tip.charged_minor, workerMinor: tip.worker_receives_minor,
+          ...split,
         });
       }
       const updated = await withTransaction(pool, async (tx) => {
         const { rows } = await tx.query<TipRow>(
           `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END,
-             result_message = $4 WHERE tip_id = $1 AND status = 'held_for_review' RETURNING *`,
-          [tip.tip_id, req.approve ? "succeeded" : "failed", req.approve, resultMessage(req.approve ? "0" : "review_rejected")],
+             result_message = $4, worker_receives_minor = CASE WHEN $3 THEN $5 ELSE worker_receives_minor END
+            WHERE tip_id = $1 AND status = 'held_for_review' RETURNING *`,
+          [tip.tip_id, req.approve ? "succeeded" : "failed", req.approve, resultMessage(req.approve ? "0" : "review_rejected"), split.workerMinor],
         );
         const t = rows[0];
         if (!t) return undefined;

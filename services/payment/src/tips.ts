@@ -1,6 +1,7 @@
 // Tip attempts by STK push: creation, applying Daraja's outcome exactly once
 // (callback or query, in any order, any number of times), and crediting the
 // wallet once per payment.
+import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { Code } from "@connectrpc/connect";
@@ -35,6 +36,8 @@ export interface TipRow {
   fee_minor: bigint;
   charged_minor: bigint;
   worker_receives_minor: bigint;
+  /** What M-Pesa reported taking when it differed from charged_minor (the amount held in suspense). */
+  received_minor: bigint | null;
   phone: string;
   phone_masked: string;
   rating: number;
@@ -373,7 +376,8 @@ export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, 
         }
       }
       const problems: string[] = [];
-      if (o.amount !== undefined && BigInt(Math.round(o.amount * 100)) !== tip.charged_minor) {
+      const receivedMinor = o.amount !== undefined ? BigInt(Math.round(o.amount * 100)) : undefined;
+      if (receivedMinor !== undefined && receivedMinor !== tip.charged_minor) {
         problems.push(`amount ${o.amount} instead of ${tip.charged_minor / 100n}`);
       }
       if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
@@ -385,9 +389,9 @@ export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, 
       const creditKey = o.receipt ?? `stk-${o.checkoutRequestId}`;
       const { rows: updated } = await tx.query<TipRow>(
         `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
-           credit_kind = $6, completed_at = now() WHERE tip_id = $1 RETURNING *`,
+           credit_kind = $6, received_minor = $7, completed_at = now() WHERE tip_id = $1 RETURNING *`,
         [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, creditKey,
-          toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue"],
+          toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor !== tip.charged_minor ? (receivedMinor ?? null) : null],
       );
       decided = updated[0];
       return toSuspense ? "held" : "credited";
@@ -410,6 +414,19 @@ export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, 
   if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
   if (result === "credited" || result === "held") await postCredit(deps, found.tip_id, decided);
   return { result, tip: found };
+}
+
+/**
+ * What an approval of a held tip moves out of suspense: what M-Pesa actually took,
+ * the platform keeping the fee it quoted and the worker the rest (nothing when a
+ * short payment does not even cover the fee). Never what was asked for: a callback
+ * one shilling short must not credit the shilling that never arrived.
+ */
+export function approvedSplit(tip: Pick<TipRow, "charged_minor" | "worker_receives_minor" | "received_minor">): { chargedMinor: bigint; workerMinor: bigint } {
+  const received = tip.received_minor ?? tip.charged_minor;
+  const feeMinor = tip.charged_minor - tip.worker_receives_minor;
+  assert.ok(received >= 0n && feeMinor >= 0n, "a held tip's amounts are never negative");
+  return { chargedMinor: received, workerMinor: received > feeMinor ? received - feeMinor : 0n };
 }
 
 /** How long M-Pesa refuses a repeat of the same amount from the same number (result 17, "rule limited"). */
@@ -449,7 +466,7 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
   try {
     entryId =
       tip.credit_kind === "suspense"
-        ? await deps.ledger.toSuspense({ key: reference, receipt: reference, amountMinor: tip.charged_minor, description: `Tip ${tip.tip_id} held for review` })
+        ? await deps.ledger.toSuspense({ key: reference, receipt: reference, amountMinor: tip.received_minor ?? tip.charged_minor, description: `Tip ${tip.tip_id} held for review` })
         : await deps.ledger.creditTip({
             key: reference,
             tipId: tip.tip_id,
@@ -506,8 +523,8 @@ export function runAfterCredit(deps: Deps, tip: TipRow): void {
  * it from suspense to the worker. Nothing is taken from M-Pesa clearing twice.
  */
 async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): Promise<TipRow | undefined> {
-  const { rows } = await tx.query<{ suspense_entry_id: string | null; bill_ref_number: string }>(
-    "SELECT suspense_entry_id, bill_ref_number FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND resolution = 'open' FOR UPDATE",
+  const { rows } = await tx.query<{ suspense_entry_id: string | null; bill_ref_number: string; amount_minor: bigint }>(
+    "SELECT suspense_entry_id, bill_ref_number, amount_minor FROM payment.c2b_payments WHERE trans_id = $1 AND outcome = 'suspense' AND resolution = 'open' FOR UPDATE",
     [receipt],
   );
   const c2b = rows[0];
@@ -517,8 +534,9 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
     detail: `receipt ${receipt} came first as a paybill payment with reference "${c2b.bill_ref_number.slice(0, 40)}" and was parked in suspense; approve to credit this tip from suspense` });
   const { rows: updated } = await tx.query<TipRow>(
     `UPDATE payment.tips SET status = 'held_for_review', result_code = '0', result_message = $2, mpesa_receipt = $3, credit_key = $4,
-       credit_kind = 'suspense', credit_entry_id = $5, credited_at = now(), completed_at = now() WHERE tip_id = $1 RETURNING *`,
-    [tip.tip_id, resultMessage("review"), receipt, `c2b:${receipt}`, c2b.suspense_entry_id ?? `c2b:${receipt}`],
+       credit_kind = 'suspense', credit_entry_id = $5, credited_at = now(), completed_at = now(),
+       received_minor = NULLIF($6::bigint, charged_minor) WHERE tip_id = $1 RETURNING *`,
+    [tip.tip_id, resultMessage("review"), receipt, `c2b:${receipt}`, c2b.suspense_entry_id ?? `c2b:${receipt}`, c2b.amount_minor],
   );
   return updated[0];
 }

@@ -314,7 +314,9 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     await eventually(async () => (await row(t!.tipId)).credit_entry_id, "parked in suspense");
     const reviewed = await adminClient.reviewTip({ tipId: t!.tipId, approve: true, note: "customer confirmed" });
     assert.equal(reviewed.tip!.status, TipStatus.SUCCEEDED);
-    await eventually(async () => (await h.balance(worker)) === 9500n, "credited after approval");
+    // M-Pesa took KES 99, not 100: suspense held 99 and the worker gets it less the quoted KES 5 fee.
+    await eventually(async () => (await h.balance(worker)) === 9400n, "credited after approval");
+    assert.equal((await row(t!.tipId)).received_minor, 9900n);
     await assert.rejects(adminClient.reviewTip({ tipId: t!.tipId, approve: true, note: "again" }), (e: ConnectError) => e.code === Code.FailedPrecondition);
     assert.equal(await h.walletEntries(worker), 1);
     assert.ok(await h.trialBalanced());
