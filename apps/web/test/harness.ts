@@ -132,7 +132,7 @@ export class WebHarness {
         createNotificationModule({ config: { providers: this.providers.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
         analytics,
         // Invitation links open this platform's /join page, as in make run.
-        createVenueModule({ VENUE_JOIN_URL: `http://127.0.0.1:${port}/join`, VENUE_RESUME_INTERVAL_MS: "0" }),
+        createVenueModule({ env: { VENUE_JOIN_URL: `http://127.0.0.1:${port}/join`, VENUE_RESUME_INTERVAL_MS: "0" } }),
       ],
       gateway: {
         rateLimit: { points: 10_000, durationSeconds: 60 },
