@@ -19,7 +19,7 @@ import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
-import { simulatedPaymentConfig, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type StripeSimulator } from "@ttip/payment/testing";
+import { registerC2bUrls, simulatedPaymentConfig, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type StripeSimulator } from "@ttip/payment/testing";
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -143,27 +143,12 @@ export class WebHarness {
       },
     });
     payment.callbackBaseUrl = this.platform.urls.get("payment")!;
-    await this.registerC2bUrls(`${payment.callbackBaseUrl}/c2b/${C2B_PATH_TOKEN}`);
+    await registerC2bUrls(this.daraja, `${payment.callbackBaseUrl}/c2b/${C2B_PATH_TOKEN}`);
     this.stripe.setWebhookUrl(`${this.platform.urls.get("payment")}/stripe/webhook`);
     this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl });
     this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     mkdirSync(ARTIFACTS, { recursive: true });
     return this;
-  }
-
-  /** As production registers them once: Daraja's OAuth, then its register URL call. */
-  private async registerC2bUrls(base: string): Promise<void> {
-    const { consumerKey, consumerSecret, shortcode } = this.daraja.options;
-    const auth = await fetch(`${this.daraja.url}/oauth/v1/generate?grant_type=client_credentials`, {
-      headers: { authorization: `Basic ${Buffer.from(`${consumerKey}:${consumerSecret}`).toString("base64")}` },
-    });
-    const { access_token: token } = (await auth.json()) as { access_token: string };
-    const registered = await fetch(`${this.daraja.url}/mpesa/c2b/v2/registerurl`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-      body: JSON.stringify({ ShortCode: shortcode, ResponseType: "Completed", ConfirmationURL: `${base}/confirmation`, ValidationURL: `${base}/validation` }),
-    });
-    assert.equal(registered.status, 200, `C2B URLs registered: ${await registered.text()}`);
   }
 
   async stop(): Promise<void> {

@@ -29,3 +29,21 @@ export function simulatedPaymentConfig(sim: DarajaSimulator, overrides: Partial<
     ...overrides,
   };
 }
+
+/**
+ * Registers payment's C2B confirmation and validation URLs with the simulator as production
+ * does once: Daraja's OAuth, then its register URL call. `base` is payment's C2B path.
+ */
+export async function registerC2bUrls(sim: DarajaSimulator, base: string): Promise<void> {
+  const { consumerKey, consumerSecret, shortcode } = sim.options;
+  const auth = await fetch(`${sim.url}/oauth/v1/generate?grant_type=client_credentials`, {
+    headers: { authorization: `Basic ${Buffer.from(`${consumerKey}:${consumerSecret}`).toString("base64")}` },
+  });
+  const { access_token: token } = (await auth.json()) as { access_token: string };
+  const registered = await fetch(`${sim.url}/mpesa/c2b/v2/registerurl`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify({ ShortCode: shortcode, ResponseType: "Completed", ConfirmationURL: `${base}/confirmation`, ValidationURL: `${base}/validation` }),
+  });
+  if (registered.status !== 200) throw new Error(`C2B URLs not registered: ${registered.status} ${await registered.text()}`);
+}
