@@ -41,6 +41,20 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     (await h.t.db.pool.query("SELECT * FROM wallet.entry_conversions WHERE entry_id = $1", [entryId])).rows;
   const entriesFor = async (paymentId: string) =>
     Number((await h.t.db.pool.query("SELECT count(*) FROM wallet.entries WHERE cause_kind = 'stripePaymentId' AND cause_ref = $1", [paymentId])).rows[0].count);
+  // One sample's value, labels in any order; 0 when the series does not exist yet.
+  const scrape = async () => {
+    const text = await (await fetch(`${h.t.service.server.url}/metrics`)).text();
+    return (name: string, labels: Record<string, string>) => {
+      const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+      for (const line of text.split("\n")) {
+        const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+        if (!m || m[1] !== name) continue;
+        const have = m[2] ? m[2].split(",") : [];
+        if (have.length === want.length && want.every((w) => have.includes(w))) return Number(m[3]);
+      }
+      return 0;
+    };
+  };
   // A different card each time unless asked: the per-card velocity rule would stop a fourth tip from one card.
   let cards = 0;
   const paid = async (workerId: string, pm = `pm_card_visa_${++cards}`, amount = USD(1000), country = "") => {
@@ -100,20 +114,6 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
   });
 
   test("/metrics: card tips move the card series (created, succeeded, held; KES amount; webhook to credit latency), not M-Pesa's", async () => {
-    // One sample's value, labels in any order; 0 when the series does not exist yet.
-    const scrape = async () => {
-      const text = await (await fetch(`${h.t.service.server.url}/metrics`)).text();
-      return (name: string, labels: Record<string, string>) => {
-        const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-        for (const line of text.split("\n")) {
-          const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
-          if (!m || m[1] !== name) continue;
-          const have = m[2] ? m[2].split(",") : [];
-          if (have.length === want.length && want.every((w) => have.includes(w))) return Number(m[3]);
-        }
-        return 0;
-      };
-    };
     const before = await scrape();
     const ok = await paid(randomUUID(), `pm_card_visa_${++cards}`, USD(1000));
     assert.equal(ok.tip.status, TipStatus.SUCCEEDED);
@@ -292,10 +292,13 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
   test("card rules: a card tipping too often is cancelled, not charged; a foreign card is held for review", async () => {
     const worker = randomUUID();
     const card = `pm_card_visa_${Date.now()}`;
+    const before = await scrape();
     for (let i = 0; i < 3; i++) assert.equal((await paid(worker, card, USD(200))).tip.status, TipStatus.SUCCEEDED);
     const { created, tip } = await paid(worker, card, USD(200));
     assert.equal(tip.status, TipStatus.FAILED);
     assert.equal(tip.resultCode, "card_velocity");
+    const failed = { status: "failed", method: "card" };
+    assert.equal((await scrape())("ttip_payment_tips_total", failed) - before("ttip_payment_tips_total", failed), 1, "the cancelled tip counted failed on /metrics");
     assert.match(tip.resultMessage, /nothing was charged/i);
     await eventually(async () => h.stripe.paymentIntent(created.tip!.providerPaymentId)!.status === "canceled", "authorisation cancelled");
     const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CARD_VELOCITY });
