@@ -1,12 +1,13 @@
 // The admin console in a real browser: the first admin by setup token, then
 // finding a user and blocking them; a held tip approved with the device
 // step-up; a support user refused the money actions (screen and API).
+// Money's platform charts are held to analytics' RPCs and its CSV export.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
@@ -223,7 +224,7 @@ describe("admin console in chromium", () => {
     await keyRow.getByText(/^revoked /).waitFor();
   });
 
-  test("Money's charts draw analytics' figures: after two tips, today's bars and the summary's bars are the RPC's numbers", async () => {
+  test("Money's charts draw analytics' figures: after two tips, every bar is the RPC's number and the summary bars are the platform CSV's", async () => {
     const analytics = h.api(AnalyticsAdminService, adminToken);
     const { from, to } = chartRange();
     const range = { from: timestampFromDate(from), to: timestampFromDate(to) };
@@ -293,6 +294,22 @@ describe("admin console in chromium", () => {
     assert.equal(todayOf(after, "chart-volume") - todayOf(before, "chart-volume"), 400_00n);
     assert.ok(todayOf(after, "chart-fees") > todayOf(before, "chart-fees"), "the two tips paid fees");
     assert.ok(Number(after["chart-growth"][0][1]) >= 1, "the new worker counted");
+    // The platform CSV export over the same days gives the summary charts' figures too.
+    const { csv } = await analytics.exportReport({ kind: ReportKind.PLATFORM, range });
+    const figures = new Map(new TextDecoder().decode(csv).trim().split(/\r?\n/).slice(1).map((line) => {
+      const [figure, value] = line.split(",");
+      return [figure, value || "0"] as const;
+    }));
+    const csvName: Record<string, string> = {
+      "Take rate": "take_rate_bps", "Success rate": "success_rate_bps", p50: "payout_latency_p50_ms", p95: "payout_latency_p95_ms",
+      "New workers": "new_workers", "Active workers": "active_workers", "Active venues": "active_venues",
+      Payouts: "payouts_minor", "SMS spend": "sms_spend_minor", "Pools paid": "pools_distributed_minor",
+    };
+    for (const id of ["chart-rates", "chart-latency", "chart-growth", "chart-money"]) {
+      for (const [label, value] of after[id]) assert.equal(value, figures.get(csvName[label]), `${id} ${label} against the CSV`);
+    }
+    for (const [code, value] of after["chart-failures"]) assert.equal(value, figures.get(`failures:${code}`), `failures ${code} against the CSV`);
+    assert.equal(String(after["chart-tips"].reduce((n, [, v]) => n + BigInt(v), 0n)), figures.get("tips"), "the days' tips add up to the CSV's");
     // The bars are drawn to scale: the tallest day is the tallest bar.
     const heights = (await adminPage.getByTestId("chart-tips").locator("g[data-label] rect").evaluateAll((rs) => rs.map((r) => Number(r.getAttribute("height")))));
     const values = after["chart-tips"].map(([, v]) => Number(v));
