@@ -1,10 +1,11 @@
 // Platform figures as charts (the web app's SVG charts): tips, volume and fees
-// per day from GetRevenueMetrics, and GetPlatformSummary's rates, failures by
+// per day from GetRevenueMetrics, success rate per day and method from
+// GetPaymentSuccessRates, and GetPlatformSummary's rates, failures by
 // result code, payout latency, growth and SMS spend. Each bar carries the RPC's
 // exact figure (data-value), so a test can hold the chart to the API.
 import { useEffect, useState } from "react";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Granularity, type PlatformSummary, type RevenuePoint } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { Granularity, type PlatformSummary, type RevenuePoint, type SuccessRatePoint } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { ColumnChart, RowChart, type Bar } from "../../web/src/components/charts";
 import { api, errorText } from "./api";
@@ -17,6 +18,7 @@ const percent = (label: string, bps: number): Bar => ({ label, value: BigInt(bps
 
 export function PlatformCharts() {
   const [series, setSeries] = useState<RevenuePoint[]>([]);
+  const [rates, setRates] = useState<SuccessRatePoint[]>([]);
   const [summary, setSummary] = useState<PlatformSummary>();
   const [error, setError] = useState("");
   useEffect(() => {
@@ -26,12 +28,14 @@ export function PlatformCharts() {
     Promise.all([
       analytics.getRevenueMetrics({ range, granularity: Granularity.DAY, currency: "KES" }),
       analytics.getPlatformSummary({ range, currency: "KES" }),
-    ]).then(([r, s]) => {
+      analytics.getPaymentSuccessRates({ range, granularity: Granularity.DAY }),
+    ]).then(([r, s, ok]) => {
       setSeries(r.series);
       setSummary(s.summary);
+      setRates(ok.series);
     }, (err) => setError(errorText(err)));
   }, []);
-  const day = (p: RevenuePoint) => when(p.periodStart).slice(5, 10);
+  const day = (p: { periodStart?: RevenuePoint["periodStart"] }) => when(p.periodStart).slice(5, 10);
   return (
     <Section title={`Platform charts (${CHART_DAYS} days)`}>
       {error && <p role="alert" className="error">{error}</p>}
@@ -39,6 +43,14 @@ export function PlatformCharts() {
         <ColumnChart title="Tips per day" testId="chart-tips" bars={series.map((p) => count(day(p), p.tips, " tips"))} />
         <ColumnChart title="Tip volume per day" testId="chart-volume" bars={series.map((p) => kes(day(p), p.tipVolume))} />
         <ColumnChart title="Platform fees per day" testId="chart-fees" bars={series.map((p) => kes(day(p), p.platformFees))} />
+        {["mpesa", "card"].map((method) => (
+          <ColumnChart
+            key={method}
+            title={`${method === "mpesa" ? "M-Pesa" : "Card"} success rate per day`}
+            testId={`chart-success-${method}`}
+            bars={rates.filter((p) => p.method === method).map((p) => percent(day(p), p.successRateBps))}
+          />
+        ))}
         {summary && (
           <>
             <RowChart title="Rates" testId="chart-rates" bars={[percent("Take rate", summary.takeRateBps), percent("Success rate", summary.successRateBps)]} />

@@ -232,16 +232,19 @@ describe("admin console in chromium", () => {
     const latest = (figures: Record<string, string[][]>) => figures["chart-tips"].at(-1)?.[0] ?? "";
     let today = "";
     const rpc = async () => {
-      const [{ series }, { summary }] = await Promise.all([
+      const [{ series }, { summary }, { series: rates }] = await Promise.all([
         analytics.getRevenueMetrics({ range, granularity: Granularity.DAY, currency: "KES" }),
         analytics.getPlatformSummary({ range, currency: "KES" }),
+        analytics.getPaymentSuccessRates({ range, granularity: Granularity.DAY }),
       ]);
-      const day = (p: (typeof series)[number]) => new Date(Number(p.periodStart!.seconds) * 1000).toISOString().slice(5, 10);
+      const day = (p: { periodStart?: (typeof series)[number]["periodStart"] }) => new Date(Number(p.periodStart!.seconds) * 1000).toISOString().slice(5, 10);
       const s = summary!;
       return {
         "chart-tips": series.map((p) => [day(p), String(p.tips)]),
         "chart-volume": series.map((p) => [day(p), String(p.tipVolume?.amountMinor ?? 0n)]),
         "chart-fees": series.map((p) => [day(p), String(p.platformFees?.amountMinor ?? 0n)]),
+        "chart-success-mpesa": rates.filter((p) => p.method === "mpesa").map((p) => [day(p), String(p.successRateBps)]),
+        "chart-success-card": rates.filter((p) => p.method === "card").map((p) => [day(p), String(p.successRateBps)]),
         "chart-rates": [["Take rate", String(s.takeRateBps)], ["Success rate", String(s.successRateBps)]],
         "chart-failures": s.failures.map((f) => [f.resultCode || "(none)", String(f.count)]),
         "chart-latency": [["p50", String(s.payoutLatencyP50Ms)], ["p95", String(s.payoutLatencyP95Ms)]],
@@ -294,6 +297,7 @@ describe("admin console in chromium", () => {
     assert.equal(todayOf(after, "chart-volume") - todayOf(before, "chart-volume"), 400_00n);
     assert.ok(todayOf(after, "chart-fees") > todayOf(before, "chart-fees"), "the two tips paid fees");
     assert.ok(Number(after["chart-growth"][0][1]) >= 1, "the new worker counted");
+    assert.ok(after["chart-success-mpesa"].length > 0 && after["chart-success-mpesa"].every(([, bps]) => Number(bps) > 0), "M-Pesa tips succeeded on their days");
     // The platform CSV export over the same days gives the summary charts' figures too.
     const { csv } = await analytics.exportReport({ kind: ReportKind.PLATFORM, range });
     const figures = new Map(new TextDecoder().decode(csv).trim().split(/\r?\n/).slice(1).map((line) => {
