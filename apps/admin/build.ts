@@ -10,7 +10,7 @@ const dir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(dir, "../..");
 export const ADMIN_DIST = path.join(dir, "dist");
 // The web app's browser helpers (device key, error sentences) are shared, so they count too.
-const SOURCES = [path.join(dir, "src"), path.join(dir, "build.ts"), path.join(dir, "package.json"), path.join(root, "apps/web/src/lib"), path.join(root, "proto/gen")];
+const SOURCES = [path.join(dir, "src"), path.join(dir, "build.ts"), path.join(dir, "package.json"), path.join(root, "apps/web/src/lib"), path.join(root, "apps/web/src/components/charts.tsx"), path.join(root, "proto/gen")];
 const STAMP = path.join(ADMIN_DIST, "sources.sha256");
 
 function files(p: string): string[] {

@@ -72,6 +72,26 @@ describe("helm chart", () => {
     assert.equal(env("payment").QR_SIGNING_KEY, undefined, "each component gets only its own secrets");
   });
 
+  test("otel: off by default; otel.endpoint gives every component the OTLP endpoint, its service name and egress to the collector", async () => {
+    const envOf = (docs: any[], component: string) => {
+      const d = docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === component)!;
+      return Object.fromEntries(d.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+    };
+    const egressPorts = (docs: any[], name: string) =>
+      docs.find((d) => d.kind === "NetworkPolicy" && d.metadata.name === `t-ttip-${name}`)!.spec.egress.flatMap((r: any) => r.ports.map((p: any) => p.port));
+    const off = await render();
+    for (const c of COMPONENTS) assert.equal(envOf(off, c).OTEL_EXPORTER_OTLP_ENDPOINT, undefined, c);
+    assert.ok(!egressPorts(off, "wallet").includes(4318));
+    const on = await render("otel.endpoint=http://otel-collector.monitoring:4318");
+    for (const c of COMPONENTS) {
+      assert.equal(envOf(on, c).OTEL_EXPORTER_OTLP_ENDPOINT, "http://otel-collector.monitoring:4318", c);
+      assert.equal(envOf(on, c).OTEL_SERVICE_NAME, `ttip-${c}`);
+      assert.ok(egressPorts(on, c).includes(4318), `${c} may reach the collector`);
+    }
+    await assert.rejects(render("otel.endpoint=otel-collector:4318"), /otel.endpoint/);
+    await assert.rejects(render("otel.endpiont=http://c:4318"), /otel: Additional property endpiont is not allowed/);
+  });
+
   test("each service gets the peer addresses its module says it calls, and no others", async () => {
     const { modules } = await import("../../platform/src/modules.js");
     const docs = await render();

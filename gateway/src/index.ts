@@ -4,7 +4,7 @@ import { createClient, createContextValues, type Interceptor, type Transport } f
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { clientAddress, networkList, revocationChecker, signingInterceptor, startServer, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import { clientAddress, networkList, revocationChecker, signingInterceptor, startServer, tracingInterceptor, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
 import { authInterceptor, principalKey, type JwtOptions, type Principal as GatewayPrincipal } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
@@ -112,7 +112,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
   const transportFor = (url: string, interceptors?: Interceptor[]) => {
     let manager = sessions.get(url);
     if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
-    return createGrpcTransport({ baseUrl: url, sessionManager: manager, interceptors });
+    return createGrpcTransport({ baseUrl: url, sessionManager: manager, interceptors: [tracingInterceptor("client"), ...(interceptors ?? [])] });
   };
   const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
   const partners = partnerOptions(options, transportFor);

@@ -19,6 +19,7 @@ import {
   Metrics,
   migrate,
   onShutdown,
+  tracingFromEnv,
   RedisCache,
   startService,
 } from "@ttip/runtime";
@@ -123,6 +124,7 @@ export async function runClusterRole(role: string): Promise<void> {
   if (role === "gateway") {
     const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
     const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+    const tracing = tracingFromEnv(`ttip-${role}`);
     const cache = new RedisCache(cfg.REDIS_URL);
     const trustedProxies = cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [];
     const gateway = await startGateway({
@@ -145,7 +147,7 @@ export async function runClusterRole(role: string): Promise<void> {
       maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
       readMaxBytes: cfg.READ_MAX_BYTES,
     });
-    onShutdown(logger, [() => gateway.close(), () => cache.close()], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000);
+    onShutdown(logger, [() => gateway.close(), () => cache.close(), async () => tracing?.stop()], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000);
     return;
   }
   const module = modules.find((m) => m.name === role)!;
@@ -164,6 +166,7 @@ export async function runClusterRole(role: string): Promise<void> {
     REDIS_URL: env.url(["redis", "rediss"]),
   });
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+  const tracing = tracingFromEnv(`ttip-${role}`);
   const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
   const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}`, logger });
   const bus = await JetStreamBus.connect({
@@ -183,7 +186,7 @@ export async function runClusterRole(role: string): Promise<void> {
   });
   onShutdown(
     logger,
-    [() => service.close(), async () => peers.close(), () => bus.close(), () => cache.close(), () => pool.end()],
+    [() => service.close(), async () => peers.close(), () => bus.close(), () => cache.close(), () => pool.end(), async () => tracing?.stop()],
     cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000,
   );
 }

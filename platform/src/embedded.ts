@@ -11,6 +11,7 @@ import {
   MemoryCache,
   Metrics,
   onShutdown,
+  tracingFromEnv,
   type RunningService,
 } from "@ttip/runtime";
 import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
@@ -204,9 +205,11 @@ async function freePort(host: string): Promise<number> {
 
 /** `make run`: start, print where to open it, stop cleanly on Ctrl-C. */
 export async function runEmbedded(): Promise<void> {
+  // Traces too when OTEL_EXPORTER_OTLP_ENDPOINT is set (a local collector or Jaeger on :4318).
+  const tracing = tracingFromEnv("ttip-embedded");
   const platform = await startEmbedded();
   const logger = createLogger({ base: { mode: "embedded" } });
-  onShutdown(logger, [() => platform.close()]);
+  onShutdown(logger, [() => platform.close(), async () => tracing?.stop()]);
   const lines = [
     "",
     `TTIP is running on ${platform.gatewayUrl}   ← open this (the web app; workers sign in at ${platform.gatewayUrl}/w)`,

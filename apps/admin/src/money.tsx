@@ -9,6 +9,7 @@ import { PaymentAdminService, type GetMpesaBalanceResponse } from "@ttip/proto/t
 import type { GetTrialBalanceResponse } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { api, errorText } from "./api";
+import { PlatformCharts } from "./charts";
 import { Action, money, Section, when } from "./ui";
 
 export function Money() {
@@ -16,6 +17,7 @@ export function Money() {
     <>
       <MpesaBalance />
       <Revenue />
+      <PlatformCharts />
       <TrialBalance />
     </>
   );

@@ -1,10 +1,14 @@
 // The admin console in a real browser: the first admin by setup token, then
 // finding a user and blocking them; a held tip approved with the device
 // step-up; a support user refused the money actions (screen and API).
+// Money's platform charts are held to analytics' RPCs and its CSV export.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -13,6 +17,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Page } from "playwright-core";
+import { chartRange } from "../src/chart-range.js";
 import { AdminHarness, eventually, randomPhone } from "./harness.js";
 
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
@@ -217,5 +222,101 @@ describe("admin console in chromium", () => {
     const keyRow = adminPage.locator("tr").filter({ hasText: "Savannah POS" });
     await keyRow.getByRole("button", { name: "Revoke" }).click();
     await keyRow.getByText(/^revoked /).waitFor();
+  });
+
+  test("Money's charts draw analytics' figures: after two tips, every bar is the RPC's number and the summary bars are the platform CSV's", async () => {
+    const analytics = h.api(AnalyticsAdminService, adminToken);
+    const { from, to } = chartRange();
+    const range = { from: timestampFromDate(from), to: timestampFromDate(to) };
+    // Analytics buckets days in its own zone: the latest bucket holds the tips made now.
+    const latest = (figures: Record<string, string[][]>) => figures["chart-tips"].at(-1)?.[0] ?? "";
+    let today = "";
+    const rpc = async () => {
+      const [{ series }, { summary }, { series: rates }] = await Promise.all([
+        analytics.getRevenueMetrics({ range, granularity: Granularity.DAY, currency: "KES" }),
+        analytics.getPlatformSummary({ range, currency: "KES" }),
+        analytics.getPaymentSuccessRates({ range, granularity: Granularity.DAY }),
+      ]);
+      const day = (p: { periodStart?: (typeof series)[number]["periodStart"] }) => new Date(Number(p.periodStart!.seconds) * 1000).toISOString().slice(5, 10);
+      const s = summary!;
+      return {
+        "chart-tips": series.map((p) => [day(p), String(p.tips)]),
+        "chart-volume": series.map((p) => [day(p), String(p.tipVolume?.amountMinor ?? 0n)]),
+        "chart-fees": series.map((p) => [day(p), String(p.platformFees?.amountMinor ?? 0n)]),
+        "chart-success-mpesa": rates.filter((p) => p.method === "mpesa").map((p) => [day(p), String(p.successRateBps)]),
+        "chart-success-card": rates.filter((p) => p.method === "card").map((p) => [day(p), String(p.successRateBps)]),
+        "chart-rates": [["Take rate", String(s.takeRateBps)], ["Success rate", String(s.successRateBps)]],
+        "chart-failures": s.failures.map((f) => [f.resultCode || "(none)", String(f.count)]),
+        "chart-latency": [["p50", String(s.payoutLatencyP50Ms)], ["p95", String(s.payoutLatencyP95Ms)]],
+        "chart-growth": [["New workers", String(s.newWorkers)], ["Active workers", String(s.activeWorkers)], ["Active venues", String(s.activeVenues)]],
+        "chart-money": [["Payouts", String(s.payouts?.amountMinor ?? 0n)], ["SMS spend", String(s.smsSpend?.amountMinor ?? 0n)], ["Pools paid", String(s.poolsDistributed?.amountMinor ?? 0n)]],
+      } as Record<string, string[][]>;
+    };
+    const todayOf = (figures: Record<string, string[][]>, chart: string) => BigInt(figures[chart].find(([label]) => label === today)?.[1] ?? "0");
+    const before = await rpc();
+
+    const worker = await h.signUp(randomPhone());
+    for (const amountMinor of [150_00n, 250_00n]) {
+      const { tip } = await h.api(PaymentService).createTip({
+        idempotencyKey: randomUUID(),
+        recipient: { case: "workerId", value: worker.userId },
+        amount: { currency: "KES", amountMinor },
+        payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}` },
+      });
+      await eventually("the tip succeeded", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip?.status === TipStatus.SUCCEEDED);
+    }
+    // Analytics counts from payment's events: both tips are in today's figures.
+    await eventually("analytics saw both tips", async () => {
+      const now = await rpc();
+      today = latest(now);
+      return todayOf(now, "chart-tips") - todayOf(before, "chart-tips") === 2n;
+    }, 30_000);
+
+    // The page and the RPC over the same days; a late event from an earlier test may land between the two reads, so read both again until they agree.
+    const drawn = async () => {
+      const charts: Record<string, string[][]> = {};
+      for (const id of Object.keys(before)) {
+        charts[id] = (await adminPage.getByTestId(id).locator("g[data-label]").evaluateAll((gs) => gs.map((g) => [g.getAttribute("data-label") ?? "", g.getAttribute("data-value") ?? ""])));
+      }
+      return charts;
+    };
+    let last: { page: Record<string, string[][]>; api: Record<string, string[][]> } | undefined;
+    await eventually("the charts equal the RPC's figures", async () => {
+      await adminPage.getByRole("link", { name: "Users" }).click();
+      await adminPage.getByRole("link", { name: "Money" }).click();
+      await adminPage.getByTestId("chart-money").locator("g[data-label]").first().waitFor();
+      await adminPage.getByTestId("chart-tips").locator("g[data-label]").first().waitFor();
+      last = { page: await drawn(), api: await rpc() };
+      return JSON.stringify(last.page) === JSON.stringify(last.api);
+    }, 30_000).catch((err) => {
+      assert.deepEqual(last?.page, last?.api);
+      throw err;
+    });
+    const after = last!.page;
+    assert.equal(todayOf(after, "chart-tips") - todayOf(before, "chart-tips"), 2n);
+    assert.equal(todayOf(after, "chart-volume") - todayOf(before, "chart-volume"), 400_00n);
+    assert.ok(todayOf(after, "chart-fees") > todayOf(before, "chart-fees"), "the two tips paid fees");
+    assert.ok(Number(after["chart-growth"][0][1]) >= 1, "the new worker counted");
+    assert.ok(after["chart-success-mpesa"].length > 0 && after["chart-success-mpesa"].every(([, bps]) => Number(bps) > 0), "M-Pesa tips succeeded on their days");
+    // The platform CSV export over the same days gives the summary charts' figures too.
+    const { csv } = await analytics.exportReport({ kind: ReportKind.PLATFORM, range });
+    const figures = new Map(new TextDecoder().decode(csv).trim().split(/\r?\n/).slice(1).map((line) => {
+      const [figure, value] = line.split(",");
+      return [figure, value || "0"] as const;
+    }));
+    const csvName: Record<string, string> = {
+      "Take rate": "take_rate_bps", "Success rate": "success_rate_bps", p50: "payout_latency_p50_ms", p95: "payout_latency_p95_ms",
+      "New workers": "new_workers", "Active workers": "active_workers", "Active venues": "active_venues",
+      Payouts: "payouts_minor", "SMS spend": "sms_spend_minor", "Pools paid": "pools_distributed_minor",
+    };
+    for (const id of ["chart-rates", "chart-latency", "chart-growth", "chart-money"]) {
+      for (const [label, value] of after[id]) assert.equal(value, figures.get(csvName[label]), `${id} ${label} against the CSV`);
+    }
+    for (const [code, value] of after["chart-failures"]) assert.equal(value, figures.get(`failures:${code}`), `failures ${code} against the CSV`);
+    assert.equal(String(after["chart-tips"].reduce((n, [, v]) => n + BigInt(v), 0n)), figures.get("tips"), "the days' tips add up to the CSV's");
+    // The bars are drawn to scale: the tallest day is the tallest bar.
+    const heights = (await adminPage.getByTestId("chart-tips").locator("g[data-label] rect").evaluateAll((rs) => rs.map((r) => Number(r.getAttribute("height")))));
+    const values = after["chart-tips"].map(([, v]) => Number(v));
+    assert.equal(heights.indexOf(Math.max(...heights)), values.indexOf(Math.max(...values)));
   });
 });

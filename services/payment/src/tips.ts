@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { Code } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, buildEvent, emitEvent, fieldError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, buildEvent, currentTraceparent, emitEvent, fieldError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { PaymentConfig } from "./config.js";
@@ -161,12 +161,12 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
          now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000), $20, $21, $25,
          payment.tip_reference(nextval('payment.tip_reference_seq')))
        ON CONFLICT (idempotency_key) DO NOTHING RETURNING *),
-       announced AS (INSERT INTO payment.outbox (event_id, subject, payload) SELECT $22, $23, $24 FROM tip)
+       announced AS (INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $22, $23, $24, $26::text FROM tip)
        SELECT * FROM tip`,
       [tipId, t.idempotencyKey, fp, t.workerId || null, t.callerSubject ?? "", t.amountMinor, charged - workerReceives, charged, workerReceives,
         quote.feeScheduleVersion, t.customerCoversFee, t.phone, phoneMasked, t.rating, t.message, t.customerEmail,
         hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? "",
-        created.id, created.subject, Buffer.from(created.data), t.channel ?? "web"],
+        created.id, created.subject, Buffer.from(created.data), t.channel ?? "web", currentTraceparent() ?? null],
     );
     return rows[0];
   };

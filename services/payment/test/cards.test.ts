@@ -41,6 +41,20 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     (await h.t.db.pool.query("SELECT * FROM wallet.entry_conversions WHERE entry_id = $1", [entryId])).rows;
   const entriesFor = async (paymentId: string) =>
     Number((await h.t.db.pool.query("SELECT count(*) FROM wallet.entries WHERE cause_kind = 'stripePaymentId' AND cause_ref = $1", [paymentId])).rows[0].count);
+  // One sample's value, labels in any order; 0 when the series does not exist yet.
+  const scrape = async () => {
+    const text = await (await fetch(`${h.t.service.server.url}/metrics`)).text();
+    return (name: string, labels: Record<string, string>) => {
+      const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+      for (const line of text.split("\n")) {
+        const m = /^(\w+)(?:\{(.*)\})? (\S+)$/.exec(line);
+        if (!m || m[1] !== name) continue;
+        const have = m[2] ? m[2].split(",") : [];
+        if (have.length === want.length && want.every((w) => have.includes(w))) return Number(m[3]);
+      }
+      return 0;
+    };
+  };
   // A different card each time unless asked: the per-card velocity rule would stop a fourth tip from one card.
   let cards = 0;
   const paid = async (workerId: string, pm = `pm_card_visa_${++cards}`, amount = USD(1000), country = "") => {
@@ -97,6 +111,29 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const writes = h.stripe.requests().filter((q) => q.method === "POST" && !q.path.endsWith("/confirm"));
     assert.ok(writes.length >= 2);
     assert.deepEqual(writes.filter((q) => !q.idempotencyKey), []);
+  });
+
+  test("/metrics: card tips move the card series (created, succeeded, held; KES amount; webhook to credit latency), not M-Pesa's", async () => {
+    const before = await scrape();
+    const ok = await paid(randomUUID(), `pm_card_visa_${++cards}`, USD(1000));
+    assert.equal(ok.tip.status, TipStatus.SUCCEEDED);
+    const held = await paid(randomUUID(), `pm_card_gb_${++cards}`, USD(500), "KE");
+    assert.equal(held.tip.status, TipStatus.HELD_FOR_REVIEW);
+    const now = await scrape();
+    const moved = (name: string, labels: Record<string, string>) => now(name, labels) - before(name, labels);
+
+    assert.equal(moved("ttip_payment_tips_total", { status: "created", method: "card" }), 2);
+    assert.equal(moved("ttip_payment_tips_total", { status: "succeeded", method: "card" }), 1);
+    assert.equal(moved("ttip_payment_tips_total", { status: "held", method: "card" }), 1);
+    assert.equal(moved("ttip_payment_tips_total", { status: "created", method: "mpesa" }), 0);
+    // Only the credited tip is an amount: USD 10.00 at the quoted 129.20 is KES 1,292.00, in the le=2000 bucket and not le=1000.
+    assert.equal(moved("ttip_payment_tip_amount_kes_count", { method: "card" }), 1);
+    assert.equal(moved("ttip_payment_tip_amount_kes_sum", { method: "card" }), 1292);
+    assert.equal(moved("ttip_payment_tip_amount_kes_bucket", { le: "2000", method: "card" }), 1);
+    assert.equal(moved("ttip_payment_tip_amount_kes_bucket", { le: "1000", method: "card" }), 0);
+    // Both credits (to the worker, to suspense) were timed from the webhook's decision.
+    assert.equal(moved("ttip_payment_callback_to_credit_seconds_count", { method: "card" }), 2);
+    assert.ok(moved("ttip_payment_callback_to_credit_seconds_sum", { method: "card" }) >= 0);
   });
 
   test("CreateTip retried with its key returns the same PaymentIntent; another tip under the key is ALREADY_EXISTS", async () => {
@@ -255,10 +292,13 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
   test("card rules: a card tipping too often is cancelled, not charged; a foreign card is held for review", async () => {
     const worker = randomUUID();
     const card = `pm_card_visa_${Date.now()}`;
+    const before = await scrape();
     for (let i = 0; i < 3; i++) assert.equal((await paid(worker, card, USD(200))).tip.status, TipStatus.SUCCEEDED);
     const { created, tip } = await paid(worker, card, USD(200));
     assert.equal(tip.status, TipStatus.FAILED);
     assert.equal(tip.resultCode, "card_velocity");
+    const failed = { status: "failed", method: "card" };
+    assert.equal((await scrape())("ttip_payment_tips_total", failed) - before("ttip_payment_tips_total", failed), 1, "the cancelled tip counted failed on /metrics");
     assert.match(tip.resultMessage, /nothing was charged/i);
     await eventually(async () => h.stripe.paymentIntent(created.tip!.providerPaymentId)!.status === "canceled", "authorisation cancelled");
     const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CARD_VELOCITY });

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { startTracing } from "@ttip/runtime";
 import { eventually, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
 
@@ -425,5 +428,29 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(second.tips.length, 1);
     assert.equal(second.page!.nextPageToken, "");
     assert.ok(first.tips.concat(second.tips).every((t) => t.workerId === worker));
+  });
+
+  test("with tracing on, a tip's created event keeps the caller's trace context (in its outbox row) for its consumers", async () => {
+    // A collector that takes anything: this checks what is stored, not what is exported.
+    const collector = http.createServer((req, res) => req.resume().on("end", () => res.writeHead(200).end("{}")));
+    await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
+    const tracing = startTracing({ endpoint: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`, serviceName: "payment-test", exportDelayMs: 60_000 });
+    try {
+      const traceId = randomUUID().replaceAll("-", "");
+      const { tip: created } = await pay.createTip(
+        { idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() }, amount: KES(100), payment: { case: "mpesaPhone", value: "+2547" + phone().slice(2) } },
+        { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } },
+      );
+      const { rows } = await h.t.db.pool.query(
+        "SELECT traceparent FROM payment.outbox WHERE subject = 'ttip.payment.tip_created' AND position($1 in encode(payload, 'escape')) > 0",
+        [created!.tipId],
+      );
+      assert.equal(rows.length, 1);
+      assert.match(rows[0].traceparent, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+      assert.doesNotMatch(rows[0].traceparent, /00f067aa0ba902b7/, "the parent is the service's own span, not the caller's");
+    } finally {
+      await tracing.stop();
+      await new Promise((resolve) => collector.close(resolve));
+    }
   });
 });

@@ -21,6 +21,8 @@ export interface BusMessage {
   id: string;
   subject: string;
   data: Uint8Array;
+  /** W3C trace context of the work that wrote the event, when tracing is on. */
+  traceparent?: string;
 }
 
 export interface DeliveredMessage extends BusMessage {
@@ -152,6 +154,7 @@ export class JetStreamBus implements EventBus {
   async publish(message: BusMessage): Promise<void> {
     const h = headers();
     h.set("Nats-Msg-Id", message.id);
+    if (message.traceparent) h.set("traceparent", message.traceparent);
     await (this.js ??= this.nc.jetstream()).publish(this.toWire(message.subject), message.data, { msgID: message.id, headers: h });
   }
 
@@ -171,7 +174,13 @@ export class JetStreamBus implements EventBus {
       for await (const m of messages) {
         const id = m.headers?.get("Nats-Msg-Id") ?? `${this.stream}:${m.seq}`;
         try {
-          await options.handler({ id, subject: this.fromWire(m.subject), data: m.data, deliveryCount: m.info.redeliveryCount + 1 });
+          await options.handler({
+            id,
+            subject: this.fromWire(m.subject),
+            data: m.data,
+            deliveryCount: m.info.redeliveryCount + 1,
+            traceparent: m.headers?.get("traceparent") || undefined,
+          });
           m.ack();
         } catch (err) {
           this.logger.warn({ err, subject: m.subject, eventId: id, consumer: options.durable }, "event handler failed; will redeliver");
@@ -233,6 +242,7 @@ export class JetStreamBus implements EventBus {
           subject: this.fromWire(m.subject),
           data: m.data,
           deliveryCount: m.info.redeliveryCount + 1,
+          traceparent: m.headers?.get("traceparent") || undefined,
         }));
         try {
           await options.handler(delivered);

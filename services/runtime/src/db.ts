@@ -4,6 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import type { Logger } from "./log.js";
+import { currentTraceparent } from "./tracing.js";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -69,6 +70,10 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
   client.on("error", onLost);
   try {
     await client.query("BEGIN");
+    // Outbox rows written in this transaction take its trace context (the column's default);
+    // only while tracing is on, so a transaction costs no extra statement otherwise.
+    const traceparent = currentTraceparent();
+    if (traceparent) await client.query("SELECT set_config('ttip.traceparent', $1, true)", [traceparent]);
     const result = await fn(client);
     await client.query("COMMIT");
     return result;

@@ -27,3 +27,4 @@ export * from "./server.js";
 export * from "./service.js";
 export * from "./shutdown.js";
 export * from "./startup.js";
+export * from "./tracing.js";

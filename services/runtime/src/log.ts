@@ -1,4 +1,5 @@
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from "pino";
+import { traceLogFields } from "./tracing.js";
 
 export type { Logger };
 
@@ -65,6 +66,8 @@ export function createLogger(options: LogOptions = {}): Logger {
     base: { ...options.base },
     timestamp: pino.stdTimeFunctions.isoTime,
     messageKey: "msg",
+    // trace_id/span_id of the active span; an empty object while tracing is off.
+    mixin: traceLogFields,
     formatters: {
       level: (label) => ({ level: label }),
       log: (object) => scrub(object) as Record<string, unknown>,

@@ -2,16 +2,18 @@ import type { BusMessage, DeliveredMessage, EventBus } from "./bus.js";
 import { ident, withTransaction, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
+import { currentTraceparent, inConsumerSpan, validTraceparent } from "./tracing.js";
 
 /**
  * Stores an event in the service's outbox. Call it with the transaction that
  * changes the state the event reports: both commit or neither does.
  */
 export async function writeOutbox(tx: Queryable, schema: string, message: BusMessage): Promise<void> {
-  await tx.query(`INSERT INTO ${ident(schema)}.outbox (event_id, subject, payload) VALUES ($1, $2, $3)`, [
+  await tx.query(`INSERT INTO ${ident(schema)}.outbox (event_id, subject, payload, traceparent) VALUES ($1, $2, $3, $4)`, [
     message.id,
     message.subject,
     Buffer.from(message.data),
+    message.traceparent ?? currentTraceparent() ?? null,
   ]);
 }
 
@@ -68,8 +70,8 @@ export class OutboxRelay {
   private async relayBatch(s: string): Promise<number> {
     const { pool, bus } = this.options;
     return withTransaction(pool, async (tx) => {
-      const { rows } = await tx.query<{ seq: string; event_id: string; subject: string; payload: Buffer; age: number }>(
-        `SELECT seq, event_id, subject, payload, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
+      const { rows } = await tx.query<{ seq: string; event_id: string; subject: string; payload: Buffer; age: number; traceparent: string | null }>(
+        `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
           WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
         [this.options.batchSize ?? 100],
       );
@@ -77,7 +79,7 @@ export class OutboxRelay {
       // Sent together and acknowledged together (one connection keeps their order), instead of
       // a round trip each. Rows after a failure that did get stored are sent again next time
       // under the same ids, which the bus drops as duplicates.
-      const outcomes = await Promise.allSettled(rows.map((row) => bus.publish({ id: row.event_id, subject: row.subject, data: new Uint8Array(row.payload) })));
+      const outcomes = await Promise.allSettled(rows.map((row) => bus.publish({ id: row.event_id, subject: row.subject, data: new Uint8Array(row.payload), traceparent: validTraceparent(row.traceparent) })));
       for (const [i, outcome] of outcomes.entries()) {
         if (outcome.status === "rejected") {
           // Keep order: stop at the first failure and retry from here next time.
@@ -144,7 +146,7 @@ export interface ConsumeBatchOptions extends Omit<ConsumeOptions, "handle"> {
 export async function consumeEventBatches(options: ConsumeBatchOptions) {
   const s = ident(options.schema);
   const apply = async (messages: DeliveredMessage[]) => {
-    const fresh = await withTransaction(options.pool, async (tx) => {
+    const fresh = await inConsumerSpan(`consume ${options.consumer}`, messages.map((m) => m.traceparent), () => withTransaction(options.pool, async (tx) => {
       await options.before?.(tx);
       const { rows } = await tx.query<{ event_id: string }>(
         `INSERT INTO ${s}.inbox (consumer, event_id, subject) SELECT $1, * FROM unnest($2::uuid[], $3::text[])
@@ -156,7 +158,7 @@ export async function consumeEventBatches(options: ConsumeBatchOptions) {
       const todo = messages.filter((m) => inserted.delete(m.id.toLowerCase()));
       if (todo.length) await options.handleBatch(todo, tx);
       return todo.length;
-    });
+    }));
     const counter = options.metrics?.counter("ttip_inbox_events_total", "Events a consumer received: applied, or skipped as a duplicate by its inbox.", ["consumer", "outcome"]);
     counter?.inc({ consumer: options.consumer, outcome: "applied" }, fresh);
     if (messages.length > fresh) counter?.inc({ consumer: options.consumer, outcome: "duplicate" }, messages.length - fresh);
@@ -179,7 +181,7 @@ export async function consumeEvents(options: ConsumeOptions) {
     durable: options.consumer,
     subject: options.subject,
     handler: async (message) => {
-      const applied = await withTransaction(options.pool, async (tx) => {
+      const applied = await inConsumerSpan(`consume ${options.consumer}`, [message.traceparent], () => withTransaction(options.pool, async (tx) => {
         await options.before?.(tx);
         const inserted = await tx.query(
           `INSERT INTO ${s}.inbox (consumer, event_id, subject) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
@@ -188,7 +190,7 @@ export async function consumeEvents(options: ConsumeOptions) {
         if (inserted.rowCount === 0) return false;
         await options.handle(message, tx);
         return true;
-      });
+      }));
       options.metrics
         ?.counter("ttip_inbox_events_total", "Events a consumer received: applied, or skipped as a duplicate by its inbox.", ["consumer", "outcome"])
         .inc({ consumer: options.consumer, outcome: applied ? "applied" : "duplicate" });

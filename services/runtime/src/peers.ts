@@ -4,6 +4,7 @@ import type { UniversalClientFn } from "@connectrpc/connect/protocol";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
 import { signingInterceptor } from "./internal-auth.js";
 import { requestIdPropagation } from "./interceptors.js";
+import { tracingInterceptor } from "./tracing.js";
 
 /** How a service reaches another one over gRPC, by the other's name (e.g. "wallet"). */
 export type Peers = (service: string) => Transport;
@@ -24,7 +25,7 @@ export function createPeers(
     const local = localOf(service);
     if (local) {
       let transport = locals.get(service);
-      if (!transport) locals.set(service, (transport = localTransport(local, [requestIdPropagation(), signingInterceptor()])));
+      if (!transport) locals.set(service, (transport = localTransport(local, [tracingInterceptor("client"), requestIdPropagation(), signingInterceptor()])));
       return transport;
     }
     const url = urlOf(service);
@@ -32,7 +33,7 @@ export function createPeers(
     let manager = sessions.get(url);
     if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
     // Every call is signed: the receiving service believes the identity it carries only then.
-    return createGrpcTransport({ baseUrl: url, sessionManager: manager, interceptors: [requestIdPropagation(), signingInterceptor()] });
+    return createGrpcTransport({ baseUrl: url, sessionManager: manager, interceptors: [tracingInterceptor("client"), requestIdPropagation(), signingInterceptor()] });
   };
   const peers = (service: string): Transport => ({
     unary: async (...args) => {

@@ -18,6 +18,7 @@ import { HealthStatus, ServingStatus } from "./health.js";
 import { StartupError } from "./startup.js";
 import { DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
 import { accessLogInterceptor, errorInterceptor, requestIdInterceptor } from "./interceptors.js";
+import { tracingInterceptor } from "./tracing.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
@@ -109,6 +110,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     contextValues: options.contextValues,
     readMaxBytes,
     interceptors: [
+      tracingInterceptor("server"),
       metrics.interceptor(),
       requestIdInterceptor(),
       ...(options.accessLog ? [accessLogInterceptor(logger, options.accessLog.callerKind)] : []),

@@ -9,6 +9,7 @@ import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { recordAlert } from "../fraud.js";
+import { paymentMetrics } from "../metrics.js";
 import { loadTip, runAfterCredit, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
@@ -127,6 +128,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
       t.provider, quote.platformFee!.amountMinor, quote.processingFee!.amountMinor, share, quote.workerReceives!.currency,
       fx?.rate ?? null, fx?.rateSource ?? null, fx?.rateTime ? timestampDate(fx.rateTime) : null, t.customerCountry, config.checkAfterMs],
   );
+  if (rows[0]) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "card" });
   const row = rows[0] ?? (await byKey(pool, t.idempotencyKey))!;
   if (row.request_fingerprint !== fp) throw new AlreadyExistsError("idempotency_key: already used for a different tip");
   return startPayment(deps, provider, row);
@@ -191,9 +193,12 @@ export async function failCardTip(deps: Deps, tipId: string, code: string, tx?: 
       [tipId, code, cardResultMessage(code)],
     );
     if (rows[0]) await emitCardTipFailed(db, rows[0]);
-    return rows.length > 0;
+    return rows[0]?.status;
   };
-  const done = tx ? await run(tx) : await withTransaction(deps.ctx.pool, run);
+  const ended = tx ? await run(tx) : await withTransaction(deps.ctx.pool, run);
+  // Inside a caller's transaction this counts before its commit: a rollback there would overcount by one (the caller's commit is not ours to wait on).
+  if (ended) paymentMetrics(deps.ctx.metrics).tips.inc({ status: ended === "expired" ? "expired" : "failed", method: "card" });
+  const done = Boolean(ended);
   deps.changes.emit(tipId);
   return done;
 }
@@ -345,8 +350,29 @@ export async function postCardCredit(deps: Deps, tipId: string, committed?: Card
     if (t && t.credit_kind === "worker") await emitCardTipSucceeded(tx, t);
     return t;
   });
+  if (recorded) observeCardCredit(deps, recorded);
   if (recorded?.credit_kind === "worker") runAfterCredit(deps, recorded);
   return Boolean(recorded);
+}
+
+/** The same figures the M-Pesa path records on credit, labelled card. */
+function observeCardCredit(deps: Deps, t: CardTipRow): void {
+  const m = paymentMetrics(deps.ctx.metrics);
+  m.tips.inc({ status: t.credit_kind === "suspense" ? "held" : "succeeded", method: "card" });
+  const kes = tipInKesMinor(t);
+  if (t.credit_kind !== "suspense" && kes !== undefined) m.amounts.observe({ method: "card" }, Number(kes) / 100);
+  // completed_at is set when the webhook (or reconciliation's retrieve) decided the credit.
+  if (t.completed_at) m.creditLatency.observe({ method: "card" }, Math.max(0, Date.now() - t.completed_at.getTime()) / 1000);
+}
+
+/** The tip's amount in KES minor units: as charged when taken in KES, else at the tip's quoted rate (a decimal string, read exactly). */
+export function tipInKesMinor(t: Pick<CardTipRow, "currency" | "amount_minor" | "wallet_currency" | "fx_rate">): bigint | undefined {
+  if (t.currency === "KES") return t.amount_minor;
+  const m = t.wallet_currency === "KES" ? /^(\d{1,12})(?:\.(\d{1,12}))?$/.exec(t.fx_rate ?? "") : null;
+  if (!m) return undefined;
+  const frac = m[2] ?? "";
+  // Card currencies and KES both have two minor digits, so minor units convert at the major-unit rate.
+  return (t.amount_minor * BigInt(m[1] + frac)) / 10n ** BigInt(frac.length);
 }
 
 export async function emitCardTipSucceeded(tx: Queryable, t: CardTipRow) {
