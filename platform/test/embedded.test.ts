@@ -10,8 +10,10 @@ import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 import { modules, publicServices } from "../src/modules.js";
 
 // `make run` as a user gets it: PGlite, in-process bus and cache, one process.
+// Payment registers in the background and, after a failed try, waits 5 s before the next (for
+// about a minute in all): on a busy machine the first tries can miss, so wait as long as it tries.
 async function eventuallyRegistered(url: string): Promise<Array<{ confirmationUrl: string }>> {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 600; i++) {
     const { registrations } = (await (await fetch(url)).json()) as { registrations: Array<{ confirmationUrl: string }> };
     if (registrations.length) return registrations;
     await new Promise((r) => setTimeout(r, 100));
