@@ -389,9 +389,9 @@ export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, 
       const creditKey = o.receipt ?? `stk-${o.checkoutRequestId}`;
       const { rows: updated } = await tx.query<TipRow>(
         `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
-           credit_kind = $6, received_minor = $7, completed_at = now() WHERE tip_id = $1 RETURNING *`,
+           credit_kind = $6, received_minor = NULLIF($7::bigint, charged_minor), completed_at = now() WHERE tip_id = $1 RETURNING *`,
         [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, creditKey,
-          toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor !== tip.charged_minor ? (receivedMinor ?? null) : null],
+          toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor ?? null],
       );
       decided = updated[0];
       return toSuspense ? "held" : "credited";
