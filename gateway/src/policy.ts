@@ -1,6 +1,6 @@
 import type { BlockList } from "node:net";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { accessOf, inNetworks, networkList, type DeclaredAccess, type Role } from "@ttip/runtime";
 import { principalKey } from "./auth.js";
 import { partnerKey } from "./partner.js";
@@ -23,6 +23,9 @@ import { clientAddressKey } from "./rate-limit.js";
 export type Rule = DeclaredAccess;
 
 export const STEP_UP_HEADER = "x-ttip-step-up";
+
+/** When this call's device step-up was verified and spent (ms); forwarded, signed, to the service. */
+export const stepUpVerifiedKey = createContextKey<number | undefined>(undefined, { description: "device step-up verified at" });
 
 const rules = new WeakMap<DescMethod, Rule | null>();
 
@@ -104,7 +107,10 @@ export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
     if (adminNetwork && !inNetworks(admins, req.contextValues.get(clientAddressKey))) {
       throw denied("admin calls are only accepted from allow-listed networks");
     }
-    if (rule.access === "admin" && rule.stepUp) await checkStepUp(req.header.get(STEP_UP_HEADER), principal.subject, options.verifyStepUp);
+    if (rule.access === "admin" && rule.stepUp) {
+      await checkStepUp(req.header.get(STEP_UP_HEADER), principal.subject, options.verifyStepUp);
+      req.contextValues.set(stepUpVerifiedKey, Date.now());
+    }
     // The token is spent here; the service has no use for it.
     req.header.delete(STEP_UP_HEADER);
     return next(req);
