@@ -6,6 +6,7 @@
 // one process (`make run`). Rounds alternate the three paths so that a noisy
 // machine hits them alike; the goal is a gateway adding at most 30% latency.
 //   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16]
+//   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only.
 import { randomUUID } from "node:crypto";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -48,11 +49,11 @@ try {
     const client = createClient(QrService, createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }));
     return () => client.resolveQrCode({ code: { case: "payload", value: payload } });
   };
-  const paths = new Map([
+  const paths = new Map<string, () => Promise<unknown>>(([
     ["direct to qr", resolver(t.service.server.url)],
     ["gateway -> qr over gRPC", resolver(gateways[0].url)],
     ["gateway -> qr in process", resolver(gateways[1].url)],
-  ].filter(([name]) => !only || name === "direct to qr" || name === only));
+  ] as const).filter(([name]) => !only || name === "direct to qr" || name === only));
   // Let the service's invalidation after the setup writes pass, then warm caches, connections and the JIT.
   await new Promise((r) => setTimeout(r, 2_500));
   for (const call of paths.values()) for (let i = 0; i < 300; i++) await call();
