@@ -2634,9 +2634,9 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x18CheckPartnerLinkResponse\x12\x16\n" +
 	"\x06linked\x18\x01 \x01(\bR\x06linked\x120\n" +
 	"\bvia_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\aviaKind\x12\x15\n" +
-	"\x06via_id\x18\x03 \x01(\tR\x05viaId2\xc3\x0e\n" +
-	"\tQrService\x12c\n" +
-	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\"\x10\xca\xf3\x18\f\b\x01\x1a\bqr:write\x12\\\n" +
+	"\x06via_id\x18\x03 \x01(\tR\x05viaId2\xe2\x0e\n" +
+	"\tQrService\x12\x81\x01\n" +
+	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\".\xca\xf3\x18*\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\bqr:write\x12\\\n" +
 	"\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12b\n" +
 	"\vListQrCodes\x12\x1e.ttip.qr.v1.ListQrCodesRequest\x1a\x1f.ttip.qr.v1.ListQrCodesResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12Y\n" +
 	"\rResolveQrCode\x12 .ttip.qr.v1.ResolveQrCodeRequest\x1a!.ttip.qr.v1.ResolveQrCodeResponse\"\x03\x90\x02\x01\x12e\n" +
