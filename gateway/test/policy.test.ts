@@ -57,7 +57,7 @@ describe("gateway per-RPC policy", () => {
     assert.deepEqual(ruleFor(PaymentAdminService.method.refundTip), { access: "admin", roles: ["admin", "finance"], stepUp: true });
     assert.deepEqual(ruleFor(AuthService.method.claimFirstAdmin), { access: "signed_in", adminNetwork: true });
     assert.deepEqual(ruleFor(AuthInternalService.method.getUserById), { access: "internal" });
-    // Other services decide for themselves from the verified principal.
+    // Anonymous at the gateway: the service looks at the caller (own codes), and enforces the same declaration.
     assert.deepEqual(ruleFor(QrService.method.getQrCode), { access: "anonymous", partnerScope: "qr:read" });
     assert.deepEqual(ruleFor(QrService.method.resolveQrCode), { access: "anonymous" });
     // Analytics: a worker's, manager's or admin's token; platform figures are admin roles only.
