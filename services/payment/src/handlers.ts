@@ -22,6 +22,7 @@ import { reconcileCardBalance } from "./cards/reconcile.js";
 import { reviewCardTip } from "./cards/review.js";
 import { createCardTip, reconcileCardTips } from "./cards/tips.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
+import { isPartner, requirePartnerLinked } from "./partner-access.js";
 import { kes } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
 import { approvedSplit, createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterCredit, type Deps, type TipRow } from "./tips.js";
@@ -81,6 +82,9 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       } else if (req.recipient.case === "workerId") {
         recipient.workerId = req.recipient.value;
       }
+      const caller = callerOf(ctx);
+      // Before anything is charged or stored: a partner tips only for its linked workers and venues.
+      if (isPartner(caller)) await requirePartnerLinked(deps, caller.subject, recipient.workerId, recipient.venueId);
       if (card) {
         if (!recipient.workerId) throw new UnimplementedError("qr_code: card tips to a venue's pool are not available yet; pay by M-Pesa or scan a worker's code");
         const created = await createCardTip(deps, {
@@ -93,7 +97,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
           rating: req.rating,
           message: req.message,
           customerEmail: req.customerEmail,
-          callerSubject: callerOf(ctx)?.subject,
+          callerSubject: caller?.subject,
         });
         return {
           tip: tipMessage(created.tip, locale(ctx)),
@@ -113,15 +117,20 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         rating: req.rating,
         message: req.message,
         customerEmail: req.customerEmail,
-        callerSubject: callerOf(ctx)?.subject,
+        callerSubject: caller?.subject,
       });
       return { tip: tipOut(tip, locale(ctx)) };
     },
 
-    // Anyone holding the tip id (an unguessable UUID the tip page got) may read its status.
+    // Anyone holding the tip id (an unguessable UUID the tip page got) may read its status;
+    // a partner key, only tips it created or of the workers and venues linked to it.
     async getTip(req, ctx) {
       const tip = await loadTip(pool, req.tipId);
       if (!tip) throw new NotFoundError("tip_id: no such tip");
+      const caller = callerOf(ctx);
+      if (isPartner(caller) && tip.customer_subject !== caller.subject) {
+        await requirePartnerLinked(deps, caller.subject, tip.worker_id ?? "", tip.venue_id);
+      }
       return { tip: tipOut(tip, locale(ctx)) };
     },
 
