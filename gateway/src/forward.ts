@@ -1,7 +1,8 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
-import { IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, signInternal } from "@ttip/runtime";
+import { IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, signInternal, STEP_UP_AT_HEADER, stepUpHeaderValue } from "@ttip/runtime";
 import { CLIENT_ADDRESS_HEADER, principalKey, PRINCIPAL_HEADERS, SESSION_HEADER } from "./auth.js";
+import { stepUpVerifiedKey } from "./policy.js";
 import { clientAddressKey } from "./rate-limit.js";
 
 /** Request headers a backend needs; everything else stays at the door. */
@@ -23,6 +24,9 @@ function outgoingHeaders(ctx: HandlerContext): Headers {
   // The address the gateway worked out from its trusted proxies; the raw
   // X-Forwarded-For is the client's to invent and stays at the door.
   headers.set(CLIENT_ADDRESS_HEADER, ctx.values.get(clientAddressKey));
+  // The step-up the policy verified and spent; services demand it for money actions.
+  const steppedUp = ctx.values.get(stepUpVerifiedKey);
+  if (steppedUp !== undefined) headers.set(STEP_UP_AT_HEADER, stepUpHeaderValue(steppedUp));
   // The services believe these headers only with the internal key's signature over them.
   signInternal(headers);
   return headers;

@@ -15,7 +15,7 @@ import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { principalKey } from "../src/auth.js";
 import { partnerKey } from "../src/partner.js";
-import { adminNetworkList, inNetworks, policyInterceptor, ruleFor, STEP_UP_HEADER, undeclaredMethods } from "../src/policy.js";
+import { adminNetworkList, inNetworks, policyInterceptor, ruleFor, STEP_UP_HEADER, stepUpVerifiedKey, undeclaredMethods } from "../src/policy.js";
 import { clientAddressKey } from "../src/rate-limit.js";
 
 /** Every service in the generated contracts (proto/gen/ttip/**​/*_service_pb.ts). */
@@ -65,6 +65,10 @@ describe("gateway per-RPC policy", () => {
     assert.deepEqual(ruleFor(AnalyticsAdminService.method.getPlatformSummary), { access: "admin", roles: ["admin", "finance"] });
     assert.deepEqual(ruleFor(VenueService.method.confirmDistribution), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
     assert.deepEqual(ruleFor(WalletService.method.getBalance), { access: "signed_in", roles: ["worker"] });
+    // Roles live in the contract only; the services enforce the same declaration (runtime's accessInterceptor).
+    assert.deepEqual(ruleFor(PaymentService.method.requestPayout), { access: "signed_in", roles: ["worker"] });
+    assert.deepEqual(ruleFor(PaymentService.method.getPayout), { access: "signed_in", roles: ["worker", "admin", "support", "finance"] });
+    assert.deepEqual(ruleFor(QrService.method.createQrCode), { access: "signed_in", roles: ["worker", "venue_manager", "admin"], partnerScope: "qr:write" });
     // Partner scopes live on the RPCs they open.
     assert.deepEqual(ruleFor(PaymentService.method.createTip), { access: "anonymous", partnerScope: "tips:create" });
     assert.deepEqual(ruleFor(WalletService.method.quoteFees), { access: "anonymous", partnerScope: "fees:read" });
@@ -187,11 +191,12 @@ describe("gateway per-RPC policy", () => {
   function consoleCall(roles: string[], address = "10.8.0.9") {
     const spent = new Set<string>();
     let seenByService: string | null | undefined;
+    let verifiedAt: number | undefined;
     const transport = createRouterTransport(
       (router) => {
         router.service(PaymentAdminService, {
           listFraudAlerts: () => ({}),
-          reviewTip: (_req, ctx) => ((seenByService = ctx.requestHeader.get(STEP_UP_HEADER)), {}),
+          reviewTip: (_req, ctx) => ((seenByService = ctx.requestHeader.get(STEP_UP_HEADER)), (verifiedAt = ctx.values.get(stepUpVerifiedKey)), {}),
           holdPayouts: () => ({}),
         });
         router.service(WalletAdminService, { getTrialBalance: () => ({}) });
@@ -227,6 +232,7 @@ describe("gateway per-RPC policy", () => {
       search: () => outcome(createClient(AuthAdminService, transport).searchUsers({ query: "0712" })),
       block: () => outcome(createClient(AuthAdminService, transport).blockUser({ userId: tipId, reason: "fraud" })),
       seenByService: () => seenByService,
+      verifiedAt: () => verifiedAt,
     };
   }
 
@@ -246,6 +252,7 @@ describe("gateway per-RPC policy", () => {
     assert.equal(await finance.review("su_forged"), "PermissionDenied");
     assert.equal(await finance.review("su_good"), "ok");
     assert.equal(finance.seenByService(), null, "the spent token is not passed on");
+    assert.ok(Math.abs(Date.now() - finance.verifiedAt()!) < 10_000, "when it was verified is, for the forwarded signed header");
     assert.equal(await finance.review("su_good"), "PermissionDenied", "a step-up token is spent once");
     assert.equal(await finance.block(), "PermissionDenied");
 

@@ -15,7 +15,7 @@ import { eventually, phone, startHarness, type Harness } from "./setup.js";
 
 const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const TOKEN = "c2b-test-path-token-0123456789";
-const admin = { subject: randomUUID(), roles: ["admin" as const] };
+const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
 
 /** Reads an EMVCo TLV string (top level, or a template's value) into a map. */
 function tlv(s: string): Map<string, string> {

@@ -7,7 +7,7 @@ import { PaymentAdminService, PaymentInternalService, PaymentService } from "@tt
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
 import { eventually } from "./setup.js";
 
-const admin = { subject: randomUUID(), roles: ["admin" as const] };
+const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
 const USD = (cents: number) => ({ currency: "USD", amountMinor: BigInt(cents) });
 
 describe("card tips by Stripe, against the Stripe simulator and the real wallet", () => {

@@ -7,7 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createClient } from "@connectrpc/connect";
-import { callerHeaders } from "@ttip/runtime";
+import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
 import { startHarness, type Harness } from "./setup.js";
 
 const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
@@ -42,7 +42,7 @@ describe("payment admin RPCs by console role", () => {
   });
 
   test("finance: holds and releases payouts; reads the ledger", async () => {
-    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"] });
+    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"], stepUp: true });
     const worker = randomUUID();
     const held = async () => (await h.t.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0]?.payouts_on_hold;
     assert.equal(await outcome(finance.holdPayouts({ workerId: worker, reason: "check" })), "ok");
@@ -51,5 +51,31 @@ describe("payment admin RPCs by console role", () => {
     assert.equal(await held(), false);
     const wallet = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
     assert.equal((await wallet.getTrialBalance({}, { headers: callerHeaders(randomUUID(), "finance") })).balanced, true);
+  });
+
+  test("a direct call without the device step-up: the service itself refuses every declared money action, and nothing changes", async () => {
+    const subject = randomUUID();
+    const direct = h.t.client(PaymentAdminService, { subject, roles: ["finance"] });
+    const worker = randomUUID();
+    const steppedUp = h.t.client(PaymentAdminService, { subject, roles: ["finance"], stepUp: true });
+    assert.equal(await outcome(steppedUp.holdPayouts({ workerId: worker, reason: "check" })), "ok", "holding stops money: no step-up declared");
+    for (const [name, call] of [
+      ["ReleasePayouts", () => direct.releasePayouts({ workerId: worker })],
+      ["ReviewTip", () => direct.reviewTip({ tipId: randomUUID(), approve: true, note: "looks fine" })],
+      ["RefundTip", () => direct.refundTip({ tipId: randomUUID(), idempotencyKey: `r-${randomUUID()}`, reason: "asked" })],
+      ["ResolveSuspensePayment", () => direct.resolveSuspensePayment({ receipt: "AAAAAAAAAA", action: { case: "refund", value: true }, note: "customer asked" })],
+    ] as const) {
+      const err = await call().then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(err?.code, Code.PermissionDenied, name);
+      assert.match(err!.rawMessage, new RegExp(`PaymentAdminService/${name} moves money and needs the admin's device step-up: the caller's identity carries no device step-up`), name);
+    }
+    const held = await h.t.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker]);
+    assert.equal(held.rows[0].payouts_on_hold, true, "the release did not run");
+    // A step-up the gateway verified too long ago does not count either.
+    const stale = await direct.releasePayouts({ workerId: worker }, { headers: stepUpHeaders(Date.now() - 120_000) }).then(() => undefined, (e) => ConnectError.from(e));
+    assert.equal(stale?.code, Code.PermissionDenied);
+    assert.match(stale!.rawMessage, /s old \(at most 60 s\)/);
+    // The same caller with a fresh step-up goes through.
+    assert.equal(await outcome(steppedUp.releasePayouts({ workerId: worker })), "ok");
   });
 });

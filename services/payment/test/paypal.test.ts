@@ -7,7 +7,7 @@ import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
 import { eventually } from "./setup.js";
 
-const admin = { subject: randomUUID(), roles: ["admin" as const] };
+const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
 
 describe("card tips by PayPal (Orders v2) behind the same card-provider interface, against the PayPal simulator", () => {
   let h: CardHarness;

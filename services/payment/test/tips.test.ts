@@ -11,7 +11,7 @@ import { eventually, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
 
 const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
-const admin = { subject: randomUUID(), roles: ["admin" as const] };
+const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
 
 describe("tips by M-Pesa STK push, against the Daraja simulator and the real wallet", () => {
   let h: Harness;

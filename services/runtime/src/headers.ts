@@ -11,11 +11,18 @@ export const GATEWAY_HEADERS = Object.freeze({
   session: "x-ttip-session",
   /** The client's network address, for per-address limits and the audit log. */
   clientAddress: "x-ttip-client-address",
+  /**
+   * When the gateway verified and spent the caller's device step-up for this
+   * call (unix seconds); absent when it did not. Services refuse an RPC that
+   * declares step_up without a fresh one.
+   */
+  stepUpAt: "x-ttip-step-up-at",
 });
 
 export const PRINCIPAL_HEADERS = Object.freeze({ subject: GATEWAY_HEADERS.subject, roles: GATEWAY_HEADERS.roles });
 export const SESSION_HEADER = GATEWAY_HEADERS.session;
 export const CLIENT_ADDRESS_HEADER = GATEWAY_HEADERS.clientAddress;
+export const STEP_UP_AT_HEADER = GATEWAY_HEADERS.stepUpAt;
 
 /** Carried through every hop, echoed back to the client. */
 export const REQUEST_ID_HEADER = "x-request-id";

@@ -27,4 +27,5 @@ export * from "./server.js";
 export * from "./service.js";
 export * from "./shutdown.js";
 export * from "./startup.js";
+export * from "./step-up.js";
 export * from "./tracing.js";

@@ -29,6 +29,10 @@ export function internalSigningKey(): Buffer {
 function mac(key: Buffer, at: string, headers: Headers): Buffer {
   const h = createHmac("sha256", key).update(`v1\n${at}`);
   for (const name of SIGNED) h.update(`\n${headers.get(name) ?? ""}`);
+  // Covered only when present, so signatures without it read as before
+  // (a rolling upgrade); adding or removing it still breaks the signature.
+  const stepUpAt = headers.get(GATEWAY_HEADERS.stepUpAt);
+  if (stepUpAt !== null) h.update(`\n${GATEWAY_HEADERS.stepUpAt}:${stepUpAt}`);
   return h.digest();
 }
 
@@ -64,7 +68,7 @@ export function signingInterceptor(key?: Buffer): Interceptor {
  */
 export function internalAuthInterceptor(key?: Buffer): Interceptor {
   return (next) => (req) => {
-    const claimsIdentity = SIGNED.some((name) => req.header.has(name));
+    const claimsIdentity = SIGNED.some((name) => req.header.has(name)) || req.header.has(GATEWAY_HEADERS.stepUpAt);
     const internal = req.service.typeName.endsWith("InternalService");
     if ((claimsIdentity || internal || req.header.has(INTERNAL_SIGNATURE_HEADER)) && !verifyInternal(req.header, key ?? internalSigningKey())) {
       throw new ConnectError(

@@ -47,7 +47,7 @@ describe("ledger invariants under random sequences (real PostgreSQL)", () => {
   before(async () => {
     t = await startTestService(wallet, { bus: "in-process" });
     internal = t.client(WalletInternalService);
-    admin = t.client(WalletAdminService, { subject: randomUUID(), roles: ["admin"] });
+    admin = t.client(WalletAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true });
   });
   after(() => t.close());
 

@@ -41,7 +41,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
   before(async () => {
     t = await startTestService(wallet);
     internal = t.client(WalletInternalService);
-    admin = t.client(WalletAdminService, { subject: randomUUID(), roles: ["admin"] });
+    admin = t.client(WalletAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true });
     clearing = (await internal.ensureAccount({ kind: AccountKind.MPESA_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
     fees = (await internal.ensureAccount({ kind: AccountKind.PLATFORM_FEES, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
   });

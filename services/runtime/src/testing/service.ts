@@ -8,6 +8,7 @@ import { signingInterceptor } from "../internal-auth.js";
 import type { Logger } from "../log.js";
 import { Metrics } from "../metrics.js";
 import { createPeers } from "../peers.js";
+import { stepUpHeaders } from "../step-up.js";
 import { startService, type RunningService, type ServiceContext, type ServiceModule } from "../service.js";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "./index.js";
 
@@ -18,8 +19,11 @@ export interface TestService {
   transport: Transport;
   /** Each started module's own URL, by name (e.g. a payment service's callback base). */
   urls: ReadonlyMap<string, string>;
-  /** A gRPC client; with `as`, calls carry that caller as the gateway would set it. */
-  client<S extends DescService>(service: S, as?: { subject: string; roles: Role[] }): Client<S>;
+  /**
+   * A gRPC client; with `as`, calls carry that caller as the gateway would set
+   * it, and with `stepUp` a device step-up the gateway verified just now.
+   */
+  client<S extends DescService>(service: S, as?: { subject: string; roles: Role[]; stepUp?: boolean }): Client<S>;
   close(): Promise<void>;
 }
 
@@ -75,7 +79,8 @@ export async function startTestService(module: ServiceModule, options: TestServi
           ? createGrpcTransport({
               baseUrl: service.server.url,
               interceptors: [(next) => (req) => {
-                for (const [k, v] of Object.entries(callerHeaders(as.subject, ...as.roles))) req.header.set(k, v);
+                const headers = { ...callerHeaders(as.subject, ...as.roles), ...(as.stepUp ? stepUpHeaders() : {}) };
+                for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
                 return next(req);
               }, signingInterceptor()],
             })
