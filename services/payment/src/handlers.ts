@@ -1,8 +1,8 @@
 import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, callerOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, emitEvent, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetPage, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, UnimplementedError, withTransaction } from "@ttip/runtime";
+import { Code, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { AlreadyExistsError, asConnectError, callerOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, emitEvent, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetPage, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError, withTransaction } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -30,17 +30,14 @@ import { approvedSplit, createTip, emitTipSucceeded, isFinal, loadTip, reconcile
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
 async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
   const qr = createClient(QrService, deps.ctx.peers("qr"));
+  let target: TipTarget | undefined;
   try {
-    const { target } = await qr.resolveQrCode({ code: /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode", value: code } : { case: "payload", value: code } });
-    if (!target) throw new ConnectError("qr_code: the qr service answered without a target", Code.Internal);
-    return target;
+    ({ target } = await qr.resolveQrCode({ code: /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode", value: code } : { case: "payload", value: code } }));
   } catch (err) {
-    const e = asConnectError(err);
-    if (e.code === Code.NotFound || e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) {
-      throw new ConnectError(`qr_code: ${e.rawMessage}`, e.code);
-    }
-    throw new DependencyUnavailableError(`qr_code: cannot be checked now (${e.rawMessage})`);
+    throw refusalOfField(err, "qr_code") ?? new DependencyUnavailableError(`qr_code: cannot be checked now (${asConnectError(err).rawMessage})`);
   }
+  if (!target) throw new DependencyUnavailableError("qr_code: cannot be checked now (the qr service answered without a target)");
+  return target;
 }
 
 const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
