@@ -19,10 +19,12 @@ import type { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_ser
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { callerOf, claimIdempotencyKey, CLIENT_ADDRESS_HEADER, decodeTimeIdToken, DependencyUnavailableError, emitEvent, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, MPESA_LIMITS, NotFoundError, pageSize, PermissionDeniedError, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { canManage, requireManage, requireVenueManager, VENUE, WORKER } from "./access.js";
+import { partnerLinkHandlers, partnerLinkOf } from "./partner-links.js";
 import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
 import { DEFAULT_SIZE, minPngSize, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText, type EcLevel } from "./render.js";
 import { cacheKeys, targetCurrency, type Resolver } from "./resolver.js";
+import { photoFrom, photoUrlOf } from "./photo.js";
 import { newShortCode, normalizeShortCode, oneSlipAway } from "./shortcode.js";
 import type { PayloadSigner } from "./signing.js";
 import {
@@ -34,6 +36,8 @@ import {
   isVenueManager,
   profileOf,
   managedVenues,
+  photoOf,
+  putPhoto,
   setStatus,
   upsertProfile,
   type CodeRecord,
@@ -88,7 +92,7 @@ export function referrerOf(raw: string): string {
   }
 }
 
-function profileMessage(p: ProfileRecord) {
+function profileMessage(p: ProfileRecord, tipBaseUrl: string) {
   return create(ProfileSchema, {
     ownerKind: p.ownerKind,
     ownerId: p.ownerId,
@@ -97,6 +101,8 @@ function profileMessage(p: ProfileRecord) {
     active: p.active,
     currency: p.currency,
     city: p.city,
+    role: p.role,
+    uploadedPhotoUrl: photoUrlOf(tipBaseUrl, p.ownerKind, p.ownerId, p.photoSha256),
     updatedAt: timestampFromMs(p.updatedAt),
   });
 }
@@ -188,7 +194,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
 
   const pub: Partial<ServiceImpl<typeof QrService>> = {
     async createQrCode(req, ctx) {
-      const caller = requireCaller(ctx, "worker", "venue_manager", "admin");
+      const caller = requireCaller(ctx);
       const venueId = req.ownerKind === OwnerKind.VENUE ? null : req.venueId || null;
       if (req.ownerKind === OwnerKind.VENUE && req.venueId && req.venueId !== req.ownerId) {
         throw fieldError("venue_id", "a venue's own code takes no other venue_id");
@@ -233,14 +239,17 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
     async listQrCodes(req, ctx) {
       const caller = requireCaller(ctx);
       await requireManage(pool, caller, req.ownerKind, req.ownerId, null);
+      // A partner linked through a venue sees the worker's codes at that venue only.
+      const via = caller.roles.includes("partner") && req.ownerKind === OwnerKind.WORKER ? await partnerLinkOf(pool, caller.subject, req.ownerId, null) : undefined;
       const size = pageSize(req.page);
       const after = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query(
         `SELECT *, ${keysetTime("created_at")} AS page_at FROM qr.qr_codes
           WHERE owner_kind = $1 AND owner_id = $2 AND ($3 OR (status = 1 AND (expires_at IS NULL OR expires_at > now())))
             AND ($4::timestamptz IS NULL OR (created_at, qr_code_id) < ($4::timestamptz, $5::uuid))
+            AND ($7::uuid IS NULL OR venue_id = $7::uuid)
           ORDER BY created_at DESC, qr_code_id DESC LIMIT $6`,
-        [req.ownerKind, req.ownerId, req.includeInactive, after?.at ?? null, after?.id ?? null, size + 1],
+        [req.ownerKind, req.ownerId, req.includeInactive, after?.at ?? null, after?.id ?? null, size + 1, via?.kind === VENUE ? via.id : null],
       );
       const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.qr_code_id]);
       return {
@@ -426,13 +435,39 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
         return upsertProfile(tx, { ...req, active: req.active });
       });
       await resolver.forget(cacheKeys.profile(profile.ownerKind, profile.ownerId));
-      return { profile: profileMessage(profile) };
+      return { profile: profileMessage(profile, cfg.QR_TIP_BASE_URL) };
+    },
+
+    async putProfilePhoto(req, ctx) {
+      const caller = requireCaller(ctx);
+      const photo = photoFrom(req.image);
+      const profile = await withTransaction(pool, async (tx) => {
+        const existing = await profileOf(tx, req.ownerKind, req.ownerId, true);
+        if (req.ownerKind === OwnerKind.WORKER) {
+          if (!caller.roles.includes("admin") && !(caller.subject === req.ownerId && caller.roles.includes("worker"))) {
+            throw new PermissionDeniedError("a worker may only set their own photo");
+          }
+        } else {
+          await requireVenueManager(tx, caller, req.ownerId);
+        }
+        if (!existing) throw new InvalidStateError(`owner_id: ${req.ownerId} has no profile yet; set one with PutProfile first`);
+        await putPhoto(tx, req.ownerKind, req.ownerId, photo);
+        return (await profileOf(tx, req.ownerKind, req.ownerId))!;
+      });
+      await resolver.forget(cacheKeys.profile(profile.ownerKind, profile.ownerId));
+      return { profile: profileMessage(profile, cfg.QR_TIP_BASE_URL) };
+    },
+
+    async getProfilePhoto(req) {
+      const photo = await photoOf(pool, req.ownerKind, req.ownerId);
+      if (!photo) throw new NotFoundError(`owner_id: no photo for ${req.ownerId}`);
+      return { image: photo.image, contentType: photo.contentType, sha256: photo.sha256 };
     },
 
     async getProfile(req) {
       const profile = await profileOf(pool, req.ownerKind, req.ownerId);
       if (!profile) throw new NotFoundError(`owner_id: no profile for ${req.ownerId}`);
-      return { profile: profileMessage(profile) };
+      return { profile: profileMessage(profile, cfg.QR_TIP_BASE_URL) };
     },
 
     async addVenueStaff(req, ctx) {
@@ -464,7 +499,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
 
     async listManagedVenues(_req, ctx) {
       const caller = requireCaller(ctx);
-      return { venues: (await managedVenues(pool, caller.subject)).map(profileMessage) };
+      return { venues: (await managedVenues(pool, caller.subject)).map((v) => profileMessage(v, cfg.QR_TIP_BASE_URL)) };
     },
   };
 
@@ -498,5 +533,6 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
     },
   };
 
-  return { public: pub, internal };
+  const links = partnerLinkHandlers(pool);
+  return { public: { ...pub, ...links.public }, internal: { ...internal, ...links.internal } };
 }

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/qr/v1/qr.proto.
  */
 export const file_ttip_qr_v1_qr: GenFile = /*@__PURE__*/
-  fileDesc("ChN0dGlwL3FyL3YxL3FyLnByb3RvEgp0dGlwLnFyLnYxIqIBChFEeW5hbWljUGFyYW1ldGVycxIwChFzdWdnZXN0ZWRfYW1vdW50cxgBIAMoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDGZpeGVkX2Ftb3VudBgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Eg0KBXRhYmxlGAMgASgJEg0KBXNoaWZ0GAQgASgJEhAKCGNhbXBhaWduGAUgASgJIukCCgZRckNvZGUSEgoKcXJfY29kZV9pZBgBIAEoCRISCgpzaG9ydF9jb2RlGAIgASgJEikKCm93bmVyX2tpbmQYAyABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZBIQCghvd25lcl9pZBgEIAEoCRIQCgh2ZW51ZV9pZBgFIAEoCRIxCgpwYXJhbWV0ZXJzGAYgASgLMh0udHRpcC5xci52MS5EeW5hbWljUGFyYW1ldGVycxILCgN1cmwYByABKAkSKAoGc3RhdHVzGAggASgOMhgudHRpcC5xci52MS5RckNvZGVTdGF0dXMSLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWcmVwbGFjZWRfYnlfcXJfY29kZV9pZBgLIAEoCSLLAgoJVGlwVGFyZ2V0EhIKCnFyX2NvZGVfaWQYASABKAkSKQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kEhEKCXdvcmtlcl9pZBgDIAEoCRIQCgh2ZW51ZV9pZBgEIAEoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEQoJcGhvdG9fdXJsGAYgASgJEhIKCnZlbnVlX25hbWUYByABKAkSEAoIY3VycmVuY3kYCCABKAkSMAoRc3VnZ2VzdGVkX2Ftb3VudHMYCSADKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIrCgxmaXhlZF9hbW91bnQYCiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRINCgV0YWJsZRgLIAEoCRINCgVzaGlmdBgMIAEoCRIOCgZzaGFyZWQYDSABKAgibgoOT2ZmbGluZVBheWxvYWQSFQoNZW12Y29fcGF5bG9hZBgBIAEoCRIXCg9wYXliaWxsX29yX3RpbGwYAiABKAkSGQoRYWNjb3VudF9yZWZlcmVuY2UYAyABKAkSEQoJdXNzZF9jb2RlGAQgASgJImwKCVNjYW5TdGF0cxISCgpxcl9jb2RlX2lkGAEgASgJEg0KBXNjYW5zGAIgASgDEhYKDnVuaXF1ZV9kZXZpY2VzGAMgASgDEgwKBHRpcHMYBCABKAMSFgoOY29udmVyc2lvbl9icHMYBSABKAUizwEKB1Byb2ZpbGUSKQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kEhAKCG93bmVyX2lkGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIRCglwaG90b191cmwYBCABKAkSDgoGYWN0aXZlGAUgASgIEhAKCGN1cnJlbmN5GAYgASgJEgwKBGNpdHkYByABKAkSLgoKdXBkYXRlZF9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAibAoNUXJDb2RlUHJvYmxlbRInCgRraW5kGAEgASgOMhkudHRpcC5xci52MS5RclByb2JsZW1LaW5kEhIKCnFyX2NvZGVfaWQYAiABKAkSHgoWcmVwbGFjZWRfYnlfcXJfY29kZV9pZBgDIAEoCSpUCglPd25lcktpbmQSGgoWT1dORVJfS0lORF9VTlNQRUNJRklFRBAAEhUKEU9XTkVSX0tJTkRfV09SS0VSEAESFAoQT1dORVJfS0lORF9WRU5VRRACKoEBCgxRckNvZGVTdGF0dXMSHgoaUVJfQ09ERV9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVRUl9DT0RFX1NUQVRVU19BQ1RJVkUQARIaChZRUl9DT0RFX1NUQVRVU19ST1RBVEVEEAISGgoWUVJfQ09ERV9TVEFUVVNfUkVWT0tFRBADKokBCgtJbWFnZUZvcm1hdBIcChhJTUFHRV9GT1JNQVRfVU5TUEVDSUZJRUQQABIUChBJTUFHRV9GT1JNQVRfUE5HEAESFAoQSU1BR0VfRk9STUFUX1NWRxACEhoKFklNQUdFX0ZPUk1BVF9QUklOVF9TVkcQAxIUChBJTUFHRV9GT1JNQVRfUERGEAQqkwEKD0Vycm9yQ29ycmVjdGlvbhIgChxFUlJPUl9DT1JSRUNUSU9OX1VOU1BFQ0lGSUVEEAASFgoSRVJST1JfQ09SUkVDVElPTl9MEAESFgoSRVJST1JfQ09SUkVDVElPTl9NEAISFgoSRVJST1JfQ09SUkVDVElPTl9REAMSFgoSRVJST1JfQ09SUkVDVElPTl9IEAQqjwIKDVFyUHJvYmxlbUtpbmQSHwobUVJfUFJPQkxFTV9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYUVJfUFJPQkxFTV9LSU5EX1RBTVBFUkVEEAESGwoXUVJfUFJPQkxFTV9LSU5EX0VYUElSRUQQAhIbChdRUl9QUk9CTEVNX0tJTkRfUk9UQVRFRBADEhsKF1FSX1BST0JMRU1fS0lORF9SRVZPS0VEEAQSIgoeUVJfUFJPQkxFTV9LSU5EX09XTkVSX0lOQUNUSVZFEAUSIgoeUVJfUFJPQkxFTV9LSU5EX1ZFTlVFX0lOQUNUSVZFEAYSIAocUVJfUFJPQkxFTV9LSU5EX1VOS05PV05fQ09ERRAHYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
+  fileDesc("ChN0dGlwL3FyL3YxL3FyLnByb3RvEgp0dGlwLnFyLnYxIqIBChFEeW5hbWljUGFyYW1ldGVycxIwChFzdWdnZXN0ZWRfYW1vdW50cxgBIAMoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5EisKDGZpeGVkX2Ftb3VudBgCIAEoCzIVLnR0aXAuY29tbW9uLnYxLk1vbmV5Eg0KBXRhYmxlGAMgASgJEg0KBXNoaWZ0GAQgASgJEhAKCGNhbXBhaWduGAUgASgJIukCCgZRckNvZGUSEgoKcXJfY29kZV9pZBgBIAEoCRISCgpzaG9ydF9jb2RlGAIgASgJEikKCm93bmVyX2tpbmQYAyABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZBIQCghvd25lcl9pZBgEIAEoCRIQCgh2ZW51ZV9pZBgFIAEoCRIxCgpwYXJhbWV0ZXJzGAYgASgLMh0udHRpcC5xci52MS5EeW5hbWljUGFyYW1ldGVycxILCgN1cmwYByABKAkSKAoGc3RhdHVzGAggASgOMhgudHRpcC5xci52MS5RckNvZGVTdGF0dXMSLgoKZXhwaXJlc19hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASHgoWcmVwbGFjZWRfYnlfcXJfY29kZV9pZBgLIAEoCSLZAgoJVGlwVGFyZ2V0EhIKCnFyX2NvZGVfaWQYASABKAkSKQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kEhEKCXdvcmtlcl9pZBgDIAEoCRIQCgh2ZW51ZV9pZBgEIAEoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEQoJcGhvdG9fdXJsGAYgASgJEhIKCnZlbnVlX25hbWUYByABKAkSEAoIY3VycmVuY3kYCCABKAkSMAoRc3VnZ2VzdGVkX2Ftb3VudHMYCSADKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRIrCgxmaXhlZF9hbW91bnQYCiABKAsyFS50dGlwLmNvbW1vbi52MS5Nb25leRINCgV0YWJsZRgLIAEoCRINCgVzaGlmdBgMIAEoCRIOCgZzaGFyZWQYDSABKAgSDAoEcm9sZRgOIAEoCSJuCg5PZmZsaW5lUGF5bG9hZBIVCg1lbXZjb19wYXlsb2FkGAEgASgJEhcKD3BheWJpbGxfb3JfdGlsbBgCIAEoCRIZChFhY2NvdW50X3JlZmVyZW5jZRgDIAEoCRIRCgl1c3NkX2NvZGUYBCABKAkibAoJU2NhblN0YXRzEhIKCnFyX2NvZGVfaWQYASABKAkSDQoFc2NhbnMYAiABKAMSFgoOdW5pcXVlX2RldmljZXMYAyABKAMSDAoEdGlwcxgEIAEoAxIWCg5jb252ZXJzaW9uX2JwcxgFIAEoBSL5AQoHUHJvZmlsZRIpCgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmQSEAoIb3duZXJfaWQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEhEKCXBob3RvX3VybBgEIAEoCRIOCgZhY3RpdmUYBSABKAgSEAoIY3VycmVuY3kYBiABKAkSDAoEY2l0eRgHIAEoCRIuCgp1cGRhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRyb2xlGAkgASgJEhoKEnVwbG9hZGVkX3Bob3RvX3VybBgKIAEoCSJsCg1RckNvZGVQcm9ibGVtEicKBGtpbmQYASABKA4yGS50dGlwLnFyLnYxLlFyUHJvYmxlbUtpbmQSEgoKcXJfY29kZV9pZBgCIAEoCRIeChZyZXBsYWNlZF9ieV9xcl9jb2RlX2lkGAMgASgJIuIBCgtQYXJ0bmVyTGluaxIOCgZrZXlfaWQYASABKAkSKQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kEhAKCG93bmVyX2lkGAMgASgJEhEKCWxpbmtlZF9ieRgEIAEoCRItCglsaW5rZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VubGlua2VkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgt1bmxpbmtlZF9ieRgHIAEoCSpUCglPd25lcktpbmQSGgoWT1dORVJfS0lORF9VTlNQRUNJRklFRBAAEhUKEU9XTkVSX0tJTkRfV09SS0VSEAESFAoQT1dORVJfS0lORF9WRU5VRRACKoEBCgxRckNvZGVTdGF0dXMSHgoaUVJfQ09ERV9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVRUl9DT0RFX1NUQVRVU19BQ1RJVkUQARIaChZRUl9DT0RFX1NUQVRVU19ST1RBVEVEEAISGgoWUVJfQ09ERV9TVEFUVVNfUkVWT0tFRBADKokBCgtJbWFnZUZvcm1hdBIcChhJTUFHRV9GT1JNQVRfVU5TUEVDSUZJRUQQABIUChBJTUFHRV9GT1JNQVRfUE5HEAESFAoQSU1BR0VfRk9STUFUX1NWRxACEhoKFklNQUdFX0ZPUk1BVF9QUklOVF9TVkcQAxIUChBJTUFHRV9GT1JNQVRfUERGEAQqkwEKD0Vycm9yQ29ycmVjdGlvbhIgChxFUlJPUl9DT1JSRUNUSU9OX1VOU1BFQ0lGSUVEEAASFgoSRVJST1JfQ09SUkVDVElPTl9MEAESFgoSRVJST1JfQ09SUkVDVElPTl9NEAISFgoSRVJST1JfQ09SUkVDVElPTl9REAMSFgoSRVJST1JfQ09SUkVDVElPTl9IEAQqjwIKDVFyUHJvYmxlbUtpbmQSHwobUVJfUFJPQkxFTV9LSU5EX1VOU1BFQ0lGSUVEEAASHAoYUVJfUFJPQkxFTV9LSU5EX1RBTVBFUkVEEAESGwoXUVJfUFJPQkxFTV9LSU5EX0VYUElSRUQQAhIbChdRUl9QUk9CTEVNX0tJTkRfUk9UQVRFRBADEhsKF1FSX1BST0JMRU1fS0lORF9SRVZPS0VEEAQSIgoeUVJfUFJPQkxFTV9LSU5EX09XTkVSX0lOQUNUSVZFEAUSIgoeUVJfUFJPQkxFTV9LSU5EX1ZFTlVFX0lOQUNUSVZFEAYSIAocUVJfUFJPQkxFTV9LSU5EX1VOS05PV05fQ09ERRAHYgZwcm90bzM", [file_google_protobuf_timestamp, file_ttip_common_v1_money]);
 
 /**
  * Parameters carried inside the signed payload.
@@ -166,6 +166,9 @@ export type TipTarget = Message<"ttip.qr.v1.TipTarget"> & {
   displayName: string;
 
   /**
+   * The photo the owner uploaded (served by the platform) when there is one,
+   * else the link they gave; empty for none.
+   *
    * @generated from field: string photo_url = 6;
    */
   photoUrl: string;
@@ -207,6 +210,13 @@ export type TipTarget = Message<"ttip.qr.v1.TipTarget"> & {
    * @generated from field: bool shared = 13;
    */
   shared: boolean;
+
+  /**
+   * The worker's role as their profile gives it (Profile.role), e.g. "waiter".
+   *
+   * @generated from field: string role = 14;
+   */
+  role: string;
 };
 
 /**
@@ -348,6 +358,25 @@ export type Profile = Message<"ttip.qr.v1.Profile"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 8;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * What the worker does, shown under their name on the tip page: one of the
+   * keys the tip page translates ("waiter", "bartender", "barista", "chef",
+   * "host", "housekeeping", "driver", "guide", "delivery", "attendant",
+   * "stylist", "security") or the owner's own words, shown as given.
+   *
+   * @generated from field: string role = 9;
+   */
+  role: string;
+
+  /**
+   * Where the platform serves the photo uploaded with PutProfilePhoto (a URL
+   * on the platform's own host, changing with the photo); empty when none.
+   * The tip page shows it in place of photo_url.
+   *
+   * @generated from field: string uploaded_photo_url = 10;
+   */
+  uploadedPhotoUrl: string;
 };
 
 /**
@@ -385,6 +414,59 @@ export type QrCodeProblem = Message<"ttip.qr.v1.QrCodeProblem"> & {
  */
 export const QrCodeProblemSchema: GenMessage<QrCodeProblem> = /*@__PURE__*/
   messageDesc(file_ttip_qr_v1_qr, 6);
+
+/**
+ * A partner key allowed to act for a worker or a venue (see QrService.LinkPartner).
+ *
+ * @generated from message ttip.qr.v1.PartnerLink
+ */
+export type PartnerLink = Message<"ttip.qr.v1.PartnerLink"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: ttip.qr.v1.OwnerKind owner_kind = 2;
+   */
+  ownerKind: OwnerKind;
+
+  /**
+   * @generated from field: string owner_id = 3;
+   */
+  ownerId: string;
+
+  /**
+   * Who linked it (a user id).
+   *
+   * @generated from field: string linked_by = 4;
+   */
+  linkedBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp linked_at = 5;
+   */
+  linkedAt?: Timestamp | undefined;
+
+  /**
+   * Set once withdrawn; the key's calls for this owner are refused at once.
+   *
+   * @generated from field: google.protobuf.Timestamp unlinked_at = 6;
+   */
+  unlinkedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string unlinked_by = 7;
+   */
+  unlinkedBy: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.PartnerLink.
+ * Use `create(PartnerLinkSchema)` to create a new message.
+ */
+export const PartnerLinkSchema: GenMessage<PartnerLink> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr, 7);
 
 /**
  * @generated from enum ttip.qr.v1.OwnerKind

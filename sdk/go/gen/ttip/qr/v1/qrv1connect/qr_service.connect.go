@@ -58,6 +58,12 @@ const (
 	QrServiceGetScanStatsProcedure = "/ttip.qr.v1.QrService/GetScanStats"
 	// QrServicePutProfileProcedure is the fully-qualified name of the QrService's PutProfile RPC.
 	QrServicePutProfileProcedure = "/ttip.qr.v1.QrService/PutProfile"
+	// QrServicePutProfilePhotoProcedure is the fully-qualified name of the QrService's PutProfilePhoto
+	// RPC.
+	QrServicePutProfilePhotoProcedure = "/ttip.qr.v1.QrService/PutProfilePhoto"
+	// QrServiceGetProfilePhotoProcedure is the fully-qualified name of the QrService's GetProfilePhoto
+	// RPC.
+	QrServiceGetProfilePhotoProcedure = "/ttip.qr.v1.QrService/GetProfilePhoto"
 	// QrServiceGetProfileProcedure is the fully-qualified name of the QrService's GetProfile RPC.
 	QrServiceGetProfileProcedure = "/ttip.qr.v1.QrService/GetProfile"
 	// QrServiceAddVenueStaffProcedure is the fully-qualified name of the QrService's AddVenueStaff RPC.
@@ -68,6 +74,13 @@ const (
 	// QrServiceListManagedVenuesProcedure is the fully-qualified name of the QrService's
 	// ListManagedVenues RPC.
 	QrServiceListManagedVenuesProcedure = "/ttip.qr.v1.QrService/ListManagedVenues"
+	// QrServiceLinkPartnerProcedure is the fully-qualified name of the QrService's LinkPartner RPC.
+	QrServiceLinkPartnerProcedure = "/ttip.qr.v1.QrService/LinkPartner"
+	// QrServiceUnlinkPartnerProcedure is the fully-qualified name of the QrService's UnlinkPartner RPC.
+	QrServiceUnlinkPartnerProcedure = "/ttip.qr.v1.QrService/UnlinkPartner"
+	// QrServiceListPartnerLinksProcedure is the fully-qualified name of the QrService's
+	// ListPartnerLinks RPC.
+	QrServiceListPartnerLinksProcedure = "/ttip.qr.v1.QrService/ListPartnerLinks"
 	// QrInternalServiceMatchAccountReferenceProcedure is the fully-qualified name of the
 	// QrInternalService's MatchAccountReference RPC.
 	QrInternalServiceMatchAccountReferenceProcedure = "/ttip.qr.v1.QrInternalService/MatchAccountReference"
@@ -77,6 +90,9 @@ const (
 	// QrInternalServiceGetVenueAccessProcedure is the fully-qualified name of the QrInternalService's
 	// GetVenueAccess RPC.
 	QrInternalServiceGetVenueAccessProcedure = "/ttip.qr.v1.QrInternalService/GetVenueAccess"
+	// QrInternalServiceCheckPartnerLinkProcedure is the fully-qualified name of the QrInternalService's
+	// CheckPartnerLink RPC.
+	QrInternalServiceCheckPartnerLinkProcedure = "/ttip.qr.v1.QrInternalService/CheckPartnerLink"
 )
 
 // QrServiceClient is a client for the ttip.qr.v1.QrService service.
@@ -106,6 +122,14 @@ type QrServiceClient interface {
 	// own; a venue manager creates a venue (becoming its manager) or updates one
 	// they manage; an admin may set any.
 	PutProfile(context.Context, *connect.Request[v1.PutProfileRequest]) (*connect.Response[v1.PutProfileResponse], error)
+	// Stores the owner's photo, served by the platform itself at
+	// Profile.uploaded_photo_url (no third-party host) and shown on the tip
+	// page in place of photo_url. Who may: as PutProfile, for a profile that
+	// exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+	// image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+	PutProfilePhoto(context.Context, *connect.Request[v1.PutProfilePhotoRequest]) (*connect.Response[v1.PutProfilePhotoResponse], error)
+	// The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+	GetProfilePhoto(context.Context, *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error)
 	GetProfile(context.Context, *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error)
 	// Adds a worker to a venue's staff, so the venue's managers may issue that
 	// worker's codes at the venue.
@@ -114,6 +138,18 @@ type QrServiceClient interface {
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
 	// The venues the signed-in caller manages (their profiles), by name.
 	ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error)
+	// Lets a partner key (a POS, booking or delivery app) act for a worker or a
+	// venue: create their tips, manage their QR codes and read their tips. A
+	// worker links themself; a manager links a venue they manage, which covers
+	// the venue's staff; an admin links any. Linking what is linked changes
+	// nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+	LinkPartner(context.Context, *connect.Request[v1.LinkPartnerRequest]) (*connect.Response[v1.LinkPartnerResponse], error)
+	// Withdraws a link, effective at once; by whoever may make it. Unlinking
+	// what is not linked is NOT_FOUND.
+	UnlinkPartner(context.Context, *connect.Request[v1.UnlinkPartnerRequest]) (*connect.Response[v1.UnlinkPartnerResponse], error)
+	// A worker's or venue's links (withdrawn ones included), to whoever may
+	// link it; to a partner key (scope qr:read), the key's own links.
+	ListPartnerLinks(context.Context, *connect.Request[v1.ListPartnerLinksRequest]) (*connect.Response[v1.ListPartnerLinksResponse], error)
 }
 
 // NewQrServiceClient constructs a client for the ttip.qr.v1.QrService service. By default, it uses
@@ -200,6 +236,20 @@ func NewQrServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		putProfilePhoto: connect.NewClient[v1.PutProfilePhotoRequest, v1.PutProfilePhotoResponse](
+			httpClient,
+			baseURL+QrServicePutProfilePhotoProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("PutProfilePhoto")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		getProfilePhoto: connect.NewClient[v1.GetProfilePhotoRequest, v1.GetProfilePhotoResponse](
+			httpClient,
+			baseURL+QrServiceGetProfilePhotoProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("GetProfilePhoto")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		getProfile: connect.NewClient[v1.GetProfileRequest, v1.GetProfileResponse](
 			httpClient,
 			baseURL+QrServiceGetProfileProcedure,
@@ -228,6 +278,27 @@ func NewQrServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		linkPartner: connect.NewClient[v1.LinkPartnerRequest, v1.LinkPartnerResponse](
+			httpClient,
+			baseURL+QrServiceLinkPartnerProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("LinkPartner")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		unlinkPartner: connect.NewClient[v1.UnlinkPartnerRequest, v1.UnlinkPartnerResponse](
+			httpClient,
+			baseURL+QrServiceUnlinkPartnerProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("UnlinkPartner")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		listPartnerLinks: connect.NewClient[v1.ListPartnerLinksRequest, v1.ListPartnerLinksResponse](
+			httpClient,
+			baseURL+QrServiceListPartnerLinksProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("ListPartnerLinks")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -244,10 +315,15 @@ type qrServiceClient struct {
 	recordScan        *connect.Client[v1.RecordScanRequest, v1.RecordScanResponse]
 	getScanStats      *connect.Client[v1.GetScanStatsRequest, v1.GetScanStatsResponse]
 	putProfile        *connect.Client[v1.PutProfileRequest, v1.PutProfileResponse]
+	putProfilePhoto   *connect.Client[v1.PutProfilePhotoRequest, v1.PutProfilePhotoResponse]
+	getProfilePhoto   *connect.Client[v1.GetProfilePhotoRequest, v1.GetProfilePhotoResponse]
 	getProfile        *connect.Client[v1.GetProfileRequest, v1.GetProfileResponse]
 	addVenueStaff     *connect.Client[v1.AddVenueStaffRequest, v1.AddVenueStaffResponse]
 	removeVenueStaff  *connect.Client[v1.RemoveVenueStaffRequest, v1.RemoveVenueStaffResponse]
 	listManagedVenues *connect.Client[v1.ListManagedVenuesRequest, v1.ListManagedVenuesResponse]
+	linkPartner       *connect.Client[v1.LinkPartnerRequest, v1.LinkPartnerResponse]
+	unlinkPartner     *connect.Client[v1.UnlinkPartnerRequest, v1.UnlinkPartnerResponse]
+	listPartnerLinks  *connect.Client[v1.ListPartnerLinksRequest, v1.ListPartnerLinksResponse]
 }
 
 // CreateQrCode calls ttip.qr.v1.QrService.CreateQrCode.
@@ -305,6 +381,16 @@ func (c *qrServiceClient) PutProfile(ctx context.Context, req *connect.Request[v
 	return c.putProfile.CallUnary(ctx, req)
 }
 
+// PutProfilePhoto calls ttip.qr.v1.QrService.PutProfilePhoto.
+func (c *qrServiceClient) PutProfilePhoto(ctx context.Context, req *connect.Request[v1.PutProfilePhotoRequest]) (*connect.Response[v1.PutProfilePhotoResponse], error) {
+	return c.putProfilePhoto.CallUnary(ctx, req)
+}
+
+// GetProfilePhoto calls ttip.qr.v1.QrService.GetProfilePhoto.
+func (c *qrServiceClient) GetProfilePhoto(ctx context.Context, req *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error) {
+	return c.getProfilePhoto.CallUnary(ctx, req)
+}
+
 // GetProfile calls ttip.qr.v1.QrService.GetProfile.
 func (c *qrServiceClient) GetProfile(ctx context.Context, req *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error) {
 	return c.getProfile.CallUnary(ctx, req)
@@ -323,6 +409,21 @@ func (c *qrServiceClient) RemoveVenueStaff(ctx context.Context, req *connect.Req
 // ListManagedVenues calls ttip.qr.v1.QrService.ListManagedVenues.
 func (c *qrServiceClient) ListManagedVenues(ctx context.Context, req *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error) {
 	return c.listManagedVenues.CallUnary(ctx, req)
+}
+
+// LinkPartner calls ttip.qr.v1.QrService.LinkPartner.
+func (c *qrServiceClient) LinkPartner(ctx context.Context, req *connect.Request[v1.LinkPartnerRequest]) (*connect.Response[v1.LinkPartnerResponse], error) {
+	return c.linkPartner.CallUnary(ctx, req)
+}
+
+// UnlinkPartner calls ttip.qr.v1.QrService.UnlinkPartner.
+func (c *qrServiceClient) UnlinkPartner(ctx context.Context, req *connect.Request[v1.UnlinkPartnerRequest]) (*connect.Response[v1.UnlinkPartnerResponse], error) {
+	return c.unlinkPartner.CallUnary(ctx, req)
+}
+
+// ListPartnerLinks calls ttip.qr.v1.QrService.ListPartnerLinks.
+func (c *qrServiceClient) ListPartnerLinks(ctx context.Context, req *connect.Request[v1.ListPartnerLinksRequest]) (*connect.Response[v1.ListPartnerLinksResponse], error) {
+	return c.listPartnerLinks.CallUnary(ctx, req)
 }
 
 // QrServiceHandler is an implementation of the ttip.qr.v1.QrService service.
@@ -352,6 +453,14 @@ type QrServiceHandler interface {
 	// own; a venue manager creates a venue (becoming its manager) or updates one
 	// they manage; an admin may set any.
 	PutProfile(context.Context, *connect.Request[v1.PutProfileRequest]) (*connect.Response[v1.PutProfileResponse], error)
+	// Stores the owner's photo, served by the platform itself at
+	// Profile.uploaded_photo_url (no third-party host) and shown on the tip
+	// page in place of photo_url. Who may: as PutProfile, for a profile that
+	// exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+	// image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+	PutProfilePhoto(context.Context, *connect.Request[v1.PutProfilePhotoRequest]) (*connect.Response[v1.PutProfilePhotoResponse], error)
+	// The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+	GetProfilePhoto(context.Context, *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error)
 	GetProfile(context.Context, *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error)
 	// Adds a worker to a venue's staff, so the venue's managers may issue that
 	// worker's codes at the venue.
@@ -360,6 +469,18 @@ type QrServiceHandler interface {
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
 	// The venues the signed-in caller manages (their profiles), by name.
 	ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error)
+	// Lets a partner key (a POS, booking or delivery app) act for a worker or a
+	// venue: create their tips, manage their QR codes and read their tips. A
+	// worker links themself; a manager links a venue they manage, which covers
+	// the venue's staff; an admin links any. Linking what is linked changes
+	// nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+	LinkPartner(context.Context, *connect.Request[v1.LinkPartnerRequest]) (*connect.Response[v1.LinkPartnerResponse], error)
+	// Withdraws a link, effective at once; by whoever may make it. Unlinking
+	// what is not linked is NOT_FOUND.
+	UnlinkPartner(context.Context, *connect.Request[v1.UnlinkPartnerRequest]) (*connect.Response[v1.UnlinkPartnerResponse], error)
+	// A worker's or venue's links (withdrawn ones included), to whoever may
+	// link it; to a partner key (scope qr:read), the key's own links.
+	ListPartnerLinks(context.Context, *connect.Request[v1.ListPartnerLinksRequest]) (*connect.Response[v1.ListPartnerLinksResponse], error)
 }
 
 // NewQrServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -442,6 +563,20 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrServicePutProfilePhotoHandler := connect.NewUnaryHandler(
+		QrServicePutProfilePhotoProcedure,
+		svc.PutProfilePhoto,
+		connect.WithSchema(qrServiceMethods.ByName("PutProfilePhoto")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	qrServiceGetProfilePhotoHandler := connect.NewUnaryHandler(
+		QrServiceGetProfilePhotoProcedure,
+		svc.GetProfilePhoto,
+		connect.WithSchema(qrServiceMethods.ByName("GetProfilePhoto")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	qrServiceGetProfileHandler := connect.NewUnaryHandler(
 		QrServiceGetProfileProcedure,
 		svc.GetProfile,
@@ -470,6 +605,27 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrServiceLinkPartnerHandler := connect.NewUnaryHandler(
+		QrServiceLinkPartnerProcedure,
+		svc.LinkPartner,
+		connect.WithSchema(qrServiceMethods.ByName("LinkPartner")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	qrServiceUnlinkPartnerHandler := connect.NewUnaryHandler(
+		QrServiceUnlinkPartnerProcedure,
+		svc.UnlinkPartner,
+		connect.WithSchema(qrServiceMethods.ByName("UnlinkPartner")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	qrServiceListPartnerLinksHandler := connect.NewUnaryHandler(
+		QrServiceListPartnerLinksProcedure,
+		svc.ListPartnerLinks,
+		connect.WithSchema(qrServiceMethods.ByName("ListPartnerLinks")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.qr.v1.QrService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QrServiceCreateQrCodeProcedure:
@@ -494,6 +650,10 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 			qrServiceGetScanStatsHandler.ServeHTTP(w, r)
 		case QrServicePutProfileProcedure:
 			qrServicePutProfileHandler.ServeHTTP(w, r)
+		case QrServicePutProfilePhotoProcedure:
+			qrServicePutProfilePhotoHandler.ServeHTTP(w, r)
+		case QrServiceGetProfilePhotoProcedure:
+			qrServiceGetProfilePhotoHandler.ServeHTTP(w, r)
 		case QrServiceGetProfileProcedure:
 			qrServiceGetProfileHandler.ServeHTTP(w, r)
 		case QrServiceAddVenueStaffProcedure:
@@ -502,6 +662,12 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 			qrServiceRemoveVenueStaffHandler.ServeHTTP(w, r)
 		case QrServiceListManagedVenuesProcedure:
 			qrServiceListManagedVenuesHandler.ServeHTTP(w, r)
+		case QrServiceLinkPartnerProcedure:
+			qrServiceLinkPartnerHandler.ServeHTTP(w, r)
+		case QrServiceUnlinkPartnerProcedure:
+			qrServiceUnlinkPartnerHandler.ServeHTTP(w, r)
+		case QrServiceListPartnerLinksProcedure:
+			qrServiceListPartnerLinksHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -555,6 +721,14 @@ func (UnimplementedQrServiceHandler) PutProfile(context.Context, *connect.Reques
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.PutProfile is not implemented"))
 }
 
+func (UnimplementedQrServiceHandler) PutProfilePhoto(context.Context, *connect.Request[v1.PutProfilePhotoRequest]) (*connect.Response[v1.PutProfilePhotoResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.PutProfilePhoto is not implemented"))
+}
+
+func (UnimplementedQrServiceHandler) GetProfilePhoto(context.Context, *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.GetProfilePhoto is not implemented"))
+}
+
 func (UnimplementedQrServiceHandler) GetProfile(context.Context, *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.GetProfile is not implemented"))
 }
@@ -571,6 +745,18 @@ func (UnimplementedQrServiceHandler) ListManagedVenues(context.Context, *connect
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.ListManagedVenues is not implemented"))
 }
 
+func (UnimplementedQrServiceHandler) LinkPartner(context.Context, *connect.Request[v1.LinkPartnerRequest]) (*connect.Response[v1.LinkPartnerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.LinkPartner is not implemented"))
+}
+
+func (UnimplementedQrServiceHandler) UnlinkPartner(context.Context, *connect.Request[v1.UnlinkPartnerRequest]) (*connect.Response[v1.UnlinkPartnerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.UnlinkPartner is not implemented"))
+}
+
+func (UnimplementedQrServiceHandler) ListPartnerLinks(context.Context, *connect.Request[v1.ListPartnerLinksRequest]) (*connect.Response[v1.ListPartnerLinksResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.ListPartnerLinks is not implemented"))
+}
+
 // QrInternalServiceClient is a client for the ttip.qr.v1.QrInternalService service.
 type QrInternalServiceClient interface {
 	// Finds the worker a C2B payment's account reference names. NOT_FOUND if none.
@@ -582,6 +768,9 @@ type QrInternalServiceClient interface {
 	// Whether a user manages a venue, and how the venue is shown: the venue
 	// service's access checks (qr keeps the venue profiles and their managers).
 	GetVenueAccess(context.Context, *connect.Request[v1.GetVenueAccessRequest]) (*connect.Response[v1.GetVenueAccessResponse], error)
+	// Whether a partner key may act for a worker (at a venue) or a venue: a
+	// live link to the worker, or to the venue (the worker on its staff).
+	CheckPartnerLink(context.Context, *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error)
 }
 
 // NewQrInternalServiceClient constructs a client for the ttip.qr.v1.QrInternalService service. By
@@ -616,6 +805,13 @@ func NewQrInternalServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		checkPartnerLink: connect.NewClient[v1.CheckPartnerLinkRequest, v1.CheckPartnerLinkResponse](
+			httpClient,
+			baseURL+QrInternalServiceCheckPartnerLinkProcedure,
+			connect.WithSchema(qrInternalServiceMethods.ByName("CheckPartnerLink")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -624,6 +820,7 @@ type qrInternalServiceClient struct {
 	matchAccountReference    *connect.Client[v1.MatchAccountReferenceRequest, v1.MatchAccountReferenceResponse]
 	suggestAccountReferences *connect.Client[v1.SuggestAccountReferencesRequest, v1.SuggestAccountReferencesResponse]
 	getVenueAccess           *connect.Client[v1.GetVenueAccessRequest, v1.GetVenueAccessResponse]
+	checkPartnerLink         *connect.Client[v1.CheckPartnerLinkRequest, v1.CheckPartnerLinkResponse]
 }
 
 // MatchAccountReference calls ttip.qr.v1.QrInternalService.MatchAccountReference.
@@ -641,6 +838,11 @@ func (c *qrInternalServiceClient) GetVenueAccess(ctx context.Context, req *conne
 	return c.getVenueAccess.CallUnary(ctx, req)
 }
 
+// CheckPartnerLink calls ttip.qr.v1.QrInternalService.CheckPartnerLink.
+func (c *qrInternalServiceClient) CheckPartnerLink(ctx context.Context, req *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error) {
+	return c.checkPartnerLink.CallUnary(ctx, req)
+}
+
 // QrInternalServiceHandler is an implementation of the ttip.qr.v1.QrInternalService service.
 type QrInternalServiceHandler interface {
 	// Finds the worker a C2B payment's account reference names. NOT_FOUND if none.
@@ -652,6 +854,9 @@ type QrInternalServiceHandler interface {
 	// Whether a user manages a venue, and how the venue is shown: the venue
 	// service's access checks (qr keeps the venue profiles and their managers).
 	GetVenueAccess(context.Context, *connect.Request[v1.GetVenueAccessRequest]) (*connect.Response[v1.GetVenueAccessResponse], error)
+	// Whether a partner key may act for a worker (at a venue) or a venue: a
+	// live link to the worker, or to the venue (the worker on its staff).
+	CheckPartnerLink(context.Context, *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error)
 }
 
 // NewQrInternalServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -682,6 +887,13 @@ func NewQrInternalServiceHandler(svc QrInternalServiceHandler, opts ...connect.H
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrInternalServiceCheckPartnerLinkHandler := connect.NewUnaryHandler(
+		QrInternalServiceCheckPartnerLinkProcedure,
+		svc.CheckPartnerLink,
+		connect.WithSchema(qrInternalServiceMethods.ByName("CheckPartnerLink")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.qr.v1.QrInternalService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QrInternalServiceMatchAccountReferenceProcedure:
@@ -690,6 +902,8 @@ func NewQrInternalServiceHandler(svc QrInternalServiceHandler, opts ...connect.H
 			qrInternalServiceSuggestAccountReferencesHandler.ServeHTTP(w, r)
 		case QrInternalServiceGetVenueAccessProcedure:
 			qrInternalServiceGetVenueAccessHandler.ServeHTTP(w, r)
+		case QrInternalServiceCheckPartnerLinkProcedure:
+			qrInternalServiceCheckPartnerLinkHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -709,4 +923,8 @@ func (UnimplementedQrInternalServiceHandler) SuggestAccountReferences(context.Co
 
 func (UnimplementedQrInternalServiceHandler) GetVenueAccess(context.Context, *connect.Request[v1.GetVenueAccessRequest]) (*connect.Response[v1.GetVenueAccessResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrInternalService.GetVenueAccess is not implemented"))
+}
+
+func (UnimplementedQrInternalServiceHandler) CheckPartnerLink(context.Context, *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrInternalService.CheckPartnerLink is not implemented"))
 }

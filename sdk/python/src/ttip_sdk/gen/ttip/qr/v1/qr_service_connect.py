@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.qr.v1 import qr_service_pb
-from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueStaffRequest, AddVenueStaffResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse
+from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfilePhotoRequest, GetProfilePhotoResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfilePhotoRequest, PutProfilePhotoResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -96,6 +96,22 @@ class QrService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def put_profile_photo(self, request: PutProfilePhotoRequest, ctx: RequestContext[PutProfilePhotoRequest, PutProfilePhotoResponse], /) -> PutProfilePhotoResponse:
+        """
+        Stores the owner's photo, served by the platform itself at
+        Profile.uploaded_photo_url (no third-party host) and shown on the tip
+        page in place of photo_url. Who may: as PutProfile, for a profile that
+        exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+        image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_profile_photo(self, request: GetProfilePhotoRequest, ctx: RequestContext[GetProfilePhotoRequest, GetProfilePhotoResponse], /) -> GetProfilePhotoResponse:
+        """
+        The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def get_profile(self, request: GetProfileRequest, ctx: RequestContext[GetProfileRequest, GetProfileResponse], /) -> GetProfileResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -115,6 +131,30 @@ class QrService(Protocol):
     async def list_managed_venues(self, request: ListManagedVenuesRequest, ctx: RequestContext[ListManagedVenuesRequest, ListManagedVenuesResponse], /) -> ListManagedVenuesResponse:
         """
         The venues the signed-in caller manages (their profiles), by name.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def link_partner(self, request: LinkPartnerRequest, ctx: RequestContext[LinkPartnerRequest, LinkPartnerResponse], /) -> LinkPartnerResponse:
+        """
+        Lets a partner key (a POS, booking or delivery app) act for a worker or a
+        venue: create their tips, manage their QR codes and read their tips. A
+        worker links themself; a manager links a venue they manage, which covers
+        the venue's staff; an admin links any. Linking what is linked changes
+        nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def unlink_partner(self, request: UnlinkPartnerRequest, ctx: RequestContext[UnlinkPartnerRequest, UnlinkPartnerResponse], /) -> UnlinkPartnerResponse:
+        """
+        Withdraws a link, effective at once; by whoever may make it. Unlinking
+        what is not linked is NOT_FOUND.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_partner_links(self, request: ListPartnerLinksRequest, ctx: RequestContext[ListPartnerLinksRequest, ListPartnerLinksResponse], /) -> ListPartnerLinksResponse:
+        """
+        A worker's or venue's links (withdrawn ones included), to whoever may
+        link it; to a partner key (scope qr:read), the key's own links.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -257,6 +297,28 @@ class QrServiceASGIApplication(ConnectASGIApplication[QrService]):
                     ),
                     function=svc.put_profile,
                 ),
+                "/ttip.qr.v1.QrService/PutProfilePhoto": Endpoint.unary(
+                    method=MethodInfo(
+                        name="PutProfilePhoto",
+                        service_name="ttip.qr.v1.QrService",
+                        input=PutProfilePhotoRequest,
+                        output=PutProfilePhotoResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.put_profile_photo,
+                ),
+                "/ttip.qr.v1.QrService/GetProfilePhoto": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetProfilePhoto",
+                        service_name="ttip.qr.v1.QrService",
+                        input=GetProfilePhotoRequest,
+                        output=GetProfilePhotoResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_profile_photo,
+                ),
                 "/ttip.qr.v1.QrService/GetProfile": Endpoint.unary(
                     method=MethodInfo(
                         name="GetProfile",
@@ -300,6 +362,39 @@ class QrServiceASGIApplication(ConnectASGIApplication[QrService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_managed_venues,
+                ),
+                "/ttip.qr.v1.QrService/LinkPartner": Endpoint.unary(
+                    method=MethodInfo(
+                        name="LinkPartner",
+                        service_name="ttip.qr.v1.QrService",
+                        input=LinkPartnerRequest,
+                        output=LinkPartnerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.link_partner,
+                ),
+                "/ttip.qr.v1.QrService/UnlinkPartner": Endpoint.unary(
+                    method=MethodInfo(
+                        name="UnlinkPartner",
+                        service_name="ttip.qr.v1.QrService",
+                        input=UnlinkPartnerRequest,
+                        output=UnlinkPartnerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.unlink_partner,
+                ),
+                "/ttip.qr.v1.QrService/ListPartnerLinks": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListPartnerLinks",
+                        service_name="ttip.qr.v1.QrService",
+                        input=ListPartnerLinksRequest,
+                        output=ListPartnerLinksResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_partner_links,
                 ),
             },
             interceptors=interceptors,
@@ -580,6 +675,58 @@ class QrServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def put_profile_photo(
+        self,
+        request: PutProfilePhotoRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PutProfilePhotoResponse:
+        """
+        Stores the owner's photo, served by the platform itself at
+        Profile.uploaded_photo_url (no third-party host) and shown on the tip
+        page in place of photo_url. Who may: as PutProfile, for a profile that
+        exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+        image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PutProfilePhoto",
+                service_name="ttip.qr.v1.QrService",
+                input=PutProfilePhotoRequest,
+                output=PutProfilePhotoResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def get_profile_photo(
+        self,
+        request: GetProfilePhotoRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetProfilePhotoResponse:
+        """
+        The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetProfilePhoto",
+                service_name="ttip.qr.v1.QrService",
+                input=GetProfilePhotoRequest,
+                output=GetProfilePhotoResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
     async def get_profile(
         self,
         request: GetProfileRequest,
@@ -674,6 +821,83 @@ class QrServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def link_partner(
+        self,
+        request: LinkPartnerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> LinkPartnerResponse:
+        """
+        Lets a partner key (a POS, booking or delivery app) act for a worker or a
+        venue: create their tips, manage their QR codes and read their tips. A
+        worker links themself; a manager links a venue they manage, which covers
+        the venue's staff; an admin links any. Linking what is linked changes
+        nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="LinkPartner",
+                service_name="ttip.qr.v1.QrService",
+                input=LinkPartnerRequest,
+                output=LinkPartnerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def unlink_partner(
+        self,
+        request: UnlinkPartnerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UnlinkPartnerResponse:
+        """
+        Withdraws a link, effective at once; by whoever may make it. Unlinking
+        what is not linked is NOT_FOUND.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UnlinkPartner",
+                service_name="ttip.qr.v1.QrService",
+                input=UnlinkPartnerRequest,
+                output=UnlinkPartnerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def list_partner_links(
+        self,
+        request: ListPartnerLinksRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListPartnerLinksResponse:
+        """
+        A worker's or venue's links (withdrawn ones included), to whoever may
+        link it; to a partner key (scope qr:read), the key's own links.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListPartnerLinks",
+                service_name="ttip.qr.v1.QrService",
+                input=ListPartnerLinksRequest,
+                output=ListPartnerLinksResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class QrServiceSync(Protocol):
     """
@@ -742,6 +966,22 @@ class QrServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def put_profile_photo(self, request: PutProfilePhotoRequest, ctx: RequestContext[PutProfilePhotoRequest, PutProfilePhotoResponse], /) -> PutProfilePhotoResponse:
+        """
+        Stores the owner's photo, served by the platform itself at
+        Profile.uploaded_photo_url (no third-party host) and shown on the tip
+        page in place of photo_url. Who may: as PutProfile, for a profile that
+        exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+        image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_profile_photo(self, request: GetProfilePhotoRequest, ctx: RequestContext[GetProfilePhotoRequest, GetProfilePhotoResponse], /) -> GetProfilePhotoResponse:
+        """
+        The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def get_profile(self, request: GetProfileRequest, ctx: RequestContext[GetProfileRequest, GetProfileResponse], /) -> GetProfileResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -761,6 +1001,30 @@ class QrServiceSync(Protocol):
     def list_managed_venues(self, request: ListManagedVenuesRequest, ctx: RequestContext[ListManagedVenuesRequest, ListManagedVenuesResponse], /) -> ListManagedVenuesResponse:
         """
         The venues the signed-in caller manages (their profiles), by name.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def link_partner(self, request: LinkPartnerRequest, ctx: RequestContext[LinkPartnerRequest, LinkPartnerResponse], /) -> LinkPartnerResponse:
+        """
+        Lets a partner key (a POS, booking or delivery app) act for a worker or a
+        venue: create their tips, manage their QR codes and read their tips. A
+        worker links themself; a manager links a venue they manage, which covers
+        the venue's staff; an admin links any. Linking what is linked changes
+        nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def unlink_partner(self, request: UnlinkPartnerRequest, ctx: RequestContext[UnlinkPartnerRequest, UnlinkPartnerResponse], /) -> UnlinkPartnerResponse:
+        """
+        Withdraws a link, effective at once; by whoever may make it. Unlinking
+        what is not linked is NOT_FOUND.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_partner_links(self, request: ListPartnerLinksRequest, ctx: RequestContext[ListPartnerLinksRequest, ListPartnerLinksResponse], /) -> ListPartnerLinksResponse:
+        """
+        A worker's or venue's links (withdrawn ones included), to whoever may
+        link it; to a partner key (scope qr:read), the key's own links.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -901,6 +1165,28 @@ class QrServiceWSGIApplication(ConnectWSGIApplication):
                     ),
                     function=service.put_profile,
                 ),
+                "/ttip.qr.v1.QrService/PutProfilePhoto": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="PutProfilePhoto",
+                        service_name="ttip.qr.v1.QrService",
+                        input=PutProfilePhotoRequest,
+                        output=PutProfilePhotoResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.put_profile_photo,
+                ),
+                "/ttip.qr.v1.QrService/GetProfilePhoto": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetProfilePhoto",
+                        service_name="ttip.qr.v1.QrService",
+                        input=GetProfilePhotoRequest,
+                        output=GetProfilePhotoResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_profile_photo,
+                ),
                 "/ttip.qr.v1.QrService/GetProfile": EndpointSync.unary(
                     method=MethodInfo(
                         name="GetProfile",
@@ -944,6 +1230,39 @@ class QrServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_managed_venues,
+                ),
+                "/ttip.qr.v1.QrService/LinkPartner": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="LinkPartner",
+                        service_name="ttip.qr.v1.QrService",
+                        input=LinkPartnerRequest,
+                        output=LinkPartnerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.link_partner,
+                ),
+                "/ttip.qr.v1.QrService/UnlinkPartner": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="UnlinkPartner",
+                        service_name="ttip.qr.v1.QrService",
+                        input=UnlinkPartnerRequest,
+                        output=UnlinkPartnerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.unlink_partner,
+                ),
+                "/ttip.qr.v1.QrService/ListPartnerLinks": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListPartnerLinks",
+                        service_name="ttip.qr.v1.QrService",
+                        input=ListPartnerLinksRequest,
+                        output=ListPartnerLinksResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_partner_links,
                 ),
             },
             interceptors=interceptors,
@@ -1224,6 +1543,58 @@ class QrServiceClientSync(ConnectClientSync):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    def put_profile_photo(
+        self,
+        request: PutProfilePhotoRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PutProfilePhotoResponse:
+        """
+        Stores the owner's photo, served by the platform itself at
+        Profile.uploaded_photo_url (no third-party host) and shown on the tip
+        page in place of photo_url. Who may: as PutProfile, for a profile that
+        exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+        image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PutProfilePhoto",
+                service_name="ttip.qr.v1.QrService",
+                input=PutProfilePhotoRequest,
+                output=PutProfilePhotoResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_profile_photo(
+        self,
+        request: GetProfilePhotoRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetProfilePhotoResponse:
+        """
+        The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetProfilePhoto",
+                service_name="ttip.qr.v1.QrService",
+                input=GetProfilePhotoRequest,
+                output=GetProfilePhotoResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
     def get_profile(
         self,
         request: GetProfileRequest,
@@ -1318,6 +1689,83 @@ class QrServiceClientSync(ConnectClientSync):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    def link_partner(
+        self,
+        request: LinkPartnerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> LinkPartnerResponse:
+        """
+        Lets a partner key (a POS, booking or delivery app) act for a worker or a
+        venue: create their tips, manage their QR codes and read their tips. A
+        worker links themself; a manager links a venue they manage, which covers
+        the venue's staff; an admin links any. Linking what is linked changes
+        nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="LinkPartner",
+                service_name="ttip.qr.v1.QrService",
+                input=LinkPartnerRequest,
+                output=LinkPartnerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def unlink_partner(
+        self,
+        request: UnlinkPartnerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UnlinkPartnerResponse:
+        """
+        Withdraws a link, effective at once; by whoever may make it. Unlinking
+        what is not linked is NOT_FOUND.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UnlinkPartner",
+                service_name="ttip.qr.v1.QrService",
+                input=UnlinkPartnerRequest,
+                output=UnlinkPartnerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_partner_links(
+        self,
+        request: ListPartnerLinksRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListPartnerLinksResponse:
+        """
+        A worker's or venue's links (withdrawn ones included), to whoever may
+        link it; to a partner key (scope qr:read), the key's own links.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListPartnerLinks",
+                service_name="ttip.qr.v1.QrService",
+                input=ListPartnerLinksRequest,
+                output=ListPartnerLinksResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 class QrInternalService(Protocol):
     """
     Service-to-service lookups. Never exposed by the gateway.
@@ -1340,6 +1788,13 @@ class QrInternalService(Protocol):
         """
         Whether a user manages a venue, and how the venue is shown: the venue
         service's access checks (qr keeps the venue profiles and their managers).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def check_partner_link(self, request: CheckPartnerLinkRequest, ctx: RequestContext[CheckPartnerLinkRequest, CheckPartnerLinkResponse], /) -> CheckPartnerLinkResponse:
+        """
+        Whether a partner key may act for a worker (at a venue) or a venue: a
+        live link to the worker, or to the venue (the worker on its staff).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1393,6 +1848,17 @@ class QrInternalServiceASGIApplication(ConnectASGIApplication[QrInternalService]
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_venue_access,
+                ),
+                "/ttip.qr.v1.QrInternalService/CheckPartnerLink": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CheckPartnerLink",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=CheckPartnerLinkRequest,
+                        output=CheckPartnerLinkResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.check_partner_link,
                 ),
             },
             interceptors=interceptors,
@@ -1489,6 +1955,32 @@ class QrInternalServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def check_partner_link(
+        self,
+        request: CheckPartnerLinkRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> CheckPartnerLinkResponse:
+        """
+        Whether a partner key may act for a worker (at a venue) or a venue: a
+        live link to the worker, or to the venue (the worker on its staff).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CheckPartnerLink",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=CheckPartnerLinkRequest,
+                output=CheckPartnerLinkResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class QrInternalServiceSync(Protocol):
     """
@@ -1512,6 +2004,13 @@ class QrInternalServiceSync(Protocol):
         """
         Whether a user manages a venue, and how the venue is shown: the venue
         service's access checks (qr keeps the venue profiles and their managers).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def check_partner_link(self, request: CheckPartnerLinkRequest, ctx: RequestContext[CheckPartnerLinkRequest, CheckPartnerLinkResponse], /) -> CheckPartnerLinkResponse:
+        """
+        Whether a partner key may act for a worker (at a venue) or a venue: a
+        live link to the worker, or to the venue (the worker on its staff).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1563,6 +2062,17 @@ class QrInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_venue_access,
+                ),
+                "/ttip.qr.v1.QrInternalService/CheckPartnerLink": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CheckPartnerLink",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=CheckPartnerLinkRequest,
+                        output=CheckPartnerLinkResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.check_partner_link,
                 ),
             },
             interceptors=interceptors,
@@ -1652,6 +2162,32 @@ class QrInternalServiceClientSync(ConnectClientSync):
                 service_name="ttip.qr.v1.QrInternalService",
                 input=GetVenueAccessRequest,
                 output=GetVenueAccessResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def check_partner_link(
+        self,
+        request: CheckPartnerLinkRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> CheckPartnerLinkResponse:
+        """
+        Whether a partner key may act for a worker (at a venue) or a venue: a
+        live link to the worker, or to the venue (the worker on its staff).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CheckPartnerLink",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=CheckPartnerLinkRequest,
+                output=CheckPartnerLinkResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),
