@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import {
   Channel,
   DeliveryAttemptSchema,
@@ -21,7 +22,7 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { claimIdempotencyKey, CONSOLE_READERS, decodeTimeIdToken, encodePageToken, fieldError, NotFoundError, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, claimIdempotencyKey, CONSOLE_READERS, decodeTimeIdToken, encodePageToken, fieldError, NotFoundError, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
 import { findRecipient, findTemplate, forgetActiveTemplates, type TemplateRecord } from "./store.js";
 import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
@@ -277,6 +278,11 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
            RETURNING key, locale, channel, version, subject, body, active, created_at`,
           [req.key, req.locale, req.channel, req.subject, req.body],
         );
+        await auditAdminAction(tx, "notification", hc, {
+          action: AuditAction.TEMPLATE_VERSION_CREATED,
+          target: templateTarget(req.key, req.locale, req.channel),
+          detail: `version ${rows[0].version}: ${req.body}`,
+        });
         return rows[0];
       });
       return { template: toTemplate(row) };
@@ -296,6 +302,11 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
            RETURNING key, locale, channel, version, subject, body, active, created_at`,
           [req.key, req.locale, req.channel, req.version],
         );
+        await auditAdminAction(tx, "notification", hc, {
+          action: AuditAction.TEMPLATE_VERSION_ACTIVATED,
+          target: templateTarget(req.key, req.locale, req.channel),
+          detail: `version ${req.version}`,
+        });
         return rows[0];
       });
       forgetActiveTemplates();
@@ -393,4 +404,9 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       return {};
     },
   });
+}
+
+/** A template's audit target, e.g. "template:tip_received/sw/sms". */
+function templateTarget(key: TemplateKey, locale: string, channel: Channel): string {
+  return `template:${TemplateKey[key].toLowerCase()}/${locale}/${Channel[channel].toLowerCase()}`;
 }
