@@ -82,13 +82,9 @@ export interface GatewayOptions {
   readMaxBytes?: number;
 }
 
-/**
- * The peer address. For h2c the runtime hands HTTP/2 a stream wrapper, which
- * Node wraps again; the address is on the inner stream.
- */
+/** The peer address (for HTTP/2, the session's socket stands behind the request's). */
 function socketAddress(socket: unknown): string | undefined {
-  const s = socket as { remoteAddress?: string; stream?: { remoteAddress?: string } } | undefined;
-  return s?.remoteAddress ?? s?.stream?.remoteAddress;
+  return (socket as { remoteAddress?: string } | undefined)?.remoteAddress;
 }
 
 /** Who called, as a kind ("anonymous", or the token's roles): never the person. */

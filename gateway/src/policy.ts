@@ -1,7 +1,7 @@
 import type { BlockList } from "node:net";
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import { accessOf, inNetworks, networkList, type DeclaredAccess, type Role } from "@ttip/runtime";
+import { declaredAccess, inNetworks, networkList, rolesNeeded, type DeclaredAccess } from "@ttip/runtime";
 import { principalKey } from "./auth.js";
 import { partnerKey } from "./partner.js";
 import { clientAddressKey } from "./rate-limit.js";
@@ -27,16 +27,12 @@ export const STEP_UP_HEADER = "x-ttip-step-up";
 /** When this call's device step-up was verified and spent (ms); forwarded, signed, to the service. */
 export const stepUpVerifiedKey = createContextKey<number | undefined>(undefined, { description: "device step-up verified at" });
 
-const rules = new WeakMap<DescMethod, Rule | null>();
-
 /**
  * The rule of an RPC, from its descriptor; undefined (refused) when it
  * declares none, so an RPC added without a declaration is closed, not open.
  */
 export function ruleFor(method: DescMethod): Rule | undefined {
-  let rule = rules.get(method);
-  if (rule === undefined) rules.set(method, (rule = accessOf(method) ?? null));
-  return rule ?? undefined;
+  return declaredAccess(method);
 }
 
 /**
@@ -76,13 +72,6 @@ function checkPartner(rpc: string, rule: Rule | undefined, scopes: string[]) {
   if (!scopes.includes(scope)) throw denied(`missing scope: ${rpc} needs the scope ${scope}, which this key does not have`);
 }
 
-/** The roles a rule asks of a signed-in caller (none: any). */
-function neededRoles(rule: Rule): Role[] {
-  if (rule.access === "admin") return rule.roles;
-  if (rule.access === "signed_in") return rule.roles ?? [];
-  return [];
-}
-
 /** Enforces each RPC's declared access from the verified token before anything is forwarded. */
 export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
   const admins = adminNetworkList(options.adminNetworks ?? ["127.0.0.0/8", "::1/128"]);
@@ -101,7 +90,7 @@ export function policyInterceptor(options: PolicyOptions = {}): Interceptor {
     if (rule.access === "anonymous") return next(req);
     const principal = req.contextValues.get(principalKey);
     if (!principal) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
-    const needed = neededRoles(rule);
+    const needed = rolesNeeded(rule);
     if (needed.length && !needed.some((r) => principal.roles.includes(r))) throw denied(`this call needs the role ${needed.join(" or ")}`);
     const adminNetwork = rule.access === "admin" || rule.adminNetwork;
     if (adminNetwork && !inNetworks(admins, req.contextValues.get(clientAddressKey))) {

@@ -65,6 +65,10 @@ describe("gateway per-RPC policy", () => {
     assert.deepEqual(ruleFor(AnalyticsAdminService.method.getPlatformSummary), { access: "admin", roles: ["admin", "finance"] });
     assert.deepEqual(ruleFor(VenueService.method.confirmDistribution), { access: "signed_in", roles: ["worker", "venue_manager", "admin"] });
     assert.deepEqual(ruleFor(WalletService.method.getBalance), { access: "signed_in", roles: ["worker"] });
+    // Roles live in the contract only; the services enforce the same declaration (runtime's accessInterceptor).
+    assert.deepEqual(ruleFor(PaymentService.method.requestPayout), { access: "signed_in", roles: ["worker"] });
+    assert.deepEqual(ruleFor(PaymentService.method.getPayout), { access: "signed_in", roles: ["worker", "admin", "support", "finance"] });
+    assert.deepEqual(ruleFor(QrService.method.createQrCode), { access: "signed_in", roles: ["worker", "venue_manager", "admin"], partnerScope: "qr:write" });
     // Partner scopes live on the RPCs they open.
     assert.deepEqual(ruleFor(PaymentService.method.createTip), { access: "anonymous", partnerScope: "tips:create" });
     assert.deepEqual(ruleFor(WalletService.method.quoteFees), { access: "anonymous", partnerScope: "fees:read" });

@@ -1,12 +1,16 @@
 // Who may call an RPC, as the contracts declare it (ttip.common.v1.access on
 // the RPC, else ttip.common.v1.service_access on its service). The gateway's
-// policy is built from this; a service may read the same declaration.
+// policy is built from this, and each service enforces the same declaration
+// itself (accessInterceptor), so no handler keeps a role list of its own.
 import { getOption, hasOption, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import type { Interceptor } from "@connectrpc/connect";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "@ttip/proto/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1Alpha } from "@ttip/proto/grpc/reflection/v1alpha/reflection_pb.js";
 import { Audience, access, service_access, type Access } from "@ttip/proto/ttip/common/v1/options_pb.js";
-import { CONSOLE_READERS, type Role } from "./caller.js";
+import { CONSOLE_READERS, requireCaller, type Role } from "./caller.js";
+import { PermissionDeniedError, UnauthenticatedError } from "./domain-errors.js";
+import { INTERNAL_SIGNATURE_HEADER } from "./internal-auth.js";
 
 /** The roles a token may carry; a declaration naming another is a contract bug. */
 export const ROLES: readonly Role[] = ["customer", "worker", "venue_manager", "admin", "support", "finance", "partner"];
@@ -95,4 +99,45 @@ export function accessOf(method: DescMethod): DeclaredAccess | undefined {
   if (declared.stepUp && base.access !== "admin") throw new Error(`${rpcName(method)} declares step_up, which only admin RPCs take`);
   if (base.access === "partner" && !scope) throw new Error(`${rpcName(method)} is for partner keys only but declares no partner_scope`);
   return scope ? { ...base, partnerScope: scope } : base;
+}
+
+const declarations = new WeakMap<DescMethod, DeclaredAccess | null>();
+
+/** accessOf, read once per RPC (the descriptors do not change while a process runs). */
+export function declaredAccess(method: DescMethod): DeclaredAccess | undefined {
+  let declared = declarations.get(method);
+  if (declared === undefined) declarations.set(method, (declared = accessOf(method) ?? null));
+  return declared ?? undefined;
+}
+
+/** The roles a declaration asks of the caller; none: any signed-in caller. */
+export function rolesNeeded(declared: DeclaredAccess): Role[] {
+  if (declared.access === "admin") return declared.roles;
+  if (declared.access === "signed_in") return declared.roles ?? [];
+  if (declared.access === "partner") return ["partner"];
+  return [];
+}
+
+/**
+ * For services: every call is held to its RPC's declared access before the
+ * handler runs, as the gateway holds it, because a call may reach a service
+ * without passing the gateway (a peer service, a test, a misrouted request).
+ * A partner key is a caller with the role "partner" (its scopes were checked
+ * by the gateway). What only the gateway can judge stays there: the admin
+ * network and the device step-up. An RPC that declares nothing is refused.
+ * Handlers keep the checks about the resource (own wallet, own venue).
+ */
+export function accessInterceptor(): Interceptor {
+  return (next) => (req) => {
+    const rpc = `${req.service.typeName}/${req.method.name}`;
+    const declared = declaredAccess(req.method);
+    if (!declared) throw new PermissionDeniedError(`${rpc} declares no access, so it is not served`);
+    if (declared.access === "internal") {
+      // internalAuthInterceptor, which runs first, verified a signature that is present.
+      if (!req.header.has(INTERNAL_SIGNATURE_HEADER)) throw new UnauthenticatedError(`${rpc} is for the platform's own services: the call is not signed with the internal key`);
+    } else if (declared.access !== "anonymous") {
+      requireCaller({ requestHeader: req.header }, ...rolesNeeded(declared));
+    }
+    return next(req);
+  };
 }

@@ -1,4 +1,5 @@
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { HandlerContext } from "@connectrpc/connect";
+import { PermissionDeniedError, UnauthenticatedError } from "./domain-errors.js";
 import { PRINCIPAL_HEADERS } from "./headers.js";
 
 /** Who is calling, as proved by a verified access token. */
@@ -13,8 +14,8 @@ export type Role = "customer" | "worker" | "venue_manager" | "admin" | "partner"
  * The admin console's roles, by what they may do. Support reads (users, tips,
  * payouts, alerts) and changes nothing; finance reads money and moves it
  * (holds, reviews, suspense, refunds); admin does everything, and alone
- * changes accounts, roles, keys and templates. The gateway and every service
- * check the same lists.
+ * changes accounts, roles, keys and templates. The contracts declare which
+ * RPC takes which; the gateway and each service enforce those declarations.
  */
 export const CONSOLE_READERS: readonly Role[] = ["admin", "support", "finance"];
 export const MONEY_VIEWERS: readonly Role[] = ["admin", "finance"];
@@ -30,14 +31,13 @@ export function callerOf(ctx: Pick<HandlerContext, "requestHeader">): Principal 
 
 /**
  * The caller, who must be signed in and hold one of `roles` (any role when
- * none are named): UNAUTHENTICATED without a token, PERMISSION_DENIED without the role.
+ * none are named; handlers name none: the roles an RPC needs are its declared
+ * access, which accessInterceptor enforces before the handler runs): UNAUTHENTICATED without a token, PERMISSION_DENIED without the role.
  */
 export function requireCaller(ctx: Pick<HandlerContext, "requestHeader">, ...roles: Role[]): Principal {
   const caller = callerOf(ctx);
-  if (!caller) throw new ConnectError("sign in first: this call needs an access token", Code.Unauthenticated);
-  if (roles.length && !roles.some((r) => caller.roles.includes(r))) {
-    throw new ConnectError(`this call needs the role ${roles.join(" or ")}`, Code.PermissionDenied);
-  }
+  if (!caller) throw new UnauthenticatedError("sign in first: this call needs an access token");
+  if (roles.length && !roles.some((r) => caller.roles.includes(r))) throw new PermissionDeniedError(`this call needs the role ${roles.join(" or ")}`);
   return caller;
 }
 

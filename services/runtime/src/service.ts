@@ -3,6 +3,7 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { EventBus } from "./bus.js";
 import type { Cache } from "./cache.js";
 import { migrate, type Pool } from "./db.js";
+import { accessInterceptor } from "./access.js";
 import { internalAuthInterceptor } from "./internal-auth.js";
 import { stepUpInterceptor } from "./step-up.js";
 import type { Logger } from "./log.js";
@@ -80,8 +81,9 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     services: module.services,
     routes: (router) => module.routes(router, scoped),
     // Identity headers count only when signed by the gateway or a peer service;
-    // then a money action needs the step-up its contract declares.
-    interceptors: [internalAuthInterceptor(), stepUpInterceptor(), ...(options.interceptors ?? [])],
+    // then each RPC's declared access holds here as at the gateway, and a
+    // money action needs the step-up its contract declares.
+    interceptors: [internalAuthInterceptor(), accessInterceptor(), stepUpInterceptor(), ...(options.interceptors ?? [])],
     httpFilter: module.http?.(scoped),
     host: options.host,
     port: options.port,
