@@ -4032,19 +4032,23 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"ledger_net\x18\b \x01(\v2\x15.ttip.common.v1.MoneyR\tledgerNet\x125\n" +
 	"\n" +
 	"difference\x18\t \x01(\v2\x15.ttip.common.v1.MoneyR\n" +
-	"difference2\xb0\n" +
-	"\n" +
+	"difference2\xa2\v\n" +
 	"\x0ePaymentService\x12g\n" +
 	"\tCreateTip\x12!.ttip.payment.v1.CreateTipRequest\x1a\".ttip.payment.v1.CreateTipResponse\"\x13\xca\xf3\x18\x0f\b\x01\x1a\vtips:create\x12_\n" +
 	"\x06GetTip\x12\x1e.ttip.payment.v1.GetTipRequest\x1a\x1f.ttip.payment.v1.GetTipResponse\"\x14\xca\xf3\x18\r\b\x01\x1a\ttips:read\x90\x02\x01\x12V\n" +
-	"\bWatchTip\x12 .ttip.payment.v1.WatchTipRequest\x1a!.ttip.payment.v1.WatchTipResponse\"\x03\x90\x02\x010\x01\x12T\n" +
-	"\bListTips\x12 .ttip.payment.v1.ListTipsRequest\x1a!.ttip.payment.v1.ListTipsResponse\"\x03\x90\x02\x01\x12Q\n" +
-	"\aRateTip\x12\x1f.ttip.payment.v1.RateTipRequest\x1a .ttip.payment.v1.RateTipResponse\"\x03\x90\x02\x02\x12^\n" +
-	"\rRequestPayout\x12%.ttip.payment.v1.RequestPayoutRequest\x1a&.ttip.payment.v1.RequestPayoutResponse\x12W\n" +
-	"\tGetPayout\x12!.ttip.payment.v1.GetPayoutRequest\x1a\".ttip.payment.v1.GetPayoutResponse\"\x03\x90\x02\x01\x12]\n" +
-	"\vListPayouts\x12#.ttip.payment.v1.ListPayoutsRequest\x1a$.ttip.payment.v1.ListPayoutsResponse\"\x03\x90\x02\x01\x12o\n" +
-	"\x11GetPayoutSettings\x12).ttip.payment.v1.GetPayoutSettingsRequest\x1a*.ttip.payment.v1.GetPayoutSettingsResponse\"\x03\x90\x02\x01\x12s\n" +
-	"\x14UpdatePayoutSettings\x12,.ttip.payment.v1.UpdatePayoutSettingsRequest\x1a-.ttip.payment.v1.UpdatePayoutSettingsResponse\x12r\n" +
+	"\bWatchTip\x12 .ttip.payment.v1.WatchTipRequest\x1a!.ttip.payment.v1.WatchTipResponse\"\x03\x90\x02\x010\x01\x12b\n" +
+	"\bListTips\x12 .ttip.payment.v1.ListTipsRequest\x1a!.ttip.payment.v1.ListTipsResponse\"\x11\xca\xf3\x18\n" +
+	"\b\x02\x12\x06worker\x90\x02\x01\x12Q\n" +
+	"\aRateTip\x12\x1f.ttip.payment.v1.RateTipRequest\x1a .ttip.payment.v1.RateTipResponse\"\x03\x90\x02\x02\x12n\n" +
+	"\rRequestPayout\x12%.ttip.payment.v1.RequestPayoutRequest\x1a&.ttip.payment.v1.RequestPayoutResponse\"\x0e\xca\xf3\x18\n" +
+	"\b\x02\x12\x06worker\x12~\n" +
+	"\tGetPayout\x12!.ttip.payment.v1.GetPayoutRequest\x1a\".ttip.payment.v1.GetPayoutResponse\"*\xca\xf3\x18#\b\x02\x12\x06worker\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12k\n" +
+	"\vListPayouts\x12#.ttip.payment.v1.ListPayoutsRequest\x1a$.ttip.payment.v1.ListPayoutsResponse\"\x11\xca\xf3\x18\n" +
+	"\b\x02\x12\x06worker\x90\x02\x01\x12}\n" +
+	"\x11GetPayoutSettings\x12).ttip.payment.v1.GetPayoutSettingsRequest\x1a*.ttip.payment.v1.GetPayoutSettingsResponse\"\x11\xca\xf3\x18\n" +
+	"\b\x02\x12\x06worker\x90\x02\x01\x12\x83\x01\n" +
+	"\x14UpdatePayoutSettings\x12,.ttip.payment.v1.UpdatePayoutSettingsRequest\x1a-.ttip.payment.v1.UpdatePayoutSettingsResponse\"\x0e\xca\xf3\x18\n" +
+	"\b\x02\x12\x06worker\x12r\n" +
 	"\x12ListPaymentMethods\x12*.ttip.payment.v1.ListPaymentMethodsRequest\x1a+.ttip.payment.v1.ListPaymentMethodsResponse\"\x03\x90\x02\x01\x12g\n" +
 	"\x10AddPaymentMethod\x12(.ttip.payment.v1.AddPaymentMethodRequest\x1a).ttip.payment.v1.AddPaymentMethodResponse\x12p\n" +
 	"\x13RemovePaymentMethod\x12+.ttip.payment.v1.RemovePaymentMethodRequest\x1a,.ttip.payment.v1.RemovePaymentMethodResponse\x1a\x06\xca\xf3\x18\x02\b\x012\x84\x10\n" +

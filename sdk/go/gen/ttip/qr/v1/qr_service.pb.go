@@ -2156,9 +2156,9 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\rrevoked_codes\x18\x01 \x01(\x05R\frevokedCodes\"\x1a\n" +
 	"\x18ListManagedVenuesRequest\"H\n" +
 	"\x19ListManagedVenuesResponse\x12+\n" +
-	"\x06venues\x18\x01 \x03(\v2\x13.ttip.qr.v1.ProfileR\x06venues2\xb9\v\n" +
-	"\tQrService\x12c\n" +
-	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\"\x10\xca\xf3\x18\f\b\x01\x1a\bqr:write\x12\\\n" +
+	"\x06venues\x18\x01 \x03(\v2\x13.ttip.qr.v1.ProfileR\x06venues2\xd8\v\n" +
+	"\tQrService\x12\x81\x01\n" +
+	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\".\xca\xf3\x18*\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\bqr:write\x12\\\n" +
 	"\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12b\n" +
 	"\vListQrCodes\x12\x1e.ttip.qr.v1.ListQrCodesRequest\x1a\x1f.ttip.qr.v1.ListQrCodesResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12Y\n" +
 	"\rResolveQrCode\x12 .ttip.qr.v1.ResolveQrCodeRequest\x1a!.ttip.qr.v1.ResolveQrCodeResponse\"\x03\x90\x02\x01\x12e\n" +

@@ -2856,12 +2856,13 @@ const file_ttip_venue_v1_venue_service_proto_rawDesc = "" +
 	"\fReportFormat\x12\x1d\n" +
 	"\x19REPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12REPORT_FORMAT_ROWS\x10\x01\x12\x15\n" +
-	"\x11REPORT_FORMAT_CSV\x10\x022\xde\x12\n" +
+	"\x11REPORT_FORMAT_CSV\x10\x022\xee\x12\n" +
 	"\fVenueService\x12M\n" +
 	"\aPutRole\x12\x1d.ttip.venue.v1.PutRoleRequest\x1a\x1e.ttip.venue.v1.PutRoleResponse\"\x03\x90\x02\x02\x12S\n" +
 	"\tListRoles\x12\x1f.ttip.venue.v1.ListRolesRequest\x1a .ttip.venue.v1.ListRolesResponse\"\x03\x90\x02\x01\x12W\n" +
-	"\fInviteMember\x12\".ttip.venue.v1.InviteMemberRequest\x1a#.ttip.venue.v1.InviteMemberResponse\x12c\n" +
-	"\x10AcceptInvitation\x12&.ttip.venue.v1.AcceptInvitationRequest\x1a'.ttip.venue.v1.AcceptInvitationResponse\x12W\n" +
+	"\fInviteMember\x12\".ttip.venue.v1.InviteMemberRequest\x1a#.ttip.venue.v1.InviteMemberResponse\x12s\n" +
+	"\x10AcceptInvitation\x12&.ttip.venue.v1.AcceptInvitationRequest\x1a'.ttip.venue.v1.AcceptInvitationResponse\"\x0e\xca\xf3\x18\n" +
+	"\b\x02\x12\x06worker\x12W\n" +
 	"\fUpdateMember\x12\".ttip.venue.v1.UpdateMemberRequest\x1a#.ttip.venue.v1.UpdateMemberResponse\x12W\n" +
 	"\fRemoveMember\x12\".ttip.venue.v1.RemoveMemberRequest\x1a#.ttip.venue.v1.RemoveMemberResponse\x12Y\n" +
 	"\vListMembers\x12!.ttip.venue.v1.ListMembersRequest\x1a\".ttip.venue.v1.ListMembersResponse\"\x03\x90\x02\x01\x12\\\n" +
