@@ -57,7 +57,7 @@ describe("gateway per-RPC policy", () => {
     assert.deepEqual(ruleFor(PaymentAdminService.method.refundTip), { access: "admin", roles: ["admin", "finance"], stepUp: true });
     assert.deepEqual(ruleFor(AuthService.method.claimFirstAdmin), { access: "signed_in", adminNetwork: true });
     assert.deepEqual(ruleFor(AuthInternalService.method.getUserById), { access: "internal" });
-    // Other services decide for themselves from the verified principal.
+    // Anonymous at the gateway: the service looks at the caller (own codes), and enforces the same declaration.
     assert.deepEqual(ruleFor(QrService.method.getQrCode), { access: "anonymous", partnerScope: "qr:read" });
     assert.deepEqual(ruleFor(QrService.method.resolveQrCode), { access: "anonymous" });
     // Analytics: a worker's, manager's or admin's token; platform figures are admin roles only.
@@ -84,8 +84,9 @@ describe("gateway per-RPC policy", () => {
     const scoped = rpcs.filter((m) => ruleFor(m)!.partnerScope);
     assert.deepEqual(scoped.filter((m) => /(Admin|Internal)Service$/.test(m.parent.typeName)), []);
     // The partner scopes the gateway opened before the contracts declared them (9), and the
-    // partner service's own (webhooks, consented reads): none lost, none added unnoticed.
-    assert.equal(scoped.length, 15);
+    // partner service's own (webhooks, consented reads), and a key's own links (ListPartnerLinks):
+    // none lost, none added unnoticed.
+    assert.equal(scoped.length, 16);
     // Every …AdminService RPC is an admin RPC, every …InternalService RPC internal.
     for (const m of rpcs) {
       if (m.parent.typeName.endsWith("AdminService")) assert.equal(ruleFor(m)!.access, "admin", `${m.parent.typeName}/${m.name}`);

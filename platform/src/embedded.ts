@@ -191,7 +191,8 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   // Until someone is admin, each start issues a fresh first-admin token (the previous one dies).
   const setup = await issueSetupToken(pool, "at start (make run)");
   const authUrl = platform.urls.get("auth");
-  const partnerSandbox = cfg.PARTNER_SANDBOX === "on" && authUrl ? await issueSandboxKey(authUrl) : undefined;
+  const qrUrl = platform.urls.get("qr");
+  const partnerSandbox = cfg.PARTNER_SANDBOX === "on" && authUrl && qrUrl ? await issueSandboxKey(authUrl, qrUrl) : undefined;
   return { gatewayUrl: platform.gatewayUrl, services: platform.services, config: vars, simulators, offline, setupToken: setup?.token, partnerSandbox, close };
 }
 

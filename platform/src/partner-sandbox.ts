@@ -5,28 +5,30 @@
 // (all three printed by `make run`). It subscribes a webhook receiver on
 // loopback, creates tips at checkout with the simulator's scripted phone
 // numbers, and prints each webhook as it arrives, its signature checked.
-import { createHash, createHmac, randomUUID, timingSafeEqual } from "node:crypto";
+import { createHmac, randomUUID, timingSafeEqual } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { create, toBinary, type DescService } from "@bufbuild/protobuf";
+import type { DescService } from "@bufbuild/protobuf";
+import { partnerCallSigner, type PartnerKey } from "@ttip/auth/testing";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { accessOf, callerHeaders, signingInterceptor } from "@ttip/runtime";
 import { modules, publicServices } from "./modules.js";
 
-export interface SandboxKey {
-  keyId: string;
-  secret: string;
-}
+export type SandboxKey = PartnerKey;
 
 /** Retried starts get the same key back (the data directory keeps it between runs). */
 const SANDBOX_KEY_IDEMPOTENCY = "make-run-partner-sandbox-key-v1";
 /** Who issued it, in auth's audit log: the platform itself, not a person. */
 const SANDBOX_ISSUER = "00000000-0000-4000-8000-000000000001";
+/** The sandbox's worker, linked to the sandbox key: a key tips only for workers and venues linked to it. */
+export const SANDBOX_WORKER = "00000000-0000-4000-8000-000000000002";
 
 /** Every partner scope the contracts declare. */
 export function allPartnerScopes(): string[] {
@@ -36,33 +38,24 @@ export function allPartnerScopes(): string[] {
 
 /**
  * Issues (or finds again) the sandbox's partner key with every scope, through
- * auth's own admin RPC, as a signed in-process call. Development runs only.
+ * auth's own admin RPC, and links it to the sandbox worker through qr's, as
+ * signed in-process calls. Development runs only.
  */
-export async function issueSandboxKey(authUrl: string): Promise<SandboxKey> {
+export async function issueSandboxKey(authUrl: string, qrUrl: string): Promise<SandboxKey> {
   const asPlatform: Interceptor = (next) => (req) => {
     for (const [k, v] of Object.entries(callerHeaders(SANDBOX_ISSUER, "admin"))) req.header.set(k, v);
     return next(req);
   };
-  const admin = createClient(AuthAdminService, createGrpcTransport({ baseUrl: authUrl, interceptors: [asPlatform, signingInterceptor()] }));
-  const issued = await admin.issuePartnerApiKey({ partnerName: "Sandbox partner (make run)", scopes: allPartnerScopes(), idempotencyKey: SANDBOX_KEY_IDEMPOTENCY });
+  const as = (baseUrl: string) => createGrpcTransport({ baseUrl, interceptors: [asPlatform, signingInterceptor()] });
+  const issued = await createClient(AuthAdminService, as(authUrl)).issuePartnerApiKey({
+    partnerName: "Sandbox partner (make run)",
+    scopes: allPartnerScopes(),
+    idempotencyKey: SANDBOX_KEY_IDEMPOTENCY,
+  });
+  const qr = createClient(QrService, as(qrUrl));
+  await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: SANDBOX_WORKER, displayName: "Sandbox worker" });
+  await qr.linkPartner({ keyId: issued.key!.keyId, ownerKind: OwnerKind.WORKER, ownerId: SANDBOX_WORKER });
   return { keyId: issued.key!.keyId, secret: issued.secret };
-}
-
-/** Signs each unary call (Connect binary) with the key: what the SDKs' signers do. */
-export function partnerSigning(key: SandboxKey): Interceptor {
-  let last = 0;
-  return (next) => async (req) => {
-    if (req.stream) throw new Error("partner keys sign unary calls only");
-    const body = toBinary(req.method.input, create(req.method.input, req.message));
-    // Never the same second twice: an identical signed request would be refused as a replay.
-    const at = (last = Math.max(Math.floor(Date.now() / 1000), last + 1));
-    const path = new URL(req.url).pathname;
-    const digest = createHash("sha256").update(body).digest("hex");
-    req.header.set("x-ttip-key-id", key.keyId);
-    req.header.set("x-ttip-timestamp", String(at));
-    req.header.set("x-ttip-signature", createHmac("sha256", key.secret).update(["POST", path, at, digest].join("\n")).digest("hex"));
-    return next(req);
-  };
 }
 
 /** The check every SDK's webhook verifier makes: HMAC-SHA256 of "<t>.<raw body>", a fresh t. */
@@ -104,11 +97,11 @@ export interface SandboxRun {
 
 /**
  * Subscribes a loopback receiver to tip events, then creates one tip per
- * scripted phone number at "checkout" (0712345678: paid; 0712341032: the
+ * scripted phone number at "checkout", for the sandbox worker linked to the key (0712345678: paid; 0712341032: the
  * customer cancels). Webhooks arrive at `onEvent` as the simulator settles.
  */
-export async function runSandbox(gatewayUrl: string, key: SandboxKey, onEvent: (w: ReceivedWebhook) => void, workerId = randomUUID()): Promise<SandboxRun> {
-  const transport: Transport = createConnectTransport({ baseUrl: gatewayUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors: [partnerSigning(key)] });
+export async function runSandbox(gatewayUrl: string, key: SandboxKey, onEvent: (w: ReceivedWebhook) => void, workerId = SANDBOX_WORKER): Promise<SandboxRun> {
+  const transport: Transport = createConnectTransport({ baseUrl: gatewayUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors: [partnerCallSigner(key)] });
   const api = <S extends DescService>(s: S): Client<S> => createClient(s, transport);
   let secret = "";
   const receiver = await startReceiver(() => secret, onEvent);

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, CONSOLE_READERS, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
 import { AuditEventSchema, PartnerApiKeySchema, SessionSchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -42,13 +42,12 @@ const decodeSeqToken = (token: string | undefined) => decodePageToken(token, ([s
 export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminService>> {
   const { pool } = core.ctx;
   return {
-    async getUser(req, ctx) {
-      requireCaller(ctx, ...CONSOLE_READERS);
+    async getUser(req) {
       return { user: toUser(await getUser(pool, req.userId)) };
     },
 
     async setUserRoles(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx);
       const roles = req.roles.map(roleName);
       const { user, revoked } = await withTransaction(pool, async (tx) => {
         // The console locks everyone out once no admin is left: the last one keeps the role.
@@ -73,7 +72,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
     },
 
     async unlockUser(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx);
       await withTransaction(pool, async (tx) => {
         await getUser(tx, req.userId, true);
         await tx.query("UPDATE auth.users SET locked_until = NULL, pin_failures = 0, lockouts = 0, updated_at = now() WHERE user_id = $1", [req.userId]);
@@ -83,7 +82,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
     },
 
     async issuePartnerApiKey(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx);
       const scopes = [...req.scopes].sort();
       // A retry may list the scopes in another order: the same request.
       const idempotent = idempotentRequest("auth", ctx, { ...req, scopes });
@@ -106,8 +105,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       return { key: toPartnerKey(row), secret: core.sealer.open(row.secret_sealed) };
     },
 
-    async listPartnerApiKeys(req, ctx) {
-      requireCaller(ctx, "admin");
+    async listPartnerApiKeys(req) {
       const size = pageSize(req.page);
       const after = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query(
@@ -121,7 +119,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
     },
 
     async revokePartnerApiKey(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx);
       const row = await withTransaction(pool, async (tx) => {
         const found = await tx.query("SELECT revoked_at FROM auth.partner_api_keys WHERE key_id = $1 FOR UPDATE", [req.keyId]);
         if (!found.rows[0]) throw new NotFoundError(`partner key ${req.keyId} not found`);
@@ -135,8 +133,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       return { key: toPartnerKey(row) };
     },
 
-    async listAuditEvents(req, ctx) {
-      requireCaller(ctx, ...CONSOLE_READERS);
+    async listAuditEvents(req) {
       const size = pageSize(req.page);
       const before = decodeSeqToken(req.page?.pageToken);
       const where: string[] = [];
@@ -179,7 +176,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
     ...consoleHandlers(core),
 
     async rotateSigningKey(_req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx);
       const kid = await core.keys.rotate();
       await audit(pool, AuditAction.SIGNING_KEY_ROTATED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `new key ${kid}` });
       core.ctx.logger.info({ kid, actor: admin.subject }, "signing key rotated");
@@ -196,8 +193,7 @@ const MAX_SESSIONS_LISTED = 100;
 function consoleHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminService>> {
   const { pool } = core.ctx;
   return {
-    async searchUsers(req, ctx) {
-      requireCaller(ctx, ...CONSOLE_READERS);
+    async searchUsers(req) {
       const size = pageSize(req.page);
       const after = decodeTimeIdToken(req.page?.pageToken);
       const q = req.query.trim();
@@ -228,7 +224,7 @@ function consoleHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminSe
     },
 
     async blockUser(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx);
       if (req.userId === admin.subject) throw new InvalidStateError("user_id: you cannot block yourself");
       const { user, revoked } = await withTransaction(pool, async (tx) => {
         const before = await getUser(tx, req.userId, true);
@@ -243,7 +239,7 @@ function consoleHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminSe
     },
 
     async unblockUser(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx);
       const user = await withTransaction(pool, async (tx) => {
         const before = await getUser(tx, req.userId, true);
         if (!before.blocked_at) return before;
@@ -254,8 +250,7 @@ function consoleHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminSe
       return { user: toUser(user) };
     },
 
-    async listUserSessions(req, ctx) {
-      requireCaller(ctx, ...CONSOLE_READERS);
+    async listUserSessions(req) {
       await getUser(pool, req.userId);
       const { rows } = await pool.query(
         `SELECT * FROM auth.sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
@@ -277,7 +272,7 @@ function consoleHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAdminSe
     },
 
     async revokeUserSessions(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx);
       const revoked = await withTransaction(pool, async (tx) => {
         await getUser(tx, req.userId);
         const r = req.sessionId

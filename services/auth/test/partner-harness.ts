@@ -2,11 +2,11 @@
 // auth service (restartable on the same database and stream), the real
 // gateway in front verifying partner signatures, and a receiving HTTP server
 // on loopback that answers as each test scripts it.
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PartnerAdminService, PartnerConsentService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
@@ -28,7 +28,10 @@ import {
   type ServiceModule,
 } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
-import { createAuth, signPartnerRequest } from "../src/index.js";
+import { createAuth } from "../src/index.js";
+import { partnerCallSigner, type PartnerKey } from "../src/testing.js";
+
+export type { PartnerKey };
 
 /** Fast retries, so backoff is seen within a test. */
 export const WEBHOOK_ENV = {
@@ -108,31 +111,6 @@ export class AckLosingBus implements EventBus {
   close() {
     return this.inner.close();
   }
-}
-
-export interface PartnerKey {
-  keyId: string;
-  secret: string;
-}
-
-/**
- * Signs Connect binary calls as a partner. The same bytes signed twice in one
- * second are one signed request, which the gateway refuses the second time as
- * a replay; a test repeating a read within a second signs it for the next second.
- */
-const lastSigned = new Map<string, number>();
-function signer(key: PartnerKey): Interceptor {
-  return (next) => async (req) => {
-    if (req.stream) throw new Error("partner keys sign unary calls only");
-    const body = toBinary(req.method.input, create(req.method.input, req.message));
-    const id = `${key.keyId} ${req.url} ${Buffer.from(body).toString("base64")}`;
-    const at = Math.max(Math.floor(Date.now() / 1000), (lastSigned.get(id) ?? 0) + 1);
-    lastSigned.set(id, at);
-    req.header.set("x-ttip-key-id", key.keyId);
-    req.header.set("x-ttip-timestamp", String(at));
-    req.header.set("x-ttip-signature", signPartnerRequest(key.secret, "POST", new URL(req.url).pathname, at, createHash("sha256").update(body).digest()));
-    return next(req);
-  };
 }
 
 export interface PartnerHarness {
@@ -226,7 +204,7 @@ export async function startPartnerHarness(options: { env?: Record<string, string
         .issuePartnerApiKey({ partnerName: name, scopes, idempotencyKey: `issue-${randomUUID()}` });
       return { keyId: r.key!.keyId, secret: r.secret };
     },
-    partner: (key) => createClient(PartnerService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: [signer(key)] })),
+    partner: (key) => createClient(PartnerService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: [partnerCallSigner(key)] })),
     consents: (workerId) => createClient(PartnerConsentService, direct({ subject: workerId, roles: ["worker"] })),
     get admin() {
       return createClient(PartnerAdminService, direct({ subject: adminId, roles: ["admin"] }));

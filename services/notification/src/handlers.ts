@@ -22,7 +22,7 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { auditAdminAction, claimIdempotencyKey, CONSOLE_READERS, decodeTimeIdToken, encodePageToken, fieldError, NotFoundError, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, encodePageToken, fieldError, idempotentRequest, keysetTime, normalisePhone, NotFoundError, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
 import { findRecipient, findTemplate, forgetActiveTemplates, type TemplateRecord } from "./store.js";
 import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
@@ -253,8 +253,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
   });
 
   router.service(NotificationAdminService, {
-    async listTemplates(req, hc) {
-      requireCaller(hc, ...CONSOLE_READERS);
+    async listTemplates(req) {
       const { rows } = await pool.query<TemplateRecord>(
         `SELECT key, locale, channel, version, subject, body, active, created_at FROM notification.templates
           WHERE ($1::smallint = 0 OR key = $1) AND ($2 = '' OR locale = $2) ORDER BY key, locale, channel, version`,
@@ -264,7 +263,6 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
     },
 
     async createTemplateVersion(req, hc) {
-      requireCaller(hc, "admin");
       const unknown = unknownVariables(req.key, req.subject, req.body);
       if (unknown.length) {
         throw fieldError("body", `unknown variables ${unknown.map((v) => `{{${v}}}`).join(", ")}; ${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")}`);
@@ -289,7 +287,6 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
     },
 
     async activateTemplateVersion(req, hc) {
-      requireCaller(hc, "admin");
       const row = await withTransaction(pool, async (tx) => {
         const found = await tx.query(
           "SELECT 1 FROM notification.templates WHERE key = $1 AND locale = $2 AND channel = $3 AND version = $4 FOR UPDATE",
@@ -313,8 +310,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       return { template: toTemplate(row) };
     },
 
-    async renderTemplate(req, hc) {
-      requireCaller(hc, ...CONSOLE_READERS);
+    async renderTemplate(req) {
       const locale = resolveLocale(req.locale);
       const t = await findTemplate(pool, req.key, locale, req.channel, req.version);
       if (!t) throw new NotFoundError(`no ${req.version ? `version ${req.version}` : "active version"} of ${TemplateKey[req.key]}/${locale}/${Channel[req.channel]}`);
@@ -336,15 +332,13 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       }
     },
 
-    async getDelivery(req, hc) {
-      requireCaller(hc, ...CONSOLE_READERS);
+    async getDelivery(req) {
       const [d] = await loadDeliveries(pool, "id = $1", [req.deliveryId], 1);
       if (!d) throw new NotFoundError(`delivery ${req.deliveryId} not found`);
       return { delivery: d };
     },
 
-    async listDeliveries(req, hc) {
-      requireCaller(hc, ...CONSOLE_READERS);
+    async listDeliveries(req) {
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const size = pageSize(req.page);
       const rows = await loadDeliveries(

@@ -1,8 +1,8 @@
 import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, auditAdminAction, callerOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, emitEvent, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetPage, keysetTime, maskPhone, MONEY_MOVERS, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, UnimplementedError, withTransaction, type Queryable } from "@ttip/runtime";
+import { Code, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { AlreadyExistsError, asConnectError, auditAdminAction, callerOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, emitEvent, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetPage, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, type Queryable, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -23,6 +23,7 @@ import { reconcileCardBalance } from "./cards/reconcile.js";
 import { reviewCardTip } from "./cards/review.js";
 import { createCardTip, reconcileCardTips } from "./cards/tips.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
+import { isPartner, requirePartnerLinked } from "./partner-access.js";
 import { kes } from "./money.js";
 import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
 import { approvedSplit, createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterCredit, type Deps, type TipRow } from "./tips.js";
@@ -30,17 +31,14 @@ import { approvedSplit, createTip, emitTipSucceeded, isFinal, loadTip, reconcile
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
 async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
   const qr = createClient(QrService, deps.ctx.peers("qr"));
+  let target: TipTarget | undefined;
   try {
-    const { target } = await qr.resolveQrCode({ code: /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode", value: code } : { case: "payload", value: code } });
-    if (!target) throw new ConnectError("qr_code: the qr service answered without a target", Code.Internal);
-    return target;
+    ({ target } = await qr.resolveQrCode({ code: /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode", value: code } : { case: "payload", value: code } }));
   } catch (err) {
-    const e = asConnectError(err);
-    if (e.code === Code.NotFound || e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) {
-      throw new ConnectError(`qr_code: ${e.rawMessage}`, e.code);
-    }
-    throw new DependencyUnavailableError(`qr_code: cannot be checked now (${e.rawMessage})`);
+    throw refusalOfField(err, "qr_code") ?? new DependencyUnavailableError(`qr_code: cannot be checked now (${asConnectError(err).rawMessage})`);
   }
+  if (!target) throw new DependencyUnavailableError("qr_code: cannot be checked now (the qr service answered without a target)");
+  return target;
 }
 
 const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
@@ -85,6 +83,9 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       } else if (req.recipient.case === "workerId") {
         recipient.workerId = req.recipient.value;
       }
+      const caller = callerOf(ctx);
+      // Before anything is charged or stored: a partner tips only for its linked workers and venues.
+      if (isPartner(caller)) await requirePartnerLinked(deps, caller.subject, recipient.workerId, recipient.venueId);
       if (card) {
         if (!recipient.workerId) throw new UnimplementedError("qr_code: card tips to a venue's pool are not available yet; pay by M-Pesa or scan a worker's code");
         const created = await createCardTip(deps, {
@@ -97,7 +98,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
           rating: req.rating,
           message: req.message,
           customerEmail: req.customerEmail,
-          callerSubject: callerOf(ctx)?.subject,
+          callerSubject: caller?.subject,
         });
         return {
           tip: tipMessage(created.tip, locale(ctx)),
@@ -117,15 +118,20 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         rating: req.rating,
         message: req.message,
         customerEmail: req.customerEmail,
-        callerSubject: callerOf(ctx)?.subject,
+        callerSubject: caller?.subject,
       });
       return { tip: tipOut(tip, locale(ctx)) };
     },
 
-    // Anyone holding the tip id (an unguessable UUID the tip page got) may read its status.
+    // Anyone holding the tip id (an unguessable UUID the tip page got) may read its status;
+    // a partner key, only tips it created or of the workers and venues linked to it.
     async getTip(req, ctx) {
       const tip = await loadTip(pool, req.tipId);
       if (!tip) throw new NotFoundError("tip_id: no such tip");
+      const caller = callerOf(ctx);
+      if (isPartner(caller) && tip.customer_subject !== caller.subject) {
+        await requirePartnerLinked(deps, caller.subject, tip.worker_id ?? "", tip.venue_id);
+      }
       return { tip: tipOut(tip, locale(ctx)) };
     },
 
@@ -170,7 +176,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async listTips(req, ctx) {
-      const caller = requireCaller(ctx, "worker");
+      const caller = requireCaller(ctx);
       const size = pageSize(req.page);
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? TIP_STATUS_CODE[req.status] : null;
@@ -188,7 +194,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async requestPayout(req, ctx) {
-      const caller = requireCaller(ctx, "worker");
+      const caller = requireCaller(ctx);
       const amountMinor = mpesaAmount(req.amount, "amount");
       const settings = await loadSettings(caller.subject);
       const phone = req.mpesaPhone ? requireKenyanMobile(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
@@ -215,14 +221,14 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async getPayout(req, ctx) {
-      const caller = requireCaller(ctx, "worker", ...CONSOLE_READERS);
+      const caller = requireCaller(ctx);
       const p = await loadPayout(pool, req.payoutId);
       if (!p || (p.worker_id !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new NotFoundError("payout_id: no such payout");
       return { payout: payoutMessage(p) };
     },
 
     async listPayouts(req, ctx) {
-      const caller = requireCaller(ctx, "worker");
+      const caller = requireCaller(ctx);
       const size = pageSize(req.page);
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? PAYOUT_STATUS_CODE[req.status] : null;
@@ -240,7 +246,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async getPayoutSettings(_req, ctx) {
-      const caller = requireCaller(ctx, "worker");
+      const caller = requireCaller(ctx);
       return { settings: settingsMessage(await loadSettings(caller.subject)) };
     },
 
@@ -262,7 +268,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async updatePayoutSettings(req, ctx) {
-      const caller = requireCaller(ctx, "worker");
+      const caller = requireCaller(ctx);
       const current = await loadSettings(caller.subject);
       const minimum = req.autoPayoutMinimum ? mpesaAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
       const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
@@ -280,8 +286,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
 
   router.service(PaymentAdminService, {
     ...consoleHandlers(deps, (t) => tipOut(t)),
-    async listFraudAlerts(req, ctx) {
-      requireCaller(ctx, ...CONSOLE_READERS);
+    async listFraudAlerts(req) {
       const size = pageSize(req.page);
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const status = req.status ? Object.entries(ALERT_STATUS).find(([, v]) => v === req.status)?.[0] : null;
@@ -312,7 +317,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async reviewTip(req, ctx) {
-      const admin = requireCaller(ctx, ...MONEY_MOVERS);
+      const admin = requireCaller(ctx);
       const tip = await loadTip(pool, req.tipId);
       if (!tip) throw new NotFoundError("tip_id: no such tip");
       if (tip.status !== "held_for_review") throw new InvalidStateError("tip_id: the tip is not held for review");
@@ -364,7 +369,6 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async holdPayouts(req, ctx) {
-      requireCaller(ctx, ...MONEY_MOVERS);
       await withTransaction(pool, async (tx) => {
         await tx.query(
           `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
@@ -377,7 +381,6 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async releasePayouts(req, ctx) {
-      requireCaller(ctx, ...MONEY_MOVERS);
       await withTransaction(pool, async (tx) => {
         const { rowCount } = await tx.query(
           "UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1 AND payouts_on_hold",
@@ -390,7 +393,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async blockPhoneNumber(req, ctx) {
-      const admin = requireCaller(ctx, ...MONEY_MOVERS);
+      const admin = requireCaller(ctx);
       const phone = requireKenyanMobile(req.phone, "phone");
       await withTransaction(pool, async (tx) => {
         await tx.query(
@@ -404,7 +407,6 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async unblockPhoneNumber(req, ctx) {
-      requireCaller(ctx, ...MONEY_MOVERS);
       const phone = requireKenyanMobile(req.phone, "phone");
       await withTransaction(pool, async (tx) => {
         const { rowCount } = await tx.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [phone]);
@@ -413,8 +415,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       return {};
     },
 
-    async listSuspensePayments(req, ctx) {
-      requireCaller(ctx, ...CONSOLE_READERS);
+    async listSuspensePayments(req) {
       const size = pageSize(req.page);
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query<C2bRow & { page_at: string }>(
@@ -431,7 +432,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async resolveSuspensePayment(req, ctx) {
-      const admin = requireCaller(ctx, ...MONEY_MOVERS);
+      const admin = requireCaller(ctx);
       const { row, tip } = await resolveSuspense(deps, {
         receipt: req.receipt,
         matchAccountReference: req.action.case === "matchAccountReference" ? req.action.value : undefined,
@@ -449,7 +450,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
     },
 
     async refundTip(req, ctx) {
-      const admin = requireCaller(ctx, ...MONEY_MOVERS);
+      const admin = requireCaller(ctx);
       const r = await refundCardTip(deps, {
         tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject,
         record: (tx, amount) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.TIP_REFUNDED, target: `tip:${req.tipId}`, detail: `${amount}: ${req.reason}` }),
@@ -457,8 +458,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       return { tip: tipMessage(r.tip, locale(ctx)), refundId: r.refundId };
     },
 
-    async listUnmatchedCallbacks(req, ctx) {
-      requireCaller(ctx, ...CONSOLE_READERS);
+    async listUnmatchedCallbacks(req) {
       const size = pageSize(req.page);
       const cursor = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query(

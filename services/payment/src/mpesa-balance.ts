@@ -6,7 +6,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type HandlerContext } from "@connectrpc/connect";
-import { callerHeaders, DependencyUnavailableError, MONEY_VIEWERS, NotConfiguredError, NotFoundError, type Queryable, requireCaller, type Role } from "@ttip/runtime";
+import { callerHeaders, DependencyUnavailableError, NotConfiguredError, NotFoundError, type Queryable, requireCaller, type Role } from "@ttip/runtime";
 import { GetMpesaBalanceResponseSchema, type GetMpesaBalanceResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -58,7 +58,7 @@ export async function applyBalanceResult(db: Queryable, token: string, result: P
 }
 
 export async function checkMpesaBalance(deps: Deps, ctx: HandlerContext): Promise<string> {
-  const caller = requireCaller(ctx, ...MONEY_VIEWERS);
+  const caller = requireCaller(ctx);
   const config = deps.config();
   if (!config.daraja || !config.callbackBaseUrl) throw new NotConfiguredError("M-Pesa is not configured on this deployment");
   const checkId = randomUUID();
@@ -92,7 +92,7 @@ async function ledgerBalance(deps: Deps, kind: AccountKind, headers: Record<stri
 }
 
 export async function getMpesaBalance(deps: Deps, ctx: HandlerContext, checkId: string): Promise<GetMpesaBalanceResponse> {
-  const caller = requireCaller(ctx, ...MONEY_VIEWERS);
+  const caller = requireCaller(ctx);
   const { rows } = await deps.ctx.pool.query(
     checkId ? "SELECT * FROM payment.mpesa_balance_checks WHERE check_id = $1" : "SELECT * FROM payment.mpesa_balance_checks ORDER BY requested_at DESC LIMIT 1",
     checkId ? [checkId] : [],

@@ -1,4 +1,5 @@
-import { PermissionDeniedError, type Principal, type Queryable } from "@ttip/runtime";
+import { partnerNotLinkedError, PermissionDeniedError, type Principal, type Queryable } from "@ttip/runtime";
+import { partnerLinkOf } from "./partner-links.js";
 import { isVenueManager } from "./store.js";
 
 export const WORKER = 1;
@@ -12,10 +13,15 @@ async function managesVenue(db: Queryable, caller: Principal, venueId: string): 
 
 /**
  * Who may manage codes of (kind, owner) at an optional venue: the worker
- * themself, a manager of the venue concerned, or an admin.
+ * themself, a manager of the venue concerned, an admin, or a partner key
+ * linked to the worker or the venue (partner-links.ts).
  */
 export async function canManage(db: Queryable, caller: Principal, ownerKind: number, ownerId: string, venueId: string | null): Promise<boolean> {
   if (isAdmin(caller)) return true;
+  if (caller.roles.includes("partner")) {
+    const workerId = ownerKind === WORKER ? ownerId : null;
+    return (await partnerLinkOf(db, caller.subject, workerId, ownerKind === WORKER ? venueId : ownerId)) !== undefined;
+  }
   if (ownerKind === WORKER) {
     if (caller.subject === ownerId && caller.roles.includes("worker")) return true;
     return venueId !== null && (await managesVenue(db, caller, venueId));
@@ -25,6 +31,7 @@ export async function canManage(db: Queryable, caller: Principal, ownerKind: num
 
 export async function requireManage(db: Queryable, caller: Principal, ownerKind: number, ownerId: string, venueId: string | null): Promise<void> {
   if (!(await canManage(db, caller, ownerKind, ownerId, venueId))) {
+    if (caller.roles.includes("partner")) throw partnerNotLinkedError(caller.subject, ownerKind === WORKER ? ownerId : null, ownerKind === WORKER ? venueId : ownerId);
     throw new PermissionDeniedError(ownerKind === WORKER ? "only the worker, a manager of their venue or an admin may do this" : "only a manager of this venue or an admin may do this");
   }
 }

@@ -19,6 +19,7 @@ import type { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_ser
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { callerOf, claimIdempotencyKey, CLIENT_ADDRESS_HEADER, decodeTimeIdToken, DependencyUnavailableError, emitEvent, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, MPESA_LIMITS, NotFoundError, pageSize, PermissionDeniedError, type Pool, type Queryable, requireCaller, withTransaction } from "@ttip/runtime";
 import { canManage, requireManage, requireVenueManager, VENUE, WORKER } from "./access.js";
+import { partnerLinkHandlers, partnerLinkOf } from "./partner-links.js";
 import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
 import { DEFAULT_SIZE, minPngSize, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText, type EcLevel } from "./render.js";
@@ -188,7 +189,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
 
   const pub: Partial<ServiceImpl<typeof QrService>> = {
     async createQrCode(req, ctx) {
-      const caller = requireCaller(ctx, "worker", "venue_manager", "admin");
+      const caller = requireCaller(ctx);
       const venueId = req.ownerKind === OwnerKind.VENUE ? null : req.venueId || null;
       if (req.ownerKind === OwnerKind.VENUE && req.venueId && req.venueId !== req.ownerId) {
         throw fieldError("venue_id", "a venue's own code takes no other venue_id");
@@ -233,14 +234,17 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
     async listQrCodes(req, ctx) {
       const caller = requireCaller(ctx);
       await requireManage(pool, caller, req.ownerKind, req.ownerId, null);
+      // A partner linked through a venue sees the worker's codes at that venue only.
+      const via = caller.roles.includes("partner") && req.ownerKind === OwnerKind.WORKER ? await partnerLinkOf(pool, caller.subject, req.ownerId, null) : undefined;
       const size = pageSize(req.page);
       const after = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query(
         `SELECT *, ${keysetTime("created_at")} AS page_at FROM qr.qr_codes
           WHERE owner_kind = $1 AND owner_id = $2 AND ($3 OR (status = 1 AND (expires_at IS NULL OR expires_at > now())))
             AND ($4::timestamptz IS NULL OR (created_at, qr_code_id) < ($4::timestamptz, $5::uuid))
+            AND ($7::uuid IS NULL OR venue_id = $7::uuid)
           ORDER BY created_at DESC, qr_code_id DESC LIMIT $6`,
-        [req.ownerKind, req.ownerId, req.includeInactive, after?.at ?? null, after?.id ?? null, size + 1],
+        [req.ownerKind, req.ownerId, req.includeInactive, after?.at ?? null, after?.id ?? null, size + 1, via?.kind === VENUE ? via.id : null],
       );
       const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.qr_code_id]);
       return {
@@ -498,5 +502,6 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
     },
   };
 
-  return { public: pub, internal };
+  const links = partnerLinkHandlers(pool);
+  return { public: { ...pub, ...links.public }, internal: { ...internal, ...links.internal } };
 }

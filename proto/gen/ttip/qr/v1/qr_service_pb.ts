@@ -9,7 +9,7 @@ import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { PageRequest, PageResponse } from "../../common/v1/page_pb.js";
 import { file_ttip_common_v1_page } from "../../common/v1/page_pb.js";
-import type { DynamicParameters, ErrorCorrection, ImageFormat, OfflinePayload, OwnerKind, Profile, QrCode, QrCodeStatus, ScanStats, TipTarget } from "./qr_pb.js";
+import type { DynamicParameters, ErrorCorrection, ImageFormat, OfflinePayload, OwnerKind, PartnerLink, Profile, QrCode, QrCodeStatus, ScanStats, TipTarget } from "./qr_pb.js";
 import { file_ttip_qr_v1_qr } from "./qr_pb.js";
 import { file_ttip_common_v1_options } from "../../common/v1/options_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/qr/v1/qr_service.proto.
  */
 export const file_ttip_qr_v1_qr_service: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEiTgoVR2V0VmVudWVBY2Nlc3NSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyAxiAASJ6ChZHZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlEhQKDHZlbnVlX2V4aXN0cxgBIAEoCBISCgppc19tYW5hZ2VyGAIgASgIEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIOCgZhY3RpdmUYBSABKAgimQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSOAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCLpIBbIBAkABEiMKD2lkZW1wb3RlbmN5X2tleRgGIAEoCUIKukgHcgUQCBiAASI7ChRDcmVhdGVRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiMAoQR2V0UXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASI4ChFHZXRRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUirAEKEkxpc3RRckNvZGVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABARIYChBpbmNsdWRlX2luYWN0aXZlGAQgASgIImcKE0xpc3RRckNvZGVzUmVzcG9uc2USJAoIcXJfY29kZXMYASADKAsyEi50dGlwLnFyLnYxLlFyQ29kZRIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlInYKFFJlc29sdmVRckNvZGVSZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAQg0KBGNvZGUSBbpIAggBIj4KFVJlc29sdmVRckNvZGVSZXNwb25zZRIlCgZ0YXJnZXQYASABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLUAQoTUmVuZGVyUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIzCgZmb3JtYXQYAiABKA4yFy50dGlwLnFyLnYxLkltYWdlRm9ybWF0Qgq6SAeCAQQQASAAEhgKBHNpemUYAyABKAVCCrpIBxoFGIAgKAASPwoQZXJyb3JfY29ycmVjdGlvbhgEIAEoDjIbLnR0aXAucXIudjEuRXJyb3JDb3JyZWN0aW9uQgi6SAWCAQIQARIPCgdjYXB0aW9uGAUgASgIIj0KFFJlbmRlclFyQ29kZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJIlgKE1JvdGF0ZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESIwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgq6SAdyBRAIGIABIjsKFFJvdGF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSJNChNSZXZva2VRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiOwoUUmV2b2tlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIjgKGEdldE9mZmxpbmVQYXlsb2FkUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASJIChlHZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlEisKB29mZmxpbmUYASABKAsyGi50dGlwLnFyLnYxLk9mZmxpbmVQYXlsb2FkIsoBChFSZWNvcmRTY2FuUmVxdWVzdBIwCgpzaG9ydF9jb2RlGAEgASgJQhq6SBdyFTITXltBLVphLXowLTldezQsMTJ9JEgAEh0KB3BheWxvYWQYAiABKAlCCrpIB3IFEBAYgBBIABIaCghyZWZlcnJlchgDIAEoCUIIukgFcgMYgBASHAoKdXNlcl9hZ2VudBgEIAEoCUIIukgFcgMYgAQSGwoJZGV2aWNlX2lkGAUgASgJQgi6SAVyAxiAAUINCgRjb2RlEgW6SAIIASJMChJSZWNvcmRTY2FuUmVzcG9uc2USDwoHc2Nhbl9pZBgBIAEoCRIlCgZ0YXJnZXQYAiABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLnAgoTR2V0U2NhblN0YXRzUmVxdWVzdBIfCgpxcl9jb2RlX2lkGAEgASgJQgu6SAjYAQFyA7ABARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESMAoEZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIuCgJ0bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBATqtAbpIqQEaYgoVZ2V0X3NjYW5fc3RhdHMudGFyZ2V0EhtnaXZlIHFyX2NvZGVfaWQgb3Igb3duZXJfaWQaLHRoaXMucXJfY29kZV9pZCAhPSAnJyB8fCB0aGlzLm93bmVyX2lkICE9ICcnGkMKFGdldF9zY2FuX3N0YXRzLnJhbmdlEhZmcm9tIG11c3QgYmUgYmVmb3JlIHRvGhN0aGlzLmZyb20gPCB0aGlzLnRvIjwKFEdldFNjYW5TdGF0c1Jlc3BvbnNlEiQKBXN0YXRzGAEgAygLMhUudHRpcC5xci52MS5TY2FuU3RhdHMiRAocTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIoIBCh1NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEgoKcXJfY29kZV9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRIoCgZzdGF0dXMYBCABKA4yGC50dGlwLnFyLnYxLlFyQ29kZVN0YXR1cyJHCh9TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQiPgogU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVzcG9uc2USGgoSYWNjb3VudF9yZWZlcmVuY2VzGAEgAygJIokCChFQdXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBEh8KDGRpc3BsYXlfbmFtZRgDIAEoCUIJukgGcgQQARhQEiEKCXBob3RvX3VybBgEIAEoCUIOukgL2AEBcgYYgBCIAQESEwoGYWN0aXZlGAUgASgISACIAQESJgoIY3VycmVuY3kYBiABKAlCFLpIEdgBAXIMMgpeW0EtWl17M30kEhUKBGNpdHkYByABKAlCB7pIBHICGChCCQoHX2FjdGl2ZSI6ChJQdXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJmChFHZXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIjoKEkdldFByb2ZpbGVSZXNwb25zZRIkCgdwcm9maWxlGAEgASgLMhMudHRpcC5xci52MS5Qcm9maWxlIk8KFEFkZFZlbnVlU3RhZmZSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgl3b3JrZXJfaWQYAiABKAlCCLpIBXIDsAEBIhcKFUFkZFZlbnVlU3RhZmZSZXNwb25zZSJSChdSZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIxChhSZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2USFQoNcmV2b2tlZF9jb2RlcxgBIAEoBSIaChhMaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QiQAoZTGlzdE1hbmFnZWRWZW51ZXNSZXNwb25zZRIjCgZ2ZW51ZXMYASADKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUy2AsKCVFyU2VydmljZRKBAQoMQ3JlYXRlUXJDb2RlEh8udHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXNwb25zZSIuyvMYKggCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGghxcjp3cml0ZRJcCglHZXRRckNvZGUSHC50dGlwLnFyLnYxLkdldFFyQ29kZVJlcXVlc3QaHS50dGlwLnFyLnYxLkdldFFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYgoLTGlzdFFyQ29kZXMSHi50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVxdWVzdBofLnR0aXAucXIudjEuTGlzdFFyQ29kZXNSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkElkKDVJlc29sdmVRckNvZGUSIC50dGlwLnFyLnYxLlJlc29sdmVRckNvZGVSZXF1ZXN0GiEudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVzcG9uc2UiA5ACARJlCgxSZW5kZXJRckNvZGUSHy50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYwoMUm90YXRlUXJDb2RlEh8udHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXNwb25zZSIQyvMYDAgBGghxcjp3cml0ZRJjCgxSZXZva2VRckNvZGUSHy50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlc3BvbnNlIhDK8xgMCAEaCHFyOndyaXRlEmUKEUdldE9mZmxpbmVQYXlsb2FkEiQudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlcXVlc3QaJS50dGlwLnFyLnYxLkdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2UiA5ACARJLCgpSZWNvcmRTY2FuEh0udHRpcC5xci52MS5SZWNvcmRTY2FuUmVxdWVzdBoeLnR0aXAucXIudjEuUmVjb3JkU2NhblJlc3BvbnNlElYKDEdldFNjYW5TdGF0cxIfLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVxdWVzdBogLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVzcG9uc2UiA5ACARJQCgpQdXRQcm9maWxlEh0udHRpcC5xci52MS5QdXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlc3BvbnNlIgOQAgISUAoKR2V0UHJvZmlsZRIdLnR0aXAucXIudjEuR2V0UHJvZmlsZVJlcXVlc3QaHi50dGlwLnFyLnYxLkdldFByb2ZpbGVSZXNwb25zZSIDkAIBElkKDUFkZFZlbnVlU3RhZmYSIC50dGlwLnFyLnYxLkFkZFZlbnVlU3RhZmZSZXF1ZXN0GiEudHRpcC5xci52MS5BZGRWZW51ZVN0YWZmUmVzcG9uc2UiA5ACAhJiChBSZW1vdmVWZW51ZVN0YWZmEiMudHRpcC5xci52MS5SZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBokLnR0aXAucXIudjEuUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlIgOQAgISgQEKEUxpc3RNYW5hZ2VkVmVudWVzEiQudHRpcC5xci52MS5MaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QaJS50dGlwLnFyLnYxLkxpc3RNYW5hZ2VkVmVudWVzUmVzcG9uc2UiH5ACAcrzGBgIAhINdmVudWVfbWFuYWdlchIFYWRtaW4aBsrzGAIIATLoAgoRUXJJbnRlcm5hbFNlcnZpY2UScQoVTWF0Y2hBY2NvdW50UmVmZXJlbmNlEigudHRpcC5xci52MS5NYXRjaEFjY291bnRSZWZlcmVuY2VSZXF1ZXN0GikudHRpcC5xci52MS5NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZSIDkAIBEnoKGFN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlcxIrLnR0aXAucXIudjEuU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVxdWVzdBosLnR0aXAucXIudjEuU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVzcG9uc2UiA5ACARJcCg5HZXRWZW51ZUFjY2VzcxIhLnR0aXAucXIudjEuR2V0VmVudWVBY2Nlc3NSZXF1ZXN0GiIudHRpcC5xci52MS5HZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlIgOQAgEaBsrzGAIIBGIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr, file_ttip_common_v1_options]);
+  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEiTgoVR2V0VmVudWVBY2Nlc3NSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyAxiAASJ6ChZHZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlEhQKDHZlbnVlX2V4aXN0cxgBIAEoCBISCgppc19tYW5hZ2VyGAIgASgIEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIOCgZhY3RpdmUYBSABKAgimQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSOAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCLpIBbIBAkABEiMKD2lkZW1wb3RlbmN5X2tleRgGIAEoCUIKukgHcgUQCBiAASI7ChRDcmVhdGVRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiMAoQR2V0UXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASI4ChFHZXRRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUirAEKEkxpc3RRckNvZGVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABARIYChBpbmNsdWRlX2luYWN0aXZlGAQgASgIImcKE0xpc3RRckNvZGVzUmVzcG9uc2USJAoIcXJfY29kZXMYASADKAsyEi50dGlwLnFyLnYxLlFyQ29kZRIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlInYKFFJlc29sdmVRckNvZGVSZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAQg0KBGNvZGUSBbpIAggBIj4KFVJlc29sdmVRckNvZGVSZXNwb25zZRIlCgZ0YXJnZXQYASABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLUAQoTUmVuZGVyUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIzCgZmb3JtYXQYAiABKA4yFy50dGlwLnFyLnYxLkltYWdlRm9ybWF0Qgq6SAeCAQQQASAAEhgKBHNpemUYAyABKAVCCrpIBxoFGIAgKAASPwoQZXJyb3JfY29ycmVjdGlvbhgEIAEoDjIbLnR0aXAucXIudjEuRXJyb3JDb3JyZWN0aW9uQgi6SAWCAQIQARIPCgdjYXB0aW9uGAUgASgIIj0KFFJlbmRlclFyQ29kZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJIlgKE1JvdGF0ZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESIwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgq6SAdyBRAIGIABIjsKFFJvdGF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSJNChNSZXZva2VRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiOwoUUmV2b2tlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIjgKGEdldE9mZmxpbmVQYXlsb2FkUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASJIChlHZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlEisKB29mZmxpbmUYASABKAsyGi50dGlwLnFyLnYxLk9mZmxpbmVQYXlsb2FkIsoBChFSZWNvcmRTY2FuUmVxdWVzdBIwCgpzaG9ydF9jb2RlGAEgASgJQhq6SBdyFTITXltBLVphLXowLTldezQsMTJ9JEgAEh0KB3BheWxvYWQYAiABKAlCCrpIB3IFEBAYgBBIABIaCghyZWZlcnJlchgDIAEoCUIIukgFcgMYgBASHAoKdXNlcl9hZ2VudBgEIAEoCUIIukgFcgMYgAQSGwoJZGV2aWNlX2lkGAUgASgJQgi6SAVyAxiAAUINCgRjb2RlEgW6SAIIASJMChJSZWNvcmRTY2FuUmVzcG9uc2USDwoHc2Nhbl9pZBgBIAEoCRIlCgZ0YXJnZXQYAiABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLnAgoTR2V0U2NhblN0YXRzUmVxdWVzdBIfCgpxcl9jb2RlX2lkGAEgASgJQgu6SAjYAQFyA7ABARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESMAoEZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIuCgJ0bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBATqtAbpIqQEaYgoVZ2V0X3NjYW5fc3RhdHMudGFyZ2V0EhtnaXZlIHFyX2NvZGVfaWQgb3Igb3duZXJfaWQaLHRoaXMucXJfY29kZV9pZCAhPSAnJyB8fCB0aGlzLm93bmVyX2lkICE9ICcnGkMKFGdldF9zY2FuX3N0YXRzLnJhbmdlEhZmcm9tIG11c3QgYmUgYmVmb3JlIHRvGhN0aGlzLmZyb20gPCB0aGlzLnRvIjwKFEdldFNjYW5TdGF0c1Jlc3BvbnNlEiQKBXN0YXRzGAEgAygLMhUudHRpcC5xci52MS5TY2FuU3RhdHMiRAocTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIoIBCh1NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEgoKcXJfY29kZV9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRIoCgZzdGF0dXMYBCABKA4yGC50dGlwLnFyLnYxLlFyQ29kZVN0YXR1cyJHCh9TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQiPgogU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVzcG9uc2USGgoSYWNjb3VudF9yZWZlcmVuY2VzGAEgAygJIokCChFQdXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBEh8KDGRpc3BsYXlfbmFtZRgDIAEoCUIJukgGcgQQARhQEiEKCXBob3RvX3VybBgEIAEoCUIOukgL2AEBcgYYgBCIAQESEwoGYWN0aXZlGAUgASgISACIAQESJgoIY3VycmVuY3kYBiABKAlCFLpIEdgBAXIMMgpeW0EtWl17M30kEhUKBGNpdHkYByABKAlCB7pIBHICGChCCQoHX2FjdGl2ZSI6ChJQdXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJmChFHZXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIjoKEkdldFByb2ZpbGVSZXNwb25zZRIkCgdwcm9maWxlGAEgASgLMhMudHRpcC5xci52MS5Qcm9maWxlIk8KFEFkZFZlbnVlU3RhZmZSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgl3b3JrZXJfaWQYAiABKAlCCLpIBXIDsAEBIhcKFUFkZFZlbnVlU3RhZmZSZXNwb25zZSJSChdSZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIxChhSZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2USFQoNcmV2b2tlZF9jb2RlcxgBIAEoBSIaChhMaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QiQAoZTGlzdE1hbmFnZWRWZW51ZXNSZXNwb25zZRIjCgZ2ZW51ZXMYASADKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUigQEKEkxpbmtQYXJ0bmVyUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEjUKCm93bmVyX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZEIKukgHggEEEAEgABIaCghvd25lcl9pZBgDIAEoCUIIukgFcgOwAQEiPAoTTGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKDAQoUVW5saW5rUGFydG5lclJlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBIj4KFVVubGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKYAQoXTGlzdFBhcnRuZXJMaW5rc1JlcXVlc3QSMwoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgi6SAWCAQIQARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESKQoEcGFnZRgDIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0Im4KGExpc3RQYXJ0bmVyTGlua3NSZXNwb25zZRImCgVsaW5rcxgBIAMoCzIXLnR0aXAucXIudjEuUGFydG5lckxpbmsSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJyChdDaGVja1BhcnRuZXJMaW5rUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEh4KCXdvcmtlcl9pZBgCIAEoCUILukgI2AEBcgOwAQESHQoIdmVudWVfaWQYAyABKAlCC7pICNgBAXIDsAEBImMKGENoZWNrUGFydG5lckxpbmtSZXNwb25zZRIOCgZsaW5rZWQYASABKAgSJwoIdmlhX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZBIOCgZ2aWFfaWQYAyABKAky4g4KCVFyU2VydmljZRKBAQoMQ3JlYXRlUXJDb2RlEh8udHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXNwb25zZSIuyvMYKggCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGghxcjp3cml0ZRJcCglHZXRRckNvZGUSHC50dGlwLnFyLnYxLkdldFFyQ29kZVJlcXVlc3QaHS50dGlwLnFyLnYxLkdldFFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYgoLTGlzdFFyQ29kZXMSHi50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVxdWVzdBofLnR0aXAucXIudjEuTGlzdFFyQ29kZXNSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkElkKDVJlc29sdmVRckNvZGUSIC50dGlwLnFyLnYxLlJlc29sdmVRckNvZGVSZXF1ZXN0GiEudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVzcG9uc2UiA5ACARJlCgxSZW5kZXJRckNvZGUSHy50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYwoMUm90YXRlUXJDb2RlEh8udHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXNwb25zZSIQyvMYDAgBGghxcjp3cml0ZRJjCgxSZXZva2VRckNvZGUSHy50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlc3BvbnNlIhDK8xgMCAEaCHFyOndyaXRlEmUKEUdldE9mZmxpbmVQYXlsb2FkEiQudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlcXVlc3QaJS50dGlwLnFyLnYxLkdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2UiA5ACARJLCgpSZWNvcmRTY2FuEh0udHRpcC5xci52MS5SZWNvcmRTY2FuUmVxdWVzdBoeLnR0aXAucXIudjEuUmVjb3JkU2NhblJlc3BvbnNlElYKDEdldFNjYW5TdGF0cxIfLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVxdWVzdBogLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVzcG9uc2UiA5ACARJQCgpQdXRQcm9maWxlEh0udHRpcC5xci52MS5QdXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlc3BvbnNlIgOQAgISUAoKR2V0UHJvZmlsZRIdLnR0aXAucXIudjEuR2V0UHJvZmlsZVJlcXVlc3QaHi50dGlwLnFyLnYxLkdldFByb2ZpbGVSZXNwb25zZSIDkAIBElkKDUFkZFZlbnVlU3RhZmYSIC50dGlwLnFyLnYxLkFkZFZlbnVlU3RhZmZSZXF1ZXN0GiEudHRpcC5xci52MS5BZGRWZW51ZVN0YWZmUmVzcG9uc2UiA5ACAhJiChBSZW1vdmVWZW51ZVN0YWZmEiMudHRpcC5xci52MS5SZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBokLnR0aXAucXIudjEuUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlIgOQAgISgQEKEUxpc3RNYW5hZ2VkVmVudWVzEiQudHRpcC5xci52MS5MaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QaJS50dGlwLnFyLnYxLkxpc3RNYW5hZ2VkVmVudWVzUmVzcG9uc2UiH5ACAcrzGBgIAhINdmVudWVfbWFuYWdlchIFYWRtaW4SdwoLTGlua1BhcnRuZXISHi50dGlwLnFyLnYxLkxpbmtQYXJ0bmVyUmVxdWVzdBofLnR0aXAucXIudjEuTGlua1BhcnRuZXJSZXNwb25zZSInkAICyvMYIAgCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluEn0KDVVubGlua1BhcnRuZXISIC50dGlwLnFyLnYxLlVubGlua1BhcnRuZXJSZXF1ZXN0GiEudHRpcC5xci52MS5VbmxpbmtQYXJ0bmVyUmVzcG9uc2UiJ5ACAsrzGCAIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhKPAQoQTGlzdFBhcnRuZXJMaW5rcxIjLnR0aXAucXIudjEuTGlzdFBhcnRuZXJMaW5rc1JlcXVlc3QaJC50dGlwLnFyLnYxLkxpc3RQYXJ0bmVyTGlua3NSZXNwb25zZSIwkAIByvMYKQgCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGgdxcjpyZWFkGgbK8xgCCAEyzAMKEVFySW50ZXJuYWxTZXJ2aWNlEnEKFU1hdGNoQWNjb3VudFJlZmVyZW5jZRIoLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBopLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVzcG9uc2UiA5ACARJ6ChhTdWdnZXN0QWNjb3VudFJlZmVyZW5jZXMSKy50dGlwLnFyLnYxLlN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1JlcXVlc3QaLC50dGlwLnFyLnYxLlN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1Jlc3BvbnNlIgOQAgESXAoOR2V0VmVudWVBY2Nlc3MSIS50dGlwLnFyLnYxLkdldFZlbnVlQWNjZXNzUmVxdWVzdBoiLnR0aXAucXIudjEuR2V0VmVudWVBY2Nlc3NSZXNwb25zZSIDkAIBEmIKEENoZWNrUGFydG5lckxpbmsSIy50dGlwLnFyLnYxLkNoZWNrUGFydG5lckxpbmtSZXF1ZXN0GiQudHRpcC5xci52MS5DaGVja1BhcnRuZXJMaW5rUmVzcG9uc2UiA5ACARoGyvMYAggEYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.qr.v1.GetVenueAccessRequest
@@ -882,6 +882,209 @@ export const ListManagedVenuesResponseSchema: GenMessage<ListManagedVenuesRespon
   messageDesc(file_ttip_qr_v1_qr_service, 35);
 
 /**
+ * @generated from message ttip.qr.v1.LinkPartnerRequest
+ */
+export type LinkPartnerRequest = Message<"ttip.qr.v1.LinkPartnerRequest"> & {
+  /**
+   * The partner key's id, as the partner shows it.
+   *
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: ttip.qr.v1.OwnerKind owner_kind = 2;
+   */
+  ownerKind: OwnerKind;
+
+  /**
+   * The worker (a worker links only themself) or the venue.
+   *
+   * @generated from field: string owner_id = 3;
+   */
+  ownerId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.LinkPartnerRequest.
+ * Use `create(LinkPartnerRequestSchema)` to create a new message.
+ */
+export const LinkPartnerRequestSchema: GenMessage<LinkPartnerRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 36);
+
+/**
+ * @generated from message ttip.qr.v1.LinkPartnerResponse
+ */
+export type LinkPartnerResponse = Message<"ttip.qr.v1.LinkPartnerResponse"> & {
+  /**
+   * @generated from field: ttip.qr.v1.PartnerLink link = 1;
+   */
+  link?: PartnerLink | undefined;
+};
+
+/**
+ * Describes the message ttip.qr.v1.LinkPartnerResponse.
+ * Use `create(LinkPartnerResponseSchema)` to create a new message.
+ */
+export const LinkPartnerResponseSchema: GenMessage<LinkPartnerResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 37);
+
+/**
+ * @generated from message ttip.qr.v1.UnlinkPartnerRequest
+ */
+export type UnlinkPartnerRequest = Message<"ttip.qr.v1.UnlinkPartnerRequest"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: ttip.qr.v1.OwnerKind owner_kind = 2;
+   */
+  ownerKind: OwnerKind;
+
+  /**
+   * @generated from field: string owner_id = 3;
+   */
+  ownerId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.UnlinkPartnerRequest.
+ * Use `create(UnlinkPartnerRequestSchema)` to create a new message.
+ */
+export const UnlinkPartnerRequestSchema: GenMessage<UnlinkPartnerRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 38);
+
+/**
+ * @generated from message ttip.qr.v1.UnlinkPartnerResponse
+ */
+export type UnlinkPartnerResponse = Message<"ttip.qr.v1.UnlinkPartnerResponse"> & {
+  /**
+   * @generated from field: ttip.qr.v1.PartnerLink link = 1;
+   */
+  link?: PartnerLink | undefined;
+};
+
+/**
+ * Describes the message ttip.qr.v1.UnlinkPartnerResponse.
+ * Use `create(UnlinkPartnerResponseSchema)` to create a new message.
+ */
+export const UnlinkPartnerResponseSchema: GenMessage<UnlinkPartnerResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 39);
+
+/**
+ * @generated from message ttip.qr.v1.ListPartnerLinksRequest
+ */
+export type ListPartnerLinksRequest = Message<"ttip.qr.v1.ListPartnerLinksRequest"> & {
+  /**
+   * Whose links; a partner key may leave both unset for all of its own.
+   *
+   * @generated from field: ttip.qr.v1.OwnerKind owner_kind = 1;
+   */
+  ownerKind: OwnerKind;
+
+  /**
+   * @generated from field: string owner_id = 2;
+   */
+  ownerId: string;
+
+  /**
+   * @generated from field: ttip.common.v1.PageRequest page = 3;
+   */
+  page?: PageRequest | undefined;
+};
+
+/**
+ * Describes the message ttip.qr.v1.ListPartnerLinksRequest.
+ * Use `create(ListPartnerLinksRequestSchema)` to create a new message.
+ */
+export const ListPartnerLinksRequestSchema: GenMessage<ListPartnerLinksRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 40);
+
+/**
+ * @generated from message ttip.qr.v1.ListPartnerLinksResponse
+ */
+export type ListPartnerLinksResponse = Message<"ttip.qr.v1.ListPartnerLinksResponse"> & {
+  /**
+   * @generated from field: repeated ttip.qr.v1.PartnerLink links = 1;
+   */
+  links: PartnerLink[];
+
+  /**
+   * @generated from field: ttip.common.v1.PageResponse page = 2;
+   */
+  page?: PageResponse | undefined;
+};
+
+/**
+ * Describes the message ttip.qr.v1.ListPartnerLinksResponse.
+ * Use `create(ListPartnerLinksResponseSchema)` to create a new message.
+ */
+export const ListPartnerLinksResponseSchema: GenMessage<ListPartnerLinksResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 41);
+
+/**
+ * @generated from message ttip.qr.v1.CheckPartnerLinkRequest
+ */
+export type CheckPartnerLinkRequest = Message<"ttip.qr.v1.CheckPartnerLinkRequest"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * The worker acted for (empty: the venue alone).
+   *
+   * @generated from field: string worker_id = 2;
+   */
+  workerId: string;
+
+  /**
+   * The venue concerned (empty: any venue the worker is on the staff of).
+   *
+   * @generated from field: string venue_id = 3;
+   */
+  venueId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.CheckPartnerLinkRequest.
+ * Use `create(CheckPartnerLinkRequestSchema)` to create a new message.
+ */
+export const CheckPartnerLinkRequestSchema: GenMessage<CheckPartnerLinkRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 42);
+
+/**
+ * @generated from message ttip.qr.v1.CheckPartnerLinkResponse
+ */
+export type CheckPartnerLinkResponse = Message<"ttip.qr.v1.CheckPartnerLinkResponse"> & {
+  /**
+   * @generated from field: bool linked = 1;
+   */
+  linked: boolean;
+
+  /**
+   * When linked: through whose link (the worker's or a venue's).
+   *
+   * @generated from field: ttip.qr.v1.OwnerKind via_kind = 2;
+   */
+  viaKind: OwnerKind;
+
+  /**
+   * @generated from field: string via_id = 3;
+   */
+  viaId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.CheckPartnerLinkResponse.
+ * Use `create(CheckPartnerLinkResponseSchema)` to create a new message.
+ */
+export const CheckPartnerLinkResponseSchema: GenMessage<CheckPartnerLinkResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 43);
+
+/**
  * QR codes for workers and venues, their renders and offline forms, and scans.
  *
  * @generated from service ttip.qr.v1.QrService
@@ -1036,6 +1239,42 @@ export const QrService: GenService<{
     input: typeof ListManagedVenuesRequestSchema;
     output: typeof ListManagedVenuesResponseSchema;
   },
+  /**
+   * Lets a partner key (a POS, booking or delivery app) act for a worker or a
+   * venue: create their tips, manage their QR codes and read their tips. A
+   * worker links themself; a manager links a venue they manage, which covers
+   * the venue's staff; an admin links any. Linking what is linked changes
+   * nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+   *
+   * @generated from rpc ttip.qr.v1.QrService.LinkPartner
+   */
+  linkPartner: {
+    methodKind: "unary";
+    input: typeof LinkPartnerRequestSchema;
+    output: typeof LinkPartnerResponseSchema;
+  },
+  /**
+   * Withdraws a link, effective at once; by whoever may make it. Unlinking
+   * what is not linked is NOT_FOUND.
+   *
+   * @generated from rpc ttip.qr.v1.QrService.UnlinkPartner
+   */
+  unlinkPartner: {
+    methodKind: "unary";
+    input: typeof UnlinkPartnerRequestSchema;
+    output: typeof UnlinkPartnerResponseSchema;
+  },
+  /**
+   * A worker's or venue's links (withdrawn ones included), to whoever may
+   * link it; to a partner key (scope qr:read), the key's own links.
+   *
+   * @generated from rpc ttip.qr.v1.QrService.ListPartnerLinks
+   */
+  listPartnerLinks: {
+    methodKind: "unary";
+    input: typeof ListPartnerLinksRequestSchema;
+    output: typeof ListPartnerLinksResponseSchema;
+  },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_qr_v1_qr_service, 0);
 
@@ -1077,6 +1316,17 @@ export const QrInternalService: GenService<{
     methodKind: "unary";
     input: typeof GetVenueAccessRequestSchema;
     output: typeof GetVenueAccessResponseSchema;
+  },
+  /**
+   * Whether a partner key may act for a worker (at a venue) or a venue: a
+   * live link to the worker, or to the venue (the worker on its staff).
+   *
+   * @generated from rpc ttip.qr.v1.QrInternalService.CheckPartnerLink
+   */
+  checkPartnerLink: {
+    methodKind: "unary";
+    input: typeof CheckPartnerLinkRequestSchema;
+    output: typeof CheckPartnerLinkResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_ttip_qr_v1_qr_service, 1);

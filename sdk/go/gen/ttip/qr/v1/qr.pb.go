@@ -969,6 +969,101 @@ func (x *QrCodeProblem) GetReplacedByQrCodeId() string {
 	return ""
 }
 
+// A partner key allowed to act for a worker or a venue (see QrService.LinkPartner).
+type PartnerLink struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	KeyId     string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	OwnerKind OwnerKind              `protobuf:"varint,2,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
+	OwnerId   string                 `protobuf:"bytes,3,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	// Who linked it (a user id).
+	LinkedBy string                 `protobuf:"bytes,4,opt,name=linked_by,json=linkedBy,proto3" json:"linked_by,omitempty"`
+	LinkedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=linked_at,json=linkedAt,proto3" json:"linked_at,omitempty"`
+	// Set once withdrawn; the key's calls for this owner are refused at once.
+	UnlinkedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=unlinked_at,json=unlinkedAt,proto3" json:"unlinked_at,omitempty"`
+	UnlinkedBy    string                 `protobuf:"bytes,7,opt,name=unlinked_by,json=unlinkedBy,proto3" json:"unlinked_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerLink) Reset() {
+	*x = PartnerLink{}
+	mi := &file_ttip_qr_v1_qr_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerLink) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerLink) ProtoMessage() {}
+
+func (x *PartnerLink) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerLink.ProtoReflect.Descriptor instead.
+func (*PartnerLink) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PartnerLink) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *PartnerLink) GetOwnerKind() OwnerKind {
+	if x != nil {
+		return x.OwnerKind
+	}
+	return OwnerKind_OWNER_KIND_UNSPECIFIED
+}
+
+func (x *PartnerLink) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *PartnerLink) GetLinkedBy() string {
+	if x != nil {
+		return x.LinkedBy
+	}
+	return ""
+}
+
+func (x *PartnerLink) GetLinkedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LinkedAt
+	}
+	return nil
+}
+
+func (x *PartnerLink) GetUnlinkedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UnlinkedAt
+	}
+	return nil
+}
+
+func (x *PartnerLink) GetUnlinkedBy() string {
+	if x != nil {
+		return x.UnlinkedBy
+	}
+	return ""
+}
+
 var File_ttip_qr_v1_qr_proto protoreflect.FileDescriptor
 
 const file_ttip_qr_v1_qr_proto_rawDesc = "" +
@@ -1046,7 +1141,18 @@ const file_ttip_qr_v1_qr_proto_rawDesc = "" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.ttip.qr.v1.QrProblemKindR\x04kind\x12\x1c\n" +
 	"\n" +
 	"qr_code_id\x18\x02 \x01(\tR\bqrCodeId\x122\n" +
-	"\x16replaced_by_qr_code_id\x18\x03 \x01(\tR\x12replacedByQrCodeId*T\n" +
+	"\x16replaced_by_qr_code_id\x18\x03 \x01(\tR\x12replacedByQrCodeId\"\xa9\x02\n" +
+	"\vPartnerLink\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x124\n" +
+	"\n" +
+	"owner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n" +
+	"\bowner_id\x18\x03 \x01(\tR\aownerId\x12\x1b\n" +
+	"\tlinked_by\x18\x04 \x01(\tR\blinkedBy\x127\n" +
+	"\tlinked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blinkedAt\x12;\n" +
+	"\vunlinked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"unlinkedAt\x12\x1f\n" +
+	"\vunlinked_by\x18\a \x01(\tR\n" +
+	"unlinkedBy*T\n" +
 	"\tOwnerKind\x12\x1a\n" +
 	"\x16OWNER_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OWNER_KIND_WORKER\x10\x01\x12\x14\n" +
@@ -1094,7 +1200,7 @@ func file_ttip_qr_v1_qr_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_qr_v1_qr_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_ttip_qr_v1_qr_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_ttip_qr_v1_qr_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_ttip_qr_v1_qr_proto_goTypes = []any{
 	(OwnerKind)(0),                // 0: ttip.qr.v1.OwnerKind
 	(QrCodeStatus)(0),             // 1: ttip.qr.v1.QrCodeStatus
@@ -1108,28 +1214,32 @@ var file_ttip_qr_v1_qr_proto_goTypes = []any{
 	(*ScanStats)(nil),             // 9: ttip.qr.v1.ScanStats
 	(*Profile)(nil),               // 10: ttip.qr.v1.Profile
 	(*QrCodeProblem)(nil),         // 11: ttip.qr.v1.QrCodeProblem
-	(*v1.Money)(nil),              // 12: ttip.common.v1.Money
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*PartnerLink)(nil),           // 12: ttip.qr.v1.PartnerLink
+	(*v1.Money)(nil),              // 13: ttip.common.v1.Money
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_ttip_qr_v1_qr_proto_depIdxs = []int32{
-	12, // 0: ttip.qr.v1.DynamicParameters.suggested_amounts:type_name -> ttip.common.v1.Money
-	12, // 1: ttip.qr.v1.DynamicParameters.fixed_amount:type_name -> ttip.common.v1.Money
+	13, // 0: ttip.qr.v1.DynamicParameters.suggested_amounts:type_name -> ttip.common.v1.Money
+	13, // 1: ttip.qr.v1.DynamicParameters.fixed_amount:type_name -> ttip.common.v1.Money
 	0,  // 2: ttip.qr.v1.QrCode.owner_kind:type_name -> ttip.qr.v1.OwnerKind
 	5,  // 3: ttip.qr.v1.QrCode.parameters:type_name -> ttip.qr.v1.DynamicParameters
 	1,  // 4: ttip.qr.v1.QrCode.status:type_name -> ttip.qr.v1.QrCodeStatus
-	13, // 5: ttip.qr.v1.QrCode.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 6: ttip.qr.v1.QrCode.created_at:type_name -> google.protobuf.Timestamp
+	14, // 5: ttip.qr.v1.QrCode.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 6: ttip.qr.v1.QrCode.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 7: ttip.qr.v1.TipTarget.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	12, // 8: ttip.qr.v1.TipTarget.suggested_amounts:type_name -> ttip.common.v1.Money
-	12, // 9: ttip.qr.v1.TipTarget.fixed_amount:type_name -> ttip.common.v1.Money
+	13, // 8: ttip.qr.v1.TipTarget.suggested_amounts:type_name -> ttip.common.v1.Money
+	13, // 9: ttip.qr.v1.TipTarget.fixed_amount:type_name -> ttip.common.v1.Money
 	0,  // 10: ttip.qr.v1.Profile.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	13, // 11: ttip.qr.v1.Profile.updated_at:type_name -> google.protobuf.Timestamp
+	14, // 11: ttip.qr.v1.Profile.updated_at:type_name -> google.protobuf.Timestamp
 	4,  // 12: ttip.qr.v1.QrCodeProblem.kind:type_name -> ttip.qr.v1.QrProblemKind
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	0,  // 13: ttip.qr.v1.PartnerLink.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	14, // 14: ttip.qr.v1.PartnerLink.linked_at:type_name -> google.protobuf.Timestamp
+	14, // 15: ttip.qr.v1.PartnerLink.unlinked_at:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_ttip_qr_v1_qr_proto_init() }
@@ -1143,7 +1253,7 @@ func file_ttip_qr_v1_qr_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_qr_v1_qr_proto_rawDesc), len(file_ttip_qr_v1_qr_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -2005,6 +2005,452 @@ func (x *ListManagedVenuesResponse) GetVenues() []*Profile {
 	return nil
 }
 
+type LinkPartnerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partner key's id, as the partner shows it.
+	KeyId     string    `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	OwnerKind OwnerKind `protobuf:"varint,2,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
+	// The worker (a worker links only themself) or the venue.
+	OwnerId       string `protobuf:"bytes,3,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkPartnerRequest) Reset() {
+	*x = LinkPartnerRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkPartnerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkPartnerRequest) ProtoMessage() {}
+
+func (x *LinkPartnerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkPartnerRequest.ProtoReflect.Descriptor instead.
+func (*LinkPartnerRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *LinkPartnerRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *LinkPartnerRequest) GetOwnerKind() OwnerKind {
+	if x != nil {
+		return x.OwnerKind
+	}
+	return OwnerKind_OWNER_KIND_UNSPECIFIED
+}
+
+func (x *LinkPartnerRequest) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+type LinkPartnerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Link          *PartnerLink           `protobuf:"bytes,1,opt,name=link,proto3" json:"link,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkPartnerResponse) Reset() {
+	*x = LinkPartnerResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkPartnerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkPartnerResponse) ProtoMessage() {}
+
+func (x *LinkPartnerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkPartnerResponse.ProtoReflect.Descriptor instead.
+func (*LinkPartnerResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *LinkPartnerResponse) GetLink() *PartnerLink {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
+type UnlinkPartnerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	OwnerKind     OwnerKind              `protobuf:"varint,2,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
+	OwnerId       string                 `protobuf:"bytes,3,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlinkPartnerRequest) Reset() {
+	*x = UnlinkPartnerRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlinkPartnerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlinkPartnerRequest) ProtoMessage() {}
+
+func (x *UnlinkPartnerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlinkPartnerRequest.ProtoReflect.Descriptor instead.
+func (*UnlinkPartnerRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *UnlinkPartnerRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *UnlinkPartnerRequest) GetOwnerKind() OwnerKind {
+	if x != nil {
+		return x.OwnerKind
+	}
+	return OwnerKind_OWNER_KIND_UNSPECIFIED
+}
+
+func (x *UnlinkPartnerRequest) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+type UnlinkPartnerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Link          *PartnerLink           `protobuf:"bytes,1,opt,name=link,proto3" json:"link,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlinkPartnerResponse) Reset() {
+	*x = UnlinkPartnerResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlinkPartnerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlinkPartnerResponse) ProtoMessage() {}
+
+func (x *UnlinkPartnerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlinkPartnerResponse.ProtoReflect.Descriptor instead.
+func (*UnlinkPartnerResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *UnlinkPartnerResponse) GetLink() *PartnerLink {
+	if x != nil {
+		return x.Link
+	}
+	return nil
+}
+
+type ListPartnerLinksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whose links; a partner key may leave both unset for all of its own.
+	OwnerKind     OwnerKind       `protobuf:"varint,1,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
+	OwnerId       string          `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	Page          *v1.PageRequest `protobuf:"bytes,3,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartnerLinksRequest) Reset() {
+	*x = ListPartnerLinksRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartnerLinksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartnerLinksRequest) ProtoMessage() {}
+
+func (x *ListPartnerLinksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartnerLinksRequest.ProtoReflect.Descriptor instead.
+func (*ListPartnerLinksRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *ListPartnerLinksRequest) GetOwnerKind() OwnerKind {
+	if x != nil {
+		return x.OwnerKind
+	}
+	return OwnerKind_OWNER_KIND_UNSPECIFIED
+}
+
+func (x *ListPartnerLinksRequest) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *ListPartnerLinksRequest) GetPage() *v1.PageRequest {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+type ListPartnerLinksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Links         []*PartnerLink         `protobuf:"bytes,1,rep,name=links,proto3" json:"links,omitempty"`
+	Page          *v1.PageResponse       `protobuf:"bytes,2,opt,name=page,proto3" json:"page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPartnerLinksResponse) Reset() {
+	*x = ListPartnerLinksResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPartnerLinksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPartnerLinksResponse) ProtoMessage() {}
+
+func (x *ListPartnerLinksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPartnerLinksResponse.ProtoReflect.Descriptor instead.
+func (*ListPartnerLinksResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListPartnerLinksResponse) GetLinks() []*PartnerLink {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
+func (x *ListPartnerLinksResponse) GetPage() *v1.PageResponse {
+	if x != nil {
+		return x.Page
+	}
+	return nil
+}
+
+type CheckPartnerLinkRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The worker acted for (empty: the venue alone).
+	WorkerId string `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// The venue concerned (empty: any venue the worker is on the staff of).
+	VenueId       string `protobuf:"bytes,3,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckPartnerLinkRequest) Reset() {
+	*x = CheckPartnerLinkRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPartnerLinkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPartnerLinkRequest) ProtoMessage() {}
+
+func (x *CheckPartnerLinkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPartnerLinkRequest.ProtoReflect.Descriptor instead.
+func (*CheckPartnerLinkRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *CheckPartnerLinkRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *CheckPartnerLinkRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *CheckPartnerLinkRequest) GetVenueId() string {
+	if x != nil {
+		return x.VenueId
+	}
+	return ""
+}
+
+type CheckPartnerLinkResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Linked bool                   `protobuf:"varint,1,opt,name=linked,proto3" json:"linked,omitempty"`
+	// When linked: through whose link (the worker's or a venue's).
+	ViaKind       OwnerKind `protobuf:"varint,2,opt,name=via_kind,json=viaKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"via_kind,omitempty"`
+	ViaId         string    `protobuf:"bytes,3,opt,name=via_id,json=viaId,proto3" json:"via_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckPartnerLinkResponse) Reset() {
+	*x = CheckPartnerLinkResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckPartnerLinkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckPartnerLinkResponse) ProtoMessage() {}
+
+func (x *CheckPartnerLinkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckPartnerLinkResponse.ProtoReflect.Descriptor instead.
+func (*CheckPartnerLinkResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *CheckPartnerLinkResponse) GetLinked() bool {
+	if x != nil {
+		return x.Linked
+	}
+	return false
+}
+
+func (x *CheckPartnerLinkResponse) GetViaKind() OwnerKind {
+	if x != nil {
+		return x.ViaKind
+	}
+	return OwnerKind_OWNER_KIND_UNSPECIFIED
+}
+
+func (x *CheckPartnerLinkResponse) GetViaId() string {
+	if x != nil {
+		return x.ViaId
+	}
+	return ""
+}
+
 var File_ttip_qr_v1_qr_service_proto protoreflect.FileDescriptor
 
 const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
@@ -2156,7 +2602,39 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\rrevoked_codes\x18\x01 \x01(\x05R\frevokedCodes\"\x1a\n" +
 	"\x18ListManagedVenuesRequest\"H\n" +
 	"\x19ListManagedVenuesResponse\x12+\n" +
-	"\x06venues\x18\x01 \x03(\v2\x13.ttip.qr.v1.ProfileR\x06venues2\xd8\v\n" +
+	"\x06venues\x18\x01 \x03(\v2\x13.ttip.qr.v1.ProfileR\x06venues\"\x9c\x01\n" +
+	"\x12LinkPartnerRequest\x12\x1f\n" +
+	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\x12@\n" +
+	"\n" +
+	"owner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\townerKind\x12#\n" +
+	"\bowner_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"B\n" +
+	"\x13LinkPartnerResponse\x12+\n" +
+	"\x04link\x18\x01 \x01(\v2\x17.ttip.qr.v1.PartnerLinkR\x04link\"\x9e\x01\n" +
+	"\x14UnlinkPartnerRequest\x12\x1f\n" +
+	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\x12@\n" +
+	"\n" +
+	"owner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\townerKind\x12#\n" +
+	"\bowner_id\x18\x03 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"D\n" +
+	"\x15UnlinkPartnerResponse\x12+\n" +
+	"\x04link\x18\x01 \x01(\v2\x17.ttip.qr.v1.PartnerLinkR\x04link\"\xb2\x01\n" +
+	"\x17ListPartnerLinksRequest\x12>\n" +
+	"\n" +
+	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\b\xbaH\x05\x82\x01\x02\x10\x01R\townerKind\x12&\n" +
+	"\bowner_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\aownerId\x12/\n" +
+	"\x04page\x18\x03 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\"{\n" +
+	"\x18ListPartnerLinksResponse\x12-\n" +
+	"\x05links\x18\x01 \x03(\v2\x17.ttip.qr.v1.PartnerLinkR\x05links\x120\n" +
+	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\x8c\x01\n" +
+	"\x17CheckPartnerLinkRequest\x12\x1f\n" +
+	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\x12(\n" +
+	"\tworker_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\bworkerId\x12&\n" +
+	"\bvenue_id\x18\x03 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\avenueId\"{\n" +
+	"\x18CheckPartnerLinkResponse\x12\x16\n" +
+	"\x06linked\x18\x01 \x01(\bR\x06linked\x120\n" +
+	"\bvia_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\aviaKind\x12\x15\n" +
+	"\x06via_id\x18\x03 \x01(\tR\x05viaId2\xe2\x0e\n" +
 	"\tQrService\x12\x81\x01\n" +
 	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\".\xca\xf3\x18*\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\bqr:write\x12\\\n" +
 	"\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12b\n" +
@@ -2175,11 +2653,15 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"GetProfile\x12\x1d.ttip.qr.v1.GetProfileRequest\x1a\x1e.ttip.qr.v1.GetProfileResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\rAddVenueStaff\x12 .ttip.qr.v1.AddVenueStaffRequest\x1a!.ttip.qr.v1.AddVenueStaffResponse\"\x03\x90\x02\x02\x12b\n" +
 	"\x10RemoveVenueStaff\x12#.ttip.qr.v1.RemoveVenueStaffRequest\x1a$.ttip.qr.v1.RemoveVenueStaffResponse\"\x03\x90\x02\x02\x12\x81\x01\n" +
-	"\x11ListManagedVenues\x12$.ttip.qr.v1.ListManagedVenuesRequest\x1a%.ttip.qr.v1.ListManagedVenuesResponse\"\x1f\xca\xf3\x18\x18\b\x02\x12\rvenue_manager\x12\x05admin\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x012\xe8\x02\n" +
+	"\x11ListManagedVenues\x12$.ttip.qr.v1.ListManagedVenuesRequest\x1a%.ttip.qr.v1.ListManagedVenuesResponse\"\x1f\xca\xf3\x18\x18\b\x02\x12\rvenue_manager\x12\x05admin\x90\x02\x01\x12w\n" +
+	"\vLinkPartner\x12\x1e.ttip.qr.v1.LinkPartnerRequest\x1a\x1f.ttip.qr.v1.LinkPartnerResponse\"'\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x90\x02\x02\x12}\n" +
+	"\rUnlinkPartner\x12 .ttip.qr.v1.UnlinkPartnerRequest\x1a!.ttip.qr.v1.UnlinkPartnerResponse\"'\xca\xf3\x18 \b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x90\x02\x02\x12\x8f\x01\n" +
+	"\x10ListPartnerLinks\x12#.ttip.qr.v1.ListPartnerLinksRequest\x1a$.ttip.qr.v1.ListPartnerLinksResponse\"0\xca\xf3\x18)\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\aqr:read\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x012\xcc\x03\n" +
 	"\x11QrInternalService\x12q\n" +
 	"\x15MatchAccountReference\x12(.ttip.qr.v1.MatchAccountReferenceRequest\x1a).ttip.qr.v1.MatchAccountReferenceResponse\"\x03\x90\x02\x01\x12z\n" +
 	"\x18SuggestAccountReferences\x12+.ttip.qr.v1.SuggestAccountReferencesRequest\x1a,.ttip.qr.v1.SuggestAccountReferencesResponse\"\x03\x90\x02\x01\x12\\\n" +
-	"\x0eGetVenueAccess\x12!.ttip.qr.v1.GetVenueAccessRequest\x1a\".ttip.qr.v1.GetVenueAccessResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\x9b\x01\n" +
+	"\x0eGetVenueAccess\x12!.ttip.qr.v1.GetVenueAccessRequest\x1a\".ttip.qr.v1.GetVenueAccessResponse\"\x03\x90\x02\x01\x12b\n" +
+	"\x10CheckPartnerLink\x12#.ttip.qr.v1.CheckPartnerLinkRequest\x1a$.ttip.qr.v1.CheckPartnerLinkResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\x9b\x01\n" +
 	"\x0ecom.ttip.qr.v1B\x0eQrServiceProtoP\x01Z/github.com/ttip/ttip/sdk/go/gen/ttip/qr/v1;qrv1\xa2\x02\x03TQX\xaa\x02\n" +
 	"Ttip.Qr.V1\xca\x02\n" +
 	"Ttip\\Qr\\V1\xe2\x02\x16Ttip\\Qr\\V1\\GPBMetadata\xea\x02\fTtip::Qr::V1b\x06proto3"
@@ -2196,7 +2678,7 @@ func file_ttip_qr_v1_qr_service_proto_rawDescGZIP() []byte {
 	return file_ttip_qr_v1_qr_service_proto_rawDescData
 }
 
-var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_ttip_qr_v1_qr_service_proto_goTypes = []any{
 	(*GetVenueAccessRequest)(nil),            // 0: ttip.qr.v1.GetVenueAccessRequest
 	(*GetVenueAccessResponse)(nil),           // 1: ttip.qr.v1.GetVenueAccessResponse
@@ -2234,87 +2716,113 @@ var file_ttip_qr_v1_qr_service_proto_goTypes = []any{
 	(*RemoveVenueStaffResponse)(nil),         // 33: ttip.qr.v1.RemoveVenueStaffResponse
 	(*ListManagedVenuesRequest)(nil),         // 34: ttip.qr.v1.ListManagedVenuesRequest
 	(*ListManagedVenuesResponse)(nil),        // 35: ttip.qr.v1.ListManagedVenuesResponse
-	(OwnerKind)(0),                           // 36: ttip.qr.v1.OwnerKind
-	(*DynamicParameters)(nil),                // 37: ttip.qr.v1.DynamicParameters
-	(*timestamppb.Timestamp)(nil),            // 38: google.protobuf.Timestamp
-	(*QrCode)(nil),                           // 39: ttip.qr.v1.QrCode
-	(*v1.PageRequest)(nil),                   // 40: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                  // 41: ttip.common.v1.PageResponse
-	(*TipTarget)(nil),                        // 42: ttip.qr.v1.TipTarget
-	(ImageFormat)(0),                         // 43: ttip.qr.v1.ImageFormat
-	(ErrorCorrection)(0),                     // 44: ttip.qr.v1.ErrorCorrection
-	(*OfflinePayload)(nil),                   // 45: ttip.qr.v1.OfflinePayload
-	(*ScanStats)(nil),                        // 46: ttip.qr.v1.ScanStats
-	(QrCodeStatus)(0),                        // 47: ttip.qr.v1.QrCodeStatus
-	(*Profile)(nil),                          // 48: ttip.qr.v1.Profile
+	(*LinkPartnerRequest)(nil),               // 36: ttip.qr.v1.LinkPartnerRequest
+	(*LinkPartnerResponse)(nil),              // 37: ttip.qr.v1.LinkPartnerResponse
+	(*UnlinkPartnerRequest)(nil),             // 38: ttip.qr.v1.UnlinkPartnerRequest
+	(*UnlinkPartnerResponse)(nil),            // 39: ttip.qr.v1.UnlinkPartnerResponse
+	(*ListPartnerLinksRequest)(nil),          // 40: ttip.qr.v1.ListPartnerLinksRequest
+	(*ListPartnerLinksResponse)(nil),         // 41: ttip.qr.v1.ListPartnerLinksResponse
+	(*CheckPartnerLinkRequest)(nil),          // 42: ttip.qr.v1.CheckPartnerLinkRequest
+	(*CheckPartnerLinkResponse)(nil),         // 43: ttip.qr.v1.CheckPartnerLinkResponse
+	(OwnerKind)(0),                           // 44: ttip.qr.v1.OwnerKind
+	(*DynamicParameters)(nil),                // 45: ttip.qr.v1.DynamicParameters
+	(*timestamppb.Timestamp)(nil),            // 46: google.protobuf.Timestamp
+	(*QrCode)(nil),                           // 47: ttip.qr.v1.QrCode
+	(*v1.PageRequest)(nil),                   // 48: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                  // 49: ttip.common.v1.PageResponse
+	(*TipTarget)(nil),                        // 50: ttip.qr.v1.TipTarget
+	(ImageFormat)(0),                         // 51: ttip.qr.v1.ImageFormat
+	(ErrorCorrection)(0),                     // 52: ttip.qr.v1.ErrorCorrection
+	(*OfflinePayload)(nil),                   // 53: ttip.qr.v1.OfflinePayload
+	(*ScanStats)(nil),                        // 54: ttip.qr.v1.ScanStats
+	(QrCodeStatus)(0),                        // 55: ttip.qr.v1.QrCodeStatus
+	(*Profile)(nil),                          // 56: ttip.qr.v1.Profile
+	(*PartnerLink)(nil),                      // 57: ttip.qr.v1.PartnerLink
 }
 var file_ttip_qr_v1_qr_service_proto_depIdxs = []int32{
-	36, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	37, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
-	38, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
-	39, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	39, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	40, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
-	36, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	39, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
-	41, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
-	42, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
-	43, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
-	44, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
-	39, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	39, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	45, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
-	42, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
-	38, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
-	38, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
-	46, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
-	47, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
-	36, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	48, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	36, // 22: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	48, // 23: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	48, // 24: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
-	2,  // 25: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
-	4,  // 26: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
-	6,  // 27: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
-	8,  // 28: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
-	10, // 29: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
-	12, // 30: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
-	14, // 31: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
-	16, // 32: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
-	18, // 33: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
-	20, // 34: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
-	26, // 35: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
-	28, // 36: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
-	30, // 37: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
-	32, // 38: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
-	34, // 39: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
-	22, // 40: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
-	24, // 41: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
-	0,  // 42: ttip.qr.v1.QrInternalService.GetVenueAccess:input_type -> ttip.qr.v1.GetVenueAccessRequest
-	3,  // 43: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
-	5,  // 44: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
-	7,  // 45: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
-	9,  // 46: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
-	11, // 47: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
-	13, // 48: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
-	15, // 49: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
-	17, // 50: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
-	19, // 51: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
-	21, // 52: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
-	27, // 53: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
-	29, // 54: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
-	31, // 55: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
-	33, // 56: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
-	35, // 57: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
-	23, // 58: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
-	25, // 59: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
-	1,  // 60: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
-	43, // [43:61] is the sub-list for method output_type
-	25, // [25:43] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	44, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	45, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
+	46, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
+	47, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	47, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	48, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
+	44, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	47, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
+	49, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
+	50, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
+	51, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
+	52, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
+	47, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	47, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	53, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
+	50, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
+	46, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
+	46, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
+	54, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
+	55, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
+	44, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	56, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	44, // 22: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	56, // 23: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	56, // 24: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
+	44, // 25: ttip.qr.v1.LinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	57, // 26: ttip.qr.v1.LinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	44, // 27: ttip.qr.v1.UnlinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	57, // 28: ttip.qr.v1.UnlinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	44, // 29: ttip.qr.v1.ListPartnerLinksRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	48, // 30: ttip.qr.v1.ListPartnerLinksRequest.page:type_name -> ttip.common.v1.PageRequest
+	57, // 31: ttip.qr.v1.ListPartnerLinksResponse.links:type_name -> ttip.qr.v1.PartnerLink
+	49, // 32: ttip.qr.v1.ListPartnerLinksResponse.page:type_name -> ttip.common.v1.PageResponse
+	44, // 33: ttip.qr.v1.CheckPartnerLinkResponse.via_kind:type_name -> ttip.qr.v1.OwnerKind
+	2,  // 34: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
+	4,  // 35: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
+	6,  // 36: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
+	8,  // 37: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
+	10, // 38: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
+	12, // 39: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
+	14, // 40: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
+	16, // 41: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
+	18, // 42: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
+	20, // 43: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
+	26, // 44: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
+	28, // 45: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
+	30, // 46: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
+	32, // 47: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
+	34, // 48: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
+	36, // 49: ttip.qr.v1.QrService.LinkPartner:input_type -> ttip.qr.v1.LinkPartnerRequest
+	38, // 50: ttip.qr.v1.QrService.UnlinkPartner:input_type -> ttip.qr.v1.UnlinkPartnerRequest
+	40, // 51: ttip.qr.v1.QrService.ListPartnerLinks:input_type -> ttip.qr.v1.ListPartnerLinksRequest
+	22, // 52: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
+	24, // 53: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
+	0,  // 54: ttip.qr.v1.QrInternalService.GetVenueAccess:input_type -> ttip.qr.v1.GetVenueAccessRequest
+	42, // 55: ttip.qr.v1.QrInternalService.CheckPartnerLink:input_type -> ttip.qr.v1.CheckPartnerLinkRequest
+	3,  // 56: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
+	5,  // 57: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
+	7,  // 58: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
+	9,  // 59: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
+	11, // 60: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
+	13, // 61: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
+	15, // 62: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
+	17, // 63: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
+	19, // 64: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
+	21, // 65: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
+	27, // 66: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
+	29, // 67: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
+	31, // 68: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
+	33, // 69: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
+	35, // 70: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
+	37, // 71: ttip.qr.v1.QrService.LinkPartner:output_type -> ttip.qr.v1.LinkPartnerResponse
+	39, // 72: ttip.qr.v1.QrService.UnlinkPartner:output_type -> ttip.qr.v1.UnlinkPartnerResponse
+	41, // 73: ttip.qr.v1.QrService.ListPartnerLinks:output_type -> ttip.qr.v1.ListPartnerLinksResponse
+	23, // 74: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
+	25, // 75: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
+	1,  // 76: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
+	43, // 77: ttip.qr.v1.QrInternalService.CheckPartnerLink:output_type -> ttip.qr.v1.CheckPartnerLinkResponse
+	56, // [56:78] is the sub-list for method output_type
+	34, // [34:56] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_ttip_qr_v1_qr_service_proto_init() }
@@ -2338,7 +2846,7 @@ func file_ttip_qr_v1_qr_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_qr_v1_qr_service_proto_rawDesc), len(file_ttip_qr_v1_qr_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

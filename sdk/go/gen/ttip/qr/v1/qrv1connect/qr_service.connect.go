@@ -68,6 +68,13 @@ const (
 	// QrServiceListManagedVenuesProcedure is the fully-qualified name of the QrService's
 	// ListManagedVenues RPC.
 	QrServiceListManagedVenuesProcedure = "/ttip.qr.v1.QrService/ListManagedVenues"
+	// QrServiceLinkPartnerProcedure is the fully-qualified name of the QrService's LinkPartner RPC.
+	QrServiceLinkPartnerProcedure = "/ttip.qr.v1.QrService/LinkPartner"
+	// QrServiceUnlinkPartnerProcedure is the fully-qualified name of the QrService's UnlinkPartner RPC.
+	QrServiceUnlinkPartnerProcedure = "/ttip.qr.v1.QrService/UnlinkPartner"
+	// QrServiceListPartnerLinksProcedure is the fully-qualified name of the QrService's
+	// ListPartnerLinks RPC.
+	QrServiceListPartnerLinksProcedure = "/ttip.qr.v1.QrService/ListPartnerLinks"
 	// QrInternalServiceMatchAccountReferenceProcedure is the fully-qualified name of the
 	// QrInternalService's MatchAccountReference RPC.
 	QrInternalServiceMatchAccountReferenceProcedure = "/ttip.qr.v1.QrInternalService/MatchAccountReference"
@@ -77,6 +84,9 @@ const (
 	// QrInternalServiceGetVenueAccessProcedure is the fully-qualified name of the QrInternalService's
 	// GetVenueAccess RPC.
 	QrInternalServiceGetVenueAccessProcedure = "/ttip.qr.v1.QrInternalService/GetVenueAccess"
+	// QrInternalServiceCheckPartnerLinkProcedure is the fully-qualified name of the QrInternalService's
+	// CheckPartnerLink RPC.
+	QrInternalServiceCheckPartnerLinkProcedure = "/ttip.qr.v1.QrInternalService/CheckPartnerLink"
 )
 
 // QrServiceClient is a client for the ttip.qr.v1.QrService service.
@@ -114,6 +124,18 @@ type QrServiceClient interface {
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
 	// The venues the signed-in caller manages (their profiles), by name.
 	ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error)
+	// Lets a partner key (a POS, booking or delivery app) act for a worker or a
+	// venue: create their tips, manage their QR codes and read their tips. A
+	// worker links themself; a manager links a venue they manage, which covers
+	// the venue's staff; an admin links any. Linking what is linked changes
+	// nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+	LinkPartner(context.Context, *connect.Request[v1.LinkPartnerRequest]) (*connect.Response[v1.LinkPartnerResponse], error)
+	// Withdraws a link, effective at once; by whoever may make it. Unlinking
+	// what is not linked is NOT_FOUND.
+	UnlinkPartner(context.Context, *connect.Request[v1.UnlinkPartnerRequest]) (*connect.Response[v1.UnlinkPartnerResponse], error)
+	// A worker's or venue's links (withdrawn ones included), to whoever may
+	// link it; to a partner key (scope qr:read), the key's own links.
+	ListPartnerLinks(context.Context, *connect.Request[v1.ListPartnerLinksRequest]) (*connect.Response[v1.ListPartnerLinksResponse], error)
 }
 
 // NewQrServiceClient constructs a client for the ttip.qr.v1.QrService service. By default, it uses
@@ -228,6 +250,27 @@ func NewQrServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		linkPartner: connect.NewClient[v1.LinkPartnerRequest, v1.LinkPartnerResponse](
+			httpClient,
+			baseURL+QrServiceLinkPartnerProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("LinkPartner")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		unlinkPartner: connect.NewClient[v1.UnlinkPartnerRequest, v1.UnlinkPartnerResponse](
+			httpClient,
+			baseURL+QrServiceUnlinkPartnerProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("UnlinkPartner")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		listPartnerLinks: connect.NewClient[v1.ListPartnerLinksRequest, v1.ListPartnerLinksResponse](
+			httpClient,
+			baseURL+QrServiceListPartnerLinksProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("ListPartnerLinks")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -248,6 +291,9 @@ type qrServiceClient struct {
 	addVenueStaff     *connect.Client[v1.AddVenueStaffRequest, v1.AddVenueStaffResponse]
 	removeVenueStaff  *connect.Client[v1.RemoveVenueStaffRequest, v1.RemoveVenueStaffResponse]
 	listManagedVenues *connect.Client[v1.ListManagedVenuesRequest, v1.ListManagedVenuesResponse]
+	linkPartner       *connect.Client[v1.LinkPartnerRequest, v1.LinkPartnerResponse]
+	unlinkPartner     *connect.Client[v1.UnlinkPartnerRequest, v1.UnlinkPartnerResponse]
+	listPartnerLinks  *connect.Client[v1.ListPartnerLinksRequest, v1.ListPartnerLinksResponse]
 }
 
 // CreateQrCode calls ttip.qr.v1.QrService.CreateQrCode.
@@ -325,6 +371,21 @@ func (c *qrServiceClient) ListManagedVenues(ctx context.Context, req *connect.Re
 	return c.listManagedVenues.CallUnary(ctx, req)
 }
 
+// LinkPartner calls ttip.qr.v1.QrService.LinkPartner.
+func (c *qrServiceClient) LinkPartner(ctx context.Context, req *connect.Request[v1.LinkPartnerRequest]) (*connect.Response[v1.LinkPartnerResponse], error) {
+	return c.linkPartner.CallUnary(ctx, req)
+}
+
+// UnlinkPartner calls ttip.qr.v1.QrService.UnlinkPartner.
+func (c *qrServiceClient) UnlinkPartner(ctx context.Context, req *connect.Request[v1.UnlinkPartnerRequest]) (*connect.Response[v1.UnlinkPartnerResponse], error) {
+	return c.unlinkPartner.CallUnary(ctx, req)
+}
+
+// ListPartnerLinks calls ttip.qr.v1.QrService.ListPartnerLinks.
+func (c *qrServiceClient) ListPartnerLinks(ctx context.Context, req *connect.Request[v1.ListPartnerLinksRequest]) (*connect.Response[v1.ListPartnerLinksResponse], error) {
+	return c.listPartnerLinks.CallUnary(ctx, req)
+}
+
 // QrServiceHandler is an implementation of the ttip.qr.v1.QrService service.
 type QrServiceHandler interface {
 	// Issues a code for a worker or venue the caller manages.
@@ -360,6 +421,18 @@ type QrServiceHandler interface {
 	RemoveVenueStaff(context.Context, *connect.Request[v1.RemoveVenueStaffRequest]) (*connect.Response[v1.RemoveVenueStaffResponse], error)
 	// The venues the signed-in caller manages (their profiles), by name.
 	ListManagedVenues(context.Context, *connect.Request[v1.ListManagedVenuesRequest]) (*connect.Response[v1.ListManagedVenuesResponse], error)
+	// Lets a partner key (a POS, booking or delivery app) act for a worker or a
+	// venue: create their tips, manage their QR codes and read their tips. A
+	// worker links themself; a manager links a venue they manage, which covers
+	// the venue's staff; an admin links any. Linking what is linked changes
+	// nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+	LinkPartner(context.Context, *connect.Request[v1.LinkPartnerRequest]) (*connect.Response[v1.LinkPartnerResponse], error)
+	// Withdraws a link, effective at once; by whoever may make it. Unlinking
+	// what is not linked is NOT_FOUND.
+	UnlinkPartner(context.Context, *connect.Request[v1.UnlinkPartnerRequest]) (*connect.Response[v1.UnlinkPartnerResponse], error)
+	// A worker's or venue's links (withdrawn ones included), to whoever may
+	// link it; to a partner key (scope qr:read), the key's own links.
+	ListPartnerLinks(context.Context, *connect.Request[v1.ListPartnerLinksRequest]) (*connect.Response[v1.ListPartnerLinksResponse], error)
 }
 
 // NewQrServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -470,6 +543,27 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrServiceLinkPartnerHandler := connect.NewUnaryHandler(
+		QrServiceLinkPartnerProcedure,
+		svc.LinkPartner,
+		connect.WithSchema(qrServiceMethods.ByName("LinkPartner")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	qrServiceUnlinkPartnerHandler := connect.NewUnaryHandler(
+		QrServiceUnlinkPartnerProcedure,
+		svc.UnlinkPartner,
+		connect.WithSchema(qrServiceMethods.ByName("UnlinkPartner")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	qrServiceListPartnerLinksHandler := connect.NewUnaryHandler(
+		QrServiceListPartnerLinksProcedure,
+		svc.ListPartnerLinks,
+		connect.WithSchema(qrServiceMethods.ByName("ListPartnerLinks")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.qr.v1.QrService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QrServiceCreateQrCodeProcedure:
@@ -502,6 +596,12 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 			qrServiceRemoveVenueStaffHandler.ServeHTTP(w, r)
 		case QrServiceListManagedVenuesProcedure:
 			qrServiceListManagedVenuesHandler.ServeHTTP(w, r)
+		case QrServiceLinkPartnerProcedure:
+			qrServiceLinkPartnerHandler.ServeHTTP(w, r)
+		case QrServiceUnlinkPartnerProcedure:
+			qrServiceUnlinkPartnerHandler.ServeHTTP(w, r)
+		case QrServiceListPartnerLinksProcedure:
+			qrServiceListPartnerLinksHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -571,6 +671,18 @@ func (UnimplementedQrServiceHandler) ListManagedVenues(context.Context, *connect
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.ListManagedVenues is not implemented"))
 }
 
+func (UnimplementedQrServiceHandler) LinkPartner(context.Context, *connect.Request[v1.LinkPartnerRequest]) (*connect.Response[v1.LinkPartnerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.LinkPartner is not implemented"))
+}
+
+func (UnimplementedQrServiceHandler) UnlinkPartner(context.Context, *connect.Request[v1.UnlinkPartnerRequest]) (*connect.Response[v1.UnlinkPartnerResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.UnlinkPartner is not implemented"))
+}
+
+func (UnimplementedQrServiceHandler) ListPartnerLinks(context.Context, *connect.Request[v1.ListPartnerLinksRequest]) (*connect.Response[v1.ListPartnerLinksResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.ListPartnerLinks is not implemented"))
+}
+
 // QrInternalServiceClient is a client for the ttip.qr.v1.QrInternalService service.
 type QrInternalServiceClient interface {
 	// Finds the worker a C2B payment's account reference names. NOT_FOUND if none.
@@ -582,6 +694,9 @@ type QrInternalServiceClient interface {
 	// Whether a user manages a venue, and how the venue is shown: the venue
 	// service's access checks (qr keeps the venue profiles and their managers).
 	GetVenueAccess(context.Context, *connect.Request[v1.GetVenueAccessRequest]) (*connect.Response[v1.GetVenueAccessResponse], error)
+	// Whether a partner key may act for a worker (at a venue) or a venue: a
+	// live link to the worker, or to the venue (the worker on its staff).
+	CheckPartnerLink(context.Context, *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error)
 }
 
 // NewQrInternalServiceClient constructs a client for the ttip.qr.v1.QrInternalService service. By
@@ -616,6 +731,13 @@ func NewQrInternalServiceClient(httpClient connect.HTTPClient, baseURL string, o
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		checkPartnerLink: connect.NewClient[v1.CheckPartnerLinkRequest, v1.CheckPartnerLinkResponse](
+			httpClient,
+			baseURL+QrInternalServiceCheckPartnerLinkProcedure,
+			connect.WithSchema(qrInternalServiceMethods.ByName("CheckPartnerLink")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -624,6 +746,7 @@ type qrInternalServiceClient struct {
 	matchAccountReference    *connect.Client[v1.MatchAccountReferenceRequest, v1.MatchAccountReferenceResponse]
 	suggestAccountReferences *connect.Client[v1.SuggestAccountReferencesRequest, v1.SuggestAccountReferencesResponse]
 	getVenueAccess           *connect.Client[v1.GetVenueAccessRequest, v1.GetVenueAccessResponse]
+	checkPartnerLink         *connect.Client[v1.CheckPartnerLinkRequest, v1.CheckPartnerLinkResponse]
 }
 
 // MatchAccountReference calls ttip.qr.v1.QrInternalService.MatchAccountReference.
@@ -641,6 +764,11 @@ func (c *qrInternalServiceClient) GetVenueAccess(ctx context.Context, req *conne
 	return c.getVenueAccess.CallUnary(ctx, req)
 }
 
+// CheckPartnerLink calls ttip.qr.v1.QrInternalService.CheckPartnerLink.
+func (c *qrInternalServiceClient) CheckPartnerLink(ctx context.Context, req *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error) {
+	return c.checkPartnerLink.CallUnary(ctx, req)
+}
+
 // QrInternalServiceHandler is an implementation of the ttip.qr.v1.QrInternalService service.
 type QrInternalServiceHandler interface {
 	// Finds the worker a C2B payment's account reference names. NOT_FOUND if none.
@@ -652,6 +780,9 @@ type QrInternalServiceHandler interface {
 	// Whether a user manages a venue, and how the venue is shown: the venue
 	// service's access checks (qr keeps the venue profiles and their managers).
 	GetVenueAccess(context.Context, *connect.Request[v1.GetVenueAccessRequest]) (*connect.Response[v1.GetVenueAccessResponse], error)
+	// Whether a partner key may act for a worker (at a venue) or a venue: a
+	// live link to the worker, or to the venue (the worker on its staff).
+	CheckPartnerLink(context.Context, *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error)
 }
 
 // NewQrInternalServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -682,6 +813,13 @@ func NewQrInternalServiceHandler(svc QrInternalServiceHandler, opts ...connect.H
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrInternalServiceCheckPartnerLinkHandler := connect.NewUnaryHandler(
+		QrInternalServiceCheckPartnerLinkProcedure,
+		svc.CheckPartnerLink,
+		connect.WithSchema(qrInternalServiceMethods.ByName("CheckPartnerLink")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.qr.v1.QrInternalService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case QrInternalServiceMatchAccountReferenceProcedure:
@@ -690,6 +828,8 @@ func NewQrInternalServiceHandler(svc QrInternalServiceHandler, opts ...connect.H
 			qrInternalServiceSuggestAccountReferencesHandler.ServeHTTP(w, r)
 		case QrInternalServiceGetVenueAccessProcedure:
 			qrInternalServiceGetVenueAccessHandler.ServeHTTP(w, r)
+		case QrInternalServiceCheckPartnerLinkProcedure:
+			qrInternalServiceCheckPartnerLinkHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -709,4 +849,8 @@ func (UnimplementedQrInternalServiceHandler) SuggestAccountReferences(context.Co
 
 func (UnimplementedQrInternalServiceHandler) GetVenueAccess(context.Context, *connect.Request[v1.GetVenueAccessRequest]) (*connect.Response[v1.GetVenueAccessResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrInternalService.GetVenueAccess is not implemented"))
+}
+
+func (UnimplementedQrInternalServiceHandler) CheckPartnerLink(context.Context, *connect.Request[v1.CheckPartnerLinkRequest]) (*connect.Response[v1.CheckPartnerLinkResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrInternalService.CheckPartnerLink is not implemented"))
 }

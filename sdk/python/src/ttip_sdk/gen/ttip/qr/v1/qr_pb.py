@@ -511,6 +511,76 @@ class QrCodeProblem(Message[_QrCodeProblemFields]):
         qr_code_id: str
         replaced_by_qr_code_id: str
 
+_PartnerLinkFields: TypeAlias = Literal["key_id", "owner_kind", "owner_id", "linked_by", "linked_at", "unlinked_at", "unlinked_by"]
+
+class PartnerLink(Message[_PartnerLinkFields]):
+    """
+    A partner key allowed to act for a worker or a venue (see QrService.LinkPartner).
+
+    ```proto
+    message ttip.qr.v1.PartnerLink
+    ```
+
+    Attributes:
+        key_id:
+            ```proto
+            string key_id = 1;
+            ```
+        owner_kind:
+            ```proto
+            ttip.qr.v1.OwnerKind owner_kind = 2;
+            ```
+        owner_id:
+            ```proto
+            string owner_id = 3;
+            ```
+        linked_by:
+            Who linked it (a user id).
+
+            ```proto
+            string linked_by = 4;
+            ```
+        linked_at:
+            ```proto
+            optional google.protobuf.Timestamp linked_at = 5;
+            ```
+        unlinked_at:
+            Set once withdrawn; the key's calls for this owner are refused at once.
+
+            ```proto
+            optional google.protobuf.Timestamp unlinked_at = 6;
+            ```
+        unlinked_by:
+            ```proto
+            string unlinked_by = 7;
+            ```
+    """
+
+    __slots__ = ("key_id", "owner_kind", "owner_id", "linked_by", "linked_at", "unlinked_at", "unlinked_by")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            key_id: str = "",
+            owner_kind: OwnerKind | None = None,
+            owner_id: str = "",
+            linked_by: str = "",
+            linked_at: Timestamp | None = None,
+            unlinked_at: Timestamp | None = None,
+            unlinked_by: str = "",
+        ) -> None:
+            pass
+
+        key_id: str
+        owner_kind: OwnerKind
+        owner_id: str
+        linked_by: str
+        linked_at: Timestamp | None
+        unlinked_at: Timestamp | None
+        unlinked_by: str
+
 class OwnerKind(Enum):
     """
     ```proto
@@ -698,7 +768,7 @@ class QrProblemKind(Enum):
 
 
 _DESC = file_desc(
-    b'\n\x13ttip/qr/v1/qr.proto\x12\nttip.qr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"\xd9\x01\n\x11DynamicParameters\x12B\n\x11suggested_amounts\x18\x01 \x03(\x0b2\x15.ttip.common.v1.MoneyR\x10suggestedAmounts\x128\n\x0cfixed_amount\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bfixedAmount\x12\x14\n\x05table\x18\x03 \x01(\tR\x05table\x12\x14\n\x05shift\x18\x04 \x01(\tR\x05shift\x12\x1a\n\x08campaign\x18\x05 \x01(\tR\x08campaign"\xde\x03\n\x06QrCode\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x12\x1d\n\nshort_code\x18\x02 \x01(\tR\tshortCode\x124\n\nowner_kind\x18\x03 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x04 \x01(\tR\x07ownerId\x12\x19\n\x08venue_id\x18\x05 \x01(\tR\x07venueId\x12=\n\nparameters\x18\x06 \x01(\x0b2\x1d.ttip.qr.v1.DynamicParametersR\nparameters\x12\x10\n\x03url\x18\x07 \x01(\tR\x03url\x120\n\x06status\x18\x08 \x01(\x0e2\x18.ttip.qr.v1.QrCodeStatusR\x06status\x129\n\nexpires_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n\ncreated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x122\n\x16replaced_by_qr_code_id\x18\x0b \x01(\tR\x12replacedByQrCodeId"\xd4\x03\n\tTipTarget\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x124\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12!\n\x0cdisplay_name\x18\x05 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x06 \x01(\tR\x08photoUrl\x12\x1d\n\nvenue_name\x18\x07 \x01(\tR\tvenueName\x12\x1a\n\x08currency\x18\x08 \x01(\tR\x08currency\x12B\n\x11suggested_amounts\x18\t \x03(\x0b2\x15.ttip.common.v1.MoneyR\x10suggestedAmounts\x128\n\x0cfixed_amount\x18\n \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bfixedAmount\x12\x14\n\x05table\x18\x0b \x01(\tR\x05table\x12\x14\n\x05shift\x18\x0c \x01(\tR\x05shift\x12\x16\n\x06shared\x18\r \x01(\x08R\x06shared"\xa7\x01\n\x0eOfflinePayload\x12#\n\remvco_payload\x18\x01 \x01(\tR\x0cemvcoPayload\x12&\n\x0fpaybill_or_till\x18\x02 \x01(\tR\rpaybillOrTill\x12+\n\x11account_reference\x18\x03 \x01(\tR\x10accountReference\x12\x1b\n\tussd_code\x18\x04 \x01(\tR\x08ussdCode"\xa1\x01\n\tScanStats\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x12\x14\n\x05scans\x18\x02 \x01(\x03R\x05scans\x12%\n\x0eunique_devices\x18\x03 \x01(\x03R\runiqueDevices\x12\x12\n\x04tips\x18\x04 \x01(\x03R\x04tips\x12%\n\x0econversion_bps\x18\x05 \x01(\x05R\rconversionBps"\x9d\x02\n\x07Profile\x124\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x02 \x01(\tR\x07ownerId\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x04 \x01(\tR\x08photoUrl\x12\x16\n\x06active\x18\x05 \x01(\x08R\x06active\x12\x1a\n\x08currency\x18\x06 \x01(\tR\x08currency\x12\x12\n\x04city\x18\x07 \x01(\tR\x04city\x129\n\nupdated_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\x90\x01\n\rQrCodeProblem\x12-\n\x04kind\x18\x01 \x01(\x0e2\x19.ttip.qr.v1.QrProblemKindR\x04kind\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x122\n\x16replaced_by_qr_code_id\x18\x03 \x01(\tR\x12replacedByQrCodeId*T\n\tOwnerKind\x12\x1a\n\x16OWNER_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11OWNER_KIND_WORKER\x10\x01\x12\x14\n\x10OWNER_KIND_VENUE\x10\x02*\x81\x01\n\x0cQrCodeStatus\x12\x1e\n\x1aQR_CODE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15QR_CODE_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16QR_CODE_STATUS_ROTATED\x10\x02\x12\x1a\n\x16QR_CODE_STATUS_REVOKED\x10\x03*\x89\x01\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x14\n\x10IMAGE_FORMAT_SVG\x10\x02\x12\x1a\n\x16IMAGE_FORMAT_PRINT_SVG\x10\x03\x12\x14\n\x10IMAGE_FORMAT_PDF\x10\x04*\x93\x01\n\x0fErrorCorrection\x12 \n\x1cERROR_CORRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12ERROR_CORRECTION_L\x10\x01\x12\x16\n\x12ERROR_CORRECTION_M\x10\x02\x12\x16\n\x12ERROR_CORRECTION_Q\x10\x03\x12\x16\n\x12ERROR_CORRECTION_H\x10\x04*\x8f\x02\n\rQrProblemKind\x12\x1f\n\x1bQR_PROBLEM_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18QR_PROBLEM_KIND_TAMPERED\x10\x01\x12\x1b\n\x17QR_PROBLEM_KIND_EXPIRED\x10\x02\x12\x1b\n\x17QR_PROBLEM_KIND_ROTATED\x10\x03\x12\x1b\n\x17QR_PROBLEM_KIND_REVOKED\x10\x04\x12"\n\x1eQR_PROBLEM_KIND_OWNER_INACTIVE\x10\x05\x12"\n\x1eQR_PROBLEM_KIND_VENUE_INACTIVE\x10\x06\x12 \n\x1cQR_PROBLEM_KIND_UNKNOWN_CODE\x10\x07b\x06proto3',
+    b'\n\x13ttip/qr/v1/qr.proto\x12\nttip.qr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"\xd9\x01\n\x11DynamicParameters\x12B\n\x11suggested_amounts\x18\x01 \x03(\x0b2\x15.ttip.common.v1.MoneyR\x10suggestedAmounts\x128\n\x0cfixed_amount\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bfixedAmount\x12\x14\n\x05table\x18\x03 \x01(\tR\x05table\x12\x14\n\x05shift\x18\x04 \x01(\tR\x05shift\x12\x1a\n\x08campaign\x18\x05 \x01(\tR\x08campaign"\xde\x03\n\x06QrCode\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x12\x1d\n\nshort_code\x18\x02 \x01(\tR\tshortCode\x124\n\nowner_kind\x18\x03 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x04 \x01(\tR\x07ownerId\x12\x19\n\x08venue_id\x18\x05 \x01(\tR\x07venueId\x12=\n\nparameters\x18\x06 \x01(\x0b2\x1d.ttip.qr.v1.DynamicParametersR\nparameters\x12\x10\n\x03url\x18\x07 \x01(\tR\x03url\x120\n\x06status\x18\x08 \x01(\x0e2\x18.ttip.qr.v1.QrCodeStatusR\x06status\x129\n\nexpires_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n\ncreated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x122\n\x16replaced_by_qr_code_id\x18\x0b \x01(\tR\x12replacedByQrCodeId"\xd4\x03\n\tTipTarget\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x124\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12!\n\x0cdisplay_name\x18\x05 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x06 \x01(\tR\x08photoUrl\x12\x1d\n\nvenue_name\x18\x07 \x01(\tR\tvenueName\x12\x1a\n\x08currency\x18\x08 \x01(\tR\x08currency\x12B\n\x11suggested_amounts\x18\t \x03(\x0b2\x15.ttip.common.v1.MoneyR\x10suggestedAmounts\x128\n\x0cfixed_amount\x18\n \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bfixedAmount\x12\x14\n\x05table\x18\x0b \x01(\tR\x05table\x12\x14\n\x05shift\x18\x0c \x01(\tR\x05shift\x12\x16\n\x06shared\x18\r \x01(\x08R\x06shared"\xa7\x01\n\x0eOfflinePayload\x12#\n\remvco_payload\x18\x01 \x01(\tR\x0cemvcoPayload\x12&\n\x0fpaybill_or_till\x18\x02 \x01(\tR\rpaybillOrTill\x12+\n\x11account_reference\x18\x03 \x01(\tR\x10accountReference\x12\x1b\n\tussd_code\x18\x04 \x01(\tR\x08ussdCode"\xa1\x01\n\tScanStats\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x12\x14\n\x05scans\x18\x02 \x01(\x03R\x05scans\x12%\n\x0eunique_devices\x18\x03 \x01(\x03R\runiqueDevices\x12\x12\n\x04tips\x18\x04 \x01(\x03R\x04tips\x12%\n\x0econversion_bps\x18\x05 \x01(\x05R\rconversionBps"\x9d\x02\n\x07Profile\x124\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x02 \x01(\tR\x07ownerId\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x04 \x01(\tR\x08photoUrl\x12\x16\n\x06active\x18\x05 \x01(\x08R\x06active\x12\x1a\n\x08currency\x18\x06 \x01(\tR\x08currency\x12\x12\n\x04city\x18\x07 \x01(\tR\x04city\x129\n\nupdated_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\x90\x01\n\rQrCodeProblem\x12-\n\x04kind\x18\x01 \x01(\x0e2\x19.ttip.qr.v1.QrProblemKindR\x04kind\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x122\n\x16replaced_by_qr_code_id\x18\x03 \x01(\tR\x12replacedByQrCodeId"\xa9\x02\n\x0bPartnerLink\x12\x15\n\x06key_id\x18\x01 \x01(\tR\x05keyId\x124\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x1b\n\tlinked_by\x18\x04 \x01(\tR\x08linkedBy\x127\n\tlinked_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08linkedAt\x12;\n\x0bunlinked_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nunlinkedAt\x12\x1f\n\x0bunlinked_by\x18\x07 \x01(\tR\nunlinkedBy*T\n\tOwnerKind\x12\x1a\n\x16OWNER_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11OWNER_KIND_WORKER\x10\x01\x12\x14\n\x10OWNER_KIND_VENUE\x10\x02*\x81\x01\n\x0cQrCodeStatus\x12\x1e\n\x1aQR_CODE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15QR_CODE_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16QR_CODE_STATUS_ROTATED\x10\x02\x12\x1a\n\x16QR_CODE_STATUS_REVOKED\x10\x03*\x89\x01\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x14\n\x10IMAGE_FORMAT_SVG\x10\x02\x12\x1a\n\x16IMAGE_FORMAT_PRINT_SVG\x10\x03\x12\x14\n\x10IMAGE_FORMAT_PDF\x10\x04*\x93\x01\n\x0fErrorCorrection\x12 \n\x1cERROR_CORRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12ERROR_CORRECTION_L\x10\x01\x12\x16\n\x12ERROR_CORRECTION_M\x10\x02\x12\x16\n\x12ERROR_CORRECTION_Q\x10\x03\x12\x16\n\x12ERROR_CORRECTION_H\x10\x04*\x8f\x02\n\rQrProblemKind\x12\x1f\n\x1bQR_PROBLEM_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18QR_PROBLEM_KIND_TAMPERED\x10\x01\x12\x1b\n\x17QR_PROBLEM_KIND_EXPIRED\x10\x02\x12\x1b\n\x17QR_PROBLEM_KIND_ROTATED\x10\x03\x12\x1b\n\x17QR_PROBLEM_KIND_REVOKED\x10\x04\x12"\n\x1eQR_PROBLEM_KIND_OWNER_INACTIVE\x10\x05\x12"\n\x1eQR_PROBLEM_KIND_VENUE_INACTIVE\x10\x06\x12 \n\x1cQR_PROBLEM_KIND_UNKNOWN_CODE\x10\x07b\x06proto3',
     [
         timestamp_pb.desc(),
         money_pb.desc(),
@@ -711,6 +781,7 @@ _DESC = file_desc(
         "ScanStats": ScanStats,
         "Profile": Profile,
         "QrCodeProblem": QrCodeProblem,
+        "PartnerLink": PartnerLink,
         "OwnerKind": OwnerKind,
         "QrCodeStatus": QrCodeStatus,
         "ImageFormat": ImageFormat,

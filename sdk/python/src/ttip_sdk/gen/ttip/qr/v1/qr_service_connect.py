@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.qr.v1 import qr_service_pb
-from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueStaffRequest, AddVenueStaffResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse
+from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -115,6 +115,30 @@ class QrService(Protocol):
     async def list_managed_venues(self, request: ListManagedVenuesRequest, ctx: RequestContext[ListManagedVenuesRequest, ListManagedVenuesResponse], /) -> ListManagedVenuesResponse:
         """
         The venues the signed-in caller manages (their profiles), by name.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def link_partner(self, request: LinkPartnerRequest, ctx: RequestContext[LinkPartnerRequest, LinkPartnerResponse], /) -> LinkPartnerResponse:
+        """
+        Lets a partner key (a POS, booking or delivery app) act for a worker or a
+        venue: create their tips, manage their QR codes and read their tips. A
+        worker links themself; a manager links a venue they manage, which covers
+        the venue's staff; an admin links any. Linking what is linked changes
+        nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def unlink_partner(self, request: UnlinkPartnerRequest, ctx: RequestContext[UnlinkPartnerRequest, UnlinkPartnerResponse], /) -> UnlinkPartnerResponse:
+        """
+        Withdraws a link, effective at once; by whoever may make it. Unlinking
+        what is not linked is NOT_FOUND.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_partner_links(self, request: ListPartnerLinksRequest, ctx: RequestContext[ListPartnerLinksRequest, ListPartnerLinksResponse], /) -> ListPartnerLinksResponse:
+        """
+        A worker's or venue's links (withdrawn ones included), to whoever may
+        link it; to a partner key (scope qr:read), the key's own links.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -300,6 +324,39 @@ class QrServiceASGIApplication(ConnectASGIApplication[QrService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_managed_venues,
+                ),
+                "/ttip.qr.v1.QrService/LinkPartner": Endpoint.unary(
+                    method=MethodInfo(
+                        name="LinkPartner",
+                        service_name="ttip.qr.v1.QrService",
+                        input=LinkPartnerRequest,
+                        output=LinkPartnerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.link_partner,
+                ),
+                "/ttip.qr.v1.QrService/UnlinkPartner": Endpoint.unary(
+                    method=MethodInfo(
+                        name="UnlinkPartner",
+                        service_name="ttip.qr.v1.QrService",
+                        input=UnlinkPartnerRequest,
+                        output=UnlinkPartnerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.unlink_partner,
+                ),
+                "/ttip.qr.v1.QrService/ListPartnerLinks": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListPartnerLinks",
+                        service_name="ttip.qr.v1.QrService",
+                        input=ListPartnerLinksRequest,
+                        output=ListPartnerLinksResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_partner_links,
                 ),
             },
             interceptors=interceptors,
@@ -674,6 +731,83 @@ class QrServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def link_partner(
+        self,
+        request: LinkPartnerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> LinkPartnerResponse:
+        """
+        Lets a partner key (a POS, booking or delivery app) act for a worker or a
+        venue: create their tips, manage their QR codes and read their tips. A
+        worker links themself; a manager links a venue they manage, which covers
+        the venue's staff; an admin links any. Linking what is linked changes
+        nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="LinkPartner",
+                service_name="ttip.qr.v1.QrService",
+                input=LinkPartnerRequest,
+                output=LinkPartnerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def unlink_partner(
+        self,
+        request: UnlinkPartnerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UnlinkPartnerResponse:
+        """
+        Withdraws a link, effective at once; by whoever may make it. Unlinking
+        what is not linked is NOT_FOUND.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UnlinkPartner",
+                service_name="ttip.qr.v1.QrService",
+                input=UnlinkPartnerRequest,
+                output=UnlinkPartnerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def list_partner_links(
+        self,
+        request: ListPartnerLinksRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListPartnerLinksResponse:
+        """
+        A worker's or venue's links (withdrawn ones included), to whoever may
+        link it; to a partner key (scope qr:read), the key's own links.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListPartnerLinks",
+                service_name="ttip.qr.v1.QrService",
+                input=ListPartnerLinksRequest,
+                output=ListPartnerLinksResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class QrServiceSync(Protocol):
     """
@@ -761,6 +895,30 @@ class QrServiceSync(Protocol):
     def list_managed_venues(self, request: ListManagedVenuesRequest, ctx: RequestContext[ListManagedVenuesRequest, ListManagedVenuesResponse], /) -> ListManagedVenuesResponse:
         """
         The venues the signed-in caller manages (their profiles), by name.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def link_partner(self, request: LinkPartnerRequest, ctx: RequestContext[LinkPartnerRequest, LinkPartnerResponse], /) -> LinkPartnerResponse:
+        """
+        Lets a partner key (a POS, booking or delivery app) act for a worker or a
+        venue: create their tips, manage their QR codes and read their tips. A
+        worker links themself; a manager links a venue they manage, which covers
+        the venue's staff; an admin links any. Linking what is linked changes
+        nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def unlink_partner(self, request: UnlinkPartnerRequest, ctx: RequestContext[UnlinkPartnerRequest, UnlinkPartnerResponse], /) -> UnlinkPartnerResponse:
+        """
+        Withdraws a link, effective at once; by whoever may make it. Unlinking
+        what is not linked is NOT_FOUND.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_partner_links(self, request: ListPartnerLinksRequest, ctx: RequestContext[ListPartnerLinksRequest, ListPartnerLinksResponse], /) -> ListPartnerLinksResponse:
+        """
+        A worker's or venue's links (withdrawn ones included), to whoever may
+        link it; to a partner key (scope qr:read), the key's own links.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -944,6 +1102,39 @@ class QrServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_managed_venues,
+                ),
+                "/ttip.qr.v1.QrService/LinkPartner": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="LinkPartner",
+                        service_name="ttip.qr.v1.QrService",
+                        input=LinkPartnerRequest,
+                        output=LinkPartnerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.link_partner,
+                ),
+                "/ttip.qr.v1.QrService/UnlinkPartner": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="UnlinkPartner",
+                        service_name="ttip.qr.v1.QrService",
+                        input=UnlinkPartnerRequest,
+                        output=UnlinkPartnerResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.unlink_partner,
+                ),
+                "/ttip.qr.v1.QrService/ListPartnerLinks": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListPartnerLinks",
+                        service_name="ttip.qr.v1.QrService",
+                        input=ListPartnerLinksRequest,
+                        output=ListPartnerLinksResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_partner_links,
                 ),
             },
             interceptors=interceptors,
@@ -1318,6 +1509,83 @@ class QrServiceClientSync(ConnectClientSync):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    def link_partner(
+        self,
+        request: LinkPartnerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> LinkPartnerResponse:
+        """
+        Lets a partner key (a POS, booking or delivery app) act for a worker or a
+        venue: create their tips, manage their QR codes and read their tips. A
+        worker links themself; a manager links a venue they manage, which covers
+        the venue's staff; an admin links any. Linking what is linked changes
+        nothing. Without a link, those calls of the key are PERMISSION_DENIED.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="LinkPartner",
+                service_name="ttip.qr.v1.QrService",
+                input=LinkPartnerRequest,
+                output=LinkPartnerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def unlink_partner(
+        self,
+        request: UnlinkPartnerRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> UnlinkPartnerResponse:
+        """
+        Withdraws a link, effective at once; by whoever may make it. Unlinking
+        what is not linked is NOT_FOUND.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UnlinkPartner",
+                service_name="ttip.qr.v1.QrService",
+                input=UnlinkPartnerRequest,
+                output=UnlinkPartnerResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_partner_links(
+        self,
+        request: ListPartnerLinksRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListPartnerLinksResponse:
+        """
+        A worker's or venue's links (withdrawn ones included), to whoever may
+        link it; to a partner key (scope qr:read), the key's own links.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListPartnerLinks",
+                service_name="ttip.qr.v1.QrService",
+                input=ListPartnerLinksRequest,
+                output=ListPartnerLinksResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 class QrInternalService(Protocol):
     """
     Service-to-service lookups. Never exposed by the gateway.
@@ -1340,6 +1608,13 @@ class QrInternalService(Protocol):
         """
         Whether a user manages a venue, and how the venue is shown: the venue
         service's access checks (qr keeps the venue profiles and their managers).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def check_partner_link(self, request: CheckPartnerLinkRequest, ctx: RequestContext[CheckPartnerLinkRequest, CheckPartnerLinkResponse], /) -> CheckPartnerLinkResponse:
+        """
+        Whether a partner key may act for a worker (at a venue) or a venue: a
+        live link to the worker, or to the venue (the worker on its staff).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1393,6 +1668,17 @@ class QrInternalServiceASGIApplication(ConnectASGIApplication[QrInternalService]
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_venue_access,
+                ),
+                "/ttip.qr.v1.QrInternalService/CheckPartnerLink": Endpoint.unary(
+                    method=MethodInfo(
+                        name="CheckPartnerLink",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=CheckPartnerLinkRequest,
+                        output=CheckPartnerLinkResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.check_partner_link,
                 ),
             },
             interceptors=interceptors,
@@ -1489,6 +1775,32 @@ class QrInternalServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def check_partner_link(
+        self,
+        request: CheckPartnerLinkRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> CheckPartnerLinkResponse:
+        """
+        Whether a partner key may act for a worker (at a venue) or a venue: a
+        live link to the worker, or to the venue (the worker on its staff).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CheckPartnerLink",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=CheckPartnerLinkRequest,
+                output=CheckPartnerLinkResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class QrInternalServiceSync(Protocol):
     """
@@ -1512,6 +1824,13 @@ class QrInternalServiceSync(Protocol):
         """
         Whether a user manages a venue, and how the venue is shown: the venue
         service's access checks (qr keeps the venue profiles and their managers).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def check_partner_link(self, request: CheckPartnerLinkRequest, ctx: RequestContext[CheckPartnerLinkRequest, CheckPartnerLinkResponse], /) -> CheckPartnerLinkResponse:
+        """
+        Whether a partner key may act for a worker (at a venue) or a venue: a
+        live link to the worker, or to the venue (the worker on its staff).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1563,6 +1882,17 @@ class QrInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_venue_access,
+                ),
+                "/ttip.qr.v1.QrInternalService/CheckPartnerLink": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="CheckPartnerLink",
+                        service_name="ttip.qr.v1.QrInternalService",
+                        input=CheckPartnerLinkRequest,
+                        output=CheckPartnerLinkResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.check_partner_link,
                 ),
             },
             interceptors=interceptors,
@@ -1652,6 +1982,32 @@ class QrInternalServiceClientSync(ConnectClientSync):
                 service_name="ttip.qr.v1.QrInternalService",
                 input=GetVenueAccessRequest,
                 output=GetVenueAccessResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def check_partner_link(
+        self,
+        request: CheckPartnerLinkRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> CheckPartnerLinkResponse:
+        """
+        Whether a partner key may act for a worker (at a venue) or a venue: a
+        live link to the worker, or to the venue (the worker on its staff).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="CheckPartnerLink",
+                service_name="ttip.qr.v1.QrInternalService",
+                input=CheckPartnerLinkRequest,
+                output=CheckPartnerLinkResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),
