@@ -1,6 +1,7 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { decodeTimeIdToken, emitEvent, encodePageToken, InvalidStateError, keysetTime, NotFoundError, pageSize, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, emitEvent, encodePageToken, InvalidStateError, keysetTime, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -67,7 +68,12 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
     if (!tip) throw new NotFoundError("tip_id: no such tip");
     if (tip.status !== "held_for_review") throw new InvalidStateError("tip_id: the tip is not held for review");
     if (!tip.credit_entry_id) throw new InvalidStateError("tip_id: the payment is still being recorded; try again shortly");
-    if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note), locale(ctx)) };
+    const record = (tx: Queryable) =>
+      auditAdminAction(tx, "payment", ctx, {
+        action: req.approve ? AuditAction.HELD_TIP_APPROVED : AuditAction.HELD_TIP_REFUSED,
+        target: `tip:${tip.tip_id}`, userId: tip.worker_id ?? undefined, detail: req.note,
+      });
+    if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note, record), locale(ctx)) };
     // Out of what M-Pesa took, which may differ from what was asked (the reason it was held).
     const split = approvedSplit(tip);
     if (req.approve) {
@@ -92,6 +98,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
           WHERE tip_id = $1 AND status = 'open'`,
         [tip.tip_id, req.approve ? "approved" : "rejected", admin.subject, req.note],
       );
+      await record(tx);
       if (req.approve) await emitTipSucceeded(tx, t);
       else {
         await emitEvent(tx, "payment", TipFailedSchema, {
@@ -109,21 +116,31 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
 }
 
 function holdPayoutsHandler(h: PaymentHandlerContext): Impl["holdPayouts"] {
-  return async (req) => {
+  return async (req, ctx) => {
     const { pool } = h;
-    await pool.query(
-      `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
-       ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, updated_at = now()`,
-      [req.workerId, req.reason],
-    );
+    await withTransaction(pool, async (tx) => {
+      await tx.query(
+        `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
+         ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, updated_at = now()`,
+        [req.workerId, req.reason],
+      );
+      await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_HELD, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.reason });
+    });
     return {};
   };
 }
 
 function releasePayoutsHandler(h: PaymentHandlerContext): Impl["releasePayouts"] {
-  return async (req) => {
+  return async (req, ctx) => {
     const { pool } = h;
-    await pool.query("UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1", [req.workerId]);
+    await withTransaction(pool, async (tx) => {
+      const { rowCount } = await tx.query(
+        "UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1 AND payouts_on_hold",
+        [req.workerId],
+      );
+      // Releasing what was not held changes nothing, and records nothing.
+      if (rowCount) await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId });
+    });
     return {};
   };
 }
@@ -133,19 +150,26 @@ function blockPhoneNumberHandler(h: PaymentHandlerContext): Impl["blockPhoneNumb
     const { pool } = h;
     const admin = requireCaller(ctx);
     const phone = requireKenyanMobile(req.phone, "phone");
-    await pool.query(
-      `INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, $2, $3)
-       ON CONFLICT (phone) DO UPDATE SET reason = $2, blocked_by = $3`,
-      [phone, req.reason, admin.subject],
-    );
+    await withTransaction(pool, async (tx) => {
+      await tx.query(
+        `INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, $2, $3)
+         ON CONFLICT (phone) DO UPDATE SET reason = $2, blocked_by = $3`,
+        [phone, req.reason, admin.subject],
+      );
+      await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYER_BLOCKED, target: `phone:${maskPhone(phone)}`, detail: req.reason });
+    });
     return {};
   };
 }
 
 function unblockPhoneNumberHandler(h: PaymentHandlerContext): Impl["unblockPhoneNumber"] {
-  return async (req) => {
+  return async (req, ctx) => {
     const { pool } = h;
-    await pool.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [requireKenyanMobile(req.phone, "phone")]);
+    const phone = requireKenyanMobile(req.phone, "phone");
+    await withTransaction(pool, async (tx) => {
+      const { rowCount } = await tx.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [phone]);
+      if (rowCount) await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYER_UNBLOCKED, target: `phone:${maskPhone(phone)}` });
+    });
     return {};
   };
 }

@@ -1,6 +1,7 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { decodeTimeIdToken, encodePageToken, keysetPage, keysetTime, pageSize, requireCaller } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, encodePageToken, keysetPage, keysetTime, pageSize, requireCaller } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { tipMessage } from "../convert.js";
 import { resolveSuspense, type C2bRow } from "../c2b.js";
@@ -65,6 +66,12 @@ function resolveSuspensePaymentHandler(h: PaymentHandlerContext): Impl["resolveS
       refund: req.action.case === "refund",
       note: req.note,
       admin: admin.subject,
+      record: (tx, refunded) =>
+        auditAdminAction(tx, "payment", ctx, {
+          action: refunded ? AuditAction.SUSPENSE_REFUNDED : AuditAction.SUSPENSE_MATCHED,
+          target: `receipt:${req.receipt}`,
+          detail: refunded ? req.note : `to ${req.action.value}: ${req.note}`,
+        }),
     });
     return { payment: suspenseMessage(row), tip: tip ? tipOut(tip, locale(ctx)) : undefined };
   };
@@ -74,7 +81,10 @@ function refundTipHandler(h: PaymentHandlerContext): Impl["refundTip"] {
   return async (req, ctx) => {
     const { deps } = h;
     const admin = requireCaller(ctx);
-    const r = await refundCardTip(deps, { tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject });
+    const r = await refundCardTip(deps, {
+      tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject,
+      record: (tx, amount) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.TIP_REFUNDED, target: `tip:${req.tipId}`, detail: `${amount}: ${req.reason}` }),
+    });
     return { tip: tipMessage(r.tip, locale(ctx)), refundId: r.refundId };
   };
 }
