@@ -17,8 +17,9 @@ const BASE = ["publicUrl=https://tips.example.co.ke"];
 
 type Doc = { kind: string; metadata: { name: string; labels: Record<string, string> }; spec: any };
 
+/** Renders with --set for each value, or as given for a flag (--set-json=…: --set keeps 0.05 a string). */
 async function render(...set: string[]): Promise<Doc[]> {
-  const { stdout } = await exec(helmBinary(), ["template", "t", chart, ...KUBE, ...[...BASE, ...set].flatMap((s) => ["--set", s])]);
+  const { stdout } = await exec(helmBinary(), ["template", "t", chart, ...KUBE, ...[...BASE, ...set].flatMap((s) => (s.startsWith("--") ? [s] : ["--set", s]))]);
   const docs = parseAllDocuments(stdout);
   for (const d of docs) assert.deepEqual(d.errors, [], "valid YAML without duplicate keys");
   return docs.map((d) => d.toJSON()).filter(Boolean);
@@ -72,7 +73,7 @@ describe("helm chart", () => {
     assert.equal(env("payment").QR_SIGNING_KEY, undefined, "each component gets only its own secrets");
   });
 
-  test("otel: off by default; otel.endpoint gives every component the OTLP endpoint, its service name and egress to the collector", async () => {
+  test("otel: off by default; otel.endpoint gives every component the OTLP endpoint, its service name, the sampler (otel.sampleRatio) and egress to the collector", async () => {
     const envOf = (docs: any[], component: string) => {
       const d = docs.find((x) => x.kind === "Deployment" && x.metadata.labels["app.kubernetes.io/component"] === component)!;
       return Object.fromEntries(d.spec.template.spec.containers[0].env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
@@ -86,8 +87,13 @@ describe("helm chart", () => {
     for (const c of COMPONENTS) {
       assert.equal(envOf(on, c).OTEL_EXPORTER_OTLP_ENDPOINT, "http://otel-collector.monitoring:4318", c);
       assert.equal(envOf(on, c).OTEL_SERVICE_NAME, `ttip-${c}`);
+      assert.equal(envOf(on, c).OTEL_TRACES_SAMPLER, "parentbased_traceidratio");
+      assert.equal(envOf(on, c).OTEL_TRACES_SAMPLER_ARG, "1", "every new trace by default");
       assert.ok(egressPorts(on, c).includes(4318), `${c} may reach the collector`);
     }
+    const sampled = await render("otel.endpoint=http://otel-collector.monitoring:4318", "--set-json=otel.sampleRatio=0.05");
+    for (const c of COMPONENTS) assert.equal(envOf(sampled, c).OTEL_TRACES_SAMPLER_ARG, "0.05", c);
+    await assert.rejects(render("--set-json=otel.sampleRatio=1.5"), /otel.sampleRatio: Must be less than or equal to 1/);
     await assert.rejects(render("otel.endpoint=otel-collector:4318"), /otel.endpoint/);
     await assert.rejects(render("otel.endpiont=http://c:4318"), /otel: Additional property endpiont is not allowed/);
   });
@@ -227,7 +233,7 @@ describe("helm chart", () => {
     assert.equal(ingress.spec.rules[0].host, "tips.example.co.ke");
     const routes = ingress.spec.rules[0].http.paths.map((p: any) => [p.path, p.backend.service.name]);
     assert.deepEqual(routes, [
-      ["/t/", "t-ttip-web"], ["/w", "t-ttip-web"], ["/v", "t-ttip-web"], ["/join", "t-ttip-web"], ["/lang", "t-ttip-web"], ["/_next/", "t-ttip-web"], ["/", "t-ttip-web"],
+      ["/t/", "t-ttip-web"], ["/w", "t-ttip-web"], ["/v", "t-ttip-web"], ["/join", "t-ttip-web"], ["/lang", "t-ttip-web"], ["/_next/", "t-ttip-web"], ["/photos/", "t-ttip-web"], ["/", "t-ttip-web"],
       ["/daraja/", "t-ttip-payment"], ["/mpesa/", "t-ttip-payment"], ["/c2b/", "t-ttip-payment"], ["/ussd/", "t-ttip-payment"], ["/stripe/", "t-ttip-payment"], ["/paypal/", "t-ttip-payment"], ["/webhooks/", "t-ttip-notification"], ["/", "t-ttip-gateway"],
     ]);
   });

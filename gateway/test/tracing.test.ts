@@ -1,7 +1,5 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -14,44 +12,22 @@ import {
   RedisCache,
   startService,
   startTracing,
+  tracingConfig,
   withTransaction,
   writeOutbox,
+  type Pool,
   type RunningServer,
   type RunningService,
   type ServiceModule,
 } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, eventually, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, eventually, spanAttribute, startOtlpReceiver, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { startGateway } from "../src/index.js";
 
-interface ReceivedSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-}
-
-/** An OTLP/HTTP collector on loopback: keeps the spans of every JSON export it receives. */
-async function startReceiver() {
-  const spans: ReceivedSpan[] = [];
-  let exports = 0;
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      exports++;
-      assert.equal(req.url, "/v1/traces");
-      const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-      for (const rs of body.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) spans.push(...ss.spans);
-      res.writeHead(200, { "content-type": "application/json" }).end("{}");
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  return { url: `http://127.0.0.1:${port}`, spans, exports: () => exports, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
-
 const SUBJECT = "ttip.qrtrace.resolved";
+
+async function writeHookEvent(pool: Pool, url: string) {
+  await withTransaction(pool, (tx) => writeOutbox(tx, "qr", { id: randomUUID(), subject: SUBJECT, data: new TextEncoder().encode(url) }));
+}
 
 describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
   const { logger, records } = captureLogger("info");
@@ -60,7 +36,7 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
   let bus: JetStreamBus;
   let service: RunningService;
   let gateway: RunningServer;
-  let receiver: Awaited<ReturnType<typeof startReceiver>>;
+  let receiver: Awaited<ReturnType<typeof startOtlpReceiver>>;
   const consumed: string[] = [];
 
   // ResolveQrCode is anonymous at the gateway: its handler writes two events,
@@ -75,9 +51,16 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
             await writeOutbox(tx, "qr", { id: randomUUID(), subject: SUBJECT, data: new TextEncoder().encode(req.code.value ?? "") });
             await tx.query("INSERT INTO qr.outbox (event_id, subject, payload) VALUES ($1, $2, $3)", [randomUUID(), SUBJECT, Buffer.from("raw")]);
           });
+          await ctx.cache.set(`seen:${req.code.value ?? ""}`, "1", 60);
           return {};
         },
       }),
+    // A provider's webhook: a plain HTTP POST whose handler writes an event.
+    http: (ctx) => (req, res) => {
+      if (req.method !== "POST" || !req.url?.startsWith("/hook/")) return false;
+      void writeHookEvent(ctx.pool, req.url).then(() => res.writeHead(200).end("ok"), () => res.writeHead(500).end());
+      return true;
+    },
     start: async (ctx) => {
       const sub = await consumeEvents({
         bus: ctx.bus,
@@ -96,7 +79,7 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
   };
 
   before(async () => {
-    receiver = await startReceiver();
+    receiver = await startOtlpReceiver();
     db = await createTestDatabase();
     cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
     bus = await JetStreamBus.connect({ servers: testEnv().natsUrl, stream: uniqueName("S").toUpperCase(), subjectPrefix: uniqueName("ev"), logger, redeliveryDelayMs: 100 });
@@ -167,8 +150,99 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
       const { rows } = await db.pool.query("SELECT traceparent FROM qr.outbox WHERE traceparent IS NOT NULL");
       assert.equal(rows.length, 2);
       for (const r of rows) assert.equal(r.traceparent, `00-${traceId}-${serviceServer.spanId}-01`);
+
+      // The stores' calls, as client spans of the call that made them: the transaction's
+      // statements (text with placeholders, never values), the handler's cache write and
+      // the gateway's rate limit check.
+      const statements = spans.filter((s) => s.kind === CLIENT && s.name.startsWith("pg ") && s.parentSpanId === serviceServer.spanId).map((s) => s.name);
+      assert.deepEqual(statements.filter((n) => n !== "pg SELECT").sort(), ["pg BEGIN", "pg COMMIT", "pg INSERT", "pg INSERT"]);
+      const inserts = spans.filter((s) => s.name === "pg INSERT");
+      assert.ok(inserts.some((s) => /^INSERT INTO "qr"\.outbox \(event_id, subject, payload, traceparent\) VALUES \(\$1, \$2, \$3, \$4\)$/.test(spanAttribute(s, "db.statement"))), "writeOutbox's statement, placeholders only");
+      assert.ok(inserts.every((s) => spanAttribute(s, "db.system") === "postgresql"));
+      assert.ok(spans.some((s) => s.kind === CLIENT && s.name === "redis set" && s.parentSpanId === serviceServer.spanId), `the cache write: ${spans.map((s) => s.name)}`);
+      assert.ok(spans.some((s) => s.kind === CLIENT && s.name.startsWith("redis ") && s.parentSpanId === gatewayServer.spanId), "the gateway's rate limit check");
+      assert.ok(!receiver.spans.some((s) => s.name.startsWith("pg ") && !s.parentSpanId), "no statement outside a trace (the relay's polls) starts one");
     } finally {
       await tracing.stop();
     }
+  });
+
+  test("a webhook (plain HTTP POST) gets a server span (a new trace: providers send none) named without its token, and the events it writes carry it", async () => {
+    const tracing = startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50 });
+    try {
+      const before = consumed.length;
+      const token = randomUUID();
+      const res = await fetch(`${service.server.url}/hook/${token}`, { method: "POST", body: "{}" });
+      assert.equal(res.status, 200);
+      await eventually("the hook's event consumed", () => consumed.length === before + 1);
+      await tracing.flush();
+      const server = receiver.spans.find((s) => s.name === "POST /hook" && s.kind === 2);
+      assert.ok(server, "named by method and first segment: the token stays out");
+      assert.equal(server.parentSpanId || undefined, undefined, "a new trace: the provider sent none");
+      const { rows } = await db.pool.query("SELECT traceparent FROM qr.outbox WHERE position($1 in encode(payload, 'escape')) > 0", [token]);
+      assert.equal(rows[0].traceparent, `00-${server.traceId}-${server.spanId}-01`);
+      // The consumer's span ends after its transaction commits, a little after the handler ran.
+      await eventually("its event's consumer continues it", async () => {
+        await tracing.flush();
+        return receiver.spans.some((s) => s.kind === 5 && s.parentSpanId === server.spanId);
+      });
+      assert.ok(!receiver.spans.some((s) => s.name.includes(token)));
+    } finally {
+      await tracing.stop();
+    }
+  });
+
+  test("an event written outside any trace (a background job's) gets one from the relay: a producer span its consumer continues", async () => {
+    const tracing = startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50 });
+    try {
+      const before = consumed.length;
+      const token = randomUUID();
+      await writeHookEvent(db.pool, token);
+      await eventually("its consumer's span under a producer span", async () => {
+        await tracing.flush();
+        const producer = receiver.spans.find((s) => s.kind === 4 && s.name === `publish ${SUBJECT}` && !s.parentSpanId);
+        return producer && receiver.spans.some((s) => s.kind === 5 && s.parentSpanId === producer.spanId);
+      });
+      assert.equal(consumed.length, before + 1);
+      const { rows } = await db.pool.query("SELECT traceparent FROM qr.outbox WHERE position($1 in encode(payload, 'escape')) > 0", [token]);
+      assert.equal(rows[0].traceparent, null, "the row was written with no trace; the bus message got one");
+    } finally {
+      await tracing.stop();
+    }
+  });
+
+  test("sampling: a ratio of 0 records no new trace, but a call continuing a sampled trace is recorded whole (parent-based)", async () => {
+    const tracing = startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50, sampleRatio: 0 });
+    try {
+      const exported = receiver.spans.length;
+      const before = consumed.length;
+      await client().resolveQrCode({ code: { case: "shortCode", value: "NEW1" } });
+      const unsampled = randomUUID().replaceAll("-", "");
+      await client().resolveQrCode({ code: { case: "shortCode", value: "OUT1" } }, { headers: { traceparent: `00-${unsampled}-00f067aa0ba902b7-00` } });
+      const sampled = randomUUID().replaceAll("-", "");
+      await client().resolveQrCode({ code: { case: "shortCode", value: "IN12" } }, { headers: { traceparent: `00-${sampled}-00f067aa0ba902b7-01` } });
+      await eventually("all six events consumed", () => consumed.length === before + 6);
+      await eventually("the sampled trace's two consumer spans", async () => {
+        await tracing.flush();
+        return receiver.spans.slice(exported).filter((s) => s.kind === 5).length >= 2;
+      });
+      const fresh = receiver.spans.slice(exported);
+      assert.ok(fresh.every((s) => s.traceId === sampled), `only the sampled caller's trace: ${JSON.stringify(fresh.map((s) => [s.traceId, s.name]))}`);
+      assert.equal(fresh.filter((s) => s.kind === 5).length, 2, "its events' consumers follow the caller's decision");
+      const { rows } = await db.pool.query("SELECT traceparent FROM qr.outbox WHERE traceparent LIKE $1", [`00-${unsampled}-%`]);
+      assert.equal(rows.length, 2);
+      for (const r of rows) assert.match(r.traceparent, /-00$/, "the not-sampled decision travels with the event");
+    } finally {
+      await tracing.stop();
+    }
+  });
+
+  test("the sampler's settings: parentbased_traceidratio with a ratio from 0 to 1 (default 1); anything else is refused by name", () => {
+    const endpoint = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://collector:4318" };
+    assert.equal(tracingConfig(endpoint)?.sampleRatio, 1);
+    assert.equal(tracingConfig({ ...endpoint, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0.25" })?.sampleRatio, 0.25);
+    assert.throws(() => tracingConfig({ ...endpoint, OTEL_TRACES_SAMPLER_ARG: "1.5" }), /OTEL_TRACES_SAMPLER_ARG: must be a ratio from 0 to 1/);
+    assert.throws(() => tracingConfig({ ...endpoint, OTEL_TRACES_SAMPLER_ARG: "half" }), /OTEL_TRACES_SAMPLER_ARG: must be a ratio from 0 to 1/);
+    assert.throws(() => tracingConfig({ ...endpoint, OTEL_TRACES_SAMPLER: "always_on" }), /OTEL_TRACES_SAMPLER: only parentbased_traceidratio/);
   });
 });

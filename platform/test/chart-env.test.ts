@@ -233,7 +233,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     assert.equal(env("venue").VENUE_JOIN_URL, `${PUBLIC}/join`);
     assert.equal(env("qr").QR_ALLOW_DEV_SIGNING_KEY, undefined);
     assert.equal(env("auth").AUTH_SMS_URL, undefined, "OTPs go through notification: no second SMS integration");
-    assert.deepEqual(routes.map((r) => `${r.path}${r.type === "Exact" ? "(exact)" : ""}->${r.role}`), ["/t/->web", "/w->web", "/v->web", "/join->web", "/lang->web", "/_next/->web", "/(exact)->web", "/daraja/->payment", "/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/stripe/->payment", "/paypal/->payment", "/webhooks/->notification", "/->gateway"]);
+    assert.deepEqual(routes.map((r) => `${r.path}${r.type === "Exact" ? "(exact)" : ""}->${r.role}`), ["/t/->web", "/w->web", "/v->web", "/join->web", "/lang->web", "/_next/->web", "/photos/->web", "/(exact)->web", "/daraja/->payment", "/mpesa/->payment", "/c2b/->payment", "/ussd/->payment", "/stripe/->payment", "/paypal/->payment", "/webhooks/->notification", "/->gateway"]);
   });
 
   test("the gateway serves the admin console at /admin to the admin networks only, from the image's build", async () => {

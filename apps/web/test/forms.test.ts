@@ -8,20 +8,43 @@ import { renderToStaticMarkup } from "react-dom/server";
 import { create } from "@bufbuild/protobuf";
 import { GetStatementResponseSchema } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { ColumnChart, RowChart } from "../src/components/charts.js";
-import { checkNotifications, checkPayout, checkPinChange, checkProfile, checkWithdrawal } from "../src/lib/forms.js";
+import { checkNotifications, checkPayout, checkPhotoFile, checkPinChange, checkProfile, checkWithdrawal, MAX_PHOTO_FILE_BYTES } from "../src/lib/forms.js";
+import { roleDictionaries, roleLabel, WORKER_ROLES } from "../src/lib/roles.js";
 import { makePdf } from "../src/lib/pdf.js";
 import { statementPdf } from "../src/lib/statement-pdf.js";
 import { workerDictionaries, workerLocale, workerT } from "../src/lib/worker-i18n.js";
 
 const problem = (c: { ok: boolean; problem?: string }) => (c.ok ? "ok" : c.problem);
 
-test("profile: a name of 1 to 60 characters; a photo only as an https link", () => {
-  assert.deepEqual(checkProfile("  Amina W. ", ""), { ok: true, value: { displayName: "Amina W.", photoUrl: "" } });
+test("profile: a name of 1 to 60 characters; a photo only as an https link; a role of at most 40 characters on one line", () => {
+  assert.deepEqual(checkProfile("  Amina W. ", ""), { ok: true, value: { displayName: "Amina W.", photoUrl: "", role: "" } });
+  assert.deepEqual(checkProfile("Amina", "", " waiter "), { ok: true, value: { displayName: "Amina", photoUrl: "", role: "waiter" } });
+  assert.equal(problem(checkProfile("Amina", "", "x".repeat(41))), "err_role");
+  assert.equal(problem(checkProfile("Amina", "", "mpishi\nmkuu")), "err_role");
+  assert.equal(problem(checkProfile("Amina", "", "👩🏾‍🍳".repeat(5))), "ok", "counted in characters as the contract counts them, not UTF-16 units");
   assert.equal(problem(checkProfile("   ", "")), "err_name");
   assert.equal(problem(checkProfile("x".repeat(61), "")), "err_name");
   assert.equal(problem(checkProfile("Amina", "http://example.com/a.jpg")), "err_photo");
   assert.equal(problem(checkProfile("Amina", "javascript:alert(1)")), "err_photo");
   assert.equal(problem(checkProfile("Amina", "https://example.com/a.jpg")), "ok");
+});
+
+test("a photo file: picked, at most 2 MB, and a JPEG, PNG or WebP", () => {
+  assert.equal(problem(checkPhotoFile(undefined)), "err_photoNone");
+  assert.equal(problem(checkPhotoFile({ size: 0, type: "" })), "err_photoNone", "an empty file input");
+  assert.equal(problem(checkPhotoFile({ size: MAX_PHOTO_FILE_BYTES + 1, type: "image/jpeg" })), "err_photoBig");
+  assert.equal(problem(checkPhotoFile({ size: 1_000, type: "image/gif" })), "err_photoType");
+  assert.equal(problem(checkPhotoFile({ size: 1_000, type: "image/heic" })), "err_photoType");
+  for (const type of ["image/jpeg", "image/png", "image/webp"]) assert.equal(problem(checkPhotoFile({ size: MAX_PHOTO_FILE_BYTES, type })), "ok", type);
+});
+
+test("roles: every known role named in both languages; a worker's own words shown as written", () => {
+  for (const locale of ["en", "sw"] as const) {
+    assert.deepEqual(Object.keys(roleDictionaries[locale]).sort(), [...WORKER_ROLES].sort());
+    for (const r of WORKER_ROLES) assert.ok(roleDictionaries[locale][r].trim() && roleDictionaries[locale][r] !== r, `${locale} ${r}`);
+  }
+  assert.equal(roleLabel("bartender", "sw"), "Mhudumu wa baa");
+  assert.equal(roleLabel("Fundi wa viatu", "en"), "Fundi wa viatu");
 });
 
 test("PIN change: 4 to 6 digits, typed twice the same, and not the current PIN", () => {
@@ -162,5 +185,16 @@ test("the venue screens' English and Swahili have the same keys and {placeholder
   assert.deepEqual(Object.keys(sw).sort(), Object.keys(en).sort());
   const holes = (s: string) => (s.match(/\{\w+\}/g) ?? []).sort();
   for (const [key, text] of Object.entries(en)) assert.deepEqual(holes(sw[key as keyof typeof sw]), holes(text), key);
-  assert.equal(venueT("sw")("v_imported", { n: 1, refused: 2 }), "mistari 1 imeletwa; 2 imekataliwa.");
+  assert.equal(venueT("sw")("v_imported", { n: 3, refused: 2 }), "mistari 3 imeletwa; 2 imekataliwa.");
+});
+
+test("a venue's roles by name: the defaults in the reader's language, a renamed or own role as the manager named it, a key only when nothing else is known", async () => {
+  const { venueRoleName } = await import("../src/lib/venue-i18n.js");
+  const foh = { roleId: "front_of_house", name: "Front of house" };
+  assert.equal(venueRoleName(foh, foh.roleId, "en"), "Front of house");
+  assert.equal(venueRoleName(foh, foh.roleId, "sw"), "Wahudumu wa mbele");
+  assert.equal(venueRoleName({ ...foh, name: "Floor" }, foh.roleId, "sw"), "Floor");
+  assert.equal(venueRoleName({ roleId: "barista", name: "Barista" }, "barista", "sw"), "Barista");
+  assert.equal(venueRoleName(undefined, "kitchen", "sw"), "Jikoni", "before the roles have loaded");
+  assert.equal(venueRoleName(undefined, "pastry", "en"), "pastry");
 });

@@ -100,10 +100,13 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
     await page.getByLabel("…or paste the lines").fill(`member,start,end\n${worker.phone},${shiftStart.toISOString()},${shiftEnd.toISOString()}\n0799000000,yesterday,today\n`);
     await page.getByRole("button", { name: "Import" }).click();
     const report = page.getByTestId("import-report");
-    await see(page, report.getByText("rows imported"));
-    assert.match(await report.innerText(), /1 rows imported; 1 refused/);
+    await see(page, report.getByText("row imported"));
+    assert.match(await report.innerText(), /^1 row imported; 1 refused\./);
     assert.equal(await report.getByRole("row").nth(1).getByRole("cell").first().innerText(), "3", "the refused row's line in the file");
     await see(page, page.getByTestId("hours").getByRole("cell", { name: "2 h", exact: true }));
+    // The member's role by its name, never its key.
+    await see(page, page.getByTestId("hours").getByRole("cell", { name: "Front of house", exact: true }));
+    assert.doesNotMatch(await page.getByTestId("hours").innerText(), /front_of_house/);
     await h.screenshot(page, "venue-shifts");
 
     // A new split rule: by hours worked.

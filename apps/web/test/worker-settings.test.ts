@@ -64,8 +64,16 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     const bars = async (testId: string) => page.getByTestId(testId).locator("g[data-value]").evaluateAll((gs) => gs.map((g) => g.getAttribute("data-value")));
     assert.deepEqual(await bars("chart-hours"), rows.filter((r) => r[0] === "hour_of_day").map((r) => r[3]));
     assert.deepEqual(await bars("chart-weekdays"), rows.filter((r) => r[0] === "weekday").map((r) => r[3]));
-    assert.equal(await page.getByTestId("average-tip").getAttribute("data-value"), rows.find((r) => r[0] === "average_tip")![3]);
-    assert.deepEqual(await bars("chart-periods"), ["today", "this_week", "this_month"].map((k) => rows.find((r) => r[0] === "period" && r[1] === k)![3]));
+    // Money on the home is what the worker received (net_minor), as the balance shows it, not what the customer tipped.
+    const period = (k: string) => rows.find((r) => r[0] === "period" && r[1] === k)!;
+    assert.deepEqual(await bars("chart-periods"), ["today", "this_week", "this_month"].map((k) => period(k)[4]));
+    const average = await page.getByTestId("average-tip").getAttribute("data-value");
+    assert.equal(average, String(BigInt(period("in_range")[4]) / BigInt(period("in_range")[2])));
+    const balance = (await h.api(WalletService, worker.token).getBalance({ currency: "KES" })).balances[0];
+    const received = balance.ledger!.amountMinor;
+    assert.ok(received > 0n && received < 30_000n, `the fee came off the KES 300 tip: ${received}`);
+    assert.equal(average, String(received), "one tip: its average is the balance it made");
+    assert.equal(await bars("chart-periods").then((b) => b[0]), String(received), "today's bar is the balance too");
 
     // The payout fee, quoted as the amount is typed, equals the wallet's quote.
     await page.getByRole("link", { name: "Toa pesa" }).click();
@@ -161,5 +169,72 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.equal((await h.api(AuthService, worker.token).getMe({})).user!.locale, Locale.SW);
     await eventually("messages in Swahili", async () => (await notifications.getPreferences({})).preferences!.locale === "sw");
     await h.screenshot(page, "worker-settings-sw");
+  });
+
+  test("role and photo: set in settings (a photo too big or of the wrong type is refused by name), shown on the tip page in the first HTML, in both languages, from the platform's own host", async () => {
+    const worker = await h.worker("Neema");
+    const page = await h.signedInPhone(worker);
+    await page.goto(`${h.url}/w/settings`);
+    await page.getByRole("heading", { name: "Settings" }).waitFor();
+    const qr = h.api(QrService, worker.token);
+    const mine = { ownerKind: OwnerKind.WORKER, ownerId: worker.id };
+
+    await page.getByLabel("What you do (shown under your name)").selectOption("bartender");
+    await page.getByRole("button", { name: "Save profile" }).click();
+    await saved(page, "form-profile");
+    assert.equal((await qr.getProfile(mine)).profile!.role, "bartender");
+
+    const photo = page.getByTestId("form-photo-upload");
+    const upload = async (file: { name: string; mimeType: string; buffer: Buffer }, alert?: string) => {
+      await page.getByLabel("Photo from your phone (JPEG, PNG or WebP, at most 2 MB)").setInputFiles(file);
+      await page.getByRole("button", { name: "Save photo" }).click();
+      if (alert) await photo.getByRole("alert").filter({ hasText: alert }).waitFor();
+    };
+    await upload({ name: "me.gif", mimeType: "image/gif", buffer: Buffer.from("GIF89a") }, "Photo: choose a JPEG, PNG or WebP picture.");
+    await upload({ name: "big.jpg", mimeType: "image/jpeg", buffer: Buffer.alloc(2 * 1024 * 1024 + 1, 0xff) }, "Photo: this picture is larger than 2 MB; choose a smaller one.");
+    await upload({ name: "broken.png", mimeType: "image/png", buffer: Buffer.from("not a picture at all") }, "Photo: this picture could not be read; choose another one.");
+    assert.equal((await qr.getProfile(mine)).profile!.uploadedPhotoUrl, "", "nothing was stored");
+
+    // A 1200x800 PNG the browser draws, as a phone's camera roll would hold: it is cropped and scaled before it is sent.
+    const png = await page.evaluate(() => {
+      const c = document.createElement("canvas");
+      c.width = 1200;
+      c.height = 800;
+      const x = c.getContext("2d")!;
+      x.fillStyle = "#2a7";
+      x.fillRect(0, 0, 1200, 800);
+      return c.toDataURL("image/png").split(",")[1];
+    });
+    await upload({ name: "me.png", mimeType: "image/png", buffer: Buffer.from(png, "base64") });
+    await saved(page, "form-photo-upload");
+    const url = (await qr.getProfile(mine)).profile!.uploadedPhotoUrl;
+    assert.ok(url.startsWith(`${h.url}/photos/worker/${worker.id}?v=`), url);
+    await page.getByTestId("photo-now").waitFor();
+    const stored = await qr.getProfilePhoto(mine);
+    assert.equal(stored.contentType, "image/jpeg");
+    assert.ok(stored.image.length < 64 * 1024, `scaled down to ${stored.image.length} bytes`);
+    const served = await fetch(url);
+    assert.equal(served.headers.get("content-type"), "image/jpeg");
+    assert.match(served.headers.get("cache-control") ?? "", /immutable/);
+    assert.deepEqual(Buffer.from(await served.arrayBuffer()), Buffer.from(stored.image));
+    await h.screenshot(page, "worker-settings-photo");
+
+    // The tip page: role and photo in the first HTML (no script needed), the photo from this host, square at 288 px.
+    const code = await h.qrCode(worker);
+    const html = await (await fetch(code.url)).text();
+    assert.match(html, /data-testid="role">Bartender</);
+    assert.ok(html.includes(`src="${url.replace(/&/g, "&amp;")}"`), "the uploaded photo's URL");
+    for (const [locale, label] of [["en-KE", "Bartender"], ["sw-KE", "Mhudumu wa baa"]] as const) {
+      const customer = await h.phone({ locale, javaScriptEnabled: false });
+      const hosts = new Set<string>();
+      customer.on("request", (r) => hosts.add(new URL(r.url()).host));
+      await customer.goto(code.url);
+      await customer.getByTestId("role").filter({ hasText: label }).waitFor();
+      const img = customer.locator(".who img");
+      await img.evaluate((el: HTMLImageElement) => el.complete || new Promise((done) => el.addEventListener("load", done, { once: true })));
+      assert.deepEqual(await img.evaluate((el: HTMLImageElement) => [el.naturalWidth, el.naturalHeight]), [288, 288]);
+      assert.deepEqual([...hosts], [new URL(h.url).host], "nothing from another host");
+      await h.screenshot(customer, `tip-page-role-photo-${locale}`);
+    }
   });
 });

@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, currentTraceparent, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -175,14 +175,14 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
             subject, body, status, last_error, next_attempt_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
          ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
-       announced AS (INSERT INTO notification.outbox (event_id, subject, payload) SELECT $16, $17, $18 FROM delivery),
+       announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT $16, $17, $18, $22::text FROM delivery),
        shown AS (
          INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
          SELECT $19, $5, id, $8, $11, $20, $15 FROM delivery WHERE $21)
        SELECT id FROM delivery`,
       [id, req.sourceKey, recipientKey, channel, userId, address, masked, req.templateKey, template.version, template.locale,
         subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt, event.id, event.subject, Buffer.from(event.data),
-        randomUUID(), body, inApp],
+        randomUUID(), body, inApp, currentTraceparent() ?? null],
     );
     if (inserted.rowCount === 0) {
       const existing = await tx.query<{ id: string }>(
@@ -419,11 +419,11 @@ export class Dispatcher {
        attempted AS (
          UPDATE notification.delivery_attempts SET status = 'sent', provider_message_id = $3, error = '', finished_at = now()
           WHERE delivery_id = $1 AND attempt = $2 AND NOT EXISTS (SELECT 1 FROM early)),
-       announced AS (INSERT INTO notification.outbox (event_id, subject, payload) SELECT $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM early))
+       announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT $6, $7, $8, $9::text WHERE NOT EXISTS (SELECT 1 FROM early))
        UPDATE notification.deliveries SET status = 'sent', provider = $4, provider_message_id = NULLIF($3, ''), last_error = NULL,
               body = CASE WHEN template_key = $5 THEN NULL ELSE body END, updated_at = now()
         WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM early)`,
-      [d.id, attempt, outcome.messageId, provider.name, TemplateKey.OTP, event.id, event.subject, Buffer.from(event.data)],
+      [d.id, attempt, outcome.messageId, provider.name, TemplateKey.OTP, event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null],
     );
     return rowCount ? "sent" : undefined;
   }

@@ -14,7 +14,7 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEvents, decodeEvent, formatMoney, subjectOf, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEvents, decodeEvent, formatMoney, inConsumerSpan, subjectOf, type Queryable, type ServiceContext } from "@ttip/runtime";
 import { enqueue, type Dispatcher } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
@@ -170,7 +170,9 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher)
         subject: subjectOf(DeliveryUpdatedSchema),
         handler: async (message) => {
           const e = decodeEvent(DeliveryUpdatedSchema, message);
-          if (e.status === "queued" && shardOf(e.deliveryId) === shard) await dispatcher.run(e.deliveryId);
+          if (e.status !== "queued" || shardOf(e.deliveryId) !== shard) return;
+          // The send continues the trace that queued it, so its "sent" fact (written in the span) does too.
+          await inConsumerSpan(`dispatch notification-dispatch-${shard}`, [message.traceparent], () => dispatcher.run(e.deliveryId));
         },
       }),
     );

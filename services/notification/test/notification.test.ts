@@ -16,8 +16,8 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { createPeers, JetStreamBus, MemoryCache, Metrics, startService, type EventBus } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, eventually, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
+import { createPeers, JetStreamBus, MemoryCache, Metrics, startService, startTracing, type EventBus } from "@ttip/runtime";
+import { captureLogger, createTestDatabase, eventually, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
 import { Dispatcher } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
@@ -132,6 +132,39 @@ describe("notification service against Postgres, JetStream and the provider simu
       internal().sendNotification({ ...req, idempotencyKey: `otp-${randomUUID()}`, variables: { minutes: "5" } }),
       (e: ConnectError) => e.code === Code.InvalidArgument && /missing code/.test(e.message),
     );
+  });
+
+  test("with tracing on, a delivery's facts (queued by the call, sent by the dispatcher) carry the caller's trace; the provider's report its own", async () => {
+    const receiver = await startOtlpReceiver();
+    const tracing = startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
+    try {
+      const traceId = randomUUID().replaceAll("-", "");
+      const phone = newPhone();
+      const { deliveryIds } = await internal().sendNotification(
+        { idempotencyKey: `trace-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, locale: "en", variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } },
+        { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } },
+      );
+      const id = deliveryIds[0];
+      const [sms] = await eventually("the SMS", () => smsTo(phone).length > 0 && smsTo(phone));
+      await eventually("status sent", async () => (await delivery(id)).status === DeliveryStatus.SENT);
+      assert.equal(await sim.reportDelivery(sms.id, "delivered"), 200);
+      const { rows } = await t.db.pool.query<{ traceparent: string | null }>(
+        "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 ORDER BY seq",
+        [id],
+      );
+      assert.equal(rows.length, 3, "queued, sent, delivered");
+      const [queued, sent, delivered] = rows.map((r) => r.traceparent ?? "");
+      const dispatch = await eventually("the dispatcher's span, continuing the queued fact's", async () => {
+        await tracing.flush();
+        return receiver.spans.find((s) => s.traceId === traceId && s.name.startsWith("dispatch ") && `00-${traceId}-${s.parentSpanId}-01` === queued);
+      });
+      assert.equal(sent, `00-${traceId}-${dispatch.spanId}-01`, "the send (one statement, no transaction) is written in the dispatcher's span");
+      assert.match(delivered, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, "the delivery report (a webhook) starts a trace of its own");
+      assert.ok(!delivered.includes(traceId));
+    } finally {
+      await tracing.stop();
+      await receiver.close();
+    }
   });
 
   test("a tip tells the worker by SMS, push and in-app in their language; a re-published copy sends nothing more", async () => {

@@ -1,8 +1,9 @@
 import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, callerOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, emitEvent, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetPage, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, UnimplementedError, withTransaction } from "@ttip/runtime";
+import { Code, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { AlreadyExistsError, asConnectError, auditAdminAction, callerOf, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, emitEvent, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetPage, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, type Queryable, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError, withTransaction } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
@@ -30,17 +31,14 @@ import { approvedSplit, createTip, emitTipSucceeded, isFinal, loadTip, reconcile
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
 async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
   const qr = createClient(QrService, deps.ctx.peers("qr"));
+  let target: TipTarget | undefined;
   try {
-    const { target } = await qr.resolveQrCode({ code: /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode", value: code } : { case: "payload", value: code } });
-    if (!target) throw new ConnectError("qr_code: the qr service answered without a target", Code.Internal);
-    return target;
+    ({ target } = await qr.resolveQrCode({ code: /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode", value: code } : { case: "payload", value: code } }));
   } catch (err) {
-    const e = asConnectError(err);
-    if (e.code === Code.NotFound || e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) {
-      throw new ConnectError(`qr_code: ${e.rawMessage}`, e.code);
-    }
-    throw new DependencyUnavailableError(`qr_code: cannot be checked now (${e.rawMessage})`);
+    throw refusalOfField(err, "qr_code") ?? new DependencyUnavailableError(`qr_code: cannot be checked now (${asConnectError(err).rawMessage})`);
   }
+  if (!target) throw new DependencyUnavailableError("qr_code: cannot be checked now (the qr service answered without a target)");
+  return target;
 }
 
 const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
@@ -324,7 +322,12 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       if (!tip) throw new NotFoundError("tip_id: no such tip");
       if (tip.status !== "held_for_review") throw new InvalidStateError("tip_id: the tip is not held for review");
       if (!tip.credit_entry_id) throw new InvalidStateError("tip_id: the payment is still being recorded; try again shortly");
-      if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note), locale(ctx)) };
+      const record = (tx: Queryable) =>
+        auditAdminAction(tx, "payment", ctx, {
+          action: req.approve ? AuditAction.HELD_TIP_APPROVED : AuditAction.HELD_TIP_REFUSED,
+          target: `tip:${tip.tip_id}`, userId: tip.worker_id ?? undefined, detail: req.note,
+        });
+      if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note, record), locale(ctx)) };
       // Out of what M-Pesa took, which may differ from what was asked (the reason it was held).
       const split = approvedSplit(tip);
       if (req.approve) {
@@ -349,6 +352,7 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
             WHERE tip_id = $1 AND status = 'open'`,
           [tip.tip_id, req.approve ? "approved" : "rejected", admin.subject, req.note],
         );
+        await record(tx);
         if (req.approve) await emitTipSucceeded(tx, t);
         else {
           await emitEvent(tx, "payment", TipFailedSchema, {
@@ -364,33 +368,50 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       return { tip: tipOut(updated, locale(ctx)) };
     },
 
-    async holdPayouts(req) {
-      await pool.query(
-        `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
-         ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, updated_at = now()`,
-        [req.workerId, req.reason],
-      );
+    async holdPayouts(req, ctx) {
+      await withTransaction(pool, async (tx) => {
+        await tx.query(
+          `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
+           ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, updated_at = now()`,
+          [req.workerId, req.reason],
+        );
+        await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_HELD, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.reason });
+      });
       return {};
     },
 
-    async releasePayouts(req) {
-      await pool.query("UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1", [req.workerId]);
+    async releasePayouts(req, ctx) {
+      await withTransaction(pool, async (tx) => {
+        const { rowCount } = await tx.query(
+          "UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1 AND payouts_on_hold",
+          [req.workerId],
+        );
+        // Releasing what was not held changes nothing, and records nothing.
+        if (rowCount) await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId });
+      });
       return {};
     },
 
     async blockPhoneNumber(req, ctx) {
       const admin = requireCaller(ctx);
       const phone = requireKenyanMobile(req.phone, "phone");
-      await pool.query(
-        `INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, $2, $3)
-         ON CONFLICT (phone) DO UPDATE SET reason = $2, blocked_by = $3`,
-        [phone, req.reason, admin.subject],
-      );
+      await withTransaction(pool, async (tx) => {
+        await tx.query(
+          `INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, $2, $3)
+           ON CONFLICT (phone) DO UPDATE SET reason = $2, blocked_by = $3`,
+          [phone, req.reason, admin.subject],
+        );
+        await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYER_BLOCKED, target: `phone:${maskPhone(phone)}`, detail: req.reason });
+      });
       return {};
     },
 
-    async unblockPhoneNumber(req) {
-      await pool.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [requireKenyanMobile(req.phone, "phone")]);
+    async unblockPhoneNumber(req, ctx) {
+      const phone = requireKenyanMobile(req.phone, "phone");
+      await withTransaction(pool, async (tx) => {
+        const { rowCount } = await tx.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [phone]);
+        if (rowCount) await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYER_UNBLOCKED, target: `phone:${maskPhone(phone)}` });
+      });
       return {};
     },
 
@@ -418,13 +439,22 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
         refund: req.action.case === "refund",
         note: req.note,
         admin: admin.subject,
+        record: (tx, refunded) =>
+          auditAdminAction(tx, "payment", ctx, {
+            action: refunded ? AuditAction.SUSPENSE_REFUNDED : AuditAction.SUSPENSE_MATCHED,
+            target: `receipt:${req.receipt}`,
+            detail: refunded ? req.note : `to ${req.action.value}: ${req.note}`,
+          }),
       });
       return { payment: suspenseMessage(row), tip: tip ? tipOut(tip, locale(ctx)) : undefined };
     },
 
     async refundTip(req, ctx) {
       const admin = requireCaller(ctx);
-      const r = await refundCardTip(deps, { tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject });
+      const r = await refundCardTip(deps, {
+        tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject,
+        record: (tx, amount) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.TIP_REFUNDED, target: `tip:${req.tipId}`, detail: `${amount}: ${req.reason}` }),
+      });
       return { tip: tipMessage(r.tip, locale(ctx)), refundId: r.refundId };
     },
 

@@ -559,9 +559,9 @@ async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promis
      owed AS (
        INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ON CONFLICT DO NOTHING),
      announced AS (
-       INSERT INTO payment.outbox (event_id, subject, payload) SELECT $3, $4, $5 FROM credited WHERE credit_kind <> 'suspense')
+       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $3, $4, $5, $9::text FROM credited WHERE credit_kind <> 'suspense')
      SELECT * FROM credited`,
-    [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message],
+    [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message, currentTraceparent() ?? null],
   );
   return rows[0];
 }

@@ -430,7 +430,7 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.ok(first.tips.concat(second.tips).every((t) => t.workerId === worker));
   });
 
-  test("with tracing on, a tip's created event keeps the caller's trace context (in its outbox row) for its consumers", async () => {
+  test("with tracing on, a tip's created event keeps the caller's trace context (in its outbox row) for its consumers; its succeeded event the callback's", async () => {
     // A collector that takes anything: this checks what is stored, not what is exported.
     const collector = http.createServer((req, res) => req.resume().on("end", () => res.writeHead(200).end("{}")));
     await new Promise<void>((resolve) => collector.listen(0, "127.0.0.1", resolve));
@@ -448,6 +448,17 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
       assert.equal(rows.length, 1);
       assert.match(rows[0].traceparent, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
       assert.doesNotMatch(rows[0].traceparent, /00f067aa0ba902b7/, "the parent is the service's own span, not the caller's");
+      // Its success comes by Daraja's callback, a webhook: a trace of its own (Safaricom sends none), stored
+      // with tip_succeeded although that row is written in one statement outside a transaction.
+      const succeeded = await eventually(async () => {
+        const found = await h.t.db.pool.query(
+          "SELECT traceparent FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1 in encode(payload, 'escape')) > 0",
+          [created!.tipId],
+        );
+        return found.rows[0];
+      }, "tip_succeeded written");
+      assert.match(succeeded.traceparent ?? "", /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+      assert.ok(!succeeded.traceparent.includes(traceId));
     } finally {
       await tracing.stop();
       await new Promise((resolve) => collector.close(resolve));

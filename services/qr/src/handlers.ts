@@ -24,6 +24,7 @@ import type { QrConfig } from "./config.js";
 import { buildKeQrPayload } from "./emvco.js";
 import { DEFAULT_SIZE, minPngSize, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText, type EcLevel } from "./render.js";
 import { cacheKeys, targetCurrency, type Resolver } from "./resolver.js";
+import { photoFrom, photoUrlOf } from "./photo.js";
 import { newShortCode, normalizeShortCode, oneSlipAway } from "./shortcode.js";
 import type { PayloadSigner } from "./signing.js";
 import {
@@ -35,6 +36,8 @@ import {
   isVenueManager,
   profileOf,
   managedVenues,
+  photoOf,
+  putPhoto,
   setStatus,
   upsertProfile,
   type CodeRecord,
@@ -89,7 +92,7 @@ export function referrerOf(raw: string): string {
   }
 }
 
-function profileMessage(p: ProfileRecord) {
+function profileMessage(p: ProfileRecord, tipBaseUrl: string) {
   return create(ProfileSchema, {
     ownerKind: p.ownerKind,
     ownerId: p.ownerId,
@@ -98,6 +101,8 @@ function profileMessage(p: ProfileRecord) {
     active: p.active,
     currency: p.currency,
     city: p.city,
+    role: p.role,
+    uploadedPhotoUrl: photoUrlOf(tipBaseUrl, p.ownerKind, p.ownerId, p.photoSha256),
     updatedAt: timestampFromMs(p.updatedAt),
   });
 }
@@ -430,13 +435,39 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
         return upsertProfile(tx, { ...req, active: req.active });
       });
       await resolver.forget(cacheKeys.profile(profile.ownerKind, profile.ownerId));
-      return { profile: profileMessage(profile) };
+      return { profile: profileMessage(profile, cfg.QR_TIP_BASE_URL) };
+    },
+
+    async putProfilePhoto(req, ctx) {
+      const caller = requireCaller(ctx);
+      const photo = photoFrom(req.image);
+      const profile = await withTransaction(pool, async (tx) => {
+        const existing = await profileOf(tx, req.ownerKind, req.ownerId, true);
+        if (req.ownerKind === OwnerKind.WORKER) {
+          if (!caller.roles.includes("admin") && !(caller.subject === req.ownerId && caller.roles.includes("worker"))) {
+            throw new PermissionDeniedError("a worker may only set their own photo");
+          }
+        } else {
+          await requireVenueManager(tx, caller, req.ownerId);
+        }
+        if (!existing) throw new InvalidStateError(`owner_id: ${req.ownerId} has no profile yet; set one with PutProfile first`);
+        await putPhoto(tx, req.ownerKind, req.ownerId, photo);
+        return (await profileOf(tx, req.ownerKind, req.ownerId))!;
+      });
+      await resolver.forget(cacheKeys.profile(profile.ownerKind, profile.ownerId));
+      return { profile: profileMessage(profile, cfg.QR_TIP_BASE_URL) };
+    },
+
+    async getProfilePhoto(req) {
+      const photo = await photoOf(pool, req.ownerKind, req.ownerId);
+      if (!photo) throw new NotFoundError(`owner_id: no photo for ${req.ownerId}`);
+      return { image: photo.image, contentType: photo.contentType, sha256: photo.sha256 };
     },
 
     async getProfile(req) {
       const profile = await profileOf(pool, req.ownerKind, req.ownerId);
       if (!profile) throw new NotFoundError(`owner_id: no profile for ${req.ownerId}`);
-      return { profile: profileMessage(profile) };
+      return { profile: profileMessage(profile, cfg.QR_TIP_BASE_URL) };
     },
 
     async addVenueStaff(req, ctx) {
@@ -468,7 +499,7 @@ export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<type
 
     async listManagedVenues(_req, ctx) {
       const caller = requireCaller(ctx);
-      return { venues: (await managedVenues(pool, caller.subject)).map(profileMessage) };
+      return { venues: (await managedVenues(pool, caller.subject)).map((v) => profileMessage(v, cfg.QR_TIP_BASE_URL)) };
     },
   };
 

@@ -13,6 +13,7 @@ import {
 import type { QrConfig } from "./config.js";
 import { normalizeShortCode } from "./shortcode.js";
 import { PayloadError, type PayloadSigner } from "./signing.js";
+import { photoUrlOf } from "./photo.js";
 import { codeById, codeIdByShortCode, profileOf, type CodeRecord, type ProfileRecord } from "./store.js";
 
 /** A short code that names no code is remembered this long, so guessing does not reach Postgres each time. */
@@ -214,7 +215,8 @@ export class Resolver {
       workerId: code.ownerKind === 1 ? code.ownerId : "",
       venueId: venueId ?? "",
       displayName: owner.displayName,
-      photoUrl: owner.photoUrl,
+      // An uploaded photo wins over a link; a profile cached before either existed has neither.
+      photoUrl: photoUrlOf(this.cfg.QR_TIP_BASE_URL, owner.ownerKind, owner.ownerId, owner.photoSha256 ?? "") || owner.photoUrl,
       venueName: venue?.displayName ?? "",
       currency,
       suggestedAmounts: suggested,
@@ -222,6 +224,7 @@ export class Resolver {
       table: parameters.table,
       shift: parameters.shift,
       shared: code.ownerKind === 2,
+      role: owner.role ?? "",
     });
     return { target, code };
   }

@@ -581,6 +581,68 @@ describe("qr service", () => {
       await rejects(as(manager).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId, idempotencyKey: idem() }), Code.FailedPrecondition);
     });
   });
+
+  describe("role and uploaded photo", () => {
+    // The smallest real PNG (1x1) and the first bytes of a JPEG and a WebP: the service reads only the signature.
+    const PNG = Buffer.from("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==", "base64");
+    const JPEG = Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 0x4a, 0x46, 0x49, 0x46, 0]);
+    const WEBP = Buffer.concat([Buffer.from("RIFF"), Buffer.from([4, 0, 0, 0]), Buffer.from("WEBPVP8 ")]);
+    const GIF = Buffer.from("GIF89a\x01\x00\x01\x00", "latin1");
+
+    test("a role is kept until set again, cleared with an empty one, and reaches the tip page's target", async () => {
+      const w = { subject: randomUUID(), roles: ["worker"] as Role[] };
+      const mine = { ownerKind: OwnerKind.WORKER, ownerId: w.subject };
+      const put = await as(w).putProfile({ ...mine, displayName: "Baraka", role: "waiter" });
+      assert.equal(put.profile?.role, "waiter");
+      // A client that does not know the field leaves the role alone.
+      assert.equal((await as(w).putProfile({ ...mine, displayName: "Baraka O." })).profile?.role, "waiter");
+      const code = (await as(w).createQrCode({ ...mine, idempotencyKey: idem() })).qrCode!;
+      const resolved = await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
+      assert.equal(resolved.target?.role, "waiter");
+      await rejects(as(w).putProfile({ ...mine, displayName: "Baraka", role: "x".repeat(41) }), Code.InvalidArgument, undefined, /role/);
+      await rejects(as(w).putProfile({ ...mine, displayName: "Baraka", role: "wai\nter" }), Code.InvalidArgument, undefined, /role/);
+      assert.equal((await anon().getProfile(mine)).profile?.role, "waiter", "a refused role changes nothing");
+      await as(w).putProfile({ ...mine, displayName: "Baraka", role: "" });
+      assert.equal((await anon().getProfile(mine)).profile?.role, "");
+      assert.equal((await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } })).target?.role, "", "the cached profile was forgotten");
+    });
+
+    test("a photo is stored by its first bytes' type, served back as sent, and shown in place of the link", async () => {
+      const w = { subject: randomUUID(), roles: ["worker"] as Role[] };
+      const mine = { ownerKind: OwnerKind.WORKER, ownerId: w.subject };
+      await rejects(as(w).putProfilePhoto({ ...mine, image: PNG }), Code.FailedPrecondition, undefined, /PutProfile/);
+      await as(w).putProfile({ ...mine, displayName: "Neema", photoUrl: "https://cdn.example/n.jpg" });
+      const code = (await as(w).createQrCode({ ...mine, idempotencyKey: idem() })).qrCode!;
+      const target = async () => (await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } })).target!;
+      assert.equal((await target()).photoUrl, "https://cdn.example/n.jpg");
+
+      const { profile } = await as(w).putProfilePhoto({ ...mine, image: PNG });
+      assert.match(profile!.uploadedPhotoUrl, new RegExp(`^https://tips\\.example/photos/worker/${w.subject}\\?v=[0-9a-f]{16}$`));
+      assert.equal(profile!.photoUrl, "https://cdn.example/n.jpg", "the link is kept");
+      assert.equal((await target()).photoUrl, profile!.uploadedPhotoUrl);
+      const served = await anon().getProfilePhoto(mine);
+      assert.equal(served.contentType, "image/png");
+      assert.deepEqual(Buffer.from(served.image), PNG);
+
+      for (const [image, type] of [[JPEG, "image/jpeg"], [WEBP, "image/webp"]] as const) {
+        const again = await as(w).putProfilePhoto({ ...mine, image });
+        assert.notEqual(again.profile!.uploadedPhotoUrl, profile!.uploadedPhotoUrl, "a new photo is a new URL");
+        assert.equal((await anon().getProfilePhoto(mine)).contentType, type);
+      }
+      // Wrong type or too big: INVALID_ARGUMENT naming image, and the stored photo stays.
+      await rejects(as(w).putProfilePhoto({ ...mine, image: GIF }), Code.InvalidArgument, undefined, /image: must be a JPEG, PNG or WebP/);
+      await rejects(as(w).putProfilePhoto({ ...mine, image: Buffer.concat([PNG, Buffer.alloc(524_289 - PNG.length)]) }), Code.InvalidArgument, undefined, /image/);
+      assert.equal((await anon().getProfilePhoto(mine)).contentType, "image/webp");
+      await rejects(as(otherWorker).putProfilePhoto({ ...mine, image: PNG }), Code.PermissionDenied);
+      await rejects(anon().putProfilePhoto({ ...mine, image: PNG }), Code.Unauthenticated);
+
+      // An empty image removes it: the link shows again.
+      const removed = await as(w).putProfilePhoto({ ...mine, image: new Uint8Array() });
+      assert.equal(removed.profile?.uploadedPhotoUrl, "");
+      await rejects(anon().getProfilePhoto(mine), Code.NotFound);
+      assert.equal((await target()).photoUrl, "https://cdn.example/n.jpg");
+    });
+  });
 });
 
 describe("qr configuration", () => {

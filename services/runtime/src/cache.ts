@@ -1,5 +1,6 @@
-import { Redis } from "ioredis";
+import { Redis, type Command } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from "rate-limiter-flexible";
+import { inClientSpan } from "./tracing.js";
 
 /** A small key-value cache with expiry: Redis in a cluster, a Map in one process. */
 export interface Cache {
@@ -17,6 +18,7 @@ export class RedisCache implements Cache {
   constructor(url: string, private readonly prefix = "ttip:") {
     // Commands fail fast instead of queueing forever while Redis is down.
     this.redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
+    traceCommands(this.redis);
   }
 
   get(key: string) {
@@ -39,6 +41,20 @@ export class RedisCache implements Cache {
   async close() {
     await this.redis.quit();
   }
+}
+
+/**
+ * Every command this client sends (the cache's and the rate limiters' scripts)
+ * in a client span while tracing, named by the command, never its keys or values.
+ */
+function traceCommands(redis: Redis): void {
+  const send = redis.sendCommand.bind(redis);
+  redis.sendCommand = (command: Command, ...rest: unknown[]) => {
+    const sent = inClientSpan(`redis ${command.name}`, { "db.system": "redis", "db.operation": command.name }, () => (send as (...a: unknown[]) => Promise<unknown>)(command, ...rest));
+    // A caller with a callback ignores the returned promise (ioredis settles the callback from the command's own).
+    sent.catch(() => undefined);
+    return sent;
+  };
 }
 
 export class MemoryCache implements Cache {

@@ -4,7 +4,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import type { Logger } from "./log.js";
-import { currentTraceparent } from "./tracing.js";
+import { currentTraceparent, inClientSpan, tracingEnabled } from "./tracing.js";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -45,7 +45,7 @@ function keepConnectionOnStatementError(pool: pg.Pool): void {
     };
     client.on("error", onLost);
     try {
-      return await (client.query as (...a: unknown[]) => Promise<unknown>)(...args);
+      return await inStatementSpan(args[0], () => (client.query as (...a: unknown[]) => Promise<unknown>)(...args));
     } catch (err) {
       if (!(err instanceof pg.DatabaseError)) lost ??= err as Error;
       throw err;
@@ -57,9 +57,31 @@ function keepConnectionOnStatementError(pool: pg.Pool): void {
   (pool as unknown as { query: typeof query }).query = query;
 }
 
+/**
+ * A statement in a client span while tracing (see inClientSpan): named by its
+ * first keyword, with its text, which holds placeholders, never the values.
+ */
+function inStatementSpan<T>(statement: unknown, fn: () => Promise<T>): Promise<T> {
+  if (!tracingEnabled()) return fn();
+  const text = typeof statement === "string" ? statement : ((statement as { text?: string } | undefined)?.text ?? "");
+  const operation = /^\s*([A-Za-z]+)/.exec(text)?.[1]?.toUpperCase() ?? "QUERY";
+  return inClientSpan(`pg ${operation}`, { "db.system": "postgresql", "db.operation": operation, "db.statement": text.slice(0, 2000) }, fn);
+}
+
+/** Traces each statement a checked-out client runs until the returned function restores it. */
+function traceStatements(client: PoolClient): () => void {
+  if (!tracingEnabled()) return () => undefined;
+  const query = client.query;
+  client.query = ((...args: unknown[]) => inStatementSpan(args[0], () => (query as (...a: unknown[]) => Promise<unknown>).apply(client, args))) as typeof client.query;
+  return () => {
+    client.query = query;
+  };
+}
+
 /** Runs fn in a transaction; commits if it returns, rolls back if it throws. */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  const untrace = traceStatements(client);
   // A connection lost while checked out (a Postgres restart or failover) emits 'error' on
   // the client, where the pool no longer listens: unhandled, it would crash the process.
   // The query in flight rejects anyway; the broken client is destroyed, not reused.
@@ -81,6 +103,7 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
     if (!lost) await client.query("ROLLBACK").catch(() => undefined);
     throw err;
   } finally {
+    untrace();
     client.removeListener("error", onLost);
     client.release(lost);
   }

@@ -3,6 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
+import { fieldErrorAsSaid } from "./field-errors.js";
 
 export abstract class DomainError extends Error {
   /** The Connect code a caller sees. */
@@ -148,4 +149,21 @@ export function connectErrorOf(err: unknown): ConnectError | undefined {
  */
 export function asConnectError(err: unknown, code?: Code): ConnectError {
   return connectErrorOf(err) ?? ConnectError.from(err, code);
+}
+
+/**
+ * A peer service's refusal of a value this call passed on to it, said about
+ * this call's `field` (prefixed unless the peer already named it): its
+ * INVALID_ARGUMENT, NOT_FOUND or FAILED_PRECONDITION stays the caller's
+ * mistake. Undefined for any other failure, which the caller decides on
+ * (usually: the peer cannot answer now).
+ */
+export function refusalOfField(err: unknown, field: string): Error | undefined {
+  const e = asConnectError(err);
+  const named = e.rawMessage.startsWith(`${field}:`) || e.rawMessage.startsWith(`${field}.`);
+  const message = named ? e.rawMessage : `${field}: ${e.rawMessage}`;
+  if (e.code === Code.InvalidArgument) return fieldErrorAsSaid(field, message);
+  if (e.code === Code.NotFound) return new NotFoundError(message);
+  if (e.code === Code.FailedPrecondition) return new InvalidStateError(message);
+  return undefined;
 }

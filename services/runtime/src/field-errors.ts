@@ -44,6 +44,15 @@ export function fieldErrors(problems: readonly FieldProblem[]): ConnectError {
   return new ConnectError(message, Code.InvalidArgument, undefined, details);
 }
 
+/**
+ * INVALID_ARGUMENT with this exact message (already "field: why" or "field.sub: why"),
+ * its violation naming `field`: a peer's refusal of a value this call passed on.
+ */
+export function fieldErrorAsSaid(field: string, message: string): ConnectError {
+  const details = [{ desc: ViolationsSchema, value: create(ViolationsSchema, { violations: [violation({ field, message })] }) }];
+  return new ConnectError(message, Code.InvalidArgument, undefined, details);
+}
+
 /** The one-field case of fieldErrors: `throw fieldError("amount", "must be positive")`. */
 export function fieldError(field: string, message: string, ruleId?: string): ConnectError {
   return fieldErrors([{ field, message, ruleId }]);

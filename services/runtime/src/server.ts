@@ -17,7 +17,7 @@ import { HealthStatus, ServingStatus } from "./health.js";
 import { StartupError } from "./startup.js";
 import { DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
 import { accessLogInterceptor, errorInterceptor, requestIdInterceptor } from "./interceptors.js";
-import { tracingInterceptor } from "./tracing.js";
+import { inHttpServerSpan, TRACEPARENT_HEADER, tracingEnabled, tracingInterceptor } from "./tracing.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
@@ -100,7 +100,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   if (!options.remoteHealth) for (const service of options.services) health.set(service.typeName, ServingStatus.SERVING);
 
   const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
-  const { handler, handlers } = nodeAdapter({
+  const { handler, handlers, isRpc } = nodeAdapter({
     routes: (router) => {
       options.routes(router);
       health.register(router);
@@ -157,8 +157,19 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       inFlight--;
       if (inFlight === 0) idle?.();
     });
-    if (options.httpFilter?.(req, res)) return;
-    (handler as (a: typeof req, b: typeof res) => void)(req, res);
+    const serve = () => {
+      if (options.httpFilter?.(req, res)) return;
+      (handler as (a: typeof req, b: typeof res) => void)(req, res);
+    };
+    // A plain HTTP request that may write (a provider's webhook, a posted form) gets a span,
+    // so the events it writes carry a trace. RPCs have theirs (tracingInterceptor); reads
+    // of pages, assets and /metrics would only add noise.
+    if (!tracingEnabled() || req.method === "GET" || req.method === "HEAD" || isRpc(req.url ?? "")) return serve();
+    const traceparent = req.headers[TRACEPARENT_HEADER];
+    inHttpServerSpan(req.method ?? "POST", req.url ?? "/", typeof traceparent === "string" ? traceparent : undefined, () => new Promise<void>((resolve) => {
+      res.once("close", resolve);
+      serve();
+    })).catch((err) => logger.error({ err }, "request handler failed"));
   };
 
   const h1 = http.createServer(counted);
@@ -255,7 +266,7 @@ function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number
       });
   };
   // In-process callers are this deployment's own code: their bodies need no read limit or pre-parse.
-  return { handler, handlers: router.handlers };
+  return { handler, handlers: router.handlers, isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

@@ -1,9 +1,10 @@
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace, type Context, type Link, type Span, type Tracer } from "@opentelemetry/api";
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, trace, type Attributes, type Context, type Link, type Span, type Tracer } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { BasicTracerProvider, BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { BasicTracerProvider, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from "@opentelemetry/sdk-trace-base";
+import { z } from "zod";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { env as vars, loadConfig, type Env } from "./config.js";
 
@@ -28,6 +29,12 @@ export interface TracingOptions {
   serviceName: string;
   /** Export delay for batched spans (default 1000 ms). */
   exportDelayMs?: number;
+  /**
+   * Share of new traces recorded, 0 to 1 (default 1: all). Parent-based: a
+   * call or event that continues a trace keeps its caller's decision, so a
+   * trace is whole or absent, never cut in the middle.
+   */
+  sampleRatio?: number;
 }
 
 export interface Tracing {
@@ -37,16 +44,27 @@ export interface Tracing {
   stop(): Promise<void>;
 }
 
-/** Reads OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME; undefined when no endpoint is set (tracing off). */
+/**
+ * Reads OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME and the sampler
+ * (OTEL_TRACES_SAMPLER, only parentbased_traceidratio, with its ratio in
+ * OTEL_TRACES_SAMPLER_ARG, as OpenTelemetry's SDKs name them); undefined when
+ * no endpoint is set (tracing off).
+ */
 export function tracingConfig(env: Env = process.env, serviceName = "ttip"): TracingOptions | undefined {
   const config = loadConfig(
     {
       OTEL_EXPORTER_OTLP_ENDPOINT: vars.url(["http", "https"]).optional(),
+      OTEL_TRACES_SAMPLER: z.enum(["parentbased_traceidratio"], { message: "only parentbased_traceidratio (its ratio in OTEL_TRACES_SAMPLER_ARG)" }).optional(),
+      OTEL_TRACES_SAMPLER_ARG: z.coerce.number({ message: "must be a ratio from 0 to 1" }).min(0, "must be a ratio from 0 to 1").max(1, "must be a ratio from 0 to 1").default(1),
     },
-    { OTEL_EXPORTER_OTLP_ENDPOINT: env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined },
+    {
+      OTEL_EXPORTER_OTLP_ENDPOINT: env.OTEL_EXPORTER_OTLP_ENDPOINT || undefined,
+      OTEL_TRACES_SAMPLER: env.OTEL_TRACES_SAMPLER || undefined,
+      OTEL_TRACES_SAMPLER_ARG: env.OTEL_TRACES_SAMPLER_ARG || undefined,
+    },
   );
   if (!config.OTEL_EXPORTER_OTLP_ENDPOINT) return undefined;
-  return { endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: env.OTEL_SERVICE_NAME || serviceName };
+  return { endpoint: config.OTEL_EXPORTER_OTLP_ENDPOINT, serviceName: env.OTEL_SERVICE_NAME || serviceName, sampleRatio: config.OTEL_TRACES_SAMPLER_ARG };
 }
 
 /** Turns tracing on for this process (one exporter for every service it hosts). */
@@ -57,8 +75,11 @@ export function startTracing(options: TracingOptions): Tracing {
     context.setGlobalContextManager(contextManager);
   }
   const exporter = new OTLPTraceExporter({ url: `${options.endpoint.replace(/\/+$/, "")}/v1/traces` });
+  const ratio = options.sampleRatio ?? 1;
+  if (!(ratio >= 0 && ratio <= 1)) throw new Error(`sampleRatio must be from 0 to 1, not ${ratio}`);
   const started = new BasicTracerProvider({
     resource: resourceFromAttributes({ "service.name": options.serviceName }),
+    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio) }),
     spanProcessors: [new BatchSpanProcessor(exporter, { scheduledDelayMillis: options.exportDelayMs ?? 1000, maxQueueSize: 4096 })],
   });
   provider = started;
@@ -139,6 +160,48 @@ export function tracingInterceptor(side: "server" | "client"): Interceptor {
     if (carrier[TRACEPARENT_HEADER]) req.header.set(TRACEPARENT_HEADER, carrier[TRACEPARENT_HEADER]);
     return inSpan(span, context.active(), () => next(req));
   };
+}
+
+/**
+ * Runs a call to a store (a PostgreSQL statement, a Redis command) in a client
+ * span, only inside a trace: background polls (the outbox relay, sweepers)
+ * would otherwise start a trace per statement.
+ */
+export function inClientSpan<T>(name: string, attributes: Attributes, fn: () => Promise<T>): Promise<T> {
+  const active = tracer;
+  if (!active || !trace.getActiveSpan()) return fn();
+  return inSpan(active.startSpan(name, { kind: SpanKind.CLIENT, attributes }), context.active(), fn);
+}
+
+/**
+ * Runs fn in a server span for a plain HTTP request (a provider's webhook):
+ * the child of its traceparent if it sent one, else a new trace, so the events
+ * it writes carry a trace too. Named by method and first path segment only
+ * (callback paths hold tokens).
+ */
+export function inHttpServerSpan(method: string, url: string, traceparent: string | undefined, fn: () => Promise<void>): Promise<void> {
+  const active = tracer;
+  if (!active) return fn();
+  const route = `/${url.split("?", 1)[0].split("/")[1] ?? ""}`;
+  const parent = contextFrom(validTraceparent(traceparent));
+  const span = active.startSpan(`${method} ${route}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "http.route": route } }, parent);
+  return inSpan(span, parent, fn);
+}
+
+/**
+ * The traceparent of a new trace for an event written outside any (by a
+ * background job: a sweeper, a reconciliation pass): one producer span, begun
+ * and ended as the relay publishes it, so its consumers still share a trace.
+ * Undefined when off.
+ */
+export function producerTraceparent(subject: string): string | undefined {
+  const active = tracer;
+  if (!active) return undefined;
+  const span = active.startSpan(`publish ${subject}`, { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "nats", "messaging.destination.name": subject } }, ROOT_CONTEXT);
+  span.end();
+  const carrier: Record<string, string> = {};
+  w3c.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, { set: (c, k, v) => (c[k] = v) });
+  return carrier[TRACEPARENT_HEADER];
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   NotFoundError,
   PermissionDeniedError,
   RateLimitedError,
+  refusalOfField,
 } from "../src/domain-errors.js";
 import { fieldError, violationsOf } from "../src/field-errors.js";
 import { errorInterceptor } from "../src/interceptors.js";
@@ -80,5 +81,24 @@ describe("typed domain errors, mapped once by errorInterceptor", () => {
     assert.equal(ConnectError.from(err).code, Code.Unknown);
     assert.equal(asConnectError(err).code, Code.NotFound);
     assert.equal(asConnectError(new ConnectError("x", Code.Aborted)).code, Code.Aborted);
+  });
+
+  test("refusalOfField: a peer's refusal of a passed-on value stays the caller's mistake, about the caller's field", () => {
+    const cases: [ConnectError | Error, string, string | undefined, string | undefined][] = [
+      [new ConnectError("short_code: no such code", Code.NotFound), "qr_code", "NotFound", "qr_code: short_code: no such code"],
+      [new ConnectError("qr_code_id: revoked", Code.FailedPrecondition), "qr_code", "FailedPrecondition", "qr_code: qr_code_id: revoked"],
+      [fieldError("amount.currency", "KES only"), "amount", "InvalidArgument", "amount.currency: KES only"],
+      [new ConnectError("amount: too small", Code.InvalidArgument), "amount", "InvalidArgument", "amount: too small"],
+      [new NotFoundError("no such worker"), "worker_id", "NotFound", "worker_id: no such worker"],
+      [new ConnectError("down", Code.Unavailable), "qr_code", undefined, undefined],
+      [new Error("socket hang up"), "qr_code", undefined, undefined],
+    ];
+    for (const [peer, field, code, message] of cases) {
+      const mine = refusalOfField(peer, field);
+      assert.equal(mine && Code[asConnectError(mine).code], code, `${peer.message} -> code`);
+      assert.equal(mine && asConnectError(mine).rawMessage, message);
+    }
+    const invalid = asConnectError(refusalOfField(new ConnectError("too small", Code.InvalidArgument), "amount"));
+    assert.deepEqual(violationsOf(invalid).map((v) => v.field), ["amount"], "the violation names the caller's field");
   });
 });

@@ -13,13 +13,27 @@ const HHMM = /^([01][0-9]|2[0-3]):[0-5][0-9]$/;
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const PIN = /^[0-9]{4,6}$/;
 
-/** UpdateProfile: display_name 1..60, photo_url empty or an http(s) URL (qr refuses others). */
-export function checkProfile(name: string, photo: string): Checked<{ displayName: string; photoUrl: string }> {
+/** UpdateProfile: display_name 1..60, photo_url empty or an http(s) URL (qr refuses others); PutProfile: role at most 40 characters, one line. */
+export function checkProfile(name: string, photo: string, role = ""): Checked<{ displayName: string; photoUrl: string; role: string }> {
   const displayName = name.trim();
   if (displayName.length < 1 || displayName.length > 60) return bad("err_name");
   const photoUrl = photo.trim();
   if (photoUrl && (!/^https:\/\/[^\s]+$/i.test(photoUrl) || photoUrl.length > 2048)) return bad("err_photo");
-  return good({ displayName, photoUrl });
+  const cleanRole = role.trim();
+  if ([...cleanRole].length > 40 || /[\u0000-\u001f]/.test(cleanRole)) return bad("err_role");
+  return good({ displayName, photoUrl, role: cleanRole });
+}
+
+/** The most a worker may pick; the app scales it down before PutProfilePhoto (at most 512 KiB). */
+export const MAX_PHOTO_FILE_BYTES = 2 * 1024 * 1024;
+const PHOTO_TYPES = ["image/jpeg", "image/png", "image/webp"];
+
+/** A picked photo: present, at most 2 MB, and a JPEG, PNG or WebP as the browser typed it (qr checks its bytes). */
+export function checkPhotoFile(file: { size: number; type: string } | undefined): Checked<true> {
+  if (!file || file.size === 0) return bad("err_photoNone");
+  if (file.size > MAX_PHOTO_FILE_BYTES) return bad("err_photoBig");
+  if (!PHOTO_TYPES.includes(file.type)) return bad("err_photoType");
+  return good(true);
 }
 
 /** ChangePin: both 4 to 6 digits, and different (change_pin.different). */

@@ -103,7 +103,9 @@ const en = {
   v_csvHelp: "Header member,start,end; member is a phone number or member id; times as ISO 8601 or YYYY-MM-DD HH:MM in East Africa Time.",
   v_onShift: "on shift now",
   v_imported: "{n} rows imported; {refused} refused.",
+  v_imported_one: "1 row imported; {refused} refused.",
   v_wouldImport: "{n} rows would be imported; {refused} refused.",
+  v_wouldImport_one: "1 row would be imported; {refused} refused.",
   v_newVersion: "A new version",
   v_pctLegend: "Each member's percentage (adding up to 100)",
   v_earlier: "Earlier versions",
@@ -272,7 +274,9 @@ const sw: VenueMessages = {
   v_csvHelp: "Kichwa member,start,end; member ni namba ya simu au kitambulisho cha mfanyakazi; saa kama ISO 8601 au YYYY-MM-DD HH:MM kwa saa za Afrika Mashariki.",
   v_onShift: "yuko zamuni sasa",
   v_imported: "mistari {n} imeletwa; {refused} imekataliwa.",
+  v_imported_one: "mstari 1 umeletwa; {refused} imekataliwa.",
   v_wouldImport: "mistari {n} ingeletwa; {refused} imekataliwa.",
+  v_wouldImport_one: "mstari 1 ungeletwa; {refused} imekataliwa.",
   v_newVersion: "Toleo jipya",
   v_pctLegend: "Asilimia ya kila mfanyakazi (jumla 100)",
   v_earlier: "Matoleo yaliyopita",
@@ -342,4 +346,21 @@ export const venueDictionaries: Record<Locale, VenueMessages> = { en, sw };
 export function venueT(locale: Locale): (key: VenueKey, vars?: Record<string, string | number>) => string {
   const dict = venueDictionaries[locale];
   return (key, vars) => dict[key].replace(/\{(\w+)\}/g, (_, n: string) => String(vars?.[n] ?? `{${n}}`));
+}
+
+/**
+ * The roles every venue starts with (venue's DEFAULT_ROLES), named in each
+ * language. A venue's own roles, and defaults a manager renamed, keep the
+ * name the manager gave.
+ */
+const DEFAULT_ROLE_NAMES: Record<Locale, Record<string, string>> = {
+  en: { manager: "Manager", front_of_house: "Front of house", kitchen: "Kitchen", bar: "Bar" },
+  sw: { manager: "Meneja", front_of_house: "Wahudumu wa mbele", kitchen: "Jikoni", bar: "Baa" },
+};
+
+/** A role as people read it: never its key unless the venue has no such role (then the key is all there is). */
+export function venueRoleName(role: { roleId: string; name: string } | undefined, roleId: string, locale: Locale): string {
+  if (!role) return DEFAULT_ROLE_NAMES[locale][roleId] ?? roleId;
+  const untouchedDefault = DEFAULT_ROLE_NAMES.en[role.roleId] === role.name;
+  return untouchedDefault ? DEFAULT_ROLE_NAMES[locale][role.roleId] : role.name || role.roleId;
 }

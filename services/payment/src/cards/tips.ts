@@ -3,8 +3,8 @@
 // captured or cancelled, and credited once in KES at the quoted rate.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Queryable, withTransaction } from "@ttip/runtime";
+import { Code, createClient } from "@connectrpc/connect";
+import { AlreadyExistsError, asConnectError, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Queryable, refusalOfField, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -143,7 +143,7 @@ async function quoteCard(deps: Deps, t: NewCardTip) {
     return quote;
   } catch (err) {
     const e = asConnectError(err, Code.Unavailable);
-    if (e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) throw new ConnectError(e.rawMessage.startsWith("amount") ? e.rawMessage : `amount: ${e.rawMessage}`, e.code);
+    if (e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) throw refusalOfField(e, "amount")!;
     throw new DependencyUnavailableError(`fees cannot be quoted now (${e.rawMessage})`);
   }
 }

@@ -85,3 +85,4 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
 export * from "./service.js";
 export * from "./processes.js";
 export * from "./stripe-mock.js";
+export * from "./otlp-receiver.js";

@@ -26,7 +26,7 @@ const files = only.length
   ? only.map((f) => path.resolve(f))
   : SEARCHED.flatMap((d) => testFiles(path.join(root, d))).sort();
 
-// `make test-node24` names the Node it means to test on: a run on another one is refused, not passed.
+// `make test` names the Node it means to test on (24, the image's): a run on another one is refused, not passed.
 const wantedMajor = process.env.TTIP_NODE_MAJOR;
 if (wantedMajor && process.versions.node.split(".")[0] !== wantedMajor) {
   console.error(`TTIP_NODE_MAJOR=${wantedMajor} but this is node ${process.version}`);

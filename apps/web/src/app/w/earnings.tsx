@@ -13,7 +13,13 @@ import { useT } from "./use-t";
 
 const WEEKDAYS = { en: ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], sw: ["Jtt", "Jnn", "Jtn", "Alh", "Ijm", "Jmm", "Jpl"] };
 
-/** Today, this week and this month; tips by hour and by weekday; the average tip: analytics' figures, the same as its CSV. */
+/**
+ * Today, this week and this month; tips by hour and by weekday; the average
+ * tip: analytics' figures, the same as its CSV. Money is what the worker
+ * received after fees (its `net`), as the balance shows it; the hour and
+ * weekday charts, for which analytics gives only what customers tipped, say
+ * so in their titles.
+ */
 export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarnings; range: { from: Timestamp; to: Timestamp } }) {
   const { t, locale, err } = useT();
   const transport = useTransport();
@@ -23,6 +29,10 @@ export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarning
     { label: t("thisWeek"), p: e.thisWeek },
     { label: t("thisMonth"), p: e.thisMonth },
   ];
+  // Analytics' average_tip is what customers tipped; the worker's is what reached them, rounded down as analytics does.
+  const received = e.inRange?.net?.amountMinor ?? 0n;
+  const tips = e.inRange?.tips ?? 0n;
+  const averageReceived = tips > 0n ? received / tips : 0n;
   const csv = async () => {
     setError("");
     try {
@@ -47,9 +57,9 @@ export function EarningsCharts({ earnings: e, range }: { earnings: WorkerEarning
       <RowChart
         title={t("periods")}
         testId="chart-periods"
-        bars={periods.map(({ label, p }) => ({ label, value: p?.volume?.amountMinor ?? 0n, text: formatMoney(p?.volume?.amountMinor ?? 0n) }))}
+        bars={periods.map(({ label, p }) => ({ label, value: p?.net?.amountMinor ?? 0n, text: formatMoney(p?.net?.amountMinor ?? 0n) }))}
       />
-      <p>{t("averageTip")}: <strong data-testid="average-tip" data-value={String(e.averageTip?.amountMinor ?? 0n)}>{formatMoney(e.averageTip?.amountMinor ?? 0n)}</strong>
+      <p>{t("averageTip")}: <strong data-testid="average-tip" data-value={String(averageReceived)}>{formatMoney(averageReceived)}</strong>
         {e.averageRatingX100 ? ` · ${t("averageRating")}: ${(e.averageRatingX100 / 100).toFixed(2)}★` : ""}</p>
       <ColumnChart
         title={t("byHour")}

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/qr/v1/qr_service.proto.
  */
 export const file_ttip_qr_v1_qr_service: GenFile = /*@__PURE__*/
-  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEiTgoVR2V0VmVudWVBY2Nlc3NSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyAxiAASJ6ChZHZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlEhQKDHZlbnVlX2V4aXN0cxgBIAEoCBISCgppc19tYW5hZ2VyGAIgASgIEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIOCgZhY3RpdmUYBSABKAgimQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSOAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCLpIBbIBAkABEiMKD2lkZW1wb3RlbmN5X2tleRgGIAEoCUIKukgHcgUQCBiAASI7ChRDcmVhdGVRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiMAoQR2V0UXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASI4ChFHZXRRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUirAEKEkxpc3RRckNvZGVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABARIYChBpbmNsdWRlX2luYWN0aXZlGAQgASgIImcKE0xpc3RRckNvZGVzUmVzcG9uc2USJAoIcXJfY29kZXMYASADKAsyEi50dGlwLnFyLnYxLlFyQ29kZRIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlInYKFFJlc29sdmVRckNvZGVSZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAQg0KBGNvZGUSBbpIAggBIj4KFVJlc29sdmVRckNvZGVSZXNwb25zZRIlCgZ0YXJnZXQYASABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLUAQoTUmVuZGVyUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIzCgZmb3JtYXQYAiABKA4yFy50dGlwLnFyLnYxLkltYWdlRm9ybWF0Qgq6SAeCAQQQASAAEhgKBHNpemUYAyABKAVCCrpIBxoFGIAgKAASPwoQZXJyb3JfY29ycmVjdGlvbhgEIAEoDjIbLnR0aXAucXIudjEuRXJyb3JDb3JyZWN0aW9uQgi6SAWCAQIQARIPCgdjYXB0aW9uGAUgASgIIj0KFFJlbmRlclFyQ29kZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJIlgKE1JvdGF0ZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESIwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgq6SAdyBRAIGIABIjsKFFJvdGF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSJNChNSZXZva2VRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiOwoUUmV2b2tlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIjgKGEdldE9mZmxpbmVQYXlsb2FkUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASJIChlHZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlEisKB29mZmxpbmUYASABKAsyGi50dGlwLnFyLnYxLk9mZmxpbmVQYXlsb2FkIsoBChFSZWNvcmRTY2FuUmVxdWVzdBIwCgpzaG9ydF9jb2RlGAEgASgJQhq6SBdyFTITXltBLVphLXowLTldezQsMTJ9JEgAEh0KB3BheWxvYWQYAiABKAlCCrpIB3IFEBAYgBBIABIaCghyZWZlcnJlchgDIAEoCUIIukgFcgMYgBASHAoKdXNlcl9hZ2VudBgEIAEoCUIIukgFcgMYgAQSGwoJZGV2aWNlX2lkGAUgASgJQgi6SAVyAxiAAUINCgRjb2RlEgW6SAIIASJMChJSZWNvcmRTY2FuUmVzcG9uc2USDwoHc2Nhbl9pZBgBIAEoCRIlCgZ0YXJnZXQYAiABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLnAgoTR2V0U2NhblN0YXRzUmVxdWVzdBIfCgpxcl9jb2RlX2lkGAEgASgJQgu6SAjYAQFyA7ABARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESMAoEZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIuCgJ0bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBATqtAbpIqQEaYgoVZ2V0X3NjYW5fc3RhdHMudGFyZ2V0EhtnaXZlIHFyX2NvZGVfaWQgb3Igb3duZXJfaWQaLHRoaXMucXJfY29kZV9pZCAhPSAnJyB8fCB0aGlzLm93bmVyX2lkICE9ICcnGkMKFGdldF9zY2FuX3N0YXRzLnJhbmdlEhZmcm9tIG11c3QgYmUgYmVmb3JlIHRvGhN0aGlzLmZyb20gPCB0aGlzLnRvIjwKFEdldFNjYW5TdGF0c1Jlc3BvbnNlEiQKBXN0YXRzGAEgAygLMhUudHRpcC5xci52MS5TY2FuU3RhdHMiRAocTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIoIBCh1NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEgoKcXJfY29kZV9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRIoCgZzdGF0dXMYBCABKA4yGC50dGlwLnFyLnYxLlFyQ29kZVN0YXR1cyJHCh9TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQiPgogU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVzcG9uc2USGgoSYWNjb3VudF9yZWZlcmVuY2VzGAEgAygJIokCChFQdXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBEh8KDGRpc3BsYXlfbmFtZRgDIAEoCUIJukgGcgQQARhQEiEKCXBob3RvX3VybBgEIAEoCUIOukgL2AEBcgYYgBCIAQESEwoGYWN0aXZlGAUgASgISACIAQESJgoIY3VycmVuY3kYBiABKAlCFLpIEdgBAXIMMgpeW0EtWl17M30kEhUKBGNpdHkYByABKAlCB7pIBHICGChCCQoHX2FjdGl2ZSI6ChJQdXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJmChFHZXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIjoKEkdldFByb2ZpbGVSZXNwb25zZRIkCgdwcm9maWxlGAEgASgLMhMudHRpcC5xci52MS5Qcm9maWxlIk8KFEFkZFZlbnVlU3RhZmZSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgl3b3JrZXJfaWQYAiABKAlCCLpIBXIDsAEBIhcKFUFkZFZlbnVlU3RhZmZSZXNwb25zZSJSChdSZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIxChhSZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2USFQoNcmV2b2tlZF9jb2RlcxgBIAEoBSIaChhMaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QiQAoZTGlzdE1hbmFnZWRWZW51ZXNSZXNwb25zZRIjCgZ2ZW51ZXMYASADKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUigQEKEkxpbmtQYXJ0bmVyUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEjUKCm93bmVyX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZEIKukgHggEEEAEgABIaCghvd25lcl9pZBgDIAEoCUIIukgFcgOwAQEiPAoTTGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKDAQoUVW5saW5rUGFydG5lclJlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBIj4KFVVubGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKYAQoXTGlzdFBhcnRuZXJMaW5rc1JlcXVlc3QSMwoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgi6SAWCAQIQARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESKQoEcGFnZRgDIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0Im4KGExpc3RQYXJ0bmVyTGlua3NSZXNwb25zZRImCgVsaW5rcxgBIAMoCzIXLnR0aXAucXIudjEuUGFydG5lckxpbmsSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJyChdDaGVja1BhcnRuZXJMaW5rUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEh4KCXdvcmtlcl9pZBgCIAEoCUILukgI2AEBcgOwAQESHQoIdmVudWVfaWQYAyABKAlCC7pICNgBAXIDsAEBImMKGENoZWNrUGFydG5lckxpbmtSZXNwb25zZRIOCgZsaW5rZWQYASABKAgSJwoIdmlhX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZBIOCgZ2aWFfaWQYAyABKAky4g4KCVFyU2VydmljZRKBAQoMQ3JlYXRlUXJDb2RlEh8udHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXNwb25zZSIuyvMYKggCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGghxcjp3cml0ZRJcCglHZXRRckNvZGUSHC50dGlwLnFyLnYxLkdldFFyQ29kZVJlcXVlc3QaHS50dGlwLnFyLnYxLkdldFFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYgoLTGlzdFFyQ29kZXMSHi50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVxdWVzdBofLnR0aXAucXIudjEuTGlzdFFyQ29kZXNSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkElkKDVJlc29sdmVRckNvZGUSIC50dGlwLnFyLnYxLlJlc29sdmVRckNvZGVSZXF1ZXN0GiEudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVzcG9uc2UiA5ACARJlCgxSZW5kZXJRckNvZGUSHy50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYwoMUm90YXRlUXJDb2RlEh8udHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXNwb25zZSIQyvMYDAgBGghxcjp3cml0ZRJjCgxSZXZva2VRckNvZGUSHy50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlc3BvbnNlIhDK8xgMCAEaCHFyOndyaXRlEmUKEUdldE9mZmxpbmVQYXlsb2FkEiQudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlcXVlc3QaJS50dGlwLnFyLnYxLkdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2UiA5ACARJLCgpSZWNvcmRTY2FuEh0udHRpcC5xci52MS5SZWNvcmRTY2FuUmVxdWVzdBoeLnR0aXAucXIudjEuUmVjb3JkU2NhblJlc3BvbnNlElYKDEdldFNjYW5TdGF0cxIfLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVxdWVzdBogLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVzcG9uc2UiA5ACARJQCgpQdXRQcm9maWxlEh0udHRpcC5xci52MS5QdXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlc3BvbnNlIgOQAgISUAoKR2V0UHJvZmlsZRIdLnR0aXAucXIudjEuR2V0UHJvZmlsZVJlcXVlc3QaHi50dGlwLnFyLnYxLkdldFByb2ZpbGVSZXNwb25zZSIDkAIBElkKDUFkZFZlbnVlU3RhZmYSIC50dGlwLnFyLnYxLkFkZFZlbnVlU3RhZmZSZXF1ZXN0GiEudHRpcC5xci52MS5BZGRWZW51ZVN0YWZmUmVzcG9uc2UiA5ACAhJiChBSZW1vdmVWZW51ZVN0YWZmEiMudHRpcC5xci52MS5SZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBokLnR0aXAucXIudjEuUmVtb3ZlVmVudWVTdGFmZlJlc3BvbnNlIgOQAgISgQEKEUxpc3RNYW5hZ2VkVmVudWVzEiQudHRpcC5xci52MS5MaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QaJS50dGlwLnFyLnYxLkxpc3RNYW5hZ2VkVmVudWVzUmVzcG9uc2UiH5ACAcrzGBgIAhINdmVudWVfbWFuYWdlchIFYWRtaW4SdwoLTGlua1BhcnRuZXISHi50dGlwLnFyLnYxLkxpbmtQYXJ0bmVyUmVxdWVzdBofLnR0aXAucXIudjEuTGlua1BhcnRuZXJSZXNwb25zZSInkAICyvMYIAgCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluEn0KDVVubGlua1BhcnRuZXISIC50dGlwLnFyLnYxLlVubGlua1BhcnRuZXJSZXF1ZXN0GiEudHRpcC5xci52MS5VbmxpbmtQYXJ0bmVyUmVzcG9uc2UiJ5ACAsrzGCAIAhIGd29ya2VyEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhKPAQoQTGlzdFBhcnRuZXJMaW5rcxIjLnR0aXAucXIudjEuTGlzdFBhcnRuZXJMaW5rc1JlcXVlc3QaJC50dGlwLnFyLnYxLkxpc3RQYXJ0bmVyTGlua3NSZXNwb25zZSIwkAIByvMYKQgCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGgdxcjpyZWFkGgbK8xgCCAEyzAMKEVFySW50ZXJuYWxTZXJ2aWNlEnEKFU1hdGNoQWNjb3VudFJlZmVyZW5jZRIoLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBopLnR0aXAucXIudjEuTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVzcG9uc2UiA5ACARJ6ChhTdWdnZXN0QWNjb3VudFJlZmVyZW5jZXMSKy50dGlwLnFyLnYxLlN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1JlcXVlc3QaLC50dGlwLnFyLnYxLlN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlc1Jlc3BvbnNlIgOQAgESXAoOR2V0VmVudWVBY2Nlc3MSIS50dGlwLnFyLnYxLkdldFZlbnVlQWNjZXNzUmVxdWVzdBoiLnR0aXAucXIudjEuR2V0VmVudWVBY2Nlc3NSZXNwb25zZSIDkAIBEmIKEENoZWNrUGFydG5lckxpbmsSIy50dGlwLnFyLnYxLkNoZWNrUGFydG5lckxpbmtSZXF1ZXN0GiQudHRpcC5xci52MS5DaGVja1BhcnRuZXJMaW5rUmVzcG9uc2UiA5ACARoGyvMYAggEYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr, file_ttip_common_v1_options]);
+  fileDesc("Cht0dGlwL3FyL3YxL3FyX3NlcnZpY2UucHJvdG8SCnR0aXAucXIudjEiTgoVR2V0VmVudWVBY2Nlc3NSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIZCgd1c2VyX2lkGAIgASgJQgi6SAVyAxiAASJ6ChZHZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlEhQKDHZlbnVlX2V4aXN0cxgBIAEoCBISCgppc19tYW5hZ2VyGAIgASgIEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIQCghjdXJyZW5jeRgEIAEoCRIOCgZhY3RpdmUYBSABKAgimQIKE0NyZWF0ZVFyQ29kZVJlcXVlc3QSNQoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAIgASgJQgi6SAVyA7ABARIdCgh2ZW51ZV9pZBgDIAEoCUILukgI2AEBcgOwAQESMQoKcGFyYW1ldGVycxgEIAEoCzIdLnR0aXAucXIudjEuRHluYW1pY1BhcmFtZXRlcnMSOAoKZXhwaXJlc19hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCLpIBbIBAkABEiMKD2lkZW1wb3RlbmN5X2tleRgGIAEoCUIKukgHcgUQCBiAASI7ChRDcmVhdGVRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUiMAoQR2V0UXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASI4ChFHZXRRckNvZGVSZXNwb25zZRIjCgdxcl9jb2RlGAEgASgLMhIudHRpcC5xci52MS5RckNvZGUirAEKEkxpc3RRckNvZGVzUmVxdWVzdBIpCgRwYWdlGAEgASgLMhsudHRpcC5jb21tb24udjEuUGFnZVJlcXVlc3QSNQoKb3duZXJfa2luZBgCIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgq6SAeCAQQQASAAEhoKCG93bmVyX2lkGAMgASgJQgi6SAVyA7ABARIYChBpbmNsdWRlX2luYWN0aXZlGAQgASgIImcKE0xpc3RRckNvZGVzUmVzcG9uc2USJAoIcXJfY29kZXMYASADKAsyEi50dGlwLnFyLnYxLlFyQ29kZRIqCgRwYWdlGAIgASgLMhwudHRpcC5jb21tb24udjEuUGFnZVJlc3BvbnNlInYKFFJlc29sdmVRckNvZGVSZXF1ZXN0EjAKCnNob3J0X2NvZGUYASABKAlCGrpIF3IVMhNeW0EtWmEtejAtOV17NCwxMn0kSAASHQoHcGF5bG9hZBgCIAEoCUIKukgHcgUQEBiAEEgAQg0KBGNvZGUSBbpIAggBIj4KFVJlc29sdmVRckNvZGVSZXNwb25zZRIlCgZ0YXJnZXQYASABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLUAQoTUmVuZGVyUXJDb2RlUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABARIzCgZmb3JtYXQYAiABKA4yFy50dGlwLnFyLnYxLkltYWdlRm9ybWF0Qgq6SAeCAQQQASAAEhgKBHNpemUYAyABKAVCCrpIBxoFGIAgKAASPwoQZXJyb3JfY29ycmVjdGlvbhgEIAEoDjIbLnR0aXAucXIudjEuRXJyb3JDb3JyZWN0aW9uQgi6SAWCAQIQARIPCgdjYXB0aW9uGAUgASgIIj0KFFJlbmRlclFyQ29kZVJlc3BvbnNlEg8KB2NvbnRlbnQYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJIlgKE1JvdGF0ZVFyQ29kZVJlcXVlc3QSHAoKcXJfY29kZV9pZBgBIAEoCUIIukgFcgOwAQESIwoPaWRlbXBvdGVuY3lfa2V5GAIgASgJQgq6SAdyBRAIGIABIjsKFFJvdGF0ZVFyQ29kZVJlc3BvbnNlEiMKB3FyX2NvZGUYASABKAsyEi50dGlwLnFyLnYxLlFyQ29kZSJNChNSZXZva2VRckNvZGVSZXF1ZXN0EhwKCnFyX2NvZGVfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiOwoUUmV2b2tlUXJDb2RlUmVzcG9uc2USIwoHcXJfY29kZRgBIAEoCzISLnR0aXAucXIudjEuUXJDb2RlIjgKGEdldE9mZmxpbmVQYXlsb2FkUmVxdWVzdBIcCgpxcl9jb2RlX2lkGAEgASgJQgi6SAVyA7ABASJIChlHZXRPZmZsaW5lUGF5bG9hZFJlc3BvbnNlEisKB29mZmxpbmUYASABKAsyGi50dGlwLnFyLnYxLk9mZmxpbmVQYXlsb2FkIsoBChFSZWNvcmRTY2FuUmVxdWVzdBIwCgpzaG9ydF9jb2RlGAEgASgJQhq6SBdyFTITXltBLVphLXowLTldezQsMTJ9JEgAEh0KB3BheWxvYWQYAiABKAlCCrpIB3IFEBAYgBBIABIaCghyZWZlcnJlchgDIAEoCUIIukgFcgMYgBASHAoKdXNlcl9hZ2VudBgEIAEoCUIIukgFcgMYgAQSGwoJZGV2aWNlX2lkGAUgASgJQgi6SAVyAxiAAUINCgRjb2RlEgW6SAIIASJMChJSZWNvcmRTY2FuUmVzcG9uc2USDwoHc2Nhbl9pZBgBIAEoCRIlCgZ0YXJnZXQYAiABKAsyFS50dGlwLnFyLnYxLlRpcFRhcmdldCLnAgoTR2V0U2NhblN0YXRzUmVxdWVzdBIfCgpxcl9jb2RlX2lkGAEgASgJQgu6SAjYAQFyA7ABARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESMAoEZnJvbRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIuCgJ0bxgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBATqtAbpIqQEaYgoVZ2V0X3NjYW5fc3RhdHMudGFyZ2V0EhtnaXZlIHFyX2NvZGVfaWQgb3Igb3duZXJfaWQaLHRoaXMucXJfY29kZV9pZCAhPSAnJyB8fCB0aGlzLm93bmVyX2lkICE9ICcnGkMKFGdldF9zY2FuX3N0YXRzLnJhbmdlEhZmcm9tIG11c3QgYmUgYmVmb3JlIHRvGhN0aGlzLmZyb20gPCB0aGlzLnRvIjwKFEdldFNjYW5TdGF0c1Jlc3BvbnNlEiQKBXN0YXRzGAEgAygLMhUudHRpcC5xci52MS5TY2FuU3RhdHMiRAocTWF0Y2hBY2NvdW50UmVmZXJlbmNlUmVxdWVzdBIkChFhY2NvdW50X3JlZmVyZW5jZRgBIAEoCUIJukgGcgQQARgUIoIBCh1NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSEgoKcXJfY29kZV9pZBgCIAEoCRIQCgh2ZW51ZV9pZBgDIAEoCRIoCgZzdGF0dXMYBCABKA4yGC50dGlwLnFyLnYxLlFyQ29kZVN0YXR1cyJHCh9TdWdnZXN0QWNjb3VudFJlZmVyZW5jZXNSZXF1ZXN0EiQKEWFjY291bnRfcmVmZXJlbmNlGAEgASgJQgm6SAZyBBABGBQiPgogU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVzcG9uc2USGgoSYWNjb3VudF9yZWZlcmVuY2VzGAEgAygJIr8CChFQdXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBEh8KDGRpc3BsYXlfbmFtZRgDIAEoCUIJukgGcgQQARhQEiEKCXBob3RvX3VybBgEIAEoCUIOukgL2AEBcgYYgBCIAQESEwoGYWN0aXZlGAUgASgISACIAQESJgoIY3VycmVuY3kYBiABKAlCFLpIEdgBAXIMMgpeW0EtWl17M30kEhUKBGNpdHkYByABKAlCB7pIBHICGCgSKwoEcm9sZRgIIAEoCUIYukgVchMYKDIPXlteXHgwMC1ceDFmXSokSAGIAQFCCQoHX2FjdGl2ZUIHCgVfcm9sZSI6ChJQdXRQcm9maWxlUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSKFAQoWUHV0UHJvZmlsZVBob3RvUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBEhgKBWltYWdlGAMgASgMQgm6SAZ6BBiAgCAiPwoXUHV0UHJvZmlsZVBob3RvUmVzcG9uc2USJAoHcHJvZmlsZRgBIAEoCzITLnR0aXAucXIudjEuUHJvZmlsZSJrChZHZXRQcm9maWxlUGhvdG9SZXF1ZXN0EjUKCm93bmVyX2tpbmQYASABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZEIKukgHggEEEAEgABIaCghvd25lcl9pZBgCIAEoCUIIukgFcgOwAQEiTgoXR2V0UHJvZmlsZVBob3RvUmVzcG9uc2USDQoFaW1hZ2UYASABKAwSFAoMY29udGVudF90eXBlGAIgASgJEg4KBnNoYTI1NhgDIAEoCSJmChFHZXRQcm9maWxlUmVxdWVzdBI1Cgpvd25lcl9raW5kGAEgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAiABKAlCCLpIBXIDsAEBIjoKEkdldFByb2ZpbGVSZXNwb25zZRIkCgdwcm9maWxlGAEgASgLMhMudHRpcC5xci52MS5Qcm9maWxlIk8KFEFkZFZlbnVlU3RhZmZSZXF1ZXN0EhoKCHZlbnVlX2lkGAEgASgJQgi6SAVyA7ABARIbCgl3b3JrZXJfaWQYAiABKAlCCLpIBXIDsAEBIhcKFUFkZFZlbnVlU3RhZmZSZXNwb25zZSJSChdSZW1vdmVWZW51ZVN0YWZmUmVxdWVzdBIaCgh2ZW51ZV9pZBgBIAEoCUIIukgFcgOwAQESGwoJd29ya2VyX2lkGAIgASgJQgi6SAVyA7ABASIxChhSZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2USFQoNcmV2b2tlZF9jb2RlcxgBIAEoBSIaChhMaXN0TWFuYWdlZFZlbnVlc1JlcXVlc3QiQAoZTGlzdE1hbmFnZWRWZW51ZXNSZXNwb25zZRIjCgZ2ZW51ZXMYASADKAsyEy50dGlwLnFyLnYxLlByb2ZpbGUigQEKEkxpbmtQYXJ0bmVyUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEjUKCm93bmVyX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZEIKukgHggEEEAEgABIaCghvd25lcl9pZBgDIAEoCUIIukgFcgOwAQEiPAoTTGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKDAQoUVW5saW5rUGFydG5lclJlcXVlc3QSGAoGa2V5X2lkGAEgASgJQgi6SAVyA7ABARI1Cgpvd25lcl9raW5kGAIgASgOMhUudHRpcC5xci52MS5Pd25lcktpbmRCCrpIB4IBBBABIAASGgoIb3duZXJfaWQYAyABKAlCCLpIBXIDsAEBIj4KFVVubGlua1BhcnRuZXJSZXNwb25zZRIlCgRsaW5rGAEgASgLMhcudHRpcC5xci52MS5QYXJ0bmVyTGluayKYAQoXTGlzdFBhcnRuZXJMaW5rc1JlcXVlc3QSMwoKb3duZXJfa2luZBgBIAEoDjIVLnR0aXAucXIudjEuT3duZXJLaW5kQgi6SAWCAQIQARIdCghvd25lcl9pZBgCIAEoCUILukgI2AEBcgOwAQESKQoEcGFnZRgDIAEoCzIbLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXF1ZXN0Im4KGExpc3RQYXJ0bmVyTGlua3NSZXNwb25zZRImCgVsaW5rcxgBIAMoCzIXLnR0aXAucXIudjEuUGFydG5lckxpbmsSKgoEcGFnZRgCIAEoCzIcLnR0aXAuY29tbW9uLnYxLlBhZ2VSZXNwb25zZSJyChdDaGVja1BhcnRuZXJMaW5rUmVxdWVzdBIYCgZrZXlfaWQYASABKAlCCLpIBXIDsAEBEh4KCXdvcmtlcl9pZBgCIAEoCUILukgI2AEBcgOwAQESHQoIdmVudWVfaWQYAyABKAlCC7pICNgBAXIDsAEBImMKGENoZWNrUGFydG5lckxpbmtSZXNwb25zZRIOCgZsaW5rZWQYASABKAgSJwoIdmlhX2tpbmQYAiABKA4yFS50dGlwLnFyLnYxLk93bmVyS2luZBIOCgZ2aWFfaWQYAyABKAkypBAKCVFyU2VydmljZRKBAQoMQ3JlYXRlUXJDb2RlEh8udHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5DcmVhdGVRckNvZGVSZXNwb25zZSIuyvMYKggCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluGghxcjp3cml0ZRJcCglHZXRRckNvZGUSHC50dGlwLnFyLnYxLkdldFFyQ29kZVJlcXVlc3QaHS50dGlwLnFyLnYxLkdldFFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYgoLTGlzdFFyQ29kZXMSHi50dGlwLnFyLnYxLkxpc3RRckNvZGVzUmVxdWVzdBofLnR0aXAucXIudjEuTGlzdFFyQ29kZXNSZXNwb25zZSISkAIByvMYCwgBGgdxcjpyZWFkElkKDVJlc29sdmVRckNvZGUSIC50dGlwLnFyLnYxLlJlc29sdmVRckNvZGVSZXF1ZXN0GiEudHRpcC5xci52MS5SZXNvbHZlUXJDb2RlUmVzcG9uc2UiA5ACARJlCgxSZW5kZXJRckNvZGUSHy50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJlbmRlclFyQ29kZVJlc3BvbnNlIhKQAgHK8xgLCAEaB3FyOnJlYWQSYwoMUm90YXRlUXJDb2RlEh8udHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXF1ZXN0GiAudHRpcC5xci52MS5Sb3RhdGVRckNvZGVSZXNwb25zZSIQyvMYDAgBGghxcjp3cml0ZRJjCgxSZXZva2VRckNvZGUSHy50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlcXVlc3QaIC50dGlwLnFyLnYxLlJldm9rZVFyQ29kZVJlc3BvbnNlIhDK8xgMCAEaCHFyOndyaXRlEmUKEUdldE9mZmxpbmVQYXlsb2FkEiQudHRpcC5xci52MS5HZXRPZmZsaW5lUGF5bG9hZFJlcXVlc3QaJS50dGlwLnFyLnYxLkdldE9mZmxpbmVQYXlsb2FkUmVzcG9uc2UiA5ACARJLCgpSZWNvcmRTY2FuEh0udHRpcC5xci52MS5SZWNvcmRTY2FuUmVxdWVzdBoeLnR0aXAucXIudjEuUmVjb3JkU2NhblJlc3BvbnNlElYKDEdldFNjYW5TdGF0cxIfLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVxdWVzdBogLnR0aXAucXIudjEuR2V0U2NhblN0YXRzUmVzcG9uc2UiA5ACARJQCgpQdXRQcm9maWxlEh0udHRpcC5xci52MS5QdXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuUHV0UHJvZmlsZVJlc3BvbnNlIgOQAgISXwoPUHV0UHJvZmlsZVBob3RvEiIudHRpcC5xci52MS5QdXRQcm9maWxlUGhvdG9SZXF1ZXN0GiMudHRpcC5xci52MS5QdXRQcm9maWxlUGhvdG9SZXNwb25zZSIDkAICEl8KD0dldFByb2ZpbGVQaG90bxIiLnR0aXAucXIudjEuR2V0UHJvZmlsZVBob3RvUmVxdWVzdBojLnR0aXAucXIudjEuR2V0UHJvZmlsZVBob3RvUmVzcG9uc2UiA5ACARJQCgpHZXRQcm9maWxlEh0udHRpcC5xci52MS5HZXRQcm9maWxlUmVxdWVzdBoeLnR0aXAucXIudjEuR2V0UHJvZmlsZVJlc3BvbnNlIgOQAgESWQoNQWRkVmVudWVTdGFmZhIgLnR0aXAucXIudjEuQWRkVmVudWVTdGFmZlJlcXVlc3QaIS50dGlwLnFyLnYxLkFkZFZlbnVlU3RhZmZSZXNwb25zZSIDkAICEmIKEFJlbW92ZVZlbnVlU3RhZmYSIy50dGlwLnFyLnYxLlJlbW92ZVZlbnVlU3RhZmZSZXF1ZXN0GiQudHRpcC5xci52MS5SZW1vdmVWZW51ZVN0YWZmUmVzcG9uc2UiA5ACAhKBAQoRTGlzdE1hbmFnZWRWZW51ZXMSJC50dGlwLnFyLnYxLkxpc3RNYW5hZ2VkVmVudWVzUmVxdWVzdBolLnR0aXAucXIudjEuTGlzdE1hbmFnZWRWZW51ZXNSZXNwb25zZSIfkAIByvMYGAgCEg12ZW51ZV9tYW5hZ2VyEgVhZG1pbhJ3CgtMaW5rUGFydG5lchIeLnR0aXAucXIudjEuTGlua1BhcnRuZXJSZXF1ZXN0Gh8udHRpcC5xci52MS5MaW5rUGFydG5lclJlc3BvbnNlIieQAgLK8xggCAISBndvcmtlchINdmVudWVfbWFuYWdlchIFYWRtaW4SfQoNVW5saW5rUGFydG5lchIgLnR0aXAucXIudjEuVW5saW5rUGFydG5lclJlcXVlc3QaIS50dGlwLnFyLnYxLlVubGlua1BhcnRuZXJSZXNwb25zZSInkAICyvMYIAgCEgZ3b3JrZXISDXZlbnVlX21hbmFnZXISBWFkbWluEo8BChBMaXN0UGFydG5lckxpbmtzEiMudHRpcC5xci52MS5MaXN0UGFydG5lckxpbmtzUmVxdWVzdBokLnR0aXAucXIudjEuTGlzdFBhcnRuZXJMaW5rc1Jlc3BvbnNlIjCQAgHK8xgpCAISBndvcmtlchINdmVudWVfbWFuYWdlchIFYWRtaW4aB3FyOnJlYWQaBsrzGAIIATLMAwoRUXJJbnRlcm5hbFNlcnZpY2UScQoVTWF0Y2hBY2NvdW50UmVmZXJlbmNlEigudHRpcC5xci52MS5NYXRjaEFjY291bnRSZWZlcmVuY2VSZXF1ZXN0GikudHRpcC5xci52MS5NYXRjaEFjY291bnRSZWZlcmVuY2VSZXNwb25zZSIDkAIBEnoKGFN1Z2dlc3RBY2NvdW50UmVmZXJlbmNlcxIrLnR0aXAucXIudjEuU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVxdWVzdBosLnR0aXAucXIudjEuU3VnZ2VzdEFjY291bnRSZWZlcmVuY2VzUmVzcG9uc2UiA5ACARJcCg5HZXRWZW51ZUFjY2VzcxIhLnR0aXAucXIudjEuR2V0VmVudWVBY2Nlc3NSZXF1ZXN0GiIudHRpcC5xci52MS5HZXRWZW51ZUFjY2Vzc1Jlc3BvbnNlIgOQAgESYgoQQ2hlY2tQYXJ0bmVyTGluaxIjLnR0aXAucXIudjEuQ2hlY2tQYXJ0bmVyTGlua1JlcXVlc3QaJC50dGlwLnFyLnYxLkNoZWNrUGFydG5lckxpbmtSZXNwb25zZSIDkAIBGgbK8xgCCARiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_ttip_common_v1_page, file_ttip_qr_v1_qr, file_ttip_common_v1_options]);
 
 /**
  * @generated from message ttip.qr.v1.GetVenueAccessRequest
@@ -708,6 +708,13 @@ export type PutProfileRequest = Message<"ttip.qr.v1.PutProfileRequest"> & {
    * @generated from field: string city = 7;
    */
   city: string;
+
+  /**
+   * Profile.role. Unset keeps the current role; empty clears it.
+   *
+   * @generated from field: optional string role = 8;
+   */
+  role?: string | undefined;
 };
 
 /**
@@ -735,6 +742,108 @@ export const PutProfileResponseSchema: GenMessage<PutProfileResponse> = /*@__PUR
   messageDesc(file_ttip_qr_v1_qr_service, 27);
 
 /**
+ * @generated from message ttip.qr.v1.PutProfilePhotoRequest
+ */
+export type PutProfilePhotoRequest = Message<"ttip.qr.v1.PutProfilePhotoRequest"> & {
+  /**
+   * @generated from field: ttip.qr.v1.OwnerKind owner_kind = 1;
+   */
+  ownerKind: OwnerKind;
+
+  /**
+   * @generated from field: string owner_id = 2;
+   */
+  ownerId: string;
+
+  /**
+   * JPEG, PNG or WebP, told apart by their first bytes (never by a name or a
+   * declared type); empty removes the photo. At most 512 KiB: the tip page
+   * shows it at 72 px on phones with slow networks, so the web app scales a
+   * picture of up to 2 MB down before sending it.
+   *
+   * @generated from field: bytes image = 3;
+   */
+  image: Uint8Array;
+};
+
+/**
+ * Describes the message ttip.qr.v1.PutProfilePhotoRequest.
+ * Use `create(PutProfilePhotoRequestSchema)` to create a new message.
+ */
+export const PutProfilePhotoRequestSchema: GenMessage<PutProfilePhotoRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 28);
+
+/**
+ * @generated from message ttip.qr.v1.PutProfilePhotoResponse
+ */
+export type PutProfilePhotoResponse = Message<"ttip.qr.v1.PutProfilePhotoResponse"> & {
+  /**
+   * @generated from field: ttip.qr.v1.Profile profile = 1;
+   */
+  profile?: Profile | undefined;
+};
+
+/**
+ * Describes the message ttip.qr.v1.PutProfilePhotoResponse.
+ * Use `create(PutProfilePhotoResponseSchema)` to create a new message.
+ */
+export const PutProfilePhotoResponseSchema: GenMessage<PutProfilePhotoResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 29);
+
+/**
+ * @generated from message ttip.qr.v1.GetProfilePhotoRequest
+ */
+export type GetProfilePhotoRequest = Message<"ttip.qr.v1.GetProfilePhotoRequest"> & {
+  /**
+   * @generated from field: ttip.qr.v1.OwnerKind owner_kind = 1;
+   */
+  ownerKind: OwnerKind;
+
+  /**
+   * @generated from field: string owner_id = 2;
+   */
+  ownerId: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.GetProfilePhotoRequest.
+ * Use `create(GetProfilePhotoRequestSchema)` to create a new message.
+ */
+export const GetProfilePhotoRequestSchema: GenMessage<GetProfilePhotoRequest> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 30);
+
+/**
+ * @generated from message ttip.qr.v1.GetProfilePhotoResponse
+ */
+export type GetProfilePhotoResponse = Message<"ttip.qr.v1.GetProfilePhotoResponse"> & {
+  /**
+   * @generated from field: bytes image = 1;
+   */
+  image: Uint8Array;
+
+  /**
+   * "image/jpeg", "image/png" or "image/webp".
+   *
+   * @generated from field: string content_type = 2;
+   */
+  contentType: string;
+
+  /**
+   * Lower-case hex SHA-256 of image: the version in uploaded_photo_url.
+   *
+   * @generated from field: string sha256 = 3;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message ttip.qr.v1.GetProfilePhotoResponse.
+ * Use `create(GetProfilePhotoResponseSchema)` to create a new message.
+ */
+export const GetProfilePhotoResponseSchema: GenMessage<GetProfilePhotoResponse> = /*@__PURE__*/
+  messageDesc(file_ttip_qr_v1_qr_service, 31);
+
+/**
  * @generated from message ttip.qr.v1.GetProfileRequest
  */
 export type GetProfileRequest = Message<"ttip.qr.v1.GetProfileRequest"> & {
@@ -754,7 +863,7 @@ export type GetProfileRequest = Message<"ttip.qr.v1.GetProfileRequest"> & {
  * Use `create(GetProfileRequestSchema)` to create a new message.
  */
 export const GetProfileRequestSchema: GenMessage<GetProfileRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 28);
+  messageDesc(file_ttip_qr_v1_qr_service, 32);
 
 /**
  * @generated from message ttip.qr.v1.GetProfileResponse
@@ -771,7 +880,7 @@ export type GetProfileResponse = Message<"ttip.qr.v1.GetProfileResponse"> & {
  * Use `create(GetProfileResponseSchema)` to create a new message.
  */
 export const GetProfileResponseSchema: GenMessage<GetProfileResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 29);
+  messageDesc(file_ttip_qr_v1_qr_service, 33);
 
 /**
  * @generated from message ttip.qr.v1.AddVenueStaffRequest
@@ -793,7 +902,7 @@ export type AddVenueStaffRequest = Message<"ttip.qr.v1.AddVenueStaffRequest"> & 
  * Use `create(AddVenueStaffRequestSchema)` to create a new message.
  */
 export const AddVenueStaffRequestSchema: GenMessage<AddVenueStaffRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 30);
+  messageDesc(file_ttip_qr_v1_qr_service, 34);
 
 /**
  * @generated from message ttip.qr.v1.AddVenueStaffResponse
@@ -806,7 +915,7 @@ export type AddVenueStaffResponse = Message<"ttip.qr.v1.AddVenueStaffResponse"> 
  * Use `create(AddVenueStaffResponseSchema)` to create a new message.
  */
 export const AddVenueStaffResponseSchema: GenMessage<AddVenueStaffResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 31);
+  messageDesc(file_ttip_qr_v1_qr_service, 35);
 
 /**
  * @generated from message ttip.qr.v1.RemoveVenueStaffRequest
@@ -828,7 +937,7 @@ export type RemoveVenueStaffRequest = Message<"ttip.qr.v1.RemoveVenueStaffReques
  * Use `create(RemoveVenueStaffRequestSchema)` to create a new message.
  */
 export const RemoveVenueStaffRequestSchema: GenMessage<RemoveVenueStaffRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 32);
+  messageDesc(file_ttip_qr_v1_qr_service, 36);
 
 /**
  * @generated from message ttip.qr.v1.RemoveVenueStaffResponse
@@ -847,7 +956,7 @@ export type RemoveVenueStaffResponse = Message<"ttip.qr.v1.RemoveVenueStaffRespo
  * Use `create(RemoveVenueStaffResponseSchema)` to create a new message.
  */
 export const RemoveVenueStaffResponseSchema: GenMessage<RemoveVenueStaffResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 33);
+  messageDesc(file_ttip_qr_v1_qr_service, 37);
 
 /**
  * @generated from message ttip.qr.v1.ListManagedVenuesRequest
@@ -860,7 +969,7 @@ export type ListManagedVenuesRequest = Message<"ttip.qr.v1.ListManagedVenuesRequ
  * Use `create(ListManagedVenuesRequestSchema)` to create a new message.
  */
 export const ListManagedVenuesRequestSchema: GenMessage<ListManagedVenuesRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 34);
+  messageDesc(file_ttip_qr_v1_qr_service, 38);
 
 /**
  * @generated from message ttip.qr.v1.ListManagedVenuesResponse
@@ -879,7 +988,7 @@ export type ListManagedVenuesResponse = Message<"ttip.qr.v1.ListManagedVenuesRes
  * Use `create(ListManagedVenuesResponseSchema)` to create a new message.
  */
 export const ListManagedVenuesResponseSchema: GenMessage<ListManagedVenuesResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 35);
+  messageDesc(file_ttip_qr_v1_qr_service, 39);
 
 /**
  * @generated from message ttip.qr.v1.LinkPartnerRequest
@@ -910,7 +1019,7 @@ export type LinkPartnerRequest = Message<"ttip.qr.v1.LinkPartnerRequest"> & {
  * Use `create(LinkPartnerRequestSchema)` to create a new message.
  */
 export const LinkPartnerRequestSchema: GenMessage<LinkPartnerRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 36);
+  messageDesc(file_ttip_qr_v1_qr_service, 40);
 
 /**
  * @generated from message ttip.qr.v1.LinkPartnerResponse
@@ -927,7 +1036,7 @@ export type LinkPartnerResponse = Message<"ttip.qr.v1.LinkPartnerResponse"> & {
  * Use `create(LinkPartnerResponseSchema)` to create a new message.
  */
 export const LinkPartnerResponseSchema: GenMessage<LinkPartnerResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 37);
+  messageDesc(file_ttip_qr_v1_qr_service, 41);
 
 /**
  * @generated from message ttip.qr.v1.UnlinkPartnerRequest
@@ -954,7 +1063,7 @@ export type UnlinkPartnerRequest = Message<"ttip.qr.v1.UnlinkPartnerRequest"> & 
  * Use `create(UnlinkPartnerRequestSchema)` to create a new message.
  */
 export const UnlinkPartnerRequestSchema: GenMessage<UnlinkPartnerRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 38);
+  messageDesc(file_ttip_qr_v1_qr_service, 42);
 
 /**
  * @generated from message ttip.qr.v1.UnlinkPartnerResponse
@@ -971,7 +1080,7 @@ export type UnlinkPartnerResponse = Message<"ttip.qr.v1.UnlinkPartnerResponse"> 
  * Use `create(UnlinkPartnerResponseSchema)` to create a new message.
  */
 export const UnlinkPartnerResponseSchema: GenMessage<UnlinkPartnerResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 39);
+  messageDesc(file_ttip_qr_v1_qr_service, 43);
 
 /**
  * @generated from message ttip.qr.v1.ListPartnerLinksRequest
@@ -1000,7 +1109,7 @@ export type ListPartnerLinksRequest = Message<"ttip.qr.v1.ListPartnerLinksReques
  * Use `create(ListPartnerLinksRequestSchema)` to create a new message.
  */
 export const ListPartnerLinksRequestSchema: GenMessage<ListPartnerLinksRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 40);
+  messageDesc(file_ttip_qr_v1_qr_service, 44);
 
 /**
  * @generated from message ttip.qr.v1.ListPartnerLinksResponse
@@ -1022,7 +1131,7 @@ export type ListPartnerLinksResponse = Message<"ttip.qr.v1.ListPartnerLinksRespo
  * Use `create(ListPartnerLinksResponseSchema)` to create a new message.
  */
 export const ListPartnerLinksResponseSchema: GenMessage<ListPartnerLinksResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 41);
+  messageDesc(file_ttip_qr_v1_qr_service, 45);
 
 /**
  * @generated from message ttip.qr.v1.CheckPartnerLinkRequest
@@ -1053,7 +1162,7 @@ export type CheckPartnerLinkRequest = Message<"ttip.qr.v1.CheckPartnerLinkReques
  * Use `create(CheckPartnerLinkRequestSchema)` to create a new message.
  */
 export const CheckPartnerLinkRequestSchema: GenMessage<CheckPartnerLinkRequest> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 42);
+  messageDesc(file_ttip_qr_v1_qr_service, 46);
 
 /**
  * @generated from message ttip.qr.v1.CheckPartnerLinkResponse
@@ -1082,7 +1191,7 @@ export type CheckPartnerLinkResponse = Message<"ttip.qr.v1.CheckPartnerLinkRespo
  * Use `create(CheckPartnerLinkResponseSchema)` to create a new message.
  */
 export const CheckPartnerLinkResponseSchema: GenMessage<CheckPartnerLinkResponse> = /*@__PURE__*/
-  messageDesc(file_ttip_qr_v1_qr_service, 43);
+  messageDesc(file_ttip_qr_v1_qr_service, 47);
 
 /**
  * QR codes for workers and venues, their renders and offline forms, and scans.
@@ -1199,6 +1308,30 @@ export const QrService: GenService<{
     methodKind: "unary";
     input: typeof PutProfileRequestSchema;
     output: typeof PutProfileResponseSchema;
+  },
+  /**
+   * Stores the owner's photo, served by the platform itself at
+   * Profile.uploaded_photo_url (no third-party host) and shown on the tip
+   * page in place of photo_url. Who may: as PutProfile, for a profile that
+   * exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+   * image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+   *
+   * @generated from rpc ttip.qr.v1.QrService.PutProfilePhoto
+   */
+  putProfilePhoto: {
+    methodKind: "unary";
+    input: typeof PutProfilePhotoRequestSchema;
+    output: typeof PutProfilePhotoResponseSchema;
+  },
+  /**
+   * The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+   *
+   * @generated from rpc ttip.qr.v1.QrService.GetProfilePhoto
+   */
+  getProfilePhoto: {
+    methodKind: "unary";
+    input: typeof GetProfilePhotoRequestSchema;
+    output: typeof GetProfilePhotoResponseSchema;
   },
   /**
    * @generated from rpc ttip.qr.v1.QrService.GetProfile

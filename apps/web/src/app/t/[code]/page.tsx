@@ -59,7 +59,7 @@ export default async function TipPage({ params, searchParams }: { params: Promis
   return (
     <main>
       <LanguageSwitch locale={locale} back={here} t={t} />
-      <WhoCard target={target} t={t} heading={t("tipFor")} />
+      <WhoCard target={target} t={t} locale={locale} heading={t("tipFor")} />
       {target.shared ? <p className="notice">{t("sharedTip", { venue: target.displayName })}</p> : null}
       {recipientId ? (
         <TipForm

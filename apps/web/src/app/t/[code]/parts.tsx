@@ -1,5 +1,6 @@
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { Locale, Translate } from "../../../lib/i18n";
+import { roleLabel } from "../../../lib/roles";
 
 /** The language switch: a plain link, so it works without scripts. */
 export function LanguageSwitch({ locale, back, t }: { locale: Locale; back: string; t: Translate }) {
@@ -13,12 +14,12 @@ export function LanguageSwitch({ locale, back, t }: { locale: Locale; back: stri
   );
 }
 
-/** Who is tipped: photo (or initial), name, venue and table; in the first HTML. */
-export function WhoCard({ target, t, heading }: { target: TipTarget; t: Translate; heading: string }) {
+/** Who is tipped: photo (or initial), name, role, venue and table; in the first HTML. */
+export function WhoCard({ target, t, locale, heading }: { target: TipTarget; t: Translate; locale: Locale; heading: string }) {
   return (
     <div className="who">
       {target.photoUrl ? (
-        // A plain img: the photo is the worker's own URL, no optimiser in between.
+        // A plain img: the platform's own copy of an uploaded photo (or the worker's link), no optimiser in between.
         // eslint-disable-next-line @next/next/no-img-element
         <img src={target.photoUrl} alt="" width={72} height={72} />
       ) : (
@@ -29,6 +30,7 @@ export function WhoCard({ target, t, heading }: { target: TipTarget; t: Translat
       <div>
         <p className="muted" style={{ margin: 0 }}>{heading}</p>
         <h1>{target.displayName}</h1>
+        {target.role ? <div data-testid="role">{roleLabel(target.role, locale)}</div> : null}
         {target.venueName ? <div className="muted">{t("atVenue", { venue: target.venueName })}</div> : null}
         {target.table ? <div className="muted">{t("table", { table: target.table })}</div> : null}
       </div>

@@ -8,7 +8,9 @@ import { NotificationService } from "@ttip/proto/ttip/notification/v1/notificati
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { checkNotifications, checkPayout, checkPinChange, checkProfile } from "../../../lib/forms";
+import { checkNotifications, checkPayout, checkPhotoFile, checkPinChange, checkProfile } from "../../../lib/forms";
+import { shrinkPhoto } from "../../../lib/photo";
+import { isWorkerRole, roleLabel, WORKER_ROLES } from "../../../lib/roles";
 import { formatMoney } from "../../../lib/money";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
@@ -49,7 +51,8 @@ function Saved() {
 }
 
 /**
- * Settings: profile (name and photo link, as the tip page shows them),
+ * Settings: profile (name, role and photo link, as the tip page shows them),
+ * an uploaded photo (scaled down here, kept by qr, served by this app),
  * language (the app, auth's profile and notification's messages), payout
  * number and automatic payout, PIN change, and notification channels per
  * kind with quiet hours and an e-mail address.
@@ -63,6 +66,8 @@ export default function Settings() {
   const prefs = useQuery(NotificationService.method.getPreferences, {});
   const updateProfile = useMutation(AuthService.method.updateProfile);
   const putProfile = useMutation(QrService.method.putProfile);
+  const putPhoto = useMutation(QrService.method.putProfilePhoto);
+  const [ownRole, setOwnRole] = useState<boolean>();
   const changePin = useMutation(AuthService.method.changePin);
   const updatePayout = useMutation(PaymentService.method.updatePayoutSettings);
   const updatePrefs = useMutation(NotificationService.method.updatePreferences);
@@ -81,6 +86,8 @@ export default function Settings() {
 
   if (!loaded) return (<><WorkerNav /><p>{t("loading")}</p></>);
   const name = user?.displayName || shown?.displayName || "";
+  const role = shown?.role ?? "";
+  const roleChoice = !role || isWorkerRole(role) ? role : "other";
   const channelsOf = (pr: Preferences | undefined, key: TemplateKey) => pr?.kinds.find((k) => k.key === key)?.channels ?? [];
   return (
     <>
@@ -93,21 +100,68 @@ export default function Settings() {
         id="profile"
         button={t("saveProfile")}
         onSubmit={async (f) => {
-          const c = checkProfile(String(f.get("name") ?? ""), String(f.get("photo") ?? ""));
+          const chosen = String(f.get("role") ?? "");
+          const c = checkProfile(String(f.get("name") ?? ""), String(f.get("photo") ?? ""), chosen === "other" ? String(f.get("ownRole") ?? "") : chosen);
           if (!c.ok) return t(c.problem as WorkerKey);
           return attempt(async () => {
             await updateProfile.mutateAsync({ displayName: c.value.displayName, photoUrl: c.value.photoUrl });
             // The tip page shows qr's profile: keep it the same, with its currency and city.
-            await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: c.value.displayName, photoUrl: c.value.photoUrl, currency: shown?.currency ?? "", city: shown?.city ?? "" });
+            await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: c.value.displayName, photoUrl: c.value.photoUrl, currency: shown?.currency ?? "", city: shown?.city ?? "", role: c.value.role });
             await Promise.all([me.refetch(), qrProfile.refetch()]);
           });
         }}
       >
         <label className="field" htmlFor="name">{t("name")}</label>
         <input id="name" name="name" type="text" maxLength={60} autoComplete="name" defaultValue={name} />
+        <label className="field" htmlFor="role">{t("role")}</label>
+        <select id="role" name="role" defaultValue={roleChoice} onChange={(e) => setOwnRole(e.target.value === "other")}>
+          <option value="">{t("roleNone")}</option>
+          {WORKER_ROLES.map((r) => <option key={r} value={r}>{roleLabel(r, locale)}</option>)}
+          <option value="other">{t("roleOther")}</option>
+        </select>
+        {(ownRole ?? roleChoice === "other") ? (
+          <>
+            <label className="field" htmlFor="ownRole">{t("roleOwnWords")}</label>
+            <input id="ownRole" name="ownRole" type="text" maxLength={40} defaultValue={roleChoice === "other" ? role : ""} />
+          </>
+        ) : null}
         <label className="field" htmlFor="photo">{t("photoUrl")}</label>
         <input id="photo" name="photo" type="url" inputMode="url" defaultValue={user?.photoUrl || shown?.photoUrl || ""} />
-        <p className="muted">{t("missingPhotoUpload")}</p>
+      </Section>
+
+      <Section
+        title={t("photoHeading")}
+        id="photo-upload"
+        button={t("savePhoto")}
+        onSubmit={async (f) => {
+          const remove = f.get("removePhoto") === "on";
+          const file = f.get("photoFile");
+          let image: Uint8Array = new Uint8Array();
+          if (!remove) {
+            const c = checkPhotoFile(file instanceof File ? file : undefined);
+            if (!c.ok) return t(c.problem as WorkerKey);
+            const small = await shrinkPhoto(file as File);
+            if (!small) return t("err_photoRead");
+            image = small;
+          }
+          return attempt(async () => {
+            // A photo belongs to a profile: a worker who never saved one gets it now, under their name.
+            if (!shown) await putProfile.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, displayName: name || "-", photoUrl: "" });
+            await putPhoto.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: session!.userId, image });
+            await qrProfile.refetch();
+          });
+        }}
+      >
+        {shown?.uploadedPhotoUrl ? (
+          <figure>
+            {/* eslint-disable-next-line @next/next/no-img-element */}
+            <img src={shown.uploadedPhotoUrl} alt={t("photoNow")} width={72} height={72} data-testid="photo-now" />
+            <figcaption className="muted">{t("photoNow")}</figcaption>
+          </figure>
+        ) : null}
+        <label className="field" htmlFor="photoFile">{t("photoFile")}</label>
+        <input id="photoFile" name="photoFile" type="file" accept="image/jpeg,image/png,image/webp" />
+        {shown?.uploadedPhotoUrl ? <label className="check"><input type="checkbox" name="removePhoto" /> {t("removePhoto")}</label> : null}
       </Section>
 
       <Section

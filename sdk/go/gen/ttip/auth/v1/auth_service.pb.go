@@ -2374,12 +2374,16 @@ func (x *RevokePartnerApiKeyResponse) GetKey() *PartnerApiKey {
 }
 
 type ListAuditEventsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Page          *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Actions       []AuditAction          `protobuf:"varint,3,rep,packed,name=actions,proto3,enum=ttip.auth.v1.AuditAction" json:"actions,omitempty"`
-	From          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
-	To            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Page    *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	UserId  string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Actions []AuditAction          `protobuf:"varint,3,rep,packed,name=actions,proto3,enum=ttip.auth.v1.AuditAction" json:"actions,omitempty"`
+	From    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// Only what this admin did.
+	ActorUserId string `protobuf:"bytes,6,opt,name=actor_user_id,json=actorUserId,proto3" json:"actor_user_id,omitempty"`
+	// Only records about this target, exactly as listed ("tip:<uuid>").
+	Target        string `protobuf:"bytes,7,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2447,6 +2451,20 @@ func (x *ListAuditEventsRequest) GetTo() *timestamppb.Timestamp {
 		return x.To
 	}
 	return nil
+}
+
+func (x *ListAuditEventsRequest) GetActorUserId() string {
+	if x != nil {
+		return x.ActorUserId
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
 }
 
 type ListAuditEventsResponse struct {
@@ -3651,13 +3669,15 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x1aRevokePartnerApiKeyRequest\x12\x1f\n" +
 	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\"L\n" +
 	"\x1bRevokePartnerApiKeyResponse\x12-\n" +
-	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\x91\x02\n" +
+	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xe4\x02\n" +
 	"\x16ListAuditEventsRequest\x12/\n" +
 	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x12$\n" +
 	"\auser_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId\x12D\n" +
 	"\aactions\x18\x03 \x03(\x0e2\x19.ttip.auth.v1.AuditActionB\x0f\xbaH\f\x92\x01\t\"\a\x82\x01\x04\x10\x01 \x00R\aactions\x12.\n" +
 	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
-	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"}\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12/\n" +
+	"\ractor_user_id\x18\x06 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\vactorUserId\x12 \n" +
+	"\x06target\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x06target\"}\n" +
 	"\x17ListAuditEventsResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.ttip.auth.v1.AuditEventR\x06events\x120\n" +
 	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\x19\n" +

@@ -512,22 +512,26 @@ func (x *QrCode) GetReplacedByQrCodeId() string {
 
 // What the tip page needs after a scan.
 type TipTarget struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	QrCodeId         string                 `protobuf:"bytes,1,opt,name=qr_code_id,json=qrCodeId,proto3" json:"qr_code_id,omitempty"`
-	OwnerKind        OwnerKind              `protobuf:"varint,2,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
-	WorkerId         string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	VenueId          string                 `protobuf:"bytes,4,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
-	DisplayName      string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	PhotoUrl         string                 `protobuf:"bytes,6,opt,name=photo_url,json=photoUrl,proto3" json:"photo_url,omitempty"`
-	VenueName        string                 `protobuf:"bytes,7,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
-	Currency         string                 `protobuf:"bytes,8,opt,name=currency,proto3" json:"currency,omitempty"`
-	SuggestedAmounts []*v1.Money            `protobuf:"bytes,9,rep,name=suggested_amounts,json=suggestedAmounts,proto3" json:"suggested_amounts,omitempty"`
-	FixedAmount      *v1.Money              `protobuf:"bytes,10,opt,name=fixed_amount,json=fixedAmount,proto3" json:"fixed_amount,omitempty"`
-	Table            string                 `protobuf:"bytes,11,opt,name=table,proto3" json:"table,omitempty"`
-	Shift            string                 `protobuf:"bytes,12,opt,name=shift,proto3" json:"shift,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	QrCodeId    string                 `protobuf:"bytes,1,opt,name=qr_code_id,json=qrCodeId,proto3" json:"qr_code_id,omitempty"`
+	OwnerKind   OwnerKind              `protobuf:"varint,2,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
+	WorkerId    string                 `protobuf:"bytes,3,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	VenueId     string                 `protobuf:"bytes,4,opt,name=venue_id,json=venueId,proto3" json:"venue_id,omitempty"`
+	DisplayName string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// The photo the owner uploaded (served by the platform) when there is one,
+	// else the link they gave; empty for none.
+	PhotoUrl         string      `protobuf:"bytes,6,opt,name=photo_url,json=photoUrl,proto3" json:"photo_url,omitempty"`
+	VenueName        string      `protobuf:"bytes,7,opt,name=venue_name,json=venueName,proto3" json:"venue_name,omitempty"`
+	Currency         string      `protobuf:"bytes,8,opt,name=currency,proto3" json:"currency,omitempty"`
+	SuggestedAmounts []*v1.Money `protobuf:"bytes,9,rep,name=suggested_amounts,json=suggestedAmounts,proto3" json:"suggested_amounts,omitempty"`
+	FixedAmount      *v1.Money   `protobuf:"bytes,10,opt,name=fixed_amount,json=fixedAmount,proto3" json:"fixed_amount,omitempty"`
+	Table            string      `protobuf:"bytes,11,opt,name=table,proto3" json:"table,omitempty"`
+	Shift            string      `protobuf:"bytes,12,opt,name=shift,proto3" json:"shift,omitempty"`
 	// True for a venue's own code (or a table's): the tip goes to the venue's
 	// pool and is shared among its staff by the venue's split rule.
-	Shared        bool `protobuf:"varint,13,opt,name=shared,proto3" json:"shared,omitempty"`
+	Shared bool `protobuf:"varint,13,opt,name=shared,proto3" json:"shared,omitempty"`
+	// The worker's role as their profile gives it (Profile.role), e.g. "waiter".
+	Role          string `protobuf:"bytes,14,opt,name=role,proto3" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -651,6 +655,13 @@ func (x *TipTarget) GetShared() bool {
 		return x.Shared
 	}
 	return false
+}
+
+func (x *TipTarget) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
 }
 
 // The offline form of a code: a KE-QR (EMVCo merchant-presented) payload that a
@@ -816,10 +827,19 @@ type Profile struct {
 	// ISO 4217 code tips are asked in; "KES" unless set.
 	Currency string `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`
 	// Printed in the KE-QR payload (tag 60); the configured default city unless set.
-	City          string                 `protobuf:"bytes,7,opt,name=city,proto3" json:"city,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	City      string                 `protobuf:"bytes,7,opt,name=city,proto3" json:"city,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// What the worker does, shown under their name on the tip page: one of the
+	// keys the tip page translates ("waiter", "bartender", "barista", "chef",
+	// "host", "housekeeping", "driver", "guide", "delivery", "attendant",
+	// "stylist", "security") or the owner's own words, shown as given.
+	Role string `protobuf:"bytes,9,opt,name=role,proto3" json:"role,omitempty"`
+	// Where the platform serves the photo uploaded with PutProfilePhoto (a URL
+	// on the platform's own host, changing with the photo); empty when none.
+	// The tip page shows it in place of photo_url.
+	UploadedPhotoUrl string `protobuf:"bytes,10,opt,name=uploaded_photo_url,json=uploadedPhotoUrl,proto3" json:"uploaded_photo_url,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Profile) Reset() {
@@ -906,6 +926,20 @@ func (x *Profile) GetUpdatedAt() *timestamppb.Timestamp {
 		return x.UpdatedAt
 	}
 	return nil
+}
+
+func (x *Profile) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *Profile) GetUploadedPhotoUrl() string {
+	if x != nil {
+		return x.UploadedPhotoUrl
+	}
+	return ""
 }
 
 type QrCodeProblem struct {
@@ -1095,7 +1129,7 @@ const file_ttip_qr_v1_qr_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x122\n" +
-	"\x16replaced_by_qr_code_id\x18\v \x01(\tR\x12replacedByQrCodeId\"\xd4\x03\n" +
+	"\x16replaced_by_qr_code_id\x18\v \x01(\tR\x12replacedByQrCodeId\"\xe8\x03\n" +
 	"\tTipTarget\x12\x1c\n" +
 	"\n" +
 	"qr_code_id\x18\x01 \x01(\tR\bqrCodeId\x124\n" +
@@ -1113,7 +1147,8 @@ const file_ttip_qr_v1_qr_proto_rawDesc = "" +
 	" \x01(\v2\x15.ttip.common.v1.MoneyR\vfixedAmount\x12\x14\n" +
 	"\x05table\x18\v \x01(\tR\x05table\x12\x14\n" +
 	"\x05shift\x18\f \x01(\tR\x05shift\x12\x16\n" +
-	"\x06shared\x18\r \x01(\bR\x06shared\"\xa7\x01\n" +
+	"\x06shared\x18\r \x01(\bR\x06shared\x12\x12\n" +
+	"\x04role\x18\x0e \x01(\tR\x04role\"\xa7\x01\n" +
 	"\x0eOfflinePayload\x12#\n" +
 	"\remvco_payload\x18\x01 \x01(\tR\femvcoPayload\x12&\n" +
 	"\x0fpaybill_or_till\x18\x02 \x01(\tR\rpaybillOrTill\x12+\n" +
@@ -1125,7 +1160,7 @@ const file_ttip_qr_v1_qr_proto_rawDesc = "" +
 	"\x05scans\x18\x02 \x01(\x03R\x05scans\x12%\n" +
 	"\x0eunique_devices\x18\x03 \x01(\x03R\runiqueDevices\x12\x12\n" +
 	"\x04tips\x18\x04 \x01(\x03R\x04tips\x12%\n" +
-	"\x0econversion_bps\x18\x05 \x01(\x05R\rconversionBps\"\x9d\x02\n" +
+	"\x0econversion_bps\x18\x05 \x01(\x05R\rconversionBps\"\xdf\x02\n" +
 	"\aProfile\x124\n" +
 	"\n" +
 	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n" +
@@ -1136,7 +1171,10 @@ const file_ttip_qr_v1_qr_proto_rawDesc = "" +
 	"\bcurrency\x18\x06 \x01(\tR\bcurrency\x12\x12\n" +
 	"\x04city\x18\a \x01(\tR\x04city\x129\n" +
 	"\n" +
-	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x90\x01\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x12\n" +
+	"\x04role\x18\t \x01(\tR\x04role\x12,\n" +
+	"\x12uploaded_photo_url\x18\n" +
+	" \x01(\tR\x10uploadedPhotoUrl\"\x90\x01\n" +
 	"\rQrCodeProblem\x12-\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x19.ttip.qr.v1.QrProblemKindR\x04kind\x12\x1c\n" +
 	"\n" +

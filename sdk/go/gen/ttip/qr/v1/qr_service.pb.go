@@ -1513,9 +1513,11 @@ type PutProfileRequest struct {
 	DisplayName string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	PhotoUrl    string                 `protobuf:"bytes,4,opt,name=photo_url,json=photoUrl,proto3" json:"photo_url,omitempty"`
 	// Unset keeps the current value (true for a new profile).
-	Active        *bool  `protobuf:"varint,5,opt,name=active,proto3,oneof" json:"active,omitempty"`
-	Currency      string `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`
-	City          string `protobuf:"bytes,7,opt,name=city,proto3" json:"city,omitempty"`
+	Active   *bool  `protobuf:"varint,5,opt,name=active,proto3,oneof" json:"active,omitempty"`
+	Currency string `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`
+	City     string `protobuf:"bytes,7,opt,name=city,proto3" json:"city,omitempty"`
+	// Profile.role. Unset keeps the current role; empty clears it.
+	Role          *string `protobuf:"bytes,8,opt,name=role,proto3,oneof" json:"role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1599,6 +1601,13 @@ func (x *PutProfileRequest) GetCity() string {
 	return ""
 }
 
+func (x *PutProfileRequest) GetRole() string {
+	if x != nil && x.Role != nil {
+		return *x.Role
+	}
+	return ""
+}
+
 type PutProfileResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Profile       *Profile               `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
@@ -1643,6 +1652,228 @@ func (x *PutProfileResponse) GetProfile() *Profile {
 	return nil
 }
 
+type PutProfilePhotoRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	OwnerKind OwnerKind              `protobuf:"varint,1,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
+	OwnerId   string                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	// JPEG, PNG or WebP, told apart by their first bytes (never by a name or a
+	// declared type); empty removes the photo. At most 512 KiB: the tip page
+	// shows it at 72 px on phones with slow networks, so the web app scales a
+	// picture of up to 2 MB down before sending it.
+	Image         []byte `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutProfilePhotoRequest) Reset() {
+	*x = PutProfilePhotoRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutProfilePhotoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutProfilePhotoRequest) ProtoMessage() {}
+
+func (x *PutProfilePhotoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutProfilePhotoRequest.ProtoReflect.Descriptor instead.
+func (*PutProfilePhotoRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PutProfilePhotoRequest) GetOwnerKind() OwnerKind {
+	if x != nil {
+		return x.OwnerKind
+	}
+	return OwnerKind_OWNER_KIND_UNSPECIFIED
+}
+
+func (x *PutProfilePhotoRequest) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *PutProfilePhotoRequest) GetImage() []byte {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+type PutProfilePhotoResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Profile       *Profile               `protobuf:"bytes,1,opt,name=profile,proto3" json:"profile,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutProfilePhotoResponse) Reset() {
+	*x = PutProfilePhotoResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutProfilePhotoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutProfilePhotoResponse) ProtoMessage() {}
+
+func (x *PutProfilePhotoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutProfilePhotoResponse.ProtoReflect.Descriptor instead.
+func (*PutProfilePhotoResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PutProfilePhotoResponse) GetProfile() *Profile {
+	if x != nil {
+		return x.Profile
+	}
+	return nil
+}
+
+type GetProfilePhotoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	OwnerKind     OwnerKind              `protobuf:"varint,1,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
+	OwnerId       string                 `protobuf:"bytes,2,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProfilePhotoRequest) Reset() {
+	*x = GetProfilePhotoRequest{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProfilePhotoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProfilePhotoRequest) ProtoMessage() {}
+
+func (x *GetProfilePhotoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProfilePhotoRequest.ProtoReflect.Descriptor instead.
+func (*GetProfilePhotoRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetProfilePhotoRequest) GetOwnerKind() OwnerKind {
+	if x != nil {
+		return x.OwnerKind
+	}
+	return OwnerKind_OWNER_KIND_UNSPECIFIED
+}
+
+func (x *GetProfilePhotoRequest) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+type GetProfilePhotoResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Image []byte                 `protobuf:"bytes,1,opt,name=image,proto3" json:"image,omitempty"`
+	// "image/jpeg", "image/png" or "image/webp".
+	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	// Lower-case hex SHA-256 of image: the version in uploaded_photo_url.
+	Sha256        string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProfilePhotoResponse) Reset() {
+	*x = GetProfilePhotoResponse{}
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProfilePhotoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProfilePhotoResponse) ProtoMessage() {}
+
+func (x *GetProfilePhotoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProfilePhotoResponse.ProtoReflect.Descriptor instead.
+func (*GetProfilePhotoResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetProfilePhotoResponse) GetImage() []byte {
+	if x != nil {
+		return x.Image
+	}
+	return nil
+}
+
+func (x *GetProfilePhotoResponse) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *GetProfilePhotoResponse) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 type GetProfileRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	OwnerKind     OwnerKind              `protobuf:"varint,1,opt,name=owner_kind,json=ownerKind,proto3,enum=ttip.qr.v1.OwnerKind" json:"owner_kind,omitempty"`
@@ -1653,7 +1884,7 @@ type GetProfileRequest struct {
 
 func (x *GetProfileRequest) Reset() {
 	*x = GetProfileRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1896,7 @@ func (x *GetProfileRequest) String() string {
 func (*GetProfileRequest) ProtoMessage() {}
 
 func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[28]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1909,7 @@ func (x *GetProfileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileRequest.ProtoReflect.Descriptor instead.
 func (*GetProfileRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetProfileRequest) GetOwnerKind() OwnerKind {
@@ -1704,7 +1935,7 @@ type GetProfileResponse struct {
 
 func (x *GetProfileResponse) Reset() {
 	*x = GetProfileResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1716,7 +1947,7 @@ func (x *GetProfileResponse) String() string {
 func (*GetProfileResponse) ProtoMessage() {}
 
 func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[29]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1729,7 +1960,7 @@ func (x *GetProfileResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetProfileResponse.ProtoReflect.Descriptor instead.
 func (*GetProfileResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetProfileResponse) GetProfile() *Profile {
@@ -1749,7 +1980,7 @@ type AddVenueStaffRequest struct {
 
 func (x *AddVenueStaffRequest) Reset() {
 	*x = AddVenueStaffRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +1992,7 @@ func (x *AddVenueStaffRequest) String() string {
 func (*AddVenueStaffRequest) ProtoMessage() {}
 
 func (x *AddVenueStaffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[30]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +2005,7 @@ func (x *AddVenueStaffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVenueStaffRequest.ProtoReflect.Descriptor instead.
 func (*AddVenueStaffRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AddVenueStaffRequest) GetVenueId() string {
@@ -1799,7 +2030,7 @@ type AddVenueStaffResponse struct {
 
 func (x *AddVenueStaffResponse) Reset() {
 	*x = AddVenueStaffResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +2042,7 @@ func (x *AddVenueStaffResponse) String() string {
 func (*AddVenueStaffResponse) ProtoMessage() {}
 
 func (x *AddVenueStaffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[31]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +2055,7 @@ func (x *AddVenueStaffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddVenueStaffResponse.ProtoReflect.Descriptor instead.
 func (*AddVenueStaffResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{35}
 }
 
 type RemoveVenueStaffRequest struct {
@@ -1837,7 +2068,7 @@ type RemoveVenueStaffRequest struct {
 
 func (x *RemoveVenueStaffRequest) Reset() {
 	*x = RemoveVenueStaffRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +2080,7 @@ func (x *RemoveVenueStaffRequest) String() string {
 func (*RemoveVenueStaffRequest) ProtoMessage() {}
 
 func (x *RemoveVenueStaffRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[32]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +2093,7 @@ func (x *RemoveVenueStaffRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVenueStaffRequest.ProtoReflect.Descriptor instead.
 func (*RemoveVenueStaffRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RemoveVenueStaffRequest) GetVenueId() string {
@@ -1889,7 +2120,7 @@ type RemoveVenueStaffResponse struct {
 
 func (x *RemoveVenueStaffResponse) Reset() {
 	*x = RemoveVenueStaffResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1901,7 +2132,7 @@ func (x *RemoveVenueStaffResponse) String() string {
 func (*RemoveVenueStaffResponse) ProtoMessage() {}
 
 func (x *RemoveVenueStaffResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[33]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1914,7 +2145,7 @@ func (x *RemoveVenueStaffResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveVenueStaffResponse.ProtoReflect.Descriptor instead.
 func (*RemoveVenueStaffResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RemoveVenueStaffResponse) GetRevokedCodes() int32 {
@@ -1932,7 +2163,7 @@ type ListManagedVenuesRequest struct {
 
 func (x *ListManagedVenuesRequest) Reset() {
 	*x = ListManagedVenuesRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1944,7 +2175,7 @@ func (x *ListManagedVenuesRequest) String() string {
 func (*ListManagedVenuesRequest) ProtoMessage() {}
 
 func (x *ListManagedVenuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[34]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1957,7 +2188,7 @@ func (x *ListManagedVenuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagedVenuesRequest.ProtoReflect.Descriptor instead.
 func (*ListManagedVenuesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{38}
 }
 
 type ListManagedVenuesResponse struct {
@@ -1970,7 +2201,7 @@ type ListManagedVenuesResponse struct {
 
 func (x *ListManagedVenuesResponse) Reset() {
 	*x = ListManagedVenuesResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1982,7 +2213,7 @@ func (x *ListManagedVenuesResponse) String() string {
 func (*ListManagedVenuesResponse) ProtoMessage() {}
 
 func (x *ListManagedVenuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[35]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1995,7 +2226,7 @@ func (x *ListManagedVenuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListManagedVenuesResponse.ProtoReflect.Descriptor instead.
 func (*ListManagedVenuesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListManagedVenuesResponse) GetVenues() []*Profile {
@@ -2018,7 +2249,7 @@ type LinkPartnerRequest struct {
 
 func (x *LinkPartnerRequest) Reset() {
 	*x = LinkPartnerRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2261,7 @@ func (x *LinkPartnerRequest) String() string {
 func (*LinkPartnerRequest) ProtoMessage() {}
 
 func (x *LinkPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[36]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2274,7 @@ func (x *LinkPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPartnerRequest.ProtoReflect.Descriptor instead.
 func (*LinkPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *LinkPartnerRequest) GetKeyId() string {
@@ -2076,7 +2307,7 @@ type LinkPartnerResponse struct {
 
 func (x *LinkPartnerResponse) Reset() {
 	*x = LinkPartnerResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2319,7 @@ func (x *LinkPartnerResponse) String() string {
 func (*LinkPartnerResponse) ProtoMessage() {}
 
 func (x *LinkPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[37]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2332,7 @@ func (x *LinkPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LinkPartnerResponse.ProtoReflect.Descriptor instead.
 func (*LinkPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *LinkPartnerResponse) GetLink() *PartnerLink {
@@ -2122,7 +2353,7 @@ type UnlinkPartnerRequest struct {
 
 func (x *UnlinkPartnerRequest) Reset() {
 	*x = UnlinkPartnerRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2365,7 @@ func (x *UnlinkPartnerRequest) String() string {
 func (*UnlinkPartnerRequest) ProtoMessage() {}
 
 func (x *UnlinkPartnerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[38]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2378,7 @@ func (x *UnlinkPartnerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkPartnerRequest.ProtoReflect.Descriptor instead.
 func (*UnlinkPartnerRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UnlinkPartnerRequest) GetKeyId() string {
@@ -2180,7 +2411,7 @@ type UnlinkPartnerResponse struct {
 
 func (x *UnlinkPartnerResponse) Reset() {
 	*x = UnlinkPartnerResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2423,7 @@ func (x *UnlinkPartnerResponse) String() string {
 func (*UnlinkPartnerResponse) ProtoMessage() {}
 
 func (x *UnlinkPartnerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[39]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2436,7 @@ func (x *UnlinkPartnerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnlinkPartnerResponse.ProtoReflect.Descriptor instead.
 func (*UnlinkPartnerResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UnlinkPartnerResponse) GetLink() *PartnerLink {
@@ -2227,7 +2458,7 @@ type ListPartnerLinksRequest struct {
 
 func (x *ListPartnerLinksRequest) Reset() {
 	*x = ListPartnerLinksRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2470,7 @@ func (x *ListPartnerLinksRequest) String() string {
 func (*ListPartnerLinksRequest) ProtoMessage() {}
 
 func (x *ListPartnerLinksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[40]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2483,7 @@ func (x *ListPartnerLinksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerLinksRequest.ProtoReflect.Descriptor instead.
 func (*ListPartnerLinksRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListPartnerLinksRequest) GetOwnerKind() OwnerKind {
@@ -2286,7 +2517,7 @@ type ListPartnerLinksResponse struct {
 
 func (x *ListPartnerLinksResponse) Reset() {
 	*x = ListPartnerLinksResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2298,7 +2529,7 @@ func (x *ListPartnerLinksResponse) String() string {
 func (*ListPartnerLinksResponse) ProtoMessage() {}
 
 func (x *ListPartnerLinksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[41]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2311,7 +2542,7 @@ func (x *ListPartnerLinksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPartnerLinksResponse.ProtoReflect.Descriptor instead.
 func (*ListPartnerLinksResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListPartnerLinksResponse) GetLinks() []*PartnerLink {
@@ -2341,7 +2572,7 @@ type CheckPartnerLinkRequest struct {
 
 func (x *CheckPartnerLinkRequest) Reset() {
 	*x = CheckPartnerLinkRequest{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2353,7 +2584,7 @@ func (x *CheckPartnerLinkRequest) String() string {
 func (*CheckPartnerLinkRequest) ProtoMessage() {}
 
 func (x *CheckPartnerLinkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[42]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2366,7 +2597,7 @@ func (x *CheckPartnerLinkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPartnerLinkRequest.ProtoReflect.Descriptor instead.
 func (*CheckPartnerLinkRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *CheckPartnerLinkRequest) GetKeyId() string {
@@ -2402,7 +2633,7 @@ type CheckPartnerLinkResponse struct {
 
 func (x *CheckPartnerLinkResponse) Reset() {
 	*x = CheckPartnerLinkResponse{}
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2414,7 +2645,7 @@ func (x *CheckPartnerLinkResponse) String() string {
 func (*CheckPartnerLinkResponse) ProtoMessage() {}
 
 func (x *CheckPartnerLinkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[43]
+	mi := &file_ttip_qr_v1_qr_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2427,7 +2658,7 @@ func (x *CheckPartnerLinkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckPartnerLinkResponse.ProtoReflect.Descriptor instead.
 func (*CheckPartnerLinkResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_qr_v1_qr_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *CheckPartnerLinkResponse) GetLinked() bool {
@@ -2569,7 +2800,7 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x1fSuggestAccountReferencesRequest\x126\n" +
 	"\x11account_reference\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18\x14R\x10accountReference\"Q\n" +
 	" SuggestAccountReferencesResponse\x12-\n" +
-	"\x12account_references\x18\x01 \x03(\tR\x11accountReferences\"\xcc\x02\n" +
+	"\x12account_references\x18\x01 \x03(\tR\x11accountReferences\"\x88\x03\n" +
 	"\x11PutProfileRequest\x12@\n" +
 	"\n" +
 	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
@@ -2580,10 +2811,29 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x06active\x18\x05 \x01(\bH\x00R\x06active\x88\x01\x01\x120\n" +
 	"\bcurrency\x18\x06 \x01(\tB\x14\xbaH\x11\xd8\x01\x01r\f2\n" +
 	"^[A-Z]{3}$R\bcurrency\x12\x1b\n" +
-	"\x04city\x18\a \x01(\tB\a\xbaH\x04r\x02\x18(R\x04cityB\t\n" +
-	"\a_active\"C\n" +
+	"\x04city\x18\a \x01(\tB\a\xbaH\x04r\x02\x18(R\x04city\x121\n" +
+	"\x04role\x18\b \x01(\tB\x18\xbaH\x15r\x13\x18(2\x0f^[^\\x00-\\x1f]*$H\x01R\x04role\x88\x01\x01B\t\n" +
+	"\a_activeB\a\n" +
+	"\x05_role\"C\n" +
 	"\x12PutProfileResponse\x12-\n" +
-	"\aprofile\x18\x01 \x01(\v2\x13.ttip.qr.v1.ProfileR\aprofile\"z\n" +
+	"\aprofile\x18\x01 \x01(\v2\x13.ttip.qr.v1.ProfileR\aprofile\"\xa0\x01\n" +
+	"\x16PutProfilePhotoRequest\x12@\n" +
+	"\n" +
+	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\townerKind\x12#\n" +
+	"\bowner_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\x12\x1f\n" +
+	"\x05image\x18\x03 \x01(\fB\t\xbaH\x06z\x04\x18\x80\x80 R\x05image\"H\n" +
+	"\x17PutProfilePhotoResponse\x12-\n" +
+	"\aprofile\x18\x01 \x01(\v2\x13.ttip.qr.v1.ProfileR\aprofile\"\x7f\n" +
+	"\x16GetProfilePhotoRequest\x12@\n" +
+	"\n" +
+	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
+	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\townerKind\x12#\n" +
+	"\bowner_id\x18\x02 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\aownerId\"j\n" +
+	"\x17GetProfilePhotoResponse\x12\x14\n" +
+	"\x05image\x18\x01 \x01(\fR\x05image\x12!\n" +
+	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x16\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"z\n" +
 	"\x11GetProfileRequest\x12@\n" +
 	"\n" +
 	"owner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindB\n" +
@@ -2634,7 +2884,7 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"\x18CheckPartnerLinkResponse\x12\x16\n" +
 	"\x06linked\x18\x01 \x01(\bR\x06linked\x120\n" +
 	"\bvia_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\aviaKind\x12\x15\n" +
-	"\x06via_id\x18\x03 \x01(\tR\x05viaId2\xe2\x0e\n" +
+	"\x06via_id\x18\x03 \x01(\tR\x05viaId2\xa4\x10\n" +
 	"\tQrService\x12\x81\x01\n" +
 	"\fCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse\".\xca\xf3\x18*\b\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\bqr:write\x12\\\n" +
 	"\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse\"\x12\xca\xf3\x18\v\b\x01\x1a\aqr:read\x90\x02\x01\x12b\n" +
@@ -2648,7 +2898,9 @@ const file_ttip_qr_v1_qr_service_proto_rawDesc = "" +
 	"RecordScan\x12\x1d.ttip.qr.v1.RecordScanRequest\x1a\x1e.ttip.qr.v1.RecordScanResponse\x12V\n" +
 	"\fGetScanStats\x12\x1f.ttip.qr.v1.GetScanStatsRequest\x1a .ttip.qr.v1.GetScanStatsResponse\"\x03\x90\x02\x01\x12P\n" +
 	"\n" +
-	"PutProfile\x12\x1d.ttip.qr.v1.PutProfileRequest\x1a\x1e.ttip.qr.v1.PutProfileResponse\"\x03\x90\x02\x02\x12P\n" +
+	"PutProfile\x12\x1d.ttip.qr.v1.PutProfileRequest\x1a\x1e.ttip.qr.v1.PutProfileResponse\"\x03\x90\x02\x02\x12_\n" +
+	"\x0fPutProfilePhoto\x12\".ttip.qr.v1.PutProfilePhotoRequest\x1a#.ttip.qr.v1.PutProfilePhotoResponse\"\x03\x90\x02\x02\x12_\n" +
+	"\x0fGetProfilePhoto\x12\".ttip.qr.v1.GetProfilePhotoRequest\x1a#.ttip.qr.v1.GetProfilePhotoResponse\"\x03\x90\x02\x01\x12P\n" +
 	"\n" +
 	"GetProfile\x12\x1d.ttip.qr.v1.GetProfileRequest\x1a\x1e.ttip.qr.v1.GetProfileResponse\"\x03\x90\x02\x01\x12Y\n" +
 	"\rAddVenueStaff\x12 .ttip.qr.v1.AddVenueStaffRequest\x1a!.ttip.qr.v1.AddVenueStaffResponse\"\x03\x90\x02\x02\x12b\n" +
@@ -2678,7 +2930,7 @@ func file_ttip_qr_v1_qr_service_proto_rawDescGZIP() []byte {
 	return file_ttip_qr_v1_qr_service_proto_rawDescData
 }
 
-var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_ttip_qr_v1_qr_service_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_ttip_qr_v1_qr_service_proto_goTypes = []any{
 	(*GetVenueAccessRequest)(nil),            // 0: ttip.qr.v1.GetVenueAccessRequest
 	(*GetVenueAccessResponse)(nil),           // 1: ttip.qr.v1.GetVenueAccessResponse
@@ -2708,121 +2960,132 @@ var file_ttip_qr_v1_qr_service_proto_goTypes = []any{
 	(*SuggestAccountReferencesResponse)(nil), // 25: ttip.qr.v1.SuggestAccountReferencesResponse
 	(*PutProfileRequest)(nil),                // 26: ttip.qr.v1.PutProfileRequest
 	(*PutProfileResponse)(nil),               // 27: ttip.qr.v1.PutProfileResponse
-	(*GetProfileRequest)(nil),                // 28: ttip.qr.v1.GetProfileRequest
-	(*GetProfileResponse)(nil),               // 29: ttip.qr.v1.GetProfileResponse
-	(*AddVenueStaffRequest)(nil),             // 30: ttip.qr.v1.AddVenueStaffRequest
-	(*AddVenueStaffResponse)(nil),            // 31: ttip.qr.v1.AddVenueStaffResponse
-	(*RemoveVenueStaffRequest)(nil),          // 32: ttip.qr.v1.RemoveVenueStaffRequest
-	(*RemoveVenueStaffResponse)(nil),         // 33: ttip.qr.v1.RemoveVenueStaffResponse
-	(*ListManagedVenuesRequest)(nil),         // 34: ttip.qr.v1.ListManagedVenuesRequest
-	(*ListManagedVenuesResponse)(nil),        // 35: ttip.qr.v1.ListManagedVenuesResponse
-	(*LinkPartnerRequest)(nil),               // 36: ttip.qr.v1.LinkPartnerRequest
-	(*LinkPartnerResponse)(nil),              // 37: ttip.qr.v1.LinkPartnerResponse
-	(*UnlinkPartnerRequest)(nil),             // 38: ttip.qr.v1.UnlinkPartnerRequest
-	(*UnlinkPartnerResponse)(nil),            // 39: ttip.qr.v1.UnlinkPartnerResponse
-	(*ListPartnerLinksRequest)(nil),          // 40: ttip.qr.v1.ListPartnerLinksRequest
-	(*ListPartnerLinksResponse)(nil),         // 41: ttip.qr.v1.ListPartnerLinksResponse
-	(*CheckPartnerLinkRequest)(nil),          // 42: ttip.qr.v1.CheckPartnerLinkRequest
-	(*CheckPartnerLinkResponse)(nil),         // 43: ttip.qr.v1.CheckPartnerLinkResponse
-	(OwnerKind)(0),                           // 44: ttip.qr.v1.OwnerKind
-	(*DynamicParameters)(nil),                // 45: ttip.qr.v1.DynamicParameters
-	(*timestamppb.Timestamp)(nil),            // 46: google.protobuf.Timestamp
-	(*QrCode)(nil),                           // 47: ttip.qr.v1.QrCode
-	(*v1.PageRequest)(nil),                   // 48: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                  // 49: ttip.common.v1.PageResponse
-	(*TipTarget)(nil),                        // 50: ttip.qr.v1.TipTarget
-	(ImageFormat)(0),                         // 51: ttip.qr.v1.ImageFormat
-	(ErrorCorrection)(0),                     // 52: ttip.qr.v1.ErrorCorrection
-	(*OfflinePayload)(nil),                   // 53: ttip.qr.v1.OfflinePayload
-	(*ScanStats)(nil),                        // 54: ttip.qr.v1.ScanStats
-	(QrCodeStatus)(0),                        // 55: ttip.qr.v1.QrCodeStatus
-	(*Profile)(nil),                          // 56: ttip.qr.v1.Profile
-	(*PartnerLink)(nil),                      // 57: ttip.qr.v1.PartnerLink
+	(*PutProfilePhotoRequest)(nil),           // 28: ttip.qr.v1.PutProfilePhotoRequest
+	(*PutProfilePhotoResponse)(nil),          // 29: ttip.qr.v1.PutProfilePhotoResponse
+	(*GetProfilePhotoRequest)(nil),           // 30: ttip.qr.v1.GetProfilePhotoRequest
+	(*GetProfilePhotoResponse)(nil),          // 31: ttip.qr.v1.GetProfilePhotoResponse
+	(*GetProfileRequest)(nil),                // 32: ttip.qr.v1.GetProfileRequest
+	(*GetProfileResponse)(nil),               // 33: ttip.qr.v1.GetProfileResponse
+	(*AddVenueStaffRequest)(nil),             // 34: ttip.qr.v1.AddVenueStaffRequest
+	(*AddVenueStaffResponse)(nil),            // 35: ttip.qr.v1.AddVenueStaffResponse
+	(*RemoveVenueStaffRequest)(nil),          // 36: ttip.qr.v1.RemoveVenueStaffRequest
+	(*RemoveVenueStaffResponse)(nil),         // 37: ttip.qr.v1.RemoveVenueStaffResponse
+	(*ListManagedVenuesRequest)(nil),         // 38: ttip.qr.v1.ListManagedVenuesRequest
+	(*ListManagedVenuesResponse)(nil),        // 39: ttip.qr.v1.ListManagedVenuesResponse
+	(*LinkPartnerRequest)(nil),               // 40: ttip.qr.v1.LinkPartnerRequest
+	(*LinkPartnerResponse)(nil),              // 41: ttip.qr.v1.LinkPartnerResponse
+	(*UnlinkPartnerRequest)(nil),             // 42: ttip.qr.v1.UnlinkPartnerRequest
+	(*UnlinkPartnerResponse)(nil),            // 43: ttip.qr.v1.UnlinkPartnerResponse
+	(*ListPartnerLinksRequest)(nil),          // 44: ttip.qr.v1.ListPartnerLinksRequest
+	(*ListPartnerLinksResponse)(nil),         // 45: ttip.qr.v1.ListPartnerLinksResponse
+	(*CheckPartnerLinkRequest)(nil),          // 46: ttip.qr.v1.CheckPartnerLinkRequest
+	(*CheckPartnerLinkResponse)(nil),         // 47: ttip.qr.v1.CheckPartnerLinkResponse
+	(OwnerKind)(0),                           // 48: ttip.qr.v1.OwnerKind
+	(*DynamicParameters)(nil),                // 49: ttip.qr.v1.DynamicParameters
+	(*timestamppb.Timestamp)(nil),            // 50: google.protobuf.Timestamp
+	(*QrCode)(nil),                           // 51: ttip.qr.v1.QrCode
+	(*v1.PageRequest)(nil),                   // 52: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                  // 53: ttip.common.v1.PageResponse
+	(*TipTarget)(nil),                        // 54: ttip.qr.v1.TipTarget
+	(ImageFormat)(0),                         // 55: ttip.qr.v1.ImageFormat
+	(ErrorCorrection)(0),                     // 56: ttip.qr.v1.ErrorCorrection
+	(*OfflinePayload)(nil),                   // 57: ttip.qr.v1.OfflinePayload
+	(*ScanStats)(nil),                        // 58: ttip.qr.v1.ScanStats
+	(QrCodeStatus)(0),                        // 59: ttip.qr.v1.QrCodeStatus
+	(*Profile)(nil),                          // 60: ttip.qr.v1.Profile
+	(*PartnerLink)(nil),                      // 61: ttip.qr.v1.PartnerLink
 }
 var file_ttip_qr_v1_qr_service_proto_depIdxs = []int32{
-	44, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	45, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
-	46, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
-	47, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	47, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	48, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
-	44, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	47, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
-	49, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
-	50, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
-	51, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
-	52, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
-	47, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	47, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
-	53, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
-	50, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
-	46, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
-	46, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
-	54, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
-	55, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
-	44, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	56, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	44, // 22: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	56, // 23: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
-	56, // 24: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
-	44, // 25: ttip.qr.v1.LinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	57, // 26: ttip.qr.v1.LinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
-	44, // 27: ttip.qr.v1.UnlinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	57, // 28: ttip.qr.v1.UnlinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
-	44, // 29: ttip.qr.v1.ListPartnerLinksRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
-	48, // 30: ttip.qr.v1.ListPartnerLinksRequest.page:type_name -> ttip.common.v1.PageRequest
-	57, // 31: ttip.qr.v1.ListPartnerLinksResponse.links:type_name -> ttip.qr.v1.PartnerLink
-	49, // 32: ttip.qr.v1.ListPartnerLinksResponse.page:type_name -> ttip.common.v1.PageResponse
-	44, // 33: ttip.qr.v1.CheckPartnerLinkResponse.via_kind:type_name -> ttip.qr.v1.OwnerKind
-	2,  // 34: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
-	4,  // 35: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
-	6,  // 36: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
-	8,  // 37: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
-	10, // 38: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
-	12, // 39: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
-	14, // 40: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
-	16, // 41: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
-	18, // 42: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
-	20, // 43: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
-	26, // 44: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
-	28, // 45: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
-	30, // 46: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
-	32, // 47: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
-	34, // 48: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
-	36, // 49: ttip.qr.v1.QrService.LinkPartner:input_type -> ttip.qr.v1.LinkPartnerRequest
-	38, // 50: ttip.qr.v1.QrService.UnlinkPartner:input_type -> ttip.qr.v1.UnlinkPartnerRequest
-	40, // 51: ttip.qr.v1.QrService.ListPartnerLinks:input_type -> ttip.qr.v1.ListPartnerLinksRequest
-	22, // 52: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
-	24, // 53: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
-	0,  // 54: ttip.qr.v1.QrInternalService.GetVenueAccess:input_type -> ttip.qr.v1.GetVenueAccessRequest
-	42, // 55: ttip.qr.v1.QrInternalService.CheckPartnerLink:input_type -> ttip.qr.v1.CheckPartnerLinkRequest
-	3,  // 56: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
-	5,  // 57: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
-	7,  // 58: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
-	9,  // 59: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
-	11, // 60: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
-	13, // 61: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
-	15, // 62: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
-	17, // 63: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
-	19, // 64: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
-	21, // 65: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
-	27, // 66: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
-	29, // 67: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
-	31, // 68: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
-	33, // 69: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
-	35, // 70: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
-	37, // 71: ttip.qr.v1.QrService.LinkPartner:output_type -> ttip.qr.v1.LinkPartnerResponse
-	39, // 72: ttip.qr.v1.QrService.UnlinkPartner:output_type -> ttip.qr.v1.UnlinkPartnerResponse
-	41, // 73: ttip.qr.v1.QrService.ListPartnerLinks:output_type -> ttip.qr.v1.ListPartnerLinksResponse
-	23, // 74: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
-	25, // 75: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
-	1,  // 76: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
-	43, // 77: ttip.qr.v1.QrInternalService.CheckPartnerLink:output_type -> ttip.qr.v1.CheckPartnerLinkResponse
-	56, // [56:78] is the sub-list for method output_type
-	34, // [34:56] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	48, // 0: ttip.qr.v1.CreateQrCodeRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	49, // 1: ttip.qr.v1.CreateQrCodeRequest.parameters:type_name -> ttip.qr.v1.DynamicParameters
+	50, // 2: ttip.qr.v1.CreateQrCodeRequest.expires_at:type_name -> google.protobuf.Timestamp
+	51, // 3: ttip.qr.v1.CreateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	51, // 4: ttip.qr.v1.GetQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	52, // 5: ttip.qr.v1.ListQrCodesRequest.page:type_name -> ttip.common.v1.PageRequest
+	48, // 6: ttip.qr.v1.ListQrCodesRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	51, // 7: ttip.qr.v1.ListQrCodesResponse.qr_codes:type_name -> ttip.qr.v1.QrCode
+	53, // 8: ttip.qr.v1.ListQrCodesResponse.page:type_name -> ttip.common.v1.PageResponse
+	54, // 9: ttip.qr.v1.ResolveQrCodeResponse.target:type_name -> ttip.qr.v1.TipTarget
+	55, // 10: ttip.qr.v1.RenderQrCodeRequest.format:type_name -> ttip.qr.v1.ImageFormat
+	56, // 11: ttip.qr.v1.RenderQrCodeRequest.error_correction:type_name -> ttip.qr.v1.ErrorCorrection
+	51, // 12: ttip.qr.v1.RotateQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	51, // 13: ttip.qr.v1.RevokeQrCodeResponse.qr_code:type_name -> ttip.qr.v1.QrCode
+	57, // 14: ttip.qr.v1.GetOfflinePayloadResponse.offline:type_name -> ttip.qr.v1.OfflinePayload
+	54, // 15: ttip.qr.v1.RecordScanResponse.target:type_name -> ttip.qr.v1.TipTarget
+	50, // 16: ttip.qr.v1.GetScanStatsRequest.from:type_name -> google.protobuf.Timestamp
+	50, // 17: ttip.qr.v1.GetScanStatsRequest.to:type_name -> google.protobuf.Timestamp
+	58, // 18: ttip.qr.v1.GetScanStatsResponse.stats:type_name -> ttip.qr.v1.ScanStats
+	59, // 19: ttip.qr.v1.MatchAccountReferenceResponse.status:type_name -> ttip.qr.v1.QrCodeStatus
+	48, // 20: ttip.qr.v1.PutProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	60, // 21: ttip.qr.v1.PutProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	48, // 22: ttip.qr.v1.PutProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	60, // 23: ttip.qr.v1.PutProfilePhotoResponse.profile:type_name -> ttip.qr.v1.Profile
+	48, // 24: ttip.qr.v1.GetProfilePhotoRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	48, // 25: ttip.qr.v1.GetProfileRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	60, // 26: ttip.qr.v1.GetProfileResponse.profile:type_name -> ttip.qr.v1.Profile
+	60, // 27: ttip.qr.v1.ListManagedVenuesResponse.venues:type_name -> ttip.qr.v1.Profile
+	48, // 28: ttip.qr.v1.LinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	61, // 29: ttip.qr.v1.LinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	48, // 30: ttip.qr.v1.UnlinkPartnerRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	61, // 31: ttip.qr.v1.UnlinkPartnerResponse.link:type_name -> ttip.qr.v1.PartnerLink
+	48, // 32: ttip.qr.v1.ListPartnerLinksRequest.owner_kind:type_name -> ttip.qr.v1.OwnerKind
+	52, // 33: ttip.qr.v1.ListPartnerLinksRequest.page:type_name -> ttip.common.v1.PageRequest
+	61, // 34: ttip.qr.v1.ListPartnerLinksResponse.links:type_name -> ttip.qr.v1.PartnerLink
+	53, // 35: ttip.qr.v1.ListPartnerLinksResponse.page:type_name -> ttip.common.v1.PageResponse
+	48, // 36: ttip.qr.v1.CheckPartnerLinkResponse.via_kind:type_name -> ttip.qr.v1.OwnerKind
+	2,  // 37: ttip.qr.v1.QrService.CreateQrCode:input_type -> ttip.qr.v1.CreateQrCodeRequest
+	4,  // 38: ttip.qr.v1.QrService.GetQrCode:input_type -> ttip.qr.v1.GetQrCodeRequest
+	6,  // 39: ttip.qr.v1.QrService.ListQrCodes:input_type -> ttip.qr.v1.ListQrCodesRequest
+	8,  // 40: ttip.qr.v1.QrService.ResolveQrCode:input_type -> ttip.qr.v1.ResolveQrCodeRequest
+	10, // 41: ttip.qr.v1.QrService.RenderQrCode:input_type -> ttip.qr.v1.RenderQrCodeRequest
+	12, // 42: ttip.qr.v1.QrService.RotateQrCode:input_type -> ttip.qr.v1.RotateQrCodeRequest
+	14, // 43: ttip.qr.v1.QrService.RevokeQrCode:input_type -> ttip.qr.v1.RevokeQrCodeRequest
+	16, // 44: ttip.qr.v1.QrService.GetOfflinePayload:input_type -> ttip.qr.v1.GetOfflinePayloadRequest
+	18, // 45: ttip.qr.v1.QrService.RecordScan:input_type -> ttip.qr.v1.RecordScanRequest
+	20, // 46: ttip.qr.v1.QrService.GetScanStats:input_type -> ttip.qr.v1.GetScanStatsRequest
+	26, // 47: ttip.qr.v1.QrService.PutProfile:input_type -> ttip.qr.v1.PutProfileRequest
+	28, // 48: ttip.qr.v1.QrService.PutProfilePhoto:input_type -> ttip.qr.v1.PutProfilePhotoRequest
+	30, // 49: ttip.qr.v1.QrService.GetProfilePhoto:input_type -> ttip.qr.v1.GetProfilePhotoRequest
+	32, // 50: ttip.qr.v1.QrService.GetProfile:input_type -> ttip.qr.v1.GetProfileRequest
+	34, // 51: ttip.qr.v1.QrService.AddVenueStaff:input_type -> ttip.qr.v1.AddVenueStaffRequest
+	36, // 52: ttip.qr.v1.QrService.RemoveVenueStaff:input_type -> ttip.qr.v1.RemoveVenueStaffRequest
+	38, // 53: ttip.qr.v1.QrService.ListManagedVenues:input_type -> ttip.qr.v1.ListManagedVenuesRequest
+	40, // 54: ttip.qr.v1.QrService.LinkPartner:input_type -> ttip.qr.v1.LinkPartnerRequest
+	42, // 55: ttip.qr.v1.QrService.UnlinkPartner:input_type -> ttip.qr.v1.UnlinkPartnerRequest
+	44, // 56: ttip.qr.v1.QrService.ListPartnerLinks:input_type -> ttip.qr.v1.ListPartnerLinksRequest
+	22, // 57: ttip.qr.v1.QrInternalService.MatchAccountReference:input_type -> ttip.qr.v1.MatchAccountReferenceRequest
+	24, // 58: ttip.qr.v1.QrInternalService.SuggestAccountReferences:input_type -> ttip.qr.v1.SuggestAccountReferencesRequest
+	0,  // 59: ttip.qr.v1.QrInternalService.GetVenueAccess:input_type -> ttip.qr.v1.GetVenueAccessRequest
+	46, // 60: ttip.qr.v1.QrInternalService.CheckPartnerLink:input_type -> ttip.qr.v1.CheckPartnerLinkRequest
+	3,  // 61: ttip.qr.v1.QrService.CreateQrCode:output_type -> ttip.qr.v1.CreateQrCodeResponse
+	5,  // 62: ttip.qr.v1.QrService.GetQrCode:output_type -> ttip.qr.v1.GetQrCodeResponse
+	7,  // 63: ttip.qr.v1.QrService.ListQrCodes:output_type -> ttip.qr.v1.ListQrCodesResponse
+	9,  // 64: ttip.qr.v1.QrService.ResolveQrCode:output_type -> ttip.qr.v1.ResolveQrCodeResponse
+	11, // 65: ttip.qr.v1.QrService.RenderQrCode:output_type -> ttip.qr.v1.RenderQrCodeResponse
+	13, // 66: ttip.qr.v1.QrService.RotateQrCode:output_type -> ttip.qr.v1.RotateQrCodeResponse
+	15, // 67: ttip.qr.v1.QrService.RevokeQrCode:output_type -> ttip.qr.v1.RevokeQrCodeResponse
+	17, // 68: ttip.qr.v1.QrService.GetOfflinePayload:output_type -> ttip.qr.v1.GetOfflinePayloadResponse
+	19, // 69: ttip.qr.v1.QrService.RecordScan:output_type -> ttip.qr.v1.RecordScanResponse
+	21, // 70: ttip.qr.v1.QrService.GetScanStats:output_type -> ttip.qr.v1.GetScanStatsResponse
+	27, // 71: ttip.qr.v1.QrService.PutProfile:output_type -> ttip.qr.v1.PutProfileResponse
+	29, // 72: ttip.qr.v1.QrService.PutProfilePhoto:output_type -> ttip.qr.v1.PutProfilePhotoResponse
+	31, // 73: ttip.qr.v1.QrService.GetProfilePhoto:output_type -> ttip.qr.v1.GetProfilePhotoResponse
+	33, // 74: ttip.qr.v1.QrService.GetProfile:output_type -> ttip.qr.v1.GetProfileResponse
+	35, // 75: ttip.qr.v1.QrService.AddVenueStaff:output_type -> ttip.qr.v1.AddVenueStaffResponse
+	37, // 76: ttip.qr.v1.QrService.RemoveVenueStaff:output_type -> ttip.qr.v1.RemoveVenueStaffResponse
+	39, // 77: ttip.qr.v1.QrService.ListManagedVenues:output_type -> ttip.qr.v1.ListManagedVenuesResponse
+	41, // 78: ttip.qr.v1.QrService.LinkPartner:output_type -> ttip.qr.v1.LinkPartnerResponse
+	43, // 79: ttip.qr.v1.QrService.UnlinkPartner:output_type -> ttip.qr.v1.UnlinkPartnerResponse
+	45, // 80: ttip.qr.v1.QrService.ListPartnerLinks:output_type -> ttip.qr.v1.ListPartnerLinksResponse
+	23, // 81: ttip.qr.v1.QrInternalService.MatchAccountReference:output_type -> ttip.qr.v1.MatchAccountReferenceResponse
+	25, // 82: ttip.qr.v1.QrInternalService.SuggestAccountReferences:output_type -> ttip.qr.v1.SuggestAccountReferencesResponse
+	1,  // 83: ttip.qr.v1.QrInternalService.GetVenueAccess:output_type -> ttip.qr.v1.GetVenueAccessResponse
+	47, // 84: ttip.qr.v1.QrInternalService.CheckPartnerLink:output_type -> ttip.qr.v1.CheckPartnerLinkResponse
+	61, // [61:85] is the sub-list for method output_type
+	37, // [37:61] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_ttip_qr_v1_qr_service_proto_init() }
@@ -2846,7 +3109,7 @@ func file_ttip_qr_v1_qr_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_qr_v1_qr_service_proto_rawDesc), len(file_ttip_qr_v1_qr_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

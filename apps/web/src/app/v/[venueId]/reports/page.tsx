@@ -10,11 +10,13 @@ import { formatMoney } from "../../../../lib/money";
 import { VenueNav } from "../../nav";
 import { hours, inputTime, localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
+import { useRoleName } from "../../use-role-name";
 
 /** Hours and confirmed shares per member over a period (rows and CSV), and the audit trail. */
 export default function Reports() {
   const { venueId } = useParams<{ venueId: string }>();
   const { t, err: plainError } = useVT();
+  const roleName = useRoleName(venueId);
   const transport = useTransport();
   const [start, setStart] = useState(() => inputTime(new Date(new Date().getFullYear(), new Date().getMonth(), 1)));
   const [end, setEnd] = useState(() => inputTime(new Date(new Date().setHours(24, 0, 0, 0))));
@@ -48,7 +50,7 @@ export default function Reports() {
         <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th><th>{t("v_shares")}</th><th>{t("v_distributions")}</th></tr></thead>
         <tbody>
           {(report.data?.lines ?? []).map((l) => (
-            <tr key={l.memberId}><td>{l.displayName}</td><td>{l.roleId}</td><td>{l.shifts}</td><td>{hours(l.minutes)}</td><td data-minor={String(l.shares?.amountMinor ?? 0n)}>{formatMoney(l.shares?.amountMinor ?? 0n)}</td><td>{l.distributions}</td></tr>
+            <tr key={l.memberId}><td>{l.displayName}</td><td>{roleName(l.roleId)}</td><td>{l.shifts}</td><td>{hours(l.minutes)}</td><td data-minor={String(l.shares?.amountMinor ?? 0n)}>{formatMoney(l.shares?.amountMinor ?? 0n)}</td><td>{l.distributions}</td></tr>
           ))}
         </tbody>
       </table>

@@ -7,6 +7,7 @@ import { VenueService, type ImportShiftsResponse } from "@ttip/proto/ttip/venue/
 import { VenueNav } from "../../nav";
 import { hours, inputTime, localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
+import { useRoleName } from "../../use-role-name";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 
 const MAX_CSV_BYTES = 1_048_576;
@@ -15,6 +16,7 @@ const MAX_CSV_BYTES = 1_048_576;
 export default function Shifts() {
   const { venueId } = useParams<{ venueId: string }>();
   const { t, err: plainError } = useVT();
+  const roleName = useRoleName(venueId);
   const [range, setRange] = useState(() => {
     const end = new Date();
     end.setHours(24, 0, 0, 0);
@@ -87,7 +89,7 @@ export default function Shifts() {
         <thead><tr><th>{t("v_member")}</th><th>{t("v_role")}</th><th>{t("v_shifts")}</th><th>{t("v_hours")}</th></tr></thead>
         <tbody>
           {(hoursQ.data?.hours ?? []).map((h) => (
-            <tr key={h.memberId}><td>{h.displayName}</td><td>{h.roleId}</td><td>{h.shifts}</td><td data-minutes={String(h.minutes)}>{hours(h.minutes)}</td></tr>
+            <tr key={h.memberId}><td>{h.displayName}</td><td>{roleName(h.roleId)}</td><td>{h.shifts}</td><td data-minutes={String(h.minutes)}>{hours(h.minutes)}</td></tr>
           ))}
         </tbody>
       </table>
@@ -129,7 +131,7 @@ export default function Shifts() {
       </form>
       {report ? (
         <section className="notice" role="status" data-testid="import-report">
-          <p>{t(report.dryRun ? "v_wouldImport" : "v_imported", { n: report.imported, refused: report.rejected.length })}</p>
+          <p>{t(`${report.dryRun ? "v_wouldImport" : "v_imported"}${report.imported === 1 ? "_one" : ""}`, { n: report.imported, refused: report.rejected.length })}</p>
           {report.rejected.length ? (
             <table aria-label={t("v_refusedRows")}>
               <thead><tr><th>{t("v_line")}</th><th>{t("v_row")}</th><th>{t("v_why")}</th></tr></thead>

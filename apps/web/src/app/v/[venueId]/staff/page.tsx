@@ -8,7 +8,7 @@ import { normaliseKenyanPhone } from "../../../../lib/phone";
 import { VenueNav } from "../../nav";
 import { localTime, shown } from "../../util";
 import { useVT } from "../../use-vt";
-import type { VenueKey } from "../../../../lib/venue-i18n";
+import { venueRoleName, type VenueKey } from "../../../../lib/venue-i18n";
 
 const STATUS: Record<MemberStatus, VenueKey | ""> = {
   [MemberStatus.UNSPECIFIED]: "",
@@ -20,7 +20,7 @@ const STATUS: Record<MemberStatus, VenueKey | ""> = {
 /** Staff: the list (joined and left dates), invite by phone, each member's role, leaving; the venue's roles and their points. */
 export default function Staff() {
   const { venueId } = useParams<{ venueId: string }>();
-  const { t, err: plainError } = useVT();
+  const { t, err: plainError, locale } = useVT();
   const members = useQuery(VenueService.method.listMembers, { venueId, includeLeft: true });
   const roles = useQuery(VenueService.method.listRoles, { venueId });
   const invite = useMutation(VenueService.method.inviteMember);
@@ -40,7 +40,7 @@ export default function Staff() {
       setError(plainError(x));
     }
   };
-  const roleName = (id: string) => roles.data?.roles.find((r) => r.roleId === id)?.name ?? id;
+  const roleName = (id: string) => venueRoleName(roles.data?.roles.find((r) => r.roleId === id), id, locale);
 
   const onInvite = (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -90,7 +90,7 @@ export default function Staff() {
               <td>
                 {m.status === MemberStatus.LEFT ? roleName(m.roleId) : (
                   <select aria-label={t("v_roleOf", { name: m.displayName })} value={m.roleId} onChange={(e) => run(() => update.mutateAsync({ venueId, memberId: m.memberId, roleId: e.target.value }).then(() => t("v_nowRole", { name: m.displayName, role: roleName(e.target.value) })))}>
-                    {(roles.data?.roles ?? []).map((r) => <option key={r.roleId} value={r.roleId}>{r.name}</option>)}
+                    {(roles.data?.roles ?? []).map((r) => <option key={r.roleId} value={r.roleId}>{roleName(r.roleId)}</option>)}
                   </select>
                 )}
               </td>
@@ -119,7 +119,7 @@ export default function Staff() {
         <input id="joinedAt" name="joinedAt" type="datetime-local" />
         <label className="field" htmlFor="role">{t("v_role")}</label>
         <select id="role" name="role" defaultValue="front_of_house">
-          {(roles.data?.roles ?? []).map((r) => <option key={r.roleId} value={r.roleId}>{r.name}</option>)}
+          {(roles.data?.roles ?? []).map((r) => <option key={r.roleId} value={r.roleId}>{roleName(r.roleId)}</option>)}
         </select>
         <button type="submit" disabled={invite.isPending}>{t("v_sendInvite")}</button>
       </form>
@@ -129,7 +129,7 @@ export default function Staff() {
         <thead><tr><th>{t("v_role")}</th><th>{t("v_points")}</th><th>{t("v_manager")}</th></tr></thead>
         <tbody>
           {(roles.data?.roles ?? []).map((r) => (
-            <tr key={r.roleId}><td>{r.name} <span className="muted">({r.roleId})</span></td><td>{r.points}</td><td>{r.isManager ? t("v_managerYes") : ""}</td></tr>
+            <tr key={r.roleId}><td>{roleName(r.roleId)} <span className="muted">({r.roleId})</span></td><td>{r.points}</td><td>{r.isManager ? t("v_managerYes") : ""}</td></tr>
           ))}
         </tbody>
       </table>

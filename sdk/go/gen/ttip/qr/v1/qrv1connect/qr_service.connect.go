@@ -58,6 +58,12 @@ const (
 	QrServiceGetScanStatsProcedure = "/ttip.qr.v1.QrService/GetScanStats"
 	// QrServicePutProfileProcedure is the fully-qualified name of the QrService's PutProfile RPC.
 	QrServicePutProfileProcedure = "/ttip.qr.v1.QrService/PutProfile"
+	// QrServicePutProfilePhotoProcedure is the fully-qualified name of the QrService's PutProfilePhoto
+	// RPC.
+	QrServicePutProfilePhotoProcedure = "/ttip.qr.v1.QrService/PutProfilePhoto"
+	// QrServiceGetProfilePhotoProcedure is the fully-qualified name of the QrService's GetProfilePhoto
+	// RPC.
+	QrServiceGetProfilePhotoProcedure = "/ttip.qr.v1.QrService/GetProfilePhoto"
 	// QrServiceGetProfileProcedure is the fully-qualified name of the QrService's GetProfile RPC.
 	QrServiceGetProfileProcedure = "/ttip.qr.v1.QrService/GetProfile"
 	// QrServiceAddVenueStaffProcedure is the fully-qualified name of the QrService's AddVenueStaff RPC.
@@ -116,6 +122,14 @@ type QrServiceClient interface {
 	// own; a venue manager creates a venue (becoming its manager) or updates one
 	// they manage; an admin may set any.
 	PutProfile(context.Context, *connect.Request[v1.PutProfileRequest]) (*connect.Response[v1.PutProfileResponse], error)
+	// Stores the owner's photo, served by the platform itself at
+	// Profile.uploaded_photo_url (no third-party host) and shown on the tip
+	// page in place of photo_url. Who may: as PutProfile, for a profile that
+	// exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+	// image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+	PutProfilePhoto(context.Context, *connect.Request[v1.PutProfilePhotoRequest]) (*connect.Response[v1.PutProfilePhotoResponse], error)
+	// The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+	GetProfilePhoto(context.Context, *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error)
 	GetProfile(context.Context, *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error)
 	// Adds a worker to a venue's staff, so the venue's managers may issue that
 	// worker's codes at the venue.
@@ -222,6 +236,20 @@ func NewQrServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...c
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		putProfilePhoto: connect.NewClient[v1.PutProfilePhotoRequest, v1.PutProfilePhotoResponse](
+			httpClient,
+			baseURL+QrServicePutProfilePhotoProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("PutProfilePhoto")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		getProfilePhoto: connect.NewClient[v1.GetProfilePhotoRequest, v1.GetProfilePhotoResponse](
+			httpClient,
+			baseURL+QrServiceGetProfilePhotoProcedure,
+			connect.WithSchema(qrServiceMethods.ByName("GetProfilePhoto")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		getProfile: connect.NewClient[v1.GetProfileRequest, v1.GetProfileResponse](
 			httpClient,
 			baseURL+QrServiceGetProfileProcedure,
@@ -287,6 +315,8 @@ type qrServiceClient struct {
 	recordScan        *connect.Client[v1.RecordScanRequest, v1.RecordScanResponse]
 	getScanStats      *connect.Client[v1.GetScanStatsRequest, v1.GetScanStatsResponse]
 	putProfile        *connect.Client[v1.PutProfileRequest, v1.PutProfileResponse]
+	putProfilePhoto   *connect.Client[v1.PutProfilePhotoRequest, v1.PutProfilePhotoResponse]
+	getProfilePhoto   *connect.Client[v1.GetProfilePhotoRequest, v1.GetProfilePhotoResponse]
 	getProfile        *connect.Client[v1.GetProfileRequest, v1.GetProfileResponse]
 	addVenueStaff     *connect.Client[v1.AddVenueStaffRequest, v1.AddVenueStaffResponse]
 	removeVenueStaff  *connect.Client[v1.RemoveVenueStaffRequest, v1.RemoveVenueStaffResponse]
@@ -351,6 +381,16 @@ func (c *qrServiceClient) PutProfile(ctx context.Context, req *connect.Request[v
 	return c.putProfile.CallUnary(ctx, req)
 }
 
+// PutProfilePhoto calls ttip.qr.v1.QrService.PutProfilePhoto.
+func (c *qrServiceClient) PutProfilePhoto(ctx context.Context, req *connect.Request[v1.PutProfilePhotoRequest]) (*connect.Response[v1.PutProfilePhotoResponse], error) {
+	return c.putProfilePhoto.CallUnary(ctx, req)
+}
+
+// GetProfilePhoto calls ttip.qr.v1.QrService.GetProfilePhoto.
+func (c *qrServiceClient) GetProfilePhoto(ctx context.Context, req *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error) {
+	return c.getProfilePhoto.CallUnary(ctx, req)
+}
+
 // GetProfile calls ttip.qr.v1.QrService.GetProfile.
 func (c *qrServiceClient) GetProfile(ctx context.Context, req *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error) {
 	return c.getProfile.CallUnary(ctx, req)
@@ -413,6 +453,14 @@ type QrServiceHandler interface {
 	// own; a venue manager creates a venue (becoming its manager) or updates one
 	// they manage; an admin may set any.
 	PutProfile(context.Context, *connect.Request[v1.PutProfileRequest]) (*connect.Response[v1.PutProfileResponse], error)
+	// Stores the owner's photo, served by the platform itself at
+	// Profile.uploaded_photo_url (no third-party host) and shown on the tip
+	// page in place of photo_url. Who may: as PutProfile, for a profile that
+	// exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+	// image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+	PutProfilePhoto(context.Context, *connect.Request[v1.PutProfilePhotoRequest]) (*connect.Response[v1.PutProfilePhotoResponse], error)
+	// The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+	GetProfilePhoto(context.Context, *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error)
 	GetProfile(context.Context, *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error)
 	// Adds a worker to a venue's staff, so the venue's managers may issue that
 	// worker's codes at the venue.
@@ -515,6 +563,20 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	qrServicePutProfilePhotoHandler := connect.NewUnaryHandler(
+		QrServicePutProfilePhotoProcedure,
+		svc.PutProfilePhoto,
+		connect.WithSchema(qrServiceMethods.ByName("PutProfilePhoto")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	qrServiceGetProfilePhotoHandler := connect.NewUnaryHandler(
+		QrServiceGetProfilePhotoProcedure,
+		svc.GetProfilePhoto,
+		connect.WithSchema(qrServiceMethods.ByName("GetProfilePhoto")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	qrServiceGetProfileHandler := connect.NewUnaryHandler(
 		QrServiceGetProfileProcedure,
 		svc.GetProfile,
@@ -588,6 +650,10 @@ func NewQrServiceHandler(svc QrServiceHandler, opts ...connect.HandlerOption) (s
 			qrServiceGetScanStatsHandler.ServeHTTP(w, r)
 		case QrServicePutProfileProcedure:
 			qrServicePutProfileHandler.ServeHTTP(w, r)
+		case QrServicePutProfilePhotoProcedure:
+			qrServicePutProfilePhotoHandler.ServeHTTP(w, r)
+		case QrServiceGetProfilePhotoProcedure:
+			qrServiceGetProfilePhotoHandler.ServeHTTP(w, r)
 		case QrServiceGetProfileProcedure:
 			qrServiceGetProfileHandler.ServeHTTP(w, r)
 		case QrServiceAddVenueStaffProcedure:
@@ -653,6 +719,14 @@ func (UnimplementedQrServiceHandler) GetScanStats(context.Context, *connect.Requ
 
 func (UnimplementedQrServiceHandler) PutProfile(context.Context, *connect.Request[v1.PutProfileRequest]) (*connect.Response[v1.PutProfileResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.PutProfile is not implemented"))
+}
+
+func (UnimplementedQrServiceHandler) PutProfilePhoto(context.Context, *connect.Request[v1.PutProfilePhotoRequest]) (*connect.Response[v1.PutProfilePhotoResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.PutProfilePhoto is not implemented"))
+}
+
+func (UnimplementedQrServiceHandler) GetProfilePhoto(context.Context, *connect.Request[v1.GetProfilePhotoRequest]) (*connect.Response[v1.GetProfilePhotoResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.qr.v1.QrService.GetProfilePhoto is not implemented"))
 }
 
 func (UnimplementedQrServiceHandler) GetProfile(context.Context, *connect.Request[v1.GetProfileRequest]) (*connect.Response[v1.GetProfileResponse], error) {

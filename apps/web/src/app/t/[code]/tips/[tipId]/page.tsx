@@ -52,7 +52,7 @@ export default async function TipStatusPage({ params, searchParams }: { params: 
         </noscript>
       ) : null}
       <LanguageSwitch locale={locale} back={pageUrl} t={t} />
-      {"target" in resolved ? <WhoCard target={resolved.target} t={t} heading={t("statusTitle", { name: "" }).trim()} /> : null}
+      {"target" in resolved ? <WhoCard target={resolved.target} t={t} locale={locale} heading={t("statusTitle", { name: "" }).trim()} /> : null}
       <section aria-labelledby="status-heading">
         <h2 id="status-heading" className="sr-only">{t("liveStatus")}</h2>
         <div role="status" aria-live="polite" aria-atomic="true">

@@ -176,7 +176,7 @@ class QrCode(Message[_QrCodeFields]):
         created_at: Timestamp | None
         replaced_by_qr_code_id: str
 
-_TipTargetFields: TypeAlias = Literal["qr_code_id", "owner_kind", "worker_id", "venue_id", "display_name", "photo_url", "venue_name", "currency", "suggested_amounts", "fixed_amount", "table", "shift", "shared"]
+_TipTargetFields: TypeAlias = Literal["qr_code_id", "owner_kind", "worker_id", "venue_id", "display_name", "photo_url", "venue_name", "currency", "suggested_amounts", "fixed_amount", "table", "shift", "shared", "role"]
 
 class TipTarget(Message[_TipTargetFields]):
     """
@@ -208,6 +208,9 @@ class TipTarget(Message[_TipTargetFields]):
             string display_name = 5;
             ```
         photo_url:
+            The photo the owner uploaded (served by the platform) when there is one,
+            else the link they gave; empty for none.
+
             ```proto
             string photo_url = 6;
             ```
@@ -242,9 +245,15 @@ class TipTarget(Message[_TipTargetFields]):
             ```proto
             bool shared = 13;
             ```
+        role:
+            The worker's role as their profile gives it (Profile.role), e.g. "waiter".
+
+            ```proto
+            string role = 14;
+            ```
     """
 
-    __slots__ = ("qr_code_id", "owner_kind", "worker_id", "venue_id", "display_name", "photo_url", "venue_name", "currency", "suggested_amounts", "fixed_amount", "table", "shift", "shared")
+    __slots__ = ("qr_code_id", "owner_kind", "worker_id", "venue_id", "display_name", "photo_url", "venue_name", "currency", "suggested_amounts", "fixed_amount", "table", "shift", "shared", "role")
 
     if TYPE_CHECKING:
 
@@ -264,6 +273,7 @@ class TipTarget(Message[_TipTargetFields]):
             table: str = "",
             shift: str = "",
             shared: bool = False,
+            role: str = "",
         ) -> None:
             pass
 
@@ -280,6 +290,7 @@ class TipTarget(Message[_TipTargetFields]):
         table: str
         shift: str
         shared: bool
+        role: str
 
 _OfflinePayloadFields: TypeAlias = Literal["emvco_payload", "paybill_or_till", "account_reference", "ussd_code"]
 
@@ -390,7 +401,7 @@ class ScanStats(Message[_ScanStatsFields]):
         tips: int
         conversion_bps: int
 
-_ProfileFields: TypeAlias = Literal["owner_kind", "owner_id", "display_name", "photo_url", "active", "currency", "city", "updated_at"]
+_ProfileFields: TypeAlias = Literal["owner_kind", "owner_id", "display_name", "photo_url", "active", "currency", "city", "updated_at", "role", "uploaded_photo_url"]
 
 class Profile(Message[_ProfileFields]):
     """
@@ -440,9 +451,26 @@ class Profile(Message[_ProfileFields]):
             ```proto
             optional google.protobuf.Timestamp updated_at = 8;
             ```
+        role:
+            What the worker does, shown under their name on the tip page: one of the
+            keys the tip page translates ("waiter", "bartender", "barista", "chef",
+            "host", "housekeeping", "driver", "guide", "delivery", "attendant",
+            "stylist", "security") or the owner's own words, shown as given.
+
+            ```proto
+            string role = 9;
+            ```
+        uploaded_photo_url:
+            Where the platform serves the photo uploaded with PutProfilePhoto (a URL
+            on the platform's own host, changing with the photo); empty when none.
+            The tip page shows it in place of photo_url.
+
+            ```proto
+            string uploaded_photo_url = 10;
+            ```
     """
 
-    __slots__ = ("owner_kind", "owner_id", "display_name", "photo_url", "active", "currency", "city", "updated_at")
+    __slots__ = ("owner_kind", "owner_id", "display_name", "photo_url", "active", "currency", "city", "updated_at", "role", "uploaded_photo_url")
 
     if TYPE_CHECKING:
 
@@ -457,6 +485,8 @@ class Profile(Message[_ProfileFields]):
             currency: str = "",
             city: str = "",
             updated_at: Timestamp | None = None,
+            role: str = "",
+            uploaded_photo_url: str = "",
         ) -> None:
             pass
 
@@ -468,6 +498,8 @@ class Profile(Message[_ProfileFields]):
         currency: str
         city: str
         updated_at: Timestamp | None
+        role: str
+        uploaded_photo_url: str
 
 _QrCodeProblemFields: TypeAlias = Literal["kind", "qr_code_id", "replaced_by_qr_code_id"]
 
@@ -768,7 +800,7 @@ class QrProblemKind(Enum):
 
 
 _DESC = file_desc(
-    b'\n\x13ttip/qr/v1/qr.proto\x12\nttip.qr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"\xd9\x01\n\x11DynamicParameters\x12B\n\x11suggested_amounts\x18\x01 \x03(\x0b2\x15.ttip.common.v1.MoneyR\x10suggestedAmounts\x128\n\x0cfixed_amount\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bfixedAmount\x12\x14\n\x05table\x18\x03 \x01(\tR\x05table\x12\x14\n\x05shift\x18\x04 \x01(\tR\x05shift\x12\x1a\n\x08campaign\x18\x05 \x01(\tR\x08campaign"\xde\x03\n\x06QrCode\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x12\x1d\n\nshort_code\x18\x02 \x01(\tR\tshortCode\x124\n\nowner_kind\x18\x03 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x04 \x01(\tR\x07ownerId\x12\x19\n\x08venue_id\x18\x05 \x01(\tR\x07venueId\x12=\n\nparameters\x18\x06 \x01(\x0b2\x1d.ttip.qr.v1.DynamicParametersR\nparameters\x12\x10\n\x03url\x18\x07 \x01(\tR\x03url\x120\n\x06status\x18\x08 \x01(\x0e2\x18.ttip.qr.v1.QrCodeStatusR\x06status\x129\n\nexpires_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n\ncreated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x122\n\x16replaced_by_qr_code_id\x18\x0b \x01(\tR\x12replacedByQrCodeId"\xd4\x03\n\tTipTarget\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x124\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12!\n\x0cdisplay_name\x18\x05 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x06 \x01(\tR\x08photoUrl\x12\x1d\n\nvenue_name\x18\x07 \x01(\tR\tvenueName\x12\x1a\n\x08currency\x18\x08 \x01(\tR\x08currency\x12B\n\x11suggested_amounts\x18\t \x03(\x0b2\x15.ttip.common.v1.MoneyR\x10suggestedAmounts\x128\n\x0cfixed_amount\x18\n \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bfixedAmount\x12\x14\n\x05table\x18\x0b \x01(\tR\x05table\x12\x14\n\x05shift\x18\x0c \x01(\tR\x05shift\x12\x16\n\x06shared\x18\r \x01(\x08R\x06shared"\xa7\x01\n\x0eOfflinePayload\x12#\n\remvco_payload\x18\x01 \x01(\tR\x0cemvcoPayload\x12&\n\x0fpaybill_or_till\x18\x02 \x01(\tR\rpaybillOrTill\x12+\n\x11account_reference\x18\x03 \x01(\tR\x10accountReference\x12\x1b\n\tussd_code\x18\x04 \x01(\tR\x08ussdCode"\xa1\x01\n\tScanStats\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x12\x14\n\x05scans\x18\x02 \x01(\x03R\x05scans\x12%\n\x0eunique_devices\x18\x03 \x01(\x03R\runiqueDevices\x12\x12\n\x04tips\x18\x04 \x01(\x03R\x04tips\x12%\n\x0econversion_bps\x18\x05 \x01(\x05R\rconversionBps"\x9d\x02\n\x07Profile\x124\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x02 \x01(\tR\x07ownerId\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x04 \x01(\tR\x08photoUrl\x12\x16\n\x06active\x18\x05 \x01(\x08R\x06active\x12\x1a\n\x08currency\x18\x06 \x01(\tR\x08currency\x12\x12\n\x04city\x18\x07 \x01(\tR\x04city\x129\n\nupdated_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\x90\x01\n\rQrCodeProblem\x12-\n\x04kind\x18\x01 \x01(\x0e2\x19.ttip.qr.v1.QrProblemKindR\x04kind\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x122\n\x16replaced_by_qr_code_id\x18\x03 \x01(\tR\x12replacedByQrCodeId"\xa9\x02\n\x0bPartnerLink\x12\x15\n\x06key_id\x18\x01 \x01(\tR\x05keyId\x124\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x1b\n\tlinked_by\x18\x04 \x01(\tR\x08linkedBy\x127\n\tlinked_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08linkedAt\x12;\n\x0bunlinked_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nunlinkedAt\x12\x1f\n\x0bunlinked_by\x18\x07 \x01(\tR\nunlinkedBy*T\n\tOwnerKind\x12\x1a\n\x16OWNER_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11OWNER_KIND_WORKER\x10\x01\x12\x14\n\x10OWNER_KIND_VENUE\x10\x02*\x81\x01\n\x0cQrCodeStatus\x12\x1e\n\x1aQR_CODE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15QR_CODE_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16QR_CODE_STATUS_ROTATED\x10\x02\x12\x1a\n\x16QR_CODE_STATUS_REVOKED\x10\x03*\x89\x01\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x14\n\x10IMAGE_FORMAT_SVG\x10\x02\x12\x1a\n\x16IMAGE_FORMAT_PRINT_SVG\x10\x03\x12\x14\n\x10IMAGE_FORMAT_PDF\x10\x04*\x93\x01\n\x0fErrorCorrection\x12 \n\x1cERROR_CORRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12ERROR_CORRECTION_L\x10\x01\x12\x16\n\x12ERROR_CORRECTION_M\x10\x02\x12\x16\n\x12ERROR_CORRECTION_Q\x10\x03\x12\x16\n\x12ERROR_CORRECTION_H\x10\x04*\x8f\x02\n\rQrProblemKind\x12\x1f\n\x1bQR_PROBLEM_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18QR_PROBLEM_KIND_TAMPERED\x10\x01\x12\x1b\n\x17QR_PROBLEM_KIND_EXPIRED\x10\x02\x12\x1b\n\x17QR_PROBLEM_KIND_ROTATED\x10\x03\x12\x1b\n\x17QR_PROBLEM_KIND_REVOKED\x10\x04\x12"\n\x1eQR_PROBLEM_KIND_OWNER_INACTIVE\x10\x05\x12"\n\x1eQR_PROBLEM_KIND_VENUE_INACTIVE\x10\x06\x12 \n\x1cQR_PROBLEM_KIND_UNKNOWN_CODE\x10\x07b\x06proto3',
+    b'\n\x13ttip/qr/v1/qr.proto\x12\nttip.qr.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto"\xd9\x01\n\x11DynamicParameters\x12B\n\x11suggested_amounts\x18\x01 \x03(\x0b2\x15.ttip.common.v1.MoneyR\x10suggestedAmounts\x128\n\x0cfixed_amount\x18\x02 \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bfixedAmount\x12\x14\n\x05table\x18\x03 \x01(\tR\x05table\x12\x14\n\x05shift\x18\x04 \x01(\tR\x05shift\x12\x1a\n\x08campaign\x18\x05 \x01(\tR\x08campaign"\xde\x03\n\x06QrCode\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x12\x1d\n\nshort_code\x18\x02 \x01(\tR\tshortCode\x124\n\nowner_kind\x18\x03 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x04 \x01(\tR\x07ownerId\x12\x19\n\x08venue_id\x18\x05 \x01(\tR\x07venueId\x12=\n\nparameters\x18\x06 \x01(\x0b2\x1d.ttip.qr.v1.DynamicParametersR\nparameters\x12\x10\n\x03url\x18\x07 \x01(\tR\x03url\x120\n\x06status\x18\x08 \x01(\x0e2\x18.ttip.qr.v1.QrCodeStatusR\x06status\x129\n\nexpires_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x129\n\ncreated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x122\n\x16replaced_by_qr_code_id\x18\x0b \x01(\tR\x12replacedByQrCodeId"\xe8\x03\n\tTipTarget\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x124\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x1b\n\tworker_id\x18\x03 \x01(\tR\x08workerId\x12\x19\n\x08venue_id\x18\x04 \x01(\tR\x07venueId\x12!\n\x0cdisplay_name\x18\x05 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x06 \x01(\tR\x08photoUrl\x12\x1d\n\nvenue_name\x18\x07 \x01(\tR\tvenueName\x12\x1a\n\x08currency\x18\x08 \x01(\tR\x08currency\x12B\n\x11suggested_amounts\x18\t \x03(\x0b2\x15.ttip.common.v1.MoneyR\x10suggestedAmounts\x128\n\x0cfixed_amount\x18\n \x01(\x0b2\x15.ttip.common.v1.MoneyR\x0bfixedAmount\x12\x14\n\x05table\x18\x0b \x01(\tR\x05table\x12\x14\n\x05shift\x18\x0c \x01(\tR\x05shift\x12\x16\n\x06shared\x18\r \x01(\x08R\x06shared\x12\x12\n\x04role\x18\x0e \x01(\tR\x04role"\xa7\x01\n\x0eOfflinePayload\x12#\n\remvco_payload\x18\x01 \x01(\tR\x0cemvcoPayload\x12&\n\x0fpaybill_or_till\x18\x02 \x01(\tR\rpaybillOrTill\x12+\n\x11account_reference\x18\x03 \x01(\tR\x10accountReference\x12\x1b\n\tussd_code\x18\x04 \x01(\tR\x08ussdCode"\xa1\x01\n\tScanStats\x12\x1c\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeId\x12\x14\n\x05scans\x18\x02 \x01(\x03R\x05scans\x12%\n\x0eunique_devices\x18\x03 \x01(\x03R\runiqueDevices\x12\x12\n\x04tips\x18\x04 \x01(\x03R\x04tips\x12%\n\x0econversion_bps\x18\x05 \x01(\x05R\rconversionBps"\xdf\x02\n\x07Profile\x124\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x02 \x01(\tR\x07ownerId\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x04 \x01(\tR\x08photoUrl\x12\x16\n\x06active\x18\x05 \x01(\x08R\x06active\x12\x1a\n\x08currency\x18\x06 \x01(\tR\x08currency\x12\x12\n\x04city\x18\x07 \x01(\tR\x04city\x129\n\nupdated_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x12\n\x04role\x18\t \x01(\tR\x04role\x12,\n\x12uploaded_photo_url\x18\n \x01(\tR\x10uploadedPhotoUrl"\x90\x01\n\rQrCodeProblem\x12-\n\x04kind\x18\x01 \x01(\x0e2\x19.ttip.qr.v1.QrProblemKindR\x04kind\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x122\n\x16replaced_by_qr_code_id\x18\x03 \x01(\tR\x12replacedByQrCodeId"\xa9\x02\n\x0bPartnerLink\x12\x15\n\x06key_id\x18\x01 \x01(\tR\x05keyId\x124\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKind\x12\x19\n\x08owner_id\x18\x03 \x01(\tR\x07ownerId\x12\x1b\n\tlinked_by\x18\x04 \x01(\tR\x08linkedBy\x127\n\tlinked_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08linkedAt\x12;\n\x0bunlinked_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nunlinkedAt\x12\x1f\n\x0bunlinked_by\x18\x07 \x01(\tR\nunlinkedBy*T\n\tOwnerKind\x12\x1a\n\x16OWNER_KIND_UNSPECIFIED\x10\x00\x12\x15\n\x11OWNER_KIND_WORKER\x10\x01\x12\x14\n\x10OWNER_KIND_VENUE\x10\x02*\x81\x01\n\x0cQrCodeStatus\x12\x1e\n\x1aQR_CODE_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15QR_CODE_STATUS_ACTIVE\x10\x01\x12\x1a\n\x16QR_CODE_STATUS_ROTATED\x10\x02\x12\x1a\n\x16QR_CODE_STATUS_REVOKED\x10\x03*\x89\x01\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x01\x12\x14\n\x10IMAGE_FORMAT_SVG\x10\x02\x12\x1a\n\x16IMAGE_FORMAT_PRINT_SVG\x10\x03\x12\x14\n\x10IMAGE_FORMAT_PDF\x10\x04*\x93\x01\n\x0fErrorCorrection\x12 \n\x1cERROR_CORRECTION_UNSPECIFIED\x10\x00\x12\x16\n\x12ERROR_CORRECTION_L\x10\x01\x12\x16\n\x12ERROR_CORRECTION_M\x10\x02\x12\x16\n\x12ERROR_CORRECTION_Q\x10\x03\x12\x16\n\x12ERROR_CORRECTION_H\x10\x04*\x8f\x02\n\rQrProblemKind\x12\x1f\n\x1bQR_PROBLEM_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18QR_PROBLEM_KIND_TAMPERED\x10\x01\x12\x1b\n\x17QR_PROBLEM_KIND_EXPIRED\x10\x02\x12\x1b\n\x17QR_PROBLEM_KIND_ROTATED\x10\x03\x12\x1b\n\x17QR_PROBLEM_KIND_REVOKED\x10\x04\x12"\n\x1eQR_PROBLEM_KIND_OWNER_INACTIVE\x10\x05\x12"\n\x1eQR_PROBLEM_KIND_VENUE_INACTIVE\x10\x06\x12 \n\x1cQR_PROBLEM_KIND_UNKNOWN_CODE\x10\x07b\x06proto3',
     [
         timestamp_pb.desc(),
         money_pb.desc(),

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.qr.v1 import qr_service_pb
-from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
+from ttip_sdk.gen.ttip.qr.v1.qr_service_pb import AddVenueStaffRequest, AddVenueStaffResponse, CheckPartnerLinkRequest, CheckPartnerLinkResponse, CreateQrCodeRequest, CreateQrCodeResponse, GetOfflinePayloadRequest, GetOfflinePayloadResponse, GetProfilePhotoRequest, GetProfilePhotoResponse, GetProfileRequest, GetProfileResponse, GetQrCodeRequest, GetQrCodeResponse, GetScanStatsRequest, GetScanStatsResponse, GetVenueAccessRequest, GetVenueAccessResponse, LinkPartnerRequest, LinkPartnerResponse, ListManagedVenuesRequest, ListManagedVenuesResponse, ListPartnerLinksRequest, ListPartnerLinksResponse, ListQrCodesRequest, ListQrCodesResponse, MatchAccountReferenceRequest, MatchAccountReferenceResponse, PutProfilePhotoRequest, PutProfilePhotoResponse, PutProfileRequest, PutProfileResponse, RecordScanRequest, RecordScanResponse, RemoveVenueStaffRequest, RemoveVenueStaffResponse, RenderQrCodeRequest, RenderQrCodeResponse, ResolveQrCodeRequest, ResolveQrCodeResponse, RevokeQrCodeRequest, RevokeQrCodeResponse, RotateQrCodeRequest, RotateQrCodeResponse, SuggestAccountReferencesRequest, SuggestAccountReferencesResponse, UnlinkPartnerRequest, UnlinkPartnerResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -93,6 +93,22 @@ class QrService(Protocol):
         Sets how a worker or venue is shown on the tip page. A worker sets their
         own; a venue manager creates a venue (becoming its manager) or updates one
         they manage; an admin may set any.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def put_profile_photo(self, request: PutProfilePhotoRequest, ctx: RequestContext[PutProfilePhotoRequest, PutProfilePhotoResponse], /) -> PutProfilePhotoResponse:
+        """
+        Stores the owner's photo, served by the platform itself at
+        Profile.uploaded_photo_url (no third-party host) and shown on the tip
+        page in place of photo_url. Who may: as PutProfile, for a profile that
+        exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+        image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_profile_photo(self, request: GetProfilePhotoRequest, ctx: RequestContext[GetProfilePhotoRequest, GetProfilePhotoResponse], /) -> GetProfilePhotoResponse:
+        """
+        The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -280,6 +296,28 @@ class QrServiceASGIApplication(ConnectASGIApplication[QrService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.put_profile,
+                ),
+                "/ttip.qr.v1.QrService/PutProfilePhoto": Endpoint.unary(
+                    method=MethodInfo(
+                        name="PutProfilePhoto",
+                        service_name="ttip.qr.v1.QrService",
+                        input=PutProfilePhotoRequest,
+                        output=PutProfilePhotoResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.put_profile_photo,
+                ),
+                "/ttip.qr.v1.QrService/GetProfilePhoto": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetProfilePhoto",
+                        service_name="ttip.qr.v1.QrService",
+                        input=GetProfilePhotoRequest,
+                        output=GetProfilePhotoResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_profile_photo,
                 ),
                 "/ttip.qr.v1.QrService/GetProfile": Endpoint.unary(
                     method=MethodInfo(
@@ -637,6 +675,58 @@ class QrServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def put_profile_photo(
+        self,
+        request: PutProfilePhotoRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PutProfilePhotoResponse:
+        """
+        Stores the owner's photo, served by the platform itself at
+        Profile.uploaded_photo_url (no third-party host) and shown on the tip
+        page in place of photo_url. Who may: as PutProfile, for a profile that
+        exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+        image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PutProfilePhoto",
+                service_name="ttip.qr.v1.QrService",
+                input=PutProfilePhotoRequest,
+                output=PutProfilePhotoResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def get_profile_photo(
+        self,
+        request: GetProfilePhotoRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetProfilePhotoResponse:
+        """
+        The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetProfilePhoto",
+                service_name="ttip.qr.v1.QrService",
+                input=GetProfilePhotoRequest,
+                output=GetProfilePhotoResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
     async def get_profile(
         self,
         request: GetProfileRequest,
@@ -876,6 +966,22 @@ class QrServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def put_profile_photo(self, request: PutProfilePhotoRequest, ctx: RequestContext[PutProfilePhotoRequest, PutProfilePhotoResponse], /) -> PutProfilePhotoResponse:
+        """
+        Stores the owner's photo, served by the platform itself at
+        Profile.uploaded_photo_url (no third-party host) and shown on the tip
+        page in place of photo_url. Who may: as PutProfile, for a profile that
+        exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+        image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_profile_photo(self, request: GetProfilePhotoRequest, ctx: RequestContext[GetProfilePhotoRequest, GetProfilePhotoResponse], /) -> GetProfilePhotoResponse:
+        """
+        The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def get_profile(self, request: GetProfileRequest, ctx: RequestContext[GetProfileRequest, GetProfileResponse], /) -> GetProfileResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1058,6 +1164,28 @@ class QrServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.put_profile,
+                ),
+                "/ttip.qr.v1.QrService/PutProfilePhoto": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="PutProfilePhoto",
+                        service_name="ttip.qr.v1.QrService",
+                        input=PutProfilePhotoRequest,
+                        output=PutProfilePhotoResponse,
+                        idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.put_profile_photo,
+                ),
+                "/ttip.qr.v1.QrService/GetProfilePhoto": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetProfilePhoto",
+                        service_name="ttip.qr.v1.QrService",
+                        input=GetProfilePhotoRequest,
+                        output=GetProfilePhotoResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_profile_photo,
                 ),
                 "/ttip.qr.v1.QrService/GetProfile": EndpointSync.unary(
                     method=MethodInfo(
@@ -1414,6 +1542,58 @@ class QrServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def put_profile_photo(
+        self,
+        request: PutProfilePhotoRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PutProfilePhotoResponse:
+        """
+        Stores the owner's photo, served by the platform itself at
+        Profile.uploaded_photo_url (no third-party host) and shown on the tip
+        page in place of photo_url. Who may: as PutProfile, for a profile that
+        exists (FAILED_PRECONDITION before PutProfile). INVALID_ARGUMENT naming
+        image for anything but JPEG, PNG or WebP, or more than 512 KiB.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PutProfilePhoto",
+                service_name="ttip.qr.v1.QrService",
+                input=PutProfilePhotoRequest,
+                output=PutProfilePhotoResponse,
+                idempotency_level=IdempotencyLevel.IDEMPOTENT,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_profile_photo(
+        self,
+        request: GetProfilePhotoRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetProfilePhotoResponse:
+        """
+        The uploaded photo's bytes (public, as the tip page shows it); NOT_FOUND when none.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetProfilePhoto",
+                service_name="ttip.qr.v1.QrService",
+                input=GetProfilePhotoRequest,
+                output=GetProfilePhotoResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
     def get_profile(
         self,

@@ -962,7 +962,7 @@ class SuggestAccountReferencesResponse(Message[_SuggestAccountReferencesResponse
 
         account_references: list[str]
 
-_PutProfileRequestFields: TypeAlias = Literal["owner_kind", "owner_id", "display_name", "photo_url", "active", "currency", "city"]
+_PutProfileRequestFields: TypeAlias = Literal["owner_kind", "owner_id", "display_name", "photo_url", "active", "currency", "city", "role"]
 
 class PutProfileRequest(Message[_PutProfileRequestFields]):
     """
@@ -1001,9 +1001,15 @@ class PutProfileRequest(Message[_PutProfileRequestFields]):
             ```proto
             string city = 7;
             ```
+        role:
+            Profile.role. Unset keeps the current role; empty clears it.
+
+            ```proto
+            optional string role = 8;
+            ```
     """
 
-    __slots__ = ("owner_kind", "owner_id", "display_name", "photo_url", "active", "currency", "city")
+    __slots__ = ("owner_kind", "owner_id", "display_name", "photo_url", "active", "currency", "city", "role")
 
     if TYPE_CHECKING:
 
@@ -1017,6 +1023,7 @@ class PutProfileRequest(Message[_PutProfileRequestFields]):
             active: bool | None = None,
             currency: str = "",
             city: str = "",
+            role: str | None = None,
         ) -> None:
             pass
 
@@ -1027,6 +1034,7 @@ class PutProfileRequest(Message[_PutProfileRequestFields]):
         active: bool
         currency: str
         city: str
+        role: str
 
 _PutProfileResponseFields: TypeAlias = Literal["profile"]
 
@@ -1055,6 +1063,157 @@ class PutProfileResponse(Message[_PutProfileResponseFields]):
             pass
 
         profile: Profile | None
+
+_PutProfilePhotoRequestFields: TypeAlias = Literal["owner_kind", "owner_id", "image"]
+
+class PutProfilePhotoRequest(Message[_PutProfilePhotoRequestFields]):
+    """
+    ```proto
+    message ttip.qr.v1.PutProfilePhotoRequest
+    ```
+
+    Attributes:
+        owner_kind:
+            ```proto
+            ttip.qr.v1.OwnerKind owner_kind = 1;
+            ```
+        owner_id:
+            ```proto
+            string owner_id = 2;
+            ```
+        image:
+            JPEG, PNG or WebP, told apart by their first bytes (never by a name or a
+            declared type); empty removes the photo. At most 512 KiB: the tip page
+            shows it at 72 px on phones with slow networks, so the web app scales a
+            picture of up to 2 MB down before sending it.
+
+            ```proto
+            bytes image = 3;
+            ```
+    """
+
+    __slots__ = ("owner_kind", "owner_id", "image")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            owner_kind: OwnerKind | None = None,
+            owner_id: str = "",
+            image: bytes = b"",
+        ) -> None:
+            pass
+
+        owner_kind: OwnerKind
+        owner_id: str
+        image: bytes
+
+_PutProfilePhotoResponseFields: TypeAlias = Literal["profile"]
+
+class PutProfilePhotoResponse(Message[_PutProfilePhotoResponseFields]):
+    """
+    ```proto
+    message ttip.qr.v1.PutProfilePhotoResponse
+    ```
+
+    Attributes:
+        profile:
+            ```proto
+            optional ttip.qr.v1.Profile profile = 1;
+            ```
+    """
+
+    __slots__ = ("profile",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            profile: Profile | None = None,
+        ) -> None:
+            pass
+
+        profile: Profile | None
+
+_GetProfilePhotoRequestFields: TypeAlias = Literal["owner_kind", "owner_id"]
+
+class GetProfilePhotoRequest(Message[_GetProfilePhotoRequestFields]):
+    """
+    ```proto
+    message ttip.qr.v1.GetProfilePhotoRequest
+    ```
+
+    Attributes:
+        owner_kind:
+            ```proto
+            ttip.qr.v1.OwnerKind owner_kind = 1;
+            ```
+        owner_id:
+            ```proto
+            string owner_id = 2;
+            ```
+    """
+
+    __slots__ = ("owner_kind", "owner_id")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            owner_kind: OwnerKind | None = None,
+            owner_id: str = "",
+        ) -> None:
+            pass
+
+        owner_kind: OwnerKind
+        owner_id: str
+
+_GetProfilePhotoResponseFields: TypeAlias = Literal["image", "content_type", "sha256"]
+
+class GetProfilePhotoResponse(Message[_GetProfilePhotoResponseFields]):
+    """
+    ```proto
+    message ttip.qr.v1.GetProfilePhotoResponse
+    ```
+
+    Attributes:
+        image:
+            ```proto
+            bytes image = 1;
+            ```
+        content_type:
+            "image/jpeg", "image/png" or "image/webp".
+
+            ```proto
+            string content_type = 2;
+            ```
+        sha256:
+            Lower-case hex SHA-256 of image: the version in uploaded_photo_url.
+
+            ```proto
+            string sha256 = 3;
+            ```
+    """
+
+    __slots__ = ("image", "content_type", "sha256")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            image: bytes = b"",
+            content_type: str = "",
+            sha256: str = "",
+        ) -> None:
+            pass
+
+        image: bytes
+        content_type: str
+        sha256: str
 
 _GetProfileRequestFields: TypeAlias = Literal["owner_kind", "owner_id"]
 
@@ -1586,7 +1745,7 @@ class CheckPartnerLinkResponse(Message[_CheckPartnerLinkResponseFields]):
 
 
 _DESC = file_desc(
-    b'\n\x1bttip/qr/v1/qr_service.proto\x12\nttip.qr.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ttip/common/v1/page.proto\x1a\x13ttip/qr/v1/qr.proto\x1a\x1cttip/common/v1/options.proto"_\n\x15GetVenueAccessRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x07user_id\x18\x02 \x01(\tR\x06userIdB\x08\xbaH\x05r\x03\x18\x80\x01"\xb1\x01\n\x16GetVenueAccessResponse\x12!\n\x0cvenue_exists\x18\x01 \x01(\x08R\x0bvenueExists\x12\x1d\n\nis_manager\x18\x02 \x01(\x08R\tisManager\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x1a\n\x08currency\x18\x04 \x01(\tR\x08currency\x12\x16\n\x06active\x18\x05 \x01(\x08R\x06active"\xdd\x02\n\x13CreateQrCodeRequest\x12@\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12&\n\x08venue_id\x18\x03 \x01(\tR\x07venueIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12=\n\nparameters\x18\x04 \x01(\x0b2\x1d.ttip.qr.v1.DynamicParametersR\nparameters\x12C\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAtB\x08\xbaH\x05\xb2\x01\x02@\x01\x123\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"C\n\x14CreateQrCodeResponse\x12+\n\x07qr_code\x18\x01 \x01(\x0b2\x12.ttip.qr.v1.QrCodeR\x06qrCode":\n\x10GetQrCodeRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01"@\n\x11GetQrCodeResponse\x12+\n\x07qr_code\x18\x01 \x01(\x0b2\x12.ttip.qr.v1.QrCodeR\x06qrCode"\xd7\x01\n\x12ListQrCodesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12@\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x03 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12)\n\x10include_inactive\x18\x04 \x01(\x08R\x0fincludeInactive"v\n\x13ListQrCodesResponse\x12-\n\x08qr_codes\x18\x01 \x03(\x0b2\x12.ttip.qr.v1.QrCodeR\x07qrCodes\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\x8a\x01\n\x14ResolveQrCodeRequest\x12;\n\nshort_code\x18\x01 \x01(\tH\x00R\tshortCodeB\x1a\xbaH\x17r\x152\x13^[A-Za-z0-9]{4,12}$\x12&\n\x07payload\x18\x02 \x01(\tH\x00R\x07payloadB\n\xbaH\x07r\x05\x10\x10\x18\x80\x10B\r\n\x04code\x12\x05\xbaH\x02\x08\x01"F\n\x15ResolveQrCodeResponse\x12-\n\x06target\x18\x01 \x01(\x0b2\x15.ttip.qr.v1.TipTargetR\x06target"\x86\x02\n\x13RenderQrCodeRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12;\n\x06format\x18\x02 \x01(\x0e2\x17.ttip.qr.v1.ImageFormatR\x06formatB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x1e\n\x04size\x18\x03 \x01(\x05R\x04sizeB\n\xbaH\x07\x1a\x05\x18\x80 (\x00\x12P\n\x10error_correction\x18\x04 \x01(\x0e2\x1b.ttip.qr.v1.ErrorCorrectionR\x0ferrorCorrectionB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x18\n\x07caption\x18\x05 \x01(\x08R\x07caption"S\n\x14RenderQrCodeResponse\x12\x18\n\x07content\x18\x01 \x01(\x0cR\x07content\x12!\n\x0ccontent_type\x18\x02 \x01(\tR\x0bcontentType"r\n\x13RotateQrCodeRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x123\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"C\n\x14RotateQrCodeResponse\x12+\n\x07qr_code\x18\x01 \x01(\x0b2\x12.ttip.qr.v1.QrCodeR\x06qrCode"_\n\x13RevokeQrCodeRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12 \n\x06reason\x18\x02 \x01(\tR\x06reasonB\x08\xbaH\x05r\x03\x18\xf4\x03"C\n\x14RevokeQrCodeResponse\x12+\n\x07qr_code\x18\x01 \x01(\x0b2\x12.ttip.qr.v1.QrCodeR\x06qrCode"B\n\x18GetOfflinePayloadRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01"Q\n\x19GetOfflinePayloadResponse\x124\n\x07offline\x18\x01 \x01(\x0b2\x1a.ttip.qr.v1.OfflinePayloadR\x07offline"\xfd\x01\n\x11RecordScanRequest\x12;\n\nshort_code\x18\x01 \x01(\tH\x00R\tshortCodeB\x1a\xbaH\x17r\x152\x13^[A-Za-z0-9]{4,12}$\x12&\n\x07payload\x18\x02 \x01(\tH\x00R\x07payloadB\n\xbaH\x07r\x05\x10\x10\x18\x80\x10\x12$\n\x08referrer\x18\x03 \x01(\tR\x08referrerB\x08\xbaH\x05r\x03\x18\x80\x10\x12\'\n\nuser_agent\x18\x04 \x01(\tR\tuserAgentB\x08\xbaH\x05r\x03\x18\x80\x04\x12%\n\tdevice_id\x18\x05 \x01(\tR\x08deviceIdB\x08\xbaH\x05r\x03\x18\x80\x01B\r\n\x04code\x12\x05\xbaH\x02\x08\x01"\\\n\x12RecordScanResponse\x12\x17\n\x07scan_id\x18\x01 \x01(\tR\x06scanId\x12-\n\x06target\x18\x02 \x01(\x0b2\x15.ttip.qr.v1.TipTargetR\x06target"\x84\x03\n\x13GetScanStatsRequest\x12)\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12&\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x126\n\x04from\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04fromB\x06\xbaH\x03\xc8\x01\x01\x122\n\x02to\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02toB\x06\xbaH\x03\xc8\x01\x01:\xad\x01\xbaH\xa9\x01\x1ab\n\x15get_scan_stats.target\x12\x1bgive qr_code_id or owner_id\x1a,this.qr_code_id != \'\' || this.owner_id != \'\'\x1aC\n\x14get_scan_stats.range\x12\x16from must be before to\x1a\x13this.from < this.to"C\n\x14GetScanStatsResponse\x12+\n\x05stats\x18\x01 \x03(\x0b2\x15.ttip.qr.v1.ScanStatsR\x05stats"V\n\x1cMatchAccountReferenceRequest\x126\n\x11account_reference\x18\x01 \x01(\tR\x10accountReferenceB\t\xbaH\x06r\x04\x10\x01\x18\x14"\xa7\x01\n\x1dMatchAccountReferenceResponse\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x12\x19\n\x08venue_id\x18\x03 \x01(\tR\x07venueId\x120\n\x06status\x18\x04 \x01(\x0e2\x18.ttip.qr.v1.QrCodeStatusR\x06status"Y\n\x1fSuggestAccountReferencesRequest\x126\n\x11account_reference\x18\x01 \x01(\tR\x10accountReferenceB\t\xbaH\x06r\x04\x10\x01\x18\x14"Q\n SuggestAccountReferencesResponse\x12-\n\x12account_references\x18\x01 \x03(\tR\x11accountReferences"\xcc\x02\n\x11PutProfileRequest\x12@\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12,\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayNameB\t\xbaH\x06r\x04\x10\x01\x18P\x12+\n\tphoto_url\x18\x04 \x01(\tR\x08photoUrlB\x0e\xbaH\x0b\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01\x12\x1b\n\x06active\x18\x05 \x01(\x08H\x00R\x06active\x88\x01\x01\x120\n\x08currency\x18\x06 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$\x12\x1b\n\x04city\x18\x07 \x01(\tR\x04cityB\x07\xbaH\x04r\x02\x18(B\t\n\x07_active"C\n\x12PutProfileResponse\x12-\n\x07profile\x18\x01 \x01(\x0b2\x13.ttip.qr.v1.ProfileR\x07profile"z\n\x11GetProfileRequest\x12@\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"C\n\x12GetProfileResponse\x12-\n\x07profile\x18\x01 \x01(\x0b2\x13.ttip.qr.v1.ProfileR\x07profile"b\n\x14AddVenueStaffRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\x17\n\x15AddVenueStaffResponse"e\n\x17RemoveVenueStaffRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"?\n\x18RemoveVenueStaffResponse\x12#\n\rrevoked_codes\x18\x01 \x01(\x05R\x0crevokedCodes"\x1a\n\x18ListManagedVenuesRequest"H\n\x19ListManagedVenuesResponse\x12+\n\x06venues\x18\x01 \x03(\x0b2\x13.ttip.qr.v1.ProfileR\x06venues"\x9c\x01\n\x12LinkPartnerRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12@\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x03 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"B\n\x13LinkPartnerResponse\x12+\n\x04link\x18\x01 \x01(\x0b2\x17.ttip.qr.v1.PartnerLinkR\x04link"\x9e\x01\n\x14UnlinkPartnerRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12@\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x03 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"D\n\x15UnlinkPartnerResponse\x12+\n\x04link\x18\x01 \x01(\x0b2\x17.ttip.qr.v1.PartnerLinkR\x04link"\xb2\x01\n\x17ListPartnerLinksRequest\x12>\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12&\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12/\n\x04page\x18\x03 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"{\n\x18ListPartnerLinksResponse\x12-\n\x05links\x18\x01 \x03(\x0b2\x17.ttip.qr.v1.PartnerLinkR\x05links\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\x8c\x01\n\x17CheckPartnerLinkRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12&\n\x08venue_id\x18\x03 \x01(\tR\x07venueIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"{\n\x18CheckPartnerLinkResponse\x12\x16\n\x06linked\x18\x01 \x01(\x08R\x06linked\x120\n\x08via_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\x07viaKind\x12\x15\n\x06via_id\x18\x03 \x01(\tR\x05viaId2\xe2\x0e\n\tQrService\x12\x81\x01\n\x0cCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse".\xca\xf3\x18*\x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\x08qr:write\x12\\\n\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse"\x12\x90\x02\x01\xca\xf3\x18\x0b\x08\x01\x1a\x07qr:read\x12b\n\x0bListQrCodes\x12\x1e.ttip.qr.v1.ListQrCodesRequest\x1a\x1f.ttip.qr.v1.ListQrCodesResponse"\x12\x90\x02\x01\xca\xf3\x18\x0b\x08\x01\x1a\x07qr:read\x12Y\n\rResolveQrCode\x12 .ttip.qr.v1.ResolveQrCodeRequest\x1a!.ttip.qr.v1.ResolveQrCodeResponse"\x03\x90\x02\x01\x12e\n\x0cRenderQrCode\x12\x1f.ttip.qr.v1.RenderQrCodeRequest\x1a .ttip.qr.v1.RenderQrCodeResponse"\x12\x90\x02\x01\xca\xf3\x18\x0b\x08\x01\x1a\x07qr:read\x12c\n\x0cRotateQrCode\x12\x1f.ttip.qr.v1.RotateQrCodeRequest\x1a .ttip.qr.v1.RotateQrCodeResponse"\x10\xca\xf3\x18\x0c\x08\x01\x1a\x08qr:write\x12c\n\x0cRevokeQrCode\x12\x1f.ttip.qr.v1.RevokeQrCodeRequest\x1a .ttip.qr.v1.RevokeQrCodeResponse"\x10\xca\xf3\x18\x0c\x08\x01\x1a\x08qr:write\x12e\n\x11GetOfflinePayload\x12$.ttip.qr.v1.GetOfflinePayloadRequest\x1a%.ttip.qr.v1.GetOfflinePayloadResponse"\x03\x90\x02\x01\x12K\n\nRecordScan\x12\x1d.ttip.qr.v1.RecordScanRequest\x1a\x1e.ttip.qr.v1.RecordScanResponse\x12V\n\x0cGetScanStats\x12\x1f.ttip.qr.v1.GetScanStatsRequest\x1a .ttip.qr.v1.GetScanStatsResponse"\x03\x90\x02\x01\x12P\n\nPutProfile\x12\x1d.ttip.qr.v1.PutProfileRequest\x1a\x1e.ttip.qr.v1.PutProfileResponse"\x03\x90\x02\x02\x12P\n\nGetProfile\x12\x1d.ttip.qr.v1.GetProfileRequest\x1a\x1e.ttip.qr.v1.GetProfileResponse"\x03\x90\x02\x01\x12Y\n\rAddVenueStaff\x12 .ttip.qr.v1.AddVenueStaffRequest\x1a!.ttip.qr.v1.AddVenueStaffResponse"\x03\x90\x02\x02\x12b\n\x10RemoveVenueStaff\x12#.ttip.qr.v1.RemoveVenueStaffRequest\x1a$.ttip.qr.v1.RemoveVenueStaffResponse"\x03\x90\x02\x02\x12\x81\x01\n\x11ListManagedVenues\x12$.ttip.qr.v1.ListManagedVenuesRequest\x1a%.ttip.qr.v1.ListManagedVenuesResponse"\x1f\x90\x02\x01\xca\xf3\x18\x18\x08\x02\x12\rvenue_manager\x12\x05admin\x12w\n\x0bLinkPartner\x12\x1e.ttip.qr.v1.LinkPartnerRequest\x1a\x1f.ttip.qr.v1.LinkPartnerResponse"\'\x90\x02\x02\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x12}\n\rUnlinkPartner\x12 .ttip.qr.v1.UnlinkPartnerRequest\x1a!.ttip.qr.v1.UnlinkPartnerResponse"\'\x90\x02\x02\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x12\x8f\x01\n\x10ListPartnerLinks\x12#.ttip.qr.v1.ListPartnerLinksRequest\x1a$.ttip.qr.v1.ListPartnerLinksResponse"0\x90\x02\x01\xca\xf3\x18)\x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\x07qr:read\x1a\x06\xca\xf3\x18\x02\x08\x012\xcc\x03\n\x11QrInternalService\x12q\n\x15MatchAccountReference\x12(.ttip.qr.v1.MatchAccountReferenceRequest\x1a).ttip.qr.v1.MatchAccountReferenceResponse"\x03\x90\x02\x01\x12z\n\x18SuggestAccountReferences\x12+.ttip.qr.v1.SuggestAccountReferencesRequest\x1a,.ttip.qr.v1.SuggestAccountReferencesResponse"\x03\x90\x02\x01\x12\\\n\x0eGetVenueAccess\x12!.ttip.qr.v1.GetVenueAccessRequest\x1a".ttip.qr.v1.GetVenueAccessResponse"\x03\x90\x02\x01\x12b\n\x10CheckPartnerLink\x12#.ttip.qr.v1.CheckPartnerLinkRequest\x1a$.ttip.qr.v1.CheckPartnerLinkResponse"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\x08\x04b\x06proto3',
+    b'\n\x1bttip/qr/v1/qr_service.proto\x12\nttip.qr.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19ttip/common/v1/page.proto\x1a\x13ttip/qr/v1/qr.proto\x1a\x1cttip/common/v1/options.proto"_\n\x15GetVenueAccessRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12!\n\x07user_id\x18\x02 \x01(\tR\x06userIdB\x08\xbaH\x05r\x03\x18\x80\x01"\xb1\x01\n\x16GetVenueAccessResponse\x12!\n\x0cvenue_exists\x18\x01 \x01(\x08R\x0bvenueExists\x12\x1d\n\nis_manager\x18\x02 \x01(\x08R\tisManager\x12!\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayName\x12\x1a\n\x08currency\x18\x04 \x01(\tR\x08currency\x12\x16\n\x06active\x18\x05 \x01(\x08R\x06active"\xdd\x02\n\x13CreateQrCodeRequest\x12@\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12&\n\x08venue_id\x18\x03 \x01(\tR\x07venueIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12=\n\nparameters\x18\x04 \x01(\x0b2\x1d.ttip.qr.v1.DynamicParametersR\nparameters\x12C\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAtB\x08\xbaH\x05\xb2\x01\x02@\x01\x123\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"C\n\x14CreateQrCodeResponse\x12+\n\x07qr_code\x18\x01 \x01(\x0b2\x12.ttip.qr.v1.QrCodeR\x06qrCode":\n\x10GetQrCodeRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01"@\n\x11GetQrCodeResponse\x12+\n\x07qr_code\x18\x01 \x01(\x0b2\x12.ttip.qr.v1.QrCodeR\x06qrCode"\xd7\x01\n\x12ListQrCodesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12@\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x03 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12)\n\x10include_inactive\x18\x04 \x01(\x08R\x0fincludeInactive"v\n\x13ListQrCodesResponse\x12-\n\x08qr_codes\x18\x01 \x03(\x0b2\x12.ttip.qr.v1.QrCodeR\x07qrCodes\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\x8a\x01\n\x14ResolveQrCodeRequest\x12;\n\nshort_code\x18\x01 \x01(\tH\x00R\tshortCodeB\x1a\xbaH\x17r\x152\x13^[A-Za-z0-9]{4,12}$\x12&\n\x07payload\x18\x02 \x01(\tH\x00R\x07payloadB\n\xbaH\x07r\x05\x10\x10\x18\x80\x10B\r\n\x04code\x12\x05\xbaH\x02\x08\x01"F\n\x15ResolveQrCodeResponse\x12-\n\x06target\x18\x01 \x01(\x0b2\x15.ttip.qr.v1.TipTargetR\x06target"\x86\x02\n\x13RenderQrCodeRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12;\n\x06format\x18\x02 \x01(\x0e2\x17.ttip.qr.v1.ImageFormatR\x06formatB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12\x1e\n\x04size\x18\x03 \x01(\x05R\x04sizeB\n\xbaH\x07\x1a\x05\x18\x80 (\x00\x12P\n\x10error_correction\x18\x04 \x01(\x0e2\x1b.ttip.qr.v1.ErrorCorrectionR\x0ferrorCorrectionB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12\x18\n\x07caption\x18\x05 \x01(\x08R\x07caption"S\n\x14RenderQrCodeResponse\x12\x18\n\x07content\x18\x01 \x01(\x0cR\x07content\x12!\n\x0ccontent_type\x18\x02 \x01(\tR\x0bcontentType"r\n\x13RotateQrCodeRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x123\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01"C\n\x14RotateQrCodeResponse\x12+\n\x07qr_code\x18\x01 \x01(\x0b2\x12.ttip.qr.v1.QrCodeR\x06qrCode"_\n\x13RevokeQrCodeRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12 \n\x06reason\x18\x02 \x01(\tR\x06reasonB\x08\xbaH\x05r\x03\x18\xf4\x03"C\n\x14RevokeQrCodeResponse\x12+\n\x07qr_code\x18\x01 \x01(\x0b2\x12.ttip.qr.v1.QrCodeR\x06qrCode"B\n\x18GetOfflinePayloadRequest\x12&\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x08\xbaH\x05r\x03\xb0\x01\x01"Q\n\x19GetOfflinePayloadResponse\x124\n\x07offline\x18\x01 \x01(\x0b2\x1a.ttip.qr.v1.OfflinePayloadR\x07offline"\xfd\x01\n\x11RecordScanRequest\x12;\n\nshort_code\x18\x01 \x01(\tH\x00R\tshortCodeB\x1a\xbaH\x17r\x152\x13^[A-Za-z0-9]{4,12}$\x12&\n\x07payload\x18\x02 \x01(\tH\x00R\x07payloadB\n\xbaH\x07r\x05\x10\x10\x18\x80\x10\x12$\n\x08referrer\x18\x03 \x01(\tR\x08referrerB\x08\xbaH\x05r\x03\x18\x80\x10\x12\'\n\nuser_agent\x18\x04 \x01(\tR\tuserAgentB\x08\xbaH\x05r\x03\x18\x80\x04\x12%\n\tdevice_id\x18\x05 \x01(\tR\x08deviceIdB\x08\xbaH\x05r\x03\x18\x80\x01B\r\n\x04code\x12\x05\xbaH\x02\x08\x01"\\\n\x12RecordScanResponse\x12\x17\n\x07scan_id\x18\x01 \x01(\tR\x06scanId\x12-\n\x06target\x18\x02 \x01(\x0b2\x15.ttip.qr.v1.TipTargetR\x06target"\x84\x03\n\x13GetScanStatsRequest\x12)\n\nqr_code_id\x18\x01 \x01(\tR\x08qrCodeIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12&\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x126\n\x04from\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x04fromB\x06\xbaH\x03\xc8\x01\x01\x122\n\x02to\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02toB\x06\xbaH\x03\xc8\x01\x01:\xad\x01\xbaH\xa9\x01\x1ab\n\x15get_scan_stats.target\x12\x1bgive qr_code_id or owner_id\x1a,this.qr_code_id != \'\' || this.owner_id != \'\'\x1aC\n\x14get_scan_stats.range\x12\x16from must be before to\x1a\x13this.from < this.to"C\n\x14GetScanStatsResponse\x12+\n\x05stats\x18\x01 \x03(\x0b2\x15.ttip.qr.v1.ScanStatsR\x05stats"V\n\x1cMatchAccountReferenceRequest\x126\n\x11account_reference\x18\x01 \x01(\tR\x10accountReferenceB\t\xbaH\x06r\x04\x10\x01\x18\x14"\xa7\x01\n\x1dMatchAccountReferenceResponse\x12\x1b\n\tworker_id\x18\x01 \x01(\tR\x08workerId\x12\x1c\n\nqr_code_id\x18\x02 \x01(\tR\x08qrCodeId\x12\x19\n\x08venue_id\x18\x03 \x01(\tR\x07venueId\x120\n\x06status\x18\x04 \x01(\x0e2\x18.ttip.qr.v1.QrCodeStatusR\x06status"Y\n\x1fSuggestAccountReferencesRequest\x126\n\x11account_reference\x18\x01 \x01(\tR\x10accountReferenceB\t\xbaH\x06r\x04\x10\x01\x18\x14"Q\n SuggestAccountReferencesResponse\x12-\n\x12account_references\x18\x01 \x03(\tR\x11accountReferences"\x88\x03\n\x11PutProfileRequest\x12@\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12,\n\x0cdisplay_name\x18\x03 \x01(\tR\x0bdisplayNameB\t\xbaH\x06r\x04\x10\x01\x18P\x12+\n\tphoto_url\x18\x04 \x01(\tR\x08photoUrlB\x0e\xbaH\x0b\xd8\x01\x01r\x06\x18\x80\x10\x88\x01\x01\x12\x1b\n\x06active\x18\x05 \x01(\x08H\x00R\x06active\x88\x01\x01\x120\n\x08currency\x18\x06 \x01(\tR\x08currencyB\x14\xbaH\x11\xd8\x01\x01r\x0c2\n^[A-Z]{3}$\x12\x1b\n\x04city\x18\x07 \x01(\tR\x04cityB\x07\xbaH\x04r\x02\x18(\x121\n\x04role\x18\x08 \x01(\tH\x01R\x04roleB\x18\xbaH\x15r\x13\x18(2\x0f^[^\\x00-\\x1f]*$\x88\x01\x01B\t\n\x07_activeB\x07\n\x05_role"C\n\x12PutProfileResponse\x12-\n\x07profile\x18\x01 \x01(\x0b2\x13.ttip.qr.v1.ProfileR\x07profile"\xa0\x01\n\x16PutProfilePhotoRequest\x12@\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12\x1f\n\x05image\x18\x03 \x01(\x0cR\x05imageB\t\xbaH\x06z\x04\x18\x80\x80 "H\n\x17PutProfilePhotoResponse\x12-\n\x07profile\x18\x01 \x01(\x0b2\x13.ttip.qr.v1.ProfileR\x07profile"\x7f\n\x16GetProfilePhotoRequest\x12@\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"j\n\x17GetProfilePhotoResponse\x12\x14\n\x05image\x18\x01 \x01(\x0cR\x05image\x12!\n\x0ccontent_type\x18\x02 \x01(\tR\x0bcontentType\x12\x16\n\x06sha256\x18\x03 \x01(\tR\x06sha256"z\n\x11GetProfileRequest\x12@\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"C\n\x12GetProfileResponse\x12-\n\x07profile\x18\x01 \x01(\x0b2\x13.ttip.qr.v1.ProfileR\x07profile"b\n\x14AddVenueStaffRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"\x17\n\x15AddVenueStaffResponse"e\n\x17RemoveVenueStaffRequest\x12#\n\x08venue_id\x18\x01 \x01(\tR\x07venueIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12%\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"?\n\x18RemoveVenueStaffResponse\x12#\n\rrevoked_codes\x18\x01 \x01(\x05R\x0crevokedCodes"\x1a\n\x18ListManagedVenuesRequest"H\n\x19ListManagedVenuesResponse\x12+\n\x06venues\x18\x01 \x03(\x0b2\x13.ttip.qr.v1.ProfileR\x06venues"\x9c\x01\n\x12LinkPartnerRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12@\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x03 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"B\n\x13LinkPartnerResponse\x12+\n\x04link\x18\x01 \x01(\x0b2\x17.ttip.qr.v1.PartnerLinkR\x04link"\x9e\x01\n\x14UnlinkPartnerRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12@\n\nowner_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12#\n\x08owner_id\x18\x03 \x01(\tR\x07ownerIdB\x08\xbaH\x05r\x03\xb0\x01\x01"D\n\x15UnlinkPartnerResponse\x12+\n\x04link\x18\x01 \x01(\x0b2\x17.ttip.qr.v1.PartnerLinkR\x04link"\xb2\x01\n\x17ListPartnerLinksRequest\x12>\n\nowner_kind\x18\x01 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\townerKindB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12&\n\x08owner_id\x18\x02 \x01(\tR\x07ownerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12/\n\x04page\x18\x03 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page"{\n\x18ListPartnerLinksResponse\x12-\n\x05links\x18\x01 \x03(\x0b2\x17.ttip.qr.v1.PartnerLinkR\x05links\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"\x8c\x01\n\x17CheckPartnerLinkRequest\x12\x1f\n\x06key_id\x18\x01 \x01(\tR\x05keyIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12(\n\tworker_id\x18\x02 \x01(\tR\x08workerIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12&\n\x08venue_id\x18\x03 \x01(\tR\x07venueIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01"{\n\x18CheckPartnerLinkResponse\x12\x16\n\x06linked\x18\x01 \x01(\x08R\x06linked\x120\n\x08via_kind\x18\x02 \x01(\x0e2\x15.ttip.qr.v1.OwnerKindR\x07viaKind\x12\x15\n\x06via_id\x18\x03 \x01(\tR\x05viaId2\xa4\x10\n\tQrService\x12\x81\x01\n\x0cCreateQrCode\x12\x1f.ttip.qr.v1.CreateQrCodeRequest\x1a .ttip.qr.v1.CreateQrCodeResponse".\xca\xf3\x18*\x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\x08qr:write\x12\\\n\tGetQrCode\x12\x1c.ttip.qr.v1.GetQrCodeRequest\x1a\x1d.ttip.qr.v1.GetQrCodeResponse"\x12\x90\x02\x01\xca\xf3\x18\x0b\x08\x01\x1a\x07qr:read\x12b\n\x0bListQrCodes\x12\x1e.ttip.qr.v1.ListQrCodesRequest\x1a\x1f.ttip.qr.v1.ListQrCodesResponse"\x12\x90\x02\x01\xca\xf3\x18\x0b\x08\x01\x1a\x07qr:read\x12Y\n\rResolveQrCode\x12 .ttip.qr.v1.ResolveQrCodeRequest\x1a!.ttip.qr.v1.ResolveQrCodeResponse"\x03\x90\x02\x01\x12e\n\x0cRenderQrCode\x12\x1f.ttip.qr.v1.RenderQrCodeRequest\x1a .ttip.qr.v1.RenderQrCodeResponse"\x12\x90\x02\x01\xca\xf3\x18\x0b\x08\x01\x1a\x07qr:read\x12c\n\x0cRotateQrCode\x12\x1f.ttip.qr.v1.RotateQrCodeRequest\x1a .ttip.qr.v1.RotateQrCodeResponse"\x10\xca\xf3\x18\x0c\x08\x01\x1a\x08qr:write\x12c\n\x0cRevokeQrCode\x12\x1f.ttip.qr.v1.RevokeQrCodeRequest\x1a .ttip.qr.v1.RevokeQrCodeResponse"\x10\xca\xf3\x18\x0c\x08\x01\x1a\x08qr:write\x12e\n\x11GetOfflinePayload\x12$.ttip.qr.v1.GetOfflinePayloadRequest\x1a%.ttip.qr.v1.GetOfflinePayloadResponse"\x03\x90\x02\x01\x12K\n\nRecordScan\x12\x1d.ttip.qr.v1.RecordScanRequest\x1a\x1e.ttip.qr.v1.RecordScanResponse\x12V\n\x0cGetScanStats\x12\x1f.ttip.qr.v1.GetScanStatsRequest\x1a .ttip.qr.v1.GetScanStatsResponse"\x03\x90\x02\x01\x12P\n\nPutProfile\x12\x1d.ttip.qr.v1.PutProfileRequest\x1a\x1e.ttip.qr.v1.PutProfileResponse"\x03\x90\x02\x02\x12_\n\x0fPutProfilePhoto\x12".ttip.qr.v1.PutProfilePhotoRequest\x1a#.ttip.qr.v1.PutProfilePhotoResponse"\x03\x90\x02\x02\x12_\n\x0fGetProfilePhoto\x12".ttip.qr.v1.GetProfilePhotoRequest\x1a#.ttip.qr.v1.GetProfilePhotoResponse"\x03\x90\x02\x01\x12P\n\nGetProfile\x12\x1d.ttip.qr.v1.GetProfileRequest\x1a\x1e.ttip.qr.v1.GetProfileResponse"\x03\x90\x02\x01\x12Y\n\rAddVenueStaff\x12 .ttip.qr.v1.AddVenueStaffRequest\x1a!.ttip.qr.v1.AddVenueStaffResponse"\x03\x90\x02\x02\x12b\n\x10RemoveVenueStaff\x12#.ttip.qr.v1.RemoveVenueStaffRequest\x1a$.ttip.qr.v1.RemoveVenueStaffResponse"\x03\x90\x02\x02\x12\x81\x01\n\x11ListManagedVenues\x12$.ttip.qr.v1.ListManagedVenuesRequest\x1a%.ttip.qr.v1.ListManagedVenuesResponse"\x1f\x90\x02\x01\xca\xf3\x18\x18\x08\x02\x12\rvenue_manager\x12\x05admin\x12w\n\x0bLinkPartner\x12\x1e.ttip.qr.v1.LinkPartnerRequest\x1a\x1f.ttip.qr.v1.LinkPartnerResponse"\'\x90\x02\x02\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x12}\n\rUnlinkPartner\x12 .ttip.qr.v1.UnlinkPartnerRequest\x1a!.ttip.qr.v1.UnlinkPartnerResponse"\'\x90\x02\x02\xca\xf3\x18 \x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x12\x8f\x01\n\x10ListPartnerLinks\x12#.ttip.qr.v1.ListPartnerLinksRequest\x1a$.ttip.qr.v1.ListPartnerLinksResponse"0\x90\x02\x01\xca\xf3\x18)\x08\x02\x12\x06worker\x12\rvenue_manager\x12\x05admin\x1a\x07qr:read\x1a\x06\xca\xf3\x18\x02\x08\x012\xcc\x03\n\x11QrInternalService\x12q\n\x15MatchAccountReference\x12(.ttip.qr.v1.MatchAccountReferenceRequest\x1a).ttip.qr.v1.MatchAccountReferenceResponse"\x03\x90\x02\x01\x12z\n\x18SuggestAccountReferences\x12+.ttip.qr.v1.SuggestAccountReferencesRequest\x1a,.ttip.qr.v1.SuggestAccountReferencesResponse"\x03\x90\x02\x01\x12\\\n\x0eGetVenueAccess\x12!.ttip.qr.v1.GetVenueAccessRequest\x1a".ttip.qr.v1.GetVenueAccessResponse"\x03\x90\x02\x01\x12b\n\x10CheckPartnerLink\x12#.ttip.qr.v1.CheckPartnerLinkRequest\x1a$.ttip.qr.v1.CheckPartnerLinkResponse"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\x08\x04b\x06proto3',
     [
         validate_pb.desc(),
         timestamp_pb.desc(),
@@ -1623,6 +1782,10 @@ _DESC = file_desc(
         "SuggestAccountReferencesResponse": SuggestAccountReferencesResponse,
         "PutProfileRequest": PutProfileRequest,
         "PutProfileResponse": PutProfileResponse,
+        "PutProfilePhotoRequest": PutProfilePhotoRequest,
+        "PutProfilePhotoResponse": PutProfilePhotoResponse,
+        "GetProfilePhotoRequest": GetProfilePhotoRequest,
+        "GetProfilePhotoResponse": GetProfilePhotoResponse,
         "GetProfileRequest": GetProfileRequest,
         "GetProfileResponse": GetProfileResponse,
         "AddVenueStaffRequest": AddVenueStaffRequest,

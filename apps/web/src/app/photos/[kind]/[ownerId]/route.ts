@@ -1,0 +1,37 @@
+// A worker's (or venue's) uploaded photo, from the qr service, on the
+// platform's own host: the tip page loads nothing from anyone else. The URL
+// carries the photo's version (?v=), so a browser may keep it for a year.
+import { Code, ConnectError } from "@connectrpc/connect";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { serverClient } from "../../../../lib/api";
+
+export const dynamic = "force-dynamic";
+
+const KINDS: Record<string, OwnerKind> = { worker: OwnerKind.WORKER, venue: OwnerKind.VENUE };
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const missing = () => new Response("no such photo\n", { status: 404, headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store" } });
+
+export async function GET(_req: Request, { params }: { params: Promise<{ kind: string; ownerId: string }> }): Promise<Response> {
+  const { kind, ownerId } = await params;
+  const ownerKind = KINDS[kind];
+  if (!ownerKind || !UUID.test(ownerId)) return missing();
+  try {
+    const photo = await serverClient(QrService).getProfilePhoto({ ownerKind, ownerId });
+    return new Response(Buffer.from(photo.image), {
+      headers: {
+        "content-type": photo.contentType,
+        "content-length": String(photo.image.length),
+        "cache-control": "public, max-age=31536000, immutable",
+        etag: `"${photo.sha256}"`,
+        // Served as the picture it was checked to be, never anything a browser would run.
+        "x-content-type-options": "nosniff",
+        "content-security-policy": "default-src 'none'; sandbox",
+      },
+    });
+  } catch (err) {
+    if (ConnectError.from(err).code === Code.NotFound) return missing();
+    throw err;
+  }
+}
