@@ -2704,7 +2704,11 @@ type VerifyPartnerSignatureRequest struct {
 	Timestamp  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	BodySha256 []byte                 `protobuf:"bytes,5,opt,name=body_sha256,json=bodySha256,proto3" json:"body_sha256,omitempty"`
 	// Hex HMAC-SHA256.
-	Signature     string `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
+	Signature string `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The x-ttip-nonce header, when sent: then it is the fifth line of the string
+	// to sign and is spent once (two identical calls differ by it); without it,
+	// the signature is spent once instead (the first scheme).
+	Nonce         string `protobuf:"bytes,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2777,6 +2781,13 @@ func (x *VerifyPartnerSignatureRequest) GetBodySha256() []byte {
 func (x *VerifyPartnerSignatureRequest) GetSignature() string {
 	if x != nil {
 		return x.Signature
+	}
+	return ""
+}
+
+func (x *VerifyPartnerSignatureRequest) GetNonce() string {
+	if x != nil {
+		return x.Nonce
 	}
 	return ""
 }
@@ -3677,7 +3688,7 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"S\n" +
 	"\x13GetUserByIdResponse\x12&\n" +
 	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\x12\x14\n" +
-	"\x05phone\x18\x02 \x01(\tR\x05phone\"\xc0\x02\n" +
+	"\x05phone\x18\x02 \x01(\tR\x05phone\"\xf8\x02\n" +
 	"\x1dVerifyPartnerSignatureRequest\x12 \n" +
 	"\x06key_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05keyId\x12<\n" +
 	"\x06method\x18\x02 \x01(\tB$\xbaH!r\x1fR\x03GETR\x04POSTR\x03PUTR\x05PATCHR\x06DELETER\x06method\x12\x1e\n" +
@@ -3686,7 +3697,8 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\ttimestamp\x12(\n" +
 	"\vbody_sha256\x18\x05 \x01(\fB\a\xbaH\x04z\x02h R\n" +
 	"bodySha256\x123\n" +
-	"\tsignature\x18\x06 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\tsignature\"[\n" +
+	"\tsignature\x18\x06 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\tsignature\x126\n" +
+	"\x05nonce\x18\a \x01(\tB \xbaH\x1dr\x1b2\x19^([A-Za-z0-9_-]{16,64})?$R\x05nonce\"[\n" +
 	"\x1eVerifyPartnerSignatureResponse\x12!\n" +
 	"\fpartner_name\x18\x01 \x01(\tR\vpartnerName\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\"\xa5\x01\n" +
