@@ -24,7 +24,7 @@ import { createCardTip, reconcileCardTips } from "./cards/tips.js";
 import { addMethod, defaultPhone, listMethods, removeMethod } from "./methods.js";
 import { isPartner, requirePartnerLinked } from "./partner-access.js";
 import { kes } from "./money.js";
-import { loadPayout, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
+import { loadPayout, payoutChangeKey, reconcilePayouts, startPayout, type PayoutRow } from "./payouts.js";
 import { approvedSplit, createTip, emitTipSucceeded, isFinal, loadTip, reconcileTips, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
@@ -43,17 +43,18 @@ async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
 const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
 
 /**
- * Resolves on the tip's next change in this process, after `ms`, or when the
- * client leaves. Armed before the tip is read, so a change in between is not missed.
+ * Resolves on the next change of a tip (keyed by its id) or a payout (by
+ * payoutChangeKey) in this process, after `ms`, or when the client leaves.
+ * Armed before the row is read, so a change in between is not missed.
  */
-function nextChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal): { wait: Promise<TipRow | undefined>; cancel: () => void } {
+function nextChange<Row = TipRow>(deps: Deps, key: string, ms: number, signal: AbortSignal): { wait: Promise<Row | undefined>; cancel: () => void } {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), ms);
   const onAbort = () => ac.abort();
   signal.addEventListener("abort", onAbort);
   // A change may carry the row as its transaction committed it (saves reading it again).
-  const wait = once(deps.changes, tipId, { signal: ac.signal })
-    .then(([row]) => row as TipRow | undefined, () => undefined)
+  const wait = once(deps.changes, key, { signal: ac.signal })
+    .then(([row]) => row as Row | undefined, () => undefined)
     .finally(() => {
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
@@ -224,6 +225,30 @@ export function registerHandlers(router: ConnectRouter, deps: Deps) {
       const p = await loadPayout(pool, req.payoutId);
       if (!p || (p.worker_id !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new NotFoundError("payout_id: no such payout");
       return { payout: payoutMessage(p) };
+    },
+
+    async *watchPayout(req, ctx) {
+      const caller = requireCaller(ctx);
+      let last = "";
+      // As long as a payout may take to resolve (Daraja's queue, then status queries), and no longer.
+      const until = Date.now() + 15 * 60_000;
+      while (!ctx.signal.aborted && Date.now() < until) {
+        // Woken at once by changes in this process; polls for those made by other replicas.
+        const change = nextChange<PayoutRow>(deps, payoutChangeKey(req.payoutId), 1000, ctx.signal);
+        try {
+          const p = await loadPayout(pool, req.payoutId);
+          if (!p || p.worker_id !== caller.subject) throw new NotFoundError("payout_id: no such payout");
+          const key = `${p.status}|${p.result_code ?? ""}|${p.mpesa_receipt ?? ""}`;
+          if (key !== last) {
+            last = key;
+            yield { payout: payoutMessage(p) };
+          }
+          if (p.status === "succeeded" || p.status === "failed") return;
+          await change.wait;
+        } finally {
+          change.cancel();
+        }
+      }
     },
 
     async listPayouts(req, ctx) {
