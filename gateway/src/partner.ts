@@ -8,13 +8,17 @@ import { principalKey } from "./auth.js";
 /**
  * The headers of a partner's signed call. The signature is hex HMAC-SHA256,
  * under the key's secret, of auth's string to sign:
- * METHOD \n path (with query) \n unix seconds \n hex SHA-256 of the raw body.
+ * METHOD \n path (with query) \n unix seconds \n hex SHA-256 of the raw body
+ * [\n nonce]. The nonce (optional, sent by the SDKs) is a request id spent
+ * once, so two identical calls within one second are not taken for a replay.
  */
 export const PARTNER_HEADERS = Object.freeze({
   keyId: "x-ttip-key-id",
   timestamp: "x-ttip-timestamp",
   signature: "x-ttip-signature",
+  nonce: "x-ttip-nonce",
 });
+const REQUIRED_HEADERS = [PARTNER_HEADERS.keyId, PARTNER_HEADERS.timestamp, PARTNER_HEADERS.signature];
 
 /** A partner key whose signature auth verified for this call. */
 export interface VerifiedPartner {
@@ -32,6 +36,8 @@ export interface SignedCall {
   unixSeconds: number;
   bodySha256: Uint8Array;
   signature: string;
+  /** "" for a call signed without one (the first scheme). */
+  nonce: string;
 }
 
 /** Checks a signed call (HMAC, replay); throws UNAUTHENTICATED saying why when it does not verify. */
@@ -79,7 +85,7 @@ export function partnerInterceptor(options: PartnerOptions | undefined): Interce
     const given = Object.values(PARTNER_HEADERS).filter((h) => req.header.has(h));
     if (given.length === 0) return next(req);
     if (!options) throw refused("partner calls are not accepted by this gateway");
-    const missing = Object.values(PARTNER_HEADERS).filter((h) => !req.header.has(h));
+    const missing = REQUIRED_HEADERS.filter((h) => !req.header.has(h));
     if (missing.length) throw refused(`missing header ${missing.join(", ")}`);
     if (req.contextValues.get(principalKey)) throw refused("send a partner signature or a bearer token, not both");
     if (req.stream) throw refused("partner keys sign unary calls only");
@@ -94,6 +100,10 @@ export function partnerInterceptor(options: PartnerOptions | undefined): Interce
     }
     const signature = req.header.get(PARTNER_HEADERS.signature)!;
     if (!/^[0-9a-f]{64}$/.test(signature)) throw refused(`${PARTNER_HEADERS.signature} must be 64 lowercase hex digits (HMAC-SHA256)`);
+    const nonce = req.header.get(PARTNER_HEADERS.nonce) ?? "";
+    if (req.header.has(PARTNER_HEADERS.nonce) && !/^[A-Za-z0-9_-]{16,64}$/.test(nonce)) {
+      throw refused(`${PARTNER_HEADERS.nonce} must be 16 to 64 letters, digits, - or _ (a UUID will do)`);
+    }
 
     const method = req.requestMethod.toUpperCase();
     const body = req.contextValues.get(rawRequestBodyKey) ?? (method === "GET" ? new Uint8Array(0) : undefined);
@@ -106,6 +116,7 @@ export function partnerInterceptor(options: PartnerOptions | undefined): Interce
       unixSeconds: Number(stamp),
       bodySha256: createHash("sha256").update(body).digest(),
       signature,
+      nonce,
     });
     req.contextValues.set(partnerKey, { keyId, ...verdict });
     // Services see the key as the caller, with the role partner.

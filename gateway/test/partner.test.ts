@@ -41,7 +41,7 @@ type Framing = "connect" | "enveloped";
  * Signs each unary call as a partner: the body bytes are the binary message
  * (Connect binary) or its one gRPC envelope (gRPC, gRPC-web).
  */
-function signer(key: Key, framing: Framing, tamper: { at?: number; secret?: string } = {}): Interceptor {
+function signer(key: Key, framing: Framing, tamper: { at?: number; secret?: string; nonce?: string } = {}): Interceptor {
   return (next) => async (req) => {
     if (!req.stream) {
       const bytes = toBinary(req.method.input, create(req.method.input, req.message));
@@ -51,7 +51,8 @@ function signer(key: Key, framing: Framing, tamper: { at?: number; secret?: stri
       const digest = createHash("sha256").update(body).digest();
       req.header.set(PARTNER_HEADERS.keyId, key.keyId);
       req.header.set(PARTNER_HEADERS.timestamp, String(at));
-      req.header.set(PARTNER_HEADERS.signature, signPartnerRequest(tamper.secret ?? key.secret, "POST", path, at, digest));
+      if (tamper.nonce !== undefined) req.header.set(PARTNER_HEADERS.nonce, tamper.nonce);
+      req.header.set(PARTNER_HEADERS.signature, signPartnerRequest(tamper.secret ?? key.secret, "POST", path, at, digest, tamper.nonce));
     }
     return next(req);
   };
@@ -180,6 +181,34 @@ describe("partner calls through the gateway", () => {
 
     const unknown = await code(qr([signer({ keyId: randomUUID(), secret: reader.secret }, "connect")]).getQrCode(req));
     assert.deepEqual(unknown, { code: Code.Unauthenticated, message: "partner signature refused: unknown or revoked key" });
+  });
+
+  test("with a nonce, two identical calls in one second both go through; a nonce is spent once and must look like a request id", async () => {
+    const qr = (i: Interceptor[]) => createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: i }));
+    const req = { qrCodeId: randomUUID() };
+    const at = Math.floor(Date.now() / 1000);
+    const [first, second] = [randomUUID(), randomUUID()];
+    const before = seen.length;
+    assert.equal((await code(qr([signer(reader, "connect", { at, nonce: first })]).getQrCode(req))).code, undefined);
+    assert.equal((await code(qr([signer(reader, "connect", { at, nonce: second })]).getQrCode(req))).code, undefined);
+    assert.equal(seen.length - before, 2, "both identical calls reached the service");
+    assert.deepEqual(await code(qr([signer(reader, "connect", { at, nonce: second })]).getQrCode(req)), {
+      code: Code.Unauthenticated,
+      message: "partner signature refused: request replayed (this nonce was already used)",
+    });
+    // The nonce is signed: sent with a signature made without it, it does not match.
+    const unsigned: Interceptor = (next) => (r) => {
+      r.header.set(PARTNER_HEADERS.nonce, randomUUID());
+      return next(r);
+    };
+    assert.deepEqual(await code(qr([unsigned, signer(reader, "connect")]).getQrCode(req)), {
+      code: Code.Unauthenticated,
+      message: "partner signature refused: signature does not match",
+    });
+    assert.deepEqual(await code(qr([signer(reader, "connect", { nonce: "short" })]).getQrCode(req)), {
+      code: Code.Unauthenticated,
+      message: `partner signature refused: ${PARTNER_HEADERS.nonce} must be 16 to 64 letters, digits, - or _ (a UUID will do)`,
+    });
   });
 
   test("scopes: a key reaches only the RPCs its scopes open, and never the unlisted ones", async () => {

@@ -192,6 +192,25 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
     }
   });
 
+  test("an event written outside any trace (a background job's) gets one from the relay: a producer span its consumer continues", async () => {
+    const tracing = startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50 });
+    try {
+      const before = consumed.length;
+      const token = randomUUID();
+      await writeHookEvent(db.pool, token);
+      await eventually("its consumer's span under a producer span", async () => {
+        await tracing.flush();
+        const producer = receiver.spans.find((s) => s.kind === 4 && s.name === `publish ${SUBJECT}` && !s.parentSpanId);
+        return producer && receiver.spans.some((s) => s.kind === 5 && s.parentSpanId === producer.spanId);
+      });
+      assert.equal(consumed.length, before + 1);
+      const { rows } = await db.pool.query("SELECT traceparent FROM qr.outbox WHERE position($1 in encode(payload, 'escape')) > 0", [token]);
+      assert.equal(rows[0].traceparent, null, "the row was written with no trace; the bus message got one");
+    } finally {
+      await tracing.stop();
+    }
+  });
+
   test("sampling: a ratio of 0 records no new trace, but a call continuing a sampled trace is recorded whole (parent-based)", async () => {
     const tracing = startTracing({ endpoint: receiver.url, serviceName: "ttip-test", exportDelayMs: 50, sampleRatio: 0 });
     try {

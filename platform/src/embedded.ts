@@ -65,7 +65,7 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { mode: "embedded" } });
   const postgres = await startEmbeddedPostgres(cfg.DATA_DIR === "memory" ? undefined : cfg.DATA_DIR);
   // PGlite is one session: every service shares one connection.
-  const pool = createPool(postgres.url, { max: 1, applicationName: "ttip-embedded", logger });
+  const pool = createPool(postgres.url, { max: 1, applicationName: "ttip-embedded", logger, preparedStatements: false });
   const bus = new InProcessBus(logger);
   const cache = new MemoryCache();
   const metrics = new Metrics({ mode: "embedded" });

@@ -344,7 +344,9 @@ export function openApi(registry: FileRegistry): object {
           type: "apiKey",
           in: "header",
           name: "x-ttip-signature",
-          description: "Hex HMAC-SHA256, under the key's secret, of METHOD \\n path \\n timestamp \\n hex SHA-256 of the raw body. The SDKs sign for you.",
+          description:
+            "Hex HMAC-SHA256, under the key's secret, of METHOD \\n path \\n timestamp \\n hex SHA-256 of the raw body \\n nonce, where the nonce is the x-ttip-nonce header " +
+            "(16 to 64 letters, digits, - or _; a fresh UUID per call), spent once. Without x-ttip-nonce, the first four lines only, and identical calls in one second are replays. The SDKs sign for you.",
         },
       },
       schemas,

@@ -127,17 +127,26 @@ func TestGatewayNamesWhatIsWrong(t *testing.T) {
 		expectError(t, get(qrClient(g, g.key, tenMinutesAgo)), connect.CodeUnauthenticated,
 			regexp.MustCompile(`^partner signature refused: stale timestamp: (599|600|601) s behind the gateway's clock \(at most 300 s\)$`))
 	})
-	t.Run("replayed request", func(t *testing.T) {
-		// The same body, path and second twice: the second is a replay.
+	t.Run("identical calls in one second", func(t *testing.T) {
+		// The same body, path and second twice, each under its own nonce: both go through.
 		at := time.Now()
-		fixed := func() time.Time { return at }
+		client := qrClient(g, g.key, func() time.Time { return at })
 		id := randomUUID(t)
-		client := qrClient(g, g.key, fixed)
-		if _, err := client.GetQrCode(ctx, connect.NewRequest(&qrv1.GetQrCodeRequest{QrCodeId: id})); err != nil {
+		for i := 0; i < 2; i++ {
+			if _, err := client.GetQrCode(ctx, connect.NewRequest(&qrv1.GetQrCodeRequest{QrCodeId: id})); err != nil {
+				t.Fatalf("identical call %d refused: %v", i+1, err)
+			}
+		}
+	})
+	t.Run("replayed request", func(t *testing.T) {
+		// The same nonce twice: the second is a replay.
+		nonce := randomUUID(t)
+		client := qrv1connect.NewQrServiceClient(&http.Client{Transport: &ttip.Signer{Key: g.key, Nonce: func() string { return nonce }}}, g.url)
+		if _, err := client.GetQrCode(ctx, connect.NewRequest(&qrv1.GetQrCodeRequest{QrCodeId: randomUUID(t)})); err != nil {
 			t.Fatalf("first call refused: %v", err)
 		}
-		_, err := client.GetQrCode(ctx, connect.NewRequest(&qrv1.GetQrCodeRequest{QrCodeId: id}))
-		expectError(t, err, connect.CodeUnauthenticated, regexp.MustCompile(`^partner signature refused: request replayed$`))
+		_, err := client.GetQrCode(ctx, connect.NewRequest(&qrv1.GetQrCodeRequest{QrCodeId: randomUUID(t)}))
+		expectError(t, err, connect.CodeUnauthenticated, regexp.MustCompile(`^partner signature refused: request replayed \(this nonce was already used\)$`))
 	})
 	t.Run("missing scope", func(t *testing.T) {
 		_, err := qrClient(g, g.key, nil).RotateQrCode(ctx, connect.NewRequest(&qrv1.RotateQrCodeRequest{QrCodeId: randomUUID(t)}))

@@ -3,6 +3,7 @@ package ttip
 import (
 	"bytes"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -20,6 +21,9 @@ const (
 	HeaderKeyID     = "x-ttip-key-id"
 	HeaderTimestamp = "x-ttip-timestamp"
 	HeaderSignature = "x-ttip-signature"
+	// HeaderNonce is a request id, signed and spent once, so two identical
+	// calls within one second are not taken for a replay.
+	HeaderNonce = "x-ttip-nonce"
 )
 
 // MaxSignedBodyBytes bounds the body the signer reads into memory; the gateway
@@ -46,10 +50,29 @@ func (k PartnerKey) Validate() error {
 	return nil
 }
 
-// StringToSign is what a partner signs:
-// METHOD \n path (with query) \n unix seconds \n hex SHA-256 of the raw body.
+// StringToSign is what a partner signs without a nonce (the first scheme, still
+// accepted): METHOD \n path (with query) \n unix seconds \n hex SHA-256 of the
+// raw body. Two identical calls in one second are then one signed request.
 func StringToSign(method, pathWithQuery string, unixSeconds int64, bodySHA256Hex string) string {
 	return strings.Join([]string{strings.ToUpper(method), pathWithQuery, strconv.FormatInt(unixSeconds, 10), bodySHA256Hex}, "\n")
+}
+
+// StringToSignWithNonce is what a partner signs with a nonce: the first
+// scheme's four lines, then \n nonce.
+func StringToSignWithNonce(method, pathWithQuery string, unixSeconds int64, bodySHA256Hex, nonce string) string {
+	return StringToSign(method, pathWithQuery, unixSeconds, bodySHA256Hex) + "\n" + nonce
+}
+
+// NewNonce is a random UUID (version 4), a fresh nonce for one call.
+func NewNonce() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("ttip: no randomness for a nonce: " + err.Error())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 // HMACSHA256Hex is the hex HMAC-SHA256 of message under secret.
@@ -59,14 +82,22 @@ func HMACSHA256Hex(secret string, message []byte) string {
 	return hex.EncodeToString(mac.Sum(nil))
 }
 
-// SignatureHeaders are the three headers for a request with exactly these body bytes.
+// SignatureHeaders are the four headers for a request with exactly these body
+// bytes, under a fresh nonce.
 func SignatureHeaders(key PartnerKey, method, pathWithQuery string, body []byte, at time.Time) http.Header {
+	return SignatureHeadersWithNonce(key, method, pathWithQuery, body, at, NewNonce())
+}
+
+// SignatureHeadersWithNonce signs under the given nonce (16 to 64 letters,
+// digits, - or _; a UUID will do), which the gateway accepts once.
+func SignatureHeadersWithNonce(key PartnerKey, method, pathWithQuery string, body []byte, at time.Time, nonce string) http.Header {
 	digest := sha256.Sum256(body)
 	unix := at.Unix()
 	h := http.Header{}
 	h.Set(HeaderKeyID, key.KeyID)
 	h.Set(HeaderTimestamp, strconv.FormatInt(unix, 10))
-	h.Set(HeaderSignature, HMACSHA256Hex(key.Secret, []byte(StringToSign(method, pathWithQuery, unix, hex.EncodeToString(digest[:])))))
+	h.Set(HeaderNonce, nonce)
+	h.Set(HeaderSignature, HMACSHA256Hex(key.Secret, []byte(StringToSignWithNonce(method, pathWithQuery, unix, hex.EncodeToString(digest[:]), nonce))))
 	return h
 }
 
@@ -80,6 +111,8 @@ type Signer struct {
 	Base http.RoundTripper
 	// Now is the clock the timestamp is taken from; time.Now when nil.
 	Now func() time.Time
+	// Nonce gives each call's nonce; NewNonce when nil.
+	Nonce func() string
 }
 
 // NewSigner checks the key and returns a Signer sending through base (nil: http.DefaultTransport).
@@ -111,7 +144,11 @@ func (s *Signer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.RawQuery != "" {
 		path += "?" + req.URL.RawQuery
 	}
-	for name, values := range SignatureHeaders(s.Key, req.Method, path, body, now()) {
+	nonce := NewNonce
+	if s.Nonce != nil {
+		nonce = s.Nonce
+	}
+	for name, values := range SignatureHeadersWithNonce(s.Key, req.Method, path, body, now(), nonce()) {
 		signed.Header[name] = values
 	}
 	base := s.Base

@@ -1,6 +1,8 @@
 package ttip_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
@@ -19,18 +21,38 @@ var (
 	vectorAt   = time.Unix(1767225600, 0)
 )
 
+const vectorNonce = "6f1d2c3b-4a59-4e68-8f7a-0b1c2d3e4f50"
+
 const (
-	vectorSignature        = "cb5e6e28f9e04f972791b31621bcd05303e596fb8a43794ccf369d38c8415ad3"
+	// Without a nonce (the first scheme) and with vectorNonce.
+	vectorSignatureV1      = "cb5e6e28f9e04f972791b31621bcd05303e596fb8a43794ccf369d38c8415ad3"
+	vectorSignature        = "838e076bacdabfb40bff78fea5d40679312e7452c74d23c7a7d2ddf276d4187b"
 	vectorWebhookSignature = "t=1767225600,v1=3b5c81eacd6cb40b8c996051e1c4ba6767ea019a871f1752c237db8c146cb3ab"
 )
 
 func TestSignatureHeadersMatchTheSharedVector(t *testing.T) {
-	h := ttip.SignatureHeaders(vectorKey, "post", "/ttip.qr.v1.QrService/GetQrCode?x=1", vectorBody, vectorAt)
+	h := ttip.SignatureHeadersWithNonce(vectorKey, "post", "/ttip.qr.v1.QrService/GetQrCode?x=1", vectorBody, vectorAt, vectorNonce)
 	if got := h.Get(ttip.HeaderSignature); got != vectorSignature {
 		t.Fatalf("signature %s, want %s", got, vectorSignature)
 	}
-	if h.Get(ttip.HeaderTimestamp) != "1767225600" || h.Get(ttip.HeaderKeyID) != vectorKey.KeyID {
+	if h.Get(ttip.HeaderTimestamp) != "1767225600" || h.Get(ttip.HeaderKeyID) != vectorKey.KeyID || h.Get(ttip.HeaderNonce) != vectorNonce {
 		t.Fatalf("headers %v", h)
+	}
+	digest := sha256.Sum256(vectorBody)
+	v1 := ttip.StringToSign("post", "/ttip.qr.v1.QrService/GetQrCode?x=1", vectorAt.Unix(), hex.EncodeToString(digest[:]))
+	if got := ttip.HMACSHA256Hex(vectorKey.Secret, []byte(v1)); got != vectorSignatureV1 {
+		t.Fatalf("first-scheme signature %s, want %s", got, vectorSignatureV1)
+	}
+}
+
+func TestEachCallGetsAFreshNonce(t *testing.T) {
+	a := ttip.SignatureHeaders(vectorKey, "POST", "/p", vectorBody, vectorAt)
+	b := ttip.SignatureHeaders(vectorKey, "POST", "/p", vectorBody, vectorAt)
+	if a.Get(ttip.HeaderNonce) == b.Get(ttip.HeaderNonce) || a.Get(ttip.HeaderSignature) == b.Get(ttip.HeaderSignature) {
+		t.Fatalf("two identical calls signed alike: %v %v", a, b)
+	}
+	if len(a.Get(ttip.HeaderNonce)) != 36 {
+		t.Fatalf("nonce %q is not a UUID", a.Get(ttip.HeaderNonce))
 	}
 }
 
@@ -42,7 +64,7 @@ func TestSignerSignsTheBytesOnTheWireAndLeavesTheRequestAlone(t *testing.T) {
 		seenBody, _ = io.ReadAll(r.Body)
 	}))
 	defer server.Close()
-	signer := &ttip.Signer{Key: vectorKey, Now: func() time.Time { return vectorAt }}
+	signer := &ttip.Signer{Key: vectorKey, Now: func() time.Time { return vectorAt }, Nonce: func() string { return vectorNonce }}
 	req, _ := http.NewRequest(http.MethodPost, server.URL+"/ttip.qr.v1.QrService/GetQrCode?x=1", strings.NewReader(string(vectorBody)))
 	res, err := (&http.Client{Transport: signer}).Do(req)
 	if err != nil {

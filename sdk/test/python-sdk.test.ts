@@ -8,8 +8,10 @@ import { after, before, describe, test } from "node:test";
 import { repoRoot, runProgram, sdkTools, startSdkPlatform, type SdkPlatform } from "./harness.js";
 
 const GATEWAY = "tests/test_gateway.py::";
-/** The tests that reach the qr service, once each. */
+/** The tests that reach the qr service, once each (TWICE: twice, with the same request). */
+const TWICE = `${GATEWAY}test_identical_calls_in_one_second_both_go_through`;
 const GATEWAY_CALLS = [
+  "test_identical_calls_in_one_second_both_go_through",
   "test_signed_call_gets_an_answer[connect-binary-gzip]",
   "test_signed_call_gets_an_answer[connect-json]",
   "test_signed_call_gets_an_answer[grpc-web]",
@@ -22,6 +24,7 @@ const EXPECTED = [
   ...GATEWAY_CALLS,
   ...["test_wrong_secret_is_named", "test_stale_timestamp_is_named", "test_missing_scope_is_named", "test_webhook_delivery_from_the_platform_verifies"].map((t) => GATEWAY + t),
   "tests/test_signer.py::test_signature_headers_match_the_shared_vector",
+  "tests/test_signer.py::test_each_call_gets_a_fresh_nonce",
   "tests/test_signer.py::test_signer_signs_the_bytes_it_sends[bytes]",
   "tests/test_signer.py::test_signer_signs_the_bytes_it_sends[chunks]",
   "tests/test_signer.py::test_keys_are_checked_before_any_call",
@@ -72,7 +75,7 @@ describe("Python SDK against a running gateway", () => {
   });
 
   test("the qr service saw each accepted call once, as the partner key with the role partner", () => {
-    assert.equal(platform.seen.length, GATEWAY_CALLS.length, platform.seen.join("\n"));
+    assert.equal(platform.seen.length, GATEWAY_CALLS.length + 1, `${TWICE} calls twice\n${platform.seen.join("\n")}`);
     assert.equal(new Set(platform.seen.map((s) => s.split(" ")[0])).size, GATEWAY_CALLS.length);
     for (const s of platform.seen) assert.match(s, new RegExp(`^[0-9a-f-]{36} ${platform.key.keyId} partner$`));
   });

@@ -1,40 +1,156 @@
-// The audit log: every sign-in, role change, block, key and bootstrap, newest first.
+// The audit log of every admin action: auth's own (sign-ins, roles, blocks,
+// keys) and the other services' (payout holds, reviews, suspense, refunds,
+// fee schedules, templates), newest first; searched by actor, user, action,
+// target and dates, and exported as CSV with the same filters.
 import { useEffect, useState } from "react";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { AuditAction, type AuditEvent } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { api, errorText } from "./api";
 import { when } from "./ui";
 
+/** Rows one export may hold: beyond that, narrow the filters (the message says so). */
+export const MAX_EXPORT_ROWS = 10_000;
+const PAGE = 50;
+const EXPORT_PAGE = 500;
+
+const ACTIONS = Object.values(AuditAction).filter((v): v is AuditAction => typeof v === "number" && v !== AuditAction.UNSPECIFIED);
+const actionName = (a: AuditAction) => (AuditAction[a] ?? String(a)).toLowerCase().replace(/_/g, " ");
+
+interface Filters {
+  actorUserId: string;
+  userId: string;
+  target: string;
+  action: string;
+  from: string;
+  to: string;
+}
+
+const NO_FILTERS: Filters = { actorUserId: "", userId: "", target: "", action: "", from: "", to: "" };
+
+/** The request's filters; dates are whole days in the admin's zone, `to` inclusive. */
+function requestOf(f: Filters) {
+  const day = (d: string, plusDays = 0) => {
+    const at = new Date(`${d}T00:00:00`);
+    at.setDate(at.getDate() + plusDays);
+    return timestampFromDate(at);
+  };
+  return {
+    actorUserId: f.actorUserId.trim(),
+    userId: f.userId.trim(),
+    target: f.target.trim(),
+    actions: f.action ? [Number(f.action) as AuditAction] : [],
+    from: f.from ? day(f.from) : undefined,
+    to: f.to ? day(f.to, 1) : undefined,
+  };
+}
+
+const CSV_COLUMNS = ["occurred_at", "service", "action", "target", "user_id", "actor_user_id", "ip_address", "detail", "audit_event_id"];
+
+/** RFC 4180: every field quoted, quotes doubled; a leading =, +, - or @ is defused for spreadsheets. */
+function csvField(v: string): string {
+  const safe = /^[=+\-@]/.test(v) ? `'${v}` : v;
+  return `"${safe.replace(/"/g, '""')}"`;
+}
+
+export function auditCsv(events: AuditEvent[]): string {
+  const rows = events.map((e) =>
+    [
+      e.occurredAt ? timestampDate(e.occurredAt).toISOString() : "",
+      e.service || "auth",
+      (AuditAction[e.action] ?? String(e.action)).toLowerCase(),
+      e.target,
+      e.userId,
+      e.actorUserId,
+      e.ipAddress,
+      e.detail,
+      e.auditEventId,
+    ].map(csvField).join(","),
+  );
+  return [CSV_COLUMNS.join(","), ...rows].join("\r\n") + "\r\n";
+}
+
+function download(name: string, text: string) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
 export function Audit() {
   const [events, setEvents] = useState<AuditEvent[]>([]);
-  const [userId, setUserId] = useState("");
+  const [filters, setFilters] = useState<Filters>(NO_FILTERS);
   const [next, setNext] = useState("");
   const [error, setError] = useState("");
+  const [exporting, setExporting] = useState("");
+  const set = (k: keyof Filters) => (e: { target: { value: string } }) => setFilters({ ...filters, [k]: e.target.value });
+
   const load = async (pageToken = "") => {
     setError("");
     try {
-      const r = await api(AuthAdminService).listAuditEvents({ userId: userId.trim(), page: { pageSize: 50, pageToken } });
+      const r = await api(AuthAdminService).listAuditEvents({ ...requestOf(filters), page: { pageSize: PAGE, pageToken } });
       setEvents(pageToken ? [...events, ...r.events] : r.events);
       setNext(r.page?.nextPageToken ?? "");
     } catch (err) {
       setError(errorText(err));
     }
   };
+
+  const exportCsv = async () => {
+    setError("");
+    setExporting("exporting…");
+    try {
+      const all: AuditEvent[] = [];
+      let pageToken = "";
+      do {
+        const r = await api(AuthAdminService).listAuditEvents({ ...requestOf(filters), page: { pageSize: EXPORT_PAGE, pageToken } });
+        all.push(...r.events);
+        pageToken = r.page?.nextPageToken ?? "";
+        if (pageToken && all.length >= MAX_EXPORT_ROWS) {
+          throw new Error(`more than ${MAX_EXPORT_ROWS} records match: narrow the dates or filters and export again`);
+        }
+      } while (pageToken);
+      download(`audit-log-${new Date().toISOString().slice(0, 10)}.csv`, auditCsv(all));
+      setExporting(`exported ${all.length} records`);
+    } catch (err) {
+      setExporting("");
+      setError(errorText(err));
+    }
+  };
+
   useEffect(() => void load(), []);
   return (
     <div>
-      <form className="inline" onSubmit={(e) => (e.preventDefault(), void load())}>
-        <input aria-label="User id" placeholder="User id (optional)" value={userId} onChange={(e) => setUserId(e.target.value)} />
-        <button>Filter</button>
+      <form className="inline" aria-label="Audit search" onSubmit={(e) => (e.preventDefault(), void load())}>
+        <input aria-label="Actor id" placeholder="Actor (admin id)" value={filters.actorUserId} onChange={set("actorUserId")} />
+        <input aria-label="User id" placeholder="User id" value={filters.userId} onChange={set("userId")} />
+        <input aria-label="Target" placeholder="Target, e.g. worker:<id>" value={filters.target} onChange={set("target")} />
+        <select aria-label="Action" value={filters.action} onChange={set("action")}>
+          <option value="">any action</option>
+          {ACTIONS.map((a) => (
+            <option key={a} value={a}>{actionName(a)}</option>
+          ))}
+        </select>
+        <label>From <input type="date" aria-label="From date" value={filters.from} onChange={set("from")} /></label>
+        <label>To <input type="date" aria-label="To date" value={filters.to} onChange={set("to")} /></label>
+        <button>Search</button>
+        <button type="button" onClick={() => void exportCsv()}>Export CSV</button>
       </form>
+      {exporting && <p role="status">{exporting}</p>}
       {error && <p role="alert" className="error">{error}</p>}
-      <table>
-        <thead><tr><th>When</th><th>Action</th><th>User</th><th>By</th><th>Address</th><th>Detail</th></tr></thead>
+      <table aria-label="Audit log">
+        <thead><tr><th>When</th><th>Service</th><th>Action</th><th>Target</th><th>User</th><th>By</th><th>Address</th><th>Detail</th></tr></thead>
         <tbody>
           {events.map((e) => (
-            <tr key={e.auditEventId}>
+            <tr key={e.auditEventId} data-audit-id={e.auditEventId}>
               <td>{when(e.occurredAt)}</td>
-              <td>{(AuditAction[e.action] ?? "").toLowerCase().replace(/_/g, " ")}</td>
+              <td>{e.service || "auth"}</td>
+              <td>{actionName(e.action)}</td>
+              <td><code>{e.target}</code></td>
               <td><code>{e.userId}</code></td>
               <td><code>{e.actorUserId}</code></td>
               <td>{e.ipAddress}</td>

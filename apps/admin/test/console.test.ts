@@ -10,7 +10,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -27,6 +27,8 @@ describe("admin console in chromium", () => {
   let adminPage: Page;
   let adminToken: string;
   const adminPhone = randomPhone();
+  // What the suspense test did, for the audit log test after it.
+  const acted = { workerId: "", receipt: "" };
 
   before(async () => {
     await h.start();
@@ -187,6 +189,7 @@ describe("admin console in chromium", () => {
     await h.api(QrService, worker.accessToken).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, displayName: "Baraka Mwangi", currency: "KES", city: "Nairobi" });
     const { qrCode } = await h.api(QrService, worker.accessToken).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.userId, idempotencyKey: randomUUID() });
     const paid = await h.daraja.c2b.pay({ billRefNumber: "NOSUCH1", amount: 400, skipValidation: true });
+    Object.assign(acted, { workerId: worker.userId, receipt: paid.transId });
     await adminPage.getByRole("link", { name: "Suspense" }).click();
     const row = adminPage.locator(`tr[data-receipt="${paid.transId}"]`);
     await row.getByLabel(`Code for ${paid.transId}`).fill(qrCode!.shortCode);
@@ -222,6 +225,64 @@ describe("admin console in chromium", () => {
     const keyRow = adminPage.locator("tr").filter({ hasText: "Savannah POS" });
     await keyRow.getByRole("button", { name: "Revoke" }).click();
     await keyRow.getByText(/^revoked /).waitFor();
+  });
+
+  test("the audit log: the hold, release and suspense match of the test before are there with auth's records, searched by actor, target, action and dates, and exported as CSV", async () => {
+    const adminId = JSON.parse(Buffer.from(adminToken.split(".")[1], "base64url").toString()).sub as string;
+    await adminPage.getByRole("link", { name: "Audit log" }).click();
+    const search = adminPage.getByRole("form", { name: "Audit search" });
+    await search.getByLabel("Actor id").fill(adminId);
+    await search.getByLabel("Target").fill(`worker:${acted.workerId}`);
+    const rows = adminPage.getByRole("table", { name: "Audit log" }).locator("tbody tr");
+    // Payment's records come through its outbox and the bus: search until they are in.
+    await eventually("the hold and the release in the log", async () => {
+      await search.getByRole("button", { name: "Search" }).click();
+      await adminPage.waitForLoadState("networkidle");
+      return (await rows.count()) === 2;
+    });
+    const cells = async () => rows.evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll("td")].slice(1, 6).map((td) => td.textContent ?? "")));
+    assert.deepEqual(await cells(), [
+      ["payment", "payouts released", `worker:${acted.workerId}`, acted.workerId, adminId],
+      ["payment", "payouts held", `worker:${acted.workerId}`, acted.workerId, adminId],
+    ]);
+
+    await search.getByLabel("Target").fill("");
+    await search.getByLabel("Action").selectOption({ label: "suspense matched" });
+    await search.getByRole("button", { name: "Search" }).click();
+    await rows.filter({ hasText: `receipt:${acted.receipt}` }).filter({ hasText: "customer called: typo in the code" }).waitFor();
+    assert.equal(await rows.count(), 1);
+
+    // The date range: nothing from tomorrow on; today's records with today as both ends.
+    const day = (plus: number) => new Date(Date.now() + plus * 86_400_000).toLocaleDateString("en-CA");
+    await search.getByLabel("From date").fill(day(1));
+    await search.getByRole("button", { name: "Search" }).click();
+    await rows.first().waitFor({ state: "detached" });
+    await search.getByLabel("From date").fill(day(0));
+    await search.getByLabel("To date").fill(day(0));
+    await search.getByRole("button", { name: "Search" }).click();
+    await rows.first().waitFor();
+
+    // The export has the filters of the search: the admin's actions on the worker.
+    await search.getByLabel("Action").selectOption({ label: "any action" });
+    await search.getByLabel("Target").fill(`worker:${acted.workerId}`);
+    const [file] = await Promise.all([adminPage.waitForEvent("download"), search.getByRole("button", { name: "Export CSV" }).click()]);
+    assert.match(file.suggestedFilename(), /^audit-log-\d{4}-\d{2}-\d{2}\.csv$/);
+    const { readFile } = await import("node:fs/promises");
+    const lines = (await readFile((await file.path())!, "utf8")).trim().split("\r\n");
+    assert.equal(lines[0], "occurred_at,service,action,target,user_id,actor_user_id,ip_address,detail,audit_event_id");
+    const parsed = lines.slice(1).map((l) => l.slice(1, -1).split('","'));
+    assert.deepEqual(parsed.map((f) => [f[1], f[2], f[3], f[5]]), [
+      ["payment", "payouts_released", `worker:${acted.workerId}`, adminId],
+      ["payment", "payouts_held", `worker:${acted.workerId}`, adminId],
+    ]);
+    assert.equal(parsed[1][7], "suspense match under review", "the reason given");
+    await adminPage.getByRole("status").filter({ hasText: "exported 2 records" }).waitFor();
+
+    // The template edit of an earlier test is in the same log, from notification.
+    const activated = await eventually("the template activation in the log", async () =>
+      (await h.api(AuthAdminService, adminToken).listAuditEvents({ actorUserId: adminId, actions: [AuditAction.TEMPLATE_VERSION_ACTIVATED] })).events[0]);
+    assert.equal(activated.service, "notification");
+    assert.equal(activated.target, "template:tip_received/en/sms");
   });
 
   test("Money's charts draw analytics' figures: after two tips, every bar is the RPC's number and the summary bars are the platform CSV's", async () => {

@@ -23,7 +23,7 @@ from connectrpc.codec import proto_json_codec
 from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
 
-from ttip_sdk import WEBHOOK_SIGNATURE_HEADER, PartnerKey, WebhookVerificationError, signed_async_http_client, signed_http_client, verify_webhook
+from ttip_sdk import WEBHOOK_SIGNATURE_HEADER, PartnerKey, WebhookVerificationError, new_nonce, signed_async_http_client, signed_http_client, verify_webhook
 from ttip_sdk.gen.ttip.auth.v1.partner_pb import WebhookEvent, WebhookEventType
 from ttip_sdk.gen.ttip.auth.v1.partner_service_connect import PartnerServiceClientSync
 from ttip_sdk.gen.ttip.auth.v1.partner_service_pb import CreateWebhookSubscriptionRequest
@@ -53,8 +53,8 @@ def client_for(gateway: Gateway) -> Iterator[Callable[..., QrServiceClientSync]]
     """Makes signed QrService clients, closed after the test."""
     opened: list[QrServiceClientSync] = []
 
-    def make(key: PartnerKey | None = None, *, now: Callable[[], float] = time.time, h2c: bool = False, **options: object) -> QrServiceClientSync:
-        http = signed_http_client(key or gateway.key, h2c=h2c, now=now)
+    def make(key: PartnerKey | None = None, *, now: Callable[[], float] = time.time, nonce: Callable[[], str] = new_nonce, h2c: bool = False, **options: object) -> QrServiceClientSync:
+        http = signed_http_client(key or gateway.key, h2c=h2c, now=now, nonce=nonce)
         client = QrServiceClientSync(gateway.url, http_client=http, **options)  # type: ignore[arg-type]
         opened.append(client)
         return client
@@ -119,14 +119,23 @@ def test_stale_timestamp_is_named(client_for: Callable[..., QrServiceClientSync]
             r"partner signature refused: stale timestamp: (599|600|601) s behind the gateway's clock \(at most 300 s\)")
 
 
-def test_replayed_request_is_named(client_for: Callable[..., QrServiceClientSync]) -> None:
-    # The same body, path and second twice: the second is a replay. Uncompressed: gzip
+def test_identical_calls_in_one_second_both_go_through(client_for: Callable[..., QrServiceClientSync]) -> None:
+    # The same body, path and second twice, each under its own nonce. Uncompressed: gzip
     # stamps the current second into its header, so a gzipped body can change between calls.
     at = time.time()
     client = client_for(now=lambda: at, send_compression=None)
     request = GetQrCodeRequest(qr_code_id=str(uuid.uuid4()))
     assert_echoes(client.get_qr_code(request), request.qr_code_id)
-    refused(lambda: client.get_qr_code(request), Code.UNAUTHENTICATED, r"partner signature refused: request replayed")
+    assert_echoes(client.get_qr_code(request), request.qr_code_id)
+
+
+def test_replayed_request_is_named(client_for: Callable[..., QrServiceClientSync]) -> None:
+    # The same nonce twice: the second is a replay.
+    nonce = str(uuid.uuid4())
+    client = client_for(nonce=lambda: nonce)
+    assert_echoes(client.get_qr_code(GetQrCodeRequest(qr_code_id=(first := str(uuid.uuid4())))), first)
+    refused(lambda: client.get_qr_code(GetQrCodeRequest(qr_code_id=str(uuid.uuid4()))), Code.UNAUTHENTICATED,
+            r"partner signature refused: request replayed \(this nonce was already used\)")
 
 
 def test_missing_scope_is_named(client_for: Callable[..., QrServiceClientSync]) -> None:

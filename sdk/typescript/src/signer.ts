@@ -6,6 +6,8 @@ export const PARTNER_HEADERS = Object.freeze({
   keyId: "x-ttip-key-id",
   timestamp: "x-ttip-timestamp",
   signature: "x-ttip-signature",
+  /** A request id, signed and spent once: identical calls in one second are not replays. */
+  nonce: "x-ttip-nonce",
 });
 
 export interface PartnerKey {
@@ -23,10 +25,13 @@ function hex(bytes: ArrayBuffer | Uint8Array): string {
 
 /**
  * The string a partner signs: METHOD \n path (with query) \n unix seconds \n
- * hex SHA-256 of the raw request body.
+ * hex SHA-256 of the raw request body, then \n nonce when the call carries one
+ * (without a nonce, the first scheme: still accepted, but two identical calls
+ * in one second are one signed request, and the second is refused as a replay).
  */
-export function stringToSign(method: string, path: string, unixSeconds: number, bodySha256Hex: string): string {
-  return [method.toUpperCase(), path, String(unixSeconds), bodySha256Hex].join("\n");
+export function stringToSign(method: string, path: string, unixSeconds: number, bodySha256Hex: string, nonce = ""): string {
+  const lines = [method.toUpperCase(), path, String(unixSeconds), bodySha256Hex];
+  return (nonce ? [...lines, nonce] : lines).join("\n");
 }
 
 /** Hex HMAC-SHA256 of `message` under `secret` (Web Crypto: Node 20+, browsers, Deno, Bun). */
@@ -35,14 +40,15 @@ export async function hmacSha256Hex(secret: string, message: string | Uint8Array
   return hex(await crypto.subtle.sign("HMAC", key, (typeof message === "string" ? encoder.encode(message) : message) as BufferSource));
 }
 
-/** The three headers for a request with exactly these body bytes. */
-export async function signRequest(key: PartnerKey, method: string, path: string, body: Uint8Array, now = Date.now()): Promise<Record<string, string>> {
+/** The four headers for a request with exactly these body bytes, under a fresh nonce unless one is given. */
+export async function signRequest(key: PartnerKey, method: string, path: string, body: Uint8Array, now = Date.now(), nonce: string = crypto.randomUUID()): Promise<Record<string, string>> {
   const at = Math.floor(now / 1000);
   const digest = hex(await crypto.subtle.digest("SHA-256", body as BufferSource));
   return {
     [PARTNER_HEADERS.keyId]: key.keyId,
     [PARTNER_HEADERS.timestamp]: String(at),
-    [PARTNER_HEADERS.signature]: await hmacSha256Hex(key.secret, stringToSign(method, path, at, digest)),
+    [PARTNER_HEADERS.nonce]: nonce,
+    [PARTNER_HEADERS.signature]: await hmacSha256Hex(key.secret, stringToSign(method, path, at, digest, nonce)),
   };
 }
 
@@ -69,14 +75,14 @@ function bodyBytes(schema: DescMessage, message: unknown, contentType: string): 
  * A Connect interceptor that signs every unary call with a partner key. Works
  * with the Connect (binary or JSON), gRPC and gRPC-web transports.
  */
-export function partnerSigner(key: PartnerKey, options: { now?: () => number } = {}): Interceptor {
+export function partnerSigner(key: PartnerKey, options: { now?: () => number; nonce?: () => string } = {}): Interceptor {
   if (!/^[0-9a-f-]{36}$/i.test(key.keyId)) throw new Error("partnerSigner: keyId must be the key's UUID");
   if (!key.secret) throw new Error("partnerSigner: secret is required");
   return (next) => async (req) => {
     if (req.stream) throw new Error("partner keys sign unary calls only");
     const body = bodyBytes(req.method.input, req.message, req.header.get("content-type") ?? "");
     const url = new URL(req.url);
-    const headers = await signRequest(key, req.requestMethod, url.pathname + url.search, body, options.now?.() ?? Date.now());
+    const headers = await signRequest(key, req.requestMethod, url.pathname + url.search, body, options.now?.() ?? Date.now(), options.nonce?.() ?? crypto.randomUUID());
     for (const [name, value] of Object.entries(headers)) req.header.set(name, value);
     return next(req);
   };

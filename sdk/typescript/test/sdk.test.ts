@@ -2,7 +2,7 @@
 // plugins), against the real gateway and auth on PostgreSQL and Redis.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -79,6 +79,35 @@ describe("TypeScript SDK against a running gateway", () => {
       assert.deepEqual(seen.slice(before), [`${key.keyId} partner`]);
     });
   }
+
+  test("signs the shared vectors (the Go and Python SDKs sign the same), with and without a nonce", async () => {
+    const key = { keyId: "0f8e2b8c-9d43-4c0b-a7a3-4c1f2d3e4a5b", secret: "ttip_sk_vector" };
+    const body = new TextEncoder().encode(`{"qrCodeId":"5b0f3a8e-2a51-4c1e-9c55-0d3c1e6c2f10"}`);
+    const path = "/ttip.qr.v1.QrService/GetQrCode?x=1";
+    const nonce = "6f1d2c3b-4a59-4e68-8f7a-0b1c2d3e4f50";
+    const headers = await sdk.signRequest(key, "post", path, body, 1767225600_000, nonce);
+    assert.deepEqual(headers, {
+      "x-ttip-key-id": key.keyId,
+      "x-ttip-timestamp": "1767225600",
+      "x-ttip-nonce": nonce,
+      "x-ttip-signature": "838e076bacdabfb40bff78fea5d40679312e7452c74d23c7a7d2ddf276d4187b",
+    });
+    // The first scheme (no nonce) signs as before.
+    const digest = createHash("sha256").update(body).digest("hex");
+    assert.equal(await sdk.hmacSha256Hex(key.secret, sdk.stringToSign("post", path, 1767225600, digest)), "cb5e6e28f9e04f972791b31621bcd05303e596fb8a43794ccf369d38c8415ad3");
+    const first = (await sdk.signRequest(key, "POST", path, body))["x-ttip-nonce"];
+    assert.notEqual(first, (await sdk.signRequest(key, "POST", path, body))["x-ttip-nonce"], "a fresh nonce per call");
+  });
+
+  test("two identical calls within one second both go through (each signed under its own nonce)", async () => {
+    const at = Date.now();
+    const client = createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", interceptors: [sdk.partnerSigner(key, { now: () => at })] }));
+    const req = { qrCodeId: randomUUID() };
+    const before = seen.length;
+    await client.getQrCode(req);
+    await client.getQrCode(req);
+    assert.equal(seen.length - before, 2);
+  });
 
   test("reads the gateway's error: a wrong secret and a missing scope are named", async () => {
     const wrong = createClient(QrService, transports["Connect JSON"]({ keyId: key.keyId, secret: "ttip_sk_wrong" }));

@@ -98,7 +98,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
           [keyId, req.partnerName, scopes, secret.slice(0, 12), sha256(secret), core.sealer.seal(secret), req.idempotencyKey, idempotent.fingerprint, admin.subject],
         );
         await audit(tx, AuditAction.API_KEY_ISSUED, {
-          actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${keyId} for ${req.partnerName}: ${scopes.join(" ")}`,
+          actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${keyId} for ${req.partnerName}: ${scopes.join(" ")}`, target: `partner_key:${keyId}`,
         });
         return rows[0];
       });
@@ -126,7 +126,7 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
         // Revoking twice changes nothing and is not audited twice.
         if (!found.rows[0].revoked_at) {
           await tx.query("UPDATE auth.partner_api_keys SET revoked_at = now() WHERE key_id = $1", [req.keyId]);
-          await audit(tx, AuditAction.API_KEY_REVOKED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${req.keyId}` });
+          await audit(tx, AuditAction.API_KEY_REVOKED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${req.keyId}`, target: `partner_key:${req.keyId}` });
         }
         return (await tx.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1", [req.keyId])).rows[0];
       });
@@ -144,6 +144,8 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       };
       if (before !== undefined) add("seq < ?", before);
       if (req.userId) add("user_id = ?", req.userId);
+      if (req.actorUserId) add("actor_user_id = ?", req.actorUserId);
+      if (req.target) add("target = ?", req.target.trim());
       if (req.actions.length) add("action = ANY(?)", req.actions);
       if (req.from) add("occurred_at >= ?", timestampDate(req.from));
       if (req.to) add("occurred_at < ?", timestampDate(req.to));
@@ -163,6 +165,8 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
             ipAddress: r.ip_address,
             detail: r.detail,
             occurredAt: timestampFromDate(r.occurred_at),
+            target: r.target,
+            service: r.service,
           }),
         ),
         page: { nextPageToken },

@@ -3,6 +3,7 @@ import { AuthService, AuthAdminService, AuthInternalService } from "@ttip/proto/
 import type { ModuleOptions, ServiceContext, ServiceModule } from "@ttip/runtime";
 import { accountHandlers } from "./account.js";
 import { adminHandlers } from "./admin.js";
+import { startAdminAudit } from "./audit.js";
 import { claimFirstAdmin } from "./bootstrap.js";
 import { loadAuthConfig, type AuthConfig } from "./config.js";
 import { createCore, type AuthCore } from "./core.js";
@@ -21,6 +22,14 @@ export type { OtpSender } from "./otp-sender.js";
 export { AUDIENCE, ISSUER } from "./keys.js";
 
 export const JWKS_PATH = "/.well-known/jwks.json";
+
+/** Stops the partner webhooks, then the admin audit consumer. */
+function stopBoth(first: () => Promise<void>, second: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    await first();
+    await second();
+  };
+}
 
 export interface AuthOptions extends ModuleOptions {
   /** Replaces the configured OTP delivery (a test double or another channel). */
@@ -96,11 +105,12 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
       };
     },
     async start(ctx) {
-      const stopWebhooks = await webhooksOf(ctx).start();
+      const stopAudit = await startAdminAudit(ctx);
+      const stopConsumers = stopBoth(await webhooksOf(ctx).start(), stopAudit);
       const c = configOf();
-      if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return stopWebhooks;
+      if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return stopConsumers;
       if (c.production) {
-        await stopWebhooks();
+        await stopConsumers();
         throw new Error("AUTH_SMS_URL is required in production (or AUTH_OTP_SENDER=notification)");
       }
       // Loaded only here: the production build leaves the simulators out.
@@ -108,7 +118,7 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
       simulator = await startSmsSimulator();
       ctx.logger.info({ smsSimulator: `${simulator.url}/simulator/messages` }, "no AUTH_SMS_URL: OTPs go to the SMS simulator");
       return async () => {
-        await stopWebhooks();
+        await stopConsumers();
         await simulator?.close();
         simulator = undefined;
       };

@@ -27,12 +27,14 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       if (!key) throw refused("unknown or revoked key");
       const secret = core.sealer.open(key.secret_sealed);
       if (!sameBytes(sha256(secret), key.secret_hash)) throw refused("key material does not match"); // tampered row
-      const expected = signPartnerRequest(secret, req.method, req.path, req.timestamp!.seconds, req.bodySha256);
+      const expected = signPartnerRequest(secret, req.method, req.path, req.timestamp!.seconds, req.bodySha256, req.nonce);
       if (!sameBytes(Buffer.from(expected, "hex"), Buffer.from(req.signature, "hex"))) throw refused("signature does not match");
-      // The same signed request twice inside the window is a replay.
+      // A nonce is spent once inside the window (kept in Redis twice as long);
+      // without one, the signature is: the same bytes in the same second are a replay.
       // A store that cannot answer is not a replay: UNAVAILABLE, and the partner retries.
-      await consumeOrRefuse(core.limits.partnerReplay, `${req.keyId}:${req.signature}`, "this signed request was already used").catch((err) => {
-        if (err instanceof RateLimitedError) throw refused("request replayed");
+      const spent = req.nonce ? `${req.keyId}:nonce:${req.nonce}` : `${req.keyId}:${req.signature}`;
+      await consumeOrRefuse(core.limits.partnerReplay, spent, "this signed request was already used").catch((err) => {
+        if (err instanceof RateLimitedError) throw refused(req.nonce ? "request replayed (this nonce was already used)" : "request replayed");
         throw new DependencyUnavailableError("cannot check for replays right now; retry shortly");
       });
       await pool.query("UPDATE auth.partner_api_keys SET last_used_at = now() WHERE key_id = $1", [req.keyId]);

@@ -2,13 +2,17 @@ import { createHmac } from "node:crypto";
 
 /**
  * The string a partner signs for a server-to-server call:
- * METHOD \n path \n unix seconds \n hex SHA-256 of the body.
+ * METHOD \n path \n unix seconds \n hex SHA-256 of the body, and, when the call
+ * carries a nonce (x-ttip-nonce), \n nonce as a fifth line. The nonce is spent
+ * once, so two identical calls in one second both go through; a call without
+ * one (the first scheme, still accepted) spends its signature instead.
  * The signature is hex HMAC-SHA256 of it under the key's secret.
  */
-export function partnerStringToSign(method: string, path: string, unixSeconds: number | bigint, bodySha256: Uint8Array): string {
-  return [method.toUpperCase(), path, String(unixSeconds), Buffer.from(bodySha256).toString("hex")].join("\n");
+export function partnerStringToSign(method: string, path: string, unixSeconds: number | bigint, bodySha256: Uint8Array, nonce = ""): string {
+  const lines = [method.toUpperCase(), path, String(unixSeconds), Buffer.from(bodySha256).toString("hex")];
+  return (nonce ? [...lines, nonce] : lines).join("\n");
 }
 
-export function signPartnerRequest(secret: string, method: string, path: string, unixSeconds: number | bigint, bodySha256: Uint8Array): string {
-  return createHmac("sha256", secret).update(partnerStringToSign(method, path, unixSeconds, bodySha256)).digest("hex");
+export function signPartnerRequest(secret: string, method: string, path: string, unixSeconds: number | bigint, bodySha256: Uint8Array, nonce = ""): string {
+  return createHmac("sha256", secret).update(partnerStringToSign(method, path, unixSeconds, bodySha256, nonce)).digest("hex");
 }

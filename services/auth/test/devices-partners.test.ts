@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createHash, generateKeyPairSync, sign } from "node:crypto";
+import { createHash, generateKeyPairSync, randomUUID, sign } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -115,6 +115,20 @@ describe("auth: devices and biometric unlock, partner API keys", () => {
     const otherBody = createHash("sha256").update("{}").digest();
     assert.equal(await fails(h.internal.verifyPartnerSignature(signed(new Date(Date.now() + 2000), "/v1/tips", otherBody))), Code.Unauthenticated, "other body");
     await h.internal.verifyPartnerSignature(signed(new Date(Date.now() + 3000)));
+
+    // With a nonce (the fifth line signed): identical calls in one second both pass; each nonce is spent once.
+    const withNonce = (at: Date, nonce: string, signedNonce = nonce) => ({
+      ...signed(at),
+      nonce,
+      signature: signPartnerRequest(issued.secret, "POST", "/v1/tips", Math.floor(at.getTime() / 1000), bodySha256, signedNonce),
+    });
+    const [n1, n2, n3] = [randomUUID(), randomUUID(), randomUUID()];
+    const sameSecond = new Date();
+    assert.equal((await h.internal.verifyPartnerSignature(withNonce(sameSecond, n1))).partnerName, "Savanna POS");
+    assert.equal((await h.internal.verifyPartnerSignature(withNonce(sameSecond, n2))).partnerName, "Savanna POS");
+    assert.equal(await fails(h.internal.verifyPartnerSignature(withNonce(new Date(Date.now() + 1000), n2))), Code.Unauthenticated, "a nonce is spent once");
+    assert.equal(await fails(h.internal.verifyPartnerSignature(withNonce(sameSecond, n3, randomUUID()))), Code.Unauthenticated, "the nonce is signed");
+    assert.equal(await fails(h.internal.verifyPartnerSignature({ ...signed(sameSecond), nonce: randomUUID() })), Code.Unauthenticated, "a nonce added to a first-scheme signature");
 
     const revoked = await admin.revokePartnerApiKey({ keyId });
     assert.ok(revoked.key?.revokedAt);

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import {
   Channel,
   DeliveryAttemptSchema,
@@ -21,7 +22,7 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { claimIdempotencyKey, decodeTimeIdToken, encodePageToken, fieldError, NotFoundError, idempotentRequest, keysetTime, normalisePhone, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, claimIdempotencyKey, decodeTimeIdToken, encodePageToken, fieldError, idempotentRequest, keysetTime, normalisePhone, NotFoundError, pageSize, type Pool, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { DEFAULT_CHANNELS, enqueue, inAppSignals, type Recipient } from "./delivery.js";
 import { findRecipient, findTemplate, forgetActiveTemplates, type TemplateRecord } from "./store.js";
 import { MissingVariablesError, render, resolveLocale, smsSize, TEMPLATE_VARIABLES, unknownVariables, withDefaults } from "./templates.js";
@@ -261,7 +262,7 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       return { templates: rows.map(toTemplate) };
     },
 
-    async createTemplateVersion(req) {
+    async createTemplateVersion(req, hc) {
       const unknown = unknownVariables(req.key, req.subject, req.body);
       if (unknown.length) {
         throw fieldError("body", `unknown variables ${unknown.map((v) => `{{${v}}}`).join(", ")}; ${TemplateKey[req.key]} allows ${TEMPLATE_VARIABLES[req.key].map((v) => `{{${v}}}`).join(", ")}`);
@@ -275,12 +276,17 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
            RETURNING key, locale, channel, version, subject, body, active, created_at`,
           [req.key, req.locale, req.channel, req.subject, req.body],
         );
+        await auditAdminAction(tx, "notification", hc, {
+          action: AuditAction.TEMPLATE_VERSION_CREATED,
+          target: templateTarget(req.key, req.locale, req.channel),
+          detail: `version ${rows[0].version}: ${req.body}`,
+        });
         return rows[0];
       });
       return { template: toTemplate(row) };
     },
 
-    async activateTemplateVersion(req) {
+    async activateTemplateVersion(req, hc) {
       const row = await withTransaction(pool, async (tx) => {
         const found = await tx.query(
           "SELECT 1 FROM notification.templates WHERE key = $1 AND locale = $2 AND channel = $3 AND version = $4 FOR UPDATE",
@@ -293,6 +299,11 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
            RETURNING key, locale, channel, version, subject, body, active, created_at`,
           [req.key, req.locale, req.channel, req.version],
         );
+        await auditAdminAction(tx, "notification", hc, {
+          action: AuditAction.TEMPLATE_VERSION_ACTIVATED,
+          target: templateTarget(req.key, req.locale, req.channel),
+          detail: `version ${req.version}`,
+        });
         return rows[0];
       });
       forgetActiveTemplates();
@@ -387,4 +398,9 @@ export function registerHandlers(router: ConnectRouter, ctx: ServiceContext): vo
       return {};
     },
   });
+}
+
+/** A template's audit target, e.g. "template:tip_received/sw/sms". */
+function templateTarget(key: TemplateKey, locale: string, channel: Channel): string {
+  return `template:${TemplateKey[key].toLowerCase()}/${locale}/${Channel[channel].toLowerCase()}`;
 }

@@ -383,7 +383,11 @@ export interface C2bRow {
  */
 export async function resolveSuspense(
   deps: Deps,
-  input: { receipt: string; matchAccountReference?: string; refund?: boolean; note: string; admin: string },
+  input: {
+    receipt: string; matchAccountReference?: string; refund?: boolean; note: string; admin: string;
+    /** Records the admin's decision in the transaction that applies it (once: a repeat records nothing). */
+    record: (tx: Queryable, refunded: boolean) => Promise<void>;
+  },
 ): Promise<{ row: C2bRow; tip?: TipRow }> {
   const { pool } = deps.ctx;
   const load = async (db: Queryable, lock = false) =>
@@ -400,11 +404,15 @@ export async function resolveSuspense(
   if (row.resolution !== "open") return settled(row);
 
   if (input.refund) {
-    const { rows } = await pool.query<C2bRow>(
-      "UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3 WHERE trans_id = $1 AND resolution = 'open' RETURNING *",
-      [input.receipt, input.admin, input.note],
-    );
-    return rows[0] ? { row: rows[0] } : settled((await load(pool))!);
+    const refunded = await withTransaction(pool, async (tx) => {
+      const { rows } = await tx.query<C2bRow>(
+        "UPDATE payment.c2b_payments SET resolution = 'refund', resolved_by = $2, resolved_at = now(), reason = reason || ' | refund: ' || $3 WHERE trans_id = $1 AND resolution = 'open' RETURNING *",
+        [input.receipt, input.admin, input.note],
+      );
+      if (rows[0]) await input.record(tx, true);
+      return rows[0];
+    });
+    return refunded ? { row: refunded } : settled((await load(pool))!);
   }
 
   const ref = normaliseReference(input.matchAccountReference ?? "");
@@ -437,6 +445,7 @@ export async function resolveSuspense(
       "UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = $3, resolved_at = now(), reason = reason || ' | matched to ' || $4 || ': ' || $5 WHERE trans_id = $1 RETURNING *",
       [row.trans_id, tip.tip_id, input.admin, ref, input.note],
     );
+    await input.record(tx, false);
     await emitTipSucceeded(tx, tip);
     return { row: rows[0], tip };
   });

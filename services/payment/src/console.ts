@@ -3,7 +3,8 @@
 // alerts, ledger entry), and a re-query of a stuck attempt.
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { decodeTimeIdToken, encodePageToken, fieldError, InvalidStateError, keysetTime, NotFoundError, pageSize, type Queryable } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, encodePageToken, fieldError, InvalidStateError, keysetTime, NotFoundError, pageSize, type Queryable, withTransaction } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage } from "./convert.js";
@@ -161,7 +162,7 @@ export function consoleHandlers(deps: Deps, tipOut: (t: TipRow) => ReturnType<ty
       return getMpesaBalance(deps, ctx, req.checkId);
     },
 
-    async requeryPayment(req) {
+    async requeryPayment(req, ctx) {
       if (req.subject.case === "tipId") {
         const tipId = req.subject.value;
         const tip = await loadTip(pool, tipId);
@@ -169,7 +170,10 @@ export function consoleHandlers(deps: Deps, tipOut: (t: TipRow) => ReturnType<ty
         if (tip.status !== "pending") throw new InvalidStateError(`tip_id: the tip is ${tip.status.replace(/_/g, " ")}: nothing to re-query`);
         if (tip.method !== "mpesa") throw new InvalidStateError("tip_id: only M-Pesa tips are re-queried here (card tips follow their provider's webhooks)");
         // Due now; the reconciler leases it (never two queries at once) and settles it exactly as a late callback would.
-        await pool.query("UPDATE payment.tips SET next_check_at = now() - interval '1 second' WHERE tip_id = $1 AND status = 'pending'", [tipId]);
+        await withTransaction(pool, async (tx) => {
+          await tx.query("UPDATE payment.tips SET next_check_at = now() - interval '1 second' WHERE tip_id = $1 AND status = 'pending'", [tipId]);
+          await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `tip:${tipId}`, userId: tip.worker_id ?? undefined });
+        });
         await reconcileTips(deps, REQUERY_BATCH);
         return { tip: tipOut((await loadTip(pool, tipId))!) };
       }
@@ -180,7 +184,10 @@ export function consoleHandlers(deps: Deps, tipOut: (t: TipRow) => ReturnType<ty
         throw new InvalidStateError(`payout_id: the payout is ${payout.status.replace(/_/g, " ")}: nothing to re-query`);
       }
       // A status query, or the first send of one never sent: the reconciler never sends a payout twice.
-      await pool.query("UPDATE payment.payouts SET next_check_at = now() - interval '1 second' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [payoutId]);
+      await withTransaction(pool, async (tx) => {
+        await tx.query("UPDATE payment.payouts SET next_check_at = now() - interval '1 second' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [payoutId]);
+        await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `payout:${payoutId}`, userId: payout.worker_id });
+      });
       await reconcilePayouts(deps, REQUERY_BATCH);
       return { payout: payoutMessage((await loadPayout(pool, payoutId))!) };
     },

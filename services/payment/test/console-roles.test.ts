@@ -8,7 +8,16 @@ import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createClient } from "@connectrpc/connect";
 import { callerHeaders, stepUpHeaders } from "@ttip/runtime";
+import { fromBinary } from "@bufbuild/protobuf";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { PaymentAdminActionTakenSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { startHarness, type Harness } from "./setup.js";
+
+/** The admin actions payment recorded in its outbox, oldest first. */
+async function adminActions(h: Harness) {
+  const { rows } = await h.t.db.pool.query("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.admin_action' ORDER BY seq");
+  return rows.map((r) => fromBinary(PaymentAdminActionTakenSchema, r.payload).action!);
+}
 
 const outcome = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
 
@@ -37,18 +46,30 @@ describe("payment admin RPCs by console role", () => {
     }
     const { rows } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.payout_settings WHERE payouts_on_hold");
     assert.equal(rows[0].n, 0, "no hold was placed");
+    assert.deepEqual(await adminActions(h), [], "nothing audited: nothing happened");
     const wallet = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
     assert.equal(await outcome(wallet.getTrialBalance({}, { headers: callerHeaders(randomUUID(), "support") })), "PermissionDenied");
   });
 
   test("finance: holds and releases payouts; reads the ledger", async () => {
-    const finance = h.t.client(PaymentAdminService, { subject: randomUUID(), roles: ["finance"], stepUp: true });
+    const financeId = randomUUID();
+    const finance = h.t.client(PaymentAdminService, { subject: financeId, roles: ["finance"], stepUp: true });
     const worker = randomUUID();
     const held = async () => (await h.t.db.pool.query("SELECT payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1", [worker])).rows[0]?.payouts_on_hold;
     assert.equal(await outcome(finance.holdPayouts({ workerId: worker, reason: "check" })), "ok");
     assert.equal(await held(), true);
     assert.equal(await outcome(finance.releasePayouts({ workerId: worker })), "ok");
     assert.equal(await held(), false);
+    assert.equal(await outcome(finance.releasePayouts({ workerId: worker })), "ok", "releasing what is not held");
+    assert.equal(await outcome(finance.blockPhoneNumber({ phone: "0712345678", reason: "card testing" })), "ok");
+    // Each action's audit record is in payment's outbox, written with it; the
+    // repeated release changed nothing and recorded nothing.
+    const actions = await adminActions(h);
+    assert.deepEqual(actions.map((a) => [AuditAction[a.action], a.target, a.actorUserId === financeId, a.detail]), [
+      ["PAYOUTS_HELD", `worker:${worker}`, true, "check"],
+      ["PAYOUTS_RELEASED", `worker:${worker}`, true, ""],
+      ["PAYER_BLOCKED", "phone:2547******78", true, "card testing"],
+    ]);
     const wallet = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
     assert.equal((await wallet.getTrialBalance({}, { headers: callerHeaders(randomUUID(), "finance") })).balanced, true);
   });

@@ -124,7 +124,8 @@ export function rolesNeeded(declared: DeclaredAccess): Role[] {
  * without passing the gateway (a peer service, a test, a misrouted request).
  * A partner key is a caller with the role "partner" (its scopes were checked
  * by the gateway). What only the gateway can judge stays there: the admin
- * network and the device step-up. An RPC that declares nothing is refused.
+ * network; the device step-up it verifies is checked here again from the
+ * signed header it forwards (stepUpInterceptor). An RPC that declares nothing is refused.
  * Handlers keep the checks about the resource (own wallet, own venue).
  */
 export function accessInterceptor(): Interceptor {

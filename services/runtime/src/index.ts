@@ -1,4 +1,5 @@
 export * from "./access.js";
+export * from "./admin-audit.js";
 export * from "./bus.js";
 export * from "./cache.js";
 export * from "./caller.js";

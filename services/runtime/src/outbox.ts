@@ -2,7 +2,7 @@ import type { BusMessage, DeliveredMessage, EventBus } from "./bus.js";
 import { ident, withTransaction, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
-import { currentTraceparent, inConsumerSpan, validTraceparent } from "./tracing.js";
+import { currentTraceparent, inConsumerSpan, producerTraceparent, validTraceparent } from "./tracing.js";
 
 /**
  * Stores an event in the service's outbox. Call it with the transaction that
@@ -79,7 +79,8 @@ export class OutboxRelay {
       // Sent together and acknowledged together (one connection keeps their order), instead of
       // a round trip each. Rows after a failure that did get stored are sent again next time
       // under the same ids, which the bus drops as duplicates.
-      const outcomes = await Promise.allSettled(rows.map((row) => bus.publish({ id: row.event_id, subject: row.subject, data: new Uint8Array(row.payload), traceparent: validTraceparent(row.traceparent) })));
+      // An event written outside any trace (a background job's) starts one here.
+      const outcomes = await Promise.allSettled(rows.map((row) => bus.publish({ id: row.event_id, subject: row.subject, data: new Uint8Array(row.payload), traceparent: validTraceparent(row.traceparent) ?? producerTraceparent(row.subject) })));
       for (const [i, outcome] of outcomes.entries()) {
         if (outcome.status === "rejected") {
           // Keep order: stop at the first failure and retry from here next time.

@@ -5,23 +5,16 @@
 // route) cannot move money on a bearer token alone.
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { accessOf } from "./access.js";
-import { callerOf } from "./caller.js";
+import { declaredAccess } from "./access.js";
 import { STEP_UP_AT_HEADER } from "./headers.js";
 
 /** How long after the gateway verified it a step-up still counts (the signature's own bound too). */
 export const STEP_UP_MAX_AGE_SECONDS = 60;
 
-const declared = new WeakMap<DescMethod, boolean>();
-
 /** True when the RPC's contract demands the admin's device step-up. */
 export function needsStepUp(method: DescMethod): boolean {
-  let needs = declared.get(method);
-  if (needs === undefined) {
-    const a = accessOf(method);
-    declared.set(method, (needs = a?.access === "admin" && a.stepUp === true));
-  }
-  return needs;
+  const declared = declaredAccess(method);
+  return declared?.access === "admin" && declared.stepUp === true;
 }
 
 /** The header value for a step-up verified at `now` (the gateway sets it; tests too). */
@@ -45,21 +38,16 @@ export function stepUpProblem(value: string | null, now = Date.now()): string | 
 
 /**
  * For services, after internalAuthInterceptor (which proved the headers are
- * the gateway's or a peer's): an RPC declaring step_up needs a signed-in
- * caller with one of its declared roles and a fresh step-up; else
- * UNAUTHENTICATED or PERMISSION_DENIED naming what is missing. Nothing runs.
+ * the gateway's or a peer's) and accessInterceptor (which checked the caller's
+ * roles): an RPC declaring step_up needs a fresh step-up, else
+ * PERMISSION_DENIED naming what is missing, and nothing runs.
  */
 export function stepUpInterceptor(): Interceptor {
   return (next) => (req) => {
     if (!needsStepUp(req.method)) return next(req);
-    const rpc = `${req.service.typeName}/${req.method.name}`;
-    const caller = callerOf({ requestHeader: req.header });
-    if (!caller) throw new ConnectError(`sign in first: ${rpc} needs an access token`, Code.Unauthenticated);
-    const rule = accessOf(req.method);
-    const roles = rule?.access === "admin" ? rule.roles : [];
-    if (!roles.some((r) => caller.roles.includes(r))) throw new ConnectError(`this call needs the role ${roles.join(" or ")}`, Code.PermissionDenied);
     const problem = stepUpProblem(req.header.get(STEP_UP_AT_HEADER));
     if (problem) {
+      const rpc = `${req.service.typeName}/${req.method.name}`;
       throw new ConnectError(`${rpc} moves money and needs the admin's device step-up: ${problem}; confirm with your device and call through the gateway`, Code.PermissionDenied);
     }
     return next(req);

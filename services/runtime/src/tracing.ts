@@ -189,6 +189,22 @@ export function inHttpServerSpan(method: string, url: string, traceparent: strin
 }
 
 /**
+ * The traceparent of a new trace for an event written outside any (by a
+ * background job: a sweeper, a reconciliation pass): one producer span, begun
+ * and ended as the relay publishes it, so its consumers still share a trace.
+ * Undefined when off.
+ */
+export function producerTraceparent(subject: string): string | undefined {
+  const active = tracer;
+  if (!active) return undefined;
+  const span = active.startSpan(`publish ${subject}`, { kind: SpanKind.PRODUCER, attributes: { "messaging.system": "nats", "messaging.destination.name": subject } }, ROOT_CONTEXT);
+  span.end();
+  const carrier: Record<string, string> = {};
+  w3c.inject(trace.setSpan(ROOT_CONTEXT, span), carrier, { set: (c, k, v) => (c[k] = v) });
+  return carrier[TRACEPARENT_HEADER];
+}
+
+/**
  * Runs an event consumer's work in a span: the child of the traceparent the
  * event was written with (one event), or linked to each (a batch).
  */

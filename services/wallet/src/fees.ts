@@ -64,7 +64,11 @@ export async function listSchedules(db: Queryable, currency: string): Promise<Fe
 }
 
 /** Validates and stores a new version; the same idempotency key returns the version it made. */
-export async function createSchedule(db: Queryable, s: FeeSchedule, idempotencyKey: string): Promise<FeeSchedule> {
+/** `onCreated` runs in `db`'s transaction when this call added the version (not on a repeat), e.g. to audit it. */
+export async function createSchedule(
+  db: Queryable, s: FeeSchedule, idempotencyKey: string,
+  onCreated?: (db: Queryable, schedule: FeeSchedule) => Promise<void>,
+): Promise<FeeSchedule> {
   const prior = await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey]);
   if (prior.rows[0]) return toFeeSchedule(prior.rows[0]);
   const bad = (field: string, why: string) => fieldError(`schedule.${field}`, why);
@@ -96,7 +100,11 @@ export async function createSchedule(db: Queryable, s: FeeSchedule, idempotencyK
       s.cardFeeBps, s.cardFeeFixedMinor, effectiveFrom, idempotencyKey,
     ],
   );
-  if (rows[0]) return toFeeSchedule(rows[0]);
+  if (rows[0]) {
+    const created = toFeeSchedule(rows[0]);
+    await onCreated?.(db, created);
+    return created;
+  }
   return toFeeSchedule((await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey])).rows[0]);
 }
 
@@ -166,4 +174,10 @@ export function quoteTip(s: FeeSchedule, amountMinor: bigint, rail: PaymentRail,
     workerReceives: money(receives, s.currency),
     customerCoversFee: customerCovers,
   });
+}
+
+/** One line for the audit log: what a version charges and from when. */
+export function feeScheduleSummary(s: FeeSchedule): string {
+  const from = s.effectiveFrom ? timestampDate(s.effectiveFrom).toISOString() : "now";
+  return `v${s.version} from ${from}: platform ${s.platformFeeBps} bps (min ${s.platformFeeMinMinor}, cap ${s.platformFeeCapMinor}), card ${s.cardFeeBps} bps + ${s.cardFeeFixedMinor}, ${s.mpesaB2cBands.length} B2C bands (minor units)`;
 }

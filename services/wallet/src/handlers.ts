@@ -1,7 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ConnectRouter } from "@connectrpc/connect";
-import { assertCurrency, decodePageToken, fieldError, InvalidStateError, keysetPage, NotFoundError, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { assertCurrency, auditAdminAction, decodePageToken, fieldError, InvalidStateError, keysetPage, NotFoundError, pageSize, type Pool, positionParts, publicTipAmount, type Queryable, requireCaller, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import {
   AccountKind,
@@ -14,7 +15,7 @@ import {
   WithdrawalLimitSchema,
   type FxConversion,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { b2cFee, createSchedule, currentSchedule, listSchedules, quoteTip } from "./fees.js";
+import { b2cFee, createSchedule, currentSchedule, feeScheduleSummary, listSchedules, quoteTip } from "./fees.js";
 import type { RateSource } from "./fx.js";
 import { placeHold, releaseHold, settleHold, withdrawalLimits } from "./holds.js";
 import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, type AccountRow } from "./ledger.js";
@@ -153,25 +154,47 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
       if (!entry) throw new NotFoundError(`entry_id: no entry ${req.entryId}`);
       return { entry };
     },
-    async reverseEntry(req) {
-      const { entry } = await tx((db) => reverseEntry(db, req.entryId, req.idempotencyKey, req.reason));
+    async reverseEntry(req, hctx) {
+      const { entry } = await tx(async (db) => {
+        const r = await reverseEntry(db, req.entryId, req.idempotencyKey, req.reason);
+        if (r.created) {
+          await auditAdminAction(db, "wallet", hctx, { action: AuditAction.LEDGER_ENTRY_REVERSED, target: `entry:${req.entryId}`, detail: `by ${r.entry.entryId}: ${req.reason}` });
+        }
+        return r;
+      });
       return { reversal: entry };
     },
-    async createFeeSchedule(req) {
-      return { schedule: await createSchedule(pool, req.schedule!, req.idempotencyKey) };
+    async createFeeSchedule(req, hctx) {
+      const schedule = await tx((db) =>
+        createSchedule(db, req.schedule!, req.idempotencyKey, (db, s) =>
+          auditAdminAction(db, "wallet", hctx, {
+            action: AuditAction.FEE_SCHEDULE_CREATED,
+            target: `fee_schedule:${s.currency}:v${s.version}`,
+            detail: feeScheduleSummary(s),
+          }),
+        ),
+      );
+      return { schedule };
     },
     async listFeeSchedules(req) {
       return { schedules: await listSchedules(pool, req.currency) };
     },
-    async setTierLimits(req) {
+    async setTierLimits(req, hctx) {
       const currency = req.perTransaction!.currency;
       assertCurrency(currency, "per_transaction.currency");
       if (req.perTransaction!.amountMinor <= 0n) throw fieldError("per_transaction", "must be greater than zero");
-      await pool.query(
-        `INSERT INTO wallet.tier_limits (tier, currency, per_transaction_minor, daily_minor, monthly_minor) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (tier, currency) DO UPDATE SET per_transaction_minor = $3, daily_minor = $4, monthly_minor = $5, updated_at = now()`,
-        [req.tier, currency, req.perTransaction!.amountMinor, req.daily!.amountMinor, req.monthly!.amountMinor],
-      );
+      await tx(async (db) => {
+        await db.query(
+          `INSERT INTO wallet.tier_limits (tier, currency, per_transaction_minor, daily_minor, monthly_minor) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (tier, currency) DO UPDATE SET per_transaction_minor = $3, daily_minor = $4, monthly_minor = $5, updated_at = now()`,
+          [req.tier, currency, req.perTransaction!.amountMinor, req.daily!.amountMinor, req.monthly!.amountMinor],
+        );
+        await auditAdminAction(db, "wallet", hctx, {
+          action: AuditAction.TIER_LIMITS_SET,
+          target: `tier:${req.tier}`,
+          detail: `${currency}: per transaction ${req.perTransaction!.amountMinor}, daily ${req.daily!.amountMinor}, monthly ${req.monthly!.amountMinor} (minor units)`,
+        });
+      });
       const limit = (kind: LimitKind, amountMinor: bigint) =>
         create(WithdrawalLimitSchema, { kind, limit: money(amountMinor, currency), used: money(0n, currency), remaining: money(amountMinor, currency) });
       return {
@@ -182,12 +205,19 @@ export function registerWallet(router: ConnectRouter, ctx: ServiceContext, rates
         ],
       };
     },
-    async setSettlementMode(req) {
-      await pool.query(
-        `INSERT INTO wallet.settlement_modes (owner_kind, owner_id, mode) VALUES ($1, $2, $3)
-         ON CONFLICT (owner_kind, owner_id) DO UPDATE SET mode = $3, updated_at = now()`,
-        [req.ownerKind, req.ownerId, req.mode],
-      );
+    async setSettlementMode(req, hctx) {
+      await tx(async (db) => {
+        await db.query(
+          `INSERT INTO wallet.settlement_modes (owner_kind, owner_id, mode) VALUES ($1, $2, $3)
+           ON CONFLICT (owner_kind, owner_id) DO UPDATE SET mode = $3, updated_at = now()`,
+          [req.ownerKind, req.ownerId, req.mode],
+        );
+        await auditAdminAction(db, "wallet", hctx, {
+          action: AuditAction.SETTLEMENT_MODE_SET,
+          target: `${OwnerKind[req.ownerKind].toLowerCase()}:${req.ownerId}`,
+          detail: SettlementMode[req.mode].toLowerCase().replace(/_/g, " "),
+        });
+      });
       return { mode: req.mode };
     },
   });

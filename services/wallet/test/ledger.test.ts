@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { WalletAdminActionTakenSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
   EntryCauseSchema,
@@ -325,11 +326,26 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const q1 = await t.client(WalletService).quoteFees({ amount: kes(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
     assert.equal(q1.quote!.feeScheduleVersion, 1);
     assert.equal(q1.quote!.platformFee!.amountMinor, 500n);
-    const created = await admin.createFeeSchedule({
+    const request = {
       idempotencyKey: `fees-${randomUUID()}`,
       schedule: { currency: "KES", platformFeeBps: 300, platformFeeMinMinor: 0n, platformFeeCapMinor: 20_000n, cardFeeBps: 290 },
-    });
+    };
+    // It changes what every tip pays: without the device step-up the service itself refuses it.
+    const adminId = randomUUID();
+    const noStepUp = await failure(t.client(WalletAdminService, { subject: adminId, roles: ["admin"] }).createFeeSchedule(request));
+    assert.equal(noStepUp.code, Code.PermissionDenied);
+    assert.match(noStepUp.rawMessage, /CreateFeeSchedule moves money and needs the admin's device step-up/);
+    const steppedUp = t.client(WalletAdminService, { subject: adminId, roles: ["admin"], stepUp: true });
+    const created = await steppedUp.createFeeSchedule(request);
     assert.equal(created.schedule!.version, 2);
+    assert.equal((await steppedUp.createFeeSchedule(request)).schedule!.version, 2, "a retry is the same version");
+    // Audited once, in wallet's outbox with the version.
+    const { rows } = await t.db.pool.query("SELECT payload FROM wallet.outbox WHERE subject = 'ttip.wallet.admin_action' ORDER BY seq");
+    const audited = rows.map((r) => fromBinary(WalletAdminActionTakenSchema, r.payload).action!).filter((a) => a.action === AuditAction.FEE_SCHEDULE_CREATED);
+    assert.equal(audited.length, 1, "the retry recorded nothing");
+    assert.equal(audited[0].actorUserId, adminId);
+    assert.equal(audited[0].target, "fee_schedule:KES:v2");
+    assert.match(audited[0].detail, /^v2 from .*: platform 300 bps \(min 0, cap 20000\), card 290 bps/);
     const q2 = await t.client(WalletService).quoteFees({ amount: kes(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
     assert.equal(q2.quote!.feeScheduleVersion, 2);
     assert.equal(q2.quote!.platformFee!.amountMinor, 300n);

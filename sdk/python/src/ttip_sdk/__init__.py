@@ -5,11 +5,13 @@ ttip_sdk.gen (for example ttip_sdk.gen.ttip.qr.v1.qr_service_connect)."""
 from ._version import __version__
 from .signer import (
     HEADER_KEY_ID,
+    HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
     AsyncPartnerSigner,
     PartnerKey,
     PartnerSigner,
+    new_nonce,
     signature_headers,
     signed_async_http_client,
     signed_http_client,
@@ -19,6 +21,7 @@ from .webhook import WEBHOOK_SIGNATURE_HEADER, WebhookVerificationError, sign_we
 
 __all__ = [
     "HEADER_KEY_ID",
+    "HEADER_NONCE",
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
     "WEBHOOK_SIGNATURE_HEADER",
@@ -27,6 +30,7 @@ __all__ = [
     "PartnerSigner",
     "WebhookVerificationError",
     "__version__",
+    "new_nonce",
     "sign_webhook",
     "signature_headers",
     "signed_async_http_client",

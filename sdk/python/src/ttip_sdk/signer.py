@@ -1,4 +1,4 @@
-"""Signs partner calls: a pyqwest transport that adds the three partner headers.
+"""Signs partner calls: a pyqwest transport that adds the four partner headers.
 
 Signing happens on the HTTP request as it goes on the wire, so it covers the
 exact body bytes whatever the Connect client chose (Connect binary or JSON,
@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -35,6 +36,8 @@ from pyqwest import (
 HEADER_KEY_ID = "x-ttip-key-id"
 HEADER_TIMESTAMP = "x-ttip-timestamp"
 HEADER_SIGNATURE = "x-ttip-signature"
+# A request id, signed and spent once: two identical calls in one second are not replays.
+HEADER_NONCE = "x-ttip-nonce"
 
 # The gateway reads at most 1 MiB by default; a larger body would be refused anyway.
 MAX_SIGNED_BODY_BYTES = 16 << 20
@@ -59,22 +62,32 @@ class PartnerKey:
         return f"PartnerKey(key_id={self.key_id!r}, secret=<redacted>)"
 
 
-def string_to_sign(method: str, path_with_query: str, unix_seconds: int, body_sha256_hex: str) -> str:
-    """METHOD \\n path (with query) \\n unix seconds \\n hex SHA-256 of the raw body."""
-    return "\n".join([method.upper(), path_with_query, str(unix_seconds), body_sha256_hex])
+def string_to_sign(method: str, path_with_query: str, unix_seconds: int, body_sha256_hex: str, nonce: str = "") -> str:
+    """METHOD \\n path (with query) \\n unix seconds \\n hex SHA-256 of the raw body, then
+    \\n nonce when the call carries one (without: the first scheme, still accepted, where two
+    identical calls in one second are one signed request and the second is a replay)."""
+    lines = [method.upper(), path_with_query, str(unix_seconds), body_sha256_hex]
+    return "\n".join([*lines, nonce] if nonce else lines)
 
 
 def hmac_sha256_hex(secret: str, message: bytes) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
-def signature_headers(key: PartnerKey, method: str, path_with_query: str, body: bytes, unix_seconds: int) -> dict[str, str]:
-    """The three headers for a request with exactly these body bytes."""
+def new_nonce() -> str:
+    """A fresh nonce for one call (a random UUID)."""
+    return str(uuid.uuid4())
+
+
+def signature_headers(key: PartnerKey, method: str, path_with_query: str, body: bytes, unix_seconds: int, nonce: str | None = None) -> dict[str, str]:
+    """The four headers for a request with exactly these body bytes, under a fresh nonce unless one is given."""
+    nonce = nonce or new_nonce()
     digest = hashlib.sha256(body).hexdigest()
-    to_sign = string_to_sign(method, path_with_query, unix_seconds, digest)
+    to_sign = string_to_sign(method, path_with_query, unix_seconds, digest, nonce)
     return {
         HEADER_KEY_ID: key.key_id,
         HEADER_TIMESTAMP: str(unix_seconds),
+        HEADER_NONCE: nonce,
         HEADER_SIGNATURE: hmac_sha256_hex(key.secret, to_sign.encode()),
     }
 
@@ -97,9 +110,9 @@ def _join(chunks: Iterable[bytes]) -> bytes:
     return bytes(body)
 
 
-def _signed_headers(key: PartnerKey, method: str, url: str, headers: Headers, body: bytes, now: Callable[[], float]) -> Headers:
+def _signed_headers(key: PartnerKey, method: str, url: str, headers: Headers, body: bytes, now: Callable[[], float], nonce: Callable[[], str]) -> Headers:
     signed = Headers(headers.items())
-    for name, value in signature_headers(key, method, _path_with_query(url), body, int(now())).items():
+    for name, value in signature_headers(key, method, _path_with_query(url), body, int(now()), nonce()).items():
         signed[name] = value
     return signed
 
@@ -107,26 +120,28 @@ def _signed_headers(key: PartnerKey, method: str, url: str, headers: Headers, bo
 class PartnerSigner:
     """A synchronous pyqwest transport that signs every request with a partner key."""
 
-    def __init__(self, key: PartnerKey, transport: SyncTransport | None = None, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, key: PartnerKey, transport: SyncTransport | None = None, *, now: Callable[[], float] = time.time, nonce: Callable[[], str] = new_nonce) -> None:
         self._key = key
         self._transport = transport or get_default_sync_transport()
         self._now = now
+        self._nonce = nonce
 
     def execute_sync(self, request: SyncRequest) -> SyncResponse:
         content = request.content
         body = content if isinstance(content, bytes) else _join(content or ())
         _bounded(len(body))
-        headers = _signed_headers(self._key, request.method, request.url, request.headers, body, self._now)
+        headers = _signed_headers(self._key, request.method, request.url, request.headers, body, self._now, self._nonce)
         return self._transport.execute_sync(SyncRequest(request.method, request.url, headers=headers, content=body))
 
 
 class AsyncPartnerSigner:
     """An asynchronous pyqwest transport that signs every request with a partner key."""
 
-    def __init__(self, key: PartnerKey, transport: Transport | None = None, *, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, key: PartnerKey, transport: Transport | None = None, *, now: Callable[[], float] = time.time, nonce: Callable[[], str] = new_nonce) -> None:
         self._key = key
         self._transport = transport or get_default_transport()
         self._now = now
+        self._nonce = nonce
 
     async def execute(self, request: Request) -> Response:
         content = request.content
@@ -137,7 +152,7 @@ class AsyncPartnerSigner:
         else:
             body = await _join_async(content)
         _bounded(len(body))
-        headers = _signed_headers(self._key, request.method, request.url, request.headers, body, self._now)
+        headers = _signed_headers(self._key, request.method, request.url, request.headers, body, self._now, self._nonce)
         return await self._transport.execute(Request(request.method, request.url, headers=headers, content=body))
 
 
@@ -149,15 +164,15 @@ async def _join_async(chunks: AsyncIterator[bytes]) -> bytes:
     return bytes(body)
 
 
-def signed_http_client(key: PartnerKey, *, h2c: bool = False, now: Callable[[], float] = time.time) -> SyncClient:
+def signed_http_client(key: PartnerKey, *, h2c: bool = False, now: Callable[[], float] = time.time, nonce: Callable[[], str] = new_nonce) -> SyncClient:
     """A pyqwest SyncClient that signs every call; pass it to a generated ...ClientSync as
     http_client (and close it yourself). h2c=True speaks HTTP/2 without TLS, which the
     gRPC protocol needs on a plaintext address."""
     transport = SyncHTTPTransport(http_version=HTTPVersion.HTTP2) if h2c else None
-    return SyncClient(PartnerSigner(key, transport, now=now))
+    return SyncClient(PartnerSigner(key, transport, now=now, nonce=nonce))
 
 
-def signed_async_http_client(key: PartnerKey, *, h2c: bool = False, now: Callable[[], float] = time.time) -> Client:
+def signed_async_http_client(key: PartnerKey, *, h2c: bool = False, now: Callable[[], float] = time.time, nonce: Callable[[], str] = new_nonce) -> Client:
     """The asyncio counterpart of signed_http_client, for the generated async clients."""
     transport = HTTPTransport(http_version=HTTPVersion.HTTP2) if h2c else None
-    return Client(AsyncPartnerSigner(key, transport, now=now))
+    return Client(AsyncPartnerSigner(key, transport, now=now, nonce=nonce))

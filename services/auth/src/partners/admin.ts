@@ -35,7 +35,7 @@ export function partnerAdminHandlers(core: AuthCore, wake: () => void): Partial<
             WHERE delivery_id = $1 RETURNING *`,
           [req.deliveryId],
         );
-        await audit(tx, AuditAction.WEBHOOK_DELIVERY_REPLAYED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `delivery ${req.deliveryId}: ${req.reason}` });
+        await audit(tx, AuditAction.WEBHOOK_DELIVERY_REPLAYED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `delivery ${req.deliveryId}: ${req.reason}`, target: `webhook_delivery:${req.deliveryId}` });
         return { ...rows[0], url: d.url };
       });
       wake();

@@ -4,7 +4,7 @@
 // is a relation between a user and a key, both auth's.
 import type { ConnectRouter } from "@connectrpc/connect";
 import { PartnerAdminService, PartnerConsentService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
-import { consumeEvents } from "@ttip/runtime";
+import { consumeEventBatches } from "@ttip/runtime";
 import type { AuthCore } from "../core.js";
 import { partnerAdminHandlers } from "./admin.js";
 import { consentedReadHandlers, consentHandlers } from "./consents.js";
@@ -34,7 +34,9 @@ export function partnerWebhooks(core: AuthCore): PartnerWebhooks {
       router.service(PartnerAdminService, partnerAdminHandlers(core, () => sender.wake()));
     },
     async start() {
-      const consumer = await consumeEvents({
+      // Every payment event passes here and most concern no partner (a customer's
+      // tip): what has arrived is recorded and fanned out in one transaction.
+      const consumer = await consumeEventBatches({
         bus: core.ctx.bus,
         pool: core.ctx.pool,
         schema: "auth",
@@ -42,9 +44,12 @@ export function partnerWebhooks(core: AuthCore): PartnerWebhooks {
         subject: WEBHOOK_SOURCE_SUBJECT,
         logger: core.ctx.logger,
         metrics: core.ctx.metrics,
-        handle: async (message, tx) => {
+        handleBatch: async (messages, tx) => {
+          let added = 0;
+          // In order: a partner's deliveries for one tip are created as its events happened.
+          for (const message of messages) added += await fanOut(tx, message);
           // The sender looks again once this commits (or at its next poll).
-          if ((await fanOut(tx, message)) > 0) setImmediate(() => sender.wake());
+          if (added > 0) setImmediate(() => sender.wake());
         },
       });
       sender.start();

@@ -4,7 +4,7 @@
 // balance below zero, and later tips pay it back first.
 import { randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
-import { asConnectError, DependencyUnavailableError, fieldError, InvalidStateError, NotFoundError, withTransaction } from "@ttip/runtime";
+import { asConnectError, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, NotFoundError, withTransaction, type Queryable } from "@ttip/runtime";
 import { recordAlert } from "../fraud.js";
 import type { Deps } from "../tips.js";
 import type { CardTipRow } from "./convert.js";
@@ -43,7 +43,11 @@ function portionOf(tip: CardTipRow, amountMinor: bigint, walletLeft: bigint, las
 
 export async function refundCardTip(
   deps: Deps,
-  input: { tipId: string; idempotencyKey: string; amount?: { currency: string; amountMinor: bigint }; reason: string; requestedBy: string },
+  input: {
+    tipId: string; idempotencyKey: string; amount?: { currency: string; amountMinor: bigint }; reason: string; requestedBy: string;
+    /** Records the admin's action in the transaction that takes the money back, once per refund. */
+    record?: (tx: Queryable, amount: string) => Promise<void>;
+  },
 ): Promise<{ tip: CardTipRow; refundId: string }> {
   const { pool } = deps.ctx;
   let tip = await loadCardTip(pool, input.tipId);
@@ -86,6 +90,7 @@ export async function refundCardTip(
           `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3, card_state = 'refunded' WHERE tip_id = $1`,
           [tip!.tip_id, refund.amount_minor, refund.wallet_minor],
         );
+        await input.record?.(tx, formatMoney(refund.amount_minor, tip!.currency));
       }
     });
     refund.status = "debited";

@@ -1,4 +1,4 @@
-import { InvalidStateError, withTransaction } from "@ttip/runtime";
+import { InvalidStateError, withTransaction, type Queryable } from "@ttip/runtime";
 import { runAfterCredit, type Deps } from "../tips.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import { emitCardTipSucceeded, splitOf } from "./tips.js";
@@ -8,7 +8,11 @@ import { emitCardTipSucceeded, splitOf } from "./tips.js";
  * payment that did not match): approval pays the worker from suspense;
  * rejection leaves it in suspense for a refund to the card.
  */
-export async function reviewCardTip(deps: Deps, tip: CardTipRow, approve: boolean, adminId: string, note: string): Promise<CardTipRow> {
+export async function reviewCardTip(
+  deps: Deps, tip: CardTipRow, approve: boolean, adminId: string, note: string,
+  /** Records the admin's decision in the transaction that applies it. */
+  record: (tx: Queryable) => Promise<void>,
+): Promise<CardTipRow> {
   if (approve) await deps.cards!.ledger.releaseFromSuspense(splitOf(tip));
   const updated = await withTransaction(deps.ctx.pool, async (tx) => {
     const { rows } = await tx.query<CardTipRow>(
@@ -23,6 +27,7 @@ export async function reviewCardTip(deps: Deps, tip: CardTipRow, approve: boolea
         WHERE tip_id = $1 AND status = 'open'`,
       [tip.tip_id, approve ? "approved" : "rejected", adminId, note],
     );
+    await record(tx);
     if (approve) await emitCardTipSucceeded(tx, t);
     return t;
   });

@@ -165,6 +165,24 @@ const (
 	AuditAction_AUDIT_ACTION_PARTNER_CONSENT_GRANTED   AuditAction = 20
 	AuditAction_AUDIT_ACTION_PARTNER_CONSENT_REVOKED   AuditAction = 21
 	AuditAction_AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED AuditAction = 22
+	// Admin actions in the other services, appended from their outboxes
+	// (ttip.events.v1.AdminAction).
+	AuditAction_AUDIT_ACTION_PAYOUTS_HELD               AuditAction = 23
+	AuditAction_AUDIT_ACTION_PAYOUTS_RELEASED           AuditAction = 24
+	AuditAction_AUDIT_ACTION_PAYER_BLOCKED              AuditAction = 25
+	AuditAction_AUDIT_ACTION_PAYER_UNBLOCKED            AuditAction = 26
+	AuditAction_AUDIT_ACTION_HELD_TIP_APPROVED          AuditAction = 27
+	AuditAction_AUDIT_ACTION_HELD_TIP_REFUSED           AuditAction = 28
+	AuditAction_AUDIT_ACTION_SUSPENSE_MATCHED           AuditAction = 29
+	AuditAction_AUDIT_ACTION_SUSPENSE_REFUNDED          AuditAction = 30
+	AuditAction_AUDIT_ACTION_TIP_REFUNDED               AuditAction = 31
+	AuditAction_AUDIT_ACTION_PAYMENT_REQUERIED          AuditAction = 32
+	AuditAction_AUDIT_ACTION_TEMPLATE_VERSION_CREATED   AuditAction = 33
+	AuditAction_AUDIT_ACTION_TEMPLATE_VERSION_ACTIVATED AuditAction = 34
+	AuditAction_AUDIT_ACTION_FEE_SCHEDULE_CREATED       AuditAction = 35
+	AuditAction_AUDIT_ACTION_LEDGER_ENTRY_REVERSED      AuditAction = 36
+	AuditAction_AUDIT_ACTION_TIER_LIMITS_SET            AuditAction = 37
+	AuditAction_AUDIT_ACTION_SETTLEMENT_MODE_SET        AuditAction = 38
 )
 
 // Enum value maps for AuditAction.
@@ -193,31 +211,63 @@ var (
 		20: "AUDIT_ACTION_PARTNER_CONSENT_GRANTED",
 		21: "AUDIT_ACTION_PARTNER_CONSENT_REVOKED",
 		22: "AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED",
+		23: "AUDIT_ACTION_PAYOUTS_HELD",
+		24: "AUDIT_ACTION_PAYOUTS_RELEASED",
+		25: "AUDIT_ACTION_PAYER_BLOCKED",
+		26: "AUDIT_ACTION_PAYER_UNBLOCKED",
+		27: "AUDIT_ACTION_HELD_TIP_APPROVED",
+		28: "AUDIT_ACTION_HELD_TIP_REFUSED",
+		29: "AUDIT_ACTION_SUSPENSE_MATCHED",
+		30: "AUDIT_ACTION_SUSPENSE_REFUNDED",
+		31: "AUDIT_ACTION_TIP_REFUNDED",
+		32: "AUDIT_ACTION_PAYMENT_REQUERIED",
+		33: "AUDIT_ACTION_TEMPLATE_VERSION_CREATED",
+		34: "AUDIT_ACTION_TEMPLATE_VERSION_ACTIVATED",
+		35: "AUDIT_ACTION_FEE_SCHEDULE_CREATED",
+		36: "AUDIT_ACTION_LEDGER_ENTRY_REVERSED",
+		37: "AUDIT_ACTION_TIER_LIMITS_SET",
+		38: "AUDIT_ACTION_SETTLEMENT_MODE_SET",
 	}
 	AuditAction_value = map[string]int32{
-		"AUDIT_ACTION_UNSPECIFIED":               0,
-		"AUDIT_ACTION_LOGIN":                     1,
-		"AUDIT_ACTION_LOGIN_FAILED":              2,
-		"AUDIT_ACTION_LOCKOUT":                   3,
-		"AUDIT_ACTION_UNLOCK":                    4,
-		"AUDIT_ACTION_PIN_SET":                   5,
-		"AUDIT_ACTION_PIN_CHANGED":               6,
-		"AUDIT_ACTION_PIN_RESET":                 7,
-		"AUDIT_ACTION_SESSION_REVOKED":           8,
-		"AUDIT_ACTION_REFRESH_REUSE_DETECTED":    9,
-		"AUDIT_ACTION_DEVICE_REGISTERED":         10,
-		"AUDIT_ACTION_DEVICE_REMOVED":            11,
-		"AUDIT_ACTION_API_KEY_ISSUED":            12,
-		"AUDIT_ACTION_API_KEY_REVOKED":           13,
-		"AUDIT_ACTION_ROLES_CHANGED":             14,
-		"AUDIT_ACTION_SIGNING_KEY_ROTATED":       15,
-		"AUDIT_ACTION_SETUP_TOKEN_ISSUED":        16,
-		"AUDIT_ACTION_ADMIN_BOOTSTRAPPED":        17,
-		"AUDIT_ACTION_USER_BLOCKED":              18,
-		"AUDIT_ACTION_USER_UNBLOCKED":            19,
-		"AUDIT_ACTION_PARTNER_CONSENT_GRANTED":   20,
-		"AUDIT_ACTION_PARTNER_CONSENT_REVOKED":   21,
-		"AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED": 22,
+		"AUDIT_ACTION_UNSPECIFIED":                0,
+		"AUDIT_ACTION_LOGIN":                      1,
+		"AUDIT_ACTION_LOGIN_FAILED":               2,
+		"AUDIT_ACTION_LOCKOUT":                    3,
+		"AUDIT_ACTION_UNLOCK":                     4,
+		"AUDIT_ACTION_PIN_SET":                    5,
+		"AUDIT_ACTION_PIN_CHANGED":                6,
+		"AUDIT_ACTION_PIN_RESET":                  7,
+		"AUDIT_ACTION_SESSION_REVOKED":            8,
+		"AUDIT_ACTION_REFRESH_REUSE_DETECTED":     9,
+		"AUDIT_ACTION_DEVICE_REGISTERED":          10,
+		"AUDIT_ACTION_DEVICE_REMOVED":             11,
+		"AUDIT_ACTION_API_KEY_ISSUED":             12,
+		"AUDIT_ACTION_API_KEY_REVOKED":            13,
+		"AUDIT_ACTION_ROLES_CHANGED":              14,
+		"AUDIT_ACTION_SIGNING_KEY_ROTATED":        15,
+		"AUDIT_ACTION_SETUP_TOKEN_ISSUED":         16,
+		"AUDIT_ACTION_ADMIN_BOOTSTRAPPED":         17,
+		"AUDIT_ACTION_USER_BLOCKED":               18,
+		"AUDIT_ACTION_USER_UNBLOCKED":             19,
+		"AUDIT_ACTION_PARTNER_CONSENT_GRANTED":    20,
+		"AUDIT_ACTION_PARTNER_CONSENT_REVOKED":    21,
+		"AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED":  22,
+		"AUDIT_ACTION_PAYOUTS_HELD":               23,
+		"AUDIT_ACTION_PAYOUTS_RELEASED":           24,
+		"AUDIT_ACTION_PAYER_BLOCKED":              25,
+		"AUDIT_ACTION_PAYER_UNBLOCKED":            26,
+		"AUDIT_ACTION_HELD_TIP_APPROVED":          27,
+		"AUDIT_ACTION_HELD_TIP_REFUSED":           28,
+		"AUDIT_ACTION_SUSPENSE_MATCHED":           29,
+		"AUDIT_ACTION_SUSPENSE_REFUNDED":          30,
+		"AUDIT_ACTION_TIP_REFUNDED":               31,
+		"AUDIT_ACTION_PAYMENT_REQUERIED":          32,
+		"AUDIT_ACTION_TEMPLATE_VERSION_CREATED":   33,
+		"AUDIT_ACTION_TEMPLATE_VERSION_ACTIVATED": 34,
+		"AUDIT_ACTION_FEE_SCHEDULE_CREATED":       35,
+		"AUDIT_ACTION_LEDGER_ENTRY_REVERSED":      36,
+		"AUDIT_ACTION_TIER_LIMITS_SET":            37,
+		"AUDIT_ACTION_SETTLEMENT_MODE_SET":        38,
 	}
 )
 
@@ -711,14 +761,19 @@ func (x *PartnerApiKey) GetLastUsedAt() *timestamppb.Timestamp {
 
 // An append-only audit record.
 type AuditEvent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AuditEventId  string                 `protobuf:"bytes,1,opt,name=audit_event_id,json=auditEventId,proto3" json:"audit_event_id,omitempty"`
-	Action        AuditAction            `protobuf:"varint,2,opt,name=action,proto3,enum=ttip.auth.v1.AuditAction" json:"action,omitempty"`
-	UserId        string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	ActorUserId   string                 `protobuf:"bytes,4,opt,name=actor_user_id,json=actorUserId,proto3" json:"actor_user_id,omitempty"`
-	IpAddress     string                 `protobuf:"bytes,5,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
-	Detail        string                 `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	AuditEventId string                 `protobuf:"bytes,1,opt,name=audit_event_id,json=auditEventId,proto3" json:"audit_event_id,omitempty"`
+	Action       AuditAction            `protobuf:"varint,2,opt,name=action,proto3,enum=ttip.auth.v1.AuditAction" json:"action,omitempty"`
+	UserId       string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	ActorUserId  string                 `protobuf:"bytes,4,opt,name=actor_user_id,json=actorUserId,proto3" json:"actor_user_id,omitempty"`
+	IpAddress    string                 `protobuf:"bytes,5,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	Detail       string                 `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	OccurredAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// What was acted on, "<kind>:<id>" (e.g. "worker:<uuid>", "tip:<uuid>",
+	// "template:tip_received"); empty for auth's own records about user_id.
+	Target string `protobuf:"bytes,8,opt,name=target,proto3" json:"target,omitempty"`
+	// The service where the action happened ("auth", "payment", "wallet", "notification").
+	Service       string `protobuf:"bytes,9,opt,name=service,proto3" json:"service,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,6 +857,20 @@ func (x *AuditEvent) GetOccurredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *AuditEvent) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
 var File_ttip_auth_v1_auth_proto protoreflect.FileDescriptor
 
 const file_ttip_auth_v1_auth_proto_rawDesc = "" +
@@ -856,7 +925,7 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\n" +
 	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12<\n" +
 	"\flast_used_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"lastUsedAt\"\x96\x02\n" +
+	"lastUsedAt\"\xc8\x02\n" +
 	"\n" +
 	"AuditEvent\x12$\n" +
 	"\x0eaudit_event_id\x18\x01 \x01(\tR\fauditEventId\x121\n" +
@@ -867,7 +936,9 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"ip_address\x18\x05 \x01(\tR\tipAddress\x12\x16\n" +
 	"\x06detail\x18\x06 \x01(\tR\x06detail\x12;\n" +
 	"\voccurred_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt*\x9e\x01\n" +
+	"occurredAt\x12\x16\n" +
+	"\x06target\x18\b \x01(\tR\x06target\x12\x18\n" +
+	"\aservice\x18\t \x01(\tR\aservice*\x9e\x01\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rROLE_CUSTOMER\x10\x01\x12\x0f\n" +
@@ -881,7 +952,8 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\x06Locale\x12\x16\n" +
 	"\x12LOCALE_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tLOCALE_EN\x10\x01\x12\r\n" +
-	"\tLOCALE_SW\x10\x02*\x8c\x06\n" +
+	"\tLOCALE_SW\x10\x02*\xd0\n" +
+	"\n" +
 	"\vAuditAction\x12\x1c\n" +
 	"\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12AUDIT_ACTION_LOGIN\x10\x01\x12\x1d\n" +
@@ -906,7 +978,23 @@ const file_ttip_auth_v1_auth_proto_rawDesc = "" +
 	"\x1bAUDIT_ACTION_USER_UNBLOCKED\x10\x13\x12(\n" +
 	"$AUDIT_ACTION_PARTNER_CONSENT_GRANTED\x10\x14\x12(\n" +
 	"$AUDIT_ACTION_PARTNER_CONSENT_REVOKED\x10\x15\x12*\n" +
-	"&AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED\x10\x16B\xa4\x01\n" +
+	"&AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED\x10\x16\x12\x1d\n" +
+	"\x19AUDIT_ACTION_PAYOUTS_HELD\x10\x17\x12!\n" +
+	"\x1dAUDIT_ACTION_PAYOUTS_RELEASED\x10\x18\x12\x1e\n" +
+	"\x1aAUDIT_ACTION_PAYER_BLOCKED\x10\x19\x12 \n" +
+	"\x1cAUDIT_ACTION_PAYER_UNBLOCKED\x10\x1a\x12\"\n" +
+	"\x1eAUDIT_ACTION_HELD_TIP_APPROVED\x10\x1b\x12!\n" +
+	"\x1dAUDIT_ACTION_HELD_TIP_REFUSED\x10\x1c\x12!\n" +
+	"\x1dAUDIT_ACTION_SUSPENSE_MATCHED\x10\x1d\x12\"\n" +
+	"\x1eAUDIT_ACTION_SUSPENSE_REFUNDED\x10\x1e\x12\x1d\n" +
+	"\x19AUDIT_ACTION_TIP_REFUNDED\x10\x1f\x12\"\n" +
+	"\x1eAUDIT_ACTION_PAYMENT_REQUERIED\x10 \x12)\n" +
+	"%AUDIT_ACTION_TEMPLATE_VERSION_CREATED\x10!\x12+\n" +
+	"'AUDIT_ACTION_TEMPLATE_VERSION_ACTIVATED\x10\"\x12%\n" +
+	"!AUDIT_ACTION_FEE_SCHEDULE_CREATED\x10#\x12&\n" +
+	"\"AUDIT_ACTION_LEDGER_ENTRY_REVERSED\x10$\x12 \n" +
+	"\x1cAUDIT_ACTION_TIER_LIMITS_SET\x10%\x12$\n" +
+	" AUDIT_ACTION_SETTLEMENT_MODE_SET\x10&B\xa4\x01\n" +
 	"\x10com.ttip.auth.v1B\tAuthProtoP\x01Z3github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1;authv1\xa2\x02\x03TAX\xaa\x02\fTtip.Auth.V1\xca\x02\fTtip\\Auth\\V1\xe2\x02\x18Ttip\\Auth\\V1\\GPBMetadata\xea\x02\x0eTtip::Auth::V1b\x06proto3"
 
 var (

@@ -2374,12 +2374,16 @@ func (x *RevokePartnerApiKeyResponse) GetKey() *PartnerApiKey {
 }
 
 type ListAuditEventsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Page          *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
-	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	Actions       []AuditAction          `protobuf:"varint,3,rep,packed,name=actions,proto3,enum=ttip.auth.v1.AuditAction" json:"actions,omitempty"`
-	From          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
-	To            *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Page    *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
+	UserId  string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	Actions []AuditAction          `protobuf:"varint,3,rep,packed,name=actions,proto3,enum=ttip.auth.v1.AuditAction" json:"actions,omitempty"`
+	From    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=from,proto3" json:"from,omitempty"`
+	To      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=to,proto3" json:"to,omitempty"`
+	// Only what this admin did.
+	ActorUserId string `protobuf:"bytes,6,opt,name=actor_user_id,json=actorUserId,proto3" json:"actor_user_id,omitempty"`
+	// Only records about this target, exactly as listed ("tip:<uuid>").
+	Target        string `protobuf:"bytes,7,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2447,6 +2451,20 @@ func (x *ListAuditEventsRequest) GetTo() *timestamppb.Timestamp {
 		return x.To
 	}
 	return nil
+}
+
+func (x *ListAuditEventsRequest) GetActorUserId() string {
+	if x != nil {
+		return x.ActorUserId
+	}
+	return ""
+}
+
+func (x *ListAuditEventsRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
 }
 
 type ListAuditEventsResponse struct {
@@ -2686,7 +2704,11 @@ type VerifyPartnerSignatureRequest struct {
 	Timestamp  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
 	BodySha256 []byte                 `protobuf:"bytes,5,opt,name=body_sha256,json=bodySha256,proto3" json:"body_sha256,omitempty"`
 	// Hex HMAC-SHA256.
-	Signature     string `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
+	Signature string `protobuf:"bytes,6,opt,name=signature,proto3" json:"signature,omitempty"`
+	// The x-ttip-nonce header, when sent: then it is the fifth line of the string
+	// to sign and is spent once (two identical calls differ by it); without it,
+	// the signature is spent once instead (the first scheme).
+	Nonce         string `protobuf:"bytes,7,opt,name=nonce,proto3" json:"nonce,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2759,6 +2781,13 @@ func (x *VerifyPartnerSignatureRequest) GetBodySha256() []byte {
 func (x *VerifyPartnerSignatureRequest) GetSignature() string {
 	if x != nil {
 		return x.Signature
+	}
+	return ""
+}
+
+func (x *VerifyPartnerSignatureRequest) GetNonce() string {
+	if x != nil {
+		return x.Nonce
 	}
 	return ""
 }
@@ -3640,13 +3669,15 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x1aRevokePartnerApiKeyRequest\x12\x1f\n" +
 	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\"L\n" +
 	"\x1bRevokePartnerApiKeyResponse\x12-\n" +
-	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\x91\x02\n" +
+	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xe4\x02\n" +
 	"\x16ListAuditEventsRequest\x12/\n" +
 	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x12$\n" +
 	"\auser_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId\x12D\n" +
 	"\aactions\x18\x03 \x03(\x0e2\x19.ttip.auth.v1.AuditActionB\x0f\xbaH\f\x92\x01\t\"\a\x82\x01\x04\x10\x01 \x00R\aactions\x12.\n" +
 	"\x04from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
-	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\"}\n" +
+	"\x02to\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12/\n" +
+	"\ractor_user_id\x18\x06 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\vactorUserId\x12 \n" +
+	"\x06target\x18\a \x01(\tB\b\xbaH\x05r\x03\x18\xc8\x01R\x06target\"}\n" +
 	"\x17ListAuditEventsResponse\x120\n" +
 	"\x06events\x18\x01 \x03(\v2\x18.ttip.auth.v1.AuditEventR\x06events\x120\n" +
 	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\x19\n" +
@@ -3657,7 +3688,7 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"S\n" +
 	"\x13GetUserByIdResponse\x12&\n" +
 	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\x12\x14\n" +
-	"\x05phone\x18\x02 \x01(\tR\x05phone\"\xc0\x02\n" +
+	"\x05phone\x18\x02 \x01(\tR\x05phone\"\xf8\x02\n" +
 	"\x1dVerifyPartnerSignatureRequest\x12 \n" +
 	"\x06key_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05keyId\x12<\n" +
 	"\x06method\x18\x02 \x01(\tB$\xbaH!r\x1fR\x03GETR\x04POSTR\x03PUTR\x05PATCHR\x06DELETER\x06method\x12\x1e\n" +
@@ -3666,7 +3697,8 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\ttimestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x06\xbaH\x03\xc8\x01\x01R\ttimestamp\x12(\n" +
 	"\vbody_sha256\x18\x05 \x01(\fB\a\xbaH\x04z\x02h R\n" +
 	"bodySha256\x123\n" +
-	"\tsignature\x18\x06 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\tsignature\"[\n" +
+	"\tsignature\x18\x06 \x01(\tB\x15\xbaH\x12r\x102\x0e^[0-9a-f]{64}$R\tsignature\x126\n" +
+	"\x05nonce\x18\a \x01(\tB \xbaH\x1dr\x1b2\x19^([A-Za-z0-9_-]{16,64})?$R\x05nonce\"[\n" +
 	"\x1eVerifyPartnerSignatureResponse\x12!\n" +
 	"\fpartner_name\x18\x01 \x01(\tR\vpartnerName\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\"\xa5\x01\n" +

@@ -13,6 +13,7 @@
 package eventsv1
 
 import (
+	v11 "github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1"
 	v1 "github.com/ttip/ttip/sdk/go/gen/ttip/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -2134,11 +2135,261 @@ func (x *VenueShiftRecorded) GetSource() int32 {
 	return 0
 }
 
+// What an admin did in a service other than auth (a payout hold, a review, a
+// template edit), written to that service's outbox in the transaction that
+// did it. Auth appends each to the one audit log (AuthAdminService.ListAuditEvents),
+// so the record exists exactly when the action does.
+type AdminAction struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Action      v11.AuditAction        `protobuf:"varint,1,opt,name=action,proto3,enum=ttip.auth.v1.AuditAction" json:"action,omitempty"`
+	ActorUserId string                 `protobuf:"bytes,2,opt,name=actor_user_id,json=actorUserId,proto3" json:"actor_user_id,omitempty"`
+	// The actor's network address, as the gateway saw it.
+	IpAddress string `protobuf:"bytes,3,opt,name=ip_address,json=ipAddress,proto3" json:"ip_address,omitempty"`
+	// What was acted on, "<kind>:<id>": "worker:<uuid>", "tip:<uuid>",
+	// "receipt:<M-Pesa receipt>", "template:<key>", "phone:2547******78"
+	// (never a whole phone number).
+	Target string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	// The user concerned, when there is one (the worker of a held payout).
+	UserId string `protobuf:"bytes,5,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The reason or note given and what changed; never a phone, PIN, OTP or token.
+	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminAction) Reset() {
+	*x = AdminAction{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminAction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminAction) ProtoMessage() {}
+
+func (x *AdminAction) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
+func (*AdminAction) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AdminAction) GetAction() v11.AuditAction {
+	if x != nil {
+		return x.Action
+	}
+	return v11.AuditAction(0)
+}
+
+func (x *AdminAction) GetActorUserId() string {
+	if x != nil {
+		return x.ActorUserId
+	}
+	return ""
+}
+
+func (x *AdminAction) GetIpAddress() string {
+	if x != nil {
+		return x.IpAddress
+	}
+	return ""
+}
+
+func (x *AdminAction) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *AdminAction) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *AdminAction) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type PaymentAdminActionTaken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Action        *AdminAction           `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PaymentAdminActionTaken) Reset() {
+	*x = PaymentAdminActionTaken{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PaymentAdminActionTaken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PaymentAdminActionTaken) ProtoMessage() {}
+
+func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
+func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *PaymentAdminActionTaken) GetAction() *AdminAction {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+type WalletAdminActionTaken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Action        *AdminAction           `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WalletAdminActionTaken) Reset() {
+	*x = WalletAdminActionTaken{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WalletAdminActionTaken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WalletAdminActionTaken) ProtoMessage() {}
+
+func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
+func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *WalletAdminActionTaken) GetAction() *AdminAction {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
+type NotificationAdminActionTaken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Action        *AdminAction           `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotificationAdminActionTaken) Reset() {
+	*x = NotificationAdminActionTaken{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotificationAdminActionTaken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotificationAdminActionTaken) ProtoMessage() {}
+
+func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
+func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *NotificationAdminActionTaken) GetAction() *AdminAction {
+	if x != nil {
+		return x.Action
+	}
+	return nil
+}
+
 var File_ttip_events_v1_events_proto protoreflect.FileDescriptor
 
 const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x1bttip/events/v1/events.proto\x12\x0ettip.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x1cttip/common/v1/options.proto\"\x9b\x01\n" +
+	"\x1bttip/events/v1/events.proto\x12\x0ettip.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1attip/common/v1/money.proto\x1a\x17ttip/auth/v1/auth.proto\x1a\x1cttip/common/v1/options.proto\"\x9b\x01\n" +
 	"\tEventMeta\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
 	"\voccurred_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2348,7 +2599,24 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"started_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x125\n" +
 	"\bended_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12\x16\n" +
-	"\x06source\x18\a \x01(\x05R\x06source:\x1d\xca\xf3\x18\x19ttip.venue.shift_recorded*b\n" +
+	"\x06source\x18\a \x01(\x05R\x06source:\x1d\xca\xf3\x18\x19ttip.venue.shift_recorded\"\xcc\x01\n" +
+	"\vAdminAction\x121\n" +
+	"\x06action\x18\x01 \x01(\x0e2\x19.ttip.auth.v1.AuditActionR\x06action\x12\"\n" +
+	"\ractor_user_id\x18\x02 \x01(\tR\vactorUserId\x12\x1d\n" +
+	"\n" +
+	"ip_address\x18\x03 \x01(\tR\tipAddress\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\x12\x17\n" +
+	"\auser_id\x18\x05 \x01(\tR\x06userId\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"\x9c\x01\n" +
+	"\x17PaymentAdminActionTaken\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n" +
+	"\x06action\x18\x02 \x01(\v2\x1b.ttip.events.v1.AdminActionR\x06action:\x1d\xca\xf3\x18\x19ttip.payment.admin_action\"\x9a\x01\n" +
+	"\x16WalletAdminActionTaken\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n" +
+	"\x06action\x18\x02 \x01(\v2\x1b.ttip.events.v1.AdminActionR\x06action:\x1c\xca\xf3\x18\x18ttip.wallet.admin_action\"\xa6\x01\n" +
+	"\x1cNotificationAdminActionTaken\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x123\n" +
+	"\x06action\x18\x02 \x01(\v2\x1b.ttip.events.v1.AdminActionR\x06action:\"\xca\xf3\x18\x1ettip.notification.admin_action*b\n" +
 	"\rPaymentMethod\x12\x1e\n" +
 	"\x1aPAYMENT_METHOD_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PAYMENT_METHOD_MPESA\x10\x01\x12\x17\n" +
@@ -2368,90 +2636,102 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_ttip_events_v1_events_proto_goTypes = []any{
-	(PaymentMethod)(0),                 // 0: ttip.events.v1.PaymentMethod
-	(*EventMeta)(nil),                  // 1: ttip.events.v1.EventMeta
-	(*TipSucceeded)(nil),               // 2: ttip.events.v1.TipSucceeded
-	(*TipCreated)(nil),                 // 3: ttip.events.v1.TipCreated
-	(*TipFailed)(nil),                  // 4: ttip.events.v1.TipFailed
-	(*PayoutSucceeded)(nil),            // 5: ttip.events.v1.PayoutSucceeded
-	(*PayoutFailed)(nil),               // 6: ttip.events.v1.PayoutFailed
-	(*FraudAlert)(nil),                 // 7: ttip.events.v1.FraudAlert
-	(*WalletCredited)(nil),             // 8: ttip.events.v1.WalletCredited
-	(*WalletDebited)(nil),              // 9: ttip.events.v1.WalletDebited
-	(*PayoutHeld)(nil),                 // 10: ttip.events.v1.PayoutHeld
-	(*PayoutSettled)(nil),              // 11: ttip.events.v1.PayoutSettled
-	(*PayoutReleased)(nil),             // 12: ttip.events.v1.PayoutReleased
-	(*QrScanned)(nil),                  // 13: ttip.events.v1.QrScanned
-	(*UserRegistered)(nil),             // 14: ttip.events.v1.UserRegistered
-	(*DeliveryUpdated)(nil),            // 15: ttip.events.v1.DeliveryUpdated
-	(*VenueSplitRuleChanged)(nil),      // 16: ttip.events.v1.VenueSplitRuleChanged
-	(*VenueDistributionConfirmed)(nil), // 17: ttip.events.v1.VenueDistributionConfirmed
-	(*VenueShareAllocated)(nil),        // 18: ttip.events.v1.VenueShareAllocated
-	(*VenueDistributionReversed)(nil),  // 19: ttip.events.v1.VenueDistributionReversed
-	(*VenueMemberChanged)(nil),         // 20: ttip.events.v1.VenueMemberChanged
-	(*VenueShiftRecorded)(nil),         // 21: ttip.events.v1.VenueShiftRecorded
-	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
-	(*v1.Money)(nil),                   // 23: ttip.common.v1.Money
+	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
+	(*EventMeta)(nil),                    // 1: ttip.events.v1.EventMeta
+	(*TipSucceeded)(nil),                 // 2: ttip.events.v1.TipSucceeded
+	(*TipCreated)(nil),                   // 3: ttip.events.v1.TipCreated
+	(*TipFailed)(nil),                    // 4: ttip.events.v1.TipFailed
+	(*PayoutSucceeded)(nil),              // 5: ttip.events.v1.PayoutSucceeded
+	(*PayoutFailed)(nil),                 // 6: ttip.events.v1.PayoutFailed
+	(*FraudAlert)(nil),                   // 7: ttip.events.v1.FraudAlert
+	(*WalletCredited)(nil),               // 8: ttip.events.v1.WalletCredited
+	(*WalletDebited)(nil),                // 9: ttip.events.v1.WalletDebited
+	(*PayoutHeld)(nil),                   // 10: ttip.events.v1.PayoutHeld
+	(*PayoutSettled)(nil),                // 11: ttip.events.v1.PayoutSettled
+	(*PayoutReleased)(nil),               // 12: ttip.events.v1.PayoutReleased
+	(*QrScanned)(nil),                    // 13: ttip.events.v1.QrScanned
+	(*UserRegistered)(nil),               // 14: ttip.events.v1.UserRegistered
+	(*DeliveryUpdated)(nil),              // 15: ttip.events.v1.DeliveryUpdated
+	(*VenueSplitRuleChanged)(nil),        // 16: ttip.events.v1.VenueSplitRuleChanged
+	(*VenueDistributionConfirmed)(nil),   // 17: ttip.events.v1.VenueDistributionConfirmed
+	(*VenueShareAllocated)(nil),          // 18: ttip.events.v1.VenueShareAllocated
+	(*VenueDistributionReversed)(nil),    // 19: ttip.events.v1.VenueDistributionReversed
+	(*VenueMemberChanged)(nil),           // 20: ttip.events.v1.VenueMemberChanged
+	(*VenueShiftRecorded)(nil),           // 21: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 22: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 23: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 24: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 25: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 27: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 28: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	22, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	26, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	23, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	23, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	27, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	27, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	27, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 6: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 7: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	27, // 7: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 8: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 9: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 10: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	27, // 10: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 11: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 12: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 13: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	23, // 14: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	27, // 13: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	27, // 14: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
 	1,  // 15: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 16: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	27, // 16: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
 	1,  // 17: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
 	1,  // 18: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 19: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	23, // 20: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	27, // 19: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	27, // 20: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
 	1,  // 21: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 22: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	23, // 23: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	27, // 22: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	27, // 23: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
 	1,  // 24: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 25: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	27, // 25: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
 	1,  // 26: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 27: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	27, // 27: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
 	1,  // 28: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 29: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	27, // 29: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
 	1,  // 30: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
 	1,  // 31: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
 	1,  // 32: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
 	1,  // 33: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
 	1,  // 34: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	22, // 35: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	22, // 36: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	23, // 37: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	26, // 35: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	26, // 36: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	27, // 37: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
 	1,  // 38: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 39: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	23, // 40: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	22, // 41: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	22, // 42: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	27, // 39: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	27, // 40: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	26, // 41: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	26, // 42: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
 	1,  // 43: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	23, // 44: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	27, // 44: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
 	1,  // 45: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	22, // 46: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	22, // 47: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	26, // 46: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	26, // 47: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
 	1,  // 48: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	22, // 49: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	22, // 50: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	51, // [51:51] is the sub-list for method output_type
-	51, // [51:51] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	26, // 49: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	26, // 50: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	28, // 51: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	1,  // 52: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	22, // 53: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 54: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	22, // 55: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 56: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	22, // 57: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -2465,7 +2745,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -3624,15 +3624,15 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\tQuoteFees\x12 .ttip.wallet.v1.QuoteFeesRequest\x1a!.ttip.wallet.v1.QuoteFeesResponse\"\x14\xca\xf3\x18\r\b\x01\x1a\tfees:read\x90\x02\x01\x12s\n" +
 	"\x13GetWithdrawalLimits\x12*.ttip.wallet.v1.GetWithdrawalLimitsRequest\x1a+.ttip.wallet.v1.GetWithdrawalLimitsResponse\"\x03\x90\x02\x01\x12p\n" +
 	"\x12QuoteWithdrawalFee\x12).ttip.wallet.v1.QuoteWithdrawalFeeRequest\x1a*.ttip.wallet.v1.QuoteWithdrawalFeeResponse\"\x03\x90\x02\x01\x1a\x0e\xca\xf3\x18\n" +
-	"\b\x02\x12\x06worker2\xaa\b\n" +
+	"\b\x02\x12\x06worker2\xbb\b\n" +
 	"\x12WalletAdminService\x12}\n" +
 	"\x0fGetTrialBalance\x12&.ttip.wallet.v1.GetTrialBalanceRequest\x1a'.ttip.wallet.v1.GetTrialBalanceResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12n\n" +
 	"\n" +
 	"GetAccount\x12!.ttip.wallet.v1.GetAccountRequest\x1a\".ttip.wallet.v1.GetAccountResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12t\n" +
 	"\fListAccounts\x12#.ttip.wallet.v1.ListAccountsRequest\x1a$.ttip.wallet.v1.ListAccountsResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12}\n" +
 	"\x0fGetJournalEntry\x12&.ttip.wallet.v1.GetJournalEntryRequest\x1a'.ttip.wallet.v1.GetJournalEntryResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12s\n" +
-	"\fReverseEntry\x12#.ttip.wallet.v1.ReverseEntryRequest\x1a$.ttip.wallet.v1.ReverseEntryResponse\"\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x01\x12h\n" +
-	"\x11CreateFeeSchedule\x12(.ttip.wallet.v1.CreateFeeScheduleRequest\x1a).ttip.wallet.v1.CreateFeeScheduleResponse\x12\x80\x01\n" +
+	"\fReverseEntry\x12#.ttip.wallet.v1.ReverseEntryRequest\x1a$.ttip.wallet.v1.ReverseEntryResponse\"\x18\xca\xf3\x18\x14\b\x03\x12\x05admin\x12\afinance \x01\x12y\n" +
+	"\x11CreateFeeSchedule\x12(.ttip.wallet.v1.CreateFeeScheduleRequest\x1a).ttip.wallet.v1.CreateFeeScheduleResponse\"\x0f\xca\xf3\x18\v\b\x03\x12\x05admin \x01\x12\x80\x01\n" +
 	"\x10ListFeeSchedules\x12'.ttip.wallet.v1.ListFeeSchedulesRequest\x1a(.ttip.wallet.v1.ListFeeSchedulesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12\\\n" +
 	"\rSetTierLimits\x12$.ttip.wallet.v1.SetTierLimitsRequest\x1a%.ttip.wallet.v1.SetTierLimitsResponse\x12h\n" +
 	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xe1\v\n" +

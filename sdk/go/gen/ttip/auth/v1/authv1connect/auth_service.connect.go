@@ -1158,8 +1158,8 @@ func (UnimplementedAuthAdminServiceHandler) RevokeUserSessions(context.Context, 
 // AuthInternalServiceClient is a client for the ttip.auth.v1.AuthInternalService service.
 type AuthInternalServiceClient interface {
 	GetUserById(context.Context, *connect.Request[v1.GetUserByIdRequest]) (*connect.Response[v1.GetUserByIdResponse], error)
-	// Checks a partner's signed request (HMAC over method, path, timestamp and
-	// body, within the replay window). UNAUTHENTICATED if it does not verify.
+	// Checks a partner's signed request (HMAC over method, path, timestamp,
+	// body and nonce, within the replay window). UNAUTHENTICATED if it does not verify.
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
 	// Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)
@@ -1223,8 +1223,8 @@ func (c *authInternalServiceClient) VerifyStepUpToken(ctx context.Context, req *
 // AuthInternalServiceHandler is an implementation of the ttip.auth.v1.AuthInternalService service.
 type AuthInternalServiceHandler interface {
 	GetUserById(context.Context, *connect.Request[v1.GetUserByIdRequest]) (*connect.Response[v1.GetUserByIdResponse], error)
-	// Checks a partner's signed request (HMAC over method, path, timestamp and
-	// body, within the replay window). UNAUTHENTICATED if it does not verify.
+	// Checks a partner's signed request (HMAC over method, path, timestamp,
+	// body and nonce, within the replay window). UNAUTHENTICATED if it does not verify.
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
 	// Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)

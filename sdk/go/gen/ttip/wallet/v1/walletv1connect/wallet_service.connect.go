@@ -363,7 +363,8 @@ type WalletAdminServiceClient interface {
 	GetJournalEntry(context.Context, *connect.Request[v1.GetJournalEntryRequest]) (*connect.Response[v1.GetJournalEntryResponse], error)
 	// Posts the mirror image of an entry. FAILED_PRECONDITION if already reversed.
 	ReverseEntry(context.Context, *connect.Request[v1.ReverseEntryRequest]) (*connect.Response[v1.ReverseEntryResponse], error)
-	// Adds a fee schedule version, effective from a time not in the past.
+	// Adds a fee schedule version, effective from a time not in the past. It
+	// changes what every tip pays, so it takes the admin's device step-up.
 	CreateFeeSchedule(context.Context, *connect.Request[v1.CreateFeeScheduleRequest]) (*connect.Response[v1.CreateFeeScheduleResponse], error)
 	ListFeeSchedules(context.Context, *connect.Request[v1.ListFeeSchedulesRequest]) (*connect.Response[v1.ListFeeSchedulesResponse], error)
 	// Sets a tier's withdrawal limits.
@@ -512,7 +513,8 @@ type WalletAdminServiceHandler interface {
 	GetJournalEntry(context.Context, *connect.Request[v1.GetJournalEntryRequest]) (*connect.Response[v1.GetJournalEntryResponse], error)
 	// Posts the mirror image of an entry. FAILED_PRECONDITION if already reversed.
 	ReverseEntry(context.Context, *connect.Request[v1.ReverseEntryRequest]) (*connect.Response[v1.ReverseEntryResponse], error)
-	// Adds a fee schedule version, effective from a time not in the past.
+	// Adds a fee schedule version, effective from a time not in the past. It
+	// changes what every tip pays, so it takes the admin's device step-up.
 	CreateFeeSchedule(context.Context, *connect.Request[v1.CreateFeeScheduleRequest]) (*connect.Response[v1.CreateFeeScheduleResponse], error)
 	ListFeeSchedules(context.Context, *connect.Request[v1.ListFeeSchedulesRequest]) (*connect.Response[v1.ListFeeSchedulesResponse], error)
 	// Sets a tier's withdrawal limits.

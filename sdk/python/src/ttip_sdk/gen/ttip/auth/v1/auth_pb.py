@@ -352,7 +352,7 @@ class PartnerApiKey(Message[_PartnerApiKeyFields]):
         revoked_at: Timestamp | None
         last_used_at: Timestamp | None
 
-_AuditEventFields: TypeAlias = Literal["audit_event_id", "action", "user_id", "actor_user_id", "ip_address", "detail", "occurred_at"]
+_AuditEventFields: TypeAlias = Literal["audit_event_id", "action", "user_id", "actor_user_id", "ip_address", "detail", "occurred_at", "target", "service"]
 
 class AuditEvent(Message[_AuditEventFields]):
     """
@@ -391,9 +391,22 @@ class AuditEvent(Message[_AuditEventFields]):
             ```proto
             optional google.protobuf.Timestamp occurred_at = 7;
             ```
+        target:
+            What was acted on, "<kind>:<id>" (e.g. "worker:<uuid>", "tip:<uuid>",
+            "template:tip_received"); empty for auth's own records about user_id.
+
+            ```proto
+            string target = 8;
+            ```
+        service:
+            The service where the action happened ("auth", "payment", "wallet", "notification").
+
+            ```proto
+            string service = 9;
+            ```
     """
 
-    __slots__ = ("audit_event_id", "action", "user_id", "actor_user_id", "ip_address", "detail", "occurred_at")
+    __slots__ = ("audit_event_id", "action", "user_id", "actor_user_id", "ip_address", "detail", "occurred_at", "target", "service")
 
     if TYPE_CHECKING:
 
@@ -407,6 +420,8 @@ class AuditEvent(Message[_AuditEventFields]):
             ip_address: str = "",
             detail: str = "",
             occurred_at: Timestamp | None = None,
+            target: str = "",
+            service: str = "",
         ) -> None:
             pass
 
@@ -417,6 +432,8 @@ class AuditEvent(Message[_AuditEventFields]):
         ip_address: str
         detail: str
         occurred_at: Timestamp | None
+        target: str
+        service: str
 
 class Role(Enum):
     """
@@ -600,6 +617,73 @@ class AuditAction(Enum):
             ```proto
             AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED = 22
             ```
+        PAYOUTS_HELD:
+            Admin actions in the other services, appended from their outboxes
+            (ttip.events.v1.AdminAction).
+
+            ```proto
+            AUDIT_ACTION_PAYOUTS_HELD = 23
+            ```
+        PAYOUTS_RELEASED:
+            ```proto
+            AUDIT_ACTION_PAYOUTS_RELEASED = 24
+            ```
+        PAYER_BLOCKED:
+            ```proto
+            AUDIT_ACTION_PAYER_BLOCKED = 25
+            ```
+        PAYER_UNBLOCKED:
+            ```proto
+            AUDIT_ACTION_PAYER_UNBLOCKED = 26
+            ```
+        HELD_TIP_APPROVED:
+            ```proto
+            AUDIT_ACTION_HELD_TIP_APPROVED = 27
+            ```
+        HELD_TIP_REFUSED:
+            ```proto
+            AUDIT_ACTION_HELD_TIP_REFUSED = 28
+            ```
+        SUSPENSE_MATCHED:
+            ```proto
+            AUDIT_ACTION_SUSPENSE_MATCHED = 29
+            ```
+        SUSPENSE_REFUNDED:
+            ```proto
+            AUDIT_ACTION_SUSPENSE_REFUNDED = 30
+            ```
+        TIP_REFUNDED:
+            ```proto
+            AUDIT_ACTION_TIP_REFUNDED = 31
+            ```
+        PAYMENT_REQUERIED:
+            ```proto
+            AUDIT_ACTION_PAYMENT_REQUERIED = 32
+            ```
+        TEMPLATE_VERSION_CREATED:
+            ```proto
+            AUDIT_ACTION_TEMPLATE_VERSION_CREATED = 33
+            ```
+        TEMPLATE_VERSION_ACTIVATED:
+            ```proto
+            AUDIT_ACTION_TEMPLATE_VERSION_ACTIVATED = 34
+            ```
+        FEE_SCHEDULE_CREATED:
+            ```proto
+            AUDIT_ACTION_FEE_SCHEDULE_CREATED = 35
+            ```
+        LEDGER_ENTRY_REVERSED:
+            ```proto
+            AUDIT_ACTION_LEDGER_ENTRY_REVERSED = 36
+            ```
+        TIER_LIMITS_SET:
+            ```proto
+            AUDIT_ACTION_TIER_LIMITS_SET = 37
+            ```
+        SETTLEMENT_MODE_SET:
+            ```proto
+            AUDIT_ACTION_SETTLEMENT_MODE_SET = 38
+            ```
     """
 
     UNSPECIFIED = 0
@@ -625,10 +709,26 @@ class AuditAction(Enum):
     PARTNER_CONSENT_GRANTED = 20
     PARTNER_CONSENT_REVOKED = 21
     WEBHOOK_DELIVERY_REPLAYED = 22
+    PAYOUTS_HELD = 23
+    PAYOUTS_RELEASED = 24
+    PAYER_BLOCKED = 25
+    PAYER_UNBLOCKED = 26
+    HELD_TIP_APPROVED = 27
+    HELD_TIP_REFUSED = 28
+    SUSPENSE_MATCHED = 29
+    SUSPENSE_REFUNDED = 30
+    TIP_REFUNDED = 31
+    PAYMENT_REQUERIED = 32
+    TEMPLATE_VERSION_CREATED = 33
+    TEMPLATE_VERSION_ACTIVATED = 34
+    FEE_SCHEDULE_CREATED = 35
+    LEDGER_ENTRY_REVERSED = 36
+    TIER_LIMITS_SET = 37
+    SETTLEMENT_MODE_SET = 38
 
 
 _DESC = file_desc(
-    b'\n\x17ttip/auth/v1/auth.proto\x12\x0cttip.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xcf\x03\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12!\n\x0cphone_masked\x18\x02 \x01(\tR\x0bphoneMasked\x12(\n\x05roles\x18\x03 \x03(\x0e2\x12.ttip.auth.v1.RoleR\x05roles\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x05 \x01(\tR\x08photoUrl\x12,\n\x06locale\x18\x06 \x01(\x0e2\x14.ttip.auth.v1.LocaleR\x06locale\x12\x17\n\x07has_pin\x18\x07 \x01(\x08R\x06hasPin\x12=\n\x0clocked_until\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0blockedUntil\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nblocked_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tblockedAt\x12%\n\x0eblocked_reason\x18\x0b \x01(\tR\rblockedReason"\xfb\x01\n\tTokenPair\x12!\n\x0caccess_token\x18\x01 \x01(\tR\x0baccessToken\x12Q\n\x17access_token_expires_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x14accessTokenExpiresAt\x12#\n\rrefresh_token\x18\x03 \x01(\tR\x0crefreshToken\x12S\n\x18refresh_token_expires_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x15refreshTokenExpiresAt"\x96\x02\n\x07Session\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08deviceId\x12\x1d\n\nuser_agent\x18\x03 \x01(\tR\tuserAgent\x12\x1d\n\nip_address\x18\x04 \x01(\tR\tipAddress\x129\n\ncreated_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n\x0clast_used_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nlastUsedAt\x12\x18\n\x07current\x18\x07 \x01(\x08R\x07current"\xe6\x01\n\x06Device\x12\x1b\n\tdevice_id\x18\x01 \x01(\tR\x08deviceId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12$\n\x0epublic_key_jwk\x18\x03 \x01(\tR\x0cpublicKeyJwk\x12?\n\rregistered_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0cregisteredAt\x12D\n\x10last_verified_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0elastVerifiedAt"\xad\x02\n\rPartnerApiKey\x12\x15\n\x06key_id\x18\x01 \x01(\tR\x05keyId\x12!\n\x0cpartner_name\x18\x02 \x01(\tR\x0bpartnerName\x12\x16\n\x06scopes\x18\x03 \x03(\tR\x06scopes\x12\x16\n\x06prefix\x18\x04 \x01(\tR\x06prefix\x129\n\ncreated_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nrevoked_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\trevokedAt\x12<\n\x0clast_used_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\nlastUsedAt"\x96\x02\n\nAuditEvent\x12$\n\x0eaudit_event_id\x18\x01 \x01(\tR\x0cauditEventId\x121\n\x06action\x18\x02 \x01(\x0e2\x19.ttip.auth.v1.AuditActionR\x06action\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12"\n\ractor_user_id\x18\x04 \x01(\tR\x0bactorUserId\x12\x1d\n\nip_address\x18\x05 \x01(\tR\tipAddress\x12\x16\n\x06detail\x18\x06 \x01(\tR\x06detail\x12;\n\x0boccurred_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\noccurredAt*\x9e\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0f\n\x0bROLE_WORKER\x10\x02\x12\x16\n\x12ROLE_VENUE_MANAGER\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\x10\n\x0cROLE_PARTNER\x10\x05\x12\x10\n\x0cROLE_SUPPORT\x10\x06\x12\x10\n\x0cROLE_FINANCE\x10\x07*>\n\x06Locale\x12\x16\n\x12LOCALE_UNSPECIFIED\x10\x00\x12\r\n\tLOCALE_EN\x10\x01\x12\r\n\tLOCALE_SW\x10\x02*\x8c\x06\n\x0bAuditAction\x12\x1c\n\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x16\n\x12AUDIT_ACTION_LOGIN\x10\x01\x12\x1d\n\x19AUDIT_ACTION_LOGIN_FAILED\x10\x02\x12\x18\n\x14AUDIT_ACTION_LOCKOUT\x10\x03\x12\x17\n\x13AUDIT_ACTION_UNLOCK\x10\x04\x12\x18\n\x14AUDIT_ACTION_PIN_SET\x10\x05\x12\x1c\n\x18AUDIT_ACTION_PIN_CHANGED\x10\x06\x12\x1a\n\x16AUDIT_ACTION_PIN_RESET\x10\x07\x12 \n\x1cAUDIT_ACTION_SESSION_REVOKED\x10\x08\x12\'\n#AUDIT_ACTION_REFRESH_REUSE_DETECTED\x10\t\x12"\n\x1eAUDIT_ACTION_DEVICE_REGISTERED\x10\n\x12\x1f\n\x1bAUDIT_ACTION_DEVICE_REMOVED\x10\x0b\x12\x1f\n\x1bAUDIT_ACTION_API_KEY_ISSUED\x10\x0c\x12 \n\x1cAUDIT_ACTION_API_KEY_REVOKED\x10\r\x12\x1e\n\x1aAUDIT_ACTION_ROLES_CHANGED\x10\x0e\x12$\n AUDIT_ACTION_SIGNING_KEY_ROTATED\x10\x0f\x12#\n\x1fAUDIT_ACTION_SETUP_TOKEN_ISSUED\x10\x10\x12#\n\x1fAUDIT_ACTION_ADMIN_BOOTSTRAPPED\x10\x11\x12\x1d\n\x19AUDIT_ACTION_USER_BLOCKED\x10\x12\x12\x1f\n\x1bAUDIT_ACTION_USER_UNBLOCKED\x10\x13\x12(\n$AUDIT_ACTION_PARTNER_CONSENT_GRANTED\x10\x14\x12(\n$AUDIT_ACTION_PARTNER_CONSENT_REVOKED\x10\x15\x12*\n&AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED\x10\x16b\x06proto3',
+    b'\n\x17ttip/auth/v1/auth.proto\x12\x0cttip.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xcf\x03\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12!\n\x0cphone_masked\x18\x02 \x01(\tR\x0bphoneMasked\x12(\n\x05roles\x18\x03 \x03(\x0e2\x12.ttip.auth.v1.RoleR\x05roles\x12!\n\x0cdisplay_name\x18\x04 \x01(\tR\x0bdisplayName\x12\x1b\n\tphoto_url\x18\x05 \x01(\tR\x08photoUrl\x12,\n\x06locale\x18\x06 \x01(\x0e2\x14.ttip.auth.v1.LocaleR\x06locale\x12\x17\n\x07has_pin\x18\x07 \x01(\x08R\x06hasPin\x12=\n\x0clocked_until\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0blockedUntil\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nblocked_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tblockedAt\x12%\n\x0eblocked_reason\x18\x0b \x01(\tR\rblockedReason"\xfb\x01\n\tTokenPair\x12!\n\x0caccess_token\x18\x01 \x01(\tR\x0baccessToken\x12Q\n\x17access_token_expires_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x14accessTokenExpiresAt\x12#\n\rrefresh_token\x18\x03 \x01(\tR\x0crefreshToken\x12S\n\x18refresh_token_expires_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x15refreshTokenExpiresAt"\x96\x02\n\x07Session\x12\x1d\n\nsession_id\x18\x01 \x01(\tR\tsessionId\x12\x1b\n\tdevice_id\x18\x02 \x01(\tR\x08deviceId\x12\x1d\n\nuser_agent\x18\x03 \x01(\tR\tuserAgent\x12\x1d\n\nip_address\x18\x04 \x01(\tR\tipAddress\x129\n\ncreated_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12<\n\x0clast_used_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nlastUsedAt\x12\x18\n\x07current\x18\x07 \x01(\x08R\x07current"\xe6\x01\n\x06Device\x12\x1b\n\tdevice_id\x18\x01 \x01(\tR\x08deviceId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12$\n\x0epublic_key_jwk\x18\x03 \x01(\tR\x0cpublicKeyJwk\x12?\n\rregistered_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0cregisteredAt\x12D\n\x10last_verified_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0elastVerifiedAt"\xad\x02\n\rPartnerApiKey\x12\x15\n\x06key_id\x18\x01 \x01(\tR\x05keyId\x12!\n\x0cpartner_name\x18\x02 \x01(\tR\x0bpartnerName\x12\x16\n\x06scopes\x18\x03 \x03(\tR\x06scopes\x12\x16\n\x06prefix\x18\x04 \x01(\tR\x06prefix\x129\n\ncreated_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nrevoked_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\trevokedAt\x12<\n\x0clast_used_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\nlastUsedAt"\xc8\x02\n\nAuditEvent\x12$\n\x0eaudit_event_id\x18\x01 \x01(\tR\x0cauditEventId\x121\n\x06action\x18\x02 \x01(\x0e2\x19.ttip.auth.v1.AuditActionR\x06action\x12\x17\n\x07user_id\x18\x03 \x01(\tR\x06userId\x12"\n\ractor_user_id\x18\x04 \x01(\tR\x0bactorUserId\x12\x1d\n\nip_address\x18\x05 \x01(\tR\tipAddress\x12\x16\n\x06detail\x18\x06 \x01(\tR\x06detail\x12;\n\x0boccurred_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\noccurredAt\x12\x16\n\x06target\x18\x08 \x01(\tR\x06target\x12\x18\n\x07service\x18\t \x01(\tR\x07service*\x9e\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_CUSTOMER\x10\x01\x12\x0f\n\x0bROLE_WORKER\x10\x02\x12\x16\n\x12ROLE_VENUE_MANAGER\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\x10\n\x0cROLE_PARTNER\x10\x05\x12\x10\n\x0cROLE_SUPPORT\x10\x06\x12\x10\n\x0cROLE_FINANCE\x10\x07*>\n\x06Locale\x12\x16\n\x12LOCALE_UNSPECIFIED\x10\x00\x12\r\n\tLOCALE_EN\x10\x01\x12\r\n\tLOCALE_SW\x10\x02*\xd0\n\n\x0bAuditAction\x12\x1c\n\x18AUDIT_ACTION_UNSPECIFIED\x10\x00\x12\x16\n\x12AUDIT_ACTION_LOGIN\x10\x01\x12\x1d\n\x19AUDIT_ACTION_LOGIN_FAILED\x10\x02\x12\x18\n\x14AUDIT_ACTION_LOCKOUT\x10\x03\x12\x17\n\x13AUDIT_ACTION_UNLOCK\x10\x04\x12\x18\n\x14AUDIT_ACTION_PIN_SET\x10\x05\x12\x1c\n\x18AUDIT_ACTION_PIN_CHANGED\x10\x06\x12\x1a\n\x16AUDIT_ACTION_PIN_RESET\x10\x07\x12 \n\x1cAUDIT_ACTION_SESSION_REVOKED\x10\x08\x12\'\n#AUDIT_ACTION_REFRESH_REUSE_DETECTED\x10\t\x12"\n\x1eAUDIT_ACTION_DEVICE_REGISTERED\x10\n\x12\x1f\n\x1bAUDIT_ACTION_DEVICE_REMOVED\x10\x0b\x12\x1f\n\x1bAUDIT_ACTION_API_KEY_ISSUED\x10\x0c\x12 \n\x1cAUDIT_ACTION_API_KEY_REVOKED\x10\r\x12\x1e\n\x1aAUDIT_ACTION_ROLES_CHANGED\x10\x0e\x12$\n AUDIT_ACTION_SIGNING_KEY_ROTATED\x10\x0f\x12#\n\x1fAUDIT_ACTION_SETUP_TOKEN_ISSUED\x10\x10\x12#\n\x1fAUDIT_ACTION_ADMIN_BOOTSTRAPPED\x10\x11\x12\x1d\n\x19AUDIT_ACTION_USER_BLOCKED\x10\x12\x12\x1f\n\x1bAUDIT_ACTION_USER_UNBLOCKED\x10\x13\x12(\n$AUDIT_ACTION_PARTNER_CONSENT_GRANTED\x10\x14\x12(\n$AUDIT_ACTION_PARTNER_CONSENT_REVOKED\x10\x15\x12*\n&AUDIT_ACTION_WEBHOOK_DELIVERY_REPLAYED\x10\x16\x12\x1d\n\x19AUDIT_ACTION_PAYOUTS_HELD\x10\x17\x12!\n\x1dAUDIT_ACTION_PAYOUTS_RELEASED\x10\x18\x12\x1e\n\x1aAUDIT_ACTION_PAYER_BLOCKED\x10\x19\x12 \n\x1cAUDIT_ACTION_PAYER_UNBLOCKED\x10\x1a\x12"\n\x1eAUDIT_ACTION_HELD_TIP_APPROVED\x10\x1b\x12!\n\x1dAUDIT_ACTION_HELD_TIP_REFUSED\x10\x1c\x12!\n\x1dAUDIT_ACTION_SUSPENSE_MATCHED\x10\x1d\x12"\n\x1eAUDIT_ACTION_SUSPENSE_REFUNDED\x10\x1e\x12\x1d\n\x19AUDIT_ACTION_TIP_REFUNDED\x10\x1f\x12"\n\x1eAUDIT_ACTION_PAYMENT_REQUERIED\x10 \x12)\n%AUDIT_ACTION_TEMPLATE_VERSION_CREATED\x10!\x12+\n\'AUDIT_ACTION_TEMPLATE_VERSION_ACTIVATED\x10"\x12%\n!AUDIT_ACTION_FEE_SCHEDULE_CREATED\x10#\x12&\n"AUDIT_ACTION_LEDGER_ENTRY_REVERSED\x10$\x12 \n\x1cAUDIT_ACTION_TIER_LIMITS_SET\x10%\x12$\n AUDIT_ACTION_SETTLEMENT_MODE_SET\x10&b\x06proto3',
     [
         timestamp_pb.desc(),
     ],

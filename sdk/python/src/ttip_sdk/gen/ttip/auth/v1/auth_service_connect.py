@@ -2712,8 +2712,8 @@ class AuthInternalService(Protocol):
 
     async def verify_partner_signature(self, request: VerifyPartnerSignatureRequest, ctx: RequestContext[VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse], /) -> VerifyPartnerSignatureResponse:
         """
-        Checks a partner's signed request (HMAC over method, path, timestamp and
-        body, within the replay window). UNAUTHENTICATED if it does not verify.
+        Checks a partner's signed request (HMAC over method, path, timestamp,
+        body and nonce, within the replay window). UNAUTHENTICATED if it does not verify.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2821,8 +2821,8 @@ class AuthInternalServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> VerifyPartnerSignatureResponse:
         """
-        Checks a partner's signed request (HMAC over method, path, timestamp and
-        body, within the replay window). UNAUTHENTICATED if it does not verify.
+        Checks a partner's signed request (HMAC over method, path, timestamp,
+        body and nonce, within the replay window). UNAUTHENTICATED if it does not verify.
         """
         return await self.execute_unary(
             request=request,
@@ -2870,8 +2870,8 @@ class AuthInternalServiceSync(Protocol):
 
     def verify_partner_signature(self, request: VerifyPartnerSignatureRequest, ctx: RequestContext[VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse], /) -> VerifyPartnerSignatureResponse:
         """
-        Checks a partner's signed request (HMAC over method, path, timestamp and
-        body, within the replay window). UNAUTHENTICATED if it does not verify.
+        Checks a partner's signed request (HMAC over method, path, timestamp,
+        body and nonce, within the replay window). UNAUTHENTICATED if it does not verify.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2977,8 +2977,8 @@ class AuthInternalServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> VerifyPartnerSignatureResponse:
         """
-        Checks a partner's signed request (HMAC over method, path, timestamp and
-        body, within the replay window). UNAUTHENTICATED if it does not verify.
+        Checks a partner's signed request (HMAC over method, path, timestamp,
+        body and nonce, within the replay window). UNAUTHENTICATED if it does not verify.
         """
         return self.execute_unary(
             request=request,

@@ -641,7 +641,8 @@ class WalletAdminService(Protocol):
 
     async def create_fee_schedule(self, request: CreateFeeScheduleRequest, ctx: RequestContext[CreateFeeScheduleRequest, CreateFeeScheduleResponse], /) -> CreateFeeScheduleResponse:
         """
-        Adds a fee schedule version, effective from a time not in the past.
+        Adds a fee schedule version, effective from a time not in the past. It
+        changes what every tip pays, so it takes the admin's device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -916,7 +917,8 @@ class WalletAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> CreateFeeScheduleResponse:
         """
-        Adds a fee schedule version, effective from a time not in the past.
+        Adds a fee schedule version, effective from a time not in the past. It
+        changes what every tip pays, so it takes the admin's device step-up.
         """
         return await self.execute_unary(
             request=request,
@@ -1027,7 +1029,8 @@ class WalletAdminServiceSync(Protocol):
 
     def create_fee_schedule(self, request: CreateFeeScheduleRequest, ctx: RequestContext[CreateFeeScheduleRequest, CreateFeeScheduleResponse], /) -> CreateFeeScheduleResponse:
         """
-        Adds a fee schedule version, effective from a time not in the past.
+        Adds a fee schedule version, effective from a time not in the past. It
+        changes what every tip pays, so it takes the admin's device step-up.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1300,7 +1303,8 @@ class WalletAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> CreateFeeScheduleResponse:
         """
-        Adds a fee schedule version, effective from a time not in the past.
+        Adds a fee schedule version, effective from a time not in the past. It
+        changes what every tip pays, so it takes the admin's device step-up.
         """
         return self.execute_unary(
             request=request,

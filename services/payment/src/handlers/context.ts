@@ -1,0 +1,39 @@
+import { once } from "node:events";
+import type { HandlerContext } from "@connectrpc/connect";
+import type { Pool } from "@ttip/runtime";
+import { tipMessage } from "../convert.js";
+import type { Deps, TipRow } from "../tips.js";
+
+/** What every payment handler shares: the service's dependencies, and a tip as this deployment shows it. */
+export interface PaymentHandlerContext {
+  deps: Deps;
+  pool: Pool;
+  /** The tip as its page shows it, with the paybill customers pay to. */
+  tipOut: (t: TipRow, locale?: string) => ReturnType<typeof tipMessage>;
+}
+
+export function paymentHandlerContext(deps: Deps): PaymentHandlerContext {
+  return { deps, pool: deps.ctx.pool, tipOut: (t, l) => tipMessage(t, l, deps.config().c2b?.shortCodes[0]) };
+}
+
+export const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
+
+/**
+ * Resolves on the next change of a tip (keyed by its id) or a payout (by
+ * payoutChangeKey) in this process, after `ms`, or when the client leaves.
+ * Armed before the row is read, so a change in between is not missed.
+ */
+export function nextChange<Row = TipRow>(deps: Deps, key: string, ms: number, signal: AbortSignal): { wait: Promise<Row | undefined>; cancel: () => void } {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), ms);
+  const onAbort = () => ac.abort();
+  signal.addEventListener("abort", onAbort);
+  // A change may carry the row as its transaction committed it (saves reading it again).
+  const wait = once(deps.changes, key, { signal: ac.signal })
+    .then(([row]) => row as Row | undefined, () => undefined)
+    .finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    });
+  return { wait, cancel: () => ac.abort() };
+}

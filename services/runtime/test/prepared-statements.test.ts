@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { createPool, withTransaction, type Pool } from "../src/db.js";
+import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+
+let db: TestDatabase;
+before(async () => {
+  db = await createTestDatabase();
+  await db.pool.query("CREATE TABLE items (id int PRIMARY KEY, label text NOT NULL)");
+  await db.pool.query("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 10) g");
+});
+after(() => db.drop());
+
+/** The statements prepared on the connection a transaction holds, after running `statements` on it. */
+async function preparedAfter(pool: Pool, statements: [string, unknown[]][]): Promise<string[]> {
+  return withTransaction(pool, async (client) => {
+    for (const [text, values] of statements) await client.query(text, values);
+    const { rows } = await client.query<{ statement: string }>("SELECT statement FROM pg_prepared_statements ORDER BY statement");
+    return rows.map((r) => r.statement.replace(/\s+/g, " ").trim());
+  });
+}
+
+test("a parameterised statement is prepared once per connection and answers as before", async () => {
+  const text = "SELECT label FROM items WHERE id = $1";
+  const labels = await withTransaction(db.pool, async (client) => {
+    const out: string[] = [];
+    for (const id of [3, 7, 3]) out.push((await client.query<{ label: string }>(text, [id])).rows[0].label);
+    const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_prepared_statements WHERE statement = $1", [text]);
+    assert.equal(rows[0].n, 1, "the statement is prepared once on this connection");
+    return out;
+  });
+  assert.deepEqual(labels, ["item 3", "item 7", "item 3"]);
+});
+
+test("statements with * in their result, or without parameters, stay unnamed", async () => {
+  const prepared = await preparedAfter(db.pool, [
+    ["SELECT * FROM items WHERE id = $1", [1]],
+    ["UPDATE items SET label = label WHERE id = $1 RETURNING *", [1]],
+    ["SELECT count(*) AS n FROM items WHERE id > $1", [5]],
+    ["SELECT max(id) FROM items", []],
+  ]);
+  // count(*) is one column whatever the table holds: prepared. The others are not.
+  assert.ok(prepared.includes("SELECT count(*) AS n FROM items WHERE id > $1"), `prepared: ${prepared.join(" | ")}`);
+  assert.ok(!prepared.some((s) => s.includes("SELECT * FROM items") || s.includes("RETURNING *") || s === "SELECT max(id) FROM items"), `prepared: ${prepared.join(" | ")}`);
+});
+
+test("a failing statement leaves the connection usable and the statement preparable again", async () => {
+  const text = "SELECT label FROM items WHERE id = $1::int";
+  await withTransaction(db.pool, async (client) => {
+    await assert.rejects(client.query(text, ["not a number"]), /invalid input syntax/);
+  }).catch(() => undefined);
+  const { rows } = await db.pool.query<{ label: string }>(text, [2]);
+  assert.equal(rows[0].label, "item 2");
+});
+
+test("preparedStatements: false sends every statement unnamed", async () => {
+  const pool = createPool(db.url, { max: 1, preparedStatements: false });
+  try {
+    const prepared = await preparedAfter(pool, [["SELECT label FROM items WHERE id = $1", [4]]]);
+    assert.deepEqual(prepared, []);
+  } finally {
+    await pool.end();
+  }
+});
