@@ -1,10 +1,10 @@
 // The fraud queue: alerts with their reasons; a held tip approved (credited)
 // or refused with a device step-up; payer numbers blocked and unblocked.
 import { useEffect, useState } from "react";
-import { AlertStatus, FraudAction, FraudReason, type FraudAlert } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { AlertStatus, FraudAction, FraudReason, type FraudAlert, type FraudRule } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
-import { Action, Section, when } from "./ui";
+import { Action, money, Section, when } from "./ui";
 
 const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
 
@@ -74,6 +74,43 @@ export function Fraud({ session }: { session: Session }) {
         <Action label="Block number" reason="Reason" danger disabledWhy={noMoney} run={async (reason) => void (await payment.blockPhoneNumber({ phone: phone.replace(/\s/g, ""), reason }))} />
         <Action label="Unblock number" disabledWhy={noMoney} run={async () => void (await payment.unblockPhoneNumber({ phone: phone.replace(/\s/g, "") }))} />
       </Section>
+
+      <RulesInForce />
     </div>
   );
+}
+
+/** The rules and thresholds payment applies now, as it reports them (GetFraudRules). */
+function RulesInForce() {
+  const [rules, setRules] = useState<FraudRule[]>([]);
+  const [error, setError] = useState("");
+  useEffect(() => {
+    api(PaymentAdminService).getFraudRules({}).then((r) => setRules(r.rules), (err) => setError(errorText(err)));
+  }, []);
+  return (
+    <Section title="Rules in force">
+      {error && <p role="alert" className="error">{error}</p>}
+      <table aria-label="Rules in force">
+        <thead><tr><th>Rule</th><th>Does</th><th>Fires on</th><th>Threshold</th><th>Setting</th></tr></thead>
+        <tbody>
+          {rules.map((r) => (
+            <tr key={r.reason} data-rule={FraudReason[r.reason]} className={r.enabled ? "" : "muted"}>
+              <td>{words(FraudReason[r.reason])}</td>
+              <td>{r.enabled ? words(FraudAction[r.action]) : "off"}</td>
+              <td>{r.description}</td>
+              <td data-testid="threshold">{threshold(r)}</td>
+              <td><code>{r.setting}</code></td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </Section>
+  );
+}
+
+function threshold(r: FraudRule): string {
+  const window = r.windowSeconds ? ` per ${Number(r.windowSeconds) >= 3600 ? `${Number(r.windowSeconds) / 3600} h` : `${Number(r.windowSeconds) / 60} min`}` : "";
+  if (r.limit) return `${r.limit}${window}`;
+  if (r.amount) return `${money(r.amount)}${window}`;
+  return "";
 }

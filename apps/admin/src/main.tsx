@@ -24,7 +24,7 @@ const SCREENS = {
   payments: { title: "Payments", roles: CONSOLE_ROLES, render: (s: Session) => <Payments session={s} /> },
   fraud: { title: "Fraud", roles: CONSOLE_ROLES, render: (s: Session) => <Fraud session={s} /> },
   suspense: { title: "Suspense", roles: CONSOLE_ROLES, render: (s: Session) => <Suspense session={s} /> },
-  money: { title: "Money", roles: ["admin", "finance"], render: () => <Money /> },
+  money: { title: "Money", roles: ["admin", "finance"], render: (s: Session) => <Money session={s} /> },
   templates: { title: "Templates", roles: CONSOLE_ROLES, render: (s: Session) => <Templates session={s} /> },
   partners: { title: "Partners", roles: ["admin"], render: (s: Session) => <Partners session={s} /> },
   audit: { title: "Audit log", roles: CONSOLE_ROLES, render: () => <Audit /> },

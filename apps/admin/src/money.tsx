@@ -1,6 +1,6 @@
 // Money: platform revenue (fees) by day or month from analytics, the ledger's
 // trial balance, and the M-Pesa short code's balance (Daraja Account Balance)
-// reconciled against the ledger.
+// reconciled against the ledger; the fee schedules (fees.tsx).
 import { useEffect, useState } from "react";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, type RevenuePoint } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
@@ -8,17 +8,19 @@ import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_s
 import { PaymentAdminService, type GetMpesaBalanceResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { GetTrialBalanceResponse } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { api, errorText } from "./api";
+import { api, errorText, type Session } from "./api";
 import { PlatformCharts } from "./charts";
+import { FeeSchedules } from "./fees";
 import { Action, money, Section, when } from "./ui";
 
-export function Money() {
+export function Money({ session }: { session: Session }) {
   return (
     <>
       <MpesaBalance />
       <Revenue />
       <PlatformCharts />
       <TrialBalance />
+      <FeeSchedules session={session} />
     </>
   );
 }

@@ -6,14 +6,14 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
-import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Page } from "playwright-core";
@@ -147,6 +147,11 @@ describe("admin console in chromium", () => {
         await call("ttip.payment.v1.PaymentAdminService/HoldPayouts", { workerId: "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11", reason: "looks odd" }),
         await call("ttip.payment.v1.PaymentAdminService/ReviewTip", { tipId: "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11", approve: true, note: "looks fine" }),
         await call("ttip.wallet.v1.WalletAdminService/GetTrialBalance", {}),
+        await call("ttip.payment.v1.PaymentAdminService/ReleasePayouts", { workerId: "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11" }),
+        await call("ttip.payment.v1.PaymentAdminService/BlockPhoneNumber", { phone: "0712345678", reason: "fraud" }),
+        await call("ttip.payment.v1.PaymentAdminService/ResolveSuspensePayment", { receipt: "AAAAAAAAAA", refund: true, note: "customer asked" }),
+        await call("ttip.payment.v1.PaymentAdminService/RefundTip", { tipId: "3f0e2a52-6a43-4a8b-9a55-0d7c1f0e2b11", idempotencyKey: "refund-12345678", reason: "asked" }),
+        await call("ttip.wallet.v1.WalletAdminService/CreateFeeSchedule", { idempotencyKey: "fees-12345678", schedule: { currency: "KES", platformFeeBps: 1 } }),
       ];
     })()`)) as Array<{ status: number; body: { code: string } }>;
     for (const r of refused) {
@@ -154,6 +159,19 @@ describe("admin console in chromium", () => {
       assert.equal(r.body.code, "permission_denied");
     }
     assert.equal(await codeOf(h.api(PaymentAdminService, token).listFraudAlerts({})), "ok");
+
+    // Support reads the rules in force: the screen shows what payment applies.
+    const { rules } = await h.api(PaymentAdminService, token).getFraudRules({});
+    const table = page.getByRole("table", { name: "Rules in force" });
+    await table.locator("tbody tr").first().waitFor();
+    assert.equal(await table.locator("tbody tr").count(), rules.length);
+    const velocity = rules.find((r) => r.reason === FraudReason.VELOCITY_PHONE)!;
+    assert.equal(velocity.limit, 20, "the limit this payment service runs with (the harness sets 20; the default is 5)");
+    assert.equal(await table.locator('tr[data-rule="VELOCITY_PHONE"]').getByTestId("threshold").textContent(), "20 per 10 min");
+    const outlier = rules.find((r) => r.reason === FraudReason.AMOUNT_OUTLIER)!;
+    assert.equal(outlier.amount?.amountMinor, 20_000_00n);
+    assert.equal(await table.locator('tr[data-rule="AMOUNT_OUTLIER"]').getByTestId("threshold").textContent(), "KES 20,000.00");
+    assert.match((await table.locator('tr[data-rule="AMOUNT_OUTLIER"]').textContent()) ?? "", /hold/);
   });
 
   test("a template edited in the console (new version, previewed in English and Swahili, activated) is the next SMS a worker gets", async () => {
@@ -283,6 +301,44 @@ describe("admin console in chromium", () => {
       (await h.api(AuthAdminService, adminToken).listAuditEvents({ actorUserId: adminId, actions: [AuditAction.TEMPLATE_VERSION_ACTIVATED] })).events[0]);
     assert.equal(activated.service, "notification");
     assert.equal(activated.target, "template:tip_received/en/sms");
+  });
+
+  test("fee schedules: a new version scheduled from tomorrow with the device step-up is listed as scheduled, keeps the B2C bands, and is audited; without a step-up the API refuses it", async () => {
+    const wallet = h.api(WalletAdminService, adminToken);
+    const before = (await wallet.listFeeSchedules({ currency: "KES" })).schedules;
+    assert.equal(await codeOf(wallet.createFeeSchedule({ idempotencyKey: `fees-${randomUUID()}`, schedule: { currency: "KES", platformFeeBps: 1, platformFeeCapMinor: 1n } })), "PermissionDenied", "no step-up");
+    await adminPage.getByRole("link", { name: "Money" }).click();
+    const rows = adminPage.getByRole("table", { name: "Fee schedules" }).locator("tbody tr");
+    await rows.nth(before.length - 1).waitFor();
+    assert.equal(await rows.count(), before.length);
+    const form = adminPage.getByRole("form", { name: "New fee schedule" });
+    await form.getByLabel("Platform fee (bps)").fill("250");
+    await form.getByLabel("Minimum fee (KES)").fill("5");
+    await form.getByLabel("Fee cap (KES)").fill("1.234");
+    await form.getByLabel("Card fee (bps)").fill("290");
+    const tomorrow = new Date(Date.now() + 86_400_000);
+    const local = `${tomorrow.toLocaleDateString("en-CA")}T09:00`;
+    await form.getByLabel("Applies from").fill(local);
+    await form.getByRole("button", { name: "Schedule new version" }).click();
+    await adminPage.getByRole("alert").filter({ hasText: "cap must be an amount in KES" }).waitFor();
+    await form.getByLabel("Fee cap (KES)").fill("1,500.50");
+    await form.getByRole("button", { name: "Schedule new version" }).click();
+    const version = before.at(-1)!.version + 1;
+    await adminPage.getByRole("status").filter({ hasText: `Scheduled v${version} from` }).waitFor();
+    await rows.nth(before.length).waitFor();
+    assert.match((await adminPage.locator(`tr[data-version="${version}"]`).textContent()) ?? "", /scheduled/);
+
+    const made = (await wallet.listFeeSchedules({ currency: "KES" })).schedules.find((s) => s.version === version)!;
+    assert.equal(made.platformFeeBps, 250);
+    assert.equal(made.platformFeeMinMinor, 500n);
+    assert.equal(made.platformFeeCapMinor, 150_050n);
+    assert.equal(made.cardFeeBps, 290);
+    assert.equal(timestampDate(made.effectiveFrom!).getTime(), new Date(local).getTime());
+    assert.deepEqual(made.mpesaB2cBands, before.at(-1)!.mpesaB2cBands, "the B2C tariff is kept");
+    const audited = await eventually("the new version in the audit log", async () =>
+      (await h.api(AuthAdminService, adminToken).listAuditEvents({ target: `fee_schedule:KES:v${version}` })).events[0]);
+    assert.equal(audited.action, AuditAction.FEE_SCHEDULE_CREATED);
+    assert.equal(audited.service, "wallet");
   });
 
   test("Money's charts draw analytics' figures: after two tips, every bar is the RPC's number and the summary bars are the platform CSV's", async () => {

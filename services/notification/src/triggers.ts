@@ -14,7 +14,7 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEvents, decodeEvent, formatMoney, inConsumerSpan, subjectOf, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, decodeEvent, formatMoney, inConsumerSpan, subjectOf, type Queryable, type ServiceContext } from "@ttip/runtime";
 import { enqueue, type Dispatcher } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
@@ -132,6 +132,8 @@ const TRIGGERS = [
 ];
 
 export const DISPATCH_SHARDS = 4;
+/** Events applied in one transaction at most: each adds a few deliveries, and one bad event sends the batch back. */
+const TRIGGER_BATCH = 50;
 
 function shardOf(deliveryId: string): number {
   return createHash("sha1").update(deliveryId).digest()[0] % DISPATCH_SHARDS;
@@ -141,8 +143,10 @@ function shardOf(deliveryId: string): number {
 export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher): Promise<() => Promise<void>> {
   const subs: { stop(): Promise<void> }[] = [];
   for (const t of TRIGGERS) {
+    // What has arrived is recorded and applied in one transaction (a commit per
+    // batch, not per tip), in the order it was published.
     subs.push(
-      await consumeEvents({
+      await consumeEventBatches({
         bus: ctx.bus,
         pool: ctx.pool,
         schema: "notification",
@@ -150,10 +154,13 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher)
         subject: subjectOf(t.schema),
         logger: ctx.logger,
         metrics: ctx.metrics,
-        handle: (message, tx) => {
-          const event = decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
-          // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.
-          return t.apply(event, event.meta?.id || message.id, tx);
+        maxBatch: TRIGGER_BATCH,
+        handleBatch: async (messages, tx) => {
+          for (const message of messages) {
+            const event = decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
+            // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.
+            await t.apply(event, event.meta?.id || message.id, tx);
+          }
         },
       }),
     );

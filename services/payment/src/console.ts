@@ -9,6 +9,7 @@ import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage } from "./convert.js";
 import { loadPayout, reconcilePayouts, type PayoutRow } from "./payouts.js";
+import { rulesInForce } from "./fraud.js";
 import { loadTip, reconcileTips, type Deps, type TipRow } from "./tips.js";
 import { checkMpesaBalance, getMpesaBalance } from "./mpesa-balance.js";
 
@@ -86,6 +87,22 @@ async function alertsFor(db: Queryable, column: "tip_id" | "payout_id", id: stri
 export function consoleHandlers(deps: Deps, tipOut: (t: TipRow) => ReturnType<typeof import("./convert.js").tipMessage>): Partial<ServiceImpl<typeof PaymentAdminService>> {
   const { pool } = deps.ctx;
   return {
+    async getFraudRules() {
+      const cards = deps.cards ? deps.config().cards?.rules : undefined;
+      return {
+        rules: rulesInForce(deps.config().fraud, cards).map((r) => ({
+          reason: FRAUD_REASON[r.reason],
+          action: FRAUD_ACTION[r.action],
+          description: r.description,
+          limit: r.limit ?? 0,
+          windowSeconds: BigInt(r.windowSeconds ?? 0),
+          amount: r.amountMinor === undefined ? undefined : { currency: "KES", amountMinor: r.amountMinor },
+          enabled: r.enabled,
+          setting: r.setting ?? "",
+        })),
+      };
+    },
+
     async searchTips(req) {
       const size = pageSize(req.page);
       const cursor = decodeTimeIdToken(req.page?.pageToken);

@@ -9,7 +9,7 @@ import { reconcileCardTips } from "./cards/tips.js";
 import { cardWebhookFilter } from "./cards/webhooks.js";
 import { loadPaymentConfig, type PaymentConfig } from "./config.js";
 import { DarajaClient } from "./daraja/client.js";
-import { registerHandlers } from "./handlers.js";
+import { registerHandlers } from "./handlers/index.js";
 import { offlineFilter } from "./offline-http.js";
 import { Ledger } from "./ledger.js";
 import { autoPayout, reconcilePayouts } from "./payouts.js";

@@ -164,9 +164,29 @@ export async function consumeEventBatches(options: ConsumeBatchOptions) {
     counter?.inc({ consumer: options.consumer, outcome: "applied" }, fresh);
     if (messages.length > fresh) counter?.inc({ consumer: options.consumer, outcome: "duplicate" }, messages.length - fresh);
   };
+  // A batch that fails is tried again at once in halves, down to single events,
+  // so one event that cannot be applied holds back no other: the rest commit,
+  // and when the bus brings them again with it the inbox skips them.
+  const applyOrSplit = async (messages: DeliveredMessage[]): Promise<void> => {
+    try {
+      await apply(messages);
+    } catch (err) {
+      if (messages.length === 1) throw err;
+      const half = Math.ceil(messages.length / 2);
+      let failed: unknown;
+      for (const part of [messages.slice(0, half), messages.slice(half)]) {
+        try {
+          await applyOrSplit(part);
+        } catch (e) {
+          failed ??= e ?? err;
+        }
+      }
+      if (failed !== undefined) throw failed;
+    }
+  };
   const { bus } = options;
   if (bus.subscribeBatches) {
-    return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: apply });
+    return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: applyOrSplit });
   }
   return bus.subscribe({ durable: options.consumer, subject: options.subject, handler: (m) => apply([m]) });
 }

@@ -62,4 +62,30 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     const text = await metrics.registry.metrics();
     assert.match(text, /ttip_inbox_events_total\{consumer="c1",outcome="duplicate"\} 10/);
   });
+
+  test("an event that cannot be applied holds back none of the others in its batch", async () => {
+    const ids: string[] = Array.from({ length: 100 }, () => randomUUID());
+    const poison = ids[37];
+    for (const id of ids) await bus.publish({ id, subject: "ttip.x.z", data: new Uint8Array([1]) });
+    const sub = await consumeEventBatches({
+      bus, pool: db.pool, schema: "batches", consumer: "c2", subject: "ttip.x.z", logger, maxBatch: 64,
+      handleBatch: async (messages, tx) => {
+        // batch: minus the delivery count (this test's rows are told apart by a negative one).
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), unnest($2::int[])", [messages.map((m) => m.id), messages.map((m) => -m.deliveryCount)]);
+        if (messages.some((m) => m.id === poison)) throw new Error("cannot be applied");
+      },
+    });
+    const applied = async () =>
+      (await db.pool.query<{ event_id: string; n: number; deliveries: number }>("SELECT event_id, count(*)::int AS n, -max(batch) AS deliveries FROM batches.applied WHERE batch < 0 GROUP BY event_id")).rows;
+    const deadline = Date.now() + 20_000;
+    while ((await applied()).length < ids.length - 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 300)); // the poison event comes back meanwhile
+    await sub.stop();
+    const rows = await applied();
+    assert.equal(rows.length, ids.length - 1, "every other event applied");
+    assert.ok(rows.every((r) => r.n === 1 && r.event_id !== poison), "each once, the bad one never");
+    // Applied when first delivered: none waited for its batch to come back without the bad one.
+    const first = Math.min(...rows.map((r) => r.deliveries));
+    assert.deepEqual(rows.filter((r) => r.deliveries !== first).map((r) => r.event_id), []);
+  });
 });

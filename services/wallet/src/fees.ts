@@ -63,8 +63,11 @@ export async function listSchedules(db: Queryable, currency: string): Promise<Fe
   return rows.map(toFeeSchedule);
 }
 
-/** Validates and stores a new version; the same idempotency key returns the version it made. */
-/** `onCreated` runs in `db`'s transaction when this call added the version (not on a repeat), e.g. to audit it. */
+/**
+ * Validates and stores a new version; the same idempotency key returns the
+ * version it made. `onCreated` runs in `db`'s transaction when this call added
+ * the version (not on a repeat), e.g. to audit it.
+ */
 export async function createSchedule(
   db: Queryable, s: FeeSchedule, idempotencyKey: string,
   onCreated?: (db: Queryable, schedule: FeeSchedule) => Promise<void>,

@@ -1209,6 +1209,113 @@ func (x *FraudAlert) GetReviewedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// One fraud rule in force: what it checks, its threshold and what it does.
+type FraudRule struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Reason FraudReason            `protobuf:"varint,1,opt,name=reason,proto3,enum=ttip.payment.v1.FraudReason" json:"reason,omitempty"`
+	// What happens to the tip or payout when the rule fires.
+	Action FraudAction `protobuf:"varint,2,opt,name=action,proto3,enum=ttip.payment.v1.FraudAction" json:"action,omitempty"`
+	// What the rule checks, with its threshold, in words.
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// The count that fires it within window_seconds (velocity, PIN failures); 0 when it does not count.
+	Limit         int32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	WindowSeconds int64 `protobuf:"varint,5,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
+	// The amount above which it fires, when it has one.
+	Amount *v1.Money `protobuf:"bytes,6,opt,name=amount,proto3" json:"amount,omitempty"`
+	// False when it does not run here (card rules without a card provider, a rule turned off).
+	Enabled bool `protobuf:"varint,7,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// The setting that changes the threshold (an environment variable of payment), if any.
+	Setting       string `protobuf:"bytes,8,opt,name=setting,proto3" json:"setting,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FraudRule) Reset() {
+	*x = FraudRule{}
+	mi := &file_ttip_payment_v1_payment_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FraudRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FraudRule) ProtoMessage() {}
+
+func (x *FraudRule) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FraudRule.ProtoReflect.Descriptor instead.
+func (*FraudRule) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FraudRule) GetReason() FraudReason {
+	if x != nil {
+		return x.Reason
+	}
+	return FraudReason_FRAUD_REASON_UNSPECIFIED
+}
+
+func (x *FraudRule) GetAction() FraudAction {
+	if x != nil {
+		return x.Action
+	}
+	return FraudAction_FRAUD_ACTION_UNSPECIFIED
+}
+
+func (x *FraudRule) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *FraudRule) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *FraudRule) GetWindowSeconds() int64 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+func (x *FraudRule) GetAmount() *v1.Money {
+	if x != nil {
+		return x.Amount
+	}
+	return nil
+}
+
+func (x *FraudRule) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *FraudRule) GetSetting() string {
+	if x != nil {
+		return x.Setting
+	}
+	return ""
+}
+
 // A paybill/till payment that could not be credited as it came, parked in the
 // suspense account until an admin matches or refunds it.
 type SuspensePayment struct {
@@ -1236,7 +1343,7 @@ type SuspensePayment struct {
 
 func (x *SuspensePayment) Reset() {
 	*x = SuspensePayment{}
-	mi := &file_ttip_payment_v1_payment_proto_msgTypes[5]
+	mi := &file_ttip_payment_v1_payment_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1355,7 @@ func (x *SuspensePayment) String() string {
 func (*SuspensePayment) ProtoMessage() {}
 
 func (x *SuspensePayment) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_proto_msgTypes[5]
+	mi := &file_ttip_payment_v1_payment_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1368,7 @@ func (x *SuspensePayment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SuspensePayment.ProtoReflect.Descriptor instead.
 func (*SuspensePayment) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{5}
+	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SuspensePayment) GetReceipt() string {
@@ -1358,7 +1465,7 @@ type UnmatchedCallback struct {
 
 func (x *UnmatchedCallback) Reset() {
 	*x = UnmatchedCallback{}
-	mi := &file_ttip_payment_v1_payment_proto_msgTypes[6]
+	mi := &file_ttip_payment_v1_payment_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1370,7 +1477,7 @@ func (x *UnmatchedCallback) String() string {
 func (*UnmatchedCallback) ProtoMessage() {}
 
 func (x *UnmatchedCallback) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_proto_msgTypes[6]
+	mi := &file_ttip_payment_v1_payment_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1383,7 +1490,7 @@ func (x *UnmatchedCallback) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnmatchedCallback.ProtoReflect.Descriptor instead.
 func (*UnmatchedCallback) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{6}
+	return file_ttip_payment_v1_payment_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UnmatchedCallback) GetCallbackId() string {
@@ -1526,7 +1633,16 @@ const file_ttip_payment_v1_payment_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"reviewedBy\x12;\n" +
 	"\vreviewed_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"reviewedAt\"\xc3\x03\n" +
+	"reviewedAt\"\xb9\x02\n" +
+	"\tFraudRule\x124\n" +
+	"\x06reason\x18\x01 \x01(\x0e2\x1c.ttip.payment.v1.FraudReasonR\x06reason\x124\n" +
+	"\x06action\x18\x02 \x01(\x0e2\x1c.ttip.payment.v1.FraudActionR\x06action\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12%\n" +
+	"\x0ewindow_seconds\x18\x05 \x01(\x03R\rwindowSeconds\x12-\n" +
+	"\x06amount\x18\x06 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12\x18\n" +
+	"\aenabled\x18\a \x01(\bR\aenabled\x12\x18\n" +
+	"\asetting\x18\b \x01(\tR\asetting\"\xc3\x03\n" +
 	"\x0fSuspensePayment\x12\x18\n" +
 	"\areceipt\x18\x01 \x01(\tR\areceipt\x12-\n" +
 	"\x06amount\x18\x02 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12+\n" +
@@ -1624,7 +1740,7 @@ func file_ttip_payment_v1_payment_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_payment_v1_payment_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_ttip_payment_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_ttip_payment_v1_payment_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_ttip_payment_v1_payment_proto_goTypes = []any{
 	(TipStatus)(0),                // 0: ttip.payment.v1.TipStatus
 	(PaymentMethodKind)(0),        // 1: ttip.payment.v1.PaymentMethodKind
@@ -1639,46 +1755,50 @@ var file_ttip_payment_v1_payment_proto_goTypes = []any{
 	(*PayoutSettings)(nil),        // 10: ttip.payment.v1.PayoutSettings
 	(*PaymentMethod)(nil),         // 11: ttip.payment.v1.PaymentMethod
 	(*FraudAlert)(nil),            // 12: ttip.payment.v1.FraudAlert
-	(*SuspensePayment)(nil),       // 13: ttip.payment.v1.SuspensePayment
-	(*UnmatchedCallback)(nil),     // 14: ttip.payment.v1.UnmatchedCallback
-	(*v1.Money)(nil),              // 15: ttip.common.v1.Money
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*FraudRule)(nil),             // 13: ttip.payment.v1.FraudRule
+	(*SuspensePayment)(nil),       // 14: ttip.payment.v1.SuspensePayment
+	(*UnmatchedCallback)(nil),     // 15: ttip.payment.v1.UnmatchedCallback
+	(*v1.Money)(nil),              // 16: ttip.common.v1.Money
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_ttip_payment_v1_payment_proto_depIdxs = []int32{
-	15, // 0: ttip.payment.v1.Tip.amount:type_name -> ttip.common.v1.Money
-	15, // 1: ttip.payment.v1.Tip.fee:type_name -> ttip.common.v1.Money
-	15, // 2: ttip.payment.v1.Tip.charged:type_name -> ttip.common.v1.Money
+	16, // 0: ttip.payment.v1.Tip.amount:type_name -> ttip.common.v1.Money
+	16, // 1: ttip.payment.v1.Tip.fee:type_name -> ttip.common.v1.Money
+	16, // 2: ttip.payment.v1.Tip.charged:type_name -> ttip.common.v1.Money
 	1,  // 3: ttip.payment.v1.Tip.method:type_name -> ttip.payment.v1.PaymentMethodKind
 	0,  // 4: ttip.payment.v1.Tip.status:type_name -> ttip.payment.v1.TipStatus
-	16, // 5: ttip.payment.v1.Tip.created_at:type_name -> google.protobuf.Timestamp
-	16, // 6: ttip.payment.v1.Tip.completed_at:type_name -> google.protobuf.Timestamp
+	17, // 5: ttip.payment.v1.Tip.created_at:type_name -> google.protobuf.Timestamp
+	17, // 6: ttip.payment.v1.Tip.completed_at:type_name -> google.protobuf.Timestamp
 	2,  // 7: ttip.payment.v1.Tip.card_provider:type_name -> ttip.payment.v1.CardProvider
-	15, // 8: ttip.payment.v1.Tip.worker_receives:type_name -> ttip.common.v1.Money
-	16, // 9: ttip.payment.v1.Tip.fx_rate_time:type_name -> google.protobuf.Timestamp
+	16, // 8: ttip.payment.v1.Tip.worker_receives:type_name -> ttip.common.v1.Money
+	17, // 9: ttip.payment.v1.Tip.fx_rate_time:type_name -> google.protobuf.Timestamp
 	3,  // 10: ttip.payment.v1.Tip.card_state:type_name -> ttip.payment.v1.CardTipState
-	15, // 11: ttip.payment.v1.Tip.refunded:type_name -> ttip.common.v1.Money
-	15, // 12: ttip.payment.v1.Payout.amount:type_name -> ttip.common.v1.Money
-	15, // 13: ttip.payment.v1.Payout.transfer_fee:type_name -> ttip.common.v1.Money
+	16, // 11: ttip.payment.v1.Tip.refunded:type_name -> ttip.common.v1.Money
+	16, // 12: ttip.payment.v1.Payout.amount:type_name -> ttip.common.v1.Money
+	16, // 13: ttip.payment.v1.Payout.transfer_fee:type_name -> ttip.common.v1.Money
 	4,  // 14: ttip.payment.v1.Payout.status:type_name -> ttip.payment.v1.PayoutStatus
-	16, // 15: ttip.payment.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
-	16, // 16: ttip.payment.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
-	15, // 17: ttip.payment.v1.PayoutSettings.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	17, // 15: ttip.payment.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
+	17, // 16: ttip.payment.v1.Payout.completed_at:type_name -> google.protobuf.Timestamp
+	16, // 17: ttip.payment.v1.PayoutSettings.auto_payout_minimum:type_name -> ttip.common.v1.Money
 	1,  // 18: ttip.payment.v1.PaymentMethod.kind:type_name -> ttip.payment.v1.PaymentMethodKind
-	16, // 19: ttip.payment.v1.PaymentMethod.created_at:type_name -> google.protobuf.Timestamp
+	17, // 19: ttip.payment.v1.PaymentMethod.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 20: ttip.payment.v1.FraudAlert.reason:type_name -> ttip.payment.v1.FraudReason
 	6,  // 21: ttip.payment.v1.FraudAlert.action:type_name -> ttip.payment.v1.FraudAction
 	7,  // 22: ttip.payment.v1.FraudAlert.status:type_name -> ttip.payment.v1.AlertStatus
-	16, // 23: ttip.payment.v1.FraudAlert.created_at:type_name -> google.protobuf.Timestamp
-	16, // 24: ttip.payment.v1.FraudAlert.reviewed_at:type_name -> google.protobuf.Timestamp
-	15, // 25: ttip.payment.v1.SuspensePayment.amount:type_name -> ttip.common.v1.Money
-	16, // 26: ttip.payment.v1.SuspensePayment.received_at:type_name -> google.protobuf.Timestamp
-	16, // 27: ttip.payment.v1.SuspensePayment.resolved_at:type_name -> google.protobuf.Timestamp
-	16, // 28: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	17, // 23: ttip.payment.v1.FraudAlert.created_at:type_name -> google.protobuf.Timestamp
+	17, // 24: ttip.payment.v1.FraudAlert.reviewed_at:type_name -> google.protobuf.Timestamp
+	5,  // 25: ttip.payment.v1.FraudRule.reason:type_name -> ttip.payment.v1.FraudReason
+	6,  // 26: ttip.payment.v1.FraudRule.action:type_name -> ttip.payment.v1.FraudAction
+	16, // 27: ttip.payment.v1.FraudRule.amount:type_name -> ttip.common.v1.Money
+	16, // 28: ttip.payment.v1.SuspensePayment.amount:type_name -> ttip.common.v1.Money
+	17, // 29: ttip.payment.v1.SuspensePayment.received_at:type_name -> google.protobuf.Timestamp
+	17, // 30: ttip.payment.v1.SuspensePayment.resolved_at:type_name -> google.protobuf.Timestamp
+	17, // 31: ttip.payment.v1.UnmatchedCallback.received_at:type_name -> google.protobuf.Timestamp
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_proto_init() }
@@ -1692,7 +1812,7 @@ func file_ttip_payment_v1_payment_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_payment_v1_payment_proto_rawDesc), len(file_ttip_payment_v1_payment_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

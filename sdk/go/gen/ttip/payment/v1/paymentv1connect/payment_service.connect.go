@@ -120,6 +120,9 @@ const (
 	// PaymentAdminServiceGetMpesaBalanceProcedure is the fully-qualified name of the
 	// PaymentAdminService's GetMpesaBalance RPC.
 	PaymentAdminServiceGetMpesaBalanceProcedure = "/ttip.payment.v1.PaymentAdminService/GetMpesaBalance"
+	// PaymentAdminServiceGetFraudRulesProcedure is the fully-qualified name of the
+	// PaymentAdminService's GetFraudRules RPC.
+	PaymentAdminServiceGetFraudRulesProcedure = "/ttip.payment.v1.PaymentAdminService/GetFraudRules"
 	// PaymentInternalServiceReconcilePendingProcedure is the fully-qualified name of the
 	// PaymentInternalService's ReconcilePending RPC.
 	PaymentInternalServiceReconcilePendingProcedure = "/ttip.payment.v1.PaymentInternalService/ReconcilePending"
@@ -597,6 +600,9 @@ type PaymentAdminServiceClient interface {
 	// the ledger: what M-Pesa reports beside what the ledger says came in by
 	// M-Pesa less what went out by B2C.
 	GetMpesaBalance(context.Context, *connect.Request[v1.GetMpesaBalanceRequest]) (*connect.Response[v1.GetMpesaBalanceResponse], error)
+	// The fraud rules in force, with their thresholds, as this payment service
+	// applies them (read from its running configuration, not a copy).
+	GetFraudRules(context.Context, *connect.Request[v1.GetFraudRulesRequest]) (*connect.Response[v1.GetFraudRulesResponse], error)
 }
 
 // NewPaymentAdminServiceClient constructs a client for the ttip.payment.v1.PaymentAdminService
@@ -713,6 +719,13 @@ func NewPaymentAdminServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		getFraudRules: connect.NewClient[v1.GetFraudRulesRequest, v1.GetFraudRulesResponse](
+			httpClient,
+			baseURL+PaymentAdminServiceGetFraudRulesProcedure,
+			connect.WithSchema(paymentAdminServiceMethods.ByName("GetFraudRules")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -734,6 +747,7 @@ type paymentAdminServiceClient struct {
 	requeryPayment         *connect.Client[v1.RequeryPaymentRequest, v1.RequeryPaymentResponse]
 	checkMpesaBalance      *connect.Client[v1.CheckMpesaBalanceRequest, v1.CheckMpesaBalanceResponse]
 	getMpesaBalance        *connect.Client[v1.GetMpesaBalanceRequest, v1.GetMpesaBalanceResponse]
+	getFraudRules          *connect.Client[v1.GetFraudRulesRequest, v1.GetFraudRulesResponse]
 }
 
 // ListFraudAlerts calls ttip.payment.v1.PaymentAdminService.ListFraudAlerts.
@@ -816,6 +830,11 @@ func (c *paymentAdminServiceClient) GetMpesaBalance(ctx context.Context, req *co
 	return c.getMpesaBalance.CallUnary(ctx, req)
 }
 
+// GetFraudRules calls ttip.payment.v1.PaymentAdminService.GetFraudRules.
+func (c *paymentAdminServiceClient) GetFraudRules(ctx context.Context, req *connect.Request[v1.GetFraudRulesRequest]) (*connect.Response[v1.GetFraudRulesResponse], error) {
+	return c.getFraudRules.CallUnary(ctx, req)
+}
+
 // PaymentAdminServiceHandler is an implementation of the ttip.payment.v1.PaymentAdminService
 // service.
 type PaymentAdminServiceHandler interface {
@@ -859,6 +878,9 @@ type PaymentAdminServiceHandler interface {
 	// the ledger: what M-Pesa reports beside what the ledger says came in by
 	// M-Pesa less what went out by B2C.
 	GetMpesaBalance(context.Context, *connect.Request[v1.GetMpesaBalanceRequest]) (*connect.Response[v1.GetMpesaBalanceResponse], error)
+	// The fraud rules in force, with their thresholds, as this payment service
+	// applies them (read from its running configuration, not a copy).
+	GetFraudRules(context.Context, *connect.Request[v1.GetFraudRulesRequest]) (*connect.Response[v1.GetFraudRulesResponse], error)
 }
 
 // NewPaymentAdminServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -971,6 +993,13 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	paymentAdminServiceGetFraudRulesHandler := connect.NewUnaryHandler(
+		PaymentAdminServiceGetFraudRulesProcedure,
+		svc.GetFraudRules,
+		connect.WithSchema(paymentAdminServiceMethods.ByName("GetFraudRules")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.payment.v1.PaymentAdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case PaymentAdminServiceListFraudAlertsProcedure:
@@ -1005,6 +1034,8 @@ func NewPaymentAdminServiceHandler(svc PaymentAdminServiceHandler, opts ...conne
 			paymentAdminServiceCheckMpesaBalanceHandler.ServeHTTP(w, r)
 		case PaymentAdminServiceGetMpesaBalanceProcedure:
 			paymentAdminServiceGetMpesaBalanceHandler.ServeHTTP(w, r)
+		case PaymentAdminServiceGetFraudRulesProcedure:
+			paymentAdminServiceGetFraudRulesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1076,6 +1107,10 @@ func (UnimplementedPaymentAdminServiceHandler) CheckMpesaBalance(context.Context
 
 func (UnimplementedPaymentAdminServiceHandler) GetMpesaBalance(context.Context, *connect.Request[v1.GetMpesaBalanceRequest]) (*connect.Response[v1.GetMpesaBalanceResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.GetMpesaBalance is not implemented"))
+}
+
+func (UnimplementedPaymentAdminServiceHandler) GetFraudRules(context.Context, *connect.Request[v1.GetFraudRulesRequest]) (*connect.Response[v1.GetFraudRulesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentAdminService.GetFraudRules is not implemented"))
 }
 
 // PaymentInternalServiceClient is a client for the ttip.payment.v1.PaymentInternalService service.

@@ -1,0 +1,130 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, createClient, type ServiceImpl } from "@connectrpc/connect";
+import { AlreadyExistsError, asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, encodePageToken, fieldError, InvalidStateError, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, type Pool } from "@ttip/runtime";
+import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PAYOUT_STATUS_CODE, payoutMessage } from "../convert.js";
+import { defaultPhone } from "../methods.js";
+import { kes } from "../money.js";
+import { loadPayout, startPayout, type PayoutRow } from "../payouts.js";
+import { type PaymentHandlerContext } from "./context.js";
+
+interface Settings {
+  auto_payout: boolean;
+  auto_payout_minimum_minor: bigint;
+  payout_phone: string;
+  payouts_on_hold: boolean;
+}
+
+async function loadSettings(pool: Pool, workerId: string): Promise<Settings | undefined> {
+  return (await pool.query<Settings>("SELECT * FROM payment.payout_settings WHERE worker_id = $1", [workerId])).rows[0];
+}
+function settingsMessage(s: Settings | undefined) {
+  return create(PayoutSettingsSchema, {
+    autoPayout: s?.auto_payout ?? false,
+    autoPayoutMinimum: kes(s?.auto_payout_minimum_minor ?? 100n),
+    payoutPhoneMasked: s?.payout_phone ? maskPhone(s.payout_phone) : "",
+  });
+}
+
+type Impl = ServiceImpl<typeof PaymentService>;
+
+/** A worker's payouts: requests, reads and settings. */
+export function payoutHandlers(h: PaymentHandlerContext): Partial<Impl> {
+  return {
+    requestPayout: requestPayoutHandler(h),
+    getPayout: getPayoutHandler(h),
+    listPayouts: listPayoutsHandler(h),
+    getPayoutSettings: getPayoutSettingsHandler(h),
+    updatePayoutSettings: updatePayoutSettingsHandler(h),
+  };
+}
+
+function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
+  return async (req, ctx) => {
+    const { deps, pool } = h;
+    const caller = requireCaller(ctx);
+    const amountMinor = mpesaAmount(req.amount, "amount");
+    const settings = await loadSettings(pool, caller.subject);
+    const phone = req.mpesaPhone ? requireKenyanMobile(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
+    if (!phone) throw new InvalidStateError("mpesa_phone: no payout number registered; pass one or set it in payout settings");
+    if (settings?.payouts_on_hold) throw new InvalidStateError("payouts are on hold for this account; contact support");
+    // A retry of a request already verified: the step-up token was spent on the first try.
+    const existing = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [caller.subject, req.idempotencyKey])).rows[0];
+    if (existing) {
+      if (existing.amount_minor !== amountMinor || existing.phone !== phone) throw new AlreadyExistsError("idempotency_key: already used for a different payout");
+      return { payout: payoutMessage(existing) };
+    }
+    // The device's biometric unlock, proved to the auth service.
+    try {
+      await createClient(AuthInternalService, deps.ctx.peers("auth")).verifyStepUpToken({ stepUpToken: req.stepUpToken, userId: caller.subject, purpose: "payout" });
+    } catch (err) {
+      const e = asConnectError(err, Code.Unavailable);
+      if (e.code === Code.Unavailable || e.code === Code.Unimplemented || e.code === Code.Internal) {
+        throw new DependencyUnavailableError(`step_up_token: cannot be verified now (${e.rawMessage})`);
+      }
+      throw new PermissionDeniedError(`step_up_token: ${e.rawMessage}`);
+    }
+    const payout = await startPayout(deps, { workerId: caller.subject, amountMinor, phone, idempotencyKey: req.idempotencyKey, automatic: false });
+    return { payout: payoutMessage(payout) };
+  };
+}
+
+function getPayoutHandler(h: PaymentHandlerContext): Impl["getPayout"] {
+  return async (req, ctx) => {
+    const { pool } = h;
+    const caller = requireCaller(ctx);
+    const p = await loadPayout(pool, req.payoutId);
+    if (!p || (p.worker_id !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new NotFoundError("payout_id: no such payout");
+    return { payout: payoutMessage(p) };
+  };
+}
+
+function listPayoutsHandler(h: PaymentHandlerContext): Impl["listPayouts"] {
+  return async (req, ctx) => {
+    const { pool } = h;
+    const caller = requireCaller(ctx);
+    const size = pageSize(req.page);
+    const cursor = decodeTimeIdToken(req.page?.pageToken);
+    const status = req.status ? PAYOUT_STATUS_CODE[req.status] : null;
+    const { rows } = await pool.query<PayoutRow & { page_at: string }>(
+      `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.payouts WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
+         AND ($3::timestamptz IS NULL OR (created_at, payout_id) < ($3::timestamptz, $4::uuid))
+       ORDER BY created_at DESC, payout_id DESC LIMIT $5`,
+      [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+    );
+    const page = rows.slice(0, size);
+    return {
+      payouts: page.map(payoutMessage),
+      page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].payout_id]) : "" },
+    };
+  };
+}
+
+function getPayoutSettingsHandler(h: PaymentHandlerContext): Impl["getPayoutSettings"] {
+  return async (_req, ctx) => {
+    const { pool } = h;
+    const caller = requireCaller(ctx);
+    return { settings: settingsMessage(await loadSettings(pool, caller.subject)) };
+  };
+}
+
+function updatePayoutSettingsHandler(h: PaymentHandlerContext): Impl["updatePayoutSettings"] {
+  return async (req, ctx) => {
+    const { pool } = h;
+    const caller = requireCaller(ctx);
+    const current = await loadSettings(pool, caller.subject);
+    const minimum = req.autoPayoutMinimum ? mpesaAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
+    const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
+    if (req.autoPayout && !phone) throw fieldError("payout_phone", "automatic payout needs a payout number");
+    const { rows } = await pool.query<Settings>(
+      `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone)
+       VALUES ($1, $2, $3, $4)
+       ON CONFLICT (worker_id) DO UPDATE SET auto_payout = $2, auto_payout_minimum_minor = $3, payout_phone = $4, updated_at = now()
+       RETURNING *`,
+      [caller.subject, req.autoPayout, minimum, phone],
+    );
+    return { settings: settingsMessage(rows[0]) };
+  };
+}

@@ -1,0 +1,117 @@
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { auditAdminAction, decodeTimeIdToken, encodePageToken, keysetPage, keysetTime, pageSize, requireCaller } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { tipMessage } from "../convert.js";
+import { resolveSuspense, type C2bRow } from "../c2b.js";
+import { refundCardTip } from "../cards/aftercare.js";
+import { kes } from "../money.js";
+import { locale, type PaymentHandlerContext } from "./context.js";
+
+function suspenseMessage(r: C2bRow) {
+  return {
+    receipt: r.trans_id,
+    amount: kes(r.amount_minor),
+    accountReference: r.bill_ref_number,
+    businessShortCode: r.business_short_code,
+    reason: r.reason,
+    suggestions: r.suggestions,
+    resolution: r.resolution,
+    tipId: r.tip_id ?? "",
+    receivedAt: timestampFromDate(r.received_at),
+    resolvedBy: r.resolved_by,
+    resolvedAt: r.resolved_at ? timestampFromDate(r.resolved_at) : undefined,
+  };
+}
+
+type Impl = ServiceImpl<typeof PaymentAdminService>;
+
+/** Money an admin must place: C2B payments in suspense, callbacks that matched nothing, card refunds. */
+export function suspenseHandlers(h: PaymentHandlerContext): Partial<Impl> {
+  return {
+    listSuspensePayments: listSuspensePaymentsHandler(h),
+    resolveSuspensePayment: resolveSuspensePaymentHandler(h),
+    refundTip: refundTipHandler(h),
+    listUnmatchedCallbacks: listUnmatchedCallbacksHandler(h),
+  };
+}
+
+function listSuspensePaymentsHandler(h: PaymentHandlerContext): Impl["listSuspensePayments"] {
+  return async (req) => {
+    const { pool } = h;
+    const size = pageSize(req.page);
+    const cursor = decodeTimeIdToken(req.page?.pageToken);
+    const { rows } = await pool.query<C2bRow & { page_at: string }>(
+      `SELECT *, ${keysetTime("received_at")} AS page_at FROM payment.c2b_payments WHERE outcome = 'suspense' AND ($1 OR resolution = 'open')
+         AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
+       ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
+      [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+    );
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.callback_id]);
+    return {
+      payments: items.map(suspenseMessage),
+      page: { nextPageToken },
+    };
+  };
+}
+
+function resolveSuspensePaymentHandler(h: PaymentHandlerContext): Impl["resolveSuspensePayment"] {
+  return async (req, ctx) => {
+    const { deps, tipOut } = h;
+    const admin = requireCaller(ctx);
+    const { row, tip } = await resolveSuspense(deps, {
+      receipt: req.receipt,
+      matchAccountReference: req.action.case === "matchAccountReference" ? req.action.value : undefined,
+      refund: req.action.case === "refund",
+      note: req.note,
+      admin: admin.subject,
+      record: (tx, refunded) =>
+        auditAdminAction(tx, "payment", ctx, {
+          action: refunded ? AuditAction.SUSPENSE_REFUNDED : AuditAction.SUSPENSE_MATCHED,
+          target: `receipt:${req.receipt}`,
+          detail: refunded ? req.note : `to ${req.action.value}: ${req.note}`,
+        }),
+    });
+    return { payment: suspenseMessage(row), tip: tip ? tipOut(tip, locale(ctx)) : undefined };
+  };
+}
+
+function refundTipHandler(h: PaymentHandlerContext): Impl["refundTip"] {
+  return async (req, ctx) => {
+    const { deps } = h;
+    const admin = requireCaller(ctx);
+    const r = await refundCardTip(deps, {
+      tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject,
+      record: (tx, amount) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.TIP_REFUNDED, target: `tip:${req.tipId}`, detail: `${amount}: ${req.reason}` }),
+    });
+    return { tip: tipMessage(r.tip, locale(ctx)), refundId: r.refundId };
+  };
+}
+
+function listUnmatchedCallbacksHandler(h: PaymentHandlerContext): Impl["listUnmatchedCallbacks"] {
+  return async (req) => {
+    const { pool } = h;
+    const size = pageSize(req.page);
+    const cursor = decodeTimeIdToken(req.page?.pageToken);
+    const { rows } = await pool.query(
+      `SELECT *, ${keysetTime("received_at")} AS page_at FROM payment.callbacks WHERE NOT matched AND ($1 OR NOT resolved)
+         AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
+       ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
+      [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+    );
+    const page = rows.slice(0, size);
+    return {
+      callbacks: page.map((c) => ({
+        callbackId: c.callback_id,
+        source: c.source,
+        externalReference: c.external_reference,
+        remoteAddress: c.remote_address,
+        rawBody: new Uint8Array(c.raw_body),
+        receivedAt: timestampFromDate(c.received_at),
+        resolved: c.resolved,
+      })),
+      page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].callback_id]) : "" },
+    };
+  };
+}

@@ -1,0 +1,200 @@
+import { once } from "node:events";
+import { createClient, type ServiceImpl } from "@connectrpc/connect";
+import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetTime, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError } from "@ttip/runtime";
+import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { CardProvider } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { TIP_STATUS_CODE, tipMessage } from "../convert.js";
+import type { CardTipRow } from "../cards/convert.js";
+import { createCardTip } from "../cards/tips.js";
+import { isPartner, requirePartnerLinked } from "../partner-access.js";
+import { createTip, isFinal, loadTip, type Deps, type TipRow } from "../tips.js";
+import { locale, type PaymentHandlerContext } from "./context.js";
+
+/** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
+async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
+  const qr = createClient(QrService, deps.ctx.peers("qr"));
+  let target: TipTarget | undefined;
+  try {
+    ({ target } = await qr.resolveQrCode({ code: /^[A-Za-z0-9]{4,12}$/.test(code) ? { case: "shortCode", value: code } : { case: "payload", value: code } }));
+  } catch (err) {
+    throw refusalOfField(err, "qr_code") ?? new DependencyUnavailableError(`qr_code: cannot be checked now (${asConnectError(err).rawMessage})`);
+  }
+  if (!target) throw new DependencyUnavailableError("qr_code: cannot be checked now (the qr service answered without a target)");
+  return target;
+}
+
+
+/**
+ * Resolves on the tip's next change in this process, after `ms`, or when the
+ * client leaves. Armed before the tip is read, so a change in between is not missed.
+ */
+function nextChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal): { wait: Promise<TipRow | undefined>; cancel: () => void } {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), ms);
+  const onAbort = () => ac.abort();
+  signal.addEventListener("abort", onAbort);
+  // A change may carry the row as its transaction committed it (saves reading it again).
+  const wait = once(deps.changes, tipId, { signal: ac.signal })
+    .then(([row]) => row as TipRow | undefined, () => undefined)
+    .finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    });
+  return { wait, cancel: () => ac.abort() };
+}
+
+type Impl = ServiceImpl<typeof PaymentService>;
+
+/** Tips: a customer starts one, reads and watches it, rates it; a worker lists theirs. */
+export function tipHandlers(h: PaymentHandlerContext): Partial<Impl> {
+  return {
+    createTip: createTipHandler(h),
+    getTip: getTipHandler(h),
+    rateTip: rateTipHandler(h),
+    watchTip: watchTipHandler(h),
+    listTips: listTipsHandler(h),
+  };
+}
+
+function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
+  return async (req, ctx) => {
+    const { deps, tipOut } = h;
+    const card = req.payment.case === "card";
+    const amountMinor = card ? (req.amount?.amountMinor ?? 0n) : mpesaAmount(req.amount, "amount");
+    const phone = card ? "" : requireKenyanMobile(String(req.payment.value ?? ""), "mpesa_phone");
+    let recipient = { workerId: "", venueId: "", qrCodeId: "" };
+    if (req.recipient.case === "qrCode") {
+      const target = await resolveQrCode(deps, req.recipient.value);
+      // A venue's own code (or a table's) names no worker: the tip goes to the venue's pool.
+      if (!target.workerId && !target.venueId) throw new InvalidStateError("qr_code: the code names neither a worker nor a venue");
+      if (target.fixedAmount && target.fixedAmount.amountMinor > 0n && (target.fixedAmount.amountMinor !== amountMinor || target.fixedAmount.currency !== (req.amount?.currency ?? "KES"))) {
+        throw fieldError("amount", `this code is for exactly ${formatMoney(target.fixedAmount.amountMinor, target.fixedAmount.currency)}`);
+      }
+      recipient = { workerId: target.workerId, venueId: target.venueId, qrCodeId: target.qrCodeId };
+    } else if (req.recipient.case === "workerId") {
+      recipient.workerId = req.recipient.value;
+    }
+    const caller = callerOf(ctx);
+    // Before anything is charged or stored: a partner tips only for its linked workers and venues.
+    if (isPartner(caller)) await requirePartnerLinked(deps, caller.subject, recipient.workerId, recipient.venueId);
+    if (card) {
+      if (!recipient.workerId) throw new UnimplementedError("qr_code: card tips to a venue's pool are not available yet; pay by M-Pesa or scan a worker's code");
+      const created = await createCardTip(deps, {
+        idempotencyKey: req.idempotencyKey,
+        ...recipient,
+        amount: { currency: req.amount!.currency, amountMinor },
+        provider: req.cardProvider === CardProvider.PAYPAL ? "paypal" : "stripe",
+        customerCountry: req.customerCountry,
+        customerCoversFee: req.customerCoversFee,
+        rating: req.rating,
+        message: req.message,
+        customerEmail: req.customerEmail,
+        callerSubject: caller?.subject,
+      });
+      return {
+        tip: tipMessage(created.tip, locale(ctx)),
+        stripeClientSecret: created.tip.card_provider === "stripe" ? created.clientSecret : "",
+        stripePublishableKey: created.tip.card_provider === "stripe" ? created.publicKey : "",
+        paypalApproveUrl: created.tip.card_provider === "paypal" ? created.approveUrl : "",
+      };
+    }
+    const tip = await createTip(deps, {
+      idempotencyKey: req.idempotencyKey,
+      workerId: recipient.workerId,
+      venueId: recipient.venueId,
+      qrCodeId: recipient.qrCodeId,
+      amountMinor,
+      phone,
+      customerCoversFee: req.customerCoversFee,
+      rating: req.rating,
+      message: req.message,
+      customerEmail: req.customerEmail,
+      callerSubject: caller?.subject,
+    });
+    return { tip: tipOut(tip, locale(ctx)) };
+  };
+}
+
+// Anyone holding the tip id (an unguessable UUID the tip page got) may read its status;
+// a partner key, only tips it created or of the workers and venues linked to it.
+function getTipHandler(h: PaymentHandlerContext): Impl["getTip"] {
+  return async (req, ctx) => {
+    const { deps, pool, tipOut } = h;
+    const tip = await loadTip(pool, req.tipId);
+    if (!tip) throw new NotFoundError("tip_id: no such tip");
+    const caller = callerOf(ctx);
+    if (isPartner(caller) && tip.customer_subject !== caller.subject) {
+      await requirePartnerLinked(deps, caller.subject, tip.worker_id ?? "", tip.venue_id);
+    }
+    return { tip: tipOut(tip, locale(ctx)) };
+  };
+}
+
+// Feedback is taken once, and only for a confirmed tip: a rating for money
+// that never moved would mislead the worker and their manager.
+function rateTipHandler(h: PaymentHandlerContext): Impl["rateTip"] {
+  return async (req, ctx) => {
+    const { pool, tipOut } = h;
+    const { rows } = await pool.query<TipRow>(
+      `UPDATE payment.tips SET rating = $2, message = $3, rated_at = now()
+        WHERE tip_id = $1 AND status = 'succeeded' AND rated_at IS NULL RETURNING *`,
+      [req.tipId, req.rating, req.message],
+    );
+    if (rows[0]) return { tip: tipOut(rows[0], locale(ctx)) };
+    const tip = await loadTip(pool, req.tipId);
+    if (!tip) throw new NotFoundError("tip_id: no such tip");
+    if (tip.status !== "succeeded") throw new InvalidStateError("tip_id: feedback is taken only for a tip that went through");
+    if (tip.rating === req.rating && tip.message === req.message) return { tip: tipOut(tip, locale(ctx)) };
+    throw new InvalidStateError("tip_id: feedback was already given for this tip");
+  };
+}
+
+function watchTipHandler(h: PaymentHandlerContext): Impl["watchTip"] {
+  return async function* (req, ctx) {
+    const { deps, pool, tipOut } = h;
+    let last = "";
+    let committed: TipRow | undefined;
+    const until = Date.now() + 15 * 60_000;
+    while (!ctx.signal.aborted && Date.now() < until) {
+      // Woken at once by changes in this process; polls for those made by other replicas.
+      const change = nextChange(deps, req.tipId, 1000, ctx.signal);
+      try {
+        const tip = committed ?? (await loadTip(pool, req.tipId));
+        if (!tip) throw new NotFoundError("tip_id: no such tip");
+        const card = tip as CardTipRow;
+        const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}|${card.next_action_url ?? ""}|${card.card_state ?? ""}`;
+        if (key !== last) {
+          last = key;
+          yield { tip: tipOut(tip, locale(ctx)) };
+        }
+        if (isFinal(tip.status)) return;
+        committed = await change.wait;
+      } finally {
+        change.cancel();
+      }
+    }
+  };
+}
+
+function listTipsHandler(h: PaymentHandlerContext): Impl["listTips"] {
+  return async (req, ctx) => {
+    const { pool, tipOut } = h;
+    const caller = requireCaller(ctx);
+    const size = pageSize(req.page);
+    const cursor = decodeTimeIdToken(req.page?.pageToken);
+    const status = req.status ? TIP_STATUS_CODE[req.status] : null;
+    const { rows } = await pool.query<TipRow & { page_at: string }>(
+      `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.tips WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
+         AND ($3::timestamptz IS NULL OR (created_at, tip_id) < ($3::timestamptz, $4::uuid))
+       ORDER BY created_at DESC, tip_id DESC LIMIT $5`,
+      [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+    );
+    const page = rows.slice(0, size);
+    return {
+      tips: page.map((t) => tipOut(t, locale(ctx))),
+      page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].tip_id]) : "" },
+    };
+  };
+}
