@@ -45,7 +45,7 @@ await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
 const url = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`;
 const bus = await JetStreamBus.connect({ servers: nats.url, logger });
 const peers = createPeers(() => undefined);
-const auth = await startService(createAuth({ env: { AUTH_WEBHOOK_POLL_MS: "20" }, otpSender: { send: async () => undefined } as never }), {
+const auth = await startService(createAuth({ env: { AUTH_WEBHOOK_POLL_MS: "20", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true" }, otpSender: { send: async () => undefined } as never }), {
   logger, pool, bus, cache: new MemoryCache(), metrics: new Metrics(), peers,
 });
 const as = (subject: string, role: "admin" | "partner") =>

@@ -30,13 +30,14 @@ const imageOf = (component: string, tag: string) => `ghcr.io/ttip-platform/${com
 const missing = missingPrerequisite();
 if (missing && process.env.TTIP_REQUIRE_KUBE) throw new Error(`the chart's cluster test cannot run: ${missing}`);
 
-/** A production-shaped install: M-Pesa on, ingress with webhook routes, monitoring objects. */
+/** A production-shaped install: M-Pesa on, ingress with webhook routes, monitoring objects, sampled traces. */
 const VALUES = {
   publicUrl: "https://tips.example.co.ke",
   mpesa: { enabled: true, shortcode: "600100", b2cShortcode: "600200", initiatorName: "ttip-api", initiatorCertificate: { existingSecret: "mpesa-initiator", key: "initiator.cer" } },
   admin: { allowedNetworks: ["10.20.0.0/16"] },
   gateway: { ingress: { enabled: true, className: "nginx" } },
   metrics: { serviceMonitor: { enabled: true }, grafanaDashboard: { enabled: true }, prometheusRule: { enabled: true } },
+  otel: { endpoint: "http://otel-collector.monitoring:4318", sampleRatio: 0.1 },
 };
 
 const SECRETS: Record<string, Record<string, string>> = {
@@ -134,6 +135,7 @@ describe("the chart on a real API server", { skip: missing ? `skipped: ${missing
     assert.match(stdout, /STATUS: deployed/);
     assert.match(stdout, /PostgreSQL connections at the HPA's maximum: 350/, "NOTES prints the pools' total");
     assert.match(stdout, /WARNING: that is more than database.maxConnections \(100\)/);
+    assert.match(stdout, /^Traces: OTLP\/HTTP to http:\/\/otel-collector\.monitoring:4318\/v1\/traces, 10% of new traces/m);
 
     const jobs = await list(`/apis/batch/v1/namespaces/${NS}/jobs`);
     assert.deepEqual(jobs.map((j) => j.metadata.name), ["t-ttip-migrate"], "one migration Job (pre-install hook)");

@@ -74,7 +74,12 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   // its callbacks come from loopback and go to the payment service's own port.
   // What the services read, parsed once by each: the given environment plus the simulators' addresses.
   // Nothing is written to process.env.
-  const vars: Record<string, string | undefined> = { ...envVars, QR_ALLOW_DEV_SIGNING_KEY: envVars.QR_ALLOW_DEV_SIGNING_KEY ?? "true" };
+  // The sandbox: a development QR key, and partner webhooks to receivers on loopback.
+  const vars: Record<string, string | undefined> = {
+    ...envVars,
+    QR_ALLOW_DEV_SIGNING_KEY: envVars.QR_ALLOW_DEV_SIGNING_KEY ?? "true",
+    AUTH_WEBHOOK_ALLOW_LOOPBACK: envVars.AUTH_WEBHOOK_ALLOW_LOOPBACK ?? (envVars.NODE_ENV === "production" ? undefined : "true"),
+  };
   const daraja = vars.DARAJA_BASE_URL ? undefined : await startDarajaSimulator({ callbackDelayMs: 2000, lateDelayMs: 20_000 });
   if (daraja) {
     Object.assign(vars, {

@@ -56,7 +56,7 @@ export async function startSdkPlatform(): Promise<SdkPlatform> {
       }),
   };
   // Deliveries polled often and retried soon, so a test sees one within a second or two.
-  const auth = createAuth({ env: { AUTH_WEBHOOK_POLL_MS: "50", AUTH_WEBHOOK_RETRY_BASE_MS: "150", AUTH_WEBHOOK_TIMEOUT_MS: "2000" } });
+  const auth = createAuth({ env: { AUTH_WEBHOOK_POLL_MS: "50", AUTH_WEBHOOK_RETRY_BASE_MS: "150", AUTH_WEBHOOK_TIMEOUT_MS: "2000", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true" } });
   const t: TestService = await startTestService(auth, { with: [recordingQr] });
   let gateway: RunningServer | undefined;
   let control: Server | undefined;

@@ -38,6 +38,8 @@ const shape = {
   AUTH_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(15),
   AUTH_WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
   AUTH_WEBHOOK_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(1_000),
+  // Webhooks to loopback receivers (http:// or https://): the sandbox and tests only, never production.
+  AUTH_WEBHOOK_ALLOW_LOOPBACK: env.flag(false),
 };
 
 export interface AuthConfig {
@@ -69,8 +71,10 @@ export interface WebhookConfig {
   maxAttempts: number;
   timeoutMs: number;
   pollMs: number;
-  /** Production: https:// only, never to a private address literal. Else also http:// to loopback. */
+  /** Production: https:// only. */
   httpsOnly: boolean;
+  /** Receivers on loopback too (http:// or https://): the sandbox and tests; never in production. */
+  allowLoopback: boolean;
 }
 
 export function loadAuthConfig(vars: Env = process.env): AuthConfig {
@@ -78,6 +82,9 @@ export function loadAuthConfig(vars: Env = process.env): AuthConfig {
   const production = c.NODE_ENV === "production";
   if (production && !c.AUTH_KEY_ENCRYPTION_SECRET) {
     throw new ConfigError(["AUTH_KEY_ENCRYPTION_SECRET: is required in production (it seals signing keys and partner secrets)"]);
+  }
+  if (production && c.AUTH_WEBHOOK_ALLOW_LOOPBACK) {
+    throw new ConfigError(["AUTH_WEBHOOK_ALLOW_LOOPBACK: is for the sandbox and tests; production sends webhooks to public addresses only"]);
   }
   return {
     production,
@@ -104,6 +111,7 @@ export function loadAuthConfig(vars: Env = process.env): AuthConfig {
       timeoutMs: c.AUTH_WEBHOOK_TIMEOUT_MS,
       pollMs: c.AUTH_WEBHOOK_POLL_MS,
       httpsOnly: production,
+      allowLoopback: c.AUTH_WEBHOOK_ALLOW_LOOPBACK,
     },
   };
 }

@@ -10,13 +10,13 @@ import { createCore, type AuthCore } from "./core.js";
 import { deviceHandlers } from "./devices.js";
 import { internalHandlers } from "./internal.js";
 import { loginHandlers } from "./login.js";
-import { partnerWebhooks, PARTNER_SERVICES, type PartnerWebhooks } from "./partners/index.js";
+import { partnerWebhooks, PARTNER_SERVICES, type HostResolver, type PartnerWebhooks } from "./partners/index.js";
 import { NotificationOtpSender, SmsApiOtpSender, type OtpSender } from "./otp-sender.js";
 import type { SmsSimulator } from "./sms-simulator.js";
 import { toUser } from "./users.js";
 
 export { signPartnerRequest, partnerStringToSign } from "./partner.js";
-export { webhookSignature, retryDelayMs, checkWebhookUrl, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_DELIVERY_HEADER, WEBHOOK_CONSUMER } from "./partners/index.js";
+export { webhookSignature, retryDelayMs, checkWebhookUrl, addressKind, type HostResolver, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_DELIVERY_HEADER, WEBHOOK_CONSUMER } from "./partners/index.js";
 export { issueSetupToken, SETUP_TOKEN_TTL_MS } from "./bootstrap.js";
 export type { OtpSender } from "./otp-sender.js";
 export { AUDIENCE, ISSUER } from "./keys.js";
@@ -34,6 +34,8 @@ function stopBoth(first: () => Promise<void>, second: () => Promise<void>): () =
 export interface AuthOptions extends ModuleOptions {
   /** Replaces the configured OTP delivery (a test double or another channel). */
   otpSender?: OtpSender;
+  /** Resolves webhook hosts (default: the system resolver); tests script DNS answers with it. */
+  webhookResolver?: HostResolver;
 }
 
 /** The auth service module; `auth` below is the one every host starts. */
@@ -63,7 +65,7 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
   const webhooks = new WeakMap<ServiceContext, PartnerWebhooks>();
   const webhooksOf = (ctx: ServiceContext) => {
     let w = webhooks.get(ctx);
-    if (!w) webhooks.set(ctx, (w = partnerWebhooks(coreOf(ctx))));
+    if (!w) webhooks.set(ctx, (w = partnerWebhooks(coreOf(ctx), options.webhookResolver)));
     return w;
   };
 

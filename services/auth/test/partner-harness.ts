@@ -29,6 +29,7 @@ import {
 } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { createAuth } from "../src/index.js";
+import { systemResolver } from "../src/partners/index.js";
 import { partnerCallSigner, type PartnerKey } from "../src/testing.js";
 
 export type { PartnerKey };
@@ -40,6 +41,8 @@ export const WEBHOOK_ENV = {
   AUTH_WEBHOOK_MAX_ATTEMPTS: "4",
   AUTH_WEBHOOK_TIMEOUT_MS: "2000",
   AUTH_WEBHOOK_POLL_MS: "50",
+  // The receiver is on loopback.
+  AUTH_WEBHOOK_ALLOW_LOOPBACK: "true",
 };
 
 export interface Received {
@@ -124,6 +127,8 @@ export interface PartnerHarness {
   stopAuth(): Promise<void>;
   startAuth(): Promise<void>;
   issueKey(name: string, scopes: string[]): Promise<PartnerKey>;
+  /** Scripted DNS answers for webhook hosts (what auth's resolver sees); other hosts go to the system resolver. */
+  dns: Map<string, string[]>;
   /** PartnerService through the gateway, each call signed with `key`. */
   partner(key: PartnerKey): Client<typeof PartnerService>;
   /** A worker's consent RPCs, as the gateway would pass a verified worker token. */
@@ -151,7 +156,9 @@ export async function startPartnerHarness(options: { env?: Record<string, string
     urls.set(m.name, s.server.url);
     others.push(s);
   }
-  const authModule = createAuth({ env: { ...WEBHOOK_ENV, ...options.env }, otpSender: { send: async () => undefined } as never });
+  const dns = new Map<string, string[]>();
+  const webhookResolver = async (host: string) => dns.get(host) ?? systemResolver(host);
+  const authModule = createAuth({ env: { ...WEBHOOK_ENV, ...options.env }, otpSender: { send: async () => undefined } as never, webhookResolver });
   let auth: RunningService | undefined = await startService(authModule, ctx);
   // A fixed port, so the gateway's backend address survives restarts.
   const authPort = Number(new URL(auth.server.url).port);
@@ -194,6 +201,7 @@ export async function startPartnerHarness(options: { env?: Record<string, string
     receiver,
     stopAuth,
     startAuth,
+    dns,
     async restartAuth(between) {
       await stopAuth();
       await between?.();

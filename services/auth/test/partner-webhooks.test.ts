@@ -7,7 +7,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { PayoutSucceededSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { eventually } from "@ttip/runtime/testing";
-import { retryDelayMs } from "../src/index.js";
+import { checkWebhookUrl, retryDelayMs } from "../src/index.js";
 import { startPartnerHarness, WEBHOOK_ENV, type PartnerHarness, type PartnerKey, type Received } from "./partner-harness.js";
 
 const kes = (amountMinor: bigint) => ({ currency: "KES", amountMinor });
@@ -186,8 +186,9 @@ describe("partner webhooks", () => {
     const bad = await failure(h.partner(pos).createWebhookSubscription({ url: "ftp://example.com/x", eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` }));
     assert.equal(bad.code, Code.InvalidArgument);
     assert.match(bad.message, /^url: /);
-    const remote = await failure(h.partner(pos).createWebhookSubscription({ url: "http://example.com/x", eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` }));
-    assert.deepEqual(remote, { code: Code.InvalidArgument, message: "url: must be https:// (http:// only to localhost, for development)" });
+    h.dns.set("pos.example.com", ["93.184.216.34"]);
+    const remote = await failure(h.partner(pos).createWebhookSubscription({ url: "http://pos.example.com/x", eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` }));
+    assert.deepEqual(remote, { code: Code.InvalidArgument, message: "url: must be https://: pos.example.com is not on loopback" });
     const noTypes = await failure(h.partner(pos).createWebhookSubscription({ url: h.receiver.url, eventTypes: [], idempotencyKey: `sub-${randomUUID()}` }));
     assert.equal(noTypes.code, Code.InvalidArgument);
     assert.match(noTypes.message, /event_types/);
@@ -246,5 +247,50 @@ describe("partner webhooks", () => {
     const marker = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
     await eventually("a later event delivered", () => h.receiver.forEvent(marker).length === 1);
     assert.equal(h.receiver.forEvent(afterRevoke).length, 0, "after the revocation: not sent");
+  });
+
+  test("destinations: private, link-local and (without the sandbox setting) loopback addresses are refused, by literal or by DNS", async () => {
+    const sub = (url: string) => failure(h.partner(pos).createWebhookSubscription({ url, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` }));
+    h.dns.set("internal.pos.example", ["93.184.216.34", "10.1.2.3"]);
+    assert.deepEqual(await sub("https://internal.pos.example/hooks"), {
+      code: Code.InvalidArgument,
+      message: "url: internal.pos.example resolves to 10.1.2.3, which is a private address: webhooks go to public addresses only",
+    });
+    assert.deepEqual(await sub("https://169.254.169.254/latest/meta-data"), {
+      code: Code.InvalidArgument,
+      message: "url: 169.254.169.254 is a private address: webhooks go to public addresses only",
+    });
+    assert.deepEqual(await sub("https://[fd00::1]/hooks"), { code: Code.InvalidArgument, message: "url: fd00::1 is a private address: webhooks go to public addresses only" });
+    assert.deepEqual(await sub("https://nowhere.invalid/hooks"), { code: Code.InvalidArgument, message: "url: nowhere.invalid does not resolve" });
+
+    // Without AUTH_WEBHOOK_ALLOW_LOOPBACK (everywhere but the sandbox and tests), loopback is refused too.
+    const strict = { httpsOnly: false, allowLoopback: false };
+    const resolver = async (host: string) => (host === "localhost" ? ["127.0.0.1", "::1"] : ["93.184.216.34"]);
+    await assert.rejects(checkWebhookUrl("https://localhost:8443/hooks", strict, resolver), /^ConnectError: \[invalid_argument\] url: localhost resolves to 127\.0\.0\.1, which is a loopback address/);
+    await assert.rejects(checkWebhookUrl("http://127.0.0.1:8080/hooks", strict, resolver), /url: must be https:\/\/ \(http:\/\/ only to loopback/);
+    assert.equal(await checkWebhookUrl("https://hooks.pos.example/ttip", strict, resolver), "https://hooks.pos.example/ttip");
+    assert.equal(await checkWebhookUrl("https://93.184.216.34/ttip", { httpsOnly: true, allowLoopback: false }, resolver), "https://93.184.216.34/ttip");
+    // An IPv4-mapped IPv6 address is judged as the IPv4 address it hides.
+    await assert.rejects(checkWebhookUrl("https://[::ffff:127.0.0.1]/ttip", strict, resolver), /::ffff:7f00:1 is a loopback address/);
+    await assert.rejects(checkWebhookUrl("https://[::ffff:10.0.0.1]/ttip", strict, resolver), /::ffff:a00:1 is a private address/);
+  });
+
+  test("DNS rebinding: each delivery resolves the host again, connects only to what it checked, and is not sent when the answer turned private", async () => {
+    const rebinder = await h.issueKey("Rebinding POS", ["webhooks:read", "webhooks:write"]);
+    const host = "hooks.rebinding.test";
+    h.dns.set(host, ["127.0.0.1"]);
+    const url = h.receiver.url.replace("127.0.0.1", host);
+    await h.partner(rebinder).createWebhookSubscription({ url, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
+    // Only the scripted answer knows this host: a delivery arriving proves the request used it.
+    const first = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: rebinder.keyId });
+    await eventually("delivered through the checked address", () => h.receiver.forEvent(first).length === 1);
+
+    h.dns.set(host, ["10.0.0.7"]);
+    const second = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: rebinder.keyId });
+    const refused = await eventually("the attempt logged", async () => (await logOf(rebinder)).find((d) => d.eventId === second && d.attempts >= 1 && d.lastError));
+    assert.equal(refused.lastError, `not sent: ${host} resolves to 10.0.0.7, which is a private address: webhooks go to public addresses only`);
+    assert.equal(refused.lastResponseStatus, 0);
+    assert.equal(refused.status, WebhookDeliveryStatus.PENDING, "retried later, in case the partner fixes its DNS");
+    assert.equal(h.receiver.forEvent(second).length, 0, "nothing was sent");
   });
 });

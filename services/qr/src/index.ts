@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { QrService, QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { ConfigError, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { devKeyAllowed, loadQrConfig, type QrConfig } from "./config.js";
-import { createHandlers, type QrDeps } from "./handlers.js";
+import { createHandlers, type QrDeps } from "./handlers/index.js";
 import { Resolver } from "./resolver.js";
 import { PayloadSigner } from "./signing.js";
 import { startTipConsumer } from "./tips.js";

@@ -10,10 +10,12 @@ import { partnerAdminHandlers } from "./admin.js";
 import { consentedReadHandlers, consentHandlers } from "./consents.js";
 import { fanOut, WEBHOOK_SOURCE_SUBJECT } from "./fan-out.js";
 import { WebhookSender } from "./sender.js";
+import { systemResolver, type HostResolver } from "./destination.js";
 import { webhookHandlers } from "./webhooks.js";
 
 export { webhookSignature, retryDelayMs, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_DELIVERY_HEADER } from "./sender.js";
-export { checkWebhookUrl, MAX_SUBSCRIPTIONS_PER_KEY } from "./webhooks.js";
+export { MAX_SUBSCRIPTIONS_PER_KEY } from "./webhooks.js";
+export { addressKind, checkWebhookUrl, systemResolver, type HostResolver } from "./destination.js";
 
 export const PARTNER_SERVICES = [PartnerService, PartnerConsentService, PartnerAdminService];
 /** The inbox's (and the durable consumer's) name. */
@@ -25,11 +27,11 @@ export interface PartnerWebhooks {
   start(): Promise<() => Promise<void>>;
 }
 
-export function partnerWebhooks(core: AuthCore): PartnerWebhooks {
-  const sender = new WebhookSender({ pool: core.ctx.pool, sealer: core.sealer, config: core.config.webhooks, logger: core.ctx.logger, metrics: core.ctx.metrics });
+export function partnerWebhooks(core: AuthCore, resolve: HostResolver = systemResolver): PartnerWebhooks {
+  const sender = new WebhookSender({ pool: core.ctx.pool, sealer: core.sealer, config: core.config.webhooks, logger: core.ctx.logger, metrics: core.ctx.metrics, resolve });
   return {
     routes(router) {
-      router.service(PartnerService, { ...webhookHandlers(core), ...consentedReadHandlers(core) });
+      router.service(PartnerService, { ...webhookHandlers(core, resolve), ...consentedReadHandlers(core) });
       router.service(PartnerConsentService, consentHandlers(core));
       router.service(PartnerAdminService, partnerAdminHandlers(core, () => sender.wake()));
     },

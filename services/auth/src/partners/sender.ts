@@ -1,8 +1,11 @@
 import { createHmac } from "node:crypto";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
 import { withTransaction, type Logger, type Metrics, type Pool } from "@ttip/runtime";
 import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { WebhookConfig } from "../config.js";
 import type { Sealer } from "../crypto.js";
+import { DestinationRefused, pinnedLookup, resolveDestination, type Destination, type HostResolver } from "./destination.js";
 import type { DeliveryRow } from "./rows.js";
 
 /** The header the TypeScript, Go and Python SDKs' webhook verifiers read: "t=<unix seconds>,v1=<hex HMAC-SHA256>". */
@@ -38,6 +41,7 @@ export interface SenderOptions {
   config: WebhookConfig;
   logger: Logger;
   metrics?: Metrics;
+  resolve: HostResolver;
 }
 
 /**
@@ -168,27 +172,48 @@ export class WebhookSender {
     }
     const unix = Math.floor(Date.now() / 1000);
     try {
-      const res = await fetch(d.url, {
-        method: "POST",
-        // A redirect is not an answer: the receiver must be at the URL it registered.
-        redirect: "manual",
-        signal: AbortSignal.timeout(this.o.config.timeoutMs),
-        headers: {
-          "content-type": "application/json",
-          "user-agent": "ttip-webhooks/1",
-          [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(secret, d.body, unix),
-          [WEBHOOK_DELIVERY_HEADER]: d.delivery_id,
-        },
-        body: d.body,
+      // Resolved and checked again now (the answer may have changed since the
+      // subscription), and the request connects only to what was checked.
+      const to = await resolveDestination(d.url, this.o.config, this.o.resolve);
+      const res = await postOnce(to, d.body, this.o.config.timeoutMs, {
+        "content-type": "application/json",
+        "user-agent": "ttip-webhooks/1",
+        [WEBHOOK_SIGNATURE_HEADER]: webhookSignature(secret, d.body, unix),
+        [WEBHOOK_DELIVERY_HEADER]: d.delivery_id,
       });
-      // The answer's body is not needed; reading a little frees the connection.
-      const text = (await res.text().catch(() => "")).slice(0, 120);
       const ok = res.status >= 200 && res.status < 300;
-      return { status: res.status, error: ok ? "" : `HTTP ${res.status}${text ? `: ${text}` : ""}`.slice(0, MAX_ERROR_CHARS) };
+      return { status: res.status, error: ok ? "" : `HTTP ${res.status}${res.text ? `: ${res.text}` : ""}`.slice(0, MAX_ERROR_CHARS) };
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string; message?: string } };
-      const why = e.name === "TimeoutError" ? `no answer within ${this.o.config.timeoutMs} ms` : (e.cause?.code ?? e.cause?.message ?? e.message);
+      if (err instanceof DestinationRefused) return { status: 0, error: `not sent: ${err.message}`.slice(0, MAX_ERROR_CHARS) };
+      const e = err as Error & { code?: string; cause?: { code?: string; message?: string } };
+      const why = e.name === "TimeoutError" || e.name === "AbortError" ? `no answer within ${this.o.config.timeoutMs} ms` : (e.code ?? e.cause?.code ?? e.cause?.message ?? e.message);
       return { status: 0, error: String(why).slice(0, MAX_ERROR_CHARS) };
     }
   }
+}
+
+/**
+ * One POST to a checked destination, connecting only to its checked addresses.
+ * A redirect is not an answer (it is not followed): the receiver must be at the
+ * URL it registered. Keeps the first 120 characters of the answer.
+ */
+function postOnce(to: Destination, body: string, timeoutMs: number, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  const request = to.url.protocol === "https:" ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = request(
+      to.url,
+      { method: "POST", headers: { ...headers, "content-length": Buffer.byteLength(body) }, lookup: pinnedLookup(to.addresses), signal: AbortSignal.timeout(timeoutMs) },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk: string) => {
+          if (text.length < 120) text += chunk;
+        });
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: text.slice(0, 120) }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
 }

@@ -1,11 +1,10 @@
 import { randomUUID } from "node:crypto";
-import { isIP } from "node:net";
 import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodeTimeIdToken, idempotentRequest, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Queryable, RateLimitedError, requireCaller, withTransaction } from "@ttip/runtime";
 import type { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
-import type { WebhookConfig } from "../config.js";
 import type { AuthCore } from "../core.js";
 import { opaqueToken } from "../crypto.js";
+import { checkWebhookUrl, type HostResolver } from "./destination.js";
 import { deliveryState, toDelivery, toSubscription, type DeliveryRow, type SubscriptionRow } from "./rows.js";
 
 /** Live subscriptions a key may hold: each event is fanned out to at most this many URLs per key. */
@@ -19,46 +18,13 @@ export async function callingKey(db: Queryable, ctx: HandlerContext): Promise<{ 
   return { keyId: rows[0].key_id, partnerName: rows[0].partner_name };
 }
 
-const PRIVATE_V4 = [/^10\./, /^127\./, /^169\.254\./, /^172\.(1[6-9]|2\d|3[01])\./, /^192\.168\./, /^0\./, /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./];
-const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
-
-/**
- * A URL deliveries may go to: https:// anywhere public; outside production
- * also http:// to loopback (a developer's receiver, the sandbox). Production
- * refuses private and loopback address literals (the service's own network).
- */
-export function checkWebhookUrl(raw: string, config: Pick<WebhookConfig, "httpsOnly">): string {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw fieldError("url", "not an absolute URL");
-  }
-  if (url.username || url.password) throw fieldError("url", "must not carry credentials: deliveries are signed instead");
-  if (url.hash) throw fieldError("url", "must not have a #fragment");
-  const host = url.hostname.toLowerCase();
-  const loopback = LOOPBACK_HOSTS.has(host) || /^127\./.test(host);
-  if (url.protocol === "http:") {
-    if (config.httpsOnly || !loopback) throw fieldError("url", config.httpsOnly ? "must be https://" : "must be https:// (http:// only to localhost, for development)");
-  } else if (url.protocol !== "https:") {
-    throw fieldError("url", "must be https://");
-  }
-  if (config.httpsOnly) {
-    const bare = host.replace(/^\[|\]$/g, "");
-    const v = isIP(bare);
-    const privateAddress = loopback || (v === 4 && PRIVATE_V4.some((r) => r.test(bare))) || (v === 6 && /^(::1?$|f[cd]|fe[89ab])/i.test(bare));
-    if (privateAddress) throw fieldError("url", "must be a public address, not a private or loopback one");
-  }
-  return url.toString();
-}
-
 /** A partner key's webhook subscriptions and delivery log. */
-export function webhookHandlers(core: AuthCore): Partial<ServiceImpl<typeof PartnerService>> {
+export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<ServiceImpl<typeof PartnerService>> {
   const { pool } = core.ctx;
   return {
     async createWebhookSubscription(req, ctx) {
       const key = await callingKey(pool, ctx);
-      const url = checkWebhookUrl(req.url, core.config.webhooks);
+      const url = await checkWebhookUrl(req.url, core.config.webhooks, resolve);
       const eventTypes = [...new Set(req.eventTypes)].sort((a, b) => a - b);
       // The same request with the types in another order is the same request.
       const idempotent = idempotentRequest("auth", ctx, { ...req, eventTypes }, key.keyId);

@@ -60,8 +60,9 @@ try {
     {
       cwd: root,
       stdio: "inherit",
-      // Services the tests start in-process may generate a development QR signing key (a pod may not).
-      env: { ...process.env, TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url, QR_ALLOW_DEV_SIGNING_KEY: "true" },
+      // Services the tests start in-process may generate a development QR signing key (a pod may not),
+      // and send partner webhooks to receivers on loopback (the sandbox's setting; never production's).
+      env: { ...process.env, TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url, QR_ALLOW_DEV_SIGNING_KEY: "true", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true" },
     },
   );
   const stopChild = () => child.kill("SIGTERM");

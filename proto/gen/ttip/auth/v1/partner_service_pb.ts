@@ -27,7 +27,8 @@ export const file_ttip_auth_v1_partner_service: GenFile = /*@__PURE__*/
  */
 export type CreateWebhookSubscriptionRequest = Message<"ttip.auth.v1.CreateWebhookSubscriptionRequest"> & {
   /**
-   * https:// (plain http:// only to loopback, for local development and the sandbox).
+   * https:// to a host whose addresses are all public (checked again at every
+   * delivery); plain http:// and loopback only where the sandbox allows them.
    *
    * @generated from field: string url = 1;
    */

@@ -27,7 +27,8 @@ const (
 
 type CreateWebhookSubscriptionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// https:// (plain http:// only to loopback, for local development and the sandbox).
+	// https:// to a host whose addresses are all public (checked again at every
+	// delivery); plain http:// and loopback only where the sandbox allows them.
 	Url            string             `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
 	EventTypes     []WebhookEventType `protobuf:"varint,2,rep,packed,name=event_types,json=eventTypes,proto3,enum=ttip.auth.v1.WebhookEventType" json:"event_types,omitempty"`
 	IdempotencyKey string             `protobuf:"bytes,3,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`

@@ -37,7 +37,8 @@ class CreateWebhookSubscriptionRequest(Message[_CreateWebhookSubscriptionRequest
 
     Attributes:
         url:
-            https:// (plain http:// only to loopback, for local development and the sandbox).
+            https:// to a host whose addresses are all public (checked again at every
+            delivery); plain http:// and loopback only where the sandbox allows them.
 
             ```proto
             string url = 1;

@@ -1,0 +1,57 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import type { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { NotFoundError } from "@ttip/runtime";
+import { VENUE, WORKER } from "../access.js";
+import { normalizeShortCode, oneSlipAway } from "../shortcode.js";
+import { codeByAccountReference, isVenueManager, profileOf } from "../store.js";
+import type { QrHandlerContext } from "./context.js";
+
+type Impl = ServiceImpl<typeof QrInternalService>;
+
+/** The platform's own calls: venue access and paybill account references. */
+export function internalHandlers(h: QrHandlerContext): Partial<Impl> {
+  return {
+    getVenueAccess: getVenueAccessHandler(h),
+    matchAccountReference: matchAccountReferenceHandler(h),
+    suggestAccountReferences: suggestAccountReferencesHandler(h),
+  };
+}
+
+function getVenueAccessHandler(h: QrHandlerContext): Impl["getVenueAccess"] {
+  return async (req) => {
+    const { pool } = h;
+    const venue = await profileOf(pool, VENUE, req.venueId);
+    if (!venue) return { venueExists: false, isManager: false, displayName: "", currency: "", active: false };
+    const isManager = req.userId ? await isVenueManager(pool, req.venueId, req.userId) : false;
+    return { venueExists: true, isManager, displayName: venue.displayName, currency: venue.currency, active: venue.active };
+  };
+}
+
+function matchAccountReferenceHandler(h: QrHandlerContext): Impl["matchAccountReference"] {
+  return async (req) => {
+    const { pool } = h;
+    const code = await codeByAccountReference(pool, normalizeShortCode(req.accountReference));
+    if (!code) throw new NotFoundError(`account_reference: no code has the reference ${req.accountReference}`);
+    return {
+      workerId: code.ownerKind === WORKER ? code.ownerId : "",
+      qrCodeId: code.id,
+      venueId: code.ownerKind === VENUE ? code.ownerId : (code.venueId ?? ""),
+      status: code.status as QrCodeStatus,
+    };
+  };
+}
+
+function suggestAccountReferencesHandler(h: QrHandlerContext): Impl["suggestAccountReferences"] {
+  return async (req) => {
+    const { pool } = h;
+    const typed = normalizeShortCode(req.accountReference);
+    const candidates = oneSlipAway(typed).slice(0, 2_000);
+    if (!candidates.length) return { accountReferences: [] };
+    const { rows } = await pool.query<{ account_reference: string }>(
+      `SELECT account_reference FROM qr.qr_codes WHERE account_reference = ANY($1::text[]) AND status = 1 ORDER BY account_reference LIMIT 5`,
+      [candidates],
+    );
+    return { accountReferences: rows.map((r) => r.account_reference) };
+  };
+}
