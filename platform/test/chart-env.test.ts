@@ -7,7 +7,8 @@
 // (http://t-ttip-<role>:8080) becomes the role's loopback port, and the public
 // https address becomes the local ingress. Then a tip goes end to end: worker
 // sign-up by SMS OTP (auth -> notification -> the SMS provider), a QR code, an
-// STK push, Daraja's callback through the ingress, the credit in the wallet.
+// STK push, Daraja's callback through the ingress, the credit in the wallet;
+// every process exports its spans to a loopback OTLP collector (otel.endpoint).
 import assert from "node:assert/strict";
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -31,7 +32,7 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
+import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startOtlpReceiver, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
 import { helmBinary } from "../../charts/test/helm.js";
 import { ensureWebBuild, WEB_DIR as webRoot } from "@ttip/web";
 import { buildPlatform } from "../build.js";
@@ -39,6 +40,7 @@ import { buildPlatform } from "../build.js";
 const exec = promisify(execFile);
 const chart = fileURLToPath(new URL("../../charts/ttip", import.meta.url));
 const PUBLIC = "https://tips.example.co.ke";
+const COLLECTOR = "http://otel-collector.monitoring:4318";
 /** Every Deployment the chart renders (a new service joins the test by joining the chart). */
 const ROLES: string[] = [];
 type RoleName = string;
@@ -93,6 +95,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
   let redis: TestServer;
   let nats: TestServer;
   let daraja: DarajaSimulator;
+  let collector: Awaited<ReturnType<typeof startOtlpReceiver>>;
   let ingress: { url: string; close(): Promise<void> };
   const providers = new ProviderSimulator();
   const procs = new Map<RoleName, PlatformProcess>();
@@ -120,7 +123,9 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     const [built] = await Promise.all([buildPlatform(buildDir), ensureWebBuild(), (async () => ([redis, nats, db] = await Promise.all([startRedis(), startNats(), createTestDatabase()])))()]);
     await providers.start();
     daraja = await startDarajaSimulator({ callbackDelayMs: 50 });
+    collector = await startOtlpReceiver();
     const values = {
+      otel: { endpoint: COLLECTOR },
       publicUrl: PUBLIC,
       mpesa: { enabled: true, baseUrl: daraja.url, shortcode: daraja.options.shortcode, callbackAllowedIps: ["127.0.0.1"] },
       notification: { africastalking: { baseUrl: providers.url, username: providers.at.username, senderId: "TTIP" } },
@@ -162,7 +167,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     for (const role of [...ROLES, "web"]) ports.set(role, await freePort());
     ingress = await startIngress(routes.map((r) => ({ path: r.path, type: r.type, port: () => ports.get(r.role as RoleName)! })));
     const local = (value: string) =>
-      value.replace(/http:\/\/t-ttip-([a-z]+):8080/g, (_, role: RoleName) => `http://127.0.0.1:${ports.get(role)}`).replaceAll(PUBLIC, ingress.url);
+      value.replace(/http:\/\/t-ttip-([a-z]+):8080/g, (_, role: RoleName) => `http://127.0.0.1:${ports.get(role)}`).replaceAll(PUBLIC, ingress.url).replaceAll(COLLECTOR, collector.url);
     const envOf = (role: string, vars: EnvVar[]) => {
       const env: Record<string, string> = {};
       for (const v of vars) {
@@ -214,6 +219,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     await Promise.allSettled([...procs.values()].map((p) => p.stop()));
     await ingress?.close();
     await daraja?.close();
+    await collector?.close();
     await providers.close();
     await db?.drop();
     if (buildDir) rmSync(buildDir, { recursive: true, force: true });
@@ -287,12 +293,16 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     await rpc.arrayBuffer();
 
     const customerPhone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
-    const created = await api(PaymentService).createTip({
-      idempotencyKey: randomUUID(),
-      recipient: { case: "qrCode", value: qrCode!.shortCode },
-      amount: { currency: "KES", amountMinor: 10_000n },
-      payment: { case: "mpesaPhone", value: customerPhone },
-    });
+    const traceId = randomUUID().replaceAll("-", "");
+    const created = await api(PaymentService).createTip(
+      {
+        idempotencyKey: randomUUID(),
+        recipient: { case: "qrCode", value: qrCode!.shortCode },
+        amount: { currency: "KES", amountMinor: 10_000n },
+        payment: { case: "mpesaPhone", value: customerPhone },
+      },
+      { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } },
+    );
     // Pending, or already succeeded: the simulator calls back 50 ms after the push, which on
     // busy cores can be applied before CreateTip's answer is read.
     assert.ok([TipStatus.PENDING, TipStatus.SUCCEEDED].includes(created.tip!.status), `created as ${TipStatus[created.tip!.status]}`);
@@ -309,5 +319,23 @@ describe("every role with the environment the chart renders (NODE_ENV=production
       return b && b.ledger!.amountMinor > 0n ? b : undefined;
     });
     assert.equal(credited.ledger!.amountMinor, 10_000n - created.tip!.fee!.amountMinor, "the tip less the quoted fee");
+
+    // Traces, as otel.endpoint renders them, exported by the compiled bundle of each process: the
+    // caller's trace through the gateway into payment (its statements as client spans); Daraja's
+    // callback starts a trace of its own that reaches the wallet's credit and tip_succeeded's consumers.
+    const SERVER = 2, CONSUMER = 5;
+    const spans = await eventually("the tip's trace from the gateway and payment", () => {
+      const own = collector.spans.filter((s) => s.traceId === traceId);
+      const services = new Set(own.map((s) => s.service));
+      return services.has("ttip-gateway") && services.has("ttip-payment") && own;
+    }, { timeoutMs: 30_000 });
+    assert.ok(spans.some((s) => s.service === "ttip-payment" && s.kind === SERVER && s.name === "ttip.payment.v1.PaymentService/CreateTip"));
+    assert.ok(spans.some((s) => s.service === "ttip-payment" && s.kind === 3 && s.name.startsWith("pg ")), "payment's statements");
+    const callback = await eventually("Daraja's callback's trace reaching the wallet and notification", () => {
+      const hook = collector.spans.find((s) => s.service === "ttip-payment" && s.kind === SERVER && s.name === "POST /daraja");
+      const own = hook ? collector.spans.filter((s) => s.traceId === hook.traceId) : [];
+      return own.some((s) => s.service === "ttip-wallet" && s.kind === SERVER) && own.some((s) => s.service === "ttip-notification" && s.kind === CONSUMER) && hook;
+    }, { timeoutMs: 30_000 });
+    assert.ok(!callback.parentSpanId, "Safaricom sends no traceparent: a new trace");
   });
 });

@@ -10,6 +10,8 @@ export interface ReceivedSpan {
   /** OTLP's SpanKind: 2 server, 3 client, 5 consumer. */
   kind: number;
   attributes?: { key: string; value: { stringValue?: string } }[];
+  /** The exporting process's service.name (its resource's). */
+  service: string;
 }
 
 /** A span's string attribute ("" when absent). */
@@ -28,7 +30,10 @@ export async function startOtlpReceiver() {
       exports++;
       assert.equal(req.url, "/v1/traces");
       const body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-      for (const rs of body.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) spans.push(...ss.spans);
+      for (const rs of body.resourceSpans ?? []) {
+        const service = rs.resource?.attributes?.find((a: { key: string }) => a.key === "service.name")?.value.stringValue ?? "";
+        for (const ss of rs.scopeSpans ?? []) for (const span of ss.spans) spans.push({ ...span, service });
+      }
       res.writeHead(200, { "content-type": "application/json" }).end("{}");
     });
   });
