@@ -137,6 +137,9 @@ const (
 	// AuthInternalServiceVerifyStepUpTokenProcedure is the fully-qualified name of the
 	// AuthInternalService's VerifyStepUpToken RPC.
 	AuthInternalServiceVerifyStepUpTokenProcedure = "/ttip.auth.v1.AuthInternalService/VerifyStepUpToken"
+	// AuthInternalServiceListUsersWithRolesProcedure is the fully-qualified name of the
+	// AuthInternalService's ListUsersWithRoles RPC.
+	AuthInternalServiceListUsersWithRolesProcedure = "/ttip.auth.v1.AuthInternalService/ListUsersWithRoles"
 )
 
 // AuthServiceClient is a client for the ttip.auth.v1.AuthService service.
@@ -1163,6 +1166,9 @@ type AuthInternalServiceClient interface {
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
 	// Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)
+	// The users holding any of the given roles, not blocked, oldest first, at
+	// most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
+	ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error)
 }
 
 // NewAuthInternalServiceClient constructs a client for the ttip.auth.v1.AuthInternalService
@@ -1195,6 +1201,13 @@ func NewAuthInternalServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithSchema(authInternalServiceMethods.ByName("VerifyStepUpToken")),
 			connect.WithClientOptions(opts...),
 		),
+		listUsersWithRoles: connect.NewClient[v1.ListUsersWithRolesRequest, v1.ListUsersWithRolesResponse](
+			httpClient,
+			baseURL+AuthInternalServiceListUsersWithRolesProcedure,
+			connect.WithSchema(authInternalServiceMethods.ByName("ListUsersWithRoles")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -1203,6 +1216,7 @@ type authInternalServiceClient struct {
 	getUserById            *connect.Client[v1.GetUserByIdRequest, v1.GetUserByIdResponse]
 	verifyPartnerSignature *connect.Client[v1.VerifyPartnerSignatureRequest, v1.VerifyPartnerSignatureResponse]
 	verifyStepUpToken      *connect.Client[v1.VerifyStepUpTokenRequest, v1.VerifyStepUpTokenResponse]
+	listUsersWithRoles     *connect.Client[v1.ListUsersWithRolesRequest, v1.ListUsersWithRolesResponse]
 }
 
 // GetUserById calls ttip.auth.v1.AuthInternalService.GetUserById.
@@ -1220,6 +1234,11 @@ func (c *authInternalServiceClient) VerifyStepUpToken(ctx context.Context, req *
 	return c.verifyStepUpToken.CallUnary(ctx, req)
 }
 
+// ListUsersWithRoles calls ttip.auth.v1.AuthInternalService.ListUsersWithRoles.
+func (c *authInternalServiceClient) ListUsersWithRoles(ctx context.Context, req *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error) {
+	return c.listUsersWithRoles.CallUnary(ctx, req)
+}
+
 // AuthInternalServiceHandler is an implementation of the ttip.auth.v1.AuthInternalService service.
 type AuthInternalServiceHandler interface {
 	GetUserById(context.Context, *connect.Request[v1.GetUserByIdRequest]) (*connect.Response[v1.GetUserByIdResponse], error)
@@ -1228,6 +1247,9 @@ type AuthInternalServiceHandler interface {
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
 	// Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)
+	// The users holding any of the given roles, not blocked, oldest first, at
+	// most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
+	ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error)
 }
 
 // NewAuthInternalServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -1256,6 +1278,13 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 		connect.WithSchema(authInternalServiceMethods.ByName("VerifyStepUpToken")),
 		connect.WithHandlerOptions(opts...),
 	)
+	authInternalServiceListUsersWithRolesHandler := connect.NewUnaryHandler(
+		AuthInternalServiceListUsersWithRolesProcedure,
+		svc.ListUsersWithRoles,
+		connect.WithSchema(authInternalServiceMethods.ByName("ListUsersWithRoles")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.auth.v1.AuthInternalService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthInternalServiceGetUserByIdProcedure:
@@ -1264,6 +1293,8 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 			authInternalServiceVerifyPartnerSignatureHandler.ServeHTTP(w, r)
 		case AuthInternalServiceVerifyStepUpTokenProcedure:
 			authInternalServiceVerifyStepUpTokenHandler.ServeHTTP(w, r)
+		case AuthInternalServiceListUsersWithRolesProcedure:
+			authInternalServiceListUsersWithRolesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1283,4 +1314,8 @@ func (UnimplementedAuthInternalServiceHandler) VerifyPartnerSignature(context.Co
 
 func (UnimplementedAuthInternalServiceHandler) VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.VerifyStepUpToken is not implemented"))
+}
+
+func (UnimplementedAuthInternalServiceHandler) ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.ListUsersWithRoles is not implemented"))
 }
