@@ -137,6 +137,9 @@ const (
 	// AuthInternalServiceVerifyStepUpTokenProcedure is the fully-qualified name of the
 	// AuthInternalService's VerifyStepUpToken RPC.
 	AuthInternalServiceVerifyStepUpTokenProcedure = "/ttip.auth.v1.AuthInternalService/VerifyStepUpToken"
+	// AuthInternalServiceGetPartnerApiKeyProcedure is the fully-qualified name of the
+	// AuthInternalService's GetPartnerApiKey RPC.
+	AuthInternalServiceGetPartnerApiKeyProcedure = "/ttip.auth.v1.AuthInternalService/GetPartnerApiKey"
 	// AuthInternalServiceListUsersWithRolesProcedure is the fully-qualified name of the
 	// AuthInternalService's ListUsersWithRoles RPC.
 	AuthInternalServiceListUsersWithRolesProcedure = "/ttip.auth.v1.AuthInternalService/ListUsersWithRoles"
@@ -1166,6 +1169,10 @@ type AuthInternalServiceClient interface {
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
 	// Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)
+	// A partner key as admins see it (never its secret), revoked ones included:
+	// for services that must refuse unknown or revoked keys (qr's LinkPartner).
+	// NOT_FOUND if no such key.
+	GetPartnerApiKey(context.Context, *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error)
 	// The users holding any of the given roles, not blocked, oldest first, at
 	// most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
 	ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error)
@@ -1201,6 +1208,13 @@ func NewAuthInternalServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithSchema(authInternalServiceMethods.ByName("VerifyStepUpToken")),
 			connect.WithClientOptions(opts...),
 		),
+		getPartnerApiKey: connect.NewClient[v1.GetPartnerApiKeyRequest, v1.GetPartnerApiKeyResponse](
+			httpClient,
+			baseURL+AuthInternalServiceGetPartnerApiKeyProcedure,
+			connect.WithSchema(authInternalServiceMethods.ByName("GetPartnerApiKey")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		listUsersWithRoles: connect.NewClient[v1.ListUsersWithRolesRequest, v1.ListUsersWithRolesResponse](
 			httpClient,
 			baseURL+AuthInternalServiceListUsersWithRolesProcedure,
@@ -1216,6 +1230,7 @@ type authInternalServiceClient struct {
 	getUserById            *connect.Client[v1.GetUserByIdRequest, v1.GetUserByIdResponse]
 	verifyPartnerSignature *connect.Client[v1.VerifyPartnerSignatureRequest, v1.VerifyPartnerSignatureResponse]
 	verifyStepUpToken      *connect.Client[v1.VerifyStepUpTokenRequest, v1.VerifyStepUpTokenResponse]
+	getPartnerApiKey       *connect.Client[v1.GetPartnerApiKeyRequest, v1.GetPartnerApiKeyResponse]
 	listUsersWithRoles     *connect.Client[v1.ListUsersWithRolesRequest, v1.ListUsersWithRolesResponse]
 }
 
@@ -1234,6 +1249,11 @@ func (c *authInternalServiceClient) VerifyStepUpToken(ctx context.Context, req *
 	return c.verifyStepUpToken.CallUnary(ctx, req)
 }
 
+// GetPartnerApiKey calls ttip.auth.v1.AuthInternalService.GetPartnerApiKey.
+func (c *authInternalServiceClient) GetPartnerApiKey(ctx context.Context, req *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error) {
+	return c.getPartnerApiKey.CallUnary(ctx, req)
+}
+
 // ListUsersWithRoles calls ttip.auth.v1.AuthInternalService.ListUsersWithRoles.
 func (c *authInternalServiceClient) ListUsersWithRoles(ctx context.Context, req *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error) {
 	return c.listUsersWithRoles.CallUnary(ctx, req)
@@ -1247,6 +1267,10 @@ type AuthInternalServiceHandler interface {
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
 	// Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)
+	// A partner key as admins see it (never its secret), revoked ones included:
+	// for services that must refuse unknown or revoked keys (qr's LinkPartner).
+	// NOT_FOUND if no such key.
+	GetPartnerApiKey(context.Context, *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error)
 	// The users holding any of the given roles, not blocked, oldest first, at
 	// most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
 	ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error)
@@ -1278,6 +1302,13 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 		connect.WithSchema(authInternalServiceMethods.ByName("VerifyStepUpToken")),
 		connect.WithHandlerOptions(opts...),
 	)
+	authInternalServiceGetPartnerApiKeyHandler := connect.NewUnaryHandler(
+		AuthInternalServiceGetPartnerApiKeyProcedure,
+		svc.GetPartnerApiKey,
+		connect.WithSchema(authInternalServiceMethods.ByName("GetPartnerApiKey")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	authInternalServiceListUsersWithRolesHandler := connect.NewUnaryHandler(
 		AuthInternalServiceListUsersWithRolesProcedure,
 		svc.ListUsersWithRoles,
@@ -1293,6 +1324,8 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 			authInternalServiceVerifyPartnerSignatureHandler.ServeHTTP(w, r)
 		case AuthInternalServiceVerifyStepUpTokenProcedure:
 			authInternalServiceVerifyStepUpTokenHandler.ServeHTTP(w, r)
+		case AuthInternalServiceGetPartnerApiKeyProcedure:
+			authInternalServiceGetPartnerApiKeyHandler.ServeHTTP(w, r)
 		case AuthInternalServiceListUsersWithRolesProcedure:
 			authInternalServiceListUsersWithRolesHandler.ServeHTTP(w, r)
 		default:
@@ -1314,6 +1347,10 @@ func (UnimplementedAuthInternalServiceHandler) VerifyPartnerSignature(context.Co
 
 func (UnimplementedAuthInternalServiceHandler) VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.VerifyStepUpToken is not implemented"))
+}
+
+func (UnimplementedAuthInternalServiceHandler) GetPartnerApiKey(context.Context, *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.GetPartnerApiKey is not implemented"))
 }
 
 func (UnimplementedAuthInternalServiceHandler) ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error) {
