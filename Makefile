@@ -63,6 +63,7 @@ check-generated: generate
 	git diff --exit-code -- proto/gen proto/docs sdk/go/gen sdk/python/src/ttip_sdk/gen
 	test -z "$$(git status --porcelain -- proto/gen proto/docs sdk/go/gen sdk/python/src/ttip_sdk/gen)"
 
-## breaking: compares the contracts with main's
+## breaking: compares the contracts with main's, and each RPC's declared access (buf breaking ignores option values)
 breaking: install
 	npx buf breaking --against '.git#branch=main'
+	node --import tsx proto/tools/access-breaking.ts main

@@ -9,6 +9,7 @@ import { AlertStatus, FraudAction } from "@ttip/proto/ttip/payment/v1/payment_pb
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, clearSession, CONSOLE_ROLES, hasRole, loadSession, type Session } from "./api";
 import { Audit } from "./audit";
+import { Deliveries } from "./deliveries";
 import { Fraud } from "./fraud";
 import { Money } from "./money";
 import { Partners } from "./partners";
@@ -26,6 +27,7 @@ const SCREENS = {
   suspense: { title: "Suspense", roles: CONSOLE_ROLES, render: (s: Session) => <Suspense session={s} /> },
   money: { title: "Money", roles: ["admin", "finance"], render: (s: Session) => <Money session={s} /> },
   templates: { title: "Templates", roles: CONSOLE_ROLES, render: (s: Session) => <Templates session={s} /> },
+  notifications: { title: "Notifications", roles: CONSOLE_ROLES, render: () => <Deliveries /> },
   partners: { title: "Partners", roles: ["admin"], render: (s: Session) => <Partners session={s} /> },
   audit: { title: "Audit log", roles: CONSOLE_ROLES, render: () => <Audit /> },
 } as const;

@@ -16,6 +16,8 @@ import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { Channel, DeliveryStatus, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { Page } from "playwright-core";
 import { chartRange } from "../src/chart-range.js";
 import { AdminHarness, eventually, randomPhone } from "./harness.js";
@@ -28,7 +30,7 @@ describe("admin console in chromium", () => {
   let adminToken: string;
   const adminPhone = randomPhone();
   // What the suspense test did, for the audit log test after it.
-  const acted = { workerId: "", receipt: "" };
+  const acted = { workerId: "", receipt: "", smsWorkerId: "" };
 
   before(async () => {
     await h.start();
@@ -199,6 +201,30 @@ describe("admin console in chromium", () => {
     });
     const sms = await eventually("the worker's tip SMS", async () => h.providers.sent.find((m) => m.to.replace(/\D/g, "").endsWith(phone.slice(-9)) && /tip/i.test(m.body)), 20_000);
     assert.match(sms.body, /^Asante! KES 200(\.00)? tip from /);
+    acted.smsWorkerId = worker.userId;
+  });
+
+  test("notifications: the worker's delivery log shows that SMS with its template version and provider attempt; provider health is the RPC's", async () => {
+    const notifications = h.api(NotificationAdminService, adminToken);
+    const sent = await eventually("the tip SMS sent", async () =>
+      (await notifications.listDeliveries({ userId: acted.smsWorkerId, channel: Channel.SMS })).deliveries.find((d) => d.templateKey === TemplateKey.TIP_RECEIVED && d.attempts.length));
+    await adminPage.getByRole("link", { name: "Notifications" }).click();
+    await adminPage.getByLabel("Delivery user id").fill(acted.smsWorkerId);
+    await adminPage.getByRole("button", { name: "Show deliveries" }).click();
+    const row = adminPage.locator(`tr[data-delivery-id="${sent.deliveryId}"]`);
+    await row.waitFor();
+    assert.match((await row.textContent()) ?? "", new RegExp(`sms.*tip received v${sent.templateVersion}`));
+    assert.equal(await row.locator("[data-attempt]").first().textContent(), `1. ${sent.attempts[0].provider}: ${DeliveryStatus[sent.attempts[0].status].toLowerCase()}`);
+
+    const table = adminPage.getByRole("table", { name: "Provider health" });
+    await eventually("the screen's provider health equals the RPC's", async () => {
+      await adminPage.getByRole("link", { name: "Users" }).click();
+      await adminPage.getByRole("link", { name: "Notifications" }).click();
+      await table.locator("tbody tr").first().waitFor();
+      const drawn = await table.locator("tbody tr").evaluateAll((trs) => trs.map((tr) => [tr.getAttribute("data-provider"), tr.querySelector('[data-testid="sent"]')?.textContent, tr.querySelector('[data-testid="failed"]')?.textContent]));
+      const { providers } = await notifications.getProviderHealth({});
+      return JSON.stringify(drawn) === JSON.stringify(providers.map((p) => [p.provider, String(p.sent), String(p.failed)])) && providers.some((p) => p.provider === sent.attempts[0].provider && p.sent > 0n);
+    });
   });
 
   test("suspense: a paybill payment with a mistyped code is matched to the worker with a reason and a step-up, credited once; payouts held and released; a partner key issued (secret shown once) and revoked", async () => {

@@ -45,7 +45,9 @@ describe("the worker's web app (chromium at phone size)", () => {
     await page.getByTestId("latest-tips").getByText("KES 300 · succeeded").click();
     await page.getByRole("cell", { name: tip!.customerPhoneMasked }).waitFor();
 
-    // Withdraw with a device key made in this browser.
+    // Withdraw with a device key made in this browser; its status arrives over WatchPayout, never asked for each second.
+    const payoutCalls: string[] = [];
+    page.on("request", (r) => /PaymentService\/(GetPayout|WatchPayout)$/.test(r.url()) && payoutCalls.push(r.url().split("/").at(-1)!));
     await page.getByRole("link", { name: "Withdraw" }).click();
     await page.getByLabel("Amount (KES, whole shillings)").fill("200");
     await page.getByLabel("M-Pesa number (empty: your payout number)").fill(phone);
@@ -55,6 +57,8 @@ describe("the worker's web app (chromium at phone size)", () => {
       throw new Error(`${(err as Error).message}\npage says: ${await page.locator("main").innerText()}`);
     });
     await h.screenshot(page, "worker-withdrawn");
+    assert.ok(payoutCalls.includes("WatchPayout"), `the status was streamed: ${payoutCalls.join(", ")}`);
+    assert.ok(!payoutCalls.includes("GetPayout"), `no polling while the stream is up: ${payoutCalls.join(", ")}`);
     const key = await page.evaluate(
       (userId) =>
         new Promise<{ extractable: boolean; algorithm: string; curve: string }>((resolve, reject) => {

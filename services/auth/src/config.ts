@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ConfigError, env, loadConfig, type Env } from "@ttip/runtime";
+import type { RetentionConfig } from "./partners/retention.js";
 
 /** A fixed secret for development and tests only; production refuses to start without its own. */
 export const DEV_KEY_ENCRYPTION_SECRET = "ttip-dev-only-auth-key-encryption-secret-not-for-production";
@@ -40,6 +41,12 @@ const shape = {
   AUTH_WEBHOOK_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(1_000),
   // Webhooks to loopback receivers (http:// or https://): the sandbox and tests only, never production.
   AUTH_WEBHOOK_ALLOW_LOOPBACK: env.flag(false),
+  // The delivery log: final deliveries older than this are deleted (0 keeps them), in batches
+  // of AUTH_WEBHOOK_PRUNE_BATCH rows, at most AUTH_WEBHOOK_PRUNE_MAX_BATCHES per pass, a pass every interval.
+  AUTH_WEBHOOK_RETENTION_DAYS: z.coerce.number().int().min(0).max(3650).default(30),
+  AUTH_WEBHOOK_PRUNE_BATCH: z.coerce.number().int().min(1).max(10_000).default(500),
+  AUTH_WEBHOOK_PRUNE_MAX_BATCHES: z.coerce.number().int().min(1).max(1_000).default(20),
+  AUTH_WEBHOOK_PRUNE_INTERVAL_MS: env.duration(3_600_000),
 };
 
 export interface AuthConfig {
@@ -65,7 +72,7 @@ export interface AuthConfig {
   webhooks: WebhookConfig;
 }
 
-export interface WebhookConfig {
+export interface WebhookConfig extends RetentionConfig {
   retryBaseMs: number;
   retryCapMs: number;
   maxAttempts: number;
@@ -112,6 +119,10 @@ export function loadAuthConfig(vars: Env = process.env): AuthConfig {
       pollMs: c.AUTH_WEBHOOK_POLL_MS,
       httpsOnly: production,
       allowLoopback: c.AUTH_WEBHOOK_ALLOW_LOOPBACK,
+      retentionDays: c.AUTH_WEBHOOK_RETENTION_DAYS,
+      pruneBatch: c.AUTH_WEBHOOK_PRUNE_BATCH,
+      pruneMaxBatches: c.AUTH_WEBHOOK_PRUNE_MAX_BATCHES,
+      pruneIntervalMs: c.AUTH_WEBHOOK_PRUNE_INTERVAL_MS,
     },
   };
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import { DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, normalisePhone, parseKenyanMobile, withTransaction } from "@ttip/runtime";
+import { clockOf, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, normalisePhone, parseKenyanMobile, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -237,7 +237,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
           userId: user.user_id, roles: before.roles, userAgent: userAgentOf(ctx), ip, pinVerified: true,
         });
         await audit(tx, AuditAction.PIN_RESET, { userId: user.user_id, actorUserId: user.user_id, ip, detail: `by OTP; ${revoked.length} sessions revoked` });
-        if (before.locked_until && before.locked_until > new Date()) {
+        if (before.locked_until && before.locked_until.getTime() > clockOf(core.ctx).now()) {
           await audit(tx, AuditAction.UNLOCK, { userId: user.user_id, actorUserId: user.user_id, ip, detail: "PIN reset by OTP" });
         }
         return { session, revoked };

@@ -1,12 +1,12 @@
-import { InvalidStateError, PermissionDeniedError, RateLimitedError, withTransaction } from "@ttip/runtime";
+import { clockOf, InvalidStateError, PermissionDeniedError, RateLimitedError, withTransaction } from "@ttip/runtime";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { verifyPin } from "./pin.js";
 import { getUser } from "./users.js";
 
 /** RESOURCE_EXHAUSTED with the time left, as the contract says for a lockout. */
-export function lockedOut(until: Date): RateLimitedError {
-  const seconds = Math.max(1, Math.ceil((until.getTime() - Date.now()) / 1000));
+export function lockedOut(until: Date, now = Date.now()): RateLimitedError {
+  const seconds = Math.max(1, Math.ceil((until.getTime() - now) / 1000));
   return new RateLimitedError(`PIN locked after repeated failures; try again in ${seconds} s or reset the PIN with an OTP`, seconds);
 }
 
@@ -16,24 +16,26 @@ export function lockedOut(until: Date): RateLimitedError {
  * cannot slip past the limit. After `pinMaxFailures` wrong tries the user is
  * locked for lockoutBaseSeconds × 2^(earlier lockouts in a row), at most a
  * day. A correct PIN clears both counters. Unlock paths: wait, ResetPin with
- * a fresh OTP, or an admin's UnlockUser.
+ * a fresh OTP, or an admin's UnlockUser. Time is the service's clock (a test
+ * moves it past a lockout instead of sleeping through it).
  */
 export async function checkPin(core: AuthCore, userId: string, pin: string, ip: string): Promise<void> {
   const { pool } = core.ctx;
   const max = core.config.pinMaxFailures;
+  const now = new Date(clockOf(core.ctx).now());
   const claimed = await pool.query(
     `UPDATE auth.users SET pin_failures = pin_failures + 1
       WHERE user_id = $1 AND pin_hash IS NOT NULL AND pin_failures < $2
-        AND (locked_until IS NULL OR locked_until <= now())
+        AND (locked_until IS NULL OR locked_until <= $3)
       RETURNING pin_hash, pin_failures`,
-    [userId, max],
+    [userId, max, now],
   );
   const row = claimed.rows[0];
   if (!row) {
     const user = await getUser(pool, userId);
     if (!user.pin_hash) throw new InvalidStateError("no PIN is set for this account: call SetPin");
     // Locked, or the last tries before a lock are still being checked.
-    throw lockedOut(user.locked_until && user.locked_until > new Date() ? user.locked_until : new Date(Date.now() + 1000));
+    throw lockedOut(user.locked_until && user.locked_until > now ? user.locked_until : new Date(now.getTime() + 1000), now.getTime());
   }
   if (await verifyPin(row.pin_hash, pin)) {
     await pool.query("UPDATE auth.users SET pin_failures = 0, lockouts = 0, locked_until = NULL WHERE user_id = $1", [userId]);
@@ -46,14 +48,14 @@ export async function checkPin(core: AuthCore, userId: string, pin: string, ip: 
   const lockedUntil = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query(
       `UPDATE auth.users
-          SET locked_until = now() + make_interval(secs => LEAST($2::float8 * power(2, lockouts), 86400)),
+          SET locked_until = $3::timestamptz + make_interval(secs => LEAST($2::float8 * power(2, lockouts), 86400)),
               lockouts = lockouts + 1, pin_failures = 0, updated_at = now()
         WHERE user_id = $1 RETURNING locked_until, lockouts`,
-      [userId, core.config.lockoutBaseSeconds],
+      [userId, core.config.lockoutBaseSeconds, now],
     );
     await audit(tx, AuditAction.LOGIN_FAILED, { userId, ip, detail: `wrong PIN (${max} of ${max})` });
     await audit(tx, AuditAction.LOCKOUT, { userId, ip, detail: `lockout ${rows[0].lockouts} until ${rows[0].locked_until.toISOString()}` });
     return rows[0].locked_until as Date;
   });
-  throw lockedOut(lockedUntil);
+  throw lockedOut(lockedUntil, now.getTime());
 }

@@ -7,7 +7,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { AuthAdminService, AuthInternalService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { Role, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { startGateway } from "@ttip/gateway";
-import { Metrics, type RedisCache, type RunningServer } from "@ttip/runtime";
+import { AdjustableClock, Metrics, type RedisCache, type RunningServer } from "@ttip/runtime";
 import { captureLogger, startTestService, type TestService } from "@ttip/runtime/testing";
 import { createAuth, JWKS_PATH } from "../src/index.js";
 import { startSmsSimulator, type SmsSimulator } from "../src/testing.js";
@@ -22,6 +22,8 @@ export interface Harness {
   gateway: RunningServer;
   jwksUrl: string;
   logLines: string[];
+  /** The service's clock: move it past a lockout rather than sleep. */
+  clock: AdjustableClock;
   /** AuthService through the gateway, as the holder of `token` (if any) from address `ip`. */
   api(token?: string, ip?: string): ReturnType<typeof createClient<typeof AuthService>>;
   admin(token: string, ip?: string): ReturnType<typeof createClient<typeof AuthAdminService>>;
@@ -43,6 +45,7 @@ export const subjectOf = (token: string): string => JSON.parse(Buffer.from(token
 export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
   const sim = await startSmsSimulator({ apiKey: "test-sms-key" });
   const { logger, lines } = captureLogger("debug");
+  const clock = new AdjustableClock();
   const t = await startTestService(
     createAuth({
       env: {
@@ -54,7 +57,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
         ...env,
       },
     }),
-    { logger },
+    { logger, clock },
   );
   const jwksUrl = `${t.service.server.url}${JWKS_PATH}`;
   const gateway = await startGateway({
@@ -115,6 +118,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     gateway,
     jwksUrl,
     logLines: lines,
+    clock,
     api,
     admin: (token, ip) => createClient(AuthAdminService, transport(token, ip)),
     internal: t.client(AuthInternalService),

@@ -8,6 +8,7 @@ import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v
 import { PayoutSucceededSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { eventually } from "@ttip/runtime/testing";
 import { checkWebhookUrl, retryDelayMs } from "../src/index.js";
+import { pruneDeliveries } from "../src/partners/index.js";
 import { startPartnerHarness, WEBHOOK_ENV, type PartnerHarness, type PartnerKey, type Received } from "./partner-harness.js";
 
 const kes = (amountMinor: bigint) => ({ currency: "KES", amountMinor });
@@ -292,5 +293,36 @@ describe("partner webhooks", () => {
     assert.equal(refused.lastResponseStatus, 0);
     assert.equal(refused.status, WebhookDeliveryStatus.PENDING, "retried later, in case the partner fixes its DNS");
     assert.equal(h.receiver.forEvent(second).length, 0, "nothing was sent");
+  });
+
+  test("retention: final deliveries older than the period go with their attempts, in bounded batches; pending and recent ones stay", async () => {
+    const archived = await h.issueKey("Archived POS", ["webhooks:read", "webhooks:write"]);
+    await h.partner(archived).createWebhookSubscription({ url: `${h.receiver.url}/archive`, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
+    const events: string[] = [];
+    for (let i = 0; i < 7; i++) events.push(await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: archived.keyId }));
+    await eventually("all delivered", async () => (await logOf(archived, WebhookDeliveryStatus.DELIVERED)).length === 7);
+    const ids = async () =>
+      (await h.db.pool.query<{ delivery_id: string; event_id: string }>("SELECT delivery_id, event_id FROM auth.partner_webhook_deliveries WHERE key_id = $1", [archived.keyId])).rows;
+    const byEvent = new Map((await ids()).map((r) => [r.event_id, r.delivery_id]));
+    const [old1, old2, old3, old4, oldFailed, oldPending, recent] = events.map((e) => byEvent.get(e)!);
+    const aged = "created_at = now() - interval '40 days', next_attempt_at = now() - interval '40 days'";
+    await h.db.pool.query(`UPDATE auth.partner_webhook_deliveries SET ${aged}, delivered_at = now() - interval '40 days' WHERE delivery_id = ANY($1)`, [[old1, old2, old3, old4]]);
+    await h.db.pool.query(`UPDATE auth.partner_webhook_deliveries SET ${aged}, status = 'failed', delivered_at = NULL WHERE delivery_id = $1`, [oldFailed]);
+    // Waiting for its next retry (a day away): pending, however old.
+    await h.db.pool.query(
+      `UPDATE auth.partner_webhook_deliveries SET created_at = now() - interval '40 days', status = 'pending', delivered_at = NULL, next_attempt_at = now() + interval '1 day' WHERE delivery_id = $1`,
+      [oldPending],
+    );
+
+    const config = { retentionDays: 30, pruneBatch: 2, pruneMaxBatches: 2, pruneIntervalMs: 60_000 };
+    const attemptsOf = async (deliveries: string[]) =>
+      (await h.db.pool.query("SELECT count(*)::int AS n FROM auth.partner_webhook_attempts WHERE delivery_id = ANY($1)", [deliveries])).rows[0].n;
+    assert.equal(await attemptsOf([old1, old2, old3, old4, oldFailed]), 5);
+    assert.equal(await pruneDeliveries(h.db.pool, { ...config, retentionDays: 0 }), 0, "0 keeps everything");
+    assert.equal(await pruneDeliveries(h.db.pool, config), 4, "one pass deletes at most 2 batches of 2");
+    assert.equal(await pruneDeliveries(h.db.pool, config), 1);
+    assert.equal(await pruneDeliveries(h.db.pool, config), 0);
+    assert.deepEqual((await ids()).map((r) => r.delivery_id).sort(), [oldPending, recent].sort());
+    assert.equal(await attemptsOf([old1, old2, old3, old4, oldFailed]), 0, "their attempts went with them");
   });
 });

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   FraudAlertSchema,
@@ -238,7 +238,13 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
-  test("with both SMS providers down the delivery fails after every attempt", async () => {
+  test("with both SMS providers down the delivery fails after every attempt; provider health counts the failures with the last error", async () => {
+    const health = async () => {
+      const r = await t.client(NotificationAdminService, { subject: randomUUID(), roles: ["support"] }).getProviderHealth({});
+      assert.equal(r.windowHours, 24);
+      return new Map(r.providers.filter((p) => p.channel === Channel.SMS).map((p) => [p.provider, p]));
+    };
+    const before = await health();
     sim.outage.add("africastalking");
     sim.outage.add("twilio");
     try {
@@ -257,6 +263,15 @@ describe("notification service against Postgres, JetStream and the provider simu
       assert.equal(smsTo(phone).length, 0);
       const listed = await admin().listDeliveries({ status: DeliveryStatus.FAILED, channel: Channel.SMS });
       assert.ok(listed.deliveries.some((x) => x.deliveryId === deliveryIds[0]));
+      const after = await health();
+      for (const provider of ["africastalking", "twilio"]) {
+        const [was, now] = [before.get(provider), after.get(provider)!];
+        assert.equal(now.failed - (was?.failed ?? 0n), 2n, `${provider}: two more failed attempts`);
+        assert.equal(now.sent, was?.sent ?? 0n, `${provider}: nothing more sent`);
+        assert.match(now.lastError, /^HTTP 50\d/, "the simulated outage");
+        assert.ok(Date.now() - timestampDate(now.lastErrorAt!).getTime() < 60_000, "the last error is this one");
+      }
+      assert.ok((before.get("twilio")?.sent ?? 0n) >= 1n, "the failover test's SMS went out through Twilio");
     } finally {
       sim.outage.delete("africastalking");
       sim.outage.delete("twilio");

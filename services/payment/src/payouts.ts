@@ -16,6 +16,9 @@ import type { Deps, TipRow } from "./tips.js";
 
 export type PayoutDeps = Deps;
 
+/** The key a payout's changes are announced under on Deps.changes (tips use their bare ids), for WatchPayout. */
+export const payoutChangeKey = (payoutId: string) => `payout:${payoutId}`;
+
 export interface PayoutRow {
   payout_id: string;
   worker_id: string;
@@ -176,7 +179,10 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
       );
     }
   }
-  if (done) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: f.success ? "succeeded" : "failed" });
+  if (done) {
+    paymentMetrics(deps.ctx.metrics).payouts.inc({ status: f.success ? "succeeded" : "failed" });
+    deps.changes.emit(payoutChangeKey(payoutId));
+  }
   return done ? "accepted" : "duplicate";
 }
 
@@ -214,6 +220,7 @@ export async function markQueueTimeout(deps: PayoutDeps, payoutId: string, r: Pa
     "UPDATE payment.payouts SET status = 'resolving', next_check_at = now() WHERE payout_id = $1 AND status IN ('pending', 'resolving')",
     [payoutId],
   );
+  if (rowCount) deps.changes.emit(payoutChangeKey(payoutId));
   return rowCount ? "resolving" : "duplicate";
 }
 

@@ -113,6 +113,31 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
     assert.equal(b2cTo(p).length, 1);
   });
 
+  test("WatchPayout follows a payout live to its end, each change once, to its worker only", async () => {
+    const p = phone("0003"); // lost_result: pending until transaction status finds it
+    const worker = await tippedWorker(p);
+    const pending = await onlyPayout(worker);
+    assert.equal(pending.status, PayoutStatus.PENDING);
+    await assert.rejects(
+      (async () => {
+        for await (const _ of asWorker(randomUUID()).watchPayout({ payoutId: pending.payoutId })) assert.fail("someone else's payout streamed");
+      })(),
+      (e) => ConnectError.from(e).code === Code.NotFound,
+    );
+    const seen: Payout[] = [];
+    const watching = (async () => {
+      for await (const res of asWorker(worker).watchPayout({ payoutId: pending.payoutId })) seen.push(res.payout!);
+    })();
+    await eventually(async () => seen.length > 0, "the first status");
+    assert.equal(seen[0].status, PayoutStatus.PENDING);
+    await reconcileUntil(worker, (x) => x.status === PayoutStatus.SUCCEEDED);
+    await watching; // the stream ends by itself once the payout is final
+    assert.equal(seen.at(-1)!.status, PayoutStatus.SUCCEEDED);
+    assert.equal(seen.at(-1)!.mpesaReceipt, b2cTo(p)[0].receipt);
+    const states = seen.map((x) => `${x.status}|${x.resultCode}|${x.mpesaReceipt}`);
+    assert.equal(new Set(states).size, states.length, `each change once: ${states.join(", ")}`);
+  });
+
   test("a queue timeout is asked about; not executed means failed and the hold released, still sent once", async () => {
     const p = phone("0006");
     const worker = await tippedWorker(p);

@@ -4,6 +4,7 @@ export * from "./bus.js";
 export * from "./cache.js";
 export * from "./caller.js";
 export * from "./client-address.js";
+export * from "./clock.js";
 export * from "./config.js";
 export * from "./db.js";
 export * from "./domain-errors.js";

@@ -2,6 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { EventBus } from "./bus.js";
 import type { Cache } from "./cache.js";
+import { systemClock, type Clock } from "./clock.js";
 import { migrate, type Pool } from "./db.js";
 import { accessInterceptor } from "./access.js";
 import { internalAuthInterceptor } from "./internal-auth.js";
@@ -21,6 +22,22 @@ export interface ServiceContext {
   metrics: Metrics;
   /** gRPC transports to the other services, by name. */
   peers: Peers;
+  /** The time the service's rules read (lockouts, cool-downs); absent: the system's. */
+  clock?: Clock;
+}
+
+/** The clock of a service's context: its own, else the system's. */
+export function clockOf(ctx: Pick<ServiceContext, "clock">): Clock {
+  return ctx.clock ?? systemClock;
+}
+
+/**
+ * What every service holds each call to before its handler, after the
+ * server's own (errors, input limits): signed identity, the declared access,
+ * the declared step-up. The in-process test tier runs the same list.
+ */
+export function serviceInterceptors(): Interceptor[] {
+  return [internalAuthInterceptor(), accessInterceptor(), stepUpInterceptor()];
 }
 
 /** One service of the platform, as every host (cluster pod, embedded run, tests) starts it. */
@@ -83,7 +100,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     // Identity headers count only when signed by the gateway or a peer service;
     // then each RPC's declared access holds here as at the gateway, and a
     // money action needs the step-up its contract declares.
-    interceptors: [internalAuthInterceptor(), accessInterceptor(), stepUpInterceptor(), ...(options.interceptors ?? [])],
+    interceptors: [...serviceInterceptors(), ...(options.interceptors ?? [])],
     httpFilter: module.http?.(scoped),
     host: options.host,
     port: options.port,

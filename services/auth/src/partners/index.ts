@@ -11,10 +11,12 @@ import { consentedReadHandlers, consentHandlers } from "./consents.js";
 import { fanOut, WEBHOOK_SOURCE_SUBJECT } from "./fan-out.js";
 import { WebhookSender } from "./sender.js";
 import { systemResolver, type HostResolver } from "./destination.js";
+import { startRetention } from "./retention.js";
 import { webhookHandlers } from "./webhooks.js";
 
 export { webhookSignature, retryDelayMs, WEBHOOK_SIGNATURE_HEADER, WEBHOOK_DELIVERY_HEADER } from "./sender.js";
 export { MAX_SUBSCRIPTIONS_PER_KEY } from "./webhooks.js";
+export { pruneDeliveries, type RetentionConfig } from "./retention.js";
 export { addressKind, checkWebhookUrl, systemResolver, type HostResolver } from "./destination.js";
 
 export const PARTNER_SERVICES = [PartnerService, PartnerConsentService, PartnerAdminService];
@@ -55,9 +57,11 @@ export function partnerWebhooks(core: AuthCore, resolve: HostResolver = systemRe
         },
       });
       sender.start();
+      const stopRetention = startRetention({ pool: core.ctx.pool, config: core.config.webhooks, logger: core.ctx.logger, metrics: core.ctx.metrics });
       return async () => {
         await consumer.stop();
         await sender.stop();
+        await stopRetention();
       };
     },
   };

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { Pool } from "@ttip/runtime";
 import { tipMessage } from "../convert.js";
@@ -16,3 +17,23 @@ export function paymentHandlerContext(deps: Deps): PaymentHandlerContext {
 }
 
 export const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
+
+/**
+ * Resolves on the next change of a tip (keyed by its id) or a payout (by
+ * payoutChangeKey) in this process, after `ms`, or when the client leaves.
+ * Armed before the row is read, so a change in between is not missed.
+ */
+export function nextChange<Row = TipRow>(deps: Deps, key: string, ms: number, signal: AbortSignal): { wait: Promise<Row | undefined>; cancel: () => void } {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), ms);
+  const onAbort = () => ac.abort();
+  signal.addEventListener("abort", onAbort);
+  // A change may carry the row as its transaction committed it (saves reading it again).
+  const wait = once(deps.changes, key, { signal: ac.signal })
+    .then(([row]) => row as Row | undefined, () => undefined)
+    .finally(() => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
+    });
+  return { wait, cancel: () => ac.abort() };
+}

@@ -7,8 +7,8 @@ import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service
 import { PAYOUT_STATUS_CODE, payoutMessage } from "../convert.js";
 import { defaultPhone } from "../methods.js";
 import { kes } from "../money.js";
-import { loadPayout, startPayout, type PayoutRow } from "../payouts.js";
-import { type PaymentHandlerContext } from "./context.js";
+import { loadPayout, payoutChangeKey, startPayout, type PayoutRow } from "../payouts.js";
+import { nextChange, type PaymentHandlerContext } from "./context.js";
 
 interface Settings {
   auto_payout: boolean;
@@ -35,6 +35,7 @@ export function payoutHandlers(h: PaymentHandlerContext): Partial<Impl> {
   return {
     requestPayout: requestPayoutHandler(h),
     getPayout: getPayoutHandler(h),
+    watchPayout: watchPayoutHandler(h),
     listPayouts: listPayoutsHandler(h),
     getPayoutSettings: getPayoutSettingsHandler(h),
     updatePayoutSettings: updatePayoutSettingsHandler(h),
@@ -68,6 +69,33 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
     }
     const payout = await startPayout(deps, { workerId: caller.subject, amountMinor, phone, idempotencyKey: req.idempotencyKey, automatic: false });
     return { payout: payoutMessage(payout) };
+  };
+}
+
+function watchPayoutHandler(h: PaymentHandlerContext): Impl["watchPayout"] {
+  return async function* (req, ctx) {
+    const { deps, pool } = h;
+    const caller = requireCaller(ctx);
+    let last = "";
+    // As long as a payout may take to resolve (Daraja's queue, then status queries), and no longer.
+    const until = Date.now() + 15 * 60_000;
+    while (!ctx.signal.aborted && Date.now() < until) {
+      // Woken at once by changes in this process; polls for those made by other replicas.
+      const change = nextChange<PayoutRow>(deps, payoutChangeKey(req.payoutId), 1000, ctx.signal);
+      try {
+        const p = await loadPayout(pool, req.payoutId);
+        if (!p || p.worker_id !== caller.subject) throw new NotFoundError("payout_id: no such payout");
+        const key = `${p.status}|${p.result_code ?? ""}|${p.mpesa_receipt ?? ""}`;
+        if (key !== last) {
+          last = key;
+          yield { payout: payoutMessage(p) };
+        }
+        if (p.status === "succeeded" || p.status === "failed") return;
+        await change.wait;
+      } finally {
+        change.cancel();
+      }
+    }
   };
 }
 

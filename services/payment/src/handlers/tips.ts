@@ -1,4 +1,3 @@
-import { once } from "node:events";
 import { createClient, type ServiceImpl } from "@connectrpc/connect";
 import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetTime, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError } from "@ttip/runtime";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
@@ -10,7 +9,7 @@ import type { CardTipRow } from "../cards/convert.js";
 import { createCardTip } from "../cards/tips.js";
 import { isPartner, requirePartnerLinked } from "../partner-access.js";
 import { createTip, isFinal, loadTip, type Deps, type TipRow } from "../tips.js";
-import { locale, type PaymentHandlerContext } from "./context.js";
+import { locale, nextChange, type PaymentHandlerContext } from "./context.js";
 
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
 async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
@@ -25,25 +24,6 @@ async function resolveQrCode(deps: Deps, code: string): Promise<TipTarget> {
   return target;
 }
 
-
-/**
- * Resolves on the tip's next change in this process, after `ms`, or when the
- * client leaves. Armed before the tip is read, so a change in between is not missed.
- */
-function nextChange(deps: Deps, tipId: string, ms: number, signal: AbortSignal): { wait: Promise<TipRow | undefined>; cancel: () => void } {
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), ms);
-  const onAbort = () => ac.abort();
-  signal.addEventListener("abort", onAbort);
-  // A change may carry the row as its transaction committed it (saves reading it again).
-  const wait = once(deps.changes, tipId, { signal: ac.signal })
-    .then(([row]) => row as TipRow | undefined, () => undefined)
-    .finally(() => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-    });
-  return { wait, cancel: () => ac.abort() };
-}
 
 type Impl = ServiceImpl<typeof PaymentService>;
 

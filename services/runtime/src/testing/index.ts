@@ -83,6 +83,7 @@ export function captureLogger(level = "debug"): { logger: Logger; lines: string[
   return { logger, lines, records: () => lines.map((l) => JSON.parse(l)) };
 }
 export * from "./service.js";
+export * from "./in-process.js";
 export * from "./processes.js";
 export * from "./stripe-mock.js";
 export * from "./otlp-receiver.js";

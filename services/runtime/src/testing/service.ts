@@ -1,9 +1,10 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InProcessBus, JetStreamBus, type EventBus } from "../bus.js";
 import { RedisCache } from "../cache.js";
 import { callerHeaders, type Role } from "../caller.js";
+import type { Clock } from "../clock.js";
 import { signingInterceptor } from "../internal-auth.js";
 import type { Logger } from "../log.js";
 import { Metrics } from "../metrics.js";
@@ -33,6 +34,8 @@ export interface TestServiceOptions {
   logger?: Logger;
   /** Extra modules started on the same database and bus (e.g. a service this one calls). */
   with?: ServiceModule[];
+  /** The services' clock (e.g. an AdjustableClock the test moves forward); absent: the system's. */
+  clock?: Clock;
 }
 
 /**
@@ -55,7 +58,7 @@ export async function startTestService(module: ServiceModule, options: TestServi
   const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
   const urls = new Map<string, string>();
   const peers = createPeers((name) => urls.get(name));
-  const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers };
+  const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers, clock: options.clock };
   const others: RunningService[] = [];
   for (const m of options.with ?? []) {
     const s = await startService(m, ctx);
@@ -78,11 +81,7 @@ export async function startTestService(module: ServiceModule, options: TestServi
         as
           ? createGrpcTransport({
               baseUrl: service.server.url,
-              interceptors: [(next) => (req) => {
-                const headers = { ...callerHeaders(as.subject, ...as.roles), ...(as.stepUp ? stepUpHeaders() : {}) };
-                for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
-                return next(req);
-              }, signingInterceptor()],
+              interceptors: [asCaller(as), signingInterceptor()],
             })
           : transport,
       ),
@@ -94,5 +93,14 @@ export async function startTestService(module: ServiceModule, options: TestServi
       await cache.close();
       await db.drop();
     },
+  };
+}
+
+/** Sets the caller's identity headers as the gateway would (then sign them), with a fresh step-up when asked. */
+export function asCaller(as: { subject: string; roles: Role[]; stepUp?: boolean }): Interceptor {
+  return (next) => (req) => {
+    const headers = { ...callerHeaders(as.subject, ...as.roles), ...(as.stepUp ? stepUpHeaders() : {}) };
+    for (const [k, v] of Object.entries(headers)) req.header.set(k, v);
+    return next(req);
   };
 }

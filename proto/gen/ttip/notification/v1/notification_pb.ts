@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file ttip/notification/v1/notification.proto.
  */
 export const file_ttip_notification_v1_notification: GenFile = /*@__PURE__*/
-  fileDesc("Cid0dGlwL25vdGlmaWNhdGlvbi92MS9ub3RpZmljYXRpb24ucHJvdG8SFHR0aXAubm90aWZpY2F0aW9uLnYxIuoBCghUZW1wbGF0ZRIuCgNrZXkYASABKA4yIS50dGlwLm5vdGlmaWNhdGlvbi52MS5UZW1wbGF0ZUtleRIOCgZsb2NhbGUYAiABKAkSLgoHY2hhbm5lbBgDIAEoDjIdLnR0aXAubm90aWZpY2F0aW9uLnYxLkNoYW5uZWwSDwoHdmVyc2lvbhgEIAEoBRIPCgdzdWJqZWN0GAUgASgJEgwKBGJvZHkYBiABKAkSDgoGYWN0aXZlGAcgASgIEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIr4BCg9EZWxpdmVyeUF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoBRIQCghwcm92aWRlchgCIAEoCRIbChNwcm92aWRlcl9tZXNzYWdlX2lkGAMgASgJEjQKBnN0YXR1cxgEIAEoDjIkLnR0aXAubm90aWZpY2F0aW9uLnYxLkRlbGl2ZXJ5U3RhdHVzEg0KBWVycm9yGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLsAgoIRGVsaXZlcnkSEwoLZGVsaXZlcnlfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIuCgdjaGFubmVsGAMgASgOMh0udHRpcC5ub3RpZmljYXRpb24udjEuQ2hhbm5lbBI3Cgx0ZW1wbGF0ZV9rZXkYBCABKA4yIS50dGlwLm5vdGlmaWNhdGlvbi52MS5UZW1wbGF0ZUtleRIYChB0ZW1wbGF0ZV92ZXJzaW9uGAUgASgFEhgKEHJlY2lwaWVudF9tYXNrZWQYBiABKAkSNAoGc3RhdHVzGAcgASgOMiQudHRpcC5ub3RpZmljYXRpb24udjEuRGVsaXZlcnlTdGF0dXMSNwoIYXR0ZW1wdHMYCCADKAsyJS50dGlwLm5vdGlmaWNhdGlvbi52MS5EZWxpdmVyeUF0dGVtcHQSLgoKY3JlYXRlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi3wEKEUluQXBwTm90aWZpY2F0aW9uEhcKD25vdGlmaWNhdGlvbl9pZBgBIAEoCRI3Cgx0ZW1wbGF0ZV9rZXkYAiABKA4yIS50dGlwLm5vdGlmaWNhdGlvbi52MS5UZW1wbGF0ZUtleRINCgV0aXRsZRgDIAEoCRIMCgRib2R5GAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEisKB3JlYWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInEKDktpbmRQcmVmZXJlbmNlEi4KA2tleRgBIAEoDjIhLnR0aXAubm90aWZpY2F0aW9uLnYxLlRlbXBsYXRlS2V5Ei8KCGNoYW5uZWxzGAIgAygOMh0udHRpcC5ub3RpZmljYXRpb24udjEuQ2hhbm5lbCKVAQoLUHJlZmVyZW5jZXMSMwoFa2luZHMYASADKAsyJC50dGlwLm5vdGlmaWNhdGlvbi52MS5LaW5kUHJlZmVyZW5jZRIZChFxdWlldF9ob3Vyc19zdGFydBgCIAEoCRIXCg9xdWlldF9ob3Vyc19lbmQYAyABKAkSDgoGbG9jYWxlGAQgASgJEg0KBWVtYWlsGAUgASgJKmwKB0NoYW5uZWwSFwoTQ0hBTk5FTF9VTlNQRUNJRklFRBAAEg8KC0NIQU5ORUxfU01TEAESEQoNQ0hBTk5FTF9FTUFJTBACEhAKDENIQU5ORUxfUFVTSBADEhIKDkNIQU5ORUxfSU5fQVBQEAQqsgIKC1RlbXBsYXRlS2V5EhwKGFRFTVBMQVRFX0tFWV9VTlNQRUNJRklFRBAAEhQKEFRFTVBMQVRFX0tFWV9PVFAQARIdChlURU1QTEFURV9LRVlfVElQX1JFQ0VJVkVEEAISGAoUVEVNUExBVEVfS0VZX1JFQ0VJUFQQAxIcChhURU1QTEFURV9LRVlfUEFZT1VUX1NFTlQQBBIeChpURU1QTEFURV9LRVlfUEFZT1VUX0ZBSUxFRBAFEhsKF1RFTVBMQVRFX0tFWV9GUkFVRF9IT0xEEAYSHwobVEVNUExBVEVfS0VZX1dFRUtMWV9TVU1NQVJZEAcSHQoZVEVNUExBVEVfS0VZX1NUQUZGX0lOVklURRAIEhsKF1RFTVBMQVRFX0tFWV9QT09MX1NIQVJFEAkqWQoLU21zRW5jb2RpbmcSHAoYU01TX0VOQ09ESU5HX1VOU1BFQ0lGSUVEEAASFQoRU01TX0VOQ09ESU5HX0dTTTcQARIVChFTTVNfRU5DT0RJTkdfVUNTMhACKsABCg5EZWxpdmVyeVN0YXR1cxIfChtERUxJVkVSWV9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZERUxJVkVSWV9TVEFUVVNfUVVFVUVEEAESGAoUREVMSVZFUllfU1RBVFVTX1NFTlQQAhIdChlERUxJVkVSWV9TVEFUVVNfREVMSVZFUkVEEAMSGgoWREVMSVZFUllfU1RBVFVTX0ZBSUxFRBAEEhwKGERFTElWRVJZX1NUQVRVU19SRVRSWUlORxAFYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Cid0dGlwL25vdGlmaWNhdGlvbi92MS9ub3RpZmljYXRpb24ucHJvdG8SFHR0aXAubm90aWZpY2F0aW9uLnYxIuoBCghUZW1wbGF0ZRIuCgNrZXkYASABKA4yIS50dGlwLm5vdGlmaWNhdGlvbi52MS5UZW1wbGF0ZUtleRIOCgZsb2NhbGUYAiABKAkSLgoHY2hhbm5lbBgDIAEoDjIdLnR0aXAubm90aWZpY2F0aW9uLnYxLkNoYW5uZWwSDwoHdmVyc2lvbhgEIAEoBRIPCgdzdWJqZWN0GAUgASgJEgwKBGJvZHkYBiABKAkSDgoGYWN0aXZlGAcgASgIEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIr4BCg9EZWxpdmVyeUF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoBRIQCghwcm92aWRlchgCIAEoCRIbChNwcm92aWRlcl9tZXNzYWdlX2lkGAMgASgJEjQKBnN0YXR1cxgEIAEoDjIkLnR0aXAubm90aWZpY2F0aW9uLnYxLkRlbGl2ZXJ5U3RhdHVzEg0KBWVycm9yGAUgASgJEiYKAmF0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCL+AQoOUHJvdmlkZXJIZWFsdGgSEAoIcHJvdmlkZXIYASABKAkSLgoHY2hhbm5lbBgCIAEoDjIdLnR0aXAubm90aWZpY2F0aW9uLnYxLkNoYW5uZWwSDAoEc2VudBgDIAEoAxIOCgZmYWlsZWQYBCABKAMSEAoIaW5fZG91YnQYBSABKAMSEgoKbGFzdF9lcnJvchgGIAEoCRIxCg1sYXN0X2Vycm9yX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9sYXN0X3N1Y2Nlc3NfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIuwCCghEZWxpdmVyeRITCgtkZWxpdmVyeV9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEi4KB2NoYW5uZWwYAyABKA4yHS50dGlwLm5vdGlmaWNhdGlvbi52MS5DaGFubmVsEjcKDHRlbXBsYXRlX2tleRgEIAEoDjIhLnR0aXAubm90aWZpY2F0aW9uLnYxLlRlbXBsYXRlS2V5EhgKEHRlbXBsYXRlX3ZlcnNpb24YBSABKAUSGAoQcmVjaXBpZW50X21hc2tlZBgGIAEoCRI0CgZzdGF0dXMYByABKA4yJC50dGlwLm5vdGlmaWNhdGlvbi52MS5EZWxpdmVyeVN0YXR1cxI3CghhdHRlbXB0cxgIIAMoCzIlLnR0aXAubm90aWZpY2F0aW9uLnYxLkRlbGl2ZXJ5QXR0ZW1wdBIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLfAQoRSW5BcHBOb3RpZmljYXRpb24SFwoPbm90aWZpY2F0aW9uX2lkGAEgASgJEjcKDHRlbXBsYXRlX2tleRgCIAEoDjIhLnR0aXAubm90aWZpY2F0aW9uLnYxLlRlbXBsYXRlS2V5Eg0KBXRpdGxlGAMgASgJEgwKBGJvZHkYBCABKAkSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHcmVhZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicQoOS2luZFByZWZlcmVuY2USLgoDa2V5GAEgASgOMiEudHRpcC5ub3RpZmljYXRpb24udjEuVGVtcGxhdGVLZXkSLwoIY2hhbm5lbHMYAiADKA4yHS50dGlwLm5vdGlmaWNhdGlvbi52MS5DaGFubmVsIpUBCgtQcmVmZXJlbmNlcxIzCgVraW5kcxgBIAMoCzIkLnR0aXAubm90aWZpY2F0aW9uLnYxLktpbmRQcmVmZXJlbmNlEhkKEXF1aWV0X2hvdXJzX3N0YXJ0GAIgASgJEhcKD3F1aWV0X2hvdXJzX2VuZBgDIAEoCRIOCgZsb2NhbGUYBCABKAkSDQoFZW1haWwYBSABKAkqbAoHQ2hhbm5lbBIXChNDSEFOTkVMX1VOU1BFQ0lGSUVEEAASDwoLQ0hBTk5FTF9TTVMQARIRCg1DSEFOTkVMX0VNQUlMEAISEAoMQ0hBTk5FTF9QVVNIEAMSEgoOQ0hBTk5FTF9JTl9BUFAQBCqyAgoLVGVtcGxhdGVLZXkSHAoYVEVNUExBVEVfS0VZX1VOU1BFQ0lGSUVEEAASFAoQVEVNUExBVEVfS0VZX09UUBABEh0KGVRFTVBMQVRFX0tFWV9USVBfUkVDRUlWRUQQAhIYChRURU1QTEFURV9LRVlfUkVDRUlQVBADEhwKGFRFTVBMQVRFX0tFWV9QQVlPVVRfU0VOVBAEEh4KGlRFTVBMQVRFX0tFWV9QQVlPVVRfRkFJTEVEEAUSGwoXVEVNUExBVEVfS0VZX0ZSQVVEX0hPTEQQBhIfChtURU1QTEFURV9LRVlfV0VFS0xZX1NVTU1BUlkQBxIdChlURU1QTEFURV9LRVlfU1RBRkZfSU5WSVRFEAgSGwoXVEVNUExBVEVfS0VZX1BPT0xfU0hBUkUQCSpZCgtTbXNFbmNvZGluZxIcChhTTVNfRU5DT0RJTkdfVU5TUEVDSUZJRUQQABIVChFTTVNfRU5DT0RJTkdfR1NNNxABEhUKEVNNU19FTkNPRElOR19VQ1MyEAIqwAEKDkRlbGl2ZXJ5U3RhdHVzEh8KG0RFTElWRVJZX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFkRFTElWRVJZX1NUQVRVU19RVUVVRUQQARIYChRERUxJVkVSWV9TVEFUVVNfU0VOVBACEh0KGURFTElWRVJZX1NUQVRVU19ERUxJVkVSRUQQAxIaChZERUxJVkVSWV9TVEFUVVNfRkFJTEVEEAQSHAoYREVMSVZFUllfU1RBVFVTX1JFVFJZSU5HEAViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * One version of a template in one locale.
@@ -117,6 +117,68 @@ export const DeliveryAttemptSchema: GenMessage<DeliveryAttempt> = /*@__PURE__*/
   messageDesc(file_ttip_notification_v1_notification, 1);
 
 /**
+ * One provider's record on one channel over a window (GetProviderHealth).
+ *
+ * @generated from message ttip.notification.v1.ProviderHealth
+ */
+export type ProviderHealth = Message<"ttip.notification.v1.ProviderHealth"> & {
+  /**
+   * @generated from field: string provider = 1;
+   */
+  provider: string;
+
+  /**
+   * @generated from field: ttip.notification.v1.Channel channel = 2;
+   */
+  channel: Channel;
+
+  /**
+   * Attempts the provider accepted.
+   *
+   * @generated from field: int64 sent = 3;
+   */
+  sent: bigint;
+
+  /**
+   * Attempts it refused or that failed.
+   *
+   * @generated from field: int64 failed = 4;
+   */
+  failed: bigint;
+
+  /**
+   * Attempts whose outcome is not known (a timeout after sending).
+   *
+   * @generated from field: int64 in_doubt = 5;
+   */
+  inDoubt: bigint;
+
+  /**
+   * The newest failure's error, and when it happened.
+   *
+   * @generated from field: string last_error = 6;
+   */
+  lastError: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_error_at = 7;
+   */
+  lastErrorAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_success_at = 8;
+   */
+  lastSuccessAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message ttip.notification.v1.ProviderHealth.
+ * Use `create(ProviderHealthSchema)` to create a new message.
+ */
+export const ProviderHealthSchema: GenMessage<ProviderHealth> = /*@__PURE__*/
+  messageDesc(file_ttip_notification_v1_notification, 2);
+
+/**
  * @generated from message ttip.notification.v1.Delivery
  */
 export type Delivery = Message<"ttip.notification.v1.Delivery"> & {
@@ -173,7 +235,7 @@ export type Delivery = Message<"ttip.notification.v1.Delivery"> & {
  * Use `create(DeliverySchema)` to create a new message.
  */
 export const DeliverySchema: GenMessage<Delivery> = /*@__PURE__*/
-  messageDesc(file_ttip_notification_v1_notification, 2);
+  messageDesc(file_ttip_notification_v1_notification, 3);
 
 /**
  * @generated from message ttip.notification.v1.InAppNotification
@@ -215,7 +277,7 @@ export type InAppNotification = Message<"ttip.notification.v1.InAppNotification"
  * Use `create(InAppNotificationSchema)` to create a new message.
  */
 export const InAppNotificationSchema: GenMessage<InAppNotification> = /*@__PURE__*/
-  messageDesc(file_ttip_notification_v1_notification, 3);
+  messageDesc(file_ttip_notification_v1_notification, 4);
 
 /**
  * Per kind, the channels a user wants.
@@ -239,7 +301,7 @@ export type KindPreference = Message<"ttip.notification.v1.KindPreference"> & {
  * Use `create(KindPreferenceSchema)` to create a new message.
  */
 export const KindPreferenceSchema: GenMessage<KindPreference> = /*@__PURE__*/
-  messageDesc(file_ttip_notification_v1_notification, 4);
+  messageDesc(file_ttip_notification_v1_notification, 5);
 
 /**
  * @generated from message ttip.notification.v1.Preferences
@@ -278,7 +340,7 @@ export type Preferences = Message<"ttip.notification.v1.Preferences"> & {
  * Use `create(PreferencesSchema)` to create a new message.
  */
 export const PreferencesSchema: GenMessage<Preferences> = /*@__PURE__*/
-  messageDesc(file_ttip_notification_v1_notification, 5);
+  messageDesc(file_ttip_notification_v1_notification, 6);
 
 /**
  * @generated from enum ttip.notification.v1.Channel

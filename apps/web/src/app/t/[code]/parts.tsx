@@ -20,8 +20,9 @@ export function WhoCard({ target, t, locale, heading }: { target: TipTarget; t: 
     <div className="who">
       {target.photoUrl ? (
         // A plain img: the platform's own copy of an uploaded photo (or the worker's link), no optimiser in between.
+        // Fetched first: at 72 px it may be the page's largest paint, and an upload is small (scaled before it is sent).
         // eslint-disable-next-line @next/next/no-img-element
-        <img src={target.photoUrl} alt="" width={72} height={72} />
+        <img src={target.photoUrl} alt="" width={72} height={72} fetchPriority="high" />
       ) : (
         <span className="avatar" aria-hidden="true">
           {target.displayName.slice(0, 1).toUpperCase()}

@@ -1,8 +1,9 @@
 "use client";
-import { useMutation, useQuery } from "@connectrpc/connect-query";
-import { useState, type FormEvent } from "react";
+import { createClient } from "@connectrpc/connect";
+import { useMutation, useQuery, useTransport } from "@connectrpc/connect-query";
+import { useEffect, useState, type FormEvent } from "react";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PayoutStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -24,10 +25,47 @@ const LIMITS: Partial<Record<LimitKind, WorkerKey>> = {
 const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
 
 /**
+ * The payout as payment's WatchPayout streams it, each change as it happens;
+ * GetPayout every 2 s only while the stream is down (it reconnects after 3 s).
+ */
+function useLivePayout(payoutId: string): Payout | undefined {
+  const transport = useTransport();
+  const [live, setLive] = useState<{ payout?: Payout; down: boolean }>({ down: false });
+  const final = !!live.payout && FINAL.has(live.payout.status);
+  const polled = useQuery(PaymentService.method.getPayout, { payoutId }, {
+    enabled: payoutId !== "" && live.down && !final,
+    refetchInterval: (q) => (q.state.data?.payout && FINAL.has(q.state.data.payout.status) ? false : 2000),
+  });
+  useEffect(() => {
+    if (!payoutId) return;
+    const stop = new AbortController();
+    const client = createClient(PaymentService, transport);
+    (async () => {
+      while (!stop.signal.aborted) {
+        try {
+          for await (const { payout } of client.watchPayout({ payoutId }, { signal: stop.signal })) {
+            setLive({ payout, down: false });
+            if (payout && FINAL.has(payout.status)) return;
+          }
+        } catch {
+          // Dropped or refused (an expired token is refreshed by the next unary call): poll meanwhile, retry.
+        }
+        if (stop.signal.aborted) return;
+        setLive((s) => ({ ...s, down: true }));
+        await new Promise((r) => setTimeout(r, 3_000));
+      }
+    })();
+    return () => stop.abort();
+  }, [payoutId, transport]);
+  return live.down && !final ? (polled.data?.payout ?? live.payout) : live.payout;
+}
+
+/**
  * Withdraw to M-Pesa. M-Pesa's fee is quoted as the amount is typed. The
  * step-up is this browser's device key: made once (WebCrypto, not
  * extractable, kept in IndexedDB) and registered with auth after the PIN
- * sign-in; each payout signs a fresh challenge.
+ * sign-in; each payout signs a fresh challenge. The payout's status then
+ * arrives live.
  */
 export default function Withdraw() {
   const { t, err } = useT();
@@ -44,10 +82,7 @@ export default function Withdraw() {
   const [payoutId, setPayoutId] = useState("");
   const typedMinor = parseWholeUnits(typed);
   const fee = useQuery(WalletService.method.quoteWithdrawalFee, { amount: { amountMinor: typedMinor ?? 0n, currency: "KES" } }, { enabled: !!typedMinor });
-  const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
-    enabled: payoutId !== "",
-    refetchInterval: (q) => (q.state.data?.payout && FINAL.has(q.state.data.payout.status) ? false : 1000),
-  });
+  const p = useLivePayout(payoutId);
 
   const submit = async (e: FormEvent<HTMLFormElement>) => {
     e.preventDefault();
@@ -80,7 +115,6 @@ export default function Withdraw() {
     }
   };
 
-  const p = status.data?.payout;
   const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
   return (
     <>

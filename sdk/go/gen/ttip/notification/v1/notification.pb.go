@@ -445,6 +445,111 @@ func (x *DeliveryAttempt) GetAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// One provider's record on one channel over a window (GetProviderHealth).
+type ProviderHealth struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Provider string                 `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	Channel  Channel                `protobuf:"varint,2,opt,name=channel,proto3,enum=ttip.notification.v1.Channel" json:"channel,omitempty"`
+	// Attempts the provider accepted.
+	Sent int64 `protobuf:"varint,3,opt,name=sent,proto3" json:"sent,omitempty"`
+	// Attempts it refused or that failed.
+	Failed int64 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	// Attempts whose outcome is not known (a timeout after sending).
+	InDoubt int64 `protobuf:"varint,5,opt,name=in_doubt,json=inDoubt,proto3" json:"in_doubt,omitempty"`
+	// The newest failure's error, and when it happened.
+	LastError     string                 `protobuf:"bytes,6,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	LastErrorAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_error_at,json=lastErrorAt,proto3" json:"last_error_at,omitempty"`
+	LastSuccessAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_success_at,json=lastSuccessAt,proto3" json:"last_success_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProviderHealth) Reset() {
+	*x = ProviderHealth{}
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProviderHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProviderHealth) ProtoMessage() {}
+
+func (x *ProviderHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProviderHealth.ProtoReflect.Descriptor instead.
+func (*ProviderHealth) Descriptor() ([]byte, []int) {
+	return file_ttip_notification_v1_notification_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ProviderHealth) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *ProviderHealth) GetChannel() Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return Channel_CHANNEL_UNSPECIFIED
+}
+
+func (x *ProviderHealth) GetSent() int64 {
+	if x != nil {
+		return x.Sent
+	}
+	return 0
+}
+
+func (x *ProviderHealth) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *ProviderHealth) GetInDoubt() int64 {
+	if x != nil {
+		return x.InDoubt
+	}
+	return 0
+}
+
+func (x *ProviderHealth) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *ProviderHealth) GetLastErrorAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastErrorAt
+	}
+	return nil
+}
+
+func (x *ProviderHealth) GetLastSuccessAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSuccessAt
+	}
+	return nil
+}
+
 type Delivery struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	DeliveryId      string                 `protobuf:"bytes,1,opt,name=delivery_id,json=deliveryId,proto3" json:"delivery_id,omitempty"`
@@ -463,7 +568,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_ttip_notification_v1_notification_proto_msgTypes[2]
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +580,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_proto_msgTypes[2]
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +593,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_proto_rawDescGZIP(), []int{2}
+	return file_ttip_notification_v1_notification_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Delivery) GetDeliveryId() string {
@@ -568,7 +673,7 @@ type InAppNotification struct {
 
 func (x *InAppNotification) Reset() {
 	*x = InAppNotification{}
-	mi := &file_ttip_notification_v1_notification_proto_msgTypes[3]
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -580,7 +685,7 @@ func (x *InAppNotification) String() string {
 func (*InAppNotification) ProtoMessage() {}
 
 func (x *InAppNotification) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_proto_msgTypes[3]
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -593,7 +698,7 @@ func (x *InAppNotification) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InAppNotification.ProtoReflect.Descriptor instead.
 func (*InAppNotification) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_proto_rawDescGZIP(), []int{3}
+	return file_ttip_notification_v1_notification_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *InAppNotification) GetNotificationId() string {
@@ -649,7 +754,7 @@ type KindPreference struct {
 
 func (x *KindPreference) Reset() {
 	*x = KindPreference{}
-	mi := &file_ttip_notification_v1_notification_proto_msgTypes[4]
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -661,7 +766,7 @@ func (x *KindPreference) String() string {
 func (*KindPreference) ProtoMessage() {}
 
 func (x *KindPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_proto_msgTypes[4]
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -674,7 +779,7 @@ func (x *KindPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KindPreference.ProtoReflect.Descriptor instead.
 func (*KindPreference) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_proto_rawDescGZIP(), []int{4}
+	return file_ttip_notification_v1_notification_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *KindPreference) GetKey() TemplateKey {
@@ -705,7 +810,7 @@ type Preferences struct {
 
 func (x *Preferences) Reset() {
 	*x = Preferences{}
-	mi := &file_ttip_notification_v1_notification_proto_msgTypes[5]
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +822,7 @@ func (x *Preferences) String() string {
 func (*Preferences) ProtoMessage() {}
 
 func (x *Preferences) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_proto_msgTypes[5]
+	mi := &file_ttip_notification_v1_notification_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +835,7 @@ func (x *Preferences) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Preferences.ProtoReflect.Descriptor instead.
 func (*Preferences) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_proto_rawDescGZIP(), []int{5}
+	return file_ttip_notification_v1_notification_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Preferences) GetKinds() []*KindPreference {
@@ -789,7 +894,17 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\x13provider_message_id\x18\x03 \x01(\tR\x11providerMessageId\x12<\n" +
 	"\x06status\x18\x04 \x01(\x0e2$.ttip.notification.v1.DeliveryStatusR\x06status\x12\x14\n" +
 	"\x05error\x18\x05 \x01(\tR\x05error\x12*\n" +
-	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xd5\x03\n" +
+	"\x02at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xcf\x02\n" +
+	"\x0eProviderHealth\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x127\n" +
+	"\achannel\x18\x02 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\achannel\x12\x12\n" +
+	"\x04sent\x18\x03 \x01(\x03R\x04sent\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\x03R\x06failed\x12\x19\n" +
+	"\bin_doubt\x18\x05 \x01(\x03R\ainDoubt\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x06 \x01(\tR\tlastError\x12>\n" +
+	"\rlast_error_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vlastErrorAt\x12B\n" +
+	"\x0flast_success_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\rlastSuccessAt\"\xd5\x03\n" +
 	"\bDelivery\x12\x1f\n" +
 	"\vdelivery_id\x18\x01 \x01(\tR\n" +
 	"deliveryId\x12\x17\n" +
@@ -862,7 +977,7 @@ func file_ttip_notification_v1_notification_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_notification_v1_notification_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_ttip_notification_v1_notification_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_ttip_notification_v1_notification_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_ttip_notification_v1_notification_proto_goTypes = []any{
 	(Channel)(0),                  // 0: ttip.notification.v1.Channel
 	(TemplateKey)(0),              // 1: ttip.notification.v1.TemplateKey
@@ -870,34 +985,38 @@ var file_ttip_notification_v1_notification_proto_goTypes = []any{
 	(DeliveryStatus)(0),           // 3: ttip.notification.v1.DeliveryStatus
 	(*Template)(nil),              // 4: ttip.notification.v1.Template
 	(*DeliveryAttempt)(nil),       // 5: ttip.notification.v1.DeliveryAttempt
-	(*Delivery)(nil),              // 6: ttip.notification.v1.Delivery
-	(*InAppNotification)(nil),     // 7: ttip.notification.v1.InAppNotification
-	(*KindPreference)(nil),        // 8: ttip.notification.v1.KindPreference
-	(*Preferences)(nil),           // 9: ttip.notification.v1.Preferences
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*ProviderHealth)(nil),        // 6: ttip.notification.v1.ProviderHealth
+	(*Delivery)(nil),              // 7: ttip.notification.v1.Delivery
+	(*InAppNotification)(nil),     // 8: ttip.notification.v1.InAppNotification
+	(*KindPreference)(nil),        // 9: ttip.notification.v1.KindPreference
+	(*Preferences)(nil),           // 10: ttip.notification.v1.Preferences
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_ttip_notification_v1_notification_proto_depIdxs = []int32{
 	1,  // 0: ttip.notification.v1.Template.key:type_name -> ttip.notification.v1.TemplateKey
 	0,  // 1: ttip.notification.v1.Template.channel:type_name -> ttip.notification.v1.Channel
-	10, // 2: ttip.notification.v1.Template.created_at:type_name -> google.protobuf.Timestamp
+	11, // 2: ttip.notification.v1.Template.created_at:type_name -> google.protobuf.Timestamp
 	3,  // 3: ttip.notification.v1.DeliveryAttempt.status:type_name -> ttip.notification.v1.DeliveryStatus
-	10, // 4: ttip.notification.v1.DeliveryAttempt.at:type_name -> google.protobuf.Timestamp
-	0,  // 5: ttip.notification.v1.Delivery.channel:type_name -> ttip.notification.v1.Channel
-	1,  // 6: ttip.notification.v1.Delivery.template_key:type_name -> ttip.notification.v1.TemplateKey
-	3,  // 7: ttip.notification.v1.Delivery.status:type_name -> ttip.notification.v1.DeliveryStatus
-	5,  // 8: ttip.notification.v1.Delivery.attempts:type_name -> ttip.notification.v1.DeliveryAttempt
-	10, // 9: ttip.notification.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
-	1,  // 10: ttip.notification.v1.InAppNotification.template_key:type_name -> ttip.notification.v1.TemplateKey
-	10, // 11: ttip.notification.v1.InAppNotification.created_at:type_name -> google.protobuf.Timestamp
-	10, // 12: ttip.notification.v1.InAppNotification.read_at:type_name -> google.protobuf.Timestamp
-	1,  // 13: ttip.notification.v1.KindPreference.key:type_name -> ttip.notification.v1.TemplateKey
-	0,  // 14: ttip.notification.v1.KindPreference.channels:type_name -> ttip.notification.v1.Channel
-	8,  // 15: ttip.notification.v1.Preferences.kinds:type_name -> ttip.notification.v1.KindPreference
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	11, // 4: ttip.notification.v1.DeliveryAttempt.at:type_name -> google.protobuf.Timestamp
+	0,  // 5: ttip.notification.v1.ProviderHealth.channel:type_name -> ttip.notification.v1.Channel
+	11, // 6: ttip.notification.v1.ProviderHealth.last_error_at:type_name -> google.protobuf.Timestamp
+	11, // 7: ttip.notification.v1.ProviderHealth.last_success_at:type_name -> google.protobuf.Timestamp
+	0,  // 8: ttip.notification.v1.Delivery.channel:type_name -> ttip.notification.v1.Channel
+	1,  // 9: ttip.notification.v1.Delivery.template_key:type_name -> ttip.notification.v1.TemplateKey
+	3,  // 10: ttip.notification.v1.Delivery.status:type_name -> ttip.notification.v1.DeliveryStatus
+	5,  // 11: ttip.notification.v1.Delivery.attempts:type_name -> ttip.notification.v1.DeliveryAttempt
+	11, // 12: ttip.notification.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 13: ttip.notification.v1.InAppNotification.template_key:type_name -> ttip.notification.v1.TemplateKey
+	11, // 14: ttip.notification.v1.InAppNotification.created_at:type_name -> google.protobuf.Timestamp
+	11, // 15: ttip.notification.v1.InAppNotification.read_at:type_name -> google.protobuf.Timestamp
+	1,  // 16: ttip.notification.v1.KindPreference.key:type_name -> ttip.notification.v1.TemplateKey
+	0,  // 17: ttip.notification.v1.KindPreference.channels:type_name -> ttip.notification.v1.Channel
+	9,  // 18: ttip.notification.v1.Preferences.kinds:type_name -> ttip.notification.v1.KindPreference
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_ttip_notification_v1_notification_proto_init() }
@@ -911,7 +1030,7 @@ func file_ttip_notification_v1_notification_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_notification_v1_notification_proto_rawDesc), len(file_ttip_notification_v1_notification_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

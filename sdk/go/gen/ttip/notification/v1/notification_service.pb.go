@@ -1321,6 +1321,103 @@ func (x *ListDeliveriesResponse) GetPage() *v1.PageResponse {
 	return nil
 }
 
+type GetProviderHealthRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How far back to count, in hours (default 24, at most 168).
+	WindowHours   int32 `protobuf:"varint,1,opt,name=window_hours,json=windowHours,proto3" json:"window_hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProviderHealthRequest) Reset() {
+	*x = GetProviderHealthRequest{}
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProviderHealthRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProviderHealthRequest) ProtoMessage() {}
+
+func (x *GetProviderHealthRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProviderHealthRequest.ProtoReflect.Descriptor instead.
+func (*GetProviderHealthRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetProviderHealthRequest) GetWindowHours() int32 {
+	if x != nil {
+		return x.WindowHours
+	}
+	return 0
+}
+
+type GetProviderHealthResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Providers     []*ProviderHealth      `protobuf:"bytes,1,rep,name=providers,proto3" json:"providers,omitempty"`
+	WindowHours   int32                  `protobuf:"varint,2,opt,name=window_hours,json=windowHours,proto3" json:"window_hours,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetProviderHealthResponse) Reset() {
+	*x = GetProviderHealthResponse{}
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetProviderHealthResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetProviderHealthResponse) ProtoMessage() {}
+
+func (x *GetProviderHealthResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetProviderHealthResponse.ProtoReflect.Descriptor instead.
+func (*GetProviderHealthResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetProviderHealthResponse) GetProviders() []*ProviderHealth {
+	if x != nil {
+		return x.Providers
+	}
+	return nil
+}
+
+func (x *GetProviderHealthResponse) GetWindowHours() int32 {
+	if x != nil {
+		return x.WindowHours
+	}
+	return 0
+}
+
 type SendNotificationRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	IdempotencyKey string                 `protobuf:"bytes,1,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
@@ -1341,7 +1438,7 @@ type SendNotificationRequest struct {
 
 func (x *SendNotificationRequest) Reset() {
 	*x = SendNotificationRequest{}
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[26]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1450,7 @@ func (x *SendNotificationRequest) String() string {
 func (*SendNotificationRequest) ProtoMessage() {}
 
 func (x *SendNotificationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[26]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1463,7 @@ func (x *SendNotificationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendNotificationRequest.ProtoReflect.Descriptor instead.
 func (*SendNotificationRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SendNotificationRequest) GetIdempotencyKey() string {
@@ -1470,7 +1567,7 @@ type SendNotificationResponse struct {
 
 func (x *SendNotificationResponse) Reset() {
 	*x = SendNotificationResponse{}
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[27]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1579,7 @@ func (x *SendNotificationResponse) String() string {
 func (*SendNotificationResponse) ProtoMessage() {}
 
 func (x *SendNotificationResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[27]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1592,7 @@ func (x *SendNotificationResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendNotificationResponse.ProtoReflect.Descriptor instead.
 func (*SendNotificationResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SendNotificationResponse) GetDeliveryIds() []string {
@@ -1517,7 +1614,7 @@ type UpsertContactRequest struct {
 
 func (x *UpsertContactRequest) Reset() {
 	*x = UpsertContactRequest{}
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[28]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1529,7 +1626,7 @@ func (x *UpsertContactRequest) String() string {
 func (*UpsertContactRequest) ProtoMessage() {}
 
 func (x *UpsertContactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[28]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1542,7 +1639,7 @@ func (x *UpsertContactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertContactRequest.ProtoReflect.Descriptor instead.
 func (*UpsertContactRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpsertContactRequest) GetUserId() string {
@@ -1581,7 +1678,7 @@ type UpsertContactResponse struct {
 
 func (x *UpsertContactResponse) Reset() {
 	*x = UpsertContactResponse{}
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[29]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1593,7 +1690,7 @@ func (x *UpsertContactResponse) String() string {
 func (*UpsertContactResponse) ProtoMessage() {}
 
 func (x *UpsertContactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[29]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1606,7 +1703,7 @@ func (x *UpsertContactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertContactResponse.ProtoReflect.Descriptor instead.
 func (*UpsertContactResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{31}
 }
 
 var File_ttip_notification_v1_notification_service_proto protoreflect.FileDescriptor
@@ -1705,7 +1802,13 @@ const file_ttip_notification_v1_notification_service_proto_rawDesc = "" +
 	"\n" +
 	"deliveries\x18\x01 \x03(\v2\x1e.ttip.notification.v1.DeliveryR\n" +
 	"deliveries\x120\n" +
-	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"\xe1\x04\n" +
+	"\x04page\x18\x02 \x01(\v2\x1c.ttip.common.v1.PageResponseR\x04page\"I\n" +
+	"\x18GetProviderHealthRequest\x12-\n" +
+	"\fwindow_hours\x18\x01 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xa8\x01(\x00R\vwindowHours\"\x82\x01\n" +
+	"\x19GetProviderHealthResponse\x12B\n" +
+	"\tproviders\x18\x01 \x03(\v2$.ttip.notification.v1.ProviderHealthR\tproviders\x12!\n" +
+	"\fwindow_hours\x18\x02 \x01(\x05R\vwindowHours\"\xe1\x04\n" +
 	"\x17SendNotificationRequest\x123\n" +
 	"\x0fidempotency_key\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\b\x18\x80\x01R\x0eidempotencyKey\x12#\n" +
@@ -1737,14 +1840,15 @@ const file_ttip_notification_v1_notification_service_proto_rawDesc = "" +
 	"\x17WatchInAppNotifications\x124.ttip.notification.v1.WatchInAppNotificationsRequest\x1a5.ttip.notification.v1.WatchInAppNotificationsResponse\"\x03\x90\x02\x010\x01\x12Y\n" +
 	"\bMarkRead\x12%.ttip.notification.v1.MarkReadRequest\x1a&.ttip.notification.v1.MarkReadResponse\x12t\n" +
 	"\x11RegisterPushToken\x12..ttip.notification.v1.RegisterPushTokenRequest\x1a/.ttip.notification.v1.RegisterPushTokenResponse\x12z\n" +
-	"\x13UnregisterPushToken\x120.ttip.notification.v1.UnregisterPushTokenRequest\x1a1.ttip.notification.v1.UnregisterPushTokenResponse\x1a\x06\xca\xf3\x18\x02\b\x012\xea\x06\n" +
+	"\x13UnregisterPushToken\x120.ttip.notification.v1.UnregisterPushTokenRequest\x1a1.ttip.notification.v1.UnregisterPushTokenResponse\x1a\x06\xca\xf3\x18\x02\b\x012\x85\b\n" +
 	"\x18NotificationAdminService\x12\x8c\x01\n" +
 	"\rListTemplates\x12*.ttip.notification.v1.ListTemplatesRequest\x1a+.ttip.notification.v1.ListTemplatesResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x80\x01\n" +
 	"\x15CreateTemplateVersion\x122.ttip.notification.v1.CreateTemplateVersionRequest\x1a3.ttip.notification.v1.CreateTemplateVersionResponse\x12\x86\x01\n" +
 	"\x17ActivateTemplateVersion\x124.ttip.notification.v1.ActivateTemplateVersionRequest\x1a5.ttip.notification.v1.ActivateTemplateVersionResponse\x12\x8f\x01\n" +
 	"\x0eRenderTemplate\x12+.ttip.notification.v1.RenderTemplateRequest\x1a,.ttip.notification.v1.RenderTemplateResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x86\x01\n" +
 	"\vGetDelivery\x12(.ttip.notification.v1.GetDeliveryRequest\x1a).ttip.notification.v1.GetDeliveryResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x8f\x01\n" +
-	"\x0eListDeliveries\x12+.ttip.notification.v1.ListDeliveriesRequest\x1a,.ttip.notification.v1.ListDeliveriesResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x032\x87\x02\n" +
+	"\x0eListDeliveries\x12+.ttip.notification.v1.ListDeliveriesRequest\x1a,.ttip.notification.v1.ListDeliveriesResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x98\x01\n" +
+	"\x11GetProviderHealth\x12..ttip.notification.v1.GetProviderHealthRequest\x1a/.ttip.notification.v1.GetProviderHealthResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x032\x87\x02\n" +
 	"\x1bNotificationInternalService\x12q\n" +
 	"\x10SendNotification\x12-.ttip.notification.v1.SendNotificationRequest\x1a..ttip.notification.v1.SendNotificationResponse\x12m\n" +
 	"\rUpsertContact\x12*.ttip.notification.v1.UpsertContactRequest\x1a+.ttip.notification.v1.UpsertContactResponse\"\x03\x90\x02\x02\x1a\x06\xca\xf3\x18\x02\b\x04B\xeb\x01\n" +
@@ -1762,7 +1866,7 @@ func file_ttip_notification_v1_notification_service_proto_rawDescGZIP() []byte {
 	return file_ttip_notification_v1_notification_service_proto_rawDescData
 }
 
-var file_ttip_notification_v1_notification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_ttip_notification_v1_notification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_ttip_notification_v1_notification_service_proto_goTypes = []any{
 	(*GetPreferencesRequest)(nil),           // 0: ttip.notification.v1.GetPreferencesRequest
 	(*GetPreferencesResponse)(nil),          // 1: ttip.notification.v1.GetPreferencesResponse
@@ -1790,87 +1894,93 @@ var file_ttip_notification_v1_notification_service_proto_goTypes = []any{
 	(*GetDeliveryResponse)(nil),             // 23: ttip.notification.v1.GetDeliveryResponse
 	(*ListDeliveriesRequest)(nil),           // 24: ttip.notification.v1.ListDeliveriesRequest
 	(*ListDeliveriesResponse)(nil),          // 25: ttip.notification.v1.ListDeliveriesResponse
-	(*SendNotificationRequest)(nil),         // 26: ttip.notification.v1.SendNotificationRequest
-	(*SendNotificationResponse)(nil),        // 27: ttip.notification.v1.SendNotificationResponse
-	(*UpsertContactRequest)(nil),            // 28: ttip.notification.v1.UpsertContactRequest
-	(*UpsertContactResponse)(nil),           // 29: ttip.notification.v1.UpsertContactResponse
-	nil,                                     // 30: ttip.notification.v1.RenderTemplateRequest.VariablesEntry
-	nil,                                     // 31: ttip.notification.v1.SendNotificationRequest.VariablesEntry
-	(*Preferences)(nil),                     // 32: ttip.notification.v1.Preferences
-	(*v1.PageRequest)(nil),                  // 33: ttip.common.v1.PageRequest
-	(*InAppNotification)(nil),               // 34: ttip.notification.v1.InAppNotification
-	(*v1.PageResponse)(nil),                 // 35: ttip.common.v1.PageResponse
-	(TemplateKey)(0),                        // 36: ttip.notification.v1.TemplateKey
-	(*Template)(nil),                        // 37: ttip.notification.v1.Template
-	(Channel)(0),                            // 38: ttip.notification.v1.Channel
-	(SmsEncoding)(0),                        // 39: ttip.notification.v1.SmsEncoding
-	(*Delivery)(nil),                        // 40: ttip.notification.v1.Delivery
-	(DeliveryStatus)(0),                     // 41: ttip.notification.v1.DeliveryStatus
+	(*GetProviderHealthRequest)(nil),        // 26: ttip.notification.v1.GetProviderHealthRequest
+	(*GetProviderHealthResponse)(nil),       // 27: ttip.notification.v1.GetProviderHealthResponse
+	(*SendNotificationRequest)(nil),         // 28: ttip.notification.v1.SendNotificationRequest
+	(*SendNotificationResponse)(nil),        // 29: ttip.notification.v1.SendNotificationResponse
+	(*UpsertContactRequest)(nil),            // 30: ttip.notification.v1.UpsertContactRequest
+	(*UpsertContactResponse)(nil),           // 31: ttip.notification.v1.UpsertContactResponse
+	nil,                                     // 32: ttip.notification.v1.RenderTemplateRequest.VariablesEntry
+	nil,                                     // 33: ttip.notification.v1.SendNotificationRequest.VariablesEntry
+	(*Preferences)(nil),                     // 34: ttip.notification.v1.Preferences
+	(*v1.PageRequest)(nil),                  // 35: ttip.common.v1.PageRequest
+	(*InAppNotification)(nil),               // 36: ttip.notification.v1.InAppNotification
+	(*v1.PageResponse)(nil),                 // 37: ttip.common.v1.PageResponse
+	(TemplateKey)(0),                        // 38: ttip.notification.v1.TemplateKey
+	(*Template)(nil),                        // 39: ttip.notification.v1.Template
+	(Channel)(0),                            // 40: ttip.notification.v1.Channel
+	(SmsEncoding)(0),                        // 41: ttip.notification.v1.SmsEncoding
+	(*Delivery)(nil),                        // 42: ttip.notification.v1.Delivery
+	(DeliveryStatus)(0),                     // 43: ttip.notification.v1.DeliveryStatus
+	(*ProviderHealth)(nil),                  // 44: ttip.notification.v1.ProviderHealth
 }
 var file_ttip_notification_v1_notification_service_proto_depIdxs = []int32{
-	32, // 0: ttip.notification.v1.GetPreferencesResponse.preferences:type_name -> ttip.notification.v1.Preferences
-	32, // 1: ttip.notification.v1.UpdatePreferencesRequest.preferences:type_name -> ttip.notification.v1.Preferences
-	32, // 2: ttip.notification.v1.UpdatePreferencesResponse.preferences:type_name -> ttip.notification.v1.Preferences
-	33, // 3: ttip.notification.v1.ListInAppNotificationsRequest.page:type_name -> ttip.common.v1.PageRequest
-	34, // 4: ttip.notification.v1.ListInAppNotificationsResponse.notifications:type_name -> ttip.notification.v1.InAppNotification
-	35, // 5: ttip.notification.v1.ListInAppNotificationsResponse.page:type_name -> ttip.common.v1.PageResponse
-	34, // 6: ttip.notification.v1.WatchInAppNotificationsResponse.notification:type_name -> ttip.notification.v1.InAppNotification
-	36, // 7: ttip.notification.v1.ListTemplatesRequest.key:type_name -> ttip.notification.v1.TemplateKey
-	37, // 8: ttip.notification.v1.ListTemplatesResponse.templates:type_name -> ttip.notification.v1.Template
-	36, // 9: ttip.notification.v1.CreateTemplateVersionRequest.key:type_name -> ttip.notification.v1.TemplateKey
-	38, // 10: ttip.notification.v1.CreateTemplateVersionRequest.channel:type_name -> ttip.notification.v1.Channel
-	37, // 11: ttip.notification.v1.CreateTemplateVersionResponse.template:type_name -> ttip.notification.v1.Template
-	36, // 12: ttip.notification.v1.ActivateTemplateVersionRequest.key:type_name -> ttip.notification.v1.TemplateKey
-	38, // 13: ttip.notification.v1.ActivateTemplateVersionRequest.channel:type_name -> ttip.notification.v1.Channel
-	37, // 14: ttip.notification.v1.ActivateTemplateVersionResponse.template:type_name -> ttip.notification.v1.Template
-	36, // 15: ttip.notification.v1.RenderTemplateRequest.key:type_name -> ttip.notification.v1.TemplateKey
-	38, // 16: ttip.notification.v1.RenderTemplateRequest.channel:type_name -> ttip.notification.v1.Channel
-	30, // 17: ttip.notification.v1.RenderTemplateRequest.variables:type_name -> ttip.notification.v1.RenderTemplateRequest.VariablesEntry
-	39, // 18: ttip.notification.v1.RenderTemplateResponse.sms_encoding:type_name -> ttip.notification.v1.SmsEncoding
-	40, // 19: ttip.notification.v1.GetDeliveryResponse.delivery:type_name -> ttip.notification.v1.Delivery
-	33, // 20: ttip.notification.v1.ListDeliveriesRequest.page:type_name -> ttip.common.v1.PageRequest
-	41, // 21: ttip.notification.v1.ListDeliveriesRequest.status:type_name -> ttip.notification.v1.DeliveryStatus
-	38, // 22: ttip.notification.v1.ListDeliveriesRequest.channel:type_name -> ttip.notification.v1.Channel
-	40, // 23: ttip.notification.v1.ListDeliveriesResponse.deliveries:type_name -> ttip.notification.v1.Delivery
-	35, // 24: ttip.notification.v1.ListDeliveriesResponse.page:type_name -> ttip.common.v1.PageResponse
-	36, // 25: ttip.notification.v1.SendNotificationRequest.template_key:type_name -> ttip.notification.v1.TemplateKey
-	31, // 26: ttip.notification.v1.SendNotificationRequest.variables:type_name -> ttip.notification.v1.SendNotificationRequest.VariablesEntry
-	38, // 27: ttip.notification.v1.SendNotificationRequest.channels:type_name -> ttip.notification.v1.Channel
-	0,  // 28: ttip.notification.v1.NotificationService.GetPreferences:input_type -> ttip.notification.v1.GetPreferencesRequest
-	2,  // 29: ttip.notification.v1.NotificationService.UpdatePreferences:input_type -> ttip.notification.v1.UpdatePreferencesRequest
-	4,  // 30: ttip.notification.v1.NotificationService.ListInAppNotifications:input_type -> ttip.notification.v1.ListInAppNotificationsRequest
-	6,  // 31: ttip.notification.v1.NotificationService.WatchInAppNotifications:input_type -> ttip.notification.v1.WatchInAppNotificationsRequest
-	8,  // 32: ttip.notification.v1.NotificationService.MarkRead:input_type -> ttip.notification.v1.MarkReadRequest
-	10, // 33: ttip.notification.v1.NotificationService.RegisterPushToken:input_type -> ttip.notification.v1.RegisterPushTokenRequest
-	12, // 34: ttip.notification.v1.NotificationService.UnregisterPushToken:input_type -> ttip.notification.v1.UnregisterPushTokenRequest
-	14, // 35: ttip.notification.v1.NotificationAdminService.ListTemplates:input_type -> ttip.notification.v1.ListTemplatesRequest
-	16, // 36: ttip.notification.v1.NotificationAdminService.CreateTemplateVersion:input_type -> ttip.notification.v1.CreateTemplateVersionRequest
-	18, // 37: ttip.notification.v1.NotificationAdminService.ActivateTemplateVersion:input_type -> ttip.notification.v1.ActivateTemplateVersionRequest
-	20, // 38: ttip.notification.v1.NotificationAdminService.RenderTemplate:input_type -> ttip.notification.v1.RenderTemplateRequest
-	22, // 39: ttip.notification.v1.NotificationAdminService.GetDelivery:input_type -> ttip.notification.v1.GetDeliveryRequest
-	24, // 40: ttip.notification.v1.NotificationAdminService.ListDeliveries:input_type -> ttip.notification.v1.ListDeliveriesRequest
-	26, // 41: ttip.notification.v1.NotificationInternalService.SendNotification:input_type -> ttip.notification.v1.SendNotificationRequest
-	28, // 42: ttip.notification.v1.NotificationInternalService.UpsertContact:input_type -> ttip.notification.v1.UpsertContactRequest
-	1,  // 43: ttip.notification.v1.NotificationService.GetPreferences:output_type -> ttip.notification.v1.GetPreferencesResponse
-	3,  // 44: ttip.notification.v1.NotificationService.UpdatePreferences:output_type -> ttip.notification.v1.UpdatePreferencesResponse
-	5,  // 45: ttip.notification.v1.NotificationService.ListInAppNotifications:output_type -> ttip.notification.v1.ListInAppNotificationsResponse
-	7,  // 46: ttip.notification.v1.NotificationService.WatchInAppNotifications:output_type -> ttip.notification.v1.WatchInAppNotificationsResponse
-	9,  // 47: ttip.notification.v1.NotificationService.MarkRead:output_type -> ttip.notification.v1.MarkReadResponse
-	11, // 48: ttip.notification.v1.NotificationService.RegisterPushToken:output_type -> ttip.notification.v1.RegisterPushTokenResponse
-	13, // 49: ttip.notification.v1.NotificationService.UnregisterPushToken:output_type -> ttip.notification.v1.UnregisterPushTokenResponse
-	15, // 50: ttip.notification.v1.NotificationAdminService.ListTemplates:output_type -> ttip.notification.v1.ListTemplatesResponse
-	17, // 51: ttip.notification.v1.NotificationAdminService.CreateTemplateVersion:output_type -> ttip.notification.v1.CreateTemplateVersionResponse
-	19, // 52: ttip.notification.v1.NotificationAdminService.ActivateTemplateVersion:output_type -> ttip.notification.v1.ActivateTemplateVersionResponse
-	21, // 53: ttip.notification.v1.NotificationAdminService.RenderTemplate:output_type -> ttip.notification.v1.RenderTemplateResponse
-	23, // 54: ttip.notification.v1.NotificationAdminService.GetDelivery:output_type -> ttip.notification.v1.GetDeliveryResponse
-	25, // 55: ttip.notification.v1.NotificationAdminService.ListDeliveries:output_type -> ttip.notification.v1.ListDeliveriesResponse
-	27, // 56: ttip.notification.v1.NotificationInternalService.SendNotification:output_type -> ttip.notification.v1.SendNotificationResponse
-	29, // 57: ttip.notification.v1.NotificationInternalService.UpsertContact:output_type -> ttip.notification.v1.UpsertContactResponse
-	43, // [43:58] is the sub-list for method output_type
-	28, // [28:43] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	34, // 0: ttip.notification.v1.GetPreferencesResponse.preferences:type_name -> ttip.notification.v1.Preferences
+	34, // 1: ttip.notification.v1.UpdatePreferencesRequest.preferences:type_name -> ttip.notification.v1.Preferences
+	34, // 2: ttip.notification.v1.UpdatePreferencesResponse.preferences:type_name -> ttip.notification.v1.Preferences
+	35, // 3: ttip.notification.v1.ListInAppNotificationsRequest.page:type_name -> ttip.common.v1.PageRequest
+	36, // 4: ttip.notification.v1.ListInAppNotificationsResponse.notifications:type_name -> ttip.notification.v1.InAppNotification
+	37, // 5: ttip.notification.v1.ListInAppNotificationsResponse.page:type_name -> ttip.common.v1.PageResponse
+	36, // 6: ttip.notification.v1.WatchInAppNotificationsResponse.notification:type_name -> ttip.notification.v1.InAppNotification
+	38, // 7: ttip.notification.v1.ListTemplatesRequest.key:type_name -> ttip.notification.v1.TemplateKey
+	39, // 8: ttip.notification.v1.ListTemplatesResponse.templates:type_name -> ttip.notification.v1.Template
+	38, // 9: ttip.notification.v1.CreateTemplateVersionRequest.key:type_name -> ttip.notification.v1.TemplateKey
+	40, // 10: ttip.notification.v1.CreateTemplateVersionRequest.channel:type_name -> ttip.notification.v1.Channel
+	39, // 11: ttip.notification.v1.CreateTemplateVersionResponse.template:type_name -> ttip.notification.v1.Template
+	38, // 12: ttip.notification.v1.ActivateTemplateVersionRequest.key:type_name -> ttip.notification.v1.TemplateKey
+	40, // 13: ttip.notification.v1.ActivateTemplateVersionRequest.channel:type_name -> ttip.notification.v1.Channel
+	39, // 14: ttip.notification.v1.ActivateTemplateVersionResponse.template:type_name -> ttip.notification.v1.Template
+	38, // 15: ttip.notification.v1.RenderTemplateRequest.key:type_name -> ttip.notification.v1.TemplateKey
+	40, // 16: ttip.notification.v1.RenderTemplateRequest.channel:type_name -> ttip.notification.v1.Channel
+	32, // 17: ttip.notification.v1.RenderTemplateRequest.variables:type_name -> ttip.notification.v1.RenderTemplateRequest.VariablesEntry
+	41, // 18: ttip.notification.v1.RenderTemplateResponse.sms_encoding:type_name -> ttip.notification.v1.SmsEncoding
+	42, // 19: ttip.notification.v1.GetDeliveryResponse.delivery:type_name -> ttip.notification.v1.Delivery
+	35, // 20: ttip.notification.v1.ListDeliveriesRequest.page:type_name -> ttip.common.v1.PageRequest
+	43, // 21: ttip.notification.v1.ListDeliveriesRequest.status:type_name -> ttip.notification.v1.DeliveryStatus
+	40, // 22: ttip.notification.v1.ListDeliveriesRequest.channel:type_name -> ttip.notification.v1.Channel
+	42, // 23: ttip.notification.v1.ListDeliveriesResponse.deliveries:type_name -> ttip.notification.v1.Delivery
+	37, // 24: ttip.notification.v1.ListDeliveriesResponse.page:type_name -> ttip.common.v1.PageResponse
+	44, // 25: ttip.notification.v1.GetProviderHealthResponse.providers:type_name -> ttip.notification.v1.ProviderHealth
+	38, // 26: ttip.notification.v1.SendNotificationRequest.template_key:type_name -> ttip.notification.v1.TemplateKey
+	33, // 27: ttip.notification.v1.SendNotificationRequest.variables:type_name -> ttip.notification.v1.SendNotificationRequest.VariablesEntry
+	40, // 28: ttip.notification.v1.SendNotificationRequest.channels:type_name -> ttip.notification.v1.Channel
+	0,  // 29: ttip.notification.v1.NotificationService.GetPreferences:input_type -> ttip.notification.v1.GetPreferencesRequest
+	2,  // 30: ttip.notification.v1.NotificationService.UpdatePreferences:input_type -> ttip.notification.v1.UpdatePreferencesRequest
+	4,  // 31: ttip.notification.v1.NotificationService.ListInAppNotifications:input_type -> ttip.notification.v1.ListInAppNotificationsRequest
+	6,  // 32: ttip.notification.v1.NotificationService.WatchInAppNotifications:input_type -> ttip.notification.v1.WatchInAppNotificationsRequest
+	8,  // 33: ttip.notification.v1.NotificationService.MarkRead:input_type -> ttip.notification.v1.MarkReadRequest
+	10, // 34: ttip.notification.v1.NotificationService.RegisterPushToken:input_type -> ttip.notification.v1.RegisterPushTokenRequest
+	12, // 35: ttip.notification.v1.NotificationService.UnregisterPushToken:input_type -> ttip.notification.v1.UnregisterPushTokenRequest
+	14, // 36: ttip.notification.v1.NotificationAdminService.ListTemplates:input_type -> ttip.notification.v1.ListTemplatesRequest
+	16, // 37: ttip.notification.v1.NotificationAdminService.CreateTemplateVersion:input_type -> ttip.notification.v1.CreateTemplateVersionRequest
+	18, // 38: ttip.notification.v1.NotificationAdminService.ActivateTemplateVersion:input_type -> ttip.notification.v1.ActivateTemplateVersionRequest
+	20, // 39: ttip.notification.v1.NotificationAdminService.RenderTemplate:input_type -> ttip.notification.v1.RenderTemplateRequest
+	22, // 40: ttip.notification.v1.NotificationAdminService.GetDelivery:input_type -> ttip.notification.v1.GetDeliveryRequest
+	24, // 41: ttip.notification.v1.NotificationAdminService.ListDeliveries:input_type -> ttip.notification.v1.ListDeliveriesRequest
+	26, // 42: ttip.notification.v1.NotificationAdminService.GetProviderHealth:input_type -> ttip.notification.v1.GetProviderHealthRequest
+	28, // 43: ttip.notification.v1.NotificationInternalService.SendNotification:input_type -> ttip.notification.v1.SendNotificationRequest
+	30, // 44: ttip.notification.v1.NotificationInternalService.UpsertContact:input_type -> ttip.notification.v1.UpsertContactRequest
+	1,  // 45: ttip.notification.v1.NotificationService.GetPreferences:output_type -> ttip.notification.v1.GetPreferencesResponse
+	3,  // 46: ttip.notification.v1.NotificationService.UpdatePreferences:output_type -> ttip.notification.v1.UpdatePreferencesResponse
+	5,  // 47: ttip.notification.v1.NotificationService.ListInAppNotifications:output_type -> ttip.notification.v1.ListInAppNotificationsResponse
+	7,  // 48: ttip.notification.v1.NotificationService.WatchInAppNotifications:output_type -> ttip.notification.v1.WatchInAppNotificationsResponse
+	9,  // 49: ttip.notification.v1.NotificationService.MarkRead:output_type -> ttip.notification.v1.MarkReadResponse
+	11, // 50: ttip.notification.v1.NotificationService.RegisterPushToken:output_type -> ttip.notification.v1.RegisterPushTokenResponse
+	13, // 51: ttip.notification.v1.NotificationService.UnregisterPushToken:output_type -> ttip.notification.v1.UnregisterPushTokenResponse
+	15, // 52: ttip.notification.v1.NotificationAdminService.ListTemplates:output_type -> ttip.notification.v1.ListTemplatesResponse
+	17, // 53: ttip.notification.v1.NotificationAdminService.CreateTemplateVersion:output_type -> ttip.notification.v1.CreateTemplateVersionResponse
+	19, // 54: ttip.notification.v1.NotificationAdminService.ActivateTemplateVersion:output_type -> ttip.notification.v1.ActivateTemplateVersionResponse
+	21, // 55: ttip.notification.v1.NotificationAdminService.RenderTemplate:output_type -> ttip.notification.v1.RenderTemplateResponse
+	23, // 56: ttip.notification.v1.NotificationAdminService.GetDelivery:output_type -> ttip.notification.v1.GetDeliveryResponse
+	25, // 57: ttip.notification.v1.NotificationAdminService.ListDeliveries:output_type -> ttip.notification.v1.ListDeliveriesResponse
+	27, // 58: ttip.notification.v1.NotificationAdminService.GetProviderHealth:output_type -> ttip.notification.v1.GetProviderHealthResponse
+	29, // 59: ttip.notification.v1.NotificationInternalService.SendNotification:output_type -> ttip.notification.v1.SendNotificationResponse
+	31, // 60: ttip.notification.v1.NotificationInternalService.UpsertContact:output_type -> ttip.notification.v1.UpsertContactResponse
+	45, // [45:61] is the sub-list for method output_type
+	29, // [29:45] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_ttip_notification_v1_notification_service_proto_init() }
@@ -1879,7 +1989,7 @@ func file_ttip_notification_v1_notification_service_proto_init() {
 		return
 	}
 	file_ttip_notification_v1_notification_proto_init()
-	file_ttip_notification_v1_notification_service_proto_msgTypes[26].OneofWrappers = []any{
+	file_ttip_notification_v1_notification_service_proto_msgTypes[28].OneofWrappers = []any{
 		(*SendNotificationRequest_UserId)(nil),
 		(*SendNotificationRequest_Phone)(nil),
 		(*SendNotificationRequest_Email)(nil),
@@ -1890,7 +2000,7 @@ func file_ttip_notification_v1_notification_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_notification_v1_notification_service_proto_rawDesc), len(file_ttip_notification_v1_notification_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -880,6 +880,94 @@ func (x *GetPayoutResponse) GetPayout() *Payout {
 	return nil
 }
 
+type WatchPayoutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PayoutId      string                 `protobuf:"bytes,1,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchPayoutRequest) Reset() {
+	*x = WatchPayoutRequest{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchPayoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchPayoutRequest) ProtoMessage() {}
+
+func (x *WatchPayoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchPayoutRequest.ProtoReflect.Descriptor instead.
+func (*WatchPayoutRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *WatchPayoutRequest) GetPayoutId() string {
+	if x != nil {
+		return x.PayoutId
+	}
+	return ""
+}
+
+type WatchPayoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payout        *Payout                `protobuf:"bytes,1,opt,name=payout,proto3" json:"payout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchPayoutResponse) Reset() {
+	*x = WatchPayoutResponse{}
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchPayoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchPayoutResponse) ProtoMessage() {}
+
+func (x *WatchPayoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchPayoutResponse.ProtoReflect.Descriptor instead.
+func (*WatchPayoutResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *WatchPayoutResponse) GetPayout() *Payout {
+	if x != nil {
+		return x.Payout
+	}
+	return nil
+}
+
 type ListPayoutsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Page          *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
@@ -890,7 +978,7 @@ type ListPayoutsRequest struct {
 
 func (x *ListPayoutsRequest) Reset() {
 	*x = ListPayoutsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[14]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +990,7 @@ func (x *ListPayoutsRequest) String() string {
 func (*ListPayoutsRequest) ProtoMessage() {}
 
 func (x *ListPayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[14]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1003,7 @@ func (x *ListPayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPayoutsRequest.ProtoReflect.Descriptor instead.
 func (*ListPayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{14}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListPayoutsRequest) GetPage() *v1.PageRequest {
@@ -942,7 +1030,7 @@ type ListPayoutsResponse struct {
 
 func (x *ListPayoutsResponse) Reset() {
 	*x = ListPayoutsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[15]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1042,7 @@ func (x *ListPayoutsResponse) String() string {
 func (*ListPayoutsResponse) ProtoMessage() {}
 
 func (x *ListPayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[15]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1055,7 @@ func (x *ListPayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPayoutsResponse.ProtoReflect.Descriptor instead.
 func (*ListPayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{15}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListPayoutsResponse) GetPayouts() []*Payout {
@@ -992,7 +1080,7 @@ type GetPayoutSettingsRequest struct {
 
 func (x *GetPayoutSettingsRequest) Reset() {
 	*x = GetPayoutSettingsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[16]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1004,7 +1092,7 @@ func (x *GetPayoutSettingsRequest) String() string {
 func (*GetPayoutSettingsRequest) ProtoMessage() {}
 
 func (x *GetPayoutSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[16]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1017,7 +1105,7 @@ func (x *GetPayoutSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPayoutSettingsRequest.ProtoReflect.Descriptor instead.
 func (*GetPayoutSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{16}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{18}
 }
 
 type GetPayoutSettingsResponse struct {
@@ -1029,7 +1117,7 @@ type GetPayoutSettingsResponse struct {
 
 func (x *GetPayoutSettingsResponse) Reset() {
 	*x = GetPayoutSettingsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[17]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1129,7 @@ func (x *GetPayoutSettingsResponse) String() string {
 func (*GetPayoutSettingsResponse) ProtoMessage() {}
 
 func (x *GetPayoutSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[17]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1142,7 @@ func (x *GetPayoutSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPayoutSettingsResponse.ProtoReflect.Descriptor instead.
 func (*GetPayoutSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{17}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetPayoutSettingsResponse) GetSettings() *PayoutSettings {
@@ -1075,7 +1163,7 @@ type UpdatePayoutSettingsRequest struct {
 
 func (x *UpdatePayoutSettingsRequest) Reset() {
 	*x = UpdatePayoutSettingsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[18]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1175,7 @@ func (x *UpdatePayoutSettingsRequest) String() string {
 func (*UpdatePayoutSettingsRequest) ProtoMessage() {}
 
 func (x *UpdatePayoutSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[18]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1188,7 @@ func (x *UpdatePayoutSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayoutSettingsRequest.ProtoReflect.Descriptor instead.
 func (*UpdatePayoutSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{18}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *UpdatePayoutSettingsRequest) GetAutoPayout() bool {
@@ -1133,7 +1221,7 @@ type UpdatePayoutSettingsResponse struct {
 
 func (x *UpdatePayoutSettingsResponse) Reset() {
 	*x = UpdatePayoutSettingsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[19]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1233,7 @@ func (x *UpdatePayoutSettingsResponse) String() string {
 func (*UpdatePayoutSettingsResponse) ProtoMessage() {}
 
 func (x *UpdatePayoutSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[19]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1246,7 @@ func (x *UpdatePayoutSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdatePayoutSettingsResponse.ProtoReflect.Descriptor instead.
 func (*UpdatePayoutSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{19}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdatePayoutSettingsResponse) GetSettings() *PayoutSettings {
@@ -1176,7 +1264,7 @@ type ListPaymentMethodsRequest struct {
 
 func (x *ListPaymentMethodsRequest) Reset() {
 	*x = ListPaymentMethodsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[20]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1276,7 @@ func (x *ListPaymentMethodsRequest) String() string {
 func (*ListPaymentMethodsRequest) ProtoMessage() {}
 
 func (x *ListPaymentMethodsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[20]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1289,7 @@ func (x *ListPaymentMethodsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPaymentMethodsRequest.ProtoReflect.Descriptor instead.
 func (*ListPaymentMethodsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{20}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{22}
 }
 
 type ListPaymentMethodsResponse struct {
@@ -1213,7 +1301,7 @@ type ListPaymentMethodsResponse struct {
 
 func (x *ListPaymentMethodsResponse) Reset() {
 	*x = ListPaymentMethodsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[21]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1313,7 @@ func (x *ListPaymentMethodsResponse) String() string {
 func (*ListPaymentMethodsResponse) ProtoMessage() {}
 
 func (x *ListPaymentMethodsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[21]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1326,7 @@ func (x *ListPaymentMethodsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPaymentMethodsResponse.ProtoReflect.Descriptor instead.
 func (*ListPaymentMethodsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{21}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListPaymentMethodsResponse) GetPaymentMethods() []*PaymentMethod {
@@ -1259,7 +1347,7 @@ type AddPaymentMethodRequest struct {
 
 func (x *AddPaymentMethodRequest) Reset() {
 	*x = AddPaymentMethodRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[22]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1359,7 @@ func (x *AddPaymentMethodRequest) String() string {
 func (*AddPaymentMethodRequest) ProtoMessage() {}
 
 func (x *AddPaymentMethodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[22]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1372,7 @@ func (x *AddPaymentMethodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPaymentMethodRequest.ProtoReflect.Descriptor instead.
 func (*AddPaymentMethodRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{22}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *AddPaymentMethodRequest) GetMpesaPhone() string {
@@ -1317,7 +1405,7 @@ type AddPaymentMethodResponse struct {
 
 func (x *AddPaymentMethodResponse) Reset() {
 	*x = AddPaymentMethodResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[23]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1417,7 @@ func (x *AddPaymentMethodResponse) String() string {
 func (*AddPaymentMethodResponse) ProtoMessage() {}
 
 func (x *AddPaymentMethodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[23]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1430,7 @@ func (x *AddPaymentMethodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddPaymentMethodResponse.ProtoReflect.Descriptor instead.
 func (*AddPaymentMethodResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{23}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AddPaymentMethodResponse) GetPaymentMethod() *PaymentMethod {
@@ -1361,7 +1449,7 @@ type RemovePaymentMethodRequest struct {
 
 func (x *RemovePaymentMethodRequest) Reset() {
 	*x = RemovePaymentMethodRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[24]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1461,7 @@ func (x *RemovePaymentMethodRequest) String() string {
 func (*RemovePaymentMethodRequest) ProtoMessage() {}
 
 func (x *RemovePaymentMethodRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[24]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1474,7 @@ func (x *RemovePaymentMethodRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePaymentMethodRequest.ProtoReflect.Descriptor instead.
 func (*RemovePaymentMethodRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{24}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RemovePaymentMethodRequest) GetPaymentMethodId() string {
@@ -1404,7 +1492,7 @@ type RemovePaymentMethodResponse struct {
 
 func (x *RemovePaymentMethodResponse) Reset() {
 	*x = RemovePaymentMethodResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[25]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1504,7 @@ func (x *RemovePaymentMethodResponse) String() string {
 func (*RemovePaymentMethodResponse) ProtoMessage() {}
 
 func (x *RemovePaymentMethodResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[25]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1517,7 @@ func (x *RemovePaymentMethodResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemovePaymentMethodResponse.ProtoReflect.Descriptor instead.
 func (*RemovePaymentMethodResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{25}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{27}
 }
 
 type ListFraudAlertsRequest struct {
@@ -1443,7 +1531,7 @@ type ListFraudAlertsRequest struct {
 
 func (x *ListFraudAlertsRequest) Reset() {
 	*x = ListFraudAlertsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[26]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1543,7 @@ func (x *ListFraudAlertsRequest) String() string {
 func (*ListFraudAlertsRequest) ProtoMessage() {}
 
 func (x *ListFraudAlertsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[26]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1556,7 @@ func (x *ListFraudAlertsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFraudAlertsRequest.ProtoReflect.Descriptor instead.
 func (*ListFraudAlertsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListFraudAlertsRequest) GetPage() *v1.PageRequest {
@@ -1502,7 +1590,7 @@ type ListFraudAlertsResponse struct {
 
 func (x *ListFraudAlertsResponse) Reset() {
 	*x = ListFraudAlertsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[27]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1602,7 @@ func (x *ListFraudAlertsResponse) String() string {
 func (*ListFraudAlertsResponse) ProtoMessage() {}
 
 func (x *ListFraudAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[27]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1615,7 @@ func (x *ListFraudAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListFraudAlertsResponse.ProtoReflect.Descriptor instead.
 func (*ListFraudAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListFraudAlertsResponse) GetAlerts() []*FraudAlert {
@@ -1555,7 +1643,7 @@ type ReviewTipRequest struct {
 
 func (x *ReviewTipRequest) Reset() {
 	*x = ReviewTipRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[28]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1567,7 +1655,7 @@ func (x *ReviewTipRequest) String() string {
 func (*ReviewTipRequest) ProtoMessage() {}
 
 func (x *ReviewTipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[28]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1580,7 +1668,7 @@ func (x *ReviewTipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewTipRequest.ProtoReflect.Descriptor instead.
 func (*ReviewTipRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ReviewTipRequest) GetTipId() string {
@@ -1613,7 +1701,7 @@ type ReviewTipResponse struct {
 
 func (x *ReviewTipResponse) Reset() {
 	*x = ReviewTipResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[29]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1713,7 @@ func (x *ReviewTipResponse) String() string {
 func (*ReviewTipResponse) ProtoMessage() {}
 
 func (x *ReviewTipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[29]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1726,7 @@ func (x *ReviewTipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReviewTipResponse.ProtoReflect.Descriptor instead.
 func (*ReviewTipResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ReviewTipResponse) GetTip() *Tip {
@@ -1658,7 +1746,7 @@ type HoldPayoutsRequest struct {
 
 func (x *HoldPayoutsRequest) Reset() {
 	*x = HoldPayoutsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[30]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1670,7 +1758,7 @@ func (x *HoldPayoutsRequest) String() string {
 func (*HoldPayoutsRequest) ProtoMessage() {}
 
 func (x *HoldPayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[30]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1683,7 +1771,7 @@ func (x *HoldPayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldPayoutsRequest.ProtoReflect.Descriptor instead.
 func (*HoldPayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *HoldPayoutsRequest) GetWorkerId() string {
@@ -1708,7 +1796,7 @@ type HoldPayoutsResponse struct {
 
 func (x *HoldPayoutsResponse) Reset() {
 	*x = HoldPayoutsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[31]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1720,7 +1808,7 @@ func (x *HoldPayoutsResponse) String() string {
 func (*HoldPayoutsResponse) ProtoMessage() {}
 
 func (x *HoldPayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[31]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1733,7 +1821,7 @@ func (x *HoldPayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HoldPayoutsResponse.ProtoReflect.Descriptor instead.
 func (*HoldPayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{33}
 }
 
 type ReleasePayoutsRequest struct {
@@ -1746,7 +1834,7 @@ type ReleasePayoutsRequest struct {
 
 func (x *ReleasePayoutsRequest) Reset() {
 	*x = ReleasePayoutsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[32]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1758,7 +1846,7 @@ func (x *ReleasePayoutsRequest) String() string {
 func (*ReleasePayoutsRequest) ProtoMessage() {}
 
 func (x *ReleasePayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[32]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1771,7 +1859,7 @@ func (x *ReleasePayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleasePayoutsRequest.ProtoReflect.Descriptor instead.
 func (*ReleasePayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ReleasePayoutsRequest) GetWorkerId() string {
@@ -1796,7 +1884,7 @@ type ReleasePayoutsResponse struct {
 
 func (x *ReleasePayoutsResponse) Reset() {
 	*x = ReleasePayoutsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[33]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1808,7 +1896,7 @@ func (x *ReleasePayoutsResponse) String() string {
 func (*ReleasePayoutsResponse) ProtoMessage() {}
 
 func (x *ReleasePayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[33]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1821,7 +1909,7 @@ func (x *ReleasePayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleasePayoutsResponse.ProtoReflect.Descriptor instead.
 func (*ReleasePayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{35}
 }
 
 type BlockPhoneNumberRequest struct {
@@ -1834,7 +1922,7 @@ type BlockPhoneNumberRequest struct {
 
 func (x *BlockPhoneNumberRequest) Reset() {
 	*x = BlockPhoneNumberRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[34]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1846,7 +1934,7 @@ func (x *BlockPhoneNumberRequest) String() string {
 func (*BlockPhoneNumberRequest) ProtoMessage() {}
 
 func (x *BlockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[34]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1859,7 +1947,7 @@ func (x *BlockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockPhoneNumberRequest.ProtoReflect.Descriptor instead.
 func (*BlockPhoneNumberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *BlockPhoneNumberRequest) GetPhone() string {
@@ -1884,7 +1972,7 @@ type BlockPhoneNumberResponse struct {
 
 func (x *BlockPhoneNumberResponse) Reset() {
 	*x = BlockPhoneNumberResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[35]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1896,7 +1984,7 @@ func (x *BlockPhoneNumberResponse) String() string {
 func (*BlockPhoneNumberResponse) ProtoMessage() {}
 
 func (x *BlockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[35]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1909,7 +1997,7 @@ func (x *BlockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockPhoneNumberResponse.ProtoReflect.Descriptor instead.
 func (*BlockPhoneNumberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{37}
 }
 
 type UnblockPhoneNumberRequest struct {
@@ -1921,7 +2009,7 @@ type UnblockPhoneNumberRequest struct {
 
 func (x *UnblockPhoneNumberRequest) Reset() {
 	*x = UnblockPhoneNumberRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2021,7 @@ func (x *UnblockPhoneNumberRequest) String() string {
 func (*UnblockPhoneNumberRequest) ProtoMessage() {}
 
 func (x *UnblockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[36]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2034,7 @@ func (x *UnblockPhoneNumberRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockPhoneNumberRequest.ProtoReflect.Descriptor instead.
 func (*UnblockPhoneNumberRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *UnblockPhoneNumberRequest) GetPhone() string {
@@ -1964,7 +2052,7 @@ type UnblockPhoneNumberResponse struct {
 
 func (x *UnblockPhoneNumberResponse) Reset() {
 	*x = UnblockPhoneNumberResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1976,7 +2064,7 @@ func (x *UnblockPhoneNumberResponse) String() string {
 func (*UnblockPhoneNumberResponse) ProtoMessage() {}
 
 func (x *UnblockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[37]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1989,7 +2077,7 @@ func (x *UnblockPhoneNumberResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockPhoneNumberResponse.ProtoReflect.Descriptor instead.
 func (*UnblockPhoneNumberResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{39}
 }
 
 type ListUnmatchedCallbacksRequest struct {
@@ -2002,7 +2090,7 @@ type ListUnmatchedCallbacksRequest struct {
 
 func (x *ListUnmatchedCallbacksRequest) Reset() {
 	*x = ListUnmatchedCallbacksRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2014,7 +2102,7 @@ func (x *ListUnmatchedCallbacksRequest) String() string {
 func (*ListUnmatchedCallbacksRequest) ProtoMessage() {}
 
 func (x *ListUnmatchedCallbacksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[38]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2027,7 +2115,7 @@ func (x *ListUnmatchedCallbacksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmatchedCallbacksRequest.ProtoReflect.Descriptor instead.
 func (*ListUnmatchedCallbacksRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListUnmatchedCallbacksRequest) GetPage() *v1.PageRequest {
@@ -2054,7 +2142,7 @@ type ListUnmatchedCallbacksResponse struct {
 
 func (x *ListUnmatchedCallbacksResponse) Reset() {
 	*x = ListUnmatchedCallbacksResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2066,7 +2154,7 @@ func (x *ListUnmatchedCallbacksResponse) String() string {
 func (*ListUnmatchedCallbacksResponse) ProtoMessage() {}
 
 func (x *ListUnmatchedCallbacksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[39]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2079,7 +2167,7 @@ func (x *ListUnmatchedCallbacksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUnmatchedCallbacksResponse.ProtoReflect.Descriptor instead.
 func (*ListUnmatchedCallbacksResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListUnmatchedCallbacksResponse) GetCallbacks() []*UnmatchedCallback {
@@ -2106,7 +2194,7 @@ type ListSuspensePaymentsRequest struct {
 
 func (x *ListSuspensePaymentsRequest) Reset() {
 	*x = ListSuspensePaymentsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2118,7 +2206,7 @@ func (x *ListSuspensePaymentsRequest) String() string {
 func (*ListSuspensePaymentsRequest) ProtoMessage() {}
 
 func (x *ListSuspensePaymentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[40]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2131,7 +2219,7 @@ func (x *ListSuspensePaymentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuspensePaymentsRequest.ProtoReflect.Descriptor instead.
 func (*ListSuspensePaymentsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListSuspensePaymentsRequest) GetPage() *v1.PageRequest {
@@ -2158,7 +2246,7 @@ type ListSuspensePaymentsResponse struct {
 
 func (x *ListSuspensePaymentsResponse) Reset() {
 	*x = ListSuspensePaymentsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2258,7 @@ func (x *ListSuspensePaymentsResponse) String() string {
 func (*ListSuspensePaymentsResponse) ProtoMessage() {}
 
 func (x *ListSuspensePaymentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[41]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2271,7 @@ func (x *ListSuspensePaymentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSuspensePaymentsResponse.ProtoReflect.Descriptor instead.
 func (*ListSuspensePaymentsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListSuspensePaymentsResponse) GetPayments() []*SuspensePayment {
@@ -2216,7 +2304,7 @@ type ResolveSuspensePaymentRequest struct {
 
 func (x *ResolveSuspensePaymentRequest) Reset() {
 	*x = ResolveSuspensePaymentRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2316,7 @@ func (x *ResolveSuspensePaymentRequest) String() string {
 func (*ResolveSuspensePaymentRequest) ProtoMessage() {}
 
 func (x *ResolveSuspensePaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[42]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2329,7 @@ func (x *ResolveSuspensePaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveSuspensePaymentRequest.ProtoReflect.Descriptor instead.
 func (*ResolveSuspensePaymentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ResolveSuspensePaymentRequest) GetReceipt() string {
@@ -2313,7 +2401,7 @@ type ResolveSuspensePaymentResponse struct {
 
 func (x *ResolveSuspensePaymentResponse) Reset() {
 	*x = ResolveSuspensePaymentResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2325,7 +2413,7 @@ func (x *ResolveSuspensePaymentResponse) String() string {
 func (*ResolveSuspensePaymentResponse) ProtoMessage() {}
 
 func (x *ResolveSuspensePaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[43]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2338,7 +2426,7 @@ func (x *ResolveSuspensePaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveSuspensePaymentResponse.ProtoReflect.Descriptor instead.
 func (*ResolveSuspensePaymentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ResolveSuspensePaymentResponse) GetPayment() *SuspensePayment {
@@ -2365,7 +2453,7 @@ type ReconcilePendingRequest struct {
 
 func (x *ReconcilePendingRequest) Reset() {
 	*x = ReconcilePendingRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2377,7 +2465,7 @@ func (x *ReconcilePendingRequest) String() string {
 func (*ReconcilePendingRequest) ProtoMessage() {}
 
 func (x *ReconcilePendingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[44]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2390,7 +2478,7 @@ func (x *ReconcilePendingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcilePendingRequest.ProtoReflect.Descriptor instead.
 func (*ReconcilePendingRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ReconcilePendingRequest) GetLimit() int32 {
@@ -2411,7 +2499,7 @@ type ReconcilePendingResponse struct {
 
 func (x *ReconcilePendingResponse) Reset() {
 	*x = ReconcilePendingResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2423,7 +2511,7 @@ func (x *ReconcilePendingResponse) String() string {
 func (*ReconcilePendingResponse) ProtoMessage() {}
 
 func (x *ReconcilePendingResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[45]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2436,7 +2524,7 @@ func (x *ReconcilePendingResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcilePendingResponse.ProtoReflect.Descriptor instead.
 func (*ReconcilePendingResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ReconcilePendingResponse) GetQueried() int32 {
@@ -2474,7 +2562,7 @@ type RefundTipRequest struct {
 
 func (x *RefundTipRequest) Reset() {
 	*x = RefundTipRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2574,7 @@ func (x *RefundTipRequest) String() string {
 func (*RefundTipRequest) ProtoMessage() {}
 
 func (x *RefundTipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[46]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2587,7 @@ func (x *RefundTipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundTipRequest.ProtoReflect.Descriptor instead.
 func (*RefundTipRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RefundTipRequest) GetTipId() string {
@@ -2540,7 +2628,7 @@ type RefundTipResponse struct {
 
 func (x *RefundTipResponse) Reset() {
 	*x = RefundTipResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2552,7 +2640,7 @@ func (x *RefundTipResponse) String() string {
 func (*RefundTipResponse) ProtoMessage() {}
 
 func (x *RefundTipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[47]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2565,7 +2653,7 @@ func (x *RefundTipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefundTipResponse.ProtoReflect.Descriptor instead.
 func (*RefundTipResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *RefundTipResponse) GetTip() *Tip {
@@ -2592,7 +2680,7 @@ type ReconcileCardBalanceRequest struct {
 
 func (x *ReconcileCardBalanceRequest) Reset() {
 	*x = ReconcileCardBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2692,7 @@ func (x *ReconcileCardBalanceRequest) String() string {
 func (*ReconcileCardBalanceRequest) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[48]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +2705,7 @@ func (x *ReconcileCardBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceRequest.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ReconcileCardBalanceRequest) GetLimit() int32 {
@@ -2643,7 +2731,7 @@ type ReconcileCardBalanceResponse struct {
 
 func (x *ReconcileCardBalanceResponse) Reset() {
 	*x = ReconcileCardBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2743,7 @@ func (x *ReconcileCardBalanceResponse) String() string {
 func (*ReconcileCardBalanceResponse) ProtoMessage() {}
 
 func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[49]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2756,7 @@ func (x *ReconcileCardBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReconcileCardBalanceResponse.ProtoReflect.Descriptor instead.
 func (*ReconcileCardBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ReconcileCardBalanceResponse) GetMatched() int32 {
@@ -2708,7 +2796,7 @@ type GetTipForReceiptRequest struct {
 
 func (x *GetTipForReceiptRequest) Reset() {
 	*x = GetTipForReceiptRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2720,7 +2808,7 @@ func (x *GetTipForReceiptRequest) String() string {
 func (*GetTipForReceiptRequest) ProtoMessage() {}
 
 func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[50]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2733,7 +2821,7 @@ func (x *GetTipForReceiptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptRequest.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetTipForReceiptRequest) GetTipId() string {
@@ -2755,7 +2843,7 @@ type GetTipForReceiptResponse struct {
 
 func (x *GetTipForReceiptResponse) Reset() {
 	*x = GetTipForReceiptResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2767,7 +2855,7 @@ func (x *GetTipForReceiptResponse) String() string {
 func (*GetTipForReceiptResponse) ProtoMessage() {}
 
 func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[51]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2780,7 +2868,7 @@ func (x *GetTipForReceiptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTipForReceiptResponse.ProtoReflect.Descriptor instead.
 func (*GetTipForReceiptResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetTipForReceiptResponse) GetTip() *Tip {
@@ -2831,7 +2919,7 @@ type SearchTipsRequest struct {
 
 func (x *SearchTipsRequest) Reset() {
 	*x = SearchTipsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2843,7 +2931,7 @@ func (x *SearchTipsRequest) String() string {
 func (*SearchTipsRequest) ProtoMessage() {}
 
 func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[52]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2856,7 +2944,7 @@ func (x *SearchTipsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsRequest.ProtoReflect.Descriptor instead.
 func (*SearchTipsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *SearchTipsRequest) GetPage() *v1.PageRequest {
@@ -2932,7 +3020,7 @@ type SearchTipsResponse struct {
 
 func (x *SearchTipsResponse) Reset() {
 	*x = SearchTipsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3032,7 @@ func (x *SearchTipsResponse) String() string {
 func (*SearchTipsResponse) ProtoMessage() {}
 
 func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[53]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3045,7 @@ func (x *SearchTipsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchTipsResponse.ProtoReflect.Descriptor instead.
 func (*SearchTipsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *SearchTipsResponse) GetTips() []*Tip {
@@ -2990,7 +3078,7 @@ type SearchPayoutsRequest struct {
 
 func (x *SearchPayoutsRequest) Reset() {
 	*x = SearchPayoutsRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3002,7 +3090,7 @@ func (x *SearchPayoutsRequest) String() string {
 func (*SearchPayoutsRequest) ProtoMessage() {}
 
 func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[54]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3015,7 +3103,7 @@ func (x *SearchPayoutsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsRequest.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SearchPayoutsRequest) GetPage() *v1.PageRequest {
@@ -3084,7 +3172,7 @@ type SearchPayoutsResponse struct {
 
 func (x *SearchPayoutsResponse) Reset() {
 	*x = SearchPayoutsResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3184,7 @@ func (x *SearchPayoutsResponse) String() string {
 func (*SearchPayoutsResponse) ProtoMessage() {}
 
 func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[55]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3197,7 @@ func (x *SearchPayoutsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchPayoutsResponse.ProtoReflect.Descriptor instead.
 func (*SearchPayoutsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *SearchPayoutsResponse) GetPayouts() []*Payout {
@@ -3139,7 +3227,7 @@ type GetPaymentDetailRequest struct {
 
 func (x *GetPaymentDetailRequest) Reset() {
 	*x = GetPaymentDetailRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3151,7 +3239,7 @@ func (x *GetPaymentDetailRequest) String() string {
 func (*GetPaymentDetailRequest) ProtoMessage() {}
 
 func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[56]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3164,7 +3252,7 @@ func (x *GetPaymentDetailRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailRequest.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetPaymentDetailRequest) GetSubject() isGetPaymentDetailRequest_Subject {
@@ -3230,7 +3318,7 @@ type GetPaymentDetailResponse struct {
 
 func (x *GetPaymentDetailResponse) Reset() {
 	*x = GetPaymentDetailResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3242,7 +3330,7 @@ func (x *GetPaymentDetailResponse) String() string {
 func (*GetPaymentDetailResponse) ProtoMessage() {}
 
 func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[57]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3255,7 +3343,7 @@ func (x *GetPaymentDetailResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPaymentDetailResponse.ProtoReflect.Descriptor instead.
 func (*GetPaymentDetailResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetPaymentDetailResponse) GetTip() *Tip {
@@ -3334,7 +3422,7 @@ type RequeryPaymentRequest struct {
 
 func (x *RequeryPaymentRequest) Reset() {
 	*x = RequeryPaymentRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3346,7 +3434,7 @@ func (x *RequeryPaymentRequest) String() string {
 func (*RequeryPaymentRequest) ProtoMessage() {}
 
 func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[58]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3359,7 +3447,7 @@ func (x *RequeryPaymentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentRequest.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RequeryPaymentRequest) GetSubject() isRequeryPaymentRequest_Subject {
@@ -3414,7 +3502,7 @@ type RequeryPaymentResponse struct {
 
 func (x *RequeryPaymentResponse) Reset() {
 	*x = RequeryPaymentResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3426,7 +3514,7 @@ func (x *RequeryPaymentResponse) String() string {
 func (*RequeryPaymentResponse) ProtoMessage() {}
 
 func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[59]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3439,7 +3527,7 @@ func (x *RequeryPaymentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequeryPaymentResponse.ProtoReflect.Descriptor instead.
 func (*RequeryPaymentResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RequeryPaymentResponse) GetTip() *Tip {
@@ -3464,7 +3552,7 @@ type CheckMpesaBalanceRequest struct {
 
 func (x *CheckMpesaBalanceRequest) Reset() {
 	*x = CheckMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3476,7 +3564,7 @@ func (x *CheckMpesaBalanceRequest) String() string {
 func (*CheckMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[60]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3489,7 +3577,7 @@ func (x *CheckMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
 }
 
 type CheckMpesaBalanceResponse struct {
@@ -3501,7 +3589,7 @@ type CheckMpesaBalanceResponse struct {
 
 func (x *CheckMpesaBalanceResponse) Reset() {
 	*x = CheckMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3513,7 +3601,7 @@ func (x *CheckMpesaBalanceResponse) String() string {
 func (*CheckMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[61]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3526,7 +3614,7 @@ func (x *CheckMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*CheckMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *CheckMpesaBalanceResponse) GetCheckId() string {
@@ -3545,7 +3633,7 @@ type GetMpesaBalanceRequest struct {
 
 func (x *GetMpesaBalanceRequest) Reset() {
 	*x = GetMpesaBalanceRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3557,7 +3645,7 @@ func (x *GetMpesaBalanceRequest) String() string {
 func (*GetMpesaBalanceRequest) ProtoMessage() {}
 
 func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[62]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3570,7 +3658,7 @@ func (x *GetMpesaBalanceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceRequest.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetMpesaBalanceRequest) GetCheckId() string {
@@ -3595,7 +3683,7 @@ type MpesaAccountBalance struct {
 
 func (x *MpesaAccountBalance) Reset() {
 	*x = MpesaAccountBalance{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3607,7 +3695,7 @@ func (x *MpesaAccountBalance) String() string {
 func (*MpesaAccountBalance) ProtoMessage() {}
 
 func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[63]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3620,7 +3708,7 @@ func (x *MpesaAccountBalance) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MpesaAccountBalance.ProtoReflect.Descriptor instead.
 func (*MpesaAccountBalance) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *MpesaAccountBalance) GetName() string {
@@ -3682,7 +3770,7 @@ type GetMpesaBalanceResponse struct {
 
 func (x *GetMpesaBalanceResponse) Reset() {
 	*x = GetMpesaBalanceResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3694,7 +3782,7 @@ func (x *GetMpesaBalanceResponse) String() string {
 func (*GetMpesaBalanceResponse) ProtoMessage() {}
 
 func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[64]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3707,7 +3795,7 @@ func (x *GetMpesaBalanceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetMpesaBalanceResponse.ProtoReflect.Descriptor instead.
 func (*GetMpesaBalanceResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *GetMpesaBalanceResponse) GetCheckId() string {
@@ -3781,7 +3869,7 @@ type GetFraudRulesRequest struct {
 
 func (x *GetFraudRulesRequest) Reset() {
 	*x = GetFraudRulesRequest{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3793,7 +3881,7 @@ func (x *GetFraudRulesRequest) String() string {
 func (*GetFraudRulesRequest) ProtoMessage() {}
 
 func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[65]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3806,7 +3894,7 @@ func (x *GetFraudRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{67}
 }
 
 type GetFraudRulesResponse struct {
@@ -3818,7 +3906,7 @@ type GetFraudRulesResponse struct {
 
 func (x *GetFraudRulesResponse) Reset() {
 	*x = GetFraudRulesResponse{}
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3830,7 +3918,7 @@ func (x *GetFraudRulesResponse) String() string {
 func (*GetFraudRulesResponse) ProtoMessage() {}
 
 func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[66]
+	mi := &file_ttip_payment_v1_payment_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3843,7 +3931,7 @@ func (x *GetFraudRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFraudRulesResponse.ProtoReflect.Descriptor instead.
 func (*GetFraudRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{66}
+	return file_ttip_payment_v1_payment_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetFraudRulesResponse) GetRules() []*FraudRule {
@@ -3920,6 +4008,10 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\x10GetPayoutRequest\x12%\n" +
 	"\tpayout_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bpayoutId\"D\n" +
 	"\x11GetPayoutResponse\x12/\n" +
+	"\x06payout\x18\x01 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout\";\n" +
+	"\x12WatchPayoutRequest\x12%\n" +
+	"\tpayout_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bpayoutId\"F\n" +
+	"\x13WatchPayoutResponse\x12/\n" +
 	"\x06payout\x18\x01 \x01(\v2\x17.ttip.payment.v1.PayoutR\x06payout\"\x86\x01\n" +
 	"\x12ListPayoutsRequest\x12/\n" +
 	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x12?\n" +
@@ -4115,7 +4207,7 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"difference\"\x16\n" +
 	"\x14GetFraudRulesRequest\"I\n" +
 	"\x15GetFraudRulesResponse\x120\n" +
-	"\x05rules\x18\x01 \x03(\v2\x1a.ttip.payment.v1.FraudRuleR\x05rules2\xa2\v\n" +
+	"\x05rules\x18\x01 \x03(\v2\x1a.ttip.payment.v1.FraudRuleR\x05rules2\x91\f\n" +
 	"\x0ePaymentService\x12g\n" +
 	"\tCreateTip\x12!.ttip.payment.v1.CreateTipRequest\x1a\".ttip.payment.v1.CreateTipResponse\"\x13\xca\xf3\x18\x0f\b\x01\x1a\vtips:create\x12_\n" +
 	"\x06GetTip\x12\x1e.ttip.payment.v1.GetTipRequest\x1a\x1f.ttip.payment.v1.GetTipResponse\"\x14\xca\xf3\x18\r\b\x01\x1a\ttips:read\x90\x02\x01\x12V\n" +
@@ -4125,7 +4217,9 @@ const file_ttip_payment_v1_payment_service_proto_rawDesc = "" +
 	"\aRateTip\x12\x1f.ttip.payment.v1.RateTipRequest\x1a .ttip.payment.v1.RateTipResponse\"\x03\x90\x02\x02\x12n\n" +
 	"\rRequestPayout\x12%.ttip.payment.v1.RequestPayoutRequest\x1a&.ttip.payment.v1.RequestPayoutResponse\"\x0e\xca\xf3\x18\n" +
 	"\b\x02\x12\x06worker\x12~\n" +
-	"\tGetPayout\x12!.ttip.payment.v1.GetPayoutRequest\x1a\".ttip.payment.v1.GetPayoutResponse\"*\xca\xf3\x18#\b\x02\x12\x06worker\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12k\n" +
+	"\tGetPayout\x12!.ttip.payment.v1.GetPayoutRequest\x1a\".ttip.payment.v1.GetPayoutResponse\"*\xca\xf3\x18#\b\x02\x12\x06worker\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12m\n" +
+	"\vWatchPayout\x12#.ttip.payment.v1.WatchPayoutRequest\x1a$.ttip.payment.v1.WatchPayoutResponse\"\x11\xca\xf3\x18\n" +
+	"\b\x02\x12\x06worker\x90\x02\x010\x01\x12k\n" +
 	"\vListPayouts\x12#.ttip.payment.v1.ListPayoutsRequest\x1a$.ttip.payment.v1.ListPayoutsResponse\"\x11\xca\xf3\x18\n" +
 	"\b\x02\x12\x06worker\x90\x02\x01\x12}\n" +
 	"\x11GetPayoutSettings\x12).ttip.payment.v1.GetPayoutSettingsRequest\x1a*.ttip.payment.v1.GetPayoutSettingsResponse\"\x11\xca\xf3\x18\n" +
@@ -4172,7 +4266,7 @@ func file_ttip_payment_v1_payment_service_proto_rawDescGZIP() []byte {
 	return file_ttip_payment_v1_payment_service_proto_rawDescData
 }
 
-var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 67)
+var file_ttip_payment_v1_payment_service_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*CreateTipRequest)(nil),               // 0: ttip.payment.v1.CreateTipRequest
 	(*CreateTipResponse)(nil),              // 1: ttip.payment.v1.CreateTipResponse
@@ -4188,220 +4282,225 @@ var file_ttip_payment_v1_payment_service_proto_goTypes = []any{
 	(*RequestPayoutResponse)(nil),          // 11: ttip.payment.v1.RequestPayoutResponse
 	(*GetPayoutRequest)(nil),               // 12: ttip.payment.v1.GetPayoutRequest
 	(*GetPayoutResponse)(nil),              // 13: ttip.payment.v1.GetPayoutResponse
-	(*ListPayoutsRequest)(nil),             // 14: ttip.payment.v1.ListPayoutsRequest
-	(*ListPayoutsResponse)(nil),            // 15: ttip.payment.v1.ListPayoutsResponse
-	(*GetPayoutSettingsRequest)(nil),       // 16: ttip.payment.v1.GetPayoutSettingsRequest
-	(*GetPayoutSettingsResponse)(nil),      // 17: ttip.payment.v1.GetPayoutSettingsResponse
-	(*UpdatePayoutSettingsRequest)(nil),    // 18: ttip.payment.v1.UpdatePayoutSettingsRequest
-	(*UpdatePayoutSettingsResponse)(nil),   // 19: ttip.payment.v1.UpdatePayoutSettingsResponse
-	(*ListPaymentMethodsRequest)(nil),      // 20: ttip.payment.v1.ListPaymentMethodsRequest
-	(*ListPaymentMethodsResponse)(nil),     // 21: ttip.payment.v1.ListPaymentMethodsResponse
-	(*AddPaymentMethodRequest)(nil),        // 22: ttip.payment.v1.AddPaymentMethodRequest
-	(*AddPaymentMethodResponse)(nil),       // 23: ttip.payment.v1.AddPaymentMethodResponse
-	(*RemovePaymentMethodRequest)(nil),     // 24: ttip.payment.v1.RemovePaymentMethodRequest
-	(*RemovePaymentMethodResponse)(nil),    // 25: ttip.payment.v1.RemovePaymentMethodResponse
-	(*ListFraudAlertsRequest)(nil),         // 26: ttip.payment.v1.ListFraudAlertsRequest
-	(*ListFraudAlertsResponse)(nil),        // 27: ttip.payment.v1.ListFraudAlertsResponse
-	(*ReviewTipRequest)(nil),               // 28: ttip.payment.v1.ReviewTipRequest
-	(*ReviewTipResponse)(nil),              // 29: ttip.payment.v1.ReviewTipResponse
-	(*HoldPayoutsRequest)(nil),             // 30: ttip.payment.v1.HoldPayoutsRequest
-	(*HoldPayoutsResponse)(nil),            // 31: ttip.payment.v1.HoldPayoutsResponse
-	(*ReleasePayoutsRequest)(nil),          // 32: ttip.payment.v1.ReleasePayoutsRequest
-	(*ReleasePayoutsResponse)(nil),         // 33: ttip.payment.v1.ReleasePayoutsResponse
-	(*BlockPhoneNumberRequest)(nil),        // 34: ttip.payment.v1.BlockPhoneNumberRequest
-	(*BlockPhoneNumberResponse)(nil),       // 35: ttip.payment.v1.BlockPhoneNumberResponse
-	(*UnblockPhoneNumberRequest)(nil),      // 36: ttip.payment.v1.UnblockPhoneNumberRequest
-	(*UnblockPhoneNumberResponse)(nil),     // 37: ttip.payment.v1.UnblockPhoneNumberResponse
-	(*ListUnmatchedCallbacksRequest)(nil),  // 38: ttip.payment.v1.ListUnmatchedCallbacksRequest
-	(*ListUnmatchedCallbacksResponse)(nil), // 39: ttip.payment.v1.ListUnmatchedCallbacksResponse
-	(*ListSuspensePaymentsRequest)(nil),    // 40: ttip.payment.v1.ListSuspensePaymentsRequest
-	(*ListSuspensePaymentsResponse)(nil),   // 41: ttip.payment.v1.ListSuspensePaymentsResponse
-	(*ResolveSuspensePaymentRequest)(nil),  // 42: ttip.payment.v1.ResolveSuspensePaymentRequest
-	(*ResolveSuspensePaymentResponse)(nil), // 43: ttip.payment.v1.ResolveSuspensePaymentResponse
-	(*ReconcilePendingRequest)(nil),        // 44: ttip.payment.v1.ReconcilePendingRequest
-	(*ReconcilePendingResponse)(nil),       // 45: ttip.payment.v1.ReconcilePendingResponse
-	(*RefundTipRequest)(nil),               // 46: ttip.payment.v1.RefundTipRequest
-	(*RefundTipResponse)(nil),              // 47: ttip.payment.v1.RefundTipResponse
-	(*ReconcileCardBalanceRequest)(nil),    // 48: ttip.payment.v1.ReconcileCardBalanceRequest
-	(*ReconcileCardBalanceResponse)(nil),   // 49: ttip.payment.v1.ReconcileCardBalanceResponse
-	(*GetTipForReceiptRequest)(nil),        // 50: ttip.payment.v1.GetTipForReceiptRequest
-	(*GetTipForReceiptResponse)(nil),       // 51: ttip.payment.v1.GetTipForReceiptResponse
-	(*SearchTipsRequest)(nil),              // 52: ttip.payment.v1.SearchTipsRequest
-	(*SearchTipsResponse)(nil),             // 53: ttip.payment.v1.SearchTipsResponse
-	(*SearchPayoutsRequest)(nil),           // 54: ttip.payment.v1.SearchPayoutsRequest
-	(*SearchPayoutsResponse)(nil),          // 55: ttip.payment.v1.SearchPayoutsResponse
-	(*GetPaymentDetailRequest)(nil),        // 56: ttip.payment.v1.GetPaymentDetailRequest
-	(*GetPaymentDetailResponse)(nil),       // 57: ttip.payment.v1.GetPaymentDetailResponse
-	(*RequeryPaymentRequest)(nil),          // 58: ttip.payment.v1.RequeryPaymentRequest
-	(*RequeryPaymentResponse)(nil),         // 59: ttip.payment.v1.RequeryPaymentResponse
-	(*CheckMpesaBalanceRequest)(nil),       // 60: ttip.payment.v1.CheckMpesaBalanceRequest
-	(*CheckMpesaBalanceResponse)(nil),      // 61: ttip.payment.v1.CheckMpesaBalanceResponse
-	(*GetMpesaBalanceRequest)(nil),         // 62: ttip.payment.v1.GetMpesaBalanceRequest
-	(*MpesaAccountBalance)(nil),            // 63: ttip.payment.v1.MpesaAccountBalance
-	(*GetMpesaBalanceResponse)(nil),        // 64: ttip.payment.v1.GetMpesaBalanceResponse
-	(*GetFraudRulesRequest)(nil),           // 65: ttip.payment.v1.GetFraudRulesRequest
-	(*GetFraudRulesResponse)(nil),          // 66: ttip.payment.v1.GetFraudRulesResponse
-	(*v1.Money)(nil),                       // 67: ttip.common.v1.Money
-	(CardProvider)(0),                      // 68: ttip.payment.v1.CardProvider
-	(*Tip)(nil),                            // 69: ttip.payment.v1.Tip
-	(*v1.PageRequest)(nil),                 // 70: ttip.common.v1.PageRequest
-	(TipStatus)(0),                         // 71: ttip.payment.v1.TipStatus
-	(*v1.PageResponse)(nil),                // 72: ttip.common.v1.PageResponse
-	(*Payout)(nil),                         // 73: ttip.payment.v1.Payout
-	(PayoutStatus)(0),                      // 74: ttip.payment.v1.PayoutStatus
-	(*PayoutSettings)(nil),                 // 75: ttip.payment.v1.PayoutSettings
-	(*PaymentMethod)(nil),                  // 76: ttip.payment.v1.PaymentMethod
-	(AlertStatus)(0),                       // 77: ttip.payment.v1.AlertStatus
-	(FraudReason)(0),                       // 78: ttip.payment.v1.FraudReason
-	(*FraudAlert)(nil),                     // 79: ttip.payment.v1.FraudAlert
-	(*UnmatchedCallback)(nil),              // 80: ttip.payment.v1.UnmatchedCallback
-	(*SuspensePayment)(nil),                // 81: ttip.payment.v1.SuspensePayment
-	(*timestamppb.Timestamp)(nil),          // 82: google.protobuf.Timestamp
-	(PaymentMethodKind)(0),                 // 83: ttip.payment.v1.PaymentMethodKind
-	(*FraudRule)(nil),                      // 84: ttip.payment.v1.FraudRule
+	(*WatchPayoutRequest)(nil),             // 14: ttip.payment.v1.WatchPayoutRequest
+	(*WatchPayoutResponse)(nil),            // 15: ttip.payment.v1.WatchPayoutResponse
+	(*ListPayoutsRequest)(nil),             // 16: ttip.payment.v1.ListPayoutsRequest
+	(*ListPayoutsResponse)(nil),            // 17: ttip.payment.v1.ListPayoutsResponse
+	(*GetPayoutSettingsRequest)(nil),       // 18: ttip.payment.v1.GetPayoutSettingsRequest
+	(*GetPayoutSettingsResponse)(nil),      // 19: ttip.payment.v1.GetPayoutSettingsResponse
+	(*UpdatePayoutSettingsRequest)(nil),    // 20: ttip.payment.v1.UpdatePayoutSettingsRequest
+	(*UpdatePayoutSettingsResponse)(nil),   // 21: ttip.payment.v1.UpdatePayoutSettingsResponse
+	(*ListPaymentMethodsRequest)(nil),      // 22: ttip.payment.v1.ListPaymentMethodsRequest
+	(*ListPaymentMethodsResponse)(nil),     // 23: ttip.payment.v1.ListPaymentMethodsResponse
+	(*AddPaymentMethodRequest)(nil),        // 24: ttip.payment.v1.AddPaymentMethodRequest
+	(*AddPaymentMethodResponse)(nil),       // 25: ttip.payment.v1.AddPaymentMethodResponse
+	(*RemovePaymentMethodRequest)(nil),     // 26: ttip.payment.v1.RemovePaymentMethodRequest
+	(*RemovePaymentMethodResponse)(nil),    // 27: ttip.payment.v1.RemovePaymentMethodResponse
+	(*ListFraudAlertsRequest)(nil),         // 28: ttip.payment.v1.ListFraudAlertsRequest
+	(*ListFraudAlertsResponse)(nil),        // 29: ttip.payment.v1.ListFraudAlertsResponse
+	(*ReviewTipRequest)(nil),               // 30: ttip.payment.v1.ReviewTipRequest
+	(*ReviewTipResponse)(nil),              // 31: ttip.payment.v1.ReviewTipResponse
+	(*HoldPayoutsRequest)(nil),             // 32: ttip.payment.v1.HoldPayoutsRequest
+	(*HoldPayoutsResponse)(nil),            // 33: ttip.payment.v1.HoldPayoutsResponse
+	(*ReleasePayoutsRequest)(nil),          // 34: ttip.payment.v1.ReleasePayoutsRequest
+	(*ReleasePayoutsResponse)(nil),         // 35: ttip.payment.v1.ReleasePayoutsResponse
+	(*BlockPhoneNumberRequest)(nil),        // 36: ttip.payment.v1.BlockPhoneNumberRequest
+	(*BlockPhoneNumberResponse)(nil),       // 37: ttip.payment.v1.BlockPhoneNumberResponse
+	(*UnblockPhoneNumberRequest)(nil),      // 38: ttip.payment.v1.UnblockPhoneNumberRequest
+	(*UnblockPhoneNumberResponse)(nil),     // 39: ttip.payment.v1.UnblockPhoneNumberResponse
+	(*ListUnmatchedCallbacksRequest)(nil),  // 40: ttip.payment.v1.ListUnmatchedCallbacksRequest
+	(*ListUnmatchedCallbacksResponse)(nil), // 41: ttip.payment.v1.ListUnmatchedCallbacksResponse
+	(*ListSuspensePaymentsRequest)(nil),    // 42: ttip.payment.v1.ListSuspensePaymentsRequest
+	(*ListSuspensePaymentsResponse)(nil),   // 43: ttip.payment.v1.ListSuspensePaymentsResponse
+	(*ResolveSuspensePaymentRequest)(nil),  // 44: ttip.payment.v1.ResolveSuspensePaymentRequest
+	(*ResolveSuspensePaymentResponse)(nil), // 45: ttip.payment.v1.ResolveSuspensePaymentResponse
+	(*ReconcilePendingRequest)(nil),        // 46: ttip.payment.v1.ReconcilePendingRequest
+	(*ReconcilePendingResponse)(nil),       // 47: ttip.payment.v1.ReconcilePendingResponse
+	(*RefundTipRequest)(nil),               // 48: ttip.payment.v1.RefundTipRequest
+	(*RefundTipResponse)(nil),              // 49: ttip.payment.v1.RefundTipResponse
+	(*ReconcileCardBalanceRequest)(nil),    // 50: ttip.payment.v1.ReconcileCardBalanceRequest
+	(*ReconcileCardBalanceResponse)(nil),   // 51: ttip.payment.v1.ReconcileCardBalanceResponse
+	(*GetTipForReceiptRequest)(nil),        // 52: ttip.payment.v1.GetTipForReceiptRequest
+	(*GetTipForReceiptResponse)(nil),       // 53: ttip.payment.v1.GetTipForReceiptResponse
+	(*SearchTipsRequest)(nil),              // 54: ttip.payment.v1.SearchTipsRequest
+	(*SearchTipsResponse)(nil),             // 55: ttip.payment.v1.SearchTipsResponse
+	(*SearchPayoutsRequest)(nil),           // 56: ttip.payment.v1.SearchPayoutsRequest
+	(*SearchPayoutsResponse)(nil),          // 57: ttip.payment.v1.SearchPayoutsResponse
+	(*GetPaymentDetailRequest)(nil),        // 58: ttip.payment.v1.GetPaymentDetailRequest
+	(*GetPaymentDetailResponse)(nil),       // 59: ttip.payment.v1.GetPaymentDetailResponse
+	(*RequeryPaymentRequest)(nil),          // 60: ttip.payment.v1.RequeryPaymentRequest
+	(*RequeryPaymentResponse)(nil),         // 61: ttip.payment.v1.RequeryPaymentResponse
+	(*CheckMpesaBalanceRequest)(nil),       // 62: ttip.payment.v1.CheckMpesaBalanceRequest
+	(*CheckMpesaBalanceResponse)(nil),      // 63: ttip.payment.v1.CheckMpesaBalanceResponse
+	(*GetMpesaBalanceRequest)(nil),         // 64: ttip.payment.v1.GetMpesaBalanceRequest
+	(*MpesaAccountBalance)(nil),            // 65: ttip.payment.v1.MpesaAccountBalance
+	(*GetMpesaBalanceResponse)(nil),        // 66: ttip.payment.v1.GetMpesaBalanceResponse
+	(*GetFraudRulesRequest)(nil),           // 67: ttip.payment.v1.GetFraudRulesRequest
+	(*GetFraudRulesResponse)(nil),          // 68: ttip.payment.v1.GetFraudRulesResponse
+	(*v1.Money)(nil),                       // 69: ttip.common.v1.Money
+	(CardProvider)(0),                      // 70: ttip.payment.v1.CardProvider
+	(*Tip)(nil),                            // 71: ttip.payment.v1.Tip
+	(*v1.PageRequest)(nil),                 // 72: ttip.common.v1.PageRequest
+	(TipStatus)(0),                         // 73: ttip.payment.v1.TipStatus
+	(*v1.PageResponse)(nil),                // 74: ttip.common.v1.PageResponse
+	(*Payout)(nil),                         // 75: ttip.payment.v1.Payout
+	(PayoutStatus)(0),                      // 76: ttip.payment.v1.PayoutStatus
+	(*PayoutSettings)(nil),                 // 77: ttip.payment.v1.PayoutSettings
+	(*PaymentMethod)(nil),                  // 78: ttip.payment.v1.PaymentMethod
+	(AlertStatus)(0),                       // 79: ttip.payment.v1.AlertStatus
+	(FraudReason)(0),                       // 80: ttip.payment.v1.FraudReason
+	(*FraudAlert)(nil),                     // 81: ttip.payment.v1.FraudAlert
+	(*UnmatchedCallback)(nil),              // 82: ttip.payment.v1.UnmatchedCallback
+	(*SuspensePayment)(nil),                // 83: ttip.payment.v1.SuspensePayment
+	(*timestamppb.Timestamp)(nil),          // 84: google.protobuf.Timestamp
+	(PaymentMethodKind)(0),                 // 85: ttip.payment.v1.PaymentMethodKind
+	(*FraudRule)(nil),                      // 86: ttip.payment.v1.FraudRule
 }
 var file_ttip_payment_v1_payment_service_proto_depIdxs = []int32{
-	67,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
-	68,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
-	69,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	69,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	69,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	70,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	71,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	69,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	72,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	69,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	67,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
-	73,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	73,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
-	70,  // 13: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	74,  // 14: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	73,  // 15: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	72,  // 16: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	75,  // 17: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	67,  // 18: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
-	75,  // 19: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
-	76,  // 20: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
-	76,  // 21: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
-	70,  // 22: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
-	77,  // 23: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
-	78,  // 24: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
-	79,  // 25: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	72,  // 26: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
-	69,  // 27: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	70,  // 28: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
-	80,  // 29: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	72,  // 30: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
-	70,  // 31: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
-	81,  // 32: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
-	72,  // 33: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
-	81,  // 34: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
-	69,  // 35: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	67,  // 36: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
-	69,  // 37: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
-	69,  // 38: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
-	67,  // 39: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
-	70,  // 40: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
-	71,  // 41: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
-	82,  // 42: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
-	82,  // 43: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
-	83,  // 44: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
-	69,  // 45: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
-	72,  // 46: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
-	70,  // 47: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
-	74,  // 48: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
-	82,  // 49: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
-	82,  // 50: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
-	73,  // 51: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
-	72,  // 52: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
-	69,  // 53: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
-	73,  // 54: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
-	80,  // 55: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
-	79,  // 56: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
-	69,  // 57: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
-	73,  // 58: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
-	67,  // 59: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
-	67,  // 60: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
-	67,  // 61: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
-	67,  // 62: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
-	82,  // 63: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
-	82,  // 64: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
-	63,  // 65: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
-	67,  // 66: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
-	67,  // 67: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
-	67,  // 68: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
-	84,  // 69: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
-	0,   // 70: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
-	2,   // 71: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
-	4,   // 72: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
-	6,   // 73: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
-	8,   // 74: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
-	10,  // 75: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
-	12,  // 76: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
-	14,  // 77: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
-	16,  // 78: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
-	18,  // 79: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
-	20,  // 80: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
-	22,  // 81: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
-	24,  // 82: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
-	26,  // 83: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
-	28,  // 84: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
-	30,  // 85: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
-	32,  // 86: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
-	34,  // 87: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
-	36,  // 88: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
-	38,  // 89: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
-	40,  // 90: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
-	42,  // 91: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
-	46,  // 92: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
-	52,  // 93: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
-	54,  // 94: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
-	56,  // 95: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
-	58,  // 96: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
-	60,  // 97: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
-	62,  // 98: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
-	65,  // 99: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
-	44,  // 100: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
-	50,  // 101: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
-	48,  // 102: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
-	1,   // 103: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
-	3,   // 104: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
-	5,   // 105: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
-	7,   // 106: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
-	9,   // 107: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
-	11,  // 108: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
-	13,  // 109: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
-	15,  // 110: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
-	17,  // 111: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
-	19,  // 112: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
-	21,  // 113: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
-	23,  // 114: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
-	25,  // 115: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
-	27,  // 116: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
-	29,  // 117: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
-	31,  // 118: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
-	33,  // 119: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
-	35,  // 120: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
-	37,  // 121: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
-	39,  // 122: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
-	41,  // 123: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
-	43,  // 124: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
-	47,  // 125: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
-	53,  // 126: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
-	55,  // 127: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
-	57,  // 128: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
-	59,  // 129: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
-	61,  // 130: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
-	64,  // 131: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
-	66,  // 132: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
-	45,  // 133: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
-	51,  // 134: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
-	49,  // 135: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
-	103, // [103:136] is the sub-list for method output_type
-	70,  // [70:103] is the sub-list for method input_type
-	70,  // [70:70] is the sub-list for extension type_name
-	70,  // [70:70] is the sub-list for extension extendee
-	0,   // [0:70] is the sub-list for field type_name
+	69,  // 0: ttip.payment.v1.CreateTipRequest.amount:type_name -> ttip.common.v1.Money
+	70,  // 1: ttip.payment.v1.CreateTipRequest.card_provider:type_name -> ttip.payment.v1.CardProvider
+	71,  // 2: ttip.payment.v1.CreateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	71,  // 3: ttip.payment.v1.GetTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	71,  // 4: ttip.payment.v1.WatchTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	72,  // 5: ttip.payment.v1.ListTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	73,  // 6: ttip.payment.v1.ListTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	71,  // 7: ttip.payment.v1.ListTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	74,  // 8: ttip.payment.v1.ListTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	71,  // 9: ttip.payment.v1.RateTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	69,  // 10: ttip.payment.v1.RequestPayoutRequest.amount:type_name -> ttip.common.v1.Money
+	75,  // 11: ttip.payment.v1.RequestPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	75,  // 12: ttip.payment.v1.GetPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	75,  // 13: ttip.payment.v1.WatchPayoutResponse.payout:type_name -> ttip.payment.v1.Payout
+	72,  // 14: ttip.payment.v1.ListPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	76,  // 15: ttip.payment.v1.ListPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	75,  // 16: ttip.payment.v1.ListPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	74,  // 17: ttip.payment.v1.ListPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	77,  // 18: ttip.payment.v1.GetPayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	69,  // 19: ttip.payment.v1.UpdatePayoutSettingsRequest.auto_payout_minimum:type_name -> ttip.common.v1.Money
+	77,  // 20: ttip.payment.v1.UpdatePayoutSettingsResponse.settings:type_name -> ttip.payment.v1.PayoutSettings
+	78,  // 21: ttip.payment.v1.ListPaymentMethodsResponse.payment_methods:type_name -> ttip.payment.v1.PaymentMethod
+	78,  // 22: ttip.payment.v1.AddPaymentMethodResponse.payment_method:type_name -> ttip.payment.v1.PaymentMethod
+	72,  // 23: ttip.payment.v1.ListFraudAlertsRequest.page:type_name -> ttip.common.v1.PageRequest
+	79,  // 24: ttip.payment.v1.ListFraudAlertsRequest.status:type_name -> ttip.payment.v1.AlertStatus
+	80,  // 25: ttip.payment.v1.ListFraudAlertsRequest.reason:type_name -> ttip.payment.v1.FraudReason
+	81,  // 26: ttip.payment.v1.ListFraudAlertsResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	74,  // 27: ttip.payment.v1.ListFraudAlertsResponse.page:type_name -> ttip.common.v1.PageResponse
+	71,  // 28: ttip.payment.v1.ReviewTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	72,  // 29: ttip.payment.v1.ListUnmatchedCallbacksRequest.page:type_name -> ttip.common.v1.PageRequest
+	82,  // 30: ttip.payment.v1.ListUnmatchedCallbacksResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	74,  // 31: ttip.payment.v1.ListUnmatchedCallbacksResponse.page:type_name -> ttip.common.v1.PageResponse
+	72,  // 32: ttip.payment.v1.ListSuspensePaymentsRequest.page:type_name -> ttip.common.v1.PageRequest
+	83,  // 33: ttip.payment.v1.ListSuspensePaymentsResponse.payments:type_name -> ttip.payment.v1.SuspensePayment
+	74,  // 34: ttip.payment.v1.ListSuspensePaymentsResponse.page:type_name -> ttip.common.v1.PageResponse
+	83,  // 35: ttip.payment.v1.ResolveSuspensePaymentResponse.payment:type_name -> ttip.payment.v1.SuspensePayment
+	71,  // 36: ttip.payment.v1.ResolveSuspensePaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	69,  // 37: ttip.payment.v1.RefundTipRequest.amount:type_name -> ttip.common.v1.Money
+	71,  // 38: ttip.payment.v1.RefundTipResponse.tip:type_name -> ttip.payment.v1.Tip
+	71,  // 39: ttip.payment.v1.GetTipForReceiptResponse.tip:type_name -> ttip.payment.v1.Tip
+	69,  // 40: ttip.payment.v1.GetTipForReceiptResponse.worker_received:type_name -> ttip.common.v1.Money
+	72,  // 41: ttip.payment.v1.SearchTipsRequest.page:type_name -> ttip.common.v1.PageRequest
+	73,  // 42: ttip.payment.v1.SearchTipsRequest.status:type_name -> ttip.payment.v1.TipStatus
+	84,  // 43: ttip.payment.v1.SearchTipsRequest.from:type_name -> google.protobuf.Timestamp
+	84,  // 44: ttip.payment.v1.SearchTipsRequest.to:type_name -> google.protobuf.Timestamp
+	85,  // 45: ttip.payment.v1.SearchTipsRequest.method:type_name -> ttip.payment.v1.PaymentMethodKind
+	71,  // 46: ttip.payment.v1.SearchTipsResponse.tips:type_name -> ttip.payment.v1.Tip
+	74,  // 47: ttip.payment.v1.SearchTipsResponse.page:type_name -> ttip.common.v1.PageResponse
+	72,  // 48: ttip.payment.v1.SearchPayoutsRequest.page:type_name -> ttip.common.v1.PageRequest
+	76,  // 49: ttip.payment.v1.SearchPayoutsRequest.status:type_name -> ttip.payment.v1.PayoutStatus
+	84,  // 50: ttip.payment.v1.SearchPayoutsRequest.from:type_name -> google.protobuf.Timestamp
+	84,  // 51: ttip.payment.v1.SearchPayoutsRequest.to:type_name -> google.protobuf.Timestamp
+	75,  // 52: ttip.payment.v1.SearchPayoutsResponse.payouts:type_name -> ttip.payment.v1.Payout
+	74,  // 53: ttip.payment.v1.SearchPayoutsResponse.page:type_name -> ttip.common.v1.PageResponse
+	71,  // 54: ttip.payment.v1.GetPaymentDetailResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 55: ttip.payment.v1.GetPaymentDetailResponse.payout:type_name -> ttip.payment.v1.Payout
+	82,  // 56: ttip.payment.v1.GetPaymentDetailResponse.callbacks:type_name -> ttip.payment.v1.UnmatchedCallback
+	81,  // 57: ttip.payment.v1.GetPaymentDetailResponse.alerts:type_name -> ttip.payment.v1.FraudAlert
+	71,  // 58: ttip.payment.v1.RequeryPaymentResponse.tip:type_name -> ttip.payment.v1.Tip
+	75,  // 59: ttip.payment.v1.RequeryPaymentResponse.payout:type_name -> ttip.payment.v1.Payout
+	69,  // 60: ttip.payment.v1.MpesaAccountBalance.current:type_name -> ttip.common.v1.Money
+	69,  // 61: ttip.payment.v1.MpesaAccountBalance.available:type_name -> ttip.common.v1.Money
+	69,  // 62: ttip.payment.v1.MpesaAccountBalance.reserved:type_name -> ttip.common.v1.Money
+	69,  // 63: ttip.payment.v1.MpesaAccountBalance.uncleared:type_name -> ttip.common.v1.Money
+	84,  // 64: ttip.payment.v1.GetMpesaBalanceResponse.requested_at:type_name -> google.protobuf.Timestamp
+	84,  // 65: ttip.payment.v1.GetMpesaBalanceResponse.answered_at:type_name -> google.protobuf.Timestamp
+	65,  // 66: ttip.payment.v1.GetMpesaBalanceResponse.accounts:type_name -> ttip.payment.v1.MpesaAccountBalance
+	69,  // 67: ttip.payment.v1.GetMpesaBalanceResponse.reported:type_name -> ttip.common.v1.Money
+	69,  // 68: ttip.payment.v1.GetMpesaBalanceResponse.ledger_net:type_name -> ttip.common.v1.Money
+	69,  // 69: ttip.payment.v1.GetMpesaBalanceResponse.difference:type_name -> ttip.common.v1.Money
+	86,  // 70: ttip.payment.v1.GetFraudRulesResponse.rules:type_name -> ttip.payment.v1.FraudRule
+	0,   // 71: ttip.payment.v1.PaymentService.CreateTip:input_type -> ttip.payment.v1.CreateTipRequest
+	2,   // 72: ttip.payment.v1.PaymentService.GetTip:input_type -> ttip.payment.v1.GetTipRequest
+	4,   // 73: ttip.payment.v1.PaymentService.WatchTip:input_type -> ttip.payment.v1.WatchTipRequest
+	6,   // 74: ttip.payment.v1.PaymentService.ListTips:input_type -> ttip.payment.v1.ListTipsRequest
+	8,   // 75: ttip.payment.v1.PaymentService.RateTip:input_type -> ttip.payment.v1.RateTipRequest
+	10,  // 76: ttip.payment.v1.PaymentService.RequestPayout:input_type -> ttip.payment.v1.RequestPayoutRequest
+	12,  // 77: ttip.payment.v1.PaymentService.GetPayout:input_type -> ttip.payment.v1.GetPayoutRequest
+	14,  // 78: ttip.payment.v1.PaymentService.WatchPayout:input_type -> ttip.payment.v1.WatchPayoutRequest
+	16,  // 79: ttip.payment.v1.PaymentService.ListPayouts:input_type -> ttip.payment.v1.ListPayoutsRequest
+	18,  // 80: ttip.payment.v1.PaymentService.GetPayoutSettings:input_type -> ttip.payment.v1.GetPayoutSettingsRequest
+	20,  // 81: ttip.payment.v1.PaymentService.UpdatePayoutSettings:input_type -> ttip.payment.v1.UpdatePayoutSettingsRequest
+	22,  // 82: ttip.payment.v1.PaymentService.ListPaymentMethods:input_type -> ttip.payment.v1.ListPaymentMethodsRequest
+	24,  // 83: ttip.payment.v1.PaymentService.AddPaymentMethod:input_type -> ttip.payment.v1.AddPaymentMethodRequest
+	26,  // 84: ttip.payment.v1.PaymentService.RemovePaymentMethod:input_type -> ttip.payment.v1.RemovePaymentMethodRequest
+	28,  // 85: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:input_type -> ttip.payment.v1.ListFraudAlertsRequest
+	30,  // 86: ttip.payment.v1.PaymentAdminService.ReviewTip:input_type -> ttip.payment.v1.ReviewTipRequest
+	32,  // 87: ttip.payment.v1.PaymentAdminService.HoldPayouts:input_type -> ttip.payment.v1.HoldPayoutsRequest
+	34,  // 88: ttip.payment.v1.PaymentAdminService.ReleasePayouts:input_type -> ttip.payment.v1.ReleasePayoutsRequest
+	36,  // 89: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:input_type -> ttip.payment.v1.BlockPhoneNumberRequest
+	38,  // 90: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:input_type -> ttip.payment.v1.UnblockPhoneNumberRequest
+	40,  // 91: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:input_type -> ttip.payment.v1.ListUnmatchedCallbacksRequest
+	42,  // 92: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:input_type -> ttip.payment.v1.ListSuspensePaymentsRequest
+	44,  // 93: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:input_type -> ttip.payment.v1.ResolveSuspensePaymentRequest
+	48,  // 94: ttip.payment.v1.PaymentAdminService.RefundTip:input_type -> ttip.payment.v1.RefundTipRequest
+	54,  // 95: ttip.payment.v1.PaymentAdminService.SearchTips:input_type -> ttip.payment.v1.SearchTipsRequest
+	56,  // 96: ttip.payment.v1.PaymentAdminService.SearchPayouts:input_type -> ttip.payment.v1.SearchPayoutsRequest
+	58,  // 97: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:input_type -> ttip.payment.v1.GetPaymentDetailRequest
+	60,  // 98: ttip.payment.v1.PaymentAdminService.RequeryPayment:input_type -> ttip.payment.v1.RequeryPaymentRequest
+	62,  // 99: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:input_type -> ttip.payment.v1.CheckMpesaBalanceRequest
+	64,  // 100: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:input_type -> ttip.payment.v1.GetMpesaBalanceRequest
+	67,  // 101: ttip.payment.v1.PaymentAdminService.GetFraudRules:input_type -> ttip.payment.v1.GetFraudRulesRequest
+	46,  // 102: ttip.payment.v1.PaymentInternalService.ReconcilePending:input_type -> ttip.payment.v1.ReconcilePendingRequest
+	52,  // 103: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:input_type -> ttip.payment.v1.GetTipForReceiptRequest
+	50,  // 104: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:input_type -> ttip.payment.v1.ReconcileCardBalanceRequest
+	1,   // 105: ttip.payment.v1.PaymentService.CreateTip:output_type -> ttip.payment.v1.CreateTipResponse
+	3,   // 106: ttip.payment.v1.PaymentService.GetTip:output_type -> ttip.payment.v1.GetTipResponse
+	5,   // 107: ttip.payment.v1.PaymentService.WatchTip:output_type -> ttip.payment.v1.WatchTipResponse
+	7,   // 108: ttip.payment.v1.PaymentService.ListTips:output_type -> ttip.payment.v1.ListTipsResponse
+	9,   // 109: ttip.payment.v1.PaymentService.RateTip:output_type -> ttip.payment.v1.RateTipResponse
+	11,  // 110: ttip.payment.v1.PaymentService.RequestPayout:output_type -> ttip.payment.v1.RequestPayoutResponse
+	13,  // 111: ttip.payment.v1.PaymentService.GetPayout:output_type -> ttip.payment.v1.GetPayoutResponse
+	15,  // 112: ttip.payment.v1.PaymentService.WatchPayout:output_type -> ttip.payment.v1.WatchPayoutResponse
+	17,  // 113: ttip.payment.v1.PaymentService.ListPayouts:output_type -> ttip.payment.v1.ListPayoutsResponse
+	19,  // 114: ttip.payment.v1.PaymentService.GetPayoutSettings:output_type -> ttip.payment.v1.GetPayoutSettingsResponse
+	21,  // 115: ttip.payment.v1.PaymentService.UpdatePayoutSettings:output_type -> ttip.payment.v1.UpdatePayoutSettingsResponse
+	23,  // 116: ttip.payment.v1.PaymentService.ListPaymentMethods:output_type -> ttip.payment.v1.ListPaymentMethodsResponse
+	25,  // 117: ttip.payment.v1.PaymentService.AddPaymentMethod:output_type -> ttip.payment.v1.AddPaymentMethodResponse
+	27,  // 118: ttip.payment.v1.PaymentService.RemovePaymentMethod:output_type -> ttip.payment.v1.RemovePaymentMethodResponse
+	29,  // 119: ttip.payment.v1.PaymentAdminService.ListFraudAlerts:output_type -> ttip.payment.v1.ListFraudAlertsResponse
+	31,  // 120: ttip.payment.v1.PaymentAdminService.ReviewTip:output_type -> ttip.payment.v1.ReviewTipResponse
+	33,  // 121: ttip.payment.v1.PaymentAdminService.HoldPayouts:output_type -> ttip.payment.v1.HoldPayoutsResponse
+	35,  // 122: ttip.payment.v1.PaymentAdminService.ReleasePayouts:output_type -> ttip.payment.v1.ReleasePayoutsResponse
+	37,  // 123: ttip.payment.v1.PaymentAdminService.BlockPhoneNumber:output_type -> ttip.payment.v1.BlockPhoneNumberResponse
+	39,  // 124: ttip.payment.v1.PaymentAdminService.UnblockPhoneNumber:output_type -> ttip.payment.v1.UnblockPhoneNumberResponse
+	41,  // 125: ttip.payment.v1.PaymentAdminService.ListUnmatchedCallbacks:output_type -> ttip.payment.v1.ListUnmatchedCallbacksResponse
+	43,  // 126: ttip.payment.v1.PaymentAdminService.ListSuspensePayments:output_type -> ttip.payment.v1.ListSuspensePaymentsResponse
+	45,  // 127: ttip.payment.v1.PaymentAdminService.ResolveSuspensePayment:output_type -> ttip.payment.v1.ResolveSuspensePaymentResponse
+	49,  // 128: ttip.payment.v1.PaymentAdminService.RefundTip:output_type -> ttip.payment.v1.RefundTipResponse
+	55,  // 129: ttip.payment.v1.PaymentAdminService.SearchTips:output_type -> ttip.payment.v1.SearchTipsResponse
+	57,  // 130: ttip.payment.v1.PaymentAdminService.SearchPayouts:output_type -> ttip.payment.v1.SearchPayoutsResponse
+	59,  // 131: ttip.payment.v1.PaymentAdminService.GetPaymentDetail:output_type -> ttip.payment.v1.GetPaymentDetailResponse
+	61,  // 132: ttip.payment.v1.PaymentAdminService.RequeryPayment:output_type -> ttip.payment.v1.RequeryPaymentResponse
+	63,  // 133: ttip.payment.v1.PaymentAdminService.CheckMpesaBalance:output_type -> ttip.payment.v1.CheckMpesaBalanceResponse
+	66,  // 134: ttip.payment.v1.PaymentAdminService.GetMpesaBalance:output_type -> ttip.payment.v1.GetMpesaBalanceResponse
+	68,  // 135: ttip.payment.v1.PaymentAdminService.GetFraudRules:output_type -> ttip.payment.v1.GetFraudRulesResponse
+	47,  // 136: ttip.payment.v1.PaymentInternalService.ReconcilePending:output_type -> ttip.payment.v1.ReconcilePendingResponse
+	53,  // 137: ttip.payment.v1.PaymentInternalService.GetTipForReceipt:output_type -> ttip.payment.v1.GetTipForReceiptResponse
+	51,  // 138: ttip.payment.v1.PaymentInternalService.ReconcileCardBalance:output_type -> ttip.payment.v1.ReconcileCardBalanceResponse
+	105, // [105:139] is the sub-list for method output_type
+	71,  // [71:105] is the sub-list for method input_type
+	71,  // [71:71] is the sub-list for extension type_name
+	71,  // [71:71] is the sub-list for extension extendee
+	0,   // [0:71] is the sub-list for field type_name
 }
 
 func init() { file_ttip_payment_v1_payment_service_proto_init() }
@@ -4416,15 +4515,15 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 		(*CreateTipRequest_MpesaPhone)(nil),
 		(*CreateTipRequest_Card)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[42].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[44].OneofWrappers = []any{
 		(*ResolveSuspensePaymentRequest_MatchAccountReference)(nil),
 		(*ResolveSuspensePaymentRequest_Refund)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[56].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[58].OneofWrappers = []any{
 		(*GetPaymentDetailRequest_TipId)(nil),
 		(*GetPaymentDetailRequest_PayoutId)(nil),
 	}
-	file_ttip_payment_v1_payment_service_proto_msgTypes[58].OneofWrappers = []any{
+	file_ttip_payment_v1_payment_service_proto_msgTypes[60].OneofWrappers = []any{
 		(*RequeryPaymentRequest_TipId)(nil),
 		(*RequeryPaymentRequest_PayoutId)(nil),
 	}
@@ -4434,7 +4533,7 @@ func file_ttip_payment_v1_payment_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_payment_v1_payment_service_proto_rawDesc), len(file_ttip_payment_v1_payment_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   67,
+			NumMessages:   69,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

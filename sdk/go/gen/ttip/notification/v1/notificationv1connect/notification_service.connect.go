@@ -77,6 +77,9 @@ const (
 	// NotificationAdminServiceListDeliveriesProcedure is the fully-qualified name of the
 	// NotificationAdminService's ListDeliveries RPC.
 	NotificationAdminServiceListDeliveriesProcedure = "/ttip.notification.v1.NotificationAdminService/ListDeliveries"
+	// NotificationAdminServiceGetProviderHealthProcedure is the fully-qualified name of the
+	// NotificationAdminService's GetProviderHealth RPC.
+	NotificationAdminServiceGetProviderHealthProcedure = "/ttip.notification.v1.NotificationAdminService/GetProviderHealth"
 	// NotificationInternalServiceSendNotificationProcedure is the fully-qualified name of the
 	// NotificationInternalService's SendNotification RPC.
 	NotificationInternalServiceSendNotificationProcedure = "/ttip.notification.v1.NotificationInternalService/SendNotification"
@@ -331,6 +334,9 @@ type NotificationAdminServiceClient interface {
 	RenderTemplate(context.Context, *connect.Request[v1.RenderTemplateRequest]) (*connect.Response[v1.RenderTemplateResponse], error)
 	GetDelivery(context.Context, *connect.Request[v1.GetDeliveryRequest]) (*connect.Response[v1.GetDeliveryResponse], error)
 	ListDeliveries(context.Context, *connect.Request[v1.ListDeliveriesRequest]) (*connect.Response[v1.ListDeliveriesResponse], error)
+	// Per provider and channel over a recent window: attempts sent and failed,
+	// and the last error, from the delivery attempts.
+	GetProviderHealth(context.Context, *connect.Request[v1.GetProviderHealthRequest]) (*connect.Response[v1.GetProviderHealthResponse], error)
 }
 
 // NewNotificationAdminServiceClient constructs a client for the
@@ -385,6 +391,13 @@ func NewNotificationAdminServiceClient(httpClient connect.HTTPClient, baseURL st
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		getProviderHealth: connect.NewClient[v1.GetProviderHealthRequest, v1.GetProviderHealthResponse](
+			httpClient,
+			baseURL+NotificationAdminServiceGetProviderHealthProcedure,
+			connect.WithSchema(notificationAdminServiceMethods.ByName("GetProviderHealth")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -396,6 +409,7 @@ type notificationAdminServiceClient struct {
 	renderTemplate          *connect.Client[v1.RenderTemplateRequest, v1.RenderTemplateResponse]
 	getDelivery             *connect.Client[v1.GetDeliveryRequest, v1.GetDeliveryResponse]
 	listDeliveries          *connect.Client[v1.ListDeliveriesRequest, v1.ListDeliveriesResponse]
+	getProviderHealth       *connect.Client[v1.GetProviderHealthRequest, v1.GetProviderHealthResponse]
 }
 
 // ListTemplates calls ttip.notification.v1.NotificationAdminService.ListTemplates.
@@ -429,6 +443,11 @@ func (c *notificationAdminServiceClient) ListDeliveries(ctx context.Context, req
 	return c.listDeliveries.CallUnary(ctx, req)
 }
 
+// GetProviderHealth calls ttip.notification.v1.NotificationAdminService.GetProviderHealth.
+func (c *notificationAdminServiceClient) GetProviderHealth(ctx context.Context, req *connect.Request[v1.GetProviderHealthRequest]) (*connect.Response[v1.GetProviderHealthResponse], error) {
+	return c.getProviderHealth.CallUnary(ctx, req)
+}
+
 // NotificationAdminServiceHandler is an implementation of the
 // ttip.notification.v1.NotificationAdminService service.
 type NotificationAdminServiceHandler interface {
@@ -440,6 +459,9 @@ type NotificationAdminServiceHandler interface {
 	RenderTemplate(context.Context, *connect.Request[v1.RenderTemplateRequest]) (*connect.Response[v1.RenderTemplateResponse], error)
 	GetDelivery(context.Context, *connect.Request[v1.GetDeliveryRequest]) (*connect.Response[v1.GetDeliveryResponse], error)
 	ListDeliveries(context.Context, *connect.Request[v1.ListDeliveriesRequest]) (*connect.Response[v1.ListDeliveriesResponse], error)
+	// Per provider and channel over a recent window: attempts sent and failed,
+	// and the last error, from the delivery attempts.
+	GetProviderHealth(context.Context, *connect.Request[v1.GetProviderHealthRequest]) (*connect.Response[v1.GetProviderHealthResponse], error)
 }
 
 // NewNotificationAdminServiceHandler builds an HTTP handler from the service implementation. It
@@ -489,6 +511,13 @@ func NewNotificationAdminServiceHandler(svc NotificationAdminServiceHandler, opt
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	notificationAdminServiceGetProviderHealthHandler := connect.NewUnaryHandler(
+		NotificationAdminServiceGetProviderHealthProcedure,
+		svc.GetProviderHealth,
+		connect.WithSchema(notificationAdminServiceMethods.ByName("GetProviderHealth")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.notification.v1.NotificationAdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case NotificationAdminServiceListTemplatesProcedure:
@@ -503,6 +532,8 @@ func NewNotificationAdminServiceHandler(svc NotificationAdminServiceHandler, opt
 			notificationAdminServiceGetDeliveryHandler.ServeHTTP(w, r)
 		case NotificationAdminServiceListDeliveriesProcedure:
 			notificationAdminServiceListDeliveriesHandler.ServeHTTP(w, r)
+		case NotificationAdminServiceGetProviderHealthProcedure:
+			notificationAdminServiceGetProviderHealthHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -534,6 +565,10 @@ func (UnimplementedNotificationAdminServiceHandler) GetDelivery(context.Context,
 
 func (UnimplementedNotificationAdminServiceHandler) ListDeliveries(context.Context, *connect.Request[v1.ListDeliveriesRequest]) (*connect.Response[v1.ListDeliveriesResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.notification.v1.NotificationAdminService.ListDeliveries is not implemented"))
+}
+
+func (UnimplementedNotificationAdminServiceHandler) GetProviderHealth(context.Context, *connect.Request[v1.GetProviderHealthRequest]) (*connect.Response[v1.GetProviderHealthResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.notification.v1.NotificationAdminService.GetProviderHealth is not implemented"))
 }
 
 // NotificationInternalServiceClient is a client for the

@@ -54,6 +54,9 @@ const (
 	// PaymentServiceGetPayoutProcedure is the fully-qualified name of the PaymentService's GetPayout
 	// RPC.
 	PaymentServiceGetPayoutProcedure = "/ttip.payment.v1.PaymentService/GetPayout"
+	// PaymentServiceWatchPayoutProcedure is the fully-qualified name of the PaymentService's
+	// WatchPayout RPC.
+	PaymentServiceWatchPayoutProcedure = "/ttip.payment.v1.PaymentService/WatchPayout"
 	// PaymentServiceListPayoutsProcedure is the fully-qualified name of the PaymentService's
 	// ListPayouts RPC.
 	PaymentServiceListPayoutsProcedure = "/ttip.payment.v1.PaymentService/ListPayouts"
@@ -156,6 +159,10 @@ type PaymentServiceClient interface {
 	RateTip(context.Context, *connect.Request[v1.RateTipRequest]) (*connect.Response[v1.RateTipResponse], error)
 	RequestPayout(context.Context, *connect.Request[v1.RequestPayoutRequest]) (*connect.Response[v1.RequestPayoutResponse], error)
 	GetPayout(context.Context, *connect.Request[v1.GetPayoutRequest]) (*connect.Response[v1.GetPayoutResponse], error)
+	// Streams the signed-in worker's payout, each change once, until it is
+	// final, so the withdraw screen follows it live without asking every
+	// second. NOT_FOUND for a payout that is not theirs.
+	WatchPayout(context.Context, *connect.Request[v1.WatchPayoutRequest]) (*connect.ServerStreamForClient[v1.WatchPayoutResponse], error)
 	ListPayouts(context.Context, *connect.Request[v1.ListPayoutsRequest]) (*connect.Response[v1.ListPayoutsResponse], error)
 	GetPayoutSettings(context.Context, *connect.Request[v1.GetPayoutSettingsRequest]) (*connect.Response[v1.GetPayoutSettingsResponse], error)
 	UpdatePayoutSettings(context.Context, *connect.Request[v1.UpdatePayoutSettingsRequest]) (*connect.Response[v1.UpdatePayoutSettingsResponse], error)
@@ -222,6 +229,13 @@ func NewPaymentServiceClient(httpClient connect.HTTPClient, baseURL string, opts
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		watchPayout: connect.NewClient[v1.WatchPayoutRequest, v1.WatchPayoutResponse](
+			httpClient,
+			baseURL+PaymentServiceWatchPayoutProcedure,
+			connect.WithSchema(paymentServiceMethods.ByName("WatchPayout")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		listPayouts: connect.NewClient[v1.ListPayoutsRequest, v1.ListPayoutsResponse](
 			httpClient,
 			baseURL+PaymentServiceListPayoutsProcedure,
@@ -273,6 +287,7 @@ type paymentServiceClient struct {
 	rateTip              *connect.Client[v1.RateTipRequest, v1.RateTipResponse]
 	requestPayout        *connect.Client[v1.RequestPayoutRequest, v1.RequestPayoutResponse]
 	getPayout            *connect.Client[v1.GetPayoutRequest, v1.GetPayoutResponse]
+	watchPayout          *connect.Client[v1.WatchPayoutRequest, v1.WatchPayoutResponse]
 	listPayouts          *connect.Client[v1.ListPayoutsRequest, v1.ListPayoutsResponse]
 	getPayoutSettings    *connect.Client[v1.GetPayoutSettingsRequest, v1.GetPayoutSettingsResponse]
 	updatePayoutSettings *connect.Client[v1.UpdatePayoutSettingsRequest, v1.UpdatePayoutSettingsResponse]
@@ -314,6 +329,11 @@ func (c *paymentServiceClient) RequestPayout(ctx context.Context, req *connect.R
 // GetPayout calls ttip.payment.v1.PaymentService.GetPayout.
 func (c *paymentServiceClient) GetPayout(ctx context.Context, req *connect.Request[v1.GetPayoutRequest]) (*connect.Response[v1.GetPayoutResponse], error) {
 	return c.getPayout.CallUnary(ctx, req)
+}
+
+// WatchPayout calls ttip.payment.v1.PaymentService.WatchPayout.
+func (c *paymentServiceClient) WatchPayout(ctx context.Context, req *connect.Request[v1.WatchPayoutRequest]) (*connect.ServerStreamForClient[v1.WatchPayoutResponse], error) {
+	return c.watchPayout.CallServerStream(ctx, req)
 }
 
 // ListPayouts calls ttip.payment.v1.PaymentService.ListPayouts.
@@ -368,6 +388,10 @@ type PaymentServiceHandler interface {
 	RateTip(context.Context, *connect.Request[v1.RateTipRequest]) (*connect.Response[v1.RateTipResponse], error)
 	RequestPayout(context.Context, *connect.Request[v1.RequestPayoutRequest]) (*connect.Response[v1.RequestPayoutResponse], error)
 	GetPayout(context.Context, *connect.Request[v1.GetPayoutRequest]) (*connect.Response[v1.GetPayoutResponse], error)
+	// Streams the signed-in worker's payout, each change once, until it is
+	// final, so the withdraw screen follows it live without asking every
+	// second. NOT_FOUND for a payout that is not theirs.
+	WatchPayout(context.Context, *connect.Request[v1.WatchPayoutRequest], *connect.ServerStream[v1.WatchPayoutResponse]) error
 	ListPayouts(context.Context, *connect.Request[v1.ListPayoutsRequest]) (*connect.Response[v1.ListPayoutsResponse], error)
 	GetPayoutSettings(context.Context, *connect.Request[v1.GetPayoutSettingsRequest]) (*connect.Response[v1.GetPayoutSettingsResponse], error)
 	UpdatePayoutSettings(context.Context, *connect.Request[v1.UpdatePayoutSettingsRequest]) (*connect.Response[v1.UpdatePayoutSettingsResponse], error)
@@ -430,6 +454,13 @@ func NewPaymentServiceHandler(svc PaymentServiceHandler, opts ...connect.Handler
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	paymentServiceWatchPayoutHandler := connect.NewServerStreamHandler(
+		PaymentServiceWatchPayoutProcedure,
+		svc.WatchPayout,
+		connect.WithSchema(paymentServiceMethods.ByName("WatchPayout")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	paymentServiceListPayoutsHandler := connect.NewUnaryHandler(
 		PaymentServiceListPayoutsProcedure,
 		svc.ListPayouts,
@@ -485,6 +516,8 @@ func NewPaymentServiceHandler(svc PaymentServiceHandler, opts ...connect.Handler
 			paymentServiceRequestPayoutHandler.ServeHTTP(w, r)
 		case PaymentServiceGetPayoutProcedure:
 			paymentServiceGetPayoutHandler.ServeHTTP(w, r)
+		case PaymentServiceWatchPayoutProcedure:
+			paymentServiceWatchPayoutHandler.ServeHTTP(w, r)
 		case PaymentServiceListPayoutsProcedure:
 			paymentServiceListPayoutsHandler.ServeHTTP(w, r)
 		case PaymentServiceGetPayoutSettingsProcedure:
@@ -532,6 +565,10 @@ func (UnimplementedPaymentServiceHandler) RequestPayout(context.Context, *connec
 
 func (UnimplementedPaymentServiceHandler) GetPayout(context.Context, *connect.Request[v1.GetPayoutRequest]) (*connect.Response[v1.GetPayoutResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentService.GetPayout is not implemented"))
+}
+
+func (UnimplementedPaymentServiceHandler) WatchPayout(context.Context, *connect.Request[v1.WatchPayoutRequest], *connect.ServerStream[v1.WatchPayoutResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("ttip.payment.v1.PaymentService.WatchPayout is not implemented"))
 }
 
 func (UnimplementedPaymentServiceHandler) ListPayouts(context.Context, *connect.Request[v1.ListPayoutsRequest]) (*connect.Response[v1.ListPayoutsResponse], error) {

@@ -156,6 +156,86 @@ class DeliveryAttempt(Message[_DeliveryAttemptFields]):
         error: str
         at: Timestamp | None
 
+_ProviderHealthFields: TypeAlias = Literal["provider", "channel", "sent", "failed", "in_doubt", "last_error", "last_error_at", "last_success_at"]
+
+class ProviderHealth(Message[_ProviderHealthFields]):
+    """
+    One provider's record on one channel over a window (GetProviderHealth).
+
+    ```proto
+    message ttip.notification.v1.ProviderHealth
+    ```
+
+    Attributes:
+        provider:
+            ```proto
+            string provider = 1;
+            ```
+        channel:
+            ```proto
+            ttip.notification.v1.Channel channel = 2;
+            ```
+        sent:
+            Attempts the provider accepted.
+
+            ```proto
+            int64 sent = 3;
+            ```
+        failed:
+            Attempts it refused or that failed.
+
+            ```proto
+            int64 failed = 4;
+            ```
+        in_doubt:
+            Attempts whose outcome is not known (a timeout after sending).
+
+            ```proto
+            int64 in_doubt = 5;
+            ```
+        last_error:
+            The newest failure's error, and when it happened.
+
+            ```proto
+            string last_error = 6;
+            ```
+        last_error_at:
+            ```proto
+            optional google.protobuf.Timestamp last_error_at = 7;
+            ```
+        last_success_at:
+            ```proto
+            optional google.protobuf.Timestamp last_success_at = 8;
+            ```
+    """
+
+    __slots__ = ("provider", "channel", "sent", "failed", "in_doubt", "last_error", "last_error_at", "last_success_at")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            provider: str = "",
+            channel: Channel | None = None,
+            sent: int = 0,
+            failed: int = 0,
+            in_doubt: int = 0,
+            last_error: str = "",
+            last_error_at: Timestamp | None = None,
+            last_success_at: Timestamp | None = None,
+        ) -> None:
+            pass
+
+        provider: str
+        channel: Channel
+        sent: int
+        failed: int
+        in_doubt: int
+        last_error: str
+        last_error_at: Timestamp | None
+        last_success_at: Timestamp | None
+
 _DeliveryFields: TypeAlias = Literal["delivery_id", "user_id", "channel", "template_key", "template_version", "recipient_masked", "status", "attempts", "created_at"]
 
 class Delivery(Message[_DeliveryFields]):
@@ -550,13 +630,14 @@ class DeliveryStatus(Enum):
 
 
 _DESC = file_desc(
-    b'\n\'ttip/notification/v1/notification.proto\x12\x14ttip.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xab\x02\n\x08Template\x123\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03key\x12\x16\n\x06locale\x18\x02 \x01(\tR\x06locale\x127\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channel\x12\x18\n\x07version\x18\x04 \x01(\x05R\x07version\x12\x18\n\x07subject\x18\x05 \x01(\tR\x07subject\x12\x12\n\x04body\x18\x06 \x01(\tR\x04body\x12\x16\n\x06active\x18\x07 \x01(\x08R\x06active\x129\n\ncreated_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\xf7\x01\n\x0fDeliveryAttempt\x12\x18\n\x07attempt\x18\x01 \x01(\x05R\x07attempt\x12\x1a\n\x08provider\x18\x02 \x01(\tR\x08provider\x12.\n\x13provider_message_id\x18\x03 \x01(\tR\x11providerMessageId\x12<\n\x06status\x18\x04 \x01(\x0e2$.ttip.notification.v1.DeliveryStatusR\x06status\x12\x14\n\x05error\x18\x05 \x01(\tR\x05error\x12*\n\x02at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02at"\xd5\x03\n\x08Delivery\x12\x1f\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x127\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channel\x12D\n\x0ctemplate_key\x18\x04 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x0btemplateKey\x12)\n\x10template_version\x18\x05 \x01(\x05R\x0ftemplateVersion\x12)\n\x10recipient_masked\x18\x06 \x01(\tR\x0frecipientMasked\x12<\n\x06status\x18\x07 \x01(\x0e2$.ttip.notification.v1.DeliveryStatusR\x06status\x12A\n\x08attempts\x18\x08 \x03(\x0b2%.ttip.notification.v1.DeliveryAttemptR\x08attempts\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\x9c\x02\n\x11InAppNotification\x12\'\n\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12D\n\x0ctemplate_key\x18\x02 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x0btemplateKey\x12\x14\n\x05title\x18\x03 \x01(\tR\x05title\x12\x12\n\x04body\x18\x04 \x01(\tR\x04body\x129\n\ncreated_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x123\n\x07read_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06readAt"\x80\x01\n\x0eKindPreference\x123\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03key\x129\n\x08channels\x18\x02 \x03(\x0e2\x1d.ttip.notification.v1.ChannelR\x08channels"\xcb\x01\n\x0bPreferences\x12:\n\x05kinds\x18\x01 \x03(\x0b2$.ttip.notification.v1.KindPreferenceR\x05kinds\x12*\n\x11quiet_hours_start\x18\x02 \x01(\tR\x0fquietHoursStart\x12&\n\x0fquiet_hours_end\x18\x03 \x01(\tR\rquietHoursEnd\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x14\n\x05email\x18\x05 \x01(\tR\x05email*l\n\x07Channel\x12\x17\n\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0bCHANNEL_SMS\x10\x01\x12\x11\n\rCHANNEL_EMAIL\x10\x02\x12\x10\n\x0cCHANNEL_PUSH\x10\x03\x12\x12\n\x0eCHANNEL_IN_APP\x10\x04*\xb2\x02\n\x0bTemplateKey\x12\x1c\n\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n\x19TEMPLATE_KEY_TIP_RECEIVED\x10\x02\x12\x18\n\x14TEMPLATE_KEY_RECEIPT\x10\x03\x12\x1c\n\x18TEMPLATE_KEY_PAYOUT_SENT\x10\x04\x12\x1e\n\x1aTEMPLATE_KEY_PAYOUT_FAILED\x10\x05\x12\x1b\n\x17TEMPLATE_KEY_FRAUD_HOLD\x10\x06\x12\x1f\n\x1bTEMPLATE_KEY_WEEKLY_SUMMARY\x10\x07\x12\x1d\n\x19TEMPLATE_KEY_STAFF_INVITE\x10\x08\x12\x1b\n\x17TEMPLATE_KEY_POOL_SHARE\x10\t*Y\n\x0bSmsEncoding\x12\x1c\n\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n\x11SMS_ENCODING_UCS2\x10\x02*\xc0\x01\n\x0eDeliveryStatus\x12\x1f\n\x1bDELIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16DELIVERY_STATUS_QUEUED\x10\x01\x12\x18\n\x14DELIVERY_STATUS_SENT\x10\x02\x12\x1d\n\x19DELIVERY_STATUS_DELIVERED\x10\x03\x12\x1a\n\x16DELIVERY_STATUS_FAILED\x10\x04\x12\x1c\n\x18DELIVERY_STATUS_RETRYING\x10\x05b\x06proto3',
+    b'\n\'ttip/notification/v1/notification.proto\x12\x14ttip.notification.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xab\x02\n\x08Template\x123\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03key\x12\x16\n\x06locale\x18\x02 \x01(\tR\x06locale\x127\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channel\x12\x18\n\x07version\x18\x04 \x01(\x05R\x07version\x12\x18\n\x07subject\x18\x05 \x01(\tR\x07subject\x12\x12\n\x04body\x18\x06 \x01(\tR\x04body\x12\x16\n\x06active\x18\x07 \x01(\x08R\x06active\x129\n\ncreated_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\xf7\x01\n\x0fDeliveryAttempt\x12\x18\n\x07attempt\x18\x01 \x01(\x05R\x07attempt\x12\x1a\n\x08provider\x18\x02 \x01(\tR\x08provider\x12.\n\x13provider_message_id\x18\x03 \x01(\tR\x11providerMessageId\x12<\n\x06status\x18\x04 \x01(\x0e2$.ttip.notification.v1.DeliveryStatusR\x06status\x12\x14\n\x05error\x18\x05 \x01(\tR\x05error\x12*\n\x02at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x02at"\xcf\x02\n\x0eProviderHealth\x12\x1a\n\x08provider\x18\x01 \x01(\tR\x08provider\x127\n\x07channel\x18\x02 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channel\x12\x12\n\x04sent\x18\x03 \x01(\x03R\x04sent\x12\x16\n\x06failed\x18\x04 \x01(\x03R\x06failed\x12\x19\n\x08in_doubt\x18\x05 \x01(\x03R\x07inDoubt\x12\x1d\n\nlast_error\x18\x06 \x01(\tR\tlastError\x12>\n\rlast_error_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0blastErrorAt\x12B\n\x0flast_success_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\rlastSuccessAt"\xd5\x03\n\x08Delivery\x12\x1f\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x127\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channel\x12D\n\x0ctemplate_key\x18\x04 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x0btemplateKey\x12)\n\x10template_version\x18\x05 \x01(\x05R\x0ftemplateVersion\x12)\n\x10recipient_masked\x18\x06 \x01(\tR\x0frecipientMasked\x12<\n\x06status\x18\x07 \x01(\x0e2$.ttip.notification.v1.DeliveryStatusR\x06status\x12A\n\x08attempts\x18\x08 \x03(\x0b2%.ttip.notification.v1.DeliveryAttemptR\x08attempts\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\x9c\x02\n\x11InAppNotification\x12\'\n\x0fnotification_id\x18\x01 \x01(\tR\x0enotificationId\x12D\n\x0ctemplate_key\x18\x02 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x0btemplateKey\x12\x14\n\x05title\x18\x03 \x01(\tR\x05title\x12\x12\n\x04body\x18\x04 \x01(\tR\x04body\x129\n\ncreated_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x123\n\x07read_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06readAt"\x80\x01\n\x0eKindPreference\x123\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03key\x129\n\x08channels\x18\x02 \x03(\x0e2\x1d.ttip.notification.v1.ChannelR\x08channels"\xcb\x01\n\x0bPreferences\x12:\n\x05kinds\x18\x01 \x03(\x0b2$.ttip.notification.v1.KindPreferenceR\x05kinds\x12*\n\x11quiet_hours_start\x18\x02 \x01(\tR\x0fquietHoursStart\x12&\n\x0fquiet_hours_end\x18\x03 \x01(\tR\rquietHoursEnd\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x14\n\x05email\x18\x05 \x01(\tR\x05email*l\n\x07Channel\x12\x17\n\x13CHANNEL_UNSPECIFIED\x10\x00\x12\x0f\n\x0bCHANNEL_SMS\x10\x01\x12\x11\n\rCHANNEL_EMAIL\x10\x02\x12\x10\n\x0cCHANNEL_PUSH\x10\x03\x12\x12\n\x0eCHANNEL_IN_APP\x10\x04*\xb2\x02\n\x0bTemplateKey\x12\x1c\n\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n\x19TEMPLATE_KEY_TIP_RECEIVED\x10\x02\x12\x18\n\x14TEMPLATE_KEY_RECEIPT\x10\x03\x12\x1c\n\x18TEMPLATE_KEY_PAYOUT_SENT\x10\x04\x12\x1e\n\x1aTEMPLATE_KEY_PAYOUT_FAILED\x10\x05\x12\x1b\n\x17TEMPLATE_KEY_FRAUD_HOLD\x10\x06\x12\x1f\n\x1bTEMPLATE_KEY_WEEKLY_SUMMARY\x10\x07\x12\x1d\n\x19TEMPLATE_KEY_STAFF_INVITE\x10\x08\x12\x1b\n\x17TEMPLATE_KEY_POOL_SHARE\x10\t*Y\n\x0bSmsEncoding\x12\x1c\n\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n\x11SMS_ENCODING_UCS2\x10\x02*\xc0\x01\n\x0eDeliveryStatus\x12\x1f\n\x1bDELIVERY_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n\x16DELIVERY_STATUS_QUEUED\x10\x01\x12\x18\n\x14DELIVERY_STATUS_SENT\x10\x02\x12\x1d\n\x19DELIVERY_STATUS_DELIVERED\x10\x03\x12\x1a\n\x16DELIVERY_STATUS_FAILED\x10\x04\x12\x1c\n\x18DELIVERY_STATUS_RETRYING\x10\x05b\x06proto3',
     [
         timestamp_pb.desc(),
     ],
     {
         "Template": Template,
         "DeliveryAttempt": DeliveryAttempt,
+        "ProviderHealth": ProviderHealth,
         "Delivery": Delivery,
         "InAppNotification": InAppNotification,
         "KindPreference": KindPreference,

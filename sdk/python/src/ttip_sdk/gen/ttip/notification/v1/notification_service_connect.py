@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.notification.v1 import notification_service_pb
-from ttip_sdk.gen.ttip.notification.v1.notification_service_pb import ActivateTemplateVersionRequest, ActivateTemplateVersionResponse, CreateTemplateVersionRequest, CreateTemplateVersionResponse, GetDeliveryRequest, GetDeliveryResponse, GetPreferencesRequest, GetPreferencesResponse, ListDeliveriesRequest, ListDeliveriesResponse, ListInAppNotificationsRequest, ListInAppNotificationsResponse, ListTemplatesRequest, ListTemplatesResponse, MarkReadRequest, MarkReadResponse, RegisterPushTokenRequest, RegisterPushTokenResponse, RenderTemplateRequest, RenderTemplateResponse, SendNotificationRequest, SendNotificationResponse, UnregisterPushTokenRequest, UnregisterPushTokenResponse, UpdatePreferencesRequest, UpdatePreferencesResponse, UpsertContactRequest, UpsertContactResponse, WatchInAppNotificationsRequest, WatchInAppNotificationsResponse
+from ttip_sdk.gen.ttip.notification.v1.notification_service_pb import ActivateTemplateVersionRequest, ActivateTemplateVersionResponse, CreateTemplateVersionRequest, CreateTemplateVersionResponse, GetDeliveryRequest, GetDeliveryResponse, GetPreferencesRequest, GetPreferencesResponse, GetProviderHealthRequest, GetProviderHealthResponse, ListDeliveriesRequest, ListDeliveriesResponse, ListInAppNotificationsRequest, ListInAppNotificationsResponse, ListTemplatesRequest, ListTemplatesResponse, MarkReadRequest, MarkReadResponse, RegisterPushTokenRequest, RegisterPushTokenResponse, RenderTemplateRequest, RenderTemplateResponse, SendNotificationRequest, SendNotificationResponse, UnregisterPushTokenRequest, UnregisterPushTokenResponse, UpdatePreferencesRequest, UpdatePreferencesResponse, UpsertContactRequest, UpsertContactResponse, WatchInAppNotificationsRequest, WatchInAppNotificationsResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -630,6 +630,13 @@ class NotificationAdminService(Protocol):
     async def list_deliveries(self, request: ListDeliveriesRequest, ctx: RequestContext[ListDeliveriesRequest, ListDeliveriesResponse], /) -> ListDeliveriesResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def get_provider_health(self, request: GetProviderHealthRequest, ctx: RequestContext[GetProviderHealthRequest, GetProviderHealthResponse], /) -> GetProviderHealthResponse:
+        """
+        Per provider and channel over a recent window: attempts sent and failed,
+        and the last error, from the delivery attempts.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     @classmethod
     def desc(cls) -> DescService:
         """Returns the descriptor for this service."""
@@ -713,6 +720,17 @@ class NotificationAdminServiceASGIApplication(ConnectASGIApplication[Notificatio
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.list_deliveries,
+                ),
+                "/ttip.notification.v1.NotificationAdminService/GetProviderHealth": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetProviderHealth",
+                        service_name="ttip.notification.v1.NotificationAdminService",
+                        input=GetProviderHealthRequest,
+                        output=GetProviderHealthResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_provider_health,
                 ),
             },
             interceptors=interceptors,
@@ -865,6 +883,32 @@ class NotificationAdminServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def get_provider_health(
+        self,
+        request: GetProviderHealthRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetProviderHealthResponse:
+        """
+        Per provider and channel over a recent window: attempts sent and failed,
+        and the last error, from the delivery attempts.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetProviderHealth",
+                service_name="ttip.notification.v1.NotificationAdminService",
+                input=GetProviderHealthRequest,
+                output=GetProviderHealthResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class NotificationAdminServiceSync(Protocol):
     """
@@ -892,6 +936,13 @@ class NotificationAdminServiceSync(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def list_deliveries(self, request: ListDeliveriesRequest, ctx: RequestContext[ListDeliveriesRequest, ListDeliveriesResponse], /) -> ListDeliveriesResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_provider_health(self, request: GetProviderHealthRequest, ctx: RequestContext[GetProviderHealthRequest, GetProviderHealthResponse], /) -> GetProviderHealthResponse:
+        """
+        Per provider and channel over a recent window: attempts sent and failed,
+        and the last error, from the delivery attempts.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     @classmethod
@@ -975,6 +1026,17 @@ class NotificationAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.list_deliveries,
+                ),
+                "/ttip.notification.v1.NotificationAdminService/GetProviderHealth": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetProviderHealth",
+                        service_name="ttip.notification.v1.NotificationAdminService",
+                        input=GetProviderHealthRequest,
+                        output=GetProviderHealthResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_provider_health,
                 ),
             },
             interceptors=interceptors,
@@ -1120,6 +1182,32 @@ class NotificationAdminServiceClientSync(ConnectClientSync):
                 service_name="ttip.notification.v1.NotificationAdminService",
                 input=ListDeliveriesRequest,
                 output=ListDeliveriesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def get_provider_health(
+        self,
+        request: GetProviderHealthRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetProviderHealthResponse:
+        """
+        Per provider and channel over a recent window: attempts sent and failed,
+        and the last error, from the delivery attempts.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetProviderHealth",
+                service_name="ttip.notification.v1.NotificationAdminService",
+                input=GetProviderHealthRequest,
+                output=GetProviderHealthResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),

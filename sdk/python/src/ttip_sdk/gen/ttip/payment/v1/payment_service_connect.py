@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.payment.v1 import payment_service_pb
-from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchTipRequest, WatchTipResponse
+from ttip_sdk.gen.ttip.payment.v1.payment_service_pb import AddPaymentMethodRequest, AddPaymentMethodResponse, BlockPhoneNumberRequest, BlockPhoneNumberResponse, CheckMpesaBalanceRequest, CheckMpesaBalanceResponse, CreateTipRequest, CreateTipResponse, GetFraudRulesRequest, GetFraudRulesResponse, GetMpesaBalanceRequest, GetMpesaBalanceResponse, GetPaymentDetailRequest, GetPaymentDetailResponse, GetPayoutRequest, GetPayoutResponse, GetPayoutSettingsRequest, GetPayoutSettingsResponse, GetTipForReceiptRequest, GetTipForReceiptResponse, GetTipRequest, GetTipResponse, HoldPayoutsRequest, HoldPayoutsResponse, ListFraudAlertsRequest, ListFraudAlertsResponse, ListPaymentMethodsRequest, ListPaymentMethodsResponse, ListPayoutsRequest, ListPayoutsResponse, ListSuspensePaymentsRequest, ListSuspensePaymentsResponse, ListTipsRequest, ListTipsResponse, ListUnmatchedCallbacksRequest, ListUnmatchedCallbacksResponse, RateTipRequest, RateTipResponse, ReconcileCardBalanceRequest, ReconcileCardBalanceResponse, ReconcilePendingRequest, ReconcilePendingResponse, RefundTipRequest, RefundTipResponse, ReleasePayoutsRequest, ReleasePayoutsResponse, RemovePaymentMethodRequest, RemovePaymentMethodResponse, RequeryPaymentRequest, RequeryPaymentResponse, RequestPayoutRequest, RequestPayoutResponse, ResolveSuspensePaymentRequest, ResolveSuspensePaymentResponse, ReviewTipRequest, ReviewTipResponse, SearchPayoutsRequest, SearchPayoutsResponse, SearchTipsRequest, SearchTipsResponse, UnblockPhoneNumberRequest, UnblockPhoneNumberResponse, UpdatePayoutSettingsRequest, UpdatePayoutSettingsResponse, WatchPayoutRequest, WatchPayoutResponse, WatchTipRequest, WatchTipResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -73,6 +73,14 @@ class PaymentService(Protocol):
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def get_payout(self, request: GetPayoutRequest, ctx: RequestContext[GetPayoutRequest, GetPayoutResponse], /) -> GetPayoutResponse:
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def watch_payout(self, request: WatchPayoutRequest, ctx: RequestContext[WatchPayoutRequest, WatchPayoutResponse], /) -> AsyncIterator[WatchPayoutResponse]:
+        """
+        Streams the signed-in worker's payout, each change once, until it is
+        final, so the withdraw screen follows it live without asking every
+        second. NOT_FOUND for a payout that is not theirs.
+        """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def list_payouts(self, request: ListPayoutsRequest, ctx: RequestContext[ListPayoutsRequest, ListPayoutsResponse], /) -> ListPayoutsResponse:
@@ -187,6 +195,17 @@ class PaymentServiceASGIApplication(ConnectASGIApplication[PaymentService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_payout,
+                ),
+                "/ttip.payment.v1.PaymentService/WatchPayout": Endpoint.server_stream(
+                    method=MethodInfo(
+                        name="WatchPayout",
+                        service_name="ttip.payment.v1.PaymentService",
+                        input=WatchPayoutRequest,
+                        output=WatchPayoutResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=svc.watch_payout,
                 ),
                 "/ttip.payment.v1.PaymentService/ListPayouts": Endpoint.unary(
                     method=MethodInfo(
@@ -438,6 +457,31 @@ class PaymentServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    def watch_payout(
+        self,
+        request: WatchPayoutRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> AsyncIterator[WatchPayoutResponse]:
+        """
+        Streams the signed-in worker's payout, each change once, until it is
+        final, so the withdraw screen follows it live without asking every
+        second. NOT_FOUND for a payout that is not theirs.
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchPayout",
+                service_name="ttip.payment.v1.PaymentService",
+                input=WatchPayoutRequest,
+                output=WatchPayoutResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def list_payouts(
         self,
         request: ListPayoutsRequest,
@@ -611,6 +655,14 @@ class PaymentServiceSync(Protocol):
     def get_payout(self, request: GetPayoutRequest, ctx: RequestContext[GetPayoutRequest, GetPayoutResponse], /) -> GetPayoutResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def watch_payout(self, request: WatchPayoutRequest, ctx: RequestContext[WatchPayoutRequest, WatchPayoutResponse], /) -> Iterator[WatchPayoutResponse]:
+        """
+        Streams the signed-in worker's payout, each change once, until it is
+        final, so the withdraw screen follows it live without asking every
+        second. NOT_FOUND for a payout that is not theirs.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def list_payouts(self, request: ListPayoutsRequest, ctx: RequestContext[ListPayoutsRequest, ListPayoutsResponse], /) -> ListPayoutsResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -721,6 +773,17 @@ class PaymentServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_payout,
+                ),
+                "/ttip.payment.v1.PaymentService/WatchPayout": EndpointSync.server_stream(
+                    method=MethodInfo(
+                        name="WatchPayout",
+                        service_name="ttip.payment.v1.PaymentService",
+                        input=WatchPayoutRequest,
+                        output=WatchPayoutResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.SERVER_STREAM,
+                    ),
+                    function=service.watch_payout,
                 ),
                 "/ttip.payment.v1.PaymentService/ListPayouts": EndpointSync.unary(
                     method=MethodInfo(
@@ -971,6 +1034,31 @@ class PaymentServiceClientSync(ConnectClientSync):
             headers=headers,
             timeout_ms=timeout_ms,
             use_get=use_get,
+        )
+    def watch_payout(
+        self,
+        request: WatchPayoutRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Iterator[WatchPayoutResponse]:
+        """
+        Streams the signed-in worker's payout, each change once, until it is
+        final, so the withdraw screen follows it live without asking every
+        second. NOT_FOUND for a payout that is not theirs.
+        """
+        return self.execute_server_stream(
+            request=request,
+            method=MethodInfo(
+                name="WatchPayout",
+                service_name="ttip.payment.v1.PaymentService",
+                input=WatchPayoutRequest,
+                output=WatchPayoutResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
         )
     def list_payouts(
         self,

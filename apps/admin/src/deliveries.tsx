@@ -1,0 +1,101 @@
+// Notifications: a user's delivery log (every message, its channel, template
+// version, status and each provider attempt with its error) and the
+// providers' health over the last day (sent, failed, in doubt, last error).
+import { useEffect, useState } from "react";
+import { Channel, DeliveryStatus, TemplateKey, type Delivery, type ProviderHealth } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { api, errorText } from "./api";
+import { Section, when } from "./ui";
+
+const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
+
+export function Deliveries() {
+  return (
+    <>
+      <DeliveryLog />
+      <ProviderHealthTable />
+    </>
+  );
+}
+
+function DeliveryLog() {
+  const [userId, setUserId] = useState("");
+  const [deliveries, setDeliveries] = useState<Delivery[]>([]);
+  const [next, setNext] = useState("");
+  const [error, setError] = useState("");
+  const load = async (pageToken = "") => {
+    setError("");
+    try {
+      const r = await api(NotificationAdminService).listDeliveries({ userId: userId.trim(), page: { pageSize: 25, pageToken } });
+      setDeliveries(pageToken ? [...deliveries, ...r.deliveries] : r.deliveries);
+      setNext(r.page?.nextPageToken ?? "");
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+  return (
+    <Section title="Delivery log">
+      <form className="inline" aria-label="Delivery search" onSubmit={(e) => (e.preventDefault(), void load())}>
+        <input aria-label="Delivery user id" placeholder="User id" value={userId} onChange={(e) => setUserId(e.target.value)} />
+        <button>Show deliveries</button>
+      </form>
+      {error && <p role="alert" className="error">{error}</p>}
+      <table aria-label="Deliveries">
+        <thead><tr><th>When</th><th>Channel</th><th>Template</th><th>To</th><th>Status</th><th>Attempts</th></tr></thead>
+        <tbody>
+          {deliveries.map((d) => (
+            <tr key={d.deliveryId} data-delivery-id={d.deliveryId}>
+              <td>{when(d.createdAt)}</td>
+              <td>{words(Channel[d.channel])}</td>
+              <td>{words(TemplateKey[d.templateKey])} v{d.templateVersion}</td>
+              <td>{d.recipientMasked}</td>
+              <td>{words(DeliveryStatus[d.status])}</td>
+              <td>
+                {d.attempts.map((a) => (
+                  <div key={a.attempt} data-attempt={a.attempt}>
+                    {a.attempt}. {a.provider}: {words(DeliveryStatus[a.status])}{a.error ? ` (${a.error})` : ""}
+                  </div>
+                ))}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {next && <button onClick={() => void load(next)}>More</button>}
+    </Section>
+  );
+}
+
+function ProviderHealthTable() {
+  const [providers, setProviders] = useState<ProviderHealth[]>([]);
+  const [hours, setHours] = useState(24);
+  const [error, setError] = useState("");
+  useEffect(() => {
+    api(NotificationAdminService)
+      .getProviderHealth({})
+      .then((r) => (setProviders(r.providers), setHours(r.windowHours)), (err) => setError(errorText(err)));
+  }, []);
+  return (
+    <Section title="Provider health">
+      <p className="muted">Attempts in the last {hours} hours.</p>
+      {error && <p role="alert" className="error">{error}</p>}
+      <table aria-label="Provider health">
+        <thead><tr><th>Provider</th><th>Channel</th><th>Sent</th><th>Failed</th><th>In doubt</th><th>Last error</th><th>Last success</th></tr></thead>
+        <tbody>
+          {providers.map((p) => (
+            <tr key={`${p.provider}-${p.channel}`} data-provider={p.provider}>
+              <td>{p.provider}</td>
+              <td>{words(Channel[p.channel])}</td>
+              <td data-testid="sent">{String(p.sent)}</td>
+              <td data-testid="failed">{String(p.failed)}</td>
+              <td>{String(p.inDoubt)}</td>
+              <td>{p.lastError ? `${p.lastError} (${when(p.lastErrorAt)})` : ""}</td>
+              <td>{when(p.lastSuccessAt)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {!providers.length && !error && <p className="muted">No attempts in this window.</p>}
+    </Section>
+  );
+}

@@ -1,0 +1,65 @@
+// qr's handler rules in the fast tier: the module's handlers called through a
+// router transport (no sockets), with the server's own interceptors, on a real
+// database. The wire, renders and events stay in qr.test.ts.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { violationsOf, type Role } from "@ttip/runtime";
+import { startInProcessService, type InProcessService } from "@ttip/runtime/testing";
+import { createQrModule } from "../src/index.js";
+
+const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
+const otherWorker = { subject: randomUUID(), roles: ["worker"] as Role[] };
+const customer = { subject: randomUUID(), roles: ["customer"] as Role[] };
+const KES = (shillings: number) => ({ amountMinor: BigInt(shillings * 100), currency: "KES" });
+const idem = () => `idem-${randomUUID()}`;
+
+async function refusal(p: Promise<unknown>): Promise<ConnectError> {
+  return p.then(
+    () => assert.fail("expected a refusal"),
+    (e: unknown) => ConnectError.from(e),
+  );
+}
+
+describe("qr rules, in process", () => {
+  let s: InProcessService;
+  const as = (who: { subject: string; roles: Role[] }) => s.client(QrService, who);
+
+  before(async () => {
+    s = await startInProcessService(createQrModule({ env: { QR_SIGNING_KEY: "test-signing-key-0123456789abcdef-qr", QR_TIP_BASE_URL: "https://tips.example/t" } }));
+  });
+  after(() => s.close());
+
+  test("the declared roles hold before the handler: a customer may not create a code, nobody signed out may", async () => {
+    const denied = await refusal(as(customer).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: customer.subject, idempotencyKey: idem() }));
+    assert.equal(denied.code, Code.PermissionDenied);
+    assert.match(denied.rawMessage, /^this call needs the role worker or venue_manager or admin\b/);
+    const anonymous = await refusal(s.client(QrService).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() }));
+    assert.equal(anonymous.code, Code.Unauthenticated);
+  });
+
+  test("a worker's code needs a profile, takes fixed or suggested amounts but not both, and is theirs alone to rotate", async () => {
+    const noProfile = await refusal(as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() }));
+    assert.equal(noProfile.code, Code.FailedPrecondition);
+    assert.match(noProfile.rawMessage, /^owner_id: .* has no profile yet/);
+
+    await as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Wanjiku" });
+    const both = await refusal(
+      as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem(), parameters: { fixedAmount: KES(200), suggestedAmounts: [KES(100)] } }),
+    );
+    assert.equal(both.code, Code.InvalidArgument);
+    assert.deepEqual(violationsOf(both).map((v) => v.field), ["parameters.fixed_amount"]);
+
+    const { qrCode } = await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem(), parameters: { fixedAmount: KES(200) } });
+    assert.ok(qrCode);
+    const { target } = await s.client(QrService).resolveQrCode({ code: { case: "shortCode", value: qrCode.shortCode } });
+    assert.equal(target?.workerId, worker.subject, "anyone may resolve a code to whom it tips");
+    assert.equal(target?.fixedAmount?.amountMinor, 20_000n);
+
+    const notTheirs = await refusal(as(otherWorker).rotateQrCode({ qrCodeId: qrCode.qrCodeId, idempotencyKey: idem() }));
+    assert.equal(notTheirs.code, Code.PermissionDenied);
+  });
+});
