@@ -17,6 +17,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { Page } from "playwright-core";
 import { eventually, successNumber, WebHarness } from "./harness.js";
+import { drawPng } from "./pictures.js";
 
 /** Waits for a settings form's "Saved."; on a timeout, says what the form showed instead. */
 async function saved(page: Page, form: string): Promise<void> {
@@ -196,15 +197,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.equal((await qr.getProfile(mine)).profile!.uploadedPhotoUrl, "", "nothing was stored");
 
     // A 1200x800 PNG the browser draws, as a phone's camera roll would hold: it is cropped and scaled before it is sent.
-    const png = await page.evaluate(() => {
-      const c = document.createElement("canvas");
-      c.width = 1200;
-      c.height = 800;
-      const x = c.getContext("2d")!;
-      x.fillStyle = "#2a7";
-      x.fillRect(0, 0, 1200, 800);
-      return c.toDataURL("image/png").split(",")[1];
-    });
+    const png = await page.evaluate(drawPng, { width: 1200, height: 800, fill: "#2a7" });
     await upload({ name: "me.png", mimeType: "image/png", buffer: Buffer.from(png, "base64") });
     await saved(page, "form-photo-upload");
     const url = (await qr.getProfile(mine)).profile!.uploadedPhotoUrl;

@@ -2,6 +2,7 @@
 // tip page shows it at 72 px to phones on slow networks, so a 2 MB picture
 // becomes a square JPEG of a few tens of KB (and any metadata, such as where
 // it was taken, is left behind).
+import { checkPhotoFile, type Checked } from "./forms";
 
 /** Pixels per side: 72 px shown, up to 4x on sharp screens. */
 const SIDE = 288;
@@ -29,4 +30,12 @@ export async function shrinkPhoto(file: Blob): Promise<Uint8Array | undefined> {
   bitmap.close();
   const blob = await new Promise<Blob | null>((done) => canvas.toBlob(done, "image/jpeg", QUALITY));
   return blob ? new Uint8Array(await blob.arrayBuffer()) : undefined;
+}
+
+/** The photo a worker picked, checked (size, type) and made small; or the message key of what is wrong with it. */
+export async function pickedPhoto(file: File | undefined): Promise<Checked<Uint8Array>> {
+  const checked = checkPhotoFile(file);
+  if (!checked.ok) return { ok: false, problem: checked.problem };
+  const small = await shrinkPhoto(file!);
+  return small ? { ok: true, value: small } : { ok: false, problem: "err_photoRead" };
 }

@@ -1,6 +1,6 @@
 "use client";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
-import { useState, type FormEvent, type ReactNode } from "react";
+import { useState } from "react";
 import { Locale as AuthLocale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { Channel, TemplateKey, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
@@ -8,47 +8,20 @@ import { NotificationService } from "@ttip/proto/ttip/notification/v1/notificati
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { checkNotifications, checkPayout, checkPhotoFile, checkPinChange, checkProfile } from "../../../lib/forms";
-import { shrinkPhoto } from "../../../lib/photo";
+import { checkNotifications, checkPayout, checkPinChange, checkProfile } from "../../../lib/forms";
+import { pickedPhoto } from "../../../lib/photo";
 import { isWorkerRole, roleLabel, WORKER_ROLES } from "../../../lib/roles";
 import { formatMoney } from "../../../lib/money";
 import { loadSession } from "../../../lib/session";
 import type { WorkerKey } from "../../../lib/worker-i18n";
 import { WorkerNav } from "../nav";
 import { useT } from "../use-t";
+import { Section } from "./section";
 
 // The kinds a worker may tune (sign-in codes and fraud holds always go out;
 // notification does not take preferences for venue invitations and pool shares yet).
 const KINDS = [TemplateKey.TIP_RECEIVED, TemplateKey.PAYOUT_SENT, TemplateKey.PAYOUT_FAILED, TemplateKey.WEEKLY_SUMMARY];
 const CHANNELS = [Channel.SMS, Channel.EMAIL, Channel.PUSH, Channel.IN_APP];
-
-/** One form of the settings screen: its own message and error, so saving one never hides another's. */
-function Section({ title, id, onSubmit, children, button }: { title: string; id: string; onSubmit: (f: FormData) => Promise<string | undefined>; children: ReactNode; button: string }) {
-  const [note, setNote] = useState<{ ok: boolean; text: string }>();
-  const [busy, setBusy] = useState(false);
-  const submit = async (e: FormEvent<HTMLFormElement>) => {
-    e.preventDefault();
-    setBusy(true);
-    setNote(undefined);
-    const problem = await onSubmit(new FormData(e.currentTarget));
-    setBusy(false);
-    setNote(problem ? { ok: false, text: problem } : { ok: true, text: "" });
-  };
-  return (
-    <form onSubmit={submit} noValidate aria-labelledby={id} data-testid={`form-${id}`}>
-      <h2 id={id}>{title}</h2>
-      {children}
-      {note && !note.ok ? <p className="error" role="alert">{note.text}</p> : null}
-      {note?.ok ? <Saved /> : null}
-      <button type="submit" disabled={busy}>{button}</button>
-    </form>
-  );
-}
-
-function Saved() {
-  const { t } = useT();
-  return <p role="status">{t("saved")}</p>;
-}
 
 /**
  * Settings: profile (name, role and photo link, as the tip page shows them),
@@ -138,11 +111,9 @@ export default function Settings() {
           const file = f.get("photoFile");
           let image: Uint8Array = new Uint8Array();
           if (!remove) {
-            const c = checkPhotoFile(file instanceof File ? file : undefined);
-            if (!c.ok) return t(c.problem as WorkerKey);
-            const small = await shrinkPhoto(file as File);
-            if (!small) return t("err_photoRead");
-            image = small;
+            const picked = await pickedPhoto(file instanceof File ? file : undefined);
+            if (!picked.ok) return t(picked.problem as WorkerKey);
+            image = picked.value;
           }
           return attempt(async () => {
             // A photo belongs to a profile: a worker who never saved one gets it now, under their name.
