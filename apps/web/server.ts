@@ -4,6 +4,7 @@ import type http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import next from "next";
+import { parseWebSettings, provideWebSettings } from "./src/lib/settings.js";
 
 export { ensureWebBuild, webBuildIsCurrent } from "./build.js";
 
@@ -27,10 +28,10 @@ export interface WebApp {
 
 /** Loads the production build (never builds: see build.ts) and returns its request handler. */
 export async function createWebApp(options: WebAppOptions): Promise<WebApp> {
+  // Next's own switch (it reads only its environment); our settings are handed over below.
   process.env.NEXT_TELEMETRY_DISABLED = "1";
-  // Read by the pages' server code at request time.
-  process.env.TTIP_API_URL = options.apiUrl;
-  if (options.stripeJsUrl) process.env.STRIPE_JS_URL = options.stripeJsUrl;
+  // Read by the pages' server code at request time; checked before anything is served.
+  provideWebSettings(parseWebSettings({ apiUrl: options.apiUrl, stripeJsUrl: options.stripeJsUrl }));
   // next is CommonJS; under ESM its factory may sit on .default.
   const factory = ((next as unknown as { default?: typeof next }).default ?? next) as typeof next;
   // Its own address: a server action's redirect is fetched from it (Next assumes port 3000 otherwise).

@@ -139,6 +139,32 @@ describe("partner keys act only for the workers and venues linked to them", () =
     assert.equal((await refusal(pay(key).getTip({ tipId: theirs.tipId }))).code, Code.PermissionDenied);
   });
 
+  test("only a live key is linked: an unknown or revoked key is refused, naming key_id, and nothing is stored", async () => {
+    const mine = await worker();
+    const { client, opts } = qrAs(mine, "worker");
+    const linksOf = async () => (await client.listPartnerLinks({ ownerKind: OwnerKind.WORKER, ownerId: mine }, opts)).links.map((l) => l.keyId);
+
+    const mistyped = randomUUID();
+    assert.deepEqual(await refusal(client.linkPartner({ keyId: mistyped, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts)), {
+      code: Code.NotFound,
+      message: `key_id: no partner key ${mistyped}`,
+    });
+
+    const admin = createClient(AuthAdminService, t.ctx.peers("auth"));
+    const adminOpts = { headers: callerHeaders(randomUUID(), "admin") };
+    const { key: issued } = await admin.issuePartnerApiKey({ partnerName: "Retired Till", scopes: ["tips:create"], idempotencyKey: `issue-${randomUUID()}` }, adminOpts);
+    await admin.revokePartnerApiKey({ keyId: issued!.keyId }, adminOpts);
+    assert.deepEqual(await refusal(client.linkPartner({ keyId: issued!.keyId, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts)), {
+      code: Code.FailedPrecondition,
+      message: `key_id: partner key ${issued!.keyId} is revoked; link an active key`,
+    });
+    assert.deepEqual(await linksOf(), [], "a refused link stores nothing");
+
+    const { link } = await client.linkPartner({ keyId: key.keyId, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts);
+    assert.equal(link!.keyId, key.keyId);
+    assert.deepEqual(await linksOf(), [key.keyId]);
+  });
+
   test("a venue's link covers its staff and its own codes, not other workers or venues", async () => {
     const manager = randomUUID();
     const venue = randomUUID();

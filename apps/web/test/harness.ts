@@ -108,8 +108,6 @@ export class WebHarness {
       checkAfterMs: 60_000,
       rules: { maxPerTipKesMinor: 100_000_00n, perCardPerHour: 10, perCardDailyKesMinor: 500_000_00n, countryMismatch: "hold" },
     };
-    // Read by the card form's server action: the page loads Stripe.js from the simulator, never from the internet.
-    process.env.STRIPE_JS_URL = `${this.stripe.url}/v3/`;
     this.db = await createTestDatabase();
     this.bus = await JetStreamBus.connect({
       servers: testEnv().natsUrl,
@@ -145,7 +143,8 @@ export class WebHarness {
     payment.callbackBaseUrl = this.platform.urls.get("payment")!;
     await registerC2bUrls(this.daraja, `${payment.callbackBaseUrl}/c2b/${C2B_PATH_TOKEN}`);
     this.stripe.setWebhookUrl(`${this.platform.urls.get("payment")}/stripe/webhook`);
-    this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl });
+    // The card form loads Stripe.js from the simulator, never from the internet.
+    this.web = web = await createWebApp({ apiUrl: this.platform.gatewayUrl, stripeJsUrl: `${this.stripe.url}/v3/` });
     this.browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     mkdirSync(ARTIFACTS, { recursive: true });
     return this;

@@ -4,8 +4,9 @@ import type { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_
 import { consumeOrRefuse, type AuthCore } from "./core.js";
 import { sameBytes, sha256 } from "./crypto.js";
 import { signPartnerRequest } from "./partner.js";
+import { toPartnerKey } from "./admin.js";
 import { getUser, toUser } from "./users.js";
-import { DependencyUnavailableError, PermissionDeniedError, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
+import { DependencyUnavailableError, NotFoundError, PermissionDeniedError, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
 
 /** Service-to-service lookups; the gateway never routes these. */
 export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthInternalService>> {
@@ -39,6 +40,12 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       });
       await pool.query("UPDATE auth.partner_api_keys SET last_used_at = now() WHERE key_id = $1", [req.keyId]);
       return { partnerName: key.partner_name, scopes: key.scopes };
+    },
+
+    async getPartnerApiKey(req) {
+      const { rows } = await pool.query("SELECT key_id, partner_name, scopes, prefix, created_at, revoked_at, last_used_at FROM auth.partner_api_keys WHERE key_id = $1", [req.keyId]);
+      if (!rows[0]) throw new NotFoundError(`key_id: no partner key ${req.keyId}`);
+      return { key: toPartnerKey(rows[0]) };
     },
 
     async verifyStepUpToken(req) {

@@ -4,6 +4,7 @@ import { QrService, QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_
 import { ConfigError, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { devKeyAllowed, loadQrConfig, type QrConfig } from "./config.js";
 import { createHandlers, type QrDeps } from "./handlers/index.js";
+import { activeKeyInAuth } from "./partner-links.js";
 import { Resolver } from "./resolver.js";
 import { PayloadSigner } from "./signing.js";
 import { startTipConsumer } from "./tips.js";
@@ -31,6 +32,7 @@ export function createQrModule(options: ModuleOptions = {}): ServiceModule {
     name: "qr",
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
     services: [QrService, QrInternalService],
+    calls: ["auth"],
     async start(ctx) {
       const cfg = (config ??= loadQrConfig(options.env));
       const key = await signingKey(ctx, cfg);
@@ -41,6 +43,7 @@ export function createQrModule(options: ModuleOptions = {}): ServiceModule {
         signer,
         deviceSalt: `device:${key}`,
         resolver: new Resolver(ctx.pool, ctx.cache, signer, cfg, ctx.logger, ctx.metrics),
+        requireActiveKey: activeKeyInAuth(ctx.peers),
       });
       return startTipConsumer(ctx);
     },

@@ -3,10 +3,27 @@
 // the way a restaurant's till serves all its waiters.
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { createClient, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { OwnerKind, PartnerLinkSchema, type PartnerLink } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { decodeTimeIdToken, fieldError, keysetPage, keysetTime, NotFoundError, pageSize, PermissionDeniedError, type Pool, type Principal, type Queryable, requireCaller } from "@ttip/runtime";
+import {
+  decodeTimeIdToken,
+  DependencyUnavailableError,
+  fieldError,
+  InvalidStateError,
+  keysetPage,
+  keysetTime,
+  NotFoundError,
+  pageSize,
+  PermissionDeniedError,
+  type Peers,
+  type Pool,
+  type Principal,
+  type Queryable,
+  refusalOfField,
+  requireCaller,
+} from "@ttip/runtime";
 import { canManage, VENUE, WORKER } from "./access.js";
 import { profileOf } from "./store.js";
 
@@ -69,14 +86,39 @@ async function requireLinker(db: Queryable, ctx: HandlerContext, ownerKind: numb
   return caller;
 }
 
+/** Resolves when `keyId` names a live partner key; refuses naming key_id otherwise. */
+export type ActiveKeyCheck = (keyId: string) => Promise<void>;
+
+/**
+ * Auth keeps the partner keys: a link to a mistyped key would store nothing
+ * usable, and one to a revoked key nothing that could ever act.
+ */
+export function activeKeyInAuth(peers: Peers): ActiveKeyCheck {
+  const auth = createClient(AuthInternalService, peers("auth"));
+  return async (keyId) => {
+    const key = await auth.getPartnerApiKey({ keyId }, { timeoutMs: 5_000 }).then(
+      (r) => r.key,
+      (err) => {
+        throw refusalOfField(err, "key_id") ?? new DependencyUnavailableError("cannot check the partner key in auth right now; retry shortly");
+      },
+    );
+    if (!key) throw new NotFoundError(`key_id: no partner key ${keyId}`);
+    if (key.revokedAt) throw new InvalidStateError(`key_id: partner key ${keyId} is revoked; link an active key`);
+  };
+}
+
 const LINK_COLUMNS = "key_id, owner_kind, owner_id, linked_by, linked_at, unlinked_by, unlinked_at";
 
-export function partnerLinkHandlers(pool: Pool): { public: Partial<ServiceImpl<typeof QrService>>; internal: Partial<ServiceImpl<typeof QrInternalService>> } {
+export function partnerLinkHandlers(
+  pool: Pool,
+  requireActiveKey: ActiveKeyCheck,
+): { public: Partial<ServiceImpl<typeof QrService>>; internal: Partial<ServiceImpl<typeof QrInternalService>> } {
   return {
     public: {
       async linkPartner(req, ctx) {
         const caller = await requireLinker(pool, ctx, req.ownerKind, req.ownerId);
         if (req.ownerKind === VENUE && !(await profileOf(pool, VENUE, req.ownerId))) throw new NotFoundError(`owner_id: no venue ${req.ownerId}`);
+        await requireActiveKey(req.keyId);
         // Linking what is linked changes nothing (not even who linked it, or when).
         const { rows } = await pool.query<LinkRow>(
           `INSERT INTO qr.partner_links (key_id, owner_kind, owner_id, linked_by) VALUES ($1, $2, $3, $4)

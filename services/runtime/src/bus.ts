@@ -178,7 +178,7 @@ export class JetStreamBus implements EventBus {
             id,
             subject: this.fromWire(m.subject),
             data: m.data,
-            deliveryCount: m.info.redeliveryCount + 1,
+            deliveryCount: m.info.deliveryCount,
             traceparent: m.headers?.get("traceparent") || undefined,
           });
           m.ack();
@@ -241,7 +241,7 @@ export class JetStreamBus implements EventBus {
           id: m.headers?.get("Nats-Msg-Id") || `${this.stream}:${m.seq}`,
           subject: this.fromWire(m.subject),
           data: m.data,
-          deliveryCount: m.info.redeliveryCount + 1,
+          deliveryCount: m.info.deliveryCount,
           traceparent: m.headers?.get("traceparent") || undefined,
         }));
         try {

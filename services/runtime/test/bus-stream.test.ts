@@ -31,3 +31,33 @@ test("the stream gets the configured limits, and a restart keeps what an operato
     await nc.close();
   }
 });
+
+test("a message reports delivery 1 when first delivered and 2 when delivered again", async () => {
+  const { natsUrl } = testEnv();
+  const stream = uniqueName("DELIVERY").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
+  const prefix = uniqueName("dc").replace(/[^a-z0-9]/g, "");
+  const bus = await JetStreamBus.connect({ servers: natsUrl, stream, subjectPrefix: prefix, logger: captureLogger("silent").logger, redeliveryDelayMs: 50 });
+  const seen: number[] = [];
+  let settled!: () => void;
+  const done = new Promise<void>((r) => (settled = r));
+  try {
+    await bus.publish({ id: "00000000-0000-4000-8000-000000000001", subject: "ttip.x.y", data: new Uint8Array([1]) });
+    const sub = await bus.subscribe({
+      durable: "dc1",
+      subject: "ttip.x.y",
+      handler: async (m) => {
+        seen.push(m.deliveryCount);
+        if (seen.length === 1) throw new Error("test: fail the first delivery");
+        settled();
+      },
+    });
+    await Promise.race([done, new Promise((r) => setTimeout(r, 10_000))]);
+    await sub.stop();
+    assert.deepEqual(seen, [1, 2]);
+  } finally {
+    const nc = await connect({ servers: natsUrl });
+    await (await nc.jetstreamManager()).streams.delete(stream).catch(() => undefined);
+    await nc.close();
+    await bus.close();
+  }
+});

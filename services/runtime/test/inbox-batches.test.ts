@@ -86,6 +86,7 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.ok(rows.every((r) => r.n === 1 && r.event_id !== poison), "each once, the bad one never");
     // Applied when first delivered: none waited for its batch to come back without the bad one.
     const first = Math.min(...rows.map((r) => r.deliveries));
+    assert.equal(first, 1, "a first delivery reports 1");
     assert.deepEqual(rows.filter((r) => r.deliveries !== first).map((r) => r.event_id), []);
   });
 });

@@ -3,9 +3,10 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { webSettings } from "./settings";
 
 export function apiUrl(): string {
-  return process.env.TTIP_API_URL ?? "http://127.0.0.1:8080";
+  return webSettings().apiUrl;
 }
 
 export interface CallOptions {

@@ -5,6 +5,7 @@ import { DynamicParametersSchema, QrCodeSchema, type QrCode } from "@ttip/proto/
 import { DependencyUnavailableError, InvalidStateError, NotFoundError, type Pool, type Queryable, requireCaller } from "@ttip/runtime";
 import { requireManage, VENUE } from "../access.js";
 import type { QrConfig } from "../config.js";
+import type { ActiveKeyCheck } from "../partner-links.js";
 import { buildKeQrPayload } from "../emvco.js";
 import { type Resolver } from "../resolver.js";
 import { newShortCode } from "../shortcode.js";
@@ -17,6 +18,8 @@ export interface QrDeps {
   /** Keys the device hash of scans (never stored raw). */
   deviceSalt: string;
   resolver: Resolver;
+  /** Auth's word on a partner key before it is linked. */
+  requireActiveKey: ActiveKeyCheck;
 }
 
 /** A code the caller may manage, or NOT_FOUND / PERMISSION_DENIED. */

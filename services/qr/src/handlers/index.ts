@@ -14,7 +14,7 @@ export { referrerOf, validateParameters } from "./values.js";
 /** Every RPC of the qr service: one file per area, merged here. */
 export function createHandlers(deps: QrDeps): { public: Partial<ServiceImpl<typeof QrService>>; internal: Partial<ServiceImpl<typeof QrInternalService>> } {
   const h = qrHandlerContext(deps);
-  const links = partnerLinkHandlers(deps.pool);
+  const links = partnerLinkHandlers(deps.pool, deps.requireActiveKey);
   return {
     public: { ...codeHandlers(h), ...scanHandlers(h), ...profileHandlers(h), ...venueHandlers(h), ...links.public },
     internal: { ...internalHandlers(h), ...links.internal },

@@ -6,6 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { serverClient } from "../../../lib/api";
 import { parseWholeUnits } from "../../../lib/money";
+import { webSettings } from "../../../lib/settings";
 
 /** Card currencies the payment service quotes (each with a rate to KES). */
 const CURRENCIES = ["KES", "USD", "EUR", "GBP"];
@@ -32,7 +33,7 @@ export async function startCardTip(input: { code: string; payload: string; amoun
       clientSecret: r.stripeClientSecret,
       publishableKey: r.stripePublishableKey,
       // Stripe.js must come from js.stripe.com in real mode; make run and the tests serve the simulator's double.
-      stripeJsUrl: process.env.STRIPE_JS_URL || "https://js.stripe.com/v3/",
+      stripeJsUrl: webSettings().stripeJsUrl,
       statusUrl: `/t/${encodeURIComponent(input.code)}/tips/${tipId}${input.payload ? `?p=${encodeURIComponent(input.payload)}` : ""}`,
     };
   } catch (err) {

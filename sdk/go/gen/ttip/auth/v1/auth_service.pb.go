@@ -2844,6 +2844,94 @@ func (x *VerifyPartnerSignatureResponse) GetScopes() []string {
 	return nil
 }
 
+type GetPartnerApiKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	KeyId         string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPartnerApiKeyRequest) Reset() {
+	*x = GetPartnerApiKeyRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPartnerApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPartnerApiKeyRequest) ProtoMessage() {}
+
+func (x *GetPartnerApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPartnerApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetPartnerApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *GetPartnerApiKeyRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+type GetPartnerApiKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *PartnerApiKey         `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPartnerApiKeyResponse) Reset() {
+	*x = GetPartnerApiKeyResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPartnerApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPartnerApiKeyResponse) ProtoMessage() {}
+
+func (x *GetPartnerApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPartnerApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetPartnerApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *GetPartnerApiKeyResponse) GetKey() *PartnerApiKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
 type VerifyStepUpTokenRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	StepUpToken   string                 `protobuf:"bytes,1,opt,name=step_up_token,json=stepUpToken,proto3" json:"step_up_token,omitempty"`
@@ -2855,7 +2943,7 @@ type VerifyStepUpTokenRequest struct {
 
 func (x *VerifyStepUpTokenRequest) Reset() {
 	*x = VerifyStepUpTokenRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2867,7 +2955,7 @@ func (x *VerifyStepUpTokenRequest) String() string {
 func (*VerifyStepUpTokenRequest) ProtoMessage() {}
 
 func (x *VerifyStepUpTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2880,7 +2968,7 @@ func (x *VerifyStepUpTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStepUpTokenRequest.ProtoReflect.Descriptor instead.
 func (*VerifyStepUpTokenRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *VerifyStepUpTokenRequest) GetStepUpToken() string {
@@ -2913,7 +3001,7 @@ type VerifyStepUpTokenResponse struct {
 
 func (x *VerifyStepUpTokenResponse) Reset() {
 	*x = VerifyStepUpTokenResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2925,7 +3013,7 @@ func (x *VerifyStepUpTokenResponse) String() string {
 func (*VerifyStepUpTokenResponse) ProtoMessage() {}
 
 func (x *VerifyStepUpTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2938,7 +3026,7 @@ func (x *VerifyStepUpTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStepUpTokenResponse.ProtoReflect.Descriptor instead.
 func (*VerifyStepUpTokenResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *VerifyStepUpTokenResponse) GetDeviceId() string {
@@ -2957,7 +3045,7 @@ type ClaimFirstAdminRequest struct {
 
 func (x *ClaimFirstAdminRequest) Reset() {
 	*x = ClaimFirstAdminRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2969,7 +3057,7 @@ func (x *ClaimFirstAdminRequest) String() string {
 func (*ClaimFirstAdminRequest) ProtoMessage() {}
 
 func (x *ClaimFirstAdminRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2982,7 +3070,7 @@ func (x *ClaimFirstAdminRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimFirstAdminRequest.ProtoReflect.Descriptor instead.
 func (*ClaimFirstAdminRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ClaimFirstAdminRequest) GetSetupToken() string {
@@ -3001,7 +3089,7 @@ type ClaimFirstAdminResponse struct {
 
 func (x *ClaimFirstAdminResponse) Reset() {
 	*x = ClaimFirstAdminResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3101,7 @@ func (x *ClaimFirstAdminResponse) String() string {
 func (*ClaimFirstAdminResponse) ProtoMessage() {}
 
 func (x *ClaimFirstAdminResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3114,7 @@ func (x *ClaimFirstAdminResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimFirstAdminResponse.ProtoReflect.Descriptor instead.
 func (*ClaimFirstAdminResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ClaimFirstAdminResponse) GetUser() *User {
@@ -3047,7 +3135,7 @@ type SearchUsersRequest struct {
 
 func (x *SearchUsersRequest) Reset() {
 	*x = SearchUsersRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3059,7 +3147,7 @@ func (x *SearchUsersRequest) String() string {
 func (*SearchUsersRequest) ProtoMessage() {}
 
 func (x *SearchUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3072,7 +3160,7 @@ func (x *SearchUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchUsersRequest.ProtoReflect.Descriptor instead.
 func (*SearchUsersRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *SearchUsersRequest) GetQuery() string {
@@ -3099,7 +3187,7 @@ type SearchUsersResponse struct {
 
 func (x *SearchUsersResponse) Reset() {
 	*x = SearchUsersResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3111,7 +3199,7 @@ func (x *SearchUsersResponse) String() string {
 func (*SearchUsersResponse) ProtoMessage() {}
 
 func (x *SearchUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3124,7 +3212,7 @@ func (x *SearchUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchUsersResponse.ProtoReflect.Descriptor instead.
 func (*SearchUsersResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *SearchUsersResponse) GetUsers() []*User {
@@ -3151,7 +3239,7 @@ type BlockUserRequest struct {
 
 func (x *BlockUserRequest) Reset() {
 	*x = BlockUserRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3163,7 +3251,7 @@ func (x *BlockUserRequest) String() string {
 func (*BlockUserRequest) ProtoMessage() {}
 
 func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3176,7 +3264,7 @@ func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockUserRequest.ProtoReflect.Descriptor instead.
 func (*BlockUserRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *BlockUserRequest) GetUserId() string {
@@ -3203,7 +3291,7 @@ type BlockUserResponse struct {
 
 func (x *BlockUserResponse) Reset() {
 	*x = BlockUserResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3215,7 +3303,7 @@ func (x *BlockUserResponse) String() string {
 func (*BlockUserResponse) ProtoMessage() {}
 
 func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3228,7 +3316,7 @@ func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockUserResponse.ProtoReflect.Descriptor instead.
 func (*BlockUserResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *BlockUserResponse) GetUser() *User {
@@ -3255,7 +3343,7 @@ type UnblockUserRequest struct {
 
 func (x *UnblockUserRequest) Reset() {
 	*x = UnblockUserRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3267,7 +3355,7 @@ func (x *UnblockUserRequest) String() string {
 func (*UnblockUserRequest) ProtoMessage() {}
 
 func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3280,7 +3368,7 @@ func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockUserRequest.ProtoReflect.Descriptor instead.
 func (*UnblockUserRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{66}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *UnblockUserRequest) GetUserId() string {
@@ -3306,7 +3394,7 @@ type UnblockUserResponse struct {
 
 func (x *UnblockUserResponse) Reset() {
 	*x = UnblockUserResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3406,7 @@ func (x *UnblockUserResponse) String() string {
 func (*UnblockUserResponse) ProtoMessage() {}
 
 func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3419,7 @@ func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockUserResponse.ProtoReflect.Descriptor instead.
 func (*UnblockUserResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{67}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *UnblockUserResponse) GetUser() *User {
@@ -3350,7 +3438,7 @@ type ListUserSessionsRequest struct {
 
 func (x *ListUserSessionsRequest) Reset() {
 	*x = ListUserSessionsRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3450,7 @@ func (x *ListUserSessionsRequest) String() string {
 func (*ListUserSessionsRequest) ProtoMessage() {}
 
 func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3463,7 @@ func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListUserSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{68}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListUserSessionsRequest) GetUserId() string {
@@ -3395,7 +3483,7 @@ type ListUserSessionsResponse struct {
 
 func (x *ListUserSessionsResponse) Reset() {
 	*x = ListUserSessionsResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3407,7 +3495,7 @@ func (x *ListUserSessionsResponse) String() string {
 func (*ListUserSessionsResponse) ProtoMessage() {}
 
 func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3420,7 +3508,7 @@ func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListUserSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{69}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListUserSessionsResponse) GetSessions() []*Session {
@@ -3442,7 +3530,7 @@ type RevokeUserSessionsRequest struct {
 
 func (x *RevokeUserSessionsRequest) Reset() {
 	*x = RevokeUserSessionsRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3454,7 +3542,7 @@ func (x *RevokeUserSessionsRequest) String() string {
 func (*RevokeUserSessionsRequest) ProtoMessage() {}
 
 func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3467,7 +3555,7 @@ func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{70}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *RevokeUserSessionsRequest) GetUserId() string {
@@ -3500,7 +3588,7 @@ type RevokeUserSessionsResponse struct {
 
 func (x *RevokeUserSessionsResponse) Reset() {
 	*x = RevokeUserSessionsResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3512,7 +3600,7 @@ func (x *RevokeUserSessionsResponse) String() string {
 func (*RevokeUserSessionsResponse) ProtoMessage() {}
 
 func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3525,7 +3613,7 @@ func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{71}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *RevokeUserSessionsResponse) GetRevoked() int32 {
@@ -3701,7 +3789,11 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x05nonce\x18\a \x01(\tB \xbaH\x1dr\x1b2\x19^([A-Za-z0-9_-]{16,64})?$R\x05nonce\"[\n" +
 	"\x1eVerifyPartnerSignatureResponse\x12!\n" +
 	"\fpartner_name\x18\x01 \x01(\tR\vpartnerName\x12\x16\n" +
-	"\x06scopes\x18\x02 \x03(\tR\x06scopes\"\xa5\x01\n" +
+	"\x06scopes\x18\x02 \x03(\tR\x06scopes\":\n" +
+	"\x17GetPartnerApiKeyRequest\x12\x1f\n" +
+	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\"I\n" +
+	"\x18GetPartnerApiKeyResponse\x12-\n" +
+	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xa5\x01\n" +
 	"\x18VerifyStepUpTokenRequest\x12.\n" +
 	"\rstep_up_token\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x10\x18\x80 R\vstepUpToken\x12!\n" +
@@ -3782,11 +3874,12 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\tBlockUser\x12\x1e.ttip.auth.v1.BlockUserRequest\x1a\x1f.ttip.auth.v1.BlockUserResponse\x12R\n" +
 	"\vUnblockUser\x12 .ttip.auth.v1.UnblockUserRequest\x1a!.ttip.auth.v1.UnblockUserResponse\x12\x85\x01\n" +
 	"\x10ListUserSessions\x12%.ttip.auth.v1.ListUserSessionsRequest\x1a&.ttip.auth.v1.ListUserSessionsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12g\n" +
-	"\x12RevokeUserSessions\x12'.ttip.auth.v1.RevokeUserSessionsRequest\x1a(.ttip.auth.v1.RevokeUserSessionsResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xd1\x02\n" +
+	"\x12RevokeUserSessions\x12'.ttip.auth.v1.RevokeUserSessionsRequest\x1a(.ttip.auth.v1.RevokeUserSessionsResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xb9\x03\n" +
 	"\x13AuthInternalService\x12W\n" +
 	"\vGetUserById\x12 .ttip.auth.v1.GetUserByIdRequest\x1a!.ttip.auth.v1.GetUserByIdResponse\"\x03\x90\x02\x01\x12s\n" +
 	"\x16VerifyPartnerSignature\x12+.ttip.auth.v1.VerifyPartnerSignatureRequest\x1a,.ttip.auth.v1.VerifyPartnerSignatureResponse\x12d\n" +
-	"\x11VerifyStepUpToken\x12&.ttip.auth.v1.VerifyStepUpTokenRequest\x1a'.ttip.auth.v1.VerifyStepUpTokenResponse\x1a\x06\xca\xf3\x18\x02\b\x04B\xab\x01\n" +
+	"\x11VerifyStepUpToken\x12&.ttip.auth.v1.VerifyStepUpTokenRequest\x1a'.ttip.auth.v1.VerifyStepUpTokenResponse\x12f\n" +
+	"\x10GetPartnerApiKey\x12%.ttip.auth.v1.GetPartnerApiKeyRequest\x1a&.ttip.auth.v1.GetPartnerApiKeyResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\xab\x01\n" +
 	"\x10com.ttip.auth.v1B\x10AuthServiceProtoP\x01Z3github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1;authv1\xa2\x02\x03TAX\xaa\x02\fTtip.Auth.V1\xca\x02\fTtip\\Auth\\V1\xe2\x02\x18Ttip\\Auth\\V1\\GPBMetadata\xea\x02\x0eTtip::Auth::V1b\x06proto3"
 
 var (
@@ -3801,7 +3894,7 @@ func file_ttip_auth_v1_auth_service_proto_rawDescGZIP() []byte {
 	return file_ttip_auth_v1_auth_service_proto_rawDescData
 }
 
-var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 72)
+var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*StartPhoneVerificationRequest)(nil),  // 0: ttip.auth.v1.StartPhoneVerificationRequest
 	(*StartPhoneVerificationResponse)(nil), // 1: ttip.auth.v1.StartPhoneVerificationResponse
@@ -3861,150 +3954,155 @@ var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*GetUserByIdResponse)(nil),            // 55: ttip.auth.v1.GetUserByIdResponse
 	(*VerifyPartnerSignatureRequest)(nil),  // 56: ttip.auth.v1.VerifyPartnerSignatureRequest
 	(*VerifyPartnerSignatureResponse)(nil), // 57: ttip.auth.v1.VerifyPartnerSignatureResponse
-	(*VerifyStepUpTokenRequest)(nil),       // 58: ttip.auth.v1.VerifyStepUpTokenRequest
-	(*VerifyStepUpTokenResponse)(nil),      // 59: ttip.auth.v1.VerifyStepUpTokenResponse
-	(*ClaimFirstAdminRequest)(nil),         // 60: ttip.auth.v1.ClaimFirstAdminRequest
-	(*ClaimFirstAdminResponse)(nil),        // 61: ttip.auth.v1.ClaimFirstAdminResponse
-	(*SearchUsersRequest)(nil),             // 62: ttip.auth.v1.SearchUsersRequest
-	(*SearchUsersResponse)(nil),            // 63: ttip.auth.v1.SearchUsersResponse
-	(*BlockUserRequest)(nil),               // 64: ttip.auth.v1.BlockUserRequest
-	(*BlockUserResponse)(nil),              // 65: ttip.auth.v1.BlockUserResponse
-	(*UnblockUserRequest)(nil),             // 66: ttip.auth.v1.UnblockUserRequest
-	(*UnblockUserResponse)(nil),            // 67: ttip.auth.v1.UnblockUserResponse
-	(*ListUserSessionsRequest)(nil),        // 68: ttip.auth.v1.ListUserSessionsRequest
-	(*ListUserSessionsResponse)(nil),       // 69: ttip.auth.v1.ListUserSessionsResponse
-	(*RevokeUserSessionsRequest)(nil),      // 70: ttip.auth.v1.RevokeUserSessionsRequest
-	(*RevokeUserSessionsResponse)(nil),     // 71: ttip.auth.v1.RevokeUserSessionsResponse
-	(Locale)(0),                            // 72: ttip.auth.v1.Locale
-	(*timestamppb.Timestamp)(nil),          // 73: google.protobuf.Timestamp
-	(Role)(0),                              // 74: ttip.auth.v1.Role
-	(*TokenPair)(nil),                      // 75: ttip.auth.v1.TokenPair
-	(*User)(nil),                           // 76: ttip.auth.v1.User
-	(*Session)(nil),                        // 77: ttip.auth.v1.Session
-	(*Device)(nil),                         // 78: ttip.auth.v1.Device
-	(*PartnerApiKey)(nil),                  // 79: ttip.auth.v1.PartnerApiKey
-	(*v1.PageRequest)(nil),                 // 80: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                // 81: ttip.common.v1.PageResponse
-	(AuditAction)(0),                       // 82: ttip.auth.v1.AuditAction
-	(*AuditEvent)(nil),                     // 83: ttip.auth.v1.AuditEvent
+	(*GetPartnerApiKeyRequest)(nil),        // 58: ttip.auth.v1.GetPartnerApiKeyRequest
+	(*GetPartnerApiKeyResponse)(nil),       // 59: ttip.auth.v1.GetPartnerApiKeyResponse
+	(*VerifyStepUpTokenRequest)(nil),       // 60: ttip.auth.v1.VerifyStepUpTokenRequest
+	(*VerifyStepUpTokenResponse)(nil),      // 61: ttip.auth.v1.VerifyStepUpTokenResponse
+	(*ClaimFirstAdminRequest)(nil),         // 62: ttip.auth.v1.ClaimFirstAdminRequest
+	(*ClaimFirstAdminResponse)(nil),        // 63: ttip.auth.v1.ClaimFirstAdminResponse
+	(*SearchUsersRequest)(nil),             // 64: ttip.auth.v1.SearchUsersRequest
+	(*SearchUsersResponse)(nil),            // 65: ttip.auth.v1.SearchUsersResponse
+	(*BlockUserRequest)(nil),               // 66: ttip.auth.v1.BlockUserRequest
+	(*BlockUserResponse)(nil),              // 67: ttip.auth.v1.BlockUserResponse
+	(*UnblockUserRequest)(nil),             // 68: ttip.auth.v1.UnblockUserRequest
+	(*UnblockUserResponse)(nil),            // 69: ttip.auth.v1.UnblockUserResponse
+	(*ListUserSessionsRequest)(nil),        // 70: ttip.auth.v1.ListUserSessionsRequest
+	(*ListUserSessionsResponse)(nil),       // 71: ttip.auth.v1.ListUserSessionsResponse
+	(*RevokeUserSessionsRequest)(nil),      // 72: ttip.auth.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil),     // 73: ttip.auth.v1.RevokeUserSessionsResponse
+	(Locale)(0),                            // 74: ttip.auth.v1.Locale
+	(*timestamppb.Timestamp)(nil),          // 75: google.protobuf.Timestamp
+	(Role)(0),                              // 76: ttip.auth.v1.Role
+	(*TokenPair)(nil),                      // 77: ttip.auth.v1.TokenPair
+	(*User)(nil),                           // 78: ttip.auth.v1.User
+	(*Session)(nil),                        // 79: ttip.auth.v1.Session
+	(*Device)(nil),                         // 80: ttip.auth.v1.Device
+	(*PartnerApiKey)(nil),                  // 81: ttip.auth.v1.PartnerApiKey
+	(*v1.PageRequest)(nil),                 // 82: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 83: ttip.common.v1.PageResponse
+	(AuditAction)(0),                       // 84: ttip.auth.v1.AuditAction
+	(*AuditEvent)(nil),                     // 85: ttip.auth.v1.AuditEvent
 }
 var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
-	72, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
-	73, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
-	73, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
-	74, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
-	75, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	75, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	75, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	75, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	76, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
-	72, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
-	76, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
-	77, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	78, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
-	78, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
-	73, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	73, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	76, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
-	74, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
-	76, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
-	79, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	80, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
-	79, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
-	81, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
-	79, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	80, // 24: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
-	82, // 25: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
-	73, // 26: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
-	73, // 27: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
-	83, // 28: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
-	81, // 29: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
-	76, // 30: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
-	73, // 31: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
-	76, // 32: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
-	80, // 33: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
-	76, // 34: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
-	81, // 35: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
-	76, // 36: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
-	76, // 37: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
-	77, // 38: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	0,  // 39: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
-	2,  // 40: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
-	4,  // 41: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
-	6,  // 42: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
-	8,  // 43: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
-	10, // 44: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
-	12, // 45: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
-	14, // 46: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
-	16, // 47: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
-	18, // 48: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
-	20, // 49: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
-	22, // 50: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
-	24, // 51: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
-	26, // 52: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
-	28, // 53: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
-	30, // 54: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
-	32, // 55: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
-	34, // 56: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
-	36, // 57: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
-	60, // 58: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
-	38, // 59: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
-	40, // 60: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
-	42, // 61: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
-	44, // 62: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
-	46, // 63: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
-	48, // 64: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
-	50, // 65: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
-	52, // 66: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
-	62, // 67: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
-	64, // 68: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
-	66, // 69: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
-	68, // 70: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
-	70, // 71: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
-	54, // 72: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
-	56, // 73: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
-	58, // 74: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
-	1,  // 75: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
-	3,  // 76: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
-	5,  // 77: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
-	7,  // 78: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
-	9,  // 79: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
-	11, // 80: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
-	13, // 81: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
-	15, // 82: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
-	17, // 83: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
-	19, // 84: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
-	21, // 85: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
-	23, // 86: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
-	25, // 87: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
-	27, // 88: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
-	29, // 89: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
-	31, // 90: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
-	33, // 91: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
-	35, // 92: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
-	37, // 93: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
-	61, // 94: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
-	39, // 95: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
-	41, // 96: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
-	43, // 97: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
-	45, // 98: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
-	47, // 99: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
-	49, // 100: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
-	51, // 101: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
-	53, // 102: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
-	63, // 103: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
-	65, // 104: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
-	67, // 105: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
-	69, // 106: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
-	71, // 107: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
-	55, // 108: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
-	57, // 109: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
-	59, // 110: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
-	75, // [75:111] is the sub-list for method output_type
-	39, // [39:75] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	74, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
+	75, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
+	75, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
+	76, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
+	77, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	77, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	77, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	77, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	78, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
+	74, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
+	78, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
+	79, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	80, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
+	80, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
+	75, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	75, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	78, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
+	76, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
+	78, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
+	81, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	82, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
+	81, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
+	83, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
+	81, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	82, // 24: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
+	84, // 25: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
+	75, // 26: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
+	75, // 27: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
+	85, // 28: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
+	83, // 29: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
+	78, // 30: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
+	75, // 31: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
+	81, // 32: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	78, // 33: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
+	82, // 34: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
+	78, // 35: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
+	83, // 36: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
+	78, // 37: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
+	78, // 38: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
+	79, // 39: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	0,  // 40: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
+	2,  // 41: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
+	4,  // 42: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
+	6,  // 43: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
+	8,  // 44: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
+	10, // 45: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
+	12, // 46: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
+	14, // 47: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
+	16, // 48: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
+	18, // 49: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
+	20, // 50: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
+	22, // 51: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
+	24, // 52: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
+	26, // 53: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
+	28, // 54: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
+	30, // 55: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
+	32, // 56: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
+	34, // 57: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
+	36, // 58: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
+	62, // 59: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
+	38, // 60: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
+	40, // 61: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
+	42, // 62: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
+	44, // 63: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
+	46, // 64: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
+	48, // 65: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
+	50, // 66: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
+	52, // 67: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
+	64, // 68: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
+	66, // 69: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
+	68, // 70: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
+	70, // 71: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
+	72, // 72: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
+	54, // 73: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
+	56, // 74: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
+	60, // 75: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
+	58, // 76: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
+	1,  // 77: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
+	3,  // 78: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
+	5,  // 79: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
+	7,  // 80: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
+	9,  // 81: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
+	11, // 82: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
+	13, // 83: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
+	15, // 84: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
+	17, // 85: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
+	19, // 86: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
+	21, // 87: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
+	23, // 88: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
+	25, // 89: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
+	27, // 90: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
+	29, // 91: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
+	31, // 92: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
+	33, // 93: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
+	35, // 94: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
+	37, // 95: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
+	63, // 96: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
+	39, // 97: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
+	41, // 98: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
+	43, // 99: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
+	45, // 100: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
+	47, // 101: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
+	49, // 102: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
+	51, // 103: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
+	53, // 104: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
+	65, // 105: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
+	67, // 106: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
+	69, // 107: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
+	71, // 108: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
+	73, // 109: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
+	55, // 110: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
+	57, // 111: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
+	61, // 112: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
+	59, // 113: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
+	77, // [77:114] is the sub-list for method output_type
+	40, // [40:77] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_ttip_auth_v1_auth_service_proto_init() }
@@ -4019,7 +4117,7 @@ func file_ttip_auth_v1_auth_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_auth_v1_auth_service_proto_rawDesc), len(file_ttip_auth_v1_auth_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   72,
+			NumMessages:   74,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

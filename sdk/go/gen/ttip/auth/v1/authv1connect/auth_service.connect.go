@@ -137,6 +137,9 @@ const (
 	// AuthInternalServiceVerifyStepUpTokenProcedure is the fully-qualified name of the
 	// AuthInternalService's VerifyStepUpToken RPC.
 	AuthInternalServiceVerifyStepUpTokenProcedure = "/ttip.auth.v1.AuthInternalService/VerifyStepUpToken"
+	// AuthInternalServiceGetPartnerApiKeyProcedure is the fully-qualified name of the
+	// AuthInternalService's GetPartnerApiKey RPC.
+	AuthInternalServiceGetPartnerApiKeyProcedure = "/ttip.auth.v1.AuthInternalService/GetPartnerApiKey"
 )
 
 // AuthServiceClient is a client for the ttip.auth.v1.AuthService service.
@@ -1163,6 +1166,10 @@ type AuthInternalServiceClient interface {
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
 	// Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)
+	// A partner key as admins see it (never its secret), revoked ones included:
+	// for services that must refuse unknown or revoked keys (qr's LinkPartner).
+	// NOT_FOUND if no such key.
+	GetPartnerApiKey(context.Context, *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error)
 }
 
 // NewAuthInternalServiceClient constructs a client for the ttip.auth.v1.AuthInternalService
@@ -1195,6 +1202,13 @@ func NewAuthInternalServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithSchema(authInternalServiceMethods.ByName("VerifyStepUpToken")),
 			connect.WithClientOptions(opts...),
 		),
+		getPartnerApiKey: connect.NewClient[v1.GetPartnerApiKeyRequest, v1.GetPartnerApiKeyResponse](
+			httpClient,
+			baseURL+AuthInternalServiceGetPartnerApiKeyProcedure,
+			connect.WithSchema(authInternalServiceMethods.ByName("GetPartnerApiKey")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -1203,6 +1217,7 @@ type authInternalServiceClient struct {
 	getUserById            *connect.Client[v1.GetUserByIdRequest, v1.GetUserByIdResponse]
 	verifyPartnerSignature *connect.Client[v1.VerifyPartnerSignatureRequest, v1.VerifyPartnerSignatureResponse]
 	verifyStepUpToken      *connect.Client[v1.VerifyStepUpTokenRequest, v1.VerifyStepUpTokenResponse]
+	getPartnerApiKey       *connect.Client[v1.GetPartnerApiKeyRequest, v1.GetPartnerApiKeyResponse]
 }
 
 // GetUserById calls ttip.auth.v1.AuthInternalService.GetUserById.
@@ -1220,6 +1235,11 @@ func (c *authInternalServiceClient) VerifyStepUpToken(ctx context.Context, req *
 	return c.verifyStepUpToken.CallUnary(ctx, req)
 }
 
+// GetPartnerApiKey calls ttip.auth.v1.AuthInternalService.GetPartnerApiKey.
+func (c *authInternalServiceClient) GetPartnerApiKey(ctx context.Context, req *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error) {
+	return c.getPartnerApiKey.CallUnary(ctx, req)
+}
+
 // AuthInternalServiceHandler is an implementation of the ttip.auth.v1.AuthInternalService service.
 type AuthInternalServiceHandler interface {
 	GetUserById(context.Context, *connect.Request[v1.GetUserByIdRequest]) (*connect.Response[v1.GetUserByIdResponse], error)
@@ -1228,6 +1248,10 @@ type AuthInternalServiceHandler interface {
 	VerifyPartnerSignature(context.Context, *connect.Request[v1.VerifyPartnerSignatureRequest]) (*connect.Response[v1.VerifyPartnerSignatureResponse], error)
 	// Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
 	VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error)
+	// A partner key as admins see it (never its secret), revoked ones included:
+	// for services that must refuse unknown or revoked keys (qr's LinkPartner).
+	// NOT_FOUND if no such key.
+	GetPartnerApiKey(context.Context, *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error)
 }
 
 // NewAuthInternalServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -1256,6 +1280,13 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 		connect.WithSchema(authInternalServiceMethods.ByName("VerifyStepUpToken")),
 		connect.WithHandlerOptions(opts...),
 	)
+	authInternalServiceGetPartnerApiKeyHandler := connect.NewUnaryHandler(
+		AuthInternalServiceGetPartnerApiKeyProcedure,
+		svc.GetPartnerApiKey,
+		connect.WithSchema(authInternalServiceMethods.ByName("GetPartnerApiKey")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.auth.v1.AuthInternalService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthInternalServiceGetUserByIdProcedure:
@@ -1264,6 +1295,8 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 			authInternalServiceVerifyPartnerSignatureHandler.ServeHTTP(w, r)
 		case AuthInternalServiceVerifyStepUpTokenProcedure:
 			authInternalServiceVerifyStepUpTokenHandler.ServeHTTP(w, r)
+		case AuthInternalServiceGetPartnerApiKeyProcedure:
+			authInternalServiceGetPartnerApiKeyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1283,4 +1316,8 @@ func (UnimplementedAuthInternalServiceHandler) VerifyPartnerSignature(context.Co
 
 func (UnimplementedAuthInternalServiceHandler) VerifyStepUpToken(context.Context, *connect.Request[v1.VerifyStepUpTokenRequest]) (*connect.Response[v1.VerifyStepUpTokenResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.VerifyStepUpToken is not implemented"))
+}
+
+func (UnimplementedAuthInternalServiceHandler) GetPartnerApiKey(context.Context, *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.GetPartnerApiKey is not implemented"))
 }

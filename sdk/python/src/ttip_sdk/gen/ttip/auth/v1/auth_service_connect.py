@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.auth.v1 import auth_service_pb
-from ttip_sdk.gen.ttip.auth.v1.auth_service_pb import BlockUserRequest, BlockUserResponse, ChangePinRequest, ChangePinResponse, ClaimFirstAdminRequest, ClaimFirstAdminResponse, CreateDeviceChallengeRequest, CreateDeviceChallengeResponse, GetJwksRequest, GetJwksResponse, GetMeRequest, GetMeResponse, GetUserByIdRequest, GetUserByIdResponse, GetUserRequest, GetUserResponse, IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse, ListAuditEventsRequest, ListAuditEventsResponse, ListDevicesRequest, ListDevicesResponse, ListPartnerApiKeysRequest, ListPartnerApiKeysResponse, ListSessionsRequest, ListSessionsResponse, ListUserSessionsRequest, ListUserSessionsResponse, LogoutRequest, LogoutResponse, RefreshSessionRequest, RefreshSessionResponse, RegisterDeviceRequest, RegisterDeviceResponse, RemoveDeviceRequest, RemoveDeviceResponse, ResetPinRequest, ResetPinResponse, RevokeAllSessionsRequest, RevokeAllSessionsResponse, RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse, RevokeSessionRequest, RevokeSessionResponse, RevokeUserSessionsRequest, RevokeUserSessionsResponse, RotateSigningKeyRequest, RotateSigningKeyResponse, SearchUsersRequest, SearchUsersResponse, SetPinRequest, SetPinResponse, SetUserRolesRequest, SetUserRolesResponse, StartPhoneVerificationRequest, StartPhoneVerificationResponse, UnblockUserRequest, UnblockUserResponse, UnlockUserRequest, UnlockUserResponse, UpdateProfileRequest, UpdateProfileResponse, VerifyDeviceChallengeRequest, VerifyDeviceChallengeResponse, VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse, VerifyPhoneOtpRequest, VerifyPhoneOtpResponse, VerifyPinRequest, VerifyPinResponse, VerifyStepUpTokenRequest, VerifyStepUpTokenResponse
+from ttip_sdk.gen.ttip.auth.v1.auth_service_pb import BlockUserRequest, BlockUserResponse, ChangePinRequest, ChangePinResponse, ClaimFirstAdminRequest, ClaimFirstAdminResponse, CreateDeviceChallengeRequest, CreateDeviceChallengeResponse, GetJwksRequest, GetJwksResponse, GetMeRequest, GetMeResponse, GetPartnerApiKeyRequest, GetPartnerApiKeyResponse, GetUserByIdRequest, GetUserByIdResponse, GetUserRequest, GetUserResponse, IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse, ListAuditEventsRequest, ListAuditEventsResponse, ListDevicesRequest, ListDevicesResponse, ListPartnerApiKeysRequest, ListPartnerApiKeysResponse, ListSessionsRequest, ListSessionsResponse, ListUserSessionsRequest, ListUserSessionsResponse, LogoutRequest, LogoutResponse, RefreshSessionRequest, RefreshSessionResponse, RegisterDeviceRequest, RegisterDeviceResponse, RemoveDeviceRequest, RemoveDeviceResponse, ResetPinRequest, ResetPinResponse, RevokeAllSessionsRequest, RevokeAllSessionsResponse, RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse, RevokeSessionRequest, RevokeSessionResponse, RevokeUserSessionsRequest, RevokeUserSessionsResponse, RotateSigningKeyRequest, RotateSigningKeyResponse, SearchUsersRequest, SearchUsersResponse, SetPinRequest, SetPinResponse, SetUserRolesRequest, SetUserRolesResponse, StartPhoneVerificationRequest, StartPhoneVerificationResponse, UnblockUserRequest, UnblockUserResponse, UnlockUserRequest, UnlockUserResponse, UpdateProfileRequest, UpdateProfileResponse, VerifyDeviceChallengeRequest, VerifyDeviceChallengeResponse, VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse, VerifyPhoneOtpRequest, VerifyPhoneOtpResponse, VerifyPinRequest, VerifyPinResponse, VerifyStepUpTokenRequest, VerifyStepUpTokenResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -2723,6 +2723,14 @@ class AuthInternalService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def get_partner_api_key(self, request: GetPartnerApiKeyRequest, ctx: RequestContext[GetPartnerApiKeyRequest, GetPartnerApiKeyResponse], /) -> GetPartnerApiKeyResponse:
+        """
+        A partner key as admins see it (never its secret), revoked ones included:
+        for services that must refuse unknown or revoked keys (qr's LinkPartner).
+        NOT_FOUND if no such key.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     @classmethod
     def desc(cls) -> DescService:
         """Returns the descriptor for this service."""
@@ -2773,6 +2781,17 @@ class AuthInternalServiceASGIApplication(ConnectASGIApplication[AuthInternalServ
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.verify_step_up_token,
+                ),
+                "/ttip.auth.v1.AuthInternalService/GetPartnerApiKey": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetPartnerApiKey",
+                        service_name="ttip.auth.v1.AuthInternalService",
+                        input=GetPartnerApiKeyRequest,
+                        output=GetPartnerApiKeyResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_partner_api_key,
                 ),
             },
             interceptors=interceptors,
@@ -2860,6 +2879,33 @@ class AuthInternalServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def get_partner_api_key(
+        self,
+        request: GetPartnerApiKeyRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetPartnerApiKeyResponse:
+        """
+        A partner key as admins see it (never its secret), revoked ones included:
+        for services that must refuse unknown or revoked keys (qr's LinkPartner).
+        NOT_FOUND if no such key.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetPartnerApiKey",
+                service_name="ttip.auth.v1.AuthInternalService",
+                input=GetPartnerApiKeyRequest,
+                output=GetPartnerApiKeyResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class AuthInternalServiceSync(Protocol):
     """
@@ -2878,6 +2924,14 @@ class AuthInternalServiceSync(Protocol):
     def verify_step_up_token(self, request: VerifyStepUpTokenRequest, ctx: RequestContext[VerifyStepUpTokenRequest, VerifyStepUpTokenResponse], /) -> VerifyStepUpTokenResponse:
         """
         Checks a step-up token for a payout. PERMISSION_DENIED if invalid or spent.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_partner_api_key(self, request: GetPartnerApiKeyRequest, ctx: RequestContext[GetPartnerApiKeyRequest, GetPartnerApiKeyResponse], /) -> GetPartnerApiKeyResponse:
+        """
+        A partner key as admins see it (never its secret), revoked ones included:
+        for services that must refuse unknown or revoked keys (qr's LinkPartner).
+        NOT_FOUND if no such key.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2929,6 +2983,17 @@ class AuthInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.verify_step_up_token,
+                ),
+                "/ttip.auth.v1.AuthInternalService/GetPartnerApiKey": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetPartnerApiKey",
+                        service_name="ttip.auth.v1.AuthInternalService",
+                        input=GetPartnerApiKeyRequest,
+                        output=GetPartnerApiKeyResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_partner_api_key,
                 ),
             },
             interceptors=interceptors,
@@ -3015,4 +3080,31 @@ class AuthInternalServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def get_partner_api_key(
+        self,
+        request: GetPartnerApiKeyRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetPartnerApiKeyResponse:
+        """
+        A partner key as admins see it (never its secret), revoked ones included:
+        for services that must refuse unknown or revoked keys (qr's LinkPartner).
+        NOT_FOUND if no such key.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetPartnerApiKey",
+                service_name="ttip.auth.v1.AuthInternalService",
+                input=GetPartnerApiKeyRequest,
+                output=GetPartnerApiKeyResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
