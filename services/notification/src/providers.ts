@@ -1,8 +1,7 @@
 // Provider clients over their real HTTP APIs. Only base URLs and credentials
 // differ between the real services and the in-repo simulators.
 import { createSign } from "node:crypto";
-import http from "node:http";
-import https from "node:https";
+import { HTTP_NOT_SENT, httpRequest, type HttpReply } from "@ttip/runtime";
 import type { ProviderConfig } from "./config.js";
 
 /**
@@ -38,88 +37,23 @@ function httpFailure(status: number, detail: string): SendOutcome {
   return { ok: false, kind, error: `HTTP ${status}: ${detail.slice(0, 300)}` };
 }
 
-// Failures that happen before a request reaches the provider: safe to repeat.
-const NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ECONNECT_TIMEOUT"]);
-
-/** A provider's answer: what the clients read of it. */
-class Reply {
-  constructor(
-    readonly status: number,
-    private readonly head: http.IncomingHttpHeaders,
-    private readonly body: string,
-  ) {}
-  readonly headers = { get: (name: string): string | null => [this.head[name.toLowerCase()] ?? null].flat()[0] };
-  async text(): Promise<string> {
-    return this.body;
-  }
-}
-
-/** At most this much of an answer is read: providers answer a few hundred bytes. */
-const MAX_REPLY_BYTES = 1 << 20;
-// Connections to a provider are kept and reused (as fetch does), each send a request on one.
-const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 64 }), https: new https.Agent({ keepAlive: true, maxSockets: 64 }) };
-
 /**
- * One request with node:http, not fetch: the same exchange costs several
- * times the CPU through fetch (measured: ~330 against ~60 us per call on
- * loopback, client and server together), and every tip sends messages.
+ * One request to a provider; a failure becomes an outcome. A kept connection
+ * the provider had closed meanwhile is sent again on a new one: at worst a
+ * message sent twice, which is no money.
  */
-async function request(url: string, init: { method: string; headers: Record<string, string>; body: string | URLSearchParams }, timeoutMs: number, carriesMessage = true): Promise<Reply | SendOutcome> {
+async function request(url: string, init: { method: string; headers: Record<string, string>; body: string | URLSearchParams }, timeoutMs: number, carriesMessage = true): Promise<HttpReply | SendOutcome> {
   try {
-    try {
-      return await exchange(new URL(url), init, timeoutMs);
-    } catch (err) {
-      // A kept connection the provider had closed meanwhile: the request never
-      // reached it (node's documented case), so it goes again on a new one.
-      if ((err as { staleConnection?: boolean }).staleConnection) return await exchange(new URL(url), init, timeoutMs);
-      throw err;
-    }
+    return await httpRequest(url, { ...init, timeoutMs, repeatOnStaleConnection: true });
   } catch (err) {
     const e = err as Error & { code?: string };
     const code = e.code ?? e.name;
-    const kind = !carriesMessage || NOT_SENT.has(code) ? "transient" : "in_doubt";
+    const kind = !carriesMessage || HTTP_NOT_SENT.has(code) ? "transient" : "in_doubt";
     return { ok: false, kind, error: `network: ${code} ${e.message}` };
   }
 }
 
-function exchange(target: URL, init: { method: string; headers: Record<string, string>; body: string | URLSearchParams }, timeoutMs: number): Promise<Reply> {
-  const body = Buffer.from(init.body.toString());
-  const secure = target.protocol === "https:";
-  return new Promise<Reply>((resolve, reject) => {
-    let connected = false;
-    let answered = false;
-    const req = (secure ? https : http).request(
-      target,
-      { method: init.method, headers: { ...init.headers, "content-length": body.length }, agent: secure ? agents.https : agents.http },
-      (res) => {
-        answered = true;
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on("data", (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_REPLY_BYTES) req.destroy(Object.assign(new Error("answer too large"), { code: "ETOOLARGE" }));
-          else chunks.push(chunk);
-        });
-        res.on("end", () => resolve(new Reply(res.statusCode ?? 0, res.headers, Buffer.concat(chunks).toString("utf8"))));
-        res.on("error", reject);
-      },
-    );
-    req.on("socket", (socket) => {
-      if (!socket.connecting) connected = true;
-      else socket.once("connect", () => (connected = true));
-    });
-    // Before the connection is made nothing was sent: the timeout is then safe to repeat.
-    const timer = setTimeout(
-      () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: connected ? "TimeoutError" : "ECONNECT_TIMEOUT" })),
-      timeoutMs,
-    );
-    req.once("close", () => clearTimeout(timer));
-    req.on("error", (err: Error & { code?: string }) => reject(Object.assign(err, { staleConnection: req.reusedSocket && !answered && err.code === "ECONNRESET" })));
-    req.end(body);
-  });
-}
-
-const isOutcome = (r: Reply | SendOutcome): r is SendOutcome => !(r instanceof Reply);
+const isOutcome = (r: HttpReply | SendOutcome): r is SendOutcome => !("status" in r);
 
 /** E.164 with the plus sign, as both SMS providers want it. */
 export function e164(phone: string): string {

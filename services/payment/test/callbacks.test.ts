@@ -83,11 +83,11 @@ describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
     const client = new DarajaClient({
       baseUrl: "https://daraja.invalid", consumerKey: "k", consumerSecret: "s", shortcode: "600100", passkey: "p",
       initiatorName: "api", initiatorPassword: "pw", certificatePem: (await import("../src/testing.js")).SIMULATOR_CERTIFICATE_PEM,
-      fetch: (async (url: string, init?: RequestInit) => {
+      request: (async (url: URL, init: { body?: string }) => {
         if (String(url).includes("oauth")) return new Response(JSON.stringify({ access_token: "t", expires_in: "3599" }), { status: 200 });
-        bodies.push(JSON.parse(String(init?.body)));
+        bodies.push(JSON.parse(String(init.body)));
         return new Response(JSON.stringify({ ConversationID: "AG_1", OriginatorConversationID: "o1", ResponseCode: "0", ResponseDescription: "Accept the service request successfully." }), { status: 200 });
-      }) as typeof fetch,
+      }) as never,
     } as never);
     await client.b2c({ originatorConversationId: "o1", phone: "254708374149", amount: 95, remarks: "tips", occasion: "auto payout", resultUrl: "https://x/r", queueTimeoutUrl: "https://x/t" });
     assert.equal(bodies[0].Occassion, "auto payout");
@@ -101,12 +101,12 @@ describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
     const client = new DarajaClient({
       baseUrl: "https://daraja.invalid", consumerKey: "k", consumerSecret: "s", shortcode: "600100", passkey: "p",
       initiatorName: "api", initiatorPassword: "pw", certificatePem: (await import("../src/testing.js")).SIMULATOR_CERTIFICATE_PEM,
-      fetch: (async (url: string) => {
+      request: (async (url: URL) => {
         if (String(url).includes("oauth")) return new Response(JSON.stringify({ access_token: "t", expires_in: "3599" }), { status: 200 });
         sent++;
         if (throttle) return new Response(JSON.stringify({ requestId: "r", errorCode: "500.003.02", errorMessage: "Spike arrest violation" }), { status: 500 });
         return new Response(JSON.stringify({ ConversationID: "AG_1", OriginatorConversationID: "o1", ResponseCode: "0", ResponseDescription: "ok" }), { status: 200 });
-      }) as typeof fetch,
+      }) as never,
     } as never);
     const b2c = () => client.b2c({ originatorConversationId: "o1", phone: "254708374149", amount: 95, remarks: "tips", resultUrl: "https://x/r", queueTimeoutUrl: "https://x/t" });
     await assert.rejects(b2c(), (e: Error) => e instanceof DarajaError && e.kind === "unavailable");

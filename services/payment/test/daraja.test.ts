@@ -4,6 +4,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { DarajaClient, DarajaError, darajaTimestamp, stkPassword, type DarajaConfig } from "../src/daraja/client.js";
 import { startDarajaSimulator, type DarajaSimulator } from "../src/daraja/simulator.js";
+import { httpRequest } from "@ttip/runtime";
 
 describe("Daraja client against the simulator", () => {
   let sim: DarajaSimulator;
@@ -11,11 +12,11 @@ describe("Daraja client against the simulator", () => {
   let sink: http.Server;
   let sinkUrl = "";
   let oauthCalls = 0;
-  const counting: typeof fetch = (input, init) => {
-    if (String(input).includes("/oauth/")) oauthCalls++;
-    return fetch(input, init);
+  const counting: DarajaConfig["request"] = (url, call) => {
+    if (String(url).includes("/oauth/")) oauthCalls++;
+    return httpRequest(url, call);
   };
-  const config = (): DarajaConfig => ({ ...sim.clientConfig(), timeoutMs: 1000, fetch: counting });
+  const config = (): DarajaConfig => ({ ...sim.clientConfig(), timeoutMs: 1000, request: counting });
 
   before(async () => {
     sim = await startDarajaSimulator({ callbackDelayMs: 20, lateDelayMs: 1500, tokenTtlSeconds: 2 });

@@ -12,6 +12,7 @@ export * from "./events.js";
 export * from "./field-errors.js";
 export * from "./headers.js";
 export * from "./health.js";
+export * from "./http-client.js";
 export * from "./idempotency.js";
 export * from "./input.js";
 export * from "./internal-auth.js";

@@ -2,6 +2,7 @@
 // simulator in this folder and to Safaricom; only the base URL and
 // credentials change.
 import { X509Certificate, constants, publicEncrypt } from "node:crypto";
+import { httpRequest, type HttpCall, type HttpReply } from "@ttip/runtime";
 
 export interface DarajaConfig {
   /** e.g. https://api.safaricom.co.ke, or the simulator's URL. */
@@ -21,7 +22,8 @@ export interface DarajaConfig {
   certificatePem?: string;
   /** Per request. */
   timeoutMs?: number;
-  fetch?: typeof fetch;
+  /** How requests are sent; tests put a counter or a fake provider in between. */
+  request?: (url: URL, call: HttpCall) => Promise<HttpReply>;
 }
 
 /**
@@ -168,11 +170,11 @@ export class DarajaClient {
   /** Backoff after Daraja's spike arrest or quota errors: no call before backoffUntil. */
   private backoffMs = 0;
   private backoffUntil = 0;
-  private readonly fetch: typeof fetch;
+  private readonly request: (url: URL, call: HttpCall) => Promise<HttpReply>;
 
   constructor(private readonly config: DarajaConfig) {
     this.timeoutMs = config.timeoutMs ?? 15_000;
-    this.fetch = config.fetch ?? fetch;
+    this.request = config.request ?? httpRequest;
   }
 
   get shortcode(): string {
@@ -378,17 +380,19 @@ export class DarajaClient {
   }
 
   private async send(method: "GET" | "POST", path: string, payload: unknown, authorization: string): Promise<Record<string, unknown>> {
-    let res: Response;
+    let res: HttpReply;
     try {
-      res = await this.fetch(new URL(path, this.config.baseUrl), {
+      // Never sent again on a new connection here: a reset kept connection may
+      // still have carried an STK push or a B2C to Daraja. call() decides.
+      res = await this.request(new URL(path, this.config.baseUrl), {
         method,
         headers: { authorization, ...(payload === undefined ? {} : { "content-type": "application/json" }) },
         body: payload === undefined ? undefined : JSON.stringify(payload),
-        signal: AbortSignal.timeout(this.timeoutMs),
+        timeoutMs: this.timeoutMs,
       });
     } catch (err) {
       // The request may have reached Daraja: its outcome is unknown.
-      const why = (err as Error).name === "TimeoutError" ? `no answer within ${this.timeoutMs} ms` : (err as Error).message;
+      const why = (err as Error).message;
       throw new DarajaError("unknown", `Daraja ${path}: ${why}`, { path });
     }
     let text: string;

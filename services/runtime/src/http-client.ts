@@ -1,0 +1,106 @@
+// Calls to outside HTTP APIs (Safaricom, SMS and e-mail providers) over kept
+// connections with node:http, not fetch: the same exchange costs several
+// times the CPU through fetch (measured: ~330 against ~60 us per call on
+// loopback, client and server together), and every tip makes such calls.
+import http from "node:http";
+import https from "node:https";
+
+/** What callers read of an answer (a subset of fetch's Response, so test doubles may return one). */
+export interface HttpReply {
+  readonly status: number;
+  readonly ok: boolean;
+  readonly statusText: string;
+  readonly headers: { get(name: string): string | null };
+  text(): Promise<string>;
+}
+
+export interface HttpCall {
+  method: string;
+  headers: Record<string, string>;
+  body?: string | URLSearchParams;
+  timeoutMs: number;
+  /**
+   * Send again, once, on a new connection when a kept connection turns out to
+   * have been closed by the server (reset before any answer). Node documents
+   * this as the usual race with a server's idle timeout, but a reset can also
+   * come after the server read the request: only for requests safe to repeat.
+   */
+  repeatOnStaleConnection?: boolean;
+}
+
+/**
+ * Error codes of failures that happened before the request was sent: nothing
+ * reached the server. ECONNECT_TIMEOUT is this module's: the timeout ran out
+ * before the connection was made.
+ */
+export const HTTP_NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ECONNECT_TIMEOUT"]);
+
+/** At most this much of an answer is read: these APIs answer a few hundred bytes. */
+const MAX_REPLY_BYTES = 1 << 20;
+// Connections are kept and reused (as fetch does), each request on one.
+const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 64 }), https: new https.Agent({ keepAlive: true, maxSockets: 64 }) };
+
+class Reply implements HttpReply {
+  constructor(
+    readonly status: number,
+    readonly statusText: string,
+    private readonly head: http.IncomingHttpHeaders,
+    private readonly body: string,
+  ) {}
+  get ok() {
+    return this.status >= 200 && this.status < 300;
+  }
+  readonly headers = { get: (name: string): string | null => [this.head[name.toLowerCase()] ?? null].flat()[0] };
+  async text(): Promise<string> {
+    return this.body;
+  }
+}
+
+/**
+ * One request. Rejects with an Error whose `code` says what failed: one of
+ * HTTP_NOT_SENT (nothing was sent), "TimeoutError" (connected, no answer in
+ * time), or the socket's own (ECONNRESET...: the request may have arrived).
+ */
+export async function httpRequest(url: string | URL, call: HttpCall): Promise<HttpReply> {
+  const target = typeof url === "string" ? new URL(url) : url;
+  try {
+    return await exchange(target, call);
+  } catch (err) {
+    if (call.repeatOnStaleConnection && (err as { staleConnection?: boolean }).staleConnection) return await exchange(target, call);
+    throw err;
+  }
+}
+
+function exchange(target: URL, call: HttpCall): Promise<Reply> {
+  const body = Buffer.from(call.body === undefined ? "" : call.body.toString());
+  const secure = target.protocol === "https:";
+  const headers = call.body === undefined ? call.headers : { ...call.headers, "content-length": String(body.length) };
+  return new Promise<Reply>((resolve, reject) => {
+    let connected = false;
+    let answered = false;
+    const req = (secure ? https : http).request(target, { method: call.method, headers, agent: secure ? agents.https : agents.http }, (res) => {
+      answered = true;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_REPLY_BYTES) req.destroy(Object.assign(new Error("answer too large"), { code: "ETOOLARGE" }));
+        else chunks.push(chunk);
+      });
+      res.on("end", () => resolve(new Reply(res.statusCode ?? 0, res.statusMessage ?? "", res.headers, Buffer.concat(chunks).toString("utf8"))));
+      res.on("error", reject);
+    });
+    req.on("socket", (socket) => {
+      if (!socket.connecting) connected = true;
+      else socket.once("connect", () => (connected = true));
+    });
+    // Before the connection is made nothing was sent: the timeout is then safe to repeat.
+    const timer = setTimeout(
+      () => req.destroy(Object.assign(new Error(`no answer within ${call.timeoutMs} ms`), { code: connected ? "TimeoutError" : "ECONNECT_TIMEOUT" })),
+      call.timeoutMs,
+    );
+    req.once("close", () => clearTimeout(timer));
+    req.on("error", (err: Error & { code?: string }) => reject(Object.assign(err, { staleConnection: req.reusedSocket && !answered && err.code === "ECONNRESET" })));
+    req.end(body);
+  });
+}

@@ -1,0 +1,74 @@
+// The outside-API client: kept connections, and what it does when a kept
+// connection was reset, against a real HTTP server on loopback.
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { httpRequest } from "../src/http-client.js";
+
+describe("httpRequest", () => {
+  let server: http.Server;
+  let url = "";
+  let connections = 0;
+  const seen: string[] = [];
+  // Paths answered by resetting the connection after the request was read: the
+  // server has it, the client hears no answer.
+  const resetOnce = new Set<string>();
+  before(async () => {
+    server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        seen.push(`${req.url} ${Buffer.concat(chunks).toString()}`);
+        if (resetOnce.delete(req.url ?? "")) return req.socket.resetAndDestroy();
+        res.setHeader("content-type", "application/json");
+        res.end(JSON.stringify({ path: req.url }));
+      });
+    });
+    server.on("connection", () => connections++);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+
+  test("answers are read, and sequential requests share one kept connection", async () => {
+    const before = connections;
+    for (let i = 0; i < 3; i++) {
+      const res = await httpRequest(`${url}/a${i}`, { method: "POST", headers: { "content-type": "application/json" }, body: "{}", timeoutMs: 2000 });
+      assert.equal(res.status, 200);
+      assert.equal(res.ok, true);
+      assert.equal(res.headers.get("Content-Type"), "application/json");
+      assert.deepEqual(JSON.parse(await res.text()), { path: `/a${i}` });
+    }
+    assert.equal(connections - before, 1);
+  });
+
+  test("a reset kept connection is not sent again unless the caller says the request may repeat", async () => {
+    await httpRequest(`${url}/warm`, { method: "GET", headers: {}, timeoutMs: 2000 });
+    seen.length = 0;
+    resetOnce.add("/push");
+    await assert.rejects(
+      httpRequest(`${url}/push`, { method: "POST", headers: {}, body: "once", timeoutMs: 2000 }),
+      (e: Error & { code?: string }) => e.code === "ECONNRESET",
+    );
+    assert.deepEqual(seen, ["/push once"], "the server had it once, and only once");
+
+    await httpRequest(`${url}/warm`, { method: "GET", headers: {}, timeoutMs: 2000 });
+    seen.length = 0;
+    resetOnce.add("/query");
+    const res = await httpRequest(`${url}/query`, { method: "POST", headers: {}, body: "q", timeoutMs: 2000, repeatOnStaleConnection: true });
+    assert.equal(res.status, 200);
+    assert.deepEqual(seen, ["/query q", "/query q"], "repeated on a new connection");
+  });
+
+  test("a refused connection fails with a code that says nothing was sent", async () => {
+    const closed = http.createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((r) => closed.close(r));
+    await assert.rejects(httpRequest(`http://127.0.0.1:${port}/x`, { method: "GET", headers: {}, timeoutMs: 2000 }), (e: Error & { code?: string }) => e.code === "ECONNREFUSED");
+  });
+});
