@@ -10,19 +10,15 @@
 // STK push, Daraja's callback through the ingress, the credit in the wallet;
 // every process exports its spans to a loopback OTLP collector (otel.endpoint).
 import assert from "node:assert/strict";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { randomInt, randomUUID } from "node:crypto";
-import http from "node:http";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
-import { parseAllDocuments } from "yaml";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
@@ -33,62 +29,15 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { createTestDatabase, eventually, freePort, PlatformProcess, startNats, startOtlpReceiver, startRedis, type TestDatabase, type TestServer } from "@ttip/runtime/testing";
-import { helmBinary } from "../../charts/test/helm.js";
-import { ensureWebBuild, WEB_DIR as webRoot } from "@ttip/web";
+import { RenderedProcess, renderChart, resolveEnv, startIngress, startWebApp, stopPlatform, type EnvVar } from "./chart-env-harness.js";
+import { ensureWebBuild } from "@ttip/web";
 import { buildPlatform } from "../build.js";
 
-const exec = promisify(execFile);
-const chart = fileURLToPath(new URL("../../charts/ttip", import.meta.url));
 const PUBLIC = "https://tips.example.co.ke";
 const COLLECTOR = "http://otel-collector.monitoring:4318";
 /** Every Deployment the chart renders (a new service joins the test by joining the chart). */
 const ROLES: string[] = [];
 type RoleName = string;
-
-type EnvVar = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
-
-type Route = { path: string; type: "Exact" | "Prefix"; port: () => number };
-
-/** Kubernetes' Ingress matching: an Exact path first, then the longest Prefix matching whole path elements. */
-function matchRoute(routes: Route[], url: string): Route {
-  const p = url.split("?")[0];
-  const exact = routes.find((r) => r.type === "Exact" && r.path === p);
-  if (exact) return exact;
-  const elements = (x: string) => x.split("/").filter(Boolean);
-  const matches = routes.filter((r) => r.type === "Prefix" && elements(r.path).every((e, i) => elements(p)[i] === e));
-  return matches.sort((a, b) => elements(b.path).length - elements(a.path).length)[0];
-}
-
-/** The ingress controller: routes as the rendered Ingress says, adding X-Forwarded-For. */
-function startIngress(routes: Route[]): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const route = matchRoute(routes, req.url ?? "/");
-    const xff = [req.headers["x-forwarded-for"], req.socket.remoteAddress].filter(Boolean).join(", ");
-    const upstream = http.request(
-      { host: "127.0.0.1", port: route.port(), path: req.url, method: req.method, headers: { ...req.headers, "x-forwarded-for": xff } },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
-    upstream.on("error", () => {
-      res.writeHead(502);
-      res.end();
-    });
-    req.pipe(upstream);
-  });
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () =>
-      resolve({
-        url: `http://127.0.0.1:${(server.address() as { port: number }).port}`,
-        close: () => {
-          server.closeAllConnections();
-          return new Promise((r) => server.close(() => r()));
-        },
-      }),
-    ),
-  );
-}
 
 describe("every role with the environment the chart renders (NODE_ENV=production) takes a tip end to end", { timeout: 5 * 60_000 }, () => {
   let db: TestDatabase;
@@ -101,9 +50,8 @@ describe("every role with the environment the chart renders (NODE_ENV=production
   const procs = new Map<RoleName, PlatformProcess>();
   const rendered = new Map<RoleName, EnvVar[]>();
   let routes: { path: string; type: "Exact" | "Prefix"; role: string }[] = [];
-  let web: ChildProcess | undefined;
+  let web: RenderedProcess | undefined;
   let webEnv: EnvVar[] = [];
-  let webOutput = "";
   let buildDir: string;
   let migrateJob: { env: EnvVar[]; args: string[] };
   let migratedSchemas: string[] = [];
@@ -133,21 +81,17 @@ describe("every role with the environment the chart renders (NODE_ENV=production
       // The local ingress is a trusted proxy here, so the gateway reads the client from X-Forwarded-For.
       gateway: { ingress: { enabled: true }, trustedProxies: ["127.0.0.1/32"] },
     };
-    const { stdout } = await exec(helmBinary(), ["template", "t", chart, "--kube-version", "1.33.0", "--set-json", `${Object.entries(values).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(",")}`]);
-    const docs = parseAllDocuments(stdout).map((d) => d.toJSON()).filter(Boolean);
-    for (const d of docs.filter((x: any) => x.kind === "Deployment")) {
-      const component = d.metadata.labels["app.kubernetes.io/component"];
+    const chart = await renderChart(["--set-json", `${Object.entries(values).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(",")}`]);
+    for (const [component, c] of chart.deployments) {
       // The web app is Next's server (its own image), started below; the rest are platform roles.
-      if (component === "web") webEnv = d.spec.template.spec.containers[0].env;
-      else rendered.set(component, d.spec.template.spec.containers[0].env);
+      if (component === "web") webEnv = c.env;
+      else rendered.set(component, c.env);
     }
     assert.ok(webEnv.length, "the chart renders the web app's Deployment");
-    const job = docs.find((x: any) => x.kind === "Job")!.spec.template.spec.containers[0];
-    migrateJob = { env: job.env, args: job.args };
+    migrateJob = { env: chart.job!.env, args: chart.job!.args };
     ROLES.push(...[...rendered.keys()].sort());
     assert.ok(ROLES.includes("gateway") && ROLES.includes("payment") && ROLES.length >= 7, `rendered roles: ${ROLES}`);
-    const ing = docs.find((x: any) => x.kind === "Ingress");
-    routes = ing.spec.rules[0].http.paths.map((p: any) => ({ path: p.path, type: p.pathType, role: p.backend.service.name.replace(/^t-ttip-/, "") }));
+    routes = chart.routes;
 
     // What the Secrets hold in a real install, here test values (and the local servers).
     const secrets: Record<string, string> = {
@@ -168,18 +112,8 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     ingress = await startIngress(routes.map((r) => ({ path: r.path, type: r.type, port: () => ports.get(r.role as RoleName)! })));
     const local = (value: string) =>
       value.replace(/http:\/\/t-ttip-([a-z]+):8080/g, (_, role: RoleName) => `http://127.0.0.1:${ports.get(role)}`).replaceAll(PUBLIC, ingress.url).replaceAll(COLLECTOR, collector.url);
-    const envOf = (role: string, vars: EnvVar[]) => {
-      const env: Record<string, string> = {};
-      for (const v of vars) {
-        if (v.value !== undefined) env[v.name] = local(v.value);
-        else {
-          const key = v.valueFrom!.secretKeyRef!.key;
-          assert.ok(key in secrets, `${role} reads secret key ${key}: the test must know it`);
-          env[v.name] = secrets[key];
-        }
-      }
-      return env;
-    };
+    // A real install's Secrets, here the test values above (whatever Secret the key is read from).
+    const envOf = (role: string, vars: EnvVar[]) => resolveEnv(role, vars, local, (ref) => secrets[ref.key]);
     // The pre-install hook: the Job's arguments and environment, before any service starts.
     const migrated = await new Promise<{ code: number | null; output: string }>((resolve) => {
       const child = spawn(process.execPath, [built.productionEntry, ...migrateJob.args], { env: envOf("migrate", migrateJob.env) as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
@@ -195,28 +129,12 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     await Promise.all(ROLES.filter((r) => r !== "gateway").map((r) => procs.get(r)!.start(90_000)));
     await procs.get("gateway")!.start(90_000);
 
-    // The web image's server (Next's standalone build, as apps/web/build.ts leaves it) with its rendered environment.
-    const webEnvVars = envOf("web", webEnv);
-    webEnvVars.PORT = String(ports.get("web"));
-    webEnvVars.HOSTNAME = "127.0.0.1";
-    const server = path.join(webRoot, ".next/standalone/apps/web/server.js");
-    web = spawn(process.execPath, [server], { env: { ...webEnvVars, PATH: process.env.PATH ?? "" } as unknown as NodeJS.ProcessEnv, stdio: ["ignore", "pipe", "pipe"] });
-    web.stdout!.on("data", (d) => (webOutput = (webOutput + d).slice(-4000)));
-    web.stderr!.on("data", (d) => (webOutput = (webOutput + d).slice(-4000)));
-    await eventually("the web app's /healthz", async () => {
-      if (web!.exitCode !== null) throw new Error(`web exited ${web!.exitCode}: ${webOutput}`);
-      const r = await fetch(`http://127.0.0.1:${ports.get("web")}/healthz`).catch(() => undefined);
-      return r?.status === 200;
-    }, { timeoutMs: 60_000, retryErrors: false });
+    // The web image's server with its rendered environment.
+    web = await startWebApp(envOf("web", webEnv), ports.get("web")!);
   }, { timeout: 4 * 60_000 });
 
   after(async () => {
-    if (web && web.exitCode === null) {
-      web.kill("SIGTERM");
-      await new Promise((r) => web!.once("exit", r));
-    }
-    await procs.get("gateway")?.stop();
-    await Promise.allSettled([...procs.values()].map((p) => p.stop()));
+    await stopPlatform(web, procs);
     await ingress?.close();
     await daraja?.close();
     await collector?.close();
@@ -278,7 +196,7 @@ describe("every role with the environment the chart renders (NODE_ENV=production
     // The QR's URL, through the ingress, is the web Deployment's tip page, rendered on the server
     // from the gateway at its in-cluster address (TTIP_API_URL as the chart renders it).
     const page = await fetch(qrCode!.url);
-    assert.equal(page.status, 200, await page.clone().text().then((t) => t.slice(0, 300) + webOutput));
+    assert.equal(page.status, 200, await page.clone().text().then((t) => t.slice(0, 300) + web!.output));
     const html = await page.text();
     assert.match(html, /Achieng/, "the worker's name is in the first HTML");
     const asset = /\/_next\/static\/[^"']+\.js/.exec(html)?.[0];

@@ -18,6 +18,7 @@ import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { Page } from "playwright-core";
 import { eventually, successNumber, WebHarness } from "./harness.js";
 import { drawPng } from "./pictures.js";
+import { formatMoney } from "../src/lib/money.js";
 
 /** Waits for a settings form's "Saved."; on a timeout, says what the form showed instead. */
 async function saved(page: Page, form: string): Promise<void> {
@@ -75,6 +76,7 @@ describe("the worker's screens in Swahili, settings, fee, PDF statement, live ho
     assert.ok(received > 0n && received < 30_000n, `the fee came off the KES 300 tip: ${received}`);
     assert.equal(average, String(received), "one tip: its average is the balance it made");
     assert.equal(await bars("chart-periods").then((b) => b[0]), String(received), "today's bar is the balance too");
+    await page.getByTestId("periods").filter({ hasText: `Leo: ${formatMoney(received)} ·` }).waitFor();
 
     // The payout fee, quoted as the amount is typed, equals the wallet's quote.
     await page.getByRole("link", { name: "Toa pesa" }).click();

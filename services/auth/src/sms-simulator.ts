@@ -25,7 +25,8 @@ export interface SmsSimulator {
  * /simulator/messages lists what was "delivered" (for tests and local runs).
  * Numbers ending in 0000 are refused with 403 "InvalidPhoneNumber".
  */
-export async function startSmsSimulator(options: { apiKey?: string; port?: number } = {}): Promise<SmsSimulator> {
+/** host: where it listens (loopback unless given; a cluster's simulators role listens on the pod's address). */
+export async function startSmsSimulator(options: { apiKey?: string; port?: number; host?: string } = {}): Promise<SmsSimulator> {
   const messages: SimulatedSms[] = [];
   const server = http.createServer((req, res) => {
     const reply = (status: number, body: unknown) => {
@@ -58,7 +59,7 @@ export async function startSmsSimulator(options: { apiKey?: string; port?: numbe
       });
     });
   });
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, "127.0.0.1", resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,

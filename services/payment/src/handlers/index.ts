@@ -1,7 +1,7 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { consoleHandlers } from "../console.js";
 import type { Deps } from "../tips.js";
+import { consoleHandlers } from "./console.js";
 import { paymentHandlerContext } from "./context.js";
 import { fraudHandlers } from "./fraud.js";
 import { internalHandlers } from "./internal.js";
@@ -14,6 +14,6 @@ import { tipHandlers } from "./tips.js";
 export function registerHandlers(router: ConnectRouter, deps: Deps) {
   const h = paymentHandlerContext(deps);
   router.service(PaymentService, { ...tipHandlers(h), ...payoutHandlers(h), ...methodHandlers(h) });
-  router.service(PaymentAdminService, { ...consoleHandlers(deps, (t) => h.tipOut(t)), ...fraudHandlers(h), ...suspenseHandlers(h) });
+  router.service(PaymentAdminService, { ...consoleHandlers(h), ...fraudHandlers(h), ...suspenseHandlers(h) });
   router.service(PaymentInternalService, internalHandlers(h));
 }

@@ -60,7 +60,7 @@ const monthStart = () => {
 export default function Home() {
   const router = useRouter();
   const { t, err } = useT();
-  const { snapshot, live } = useLiveDashboard();
+  const { live } = useLiveDashboard();
   const poll = live ? false : 5_000;
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" }, { refetchInterval: poll });
   const tips = useQuery(PaymentService.method.listTips, { page: { pageSize: 10 } }, { refetchInterval: poll });
@@ -79,7 +79,8 @@ export default function Home() {
         <div>{t("available")}: <strong data-testid="available">{formatMoney(b?.available?.amountMinor ?? 0n)}</strong></div>
         <div className="muted">{t("held")}: {formatMoney(b?.held?.amountMinor ?? 0n)}</div>
         <div data-testid="periods">
-          {t("today")}: {formatMoney(e?.today?.net?.amountMinor ?? snapshot?.volumeToday?.amountMinor ?? 0n)} · {t("thisWeek")}: {formatMoney(e?.thisWeek?.net?.amountMinor ?? 0n)}
+          {/* What reached the worker, as the balance: never the snapshot's volume (what customers tipped), even while loading. */}
+          {t("today")}: {e ? formatMoney(e.today?.net?.amountMinor ?? 0n) : "…"} · {t("thisWeek")}: {e ? formatMoney(e.thisWeek?.net?.amountMinor ?? 0n) : "…"}
         </div>
         <p className="muted" data-testid="live-state">{live ? t("live") : t("liveOff")}</p>
       </section>
