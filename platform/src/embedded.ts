@@ -135,6 +135,8 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   vars.QR_TIP_BASE_URL ??= `${publicUrl}/t`;
   // Staff invitations link to the web app's /join page on the same address.
   vars.VENUE_JOIN_URL ??= `${publicUrl}/join`;
+  // Fraud-hold alerts link admins to the console on the same address.
+  vars.NOTIFICATION_CONSOLE_URL ??= `${publicUrl}/admin`;
 
   // The web app is built once (reused until its sources change) and served by the gateway.
   if (cfg.WEB === "on") await ensureWebBuild((line) => logger.info(line));

@@ -5,7 +5,7 @@ import { consumeOrRefuse, type AuthCore } from "./core.js";
 import { sameBytes, sha256 } from "./crypto.js";
 import { signPartnerRequest } from "./partner.js";
 import { toPartnerKey } from "./admin.js";
-import { getUser, toUser } from "./users.js";
+import { getUser, roleName, toUser, type UserRow } from "./users.js";
 import { DependencyUnavailableError, NotFoundError, PermissionDeniedError, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
 
 /** Service-to-service lookups; the gateway never routes these. */
@@ -16,6 +16,16 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
     async getUserById(req) {
       const user = await getUser(pool, req.userId);
       return { user: toUser(user), phone: `+${user.phone}` };
+    },
+
+    async listUsersWithRoles(req) {
+      const limit = req.limit || 50;
+      // One row past the limit says whether there are more.
+      const { rows } = await pool.query<UserRow>(
+        `SELECT * FROM auth.users WHERE roles && $1::text[] AND blocked_at IS NULL ORDER BY created_at, user_id LIMIT $2`,
+        [req.roles.map(roleName), limit + 1],
+      );
+      return { users: rows.slice(0, limit).map(toUser), truncated: rows.length > limit };
     },
 
     async verifyPartnerSignature(req) {

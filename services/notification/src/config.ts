@@ -33,6 +33,8 @@ export interface NotificationConfig {
    * Empty: no per-message callback URL is sent.
    */
   publicUrl: () => string;
+  /** The admin console's address, linked from staff alerts; empty: the path alone. */
+  consoleUrl?: string;
 }
 
 const shape = {
@@ -40,6 +42,8 @@ const shape = {
   // "simulator": start the in-repo provider simulators on loopback (make run); "real": use the URLs below.
   NOTIFICATION_PROVIDERS: z.enum(["simulator", "real"]).default("simulator"),
   NOTIFICATION_PUBLIC_URL: z.string().default(""),
+  // Where staff alerts send admins; by default the public URL's /admin.
+  NOTIFICATION_CONSOLE_URL: z.string().default(""),
   NOTIFICATION_SMS_PRIMARY: z.enum(["africastalking", "twilio"]).default("africastalking"),
   NOTIFICATION_AT_BASE_URL: env.url(["http", "https"]).default("https://api.africastalking.com"),
   NOTIFICATION_AT_USERNAME: z.string().default(""),
@@ -96,6 +100,7 @@ export function loadEnvConfig(vars: Env = process.env): EnvConfig {
 export function configFromEnv(e: EnvConfig): NotificationConfig {
   return {
     publicUrl: () => e.NOTIFICATION_PUBLIC_URL,
+    consoleUrl: e.NOTIFICATION_CONSOLE_URL || `${e.NOTIFICATION_PUBLIC_URL.replace(/\/+$/, "")}/admin`,
     retry: {
       ...DEFAULT_RETRY,
       attemptsPerProvider: e.NOTIFICATION_RETRY_ATTEMPTS,

@@ -1,5 +1,5 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { normalisePhone, type ServiceContext } from "@ttip/runtime";
 
@@ -32,5 +32,36 @@ export function authContacts(ctx: ServiceContext): ContactLookup {
       if (e.code !== Code.NotFound) ctx.logger.warn({ err: e, userId }, "phone lookup in auth refused; not retried");
       return null;
     }
+  };
+}
+
+/** Those who can act on a held tip: the roles ReviewTip declares. */
+export const TIP_REVIEWER_ROLES = [Role.ADMIN, Role.FINANCE];
+/** Staff alerted per hold at most; a larger team is logged, not texted. */
+const MAX_STAFF = 100;
+
+/** Who is told of a fraud hold, and the worker's name for the message; both throw when auth cannot answer now. */
+export interface StaffDirectory {
+  reviewers(): Promise<string[]>;
+  displayName(userId: string): Promise<string>;
+}
+
+export function authStaffDirectory(ctx: ServiceContext): StaffDirectory {
+  const client = createClient(AuthInternalService, ctx.peers("auth"));
+  return {
+    async reviewers() {
+      const r = await client.listUsersWithRoles({ roles: TIP_REVIEWER_ROLES, limit: MAX_STAFF }, { timeoutMs: 5_000 });
+      if (r.truncated) ctx.logger.warn({ alerted: r.users.length }, "more staff hold the reviewer roles than are alerted");
+      return r.users.map((u) => u.userId);
+    },
+    async displayName(userId) {
+      try {
+        return (await client.getUserById({ userId }, { timeoutMs: 5_000 })).user?.displayName ?? "";
+      } catch (err) {
+        const e = ConnectError.from(err);
+        if (e.code === Code.NotFound) return "";
+        throw e;
+      }
+    },
   };
 }

@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { ModuleOptions, ServiceModule } from "@ttip/runtime";
 import { configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
-import { authContacts, type ContactLookup } from "./contacts.js";
+import { authContacts, authStaffDirectory, type ContactLookup, type StaffDirectory } from "./contacts.js";
 import { Dispatcher, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers.js";
 import { createProviders } from "./providers.js";
@@ -13,7 +13,7 @@ import { webhooks } from "./webhooks.js";
 
 export { DEFAULT_RETRY, type NotificationConfig, type ProviderConfig, type RetryConfig } from "./config.js";
 export { smsSize } from "./templates.js";
-export type { Contact, ContactLookup } from "./contacts.js";
+export type { Contact, ContactLookup, StaffDirectory } from "./contacts.js";
 
 export interface NotificationOptions extends ModuleOptions {
   /** Fixed configuration (tests); otherwise read from NOTIFICATION_* variables. */
@@ -24,6 +24,8 @@ export interface NotificationOptions extends ModuleOptions {
   parkAfterMs?: number;
   /** Where a user's phone comes from when we have none; auth's GetUserById by default. */
   contacts?: ContactLookup;
+  /** Who is alerted of a held tip; auth's ListUsersWithRoles by default. */
+  staff?: StaffDirectory;
 }
 
 /**
@@ -70,7 +72,7 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         contacts: options.contacts ?? authContacts(ctx),
         metrics: ctx.metrics,
       });
-      const stopTriggers = await startTriggers(ctx, dispatcher);
+      const stopTriggers = await startTriggers(ctx, dispatcher, { staff: options.staff ?? authStaffDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin" });
       let sweeping: Promise<unknown> = Promise.resolve();
       const sweeper = setInterval(() => {
         sweeping = unparkDue(ctx.pool).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed"));

@@ -15,6 +15,7 @@ export const TEMPLATE_VARIABLES: Record<TemplateKey, readonly string[]> = {
   [TemplateKey.WEEKLY_SUMMARY]: ["week", "count", "total"],
   [TemplateKey.STAFF_INVITE]: ["venue", "link"],
   [TemplateKey.POOL_SHARE]: ["amount", "venue", "period", "rule"],
+  [TemplateKey.ADMIN_TIP_HELD]: ["amount", "worker", "reason", "link"],
 };
 
 /** Values used when a caller leaves a variable out (auth's OTP sender gives the code only). */
@@ -70,6 +71,10 @@ const DEFAULTS: Record<Exclude<TemplateKey, TemplateKey.UNSPECIFIED>, Record<(ty
   [TemplateKey.POOL_SHARE]: {
     en: { title: "Your share of the team's tips", text: "Your share of {{venue}}'s tips for {{period}} is {{amount}} ({{rule}})." },
     sw: { title: "Sehemu yako ya bakshishi za timu", text: "Sehemu yako ya bakshishi za {{venue}} kwa {{period}} ni {{amount}} ({{rule}})." },
+  },
+  [TemplateKey.ADMIN_TIP_HELD]: {
+    en: { title: "Tip held for review", text: "A tip of {{amount}} to {{worker}} was held for review: {{reason}}. Open the console: {{link}}" },
+    sw: { title: "Bakshishi imezuiliwa ikaguliwe", text: "Bakshishi ya {{amount}} kwa {{worker}} imezuiliwa ikaguliwe: {{reason}}. Fungua konsoli: {{link}}" },
   },
 };
 

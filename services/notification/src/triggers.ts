@@ -15,6 +15,7 @@ import {
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { consumeEventBatches, decodeEvent, formatMoney, inConsumerSpan, subjectOf, type Queryable, type ServiceContext } from "@ttip/runtime";
+import type { StaffDirectory } from "./contacts.js";
 import { enqueue, type Dispatcher } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
@@ -28,8 +29,16 @@ type Trigger<D extends DescMessage> = {
   durable: string;
   /** The event; its declared subject is the one consumed. */
   schema: D;
-  apply: (event: MessageShape<D>, eventId: string, tx: Queryable) => Promise<void>;
+  apply: (event: MessageShape<D>, eventId: string, tx: Queryable, deps: TriggerDeps) => Promise<void>;
 };
+
+export interface TriggerDeps {
+  staff: StaffDirectory;
+  /** The admin console's address, for staff alerts. */
+  consoleUrl: string;
+}
+
+const reasonWords = (code: string) => code.toLowerCase().replace(/_/g, " ");
 
 function trigger<D extends DescMessage>(t: Trigger<D>): Trigger<DescMessage> {
   return t as unknown as Trigger<DescMessage>;
@@ -91,9 +100,32 @@ const TRIGGERS = [
         sourceKey: `event:${id}`,
         to: { userId: e.workerId },
         templateKey: TemplateKey.FRAUD_HOLD,
-        variables: { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: e.reasonCode.toLowerCase().replace(/_/g, " ") },
+        variables: { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: reasonWords(e.reasonCode) },
         correlationId: e.meta?.correlationId,
       });
+    },
+  }),
+  trigger({
+    durable: "notification-fraud-alert-staff",
+    schema: FraudAlertSchema,
+    apply: async (e, _id, tx, deps) => {
+      if (e.action !== "held" || !e.tipId) return;
+      // Asked inside the batch's transaction: an answer auth cannot give now
+      // throws, and the batch comes back later (nothing was committed).
+      const reviewers = await deps.staff.reviewers();
+      if (reviewers.length === 0) return;
+      const worker = (e.workerId && (await deps.staff.displayName(e.workerId))) || (e.workerId ? `worker ${shortRef(e.workerId)}` : "a venue");
+      for (const userId of reviewers) {
+        await enqueue(tx, {
+          // Keyed by the tip, not the event: a tip held by two rules (or held
+          // again when its callback disagrees) alerts each reviewer once.
+          sourceKey: `tip-held:${e.tipId}`,
+          to: { userId },
+          templateKey: TemplateKey.ADMIN_TIP_HELD,
+          variables: { amount: money(e.tipAmount) || "an unknown amount", worker, reason: reasonWords(e.reasonCode), link: deps.consoleUrl },
+          correlationId: e.meta?.correlationId,
+        });
+      }
     },
   }),
   trigger({
@@ -140,7 +172,7 @@ function shardOf(deliveryId: string): number {
 }
 
 /** Starts every consumer; returns how to stop them. */
-export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher): Promise<() => Promise<void>> {
+export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher, deps: TriggerDeps): Promise<() => Promise<void>> {
   const subs: { stop(): Promise<void> }[] = [];
   for (const t of TRIGGERS) {
     // What has arrived is recorded and applied in one transaction (a commit per
@@ -159,7 +191,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher)
           for (const message of messages) {
             const event = decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
             // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.
-            await t.apply(event, event.meta?.id || message.id, tx);
+            await t.apply(event, event.meta?.id || message.id, tx, deps);
           }
         },
       }),

@@ -8,7 +8,7 @@ import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { FraudAlertSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { createAuth } from "@ttip/auth";
 import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
@@ -24,7 +24,7 @@ describe("notification with the auth service", () => {
     await sim.start();
     t = await startTestService(
       createNotificationModule({
-        config: { providers: sim.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => url },
+        config: { providers: sim.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => url, consoleUrl: "https://tips.example.co.ke/admin" },
       }),
       { with: [createAuth({ env: { AUTH_OTP_SENDER: "notification", AUTH_OTP_PER_IP_PER_HOUR: "1000" } })] },
     );
@@ -81,5 +81,69 @@ describe("notification with the auth service", () => {
       return r.rows[0]?.status === "failed" && r.rows[0];
     });
     assert.equal(row.last_error, "no phone number on file");
+  });
+
+  /** A user signed up through auth with an OTP this service sent, then given `roles` (as an admin would). */
+  async function signUp(locale: Locale, roles: string[], displayName = ""): Promise<{ userId: string; phone: string }> {
+    const authApi = createClient(AuthService, t.ctx.peers("auth"));
+    const phone = `+2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
+    const { challengeId } = await authApi.startPhoneVerification({ phone, locale });
+    const otpSms = await eventually("the OTP SMS", () => sim.sent.find((m) => m.to === phone));
+    const code = /(\d{6})/.exec(otpSms.body)![1];
+    const verified = await authApi.verifyPhoneOtp({ challengeId, otp: code, role: Role.WORKER });
+    const userId = JSON.parse(Buffer.from(verified.tokens!.accessToken.split(".")[1], "base64url").toString()).sub as string;
+    await t.db.pool.query("UPDATE auth.users SET roles = $2, display_name = $3 WHERE user_id = $1", [userId, roles, displayName]);
+    await eventually("the user's locale", async () => {
+      const r = await t.db.pool.query("SELECT locale FROM notification.recipients WHERE user_id = $1", [userId]);
+      return r.rows[0]?.locale === (locale === Locale.SW ? "sw" : "en");
+    });
+    return { userId, phone };
+  }
+
+  test("a held tip texts each admin and finance user once, in their language, and nobody else", async () => {
+    const admin = await signUp(Locale.EN, ["admin"]);
+    const finance = await signUp(Locale.SW, ["finance", "worker"]);
+    const support = await signUp(Locale.EN, ["support"]);
+    const worker = await signUp(Locale.EN, ["worker"], "Amina Wanjiru");
+    const blockedAdmin = await signUp(Locale.EN, ["admin"]);
+    await t.db.pool.query("UPDATE auth.users SET blocked_at = now() WHERE user_id = $1", [blockedAdmin.userId]);
+
+    const alert = (tipId: string, reasonCode: string, eventId = randomUUID(), busId = eventId) => {
+      const e = create(FraudAlertSchema, {
+        meta: { id: eventId, producer: "payment" },
+        alertId: randomUUID(),
+        reasonCode,
+        tipId,
+        workerId: worker.userId,
+        action: "held",
+        tipAmount: { amountMinor: 1_500_000n, currency: "KES" },
+      });
+      return t.ctx.bus.publish({ id: busId, subject: "ttip.payment.fraud_alert", data: toBinary(FraudAlertSchema, e) });
+    };
+    const staffAlerts = (phone: string) => sim.sent.filter((m) => m.to === phone && /^(A tip of|Bakshishi ya)/.test(m.body));
+
+    const tipId = randomUUID();
+    const eventId = randomUUID();
+    await alert(tipId, "AMOUNT_OUTLIER", eventId);
+    const [toAdmin] = await eventually("the admin's alert", () => staffAlerts(admin.phone).length === 1 && staffAlerts(admin.phone));
+    assert.equal(toAdmin.body, "A tip of KES 15,000 to Amina Wanjiru was held for review: amount outlier. Open the console: https://tips.example.co.ke/admin");
+    const [toFinance] = await eventually("the finance user's alert", () => staffAlerts(finance.phone).length === 1 && staffAlerts(finance.phone));
+    assert.equal(toFinance.body, "Bakshishi ya KES 15,000 kwa Amina Wanjiru imezuiliwa ikaguliwe: amount outlier. Fungua konsoli: https://tips.example.co.ke/admin");
+
+    // The same event redelivered under a new bus id, and a second rule holding the same tip.
+    await alert(tipId, "AMOUNT_OUTLIER", eventId, randomUUID());
+    await alert(tipId, "CALLBACK_MISMATCH");
+    // A later hold on the same consumer: once it is out, the ones before it were handled.
+    const laterTip = randomUUID();
+    await alert(laterTip, "VELOCITY_WORKER");
+    await eventually("the later alert", () => staffAlerts(admin.phone).length === 2 && staffAlerts(finance.phone).length === 2);
+    const rows = await t.db.pool.query("SELECT user_id FROM notification.deliveries WHERE source_key = $1 AND channel = $2 ORDER BY user_id", [`tip-held:${tipId}`, Channel.SMS]);
+    assert.deepEqual(rows.rows.map((r) => r.user_id), [admin.userId, finance.userId].sort(), "one SMS per reviewer for the tip, whatever was redelivered");
+    assert.equal(staffAlerts(admin.phone).filter((m) => m.body.includes("amount outlier")).length, 1);
+    assert.equal(staffAlerts(support.phone).length, 0, "support cannot act on a hold, so is not alerted");
+    assert.equal(staffAlerts(worker.phone).length, 0, "the worker gets their own notice, not the staff alert");
+    assert.equal(staffAlerts(blockedAdmin.phone).length, 0, "a blocked admin is not alerted");
+    const logged = await t.db.pool.query("SELECT address_masked FROM notification.deliveries WHERE source_key = $1 AND user_id = $2 AND channel = $3", [`tip-held:${tipId}`, admin.userId, Channel.SMS]);
+    assert.equal(logged.rows[0].address_masked, `${admin.phone.slice(1, 5)}******${admin.phone.slice(-2)}`);
   });
 });

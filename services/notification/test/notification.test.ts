@@ -80,9 +80,10 @@ describe("notification service against Postgres, JetStream and the provider simu
       [TemplateKey.WEEKLY_SUMMARY]: { week: "17-23 Nov", count: "12", total: "KES 2,400" },
       [TemplateKey.STAFF_INVITE]: { venue: "Java House Kimathi", link: "https://ttip.example/join/4f9c2a1b7d3e8f60a5b1" },
       [TemplateKey.POOL_SHARE]: { amount: "KES 1,250", venue: "Java House Kimathi", period: "24 Nov", rule: "by hours, rule v3" },
+      [TemplateKey.ADMIN_TIP_HELD]: { amount: "KES 15,000", worker: "Amina Wanjiru", reason: "amount outlier", link: "https://tips.example.co.ke/admin" },
     };
     const bodies = new Set<string>();
-    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9] as TemplateKey[]) {
+    for (const key of [1, 2, 3, 4, 5, 6, 7, 8, 9, 10] as TemplateKey[]) {
       for (const locale of ["en", "sw"]) {
         const r = await admin().renderTemplate({ key, locale, channel: Channel.SMS, variables: vars[key] });
         assert.equal(r.locale, locale);
@@ -92,7 +93,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         bodies.add(r.body);
       }
     }
-    assert.equal(bodies.size, 18, "each kind reads differently in each language");
+    assert.equal(bodies.size, 20, "each kind reads differently in each language");
     const sw = await admin().renderTemplate({ key: TemplateKey.OTP, locale: "sw", channel: Channel.SMS, variables: vars[TemplateKey.OTP] });
     assert.equal(sw.body, "Nambari yako ya TTIP ni 482913. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
     const en = await admin().renderTemplate({ key: TemplateKey.RECEIPT, locale: "en", channel: Channel.EMAIL, variables: vars[TemplateKey.RECEIPT] });

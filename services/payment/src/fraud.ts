@@ -137,6 +137,8 @@ export interface AlertInput {
   payoutId?: string;
   workerId?: string;
   phoneMasked?: string;
+  /** The tip's amount (KES minor units), so those alerted can weigh it. */
+  tipAmountMinor?: bigint;
 }
 
 /** Stores an alert and publishes it, in the caller's transaction. */
@@ -155,6 +157,7 @@ export async function recordAlert(tx: Queryable, a: AlertInput): Promise<string>
     workerId: a.workerId ?? "",
     action: a.action === "hold" ? "held" : a.action === "refuse" ? "refused" : "flagged",
     detail: a.detail.slice(0, 1000),
+    tipAmount: a.tipAmountMinor === undefined ? undefined : { amountMinor: a.tipAmountMinor, currency: "KES" },
   });
   return alertId;
 }

@@ -175,7 +175,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const inserted = hits.length
     ? await withTransaction(pool, async (tx) => {
         const row = await insert(tx);
-        if (row) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId || undefined, phoneMasked });
+        if (row) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId || undefined, phoneMasked, tipAmountMinor: t.amountMinor });
         return row;
       })
     : await insert(pool);
@@ -383,7 +383,7 @@ export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, 
       if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
       const toSuspense = problems.length > 0 || tip.fraud_action === "hold";
       if (problems.length) {
-        await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
+        await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
           detail: `callback does not match the tip: ${problems.join("; ")}; money parked in suspense` });
       }
       const creditKey = o.receipt ?? `stk-${o.checkoutRequestId}`;
@@ -530,7 +530,7 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
   const c2b = rows[0];
   if (!c2b) return undefined;
   await tx.query("UPDATE payment.c2b_payments SET resolution = 'matched', tip_id = $2, resolved_by = 'stk-callback', resolved_at = now() WHERE trans_id = $1", [receipt, tip.tip_id]);
-  await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
+  await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId: tip.tip_id, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
     detail: `receipt ${receipt} came first as a paybill payment with reference "${c2b.bill_ref_number.slice(0, 40)}" and was parked in suspense; approve to credit this tip from suspense` });
   const { rows: updated } = await tx.query<TipRow>(
     `UPDATE payment.tips SET status = 'held_for_review', result_code = '0', result_message = $2, mpesa_receipt = $3, credit_key = $4,

@@ -3,7 +3,9 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { FraudAlertSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { startTracing } from "@ttip/runtime";
@@ -406,6 +408,10 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal((await settled(odd!.tipId)).status, TipStatus.HELD_FOR_REVIEW);
     const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.AMOUNT_OUTLIER });
     assert.ok(alerts.some((a) => a.tipId === odd!.tipId && /median/.test(a.detail)));
+    // The event carries the amount, for the staff alert (notification has no other way to know it).
+    const { rows } = await h.t.db.pool.query("SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.fraud_alert' AND position($1 in encode(payload, 'escape')) > 0", [odd!.tipId]);
+    const held = fromBinary(FraudAlertSchema, rows[0].payload);
+    assert.deepEqual([held.action, held.tipAmount?.amountMinor, held.tipAmount?.currency], ["held", 25_000n, "KES"]);
   });
 
   test("repeated wrong PINs stop the number", async () => {

@@ -2696,6 +2696,112 @@ func (x *GetUserByIdResponse) GetPhone() string {
 	return ""
 }
 
+type ListUsersWithRolesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Roles []Role                 `protobuf:"varint,1,rep,packed,name=roles,proto3,enum=ttip.auth.v1.Role" json:"roles,omitempty"`
+	// 1 to 200; 0 means 50.
+	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersWithRolesRequest) Reset() {
+	*x = ListUsersWithRolesRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersWithRolesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersWithRolesRequest) ProtoMessage() {}
+
+func (x *ListUsersWithRolesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersWithRolesRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersWithRolesRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ListUsersWithRolesRequest) GetRoles() []Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *ListUsersWithRolesRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListUsersWithRolesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Users []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	// More users hold these roles than were returned.
+	Truncated     bool `protobuf:"varint,2,opt,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersWithRolesResponse) Reset() {
+	*x = ListUsersWithRolesResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersWithRolesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersWithRolesResponse) ProtoMessage() {}
+
+func (x *ListUsersWithRolesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersWithRolesResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersWithRolesResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ListUsersWithRolesResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *ListUsersWithRolesResponse) GetTruncated() bool {
+	if x != nil {
+		return x.Truncated
+	}
+	return false
+}
+
 type VerifyPartnerSignatureRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	KeyId      string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
@@ -2715,7 +2821,7 @@ type VerifyPartnerSignatureRequest struct {
 
 func (x *VerifyPartnerSignatureRequest) Reset() {
 	*x = VerifyPartnerSignatureRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[56]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +2833,7 @@ func (x *VerifyPartnerSignatureRequest) String() string {
 func (*VerifyPartnerSignatureRequest) ProtoMessage() {}
 
 func (x *VerifyPartnerSignatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[56]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +2846,7 @@ func (x *VerifyPartnerSignatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPartnerSignatureRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPartnerSignatureRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *VerifyPartnerSignatureRequest) GetKeyId() string {
@@ -2802,7 +2908,7 @@ type VerifyPartnerSignatureResponse struct {
 
 func (x *VerifyPartnerSignatureResponse) Reset() {
 	*x = VerifyPartnerSignatureResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[57]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2920,7 @@ func (x *VerifyPartnerSignatureResponse) String() string {
 func (*VerifyPartnerSignatureResponse) ProtoMessage() {}
 
 func (x *VerifyPartnerSignatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[57]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2933,7 @@ func (x *VerifyPartnerSignatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPartnerSignatureResponse.ProtoReflect.Descriptor instead.
 func (*VerifyPartnerSignatureResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *VerifyPartnerSignatureResponse) GetPartnerName() string {
@@ -2853,7 +2959,7 @@ type GetPartnerApiKeyRequest struct {
 
 func (x *GetPartnerApiKeyRequest) Reset() {
 	*x = GetPartnerApiKeyRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2865,7 +2971,7 @@ func (x *GetPartnerApiKeyRequest) String() string {
 func (*GetPartnerApiKeyRequest) ProtoMessage() {}
 
 func (x *GetPartnerApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2878,7 +2984,7 @@ func (x *GetPartnerApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPartnerApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetPartnerApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetPartnerApiKeyRequest) GetKeyId() string {
@@ -2897,7 +3003,7 @@ type GetPartnerApiKeyResponse struct {
 
 func (x *GetPartnerApiKeyResponse) Reset() {
 	*x = GetPartnerApiKeyResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2909,7 +3015,7 @@ func (x *GetPartnerApiKeyResponse) String() string {
 func (*GetPartnerApiKeyResponse) ProtoMessage() {}
 
 func (x *GetPartnerApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2922,7 +3028,7 @@ func (x *GetPartnerApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPartnerApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetPartnerApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *GetPartnerApiKeyResponse) GetKey() *PartnerApiKey {
@@ -2943,7 +3049,7 @@ type VerifyStepUpTokenRequest struct {
 
 func (x *VerifyStepUpTokenRequest) Reset() {
 	*x = VerifyStepUpTokenRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2955,7 +3061,7 @@ func (x *VerifyStepUpTokenRequest) String() string {
 func (*VerifyStepUpTokenRequest) ProtoMessage() {}
 
 func (x *VerifyStepUpTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2968,7 +3074,7 @@ func (x *VerifyStepUpTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStepUpTokenRequest.ProtoReflect.Descriptor instead.
 func (*VerifyStepUpTokenRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *VerifyStepUpTokenRequest) GetStepUpToken() string {
@@ -3001,7 +3107,7 @@ type VerifyStepUpTokenResponse struct {
 
 func (x *VerifyStepUpTokenResponse) Reset() {
 	*x = VerifyStepUpTokenResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3119,7 @@ func (x *VerifyStepUpTokenResponse) String() string {
 func (*VerifyStepUpTokenResponse) ProtoMessage() {}
 
 func (x *VerifyStepUpTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3132,7 @@ func (x *VerifyStepUpTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStepUpTokenResponse.ProtoReflect.Descriptor instead.
 func (*VerifyStepUpTokenResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *VerifyStepUpTokenResponse) GetDeviceId() string {
@@ -3045,7 +3151,7 @@ type ClaimFirstAdminRequest struct {
 
 func (x *ClaimFirstAdminRequest) Reset() {
 	*x = ClaimFirstAdminRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3057,7 +3163,7 @@ func (x *ClaimFirstAdminRequest) String() string {
 func (*ClaimFirstAdminRequest) ProtoMessage() {}
 
 func (x *ClaimFirstAdminRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3070,7 +3176,7 @@ func (x *ClaimFirstAdminRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimFirstAdminRequest.ProtoReflect.Descriptor instead.
 func (*ClaimFirstAdminRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ClaimFirstAdminRequest) GetSetupToken() string {
@@ -3089,7 +3195,7 @@ type ClaimFirstAdminResponse struct {
 
 func (x *ClaimFirstAdminResponse) Reset() {
 	*x = ClaimFirstAdminResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3101,7 +3207,7 @@ func (x *ClaimFirstAdminResponse) String() string {
 func (*ClaimFirstAdminResponse) ProtoMessage() {}
 
 func (x *ClaimFirstAdminResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3114,7 +3220,7 @@ func (x *ClaimFirstAdminResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimFirstAdminResponse.ProtoReflect.Descriptor instead.
 func (*ClaimFirstAdminResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ClaimFirstAdminResponse) GetUser() *User {
@@ -3135,7 +3241,7 @@ type SearchUsersRequest struct {
 
 func (x *SearchUsersRequest) Reset() {
 	*x = SearchUsersRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3147,7 +3253,7 @@ func (x *SearchUsersRequest) String() string {
 func (*SearchUsersRequest) ProtoMessage() {}
 
 func (x *SearchUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3160,7 +3266,7 @@ func (x *SearchUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchUsersRequest.ProtoReflect.Descriptor instead.
 func (*SearchUsersRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *SearchUsersRequest) GetQuery() string {
@@ -3187,7 +3293,7 @@ type SearchUsersResponse struct {
 
 func (x *SearchUsersResponse) Reset() {
 	*x = SearchUsersResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3305,7 @@ func (x *SearchUsersResponse) String() string {
 func (*SearchUsersResponse) ProtoMessage() {}
 
 func (x *SearchUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3318,7 @@ func (x *SearchUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchUsersResponse.ProtoReflect.Descriptor instead.
 func (*SearchUsersResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *SearchUsersResponse) GetUsers() []*User {
@@ -3239,7 +3345,7 @@ type BlockUserRequest struct {
 
 func (x *BlockUserRequest) Reset() {
 	*x = BlockUserRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3251,7 +3357,7 @@ func (x *BlockUserRequest) String() string {
 func (*BlockUserRequest) ProtoMessage() {}
 
 func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3264,7 +3370,7 @@ func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockUserRequest.ProtoReflect.Descriptor instead.
 func (*BlockUserRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{66}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *BlockUserRequest) GetUserId() string {
@@ -3291,7 +3397,7 @@ type BlockUserResponse struct {
 
 func (x *BlockUserResponse) Reset() {
 	*x = BlockUserResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3409,7 @@ func (x *BlockUserResponse) String() string {
 func (*BlockUserResponse) ProtoMessage() {}
 
 func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3422,7 @@ func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockUserResponse.ProtoReflect.Descriptor instead.
 func (*BlockUserResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{67}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *BlockUserResponse) GetUser() *User {
@@ -3343,7 +3449,7 @@ type UnblockUserRequest struct {
 
 func (x *UnblockUserRequest) Reset() {
 	*x = UnblockUserRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3355,7 +3461,7 @@ func (x *UnblockUserRequest) String() string {
 func (*UnblockUserRequest) ProtoMessage() {}
 
 func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3368,7 +3474,7 @@ func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockUserRequest.ProtoReflect.Descriptor instead.
 func (*UnblockUserRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{68}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *UnblockUserRequest) GetUserId() string {
@@ -3394,7 +3500,7 @@ type UnblockUserResponse struct {
 
 func (x *UnblockUserResponse) Reset() {
 	*x = UnblockUserResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3406,7 +3512,7 @@ func (x *UnblockUserResponse) String() string {
 func (*UnblockUserResponse) ProtoMessage() {}
 
 func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3419,7 +3525,7 @@ func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockUserResponse.ProtoReflect.Descriptor instead.
 func (*UnblockUserResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{69}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *UnblockUserResponse) GetUser() *User {
@@ -3438,7 +3544,7 @@ type ListUserSessionsRequest struct {
 
 func (x *ListUserSessionsRequest) Reset() {
 	*x = ListUserSessionsRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3450,7 +3556,7 @@ func (x *ListUserSessionsRequest) String() string {
 func (*ListUserSessionsRequest) ProtoMessage() {}
 
 func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3463,7 +3569,7 @@ func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListUserSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{70}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListUserSessionsRequest) GetUserId() string {
@@ -3483,7 +3589,7 @@ type ListUserSessionsResponse struct {
 
 func (x *ListUserSessionsResponse) Reset() {
 	*x = ListUserSessionsResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3495,7 +3601,7 @@ func (x *ListUserSessionsResponse) String() string {
 func (*ListUserSessionsResponse) ProtoMessage() {}
 
 func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3508,7 +3614,7 @@ func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListUserSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{71}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListUserSessionsResponse) GetSessions() []*Session {
@@ -3530,7 +3636,7 @@ type RevokeUserSessionsRequest struct {
 
 func (x *RevokeUserSessionsRequest) Reset() {
 	*x = RevokeUserSessionsRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3542,7 +3648,7 @@ func (x *RevokeUserSessionsRequest) String() string {
 func (*RevokeUserSessionsRequest) ProtoMessage() {}
 
 func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3555,7 +3661,7 @@ func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{72}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *RevokeUserSessionsRequest) GetUserId() string {
@@ -3588,7 +3694,7 @@ type RevokeUserSessionsResponse struct {
 
 func (x *RevokeUserSessionsResponse) Reset() {
 	*x = RevokeUserSessionsResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3600,7 +3706,7 @@ func (x *RevokeUserSessionsResponse) String() string {
 func (*RevokeUserSessionsResponse) ProtoMessage() {}
 
 func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3613,7 +3719,7 @@ func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{73}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *RevokeUserSessionsResponse) GetRevoked() int32 {
@@ -3776,7 +3882,14 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\"S\n" +
 	"\x13GetUserByIdResponse\x12&\n" +
 	"\x04user\x18\x01 \x01(\v2\x12.ttip.auth.v1.UserR\x04user\x12\x14\n" +
-	"\x05phone\x18\x02 \x01(\tR\x05phone\"\xf8\x02\n" +
+	"\x05phone\x18\x02 \x01(\tR\x05phone\"~\n" +
+	"\x19ListUsersWithRolesRequest\x12?\n" +
+	"\x05roles\x18\x01 \x03(\x0e2\x12.ttip.auth.v1.RoleB\x15\xbaH\x12\x92\x01\x0f\b\x01\x10\b\x18\x01\"\a\x82\x01\x04\x10\x01 \x00R\x05roles\x12 \n" +
+	"\x05limit\x18\x02 \x01(\x05B\n" +
+	"\xbaH\a\x1a\x05\x18\xc8\x01(\x00R\x05limit\"d\n" +
+	"\x1aListUsersWithRolesResponse\x12(\n" +
+	"\x05users\x18\x01 \x03(\v2\x12.ttip.auth.v1.UserR\x05users\x12\x1c\n" +
+	"\ttruncated\x18\x02 \x01(\bR\ttruncated\"\xf8\x02\n" +
 	"\x1dVerifyPartnerSignatureRequest\x12 \n" +
 	"\x06key_id\x18\x01 \x01(\tB\t\xbaH\x06r\x04\x10\x01\x18@R\x05keyId\x12<\n" +
 	"\x06method\x18\x02 \x01(\tB$\xbaH!r\x1fR\x03GETR\x04POSTR\x03PUTR\x05PATCHR\x06DELETER\x06method\x12\x1e\n" +
@@ -3874,12 +3987,13 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\tBlockUser\x12\x1e.ttip.auth.v1.BlockUserRequest\x1a\x1f.ttip.auth.v1.BlockUserResponse\x12R\n" +
 	"\vUnblockUser\x12 .ttip.auth.v1.UnblockUserRequest\x1a!.ttip.auth.v1.UnblockUserResponse\x12\x85\x01\n" +
 	"\x10ListUserSessions\x12%.ttip.auth.v1.ListUserSessionsRequest\x1a&.ttip.auth.v1.ListUserSessionsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12g\n" +
-	"\x12RevokeUserSessions\x12'.ttip.auth.v1.RevokeUserSessionsRequest\x1a(.ttip.auth.v1.RevokeUserSessionsResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xb9\x03\n" +
+	"\x12RevokeUserSessions\x12'.ttip.auth.v1.RevokeUserSessionsRequest\x1a(.ttip.auth.v1.RevokeUserSessionsResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xa7\x04\n" +
 	"\x13AuthInternalService\x12W\n" +
 	"\vGetUserById\x12 .ttip.auth.v1.GetUserByIdRequest\x1a!.ttip.auth.v1.GetUserByIdResponse\"\x03\x90\x02\x01\x12s\n" +
 	"\x16VerifyPartnerSignature\x12+.ttip.auth.v1.VerifyPartnerSignatureRequest\x1a,.ttip.auth.v1.VerifyPartnerSignatureResponse\x12d\n" +
 	"\x11VerifyStepUpToken\x12&.ttip.auth.v1.VerifyStepUpTokenRequest\x1a'.ttip.auth.v1.VerifyStepUpTokenResponse\x12f\n" +
-	"\x10GetPartnerApiKey\x12%.ttip.auth.v1.GetPartnerApiKeyRequest\x1a&.ttip.auth.v1.GetPartnerApiKeyResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\xab\x01\n" +
+	"\x10GetPartnerApiKey\x12%.ttip.auth.v1.GetPartnerApiKeyRequest\x1a&.ttip.auth.v1.GetPartnerApiKeyResponse\"\x03\x90\x02\x01\x12l\n" +
+	"\x12ListUsersWithRoles\x12'.ttip.auth.v1.ListUsersWithRolesRequest\x1a(.ttip.auth.v1.ListUsersWithRolesResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\xab\x01\n" +
 	"\x10com.ttip.auth.v1B\x10AuthServiceProtoP\x01Z3github.com/ttip/ttip/sdk/go/gen/ttip/auth/v1;authv1\xa2\x02\x03TAX\xaa\x02\fTtip.Auth.V1\xca\x02\fTtip\\Auth\\V1\xe2\x02\x18Ttip\\Auth\\V1\\GPBMetadata\xea\x02\x0eTtip::Auth::V1b\x06proto3"
 
 var (
@@ -3894,7 +4008,7 @@ func file_ttip_auth_v1_auth_service_proto_rawDescGZIP() []byte {
 	return file_ttip_auth_v1_auth_service_proto_rawDescData
 }
 
-var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*StartPhoneVerificationRequest)(nil),  // 0: ttip.auth.v1.StartPhoneVerificationRequest
 	(*StartPhoneVerificationResponse)(nil), // 1: ttip.auth.v1.StartPhoneVerificationResponse
@@ -3952,157 +4066,163 @@ var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*RotateSigningKeyResponse)(nil),       // 53: ttip.auth.v1.RotateSigningKeyResponse
 	(*GetUserByIdRequest)(nil),             // 54: ttip.auth.v1.GetUserByIdRequest
 	(*GetUserByIdResponse)(nil),            // 55: ttip.auth.v1.GetUserByIdResponse
-	(*VerifyPartnerSignatureRequest)(nil),  // 56: ttip.auth.v1.VerifyPartnerSignatureRequest
-	(*VerifyPartnerSignatureResponse)(nil), // 57: ttip.auth.v1.VerifyPartnerSignatureResponse
-	(*GetPartnerApiKeyRequest)(nil),        // 58: ttip.auth.v1.GetPartnerApiKeyRequest
-	(*GetPartnerApiKeyResponse)(nil),       // 59: ttip.auth.v1.GetPartnerApiKeyResponse
-	(*VerifyStepUpTokenRequest)(nil),       // 60: ttip.auth.v1.VerifyStepUpTokenRequest
-	(*VerifyStepUpTokenResponse)(nil),      // 61: ttip.auth.v1.VerifyStepUpTokenResponse
-	(*ClaimFirstAdminRequest)(nil),         // 62: ttip.auth.v1.ClaimFirstAdminRequest
-	(*ClaimFirstAdminResponse)(nil),        // 63: ttip.auth.v1.ClaimFirstAdminResponse
-	(*SearchUsersRequest)(nil),             // 64: ttip.auth.v1.SearchUsersRequest
-	(*SearchUsersResponse)(nil),            // 65: ttip.auth.v1.SearchUsersResponse
-	(*BlockUserRequest)(nil),               // 66: ttip.auth.v1.BlockUserRequest
-	(*BlockUserResponse)(nil),              // 67: ttip.auth.v1.BlockUserResponse
-	(*UnblockUserRequest)(nil),             // 68: ttip.auth.v1.UnblockUserRequest
-	(*UnblockUserResponse)(nil),            // 69: ttip.auth.v1.UnblockUserResponse
-	(*ListUserSessionsRequest)(nil),        // 70: ttip.auth.v1.ListUserSessionsRequest
-	(*ListUserSessionsResponse)(nil),       // 71: ttip.auth.v1.ListUserSessionsResponse
-	(*RevokeUserSessionsRequest)(nil),      // 72: ttip.auth.v1.RevokeUserSessionsRequest
-	(*RevokeUserSessionsResponse)(nil),     // 73: ttip.auth.v1.RevokeUserSessionsResponse
-	(Locale)(0),                            // 74: ttip.auth.v1.Locale
-	(*timestamppb.Timestamp)(nil),          // 75: google.protobuf.Timestamp
-	(Role)(0),                              // 76: ttip.auth.v1.Role
-	(*TokenPair)(nil),                      // 77: ttip.auth.v1.TokenPair
-	(*User)(nil),                           // 78: ttip.auth.v1.User
-	(*Session)(nil),                        // 79: ttip.auth.v1.Session
-	(*Device)(nil),                         // 80: ttip.auth.v1.Device
-	(*PartnerApiKey)(nil),                  // 81: ttip.auth.v1.PartnerApiKey
-	(*v1.PageRequest)(nil),                 // 82: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                // 83: ttip.common.v1.PageResponse
-	(AuditAction)(0),                       // 84: ttip.auth.v1.AuditAction
-	(*AuditEvent)(nil),                     // 85: ttip.auth.v1.AuditEvent
+	(*ListUsersWithRolesRequest)(nil),      // 56: ttip.auth.v1.ListUsersWithRolesRequest
+	(*ListUsersWithRolesResponse)(nil),     // 57: ttip.auth.v1.ListUsersWithRolesResponse
+	(*VerifyPartnerSignatureRequest)(nil),  // 58: ttip.auth.v1.VerifyPartnerSignatureRequest
+	(*VerifyPartnerSignatureResponse)(nil), // 59: ttip.auth.v1.VerifyPartnerSignatureResponse
+	(*GetPartnerApiKeyRequest)(nil),        // 60: ttip.auth.v1.GetPartnerApiKeyRequest
+	(*GetPartnerApiKeyResponse)(nil),       // 61: ttip.auth.v1.GetPartnerApiKeyResponse
+	(*VerifyStepUpTokenRequest)(nil),       // 62: ttip.auth.v1.VerifyStepUpTokenRequest
+	(*VerifyStepUpTokenResponse)(nil),      // 63: ttip.auth.v1.VerifyStepUpTokenResponse
+	(*ClaimFirstAdminRequest)(nil),         // 64: ttip.auth.v1.ClaimFirstAdminRequest
+	(*ClaimFirstAdminResponse)(nil),        // 65: ttip.auth.v1.ClaimFirstAdminResponse
+	(*SearchUsersRequest)(nil),             // 66: ttip.auth.v1.SearchUsersRequest
+	(*SearchUsersResponse)(nil),            // 67: ttip.auth.v1.SearchUsersResponse
+	(*BlockUserRequest)(nil),               // 68: ttip.auth.v1.BlockUserRequest
+	(*BlockUserResponse)(nil),              // 69: ttip.auth.v1.BlockUserResponse
+	(*UnblockUserRequest)(nil),             // 70: ttip.auth.v1.UnblockUserRequest
+	(*UnblockUserResponse)(nil),            // 71: ttip.auth.v1.UnblockUserResponse
+	(*ListUserSessionsRequest)(nil),        // 72: ttip.auth.v1.ListUserSessionsRequest
+	(*ListUserSessionsResponse)(nil),       // 73: ttip.auth.v1.ListUserSessionsResponse
+	(*RevokeUserSessionsRequest)(nil),      // 74: ttip.auth.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil),     // 75: ttip.auth.v1.RevokeUserSessionsResponse
+	(Locale)(0),                            // 76: ttip.auth.v1.Locale
+	(*timestamppb.Timestamp)(nil),          // 77: google.protobuf.Timestamp
+	(Role)(0),                              // 78: ttip.auth.v1.Role
+	(*TokenPair)(nil),                      // 79: ttip.auth.v1.TokenPair
+	(*User)(nil),                           // 80: ttip.auth.v1.User
+	(*Session)(nil),                        // 81: ttip.auth.v1.Session
+	(*Device)(nil),                         // 82: ttip.auth.v1.Device
+	(*PartnerApiKey)(nil),                  // 83: ttip.auth.v1.PartnerApiKey
+	(*v1.PageRequest)(nil),                 // 84: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 85: ttip.common.v1.PageResponse
+	(AuditAction)(0),                       // 86: ttip.auth.v1.AuditAction
+	(*AuditEvent)(nil),                     // 87: ttip.auth.v1.AuditEvent
 }
 var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
-	74, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
-	75, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
-	75, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
-	76, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
-	77, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	77, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	77, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	77, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	78, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
-	74, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
-	78, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
-	79, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	80, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
-	80, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
-	75, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	75, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	78, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
-	76, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
-	78, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
-	81, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	82, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
-	81, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
-	83, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
-	81, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	82, // 24: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
-	84, // 25: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
-	75, // 26: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
-	75, // 27: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
-	85, // 28: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
-	83, // 29: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
-	78, // 30: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
-	75, // 31: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
-	81, // 32: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	78, // 33: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
-	82, // 34: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
-	78, // 35: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
-	83, // 36: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
-	78, // 37: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
-	78, // 38: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
-	79, // 39: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	0,  // 40: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
-	2,  // 41: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
-	4,  // 42: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
-	6,  // 43: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
-	8,  // 44: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
-	10, // 45: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
-	12, // 46: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
-	14, // 47: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
-	16, // 48: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
-	18, // 49: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
-	20, // 50: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
-	22, // 51: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
-	24, // 52: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
-	26, // 53: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
-	28, // 54: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
-	30, // 55: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
-	32, // 56: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
-	34, // 57: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
-	36, // 58: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
-	62, // 59: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
-	38, // 60: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
-	40, // 61: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
-	42, // 62: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
-	44, // 63: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
-	46, // 64: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
-	48, // 65: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
-	50, // 66: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
-	52, // 67: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
-	64, // 68: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
-	66, // 69: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
-	68, // 70: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
-	70, // 71: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
-	72, // 72: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
-	54, // 73: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
-	56, // 74: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
-	60, // 75: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
-	58, // 76: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
-	1,  // 77: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
-	3,  // 78: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
-	5,  // 79: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
-	7,  // 80: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
-	9,  // 81: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
-	11, // 82: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
-	13, // 83: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
-	15, // 84: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
-	17, // 85: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
-	19, // 86: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
-	21, // 87: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
-	23, // 88: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
-	25, // 89: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
-	27, // 90: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
-	29, // 91: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
-	31, // 92: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
-	33, // 93: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
-	35, // 94: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
-	37, // 95: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
-	63, // 96: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
-	39, // 97: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
-	41, // 98: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
-	43, // 99: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
-	45, // 100: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
-	47, // 101: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
-	49, // 102: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
-	51, // 103: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
-	53, // 104: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
-	65, // 105: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
-	67, // 106: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
-	69, // 107: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
-	71, // 108: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
-	73, // 109: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
-	55, // 110: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
-	57, // 111: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
-	61, // 112: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
-	59, // 113: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
-	77, // [77:114] is the sub-list for method output_type
-	40, // [40:77] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	76, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
+	77, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
+	77, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
+	78, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
+	79, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	79, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	79, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	79, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	80, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
+	76, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
+	80, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
+	81, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	82, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
+	82, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
+	77, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	77, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	80, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
+	78, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
+	80, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
+	83, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	84, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
+	83, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
+	85, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
+	83, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	84, // 24: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
+	86, // 25: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
+	77, // 26: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
+	77, // 27: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
+	87, // 28: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
+	85, // 29: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
+	80, // 30: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
+	78, // 31: ttip.auth.v1.ListUsersWithRolesRequest.roles:type_name -> ttip.auth.v1.Role
+	80, // 32: ttip.auth.v1.ListUsersWithRolesResponse.users:type_name -> ttip.auth.v1.User
+	77, // 33: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
+	83, // 34: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	80, // 35: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
+	84, // 36: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
+	80, // 37: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
+	85, // 38: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
+	80, // 39: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
+	80, // 40: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
+	81, // 41: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	0,  // 42: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
+	2,  // 43: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
+	4,  // 44: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
+	6,  // 45: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
+	8,  // 46: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
+	10, // 47: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
+	12, // 48: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
+	14, // 49: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
+	16, // 50: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
+	18, // 51: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
+	20, // 52: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
+	22, // 53: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
+	24, // 54: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
+	26, // 55: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
+	28, // 56: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
+	30, // 57: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
+	32, // 58: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
+	34, // 59: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
+	36, // 60: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
+	64, // 61: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
+	38, // 62: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
+	40, // 63: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
+	42, // 64: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
+	44, // 65: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
+	46, // 66: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
+	48, // 67: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
+	50, // 68: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
+	52, // 69: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
+	66, // 70: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
+	68, // 71: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
+	70, // 72: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
+	72, // 73: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
+	74, // 74: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
+	54, // 75: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
+	58, // 76: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
+	62, // 77: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
+	60, // 78: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
+	56, // 79: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:input_type -> ttip.auth.v1.ListUsersWithRolesRequest
+	1,  // 80: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
+	3,  // 81: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
+	5,  // 82: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
+	7,  // 83: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
+	9,  // 84: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
+	11, // 85: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
+	13, // 86: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
+	15, // 87: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
+	17, // 88: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
+	19, // 89: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
+	21, // 90: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
+	23, // 91: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
+	25, // 92: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
+	27, // 93: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
+	29, // 94: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
+	31, // 95: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
+	33, // 96: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
+	35, // 97: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
+	37, // 98: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
+	65, // 99: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
+	39, // 100: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
+	41, // 101: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
+	43, // 102: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
+	45, // 103: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
+	47, // 104: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
+	49, // 105: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
+	51, // 106: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
+	53, // 107: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
+	67, // 108: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
+	69, // 109: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
+	71, // 110: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
+	73, // 111: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
+	75, // 112: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
+	55, // 113: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
+	59, // 114: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
+	63, // 115: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
+	61, // 116: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
+	57, // 117: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:output_type -> ttip.auth.v1.ListUsersWithRolesResponse
+	80, // [80:118] is the sub-list for method output_type
+	42, // [42:80] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_ttip_auth_v1_auth_service_proto_init() }
@@ -4117,7 +4237,7 @@ func file_ttip_auth_v1_auth_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_auth_v1_auth_service_proto_rawDesc), len(file_ttip_auth_v1_auth_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   74,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

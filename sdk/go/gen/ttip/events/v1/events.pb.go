@@ -726,8 +726,10 @@ type FraudAlert struct {
 	PayoutId   string `protobuf:"bytes,5,opt,name=payout_id,json=payoutId,proto3" json:"payout_id,omitempty"`
 	WorkerId   string `protobuf:"bytes,6,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// "held" or "refused" or "flagged".
-	Action        string `protobuf:"bytes,7,opt,name=action,proto3" json:"action,omitempty"`
-	Detail        string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	Action string `protobuf:"bytes,7,opt,name=action,proto3" json:"action,omitempty"`
+	Detail string `protobuf:"bytes,8,opt,name=detail,proto3" json:"detail,omitempty"`
+	// The tip's amount, when the alert is about a tip.
+	TipAmount     *v1.Money `protobuf:"bytes,9,opt,name=tip_amount,json=tipAmount,proto3" json:"tip_amount,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -816,6 +818,13 @@ func (x *FraudAlert) GetDetail() string {
 		return x.Detail
 	}
 	return ""
+}
+
+func (x *FraudAlert) GetTipAmount() *v1.Money {
+	if x != nil {
+		return x.TipAmount
+	}
+	return nil
 }
 
 type WalletCredited struct {
@@ -2458,7 +2467,7 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\x06amount\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12\x1f\n" +
 	"\vresult_code\x18\x05 \x01(\tR\n" +
 	"resultCode\x12\x16\n" +
-	"\x06reason\x18\x06 \x01(\tR\x06reason:\x1e\xca\xf3\x18\x1attip.payment.payout_failed\"\x96\x02\n" +
+	"\x06reason\x18\x06 \x01(\tR\x06reason:\x1e\xca\xf3\x18\x1attip.payment.payout_failed\"\xcc\x02\n" +
 	"\n" +
 	"FraudAlert\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x19\n" +
@@ -2469,7 +2478,9 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\tpayout_id\x18\x05 \x01(\tR\bpayoutId\x12\x1b\n" +
 	"\tworker_id\x18\x06 \x01(\tR\bworkerId\x12\x16\n" +
 	"\x06action\x18\a \x01(\tR\x06action\x12\x16\n" +
-	"\x06detail\x18\b \x01(\tR\x06detail:\x1c\xca\xf3\x18\x18ttip.payment.fraud_alert\"\xb4\x02\n" +
+	"\x06detail\x18\b \x01(\tR\x06detail\x124\n" +
+	"\n" +
+	"tip_amount\x18\t \x01(\v2\x15.ttip.common.v1.MoneyR\ttipAmount:\x1c\xca\xf3\x18\x18ttip.payment.fraud_alert\"\xb4\x02\n" +
 	"\x0eWalletCredited\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1d\n" +
 	"\n" +
@@ -2687,51 +2698,52 @@ var file_ttip_events_v1_events_proto_depIdxs = []int32{
 	1,  // 15: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
 	27, // 16: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
 	1,  // 17: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 18: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 19: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	27, // 20: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 21: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 22: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	27, // 23: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
-	1,  // 24: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 25: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
-	1,  // 26: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 27: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
-	1,  // 28: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 29: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
-	1,  // 30: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 31: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 32: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 33: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 34: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 35: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	26, // 36: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	27, // 37: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
-	1,  // 38: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 39: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	27, // 40: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	26, // 41: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	26, // 42: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
-	1,  // 43: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 44: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	1,  // 45: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 46: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	26, // 47: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	1,  // 48: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 49: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	26, // 50: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	28, // 51: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	1,  // 52: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	22, // 53: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 54: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	22, // 55: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 56: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	22, // 57: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	27, // 18: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	1,  // 19: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 20: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	27, // 21: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	1,  // 22: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 23: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	27, // 24: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	1,  // 25: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 26: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	1,  // 27: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 28: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	1,  // 29: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 30: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	1,  // 31: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 32: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 33: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 34: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 35: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
+	26, // 36: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	26, // 37: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	27, // 38: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	1,  // 39: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 40: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	27, // 41: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	26, // 42: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	26, // 43: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	1,  // 44: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 45: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	1,  // 46: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	26, // 47: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	26, // 48: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	1,  // 49: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	26, // 50: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	26, // 51: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	28, // 52: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	1,  // 53: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	22, // 54: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 55: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	22, // 56: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 57: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	22, // 58: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }

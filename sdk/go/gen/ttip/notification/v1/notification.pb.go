@@ -93,21 +93,24 @@ const (
 	TemplateKey_TEMPLATE_KEY_STAFF_INVITE TemplateKey = 8
 	// A member's share of a venue's pooled tips, with the rule used.
 	TemplateKey_TEMPLATE_KEY_POOL_SHARE TemplateKey = 9
+	// To the staff who can act on it (admin, finance): a tip was held for review.
+	TemplateKey_TEMPLATE_KEY_ADMIN_TIP_HELD TemplateKey = 10
 )
 
 // Enum value maps for TemplateKey.
 var (
 	TemplateKey_name = map[int32]string{
-		0: "TEMPLATE_KEY_UNSPECIFIED",
-		1: "TEMPLATE_KEY_OTP",
-		2: "TEMPLATE_KEY_TIP_RECEIVED",
-		3: "TEMPLATE_KEY_RECEIPT",
-		4: "TEMPLATE_KEY_PAYOUT_SENT",
-		5: "TEMPLATE_KEY_PAYOUT_FAILED",
-		6: "TEMPLATE_KEY_FRAUD_HOLD",
-		7: "TEMPLATE_KEY_WEEKLY_SUMMARY",
-		8: "TEMPLATE_KEY_STAFF_INVITE",
-		9: "TEMPLATE_KEY_POOL_SHARE",
+		0:  "TEMPLATE_KEY_UNSPECIFIED",
+		1:  "TEMPLATE_KEY_OTP",
+		2:  "TEMPLATE_KEY_TIP_RECEIVED",
+		3:  "TEMPLATE_KEY_RECEIPT",
+		4:  "TEMPLATE_KEY_PAYOUT_SENT",
+		5:  "TEMPLATE_KEY_PAYOUT_FAILED",
+		6:  "TEMPLATE_KEY_FRAUD_HOLD",
+		7:  "TEMPLATE_KEY_WEEKLY_SUMMARY",
+		8:  "TEMPLATE_KEY_STAFF_INVITE",
+		9:  "TEMPLATE_KEY_POOL_SHARE",
+		10: "TEMPLATE_KEY_ADMIN_TIP_HELD",
 	}
 	TemplateKey_value = map[string]int32{
 		"TEMPLATE_KEY_UNSPECIFIED":    0,
@@ -120,6 +123,7 @@ var (
 		"TEMPLATE_KEY_WEEKLY_SUMMARY": 7,
 		"TEMPLATE_KEY_STAFF_INVITE":   8,
 		"TEMPLATE_KEY_POOL_SHARE":     9,
+		"TEMPLATE_KEY_ADMIN_TIP_HELD": 10,
 	}
 )
 
@@ -939,7 +943,7 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\vCHANNEL_SMS\x10\x01\x12\x11\n" +
 	"\rCHANNEL_EMAIL\x10\x02\x12\x10\n" +
 	"\fCHANNEL_PUSH\x10\x03\x12\x12\n" +
-	"\x0eCHANNEL_IN_APP\x10\x04*\xb2\x02\n" +
+	"\x0eCHANNEL_IN_APP\x10\x04*\xd3\x02\n" +
 	"\vTemplateKey\x12\x1c\n" +
 	"\x18TEMPLATE_KEY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10TEMPLATE_KEY_OTP\x10\x01\x12\x1d\n" +
@@ -950,7 +954,9 @@ const file_ttip_notification_v1_notification_proto_rawDesc = "" +
 	"\x17TEMPLATE_KEY_FRAUD_HOLD\x10\x06\x12\x1f\n" +
 	"\x1bTEMPLATE_KEY_WEEKLY_SUMMARY\x10\a\x12\x1d\n" +
 	"\x19TEMPLATE_KEY_STAFF_INVITE\x10\b\x12\x1b\n" +
-	"\x17TEMPLATE_KEY_POOL_SHARE\x10\t*Y\n" +
+	"\x17TEMPLATE_KEY_POOL_SHARE\x10\t\x12\x1f\n" +
+	"\x1bTEMPLATE_KEY_ADMIN_TIP_HELD\x10\n" +
+	"*Y\n" +
 	"\vSmsEncoding\x12\x1c\n" +
 	"\x18SMS_ENCODING_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11SMS_ENCODING_GSM7\x10\x01\x12\x15\n" +

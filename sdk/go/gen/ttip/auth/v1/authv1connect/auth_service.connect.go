@@ -140,6 +140,9 @@ const (
 	// AuthInternalServiceGetPartnerApiKeyProcedure is the fully-qualified name of the
 	// AuthInternalService's GetPartnerApiKey RPC.
 	AuthInternalServiceGetPartnerApiKeyProcedure = "/ttip.auth.v1.AuthInternalService/GetPartnerApiKey"
+	// AuthInternalServiceListUsersWithRolesProcedure is the fully-qualified name of the
+	// AuthInternalService's ListUsersWithRoles RPC.
+	AuthInternalServiceListUsersWithRolesProcedure = "/ttip.auth.v1.AuthInternalService/ListUsersWithRoles"
 )
 
 // AuthServiceClient is a client for the ttip.auth.v1.AuthService service.
@@ -1170,6 +1173,9 @@ type AuthInternalServiceClient interface {
 	// for services that must refuse unknown or revoked keys (qr's LinkPartner).
 	// NOT_FOUND if no such key.
 	GetPartnerApiKey(context.Context, *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error)
+	// The users holding any of the given roles, not blocked, oldest first, at
+	// most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
+	ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error)
 }
 
 // NewAuthInternalServiceClient constructs a client for the ttip.auth.v1.AuthInternalService
@@ -1209,6 +1215,13 @@ func NewAuthInternalServiceClient(httpClient connect.HTTPClient, baseURL string,
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		listUsersWithRoles: connect.NewClient[v1.ListUsersWithRolesRequest, v1.ListUsersWithRolesResponse](
+			httpClient,
+			baseURL+AuthInternalServiceListUsersWithRolesProcedure,
+			connect.WithSchema(authInternalServiceMethods.ByName("ListUsersWithRoles")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -1218,6 +1231,7 @@ type authInternalServiceClient struct {
 	verifyPartnerSignature *connect.Client[v1.VerifyPartnerSignatureRequest, v1.VerifyPartnerSignatureResponse]
 	verifyStepUpToken      *connect.Client[v1.VerifyStepUpTokenRequest, v1.VerifyStepUpTokenResponse]
 	getPartnerApiKey       *connect.Client[v1.GetPartnerApiKeyRequest, v1.GetPartnerApiKeyResponse]
+	listUsersWithRoles     *connect.Client[v1.ListUsersWithRolesRequest, v1.ListUsersWithRolesResponse]
 }
 
 // GetUserById calls ttip.auth.v1.AuthInternalService.GetUserById.
@@ -1240,6 +1254,11 @@ func (c *authInternalServiceClient) GetPartnerApiKey(ctx context.Context, req *c
 	return c.getPartnerApiKey.CallUnary(ctx, req)
 }
 
+// ListUsersWithRoles calls ttip.auth.v1.AuthInternalService.ListUsersWithRoles.
+func (c *authInternalServiceClient) ListUsersWithRoles(ctx context.Context, req *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error) {
+	return c.listUsersWithRoles.CallUnary(ctx, req)
+}
+
 // AuthInternalServiceHandler is an implementation of the ttip.auth.v1.AuthInternalService service.
 type AuthInternalServiceHandler interface {
 	GetUserById(context.Context, *connect.Request[v1.GetUserByIdRequest]) (*connect.Response[v1.GetUserByIdResponse], error)
@@ -1252,6 +1271,9 @@ type AuthInternalServiceHandler interface {
 	// for services that must refuse unknown or revoked keys (qr's LinkPartner).
 	// NOT_FOUND if no such key.
 	GetPartnerApiKey(context.Context, *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error)
+	// The users holding any of the given roles, not blocked, oldest first, at
+	// most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
+	ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error)
 }
 
 // NewAuthInternalServiceHandler builds an HTTP handler from the service implementation. It returns
@@ -1287,6 +1309,13 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	authInternalServiceListUsersWithRolesHandler := connect.NewUnaryHandler(
+		AuthInternalServiceListUsersWithRolesProcedure,
+		svc.ListUsersWithRoles,
+		connect.WithSchema(authInternalServiceMethods.ByName("ListUsersWithRoles")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/ttip.auth.v1.AuthInternalService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthInternalServiceGetUserByIdProcedure:
@@ -1297,6 +1326,8 @@ func NewAuthInternalServiceHandler(svc AuthInternalServiceHandler, opts ...conne
 			authInternalServiceVerifyStepUpTokenHandler.ServeHTTP(w, r)
 		case AuthInternalServiceGetPartnerApiKeyProcedure:
 			authInternalServiceGetPartnerApiKeyHandler.ServeHTTP(w, r)
+		case AuthInternalServiceListUsersWithRolesProcedure:
+			authInternalServiceListUsersWithRolesHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -1320,4 +1351,8 @@ func (UnimplementedAuthInternalServiceHandler) VerifyStepUpToken(context.Context
 
 func (UnimplementedAuthInternalServiceHandler) GetPartnerApiKey(context.Context, *connect.Request[v1.GetPartnerApiKeyRequest]) (*connect.Response[v1.GetPartnerApiKeyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.GetPartnerApiKey is not implemented"))
+}
+
+func (UnimplementedAuthInternalServiceHandler) ListUsersWithRoles(context.Context, *connect.Request[v1.ListUsersWithRolesRequest]) (*connect.Response[v1.ListUsersWithRolesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthInternalService.ListUsersWithRoles is not implemented"))
 }

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.auth.v1 import auth_service_pb
-from ttip_sdk.gen.ttip.auth.v1.auth_service_pb import BlockUserRequest, BlockUserResponse, ChangePinRequest, ChangePinResponse, ClaimFirstAdminRequest, ClaimFirstAdminResponse, CreateDeviceChallengeRequest, CreateDeviceChallengeResponse, GetJwksRequest, GetJwksResponse, GetMeRequest, GetMeResponse, GetPartnerApiKeyRequest, GetPartnerApiKeyResponse, GetUserByIdRequest, GetUserByIdResponse, GetUserRequest, GetUserResponse, IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse, ListAuditEventsRequest, ListAuditEventsResponse, ListDevicesRequest, ListDevicesResponse, ListPartnerApiKeysRequest, ListPartnerApiKeysResponse, ListSessionsRequest, ListSessionsResponse, ListUserSessionsRequest, ListUserSessionsResponse, LogoutRequest, LogoutResponse, RefreshSessionRequest, RefreshSessionResponse, RegisterDeviceRequest, RegisterDeviceResponse, RemoveDeviceRequest, RemoveDeviceResponse, ResetPinRequest, ResetPinResponse, RevokeAllSessionsRequest, RevokeAllSessionsResponse, RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse, RevokeSessionRequest, RevokeSessionResponse, RevokeUserSessionsRequest, RevokeUserSessionsResponse, RotateSigningKeyRequest, RotateSigningKeyResponse, SearchUsersRequest, SearchUsersResponse, SetPinRequest, SetPinResponse, SetUserRolesRequest, SetUserRolesResponse, StartPhoneVerificationRequest, StartPhoneVerificationResponse, UnblockUserRequest, UnblockUserResponse, UnlockUserRequest, UnlockUserResponse, UpdateProfileRequest, UpdateProfileResponse, VerifyDeviceChallengeRequest, VerifyDeviceChallengeResponse, VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse, VerifyPhoneOtpRequest, VerifyPhoneOtpResponse, VerifyPinRequest, VerifyPinResponse, VerifyStepUpTokenRequest, VerifyStepUpTokenResponse
+from ttip_sdk.gen.ttip.auth.v1.auth_service_pb import BlockUserRequest, BlockUserResponse, ChangePinRequest, ChangePinResponse, ClaimFirstAdminRequest, ClaimFirstAdminResponse, CreateDeviceChallengeRequest, CreateDeviceChallengeResponse, GetJwksRequest, GetJwksResponse, GetMeRequest, GetMeResponse, GetPartnerApiKeyRequest, GetPartnerApiKeyResponse, GetUserByIdRequest, GetUserByIdResponse, GetUserRequest, GetUserResponse, IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse, ListAuditEventsRequest, ListAuditEventsResponse, ListDevicesRequest, ListDevicesResponse, ListPartnerApiKeysRequest, ListPartnerApiKeysResponse, ListSessionsRequest, ListSessionsResponse, ListUserSessionsRequest, ListUserSessionsResponse, ListUsersWithRolesRequest, ListUsersWithRolesResponse, LogoutRequest, LogoutResponse, RefreshSessionRequest, RefreshSessionResponse, RegisterDeviceRequest, RegisterDeviceResponse, RemoveDeviceRequest, RemoveDeviceResponse, ResetPinRequest, ResetPinResponse, RevokeAllSessionsRequest, RevokeAllSessionsResponse, RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse, RevokeSessionRequest, RevokeSessionResponse, RevokeUserSessionsRequest, RevokeUserSessionsResponse, RotateSigningKeyRequest, RotateSigningKeyResponse, SearchUsersRequest, SearchUsersResponse, SetPinRequest, SetPinResponse, SetUserRolesRequest, SetUserRolesResponse, StartPhoneVerificationRequest, StartPhoneVerificationResponse, UnblockUserRequest, UnblockUserResponse, UnlockUserRequest, UnlockUserResponse, UpdateProfileRequest, UpdateProfileResponse, VerifyDeviceChallengeRequest, VerifyDeviceChallengeResponse, VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse, VerifyPhoneOtpRequest, VerifyPhoneOtpResponse, VerifyPinRequest, VerifyPinResponse, VerifyStepUpTokenRequest, VerifyStepUpTokenResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -2731,6 +2731,13 @@ class AuthInternalService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def list_users_with_roles(self, request: ListUsersWithRolesRequest, ctx: RequestContext[ListUsersWithRolesRequest, ListUsersWithRolesResponse], /) -> ListUsersWithRolesResponse:
+        """
+        The users holding any of the given roles, not blocked, oldest first, at
+        most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     @classmethod
     def desc(cls) -> DescService:
         """Returns the descriptor for this service."""
@@ -2792,6 +2799,17 @@ class AuthInternalServiceASGIApplication(ConnectASGIApplication[AuthInternalServ
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_partner_api_key,
+                ),
+                "/ttip.auth.v1.AuthInternalService/ListUsersWithRoles": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListUsersWithRoles",
+                        service_name="ttip.auth.v1.AuthInternalService",
+                        input=ListUsersWithRolesRequest,
+                        output=ListUsersWithRolesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_users_with_roles,
                 ),
             },
             interceptors=interceptors,
@@ -2906,6 +2924,32 @@ class AuthInternalServiceClient(ConnectClient):
             timeout_ms=timeout_ms,
             use_get=use_get,
         )
+    async def list_users_with_roles(
+        self,
+        request: ListUsersWithRolesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListUsersWithRolesResponse:
+        """
+        The users holding any of the given roles, not blocked, oldest first, at
+        most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListUsersWithRoles",
+                service_name="ttip.auth.v1.AuthInternalService",
+                input=ListUsersWithRolesRequest,
+                output=ListUsersWithRolesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
 
 class AuthInternalServiceSync(Protocol):
     """
@@ -2932,6 +2976,13 @@ class AuthInternalServiceSync(Protocol):
         A partner key as admins see it (never its secret), revoked ones included:
         for services that must refuse unknown or revoked keys (qr's LinkPartner).
         NOT_FOUND if no such key.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_users_with_roles(self, request: ListUsersWithRolesRequest, ctx: RequestContext[ListUsersWithRolesRequest, ListUsersWithRolesResponse], /) -> ListUsersWithRolesResponse:
+        """
+        The users holding any of the given roles, not blocked, oldest first, at
+        most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2994,6 +3045,17 @@ class AuthInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_partner_api_key,
+                ),
+                "/ttip.auth.v1.AuthInternalService/ListUsersWithRoles": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListUsersWithRoles",
+                        service_name="ttip.auth.v1.AuthInternalService",
+                        input=ListUsersWithRolesRequest,
+                        output=ListUsersWithRolesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_users_with_roles,
                 ),
             },
             interceptors=interceptors,
@@ -3101,6 +3163,32 @@ class AuthInternalServiceClientSync(ConnectClientSync):
                 service_name="ttip.auth.v1.AuthInternalService",
                 input=GetPartnerApiKeyRequest,
                 output=GetPartnerApiKeyResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
+    def list_users_with_roles(
+        self,
+        request: ListUsersWithRolesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> ListUsersWithRolesResponse:
+        """
+        The users holding any of the given roles, not blocked, oldest first, at
+        most `limit` (for alerting the staff who can act, e.g. on a fraud hold).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListUsersWithRoles",
+                service_name="ttip.auth.v1.AuthInternalService",
+                input=ListUsersWithRolesRequest,
+                output=ListUsersWithRolesResponse,
                 idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
                 stream_type=StreamType.UNARY,
             ),
