@@ -12,7 +12,6 @@ import {
   CHANNEL_NAMES,
   findRecipient,
   findTemplate,
-  isOptedOut,
   maskEmail,
   pushTokens,
   templateKeyName,
@@ -157,9 +156,6 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
     if (!address && !lookup) {
       status = "failed";
       error = channel === Channel.SMS ? "no phone number on file" : channel === Channel.EMAIL ? "no e-mail address on file" : "no recipient";
-    } else if (channel === Channel.SMS && !isOtp && address && (await isOptedOut(tx, address))) {
-      status = "failed";
-      error = "recipient texted STOP";
     } else if (channel === Channel.IN_APP) {
       status = "delivered";
     } else if (!isOtp && user && (channel === Channel.SMS || channel === Channel.PUSH)) {
@@ -168,23 +164,34 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
     const recipientKey = userId ?? ("phone" in req.to ? `phone:${address}` : `email:${address.toLowerCase()}`);
     const id = randomUUID();
     // The delivery, its fact and (in-app) the notification itself in one statement, all or nothing on a repeat.
-    const event = updateEvent({ id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 }, status, req.correlationId);
+    const ref = { id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 };
+    const event = updateEvent(ref, status, req.correlationId);
+    // A number that texted STOP gets no SMS (OTPs excepted): checked by the insert itself, not a statement of its own.
+    const mayBeOptedOut = channel === Channel.SMS && !isOtp && !!address && status === "queued";
+    const optedOutEvent = mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event;
     const inApp = channel === Channel.IN_APP && userId !== null;
     const inserted = await tx.query<{ id: string }>(
-      `WITH delivery AS (
+      `WITH opted AS (SELECT $23::boolean AND EXISTS (SELECT 1 FROM notification.sms_opt_outs WHERE phone = $6) AS out),
+       delivery AS (
          INSERT INTO notification.deliveries
            (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
             subject, body, status, last_error, next_attempt_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                CASE WHEN out THEN 'failed' ELSE $13::text END,
+                CASE WHEN out THEN 'recipient texted STOP' ELSE $14::text END,
+                CASE WHEN out THEN $25::timestamptz ELSE $15::timestamptz END
+           FROM opted
          ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
-       announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT $16, $17, $18, $22::text FROM delivery),
+       announced AS (
+         INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
+         SELECT CASE WHEN out THEN $26::uuid ELSE $16::uuid END, $17, CASE WHEN out THEN $24::bytea ELSE $18::bytea END, $22::text FROM delivery, opted),
        shown AS (
          INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
          SELECT $19, $5, id, $8, $11, $20, $15 FROM delivery WHERE $21)
        SELECT id FROM delivery`,
       [id, req.sourceKey, recipientKey, channel, userId, address, masked, req.templateKey, template.version, template.locale,
         subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt, event.id, event.subject, Buffer.from(event.data),
-        randomUUID(), body, inApp, currentTraceparent() ?? null],
+        randomUUID(), body, inApp, currentTraceparent() ?? null, mayBeOptedOut, Buffer.from(optedOutEvent.data), now, optedOutEvent.id],
     );
     if (inserted.rowCount === 0) {
       const existing = await tx.query<{ id: string }>(

@@ -2,7 +2,7 @@
 // Tables live in the "notification" schema; every query names it, since the
 // pool is shared with other services in embedded mode.
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { normalisePhone, type Queryable } from "@ttip/runtime";
+import type { Queryable } from "@ttip/runtime";
 import { defaultTemplates, FALLBACK_LOCALE } from "./templates.js";
 
 export interface TemplateRecord {
@@ -86,11 +86,6 @@ export async function findRecipient(db: Queryable, userId: string): Promise<Reci
 export async function pushTokens(db: Queryable, userId: string): Promise<string[]> {
   const { rows } = await db.query<{ token: string }>("SELECT token FROM notification.push_tokens WHERE user_id = $1 ORDER BY created_at", [userId]);
   return rows.map((r) => r.token);
-}
-
-export async function isOptedOut(db: Queryable, phone: string): Promise<boolean> {
-  const { rowCount } = await db.query("SELECT 1 FROM notification.sms_opt_outs WHERE phone = $1", [normalisePhone(phone)]);
-  return (rowCount ?? 0) > 0;
 }
 
 export function maskEmail(email: string): string {

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
+  DeliveryUpdatedSchema,
   FraudAlertSchema,
   PayoutFailedSchema,
   PayoutSucceededSchema,
@@ -16,9 +17,9 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { createPeers, JetStreamBus, MemoryCache, Metrics, startService, startTracing, type EventBus } from "@ttip/runtime";
+import { createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
-import { Dispatcher } from "../src/delivery.js";
+import { Dispatcher, enqueue } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { createProviders } from "../src/providers.js";
@@ -381,6 +382,32 @@ describe("notification service against Postgres, JetStream and the provider simu
     await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kes(100000n), resultCode: "2001", reason: "wrong M-Pesa PIN" });
     const sms = await eventually("the SMS after START", () => smsTo(phone).find((m) => m.body.startsWith("Your withdrawal")));
     assert.equal(sms.body, "Your withdrawal of KES 1,000 failed: wrong M-Pesa PIN. The money has not left your TTIP account.");
+  });
+
+  test("an SMS to a number that texted STOP is written failed at once, and its event says so", async () => {
+    const phone = normalisePhone(newPhone());
+    await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [phone]);
+    const client = await t.db.pool.connect();
+    try {
+      // Rolled back at the end: the dispatcher never sees these rows, so only enqueue decided;
+      // now() is this transaction's start, so the outbox rows it wrote are those with that time.
+      await client.query("BEGIN");
+      const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+      const [refused] = await enqueue(client, { sourceKey: `test:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables });
+      const [otp] = await enqueue(client, { sourceKey: `test:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.OTP, variables: { code: "1234", minutes: "5" } });
+      const rows = await client.query("SELECT id, status, last_error FROM notification.deliveries WHERE id = ANY($1::uuid[]) ORDER BY status", [[refused, otp]]);
+      assert.deepEqual(rows.rows, [{ id: refused, status: "failed", last_error: "recipient texted STOP" }, { id: otp, status: "queued", last_error: null }]);
+      const events = await client.query<{ event_id: string; payload: Buffer }>("SELECT event_id, payload FROM notification.outbox WHERE created_at = now()");
+      const said = events.rows.map((r) => {
+        const e = fromBinary(DeliveryUpdatedSchema, r.payload);
+        assert.equal(e.meta?.id, r.event_id, "the row's event id is its payload's");
+        return [e.deliveryId, e.status];
+      });
+      assert.deepEqual(said.sort(), [[refused, "failed"], [otp, "queued"]].sort());
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
+    }
   });
 
   test("preferences choose channels per kind; quiet hours hold SMS but not in-app", async () => {
