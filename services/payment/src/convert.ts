@@ -91,3 +91,34 @@ export const FRAUD_REASON: Record<string, FraudReason> = {
 };
 export const FRAUD_ACTION: Record<string, FraudAction> = { flag: FraudAction.FLAG, hold: FraudAction.HOLD, refuse: FraudAction.REFUSE };
 export const ALERT_STATUS: Record<string, AlertStatus> = { open: AlertStatus.OPEN, approved: AlertStatus.APPROVED, rejected: AlertStatus.REJECTED };
+
+/** A payment.fraud_alerts row, as the console lists and details it. */
+export interface FraudAlertRow {
+  alert_id: string;
+  reason: string;
+  action: string;
+  status: string;
+  tip_id: string | null;
+  payout_id: string | null;
+  worker_id: string | null;
+  detail: string;
+  created_at: Date;
+  reviewed_by: string;
+  reviewed_at: Date | null;
+}
+
+export function fraudAlertMessage(a: FraudAlertRow) {
+  return {
+    alertId: a.alert_id,
+    reason: FRAUD_REASON[a.reason],
+    action: FRAUD_ACTION[a.action],
+    status: ALERT_STATUS[a.status],
+    tipId: a.tip_id ?? "",
+    payoutId: a.payout_id ?? "",
+    workerId: a.worker_id ?? "",
+    detail: a.detail,
+    createdAt: timestampFromDate(a.created_at),
+    reviewedBy: a.reviewed_by,
+    reviewedAt: a.reviewed_at ? timestampFromDate(a.reviewed_at) : undefined,
+  };
+}

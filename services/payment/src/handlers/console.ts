@@ -8,7 +8,7 @@ import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { PaymentHandlerContext } from "./context.js";
-import { ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage } from "../convert.js";
+import { FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, type FraudAlertRow } from "../convert.js";
 import { loadPayout, reconcilePayouts, type PayoutRow } from "../payouts.js";
 import { rulesInForce } from "../fraud.js";
 import { loadTip, reconcileTips, type TipRow } from "../tips.js";
@@ -69,20 +69,8 @@ function toCallback(c: { callback_id: string; source: string; external_reference
 }
 
 async function alertsFor(db: Queryable, column: "tip_id" | "payout_id", id: string) {
-  const { rows } = await db.query(`SELECT * FROM payment.fraud_alerts WHERE ${column} = $1 ORDER BY created_at LIMIT 50`, [id]);
-  return rows.map((a) => ({
-    alertId: a.alert_id,
-    reason: FRAUD_REASON[a.reason as keyof typeof FRAUD_REASON],
-    action: FRAUD_ACTION[a.action as keyof typeof FRAUD_ACTION],
-    status: ALERT_STATUS[a.status as keyof typeof ALERT_STATUS],
-    tipId: a.tip_id ?? "",
-    payoutId: a.payout_id ?? "",
-    workerId: a.worker_id ?? "",
-    detail: a.detail,
-    createdAt: timestampFromDate(a.created_at),
-    reviewedBy: a.reviewed_by,
-    reviewedAt: a.reviewed_at ? timestampFromDate(a.reviewed_at) : undefined,
-  }));
+  const { rows } = await db.query<FraudAlertRow>(`SELECT * FROM payment.fraud_alerts WHERE ${column} = $1 ORDER BY created_at LIMIT 50`, [id]);
+  return rows.map(fraudAlertMessage);
 }
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;

@@ -1,11 +1,10 @@
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { auditAdminAction, decodeTimeIdToken, emitEvent, encodePageToken, InvalidStateError, keysetTime, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { ALERT_STATUS, FRAUD_ACTION, FRAUD_REASON, tipMessage } from "../convert.js";
+import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage, type FraudAlertRow } from "../convert.js";
 import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
@@ -34,7 +33,7 @@ function listFraudAlertsHandler(h: PaymentHandlerContext): Impl["listFraudAlerts
     const cursor = decodeTimeIdToken(req.page?.pageToken);
     const status = req.status ? Object.entries(ALERT_STATUS).find(([, v]) => v === req.status)?.[0] : null;
     const reason = req.reason ? Object.entries(FRAUD_REASON).find(([, v]) => v === req.reason)?.[0] : null;
-    const { rows } = await pool.query(
+    const { rows } = await pool.query<FraudAlertRow & { page_at: string }>(
       `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.fraud_alerts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)
          AND ($3::timestamptz IS NULL OR (created_at, alert_id) < ($3::timestamptz, $4::uuid))
        ORDER BY created_at DESC, alert_id DESC LIMIT $5`,
@@ -42,19 +41,7 @@ function listFraudAlertsHandler(h: PaymentHandlerContext): Impl["listFraudAlerts
     );
     const page = rows.slice(0, size);
     return {
-      alerts: page.map((a) => ({
-        alertId: a.alert_id,
-        reason: FRAUD_REASON[a.reason],
-        action: FRAUD_ACTION[a.action],
-        status: ALERT_STATUS[a.status],
-        tipId: a.tip_id ?? "",
-        payoutId: a.payout_id ?? "",
-        workerId: a.worker_id ?? "",
-        detail: a.detail,
-        createdAt: timestampFromDate(a.created_at),
-        reviewedBy: a.reviewed_by,
-        reviewedAt: a.reviewed_at ? timestampFromDate(a.reviewed_at) : undefined,
-      })),
+      alerts: page.map(fraudAlertMessage),
       page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].alert_id]) : "" },
     };
   };
