@@ -37,8 +37,16 @@ export const HTTP_NOT_SENT = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", 
 
 /** At most this much of an answer is read: these APIs answer a few hundred bytes. */
 const MAX_REPLY_BYTES = 1 << 20;
-// Connections are kept and reused (as fetch does), each request on one.
-const agents = { http: new http.Agent({ keepAlive: true, maxSockets: 64 }), https: new https.Agent({ keepAlive: true, maxSockets: 64 }) };
+// Connections are kept and reused (as fetch does), each request on one. An
+// idle one is closed after 4 s, or a second before the server's Keep-Alive
+// timeout when it announces a shorter one (node applies the hint only when a
+// timeout is set), as fetch does: fewer requests meet a connection the server
+// is closing, whose outcome is then unknown. (Requests time out by their own timer.)
+const IDLE_MS = 4_000;
+const agents = {
+  http: new http.Agent({ keepAlive: true, maxSockets: 64, timeout: IDLE_MS }),
+  https: new https.Agent({ keepAlive: true, maxSockets: 64, timeout: IDLE_MS }),
+};
 
 class Reply implements HttpReply {
   constructor(

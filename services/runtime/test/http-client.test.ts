@@ -72,3 +72,19 @@ describe("httpRequest", () => {
     await assert.rejects(httpRequest(`http://127.0.0.1:${port}/x`, { method: "GET", headers: {}, timeoutMs: 2000 }), (e: Error & { code?: string }) => e.code === "ECONNREFUSED");
   });
 });
+
+test("a request slower than the idle limit of kept connections is still answered", async () => {
+  // The agents' 4 s socket timeout closes idle connections only, never one in use.
+  const slow = http.createServer((req, res) => {
+    req.resume();
+    setTimeout(() => res.end("late"), 4_500);
+  });
+  await new Promise<void>((r) => slow.listen(0, "127.0.0.1", r));
+  try {
+    const res = await httpRequest(`http://127.0.0.1:${(slow.address() as AddressInfo).port}/`, { method: "POST", headers: {}, body: "x", timeoutMs: 10_000 });
+    assert.equal(await res.text(), "late");
+  } finally {
+    slow.closeAllConnections();
+    await new Promise((r) => slow.close(r));
+  }
+});
