@@ -1,10 +1,10 @@
 import type http from "node:http";
 import type { DescService } from "@bufbuild/protobuf";
-import { createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { clientAddress, networkList, revocationChecker, signingInterceptor, startServer, tracingInterceptor, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import { clientAddress, networkList, partnerCallOutcome, recordPartnerCall, revocationChecker, signingInterceptor, startServer, tracingInterceptor, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
 import { authInterceptor, principalKey, type JwtOptions, type Principal as GatewayPrincipal } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
@@ -99,7 +99,10 @@ function partnerOptions(options: GatewayOptions, transportFor: (url: string, int
   // Auth's internal service believes only calls signed with the internal key.
   const verify = p.verify ?? (p.authUrl ? authPartnerVerifier(transportFor(p.authUrl, [signingInterceptor()])) : undefined);
   if (!verify) throw new Error("partners: give authUrl or verify");
-  return { verify, maxSkewSeconds: p.maxSkewSeconds };
+  // Counted off the call's path: a cache that cannot answer loses a count, never a call.
+  const countCall = (keyId: string, code: Code | undefined) =>
+    void recordPartnerCall(options.cache, keyId, partnerCallOutcome(code)).catch((err) => options.logger.warn({ err }, "partner usage not counted"));
+  return { verify, maxSkewSeconds: p.maxSkewSeconds, countCall };
 }
 
 /** Connect, gRPC-web and gRPC on one port, forwarding every public RPC over gRPC. */

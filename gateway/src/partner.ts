@@ -48,6 +48,8 @@ export interface PartnerOptions {
   /** How far a timestamp may be from the gateway's clock, either way (default 300 s, auth's window). */
   maxSkewSeconds?: number;
   now?: () => number;
+  /** Told how each call of a verified key ended (code undefined: OK), for the key's usage; must not throw. */
+  countCall?: (keyId: string, code: Code | undefined) => void;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -121,6 +123,14 @@ export function partnerInterceptor(options: PartnerOptions | undefined): Interce
     req.contextValues.set(partnerKey, { keyId, ...verdict });
     // Services see the key as the caller, with the role partner.
     req.contextValues.set(principalKey, { subject: keyId, roles: ["partner"] });
-    return next(req);
+    if (!options.countCall) return next(req);
+    try {
+      const res = await next(req);
+      options.countCall(keyId, undefined);
+      return res;
+    } catch (err) {
+      options.countCall(keyId, ConnectError.from(err).code);
+      throw err;
+    }
   };
 }

@@ -232,6 +232,35 @@ describe("partner calls through the gateway", () => {
     assert.equal((await code(qr(spare).getQrCode({ qrCodeId: randomUUID() }))).code, undefined);
   });
 
+  test("usage: each verified call is counted for its key and today by how it ended; a call whose signature fails is not", async () => {
+    const r = await t.client(AuthAdminService, { subject: randomUUID(), roles: ["admin"] }).issuePartnerApiKey({ partnerName: "Usage Counted", scopes: ["qr:read"], idempotencyKey: `issue-${randomUUID()}` });
+    const key = { keyId: r.key!.keyId, secret: r.secret };
+    const qr = (i: Interceptor[]) => createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: i }));
+    assert.equal((await code(qr([signer(key, "connect")]).getQrCode({ qrCodeId: randomUUID() }))).code, undefined);
+    assert.equal((await code(qr([signer(key, "connect", { nonce: randomUUID() })]).getQrCode({ qrCodeId: randomUUID() }))).code, undefined);
+    assert.equal((await code(qr([signer(key, "connect")]).createQrCode({}))).code, Code.PermissionDenied, "qr:write is missing");
+    assert.equal((await code(qr([signer(key, "connect", { secret: "ttip_sk_not-the-secret" })]).getQrCode({ qrCodeId: randomUUID() }))).code, Code.Unauthenticated);
+
+    // Read-only console users read it too.
+    const admin = t.client(AuthAdminService, { subject: randomUUID(), roles: ["support"] });
+    const today = new Date().toISOString().slice(0, 10);
+    const expected = { day: today, ok: 2n, clientErrors: 1n, serverErrors: 0n };
+    // Counted off the call's path: wait briefly for the last count to land.
+    let usage = await admin.getPartnerKeyUsage({ keyId: key.keyId, days: 3 });
+    for (let i = 0; i < 20 && usage.days.at(-1)?.clientErrors !== 1n; i++) {
+      await new Promise((done) => setTimeout(done, 50));
+      usage = await admin.getPartnerKeyUsage({ keyId: key.keyId, days: 3 });
+    }
+    assert.deepEqual(usage.days.map((d) => ({ day: d.day, ok: d.ok, clientErrors: d.clientErrors, serverErrors: d.serverErrors })), [
+      { day: new Date(Date.now() - 2 * 86_400_000).toISOString().slice(0, 10), ok: 0n, clientErrors: 0n, serverErrors: 0n },
+      { day: new Date(Date.now() - 86_400_000).toISOString().slice(0, 10), ok: 0n, clientErrors: 0n, serverErrors: 0n },
+      expected,
+    ]);
+    const unknown = randomUUID();
+    assert.deepEqual(await code(admin.getPartnerKeyUsage({ keyId: unknown, days: 1 })), { code: Code.NotFound, message: `key_id: no partner key ${unknown}` });
+    assert.equal((await code(admin.getPartnerKeyUsage({ keyId: key.keyId, days: 36 }))).code, Code.InvalidArgument);
+  });
+
   test("a signature and a bearer token together are refused; an unsigned call stays anonymous", async () => {
     const both: Interceptor = (next) => (r) => {
       r.header.set("authorization", "Bearer x.y.z");

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, positionParts, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
 import { AuditEventSchema, PartnerApiKeySchema, SessionSchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -116,6 +116,13 @@ export function adminHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthAd
       );
       const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.key_id]);
       return { keys: items.map(toPartnerKey), page: { nextPageToken } };
+    },
+
+    async getPartnerKeyUsage(req) {
+      const { rows } = await pool.query("SELECT 1 FROM auth.partner_api_keys WHERE key_id = $1", [req.keyId]);
+      if (!rows[0]) throw new NotFoundError(`key_id: no partner key ${req.keyId}`);
+      const days = await readPartnerUsage(core.ctx.cache, req.keyId, req.days);
+      return { days: days.map((d) => ({ day: d.day, ok: BigInt(d.ok), clientErrors: BigInt(d.clientErrors), serverErrors: BigInt(d.serverErrors) })) };
     },
 
     async revokePartnerApiKey(req, ctx) {

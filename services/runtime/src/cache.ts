@@ -7,6 +7,10 @@ export interface Cache {
   get(key: string): Promise<string | null>;
   set(key: string, value: string, ttlSeconds: number): Promise<void>;
   del(key: string): Promise<void>;
+  /** Adds 1 to one field of a hash (created at 0) and sets the hash to expire in ttlSeconds. */
+  incrementField(key: string, field: string, ttlSeconds: number): Promise<void>;
+  /** A hash's fields and values; {} when there is none. */
+  getFields(key: string): Promise<Record<string, string>>;
   /** A rate limiter sharing this cache's store: points per durationSeconds per key. */
   rateLimiter(options: { keyPrefix: string; points: number; durationSeconds: number }): RateLimiterAbstract;
   close(): Promise<void>;
@@ -29,6 +33,13 @@ export class RedisCache implements Cache {
   }
   async del(key: string) {
     await this.redis.del(this.prefix + key);
+  }
+  async incrementField(key: string, field: string, ttlSeconds: number) {
+    // One round trip: the count and its expiry together.
+    await this.redis.multi().hincrby(this.prefix + key, field, 1).expire(this.prefix + key, ttlSeconds).exec();
+  }
+  getFields(key: string) {
+    return this.redis.hgetall(this.prefix + key);
   }
   rateLimiter(o: { keyPrefix: string; points: number; durationSeconds: number }) {
     return new RateLimiterRedis({
@@ -59,6 +70,7 @@ function traceCommands(redis: Redis): void {
 
 export class MemoryCache implements Cache {
   private readonly entries = new Map<string, { value: string; expires: number }>();
+  private readonly hashes = new Map<string, { fields: Map<string, number>; expires: number }>();
 
   async get(key: string) {
     const e = this.entries.get(key);
@@ -74,11 +86,25 @@ export class MemoryCache implements Cache {
   }
   async del(key: string) {
     this.entries.delete(key);
+    this.hashes.delete(key);
+  }
+  async incrementField(key: string, field: string, ttlSeconds: number) {
+    const now = Date.now();
+    let h = this.hashes.get(key);
+    if (!h || h.expires <= now) this.hashes.set(key, (h = { fields: new Map(), expires: 0 }));
+    h.fields.set(field, (h.fields.get(field) ?? 0) + 1);
+    h.expires = now + ttlSeconds * 1000;
+  }
+  async getFields(key: string) {
+    const h = this.hashes.get(key);
+    if (!h || h.expires <= Date.now()) return {};
+    return Object.fromEntries([...h.fields].map(([f, n]) => [f, String(n)]));
   }
   rateLimiter(o: { keyPrefix: string; points: number; durationSeconds: number }) {
     return new RateLimiterMemory({ keyPrefix: o.keyPrefix, points: o.points, duration: o.durationSeconds });
   }
   async close() {
     this.entries.clear();
+    this.hashes.clear();
   }
 }

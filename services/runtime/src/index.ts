@@ -25,6 +25,7 @@ export * from "./page.js";
 export * from "./peers.js";
 export * from "./phone.js";
 export * from "./reflection.js";
+export * from "./partner-usage.js";
 export * from "./revocations.js";
 export * from "./server.js";
 export * from "./service.js";

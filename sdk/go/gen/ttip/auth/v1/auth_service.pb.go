@@ -2373,6 +2373,180 @@ func (x *RevokePartnerApiKeyResponse) GetKey() *PartnerApiKey {
 	return nil
 }
 
+type GetPartnerKeyUsageRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	KeyId string                 `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// How many days back, today included (counts are kept 35 days).
+	Days          int32 `protobuf:"varint,2,opt,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPartnerKeyUsageRequest) Reset() {
+	*x = GetPartnerKeyUsageRequest{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPartnerKeyUsageRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPartnerKeyUsageRequest) ProtoMessage() {}
+
+func (x *GetPartnerKeyUsageRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPartnerKeyUsageRequest.ProtoReflect.Descriptor instead.
+func (*GetPartnerKeyUsageRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *GetPartnerKeyUsageRequest) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *GetPartnerKeyUsageRequest) GetDays() int32 {
+	if x != nil {
+		return x.Days
+	}
+	return 0
+}
+
+type GetPartnerKeyUsageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per day, oldest first, days without calls included (all zero).
+	Days          []*PartnerKeyUsageDay `protobuf:"bytes,1,rep,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPartnerKeyUsageResponse) Reset() {
+	*x = GetPartnerKeyUsageResponse{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPartnerKeyUsageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPartnerKeyUsageResponse) ProtoMessage() {}
+
+func (x *GetPartnerKeyUsageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPartnerKeyUsageResponse.ProtoReflect.Descriptor instead.
+func (*GetPartnerKeyUsageResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *GetPartnerKeyUsageResponse) GetDays() []*PartnerKeyUsageDay {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+// A key's calls on one UTC day, by the Connect code they ended with.
+type PartnerKeyUsageDay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// YYYY-MM-DD, UTC.
+	Day string `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	// Ended OK.
+	Ok int64 `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	// Refused for the caller's mistake (invalid argument, not found, permission
+	// denied, already exists, failed precondition, out of range, resource
+	// exhausted, unauthenticated, canceled).
+	ClientErrors int64 `protobuf:"varint,3,opt,name=client_errors,json=clientErrors,proto3" json:"client_errors,omitempty"`
+	// Failed on the platform's side (internal, unavailable, deadline exceeded,
+	// unknown, unimplemented, data loss, aborted).
+	ServerErrors  int64 `protobuf:"varint,4,opt,name=server_errors,json=serverErrors,proto3" json:"server_errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartnerKeyUsageDay) Reset() {
+	*x = PartnerKeyUsageDay{}
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartnerKeyUsageDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartnerKeyUsageDay) ProtoMessage() {}
+
+func (x *PartnerKeyUsageDay) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartnerKeyUsageDay.ProtoReflect.Descriptor instead.
+func (*PartnerKeyUsageDay) Descriptor() ([]byte, []int) {
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *PartnerKeyUsageDay) GetDay() string {
+	if x != nil {
+		return x.Day
+	}
+	return ""
+}
+
+func (x *PartnerKeyUsageDay) GetOk() int64 {
+	if x != nil {
+		return x.Ok
+	}
+	return 0
+}
+
+func (x *PartnerKeyUsageDay) GetClientErrors() int64 {
+	if x != nil {
+		return x.ClientErrors
+	}
+	return 0
+}
+
+func (x *PartnerKeyUsageDay) GetServerErrors() int64 {
+	if x != nil {
+		return x.ServerErrors
+	}
+	return 0
+}
+
 type ListAuditEventsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Page    *v1.PageRequest        `protobuf:"bytes,1,opt,name=page,proto3" json:"page,omitempty"`
@@ -2390,7 +2564,7 @@ type ListAuditEventsRequest struct {
 
 func (x *ListAuditEventsRequest) Reset() {
 	*x = ListAuditEventsRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[50]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2402,7 +2576,7 @@ func (x *ListAuditEventsRequest) String() string {
 func (*ListAuditEventsRequest) ProtoMessage() {}
 
 func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[50]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2415,7 +2589,7 @@ func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ListAuditEventsRequest) GetPage() *v1.PageRequest {
@@ -2477,7 +2651,7 @@ type ListAuditEventsResponse struct {
 
 func (x *ListAuditEventsResponse) Reset() {
 	*x = ListAuditEventsResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[51]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2663,7 @@ func (x *ListAuditEventsResponse) String() string {
 func (*ListAuditEventsResponse) ProtoMessage() {}
 
 func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[51]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2676,7 @@ func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
@@ -2527,7 +2701,7 @@ type RotateSigningKeyRequest struct {
 
 func (x *RotateSigningKeyRequest) Reset() {
 	*x = RotateSigningKeyRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[52]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2539,7 +2713,7 @@ func (x *RotateSigningKeyRequest) String() string {
 func (*RotateSigningKeyRequest) ProtoMessage() {}
 
 func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[52]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2552,7 +2726,7 @@ func (x *RotateSigningKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{55}
 }
 
 type RotateSigningKeyResponse struct {
@@ -2564,7 +2738,7 @@ type RotateSigningKeyResponse struct {
 
 func (x *RotateSigningKeyResponse) Reset() {
 	*x = RotateSigningKeyResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[53]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2576,7 +2750,7 @@ func (x *RotateSigningKeyResponse) String() string {
 func (*RotateSigningKeyResponse) ProtoMessage() {}
 
 func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[53]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2589,7 +2763,7 @@ func (x *RotateSigningKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateSigningKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateSigningKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *RotateSigningKeyResponse) GetKid() string {
@@ -2608,7 +2782,7 @@ type GetUserByIdRequest struct {
 
 func (x *GetUserByIdRequest) Reset() {
 	*x = GetUserByIdRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[54]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2620,7 +2794,7 @@ func (x *GetUserByIdRequest) String() string {
 func (*GetUserByIdRequest) ProtoMessage() {}
 
 func (x *GetUserByIdRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[54]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2633,7 +2807,7 @@ func (x *GetUserByIdRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserByIdRequest.ProtoReflect.Descriptor instead.
 func (*GetUserByIdRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetUserByIdRequest) GetUserId() string {
@@ -2654,7 +2828,7 @@ type GetUserByIdResponse struct {
 
 func (x *GetUserByIdResponse) Reset() {
 	*x = GetUserByIdResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[55]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2666,7 +2840,7 @@ func (x *GetUserByIdResponse) String() string {
 func (*GetUserByIdResponse) ProtoMessage() {}
 
 func (x *GetUserByIdResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[55]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2679,7 +2853,7 @@ func (x *GetUserByIdResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserByIdResponse.ProtoReflect.Descriptor instead.
 func (*GetUserByIdResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *GetUserByIdResponse) GetUser() *User {
@@ -2707,7 +2881,7 @@ type ListUsersWithRolesRequest struct {
 
 func (x *ListUsersWithRolesRequest) Reset() {
 	*x = ListUsersWithRolesRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[56]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2719,7 +2893,7 @@ func (x *ListUsersWithRolesRequest) String() string {
 func (*ListUsersWithRolesRequest) ProtoMessage() {}
 
 func (x *ListUsersWithRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[56]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2732,7 +2906,7 @@ func (x *ListUsersWithRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersWithRolesRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersWithRolesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ListUsersWithRolesRequest) GetRoles() []Role {
@@ -2760,7 +2934,7 @@ type ListUsersWithRolesResponse struct {
 
 func (x *ListUsersWithRolesResponse) Reset() {
 	*x = ListUsersWithRolesResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[57]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +2946,7 @@ func (x *ListUsersWithRolesResponse) String() string {
 func (*ListUsersWithRolesResponse) ProtoMessage() {}
 
 func (x *ListUsersWithRolesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[57]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +2959,7 @@ func (x *ListUsersWithRolesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersWithRolesResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersWithRolesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListUsersWithRolesResponse) GetUsers() []*User {
@@ -2821,7 +2995,7 @@ type VerifyPartnerSignatureRequest struct {
 
 func (x *VerifyPartnerSignatureRequest) Reset() {
 	*x = VerifyPartnerSignatureRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2833,7 +3007,7 @@ func (x *VerifyPartnerSignatureRequest) String() string {
 func (*VerifyPartnerSignatureRequest) ProtoMessage() {}
 
 func (x *VerifyPartnerSignatureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[58]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2846,7 +3020,7 @@ func (x *VerifyPartnerSignatureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPartnerSignatureRequest.ProtoReflect.Descriptor instead.
 func (*VerifyPartnerSignatureRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *VerifyPartnerSignatureRequest) GetKeyId() string {
@@ -2908,7 +3082,7 @@ type VerifyPartnerSignatureResponse struct {
 
 func (x *VerifyPartnerSignatureResponse) Reset() {
 	*x = VerifyPartnerSignatureResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +3094,7 @@ func (x *VerifyPartnerSignatureResponse) String() string {
 func (*VerifyPartnerSignatureResponse) ProtoMessage() {}
 
 func (x *VerifyPartnerSignatureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[59]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3107,7 @@ func (x *VerifyPartnerSignatureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyPartnerSignatureResponse.ProtoReflect.Descriptor instead.
 func (*VerifyPartnerSignatureResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *VerifyPartnerSignatureResponse) GetPartnerName() string {
@@ -2959,7 +3133,7 @@ type GetPartnerApiKeyRequest struct {
 
 func (x *GetPartnerApiKeyRequest) Reset() {
 	*x = GetPartnerApiKeyRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3145,7 @@ func (x *GetPartnerApiKeyRequest) String() string {
 func (*GetPartnerApiKeyRequest) ProtoMessage() {}
 
 func (x *GetPartnerApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[60]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3158,7 @@ func (x *GetPartnerApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPartnerApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetPartnerApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *GetPartnerApiKeyRequest) GetKeyId() string {
@@ -3003,7 +3177,7 @@ type GetPartnerApiKeyResponse struct {
 
 func (x *GetPartnerApiKeyResponse) Reset() {
 	*x = GetPartnerApiKeyResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3015,7 +3189,7 @@ func (x *GetPartnerApiKeyResponse) String() string {
 func (*GetPartnerApiKeyResponse) ProtoMessage() {}
 
 func (x *GetPartnerApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[61]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3028,7 +3202,7 @@ func (x *GetPartnerApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPartnerApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*GetPartnerApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *GetPartnerApiKeyResponse) GetKey() *PartnerApiKey {
@@ -3049,7 +3223,7 @@ type VerifyStepUpTokenRequest struct {
 
 func (x *VerifyStepUpTokenRequest) Reset() {
 	*x = VerifyStepUpTokenRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3235,7 @@ func (x *VerifyStepUpTokenRequest) String() string {
 func (*VerifyStepUpTokenRequest) ProtoMessage() {}
 
 func (x *VerifyStepUpTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[62]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,7 +3248,7 @@ func (x *VerifyStepUpTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStepUpTokenRequest.ProtoReflect.Descriptor instead.
 func (*VerifyStepUpTokenRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *VerifyStepUpTokenRequest) GetStepUpToken() string {
@@ -3107,7 +3281,7 @@ type VerifyStepUpTokenResponse struct {
 
 func (x *VerifyStepUpTokenResponse) Reset() {
 	*x = VerifyStepUpTokenResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3119,7 +3293,7 @@ func (x *VerifyStepUpTokenResponse) String() string {
 func (*VerifyStepUpTokenResponse) ProtoMessage() {}
 
 func (x *VerifyStepUpTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[63]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3132,7 +3306,7 @@ func (x *VerifyStepUpTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyStepUpTokenResponse.ProtoReflect.Descriptor instead.
 func (*VerifyStepUpTokenResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{63}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *VerifyStepUpTokenResponse) GetDeviceId() string {
@@ -3151,7 +3325,7 @@ type ClaimFirstAdminRequest struct {
 
 func (x *ClaimFirstAdminRequest) Reset() {
 	*x = ClaimFirstAdminRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3163,7 +3337,7 @@ func (x *ClaimFirstAdminRequest) String() string {
 func (*ClaimFirstAdminRequest) ProtoMessage() {}
 
 func (x *ClaimFirstAdminRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[64]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3176,7 +3350,7 @@ func (x *ClaimFirstAdminRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimFirstAdminRequest.ProtoReflect.Descriptor instead.
 func (*ClaimFirstAdminRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{64}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ClaimFirstAdminRequest) GetSetupToken() string {
@@ -3195,7 +3369,7 @@ type ClaimFirstAdminResponse struct {
 
 func (x *ClaimFirstAdminResponse) Reset() {
 	*x = ClaimFirstAdminResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3207,7 +3381,7 @@ func (x *ClaimFirstAdminResponse) String() string {
 func (*ClaimFirstAdminResponse) ProtoMessage() {}
 
 func (x *ClaimFirstAdminResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[65]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3220,7 +3394,7 @@ func (x *ClaimFirstAdminResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClaimFirstAdminResponse.ProtoReflect.Descriptor instead.
 func (*ClaimFirstAdminResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{65}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ClaimFirstAdminResponse) GetUser() *User {
@@ -3241,7 +3415,7 @@ type SearchUsersRequest struct {
 
 func (x *SearchUsersRequest) Reset() {
 	*x = SearchUsersRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3427,7 @@ func (x *SearchUsersRequest) String() string {
 func (*SearchUsersRequest) ProtoMessage() {}
 
 func (x *SearchUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[66]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3440,7 @@ func (x *SearchUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchUsersRequest.ProtoReflect.Descriptor instead.
 func (*SearchUsersRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{66}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *SearchUsersRequest) GetQuery() string {
@@ -3293,7 +3467,7 @@ type SearchUsersResponse struct {
 
 func (x *SearchUsersResponse) Reset() {
 	*x = SearchUsersResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3305,7 +3479,7 @@ func (x *SearchUsersResponse) String() string {
 func (*SearchUsersResponse) ProtoMessage() {}
 
 func (x *SearchUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[67]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3318,7 +3492,7 @@ func (x *SearchUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SearchUsersResponse.ProtoReflect.Descriptor instead.
 func (*SearchUsersResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{67}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *SearchUsersResponse) GetUsers() []*User {
@@ -3345,7 +3519,7 @@ type BlockUserRequest struct {
 
 func (x *BlockUserRequest) Reset() {
 	*x = BlockUserRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3357,7 +3531,7 @@ func (x *BlockUserRequest) String() string {
 func (*BlockUserRequest) ProtoMessage() {}
 
 func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[68]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3370,7 +3544,7 @@ func (x *BlockUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockUserRequest.ProtoReflect.Descriptor instead.
 func (*BlockUserRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{68}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *BlockUserRequest) GetUserId() string {
@@ -3397,7 +3571,7 @@ type BlockUserResponse struct {
 
 func (x *BlockUserResponse) Reset() {
 	*x = BlockUserResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3409,7 +3583,7 @@ func (x *BlockUserResponse) String() string {
 func (*BlockUserResponse) ProtoMessage() {}
 
 func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[69]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3422,7 +3596,7 @@ func (x *BlockUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockUserResponse.ProtoReflect.Descriptor instead.
 func (*BlockUserResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{69}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *BlockUserResponse) GetUser() *User {
@@ -3449,7 +3623,7 @@ type UnblockUserRequest struct {
 
 func (x *UnblockUserRequest) Reset() {
 	*x = UnblockUserRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3461,7 +3635,7 @@ func (x *UnblockUserRequest) String() string {
 func (*UnblockUserRequest) ProtoMessage() {}
 
 func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[70]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3474,7 +3648,7 @@ func (x *UnblockUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockUserRequest.ProtoReflect.Descriptor instead.
 func (*UnblockUserRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{70}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *UnblockUserRequest) GetUserId() string {
@@ -3500,7 +3674,7 @@ type UnblockUserResponse struct {
 
 func (x *UnblockUserResponse) Reset() {
 	*x = UnblockUserResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3512,7 +3686,7 @@ func (x *UnblockUserResponse) String() string {
 func (*UnblockUserResponse) ProtoMessage() {}
 
 func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[71]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3525,7 +3699,7 @@ func (x *UnblockUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnblockUserResponse.ProtoReflect.Descriptor instead.
 func (*UnblockUserResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{71}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *UnblockUserResponse) GetUser() *User {
@@ -3544,7 +3718,7 @@ type ListUserSessionsRequest struct {
 
 func (x *ListUserSessionsRequest) Reset() {
 	*x = ListUserSessionsRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3556,7 +3730,7 @@ func (x *ListUserSessionsRequest) String() string {
 func (*ListUserSessionsRequest) ProtoMessage() {}
 
 func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[72]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3569,7 +3743,7 @@ func (x *ListUserSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListUserSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{72}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ListUserSessionsRequest) GetUserId() string {
@@ -3589,7 +3763,7 @@ type ListUserSessionsResponse struct {
 
 func (x *ListUserSessionsResponse) Reset() {
 	*x = ListUserSessionsResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3601,7 +3775,7 @@ func (x *ListUserSessionsResponse) String() string {
 func (*ListUserSessionsResponse) ProtoMessage() {}
 
 func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[73]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3614,7 +3788,7 @@ func (x *ListUserSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUserSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListUserSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{73}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListUserSessionsResponse) GetSessions() []*Session {
@@ -3636,7 +3810,7 @@ type RevokeUserSessionsRequest struct {
 
 func (x *RevokeUserSessionsRequest) Reset() {
 	*x = RevokeUserSessionsRequest{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3648,7 +3822,7 @@ func (x *RevokeUserSessionsRequest) String() string {
 func (*RevokeUserSessionsRequest) ProtoMessage() {}
 
 func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[74]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3661,7 +3835,7 @@ func (x *RevokeUserSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsRequest.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{74}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *RevokeUserSessionsRequest) GetUserId() string {
@@ -3694,7 +3868,7 @@ type RevokeUserSessionsResponse struct {
 
 func (x *RevokeUserSessionsResponse) Reset() {
 	*x = RevokeUserSessionsResponse{}
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3706,7 +3880,7 @@ func (x *RevokeUserSessionsResponse) String() string {
 func (*RevokeUserSessionsResponse) ProtoMessage() {}
 
 func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[75]
+	mi := &file_ttip_auth_v1_auth_service_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3719,7 +3893,7 @@ func (x *RevokeUserSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeUserSessionsResponse.ProtoReflect.Descriptor instead.
 func (*RevokeUserSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{75}
+	return file_ttip_auth_v1_auth_service_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *RevokeUserSessionsResponse) GetRevoked() int32 {
@@ -3863,7 +4037,17 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\x1aRevokePartnerApiKeyRequest\x12\x1f\n" +
 	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\"L\n" +
 	"\x1bRevokePartnerApiKeyResponse\x12-\n" +
-	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"\xe4\x02\n" +
+	"\x03key\x18\x01 \x01(\v2\x1b.ttip.auth.v1.PartnerApiKeyR\x03key\"[\n" +
+	"\x19GetPartnerKeyUsageRequest\x12\x1f\n" +
+	"\x06key_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x05keyId\x12\x1d\n" +
+	"\x04days\x18\x02 \x01(\x05B\t\xbaH\x06\x1a\x04\x18#(\x01R\x04days\"R\n" +
+	"\x1aGetPartnerKeyUsageResponse\x124\n" +
+	"\x04days\x18\x01 \x03(\v2 .ttip.auth.v1.PartnerKeyUsageDayR\x04days\"\x80\x01\n" +
+	"\x12PartnerKeyUsageDay\x12\x10\n" +
+	"\x03day\x18\x01 \x01(\tR\x03day\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\x03R\x02ok\x12#\n" +
+	"\rclient_errors\x18\x03 \x01(\x03R\fclientErrors\x12#\n" +
+	"\rserver_errors\x18\x04 \x01(\x03R\fserverErrors\"\xe4\x02\n" +
 	"\x16ListAuditEventsRequest\x12/\n" +
 	"\x04page\x18\x01 \x01(\v2\x1b.ttip.common.v1.PageRequestR\x04page\x12$\n" +
 	"\auser_id\x18\x02 \x01(\tB\v\xbaH\b\xd8\x01\x01r\x03\xb0\x01\x01R\x06userId\x12D\n" +
@@ -3971,8 +4155,7 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"\fRemoveDevice\x12!.ttip.auth.v1.RemoveDeviceRequest\x1a\".ttip.auth.v1.RemoveDeviceResponse\x12p\n" +
 	"\x15CreateDeviceChallenge\x12*.ttip.auth.v1.CreateDeviceChallengeRequest\x1a+.ttip.auth.v1.CreateDeviceChallengeResponse\x12p\n" +
 	"\x15VerifyDeviceChallenge\x12*.ttip.auth.v1.VerifyDeviceChallengeRequest\x1a+.ttip.auth.v1.VerifyDeviceChallengeResponse\x12h\n" +
-	"\x0fClaimFirstAdmin\x12$.ttip.auth.v1.ClaimFirstAdminRequest\x1a%.ttip.auth.v1.ClaimFirstAdminResponse\"\b\xca\xf3\x18\x04\b\x02(\x01\x1a\x06\xca\xf3\x18\x02\b\x022\xe4\n" +
-	"\n" +
+	"\x0fClaimFirstAdmin\x12$.ttip.auth.v1.ClaimFirstAdminRequest\x1a%.ttip.auth.v1.ClaimFirstAdminResponse\"\b\xca\xf3\x18\x04\b\x02(\x01\x1a\x06\xca\xf3\x18\x02\b\x022\xf2\v\n" +
 	"\x10AuthAdminService\x12j\n" +
 	"\aGetUser\x12\x1c.ttip.auth.v1.GetUserRequest\x1a\x1d.ttip.auth.v1.GetUserResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12U\n" +
 	"\fSetUserRoles\x12!.ttip.auth.v1.SetUserRolesRequest\x1a\".ttip.auth.v1.SetUserRolesResponse\x12O\n" +
@@ -3980,7 +4163,8 @@ const file_ttip_auth_v1_auth_service_proto_rawDesc = "" +
 	"UnlockUser\x12\x1f.ttip.auth.v1.UnlockUserRequest\x1a .ttip.auth.v1.UnlockUserResponse\x12g\n" +
 	"\x12IssuePartnerApiKey\x12'.ttip.auth.v1.IssuePartnerApiKeyRequest\x1a(.ttip.auth.v1.IssuePartnerApiKeyResponse\x12l\n" +
 	"\x12ListPartnerApiKeys\x12'.ttip.auth.v1.ListPartnerApiKeysRequest\x1a(.ttip.auth.v1.ListPartnerApiKeysResponse\"\x03\x90\x02\x01\x12j\n" +
-	"\x13RevokePartnerApiKey\x12(.ttip.auth.v1.RevokePartnerApiKeyRequest\x1a).ttip.auth.v1.RevokePartnerApiKeyResponse\x12\x82\x01\n" +
+	"\x13RevokePartnerApiKey\x12(.ttip.auth.v1.RevokePartnerApiKeyRequest\x1a).ttip.auth.v1.RevokePartnerApiKeyResponse\x12\x8b\x01\n" +
+	"\x12GetPartnerKeyUsage\x12'.ttip.auth.v1.GetPartnerKeyUsageRequest\x1a(.ttip.auth.v1.GetPartnerKeyUsageResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x82\x01\n" +
 	"\x0fListAuditEvents\x12$.ttip.auth.v1.ListAuditEventsRequest\x1a%.ttip.auth.v1.ListAuditEventsResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12a\n" +
 	"\x10RotateSigningKey\x12%.ttip.auth.v1.RotateSigningKeyRequest\x1a&.ttip.auth.v1.RotateSigningKeyResponse\x12v\n" +
 	"\vSearchUsers\x12 .ttip.auth.v1.SearchUsersRequest\x1a!.ttip.auth.v1.SearchUsersResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12L\n" +
@@ -4008,7 +4192,7 @@ func file_ttip_auth_v1_auth_service_proto_rawDescGZIP() []byte {
 	return file_ttip_auth_v1_auth_service_proto_rawDescData
 }
 
-var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_ttip_auth_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*StartPhoneVerificationRequest)(nil),  // 0: ttip.auth.v1.StartPhoneVerificationRequest
 	(*StartPhoneVerificationResponse)(nil), // 1: ttip.auth.v1.StartPhoneVerificationResponse
@@ -4060,169 +4244,175 @@ var file_ttip_auth_v1_auth_service_proto_goTypes = []any{
 	(*ListPartnerApiKeysResponse)(nil),     // 47: ttip.auth.v1.ListPartnerApiKeysResponse
 	(*RevokePartnerApiKeyRequest)(nil),     // 48: ttip.auth.v1.RevokePartnerApiKeyRequest
 	(*RevokePartnerApiKeyResponse)(nil),    // 49: ttip.auth.v1.RevokePartnerApiKeyResponse
-	(*ListAuditEventsRequest)(nil),         // 50: ttip.auth.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),        // 51: ttip.auth.v1.ListAuditEventsResponse
-	(*RotateSigningKeyRequest)(nil),        // 52: ttip.auth.v1.RotateSigningKeyRequest
-	(*RotateSigningKeyResponse)(nil),       // 53: ttip.auth.v1.RotateSigningKeyResponse
-	(*GetUserByIdRequest)(nil),             // 54: ttip.auth.v1.GetUserByIdRequest
-	(*GetUserByIdResponse)(nil),            // 55: ttip.auth.v1.GetUserByIdResponse
-	(*ListUsersWithRolesRequest)(nil),      // 56: ttip.auth.v1.ListUsersWithRolesRequest
-	(*ListUsersWithRolesResponse)(nil),     // 57: ttip.auth.v1.ListUsersWithRolesResponse
-	(*VerifyPartnerSignatureRequest)(nil),  // 58: ttip.auth.v1.VerifyPartnerSignatureRequest
-	(*VerifyPartnerSignatureResponse)(nil), // 59: ttip.auth.v1.VerifyPartnerSignatureResponse
-	(*GetPartnerApiKeyRequest)(nil),        // 60: ttip.auth.v1.GetPartnerApiKeyRequest
-	(*GetPartnerApiKeyResponse)(nil),       // 61: ttip.auth.v1.GetPartnerApiKeyResponse
-	(*VerifyStepUpTokenRequest)(nil),       // 62: ttip.auth.v1.VerifyStepUpTokenRequest
-	(*VerifyStepUpTokenResponse)(nil),      // 63: ttip.auth.v1.VerifyStepUpTokenResponse
-	(*ClaimFirstAdminRequest)(nil),         // 64: ttip.auth.v1.ClaimFirstAdminRequest
-	(*ClaimFirstAdminResponse)(nil),        // 65: ttip.auth.v1.ClaimFirstAdminResponse
-	(*SearchUsersRequest)(nil),             // 66: ttip.auth.v1.SearchUsersRequest
-	(*SearchUsersResponse)(nil),            // 67: ttip.auth.v1.SearchUsersResponse
-	(*BlockUserRequest)(nil),               // 68: ttip.auth.v1.BlockUserRequest
-	(*BlockUserResponse)(nil),              // 69: ttip.auth.v1.BlockUserResponse
-	(*UnblockUserRequest)(nil),             // 70: ttip.auth.v1.UnblockUserRequest
-	(*UnblockUserResponse)(nil),            // 71: ttip.auth.v1.UnblockUserResponse
-	(*ListUserSessionsRequest)(nil),        // 72: ttip.auth.v1.ListUserSessionsRequest
-	(*ListUserSessionsResponse)(nil),       // 73: ttip.auth.v1.ListUserSessionsResponse
-	(*RevokeUserSessionsRequest)(nil),      // 74: ttip.auth.v1.RevokeUserSessionsRequest
-	(*RevokeUserSessionsResponse)(nil),     // 75: ttip.auth.v1.RevokeUserSessionsResponse
-	(Locale)(0),                            // 76: ttip.auth.v1.Locale
-	(*timestamppb.Timestamp)(nil),          // 77: google.protobuf.Timestamp
-	(Role)(0),                              // 78: ttip.auth.v1.Role
-	(*TokenPair)(nil),                      // 79: ttip.auth.v1.TokenPair
-	(*User)(nil),                           // 80: ttip.auth.v1.User
-	(*Session)(nil),                        // 81: ttip.auth.v1.Session
-	(*Device)(nil),                         // 82: ttip.auth.v1.Device
-	(*PartnerApiKey)(nil),                  // 83: ttip.auth.v1.PartnerApiKey
-	(*v1.PageRequest)(nil),                 // 84: ttip.common.v1.PageRequest
-	(*v1.PageResponse)(nil),                // 85: ttip.common.v1.PageResponse
-	(AuditAction)(0),                       // 86: ttip.auth.v1.AuditAction
-	(*AuditEvent)(nil),                     // 87: ttip.auth.v1.AuditEvent
+	(*GetPartnerKeyUsageRequest)(nil),      // 50: ttip.auth.v1.GetPartnerKeyUsageRequest
+	(*GetPartnerKeyUsageResponse)(nil),     // 51: ttip.auth.v1.GetPartnerKeyUsageResponse
+	(*PartnerKeyUsageDay)(nil),             // 52: ttip.auth.v1.PartnerKeyUsageDay
+	(*ListAuditEventsRequest)(nil),         // 53: ttip.auth.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),        // 54: ttip.auth.v1.ListAuditEventsResponse
+	(*RotateSigningKeyRequest)(nil),        // 55: ttip.auth.v1.RotateSigningKeyRequest
+	(*RotateSigningKeyResponse)(nil),       // 56: ttip.auth.v1.RotateSigningKeyResponse
+	(*GetUserByIdRequest)(nil),             // 57: ttip.auth.v1.GetUserByIdRequest
+	(*GetUserByIdResponse)(nil),            // 58: ttip.auth.v1.GetUserByIdResponse
+	(*ListUsersWithRolesRequest)(nil),      // 59: ttip.auth.v1.ListUsersWithRolesRequest
+	(*ListUsersWithRolesResponse)(nil),     // 60: ttip.auth.v1.ListUsersWithRolesResponse
+	(*VerifyPartnerSignatureRequest)(nil),  // 61: ttip.auth.v1.VerifyPartnerSignatureRequest
+	(*VerifyPartnerSignatureResponse)(nil), // 62: ttip.auth.v1.VerifyPartnerSignatureResponse
+	(*GetPartnerApiKeyRequest)(nil),        // 63: ttip.auth.v1.GetPartnerApiKeyRequest
+	(*GetPartnerApiKeyResponse)(nil),       // 64: ttip.auth.v1.GetPartnerApiKeyResponse
+	(*VerifyStepUpTokenRequest)(nil),       // 65: ttip.auth.v1.VerifyStepUpTokenRequest
+	(*VerifyStepUpTokenResponse)(nil),      // 66: ttip.auth.v1.VerifyStepUpTokenResponse
+	(*ClaimFirstAdminRequest)(nil),         // 67: ttip.auth.v1.ClaimFirstAdminRequest
+	(*ClaimFirstAdminResponse)(nil),        // 68: ttip.auth.v1.ClaimFirstAdminResponse
+	(*SearchUsersRequest)(nil),             // 69: ttip.auth.v1.SearchUsersRequest
+	(*SearchUsersResponse)(nil),            // 70: ttip.auth.v1.SearchUsersResponse
+	(*BlockUserRequest)(nil),               // 71: ttip.auth.v1.BlockUserRequest
+	(*BlockUserResponse)(nil),              // 72: ttip.auth.v1.BlockUserResponse
+	(*UnblockUserRequest)(nil),             // 73: ttip.auth.v1.UnblockUserRequest
+	(*UnblockUserResponse)(nil),            // 74: ttip.auth.v1.UnblockUserResponse
+	(*ListUserSessionsRequest)(nil),        // 75: ttip.auth.v1.ListUserSessionsRequest
+	(*ListUserSessionsResponse)(nil),       // 76: ttip.auth.v1.ListUserSessionsResponse
+	(*RevokeUserSessionsRequest)(nil),      // 77: ttip.auth.v1.RevokeUserSessionsRequest
+	(*RevokeUserSessionsResponse)(nil),     // 78: ttip.auth.v1.RevokeUserSessionsResponse
+	(Locale)(0),                            // 79: ttip.auth.v1.Locale
+	(*timestamppb.Timestamp)(nil),          // 80: google.protobuf.Timestamp
+	(Role)(0),                              // 81: ttip.auth.v1.Role
+	(*TokenPair)(nil),                      // 82: ttip.auth.v1.TokenPair
+	(*User)(nil),                           // 83: ttip.auth.v1.User
+	(*Session)(nil),                        // 84: ttip.auth.v1.Session
+	(*Device)(nil),                         // 85: ttip.auth.v1.Device
+	(*PartnerApiKey)(nil),                  // 86: ttip.auth.v1.PartnerApiKey
+	(*v1.PageRequest)(nil),                 // 87: ttip.common.v1.PageRequest
+	(*v1.PageResponse)(nil),                // 88: ttip.common.v1.PageResponse
+	(AuditAction)(0),                       // 89: ttip.auth.v1.AuditAction
+	(*AuditEvent)(nil),                     // 90: ttip.auth.v1.AuditEvent
 }
 var file_ttip_auth_v1_auth_service_proto_depIdxs = []int32{
-	76, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
-	77, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
-	77, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
-	78, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
-	79, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	79, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	79, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	79, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
-	80, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
-	76, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
-	80, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
-	81, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	82, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
-	82, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
-	77, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	77, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	80, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
-	78, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
-	80, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
-	83, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	84, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
-	83, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
-	85, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
-	83, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	84, // 24: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
-	86, // 25: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
-	77, // 26: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
-	77, // 27: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
-	87, // 28: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
-	85, // 29: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
-	80, // 30: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
-	78, // 31: ttip.auth.v1.ListUsersWithRolesRequest.roles:type_name -> ttip.auth.v1.Role
-	80, // 32: ttip.auth.v1.ListUsersWithRolesResponse.users:type_name -> ttip.auth.v1.User
-	77, // 33: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
-	83, // 34: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
-	80, // 35: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
-	84, // 36: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
-	80, // 37: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
-	85, // 38: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
-	80, // 39: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
-	80, // 40: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
-	81, // 41: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
-	0,  // 42: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
-	2,  // 43: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
-	4,  // 44: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
-	6,  // 45: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
-	8,  // 46: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
-	10, // 47: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
-	12, // 48: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
-	14, // 49: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
-	16, // 50: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
-	18, // 51: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
-	20, // 52: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
-	22, // 53: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
-	24, // 54: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
-	26, // 55: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
-	28, // 56: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
-	30, // 57: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
-	32, // 58: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
-	34, // 59: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
-	36, // 60: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
-	64, // 61: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
-	38, // 62: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
-	40, // 63: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
-	42, // 64: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
-	44, // 65: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
-	46, // 66: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
-	48, // 67: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
-	50, // 68: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
-	52, // 69: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
-	66, // 70: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
-	68, // 71: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
-	70, // 72: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
-	72, // 73: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
-	74, // 74: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
-	54, // 75: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
-	58, // 76: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
-	62, // 77: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
-	60, // 78: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
-	56, // 79: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:input_type -> ttip.auth.v1.ListUsersWithRolesRequest
-	1,  // 80: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
-	3,  // 81: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
-	5,  // 82: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
-	7,  // 83: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
-	9,  // 84: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
-	11, // 85: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
-	13, // 86: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
-	15, // 87: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
-	17, // 88: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
-	19, // 89: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
-	21, // 90: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
-	23, // 91: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
-	25, // 92: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
-	27, // 93: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
-	29, // 94: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
-	31, // 95: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
-	33, // 96: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
-	35, // 97: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
-	37, // 98: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
-	65, // 99: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
-	39, // 100: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
-	41, // 101: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
-	43, // 102: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
-	45, // 103: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
-	47, // 104: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
-	49, // 105: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
-	51, // 106: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
-	53, // 107: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
-	67, // 108: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
-	69, // 109: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
-	71, // 110: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
-	73, // 111: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
-	75, // 112: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
-	55, // 113: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
-	59, // 114: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
-	63, // 115: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
-	61, // 116: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
-	57, // 117: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:output_type -> ttip.auth.v1.ListUsersWithRolesResponse
-	80, // [80:118] is the sub-list for method output_type
-	42, // [42:80] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	79, // 0: ttip.auth.v1.StartPhoneVerificationRequest.locale:type_name -> ttip.auth.v1.Locale
+	80, // 1: ttip.auth.v1.StartPhoneVerificationResponse.expires_at:type_name -> google.protobuf.Timestamp
+	80, // 2: ttip.auth.v1.StartPhoneVerificationResponse.resend_after:type_name -> google.protobuf.Timestamp
+	81, // 3: ttip.auth.v1.VerifyPhoneOtpRequest.role:type_name -> ttip.auth.v1.Role
+	82, // 4: ttip.auth.v1.VerifyPhoneOtpResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	82, // 5: ttip.auth.v1.VerifyPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	82, // 6: ttip.auth.v1.ResetPinResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	82, // 7: ttip.auth.v1.RefreshSessionResponse.tokens:type_name -> ttip.auth.v1.TokenPair
+	83, // 8: ttip.auth.v1.GetMeResponse.user:type_name -> ttip.auth.v1.User
+	79, // 9: ttip.auth.v1.UpdateProfileRequest.locale:type_name -> ttip.auth.v1.Locale
+	83, // 10: ttip.auth.v1.UpdateProfileResponse.user:type_name -> ttip.auth.v1.User
+	84, // 11: ttip.auth.v1.ListSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	85, // 12: ttip.auth.v1.RegisterDeviceResponse.device:type_name -> ttip.auth.v1.Device
+	85, // 13: ttip.auth.v1.ListDevicesResponse.devices:type_name -> ttip.auth.v1.Device
+	80, // 14: ttip.auth.v1.CreateDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	80, // 15: ttip.auth.v1.VerifyDeviceChallengeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	83, // 16: ttip.auth.v1.GetUserResponse.user:type_name -> ttip.auth.v1.User
+	81, // 17: ttip.auth.v1.SetUserRolesRequest.roles:type_name -> ttip.auth.v1.Role
+	83, // 18: ttip.auth.v1.SetUserRolesResponse.user:type_name -> ttip.auth.v1.User
+	86, // 19: ttip.auth.v1.IssuePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	87, // 20: ttip.auth.v1.ListPartnerApiKeysRequest.page:type_name -> ttip.common.v1.PageRequest
+	86, // 21: ttip.auth.v1.ListPartnerApiKeysResponse.keys:type_name -> ttip.auth.v1.PartnerApiKey
+	88, // 22: ttip.auth.v1.ListPartnerApiKeysResponse.page:type_name -> ttip.common.v1.PageResponse
+	86, // 23: ttip.auth.v1.RevokePartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	52, // 24: ttip.auth.v1.GetPartnerKeyUsageResponse.days:type_name -> ttip.auth.v1.PartnerKeyUsageDay
+	87, // 25: ttip.auth.v1.ListAuditEventsRequest.page:type_name -> ttip.common.v1.PageRequest
+	89, // 26: ttip.auth.v1.ListAuditEventsRequest.actions:type_name -> ttip.auth.v1.AuditAction
+	80, // 27: ttip.auth.v1.ListAuditEventsRequest.from:type_name -> google.protobuf.Timestamp
+	80, // 28: ttip.auth.v1.ListAuditEventsRequest.to:type_name -> google.protobuf.Timestamp
+	90, // 29: ttip.auth.v1.ListAuditEventsResponse.events:type_name -> ttip.auth.v1.AuditEvent
+	88, // 30: ttip.auth.v1.ListAuditEventsResponse.page:type_name -> ttip.common.v1.PageResponse
+	83, // 31: ttip.auth.v1.GetUserByIdResponse.user:type_name -> ttip.auth.v1.User
+	81, // 32: ttip.auth.v1.ListUsersWithRolesRequest.roles:type_name -> ttip.auth.v1.Role
+	83, // 33: ttip.auth.v1.ListUsersWithRolesResponse.users:type_name -> ttip.auth.v1.User
+	80, // 34: ttip.auth.v1.VerifyPartnerSignatureRequest.timestamp:type_name -> google.protobuf.Timestamp
+	86, // 35: ttip.auth.v1.GetPartnerApiKeyResponse.key:type_name -> ttip.auth.v1.PartnerApiKey
+	83, // 36: ttip.auth.v1.ClaimFirstAdminResponse.user:type_name -> ttip.auth.v1.User
+	87, // 37: ttip.auth.v1.SearchUsersRequest.page:type_name -> ttip.common.v1.PageRequest
+	83, // 38: ttip.auth.v1.SearchUsersResponse.users:type_name -> ttip.auth.v1.User
+	88, // 39: ttip.auth.v1.SearchUsersResponse.page:type_name -> ttip.common.v1.PageResponse
+	83, // 40: ttip.auth.v1.BlockUserResponse.user:type_name -> ttip.auth.v1.User
+	83, // 41: ttip.auth.v1.UnblockUserResponse.user:type_name -> ttip.auth.v1.User
+	84, // 42: ttip.auth.v1.ListUserSessionsResponse.sessions:type_name -> ttip.auth.v1.Session
+	0,  // 43: ttip.auth.v1.AuthService.StartPhoneVerification:input_type -> ttip.auth.v1.StartPhoneVerificationRequest
+	2,  // 44: ttip.auth.v1.AuthService.VerifyPhoneOtp:input_type -> ttip.auth.v1.VerifyPhoneOtpRequest
+	4,  // 45: ttip.auth.v1.AuthService.SetPin:input_type -> ttip.auth.v1.SetPinRequest
+	6,  // 46: ttip.auth.v1.AuthService.VerifyPin:input_type -> ttip.auth.v1.VerifyPinRequest
+	8,  // 47: ttip.auth.v1.AuthService.ChangePin:input_type -> ttip.auth.v1.ChangePinRequest
+	10, // 48: ttip.auth.v1.AuthService.ResetPin:input_type -> ttip.auth.v1.ResetPinRequest
+	12, // 49: ttip.auth.v1.AuthService.RefreshSession:input_type -> ttip.auth.v1.RefreshSessionRequest
+	14, // 50: ttip.auth.v1.AuthService.Logout:input_type -> ttip.auth.v1.LogoutRequest
+	16, // 51: ttip.auth.v1.AuthService.GetJwks:input_type -> ttip.auth.v1.GetJwksRequest
+	18, // 52: ttip.auth.v1.AuthService.GetMe:input_type -> ttip.auth.v1.GetMeRequest
+	20, // 53: ttip.auth.v1.AuthService.UpdateProfile:input_type -> ttip.auth.v1.UpdateProfileRequest
+	22, // 54: ttip.auth.v1.AuthService.ListSessions:input_type -> ttip.auth.v1.ListSessionsRequest
+	24, // 55: ttip.auth.v1.AuthService.RevokeSession:input_type -> ttip.auth.v1.RevokeSessionRequest
+	26, // 56: ttip.auth.v1.AuthService.RevokeAllSessions:input_type -> ttip.auth.v1.RevokeAllSessionsRequest
+	28, // 57: ttip.auth.v1.AuthService.RegisterDevice:input_type -> ttip.auth.v1.RegisterDeviceRequest
+	30, // 58: ttip.auth.v1.AuthService.ListDevices:input_type -> ttip.auth.v1.ListDevicesRequest
+	32, // 59: ttip.auth.v1.AuthService.RemoveDevice:input_type -> ttip.auth.v1.RemoveDeviceRequest
+	34, // 60: ttip.auth.v1.AuthService.CreateDeviceChallenge:input_type -> ttip.auth.v1.CreateDeviceChallengeRequest
+	36, // 61: ttip.auth.v1.AuthService.VerifyDeviceChallenge:input_type -> ttip.auth.v1.VerifyDeviceChallengeRequest
+	67, // 62: ttip.auth.v1.AuthService.ClaimFirstAdmin:input_type -> ttip.auth.v1.ClaimFirstAdminRequest
+	38, // 63: ttip.auth.v1.AuthAdminService.GetUser:input_type -> ttip.auth.v1.GetUserRequest
+	40, // 64: ttip.auth.v1.AuthAdminService.SetUserRoles:input_type -> ttip.auth.v1.SetUserRolesRequest
+	42, // 65: ttip.auth.v1.AuthAdminService.UnlockUser:input_type -> ttip.auth.v1.UnlockUserRequest
+	44, // 66: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:input_type -> ttip.auth.v1.IssuePartnerApiKeyRequest
+	46, // 67: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:input_type -> ttip.auth.v1.ListPartnerApiKeysRequest
+	48, // 68: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:input_type -> ttip.auth.v1.RevokePartnerApiKeyRequest
+	50, // 69: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:input_type -> ttip.auth.v1.GetPartnerKeyUsageRequest
+	53, // 70: ttip.auth.v1.AuthAdminService.ListAuditEvents:input_type -> ttip.auth.v1.ListAuditEventsRequest
+	55, // 71: ttip.auth.v1.AuthAdminService.RotateSigningKey:input_type -> ttip.auth.v1.RotateSigningKeyRequest
+	69, // 72: ttip.auth.v1.AuthAdminService.SearchUsers:input_type -> ttip.auth.v1.SearchUsersRequest
+	71, // 73: ttip.auth.v1.AuthAdminService.BlockUser:input_type -> ttip.auth.v1.BlockUserRequest
+	73, // 74: ttip.auth.v1.AuthAdminService.UnblockUser:input_type -> ttip.auth.v1.UnblockUserRequest
+	75, // 75: ttip.auth.v1.AuthAdminService.ListUserSessions:input_type -> ttip.auth.v1.ListUserSessionsRequest
+	77, // 76: ttip.auth.v1.AuthAdminService.RevokeUserSessions:input_type -> ttip.auth.v1.RevokeUserSessionsRequest
+	57, // 77: ttip.auth.v1.AuthInternalService.GetUserById:input_type -> ttip.auth.v1.GetUserByIdRequest
+	61, // 78: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:input_type -> ttip.auth.v1.VerifyPartnerSignatureRequest
+	65, // 79: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:input_type -> ttip.auth.v1.VerifyStepUpTokenRequest
+	63, // 80: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:input_type -> ttip.auth.v1.GetPartnerApiKeyRequest
+	59, // 81: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:input_type -> ttip.auth.v1.ListUsersWithRolesRequest
+	1,  // 82: ttip.auth.v1.AuthService.StartPhoneVerification:output_type -> ttip.auth.v1.StartPhoneVerificationResponse
+	3,  // 83: ttip.auth.v1.AuthService.VerifyPhoneOtp:output_type -> ttip.auth.v1.VerifyPhoneOtpResponse
+	5,  // 84: ttip.auth.v1.AuthService.SetPin:output_type -> ttip.auth.v1.SetPinResponse
+	7,  // 85: ttip.auth.v1.AuthService.VerifyPin:output_type -> ttip.auth.v1.VerifyPinResponse
+	9,  // 86: ttip.auth.v1.AuthService.ChangePin:output_type -> ttip.auth.v1.ChangePinResponse
+	11, // 87: ttip.auth.v1.AuthService.ResetPin:output_type -> ttip.auth.v1.ResetPinResponse
+	13, // 88: ttip.auth.v1.AuthService.RefreshSession:output_type -> ttip.auth.v1.RefreshSessionResponse
+	15, // 89: ttip.auth.v1.AuthService.Logout:output_type -> ttip.auth.v1.LogoutResponse
+	17, // 90: ttip.auth.v1.AuthService.GetJwks:output_type -> ttip.auth.v1.GetJwksResponse
+	19, // 91: ttip.auth.v1.AuthService.GetMe:output_type -> ttip.auth.v1.GetMeResponse
+	21, // 92: ttip.auth.v1.AuthService.UpdateProfile:output_type -> ttip.auth.v1.UpdateProfileResponse
+	23, // 93: ttip.auth.v1.AuthService.ListSessions:output_type -> ttip.auth.v1.ListSessionsResponse
+	25, // 94: ttip.auth.v1.AuthService.RevokeSession:output_type -> ttip.auth.v1.RevokeSessionResponse
+	27, // 95: ttip.auth.v1.AuthService.RevokeAllSessions:output_type -> ttip.auth.v1.RevokeAllSessionsResponse
+	29, // 96: ttip.auth.v1.AuthService.RegisterDevice:output_type -> ttip.auth.v1.RegisterDeviceResponse
+	31, // 97: ttip.auth.v1.AuthService.ListDevices:output_type -> ttip.auth.v1.ListDevicesResponse
+	33, // 98: ttip.auth.v1.AuthService.RemoveDevice:output_type -> ttip.auth.v1.RemoveDeviceResponse
+	35, // 99: ttip.auth.v1.AuthService.CreateDeviceChallenge:output_type -> ttip.auth.v1.CreateDeviceChallengeResponse
+	37, // 100: ttip.auth.v1.AuthService.VerifyDeviceChallenge:output_type -> ttip.auth.v1.VerifyDeviceChallengeResponse
+	68, // 101: ttip.auth.v1.AuthService.ClaimFirstAdmin:output_type -> ttip.auth.v1.ClaimFirstAdminResponse
+	39, // 102: ttip.auth.v1.AuthAdminService.GetUser:output_type -> ttip.auth.v1.GetUserResponse
+	41, // 103: ttip.auth.v1.AuthAdminService.SetUserRoles:output_type -> ttip.auth.v1.SetUserRolesResponse
+	43, // 104: ttip.auth.v1.AuthAdminService.UnlockUser:output_type -> ttip.auth.v1.UnlockUserResponse
+	45, // 105: ttip.auth.v1.AuthAdminService.IssuePartnerApiKey:output_type -> ttip.auth.v1.IssuePartnerApiKeyResponse
+	47, // 106: ttip.auth.v1.AuthAdminService.ListPartnerApiKeys:output_type -> ttip.auth.v1.ListPartnerApiKeysResponse
+	49, // 107: ttip.auth.v1.AuthAdminService.RevokePartnerApiKey:output_type -> ttip.auth.v1.RevokePartnerApiKeyResponse
+	51, // 108: ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage:output_type -> ttip.auth.v1.GetPartnerKeyUsageResponse
+	54, // 109: ttip.auth.v1.AuthAdminService.ListAuditEvents:output_type -> ttip.auth.v1.ListAuditEventsResponse
+	56, // 110: ttip.auth.v1.AuthAdminService.RotateSigningKey:output_type -> ttip.auth.v1.RotateSigningKeyResponse
+	70, // 111: ttip.auth.v1.AuthAdminService.SearchUsers:output_type -> ttip.auth.v1.SearchUsersResponse
+	72, // 112: ttip.auth.v1.AuthAdminService.BlockUser:output_type -> ttip.auth.v1.BlockUserResponse
+	74, // 113: ttip.auth.v1.AuthAdminService.UnblockUser:output_type -> ttip.auth.v1.UnblockUserResponse
+	76, // 114: ttip.auth.v1.AuthAdminService.ListUserSessions:output_type -> ttip.auth.v1.ListUserSessionsResponse
+	78, // 115: ttip.auth.v1.AuthAdminService.RevokeUserSessions:output_type -> ttip.auth.v1.RevokeUserSessionsResponse
+	58, // 116: ttip.auth.v1.AuthInternalService.GetUserById:output_type -> ttip.auth.v1.GetUserByIdResponse
+	62, // 117: ttip.auth.v1.AuthInternalService.VerifyPartnerSignature:output_type -> ttip.auth.v1.VerifyPartnerSignatureResponse
+	66, // 118: ttip.auth.v1.AuthInternalService.VerifyStepUpToken:output_type -> ttip.auth.v1.VerifyStepUpTokenResponse
+	64, // 119: ttip.auth.v1.AuthInternalService.GetPartnerApiKey:output_type -> ttip.auth.v1.GetPartnerApiKeyResponse
+	60, // 120: ttip.auth.v1.AuthInternalService.ListUsersWithRoles:output_type -> ttip.auth.v1.ListUsersWithRolesResponse
+	82, // [82:121] is the sub-list for method output_type
+	43, // [43:82] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_ttip_auth_v1_auth_service_proto_init() }
@@ -4237,7 +4427,7 @@ func file_ttip_auth_v1_auth_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_auth_v1_auth_service_proto_rawDesc), len(file_ttip_auth_v1_auth_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   76,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

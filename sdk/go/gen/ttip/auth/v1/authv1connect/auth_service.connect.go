@@ -107,6 +107,9 @@ const (
 	// AuthAdminServiceRevokePartnerApiKeyProcedure is the fully-qualified name of the
 	// AuthAdminService's RevokePartnerApiKey RPC.
 	AuthAdminServiceRevokePartnerApiKeyProcedure = "/ttip.auth.v1.AuthAdminService/RevokePartnerApiKey"
+	// AuthAdminServiceGetPartnerKeyUsageProcedure is the fully-qualified name of the AuthAdminService's
+	// GetPartnerKeyUsage RPC.
+	AuthAdminServiceGetPartnerKeyUsageProcedure = "/ttip.auth.v1.AuthAdminService/GetPartnerKeyUsage"
 	// AuthAdminServiceListAuditEventsProcedure is the fully-qualified name of the AuthAdminService's
 	// ListAuditEvents RPC.
 	AuthAdminServiceListAuditEventsProcedure = "/ttip.auth.v1.AuthAdminService/ListAuditEvents"
@@ -767,6 +770,9 @@ type AuthAdminServiceClient interface {
 	IssuePartnerApiKey(context.Context, *connect.Request[v1.IssuePartnerApiKeyRequest]) (*connect.Response[v1.IssuePartnerApiKeyResponse], error)
 	ListPartnerApiKeys(context.Context, *connect.Request[v1.ListPartnerApiKeysRequest]) (*connect.Response[v1.ListPartnerApiKeysResponse], error)
 	RevokePartnerApiKey(context.Context, *connect.Request[v1.RevokePartnerApiKeyRequest]) (*connect.Response[v1.RevokePartnerApiKeyResponse], error)
+	// A key's calls per day (UTC), counted by the gateway where it verifies the
+	// signature: calls whose signature did not verify are not counted.
+	GetPartnerKeyUsage(context.Context, *connect.Request[v1.GetPartnerKeyUsageRequest]) (*connect.Response[v1.GetPartnerKeyUsageResponse], error)
 	ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error)
 	// Starts a new signing key; the previous one keeps verifying until its tokens expire.
 	RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error)
@@ -829,6 +835,13 @@ func NewAuthAdminServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(authAdminServiceMethods.ByName("RevokePartnerApiKey")),
 			connect.WithClientOptions(opts...),
 		),
+		getPartnerKeyUsage: connect.NewClient[v1.GetPartnerKeyUsageRequest, v1.GetPartnerKeyUsageResponse](
+			httpClient,
+			baseURL+AuthAdminServiceGetPartnerKeyUsageProcedure,
+			connect.WithSchema(authAdminServiceMethods.ByName("GetPartnerKeyUsage")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		listAuditEvents: connect.NewClient[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse](
 			httpClient,
 			baseURL+AuthAdminServiceListAuditEventsProcedure,
@@ -885,6 +898,7 @@ type authAdminServiceClient struct {
 	issuePartnerApiKey  *connect.Client[v1.IssuePartnerApiKeyRequest, v1.IssuePartnerApiKeyResponse]
 	listPartnerApiKeys  *connect.Client[v1.ListPartnerApiKeysRequest, v1.ListPartnerApiKeysResponse]
 	revokePartnerApiKey *connect.Client[v1.RevokePartnerApiKeyRequest, v1.RevokePartnerApiKeyResponse]
+	getPartnerKeyUsage  *connect.Client[v1.GetPartnerKeyUsageRequest, v1.GetPartnerKeyUsageResponse]
 	listAuditEvents     *connect.Client[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse]
 	rotateSigningKey    *connect.Client[v1.RotateSigningKeyRequest, v1.RotateSigningKeyResponse]
 	searchUsers         *connect.Client[v1.SearchUsersRequest, v1.SearchUsersResponse]
@@ -922,6 +936,11 @@ func (c *authAdminServiceClient) ListPartnerApiKeys(ctx context.Context, req *co
 // RevokePartnerApiKey calls ttip.auth.v1.AuthAdminService.RevokePartnerApiKey.
 func (c *authAdminServiceClient) RevokePartnerApiKey(ctx context.Context, req *connect.Request[v1.RevokePartnerApiKeyRequest]) (*connect.Response[v1.RevokePartnerApiKeyResponse], error) {
 	return c.revokePartnerApiKey.CallUnary(ctx, req)
+}
+
+// GetPartnerKeyUsage calls ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage.
+func (c *authAdminServiceClient) GetPartnerKeyUsage(ctx context.Context, req *connect.Request[v1.GetPartnerKeyUsageRequest]) (*connect.Response[v1.GetPartnerKeyUsageResponse], error) {
+	return c.getPartnerKeyUsage.CallUnary(ctx, req)
 }
 
 // ListAuditEvents calls ttip.auth.v1.AuthAdminService.ListAuditEvents.
@@ -969,6 +988,9 @@ type AuthAdminServiceHandler interface {
 	IssuePartnerApiKey(context.Context, *connect.Request[v1.IssuePartnerApiKeyRequest]) (*connect.Response[v1.IssuePartnerApiKeyResponse], error)
 	ListPartnerApiKeys(context.Context, *connect.Request[v1.ListPartnerApiKeysRequest]) (*connect.Response[v1.ListPartnerApiKeysResponse], error)
 	RevokePartnerApiKey(context.Context, *connect.Request[v1.RevokePartnerApiKeyRequest]) (*connect.Response[v1.RevokePartnerApiKeyResponse], error)
+	// A key's calls per day (UTC), counted by the gateway where it verifies the
+	// signature: calls whose signature did not verify are not counted.
+	GetPartnerKeyUsage(context.Context, *connect.Request[v1.GetPartnerKeyUsageRequest]) (*connect.Response[v1.GetPartnerKeyUsageResponse], error)
 	ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error)
 	// Starts a new signing key; the previous one keeps verifying until its tokens expire.
 	RotateSigningKey(context.Context, *connect.Request[v1.RotateSigningKeyRequest]) (*connect.Response[v1.RotateSigningKeyResponse], error)
@@ -1025,6 +1047,13 @@ func NewAuthAdminServiceHandler(svc AuthAdminServiceHandler, opts ...connect.Han
 		AuthAdminServiceRevokePartnerApiKeyProcedure,
 		svc.RevokePartnerApiKey,
 		connect.WithSchema(authAdminServiceMethods.ByName("RevokePartnerApiKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	authAdminServiceGetPartnerKeyUsageHandler := connect.NewUnaryHandler(
+		AuthAdminServiceGetPartnerKeyUsageProcedure,
+		svc.GetPartnerKeyUsage,
+		connect.WithSchema(authAdminServiceMethods.ByName("GetPartnerKeyUsage")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
 	authAdminServiceListAuditEventsHandler := connect.NewUnaryHandler(
@@ -1086,6 +1115,8 @@ func NewAuthAdminServiceHandler(svc AuthAdminServiceHandler, opts ...connect.Han
 			authAdminServiceListPartnerApiKeysHandler.ServeHTTP(w, r)
 		case AuthAdminServiceRevokePartnerApiKeyProcedure:
 			authAdminServiceRevokePartnerApiKeyHandler.ServeHTTP(w, r)
+		case AuthAdminServiceGetPartnerKeyUsageProcedure:
+			authAdminServiceGetPartnerKeyUsageHandler.ServeHTTP(w, r)
 		case AuthAdminServiceListAuditEventsProcedure:
 			authAdminServiceListAuditEventsHandler.ServeHTTP(w, r)
 		case AuthAdminServiceRotateSigningKeyProcedure:
@@ -1131,6 +1162,10 @@ func (UnimplementedAuthAdminServiceHandler) ListPartnerApiKeys(context.Context, 
 
 func (UnimplementedAuthAdminServiceHandler) RevokePartnerApiKey(context.Context, *connect.Request[v1.RevokePartnerApiKeyRequest]) (*connect.Response[v1.RevokePartnerApiKeyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthAdminService.RevokePartnerApiKey is not implemented"))
+}
+
+func (UnimplementedAuthAdminServiceHandler) GetPartnerKeyUsage(context.Context, *connect.Request[v1.GetPartnerKeyUsageRequest]) (*connect.Response[v1.GetPartnerKeyUsageResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.auth.v1.AuthAdminService.GetPartnerKeyUsage is not implemented"))
 }
 
 func (UnimplementedAuthAdminServiceHandler) ListAuditEvents(context.Context, *connect.Request[v1.ListAuditEventsRequest]) (*connect.Response[v1.ListAuditEventsResponse], error) {

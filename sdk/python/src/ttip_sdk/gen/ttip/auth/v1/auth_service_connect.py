@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.auth.v1 import auth_service_pb
-from ttip_sdk.gen.ttip.auth.v1.auth_service_pb import BlockUserRequest, BlockUserResponse, ChangePinRequest, ChangePinResponse, ClaimFirstAdminRequest, ClaimFirstAdminResponse, CreateDeviceChallengeRequest, CreateDeviceChallengeResponse, GetJwksRequest, GetJwksResponse, GetMeRequest, GetMeResponse, GetPartnerApiKeyRequest, GetPartnerApiKeyResponse, GetUserByIdRequest, GetUserByIdResponse, GetUserRequest, GetUserResponse, IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse, ListAuditEventsRequest, ListAuditEventsResponse, ListDevicesRequest, ListDevicesResponse, ListPartnerApiKeysRequest, ListPartnerApiKeysResponse, ListSessionsRequest, ListSessionsResponse, ListUserSessionsRequest, ListUserSessionsResponse, ListUsersWithRolesRequest, ListUsersWithRolesResponse, LogoutRequest, LogoutResponse, RefreshSessionRequest, RefreshSessionResponse, RegisterDeviceRequest, RegisterDeviceResponse, RemoveDeviceRequest, RemoveDeviceResponse, ResetPinRequest, ResetPinResponse, RevokeAllSessionsRequest, RevokeAllSessionsResponse, RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse, RevokeSessionRequest, RevokeSessionResponse, RevokeUserSessionsRequest, RevokeUserSessionsResponse, RotateSigningKeyRequest, RotateSigningKeyResponse, SearchUsersRequest, SearchUsersResponse, SetPinRequest, SetPinResponse, SetUserRolesRequest, SetUserRolesResponse, StartPhoneVerificationRequest, StartPhoneVerificationResponse, UnblockUserRequest, UnblockUserResponse, UnlockUserRequest, UnlockUserResponse, UpdateProfileRequest, UpdateProfileResponse, VerifyDeviceChallengeRequest, VerifyDeviceChallengeResponse, VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse, VerifyPhoneOtpRequest, VerifyPhoneOtpResponse, VerifyPinRequest, VerifyPinResponse, VerifyStepUpTokenRequest, VerifyStepUpTokenResponse
+from ttip_sdk.gen.ttip.auth.v1.auth_service_pb import BlockUserRequest, BlockUserResponse, ChangePinRequest, ChangePinResponse, ClaimFirstAdminRequest, ClaimFirstAdminResponse, CreateDeviceChallengeRequest, CreateDeviceChallengeResponse, GetJwksRequest, GetJwksResponse, GetMeRequest, GetMeResponse, GetPartnerApiKeyRequest, GetPartnerApiKeyResponse, GetPartnerKeyUsageRequest, GetPartnerKeyUsageResponse, GetUserByIdRequest, GetUserByIdResponse, GetUserRequest, GetUserResponse, IssuePartnerApiKeyRequest, IssuePartnerApiKeyResponse, ListAuditEventsRequest, ListAuditEventsResponse, ListDevicesRequest, ListDevicesResponse, ListPartnerApiKeysRequest, ListPartnerApiKeysResponse, ListSessionsRequest, ListSessionsResponse, ListUserSessionsRequest, ListUserSessionsResponse, ListUsersWithRolesRequest, ListUsersWithRolesResponse, LogoutRequest, LogoutResponse, RefreshSessionRequest, RefreshSessionResponse, RegisterDeviceRequest, RegisterDeviceResponse, RemoveDeviceRequest, RemoveDeviceResponse, ResetPinRequest, ResetPinResponse, RevokeAllSessionsRequest, RevokeAllSessionsResponse, RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse, RevokeSessionRequest, RevokeSessionResponse, RevokeUserSessionsRequest, RevokeUserSessionsResponse, RotateSigningKeyRequest, RotateSigningKeyResponse, SearchUsersRequest, SearchUsersResponse, SetPinRequest, SetPinResponse, SetUserRolesRequest, SetUserRolesResponse, StartPhoneVerificationRequest, StartPhoneVerificationResponse, UnblockUserRequest, UnblockUserResponse, UnlockUserRequest, UnlockUserResponse, UpdateProfileRequest, UpdateProfileResponse, VerifyDeviceChallengeRequest, VerifyDeviceChallengeResponse, VerifyPartnerSignatureRequest, VerifyPartnerSignatureResponse, VerifyPhoneOtpRequest, VerifyPhoneOtpResponse, VerifyPinRequest, VerifyPinResponse, VerifyStepUpTokenRequest, VerifyStepUpTokenResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -1678,6 +1678,13 @@ class AuthAdminService(Protocol):
     async def revoke_partner_api_key(self, request: RevokePartnerApiKeyRequest, ctx: RequestContext[RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse], /) -> RevokePartnerApiKeyResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def get_partner_key_usage(self, request: GetPartnerKeyUsageRequest, ctx: RequestContext[GetPartnerKeyUsageRequest, GetPartnerKeyUsageResponse], /) -> GetPartnerKeyUsageResponse:
+        """
+        A key's calls per day (UTC), counted by the gateway where it verifies the
+        signature: calls whose signature did not verify are not counted.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def list_audit_events(self, request: ListAuditEventsRequest, ctx: RequestContext[ListAuditEventsRequest, ListAuditEventsResponse], /) -> ListAuditEventsResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1794,6 +1801,17 @@ class AuthAdminServiceASGIApplication(ConnectASGIApplication[AuthAdminService]):
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.revoke_partner_api_key,
+                ),
+                "/ttip.auth.v1.AuthAdminService/GetPartnerKeyUsage": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetPartnerKeyUsage",
+                        service_name="ttip.auth.v1.AuthAdminService",
+                        input=GetPartnerKeyUsageRequest,
+                        output=GetPartnerKeyUsageResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_partner_key_usage,
                 ),
                 "/ttip.auth.v1.AuthAdminService/ListAuditEvents": Endpoint.unary(
                     method=MethodInfo(
@@ -2019,6 +2037,32 @@ class AuthAdminServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def get_partner_key_usage(
+        self,
+        request: GetPartnerKeyUsageRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetPartnerKeyUsageResponse:
+        """
+        A key's calls per day (UTC), counted by the gateway where it verifies the
+        signature: calls whose signature did not verify are not counted.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetPartnerKeyUsage",
+                service_name="ttip.auth.v1.AuthAdminService",
+                input=GetPartnerKeyUsageRequest,
+                output=GetPartnerKeyUsageResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
     async def list_audit_events(
         self,
         request: ListAuditEventsRequest,
@@ -2206,6 +2250,13 @@ class AuthAdminServiceSync(Protocol):
     def revoke_partner_api_key(self, request: RevokePartnerApiKeyRequest, ctx: RequestContext[RevokePartnerApiKeyRequest, RevokePartnerApiKeyResponse], /) -> RevokePartnerApiKeyResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def get_partner_key_usage(self, request: GetPartnerKeyUsageRequest, ctx: RequestContext[GetPartnerKeyUsageRequest, GetPartnerKeyUsageResponse], /) -> GetPartnerKeyUsageResponse:
+        """
+        A key's calls per day (UTC), counted by the gateway where it verifies the
+        signature: calls whose signature did not verify are not counted.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def list_audit_events(self, request: ListAuditEventsRequest, ctx: RequestContext[ListAuditEventsRequest, ListAuditEventsResponse], /) -> ListAuditEventsResponse:
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2320,6 +2371,17 @@ class AuthAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.revoke_partner_api_key,
+                ),
+                "/ttip.auth.v1.AuthAdminService/GetPartnerKeyUsage": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetPartnerKeyUsage",
+                        service_name="ttip.auth.v1.AuthAdminService",
+                        input=GetPartnerKeyUsageRequest,
+                        output=GetPartnerKeyUsageResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_partner_key_usage,
                 ),
                 "/ttip.auth.v1.AuthAdminService/ListAuditEvents": EndpointSync.unary(
                     method=MethodInfo(
@@ -2544,6 +2606,32 @@ class AuthAdminServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def get_partner_key_usage(
+        self,
+        request: GetPartnerKeyUsageRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> GetPartnerKeyUsageResponse:
+        """
+        A key's calls per day (UTC), counted by the gateway where it verifies the
+        signature: calls whose signature did not verify are not counted.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetPartnerKeyUsage",
+                service_name="ttip.auth.v1.AuthAdminService",
+                input=GetPartnerKeyUsageRequest,
+                output=GetPartnerKeyUsageResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
     def list_audit_events(
         self,
