@@ -3,6 +3,7 @@ import { useEffect, useState } from "react";
 import type { PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { api, errorText, hasRole, type Session } from "./api";
+import { PartnerUsage } from "./partner-usage";
 import { Action, Section, when } from "./ui";
 
 /** The scopes the gateway knows (declared on the RPCs in the contracts). */
@@ -14,6 +15,7 @@ export function Partners({ session }: { session: Session }) {
   const [scopes, setScopes] = useState<string[]>(["tips:create", "tips:read"]);
   const [secret, setSecret] = useState("");
   const [error, setError] = useState("");
+  const [usageOf, setUsageOf] = useState<PartnerApiKey>();
   const admin = api(AuthAdminService);
   const notAdmin = hasRole(session, "admin") ? undefined : "needs the admin role";
   const load = async () => {
@@ -48,18 +50,20 @@ export function Partners({ session }: { session: Session }) {
       <Section title="Keys">
         {error && <p role="alert" className="error">{error}</p>}
         <table>
-          <thead><tr><th>Partner</th><th>Prefix</th><th>Scopes</th><th>Created</th><th>Last used</th><th>State</th><th /></tr></thead>
+          <thead><tr><th>Partner</th><th>Prefix</th><th>Scopes</th><th>Created</th><th>Last used</th><th>State</th><th /><th /></tr></thead>
           <tbody>
             {keys.map((k) => (
               <tr key={k.keyId}>
                 <td>{k.partnerName}</td><td><code>{k.prefix}</code></td><td>{k.scopes.join(" ")}</td><td>{when(k.createdAt)}</td><td>{when(k.lastUsedAt)}</td>
                 <td>{k.revokedAt ? `revoked ${when(k.revokedAt)}` : "active"}</td>
+                <td><button aria-label={`Usage of ${k.prefix}`} onClick={() => setUsageOf(k)}>Usage</button></td>
                 <td>{!k.revokedAt && <Action label="Revoke" danger disabledWhy={notAdmin} run={async () => void (await admin.revokePartnerApiKey({ keyId: k.keyId }))} done={() => void load()} />}</td>
               </tr>
             ))}
           </tbody>
         </table>
       </Section>
+      {usageOf && <PartnerUsage key={usageOf.keyId} keyId={usageOf.keyId} partnerName={usageOf.partnerName} />}
     </div>
   );
 }

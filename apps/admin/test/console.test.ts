@@ -267,6 +267,13 @@ describe("admin console in chromium", () => {
     await adminPage.getByRole("button", { name: "Issue key" }).click();
     assert.match((await adminPage.getByTestId("partner-secret").textContent()) ?? "", /^ttip_sk/);
     const keyRow = adminPage.locator("tr").filter({ hasText: "Savannah POS" });
+    // Its usage, through the gateway: a row per day, today first, nothing counted yet.
+    await keyRow.getByRole("button", { name: /^Usage of / }).click();
+    const usage = adminPage.getByRole("table", { name: "Partner key usage" });
+    const today = usage.locator("tbody tr").first();
+    await today.waitFor();
+    assert.equal(await usage.locator("tbody tr").count(), 7);
+    assert.deepEqual(await today.locator("td").allTextContents(), [new Date().toISOString().slice(0, 10), "0", "0", "0"]);
     await keyRow.getByRole("button", { name: "Revoke" }).click();
     await keyRow.getByText(/^revoked /).waitFor();
   });
