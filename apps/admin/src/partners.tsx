@@ -1,9 +1,11 @@
-// Partner API keys: issue (the secret is shown once), scopes, last use, revoke.
+// Partner API keys: issue (the secret is shown once), scopes, last use, revoke
+// (admins); the webhook delivery log (every console role) and replay (admins).
 import { useEffect, useState } from "react";
 import type { PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { api, errorText, hasRole, type Session } from "./api";
 import { PartnerUsage } from "./partner-usage";
+import { PartnerWebhooks } from "./partner-webhooks";
 import { Action, Section, when } from "./ui";
 
 /** The scopes the gateway knows (declared on the RPCs in the contracts). */
@@ -25,7 +27,8 @@ export function Partners({ session }: { session: Session }) {
       setError(errorText(err));
     }
   };
-  useEffect(() => void load(), []);
+  useEffect(() => void (notAdmin ? undefined : load()), []);
+  if (notAdmin) return <PartnerWebhooks session={session} keys={[]} />;
   return (
     <div>
       <Section title="Issue a key">
@@ -64,6 +67,7 @@ export function Partners({ session }: { session: Session }) {
         </table>
       </Section>
       {usageOf && <PartnerUsage key={usageOf.keyId} keyId={usageOf.keyId} partnerName={usageOf.partnerName} />}
+      <PartnerWebhooks session={session} keys={keys} />
     </div>
   );
 }
