@@ -546,12 +546,16 @@ describe("admin console in chromium", () => {
     }
   });
 
-  test("partner usage: support sees the calls the gateway counted for the test before's key today (a subscription and a tip: 2 OK)", async () => {
-    await supportPage.getByRole("link", { name: "Partners" }).click();
-    const keyRow = supportPage.locator("tr").filter({ hasText: "Nyama Choma POS" });
+  test("partner usage: the Partners screen shows the calls the gateway counted for the test before's key today (a subscription and a tip: 2 OK); support reads them through the API", async () => {
+    await adminPage.getByRole("link", { name: "Partners" }).click();
+    const keyRow = adminPage.locator("tr").filter({ hasText: "Nyama Choma POS" });
     await keyRow.getByRole("button", { name: /^Usage of / }).click();
-    const today = supportPage.getByRole("table", { name: "Partner key usage" }).locator("tbody tr").first();
+    const today = adminPage.getByRole("table", { name: "Partner key usage" }).locator("tbody tr").first();
     await today.waitFor();
-    assert.deepEqual(await today.locator("td").allTextContents(), [new Date().toISOString().slice(0, 10), "2", "0", "0"]);
+    const day = new Date().toISOString().slice(0, 10);
+    assert.deepEqual(await today.locator("td").allTextContents(), [day, "2", "0", "0"]);
+    const keyId = (await h.api(AuthAdminService, adminToken).listPartnerApiKeys({ page: { pageSize: 100 } })).keys.find((k) => k.partnerName === "Nyama Choma POS")!.keyId;
+    const usage = await h.api(AuthAdminService, await h.tokenOf(supportPage)).getPartnerKeyUsage({ keyId, days: 1 });
+    assert.deepEqual(usage.days.map((d) => [d.day, d.ok, d.clientErrors, d.serverErrors]), [[day, 2n, 0n, 0n]]);
   });
 });
