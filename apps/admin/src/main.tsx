@@ -28,7 +28,7 @@ const SCREENS = {
   money: { title: "Money", roles: ["admin", "finance"], render: (s: Session) => <Money session={s} /> },
   templates: { title: "Templates", roles: CONSOLE_ROLES, render: (s: Session) => <Templates session={s} /> },
   notifications: { title: "Notifications", roles: CONSOLE_ROLES, render: () => <Deliveries /> },
-  partners: { title: "Partners", roles: ["admin"], render: (s: Session) => <Partners session={s} /> },
+  partners: { title: "Partners", roles: CONSOLE_ROLES, render: (s: Session) => <Partners session={s} /> },
   audit: { title: "Audit log", roles: CONSOLE_ROLES, render: () => <Audit /> },
 } as const;
 type ScreenName = keyof typeof SCREENS;

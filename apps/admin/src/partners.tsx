@@ -1,8 +1,10 @@
-// Partner API keys: issue (the secret is shown once), scopes, last use, revoke.
+// Partner API keys: issue (the secret is shown once), scopes, last use, revoke
+// (admins); the webhook delivery log (every console role) and replay (admins).
 import { useEffect, useState } from "react";
 import type { PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { api, errorText, hasRole, type Session } from "./api";
+import { PartnerWebhooks } from "./partner-webhooks";
 import { Action, Section, when } from "./ui";
 
 /** The scopes the gateway knows (declared on the RPCs in the contracts). */
@@ -23,7 +25,8 @@ export function Partners({ session }: { session: Session }) {
       setError(errorText(err));
     }
   };
-  useEffect(() => void load(), []);
+  useEffect(() => void (notAdmin ? undefined : load()), []);
+  if (notAdmin) return <PartnerWebhooks session={session} keys={[]} />;
   return (
     <div>
       <Section title="Issue a key">
@@ -60,6 +63,7 @@ export function Partners({ session }: { session: Session }) {
           </tbody>
         </table>
       </Section>
+      <PartnerWebhooks session={session} keys={keys} />
     </div>
   );
 }

@@ -5,12 +5,17 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
+import { PartnerAdminService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
+import { partnerCallSigner } from "@ttip/auth/testing";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -20,7 +25,7 @@ import { Channel, DeliveryStatus, TemplateKey } from "@ttip/proto/ttip/notificat
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import type { Page } from "playwright-core";
 import { chartRange } from "../src/chart-range.js";
-import { AdminHarness, eventually, randomPhone } from "./harness.js";
+import { AdminHarness, eventually, randomPhone, startWebhookReceiver } from "./harness.js";
 
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e) => Code[ConnectError.from(e).code]);
 
@@ -28,6 +33,8 @@ describe("admin console in chromium", () => {
   const h = new AdminHarness();
   let adminPage: Page;
   let adminToken: string;
+  // The support user's signed-in page (the support test), for the webhook log test.
+  let supportPage: Page;
   const adminPhone = randomPhone();
   // What the suspense test did, for the audit log test after it.
   const acted = { workerId: "", receipt: "", smsWorkerId: "" };
@@ -131,6 +138,7 @@ describe("admin console in chromium", () => {
     const page = await h.page();
     await h.signIn(page, supportPhone, "4826");
     await page.getByRole("heading", { name: "Users" }).waitFor();
+    supportPage = page;
     assert.equal(await page.getByRole("link", { name: "Money" }).count(), 0, "no money screen for support");
     await page.getByRole("link", { name: /Fraud/ }).click();
     const block = page.getByRole("button", { name: "Block number", exact: true });
@@ -461,5 +469,73 @@ describe("admin console in chromium", () => {
     const heights = (await adminPage.getByTestId("chart-tips").locator("g[data-label] rect").evaluateAll((rs) => rs.map((r) => Number(r.getAttribute("height")))));
     const values = after["chart-tips"].map(([, v]) => Number(v));
     assert.equal(heights.indexOf(Math.max(...heights)), values.indexOf(Math.max(...values)));
+  });
+
+  test("partner webhooks: a partner key's tip is delivered to its loopback receiver, shown in the Partners screen's log (by key and status), replayed by the admin under the same delivery id; support sees it but may not replay", async () => {
+    const receiver = await startWebhookReceiver();
+    try {
+      const issued = await h.api(AuthAdminService, adminToken).issuePartnerApiKey({ partnerName: "Nyama Choma POS", scopes: ["tips:create", "webhooks:write"], idempotencyKey: randomUUID() });
+      const key = { keyId: issued.key!.keyId, secret: issued.secret };
+      const signed = <S extends DescService>(service: S) =>
+        createClient(service, createConnectTransport({ baseUrl: h.url, httpVersion: "1.1", useBinaryFormat: true, interceptors: [partnerCallSigner(key)] }));
+      await signed(PartnerService).createWebhookSubscription({ url: receiver.url, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
+      const worker = await h.signUp(randomPhone());
+      await h.api(QrService, worker.accessToken).linkPartner({ keyId: key.keyId, ownerKind: OwnerKind.WORKER, ownerId: worker.userId });
+      const { tip } = await signed(PaymentService).createTip({
+        idempotencyKey: randomUUID(),
+        recipient: { case: "workerId", value: worker.userId },
+        amount: { currency: "KES", amountMinor: 150_00n },
+        payment: { case: "mpesaPhone", value: `07${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}` },
+      });
+      const [first] = await eventually("the tip's webhook", async () => receiver.received.length > 0 && receiver.received, 20_000);
+      const deliveryId = String(first.headers["x-ttip-delivery-id"]);
+      assert.equal(JSON.parse(first.body).tip.tipId, tip!.tipId);
+      const partnerAdmin = h.api(PartnerAdminService, adminToken);
+      await eventually("delivered in auth's log", async () => (await partnerAdmin.listAllWebhookDeliveries({ keyId: key.keyId })).deliveries[0]?.status === WebhookDeliveryStatus.DELIVERED);
+
+      await adminPage.getByRole("link", { name: "Partners" }).click();
+      const log = adminPage.getByRole("table", { name: "Webhook deliveries" });
+      const row = log.locator(`tr[data-webhook-delivery-id="${deliveryId}"]`);
+      await adminPage.getByLabel("Webhook key", { exact: true }).selectOption(key.keyId);
+      await adminPage.getByLabel("Webhook status").selectOption({ label: "failed" });
+      await adminPage.getByRole("button", { name: "Show webhook deliveries" }).click();
+      await adminPage.getByText("No deliveries match.").waitFor();
+      await adminPage.getByLabel("Webhook status").selectOption({ label: "delivered" });
+      await adminPage.getByRole("button", { name: "Show webhook deliveries" }).click();
+      await row.waitFor();
+      assert.equal(await log.locator("tbody tr").count(), 1, "the key's one delivery");
+      assert.match((await row.textContent()) ?? "", new RegExp(`Nyama Choma POS.*tip succeeded.*${receiver.url.replace(/[.]/g, "\\.")}`));
+      assert.match((await row.getByTestId("webhook-status").textContent()) ?? "", /^delivered /);
+      assert.equal(await row.getByTestId("webhook-attempts").textContent(), "1");
+
+      await row.getByRole("button", { name: "Replay" }).click();
+      await row.getByLabel("Reason (Replay)").fill("partner lost it in a deploy");
+      await row.getByRole("button", { name: "Confirm replay" }).click();
+      await row.getByRole("status").filter({ hasText: "Replay queued." }).waitFor();
+      const [, again] = await eventually("the replayed webhook", async () => receiver.received.length > 1 && receiver.received, 20_000);
+      assert.equal(again.headers["x-ttip-delivery-id"], deliveryId, "the same delivery id: the receiver's deduplication key");
+      assert.equal(JSON.parse(again.body).deliveryId, deliveryId);
+      assert.equal(receiver.received.length, 2);
+      await eventually("two attempts on screen", async () => {
+        await adminPage.getByRole("button", { name: "Show webhook deliveries" }).click();
+        return (await row.getByTestId("webhook-attempts").textContent({ timeout: 2_000 }).catch(() => "")) === "2";
+      });
+      const audit = await h.api(AuthAdminService, adminToken).listAuditEvents({ actions: [AuditAction.WEBHOOK_DELIVERY_REPLAYED] });
+      assert.ok(audit.events.some((e) => e.detail === `delivery ${deliveryId}: partner lost it in a deploy`), "the replay is audited with its reason");
+
+      // Support: the log by key id, the Replay button disabled, and the API's refusal.
+      await supportPage.getByRole("link", { name: "Partners" }).click();
+      await supportPage.getByLabel("Webhook key id").fill(key.keyId);
+      await supportPage.getByRole("button", { name: "Show webhook deliveries" }).click();
+      const supportRow = supportPage.locator(`tr[data-webhook-delivery-id="${deliveryId}"]`);
+      await supportRow.waitFor();
+      assert.equal(await supportRow.getByRole("button", { name: "Replay" }).isDisabled(), true);
+      const supportToken = await h.tokenOf(supportPage);
+      assert.equal(await codeOf(h.api(PartnerAdminService, supportToken).replayWebhookDelivery({ deliveryId, reason: "support tries anyway" })), "PermissionDenied");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(receiver.received.length, 2, "nothing more was sent");
+    } finally {
+      await receiver.close();
+    }
   });
 });

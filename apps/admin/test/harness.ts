@@ -4,6 +4,8 @@
 // simulated; Debian's chromium driven by playwright-core.
 import assert from "node:assert/strict";
 import { randomInt } from "node:crypto";
+import { createServer, type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
@@ -40,6 +42,22 @@ export async function eventually<T>(what: string, check: () => Promise<T | undef
   }
 }
 
+/** A partner's webhook endpoint on loopback: answers 200 and records every request. */
+export async function startWebhookReceiver() {
+  const received: Array<{ headers: IncomingHttpHeaders; body: string }> = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => (received.push({ headers: req.headers, body: Buffer.concat(chunks).toString("utf8") }), res.end("ok")));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/ttip`,
+    received,
+    close: () => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))),
+  };
+}
+
 export class AdminHarness {
   platform!: Platform;
   browser!: Browser;
@@ -74,7 +92,7 @@ export class AdminHarness {
     this.platform = await startPlatform({
       ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics() },
       modules: [
-        createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "admin-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
+        createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "admin-sms-key", AUTH_OTP_RESEND_SECONDS: "1", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true", AUTH_WEBHOOK_POLL_MS: "50" } }),
         createPaymentModule({ config: () => payment }),
         createQrModule({ env: { ...process.env, QR_TIP_BASE_URL: "http://127.0.0.1:1/t" } }),
         wallet,
