@@ -1,5 +1,5 @@
 import type { RateLimiterAbstract } from "rate-limiter-flexible";
-import { RateLimitedError, type ServiceContext } from "@ttip/runtime";
+import { clockOf, RateLimitedError, type ServiceContext } from "@ttip/runtime";
 import type { AuthConfig } from "./config.js";
 import { Sealer } from "./crypto.js";
 import { SigningKeys } from "./keys.js";
@@ -13,7 +13,6 @@ export interface AuthCore {
   keys: SigningKeys;
   otpSender: OtpSender;
   limits: {
-    otpResend: RateLimiterAbstract;
     otpPerPhone: RateLimiterAbstract;
     otpPerIp: RateLimiterAbstract;
     otpPerPrefix: RateLimiterAbstract;
@@ -35,7 +34,6 @@ export function createCore(ctx: ServiceContext, config: AuthConfig, otpSender: O
     }),
     otpSender,
     limits: {
-      otpResend: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-resend", points: 1, durationSeconds: config.otpResendSeconds }),
       otpPerPhone: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-phone", points: config.otpPerPhonePerHour, durationSeconds: 3600 }),
       otpPerIp: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-ip", points: config.otpPerIpPerHour, durationSeconds: 3600 }),
       otpPerPrefix: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-prefix", points: config.otpDailyPerPrefix, durationSeconds: 86_400 }),
@@ -59,4 +57,16 @@ export async function consumeOrRefuse(limiter: RateLimiterAbstract, key: string,
     const retryAfter = Math.max(1, Math.ceil((rejection as { msBeforeNext: number }).msBeforeNext / 1000));
     throw new RateLimitedError(`${what}; retry in ${retryAfter} s`, retryAfter);
   }
+}
+
+/**
+ * Claims a cool-down on `key` (one per `seconds`), timed by the service's
+ * clock so a test moves it on instead of sleeping; RESOURCE_EXHAUSTED with
+ * retry-after while it runs.
+ */
+export async function coolDownOrRefuse(ctx: ServiceContext, key: string, seconds: number, what: string): Promise<void> {
+  const leftMs = await ctx.cache.claimCooldown(key, clockOf(ctx).now(), seconds * 1000);
+  if (leftMs === 0) return;
+  const retryAfter = Math.max(1, Math.ceil(leftMs / 1000));
+  throw new RateLimitedError(`${what}; retry in ${retryAfter} s`, retryAfter);
 }

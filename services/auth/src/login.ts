@@ -6,7 +6,7 @@ import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { audit, AuditAction } from "./audit.js";
-import { consumeOrRefuse, type AuthCore } from "./core.js";
+import { consumeOrRefuse, coolDownOrRefuse, type AuthCore } from "./core.js";
 import { hmacSha256, sameBytes, sixDigitCode } from "./crypto.js";
 import { hashPin, weakPinReason } from "./pin.js";
 import { checkPin } from "./pin-guard.js";
@@ -73,7 +73,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
         otps.inc({ outcome: "refused_country" });
         throw fieldError("phone", `sign-in codes are sent only to mobile numbers in ${config.otpCountryCodes.map((c) => `+${c}`).join(", ")}`, "phone.country");
       }
-      await limited(consumeOrRefuse(core.limits.otpResend, phone, "a code was just sent to this number"), "resend");
+      await limited(coolDownOrRefuse(core.ctx, `auth-otp-resend:${phone}`, config.otpResendSeconds, "a code was just sent to this number"), "resend");
       await limited(consumeOrRefuse(core.limits.otpPerPhone, phone, "too many codes for this number"), "phone");
       await limited(consumeOrRefuse(core.limits.otpPerIp, ip, "too many codes from this network"), "network");
       // Daily budgets against SMS pumping: per operator range, and in all (alert on ttip_auth_otp_total{outcome=~"refused_(prefix|total)"}).
@@ -98,7 +98,7 @@ export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthSe
       return {
         challengeId,
         expiresAt: timestampFromDate(expiresAt),
-        resendAfter: timestampFromDate(new Date(Date.now() + config.otpResendSeconds * 1000)),
+        resendAfter: timestampFromDate(new Date(clockOf(core.ctx).now() + config.otpResendSeconds * 1000)),
       };
     },
 

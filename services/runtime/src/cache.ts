@@ -13,7 +13,33 @@ export interface Cache {
   getFields(key: string): Promise<Record<string, string>>;
   /** A rate limiter sharing this cache's store: points per durationSeconds per key. */
   rateLimiter(options: { keyPrefix: string; points: number; durationSeconds: number }): RateLimiterAbstract;
+  /**
+   * Claims a cool-down atomically: when `key` was last claimed at least
+   * `cooldownMs` before `nowMs` (or never), records `nowMs` and answers 0;
+   * otherwise answers the milliseconds left. `nowMs` is the caller's clock (a
+   * test moves it forward instead of sleeping); the store's own expiry bounds
+   * the wait, so a clock that runs behind never makes it longer.
+   */
+  claimCooldown(key: string, nowMs: number, cooldownMs: number): Promise<number>;
   close(): Promise<void>;
+}
+
+// KEYS[1] the cool-down; ARGV now (ms), cool-down (ms). One script, so two
+// claims racing for the same key cannot both win.
+const CLAIM_COOLDOWN = `
+local last = redis.call('GET', KEYS[1])
+local now = tonumber(ARGV[1])
+local cooldown = tonumber(ARGV[2])
+if last then
+  local left = math.min(tonumber(last) + cooldown - now, redis.call('PTTL', KEYS[1]))
+  if left > 0 then return left end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', cooldown)
+return 0`;
+
+function assertCooldown(nowMs: number, cooldownMs: number): void {
+  if (!Number.isSafeInteger(nowMs) || nowMs < 0) throw new RangeError(`cool-down: now must be epoch milliseconds (got ${nowMs})`);
+  if (!Number.isSafeInteger(cooldownMs) || cooldownMs < 1) throw new RangeError(`cool-down: length must be a positive whole ms (got ${cooldownMs})`);
 }
 
 export class RedisCache implements Cache {
@@ -48,6 +74,10 @@ export class RedisCache implements Cache {
       points: o.points,
       duration: o.durationSeconds,
     });
+  }
+  async claimCooldown(key: string, nowMs: number, cooldownMs: number) {
+    assertCooldown(nowMs, cooldownMs);
+    return Number(await this.redis.eval(CLAIM_COOLDOWN, 1, `${this.prefix}cd:${key}`, nowMs, cooldownMs));
   }
   async close() {
     await this.redis.quit();
@@ -102,6 +132,19 @@ export class MemoryCache implements Cache {
   }
   rateLimiter(o: { keyPrefix: string; points: number; durationSeconds: number }) {
     return new RateLimiterMemory({ keyPrefix: o.keyPrefix, points: o.points, duration: o.durationSeconds });
+  }
+  async claimCooldown(key: string, nowMs: number, cooldownMs: number) {
+    assertCooldown(nowMs, cooldownMs);
+    // No await between the read and the write: atomic within the process.
+    const k = `cd:${key}`;
+    const e = this.entries.get(k);
+    const wall = Date.now();
+    if (e && e.expires > wall) {
+      const left = Math.min(Number(e.value) + cooldownMs - nowMs, e.expires - wall);
+      if (left > 0) return left;
+    }
+    this.entries.set(k, { value: String(nowMs), expires: wall + cooldownMs });
+    return 0;
   }
   async close() {
     this.entries.clear();

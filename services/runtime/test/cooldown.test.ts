@@ -1,0 +1,45 @@
+import assert from "node:assert/strict";
+import { after, describe, test } from "node:test";
+import { MemoryCache, RedisCache, type Cache } from "../src/cache.js";
+import { testEnv, uniqueName } from "../src/testing/index.js";
+
+// The same rules on both stores: Redis in a cluster, memory in one process.
+const stores: [string, () => Cache][] = [
+  ["redis", () => new RedisCache(testEnv().redisUrl, `${uniqueName("cd")}:`)],
+  ["memory", () => new MemoryCache()],
+];
+
+for (const [name, open] of stores) {
+  describe(`claimCooldown on ${name}`, () => {
+    const cache = open();
+    after(() => cache.close());
+    const t0 = 1_900_000_000_000;
+
+    test("one claim per cool-down, timed by the caller's clock", async () => {
+      assert.equal(await cache.claimCooldown("a", t0, 1_000), 0, "the first claim wins");
+      const again = await cache.claimCooldown("a", t0, 1_000);
+      assert.ok(again > 900 && again <= 1_000, `refused with the time left (${again} ms)`);
+      assert.equal(await cache.claimCooldown("a", t0 + 999, 1_000), 1);
+      assert.equal(await cache.claimCooldown("b", t0, 1_000), 0, "another key has its own cool-down");
+      assert.equal(await cache.claimCooldown("a", t0 + 1_000, 1_000), 0, "claimed again once the clock has moved past it");
+      assert.equal(await cache.claimCooldown("a", t0 + 1_400, 1_000), 600, "the new claim starts a new cool-down");
+    });
+
+    test("a clock behind the last claim waits no longer than the cool-down", async () => {
+      assert.equal(await cache.claimCooldown("behind", t0, 1_000), 0);
+      const left = await cache.claimCooldown("behind", t0 - 5_000, 1_000);
+      assert.ok(left > 0 && left <= 1_000, `bounded by the store's expiry (${left} ms)`);
+    });
+
+    test("of claims racing for one key exactly one wins", async () => {
+      const answers = await Promise.all(Array.from({ length: 10 }, () => cache.claimCooldown("race", t0, 1_000)));
+      assert.equal(answers.filter((ms) => ms === 0).length, 1);
+    });
+
+    test("a time or length that is not whole milliseconds is refused", async () => {
+      for (const [now, ms] of [[Number.NaN, 1_000], [-1, 1_000], [t0, 0], [t0, 1.5]]) {
+        await assert.rejects(cache.claimCooldown("bad", now, ms), RangeError);
+      }
+    });
+  });
+}
