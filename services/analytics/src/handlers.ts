@@ -1,7 +1,7 @@
 // The RPCs: who may see what, then one query per screen and its proto shape.
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type ConnectRouter, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   DashboardSnapshotSchema,
   Granularity,
@@ -246,182 +246,236 @@ export function venueCsv(v: GetVenueAnalyticsResponse): Uint8Array {
 
 const stamp = (r: q.Range) => `${r.from.toISOString().slice(0, 10)}_${r.to.toISOString().slice(0, 10)}`;
 
+/** What every analytics handler shares: the service, its configuration and the access checks. */
+interface AnalyticsHandlerContext {
+  ctx: ServiceContext;
+  cfg: AnalyticsConfig;
+  access: Access;
+}
+
+/** Every RPC of the analytics services, one factory per RPC below. */
 export function routes(router: ConnectRouter, ctx: ServiceContext, cfg: AnalyticsConfig): void {
-  const access = new Access(ctx);
+  const h: AnalyticsHandlerContext = { ctx, cfg, access: new Access(ctx) };
 
   router.service(AnalyticsService, {
-    async *watchDashboard(req, hc) {
-      let scope: q.Scope;
-      if (req.venueId) {
-        await access.venue(hc, req.venueId);
-        scope = { dim: Dim.Venue, id: req.venueId };
-      } else {
-        const { workerId } = await access.worker(hc, "");
-        scope = { dim: Dim.Worker, id: workerId };
-      }
-      for await (const snapshot of live(ctx, cfg, scope, hc.signal)) yield { snapshot };
-    },
-
-    async getWorkerPerformance(req, hc) {
-      const { workerId } = await access.worker(hc, req.workerId);
-      const range = rangeOf(req.range);
-      const t = await q.totals(ctx.pool, { dim: Dim.Worker, id: workerId }, range, "KES");
-      return {
-        performance: memberPerformance({ id: workerId, scans: t.scans, tips: t.succeeded, volume: t.amount, ratingSum: t.ratingSum, ratingCount: t.ratingCount }, "KES"),
-      };
-    },
-
-    async getVenueAnalytics(req, hc) {
-      await access.venue(hc, req.venueId);
-      const range = rangeOf(req.range);
-      return venueView(ctx, req.venueId, range, periodOf(req.granularity, range), "KES");
-    },
-
-    async getFunnel(req, hc) {
-      const range = rangeOf(req.range);
-      let scope: q.Scope;
-      switch (req.scope.case) {
-        case "workerId":
-          scope = { dim: Dim.Worker, id: (await access.worker(hc, req.scope.value)).workerId };
-          break;
-        case "venueId":
-          await access.venue(hc, req.scope.value);
-          scope = { dim: Dim.Venue, id: req.scope.value };
-          break;
-        case "qrCodeId":
-          await access.qrCode(hc, req.scope.value);
-          scope = { dim: Dim.QrCode, id: req.scope.value };
-          break;
-        default:
-          throw fieldError("scope", "name a qr_code_id, worker_id or venue_id");
-      }
-      const [steps, fails] = await Promise.all([q.funnel(ctx.pool, scope, range, "KES"), q.failures(ctx.pool, scope, range)]);
-      return { steps: funnelSteps(steps), failures: fails };
-    },
-
-    async getWorkerEarnings(req, hc) {
-      const { workerId } = await access.worker(hc, req.workerId);
-      const currency = req.currency || "KES";
-      return { earnings: earningsMessage(workerId, await q.workerEarnings(ctx.pool, workerId, rangeOf(req.range), currency), currency) };
-    },
-
-    async exportEarnings(req, hc) {
-      const range = rangeOf(req.range);
-      if (req.scope.case === "workerId") {
-        const { workerId } = await access.worker(hc, req.scope.value);
-        const e = earningsMessage(workerId, await q.workerEarnings(ctx.pool, workerId, range, "KES"), "KES");
-        return { csv: earningsCsv(e), fileName: `ttip-earnings-${workerId.slice(0, 8)}-${stamp(range)}.csv` };
-      }
-      if (req.scope.case === "venueId") {
-        await access.venue(hc, req.scope.value);
-        const v = create(GetVenueAnalyticsResponseSchema, await venueView(ctx, req.scope.value, range, "day", "KES"));
-        return { csv: venueCsv(v), fileName: `ttip-venue-${req.scope.value.slice(0, 8)}-${stamp(range)}.csv` };
-      }
-      throw fieldError("scope", "name a worker_id or venue_id");
-    },
+    watchDashboard: watchDashboardHandler(h),
+    getWorkerPerformance: getWorkerPerformanceHandler(h),
+    getVenueAnalytics: getVenueAnalyticsHandler(h),
+    getFunnel: getFunnelHandler(h),
+    getWorkerEarnings: getWorkerEarningsHandler(h),
+    exportEarnings: exportEarningsHandler(h),
   });
 
   router.service(AnalyticsAdminService, {
-    async *watchPlatformDashboard(_req, hc) {
-      for await (const snapshot of live(ctx, cfg, q.platformScope, hc.signal)) yield { snapshot };
-    },
-
-    async getRevenueMetrics(req) {
-      const range = rangeOf(req.range);
-      const points = await q.series(ctx.pool, q.platformScope, range, periodOf(req.granularity, range), req.currency);
-      return {
-        series: points.map((p) => ({
-          periodStart: timestampFromDate(p.start),
-          tipVolume: money(p.volume, req.currency),
-          platformFees: money(p.fees, req.currency),
-          payouts: money(p.payouts, req.currency),
-          tips: p.tips,
-        })),
-      };
-    },
-
-    async getPaymentSuccessRates(req) {
-      const range = rangeOf(req.range);
-      const points = await q.successRates(ctx.pool, q.platformScope, range, periodOf(req.granularity, range));
-      return {
-        series: points.map((p) => ({
-          periodStart: timestampFromDate(p.start),
-          method: p.method,
-          attempted: p.attempted,
-          succeeded: p.succeeded,
-          successRateBps: q.bps(p.succeeded, p.attempted),
-          failuresByCode: Object.fromEntries(p.failuresByCode),
-        })),
-      };
-    },
-
-    async getPlatformSummary(req) {
-      const currency = req.currency || "KES";
-      const s = await q.platformSummary(ctx.pool, rangeOf(req.range), currency, cfg.smsPriceMinor);
-      return { summary: summaryMessage(s, currency, cfg.smsCurrency) };
-    },
-
-    async exportReport(req) {
-      const range = rangeOf(req.range);
-      const name = (kind: string) => `ttip-${kind}-${stamp(range)}.csv`;
-      switch (req.kind) {
-        case ReportKind.REVENUE: {
-          const points = await q.series(ctx.pool, q.platformScope, range, "day", "KES");
-          return {
-            csv: toCsv(["period_start", "tips", "tip_volume_minor", "platform_fees_minor", "payouts_minor", "currency"], points.map((p) => [p.start, p.tips, p.volume, p.fees, p.payouts, "KES"])),
-            fileName: name("revenue"),
-          };
-        }
-        case ReportKind.TIPS: {
-          const points = await q.successRates(ctx.pool, q.platformScope, range, "day");
-          return {
-            csv: toCsv(
-              ["period_start", "method", "attempted", "succeeded", "success_rate_bps", "failures_by_code"],
-              points.map((p) => [p.start, p.method, p.attempted, p.succeeded, q.bps(p.succeeded, p.attempted), [...p.failuresByCode].map(([c, n]) => `${c}:${n}`).join(" ")]),
-            ),
-            fileName: name("tips"),
-          };
-        }
-        case ReportKind.PAYOUTS: {
-          const lines = await q.payouts(ctx.pool, range);
-          return {
-            csv: toCsv(
-              ["payout_id", "worker_id", "status", "result_code", "amount_minor", "currency", "requested_at", "completed_at", "latency_ms"],
-              lines.map((l) => [l.payout_id, l.worker_id, l.succeeded ? "succeeded" : "failed", l.result_code, l.amount_minor, l.currency, l.requested_at, l.completed_at,
-                l.requested_at ? l.completed_at.getTime() - l.requested_at.getTime() : ""]),
-            ),
-            fileName: name("payouts"),
-          };
-        }
-        case ReportKind.WORKERS: {
-          const workers = await q.topWorkers(ctx.pool, range, "KES", 10_000);
-          return {
-            csv: toCsv(
-              ["worker_id", "tips", "volume_minor", "average_tip_minor", "average_rating_x100", "currency"],
-              workers.map((w) => {
-                const p = memberPerformance(w, "KES");
-                return [w.id, w.tips, w.volume, p.averageTip.amountMinor, p.averageRatingX100, "KES"];
-              }),
-            ),
-            fileName: name("workers"),
-          };
-        }
-        case ReportKind.PLATFORM: {
-          const s = summaryMessage(await q.platformSummary(ctx.pool, range, "KES", cfg.smsPriceMinor), "KES", cfg.smsCurrency);
-          const rows: Cell[][] = [
-            ["tips", s.tips], ["attempts", s.attempts], ["volume_minor", s.volume?.amountMinor], ["fees_minor", s.fees?.amountMinor],
-            ["take_rate_bps", s.takeRateBps], ["success_rate_bps", s.successRateBps], ["payouts_succeeded", s.payoutsSucceeded],
-            ["payouts_failed", s.payoutsFailed], ["payouts_minor", s.payouts?.amountMinor], ["payout_latency_p50_ms", s.payoutLatencyP50Ms],
-            ["payout_latency_p95_ms", s.payoutLatencyP95Ms], ["new_workers", s.newWorkers], ["active_venues", s.activeVenues],
-            ["active_workers", s.activeWorkers], ["scans", s.scans], ["sms_sent", s.smsSent], ["sms_spend_minor", s.smsSpend?.amountMinor],
-            ["pools_distributed_minor", s.poolsDistributed?.amountMinor],
-            ...s.failures.map((f) => [`failures:${f.resultCode}`, f.count, f.reason]),
-          ];
-          return { csv: toCsv(["figure", "value", "detail"], rows), fileName: name("platform") };
-        }
-        default:
-          throw fieldError("kind", "choose a report");
-      }
-    },
+    watchPlatformDashboard: watchPlatformDashboardHandler(h),
+    getRevenueMetrics: getRevenueMetricsHandler(h),
+    getPaymentSuccessRates: getPaymentSuccessRatesHandler(h),
+    getPlatformSummary: getPlatformSummaryHandler(h),
+    exportReport: exportReportHandler(h),
   });
+}
+
+function watchDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsService>["watchDashboard"] {
+  const { ctx, cfg, access } = h;
+  return async function* (req, hc) {
+    let scope: q.Scope;
+    if (req.venueId) {
+      await access.venue(hc, req.venueId);
+      scope = { dim: Dim.Venue, id: req.venueId };
+    } else {
+      const { workerId } = await access.worker(hc, "");
+      scope = { dim: Dim.Worker, id: workerId };
+    }
+    for await (const snapshot of live(ctx, cfg, scope, hc.signal)) yield { snapshot };
+  };
+}
+
+function getWorkerPerformanceHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsService>["getWorkerPerformance"] {
+  const { ctx, access } = h;
+  return async function (req, hc) {
+    const { workerId } = await access.worker(hc, req.workerId);
+    const range = rangeOf(req.range);
+    const t = await q.totals(ctx.pool, { dim: Dim.Worker, id: workerId }, range, "KES");
+    return {
+      performance: memberPerformance({ id: workerId, scans: t.scans, tips: t.succeeded, volume: t.amount, ratingSum: t.ratingSum, ratingCount: t.ratingCount }, "KES"),
+    };
+  };
+}
+
+function getVenueAnalyticsHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsService>["getVenueAnalytics"] {
+  const { ctx, access } = h;
+  return async function (req, hc) {
+    await access.venue(hc, req.venueId);
+    const range = rangeOf(req.range);
+    return venueView(ctx, req.venueId, range, periodOf(req.granularity, range), "KES");
+  };
+}
+
+function getFunnelHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsService>["getFunnel"] {
+  const { ctx, access } = h;
+  return async function (req, hc) {
+    const range = rangeOf(req.range);
+    let scope: q.Scope;
+    switch (req.scope.case) {
+      case "workerId":
+        scope = { dim: Dim.Worker, id: (await access.worker(hc, req.scope.value)).workerId };
+        break;
+      case "venueId":
+        await access.venue(hc, req.scope.value);
+        scope = { dim: Dim.Venue, id: req.scope.value };
+        break;
+      case "qrCodeId":
+        await access.qrCode(hc, req.scope.value);
+        scope = { dim: Dim.QrCode, id: req.scope.value };
+        break;
+      default:
+        throw fieldError("scope", "name a qr_code_id, worker_id or venue_id");
+    }
+    const [steps, fails] = await Promise.all([q.funnel(ctx.pool, scope, range, "KES"), q.failures(ctx.pool, scope, range)]);
+    return { steps: funnelSteps(steps), failures: fails };
+  };
+}
+
+function getWorkerEarningsHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsService>["getWorkerEarnings"] {
+  const { ctx, access } = h;
+  return async function (req, hc) {
+    const { workerId } = await access.worker(hc, req.workerId);
+    const currency = req.currency || "KES";
+    return { earnings: earningsMessage(workerId, await q.workerEarnings(ctx.pool, workerId, rangeOf(req.range), currency), currency) };
+  };
+}
+
+function exportEarningsHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsService>["exportEarnings"] {
+  const { ctx, access } = h;
+  return async function (req, hc) {
+    const range = rangeOf(req.range);
+    if (req.scope.case === "workerId") {
+      const { workerId } = await access.worker(hc, req.scope.value);
+      const e = earningsMessage(workerId, await q.workerEarnings(ctx.pool, workerId, range, "KES"), "KES");
+      return { csv: earningsCsv(e), fileName: `ttip-earnings-${workerId.slice(0, 8)}-${stamp(range)}.csv` };
+    }
+    if (req.scope.case === "venueId") {
+      await access.venue(hc, req.scope.value);
+      const v = create(GetVenueAnalyticsResponseSchema, await venueView(ctx, req.scope.value, range, "day", "KES"));
+      return { csv: venueCsv(v), fileName: `ttip-venue-${req.scope.value.slice(0, 8)}-${stamp(range)}.csv` };
+    }
+    throw fieldError("scope", "name a worker_id or venue_id");
+  };
+}
+
+function watchPlatformDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["watchPlatformDashboard"] {
+  const { ctx, cfg } = h;
+  return async function* (_req, hc) {
+    for await (const snapshot of live(ctx, cfg, q.platformScope, hc.signal)) yield { snapshot };
+  };
+}
+
+function getRevenueMetricsHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["getRevenueMetrics"] {
+  const { ctx } = h;
+  return async function (req) {
+    const range = rangeOf(req.range);
+    const points = await q.series(ctx.pool, q.platformScope, range, periodOf(req.granularity, range), req.currency);
+    return {
+      series: points.map((p) => ({
+        periodStart: timestampFromDate(p.start),
+        tipVolume: money(p.volume, req.currency),
+        platformFees: money(p.fees, req.currency),
+        payouts: money(p.payouts, req.currency),
+        tips: p.tips,
+      })),
+    };
+  };
+}
+
+function getPaymentSuccessRatesHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["getPaymentSuccessRates"] {
+  const { ctx } = h;
+  return async function (req) {
+    const range = rangeOf(req.range);
+    const points = await q.successRates(ctx.pool, q.platformScope, range, periodOf(req.granularity, range));
+    return {
+      series: points.map((p) => ({
+        periodStart: timestampFromDate(p.start),
+        method: p.method,
+        attempted: p.attempted,
+        succeeded: p.succeeded,
+        successRateBps: q.bps(p.succeeded, p.attempted),
+        failuresByCode: Object.fromEntries(p.failuresByCode),
+      })),
+    };
+  };
+}
+
+function getPlatformSummaryHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["getPlatformSummary"] {
+  const { ctx, cfg } = h;
+  return async function (req) {
+    const currency = req.currency || "KES";
+    const s = await q.platformSummary(ctx.pool, rangeOf(req.range), currency, cfg.smsPriceMinor);
+    return { summary: summaryMessage(s, currency, cfg.smsCurrency) };
+  };
+}
+
+function exportReportHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["exportReport"] {
+  const { ctx, cfg } = h;
+  return async function (req) {
+    const range = rangeOf(req.range);
+    const name = (kind: string) => `ttip-${kind}-${stamp(range)}.csv`;
+    switch (req.kind) {
+      case ReportKind.REVENUE: {
+        const points = await q.series(ctx.pool, q.platformScope, range, "day", "KES");
+        return {
+          csv: toCsv(["period_start", "tips", "tip_volume_minor", "platform_fees_minor", "payouts_minor", "currency"], points.map((p) => [p.start, p.tips, p.volume, p.fees, p.payouts, "KES"])),
+          fileName: name("revenue"),
+        };
+      }
+      case ReportKind.TIPS: {
+        const points = await q.successRates(ctx.pool, q.platformScope, range, "day");
+        return {
+          csv: toCsv(
+            ["period_start", "method", "attempted", "succeeded", "success_rate_bps", "failures_by_code"],
+            points.map((p) => [p.start, p.method, p.attempted, p.succeeded, q.bps(p.succeeded, p.attempted), [...p.failuresByCode].map(([c, n]) => `${c}:${n}`).join(" ")]),
+          ),
+          fileName: name("tips"),
+        };
+      }
+      case ReportKind.PAYOUTS: {
+        const lines = await q.payouts(ctx.pool, range);
+        return {
+          csv: toCsv(
+            ["payout_id", "worker_id", "status", "result_code", "amount_minor", "currency", "requested_at", "completed_at", "latency_ms"],
+            lines.map((l) => [l.payout_id, l.worker_id, l.succeeded ? "succeeded" : "failed", l.result_code, l.amount_minor, l.currency, l.requested_at, l.completed_at,
+              l.requested_at ? l.completed_at.getTime() - l.requested_at.getTime() : ""]),
+          ),
+          fileName: name("payouts"),
+        };
+      }
+      case ReportKind.WORKERS: {
+        const workers = await q.topWorkers(ctx.pool, range, "KES", 10_000);
+        return {
+          csv: toCsv(
+            ["worker_id", "tips", "volume_minor", "average_tip_minor", "average_rating_x100", "currency"],
+            workers.map((w) => {
+              const p = memberPerformance(w, "KES");
+              return [w.id, w.tips, w.volume, p.averageTip.amountMinor, p.averageRatingX100, "KES"];
+            }),
+          ),
+          fileName: name("workers"),
+        };
+      }
+      case ReportKind.PLATFORM: {
+        const s = summaryMessage(await q.platformSummary(ctx.pool, range, "KES", cfg.smsPriceMinor), "KES", cfg.smsCurrency);
+        const rows: Cell[][] = [
+          ["tips", s.tips], ["attempts", s.attempts], ["volume_minor", s.volume?.amountMinor], ["fees_minor", s.fees?.amountMinor],
+          ["take_rate_bps", s.takeRateBps], ["success_rate_bps", s.successRateBps], ["payouts_succeeded", s.payoutsSucceeded],
+          ["payouts_failed", s.payoutsFailed], ["payouts_minor", s.payouts?.amountMinor], ["payout_latency_p50_ms", s.payoutLatencyP50Ms],
+          ["payout_latency_p95_ms", s.payoutLatencyP95Ms], ["new_workers", s.newWorkers], ["active_venues", s.activeVenues],
+          ["active_workers", s.activeWorkers], ["scans", s.scans], ["sms_sent", s.smsSent], ["sms_spend_minor", s.smsSpend?.amountMinor],
+          ["pools_distributed_minor", s.poolsDistributed?.amountMinor],
+          ...s.failures.map((f) => [`failures:${f.resultCode}`, f.count, f.reason]),
+        ];
+        return { csv: toCsv(["figure", "value", "detail"], rows), fileName: name("platform") };
+      }
+      default:
+        throw fieldError("kind", "choose a report");
+    }
+  };
 }
