@@ -10,6 +10,8 @@ import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
 import { requireSession, sessionState } from "./sessions.js";
 
+type Impl = ServiceImpl<typeof AuthService>;
+
 const CHALLENGE_TTL_MS = 2 * 60_000;
 export const STEP_UP_TTL_MS = 5 * 60_000;
 
@@ -51,86 +53,106 @@ async function ownDevice(db: Queryable, deviceId: string, userId: string) {
 
 /** Device keys and biometric unlock: the device proves possession of its key by signing a one-time challenge. */
 export function deviceHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthService>> {
-  const { pool } = core.ctx;
   return {
-    async registerDevice(req, ctx) {
-      const { caller, sessionId, ip } = await requireSession(core, ctx);
-      // Only a session that proved the PIN may add a key that later stands in for it.
-      const state = sessionId ? await sessionState(core, sessionId) : undefined;
-      if (!state?.pinVerified) throw new InvalidStateError("register a device after logging in with the PIN");
-      const jwk = parseDevicePublicKey(req.publicKeyJwk);
-      const device = await withTransaction(pool, async (tx) => {
-        const { rows } = await tx.query(
-          "INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, $3, $4) RETURNING *",
-          [randomUUID(), caller.subject, req.name, JSON.stringify(jwk)],
-        );
-        await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
-        return rows[0];
-      });
-      return { device: toDevice(device) };
-    },
+    registerDevice: registerDeviceHandler(core),
+    listDevices: listDevicesHandler(core),
+    removeDevice: removeDeviceHandler(core),
+    createDeviceChallenge: createDeviceChallengeHandler(core),
+    verifyDeviceChallenge: verifyDeviceChallengeHandler(core),
+  };
+}
 
-    async listDevices(_req, ctx) {
-      const { caller } = await requireSession(core, ctx);
-      const { rows } = await pool.query("SELECT * FROM auth.devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY registered_at", [caller.subject]);
-      return { devices: rows.map(toDevice) };
-    },
-
-    async removeDevice(req, ctx) {
-      const { caller, ip } = await requireSession(core, ctx);
-      await withTransaction(pool, async (tx) => {
-        await ownDevice(tx, req.deviceId, caller.subject);
-        await tx.query("UPDATE auth.devices SET removed_at = now() WHERE device_id = $1", [req.deviceId]);
-        // Outstanding proofs from this device die with it.
-        await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = $1 AND used_at IS NULL", [req.deviceId]);
-        await audit(tx, AuditAction.DEVICE_REMOVED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${req.deviceId}` });
-      });
-      return {};
-    },
-
-    async createDeviceChallenge(req, ctx) {
-      const { caller } = await requireSession(core, ctx);
-      await ownDevice(pool, req.deviceId, caller.subject);
-      const challengeId = randomUUID();
-      const challenge = randomBytes(32);
-      const expiresAt = new Date(Date.now() + CHALLENGE_TTL_MS);
-      await pool.query(
-        "INSERT INTO auth.device_challenges (challenge_id, device_id, user_id, purpose, challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        [challengeId, req.deviceId, caller.subject, req.purpose, challenge, expiresAt],
+function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
+  const { pool } = core.ctx;
+  return async function (req, ctx) {
+    const { caller, sessionId, ip } = await requireSession(core, ctx);
+    // Only a session that proved the PIN may add a key that later stands in for it.
+    const state = sessionId ? await sessionState(core, sessionId) : undefined;
+    if (!state?.pinVerified) throw new InvalidStateError("register a device after logging in with the PIN");
+    const jwk = parseDevicePublicKey(req.publicKeyJwk);
+    const device = await withTransaction(pool, async (tx) => {
+      const { rows } = await tx.query(
+        "INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, $3, $4) RETURNING *",
+        [randomUUID(), caller.subject, req.name, JSON.stringify(jwk)],
       );
-      return { challengeId, challenge, expiresAt: timestampFromDate(expiresAt) };
-    },
+      await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
+      return rows[0];
+    });
+    return { device: toDevice(device) };
+  };
+}
 
-    async verifyDeviceChallenge(req, ctx) {
-      const { caller, ip } = await requireSession(core, ctx);
-      const found = await pool.query("SELECT 1 FROM auth.device_challenges WHERE challenge_id = $1 AND user_id = $2", [req.challengeId, caller.subject]);
-      if (!found.rowCount) throw new NotFoundError(`challenge ${req.challengeId} not found`);
-      // One try per challenge: a wrong signature spends it too.
-      const { rows } = await pool.query(
-        `UPDATE auth.device_challenges c SET used_at = now()
-           FROM auth.devices d
-          WHERE c.challenge_id = $1 AND c.used_at IS NULL AND c.expires_at > now()
-            AND d.device_id = c.device_id AND d.removed_at IS NULL
-          RETURNING c.device_id, c.purpose, c.challenge, d.public_key_jwk`,
-        [req.challengeId],
-      );
-      const ch = rows[0];
-      if (!ch) throw new InvalidStateError("this challenge was used or has expired: ask for a new one");
-      const key = createPublicKey({ key: JSON.parse(ch.public_key_jwk), format: "jwk" });
-      const valid = verify("sha256", ch.challenge, { key, dsaEncoding: "ieee-p1363" }, req.signature);
-      if (!valid) {
-        await audit(pool, AuditAction.LOGIN_FAILED, { userId: caller.subject, ip, detail: `bad device signature (device ${ch.device_id})` });
-        throw new PermissionDeniedError("the signature does not match this device's key");
-      }
-      const stepUpToken = opaqueToken("su");
-      const expiresAt = new Date(Date.now() + STEP_UP_TTL_MS);
-      await withTransaction(pool, async (tx) => {
-        await tx.query("INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5)", [
-          sha256(stepUpToken), caller.subject, ch.device_id, ch.purpose, expiresAt,
-        ]);
-        await tx.query("UPDATE auth.devices SET last_verified_at = now() WHERE device_id = $1", [ch.device_id]);
-      });
-      return { stepUpToken, expiresAt: timestampFromDate(expiresAt) };
-    },
+function listDevicesHandler(core: AuthCore): Impl["listDevices"] {
+  const { pool } = core.ctx;
+  return async function (_req, ctx) {
+    const { caller } = await requireSession(core, ctx);
+    const { rows } = await pool.query("SELECT * FROM auth.devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY registered_at", [caller.subject]);
+    return { devices: rows.map(toDevice) };
+  };
+}
+
+function removeDeviceHandler(core: AuthCore): Impl["removeDevice"] {
+  const { pool } = core.ctx;
+  return async function (req, ctx) {
+    const { caller, ip } = await requireSession(core, ctx);
+    await withTransaction(pool, async (tx) => {
+      await ownDevice(tx, req.deviceId, caller.subject);
+      await tx.query("UPDATE auth.devices SET removed_at = now() WHERE device_id = $1", [req.deviceId]);
+      // Outstanding proofs from this device die with it.
+      await tx.query("UPDATE auth.step_up_tokens SET used_at = now() WHERE device_id = $1 AND used_at IS NULL", [req.deviceId]);
+      await audit(tx, AuditAction.DEVICE_REMOVED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${req.deviceId}` });
+    });
+    return {};
+  };
+}
+
+function createDeviceChallengeHandler(core: AuthCore): Impl["createDeviceChallenge"] {
+  const { pool } = core.ctx;
+  return async function (req, ctx) {
+    const { caller } = await requireSession(core, ctx);
+    await ownDevice(pool, req.deviceId, caller.subject);
+    const challengeId = randomUUID();
+    const challenge = randomBytes(32);
+    const expiresAt = new Date(Date.now() + CHALLENGE_TTL_MS);
+    await pool.query(
+      "INSERT INTO auth.device_challenges (challenge_id, device_id, user_id, purpose, challenge, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+      [challengeId, req.deviceId, caller.subject, req.purpose, challenge, expiresAt],
+    );
+    return { challengeId, challenge, expiresAt: timestampFromDate(expiresAt) };
+  };
+}
+
+function verifyDeviceChallengeHandler(core: AuthCore): Impl["verifyDeviceChallenge"] {
+  const { pool } = core.ctx;
+  return async function (req, ctx) {
+    const { caller, ip } = await requireSession(core, ctx);
+    const found = await pool.query("SELECT 1 FROM auth.device_challenges WHERE challenge_id = $1 AND user_id = $2", [req.challengeId, caller.subject]);
+    if (!found.rowCount) throw new NotFoundError(`challenge ${req.challengeId} not found`);
+    // One try per challenge: a wrong signature spends it too.
+    const { rows } = await pool.query(
+      `UPDATE auth.device_challenges c SET used_at = now()
+         FROM auth.devices d
+        WHERE c.challenge_id = $1 AND c.used_at IS NULL AND c.expires_at > now()
+          AND d.device_id = c.device_id AND d.removed_at IS NULL
+        RETURNING c.device_id, c.purpose, c.challenge, d.public_key_jwk`,
+      [req.challengeId],
+    );
+    const ch = rows[0];
+    if (!ch) throw new InvalidStateError("this challenge was used or has expired: ask for a new one");
+    const key = createPublicKey({ key: JSON.parse(ch.public_key_jwk), format: "jwk" });
+    const valid = verify("sha256", ch.challenge, { key, dsaEncoding: "ieee-p1363" }, req.signature);
+    if (!valid) {
+      await audit(pool, AuditAction.LOGIN_FAILED, { userId: caller.subject, ip, detail: `bad device signature (device ${ch.device_id})` });
+      throw new PermissionDeniedError("the signature does not match this device's key");
+    }
+    const stepUpToken = opaqueToken("su");
+    const expiresAt = new Date(Date.now() + STEP_UP_TTL_MS);
+    await withTransaction(pool, async (tx) => {
+      await tx.query("INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, $4, $5)", [
+        sha256(stepUpToken), caller.subject, ch.device_id, ch.purpose, expiresAt,
+      ]);
+      await tx.query("UPDATE auth.devices SET last_verified_at = now() WHERE device_id = $1", [ch.device_id]);
+    });
+    return { stepUpToken, expiresAt: timestampFromDate(expiresAt) };
   };
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { type ServiceImpl } from "@connectrpc/connect";
 import { clockOf, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, normalisePhone, parseKenyanMobile, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
@@ -13,6 +13,8 @@ import { checkPin } from "./pin-guard.js";
 import { clientAddressOf, userAgentOf } from "./request.js";
 import { forgetSessions, openSession, refreshSession, requireSession, revokeSessions, tokenPair } from "./sessions.js";
 import { getUser, roleName, type UserRow } from "./users.js";
+
+type Impl = ServiceImpl<typeof AuthService>;
 
 const OTP_TTL_MS = 5 * 60_000;
 const OTP_MAX_TRIES = 5;
@@ -48,218 +50,247 @@ async function checkOtp(core: AuthCore, challengeId: string, otp: string, ip: st
   return { phone: ch.phone, locale: ch.locale };
 }
 
+/** Phone sign-in, PINs and sessions: one factory per RPC below. */
 export function loginHandlers(core: AuthCore): Partial<ServiceImpl<typeof AuthService>> {
+  return {
+    startPhoneVerification: startPhoneVerificationHandler(core),
+    verifyPhoneOtp: verifyPhoneOtpHandler(core),
+    setPin: setPinHandler(core),
+    verifyPin: verifyPinHandler(core),
+    changePin: changePinHandler(core),
+    resetPin: resetPinHandler(core),
+    refreshSession: refreshSessionHandler(core),
+    logout: logoutHandler(core),
+  };
+}
+
+function startPhoneVerificationHandler(core: AuthCore): Impl["startPhoneVerification"] {
   const { pool } = core.ctx;
   const { config } = core;
-
-  const signedIn = (ctx: HandlerContext) => requireSession(core, ctx);
-
-  return {
-    async startPhoneVerification(req, ctx) {
-      const phone = normalisePhone(req.phone);
-      const ip = clientAddressOf(ctx);
-      // Known and unknown numbers take the same path and get the same answer.
-      const otps = core.ctx.metrics.counter("ttip_auth_otp_total", "OTP requests: sent, refused by a limit (and which), or not delivered.", ["outcome"]);
-      const limited = async (p: Promise<void>, which: string) => {
-        try {
-          await p;
-        } catch (err) {
-          otps.inc({ outcome: `refused_${which}` });
-          throw err;
-        }
-      };
-      const country = config.otpCountryCodes.find((c) => phone.startsWith(c));
-      if (!country || (country === "254" && !parseKenyanMobile(phone))) {
-        otps.inc({ outcome: "refused_country" });
-        throw fieldError("phone", `sign-in codes are sent only to mobile numbers in ${config.otpCountryCodes.map((c) => `+${c}`).join(", ")}`, "phone.country");
-      }
-      await limited(coolDownOrRefuse(core.ctx, `auth-otp-resend:${phone}`, config.otpResendSeconds, "a code was just sent to this number"), "resend");
-      await limited(consumeOrRefuse(core.limits.otpPerPhone, phone, "too many codes for this number"), "phone");
-      await limited(consumeOrRefuse(core.limits.otpPerIp, ip, "too many codes from this network"), "network");
-      // Daily budgets against SMS pumping: per operator range, and in all (alert on ttip_auth_otp_total{outcome=~"refused_(prefix|total)"}).
-      await limited(consumeOrRefuse(core.limits.otpPerPrefix, phone.slice(0, 6), "today's budget of codes to numbers in this range is spent"), "prefix");
-      await limited(consumeOrRefuse(core.limits.otpTotal, "all", "today's budget of sign-in codes is spent"), "total");
-      const challengeId = randomUUID();
-      const code = sixDigitCode();
-      const expiresAt = new Date(Date.now() + OTP_TTL_MS);
-      const locale = req.locale === Locale.SW ? Locale.SW : Locale.EN;
-      await pool.query(
-        "INSERT INTO auth.otp_challenges (challenge_id, phone, locale, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
-        [challengeId, phone, locale, otpDigest(core, challengeId, code), expiresAt],
-      );
+  return async function (req, ctx) {
+    const phone = normalisePhone(req.phone);
+    const ip = clientAddressOf(ctx);
+    // Known and unknown numbers take the same path and get the same answer.
+    const otps = core.ctx.metrics.counter("ttip_auth_otp_total", "OTP requests: sent, refused by a limit (and which), or not delivered.", ["outcome"]);
+    const limited = async (p: Promise<void>, which: string) => {
       try {
-        await core.otpSender.send({ phone, code, locale: locale === Locale.SW ? "sw" : "en", challengeId });
+        await p;
       } catch (err) {
-        core.ctx.logger.warn({ err: (err as Error).message, challengeId }, "OTP delivery failed");
-        otps.inc({ outcome: "failed" });
-        throw new DependencyUnavailableError("the code could not be sent; try again shortly");
+        otps.inc({ outcome: `refused_${which}` });
+        throw err;
       }
-      otps.inc({ outcome: "sent" });
-      return {
-        challengeId,
-        expiresAt: timestampFromDate(expiresAt),
-        resendAfter: timestampFromDate(new Date(clockOf(core.ctx).now() + config.otpResendSeconds * 1000)),
-      };
-    },
+    };
+    const country = config.otpCountryCodes.find((c) => phone.startsWith(c));
+    if (!country || (country === "254" && !parseKenyanMobile(phone))) {
+      otps.inc({ outcome: "refused_country" });
+      throw fieldError("phone", `sign-in codes are sent only to mobile numbers in ${config.otpCountryCodes.map((c) => `+${c}`).join(", ")}`, "phone.country");
+    }
+    await limited(coolDownOrRefuse(core.ctx, `auth-otp-resend:${phone}`, config.otpResendSeconds, "a code was just sent to this number"), "resend");
+    await limited(consumeOrRefuse(core.limits.otpPerPhone, phone, "too many codes for this number"), "phone");
+    await limited(consumeOrRefuse(core.limits.otpPerIp, ip, "too many codes from this network"), "network");
+    // Daily budgets against SMS pumping: per operator range, and in all (alert on ttip_auth_otp_total{outcome=~"refused_(prefix|total)"}).
+    await limited(consumeOrRefuse(core.limits.otpPerPrefix, phone.slice(0, 6), "today's budget of codes to numbers in this range is spent"), "prefix");
+    await limited(consumeOrRefuse(core.limits.otpTotal, "all", "today's budget of sign-in codes is spent"), "total");
+    const challengeId = randomUUID();
+    const code = sixDigitCode();
+    const expiresAt = new Date(Date.now() + OTP_TTL_MS);
+    const locale = req.locale === Locale.SW ? Locale.SW : Locale.EN;
+    await pool.query(
+      "INSERT INTO auth.otp_challenges (challenge_id, phone, locale, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
+      [challengeId, phone, locale, otpDigest(core, challengeId, code), expiresAt],
+    );
+    try {
+      await core.otpSender.send({ phone, code, locale: locale === Locale.SW ? "sw" : "en", challengeId });
+    } catch (err) {
+      core.ctx.logger.warn({ err: (err as Error).message, challengeId }, "OTP delivery failed");
+      otps.inc({ outcome: "failed" });
+      throw new DependencyUnavailableError("the code could not be sent; try again shortly");
+    }
+    otps.inc({ outcome: "sent" });
+    return {
+      challengeId,
+      expiresAt: timestampFromDate(expiresAt),
+      resendAfter: timestampFromDate(new Date(clockOf(core.ctx).now() + config.otpResendSeconds * 1000)),
+    };
+  };
+}
 
-    async verifyPhoneOtp(req, ctx) {
-      const ip = clientAddressOf(ctx);
-      const { phone, locale } = await checkOtp(core, req.challengeId, req.otp, ip, "verified_at IS NULL AND expires_at > now()");
-      const role = req.role === Role.UNSPECIFIED ? Role.CUSTOMER : req.role;
-      const outcome = await withTransaction(pool, async (tx) => {
-        const claimed = await tx.query(
-          "UPDATE auth.otp_challenges SET verified_at = now() WHERE challenge_id = $1 AND verified_at IS NULL RETURNING 1",
-          [req.challengeId],
-        );
-        if (!claimed.rowCount) throw new InvalidStateError("this code was already used");
-        let user: UserRow | undefined = (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
-        let newUser = false;
-        if (!user) {
-          const inserted = await tx.query(
-            "INSERT INTO auth.users (user_id, phone, roles, locale) VALUES ($1, $2, $3, $4) ON CONFLICT (phone) DO NOTHING RETURNING *",
-            [randomUUID(), phone, [roleName(role)], locale],
-          );
-          user = inserted.rows[0] ?? (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
-          newUser = !!inserted.rows[0];
-          if (newUser) {
-            await emitEvent(tx, "auth", UserRegisteredSchema, {
-              userId: user!.user_id,
-              role: roleName(role),
-              locale: locale === Locale.SW ? "sw" : "en",
-            });
-          }
-        }
-        if (user!.pin_hash) {
-          // The OTP proved the phone; the PIN is the second step. The challenge
-          // stays unconsumed so ResetPin can still use it for a forgotten PIN.
-          const pinSessionId = randomUUID();
-          await tx.query("INSERT INTO auth.pin_sessions (pin_session_id, user_id, expires_at) VALUES ($1, $2, $3)", [
-            pinSessionId, user!.user_id, new Date(Date.now() + PIN_SESSION_TTL_MS),
-          ]);
-          return { kind: "pin" as const, pinSessionId };
-        }
-        await tx.query("UPDATE auth.otp_challenges SET consumed_at = now() WHERE challenge_id = $1", [req.challengeId]);
-        const session = await openSession(core, tx, {
-          userId: user!.user_id, roles: user!.roles, userAgent: userAgentOf(ctx), ip, pinVerified: false,
-        });
-        await audit(tx, AuditAction.LOGIN, { userId: user!.user_id, ip, detail: newUser ? "sign-up by OTP" : "login by OTP (no PIN yet)" });
-        return { kind: "session" as const, session, newUser };
-      });
-      if (outcome.kind === "pin") return { pinRequired: true, pinSessionId: outcome.pinSessionId };
-      return { tokens: await tokenPair(core, outcome.session), newUser: outcome.newUser };
-    },
-
-    async setPin(req, ctx) {
-      const { caller, sessionId, ip } = await signedIn(ctx);
-      const user = await getUser(pool, caller.subject);
-      if (user.pin_hash) throw new InvalidStateError("a PIN is already set: use ChangePin or ResetPin");
-      weakPin("pin", req.pin, user.birth_year);
-      const pinHash = await hashPin(req.pin);
-      await withTransaction(pool, async (tx) => {
-        const set = await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1 AND pin_hash IS NULL", [
-          caller.subject, pinHash,
-        ]);
-        if (!set.rowCount) throw new InvalidStateError("a PIN is already set: use ChangePin or ResetPin");
-        // Choosing the PIN counts as proving it for this session (e.g. to register a device next).
-        if (sessionId) await tx.query("UPDATE auth.sessions SET pin_verified = true WHERE session_id = $1 AND user_id = $2", [sessionId, caller.subject]);
-        await audit(tx, AuditAction.PIN_SET, { userId: caller.subject, actorUserId: caller.subject, ip });
-      });
-      // The session changed (PIN proven), it was not revoked.
-      if (sessionId) await forgetSessions(core, [{ session_id: sessionId, user_id: caller.subject }], false);
-      return {};
-    },
-
-    async verifyPin(req, ctx) {
-      const ip = clientAddressOf(ctx);
-      const { rows } = await pool.query(
-        "SELECT user_id FROM auth.pin_sessions WHERE pin_session_id = $1 AND used_at IS NULL AND expires_at > now()",
-        [req.pinSessionId],
+function verifyPhoneOtpHandler(core: AuthCore): Impl["verifyPhoneOtp"] {
+  const { pool } = core.ctx;
+  return async function (req, ctx) {
+    const ip = clientAddressOf(ctx);
+    const { phone, locale } = await checkOtp(core, req.challengeId, req.otp, ip, "verified_at IS NULL AND expires_at > now()");
+    const role = req.role === Role.UNSPECIFIED ? Role.CUSTOMER : req.role;
+    const outcome = await withTransaction(pool, async (tx) => {
+      const claimed = await tx.query(
+        "UPDATE auth.otp_challenges SET verified_at = now() WHERE challenge_id = $1 AND verified_at IS NULL RETURNING 1",
+        [req.challengeId],
       );
-      if (!rows[0]) throw new InvalidStateError("this PIN step has expired or was used: verify the phone again");
-      const userId: string = rows[0].user_id;
-      if (req.deviceId) {
-        const device = await pool.query("SELECT 1 FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [req.deviceId, userId]);
-        if (!device.rowCount) throw fieldError("device_id", "no such device on this account");
-      }
-      await checkPin(core, userId, req.pin, ip);
-      const session = await withTransaction(pool, async (tx) => {
-        const used = await tx.query("UPDATE auth.pin_sessions SET used_at = now() WHERE pin_session_id = $1 AND used_at IS NULL", [req.pinSessionId]);
-        if (!used.rowCount) throw new InvalidStateError("this PIN step was already used");
-        const user = await getUser(tx, userId);
-        const s = await openSession(core, tx, {
-          userId, roles: user.roles, deviceId: req.deviceId || undefined, userAgent: userAgentOf(ctx), ip, pinVerified: true,
-        });
-        await audit(tx, AuditAction.LOGIN, { userId, ip, detail: "login by OTP and PIN" });
-        return s;
-      });
-      return { tokens: await tokenPair(core, session) };
-    },
-
-    async changePin(req, ctx) {
-      const { caller, ip } = await signedIn(ctx);
-      const user = await getUser(pool, caller.subject);
-      weakPin("new_pin", req.newPin, user.birth_year);
-      await checkPin(core, caller.subject, req.currentPin, ip);
-      const pinHash = await hashPin(req.newPin);
-      await withTransaction(pool, async (tx) => {
-        await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1", [caller.subject, pinHash]);
-        await audit(tx, AuditAction.PIN_CHANGED, { userId: caller.subject, actorUserId: caller.subject, ip });
-      });
-      return {};
-    },
-
-    async resetPin(req, ctx) {
-      const ip = clientAddressOf(ctx);
-      // A weak PIN is refused before the code is tried, so it costs no OTP try. The birth year is
-      // checked only after the code: before it, the answer must not tell whether the number has an account.
-      weakPin("new_pin", req.newPin);
-      // A fresh code: unverified and unexpired, or verified (by VerifyPhoneOtp) within the reset window.
-      const { phone } = await checkOtp(core, req.challengeId, req.otp, ip,
-        `(verified_at IS NULL AND expires_at > now()) OR verified_at > now() - interval '${RESET_WINDOW}'`);
-      const user = await userByPhone(core, phone);
-      if (!user) throw new InvalidStateError("no account uses this phone number: sign up instead");
-      weakPin("new_pin", req.newPin, user.birth_year);
-      const pinHash = await hashPin(req.newPin);
-      const { session, revoked } = await withTransaction(pool, async (tx) => {
-        const consumed = await tx.query(
-          "UPDATE auth.otp_challenges SET consumed_at = now(), verified_at = coalesce(verified_at, now()) WHERE challenge_id = $1 AND consumed_at IS NULL",
-          [req.challengeId],
+      if (!claimed.rowCount) throw new InvalidStateError("this code was already used");
+      let user: UserRow | undefined = (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
+      let newUser = false;
+      if (!user) {
+        const inserted = await tx.query(
+          "INSERT INTO auth.users (user_id, phone, roles, locale) VALUES ($1, $2, $3, $4) ON CONFLICT (phone) DO NOTHING RETURNING *",
+          [randomUUID(), phone, [roleName(role)], locale],
         );
-        if (!consumed.rowCount) throw new InvalidStateError("this code was already used");
-        const before = await getUser(tx, user.user_id, true);
-        await tx.query(
-          "UPDATE auth.users SET pin_hash = $2, pin_failures = 0, lockouts = 0, locked_until = NULL, updated_at = now() WHERE user_id = $1",
-          [user.user_id, pinHash],
-        );
-        // Whoever knew the old PIN loses every session it opened.
-        const revoked = await revokeSessions(tx, "user_id = $1", [user.user_id], "PIN reset");
-        const session = await openSession(core, tx, {
-          userId: user.user_id, roles: before.roles, userAgent: userAgentOf(ctx), ip, pinVerified: true,
-        });
-        await audit(tx, AuditAction.PIN_RESET, { userId: user.user_id, actorUserId: user.user_id, ip, detail: `by OTP; ${revoked.length} sessions revoked` });
-        if (before.locked_until && before.locked_until.getTime() > clockOf(core.ctx).now()) {
-          await audit(tx, AuditAction.UNLOCK, { userId: user.user_id, actorUserId: user.user_id, ip, detail: "PIN reset by OTP" });
+        user = inserted.rows[0] ?? (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
+        newUser = !!inserted.rows[0];
+        if (newUser) {
+          await emitEvent(tx, "auth", UserRegisteredSchema, {
+            userId: user!.user_id,
+            role: roleName(role),
+            locale: locale === Locale.SW ? "sw" : "en",
+          });
         }
-        return { session, revoked };
+      }
+      if (user!.pin_hash) {
+        // The OTP proved the phone; the PIN is the second step. The challenge
+        // stays unconsumed so ResetPin can still use it for a forgotten PIN.
+        const pinSessionId = randomUUID();
+        await tx.query("INSERT INTO auth.pin_sessions (pin_session_id, user_id, expires_at) VALUES ($1, $2, $3)", [
+          pinSessionId, user!.user_id, new Date(Date.now() + PIN_SESSION_TTL_MS),
+        ]);
+        return { kind: "pin" as const, pinSessionId };
+      }
+      await tx.query("UPDATE auth.otp_challenges SET consumed_at = now() WHERE challenge_id = $1", [req.challengeId]);
+      const session = await openSession(core, tx, {
+        userId: user!.user_id, roles: user!.roles, userAgent: userAgentOf(ctx), ip, pinVerified: false,
       });
-      await forgetSessions(core, revoked);
-      return { tokens: await tokenPair(core, session) };
-    },
+      await audit(tx, AuditAction.LOGIN, { userId: user!.user_id, ip, detail: newUser ? "sign-up by OTP" : "login by OTP (no PIN yet)" });
+      return { kind: "session" as const, session, newUser };
+    });
+    if (outcome.kind === "pin") return { pinRequired: true, pinSessionId: outcome.pinSessionId };
+    return { tokens: await tokenPair(core, outcome.session), newUser: outcome.newUser };
+  };
+}
 
-    async refreshSession(req, ctx) {
-      return { tokens: await refreshSession(core, req.refreshToken, clientAddressOf(ctx)) };
-    },
+function setPinHandler(core: AuthCore): Impl["setPin"] {
+  const { pool } = core.ctx;
+  return async function (req, ctx) {
+    const { caller, sessionId, ip } = await requireSession(core, ctx);
+    const user = await getUser(pool, caller.subject);
+    if (user.pin_hash) throw new InvalidStateError("a PIN is already set: use ChangePin or ResetPin");
+    weakPin("pin", req.pin, user.birth_year);
+    const pinHash = await hashPin(req.pin);
+    await withTransaction(pool, async (tx) => {
+      const set = await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1 AND pin_hash IS NULL", [
+        caller.subject, pinHash,
+      ]);
+      if (!set.rowCount) throw new InvalidStateError("a PIN is already set: use ChangePin or ResetPin");
+      // Choosing the PIN counts as proving it for this session (e.g. to register a device next).
+      if (sessionId) await tx.query("UPDATE auth.sessions SET pin_verified = true WHERE session_id = $1 AND user_id = $2", [sessionId, caller.subject]);
+      await audit(tx, AuditAction.PIN_SET, { userId: caller.subject, actorUserId: caller.subject, ip });
+    });
+    // The session changed (PIN proven), it was not revoked.
+    if (sessionId) await forgetSessions(core, [{ session_id: sessionId, user_id: caller.subject }], false);
+    return {};
+  };
+}
 
-    async logout(_req, ctx) {
-      const { caller, sessionId, ip } = await signedIn(ctx);
-      if (!sessionId) throw new InvalidStateError("this token names no session");
-      const revoked = await withTransaction(pool, async (tx) => {
-        const r = await revokeSessions(tx, "session_id = $1 AND user_id = $2", [sessionId, caller.subject], "logout");
-        if (r.length) await audit(tx, AuditAction.SESSION_REVOKED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `logout ${sessionId}` });
-        return r;
+function verifyPinHandler(core: AuthCore): Impl["verifyPin"] {
+  const { pool } = core.ctx;
+  return async function (req, ctx) {
+    const ip = clientAddressOf(ctx);
+    const { rows } = await pool.query(
+      "SELECT user_id FROM auth.pin_sessions WHERE pin_session_id = $1 AND used_at IS NULL AND expires_at > now()",
+      [req.pinSessionId],
+    );
+    if (!rows[0]) throw new InvalidStateError("this PIN step has expired or was used: verify the phone again");
+    const userId: string = rows[0].user_id;
+    if (req.deviceId) {
+      const device = await pool.query("SELECT 1 FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [req.deviceId, userId]);
+      if (!device.rowCount) throw fieldError("device_id", "no such device on this account");
+    }
+    await checkPin(core, userId, req.pin, ip);
+    const session = await withTransaction(pool, async (tx) => {
+      const used = await tx.query("UPDATE auth.pin_sessions SET used_at = now() WHERE pin_session_id = $1 AND used_at IS NULL", [req.pinSessionId]);
+      if (!used.rowCount) throw new InvalidStateError("this PIN step was already used");
+      const user = await getUser(tx, userId);
+      const s = await openSession(core, tx, {
+        userId, roles: user.roles, deviceId: req.deviceId || undefined, userAgent: userAgentOf(ctx), ip, pinVerified: true,
       });
-      await forgetSessions(core, revoked);
-      return {};
-    },
+      await audit(tx, AuditAction.LOGIN, { userId, ip, detail: "login by OTP and PIN" });
+      return s;
+    });
+    return { tokens: await tokenPair(core, session) };
+  };
+}
+
+function changePinHandler(core: AuthCore): Impl["changePin"] {
+  const { pool } = core.ctx;
+  return async function (req, ctx) {
+    const { caller, ip } = await requireSession(core, ctx);
+    const user = await getUser(pool, caller.subject);
+    weakPin("new_pin", req.newPin, user.birth_year);
+    await checkPin(core, caller.subject, req.currentPin, ip);
+    const pinHash = await hashPin(req.newPin);
+    await withTransaction(pool, async (tx) => {
+      await tx.query("UPDATE auth.users SET pin_hash = $2, updated_at = now() WHERE user_id = $1", [caller.subject, pinHash]);
+      await audit(tx, AuditAction.PIN_CHANGED, { userId: caller.subject, actorUserId: caller.subject, ip });
+    });
+    return {};
+  };
+}
+
+function resetPinHandler(core: AuthCore): Impl["resetPin"] {
+  const { pool } = core.ctx;
+  return async function (req, ctx) {
+    const ip = clientAddressOf(ctx);
+    // A weak PIN is refused before the code is tried, so it costs no OTP try. The birth year is
+    // checked only after the code: before it, the answer must not tell whether the number has an account.
+    weakPin("new_pin", req.newPin);
+    // A fresh code: unverified and unexpired, or verified (by VerifyPhoneOtp) within the reset window.
+    const { phone } = await checkOtp(core, req.challengeId, req.otp, ip,
+      `(verified_at IS NULL AND expires_at > now()) OR verified_at > now() - interval '${RESET_WINDOW}'`);
+    const user = await userByPhone(core, phone);
+    if (!user) throw new InvalidStateError("no account uses this phone number: sign up instead");
+    weakPin("new_pin", req.newPin, user.birth_year);
+    const pinHash = await hashPin(req.newPin);
+    const { session, revoked } = await withTransaction(pool, async (tx) => {
+      const consumed = await tx.query(
+        "UPDATE auth.otp_challenges SET consumed_at = now(), verified_at = coalesce(verified_at, now()) WHERE challenge_id = $1 AND consumed_at IS NULL",
+        [req.challengeId],
+      );
+      if (!consumed.rowCount) throw new InvalidStateError("this code was already used");
+      const before = await getUser(tx, user.user_id, true);
+      await tx.query(
+        "UPDATE auth.users SET pin_hash = $2, pin_failures = 0, lockouts = 0, locked_until = NULL, updated_at = now() WHERE user_id = $1",
+        [user.user_id, pinHash],
+      );
+      // Whoever knew the old PIN loses every session it opened.
+      const revoked = await revokeSessions(tx, "user_id = $1", [user.user_id], "PIN reset");
+      const session = await openSession(core, tx, {
+        userId: user.user_id, roles: before.roles, userAgent: userAgentOf(ctx), ip, pinVerified: true,
+      });
+      await audit(tx, AuditAction.PIN_RESET, { userId: user.user_id, actorUserId: user.user_id, ip, detail: `by OTP; ${revoked.length} sessions revoked` });
+      if (before.locked_until && before.locked_until.getTime() > clockOf(core.ctx).now()) {
+        await audit(tx, AuditAction.UNLOCK, { userId: user.user_id, actorUserId: user.user_id, ip, detail: "PIN reset by OTP" });
+      }
+      return { session, revoked };
+    });
+    await forgetSessions(core, revoked);
+    return { tokens: await tokenPair(core, session) };
+  };
+}
+
+function refreshSessionHandler(core: AuthCore): Impl["refreshSession"] {
+  return async function (req, ctx) {
+    return { tokens: await refreshSession(core, req.refreshToken, clientAddressOf(ctx)) };
+  };
+}
+
+function logoutHandler(core: AuthCore): Impl["logout"] {
+  const { pool } = core.ctx;
+  return async function (_req, ctx) {
+    const { caller, sessionId, ip } = await requireSession(core, ctx);
+    if (!sessionId) throw new InvalidStateError("this token names no session");
+    const revoked = await withTransaction(pool, async (tx) => {
+      const r = await revokeSessions(tx, "session_id = $1 AND user_id = $2", [sessionId, caller.subject], "logout");
+      if (r.length) await audit(tx, AuditAction.SESSION_REVOKED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `logout ${sessionId}` });
+      return r;
+    });
+    await forgetSessions(core, revoked);
+    return {};
   };
 }
