@@ -45,109 +45,127 @@ export interface WebhookOptions {
   publicUrl: () => string;
 }
 
+type Route = (o: WebhookOptions, req: Req, res: Res, body: Buffer, url: URL) => Promise<void>;
+
+/** Each provider callback this service answers, by path. */
+const ROUTES: Record<string, Route> = {
+  "/webhooks/africastalking/delivery": africasTalkingDelivery,
+  "/webhooks/africastalking/inbound": africasTalkingInbound,
+  "/webhooks/twilio/status": twilioStatus,
+  "/webhooks/twilio/inbound": twilioInbound,
+  "/webhooks/sendgrid/events": sendgridEvents,
+};
+
+/** POST /webhooks/africastalking/delivery */
+async function africasTalkingDelivery(o: WebhookOptions, _req: Req, res: Res, body: Buffer, url: URL): Promise<void> {
+  if (!sameSecret(o.providers().africastalking.callbackToken, url.searchParams.get("token") ?? "")) return send(res, 403, "bad token");
+  const form = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
+  if (!form.id || !form.status) return send(res, 400, "id and status are required");
+  await applyStatusReport(o.pool, {
+    provider: "africastalking",
+    kind: "delivery",
+    messageId: form.id,
+    status: AT_STATUS[form.status],
+    error: form.failureReason,
+    payload: { ...form, phoneNumber: form.phoneNumber ? maskPhone(form.phoneNumber) : "" },
+  });
+  send(res, 200, "OK");
+}
+
+/** POST /webhooks/africastalking/inbound */
+async function africasTalkingInbound(o: WebhookOptions, _req: Req, res: Res, body: Buffer, url: URL): Promise<void> {
+  if (!sameSecret(o.providers().africastalking.callbackToken, url.searchParams.get("token") ?? "")) return send(res, 403, "bad token");
+  const form = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
+  if (!form.from) return send(res, 400, "from is required");
+  await inbound(o, "africastalking", form.from, form.text ?? "");
+  send(res, 200, "OK");
+}
+
+/** POST /webhooks/twilio/status */
+async function twilioStatus(o: WebhookOptions, req: Req, res: Res, body: Buffer): Promise<void> {
+  const params = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
+  if (!twilioSigned(o, req, params)) return send(res, 403, "bad signature");
+  await applyStatusReport(o.pool, {
+    provider: "twilio",
+    kind: "status",
+    messageId: params.MessageSid ?? "",
+    status: TWILIO_STATUS[params.MessageStatus ?? ""],
+    error: params.ErrorCode ? `twilio error ${params.ErrorCode}` : undefined,
+    payload: { ...params, To: params.To ? maskPhone(params.To) : "" },
+  });
+  send(res, 204);
+}
+
+/** POST /webhooks/twilio/inbound */
+async function twilioInbound(o: WebhookOptions, req: Req, res: Res, body: Buffer): Promise<void> {
+  const params = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
+  if (!twilioSigned(o, req, params)) return send(res, 403, "bad signature");
+  if (!params.From) return send(res, 400, "From is required");
+  await inbound(o, "twilio", params.From, params.Body ?? "");
+  send(res, 200, "<Response></Response>", "text/xml");
+}
+
+/** POST /webhooks/sendgrid/events */
+async function sendgridEvents(o: WebhookOptions, req: Req, res: Res, body: Buffer): Promise<void> {
+  const ok = checkSendgridSignature(
+    o.providers().sendgrid.webhookPublicKey,
+    String(req.headers["x-twilio-email-event-webhook-timestamp"] ?? ""),
+    body,
+    String(req.headers["x-twilio-email-event-webhook-signature"] ?? ""),
+  );
+  if (!ok) return send(res, 403, "bad signature");
+  let events: { event?: string; sg_message_id?: string; reason?: string }[];
+  try {
+    events = JSON.parse(body.toString("utf8"));
+    if (!Array.isArray(events)) throw new Error("not an array");
+  } catch {
+    return send(res, 400, "a JSON array of events is expected");
+  }
+  for (const e of events) {
+    await applyStatusReport(o.pool, {
+      provider: "sendgrid",
+      kind: e.event ?? "",
+      // X-Message-Id is the part before the first dot of sg_message_id.
+      messageId: (e.sg_message_id ?? "").split(".")[0],
+      status: SENDGRID_STATUS[e.event ?? ""],
+      error: e.reason,
+      payload: { ...e, email: undefined },
+    });
+  }
+  send(res, 200, "OK");
+}
+
+function twilioSigned(o: WebhookOptions, req: Req, params: Record<string, string>): boolean {
+  const base = o.publicUrl() || `http://${req.headers.host}`;
+  return checkTwilioSignature(o.providers().twilio.authToken, `${base}${req.url}`, params, String(req.headers["x-twilio-signature"] ?? ""));
+}
+
+async function inbound(o: WebhookOptions, provider: string, from: string, text: string) {
+  const word = text.trim().split(/\s+/)[0]?.toUpperCase() ?? "";
+  const phone = normalisePhone(from);
+  if (STOP_WORDS.has(word)) {
+    await o.pool.query(
+      "INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING",
+      [phone, provider],
+    );
+    o.logger.info({ phone: maskPhone(phone), provider }, "SMS opt-out (STOP)");
+  } else if (START_WORDS.has(word)) {
+    await o.pool.query("DELETE FROM notification.sms_opt_outs WHERE phone = $1", [phone]);
+    o.logger.info({ phone: maskPhone(phone), provider }, "SMS opt-in (START)");
+  }
+}
+
 export function webhooks(o: WebhookOptions): HttpFilter {
-  const routes: Record<string, (req: Req, res: Res, body: Buffer, url: URL) => Promise<void>> = {
-    "/webhooks/africastalking/delivery": async (_req, res, body, url) => {
-      if (!sameSecret(o.providers().africastalking.callbackToken, url.searchParams.get("token") ?? "")) return send(res, 403, "bad token");
-      const form = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
-      if (!form.id || !form.status) return send(res, 400, "id and status are required");
-      await applyStatusReport(o.pool, {
-        provider: "africastalking",
-        kind: "delivery",
-        messageId: form.id,
-        status: AT_STATUS[form.status],
-        error: form.failureReason,
-        payload: { ...form, phoneNumber: form.phoneNumber ? maskPhone(form.phoneNumber) : "" },
-      });
-      send(res, 200, "OK");
-    },
-    "/webhooks/africastalking/inbound": async (_req, res, body, url) => {
-      if (!sameSecret(o.providers().africastalking.callbackToken, url.searchParams.get("token") ?? "")) return send(res, 403, "bad token");
-      const form = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
-      if (!form.from) return send(res, 400, "from is required");
-      await inbound("africastalking", form.from, form.text ?? "");
-      send(res, 200, "OK");
-    },
-    "/webhooks/twilio/status": async (req, res, body) => {
-      const params = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
-      if (!twilioSigned(req, params)) return send(res, 403, "bad signature");
-      await applyStatusReport(o.pool, {
-        provider: "twilio",
-        kind: "status",
-        messageId: params.MessageSid ?? "",
-        status: TWILIO_STATUS[params.MessageStatus ?? ""],
-        error: params.ErrorCode ? `twilio error ${params.ErrorCode}` : undefined,
-        payload: { ...params, To: params.To ? maskPhone(params.To) : "" },
-      });
-      send(res, 204);
-    },
-    "/webhooks/twilio/inbound": async (req, res, body) => {
-      const params = Object.fromEntries(new URLSearchParams(body.toString("utf8")));
-      if (!twilioSigned(req, params)) return send(res, 403, "bad signature");
-      if (!params.From) return send(res, 400, "From is required");
-      await inbound("twilio", params.From, params.Body ?? "");
-      send(res, 200, "<Response></Response>", "text/xml");
-    },
-    "/webhooks/sendgrid/events": async (req, res, body) => {
-      const ok = checkSendgridSignature(
-        o.providers().sendgrid.webhookPublicKey,
-        String(req.headers["x-twilio-email-event-webhook-timestamp"] ?? ""),
-        body,
-        String(req.headers["x-twilio-email-event-webhook-signature"] ?? ""),
-      );
-      if (!ok) return send(res, 403, "bad signature");
-      let events: { event?: string; sg_message_id?: string; reason?: string }[];
-      try {
-        events = JSON.parse(body.toString("utf8"));
-        if (!Array.isArray(events)) throw new Error("not an array");
-      } catch {
-        return send(res, 400, "a JSON array of events is expected");
-      }
-      for (const e of events) {
-        await applyStatusReport(o.pool, {
-          provider: "sendgrid",
-          kind: e.event ?? "",
-          // X-Message-Id is the part before the first dot of sg_message_id.
-          messageId: (e.sg_message_id ?? "").split(".")[0],
-          status: SENDGRID_STATUS[e.event ?? ""],
-          error: e.reason,
-          payload: { ...e, email: undefined },
-        });
-      }
-      send(res, 200, "OK");
-    },
-  };
-
-  function twilioSigned(req: Req, params: Record<string, string>): boolean {
-    const base = o.publicUrl() || `http://${req.headers.host}`;
-    return checkTwilioSignature(o.providers().twilio.authToken, `${base}${req.url}`, params, String(req.headers["x-twilio-signature"] ?? ""));
-  }
-
-  async function inbound(provider: string, from: string, text: string) {
-    const word = text.trim().split(/\s+/)[0]?.toUpperCase() ?? "";
-    const phone = normalisePhone(from);
-    if (STOP_WORDS.has(word)) {
-      await o.pool.query(
-        "INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, $2) ON CONFLICT (phone) DO NOTHING",
-        [phone, provider],
-      );
-      o.logger.info({ phone: maskPhone(phone), provider }, "SMS opt-out (STOP)");
-    } else if (START_WORDS.has(word)) {
-      await o.pool.query("DELETE FROM notification.sms_opt_outs WHERE phone = $1", [phone]);
-      o.logger.info({ phone: maskPhone(phone), provider }, "SMS opt-in (START)");
-    }
-  }
-
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://local");
-    const route = routes[url.pathname];
+    const route = ROUTES[url.pathname];
     if (!route) return false;
     if (req.method !== "POST") {
       send(res, 405, "POST only");
       return true;
     }
     readHttpBody(req, MAX_BODY)
-      .then((body) => route(req, res, body, url))
+      .then((body) => route(o, req, res, body, url))
       .catch((err) => {
         if (err instanceof BodyTooLargeError) return answerTooLarge(res, MAX_BODY);
         o.logger.error({ err, path: url.pathname }, "webhook failed");
