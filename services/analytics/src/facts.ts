@@ -133,110 +133,133 @@ export function factsOf(subject: string, data: Uint8Array): Applied {
   return { ...applied, at: first ?? (SUBJECTS.includes(subject) ? when(undefined) : undefined) };
 }
 
+/** The figures of each known subject, one function per event. */
+const FIGURES = new Map<string, (data: Uint8Array) => Applied>([
+  [S.tipCreated, tipCreatedFigures],
+  [S.tipSucceeded, tipSucceededFigures],
+  [S.tipFailed, tipFailedFigures],
+  [S.payoutSucceeded, payoutSucceededFigures],
+  [S.payoutFailed, payoutFailedFigures],
+  [S.payoutHeld, payoutHeldFigures],
+  [S.qrScanned, qrScannedFigures],
+  [S.userRegistered, userRegisteredFigures],
+  [S.deliveryUpdated, deliveryUpdatedFigures],
+  [S.shareAllocated, shareAllocatedFigures],
+  [S.distributionReversed, distributionReversedFigures],
+]);
+
 function figuresOf(subject: string, data: Uint8Array): Applied {
-  switch (subject) {
-    case S.tipCreated: {
-      const e = decode(TipCreatedSchema, data);
-      return {
-        facts: [{ at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: "", currency: e.amount?.currency ?? "KES", measures: { created: 1n } }],
-        records: [],
-      };
-    }
-    case S.tipSucceeded: {
-      const e = decode(TipSucceededSchema, data);
-      const at = when(e.meta);
-      const rating = e.rating >= 1 && e.rating <= 5 ? e.rating : 0;
-      const measures: Measures = {
-        succeeded: 1n,
-        amount_minor: e.amount?.amountMinor ?? 0n,
-        fee_minor: e.fee?.amountMinor ?? 0n,
-        net_minor: e.net?.amountMinor ?? 0n,
-      };
-      if (rating) {
-        measures.rating_sum = BigInt(rating);
-        measures.rating_count = 1n;
-        measures[`rated_${rating}` as Measure] = 1n;
-      }
-      const records: SideRecord[] = isId(e.workerId) ? [{ kind: "worker", workerId: e.workerId, at }] : [];
-      return { facts: [{ at, ...ids(e), method: methodName(e.method), resultCode: "0", currency: e.amount?.currency ?? "KES", measures }], records };
-    }
-    case S.tipFailed: {
-      const e = decode(TipFailedSchema, data);
-      const code = e.resultCode || "unknown";
-      return {
-        facts: [{
-          at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: code, currency: e.amount?.currency ?? "KES",
-          measures: e.pushRefused ? { failed: 1n, push_refused: 1n } : { failed: 1n },
-        }],
-        records: e.reason ? [{ kind: "reason", resultCode: code, reason: e.reason }] : [],
-      };
-    }
-    case S.payoutSucceeded: {
-      const e = decode(PayoutSucceededSchema, data);
-      const at = when(e.meta);
-      const currency = e.amount?.currency ?? "KES";
-      const amount = e.amount?.amountMinor ?? 0n;
-      return {
-        facts: [{ at, ...ids(e), method: "mpesa", resultCode: "0", currency,
-          measures: { payouts_succeeded: 1n, payout_minor: amount, payout_fee_minor: e.transferFee?.amountMinor ?? 0n } }],
-        records: isId(e.payoutId)
-          ? [{ kind: "payout_result", payoutId: e.payoutId, workerId: ids(e).worker, succeeded: true, resultCode: "0", currency, amountMinor: amount, at }]
-          : [],
-      };
-    }
-    case S.payoutFailed: {
-      const e = decode(PayoutFailedSchema, data);
-      const at = when(e.meta);
-      const currency = e.amount?.currency ?? "KES";
-      const code = e.resultCode || "unknown";
-      return {
-        facts: [{ at, ...ids(e), method: "mpesa", resultCode: code, currency, measures: { payouts_failed: 1n } }],
-        records: isId(e.payoutId)
-          ? [{ kind: "payout_result", payoutId: e.payoutId, workerId: ids(e).worker, succeeded: false, resultCode: code, currency, amountMinor: e.amount?.amountMinor ?? 0n, at }]
-          : [],
-      };
-    }
-    case S.payoutHeld: {
-      const e = decode(PayoutHeldSchema, data);
-      return { facts: [], records: isId(e.payoutId) ? [{ kind: "payout_request", payoutId: e.payoutId, workerId: isId(e.ownerId) ? e.ownerId : undefined, at: when(e.meta) }] : [] };
-    }
-    case S.qrScanned: {
-      const e = decode(QrScannedSchema, data);
-      return { facts: [{ at: when(e.meta), ...ids(e), method: "", resultCode: "", currency: "", measures: { scans: 1n } }], records: [] };
-    }
-    case S.userRegistered: {
-      const e = decode(UserRegisteredSchema, data);
-      const at = when(e.meta);
-      return {
-        facts: [{ at, method: e.role, resultCode: "", currency: "", measures: { registrations: 1n } }],
-        records: e.role === "worker" && isId(e.userId) ? [{ kind: "worker", workerId: e.userId, registeredAt: at, at }] : [],
-      };
-    }
-    case S.deliveryUpdated: {
-      const e = decode(DeliveryUpdatedSchema, data);
-      return { facts: [{ at: when(e.meta), method: e.channel, resultCode: e.status, currency: "", measures: { notifications: 1n } }], records: [] };
-    }
-    case S.shareAllocated: {
-      // A member's share of a distributed pool: the worker's earnings and the venue's payout to staff.
-      const e = decode(VenueShareAllocatedSchema, data);
-      return {
-        facts: [{ at: when(e.meta), worker: isId(e.workerId) ? e.workerId : undefined, venue: isId(e.venueId) ? e.venueId : undefined,
-          method: "pool", resultCode: "", currency: e.amount?.currency ?? "KES", measures: { pooled_minor: e.amount?.amountMinor ?? 0n } }],
-        records: [],
-      };
-    }
-    case S.distributionReversed: {
-      // The event names the venue only, not each member's share: reversed on the venue and the platform.
-      const e = decode(VenueDistributionReversedSchema, data);
-      return {
-        facts: [{ at: when(e.meta), venue: isId(e.venueId) ? e.venueId : undefined, method: "pool", resultCode: "reversed",
-          currency: e.amount?.currency ?? "KES", measures: { pooled_minor: -(e.amount?.amountMinor ?? 0n) } }],
-        records: [],
-      };
-    }
-    default:
-      return { facts: [], records: [] };
+  return FIGURES.get(subject)?.(data) ?? { facts: [], records: [] };
+}
+
+function tipCreatedFigures(data: Uint8Array): Applied {
+  const e = decode(TipCreatedSchema, data);
+  return {
+    facts: [{ at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: "", currency: e.amount?.currency ?? "KES", measures: { created: 1n } }],
+    records: [],
+  };
+}
+
+function tipSucceededFigures(data: Uint8Array): Applied {
+  const e = decode(TipSucceededSchema, data);
+  const at = when(e.meta);
+  const rating = e.rating >= 1 && e.rating <= 5 ? e.rating : 0;
+  const measures: Measures = {
+    succeeded: 1n,
+    amount_minor: e.amount?.amountMinor ?? 0n,
+    fee_minor: e.fee?.amountMinor ?? 0n,
+    net_minor: e.net?.amountMinor ?? 0n,
+  };
+  if (rating) {
+    measures.rating_sum = BigInt(rating);
+    measures.rating_count = 1n;
+    measures[`rated_${rating}` as Measure] = 1n;
   }
+  const records: SideRecord[] = isId(e.workerId) ? [{ kind: "worker", workerId: e.workerId, at }] : [];
+  return { facts: [{ at, ...ids(e), method: methodName(e.method), resultCode: "0", currency: e.amount?.currency ?? "KES", measures }], records };
+}
+
+function tipFailedFigures(data: Uint8Array): Applied {
+  const e = decode(TipFailedSchema, data);
+  const code = e.resultCode || "unknown";
+  return {
+    facts: [{
+      at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: code, currency: e.amount?.currency ?? "KES",
+      measures: e.pushRefused ? { failed: 1n, push_refused: 1n } : { failed: 1n },
+    }],
+    records: e.reason ? [{ kind: "reason", resultCode: code, reason: e.reason }] : [],
+  };
+}
+
+function payoutSucceededFigures(data: Uint8Array): Applied {
+  const e = decode(PayoutSucceededSchema, data);
+  const at = when(e.meta);
+  const currency = e.amount?.currency ?? "KES";
+  const amount = e.amount?.amountMinor ?? 0n;
+  return {
+    facts: [{ at, ...ids(e), method: "mpesa", resultCode: "0", currency,
+      measures: { payouts_succeeded: 1n, payout_minor: amount, payout_fee_minor: e.transferFee?.amountMinor ?? 0n } }],
+    records: isId(e.payoutId)
+      ? [{ kind: "payout_result", payoutId: e.payoutId, workerId: ids(e).worker, succeeded: true, resultCode: "0", currency, amountMinor: amount, at }]
+      : [],
+  };
+}
+
+function payoutFailedFigures(data: Uint8Array): Applied {
+  const e = decode(PayoutFailedSchema, data);
+  const at = when(e.meta);
+  const currency = e.amount?.currency ?? "KES";
+  const code = e.resultCode || "unknown";
+  return {
+    facts: [{ at, ...ids(e), method: "mpesa", resultCode: code, currency, measures: { payouts_failed: 1n } }],
+    records: isId(e.payoutId)
+      ? [{ kind: "payout_result", payoutId: e.payoutId, workerId: ids(e).worker, succeeded: false, resultCode: code, currency, amountMinor: e.amount?.amountMinor ?? 0n, at }]
+      : [],
+  };
+}
+
+function payoutHeldFigures(data: Uint8Array): Applied {
+  const e = decode(PayoutHeldSchema, data);
+  return { facts: [], records: isId(e.payoutId) ? [{ kind: "payout_request", payoutId: e.payoutId, workerId: isId(e.ownerId) ? e.ownerId : undefined, at: when(e.meta) }] : [] };
+}
+
+function qrScannedFigures(data: Uint8Array): Applied {
+  const e = decode(QrScannedSchema, data);
+  return { facts: [{ at: when(e.meta), ...ids(e), method: "", resultCode: "", currency: "", measures: { scans: 1n } }], records: [] };
+}
+
+function userRegisteredFigures(data: Uint8Array): Applied {
+  const e = decode(UserRegisteredSchema, data);
+  const at = when(e.meta);
+  return {
+    facts: [{ at, method: e.role, resultCode: "", currency: "", measures: { registrations: 1n } }],
+    records: e.role === "worker" && isId(e.userId) ? [{ kind: "worker", workerId: e.userId, registeredAt: at, at }] : [],
+  };
+}
+
+function deliveryUpdatedFigures(data: Uint8Array): Applied {
+  const e = decode(DeliveryUpdatedSchema, data);
+  return { facts: [{ at: when(e.meta), method: e.channel, resultCode: e.status, currency: "", measures: { notifications: 1n } }], records: [] };
+}
+
+function shareAllocatedFigures(data: Uint8Array): Applied {
+  // A member's share of a distributed pool: the worker's earnings and the venue's payout to staff.
+  const e = decode(VenueShareAllocatedSchema, data);
+  return {
+    facts: [{ at: when(e.meta), worker: isId(e.workerId) ? e.workerId : undefined, venue: isId(e.venueId) ? e.venueId : undefined,
+      method: "pool", resultCode: "", currency: e.amount?.currency ?? "KES", measures: { pooled_minor: e.amount?.amountMinor ?? 0n } }],
+    records: [],
+  };
+}
+
+function distributionReversedFigures(data: Uint8Array): Applied {
+  // The event names the venue only, not each member's share: reversed on the venue and the platform.
+  const e = decode(VenueDistributionReversedSchema, data);
+  return {
+    facts: [{ at: when(e.meta), venue: isId(e.venueId) ? e.venueId : undefined, method: "pool", resultCode: "reversed",
+      currency: e.amount?.currency ?? "KES", measures: { pooled_minor: -(e.amount?.amountMinor ?? 0n) } }],
+    records: [],
+  };
 }
 
 export const HOUR_MS = 3_600_000;
