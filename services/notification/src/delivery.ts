@@ -11,6 +11,7 @@ import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./provid
 import {
   CHANNEL_NAMES,
   findRecipient,
+  type RecipientRecord,
   findTemplate,
   maskEmail,
   pushTokens,
@@ -107,6 +108,23 @@ function updateEvent(d: DeliveryRef, status: DeliveryState, correlationId = "") 
 export async function enqueue(tx: Queryable, req: SendRequest, now = new Date()): Promise<string[]> {
   const user = "userId" in req.to ? await findRecipient(tx, req.to.userId) : undefined;
   const isOtp = req.templateKey === TemplateKey.OTP;
+  const { channels, explicit } = channelsFor(req, user, isOtp);
+  const locale = resolveLocale(req.locale || user?.locale);
+  const userId = "userId" in req.to ? req.to.userId : null;
+  const ids: string[] = [];
+  for (const channel of channels) {
+    const to = await addressOn(tx, req, user, userId, explicit, channel);
+    if (!to) continue;
+    const id = await enqueueOn(tx, req, now, { user, userId, isOtp, explicit, locale, channel, ...to });
+    if (id) ids.push(id);
+  }
+  return ids;
+}
+
+type KnownUser = RecipientRecord | undefined;
+
+/** The channels a request goes out on, and whether the caller named them. */
+function channelsFor(req: SendRequest, user: KnownUser, isOtp: boolean): { channels: Channel[]; explicit: boolean } {
   let channels: Channel[];
   let explicit = !!req.channels?.length;
   if ("phone" in req.to) channels = [Channel.SMS];
@@ -121,90 +139,104 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
     channels = [Channel.SMS];
     explicit = true;
   }
-  const locale = resolveLocale(req.locale || user?.locale);
-  const userId = "userId" in req.to ? req.to.userId : null;
-  const ids: string[] = [];
-  for (const channel of channels) {
-    let address = "";
-    let masked = "";
-    if (channel === Channel.SMS) {
-      const phone = "phone" in req.to ? req.to.phone : (user?.phone ?? "");
-      address = phone ? normalisePhone(phone) : "";
-      masked = address ? maskPhone(address) : "";
-    } else if (channel === Channel.EMAIL) {
-      address = "email" in req.to ? req.to.email : (user?.email ?? "");
-      masked = address ? maskEmail(address) : "";
-    } else if (userId) {
-      address = userId;
-      masked = userId;
-      // No device registered: nothing to push to, and nothing worth a failed record.
-      if (channel === Channel.PUSH && !explicit && (await pushTokens(tx, userId)).length === 0) continue;
-    }
-    if (!address && !explicit && !(channel === Channel.SMS && userId)) continue;
+  return { channels, explicit };
+}
 
-    const template = await findTemplate(tx, req.templateKey, locale, channel);
-    if (!template) throw new Error(`no active template for ${templateKeyName(req.templateKey)}/${locale}/${CHANNEL_NAMES[channel]}`);
-    const variables = withDefaults(req.templateKey, req.variables);
-    const subject = render(template.subject, variables);
-    const body = render(template.body, variables);
-
-    let status: DeliveryState = "queued";
-    let error: string | null = null;
-    let nextAttempt = now;
-    // A user whose number we do not have yet: the dispatcher asks auth for it.
-    const lookup = channel === Channel.SMS && !address && !!userId;
-    if (!address && !lookup) {
-      status = "failed";
-      error = channel === Channel.SMS ? "no phone number on file" : channel === Channel.EMAIL ? "no e-mail address on file" : "no recipient";
-    } else if (channel === Channel.IN_APP) {
-      status = "delivered";
-    } else if (!isOtp && user && (channel === Channel.SMS || channel === Channel.PUSH)) {
-      nextAttempt = quietUntil(now, user.quiet_start, user.quiet_end) ?? now;
-    }
-    const recipientKey = userId ?? ("phone" in req.to ? `phone:${address}` : `email:${address.toLowerCase()}`);
-    const id = randomUUID();
-    // The delivery, its fact and (in-app) the notification itself in one statement, all or nothing on a repeat.
-    const ref = { id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 };
-    const event = updateEvent(ref, status, req.correlationId);
-    // A number that texted STOP gets no SMS (OTPs excepted): checked by the insert itself, not a statement of its own.
-    const mayBeOptedOut = channel === Channel.SMS && !isOtp && !!address && status === "queued";
-    const optedOutEvent = mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event;
-    const inApp = channel === Channel.IN_APP && userId !== null;
-    const inserted = await tx.query<{ id: string }>(
-      `WITH opted AS (SELECT $23::boolean AND EXISTS (SELECT 1 FROM notification.sms_opt_outs WHERE phone = $6) AS out),
-       delivery AS (
-         INSERT INTO notification.deliveries
-           (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
-            subject, body, status, last_error, next_attempt_at)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                CASE WHEN out THEN 'failed' ELSE $13::text END,
-                CASE WHEN out THEN 'recipient texted STOP' ELSE $14::text END,
-                CASE WHEN out THEN $25::timestamptz ELSE $15::timestamptz END
-           FROM opted
-         ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
-       announced AS (
-         INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
-         SELECT CASE WHEN out THEN $26::uuid ELSE $16::uuid END, $17, CASE WHEN out THEN $24::bytea ELSE $18::bytea END, $22::text FROM delivery, opted),
-       shown AS (
-         INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
-         SELECT $19, $5, id, $8, $11, $20, $15 FROM delivery WHERE $21)
-       SELECT id FROM delivery`,
-      [id, req.sourceKey, recipientKey, channel, userId, address, masked, req.templateKey, template.version, template.locale,
-        subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt, event.id, event.subject, Buffer.from(event.data),
-        randomUUID(), body, inApp, currentTraceparent() ?? null, mayBeOptedOut, Buffer.from(optedOutEvent.data), now, optedOutEvent.id],
-    );
-    if (inserted.rowCount === 0) {
-      const existing = await tx.query<{ id: string }>(
-        "SELECT id FROM notification.deliveries WHERE source_key = $1 AND recipient_key = $2 AND channel = $3",
-        [req.sourceKey, recipientKey, channel],
-      );
-      ids.push(existing.rows[0].id);
-      continue;
-    }
-    ids.push(id);
-    if (inApp) inAppSignals.emit(userId);
+/** Where one channel's message goes, and how logs show it; undefined when there is nothing to push to. */
+async function addressOn(tx: Queryable, req: SendRequest, user: KnownUser, userId: string | null, explicit: boolean, channel: Channel): Promise<{ address: string; masked: string } | undefined> {
+  let address = "";
+  let masked = "";
+  if (channel === Channel.SMS) {
+    const phone = "phone" in req.to ? req.to.phone : (user?.phone ?? "");
+    address = phone ? normalisePhone(phone) : "";
+    masked = address ? maskPhone(address) : "";
+  } else if (channel === Channel.EMAIL) {
+    address = "email" in req.to ? req.to.email : (user?.email ?? "");
+    masked = address ? maskEmail(address) : "";
+  } else if (userId) {
+    address = userId;
+    masked = userId;
+    // No device registered: nothing to push to, and nothing worth a failed record.
+    if (channel === Channel.PUSH && !explicit && (await pushTokens(tx, userId)).length === 0) return undefined;
   }
-  return ids;
+  return { address, masked };
+}
+
+interface ChannelScope {
+  user: KnownUser;
+  userId: string | null;
+  isOtp: boolean;
+  explicit: boolean;
+  locale: string;
+  channel: Channel;
+  address: string;
+  masked: string;
+}
+
+/** Creates one channel's delivery; returns its id (an existing one on a repeat), or undefined when the channel is skipped. */
+async function enqueueOn(tx: Queryable, req: SendRequest, now: Date, { user, userId, isOtp, explicit, locale, channel, address, masked }: ChannelScope): Promise<string | undefined> {
+  if (!address && !explicit && !(channel === Channel.SMS && userId)) return undefined;
+
+  const template = await findTemplate(tx, req.templateKey, locale, channel);
+  if (!template) throw new Error(`no active template for ${templateKeyName(req.templateKey)}/${locale}/${CHANNEL_NAMES[channel]}`);
+  const variables = withDefaults(req.templateKey, req.variables);
+  const subject = render(template.subject, variables);
+  const body = render(template.body, variables);
+
+  let status: DeliveryState = "queued";
+  let error: string | null = null;
+  let nextAttempt = now;
+  // A user whose number we do not have yet: the dispatcher asks auth for it.
+  const lookup = channel === Channel.SMS && !address && !!userId;
+  if (!address && !lookup) {
+    status = "failed";
+    error = channel === Channel.SMS ? "no phone number on file" : channel === Channel.EMAIL ? "no e-mail address on file" : "no recipient";
+  } else if (channel === Channel.IN_APP) {
+    status = "delivered";
+  } else if (!isOtp && user && (channel === Channel.SMS || channel === Channel.PUSH)) {
+    nextAttempt = quietUntil(now, user.quiet_start, user.quiet_end) ?? now;
+  }
+  const recipientKey = userId ?? ("phone" in req.to ? `phone:${address}` : `email:${address.toLowerCase()}`);
+  const id = randomUUID();
+  // The delivery, its fact and (in-app) the notification itself in one statement, all or nothing on a repeat.
+  const ref = { id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 };
+  const event = updateEvent(ref, status, req.correlationId);
+  // A number that texted STOP gets no SMS (OTPs excepted): checked by the insert itself, not a statement of its own.
+  const mayBeOptedOut = channel === Channel.SMS && !isOtp && !!address && status === "queued";
+  const optedOutEvent = mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event;
+  const inApp = channel === Channel.IN_APP && userId !== null;
+  const inserted = await tx.query<{ id: string }>(
+    `WITH opted AS (SELECT $23::boolean AND EXISTS (SELECT 1 FROM notification.sms_opt_outs WHERE phone = $6) AS out),
+     delivery AS (
+       INSERT INTO notification.deliveries
+         (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
+          subject, body, status, last_error, next_attempt_at)
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+              CASE WHEN out THEN 'failed' ELSE $13::text END,
+              CASE WHEN out THEN 'recipient texted STOP' ELSE $14::text END,
+              CASE WHEN out THEN $25::timestamptz ELSE $15::timestamptz END
+         FROM opted
+       ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
+     announced AS (
+       INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
+       SELECT CASE WHEN out THEN $26::uuid ELSE $16::uuid END, $17, CASE WHEN out THEN $24::bytea ELSE $18::bytea END, $22::text FROM delivery, opted),
+     shown AS (
+       INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
+       SELECT $19, $5, id, $8, $11, $20, $15 FROM delivery WHERE $21)
+     SELECT id FROM delivery`,
+    [id, req.sourceKey, recipientKey, channel, userId, address, masked, req.templateKey, template.version, template.locale,
+      subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt, event.id, event.subject, Buffer.from(event.data),
+      randomUUID(), body, inApp, currentTraceparent() ?? null, mayBeOptedOut, Buffer.from(optedOutEvent.data), now, optedOutEvent.id],
+  );
+  if (inserted.rowCount === 0) {
+    const existing = await tx.query<{ id: string }>(
+      "SELECT id FROM notification.deliveries WHERE source_key = $1 AND recipient_key = $2 AND channel = $3",
+      [req.sourceKey, recipientKey, channel],
+    );
+    return existing.rows[0].id;
+  }
+  if (inApp) inAppSignals.emit(userId);
+  return id;
 }
 
 /** Thrown to have the bus deliver the dispatch event again later (JetStream nak). */
