@@ -144,15 +144,8 @@ function invalid(field: string, why: string) {
   return fieldError(field, why);
 }
 
-/**
- * Posts a balanced entry exactly once per idempotency key, inside `tx`.
- *
- * Account rows are locked in id order (no deadlocks between entries that
- * touch the same accounts) and their balances moved in the same statement
- * that checks them, so concurrent postings never lose an update; the
- * database refuses a worker or pool balance below its holds.
- */
-export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostResult> {
+/** The entry's shape before anything is written: a cause, two or more non-zero lines, balanced per currency. */
+function checkBalanced(input: EntryInput): void {
   if (!input.cause.cause.case) throw invalid("cause", "say what caused the entry");
   if (input.postings.length < 2) throw invalid("postings", "an entry needs at least two postings");
   const nets = new Map<string, bigint>();
@@ -165,7 +158,58 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
   for (const [currency, net] of nets) {
     if (net !== 0n) throw invalid("postings", `do not balance in ${currency}: debits and credits differ by ${net} minor units`);
   }
+}
 
+/** Moves each owned account's balance under its row lock, in id order; `accounts` gets the new balances. */
+async function moveOwnedBalances(tx: Queryable, deltas: Map<string, bigint>, accounts: Map<string, AccountRow & { may_go_negative: boolean }>, allowOwnerDebt: boolean): Promise<void> {
+  for (const accountId of [...deltas.keys()].filter((id) => !accounts.get(id)!.may_go_negative).sort()) {
+    try {
+      const { rows } = await tx.query<{ balance_minor: bigint }>(
+        // The debt allowance follows the balance: raised only by an entry allowed to
+        // (a lost chargeback), lowered by anything else, never raised by it.
+        `UPDATE wallet.accounts SET balance_minor = balance_minor + $2::bigint,
+           debt_allowed_minor = CASE WHEN $3::boolean THEN GREATEST(debt_allowed_minor, held_minor - (balance_minor + $2::bigint))
+             ELSE LEAST(debt_allowed_minor, GREATEST(0, held_minor - (balance_minor + $2::bigint))) END
+         WHERE account_id = $1 RETURNING balance_minor`,
+        [accountId, deltas.get(accountId), allowOwnerDebt],
+      );
+      accounts.get(accountId)!.balance_minor = rows[0].balance_minor;
+    } catch (err) {
+      if ((err as { constraint?: string }).constraint === "available_not_negative") {
+        throw new InsufficientFundsError(`account ${accountId}: available balance is too low for this entry`);
+      }
+      throw err;
+    }
+  }
+}
+
+/** Owners hear about their money moving; system accounts (no balance after) are not announced. */
+async function announceMovements(tx: Queryable, entryId: string, causeId: string, lines: { accountId: string; amountMinor: bigint; currency: string; after: bigint | null; account: AccountRow }[]): Promise<void> {
+  for (const l of lines) {
+    if (l.after === null) continue;
+    const init = {
+      accountId: l.accountId,
+      ownerId: l.account.owner_id,
+      entryId,
+      amount: money(l.amountMinor < 0n ? -l.amountMinor : l.amountMinor, l.currency),
+      balanceAfter: money(l.after, l.currency),
+      causeId,
+    };
+    if (l.amountMinor > 0n) await emitEvent(tx, "wallet", WalletCreditedSchema, init, causeId);
+    else await emitEvent(tx, "wallet", WalletDebitedSchema, init, causeId);
+  }
+}
+
+/**
+ * Posts a balanced entry exactly once per idempotency key, inside `tx`.
+ *
+ * Account rows are locked in id order (no deadlocks between entries that
+ * touch the same accounts) and their balances moved in the same statement
+ * that checks them, so concurrent postings never lose an update; the
+ * database refuses a worker or pool balance below its holds.
+ */
+export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostResult> {
+  checkBalanced(input);
   const hash = fingerprint(input);
   const entryId = randomUUID();
   const inserted = await tx.query(
@@ -205,25 +249,7 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
   // their row lock, in id order. System accounts stand on nearly every entry:
   // locking them would serialise the whole platform, so their balance is the
   // sum of their postings instead (see accountBalance).
-  for (const accountId of [...deltas.keys()].filter((id) => !accounts.get(id)!.may_go_negative).sort()) {
-    try {
-      const { rows } = await tx.query<{ balance_minor: bigint }>(
-        // The debt allowance follows the balance: raised only by an entry allowed to
-        // (a lost chargeback), lowered by anything else, never raised by it.
-        `UPDATE wallet.accounts SET balance_minor = balance_minor + $2::bigint,
-           debt_allowed_minor = CASE WHEN $3::boolean THEN GREATEST(debt_allowed_minor, held_minor - (balance_minor + $2::bigint))
-             ELSE LEAST(debt_allowed_minor, GREATEST(0, held_minor - (balance_minor + $2::bigint))) END
-         WHERE account_id = $1 RETURNING balance_minor`,
-        [accountId, deltas.get(accountId), input.allowOwnerDebt === true],
-      );
-      accounts.get(accountId)!.balance_minor = rows[0].balance_minor;
-    } catch (err) {
-      if ((err as { constraint?: string }).constraint === "available_not_negative") {
-        throw new InsufficientFundsError(`account ${accountId}: available balance is too low for this entry`);
-      }
-      throw err;
-    }
-  }
+  await moveOwnedBalances(tx, deltas, accounts, input.allowOwnerDebt === true);
   // Balance after each line of an owned account, walking the lines in order from its opening balance.
   const running = new Map([...accounts].map(([id, a]) => [id, a.balance_minor - deltas.get(id)!]));
   const lines = input.postings.map((p, i) => {
@@ -258,21 +284,7 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
         c.rateTime ? timestampDate(c.rateTime) : postedAt],
     );
   }
-  // Owners hear about their money moving; system accounts are not announced.
-  const causeId = String(input.cause.cause.value);
-  for (const l of lines) {
-    if (l.after === null) continue;
-    const init = {
-      accountId: l.accountId,
-      ownerId: l.account.owner_id,
-      entryId,
-      amount: money(l.amountMinor < 0n ? -l.amountMinor : l.amountMinor, l.currency),
-      balanceAfter: money(l.after, l.currency),
-      causeId,
-    };
-    if (l.amountMinor > 0n) await emitEvent(tx, "wallet", WalletCreditedSchema, init, causeId);
-    else await emitEvent(tx, "wallet", WalletDebitedSchema, init, causeId);
-  }
+  await announceMovements(tx, entryId, String(input.cause.cause.value), lines);
   const entry = create(JournalEntrySchema, {
     entryId,
     idempotencyKey: input.idempotencyKey,
