@@ -88,6 +88,66 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** The interceptors every server runs, outermost first. */
+function serverInterceptors(options: ServerOptions): Interceptor[] {
+  const { logger, metrics } = options;
+  return [
+    tracingInterceptor("server"),
+    metrics.interceptor(),
+    requestIdInterceptor(),
+    ...(options.accessLog ? [accessLogInterceptor(logger, options.accessLog.callerKind)] : []),
+    errorInterceptor(logger, { relayed: options.accessLog !== undefined }),
+    inputInterceptor(),
+    ...(options.interceptors ?? []),
+    ...(options.validate === false ? [] : [createValidateInterceptor()]),
+  ];
+}
+
+/** Plain HTTP that is not an RPC: /metrics, /healthz and /readyz, then the service's own fallback, else 404. */
+function plainHttpFallback(options: ServerOptions, health: HealthStatus): NonNullable<ConnectNodeAdapterOptions["fallback"]> {
+  const { logger, metrics } = options;
+  return (req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" && path === "/metrics") {
+      metrics.registry.metrics().then(
+        (body) => {
+          res.writeHead(200, { "content-type": metrics.registry.contentType });
+          res.end(body);
+        },
+        (err) => {
+          logger.error({ err }, "metrics collection failed");
+          res.writeHead(500);
+          res.end();
+        },
+      );
+      return;
+    }
+    if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
+      const serving = health.get("") === ServingStatus.SERVING;
+      res.writeHead(serving ? 200 : 503, { "content-type": "text/plain" });
+      res.end(serving ? "ok\n" : "shutting down\n");
+      return;
+    }
+    if (options.fallback) {
+      options.fallback(req, res as http.ServerResponse);
+      return;
+    }
+    res.writeHead(404, { "content-type": "text/plain" });
+    res.end("not found\n");
+  };
+}
+
+/** Listens on the configured port; a port in use is a StartupError that says what to do. */
+function listenOn(listener: net.Server, options: ServerOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    listener.once("error", (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EADDRINUSE") return reject(err);
+      reject(new StartupError(`Port ${options.port} on ${options.host ?? "127.0.0.1"} is already in use (another TTIP, or another program). Stop it, or choose another port with PORT=<port>.`));
+    });
+    listener.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
+  });
+}
+
 /**
  * Serves Connect, gRPC-web and gRPC on one plaintext port: HTTP/2 with prior
  * knowledge (gRPC clients) and HTTP/1.1 (browsers, curl) are told apart by the
@@ -95,7 +155,7 @@ export interface RunningServer {
  * and /healthz.
  */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
-  const { logger, metrics } = options;
+  const { logger } = options;
   const health = new HealthStatus(options.remoteHealth);
   if (!options.remoteHealth) for (const service of options.services) health.set(service.typeName, ServingStatus.SERVING);
 
@@ -108,45 +168,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     contextValues: options.contextValues,
     readMaxBytes,
-    interceptors: [
-      tracingInterceptor("server"),
-      metrics.interceptor(),
-      requestIdInterceptor(),
-      ...(options.accessLog ? [accessLogInterceptor(logger, options.accessLog.callerKind)] : []),
-      errorInterceptor(logger, { relayed: options.accessLog !== undefined }),
-      inputInterceptor(),
-      ...(options.interceptors ?? []),
-      ...(options.validate === false ? [] : [createValidateInterceptor()]),
-    ],
-    fallback: (req, res) => {
-      const path = (req.url ?? "/").split("?")[0];
-      if (req.method === "GET" && path === "/metrics") {
-        metrics.registry.metrics().then(
-          (body) => {
-            res.writeHead(200, { "content-type": metrics.registry.contentType });
-            res.end(body);
-          },
-          (err) => {
-            logger.error({ err }, "metrics collection failed");
-            res.writeHead(500);
-            res.end();
-          },
-        );
-        return;
-      }
-      if (req.method === "GET" && (path === "/healthz" || path === "/readyz")) {
-        const serving = health.get("") === ServingStatus.SERVING;
-        res.writeHead(serving ? 200 : 503, { "content-type": "text/plain" });
-        res.end(serving ? "ok\n" : "shutting down\n");
-        return;
-      }
-      if (options.fallback) {
-        options.fallback(req, res as http.ServerResponse);
-        return;
-      }
-      res.writeHead(404, { "content-type": "text/plain" });
-      res.end("not found\n");
-    },
+    interceptors: serverInterceptors(options),
+    fallback: plainHttpFallback(options, health),
   }, logger);
 
   let inFlight = 0;
@@ -201,13 +224,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     routeConnection(socket, h1, h2);
   });
 
-  await new Promise<void>((resolve, reject) => {
-    listener.once("error", (err: NodeJS.ErrnoException) => {
-      if (err.code !== "EADDRINUSE") return reject(err);
-      reject(new StartupError(`Port ${options.port} on ${options.host ?? "127.0.0.1"} is already in use (another TTIP, or another program). Stop it, or choose another port with PORT=<port>.`));
-    });
-    listener.listen(options.port ?? 0, options.host ?? "127.0.0.1", () => resolve());
-  });
+  await listenOn(listener, options);
   const port = (listener.address() as net.AddressInfo).port;
   const host = options.host === undefined || options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host;
   logger.info({ port, services: options.services.map((s) => s.typeName) }, `${options.name} listening`);
