@@ -122,3 +122,16 @@ export function fraudAlertMessage(a: FraudAlertRow) {
     reviewedAt: a.reviewed_at ? timestampFromDate(a.reviewed_at) : undefined,
   };
 }
+
+/** A stored provider callback as the console shows it, raw body included. */
+export function toCallback(c: { callback_id: string; source: string; external_reference: string; remote_address: string; raw_body: Buffer; received_at: Date; resolved: boolean }) {
+  return {
+    callbackId: c.callback_id,
+    source: c.source,
+    externalReference: c.external_reference,
+    remoteAddress: c.remote_address,
+    rawBody: new Uint8Array(c.raw_body),
+    receivedAt: timestampFromDate(c.received_at),
+    resolved: c.resolved,
+  };
+}

@@ -1,14 +1,14 @@
 // The admin console's view of payments: tips and payouts across all workers
 // (filters and keyset paging), one payment's full story (raw callbacks,
 // alerts, ledger entry), and a re-query of a stuck attempt.
-import { timestampDate, timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, encodePageToken, fieldError, InvalidStateError, keysetTime, NotFoundError, pageSize, type Queryable, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, fieldError, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, type Queryable, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { PaymentHandlerContext } from "./context.js";
-import { FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, type FraudAlertRow } from "../convert.js";
+import { FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, toCallback, type FraudAlertRow } from "../convert.js";
 import { loadPayout, reconcilePayouts, type PayoutRow } from "../payouts.js";
 import { rulesInForce } from "../fraud.js";
 import { loadTip, reconcileTips, type TipRow } from "../tips.js";
@@ -54,18 +54,6 @@ function commonFilters(f: Filters, req: CommonFilters): void {
   if (req.maxAmountMinor) f.add("amount_minor <= ?", req.maxAmountMinor.toString());
   if (req.resultCode) f.add("result_code = ?", req.resultCode);
   if (req.workerId) f.add("worker_id = ?::uuid", req.workerId);
-}
-
-function toCallback(c: { callback_id: string; source: string; external_reference: string; remote_address: string; raw_body: Buffer; received_at: Date; resolved: boolean }) {
-  return {
-    callbackId: c.callback_id,
-    source: c.source,
-    externalReference: c.external_reference,
-    remoteAddress: c.remote_address,
-    rawBody: new Uint8Array(c.raw_body),
-    receivedAt: timestampFromDate(c.received_at),
-    resolved: c.resolved,
-  };
 }
 
 async function alertsFor(db: Queryable, column: "tip_id" | "payout_id", id: string) {
@@ -121,10 +109,10 @@ function searchTipsHandler(h: PaymentHandlerContext): Impl["searchTips"] {
       `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.tips ${f.where()} ORDER BY created_at DESC, tip_id DESC LIMIT ${f.next(size + 1)}`,
       f.params,
     );
-    const page = rows.slice(0, size);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.tip_id]);
     return {
-      tips: page.map((t) => tipOut(t)),
-      page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].tip_id]) : "" },
+      tips: items.map((t) => tipOut(t)),
+      page: { nextPageToken },
     };
   };
 }
@@ -142,10 +130,10 @@ function searchPayoutsHandler(h: PaymentHandlerContext): Impl["searchPayouts"] {
       `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.payouts ${f.where()} ORDER BY created_at DESC, payout_id DESC LIMIT ${f.next(size + 1)}`,
       f.params,
     );
-    const page = rows.slice(0, size);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.payout_id]);
     return {
-      payouts: page.map(payoutMessage),
-      page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].payout_id]) : "" },
+      payouts: items.map(payoutMessage),
+      page: { nextPageToken },
     };
   };
 }

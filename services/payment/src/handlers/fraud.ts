@@ -1,5 +1,5 @@
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, emitEvent, encodePageToken, InvalidStateError, keysetTime, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, emitEvent, InvalidStateError, keysetPage, keysetTime, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -39,10 +39,10 @@ function listFraudAlertsHandler(h: PaymentHandlerContext): Impl["listFraudAlerts
        ORDER BY created_at DESC, alert_id DESC LIMIT $5`,
       [status ?? null, reason ?? null, cursor?.at ?? null, cursor?.id ?? null, size + 1],
     );
-    const page = rows.slice(0, size);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.alert_id]);
     return {
-      alerts: page.map(fraudAlertMessage),
-      page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].alert_id]) : "" },
+      alerts: items.map(fraudAlertMessage),
+      page: { nextPageToken },
     };
   };
 }

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient, type ServiceImpl } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, encodePageToken, fieldError, InvalidStateError, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, type Pool } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, InvalidStateError, keysetPage, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, type Pool } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -122,10 +122,10 @@ function listPayoutsHandler(h: PaymentHandlerContext): Impl["listPayouts"] {
        ORDER BY created_at DESC, payout_id DESC LIMIT $5`,
       [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
     );
-    const page = rows.slice(0, size);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.payout_id]);
     return {
-      payouts: page.map(payoutMessage),
-      page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].payout_id]) : "" },
+      payouts: items.map(payoutMessage),
+      page: { nextPageToken },
     };
   };
 }

@@ -1,9 +1,9 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, encodePageToken, keysetPage, keysetTime, pageSize, requireCaller } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, keysetPage, keysetTime, pageSize, requireCaller } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { tipMessage } from "../convert.js";
+import { tipMessage, toCallback } from "../convert.js";
 import { resolveSuspense, type C2bRow } from "../c2b.js";
 import { refundCardTip } from "../cards/aftercare.js";
 import { kes } from "../money.js";
@@ -100,18 +100,10 @@ function listUnmatchedCallbacksHandler(h: PaymentHandlerContext): Impl["listUnma
        ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
       [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
     );
-    const page = rows.slice(0, size);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.callback_id]);
     return {
-      callbacks: page.map((c) => ({
-        callbackId: c.callback_id,
-        source: c.source,
-        externalReference: c.external_reference,
-        remoteAddress: c.remote_address,
-        rawBody: new Uint8Array(c.raw_body),
-        receivedAt: timestampFromDate(c.received_at),
-        resolved: c.resolved,
-      })),
-      page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].callback_id]) : "" },
+      callbacks: items.map(toCallback),
+      page: { nextPageToken },
     };
   };
 }

@@ -1,5 +1,5 @@
 import { createClient, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, encodePageToken, fieldError, formatMoney, InvalidStateError, keysetTime, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError } from "@ttip/runtime";
+import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, keysetPage, keysetTime, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError } from "@ttip/runtime";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { CardProvider } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -171,10 +171,10 @@ function listTipsHandler(h: PaymentHandlerContext): Impl["listTips"] {
        ORDER BY created_at DESC, tip_id DESC LIMIT $5`,
       [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
     );
-    const page = rows.slice(0, size);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.tip_id]);
     return {
-      tips: page.map((t) => tipOut(t, locale(ctx))),
-      page: { nextPageToken: rows.length > size ? encodePageToken([page[size - 1].page_at, page[size - 1].tip_id]) : "" },
+      tips: items.map((t) => tipOut(t, locale(ctx))),
+      page: { nextPageToken },
     };
   };
 }
