@@ -1,12 +1,10 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { InvalidStateError, NotFoundError, withTransaction } from "@ttip/runtime";
-import { Locale, SessionSchema } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
-import { forgetSessions, requireSession, revokeSessions } from "./sessions.js";
+import { forgetSessions, requireSession, revokeSessions, sessionMessage } from "./sessions.js";
 import { getUser, toUser } from "./users.js";
 
 interface CachedSession {
@@ -82,17 +80,7 @@ function listSessionsHandler(core: AuthCore): Impl["listSessions"] {
     const { caller, sessionId } = await requireSession(core, ctx);
     const sessions = await activeSessions(core, caller.subject);
     return {
-      sessions: sessions.map((s) =>
-        create(SessionSchema, {
-          sessionId: s.session_id,
-          deviceId: s.device_id ?? "",
-          userAgent: s.user_agent,
-          ipAddress: s.ip_address,
-          createdAt: timestampFromDate(new Date(s.created_at)),
-          lastUsedAt: timestampFromDate(new Date(s.last_used_at)),
-          current: s.session_id === sessionId,
-        }),
-      ),
+      sessions: sessions.map((s) => sessionMessage(s, s.session_id === sessionId)),
     };
   };
 }

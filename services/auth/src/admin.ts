@@ -3,13 +3,13 @@ import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
-import { AuditEventSchema, PartnerApiKeySchema, SessionSchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
 import { clientAddressOf } from "./request.js";
-import { forgetSessions, revokeSessions } from "./sessions.js";
+import { forgetSessions, revokeSessions, sessionMessage } from "./sessions.js";
 import { getUser, roleName, toUser } from "./users.js";
 
 
@@ -320,16 +320,7 @@ function listUserSessionsHandler(core: AuthCore): Impl["listUserSessions"] {
       [req.userId],
     );
     return {
-      sessions: rows.map((r) =>
-        create(SessionSchema, {
-          sessionId: r.session_id,
-          deviceId: r.device_id ?? "",
-          userAgent: r.user_agent,
-          ipAddress: r.ip_address,
-          createdAt: timestampFromDate(r.created_at),
-          lastUsedAt: timestampFromDate(r.last_used_at),
-        }),
-      ),
+      sessions: rows.map((r) => sessionMessage(r)),
     };
   };
 }

@@ -3,7 +3,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type HandlerContext } from "@connectrpc/connect";
 import { markSessionRevoked, PermissionDeniedError, type Principal, type Queryable, requireCaller, UnauthenticatedError, withTransaction } from "@ttip/runtime";
-import { TokenPairSchema, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { SessionSchema, TokenPairSchema, type Session, type TokenPair } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
@@ -171,4 +171,27 @@ export async function requireSession(core: AuthCore, ctx: HandlerContext): Promi
     }
   }
   return { caller, sessionId, ip: clientAddressOf(ctx) };
+}
+
+/** An active session's row, from the database or the user's cached list (times as ISO text). */
+export interface SessionRow {
+  session_id: string;
+  device_id: string | null;
+  user_agent: string;
+  ip_address: string;
+  created_at: Date | string;
+  last_used_at: Date | string;
+}
+
+/** The Session message of a row; `current` marks the caller's own. */
+export function sessionMessage(r: SessionRow, current = false): Session {
+  return create(SessionSchema, {
+    sessionId: r.session_id,
+    deviceId: r.device_id ?? "",
+    userAgent: r.user_agent,
+    ipAddress: r.ip_address,
+    createdAt: timestampFromDate(new Date(r.created_at)),
+    lastUsedAt: timestampFromDate(new Date(r.last_used_at)),
+    current,
+  });
 }
