@@ -12,7 +12,7 @@ import type { Access } from "./access.js";
 import { csvLine } from "./csv.js";
 import type { Distributions } from "./distributions.js";
 import type { Members } from "./members.js";
-import { minutesWorked, type Period } from "./plan.js";
+import { hoursLine, type Period } from "./plan.js";
 import { clockIn, clockOut, importShifts, recordShift } from "./shifts.js";
 import {
   audit,
@@ -263,13 +263,7 @@ function getHoursHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueServic
     const shifts = await shiftsIn(pool, req.venueId, p.start, p.end);
     const hours = roster
       .filter((m) => who.manager || m.memberId === who.member?.member_id)
-      .map((m) => ({
-        memberId: m.memberId,
-        displayName: m.displayName,
-        roleId: m.roleId,
-        minutes: minutesWorked(m, shifts, p),
-        shifts: shifts.filter((s) => s.memberId === m.memberId).length,
-      }))
+      .map((m) => hoursLine(m, shifts, p))
       .filter((h) => h.minutes > 0n || h.shifts > 0);
     return { hours };
   };
@@ -463,11 +457,7 @@ function getPeriodReportHandler(h: VenueHandlerContext): ServiceImpl<typeof Venu
     const byMember = new Map(paid.map((r) => [r.member_id, r]));
     const lines = roster
       .map((m) => ({
-        memberId: m.memberId,
-        displayName: m.displayName,
-        roleId: m.roleId,
-        minutes: minutesWorked(m, shifts, p),
-        shifts: shifts.filter((s) => s.memberId === m.memberId).length,
+        ...hoursLine(m, shifts, p),
         shares: money(byMember.get(m.memberId)?.total ?? 0n, venue.currency),
         distributions: byMember.get(m.memberId)?.n ?? 0,
       }))

@@ -76,6 +76,17 @@ export function minutesWorked(m: RosterMember, shifts: ShiftSpan[], p: Period): 
   return BigInt(Math.floor(ms / MINUTE));
 }
 
+/** A member's hours line for a period: minutes worked and shifts counted (hours and period reports). */
+export function hoursLine(m: RosterMember, shifts: ShiftSpan[], p: Period) {
+  return {
+    memberId: m.memberId,
+    displayName: m.displayName,
+    roleId: m.roleId,
+    minutes: minutesWorked(m, shifts, p),
+    shifts: shifts.filter((s) => s.memberId === m.memberId).length,
+  };
+}
+
 export const METHOD_WORDS: Record<number, string> = {
   [SplitMethod.EQUAL_ON_SHIFT]: "equal shares among those who worked",
   [SplitMethod.BY_HOURS]: "by hours worked",
