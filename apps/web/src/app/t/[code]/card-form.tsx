@@ -90,11 +90,11 @@ export function CardForm({ locale, shortCode, payload, idempotencyKey, defaultCu
   return (
     <form onSubmit={start} className="card-form">
       <p className="muted">{w.note}</p>
-      <label>
+      <label className="field">
         {w.amount}
-        <input name="card-amount" inputMode="numeric" value={amount} onChange={(e) => setAmount(e.target.value)} disabled={!!ready} required />
+        <input type="text" name="card-amount" inputMode="numeric" value={amount} onChange={(e) => setAmount(e.target.value)} disabled={!!ready} required />
       </label>
-      <label>
+      <label className="field">
         {w.currency}
         <select name="card-currency" value={currency} onChange={(e) => setCurrency(e.target.value)} disabled={!!ready}>
           {["KES", "USD", "EUR", "GBP"].map((c) => <option key={c} value={c}>{c}</option>)}
