@@ -15,7 +15,7 @@ import {
   WithdrawalLimitSchema,
   type FxConversion,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { b2cFee, createSchedule, currentSchedule, feeScheduleSummary, listSchedules, quoteTip } from "./fees.js";
+import { b2cFee, createSchedule, currentSchedule, currentScheduleAndWallets, feeScheduleSummary, listSchedules, quoteTip } from "./fees.js";
 import type { RateSource } from "./fx.js";
 import { placeHold, releaseHold, settleHold, withdrawalLimits } from "./holds.js";
 import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, type AccountRow } from "./ledger.js";
@@ -44,10 +44,9 @@ async function workerWallets(db: Queryable, workerId: string, currency: string):
   return rows;
 }
 
-/** The worker's wallet currency: their existing wallet's, else KES. */
-async function walletCurrency(db: Queryable, workerId: string): Promise<string> {
-  const wallets = await workerWallets(db, workerId, "");
-  return wallets.find((w) => w.currency.trim() === "KES")?.currency.trim() ?? wallets[0]?.currency.trim() ?? "KES";
+/** The worker's wallet currency (of `currencies`, their wallets'): KES when they have one or none, else their first. */
+function walletCurrency(currencies: string[]): string {
+  return currencies.includes("KES") ? "KES" : (currencies[0] ?? "KES");
 }
 
 async function conversion(rates: RateSource, amountMinor: bigint, from: string, to: string): Promise<FxConversion> {
@@ -67,9 +66,9 @@ async function quote(db: Pool, rates: RateSource, req: { amount?: { amountMinor:
   const amount = req.amount!;
   // A public RPC: the amount is bounded like a real tip on its rail before any arithmetic.
   publicTipAmount(amount, "amount", req.rail === PaymentRail.CARD ? "card" : "mpesa");
-  const schedule = await currentSchedule(db, amount.currency);
+  const { schedule, walletCurrencies } = await currentScheduleAndWallets(db, amount.currency, req.workerId);
   const q = quoteTip(schedule, amount.amountMinor, req.rail, req.customerCoversFee);
-  const target = await walletCurrency(db, req.workerId);
+  const target = walletCurrency(walletCurrencies);
   if (target !== amount.currency) {
     q.conversion = await conversion(rates, q.workerReceives!.amountMinor, amount.currency, target);
     q.workerReceives = q.conversion.to;
