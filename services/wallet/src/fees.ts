@@ -55,10 +55,12 @@ export async function currentSchedule(db: Queryable, currency: string, at = new 
 /**
  * currentSchedule, and in the same round trip the currencies of `workerId`'s
  * wallets (none for null): a tip's quote needs both, and every tip is quoted.
+ * The columns are named so that the statement is prepared (the runtime's db.ts).
  */
 export async function currentScheduleAndWallets(db: Queryable, currency: string, workerId: string | null, at = new Date()): Promise<{ schedule: FeeSchedule; walletCurrencies: string[] }> {
   const { rows } = await db.query<ScheduleRow & { wallet_currencies: string[] }>(
-    `SELECT s.*, ARRAY(SELECT trim(a.currency) FROM wallet.accounts a WHERE a.kind = $3 AND a.owner_kind = $4 AND a.owner_id = $5 ORDER BY a.currency) AS wallet_currencies
+    `SELECT s.currency, s.version, s.platform_fee_bps, s.platform_fee_min_minor, s.platform_fee_cap_minor, s.mpesa_b2c_bands, s.card_fee_bps, s.card_fee_fixed_minor, s.effective_from,
+            ARRAY(SELECT trim(a.currency) FROM wallet.accounts a WHERE a.kind = $3 AND a.owner_kind = $4 AND a.owner_id = $5 ORDER BY a.currency) AS wallet_currencies
        FROM wallet.fee_schedules s WHERE s.currency = $1 AND s.effective_from <= $2 ORDER BY s.version DESC LIMIT 1`,
     [currency, at, AccountKind.WORKER_WALLET, OwnerKind.WORKER, workerId],
   );
