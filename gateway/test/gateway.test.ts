@@ -304,7 +304,8 @@ describe("gateway rate limit (Redis)", () => {
   });
 
   test("two replicas share one budget: exactly the budget passes, one call at a time and in a burst, and Redis counts every call", async () => {
-    const shared = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+    const sharedPrefix = `${uniqueName()}:`;
+    const shared = new RedisCache(testEnv().redisUrl, sharedPrefix);
     const replicas = await Promise.all(
       [0, 1].map(() =>
         startGateway({ logger, metrics: new Metrics(), cache: shared, backends: [{ service: QrService, url: "http://127.0.0.1:9" }], rateLimit: { points: 40, durationSeconds: 60 }, corsOrigins: [] }),
@@ -320,7 +321,8 @@ describe("gateway rate limit (Redis)", () => {
       // Then 30 at once, on both: the 10 left pass, whatever the interleaving.
       const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => refused(clients[i % 2].getQrCode(VALID))));
       assert.equal(burst.filter((r) => !r).length, 10, `passed ${burst.filter((r) => !r).length}`);
-      const [key] = await shared.redis.keys(`*rl:gateway*`);
+      const [key, ...others] = await shared.redis.keys(`${sharedPrefix}rl:gateway*`);
+      assert.equal(others.length, 0);
       assert.equal(Number(await shared.redis.get(key)), 60);
     } finally {
       for (const r of replicas) await r.close();
