@@ -1,14 +1,14 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { assertCurrency, auditAdminAction, type Pool, publicTipAmount, type Queryable } from "@ttip/runtime";
+import { assertCurrency, auditAdminAction, type Pool, publicTipAmount } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FxConversionSchema, PaymentRail, type FxConversion } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { b2cFee, createSchedule, currentSchedule, feeScheduleSummary, listSchedules, quoteTip } from "../fees.js";
+import { b2cFee, createSchedule, currentSchedule, currentScheduleAndWallets, feeScheduleSummary, listSchedules, quoteTip } from "../fees.js";
 import type { RateSource } from "../fx.js";
 import { convertMinor, money } from "../money.js";
-import { type WalletAreaHandlers, type WalletHandlerContext, workerWallets } from "./context.js";
+import { type WalletAreaHandlers, type WalletHandlerContext } from "./context.js";
 
 /** Fees and conversions: quotes for tips and payouts, the fee schedules behind them, and FX. */
 export function feeHandlers(h: WalletHandlerContext): WalletAreaHandlers {
@@ -94,10 +94,9 @@ async function payoutFee(db: Pool, amount: { amountMinor: bigint; currency: stri
   return { fee: money(b2cFee(schedule, amount.amountMinor), amount.currency), feeScheduleVersion: schedule.version };
 }
 
-/** The worker's wallet currency: their existing wallet's, else KES. */
-async function walletCurrency(db: Queryable, workerId: string): Promise<string> {
-  const wallets = await workerWallets(db, workerId, "");
-  return wallets.find((w) => w.currency.trim() === "KES")?.currency.trim() ?? wallets[0]?.currency.trim() ?? "KES";
+/** The worker's wallet currency (of `currencies`, their wallets'): KES when they have one or none, else their first. */
+function walletCurrency(currencies: string[]): string {
+  return currencies.includes("KES") ? "KES" : (currencies[0] ?? "KES");
 }
 
 async function conversion(rates: RateSource, amountMinor: bigint, from: string, to: string): Promise<FxConversion> {
@@ -117,9 +116,9 @@ async function quote(db: Pool, rates: RateSource, req: { amount?: { amountMinor:
   const amount = req.amount!;
   // A public RPC: the amount is bounded like a real tip on its rail before any arithmetic.
   publicTipAmount(amount, "amount", req.rail === PaymentRail.CARD ? "card" : "mpesa");
-  const schedule = await currentSchedule(db, amount.currency);
+  const { schedule, walletCurrencies } = await currentScheduleAndWallets(db, amount.currency, req.workerId);
   const q = quoteTip(schedule, amount.amountMinor, req.rail, req.customerCoversFee);
-  const target = await walletCurrency(db, req.workerId);
+  const target = walletCurrency(walletCurrencies);
   if (target !== amount.currency) {
     q.conversion = await conversion(rates, q.workerReceives!.amountMinor, amount.currency, target);
     q.workerReceives = q.conversion.to;
