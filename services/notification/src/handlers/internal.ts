@@ -1,7 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { claimIdempotencyKey, fieldError, idempotentRequest, normalisePhone, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, clockOf, fieldError, idempotentRequest, normalisePhone, withTransaction } from "@ttip/runtime";
 import { enqueue, type Recipient } from "../delivery.js";
 import { MissingVariablesError } from "../templates.js";
 import type { NotificationHandlerContext } from "./context.js";
@@ -36,7 +36,7 @@ function sendNotificationHandler(h: NotificationHandlerContext): ServiceImpl<typ
           variables: req.variables,
           locale: req.locale,
           channels: req.channels,
-        });
+        }, new Date(clockOf(h).now()));
       });
       return { deliveryIds: ids };
     } catch (err) {
