@@ -3,7 +3,7 @@
 // HTTP/2 directly to the qr service, and the same call through the gateway
 // (token check, rate limit in Redis, policy, forwarding): once with the
 // gateway reaching qr over gRPC on loopback (a cluster) and once with both in
-// one process (`make run`). Rounds alternate the three paths so that a noisy
+// one process (`make run`), with this process's CPU per call. Rounds alternate the three paths so that a noisy
 // machine hits them alike; the goal is a gateway adding at most 30% latency.
 //   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16]
 //   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only.
@@ -60,9 +60,14 @@ try {
 
   console.log(`qr ResolveQrCode, Connect binary over HTTP/2, client in this process; ${rounds} rounds of ${seconds} s per path`);
   for (const concurrency of concurrencies) {
-    const results = new Map<string, LoadResult[]>([...paths.keys()].map((name) => [name, []]));
+    const results = new Map<string, (LoadResult & { cpuUsPerCall?: number })[]>([...paths.keys()].map((name) => [name, []]));
     for (let round = 0; round < rounds; round++) {
-      for (const [name, call] of paths) results.get(name)!.push(await closedLoop(concurrency, seconds, call));
+      for (const [name, call] of paths) {
+        const cpu0 = process.cpuUsage();
+        const result = await closedLoop(concurrency, seconds, call);
+        const cpu = process.cpuUsage(cpu0);
+        results.get(name)!.push(Object.assign(result, { cpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls) }));
+      }
     }
     const range = (values: number[], digits: number) => `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
     const median = (rs: LoadResult[], q: number) => rs.map((r) => r.percentile(q)).sort((a, b) => a - b)[Math.floor(rs.length / 2)];
@@ -71,7 +76,9 @@ try {
     for (const [name, rs] of results) {
       const added = name === "direct to qr" ? "" : `;  added p50 ${(((median(rs, 0.5) - median(direct, 0.5)) / median(direct, 0.5)) * 100).toFixed(0)}%` +
         ` p99 ${(((median(rs, 0.99) - median(direct, 0.99)) / median(direct, 0.99)) * 100).toFixed(0)}% (median of rounds)`;
-      console.log(`  ${name.padEnd(26)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms${added}`);
+      // CPU of this process (client, gateway, qr; not Redis or PostgreSQL) per call: steadier than latency on a shared machine.
+      const cpu = rs.map((r) => r.cpuUsPerCall ?? NaN).sort((a, b) => a - b)[Math.floor(rs.length / 2)];
+      console.log(`  ${name.padEnd(26)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms;  CPU ${cpu.toFixed(0)} us/call${added}`);
     }
   }
 } finally {

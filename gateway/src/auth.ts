@@ -29,16 +29,13 @@ export function authInterceptor(options: JwtOptions | undefined, isRevoked?: (se
   let keys: JWTVerifyGetKey | undefined;
   if (options?.jwks) keys = createLocalJWKSet(options.jwks);
   else if (options?.jwksUrl) keys = createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: 30_000 });
-  return (next) => async (req) => {
-    // Only the gateway may say who is calling: drop every header it sets, whoever sent it.
-    for (const name of Object.values(GATEWAY_HEADERS)) req.header.delete(name);
-    const authorization = req.header.get("authorization");
-    if (!authorization) return next(req);
-    const match = /^Bearer\s+(\S+)$/i.exec(authorization);
-    if (!match) throw new ConnectError("authorization header must be 'Bearer <token>'", Code.Unauthenticated);
+  const verified = verifiedTokens();
+  const verify = async (token: string): Promise<GatewayPrincipal> => {
+    const known = verified.get(token);
+    if (known) return known;
     if (!keys || !options) throw new ConnectError("token verification is not configured on this gateway", Code.Unauthenticated);
     try {
-      const { payload } = await jwtVerify(match[1], keys, {
+      const { payload } = await jwtVerify(token, keys, {
         issuer: options.issuer,
         audience: options.audience,
         algorithms: ["EdDSA", "ES256"],
@@ -46,21 +43,63 @@ export function authInterceptor(options: JwtOptions | undefined, isRevoked?: (se
       if (!payload.sub) throw new ConnectError("token has no subject", Code.Unauthenticated);
       const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is string => typeof r === "string") : [];
       const sessionId = typeof payload.sid === "string" ? payload.sid : undefined;
-      req.contextValues.set(principalKey, { subject: payload.sub, roles, sessionId });
+      const principal = { subject: payload.sub, roles, sessionId };
+      verified.set(token, principal, payload.exp);
+      return principal;
     } catch (err) {
       if (err instanceof ConnectError) throw err;
       const reason = err instanceof errors.JWTExpired ? "token expired" : "invalid token";
       throw new ConnectError(reason, Code.Unauthenticated);
     }
+  };
+  return (next) => async (req) => {
+    // Only the gateway may say who is calling: drop every header it sets, whoever sent it.
+    for (const name of Object.values(GATEWAY_HEADERS)) req.header.delete(name);
+    const authorization = req.header.get("authorization");
+    if (!authorization) return next(req);
+    const match = /^Bearer\s+(\S+)$/i.exec(authorization);
+    if (!match) throw new ConnectError("authorization header must be 'Bearer <token>'", Code.Unauthenticated);
+    const principal = await verify(match[1]);
+    req.contextValues.set(principalKey, principal);
     // A signed token of a revoked session is refused within seconds, not when it expires.
     // If the revocation store cannot answer, the call fails (UNAVAILABLE) rather than trust the token.
-    const sessionId = req.contextValues.get(principalKey)?.sessionId;
-    if (sessionId && isRevoked) {
-      const revoked = await isRevoked(sessionId).catch(() => {
+    if (principal.sessionId && isRevoked) {
+      const revoked = await isRevoked(principal.sessionId).catch(() => {
         throw new ConnectError("cannot check the session right now; retry shortly", Code.Unavailable);
       });
       if (revoked) throw new ConnectError("this session was revoked: sign in again", Code.Unauthenticated);
     }
     return next(req);
+  };
+}
+
+/** How long a verified token is believed without checking its signature again (a key withdrawn from the JWKS stops it within this). */
+const VERIFIED_TOKEN_MEMORY_MS = 60_000;
+/** Tokens remembered at most; when full, the memory starts over (each token is simply verified again). */
+const MAX_VERIFIED_TOKENS = 20_000;
+
+/**
+ * Tokens whose signature and claims were verified, with their caller: a phone
+ * making several calls with one token pays for the signature check once. Each
+ * is remembered until the token expires or for VERIFIED_TOKEN_MEMORY_MS,
+ * whichever comes first; revocation is checked on every call all the same.
+ */
+function verifiedTokens() {
+  const memory = new Map<string, { principal: GatewayPrincipal; until: number }>();
+  return {
+    get(token: string): GatewayPrincipal | undefined {
+      const known = memory.get(token);
+      if (!known) return undefined;
+      if (known.until > Date.now()) return known.principal;
+      memory.delete(token);
+      return undefined;
+    },
+    set(token: string, principal: GatewayPrincipal, exp: number | undefined) {
+      const now = Date.now();
+      const until = Math.min(now + VERIFIED_TOKEN_MEMORY_MS, exp === undefined ? Infinity : exp * 1000);
+      if (until <= now) return;
+      if (memory.size >= MAX_VERIFIED_TOKENS) memory.clear();
+      memory.set(token, { principal, until });
+    },
   };
 }

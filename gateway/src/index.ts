@@ -10,7 +10,7 @@ import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
 import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from "./partner.js";
 import { policyInterceptor } from "./policy.js";
-import { clientAddressKey, rateLimitInterceptor } from "./rate-limit.js";
+import { clientAddressKey, rateLimitInterceptor, sharedBudget } from "./rate-limit.js";
 
 export {
   authInterceptor,
@@ -120,17 +120,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     options.stepUp?.verify ??
     (stepUpAuth ? async (stepUpToken: string, userId: string) => void (await stepUpAuth.verifyStepUpToken({ stepUpToken, userId, purpose: "admin" }, { timeoutMs: 5_000 })) : undefined);
   const owners = new Map(options.backends.map((b) => [b.service.typeName, b.url]));
-  const limiter = options.cache.rateLimiter({
-    keyPrefix: "gateway",
-    points: options.rateLimit.points,
-    durationSeconds: options.rateLimit.durationSeconds,
-  });
-  const partnerBudget = options.partners?.rateLimit ?? options.rateLimit;
-  const partnerLimiter = options.cache.rateLimiter({
-    keyPrefix: "gateway-partner",
-    points: partnerBudget.points,
-    durationSeconds: partnerBudget.durationSeconds,
-  });
+  const budget = (keyPrefix: string, limit: { points: number; durationSeconds: number }) =>
+    sharedBudget(options.cache.rateLimiter({ keyPrefix, ...limit }), { points: limit.points });
+  const limiter = budget("gateway", options.rateLimit);
+  const partnerLimiter = budget("gateway-partner", options.partners?.rateLimit ?? options.rateLimit);
 
   const server = await startServer({
     name: "gateway",

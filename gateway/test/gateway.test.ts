@@ -226,6 +226,23 @@ describe("gateway", () => {
     assert.deepEqual(seenByBackend, [null], "anonymous calls carry no subject");
   });
 
+  test("a verified token is remembered only until it expires: a second call passes, a call after its expiry is refused", async () => {
+    const client = createClient(QrService, transports.gRPC());
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const token = await new SignJWT({ roles: ["worker"] })
+      .setProtectedHeader({ alg: "EdDSA", kid: "k1" })
+      .setIssuer("ttip-auth").setAudience("ttip").setSubject("worker-2").setExpirationTime(exp)
+      .sign(privateJwk);
+    const call = () => client.getQrCode(VALID, { headers: { authorization: `Bearer ${token}` } }).then(() => "ok" as const, (e: ConnectError) => e.code);
+    seenByBackend.length = 0;
+    assert.equal(await call(), Code.Unimplemented);
+    assert.equal(await call(), Code.Unimplemented);
+    assert.deepEqual(seenByBackend, ["worker-2", "worker-2"]);
+    await new Promise((r) => setTimeout(r, exp * 1000 + 50 - Date.now()));
+    assert.equal(await call(), Code.Unauthenticated);
+    assert.equal(seenByBackend.length, 2, "the expired token never reaches the backend");
+  });
+
   test("CORS: an allowed origin gets its headers and a preflight answer; others get none", async () => {
     const preflight = await fetch(`${gateway.url}/ttip.qr.v1.QrService/GetQrCode`, {
       method: "OPTIONS",
@@ -284,5 +301,32 @@ describe("gateway rate limit (Redis)", () => {
     // The budget lives in Redis, shared by every gateway replica.
     const keys = await cache.redis.keys(`${prefix}rl:gateway*`);
     assert.equal(keys.length, 1);
+  });
+
+  test("two replicas share one budget: exactly the budget passes, one call at a time and in a burst, and Redis counts every call", async () => {
+    const sharedPrefix = `${uniqueName()}:`;
+    const shared = new RedisCache(testEnv().redisUrl, sharedPrefix);
+    const replicas = await Promise.all(
+      [0, 1].map(() =>
+        startGateway({ logger, metrics: new Metrics(), cache: shared, backends: [{ service: QrService, url: "http://127.0.0.1:9" }], rateLimit: { points: 40, durationSeconds: 60 }, corsOrigins: [] }),
+      ),
+    );
+    try {
+      const clients = replicas.map((r) => createClient(QrService, createConnectTransport({ baseUrl: r.url, httpVersion: "1.1" })));
+      const refused = async (call: Promise<unknown>) => call.then(() => false, (e: ConnectError) => e.code === Code.ResourceExhausted);
+      // One at a time, alternating replicas: each knows the other's calls only from Redis's answers.
+      const sequential: boolean[] = [];
+      for (let i = 0; i < 30; i++) sequential.push(await refused(clients[i % 2].getQrCode(VALID)));
+      assert.equal(sequential.filter(Boolean).length, 0);
+      // Then 30 at once, on both: the 10 left pass, whatever the interleaving.
+      const burst = await Promise.all(Array.from({ length: 30 }, (_, i) => refused(clients[i % 2].getQrCode(VALID))));
+      assert.equal(burst.filter((r) => !r).length, 10, `passed ${burst.filter((r) => !r).length}`);
+      const [key, ...others] = await shared.redis.keys(`${sharedPrefix}rl:gateway*`);
+      assert.equal(others.length, 0);
+      assert.equal(Number(await shared.redis.get(key)), 60);
+    } finally {
+      for (const r of replicas) await r.close();
+      await shared.close();
+    }
   });
 });

@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { z } from "zod";
 import { AnalyticsService, AnalyticsAdminService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
 import { env, loadConfig, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
-import { DEFAULT_CONFIG, routes, type AnalyticsConfig } from "./handlers.js";
+import { DEFAULT_CONFIG, routes, type AnalyticsConfig } from "./handlers/index.js";
 import { startConsumers } from "./ingest.js";
 import { ensurePartitionsAround } from "./store.js";
 import { startWeeklySummary, type WeeklyOptions } from "./weekly.js";

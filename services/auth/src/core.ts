@@ -31,7 +31,7 @@ export function createCore(ctx: ServiceContext, config: AuthConfig, otpSender: O
       accessTokenTtlSeconds: config.accessTokenTtlSeconds,
       maxAgeSeconds: config.signingKeyMaxAgeSeconds,
       activationSeconds: config.signingKeyActivationSeconds,
-    }),
+    }, clockOf(ctx)),
     otpSender,
     limits: {
       otpPerPhone: ctx.cache.rateLimiter({ keyPrefix: "auth-otp-phone", points: config.otpPerPhonePerHour, durationSeconds: 3600 }),

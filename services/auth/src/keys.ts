@@ -1,14 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK, type JWTPayload } from "jose";
-import { withTransaction, type Pool, type Queryable } from "@ttip/runtime";
+import { systemClock, withTransaction, type Clock, type Pool, type Queryable } from "@ttip/runtime";
 import type { Sealer } from "./crypto.js";
 
 export const ISSUER = "ttip-auth";
 export const AUDIENCE = "ttip";
 const ALG = "EdDSA";
 const LOCK = "SELECT pg_advisory_xact_lock(hashtext('ttip.auth.signing_keys'))";
+// $1 is the service clock's now: activation and retirement are rules, read on the clock a test moves.
 const ACTIVE = `SELECT kid, private_sealed, activates_at FROM auth.signing_keys
-                 WHERE activates_at <= now() AND (retired_at IS NULL OR retired_at > now())
+                 WHERE activates_at <= $1 AND (retired_at IS NULL OR retired_at > $1)
                  ORDER BY activates_at DESC LIMIT 1`;
 
 interface CurrentKey {
@@ -42,6 +43,8 @@ export class SigningKeys {
     private readonly pool: Pool,
     private readonly sealer: Sealer,
     private readonly opts: SigningKeyOptions,
+    /** When a key activates, retires and ages (tokens' iat/exp stay on the wall clock their verifiers read). */
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** Seconds a retired key stays published. */
@@ -69,9 +72,9 @@ export class SigningKeys {
     await this.signingKey(); // a fresh deployment publishes a key before the first login
     const { rows } = await this.pool.query(
       `SELECT public_jwk FROM auth.signing_keys
-        WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => $1)
+        WHERE retired_at IS NULL OR retired_at > $2::timestamptz - make_interval(secs => $1)
         ORDER BY activates_at DESC`,
-      [this.overlapSeconds],
+      [this.overlapSeconds, new Date(this.clock.now())],
     );
     return { keys: rows.map((r) => r.public_jwk as JWK) };
   }
@@ -80,7 +83,7 @@ export class SigningKeys {
   async rotate(): Promise<string> {
     const kid = await withTransaction(this.pool, async (tx) => {
       await tx.query(LOCK);
-      return this.insertKey(tx, this.opts.activationSeconds);
+      return this.insertKey(tx, this.opts.activationSeconds, new Date(this.clock.now()));
     });
     this.validUntil = 0;
     return kid;
@@ -88,36 +91,37 @@ export class SigningKeys {
 
   private async signingKey(): Promise<CurrentKey> {
     // Re-read now and then, and exactly when a pending key activates, so rotations by any replica are seen.
-    if (this.current && Date.now() < this.validUntil) return this.current;
+    if (this.current && this.clock.now() < this.validUntil) return this.current;
     const row = await withTransaction(this.pool, async (tx) => {
       await tx.query(LOCK);
-      let active = (await tx.query(ACTIVE)).rows[0];
+      const now = new Date(this.clock.now());
+      let active = (await tx.query(ACTIVE, [now])).rows[0];
       if (!active) {
         // The very first key signs at once: nobody can have cached an empty JWKS for long.
-        await this.insertKey(tx, 0);
-        active = (await tx.query(ACTIVE)).rows[0];
-      } else if (Date.now() - active.activates_at.getTime() > this.opts.maxAgeSeconds * 1000) {
-        const pending = await tx.query("SELECT 1 FROM auth.signing_keys WHERE activates_at > now()");
-        if (!pending.rowCount) await this.insertKey(tx, this.opts.activationSeconds);
+        await this.insertKey(tx, 0, now);
+        active = (await tx.query(ACTIVE, [now])).rows[0];
+      } else if (now.getTime() - active.activates_at.getTime() > this.opts.maxAgeSeconds * 1000) {
+        const pending = await tx.query("SELECT 1 FROM auth.signing_keys WHERE activates_at > $1", [now]);
+        if (!pending.rowCount) await this.insertKey(tx, this.opts.activationSeconds, now);
       }
-      const next = await tx.query("SELECT min(activates_at) AS at FROM auth.signing_keys WHERE activates_at > now()");
+      const next = await tx.query("SELECT min(activates_at) AS at FROM auth.signing_keys WHERE activates_at > $1", [now]);
       return { ...active, next_at: next.rows[0].at as Date | null };
     });
     const jwk = JSON.parse(this.sealer.open(row.private_sealed)) as JWK;
     this.current = { kid: row.kid, activatesAt: row.activates_at, privateKey: await importJWK(jwk, ALG) };
-    this.validUntil = Math.min(Date.now() + 5_000, row.next_at ? row.next_at.getTime() : Infinity);
+    this.validUntil = Math.min(this.clock.now() + 5_000, row.next_at ? row.next_at.getTime() : Infinity);
     return this.current;
   }
 
-  private async insertKey(tx: Queryable, activationSeconds: number): Promise<string> {
+  private async insertKey(tx: Queryable, activationSeconds: number, now: Date): Promise<string> {
     const { publicKey, privateKey } = await generateKeyPair(ALG, { crv: "Ed25519", extractable: true });
     const kid = randomUUID();
     const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: "sig" };
     const sealed = this.sealer.seal(JSON.stringify(await exportJWK(privateKey)));
     const { rows } = await tx.query(
       `INSERT INTO auth.signing_keys (kid, alg, public_jwk, private_sealed, activates_at)
-       VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5)) RETURNING activates_at`,
-      [kid, ALG, JSON.stringify(publicJwk), sealed, activationSeconds],
+       VALUES ($1, $2, $3, $4, $6::timestamptz + make_interval(secs => $5)) RETURNING activates_at`,
+      [kid, ALG, JSON.stringify(publicJwk), sealed, activationSeconds, now],
     );
     // Every other key stops signing when this one starts (a pending one included, so the newest wins).
     await tx.query("UPDATE auth.signing_keys SET retired_at = $2 WHERE kid <> $1 AND (retired_at IS NULL OR retired_at > $2)", [

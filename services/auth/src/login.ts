@@ -32,13 +32,16 @@ function weakPin(field: string, pin: string, birthYear?: number | null): void {
 const userByPhone = async (core: AuthCore, phone: string): Promise<UserRow | undefined> =>
   (await core.ctx.pool.query("SELECT * FROM auth.users WHERE phone = $1", [phone])).rows[0];
 
-/** Checks a code against its challenge, counting the try first; returns the phone on success. */
+/**
+ * Checks a code against its challenge, counting the try first; returns the phone on success.
+ * `condition` reads $3, the service clock's now (a code's expiry is a rule a test moves past).
+ */
 async function checkOtp(core: AuthCore, challengeId: string, otp: string, ip: string, condition: string): Promise<{ phone: string; locale: number }> {
   const { rows } = await core.ctx.pool.query(
     `UPDATE auth.otp_challenges SET attempts = attempts + 1
       WHERE challenge_id = $1 AND attempts < $2 AND consumed_at IS NULL AND (${condition})
       RETURNING phone, locale, code_hash, attempts`,
-    [challengeId, OTP_MAX_TRIES],
+    [challengeId, OTP_MAX_TRIES, new Date(clockOf(core.ctx).now())],
   );
   const ch = rows[0];
   if (!ch) throw new InvalidStateError("this code has expired, was used, or had too many tries: ask for a new one");
@@ -93,7 +96,8 @@ function startPhoneVerificationHandler(core: AuthCore): Impl["startPhoneVerifica
     await limited(consumeOrRefuse(core.limits.otpTotal, "all", "today's budget of sign-in codes is spent"), "total");
     const challengeId = randomUUID();
     const code = sixDigitCode();
-    const expiresAt = new Date(Date.now() + OTP_TTL_MS);
+    const now = clockOf(core.ctx).now();
+    const expiresAt = new Date(now + OTP_TTL_MS);
     const locale = req.locale === Locale.SW ? Locale.SW : Locale.EN;
     await pool.query(
       "INSERT INTO auth.otp_challenges (challenge_id, phone, locale, code_hash, expires_at) VALUES ($1, $2, $3, $4, $5)",
@@ -110,7 +114,7 @@ function startPhoneVerificationHandler(core: AuthCore): Impl["startPhoneVerifica
     return {
       challengeId,
       expiresAt: timestampFromDate(expiresAt),
-      resendAfter: timestampFromDate(new Date(clockOf(core.ctx).now() + config.otpResendSeconds * 1000)),
+      resendAfter: timestampFromDate(new Date(now + config.otpResendSeconds * 1000)),
     };
   };
 }
@@ -119,12 +123,12 @@ function verifyPhoneOtpHandler(core: AuthCore): Impl["verifyPhoneOtp"] {
   const { pool } = core.ctx;
   return async function (req, ctx) {
     const ip = clientAddressOf(ctx);
-    const { phone, locale } = await checkOtp(core, req.challengeId, req.otp, ip, "verified_at IS NULL AND expires_at > now()");
+    const { phone, locale } = await checkOtp(core, req.challengeId, req.otp, ip, "verified_at IS NULL AND expires_at > $3");
     const role = req.role === Role.UNSPECIFIED ? Role.CUSTOMER : req.role;
     const outcome = await withTransaction(pool, async (tx) => {
       const claimed = await tx.query(
-        "UPDATE auth.otp_challenges SET verified_at = now() WHERE challenge_id = $1 AND verified_at IS NULL RETURNING 1",
-        [req.challengeId],
+        "UPDATE auth.otp_challenges SET verified_at = $2 WHERE challenge_id = $1 AND verified_at IS NULL RETURNING 1",
+        [req.challengeId, new Date(clockOf(core.ctx).now())],
       );
       if (!claimed.rowCount) throw new InvalidStateError("this code was already used");
       let user: UserRow | undefined = (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
@@ -242,15 +246,15 @@ function resetPinHandler(core: AuthCore): Impl["resetPin"] {
     weakPin("new_pin", req.newPin);
     // A fresh code: unverified and unexpired, or verified (by VerifyPhoneOtp) within the reset window.
     const { phone } = await checkOtp(core, req.challengeId, req.otp, ip,
-      `(verified_at IS NULL AND expires_at > now()) OR verified_at > now() - interval '${RESET_WINDOW}'`);
+      `(verified_at IS NULL AND expires_at > $3) OR verified_at > $3::timestamptz - interval '${RESET_WINDOW}'`);
     const user = await userByPhone(core, phone);
     if (!user) throw new InvalidStateError("no account uses this phone number: sign up instead");
     weakPin("new_pin", req.newPin, user.birth_year);
     const pinHash = await hashPin(req.newPin);
     const { session, revoked } = await withTransaction(pool, async (tx) => {
       const consumed = await tx.query(
-        "UPDATE auth.otp_challenges SET consumed_at = now(), verified_at = coalesce(verified_at, now()) WHERE challenge_id = $1 AND consumed_at IS NULL",
-        [req.challengeId],
+        "UPDATE auth.otp_challenges SET consumed_at = now(), verified_at = coalesce(verified_at, $2) WHERE challenge_id = $1 AND consumed_at IS NULL",
+        [req.challengeId, new Date(clockOf(core.ctx).now())],
       );
       if (!consumed.rowCount) throw new InvalidStateError("this code was already used");
       const before = await getUser(tx, user.user_id, true);

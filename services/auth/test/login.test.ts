@@ -5,7 +5,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { AuditAction, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { weakPinReason } from "../src/pin.js";
-import { randomIp, randomPhone, startHarness, subjectOf, type Harness } from "./harness.js";
+import { OTP_RESEND_MS, randomIp, randomPhone, startHarness, subjectOf, type Harness } from "./harness.js";
 
 const code = (e: unknown) => (e instanceof ConnectError ? e.code : e);
 const fails = (p: Promise<unknown>) => p.then(() => "ok" as const, (e) => code(e));
@@ -25,7 +25,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
     const { rows } = await h.t.db.pool.query("SELECT * FROM auth.otp_challenges WHERE challenge_id = $1", [challengeId]);
     assert.equal(rows.length, 1);
     assert.ok(!JSON.stringify(rows[0]).includes(otp), "the code is not stored in clear");
-    assert.ok(Math.abs(rows[0].expires_at.getTime() - Date.now() - 5 * 60_000) < 10_000, "5-minute expiry");
+    assert.ok(Math.abs(rows[0].expires_at.getTime() - h.clock.now() - 5 * 60_000) < 10_000, "5-minute expiry");
 
     const wrong = otp === "000000" ? "111111" : "000000";
     assert.equal(await fails(h.api().verifyPhoneOtp({ challengeId, otp: wrong, role: Role.WORKER })), Code.InvalidArgument);
@@ -57,7 +57,7 @@ describe("auth: phone OTP, PIN and lockout", () => {
     const known = randomPhone();
     await h.signUp(known);
     assert.equal(await fails(h.api().startPhoneVerification({ phone: known })), Code.ResourceExhausted, "the resend cool-down runs");
-    h.clock.advance(1_000);
+    h.clock.advance(OTP_RESEND_MS);
     const a = await h.api().startPhoneVerification({ phone: known });
     const b = await h.api().startPhoneVerification({ phone: randomPhone() });
     assert.deepEqual(Object.keys(a).sort(), Object.keys(b).sort());
@@ -91,11 +91,11 @@ describe("auth: phone OTP, PIN and lockout", () => {
     assert.ok(Number(cooled.metadata.get("retry-after")) >= 1);
     // Five codes an hour per number.
     for (let i = 0; i < 4; i++) {
-      h.clock.advance(1_000);
+      h.clock.advance(OTP_RESEND_MS);
       await h.api().startPhoneVerification({ phone });
       assert.equal(await fails(h.api().startPhoneVerification({ phone })), Code.ResourceExhausted, "each code starts a cool-down");
     }
-    h.clock.advance(1_000);
+    h.clock.advance(OTP_RESEND_MS);
     const spent = await h.api().startPhoneVerification({ phone }).catch((e: ConnectError) => e);
     assert.ok(spent instanceof ConnectError && spent.code === Code.ResourceExhausted);
     assert.match(spent.message, /too many codes for this number/, "past the cool-down, the hourly limit refuses");

@@ -12,6 +12,7 @@ import { AuthAdminService, AuthService } from "@ttip/proto/ttip/auth/v1/auth_ser
 import { PartnerAdminService, PartnerConsentService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { startGateway } from "@ttip/gateway";
 import {
+  AdjustableClock,
   buildEvent,
   callerHeaders,
   createPeers,
@@ -97,6 +98,8 @@ export class AckLosingBus implements EventBus {
   readonly loseAck = new Set<string>();
   /** Delivery counts seen per message id. */
   readonly deliveries = new Map<string, number[]>();
+  /** Delivery counts whose handler finished (committed), per message id. */
+  readonly handled = new Map<string, number[]>();
   constructor(private readonly inner: JetStreamBus) {}
   publish(m: BusMessage) {
     return this.inner.publish(m);
@@ -107,6 +110,7 @@ export class AckLosingBus implements EventBus {
       handler: async (m) => {
         this.deliveries.set(m.id, [...(this.deliveries.get(m.id) ?? []), m.deliveryCount]);
         await o.handler(m);
+        this.handled.set(m.id, [...(this.handled.get(m.id) ?? []), m.deliveryCount]);
         if (this.loseAck.delete(m.id)) throw new Error("test: the acknowledgement was lost");
       },
     });
@@ -119,6 +123,8 @@ export class AckLosingBus implements EventBus {
 export interface PartnerHarness {
   db: TestDatabase;
   ctx: ServiceContext;
+  /** Auth's clock: move it past a retry's backoff rather than sleep. */
+  clock: AdjustableClock;
   bus: AckLosingBus;
   gateway: RunningServer;
   receiver: Receiver;
@@ -149,7 +155,8 @@ export async function startPartnerHarness(options: { env?: Record<string, string
   const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
   const urls = new Map<string, string>();
   const peers = createPeers((name) => urls.get(name));
-  const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers };
+  const clock = new AdjustableClock();
+  const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers, clock };
   const others: RunningService[] = [];
   for (const m of options.with ?? []) {
     const s = await startService(m, ctx);
@@ -196,6 +203,7 @@ export async function startPartnerHarness(options: { env?: Record<string, string
   return {
     db,
     ctx,
+    clock,
     bus,
     gateway,
     receiver,

@@ -8,7 +8,7 @@ import { AuthAdminService, AuthInternalService } from "@ttip/proto/ttip/auth/v1/
 import { DEV_KEY_ENCRYPTION_SECRET } from "../src/config.js";
 import { Sealer } from "../src/crypto.js";
 import { SigningKeys } from "../src/keys.js";
-import { randomPhone, sleep, startHarness, type Harness } from "./harness.js";
+import { randomPhone, startHarness, type Harness } from "./harness.js";
 
 const code = (e: unknown) => (e instanceof ConnectError ? e.code : e);
 const fails = (p: Promise<unknown>) => p.then(() => "ok" as const, (e) => code(e));
@@ -158,7 +158,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
       await r.api(old.accessToken).getMe({});
       const { tokens: before } = await r.signUp(randomPhone());
       assert.equal(decodeProtectedHeader(before.accessToken).kid, oldKid, "the old key signs until the new one activates");
-      await sleep(2_100);
+      r.clock.advance(2_100); // past the activation delay
       const { tokens: fresh } = await r.signUp(randomPhone());
       assert.equal(decodeProtectedHeader(fresh.accessToken).kid, kid);
       await r.api(fresh.accessToken).getMe({});
@@ -186,7 +186,7 @@ describe("auth: tokens, JWKS, refresh rotation, sessions, roles", () => {
       assert.equal(decodeProtectedHeader(first.accessToken).kid, oldKid, "keeps signing while the next key is published");
       const keys = await r.t.db.pool.query("SELECT kid FROM auth.signing_keys WHERE kid <> $1", [oldKid]);
       assert.equal(keys.rowCount, 1, "one new key, published");
-      await sleep(1_100);
+      r.clock.advance(1_100); // past the activation delay
       const { tokens: next } = await r.signUp(randomPhone());
       assert.equal(decodeProtectedHeader(next.accessToken).kid, keys.rows[0].kid);
       await jwtVerify(first.accessToken, createRemoteJWKSet(new URL(r.jwksUrl)), { issuer: "ttip-auth", audience: "ttip" });

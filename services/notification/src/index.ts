@@ -4,7 +4,7 @@ import type { ModuleOptions, ServiceModule } from "@ttip/runtime";
 import { configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, type StaffDirectory } from "./contacts.js";
 import { Dispatcher, unparkDue } from "./delivery.js";
-import { registerHandlers } from "./handlers.js";
+import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
 import type { ProviderSimulator } from "./simulator.js";
 import { seedTemplates } from "./store.js";

@@ -6,13 +6,13 @@ import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { BlockList } from "node:net";
-import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter, type Queryable } from "@ttip/runtime";
+import { answerTooLarge, clientAddress, networkList, PRIVATE_NETWORKS, BodyTooLargeError, readHttpBody, withTransaction, type HttpFilter } from "@ttip/runtime";
 import { CALLBACK_ROUTE, isCallbackPath } from "./callback-paths.js";
 import { applyBalanceResult } from "./mpesa-balance.js";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
-import { applyStkOutcomeTo, type Deps } from "./tips.js";
+import { applyStkOutcomeTo, markCallback, type Deps } from "./tips.js";
 
 const MAX_BODY = 64 * 1024;
 
@@ -74,13 +74,7 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
     "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",
     [callbackId, source, redactToken(path), from, body],
   );
-  const outcome = (o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) => outcomeIn(pool, o, extra);
-  const outcomeIn = (db: Queryable, o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) =>
-    db.query(
-      `UPDATE payment.callbacks SET outcome = $2, external_reference = COALESCE($3, external_reference), tip_id = $4, payout_id = $5, matched = $6
-        WHERE callback_id = $1`,
-      [callbackId, o, extra.ref ?? null, extra.tipId ?? null, extra.payoutId ?? null, extra.matched ?? false],
-    );
+  const outcome = (o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) => markCallback(pool, callbackId, o, extra);
 
   if (req.method !== "POST") {
     await outcome("bad_method");
@@ -107,33 +101,44 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
     return reply(res, 400, { ResultCode: 1, ResultDesc: "Body is not JSON" });
   }
   const [, kind, token] = match;
+  const answer = kind === "stk" ? await applyStk(deps, callbackId, token, json) : await applyResult(deps, callbackId, kind, token, json);
+  return reply(res, answer.status, answer.body);
+}
 
-  if (kind === "stk") {
-    const cb = parseStkCallback(json);
-    if (!cb) {
-      await outcome("malformed");
-      return reply(res, 400, { ResultCode: 1, ResultDesc: "Not an STK callback" });
-    }
-    // The tip is found by the token, locked and decided, and this callback's outcome recorded, in one transaction.
-    const { result, tip } = await applyStkOutcomeTo(deps, { callbackToken: token }, { source: "callback", ...cb }, async (tx, decided, t) => {
-      if (decided !== "unknown") await outcomeIn(tx, decided, { ref: cb.receipt ?? cb.checkoutRequestId, tipId: t!.tip_id, matched: true });
-    });
-    if (result === "unknown") {
-      await unknownCallback(deps, callbackId, "mpesa_stk", cb.checkoutRequestId, tip?.worker_id ?? undefined);
-      await outcome("unknown", { ref: cb.checkoutRequestId });
-    }
-    return reply(res, 200, ACCEPTED);
+/** Daraja's answer to a callback. */
+interface Answer {
+  status: number;
+  body: { ResultCode: number; ResultDesc: string };
+}
+
+/** An STK result: the tip is found by the token, locked and decided, and this callback marked, in one transaction. */
+async function applyStk(deps: Deps, callbackId: string, token: string, json: unknown): Promise<Answer> {
+  const cb = parseStkCallback(json);
+  if (!cb) {
+    await markCallback(deps.ctx.pool, callbackId, "malformed");
+    return { status: 400, body: { ResultCode: 1, ResultDesc: "Not an STK callback" } };
   }
+  const { result, tip } = await applyStkOutcomeTo(deps, { callbackToken: token }, { source: "callback", ...cb }, { callbackId, reference: cb.receipt ?? cb.checkoutRequestId });
+  if (result === "unknown") {
+    await unknownCallback(deps, callbackId, "mpesa_stk", cb.checkoutRequestId, tip?.worker_id ?? undefined);
+    await markCallback(deps.ctx.pool, callbackId, "unknown", { ref: cb.checkoutRequestId });
+  }
+  return { status: 200, body: ACCEPTED };
+}
 
+/** A Result body: a B2C result or queue timeout, a transaction status result, an account balance. */
+async function applyResult(deps: Deps & PayoutDeps, callbackId: string, kind: string, token: string, json: unknown): Promise<Answer> {
+  const { pool } = deps.ctx;
+  const outcome = (o: string, extra: { ref?: string; payoutId?: string; matched?: boolean } = {}) => markCallback(pool, callbackId, o, extra);
   const result = parseResult(json);
   if (!result) {
     await outcome("malformed");
-    return reply(res, 400, { ResultCode: 1, ResultDesc: "Not a Result body" });
+    return { status: 400, body: { ResultCode: 1, ResultDesc: "Not a Result body" } };
   }
   if (kind.startsWith("balance/")) {
     const applied = await applyBalanceResult(pool, token, result, kind === "balance/timeout");
     await outcome(applied ? "balance" : "unknown", { ref: result.conversationId, matched: applied });
-    return reply(res, 200, ACCEPTED);
+    return { status: 200, body: ACCEPTED };
   }
   const { rows } = await pool.query<{ payout_id: string; worker_id: string }>("SELECT payout_id, worker_id FROM payment.payouts WHERE callback_token = $1", [token]);
   const payout = rows[0];
@@ -150,7 +155,7 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   } else {
     await outcome(applied, { ref: result.transactionId || result.conversationId, payoutId: payout!.payout_id, matched: true });
   }
-  return reply(res, 200, ACCEPTED);
+  return { status: 200, body: ACCEPTED };
 }
 
 async function unknownCallback(deps: Deps, callbackId: string, source: string, reference: string, workerId?: string) {

@@ -7,10 +7,11 @@ import { EventEmitter } from "node:events";
 import { Code } from "@connectrpc/connect";
 import { AlreadyExistsError, asConnectError, buildEvent, currentTraceparent, emitEvent, fieldError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
-import { evaluateTipWith, recordAlert, refusal, type TipPrecheck } from "./fraud.js";
+import { evaluateTipWith, type FraudHit, recordAlert, refusal, type TipPrecheck } from "./fraud.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
@@ -96,8 +97,23 @@ export interface NewTip {
   channel?: "web" | "ussd";
 }
 
+/**
+ * Every column of payment.tips by name, for the statements each tip makes: a
+ * statement whose result says `*` goes unprepared (see the runtime's db.ts), so
+ * PostgreSQL would parse and plan it on every call.
+ */
+export const TIP_COLUMNS =
+  "tip_id, idempotency_key, request_fingerprint, worker_id, venue_id, qr_code_id, customer_subject, method, currency, amount_minor, fee_minor, charged_minor, " +
+  "worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message, customer_email, status, fraud_action, result_code, " +
+  "result_message, callback_token, merchant_request_id, checkout_request_id, mpesa_receipt, credit_key, credit_kind, credit_entry_id, credited_at, deadline_at, " +
+  "next_check_at, checks, lease_until, auto_payout_done, created_at, completed_at, account_reference, channel, card_provider, provider_payment_id, " +
+  "provider_charge_id, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country, " +
+  "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor";
+/** TIP_COLUMNS of the row aliased `t`. */
+const TIP_COLUMNS_OF_T = TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ");
+
 export async function loadTip(db: Queryable, tipId: string): Promise<TipRow | undefined> {
-  const { rows } = await db.query<TipRow>("SELECT * FROM payment.tips WHERE tip_id = $1", [tipId]);
+  const { rows } = await db.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1`, [tipId]);
   return rows[0];
 }
 
@@ -113,6 +129,9 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   if (!t.workerId && !t.venueId) throw fieldError("recipient", "name a worker or scan a code");
   const fp = fingerprint(t);
   const config = deps.config();
+  // The wallet's quote is asked for while the key and the fraud rules are checked (one
+  // round trip instead of two in a row); a repeated key or a refusal discards it.
+  const quoted = quoteFor(deps, t);
   // The key, the fraud rules and M-Pesa's recent refusals of this number in one round trip.
   const { hits, existingTipId, ruleLimited } = await evaluateTipWith(pool, config.fraud, t, { idempotencyKey: t.idempotencyKey, ruleLimitSeconds: RULE_LIMIT_WINDOW_SECONDS });
   if (existingTipId) return sameRequest((await loadTip(pool, existingTipId))!, fp);
@@ -128,17 +147,43 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
     });
     throw refused;
   }
-
-  let quote;
-  try {
-    // A venue tip is quoted like a worker's (the fee schedule is the same); the id only picks the currency.
-    quote = await deps.ledger.quoteTip(t.amountMinor, t.workerId || t.venueId!, t.customerCoversFee);
-  } catch (err) {
+  const quote = await quoted.then((q) => q, (err) => {
     throw asConnectError(err, Code.Unavailable);
-  }
+  });
   // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
   const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
   refuseRuleLimitedRepeat(ruleLimited, charged);
+  const inserted = await insertTip(deps, t, { fp, charged, quote, hits, phoneMasked, config });
+  if (!inserted) {
+    // A concurrent call with the same key won.
+    return sameRequest((await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0], fp);
+  }
+  paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "mpesa" });
+  return pushStk(deps, inserted, charged, config.callbackBaseUrl);
+}
+
+/** The wallet's fee quote; settled (never an unhandled rejection) whether or not it is awaited. */
+function quoteFor(deps: Deps, t: NewTip): Promise<FeeQuote> {
+  // A venue tip is quoted like a worker's (the fee schedule is the same); the id only picks the currency.
+  const quoted = deps.ledger.quoteTip(t.amountMinor, t.workerId || t.venueId!, t.customerCoversFee);
+  quoted.catch(() => undefined);
+  return quoted;
+}
+
+interface TipTerms {
+  fp: string;
+  charged: bigint;
+  quote: FeeQuote;
+  hits: FraudHit[];
+  phoneMasked: string;
+  config: PaymentConfig;
+}
+
+/**
+ * Inserts the tip and announces tip_created in one statement; undefined when
+ * the key lost a race. Alerts, when any rule fired, go in with it.
+ */
+async function insertTip(deps: Deps, t: NewTip, { fp, charged, quote, hits, phoneMasked, config }: TipTerms): Promise<TipRow | undefined> {
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = randomUUID();
   const hold = hits.some((h) => h.action === "hold");
@@ -160,9 +205,9 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
        VALUES ($1, $2, $3, $4, $5, 'KES', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'pending', $17, $18,
          now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000), $20, $21, $25,
          payment.tip_reference(nextval('payment.tip_reference_seq')))
-       ON CONFLICT (idempotency_key) DO NOTHING RETURNING *),
+       ON CONFLICT (idempotency_key) DO NOTHING RETURNING ${TIP_COLUMNS}),
        announced AS (INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $22, $23, $24, $26::text FROM tip)
-       SELECT * FROM tip`,
+       SELECT ${TIP_COLUMNS} FROM tip`,
       [tipId, t.idempotencyKey, fp, t.workerId || null, t.callerSubject ?? "", t.amountMinor, charged - workerReceives, charged, workerReceives,
         quote.feeScheduleVersion, t.customerCoversFee, t.phone, phoneMasked, t.rating, t.message, t.customerEmail,
         hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? "",
@@ -172,25 +217,23 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   };
   // The alerts go in with the tip; without any, the insert alone is atomic and
   // BEGIN/COMMIT would only add two round trips to every tip.
-  const inserted = hits.length
-    ? await withTransaction(pool, async (tx) => {
-        const row = await insert(tx);
-        if (row) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId || undefined, phoneMasked, tipAmountMinor: t.amountMinor });
-        return row;
-      })
-    : await insert(pool);
-  if (inserted) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "mpesa" });
-  if (!inserted) {
-    // A concurrent call with the same key won.
-    return sameRequest((await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0], fp);
-  }
+  if (!hits.length) return insert(deps.ctx.pool);
+  return withTransaction(deps.ctx.pool, async (tx) => {
+    const row = await insert(tx);
+    if (row) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId || undefined, phoneMasked, tipAmountMinor: t.amountMinor });
+    return row;
+  });
+}
 
+/** Sends the STK push of a tip just inserted; answers the row as it is after (a callback may already have settled it). */
+async function pushStk(deps: Deps, inserted: TipRow, charged: bigint, callbackBaseUrl: string): Promise<TipRow> {
+  const tipId = inserted.tip_id;
   // The push happens outside any transaction: its callback may arrive before it returns.
   try {
     const r = await deps.daraja().stkPush({
-      phone: t.phone,
+      phone: inserted.phone,
       amount: Number(charged / 100n),
-      callbackUrl: callbackUrl(config.callbackBaseUrl, "stk", inserted.callback_token),
+      callbackUrl: callbackUrl(callbackBaseUrl, "stk", inserted.callback_token),
       // Unique per tip: a C2B confirmation of this payment names the tip by it.
       accountReference: inserted.account_reference ?? "TTIP",
       description: "Tip",
@@ -209,7 +252,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
       await failTip(deps, tipId, err.details.errorCode ?? "unavailable", err.kind === "rejected" ? "17" : "unavailable");
     }
   }
-  return (await loadTip(pool, tipId))!;
+  return (await loadTip(deps.ctx.pool, tipId))!;
 }
 
 /**
@@ -224,7 +267,7 @@ async function recordCheckout(deps: Deps, tipId: string, checkoutRequestId: stri
     try {
       const { rows } = await deps.ctx.pool.query<TipRow>(
         `UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3
-          WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2) RETURNING *`,
+          WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2) RETURNING ${TIP_COLUMNS}`,
         [tipId, checkoutRequestId, merchantRequestId],
       );
       return rows[0];
@@ -297,8 +340,24 @@ export type ApplyResult = "credited" | "failed" | "duplicate" | "unknown" | "hel
 /** The tip an outcome is for: by id, or by the per-attempt token of its callback URL. */
 export type TipRef = string | { callbackToken: string };
 
-/** Recorded in the transaction that applied the outcome (a callback's own row), with what it decided. */
-export type OutcomeRecorder = (tx: Queryable, result: ApplyResult, tip: TipRow | undefined) => Promise<void>;
+/**
+ * The stored callback that brought an outcome: its row is marked with what was
+ * decided in the deciding transaction (on a decided success, by the same statement).
+ */
+export interface CallbackMark {
+  callbackId: string;
+  /** What the row is filed under: the receipt, else the CheckoutRequestID. */
+  reference: string;
+}
+
+/** What a decision did: the result, the tip it was about, and the row as the decision wrote it. */
+interface Decision {
+  result: ApplyResult;
+  tip?: TipRow;
+  decided?: TipRow;
+  /** The callback's row was marked by the deciding statement. */
+  marked?: boolean;
+}
 
 /**
  * The tip locked for a decision, with what the decision needs to know about
@@ -309,7 +368,7 @@ export type OutcomeRecorder = (tx: Queryable, result: ApplyResult, tip: TipRow |
  */
 async function lockTipForOutcome(tx: Queryable, ref: TipRef, receipt: string | undefined) {
   const { rows } = await tx.query<TipRow & { receipt_owner: string | null; receipt_parked: boolean }>(
-    `SELECT t.*, (SELECT o.tip_id FROM payment.tips o WHERE o.mpesa_receipt = $2) AS receipt_owner,
+    `SELECT ${TIP_COLUMNS_OF_T}, (SELECT o.tip_id FROM payment.tips o WHERE o.mpesa_receipt = $2) AS receipt_owner,
             EXISTS (SELECT 1 FROM payment.c2b_payments c WHERE c.trans_id = $2 AND c.outcome = 'suspense' AND c.resolution = 'open') AS receipt_parked
        FROM payment.tips t WHERE ${typeof ref === "string" ? "t.tip_id = $1" : "t.callback_token = $1"} FOR UPDATE OF t`,
     [typeof ref === "string" ? ref : ref.callbackToken, receipt ?? null],
@@ -323,97 +382,102 @@ async function lockTipForOutcome(tx: Queryable, ref: TipRef, receipt: string | u
 /**
  * Applies an outcome to the tip it belongs to, exactly once: a success
  * decides one wallet entry (keyed by the receipt) whatever else arrives, a
- * failure ends a pending tip, anything later is a duplicate. `record` runs in
- * the deciding transaction (a callback's outcome, without a round trip of its own).
+ * failure ends a pending tip, anything later is a duplicate. `mark`: the
+ * callback that brought it, marked in the deciding transaction.
  */
-export async function applyStkOutcome(deps: Deps, ref: TipRef, o: StkOutcome, record?: OutcomeRecorder): Promise<ApplyResult> {
-  return (await applyStkOutcomeTo(deps, ref, o, record)).result;
+export async function applyStkOutcome(deps: Deps, ref: TipRef, o: StkOutcome, mark?: CallbackMark): Promise<ApplyResult> {
+  return (await applyStkOutcomeTo(deps, ref, o, mark)).result;
 }
 
 /** applyStkOutcome, also answering which tip it was (undefined when none matched the reference). */
-export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, record?: OutcomeRecorder): Promise<{ result: ApplyResult; tip?: TipRow }> {
-  // The row as this transaction committed it, when it decided a credit.
-  let decided: TipRow | undefined;
-  let found: TipRow | undefined;
-  const result = await withTransaction(deps.ctx.pool, async (tx): Promise<ApplyResult> => {
-    const result = await decide(tx);
-    await record?.(tx, result, found);
-    return result;
+export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, mark?: CallbackMark): Promise<{ result: ApplyResult; tip?: TipRow }> {
+  const { result, tip, decided } = await withTransaction(deps.ctx.pool, async (tx) => {
+    const d = await decideOutcome(tx, ref, o, mark);
+    if (mark && d.tip && d.result !== "unknown" && !d.marked) await markCallback(tx, mark.callbackId, d.result, { ref: mark.reference, tipId: d.tip.tip_id, matched: true });
+    return d;
   });
-  async function decide(tx: Queryable): Promise<ApplyResult> {
-    // The receipt before the tip, as the C2B path does: a payment reported both ways at once is decided once.
-    if (o.receipt) await lockReceipt(tx, o.receipt);
-    const locked = await lockTipForOutcome(tx, ref, o.receipt);
-    if (!locked) return "unknown";
-    const tip = (found = locked.tip);
-    const tipId = tip.tip_id;
-    if (o.source !== "c2b" && tip.checkout_request_id && tip.checkout_request_id !== o.checkoutRequestId) return "unknown";
-    if (o.source !== "c2b" && !tip.checkout_request_id) {
-      // The callback overtook the push's own answer.
-      await tx.query("UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3 WHERE tip_id = $1", [tipId, o.checkoutRequestId, o.merchantRequestId ?? null]);
-    }
-    if (String(o.resultCode).trim() === "0") {
-      if (tip.credit_key) {
-        // Already decided. A receipt learned only now (success came first by query) is recorded.
-        if (o.receipt && !tip.mpesa_receipt) {
-          await tx.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1 AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $2)", [tipId, o.receipt]);
-        } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
-          await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
-            detail: `a second success with another receipt (${o.receipt}) for an already paid push; not credited` });
-        }
-        return "duplicate";
-      }
-      if (o.receipt) {
-        if (locked.owner) {
-          await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked,
-            detail: `receipt ${o.receipt} already belongs to tip ${locked.owner}; not credited again` });
-          return "duplicate";
-        }
-        const parked = locked.parked ? await heldByC2bSuspense(tx, tip, o.receipt) : undefined;
-        if (parked) {
-          decided = parked;
-          return "held";
-        }
-      }
-      const problems: string[] = [];
-      const receivedMinor = o.amount !== undefined ? BigInt(Math.round(o.amount * 100)) : undefined;
-      if (receivedMinor !== undefined && receivedMinor !== tip.charged_minor) {
-        problems.push(`amount ${o.amount} instead of ${tip.charged_minor / 100n}`);
-      }
-      if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
-      const toSuspense = problems.length > 0 || tip.fraud_action === "hold";
-      if (problems.length) {
-        await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
-          detail: `callback does not match the tip: ${problems.join("; ")}; money parked in suspense` });
-      }
-      const creditKey = o.receipt ?? `stk-${o.checkoutRequestId}`;
-      const { rows: updated } = await tx.query<TipRow>(
-        `UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
-           credit_kind = $6, received_minor = NULLIF($7::bigint, charged_minor), completed_at = now() WHERE tip_id = $1 RETURNING *`,
-        [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, creditKey,
-          toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor ?? null],
-      );
-      decided = updated[0];
-      return toSuspense ? "held" : "credited";
-    }
-    if (tip.status !== "pending") return "duplicate";
-    const code = String(o.resultCode).trim().slice(0, 32);
-    if (!o.checkoutRequestId) return "duplicate";
-    const { rows: failed } = await tx.query<TipRow>(
-      `UPDATE payment.tips SET status = 'failed', result_code = $2, result_message = $3, completed_at = now()
-        WHERE tip_id = $1 RETURNING *`,
-      [tipId, code, resultMessage(code)],
-    );
-    await emitTipFailed(tx, failed[0]);
-    decided = failed[0];
-    return "failed";
-  }
-  if (!found) return { result };
+  if (!tip) return { result };
   // Watchers get the row as committed when this decided it; otherwise they read it.
-  deps.changes.emit(found.tip_id, result === "credited" || result === "held" || result === "failed" ? decided : undefined);
+  deps.changes.emit(tip.tip_id, result === "credited" || result === "held" || result === "failed" ? decided : undefined);
   if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
-  if (result === "credited" || result === "held") await postCredit(deps, found.tip_id, decided);
-  return { result, tip: found };
+  if (result === "credited" || result === "held") await postCredit(deps, tip.tip_id, decided);
+  return { result, tip };
+}
+
+/** What a stored callback came to; `db` is the deciding transaction when there was a decision. */
+export async function markCallback(db: Queryable, callbackId: string, outcome: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}): Promise<void> {
+  await db.query(
+    `UPDATE payment.callbacks SET outcome = $2, external_reference = COALESCE($3, external_reference), tip_id = $4, payout_id = $5, matched = $6
+      WHERE callback_id = $1`,
+    [callbackId, outcome, extra.ref ?? null, extra.tipId ?? null, extra.payoutId ?? null, extra.matched ?? false],
+  );
+}
+
+/** The decision, under the receipt's lock (when there is a receipt) and the tip's row lock. */
+async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: CallbackMark | undefined): Promise<Decision> {
+  // The receipt before the tip, as the C2B path does: a payment reported both ways at once is decided once.
+  if (o.receipt) await lockReceipt(tx, o.receipt);
+  const locked = await lockTipForOutcome(tx, ref, o.receipt);
+  if (!locked) return { result: "unknown" };
+  const { tip } = locked;
+  if (o.source !== "c2b" && tip.checkout_request_id && tip.checkout_request_id !== o.checkoutRequestId) return { result: "unknown", tip };
+  if (o.source !== "c2b" && !tip.checkout_request_id) {
+    // The callback overtook the push's own answer.
+    await tx.query("UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3 WHERE tip_id = $1", [tip.tip_id, o.checkoutRequestId, o.merchantRequestId ?? null]);
+  }
+  if (String(o.resultCode).trim() === "0") return { tip, ...(await decideSuccess(tx, locked, o, mark)) };
+  if (tip.status !== "pending" || !o.checkoutRequestId) return { result: "duplicate", tip };
+  const code = String(o.resultCode).trim().slice(0, 32);
+  const { rows: failed } = await tx.query<TipRow>(
+    `UPDATE payment.tips SET status = 'failed', result_code = $2, result_message = $3, completed_at = now()
+      WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}`,
+    [tip.tip_id, code, resultMessage(code)],
+  );
+  await emitTipFailed(tx, failed[0]);
+  return { result: "failed", tip, decided: failed[0] };
+}
+
+/** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
+async function decideSuccess(tx: Queryable, { tip, owner, parked }: NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, o: StkOutcome, mark: CallbackMark | undefined): Promise<Omit<Decision, "tip">> {
+  const tipId = tip.tip_id;
+  const flag = (detail: string) => recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, detail });
+  if (tip.credit_key) {
+    // Already decided. A receipt learned only now (success came first by query) is recorded.
+    if (o.receipt && !tip.mpesa_receipt) {
+      await tx.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1 AND NOT EXISTS (SELECT 1 FROM payment.tips WHERE mpesa_receipt = $2)", [tipId, o.receipt]);
+    } else if (o.receipt && tip.mpesa_receipt !== o.receipt) {
+      await flag(`a second success with another receipt (${o.receipt}) for an already paid push; not credited`);
+    }
+    return { result: "duplicate" };
+  }
+  if (o.receipt && owner) {
+    await flag(`receipt ${o.receipt} already belongs to tip ${owner}; not credited again`);
+    return { result: "duplicate" };
+  }
+  const heldInSuspense = o.receipt && parked ? await heldByC2bSuspense(tx, tip, o.receipt) : undefined;
+  if (heldInSuspense) return { result: "held", decided: heldInSuspense };
+  const problems: string[] = [];
+  const receivedMinor = o.amount !== undefined ? BigInt(Math.round(o.amount * 100)) : undefined;
+  if (receivedMinor !== undefined && receivedMinor !== tip.charged_minor) problems.push(`amount ${o.amount} instead of ${tip.charged_minor / 100n}`);
+  if (o.phone !== undefined && o.phone !== tip.phone) problems.push(`paid from ${maskPhone(o.phone)} instead of ${tip.phone_masked}`);
+  const toSuspense = problems.length > 0 || tip.fraud_action === "hold";
+  if (problems.length) {
+    await recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "hold", tipId, workerId: tip.worker_id ?? undefined, phoneMasked: tip.phone_masked, tipAmountMinor: tip.amount_minor,
+      detail: `callback does not match the tip: ${problems.join("; ")}; money parked in suspense` });
+  }
+  const result = toSuspense ? "held" : "credited";
+  // The callback's row is marked in the same statement (no callback: no row matches the null id).
+  const { rows } = await tx.query<TipRow>(
+    `WITH decided AS (
+       UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
+         credit_kind = $6, received_minor = NULLIF($7::bigint, charged_minor), completed_at = now() WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}),
+     marked AS (
+       UPDATE payment.callbacks SET outcome = $8, external_reference = COALESCE($9, external_reference), tip_id = $1, matched = true WHERE callback_id = $10)
+     SELECT ${TIP_COLUMNS} FROM decided`,
+    [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, o.receipt ?? `stk-${o.checkoutRequestId}`,
+      toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor ?? null, result, mark?.reference ?? null, mark?.callbackId ?? null],
+  );
+  return { result, decided: rows[0], marked: true };
 }
 
 /**
@@ -555,12 +619,12 @@ async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promis
   const { rows } = await db.query<TipRow>(
     `WITH credited AS (
        UPDATE payment.tips SET credit_entry_id = $2, credited_at = now()
-        WHERE tip_id = $1 AND credit_entry_id IS NULL AND mpesa_receipt IS NOT DISTINCT FROM $6 AND rating = $7 AND message = $8 RETURNING *),
+        WHERE tip_id = $1 AND credit_entry_id IS NULL AND mpesa_receipt IS NOT DISTINCT FROM $6 AND rating = $7 AND message = $8 RETURNING ${TIP_COLUMNS}),
      owed AS (
        INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ON CONFLICT DO NOTHING),
      announced AS (
        INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $3, $4, $5, $9::text FROM credited WHERE credit_kind <> 'suspense')
-     SELECT * FROM credited`,
+     SELECT ${TIP_COLUMNS} FROM credited`,
     [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message, currentTraceparent() ?? null],
   );
   return rows[0];

@@ -150,7 +150,7 @@ export async function consumeEventBatches(options: ConsumeBatchOptions) {
     const fresh = await inConsumerSpan(`consume ${options.consumer}`, messages.map((m) => m.traceparent), () => withTransaction(options.pool, async (tx) => {
       await options.before?.(tx);
       const { rows } = await tx.query<{ event_id: string }>(
-        `INSERT INTO ${s}.inbox (consumer, event_id, subject) SELECT $1, * FROM unnest($2::uuid[], $3::text[])
+        `INSERT INTO ${s}.inbox (consumer, event_id, subject) SELECT $1, e.id, e.subject FROM unnest($2::uuid[], $3::text[]) AS e(id, subject)
          ON CONFLICT DO NOTHING RETURNING event_id`,
         [options.consumer, messages.map((m) => m.id), messages.map((m) => m.subject)],
       );

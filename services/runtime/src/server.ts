@@ -156,30 +156,78 @@ function listenOn(listener: net.Server, options: ServerOptions): Promise<void> {
  */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { logger } = options;
+  const health = healthOf(options);
+  const adapter = rpcAdapter(options, health);
+  const inFlight = inFlightRequests();
+  const onRequest = requestHandler(options, adapter, inFlight);
+  const h1 = http.createServer(onRequest);
+  const { h2, sessions } = http2Server(onRequest, options.maxConnectionAgeMs ?? 0);
+  const { listener, sockets } = connectionListener(h1, h2);
+
+  await listenOn(listener, options);
+  const port = (listener.address() as net.AddressInfo).port;
+  const host = options.host === undefined || options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host;
+  logger.info({ port, services: options.services.map((s) => s.typeName) }, `${options.name} listening`);
+
+  let closing: Promise<void> | undefined;
+  const close = () => (closing ??= drainAndClose(options, { health, listener, h1, sessions, sockets, inFlight }));
+  return { port, url: `http://${host}:${port}`, health, local: createUniversalHandlerClient(adapter.handlers), close };
+}
+
+/** Health statuses: the application services are SERVING from the start, unless their health is another process's. */
+function healthOf(options: ServerOptions): HealthStatus {
   const health = new HealthStatus(options.remoteHealth);
   if (!options.remoteHealth) for (const service of options.services) health.set(service.typeName, ServingStatus.SERVING);
+  return health;
+}
 
-  const readMaxBytes = options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES;
-  const { handler, handlers, isRpc } = nodeAdapter({
+/** The service's routes plus health and reflection, behind every server's interceptors. */
+function rpcAdapter(options: ServerOptions, health: HealthStatus) {
+  return nodeAdapter({
     routes: (router) => {
       options.routes(router);
       health.register(router);
       registerReflection(router, [...options.services, Health]);
     },
     contextValues: options.contextValues,
-    readMaxBytes,
+    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
     interceptors: serverInterceptors(options),
     fallback: plainHttpFallback(options, health),
-  }, logger);
+  }, options.logger);
+}
 
-  let inFlight = 0;
+/** Counts the requests in flight, so a drain knows when the last one has ended. */
+function inFlightRequests() {
+  let count = 0;
   let idle: (() => void) | undefined;
-  const counted = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
-    inFlight++;
-    res.once("close", () => {
-      inFlight--;
-      if (inFlight === 0) idle?.();
-    });
+  return {
+    get count() {
+      return count;
+    },
+    /** Counts a request until its response closes. */
+    track(res: NodeRes) {
+      count++;
+      res.once("close", () => {
+        count--;
+        if (count === 0) idle?.();
+      });
+    },
+    /** Resolves once no request is in flight. */
+    drained(): Promise<void> {
+      return new Promise<void>((resolve) => {
+        if (count === 0) resolve();
+        else idle = resolve;
+      });
+    },
+  };
+}
+type InFlightRequests = ReturnType<typeof inFlightRequests>;
+
+/** Every request of both HTTP versions: counted, offered to the HTTP filter, then routed. */
+function requestHandler(options: ServerOptions, adapter: ReturnType<typeof rpcAdapter>, inFlight: InFlightRequests) {
+  const { handler, isRpc } = adapter;
+  return (req: NodeReq, res: NodeRes) => {
+    inFlight.track(res);
     const serve = () => {
       if (options.httpFilter?.(req, res)) return;
       (handler as (a: typeof req, b: typeof res) => void)(req, res);
@@ -192,17 +240,18 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     inHttpServerSpan(req.method ?? "POST", req.url ?? "/", typeof traceparent === "string" ? traceparent : undefined, () => new Promise<void>((resolve) => {
       res.once("close", resolve);
       serve();
-    })).catch((err) => logger.error({ err }, "request handler failed"));
+    })).catch((err) => options.logger.error({ err }, "request handler failed"));
   };
+}
 
-  const h1 = http.createServer(counted);
-  const h2 = http2.createServer({}, counted);
+/** The HTTP/2 server and its open sessions, each retired after `maxAgeMs` (0: never). */
+function http2Server(onRequest: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void, maxAgeMs: number) {
+  const h2 = http2.createServer({}, onRequest);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
-    const age = options.maxConnectionAgeMs ?? 0;
     // Jitter, so sessions opened together do not all reconnect at once.
-    const timer = age > 0 ? setTimeout(() => retire(session), age * (0.9 + Math.random() * 0.2)) : undefined;
+    const timer = maxAgeMs > 0 ? setTimeout(() => retire(session), maxAgeMs * (0.9 + Math.random() * 0.2)) : undefined;
     timer?.unref();
     session.once("close", () => {
       clearTimeout(timer);
@@ -215,6 +264,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const retire = (session: http2.ServerHttp2Session) => {
     if (!session.closed && !session.destroyed) session.close();
   };
+  return { h2, sessions };
+}
+
+/** The one TCP listener and its open sockets; each connection goes to h1 or h2 by its first bytes. */
+function connectionListener(h1: http.Server, h2: http2.Http2Server) {
   const sockets = new Set<net.Socket>();
   // No Nagle: small gRPC frames would otherwise wait ~40 ms for delayed ACKs.
   const listener = net.createServer({ noDelay: true }, (socket) => {
@@ -223,39 +277,38 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     socket.on("error", () => socket.destroy());
     routeConnection(socket, h1, h2);
   });
+  return { listener, sockets };
+}
 
-  await listenOn(listener, options);
-  const port = (listener.address() as net.AddressInfo).port;
-  const host = options.host === undefined || options.host === "0.0.0.0" || options.host === "::" ? "127.0.0.1" : options.host;
-  logger.info({ port, services: options.services.map((s) => s.typeName) }, `${options.name} listening`);
-
-  let closing: Promise<void> | undefined;
-  const close = () =>
-    (closing ??= (async () => {
-      health.shutdown();
-      if (options.drainDelayMs) {
-        logger.info({ delayMs: options.drainDelayMs }, `${options.name} NOT_SERVING; still accepting calls before draining`);
-        await new Promise((resolve) => setTimeout(resolve, options.drainDelayMs));
-      }
-      listener.close();
-      for (const session of sessions) session.close(); // GOAWAY: open streams may finish
-      h1.closeIdleConnections();
-      const drained = new Promise<void>((resolve) => {
-        if (inFlight === 0) resolve();
-        else idle = resolve;
-      });
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), options.drainTimeoutMs ?? 10_000);
-      });
-      const late = await Promise.race([drained.then(() => false), timedOut]);
-      clearTimeout(timer);
-      if (late) logger.warn({ inFlight }, "drain timeout: closing connections with calls still running");
-      for (const socket of sockets) socket.destroy();
-      logger.info(`${options.name} stopped`);
-    })());
-
-  return { port, url: `http://${host}:${port}`, health, local: createUniversalHandlerClient(handlers), close };
+/**
+ * Graceful shutdown: NOT_SERVING first (and still serving for the drain delay),
+ * then no new connections, GOAWAY to HTTP/2 sessions, and up to the drain
+ * timeout for calls in flight before the remaining sockets are cut.
+ */
+async function drainAndClose(
+  options: ServerOptions,
+  server: { health: HealthStatus; listener: net.Server; h1: http.Server; sessions: Set<http2.ServerHttp2Session>; sockets: Set<net.Socket>; inFlight: InFlightRequests },
+): Promise<void> {
+  const { logger } = options;
+  const { health, listener, h1, sessions, sockets, inFlight } = server;
+  health.shutdown();
+  if (options.drainDelayMs) {
+    logger.info({ delayMs: options.drainDelayMs }, `${options.name} NOT_SERVING; still accepting calls before draining`);
+    await new Promise((resolve) => setTimeout(resolve, options.drainDelayMs));
+  }
+  listener.close();
+  for (const session of sessions) session.close(); // GOAWAY: open streams may finish
+  h1.closeIdleConnections();
+  const drained = inFlight.drained();
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<boolean>((resolve) => {
+    timer = setTimeout(() => resolve(true), options.drainTimeoutMs ?? 10_000);
+  });
+  const late = await Promise.race([drained.then(() => false), timedOut]);
+  clearTimeout(timer);
+  if (late) logger.warn({ inFlight: inFlight.count }, "drain timeout: closing connections with calls still running");
+  for (const socket of sockets) socket.destroy();
+  logger.info(`${options.name} stopped`);
 }
 
 type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;

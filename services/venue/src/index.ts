@@ -4,7 +4,7 @@ import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { env, loadConfig, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { Access } from "./access.js";
 import { Distributions } from "./distributions.js";
-import { registerHandlers, type VenueDeps } from "./handlers.js";
+import { registerHandlers, type VenueDeps } from "./handlers/index.js";
 import { Members } from "./members.js";
 
 export const venueConfigShape = {

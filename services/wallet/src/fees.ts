@@ -2,12 +2,14 @@ import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { fieldError, NotConfiguredError, OutOfRangeError, type Queryable } from "@ttip/runtime";
 import {
+  AccountKind,
   FeeQuoteSchema,
   FeeScheduleSchema,
   PaymentRail,
   TariffBandSchema,
   type FeeQuote,
   type FeeSchedule,
+  OwnerKind,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { money, mulDivRound } from "./money.js";
 
@@ -47,12 +49,23 @@ export function toFeeSchedule(r: ScheduleRow): FeeSchedule {
 
 /** The schedule in force for `currency` at `at`: the newest version already effective. */
 export async function currentSchedule(db: Queryable, currency: string, at = new Date()): Promise<FeeSchedule> {
-  const { rows } = await db.query<ScheduleRow>(
-    `SELECT * FROM wallet.fee_schedules WHERE currency = $1 AND effective_from <= $2 ORDER BY version DESC LIMIT 1`,
-    [currency, at],
+  return (await currentScheduleAndWallets(db, currency, null, at)).schedule;
+}
+
+/**
+ * currentSchedule, and in the same round trip the currencies of `workerId`'s
+ * wallets (none for null): a tip's quote needs both, and every tip is quoted.
+ * The columns are named so that the statement is prepared (the runtime's db.ts).
+ */
+export async function currentScheduleAndWallets(db: Queryable, currency: string, workerId: string | null, at = new Date()): Promise<{ schedule: FeeSchedule; walletCurrencies: string[] }> {
+  const { rows } = await db.query<ScheduleRow & { wallet_currencies: string[] }>(
+    `SELECT s.currency, s.version, s.platform_fee_bps, s.platform_fee_min_minor, s.platform_fee_cap_minor, s.mpesa_b2c_bands, s.card_fee_bps, s.card_fee_fixed_minor, s.effective_from,
+            ARRAY(SELECT trim(a.currency) FROM wallet.accounts a WHERE a.kind = $3 AND a.owner_kind = $4 AND a.owner_id = $5 ORDER BY a.currency) AS wallet_currencies
+       FROM wallet.fee_schedules s WHERE s.currency = $1 AND s.effective_from <= $2 ORDER BY s.version DESC LIMIT 1`,
+    [currency, at, AccountKind.WORKER_WALLET, OwnerKind.WORKER, workerId],
   );
   if (!rows[0]) throw new NotConfiguredError(`no fee schedule for ${currency}`);
-  return toFeeSchedule(rows[0]);
+  return { schedule: toFeeSchedule(rows[0]), walletCurrencies: rows[0].wallet_currencies };
 }
 
 export async function listSchedules(db: Queryable, currency: string): Promise<FeeSchedule[]> {

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { WalletService, WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { loadConfig, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { DEFAULT_FX_RATES, FixedRateSource } from "./fx.js";
-import { registerWallet } from "./handlers.js";
+import { registerWallet } from "./handlers/index.js";
 
 export { FixedRateSource, type RateSource } from "./fx.js";
 

@@ -4,7 +4,7 @@
 // is a relation between a user and a key, both auth's.
 import type { ConnectRouter } from "@connectrpc/connect";
 import { PartnerAdminService, PartnerConsentService, PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
-import { consumeEventBatches } from "@ttip/runtime";
+import { clockOf, consumeEventBatches } from "@ttip/runtime";
 import type { AuthCore } from "../core.js";
 import { partnerAdminHandlers } from "./admin.js";
 import { consentedReadHandlers, consentHandlers } from "./consents.js";
@@ -30,7 +30,7 @@ export interface PartnerWebhooks {
 }
 
 export function partnerWebhooks(core: AuthCore, resolve: HostResolver = systemResolver): PartnerWebhooks {
-  const sender = new WebhookSender({ pool: core.ctx.pool, sealer: core.sealer, config: core.config.webhooks, logger: core.ctx.logger, metrics: core.ctx.metrics, resolve });
+  const sender = new WebhookSender({ pool: core.ctx.pool, sealer: core.sealer, config: core.config.webhooks, logger: core.ctx.logger, metrics: core.ctx.metrics, resolve, clock: clockOf(core.ctx) });
   return {
     routes(router) {
       router.service(PartnerService, { ...webhookHandlers(core, resolve), ...consentedReadHandlers(core) });

@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { withTransaction, type Logger, type Metrics, type Pool } from "@ttip/runtime";
+import { systemClock, withTransaction, type Clock, type Logger, type Metrics, type Pool } from "@ttip/runtime";
 import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { WebhookConfig } from "../config.js";
 import type { Sealer } from "../crypto.js";
@@ -42,6 +42,8 @@ export interface SenderOptions {
   logger: Logger;
   metrics?: Metrics;
   resolve: HostResolver;
+  /** When a retry falls due (the service's clock, so a test moves past a backoff instead of sleeping). */
+  clock?: Clock;
 }
 
 /**
@@ -59,7 +61,11 @@ export class WebhookSender {
   private stopped = false;
   private again = false;
 
-  constructor(private readonly o: SenderOptions) {}
+  private readonly clock: Clock;
+
+  constructor(private readonly o: SenderOptions) {
+    this.clock = o.clock ?? systemClock;
+  }
 
   start(): void {
     this.running = (async () => {
@@ -107,17 +113,17 @@ export class WebhookSender {
     const { rows } = await this.o.pool.query<Claimed>(
       `WITH due AS (
          SELECT delivery_id FROM auth.partner_webhook_deliveries
-          WHERE status = 'pending' AND next_attempt_at <= now()
+          WHERE status = 'pending' AND next_attempt_at <= $4
           ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
        UPDATE auth.partner_webhook_deliveries d
           SET attempts = d.attempts + 1, budget_used = d.budget_used + 1,
-              next_attempt_at = now() + make_interval(secs => $2::double precision / 1000)
+              next_attempt_at = $4::timestamptz + make_interval(secs => $2::double precision / 1000)
          FROM due, auth.partner_webhook_subscriptions s, auth.partner_api_keys k
         WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id AND k.key_id = d.key_id
        RETURNING d.*, s.url, s.secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
          (d.worker_id IS NULL OR EXISTS (SELECT 1 FROM auth.partner_consents c WHERE c.worker_id = d.worker_id AND c.key_id = d.key_id
            AND c.revoked_at IS NULL AND $3::smallint = ANY (c.scopes))) AS consent_held`,
-      [MAX_IN_FLIGHT, leaseMs, ConsentScope.PAYOUTS],
+      [MAX_IN_FLIGHT, leaseMs, ConsentScope.PAYOUTS, new Date(this.clock.now())],
     );
     return rows;
   }
@@ -147,9 +153,9 @@ export class WebhookSender {
         `UPDATE auth.partner_webhook_deliveries
             SET status = $3, last_response_status = $4, last_error = $5, replay_requested = false,
                 delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END,
-                next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + make_interval(secs => $6::double precision / 1000) ELSE next_attempt_at END
+                next_attempt_at = CASE WHEN $3 = 'pending' THEN $8::timestamptz + make_interval(secs => $6::double precision / 1000) ELSE next_attempt_at END
           WHERE delivery_id = $1 AND attempts = $2 AND (replay_requested = $7 OR $3 = 'delivered')`,
-        [d.delivery_id, d.attempts, delivered ? "delivered" : gaveUp ? "failed" : "pending", outcome.status, outcome.error, delay, d.replay_requested],
+        [d.delivery_id, d.attempts, delivered ? "delivered" : gaveUp ? "failed" : "pending", outcome.status, outcome.error, delay, d.replay_requested, new Date(this.clock.now())],
       );
       // The attempt happened whoever owns the outcome: it is logged either way.
       await tx.query(

@@ -6,7 +6,9 @@
 // short code that has C2B URLs too.
 import { createHash, randomBytes } from "node:crypto";
 import http from "node:http";
+import { postJson, sendJson } from "../simulator-http.js";
 import { bannedUrlWord, darajaTimestamp } from "./client.js";
+import { badRequest, mpesaReceipt } from "./simulator-replies.js";
 
 export interface C2bRegistration {
   shortCode: string;
@@ -64,10 +66,21 @@ export interface C2bSim {
   registrations(): C2bRegistration[];
 }
 
-export function createC2bSim(o: C2bSimOptions): C2bSim {
-  const registered = new Map<string, C2bRegistration>();
+type Registered = Map<string, C2bRegistration>;
 
-  const body = (p: { transId: string; type: string; amount: number; shortCode: string; billRef: string; msisdn: string; version: "v1" | "v2" }) => ({
+interface C2bParty {
+  transId: string;
+  type: string;
+  amount: number;
+  shortCode: string;
+  billRef: string;
+  msisdn: string;
+  version: "v1" | "v2";
+}
+
+/** What Daraja POSTs to the validation and confirmation URLs. */
+function c2bBody(p: C2bParty) {
+  return {
     TransactionType: p.type,
     TransID: p.transId,
     TransTime: darajaTimestamp(),
@@ -82,117 +95,83 @@ export function createC2bSim(o: C2bSimOptions): C2bSim {
     FirstName: "SIMULATED",
     MiddleName: "",
     LastName: "CUSTOMER",
-  });
-
-  return {
-    handle(path, b, res) {
-      const m = /^\/mpesa\/c2b\/(v1|v2)\/registerurl$/.exec(path);
-      if (!m) return false;
-      const shortCode = String(b.ShortCode ?? "");
-      const bad = (what: string) => json(res, 400, { requestId: `${randomBytes(4).toString("hex")}-sim`, errorCode: "400.002.02", errorMessage: `Bad Request - Invalid ${what}` });
-      if (shortCode !== o.shortcode) return bad("ShortCode"), true;
-      if (b.ResponseType !== "Completed" && b.ResponseType !== "Cancelled") return bad("ResponseType"), true;
-      for (const key of ["ConfirmationURL", "ValidationURL"] as const) {
-        const url = b[key];
-        if (typeof url !== "string" || !/^https?:\/\/[^/]+/.test(url) || bannedUrlWord(url)) return bad(key), true;
-      }
-      registered.set(shortCode, {
-        shortCode,
-        version: m[1] as "v1" | "v2",
-        responseType: b.ResponseType,
-        confirmationUrl: String(b.ConfirmationURL),
-        validationUrl: String(b.ValidationURL),
-        registeredAt: new Date().toISOString(),
-      });
-      json(res, 200, { OriginatorCoversationID: `${randomBytes(4).toString("hex")}-sim`, ResponseCode: "0", ResponseDescription: "Success" });
-      return true;
-    },
-
-    async pay(req) {
-      const shortCode = req.shortCode ?? o.shortcode;
-      const reg = registered.get(shortCode);
-      if (!reg) throw new Error(`no C2B URLs registered for short code ${shortCode}`);
-      const transId = req.transId ?? receipt();
-      const payload = body({
-        transId, type: req.transactionType ?? "Pay Bill", amount: req.amount, shortCode, billRef: req.billRefNumber,
-        msisdn: req.msisdn ?? `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`, version: reg.version,
-      });
-      let validation: C2bPayResult["validation"] = { skipped: "the short code has no external validation" };
-      let completed = true;
-      if (o.validation !== false && !req.skipValidation) {
-        const started = performance.now();
-        const answer = await post(reg.validationUrl, payload, o.sourceAddress, o.validationTimeoutMs ?? 8_000);
-        const ms = Math.round(performance.now() - started);
-        if (!answer) {
-          // No answer in time: the registered ResponseType decides.
-          validation = { skipped: `no answer within ${o.validationTimeoutMs ?? 8_000} ms; ResponseType ${reg.responseType}` };
-          completed = reg.responseType === "Completed";
-        } else {
-          const code = String((answer.body as { ResultCode?: unknown })?.ResultCode ?? "");
-          validation = { resultCode: code, resultDesc: String((answer.body as { ResultDesc?: unknown })?.ResultDesc ?? ""), ms };
-          completed = code === "0";
-        }
-      }
-      let sent = 0;
-      if (completed) o.onPaid?.({ transId, amount: req.amount });
-      if (completed) {
-        for (let i = 0; i < (req.confirmations ?? 1); i++) {
-          const answer = await post(reg.confirmationUrl, payload, o.sourceAddress, 10_000);
-          if (answer && answer.status < 300) sent++;
-        }
-      }
-      return { transId, validation, completed, confirmationsSent: sent };
-    },
-
-    async confirmStk(p) {
-      const reg = registered.get(o.shortcode);
-      if (!reg) return false;
-      const payload = body({ transId: p.receipt, type: "CustomerPayBillOnline", amount: p.amount, shortCode: o.shortcode, billRef: p.accountReference, msisdn: p.phone, version: reg.version });
-      const answer = await post(reg.confirmationUrl, payload, o.sourceAddress, 10_000);
-      return Boolean(answer && answer.status < 300);
-    },
-
-    registrations: () => [...registered.values()],
   };
 }
 
-/** POSTs JSON from `localAddress`; the answer, or undefined on no answer within `timeoutMs`. */
-function post(url: string, payload: unknown, localAddress: string, timeoutMs: number): Promise<{ status: number; body: unknown } | undefined> {
-  return new Promise((resolve) => {
-    const target = new URL(url);
-    const data = Buffer.from(JSON.stringify(payload));
-    const req = http.request(
-      { host: target.hostname, port: target.port, path: target.pathname, method: "POST", localAddress, timeout: timeoutMs,
-        headers: { "content-type": "application/json", "content-length": data.length } },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (c) => (text += c));
-        res.on("end", () => {
-          let parsed: unknown = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            // not JSON: kept as text
-          }
-          resolve({ status: res.statusCode ?? 0, body: parsed });
-        });
-      },
-    );
-    req.on("timeout", () => req.destroy());
-    req.on("error", () => resolve(undefined));
-    req.end(data);
+/** POST /mpesa/c2b/{v1,v2}/registerurl; false when the path is not C2B's. */
+function registerUrls(o: C2bSimOptions, registered: Registered, path: string, b: Record<string, unknown>, res: http.ServerResponse): boolean {
+  const m = /^\/mpesa\/c2b\/(v1|v2)\/registerurl$/.exec(path);
+  if (!m) return false;
+  const shortCode = String(b.ShortCode ?? "");
+  if (shortCode !== o.shortcode) return badRequest(res, "ShortCode"), true;
+  if (b.ResponseType !== "Completed" && b.ResponseType !== "Cancelled") return badRequest(res, "ResponseType"), true;
+  for (const key of ["ConfirmationURL", "ValidationURL"] as const) {
+    const url = b[key];
+    if (typeof url !== "string" || !/^https?:\/\/[^/]+/.test(url) || bannedUrlWord(url)) return badRequest(res, key), true;
+  }
+  registered.set(shortCode, {
+    shortCode,
+    version: m[1] as "v1" | "v2",
+    responseType: b.ResponseType,
+    confirmationUrl: String(b.ConfirmationURL),
+    validationUrl: String(b.ValidationURL),
+    registeredAt: new Date().toISOString(),
   });
+  sendJson(res, 200, { OriginatorCoversationID: `${randomBytes(4).toString("hex")}-sim`, ResponseCode: "0", ResponseDescription: "Success" });
+  return true;
 }
 
-function json(res: http.ServerResponse, status: number, body: unknown) {
-  const data = JSON.stringify(body);
-  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(data) });
-  res.end(data);
+/** Asks the validation URL (when the short code has validation): did the integrator accept the payment? */
+async function validate(o: C2bSimOptions, reg: C2bRegistration, payload: unknown, skip: boolean): Promise<Pick<C2bPayResult, "validation" | "completed">> {
+  if (o.validation === false || skip) return { validation: { skipped: "the short code has no external validation" }, completed: true };
+  const timeoutMs = o.validationTimeoutMs ?? 8_000;
+  const started = performance.now();
+  const answer = await postJson(reg.validationUrl, payload, { localAddress: o.sourceAddress, timeoutMs });
+  const ms = Math.round(performance.now() - started);
+  if (!answer) {
+    // No answer in time: the registered ResponseType decides.
+    return { validation: { skipped: `no answer within ${timeoutMs} ms; ResponseType ${reg.responseType}` }, completed: reg.responseType === "Completed" };
+  }
+  const reply = answer.body as { ResultCode?: unknown; ResultDesc?: unknown } | undefined;
+  const code = String(reply?.ResultCode ?? "");
+  return { validation: { resultCode: code, resultDesc: String(reply?.ResultDesc ?? ""), ms }, completed: code === "0" };
 }
 
-/** Looks like an M-Pesa receipt: 10 upper-case letters and digits. */
-function receipt(): string {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  return `T${[...randomBytes(9)].map((b) => alphabet[b % alphabet.length]).join("")}`;
+/** POSTs a confirmation; true when the integrator answered 2xx. */
+async function confirm(o: C2bSimOptions, reg: C2bRegistration, payload: unknown): Promise<boolean> {
+  const answer = await postJson(reg.confirmationUrl, payload, { localAddress: o.sourceAddress, timeoutMs: 10_000 });
+  return Boolean(answer && answer.status < 300);
+}
+
+/** A customer pays the paybill: validation, then (when completed) the confirmations. */
+async function pay(o: C2bSimOptions, registered: Registered, req: C2bPayRequest): Promise<C2bPayResult> {
+  const shortCode = req.shortCode ?? o.shortcode;
+  const reg = registered.get(shortCode);
+  if (!reg) throw new Error(`no C2B URLs registered for short code ${shortCode}`);
+  const transId = req.transId ?? mpesaReceipt("T");
+  const payload = c2bBody({
+    transId, type: req.transactionType ?? "Pay Bill", amount: req.amount, shortCode, billRef: req.billRefNumber,
+    msisdn: req.msisdn ?? `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`, version: reg.version,
+  });
+  const { validation, completed } = await validate(o, reg, payload, Boolean(req.skipValidation));
+  let sent = 0;
+  if (completed) {
+    o.onPaid?.({ transId, amount: req.amount });
+    for (let i = 0; i < (req.confirmations ?? 1); i++) if (await confirm(o, reg, payload)) sent++;
+  }
+  return { transId, validation, completed, confirmationsSent: sent };
+}
+
+export function createC2bSim(o: C2bSimOptions): C2bSim {
+  const registered: Registered = new Map();
+  return {
+    handle: (path, b, res) => registerUrls(o, registered, path, b, res),
+    pay: (req) => pay(o, registered, req),
+    async confirmStk(p) {
+      const reg = registered.get(o.shortcode);
+      if (!reg) return false;
+      return confirm(o, reg, c2bBody({ transId: p.receipt, type: "CustomerPayBillOnline", amount: p.amount, shortCode: o.shortcode, billRef: p.accountReference, msisdn: p.phone, version: reg.version }));
+    },
+    registrations: () => [...registered.values()],
+  };
 }

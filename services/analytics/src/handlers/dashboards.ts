@@ -1,0 +1,83 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { DashboardSnapshotSchema, type DashboardSnapshot } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { type ServiceContext } from "@ttip/runtime";
+import { Dim } from "../facts.js";
+import { rollupChanges } from "../ingest.js";
+import * as q from "../queries.js";
+import type { AnalyticsAreaHandlers, AnalyticsConfig, AnalyticsHandlerContext } from "./context.js";
+import { money } from "./values.js";
+
+/** Live dashboards: today's figures, streamed as they change. */
+export function dashboardHandlers(h: AnalyticsHandlerContext): AnalyticsAreaHandlers {
+  return {
+    public: {
+      watchDashboard: watchDashboardHandler(h),
+    },
+    admin: {
+      watchPlatformDashboard: watchPlatformDashboardHandler(h),
+    },
+  };
+}
+
+function watchDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsService>["watchDashboard"] {
+  const { ctx, cfg, access } = h;
+  return async function* (req, hc) {
+    let scope: q.Scope;
+    if (req.venueId) {
+      await access.venue(hc, req.venueId);
+      scope = { dim: Dim.Venue, id: req.venueId };
+    } else {
+      const { workerId } = await access.worker(hc, "");
+      scope = { dim: Dim.Worker, id: workerId };
+    }
+    for await (const snapshot of live(ctx, cfg, scope, hc.signal)) yield { snapshot };
+  };
+}
+
+function watchPlatformDashboardHandler(h: AnalyticsHandlerContext): ServiceImpl<typeof AnalyticsAdminService>["watchPlatformDashboard"] {
+  const { ctx, cfg } = h;
+  return async function* (_req, hc) {
+    for await (const snapshot of live(ctx, cfg, q.platformScope, hc.signal)) yield { snapshot };
+  };
+}
+
+function snapshotOf(d: q.Dashboard, currency: string, at: Date): DashboardSnapshot {
+  return create(DashboardSnapshotSchema, {
+    tipsToday: d.tips,
+    volumeToday: money(d.volume, currency),
+    successRateBps: d.successRateBps,
+    scansToday: d.scans,
+    averageTip: money(d.averageTip, currency),
+    asOf: timestampFromDate(at),
+  });
+}
+
+const sameSnapshot = (a: DashboardSnapshot, b: DashboardSnapshot) =>
+  a.tipsToday === b.tipsToday && a.volumeToday?.amountMinor === b.volumeToday?.amountMinor && a.successRateBps === b.successRateBps && a.scansToday === b.scansToday;
+
+/** Today's figures now, then each time they change, until the caller leaves or the stream's time is up. */
+async function* live(ctx: ServiceContext, cfg: AnalyticsConfig, scope: q.Scope, signal: AbortSignal): AsyncGenerator<DashboardSnapshot> {
+  const currency = "KES";
+  const endAt = Date.now() + cfg.liveMaxMs;
+  let last = snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date());
+  yield last;
+  while (!signal.aborted && Date.now() < endAt) {
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        rollupChanges.off("change", done);
+        signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, cfg.livePollMs);
+      rollupChanges.on("change", done);
+      signal.addEventListener("abort", done);
+    });
+    if (signal.aborted) return;
+    const next = snapshotOf(await q.dashboard(ctx.pool, scope, currency), currency, new Date());
+    if (!sameSnapshot(last, next)) yield (last = next);
+  }
+}

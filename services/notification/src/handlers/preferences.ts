@@ -1,0 +1,71 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { Channel, KindPreferenceSchema, PreferencesSchema, TemplateKey, type Preferences } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { fieldError, type Pool, requireCaller } from "@ttip/runtime";
+import { DEFAULT_CHANNELS } from "../delivery.js";
+import { findRecipient } from "../store.js";
+import type { NotificationHandlerContext } from "./context.js";
+
+/** A user's preferences: which channels each kind of message uses, quiet hours, locale and e-mail. */
+export function preferenceHandlers(h: NotificationHandlerContext): Partial<ServiceImpl<typeof NotificationService>> {
+  return {
+    getPreferences: getPreferencesHandler(h),
+    updatePreferences: updatePreferencesHandler(h),
+  };
+}
+
+function getPreferencesHandler(h: NotificationHandlerContext): ServiceImpl<typeof NotificationService>["getPreferences"] {
+  const { pool } = h;
+  return async function (_req, hc) {
+    const caller = requireCaller(hc);
+    return { preferences: await preferencesOf(pool, caller.subject) };
+  };
+}
+
+function updatePreferencesHandler(h: NotificationHandlerContext): ServiceImpl<typeof NotificationService>["updatePreferences"] {
+  const { pool } = h;
+  return async function (req, hc) {
+    const caller = requireCaller(hc);
+    const p = req.preferences!;
+    const start = p.quietHoursStart;
+    const end = p.quietHoursEnd;
+    if (start && !HHMM.test(start)) throw fieldError("preferences.quiet_hours_start", 'must be "HH:MM" (East Africa Time)');
+    if (end && !HHMM.test(end)) throw fieldError("preferences.quiet_hours_end", 'must be "HH:MM" (East Africa Time)');
+    if (!start !== !end) throw fieldError(start ? "preferences.quiet_hours_end" : "preferences.quiet_hours_start", "quiet hours need both a start and an end");
+    if (p.locale && !["en", "sw"].includes(p.locale)) throw fieldError("preferences.locale", 'must be "en" or "sw"');
+    if (p.email && !EMAIL.test(p.email)) throw fieldError("preferences.email", "not an e-mail address");
+    const kinds: Record<string, number[]> = {};
+    for (const [i, k] of p.kinds.entries()) {
+      if (!KEYS.includes(k.key)) throw fieldError(`preferences.kinds[${i}].key`, "must be a defined template key");
+      if (k.channels.some((c) => c === Channel.UNSPECIFIED || !Channel[c])) throw fieldError(`preferences.kinds[${i}].channels`, "must be defined channels");
+      if (k.key === TemplateKey.OTP && !k.channels.includes(Channel.SMS)) throw fieldError(`preferences.kinds[${i}].channels`, "sign-in codes always go by SMS");
+      kinds[String(k.key)] = [...new Set(k.channels)];
+    }
+    await pool.query(
+      `INSERT INTO notification.recipients (user_id, email, locale, kinds, quiet_start, quiet_end) VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6)
+       ON CONFLICT (user_id) DO UPDATE SET email = COALESCE(NULLIF($2, ''), recipients.email),
+         locale = CASE WHEN $3 = '' THEN recipients.locale ELSE $3 END,
+         kinds = recipients.kinds || $4::jsonb, quiet_start = $5, quiet_end = $6, updated_at = now()`,
+      [caller.subject, p.email, p.locale, JSON.stringify(kinds), start, end],
+    );
+    return { preferences: await preferencesOf(pool, caller.subject) };
+  };
+}
+
+const KEYS = [1, 2, 3, 4, 5, 6, 7] as TemplateKey[];
+
+async function preferencesOf(pool: Pool, userId: string): Promise<Preferences> {
+  const r = await findRecipient(pool, userId);
+  return create(PreferencesSchema, {
+    kinds: KEYS.map((key) => create(KindPreferenceSchema, { key, channels: r?.kinds[String(key)] ?? DEFAULT_CHANNELS[key] })),
+    quietHoursStart: r?.quiet_start ?? "",
+    quietHoursEnd: r?.quiet_end ?? "",
+    locale: r?.locale ?? "",
+    email: r?.email ?? "",
+  });
+}
+
+const HHMM = /^([01]\d|2[0-3]):[0-5]\d$/;
+
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;

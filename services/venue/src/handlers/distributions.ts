@@ -1,0 +1,119 @@
+import { type ServiceImpl } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { MyShareSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { decodePageToken, fieldError, keysetPage, NotFoundError, pageSize, requireCaller } from "@ttip/runtime";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { loadDistribution, money, toDistribution, toShareLine, type DistributionRow, type ShareRow } from "../store.js";
+import type { VenueHandlerContext } from "./context.js";
+import { atAndId, periodOf } from "./values.js";
+
+/** Distributions of a period's pool: preview, confirm, reverse, read, and a worker's own shares. */
+export function distributionHandlers(h: VenueHandlerContext): Partial<ServiceImpl<typeof VenueService>> {
+  return {
+    previewDistribution: previewDistributionHandler(h),
+    confirmDistribution: confirmDistributionHandler(h),
+    reverseDistribution: reverseDistributionHandler(h),
+    getDistribution: getDistributionHandler(h),
+    listDistributions: listDistributionsHandler(h),
+    listMyShares: listMySharesHandler(h),
+  };
+}
+
+function previewDistributionHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["previewDistribution"] {
+  const { distributions, manager } = h;
+  return async function (req, ctx) {
+    const p = periodOf(req.period);
+    const { venue } = await manager(ctx, req.venueId);
+    return { distribution: await distributions.preview(venue, p) };
+  };
+}
+
+function confirmDistributionHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["confirmDistribution"] {
+  const { distributions, manager } = h;
+  return async function (req, ctx) {
+    const p = periodOf(req.period);
+    const { caller, venue } = await manager(ctx, req.venueId);
+    if (req.expectedCollected && req.expectedCollected.currency && req.expectedCollected.currency !== venue.currency) {
+      throw fieldError("expected_collected.currency", `the venue's pool is in ${venue.currency}`);
+    }
+    return distributions.confirm(venue, p, caller.subject, req.expectedCollected?.amountMinor);
+  };
+}
+
+function reverseDistributionHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["reverseDistribution"] {
+  const { distributions, manager } = h;
+  return async function (req, ctx) {
+    const { caller } = await manager(ctx, req.venueId);
+    return { distribution: await distributions.reverse(req.venueId, req.distributionId, req.reason, caller.subject) };
+  };
+}
+
+function getDistributionHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["getDistribution"] {
+  const { pool, access } = h;
+  return async function (req, ctx) {
+    const who = await access.requireMemberOrManager(pool, ctx, req.venueId);
+    const loaded = await loadDistribution(pool, req.distributionId);
+    if (!loaded || loaded.d.venue_id !== req.venueId || loaded.d.status === "abandoned") {
+      throw new NotFoundError(`distribution_id: no distribution ${req.distributionId} at this venue`);
+    }
+    // A member sees the totals and their own line; the manager sees every line.
+    const shares = who.manager ? loaded.shares : loaded.shares.filter((s) => s.member_id === who.member?.member_id);
+    return { distribution: toDistribution(loaded.d, shares) };
+  };
+}
+
+function listDistributionsHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["listDistributions"] {
+  const { pool, manager } = h;
+  return async function (req, ctx) {
+    await manager(ctx, req.venueId);
+    const size = pageSize(req.page);
+    const cursor = decodePageToken(req.page?.pageToken, atAndId);
+    const { rows } = await pool.query<DistributionRow>(
+      `SELECT * FROM venue.distributions WHERE venue_id = $1 AND status <> 'abandoned'
+         AND ($2::timestamptz IS NULL OR (period_start, distribution_id) < ($2::timestamptz, $3::uuid))
+       ORDER BY period_start DESC, distribution_id DESC LIMIT $4`,
+      [req.venueId, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+    );
+    const { items, nextPageToken } = keysetPage(rows, size, (d) => [d.period_start.toISOString(), d.distribution_id]);
+    const out = [];
+    for (const d of items) out.push(toDistribution(d, (await pool.query<ShareRow>(`SELECT * FROM venue.shares WHERE distribution_id = $1 ORDER BY line`, [d.distribution_id])).rows));
+    return { distributions: out, page: { nextPageToken } };
+  };
+}
+
+function listMySharesHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["listMyShares"] {
+  const { pool, access } = h;
+  return async function (req, ctx) {
+    const caller = requireCaller(ctx);
+    const size = pageSize(req.page);
+    const cursor = decodePageToken(req.page?.pageToken, atAndId);
+    const { rows } = await pool.query<ShareRow & DistributionRow & { members_paid: number; pool_total: bigint }>(
+      `SELECT s.*, d.venue_id, d.period_start, d.period_end, d.method, d.rule_version, d.currency, d.status, d.confirmed_at,
+              (SELECT count(*)::int FROM venue.shares x WHERE x.distribution_id = d.distribution_id AND x.amount_minor > 0) AS members_paid,
+              (SELECT sum(x.amount_minor)::bigint FROM venue.shares x WHERE x.distribution_id = d.distribution_id) AS pool_total
+         FROM venue.shares s JOIN venue.distributions d USING (distribution_id)
+        WHERE s.worker_id::text = $1 AND d.status IN ('confirmed', 'reversed')
+          AND ($2::timestamptz IS NULL OR (d.confirmed_at, d.distribution_id) < ($2::timestamptz, $3::uuid))
+        ORDER BY d.confirmed_at DESC, d.distribution_id DESC LIMIT $4`,
+      [caller.subject, cursor?.at ?? null, cursor?.id ?? null, size + 1],
+    );
+    const { items: page, nextPageToken } = keysetPage(rows, size, (r) => [r.confirmed_at!.toISOString(), r.distribution_id]);
+    const names = new Map<string, string>();
+    for (const v of new Set(page.map((r) => r.venue_id))) names.set(v, (await access.venue(v).catch(() => undefined))?.name ?? "");
+    const shares = page.map((r) => create(MyShareSchema, {
+      venueId: r.venue_id,
+      venueName: names.get(r.venue_id),
+      distributionId: r.distribution_id,
+      period: { start: timestampFromDate(r.period_start), end: timestampFromDate(r.period_end) },
+      method: r.method,
+      ruleVersion: r.rule_version,
+      poolTotal: money(r.pool_total, r.currency),
+      membersPaid: r.members_paid,
+      line: toShareLine(r, r.currency),
+      status: r.status === "confirmed" ? 3 : 4,
+      confirmedAt: r.confirmed_at ? timestampFromDate(r.confirmed_at) : undefined,
+    }));
+    return { shares, page: { nextPageToken } };
+  };
+}

@@ -1,0 +1,83 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
+import { requireCaller } from "@ttip/runtime";
+import { toMember, type MemberRow } from "../store.js";
+import type { VenueHandlerContext } from "./context.js";
+
+/** Membership: invitations, their acceptance, changes and removal, and the venues a caller belongs to. */
+export function memberHandlers(h: VenueHandlerContext): Partial<ServiceImpl<typeof VenueService>> {
+  return {
+    inviteMember: inviteMemberHandler(h),
+    acceptInvitation: acceptInvitationHandler(h),
+    updateMember: updateMemberHandler(h),
+    removeMember: removeMemberHandler(h),
+    listMembers: listMembersHandler(h),
+    listMyVenues: listMyVenuesHandler(h),
+  };
+}
+
+function inviteMemberHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["inviteMember"] {
+  const { members, manager } = h;
+  return async function (req, ctx) {
+    const { caller, venue } = await manager(ctx, req.venueId);
+    const { member, sent } = await members.invite(venue, caller, {
+      phone: req.phone,
+      displayName: req.displayName,
+      roleId: req.roleId,
+      joinedAt: req.joinedAt ? timestampDate(req.joinedAt) : undefined,
+      key: req.idempotencyKey,
+    });
+    return { member: toMember(member, venue.name), invitationSent: sent };
+  };
+}
+
+function acceptInvitationHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["acceptInvitation"] {
+  const { access, members } = h;
+  return async function (req, ctx) {
+    const caller = requireCaller(ctx);
+    const m = await members.accept(caller, req.token);
+    const venue = await access.venue(m.venue_id).catch(() => undefined);
+    return { member: toMember(m, venue?.name ?? "") };
+  };
+}
+
+function updateMemberHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["updateMember"] {
+  const { members, manager } = h;
+  return async function (req, ctx) {
+    const { caller, venue } = await manager(ctx, req.venueId);
+    return { member: toMember(await members.update(req.venueId, caller, req.memberId, req.roleId, req.displayName), venue.name) };
+  };
+}
+
+function removeMemberHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["removeMember"] {
+  const { members, manager } = h;
+  return async function (req, ctx) {
+    const { caller, venue } = await manager(ctx, req.venueId);
+    const m = await members.remove(req.venueId, caller, req.memberId, req.leftAt ? timestampDate(req.leftAt) : undefined, req.reason);
+    return { member: toMember(m, venue.name) };
+  };
+}
+
+function listMembersHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["listMembers"] {
+  const { pool, manager } = h;
+  return async function (req, ctx) {
+    const { venue } = await manager(ctx, req.venueId);
+    const { rows } = await pool.query<MemberRow>(
+      `SELECT * FROM venue.members WHERE venue_id = $1 AND ($2 OR left_at IS NULL OR left_at > now()) ORDER BY joined_at, member_id`,
+      [req.venueId, req.includeLeft],
+    );
+    return { members: rows.map((m) => toMember(m, venue.name)) };
+  };
+}
+
+function listMyVenuesHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService>["listMyVenues"] {
+  const { pool, access } = h;
+  return async function (_req, ctx) {
+    const caller = requireCaller(ctx);
+    const { rows } = await pool.query<MemberRow>(`SELECT * FROM venue.members WHERE worker_id::text = $1 ORDER BY joined_at DESC`, [caller.subject]);
+    const names = new Map<string, string>();
+    for (const v of new Set(rows.map((r) => r.venue_id))) names.set(v, (await access.venue(v).catch(() => undefined))?.name ?? "");
+    return { memberships: rows.map((m) => toMember(m, names.get(m.venue_id))) };
+  };
+}

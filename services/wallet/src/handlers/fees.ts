@@ -1,0 +1,127 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { assertCurrency, auditAdminAction, type Pool, publicTipAmount } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { FxConversionSchema, PaymentRail, type FxConversion } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { b2cFee, createSchedule, currentSchedule, currentScheduleAndWallets, feeScheduleSummary, listSchedules, quoteTip } from "../fees.js";
+import type { RateSource } from "../fx.js";
+import { convertMinor, money } from "../money.js";
+import { type WalletAreaHandlers, type WalletHandlerContext } from "./context.js";
+
+/** Fees and conversions: quotes for tips and payouts, the fee schedules behind them, and FX. */
+export function feeHandlers(h: WalletHandlerContext): WalletAreaHandlers {
+  return {
+    public: {
+      quoteFees: quoteFeesHandler(h),
+      quoteWithdrawalFee: quoteWithdrawalFeeHandler(h),
+    },
+    admin: {
+      createFeeSchedule: createFeeScheduleHandler(h),
+      listFeeSchedules: listFeeSchedulesHandler(h),
+    },
+    internal: {
+      quoteTipFees: quoteTipFeesHandler(h),
+      quotePayoutFee: quotePayoutFeeHandler(h),
+      convertAmount: convertAmountHandler(h),
+    },
+  };
+}
+
+function quoteFeesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletService>["quoteFees"] {
+  const { pool, rates } = h;
+  return async function (req) {
+    return { quote: await quote(pool, rates, req) };
+  };
+}
+
+function quoteWithdrawalFeeHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletService>["quoteWithdrawalFee"] {
+  const { pool } = h;
+  return async function (req) {
+    return payoutFee(pool, req.amount!);
+  };
+}
+
+function createFeeScheduleHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletAdminService>["createFeeSchedule"] {
+  const { tx } = h;
+  return async function (req, hctx) {
+    const schedule = await tx((db) =>
+      createSchedule(db, req.schedule!, req.idempotencyKey, (db, s) =>
+        auditAdminAction(db, "wallet", hctx, {
+          action: AuditAction.FEE_SCHEDULE_CREATED,
+          target: `fee_schedule:${s.currency}:v${s.version}`,
+          detail: feeScheduleSummary(s),
+        }),
+      ),
+    );
+    return { schedule };
+  };
+}
+
+function listFeeSchedulesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletAdminService>["listFeeSchedules"] {
+  const { pool } = h;
+  return async function (req) {
+    return { schedules: await listSchedules(pool, req.currency) };
+  };
+}
+
+function quoteTipFeesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["quoteTipFees"] {
+  const { pool, rates } = h;
+  return async function (req) {
+    return { quote: await quote(pool, rates, req) };
+  };
+}
+
+function quotePayoutFeeHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["quotePayoutFee"] {
+  const { pool } = h;
+  return async function (req) {
+    return payoutFee(pool, req.amount!);
+  };
+}
+
+function convertAmountHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["convertAmount"] {
+  const { rates } = h;
+  return async function (req) {
+    return { conversion: await conversion(rates, req.amount!.amountMinor, req.amount!.currency, req.toCurrency) };
+  };
+}
+
+/** M-Pesa's B2C fee for a payout of `amount` under the current schedule. */
+async function payoutFee(db: Pool, amount: { amountMinor: bigint; currency: string }) {
+  assertCurrency(amount.currency, "amount.currency");
+  const schedule = await currentSchedule(db, amount.currency);
+  return { fee: money(b2cFee(schedule, amount.amountMinor), amount.currency), feeScheduleVersion: schedule.version };
+}
+
+/** The worker's wallet currency (of `currencies`, their wallets'): KES when they have one or none, else their first. */
+function walletCurrency(currencies: string[]): string {
+  return currencies.includes("KES") ? "KES" : (currencies[0] ?? "KES");
+}
+
+async function conversion(rates: RateSource, amountMinor: bigint, from: string, to: string): Promise<FxConversion> {
+  assertCurrency(from, "amount.currency");
+  assertCurrency(to, "to_currency");
+  const r = await rates.rate(from, to);
+  return create(FxConversionSchema, {
+    from: money(amountMinor, from),
+    to: money(convertMinor(amountMinor, from, to, r.rate), to),
+    rate: r.rate,
+    rateSource: r.source,
+    rateTime: timestampFromDate(r.time),
+  });
+}
+
+async function quote(db: Pool, rates: RateSource, req: { amount?: { amountMinor: bigint; currency: string }; rail: number; customerCoversFee: boolean; workerId: string }) {
+  const amount = req.amount!;
+  // A public RPC: the amount is bounded like a real tip on its rail before any arithmetic.
+  publicTipAmount(amount, "amount", req.rail === PaymentRail.CARD ? "card" : "mpesa");
+  const { schedule, walletCurrencies } = await currentScheduleAndWallets(db, amount.currency, req.workerId);
+  const q = quoteTip(schedule, amount.amountMinor, req.rail, req.customerCoversFee);
+  const target = walletCurrency(walletCurrencies);
+  if (target !== amount.currency) {
+    q.conversion = await conversion(rates, q.workerReceives!.amountMinor, amount.currency, target);
+    q.workerReceives = q.conversion.to;
+  }
+  return q;
+}

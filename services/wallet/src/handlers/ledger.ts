@@ -1,0 +1,109 @@
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { type ServiceImpl } from "@connectrpc/connect";
+import { auditAdminAction, decodePageToken, fieldError, keysetPage, NotFoundError, pageSize, positionParts } from "@ttip/runtime";
+import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, type AccountRow } from "../ledger.js";
+import { toBalance, trialBalance } from "../queries.js";
+import type { WalletAreaHandlers, WalletHandlerContext } from "./context.js";
+
+/** The ledger: accounts and journal entries, posted by the other services and read or reversed by admins. */
+export function ledgerHandlers(h: WalletHandlerContext): WalletAreaHandlers {
+  return {
+    admin: {
+      getTrialBalance: getTrialBalanceHandler(h),
+      getAccount: getAccountHandler(h),
+      listAccounts: listAccountsHandler(h),
+      getJournalEntry: getJournalEntryHandler(h),
+      reverseEntry: reverseEntryHandler(h),
+    },
+    internal: {
+      ensureAccount: ensureAccountHandler(h),
+      postEntry: postEntryHandler(h),
+    },
+  };
+}
+
+function getTrialBalanceHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletAdminService>["getTrialBalance"] {
+  const { pool } = h;
+  return async function (req) {
+    return trialBalance(pool, req.asOf ? timestampDate(req.asOf) : undefined);
+  };
+}
+
+function getAccountHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletAdminService>["getAccount"] {
+  const { pool } = h;
+  return async function (req) {
+    const account = await getAccount(pool, req.accountId);
+    if (!account) throw new NotFoundError(`account_id: no account ${req.accountId}`);
+    return { account: toAccount(account), balance: toBalance(account) };
+  };
+}
+
+function listAccountsHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletAdminService>["listAccounts"] {
+  const { pool } = h;
+  return async function (req) {
+    const size = pageSize(req.page);
+    const after = decodePageToken(req.page?.pageToken, ([id, ...rest]) => (rest.length ? undefined : positionParts.uuid(id))) ?? "";
+    const { rows } = await pool.query<AccountRow>(
+      `SELECT * FROM wallet.accounts
+        WHERE ($1 = 0 OR kind = $1) AND ($2 = '' OR owner_id = $2) AND ($3 = '' OR account_id > $3::uuid)
+        ORDER BY account_id LIMIT $4`,
+      [req.kind, req.ownerId, after, size + 1],
+    );
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.account_id]);
+    return {
+      accounts: items.map(toAccount),
+      page: { nextPageToken },
+    };
+  };
+}
+
+function getJournalEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletAdminService>["getJournalEntry"] {
+  const { pool } = h;
+  return async function (req) {
+    const entry = await loadEntry(pool, req.entryId);
+    if (!entry) throw new NotFoundError(`entry_id: no entry ${req.entryId}`);
+    return { entry };
+  };
+}
+
+function reverseEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletAdminService>["reverseEntry"] {
+  const { tx } = h;
+  return async function (req, hctx) {
+    const { entry } = await tx(async (db) => {
+      const r = await reverseEntry(db, req.entryId, req.idempotencyKey, req.reason);
+      if (r.created) {
+        await auditAdminAction(db, "wallet", hctx, { action: AuditAction.LEDGER_ENTRY_REVERSED, target: `entry:${req.entryId}`, detail: `by ${r.entry.entryId}: ${req.reason}` });
+      }
+      return r;
+    });
+    return { reversal: entry };
+  };
+}
+
+function ensureAccountHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["ensureAccount"] {
+  const { pool } = h;
+  return async function (req) {
+    return { account: toAccount(await ensureAccount(pool, req.kind, req.ownerKind, req.ownerId, req.currency)) };
+  };
+}
+
+function postEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["postEntry"] {
+  const { tx } = h;
+  return async function (req) {
+    return tx((db) =>
+      postEntry(db, {
+        idempotencyKey: req.idempotencyKey,
+        cause: req.cause!,
+        postings: req.postings.map((p, i) => {
+          if (!p.amount) throw fieldError(`postings[${i}].amount`, `required`);
+          return { accountId: p.accountId, amountMinor: p.amount.amountMinor, currency: p.amount.currency, memo: p.memo };
+        }),
+        conversions: req.conversions,
+        description: req.description,
+        allowOwnerDebt: req.allowOwnerDebt,
+      }),
+    );
+  };
+}
