@@ -5,7 +5,7 @@
 // the in-process bus. For handler rules; the real-server tests keep the wire.
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
+import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { InProcessBus } from "../bus.js";
 import { RedisCache } from "../cache.js";
@@ -98,4 +98,9 @@ export async function refusal(call: Promise<unknown>): Promise<ConnectError> {
 export function conflictingKeyOf(err: ConnectError): string | undefined {
   if (err.code !== Code.AlreadyExists) return undefined;
   return err.findDetails(IdempotencyKeyConflictSchema)[0]?.idempotencyKey;
+}
+
+/** The rule a domain refusal names (DomainErrorInfo.reason, e.g. "INSUFFICIENT_FUNDS"), or undefined. */
+export function reasonOf(err: ConnectError): string | undefined {
+  return err.findDetails(DomainErrorInfoSchema)[0]?.reason;
 }
