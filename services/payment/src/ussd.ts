@@ -10,7 +10,7 @@
 import { Code, createClient } from "@connectrpc/connect";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { asConnectError, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
+import { asConnectError, clockOf, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
 import type { UssdConfig } from "./config.js";
 import { resultMessage } from "./messages.js";
 import { createTip, type Deps } from "./tips.js";
@@ -67,24 +67,26 @@ export async function answerUssd(deps: Deps, config: UssdConfig, r: UssdRequest)
   const phone = parseKenyanMobile(r.phoneNumber);
   if (!phone) return end("This service needs a Kenyan mobile number.");
   // The session row: created on the first request, then only touched. A session
-  // idle past the timeout is over, as the network would have ended it.
+  // idle past the timeout is over, as the network would have ended it. Idle time is
+  // read on the service's clock (a test moves it past the timeout).
+  const now = new Date(clockOf(deps.ctx).now());
   const { rows } = await pool.query<{ phone: string; idle_ms: number; last_text: string; last_answer: string; locale: string }>(
-    `INSERT INTO payment.ussd_sessions (session_id, service_code, phone) VALUES ($1, $2, $3)
+    `INSERT INTO payment.ussd_sessions (session_id, service_code, phone, updated_at) VALUES ($1, $2, $3, $4)
      ON CONFLICT (session_id) DO UPDATE SET session_id = EXCLUDED.session_id
-     RETURNING phone, (EXTRACT(EPOCH FROM (now() - updated_at)) * 1000)::float8 AS idle_ms, last_text, last_answer, locale`,
-    [r.sessionId, r.serviceCode.slice(0, 40), phone],
+     RETURNING phone, (EXTRACT(EPOCH FROM ($4::timestamptz - ussd_sessions.updated_at)) * 1000)::float8 AS idle_ms, last_text, last_answer, locale`,
+    [r.sessionId, r.serviceCode.slice(0, 40), phone, now],
   );
   const session = rows[0];
   if (session.phone !== phone) return end("Invalid session.");
   if (session.idle_ms > config.sessionTimeoutMs) return end(say("expired", session.locale as Lang));
   // The same request again (the gateway re-sent it): the same screen.
   if (session.last_answer && session.last_text === r.text) {
-    await pool.query("UPDATE payment.ussd_sessions SET updated_at = now() WHERE session_id = $1", [r.sessionId]);
+    await pool.query("UPDATE payment.ussd_sessions SET updated_at = $2 WHERE session_id = $1", [r.sessionId, new Date(clockOf(deps.ctx).now())]);
     return session.last_answer;
   }
   const { answer, lang } = await screen(deps, config, r, phone);
-  await pool.query("UPDATE payment.ussd_sessions SET last_text = $2, last_answer = $3, locale = $4, updated_at = now() WHERE session_id = $1", [
-    r.sessionId, r.text, answer, lang,
+  await pool.query("UPDATE payment.ussd_sessions SET last_text = $2, last_answer = $3, locale = $4, updated_at = $5 WHERE session_id = $1", [
+    r.sessionId, r.text, answer, lang, new Date(clockOf(deps.ctx).now()),
   ]);
   return answer;
 }
