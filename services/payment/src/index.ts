@@ -56,7 +56,7 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
         },
       };
       deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
-      deps.afterCredit = (tip) => autoPayout(deps, tip);
+      deps.afterCredit = (tip, settings) => autoPayout(deps, tip, settings);
       depsByCtx.set(ctx, (d = deps));
     }
     return d;
