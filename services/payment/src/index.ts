@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { perContext, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { clockOf, perContext, type Clock, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { registerC2bUrls } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
 import { createCardHub } from "./cards/hub.js";
@@ -61,7 +61,7 @@ function paymentDeps(ctx: ServiceContext, config: () => PaymentConfig): Deps {
     ledger: new Ledger(ctx),
     changes: new EventEmitter().setMaxListeners(0),
     background: new Set(),
-    daraja: darajaClientOf(config),
+    daraja: darajaClientOf(config, () => clockOf(ctx)),
   };
   deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
   deps.afterCredit = (tip) => autoPayout(deps, tip);
@@ -69,13 +69,13 @@ function paymentDeps(ctx: ServiceContext, config: () => PaymentConfig): Deps {
 }
 
 /** The Daraja client for the configured credentials: one client (and so one cached token) per set of credentials. */
-function darajaClientOf(config: () => PaymentConfig): () => DarajaClient {
+function darajaClientOf(config: () => PaymentConfig, clock: () => Clock): () => DarajaClient {
   let client: { key: string; client: DarajaClient } | undefined;
   return () => {
     const c = config().daraja;
     if (!c) throw new Error("Daraja is not configured");
     const key = `${c.baseUrl}|${c.consumerKey}|${c.shortcode}`;
-    if (client?.key !== key) client = { key, client: new DarajaClient(c) };
+    if (client?.key !== key) client = { key, client: new DarajaClient(c, clock()) };
     return client.client;
   };
 }

@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { AlreadyExistsError, asConnectError, DependencyUnavailableError, emitEvent, formatMoney, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -254,13 +254,15 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
 export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise<number> {
   const { pool, logger } = deps.ctx;
   const config = deps.config();
+  // When a result is overdue is a rule read on the service's clock (a test moves it); leases stay on the database's time.
+  const clock = clockOf(deps.ctx);
   const leased = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<PayoutRow>(
       `SELECT * FROM payment.payouts
-        WHERE (status IN ('pending', 'resolving') AND next_check_at <= now() OR (status IN ('succeeded', 'failed') AND hold_state = 'held'))
+        WHERE (status IN ('pending', 'resolving') AND next_check_at <= $2 OR (status IN ('succeeded', 'failed') AND hold_state = 'held'))
           AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      [limit],
+      [limit, new Date(clock.now())],
     );
     if (rows.length) {
       await tx.query("UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = ANY($1::uuid[])", [
@@ -290,8 +292,8 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
     } finally {
       const backoffMs = Math.min(10 * 60_000, config.payoutResultWaitMs * 2 ** Math.min(p.status_queries, 5));
       await pool.query(
-        "UPDATE payment.payouts SET lease_until = NULL, next_check_at = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1",
-        [p.payout_id, backoffMs],
+        "UPDATE payment.payouts SET lease_until = NULL, next_check_at = $3::timestamptz + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1",
+        [p.payout_id, backoffMs, new Date(clock.now())],
       );
     }
   }

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { Code } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, buildEvent, currentTraceparent, emitEvent, fieldError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
@@ -690,12 +690,14 @@ export interface ReconcileCounts {
 export async function reconcileTips(deps: Deps, limit: number): Promise<ReconcileCounts> {
   const { pool } = deps.ctx;
   const config = deps.config();
+  // Deadlines and expiry are rules read on the service's clock (a test moves it); leases stay on the database's time.
+  const clock = clockOf(deps.ctx);
   const leased = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<TipRow>(
       `SELECT * FROM payment.tips
-        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= now() AND (lease_until IS NULL OR lease_until < now())
+        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      [limit],
+      [limit, new Date(clock.now())],
     );
     if (rows.length) {
       await tx.query("UPDATE payment.tips SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE tip_id = ANY($1::uuid[])", [
@@ -730,7 +732,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
           if (err.kind !== "processing") deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
         }
       }
-      if (!settled && Date.now() >= expiresAt) {
+      if (!settled && clock.now() >= expiresAt) {
         settled = await expireTip(deps, tip.tip_id);
         if (settled) outcome = "expired";
       }
@@ -738,9 +740,9 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
       const backoffMs = Math.min(60_000, 5_000 * 2 ** Math.min(tip.checks, 4));
       await pool.query(
         `UPDATE payment.tips SET lease_until = NULL, checks = checks + 1,
-           next_check_at = LEAST(now() + make_interval(secs => $2::double precision / 1000), GREATEST(now(), to_timestamp($3::double precision / 1000)))
+           next_check_at = LEAST($4::timestamptz + make_interval(secs => $2::double precision / 1000), GREATEST($4::timestamptz, to_timestamp($3::double precision / 1000)))
          WHERE tip_id = $1`,
-        [tip.tip_id, backoffMs, expiresAt],
+        [tip.tip_id, backoffMs, expiresAt, new Date(clock.now())],
       );
     }
     if (settled) counts.settled++;

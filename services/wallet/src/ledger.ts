@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyExistsError, AlreadyReversedError, assertCurrency, emitEvent, fieldError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, emitEvent, fieldError, IdempotencyConflictError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -246,7 +246,7 @@ async function claimEntryKey(tx: Queryable, input: EntryInput, entryId: string):
     [input.idempotencyKey],
   );
   if (prior.rows[0].request_hash !== hash) {
-    throw new AlreadyExistsError("idempotency_key: already used for a different entry");
+    throw new IdempotencyConflictError(input.idempotencyKey, "journal entry");
   }
   return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
 }
