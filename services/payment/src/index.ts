@@ -64,7 +64,7 @@ function paymentDeps(ctx: ServiceContext, config: () => PaymentConfig): Deps {
     daraja: darajaClientOf(config, () => clockOf(ctx)),
   };
   deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
-  deps.afterCredit = (tip) => autoPayout(deps, tip);
+  deps.afterCredit = (tip, settings) => autoPayout(deps, tip, settings);
   return deps;
 }
 
