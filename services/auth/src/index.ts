@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { AuthService, AuthAdminService, AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import type { ModuleOptions, ServiceContext, ServiceModule } from "@ttip/runtime";
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { HttpFilter, ModuleOptions, ServiceContext, ServiceModule } from "@ttip/runtime";
 import { accountHandlers } from "./account.js";
 import { adminHandlers } from "./admin.js";
 import { startAdminAudit } from "./audit.js";
@@ -42,32 +43,10 @@ export interface AuthOptions extends ModuleOptions {
 export function createAuth(options: AuthOptions = {}): ServiceModule {
   let config: AuthConfig | undefined;
   const configOf = () => (config ??= loadAuthConfig(options.env));
+  const sms: SmsSimulatorSlot = {};
   // http(ctx) runs before routes(router, ctx), both with the same context.
-  const cores = new WeakMap<ServiceContext, AuthCore>();
-  // Without a configured SMS API outside production, start() runs the simulator in-process.
-  let simulator: SmsSimulator | undefined;
-
-  const otpSenderFor = (ctx: ServiceContext): OtpSender => {
-    if (options.otpSender) return options.otpSender;
-    const c = configOf();
-    if (c.otpSender === "notification") return new NotificationOtpSender(() => ctx.peers("notification"));
-    return new SmsApiOtpSender(() => {
-      const url = c.sms.url ?? simulator?.url;
-      if (!url) throw new Error("AUTH_SMS_URL is not set");
-      return { url, username: c.sms.username, apiKey: c.sms.apiKey };
-    });
-  };
-  const coreOf = (ctx: ServiceContext) => {
-    let core = cores.get(ctx);
-    if (!core) cores.set(ctx, (core = createCore(ctx, configOf(), otpSenderFor(ctx))));
-    return core;
-  };
-  const webhooks = new WeakMap<ServiceContext, PartnerWebhooks>();
-  const webhooksOf = (ctx: ServiceContext) => {
-    let w = webhooks.get(ctx);
-    if (!w) webhooks.set(ctx, (w = partnerWebhooks(coreOf(ctx), options.webhookResolver)));
-    return w;
-  };
+  const coreOf = perContext((ctx) => createCore(ctx, configOf(), otpSenderFor(ctx, options, configOf, sms)));
+  const webhooksOf = perContext((ctx) => partnerWebhooks(coreOf(ctx), options.webhookResolver));
 
   return {
     name: "auth",
@@ -76,55 +55,95 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
     calls: ["notification", "payment", "wallet"],
     services: [AuthService, AuthAdminService, AuthInternalService, ...PARTNER_SERVICES],
     routes(router, ctx) {
-      const core = coreOf(ctx);
-      router.service(AuthService, {
-        ...loginHandlers(core),
-        ...accountHandlers(core),
-        ...deviceHandlers(core),
-        claimFirstAdmin: async (req, hctx) => ({ user: toUser(await claimFirstAdmin(core, req.setupToken, hctx)) }),
-      });
-      router.service(AuthAdminService, adminHandlers(core));
-      router.service(AuthInternalService, internalHandlers(core));
-      webhooksOf(ctx).routes(router);
+      registerRoutes(router, coreOf(ctx), webhooksOf(ctx));
     },
     http(ctx) {
-      const core = coreOf(ctx);
-      return (req, res) => {
-        if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== JWKS_PATH) return false;
-        core.keys.jwks().then(
-          (jwks) => {
-            // Short caching: verifiers pick up a rotation within a minute, and the overlap covers that.
-            res.writeHead(200, { "content-type": "application/jwk-set+json", "cache-control": "public, max-age=60" });
-            res.end(JSON.stringify(jwks));
-          },
-          (err) => {
-            ctx.logger.error({ err }, "JWKS failed");
-            res.writeHead(503, { "content-type": "application/json" });
-            res.end(JSON.stringify({ error: "keys unavailable" }));
-          },
-        );
-        return true;
-      };
+      return jwksEndpoint(ctx, coreOf(ctx));
     },
-    async start(ctx) {
-      const stopAudit = await startAdminAudit(ctx);
-      const stopConsumers = stopBoth(await webhooksOf(ctx).start(), stopAudit);
-      const c = configOf();
-      if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return stopConsumers;
-      if (c.production) {
-        await stopConsumers();
-        throw new Error("AUTH_SMS_URL is required in production (or AUTH_OTP_SENDER=notification)");
-      }
-      // Loaded only here: the production build leaves the simulators out.
-      const { startSmsSimulator } = await import("./sms-simulator.js");
-      simulator = await startSmsSimulator();
-      ctx.logger.info({ smsSimulator: `${simulator.url}/simulator/messages` }, "no AUTH_SMS_URL: OTPs go to the SMS simulator");
-      return async () => {
-        await stopConsumers();
-        await simulator?.close();
-        simulator = undefined;
-      };
+    start(ctx) {
+      return startAuth(ctx, options, configOf, webhooksOf(ctx), sms);
     },
+  };
+}
+
+/** Without a configured SMS API outside production, start() runs the simulator in-process and keeps it here. */
+interface SmsSimulatorSlot {
+  simulator?: SmsSimulator;
+}
+
+/** One value per service context, made on first use. */
+function perContext<T>(make: (ctx: ServiceContext) => T): (ctx: ServiceContext) => T {
+  const made = new WeakMap<ServiceContext, T>();
+  return (ctx) => {
+    let value = made.get(ctx);
+    if (!value) made.set(ctx, (value = make(ctx)));
+    return value;
+  };
+}
+
+/** How OTPs leave: the options' sender, notification, or an SMS API (the simulator's when none is configured). */
+function otpSenderFor(ctx: ServiceContext, options: AuthOptions, configOf: () => AuthConfig, sms: SmsSimulatorSlot): OtpSender {
+  if (options.otpSender) return options.otpSender;
+  const c = configOf();
+  if (c.otpSender === "notification") return new NotificationOtpSender(() => ctx.peers("notification"));
+  return new SmsApiOtpSender(() => {
+    const url = c.sms.url ?? sms.simulator?.url;
+    if (!url) throw new Error("AUTH_SMS_URL is not set");
+    return { url, username: c.sms.username, apiKey: c.sms.apiKey };
+  });
+}
+
+/** Every RPC of the auth services: one file per area, merged here; the partner services are the webhooks'. */
+function registerRoutes(router: ConnectRouter, core: AuthCore, webhooks: PartnerWebhooks): void {
+  router.service(AuthService, {
+    ...loginHandlers(core),
+    ...accountHandlers(core),
+    ...deviceHandlers(core),
+    claimFirstAdmin: async (req, hctx) => ({ user: toUser(await claimFirstAdmin(core, req.setupToken, hctx)) }),
+  });
+  router.service(AuthAdminService, adminHandlers(core));
+  router.service(AuthInternalService, internalHandlers(core));
+  webhooks.routes(router);
+}
+
+/** GET /.well-known/jwks.json: the public signing keys every verifier reads. */
+function jwksEndpoint(ctx: ServiceContext, core: AuthCore): HttpFilter {
+  return (req, res) => {
+    if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== JWKS_PATH) return false;
+    core.keys.jwks().then(
+      (jwks) => {
+        // Short caching: verifiers pick up a rotation within a minute, and the overlap covers that.
+        res.writeHead(200, { "content-type": "application/jwk-set+json", "cache-control": "public, max-age=60" });
+        res.end(JSON.stringify(jwks));
+      },
+      (err) => {
+        ctx.logger.error({ err }, "JWKS failed");
+        res.writeHead(503, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: "keys unavailable" }));
+      },
+    );
+    return true;
+  };
+}
+
+/** Starts the admin audit and partner webhook consumers, and the SMS simulator when OTPs need one; returns the stop. */
+async function startAuth(ctx: ServiceContext, options: AuthOptions, configOf: () => AuthConfig, webhooks: PartnerWebhooks, sms: SmsSimulatorSlot): Promise<() => Promise<void>> {
+  const stopAudit = await startAdminAudit(ctx);
+  const stopConsumers = stopBoth(await webhooks.start(), stopAudit);
+  const c = configOf();
+  if (options.otpSender || c.otpSender !== "sms" || c.sms.url) return stopConsumers;
+  if (c.production) {
+    await stopConsumers();
+    throw new Error("AUTH_SMS_URL is required in production (or AUTH_OTP_SENDER=notification)");
+  }
+  // Loaded only here: the production build leaves the simulators out.
+  const { startSmsSimulator } = await import("./sms-simulator.js");
+  sms.simulator = await startSmsSimulator();
+  ctx.logger.info({ smsSimulator: `${sms.simulator.url}/simulator/messages` }, "no AUTH_SMS_URL: OTPs go to the SMS simulator");
+  return async () => {
+    await stopConsumers();
+    await sms.simulator?.close();
+    sms.simulator = undefined;
   };
 }
 

@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, currentTraceparent, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, claimingCte, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -50,6 +50,11 @@ export interface SendRequest {
   /** Empty: the user's preferences, else the kind's defaults. */
   channels?: Channel[];
   correlationId?: string;
+  /**
+   * The caller's idempotency key, claimed by the delivery's own statement
+   * (one channel only): no delivery is made when the key was used before.
+   */
+  claim?: { request: IdempotentRequest; resultId: string };
 }
 
 /** Wakes in-app watchers of a user (a hint only: watchers read the table). */
@@ -205,8 +210,9 @@ async function enqueueOn(tx: Queryable, req: SendRequest, now: Date, { user, use
   const mayBeOptedOut = channel === Channel.SMS && !isOtp && !!address && status === "queued";
   const optedOutEvent = mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event;
   const inApp = channel === Channel.IN_APP && userId !== null;
+  const claim = req.claim && claimingCte(req.claim.request, req.claim.resultId, 27);
   const inserted = await tx.query<{ id: string }>(
-    `WITH opted AS (SELECT $23::boolean AND EXISTS (SELECT 1 FROM notification.sms_opt_outs WHERE phone = $6) AS out),
+    `WITH ${claim ? `${claim.sql},` : ""} opted AS (SELECT $23::boolean AND EXISTS (SELECT 1 FROM notification.sms_opt_outs WHERE phone = $6) AS out),
      delivery AS (
        INSERT INTO notification.deliveries
          (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
@@ -215,7 +221,7 @@ async function enqueueOn(tx: Queryable, req: SendRequest, now: Date, { user, use
               CASE WHEN out THEN 'failed' ELSE $13::text END,
               CASE WHEN out THEN 'recipient texted STOP' ELSE $14::text END,
               CASE WHEN out THEN $25::timestamptz ELSE $15::timestamptz END
-         FROM opted
+         FROM opted${claim ? " WHERE EXISTS (SELECT 1 FROM claimed)" : ""}
        ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
      announced AS (
        INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
@@ -226,8 +232,10 @@ async function enqueueOn(tx: Queryable, req: SendRequest, now: Date, { user, use
      SELECT id FROM delivery`,
     [id, req.sourceKey, recipientKey, channel, userId, address, masked, req.templateKey, template.version, template.locale,
       subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt, event.id, event.subject, Buffer.from(event.data),
-      randomUUID(), body, inApp, currentTraceparent() ?? null, mayBeOptedOut, Buffer.from(optedOutEvent.data), now, optedOutEvent.id],
+      randomUUID(), body, inApp, currentTraceparent() ?? null, mayBeOptedOut, Buffer.from(optedOutEvent.data), now, optedOutEvent.id, ...(claim?.values ?? [])],
   );
+  // The key was used before: nothing made here; the caller learns by whom.
+  if (inserted.rowCount === 0 && claim) return undefined;
   if (inserted.rowCount === 0) {
     const existing = await tx.query<{ id: string }>(
       "SELECT id FROM notification.deliveries WHERE source_key = $1 AND recipient_key = $2 AND channel = $3",

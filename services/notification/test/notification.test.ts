@@ -136,6 +136,26 @@ describe("notification service against Postgres, JetStream and the provider simu
     );
   });
 
+  test("a one-channel receipt (its key claimed by the delivery's own statement) goes out once per key; another message under the key is refused", async () => {
+    const phone = newPhone();
+    const req = { idempotencyKey: `receipt-${randomUUID()}`, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.RECEIPT, channels: [Channel.SMS],
+      variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } };
+    const [first, racing] = await Promise.all([internal().sendNotification(req), internal().sendNotification(req)]);
+    const again = await internal().sendNotification(req);
+    assert.equal(first.deliveryIds.length, 1);
+    assert.deepEqual(racing.deliveryIds, first.deliveryIds, "a concurrent repeat answers with the same delivery");
+    assert.deepEqual(again.deliveryIds, first.deliveryIds);
+    // Another number under the same key: refused, and nothing is written for it (no SMS goes there).
+    const other = newPhone();
+    await assert.rejects(internal().sendNotification({ ...req, recipient: { case: "phone", value: other } }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
+    await eventually("the receipt SMS", () => smsTo(phone).length === 1);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(smsTo(phone).length, 1, "one SMS for the key");
+    assert.equal(smsTo(other).length, 0, "none to the refused number");
+    const written = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE source_key = $1", [`rpc:${req.idempotencyKey}`]);
+    assert.equal(written.rows[0].n, 1);
+  });
+
   test("with tracing on, a delivery's facts (queued by the call, sent by the dispatcher) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });

@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import type { Env, ModuleOptions, ServiceContext, ServiceModule } from "@ttip/runtime";
+import { clockOf, type Env, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { registerC2bUrls } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
 import { createCardHub } from "./cards/hub.js";
@@ -51,12 +51,12 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
           if (!c) throw new Error("Daraja is not configured");
           // One client (and so one cached token) per set of credentials.
           const key = `${c.baseUrl}|${c.consumerKey}|${c.shortcode}`;
-          if (client?.key !== key) client = { key, client: new DarajaClient(c) };
+          if (client?.key !== key) client = { key, client: new DarajaClient(c, clockOf(ctx)) };
           return client.client;
         },
       };
       deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
-      deps.afterCredit = (tip) => autoPayout(deps, tip);
+      deps.afterCredit = (tip, settings) => autoPayout(deps, tip, settings);
       depsByCtx.set(ctx, (d = deps));
     }
     return d;

@@ -5,14 +5,14 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { AlreadyExistsError, asConnectError, DependencyUnavailableError, emitEvent, formatMoney, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { kes } from "./money.js";
-import type { Deps, TipRow } from "./tips.js";
+import type { AutoPayoutSettings, Deps, TipRow } from "./tips.js";
 
 export type PayoutDeps = Deps;
 
@@ -254,13 +254,15 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
 export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise<number> {
   const { pool, logger } = deps.ctx;
   const config = deps.config();
+  // When a result is overdue is a rule read on the service's clock (a test moves it); leases stay on the database's time.
+  const clock = clockOf(deps.ctx);
   const leased = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<PayoutRow>(
       `SELECT * FROM payment.payouts
-        WHERE (status IN ('pending', 'resolving') AND next_check_at <= now() OR (status IN ('succeeded', 'failed') AND hold_state = 'held'))
+        WHERE (status IN ('pending', 'resolving') AND next_check_at <= $2 OR (status IN ('succeeded', 'failed') AND hold_state = 'held'))
           AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      [limit],
+      [limit, new Date(clock.now())],
     );
     if (rows.length) {
       await tx.query("UPDATE payment.payouts SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = ANY($1::uuid[])", [
@@ -290,8 +292,8 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
     } finally {
       const backoffMs = Math.min(10 * 60_000, config.payoutResultWaitMs * 2 ** Math.min(p.status_queries, 5));
       await pool.query(
-        "UPDATE payment.payouts SET lease_until = NULL, next_check_at = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1",
-        [p.payout_id, backoffMs],
+        "UPDATE payment.payouts SET lease_until = NULL, next_check_at = $3::timestamptz + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1",
+        [p.payout_id, backoffMs, new Date(clock.now())],
       );
     }
   }
@@ -299,15 +301,15 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
 }
 
 /** After a tip reached the worker: pays out the available balance if the worker asked for it. */
-export async function autoPayout(deps: PayoutDeps, tip: TipRow): Promise<void> {
+export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: AutoPayoutSettings | null): Promise<void> {
   const workerId = tip.worker_id;
   // A shared tip waits in the venue's pool for its distribution.
   if (!workerId) return;
-  const { rows } = await deps.ctx.pool.query<{ auto_payout: boolean; auto_payout_minimum_minor: bigint; payout_phone: string; payouts_on_hold: boolean }>(
+  // Read with the credit when it was recorded (one round trip less per tip), else now.
+  const s = known !== undefined ? known : (await deps.ctx.pool.query<AutoPayoutSettings>(
     "SELECT auto_payout, auto_payout_minimum_minor, payout_phone, payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1",
     [workerId],
-  );
-  const s = rows[0];
+  )).rows[0];
   if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return;
   // One at a time: a payout in flight already holds the balance; the next tip sweeps what is left.
   const open = await deps.ctx.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving') LIMIT 1", [workerId]);

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { Code } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, buildEvent, currentTraceparent, emitEvent, fieldError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
+import { AlreadyExistsError, asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
@@ -71,12 +71,23 @@ export interface Deps {
   ledger: Ledger;
   /** Wakes WatchTip streams in this process at once (others poll). */
   changes: EventEmitter;
-  /** Called after a tip's money reached the worker's wallet (automatic payout); runs in the background. */
-  afterCredit?: (tip: TipRow) => Promise<void>;
+  /**
+   * Called after a tip's money reached the worker's wallet (automatic payout); runs in the background.
+   * `settings`: the worker's payout settings when the credit read them (null: the worker has none).
+   */
+  afterCredit?: (tip: TipRow, settings?: AutoPayoutSettings | null) => Promise<void>;
   /** Background work the module waits for when it stops. */
   background: Set<Promise<unknown>>;
   /** Card providers and the card side of the ledger (cards/). */
   cards?: CardHub;
+}
+
+/** A worker's automatic payout settings (payment.payout_settings). */
+export interface AutoPayoutSettings {
+  auto_payout: boolean;
+  auto_payout_minimum_minor: bigint;
+  payout_phone: string;
+  payouts_on_hold: boolean;
 }
 
 export interface NewTip {
@@ -544,8 +555,9 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
     deps.ctx.logger.warn({ tipId, err }, "wallet credit failed; reconciliation will retry");
     return false;
   }
+  const credit = await recordCredit(deps.ctx.pool, tip, entryId || "posted");
   const recorded =
-    (await recordCredit(deps.ctx.pool, tip, entryId || "posted")) ??
+    credit?.row ??
     // The row changed since it was read (a rating, a receipt learned late) or is credited already: from the row as it is now.
     (await withTransaction(deps.ctx.pool, async (tx) => {
       const { rows } = await tx.query<TipRow>(
@@ -562,7 +574,7 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
     if (recorded.credit_kind !== "suspense") m.amounts.observe({ method: "mpesa" }, Number(recorded.amount_minor) / 100);
     if (recorded.completed_at) m.creditLatency.observe({ method: "mpesa" }, Math.max(0, Date.now() - recorded.completed_at.getTime()) / 1000);
   }
-  if (recorded && recorded.credit_kind !== "suspense") runAfterCredit(deps, recorded);
+  if (recorded && recorded.credit_kind !== "suspense") runAfterCredit(deps, recorded, credit?.settings);
   return Boolean(recorded);
 }
 
@@ -570,11 +582,11 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
  * Starts the automatic payout without holding up the caller (a Daraja
  * callback waits for our answer; a slow B2C must not delay it).
  */
-export function runAfterCredit(deps: Deps, tip: TipRow): void {
+export function runAfterCredit(deps: Deps, tip: TipRow, settings?: AutoPayoutSettings | null): void {
   // The row in hand says what the receipt needs (one is owed when the tip has a paying number).
   const work: Promise<unknown>[] = [tip.phone ? sendOwedReceipts(deps, [tip]) : Promise.resolve(0)];
   // A venue tip waits in the pool for the venue's distribution: nobody to pay out yet.
-  if (deps.afterCredit && tip.worker_id) work.push(deps.afterCredit(tip).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start")));
+  if (deps.afterCredit && tip.worker_id) work.push(deps.afterCredit(tip, settings).catch((err) => deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "automatic payout failed to start")));
   const p = Promise.allSettled(work);
   deps.background.add(p);
   void p.finally(() => deps.background.delete(p));
@@ -613,10 +625,12 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
  * fields that can change after the decision (receipt, rating, message) are
  * part of the condition. Undefined when nothing was recorded: credited
  * already, or the row changed (the caller then works from the row as it is).
+ * The worker's payout settings come back with the row, for the automatic
+ * payout that may follow (null when the worker has none).
  */
-async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promise<TipRow | undefined> {
+async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promise<{ row: TipRow; settings: AutoPayoutSettings | null } | undefined> {
   const event = tipSucceededEvent(tip);
-  const { rows } = await db.query<TipRow>(
+  const { rows } = await db.query<TipRow & { [K in keyof AutoPayoutSettings as `payout_${K}`]: AutoPayoutSettings[K] | null }>(
     `WITH credited AS (
        UPDATE payment.tips SET credit_entry_id = $2, credited_at = now()
         WHERE tip_id = $1 AND credit_entry_id IS NULL AND mpesa_receipt IS NOT DISTINCT FROM $6 AND rating = $7 AND message = $8 RETURNING ${TIP_COLUMNS}),
@@ -624,10 +638,16 @@ async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promis
        INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ON CONFLICT DO NOTHING),
      announced AS (
        INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $3, $4, $5, $9::text FROM credited WHERE credit_kind <> 'suspense')
-     SELECT ${TIP_COLUMNS} FROM credited`,
+     SELECT ${TIP_COLUMNS_OF_T}, s.auto_payout AS payout_auto_payout, s.auto_payout_minimum_minor AS payout_auto_payout_minimum_minor,
+            s.payout_phone AS payout_payout_phone, s.payouts_on_hold AS payout_payouts_on_hold
+       FROM credited t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id`,
     [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message, currentTraceparent() ?? null],
   );
-  return rows[0];
+  if (!rows[0]) return undefined;
+  const { payout_auto_payout, payout_auto_payout_minimum_minor, payout_payout_phone, payout_payouts_on_hold, ...row } = rows[0];
+  const settings = payout_auto_payout === null ? null
+    : { auto_payout: payout_auto_payout, auto_payout_minimum_minor: payout_auto_payout_minimum_minor!, payout_phone: payout_payout_phone!, payouts_on_hold: payout_payouts_on_hold! };
+  return { row: row as TipRow, settings };
 }
 
 /** Announces a tip whose money reached the worker; its customer is owed a receipt from then on (a paybill payer's number is not known). */
@@ -690,12 +710,14 @@ export interface ReconcileCounts {
 export async function reconcileTips(deps: Deps, limit: number): Promise<ReconcileCounts> {
   const { pool } = deps.ctx;
   const config = deps.config();
+  // Deadlines and expiry are rules read on the service's clock (a test moves it); leases stay on the database's time.
+  const clock = clockOf(deps.ctx);
   const leased = await withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<TipRow>(
       `SELECT * FROM payment.tips
-        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= now() AND (lease_until IS NULL OR lease_until < now())
+        WHERE status = 'pending' AND method = 'mpesa' AND next_check_at <= $2 AND (lease_until IS NULL OR lease_until < now())
         ORDER BY next_check_at LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      [limit],
+      [limit, new Date(clock.now())],
     );
     if (rows.length) {
       await tx.query("UPDATE payment.tips SET lease_until = now() + make_interval(secs => $2::double precision / 1000) WHERE tip_id = ANY($1::uuid[])", [
@@ -730,7 +752,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
           if (err.kind !== "processing") deps.ctx.logger.warn({ tipId: tip.tip_id, err }, "STK query failed");
         }
       }
-      if (!settled && Date.now() >= expiresAt) {
+      if (!settled && clock.now() >= expiresAt) {
         settled = await expireTip(deps, tip.tip_id);
         if (settled) outcome = "expired";
       }
@@ -738,9 +760,9 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
       const backoffMs = Math.min(60_000, 5_000 * 2 ** Math.min(tip.checks, 4));
       await pool.query(
         `UPDATE payment.tips SET lease_until = NULL, checks = checks + 1,
-           next_check_at = LEAST(now() + make_interval(secs => $2::double precision / 1000), GREATEST(now(), to_timestamp($3::double precision / 1000)))
+           next_check_at = LEAST($4::timestamptz + make_interval(secs => $2::double precision / 1000), GREATEST($4::timestamptz, to_timestamp($3::double precision / 1000)))
          WHERE tip_id = $1`,
-        [tip.tip_id, backoffMs, expiresAt],
+        [tip.tip_id, backoffMs, expiresAt, new Date(clock.now())],
       );
     }
     if (settled) counts.settled++;

@@ -10,7 +10,7 @@
 import { Code, createClient } from "@connectrpc/connect";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { asConnectError, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
+import { asConnectError, clockOf, MPESA_LIMITS, parseKenyanMobile } from "@ttip/runtime";
 import type { UssdConfig } from "./config.js";
 import { resultMessage } from "./messages.js";
 import { createTip, type Deps } from "./tips.js";
@@ -67,24 +67,26 @@ export async function answerUssd(deps: Deps, config: UssdConfig, r: UssdRequest)
   const phone = parseKenyanMobile(r.phoneNumber);
   if (!phone) return end("This service needs a Kenyan mobile number.");
   // The session row: created on the first request, then only touched. A session
-  // idle past the timeout is over, as the network would have ended it.
+  // idle past the timeout is over, as the network would have ended it. Idle time is
+  // read on the service's clock (a test moves it past the timeout).
+  const now = new Date(clockOf(deps.ctx).now());
   const { rows } = await pool.query<{ phone: string; idle_ms: number; last_text: string; last_answer: string; locale: string }>(
-    `INSERT INTO payment.ussd_sessions (session_id, service_code, phone) VALUES ($1, $2, $3)
+    `INSERT INTO payment.ussd_sessions (session_id, service_code, phone, updated_at) VALUES ($1, $2, $3, $4)
      ON CONFLICT (session_id) DO UPDATE SET session_id = EXCLUDED.session_id
-     RETURNING phone, (EXTRACT(EPOCH FROM (now() - updated_at)) * 1000)::float8 AS idle_ms, last_text, last_answer, locale`,
-    [r.sessionId, r.serviceCode.slice(0, 40), phone],
+     RETURNING phone, (EXTRACT(EPOCH FROM ($4::timestamptz - ussd_sessions.updated_at)) * 1000)::float8 AS idle_ms, last_text, last_answer, locale`,
+    [r.sessionId, r.serviceCode.slice(0, 40), phone, now],
   );
   const session = rows[0];
   if (session.phone !== phone) return end("Invalid session.");
   if (session.idle_ms > config.sessionTimeoutMs) return end(say("expired", session.locale as Lang));
   // The same request again (the gateway re-sent it): the same screen.
   if (session.last_answer && session.last_text === r.text) {
-    await pool.query("UPDATE payment.ussd_sessions SET updated_at = now() WHERE session_id = $1", [r.sessionId]);
+    await pool.query("UPDATE payment.ussd_sessions SET updated_at = $2 WHERE session_id = $1", [r.sessionId, new Date(clockOf(deps.ctx).now())]);
     return session.last_answer;
   }
   const { answer, lang } = await screen(deps, config, r, phone);
-  await pool.query("UPDATE payment.ussd_sessions SET last_text = $2, last_answer = $3, locale = $4, updated_at = now() WHERE session_id = $1", [
-    r.sessionId, r.text, answer, lang,
+  await pool.query("UPDATE payment.ussd_sessions SET last_text = $2, last_answer = $3, locale = $4, updated_at = $5 WHERE session_id = $1", [
+    r.sessionId, r.text, answer, lang, new Date(clockOf(deps.ctx).now()),
   ]);
   return answer;
 }
@@ -96,83 +98,97 @@ type State =
   | { at: "other"; target: TipTarget; note?: string }
   | { at: "confirm"; target: TipTarget; amountKes: number; note?: string };
 
+/** One dialogue being replayed: who, where, and the language chosen so far. */
+interface Dialogue {
+  deps: Deps;
+  config: UssdConfig;
+  r: UssdRequest;
+  phone: string;
+  lang: Lang;
+  /** Codes looked up in this replay: a code typed twice is asked for once. */
+  lookups: Map<string, Promise<TipTarget | string>>;
+}
+
+/** Where one answer leads: the next state (replay: the same answer is read again there), or the session's last screen. */
+type Advance = { state: State; replay?: true } | { answer: string };
+
 /** Replays the whole dialogue from its text and draws the screen it leads to. */
 async function screen(deps: Deps, config: UssdConfig, r: UssdRequest, phone: string): Promise<{ answer: string; lang: Lang }> {
   const steps = r.text === "" ? [] : r.text.split("*").map((s) => s.trim());
-  let lang: Lang = "en";
+  const d: Dialogue = { deps, config, r, phone, lang: "en", lookups: new Map() };
+  if (steps.length > MAX_STEPS) return { answer: end(say("expired", d.lang)), lang: d.lang };
   let state: State = { at: "lang" };
-  if (steps.length > MAX_STEPS) return { answer: end(say("expired", lang)), lang };
-  const lookups = new Map<string, Promise<TipTarget | string>>();
-  const lookup = (code: string) => {
-    if (!lookups.has(code)) lookups.set(code, resolveCode(deps, code));
-    return lookups.get(code)!;
-  };
-
   for (let i = 0; i < steps.length; i++) {
-    const step = steps[i];
-    switch (state.at) {
-      case "lang":
-        state = { at: "code" };
-        if (step === "1" || step === "2") lang = step === "2" ? "sw" : "en";
-        // Dialled with the code in the string (*483*123*CODE#): English, and this step is the code.
-        else i--;
-        break;
-      case "code": {
-        const found = await lookup(step.toUpperCase().replace(/[\s-]/g, ""));
-        if (typeof found === "string") {
-          if (found === "lookupDown") return { answer: end(say("lookupDown", lang)), lang };
-          state = { at: "code", note: say(found as keyof typeof T, lang, { code: step.slice(0, 12) }) };
-          break;
-        }
-        const fixed = found.fixedAmount?.amountMinor ?? 0n;
-        state = fixed > 0n ? { at: "confirm", target: found, amountKes: Number(fixed / 100n) } : { at: "amount", target: found };
-        break;
-      }
-      case "amount": {
-        const target: TipTarget = state.target;
-        const options = amountOptions(config, target);
-        const n = Number(step);
-        if (Number.isInteger(n) && n >= 1 && n <= options.length) state = { at: "confirm", target, amountKes: options[n - 1] };
-        else if (n === options.length + 1) state = { at: "other", target };
-        else state = { at: "amount", target, note: say("badChoice", lang) };
-        break;
-      }
-      case "other": {
-        const target: TipTarget = state.target;
-        const n = /^\d{1,6}$/.test(step) ? Number(step) : NaN;
-        if (n >= 1 && BigInt(n) * 100n <= MPESA_LIMITS.perTransactionMinor) state = { at: "confirm", target, amountKes: n };
-        else state = { at: "other", target, note: say("badChoice", lang) };
-        break;
-      }
-      case "confirm": {
-        const target: TipTarget = state.target;
-        const amountKes: number = state.amountKes;
-        if (step === "2") return { answer: end(say("cancelled", lang)), lang };
-        if (step !== "1") {
-          state = { at: "confirm", target, amountKes, note: say("badChoice", lang) };
-          break;
-        }
-        return { answer: end(await pay(deps, r, phone, target, amountKes, lang)), lang };
-      }
-    }
+    const next = await advance(d, state, steps[i]);
+    if ("answer" in next) return { answer: next.answer, lang: d.lang };
+    if (next.replay) i--;
+    state = next.state;
   }
+  return { answer: draw(d, state), lang: d.lang };
+}
 
+async function advance(d: Dialogue, state: State, step: string): Promise<Advance> {
+  switch (state.at) {
+    case "lang":
+      if (step !== "1" && step !== "2") return { state: { at: "code" }, replay: true }; // dialled with the code in the string (*483*123*CODE#): English, and this step is the code
+      d.lang = step === "2" ? "sw" : "en";
+      return { state: { at: "code" } };
+    case "code":
+      return codeEntered(d, step);
+    case "amount":
+      return { state: amountChosen(d, state.target, step) };
+    case "other":
+      return { state: otherAmountEntered(d, state.target, step) };
+    case "confirm":
+      if (step === "2") return { answer: end(say("cancelled", d.lang)) };
+      if (step !== "1") return { state: { at: "confirm", target: state.target, amountKes: state.amountKes, note: say("badChoice", d.lang) } };
+      return { answer: end(await pay(d.deps, d.r, d.phone, state.target, state.amountKes, d.lang)) };
+  }
+}
+
+async function codeEntered(d: Dialogue, step: string): Promise<Advance> {
+  const code = step.toUpperCase().replace(/[\s-]/g, "");
+  if (!d.lookups.has(code)) d.lookups.set(code, resolveCode(d.deps, code));
+  const found = await d.lookups.get(code)!;
+  if (found === "lookupDown") return { answer: end(say("lookupDown", d.lang)) };
+  if (typeof found === "string") return { state: { at: "code", note: say(found as keyof typeof T, d.lang, { code: step.slice(0, 12) }) } };
+  const fixed = found.fixedAmount?.amountMinor ?? 0n;
+  return { state: fixed > 0n ? { at: "confirm", target: found, amountKes: Number(fixed / 100n) } : { at: "amount", target: found } };
+}
+
+function amountChosen(d: Dialogue, target: TipTarget, step: string): State {
+  const options = amountOptions(d.config, target);
+  const n = Number(step);
+  if (Number.isInteger(n) && n >= 1 && n <= options.length) return { at: "confirm", target, amountKes: options[n - 1] };
+  if (n === options.length + 1) return { at: "other", target };
+  return { at: "amount", target, note: say("badChoice", d.lang) };
+}
+
+function otherAmountEntered(d: Dialogue, target: TipTarget, step: string): State {
+  const n = /^\d{1,6}$/.test(step) ? Number(step) : NaN;
+  if (n >= 1 && BigInt(n) * 100n <= MPESA_LIMITS.perTransactionMinor) return { at: "confirm", target, amountKes: n };
+  return { at: "other", target, note: say("badChoice", d.lang) };
+}
+
+/** The screen a state shows, with its note (why the last answer was refused) first. */
+function draw(d: Dialogue, state: State): string {
+  const lang = d.lang;
   const note = "note" in state && state.note ? `${state.note}\n` : "";
   switch (state.at) {
     case "lang":
-      return { answer: con(say("welcome", lang)), lang };
+      return con(say("welcome", lang));
     case "code":
-      return { answer: con(note + say("askCode", lang)), lang };
+      return con(note + say("askCode", lang));
     case "amount": {
-      const options = amountOptions(config, state.target);
+      const options = amountOptions(d.config, state.target);
       const lines = options.map((a, i) => `${i + 1}. KES ${a.toLocaleString("en-KE")}`);
       lines.push(`${options.length + 1}. ${say("other", lang)}`);
-      return { answer: con(`${note}${say("pickAmount", lang, { name: nameOf(state.target) })}\n${lines.join("\n")}`), lang };
+      return con(`${note}${say("pickAmount", lang, { name: nameOf(state.target) })}\n${lines.join("\n")}`);
     }
     case "other":
-      return { answer: con(note + say("askAmount", lang)), lang };
+      return con(note + say("askAmount", lang));
     case "confirm":
-      return { answer: con(note + say("confirm", lang, { name: nameOf(state.target), amount: state.amountKes.toLocaleString("en-KE") })), lang };
+      return con(note + say("confirm", lang, { name: nameOf(state.target), amount: state.amountKes.toLocaleString("en-KE") }));
   }
 }
 

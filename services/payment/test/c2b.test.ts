@@ -139,7 +139,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
       await eventually(async () => (await c2bRow(done.mpesaReceipt))?.tip_id === tip!.tipId, "the C2B confirmation matched to the tip");
       await h.sim.idle();
       // Reconciliation asks M-Pesa too (the query says success): still one credit.
-      await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs + 20));
+      h.clock.advance(h.config.stkDeadlineMs + 20);
       await internal.reconcilePending({ limit: 100 });
       await eventually(async () => (await h.balance(w.id)) === 9500n, "credited once");
       assert.equal(await h.walletEntries(w.id), 1);
@@ -168,7 +168,7 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     await adminClient.reviewTip({ tipId: tip!.tipId, approve: true, note: "paid once, reported twice" });
     await eventually(async () => (await h.balance(w.id)) === 9500n, "credited from suspense");
     // Reconciliation asks M-Pesa about the push (success): still one credit.
-    await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs + 20));
+    h.clock.advance(h.config.stkDeadlineMs + 20);
     await internal.reconcilePending({ limit: 100 });
     assert.equal(await h.balance(w.id), 9500n);
     assert.ok(await h.trialBalanced());

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
+import { AdjustableClock } from "@ttip/runtime";
 import { parseResult, parseStkCallback } from "../src/callbacks.js";
 import { addressAllowed, loadPaymentConfig, SAFARICOM_CALLBACK_IPS } from "../src/config.js";
 
@@ -96,6 +97,7 @@ describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
 
   test("item 11: spike arrest (500.003.02) and quota (500.003.03) make the client back off: nothing is sent until the pause is over", async () => {
     const { DarajaClient, DarajaError } = await import("../src/daraja/client.js");
+    const clock = new AdjustableClock();
     let sent = 0;
     let throttle = true;
     const client = new DarajaClient({
@@ -107,13 +109,13 @@ describe("Daraja facts checked against Safaricom's portal (item 11)", () => {
         if (throttle) return new Response(JSON.stringify({ requestId: "r", errorCode: "500.003.02", errorMessage: "Spike arrest violation" }), { status: 500 });
         return new Response(JSON.stringify({ ConversationID: "AG_1", OriginatorConversationID: "o1", ResponseCode: "0", ResponseDescription: "ok" }), { status: 200 });
       }) as never,
-    } as never);
+    } as never, clock);
     const b2c = () => client.b2c({ originatorConversationId: "o1", phone: "254708374149", amount: 95, remarks: "tips", resultUrl: "https://x/r", queueTimeoutUrl: "https://x/t" });
     await assert.rejects(b2c(), (e: Error) => e instanceof DarajaError && e.kind === "unavailable");
     throttle = false;
     await assert.rejects(b2c(), (e: Error) => e instanceof DarajaError && e.kind === "unavailable" && /fewer requests/.test(e.message));
     assert.equal(sent, 1, "nothing sent during the pause");
-    await new Promise((r) => setTimeout(r, 1_050));
+    clock.advance(1_050); // past the first (1 s) pause, no sleep
     await b2c();
     assert.equal(sent, 2);
   });

@@ -3,7 +3,7 @@
 import { randomInt } from "node:crypto";
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
-import { callerHeaders, createLogger, type ServiceModule } from "@ttip/runtime";
+import { AdjustableClock, callerHeaders, createLogger, type ServiceModule } from "@ttip/runtime";
 import { startTestService, type TestService } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -15,6 +15,8 @@ export interface Harness {
   t: TestService;
   sim: DarajaSimulator;
   config: PaymentConfig;
+  /** The services' clock: move it past an STK deadline or a payout's result wait rather than sleep. */
+  clock: AdjustableClock;
   /** Worker's available KES balance in the real wallet (0 when it has none). */
   balance(workerId: string): Promise<bigint>;
   walletEntries(workerId: string): Promise<number>;
@@ -34,7 +36,8 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
     fraud: { phonePerWindow: 5, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 20_000_00n, pinFailures: 3 },
     ...overrides,
   });
-  const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet, ...extra], ...(process.env.PAYMENT_TEST_LOG ? { logger: createLogger({ level: "warn" }) } : {}) });
+  const clock = new AdjustableClock();
+  const t = await startTestService(createPaymentModule({ config: () => config }), { with: [wallet, ...extra], clock, ...(process.env.PAYMENT_TEST_LOG ? { logger: createLogger({ level: "warn" }) } : {}) });
   config.callbackBaseUrl = t.service.server.url;
   const walletUser = createClient(WalletService, t.ctx.peers("wallet"));
   const walletAdmin = createClient(WalletAdminService, t.ctx.peers("wallet"));
@@ -42,6 +45,7 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
     t,
     sim,
     config,
+    clock,
     balance: async (workerId) => {
       const { balances } = await walletUser.getBalance({ currency: "KES" }, { headers: callerHeaders(workerId, "worker") });
       return balances[0]?.available?.amountMinor ?? 0n;
@@ -73,7 +77,6 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
   };
 }
 
-/** Polls until `check` is truthy (state reached by callbacks arriving on their own). */
 /** The runtime's eventually, with these tests' argument order. */
 export const eventually = <T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> =>
   waitUntil(what, check, timeoutMs);

@@ -44,7 +44,7 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
   // The wallet posts before payment records the credit (and its event) in a transaction of its own.
   const creditRecorded = (tipId: string) => eventually(async () => Boolean((await row(tipId)).credit_entry_id), `tip ${tipId} credit recorded`);
   const reconcile = async () => {
-    await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs + 20));
+    h.clock.advance(h.config.stkDeadlineMs + 20);
     return internal.reconcilePending({ limit: 100 });
   };
 
@@ -110,9 +110,9 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
   test("a lost callback is recovered by reconciliation, once, even with replicas reconciling together", async () => {
     const worker = randomUUID();
     const { tip: t } = await tip(worker, phone("0003"));
-    await new Promise((r) => setTimeout(r, 200));
+    await h.sim.idle(); // every callback the simulator scheduled has been sent
     assert.equal((await status(t!.tipId)).status, TipStatus.PENDING, "no callback came");
-    await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs));
+    h.clock.advance(h.config.stkDeadlineMs);
     // Four passes at once, as four replicas would run them.
     const passes = await Promise.all([1, 2, 3, 4].map(() => internal.reconcilePending({ limit: 100 })));
     assert.equal(passes.reduce((s, p) => s + p.settled, 0), 1, "exactly one pass settled it");

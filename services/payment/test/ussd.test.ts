@@ -141,7 +141,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
       await stale.reply("1");
       await stale.reply(w.code);
       await stale.reply("1");
-      await new Promise((r) => setTimeout(r, 150));
+      h.clock.advance(150); // past the service's 100 ms timeout, no sleep
       assert.match(await stale.reply("1"), /^END This session has expired/);
     } finally {
       h.config.ussd!.sessionTimeoutMs = 60_000;

@@ -80,7 +80,7 @@ describe("tips to a venue's pool", () => {
   test("a lost callback is recovered by STK query into the pool, once", async () => {
     const { venue, code } = await venueWithTable("Carnivore");
     const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: code.shortCode }, amount: KES(200), payment: { case: "mpesaPhone", value: phone("0003") } });
-    await new Promise((r) => setTimeout(r, h.config.stkDeadlineMs + 100));
+    h.clock.advance(h.config.stkDeadlineMs + 100);
     const internal = createClient(PaymentInternalService, h.t.ctx.peers("payment"));
     await Promise.all([internal.reconcilePending({ limit: 100 }), internal.reconcilePending({ limit: 100 })]);
     await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "recovered");

@@ -4,11 +4,11 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { violationsOf, type Role } from "@ttip/runtime";
-import { startInProcessService, type InProcessService } from "@ttip/runtime/testing";
+import { refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
 import { createQrModule } from "../src/index.js";
 
 const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
@@ -16,13 +16,6 @@ const otherWorker = { subject: randomUUID(), roles: ["worker"] as Role[] };
 const customer = { subject: randomUUID(), roles: ["customer"] as Role[] };
 const KES = (shillings: number) => ({ amountMinor: BigInt(shillings * 100), currency: "KES" });
 const idem = () => `idem-${randomUUID()}`;
-
-async function refusal(p: Promise<unknown>): Promise<ConnectError> {
-  return p.then(
-    () => assert.fail("expected a refusal"),
-    (e: unknown) => ConnectError.from(e),
-  );
-}
 
 describe("qr rules, in process", () => {
   let s: InProcessService;

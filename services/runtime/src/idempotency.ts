@@ -52,6 +52,22 @@ export function idempotentRequest<R extends { idempotencyKey: string }>(
 }
 
 /**
+ * The claim of claimIdempotencyKey as a CTE named `claimed`, for a statement
+ * that makes the write itself: one round trip, atomic without BEGIN/COMMIT.
+ * `claimed` holds one row when this call claimed the key and none when the key
+ * was used before (claimIdempotencyKey then says by whom). Its parameters are
+ * numbered from `first` on, after the statement's own.
+ */
+export function claimingCte(request: IdempotentRequest, resultId: string, first: number): { sql: string; values: unknown[] } {
+  const [operation, caller, key, fingerprint, result] = [0, 1, 2, 3, 4].map((i) => `$${first + i}`);
+  return {
+    sql: `claimed AS (INSERT INTO ${ident(request.schema)}.idempotent_requests (operation, caller, key, fingerprint, result_id)
+      VALUES (${operation}, ${caller}, ${key}, ${fingerprint}, ${result}) ON CONFLICT DO NOTHING RETURNING result_id)`,
+    values: [request.operation, request.caller ?? "", request.key, request.fingerprint, resultId],
+  };
+}
+
+/**
  * Claims `request.key` for `resultId` (the id of what this request will make). Returns
  * undefined when this call claimed it: go on and make it, in the same transaction. Returns
  * the first request's result id when the key was used for the same request: answer with
@@ -61,11 +77,8 @@ export function idempotentRequest<R extends { idempotencyKey: string }>(
 export async function claimIdempotencyKey(tx: Queryable, request: IdempotentRequest, resultId: string): Promise<string | undefined> {
   const caller = request.caller ?? "";
   const table = `${ident(request.schema)}.idempotent_requests`;
-  const inserted = await tx.query(
-    `INSERT INTO ${table} (operation, caller, key, fingerprint, result_id) VALUES ($1, $2, $3, $4, $5)
-     ON CONFLICT DO NOTHING`,
-    [request.operation, caller, request.key, request.fingerprint, resultId],
-  );
+  const claim = claimingCte(request, resultId, 1);
+  const inserted = await tx.query(`WITH ${claim.sql} SELECT result_id FROM claimed`, claim.values);
   if (inserted.rowCount === 1) return undefined;
   const { rows } = await tx.query<{ fingerprint: string | null; result_id: string }>(
     `SELECT fingerprint, result_id FROM ${table} WHERE operation = $1 AND caller = $2 AND key = $3`,

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AlreadyExistsError, decimalAmount, DomainError, emitEvent, fieldError, InsufficientFundsError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, decimalAmount, DomainError, emitEvent, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -165,7 +165,8 @@ export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{
     if (p.idempotency_key === input.idempotencyKey && p.account_id === input.accountId && p.amount_minor === input.amountMinor && p.payout_id === input.payoutId) {
       return { hold: toHold(p), account };
     }
-    throw new AlreadyExistsError(p.idempotency_key === input.idempotencyKey ? "idempotency_key: already used for a different hold" : `payout_id: payout ${input.payoutId} already has a hold`);
+    if (p.idempotency_key === input.idempotencyKey) throw new IdempotencyConflictError(input.idempotencyKey, "withdrawal hold");
+    throw new AlreadyExistsError(`payout_id: payout ${input.payoutId} already has a hold`);
   }
   if (account.kind !== AccountKind.WORKER_WALLET && account.kind !== AccountKind.VENUE_POOL) {
     throw new InvalidStateError("account_id: only worker wallets and venue pools are withdrawn from");

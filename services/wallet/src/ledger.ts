@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyExistsError, AlreadyReversedError, assertCurrency, emitEvent, fieldError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, emitEvent, fieldError, IdempotencyConflictError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -161,7 +161,7 @@ function checkBalanced(input: EntryInput): void {
 }
 
 /** Moves each owned account's balance under its row lock, in id order; `accounts` gets the new balances. */
-async function moveOwnedBalances(tx: Queryable, deltas: Map<string, bigint>, accounts: Map<string, AccountRow & { may_go_negative: boolean }>, allowOwnerDebt: boolean): Promise<void> {
+async function moveOwnedBalances(tx: Queryable, deltas: Map<string, bigint>, accounts: Map<string, PostingAccount>, allowOwnerDebt: boolean): Promise<void> {
   for (const accountId of [...deltas.keys()].filter((id) => !accounts.get(id)!.may_go_negative).sort()) {
     try {
       const { rows } = await tx.query<{ balance_minor: bigint }>(
@@ -210,8 +210,29 @@ async function announceMovements(tx: Queryable, entryId: string, causeId: string
  */
 export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostResult> {
   checkBalanced(input);
-  const hash = fingerprint(input);
   const entryId = randomUUID();
+  const replayed = await claimEntryKey(tx, input, entryId);
+  if (replayed) return replayed;
+  const { deltas, accounts } = await accountsOfPostings(tx, input);
+  // Owned accounts (worker wallets, venue pools) are moved and checked under
+  // their row lock, in id order. System accounts stand on nearly every entry:
+  // locking them would serialise the whole platform, so their balance is the
+  // sum of their postings instead (see accountBalance).
+  await moveOwnedBalances(tx, deltas, accounts, input.allowOwnerDebt === true);
+  const lines = linesWithBalances(input.postings, accounts, deltas);
+  const postedAt = await insertPostings(tx, entryId, lines);
+  await insertConversions(tx, entryId, input.conversions ?? [], postedAt);
+  await announceMovements(tx, entryId, String(input.cause.cause.value), lines);
+  return { entry: journalEntryOf(entryId, input, lines, postedAt), created: true };
+}
+
+/**
+ * Inserts the entry's header under its idempotency key. Returns undefined when
+ * this call made it; a replay of the same request gets the entry posted first,
+ * and a different request under the key is refused.
+ */
+async function claimEntryKey(tx: Queryable, input: EntryInput, entryId: string): Promise<PostResult | undefined> {
+  const hash = fingerprint(input);
   const inserted = await tx.query(
     `INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reverses_entry_id)
      VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -219,21 +240,24 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
      RETURNING entry_id`,
     [entryId, input.idempotencyKey, hash, input.cause.cause.case, String(input.cause.cause.value), input.description ?? "", input.reversesEntryId ?? null],
   );
-  if (!inserted.rows[0]) {
-    const prior = await tx.query<{ entry_id: string; request_hash: string }>(
-      `SELECT entry_id, request_hash FROM wallet.entries WHERE idempotency_key = $1`,
-      [input.idempotencyKey],
-    );
-    if (prior.rows[0].request_hash !== hash) {
-      throw new AlreadyExistsError("idempotency_key: already used for a different entry");
-    }
-    return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
+  if (inserted.rows[0]) return undefined;
+  const prior = await tx.query<{ entry_id: string; request_hash: string }>(
+    `SELECT entry_id, request_hash FROM wallet.entries WHERE idempotency_key = $1`,
+    [input.idempotencyKey],
+  );
+  if (prior.rows[0].request_hash !== hash) {
+    throw new IdempotencyConflictError(input.idempotencyKey, "journal entry");
   }
+  return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
+}
 
-  // Net change per account.
+type PostingAccount = AccountRow & { may_go_negative: boolean };
+
+/** The net change per account and the accounts themselves, each checked to exist and to hold the posting's currency. */
+async function accountsOfPostings(tx: Queryable, input: EntryInput): Promise<{ deltas: Map<string, bigint>; accounts: Map<string, PostingAccount> }> {
   const deltas = new Map<string, bigint>();
   for (const p of input.postings) deltas.set(p.accountId, (deltas.get(p.accountId) ?? 0n) + p.amountMinor);
-  const { rows: found } = await tx.query<AccountRow & { may_go_negative: boolean }>(
+  const { rows: found } = await tx.query<PostingAccount>(
     `SELECT * FROM wallet.accounts WHERE account_id = ANY($1::uuid[])`,
     [[...deltas.keys()]],
   );
@@ -245,21 +269,31 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
       throw invalid(`postings[${i}].amount.currency`, `account ${p.accountId} holds ${account.currency.trim()}, not ${p.currency}`);
     }
   });
-  // Owned accounts (worker wallets, venue pools) are moved and checked under
-  // their row lock, in id order. System accounts stand on nearly every entry:
-  // locking them would serialise the whole platform, so their balance is the
-  // sum of their postings instead (see accountBalance).
-  await moveOwnedBalances(tx, deltas, accounts, input.allowOwnerDebt === true);
-  // Balance after each line of an owned account, walking the lines in order from its opening balance.
+  return { deltas, accounts };
+}
+
+type PostedLine = PostingInput & { line: number; after: bigint | null; account: PostingAccount };
+
+/**
+ * Balance after each line of an owned account, walking the lines in order from its opening
+ * balance (the moved balance less the entry's net change); null for system accounts.
+ */
+function linesWithBalances(postings: PostingInput[], accounts: Map<string, PostingAccount>, deltas: Map<string, bigint>): PostedLine[] {
   const running = new Map([...accounts].map(([id, a]) => [id, a.balance_minor - deltas.get(id)!]));
-  const lines = input.postings.map((p, i) => {
+  return postings.map((p, i) => {
     const account = accounts.get(p.accountId)!;
     const after = account.may_go_negative ? null : running.get(p.accountId)! + p.amountMinor;
     if (after !== null) running.set(p.accountId, after);
     return { ...p, line: i, after, account };
   });
-  // One sequence number and time for every line of the entry, taken in the same
-  // statement as the insert: one round trip less while the owners' rows are locked.
+}
+
+/**
+ * Inserts every line and returns their posting time. One sequence number and time for every
+ * line of the entry, taken in the same statement as the insert: one round trip less while the
+ * owners' rows are locked.
+ */
+async function insertPostings(tx: Queryable, entryId: string, lines: PostedLine[]): Promise<Date> {
   const { rows: [{ posted_at: postedAt }] } = await tx.query<{ posted_at: Date }>(
     `WITH s AS (SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at)
      INSERT INTO wallet.postings (entry_id, line, account_id, amount_minor, currency, balance_after, memo, posted_seq, posted_at)
@@ -276,7 +310,12 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
       lines.map((l) => l.memo ?? ""),
     ],
   );
-  for (const [i, c] of (input.conversions ?? []).entries()) {
+  return postedAt;
+}
+
+/** The FX conversions behind the entry; one without a rate time is dated at posting. */
+async function insertConversions(tx: Queryable, entryId: string, conversions: FxConversion[], postedAt: Date): Promise<void> {
+  for (const [i, c] of conversions.entries()) {
     if (!c.from || !c.to) throw invalid(`conversions[${i}]`, "needs from and to amounts");
     await tx.query(
       `INSERT INTO wallet.entry_conversions VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
@@ -284,8 +323,10 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
         c.rateTime ? timestampDate(c.rateTime) : postedAt],
     );
   }
-  await announceMovements(tx, entryId, String(input.cause.cause.value), lines);
-  const entry = create(JournalEntrySchema, {
+}
+
+function journalEntryOf(entryId: string, input: EntryInput, lines: PostedLine[], postedAt: Date): JournalEntry {
+  return create(JournalEntrySchema, {
     entryId,
     idempotencyKey: input.idempotencyKey,
     cause: input.cause,
@@ -294,7 +335,6 @@ export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostR
     description: input.description ?? "",
     postedAt: timestampFromDate(postedAt),
   });
-  return { entry, created: true };
 }
 
 interface EntryRow {

@@ -26,17 +26,18 @@ function sendNotificationHandler(h: NotificationHandlerContext): ServiceImpl<typ
     try {
       const sourceKey = `rpc:${req.idempotencyKey}`;
       const idempotent = idempotentRequest("notification", ctx, req);
+      const send = { sourceKey, to, templateKey: req.templateKey, variables: req.variables, locale: req.locale, channels: req.channels };
+      if (req.channels.length === 1 && req.recipient.case !== "userId") {
+        // One channel to a number or an address (a receipt, a sign-in code): one delivery, whose
+        // statement claims the key itself, without a transaction around it.
+        const made = await enqueue(pool, { ...send, claim: { request: idempotent, resultId: sourceKey } });
+        if (made.length) return { deliveryIds: made };
+        // The key was used before: below, the claim says whether by this request, and finds its delivery.
+      }
       const ids = await withTransaction(pool, async (tx) => {
         // The key's deliveries are found again by their source key; the claim refuses another request under it.
         await claimIdempotencyKey(tx, idempotent, sourceKey);
-        return enqueue(tx, {
-          sourceKey,
-          to,
-          templateKey: req.templateKey,
-          variables: req.variables,
-          locale: req.locale,
-          channels: req.channels,
-        });
+        return enqueue(tx, send);
       });
       return { deliveryIds: ids };
     } catch (err) {

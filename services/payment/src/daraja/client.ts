@@ -2,7 +2,7 @@
 // simulator in this folder and to Safaricom; only the base URL and
 // credentials change.
 import { X509Certificate, constants, publicEncrypt } from "node:crypto";
-import { httpRequest, type HttpCall, type HttpReply } from "@ttip/runtime";
+import { httpRequest, systemClock, type Clock, type HttpCall, type HttpReply } from "@ttip/runtime";
 
 export interface DarajaConfig {
   /** e.g. https://api.safaricom.co.ke, or the simulator's URL. */
@@ -172,7 +172,11 @@ export class DarajaClient {
   private backoffUntil = 0;
   private readonly request: (url: URL, call: HttpCall) => Promise<HttpReply>;
 
-  constructor(private readonly config: DarajaConfig) {
+  /** `clock` times the token's refresh and the slow-down pause (a test moves it instead of sleeping). */
+  constructor(
+    private readonly config: DarajaConfig,
+    private readonly clock: Clock = systemClock,
+  ) {
     this.timeoutMs = config.timeoutMs ?? 15_000;
     this.request = config.request ?? httpRequest;
   }
@@ -183,7 +187,7 @@ export class DarajaClient {
 
   /** A cached OAuth token, refreshed well before it expires; concurrent callers share one request. */
   async accessToken(): Promise<string> {
-    const now = Date.now();
+    const now = this.clock.now();
     if (this.token && now < this.token.refreshAt) return this.token.value;
     if (!this.tokenRequest) {
       this.tokenRequest = this.fetchToken().finally(() => (this.tokenRequest = undefined));
@@ -210,7 +214,7 @@ export class DarajaClient {
         if (!value || !Number.isFinite(seconds) || seconds <= 0) {
           throw new DarajaError("rejected", "Daraja OAuth answered without access_token/expires_in");
         }
-        const now = Date.now();
+        const now = this.clock.now();
         // Refresh at 90% of the lifetime, and at least a minute early when it is long.
         const margin = Math.max(seconds * 100, Math.min(60_000, seconds * 500));
         this.token = { value, expiresAt: now + seconds * 1000, refreshAt: now + seconds * 1000 - margin };
@@ -347,7 +351,7 @@ export class DarajaClient {
     let refreshedToken = false;
     for (let attempt = 0; ; attempt++) {
       // While Daraja asks us to slow down, nothing is sent: the caller hears "unavailable" (nothing ran).
-      const wait = this.backoffUntil - Date.now();
+      const wait = this.backoffUntil - this.clock.now();
       if (wait > 0) {
         throw new DarajaError("unavailable", `Daraja asked for fewer requests; not calling for another ${Math.ceil(wait / 1000)} s`, { path });
       }
@@ -361,7 +365,7 @@ export class DarajaClient {
         if (SLOW_DOWN.has(err.details.errorCode ?? "")) {
           // Doubling pauses, shared by every call of this client, from 1 s up to a minute.
           this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(1_000, this.backoffMs * 2));
-          this.backoffUntil = Date.now() + this.backoffMs;
+          this.backoffUntil = this.clock.now() + this.backoffMs;
           throw new DarajaError("unavailable", err.message, err.details);
         }
         if (err.kind === "rejected" && (err.details.httpStatus === 401 || INVALID_TOKEN.has(err.details.errorCode ?? "")) && !refreshedToken) {

@@ -4,7 +4,8 @@
 // transport. No socket, no HTTP/2, no server start; real Postgres and Redis,
 // the in-process bus. For handler rules; the real-server tests keep the wire.
 import type { DescService } from "@bufbuild/protobuf";
-import { createClient, createRouterTransport, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { InProcessBus } from "../bus.js";
 import { RedisCache } from "../cache.js";
@@ -13,10 +14,10 @@ import type { Clock } from "../clock.js";
 import { migrate } from "../db.js";
 import { inputInterceptor } from "../input.js";
 import { signingInterceptor } from "../internal-auth.js";
-import { errorInterceptor } from "../interceptors.js";
+import { errorInterceptor, requestIdPropagation } from "../interceptors.js";
 import type { Logger } from "../log.js";
 import { Metrics } from "../metrics.js";
-import { createPeers } from "../peers.js";
+import type { Peers } from "../peers.js";
 import { serviceInterceptors, type ServiceContext, type ServiceModule } from "../service.js";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "./index.js";
 import { asCaller } from "./service.js";
@@ -29,30 +30,77 @@ export interface InProcessService {
   close(): Promise<void>;
 }
 
+export interface InProcessOptions {
+  logger?: Logger;
+  clock?: Clock;
+  /**
+   * The services `module` calls, started beside it on the same database, bus and
+   * cache; its peer calls reach their handlers through router transports too.
+   */
+  with?: ServiceModule[];
+}
+
 /** Starts `module` in this process for one test file: migrated, its background work started, its RPCs callable without a server. */
-export async function startInProcessService(module: ServiceModule, options: { logger?: Logger; clock?: Clock } = {}): Promise<InProcessService> {
+export async function startInProcessService(module: ServiceModule, options: InProcessOptions = {}): Promise<InProcessService> {
   const logger = options.logger ?? captureLogger("silent").logger;
   const db = await createTestDatabase();
   const bus = new InProcessBus(logger, 50);
   const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
-  const peers = createPeers(() => undefined);
+  const routed = new Map<string, Transport>();
+  // A peer not started answers as an unreachable one does: UNAVAILABLE, at call time.
+  const peers: Peers = (name) => routed.get(name) ?? unreachable(`${name} is not started in this test (pass it in \`with\`)`);
   // One object for start() and routes(): modules keep their state per context.
   const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers, clock: options.clock };
-  await migrate(db.pool, module.name, module.migrations, logger);
-  const stop = module.start ? await module.start(ctx) : async () => undefined;
-  const router = { interceptors: [errorInterceptor(logger), inputInterceptor(), ...serviceInterceptors(), createValidateInterceptor()] };
-  const transportAs = (as?: Parameters<typeof asCaller>[0]) =>
-    createRouterTransport((r) => module.routes(r, ctx), { router, transport: { interceptors: [...(as ? [asCaller(as)] : []), signingInterceptor()] } });
+  const stops: (() => Promise<void>)[] = [];
+  const modules = [...(options.with ?? []), module];
+  for (const m of modules) {
+    await migrate(db.pool, m.name, m.migrations, logger);
+    if (m.start) stops.unshift(await m.start(ctx));
+  }
+  // A peer's calls go as createPeers sends them: the request id passed on, the identity signed.
+  for (const m of options.with ?? []) routed.set(m.name, routerTransport(m, ctx, logger, [requestIdPropagation(), signingInterceptor()]));
+  const transportAs = (as?: Parameters<typeof asCaller>[0]) => routerTransport(module, ctx, logger, [...(as ? [asCaller(as)] : []), signingInterceptor()]);
   return {
     db,
     ctx,
     client: (desc, as) => createClient(desc, transportAs(as)),
     close: async () => {
-      await stop();
-      peers.close();
+      for (const stop of stops) await stop();
       await bus.close();
       await cache.close();
       await db.drop();
     },
   };
+}
+
+/** `module`'s handlers behind the server's own interceptors, called with `clientInterceptors`. */
+function routerTransport(module: ServiceModule, ctx: ServiceContext, logger: Logger, clientInterceptors: Interceptor[]): Transport {
+  const router = { interceptors: [errorInterceptor(logger), inputInterceptor(), ...serviceInterceptors(), createValidateInterceptor()] };
+  return createRouterTransport((r) => module.routes(r, ctx), { router, transport: { interceptors: clientInterceptors } });
+}
+
+function unreachable(why: string): Transport {
+  const fail = () => Promise.reject(new ConnectError(why, Code.Unavailable));
+  return { unary: fail, stream: fail };
+}
+
+/** The error a call must fail with (the test fails if it succeeds). */
+export async function refusal(call: Promise<unknown>): Promise<ConnectError> {
+  return call.then(
+    () => {
+      throw new Error("expected a refusal, the call succeeded");
+    },
+    (e: unknown) => ConnectError.from(e),
+  );
+}
+
+/** The key an idempotency conflict names in its details (undefined if the refusal is not one). */
+export function conflictingKeyOf(err: ConnectError): string | undefined {
+  if (err.code !== Code.AlreadyExists) return undefined;
+  return err.findDetails(IdempotencyKeyConflictSchema)[0]?.idempotencyKey;
+}
+
+/** The rule a domain refusal names (DomainErrorInfo.reason, e.g. "INSUFFICIENT_FUNDS"), or undefined. */
+export function reasonOf(err: ConnectError): string | undefined {
+  return err.findDetails(DomainErrorInfoSchema)[0]?.reason;
 }
