@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { AuthService, AuthAdminService, AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { ConnectRouter } from "@connectrpc/connect";
-import type { HttpFilter, ModuleOptions, ServiceContext, ServiceModule } from "@ttip/runtime";
+import { perContext, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { accountHandlers } from "./account.js";
 import { adminHandlers } from "./admin.js";
 import { startAdminAudit } from "./audit.js";
@@ -69,16 +69,6 @@ export function createAuth(options: AuthOptions = {}): ServiceModule {
 /** Without a configured SMS API outside production, start() runs the simulator in-process and keeps it here. */
 interface SmsSimulatorSlot {
   simulator?: SmsSimulator;
-}
-
-/** One value per service context, made on first use. */
-function perContext<T>(make: (ctx: ServiceContext) => T): (ctx: ServiceContext) => T {
-  const made = new WeakMap<ServiceContext, T>();
-  return (ctx) => {
-    let value = made.get(ctx);
-    if (!value) made.set(ctx, (value = make(ctx)));
-    return value;
-  };
 }
 
 /** How OTPs leave: the options' sender, notification, or an SMS API (the simulator's when none is configured). */

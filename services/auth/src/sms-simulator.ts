@@ -18,6 +18,15 @@ export interface SmsSimulator {
   close(): Promise<void>;
 }
 
+/** Africa's Talking's answer to one message: accepted (101) or refused as an invalid number (403). */
+function sendResult(to: string, messageId: string, invalid: boolean): { status: number; body: unknown } {
+  const recipient = invalid
+    ? { statusCode: 403, number: to, status: "InvalidPhoneNumber", cost: "0", messageId: "None" }
+    : { statusCode: 101, number: to, status: "Success", cost: "KES 0.8000", messageId };
+  const message = invalid ? "Sent to 0/1 Total Cost: 0" : "Sent to 1/1 Total Cost: KES 0.8000";
+  return { status: invalid ? 403 : 201, body: { SMSMessageData: { Message: message, Recipients: [recipient] } } };
+}
+
 /**
  * An SMS provider on loopback speaking Africa's Talking's shape:
  * POST /version1/messaging (form: username, to, message; header apiKey) answers
@@ -47,16 +56,8 @@ export async function startSmsSimulator(options: { apiKey?: string; port?: numbe
       const messageId = `ATXid_${randomUUID().replace(/-/g, "")}`;
       const invalid = !/^\+?\d{9,15}$/.test(to) || to.endsWith("0000");
       if (!invalid) messages.push({ messageId, to, message, receivedAt: new Date() });
-      reply(invalid ? 403 : 201, {
-        SMSMessageData: {
-          Message: invalid ? "Sent to 0/1 Total Cost: 0" : "Sent to 1/1 Total Cost: KES 0.8000",
-          Recipients: [
-            invalid
-              ? { statusCode: 403, number: to, status: "InvalidPhoneNumber", cost: "0", messageId: "None" }
-              : { statusCode: 101, number: to, status: "Success", cost: "KES 0.8000", messageId },
-          ],
-        },
-      });
+      const result = sendResult(to, messageId, invalid);
+      reply(result.status, result.body);
     });
   });
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? "127.0.0.1", resolve));

@@ -252,55 +252,61 @@ export class ProviderSimulator {
     const m = this.sent.find((s) => s.id === messageId);
     if (!m) throw new Error(`simulator sent no message ${messageId}`);
     if (!m.callbackUrl) throw new Error(`message ${messageId} has no callback URL configured`);
-    if (m.provider === "africastalking") {
-      const form = {
-        id: m.id,
-        status: outcome === "delivered" ? "Success" : "Failed",
-        phoneNumber: m.to,
-        networkCode: "63902",
-        retryCount: "0",
-        ...(outcome === "failed" ? { failureReason: "DeliveryFailure" } : {}),
-      };
-      return this.post(m.callbackUrl, new URLSearchParams(form).toString(), { "content-type": "application/x-www-form-urlencoded" });
-    }
-    if (m.provider === "twilio") {
-      const params: Record<string, string> = {
-        MessageSid: m.id,
-        SmsSid: m.id,
-        MessageStatus: outcome === "delivered" ? "delivered" : "undelivered",
-        SmsStatus: outcome === "delivered" ? "delivered" : "undelivered",
-        To: m.to,
-        From: this.twilio.from,
-        AccountSid: this.twilio.accountSid,
-        ApiVersion: "2010-04-01",
-        ...(outcome === "failed" ? { ErrorCode: "30003" } : {}),
-      };
-      return this.post(m.callbackUrl, new URLSearchParams(params).toString(), {
-        "content-type": "application/x-www-form-urlencoded",
-        "x-twilio-signature": twilioSignature(this.twilio.authToken, m.callbackUrl, params),
-      });
-    }
-    if (m.provider === "sendgrid") {
-      const events = [
-        {
-          email: m.to,
-          timestamp: Math.floor(Date.now() / 1000),
-          event: outcome === "delivered" ? "delivered" : "bounce",
-          sg_event_id: randomUUID(),
-          sg_message_id: `${m.id}.filterdrecv-1-2025`,
-          ...m.customArgs,
-        },
-      ];
-      const raw = JSON.stringify(events);
-      const ts = String(Math.floor(Date.now() / 1000));
-      const signature = sign("sha256", Buffer.from(ts + raw), this.sendgrid.privateKey).toString("base64");
-      return this.post(m.callbackUrl, raw, {
-        "content-type": "application/json",
-        "x-twilio-email-event-webhook-signature": signature,
-        "x-twilio-email-event-webhook-timestamp": ts,
-      });
-    }
+    if (m.provider === "africastalking") return this.africasTalkingReport(m, outcome);
+    if (m.provider === "twilio") return this.twilioReport(m, outcome);
+    if (m.provider === "sendgrid") return this.sendgridReport(m, outcome);
     throw new Error(`${m.provider} sends no delivery reports`);
+  }
+
+  private africasTalkingReport(m: SentMessage, outcome: DeliveryOutcome): Promise<number> {
+    const form = {
+      id: m.id,
+      status: outcome === "delivered" ? "Success" : "Failed",
+      phoneNumber: m.to,
+      networkCode: "63902",
+      retryCount: "0",
+      ...(outcome === "failed" ? { failureReason: "DeliveryFailure" } : {}),
+    };
+    return this.post(m.callbackUrl, new URLSearchParams(form).toString(), { "content-type": "application/x-www-form-urlencoded" });
+  }
+
+  private twilioReport(m: SentMessage, outcome: DeliveryOutcome): Promise<number> {
+    const params: Record<string, string> = {
+      MessageSid: m.id,
+      SmsSid: m.id,
+      MessageStatus: outcome === "delivered" ? "delivered" : "undelivered",
+      SmsStatus: outcome === "delivered" ? "delivered" : "undelivered",
+      To: m.to,
+      From: this.twilio.from,
+      AccountSid: this.twilio.accountSid,
+      ApiVersion: "2010-04-01",
+      ...(outcome === "failed" ? { ErrorCode: "30003" } : {}),
+    };
+    return this.post(m.callbackUrl, new URLSearchParams(params).toString(), {
+      "content-type": "application/x-www-form-urlencoded",
+      "x-twilio-signature": twilioSignature(this.twilio.authToken, m.callbackUrl, params),
+    });
+  }
+
+  private sendgridReport(m: SentMessage, outcome: DeliveryOutcome): Promise<number> {
+    const events = [
+      {
+        email: m.to,
+        timestamp: Math.floor(Date.now() / 1000),
+        event: outcome === "delivered" ? "delivered" : "bounce",
+        sg_event_id: randomUUID(),
+        sg_message_id: `${m.id}.filterdrecv-1-2025`,
+        ...m.customArgs,
+      },
+    ];
+    const raw = JSON.stringify(events);
+    const ts = String(Math.floor(Date.now() / 1000));
+    const signature = sign("sha256", Buffer.from(ts + raw), this.sendgrid.privateKey).toString("base64");
+    return this.post(m.callbackUrl, raw, {
+      "content-type": "application/json",
+      "x-twilio-email-event-webhook-signature": signature,
+      "x-twilio-email-event-webhook-timestamp": ts,
+    });
   }
 
   /** An SMS a person sent to our short code, as the provider forwards it. */

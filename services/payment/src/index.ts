@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { clockOf, type Env, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import { clockOf, perContext, type Clock, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { registerC2bUrls } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
 import { createCardHub } from "./cards/hub.js";
@@ -35,32 +35,7 @@ export interface PaymentModuleOptions extends ModuleOptions {
  */
 export function createPaymentModule(options: PaymentModuleOptions = {}): ServiceModule {
   const config = options.config ?? envConfig(options.env ?? process.env, options.callbackBaseUrl);
-  const depsByCtx = new WeakMap<ServiceContext, Deps>();
-  const depsFor = (ctx: ServiceContext): Deps => {
-    let d = depsByCtx.get(ctx);
-    if (!d) {
-      let client: { key: string; client: DarajaClient } | undefined;
-      const deps: Deps = {
-        ctx,
-        config,
-        ledger: new Ledger(ctx),
-        changes: new EventEmitter().setMaxListeners(0),
-        background: new Set(),
-        daraja: () => {
-          const c = config().daraja;
-          if (!c) throw new Error("Daraja is not configured");
-          // One client (and so one cached token) per set of credentials.
-          const key = `${c.baseUrl}|${c.consumerKey}|${c.shortcode}`;
-          if (client?.key !== key) client = { key, client: new DarajaClient(c, clockOf(ctx)) };
-          return client.client;
-        },
-      };
-      deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
-      deps.afterCredit = (tip, settings) => autoPayout(deps, tip, settings);
-      depsByCtx.set(ctx, (d = deps));
-    }
-    return d;
-  };
+  const depsFor = perContext((ctx) => paymentDeps(ctx, config));
   return {
     name: "payment",
     migrations: fileURLToPath(new URL("../migrations", import.meta.url)),
@@ -70,46 +45,94 @@ export function createPaymentModule(options: PaymentModuleOptions = {}): Service
       registerHandlers(router, depsFor(ctx));
     },
     http(ctx) {
-      const callbacks = callbackFilter(depsFor(ctx));
-      const offline = offlineFilter(depsFor(ctx));
-      const cards = cardWebhookFilter(depsFor(ctx));
-      return (req, res) => callbacks(req, res) || offline(req, res) || cards(req, res);
+      return paymentHttp(depsFor(ctx));
     },
-    async start(ctx) {
-      const deps = depsFor(ctx);
-      const registering = { on: true };
-      const registration = config().c2b?.registerOnStart ? registerInBackground(deps, registering) : Promise.resolve();
-      const interval = config().reconcileIntervalMs;
-      const drainBackground = async () => {
-        registering.on = false;
-        await registration;
-        while (deps.background.size) await Promise.allSettled([...deps.background]);
-      };
-      if (!interval) return drainBackground;
-      let stopped = false;
-      let running: Promise<void> = Promise.resolve();
-      const tick = () => {
-        running = (async () => {
-          try {
-            await reconcileTips(deps, 100);
-            await reconcilePayouts(deps, 100);
-            await reconcileCardTips(deps, 100);
-          } catch (err) {
-            ctx.logger.warn({ err }, "reconciliation pass failed; will retry");
-          }
-        })();
-        void running.then(() => {
-          if (!stopped) timer = setTimeout(tick, interval);
-        });
-      };
-      let timer = setTimeout(tick, interval);
-      return async () => {
-        stopped = true;
-        clearTimeout(timer);
-        await running;
-        await drainBackground();
-      };
+    start(ctx) {
+      return startPayment(depsFor(ctx));
     },
+  };
+}
+
+/** What payment's handlers, webhooks and background work share in one service context. */
+function paymentDeps(ctx: ServiceContext, config: () => PaymentConfig): Deps {
+  const deps: Deps = {
+    ctx,
+    config,
+    ledger: new Ledger(ctx),
+    changes: new EventEmitter().setMaxListeners(0),
+    background: new Set(),
+    daraja: darajaClientOf(config, () => clockOf(ctx)),
+  };
+  deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
+  deps.afterCredit = (tip, settings) => autoPayout(deps, tip, settings);
+  return deps;
+}
+
+/** The Daraja client for the configured credentials: one client (and so one cached token) per set of credentials. */
+function darajaClientOf(config: () => PaymentConfig, clock: () => Clock): () => DarajaClient {
+  let client: { key: string; client: DarajaClient } | undefined;
+  return () => {
+    const c = config().daraja;
+    if (!c) throw new Error("Daraja is not configured");
+    const key = `${c.baseUrl}|${c.consumerKey}|${c.shortcode}`;
+    if (client?.key !== key) client = { key, client: new DarajaClient(c, clock()) };
+    return client.client;
+  };
+}
+
+/** Plain HTTP payment answers: Daraja's callbacks, the offline tip pages, the card providers' webhooks. */
+function paymentHttp(deps: Deps): HttpFilter {
+  const callbacks = callbackFilter(deps);
+  const offline = offlineFilter(deps);
+  const cards = cardWebhookFilter(deps);
+  return (req, res) => callbacks(req, res) || offline(req, res) || cards(req, res);
+}
+
+/**
+ * Starts the background work: C2B URL registration (when configured) and the
+ * reconciliation loop. The stop ends both and waits for work still in flight.
+ */
+async function startPayment(deps: Deps): Promise<() => Promise<void>> {
+  const config = deps.config;
+  const registering = { on: true };
+  const registration = config().c2b?.registerOnStart ? registerInBackground(deps, registering) : Promise.resolve();
+  const interval = config().reconcileIntervalMs;
+  const drainBackground = async () => {
+    registering.on = false;
+    await registration;
+    while (deps.background.size) await Promise.allSettled([...deps.background]);
+  };
+  if (!interval) return drainBackground;
+  const stopReconciling = startReconciling(deps, interval);
+  return async () => {
+    await stopReconciling();
+    await drainBackground();
+  };
+}
+
+/** Every `interval` ms after the last pass ended, reconciles tips, payouts and card tips; the stop waits for a pass running. */
+function startReconciling(deps: Deps, interval: number): () => Promise<void> {
+  let stopped = false;
+  let running: Promise<void> = Promise.resolve();
+  const tick = () => {
+    running = (async () => {
+      try {
+        await reconcileTips(deps, 100);
+        await reconcilePayouts(deps, 100);
+        await reconcileCardTips(deps, 100);
+      } catch (err) {
+        deps.ctx.logger.warn({ err }, "reconciliation pass failed; will retry");
+      }
+    })();
+    void running.then(() => {
+      if (!stopped) timer = setTimeout(tick, interval);
+    });
+  };
+  let timer = setTimeout(tick, interval);
+  return async () => {
+    stopped = true;
+    clearTimeout(timer);
+    await running;
   };
 }
 

@@ -1,8 +1,9 @@
-import { ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
+import { ConnectError, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
-import type { UniversalClientFn } from "@connectrpc/connect/protocol";
+import { runUnaryCall } from "@connectrpc/connect/protocol";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
 import { signingInterceptor } from "./internal-auth.js";
+import type { LocalServer } from "./local-server.js";
 import { requestIdPropagation } from "./interceptors.js";
 import { tracingInterceptor } from "./tracing.js";
 
@@ -17,7 +18,7 @@ export type Peers = (service: string) => Transport;
 export function createPeers(
   urlOf: (service: string) => string | undefined,
   /** A service served by this same process (RunningServer.local): called without a socket. */
-  localOf: (service: string) => UniversalClientFn | undefined = () => undefined,
+  localOf: (service: string) => LocalServer | undefined = () => undefined,
 ): Peers & { close(): void } {
   const sessions = new Map<string, Http2SessionManager>();
   const locals = new Map<string, Transport>();
@@ -68,13 +69,15 @@ function refusedUnprocessed(err: unknown): boolean {
 }
 
 /**
- * gRPC to a server in this same process (RunningServer.local): the same
- * protocol, interceptors and signed identity as over the network, with no
- * socket or HTTP/2 in between (one-process runs: `make run`, tests, benches).
+ * A server in this same process (RunningServer.local), called with the same
+ * interceptors and signed identity as over the network: a unary RPC runs its
+ * handler behind the server's interceptors with the messages handed over as
+ * they are; other kinds speak gRPC to the server's handlers. No socket or
+ * HTTP/2 either way (one-process runs: `make run`, tests, benches).
  */
-export function localTransport(client: UniversalClientFn, interceptors: Interceptor[] = []): Transport {
-  return createGrpcProtocolTransport({
-    httpClient: client,
+export function localTransport(local: LocalServer, interceptors: Interceptor[] = []): Transport {
+  const grpc = createGrpcProtocolTransport({
+    httpClient: local.client,
     baseUrl: "http://in-process",
     useBinaryFormat: true,
     interceptors,
@@ -84,4 +87,26 @@ export function localTransport(client: UniversalClientFn, interceptors: Intercep
     readMaxBytes: 0xffffffff,
     writeMaxBytes: 0xffffffff,
   });
+  return {
+    unary(method, signal, timeoutMs, header, message, contextValues) {
+      if (!local.servesUnary(method)) return grpc.unary(method, signal, timeoutMs, header, message, contextValues);
+      return runUnaryCall({
+        interceptors,
+        signal,
+        timeoutMs,
+        req: {
+          stream: false,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: `http://in-process/${method.parent.typeName}/${method.name}`,
+          header: new Headers(header),
+          contextValues: contextValues ?? createContextValues(),
+          message,
+        },
+        next: (req) => local.unary(req, timeoutMs) as Promise<never>,
+      });
+    },
+    stream: (...args) => grpc.stream(...args),
+  };
 }

@@ -10,10 +10,11 @@ import {
   universalResponseToNodeResponse,
   type ConnectNodeAdapterOptions,
 } from "@connectrpc/connect-node";
-import { createUniversalHandlerClient, type UniversalClientFn, type UniversalHandler } from "@connectrpc/connect/protocol";
+import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
+import { localServer, recordingRouter, type LocalServer } from "./local-server.js";
 import { StartupError } from "./startup.js";
 import { DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
 import { accessLogInterceptor, errorInterceptor, requestIdInterceptor } from "./interceptors.js";
@@ -81,9 +82,9 @@ export interface RunningServer {
   /**
    * This server's RPCs for a caller in the same process (one-process runs):
    * every interceptor runs as for a call over the network, but no socket,
-   * HTTP/2 framing or second decode of the body is paid for.
+   * HTTP/2 framing or encoding is paid for (peers.ts localTransport).
    */
-  readonly local: UniversalClientFn;
+  readonly local: LocalServer;
   /** Stops accepting, lets in-flight calls finish (up to the drain timeout), then closes. */
   close(): Promise<void>;
 }
@@ -171,7 +172,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   let closing: Promise<void> | undefined;
   const close = () => (closing ??= drainAndClose(options, { health, listener, h1, sessions, sockets, inFlight }));
-  return { port, url: `http://${host}:${port}`, health, local: createUniversalHandlerClient(adapter.handlers), close };
+  return { port, url: `http://${host}:${port}`, health, local: adapter.local, close };
 }
 
 /** Health statuses: the application services are SERVING from the start, unless their health is another process's. */
@@ -319,7 +320,8 @@ type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
  * (read limit, binary bodies that do not parse are the caller's mistake).
  */
 function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number }, logger: Logger) {
-  const router = createConnectRouter({ ...options, acceptCompression: [compressionGzip, compressionBrotli] });
+  const recording = recordingRouter(createConnectRouter({ ...options, acceptCompression: [compressionGzip, compressionBrotli] }));
+  const router = recording.router;
   options.routes(router);
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, guardRequestBody(h, options.readMaxBytes));
@@ -336,7 +338,7 @@ function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number
       });
   };
   // In-process callers are this deployment's own code: their bodies need no read limit or pre-parse.
-  return { handler, handlers: router.handlers, isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
+  return { handler, local: localServer(router.handlers, recording.unary, options.interceptors ?? []), isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

@@ -32,6 +32,19 @@ export function clockOf(ctx: Pick<ServiceContext, "clock">): Clock {
 }
 
 /**
+ * One value per service context, made on first use: a module's hooks (routes,
+ * http, start) are called separately with the same context and share what it builds.
+ */
+export function perContext<T>(make: (ctx: ServiceContext) => T): (ctx: ServiceContext) => T {
+  const made = new WeakMap<ServiceContext, T>();
+  return (ctx) => {
+    let value = made.get(ctx);
+    if (!value) made.set(ctx, (value = make(ctx)));
+    return value;
+  };
+}
+
+/**
  * What every service holds each call to before its handler, after the
  * server's own (errors, input limits): signed identity, the declared access,
  * the declared step-up. The in-process test tier runs the same list.
