@@ -51,14 +51,14 @@ export async function startInProcessService(module: ServiceModule, options: InPr
   const peers: Peers = (name) => routed.get(name) ?? unreachable(`${name} is not started in this test (pass it in \`with\`)`);
   // One object for start() and routes(): modules keep their state per context.
   const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers, clock: options.clock };
+  // Before any start(), which may make its peer clients. A peer's calls go as createPeers sends them: the request id passed on, the identity signed.
+  for (const m of options.with ?? []) routed.set(m.name, routerTransport(m, ctx, logger, [requestIdPropagation(), signingInterceptor()]));
   const stops: (() => Promise<void>)[] = [];
   const modules = [...(options.with ?? []), module];
   for (const m of modules) {
     await migrate(db.pool, m.name, m.migrations, logger);
     if (m.start) stops.unshift(await m.start(ctx));
   }
-  // A peer's calls go as createPeers sends them: the request id passed on, the identity signed.
-  for (const m of options.with ?? []) routed.set(m.name, routerTransport(m, ctx, logger, [requestIdPropagation(), signingInterceptor()]));
   const transportAs = (as?: Parameters<typeof asCaller>[0]) => routerTransport(module, ctx, logger, [...(as ? [asCaller(as)] : []), signingInterceptor()]);
   return {
     db,
