@@ -17,6 +17,26 @@ export async function writeOutbox(tx: Queryable, schema: string, message: BusMes
   ]);
 }
 
+/**
+ * The outbox rows of `messages` as a CTE named `announced`, for the statement
+ * that writes the state they report: one round trip for the state and all its
+ * events instead of one more per event. Its parameters are numbered from
+ * `first` on, after the statement's own.
+ */
+export function outboxCte(schema: string, messages: BusMessage[], first: number): { sql: string; values: unknown[] } {
+  const [ids, subjects, payloads, traceparents] = [0, 1, 2, 3].map((i) => `$${first + i}`);
+  return {
+    sql: `announced AS (INSERT INTO ${ident(schema)}.outbox (event_id, subject, payload, traceparent)
+      SELECT * FROM unnest(${ids}::uuid[], ${subjects}::text[], ${payloads}::bytea[], ${traceparents}::text[]))`,
+    values: [
+      messages.map((m) => m.id),
+      messages.map((m) => m.subject),
+      messages.map((m) => Buffer.from(m.data)),
+      messages.map((m) => m.traceparent ?? currentTraceparent() ?? null),
+    ],
+  };
+}
+
 export interface OutboxRelayOptions {
   pool: Pool;
   schema: string;
