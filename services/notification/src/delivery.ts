@@ -8,15 +8,10 @@ import { buildEvent, claimingCte, type Clock, currentTraceparent, type Idempoten
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
-import {
-  CHANNEL_NAMES,
-  findRecipient,
-  type RecipientRecord,
-  findTemplate,
-  maskEmail,
-  pushTokens,
-  templateKeyName,
-} from "./store.js";
+import { CHANNEL_NAMES, maskEmail, templateKeyName } from "./names.js";
+import { findRecipient, type RecipientRecord } from "./stores/recipients.js";
+import { pushTokens } from "./stores/push-tokens.js";
+import { findTemplate } from "./stores/templates.js";
 import { render, resolveLocale, withDefaults } from "./templates.js";
 
 export type DeliveryState = "queued" | "sent" | "delivered" | "failed" | "retrying";

@@ -7,7 +7,7 @@ import { Dispatcher, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
 import type { ProviderSimulator } from "./simulator.js";
-import { seedTemplates } from "./store.js";
+import { seedTemplates } from "./stores/templates.js";
 import { startTriggers } from "./triggers.js";
 import { webhooks } from "./webhooks.js";
 

@@ -3,6 +3,7 @@ import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { claimIdempotencyKey, clockOf, fieldError, idempotentRequest, normalisePhone, withTransaction } from "@ttip/runtime";
 import { enqueue, type Recipient } from "../delivery.js";
+import { upsertContact } from "../stores/recipients.js";
 import { MissingVariablesError } from "../templates.js";
 import type { NotificationHandlerContext } from "./context.js";
 
@@ -50,13 +51,8 @@ function sendNotificationHandler(h: NotificationHandlerContext): ServiceImpl<typ
 function upsertContactHandler(h: NotificationHandlerContext): ServiceImpl<typeof NotificationInternalService>["upsertContact"] {
   const { pool } = h;
   return async function (req) {
-    await pool.query(
-      `INSERT INTO notification.recipients (user_id, phone, email, locale) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''), $4)
-       ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(NULLIF($2, ''), recipients.phone),
-         email = COALESCE(NULLIF($3, ''), recipients.email),
-         locale = CASE WHEN $4 = '' THEN recipients.locale ELSE $4 END, updated_at = now()`,
-      [req.userId, normalisePhone(req.phone), req.email, req.locale === "sw" || req.locale === "en" ? req.locale : ""],
-    );
+    const locale = req.locale === "sw" || req.locale === "en" ? req.locale : "";
+    await upsertContact(pool, { userId: req.userId, phone: normalisePhone(req.phone), email: req.email, locale });
     return {};
   };
 }

@@ -46,31 +46,40 @@ export async function startInProcessService(module: ServiceModule, options: InPr
   const db = await createTestDatabase();
   const bus = new InProcessBus(logger, 50);
   const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+  const stops: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const stop of stops) await stop();
+    await bus.close();
+    await cache.close();
+    await db.drop();
+  };
+  // A peer's calls go as createPeers sends them: the request id passed on, the identity signed.
+  // Its handlers are routed at its first call, after its start() (which some modules' routes() need).
   const routed = new Map<string, Transport>();
+  for (const m of options.with ?? []) routed.set(m.name, lazyTransport(() => routerTransport(m, ctx, logger, [requestIdPropagation(), signingInterceptor()])));
   // A peer not started answers as an unreachable one does: UNAVAILABLE, at call time.
   const peers: Peers = (name) => routed.get(name) ?? unreachable(`${name} is not started in this test (pass it in \`with\`)`);
   // One object for start() and routes(): modules keep their state per context.
   const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers, clock: options.clock };
-  // Before any start(), which may make its peer clients. A peer's calls go as createPeers sends them: the request id passed on, the identity signed.
-  for (const m of options.with ?? []) routed.set(m.name, routerTransport(m, ctx, logger, [requestIdPropagation(), signingInterceptor()]));
-  const stops: (() => Promise<void>)[] = [];
-  const modules = [...(options.with ?? []), module];
-  for (const m of modules) {
-    await migrate(db.pool, m.name, m.migrations, logger);
-    if (m.start) stops.unshift(await m.start(ctx));
+  try {
+    for (const m of [...(options.with ?? []), module]) {
+      await migrate(db.pool, m.name, m.migrations, logger);
+      if (m.start) stops.unshift(await m.start(ctx));
+    }
+  } catch (err) {
+    // A failed start must not leave the database and Redis open: the test file would never end.
+    await close();
+    throw err;
   }
   const transportAs = (as?: Parameters<typeof asCaller>[0]) => routerTransport(module, ctx, logger, [...(as ? [asCaller(as)] : []), signingInterceptor()]);
-  return {
-    db,
-    ctx,
-    client: (desc, as) => createClient(desc, transportAs(as)),
-    close: async () => {
-      for (const stop of stops) await stop();
-      await bus.close();
-      await cache.close();
-      await db.drop();
-    },
-  };
+  return { db, ctx, client: (desc, as) => createClient(desc, transportAs(as)), close };
+}
+
+/** A transport made at its first call. */
+function lazyTransport(make: () => Transport): Transport {
+  let made: Transport | undefined;
+  const transport = () => (made ??= make());
+  return { unary: (...args) => transport().unary(...args), stream: (...args) => transport().stream(...args) };
 }
 
 /** `module`'s handlers behind the server's own interceptors, called with `clientInterceptors`. */
