@@ -15,6 +15,7 @@ export interface ReadStoredOptions {
   handler: (message: StoredMessage) => Promise<void>;
 }
 import type { Logger } from "./log.js";
+import { systemClock, type Clock } from "./clock.js";
 
 /** An event as it travels: the id is also the bus's deduplication id. */
 export interface BusMessage {
@@ -327,6 +328,8 @@ export class InProcessBus implements EventBus {
     private readonly logger: Logger,
     private readonly redeliveryDelayMs = REDELIVERY_DELAY_MS,
     limits: InProcessBusLimits = {},
+    /** Times the duplicate window (a test moves it instead of sleeping). */
+    private readonly clock: Clock = systemClock,
   ) {
     this.limits = { ...IN_PROCESS_LIMITS, ...limits };
   }
@@ -338,11 +341,11 @@ export class InProcessBus implements EventBus {
 
   async publish(message: BusMessage): Promise<void> {
     if (this.closed) throw new Error("bus is closed");
-    const now = Date.now();
+    const now = this.clock.now();
     this.forgetOldIds(now);
     if (this.seen.has(message.id)) return;
     this.seen.set(message.id, now);
-    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date(now) });
+    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date() });
     this.trim();
     for (const c of this.consumers.values()) c.wake();
   }
