@@ -159,17 +159,25 @@ export class JetStreamBus implements EventBus {
     await (this.js ??= this.nc.jetstream()).publish(this.toWire(message.subject), message.data, { msgID: message.id, headers: h });
   }
 
-  async subscribe(options: SubscribeOptions) {
+  /**
+   * The durable consumer of one subject, created (or found again) from the start of the stream:
+   * acknowledged one by one, redelivered without end until its handler succeeds.
+   */
+  private async durableConsumer(durable: string, subject: string) {
     const jsm = await this.nc.jetstreamManager();
     await jsm.consumers.add(this.stream, {
-      durable_name: options.durable,
-      filter_subject: this.toWire(options.subject),
+      durable_name: durable,
+      filter_subject: this.toWire(subject),
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ack_wait: 30 * 1_000_000_000,
       max_deliver: -1,
     });
-    const consumer = await this.nc.jetstream().consumers.get(this.stream, options.durable);
+    return this.nc.jetstream().consumers.get(this.stream, durable);
+  }
+
+  async subscribe(options: SubscribeOptions) {
+    const consumer = await this.durableConsumer(options.durable, options.subject);
     const messages = await consumer.consume({ max_messages: 64 });
     const done = (async () => {
       for await (const m of messages) {
@@ -198,16 +206,7 @@ export class JetStreamBus implements EventBus {
   }
 
   async subscribeBatches(options: BatchSubscribeOptions) {
-    const jsm = await this.nc.jetstreamManager();
-    await jsm.consumers.add(this.stream, {
-      durable_name: options.durable,
-      filter_subject: this.toWire(options.subject),
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: 30 * 1_000_000_000,
-      max_deliver: -1,
-    });
-    const consumer = await this.nc.jetstream().consumers.get(this.stream, options.durable);
+    const consumer = await this.durableConsumer(options.durable, options.subject);
     const messages = await consumer.consume({ max_messages: Math.max(64, options.maxBatch) });
     // The reader queues what arrives; the worker takes everything queued (up to maxBatch) at once.
     const queue: JsMsg[] = [];
