@@ -1,10 +1,10 @@
 import type http from "node:http";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
-import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { Http2SessionManager } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { clientAddress, networkList, partnerCallOutcome, recordPartnerCall, revocationChecker, signingInterceptor, startServer, tracingInterceptor, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import { clientAddress, internalTransport, networkList, partnerCallOutcome, recordPartnerCall, revocationChecker, signingInterceptor, startServer, tracingInterceptor, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
 import { authInterceptor, principalKey, type JwtOptions, type Principal as GatewayPrincipal } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
@@ -105,13 +105,13 @@ function partnerOptions(options: GatewayOptions, transportFor: (url: string, int
   return { verify, maxSkewSeconds: p.maxSkewSeconds, countCall };
 }
 
-/** Connect, gRPC-web and gRPC on one port, forwarding every public RPC over gRPC. */
+/** Connect, gRPC-web and gRPC on one port, forwarding every public RPC to its service (the Connect protocol over HTTP/2; see internalTransport). */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
   const sessions = new Map<string, Http2SessionManager>();
   const transportFor = (url: string, interceptors?: Interceptor[]) => {
     let manager = sessions.get(url);
     if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
-    return createGrpcTransport({ baseUrl: url, sessionManager: manager, interceptors: [tracingInterceptor("client"), ...(interceptors ?? [])] });
+    return internalTransport(url, manager, [tracingInterceptor("client"), ...(interceptors ?? [])]);
   };
   const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
   const partners = partnerOptions(options, transportFor);
