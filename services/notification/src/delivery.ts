@@ -4,19 +4,14 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, claimingCte, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, claimingCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
-import {
-  CHANNEL_NAMES,
-  findRecipient,
-  type RecipientRecord,
-  findTemplate,
-  maskEmail,
-  pushTokens,
-  templateKeyName,
-} from "./store.js";
+import { CHANNEL_NAMES, maskEmail, templateKeyName } from "./names.js";
+import { findRecipient, type RecipientRecord } from "./stores/recipients.js";
+import { pushTokens } from "./stores/push-tokens.js";
+import { findTemplate } from "./stores/templates.js";
 import { render, resolveLocale, withDefaults } from "./templates.js";
 
 export type DeliveryState = "queued" | "sent" | "delivered" | "failed" | "retrying";
@@ -288,6 +283,8 @@ export interface DispatcherOptions {
   contacts?: ContactLookup;
   /** Counts attempts by channel, provider and outcome, and failovers. */
   metrics?: Metrics;
+  /** When a delivery is due (quiet hours, retry backoff); leases and lookup patience stay on the wall clock. */
+  clock?: Clock;
 }
 
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
@@ -394,7 +391,7 @@ export class Dispatcher {
     // An SMS to a user whose number we lack: looked up outside any transaction (see resolveAddress).
     if (d.channel === Channel.SMS && d.address === "" && d.user_id && ["queued", "retrying"].includes(d.status)) return mayResolve ? { kind: "resolve" } : { kind: "later" };
     if (d.parked || !["queued", "retrying"].includes(d.status)) return { kind: "done" };
-    const wait = d.next_attempt_at.getTime() - Date.now();
+    const wait = d.next_attempt_at.getTime() - (this.o.clock ?? systemClock).now();
     if (wait > (this.o.parkAfterMs ?? 30_000)) {
       await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [id]);
       return { kind: "done" };
@@ -525,8 +522,8 @@ export class Dispatcher {
     }
     await tx.query(
       `UPDATE notification.deliveries SET status = 'retrying', provider_index = $2, provider_attempts = $3,
-              next_attempt_at = now() + make_interval(secs => $4::double precision / 1000), last_error = $5, updated_at = now() WHERE id = $1`,
-      [d.id, index, tries, delay, outcome.error],
+              next_attempt_at = $6::timestamptz + make_interval(secs => $4::double precision / 1000), last_error = $5, updated_at = now() WHERE id = $1`,
+      [d.id, index, tries, delay, outcome.error, new Date((this.o.clock ?? systemClock).now())],
     );
     await emitUpdate(tx, d, "retrying");
     return "retrying";
@@ -595,13 +592,14 @@ async function applyPendingCallbacks(tx: Queryable, provider: string, messageId:
   for (const r of rows.sort((a, b) => Number(a.seq) - Number(b.seq))) await moveStatus(tx, provider, messageId, r.status);
 }
 
-/** Re-queues parked deliveries (quiet hours over) by emitting a fresh dispatch event for each. */
-export async function unparkDue(pool: Pool): Promise<number> {
+/** Re-queues parked deliveries (quiet hours over, on `clock`) by emitting a fresh dispatch event for each. */
+export async function unparkDue(pool: Pool, clock: Clock = systemClock): Promise<number> {
   return withTransaction(pool, async (tx) => {
     const { rows } = await tx.query<DeliveryRow>(
       `UPDATE notification.deliveries SET parked = false, updated_at = now()
-        WHERE id IN (SELECT id FROM notification.deliveries WHERE parked AND next_attempt_at <= now() LIMIT 100 FOR UPDATE SKIP LOCKED)
+        WHERE id IN (SELECT id FROM notification.deliveries WHERE parked AND next_attempt_at <= $1 LIMIT 100 FOR UPDATE SKIP LOCKED)
         RETURNING id, user_id, channel, template_key, attempts`,
+      [new Date(clock.now())],
     );
     for (const d of rows) await emitUpdate(tx, d, "queued");
     return rows.length;

@@ -1,13 +1,13 @@
 import { fileURLToPath } from "node:url";
 import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import type { ModuleOptions, ServiceModule } from "@ttip/runtime";
+import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, type StaffDirectory } from "./contacts.js";
 import { Dispatcher, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
 import type { ProviderSimulator } from "./simulator.js";
-import { seedTemplates } from "./store.js";
+import { seedTemplates } from "./stores/templates.js";
 import { startTriggers } from "./triggers.js";
 import { webhooks } from "./webhooks.js";
 
@@ -71,11 +71,12 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         parkAfterMs: options.parkAfterMs,
         contacts: options.contacts ?? authContacts(ctx),
         metrics: ctx.metrics,
+        clock: clockOf(ctx),
       });
-      const stopTriggers = await startTriggers(ctx, dispatcher, { staff: options.staff ?? authStaffDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin" });
+      const stopTriggers = await startTriggers(ctx, dispatcher, { staff: options.staff ?? authStaffDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin", clock: clockOf(ctx) });
       let sweeping: Promise<unknown> = Promise.resolve();
       const sweeper = setInterval(() => {
-        sweeping = unparkDue(ctx.pool).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed"));
+        sweeping = unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed"));
       }, options.sweepIntervalMs ?? 15_000);
       return async () => {
         clearInterval(sweeper);

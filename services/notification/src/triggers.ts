@@ -14,7 +14,7 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEventBatches, decodeEvent, formatMoney, inConsumerSpan, subjectOf, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, decodeEvent, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { StaffDirectory } from "./contacts.js";
 import { enqueue, type Dispatcher } from "./delivery.js";
 
@@ -34,6 +34,8 @@ type Trigger<D extends DescMessage> = {
 
 export interface TriggerDeps {
   staff: StaffDirectory;
+  /** The service's clock: quiet hours are measured from it (a test moves it past them). */
+  clock: Clock;
   /** The admin console's address, for staff alerts. */
   consoleUrl: string;
 }
@@ -48,7 +50,7 @@ const TRIGGERS = [
   trigger({
     durable: "notification-tip-succeeded",
     schema: TipSucceededSchema,
-    apply: async (e, id, tx) => {
+    apply: async (e, id, tx, deps) => {
       if (!e.workerId) return;
       await enqueue(tx, {
         sourceKey: `event:${id}`,
@@ -61,39 +63,39 @@ const TRIGGERS = [
           message: e.message ? `"${e.message}"` : "",
         },
         correlationId: e.meta?.correlationId,
-      });
+      }, new Date(deps.clock.now()));
     },
   }),
   trigger({
     durable: "notification-payout-succeeded",
     schema: PayoutSucceededSchema,
-    apply: async (e, id, tx) => {
+    apply: async (e, id, tx, deps) => {
       await enqueue(tx, {
         sourceKey: `event:${id}`,
         to: { userId: e.workerId },
         templateKey: TemplateKey.PAYOUT_SENT,
         variables: { amount: money(e.amount), phone: e.recipientPhoneMasked, reference: e.mpesaReceipt || shortRef(e.payoutId) },
         correlationId: e.meta?.correlationId,
-      });
+      }, new Date(deps.clock.now()));
     },
   }),
   trigger({
     durable: "notification-payout-failed",
     schema: PayoutFailedSchema,
-    apply: async (e, id, tx) => {
+    apply: async (e, id, tx, deps) => {
       await enqueue(tx, {
         sourceKey: `event:${id}`,
         to: { userId: e.workerId },
         templateKey: TemplateKey.PAYOUT_FAILED,
         variables: { amount: money(e.amount), reason: e.reason || e.resultCode },
         correlationId: e.meta?.correlationId,
-      });
+      }, new Date(deps.clock.now()));
     },
   }),
   trigger({
     durable: "notification-fraud-alert",
     schema: FraudAlertSchema,
-    apply: async (e, id, tx) => {
+    apply: async (e, id, tx, deps) => {
       // Only a hold concerns the worker; refusals and flags are for admins.
       if (e.action !== "held" || !e.workerId) return;
       await enqueue(tx, {
@@ -102,7 +104,7 @@ const TRIGGERS = [
         templateKey: TemplateKey.FRAUD_HOLD,
         variables: { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: reasonWords(e.reasonCode) },
         correlationId: e.meta?.correlationId,
-      });
+      }, new Date(deps.clock.now()));
     },
   }),
   trigger({
@@ -124,14 +126,14 @@ const TRIGGERS = [
           templateKey: TemplateKey.ADMIN_TIP_HELD,
           variables: { amount: money(e.tipAmount) || "an unknown amount", worker, reason: reasonWords(e.reasonCode), link: deps.consoleUrl },
           correlationId: e.meta?.correlationId,
-        });
+        }, new Date(deps.clock.now()));
       }
     },
   }),
   trigger({
     durable: "notification-venue-share",
     schema: VenueShareAllocatedSchema,
-    apply: async (e, id, tx) => {
+    apply: async (e, id, tx, deps) => {
       const day = (t: typeof e.periodStart) => (t ? new Date(Number(t.seconds) * 1000 + 3 * 3600_000).toISOString().slice(0, 10) : "");
       const start = day(e.periodStart);
       const end = day(e.periodEnd ? { ...e.periodEnd, seconds: e.periodEnd.seconds - 1n } : undefined);
@@ -146,7 +148,7 @@ const TRIGGERS = [
           rule: `${SPLIT_WORDS[e.method] ?? "venue rule"}, rule v${e.ruleVersion}`,
         },
         correlationId: e.meta?.correlationId,
-      });
+      }, new Date(deps.clock.now()));
     },
   }),
   trigger({

@@ -17,9 +17,9 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
+import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
-import { Dispatcher, enqueue } from "../src/delivery.js";
+import { Dispatcher, enqueue, inAppSignals } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { createProviders } from "../src/providers.js";
@@ -46,6 +46,8 @@ function testConfig(sim: ProviderSimulator, url: () => string): NotificationConf
 
 describe("notification service against Postgres, JetStream and the provider simulators", () => {
   const sim = new ProviderSimulator();
+  /** The service's clock: quiet hours end when the test moves it, not after a wait. */
+  const clock = new AdjustableClock();
   let t: TestService;
   let serviceUrl = "";
   let config: NotificationConfig;
@@ -59,7 +61,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   before(async () => {
     await sim.start();
     config = testConfig(sim, () => serviceUrl);
-    t = await startTestService(createNotificationModule({ config, sweepIntervalMs: 100 }));
+    t = await startTestService(createNotificationModule({ config, sweepIntervalMs: 100 }), { clock });
     serviceUrl = t.service.server.url;
     sim.atDeliveryReportUrl = `${serviceUrl}/webhooks/africastalking/delivery?token=at-callback-secret`;
     sim.sendgridEventWebhookUrl = `${serviceUrl}/webhooks/sendgrid/events`;
@@ -128,7 +130,9 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(d.attempts[0].providerMessageId, sms.id);
     const stored = await t.db.pool.query("SELECT body FROM notification.deliveries WHERE id = $1", [d.deliveryId]);
     assert.equal(stored.rows[0].body, null);
-    await sleep(300);
+    // Each send is committed as an attempt before its HTTP call, and a sent delivery is never claimed again: one attempt, one SMS.
+    const attempts = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.delivery_attempts WHERE delivery_id = $1", [d.deliveryId]);
+    assert.equal(attempts.rows[0].n, 1);
     assert.equal(smsTo(phone).length, 1);
     await assert.rejects(
       internal().sendNotification({ ...req, idempotencyKey: `otp-${randomUUID()}`, variables: { minutes: "5" } }),
@@ -210,7 +214,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       const r = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.inbox WHERE consumer = 'notification-tip-succeeded'");
       return r.rows[0].n >= 2;
     });
-    await sleep(300);
+    // The copy's transaction has committed: a delivery it made would be in the rows counted below.
     assert.equal(smsTo(phone).length, 1);
     assert.equal(sim.sentBy("fcm").filter((m) => m.to === `fcm-token-${workerId}`).length, 1);
     assert.equal((await asUser(workerId).listInAppNotifications({})).unreadCount, 1);
@@ -462,11 +466,11 @@ describe("notification service against Postgres, JetStream and the provider simu
     });
     assert.equal(held.status, "queued");
     assert.ok(held.next_attempt_at.getTime() > Date.now() + 60_000);
-    await sleep(300);
+    // Parked is the dispatcher's decision not to send now (a parked delivery is never claimed).
     assert.equal(smsTo(phone).length, 0, "no SMS during quiet hours, and none for the tip the worker chose in-app for");
 
-    // The quiet hours end: the sweeper queues it again and it goes out.
-    await t.db.pool.query("UPDATE notification.deliveries SET next_attempt_at = now() WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
+    // The quiet hours end (the service's clock two hours on): the sweeper queues it again and it goes out.
+    clock.advance(2 * 3_600_000);
     const sms = await eventually("the held SMS", () => smsTo(phone)[0]);
     assert.match(sms.body, /^Kwa usalama wako tumesimamisha [0-9A-F]{10} ili ukaguliwe \(velocity phone\)/);
   });
@@ -480,7 +484,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       for await (const m of stream) return m.notification!;
       throw new Error("stream ended");
     })();
-    await sleep(200);
+    await eventually("the live feed listening", () => inAppSignals.listenerCount(workerId) > 0);
     await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kes(50000n), reason: "M-Pesa is unavailable" });
     const n = await Promise.race([first, sleep(10_000).then(() => assert.fail("no live notification"))]);
     abort.abort();
@@ -612,25 +616,26 @@ describe("notification service against Postgres, JetStream and the provider simu
 });
 
 /** Wraps a bus so the first successful handling of each message "crashes" before the ack. */
-function crashBeforeFirstAck(bus: EventBus, durable: string): EventBus & { handled: number } {
+function crashBeforeFirstAck(bus: EventBus, durable: string): EventBus & { finished: number } {
   const acked = new Set<string>();
   const wrapped = {
-    handled: 0,
+    /** Handlings of the durable's messages that ran to their end (committed). */
+    finished: 0,
     publish: (m) => bus.publish(m),
     close: () => bus.close(),
     subscribe: (o) =>
       bus.subscribe({
         ...o,
         handler: async (m) => {
-          if (o.durable === durable) wrapped.handled++;
           await o.handler(m);
+          if (o.durable === durable) wrapped.finished++;
           if (o.durable === durable && !acked.has(m.id)) {
             acked.add(m.id);
             throw new Error("simulated crash after commit, before ack");
           }
         },
       }),
-  } satisfies EventBus & { handled: number };
+  } satisfies EventBus & { finished: number };
   return wrapped;
 }
 
@@ -659,8 +664,7 @@ describe("a tip event redelivered by JetStream after a crash", () => {
       await publish(bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kes(10000n), net: kes(9500n) });
       await eventually("the SMS", () => sim.sent.some((m) => m.to === phone));
       // Wait until the crashed delivery came back and was skipped.
-      await eventually("the redelivery", () => bus.handled >= 2);
-      await sleep(300);
+      await eventually("the redelivery handled", () => bus.finished >= 2);
       assert.equal(sim.sent.filter((m) => m.to === phone).length, 1);
       const r = await db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
       assert.equal(r.rows[0].n, 1);

@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { AlreadyExistsError, asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -74,7 +74,7 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
   if (!payout) {
     payout = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [p.workerId, p.idempotencyKey])).rows[0];
     if (payout.amount_minor !== p.amountMinor || payout.phone !== p.phone) {
-      throw new AlreadyExistsError("idempotency_key: already used for a different payout");
+      throw new IdempotencyConflictError(p.idempotencyKey, "payout");
     }
   }
   if (payout.b2c_state === "new" && payout.status === "pending") await sendPayout(deps, payout);

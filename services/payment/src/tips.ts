@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { Code } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
+import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
@@ -296,9 +296,7 @@ async function recordCheckout(deps: Deps, tipId: string, checkoutRequestId: stri
 const CHECKOUT_RECORD_PATIENCE_MS = 60_000;
 
 function sameRequest(row: TipRow, fp: string): TipRow {
-  if (row.request_fingerprint !== fp) {
-    throw new AlreadyExistsError("idempotency_key: already used for a different tip");
-  }
+  if (row.request_fingerprint !== fp) throw new IdempotencyConflictError(row.idempotency_key, "tip");
   return row;
 }
 

@@ -21,6 +21,8 @@ export const qrConfigShape = {
     .refine((v) => v.split(",").every((a) => /^\d+$/.test(a.trim())), "must be comma-separated minor units")
     .transform((v) => v.split(",").map((a) => BigInt(a.trim()))),
   QR_CACHE_TTL_SECONDS: z.coerce.number().int().positive().default(86_400),
+  // How long after a change its cache keys are deleted a second time (a resolve racing the commit may have written the old row back).
+  QR_CACHE_REFORGET_MS: z.coerce.number().int().positive().max(60_000).default(2_000),
   // Lets a process without QR_SIGNING_KEY generate (and keep in its database) a development key.
   QR_ALLOW_DEV_SIGNING_KEY: env.flag(false),
 };

@@ -19,7 +19,6 @@ import { codeById, codeIdByShortCode, profileOf, type CodeRecord, type ProfileRe
 /** A short code that names no code is remembered this long, so guessing does not reach Postgres each time. */
 const MISSING_TTL_SECONDS = 60;
 const MISSING = "-";
-const REFORGET_AFTER_MS = 2_000;
 
 export const cacheKeys = {
   code: (id: string) => `qr:code:${id}`,
@@ -66,6 +65,7 @@ function counters(metrics: Metrics | undefined) {
   return {
     cache: get("ttip_qr_cache_lookups_total", "qr cache lookups by entry kind and result (hit, miss, error).", ["entry", "result"]),
     resolves: get("ttip_qr_resolves_total", "qr code resolutions by outcome (ok or the QrProblemKind).", ["outcome"]),
+    invalidations: get("ttip_qr_cache_invalidations_total", "qr cache invalidations after a change, by pass (first at commit, second a moment later).", ["pass"]),
   };
 }
 
@@ -134,13 +134,14 @@ export class Resolver {
    * after the first delete, and a revoked code must not resolve for 24 h.
    */
   async forget(...keys: string[]): Promise<void> {
-    const drop = async () => {
+    const drop = async (pass: "first" | "second") => {
       for (const key of keys) {
         await this.cache.del(key).catch((err) => this.logger.error({ err, key }, "qr cache invalidation failed"));
       }
+      this.counters?.invalidations.inc({ pass });
     };
-    await drop();
-    setTimeout(() => void drop(), REFORGET_AFTER_MS).unref();
+    await drop("first");
+    setTimeout(() => void drop("second"), this.cfg.QR_CACHE_REFORGET_MS).unref();
   }
 
   /**

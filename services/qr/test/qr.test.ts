@@ -17,7 +17,7 @@ import {
 } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Role, ServiceContext } from "@ttip/runtime";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
 import { createQrModule } from "../src/index.js";
 import { PayloadSigner } from "../src/signing.js";
 import { decodeEmvco, parseTlv } from "./emvco-decoder.js";
@@ -57,7 +57,8 @@ describe("qr service", () => {
   const idem = () => `idem-key-${++key}-${randomUUID()}`;
 
   before(async () => {
-    t = await startTestService(createQrModule({ env: { QR_SIGNING_KEY: KEY, QR_TIP_BASE_URL: BASE } }));
+    // A change's keys are deleted again 100 ms later (2 s in production), so a test waits for that little.
+    t = await startTestService(createQrModule({ env: { QR_SIGNING_KEY: KEY, QR_TIP_BASE_URL: BASE, QR_CACHE_REFORGET_MS: "100" } }));
     await as(worker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Wanjiku <Kamau> & Co", photoUrl: "https://cdn.example/w.jpg" });
     await as(otherWorker).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: otherWorker.subject, displayName: "Otieno" });
     await as(manager).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House Kimathi", city: "Nairobi" });
@@ -290,8 +291,16 @@ describe("qr service", () => {
     });
 
     test("a warm resolve is served from Redis (24 h) until a change invalidates it", async () => {
-      // Let the second invalidation of the changes above pass first.
-      await new Promise((r) => setTimeout(r, 2_100));
+      // The changes above delete their keys a second time a moment later: let every second delete pass first.
+      const passes = async () => {
+        const { values } = await t.ctx.metrics.registry.getSingleMetric("ttip_qr_cache_invalidations_total")!.get();
+        const count = (pass: string) => values.find((v) => v.labels.pass === pass)?.value ?? 0;
+        return { first: count("first"), second: count("second") };
+      };
+      await eventually("every change's second cache delete", async () => {
+        const { first, second } = await passes();
+        return first > 0 && second === first;
+      });
       await anon().resolveQrCode({ code: { case: "payload", value: payloadOf(code) } });
       // Changed behind the service's back: the cache still answers, so Postgres was not read.
       await t.db.pool.query(`UPDATE qr.profiles SET display_name = 'Behind the back' WHERE owner_id = $1`, [worker.subject]);
@@ -377,9 +386,10 @@ describe("qr service", () => {
         // Same browser, another phone.
         const other = await anon().recordScan({ ...scan, deviceId: "device-b", code: { case: "shortCode", value: code.shortCode } });
         assert.notEqual(other.scanId, first.scanId);
-        const deadline = Date.now() + 10_000;
-        while (seen.filter((e) => e.qrCodeId === code.qrCodeId).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-        await new Promise((r) => setTimeout(r, 300));
+        await eventually("both scan events", () => seen.filter((e) => e.qrCodeId === code.qrCodeId).length >= 2);
+        // The relay publishes what the outbox holds: two scan events for this code, none for the reload.
+        const outboxed = await t.db.pool.query("SELECT count(*)::int AS n FROM qr.outbox WHERE subject = 'ttip.qr.scanned' AND position($1 in encode(payload, 'escape')) > 0", [code.qrCodeId]);
+        assert.equal(outboxed.rows[0].n, 2);
         const mine = seen.filter((e) => e.qrCodeId === code.qrCodeId);
         assert.equal(mine.length, 2, "one event per scan, none for the reload");
         assert.equal(mine[0].shortCode, code.shortCode);
@@ -415,17 +425,15 @@ describe("qr service", () => {
       const eventId = randomUUID();
       await publish(eventId, tipId);
       await publish(eventId, tipId);
-      await publish(randomUUID(), tipId); // the same tip reported twice
+      const again = randomUUID();
+      await publish(again, tipId); // the same tip reported twice
       const range = { from: timestampFromMs(Date.now() - 3_600_000), to: timestampFromMs(Date.now() + 3_600_000) };
-      let stats;
-      const deadline = Date.now() + 10_000;
-      do {
-        stats = (await as(worker).getScanStats({ qrCodeId: code.qrCodeId, ...range })).stats[0];
-        if (stats.tips > 0n) break;
-        await new Promise((r) => setTimeout(r, 100));
-      } while (Date.now() < deadline);
-      await new Promise((r) => setTimeout(r, 300));
-      stats = (await as(worker).getScanStats({ qrCodeId: code.qrCodeId, ...range })).stats[0];
+      // Both events applied (each in the transaction that records it in the inbox) before the figures are read.
+      await eventually("both events applied", async () => {
+        const { rows } = await t.db.pool.query("SELECT count(*)::int AS n FROM qr.inbox WHERE consumer = 'qr-tip-conversion' AND event_id = ANY($1::uuid[])", [[eventId, again]]);
+        return rows[0].n === 2;
+      });
+      const stats = (await as(worker).getScanStats({ qrCodeId: code.qrCodeId, ...range })).stats[0];
       assert.equal(stats.scans, 2n);
       assert.equal(stats.uniqueDevices, 2n);
       assert.equal(stats.tips, 1n);

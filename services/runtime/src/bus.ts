@@ -15,6 +15,7 @@ export interface ReadStoredOptions {
   handler: (message: StoredMessage) => Promise<void>;
 }
 import type { Logger } from "./log.js";
+import { systemClock, type Clock } from "./clock.js";
 
 /** An event as it travels: the id is also the bus's deduplication id. */
 export interface BusMessage {
@@ -158,17 +159,25 @@ export class JetStreamBus implements EventBus {
     await (this.js ??= this.nc.jetstream()).publish(this.toWire(message.subject), message.data, { msgID: message.id, headers: h });
   }
 
-  async subscribe(options: SubscribeOptions) {
+  /**
+   * The durable consumer of one subject, created (or found again) from the start of the stream:
+   * acknowledged one by one, redelivered without end until its handler succeeds.
+   */
+  private async durableConsumer(durable: string, subject: string) {
     const jsm = await this.nc.jetstreamManager();
     await jsm.consumers.add(this.stream, {
-      durable_name: options.durable,
-      filter_subject: this.toWire(options.subject),
+      durable_name: durable,
+      filter_subject: this.toWire(subject),
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ack_wait: 30 * 1_000_000_000,
       max_deliver: -1,
     });
-    const consumer = await this.nc.jetstream().consumers.get(this.stream, options.durable);
+    return this.nc.jetstream().consumers.get(this.stream, durable);
+  }
+
+  async subscribe(options: SubscribeOptions) {
+    const consumer = await this.durableConsumer(options.durable, options.subject);
     const messages = await consumer.consume({ max_messages: 64 });
     const done = (async () => {
       for await (const m of messages) {
@@ -197,16 +206,7 @@ export class JetStreamBus implements EventBus {
   }
 
   async subscribeBatches(options: BatchSubscribeOptions) {
-    const jsm = await this.nc.jetstreamManager();
-    await jsm.consumers.add(this.stream, {
-      durable_name: options.durable,
-      filter_subject: this.toWire(options.subject),
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: 30 * 1_000_000_000,
-      max_deliver: -1,
-    });
-    const consumer = await this.nc.jetstream().consumers.get(this.stream, options.durable);
+    const consumer = await this.durableConsumer(options.durable, options.subject);
     const messages = await consumer.consume({ max_messages: Math.max(64, options.maxBatch) });
     // The reader queues what arrives; the worker takes everything queued (up to maxBatch) at once.
     const queue: JsMsg[] = [];
@@ -327,6 +327,8 @@ export class InProcessBus implements EventBus {
     private readonly logger: Logger,
     private readonly redeliveryDelayMs = REDELIVERY_DELAY_MS,
     limits: InProcessBusLimits = {},
+    /** Times the duplicate window (a test moves it instead of sleeping). */
+    private readonly clock: Clock = systemClock,
   ) {
     this.limits = { ...IN_PROCESS_LIMITS, ...limits };
   }
@@ -338,11 +340,11 @@ export class InProcessBus implements EventBus {
 
   async publish(message: BusMessage): Promise<void> {
     if (this.closed) throw new Error("bus is closed");
-    const now = Date.now();
+    const now = this.clock.now();
     this.forgetOldIds(now);
     if (this.seen.has(message.id)) return;
     this.seen.set(message.id, now);
-    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date(now) });
+    this.log.push({ ...message, data: message.data.slice(), storedAt: new Date() });
     this.trim();
     for (const c of this.consumers.values()) c.wake();
   }

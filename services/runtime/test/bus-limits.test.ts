@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { InProcessBus } from "../src/bus.js";
+import { AdjustableClock } from "../src/clock.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
 const message = (id: string) => ({ id, subject: "ttip.test.happened", data: new TextEncoder().encode(id) });
 
 test("the in-process bus holds at most maxMessages and forgets ids after the duplicate window", async () => {
   const { logger, records } = captureLogger();
-  const bus = new InProcessBus(logger, 10, { maxMessages: 100, duplicateWindowMs: 50, maxIds: 1_000 });
+  const clock = new AdjustableClock();
+  const bus = new InProcessBus(logger, 10, { maxMessages: 100, duplicateWindowMs: 50, maxIds: 1_000 }, clock);
   const read: string[] = [];
   const sub = await bus.subscribe({ subject: "ttip.test.>", durable: "reader", handler: async (m) => void read.push(m.id) });
   for (let i = 0; i < 250; i++) await bus.publish(message(`m${i}`));
@@ -20,7 +22,7 @@ test("the in-process bus holds at most maxMessages and forgets ids after the dup
   // Within the window a re-publish is dropped; after it the id is forgotten (memory stays bounded).
   await bus.publish(message("m249"));
   assert.equal(read.filter((id) => id === "m249").length, 1);
-  await new Promise((r) => setTimeout(r, 60));
+  clock.advance(60); // past the window, no sleep
   await bus.publish(message("fresh"));
   assert.ok(bus.held.ids <= 2, `ids held ${bus.held.ids}`);
   await sub.stop();

@@ -8,7 +8,7 @@ import { JetStreamBus } from "../src/bus.js";
 import { migrate } from "../src/db.js";
 import { Metrics } from "../src/metrics.js";
 import { consumeEventBatches } from "../src/outbox.js";
-import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "../src/testing/index.js";
+import { captureLogger, createTestDatabase, eventually, testEnv, uniqueName, type TestDatabase } from "../src/testing/index.js";
 
 const { logger } = captureLogger("silent");
 
@@ -48,9 +48,9 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
       },
     });
     const count = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied")).rows[0].n;
-    const deadline = Date.now() + 20_000;
-    while ((await count()) < ids.length - earlier.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 300));
+    // Every new event applied, and every one the inbox already held seen (and counted) as a duplicate.
+    await eventually("every event handled", async () =>
+      (await count()) >= ids.length - earlier.length && /ttip_inbox_events_total\{consumer="c1",outcome="duplicate"\} 10\b/.test(await metrics.registry.metrics()), 20_000);
     await sub.stop();
     const { rows } = await db.pool.query<{ event_id: string; n: number }>("SELECT event_id, count(*)::int AS n FROM batches.applied GROUP BY event_id");
     assert.equal(rows.length, ids.length - earlier.length, "every new event applied");
@@ -63,23 +63,54 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.match(text, /ttip_inbox_events_total\{consumer="c1",outcome="duplicate"\} 10/);
   });
 
+  test("effectCte: inbox and effect in one statement; events recorded before apply nothing; a shared lock waits for an exclusive holder", async () => {
+    const ids: string[] = Array.from({ length: 120 }, () => randomUUID());
+    const earlier = ids.slice(0, 5);
+    await db.pool.query("INSERT INTO batches.inbox (consumer, event_id, subject) SELECT 'c3', unnest($1::uuid[]), 'ttip.x.w'", [earlier]);
+    for (const id of ids) await bus.publish({ id, subject: "ttip.x.w", data: new Uint8Array([1]) });
+    // A rebuild holds the lock exclusively: no batch lands until it lets go.
+    const rebuild = await db.pool.connect();
+    await rebuild.query("SELECT pg_advisory_lock(hashtext('test.rebuild'))");
+    const sub = await consumeEventBatches({
+      bus, pool: db.pool, schema: "batches", consumer: "c3", subject: "ttip.x.w", logger, maxBatch: 64, sharedLock: "test.rebuild",
+      effectCte: (messages, first) => ({
+        sql: `applied AS (INSERT INTO batches.applied SELECT e, 0 FROM unnest($${first}::uuid[]) AS e WHERE e IN (SELECT event_id FROM fresh))`,
+        values: [messages.map((m) => m.id)],
+      }),
+    });
+    const count = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied WHERE batch = 0")).rows[0].n;
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await count(), 0, "nothing lands while the lock is held exclusively");
+    await rebuild.query("SELECT pg_advisory_unlock(hashtext('test.rebuild'))");
+    rebuild.release();
+    await eventually("every new event applied", async () => (await count()) >= ids.length - earlier.length, 20_000);
+    await sub.stop();
+    const { rows } = await db.pool.query<{ event_id: string; n: number }>("SELECT event_id, count(*)::int AS n FROM batches.applied WHERE batch = 0 GROUP BY event_id");
+    assert.equal(rows.length, ids.length - earlier.length, "every new event applied");
+    assert.ok(rows.every((r) => r.n === 1 && !earlier.includes(r.event_id)), "each once, none the inbox held before");
+  });
+
   test("an event that cannot be applied holds back none of the others in its batch", async () => {
     const ids: string[] = Array.from({ length: 100 }, () => randomUUID());
     const poison = ids[37];
+    let poisonDeliveries = 0;
     for (const id of ids) await bus.publish({ id, subject: "ttip.x.z", data: new Uint8Array([1]) });
     const sub = await consumeEventBatches({
       bus, pool: db.pool, schema: "batches", consumer: "c2", subject: "ttip.x.z", logger, maxBatch: 64,
       handleBatch: async (messages, tx) => {
         // batch: minus the delivery count (this test's rows are told apart by a negative one).
         await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), unnest($2::int[])", [messages.map((m) => m.id), messages.map((m) => -m.deliveryCount)]);
-        if (messages.some((m) => m.id === poison)) throw new Error("cannot be applied");
+        const bad = messages.find((m) => m.id === poison);
+        if (bad) {
+          poisonDeliveries = Math.max(poisonDeliveries, bad.deliveryCount);
+          throw new Error("cannot be applied");
+        }
       },
     });
     const applied = async () =>
       (await db.pool.query<{ event_id: string; n: number; deliveries: number }>("SELECT event_id, count(*)::int AS n, -max(batch) AS deliveries FROM batches.applied WHERE batch < 0 GROUP BY event_id")).rows;
-    const deadline = Date.now() + 20_000;
-    while ((await applied()).length < ids.length - 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    await new Promise((r) => setTimeout(r, 300)); // the poison event comes back meanwhile
+    // The others applied, and the poison event back at least twice more meanwhile.
+    await eventually("the others applied, the bad one redelivered", async () => (await applied()).length >= ids.length - 1 && poisonDeliveries >= 3, 20_000);
     await sub.stop();
     const rows = await applied();
     assert.equal(rows.length, ids.length - 1, "every other event applied");

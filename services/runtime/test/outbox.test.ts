@@ -4,7 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { connect } from "nats";
 import { InProcessBus, JetStreamBus, type EventBus } from "../src/bus.js";
 import { migrate, withTransaction } from "../src/db.js";
-import { consumeEvents, OutboxRelay, writeOutbox } from "../src/outbox.js";
+import { consumeEvents, OutboxRelay, outboxCte, writeOutbox } from "../src/outbox.js";
 import { captureLogger, createTestDatabase, eventually, type TestDatabase, testEnv, uniqueName } from "../src/testing/index.js";
 
 const { logger } = captureLogger("silent");
@@ -128,3 +128,33 @@ for (const kind of ["jetstream", "in-process"] as const) {
     });
   });
 }
+
+describe("outboxCte: a state change and its events in one statement", () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+    await migrate(db.pool, "payment", undefined);
+    await db.pool.query("CREATE TABLE payment.tips (id uuid PRIMARY KEY, worker text NOT NULL, amount_minor bigint NOT NULL)");
+  });
+  after(() => db.drop());
+
+  test("writes every event in order with its bytes, or none when the statement fails", async () => {
+    const tipId = randomUUID();
+    const events = [
+      { id: randomUUID(), subject: "ttip.payment.tip_created", data: new Uint8Array([0, 1, 2, 255]) },
+      { id: randomUUID(), subject: "ttip.payment.tip_succeeded", data: new Uint8Array([9]), traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" },
+    ];
+    const insert = (id: string) => {
+      const announced = outboxCte("payment", events, 2);
+      return db.pool.query(`WITH tip AS (INSERT INTO payment.tips VALUES ($1, 'w', 100)), ${announced.sql} SELECT 1`, [id, ...announced.values]);
+    };
+    await insert(tipId);
+    const { rows } = await db.pool.query<{ event_id: string; subject: string; payload: Buffer; traceparent: string | null }>(
+      "SELECT event_id, subject, payload, traceparent FROM payment.outbox ORDER BY seq",
+    );
+    assert.deepEqual(rows.map((r) => [r.event_id, r.subject, [...r.payload], r.traceparent]), events.map((e) => [e.id, e.subject, [...e.data], e.traceparent ?? null]));
+    // The same tip again fails on its key: the events (whose ids are taken, too) are not written a second time.
+    await assert.rejects(insert(tipId));
+    assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM payment.outbox")).rows[0].n, 2);
+  });
+});

@@ -7,7 +7,7 @@ import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notificat
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyExistsError, callerHeaders, emitEvent, fieldError, InvalidStateError, type Logger, NotFoundError, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, callerHeaders, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Logger, NotFoundError, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
@@ -62,7 +62,7 @@ export class Members {
       await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.members.${venue.venueId}`]);
       const { rows: prior } = await tx.query<MemberRow>(`SELECT * FROM venue.members WHERE venue_id = $1 AND invite_key = $2`, [venue.venueId, input.key]);
       if (prior[0]) {
-        if (prior[0].phone !== phone) throw new AlreadyExistsError("idempotency_key: already used to invite another number");
+        if (prior[0].phone !== phone) throw new IdempotencyConflictError(input.key, "invitation");
         if (prior[0].worker_id) return prior[0];
         const { rows } = await tx.query<MemberRow>(`UPDATE venue.members SET invite_token_hash = $2 WHERE member_id = $1 RETURNING *`, [prior[0].member_id, hashToken(token)]);
         return rows[0];

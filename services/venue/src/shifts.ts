@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { AlreadyExistsError, emitEvent, fieldError, InvalidStateError, NotFoundError, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, NotFoundError, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { parseCsv } from "./csv.js";
 import { audit, currentMemberOf, type MemberRow, type ShiftRow } from "./store.js";
 
@@ -77,7 +77,7 @@ export async function recordShift(pool: Pool, venueId: string, actor: string, me
     const { rows: prior } = await tx.query<ShiftRow>(`SELECT * FROM venue.shifts WHERE venue_id = $1 AND idempotency_key = $2`, [venueId, key]);
     if (prior[0]) {
       if (prior[0].member_id !== memberId || prior[0].started_at.getTime() !== start.getTime() || prior[0].ended_at?.getTime() !== end.getTime()) {
-        throw new AlreadyExistsError("idempotency_key: already used for another shift");
+        throw new IdempotencyConflictError(key, "shift");
       }
       return prior[0];
     }

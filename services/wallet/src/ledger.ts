@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyReversedError, assertCurrency, emitEvent, fieldError, IdempotencyConflictError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, fieldError, IdempotencyConflictError, InsufficientFundsError, NotFoundError, outboxCte, type Queryable } from "@ttip/runtime";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -184,20 +184,18 @@ async function moveOwnedBalances(tx: Queryable, deltas: Map<string, bigint>, acc
 }
 
 /** Owners hear about their money moving; system accounts (no balance after) are not announced. */
-async function announceMovements(tx: Queryable, entryId: string, causeId: string, lines: { accountId: string; amountMinor: bigint; currency: string; after: bigint | null; account: AccountRow }[]): Promise<void> {
-  for (const l of lines) {
-    if (l.after === null) continue;
+function movementEvents(entryId: string, causeId: string, lines: PostedLine[]): BusMessage[] {
+  return lines.filter((l) => l.after !== null).map((l) => {
     const init = {
       accountId: l.accountId,
       ownerId: l.account.owner_id,
       entryId,
       amount: money(l.amountMinor < 0n ? -l.amountMinor : l.amountMinor, l.currency),
-      balanceAfter: money(l.after, l.currency),
+      balanceAfter: money(l.after!, l.currency),
       causeId,
     };
-    if (l.amountMinor > 0n) await emitEvent(tx, "wallet", WalletCreditedSchema, init, causeId);
-    else await emitEvent(tx, "wallet", WalletDebitedSchema, init, causeId);
-  }
+    return l.amountMinor > 0n ? buildEvent("wallet", WalletCreditedSchema, init, causeId) : buildEvent("wallet", WalletDebitedSchema, init, causeId);
+  });
 }
 
 /**
@@ -211,36 +209,48 @@ async function announceMovements(tx: Queryable, entryId: string, causeId: string
 export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostResult> {
   checkBalanced(input);
   const entryId = randomUUID();
-  const replayed = await claimEntryKey(tx, input, entryId);
-  if (replayed) return replayed;
-  const { deltas, accounts } = await accountsOfPostings(tx, input);
+  const claim = await claimEntryKey(tx, input, entryId);
+  if (!claim.claimed) return replayedEntry(tx, input, claim.hash);
+  const { deltas, accounts } = accountsOfPostings(input, claim.accounts);
   // Owned accounts (worker wallets, venue pools) are moved and checked under
   // their row lock, in id order. System accounts stand on nearly every entry:
   // locking them would serialise the whole platform, so their balance is the
   // sum of their postings instead (see accountBalance).
   await moveOwnedBalances(tx, deltas, accounts, input.allowOwnerDebt === true);
   const lines = linesWithBalances(input.postings, accounts, deltas);
-  const postedAt = await insertPostings(tx, entryId, lines);
+  const postedAt = await insertPostings(tx, entryId, lines, movementEvents(entryId, String(input.cause.cause.value), lines));
   await insertConversions(tx, entryId, input.conversions ?? [], postedAt);
-  await announceMovements(tx, entryId, String(input.cause.cause.value), lines);
   return { entry: journalEntryOf(entryId, input, lines, postedAt), created: true };
 }
 
+/** Every column of wallet.accounts, named so that the statements naming them are prepared (the runtime's db.ts). */
+const ACCOUNT_COLUMNS = ["account_id", "kind", "owner_kind", "owner_id", "currency", "may_go_negative", "balance_minor", "held_minor", "created_at", "debt_allowed_minor"];
+
 /**
- * Inserts the entry's header under its idempotency key. Returns undefined when
- * this call made it; a replay of the same request gets the entry posted first,
- * and a different request under the key is refused.
+ * Inserts the entry's header under its idempotency key and, in the same round
+ * trip, reads the accounts its postings name (unlocked: the owned ones are
+ * locked by the balance moves). `claimed`: this call made the entry.
  */
-async function claimEntryKey(tx: Queryable, input: EntryInput, entryId: string): Promise<PostResult | undefined> {
+async function claimEntryKey(tx: Queryable, input: EntryInput, entryId: string): Promise<{ claimed: boolean; hash: string; accounts: PostingAccount[] }> {
   const hash = fingerprint(input);
-  const inserted = await tx.query(
-    `INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reverses_entry_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)
-     ON CONFLICT (idempotency_key) DO NOTHING
-     RETURNING entry_id`,
-    [entryId, input.idempotencyKey, hash, input.cause.cause.case, String(input.cause.cause.value), input.description ?? "", input.reversesEntryId ?? null],
+  const { rows } = await tx.query<PostingAccount & { claimed_entry_id: string | null }>(
+    `WITH claimed AS (
+       INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reverses_entry_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (idempotency_key) DO NOTHING
+       RETURNING entry_id)
+     SELECT k.claimed_entry_id, ${ACCOUNT_COLUMNS.map((c) => `a.${c}`).join(", ")}
+       FROM (SELECT (SELECT entry_id FROM claimed) AS claimed_entry_id) k
+       LEFT JOIN wallet.accounts a ON a.account_id = ANY($8::uuid[])`,
+    [entryId, input.idempotencyKey, hash, input.cause.cause.case, String(input.cause.cause.value), input.description ?? "", input.reversesEntryId ?? null,
+      [...new Set(input.postings.map((p) => p.accountId))]],
   );
-  if (inserted.rows[0]) return undefined;
+  const accounts = rows.filter((r) => r.account_id !== null).map(({ claimed_entry_id: _, ...a }) => a as PostingAccount);
+  return { claimed: rows[0].claimed_entry_id !== null, hash, accounts };
+}
+
+/** A replay of the same request gets the entry posted first; a different request under the key is refused. */
+async function replayedEntry(tx: Queryable, input: EntryInput, hash: string): Promise<PostResult> {
   const prior = await tx.query<{ entry_id: string; request_hash: string }>(
     `SELECT entry_id, request_hash FROM wallet.entries WHERE idempotency_key = $1`,
     [input.idempotencyKey],
@@ -254,13 +264,9 @@ async function claimEntryKey(tx: Queryable, input: EntryInput, entryId: string):
 type PostingAccount = AccountRow & { may_go_negative: boolean };
 
 /** The net change per account and the accounts themselves, each checked to exist and to hold the posting's currency. */
-async function accountsOfPostings(tx: Queryable, input: EntryInput): Promise<{ deltas: Map<string, bigint>; accounts: Map<string, PostingAccount> }> {
+function accountsOfPostings(input: EntryInput, found: PostingAccount[]): { deltas: Map<string, bigint>; accounts: Map<string, PostingAccount> } {
   const deltas = new Map<string, bigint>();
   for (const p of input.postings) deltas.set(p.accountId, (deltas.get(p.accountId) ?? 0n) + p.amountMinor);
-  const { rows: found } = await tx.query<PostingAccount>(
-    `SELECT * FROM wallet.accounts WHERE account_id = ANY($1::uuid[])`,
-    [[...deltas.keys()]],
-  );
   const accounts = new Map(found.map((a) => [a.account_id, a]));
   input.postings.forEach((p, i) => {
     const account = accounts.get(p.accountId);
@@ -289,17 +295,21 @@ function linesWithBalances(postings: PostingInput[], accounts: Map<string, Posti
 }
 
 /**
- * Inserts every line and returns their posting time. One sequence number and time for every
- * line of the entry, taken in the same statement as the insert: one round trip less while the
- * owners' rows are locked.
+ * Inserts every line and the owners' events, and returns their posting time. One sequence
+ * number and time for every line of the entry, taken in the same statement as the insert,
+ * and the events in it too: round trips less while the owners' rows are locked.
  */
-async function insertPostings(tx: Queryable, entryId: string, lines: PostedLine[]): Promise<Date> {
+async function insertPostings(tx: Queryable, entryId: string, lines: PostedLine[], events: BusMessage[]): Promise<Date> {
+  const announced = outboxCte("wallet", events, 8);
   const { rows: [{ posted_at: postedAt }] } = await tx.query<{ posted_at: Date }>(
-    `WITH s AS (SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at)
-     INSERT INTO wallet.postings (entry_id, line, account_id, amount_minor, currency, balance_after, memo, posted_seq, posted_at)
-     SELECT $1, l, a, amt, c, b, m, s.seq, s.posted_at
-       FROM unnest($2::smallint[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[], $7::text[]) AS t(l, a, amt, c, b, m), s
-     RETURNING posted_at`,
+    `WITH s AS (SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at),
+     posted AS (
+       INSERT INTO wallet.postings (entry_id, line, account_id, amount_minor, currency, balance_after, memo, posted_seq, posted_at)
+       SELECT $1, l, a, amt, c, b, m, s.seq, s.posted_at
+         FROM unnest($2::smallint[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[], $7::text[]) AS t(l, a, amt, c, b, m), s
+       RETURNING posted_at),
+     ${announced.sql}
+     SELECT posted_at FROM posted LIMIT 1`,
     [
       entryId,
       lines.map((l) => l.line),
@@ -308,6 +318,7 @@ async function insertPostings(tx: Queryable, entryId: string, lines: PostedLine[
       lines.map((l) => l.currency),
       lines.map((l) => (l.after === null ? null : l.after.toString())),
       lines.map((l) => l.memo ?? ""),
+      ...announced.values,
     ],
   );
   return postedAt;

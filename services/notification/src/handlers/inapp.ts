@@ -1,10 +1,8 @@
-import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { InAppNotificationSchema, TemplateKey, type InAppNotification } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { decodeTimeIdToken, encodePageToken, keysetTime, pageSize, requireCaller } from "@ttip/runtime";
+import { decodeTimeIdToken, encodePageToken, pageSize, requireCaller } from "@ttip/runtime";
 import { inAppSignals } from "../delivery.js";
+import { databaseNow, inAppPage, inAppSince, markRead, toInApp, unreadCount } from "../stores/inapp.js";
 import type { NotificationHandlerContext } from "./context.js";
 
 /** In-app notifications: the user's list, the live feed and read marks. */
@@ -22,22 +20,13 @@ function listInAppNotificationsHandler(h: NotificationHandlerContext): ServiceIm
     const caller = requireCaller(hc);
     const cursor = decodeTimeIdToken(req.page?.pageToken);
     const size = pageSize(req.page);
-    const { rows } = await pool.query<InAppRow & { page_at: string }>(
-      `SELECT id, template_key, title, body, created_at, read_at, ${keysetTime("created_at")} AS page_at FROM notification.inapp_notifications
-        WHERE user_id = $1 AND ($2::boolean = false OR read_at IS NULL)
-          AND ($3::timestamptz IS NULL OR (created_at, id) < ($3::timestamptz, $4::uuid))
-        ORDER BY created_at DESC, id DESC LIMIT $5`,
-      [caller.subject, req.unreadOnly, cursor?.at ?? null, cursor?.id ?? null, size + 1],
-    );
-    const unread = await pool.query<{ n: number }>(
-      "SELECT count(*)::int AS n FROM notification.inapp_notifications WHERE user_id = $1 AND read_at IS NULL",
-      [caller.subject],
-    );
+    const rows = await inAppPage(pool, caller.subject, req.unreadOnly, cursor, size + 1);
+    const unread = await unreadCount(pool, caller.subject);
     const page = rows.slice(0, size);
     const last = page[page.length - 1];
     return {
       notifications: page.map(toInApp),
-      unreadCount: unread.rows[0].n,
+      unreadCount: unread,
       page: { nextPageToken: rows.length > size && last ? encodePageToken([last.page_at, last.id]) : "" },
     };
   };
@@ -51,13 +40,9 @@ function watchInAppNotificationsHandler(h: NotificationHandlerContext): ServiceI
     // too); a local signal only shortens the wait. The look-back window
     // catches rows whose transaction committed after a later one's.
     const seen = new Map<string, number>();
-    let since = (await pool.query<{ now: Date }>("SELECT now() AS now")).rows[0].now;
+    let since = await databaseNow(pool);
     while (!hc.signal.aborted) {
-      const { rows } = await pool.query<InAppRow>(
-        `SELECT id, template_key, title, body, created_at, read_at FROM notification.inapp_notifications
-          WHERE user_id = $1 AND created_at > $2::timestamptz - interval '10 seconds' ORDER BY created_at, id LIMIT 100`,
-        [caller.subject, since],
-      );
+      const rows = await inAppSince(pool, caller.subject, since);
       for (const r of rows) {
         if (seen.has(r.id)) continue;
         seen.set(r.id, r.created_at.getTime());
@@ -86,31 +71,7 @@ function markReadHandler(h: NotificationHandlerContext): ServiceImpl<typeof Noti
   const { pool } = h;
   return async function (req, hc) {
     const caller = requireCaller(hc);
-    // Ids of other users' notifications match nothing: no hint that they exist.
-    await pool.query(
-      "UPDATE notification.inapp_notifications SET read_at = now() WHERE user_id = $1 AND id = ANY($2::uuid[]) AND read_at IS NULL",
-      [caller.subject, req.notificationIds],
-    );
+    await markRead(pool, caller.subject, req.notificationIds);
     return {};
   };
-}
-
-interface InAppRow {
-  id: string;
-  template_key: TemplateKey;
-  title: string;
-  body: string;
-  created_at: Date;
-  read_at: Date | null;
-}
-
-function toInApp(r: InAppRow): InAppNotification {
-  return create(InAppNotificationSchema, {
-    notificationId: r.id,
-    templateKey: r.template_key,
-    title: r.title,
-    body: r.body,
-    createdAt: timestampFromDate(r.created_at),
-    readAt: r.read_at ? timestampFromDate(r.read_at) : undefined,
-  });
 }

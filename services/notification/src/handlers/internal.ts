@@ -1,8 +1,9 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { claimIdempotencyKey, fieldError, idempotentRequest, normalisePhone, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, clockOf, fieldError, idempotentRequest, normalisePhone, withTransaction } from "@ttip/runtime";
 import { enqueue, type Recipient } from "../delivery.js";
+import { upsertContact } from "../stores/recipients.js";
 import { MissingVariablesError } from "../templates.js";
 import type { NotificationHandlerContext } from "./context.js";
 
@@ -30,14 +31,14 @@ function sendNotificationHandler(h: NotificationHandlerContext): ServiceImpl<typ
       if (req.channels.length === 1 && req.recipient.case !== "userId") {
         // One channel to a number or an address (a receipt, a sign-in code): one delivery, whose
         // statement claims the key itself, without a transaction around it.
-        const made = await enqueue(pool, { ...send, claim: { request: idempotent, resultId: sourceKey } });
+        const made = await enqueue(pool, { ...send, claim: { request: idempotent, resultId: sourceKey } }, new Date(clockOf(h).now()));
         if (made.length) return { deliveryIds: made };
         // The key was used before: below, the claim says whether by this request, and finds its delivery.
       }
       const ids = await withTransaction(pool, async (tx) => {
         // The key's deliveries are found again by their source key; the claim refuses another request under it.
         await claimIdempotencyKey(tx, idempotent, sourceKey);
-        return enqueue(tx, send);
+        return enqueue(tx, send, new Date(clockOf(h).now()));
       });
       return { deliveryIds: ids };
     } catch (err) {
@@ -50,13 +51,8 @@ function sendNotificationHandler(h: NotificationHandlerContext): ServiceImpl<typ
 function upsertContactHandler(h: NotificationHandlerContext): ServiceImpl<typeof NotificationInternalService>["upsertContact"] {
   const { pool } = h;
   return async function (req) {
-    await pool.query(
-      `INSERT INTO notification.recipients (user_id, phone, email, locale) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''), $4)
-       ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(NULLIF($2, ''), recipients.phone),
-         email = COALESCE(NULLIF($3, ''), recipients.email),
-         locale = CASE WHEN $4 = '' THEN recipients.locale ELSE $4 END, updated_at = now()`,
-      [req.userId, normalisePhone(req.phone), req.email, req.locale === "sw" || req.locale === "en" ? req.locale : ""],
-    );
+    const locale = req.locale === "sw" || req.locale === "en" ? req.locale : "";
+    await upsertContact(pool, { userId: req.userId, phone: normalisePhone(req.phone), email: req.email, locale });
     return {};
   };
 }

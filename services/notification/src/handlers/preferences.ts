@@ -4,7 +4,7 @@ import { Channel, KindPreferenceSchema, PreferencesSchema, TemplateKey, type Pre
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { fieldError, type Pool, requireCaller } from "@ttip/runtime";
 import { DEFAULT_CHANNELS } from "../delivery.js";
-import { findRecipient } from "../store.js";
+import { findRecipient, upsertPreferences } from "../stores/recipients.js";
 import type { NotificationHandlerContext } from "./context.js";
 
 /** A user's preferences: which channels each kind of message uses, quiet hours, locale and e-mail. */
@@ -42,13 +42,7 @@ function updatePreferencesHandler(h: NotificationHandlerContext): ServiceImpl<ty
       if (k.key === TemplateKey.OTP && !k.channels.includes(Channel.SMS)) throw fieldError(`preferences.kinds[${i}].channels`, "sign-in codes always go by SMS");
       kinds[String(k.key)] = [...new Set(k.channels)];
     }
-    await pool.query(
-      `INSERT INTO notification.recipients (user_id, email, locale, kinds, quiet_start, quiet_end) VALUES ($1, NULLIF($2, ''), $3, $4, $5, $6)
-       ON CONFLICT (user_id) DO UPDATE SET email = COALESCE(NULLIF($2, ''), recipients.email),
-         locale = CASE WHEN $3 = '' THEN recipients.locale ELSE $3 END,
-         kinds = recipients.kinds || $4::jsonb, quiet_start = $5, quiet_end = $6, updated_at = now()`,
-      [caller.subject, p.email, p.locale, JSON.stringify(kinds), start, end],
-    );
+    await upsertPreferences(pool, caller.subject, { email: p.email, locale: p.locale, kinds, quietStart: start, quietEnd: end });
     return { preferences: await preferencesOf(pool, caller.subject) };
   };
 }

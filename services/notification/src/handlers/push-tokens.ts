@@ -1,6 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { requireCaller } from "@ttip/runtime";
+import { registerPushToken, unregisterPushToken } from "../stores/push-tokens.js";
 import type { NotificationHandlerContext } from "./context.js";
 
 /** The devices a user's push notifications go to. */
@@ -15,12 +16,7 @@ function registerPushTokenHandler(h: NotificationHandlerContext): ServiceImpl<ty
   const { pool } = h;
   return async function (req, hc) {
     const caller = requireCaller(hc);
-    // A device that changes hands follows its new owner.
-    await pool.query(
-      `INSERT INTO notification.push_tokens (token, user_id, platform) VALUES ($1, $2, $3)
-       ON CONFLICT (token) DO UPDATE SET user_id = $2, platform = $3, created_at = now()`,
-      [req.token, caller.subject, req.platform],
-    );
+    await registerPushToken(pool, caller.subject, req.token, req.platform);
     return {};
   };
 }
@@ -29,7 +25,7 @@ function unregisterPushTokenHandler(h: NotificationHandlerContext): ServiceImpl<
   const { pool } = h;
   return async function (req, hc) {
     const caller = requireCaller(hc);
-    await pool.query("DELETE FROM notification.push_tokens WHERE token = $1 AND user_id = $2", [req.token, caller.subject]);
+    await unregisterPushToken(pool, caller.subject, req.token);
     return {};
   };
 }

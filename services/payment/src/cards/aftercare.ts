@@ -9,7 +9,7 @@ import { recordAlert } from "../fraud.js";
 import type { Deps } from "../tips.js";
 import type { CardTipRow } from "./convert.js";
 import type { Portion } from "./ledger.js";
-import { CardProviderError, type CardEvent } from "./provider.js";
+import { CardProviderError, type CardEvent, type CardProvider } from "./provider.js";
 import { loadCardTip, providerFor, splitOf } from "./tips.js";
 
 /** The tip an event is about, by the provider's payment id or, for PayPal's refunds and disputes, its capture id. */
@@ -41,91 +41,109 @@ function portionOf(tip: CardTipRow, amountMinor: bigint, walletLeft: bigint, las
   };
 }
 
-export async function refundCardTip(
-  deps: Deps,
-  input: {
-    tipId: string; idempotencyKey: string; amount?: { currency: string; amountMinor: bigint }; reason: string; requestedBy: string;
-    /** Records the admin's action in the transaction that takes the money back, once per refund. */
-    record?: (tx: Queryable, amount: string) => Promise<void>;
-  },
-): Promise<{ tip: CardTipRow; refundId: string }> {
+interface RefundInput {
+  tipId: string; idempotencyKey: string; amount?: { currency: string; amountMinor: bigint }; reason: string; requestedBy: string;
+  /** Records the admin's action in the transaction that takes the money back, once per refund. */
+  record?: (tx: Queryable, amount: string) => Promise<void>;
+}
+
+/**
+ * Refunds a paid card tip, whole or in part, once per idempotency key. A refund
+ * moves new → debited (the worker's share taken back) → sent (the provider
+ * refunded the card); a retry resumes from the step it reached.
+ */
+export async function refundCardTip(deps: Deps, input: RefundInput): Promise<{ tip: CardTipRow; refundId: string }> {
   const { pool } = deps.ctx;
-  let tip = await loadCardTip(pool, input.tipId);
+  const tip = await loadCardTip(pool, input.tipId);
   if (!tip) throw new NotFoundError("tip_id: no such tip");
   if (tip.method !== "card") throw new InvalidStateError("tip_id: only card tips are refunded here; M-Pesa tips are reversed by the M-Pesa reversal process");
   const provider = providerFor(deps, tip.card_provider!);
-  let refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
-  if (!refund) {
-    if (tip.status !== "succeeded" || !tip.credit_entry_id) throw new InvalidStateError("tip_id: the tip is not a paid, credited card tip");
-    if (tip.card_state === "disputed" || tip.card_state === "dispute_lost") throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
-    const left = tip.charged_minor - tip.refunded_minor;
-    const amount = input.amount?.amountMinor ? input.amount : { currency: tip.currency, amountMinor: left };
-    if (amount.currency !== tip.currency) throw fieldError("amount", `the tip was paid in ${tip.currency}`);
-    if (amount.amountMinor <= 0n || amount.amountMinor > left) throw fieldError("amount", `between 1 and ${left} minor units are left to refund`);
-    const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
-    const portion = portionOf(tip, amount.amountMinor, walletLeft, amount.amountMinor === left);
-    const refundId = randomUUID();
-    await pool.query(
-      `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
-       VALUES ($1, $2, $3, $4, $5, 'new', $6, $7) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
-      [refundId, tip.tip_id, input.idempotencyKey, amount.amountMinor, portion.walletMinor, input.reason, input.requestedBy],
-    );
-    refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
-  }
+  const refund = await refundUnderKey(deps, tip, input);
   const portion: Portion = { chargedMinor: refund.amount_minor, shareMinor: (tip.worker_share_minor * refund.amount_minor) / tip.charged_minor, walletMinor: refund.wallet_minor };
-  if (refund.status === "new") {
-    // The worker's share first: a refund is never paid out of money already withdrawn.
-    try {
-      await deps.cards!.ledger.reverse(`card-refund:${refund.refund_id}`, splitOf(tip), portion, { description: `Refund of card tip ${tip.tip_id}` });
-    } catch (err) {
-      const e = asConnectError(err);
-      if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the refund now (${e.rawMessage}); retry with the same idempotency key`);
-      await pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1", [refund.refund_id, "worker balance too low"]);
-      throw new InvalidStateError("tip_id: the worker's balance no longer covers this refund (already withdrawn)");
-    }
-    await withTransaction(pool, async (tx) => {
-      const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'debited' WHERE refund_id = $1 AND status = 'new'", [refund.refund_id]);
-      if (rowCount) {
-        await tx.query(
-          `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3, card_state = 'refunded' WHERE tip_id = $1`,
-          [tip!.tip_id, refund.amount_minor, refund.wallet_minor],
-        );
-        await input.record?.(tx, formatMoney(refund.amount_minor, tip!.currency));
-      }
-    });
-    refund.status = "debited";
-  }
-  if (refund.status === "debited") {
-    try {
-      const r = await provider.refund({
-        paymentId: tip.provider_payment_id!, chargeId: tip.provider_charge_id ?? undefined, amountMinor: refund.amount_minor, currency: tip.currency,
-        idempotencyKey: `ttip-refund-${refund.refund_id}`, reason: input.reason,
-      });
-      await pool.query("UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2 WHERE refund_id = $1", [refund.refund_id, r.refundId]);
-      refund.status = "sent";
-      refund.provider_refund_id = r.refundId;
-    } catch (err) {
-      if (!(err instanceof CardProviderError)) throw err;
-      if (err.kind === "unknown") throw new DependencyUnavailableError(`the card provider did not answer (${err.message}); retry with the same idempotency key`);
-      // Refused: the worker's share goes back.
-      await deps.cards!.ledger.restore(`card-refund-undo:${refund.refund_id}`, splitOf(tip), portion, `Refund of card tip ${tip.tip_id} refused by the provider`);
-      await withTransaction(pool, async (tx) => {
-        const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1 AND status = 'debited'", [refund.refund_id, err.message.slice(0, 500)]);
-        if (rowCount) {
-          await tx.query(
-            `UPDATE payment.tips SET refunded_minor = refunded_minor - $2, reversed_wallet_minor = reversed_wallet_minor - $3,
-               card_state = CASE WHEN refunded_minor - $2 = 0 THEN 'none' ELSE card_state END WHERE tip_id = $1`,
-            [tip!.tip_id, refund.amount_minor, refund.wallet_minor],
-          );
-        }
-      });
-      throw new InvalidStateError(`the card provider refused the refund: ${err.message}`);
-    }
-  }
+  if (refund.status === "new") await takeBackWorkerShare(deps, tip, refund, portion, input.record);
+  if (refund.status === "debited") await sendRefund(deps, provider, tip, refund, portion, input.reason);
   if (refund.status === "failed") throw new InvalidStateError(`tip_id: this refund failed earlier (${refund.failure})`);
   deps.changes.emit(tip.tip_id);
-  tip = (await loadCardTip(pool, tip.tip_id))!;
-  return { tip, refundId: refund.provider_refund_id ?? refund.refund_id };
+  return { tip: (await loadCardTip(pool, tip.tip_id))!, refundId: refund.provider_refund_id ?? refund.refund_id };
+}
+
+/** The refund made under the key before, else a new one for the amount asked (all that is left by default), checked against the tip. */
+async function refundUnderKey(deps: Deps, tip: CardTipRow, input: RefundInput): Promise<RefundRow> {
+  const { pool } = deps.ctx;
+  const refund = (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
+  if (refund) return refund;
+  if (tip.status !== "succeeded" || !tip.credit_entry_id) throw new InvalidStateError("tip_id: the tip is not a paid, credited card tip");
+  if (tip.card_state === "disputed" || tip.card_state === "dispute_lost") throw new InvalidStateError("tip_id: the payment is disputed; the chargeback decides");
+  const left = tip.charged_minor - tip.refunded_minor;
+  const amount = input.amount?.amountMinor ? input.amount : { currency: tip.currency, amountMinor: left };
+  if (amount.currency !== tip.currency) throw fieldError("amount", `the tip was paid in ${tip.currency}`);
+  if (amount.amountMinor <= 0n || amount.amountMinor > left) throw fieldError("amount", `between 1 and ${left} minor units are left to refund`);
+  const walletLeft = tip.worker_receives_minor - tip.reversed_wallet_minor;
+  const portion = portionOf(tip, amount.amountMinor, walletLeft, amount.amountMinor === left);
+  const refundId = randomUUID();
+  await pool.query(
+    `INSERT INTO payment.card_refunds (refund_id, tip_id, idempotency_key, amount_minor, wallet_minor, status, reason, requested_by)
+     VALUES ($1, $2, $3, $4, $5, 'new', $6, $7) ON CONFLICT (tip_id, idempotency_key) DO NOTHING`,
+    [refundId, tip.tip_id, input.idempotencyKey, amount.amountMinor, portion.walletMinor, input.reason, input.requestedBy],
+  );
+  return (await pool.query<RefundRow>("SELECT * FROM payment.card_refunds WHERE tip_id = $1 AND idempotency_key = $2", [tip.tip_id, input.idempotencyKey])).rows[0];
+}
+
+/** new → debited: the worker's share first, so a refund is never paid out of money already withdrawn. */
+async function takeBackWorkerShare(deps: Deps, tip: CardTipRow, refund: RefundRow, portion: Portion, record: RefundInput["record"]): Promise<void> {
+  const { pool } = deps.ctx;
+  try {
+    await deps.cards!.ledger.reverse(`card-refund:${refund.refund_id}`, splitOf(tip), portion, { description: `Refund of card tip ${tip.tip_id}` });
+  } catch (err) {
+    const e = asConnectError(err);
+    if (e.code !== Code.FailedPrecondition) throw new DependencyUnavailableError(`the wallet cannot take the refund now (${e.rawMessage}); retry with the same idempotency key`);
+    await pool.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1", [refund.refund_id, "worker balance too low"]);
+    throw new InvalidStateError("tip_id: the worker's balance no longer covers this refund (already withdrawn)");
+  }
+  await withTransaction(pool, async (tx) => {
+    const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'debited' WHERE refund_id = $1 AND status = 'new'", [refund.refund_id]);
+    if (rowCount) {
+      await tx.query(
+        `UPDATE payment.tips SET refunded_minor = refunded_minor + $2, reversed_wallet_minor = reversed_wallet_minor + $3, card_state = 'refunded' WHERE tip_id = $1`,
+        [tip.tip_id, refund.amount_minor, refund.wallet_minor],
+      );
+      await record?.(tx, formatMoney(refund.amount_minor, tip.currency));
+    }
+  });
+  refund.status = "debited";
+}
+
+/** debited → sent: the provider refunds the card. Refused: the worker's share goes back and the refund fails. */
+async function sendRefund(deps: Deps, provider: CardProvider, tip: CardTipRow, refund: RefundRow, portion: Portion, reason: string): Promise<void> {
+  try {
+    const r = await provider.refund({
+      paymentId: tip.provider_payment_id!, chargeId: tip.provider_charge_id ?? undefined, amountMinor: refund.amount_minor, currency: tip.currency,
+      idempotencyKey: `ttip-refund-${refund.refund_id}`, reason,
+    });
+    await deps.ctx.pool.query("UPDATE payment.card_refunds SET status = 'sent', provider_refund_id = $2 WHERE refund_id = $1", [refund.refund_id, r.refundId]);
+    refund.status = "sent";
+    refund.provider_refund_id = r.refundId;
+  } catch (err) {
+    if (!(err instanceof CardProviderError)) throw err;
+    if (err.kind === "unknown") throw new DependencyUnavailableError(`the card provider did not answer (${err.message}); retry with the same idempotency key`);
+    await undoRefusedRefund(deps, tip, refund, portion, err.message);
+    throw new InvalidStateError(`the card provider refused the refund: ${err.message}`);
+  }
+}
+
+/** The provider refused: the worker's share is restored and the tip's refunded amounts taken back down. */
+async function undoRefusedRefund(deps: Deps, tip: CardTipRow, refund: RefundRow, portion: Portion, refusal: string): Promise<void> {
+  await deps.cards!.ledger.restore(`card-refund-undo:${refund.refund_id}`, splitOf(tip), portion, `Refund of card tip ${tip.tip_id} refused by the provider`);
+  await withTransaction(deps.ctx.pool, async (tx) => {
+    const { rowCount } = await tx.query("UPDATE payment.card_refunds SET status = 'failed', failure = $2 WHERE refund_id = $1 AND status = 'debited'", [refund.refund_id, refusal.slice(0, 500)]);
+    if (rowCount) {
+      await tx.query(
+        `UPDATE payment.tips SET refunded_minor = refunded_minor - $2, reversed_wallet_minor = reversed_wallet_minor - $3,
+           card_state = CASE WHEN refunded_minor - $2 = 0 THEN 'none' ELSE card_state END WHERE tip_id = $1`,
+        [tip.tip_id, refund.amount_minor, refund.wallet_minor],
+      );
+    }
+  });
 }
 
 /** The provider says the charge was refunded: ours are already taken back; one made elsewhere (its dashboard) is flagged. */

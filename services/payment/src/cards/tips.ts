@@ -4,7 +4,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, type Queryable, refusalOfField, withTransaction } from "@ttip/runtime";
+import { asConnectError, DependencyUnavailableError, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Queryable, refusalOfField, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -94,7 +94,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   const fp = requestFingerprint(t);
   const existing = await byKey(pool, t.idempotencyKey);
   if (existing) {
-    if (existing.request_fingerprint !== fp) throw new AlreadyExistsError("idempotency_key: already used for a different tip");
+    if (existing.request_fingerprint !== fp) throw new IdempotencyConflictError(t.idempotencyKey, "tip");
     return startPayment(deps, provider, existing);
   }
   if (!CARD_CURRENCIES.includes(t.amount.currency)) {
@@ -130,7 +130,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   );
   if (rows[0]) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "card" });
   const row = rows[0] ?? (await byKey(pool, t.idempotencyKey))!;
-  if (row.request_fingerprint !== fp) throw new AlreadyExistsError("idempotency_key: already used for a different tip");
+  if (row.request_fingerprint !== fp) throw new IdempotencyConflictError(t.idempotencyKey, "tip");
   return startPayment(deps, provider, row);
 }
 

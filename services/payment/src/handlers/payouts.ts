@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient, type ServiceImpl } from "@connectrpc/connect";
-import { AlreadyExistsError, asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, InvalidStateError, keysetPage, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, type Pool } from "@ttip/runtime";
+import { asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, IdempotencyConflictError, InvalidStateError, keysetPage, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, type Pool } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
@@ -54,7 +54,7 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
     // A retry of a request already verified: the step-up token was spent on the first try.
     const existing = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [caller.subject, req.idempotencyKey])).rows[0];
     if (existing) {
-      if (existing.amount_minor !== amountMinor || existing.phone !== phone) throw new AlreadyExistsError("idempotency_key: already used for a different payout");
+      if (existing.amount_minor !== amountMinor || existing.phone !== phone) throw new IdempotencyConflictError(req.idempotencyKey, "payout");
       return { payout: payoutMessage(existing) };
     }
     // The device's biometric unlock, proved to the auth service.

@@ -2,7 +2,8 @@
 // behind the same interceptors a server runs (errors, input limits, signed
 // identity, declared access, step-up, protovalidate), called through a router
 // transport. No socket, no HTTP/2, no server start; real Postgres and Redis,
-// the in-process bus. For handler rules; the real-server tests keep the wire.
+// the in-process bus with each module's outbox relayed to it. For handler
+// rules; the real-server tests keep the wire.
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
@@ -17,6 +18,7 @@ import { signingInterceptor } from "../internal-auth.js";
 import { errorInterceptor, requestIdPropagation } from "../interceptors.js";
 import type { Logger } from "../log.js";
 import { Metrics } from "../metrics.js";
+import { OutboxRelay } from "../outbox.js";
 import type { Peers } from "../peers.js";
 import { serviceInterceptors, type ServiceContext, type ServiceModule } from "../service.js";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "./index.js";
@@ -46,31 +48,44 @@ export async function startInProcessService(module: ServiceModule, options: InPr
   const db = await createTestDatabase();
   const bus = new InProcessBus(logger, 50);
   const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+  const stops: (() => Promise<void>)[] = [];
+  const close = async () => {
+    for (const stop of stops) await stop();
+    await bus.close();
+    await cache.close();
+    await db.drop();
+  };
+  // A peer's calls go as createPeers sends them: the request id passed on, the identity signed.
+  // Its handlers are routed at its first call, after its start() (which some modules' routes() need).
   const routed = new Map<string, Transport>();
+  for (const m of options.with ?? []) routed.set(m.name, lazyTransport(() => routerTransport(m, ctx, logger, [requestIdPropagation(), signingInterceptor()])));
   // A peer not started answers as an unreachable one does: UNAVAILABLE, at call time.
   const peers: Peers = (name) => routed.get(name) ?? unreachable(`${name} is not started in this test (pass it in \`with\`)`);
   // One object for start() and routes(): modules keep their state per context.
   const ctx: ServiceContext = { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers, clock: options.clock };
-  const stops: (() => Promise<void>)[] = [];
-  const modules = [...(options.with ?? []), module];
-  for (const m of modules) {
-    await migrate(db.pool, m.name, m.migrations, logger);
-    if (m.start) stops.unshift(await m.start(ctx));
+  try {
+    for (const m of [...(options.with ?? []), module]) {
+      await migrate(db.pool, m.name, m.migrations, logger);
+      // Events leave through the outbox, as startService relays them: work done on the bus (a delivery, a consumer) happens here too.
+      const relay = new OutboxRelay({ pool: db.pool, schema: m.name, bus, logger, metrics: ctx.metrics });
+      relay.start();
+      stops.unshift(() => relay.stop());
+      if (m.start) stops.unshift(await m.start(ctx));
+    }
+  } catch (err) {
+    // A failed start must not leave the database and Redis open: the test file would never end.
+    await close();
+    throw err;
   }
-  // A peer's calls go as createPeers sends them: the request id passed on, the identity signed.
-  for (const m of options.with ?? []) routed.set(m.name, routerTransport(m, ctx, logger, [requestIdPropagation(), signingInterceptor()]));
   const transportAs = (as?: Parameters<typeof asCaller>[0]) => routerTransport(module, ctx, logger, [...(as ? [asCaller(as)] : []), signingInterceptor()]);
-  return {
-    db,
-    ctx,
-    client: (desc, as) => createClient(desc, transportAs(as)),
-    close: async () => {
-      for (const stop of stops) await stop();
-      await bus.close();
-      await cache.close();
-      await db.drop();
-    },
-  };
+  return { db, ctx, client: (desc, as) => createClient(desc, transportAs(as)), close };
+}
+
+/** A transport made at its first call. */
+function lazyTransport(make: () => Transport): Transport {
+  let made: Transport | undefined;
+  const transport = () => (made ??= make());
+  return { unary: (...args) => transport().unary(...args), stream: (...args) => transport().stream(...args) };
 }
 
 /** `module`'s handlers behind the server's own interceptors, called with `clientInterceptors`. */

@@ -46,44 +46,33 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
-# helm renders and lints the chart in the tests; Go tools come from the module proxy.
-# Into GOPATH/bin, where the chart's tests look when helm is not on PATH.
+# Go tools come from the module proxy, into GOPATH/bin, where the tests look when a tool is
+# not on PATH. go_tool NAME MODULE VERSION: installs NAME unless it is there already.
 gobin() { echo "$(go env GOPATH)/bin"; }
-if ! have helm && ! { have go && [ -x "$(gobin)/helm" ]; }; then
+go_tool() {
+  local name=$1 module=$2 version=$3
+  if have "$name" || { have go && [ -x "$(gobin)/$name" ]; }; then return; fi
   if ! have go; then
-    echo "make test needs helm for the chart's tests. Install Go (https://go.dev/dl or apt-get install golang-go), then:" >&2
-    echo "  go install helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
+    echo "make test needs $name. Install Go (https://go.dev/dl or apt-get install golang-go), then:" >&2
+    echo "  go install $module@$version" >&2
     exit 1
   fi
-  echo "make test: installing helm $HELM_VERSION with go install"
-  GOBIN="$(gobin)" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-fi
+  echo "make test: installing $name $version with go install"
+  GOBIN="$(gobin)" go install "$module@$version"
+}
+
+# helm renders and lints the chart in the tests.
+go_tool helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
 
 # stripe-mock checks the Stripe client's request shapes (services/payment/test/stripe-mock.test.ts).
 # Keep in step with STRIPE_MOCK_VERSION in stripe-mock.ts.
 STRIPE_MOCK_VERSION=v0.203.0
-if ! have stripe-mock && ! { have go && [ -x "$(gobin)/stripe-mock" ]; }; then
-  if ! have go; then
-    echo "make test needs stripe-mock. Install Go, then:" >&2
-    echo "  go install github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION" >&2
-    exit 1
-  fi
-  echo "make test: installing stripe-mock $STRIPE_MOCK_VERSION with go install"
-  GOBIN="$(gobin)" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
-fi
+go_tool stripe-mock github.com/stripe/stripe-mock "$STRIPE_MOCK_VERSION"
 
 # kube-score reviews the rendered chart (charts/test/chart.test.ts): no criticals but the
 # ones values.yaml justifies. Keep in step with KUBE_SCORE_VERSION in charts/test/helm.ts.
 KUBE_SCORE_VERSION=v1.20.0
-if ! have kube-score && ! { have go && [ -x "$(gobin)/kube-score" ]; }; then
-  if ! have go; then
-    echo "make test needs kube-score. Install Go, then:" >&2
-    echo "  go install github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" >&2
-    exit 1
-  fi
-  echo "make test: installing kube-score $KUBE_SCORE_VERSION with go install"
-  GOBIN="$(gobin)" go install "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
-fi
+go_tool kube-score github.com/zegl/kube-score/cmd/kube-score "$KUBE_SCORE_VERSION"
 
 # promtool checks and unit-tests the chart's alerting rules (charts/test/alerts.test.ts):
 # from Debian's prometheus package, unpacked into a cache rather than installed (the

@@ -3,7 +3,7 @@ import { type ServiceImpl } from "@connectrpc/connect";
 import { VenueSplitRuleChangedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { AlreadyExistsError, emitEvent, fieldError, NotFoundError, UnimplementedError, withTransaction } from "@ttip/runtime";
+import { emitEvent, fieldError, IdempotencyConflictError, NotFoundError, UnimplementedError, withTransaction } from "@ttip/runtime";
 import { audit, ruleInForce, ruleSummary, toRule, type RuleRow } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 
@@ -45,7 +45,7 @@ function setSplitRuleHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
         [req.venueId, req.idempotencyKey],
       );
       if (prior[0]) {
-        if (prior[0].request_hash !== hash) throw new AlreadyExistsError("idempotency_key: already used for another rule");
+        if (prior[0].request_hash !== hash) throw new IdempotencyConflictError(req.idempotencyKey, "split rule");
         return prior[0];
       }
       if (fixed.length) {
