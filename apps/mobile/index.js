@@ -1,0 +1,3 @@
+import { registerRootComponent } from "expo";
+import { PhoneApp } from "./src/PhoneApp";
+registerRootComponent(PhoneApp);

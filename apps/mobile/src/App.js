@@ -1,0 +1,123 @@
+// The worker's app: sign in, then five tabs. The outside world (gateway, stores,
+// biometrics, push) comes in through AppServices and a transport factory, so the
+// tests run the same tree against a fake gateway.
+import { createClient } from "@connectrpc/connect";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { TransportProvider, useTransport } from "@connectrpc/connect-query";
+import { QueryClient, QueryClientProvider, useQueryClient } from "@tanstack/react-query";
+import { StatusBar } from "expo-status-bar";
+import { useEffect, useMemo, useRef, useState } from "react";
+import { Pressable, Text, View } from "react-native";
+import { SafeAreaProvider, SafeAreaView } from "react-native-safe-area-context";
+import { AppContext, useApp } from "./app-context";
+import { I18nContext, translator, useI18n } from "./lib/i18n";
+import { flushPreferences } from "./lib/pending-settings";
+import { authInterceptor } from "./lib/transport";
+import { History } from "./screens/History";
+import { Home } from "./screens/Home";
+import { Inbox } from "./screens/Inbox";
+import { MyQr } from "./screens/MyQr";
+import { usePushRegistration } from "./screens/push-registration";
+import { Settings } from "./screens/Settings";
+import { SignIn } from "./screens/SignIn";
+import { Statements } from "./screens/Statements";
+import { Withdraw } from "./screens/Withdraw";
+import { colors } from "./ui";
+const TABS = [
+    { id: "home", label: "tabHome", screen: (open) => <Home onOpenInbox={() => open("inbox")}/> },
+    { id: "history", label: "tabHistory", screen: (open) => <History onOpenStatements={() => open("statements")}/> },
+    { id: "withdraw", label: "tabWithdraw", screen: () => <Withdraw /> },
+    { id: "qr", label: "tabQr", screen: () => <MyQr /> },
+    { id: "settings", label: "tabSettings", screen: () => <Settings /> },
+];
+const LOCALE_SLOT = "settings:locale";
+/** How often a settings change made offline is tried again. */
+export const SETTINGS_RETRY_MS = 5_000;
+export function AppRoot({ services, transport: makeTransport, deviceLocale }) {
+    const [locale, setLocaleState] = useState(deviceLocale);
+    const localeRef = useRef(locale);
+    localeRef.current = locale;
+    const [session, setSession] = useState();
+    const [ready, setReady] = useState(false);
+    const [queryClient] = useState(() => new QueryClient({ defaultOptions: { queries: { retry: false }, mutations: { retry: false } } }));
+    const transport = useMemo(() => {
+        // The refresh call itself goes through a transport without the interceptor.
+        const plain = makeTransport([]);
+        return makeTransport([authInterceptor(services.sessions, () => plain, () => localeRef.current)]);
+    }, [makeTransport, services.sessions]);
+    useEffect(() => {
+        const off = services.sessions.subscribe((s) => {
+            setSession(s);
+            if (!s)
+                queryClient.clear(); // nothing of one worker's stays on screen for the next
+        });
+        void (async () => {
+            const chosen = await services.cache.get(LOCALE_SLOT);
+            if (chosen === "en" || chosen === "sw")
+                setLocaleState(chosen);
+            const restored = await services.sessions.restore();
+            // A first sign-in interrupted before the PIN was chosen starts again.
+            if (restored?.pinPending)
+                await services.sessions.clear();
+            setReady(true);
+        })();
+        return off;
+    }, [services, queryClient]);
+    const i18n = useMemo(() => ({
+        locale,
+        t: translator(locale),
+        setLocale: (l) => {
+            setLocaleState(l);
+            void services.cache.set(LOCALE_SLOT, l);
+        },
+    }), [locale, services.cache]);
+    return (<SafeAreaProvider>
+      <AppContext.Provider value={services}>
+        <I18nContext.Provider value={i18n}>
+          <TransportProvider transport={transport}>
+            <QueryClientProvider client={queryClient}>
+              <SafeAreaView style={{ flex: 1, backgroundColor: colors.paper }}>
+                <StatusBar style="dark"/>
+                {!ready ? null : session && !session.pinPending ? <SignedIn key={session.userId}/> : <SignIn />}
+              </SafeAreaView>
+            </QueryClientProvider>
+          </TransportProvider>
+        </I18nContext.Provider>
+      </AppContext.Provider>
+    </SafeAreaProvider>);
+}
+function SignedIn() {
+    const [tab, setTab] = useState("home");
+    const [overlay, setOverlay] = useState();
+    const { t } = useI18n();
+    const { push } = useApp();
+    const queryClient = useQueryClient();
+    const registration = usePushRegistration();
+    // Register this phone for tip notifications once per session; a refusal is not an error.
+    const { register } = registration;
+    useEffect(() => void register().catch(() => undefined), [register]);
+    // Settings changed offline are sent once the gateway answers again.
+    const { cache, sessions } = useApp();
+    const transport = useTransport();
+    useEffect(() => {
+        const userId = sessions.get()?.userId;
+        if (!userId)
+            return;
+        const client = createClient(NotificationService, transport);
+        const flush = () => void flushPreferences(cache, userId, client).catch(() => undefined);
+        flush();
+        const timer = setInterval(flush, SETTINGS_RETRY_MS);
+        return () => clearInterval(timer);
+    }, [cache, sessions, transport]);
+    // A push while the app is open: refresh what home shows.
+    useEffect(() => push.onNotification(() => void queryClient.invalidateQueries()), [push, queryClient]);
+    const current = TABS.find((x) => x.id === tab) ?? TABS[0];
+    return (<View style={{ flex: 1 }}>
+      <View style={{ flex: 1 }}>{overlay === "inbox" ? (<Inbox onClose={() => setOverlay(undefined)}/>) : overlay === "statements" ? (<Statements onClose={() => setOverlay(undefined)}/>) : (current.screen(setOverlay))}</View>
+      <View role="tablist" style={{ flexDirection: "row", borderTopWidth: 1, borderColor: colors.muted }}>
+        {TABS.map((x) => (<Pressable key={x.id} testID={`tab-${x.id}`} role="tab" aria-selected={x.id === tab} onPress={() => (setTab(x.id), setOverlay(undefined))} style={{ flex: 1, paddingVertical: 12, alignItems: "center", minHeight: 48 }}>
+            <Text style={{ color: x.id === tab ? colors.brand : colors.ink, fontWeight: x.id === tab ? "700" : "400", fontSize: 13 }}>{t(x.label)}</Text>
+          </Pressable>))}
+      </View>
+    </View>);
+}

@@ -1,0 +1,160 @@
+import { fireEvent, screen, waitFor, within } from "@testing-library/react-native";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { FakeGateway } from "../testing/fake-gateway";
+import { newPhone, renderApp, signIn } from "../testing/render-app";
+import { resetPushRegistration } from "../screens/push-registration";
+afterEach(() => resetPushRegistration());
+async function openTab(id) {
+    await fireEvent.press(screen.getByTestId(`tab-${id}`));
+}
+async function startWithdrawal(amount) {
+    await openTab("withdraw");
+    await fireEvent.changeText(await screen.findByTestId("amount"), amount);
+    await fireEvent.press(screen.getByTestId("withdraw-submit"));
+    await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+}
+test("home announces a tip that arrives while it is open and adds it to the balance", async () => {
+    const gw = new FakeGateway();
+    gw.addTip(20000n);
+    await renderApp(gw);
+    await signIn(gw);
+    expect(await screen.findByText("KES 1,700")).toBeTruthy();
+    expect(screen.queryByTestId("new-tip")).toBeNull(); // the tip already there is not "new"
+    gw.addTip(25000n);
+    expect(await screen.findByText("New tip: KES 250", {}, { timeout: 8000 })).toBeTruthy();
+    expect(screen.getByTestId("available")).toHaveTextContent("KES 1,950");
+    expect(within(screen.getByTestId("latest-tips")).getAllByText(/received/)).toHaveLength(2);
+});
+test("a withdrawal asks for the biometric, registers the phone's key once, signs auth's challenge and pays out once", async () => {
+    const gw = new FakeGateway();
+    const phone = newPhone();
+    await renderApp(gw, phone);
+    await signIn(gw);
+    await startWithdrawal("500");
+    expect(await screen.findByText(/Withdrawal of KES 500: sent/, {}, { timeout: 8000 })).toBeTruthy();
+    expect(screen.getByTestId("receipt")).toHaveTextContent("M-Pesa receipt SIM123ABC");
+    await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,000"));
+    expect(phone.biometricPrompts).toEqual(["Confirm the withdrawal of KES 500"]);
+    expect(gw.devices.size).toBe(1);
+    expect(gw.count("VerifyDeviceChallenge")).toBe(1);
+    expect(gw.last("RequestPayout")).toMatchObject({ amount: { amountMinor: 50000n, currency: "KES" }, mpesaPhone: "" });
+    expect(gw.availableMinor).toBe(100000n);
+    // The secret half stays in the secure store; the plain cache never sees it.
+    expect(phone.secure.data.get(`device_key.${gw.userId}`)).toMatch(/"secretHex":"[0-9a-f]{64}"/);
+    expect([...phone.cache.data.values()].join()).not.toMatch(/secretHex/);
+    // A second withdrawal reuses the registered key.
+    await fireEvent.press(screen.getByText("Make another withdrawal"));
+    await fireEvent.changeText(await screen.findByTestId("amount"), "100");
+    await fireEvent.press(screen.getByTestId("withdraw-submit"));
+    await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
+    expect(await screen.findByText(/Withdrawal of KES 100: sent/, {}, { timeout: 8000 })).toBeTruthy();
+    expect(gw.devices.size).toBe(1);
+    expect(gw.payouts.size).toBe(2);
+});
+test("a refused biometric sends nothing", async () => {
+    const gw = new FakeGateway();
+    const phone = newPhone();
+    phone.biometricAnswers.push(false);
+    await renderApp(gw, phone);
+    await signIn(gw);
+    await startWithdrawal("500");
+    expect(await screen.findByRole("alert")).toHaveTextContent("The withdrawal was not confirmed on this phone. Nothing was sent.");
+    expect(gw.count("CreateDeviceChallenge")).toBe(0);
+    expect(gw.count("RequestPayout")).toBe(0);
+    expect(gw.availableMinor).toBe(150000n);
+});
+test("a payout retried after a lost answer keeps its idempotency key, so it is paid once", async () => {
+    const gw = new FakeGateway();
+    await renderApp(gw);
+    await signIn(gw);
+    gw.failNextPayout = new ConnectError("upstream timeout", Code.Unavailable);
+    await startWithdrawal("300");
+    expect(await screen.findByRole("alert")).toHaveTextContent("We cannot reach TTIP right now. Check your connection and try again.");
+    await fireEvent.press(screen.getByTestId("withdraw-confirm"));
+    expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, { timeout: 8000 })).toBeTruthy();
+    const keys = gw.calls.filter((c) => c.method === "RequestPayout").map((c) => c.request.idempotencyKey);
+    expect(keys).toHaveLength(2);
+    expect(new Set(keys).size).toBe(1);
+    expect(gw.payouts.size).toBe(1);
+});
+test("more than the balance is refused with the gateway's reason, in words", async () => {
+    const gw = new FakeGateway();
+    await renderApp(gw);
+    await signIn(gw);
+    await startWithdrawal("2000");
+    expect(await screen.findByRole("alert")).toHaveTextContent("That cannot be done now: more than your available balance.");
+    expect(gw.payouts.size).toBe(0);
+});
+test("offline, home and history show the saved balance and tips marked with their time", async () => {
+    const gw = new FakeGateway();
+    gw.addTip(12000n, TipStatus.SUCCEEDED);
+    const phone = newPhone();
+    const first = await renderApp(gw, phone);
+    await signIn(gw);
+    expect(await screen.findByText("KES 1,620")).toBeTruthy();
+    await openTab("history");
+    expect(await within(await screen.findByTestId("history-list")).findByText("KES 120")).toBeTruthy();
+    await first.unmount();
+    // The app starts again with no network: the saved copies, marked as such.
+    gw.offline = true;
+    await renderApp(gw, phone);
+    expect(await screen.findByTestId("offline")).toHaveTextContent(/You are offline\. Showing what was saved at .+\./);
+    expect(screen.getByTestId("available")).toHaveTextContent("KES 1,620");
+    await openTab("history");
+    expect(await within(await screen.findByTestId("history-list")).findByText("KES 120")).toBeTruthy();
+    expect(screen.getByTestId("offline")).toBeTruthy();
+});
+test("My QR shows the saved image full screen offline", async () => {
+    const gw = new FakeGateway();
+    const phone = newPhone();
+    const first = await renderApp(gw, phone);
+    await signIn(gw);
+    await openTab("qr");
+    await fireEvent.press(await screen.findByTestId("qr-create"));
+    expect(await screen.findByText("K7M4QX")).toBeTruthy();
+    await fireEvent.press(screen.getByText("Share my tip link"));
+    expect(phone.shared).toEqual(["Tip me with TTIP: http://127.0.0.1:8080/t/K7M4QX"]);
+    await first.unmount();
+    gw.offline = true;
+    await renderApp(gw, phone);
+    await openTab("qr");
+    expect(await screen.findByText(/Saved copy from .+: it works offline\./)).toBeTruthy();
+    expect(screen.getByTestId("qr-image").props.source).toEqual({ uri: "data:image/png;base64,iVBORw==" });
+});
+test("Swahili: chosen in settings, kept for the next start", async () => {
+    const gw = new FakeGateway();
+    const phone = newPhone();
+    const first = await renderApp(gw, phone);
+    await signIn(gw);
+    await openTab("settings");
+    await fireEvent.press(screen.getByTestId("lang-sw"));
+    expect(screen.getByTestId("tab-home")).toHaveTextContent("Nyumbani");
+    expect(screen.getByTestId("tab-settings")).toHaveTextContent("Mipangilio");
+    expect(screen.getByTestId("sign-out")).toHaveTextContent("Toka");
+    await first.unmount();
+    await renderApp(gw, phone);
+    expect(await screen.findByText("Tip zako")).toBeTruthy();
+    // Services answer in the worker's language too.
+    await waitFor(() => expect(gw.calls.at(-1)?.language).toBe("sw"));
+});
+test("a phone whose language is Swahili starts in Swahili", async () => {
+    const gw = new FakeGateway();
+    await renderApp(gw, newPhone(), "sw");
+    expect(await screen.findByText("Ingia")).toBeTruthy();
+    expect(screen.getByText("Nitumie nambari ya siri")).toBeTruthy();
+});
+test("after sign-in the push token is registered with notification; signing out removes it and the session", async () => {
+    const gw = new FakeGateway();
+    const phone = newPhone();
+    await renderApp(gw, phone);
+    await signIn(gw);
+    await waitFor(() => expect(gw.pushTokens).toEqual(new Set(["android:fcm-token-0123456789"])));
+    await openTab("settings");
+    expect(screen.getByTestId("push-state")).toHaveTextContent("Tips arrive as notifications on this phone.");
+    await fireEvent.press(screen.getByTestId("sign-out"));
+    expect(await screen.findByTestId("signin")).toBeTruthy();
+    expect(gw.pushTokens.size).toBe(0);
+    expect(phone.secure.data.has("session")).toBe(false);
+    expect(gw.count("Logout")).toBe(1);
+});

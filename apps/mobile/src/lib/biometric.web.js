@@ -1,0 +1,1 @@
+export const phoneBiometric = { confirm: async () => true };

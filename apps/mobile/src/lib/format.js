@@ -1,0 +1,21 @@
+// Shown times and statuses in the worker's language.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+const TIP_STATUS = {
+    en: { [TipStatus.SUCCEEDED]: "received", [TipStatus.FAILED]: "failed", [TipStatus.PENDING]: "waiting", [TipStatus.EXPIRED]: "expired", [TipStatus.HELD_FOR_REVIEW]: "under review" },
+    sw: { [TipStatus.SUCCEEDED]: "imepokelewa", [TipStatus.FAILED]: "imeshindwa", [TipStatus.PENDING]: "inasubiri", [TipStatus.EXPIRED]: "muda umeisha", [TipStatus.HELD_FOR_REVIEW]: "inakaguliwa" },
+};
+const PAYOUT_STATUS = {
+    en: { [PayoutStatus.SUCCEEDED]: "sent", [PayoutStatus.FAILED]: "failed", [PayoutStatus.PENDING]: "sending", [PayoutStatus.RESOLVING]: "checking with M-Pesa", [PayoutStatus.ON_HOLD]: "on hold" },
+    sw: { [PayoutStatus.SUCCEEDED]: "imetumwa", [PayoutStatus.FAILED]: "imeshindwa", [PayoutStatus.PENDING]: "inatumwa", [PayoutStatus.RESOLVING]: "tunathibitisha na M-Pesa", [PayoutStatus.ON_HOLD]: "imesimamishwa" },
+};
+const words = (name) => (name ?? "").toLowerCase().replace(/_/g, " ");
+export const tipStatus = (s, l) => TIP_STATUS[l][s] ?? words(TipStatus[s]);
+export const payoutStatus = (s, l) => PAYOUT_STATUS[l][s] ?? words(PayoutStatus[s]);
+export function when(t, locale) {
+    if (!t)
+        return "";
+    const d = t instanceof Date ? t : timestampDate(t);
+    return d.toLocaleString(locale === "sw" ? "sw-KE" : "en-KE", { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+}

@@ -1,0 +1,4 @@
+export const phonePush = {
+    token: async () => undefined,
+    onNotification: () => () => undefined,
+};

@@ -1,0 +1,45 @@
+// The Connect client to the gateway: the Connect protocol over fetch (unary calls
+// only; React Native's fetch cannot stream, so live data is polled), the access token
+// on every call, one refresh-token rotation when it is refused.
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+/** Every call carries the app's language so services answer in it. */
+export function authInterceptor(sessions, refreshTransport, locale) {
+    let refreshing;
+    const refresh = () => (refreshing ??= (async () => {
+        const s = sessions.get();
+        if (!s)
+            return false;
+        try {
+            const { tokens } = await createClient(AuthService, refreshTransport()).refreshSession({ refreshToken: s.refreshToken });
+            if (!tokens)
+                return false;
+            await sessions.save(tokens);
+            return true;
+        }
+        catch (err) {
+            // Only a refused refresh token ends the session; no network keeps it for later.
+            if (ConnectError.from(err).code === Code.Unauthenticated)
+                await sessions.clear();
+            return false;
+        }
+    })().finally(() => (refreshing = undefined)));
+    return (next) => async (req) => {
+        req.header.set("accept-language", locale());
+        const s = sessions.get();
+        if (s)
+            req.header.set("authorization", `Bearer ${s.accessToken}`);
+        try {
+            return await next(req);
+        }
+        catch (err) {
+            if (s && ConnectError.from(err).code === Code.Unauthenticated && req.stream === false && (await refresh())) {
+                req.header.set("authorization", `Bearer ${sessions.get().accessToken}`);
+                return next(req);
+            }
+            throw err;
+        }
+    };
+}
+/** Calls time out after 15 s: a phone on a bad network must not spin forever. */
+export const CALL_TIMEOUT_MS = 15_000;

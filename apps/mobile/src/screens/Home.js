@@ -1,0 +1,83 @@
+// Home: the balance (available and held), today and this week, the latest tips.
+// New tips appear without a reload (polled every 3 s; a push also refreshes) and the
+// newest one is announced; offline, the saved copies are shown with their time.
+import { timestampDate } from "@bufbuild/protobuf/wkt";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { plainError } from "../lib/errors";
+import { formatMoney } from "@ttip/web-lib/money";
+import { useEffect, useRef, useState } from "react";
+import { Text, View } from "react-native";
+import { tipStatus, when } from "../lib/format";
+import { useI18n } from "../lib/i18n";
+import { useOfflineQuery } from "../lib/offline";
+import { Button, ErrorText, Notice, Screen, Title, styles } from "../ui";
+import { useUnreadCount } from "./Inbox";
+import { OfflineNotice } from "./OfflineNotice";
+export const POLL_MS = 3000;
+const startOfDay = (now) => new Date(new Date(now).setHours(0, 0, 0, 0));
+const startOfWeek = (now) => {
+    const d = startOfDay(now);
+    d.setDate(d.getDate() - ((d.getDay() + 6) % 7));
+    return d;
+};
+const sum = (tips, since) => tips
+    .filter((t) => t.status === TipStatus.SUCCEEDED && t.createdAt && timestampDate(t.createdAt) >= since)
+    .reduce((a, t) => a + (t.amount?.amountMinor ?? 0n), 0n);
+export function Home({ onOpenInbox }) {
+    const { t, locale } = useI18n();
+    const balance = useOfflineQuery(WalletService.method.getBalance, { currency: "KES" }, "balance", { refetchInterval: POLL_MS });
+    const tips = useOfflineQuery(PaymentService.method.listTips, { page: { pageSize: 50 } }, "tips", { refetchInterval: POLL_MS });
+    const list = tips.data?.tips ?? [];
+    const b = balance.data?.balances[0];
+    const arrived = useArrivals(list, tips.data !== undefined);
+    const now = new Date();
+    const offline = balance.offline || tips.offline;
+    const unread = useUnreadCount(POLL_MS);
+    return (<Screen testID="home">
+      <Title>{t("homeTitle")}</Title>
+      {offline ? <OfflineNotice savedAt={balance.savedAt ?? tips.savedAt} hasData={!!b || list.length > 0}/> : null}
+      <ErrorText>{balance.error ? plainError(balance.error, locale) : tips.error ? plainError(tips.error, locale) : ""}</ErrorText>
+      {arrived ? (<Notice testID="new-tip">
+          <Text role="status" aria-live="polite" style={styles.text}>{t("newTip", { amount: formatMoney(arrived.amount?.amountMinor ?? 0n) })}</Text>
+        </Notice>) : null}
+      <Notice>
+        <Text style={styles.muted}>{t("available")}</Text>
+        <Text testID="available" style={styles.big}>{formatMoney(b?.available?.amountMinor ?? 0n)}</Text>
+        <Text style={styles.muted}>{t("held")}: {formatMoney(b?.held?.amountMinor ?? 0n)}</Text>
+        <Text style={styles.text}>
+          {t("today")}: {formatMoney(sum(list, startOfDay(now)))} · {t("thisWeek")}: {formatMoney(sum(list, startOfWeek(now)))}
+        </Text>
+      </Notice>
+      <Button kind="secondary" testID="open-inbox" title={unread > 0 ? t("inboxButtonUnread", { count: String(unread) }) : t("inboxButton")} onPress={onOpenInbox}/>
+      <Text role="heading" style={styles.text}>{t("latestTips")}</Text>
+      <View testID="latest-tips">
+        {list.slice(0, 10).map((tip) => (<View key={tip.tipId} style={styles.row} testID={`tip-${tip.tipId}`}>
+            <Text style={styles.text}>{formatMoney(tip.amount?.amountMinor ?? 0n)}{tip.rating ? ` · ${tip.rating}★` : ""}</Text>
+            <Text style={styles.muted}>{tipStatus(tip.status, locale)} · {when(tip.createdAt, locale)}</Text>
+          </View>))}
+        {list.length === 0 && !tips.isLoading && !offline ? <Text style={styles.muted}>{t("noTips")}</Text> : null}
+      </View>
+    </Screen>);
+}
+/** The newest received tip that was not in the first list this screen saw. */
+function useArrivals(list, loaded) {
+    const seen = useRef(undefined);
+    const [latest, setLatest] = useState();
+    useEffect(() => {
+        if (!loaded)
+            return;
+        const received = list.filter((t) => t.status === TipStatus.SUCCEEDED);
+        if (!seen.current) {
+            seen.current = new Set(received.map((t) => t.tipId));
+            return;
+        }
+        const fresh = received.find((t) => !seen.current.has(t.tipId));
+        for (const t of received)
+            seen.current.add(t.tipId);
+        if (fresh)
+            setLatest(fresh);
+    }, [list, loaded]);
+    return latest;
+}

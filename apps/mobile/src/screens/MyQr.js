@@ -1,0 +1,84 @@
+// My QR, full screen, for the customer to scan. The last image (PNG from the qr
+// service) is kept with its link, so the code shows with no network at all.
+import { createClient } from "@connectrpc/connect";
+import { useMutation, useTransport } from "@connectrpc/connect-query";
+import { ImageFormat, OwnerKind, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { plainError } from "../lib/errors";
+import { useCallback, useEffect, useState } from "react";
+import { Image, Text, useWindowDimensions } from "react-native";
+import { useApp } from "../app-context";
+import { when } from "../lib/format";
+import { useI18n } from "../lib/i18n";
+import { isUnreachable } from "../lib/offline";
+import { Button, ErrorText, Screen, Title, styles } from "../ui";
+import { OfflineNotice } from "./OfflineNotice";
+function base64(bytes) {
+    let s = "";
+    for (let i = 0; i < bytes.length; i += 0x8000)
+        s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return btoa(s);
+}
+export function MyQr() {
+    const { sessions, cache, share, newKey } = useApp();
+    const { t, locale } = useI18n();
+    const transport = useTransport();
+    const { width } = useWindowDimensions();
+    const userId = sessions.get()?.userId ?? "";
+    const slot = `${userId}:qr`;
+    const [qr, setQr] = useState();
+    const [state, setState] = useState("loading");
+    const [error, setError] = useState("");
+    const create = useMutation(QrService.method.createQrCode);
+    const load = useCallback(async () => {
+        const saved = await cache.get(slot);
+        if (saved)
+            setQr(JSON.parse(saved));
+        try {
+            const client = createClient(QrService, transport);
+            const { qrCodes } = await client.listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: userId });
+            const active = qrCodes.find((c) => c.status === QrCodeStatus.ACTIVE);
+            if (!active) {
+                setQr(undefined);
+                return setState("none");
+            }
+            const png = await client.renderQrCode({ qrCodeId: active.qrCodeId, format: ImageFormat.PNG, size: 640, caption: true });
+            const fresh = { savedAt: new Date().toISOString(), shortCode: active.shortCode, url: active.url, image: `data:${png.contentType};base64,${base64(png.content)}` };
+            await cache.set(slot, JSON.stringify(fresh));
+            setQr(fresh);
+            setState("live");
+        }
+        catch (err) {
+            if (isUnreachable(err))
+                setState("offline");
+            else
+                (setError(plainError(err, locale)), setState("live"));
+        }
+    }, [cache, slot, transport, userId, locale]);
+    useEffect(() => void load(), [load]);
+    const side = Math.min(width - 32, 480);
+    return (<Screen testID="my-qr">
+      <Title>{t("qrTitle")}</Title>
+      {state === "offline" ? <OfflineNotice savedAt={qr ? new Date(qr.savedAt) : undefined} hasData={!!qr}/> : null}
+      <ErrorText>{error}</ErrorText>
+      {qr && state !== "none" ? (<>
+          <Image testID="qr-image" accessibilityLabel={`QR ${qr.shortCode}`} source={{ uri: qr.image }} style={{ width: side, height: side, alignSelf: "center" }} resizeMode="contain"/>
+          <Text style={[styles.big, { textAlign: "center" }]}>{qr.shortCode}</Text>
+          {state === "offline" ? <Text style={styles.muted}>{t("qrSaved", { time: when(new Date(qr.savedAt), locale) })}</Text> : null}
+          <Button kind="secondary" title={t("shareLink")} onPress={() => share(t("shareMessage", { url: qr.url }), qr.url)}/>
+        </>) : null}
+      {state === "none" ? (<>
+          <Text style={styles.text}>{t("qrNone")}</Text>
+          <Button testID="qr-create" title={t("qrCreate")} disabled={create.isPending} onPress={async () => {
+                setError("");
+                try {
+                    await create.mutateAsync({ ownerKind: OwnerKind.WORKER, ownerId: userId, idempotencyKey: newKey() });
+                    await load();
+                }
+                catch (err) {
+                    setError(plainError(err, locale));
+                }
+            }}/>
+        </>) : null}
+    </Screen>);
+}

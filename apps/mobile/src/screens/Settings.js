@@ -1,0 +1,41 @@
+// Settings: language, notifications on this phone, sign out (here or everywhere).
+import { useMutation } from "@connectrpc/connect-query";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { useState } from "react";
+import { Text, View } from "react-native";
+import { useApp } from "../app-context";
+import { useI18n } from "../lib/i18n";
+import { Button, Notice, Screen, Title, styles } from "../ui";
+import { usePushRegistration } from "./push-registration";
+import { TipSmsSetting } from "./TipSmsSetting";
+export function Settings() {
+    const { sessions } = useApp();
+    const { t, locale, setLocale } = useI18n();
+    const push = usePushRegistration();
+    const logout = useMutation(AuthService.method.logout);
+    const revokeAll = useMutation(AuthService.method.revokeAllSessions);
+    const [busy, setBusy] = useState(false);
+    const signOut = async (everywhere) => {
+        setBusy(true);
+        // The server side may be unreachable: the phone forgets the session anyway.
+        await (everywhere ? revokeAll.mutateAsync({}) : logout.mutateAsync({})).catch(() => undefined);
+        await push.unregister().catch(() => undefined);
+        await sessions.clear();
+    };
+    return (<Screen testID="settings">
+      <Title>{t("settingsTitle")}</Title>
+      <Text role="heading" style={styles.text}>{t("language")}</Text>
+      <View style={{ flexDirection: "row", gap: 8 }}>
+        <Button testID="lang-en" kind={locale === "en" ? "primary" : "secondary"} title="English" onPress={() => setLocale("en")}/>
+        <Button testID="lang-sw" kind={locale === "sw" ? "primary" : "secondary"} title="Kiswahili" onPress={() => setLocale("sw")}/>
+      </View>
+      <Text role="heading" style={styles.text}>{t("notifications")}</Text>
+      <Notice testID="push-state">
+        <Text style={styles.text}>{push.registered ? t("pushOn") : t("pushOff")}</Text>
+        {!push.registered ? <Button kind="secondary" title={t("pushEnable")} onPress={() => void push.register()}/> : null}
+      </Notice>
+      <TipSmsSetting />
+      <Button testID="sign-out" kind="secondary" title={t("signOut")} disabled={busy} onPress={() => void signOut(false)}/>
+      <Button testID="sign-out-all" kind="secondary" title={t("signOutAll")} disabled={busy} onPress={() => void signOut(true)}/>
+    </Screen>);
+}

@@ -1,0 +1,73 @@
+// "Also tell me about tips by SMS": the tip-received kind's SMS channel in the
+// worker's notification preferences. Offline, the change waits on the phone.
+import { create } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { useTransport } from "@connectrpc/connect-query";
+import { Channel, KindPreferenceSchema, PreferencesSchema, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { plainError } from "../lib/errors";
+import { useEffect, useState } from "react";
+import { Switch, Text, View } from "react-native";
+import { useApp } from "../app-context";
+import { useI18n } from "../lib/i18n";
+import { isUnreachable } from "../lib/offline";
+import { pendingPreferences, queuePreferences } from "../lib/pending-settings";
+import { ErrorText, styles } from "../ui";
+const smsOn = (p) => p?.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)?.channels.includes(Channel.SMS) ?? true;
+function withTipSms(p, on) {
+    const next = create(PreferencesSchema, p);
+    let kind = next.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED);
+    if (!kind) {
+        kind = create(KindPreferenceSchema, { key: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.PUSH, Channel.IN_APP] });
+        next.kinds.push(kind);
+    }
+    kind.channels = on ? [...new Set([...kind.channels, Channel.SMS])] : kind.channels.filter((c) => c !== Channel.SMS);
+    return next;
+}
+export function TipSmsSetting() {
+    const { cache, sessions } = useApp();
+    const { t, locale } = useI18n();
+    const transport = useTransport();
+    const userId = sessions.get()?.userId ?? "";
+    const [prefs, setPrefs] = useState();
+    const [note, setNote] = useState("");
+    const [error, setError] = useState("");
+    useEffect(() => {
+        let alive = true;
+        void (async () => {
+            // A change still waiting on the phone is what the worker chose last.
+            const pending = await pendingPreferences(cache, userId);
+            if (pending)
+                return alive && (setPrefs(pending), setNote(t("prefQueued")));
+            const res = await createClient(NotificationService, transport).getPreferences({}).catch(() => undefined);
+            if (alive)
+                setPrefs(res?.preferences ?? create(PreferencesSchema));
+        })();
+        return () => void (alive = false);
+    }, [cache, userId, transport, t]);
+    const change = async (on) => {
+        if (!prefs)
+            return;
+        const next = withTipSms(prefs, on);
+        setPrefs(next);
+        setError("");
+        try {
+            await createClient(NotificationService, transport).updatePreferences({ preferences: next });
+            setNote(t("prefSaved"));
+        }
+        catch (err) {
+            if (!isUnreachable(err))
+                return (setPrefs(prefs), setError(plainError(err, locale)));
+            await queuePreferences(cache, userId, next);
+            setNote(t("prefQueued"));
+        }
+    };
+    return (<View style={{ gap: 4 }}>
+      <View style={{ flexDirection: "row", alignItems: "center", justifyContent: "space-between", gap: 8 }}>
+        <Text nativeID="tip-sms-label" style={[styles.text, { flex: 1 }]}>{t("tipSms")}</Text>
+        <Switch testID="tip-sms" accessibilityLabel={t("tipSms")} disabled={!prefs} value={smsOn(prefs)} onValueChange={(v) => void change(v)}/>
+      </View>
+      {note ? <Text testID="tip-sms-note" role="status" style={styles.muted}>{note}</Text> : null}
+      <ErrorText>{error}</ErrorText>
+    </View>);
+}

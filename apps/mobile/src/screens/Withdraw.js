@@ -1,0 +1,129 @@
+// Withdraw to M-Pesa. The step-up is this phone's device key, guarded by the phone's
+// biometrics: made once and registered with auth, then for each payout the worker
+// confirms, the biometric prompt unlocks the key, it signs auth's fresh challenge,
+// and the step-up token goes with the payout. One idempotency key per attempt: a
+// retried tap or a lost answer never sends the money twice.
+import { useMutation, useQuery } from "@connectrpc/connect-query";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { PayoutStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { LimitKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { plainError } from "../lib/errors";
+import { formatMoney, parseWholeUnits } from "@ttip/web-lib/money";
+import { normaliseKenyanPhone } from "@ttip/web-lib/phone";
+import { useEffect, useState } from "react";
+import { Platform, Text, View } from "react-native";
+import { useApp } from "../app-context";
+import { payoutStatus } from "../lib/format";
+import { useI18n } from "../lib/i18n";
+import { Button, ErrorText, Field, Notice, Screen, Title, styles } from "../ui";
+const FINAL = new Set([PayoutStatus.SUCCEEDED, PayoutStatus.FAILED]);
+const LIMITS = {
+    [LimitKind.PER_TRANSACTION]: "limitPerWithdrawal",
+    [LimitKind.DAILY]: "limitToday",
+    [LimitKind.MONTHLY]: "limitMonth",
+    [LimitKind.MPESA_PER_TRANSACTION]: "limitMpesaPerTransaction",
+    [LimitKind.MPESA_DAILY]: "limitMpesaDaily",
+};
+export function Withdraw() {
+    const { sessions, keyring, biometric, newKey } = useApp();
+    const { t, locale } = useI18n();
+    const balance = useQuery(WalletService.method.getBalance, { currency: "KES" });
+    const limits = useQuery(WalletService.method.getWithdrawalLimits, { currency: "KES" });
+    const register = useMutation(AuthService.method.registerDevice);
+    const challenge = useMutation(AuthService.method.createDeviceChallenge);
+    const verify = useMutation(AuthService.method.verifyDeviceChallenge);
+    const payout = useMutation(PaymentService.method.requestPayout);
+    const [amountText, setAmountText] = useState("");
+    const [phoneText, setPhoneText] = useState("");
+    const [stage, setStage] = useState({ kind: "form" });
+    const [error, setError] = useState("");
+    const payoutId = stage.kind === "sent" ? stage.payoutId : "";
+    const status = useQuery(PaymentService.method.getPayout, { payoutId }, {
+        enabled: payoutId !== "",
+        refetchInterval: (q) => (q.state.data?.payout && FINAL.has(q.state.data.payout.status) ? false : 1000),
+    });
+    const review = () => {
+        setError("");
+        const amount = parseWholeUnits(amountText);
+        if (!amount)
+            return setError(t("amountInvalid"));
+        const typed = phoneText.trim();
+        const mpesaPhone = typed ? normaliseKenyanPhone(typed) : "";
+        if (mpesaPhone === undefined)
+            return setError(t("mpesaInvalid"));
+        // One key per reviewed withdrawal, kept across its retries.
+        setStage({ kind: "confirm", amount, mpesaPhone, idempotencyKey: newKey() });
+    };
+    const send = async (attempt) => {
+        const { amount, mpesaPhone, idempotencyKey } = attempt;
+        setError("");
+        const session = sessions.get();
+        if (!session)
+            return setError(t("sessionEnded"));
+        try {
+            if (!(await biometric.confirm(t("biometricPrompt", { amount: formatMoney(amount) })))) {
+                return setError(t("biometricFailed"));
+            }
+            const keys = await keyring();
+            let deviceId = await keys.deviceId(session.userId);
+            if (!deviceId) {
+                setStage({ kind: "working", note: t("settingUpKey") });
+                const made = await keys.create(session.userId);
+                const { device } = await register.mutateAsync({ name: `TTIP app (${Platform.OS})`, publicKeyJwk: made.publicJwk });
+                deviceId = device.deviceId;
+                await made.keep(deviceId);
+            }
+            setStage({ kind: "working", note: t("signingKey") });
+            const c = await challenge.mutateAsync({ deviceId, purpose: "payout" });
+            const signature = await keys.sign(session.userId, c.challenge);
+            const { stepUpToken } = await verify.mutateAsync({ challengeId: c.challengeId, signature });
+            setStage({ kind: "working", note: t("sending") });
+            const res = await payout.mutateAsync({ idempotencyKey, amount: { amountMinor: amount, currency: "KES" }, mpesaPhone, stepUpToken });
+            setStage({ kind: "sent", payoutId: res.payout.payoutId });
+        }
+        catch (err) {
+            setStage(attempt);
+            setError(plainError(err, locale));
+        }
+    };
+    const p = status.data?.payout;
+    const final = p !== undefined && FINAL.has(p.status);
+    const { refetch: refetchBalance } = balance;
+    const { refetch: refetchLimits } = limits;
+    useEffect(() => {
+        // A settled or released payout changes the balance and what is left of the limits.
+        if (final)
+            void Promise.all([refetchBalance(), refetchLimits()]);
+    }, [final, refetchBalance, refetchLimits]);
+    const available = balance.data?.balances[0]?.available?.amountMinor ?? 0n;
+    return (<Screen testID="withdraw">
+      <Title>{t("withdrawTitle")}</Title>
+      <Text style={styles.text}>{t("available")}: <Text testID="withdraw-available" style={{ fontWeight: "700" }}>{formatMoney(available)}</Text></Text>
+      {limits.data?.limits.map((l) => (<View key={l.kind} style={styles.row}>
+          <Text style={styles.muted}>{t(LIMITS[l.kind] ?? "limitOther")}</Text>
+          <Text style={styles.muted}>{t("limitLeft", { left: formatMoney(l.remaining?.amountMinor ?? 0n), limit: formatMoney(l.limit?.amountMinor ?? 0n) })}</Text>
+        </View>))}
+      {stage.kind === "sent" ? (<Notice testID="payout">
+          <Text role="status" aria-live="polite" style={styles.text}>
+            {t("payoutStatus", { amount: formatMoney(p?.amount?.amountMinor ?? 0n), status: p ? payoutStatus(p.status, locale) : payoutStatus(PayoutStatus.PENDING, locale) })}
+          </Text>
+          {p?.transferFee ? <Text style={styles.muted}>{t("mpesaFee", { fee: formatMoney(p.transferFee.amountMinor) })}</Text> : null}
+          {p?.resultMessage ? <Text style={styles.text}>{p.resultMessage}</Text> : null}
+          {p?.mpesaReceipt ? <Text testID="receipt" style={styles.text}>{t("receipt", { receipt: p.mpesaReceipt })}</Text> : null}
+          <Button kind="secondary" title={t("another")} onPress={() => (setStage({ kind: "form" }), setAmountText(""))}/>
+        </Notice>) : stage.kind === "confirm" ? (<Notice testID="confirm">
+          <Text style={styles.text}>{t("confirmWithdraw", { amount: formatMoney(stage.amount) })}</Text>
+          <ErrorText>{error}</ErrorText>
+          <Button testID="withdraw-confirm" title={t("confirm")} onPress={() => send(stage)}/>
+          <Button kind="secondary" title={t("cancel")} onPress={() => (setStage({ kind: "form" }), setError(""))}/>
+        </Notice>) : (<>
+          <Field id="amount" label={t("amountLabel")} value={amountText} onChangeText={setAmountText} keyboardType="number-pad" inputMode="numeric"/>
+          <Field id="mpesa" label={t("mpesaLabel")} value={phoneText} onChangeText={setPhoneText} keyboardType="phone-pad" inputMode="tel"/>
+          {stage.kind === "working" ? <Text role="status" style={styles.text}>{stage.note}</Text> : null}
+          <ErrorText>{error}</ErrorText>
+          <Button testID="withdraw-submit" title={t("withdraw")} onPress={review} disabled={stage.kind === "working"}/>
+        </>)}
+    </Screen>);
+}

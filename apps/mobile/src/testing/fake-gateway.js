@@ -1,0 +1,237 @@
+// A fake gateway for the screen tests: Connect's router transport serving the real
+// generated service descriptors with in-memory state. Its auth checks device
+// signatures for real (P-256 over the challenge), so the app's key code is exercised.
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { p256 } from "@noble/curves/nist.js";
+import { Code, ConnectError, createRouterTransport } from "@connectrpc/connect";
+import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
+import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
+import { Channel, InAppNotificationSchema, PreferencesSchema, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { PayoutStatus, TipSchema, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { OwnerKind, QrCodeSchema, QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+const b64url = (s) => btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const fromB64url = (s) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/").padEnd(Math.ceil(s.length / 4) * 4, "=")), (c) => c.charCodeAt(0));
+export const fakeJwt = (sub, n) => `${b64url('{"alg":"none"}')}.${b64url(JSON.stringify({ sub, n }))}.sig${n}`;
+export class FakeGateway {
+    userId = "0f6c1a52-7a0e-4c7e-9a56-3f1d2b1e9a01";
+    otp = "123456";
+    pin = "2580";
+    /** When true every call fails as if the phone had no network. */
+    offline = false;
+    availableMinor = 150000n;
+    heldMinor = 0n;
+    tips = [];
+    qrCodes = [];
+    calls = [];
+    devices = new Map(); // deviceId → public JWK
+    challenges = new Map();
+    stepUpTokens = new Set();
+    payouts = new Map(); // by idempotency key
+    pushTokens = new Set();
+    statementsAsked = [];
+    inbox = [];
+    preferences = create(PreferencesSchema, { kinds: [{ key: TemplateKey.TIP_RECEIVED, channels: [Channel.SMS, Channel.PUSH, Channel.IN_APP] }] });
+    validAccess = new Set();
+    issued = 0;
+    /** Fails the next RequestPayout with this error before doing anything. */
+    failNextPayout;
+    tokens() {
+        this.issued++;
+        const accessToken = fakeJwt(this.userId, this.issued);
+        this.validAccess.add(accessToken);
+        return { accessToken, refreshToken: `refresh-${this.issued}-0123456789` };
+    }
+    addTip(amountMinor, status = TipStatus.SUCCEEDED, at = new Date()) {
+        const tip = create(TipSchema, { tipId: `tip-${this.tips.length + 1}`, workerId: this.userId, amount: { amountMinor, currency: "KES" }, status, createdAt: timestampFromDate(at) });
+        this.tips.unshift(tip);
+        if (status === TipStatus.SUCCEEDED)
+            this.availableMinor += amountMinor;
+        return tip;
+    }
+    notify(title, body) {
+        const n = create(InAppNotificationSchema, { notificationId: `9b1c2d3e-0000-4000-8000-${String(this.inbox.length + 1).padStart(12, "0")}`, templateKey: TemplateKey.TIP_RECEIVED, title, body, createdAt: timestampFromDate(new Date()) });
+        this.inbox.unshift(n);
+        return n;
+    }
+    count(method) {
+        return this.calls.filter((c) => c.method === method).length;
+    }
+    last(method) {
+        return [...this.calls].reverse().find((c) => c.method === method)?.request;
+    }
+    authed(ctx) {
+        const token = ctx.requestHeader.get("authorization")?.replace(/^Bearer /, "") ?? "";
+        if (!this.validAccess.has(token))
+            throw new ConnectError("access token missing or expired", Code.Unauthenticated);
+    }
+    transport(interceptors) {
+        const gw = this;
+        const record = (next) => async (req) => {
+            if (gw.offline)
+                throw new ConnectError("network request failed", Code.Unavailable);
+            gw.calls.push({ method: req.method.name, request: req.message, authorization: req.header.get("authorization"), language: req.header.get("accept-language") });
+            return next(req);
+        };
+        return createRouterTransport((router) => {
+            router.service(AuthService, {
+                startPhoneVerification: () => ({ challengeId: "c2b1e9a0-0000-4000-8000-000000000001" }),
+                verifyPhoneOtp: (req) => {
+                    if (req.otp !== gw.otp)
+                        throw new ConnectError("otp: the code is wrong or expired", Code.InvalidArgument);
+                    if (req.role !== Role.WORKER)
+                        throw new ConnectError("role: must be worker", Code.InvalidArgument);
+                    return gw.pin ? { pinRequired: true, pinSessionId: "pin-session-1" } : { tokens: gw.tokens(), newUser: true };
+                },
+                verifyPin: (req) => {
+                    if (req.pin !== gw.pin)
+                        throw new ConnectError("pin: wrong PIN", Code.InvalidArgument);
+                    return { tokens: gw.tokens() };
+                },
+                setPin: (req, ctx) => {
+                    gw.authed(ctx);
+                    gw.pin = req.pin;
+                    return {};
+                },
+                refreshSession: (req) => {
+                    if (!/^refresh-/.test(req.refreshToken))
+                        throw new ConnectError("refresh token unknown", Code.Unauthenticated);
+                    return { tokens: gw.tokens() };
+                },
+                registerDevice: (req, ctx) => {
+                    gw.authed(ctx);
+                    const deviceId = `dev-${gw.devices.size + 1}`;
+                    gw.devices.set(deviceId, req.publicKeyJwk);
+                    return { device: { deviceId, name: req.name, publicKeyJwk: req.publicKeyJwk } };
+                },
+                createDeviceChallenge: (req, ctx) => {
+                    gw.authed(ctx);
+                    if (!gw.devices.has(req.deviceId))
+                        throw new ConnectError("device_id: unknown device", Code.NotFound);
+                    const challenge = crypto.getRandomValues(new Uint8Array(32));
+                    const challengeId = `ch-${gw.challenges.size + 1}`;
+                    gw.challenges.set(challengeId, { deviceId: req.deviceId, challenge });
+                    return { challengeId, challenge };
+                },
+                verifyDeviceChallenge: (req, ctx) => {
+                    gw.authed(ctx);
+                    const c = gw.challenges.get(req.challengeId);
+                    if (!c)
+                        throw new ConnectError("challenge_id: unknown", Code.NotFound);
+                    gw.challenges.delete(req.challengeId);
+                    const jwk = JSON.parse(gw.devices.get(c.deviceId));
+                    const point = new Uint8Array([4, ...fromB64url(jwk.x), ...fromB64url(jwk.y)]);
+                    if (!p256.verify(req.signature, c.challenge, point, { prehash: true, lowS: false })) {
+                        throw new ConnectError("signature: does not match the device key", Code.PermissionDenied);
+                    }
+                    const stepUpToken = `step-up-${gw.stepUpTokens.size + 1}-abcdef`;
+                    gw.stepUpTokens.add(stepUpToken);
+                    return { stepUpToken };
+                },
+                logout: () => ({}),
+                revokeAllSessions: () => ({ revoked: 1 }),
+            });
+            router.service(WalletService, {
+                getBalance: (_req, ctx) => {
+                    gw.authed(ctx);
+                    return { balances: [{ available: { amountMinor: gw.availableMinor, currency: "KES" }, held: { amountMinor: gw.heldMinor, currency: "KES" } }] };
+                },
+                getWithdrawalLimits: (_req, ctx) => (gw.authed(ctx), { limits: [] }),
+                getStatement: (req, ctx) => {
+                    gw.authed(ctx);
+                    gw.statementsAsked.push(`${req.year}-${req.month}`);
+                    const kes = (amountMinor) => ({ amountMinor, currency: "KES" });
+                    const day = (d) => timestampFromDate(new Date(req.year, req.month - 1, d, 12));
+                    return {
+                        openingBalance: kes(100000n * BigInt(req.month)),
+                        closingBalance: kes(100000n * BigInt(req.month) + 19000n),
+                        rows: [
+                            { entryId: `e-${req.month}-1`, postedAt: day(3), description: "Tip received", amount: kes(20000n), balanceAfter: kes(100000n * BigInt(req.month) + 20000n) },
+                            { entryId: `e-${req.month}-2`, postedAt: day(4), description: "Fee", amount: kes(-1000n), balanceAfter: kes(100000n * BigInt(req.month) + 19000n) },
+                        ],
+                    };
+                },
+            });
+            router.service(PaymentService, {
+                listTips: (req, ctx) => {
+                    gw.authed(ctx);
+                    const all = gw.tips.filter((t) => req.status === TipStatus.UNSPECIFIED || t.status === req.status);
+                    const size = req.page?.pageSize || 20;
+                    const start = Number(req.page?.pageToken || "0");
+                    const next = start + size < all.length ? String(start + size) : "";
+                    return { tips: all.slice(start, start + size), page: { nextPageToken: next } };
+                },
+                requestPayout: (req, ctx) => {
+                    gw.authed(ctx);
+                    if (gw.failNextPayout) {
+                        const err = gw.failNextPayout;
+                        gw.failNextPayout = undefined;
+                        throw err;
+                    }
+                    if (!gw.stepUpTokens.delete(req.stepUpToken))
+                        throw new ConnectError("step_up_token: missing or used", Code.PermissionDenied);
+                    const seen = gw.payouts.get(req.idempotencyKey);
+                    if (seen)
+                        return { payout: { payoutId: seen.payoutId, status: PayoutStatus.PENDING, amount: { amountMinor: seen.amountMinor, currency: "KES" } } };
+                    const amountMinor = req.amount.amountMinor;
+                    if (amountMinor > gw.availableMinor)
+                        throw new ConnectError("amount: more than your available balance", Code.FailedPrecondition);
+                    gw.availableMinor -= amountMinor;
+                    const payoutId = `payout-${gw.payouts.size + 1}`;
+                    gw.payouts.set(req.idempotencyKey, { payoutId, amountMinor, phone: req.mpesaPhone, polls: 0 });
+                    return { payout: { payoutId, status: PayoutStatus.PENDING, amount: req.amount } };
+                },
+                getPayout: (req, ctx) => {
+                    gw.authed(ctx);
+                    const p = [...gw.payouts.values()].find((x) => x.payoutId === req.payoutId);
+                    if (!p)
+                        throw new ConnectError("payout_id: unknown", Code.NotFound);
+                    p.polls++;
+                    const done = p.polls > 1;
+                    return { payout: { payoutId: p.payoutId, amount: { amountMinor: p.amountMinor, currency: "KES" }, status: done ? PayoutStatus.SUCCEEDED : PayoutStatus.PENDING, mpesaReceipt: done ? "SIM123ABC" : "" } };
+                },
+            });
+            router.service(QrService, {
+                listQrCodes: (req, ctx) => (gw.authed(ctx), { qrCodes: gw.qrCodes.filter((q) => q.ownerId === req.ownerId) }),
+                createQrCode: (req, ctx) => {
+                    gw.authed(ctx);
+                    const q = create(QrCodeSchema, { qrCodeId: `qr-${gw.qrCodes.length + 1}`, shortCode: "K7M4QX", ownerKind: OwnerKind.WORKER, ownerId: req.ownerId, url: "http://127.0.0.1:8080/t/K7M4QX", status: QrCodeStatus.ACTIVE });
+                    gw.qrCodes.push(q);
+                    return { qrCode: q };
+                },
+                renderQrCode: (_req, ctx) => (gw.authed(ctx), { content: new Uint8Array([0x89, 0x50, 0x4e, 0x47]), contentType: "image/png" }),
+            });
+            router.service(NotificationService, {
+                listInAppNotifications: (req, ctx) => {
+                    gw.authed(ctx);
+                    const unread = gw.inbox.filter((n) => !n.readAt);
+                    return { notifications: (req.unreadOnly ? unread : gw.inbox).slice(0, req.page?.pageSize || 20), unreadCount: unread.length };
+                },
+                markRead: (req, ctx) => {
+                    gw.authed(ctx);
+                    for (const n of gw.inbox)
+                        if (req.notificationIds.includes(n.notificationId))
+                            n.readAt = timestampFromDate(new Date());
+                    return {};
+                },
+                getPreferences: (_req, ctx) => (gw.authed(ctx), { preferences: gw.preferences }),
+                updatePreferences: (req, ctx) => {
+                    gw.authed(ctx);
+                    gw.preferences = req.preferences;
+                    return { preferences: gw.preferences };
+                },
+                registerPushToken: (req, ctx) => (gw.authed(ctx), gw.pushTokens.add(`${req.platform}:${req.token}`), {}),
+                unregisterPushToken: (req) => {
+                    for (const t of gw.pushTokens)
+                        if (t.endsWith(`:${req.token}`))
+                            gw.pushTokens.delete(t);
+                    return {};
+                },
+            });
+        }, { transport: { interceptors: [...interceptors, record] } });
+    }
+}

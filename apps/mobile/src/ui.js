@@ -1,0 +1,45 @@
+import { Pressable, ScrollView, StyleSheet, Text, TextInput, View } from "react-native";
+export const colors = { ink: "#1b1b1b", muted: "#5c5c5c", brand: "#0a7d3b", error: "#b00020", paper: "#ffffff", note: "#eef6f0", warn: "#fff4d6" };
+export function Screen({ children, testID }) {
+    return (<ScrollView testID={testID} contentContainerStyle={styles.screen} keyboardShouldPersistTaps="handled">
+      {children}
+    </ScrollView>);
+}
+export function Title({ children }) {
+    return <Text role="heading" style={styles.title}>{children}</Text>;
+}
+export function Field({ label, id, ...input }) {
+    return (<View style={styles.field}>
+      <Text nativeID={`${id}-label`} style={styles.label}>{label}</Text>
+      <TextInput testID={id} accessibilityLabel={label} aria-labelledby={`${id}-label`} style={styles.input} autoCorrect={false} {...input}/>
+    </View>);
+}
+export function Button({ title, onPress, disabled, kind = "primary", testID }) {
+    return (<Pressable testID={testID} role="button" accessibilityState={{ disabled: !!disabled }} disabled={disabled} onPress={onPress} style={[styles.button, kind === "secondary" && styles.secondary, disabled && styles.disabled]}>
+      <Text style={[styles.buttonText, kind === "secondary" && styles.secondaryText]}>{title}</Text>
+    </Pressable>);
+}
+export function ErrorText({ children }) {
+    return children ? <Text role="alert" style={styles.error}>{children}</Text> : null;
+}
+export function Notice({ children, tone = "note", testID }) {
+    return <View testID={testID} style={[styles.notice, tone === "warn" && { backgroundColor: colors.warn }]}>{children}</View>;
+}
+export const styles = StyleSheet.create({
+    screen: { padding: 16, gap: 12, backgroundColor: colors.paper, flexGrow: 1 },
+    title: { fontSize: 24, fontWeight: "700", color: colors.ink },
+    field: { gap: 4 },
+    label: { fontSize: 16, color: colors.ink },
+    input: { borderWidth: 1, borderColor: colors.muted, borderRadius: 8, padding: 12, fontSize: 18, color: colors.ink },
+    button: { backgroundColor: colors.brand, borderRadius: 8, padding: 14, alignItems: "center", minHeight: 48 },
+    secondary: { backgroundColor: colors.paper, borderWidth: 1, borderColor: colors.brand },
+    disabled: { opacity: 0.5 },
+    buttonText: { color: colors.paper, fontSize: 17, fontWeight: "600" },
+    secondaryText: { color: colors.brand },
+    error: { color: colors.error, fontSize: 16 },
+    notice: { backgroundColor: colors.note, borderRadius: 8, padding: 12, gap: 4 },
+    text: { fontSize: 16, color: colors.ink },
+    muted: { fontSize: 14, color: colors.muted },
+    big: { fontSize: 32, fontWeight: "700", color: colors.ink },
+    row: { flexDirection: "row", justifyContent: "space-between", paddingVertical: 8, borderBottomWidth: StyleSheet.hairlineWidth, borderColor: colors.muted },
+});
