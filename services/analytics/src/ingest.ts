@@ -1,16 +1,12 @@
 // The live path: one durable JetStream consumer per subject, each event
 // applied once (the runtime's inbox) in the transaction that adds its figures.
 import { EventEmitter } from "node:events";
-import { consumeEventBatches, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, type ServiceContext } from "@ttip/runtime";
 import { consumerName, factsOf, SUBJECTS } from "./facts.js";
 import { RollupBatch } from "./store.js";
 
-/** Replays take this lock exclusively; every live event takes it shared, so none lands mid-rebuild. */
+/** Replays take this lock exclusively; every live batch takes it shared (in its inbox statement), so none lands mid-rebuild. */
 export const REBUILD_LOCK = "ttip.analytics.rebuild";
-
-export async function takeSharedRebuildLock(tx: Queryable): Promise<void> {
-  await tx.query("SELECT pg_advisory_xact_lock_shared(hashtext($1))", [REBUILD_LOCK]);
-}
 
 /** Signals after each applied event (in this process), so live dashboards refresh at once. */
 export const rollupChanges = new EventEmitter();
@@ -36,7 +32,7 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
         logger: ctx.logger,
         metrics: ctx.metrics,
         maxBatch: 500,
-        before: takeSharedRebuildLock,
+        sharedLock: REBUILD_LOCK,
         // A batch's figures are summed first: the platform's row of the hour, which every
         // tip touches, is written once per batch, not once per event.
         handleBatch: async (messages, tx) => {

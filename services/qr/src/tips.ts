@@ -6,8 +6,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Counts tips per code from payment's TipSucceeded events, for scan-to-tip
- * conversion. What has arrived is recorded in one statement per batch (with
- * the inbox's one), not a transaction per tip.
+ * conversion. What has arrived is recorded and counted by one statement per
+ * batch (the inbox's), not a transaction per tip.
  */
 export async function startTipConsumer(ctx: ServiceContext): Promise<() => Promise<void>> {
   const sub = await consumeEventBatches({
@@ -18,17 +18,20 @@ export async function startTipConsumer(ctx: ServiceContext): Promise<() => Promi
     subject: subjectOf(TipSucceededSchema),
     logger: ctx.logger,
     metrics: ctx.metrics,
-    handleBatch: async (messages, tx) => {
+    effectCte: (messages, first) => {
       const tips = messages
-        .map((m) => decodeEvent(TipSucceededSchema, m))
-        .filter((tip) => tip.tipId && UUID.test(tip.qrCodeId))
-        .map((tip) => ({ tipId: tip.tipId, qrCodeId: tip.qrCodeId, at: tip.meta?.occurredAt ? timestampDate(tip.meta.occurredAt) : new Date() }));
-      if (!tips.length) return;
-      await tx.query(
-        `INSERT INTO qr.tips (tip_id, qr_code_id, occurred_at)
-         SELECT * FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) ON CONFLICT DO NOTHING`,
-        [tips.map((t) => t.tipId), tips.map((t) => t.qrCodeId), tips.map((t) => t.at)],
-      );
+        .map((m) => ({ eventId: m.id, tip: decodeEvent(TipSucceededSchema, m) }))
+        .filter(({ tip }) => tip.tipId && UUID.test(tip.qrCodeId))
+        .map(({ eventId, tip }) => ({ eventId, tipId: tip.tipId, qrCodeId: tip.qrCodeId, at: tip.meta?.occurredAt ? timestampDate(tip.meta.occurredAt) : new Date() }));
+      if (!tips.length) return undefined;
+      const [eventIds, tipIds, codes, times] = [0, 1, 2, 3].map((i) => `$${first + i}`);
+      return {
+        // Only the events this statement recorded in the inbox (fresh): a redelivered one counts nothing.
+        sql: `counted AS (INSERT INTO qr.tips (tip_id, qr_code_id, occurred_at)
+           SELECT t.tip_id, t.qr_code_id, t.occurred_at FROM unnest(${eventIds}::uuid[], ${tipIds}::text[], ${codes}::uuid[], ${times}::timestamptz[]) AS t(event_id, tip_id, qr_code_id, occurred_at)
+            WHERE t.event_id IN (SELECT event_id FROM fresh) ON CONFLICT DO NOTHING)`,
+        values: [tips.map((t) => t.eventId), tips.map((t) => t.tipId), tips.map((t) => t.qrCodeId), tips.map((t) => t.at)],
+      };
     },
   });
   return () => sub.stop();

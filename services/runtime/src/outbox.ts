@@ -151,11 +151,45 @@ export interface ConsumeOptions {
   metrics?: Metrics;
 }
 
-export interface ConsumeBatchOptions extends Omit<ConsumeOptions, "handle"> {
+export interface ConsumeBatchOptions extends Omit<ConsumeOptions, "handle" | "before"> {
   /** At most this many events per transaction (default 200). */
   maxBatch?: number;
+  /**
+   * An advisory lock (by name) each batch holds shared to its end, taken by the inbox's own
+   * statement, not one of its own; whoever must see no batch land (a rebuild) takes it exclusively.
+   */
+  sharedLock?: string;
   /** Applies the events not applied before (duplicates removed), inside the transaction that records them in the inbox. */
-  handleBatch: (messages: DeliveredMessage[], tx: Queryable) => Promise<void>;
+  handleBatch?: (messages: DeliveredMessage[], tx: Queryable) => Promise<void>;
+  /**
+   * Instead of handleBatch, for an effect that is one statement: it goes into the inbox's own
+   * statement as CTEs, and the batch is one statement without BEGIN/COMMIT. `fresh (event_id)`
+   * holds the ids that statement recorded, the only ones to apply; `messages` has no id twice.
+   * Parameters are numbered from `first` on. Undefined: nothing to apply but the inbox.
+   */
+  effectCte?: (messages: DeliveredMessage[], first: number) => { sql: string; values: unknown[] } | undefined;
+}
+
+/**
+ * The statement that records `messages` in the inbox (and, with `effect`, applies them),
+ * answering the ids it recorded: those not applied before.
+ */
+function inboxStatement(s: string, options: ConsumeBatchOptions, messages: DeliveredMessage[], effect?: ConsumeBatchOptions["effectCte"]): { text: string; values: unknown[] } {
+  const values: unknown[] = [options.consumer, messages.map((m) => m.id), messages.map((m) => m.subject)];
+  const ctes: string[] = [];
+  if (options.sharedLock) {
+    values.push(options.sharedLock);
+    ctes.push(`locked AS (SELECT pg_advisory_xact_lock_shared(hashtext($${values.length})))`);
+  }
+  ctes.push(`fresh AS (INSERT INTO ${s}.inbox (consumer, event_id, subject)
+      SELECT $1, e.id, e.subject FROM unnest($2::uuid[], $3::text[]) AS e(id, subject)${options.sharedLock ? ", locked" : ""}
+      ON CONFLICT DO NOTHING RETURNING event_id)`);
+  const applied = effect?.(messages, values.length + 1);
+  if (applied) {
+    ctes.push(applied.sql);
+    values.push(...applied.values);
+  }
+  return { text: `WITH ${ctes.join(",\n     ")} SELECT event_id FROM fresh`, values };
 }
 
 /**
@@ -165,21 +199,29 @@ export interface ConsumeBatchOptions extends Omit<ConsumeOptions, "handle"> {
  * once per event. Without batch support in the bus, batches of one.
  */
 export async function consumeEventBatches(options: ConsumeBatchOptions) {
+  if (!options.handleBatch === !options.effectCte) throw new Error(`${options.consumer}: give handleBatch or effectCte, not both`);
   const s = ident(options.schema);
-  const apply = async (messages: DeliveredMessage[]) => {
-    const fresh = await inConsumerSpan(`consume ${options.consumer}`, messages.map((m) => m.traceparent), () => withTransaction(options.pool, async (tx) => {
-      await options.before?.(tx);
-      const { rows } = await tx.query<{ event_id: string }>(
-        `INSERT INTO ${s}.inbox (consumer, event_id, subject) SELECT $1, e.id, e.subject FROM unnest($2::uuid[], $3::text[]) AS e(id, subject)
-         ON CONFLICT DO NOTHING RETURNING event_id`,
-        [options.consumer, messages.map((m) => m.id), messages.map((m) => m.subject)],
-      );
+  // The first copy of each id (a batch may hold the same event twice).
+  const unique = (messages: DeliveredMessage[]) => {
+    const seen = new Set<string>();
+    return messages.filter((m) => !seen.has(m.id.toLowerCase()) && seen.add(m.id.toLowerCase()));
+  };
+  const recordAndApply = async (messages: DeliveredMessage[]): Promise<number> => {
+    if (options.effectCte) {
+      const { text, values } = inboxStatement(s, options, unique(messages), options.effectCte);
+      return (await options.pool.query(text, values)).rowCount ?? 0;
+    }
+    return withTransaction(options.pool, async (tx) => {
+      const { text, values } = inboxStatement(s, options, messages);
+      const { rows } = await tx.query<{ event_id: string }>(text, values);
       const inserted = new Set(rows.map((r) => r.event_id));
-      // First copy of each newly recorded id (a batch may hold the same event twice).
-      const todo = messages.filter((m) => inserted.delete(m.id.toLowerCase()));
-      if (todo.length) await options.handleBatch(todo, tx);
+      const todo = unique(messages).filter((m) => inserted.has(m.id.toLowerCase()));
+      if (todo.length) await options.handleBatch!(todo, tx);
       return todo.length;
-    }));
+    });
+  };
+  const apply = async (messages: DeliveredMessage[]) => {
+    const fresh = await inConsumerSpan(`consume ${options.consumer}`, messages.map((m) => m.traceparent), () => recordAndApply(messages));
     const counter = options.metrics?.counter("ttip_inbox_events_total", "Events a consumer received: applied, or skipped as a duplicate by its inbox.", ["consumer", "outcome"]);
     counter?.inc({ consumer: options.consumer, outcome: "applied" }, fresh);
     if (messages.length > fresh) counter?.inc({ consumer: options.consumer, outcome: "duplicate" }, messages.length - fresh);

@@ -63,6 +63,33 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.match(text, /ttip_inbox_events_total\{consumer="c1",outcome="duplicate"\} 10/);
   });
 
+  test("effectCte: inbox and effect in one statement; events recorded before apply nothing; a shared lock waits for an exclusive holder", async () => {
+    const ids: string[] = Array.from({ length: 120 }, () => randomUUID());
+    const earlier = ids.slice(0, 5);
+    await db.pool.query("INSERT INTO batches.inbox (consumer, event_id, subject) SELECT 'c3', unnest($1::uuid[]), 'ttip.x.w'", [earlier]);
+    for (const id of ids) await bus.publish({ id, subject: "ttip.x.w", data: new Uint8Array([1]) });
+    // A rebuild holds the lock exclusively: no batch lands until it lets go.
+    const rebuild = await db.pool.connect();
+    await rebuild.query("SELECT pg_advisory_lock(hashtext('test.rebuild'))");
+    const sub = await consumeEventBatches({
+      bus, pool: db.pool, schema: "batches", consumer: "c3", subject: "ttip.x.w", logger, maxBatch: 64, sharedLock: "test.rebuild",
+      effectCte: (messages, first) => ({
+        sql: `applied AS (INSERT INTO batches.applied SELECT e, 0 FROM unnest($${first}::uuid[]) AS e WHERE e IN (SELECT event_id FROM fresh))`,
+        values: [messages.map((m) => m.id)],
+      }),
+    });
+    const count = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied WHERE batch = 0")).rows[0].n;
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal(await count(), 0, "nothing lands while the lock is held exclusively");
+    await rebuild.query("SELECT pg_advisory_unlock(hashtext('test.rebuild'))");
+    rebuild.release();
+    await eventually("every new event applied", async () => (await count()) >= ids.length - earlier.length, 20_000);
+    await sub.stop();
+    const { rows } = await db.pool.query<{ event_id: string; n: number }>("SELECT event_id, count(*)::int AS n FROM batches.applied WHERE batch = 0 GROUP BY event_id");
+    assert.equal(rows.length, ids.length - earlier.length, "every new event applied");
+    assert.ok(rows.every((r) => r.n === 1 && !earlier.includes(r.event_id)), "each once, none the inbox held before");
+  });
+
   test("an event that cannot be applied holds back none of the others in its batch", async () => {
     const ids: string[] = Array.from({ length: 100 }, () => randomUUID());
     const poison = ids[37];

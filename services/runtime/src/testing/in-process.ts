@@ -2,7 +2,8 @@
 // behind the same interceptors a server runs (errors, input limits, signed
 // identity, declared access, step-up, protovalidate), called through a router
 // transport. No socket, no HTTP/2, no server start; real Postgres and Redis,
-// the in-process bus. For handler rules; the real-server tests keep the wire.
+// the in-process bus with each module's outbox relayed to it. For handler
+// rules; the real-server tests keep the wire.
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
@@ -17,6 +18,7 @@ import { signingInterceptor } from "../internal-auth.js";
 import { errorInterceptor, requestIdPropagation } from "../interceptors.js";
 import type { Logger } from "../log.js";
 import { Metrics } from "../metrics.js";
+import { OutboxRelay } from "../outbox.js";
 import type { Peers } from "../peers.js";
 import { serviceInterceptors, type ServiceContext, type ServiceModule } from "../service.js";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "./index.js";
@@ -44,7 +46,8 @@ export interface InProcessOptions {
 export async function startInProcessService(module: ServiceModule, options: InProcessOptions = {}): Promise<InProcessService> {
   const logger = options.logger ?? captureLogger("silent").logger;
   const db = await createTestDatabase();
-  const bus = new InProcessBus(logger, 50);
+  // The clock also times the bus's duplicate window: a test moves past it to deliver an event again.
+  const bus = new InProcessBus(logger, 50, {}, options.clock);
   const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
   const stops: (() => Promise<void>)[] = [];
   const close = async () => {
@@ -64,6 +67,10 @@ export async function startInProcessService(module: ServiceModule, options: InPr
   try {
     for (const m of [...(options.with ?? []), module]) {
       await migrate(db.pool, m.name, m.migrations, logger);
+      // Events leave through the outbox, as startService relays them: work done on the bus (a delivery, a consumer) happens here too.
+      const relay = new OutboxRelay({ pool: db.pool, schema: m.name, bus, logger, metrics: ctx.metrics });
+      relay.start();
+      stops.unshift(() => relay.stop());
       if (m.start) stops.unshift(await m.start(ctx));
     }
   } catch (err) {
