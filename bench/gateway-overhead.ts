@@ -2,7 +2,7 @@
 // cache, as a customer's phone makes it before a tip) made with Connect over
 // HTTP/2 directly to the qr service, and the same call through the gateway
 // (token check, rate limit in Redis, policy, forwarding): once with the
-// gateway reaching qr over gRPC on loopback (a cluster) and once with both in
+// gateway reaching qr over HTTP/2 on loopback (a cluster) and once with both in
 // one process (`make run`), with this process's CPU per call. Rounds alternate the three paths so that a noisy
 // machine hits them alike; the goal is a gateway adding at most 30% latency.
 //   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16]
@@ -51,7 +51,7 @@ try {
   };
   const paths = new Map<string, () => Promise<unknown>>(([
     ["direct to qr", resolver(t.service.server.url)],
-    ["gateway -> qr over gRPC", resolver(gateways[0].url)],
+    ["gateway -> qr over HTTP/2", resolver(gateways[0].url)],
     ["gateway -> qr in process", resolver(gateways[1].url)],
   ] as const).filter(([name]) => !only || name === "direct to qr" || name === only));
   // Let the service's invalidation after the setup writes pass, then warm caches, connections and the JIT.

@@ -20,7 +20,7 @@ import { registerC2bUrls, simulatedPaymentConfig, startDarajaSimulator, type Dar
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { createQrModule } from "@ttip/qr";
 import { createAdminHandler, ensureAdminBuild, isAdminPath } from "../server.js";
@@ -32,15 +32,9 @@ const C2B_PATH_TOKEN = "admin-test-c2b-path-token-0123456789";
 
 export const randomPhone = () => `2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
 
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** The runtime's eventually, polling as often as these browser tests did. */
+export const eventually = <T>(what: string, check: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> =>
+  waitUntil(what, check, { timeoutMs, everyMs: 50 });
 
 /** A partner's webhook endpoint on loopback: answers 200 and records every request. */
 export async function startWebhookReceiver() {

@@ -29,7 +29,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
 import { createWebApp, ensureWebBuild, type WebApp } from "../server.js";
@@ -46,15 +46,9 @@ const C2B_PATH_TOKEN = "web-test-c2b-path-token-0123456789";
 /** A number the Daraja simulator answers with plain success (ending 5678), unique per call. */
 export const successNumber = () => `07${randomInt(10, 100)}${randomInt(10, 100)}5678`;
 
-export async function eventually<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** The runtime's eventually, with the longer default these browser tests need. */
+export const eventually = <T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> =>
+  waitUntil(what, check, { timeoutMs, everyMs: 50 });
 
 async function freePort(): Promise<number> {
   const server = net.createServer();

@@ -1,6 +1,6 @@
 import { partnerNotLinkedError, PermissionDeniedError, type Principal, type Queryable } from "@ttip/runtime";
 import { partnerLinkOf } from "./partner-links.js";
-import { isVenueManager } from "./store.js";
+import { isVenueManager } from "./stores/venues.js";
 
 export const WORKER = 1;
 export const VENUE = 2;

@@ -25,7 +25,7 @@ import {
   requireCaller,
 } from "@ttip/runtime";
 import { canManage, VENUE, WORKER } from "./access.js";
-import { profileOf } from "./store.js";
+import { profileOf } from "./stores/profiles.js";
 
 /** The link that lets a key act, and whose it is. */
 export interface LinkVia {

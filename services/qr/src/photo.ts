@@ -3,7 +3,7 @@
 // serves it.
 import { createHash } from "node:crypto";
 import { fieldError } from "@ttip/runtime";
-import type { PhotoRecord } from "./store.js";
+import type { PhotoRecord } from "./stores/profiles.js";
 
 export type PhotoType = "image/jpeg" | "image/png" | "image/webp";
 

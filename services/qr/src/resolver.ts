@@ -14,7 +14,8 @@ import type { QrConfig } from "./config.js";
 import { normalizeShortCode } from "./shortcode.js";
 import { PayloadError, type PayloadSigner } from "./signing.js";
 import { photoUrlOf } from "./photo.js";
-import { codeById, codeIdByShortCode, profileOf, type CodeRecord, type ProfileRecord } from "./store.js";
+import { codeById, codeIdByShortCode, type CodeRecord } from "./stores/codes.js";
+import { profileOf, type ProfileRecord } from "./stores/profiles.js";
 
 /** A short code that names no code is remembered this long, so guessing does not reach Postgres each time. */
 const MISSING_TTL_SECONDS = 60;

@@ -4,12 +4,14 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { DynamicParametersSchema, ImageFormat, OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, NotFoundError, pageSize, requireCaller, withTransaction } from "@ttip/runtime";
 import { requireManage, VENUE, WORKER } from "../access.js";
 import { partnerLinkOf } from "../partner-links.js";
 import { DEFAULT_SIZE, minPngSize, renderCardPdf, renderCardSvg, renderPng, renderSvg, type CardText } from "../render.js";
 import { cacheKeys, targetCurrency } from "../resolver.js";
-import { codeById, codeFromRow, isVenueStaff, profileOf, setStatus, type ProfileRecord } from "../store.js";
+import { codeById, codesOfOwner, setStatus } from "../stores/codes.js";
+import { profileOf, type ProfileRecord } from "../stores/profiles.js";
+import { isVenueStaff } from "../stores/venues.js";
 import { EC, validateParameters } from "./values.js";
 import type { QrHandlerContext } from "./context.js";
 
@@ -87,17 +89,11 @@ function listQrCodesHandler(h: QrHandlerContext): Impl["listQrCodes"] {
     const via = caller.roles.includes("partner") && req.ownerKind === OwnerKind.WORKER ? await partnerLinkOf(pool, caller.subject, req.ownerId, null) : undefined;
     const size = pageSize(req.page);
     const after = decodeTimeIdToken(req.page?.pageToken);
-    const { rows } = await pool.query(
-      `SELECT *, ${keysetTime("created_at")} AS page_at FROM qr.qr_codes
-        WHERE owner_kind = $1 AND owner_id = $2 AND ($3 OR (status = 1 AND (expires_at IS NULL OR expires_at > now())))
-          AND ($4::timestamptz IS NULL OR (created_at, qr_code_id) < ($4::timestamptz, $5::uuid))
-          AND ($7::uuid IS NULL OR venue_id = $7::uuid)
-        ORDER BY created_at DESC, qr_code_id DESC LIMIT $6`,
-      [req.ownerKind, req.ownerId, req.includeInactive, after?.at ?? null, after?.id ?? null, size + 1, via?.kind === VENUE ? via.id : null],
-    );
-    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.qr_code_id]);
+    const filter = { ownerKind: req.ownerKind, ownerId: req.ownerId, includeInactive: req.includeInactive, venueId: via?.kind === VENUE ? via.id : null };
+    const rows = await codesOfOwner(pool, filter, after, size + 1);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.pageAt, r.code.id]);
     return {
-      qrCodes: items.map((r) => qrMessage(codeFromRow(r))),
+      qrCodes: items.map((r) => qrMessage(r.code)),
       page: { nextPageToken },
     };
   };

@@ -10,7 +10,8 @@ import { buildKeQrPayload } from "../emvco.js";
 import { type Resolver } from "../resolver.js";
 import { newShortCode } from "../shortcode.js";
 import type { PayloadSigner } from "../signing.js";
-import { codeById, insertCode, profileOf, type CodeRecord } from "../store.js";
+import { codeById, insertCode, type CodeRecord } from "../stores/codes.js";
+import { profileOf } from "../stores/profiles.js";
 export interface QrDeps {
   pool: Pool;
   cfg: QrConfig;

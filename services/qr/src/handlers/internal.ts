@@ -4,7 +4,9 @@ import type { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js"
 import { NotFoundError } from "@ttip/runtime";
 import { VENUE, WORKER } from "../access.js";
 import { normalizeShortCode, oneSlipAway } from "../shortcode.js";
-import { codeByAccountReference, isVenueManager, profileOf } from "../store.js";
+import { codeByAccountReference } from "../stores/codes.js";
+import { profileOf } from "../stores/profiles.js";
+import { isVenueManager } from "../stores/venues.js";
 import type { QrHandlerContext } from "./context.js";
 
 type Impl = ServiceImpl<typeof QrInternalService>;

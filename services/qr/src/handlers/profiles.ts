@@ -5,7 +5,8 @@ import { fieldError, InvalidStateError, NotFoundError, PermissionDeniedError, re
 import { requireVenueManager } from "../access.js";
 import { cacheKeys } from "../resolver.js";
 import { photoFrom } from "../photo.js";
-import { profileOf, photoOf, putPhoto, upsertProfile } from "../store.js";
+import { profileOf, photoOf, putPhoto, upsertProfile } from "../stores/profiles.js";
+import { addVenueManager } from "../stores/venues.js";
 import { profileMessage } from "./values.js";
 import type { QrHandlerContext } from "./context.js";
 
@@ -38,8 +39,7 @@ function putProfileHandler(h: QrHandlerContext): Impl["putProfile"] {
         await requireVenueManager(tx, caller, req.ownerId);
       } else if (!admin) {
         if (!caller.roles.includes("venue_manager")) throw new PermissionDeniedError("only a venue manager or an admin may create a venue");
-        // Whoever creates a venue manages it.
-        await tx.query(`INSERT INTO qr.venue_managers (venue_id, manager_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [req.ownerId, caller.subject]);
+        await addVenueManager(tx, req.ownerId, caller.subject);
       }
       return upsertProfile(tx, { ...req, active: req.active });
     });

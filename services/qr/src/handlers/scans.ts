@@ -1,4 +1,4 @@
-import { createHmac, randomUUID } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
@@ -7,6 +7,7 @@ import { ScanStatsSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { callerOf, CLIENT_ADDRESS_HEADER, emitEvent, fieldError, PermissionDeniedError, requireCaller, withTransaction } from "@ttip/runtime";
 import { canManage, VENUE, WORKER } from "../access.js";
+import { recordScan, scanCounts } from "../stores/scans.js";
 import { referrerOf } from "./values.js";
 import type { QrHandlerContext } from "./context.js";
 
@@ -31,19 +32,9 @@ function recordScanHandler(h: QrHandlerContext): Impl["recordScan"] {
       (req.deviceId ? `device:${req.deviceId}` : `${ctx.requestHeader.get(CLIENT_ADDRESS_HEADER) ?? ""}|${req.userAgent}`);
     const deviceHash = createHmac("sha256", deviceSalt).update(who).digest("base64url").slice(0, 22);
     const scanId = await withTransaction(pool, async (tx) => {
-      const inserted = await tx.query(
-        `INSERT INTO qr.scans (scan_id, qr_code_id, device_hash, referrer, minute)
-         VALUES ($1, $2, $3, $4, date_trunc('minute', now())) ON CONFLICT DO NOTHING RETURNING scan_id`,
-        [randomUUID(), code.id, deviceHash, referrerOf(req.referrer)],
-      );
-      if (inserted.rowCount === 0) {
-        // The same device again within the minute (a reload or a retry): the same scan, no new event.
-        const { rows } = await tx.query(
-          `SELECT scan_id FROM qr.scans WHERE qr_code_id = $1 AND device_hash = $2 AND minute = date_trunc('minute', now())`,
-          [code.id, deviceHash],
-        );
-        return rows[0].scan_id as string;
-      }
+      const scan = await recordScan(tx, { qrCodeId: code.id, deviceHash, referrer: referrerOf(req.referrer) });
+      // The same device again within the minute (a reload or a retry): the same scan, no new event.
+      if (!scan.fresh) return scan.scanId;
       await emitEvent(tx, "qr", QrScannedSchema, {
         qrCodeId: code.id,
         shortCode: code.shortCode,
@@ -52,7 +43,7 @@ function recordScanHandler(h: QrHandlerContext): Impl["recordScan"] {
         referrer: referrerOf(req.referrer),
         deviceHash,
       });
-      return inserted.rows[0].scan_id as string;
+      return scan.scanId;
     });
     return { scanId, target };
   };
@@ -72,21 +63,11 @@ function getScanStatsHandler(h: QrHandlerContext): Impl["getScanStats"] {
     }
     const from = timestampDate(req.from!);
     const to = timestampDate(req.to!);
-    const { rows } = await pool.query(
-      `SELECT c.qr_code_id,
-              (SELECT count(*) FROM qr.scans s WHERE s.qr_code_id = c.qr_code_id AND s.scanned_at >= $3 AND s.scanned_at < $4) AS scans,
-              (SELECT count(DISTINCT s.device_hash) FROM qr.scans s WHERE s.qr_code_id = c.qr_code_id AND s.scanned_at >= $3 AND s.scanned_at < $4) AS devices,
-              (SELECT count(*) FROM qr.tips t WHERE t.qr_code_id = c.qr_code_id AND t.occurred_at >= $3 AND t.occurred_at < $4) AS tips
-         FROM qr.qr_codes c
-        WHERE ($1::uuid IS NOT NULL AND c.qr_code_id = $1::uuid)
-           OR ($1::uuid IS NULL AND (c.owner_id = $2::uuid OR c.venue_id = $2::uuid))
-        ORDER BY c.created_at, c.qr_code_id`,
-      [req.qrCodeId || null, req.ownerId || null, from, to],
-    );
+    const rows = await scanCounts(pool, req.qrCodeId || null, req.ownerId || null, from, to);
     return {
       stats: rows.map((r) =>
         create(ScanStatsSchema, {
-          qrCodeId: r.qr_code_id,
+          qrCodeId: r.qrCodeId,
           scans: r.scans,
           uniqueDevices: r.devices,
           tips: r.tips,

@@ -5,7 +5,7 @@ import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { fieldError, MPESA_LIMITS } from "@ttip/runtime";
 import { type EcLevel } from "../render.js";
 import { photoUrlOf } from "../photo.js";
-import { type ProfileRecord } from "../store.js";
+import { type ProfileRecord } from "../stores/profiles.js";
 const MAX_SUGGESTED = 10;
 const MAX_LABEL = 64;
 /** No single tip above M-Pesa's per-transaction limit (KES 250,000, Safaricom's portal). */

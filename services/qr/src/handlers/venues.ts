@@ -3,7 +3,9 @@ import type { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { NotFoundError, requireCaller, withTransaction } from "@ttip/runtime";
 import { requireVenueManager, VENUE } from "../access.js";
 import { cacheKeys } from "../resolver.js";
-import { profileOf, managedVenues } from "../store.js";
+import { revokeStaffCodes } from "../stores/codes.js";
+import { profileOf } from "../stores/profiles.js";
+import { addVenueStaff, managedVenues, removeVenueStaff } from "../stores/venues.js";
 import { profileMessage } from "./values.js";
 import type { QrHandlerContext } from "./context.js";
 
@@ -25,7 +27,7 @@ function addVenueStaffHandler(h: QrHandlerContext): Impl["addVenueStaff"] {
     await withTransaction(pool, async (tx) => {
       if (!(await profileOf(tx, VENUE, req.venueId))) throw new NotFoundError(`venue_id: no venue ${req.venueId}`);
       await requireVenueManager(tx, caller, req.venueId);
-      await tx.query(`INSERT INTO qr.venue_staff (venue_id, worker_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [req.venueId, req.workerId]);
+      await addVenueStaff(tx, req.venueId, req.workerId);
     });
     return {};
   };
@@ -38,13 +40,8 @@ function removeVenueStaffHandler(h: QrHandlerContext): Impl["removeVenueStaff"] 
     const revoked = await withTransaction(pool, async (tx) => {
       if (!(await profileOf(tx, VENUE, req.venueId))) throw new NotFoundError(`venue_id: no venue ${req.venueId}`);
       await requireVenueManager(tx, caller, req.venueId);
-      await tx.query(`DELETE FROM qr.venue_staff WHERE venue_id = $1 AND worker_id = $2`, [req.venueId, req.workerId]);
-      const { rows } = await tx.query(
-        `UPDATE qr.qr_codes SET status = 3, revoked_reason = 'removed from the venue staff', status_changed_at = now()
-          WHERE owner_kind = 1 AND owner_id = $1 AND venue_id = $2 AND status = 1 RETURNING qr_code_id`,
-        [req.workerId, req.venueId],
-      );
-      return rows.map((r) => r.qr_code_id as string);
+      await removeVenueStaff(tx, req.venueId, req.workerId);
+      return revokeStaffCodes(tx, req.workerId, req.venueId);
     });
     await resolver.forget(...revoked.map((id) => cacheKeys.code(id)));
     return { revokedCodes: revoked.length };

@@ -46,7 +46,8 @@ export interface InProcessOptions {
 export async function startInProcessService(module: ServiceModule, options: InProcessOptions = {}): Promise<InProcessService> {
   const logger = options.logger ?? captureLogger("silent").logger;
   const db = await createTestDatabase();
-  const bus = new InProcessBus(logger, 50);
+  // The clock also times the bus's duplicate window: a test moves past it to deliver an event again.
+  const bus = new InProcessBus(logger, 50, {}, options.clock);
   const cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
   const stops: (() => Promise<void>)[] = [];
   const close = async () => {

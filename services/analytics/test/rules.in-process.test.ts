@@ -1,0 +1,99 @@
+// analytics' handler rules in the fast tier: analytics, and the qr service that
+// says who manages whom, in this process behind the servers' own interceptors,
+// reached through router transports on one real database, with events on the
+// in-process bus. Rollup arithmetic, CSVs and replays stay in rollups.test.ts.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, createClient } from "@connectrpc/connect";
+import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
+import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
+import { PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { AdjustableClock, callerHeaders, InProcessBus, violationsOf, type Role } from "@ttip/runtime";
+import { eventually, refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
+import { createQrModule } from "@ttip/qr";
+import { createAnalyticsModule } from "../src/index.js";
+import { event } from "./events.js";
+
+const DAY = 86_400_000;
+/** The in-process bus's duplicate window (JetStream's default). */
+const DUPLICATE_WINDOW_MS = 120_000;
+const lastDay = () => ({ from: timestampFromDate(new Date(Date.now() - DAY)), to: timestampFromDate(new Date(Date.now() + 60_000)) });
+const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
+const fieldsOf = (err: Parameters<typeof violationsOf>[0]) => violationsOf(err).map((v) => v.field);
+
+describe("analytics rules, in process (with qr)", () => {
+  let s: InProcessService;
+  const clock = new AdjustableClock();
+  const asWorker = (subject: string) => s.client(AnalyticsService, { subject, roles: ["worker"] as Role[] });
+
+  before(async () => {
+    s = await startInProcessService(createAnalyticsModule({ env: {}, weekly: false }), {
+      clock,
+      with: [createQrModule({ env: { QR_SIGNING_KEY: "test-signing-key-0123456789abcdef-qr", QR_TIP_BASE_URL: "https://tips.example/t" } })],
+    });
+  });
+  after(() => s?.close());
+
+  test("bad input is refused as INVALID_ARGUMENT naming the field", async () => {
+    const me = asWorker(randomUUID());
+    const notUuid = await refusal(me.getWorkerEarnings({ range: lastDay(), workerId: "not-a-uuid" }));
+    assert.equal(notUuid.code, Code.InvalidArgument);
+    assert.deepEqual(fieldsOf(notUuid), ["worker_id"]);
+    const backwards = await refusal(me.getWorkerEarnings({ range: { from: lastDay().to, to: lastDay().from } }));
+    assert.deepEqual(violationsOf(backwards).map((v) => [v.field, v.ruleId]), [["range", "time_range.order"]]);
+    const longHourly = { from: timestampFromDate(new Date(Date.now() - 40 * DAY)), to: timestampFromDate(new Date()) };
+    const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });
+    const hourly = await refusal(admin.getRevenueMetrics({ range: longHourly, granularity: Granularity.HOUR, currency: "KES" }));
+    assert.deepEqual(violationsOf(hourly).map((v) => [v.field, v.message]), [["granularity", "hourly figures are served for ranges of at most 31 days"]]);
+  });
+
+  test("access: signed out and workers at the admin service are refused before the handler; another's figures only for their venue's manager, as qr says", async () => {
+    assert.equal((await refusal(s.client(AnalyticsService).getWorkerEarnings({ range: lastDay() }))).code, Code.Unauthenticated);
+    const worker = randomUUID();
+    assert.equal((await refusal(s.client(AnalyticsAdminService, { subject: worker, roles: ["worker"] }).getPlatformSummary({ range: lastDay() }))).code, Code.PermissionDenied);
+    const someoneElse = await refusal(asWorker(worker).getWorkerEarnings({ range: lastDay(), workerId: randomUUID() }));
+    assert.equal(someoneElse.code, Code.PermissionDenied);
+    assert.match(someoneElse.rawMessage, /^worker_id: /);
+    assert.equal((await refusal(asWorker(worker).getVenueAnalytics({ venueId: randomUUID(), range: lastDay(), granularity: Granularity.DAY }))).code, Code.PermissionDenied);
+
+    // qr, in this process, keeps who manages a venue: its manager is let in, another manager is not.
+    const venueId = randomUUID();
+    const managerId = randomUUID();
+    await createClient(QrService, s.ctx.peers("qr")).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venueId, displayName: "Java House" }, { headers: callerHeaders(managerId, "venue_manager") });
+    const manager = (subject: string) => s.client(AnalyticsService, { subject, roles: ["venue_manager"] as Role[] });
+    const seen = await manager(managerId).getVenueAnalytics({ venueId, range: lastDay(), granularity: Granularity.DAY });
+    assert.equal(seen.funnel[0]?.count ?? 0n, 0n);
+    const other = await refusal(manager(randomUUID()).getVenueAnalytics({ venueId, range: lastDay(), granularity: Granularity.DAY }));
+    assert.equal(other.code, Code.PermissionDenied);
+    assert.match(other.rawMessage, /^venue_id: /);
+  });
+
+  test("a tip's event delivered again is counted once (the consumer's inbox, past the bus's duplicate window)", async () => {
+    const worker = randomUUID();
+    const tip = event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
+      tipId: randomUUID(), workerId: worker, amount: kes(15_000n), fee: kes(700n), net: kes(14_300n), method: PaymentMethod.MPESA, mpesaReceipt: "RKT1", rating: 0,
+    });
+    const counted = async () => {
+      const { earnings: e } = await asWorker(worker).getWorkerEarnings({ range: lastDay() });
+      return [e?.inRange?.tips, e?.inRange?.volume?.amountMinor];
+    };
+    await s.ctx.bus.publish(tip);
+    await eventually("the tip counted", async () => (await counted())[0] === 1n);
+    // Past the window the bus stores the copy and delivers it: only the inbox stands between it and a second count.
+    clock.advance(DUPLICATE_WINDOW_MS + 1_000);
+    const held = () => (s.ctx.bus as InProcessBus).held.messages;
+    const before = held();
+    await s.ctx.bus.publish(tip);
+    assert.equal(held(), before + 1, "the bus stored the copy");
+    await s.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
+      tipId: randomUUID(), workerId: worker, amount: kes(1_000n), fee: kes(50n), net: kes(950n), method: PaymentMethod.MPESA, mpesaReceipt: "RKT2", rating: 0,
+    }));
+    // The later tip is counted after the copy (one consumer, in order): then the copy has been handled.
+    await eventually("the later tip counted", async () => (await counted())[0] === 2n);
+    assert.deepEqual(await counted(), [2n, 16_000n]);
+  });
+});

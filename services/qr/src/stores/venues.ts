@@ -1,0 +1,39 @@
+// Venues: who manages a venue and who works there.
+import type { Queryable } from "@ttip/runtime";
+import { PROFILE_COLUMNS, profileFromRow, type ProfileRecord } from "./profiles.js";
+
+/** The venues a user manages, by name; bounded like any list. */
+export async function managedVenues(db: Queryable, userId: string, limit = 100): Promise<ProfileRecord[]> {
+  const { rows } = await db.query(
+    `SELECT ${PROFILE_COLUMNS}
+       FROM qr.venue_managers m JOIN qr.profiles p ON p.owner_kind = 2 AND p.owner_id = m.venue_id
+       LEFT JOIN qr.profile_photos ph USING (owner_kind, owner_id)
+      WHERE m.manager_id = $1 ORDER BY p.display_name, p.owner_id LIMIT $2`,
+    [userId, limit],
+  );
+  return rows.map(profileFromRow);
+}
+
+export async function isVenueManager(db: Queryable, venueId: string, userId: string): Promise<boolean> {
+  const { rowCount } = await db.query(`SELECT 1 FROM qr.venue_managers WHERE venue_id = $1 AND manager_id = $2`, [venueId, userId]);
+  return (rowCount ?? 0) > 0;
+}
+
+export async function isVenueStaff(db: Queryable, venueId: string, workerId: string): Promise<boolean> {
+  const { rowCount } = await db.query(`SELECT 1 FROM qr.venue_staff WHERE venue_id = $1 AND worker_id = $2`, [venueId, workerId]);
+  return (rowCount ?? 0) > 0;
+}
+
+
+/** Whoever creates a venue manages it. */
+export async function addVenueManager(db: Queryable, venueId: string, managerId: string): Promise<void> {
+  await db.query(`INSERT INTO qr.venue_managers (venue_id, manager_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [venueId, managerId]);
+}
+
+export async function addVenueStaff(db: Queryable, venueId: string, workerId: string): Promise<void> {
+  await db.query(`INSERT INTO qr.venue_staff (venue_id, worker_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, [venueId, workerId]);
+}
+
+export async function removeVenueStaff(db: Queryable, venueId: string, workerId: string): Promise<void> {
+  await db.query(`DELETE FROM qr.venue_staff WHERE venue_id = $1 AND worker_id = $2`, [venueId, workerId]);
+}
