@@ -14,6 +14,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createPool } from "@ttip/runtime";
 import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
+import { eventually } from "@ttip/runtime/testing";
 import { startBoundaryPlatform, type BoundaryPlatform } from "./boundary-harness.js";
 
 async function codeOf(call: Promise<unknown>): Promise<ConnectError> {
@@ -134,13 +135,7 @@ describe("bad input through the gateway", () => {
     const mine = { ownerKind: OwnerKind.WORKER, ownerId: other.userId };
     await p.api(QrService, other.accessToken).listQrCodes(mine);
     await p.api(AuthService, other.accessToken).revokeAllSessions({});
-    const started = Date.now();
-    let code: Code | undefined;
-    while (Date.now() - started < 5_000) {
-      code = await wallet.getBalance({ currency: "KES" }).then(() => undefined, (e) => ConnectError.from(e).code);
-      if (code !== undefined) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const code = await eventually("wallet refusing the revoked session", () => wallet.getBalance({ currency: "KES" }).then(() => undefined, (e) => ConnectError.from(e).code), { timeoutMs: 5_000, everyMs: 100 });
     assert.equal(code, Code.Unauthenticated, "wallet still served the revoked session");
     assert.equal((await codeOf(p.api(QrService, other.accessToken).listQrCodes(mine))).code, Code.Unauthenticated);
     assert.equal((await codeOf(p.api(PaymentService, other.accessToken).listTips({}))).code, Code.Unauthenticated);
@@ -155,12 +150,7 @@ describe("bad input through the gateway", () => {
       payment: { case: "mpesaPhone", value: "254711115678" },
       customerEmail: email,
     });
-    const deadline = Date.now() + 15_000;
-    let mail: (typeof p.providers.sent)[number] | undefined;
-    while (!mail && Date.now() < deadline) {
-      mail = p.providers.sent.find((m) => m.provider === "sendgrid" && m.to === email);
-      if (!mail) await new Promise((r) => setTimeout(r, 100));
-    }
+    const mail = await eventually("the e-mail receipt", () => p.providers.sent.find((m) => m.provider === "sendgrid" && m.to === email), { timeoutMs: 15_000, everyMs: 100 });
     assert.ok(mail, `no e-mail receipt for tip ${tip!.tipId}`);
     assert.match(mail.body, /KES 150/);
     assert.match(mail.body, /Akinyi/);

@@ -6,19 +6,18 @@ import { randomUUID } from "node:crypto";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { eventually } from "@ttip/runtime/testing";
 import { startEmbedded, type EmbeddedPlatform } from "../src/embedded.js";
 import { modules, publicServices } from "../src/modules.js";
 
 // `make run` as a user gets it: PGlite, in-process bus and cache, one process.
 // Payment registers in the background and, after a failed try, waits 5 s before the next (for
 // about a minute in all): on a busy machine the first tries can miss, so wait as long as it tries.
-async function eventuallyRegistered(url: string): Promise<Array<{ confirmationUrl: string }>> {
-  for (let i = 0; i < 600; i++) {
+function eventuallyRegistered(url: string): Promise<Array<{ confirmationUrl: string }>> {
+  return eventually("the C2B URLs registered", async () => {
     const { registrations } = (await (await fetch(url)).json()) as { registrations: Array<{ confirmationUrl: string }> };
-    if (registrations.length) return registrations;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error("the C2B URLs were never registered");
+    return registrations.length > 0 && registrations;
+  }, { timeoutMs: 60_000, everyMs: 100 });
 }
 
 describe("embedded platform (make run)", () => {
