@@ -1,7 +1,8 @@
 // analytics' handler rules in the fast tier: analytics, and the qr service that
 // says who manages whom, in this process behind the servers' own interceptors,
 // reached through router transports on one real database, with events on the
-// in-process bus. Rollup arithmetic, CSVs and replays stay in rollups.test.ts.
+// in-process bus. Rollup arithmetic, CSVs and replays stay in rollups.test.ts
+// (its field checks moved here).
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -44,6 +45,7 @@ describe("analytics rules, in process (with qr)", () => {
     assert.equal(notUuid.code, Code.InvalidArgument);
     assert.deepEqual(fieldsOf(notUuid), ["worker_id"]);
     const backwards = await refusal(me.getWorkerEarnings({ range: { from: lastDay().to, to: lastDay().from } }));
+    assert.equal(backwards.code, Code.InvalidArgument);
     assert.deepEqual(violationsOf(backwards).map((v) => [v.field, v.ruleId]), [["range", "time_range.order"]]);
     const longHourly = { from: timestampFromDate(new Date(Date.now() - 40 * DAY)), to: timestampFromDate(new Date()) };
     const admin = s.client(AnalyticsAdminService, { subject: randomUUID(), roles: ["admin"] as Role[] });

@@ -5,23 +5,14 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { payment } from "@ttip/payment";
 import { wallet } from "@ttip/wallet";
+import { failure } from "@ttip/runtime/testing";
 import { startPartnerHarness, type PartnerHarness, type PartnerKey } from "./partner-harness.js";
-
-const failure = async (p: Promise<unknown>) => {
-  try {
-    await p;
-  } catch (err) {
-    const e = ConnectError.from(err);
-    return { code: e.code, message: e.rawMessage };
-  }
-  assert.fail("expected the call to fail");
-};
 
 describe("partner consents and consent-gated reads", () => {
   let h: PartnerHarness;

@@ -3,10 +3,10 @@
 import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
 import { after, before, beforeEach, describe, test } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { PayoutSucceededSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { captureLogger, eventually } from "@ttip/runtime/testing";
+import { captureLogger, eventually, failure } from "@ttip/runtime/testing";
 import { loadAuthConfig } from "../src/config.js";
 import { Sealer } from "../src/crypto.js";
 import { checkWebhookUrl, retryDelayMs } from "../src/index.js";
@@ -24,16 +24,6 @@ function verifies(secret: string, r: Received): boolean {
   const fresh = Math.abs(Date.now() / 1000 - Number(m[1])) <= 300;
   return fresh && createHmac("sha256", secret).update(`${m[1]}.${r.body}`).digest("hex") === m[2];
 }
-
-const failure = async (p: Promise<unknown>) => {
-  try {
-    await p;
-  } catch (err) {
-    const e = ConnectError.from(err);
-    return { code: e.code, message: e.rawMessage };
-  }
-  assert.fail("expected the call to fail");
-};
 
 describe("partner webhooks", () => {
   let h: PartnerHarness;

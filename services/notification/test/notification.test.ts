@@ -18,7 +18,7 @@ import {
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, eventually, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
+import { captureLogger, crashBeforeFirstAck, createTestDatabase, eventually, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
 import { Dispatcher, enqueue, inAppSignals } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
@@ -57,6 +57,29 @@ describe("notification service against Postgres, JetStream and the provider simu
   const asUser = (id: string) => t.client(NotificationService, { subject: id, roles: ["worker"] });
   const smsTo = (phone: string) => sim.sent.filter((m) => (m.provider === "africastalking" || m.provider === "twilio") && m.to === phone);
   const delivery = async (id: string) => (await admin().getDelivery({ deliveryId: id })).delivery!;
+  /** The delivery once it has reached `status` (its attempts run in the background). */
+  const deliveryIn = (id: string, status: DeliveryStatus) =>
+    eventually(`status ${DeliveryStatus[status].toLowerCase()}`, async () => {
+      const x = await delivery(id);
+      return x.status === status && x;
+    });
+  /** A receipt SMS to `phone` under a new idempotency key. */
+  const sendReceipt = (phone: string, variables: Record<string, string>) =>
+    internal().sendNotification({ idempotencyKey: `receipt-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables });
+  /** A queued SMS written straight to the table, `attempts` already counted, as a crash can leave one. */
+  const queuedSms = async (attempts = 0) => {
+    const id = randomUUID();
+    const phone = newPhone().replace("+", "");
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
+       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued', $7)`,
+      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT, attempts],
+    );
+    return id;
+  };
+  /** A dispatcher of its own over the service's database, with the providers given. */
+  const dispatcherWith = (providers: ConstructorParameters<typeof Dispatcher>[0]["providers"]) =>
+    new Dispatcher({ pool: t.db.pool, providers, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "" });
 
   before(async () => {
     await sim.start();
@@ -122,10 +145,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const [sms] = await eventually("the OTP SMS", () => smsTo(phone).length === 1 && smsTo(phone));
     assert.equal(sms.provider, "africastalking");
     assert.equal(sms.body, "Nambari yako ya TTIP ni 739201. Itaisha baada ya dakika 5. Usimpe mtu yeyote.");
-    const d = await eventually("status sent", async () => {
-      const x = await delivery(first.deliveryIds[0]);
-      return x.status === DeliveryStatus.SENT && x;
-    });
+    const d = await deliveryIn(first.deliveryIds[0], DeliveryStatus.SENT);
     assert.equal(d.recipientMasked, "2547******" + phone.slice(-2));
     assert.equal(d.attempts[0].providerMessageId, sms.id);
     const stored = await t.db.pool.query("SELECT body FROM notification.deliveries WHERE id = $1", [d.deliveryId]);
@@ -172,7 +192,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       );
       const id = deliveryIds[0];
       const [sms] = await eventually("the SMS", () => smsTo(phone).length > 0 && smsTo(phone));
-      await eventually("status sent", async () => (await delivery(id)).status === DeliveryStatus.SENT);
+      await deliveryIn(id, DeliveryStatus.SENT);
       assert.equal(await sim.reportDelivery(sms.id, "delivered"), 200);
       const { rows } = await t.db.pool.query<{ traceparent: string | null }>(
         "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 ORDER BY seq",
@@ -227,21 +247,13 @@ describe("notification service against Postgres, JetStream and the provider simu
     try {
       const before = sim.calls.africastalking;
       const phone = newPhone();
-      const { deliveryIds } = await internal().sendNotification({
-        idempotencyKey: `receipt-${randomUUID()}`,
-        recipient: { case: "phone", value: phone },
-        templateKey: TemplateKey.RECEIPT,
-        variables: { amount: "KES 200", worker: "Juma", reference: "QK1" },
-      });
+      const { deliveryIds } = await sendReceipt(phone, { amount: "KES 200", worker: "Juma", reference: "QK1" });
       const [sms] = await eventually("the SMS through Twilio", () => smsTo(phone).length > 0 && smsTo(phone));
       assert.equal(sms.provider, "twilio");
       assert.equal(sms.body, "TTIP receipt: you tipped Juma KES 200. Ref QK1. Thank you!");
       assert.equal(sms.callbackUrl, `${serviceUrl}/webhooks/twilio/status`);
       assert.equal(sim.calls.africastalking - before, 2);
-      const d = await eventually("status sent", async () => {
-        const x = await delivery(deliveryIds[0]);
-        return x.status === DeliveryStatus.SENT && x;
-      });
+      const d = await deliveryIn(deliveryIds[0], DeliveryStatus.SENT);
       assert.deepEqual(d.attempts.map((a) => [a.provider, a.status]), [
         ["africastalking", DeliveryStatus.FAILED],
         ["africastalking", DeliveryStatus.FAILED],
@@ -275,16 +287,8 @@ describe("notification service against Postgres, JetStream and the provider simu
     sim.outage.add("twilio");
     try {
       const phone = newPhone();
-      const { deliveryIds } = await internal().sendNotification({
-        idempotencyKey: `receipt-${randomUUID()}`,
-        recipient: { case: "phone", value: phone },
-        templateKey: TemplateKey.RECEIPT,
-        variables: { amount: "KES 200", worker: "Juma", reference: "QK2" },
-      });
-      const d = await eventually("status failed", async () => {
-        const x = await delivery(deliveryIds[0]);
-        return x.status === DeliveryStatus.FAILED && x;
-      });
+      const { deliveryIds } = await sendReceipt(phone, { amount: "KES 200", worker: "Juma", reference: "QK2" });
+      const d = await deliveryIn(deliveryIds[0], DeliveryStatus.FAILED);
       assert.deepEqual(d.attempts.map((a) => a.provider), ["africastalking", "africastalking", "twilio", "twilio"]);
       assert.equal(smsTo(phone).length, 0);
       const listed = await admin().listDeliveries({ status: DeliveryStatus.FAILED, channel: Channel.SMS });
@@ -308,16 +312,8 @@ describe("notification service against Postgres, JetStream and the provider simu
     const phone = newPhone();
     sim.invalidNumbers.add(phone);
     const twilioCalls = sim.calls.twilio;
-    const { deliveryIds } = await internal().sendNotification({
-      idempotencyKey: `receipt-${randomUUID()}`,
-      recipient: { case: "phone", value: phone },
-      templateKey: TemplateKey.RECEIPT,
-      variables: { amount: "KES 20", worker: "Otieno", reference: "QK4" },
-    });
-    const d = await eventually("status failed", async () => {
-      const x = await delivery(deliveryIds[0]);
-      return x.status === DeliveryStatus.FAILED && x;
-    });
+    const { deliveryIds } = await sendReceipt(phone, { amount: "KES 20", worker: "Otieno", reference: "QK4" });
+    const d = await deliveryIn(deliveryIds[0], DeliveryStatus.FAILED);
     assert.equal(d.attempts.length, 1);
     assert.equal(d.attempts[0].error, "403 InvalidPhoneNumber");
     assert.equal(sim.calls.twilio, twilioCalls);
@@ -340,14 +336,9 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("delivery reports from Africa's Talking (token) and SendGrid (signed) update the state", async () => {
     const phone = newPhone();
-    const sms = await internal().sendNotification({
-      idempotencyKey: `receipt-${randomUUID()}`,
-      recipient: { case: "phone", value: phone },
-      templateKey: TemplateKey.RECEIPT,
-      variables: { amount: "KES 50", worker: "Wanjiru", reference: "QK3" },
-    });
+    const sms = await sendReceipt(phone, { amount: "KES 50", worker: "Wanjiru", reference: "QK3" });
     const [sent] = await eventually("the SMS", () => smsTo(phone).length > 0 && smsTo(phone));
-    await eventually("status sent", async () => (await delivery(sms.deliveryIds[0])).status === DeliveryStatus.SENT);
+    await deliveryIn(sms.deliveryIds[0], DeliveryStatus.SENT);
     const wrongToken = await fetch(`${serviceUrl}/webhooks/africastalking/delivery?token=guess`, {
       method: "POST",
       headers: { "content-type": "application/x-www-form-urlencoded" },
@@ -369,7 +360,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const message = await eventually("the e-mail", () => sim.sentBy("sendgrid").find((m) => m.to === email));
     assert.equal(message.subject, "Risiti yako ya TTIP");
     assert.match(message.body, /^Habari,\n\nRisiti ya TTIP: umetoa bakshishi ya KES 50 kwa Wanjiru/);
-    await eventually("status sent", async () => (await delivery(mail.deliveryIds[0])).status === DeliveryStatus.SENT);
+    await deliveryIn(mail.deliveryIds[0], DeliveryStatus.SENT);
     const unsigned = await fetch(`${serviceUrl}/webhooks/sendgrid/events`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -500,25 +491,13 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("an attempt cut off by a crash between send and record is never resent blindly", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued', 1)`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
+    const id = await queuedSms(1);
     await t.db.pool.query(
       "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')",
       [id],
     );
     const calls = sim.calls.africastalking;
-    const dispatcher = new Dispatcher({
-      pool: t.db.pool,
-      providers: createProviders(config.providers, 3_000),
-      retry: config.retry,
-      logger: captureLogger("silent").logger,
-      publicUrl: () => "",
-    });
+    const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
     await dispatcher.run(id);
     assert.equal(sim.calls.africastalking, calls, "the provider was not called again");
     const d = await delivery(id);
@@ -528,23 +507,11 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a provider that takes a send and never answers leaves it in doubt: no retry, no failover", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
+    const id = await queuedSms();
     sim.stalled.add("africastalking");
     try {
       const twilioCalls = sim.calls.twilio;
-      const dispatcher = new Dispatcher({
-        pool: t.db.pool,
-        providers: createProviders(config.providers, 200),
-        retry: config.retry,
-        logger: captureLogger("silent").logger,
-        publicUrl: () => "",
-      });
+      const dispatcher = dispatcherWith(createProviders(config.providers, 200));
       await dispatcher.run(id);
       const d = await delivery(id);
       assert.equal(d.status, DeliveryStatus.FAILED);
@@ -557,13 +524,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a delivery report that beats our record of the send is kept and applied", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
+    const id = await queuedSms();
     const at = createProviders(config.providers, 3_000).sms[0];
     // The real client, but the provider's report lands before send() returns.
     const racing = {
@@ -574,13 +535,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         return r;
       },
     };
-    const dispatcher = new Dispatcher({
-      pool: t.db.pool,
-      providers: { sms: [racing], email: [], push: [] },
-      retry: config.retry,
-      logger: captureLogger("silent").logger,
-      publicUrl: () => "",
-    });
+    const dispatcher = dispatcherWith({ sms: [racing], email: [], push: [] });
     await dispatcher.run(id);
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
   });
@@ -614,30 +569,6 @@ describe("notification service against Postgres, JetStream and the provider simu
     await assert.rejects(t.client(NotificationService).getPreferences({}), (e: ConnectError) => e.code === Code.Unauthenticated);
   });
 });
-
-/** Wraps a bus so the first successful handling of each message "crashes" before the ack. */
-function crashBeforeFirstAck(bus: EventBus, durable: string): EventBus & { finished: number } {
-  const acked = new Set<string>();
-  const wrapped = {
-    /** Handlings of the durable's messages that ran to their end (committed). */
-    finished: 0,
-    publish: (m) => bus.publish(m),
-    close: () => bus.close(),
-    subscribe: (o) =>
-      bus.subscribe({
-        ...o,
-        handler: async (m) => {
-          await o.handler(m);
-          if (o.durable === durable) wrapped.finished++;
-          if (o.durable === durable && !acked.has(m.id)) {
-            acked.add(m.id);
-            throw new Error("simulated crash after commit, before ack");
-          }
-        },
-      }),
-  } satisfies EventBus & { finished: number };
-  return wrapped;
-}
 
 describe("a tip event redelivered by JetStream after a crash", () => {
   test("sends the worker one SMS", async () => {

@@ -167,6 +167,25 @@ export async function lockReceipt(tx: Queryable, receipt: string): Promise<void>
   await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`mpesa-receipt:${receipt}`]);
 }
 
+/**
+ * Under the receipt's lock: "repeat" when this confirmation was recorded meanwhile, "duplicate"
+ * (recorded against that tip) when a tip already owns the receipt; undefined when it is still new.
+ */
+async function receiptSettled(
+  tx: Queryable,
+  transId: string,
+  insertRow: string,
+  row: (outcome: string, tipId: string | null) => unknown[],
+): Promise<"repeat" | "duplicate" | undefined> {
+  await lockReceipt(tx, transId);
+  const again = await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [transId]);
+  if (again.rowCount) return "repeat";
+  const owner = await tx.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [transId]);
+  if (!owner.rows[0]) return undefined;
+  await tx.query(insertRow, row("duplicate", owner.rows[0].tip_id));
+  return "duplicate";
+}
+
 export type C2bOutcome = "credited" | "stk_tip" | "duplicate" | "suspense" | "repeat" | "held";
 
 /** Applies a confirmation once per TransID. The raw body is already stored under `callbackId`. */
@@ -206,14 +225,8 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = randomUUID();
   const outcome = await withTransaction(pool, async (tx): Promise<C2bOutcome> => {
-    await lockReceipt(tx, p.transId);
-    const again = await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
-    if (again.rowCount) return "repeat";
-    const owner = await tx.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [p.transId]);
-    if (owner.rows[0]) {
-      await tx.query(insertRow, row("duplicate", owner.rows[0].tip_id));
-      return "duplicate";
-    }
+    const settled = await receiptSettled(tx, p.transId, insertRow, row);
+    if (settled) return settled;
     await insertPaybillTip(tx, { tipId, transId: p.transId, workerId: target.workerId, qrCodeId: target.qrCodeId, venueId: target.venueId,
       paid, workerReceives, feeScheduleVersion: quote.feeScheduleVersion });
     await tx.query(insertRow, row("tip", tipId));
@@ -255,14 +268,8 @@ async function parkInSuspense(
   suggestions: string[],
 ): Promise<{ outcome: C2bOutcome; tipId?: string }> {
   const outcome = await withTransaction(deps.ctx.pool, async (tx): Promise<C2bOutcome> => {
-    await lockReceipt(tx, p.transId);
-    const again = await tx.query("SELECT 1 FROM payment.c2b_payments WHERE trans_id = $1", [p.transId]);
-    if (again.rowCount) return "repeat";
-    const owner = await tx.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE mpesa_receipt = $1", [p.transId]);
-    if (owner.rows[0]) {
-      await tx.query(insertRow, row("duplicate", owner.rows[0].tip_id));
-      return "duplicate";
-    }
+    const settled = await receiptSettled(tx, p.transId, insertRow, row);
+    if (settled) return settled;
     await tx.query(insertRow, row("suspense", null, reason, suggestions));
     await recordAlert(tx, { reason: "UNKNOWN_CALLBACK", action: "hold", detail: `paybill payment ${p.transId} (KES ${(p.amountMinor ?? 0n) / 100n}, reference "${p.billRefNumber.slice(0, 40)}") parked in suspense: ${reason}` });
     return "suspense";

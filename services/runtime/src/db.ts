@@ -138,6 +138,41 @@ function traceStatements(client: PoolClient): () => void {
 
 /** Runs fn in a transaction; commits if it returns, rolls back if it throws. */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  return onTransactionClient(pool, async (client) => {
+    await client.query("BEGIN");
+    // Outbox rows written in this transaction take its trace context (the column's default);
+    // only while tracing is on, so a transaction costs no extra statement otherwise.
+    const traceparent = currentTraceparent();
+    if (traceparent) await client.query("SELECT set_config('ttip.traceparent', $1, true)", [traceparent]);
+    const result = await fn(client);
+    await client.query("COMMIT");
+    return result;
+  });
+}
+
+/**
+ * withTransaction for a transaction whose first and last statements take no
+ * parameters (a poller's claim and mark): BEGIN travels with the first and
+ * COMMIT with the last, one round trip each, as the simple protocol runs
+ * several statements per message (a parameter needs a message of its own).
+ * `fn` gets the first statement's result and answers the last statement (none:
+ * COMMIT alone). Outbox rows written here get no trace context from it.
+ */
+export async function withTransactionBracketed<T>(
+  pool: Pool,
+  opening: string,
+  fn: (client: PoolClient, opened: pg.QueryResult) => Promise<{ closing?: string; result: T }>,
+): Promise<T> {
+  return onTransactionClient(pool, async (client) => {
+    const [, opened] = (await client.query(`BEGIN; ${opening}`)) as unknown as pg.QueryResult[];
+    const { closing, result } = await fn(client, opened);
+    await client.query(closing ? `${closing}; COMMIT` : "COMMIT");
+    return result;
+  });
+}
+
+/** A checked-out client for one transaction: rolled back if `body` throws; a connection lost meanwhile is dropped. */
+async function onTransactionClient<T>(pool: Pool, body: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   const untrace = traceStatements(client);
   // A connection lost while checked out (a Postgres restart or failover) emits 'error' on
@@ -149,14 +184,7 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
   };
   client.on("error", onLost);
   try {
-    await client.query("BEGIN");
-    // Outbox rows written in this transaction take its trace context (the column's default);
-    // only while tracing is on, so a transaction costs no extra statement otherwise.
-    const traceparent = currentTraceparent();
-    if (traceparent) await client.query("SELECT set_config('ttip.traceparent', $1, true)", [traceparent]);
-    const result = await fn(client);
-    await client.query("COMMIT");
-    return result;
+    return await body(client);
   } catch (err) {
     if (!lost) await client.query("ROLLBACK").catch(() => undefined);
     throw err;

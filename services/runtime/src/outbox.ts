@@ -1,5 +1,5 @@
 import type { BusMessage, DeliveredMessage, EventBus } from "./bus.js";
-import { ident, withTransaction, type Pool, type Queryable } from "./db.js";
+import { ident, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { currentTraceparent, inConsumerSpan, producerTraceparent, validTraceparent } from "./tracing.js";
@@ -89,13 +89,14 @@ export class OutboxRelay {
 
   private async relayBatch(s: string): Promise<number> {
     const { pool, bus } = this.options;
-    return withTransaction(pool, async (tx) => {
-      const { rows } = await tx.query<{ seq: string; event_id: string; subject: string; payload: Buffer; age: number; traceparent: string | null }>(
-        `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
-          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
-        [this.options.batchSize ?? 100],
-      );
-      const published: string[] = [];
+    const limit = Math.trunc(this.options.batchSize ?? 100);
+    // Two round trips per batch: BEGIN with the claim, the mark with COMMIT (no parameters: the
+    // limit is ours, the marked seqs are numbers this statement read).
+    const claim = `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
+          WHERE published_at IS NULL ORDER BY seq LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
+    return withTransactionBracketed(pool, claim, async (tx, claimed) => {
+      const rows = claimed.rows as { seq: bigint; event_id: string; subject: string; payload: Buffer; age: number; traceparent: string | null }[];
+      const published: bigint[] = [];
       // Sent together and acknowledged together (one connection keeps their order), instead of
       // a round trip each. Rows after a failure that did get stored are sent again next time
       // under the same ids, which the bus drops as duplicates.
@@ -111,19 +112,17 @@ export class OutboxRelay {
           ]);
           break;
         }
-        published.push(rows[i].seq);
+        published.push(BigInt(rows[i].seq));
       }
-      if (published.length) {
-        await tx.query(`UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY($1::bigint[])`, [published]);
-        const lag = this.options.metrics?.histogram(
-          "ttip_outbox_publish_lag_seconds",
-          "From an event's commit in the outbox to its publication on the bus.",
-          ["service"],
-          [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
-        );
-        for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
-      }
-      return published.length;
+      if (!published.length) return { result: 0 };
+      const lag = this.options.metrics?.histogram(
+        "ttip_outbox_publish_lag_seconds",
+        "From an event's commit in the outbox to its publication on the bus.",
+        ["service"],
+        [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      );
+      for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
+      return { closing: `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq IN (${published.join(", ")})`, result: published.length };
     });
   }
 

@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import pg from "pg";
+import { InProcessBus } from "../src/bus.js";
+import { createPool, migrate } from "../src/db.js";
 import { startEmbeddedPostgres } from "../src/embedded.js";
+import { OutboxRelay, writeOutbox } from "../src/outbox.js";
+import { captureLogger, eventually } from "../src/testing/index.js";
+
+const { logger } = captureLogger("silent");
 
 test("embedded Postgres makes its data folder (a fresh clone has none) and keeps data across restarts", async () => {
   const root = await mkdtemp(path.join(os.tmpdir(), "ttip-pglite-"));
@@ -24,6 +31,34 @@ test("embedded Postgres makes its data folder (a fresh clone has none) and keeps
     await query("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)");
     assert.deepEqual(await query("SELECT n FROM kept"), [{ n: 42 }]);
   } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test("embedded Postgres relays the outbox (BEGIN with the claim, the mark with COMMIT) on its one connection", async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), "ttip-pglite-"));
+  const postgres = await startEmbeddedPostgres(path.join(root, "pglite"));
+  const pool = createPool(postgres.url, { max: 1, preparedStatements: false });
+  const bus = new InProcessBus(logger, 50);
+  try {
+    await migrate(pool, "relayed", undefined);
+    const events = ["a", "b", "c"].map((n) => ({ id: randomUUID(), subject: `ttip.relayed.${n}`, data: new Uint8Array([n.charCodeAt(0)]) }));
+    for (const e of events) await writeOutbox(pool, "relayed", e);
+    const seen: string[] = [];
+    const sub = await bus.subscribe({ durable: "seen", subject: "ttip.relayed.>", handler: async (m) => void seen.push(m.id) });
+    const relay = new OutboxRelay({ pool, schema: "relayed", bus, logger, batchSize: 2 });
+    assert.equal(await relay.flush(), 2);
+    assert.equal(await relay.flush(), 1);
+    assert.equal(await relay.flush(), 0);
+    const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM relayed.outbox WHERE published_at IS NULL");
+    assert.equal(rows[0].n, 0);
+    await eventually("all three delivered in order", () => seen.length === 3);
+    assert.deepEqual(seen, events.map((e) => e.id));
+    await sub.stop();
+  } finally {
+    await bus.close();
+    await pool.end();
+    await postgres.close();
     await rm(root, { recursive: true, force: true });
   }
 });

@@ -5,29 +5,9 @@ import { connect } from "nats";
 import { InProcessBus, JetStreamBus, type EventBus } from "../src/bus.js";
 import { migrate, withTransaction } from "../src/db.js";
 import { consumeEvents, OutboxRelay, outboxCte, writeOutbox } from "../src/outbox.js";
-import { captureLogger, createTestDatabase, eventually, type TestDatabase, testEnv, uniqueName } from "../src/testing/index.js";
+import { captureLogger, crashBeforeFirstAck, createTestDatabase, eventually, type TestDatabase, testEnv, uniqueName } from "../src/testing/index.js";
 
 const { logger } = captureLogger("silent");
-
-/** Wraps a bus so each message's first successful handling "crashes" before the ack. */
-function crashBeforeFirstAck(bus: EventBus): EventBus {
-  const acked = new Set<string>();
-  return {
-    publish: (m) => bus.publish(m),
-    close: () => bus.close(),
-    subscribe: (o) =>
-      bus.subscribe({
-        ...o,
-        handler: async (m) => {
-          await o.handler(m);
-          if (!acked.has(m.id)) {
-            acked.add(m.id);
-            throw new Error("simulated crash after commit, before ack");
-          }
-        },
-      }),
-  };
-}
 
 for (const kind of ["jetstream", "in-process"] as const) {
   describe(`outbox -> ${kind} bus -> idempotent consumer`, () => {

@@ -6,6 +6,8 @@ import { createLogger, type Logger } from "../log.js";
 
 export * from "./eventually.js";
 export * from "./servers.js";
+export * from "./crash-bus.js";
+export * from "./refusal.js";
 
 /** The servers `make test` started; a clear message when a test is run on its own. */
 export function testEnv(): { databaseUrl: string; redisUrl: string; natsUrl: string } {
