@@ -66,6 +66,20 @@ describe("notification service against Postgres, JetStream and the provider simu
   /** A receipt SMS to `phone` under a new idempotency key. */
   const sendReceipt = (phone: string, variables: Record<string, string>) =>
     internal().sendNotification({ idempotencyKey: `receipt-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables });
+  /** A queued SMS written straight to the table, `attempts` already counted, as a crash can leave one. */
+  const queuedSms = async (attempts = 0) => {
+    const id = randomUUID();
+    const phone = newPhone().replace("+", "");
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
+       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued', $7)`,
+      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT, attempts],
+    );
+    return id;
+  };
+  /** A dispatcher of its own over the service's database, with the providers given. */
+  const dispatcherWith = (providers: ConstructorParameters<typeof Dispatcher>[0]["providers"]) =>
+    new Dispatcher({ pool: t.db.pool, providers, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "" });
 
   before(async () => {
     await sim.start();
@@ -477,25 +491,13 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("an attempt cut off by a crash between send and record is never resent blindly", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued', 1)`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
+    const id = await queuedSms(1);
     await t.db.pool.query(
       "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')",
       [id],
     );
     const calls = sim.calls.africastalking;
-    const dispatcher = new Dispatcher({
-      pool: t.db.pool,
-      providers: createProviders(config.providers, 3_000),
-      retry: config.retry,
-      logger: captureLogger("silent").logger,
-      publicUrl: () => "",
-    });
+    const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
     await dispatcher.run(id);
     assert.equal(sim.calls.africastalking, calls, "the provider was not called again");
     const d = await delivery(id);
@@ -505,23 +507,11 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a provider that takes a send and never answers leaves it in doubt: no retry, no failover", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
+    const id = await queuedSms();
     sim.stalled.add("africastalking");
     try {
       const twilioCalls = sim.calls.twilio;
-      const dispatcher = new Dispatcher({
-        pool: t.db.pool,
-        providers: createProviders(config.providers, 200),
-        retry: config.retry,
-        logger: captureLogger("silent").logger,
-        publicUrl: () => "",
-      });
+      const dispatcher = dispatcherWith(createProviders(config.providers, 200));
       await dispatcher.run(id);
       const d = await delivery(id);
       assert.equal(d.status, DeliveryStatus.FAILED);
@@ -534,13 +524,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a delivery report that beats our record of the send is kept and applied", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
+    const id = await queuedSms();
     const at = createProviders(config.providers, 3_000).sms[0];
     // The real client, but the provider's report lands before send() returns.
     const racing = {
@@ -551,13 +535,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         return r;
       },
     };
-    const dispatcher = new Dispatcher({
-      pool: t.db.pool,
-      providers: { sms: [racing], email: [], push: [] },
-      retry: config.retry,
-      logger: captureLogger("silent").logger,
-      publicUrl: () => "",
-    });
+    const dispatcher = dispatcherWith({ sms: [racing], email: [], push: [] });
     await dispatcher.run(id);
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
   });
