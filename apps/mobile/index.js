@@ -1,3 +1,0 @@
-import { registerRootComponent } from "expo";
-import { PhoneApp } from "./src/PhoneApp";
-registerRootComponent(PhoneApp);

@@ -1,1 +1,0 @@
-export const phoneBiometric = { confirm: async () => true };

@@ -1,4 +1,0 @@
-export const phonePush = {
-    token: async () => undefined,
-    onNotification: () => () => undefined,
-};
