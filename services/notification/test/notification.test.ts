@@ -57,6 +57,20 @@ describe("notification service against Postgres, JetStream and the provider simu
   const asUser = (id: string) => t.client(NotificationService, { subject: id, roles: ["worker"] });
   const smsTo = (phone: string) => sim.sent.filter((m) => (m.provider === "africastalking" || m.provider === "twilio") && m.to === phone);
   const delivery = async (id: string) => (await admin().getDelivery({ deliveryId: id })).delivery!;
+  /** A receipt SMS queued directly in the table (attempts made so far: `attempts`); its id. */
+  const queuedSms = async (attempts = 0) => {
+    const id = randomUUID();
+    const phone = newPhone().replace("+", "");
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
+       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued', $7)`,
+      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT, attempts],
+    );
+    return id;
+  };
+  /** A dispatcher of its own on the service's database (the simulators' providers by default). */
+  const newDispatcher = (providers = createProviders(config.providers, 3_000)) =>
+    new Dispatcher({ pool: t.db.pool, providers, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "" });
   /** The delivery once it has reached `status` (its attempts run in the background). */
   const deliveryIn = (id: string, status: DeliveryStatus) =>
     eventually(`status ${DeliveryStatus[status].toLowerCase()}`, async () => {
@@ -477,25 +491,13 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("an attempt cut off by a crash between send and record is never resent blindly", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued', 1)`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
+    const id = await queuedSms(1);
     await t.db.pool.query(
       "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')",
       [id],
     );
     const calls = sim.calls.africastalking;
-    const dispatcher = new Dispatcher({
-      pool: t.db.pool,
-      providers: createProviders(config.providers, 3_000),
-      retry: config.retry,
-      logger: captureLogger("silent").logger,
-      publicUrl: () => "",
-    });
+    const dispatcher = newDispatcher();
     await dispatcher.run(id);
     assert.equal(sim.calls.africastalking, calls, "the provider was not called again");
     const d = await delivery(id);
@@ -505,20 +507,8 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("dispatchers racing for one delivery (its claim a compare-and-set on the attempt count, without a transaction) send it once", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
-    const dispatchers = Array.from({ length: 4 }, () => new Dispatcher({
-      pool: t.db.pool,
-      providers: createProviders(config.providers, 3_000),
-      retry: config.retry,
-      logger: captureLogger("silent").logger,
-      publicUrl: () => "",
-    }));
+    const id = await queuedSms();
+    const dispatchers = Array.from({ length: 4 }, () => newDispatcher());
     const calls = sim.calls.africastalking;
     // A loser finds the attempt in flight (not due again yet) or the delivery sent.
     await Promise.all(dispatchers.map((d) => d.run(id).catch((err) => assert.ok(err instanceof RetryLater, String(err)))));
@@ -529,23 +519,11 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a provider that takes a send and never answers leaves it in doubt: no retry, no failover", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
+    const id = await queuedSms();
     sim.stalled.add("africastalking");
     try {
       const twilioCalls = sim.calls.twilio;
-      const dispatcher = new Dispatcher({
-        pool: t.db.pool,
-        providers: createProviders(config.providers, 200),
-        retry: config.retry,
-        logger: captureLogger("silent").logger,
-        publicUrl: () => "",
-      });
+      const dispatcher = newDispatcher(createProviders(config.providers, 200));
       await dispatcher.run(id);
       const d = await delivery(id);
       assert.equal(d.status, DeliveryStatus.FAILED);
@@ -558,13 +536,7 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a delivery report that beats our record of the send is kept and applied", async () => {
-    const id = randomUUID();
-    const phone = newPhone().replace("+", "");
-    await t.db.pool.query(
-      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status)
-       VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued')`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT],
-    );
+    const id = await queuedSms();
     const at = createProviders(config.providers, 3_000).sms[0];
     // The real client, but the provider's report lands before send() returns.
     const racing = {
@@ -575,13 +547,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         return r;
       },
     };
-    const dispatcher = new Dispatcher({
-      pool: t.db.pool,
-      providers: { sms: [racing], email: [], push: [] },
-      retry: config.retry,
-      logger: captureLogger("silent").logger,
-      publicUrl: () => "",
-    });
+    const dispatcher = newDispatcher({ sms: [racing], email: [], push: [] });
     await dispatcher.run(id);
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
   });
