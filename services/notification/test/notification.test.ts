@@ -57,7 +57,16 @@ describe("notification service against Postgres, JetStream and the provider simu
   const asUser = (id: string) => t.client(NotificationService, { subject: id, roles: ["worker"] });
   const smsTo = (phone: string) => sim.sent.filter((m) => (m.provider === "africastalking" || m.provider === "twilio") && m.to === phone);
   const delivery = async (id: string) => (await admin().getDelivery({ deliveryId: id })).delivery!;
-  /** A receipt SMS queued directly in the table (attempts made so far: `attempts`); its id. */
+  /** The delivery once it has reached `status` (its attempts run in the background). */
+  const deliveryIn = (id: string, status: DeliveryStatus) =>
+    eventually(`status ${DeliveryStatus[status].toLowerCase()}`, async () => {
+      const x = await delivery(id);
+      return x.status === status && x;
+    });
+  /** A receipt SMS to `phone` under a new idempotency key. */
+  const sendReceipt = (phone: string, variables: Record<string, string>) =>
+    internal().sendNotification({ idempotencyKey: `receipt-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables });
+  /** A queued SMS written straight to the table, `attempts` already counted, as a crash can leave one. */
   const queuedSms = async (attempts = 0) => {
     const id = randomUUID();
     const phone = newPhone().replace("+", "");
@@ -68,18 +77,9 @@ describe("notification service against Postgres, JetStream and the provider simu
     );
     return id;
   };
-  /** A dispatcher of its own on the service's database (the simulators' providers by default). */
-  const newDispatcher = (providers = createProviders(config.providers, 3_000)) =>
+  /** A dispatcher of its own over the service's database, with the providers given. */
+  const dispatcherWith = (providers: ConstructorParameters<typeof Dispatcher>[0]["providers"]) =>
     new Dispatcher({ pool: t.db.pool, providers, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "" });
-  /** The delivery once it has reached `status` (its attempts run in the background). */
-  const deliveryIn = (id: string, status: DeliveryStatus) =>
-    eventually(`status ${DeliveryStatus[status].toLowerCase()}`, async () => {
-      const x = await delivery(id);
-      return x.status === status && x;
-    });
-  /** A receipt SMS to `phone` under a new idempotency key. */
-  const sendReceipt = (phone: string, variables: Record<string, string>) =>
-    internal().sendNotification({ idempotencyKey: `receipt-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables });
 
   before(async () => {
     await sim.start();
@@ -173,7 +173,10 @@ describe("notification service against Postgres, JetStream and the provider simu
     const other = newPhone();
     await assert.rejects(internal().sendNotification({ ...req, recipient: { case: "phone", value: other } }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
     await eventually("the receipt SMS", () => smsTo(phone).length === 1);
-    await new Promise((r) => setTimeout(r, 300));
+    // Each send is committed as an attempt before its HTTP call, and a sent delivery is never claimed again: one attempt, one SMS.
+    await eventually("the receipt's send recorded", async () => [DeliveryStatus.SENT, DeliveryStatus.DELIVERED].includes((await delivery(first.deliveryIds[0])).status));
+    const attempts = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.delivery_attempts WHERE delivery_id = $1", [first.deliveryIds[0]]);
+    assert.equal(attempts.rows[0].n, 1);
     assert.equal(smsTo(phone).length, 1, "one SMS for the key");
     assert.equal(smsTo(other).length, 0, "none to the refused number");
     const written = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE source_key = $1", [`rpc:${req.idempotencyKey}`]);
@@ -497,7 +500,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       [id],
     );
     const calls = sim.calls.africastalking;
-    const dispatcher = newDispatcher();
+    const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
     await dispatcher.run(id);
     assert.equal(sim.calls.africastalking, calls, "the provider was not called again");
     const d = await delivery(id);
@@ -508,7 +511,7 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("dispatchers racing for one delivery (its claim a compare-and-set on the attempt count, without a transaction) send it once", async () => {
     const id = await queuedSms();
-    const dispatchers = Array.from({ length: 4 }, () => newDispatcher());
+    const dispatchers = Array.from({ length: 4 }, () => dispatcherWith(createProviders(config.providers, 3_000)));
     const calls = sim.calls.africastalking;
     // A loser finds the attempt in flight (not due again yet) or the delivery sent.
     await Promise.all(dispatchers.map((d) => d.run(id).catch((err) => assert.ok(err instanceof RetryLater, String(err)))));
@@ -523,7 +526,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     sim.stalled.add("africastalking");
     try {
       const twilioCalls = sim.calls.twilio;
-      const dispatcher = newDispatcher(createProviders(config.providers, 200));
+      const dispatcher = dispatcherWith(createProviders(config.providers, 200));
       await dispatcher.run(id);
       const d = await delivery(id);
       assert.equal(d.status, DeliveryStatus.FAILED);
@@ -547,7 +550,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         return r;
       },
     };
-    const dispatcher = newDispatcher({ sms: [racing], email: [], push: [] });
+    const dispatcher = dispatcherWith({ sms: [racing], email: [], push: [] });
     await dispatcher.run(id);
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
   });

@@ -4,12 +4,15 @@
 // its real HTTP shape. Callbacks, payouts to the end and cards stay in the
 // real-server tests.
 import assert from "node:assert/strict";
-import { randomInt, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomInt, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { Code } from "@connectrpc/connect";
-import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { Code, createClient } from "@connectrpc/connect";
+import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { AccountKind, EntryCauseSchema, LimitKind, OwnerKind, WithdrawalLimitSchema } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { violationsOf, type Role } from "@ttip/runtime";
+import { callerHeaders, violationsOf, type Role } from "@ttip/runtime";
 import { conflictingKeyOf, reasonOf, refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
 import { createAuth } from "@ttip/auth";
 import { createWalletModule } from "@ttip/wallet";
@@ -87,6 +90,60 @@ describe("payment rules, in process (with wallet and auth)", () => {
     assert.equal(conflictingKeyOf(conflict), key);
     assert.equal(pushesTo(phone), 1, "one STK push for the key");
     assert.equal((await pay().getTip({ tipId: first.tip!.tipId })).tip!.charged!.amountMinor, 50_00n, "the first tip is unchanged");
+  });
+
+  /**
+   * A worker known to auth with one device, `minor` in their wallet, and a fresh step-up token as
+   * AuthService.VerifyDeviceChallenge issues it (that exchange is auth's own test; the proof is seeded).
+   */
+  async function fundedWorkerWithDevice(minor: bigint) {
+    const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
+    const device = randomUUID();
+    const db = s.db.pool;
+    await db.query("INSERT INTO auth.users (user_id, phone, roles) VALUES ($1, $2, ARRAY['worker'])", [worker.subject, `2547${String(randomInt(100_000_000)).padStart(8, "0")}`]);
+    await db.query("INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, 'test phone', '{}')", [device, worker.subject]);
+    const wallet = createClient(WalletInternalService, s.ctx.peers("wallet"));
+    const account = async (kind: AccountKind, ownerKind: OwnerKind, ownerId = "") => (await wallet.ensureAccount({ kind, ownerKind, ownerId, currency: "KES" })).account!.accountId;
+    const clearing = await account(AccountKind.MPESA_CLEARING, OwnerKind.PLATFORM);
+    const accountId = await account(AccountKind.WORKER_WALLET, OwnerKind.WORKER, worker.subject);
+    const cause = create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
+    await wallet.postEntry({ idempotencyKey: `mpesa:${randomUUID()}`, cause, postings: [{ accountId: clearing, amount: KES(-minor) }, { accountId, amount: KES(minor) }] });
+    const stepUp = async () => {
+      const token = `su_${randomBytes(24).toString("base64url")}`;
+      await db.query("INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, 'payout', now() + interval '5 minutes')", [
+        createHash("sha256").update(token).digest(), worker.subject, device,
+      ]);
+      return token;
+    };
+    const held = async () => (await createClient(WalletAdminService, s.ctx.peers("wallet")).getAccount({ accountId }, { headers: callerHeaders(randomUUID(), "admin") })).balance!.held!.amountMinor;
+    return { worker, stepUp, held };
+  }
+
+  test("a payout: beyond the balance or the per-withdrawal limit is refused by the wallet, holds and sends nothing; its key answers once", async () => {
+    const { worker, stepUp, held } = await fundedWorkerWithDevice(3_000_000n); // KES 30,000
+    const phone = quietPhone();
+    const payout = async (amountMinor: bigint, idempotencyKey = `po-${randomUUID()}`) =>
+      pay(worker).requestPayout({ idempotencyKey, amount: KES(amountMinor), mpesaPhone: phone, stepUpToken: await stepUp() });
+    const tooMuch = await refusal(payout(3_000_100n));
+    assert.equal(tooMuch.code, Code.FailedPrecondition);
+    assert.equal(reasonOf(tooMuch), "INSUFFICIENT_FUNDS");
+    const overLimit = await refusal(payout(2_000_100n));
+    assert.equal(overLimit.code, Code.ResourceExhausted);
+    assert.equal(reasonOf(overLimit), "LIMIT_EXCEEDED");
+    assert.equal(overLimit.findDetails(WithdrawalLimitSchema)[0]?.kind, LimitKind.PER_TRANSACTION);
+    assert.equal(await held(), 0n, "nothing held");
+    const b2c = () => sim.transactions().filter((t) => t.kind === "b2c" && t.phone === `254${phone.slice(1)}`).length;
+    assert.equal(b2c(), 0, "nothing sent");
+
+    const key = `po-${randomUUID()}`;
+    const first = (await payout(100_000n, key)).payout!;
+    assert.notEqual(first.status, PayoutStatus.FAILED);
+    assert.equal((await payout(100_000n, key)).payout!.payoutId, first.payoutId, "the same request answers the same payout");
+    const conflict = await refusal(payout(200_000n, key));
+    assert.equal(conflict.code, Code.AlreadyExists);
+    assert.equal(conflictingKeyOf(conflict), key);
+    assert.equal(await held(), 100_000n, "held once");
+    assert.equal(b2c(), 1, "sent once");
   });
 
   test("domain refusals: an unknown tip, a payout with no number registered, a payout while payouts are held", async () => {

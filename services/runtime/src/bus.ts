@@ -370,8 +370,24 @@ export class InProcessBus implements EventBus {
   }
 
   async subscribe(options: SubscribeOptions) {
-    const state = this.consumers.get(options.durable) ?? { position: this.base, wake: () => undefined };
-    this.consumers.set(options.durable, state);
+    return this.consume(options.durable, options.subject, 1, (batch) => options.handler(batch[0]));
+  }
+
+  /**
+   * Every matching message already stored, up to maxBatch, in one call: a
+   * consumer then applies them in one transaction, as it does from JetStream.
+   */
+  async subscribeBatches(options: BatchSubscribeOptions) {
+    return this.consume(options.durable, options.subject, Math.max(1, options.maxBatch), options.handler);
+  }
+
+  /**
+   * A durable consumer's loop. A failed batch is delivered again as it was
+   * (the same messages, none added), after the redelivery delay.
+   */
+  private consume(durable: string, subject: string, maxBatch: number, handler: (batch: DeliveredMessage[]) => Promise<void>) {
+    const state = this.consumers.get(durable) ?? { position: this.base, wake: () => undefined };
+    this.consumers.set(durable, state);
     let stopped = false;
     let signal: (() => void) | undefined;
     state.wake = () => signal?.();
@@ -385,28 +401,30 @@ export class InProcessBus implements EventBus {
       });
     const loop = (async () => {
       let deliveries = 0;
+      /** The end of the batch that failed, while it is being delivered again. */
+      let retryEnd: number | undefined;
       while (!stopped && !this.closed) {
         if (state.position < this.base) state.position = this.base;
-        const seq = state.position;
-        const m = this.log[seq - this.base];
-        if (!m) {
-          await sleep();
-          continue;
-        }
-        if (!subjectMatches(options.subject, m.subject)) {
-          state.position++;
+        const { batch, end } = this.nextBatch(state.position, subject, maxBatch, retryEnd);
+        if (!batch.length) {
+          // Nothing matched up to `end`: skip past it, or wait for more.
+          state.position = Math.max(state.position, end);
+          retryEnd = undefined;
+          if (end - this.base >= this.log.length) await sleep();
           continue;
         }
         deliveries++;
         try {
           // Delivered on a later tick, never inside publish(), as over a network.
           await new Promise((r) => setImmediate(r));
-          await options.handler({ ...m, deliveryCount: deliveries });
-          // Not position++: a trim during the handler may have moved the position on already.
-          state.position = Math.max(state.position, seq + 1);
+          await handler(batch.map((m) => ({ ...m, deliveryCount: deliveries })));
+          // Not position = end: a trim during the handler may have moved the position on already.
+          state.position = Math.max(state.position, end);
           deliveries = 0;
+          retryEnd = undefined;
         } catch (err) {
-          this.logger.warn({ err, subject: m.subject, eventId: m.id, consumer: options.durable }, "event handler failed; will redeliver");
+          this.logger.warn({ err, subject: batch[0].subject, eventId: batch[0].id, messages: batch.length, consumer: durable }, "event handler failed; will redeliver");
+          retryEnd = end;
           await sleep(this.redeliveryDelayMs);
         }
       }
@@ -420,9 +438,17 @@ export class InProcessBus implements EventBus {
     };
   }
 
-  async subscribeBatches(options: BatchSubscribeOptions) {
-    // In one process a batch of one is as good: there is no round trip to save.
-    return this.subscribe({ durable: options.durable, subject: options.subject, handler: (m) => options.handler([m]) });
+  /** Up to maxBatch stored messages matching `subject` from sequence `from` (before `until` when set), and the sequence after the last one looked at. */
+  private nextBatch(from: number, subject: string, maxBatch: number, until?: number): { batch: StoredMessage[]; end: number } {
+    const batch: StoredMessage[] = [];
+    let seq = from;
+    const last = Math.min(this.base + this.log.length, until ?? Infinity);
+    while (seq < last && batch.length < maxBatch) {
+      const m = this.log[seq - this.base];
+      seq++;
+      if (subjectMatches(subject, m.subject)) batch.push(m);
+    }
+    return { batch, end: seq };
   }
 
   async readStored(options: ReadStoredOptions): Promise<number> {

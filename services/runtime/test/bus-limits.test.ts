@@ -36,3 +36,33 @@ test("ids are capped by count too", async () => {
   assert.equal(bus.held.messages, 10);
   await bus.close();
 });
+
+test("batches: what is stored and matches, up to maxBatch per call; a failed batch comes again as it was, counted", async () => {
+  const bus = new InProcessBus(captureLogger("silent").logger, 10);
+  const other = (id: string) => ({ ...message(id), subject: "ttip.other.happened" });
+  for (const m of [message("a1"), other("x1"), message("a2"), message("a3"), other("x2"), message("a4"), message("a5")]) await bus.publish(m);
+  const calls: Array<{ ids: string[]; counts: number[] }> = [];
+  let failOnce = true;
+  const sub = await bus.subscribeBatches({
+    subject: "ttip.test.>",
+    durable: "batches",
+    maxBatch: 3,
+    handler: async (batch) => {
+      calls.push({ ids: batch.map((m) => m.id), counts: batch.map((m) => m.deliveryCount) });
+      if (failOnce) {
+        failOnce = false;
+        // Published while the batch fails: not added to it when it comes again.
+        await bus.publish(message("a6"));
+        throw new Error("database down");
+      }
+    },
+  });
+  await eventually("every message read", () => calls.some((c) => c.ids.includes("a6")));
+  await sub.stop();
+  assert.deepEqual(calls, [
+    { ids: ["a1", "a2", "a3"], counts: [1, 1, 1] },
+    { ids: ["a1", "a2", "a3"], counts: [2, 2, 2] },
+    { ids: ["a4", "a5", "a6"], counts: [1, 1, 1] },
+  ]);
+  await bus.close();
+});

@@ -97,6 +97,14 @@ export async function memberById(db: Queryable, venueId: string, memberId: strin
   return rows[0];
 }
 
+/** Which of the given member ids belong to the venue (left or not). */
+export async function venueMemberIds(db: Queryable, venueId: string, memberIds: string[]): Promise<Set<string>> {
+  const { rows } = await db.query<{ member_id: string }>(`SELECT member_id FROM venue.members WHERE venue_id = $1 AND member_id = ANY($2::uuid[])`, [
+    venueId, memberIds,
+  ]);
+  return new Set(rows.map((r) => r.member_id));
+}
+
 export interface ShiftRow {
   shift_id: string;
   venue_id: string;
@@ -195,6 +203,47 @@ export async function ruleInForce(db: Queryable, venueId: string, version = 0): 
       ? `SELECT * FROM venue.split_rules WHERE venue_id = $1 AND version = $2`
       : `SELECT * FROM venue.split_rules WHERE venue_id = $1 AND $2::int = 0 ORDER BY version DESC LIMIT 1`,
     [venueId, version],
+  );
+  return rows[0];
+}
+
+/** Every version of the venue's rule, newest first. */
+export async function ruleVersions(db: Queryable, venueId: string): Promise<RuleRow[]> {
+  const { rows } = await db.query<RuleRow>(`SELECT * FROM venue.split_rules WHERE venue_id = $1 ORDER BY version DESC`, [venueId]);
+  return rows;
+}
+
+/** Serialises rule changes at a venue until the caller's transaction ends, so versions stay gapless. */
+export async function lockRules(tx: Queryable, venueId: string): Promise<void> {
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.rules.${venueId}`]);
+}
+
+/** The version an earlier request under this idempotency key made, with that request's hash. */
+export async function ruleByIdempotencyKey(tx: Queryable, venueId: string, key: string): Promise<(RuleRow & { request_hash: string }) | undefined> {
+  const { rows } = await tx.query<RuleRow & { request_hash: string }>(
+    `SELECT * FROM venue.split_rules WHERE venue_id = $1 AND idempotency_key = $2`,
+    [venueId, key],
+  );
+  return rows[0];
+}
+
+export interface NewRule {
+  venueId: string;
+  method: number;
+  includeManagers: boolean;
+  fixedShares: RuleRow["fixed_shares"];
+  note: string;
+  createdBy: string;
+  idempotencyKey: string;
+  requestHash: string;
+}
+
+/** Adds the next version; call under lockRules. */
+export async function insertRule(tx: Queryable, r: NewRule): Promise<RuleRow> {
+  const { rows } = await tx.query<RuleRow>(
+    `INSERT INTO venue.split_rules (venue_id, version, method, include_managers, fixed_shares, note, created_by, idempotency_key, request_hash)
+     SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM venue.split_rules WHERE venue_id = $1 RETURNING *`,
+    [r.venueId, r.method, r.includeManagers, JSON.stringify(r.fixedShares), r.note, r.createdBy, r.idempotencyKey, r.requestHash],
   );
   return rows[0];
 }

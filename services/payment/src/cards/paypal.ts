@@ -3,6 +3,7 @@
 // PayPal's own verify-webhook-signature call. The same code talks to
 // api-m.paypal.com, the sandbox (api-m.sandbox.paypal.com) and the simulator
 // in this folder: only the base URL and credentials change.
+import { httpRequest, type HttpCall, type HttpReply } from "@ttip/runtime";
 import {
   CardProviderError, WebhookVerificationError,
   type CardEvent, type CardPayment, type CardPaymentStatus, type CardProvider, type CreateCardPayment,
@@ -155,7 +156,7 @@ export class PayPalCardProvider implements CardProvider {
         },
         body: "grant_type=client_credentials",
       });
-      const body = (await res.json()) as { access_token?: string; expires_in?: number; error_description?: string };
+      const body = JSON.parse((await res.text()) || "{}") as { access_token?: string; expires_in?: number; error_description?: string };
       if (!res.ok || !body.access_token) throw new CardProviderError(`PayPal OAuth refused: ${body.error_description ?? res.status}`, res.status >= 500 ? "unknown" : "rejected");
       // Refreshed at 90% of its life.
       this.token = { value: body.access_token, until: Date.now() + (body.expires_in ?? 300) * 900 };
@@ -170,9 +171,10 @@ export class PayPalCardProvider implements CardProvider {
     }
   }
 
-  private async fetch(path: string, init: RequestInit): Promise<Response> {
+  /** Over the runtime's kept node:http connections (http-client.ts: a fraction of fetch's CPU per call). */
+  private async fetch(path: string, init: Omit<HttpCall, "timeoutMs">): Promise<HttpReply> {
     try {
-      return await fetch(new URL(path, this.config.apiBase), { ...init, signal: AbortSignal.timeout(this.config.timeoutMs) });
+      return await httpRequest(new URL(path, this.config.apiBase), { ...init, timeoutMs: this.config.timeoutMs });
     } catch (err) {
       throw new CardProviderError(`PayPal did not answer: ${(err as Error).message}`, "unknown");
     }
@@ -189,6 +191,8 @@ export class PayPalCardProvider implements CardProvider {
         ...(requestId ? { "paypal-request-id": requestId } : {}),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
+      // A read, or a write PayPal recognises by its request id: safe to send again.
+      repeatOnStaleConnection: method === "GET" || requestId !== undefined,
     });
     const text = await res.text();
     const json = text ? JSON.parse(text) : {};

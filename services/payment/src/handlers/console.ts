@@ -3,38 +3,25 @@
 // alerts, ledger entry), and a re-query of a stuck attempt.
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, fieldError, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, type Queryable, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, fieldError, InvalidStateError, keysetPage, NotFoundError, pageSize, type Queryable, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { PaymentHandlerContext } from "./context.js";
-import { FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, toCallback, type FraudAlertRow } from "../convert.js";
-import { loadPayout, reconcilePayouts, type PayoutRow } from "../payouts.js";
+import { FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, toCallback } from "../convert.js";
+import { loadPayout, reconcilePayouts } from "../payouts.js";
 import { rulesInForce } from "../fraud.js";
-import { loadTip, reconcileTips, type TipRow } from "../tips.js";
+import { loadTip, reconcileTips } from "../tips.js";
+import { callbacksOfPayout, callbacksOfTip } from "../stores/callbacks.js";
+import { alertsOf } from "../stores/fraud-alerts.js";
+import { makePayoutDue, searchPayouts } from "../stores/payouts.js";
+import type { CommonSearch } from "../stores/search.js";
+import { makeTipDue, searchTips } from "../stores/tips.js";
 import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
 
 const METHOD_CODE: Partial<Record<PaymentMethodKind, string>> = { [PaymentMethodKind.MPESA]: "mpesa", [PaymentMethodKind.CARD]: "card" };
 /** A re-query runs the reconciler over at most this many due attempts (the one asked for is due first). */
 const REQUERY_BATCH = 20;
-
-/** WHERE clauses with numbered parameters, built one filter at a time. */
-class Filters {
-  readonly params: unknown[] = [];
-  private readonly clauses: string[] = [];
-  add(sql: string, ...values: unknown[]): void {
-    let i = this.params.length;
-    this.params.push(...values);
-    this.clauses.push(sql.replace(/\?/g, () => `$${++i}`));
-  }
-  where(): string {
-    return this.clauses.length ? `WHERE ${this.clauses.join(" AND ")}` : "";
-  }
-  next(value: unknown): string {
-    this.params.push(value);
-    return `$${this.params.length}`;
-  }
-}
 
 interface CommonFilters {
   from?: Timestamp;
@@ -45,20 +32,23 @@ interface CommonFilters {
   workerId: string;
 }
 
-function commonFilters(f: Filters, req: CommonFilters): void {
+/** The filters both searches share, checked; the status code is the caller's (undefined for any). */
+function commonSearch(req: CommonFilters, status: string | null | undefined): CommonSearch {
   if (req.from && req.to && timestampDate(req.to) <= timestampDate(req.from)) throw fieldError("to", "must be after from");
   if (req.maxAmountMinor && req.maxAmountMinor < req.minAmountMinor) throw fieldError("max_amount_minor", "must not be below min_amount_minor");
-  if (req.from) f.add("created_at >= ?", timestampDate(req.from));
-  if (req.to) f.add("created_at < ?", timestampDate(req.to));
-  if (req.minAmountMinor) f.add("amount_minor >= ?", req.minAmountMinor.toString());
-  if (req.maxAmountMinor) f.add("amount_minor <= ?", req.maxAmountMinor.toString());
-  if (req.resultCode) f.add("result_code = ?", req.resultCode);
-  if (req.workerId) f.add("worker_id = ?::uuid", req.workerId);
+  return {
+    from: req.from && timestampDate(req.from),
+    to: req.to && timestampDate(req.to),
+    minAmountMinor: req.minAmountMinor,
+    maxAmountMinor: req.maxAmountMinor,
+    resultCode: req.resultCode,
+    workerId: req.workerId,
+    status,
+  };
 }
 
 async function alertsFor(db: Queryable, column: "tip_id" | "payout_id", id: string) {
-  const { rows } = await db.query<FraudAlertRow>(`SELECT * FROM payment.fraud_alerts WHERE ${column} = $1 ORDER BY created_at LIMIT 50`, [id]);
-  return rows.map(fraudAlertMessage);
+  return (await alertsOf(db, column, id)).map(fraudAlertMessage);
 }
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;
@@ -100,15 +90,12 @@ function searchTipsHandler(h: PaymentHandlerContext): Impl["searchTips"] {
     const { pool, tipOut } = h;
     const size = pageSize(req.page);
     const cursor = decodeTimeIdToken(req.page?.pageToken);
-    const f = new Filters();
-    commonFilters(f, req);
-    if (req.status) f.add("status = ?", TIP_STATUS_CODE[req.status]);
-    if (req.method) f.add("method = ?", METHOD_CODE[req.method]);
-    if (cursor) f.add("(created_at, tip_id) < (?::timestamptz, ?::uuid)", cursor.at, cursor.id);
-    const { rows } = await pool.query<TipRow & { page_at: string }>(
-      `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.tips ${f.where()} ORDER BY created_at DESC, tip_id DESC LIMIT ${f.next(size + 1)}`,
-      f.params,
-    );
+    // An unknown status or method (null) matches nothing, as it always did.
+    const search = {
+      ...commonSearch(req, req.status ? (TIP_STATUS_CODE[req.status] ?? null) : undefined),
+      method: req.method ? (METHOD_CODE[req.method] ?? null) : undefined,
+    };
+    const rows = await searchTips(pool, search, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.tip_id]);
     return {
       tips: items.map((t) => tipOut(t)),
@@ -122,14 +109,8 @@ function searchPayoutsHandler(h: PaymentHandlerContext): Impl["searchPayouts"] {
     const { pool } = h;
     const size = pageSize(req.page);
     const cursor = decodeTimeIdToken(req.page?.pageToken);
-    const f = new Filters();
-    commonFilters(f, req);
-    if (req.status) f.add("status = ?", PAYOUT_STATUS_CODE[req.status]);
-    if (cursor) f.add("(created_at, payout_id) < (?::timestamptz, ?::uuid)", cursor.at, cursor.id);
-    const { rows } = await pool.query<PayoutRow & { page_at: string }>(
-      `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.payouts ${f.where()} ORDER BY created_at DESC, payout_id DESC LIMIT ${f.next(size + 1)}`,
-      f.params,
-    );
+    const search = commonSearch(req, req.status ? (PAYOUT_STATUS_CODE[req.status] ?? null) : undefined);
+    const rows = await searchPayouts(pool, search, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.payout_id]);
     return {
       payouts: items.map(payoutMessage),
@@ -144,15 +125,10 @@ function getPaymentDetailHandler(h: PaymentHandlerContext): Impl["getPaymentDeta
     if (req.subject.case === "tipId") {
       const tip = await loadTip(pool, req.subject.value);
       if (!tip) throw new NotFoundError("tip_id: no such tip");
-      // Callbacks name the tip once matched; the C2B confirmation of a paybill tip carries its receipt.
-      const { rows } = await pool.query(
-        `SELECT * FROM payment.callbacks WHERE tip_id = $1 OR ($2::text IS NOT NULL AND external_reference = $2) OR ($3::text IS NOT NULL AND external_reference = $3)
-          ORDER BY received_at LIMIT 100`,
-        [tip.tip_id, tip.checkout_request_id ?? null, tip.mpesa_receipt ?? null],
-      );
+      const callbacks = await callbacksOfTip(pool, tip.tip_id, tip.checkout_request_id ?? null, tip.mpesa_receipt ?? null);
       return {
         tip: tipOut(tip),
-        callbacks: rows.map(toCallback),
+        callbacks: callbacks.map(toCallback),
         alerts: await alertsFor(pool, "tip_id", tip.tip_id),
         ledgerEntryId: tip.credit_entry_id ?? "",
         ledgerCreditKind: tip.credit_kind ?? "",
@@ -160,10 +136,10 @@ function getPaymentDetailHandler(h: PaymentHandlerContext): Impl["getPaymentDeta
     }
     const payout = await loadPayout(pool, req.subject.value!);
     if (!payout) throw new NotFoundError("payout_id: no such payout");
-    const { rows } = await pool.query("SELECT * FROM payment.callbacks WHERE payout_id = $1 ORDER BY received_at LIMIT 100", [payout.payout_id]);
+    const callbacks = await callbacksOfPayout(pool, payout.payout_id);
     return {
       payout: payoutMessage(payout),
-      callbacks: rows.map(toCallback),
+      callbacks: callbacks.map(toCallback),
       alerts: await alertsFor(pool, "payout_id", payout.payout_id),
       holdId: payout.hold_id ?? "",
       holdState: payout.hold_state,
@@ -197,7 +173,7 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
       if (tip.method !== "mpesa") throw new InvalidStateError("tip_id: only M-Pesa tips are re-queried here (card tips follow their provider's webhooks)");
       // Due now; the reconciler leases it (never two queries at once) and settles it exactly as a late callback would.
       await withTransaction(pool, async (tx) => {
-        await tx.query("UPDATE payment.tips SET next_check_at = now() - interval '1 second' WHERE tip_id = $1 AND status = 'pending'", [tipId]);
+        await makeTipDue(tx, tipId);
         await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `tip:${tipId}`, userId: tip.worker_id ?? undefined });
       });
       await reconcileTips(deps, REQUERY_BATCH);
@@ -211,7 +187,7 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
     }
     // A status query, or the first send of one never sent: the reconciler never sends a payout twice.
     await withTransaction(pool, async (tx) => {
-      await tx.query("UPDATE payment.payouts SET next_check_at = now() - interval '1 second' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [payoutId]);
+      await makePayoutDue(tx, payoutId);
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `payout:${payoutId}`, userId: payout.worker_id });
     });
     await reconcilePayouts(deps, REQUERY_BATCH);

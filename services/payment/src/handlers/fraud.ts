@@ -1,15 +1,19 @@
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, emitEvent, InvalidStateError, keysetPage, keysetTime, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, emitEvent, InvalidStateError, keysetPage, NotFoundError, maskPhone, pageSize, type Queryable, requireCaller, requireKenyanMobile, withTransaction } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentMethod } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage, type FraudAlertRow } from "../convert.js";
+import { ALERT_STATUS, FRAUD_REASON, fraudAlertMessage, tipMessage } from "../convert.js";
 import { resultMessage } from "../messages.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { reviewCardTip } from "../cards/review.js";
 import { kes } from "../money.js";
-import { approvedSplit, emitTipSucceeded, loadTip, runAfterCredit, type TipRow } from "../tips.js";
+import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
+import { closeTipAlerts, fraudAlerts } from "../stores/fraud-alerts.js";
+import { holdPayouts, releasePayouts } from "../stores/payout-holds.js";
+import { endHeldTip } from "../stores/tips.js";
+import { approvedSplit, emitTipSucceeded, loadTip, runAfterCredit } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
 
 type Impl = ServiceImpl<typeof PaymentAdminService>;
@@ -33,12 +37,7 @@ function listFraudAlertsHandler(h: PaymentHandlerContext): Impl["listFraudAlerts
     const cursor = decodeTimeIdToken(req.page?.pageToken);
     const status = req.status ? Object.entries(ALERT_STATUS).find(([, v]) => v === req.status)?.[0] : null;
     const reason = req.reason ? Object.entries(FRAUD_REASON).find(([, v]) => v === req.reason)?.[0] : null;
-    const { rows } = await pool.query<FraudAlertRow & { page_at: string }>(
-      `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.fraud_alerts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)
-         AND ($3::timestamptz IS NULL OR (created_at, alert_id) < ($3::timestamptz, $4::uuid))
-       ORDER BY created_at DESC, alert_id DESC LIMIT $5`,
-      [status ?? null, reason ?? null, cursor?.at ?? null, cursor?.id ?? null, size + 1],
-    );
+    const rows = await fraudAlerts(pool, status ?? null, reason ?? null, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.alert_id]);
     return {
       alerts: items.map(fraudAlertMessage),
@@ -72,19 +71,10 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
       });
     }
     const updated = await withTransaction(pool, async (tx) => {
-      const { rows } = await tx.query<TipRow>(
-        `UPDATE payment.tips SET status = $2, result_code = CASE WHEN $3 THEN result_code ELSE 'review_rejected' END,
-           result_message = $4, worker_receives_minor = CASE WHEN $3 THEN $5 ELSE worker_receives_minor END
-          WHERE tip_id = $1 AND status = 'held_for_review' RETURNING *`,
-        [tip.tip_id, req.approve ? "succeeded" : "failed", req.approve, resultMessage(req.approve ? "0" : "review_rejected"), split.workerMinor],
-      );
-      const t = rows[0];
+      const outcome = { approve: req.approve, resultMessage: resultMessage(req.approve ? "0" : "review_rejected"), workerMinor: split.workerMinor };
+      const t = await endHeldTip(tx, tip.tip_id, outcome);
       if (!t) return undefined;
-      await tx.query(
-        `UPDATE payment.fraud_alerts SET status = $2, reviewed_by = $3, reviewed_at = now(), detail = detail || ' | review: ' || $4
-          WHERE tip_id = $1 AND status = 'open'`,
-        [tip.tip_id, req.approve ? "approved" : "rejected", admin.subject, req.note],
-      );
+      await closeTipAlerts(tx, tip.tip_id, req.approve ? "approved" : "rejected", admin.subject, req.note);
       await record(tx);
       if (req.approve) await emitTipSucceeded(tx, t);
       else {
@@ -106,11 +96,7 @@ function holdPayoutsHandler(h: PaymentHandlerContext): Impl["holdPayouts"] {
   return async (req, ctx) => {
     const { pool } = h;
     await withTransaction(pool, async (tx) => {
-      await tx.query(
-        `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
-         ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, updated_at = now()`,
-        [req.workerId, req.reason],
-      );
+      await holdPayouts(tx, req.workerId, req.reason);
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_HELD, target: `worker:${req.workerId}`, userId: req.workerId, detail: req.reason });
     });
     return {};
@@ -121,12 +107,8 @@ function releasePayoutsHandler(h: PaymentHandlerContext): Impl["releasePayouts"]
   return async (req, ctx) => {
     const { pool } = h;
     await withTransaction(pool, async (tx) => {
-      const { rowCount } = await tx.query(
-        "UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1 AND payouts_on_hold",
-        [req.workerId],
-      );
       // Releasing what was not held changes nothing, and records nothing.
-      if (rowCount) await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId });
+      if (await releasePayouts(tx, req.workerId)) await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYOUTS_RELEASED, target: `worker:${req.workerId}`, userId: req.workerId });
     });
     return {};
   };
@@ -138,11 +120,7 @@ function blockPhoneNumberHandler(h: PaymentHandlerContext): Impl["blockPhoneNumb
     const admin = requireCaller(ctx);
     const phone = requireKenyanMobile(req.phone, "phone");
     await withTransaction(pool, async (tx) => {
-      await tx.query(
-        `INSERT INTO payment.blocked_phones (phone, reason, blocked_by) VALUES ($1, $2, $3)
-         ON CONFLICT (phone) DO UPDATE SET reason = $2, blocked_by = $3`,
-        [phone, req.reason, admin.subject],
-      );
+      await blockPhone(tx, phone, req.reason, admin.subject);
       await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYER_BLOCKED, target: `phone:${maskPhone(phone)}`, detail: req.reason });
     });
     return {};
@@ -154,8 +132,7 @@ function unblockPhoneNumberHandler(h: PaymentHandlerContext): Impl["unblockPhone
     const { pool } = h;
     const phone = requireKenyanMobile(req.phone, "phone");
     await withTransaction(pool, async (tx) => {
-      const { rowCount } = await tx.query("DELETE FROM payment.blocked_phones WHERE phone = $1", [phone]);
-      if (rowCount) await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYER_UNBLOCKED, target: `phone:${maskPhone(phone)}` });
+      if (await unblockPhone(tx, phone)) await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYER_UNBLOCKED, target: `phone:${maskPhone(phone)}` });
     });
     return {};
   };

@@ -1,12 +1,14 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, keysetPage, keysetTime, pageSize, requireCaller } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, keysetPage, pageSize, requireCaller } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { tipMessage, toCallback } from "../convert.js";
 import { resolveSuspense, type C2bRow } from "../c2b.js";
 import { refundCardTip } from "../cards/aftercare.js";
 import { kes } from "../money.js";
+import { unmatchedCallbacks } from "../stores/callbacks.js";
+import { suspensePayments } from "../stores/suspense.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
 
 function suspenseMessage(r: C2bRow) {
@@ -42,12 +44,7 @@ function listSuspensePaymentsHandler(h: PaymentHandlerContext): Impl["listSuspen
     const { pool } = h;
     const size = pageSize(req.page);
     const cursor = decodeTimeIdToken(req.page?.pageToken);
-    const { rows } = await pool.query<C2bRow & { page_at: string }>(
-      `SELECT *, ${keysetTime("received_at")} AS page_at FROM payment.c2b_payments WHERE outcome = 'suspense' AND ($1 OR resolution = 'open')
-         AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
-       ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
-      [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
-    );
+    const rows = await suspensePayments(pool, req.includeResolved, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.callback_id]);
     return {
       payments: items.map(suspenseMessage),
@@ -94,12 +91,7 @@ function listUnmatchedCallbacksHandler(h: PaymentHandlerContext): Impl["listUnma
     const { pool } = h;
     const size = pageSize(req.page);
     const cursor = decodeTimeIdToken(req.page?.pageToken);
-    const { rows } = await pool.query(
-      `SELECT *, ${keysetTime("received_at")} AS page_at FROM payment.callbacks WHERE NOT matched AND ($1 OR NOT resolved)
-         AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
-       ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
-      [req.includeResolved, cursor?.at ?? null, cursor?.id ?? null, size + 1],
-    );
+    const rows = await unmatchedCallbacks(pool, req.includeResolved, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.callback_id]);
     return {
       callbacks: items.map(toCallback),

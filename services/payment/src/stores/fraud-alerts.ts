@@ -1,0 +1,30 @@
+// Fraud alerts: raised by the checks before money moves, closed by an admin's review.
+import { keysetTime, type Queryable } from "@ttip/runtime";
+import type { FraudAlertRow } from "../convert.js";
+import type { Cursor, PageRow } from "./page.js";
+
+/** Up to `limit` alerts, filtered by status and reason (null = any), newest first. */
+export async function fraudAlerts(db: Queryable, status: string | null, reason: string | null, cursor: Cursor, limit: number): Promise<PageRow<FraudAlertRow>[]> {
+  const { rows } = await db.query<PageRow<FraudAlertRow>>(
+    `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.fraud_alerts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)
+       AND ($3::timestamptz IS NULL OR (created_at, alert_id) < ($3::timestamptz, $4::uuid))
+     ORDER BY created_at DESC, alert_id DESC LIMIT $5`,
+    [status, reason, cursor?.at ?? null, cursor?.id ?? null, limit],
+  );
+  return rows;
+}
+
+/** The first 50 alerts about one tip or one payout, oldest first. */
+export async function alertsOf(db: Queryable, column: "tip_id" | "payout_id", id: string): Promise<FraudAlertRow[]> {
+  const { rows } = await db.query<FraudAlertRow>(`SELECT * FROM payment.fraud_alerts WHERE ${column} = $1 ORDER BY created_at LIMIT 50`, [id]);
+  return rows;
+}
+
+/** Closes a tip's open alerts with the reviewer's decision and note. */
+export async function closeTipAlerts(tx: Queryable, tipId: string, decision: "approved" | "rejected", reviewer: string, note: string): Promise<void> {
+  await tx.query(
+    `UPDATE payment.fraud_alerts SET status = $2, reviewed_by = $3, reviewed_at = now(), detail = detail || ' | review: ' || $4
+      WHERE tip_id = $1 AND status = 'open'`,
+    [tipId, decision, reviewer, note],
+  );
+}
