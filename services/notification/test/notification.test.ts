@@ -173,7 +173,10 @@ describe("notification service against Postgres, JetStream and the provider simu
     const other = newPhone();
     await assert.rejects(internal().sendNotification({ ...req, recipient: { case: "phone", value: other } }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
     await eventually("the receipt SMS", () => smsTo(phone).length === 1);
-    await new Promise((r) => setTimeout(r, 300));
+    // Each send is committed as an attempt before its HTTP call, and a sent delivery is never claimed again: one attempt, one SMS.
+    await eventually("the receipt's send recorded", async () => [DeliveryStatus.SENT, DeliveryStatus.DELIVERED].includes((await delivery(first.deliveryIds[0])).status));
+    const attempts = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.delivery_attempts WHERE delivery_id = $1", [first.deliveryIds[0]]);
+    assert.equal(attempts.rows[0].n, 1);
     assert.equal(smsTo(phone).length, 1, "one SMS for the key");
     assert.equal(smsTo(other).length, 0, "none to the refused number");
     const written = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE source_key = $1", [`rpc:${req.idempotencyKey}`]);
