@@ -184,8 +184,9 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
   // Our own "queued" facts drive the sends. Not through the inbox: a send is
   // not one transaction, and the delivery row's state machine is the dedupe.
   // A consumer handles one message at a time, so the work is split over a few
-  // durables by delivery id: each skips the others' share (the claim's row
-  // lock keeps two from ever sending the same delivery).
+  // durables by delivery id: each skips the others' share (the claim, a
+  // compare-and-set on the attempt count or a row lock, keeps two from ever
+  // sending the same delivery).
   for (let shard = 0; shard < DISPATCH_SHARDS; shard++) {
     subs.push(
       await ctx.bus.subscribe({
