@@ -19,7 +19,7 @@ import { createPaymentModule, type PaymentConfig } from "@ttip/payment";
 import { registerC2bUrls, simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { startPlatform, type Platform } from "@ttip/platform/src/platform.js";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
+import { AdjustableClock, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { createQrModule } from "@ttip/qr";
@@ -59,6 +59,8 @@ export class AdminHarness {
   daraja!: DarajaSimulator;
   db!: TestDatabase;
   readonly logs = captureLogger("warn");
+  /** The services' clock: moved past the OTP resend cool-down rather than slept through. */
+  readonly clock = new AdjustableClock();
   /** SMS, e-mail and push providers: what the notification service really sent. */
   readonly providers = new ProviderSimulator();
   private bus?: JetStreamBus;
@@ -84,7 +86,7 @@ export class AdminHarness {
     this.cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
     const admin = createAdminHandler();
     this.platform = await startPlatform({
-      ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics() },
+      ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics(), clock: this.clock },
       modules: [
         createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "admin-sms-key", AUTH_OTP_RESEND_SECONDS: "1", AUTH_WEBHOOK_ALLOW_LOOPBACK: "true", AUTH_WEBHOOK_POLL_MS: "50" } }),
         createPaymentModule({ config: () => payment }),
@@ -141,14 +143,14 @@ export class AdminHarness {
     await page.goto(`${this.url}/admin`);
     await page.getByLabel("Phone number").fill(phone);
     const before = this.sms.lastTo(phone)?.message;
-    // A code sent within the last second (sign-up just before) makes auth ask to wait: wait and ask again.
+    // A code sent within the last second (sign-up just before) makes auth ask to wait: move the clock on and ask again.
     for (let tries = 0; ; tries++) {
       await page.getByRole("button", { name: "Send code" }).click();
       const sent = await eventually("the OTP SMS or a refusal", async () =>
         (this.sms.lastTo(phone) && this.sms.lastTo(phone)!.message !== before) ? "sent" : (await page.getByRole("alert").count()) ? "refused" : undefined);
       if (sent === "sent") break;
       assert.ok(tries < 3, `the code was refused: ${await page.getByRole("alert").textContent()}`);
-      await new Promise((r) => setTimeout(r, 1_100));
+      this.clock.advance(1_100); // past the 1 s resend cool-down
     }
     await page.getByLabel("Code sent by SMS").fill(this.otpFor(phone));
     await page.getByRole("button", { name: "Continue" }).click();

@@ -33,7 +33,7 @@ describe("the mobile app's web build (chromium at phone size)", () => {
     await page.getByLabel("Your phone number").fill(worker.phone);
     // The OTP resend wait (1 s in the harness) after the sign-up's own code.
     const before = h.sms.lastTo(worker.phone.replace(/^0/, "254"))?.message;
-    await new Promise((r) => setTimeout(r, 1_100));
+    h.clock.advance(1_100);
     await page.getByRole("button", { name: "Send me a code" }).click();
     await eventually("a new OTP", () => h.sms.lastTo(worker.phone.replace(/^0/, "254"))?.message !== before);
     await page.getByLabel("The 6-digit code we sent by SMS").fill(h.otpFor(worker.phone));

@@ -28,7 +28,7 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { createQrModule } from "@ttip/qr";
-import { JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
+import { AdjustableClock, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually as waitUntil, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { createVenueModule } from "@ttip/venue";
 import { wallet } from "@ttip/wallet";
@@ -75,6 +75,8 @@ export class WebHarness {
   stripe!: StripeSimulator;
   readonly providers = new ProviderSimulator();
   readonly logs = captureLogger("warn");
+  /** The services' clock: moved past the OTP resend cool-down rather than slept through. */
+  readonly clock = new AdjustableClock();
   private db?: TestDatabase;
   private bus?: JetStreamBus;
   private cache?: RedisCache;
@@ -115,7 +117,7 @@ export class WebHarness {
     const port = await freePort();
     let web: WebApp | undefined;
     this.platform = await startPlatform({
-      ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics() },
+      ctx: { logger: this.logs.logger, pool: this.db.pool, bus: this.bus, cache: this.cache, metrics: new Metrics(), clock: this.clock },
       modules: [
         createAuth({ env: { AUTH_SMS_URL: this.sms.url, AUTH_SMS_API_KEY: "web-sms-key", AUTH_OTP_RESEND_SECONDS: "1" } }),
         createPaymentModule({ config: () => payment }),
@@ -216,9 +218,9 @@ export class WebHarness {
         const { tokens } = await auth.verifyPin({ pinSessionId: res.pinSessionId, pin: worker.pin });
         return tokens!;
       } catch (err) {
-        // The OTP resend wait (1 s here) after the sign-up's own code.
+        // The OTP resend wait (1 s here) after the sign-up's own code: the clock moves past it.
         if (i >= 5) throw err;
-        await new Promise((r) => setTimeout(r, 1_100));
+        this.clock.advance(1_100);
       }
     }
   }

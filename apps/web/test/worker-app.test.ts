@@ -5,6 +5,7 @@ import { randomInt, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { successNumber, WebHarness } from "./harness.js";
 
 describe("the worker's web app (chromium at phone size)", () => {
@@ -90,13 +91,7 @@ describe("the worker's web app (chromium at phone size)", () => {
   });
 });
 
-async function waitForOtp(h: WebHarness, phone: string): Promise<string> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      return h.otpFor(phone);
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return h.otpFor(phone);
+function waitForOtp(h: WebHarness, phone: string): Promise<string> {
+  // otpFor throws until the SMS has arrived.
+  return waitUntil("the OTP SMS", () => h.otpFor(phone), { timeoutMs: 10_000, everyMs: 100, retryErrors: true });
 }

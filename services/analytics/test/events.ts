@@ -1,8 +1,8 @@
 // Generated event streams for analytics' tests and benchmark: what payment,
 // wallet, qr, auth and notification publish, at chosen times.
+import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { create, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { type DescMessage } from "@bufbuild/protobuf";
 import {
   DeliveryUpdatedSchema,
   PaymentMethod,
@@ -17,12 +17,16 @@ import {
   VenueDistributionReversedSchema,
   VenueShareAllocatedSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import type { BusMessage } from "@ttip/runtime";
+import { buildEvent, type BusMessage, type EventInit } from "@ttip/runtime";
 
-export function event<D extends DescMessage>(subject: string, schema: D, at: Date, init: Omit<MessageInitShape<D>, "meta" | "$typeName">): BusMessage {
-  const id = randomUUID();
-  const msg = create(schema, { ...init, meta: { id, occurredAt: timestampFromDate(at), producer: subject.split(".")[1] } } as unknown as MessageInitShape<D>);
-  return { id, subject, data: toBinary(schema, msg) };
+/**
+ * The event as its producer builds it, happened at `at`. The subject is the one the test
+ * expects: a message that declares another one fails here, not as a missing figure.
+ */
+export function event<D extends DescMessage>(subject: string, schema: D, at: Date, init: EventInit<D>): BusMessage {
+  const message = buildEvent(subject.split(".")[1], schema, init, "", at);
+  assert.equal(message.subject, subject, `${schema.typeName} declares its subject`);
+  return message;
 }
 
 const kes = (minor: bigint) => ({ amountMinor: minor, currency: "KES" });

@@ -23,6 +23,8 @@ describe("weekly summary (two analytics replicas, notification, real PostgreSQL 
   const monday = today - weekday * DAY;
   // The replicas' clock: Monday 01:00 EAT (nothing owed before 08:00) while last week's events arrive.
   let now = new Date(monday + 3_600_000);
+  /** Passes begun by either replica (each pass reads the clock once, first). */
+  let passes = 0;
   const lastWeek = monday - 7 * DAY;
   const workers = Array.from({ length: 14 }, () => randomUUID());
   const tips = new Map<string, { count: number; total: bigint }>();
@@ -30,7 +32,7 @@ describe("weekly summary (two analytics replicas, notification, real PostgreSQL 
   before(async () => {
     await sim.start();
     // Short leases and small batches, so the replicas take turns and race on the same workers.
-    const replica = () => createAnalyticsModule({ weekly: { intervalMs: 50, leaseMs: 40, batchSize: 3, now: () => now } });
+    const replica = () => createAnalyticsModule({ weekly: { intervalMs: 50, leaseMs: 40, batchSize: 3, now: () => (passes++, now) } });
     t = await startTestService(replica(), {
       with: [
         createNotificationModule({
@@ -85,8 +87,9 @@ describe("weekly summary (two analytics replicas, notification, real PostgreSQL 
       const { rows } = await t.db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.weekly_summaries");
       return rows[0].n === workers.length;
     });
-    // Let both replicas run many more passes: nothing more may go out.
-    await new Promise((r) => setTimeout(r, 1_500));
+    // Let both replicas run many more passes (at least 18 more finished; at most one per replica is still running): nothing more may go out.
+    const seen = passes;
+    await eventually("20 more passes", () => passes >= seen + 20);
     const { rows } = await t.db.pool.query<{ user_id: string; n: number; locale: string; body: string }>(
       `SELECT user_id, count(*)::int AS n, min(locale) AS locale, min(body) AS body FROM notification.deliveries
         WHERE template_key = $1 AND channel = $2 GROUP BY user_id`,

@@ -263,12 +263,24 @@ interface DeliveryRow {
 
 type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve" } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
 
+/** What a claim read says to do with the delivery (claim() does it under the row's lock). */
+type NextStep =
+  | { kind: "done" | "later" | "resolve" | "park" }
+  | { kind: "in_doubt"; attempt: number }
+  | { kind: "fail"; error: string }
+  | { kind: "send"; provider: Provider };
+
 /** The delivery as the claim reads it, with its number's STOP and its last attempt in the same round trip. */
 interface ClaimedRow extends DeliveryRow {
   opted_out: boolean;
   last_attempt: number | null;
   last_status: string | null;
   last_started_at: Date | null;
+}
+
+function withoutClaimColumns(row: ClaimedRow): DeliveryRow {
+  const { opted_out: _o, last_attempt: _a, last_status: _s, last_started_at: _t, ...d } = row;
+  return d;
 }
 
 export interface DispatcherOptions {
@@ -314,7 +326,7 @@ export class Dispatcher {
 
   /** Resolves when the delivery needs nothing more now; throws RetryLater when it is due again soon. */
   async run(deliveryId: string): Promise<void> {
-    let claim = await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true));
+    let claim = (await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
     if (claim.kind === "resolve") {
       // Rare (a user we have no number for): ask, then claim again.
       await this.resolveAddress(deliveryId);
@@ -374,60 +386,98 @@ export class Dispatcher {
     });
   }
 
-  private async claim(tx: Queryable, id: string, mayResolve: boolean): Promise<Claim> {
-    const { rows } = await tx.query<ClaimedRow>(
+  /** The delivery with its number's STOP and its last attempt, in one round trip; locked when `lock`. */
+  private async readClaim(db: Queryable, id: string, lock: boolean): Promise<ClaimedRow | undefined> {
+    const { rows } = await db.query<ClaimedRow>(
       `SELECT d.id, d.user_id, d.channel, d.template_key, d.address, d.subject, d.body, d.status, d.attempts, d.provider_index, d.provider_attempts,
               d.next_attempt_at, d.parked, EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = d.address) AS opted_out,
               a.attempt AS last_attempt, a.status AS last_status, a.started_at AS last_started_at
          FROM notification.deliveries d
          LEFT JOIN LATERAL (SELECT attempt, status, started_at FROM notification.delivery_attempts
                              WHERE delivery_id = d.id ORDER BY attempt DESC LIMIT 1) a ON true
-        WHERE d.id = $1 FOR UPDATE OF d`,
+        WHERE d.id = $1${lock ? " FOR UPDATE OF d" : ""}`,
       [id],
     );
-    const claimed = rows[0];
-    if (!claimed) return { kind: "done" };
-    const { opted_out: optedOut, last_attempt: lastAttempt, last_status: lastStatus, last_started_at: lastStartedAt, ...d } = claimed;
-    // An SMS to a user whose number we lack: looked up outside any transaction (see resolveAddress).
-    if (d.channel === Channel.SMS && d.address === "" && d.user_id && ["queued", "retrying"].includes(d.status)) return mayResolve ? { kind: "resolve" } : { kind: "later" };
-    if (d.parked || !["queued", "retrying"].includes(d.status)) return { kind: "done" };
-    const wait = d.next_attempt_at.getTime() - (this.o.clock ?? systemClock).now();
-    if (wait > (this.o.parkAfterMs ?? 30_000)) {
-      await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [id]);
-      return { kind: "done" };
+    return rows[0];
+  }
+
+  /**
+   * The usual case without a transaction (BEGIN, the locked read, the claim and COMMIT become
+   * two statements): read unlocked and, when the delivery is to be sent, claim it by its
+   * attempt count (compare and set: nobody else claimed or changed it meanwhile). Undefined
+   * for anything else, or a lost race: claim() decides that under the row's lock.
+   */
+  private async claimUnlocked(id: string): Promise<Claim | undefined> {
+    const row = await this.readClaim(this.o.pool, id, false);
+    const step = row && this.nextStep(row, true);
+    if (!row || step?.kind !== "send") return undefined;
+    const d = withoutClaimColumns(row);
+    return (await this.markSending(this.o.pool, d, step.provider)) ? { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 } : undefined;
+  }
+
+  private async claim(tx: Queryable, id: string, mayResolve: boolean): Promise<Claim> {
+    const row = await this.readClaim(tx, id, true);
+    if (!row) return { kind: "done" };
+    const d = withoutClaimColumns(row);
+    const step = this.nextStep(row, mayResolve);
+    switch (step.kind) {
+      case "done":
+      case "later":
+      case "resolve":
+        return { kind: step.kind };
+      case "park":
+        await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [id]);
+        return { kind: "done" };
+      case "in_doubt":
+        // The process died between handing it over and recording the answer: the
+        // provider may have sent it. Resending could text the person twice.
+        await tx.query(
+          "UPDATE notification.delivery_attempts SET status = 'in_doubt', error = 'no answer recorded (crash during send)', finished_at = now() WHERE delivery_id = $1 AND attempt = $2",
+          [id, step.attempt],
+        );
+        await this.finish(tx, d, "failed", "in doubt: a send was cut off; not resent to avoid a duplicate");
+        return { kind: "done" };
+      case "fail":
+        await this.finish(tx, d, "failed", step.error);
+        return { kind: "done" };
+      case "send":
+        await this.markSending(tx, d, step.provider);
+        return { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 };
     }
+  }
+
+  /** What to do with a delivery as read (pure: the caller writes what it says). */
+  private nextStep(row: ClaimedRow, mayResolve: boolean): NextStep {
+    const { opted_out: optedOut, last_attempt: lastAttempt, last_status: lastStatus, last_started_at: lastStartedAt } = row;
+    // An SMS to a user whose number we lack: looked up outside any transaction (see resolveAddress).
+    if (row.channel === Channel.SMS && row.address === "" && row.user_id && ["queued", "retrying"].includes(row.status)) return { kind: mayResolve ? "resolve" : "later" };
+    if (row.parked || !["queued", "retrying"].includes(row.status)) return { kind: "done" };
+    const wait = row.next_attempt_at.getTime() - (this.o.clock ?? systemClock).now();
+    if (wait > (this.o.parkAfterMs ?? 30_000)) return { kind: "park" };
     if (wait > 0) return { kind: "later" };
-    const last = lastAttempt === null ? undefined : { attempt: lastAttempt, status: lastStatus!, started_at: lastStartedAt! };
-    if (last?.status === "sending") {
-      if (Date.now() - last.started_at.getTime() < this.o.retry.sendLeaseMs) return { kind: "later" };
-      // The process died between handing it over and recording the answer: the
-      // provider may have sent it. Resending could text the person twice.
-      await tx.query(
-        "UPDATE notification.delivery_attempts SET status = 'in_doubt', error = 'no answer recorded (crash during send)', finished_at = now() WHERE delivery_id = $1 AND attempt = $2",
-        [id, last.attempt],
-      );
-      await this.finish(tx, d, "failed", "in doubt: a send was cut off; not resent to avoid a duplicate");
-      return { kind: "done" };
+    if (lastAttempt !== null && lastStatus === "sending") {
+      return Date.now() - lastStartedAt!.getTime() < this.o.retry.sendLeaseMs ? { kind: "later" } : { kind: "in_doubt", attempt: lastAttempt };
     }
     // A STOP that came in after the message was queued still counts.
     // SMS addresses are stored normalised (enqueue, resolveAddress), as opt-outs are.
-    if (d.channel === Channel.SMS && d.template_key !== TemplateKey.OTP && optedOut) {
-      await this.finish(tx, d, "failed", "recipient texted STOP");
-      return { kind: "done" };
-    }
-    const providers = this.providersFor(d.channel);
-    const provider = providers[d.provider_index];
-    if (!provider || d.body === null) {
-      await this.finish(tx, d, "failed", "no provider for this channel");
-      return { kind: "done" };
-    }
-    const attempt = d.attempts + 1;
-    await tx.query(
-      `WITH sending AS (INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status) VALUES ($1, $2, $3, 'sending'))
-       UPDATE notification.deliveries SET attempts = $2, updated_at = now() WHERE id = $1`,
-      [id, attempt, provider.name],
+    if (row.channel === Channel.SMS && row.template_key !== TemplateKey.OTP && optedOut) return { kind: "fail", error: "recipient texted STOP" };
+    const provider = this.providersFor(row.channel)[row.provider_index];
+    if (!provider || row.body === null) return { kind: "fail", error: "no provider for this channel" };
+    return { kind: "send", provider };
+  }
+
+  /**
+   * The next attempt, recorded as sending before the provider is called; only while the
+   * delivery is as `d` was read (same attempt count and status, not parked). False: it was not.
+   */
+  private async markSending(db: Queryable, d: DeliveryRow, provider: Provider): Promise<boolean> {
+    const { rowCount } = await db.query(
+      `WITH claimed AS (
+         UPDATE notification.deliveries SET attempts = $2, updated_at = now() WHERE id = $1 AND attempts = $4 AND status = $5 AND NOT parked RETURNING id)
+       INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status) SELECT id, $2, $3, 'sending' FROM claimed`,
+      [d.id, d.attempts + 1, provider.name, d.attempts, d.status],
     );
-    return { kind: "send", delivery: { ...d, attempts: attempt }, provider, attempt };
+    return rowCount === 1;
   }
 
   private async send(d: DeliveryRow, provider: Provider): Promise<SendOutcome> {

@@ -46,50 +46,44 @@ function trigger<D extends DescMessage>(t: Trigger<D>): Trigger<DescMessage> {
   return t as unknown as Trigger<DescMessage>;
 }
 
+/** The worker's message about event `id`, keyed by the event: a redelivered event adds nothing. */
+function toWorker(
+  tx: Queryable,
+  deps: TriggerDeps,
+  id: string,
+  e: { workerId: string; meta?: { correlationId: string } },
+  templateKey: TemplateKey,
+  variables: Record<string, string>,
+): Promise<string[]> {
+  return enqueue(tx, { sourceKey: `event:${id}`, to: { userId: e.workerId }, templateKey, variables, correlationId: e.meta?.correlationId }, new Date(deps.clock.now()));
+}
+
 const TRIGGERS = [
   trigger({
     durable: "notification-tip-succeeded",
     schema: TipSucceededSchema,
     apply: async (e, id, tx, deps) => {
       if (!e.workerId) return;
-      await enqueue(tx, {
-        sourceKey: `event:${id}`,
-        to: { userId: e.workerId },
-        templateKey: TemplateKey.TIP_RECEIVED,
-        variables: {
-          amount: money(e.amount),
-          net: money(e.net),
-          from: e.customerPhoneMasked || "TTIP",
-          message: e.message ? `"${e.message}"` : "",
-        },
-        correlationId: e.meta?.correlationId,
-      }, new Date(deps.clock.now()));
+      await toWorker(tx, deps, id, e, TemplateKey.TIP_RECEIVED, {
+        amount: money(e.amount),
+        net: money(e.net),
+        from: e.customerPhoneMasked || "TTIP",
+        message: e.message ? `"${e.message}"` : "",
+      });
     },
   }),
   trigger({
     durable: "notification-payout-succeeded",
     schema: PayoutSucceededSchema,
     apply: async (e, id, tx, deps) => {
-      await enqueue(tx, {
-        sourceKey: `event:${id}`,
-        to: { userId: e.workerId },
-        templateKey: TemplateKey.PAYOUT_SENT,
-        variables: { amount: money(e.amount), phone: e.recipientPhoneMasked, reference: e.mpesaReceipt || shortRef(e.payoutId) },
-        correlationId: e.meta?.correlationId,
-      }, new Date(deps.clock.now()));
+      await toWorker(tx, deps, id, e, TemplateKey.PAYOUT_SENT, { amount: money(e.amount), phone: e.recipientPhoneMasked, reference: e.mpesaReceipt || shortRef(e.payoutId) });
     },
   }),
   trigger({
     durable: "notification-payout-failed",
     schema: PayoutFailedSchema,
     apply: async (e, id, tx, deps) => {
-      await enqueue(tx, {
-        sourceKey: `event:${id}`,
-        to: { userId: e.workerId },
-        templateKey: TemplateKey.PAYOUT_FAILED,
-        variables: { amount: money(e.amount), reason: e.reason || e.resultCode },
-        correlationId: e.meta?.correlationId,
-      }, new Date(deps.clock.now()));
+      await toWorker(tx, deps, id, e, TemplateKey.PAYOUT_FAILED, { amount: money(e.amount), reason: e.reason || e.resultCode });
     },
   }),
   trigger({
@@ -98,13 +92,7 @@ const TRIGGERS = [
     apply: async (e, id, tx, deps) => {
       // Only a hold concerns the worker; refusals and flags are for admins.
       if (e.action !== "held" || !e.workerId) return;
-      await enqueue(tx, {
-        sourceKey: `event:${id}`,
-        to: { userId: e.workerId },
-        templateKey: TemplateKey.FRAUD_HOLD,
-        variables: { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: reasonWords(e.reasonCode) },
-        correlationId: e.meta?.correlationId,
-      }, new Date(deps.clock.now()));
+      await toWorker(tx, deps, id, e, TemplateKey.FRAUD_HOLD, { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: reasonWords(e.reasonCode) });
     },
   }),
   trigger({
@@ -137,18 +125,12 @@ const TRIGGERS = [
       const day = (t: typeof e.periodStart) => (t ? new Date(Number(t.seconds) * 1000 + 3 * 3600_000).toISOString().slice(0, 10) : "");
       const start = day(e.periodStart);
       const end = day(e.periodEnd ? { ...e.periodEnd, seconds: e.periodEnd.seconds - 1n } : undefined);
-      await enqueue(tx, {
-        sourceKey: `event:${id}`,
-        to: { userId: e.workerId },
-        templateKey: TemplateKey.POOL_SHARE,
-        variables: {
-          amount: money(e.amount),
-          venue: e.venueName || "your venue",
-          period: start === end ? start : `${start} to ${end}`,
-          rule: `${SPLIT_WORDS[e.method] ?? "venue rule"}, rule v${e.ruleVersion}`,
-        },
-        correlationId: e.meta?.correlationId,
-      }, new Date(deps.clock.now()));
+      await toWorker(tx, deps, id, e, TemplateKey.POOL_SHARE, {
+        amount: money(e.amount),
+        venue: e.venueName || "your venue",
+        period: start === end ? start : `${start} to ${end}`,
+        rule: `${SPLIT_WORDS[e.method] ?? "venue rule"}, rule v${e.ruleVersion}`,
+      });
     },
   }),
   trigger({
@@ -202,8 +184,9 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
   // Our own "queued" facts drive the sends. Not through the inbox: a send is
   // not one transaction, and the delivery row's state machine is the dedupe.
   // A consumer handles one message at a time, so the work is split over a few
-  // durables by delivery id: each skips the others' share (the claim's row
-  // lock keeps two from ever sending the same delivery).
+  // durables by delivery id: each skips the others' share (the claim, a
+  // compare-and-set on the attempt count or a row lock, keeps two from ever
+  // sending the same delivery).
   for (let shard = 0; shard < DISPATCH_SHARDS; shard++) {
     subs.push(
       await ctx.bus.subscribe({

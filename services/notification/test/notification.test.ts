@@ -19,7 +19,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, eventually, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
-import { Dispatcher, enqueue, inAppSignals } from "../src/delivery.js";
+import { Dispatcher, enqueue, inAppSignals, RetryLater } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { createProviders } from "../src/providers.js";
@@ -173,7 +173,10 @@ describe("notification service against Postgres, JetStream and the provider simu
     const other = newPhone();
     await assert.rejects(internal().sendNotification({ ...req, recipient: { case: "phone", value: other } }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
     await eventually("the receipt SMS", () => smsTo(phone).length === 1);
-    await new Promise((r) => setTimeout(r, 300));
+    // Each send is committed as an attempt before its HTTP call, and a sent delivery is never claimed again: one attempt, one SMS.
+    await eventually("the receipt's send recorded", async () => [DeliveryStatus.SENT, DeliveryStatus.DELIVERED].includes((await delivery(first.deliveryIds[0])).status));
+    const attempts = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.delivery_attempts WHERE delivery_id = $1", [first.deliveryIds[0]]);
+    assert.equal(attempts.rows[0].n, 1);
     assert.equal(smsTo(phone).length, 1, "one SMS for the key");
     assert.equal(smsTo(other).length, 0, "none to the refused number");
     const written = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE source_key = $1", [`rpc:${req.idempotencyKey}`]);
@@ -504,6 +507,18 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(d.status, DeliveryStatus.FAILED);
     assert.equal(d.attempts[0].status, DeliveryStatus.FAILED);
     assert.match(d.attempts[0].error, /in doubt/);
+  });
+
+  test("dispatchers racing for one delivery (its claim a compare-and-set on the attempt count, without a transaction) send it once", async () => {
+    const id = await queuedSms();
+    const dispatchers = Array.from({ length: 4 }, () => dispatcherWith(createProviders(config.providers, 3_000)));
+    const calls = sim.calls.africastalking;
+    // A loser finds the attempt in flight (not due again yet) or the delivery sent.
+    await Promise.all(dispatchers.map((d) => d.run(id).catch((err) => assert.ok(err instanceof RetryLater, String(err)))));
+    const d = await delivery(id);
+    assert.equal(d.status, DeliveryStatus.SENT);
+    assert.equal(d.attempts.length, 1, "one attempt recorded");
+    assert.equal(sim.calls.africastalking, calls + 1, "the provider called once");
   });
 
   test("a provider that takes a send and never answers leaves it in doubt: no retry, no failover", async () => {

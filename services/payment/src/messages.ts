@@ -1,6 +1,13 @@
+/** A tip's outcomes that read the same whichever way it was paid (M-Pesa or card). */
+export const TIP_OUTCOME_WORDS: Record<string, { en: string; sw: string }> = {
+  "0": { en: "Payment received. Thank you!", sw: "Malipo yamepokelewa. Asante!" },
+  review: { en: "Payment received; the tip is being reviewed before it reaches the worker.", sw: "Malipo yamepokelewa; tip inakaguliwa kabla ya kumfikia mfanyakazi." },
+  review_rejected: { en: "The tip was declined after review; your payment will be refunded.", sw: "Tip imekataliwa baada ya ukaguzi; malipo yako yatarejeshwa." },
+};
+
 // Daraja result codes in words a customer understands (English and Swahili).
 const MESSAGES: Record<string, { en: string; sw: string }> = {
-  "0": { en: "Payment received. Thank you!", sw: "Malipo yamepokelewa. Asante!" },
+  ...TIP_OUTCOME_WORDS,
   "1": { en: "Your M-Pesa balance is too low for this tip.", sw: "Salio lako la M-Pesa halitoshi kwa tip hii." },
   "1001": { en: "M-Pesa is busy with another transaction on your phone. Try again in a minute.", sw: "M-Pesa inashughulikia muamala mwingine kwenye simu yako. Jaribu tena baada ya dakika moja." },
   "1019": { en: "The M-Pesa request expired. Please try again.", sw: "Ombi la M-Pesa limepitwa na muda. Tafadhali jaribu tena." },
@@ -13,8 +20,6 @@ const MESSAGES: Record<string, { en: string; sw: string }> = {
   SFC_IC0003: { en: "This M-Pesa number does not exist. Check the number. Nothing was charged.", sw: "Nambari hii ya M-Pesa haipo. Hakikisha nambari. Hakuna pesa iliyotozwa." },
   expired: { en: "No answer from M-Pesa in time. If you were charged, the tip will still reach the worker.", sw: "Hakuna jibu kutoka M-Pesa kwa wakati. Kama ulitozwa, tip itamfikia mfanyakazi." },
   unavailable: { en: "M-Pesa is not available right now. Nothing was charged; please try again.", sw: "M-Pesa haipatikani kwa sasa. Hakuna pesa iliyotozwa; tafadhali jaribu tena." },
-  review_rejected: { en: "The tip was declined after review; your payment will be refunded.", sw: "Tip imekataliwa baada ya ukaguzi; malipo yako yatarejeshwa." },
-  review: { en: "Payment received; the tip is being reviewed before it reaches the worker.", sw: "Malipo yamepokelewa; tip inakaguliwa kabla ya kumfikia mfanyakazi." },
 };
 
 export function resultMessage(code: string, locale = "en"): string {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { create, fromBinary, getOption, hasOption, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
-import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { timestampFromDate, timestampNow } from "@bufbuild/protobuf/wkt";
 import { event_subject } from "@ttip/proto/ttip/common/v1/options_pb.js";
 import { EventMetaSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { BusMessage, DeliveredMessage } from "./bus.js";
@@ -8,7 +8,7 @@ import type { Queryable } from "./db.js";
 import { writeOutbox } from "./outbox.js";
 
 /** An event message of ttip.events.v1: every one carries EventMeta as `meta`. */
-type EventInit<Desc extends DescMessage> = Omit<MessageInitShape<Desc>, "meta" | "$typeName">;
+export type EventInit<Desc extends DescMessage> = Omit<MessageInitShape<Desc>, "meta" | "$typeName">;
 
 const SUBJECT = /^ttip\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$/;
 
@@ -52,12 +52,14 @@ export function buildEvent<Desc extends DescMessage>(
   schema: Desc,
   init: EventInit<Desc>,
   correlationId = "",
+  /** When it happened; now unless a replay or a test says otherwise. */
+  occurredAt?: Date,
 ): BusMessage {
   const subject = subjectOf(schema);
   // One service writes only its own facts, into its own outbox.
   if (subject.split(".")[1] !== producer) throw new Error(`${producer} cannot emit ${schema.typeName}: its subject ${subject} is another service's`);
   const id = randomUUID();
-  const meta = create(EventMetaSchema, { id, occurredAt: timestampNow(), producer, correlationId });
+  const meta = create(EventMetaSchema, { id, occurredAt: occurredAt ? timestampFromDate(occurredAt) : timestampNow(), producer, correlationId });
   const message = create(schema, { ...init, meta } as unknown as MessageInitShape<Desc>);
   return { id, subject, data: toBinary(schema, message) };
 }

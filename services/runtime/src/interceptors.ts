@@ -117,29 +117,39 @@ export function accessLogInterceptor(logger: Logger, callerKind: (values: Contex
         },
         "call",
       );
-    let res;
-    try {
-      res = await next(req);
-    } catch (err) {
-      line(err);
-      throw err;
-    }
-    if (!res.stream) {
-      line();
-      return res;
-    }
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          yield* messages;
-        } catch (err) {
-          line(err);
-          throw err;
-        }
-        line();
-      })(),
-    };
+    return nextThen(next, req, line);
+  };
+}
+
+type Next = Parameters<Interceptor>[0];
+
+/**
+ * Calls `next`, then `ended` once the call is over, with its error if it failed: at once for a
+ * unary answer, after the last message (or the failure) of a streamed one.
+ */
+export async function nextThen(next: Next, req: Parameters<Next>[0], ended: (err?: unknown) => void): ReturnType<Next> {
+  let res;
+  try {
+    res = await next(req);
+  } catch (err) {
+    ended(err);
+    throw err;
+  }
+  if (!res.stream) {
+    ended();
+    return res;
+  }
+  const messages = res.message;
+  return {
+    ...res,
+    message: (async function* () {
+      try {
+        yield* messages;
+      } catch (err) {
+        ended(err);
+        throw err;
+      }
+      ended();
+    })(),
   };
 }

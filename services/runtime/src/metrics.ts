@@ -1,6 +1,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import type { Pool } from "./db.js";
+import { nextThen } from "./interceptors.js";
 
 /** gRPC status names as grpc-go and go-grpc-prometheus print them. */
 export function codeName(code: Code | undefined): string {
@@ -127,30 +128,7 @@ export class Metrics {
         stop();
         this.handled.inc({ ...labels, grpc_code: codeName(err === undefined ? undefined : ConnectError.from(err).code) });
       };
-      let res;
-      try {
-        res = await next(req);
-      } catch (err) {
-        finish(err);
-        throw err;
-      }
-      if (!res.stream) {
-        finish();
-        return res;
-      }
-      const message = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* message;
-          } catch (err) {
-            finish(err);
-            throw err;
-          }
-          finish();
-        })(),
-      };
+      return nextThen(next, req, finish);
     };
   }
 }

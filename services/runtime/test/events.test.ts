@@ -30,5 +30,10 @@ describe("event subjects declared in the contracts", () => {
     assert.equal(decoded.meta?.id, built.id);
     assert.equal(decoded.meta?.producer, "payment");
     assert.equal(decoded.meta?.correlationId, "corr-1");
+    const fresh = Date.now();
+    assert.ok(Math.abs(Number(decoded.meta!.occurredAt!.seconds) * 1000 - fresh) < 60_000, "now, unless told");
+    const at = new Date("2026-03-01T09:30:00Z");
+    const replayed = fromBinary(TipSucceededSchema, buildEvent("payment", TipSucceededSchema, { tipId: "t2" }, "", at).data);
+    assert.equal(Number(replayed.meta!.occurredAt!.seconds) * 1000, at.getTime(), "the time it is given");
   });
 });

@@ -49,6 +49,22 @@ export async function ensureDefaultRoles(db: Queryable, venueId: string): Promis
   );
 }
 
+/** Adds or changes a role; call after ensureDefaultRoles so the defaults are there to change. */
+export async function putRole(db: Queryable, r: RoleRow): Promise<RoleRow> {
+  const { rows } = await db.query<RoleRow>(
+    `INSERT INTO venue.roles (venue_id, role_id, name, points, is_manager) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (venue_id, role_id) DO UPDATE SET name = $3, points = $4, is_manager = $5, updated_at = now() RETURNING *`,
+    [r.venue_id, r.role_id, r.name, r.points, r.is_manager],
+  );
+  return rows[0];
+}
+
+/** The venue's roles, the manager role first. */
+export async function rolesOf(db: Queryable, venueId: string): Promise<RoleRow[]> {
+  const { rows } = await db.query<RoleRow>(`SELECT * FROM venue.roles WHERE venue_id = $1 ORDER BY is_manager DESC, role_id`, [venueId]);
+  return rows;
+}
+
 export interface MemberRow {
   member_id: string;
   venue_id: string;
@@ -97,6 +113,29 @@ export async function memberById(db: Queryable, venueId: string, memberId: strin
   return rows[0];
 }
 
+/** The venue's staff in joining order; those who left only when asked. */
+export async function membersOf(db: Queryable, venueId: string, includeLeft: boolean): Promise<MemberRow[]> {
+  const { rows } = await db.query<MemberRow>(
+    `SELECT * FROM venue.members WHERE venue_id = $1 AND ($2 OR left_at IS NULL OR left_at > now()) ORDER BY joined_at, member_id`,
+    [venueId, includeLeft],
+  );
+  return rows;
+}
+
+/** Every membership of a worker, at any venue, newest first. */
+export async function membershipsOf(db: Queryable, workerId: string): Promise<MemberRow[]> {
+  const { rows } = await db.query<MemberRow>(`SELECT * FROM venue.members WHERE worker_id::text = $1 ORDER BY joined_at DESC`, [workerId]);
+  return rows;
+}
+
+/** Which of the given member ids belong to the venue (left or not). */
+export async function venueMemberIds(db: Queryable, venueId: string, memberIds: string[]): Promise<Set<string>> {
+  const { rows } = await db.query<{ member_id: string }>(`SELECT member_id FROM venue.members WHERE venue_id = $1 AND member_id = ANY($2::uuid[])`, [
+    venueId, memberIds,
+  ]);
+  return new Set(rows.map((r) => r.member_id));
+}
+
 export interface ShiftRow {
   shift_id: string;
   venue_id: string;
@@ -118,6 +157,16 @@ export function toShift(s: ShiftRow): Shift {
     minutes: s.ended_at ? BigInt(Math.floor((s.ended_at.getTime() - s.started_at.getTime()) / 60_000)) : 0n,
     recordedBy: s.recorded_by,
   });
+}
+
+/** Shifts touching the period (open ones too), of one member or all (null), by start; at most 5000. */
+export async function shiftsTouching(db: Queryable, venueId: string, memberId: string | null, start: Date, end: Date): Promise<ShiftRow[]> {
+  const { rows } = await db.query<ShiftRow>(
+    `SELECT * FROM venue.shifts WHERE venue_id = $1 AND ($2::uuid IS NULL OR member_id = $2) AND started_at < $4 AND COALESCE(ended_at, 'infinity') > $3
+      ORDER BY started_at LIMIT 5000`,
+    [venueId, memberId, start, end],
+  );
+  return rows;
 }
 
 /** Everyone who was ever on the staff before the period ended, in joining order (the last tie-break of a split). */
@@ -195,6 +244,47 @@ export async function ruleInForce(db: Queryable, venueId: string, version = 0): 
       ? `SELECT * FROM venue.split_rules WHERE venue_id = $1 AND version = $2`
       : `SELECT * FROM venue.split_rules WHERE venue_id = $1 AND $2::int = 0 ORDER BY version DESC LIMIT 1`,
     [venueId, version],
+  );
+  return rows[0];
+}
+
+/** Every version of the venue's rule, newest first. */
+export async function ruleVersions(db: Queryable, venueId: string): Promise<RuleRow[]> {
+  const { rows } = await db.query<RuleRow>(`SELECT * FROM venue.split_rules WHERE venue_id = $1 ORDER BY version DESC`, [venueId]);
+  return rows;
+}
+
+/** Serialises rule changes at a venue until the caller's transaction ends, so versions stay gapless. */
+export async function lockRules(tx: Queryable, venueId: string): Promise<void> {
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.rules.${venueId}`]);
+}
+
+/** The version an earlier request under this idempotency key made, with that request's hash. */
+export async function ruleByIdempotencyKey(tx: Queryable, venueId: string, key: string): Promise<(RuleRow & { request_hash: string }) | undefined> {
+  const { rows } = await tx.query<RuleRow & { request_hash: string }>(
+    `SELECT * FROM venue.split_rules WHERE venue_id = $1 AND idempotency_key = $2`,
+    [venueId, key],
+  );
+  return rows[0];
+}
+
+export interface NewRule {
+  venueId: string;
+  method: number;
+  includeManagers: boolean;
+  fixedShares: RuleRow["fixed_shares"];
+  note: string;
+  createdBy: string;
+  idempotencyKey: string;
+  requestHash: string;
+}
+
+/** Adds the next version; call under lockRules. */
+export async function insertRule(tx: Queryable, r: NewRule): Promise<RuleRow> {
+  const { rows } = await tx.query<RuleRow>(
+    `INSERT INTO venue.split_rules (venue_id, version, method, include_managers, fixed_shares, note, created_by, idempotency_key, request_hash)
+     SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM venue.split_rules WHERE venue_id = $1 RETURNING *`,
+    [r.venueId, r.method, r.includeManagers, JSON.stringify(r.fixedShares), r.note, r.createdBy, r.idempotencyKey, r.requestHash],
   );
   return rows[0];
 }
@@ -288,6 +378,49 @@ export async function loadDistribution(db: Queryable, distributionId: string): P
   return { d: rows[0], shares: shares.rows };
 }
 
+/** What each member was paid by the venue's confirmed distributions within the period, and by how many. */
+export async function paidInPeriod(db: Queryable, venueId: string, start: Date, end: Date): Promise<{ member_id: string; total: bigint; n: number }[]> {
+  const { rows } = await db.query<{ member_id: string; total: bigint; n: number }>(
+    `SELECT s.member_id, sum(s.amount_minor)::bigint AS total, count(*)::int AS n FROM venue.shares s JOIN venue.distributions d USING (distribution_id)
+      WHERE d.venue_id = $1 AND d.status = 'confirmed' AND d.period_start >= $2 AND d.period_end <= $3 GROUP BY s.member_id`,
+    [venueId, start, end],
+  );
+  return rows;
+}
+
+/** Up to `limit` of the venue's distributions (not abandoned) before the cursor, latest period first. */
+export async function distributionsPage(db: Queryable, venueId: string, cursor: { at: string; id: string } | undefined, limit: number): Promise<DistributionRow[]> {
+  const { rows } = await db.query<DistributionRow>(
+    `SELECT * FROM venue.distributions WHERE venue_id = $1 AND status <> 'abandoned'
+       AND ($2::timestamptz IS NULL OR (period_start, distribution_id) < ($2::timestamptz, $3::uuid))
+     ORDER BY period_start DESC, distribution_id DESC LIMIT $4`,
+    [venueId, cursor?.at ?? null, cursor?.id ?? null, limit],
+  );
+  return rows;
+}
+
+export async function sharesOf(db: Queryable, distributionId: string): Promise<ShareRow[]> {
+  return (await db.query<ShareRow>(`SELECT * FROM venue.shares WHERE distribution_id = $1 ORDER BY line`, [distributionId])).rows;
+}
+
+/** A worker's share of one distribution, with the distribution's facts and how many were paid from its pool. */
+export type WorkerShareRow = ShareRow & DistributionRow & { members_paid: number; pool_total: bigint };
+
+/** Up to `limit` of a worker's shares of confirmed or reversed distributions before the cursor, latest confirmed first. */
+export async function sharesOfWorker(db: Queryable, workerId: string, cursor: { at: string; id: string } | undefined, limit: number): Promise<WorkerShareRow[]> {
+  const { rows } = await db.query<WorkerShareRow>(
+    `SELECT s.*, d.venue_id, d.period_start, d.period_end, d.method, d.rule_version, d.currency, d.status, d.confirmed_at,
+            (SELECT count(*)::int FROM venue.shares x WHERE x.distribution_id = d.distribution_id AND x.amount_minor > 0) AS members_paid,
+            (SELECT sum(x.amount_minor)::bigint FROM venue.shares x WHERE x.distribution_id = d.distribution_id) AS pool_total
+       FROM venue.shares s JOIN venue.distributions d USING (distribution_id)
+      WHERE s.worker_id::text = $1 AND d.status IN ('confirmed', 'reversed')
+        AND ($2::timestamptz IS NULL OR (d.confirmed_at, d.distribution_id) < ($2::timestamptz, $3::uuid))
+      ORDER BY d.confirmed_at DESC, d.distribution_id DESC LIMIT $4`,
+    [workerId, cursor?.at ?? null, cursor?.id ?? null, limit],
+  );
+  return rows;
+}
+
 export async function audit(db: Queryable, venueId: string, actor: string, action: string, detail: unknown): Promise<void> {
   await db.query(`INSERT INTO venue.audit_records (venue_id, actor, action, detail) VALUES ($1, $2, $3, $4)`, [
     venueId,
@@ -295,4 +428,22 @@ export async function audit(db: Queryable, venueId: string, actor: string, actio
     action,
     JSON.stringify(detail, (_k, v) => (typeof v === "bigint" ? v.toString() : v)),
   ]);
+}
+
+export interface AuditRecordRow {
+  sequence: string;
+  venue_id: string;
+  at: Date;
+  actor: string;
+  action: string;
+  detail: unknown;
+}
+
+/** Up to `limit` of the venue's audit records before the sequence number (null = the latest), newest first. */
+export async function auditRecords(db: Queryable, venueId: string, before: bigint | undefined, limit: number): Promise<AuditRecordRow[]> {
+  const { rows } = await db.query<AuditRecordRow>(
+    `SELECT * FROM venue.audit_records WHERE venue_id = $1 AND ($2::bigint IS NULL OR sequence < $2) ORDER BY sequence DESC LIMIT $3`,
+    [venueId, before?.toString() ?? null, limit],
+  );
+  return rows;
 }

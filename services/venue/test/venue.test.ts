@@ -234,7 +234,7 @@ describe("venue staff, shifts and pooled tips", () => {
         late += 5000n;
       }
     })();
-    await new Promise((r) => setTimeout(r, 30));
+    await eventually(async () => late > 0n, "tips arriving while the period is confirmed");
     const { distribution } = await v.api.confirmDistribution({ venueId: v.venueId, period: period(start, cut) });
     streaming = false;
     await stream;

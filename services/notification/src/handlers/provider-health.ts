@@ -2,6 +2,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { maskPhone } from "@ttip/runtime";
+import { providerFigures } from "../stores/deliveries.js";
 import type { NotificationHandlerContext } from "./context.js";
 
 /** How each SMS, e-mail and push provider has fared over a window. */
@@ -15,19 +16,7 @@ function getProviderHealthHandler(h: NotificationHandlerContext): ServiceImpl<ty
   const { pool } = h;
   return async function (req) {
     const windowHours = req.windowHours || 24;
-    const { rows } = await pool.query<{ provider: string; channel: number; sent: string; failed: string; in_doubt: string; last_error: string | null; last_error_at: Date | null; last_success_at: Date | null }>(
-      `SELECT a.provider, d.channel,
-              count(*) FILTER (WHERE a.status = 'sent') AS sent,
-              count(*) FILTER (WHERE a.status = 'failed') AS failed,
-              count(*) FILTER (WHERE a.status = 'in_doubt') AS in_doubt,
-              (array_agg(a.error ORDER BY a.started_at DESC) FILTER (WHERE a.status = 'failed'))[1] AS last_error,
-              max(a.started_at) FILTER (WHERE a.status = 'failed') AS last_error_at,
-              max(a.started_at) FILTER (WHERE a.status = 'sent') AS last_success_at
-         FROM notification.delivery_attempts a JOIN notification.deliveries d ON d.id = a.delivery_id
-        WHERE a.started_at > now() - make_interval(hours => $1)
-        GROUP BY a.provider, d.channel ORDER BY d.channel, a.provider`,
-      [windowHours],
-    );
+    const rows = await providerFigures(pool, windowHours);
     return {
       windowHours,
       providers: rows.map((r) => ({

@@ -1,4 +1,4 @@
-// Deliveries as support reads them: one with its attempts, or a filtered page.
+// Deliveries as support reads them: one with its attempts, a filtered page, how each provider fared.
 // The dispatcher's writes live beside it in delivery.ts.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -82,4 +82,34 @@ async function loadDeliveries(db: Queryable, where: string, params: unknown[], l
       { _pageAt: r.page_at as string },
     ),
   );
+}
+
+/** How one provider fared on one channel over a window: counts of attempts and the latest failure and success. */
+export interface ProviderFigures {
+  provider: string;
+  channel: number;
+  sent: string;
+  failed: string;
+  in_doubt: string;
+  last_error: string | null;
+  last_error_at: Date | null;
+  last_success_at: Date | null;
+}
+
+/** Every provider and channel with attempts in the last `windowHours`, by channel then provider. */
+export async function providerFigures(db: Queryable, windowHours: number): Promise<ProviderFigures[]> {
+  const { rows } = await db.query<ProviderFigures>(
+    `SELECT a.provider, d.channel,
+            count(*) FILTER (WHERE a.status = 'sent') AS sent,
+            count(*) FILTER (WHERE a.status = 'failed') AS failed,
+            count(*) FILTER (WHERE a.status = 'in_doubt') AS in_doubt,
+            (array_agg(a.error ORDER BY a.started_at DESC) FILTER (WHERE a.status = 'failed'))[1] AS last_error,
+            max(a.started_at) FILTER (WHERE a.status = 'failed') AS last_error_at,
+            max(a.started_at) FILTER (WHERE a.status = 'sent') AS last_success_at
+       FROM notification.delivery_attempts a JOIN notification.deliveries d ON d.id = a.delivery_id
+      WHERE a.started_at > now() - make_interval(hours => $1)
+      GROUP BY a.provider, d.channel ORDER BY d.channel, a.provider`,
+    [windowHours],
+  );
+  return rows;
 }

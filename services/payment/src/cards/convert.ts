@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { CardProvider, CardTipState, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { TIP_OUTCOME_WORDS } from "../messages.js";
 import type { TipRow } from "../tips.js";
 
 /** The card columns of a tip row (see migrations/0004_card_tips.sql). */
@@ -36,8 +37,7 @@ const STATE: Record<CardColumns["card_state"], CardTipState> = {
 };
 
 const MESSAGES: Record<string, { en: string; sw: string }> = {
-  "0": { en: "Payment received. Thank you!", sw: "Malipo yamepokelewa. Asante!" },
-  review: { en: "Payment received; the tip is being reviewed before it reaches the worker.", sw: "Malipo yamepokelewa; tip inakaguliwa kabla ya kumfikia mfanyakazi." },
+  ...TIP_OUTCOME_WORDS,
   requires_action: { en: "Your bank asks you to confirm this payment.", sw: "Benki yako inakuomba uthibitishe malipo haya." },
   "card_declined/insufficient_funds": { en: "Your card has insufficient funds. Try another card.", sw: "Kadi yako haina pesa za kutosha. Jaribu kadi nyingine." },
   card_declined: { en: "Your card was declined. Try another card.", sw: "Kadi yako imekataliwa. Jaribu kadi nyingine." },
@@ -47,7 +47,6 @@ const MESSAGES: Record<string, { en: string; sw: string }> = {
   card_country_mismatch: { en: "This card cannot be used here. Nothing was charged.", sw: "Kadi hii haiwezi kutumika hapa. Hakuna pesa iliyotozwa." },
   canceled: { en: "The card payment was cancelled. Nothing was charged.", sw: "Malipo ya kadi yamesitishwa. Hakuna pesa iliyotozwa." },
   expired: { en: "The card payment was not completed in time. Nothing was charged.", sw: "Malipo ya kadi hayakukamilika kwa wakati. Hakuna pesa iliyotozwa." },
-  review_rejected: { en: "The tip was declined after review; your payment will be refunded.", sw: "Tip imekataliwa baada ya ukaguzi; malipo yako yatarejeshwa." },
   provider_refused: { en: "The card payment could not be started. Nothing was charged; try again.", sw: "Malipo ya kadi hayakuweza kuanzishwa. Hakuna pesa iliyotozwa; jaribu tena." },
 };
 

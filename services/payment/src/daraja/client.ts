@@ -228,13 +228,20 @@ export class DarajaClient {
     throw new DarajaError("unavailable", `Daraja OAuth failed: ${e.message}`, e.details);
   }
 
-  /** Starts an STK push. Never retried: a second push could charge the customer twice. */
-  async stkPush(req: StkPushRequest): Promise<StkPushResponse> {
+  /** The shortcode, password and time an STK push and an STK query are signed with (the password is good for that time). */
+  private stkSignature() {
     const timestamp = darajaTimestamp();
-    const body = await this.call("/mpesa/stkpush/v1/processrequest", {
+    return {
       BusinessShortCode: this.config.shortcode,
       Password: stkPassword(this.config.shortcode, this.config.passkey, timestamp),
       Timestamp: timestamp,
+    };
+  }
+
+  /** Starts an STK push. Never retried: a second push could charge the customer twice. */
+  async stkPush(req: StkPushRequest): Promise<StkPushResponse> {
+    const body = await this.call("/mpesa/stkpush/v1/processrequest", {
+      ...this.stkSignature(),
       TransactionType: this.config.transactionType ?? "CustomerPayBillOnline",
       Amount: req.amount,
       PartyA: req.phone,
@@ -252,11 +259,8 @@ export class DarajaClient {
    * throws DarajaError "processing". Read-only, so retried on no answer.
    */
   async stkQuery(checkoutRequestId: string): Promise<StkQueryResponse> {
-    const timestamp = darajaTimestamp();
     const body = await this.call("/mpesa/stkpushquery/v1/query", {
-      BusinessShortCode: this.config.shortcode,
-      Password: stkPassword(this.config.shortcode, this.config.passkey, timestamp),
-      Timestamp: timestamp,
+      ...this.stkSignature(),
       CheckoutRequestID: checkoutRequestId,
     }, { retries: 2 });
     const r = expectAccepted<StkQueryResponse>(body, ["CheckoutRequestID"], "STK query");

@@ -11,7 +11,7 @@ import { reviewCardTip } from "../cards/review.js";
 import { kes } from "../money.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
 import { closeTipAlerts, fraudAlerts } from "../stores/fraud-alerts.js";
-import { holdPayouts, releasePayouts } from "../stores/payout-holds.js";
+import { holdPayouts, releasePayouts } from "../stores/payout-settings.js";
 import { endHeldTip } from "../stores/tips.js";
 import { approvedSplit, emitTipSucceeded, loadTip, runAfterCredit } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";

@@ -1,26 +1,18 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, IdempotencyConflictError, InvalidStateError, keysetPage, keysetTime, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile, type Pool } from "@ttip/runtime";
+import { asConnectError, CONSOLE_READERS, decodeTimeIdToken, DependencyUnavailableError, fieldError, IdempotencyConflictError, InvalidStateError, keysetPage, maskPhone, mpesaAmount, NotFoundError, pageSize, PermissionDeniedError, requireCaller, requireKenyanMobile } from "@ttip/runtime";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PayoutSettingsSchema } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PAYOUT_STATUS_CODE, payoutMessage } from "../convert.js";
 import { defaultPhone } from "../methods.js";
 import { kes } from "../money.js";
-import { loadPayout, payoutChangeKey, startPayout, type PayoutRow } from "../payouts.js";
+import { payoutChangeKey, startPayout } from "../payouts.js";
+import { payoutSettingsOf, putPayoutSettings, type PayoutSettings } from "../stores/payout-settings.js";
+import { loadPayout, payoutByIdempotencyKey, workerPayouts, type Payout } from "../stores/payouts.js";
 import { nextChange, type PaymentHandlerContext } from "./context.js";
 
-interface Settings {
-  auto_payout: boolean;
-  auto_payout_minimum_minor: bigint;
-  payout_phone: string;
-  payouts_on_hold: boolean;
-}
-
-async function loadSettings(pool: Pool, workerId: string): Promise<Settings | undefined> {
-  return (await pool.query<Settings>("SELECT * FROM payment.payout_settings WHERE worker_id = $1", [workerId])).rows[0];
-}
-function settingsMessage(s: Settings | undefined) {
+function settingsMessage(s: PayoutSettings | undefined) {
   return create(PayoutSettingsSchema, {
     autoPayout: s?.auto_payout ?? false,
     autoPayoutMinimum: kes(s?.auto_payout_minimum_minor ?? 100n),
@@ -47,14 +39,14 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
     const { deps, pool } = h;
     const caller = requireCaller(ctx);
     const amountMinor = mpesaAmount(req.amount, "amount");
-    const settings = await loadSettings(pool, caller.subject);
+    const settings = await payoutSettingsOf(pool, caller.subject);
     const phone = req.mpesaPhone ? requireKenyanMobile(req.mpesaPhone, "mpesa_phone") : settings?.payout_phone || (await defaultPhone(pool, caller.subject));
     if (!phone) throw new InvalidStateError("mpesa_phone: no payout number registered; pass one or set it in payout settings");
     if (settings?.payouts_on_hold) throw new InvalidStateError("payouts are on hold for this account; contact support");
     // A retry of a request already verified: the step-up token was spent on the first try.
-    const existing = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [caller.subject, req.idempotencyKey])).rows[0];
+    const existing = await payoutByIdempotencyKey(pool, caller.subject, req.idempotencyKey);
     if (existing) {
-      if (existing.amount_minor !== amountMinor || existing.phone !== phone) throw new IdempotencyConflictError(req.idempotencyKey, "payout");
+      if (existing.amount.amountMinor !== amountMinor || existing.phone !== phone) throw new IdempotencyConflictError(req.idempotencyKey, "payout");
       return { payout: payoutMessage(existing) };
     }
     // The device's biometric unlock, proved to the auth service.
@@ -81,11 +73,11 @@ function watchPayoutHandler(h: PaymentHandlerContext): Impl["watchPayout"] {
     const until = Date.now() + 15 * 60_000;
     while (!ctx.signal.aborted && Date.now() < until) {
       // Woken at once by changes in this process; polls for those made by other replicas.
-      const change = nextChange<PayoutRow>(deps, payoutChangeKey(req.payoutId), 1000, ctx.signal);
+      const change = nextChange<Payout>(deps, payoutChangeKey(req.payoutId), 1000, ctx.signal);
       try {
         const p = await loadPayout(pool, req.payoutId);
-        if (!p || p.worker_id !== caller.subject) throw new NotFoundError("payout_id: no such payout");
-        const key = `${p.status}|${p.result_code ?? ""}|${p.mpesa_receipt ?? ""}`;
+        if (!p || p.workerId !== caller.subject) throw new NotFoundError("payout_id: no such payout");
+        const key = `${p.status}|${p.resultCode ?? ""}|${p.mpesaReceipt ?? ""}`;
         if (key !== last) {
           last = key;
           yield { payout: payoutMessage(p) };
@@ -104,7 +96,7 @@ function getPayoutHandler(h: PaymentHandlerContext): Impl["getPayout"] {
     const { pool } = h;
     const caller = requireCaller(ctx);
     const p = await loadPayout(pool, req.payoutId);
-    if (!p || (p.worker_id !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new NotFoundError("payout_id: no such payout");
+    if (!p || (p.workerId !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new NotFoundError("payout_id: no such payout");
     return { payout: payoutMessage(p) };
   };
 }
@@ -116,13 +108,8 @@ function listPayoutsHandler(h: PaymentHandlerContext): Impl["listPayouts"] {
     const size = pageSize(req.page);
     const cursor = decodeTimeIdToken(req.page?.pageToken);
     const status = req.status ? PAYOUT_STATUS_CODE[req.status] : null;
-    const { rows } = await pool.query<PayoutRow & { page_at: string }>(
-      `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.payouts WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
-         AND ($3::timestamptz IS NULL OR (created_at, payout_id) < ($3::timestamptz, $4::uuid))
-       ORDER BY created_at DESC, payout_id DESC LIMIT $5`,
-      [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
-    );
-    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.payout_id]);
+    const rows = await workerPayouts(pool, caller.subject, status, cursor, size + 1);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.pageAt, r.payoutId]);
     return {
       payouts: items.map(payoutMessage),
       page: { nextPageToken },
@@ -134,7 +121,7 @@ function getPayoutSettingsHandler(h: PaymentHandlerContext): Impl["getPayoutSett
   return async (_req, ctx) => {
     const { pool } = h;
     const caller = requireCaller(ctx);
-    return { settings: settingsMessage(await loadSettings(pool, caller.subject)) };
+    return { settings: settingsMessage(await payoutSettingsOf(pool, caller.subject)) };
   };
 }
 
@@ -142,17 +129,10 @@ function updatePayoutSettingsHandler(h: PaymentHandlerContext): Impl["updatePayo
   return async (req, ctx) => {
     const { pool } = h;
     const caller = requireCaller(ctx);
-    const current = await loadSettings(pool, caller.subject);
+    const current = await payoutSettingsOf(pool, caller.subject);
     const minimum = req.autoPayoutMinimum ? mpesaAmount(req.autoPayoutMinimum, "auto_payout_minimum") : current?.auto_payout_minimum_minor ?? 100n;
     const phone = req.payoutPhone ? requireKenyanMobile(req.payoutPhone, "payout_phone") : current?.payout_phone ?? "";
     if (req.autoPayout && !phone) throw fieldError("payout_phone", "automatic payout needs a payout number");
-    const { rows } = await pool.query<Settings>(
-      `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone)
-       VALUES ($1, $2, $3, $4)
-       ON CONFLICT (worker_id) DO UPDATE SET auto_payout = $2, auto_payout_minimum_minor = $3, payout_phone = $4, updated_at = now()
-       RETURNING *`,
-      [caller.subject, req.autoPayout, minimum, phone],
-    );
-    return { settings: settingsMessage(rows[0]) };
+    return { settings: settingsMessage(await putPayoutSettings(pool, caller.subject, req.autoPayout, minimum, phone)) };
   };
 }

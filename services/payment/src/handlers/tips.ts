@@ -1,5 +1,5 @@
 import { createClient, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, keysetPage, keysetTime, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError } from "@ttip/runtime";
+import { asConnectError, callerOf, decodeTimeIdToken, DependencyUnavailableError, fieldError, formatMoney, InvalidStateError, keysetPage, mpesaAmount, NotFoundError, pageSize, refusalOfField, requireCaller, requireKenyanMobile, UnimplementedError } from "@ttip/runtime";
 import type { TipTarget } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { CardProvider } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -8,6 +8,7 @@ import { TIP_STATUS_CODE, tipMessage } from "../convert.js";
 import type { CardTipRow } from "../cards/convert.js";
 import { createCardTip } from "../cards/tips.js";
 import { isPartner, requirePartnerLinked } from "../partner-access.js";
+import { rateTip, workerTips } from "../stores/tips.js";
 import { createTip, isFinal, loadTip, type Deps, type TipRow } from "../tips.js";
 import { locale, nextChange, type PaymentHandlerContext } from "./context.js";
 
@@ -117,12 +118,8 @@ function getTipHandler(h: PaymentHandlerContext): Impl["getTip"] {
 function rateTipHandler(h: PaymentHandlerContext): Impl["rateTip"] {
   return async (req, ctx) => {
     const { pool, tipOut } = h;
-    const { rows } = await pool.query<TipRow>(
-      `UPDATE payment.tips SET rating = $2, message = $3, rated_at = now()
-        WHERE tip_id = $1 AND status = 'succeeded' AND rated_at IS NULL RETURNING *`,
-      [req.tipId, req.rating, req.message],
-    );
-    if (rows[0]) return { tip: tipOut(rows[0], locale(ctx)) };
+    const rated = await rateTip(pool, req.tipId, req.rating, req.message);
+    if (rated) return { tip: tipOut(rated, locale(ctx)) };
     const tip = await loadTip(pool, req.tipId);
     if (!tip) throw new NotFoundError("tip_id: no such tip");
     if (tip.status !== "succeeded") throw new InvalidStateError("tip_id: feedback is taken only for a tip that went through");
@@ -165,12 +162,7 @@ function listTipsHandler(h: PaymentHandlerContext): Impl["listTips"] {
     const size = pageSize(req.page);
     const cursor = decodeTimeIdToken(req.page?.pageToken);
     const status = req.status ? TIP_STATUS_CODE[req.status] : null;
-    const { rows } = await pool.query<TipRow & { page_at: string }>(
-      `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.tips WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
-         AND ($3::timestamptz IS NULL OR (created_at, tip_id) < ($3::timestamptz, $4::uuid))
-       ORDER BY created_at DESC, tip_id DESC LIMIT $5`,
-      [caller.subject, status, cursor?.at ?? null, cursor?.id ?? null, size + 1],
-    );
+    const rows = await workerTips(pool, caller.subject, status, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.tip_id]);
     return {
       tips: items.map((t) => tipOut(t, locale(ctx))),

@@ -1,5 +1,5 @@
-// What the console's searches over tips and payouts share: filters built into numbered parameters,
-// newest first, keyset pages.
+// What the reads of tips and payouts share: the console's filters built into numbered parameters,
+// and keyset pages, newest first.
 import { keysetTime, type Queryable } from "@ttip/runtime";
 import type { Cursor, PageRow } from "./page.js";
 
@@ -58,6 +58,25 @@ export async function searchPage<R extends object>(
   const { rows } = await db.query<PageRow<R>>(
     `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.${table} ${f.where()} ORDER BY created_at DESC, ${idColumn} DESC LIMIT ${f.next(limit)}`,
     f.params,
+  );
+  return rows;
+}
+
+/** Up to `limit` of one worker's rows of the table, filtered by status code (null = any), past the cursor, newest first. */
+export async function workerPage<R extends object>(
+  db: Queryable,
+  table: "tips" | "payouts",
+  idColumn: "tip_id" | "payout_id",
+  workerId: string,
+  status: string | null | undefined,
+  cursor: Cursor,
+  limit: number,
+): Promise<PageRow<R>[]> {
+  const { rows } = await db.query<PageRow<R>>(
+    `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.${table} WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
+       AND ($3::timestamptz IS NULL OR (created_at, ${idColumn}) < ($3::timestamptz, $4::uuid))
+     ORDER BY created_at DESC, ${idColumn} DESC LIMIT $5`,
+    [workerId, status, cursor?.at ?? null, cursor?.id ?? null, limit],
   );
   return rows;
 }

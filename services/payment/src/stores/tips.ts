@@ -1,8 +1,8 @@
-// Tips as the admin console reads and moves them; the payment flow's own statements live in tips.ts.
+// Tips as workers and the admin console read them, their feedback, and an admin's moves; the payment flow's own statements live in tips.ts.
 import type { Queryable } from "@ttip/runtime";
 import type { TipRow } from "../tips.js";
 import type { Cursor, PageRow } from "./page.js";
-import { commonFilters, searchPage, type CommonSearch } from "./search.js";
+import { commonFilters, searchPage, workerPage, type CommonSearch } from "./search.js";
 
 export interface TipSearch extends CommonSearch {
   /** "mpesa" or "card"; undefined for any (null matches none). */
@@ -13,6 +13,21 @@ export async function searchTips(db: Queryable, s: TipSearch, cursor: Cursor, li
   const f = commonFilters(s);
   if (s.method !== undefined) f.add("method = ?", s.method);
   return searchPage<TipRow>(db, "tips", "tip_id", f, cursor, limit);
+}
+
+/** A worker's tips, filtered by status code (null = any), newest first. */
+export async function workerTips(db: Queryable, workerId: string, status: string | null | undefined, cursor: Cursor, limit: number): Promise<PageRow<TipRow>[]> {
+  return workerPage<TipRow>(db, "tips", "tip_id", workerId, status, cursor, limit);
+}
+
+/** Takes the customer's feedback on a tip that went through, once; undefined when it did not go through or was rated before. */
+export async function rateTip(db: Queryable, tipId: string, rating: number, message: string): Promise<TipRow | undefined> {
+  const { rows } = await db.query<TipRow>(
+    `UPDATE payment.tips SET rating = $2, message = $3, rated_at = now()
+      WHERE tip_id = $1 AND status = 'succeeded' AND rated_at IS NULL RETURNING *`,
+    [tipId, rating, message],
+  );
+  return rows[0];
 }
 
 /** An admin's re-query: due now, for the reconciler to lease and settle. */

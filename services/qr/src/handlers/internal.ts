@@ -4,7 +4,7 @@ import type { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js"
 import { NotFoundError } from "@ttip/runtime";
 import { VENUE, WORKER } from "../access.js";
 import { normalizeShortCode, oneSlipAway } from "../shortcode.js";
-import { codeByAccountReference } from "../stores/codes.js";
+import { activeAccountReferences, codeByAccountReference } from "../stores/codes.js";
 import { profileOf } from "../stores/profiles.js";
 import { isVenueManager } from "../stores/venues.js";
 import type { QrHandlerContext } from "./context.js";
@@ -50,10 +50,6 @@ function suggestAccountReferencesHandler(h: QrHandlerContext): Impl["suggestAcco
     const typed = normalizeShortCode(req.accountReference);
     const candidates = oneSlipAway(typed).slice(0, 2_000);
     if (!candidates.length) return { accountReferences: [] };
-    const { rows } = await pool.query<{ account_reference: string }>(
-      `SELECT account_reference FROM qr.qr_codes WHERE account_reference = ANY($1::text[]) AND status = 1 ORDER BY account_reference LIMIT 5`,
-      [candidates],
-    );
-    return { accountReferences: rows.map((r) => r.account_reference) };
+    return { accountReferences: await activeAccountReferences(pool, candidates) };
   };
 }

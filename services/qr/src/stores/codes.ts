@@ -124,3 +124,12 @@ export async function revokeStaffCodes(db: Queryable, workerId: string, venueId:
   );
   return rows.map((r) => r.qr_code_id as string);
 }
+
+/** Up to 5 of the given account references that an active code carries, in order. */
+export async function activeAccountReferences(db: Queryable, candidates: string[]): Promise<string[]> {
+  const { rows } = await db.query<{ account_reference: string }>(
+    `SELECT account_reference FROM qr.qr_codes WHERE account_reference = ANY($1::text[]) AND status = 1 ORDER BY account_reference LIMIT 5`,
+    [candidates],
+  );
+  return rows.map((r) => r.account_reference);
+}

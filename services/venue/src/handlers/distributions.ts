@@ -4,7 +4,7 @@ import { MyShareSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { decodePageToken, fieldError, keysetPage, NotFoundError, pageSize, requireCaller } from "@ttip/runtime";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { loadDistribution, money, toDistribution, toShareLine, type DistributionRow, type ShareRow } from "../store.js";
+import { distributionsPage, loadDistribution, money, sharesOf, sharesOfWorker, toDistribution, toShareLine } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 import { atAndId, periodOf } from "./values.js";
 
@@ -69,15 +69,10 @@ function listDistributionsHandler(h: VenueHandlerContext): ServiceImpl<typeof Ve
     await manager(ctx, req.venueId);
     const size = pageSize(req.page);
     const cursor = decodePageToken(req.page?.pageToken, atAndId);
-    const { rows } = await pool.query<DistributionRow>(
-      `SELECT * FROM venue.distributions WHERE venue_id = $1 AND status <> 'abandoned'
-         AND ($2::timestamptz IS NULL OR (period_start, distribution_id) < ($2::timestamptz, $3::uuid))
-       ORDER BY period_start DESC, distribution_id DESC LIMIT $4`,
-      [req.venueId, cursor?.at ?? null, cursor?.id ?? null, size + 1],
-    );
+    const rows = await distributionsPage(pool, req.venueId, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (d) => [d.period_start.toISOString(), d.distribution_id]);
     const out = [];
-    for (const d of items) out.push(toDistribution(d, (await pool.query<ShareRow>(`SELECT * FROM venue.shares WHERE distribution_id = $1 ORDER BY line`, [d.distribution_id])).rows));
+    for (const d of items) out.push(toDistribution(d, await sharesOf(pool, d.distribution_id)));
     return { distributions: out, page: { nextPageToken } };
   };
 }
@@ -88,16 +83,7 @@ function listMySharesHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
     const caller = requireCaller(ctx);
     const size = pageSize(req.page);
     const cursor = decodePageToken(req.page?.pageToken, atAndId);
-    const { rows } = await pool.query<ShareRow & DistributionRow & { members_paid: number; pool_total: bigint }>(
-      `SELECT s.*, d.venue_id, d.period_start, d.period_end, d.method, d.rule_version, d.currency, d.status, d.confirmed_at,
-              (SELECT count(*)::int FROM venue.shares x WHERE x.distribution_id = d.distribution_id AND x.amount_minor > 0) AS members_paid,
-              (SELECT sum(x.amount_minor)::bigint FROM venue.shares x WHERE x.distribution_id = d.distribution_id) AS pool_total
-         FROM venue.shares s JOIN venue.distributions d USING (distribution_id)
-        WHERE s.worker_id::text = $1 AND d.status IN ('confirmed', 'reversed')
-          AND ($2::timestamptz IS NULL OR (d.confirmed_at, d.distribution_id) < ($2::timestamptz, $3::uuid))
-        ORDER BY d.confirmed_at DESC, d.distribution_id DESC LIMIT $4`,
-      [caller.subject, cursor?.at ?? null, cursor?.id ?? null, size + 1],
-    );
+    const rows = await sharesOfWorker(pool, caller.subject, cursor, size + 1);
     const { items: page, nextPageToken } = keysetPage(rows, size, (r) => [r.confirmed_at!.toISOString(), r.distribution_id]);
     const names = new Map<string, string>();
     for (const v of new Set(page.map((r) => r.venue_id))) names.set(v, (await access.venue(v).catch(() => undefined))?.name ?? "");

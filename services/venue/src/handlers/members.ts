@@ -2,7 +2,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { requireCaller } from "@ttip/runtime";
-import { toMember, type MemberRow } from "../store.js";
+import { membersOf, membershipsOf, toMember } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 
 /** Membership: invitations, their acceptance, changes and removal, and the venues a caller belongs to. */
@@ -63,11 +63,7 @@ function listMembersHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSer
   const { pool, manager } = h;
   return async function (req, ctx) {
     const { venue } = await manager(ctx, req.venueId);
-    const { rows } = await pool.query<MemberRow>(
-      `SELECT * FROM venue.members WHERE venue_id = $1 AND ($2 OR left_at IS NULL OR left_at > now()) ORDER BY joined_at, member_id`,
-      [req.venueId, req.includeLeft],
-    );
-    return { members: rows.map((m) => toMember(m, venue.name)) };
+    return { members: (await membersOf(pool, req.venueId, req.includeLeft)).map((m) => toMember(m, venue.name)) };
   };
 }
 
@@ -75,7 +71,7 @@ function listMyVenuesHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
   const { pool, access } = h;
   return async function (_req, ctx) {
     const caller = requireCaller(ctx);
-    const { rows } = await pool.query<MemberRow>(`SELECT * FROM venue.members WHERE worker_id::text = $1 ORDER BY joined_at DESC`, [caller.subject]);
+    const rows = await membershipsOf(pool, caller.subject);
     const names = new Map<string, string>();
     for (const v of new Set(rows.map((r) => r.venue_id))) names.set(v, (await access.venue(v).catch(() => undefined))?.name ?? "");
     return { memberships: rows.map((m) => toMember(m, names.get(m.venue_id))) };

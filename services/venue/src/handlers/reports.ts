@@ -4,7 +4,7 @@ import { decodePageToken, keysetPage, pageSize, positionParts } from "@ttip/runt
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { csvLine } from "../csv.js";
 import { hoursLine } from "../plan.js";
-import { money, rosterFor, shiftsIn } from "../store.js";
+import { auditRecords, money, paidInPeriod, rosterFor, shiftsIn } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 import { periodOf } from "./values.js";
 
@@ -23,11 +23,7 @@ function getPeriodReportHandler(h: VenueHandlerContext): ServiceImpl<typeof Venu
     const { venue } = await manager(ctx, req.venueId);
     const roster = await rosterFor(pool, req.venueId, p.end);
     const shifts = await shiftsIn(pool, req.venueId, p.start, p.end);
-    const { rows: paid } = await pool.query<{ member_id: string; total: bigint; n: number }>(
-      `SELECT s.member_id, sum(s.amount_minor)::bigint AS total, count(*)::int AS n FROM venue.shares s JOIN venue.distributions d USING (distribution_id)
-        WHERE d.venue_id = $1 AND d.status = 'confirmed' AND d.period_start >= $2 AND d.period_end <= $3 GROUP BY s.member_id`,
-      [req.venueId, p.start, p.end],
-    );
+    const paid = await paidInPeriod(pool, req.venueId, p.start, p.end);
     const byMember = new Map(paid.map((r) => [r.member_id, r]));
     const lines = roster
       .map((m) => ({
@@ -55,10 +51,7 @@ function listAuditRecordsHandler(h: VenueHandlerContext): ServiceImpl<typeof Ven
     await manager(ctx, req.venueId);
     const size = pageSize(req.page);
     const cursor = decodePageToken(req.page?.pageToken, ([n]) => positionParts.integer(n));
-    const { rows } = await pool.query<{ sequence: string; venue_id: string; at: Date; actor: string; action: string; detail: unknown }>(
-      `SELECT * FROM venue.audit_records WHERE venue_id = $1 AND ($2::bigint IS NULL OR sequence < $2) ORDER BY sequence DESC LIMIT $3`,
-      [req.venueId, cursor?.toString() ?? null, size + 1],
-    );
+    const rows = await auditRecords(pool, req.venueId, cursor, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.sequence]);
     return {
       records: items.map((r) => ({ sequence: BigInt(r.sequence), venueId: r.venue_id, at: timestampFromDate(r.at), actor: r.actor, action: r.action, detail: JSON.stringify(r.detail) })),

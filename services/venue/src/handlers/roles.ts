@@ -1,7 +1,7 @@
 import { type ServiceImpl } from "@connectrpc/connect";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { fieldError, withTransaction } from "@ttip/runtime";
-import { audit, ensureDefaultRoles, toRole, type RoleRow } from "../store.js";
+import { audit, ensureDefaultRoles, putRole, rolesOf, toRole } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 
 /** A venue's roles and their default weights in splits. */
@@ -19,13 +19,9 @@ function putRoleHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueService
     const role = await withTransaction(pool, async (tx) => {
       await ensureDefaultRoles(tx, req.venueId);
       if (req.roleId === "manager" && !req.isManager) throw fieldError("is_manager", "the manager role stays a manager role");
-      const { rows } = await tx.query<RoleRow>(
-        `INSERT INTO venue.roles (venue_id, role_id, name, points, is_manager) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (venue_id, role_id) DO UPDATE SET name = $3, points = $4, is_manager = $5, updated_at = now() RETURNING *`,
-        [req.venueId, req.roleId, req.name, req.points, req.isManager],
-      );
+      const role = await putRole(tx, { venue_id: req.venueId, role_id: req.roleId, name: req.name, points: req.points, is_manager: req.isManager });
       await audit(tx, req.venueId, caller.subject, "role.changed", { role_id: req.roleId, name: req.name, points: req.points, is_manager: req.isManager });
-      return rows[0];
+      return role;
     });
     return { role: toRole(role) };
   };
@@ -36,7 +32,6 @@ function listRolesHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueServi
   return async function (req, ctx) {
     await access.requireMemberOrManager(pool, ctx, req.venueId);
     await ensureDefaultRoles(pool, req.venueId);
-    const { rows } = await pool.query<RoleRow>(`SELECT * FROM venue.roles WHERE venue_id = $1 ORDER BY is_manager DESC, role_id`, [req.venueId]);
-    return { roles: rows.map(toRole) };
+    return { roles: (await rolesOf(pool, req.venueId)).map(toRole) };
   };
 }

@@ -4,7 +4,7 @@ import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { fieldError, PermissionDeniedError, requireCaller } from "@ttip/runtime";
 import { hoursLine } from "../plan.js";
 import { clockIn, clockOut, importShifts, recordShift } from "../shifts.js";
-import { rosterFor, shiftsIn, toShift, type ShiftRow } from "../store.js";
+import { rosterFor, shiftsIn, shiftsTouching, toShift } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 import { periodOf } from "./values.js";
 
@@ -68,12 +68,7 @@ function listShiftsHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueServ
     // A worker sees only their own shifts.
     const memberId = who.manager ? req.memberId || null : who.member!.member_id;
     if (!who.manager && req.memberId && req.memberId !== memberId) throw new PermissionDeniedError("member_id: you may only see your own shifts");
-    const { rows } = await pool.query<ShiftRow>(
-      `SELECT * FROM venue.shifts WHERE venue_id = $1 AND ($2::uuid IS NULL OR member_id = $2) AND started_at < $4 AND COALESCE(ended_at, 'infinity') > $3
-        ORDER BY started_at LIMIT 5000`,
-      [req.venueId, memberId, p.start, p.end],
-    );
-    return { shifts: rows.map(toShift) };
+    return { shifts: (await shiftsTouching(pool, req.venueId, memberId, p.start, p.end)).map(toShift) };
   };
 }
 

@@ -4,7 +4,7 @@ import { VenueSplitRuleChangedSchema } from "@ttip/proto/ttip/events/v1/events_p
 import { SplitMethod } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
 import { emitEvent, fieldError, IdempotencyConflictError, NotFoundError, UnimplementedError, withTransaction } from "@ttip/runtime";
-import { audit, ruleInForce, ruleSummary, toRule, type RuleRow } from "../store.js";
+import { audit, insertRule, lockRules, ruleByIdempotencyKey, ruleInForce, ruleSummary, ruleVersions, toRule, venueMemberIds } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
 
 /** Split rules: immutable versions, the one in force, and their history. */
@@ -39,29 +39,21 @@ function setSplitRuleHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
     }
     const hash = createHash("sha256").update(JSON.stringify([req.method, req.includeManagers, fixed, req.note])).digest("hex");
     const rule = await withTransaction(pool, async (tx) => {
-      await tx.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`venue.rules.${req.venueId}`]);
-      const { rows: prior } = await tx.query<RuleRow & { request_hash: string }>(
-        `SELECT * FROM venue.split_rules WHERE venue_id = $1 AND idempotency_key = $2`,
-        [req.venueId, req.idempotencyKey],
-      );
-      if (prior[0]) {
-        if (prior[0].request_hash !== hash) throw new IdempotencyConflictError(req.idempotencyKey, "split rule");
-        return prior[0];
+      await lockRules(tx, req.venueId);
+      const prior = await ruleByIdempotencyKey(tx, req.venueId, req.idempotencyKey);
+      if (prior) {
+        if (prior.request_hash !== hash) throw new IdempotencyConflictError(req.idempotencyKey, "split rule");
+        return prior;
       }
       if (fixed.length) {
-        const { rows } = await tx.query<{ member_id: string }>(`SELECT member_id FROM venue.members WHERE venue_id = $1 AND member_id = ANY($2::uuid[])`, [
-          req.venueId, fixed.map((f) => f.member_id),
-        ]);
-        const known = new Set(rows.map((r) => r.member_id));
+        const known = await venueMemberIds(tx, req.venueId, fixed.map((f) => f.member_id));
         const i = fixed.findIndex((f) => !known.has(f.member_id));
         if (i >= 0) throw fieldError(`fixed_shares[${i}].member_id`, `no member ${fixed[i].member_id} at this venue`);
       }
-      const { rows } = await tx.query<RuleRow>(
-        `INSERT INTO venue.split_rules (venue_id, version, method, include_managers, fixed_shares, note, created_by, idempotency_key, request_hash)
-         SELECT $1, COALESCE(max(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8 FROM venue.split_rules WHERE venue_id = $1 RETURNING *`,
-        [req.venueId, req.method, req.includeManagers, JSON.stringify(fixed), req.note, caller.subject, req.idempotencyKey, hash],
-      );
-      const r = rows[0];
+      const r = await insertRule(tx, {
+        venueId: req.venueId, method: req.method, includeManagers: req.includeManagers, fixedShares: fixed, note: req.note,
+        createdBy: caller.subject, idempotencyKey: req.idempotencyKey, requestHash: hash,
+      });
       await emitEvent(tx, "venue", VenueSplitRuleChangedSchema, {
         venueId: r.venue_id, version: r.version, method: r.method, includeManagers: r.include_managers, changedBy: caller.subject, summary: ruleSummary(r),
       }, `${r.venue_id}:${r.version}`);
@@ -86,7 +78,6 @@ function listSplitRulesHandler(h: VenueHandlerContext): ServiceImpl<typeof Venue
   const { pool, access } = h;
   return async function (req, ctx) {
     await access.requireMemberOrManager(pool, ctx, req.venueId);
-    const { rows } = await pool.query<RuleRow>(`SELECT * FROM venue.split_rules WHERE venue_id = $1 ORDER BY version DESC`, [req.venueId]);
-    return { rules: rows.map(toRule) };
+    return { rules: (await ruleVersions(pool, req.venueId)).map(toRule) };
   };
 }

@@ -1,9 +1,7 @@
 import { type ServiceImpl } from "@connectrpc/connect";
 import { type Pool, type Queryable, type ServiceContext, withTransaction } from "@ttip/runtime";
 import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import type { RateSource } from "../fx.js";
-import { type AccountRow } from "../ledger.js";
 
 /** What every wallet handler shares: the pool, a transaction on it, and the exchange rates. */
 export interface WalletHandlerContext {
@@ -23,13 +21,4 @@ export interface WalletAreaHandlers {
   public?: Partial<ServiceImpl<typeof WalletService>>;
   admin?: Partial<ServiceImpl<typeof WalletAdminService>>;
   internal?: Partial<ServiceImpl<typeof WalletInternalService>>;
-}
-
-/** The worker's wallets, one per currency (or the one in `currency`). */
-export async function workerWallets(db: Queryable, workerId: string, currency: string): Promise<AccountRow[]> {
-  const { rows } = await db.query<AccountRow>(
-    `SELECT * FROM wallet.accounts WHERE kind = $1 AND owner_kind = $2 AND owner_id = $3 AND ($4 = '' OR currency = $4) ORDER BY currency`,
-    [AccountKind.WORKER_WALLET, OwnerKind.WORKER, workerId, currency],
-  );
-  return rows;
 }

@@ -3,7 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
 import { assertCurrency, auditAdminAction, type Pool, publicTipAmount } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
-import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FxConversionSchema, PaymentRail, type FxConversion } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { b2cFee, createSchedule, currentSchedule, currentScheduleAndWallets, feeScheduleSummary, listSchedules, quoteTip } from "../fees.js";
 import type { RateSource } from "../fx.js";
@@ -15,30 +15,33 @@ export function feeHandlers(h: WalletHandlerContext): WalletAreaHandlers {
   return {
     public: {
       quoteFees: quoteFeesHandler(h),
-      quoteWithdrawalFee: quoteWithdrawalFeeHandler(h),
+      quoteWithdrawalFee: payoutFeeHandler(h),
     },
     admin: {
       createFeeSchedule: createFeeScheduleHandler(h),
       listFeeSchedules: listFeeSchedulesHandler(h),
     },
     internal: {
-      quoteTipFees: quoteTipFeesHandler(h),
-      quotePayoutFee: quotePayoutFeeHandler(h),
+      // The same answers as the public quotes, for payment to charge by.
+      quoteTipFees: quoteFeesHandler(h),
+      quotePayoutFee: payoutFeeHandler(h),
       convertAmount: convertAmountHandler(h),
     },
   };
 }
 
-function quoteFeesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletService>["quoteFees"] {
+/** QuoteFees and QuoteTipFees: the fees of a tip, as the payer would be charged. */
+function quoteFeesHandler(h: WalletHandlerContext) {
   const { pool, rates } = h;
-  return async function (req) {
+  return async function (req: QuoteRequest) {
     return { quote: await quote(pool, rates, req) };
   };
 }
 
-function quoteWithdrawalFeeHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletService>["quoteWithdrawalFee"] {
+/** QuoteWithdrawalFee and QuotePayoutFee: the B2C fee of a payout. */
+function payoutFeeHandler(h: WalletHandlerContext) {
   const { pool } = h;
-  return async function (req) {
+  return async function (req: { amount?: { amountMinor: bigint; currency: string } }) {
     return payoutFee(pool, req.amount!);
   };
 }
@@ -63,20 +66,6 @@ function listFeeSchedulesHandler(h: WalletHandlerContext): ServiceImpl<typeof Wa
   const { pool } = h;
   return async function (req) {
     return { schedules: await listSchedules(pool, req.currency) };
-  };
-}
-
-function quoteTipFeesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["quoteTipFees"] {
-  const { pool, rates } = h;
-  return async function (req) {
-    return { quote: await quote(pool, rates, req) };
-  };
-}
-
-function quotePayoutFeeHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["quotePayoutFee"] {
-  const { pool } = h;
-  return async function (req) {
-    return payoutFee(pool, req.amount!);
   };
 }
 
@@ -112,7 +101,10 @@ async function conversion(rates: RateSource, amountMinor: bigint, from: string, 
   });
 }
 
-async function quote(db: Pool, rates: RateSource, req: { amount?: { amountMinor: bigint; currency: string }; rail: number; customerCoversFee: boolean; workerId: string }) {
+/** What a tip's fee quote is asked with (QuoteFeesRequest and QuoteTipFeesRequest alike). */
+type QuoteRequest = { amount?: { amountMinor: bigint; currency: string }; rail: number; customerCoversFee: boolean; workerId: string };
+
+async function quote(db: Pool, rates: RateSource, req: QuoteRequest) {
   const amount = req.amount!;
   // A public RPC: the amount is bounded like a real tip on its rail before any arithmetic.
   publicTipAmount(amount, "amount", req.rail === PaymentRail.CARD ? "card" : "mpesa");

@@ -3,8 +3,9 @@ import { type ServiceImpl } from "@connectrpc/connect";
 import { auditAdminAction, decodePageToken, fieldError, keysetPage, NotFoundError, pageSize, positionParts } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount, type AccountRow } from "../ledger.js";
+import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount } from "../ledger.js";
 import { toBalance, trialBalance } from "../queries.js";
+import { accountsPage } from "../stores/accounts.js";
 import type { WalletAreaHandlers, WalletHandlerContext } from "./context.js";
 
 /** The ledger: accounts and journal entries, posted by the other services and read or reversed by admins. */
@@ -45,12 +46,7 @@ function listAccountsHandler(h: WalletHandlerContext): ServiceImpl<typeof Wallet
   return async function (req) {
     const size = pageSize(req.page);
     const after = decodePageToken(req.page?.pageToken, ([id, ...rest]) => (rest.length ? undefined : positionParts.uuid(id))) ?? "";
-    const { rows } = await pool.query<AccountRow>(
-      `SELECT * FROM wallet.accounts
-        WHERE ($1 = 0 OR kind = $1) AND ($2 = '' OR owner_id = $2) AND ($3 = '' OR account_id > $3::uuid)
-        ORDER BY account_id LIMIT $4`,
-      [req.kind, req.ownerId, after, size + 1],
-    );
+    const rows = await accountsPage(pool, req.kind, req.ownerId, after, size + 1);
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.account_id]);
     return {
       accounts: items.map(toAccount),

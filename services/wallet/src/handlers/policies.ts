@@ -5,6 +5,8 @@ import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { LimitKind, OwnerKind, SettlementMode, WithdrawalLimitSchema } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { money } from "../money.js";
+import { putSettlementMode, settlementModeOf } from "../stores/settlement-modes.js";
+import { putTierLimits } from "../stores/tier-limits.js";
 import type { WalletAreaHandlers, WalletHandlerContext } from "./context.js";
 
 /** Per tier withdrawal limits and each owner's settlement mode. */
@@ -27,11 +29,13 @@ function setTierLimitsHandler(h: WalletHandlerContext): ServiceImpl<typeof Walle
     assertCurrency(currency, "per_transaction.currency");
     if (req.perTransaction!.amountMinor <= 0n) throw fieldError("per_transaction", "must be greater than zero");
     await tx(async (db) => {
-      await db.query(
-        `INSERT INTO wallet.tier_limits (tier, currency, per_transaction_minor, daily_minor, monthly_minor) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (tier, currency) DO UPDATE SET per_transaction_minor = $3, daily_minor = $4, monthly_minor = $5, updated_at = now()`,
-        [req.tier, currency, req.perTransaction!.amountMinor, req.daily!.amountMinor, req.monthly!.amountMinor],
-      );
+      await putTierLimits(db, {
+        tier: req.tier,
+        currency,
+        perTransactionMinor: req.perTransaction!.amountMinor,
+        dailyMinor: req.daily!.amountMinor,
+        monthlyMinor: req.monthly!.amountMinor,
+      });
       await auditAdminAction(db, "wallet", hctx, {
         action: AuditAction.TIER_LIMITS_SET,
         target: `tier:${req.tier}`,
@@ -54,11 +58,7 @@ function setSettlementModeHandler(h: WalletHandlerContext): ServiceImpl<typeof W
   const { tx } = h;
   return async function (req, hctx) {
     await tx(async (db) => {
-      await db.query(
-        `INSERT INTO wallet.settlement_modes (owner_kind, owner_id, mode) VALUES ($1, $2, $3)
-         ON CONFLICT (owner_kind, owner_id) DO UPDATE SET mode = $3, updated_at = now()`,
-        [req.ownerKind, req.ownerId, req.mode],
-      );
+      await putSettlementMode(db, req.ownerKind, req.ownerId, req.mode);
       await auditAdminAction(db, "wallet", hctx, {
         action: AuditAction.SETTLEMENT_MODE_SET,
         target: `${OwnerKind[req.ownerKind].toLowerCase()}:${req.ownerId}`,
@@ -72,11 +72,7 @@ function setSettlementModeHandler(h: WalletHandlerContext): ServiceImpl<typeof W
 function getSettlementModeHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["getSettlementMode"] {
   const { pool } = h;
   return async function (req) {
-    const { rows } = await pool.query<{ mode: number }>(
-      `SELECT mode FROM wallet.settlement_modes WHERE owner_kind = $1 AND owner_id = $2`,
-      [req.ownerKind, req.ownerId],
-    );
     // Pass-through is the default: storing money for later needs a licence.
-    return { mode: rows[0]?.mode ?? SettlementMode.PASS_THROUGH };
+    return { mode: (await settlementModeOf(pool, req.ownerKind, req.ownerId)) ?? SettlementMode.PASS_THROUGH };
   };
 }

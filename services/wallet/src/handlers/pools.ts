@@ -11,9 +11,9 @@ import type { WalletAreaHandlers, WalletHandlerContext } from "./context.js";
 export function poolHandlers(h: WalletHandlerContext): WalletAreaHandlers {
   return {
     internal: {
-      setPoolRules: setPoolRulesHandler(h),
+      setPoolRules: venueOwnsSplits,
       getPoolRules: getPoolRulesHandler(h),
-      distributePool: distributePoolHandler(h),
+      distributePool: venueOwnsSplits,
       getPoolTakings: getPoolTakingsHandler(h),
       postPoolDistribution: postPoolDistributionHandler(h),
       reversePoolDistribution: reversePoolDistributionHandler(h),
@@ -21,22 +21,15 @@ export function poolHandlers(h: WalletHandlerContext): WalletAreaHandlers {
   };
 }
 
-function setPoolRulesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["setPoolRules"] {
-  return async function () {
-    throw new InvalidStateError(VENUE_OWNS_SPLITS);
-  };
+/** SetPoolRules and DistributePool: refused, the venue service owns split rules and distributions now. */
+async function venueOwnsSplits(): Promise<never> {
+  throw new InvalidStateError(VENUE_OWNS_SPLITS);
 }
 
 function getPoolRulesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["getPoolRules"] {
   const { pool } = h;
   return async function (req) {
     return { rules: await getPoolRules(pool, req.venueId) };
-  };
-}
-
-function distributePoolHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["distributePool"] {
-  return async function () {
-    throw new InvalidStateError(VENUE_OWNS_SPLITS);
   };
 }
 

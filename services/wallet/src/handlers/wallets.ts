@@ -6,7 +6,8 @@ import { TransactionKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { withdrawalLimits } from "../holds.js";
 import { money } from "../money.js";
 import { decodeHistoryToken, listTransactions, statement, statementCsv, toBalance } from "../queries.js";
-import { type WalletAreaHandlers, type WalletHandlerContext, workerWallets } from "./context.js";
+import { workerWallets } from "../stores/accounts.js";
+import { type WalletAreaHandlers, type WalletHandlerContext } from "./context.js";
 
 /** A worker's own wallets: balances, history, monthly statements and what they may still withdraw. */
 export function walletHandlers(h: WalletHandlerContext): WalletAreaHandlers {

@@ -1,0 +1,43 @@
+// A worker's payout settings: automatic payout, its minimum and number, and an admin's hold.
+import type { Queryable } from "@ttip/runtime";
+
+export interface PayoutSettings {
+  auto_payout: boolean;
+  auto_payout_minimum_minor: bigint;
+  payout_phone: string;
+  payouts_on_hold: boolean;
+}
+
+export async function payoutSettingsOf(db: Queryable, workerId: string): Promise<PayoutSettings | undefined> {
+  return (await db.query<PayoutSettings>("SELECT * FROM payment.payout_settings WHERE worker_id = $1", [workerId])).rows[0];
+}
+
+/** The worker's own choices; an admin's hold stays as it is. */
+export async function putPayoutSettings(db: Queryable, workerId: string, autoPayout: boolean, minimumMinor: bigint, phone: string): Promise<PayoutSettings> {
+  const { rows } = await db.query<PayoutSettings>(
+    `INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone)
+     VALUES ($1, $2, $3, $4)
+     ON CONFLICT (worker_id) DO UPDATE SET auto_payout = $2, auto_payout_minimum_minor = $3, payout_phone = $4, updated_at = now()
+     RETURNING *`,
+    [workerId, autoPayout, minimumMinor, phone],
+  );
+  return rows[0];
+}
+
+/** An admin stops a worker's payouts until released. */
+export async function holdPayouts(tx: Queryable, workerId: string, reason: string): Promise<void> {
+  await tx.query(
+    `INSERT INTO payment.payout_settings (worker_id, payouts_on_hold, hold_reason) VALUES ($1, true, $2)
+     ON CONFLICT (worker_id) DO UPDATE SET payouts_on_hold = true, hold_reason = $2, updated_at = now()`,
+    [workerId, reason],
+  );
+}
+
+/** False when the worker's payouts were not on hold (nothing changed). */
+export async function releasePayouts(tx: Queryable, workerId: string): Promise<boolean> {
+  const { rowCount } = await tx.query(
+    "UPDATE payment.payout_settings SET payouts_on_hold = false, hold_reason = '', updated_at = now() WHERE worker_id = $1 AND payouts_on_hold",
+    [workerId],
+  );
+  return (rowCount ?? 0) > 0;
+}
