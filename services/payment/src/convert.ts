@@ -1,12 +1,13 @@
-// Rows to contract messages, and cursor pagination.
+// Domain values (and the rows not yet mapped to one) to contract messages.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
-  AlertStatus, FraudAction, FraudReason, PaymentMethodKind, PayoutSchema, PayoutStatus, TipSchema, TipStatus, type Payout as PayoutMessage, type Tip,
+  AlertStatus, FraudAction, FraudReason, PaymentMethodKind, PayoutSchema, PayoutStatus, TipSchema, TipStatus, type Payout as PayoutMessage, type Tip as TipMessage,
 } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { resultMessage } from "./messages.js";
 import type { Payout, PayoutStatusCode } from "./stores/payouts.js";
-import type { TipRow, TipStatusCode } from "./tips.js";
+import type { Tip } from "./stores/tips.js";
+import type { TipStatusCode } from "./tips.js";
 import { withCardFields } from "./cards/convert.js";
 
 export const TIP_STATUS: Record<TipStatusCode, TipStatus> = {
@@ -19,32 +20,32 @@ export const TIP_STATUS: Record<TipStatusCode, TipStatus> = {
 export const TIP_STATUS_CODE = Object.fromEntries(Object.entries(TIP_STATUS).map(([k, v]) => [v, k])) as Record<TipStatus, TipStatusCode>;
 
 /** `paybill`: where the tip can be paid from the M-Pesa menu when C2B is received (empty otherwise). */
-export function tipMessage(t: TipRow, locale = "en", paybill = ""): Tip {
-  const messageKey = t.status === "held_for_review" ? "review" : t.result_code;
+export function tipMessage(t: Tip, locale = "en", paybill = ""): TipMessage {
+  const messageKey = t.status === "held_for_review" ? "review" : t.resultCode;
   const tip = create(TipSchema, {
-    tipId: t.tip_id,
-    workerId: t.worker_id ?? "",
-    venueId: t.venue_id,
-    shared: t.worker_id === null,
-    qrCodeId: t.qr_code_id,
-    amount: { currency: t.currency, amountMinor: t.amount_minor },
-    fee: { currency: t.currency, amountMinor: t.fee_minor },
-    charged: { currency: t.currency, amountMinor: t.charged_minor },
+    tipId: t.tipId,
+    workerId: t.workerId ?? "",
+    venueId: t.venueId,
+    shared: t.workerId === null,
+    qrCodeId: t.qrCodeId,
+    amount: t.amount,
+    fee: t.fee,
+    charged: t.charged,
     method: t.method === "card" ? PaymentMethodKind.CARD : PaymentMethodKind.MPESA,
     status: TIP_STATUS[t.status],
-    resultCode: t.result_code,
-    resultMessage: t.result_code || t.status === "held_for_review" ? resultMessage(messageKey, locale) : "",
-    mpesaReceipt: t.mpesa_receipt ?? "",
-    customerPhoneMasked: t.phone_masked,
+    resultCode: t.resultCode,
+    resultMessage: t.resultCode || t.status === "held_for_review" ? resultMessage(messageKey, locale) : "",
+    mpesaReceipt: t.mpesaReceipt ?? "",
+    customerPhoneMasked: t.phoneMasked,
     rating: t.rating,
     message: t.message,
-    createdAt: timestampFromDate(t.created_at),
-    completedAt: t.completed_at ? timestampFromDate(t.completed_at) : undefined,
-    paybillNumber: paybill && t.account_reference ? paybill : "",
-    paybillAccountReference: paybill && t.account_reference ? t.account_reference : "",
-    channel: t.channel ?? "web",
+    createdAt: timestampFromDate(t.createdAt),
+    completedAt: t.completedAt ? timestampFromDate(t.completedAt) : undefined,
+    paybillNumber: paybill && t.accountReference ? paybill : "",
+    paybillAccountReference: paybill && t.accountReference ? t.accountReference : "",
+    channel: t.channel,
   });
-  return t.method === "card" ? withCardFields(tip, t, locale) : tip;
+  return t.card ? withCardFields(tip, t, t.card, locale) : tip;
 }
 
 export const PAYOUT_STATUS: Record<PayoutStatusCode, PayoutStatus> = {

@@ -2,8 +2,9 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { CardProvider, CardTipState, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { CardProvider, CardTipState, type Tip as TipMessage } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { TIP_OUTCOME_WORDS } from "../messages.js";
+import type { CardTipPart, Tip } from "../stores/tips.js";
 import type { TipRow } from "../tips.js";
 
 /** The card columns of a tip row (see migrations/0004_card_tips.sql). */
@@ -55,21 +56,19 @@ export function cardResultMessage(code: string, locale = "en"): string {
   return locale.toLowerCase().startsWith("sw") ? m.sw : m.en;
 }
 
-/** Fills a tip message's card fields (and its result in card words) from the row. */
-export function withCardFields(tip: Tip, t: TipRow, locale = "en"): Tip {
-  const c = t as CardTipRow;
-  const key = t.status === "held_for_review" ? "review" : t.result_code;
-  const money = (currency: string, amountMinor: bigint) => create(MoneySchema, { currency, amountMinor });
+/** Fills a tip message's card fields (and its result in card words) from the tip. */
+export function withCardFields(tip: TipMessage, t: Tip, card: CardTipPart, locale = "en"): TipMessage {
+  const key = t.status === "held_for_review" ? "review" : t.resultCode;
   tip.resultMessage = key ? cardResultMessage(key, locale) : "";
-  tip.cardProvider = c.card_provider === "paypal" ? CardProvider.PAYPAL : CardProvider.STRIPE;
-  tip.providerPaymentId = c.provider_payment_id ?? "";
-  tip.stripePaymentIntentId = c.card_provider === "stripe" ? (c.provider_payment_id ?? "") : "";
-  tip.workerReceives = money(c.wallet_currency, t.worker_receives_minor);
-  tip.fxRate = c.fx_rate ?? "";
-  tip.fxRateSource = c.fx_rate_source ?? "";
-  tip.fxRateTime = c.fx_rate_time ? timestampFromDate(c.fx_rate_time) : undefined;
-  tip.nextActionUrl = t.status === "pending" ? c.next_action_url : "";
-  tip.cardState = STATE[c.card_state] ?? CardTipState.NONE;
-  tip.refunded = money(t.currency, c.refunded_minor);
+  tip.cardProvider = card.provider === "paypal" ? CardProvider.PAYPAL : CardProvider.STRIPE;
+  tip.providerPaymentId = card.providerPaymentId ?? "";
+  tip.stripePaymentIntentId = card.provider === "stripe" ? (card.providerPaymentId ?? "") : "";
+  tip.workerReceives = create(MoneySchema, t.workerReceives);
+  tip.fxRate = card.fxRate ?? "";
+  tip.fxRateSource = card.fxRateSource ?? "";
+  tip.fxRateTime = card.fxRateTime ? timestampFromDate(card.fxRateTime) : undefined;
+  tip.nextActionUrl = t.status === "pending" ? card.nextActionUrl : "";
+  tip.cardState = STATE[card.state] ?? CardTipState.NONE;
+  tip.refunded = create(MoneySchema, card.refunded);
   return tip;
 }

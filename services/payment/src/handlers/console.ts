@@ -11,12 +11,12 @@ import type { PaymentHandlerContext } from "./context.js";
 import { FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, toCallback } from "../convert.js";
 import { reconcilePayouts } from "../payouts.js";
 import { rulesInForce } from "../fraud.js";
-import { loadTip, reconcileTips } from "../tips.js";
+import { reconcileTips } from "../tips.js";
 import { callbacksOfPayout, callbacksOfTip } from "../stores/callbacks.js";
 import { alertsOf } from "../stores/fraud-alerts.js";
 import { loadPayout, makePayoutDue, searchPayouts } from "../stores/payouts.js";
 import type { CommonSearch } from "../stores/search.js";
-import { makeTipDue, searchTips } from "../stores/tips.js";
+import { makeTipDue, searchTips, tipById } from "../stores/tips.js";
 import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
 
 const METHOD_CODE: Partial<Record<PaymentMethodKind, string>> = { [PaymentMethodKind.MPESA]: "mpesa", [PaymentMethodKind.CARD]: "card" };
@@ -96,7 +96,7 @@ function searchTipsHandler(h: PaymentHandlerContext): Impl["searchTips"] {
       method: req.method ? (METHOD_CODE[req.method] ?? null) : undefined,
     };
     const rows = await searchTips(pool, search, cursor, size + 1);
-    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.tip_id]);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.pageAt, r.tipId]);
     return {
       tips: items.map((t) => tipOut(t)),
       page: { nextPageToken },
@@ -123,15 +123,15 @@ function getPaymentDetailHandler(h: PaymentHandlerContext): Impl["getPaymentDeta
   return async (req) => {
     const { pool, tipOut } = h;
     if (req.subject.case === "tipId") {
-      const tip = await loadTip(pool, req.subject.value);
+      const tip = await tipById(pool, req.subject.value);
       if (!tip) throw new NotFoundError("tip_id: no such tip");
-      const callbacks = await callbacksOfTip(pool, tip.tip_id, tip.checkout_request_id ?? null, tip.mpesa_receipt ?? null);
+      const callbacks = await callbacksOfTip(pool, tip.tipId, tip.checkoutRequestId, tip.mpesaReceipt);
       return {
         tip: tipOut(tip),
         callbacks: callbacks.map(toCallback),
-        alerts: await alertsFor(pool, "tip_id", tip.tip_id),
-        ledgerEntryId: tip.credit_entry_id ?? "",
-        ledgerCreditKind: tip.credit_kind ?? "",
+        alerts: await alertsFor(pool, "tip_id", tip.tipId),
+        ledgerEntryId: tip.creditEntryId ?? "",
+        ledgerCreditKind: tip.creditKind ?? "",
       };
     }
     const payout = await loadPayout(pool, req.subject.value!);
@@ -167,17 +167,17 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
     const { deps, pool, tipOut } = h;
     if (req.subject.case === "tipId") {
       const tipId = req.subject.value;
-      const tip = await loadTip(pool, tipId);
+      const tip = await tipById(pool, tipId);
       if (!tip) throw new NotFoundError("tip_id: no such tip");
       if (tip.status !== "pending") throw new InvalidStateError(`tip_id: the tip is ${tip.status.replace(/_/g, " ")}: nothing to re-query`);
       if (tip.method !== "mpesa") throw new InvalidStateError("tip_id: only M-Pesa tips are re-queried here (card tips follow their provider's webhooks)");
       // Due now; the reconciler leases it (never two queries at once) and settles it exactly as a late callback would.
       await withTransaction(pool, async (tx) => {
         await makeTipDue(tx, tipId);
-        await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `tip:${tipId}`, userId: tip.worker_id ?? undefined });
+        await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `tip:${tipId}`, userId: tip.workerId ?? undefined });
       });
       await reconcileTips(deps, REQUERY_BATCH);
-      return { tip: tipOut((await loadTip(pool, tipId))!) };
+      return { tip: tipOut((await tipById(pool, tipId))!) };
     }
     const payoutId = req.subject.value!;
     const payout = await loadPayout(pool, payoutId);

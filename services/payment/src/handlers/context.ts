@@ -2,6 +2,7 @@ import { once } from "node:events";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { Pool } from "@ttip/runtime";
 import { tipMessage } from "../convert.js";
+import type { Tip } from "../stores/tips.js";
 import type { Deps, TipRow } from "../tips.js";
 
 /** What every payment handler shares: the service's dependencies, and a tip as this deployment shows it. */
@@ -9,7 +10,7 @@ export interface PaymentHandlerContext {
   deps: Deps;
   pool: Pool;
   /** The tip as its page shows it, with the paybill customers pay to. */
-  tipOut: (t: TipRow, locale?: string) => ReturnType<typeof tipMessage>;
+  tipOut: (t: Tip, locale?: string) => ReturnType<typeof tipMessage>;
 }
 
 export function paymentHandlerContext(deps: Deps): PaymentHandlerContext {

@@ -12,7 +12,7 @@ import { kes } from "../money.js";
 import { blockPhone, unblockPhone } from "../stores/blocked-phones.js";
 import { closeTipAlerts, fraudAlerts } from "../stores/fraud-alerts.js";
 import { holdPayouts, releasePayouts } from "../stores/payout-settings.js";
-import { endHeldTip } from "../stores/tips.js";
+import { endHeldTip, tipOf } from "../stores/tips.js";
 import { approvedSplit, emitTipSucceeded, loadTip, runAfterCredit } from "../tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
 
@@ -59,7 +59,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
         action: req.approve ? AuditAction.HELD_TIP_APPROVED : AuditAction.HELD_TIP_REFUSED,
         target: `tip:${tip.tip_id}`, userId: tip.worker_id ?? undefined, detail: req.note,
       });
-    if (tip.method === "card") return { tip: tipMessage(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note, record), locale(ctx)) };
+    if (tip.method === "card") return { tip: tipMessage(tipOf(await reviewCardTip(deps, tip as CardTipRow, req.approve, admin.subject, req.note, record)), locale(ctx)) };
     // Out of what M-Pesa took, which may differ from what was asked (the reason it was held).
     const split = approvedSplit(tip);
     if (req.approve) {
@@ -88,7 +88,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
     if (!updated) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
     deps.changes.emit(tip.tip_id);
     if (req.approve) runAfterCredit(deps, updated);
-    return { tip: tipOut(updated, locale(ctx)) };
+    return { tip: tipOut(tipOf(updated), locale(ctx)) };
   };
 }
 

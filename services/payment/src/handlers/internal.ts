@@ -3,9 +3,9 @@ import { NotFoundError } from "@ttip/runtime";
 import type { PaymentInternalService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { reconcileCardBalance } from "../cards/reconcile.js";
 import { reconcileCardTips } from "../cards/tips.js";
-import { kes } from "../money.js";
 import { reconcilePayouts } from "../payouts.js";
-import { loadTip, reconcileTips } from "../tips.js";
+import { tipById } from "../stores/tips.js";
+import { reconcileTips } from "../tips.js";
 import { type PaymentHandlerContext } from "./context.js";
 
 type Impl = ServiceImpl<typeof PaymentInternalService>;
@@ -42,9 +42,9 @@ function reconcileCardBalanceHandler(h: PaymentHandlerContext): Impl["reconcileC
 function getTipForReceiptHandler(h: PaymentHandlerContext): Impl["getTipForReceipt"] {
   return async (req) => {
     const { pool, tipOut } = h;
-    const tip = await loadTip(pool, req.tipId);
+    const tip = await tipById(pool, req.tipId);
     if (!tip) throw new NotFoundError("tip_id: no such tip");
     // Names belong to the auth and qr services; the receipt's sender looks them up.
-    return { tip: tipOut(tip), workerDisplayName: "", venueName: "", workerReceived: kes(tip.worker_receives_minor) };
+    return { tip: tipOut(tip), workerDisplayName: "", venueName: "", workerReceived: tip.workerReceives };
   };
 }

@@ -9,6 +9,7 @@ import { refundCardTip } from "../cards/aftercare.js";
 import { kes } from "../money.js";
 import { unmatchedCallbacks } from "../stores/callbacks.js";
 import { suspensePayments } from "../stores/suspense.js";
+import { tipOf } from "../stores/tips.js";
 import { locale, type PaymentHandlerContext } from "./context.js";
 
 function suspenseMessage(r: C2bRow) {
@@ -70,7 +71,7 @@ function resolveSuspensePaymentHandler(h: PaymentHandlerContext): Impl["resolveS
           detail: refunded ? req.note : `to ${req.action.value}: ${req.note}`,
         }),
     });
-    return { payment: suspenseMessage(row), tip: tip ? tipOut(tip, locale(ctx)) : undefined };
+    return { payment: suspenseMessage(row), tip: tip ? tipOut(tipOf(tip), locale(ctx)) : undefined };
   };
 }
 
@@ -82,7 +83,7 @@ function refundTipHandler(h: PaymentHandlerContext): Impl["refundTip"] {
       tipId: req.tipId, idempotencyKey: req.idempotencyKey, amount: req.amount, reason: req.reason, requestedBy: admin.subject,
       record: (tx, amount) => auditAdminAction(tx, "payment", ctx, { action: AuditAction.TIP_REFUNDED, target: `tip:${req.tipId}`, detail: `${amount}: ${req.reason}` }),
     });
-    return { tip: tipMessage(r.tip, locale(ctx)), refundId: r.refundId };
+    return { tip: tipMessage(tipOf(r.tip), locale(ctx)), refundId: r.refundId };
   };
 }
 

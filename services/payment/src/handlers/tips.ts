@@ -5,11 +5,10 @@ import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { CardProvider } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { TIP_STATUS_CODE, tipMessage } from "../convert.js";
-import type { CardTipRow } from "../cards/convert.js";
 import { createCardTip } from "../cards/tips.js";
 import { isPartner, requirePartnerLinked } from "../partner-access.js";
-import { rateTip, workerTips } from "../stores/tips.js";
-import { createTip, isFinal, loadTip, type Deps, type TipRow } from "../tips.js";
+import { rateTip, tipById, tipOf, workerTips, type Tip } from "../stores/tips.js";
+import { createTip, isFinal, type Deps } from "../tips.js";
 import { locale, nextChange, type PaymentHandlerContext } from "./context.js";
 
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
@@ -75,7 +74,7 @@ function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
         callerSubject: caller?.subject,
       });
       return {
-        tip: tipMessage(created.tip, locale(ctx)),
+        tip: tipMessage(tipOf(created.tip), locale(ctx)),
         stripeClientSecret: created.tip.card_provider === "stripe" ? created.clientSecret : "",
         stripePublishableKey: created.tip.card_provider === "stripe" ? created.publicKey : "",
         paypalApproveUrl: created.tip.card_provider === "paypal" ? created.approveUrl : "",
@@ -94,7 +93,7 @@ function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
       customerEmail: req.customerEmail,
       callerSubject: caller?.subject,
     });
-    return { tip: tipOut(tip, locale(ctx)) };
+    return { tip: tipOut(tipOf(tip), locale(ctx)) };
   };
 }
 
@@ -103,11 +102,11 @@ function createTipHandler(h: PaymentHandlerContext): Impl["createTip"] {
 function getTipHandler(h: PaymentHandlerContext): Impl["getTip"] {
   return async (req, ctx) => {
     const { deps, pool, tipOut } = h;
-    const tip = await loadTip(pool, req.tipId);
+    const tip = await tipById(pool, req.tipId);
     if (!tip) throw new NotFoundError("tip_id: no such tip");
     const caller = callerOf(ctx);
-    if (isPartner(caller) && tip.customer_subject !== caller.subject) {
-      await requirePartnerLinked(deps, caller.subject, tip.worker_id ?? "", tip.venue_id);
+    if (isPartner(caller) && tip.customerSubject !== caller.subject) {
+      await requirePartnerLinked(deps, caller.subject, tip.workerId ?? "", tip.venueId);
     }
     return { tip: tipOut(tip, locale(ctx)) };
   };
@@ -120,7 +119,7 @@ function rateTipHandler(h: PaymentHandlerContext): Impl["rateTip"] {
     const { pool, tipOut } = h;
     const rated = await rateTip(pool, req.tipId, req.rating, req.message);
     if (rated) return { tip: tipOut(rated, locale(ctx)) };
-    const tip = await loadTip(pool, req.tipId);
+    const tip = await tipById(pool, req.tipId);
     if (!tip) throw new NotFoundError("tip_id: no such tip");
     if (tip.status !== "succeeded") throw new InvalidStateError("tip_id: feedback is taken only for a tip that went through");
     if (tip.rating === req.rating && tip.message === req.message) return { tip: tipOut(tip, locale(ctx)) };
@@ -132,22 +131,23 @@ function watchTipHandler(h: PaymentHandlerContext): Impl["watchTip"] {
   return async function* (req, ctx) {
     const { deps, pool, tipOut } = h;
     let last = "";
-    let committed: TipRow | undefined;
+    let committed: Tip | undefined;
     const until = Date.now() + 15 * 60_000;
     while (!ctx.signal.aborted && Date.now() < until) {
       // Woken at once by changes in this process; polls for those made by other replicas.
       const change = nextChange(deps, req.tipId, 1000, ctx.signal);
       try {
-        const tip = committed ?? (await loadTip(pool, req.tipId));
+        const tip = committed ?? (await tipById(pool, req.tipId));
         if (!tip) throw new NotFoundError("tip_id: no such tip");
-        const card = tip as CardTipRow;
-        const key = `${tip.status}|${tip.result_code}|${tip.mpesa_receipt}|${card.next_action_url ?? ""}|${card.card_state ?? ""}`;
+        const key = `${tip.status}|${tip.resultCode}|${tip.mpesaReceipt}|${tip.card?.nextActionUrl ?? ""}|${tip.card?.state ?? ""}`;
         if (key !== last) {
           last = key;
           yield { tip: tipOut(tip, locale(ctx)) };
         }
         if (isFinal(tip.status)) return;
-        committed = await change.wait;
+        // The row a change carries is mapped here, where it leaves the flow.
+        const row = await change.wait;
+        committed = row && tipOf(row);
       } finally {
         change.cancel();
       }
@@ -163,7 +163,7 @@ function listTipsHandler(h: PaymentHandlerContext): Impl["listTips"] {
     const cursor = decodeTimeIdToken(req.page?.pageToken);
     const status = req.status ? TIP_STATUS_CODE[req.status] : null;
     const rows = await workerTips(pool, caller.subject, status, cursor, size + 1);
-    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.tip_id]);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.pageAt, r.tipId]);
     return {
       tips: items.map((t) => tipOut(t, locale(ctx))),
       page: { nextPageToken },
