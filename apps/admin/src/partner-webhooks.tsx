@@ -70,10 +70,12 @@ export function PartnerWebhooks({ session, keys }: { session: Session; keys: Par
                   reason="Reason"
                   disabledWhy={notAdmin}
                   run={async (reason) => {
-                    await api(PartnerAdminService).replayWebhookDelivery({ deliveryId: d.deliveryId, reason });
+                    const { delivery } = await api(PartnerAdminService).replayWebhookDelivery({ deliveryId: d.deliveryId, reason });
+                    // The row shows the replayed delivery in place: reloading under a status filter
+                    // would drop it (delivered -> pending) and its confirmation with it.
+                    if (delivery) setDeliveries((shown) => shown.map((x) => (x.deliveryId === delivery.deliveryId ? delivery : x)));
                     return "Replay queued.";
                   }}
-                  done={() => void load()}
                 />
               </td>
             </tr>

@@ -539,7 +539,9 @@ describe("admin console in chromium", () => {
       assert.equal(await supportRow.getByRole("button", { name: "Replay" }).isDisabled(), true);
       const supportToken = await h.tokenOf(supportPage);
       assert.equal(await codeOf(h.api(PartnerAdminService, supportToken).replayWebhookDelivery({ deliveryId, reason: "support tries anyway" })), "PermissionDenied");
-      await new Promise((r) => setTimeout(r, 300));
+      // Refused: the delivery stays delivered with its two attempts (the sender takes pending ones only), so nothing more goes out.
+      const { rows } = await h.db.pool.query("SELECT status, attempts, replay_requested FROM auth.partner_webhook_deliveries WHERE delivery_id = $1", [deliveryId]);
+      assert.deepEqual(rows[0], { status: "delivered", attempts: 2, replay_requested: false });
       assert.equal(receiver.received.length, 2, "nothing more was sent");
     } finally {
       await receiver.close();

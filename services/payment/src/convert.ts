@@ -2,11 +2,10 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
-  AlertStatus, FraudAction, FraudReason, PaymentMethodKind, PayoutSchema, PayoutStatus, TipSchema, TipStatus, type Payout, type Tip,
+  AlertStatus, FraudAction, FraudReason, PaymentMethodKind, PayoutSchema, PayoutStatus, TipSchema, TipStatus, type Payout as PayoutMessage, type Tip,
 } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { resultMessage } from "./messages.js";
-import { kes } from "./money.js";
-import type { PayoutRow } from "./payouts.js";
+import type { Payout, PayoutStatusCode } from "./stores/payouts.js";
 import type { TipRow, TipStatusCode } from "./tips.js";
 import { withCardFields } from "./cards/convert.js";
 
@@ -48,30 +47,30 @@ export function tipMessage(t: TipRow, locale = "en", paybill = ""): Tip {
   return t.method === "card" ? withCardFields(tip, t, locale) : tip;
 }
 
-export const PAYOUT_STATUS: Record<PayoutRow["status"], PayoutStatus> = {
+export const PAYOUT_STATUS: Record<PayoutStatusCode, PayoutStatus> = {
   pending: PayoutStatus.PENDING,
   succeeded: PayoutStatus.SUCCEEDED,
   failed: PayoutStatus.FAILED,
   resolving: PayoutStatus.RESOLVING,
   on_hold: PayoutStatus.ON_HOLD,
 };
-export const PAYOUT_STATUS_CODE = Object.fromEntries(Object.entries(PAYOUT_STATUS).map(([k, v]) => [v, k])) as Record<PayoutStatus, PayoutRow["status"]>;
+export const PAYOUT_STATUS_CODE = Object.fromEntries(Object.entries(PAYOUT_STATUS).map(([k, v]) => [v, k])) as Record<PayoutStatus, PayoutStatusCode>;
 
-export function payoutMessage(p: PayoutRow): Payout {
+export function payoutMessage(p: Payout): PayoutMessage {
   return create(PayoutSchema, {
-    payoutId: p.payout_id,
-    workerId: p.worker_id,
-    amount: kes(p.amount_minor),
-    transferFee: kes(p.transfer_fee_minor),
-    recipientPhoneMasked: p.phone_masked,
+    payoutId: p.payoutId,
+    workerId: p.workerId,
+    amount: p.amount,
+    transferFee: p.transferFee,
+    recipientPhoneMasked: p.phoneMasked,
     status: PAYOUT_STATUS[p.status],
-    resultCode: p.result_code,
-    resultMessage: p.result_message,
-    mpesaReceipt: p.mpesa_receipt ?? "",
+    resultCode: p.resultCode,
+    resultMessage: p.resultMessage,
+    mpesaReceipt: p.mpesaReceipt ?? "",
     automatic: p.automatic,
-    createdAt: timestampFromDate(p.created_at),
-    completedAt: p.completed_at ? timestampFromDate(p.completed_at) : undefined,
-    note: p.note ?? "",
+    createdAt: timestampFromDate(p.createdAt),
+    completedAt: p.completedAt ? timestampFromDate(p.completedAt) : undefined,
+    note: p.note,
   });
 }
 

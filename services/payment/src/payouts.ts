@@ -5,48 +5,19 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
-import { kes } from "./money.js";
+import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
 import type { AutoPayoutSettings, Deps, TipRow } from "./tips.js";
 
 export type PayoutDeps = Deps;
 
 /** The key a payout's changes are announced under on Deps.changes (tips use their bare ids), for WatchPayout. */
 export const payoutChangeKey = (payoutId: string) => `payout:${payoutId}`;
-
-export interface PayoutRow {
-  payout_id: string;
-  worker_id: string;
-  idempotency_key: string;
-  currency: string;
-  amount_minor: bigint;
-  transfer_fee_minor: bigint;
-  phone: string;
-  phone_masked: string;
-  automatic: boolean;
-  note?: string;
-  status: "pending" | "succeeded" | "failed" | "resolving" | "on_hold";
-  b2c_state: "new" | "sending" | "sent" | "unknown" | "refused";
-  hold_id: string | null;
-  hold_state: "none" | "held" | "settled" | "released";
-  callback_token: string;
-  conversation_id: string | null;
-  result_code: string;
-  result_message: string;
-  mpesa_receipt: string | null;
-  status_queries: number;
-  created_at: Date;
-  completed_at: Date | null;
-}
-
-export async function loadPayout(db: Queryable, payoutId: string): Promise<PayoutRow | undefined> {
-  return (await db.query<PayoutRow>("SELECT * FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0];
-}
 
 export interface NewPayout {
   workerId: string;
@@ -59,7 +30,7 @@ export interface NewPayout {
 }
 
 /** Creates (or finds, by key) a payout and drives it as far as it can go now. */
-export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<PayoutRow> {
+export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payout> {
   const { pool } = deps.ctx;
   const config = deps.config();
   const fee = await deps.ledger.payoutFee(p.amountMinor);
@@ -69,71 +40,71 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
      ON CONFLICT (worker_id, idempotency_key) DO NOTHING RETURNING *`,
     [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), config.payoutResultWaitMs, fee, p.note ?? ""],
   );
-  let payout = rows[0];
+  let payout = rows[0] && payoutOf(rows[0]);
   if (payout) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
   if (!payout) {
-    payout = (await pool.query<PayoutRow>("SELECT * FROM payment.payouts WHERE worker_id = $1 AND idempotency_key = $2", [p.workerId, p.idempotencyKey])).rows[0];
-    if (payout.amount_minor !== p.amountMinor || payout.phone !== p.phone) {
+    payout = (await payoutByIdempotencyKey(pool, p.workerId, p.idempotencyKey))!;
+    if (payout.amount.amountMinor !== p.amountMinor || payout.phone !== p.phone) {
       throw new IdempotencyConflictError(p.idempotencyKey, "payout");
     }
   }
-  if (payout.b2c_state === "new" && payout.status === "pending") await sendPayout(deps, payout);
-  return (await loadPayout(pool, payout.payout_id))!;
+  if (payout.b2cState === "new" && payout.status === "pending") await sendPayout(deps, payout);
+  return (await loadPayout(pool, payout.payoutId))!;
 }
 
 /** Holds the money, then sends B2C exactly once. */
-async function sendPayout(deps: PayoutDeps, payout: PayoutRow): Promise<void> {
+async function sendPayout(deps: PayoutDeps, payout: Payout): Promise<void> {
   const { pool, logger } = deps.ctx;
   const config = deps.config();
   if (!config.daraja || !config.callbackBaseUrl) throw new InvalidStateError("M-Pesa payouts are not configured on this deployment");
-  if (payout.hold_state === "none") {
+  if (payout.holdState === "none") {
     try {
       // Idempotent per payout: a repeat after a lost answer finds the same hold.
-      const hold = await deps.ledger.placeHold(payout.worker_id, payout.amount_minor, payout.payout_id);
+      const hold = await deps.ledger.placeHold(payout.workerId, payout.amount.amountMinor, payout.payoutId);
       await pool.query("UPDATE payment.payouts SET hold_id = $2, account_id = $3, hold_state = 'held' WHERE payout_id = $1 AND hold_state = 'none'", [
-        payout.payout_id, hold.holdId, hold.accountId,
+        payout.payoutId, hold.holdId, hold.accountId,
       ]);
     } catch (err) {
       const e = asConnectError(err);
       if (e.code === Code.FailedPrecondition || e.code === Code.ResourceExhausted) {
-        await finishPayout(deps, payout.payout_id, { success: false, code: e.code === Code.FailedPrecondition ? "insufficient_balance" : "limit", message: e.rawMessage });
+        await finishPayout(deps, payout.payoutId, { success: false, code: e.code === Code.FailedPrecondition ? "insufficient_balance" : "limit", message: e.rawMessage });
         throw e;
       }
       throw new DependencyUnavailableError(`the wallet could not hold the amount: ${e.rawMessage}`);
     }
   }
   // The point of no return: once 'sending' is committed, this payout is never sent again.
-  const claimed = await pool.query("UPDATE payment.payouts SET b2c_state = 'sending' WHERE payout_id = $1 AND b2c_state = 'new' AND status = 'pending'", [payout.payout_id]);
+  const claimed = await pool.query("UPDATE payment.payouts SET b2c_state = 'sending' WHERE payout_id = $1 AND b2c_state = 'new' AND status = 'pending'", [payout.payoutId]);
   if (!claimed.rowCount) return;
   const base = config.callbackBaseUrl;
   try {
     const r = await deps.daraja().b2c({
-      originatorConversationId: payout.payout_id,
+      originatorConversationId: payout.payoutId,
       phone: payout.phone,
-      amount: Number(payout.amount_minor / 100n),
+      amount: Number(payout.amount.amountMinor / 100n),
       remarks: "TTIP tips withdrawal",
       occasion: payout.automatic ? "auto payout" : "withdrawal",
-      resultUrl: callbackUrl(base, "b2c/result", payout.callback_token),
-      queueTimeoutUrl: callbackUrl(base, "b2c/timeout", payout.callback_token),
+      resultUrl: callbackUrl(base, "b2c/result", payout.callbackToken),
+      queueTimeoutUrl: callbackUrl(base, "b2c/timeout", payout.callbackToken),
     });
     await pool.query(
       `UPDATE payment.payouts SET b2c_state = 'sent', conversation_id = $2,
          next_check_at = now() + make_interval(secs => $3::double precision / 1000) WHERE payout_id = $1`,
-      [payout.payout_id, r.ConversationID, config.payoutResultWaitMs],
+      [payout.payoutId, r.ConversationID, config.payoutResultWaitMs],
     );
   } catch (err) {
     if (err instanceof DarajaError && (err.kind === "rejected" || err.kind === "unavailable")) {
       // Daraja refused it (or it never left): nothing was paid, the hold goes back.
-      await pool.query("UPDATE payment.payouts SET b2c_state = 'refused' WHERE payout_id = $1", [payout.payout_id]);
-      await finishPayout(deps, payout.payout_id, { success: false, code: err.details.errorCode ?? "refused", message: "M-Pesa refused the payout; nothing was sent" });
+      await pool.query("UPDATE payment.payouts SET b2c_state = 'refused' WHERE payout_id = $1", [payout.payoutId]);
+      await finishPayout(deps, payout.payoutId, { success: false, code: err.details.errorCode ?? "refused", message: "M-Pesa refused the payout; nothing was sent" });
       return;
     }
     // No answer: it may have been paid. Only a status query may decide.
-    logger.warn({ payoutId: payout.payout_id, err }, "B2C unanswered; resolving by transaction status");
+    logger.warn({ payoutId: payout.payoutId, err }, "B2C unanswered; resolving by transaction status");
     await pool.query(
       `UPDATE payment.payouts SET b2c_state = 'unknown', status = 'resolving',
          next_check_at = now() + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1`,
-      [payout.payout_id, config.payoutResultWaitMs],
+      [payout.payoutId, config.payoutResultWaitMs],
     );
   }
 }
@@ -153,16 +124,16 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
         WHERE payout_id = $1 AND status IN ('pending', 'resolving') RETURNING *`,
       [payoutId, f.success ? "succeeded" : "failed", f.code, f.message.slice(0, 300), f.receipt ?? null],
     );
-    const p = rows[0];
-    if (!p) return undefined;
+    if (!rows[0]) return undefined;
+    const p = payoutOf(rows[0]);
     if (f.success) {
       await emitEvent(tx, "payment", PayoutSucceededSchema, {
-        payoutId, workerId: p.worker_id, amount: kes(p.amount_minor), transferFee: kes(p.transfer_fee_minor),
-        mpesaReceipt: f.receipt ?? "", recipientPhoneMasked: p.phone_masked,
+        payoutId, workerId: p.workerId, amount: p.amount, transferFee: p.transferFee,
+        mpesaReceipt: f.receipt ?? "", recipientPhoneMasked: p.phoneMasked,
       }, payoutId);
     } else {
       await emitEvent(tx, "payment", PayoutFailedSchema, {
-        payoutId, workerId: p.worker_id, amount: kes(p.amount_minor), resultCode: f.code, reason: f.message,
+        payoutId, workerId: p.workerId, amount: p.amount, resultCode: f.code, reason: f.message,
       }, payoutId);
     }
     return p;
@@ -174,7 +145,7 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
       // M-Pesa paid a payout we had ended as failed (and whose hold went back): an admin must recover it.
       deps.ctx.logger.error({ payoutId }, "B2C reported paid after the payout was ended as failed");
       await withTransaction(deps.ctx.pool, (tx) =>
-        recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", payoutId, workerId: p.worker_id, phoneMasked: p.phone_masked,
+        recordAlert(tx, { reason: "CALLBACK_MISMATCH", action: "flag", payoutId, workerId: p.workerId, phoneMasked: p.phoneMasked,
           detail: `M-Pesa reports payout ${payoutId} paid (receipt ${f.receipt ?? "unknown"}) after it was ended as failed and its hold released` }),
       );
     }
@@ -189,10 +160,10 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
 /** Settles (paid) or releases (not paid) the wallet hold of a finished payout; retried by reconciliation. */
 async function resolveHold(deps: PayoutDeps, payoutId: string): Promise<void> {
   const p = await loadPayout(deps.ctx.pool, payoutId);
-  if (!p || p.hold_state !== "held" || !p.hold_id || (p.status !== "succeeded" && p.status !== "failed")) return;
+  if (!p || p.holdState !== "held" || !p.holdId || (p.status !== "succeeded" && p.status !== "failed")) return;
   try {
-    if (p.status === "succeeded") await deps.ledger.settleHold(p.hold_id, p.mpesa_receipt ?? p.payout_id, p.transfer_fee_minor);
-    else await deps.ledger.releaseHold(p.hold_id, p.result_message || p.result_code);
+    if (p.status === "succeeded") await deps.ledger.settleHold(p.holdId, p.mpesaReceipt ?? p.payoutId, p.transferFee.amountMinor);
+    else await deps.ledger.releaseHold(p.holdId, p.resultMessage || p.resultCode);
     await deps.ctx.pool.query("UPDATE payment.payouts SET hold_state = $2 WHERE payout_id = $1", [payoutId, p.status === "succeeded" ? "settled" : "released"]);
   } catch (err) {
     deps.ctx.logger.warn({ payoutId, err }, "wallet hold not resolved yet; reconciliation will retry");
@@ -205,7 +176,7 @@ export async function applyB2cResult(deps: PayoutDeps, payoutId: string, r: Pars
     const receipt = r.transactionId || String(r.parameters.get("TransactionReceipt") ?? "");
     const amount = Number(r.parameters.get("TransactionAmount"));
     const p = await loadPayout(deps.ctx.pool, payoutId);
-    if (p && Number.isFinite(amount) && BigInt(Math.round(amount * 100)) !== p.amount_minor) {
+    if (p && Number.isFinite(amount) && BigInt(Math.round(amount * 100)) !== p.amount.amountMinor) {
       deps.ctx.logger.error({ payoutId, amount }, "B2C result amount differs from the payout");
     }
     return finishPayout(deps, payoutId, { success: true, code: "0", message: "Sent to M-Pesa", receipt: receipt || undefined });
@@ -240,7 +211,7 @@ export async function applyStatusResult(deps: PayoutDeps, payoutId: string, r: P
     return "pending";
   }
   if (p.status !== "resolving" && p.status !== "pending") return "duplicate";
-  if (p.status_queries >= 2) {
+  if (p.statusQueries >= 2) {
     return finishPayout(deps, payoutId, { success: false, code: r.resultCode, message: "M-Pesa has no record of the payout; nothing was sent" });
   }
   return "not_found_yet";
@@ -269,31 +240,31 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
         rows.map((r) => r.payout_id), config.reconcileLeaseMs ?? 120_000,
       ]);
     }
-    return rows;
+    return rows.map(payoutOf);
   });
   for (const p of leased) {
     try {
-      if (p.status === "succeeded" || p.status === "failed") await resolveHold(deps, p.payout_id);
-      else if (p.b2c_state === "new") await sendPayout(deps, p);
+      if (p.status === "succeeded" || p.status === "failed") await resolveHold(deps, p.payoutId);
+      else if (p.b2cState === "new") await sendPayout(deps, p);
       else if (config.daraja && config.callbackBaseUrl) {
         // 'sending' after a crash is as unknown as a timeout.
         const base = config.callbackBaseUrl;
         await deps.daraja().transactionStatus({
-          originalConversationId: p.payout_id,
-          transactionId: p.mpesa_receipt ?? undefined,
-          resultUrl: callbackUrl(base, "status/result", p.callback_token),
-          queueTimeoutUrl: callbackUrl(base, "status/timeout", p.callback_token),
+          originalConversationId: p.payoutId,
+          transactionId: p.mpesaReceipt ?? undefined,
+          resultUrl: callbackUrl(base, "status/result", p.callbackToken),
+          queueTimeoutUrl: callbackUrl(base, "status/timeout", p.callbackToken),
           remarks: "payout status",
         });
-        await pool.query("UPDATE payment.payouts SET status_queries = status_queries + 1, status = 'resolving' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [p.payout_id]);
+        await pool.query("UPDATE payment.payouts SET status_queries = status_queries + 1, status = 'resolving' WHERE payout_id = $1 AND status IN ('pending', 'resolving')", [p.payoutId]);
       }
     } catch (err) {
-      logger.warn({ payoutId: p.payout_id, err }, "payout reconciliation step failed; will retry");
+      logger.warn({ payoutId: p.payoutId, err }, "payout reconciliation step failed; will retry");
     } finally {
-      const backoffMs = Math.min(10 * 60_000, config.payoutResultWaitMs * 2 ** Math.min(p.status_queries, 5));
+      const backoffMs = Math.min(10 * 60_000, config.payoutResultWaitMs * 2 ** Math.min(p.statusQueries, 5));
       await pool.query(
         "UPDATE payment.payouts SET lease_until = NULL, next_check_at = $3::timestamptz + make_interval(secs => $2::double precision / 1000) WHERE payout_id = $1",
-        [p.payout_id, backoffMs, new Date(clock.now())],
+        [p.payoutId, backoffMs, new Date(clock.now())],
       );
     }
   }

@@ -1,5 +1,5 @@
 import { type ServiceImpl } from "@connectrpc/connect";
-import { InvalidStateError, NotFoundError, requireCaller, withTransaction } from "@ttip/runtime";
+import { clockOf, InvalidStateError, NotFoundError, requireCaller, withTransaction } from "@ttip/runtime";
 import type { PartnerAdminService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { audit, AuditAction } from "../audit.js";
 import type { AuthCore } from "../core.js";
@@ -31,9 +31,10 @@ export function partnerAdminHandlers(core: AuthCore, wake: () => void): Partial<
         if (d.deleted) throw new InvalidStateError("delivery_id: its subscription is deleted; nothing is sent for it");
         // Same delivery id and body: a receiver that has it already drops it.
         const { rows } = await tx.query<DeliveryRow>(
-          `UPDATE auth.partner_webhook_deliveries SET status = 'pending', budget_used = 0, replay_requested = true, next_attempt_at = now()
+          `UPDATE auth.partner_webhook_deliveries SET status = 'pending', budget_used = 0, replay_requested = true, next_attempt_at = $2
             WHERE delivery_id = $1 RETURNING *`,
-          [req.deliveryId],
+          // Due on the service's clock, which the sender compares due times with.
+          [req.deliveryId, new Date(clockOf(core.ctx).now())],
         );
         await audit(tx, AuditAction.WEBHOOK_DELIVERY_REPLAYED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `delivery ${req.deliveryId}: ${req.reason}`, target: `webhook_delivery:${req.deliveryId}` });
         return { ...rows[0], url: d.url };

@@ -9,12 +9,12 @@ import { PaymentMethodKind } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { PaymentHandlerContext } from "./context.js";
 import { FRAUD_ACTION, FRAUD_REASON, fraudAlertMessage, PAYOUT_STATUS_CODE, TIP_STATUS_CODE, payoutMessage, toCallback } from "../convert.js";
-import { loadPayout, reconcilePayouts } from "../payouts.js";
+import { reconcilePayouts } from "../payouts.js";
 import { rulesInForce } from "../fraud.js";
 import { loadTip, reconcileTips } from "../tips.js";
 import { callbacksOfPayout, callbacksOfTip } from "../stores/callbacks.js";
 import { alertsOf } from "../stores/fraud-alerts.js";
-import { makePayoutDue, searchPayouts } from "../stores/payouts.js";
+import { loadPayout, makePayoutDue, searchPayouts } from "../stores/payouts.js";
 import type { CommonSearch } from "../stores/search.js";
 import { makeTipDue, searchTips } from "../stores/tips.js";
 import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
@@ -111,7 +111,7 @@ function searchPayoutsHandler(h: PaymentHandlerContext): Impl["searchPayouts"] {
     const cursor = decodeTimeIdToken(req.page?.pageToken);
     const search = commonSearch(req, req.status ? (PAYOUT_STATUS_CODE[req.status] ?? null) : undefined);
     const rows = await searchPayouts(pool, search, cursor, size + 1);
-    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.payout_id]);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.pageAt, r.payoutId]);
     return {
       payouts: items.map(payoutMessage),
       page: { nextPageToken },
@@ -136,14 +136,14 @@ function getPaymentDetailHandler(h: PaymentHandlerContext): Impl["getPaymentDeta
     }
     const payout = await loadPayout(pool, req.subject.value!);
     if (!payout) throw new NotFoundError("payout_id: no such payout");
-    const callbacks = await callbacksOfPayout(pool, payout.payout_id);
+    const callbacks = await callbacksOfPayout(pool, payout.payoutId);
     return {
       payout: payoutMessage(payout),
       callbacks: callbacks.map(toCallback),
-      alerts: await alertsFor(pool, "payout_id", payout.payout_id),
-      holdId: payout.hold_id ?? "",
-      holdState: payout.hold_state,
-      statusQueries: payout.status_queries,
+      alerts: await alertsFor(pool, "payout_id", payout.payoutId),
+      holdId: payout.holdId ?? "",
+      holdState: payout.holdState,
+      statusQueries: payout.statusQueries,
     };
   };
 }
@@ -188,7 +188,7 @@ function requeryPaymentHandler(h: PaymentHandlerContext): Impl["requeryPayment"]
     // A status query, or the first send of one never sent: the reconciler never sends a payout twice.
     await withTransaction(pool, async (tx) => {
       await makePayoutDue(tx, payoutId);
-      await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `payout:${payoutId}`, userId: payout.worker_id });
+      await auditAdminAction(tx, "payment", ctx, { action: AuditAction.PAYMENT_REQUERIED, target: `payout:${payoutId}`, userId: payout.workerId });
     });
     await reconcilePayouts(deps, REQUERY_BATCH);
     return { payout: payoutMessage((await loadPayout(pool, payoutId))!) };

@@ -7,9 +7,9 @@ import type { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service
 import { PAYOUT_STATUS_CODE, payoutMessage } from "../convert.js";
 import { defaultPhone } from "../methods.js";
 import { kes } from "../money.js";
-import { loadPayout, payoutChangeKey, startPayout, type PayoutRow } from "../payouts.js";
+import { payoutChangeKey, startPayout } from "../payouts.js";
 import { payoutSettingsOf, putPayoutSettings, type PayoutSettings } from "../stores/payout-settings.js";
-import { payoutByIdempotencyKey, workerPayouts } from "../stores/payouts.js";
+import { loadPayout, payoutByIdempotencyKey, workerPayouts, type Payout } from "../stores/payouts.js";
 import { nextChange, type PaymentHandlerContext } from "./context.js";
 
 function settingsMessage(s: PayoutSettings | undefined) {
@@ -46,7 +46,7 @@ function requestPayoutHandler(h: PaymentHandlerContext): Impl["requestPayout"] {
     // A retry of a request already verified: the step-up token was spent on the first try.
     const existing = await payoutByIdempotencyKey(pool, caller.subject, req.idempotencyKey);
     if (existing) {
-      if (existing.amount_minor !== amountMinor || existing.phone !== phone) throw new IdempotencyConflictError(req.idempotencyKey, "payout");
+      if (existing.amount.amountMinor !== amountMinor || existing.phone !== phone) throw new IdempotencyConflictError(req.idempotencyKey, "payout");
       return { payout: payoutMessage(existing) };
     }
     // The device's biometric unlock, proved to the auth service.
@@ -73,11 +73,11 @@ function watchPayoutHandler(h: PaymentHandlerContext): Impl["watchPayout"] {
     const until = Date.now() + 15 * 60_000;
     while (!ctx.signal.aborted && Date.now() < until) {
       // Woken at once by changes in this process; polls for those made by other replicas.
-      const change = nextChange<PayoutRow>(deps, payoutChangeKey(req.payoutId), 1000, ctx.signal);
+      const change = nextChange<Payout>(deps, payoutChangeKey(req.payoutId), 1000, ctx.signal);
       try {
         const p = await loadPayout(pool, req.payoutId);
-        if (!p || p.worker_id !== caller.subject) throw new NotFoundError("payout_id: no such payout");
-        const key = `${p.status}|${p.result_code ?? ""}|${p.mpesa_receipt ?? ""}`;
+        if (!p || p.workerId !== caller.subject) throw new NotFoundError("payout_id: no such payout");
+        const key = `${p.status}|${p.resultCode ?? ""}|${p.mpesaReceipt ?? ""}`;
         if (key !== last) {
           last = key;
           yield { payout: payoutMessage(p) };
@@ -96,7 +96,7 @@ function getPayoutHandler(h: PaymentHandlerContext): Impl["getPayout"] {
     const { pool } = h;
     const caller = requireCaller(ctx);
     const p = await loadPayout(pool, req.payoutId);
-    if (!p || (p.worker_id !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new NotFoundError("payout_id: no such payout");
+    if (!p || (p.workerId !== caller.subject && !CONSOLE_READERS.some((r) => caller.roles.includes(r)))) throw new NotFoundError("payout_id: no such payout");
     return { payout: payoutMessage(p) };
   };
 }
@@ -109,7 +109,7 @@ function listPayoutsHandler(h: PaymentHandlerContext): Impl["listPayouts"] {
     const cursor = decodeTimeIdToken(req.page?.pageToken);
     const status = req.status ? PAYOUT_STATUS_CODE[req.status] : null;
     const rows = await workerPayouts(pool, caller.subject, status, cursor, size + 1);
-    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.page_at, r.payout_id]);
+    const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.pageAt, r.payoutId]);
     return {
       payouts: items.map(payoutMessage),
       page: { nextPageToken },
