@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { z } from "zod";
@@ -12,12 +13,20 @@ import {
   Metrics,
   onShutdown,
   tracingFromEnv,
+  type Logger,
   type RunningService,
 } from "@ttip/runtime";
 import { startEmbeddedPostgres } from "@ttip/runtime/embedded";
 import { issueSetupToken } from "@ttip/auth";
-import { startSmsSimulator } from "@ttip/auth/testing";
-import { startDarajaSimulator, startPayPalSimulator, startStripeSimulator } from "@ttip/payment/testing";
+import { startSmsSimulator, type SmsSimulator } from "@ttip/auth/testing";
+import {
+  startDarajaSimulator,
+  startPayPalSimulator,
+  startStripeSimulator,
+  type DarajaSimulator,
+  type PayPalSimulator,
+  type StripeSimulator,
+} from "@ttip/payment/testing";
 import { createWebApp, ensureWebBuild, type WebApp } from "@ttip/web";
 import { createAdminHandler, ensureAdminBuild, isAdminPath } from "@ttip/admin";
 import { createModules } from "./modules.js";
@@ -46,7 +55,52 @@ export interface EmbeddedPlatform {
  * loopback port and the gateway in front, exactly as in a cluster.
  */
 export async function startEmbedded(envVars: Record<string, string | undefined> = process.env): Promise<EmbeddedPlatform> {
-  const cfg = loadConfig(
+  const cfg = loadEmbeddedConfig(envVars);
+  const shared = await startSharedState(cfg);
+  const vars = serviceVars(envVars);
+  const sims = await startSimulators(vars);
+  const port = await settlePublicAddress(cfg, vars);
+  const admin = await prepareWebBuilds(cfg, shared.ctx.logger);
+  let web: WebApp | undefined;
+
+  // Payment's own URL for Daraja's callbacks is known once it listens: asked for, not written anywhere.
+  let paymentUrl: (() => string | undefined) | undefined;
+  const modules = createModules({ env: vars, paymentCallbackBaseUrl: sims.daraja ? () => paymentUrl?.() : undefined });
+  const platform = await startPlatform({
+    modules,
+    ctx: shared.ctx,
+    gateway: {
+      rateLimit: { points: 600, durationSeconds: 60 },
+      corsOrigins: ["*"],
+      host: cfg.HOST,
+      port,
+      web: cfg.WEB === "on" ? webAppsHandler(admin, () => web) : undefined,
+    },
+  });
+  // Loaded after the services read their configuration: Next sets NODE_ENV=production in this process.
+  // Its pages' server code calls the gateway it is served by.
+  if (cfg.WEB === "on") web = await createWebApp({ apiUrl: platform.gatewayUrl, stripeJsUrl: vars.STRIPE_JS_URL });
+  paymentUrl = () => platform.urls.get("payment");
+  sims.stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
+  sims.paypal?.setWebhookUrl(`${platform.urls.get("payment")}/paypal/webhook`);
+
+  const close = async () => {
+    await platform.close();
+    await web?.close();
+    await closeSharedState(shared);
+    await closeSimulators(sims);
+  };
+  // Until someone is admin, each start issues a fresh first-admin token (the previous one dies).
+  const setup = await issueSetupToken(shared.ctx.pool, "at start (make run)");
+  const partnerSandbox = await startPartnerSandbox(cfg, platform.urls);
+  const { simulators, offline } = describeSimulators(sims, vars, platform.urls);
+  return { gatewayUrl: platform.gatewayUrl, services: platform.services, config: vars, simulators, offline, setupToken: setup?.token, partnerSandbox, close };
+}
+
+type EmbeddedConfig = ReturnType<typeof loadEmbeddedConfig>;
+
+function loadEmbeddedConfig(envVars: Record<string, string | undefined>) {
+  return loadConfig(
     {
       PORT: env.port(8080),
       HOST: z.string().default("127.0.0.1"),
@@ -62,6 +116,12 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
     },
     envVars,
   );
+}
+
+type SharedState = Awaited<ReturnType<typeof startSharedState>>;
+
+/** What every service shares in this process: the logger, PGlite and its pool, the bus, the cache, the metrics. */
+async function startSharedState(cfg: EmbeddedConfig) {
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { mode: "embedded" } });
   const postgres = await startEmbeddedPostgres(cfg.DATA_DIR === "memory" ? undefined : cfg.DATA_DIR);
   // PGlite is one session: every service shares one connection.
@@ -69,67 +129,119 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   const bus = new InProcessBus(logger);
   const cache = new MemoryCache();
   const metrics = new Metrics({ mode: "embedded" });
+  return { postgres, ctx: { logger, pool, bus, cache, metrics } };
+}
 
-  // M-Pesa is the Daraja simulator here, unless real credentials are configured;
-  // its callbacks come from loopback and go to the payment service's own port.
-  // What the services read, parsed once by each: the given environment plus the simulators' addresses.
-  // Nothing is written to process.env.
-  // The sandbox: a development QR key, and partner webhooks to receivers on loopback.
-  const vars: Record<string, string | undefined> = {
+async function closeSharedState(shared: SharedState): Promise<void> {
+  await shared.ctx.bus.close();
+  await shared.ctx.pool.end();
+  await shared.postgres.close();
+}
+
+/**
+ * What the services read, parsed once by each: the given environment plus the simulators' addresses.
+ * Nothing is written to process.env.
+ * The sandbox: a development QR key, and partner webhooks to receivers on loopback.
+ */
+function serviceVars(envVars: Record<string, string | undefined>): Record<string, string | undefined> {
+  return {
     ...envVars,
     QR_ALLOW_DEV_SIGNING_KEY: envVars.QR_ALLOW_DEV_SIGNING_KEY ?? "true",
     AUTH_WEBHOOK_ALLOW_LOOPBACK: envVars.AUTH_WEBHOOK_ALLOW_LOOPBACK ?? (envVars.NODE_ENV === "production" ? undefined : "true"),
   };
-  const daraja = vars.DARAJA_BASE_URL ? undefined : await startDarajaSimulator({ callbackDelayMs: 2000, lateDelayMs: 20_000 });
-  if (daraja) {
-    Object.assign(vars, {
-      DARAJA_BASE_URL: daraja.url,
-      DARAJA_CONSUMER_KEY: daraja.options.consumerKey,
-      DARAJA_CONSUMER_SECRET: daraja.options.consumerSecret,
-      DARAJA_SHORTCODE: daraja.options.shortcode,
-      DARAJA_PASSKEY: daraja.options.passkey,
-      DARAJA_INITIATOR_NAME: daraja.options.initiatorName,
-      DARAJA_INITIATOR_PASSWORD: daraja.options.initiatorPassword,
-      DARAJA_CERTIFICATE_FILE: daraja.certificateFile,
-    });
-    vars.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
-    // Paybill payments (C2B) and the USSD menu, on unguessable paths of the payment service's port;
-    // the C2B URLs are registered with the simulator at start, as production does once.
-    vars.C2B_URL_TOKEN ??= randomBytes(18).toString("base64url");
-    vars.C2B_REGISTER_ON_START ??= "true";
-    vars.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
-  }
+}
 
-  // Card tips go to the Stripe simulator (state, 3-D Secure, signed webhooks) unless real keys are configured.
-  const stripe = vars.STRIPE_SECRET_KEY ? undefined : await startStripeSimulator({ webhookDelayMs: 300 });
-  if (stripe) {
-    Object.assign(vars, {
-      STRIPE_SECRET_KEY: stripe.secretKey,
-      STRIPE_PUBLISHABLE_KEY: stripe.publishableKey,
-      STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
-      STRIPE_API_BASE: stripe.url,
-      // The tip page loads its Stripe.js test double from here instead of js.stripe.com.
-      STRIPE_JS_URL: `${stripe.url}/v3/`,
-    });
-  }
+/** Each simulator runs only where no real provider is configured. */
+interface Simulators {
+  daraja?: DarajaSimulator;
+  stripe?: StripeSimulator;
+  paypal?: PayPalSimulator;
+  sms?: SmsSimulator;
+}
 
-  // PayPal tips go to the PayPal simulator (Orders v2, approval page, verified webhooks) unless real credentials are configured.
-  const paypal = vars.PAYPAL_CLIENT_ID ? undefined : await startPayPalSimulator({ webhookDelayMs: 300 });
-  if (paypal) {
-    Object.assign(vars, {
-      PAYPAL_CLIENT_ID: paypal.clientId,
-      PAYPAL_CLIENT_SECRET: paypal.clientSecret,
-      PAYPAL_WEBHOOK_ID: paypal.webhookId,
-      PAYPAL_API_BASE: paypal.url,
-    });
-  }
+/** Starts the simulators in turn, each writing its address and keys into vars. */
+async function startSimulators(vars: Record<string, string | undefined>): Promise<Simulators> {
+  const daraja = await startDaraja(vars);
+  const stripe = await startStripe(vars);
+  const paypal = await startPayPal(vars);
+  const sms = await startSms(vars);
+  return { daraja, stripe, paypal, sms };
+}
 
-  // OTPs go to an SMS simulator a person can read, unless a real provider is configured.
-  const sms = vars.AUTH_SMS_URL ? undefined : await startSmsSimulator();
-  if (sms) vars.AUTH_SMS_URL = sms.url;
+async function closeSimulators(sims: Simulators): Promise<void> {
+  await sims.daraja?.close();
+  await sims.sms?.close();
+  await sims.stripe?.close();
+  await sims.paypal?.close();
+}
 
-  // QR codes open the tip page on this process's real address (or the configured public one),
-  // so the port is settled first (PORT=0: a free one).
+/**
+ * M-Pesa is the Daraja simulator here, unless real credentials are configured;
+ * its callbacks come from loopback and go to the payment service's own port.
+ */
+async function startDaraja(vars: Record<string, string | undefined>): Promise<DarajaSimulator | undefined> {
+  if (vars.DARAJA_BASE_URL) return undefined;
+  const daraja = await startDarajaSimulator({ callbackDelayMs: 2000, lateDelayMs: 20_000 });
+  Object.assign(vars, {
+    DARAJA_BASE_URL: daraja.url,
+    DARAJA_CONSUMER_KEY: daraja.options.consumerKey,
+    DARAJA_CONSUMER_SECRET: daraja.options.consumerSecret,
+    DARAJA_SHORTCODE: daraja.options.shortcode,
+    DARAJA_PASSKEY: daraja.options.passkey,
+    DARAJA_INITIATOR_NAME: daraja.options.initiatorName,
+    DARAJA_INITIATOR_PASSWORD: daraja.options.initiatorPassword,
+    DARAJA_CERTIFICATE_FILE: daraja.certificateFile,
+  });
+  vars.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
+  // Paybill payments (C2B) and the USSD menu, on unguessable paths of the payment service's port;
+  // the C2B URLs are registered with the simulator at start, as production does once.
+  vars.C2B_URL_TOKEN ??= randomBytes(18).toString("base64url");
+  vars.C2B_REGISTER_ON_START ??= "true";
+  vars.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
+  return daraja;
+}
+
+/** Card tips go to the Stripe simulator (state, 3-D Secure, signed webhooks) unless real keys are configured. */
+async function startStripe(vars: Record<string, string | undefined>): Promise<StripeSimulator | undefined> {
+  if (vars.STRIPE_SECRET_KEY) return undefined;
+  const stripe = await startStripeSimulator({ webhookDelayMs: 300 });
+  Object.assign(vars, {
+    STRIPE_SECRET_KEY: stripe.secretKey,
+    STRIPE_PUBLISHABLE_KEY: stripe.publishableKey,
+    STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
+    STRIPE_API_BASE: stripe.url,
+    // The tip page loads its Stripe.js test double from here instead of js.stripe.com.
+    STRIPE_JS_URL: `${stripe.url}/v3/`,
+  });
+  return stripe;
+}
+
+/** PayPal tips go to the PayPal simulator (Orders v2, approval page, verified webhooks) unless real credentials are configured. */
+async function startPayPal(vars: Record<string, string | undefined>): Promise<PayPalSimulator | undefined> {
+  if (vars.PAYPAL_CLIENT_ID) return undefined;
+  const paypal = await startPayPalSimulator({ webhookDelayMs: 300 });
+  Object.assign(vars, {
+    PAYPAL_CLIENT_ID: paypal.clientId,
+    PAYPAL_CLIENT_SECRET: paypal.clientSecret,
+    PAYPAL_WEBHOOK_ID: paypal.webhookId,
+    PAYPAL_API_BASE: paypal.url,
+  });
+  return paypal;
+}
+
+/** OTPs go to an SMS simulator a person can read, unless a real provider is configured. */
+async function startSms(vars: Record<string, string | undefined>): Promise<SmsSimulator | undefined> {
+  if (vars.AUTH_SMS_URL) return undefined;
+  const sms = await startSmsSimulator();
+  vars.AUTH_SMS_URL = sms.url;
+  return sms;
+}
+
+/**
+ * QR codes open the tip page on this process's real address (or the configured public one),
+ * so the port is settled first (PORT=0: a free one). Returns the port to listen on.
+ */
+async function settlePublicAddress(cfg: EmbeddedConfig, vars: Record<string, string | undefined>): Promise<number> {
   const port = cfg.PORT || (await freePort(cfg.HOST));
   const publicUrl = (cfg.PUBLIC_URL ?? `http://${cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST}:${port}`).replace(/\/+$/, "");
   vars.QR_TIP_BASE_URL ??= `${publicUrl}/t`;
@@ -137,70 +249,55 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
   vars.VENUE_JOIN_URL ??= `${publicUrl}/join`;
   // Fraud-hold alerts link admins to the console on the same address.
   vars.NOTIFICATION_CONSOLE_URL ??= `${publicUrl}/admin`;
+  return port;
+}
 
+type WebHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+/** Builds the web apps when WEB=on; returns the admin console's handler. */
+async function prepareWebBuilds(cfg: EmbeddedConfig, logger: Logger): Promise<WebHandler | undefined> {
   // The web app is built once (reused until its sources change) and served by the gateway.
   if (cfg.WEB === "on") await ensureWebBuild((line) => logger.info(line));
   // The admin console: a static bundle (about a second to build), at /admin on the same port.
   if (cfg.WEB === "on") await ensureAdminBuild((line) => logger.info(line));
-  const admin = cfg.WEB === "on" ? createAdminHandler() : undefined;
-  let web: WebApp | undefined;
+  return cfg.WEB === "on" ? createAdminHandler() : undefined;
+}
 
-  // Payment's own URL for Daraja's callbacks is known once it listens: asked for, not written anywhere.
-  let paymentUrl: (() => string | undefined) | undefined;
-  const modules = createModules({ env: vars, paymentCallbackBaseUrl: daraja ? () => paymentUrl?.() : undefined });
-  const platform = await startPlatform({
-    modules,
-    ctx: { logger, pool, bus, cache, metrics },
-    gateway: {
-      rateLimit: { points: 600, durationSeconds: 60 },
-      corsOrigins: ["*"],
-      host: cfg.HOST,
-      port,
-      web:
-        cfg.WEB === "on"
-          ? (req, res) => {
-              if (admin && isAdminPath(req.url)) return admin(req, res);
-              if (web) return web.handle(req, res);
-              res.writeHead(503, { "retry-after": "1" });
-              res.end("starting\n");
-            }
-          : undefined,
-    },
-  });
-  // Loaded after the services read their configuration: Next sets NODE_ENV=production in this process.
-  // Its pages' server code calls the gateway it is served by.
-  if (cfg.WEB === "on") web = await createWebApp({ apiUrl: platform.gatewayUrl, stripeJsUrl: vars.STRIPE_JS_URL });
-  paymentUrl = () => platform.urls.get("payment");
-  stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
-  paypal?.setWebhookUrl(`${platform.urls.get("payment")}/paypal/webhook`);
-
-  const close = async () => {
-    await platform.close();
-    await web?.close();
-    await bus.close();
-    await pool.end();
-    await postgres.close();
-    await daraja?.close();
-    await sms?.close();
-    await stripe?.close();
-    await paypal?.close();
+/** /admin to the console, the rest to the web app once it is loaded (503 until then). */
+function webAppsHandler(admin: WebHandler | undefined, web: () => WebApp | undefined): WebHandler {
+  return (req, res) => {
+    if (admin && isAdminPath(req.url)) return admin(req, res);
+    const app = web();
+    if (app) return app.handle(req, res);
+    res.writeHead(503, { "retry-after": "1" });
+    res.end("starting\n");
   };
+}
+
+async function startPartnerSandbox(cfg: EmbeddedConfig, urls: ReadonlyMap<string, string>): Promise<SandboxKey | undefined> {
+  const authUrl = urls.get("auth");
+  const qrUrl = urls.get("qr");
+  return cfg.PARTNER_SANDBOX === "on" && authUrl && qrUrl ? await issueSandboxKey(authUrl, qrUrl) : undefined;
+}
+
+/** Where a person reads what each simulator did, and where one pays without data. */
+function describeSimulators(
+  sims: Simulators,
+  vars: Record<string, string | undefined>,
+  urls: ReadonlyMap<string, string>,
+): Pick<EmbeddedPlatform, "simulators" | "offline"> {
+  const { daraja, sms, stripe, paypal } = sims;
   const simulators: Record<string, string> = {};
   if (daraja) simulators["M-Pesa (what it really did)"] = `${daraja.url}/__sim/transactions`;
   if (daraja) simulators["M-Pesa paybill URLs (C2B)"] = `${daraja.url}/__sim/c2b/registrations`;
   // Where a person pays without data: the paybill (the simulator pays as a customer would) and the USSD menu.
   const offline = daraja
-    ? { paybillPayUrl: `${daraja.url}/__sim/c2b/pay`, ussdUrl: vars.USSD_CALLBACK_TOKEN ? `${platform.urls.get("payment")}/ussd/${vars.USSD_CALLBACK_TOKEN}` : "" }
+    ? { paybillPayUrl: `${daraja.url}/__sim/c2b/pay`, ussdUrl: vars.USSD_CALLBACK_TOKEN ? `${urls.get("payment")}/ussd/${vars.USSD_CALLBACK_TOKEN}` : "" }
     : undefined;
   if (sms) simulators["SMS with OTPs"] = `${sms.url}/simulator/messages`;
   if (stripe) simulators["Stripe (webhooks it sent)"] = `${stripe.url}/__sim/events`;
   if (paypal) simulators["PayPal (webhooks it sent)"] = `${paypal.url}/__sim/events`;
-  // Until someone is admin, each start issues a fresh first-admin token (the previous one dies).
-  const setup = await issueSetupToken(pool, "at start (make run)");
-  const authUrl = platform.urls.get("auth");
-  const qrUrl = platform.urls.get("qr");
-  const partnerSandbox = cfg.PARTNER_SANDBOX === "on" && authUrl && qrUrl ? await issueSandboxKey(authUrl, qrUrl) : undefined;
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, config: vars, simulators, offline, setupToken: setup?.token, partnerSandbox, close };
+  return { simulators, offline };
 }
 
 async function freePort(host: string): Promise<number> {
