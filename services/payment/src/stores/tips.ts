@@ -1,8 +1,7 @@
 // Tips as workers and the admin console read them, their feedback, and an admin's moves; the payment flow's own statements live in tips.ts.
 // A row becomes the domain's Tip here, through tipOf only; the flow in tips.ts (and cards/) keeps its rows.
-import type { Queryable } from "@ttip/runtime";
+import type { MoneyAmount, Queryable } from "@ttip/runtime";
 import type { CardColumns } from "../cards/convert.js";
-import type { Money } from "../money.js";
 import { loadTip, type TipRow, type TipStatusCode } from "../tips.js";
 import type { Cursor, PageRow } from "./page.js";
 import { commonFilters, searchPage, workerPage, type CommonSearch } from "./search.js";
@@ -21,7 +20,7 @@ export interface CardTipPart {
   /** Where the customer confirms with their bank while the tip is pending; empty otherwise. */
   nextActionUrl: string;
   state: CardTipState;
-  refunded: Money;
+  refunded: MoneyAmount;
 }
 
 /**
@@ -38,13 +37,13 @@ export interface Tip {
   customerSubject: string;
   method: TipMethod;
   channel: TipChannel;
-  amount: Money;
-  fee: Money;
-  charged: Money;
+  amount: MoneyAmount;
+  fee: MoneyAmount;
+  charged: MoneyAmount;
   /** In the wallet's currency (a card tip may be paid in another). */
-  workerReceives: Money;
+  workerReceives: MoneyAmount;
   /** What M-Pesa reported taking when it differed from `charged` (held in suspense); null otherwise. */
-  received: Money | null;
+  received: MoneyAmount | null;
   phoneMasked: string;
   customerEmail: string | null;
   rating: number;
