@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomInt, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { createAuth } from "@ttip/auth";
 import { partnerCallSigner, type PartnerKey } from "@ttip/auth/testing";
@@ -16,22 +16,12 @@ import { createPaymentModule } from "@ttip/payment";
 import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders, Metrics, type RedisCache, type Role, type RunningServer } from "@ttip/runtime";
-import { captureLogger, startTestService, type TestService } from "@ttip/runtime/testing";
+import { captureLogger, failure, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { startGateway } from "../src/index.js";
 
 const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const phone = () => `07${String(randomInt(100_000_000)).padStart(8, "0")}`;
-
-async function refusal(p: Promise<unknown>): Promise<{ code: Code; message: string }> {
-  try {
-    await p;
-  } catch (err) {
-    const e = ConnectError.from(err);
-    return { code: e.code, message: e.rawMessage };
-  }
-  assert.fail("the call was not refused");
-}
 
 describe("partner keys act only for the workers and venues linked to them", () => {
   let sim: DarajaSimulator;
@@ -101,7 +91,7 @@ describe("partner keys act only for the workers and venues linked to them", () =
     const mine = await worker();
     const stranger = await worker();
     const pushed = sim.transactions().length;
-    assert.deepEqual(await refusal(tipFor(key, mine)), {
+    assert.deepEqual(await failure(tipFor(key, mine)), {
       code: Code.PermissionDenied,
       message: `partner key ${key.keyId} is not linked to worker ${mine} nor to a venue with them on its staff: the worker or a manager of their venue links it with QrService.LinkPartner`,
     });
@@ -118,12 +108,12 @@ describe("partner keys act only for the workers and venues linked to them", () =
     assert.equal((await codes(key).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: mine })).qrCodes.length, 1);
 
     // Another worker, and another key for this worker: refused, naming what is missing.
-    assert.match((await refusal(tipFor(key, stranger))).message, new RegExp(`not linked to worker ${stranger}`));
-    assert.equal((await refusal(workerCode(key, stranger))).code, Code.PermissionDenied);
-    assert.equal((await refusal(codes(key).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: stranger }))).code, Code.PermissionDenied);
-    assert.equal((await refusal(tipFor(other, mine))).code, Code.PermissionDenied);
-    assert.equal((await refusal(pay(other).getTip({ tipId: tip.tipId }))).code, Code.PermissionDenied);
-    assert.equal((await refusal(codes(other).getQrCode({ qrCodeId: code.qrCodeId }))).code, Code.PermissionDenied);
+    assert.match((await failure(tipFor(key, stranger))).message, new RegExp(`not linked to worker ${stranger}`));
+    assert.equal((await failure(workerCode(key, stranger))).code, Code.PermissionDenied);
+    assert.equal((await failure(codes(key).listQrCodes({ ownerKind: OwnerKind.WORKER, ownerId: stranger }))).code, Code.PermissionDenied);
+    assert.equal((await failure(tipFor(other, mine))).code, Code.PermissionDenied);
+    assert.equal((await failure(pay(other).getTip({ tipId: tip.tipId }))).code, Code.PermissionDenied);
+    assert.equal((await failure(codes(other).getQrCode({ qrCodeId: code.qrCodeId }))).code, Code.PermissionDenied);
 
     // A tip the stranger got from someone else is not the key's to read.
     await client.linkPartner({ keyId: other.keyId, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts);
@@ -133,10 +123,10 @@ describe("partner keys act only for the workers and venues linked to them", () =
     // Withdrawn by the worker: refused at once; a tip the key created stays readable to it.
     const { link: gone } = await client.unlinkPartner({ keyId: key.keyId, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts);
     assert.ok(gone!.unlinkedAt);
-    assert.equal((await refusal(tipFor(key, mine))).code, Code.PermissionDenied);
-    assert.equal((await refusal(codes(key).revokeQrCode({ qrCodeId: code.qrCodeId, reason: "lost card" }))).code, Code.PermissionDenied);
+    assert.equal((await failure(tipFor(key, mine))).code, Code.PermissionDenied);
+    assert.equal((await failure(codes(key).revokeQrCode({ qrCodeId: code.qrCodeId, reason: "lost card" }))).code, Code.PermissionDenied);
     assert.equal((await pay(key).getTip({ tipId: tip.tipId })).tip!.tipId, tip.tipId);
-    assert.equal((await refusal(pay(key).getTip({ tipId: theirs.tipId }))).code, Code.PermissionDenied);
+    assert.equal((await failure(pay(key).getTip({ tipId: theirs.tipId }))).code, Code.PermissionDenied);
   });
 
   test("only a live key is linked: an unknown or revoked key is refused, naming key_id, and nothing is stored", async () => {
@@ -145,7 +135,7 @@ describe("partner keys act only for the workers and venues linked to them", () =
     const linksOf = async () => (await client.listPartnerLinks({ ownerKind: OwnerKind.WORKER, ownerId: mine }, opts)).links.map((l) => l.keyId);
 
     const mistyped = randomUUID();
-    assert.deepEqual(await refusal(client.linkPartner({ keyId: mistyped, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts)), {
+    assert.deepEqual(await failure(client.linkPartner({ keyId: mistyped, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts)), {
       code: Code.NotFound,
       message: `key_id: no partner key ${mistyped}`,
     });
@@ -154,7 +144,7 @@ describe("partner keys act only for the workers and venues linked to them", () =
     const adminOpts = { headers: callerHeaders(randomUUID(), "admin") };
     const { key: issued } = await admin.issuePartnerApiKey({ partnerName: "Retired Till", scopes: ["tips:create"], idempotencyKey: `issue-${randomUUID()}` }, adminOpts);
     await admin.revokePartnerApiKey({ keyId: issued!.keyId }, adminOpts);
-    assert.deepEqual(await refusal(client.linkPartner({ keyId: issued!.keyId, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts)), {
+    assert.deepEqual(await failure(client.linkPartner({ keyId: issued!.keyId, ownerKind: OwnerKind.WORKER, ownerId: mine }, opts)), {
       code: Code.FailedPrecondition,
       message: `key_id: partner key ${issued!.keyId} is revoked; link an active key`,
     });
@@ -178,9 +168,9 @@ describe("partner keys act only for the workers and venues linked to them", () =
     await o.client.putProfile({ ownerKind: OwnerKind.VENUE, ownerId: otherVenue, displayName: "Artcaffe Westgate" }, o.opts);
 
     // Only a manager of the venue links it; a worker links only themself.
-    assert.equal((await refusal(o.client.linkPartner({ keyId: key.keyId, ownerKind: OwnerKind.VENUE, ownerId: venue }, o.opts))).code, Code.PermissionDenied);
+    assert.equal((await failure(o.client.linkPartner({ keyId: key.keyId, ownerKind: OwnerKind.VENUE, ownerId: venue }, o.opts))).code, Code.PermissionDenied);
     const w = qrAs(staff, "worker");
-    assert.equal((await refusal(w.client.linkPartner({ keyId: key.keyId, ownerKind: OwnerKind.WORKER, ownerId: outsider }, w.opts))).code, Code.PermissionDenied);
+    assert.equal((await failure(w.client.linkPartner({ keyId: key.keyId, ownerKind: OwnerKind.WORKER, ownerId: outsider }, w.opts))).code, Code.PermissionDenied);
     await m.client.linkPartner({ keyId: key.keyId, ownerKind: OwnerKind.VENUE, ownerId: venue }, m.opts);
 
     assert.equal((await tipFor(key, staff)).tip!.workerId, staff);
@@ -190,8 +180,8 @@ describe("partner keys act only for the workers and venues linked to them", () =
     const pooled = (await pay(key).createTip({ idempotencyKey: randomUUID(), recipient: { case: "qrCode", value: venueCode.shortCode }, amount: KES(200), payment: { case: "mpesaPhone", value: phone() } })).tip!;
     assert.equal(pooled.venueId, venue);
 
-    assert.match((await refusal(tipFor(key, outsider))).message, new RegExp(`not linked to worker ${outsider}`));
-    assert.deepEqual(await refusal(codes(key).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: otherVenue, idempotencyKey: randomUUID() })), {
+    assert.match((await failure(tipFor(key, outsider))).message, new RegExp(`not linked to worker ${outsider}`));
+    assert.deepEqual(await failure(codes(key).createQrCode({ ownerKind: OwnerKind.VENUE, ownerId: otherVenue, idempotencyKey: randomUUID() })), {
       code: Code.PermissionDenied,
       message: `partner key ${key.keyId} is not linked to venue ${otherVenue}: a manager of the venue links it with QrService.LinkPartner`,
     });
@@ -205,6 +195,6 @@ describe("partner keys act only for the workers and venues linked to them", () =
 
     // Off the staff, the venue's link no longer covers the worker.
     await m.client.removeVenueStaff({ venueId: venue, workerId: staff }, m.opts);
-    assert.equal((await refusal(tipFor(key, staff))).code, Code.PermissionDenied);
+    assert.equal((await failure(tipFor(key, staff))).code, Code.PermissionDenied);
   });
 });

@@ -1,10 +1,6 @@
-/** An amount in minor units with its ISO 4217 code, as the contracts' Money carries it. */
-export interface Money {
-  currency: string;
-  amountMinor: bigint;
-}
+import type { MoneyAmount } from "@ttip/runtime";
 
 /** A KES amount as the contracts' Money (M-Pesa's checks live in the runtime: mpesaAmount). */
-export function kes(amountMinor: bigint): Money {
+export function kes(amountMinor: bigint): MoneyAmount {
   return { currency: "KES", amountMinor };
 }

@@ -13,6 +13,7 @@ import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
+import { kes } from "./money.js";
 import type { Deps } from "./tips.js";
 
 interface ParsedAccount {
@@ -99,7 +100,6 @@ export async function getMpesaBalance(deps: Deps, ctx: HandlerContext, checkId: 
   );
   const row = rows[0];
   if (!row) throw new NotFoundError(checkId ? "check_id: no such balance check" : "no balance check yet: call CheckMpesaBalance");
-  const kes = (minor: bigint) => ({ currency: "KES", amountMinor: minor });
   const accounts = (row.accounts as ParsedAccount[]).filter((a) => a.currency === "KES");
   const reported = accounts.reduce((sum, a) => sum + BigInt(a.current), 0n);
   const headers = callerHeaders(caller.subject, ...(caller.roles as Role[]));

@@ -1,6 +1,12 @@
 // Money as the contracts carry it: int64 minor units and an ISO 4217 code, never a float.
 import { fieldError } from "./field-errors.js";
 
+/** An amount in minor units with its ISO 4217 code: the shape of the contracts' Money, for every service. */
+export interface MoneyAmount {
+  amountMinor: bigint;
+  currency: string;
+}
+
 /** ISO 4217 minor digits of the currencies the platform handles (RWF and UGX have none). */
 export const MINOR_DIGITS: Readonly<Record<string, number>> = Object.freeze({
   KES: 2,
@@ -64,7 +70,7 @@ export const MPESA_LIMITS = Object.freeze({
  * The whole-shilling KES amount M-Pesa can move, or INVALID_ARGUMENT naming `field`
  * (missing, another currency, a fraction of a shilling, or outside M-Pesa's limits).
  */
-export function mpesaAmount(money: { amountMinor: bigint; currency: string } | undefined, field: string): bigint {
+export function mpesaAmount(money: MoneyAmount | undefined, field: string): bigint {
   if (!money) throw fieldError(field, "is required");
   if (money.currency !== "KES") throw fieldError(field, "M-Pesa moves Kenya shillings only (currency KES)");
   if (money.amountMinor % 100n !== 0n) throw fieldError(field, "M-Pesa moves whole shillings; amount_minor must be a multiple of 100");
@@ -91,7 +97,7 @@ export const CARD_MAX_MINOR: Readonly<Record<string, bigint>> = Object.freeze({
  * A tip amount from outside for the rail: M-Pesa's rules (mpesaAmount), or for a card a known
  * currency, more than zero and at most CARD_MAX_MINOR; else INVALID_ARGUMENT naming `field`.
  */
-export function publicTipAmount(money: { amountMinor: bigint; currency: string } | undefined, field: string, rail: "mpesa" | "card"): bigint {
+export function publicTipAmount(money: MoneyAmount | undefined, field: string, rail: "mpesa" | "card"): bigint {
   if (rail === "mpesa") return mpesaAmount(money, field);
   if (!money) throw fieldError(field, "is required");
   assertCurrency(money.currency, `${field}.currency`);

@@ -1,7 +1,6 @@
 // Payouts as workers and the admin console read them; the payout flow's own statements live in payouts.ts.
 // A row leaves the database here or in the flow only through payoutOf: past it, a payout is the domain's Payout.
-import type { Queryable } from "@ttip/runtime";
-import type { Money } from "../money.js";
+import type { MoneyAmount, Queryable } from "@ttip/runtime";
 import type { Cursor, PageRow } from "./page.js";
 import { commonFilters, searchPage, workerPage, type CommonSearch } from "./search.js";
 
@@ -41,9 +40,9 @@ export interface Payout {
   payoutId: string;
   workerId: string;
   idempotencyKey: string;
-  amount: Money;
+  amount: MoneyAmount;
   /** M-Pesa's B2C charge, settled with the hold. */
-  transferFee: Money;
+  transferFee: MoneyAmount;
   phone: string;
   phoneMasked: string;
   automatic: boolean;
