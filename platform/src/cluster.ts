@@ -86,73 +86,105 @@ const gatewayShape = {
 /** Runs one cluster role in this process; resolves once it is serving (or, for migrate, done). */
 export async function runClusterRole(role: string): Promise<void> {
   if (!CLUSTER_ROLES.includes(role)) throw new Error(`not a cluster role: ${role}`);
-  if (role === "migrate") {
-    // Before new pods start (Helm pre-install/pre-upgrade hook). Services still
-    // migrate at start under the same advisory lock, so this is safe to repeat.
-    const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
-    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-    const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-migrate", logger });
-    try {
-      for (const m of modules) {
-        const applied = await migrate(pool, m.name, m.migrations, logger);
-        logger.info({ schema: m.name, applied: applied.length }, "schema up to date");
-      }
-    } finally {
-      await pool.end();
+  if (role === "migrate") return runMigrate(role);
+  if (role === "setup-token") return runSetupToken(role);
+  if (role === "gateway") return runGateway(role);
+  return runService(modules.find((m) => m.name === role)!);
+}
+
+/**
+ * Before new pods start (Helm pre-install/pre-upgrade hook). Services still
+ * migrate at start under the same advisory lock, so this is safe to repeat.
+ */
+async function runMigrate(role: string): Promise<void> {
+  const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
+  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+  const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-migrate", logger });
+  try {
+    for (const m of modules) {
+      const applied = await migrate(pool, m.name, m.migrations, logger);
+      logger.info({ schema: m.name, applied: applied.length }, "schema up to date");
     }
-    return;
+  } finally {
+    await pool.end();
   }
-  if (role === "setup-token") {
-    // A cluster's first admin: run once in any pod with the database (e.g. kubectl exec into auth).
-    // The token goes to this terminal only, never to the logs.
-    const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
-    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-    const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-setup-token", logger });
-    try {
-      const setup = await issueSetupToken(pool, "by main.ts setup-token");
-      if (!setup) {
-        console.error("an admin already exists: an admin grants roles in the console (Users → roles)");
-        process.exitCode = 1;
-        return;
-      }
-      process.stdout.write(`one-time setup token for the first admin (valid until ${setup.expiresAt.toISOString()}; enter it at /admin after signing in with a PIN):\n${setup.token}\n`);
-    } finally {
-      await pool.end();
+}
+
+/**
+ * A cluster's first admin: run once in any pod with the database (e.g. kubectl exec into auth).
+ * The token goes to this terminal only, never to the logs.
+ */
+async function runSetupToken(role: string): Promise<void> {
+  const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
+  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+  const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-setup-token", logger });
+  try {
+    const setup = await issueSetupToken(pool, "by main.ts setup-token");
+    if (!setup) {
+      console.error("an admin already exists: an admin grants roles in the console (Users → roles)");
+      process.exitCode = 1;
+      return;
     }
-    return;
+    process.stdout.write(`one-time setup token for the first admin (valid until ${setup.expiresAt.toISOString()}; enter it at /admin after signing in with a PIN):\n${setup.token}\n`);
+  } finally {
+    await pool.end();
   }
-  if (role === "gateway") {
-    const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
-    const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-    const tracing = tracingFromEnv(`ttip-${role}`);
-    const cache = new RedisCache(cfg.REDIS_URL);
-    const trustedProxies = cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [];
-    const gateway = await startGateway({
-      logger,
-      metrics: new Metrics({ role }),
-      cache,
-      backends: modules.flatMap((m) => publicServices(m).map((service) => ({ service, url: cfg[`${m.name.toUpperCase()}_URL`] }))),
-      jwt: cfg.JWKS_URL ? { jwksUrl: cfg.JWKS_URL, issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE } : undefined,
-      rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
-      corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
-      trustedProxies,
-      adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
-      partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
-      stepUp: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
-      web: cfg.ADMIN_CONSOLE === "on" ? adminConsole(cfg.ADMIN_ALLOWED_NETWORKS, trustedProxies) : undefined,
-      host: cfg.HOST,
-      port: cfg.PORT,
-      drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
-      drainDelayMs: cfg.DRAIN_DELAY_MS,
-      maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
-      readMaxBytes: cfg.READ_MAX_BYTES,
-    });
-    onShutdown(logger, [() => gateway.close(), () => cache.close(), async () => tracing?.stop()], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000);
-    return;
-  }
-  const module = modules.find((m) => m.name === role)!;
+}
+
+/** The public gateway in front of every service's public RPCs; stops on SIGTERM after draining. */
+async function runGateway(role: string): Promise<void> {
+  const cfg = loadConfig(gatewayShape) as z.infer<z.ZodObject<typeof gatewayShape>> & Record<string, string>;
+  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+  const tracing = tracingFromEnv(`ttip-${role}`);
+  const cache = new RedisCache(cfg.REDIS_URL);
+  const trustedProxies = cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [];
+  const gateway = await startGateway({
+    logger,
+    metrics: new Metrics({ role }),
+    cache,
+    backends: modules.flatMap((m) => publicServices(m).map((service) => ({ service, url: cfg[`${m.name.toUpperCase()}_URL`] }))),
+    jwt: cfg.JWKS_URL ? { jwksUrl: cfg.JWKS_URL, issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE } : undefined,
+    rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
+    corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
+    trustedProxies,
+    adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
+    partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
+    stepUp: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
+    web: cfg.ADMIN_CONSOLE === "on" ? adminConsole(cfg.ADMIN_ALLOWED_NETWORKS, trustedProxies) : undefined,
+    ...serverOptions(cfg),
+  });
+  onShutdown(logger, [() => gateway.close(), () => cache.close(), async () => tracing?.stop()], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000);
+}
+
+type ServiceModule = (typeof modules)[number];
+
+/** One service with its database pool, JetStream bus, Redis cache and peers; stops on SIGTERM after draining. */
+async function runService(module: ServiceModule): Promise<void> {
+  const role = module.name;
+  const cfg = loadServiceConfig(module);
+  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+  const tracing = tracingFromEnv(`ttip-${role}`);
+  const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
+  const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}`, logger });
+  const bus = await JetStreamBus.connect({
+    servers: cfg.NATS_URL,
+    stream: cfg.NATS_STREAM,
+    logger,
+    limits: { maxAgeMs: cfg.NATS_STREAM_MAX_AGE_HOURS * 3_600_000, maxBytes: cfg.NATS_STREAM_MAX_BYTES, replicas: cfg.NATS_STREAM_REPLICAS },
+  });
+  const cache = new RedisCache(cfg.REDIS_URL);
+  const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, serverOptions(cfg));
+  onShutdown(
+    logger,
+    [() => service.close(), async () => peers.close(), () => bus.close(), () => cache.close(), () => pool.end(), async () => tracing?.stop()],
+    cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000,
+  );
+}
+
+/** A service's configuration: the common settings, the internal key, its peers' URLs, Postgres, NATS and Redis. */
+function loadServiceConfig(module: ServiceModule) {
   const peerUrls = Object.fromEntries((module.calls ?? []).map((name) => [`${name.toUpperCase()}_URL`, env.url(["http"])]));
-  const cfg = loadConfig({
+  return loadConfig({
     ...common,
     ...internalKey,
     ...peerUrls,
@@ -165,28 +197,16 @@ export async function runClusterRole(role: string): Promise<void> {
     NATS_STREAM_REPLICAS: z.coerce.number().int().min(0).max(5).default(0),
     REDIS_URL: env.url(["redis", "rediss"]),
   });
-  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-  const tracing = tracingFromEnv(`ttip-${role}`);
-  const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
-  const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}`, logger });
-  const bus = await JetStreamBus.connect({
-    servers: cfg.NATS_URL,
-    stream: cfg.NATS_STREAM,
-    logger,
-    limits: { maxAgeMs: cfg.NATS_STREAM_MAX_AGE_HOURS * 3_600_000, maxBytes: cfg.NATS_STREAM_MAX_BYTES, replicas: cfg.NATS_STREAM_REPLICAS },
-  });
-  const cache = new RedisCache(cfg.REDIS_URL);
-  const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, {
+}
+
+/** Where a role's server listens and how it drains, from the settings every role shares. */
+function serverOptions(cfg: z.infer<z.ZodObject<typeof common>>) {
+  return {
     host: cfg.HOST,
     port: cfg.PORT,
     drainTimeoutMs: cfg.DRAIN_TIMEOUT_MS,
     drainDelayMs: cfg.DRAIN_DELAY_MS,
     maxConnectionAgeMs: cfg.GRPC_MAX_CONNECTION_AGE_MS,
     readMaxBytes: cfg.READ_MAX_BYTES,
-  });
-  onShutdown(
-    logger,
-    [() => service.close(), async () => peers.close(), () => bus.close(), () => cache.close(), () => pool.end(), async () => tracing?.stop()],
-    cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000,
-  );
+  };
 }

@@ -9,9 +9,8 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { UserTier } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callerHeaders } from "@ttip/runtime";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 let h: Harness;
 before(async () => {
   h = await startHarness();

@@ -11,9 +11,8 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { amountMinor, parseC2bPayment, tipReferenceValid } from "../src/c2b.js";
 import { DarajaClient, DarajaError } from "../src/daraja/client.js";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const TOKEN = "c2b-test-path-token-0123456789";
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
 

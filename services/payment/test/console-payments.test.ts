@@ -10,9 +10,8 @@ import { PaymentMethodKind, PayoutStatus, TipStatus } from "@ttip/proto/ttip/pay
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { callerHeaders } from "@ttip/runtime";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const message = (p: Promise<unknown>) => p.then(() => "", (e) => `${Code[ConnectError.from(e).code]} ${ConnectError.from(e).rawMessage}`);
 
 describe("payments in the admin console", () => {

@@ -4,9 +4,8 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 
 describe("B2C payouts: held in the wallet, sent once, settled or released by the result", () => {
   let h: Harness;

@@ -8,9 +8,8 @@ import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.j
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 
 // A customer scans a worker's code: the real qr service says who is tipped.
 describe("tips by scanned QR code", () => {

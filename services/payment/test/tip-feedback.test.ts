@@ -4,9 +4,8 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 
 describe("the customer's rating and message (RateTip): only for a confirmed tip, once", () => {
   let h: Harness;

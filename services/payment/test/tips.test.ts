@@ -9,10 +9,9 @@ import { FraudAlertSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { startTracing } from "@ttip/runtime";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const admin = { subject: randomUUID(), roles: ["admin" as const], stepUp: true };
 
 describe("tips by M-Pesa STK push, against the Daraja simulator and the real wallet", () => {

@@ -10,9 +10,8 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const asAdmin = { headers: callerHeaders("admin-1", "admin") };
 
 // A customer scans a venue's table code: the tip lands in the venue's pool, once.

@@ -5,9 +5,8 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { createAuth } from "@ttip/auth";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 
 // Manual withdrawals, with the real auth service verifying the step-up token.
 describe("withdrawals by RequestPayout", () => {
