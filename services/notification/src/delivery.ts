@@ -1,5 +1,6 @@
 // Deliveries: created once per (source, recipient, channel), then handed to
 // providers by the dispatcher with retries, backoff and failover.
+import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -299,6 +300,17 @@ export interface DispatcherOptions {
   clock?: Clock;
 }
 
+/** Deliveries dispatched together at most (one bus batch). */
+export const DISPATCH_BATCH_MAX = 32;
+
+/** A delivery with its number's STOP and its last attempt (the caller adds WHERE). */
+const CLAIM_SELECT = `SELECT d.id, d.user_id, d.channel, d.template_key, d.address, d.subject, d.body, d.status, d.attempts, d.provider_index, d.provider_attempts,
+              d.next_attempt_at, d.parked, EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = d.address) AS opted_out,
+              a.attempt AS last_attempt, a.status AS last_status, a.started_at AS last_started_at
+         FROM notification.deliveries d
+         LEFT JOIN LATERAL (SELECT attempt, status, started_at FROM notification.delivery_attempts
+                             WHERE delivery_id = d.id ORDER BY attempt DESC LIMIT 1) a ON true`;
+
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
 
@@ -325,8 +337,8 @@ export class Dispatcher {
   }
 
   /** Resolves when the delivery needs nothing more now; throws RetryLater when it is due again soon. */
-  async run(deliveryId: string): Promise<void> {
-    let claim = (await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
+  async run(deliveryId: string, claimed?: Claim): Promise<void> {
+    let claim = claimed ?? (await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
     if (claim.kind === "resolve") {
       // Rare (a user we have no number for): ask, then claim again.
       await this.resolveAddress(deliveryId);
@@ -342,6 +354,49 @@ export class Dispatcher {
       ?.counter("ttip_notification_deliveries_total", "Delivery attempts by channel, provider and outcome (sent, or the failure's kind).", ["channel", "provider", "status"])
       .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name, status: outcome.ok ? "sent" : outcome.kind });
     if (state === "retrying") throw new RetryLater(`delivery ${deliveryId} will be retried`);
+  }
+
+  /**
+   * Several deliveries at once: the usual case (each to be sent now) is read and
+   * claimed in one statement each for all of them, not two per delivery; the
+   * sends and their records go on one by one as in run(), concurrently. Any
+   * other case, or a lost claim, goes through run() alone. Throws the first
+   * failure (a RetryLater, say) once all have settled, so the caller has them
+   * delivered again: those done meanwhile then read as done.
+   */
+  async runMany(deliveryIds: string[], around: (deliveryId: string, send: () => Promise<void>) => Promise<void> = (_id, send) => send()): Promise<void> {
+    assert(deliveryIds.length <= DISPATCH_BATCH_MAX, "dispatch batch too large");
+    const ids = [...new Set(deliveryIds)];
+    const claims = ids.length > 1 ? await this.claimManyUnlocked(ids) : new Map<string, Claim>();
+    const results = await Promise.allSettled(ids.map((id) => around(id, () => this.run(id, claims.get(id)))));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+  }
+
+  /** claimUnlocked for many: the claims won, by delivery id (a missing one is left to run()). */
+  private async claimManyUnlocked(ids: string[]): Promise<Map<string, Claim>> {
+    const claims = new Map<string, Claim>();
+    const { rows } = await this.o.pool.query<ClaimedRow>(`${CLAIM_SELECT} WHERE d.id = ANY($1::uuid[])`, [ids]);
+    const wanted: { d: DeliveryRow; provider: Provider }[] = [];
+    for (const row of rows) {
+      const step = this.nextStep(row, true);
+      if (step.kind === "send") wanted.push({ d: withoutClaimColumns(row), provider: step.provider });
+    }
+    if (!wanted.length) return claims;
+    // Compare and set per row, as markSending: only a delivery still as it was read is claimed.
+    const won = await this.o.pool.query<{ delivery_id: string }>(
+      `WITH wanted AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[]) AS w(id, attempts, provider, status)),
+       claimed AS (
+         UPDATE notification.deliveries d SET attempts = w.attempts + 1, updated_at = now() FROM wanted w
+          WHERE d.id = w.id AND d.attempts = w.attempts AND d.status = w.status AND NOT d.parked RETURNING d.id, w.attempts + 1 AS attempt, w.provider)
+       INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status) SELECT id, attempt, provider, 'sending' FROM claimed RETURNING delivery_id`,
+      [wanted.map((w) => w.d.id), wanted.map((w) => w.d.attempts), wanted.map((w) => w.provider.name), wanted.map((w) => w.d.status)],
+    );
+    const wonIds = new Set(won.rows.map((r) => r.delivery_id));
+    for (const { d, provider } of wanted) {
+      if (wonIds.has(d.id)) claims.set(d.id, { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider, attempt: d.attempts + 1 });
+    }
+    return claims;
   }
 
   /**
@@ -388,16 +443,7 @@ export class Dispatcher {
 
   /** The delivery with its number's STOP and its last attempt, in one round trip; locked when `lock`. */
   private async readClaim(db: Queryable, id: string, lock: boolean): Promise<ClaimedRow | undefined> {
-    const { rows } = await db.query<ClaimedRow>(
-      `SELECT d.id, d.user_id, d.channel, d.template_key, d.address, d.subject, d.body, d.status, d.attempts, d.provider_index, d.provider_attempts,
-              d.next_attempt_at, d.parked, EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = d.address) AS opted_out,
-              a.attempt AS last_attempt, a.status AS last_status, a.started_at AS last_started_at
-         FROM notification.deliveries d
-         LEFT JOIN LATERAL (SELECT attempt, status, started_at FROM notification.delivery_attempts
-                             WHERE delivery_id = d.id ORDER BY attempt DESC LIMIT 1) a ON true
-        WHERE d.id = $1${lock ? " FOR UPDATE OF d" : ""}`,
-      [id],
-    );
+    const { rows } = await db.query<ClaimedRow>(`${CLAIM_SELECT} WHERE d.id = $1${lock ? " FOR UPDATE OF d" : ""}`, [id]);
     return rows[0];
   }
 

@@ -14,9 +14,9 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEventBatches, decodeEvent, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { StaffDirectory } from "./contacts.js";
-import { enqueue, type Dispatcher } from "./delivery.js";
+import { DISPATCH_BATCH_MAX, enqueue, type Dispatcher } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
 /** A short reference people can read out on the phone. */
@@ -187,18 +187,24 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
   // durables by delivery id: each skips the others' share (the claim, a
   // compare-and-set on the attempt count or a row lock, keeps two from ever
   // sending the same delivery).
+  // Where the bus hands over what has arrived in batches, a shard's share of a batch is
+  // read and claimed in one statement each (not two per delivery) and sent concurrently.
   for (let shard = 0; shard < DISPATCH_SHARDS; shard++) {
+    const durable = `notification-dispatch-${shard}`;
+    const dispatch = async (messages: DeliveredMessage[]) => {
+      const traces = new Map<string, string | undefined>();
+      for (const message of messages) {
+        const e = decodeEvent(DeliveryUpdatedSchema, message);
+        if (e.status === "queued" && shardOf(e.deliveryId) === shard && !traces.has(e.deliveryId)) traces.set(e.deliveryId, message.traceparent);
+      }
+      if (!traces.size) return;
+      // Each send continues the trace that queued it, so its "sent" fact (written in the span) does too.
+      await dispatcher.runMany([...traces.keys()], (id, send) => inConsumerSpan(`dispatch ${durable}`, [traces.get(id)], send));
+    };
     subs.push(
-      await ctx.bus.subscribe({
-        durable: `notification-dispatch-${shard}`,
-        subject: subjectOf(DeliveryUpdatedSchema),
-        handler: async (message) => {
-          const e = decodeEvent(DeliveryUpdatedSchema, message);
-          if (e.status !== "queued" || shardOf(e.deliveryId) !== shard) return;
-          // The send continues the trace that queued it, so its "sent" fact (written in the span) does too.
-          await inConsumerSpan(`dispatch notification-dispatch-${shard}`, [message.traceparent], () => dispatcher.run(e.deliveryId));
-        },
-      }),
+      ctx.bus.subscribeBatches
+        ? await ctx.bus.subscribeBatches({ durable, subject: subjectOf(DeliveryUpdatedSchema), maxBatch: DISPATCH_BATCH_MAX, handler: dispatch })
+        : await ctx.bus.subscribe({ durable, subject: subjectOf(DeliveryUpdatedSchema), handler: (message) => dispatch([message]) }),
     );
   }
   return async () => {
