@@ -521,6 +521,33 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(sim.calls.africastalking, calls + 1, "the provider called once");
   });
 
+  test("a batch of deliveries is claimed together and each sent once, even by two dispatchers racing; one needing a decision goes alone", async () => {
+    const fresh = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
+    // Cut off by a crash mid-send: not for the batch's claim; decided alone, under the row's lock.
+    const cutOff = await queuedSms(1);
+    await t.db.pool.query(
+      "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')",
+      [cutOff],
+    );
+    const sentBefore = await queuedSms();
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(sentBefore);
+    const calls = sim.calls.africastalking;
+    const ids = [...fresh, cutOff, sentBefore];
+    const dispatchers = Array.from({ length: 2 }, () => dispatcherWith(createProviders(config.providers, 3_000)));
+    // A loser finds an attempt in flight (due again later) or the delivery sent.
+    await Promise.all(dispatchers.map((d) => d.runMany(ids).catch((err) => assert.ok(err instanceof RetryLater, String(err)))));
+    for (const id of fresh) {
+      const d = await delivery(id);
+      assert.equal(d.status, DeliveryStatus.SENT);
+      assert.equal(d.attempts.length, 1, "one attempt recorded");
+    }
+    assert.equal(sim.calls.africastalking, calls + fresh.length, "the provider called once per fresh delivery");
+    const doubted = await delivery(cutOff);
+    assert.equal(doubted.status, DeliveryStatus.FAILED);
+    assert.match(doubted.attempts[0].error, /in doubt/);
+    assert.equal((await delivery(sentBefore)).attempts.length, 1, "the one sent before is not sent again");
+  });
+
   test("a provider that takes a send and never answers leaves it in doubt: no retry, no failover", async () => {
     const id = await queuedSms();
     sim.stalled.add("africastalking");
