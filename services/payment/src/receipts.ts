@@ -85,7 +85,7 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
           channels: [Channel.EMAIL],
         }, { timeoutMs: 5_000 }).catch(sentBefore);
       }
-      await pool.query("UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = $1", [r.tip_id]);
+      await markSent(pool, r.tip_id);
       sent++;
     } catch (err) {
       logger.warn({ tipId: r.tip_id, err: (err as Error).message }, "receipt not sent yet; will retry");
@@ -93,6 +93,50 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
     }
   }
   return sent;
+}
+
+/** Receipts marked sent in one statement at most; a bound on the statement's size. */
+const MARK_SENT_BATCH = 500;
+
+/** Receipts sent and waiting to be marked so, per pool, with whoever waits for each. */
+interface SentMarks {
+  waiting: { tipId: string; done: (err?: unknown) => void }[];
+  flushing: boolean;
+}
+const sentMarks = new WeakMap<Queryable, SentMarks>();
+
+/**
+ * Marks a receipt sent. Receipts sent while an earlier mark is being written
+ * are marked together in the next statement (one commit for many tips, not one
+ * each), with no timer: a lone receipt is written at once. Safe to lose in a
+ * crash: the receipt stays owed, and its resend is deduped by notification on the key.
+ */
+function markSent(pool: Queryable, tipId: string): Promise<void> {
+  const marks = sentMarks.get(pool) ?? { waiting: [], flushing: false };
+  sentMarks.set(pool, marks);
+  const queued = new Promise<void>((resolve, reject) => marks.waiting.push({ tipId, done: (err) => (err === undefined ? resolve() : reject(err)) }));
+  if (!marks.flushing) void flushSentMarks(pool, marks);
+  return queued;
+}
+
+async function flushSentMarks(pool: Queryable, marks: SentMarks): Promise<void> {
+  marks.flushing = true;
+  try {
+    while (marks.waiting.length) {
+      const batch = marks.waiting.splice(0, MARK_SENT_BATCH);
+      // Sorted, so two replicas marking overlapping receipts lock them in the same order.
+      const ids = [...new Set(batch.map((w) => w.tipId))].sort();
+      let failure: unknown;
+      try {
+        await pool.query("UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = ANY($1::uuid[])", [ids]);
+      } catch (err) {
+        failure = err ?? new Error("marking receipts sent failed");
+      }
+      for (const w of batch) w.done(failure);
+    }
+  } finally {
+    marks.flushing = false;
+  }
 }
 
 /** Display names for receipts, by owner, for a minute: a busy worker's receipts do not each ask qr again. */
