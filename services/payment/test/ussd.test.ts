@@ -134,18 +134,13 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     await network.dial();
     await new Promise((r) => setTimeout(r, 80));
     await assert.rejects(network.reply("1"), UssdSessionEnded);
-    h.config.ussd!.sessionTimeoutMs = 100;
-    try {
-      const stale = new UssdSession(url, p.at, { networkTimeoutMs: 60_000 });
-      await stale.dial();
-      await stale.reply("1");
-      await stale.reply(w.code);
-      await stale.reply("1");
-      h.clock.advance(150); // past the service's 100 ms timeout, no sleep
-      assert.match(await stale.reply("1"), /^END This session has expired/);
-    } finally {
-      h.config.ussd!.sessionTimeoutMs = 60_000;
-    }
+    const stale = new UssdSession(url, p.at, { networkTimeoutMs: 60_000 });
+    await stale.dial();
+    await stale.reply("1");
+    await stale.reply(w.code);
+    await stale.reply("1");
+    h.clock.advance(h.config.ussd!.sessionTimeoutMs + 50); // past the service's timeout, no sleep
+    assert.match(await stale.reply("1"), /^END This session has expired/);
     assert.equal(pushesTo(p.msisdn).length, 0);
     const wrong = await fetch(`${h.config.callbackBaseUrl}/ussd/not-the-real-token-000`, { method: "POST", body: "sessionId=x&phoneNumber=%2B254712345678&text=" });
     assert.equal(wrong.status, 404);
