@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
+import { claimIdempotencyKey, decodePageToken, decodeTimeIdToken, fieldError, idempotentRequest, InvalidStateError, keysetPage, keysetTime, NotFoundError, optionalTimestamp, pageSize, positionParts, readPartnerUsage, requireCaller, withTransaction } from "@ttip/runtime";
 import { AuditEventSchema, PartnerApiKeySchema, type PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthAdminService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -32,8 +32,8 @@ export function toPartnerKey(r: KeyRow): PartnerApiKey {
     scopes: r.scopes,
     prefix: r.prefix,
     createdAt: timestampFromDate(r.created_at),
-    revokedAt: r.revoked_at ? timestampFromDate(r.revoked_at) : undefined,
-    lastUsedAt: r.last_used_at ? timestampFromDate(r.last_used_at) : undefined,
+    revokedAt: optionalTimestamp(r.revoked_at),
+    lastUsedAt: optionalTimestamp(r.last_used_at),
   });
 }
 

@@ -2,7 +2,7 @@ import { createPublicKey, randomBytes, randomUUID, verify, type JsonWebKey } fro
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { fieldError, InvalidStateError, NotFoundError, PermissionDeniedError, type Queryable, withTransaction } from "@ttip/runtime";
+import { fieldError, InvalidStateError, NotFoundError, optionalTimestamp, PermissionDeniedError, type Queryable, withTransaction } from "@ttip/runtime";
 import { DeviceSchema, type Device } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
@@ -41,7 +41,7 @@ function toDevice(r: { device_id: string; name: string; public_key_jwk: string; 
     name: r.name,
     publicKeyJwk: r.public_key_jwk,
     registeredAt: timestampFromDate(r.registered_at),
-    lastVerifiedAt: r.last_verified_at ? timestampFromDate(r.last_verified_at) : undefined,
+    lastVerifiedAt: optionalTimestamp(r.last_verified_at),
   });
 }
 

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { maskPhone, NotFoundError, type Queryable } from "@ttip/runtime";
+import { maskPhone, NotFoundError, optionalTimestamp, type Queryable } from "@ttip/runtime";
 import { Role, UserSchema, type User } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 
 export interface UserRow {
@@ -44,9 +44,9 @@ export function toUser(u: UserRow): User {
     photoUrl: u.photo_url,
     locale: u.locale,
     hasPin: !!u.pin_hash,
-    lockedUntil: locked ? timestampFromDate(locked) : undefined,
+    lockedUntil: optionalTimestamp(locked),
     createdAt: timestampFromDate(u.created_at),
-    blockedAt: u.blocked_at ? timestampFromDate(u.blocked_at) : undefined,
+    blockedAt: optionalTimestamp(u.blocked_at),
     blockedReason: u.blocked_reason ?? "",
   });
 }

@@ -1,6 +1,7 @@
 // Domain values (and the rows not yet mapped to one) to contract messages.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { optionalTimestamp } from "@ttip/runtime";
 import {
   AlertStatus, FraudAction, FraudReason, PaymentMethodKind, PayoutSchema, PayoutStatus, TipSchema, TipStatus, type Payout as PayoutMessage, type Tip as TipMessage,
 } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -40,7 +41,7 @@ export function tipMessage(t: Tip, locale = "en", paybill = ""): TipMessage {
     rating: t.rating,
     message: t.message,
     createdAt: timestampFromDate(t.createdAt),
-    completedAt: t.completedAt ? timestampFromDate(t.completedAt) : undefined,
+    completedAt: optionalTimestamp(t.completedAt),
     paybillNumber: paybill && t.accountReference ? paybill : "",
     paybillAccountReference: paybill && t.accountReference ? t.accountReference : "",
     channel: t.channel,
@@ -70,7 +71,7 @@ export function payoutMessage(p: Payout): PayoutMessage {
     mpesaReceipt: p.mpesaReceipt ?? "",
     automatic: p.automatic,
     createdAt: timestampFromDate(p.createdAt),
-    completedAt: p.completedAt ? timestampFromDate(p.completedAt) : undefined,
+    completedAt: optionalTimestamp(p.completedAt),
     note: p.note,
   });
 }
@@ -119,7 +120,7 @@ export function fraudAlertMessage(a: FraudAlertRow) {
     detail: a.detail,
     createdAt: timestampFromDate(a.created_at),
     reviewedBy: a.reviewed_by,
-    reviewedAt: a.reviewed_at ? timestampFromDate(a.reviewed_at) : undefined,
+    reviewedAt: optionalTimestamp(a.reviewed_at),
   };
 }
 

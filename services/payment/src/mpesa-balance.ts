@@ -6,7 +6,7 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type HandlerContext } from "@connectrpc/connect";
-import { callerHeaders, DependencyUnavailableError, NotConfiguredError, NotFoundError, type Queryable, requireCaller, type Role } from "@ttip/runtime";
+import { callerHeaders, DependencyUnavailableError, NotConfiguredError, NotFoundError, optionalTimestamp, type Queryable, requireCaller, type Role } from "@ttip/runtime";
 import { GetMpesaBalanceResponseSchema, type GetMpesaBalanceResponse } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -109,7 +109,7 @@ export async function getMpesaBalance(deps: Deps, ctx: HandlerContext, checkId: 
   return create(GetMpesaBalanceResponseSchema, {
     checkId: row.check_id,
     requestedAt: timestampFromDate(row.requested_at),
-    answeredAt: row.answered_at ? timestampFromDate(row.answered_at) : undefined,
+    answeredAt: optionalTimestamp(row.answered_at),
     resultCode: row.result_code,
     resultDesc: row.result_desc,
     accounts: accounts.map((a) => ({

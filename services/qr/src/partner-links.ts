@@ -15,6 +15,7 @@ import {
   keysetPage,
   keysetTime,
   NotFoundError,
+  optionalTimestamp,
   pageSize,
   PermissionDeniedError,
   type Peers,
@@ -72,7 +73,7 @@ function linkMessage(r: LinkRow): PartnerLink {
     ownerId: r.owner_id,
     linkedBy: r.linked_by,
     linkedAt: timestampFromDate(r.linked_at),
-    unlinkedAt: r.unlinked_at ? timestampFromDate(r.unlinked_at) : undefined,
+    unlinkedAt: optionalTimestamp(r.unlinked_at),
     unlinkedBy: r.unlinked_by ?? "",
   });
 }

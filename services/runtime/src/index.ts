@@ -32,4 +32,5 @@ export * from "./service.js";
 export * from "./shutdown.js";
 export * from "./startup.js";
 export * from "./step-up.js";
+export * from "./timestamps.js";
 export * from "./tracing.js";

@@ -7,7 +7,7 @@ import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notificat
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyExistsError, callerHeaders, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Logger, NotFoundError, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
+import { AlreadyExistsError, callerHeaders, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Logger, NotFoundError, optionalTimestamp, type Pool, type Principal, type Queryable, requireKenyanMobile, type Role, type ServiceContext, withTransaction } from "@ttip/runtime";
 import type { VenueInfo } from "./access.js";
 import { audit, ensureDefaultRoles, memberById, type MemberRow } from "./store.js";
 
@@ -21,7 +21,7 @@ async function memberEvent(tx: Queryable, m: MemberRow, change: "invited" | "joi
     change,
     roleId: m.role_id,
     joinedAt: timestampFromDate(m.joined_at),
-    leftAt: m.left_at ? timestampFromDate(m.left_at) : undefined,
+    leftAt: optionalTimestamp(m.left_at),
   }, m.member_id);
 }
 

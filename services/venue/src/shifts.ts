@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { VenueShiftRecordedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { ShiftSource } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
-import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, NotFoundError, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, NotFoundError, optionalTimestamp, parseKenyanMobile, PermissionDeniedError, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { parseCsv } from "./csv.js";
 import { audit, currentMemberOf, type MemberRow, type ShiftRow } from "./store.js";
 
@@ -19,7 +19,7 @@ async function emitFinished(tx: Queryable, s: ShiftRow) {
     shiftId: s.shift_id,
     memberId: s.member_id,
     startedAt: timestampFromDate(s.started_at),
-    endedAt: s.ended_at ? timestampFromDate(s.ended_at) : undefined,
+    endedAt: optionalTimestamp(s.ended_at),
     source: s.source,
   }, s.shift_id);
 }

@@ -1,7 +1,7 @@
 // Rows of the venue schema and how they read as messages.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { maskPhone, type Queryable } from "@ttip/runtime";
+import { maskPhone, optionalTimestamp, type Queryable } from "@ttip/runtime";
 import {
   DistributionSchema,
   DistributionStatus,
@@ -93,7 +93,7 @@ export function toMember(m: MemberRow, venueName = ""): Member {
     roleId: m.role_id,
     status: memberStatus(m),
     joinedAt: timestampFromDate(m.joined_at),
-    leftAt: m.left_at ? timestampFromDate(m.left_at) : undefined,
+    leftAt: optionalTimestamp(m.left_at),
     invitedAt: timestampFromDate(m.invited_at),
     venueName,
   });
@@ -152,7 +152,7 @@ export function toShift(s: ShiftRow): Shift {
     venueId: s.venue_id,
     memberId: s.member_id,
     startedAt: timestampFromDate(s.started_at),
-    endedAt: s.ended_at ? timestampFromDate(s.ended_at) : undefined,
+    endedAt: optionalTimestamp(s.ended_at),
     source: s.source,
     minutes: s.ended_at ? BigInt(Math.floor((s.ended_at.getTime() - s.started_at.getTime()) / 60_000)) : 0n,
     recordedBy: s.recorded_by,
@@ -364,8 +364,8 @@ export function toDistribution(d: DistributionRow, shares: ShareRow[]): Distribu
     reversalEntryId: d.reversal_entry_id ?? "",
     reversalReason: d.reversal_reason,
     confirmedBy: d.confirmed_by,
-    confirmedAt: d.confirmed_at ? timestampFromDate(d.confirmed_at) : undefined,
-    reversedAt: d.reversed_at ? timestampFromDate(d.reversed_at) : undefined,
+    confirmedAt: optionalTimestamp(d.confirmed_at),
+    reversedAt: optionalTimestamp(d.reversed_at),
     revision: d.revision,
     summary: `${METHOD_WORDS[d.method] ?? ""} (rule v${d.rule_version}); ${shares.length} members`,
   });

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AlreadyExistsError, decimalAmount, DomainError, emitEvent, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, decimalAmount, DomainError, emitEvent, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, optionalTimestamp, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -41,7 +41,7 @@ function toHold(r: HoldRow): Hold {
     payoutId: r.payout_id,
     status: r.status,
     createdAt: timestampFromDate(r.created_at),
-    resolvedAt: r.resolved_at ? timestampFromDate(r.resolved_at) : undefined,
+    resolvedAt: optionalTimestamp(r.resolved_at),
   });
 }
 

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { optionalTimestamp } from "@ttip/runtime";
 import {
   PartnerConsentSchema,
   WebhookDeliverySchema,
@@ -54,16 +54,14 @@ export interface ConsentRow {
   revoked_at: Date | null;
 }
 
-const ts = (d: Date | null | undefined) => (d ? timestampFromDate(d) : undefined);
-
 export function toSubscription(r: SubscriptionRow): WebhookSubscription {
   return create(WebhookSubscriptionSchema, {
     subscriptionId: r.subscription_id,
     keyId: r.key_id,
     url: r.url,
     eventTypes: r.event_types as WebhookEventType[],
-    createdAt: ts(r.created_at),
-    deletedAt: ts(r.deleted_at),
+    createdAt: optionalTimestamp(r.created_at),
+    deletedAt: optionalTimestamp(r.deleted_at),
   });
 }
 
@@ -89,9 +87,9 @@ export function toDelivery(r: DeliveryRow): WebhookDelivery {
     attempts: r.attempts,
     lastResponseStatus: r.last_response_status,
     lastError: r.last_error,
-    createdAt: ts(r.created_at),
-    nextAttemptAt: r.status === "pending" ? ts(r.next_attempt_at) : undefined,
-    deliveredAt: ts(r.delivered_at),
+    createdAt: optionalTimestamp(r.created_at),
+    nextAttemptAt: r.status === "pending" ? optionalTimestamp(r.next_attempt_at) : undefined,
+    deliveredAt: optionalTimestamp(r.delivered_at),
     url: r.url ?? "",
   });
 }
@@ -102,7 +100,7 @@ export function toConsent(r: ConsentRow): PartnerConsent {
     keyId: r.key_id,
     partnerName: r.partner_name,
     scopes: r.scopes as ConsentScope[],
-    grantedAt: ts(r.granted_at),
-    revokedAt: ts(r.revoked_at),
+    grantedAt: optionalTimestamp(r.granted_at),
+    revokedAt: optionalTimestamp(r.revoked_at),
   });
 }

@@ -1,7 +1,6 @@
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { maskPhone } from "@ttip/runtime";
+import { maskPhone, optionalTimestamp } from "@ttip/runtime";
 import { providerFigures } from "../stores/deliveries.js";
 import type { NotificationHandlerContext } from "./context.js";
 
@@ -26,8 +25,8 @@ function getProviderHealthHandler(h: NotificationHandlerContext): ServiceImpl<ty
         failed: BigInt(r.failed),
         inDoubt: BigInt(r.in_doubt),
         lastError: maskNumbers(r.last_error ?? ""),
-        lastErrorAt: r.last_error_at ? timestampFromDate(r.last_error_at) : undefined,
-        lastSuccessAt: r.last_success_at ? timestampFromDate(r.last_success_at) : undefined,
+        lastErrorAt: optionalTimestamp(r.last_error_at),
+        lastSuccessAt: optionalTimestamp(r.last_success_at),
       })),
     };
   };

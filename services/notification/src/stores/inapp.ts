@@ -2,7 +2,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { InAppNotificationSchema, TemplateKey, type InAppNotification } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { keysetTime, type Queryable } from "@ttip/runtime";
+import { keysetTime, optionalTimestamp, type Queryable } from "@ttip/runtime";
 
 export interface InAppRow {
   id: string;
@@ -72,6 +72,6 @@ export function toInApp(r: InAppRow): InAppNotification {
     title: r.title,
     body: r.body,
     createdAt: timestampFromDate(r.created_at),
-    readAt: r.read_at ? timestampFromDate(r.read_at) : undefined,
+    readAt: optionalTimestamp(r.read_at),
   });
 }

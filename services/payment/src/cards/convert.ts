@@ -1,5 +1,5 @@
 // Card tips in contract messages, and their results in the customer's words.
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { optionalTimestamp } from "@ttip/runtime";
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { CardProvider, CardTipState, type Tip as TipMessage } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
@@ -66,7 +66,7 @@ export function withCardFields(tip: TipMessage, t: Tip, card: CardTipPart, local
   tip.workerReceives = create(MoneySchema, t.workerReceives);
   tip.fxRate = card.fxRate ?? "";
   tip.fxRateSource = card.fxRateSource ?? "";
-  tip.fxRateTime = card.fxRateTime ? timestampFromDate(card.fxRateTime) : undefined;
+  tip.fxRateTime = optionalTimestamp(card.fxRateTime);
   tip.nextActionUrl = t.status === "pending" ? card.nextActionUrl : "";
   tip.cardState = STATE[card.state] ?? CardTipState.NONE;
   tip.refunded = create(MoneySchema, card.refunded);

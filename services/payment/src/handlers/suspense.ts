@@ -1,6 +1,6 @@
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodeTimeIdToken, keysetPage, pageSize, requireCaller } from "@ttip/runtime";
+import { auditAdminAction, decodeTimeIdToken, keysetPage, optionalTimestamp, pageSize, requireCaller } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { tipMessage, toCallback } from "../convert.js";
@@ -24,7 +24,7 @@ function suspenseMessage(r: C2bRow) {
     tipId: r.tip_id ?? "",
     receivedAt: timestampFromDate(r.received_at),
     resolvedBy: r.resolved_by,
-    resolvedAt: r.resolved_at ? timestampFromDate(r.resolved_at) : undefined,
+    resolvedAt: optionalTimestamp(r.resolved_at),
   };
 }
 

@@ -2,7 +2,7 @@ import { type ServiceImpl } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { MyShareSchema } from "@ttip/proto/ttip/venue/v1/venue_pb.js";
 import { VenueService } from "@ttip/proto/ttip/venue/v1/venue_service_pb.js";
-import { decodePageToken, fieldError, keysetPage, NotFoundError, pageSize, requireCaller } from "@ttip/runtime";
+import { decodePageToken, fieldError, keysetPage, NotFoundError, optionalTimestamp, pageSize, requireCaller } from "@ttip/runtime";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { distributionsPage, loadDistribution, money, sharesOf, sharesOfWorker, toDistribution, toShareLine } from "../store.js";
 import type { VenueHandlerContext } from "./context.js";
@@ -98,7 +98,7 @@ function listMySharesHandler(h: VenueHandlerContext): ServiceImpl<typeof VenueSe
       membersPaid: r.members_paid,
       line: toShareLine(r, r.currency),
       status: r.status === "confirmed" ? 3 : 4,
-      confirmedAt: r.confirmed_at ? timestampFromDate(r.confirmed_at) : undefined,
+      confirmedAt: optionalTimestamp(r.confirmed_at),
     }));
     return { shares, page: { nextPageToken } };
   };
