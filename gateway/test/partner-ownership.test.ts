@@ -16,11 +16,10 @@ import { createPaymentModule } from "@ttip/payment";
 import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
 import { createQrModule } from "@ttip/qr";
 import { callerHeaders, Metrics, type RedisCache, type Role, type RunningServer } from "@ttip/runtime";
-import { captureLogger, failure, startTestService, type TestService } from "@ttip/runtime/testing";
+import { captureLogger, failure, KES, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { startGateway } from "../src/index.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const phone = () => `07${String(randomInt(100_000_000)).padStart(8, "0")}`;
 
 describe("partner keys act only for the workers and venues linked to them", () => {

@@ -12,10 +12,9 @@ import pg from "pg";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { SimScript as Script, SimTransaction } from "@ttip/payment/testing";
-import { eventually, startNats, startPostgres, startRedis, type TestServer } from "@ttip/runtime/testing";
+import { KES, startNats, startPostgres, startRedis, type TestServer, eventually } from "@ttip/runtime/testing";
 import { Cluster } from "./cluster-harness.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` until it is truthy or the deadline passes (then says what it waited for). */

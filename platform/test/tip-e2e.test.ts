@@ -30,11 +30,10 @@ import { AccountKind, PaymentRail, TransactionKind } from "@ttip/proto/ttip/wall
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { qr } from "@ttip/qr";
 import { AdjustableClock, formatMoney, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, eventually, type TestDatabase, testEnv, uniqueName } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, KES, testEnv, type TestDatabase, uniqueName, eventually } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { startPlatform, type Platform } from "../src/platform.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 /** Numbers ending 5678: the Daraja simulator's plain success (other endings script failures). */
 const kenyanNumber = () => `2547${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
 const subjectOf = (token: string): string => JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString()).sub;

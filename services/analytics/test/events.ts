@@ -18,6 +18,7 @@ import {
   VenueShareAllocatedSchema,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { buildEvent, type BusMessage, type EventInit } from "@ttip/runtime";
+import { kesMinor } from "@ttip/runtime/testing";
 
 /**
  * The event as its producer builds it, happened at `at`. The subject is the one the test
@@ -29,7 +30,6 @@ export function event<D extends DescMessage>(subject: string, schema: D, at: Dat
   return message;
 }
 
-const kes = (minor: bigint) => ({ amountMinor: minor, currency: "KES" });
 
 /** What the stream should add up to, computed independently of analytics. */
 export interface Expected {
@@ -128,7 +128,7 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
     vf.scans++;
     if (rand() < 0.15) continue; // scanned, walked away
     const amount = BigInt(50 + Math.floor(rand() * 20) * 50) * 100n;
-    events.push(event("ttip.payment.tip_created", TipCreatedSchema, t, { tipId, workerId: worker, venueId: venue, qrCodeId: qr, amount: kes(amount), method: PaymentMethod.MPESA }));
+    events.push(event("ttip.payment.tip_created", TipCreatedSchema, t, { tipId, workerId: worker, venueId: venue, qrCodeId: qr, amount: kesMinor(amount), method: PaymentMethod.MPESA }));
     e.created++;
     vf.created++;
     const done = new Date(t.getTime() + 500);
@@ -137,7 +137,7 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
       const fee = (amount * 3n) / 100n;
       const rating = rand() < 0.6 ? 1 + Math.floor(rand() * 5) : 0;
       events.push(event("ttip.payment.tip_succeeded", TipSucceededSchema, done, {
-        tipId, workerId: worker, venueId: venue, qrCodeId: qr, amount: kes(amount), fee: kes(fee), net: kes(amount - fee),
+        tipId, workerId: worker, venueId: venue, qrCodeId: qr, amount: kesMinor(amount), fee: kesMinor(fee), net: kesMinor(amount - fee),
         method: PaymentMethod.MPESA, mpesaReceipt: `R${i}`, rating,
       }));
       e.succeeded++;
@@ -163,14 +163,14 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
       if (rand() < 0.3) {
         const payoutId = randomUUID();
         const latency = 1_000 + Math.floor(rand() * 20_000);
-        events.push(event("ttip.wallet.payout_held", PayoutHeldSchema, done, { holdId: randomUUID(), payoutId, ownerId: worker, amount: kes(amount - fee) }));
+        events.push(event("ttip.wallet.payout_held", PayoutHeldSchema, done, { holdId: randomUUID(), payoutId, ownerId: worker, amount: kesMinor(amount - fee) }));
         const end = new Date(done.getTime() + latency);
         if (rand() < 0.85) {
-          events.push(event("ttip.payment.payout_succeeded", PayoutSucceededSchema, end, { payoutId, workerId: worker, amount: kes(amount - fee), transferFee: kes(0n), mpesaReceipt: `P${i}` }));
+          events.push(event("ttip.payment.payout_succeeded", PayoutSucceededSchema, end, { payoutId, workerId: worker, amount: kesMinor(amount - fee), transferFee: kesMinor(0n), mpesaReceipt: `P${i}` }));
           e.payoutsSucceeded++;
           e.payoutMinor += amount - fee;
         } else {
-          events.push(event("ttip.payment.payout_failed", PayoutFailedSchema, end, { payoutId, workerId: worker, amount: kes(amount - fee), resultCode: "2001", reason: "The initiator is not allowed" }));
+          events.push(event("ttip.payment.payout_failed", PayoutFailedSchema, end, { payoutId, workerId: worker, amount: kesMinor(amount - fee), resultCode: "2001", reason: "The initiator is not allowed" }));
           e.payoutsFailed++;
         }
         e.payoutLatenciesMs.push(latency);
@@ -178,7 +178,7 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
     } else {
       const refused = roll > 0.95;
       const [code, reason] = refused ? ["500.001.1001", "M-Pesa is busy; try again in a minute."] : FAILURES[Math.floor(rand() * FAILURES.length)];
-      events.push(event("ttip.payment.tip_failed", TipFailedSchema, done, { tipId, workerId: worker, venueId: venue, qrCodeId: qr, amount: kes(amount), method: PaymentMethod.MPESA, resultCode: code, reason, pushRefused: refused }));
+      events.push(event("ttip.payment.tip_failed", TipFailedSchema, done, { tipId, workerId: worker, venueId: venue, qrCodeId: qr, amount: kesMinor(amount), method: PaymentMethod.MPESA, resultCode: code, reason, pushRefused: refused }));
       e.failed++;
       e.failuresByCode.set(code, (e.failuresByCode.get(code) ?? 0) + 1);
       if (refused) {
@@ -194,13 +194,13 @@ export function generateDay(c: Cast, dayStart: Date, tips: number, seed: number)
     let total = 0n;
     for (const w of c.workers.filter((x) => c.venueOf.get(x) === venue)) {
       const share = BigInt(100 + Math.floor(rand() * 900)) * 100n;
-      events.push(event("ttip.venue.share_allocated", VenueShareAllocatedSchema, close, { venueId: venue, distributionId, memberId: randomUUID(), workerId: w, amount: kes(share) }));
+      events.push(event("ttip.venue.share_allocated", VenueShareAllocatedSchema, close, { venueId: venue, distributionId, memberId: randomUUID(), workerId: w, amount: kesMinor(share) }));
       e.perWorker.get(w)!.pool += share;
       total += share;
     }
     e.pooled += total;
     if (v === c.venues.length - 1) {
-      events.push(event("ttip.venue.distribution_reversed", VenueDistributionReversedSchema, new Date(close.getTime() + 60_000), { venueId: venue, distributionId, amount: kes(total), reason: "wrong split" }));
+      events.push(event("ttip.venue.distribution_reversed", VenueDistributionReversedSchema, new Date(close.getTime() + 60_000), { venueId: venue, distributionId, amount: kesMinor(total), reason: "wrong split" }));
       e.pooled -= total;
     }
   }

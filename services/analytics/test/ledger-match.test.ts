@@ -15,12 +15,11 @@ import { createQrModule } from "@ttip/qr";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { callerHeaders, signingInterceptor } from "@ttip/runtime";
-import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
+import { KES, startTestService, type TestService, eventually } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { createAnalyticsModule } from "../src/index.js";
 import { rng } from "./events.js";
 
-const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
 /** A Safaricom-style number; its last four digits script the simulator (5678 pays, 1032 cancels, 0001 no funds, 2001 wrong PIN). */
 const phone = (suffix: string) => `07${String(randomInt(10_000)).padStart(4, "0")}${suffix}`;
 

@@ -14,7 +14,7 @@ import { PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/ev
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { AdjustableClock, callerHeaders, InProcessBus, violationsOf, type Role } from "@ttip/runtime";
-import { eventually, refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
+import { type InProcessService, kesMinor, refusal, startInProcessService, eventually } from "@ttip/runtime/testing";
 import { createQrModule } from "@ttip/qr";
 import { createAnalyticsModule } from "../src/index.js";
 import { event } from "./events.js";
@@ -23,7 +23,6 @@ const DAY = 86_400_000;
 /** The in-process bus's duplicate window (JetStream's default). */
 const DUPLICATE_WINDOW_MS = 120_000;
 const lastDay = () => ({ from: timestampFromDate(new Date(Date.now() - DAY)), to: timestampFromDate(new Date(Date.now() + 60_000)) });
-const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
 const fieldsOf = (err: Parameters<typeof violationsOf>[0]) => violationsOf(err).map((v) => v.field);
 
 describe("analytics rules, in process (with qr)", () => {
@@ -77,7 +76,7 @@ describe("analytics rules, in process (with qr)", () => {
   test("a tip's event delivered again is counted once (the consumer's inbox, past the bus's duplicate window)", async () => {
     const worker = randomUUID();
     const tip = event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
-      tipId: randomUUID(), workerId: worker, amount: kes(15_000n), fee: kes(700n), net: kes(14_300n), method: PaymentMethod.MPESA, mpesaReceipt: "RKT1", rating: 0,
+      tipId: randomUUID(), workerId: worker, amount: kesMinor(15_000n), fee: kesMinor(700n), net: kesMinor(14_300n), method: PaymentMethod.MPESA, mpesaReceipt: "RKT1", rating: 0,
     });
     const counted = async () => {
       const { earnings: e } = await asWorker(worker).getWorkerEarnings({ range: lastDay() });
@@ -92,7 +91,7 @@ describe("analytics rules, in process (with qr)", () => {
     await s.ctx.bus.publish(tip);
     assert.equal(held(), before + 1, "the bus stored the copy");
     await s.ctx.bus.publish(event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
-      tipId: randomUUID(), workerId: worker, amount: kes(1_000n), fee: kes(50n), net: kes(950n), method: PaymentMethod.MPESA, mpesaReceipt: "RKT2", rating: 0,
+      tipId: randomUUID(), workerId: worker, amount: kesMinor(1_000n), fee: kesMinor(50n), net: kesMinor(950n), method: PaymentMethod.MPESA, mpesaReceipt: "RKT2", rating: 0,
     }));
     // The later tip is counted after the copy (one consumer, in order): then the copy has been handled.
     await eventually("the later tip counted", async () => (await counted())[0] === 2n);

@@ -6,7 +6,7 @@ import { after, before, beforeEach, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { WebhookDeliveryStatus, WebhookEventType } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { PayoutSucceededSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { captureLogger, eventually, failure } from "@ttip/runtime/testing";
+import { captureLogger, failure, kesMinor, eventually } from "@ttip/runtime/testing";
 import { loadAuthConfig } from "../src/config.js";
 import { Sealer } from "../src/crypto.js";
 import { checkWebhookUrl, retryDelayMs } from "../src/index.js";
@@ -14,7 +14,6 @@ import { pruneDeliveries, systemResolver } from "../src/partners/index.js";
 import { WebhookSender } from "../src/partners/sender.js";
 import { startPartnerHarness, WEBHOOK_ENV, type PartnerHarness, type PartnerKey, type Received } from "./partner-harness.js";
 
-const kes = (amountMinor: bigint) => ({ currency: "KES", amountMinor });
 
 /** The documented check (the SDK's verifyWebhook does the same): HMAC-SHA256 of "<t>.<raw body>". */
 function verifies(secret: string, r: Received): boolean {
@@ -61,11 +60,11 @@ describe("partner webhooks", () => {
 
   test("a tip event of the key's own tip is delivered once, signed, with a stable delivery id; other keys' tips are not", async () => {
     // Consumed in stream order: by the time the key's own tip arrives, the others were judged.
-    await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: other.keyId });
-    await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: "" });
+    await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: other.keyId });
+    await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: "" });
     const tipId = randomUUID();
     const eventId = await h.publish(TipSucceededSchema, {
-      tipId, workerId: randomUUID(), amount: kes(10_000n), fee: kes(300n), net: kes(9_700n), mpesaReceipt: "SIM123ABC", createdBy: pos.keyId,
+      tipId, workerId: randomUUID(), amount: kesMinor(10_000n), fee: kesMinor(300n), net: kesMinor(9_700n), mpesaReceipt: "SIM123ABC", createdBy: pos.keyId,
       customerPhoneMasked: "2547******78",
     });
     const [got] = await eventually("the delivery", () => h.receiver.forEvent(eventId).length > 0 && h.receiver.forEvent(eventId));
@@ -96,7 +95,7 @@ describe("partner webhooks", () => {
 
   test("answered 500, a delivery is retried with growing waits under the same delivery id until a 2xx", async () => {
     h.receiver.script = [500, 500];
-    const eventId = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(5000n), resultCode: "1032", reason: "cancelled", createdBy: pos.keyId });
+    const eventId = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kesMinor(5000n), resultCode: "1032", reason: "cancelled", createdBy: pos.keyId });
     const sent = await eventually("three attempts", () => h.receiver.forEvent(eventId).length >= 3 && h.receiver.forEvent(eventId), 20_000);
     assert.deepEqual(sent.map((r) => r.status), [500, 500, 200]);
     assert.equal(new Set(sent.map((r) => r.headers["x-ttip-delivery-id"])).size, 1, "one delivery id across attempts");
@@ -119,7 +118,7 @@ describe("partner webhooks", () => {
 
   test("after the cap of attempts it is failed and left; an admin's replay sends it again under the same id", async () => {
     h.receiver.otherwise = 500;
-    const eventId = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(2000n), createdBy: pos.keyId });
+    const eventId = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(2000n), createdBy: pos.keyId });
     const failed = await eventually("failed in the log", async () => (await logOf(pos, WebhookDeliveryStatus.FAILED)).find((x) => x.eventId === eventId), 20_000);
     const max = Number(WEBHOOK_ENV.AUTH_WEBHOOK_MAX_ATTEMPTS);
     assert.equal(failed.attempts, max);
@@ -156,7 +155,7 @@ describe("partner webhooks", () => {
     const eventId = randomUUID();
     h.bus.loseAck.add(eventId);
     const { buildEvent } = await import("@ttip/runtime");
-    const m = buildEvent("payment", TipSucceededSchema, { tipId, amount: kes(700n), createdBy: pos.keyId });
+    const m = buildEvent("payment", TipSucceededSchema, { tipId, amount: kesMinor(700n), createdBy: pos.keyId });
     await h.bus.publish({ ...m, id: eventId });
     await eventually("redelivered by the server", () => (h.bus.deliveries.get(eventId) ?? []).includes(2));
     await eventually("sent", () => h.receiver.forEvent(eventId).length === 1);
@@ -169,11 +168,11 @@ describe("partner webhooks", () => {
 
   test("nothing is lost across a restart: a pending retry and an event published while auth was down are both delivered", async () => {
     h.receiver.otherwise = 503;
-    const pendingEvent = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+    const pendingEvent = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(100n), createdBy: pos.keyId });
     await eventually("a first failed attempt", () => h.receiver.forEvent(pendingEvent).length >= 1);
     let whileDown = "";
     await h.restartAuth(async () => {
-      whileDown = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+      whileDown = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kesMinor(100n), createdBy: pos.keyId });
       h.receiver.otherwise = 200;
     });
     await eventually("the pending one delivered", () => h.receiver.forEvent(pendingEvent).some((r) => r.status === 200), 20_000);
@@ -204,8 +203,8 @@ describe("partner webhooks", () => {
     assert.equal((await failure(h.partner(other).deleteWebhookSubscription({ subscriptionId }))).code, Code.NotFound);
     const deleted = await h.partner(other).deleteWebhookSubscription({ subscriptionId: a.subscription!.subscriptionId });
     assert.ok(deleted.subscription!.deletedAt);
-    const eventId = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: other.keyId });
-    const mine = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+    const eventId = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kesMinor(100n), createdBy: other.keyId });
+    const mine = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kesMinor(100n), createdBy: pos.keyId });
     await eventually("the later event delivered", () => h.receiver.forEvent(mine).length === 1);
     assert.equal(h.receiver.forEvent(eventId).length, 0);
 
@@ -233,7 +232,7 @@ describe("partner webhooks", () => {
     const payroll = await h.issueKey("Payroll App", ["webhooks:write", "payouts:read"]);
     const worker = await h.addWorker();
     await h.partner(payroll).createWebhookSubscription({ url: `${h.receiver.url}/payroll`, eventTypes: [WebhookEventType.PAYOUT_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
-    const payout = () => h.publish(PayoutSucceededSchema, { payoutId: randomUUID(), workerId: worker, amount: kes(50_000n), mpesaReceipt: "SIMPAY1" });
+    const payout = () => h.publish(PayoutSucceededSchema, { payoutId: randomUUID(), workerId: worker, amount: kesMinor(50_000n), mpesaReceipt: "SIMPAY1" });
     const before = await payout();
     // Judged before the grant: its inbox row is written with the decision.
     await eventually("the first payout consumed", async () => (await h.db.pool.query("SELECT 1 FROM auth.inbox WHERE event_id = $1", [before])).rowCount === 1);
@@ -243,7 +242,7 @@ describe("partner webhooks", () => {
     assert.equal(h.receiver.forEvent(before).length, 0, "before the consent: not sent");
     await h.consents(worker).revokePartnerConsent({ keyId: payroll.keyId });
     const afterRevoke = await payout();
-    const marker = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kes(100n), createdBy: pos.keyId });
+    const marker = await h.publish(TipFailedSchema, { tipId: randomUUID(), amount: kesMinor(100n), createdBy: pos.keyId });
     await eventually("a later event delivered", () => h.receiver.forEvent(marker).length === 1);
     assert.equal(h.receiver.forEvent(afterRevoke).length, 0, "after the revocation: not sent");
   });
@@ -281,11 +280,11 @@ describe("partner webhooks", () => {
     const url = h.receiver.url.replace("127.0.0.1", host);
     await h.partner(rebinder).createWebhookSubscription({ url, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
     // Only the scripted answer knows this host: a delivery arriving proves the request used it.
-    const first = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: rebinder.keyId });
+    const first = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: rebinder.keyId });
     await eventually("delivered through the checked address", () => h.receiver.forEvent(first).length === 1);
 
     h.dns.set(host, ["10.0.0.7"]);
-    const second = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: rebinder.keyId });
+    const second = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: rebinder.keyId });
     const refused = await eventually("the attempt logged", async () => (await logOf(rebinder)).find((d) => d.eventId === second && d.attempts >= 1 && d.lastError));
     assert.equal(refused.lastError, `not sent: ${host} resolves to 10.0.0.7, which is a private address: webhooks go to public addresses only`);
     assert.equal(refused.lastResponseStatus, 0);
@@ -297,7 +296,7 @@ describe("partner webhooks", () => {
     const archived = await h.issueKey("Archived POS", ["webhooks:read", "webhooks:write"]);
     await h.partner(archived).createWebhookSubscription({ url: `${h.receiver.url}/archive`, eventTypes: [WebhookEventType.TIP_SUCCEEDED], idempotencyKey: `sub-${randomUUID()}` });
     const events: string[] = [];
-    for (let i = 0; i < 7; i++) events.push(await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kes(5000n), createdBy: archived.keyId }));
+    for (let i = 0; i < 7; i++) events.push(await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(5000n), createdBy: archived.keyId }));
     await eventually("all delivered", async () => (await logOf(archived, WebhookDeliveryStatus.DELIVERED)).length === 7);
     const ids = async () =>
       (await h.db.pool.query<{ delivery_id: string; event_id: string }>("SELECT delivery_id, event_id FROM auth.partner_webhook_deliveries WHERE key_id = $1", [archived.keyId])).rows;

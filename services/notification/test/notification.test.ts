@@ -18,7 +18,7 @@ import {
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
-import { captureLogger, crashBeforeFirstAck, createTestDatabase, eventually, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName } from "@ttip/runtime/testing";
+import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { Dispatcher, enqueue, inAppSignals, RetryLater } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
@@ -32,7 +32,6 @@ async function publish<D extends DescMessage>(bus: EventBus, subject: string, sc
   return eventId;
 }
 
-const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
 let phoneSeq = 0;
 const newPhone = () => `+2547${String(Date.now() % 1e6).padStart(6, "0")}${String(phoneSeq++ % 100).padStart(2, "0")}`.slice(0, 13);
 
@@ -221,7 +220,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const phone = newPhone();
     await internal().upsertContact({ userId: workerId, phone, locale: "sw" });
     await asUser(workerId).registerPushToken({ token: `fcm-token-${workerId}`, platform: "android" });
-    const tip = { tipId: randomUUID(), workerId, amount: kes(15000n), fee: kes(750n), net: kes(14250n), customerPhoneMasked: "2547******11", message: "Asante sana!" };
+    const tip = { tipId: randomUUID(), workerId, amount: kesMinor(15000n), fee: kesMinor(750n), net: kesMinor(14250n), customerPhoneMasked: "2547******11", message: "Asante sana!" };
     const eventId = await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, tip);
     const [sms] = await eventually("the tip SMS", () => smsTo(phone).length > 0 && smsTo(phone));
     assert.equal(sms.body, 'Umepokea bakshishi ya KES 150 kutoka kwa 2547******11. Unapata KES 142.50 baada ya ada. "Asante sana!"');
@@ -381,7 +380,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const inbound = `${serviceUrl}/webhooks/africastalking/inbound?token=at-callback-secret`;
     assert.equal(await sim.inboundSms("africastalking", inbound, phone, "stop"), 200);
     await publish(t.ctx.bus, "ttip.payment.payout_succeeded", PayoutSucceededSchema, {
-      payoutId: randomUUID(), workerId, amount: kes(100000n), mpesaReceipt: "QK7HX1", recipientPhoneMasked: "2547******00",
+      payoutId: randomUUID(), workerId, amount: kesMinor(100000n), mpesaReceipt: "QK7HX1", recipientPhoneMasked: "2547******00",
     });
     const failed = await eventually("the refused SMS delivery", async () => {
       const r = await t.db.pool.query("SELECT status, last_error FROM notification.deliveries WHERE user_id = $1 AND channel = $2", [workerId, Channel.SMS]);
@@ -397,7 +396,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const forged = await fetch(twilioInbound, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ From: phone, Body: "START" }) });
     assert.equal(forged.status, 403);
     assert.equal(await sim.inboundSms("twilio", twilioInbound, phone, "START"), 200);
-    await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kes(100000n), resultCode: "2001", reason: "wrong M-Pesa PIN" });
+    await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kesMinor(100000n), resultCode: "2001", reason: "wrong M-Pesa PIN" });
     const sms = await eventually("the SMS after START", () => smsTo(phone).find((m) => m.body.startsWith("Your withdrawal")));
     assert.equal(sms.body, "Your withdrawal of KES 1,000 failed: wrong M-Pesa PIN. The money has not left your TTIP account.");
   });
@@ -446,7 +445,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual(updated.preferences!.kinds.find((k) => k.key === TemplateKey.PAYOUT_SENT)!.channels, [Channel.SMS, Channel.PUSH, Channel.IN_APP]);
     assert.equal((await me.getPreferences({})).preferences!.locale, "sw");
 
-    await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kes(5000n), net: kes(4750n) });
+    await publish(t.ctx.bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kesMinor(5000n), net: kesMinor(4750n) });
     await eventually("the in-app tip", async () => (await me.listInAppNotifications({})).unreadCount === 1);
 
     // Quiet from an hour ago to an hour ahead, East Africa Time.
@@ -479,7 +478,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       throw new Error("stream ended");
     })();
     await eventually("the live feed listening", () => inAppSignals.listenerCount(workerId) > 0);
-    await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kes(50000n), reason: "M-Pesa is unavailable" });
+    await publish(t.ctx.bus, "ttip.payment.payout_failed", PayoutFailedSchema, { payoutId: randomUUID(), workerId, amount: kesMinor(50000n), reason: "M-Pesa is unavailable" });
     const n = await Promise.race([first, sleep(10_000).then(() => assert.fail("no live notification"))]);
     abort.abort();
     assert.equal(n.title, "Withdrawal failed");
@@ -634,7 +633,7 @@ describe("a tip event redelivered by JetStream after a crash", () => {
       const workerId = randomUUID();
       const phone = newPhone();
       await db.pool.query("INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($1, $2, 'en')", [workerId, phone.slice(1)]);
-      await publish(bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kes(10000n), net: kes(9500n) });
+      await publish(bus, "ttip.payment.tip_succeeded", TipSucceededSchema, { tipId: randomUUID(), workerId, amount: kesMinor(10000n), net: kesMinor(9500n) });
       await eventually("the SMS", () => sim.sent.some((m) => m.to === phone));
       // Wait until the crashed delivery came back and was skipped.
       await eventually("the redelivery handled", () => bus.finished >= 2);

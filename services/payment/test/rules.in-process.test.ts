@@ -13,13 +13,12 @@ import { AccountKind, EntryCauseSchema, LimitKind, OwnerKind, WithdrawalLimitSch
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { PaymentAdminService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { callerHeaders, violationsOf, type Role } from "@ttip/runtime";
-import { conflictingKeyOf, reasonOf, refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
+import { conflictingKeyOf, type InProcessService, kesMinor, reasonOf, refusal, startInProcessService } from "@ttip/runtime/testing";
 import { createAuth } from "@ttip/auth";
 import { createWalletModule } from "@ttip/wallet";
 import { createPaymentModule } from "../src/index.js";
 import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "../src/testing.js";
 
-const KES = (minor: bigint) => ({ currency: "KES", amountMinor: minor });
 /** A fresh number ending in 0003: the simulator's customer pays but no callback comes (none is needed here). */
 const quietPhone = () => `07${String(randomInt(10_000)).padStart(4, "0")}0003`;
 const admin = { subject: randomUUID(), roles: ["admin"] as Role[], stepUp: true };
@@ -30,7 +29,7 @@ describe("payment rules, in process (with wallet and auth)", () => {
   let sim: DarajaSimulator;
   const pay = (as?: { subject: string; roles: Role[] }) => s.client(PaymentService, as);
   const tip = (workerId: string, amountMinor: bigint, idempotencyKey = `tip-${randomUUID()}`, mpesaPhone = quietPhone()) =>
-    pay().createTip({ idempotencyKey, recipient: { case: "workerId", value: workerId }, amount: KES(amountMinor), payment: { case: "mpesaPhone", value: mpesaPhone } });
+    pay().createTip({ idempotencyKey, recipient: { case: "workerId", value: workerId }, amount: kesMinor(amountMinor), payment: { case: "mpesaPhone", value: mpesaPhone } });
   const pushesTo = (phone: string) => sim.transactions().filter((t) => t.kind === "stk" && t.phone === `254${phone.slice(1)}`).length;
 
   before(async () => {
@@ -57,13 +56,13 @@ describe("payment rules, in process (with wallet and auth)", () => {
     const notKenyan = await refusal(tip(worker, 100_00n, undefined, "+447700900123"));
     assert.equal(notKenyan.code, Code.InvalidArgument);
     assert.deepEqual(fieldsOf(notKenyan), ["mpesa_phone"]);
-    const payoutCents = await refusal(pay({ subject: worker, roles: ["worker"] }).requestPayout({ idempotencyKey: `po-${randomUUID()}`, amount: KES(10_050n), mpesaPhone: phone, stepUpToken: "x".repeat(32) }));
+    const payoutCents = await refusal(pay({ subject: worker, roles: ["worker"] }).requestPayout({ idempotencyKey: `po-${randomUUID()}`, amount: kesMinor(10_050n), mpesaPhone: phone, stepUpToken: "x".repeat(32) }));
     assert.deepEqual(violationsOf(payoutCents).map((v) => [v.ruleId, v.message]), [["request_payout.amount", "amount must be whole Kenya shillings greater than zero"]]);
     assert.equal(pushesTo(phone), 0, "no STK push for a refused tip");
   });
 
   test("access by role: payouts need a signed-in worker, the console an admin role, and a payout a step-up auth accepts", async () => {
-    const request = { idempotencyKey: `po-${randomUUID()}`, amount: KES(100_00n), mpesaPhone: quietPhone(), stepUpToken: "x".repeat(32) };
+    const request = { idempotencyKey: `po-${randomUUID()}`, amount: kesMinor(100_00n), mpesaPhone: quietPhone(), stepUpToken: "x".repeat(32) };
     assert.equal((await refusal(pay().requestPayout(request))).code, Code.Unauthenticated);
     assert.equal((await refusal(pay({ subject: randomUUID(), roles: ["customer"] }).requestPayout(request))).code, Code.PermissionDenied);
     const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
@@ -107,7 +106,7 @@ describe("payment rules, in process (with wallet and auth)", () => {
     const clearing = await account(AccountKind.MPESA_CLEARING, OwnerKind.PLATFORM);
     const accountId = await account(AccountKind.WORKER_WALLET, OwnerKind.WORKER, worker.subject);
     const cause = create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
-    await wallet.postEntry({ idempotencyKey: `mpesa:${randomUUID()}`, cause, postings: [{ accountId: clearing, amount: KES(-minor) }, { accountId, amount: KES(minor) }] });
+    await wallet.postEntry({ idempotencyKey: `mpesa:${randomUUID()}`, cause, postings: [{ accountId: clearing, amount: kesMinor(-minor) }, { accountId, amount: kesMinor(minor) }] });
     const stepUp = async () => {
       const token = `su_${randomBytes(24).toString("base64url")}`;
       await db.query("INSERT INTO auth.step_up_tokens (token_hash, user_id, device_id, purpose, expires_at) VALUES ($1, $2, $3, 'payout', now() + interval '5 minutes')", [
@@ -123,7 +122,7 @@ describe("payment rules, in process (with wallet and auth)", () => {
     const { worker, stepUp, held } = await fundedWorkerWithDevice(3_000_000n); // KES 30,000
     const phone = quietPhone();
     const payout = async (amountMinor: bigint, idempotencyKey = `po-${randomUUID()}`) =>
-      pay(worker).requestPayout({ idempotencyKey, amount: KES(amountMinor), mpesaPhone: phone, stepUpToken: await stepUp() });
+      pay(worker).requestPayout({ idempotencyKey, amount: kesMinor(amountMinor), mpesaPhone: phone, stepUpToken: await stepUp() });
     const tooMuch = await refusal(payout(3_000_100n));
     assert.equal(tooMuch.code, Code.FailedPrecondition);
     assert.equal(reasonOf(tooMuch), "INSUFFICIENT_FUNDS");
@@ -149,7 +148,7 @@ describe("payment rules, in process (with wallet and auth)", () => {
   test("domain refusals: an unknown tip, a payout with no number registered, a payout while payouts are held", async () => {
     assert.equal((await refusal(pay().getTip({ tipId: randomUUID() }))).code, Code.NotFound);
     const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
-    const request = { idempotencyKey: `po-${randomUUID()}`, amount: KES(100_00n), stepUpToken: "x".repeat(32) };
+    const request = { idempotencyKey: `po-${randomUUID()}`, amount: kesMinor(100_00n), stepUpToken: "x".repeat(32) };
     const noNumber = await refusal(pay(worker).requestPayout(request));
     assert.equal(noNumber.code, Code.FailedPrecondition);
     assert.equal(reasonOf(noNumber), "INVALID_STATE");

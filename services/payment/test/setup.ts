@@ -3,7 +3,7 @@
 import { randomInt } from "node:crypto";
 import http from "node:http";
 import { createClient } from "@connectrpc/connect";
-import { AdjustableClock, callerHeaders, createLogger, type MoneyAmount, type ServiceModule } from "@ttip/runtime";
+import { AdjustableClock, callerHeaders, createLogger, type ServiceModule } from "@ttip/runtime";
 import { startTestService, type TestService } from "@ttip/runtime/testing";
 import { eventually as waitUntil } from "@ttip/runtime/testing";
 import { WalletAdminService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -81,8 +81,7 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
 export const eventually = <T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> =>
   waitUntil(what, check, timeoutMs);
 
-/** Whole Kenya shillings as the contracts' Money (KES has two minor digits). */
-export const KES = (shillings: number): MoneyAmount => ({ currency: "KES", amountMinor: BigInt(shillings) * 100n });
+export { KES } from "@ttip/runtime/testing";
 
 /** A fresh Safaricom-style number ending in `suffix` (which scripts the simulator). */
 export function phone(suffix = "5678"): string {

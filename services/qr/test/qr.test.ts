@@ -17,7 +17,7 @@ import {
 } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import type { Role, ServiceContext } from "@ttip/runtime";
-import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
+import { KES, startTestService, type TestService, eventually } from "@ttip/runtime/testing";
 import { createQrModule } from "../src/index.js";
 import { PayloadSigner } from "../src/signing.js";
 import { decodeEmvco, parseTlv } from "./emvco-decoder.js";
@@ -32,7 +32,6 @@ const manager = { subject: randomUUID(), roles: ["venue_manager"] as Role[] };
 const otherManager = { subject: randomUUID(), roles: ["venue_manager"] as Role[] };
 const admin = { subject: randomUUID(), roles: ["admin"] as Role[] };
 const venueId = randomUUID();
-const KES = (shillings: number) => ({ amountMinor: BigInt(shillings * 100), currency: "KES" });
 
 /** Asserts a call fails with `code`, and with `kind` in its QrCodeProblem detail when given. */
 async function rejects(p: Promise<unknown>, code: Code, kind?: QrProblemKind, message?: RegExp): Promise<ConnectError> {

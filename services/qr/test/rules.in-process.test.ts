@@ -8,13 +8,12 @@ import { Code } from "@connectrpc/connect";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { violationsOf, type Role } from "@ttip/runtime";
-import { refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
+import { type InProcessService, KES, refusal, startInProcessService } from "@ttip/runtime/testing";
 import { createQrModule } from "../src/index.js";
 
 const worker = { subject: randomUUID(), roles: ["worker"] as Role[] };
 const otherWorker = { subject: randomUUID(), roles: ["worker"] as Role[] };
 const customer = { subject: randomUUID(), roles: ["customer"] as Role[] };
-const KES = (shillings: number) => ({ amountMinor: BigInt(shillings * 100), currency: "KES" });
 const idem = () => `idem-${randomUUID()}`;
 
 describe("qr rules, in process", () => {

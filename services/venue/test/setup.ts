@@ -16,7 +16,7 @@ import { WalletAdminService, WalletInternalService, WalletService } from "@ttip/
 import { wallet } from "@ttip/wallet";
 import { createVenueModule } from "../src/index.js";
 
-export const KES = (shillings: number) => ({ currency: "KES", amountMinor: BigInt(Math.round(shillings * 100)) });
+export { KES } from "@ttip/runtime/testing";
 
 export interface Harness {
   t: TestService;

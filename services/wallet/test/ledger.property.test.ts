@@ -5,7 +5,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { PostEntryRequestSchema } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { wallet } from "../src/index.js";
@@ -23,7 +23,6 @@ function rng(seed: number) {
   return { next, int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)), pick: <T>(xs: T[]) => xs[Math.floor(next() * xs.length)] };
 }
 
-const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
 /** A call's result or its error code, so assertions run outside any catch. */
 const attempt = <T>(p: Promise<T>) => p.then((ok) => ({ ok }), (e: unknown) => ({ code: Code[ConnectError.from(e).code] }));
 
@@ -75,9 +74,9 @@ describe("ledger invariants under random sequences (real PostgreSQL)", () => {
             idempotencyKey: `mpesa:${randomUUID()}`,
             cause: create(EntryCauseSchema, { cause: { case: "mpesaReceipt", value: `R${r.int(1e6, 9e6)}` } }),
             postings: [
-              { accountId: clearing, amount: kes(-gross) },
-              { accountId: w, amount: kes(gross - fee) },
-              ...(fee ? [{ accountId: fees, amount: kes(fee) }] : []),
+              { accountId: clearing, amount: kesMinor(-gross) },
+              { accountId: w, amount: kesMinor(gross - fee) },
+              ...(fee ? [{ accountId: fees, amount: kesMinor(fee) }] : []),
             ],
           };
           const res = await internal.postEntry(request);
@@ -96,7 +95,7 @@ describe("ledger invariants under random sequences (real PostgreSQL)", () => {
           const w = r.pick(workers);
           const amount = BigInt(r.int(1, 300) * 100);
           const payoutId = randomUUID();
-          const res = await attempt(internal.placeHold({ accountId: w, amount: kes(amount), payoutId, idempotencyKey: `hold:${payoutId}` }));
+          const res = await attempt(internal.placeHold({ accountId: w, amount: kesMinor(amount), payoutId, idempotencyKey: `hold:${payoutId}` }));
           if ("ok" in res) {
             assert.ok(amount <= available(w), "a hold beyond the available balance was accepted");
             assert.ok(m.used.get(w)! + amount <= DAILY_LIMIT, "a hold beyond the daily limit was accepted");

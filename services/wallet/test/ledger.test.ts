@@ -19,10 +19,9 @@ import {
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { decodeEvent } from "@ttip/runtime";
-import { startTestService, type TestService } from "@ttip/runtime/testing";
+import { kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "../src/index.js";
 
-const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => Code[e.code]);
 /** The error a call must fail with. */
@@ -60,9 +59,9 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
       idempotencyKey: key,
       cause: tipCause(),
       postings: [
-        { accountId: clearing, amount: kes(-gross) },
-        { accountId: workerAccount, amount: kes(gross - fee), memo: "tip" },
-        ...(fee ? [{ accountId: fees, amount: kes(fee), memo: "platform fee" }] : []),
+        { accountId: clearing, amount: kesMinor(-gross) },
+        { accountId: workerAccount, amount: kesMinor(gross - fee), memo: "tip" },
+        ...(fee ? [{ accountId: fees, amount: kesMinor(fee), memo: "platform fee" }] : []),
       ],
       description: "Tip by M-Pesa",
     });
@@ -105,14 +104,14 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const w = await newWorker();
     const before = await admin.getTrialBalance({});
     const unbalanced = await failure(
-      internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kes(-100n) }, { accountId: w.accountId, amount: kes(99n) }] }),
+      internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kesMinor(-100n) }, { accountId: w.accountId, amount: kesMinor(99n) }] }),
     );
     assert.equal(unbalanced.code, Code.InvalidArgument);
     assert.match(unbalanced.rawMessage, /do not balance in KES/);
-    const unknown = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kes(-100n) }, { accountId: randomUUID(), amount: kes(100n) }] }));
+    const unknown = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kesMinor(-100n) }, { accountId: randomUUID(), amount: kesMinor(100n) }] }));
     assert.equal(unknown.code, Code.NotFound);
     assert.match(unknown.rawMessage, /postings\[1\]\.account_id/);
-    const overdraw = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: w.accountId, amount: kes(-100n) }, { accountId: clearing, amount: kes(100n) }] }));
+    const overdraw = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: w.accountId, amount: kesMinor(-100n) }, { accountId: clearing, amount: kesMinor(100n) }] }));
     assert.equal(overdraw.code, Code.FailedPrecondition);
     const currency = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: { amountMinor: -100n, currency: "USD" } }, { accountId: w.accountId, amount: { amountMinor: 100n, currency: "USD" } }] }));
     assert.equal(currency.code, Code.InvalidArgument);
@@ -138,7 +137,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
 
   test("the same key posted 20 times at once is applied once", async () => {
     const w = await newWorker();
-    const req = { idempotencyKey: `mpesa:${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kes(-5_000n) }, { accountId: w.accountId, amount: kes(5_000n) }] };
+    const req = { idempotencyKey: `mpesa:${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kesMinor(-5_000n) }, { accountId: w.accountId, amount: kesMinor(5_000n) }] };
     const results = await Promise.all(Array.from({ length: 20 }, () => internal.postEntry(req)));
     assert.equal(results.filter((r) => r.created).length, 1);
     assert.equal(new Set(results.map((r) => r.entry!.entryId)).size, 1);
@@ -149,41 +148,41 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const w = await newWorker();
     await tip(w.accountId, 3_000_000n, 0n); // KES 30,000
     const payoutId = randomUUID();
-    const placed = await internal.placeHold({ accountId: w.accountId, amount: kes(1_000_000n), payoutId, idempotencyKey: `hold-${payoutId}` });
+    const placed = await internal.placeHold({ accountId: w.accountId, amount: kesMinor(1_000_000n), payoutId, idempotencyKey: `hold-${payoutId}` });
     assert.equal(placed.hold!.status, HoldStatus.HELD);
     assert.equal(placed.balance!.available!.amountMinor, 2_000_000n);
     assert.equal(placed.balance!.held!.amountMinor, 1_000_000n);
-    const replay = await internal.placeHold({ accountId: w.accountId, amount: kes(1_000_000n), payoutId, idempotencyKey: `hold-${payoutId}` });
+    const replay = await internal.placeHold({ accountId: w.accountId, amount: kesMinor(1_000_000n), payoutId, idempotencyKey: `hold-${payoutId}` });
     assert.equal(replay.hold!.holdId, placed.hold!.holdId, "same key, same hold");
-    assert.equal(await codeOf(internal.placeHold({ accountId: w.accountId, amount: kes(5n), payoutId, idempotencyKey: `other-${payoutId}` })), "AlreadyExists");
+    assert.equal(await codeOf(internal.placeHold({ accountId: w.accountId, amount: kesMinor(5n), payoutId, idempotencyKey: `other-${payoutId}` })), "AlreadyExists");
 
-    const tooMuch = await failure(internal.placeHold({ accountId: w.accountId, amount: kes(2_000_100n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` }));
+    const tooMuch = await failure(internal.placeHold({ accountId: w.accountId, amount: kesMinor(2_000_100n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` }));
     assert.equal(tooMuch.code, Code.FailedPrecondition);
     assert.match(tooMuch.rawMessage, /available KES 20000\.00/);
     // Basic tier: KES 20,000 per withdrawal and KES 50,000 a day.
-    const perTx = await internal.placeHold({ accountId: w.accountId, amount: kes(2_000_000n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` });
+    const perTx = await internal.placeHold({ accountId: w.accountId, amount: kesMinor(2_000_000n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` });
     assert.equal(perTx.balance!.available!.amountMinor, 0n);
 
     const rich = await newWorker();
     await tip(rich.accountId, 10_000_000n, 0n);
-    for (let i = 0; i < 2; i++) await internal.placeHold({ accountId: rich.accountId, amount: kes(2_000_000n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` });
-    const daily = await failure(internal.placeHold({ accountId: rich.accountId, amount: kes(1_500_000n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` }));
+    for (let i = 0; i < 2; i++) await internal.placeHold({ accountId: rich.accountId, amount: kesMinor(2_000_000n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` });
+    const daily = await failure(internal.placeHold({ accountId: rich.accountId, amount: kesMinor(1_500_000n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` }));
     assert.equal(daily.code, Code.ResourceExhausted);
     assert.match(daily.rawMessage, /daily withdrawal limit of KES 50000\.00 reached: KES 10000\.00 left/);
     const [limit] = daily.findDetails(WithdrawalLimitSchema);
     assert.equal(limit.kind, LimitKind.DAILY);
     assert.equal(limit.remaining!.amountMinor, 1_000_000n);
-    const single = await failure(internal.placeHold({ accountId: rich.accountId, amount: kes(2_000_100n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` }));
+    const single = await failure(internal.placeHold({ accountId: rich.accountId, amount: kesMinor(2_000_100n), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` }));
     assert.equal(single.code, Code.ResourceExhausted);
     assert.equal(single.findDetails(WithdrawalLimitSchema)[0].kind, LimitKind.PER_TRANSACTION);
     const limits = await rich.client.getWithdrawalLimits({ currency: "KES" });
     assert.equal(limits.tier, UserTier.BASIC);
     assert.equal(limits.limits.find((l) => l.kind === LimitKind.DAILY)!.used!.amountMinor, 4_000_000n);
 
-    const settled = await internal.settleHold({ holdId: placed.hold!.holdId, externalReference: "RKT1234567", transferFee: kes(1_100n) });
+    const settled = await internal.settleHold({ holdId: placed.hold!.holdId, externalReference: "RKT1234567", transferFee: kesMinor(1_100n) });
     assert.equal(settled.hold!.status, HoldStatus.SETTLED);
     assert.equal(settled.entry!.postings.length, 4);
-    const again = await internal.settleHold({ holdId: placed.hold!.holdId, externalReference: "RKT1234567", transferFee: kes(1_100n) });
+    const again = await internal.settleHold({ holdId: placed.hold!.holdId, externalReference: "RKT1234567", transferFee: kesMinor(1_100n) });
     assert.equal(again.entry!.entryId, settled.entry!.entryId, "settling twice moves money once");
     assert.equal(await codeOf(internal.releaseHold({ holdId: placed.hold!.holdId, reason: "late failure" })), "FailedPrecondition");
     const b = await balanceOf(w.accountId);
@@ -198,13 +197,13 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
   });
 
   test("the B2C charge comes from the fee schedule's band when the caller does not name it", async () => {
-    assert.equal((await internal.quotePayoutFee({ amount: kes(150_000n) })).fee!.amountMinor, 500n, "KES 1,500: band 101-1,500");
-    assert.equal((await internal.quotePayoutFee({ amount: kes(150_100n) })).fee!.amountMinor, 900n, "KES 1,501: next band");
-    assert.equal(await codeOf(internal.quotePayoutFee({ amount: kes(25_000_100n) })), "OutOfRange");
+    assert.equal((await internal.quotePayoutFee({ amount: kesMinor(150_000n) })).fee!.amountMinor, 500n, "KES 1,500: band 101-1,500");
+    assert.equal((await internal.quotePayoutFee({ amount: kesMinor(150_100n) })).fee!.amountMinor, 900n, "KES 1,501: next band");
+    assert.equal(await codeOf(internal.quotePayoutFee({ amount: kesMinor(25_000_100n) })), "OutOfRange");
     const w = await newWorker();
     await tip(w.accountId, 1_000_000n, 0n);
     const payoutId = randomUUID();
-    const { hold } = await internal.placeHold({ accountId: w.accountId, amount: kes(150_100n), payoutId, idempotencyKey: `hold-${payoutId}` });
+    const { hold } = await internal.placeHold({ accountId: w.accountId, amount: kesMinor(150_100n), payoutId, idempotencyKey: `hold-${payoutId}` });
     const { entry } = await internal.settleHold({ holdId: hold!.holdId, externalReference: "RKT7654321" });
     const charge = entry!.postings.filter((p) => p.memo === "B2C charge").map((p) => p.amount!.amountMinor);
     assert.deepEqual(charge, [-900n, 900n], "KES 9 from platform fees to the B2C float");
@@ -244,8 +243,8 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
         { accountId: stripe, amount: usd(-quote.customerPays!.amountMinor) },
         { accountId: fxUsd, amount: usd(1_000n) },
         { accountId: usdFees, amount: usd(quote.customerPays!.amountMinor - 1_000n) },
-        { accountId: fxKes, amount: kes(-c.to!.amountMinor) },
-        { accountId: w.accountId, amount: kes(c.to!.amountMinor) },
+        { accountId: fxKes, amount: kesMinor(-c.to!.amountMinor) },
+        { accountId: w.accountId, amount: kesMinor(c.to!.amountMinor) },
       ],
       conversions: [c],
       description: "Card tip",
@@ -275,9 +274,9 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
 
   test("a worker is quoted M-Pesa's payout fee before withdrawing (the band the payout uses); others are refused", async () => {
     const w = await newWorker();
-    assert.equal((await w.client.quoteWithdrawalFee({ amount: kes(150_000n) })).fee!.amountMinor, 500n, "KES 1,500: band 101-1,500");
-    assert.equal((await w.client.quoteWithdrawalFee({ amount: kes(150_100n) })).fee!.amountMinor, 900n, "KES 1,501: next band");
-    assert.equal(await codeOf(t.client(WalletService, { subject: randomUUID(), roles: ["customer"] }).quoteWithdrawalFee({ amount: kes(150_000n) })), "PermissionDenied");
+    assert.equal((await w.client.quoteWithdrawalFee({ amount: kesMinor(150_000n) })).fee!.amountMinor, 500n, "KES 1,500: band 101-1,500");
+    assert.equal((await w.client.quoteWithdrawalFee({ amount: kesMinor(150_100n) })).fee!.amountMinor, 900n, "KES 1,501: next band");
+    assert.equal(await codeOf(t.client(WalletService, { subject: randomUUID(), roles: ["customer"] }).quoteWithdrawalFee({ amount: kesMinor(150_000n) })), "PermissionDenied");
   });
 
   test("a worker sees only their own wallet; history pages and filters; anonymous and wrong roles are refused", async () => {
@@ -323,7 +322,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
 
   test("fee schedules are versioned; quotes name the version they used", async () => {
     const w = await newWorker();
-    const q1 = await t.client(WalletService).quoteFees({ amount: kes(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
+    const q1 = await t.client(WalletService).quoteFees({ amount: kesMinor(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
     assert.equal(q1.quote!.feeScheduleVersion, 1);
     assert.equal(q1.quote!.platformFee!.amountMinor, 500n);
     const request = {
@@ -346,13 +345,13 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(audited[0].actorUserId, adminId);
     assert.equal(audited[0].target, "fee_schedule:KES:v2");
     assert.match(audited[0].detail, /^v2 from .*: platform 300 bps \(min 0, cap 20000\), card 290 bps/);
-    const q2 = await t.client(WalletService).quoteFees({ amount: kes(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
+    const q2 = await t.client(WalletService).quoteFees({ amount: kesMinor(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
     assert.equal(q2.quote!.feeScheduleVersion, 2);
     assert.equal(q2.quote!.platformFee!.amountMinor, 300n);
     const gap = await failure(admin.createFeeSchedule({ idempotencyKey: `fees-${randomUUID()}`, schedule: { currency: "KES", platformFeeCapMinor: 1n, mpesaB2cBands: [{ minMinor: 100n, maxMinor: 200n }, { minMinor: 300n, maxMinor: 400n }] } }));
     assert.equal(gap.code, Code.InvalidArgument);
     assert.match(gap.rawMessage, /contiguous/);
-    assert.equal(await codeOf(t.client(WalletService).quoteFees({ amount: kes(0n), rail: PaymentRail.MPESA, workerId: w.workerId })), "InvalidArgument");
+    assert.equal(await codeOf(t.client(WalletService).quoteFees({ amount: kesMinor(0n), rail: PaymentRail.MPESA, workerId: w.workerId })), "InvalidArgument");
   });
 
   test("limits of a worker with no wallet yet: nothing used, and asking creates no account", async () => {

@@ -9,10 +9,9 @@ import { Code } from "@connectrpc/connect";
 import { AccountKind, EntryCauseSchema, LimitKind, OwnerKind, PaymentRail, WithdrawalLimitSchema } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { violationsOf, type Role } from "@ttip/runtime";
-import { conflictingKeyOf, reasonOf, refusal, startInProcessService, type InProcessService } from "@ttip/runtime/testing";
+import { conflictingKeyOf, type InProcessService, kesMinor, reasonOf, refusal, startInProcessService } from "@ttip/runtime/testing";
 import { createWalletModule } from "../src/index.js";
 
-const kes = (amountMinor: bigint) => ({ amountMinor, currency: "KES" });
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
 const admin = { subject: randomUUID(), roles: ["admin"] as Role[], stepUp: true };
 const fieldsOf = (err: Parameters<typeof violationsOf>[0]) => violationsOf(err).map((v) => v.field);
@@ -35,7 +34,7 @@ describe("wallet rules, in process", () => {
     return { workerId, accountId: account!.accountId };
   }
   function credit(accountId: string, minor: bigint, idempotencyKey = `mpesa:${randomUUID()}`) {
-    return { idempotencyKey, cause: tipCause(), postings: [{ accountId: clearing, amount: kes(-minor) }, { accountId, amount: kes(minor) }], description: "Tip by M-Pesa" };
+    return { idempotencyKey, cause: tipCause(), postings: [{ accountId: clearing, amount: kesMinor(-minor) }, { accountId, amount: kesMinor(minor) }], description: "Tip by M-Pesa" };
   }
   const ledgerOf = async (accountId: string) => (await s.client(WalletAdminService, admin).getAccount({ accountId })).balance!.ledger!.amountMinor;
 
@@ -52,7 +51,7 @@ describe("wallet rules, in process", () => {
     const month = await refusal(s.client(WalletService, { subject: workerId, roles: ["worker"] }).getStatement({ year: 2026, month: 13, currency: "KES", format: StatementFormat.CSV }));
     assert.equal(month.code, Code.InvalidArgument);
     assert.deepEqual(fieldsOf(month), ["month"]);
-    const zero = await refusal(s.client(WalletService).quoteFees({ amount: kes(0n), rail: PaymentRail.MPESA, workerId }));
+    const zero = await refusal(s.client(WalletService).quoteFees({ amount: kesMinor(0n), rail: PaymentRail.MPESA, workerId }));
     assert.equal(zero.code, Code.InvalidArgument);
     // A message-level rule of the contract: its violation names the field in its message, with no field path.
     assert.deepEqual(violationsOf(zero).map((v) => [v.ruleId, v.message]), [["quote_fees.amount_positive", "amount must be greater than zero"]]);
@@ -62,7 +61,7 @@ describe("wallet rules, in process", () => {
   test("access by role: signed out, a customer and a worker at the admin service are refused before the handler; a fee schedule needs the step-up", async () => {
     const anonymous = await refusal(s.client(WalletService).getBalance({}));
     assert.equal(anonymous.code, Code.Unauthenticated);
-    const customer = await refusal(s.client(WalletService, { subject: randomUUID(), roles: ["customer"] }).quoteWithdrawalFee({ amount: kes(150_000n) }));
+    const customer = await refusal(s.client(WalletService, { subject: randomUUID(), roles: ["customer"] }).quoteWithdrawalFee({ amount: kesMinor(150_000n) }));
     assert.equal(customer.code, Code.PermissionDenied);
     const worker = await refusal(s.client(WalletAdminService, { subject: randomUUID(), roles: ["worker"] }).getTrialBalance({}));
     assert.equal(worker.code, Code.PermissionDenied);
@@ -89,10 +88,10 @@ describe("wallet rules, in process", () => {
   test("a hold's key: the same hold again is the same hold; another under its key is ALREADY_EXISTS naming the key; nothing more is held", async () => {
     const w = await workerWith(100_000n);
     const payoutId = randomUUID();
-    const request = { accountId: w.accountId, amount: kes(40_000n), payoutId, idempotencyKey: `hold-${payoutId}` };
+    const request = { accountId: w.accountId, amount: kesMinor(40_000n), payoutId, idempotencyKey: `hold-${payoutId}` };
     const placed = await internal().placeHold(request);
     assert.equal((await internal().placeHold(request)).hold!.holdId, placed.hold!.holdId);
-    const conflict = await refusal(internal().placeHold({ ...request, amount: kes(1_000n) }));
+    const conflict = await refusal(internal().placeHold({ ...request, amount: kesMinor(1_000n) }));
     assert.equal(conflict.code, Code.AlreadyExists);
     assert.equal(conflictingKeyOf(conflict), request.idempotencyKey);
     const samePayout = await refusal(internal().placeHold({ ...request, idempotencyKey: `other-${payoutId}` }));
@@ -104,7 +103,7 @@ describe("wallet rules, in process", () => {
 
   test("domain refusals: insufficient funds, the per-withdrawal limit, an overdrawing entry, an unknown hold, a second reversal", async () => {
     const w = await workerWith(3_000_000n);
-    const hold = (minor: bigint) => internal().placeHold({ accountId: w.accountId, amount: kes(minor), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` });
+    const hold = (minor: bigint) => internal().placeHold({ accountId: w.accountId, amount: kesMinor(minor), payoutId: randomUUID(), idempotencyKey: `hold-${randomUUID()}` });
     const tooMuch = await refusal(hold(3_000_100n));
     assert.equal(tooMuch.code, Code.FailedPrecondition);
     assert.equal(reasonOf(tooMuch), "INSUFFICIENT_FUNDS");
@@ -113,7 +112,7 @@ describe("wallet rules, in process", () => {
     assert.equal(perTx.code, Code.ResourceExhausted);
     assert.equal(reasonOf(perTx), "LIMIT_EXCEEDED");
     assert.equal(perTx.findDetails(WithdrawalLimitSchema)[0].kind, LimitKind.PER_TRANSACTION);
-    const overdraw = await refusal(internal().postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: w.accountId, amount: kes(-3_000_001n) }, { accountId: clearing, amount: kes(3_000_001n) }] }));
+    const overdraw = await refusal(internal().postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: w.accountId, amount: kesMinor(-3_000_001n) }, { accountId: clearing, amount: kesMinor(3_000_001n) }] }));
     assert.equal(reasonOf(overdraw), "INSUFFICIENT_FUNDS");
     const unknownHold = await refusal(internal().releaseHold({ holdId: randomUUID() }));
     assert.equal(unknownHold.code, Code.NotFound);

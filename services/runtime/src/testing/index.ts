@@ -8,6 +8,7 @@ export * from "./eventually.js";
 export * from "./servers.js";
 export * from "./crash-bus.js";
 export * from "./refusal.js";
+export * from "./money.js";
 
 /** The servers `make test` started; a clear message when a test is run on its own. */
 export function testEnv(): { databaseUrl: string; redisUrl: string; natsUrl: string } {
