@@ -49,7 +49,12 @@ export function sharedBudget(store: RateLimiterAbstract, options: { points: numb
   const margin = options.margin ?? Math.max(10, Math.ceil(options.points / 10));
   const keys = new Map<string, KeyState>();
 
+  // A full map is swept at most once a second: a flood of new keys (addresses) then costs
+  // one store call each, not a scan of every remembered key each.
+  let sweptAt = 0;
   const forget = (now: number) => {
+    if (now - sweptAt < 1_000) return;
+    sweptAt = now;
     for (const [key, s] of keys) if (s.resetsAt <= now && !s.sending && !s.charged && !s.waiting.length) keys.delete(key);
   };
 
