@@ -5,9 +5,8 @@ import { useEffect, useState } from "react";
 import { Channel, DeliveryStatus, TemplateKey, type Delivery, type ProviderHealth } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationAdminService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { api, errorText } from "./api";
-import { Section, when } from "./ui";
+import { Section, when, words } from "./ui";
 
-const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
 
 export function Deliveries() {
   return (

@@ -4,9 +4,8 @@ import { useEffect, useState } from "react";
 import { AlertStatus, FraudAction, FraudReason, type FraudAlert, type FraudRule } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, stepUp, type Session } from "./api";
-import { Action, money, Section, when } from "./ui";
+import { Action, money, Section, when, words } from "./ui";
 
-const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
 
 export function Fraud({ session }: { session: Session }) {
   const [status, setStatus] = useState<AlertStatus>(AlertStatus.OPEN);

@@ -7,10 +7,9 @@ import type { PartnerApiKey } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WebhookDeliveryStatus, WebhookEventType, type WebhookDelivery } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import { PartnerAdminService } from "@ttip/proto/ttip/auth/v1/partner_service_pb.js";
 import { api, errorText, hasRole, type Session } from "./api";
-import { Action, Section, when } from "./ui";
+import { Action, Section, when, words } from "./ui";
 
 const PAGE_SIZE = 25;
-const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
 const STATUSES = [WebhookDeliveryStatus.PENDING, WebhookDeliveryStatus.DELIVERED, WebhookDeliveryStatus.FAILED];
 
 /** `keys`: the partner keys the viewer may list (admins), to filter and label by partner name. */

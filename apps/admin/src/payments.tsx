@@ -8,9 +8,8 @@ import { PaymentAdminService, type GetPaymentDetailResponse } from "@ttip/proto/
 import type { JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { api, errorText, hasRole, MONEY_ROLES, type Session } from "./api";
-import { Action, Section, money, when } from "./ui";
+import { Action, Section, money, when, words } from "./ui";
 
-const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
 const enumOptions = (e: Record<string, string | number>) => Object.entries(e).filter(([, v]) => typeof v === "number" && v !== 0) as Array<[string, number]>;
 
 interface Filter {

@@ -4,9 +4,8 @@ import { useEffect, useState } from "react";
 import { Channel, TemplateKey, type Template } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationAdminService, type RenderTemplateResponse } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { api, errorText, hasRole, type Session } from "./api";
-import { Action, Section, when } from "./ui";
+import { Action, Section, when, words } from "./ui";
 
-const words = (name: string | undefined) => (name ?? "").toLowerCase().replace(/_/g, " ");
 const placeholders = (body: string) => [...new Set([...body.matchAll(/\{\{\s*([a-z_]+)\s*\}\}/g)].map((m) => m[1]))];
 
 export function Templates({ session }: { session: Session }) {

@@ -1,10 +1,15 @@
-// Small shared pieces: an action button that reports its own outcome, a reason prompt, time and money text.
+// Small shared pieces: an action button that reports its own outcome, a reason prompt, time, money and enum text.
 import { useState, type ReactNode } from "react";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { errorText } from "./api";
 
 export function when(t: Timestamp | undefined): string {
   return t ? timestampDate(t).toISOString().replace("T", " ").slice(0, 19) : "";
+}
+
+/** An enum value's name as words: "PAYOUT_SENT" reads "payout sent". */
+export function words(name: string | undefined): string {
+  return (name ?? "").toLowerCase().replace(/_/g, " ");
 }
 
 export function money(m: { currency: string; amountMinor: bigint } | undefined): string {

@@ -6,6 +6,7 @@ import { DomainError, emitEvent, formatMoney, PermissionDeniedError, type Querya
 import { FraudAlertSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FraudLimits } from "./config.js";
 import { DEFAULT_CARD_RULES, type CardRules } from "./cards/config.js";
+import { kes } from "./money.js";
 
 export type FraudReasonCode =
   | "VELOCITY_PHONE"
@@ -157,7 +158,7 @@ export async function recordAlert(tx: Queryable, a: AlertInput): Promise<string>
     workerId: a.workerId ?? "",
     action: a.action === "hold" ? "held" : a.action === "refuse" ? "refused" : "flagged",
     detail: a.detail.slice(0, 1000),
-    tipAmount: a.tipAmountMinor === undefined ? undefined : { amountMinor: a.tipAmountMinor, currency: "KES" },
+    tipAmount: a.tipAmountMinor === undefined ? undefined : kes(a.tipAmountMinor),
   });
   return alertId;
 }
@@ -182,7 +183,7 @@ export interface RuleInForce {
  */
 export function rulesInForce(limits: FraudLimits, cards: CardRules | undefined): RuleInForce[] {
   const minutes = limits.windowMs / 60_000;
-  const kes = (minor: bigint) => formatMoney(minor, "KES");
+  const kesText = (minor: bigint) => formatMoney(minor, "KES");
   const rule = (reason: FraudReasonCode, r: Omit<RuleInForce, "reason" | "action" | "enabled"> & { enabled?: boolean }): RuleInForce =>
     ({ reason, action: RULE_ACTIONS[reason], enabled: true, ...r });
   const card = cards ?? DEFAULT_CARD_RULES;
@@ -192,14 +193,14 @@ export function rulesInForce(limits: FraudLimits, cards: CardRules | undefined):
     rule("VELOCITY_PHONE", { description: `${limits.phonePerWindow} or more tips from one number within ${minutes} minutes`, limit: limits.phonePerWindow, windowSeconds: limits.windowMs / 1000, setting: "FRAUD_PHONE_PER_10MIN" }),
     rule("VELOCITY_WORKER", { description: `${limits.workerPerWindow} or more tips to one worker within ${minutes} minutes`, limit: limits.workerPerWindow, windowSeconds: limits.windowMs / 1000, setting: "FRAUD_WORKER_PER_10MIN" }),
     rule("AMOUNT_OUTLIER", {
-      description: `a tip above ${kes(limits.outlierMinor)}, or over ${OUTLIER_TIMES_MEDIAN}x the worker's median tip (with at least 5 tips in 90 days)`,
+      description: `a tip above ${kesText(limits.outlierMinor)}, or over ${OUTLIER_TIMES_MEDIAN}x the worker's median tip (with at least 5 tips in 90 days)`,
       amountMinor: limits.outlierMinor, setting: "FRAUD_OUTLIER_KES",
     }),
     rule("SELF_TIP", { description: "the payer is the worker (signed in as them, or paying from their payout number)" }),
     rule("CALLBACK_MISMATCH", { description: "M-Pesa's callback disagrees with the payment (amount, receipt, number): held when money arrived that differs, flagged otherwise" }),
     rule("UNKNOWN_CALLBACK", { description: "a callback or paybill payment matches no tip or code: recorded, paybill money parked in suspense" }),
     rule("CARD_VELOCITY", { description: `${card.perCardPerHour} or more card tips from one card within an hour; the authorisation is cancelled`, limit: card.perCardPerHour, windowSeconds: 3600, setting: "CARD_PER_HOUR", enabled: !!cards }),
-    rule("CARD_LIMIT", { description: `one card tipping more than ${kes(card.perCardDailyKesMinor)} within 24 hours; the authorisation is cancelled`, amountMinor: card.perCardDailyKesMinor, windowSeconds: 86_400, setting: "CARD_DAILY_KES", enabled: !!cards }),
+    rule("CARD_LIMIT", { description: `one card tipping more than ${kesText(card.perCardDailyKesMinor)} within 24 hours; the authorisation is cancelled`, amountMinor: card.perCardDailyKesMinor, windowSeconds: 86_400, setting: "CARD_DAILY_KES", enabled: !!cards }),
     {
       ...rule("CARD_COUNTRY_MISMATCH", { description: "the card was issued in another country than the customer's", setting: "CARD_COUNTRY_MISMATCH", enabled: !!cards && card.countryMismatch !== "off" }),
       action: card.countryMismatch === "refuse" ? "refuse" : "hold",

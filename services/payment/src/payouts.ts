@@ -12,7 +12,8 @@ import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
-import type { AutoPayoutSettings, Deps, TipRow } from "./tips.js";
+import type { PayoutSettings } from "./stores/payout-settings.js";
+import type { Deps, TipRow } from "./tips.js";
 
 export type PayoutDeps = Deps;
 
@@ -272,12 +273,12 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
 }
 
 /** After a tip reached the worker: pays out the available balance if the worker asked for it. */
-export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: AutoPayoutSettings | null): Promise<void> {
+export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
   const workerId = tip.worker_id;
   // A shared tip waits in the venue's pool for its distribution.
   if (!workerId) return;
   // Read with the credit when it was recorded (one round trip less per tip), else now.
-  const s = known !== undefined ? known : (await deps.ctx.pool.query<AutoPayoutSettings>(
+  const s = known !== undefined ? known : (await deps.ctx.pool.query<PayoutSettings>(
     "SELECT auto_payout, auto_payout_minimum_minor, payout_phone, payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1",
     [workerId],
   )).rows[0];

@@ -18,6 +18,7 @@ import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
 import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
+import type { PayoutSettings } from "./stores/payout-settings.js";
 import type { CardHub } from "./cards/hub.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
@@ -75,19 +76,11 @@ export interface Deps {
    * Called after a tip's money reached the worker's wallet (automatic payout); runs in the background.
    * `settings`: the worker's payout settings when the credit read them (null: the worker has none).
    */
-  afterCredit?: (tip: TipRow, settings?: AutoPayoutSettings | null) => Promise<void>;
+  afterCredit?: (tip: TipRow, settings?: PayoutSettings | null) => Promise<void>;
   /** Background work the module waits for when it stops. */
   background: Set<Promise<unknown>>;
   /** Card providers and the card side of the ledger (cards/). */
   cards?: CardHub;
-}
-
-/** A worker's automatic payout settings (payment.payout_settings). */
-export interface AutoPayoutSettings {
-  auto_payout: boolean;
-  auto_payout_minimum_minor: bigint;
-  payout_phone: string;
-  payouts_on_hold: boolean;
 }
 
 export interface NewTip {
@@ -580,7 +573,7 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
  * Starts the automatic payout without holding up the caller (a Daraja
  * callback waits for our answer; a slow B2C must not delay it).
  */
-export function runAfterCredit(deps: Deps, tip: TipRow, settings?: AutoPayoutSettings | null): void {
+export function runAfterCredit(deps: Deps, tip: TipRow, settings?: PayoutSettings | null): void {
   // The row in hand says what the receipt needs (one is owed when the tip has a paying number).
   const work: Promise<unknown>[] = [tip.phone ? sendOwedReceipts(deps, [tip]) : Promise.resolve(0)];
   // A venue tip waits in the pool for the venue's distribution: nobody to pay out yet.
@@ -626,9 +619,9 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
  * The worker's payout settings come back with the row, for the automatic
  * payout that may follow (null when the worker has none).
  */
-async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promise<{ row: TipRow; settings: AutoPayoutSettings | null } | undefined> {
+async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promise<{ row: TipRow; settings: PayoutSettings | null } | undefined> {
   const event = tipSucceededEvent(tip);
-  const { rows } = await db.query<TipRow & { [K in keyof AutoPayoutSettings as `payout_${K}`]: AutoPayoutSettings[K] | null }>(
+  const { rows } = await db.query<TipRow & { [K in keyof PayoutSettings as `payout_${K}`]: PayoutSettings[K] | null }>(
     `WITH credited AS (
        UPDATE payment.tips SET credit_entry_id = $2, credited_at = now()
         WHERE tip_id = $1 AND credit_entry_id IS NULL AND mpesa_receipt IS NOT DISTINCT FROM $6 AND rating = $7 AND message = $8 RETURNING ${TIP_COLUMNS}),

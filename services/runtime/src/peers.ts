@@ -20,26 +20,26 @@ export function createPeers(
   /** A service served by this same process (RunningServer.local): called without a socket. */
   localOf: (service: string) => LocalServer | undefined = () => undefined,
 ): Peers & { close(): void } {
-  const sessions = new Map<string, Http2SessionManager>();
-  const remotes = new Map<string, Transport>();
+  // Every call is signed: the receiving service believes the identity it carries only then.
+  const interceptors = [tracingInterceptor("client"), requestIdPropagation(), signingInterceptor()];
+  /** One HTTP/2 session per URL, with the transport over it. */
+  const remotes = new Map<string, { session: Http2SessionManager; transport: Transport }>();
   const locals = new Map<string, Transport>();
   const transportFor = (service: string): Transport => {
     const local = localOf(service);
     if (local) {
       let transport = locals.get(service);
-      if (!transport) locals.set(service, (transport = localTransport(local, [tracingInterceptor("client"), requestIdPropagation(), signingInterceptor()])));
+      if (!transport) locals.set(service, (transport = localTransport(local, interceptors)));
       return transport;
     }
     const url = urlOf(service);
     if (!url) throw new Error(`no address configured for the ${service} service (set ${service.toUpperCase()}_URL)`);
-    let transport = remotes.get(url);
-    if (!transport) {
-      const manager = new Http2SessionManager(url);
-      sessions.set(url, manager);
-      // Every call is signed: the receiving service believes the identity it carries only then.
-      remotes.set(url, (transport = internalTransport(url, manager, [tracingInterceptor("client"), requestIdPropagation(), signingInterceptor()])));
+    let remote = remotes.get(url);
+    if (!remote) {
+      const session = new Http2SessionManager(url);
+      remotes.set(url, (remote = { session, transport: internalTransport(url, session, interceptors) }));
     }
-    return transport;
+    return remote.transport;
   };
   const peers = (service: string): Transport => ({
     unary: async (...args) => {
@@ -58,8 +58,7 @@ export function createPeers(
   });
   return Object.assign(peers, {
     close: () => {
-      for (const m of sessions.values()) m.abort();
-      sessions.clear();
+      for (const { session } of remotes.values()) session.abort();
       remotes.clear();
     },
   });

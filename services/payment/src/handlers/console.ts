@@ -18,6 +18,7 @@ import { loadPayout, makePayoutDue, searchPayouts } from "../stores/payouts.js";
 import type { CommonSearch } from "../stores/search.js";
 import { makeTipDue, searchTips, tipById } from "../stores/tips.js";
 import { checkMpesaBalance, getMpesaBalance } from "../mpesa-balance.js";
+import { kes } from "../money.js";
 
 const METHOD_CODE: Partial<Record<PaymentMethodKind, string>> = { [PaymentMethodKind.MPESA]: "mpesa", [PaymentMethodKind.CARD]: "card" };
 /** A re-query runs the reconciler over at most this many due attempts (the one asked for is due first). */
@@ -77,7 +78,7 @@ function getFraudRulesHandler(h: PaymentHandlerContext): Impl["getFraudRules"] {
         description: r.description,
         limit: r.limit ?? 0,
         windowSeconds: BigInt(r.windowSeconds ?? 0),
-        amount: r.amountMinor === undefined ? undefined : { currency: "KES", amountMinor: r.amountMinor },
+        amount: r.amountMinor === undefined ? undefined : kes(r.amountMinor),
         enabled: r.enabled,
         setting: r.setting ?? "",
       })),
