@@ -4,17 +4,11 @@ import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
-import { forgetSessions, requireSession, revokeSessions, sessionMessage } from "./sessions.js";
+import { forgetSessions, requireSession, revokeSessions, sessionMessage, type SessionRow } from "./sessions.js";
 import { getUser, toUser } from "./users.js";
 
-interface CachedSession {
-  session_id: string;
-  device_id: string | null;
-  user_agent: string;
-  ip_address: string;
-  created_at: string;
-  last_used_at: string;
-}
+/** A session row as cached in Redis (JSON): its times as ISO text. */
+type CachedSession = SessionRow & { created_at: string; last_used_at: string };
 
 /** Active sessions, from Redis when cached (every change to a user's sessions drops the entry). */
 async function activeSessions(core: AuthCore, userId: string): Promise<CachedSession[]> {

@@ -54,9 +54,14 @@ export async function consumeOrRefuse(limiter: RateLimiterAbstract, key: string,
     await limiter.consume(key);
   } catch (rejection) {
     if (rejection instanceof Error) throw rejection; // the store failed, not the budget
-    const retryAfter = Math.max(1, Math.ceil((rejection as { msBeforeNext: number }).msBeforeNext / 1000));
-    throw new RateLimitedError(`${what}; retry in ${retryAfter} s`, retryAfter);
+    throw refusal(what, (rejection as { msBeforeNext: number }).msBeforeNext);
   }
+}
+
+/** RESOURCE_EXHAUSTED saying `what` and the whole seconds (at least one) before a retry may succeed. */
+function refusal(what: string, msLeft: number): RateLimitedError {
+  const retryAfter = Math.max(1, Math.ceil(msLeft / 1000));
+  return new RateLimitedError(`${what}; retry in ${retryAfter} s`, retryAfter);
 }
 
 /**
@@ -67,6 +72,5 @@ export async function consumeOrRefuse(limiter: RateLimiterAbstract, key: string,
 export async function coolDownOrRefuse(ctx: ServiceContext, key: string, seconds: number, what: string): Promise<void> {
   const leftMs = await ctx.cache.claimCooldown(key, clockOf(ctx).now(), seconds * 1000);
   if (leftMs === 0) return;
-  const retryAfter = Math.max(1, Math.ceil(leftMs / 1000));
-  throw new RateLimitedError(`${what}; retry in ${retryAfter} s`, retryAfter);
+  throw refusal(what, leftMs);
 }

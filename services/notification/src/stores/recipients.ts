@@ -20,14 +20,14 @@ export async function findRecipient(db: Queryable, userId: string): Promise<Reci
 }
 
 /** Contact details as auth knows them; an empty field keeps what is stored. */
-export interface Contact {
+export interface ContactChange {
   userId: string;
   phone: string;
   email: string;
   locale: string;
 }
 
-export async function upsertContact(db: Queryable, c: Contact): Promise<void> {
+export async function upsertContact(db: Queryable, c: ContactChange): Promise<void> {
   await db.query(
     `INSERT INTO notification.recipients (user_id, phone, email, locale) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''), $4)
      ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(NULLIF($2, ''), recipients.phone),
