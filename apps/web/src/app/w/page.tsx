@@ -24,10 +24,11 @@ import { statusWord } from "./words";
  * snapshot refreshes the balance and the latest tips. If the stream drops,
  * the screen polls until it is back.
  */
-function useLiveDashboard(): { snapshot?: DashboardSnapshot; live: boolean } {
+/** `snapshots`: how many the stream has sent, each of which refreshes the queries once. */
+function useLiveDashboard(): { snapshot?: DashboardSnapshot; live: boolean; snapshots: number } {
   const transport = useTransport();
   const queries = useQueryClient();
-  const [state, setState] = useState<{ snapshot?: DashboardSnapshot; live: boolean }>({ live: false });
+  const [state, setState] = useState<{ snapshot?: DashboardSnapshot; live: boolean; snapshots: number }>({ live: false, snapshots: 0 });
   useEffect(() => {
     const stop = new AbortController();
     const client = createClient(AnalyticsService, transport);
@@ -35,7 +36,7 @@ function useLiveDashboard(): { snapshot?: DashboardSnapshot; live: boolean } {
       while (!stop.signal.aborted) {
         try {
           for await (const { snapshot } of client.watchDashboard({}, { signal: stop.signal })) {
-            setState({ snapshot, live: true });
+            setState((s) => ({ snapshot, live: true, snapshots: s.snapshots + 1 }));
             await queries.invalidateQueries();
           }
         } catch {
@@ -60,7 +61,7 @@ const monthStart = () => {
 export default function Home() {
   const router = useRouter();
   const { t, err } = useT();
-  const { live } = useLiveDashboard();
+  const { live, snapshots } = useLiveDashboard();
   const poll = live ? false : 5_000;
   const balance = useQuery(WalletService.method.getBalance, { currency: "KES" }, { refetchInterval: poll });
   const tips = useQuery(PaymentService.method.listTips, { page: { pageSize: 10 } }, { refetchInterval: poll });
@@ -82,7 +83,7 @@ export default function Home() {
           {/* What reached the worker, as the balance: never the snapshot's volume (what customers tipped), even while loading. */}
           {t("today")}: {e ? formatMoney(e.today?.net?.amountMinor ?? 0n) : "…"} · {t("thisWeek")}: {e ? formatMoney(e.thisWeek?.net?.amountMinor ?? 0n) : "…"}
         </div>
-        <p className="muted" data-testid="live-state">{live ? t("live") : t("liveOff")}</p>
+        <p className="muted" data-testid="live-state" data-snapshots={snapshots}>{live ? t("live") : t("liveOff")}</p>
       </section>
       <h2>{t("latestTips")}</h2>
       <ul aria-live="polite" data-testid="latest-tips">
