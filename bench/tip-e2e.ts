@@ -16,12 +16,11 @@
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
 import { execFileSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import os from "node:os";
-import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import pgClient from "pg";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
@@ -46,6 +45,7 @@ import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
 import type { CustomersInput } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
+import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 const seconds = Number(process.argv[2] ?? 10);
@@ -59,6 +59,8 @@ const connectionsFor = (concurrency: number) =>
 
 const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true }), startNats(), startRedis()]);
 const pool = createPool(pg.url, { max: 40 });
+// BENCH_PG_SETTINGS="commit_delay=100,commit_siblings=5": server settings to compare (fsync and synchronous_commit stay on).
+const pgSettings = await setPostgresSettings((sql) => pool.query(sql), process.env.BENCH_PG_SETTINGS ?? "");
 const pgUrl = pg.url;
 
 // Every statement any service sends, by its first words: where the database time per tip goes.
@@ -275,7 +277,7 @@ try {
     const { qrCode } = await api(QrService, token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
     codes.push(qrCode!.shortCode);
   }
-  console.log(`${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run`);
+  console.log(`${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
 
   /** Runs the customers on a worker thread; resolves with their CreateTip latencies. */
   const customers = (concurrency: number, runSeconds: number) =>
@@ -317,6 +319,7 @@ try {
     statements.clear();
     const startedAt = new Date();
     const commits0 = await commits();
+    const wal0 = await walFlushes((sql) => pool.query(sql));
     const cpu0 = cpuTimes();
     const procCpu0 = cpuMs(measured, withChildren);
     const own0 = process.cpuUsage();
@@ -350,6 +353,7 @@ try {
     // Statistics reach pg_stat_database within a second of the transactions.
     await new Promise((r) => setTimeout(r, 1_100));
     const committed = (await commits()) - commits0 - drain.checks;
+    const walSyncs = (await walFlushes((sql) => pool.query(sql))).syncs - wal0.syncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
       const { rowCount } = await pool.query("SELECT 1 FROM payment.tips WHERE created_at >= $1 AND credited_at IS NULL LIMIT 1", [startedAt]);
@@ -387,7 +391,8 @@ try {
       ` posting -> payment records the credit p50 ${ms(percentile(postedToRecorded, 0.5))} p99 ${ms(percentile(postedToRecorded, 0.99))}`);
     if (drain.ms) console.log(`  (statements, transactions and CPU below include the ${(drain.ms / 1000).toFixed(1)} s after the run until its events were relayed and consumed and its messages sent)`);
     console.log(
-      `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)}`,
+      `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)};` +
+        ` WAL flushes per tip (pg_stat_wal.wal_sync) ${(walSyncs / Math.max(1, rows.length)).toFixed(1)}, per commit ${(walSyncs / Math.max(1, committed)).toFixed(2)}`,
     );
     console.log(
       `  ${mode === "process" ? "platform's event loop (all six services, gateway, simulators)" : "this process's event loop (Daraja and SMS simulators)"}: busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
@@ -421,16 +426,11 @@ try {
   }
 
   // The yardstick: TPC-B on the same server.
-  const bin = ["/usr/lib/postgresql"].filter(existsSync).flatMap((root) => readdirSync(root).map((v) => path.join(root, v, "bin", "pgbench"))).find(existsSync);
+  const bin = pgbenchBinary();
   if (!bin) console.log("\npgbench not found (Debian package postgresql)");
   else {
-    const url = new URL(pg.url);
-    const conn = ["-h", url.hostname, "-p", url.port, "-U", "postgres"];
-    execFileSync(path.join(path.dirname(bin), "createdb"), [...conn, "pgbench"], { stdio: "pipe" });
-    execFileSync(bin, ["-i", "-s", "1", "-q", ...conn, "pgbench"], { stdio: "pipe" });
-    const out = execFileSync(bin, ["-c", "8", "-j", "2", "-T", "10", ...conn, "pgbench"], { stdio: "pipe" }).toString();
-    const tps = /tps = ([\d.]+)/.exec(out)?.[1];
-    const latency = /latency average = ([\d.]+ ms)/.exec(out)?.[1];
+    pgbenchInit(bin, pg.url, "pgbench");
+    const { tps, latency } = pgbenchRun(bin, pg.url, "pgbench", ["-c", "8", "-j", "2", "-T", "10"]);
     console.log(`\npgbench TPC-B (-s 1 -c 8 -j 2 -T 10) on the same PostgreSQL: ${tps} tps, latency average ${latency}`);
     for (const [concurrency, perSecond] of completedPerSecond) {
       console.log(`  ${mode} mode, concurrency ${concurrency}: completed tips/s / pgbench tps = ${(perSecond / Number(tps)).toFixed(3)}`);

@@ -111,7 +111,8 @@ async function runReplica(cfg: ReplicasConfig): Promise<void> {
   const { pool, bus, cache } = await connectSharedState(cfg, role, logger);
   const drain = serverOptions(cfg);
   const platform = await startPlatform({
-    ctx: { logger, pool, bus, cache, metrics: new Metrics({ role: "replica" }) },
+    // Every replica answers /metrics on the shared port: the label says which one did.
+    ctx: { logger, pool, bus, cache, metrics: new Metrics({ role: "replicas", replica: String(cluster.worker?.id ?? 0) }) },
     modules,
     serviceOptions: (name) => ({ ...drain, host: cfg.SERVICES_HOST, port: ports.get(name) }),
     gateway: gatewayOptions(cfg),
