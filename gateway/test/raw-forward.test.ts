@@ -187,8 +187,9 @@ describe("binary calls forwarded as bytes", () => {
       assert.equal(checked[0].path, "/ttip.qr.v1.QrService/GetQrCode");
       const sent = seen[before].body!;
       // Connect binary signs the body; gRPC and gRPC-web their one envelope around it.
-      const framed = protocol === "Connect binary" ? sent : Buffer.concat([Buffer.from([1, 0, 0, 0, 0]), sent]);
-      if (protocol !== "Connect binary") framed.writeUInt32BE(sent.byteLength, 1);
+      const head = Buffer.from([1, 0, 0, 0, 0]);
+      head.writeUInt32BE(sent.byteLength, 1);
+      const framed = protocol === "Connect binary" ? sent : Buffer.concat([head, sent]);
       assert.deepEqual(Buffer.from(checked[0].bodySha256), createHash("sha256").update(framed).digest());
       let usage = await readPartnerUsage(cache, keyId, 1);
       for (let i = 0; i < 40 && usage[0]?.clientErrors !== 1; i++) {
