@@ -90,7 +90,9 @@ describe("a server's RPCs called in the same process", () => {
         .then(() => undefined, (e) => ConnectError.from(e));
       assert.equal(err?.code, Code.DeadlineExceeded);
       await eventually("the handler gave up waiting", () => waited.length === 1);
-      assert.deepEqual(waited[0], { aborted: true, code: Code.DeadlineExceeded });
+      assert.equal(waited[0].aborted, true);
+      // Over the network the caller's reset may reach the server before its own timer fires.
+      if (how === "in process") assert.equal(waited[0].code, Code.DeadlineExceeded);
       assert.ok(Date.now() - started < WAIT_CAP_MS, "the handler waited for its own cap, not the deadline");
     });
 
