@@ -14,15 +14,19 @@ export interface CustomersInput {
   codes: string[];
   concurrency: number;
   seconds: number;
+  /** HTTP/2 connections the customers spread over (default 1): a balancer spreads connections, not calls. */
+  connections?: number;
 }
 
 const input = workerData as CustomersInput;
-const customer = createClient(PaymentService, createConnectTransport({ baseUrl: input.gatewayUrl, httpVersion: "2" }));
+const clients = Array.from({ length: Math.max(1, input.connections ?? 1) }, () =>
+  createClient(PaymentService, createConnectTransport({ baseUrl: input.gatewayUrl, httpVersion: "2" })),
+);
 let n = randomInt(0, input.codes.length);
 const createLatencies: number[] = [];
 let failures = 0;
 
-async function oneTip(): Promise<void> {
+async function oneTip(customer: (typeof clients)[number]): Promise<void> {
   const phone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
   const t0 = performance.now();
   const { tip } = await customer.createTip({
@@ -39,8 +43,8 @@ async function oneTip(): Promise<void> {
 
 const deadline = performance.now() + input.seconds * 1000;
 await Promise.all(
-  Array.from({ length: input.concurrency }, async () => {
-    while (performance.now() < deadline) await oneTip();
+  Array.from({ length: input.concurrency }, async (_, i) => {
+    while (performance.now() < deadline) await oneTip(clients[i % clients.length]);
   }),
 );
 parentPort!.postMessage({ createLatencies, failures });

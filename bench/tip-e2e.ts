@@ -7,19 +7,20 @@
 // worker), qr and analytics. All services and the gateway run in this
 // process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
 // Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
-//   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster]
+//   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster|replicas[:N]]
 //   "cluster" runs each service and the gateway in its own OS process (platform/src/main.ts),
-//   as a deployment does; "process" (default) runs them all in this one, as `make run` does.
+//   as a deployment does; "process" (default) runs them all in this one, as `make run` does;
+//   "replicas:N" runs N copies of the whole platform behind one port (main.ts replicas; N: one per core).
+//   Customers use one HTTP/2 connection, or one each in replicas mode (BENCH_CONNECTIONS=n: up to n).
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
 import { execFileSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import os from "node:os";
-import path from "node:path";
 import type { DescService } from "@bufbuild/protobuf";
 import pgClient from "pg";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
@@ -38,20 +39,28 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { createLogger, createPool, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
-import { PlatformProcess, startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
+import { freePort, PlatformProcess, startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
 import { PLATFORM_MAIN } from "@ttip/platform/src/entry.js";
+import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
 import type { CustomersInput } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
+import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 const seconds = Number(process.argv[2] ?? 10);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 const workerCount = Number(process.argv[4] ?? 50);
-const mode = process.argv[5] === "cluster" ? "cluster" : "process";
+const [modeArg, replicasArg] = (process.argv[5] ?? "process").split(":");
+const mode = modeArg === "cluster" || modeArg === "replicas" ? modeArg : "process";
+const replicaCount = Number(replicasArg ?? os.availableParallelism());
+const connectionsFor = (concurrency: number) =>
+  process.env.BENCH_CONNECTIONS ? Math.min(concurrency, Number(process.env.BENCH_CONNECTIONS)) : mode === "replicas" ? concurrency : 1;
 
 const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true }), startNats(), startRedis()]);
 const pool = createPool(pg.url, { max: 40 });
+// BENCH_PG_SETTINGS="commit_delay=100,commit_siblings=5": server settings to compare (fsync and synchronous_commit stay on).
+const pgSettings = await setPostgresSettings((sql) => pool.query(sql), process.env.BENCH_PG_SETTINGS ?? "");
 const pgUrl = pg.url;
 
 // Every statement any service sends, by its first words: where the database time per tip goes.
@@ -97,7 +106,7 @@ await providers.start();
 const daraja = await startDarajaSimulator({ callbackDelayMs: 0 });
 const paymentConfig = benchPaymentConfig(daraja);
 /** The platform under test: one process (as `make run`), or one OS process per service and the gateway (as a cluster). */
-async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; close(): Promise<void> }> {
+async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; withChildren?: string; close(): Promise<void> }> {
   if (mode === "process") {
     const platform = await startPlatform({
       ctx: { logger, pool, bus, cache, metrics: new Metrics() },
@@ -129,6 +138,7 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
     // The notification process starts the provider simulators itself (NOTIFICATION_PROVIDERS=simulator).
     notification: { NOTIFICATION_PROVIDERS: "simulator" },
   };
+  if (mode === "replicas") return deployReplicas(names, { ...common, ...Object.assign({}, ...Object.values(own)) });
   // A process's port is chosen by create(); it keeps the env object it was given, so the peers' URLs go in after.
   const envs = new Map(names.map((n) => [n, { ...common, ...own[n] } as Record<string, string>]));
   const processes = new Map<string, PlatformProcess>();
@@ -149,6 +159,25 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
       for (const p of processes.values()) await p.stop();
     },
   };
+}
+/** N copies of the whole platform (main.ts replicas), every port shared by all of them; the primary's children are the replicas. */
+async function deployReplicas(names: string[], env: Record<string, string>) {
+  const ports = new Map<string, number>();
+  for (const name of names) ports.set(name, await freePort());
+  const primary = await PlatformProcess.create(PLATFORM_MAIN, "replicas", {
+    ...env,
+    ...Object.fromEntries([...ports].map(([name, port]) => [`${name.toUpperCase()}_PORT`, String(port)])),
+    PAYMENT_CALLBACK_BASE_URL: `http://127.0.0.1:${ports.get("payment")}`,
+    REPLICAS: String(replicaCount),
+    DATABASE_POOL_MAX: String(Math.ceil(40 / replicaCount)),
+    RATE_LIMIT_POINTS: "1000000000",
+  });
+  await primary.start();
+  for (let i = 0; !primary.logs.includes(REPLICAS_SERVING); i++) {
+    if (i > 600) throw new Error(`the replicas did not all start:\n${primary.logs}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { gatewayUrl: primary.url, pids: new Map([[`replicas (${replicaCount})`, primary.pid!], ["bench", process.pid]]), withChildren: `replicas (${replicaCount})`, close: () => primary.stop() };
 }
 const platform = await deploy();
 
@@ -263,12 +292,12 @@ try {
     const { qrCode } = await api(QrService, token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
     codes.push(qrCode!.shortCode);
   }
-  console.log(`${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run`);
+  console.log(`${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
 
   /** Runs the customers on a worker thread; resolves with their CreateTip latencies. */
   const customers = (concurrency: number, runSeconds: number) =>
     new Promise<{ createLatencies: number[]; failures: number }>((resolve, reject) => {
-      const input: CustomersInput = { gatewayUrl: platform.gatewayUrl, codes, concurrency, seconds: runSeconds };
+      const input: CustomersInput = { gatewayUrl: platform.gatewayUrl, codes, concurrency, seconds: runSeconds, connections: connectionsFor(concurrency) };
       // A worker's entry is loaded before any --import: register tsx there first.
       const entry = new URL("./tip-customers.ts", import.meta.url).href;
       const boot = `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`;
@@ -283,6 +312,7 @@ try {
   for (const concurrency of concurrencies) {
     const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
     const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
+    const withChildren = new Set(["postgres", ...(platform.withChildren ? [platform.withChildren] : [])]);
     // The platform idle first: what its pollers cost per second (statements, commits, CPU) is
     // taken off the run's figures below ("net"), so per-tip costs compare across loads.
     const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
@@ -290,7 +320,7 @@ try {
     statements.clear();
     roundTrips = 0;
     const idleCommits0 = await commits();
-    const idleCpu0 = cpuMs(measured, new Set(["postgres"]));
+    const idleCpu0 = cpuMs(measured, withChildren);
     const idleT0 = performance.now();
     counting = true;
     await new Promise((r) => setTimeout(r, idleSeconds * 1000));
@@ -301,14 +331,15 @@ try {
       statements: [...statements.values()].reduce((a, b) => a + b, 0) / idleSpan,
       roundTrips: roundTrips / idleSpan,
       commits: ((await commits()) - idleCommits0 - 1) / idleSpan,
-      cpu: new Map([...cpuMs(measured, new Set(["postgres"]))].map(([name, v]) => [name, (v - (idleCpu0.get(name) ?? 0)) / idleSpan])),
+      cpu: new Map([...cpuMs(measured, withChildren)].map(([name, v]) => [name, (v - (idleCpu0.get(name) ?? 0)) / idleSpan])),
     };
     statements.clear();
     roundTrips = 0;
     const startedAt = new Date();
     const commits0 = await commits();
+    const wal0 = await walFlushes((sql) => pool.query(sql));
     const cpu0 = cpuTimes();
-    const procCpu0 = cpuMs(measured, new Set(["postgres"]));
+    const procCpu0 = cpuMs(measured, withChildren);
     const own0 = process.cpuUsage();
     const t0 = performance.now();
     const profiling = process.env.BENCH_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
@@ -334,12 +365,13 @@ try {
     const profile = profiling ? (await profiling.post("Profiler.stop")).profile : undefined;
     profiling?.disconnect();
     const cpu1 = cpuTimes();
-    const procCpu1 = cpuMs(measured, new Set(["postgres"]));
+    const procCpu1 = cpuMs(measured, withChildren);
     const own = process.cpuUsage(own0); // includes the customers' thread
     const span = (performance.now() - t0) / 1000; // the run and its drain
     // Statistics reach pg_stat_database within a second of the transactions.
     await new Promise((r) => setTimeout(r, 1_100));
     const committed = (await commits()) - commits0 - drain.checks;
+    const walSyncs = (await walFlushes((sql) => pool.query(sql))).syncs - wal0.syncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
       const { rowCount } = await pool.query("SELECT 1 FROM payment.tips WHERE created_at >= $1 AND credited_at IS NULL LIMIT 1", [startedAt]);
@@ -377,7 +409,8 @@ try {
       ` posting -> payment records the credit p50 ${ms(percentile(postedToRecorded, 0.5))} p99 ${ms(percentile(postedToRecorded, 0.99))}`);
     if (drain.ms) console.log(`  (statements, transactions and CPU below include the ${(drain.ms / 1000).toFixed(1)} s after the run until its events were relayed and consumed and its messages sent)`);
     console.log(
-      `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)}`,
+      `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)};` +
+        ` WAL flushes per tip (pg_stat_wal.wal_sync) ${(walSyncs / Math.max(1, rows.length)).toFixed(1)}, per commit ${(walSyncs / Math.max(1, committed)).toFixed(2)}`,
     );
     console.log(
       `  ${mode === "process" ? "platform's event loop (all six services, gateway, simulators)" : "this process's event loop (Daraja and SMS simulators)"}: busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
@@ -399,7 +432,7 @@ try {
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
       (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)"));
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
-    if (mode === "cluster") continue; // the services' statements are counted in their own processes only
+    if (mode !== "process") continue; // the services' statements are counted in their own processes only
     const total = [...statements.values()].reduce((a, b) => a + b, 0);
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)} in ${perTip(roundTrips)} round trips (writes to PostgreSQL); the most frequent:`);
@@ -411,16 +444,11 @@ try {
   }
 
   // The yardstick: TPC-B on the same server.
-  const bin = ["/usr/lib/postgresql"].filter(existsSync).flatMap((root) => readdirSync(root).map((v) => path.join(root, v, "bin", "pgbench"))).find(existsSync);
+  const bin = pgbenchBinary();
   if (!bin) console.log("\npgbench not found (Debian package postgresql)");
   else {
-    const url = new URL(pg.url);
-    const conn = ["-h", url.hostname, "-p", url.port, "-U", "postgres"];
-    execFileSync(path.join(path.dirname(bin), "createdb"), [...conn, "pgbench"], { stdio: "pipe" });
-    execFileSync(bin, ["-i", "-s", "1", "-q", ...conn, "pgbench"], { stdio: "pipe" });
-    const out = execFileSync(bin, ["-c", "8", "-j", "2", "-T", "10", ...conn, "pgbench"], { stdio: "pipe" }).toString();
-    const tps = /tps = ([\d.]+)/.exec(out)?.[1];
-    const latency = /latency average = ([\d.]+ ms)/.exec(out)?.[1];
+    pgbenchInit(bin, pg.url, "pgbench");
+    const { tps, latency } = pgbenchRun(bin, pg.url, "pgbench", ["-c", "8", "-j", "2", "-T", "10"]);
     console.log(`\npgbench TPC-B (-s 1 -c 8 -j 2 -T 10) on the same PostgreSQL: ${tps} tps, latency average ${latency}`);
     for (const [concurrency, perSecond] of completedPerSecond) {
       console.log(`  ${mode} mode, concurrency ${concurrency}: completed tips/s / pgbench tps = ${(perSecond / Number(tps)).toFixed(3)}`);

@@ -22,6 +22,7 @@ import {
   tracingFromEnv,
   RedisCache,
   startService,
+  type Logger,
 } from "@ttip/runtime";
 import { issueSetupToken } from "@ttip/auth";
 import { startGateway } from "@ttip/gateway";
@@ -58,17 +59,12 @@ function adminConsole(adminNetworks: string[], trustedProxies: string[]): (req: 
 export const CLUSTER_ROLES: readonly string[] = [...modules.map((m) => m.name), "gateway", "migrate", "setup-token"];
 
 // Signs the caller's identity on every internal hop; every process of a deployment shares it (a Secret).
-const internalKey = {
+export const internalKey = {
   INTERNAL_SIGNING_KEY: z.string({ required_error: "a shared secret of at least 32 characters" }).min(32, "must be at least 32 characters"),
 };
 
-const gatewayShape = {
-  ...common,
-  ...internalKey,
-  REDIS_URL: env.url(["redis", "rediss"]),
-  JWKS_URL: env.url(["http", "https"]).optional(),
-  JWT_ISSUER: z.string().default("ttip-auth"),
-  JWT_AUDIENCE: z.string().default("ttip"),
+/** How the public gateway guards and answers, wherever its backends run. */
+export const gatewaySettings = {
   RATE_LIMIT_POINTS: z.coerce.number().int().positive().default(600),
   RATE_LIMIT_WINDOW_SECONDS: z.coerce.number().int().positive().default(60),
   CORS_ALLOWED_ORIGINS: z.string().default("").transform((v) => v.split(",").map((o) => o.trim()).filter(Boolean)),
@@ -80,6 +76,16 @@ const gatewayShape = {
   ADMIN_ALLOWED_NETWORKS: z.string().default("127.0.0.0/8,::1/128").transform((v) => v.split(",").map((n) => n.trim()).filter(Boolean)),
   // "on": the admin console (apps/admin's build) at /admin, to the admin networks only.
   ADMIN_CONSOLE: z.enum(["on", "off"]).default("off"),
+};
+
+const gatewayShape = {
+  ...common,
+  ...internalKey,
+  ...gatewaySettings,
+  REDIS_URL: env.url(["redis", "rediss"]),
+  JWKS_URL: env.url(["http", "https"]).optional(),
+  JWT_ISSUER: z.string().default("ttip-auth"),
+  JWT_AUDIENCE: z.string().default("ttip"),
   ...Object.fromEntries(modules.map((m) => [`${m.name.toUpperCase()}_URL`, env.url(["http"])])),
 };
 
@@ -98,8 +104,12 @@ export async function runClusterRole(role: string): Promise<void> {
  */
 async function runMigrate(role: string): Promise<void> {
   const cfg = loadConfig({ LOG_LEVEL: env.logLevel(), DATABASE_URL: env.url(["postgres", "postgresql"]) });
-  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
-  const pool = createPool(cfg.DATABASE_URL, { max: 1, applicationName: "ttip-migrate", logger });
+  await migrateAll(cfg.DATABASE_URL, createLogger({ level: cfg.LOG_LEVEL, base: { role } }));
+}
+
+/** Every schema's migrations, on a connection of its own. */
+export async function migrateAll(databaseUrl: string, logger: Logger): Promise<void> {
+  const pool = createPool(databaseUrl, { max: 1, applicationName: "ttip-migrate", logger });
   try {
     for (const m of modules) {
       const applied = await migrate(pool, m.name, m.migrations, logger);
@@ -137,21 +147,15 @@ async function runGateway(role: string): Promise<void> {
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
   const tracing = tracingFromEnv(`ttip-${role}`);
   const cache = new RedisCache(cfg.REDIS_URL);
-  const trustedProxies = cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [];
   const gateway = await startGateway({
     logger,
     metrics: new Metrics({ role }),
     cache,
     backends: modules.flatMap((m) => publicServices(m).map((service) => ({ service, url: cfg[`${m.name.toUpperCase()}_URL`] }))),
     jwt: cfg.JWKS_URL ? { jwksUrl: cfg.JWKS_URL, issuer: cfg.JWT_ISSUER, audience: cfg.JWT_AUDIENCE } : undefined,
-    rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
-    corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
-    trustedProxies,
-    adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
     partners: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
     stepUp: cfg.AUTH_URL ? { authUrl: cfg.AUTH_URL } : undefined,
-    web: cfg.ADMIN_CONSOLE === "on" ? adminConsole(cfg.ADMIN_ALLOWED_NETWORKS, trustedProxies) : undefined,
-    ...serverOptions(cfg),
+    ...gatewayOptions(cfg),
   });
   onShutdown(logger, [() => gateway.close(), () => cache.close(), async () => tracing?.stop()], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000);
 }
@@ -165,14 +169,7 @@ async function runService(module: ServiceModule): Promise<void> {
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
   const tracing = tracingFromEnv(`ttip-${role}`);
   const peers = createPeers((name) => (cfg as Record<string, unknown>)[`${name.toUpperCase()}_URL`] as string | undefined);
-  const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}`, logger });
-  const bus = await JetStreamBus.connect({
-    servers: cfg.NATS_URL,
-    stream: cfg.NATS_STREAM,
-    logger,
-    limits: { maxAgeMs: cfg.NATS_STREAM_MAX_AGE_HOURS * 3_600_000, maxBytes: cfg.NATS_STREAM_MAX_BYTES, replicas: cfg.NATS_STREAM_REPLICAS },
-  });
-  const cache = new RedisCache(cfg.REDIS_URL);
+  const { pool, bus, cache } = await connectSharedState(cfg, role, logger);
   const service = await startService(module, { logger, pool, bus, cache, metrics: new Metrics({ role }), peers }, serverOptions(cfg));
   onShutdown(
     logger,
@@ -188,19 +185,52 @@ function loadServiceConfig(module: ServiceModule) {
     ...common,
     ...internalKey,
     ...peerUrls,
-    DATABASE_URL: env.url(["postgres", "postgresql"]),
-    DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
-    NATS_URL: env.url(["nats", "tls"]),
-    NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _").default("TTIP"),
-    NATS_STREAM_MAX_AGE_HOURS: z.coerce.number().int().min(0).default(0),
-    NATS_STREAM_MAX_BYTES: z.coerce.number().int().min(0).default(0),
-    NATS_STREAM_REPLICAS: z.coerce.number().int().min(0).max(5).default(0),
-    REDIS_URL: env.url(["redis", "rediss"]),
+    ...sharedState,
   });
 }
 
+/** PostgreSQL, NATS JetStream and Redis: what every process of a deployment shares. */
+export const sharedState = {
+  DATABASE_URL: env.url(["postgres", "postgresql"]),
+  DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
+  NATS_URL: env.url(["nats", "tls"]),
+  NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _").default("TTIP"),
+  NATS_STREAM_MAX_AGE_HOURS: z.coerce.number().int().min(0).default(0),
+  NATS_STREAM_MAX_BYTES: z.coerce.number().int().min(0).default(0),
+  NATS_STREAM_REPLICAS: z.coerce.number().int().min(0).max(5).default(0),
+  REDIS_URL: env.url(["redis", "rediss"]),
+};
+
+/** This process's pool, JetStream bus and Redis cache; the caller closes them. */
+export async function connectSharedState(cfg: z.infer<z.ZodObject<typeof sharedState>>, role: string, logger: Logger) {
+  const pool = createPool(cfg.DATABASE_URL, { max: cfg.DATABASE_POOL_MAX, applicationName: `ttip-${role}`, logger });
+  const bus = await JetStreamBus.connect({
+    servers: cfg.NATS_URL,
+    stream: cfg.NATS_STREAM,
+    logger,
+    limits: { maxAgeMs: cfg.NATS_STREAM_MAX_AGE_HOURS * 3_600_000, maxBytes: cfg.NATS_STREAM_MAX_BYTES, replicas: cfg.NATS_STREAM_REPLICAS },
+  }).catch(async (err) => {
+    await pool.end();
+    throw err;
+  });
+  return { pool, bus, cache: new RedisCache(cfg.REDIS_URL) };
+}
+
+/** The gateway's guards, answers and listening settings (its backends and token checks are the caller's). */
+export function gatewayOptions(cfg: z.infer<z.ZodObject<typeof common & typeof gatewaySettings>>) {
+  const trustedProxies = cfg.TRUSTED_PROXIES.length ? cfg.TRUSTED_PROXIES : cfg.TRUST_PROXY ? [...PRIVATE_NETWORKS] : [];
+  return {
+    rateLimit: { points: cfg.RATE_LIMIT_POINTS, durationSeconds: cfg.RATE_LIMIT_WINDOW_SECONDS },
+    corsOrigins: cfg.CORS_ALLOWED_ORIGINS,
+    trustedProxies,
+    adminNetworks: cfg.ADMIN_ALLOWED_NETWORKS,
+    web: cfg.ADMIN_CONSOLE === "on" ? adminConsole(cfg.ADMIN_ALLOWED_NETWORKS, trustedProxies) : undefined,
+    ...serverOptions(cfg),
+  };
+}
+
 /** Where a role's server listens and how it drains, from the settings every role shares. */
-function serverOptions(cfg: z.infer<z.ZodObject<typeof common>>) {
+export function serverOptions(cfg: z.infer<z.ZodObject<typeof common>>) {
   return {
     host: cfg.HOST,
     port: cfg.PORT,

@@ -1,5 +1,14 @@
 import { startGateway, type GatewayOptions } from "@ttip/gateway";
-import { createPeers, localTransport, startService, type RunningServer, type RunningService, type ServiceContext, type ServiceModule } from "@ttip/runtime";
+import {
+  createPeers,
+  localTransport,
+  startService,
+  type RunningServer,
+  type RunningService,
+  type ServiceContext,
+  type ServiceModule,
+  type StartServiceOptions,
+} from "@ttip/runtime";
 import { modules as allModules, publicServices } from "./modules.js";
 
 export interface PlatformOptions {
@@ -7,6 +16,8 @@ export interface PlatformOptions {
   ctx: Omit<ServiceContext, "peers">;
   /** Every service by default; a test passes its own instances (e.g. pointed at simulators). */
   modules?: ServiceModule[];
+  /** Where each service listens and how it drains (default: a free loopback port each). */
+  serviceOptions?: (name: string) => StartServiceOptions;
   /** How the gateway listens and guards; backends and JWKS are filled in here. */
   gateway: Omit<GatewayOptions, "logger" | "metrics" | "cache" | "backends" | "jwt" | "stepUp">;
 }
@@ -36,7 +47,7 @@ export async function startPlatform(options: PlatformOptions): Promise<Platform>
   const services: RunningService[] = [];
   try {
     for (const module of modules) {
-      const service = await startService(module, ctx);
+      const service = await startService(module, ctx, options.serviceOptions?.(module.name));
       urls.set(module.name, service.server.url);
       locals.set(module.name, service.server.local);
       services.push(service);

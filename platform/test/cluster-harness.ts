@@ -178,7 +178,8 @@ export class Cluster {
   }
 }
 
-function roleDefaults(role: ServiceRole, sim: DarajaSimulator, ownUrl: string): Record<string, string> {
+/** What a role needs besides the shared servers and its peers: the simulator as M-Pesa, fast payment timings, fixed keys. */
+export function roleDefaults(role: ServiceRole, sim: DarajaSimulator, ownUrl: string): Record<string, string> {
   switch (role) {
     case "payment":
       return {

@@ -10,7 +10,7 @@ import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
 import { CHANNEL_NAMES, maskEmail, templateKeyName } from "./names.js";
-import { findRecipient, type RecipientRecord } from "./stores/recipients.js";
+import { findRecipients, type KnownRecipient, type RecipientRecord } from "./stores/recipients.js";
 import { pushTokens } from "./stores/push-tokens.js";
 import { findTemplate } from "./stores/templates.js";
 import { render, resolveLocale, withDefaults } from "./templates.js";
@@ -100,6 +100,9 @@ function updateEvent(d: DeliveryRef, status: DeliveryState, correlationId = "") 
   );
 }
 
+/** Requests one enqueueMany takes at most (a trigger's batch of events); each makes a few deliveries. */
+export const ENQUEUE_BATCH_MAX = 200;
+
 /**
  * Creates the deliveries for one request inside `tx` (no other connection is
  * used: embedded mode has one). Returns their ids, existing ones included, so
@@ -107,22 +110,45 @@ function updateEvent(d: DeliveryRef, status: DeliveryState, correlationId = "") 
  * Throws MissingVariablesError when the template needs a variable not given.
  */
 export async function enqueue(tx: Queryable, req: SendRequest, now = new Date()): Promise<string[]> {
-  const user = "userId" in req.to ? await findRecipient(tx, req.to.userId) : undefined;
+  return (await enqueueMany(tx, [req], now))[0];
+}
+
+/**
+ * enqueue for several requests (a trigger's batch of events): the recipients
+ * and whether they have a push device are read in one statement, and every
+ * delivery is written in another, not a few statements per request. Returns
+ * the ids per request, in the requests' order.
+ */
+export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date()): Promise<string[][]> {
+  assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
+  assert(reqs.length === 1 || !reqs.some((r) => r.claim), "a request that claims its key goes alone");
+  const userIds = [...new Set(reqs.flatMap((r) => ("userId" in r.to ? [r.to.userId.toLowerCase()] : [])))];
+  const users = userIds.length ? await findRecipients(tx, userIds) : new Map<string, KnownRecipient>();
+  const planned: PlannedDelivery[][] = [];
+  for (const req of reqs) planned.push(await planRequest(tx, req, now, users));
+  const ids = await insertDeliveries(tx, planned.flat(), now, reqs.length === 1 ? reqs[0].claim : undefined);
+  return planned.map((rows) => rows.flatMap((p) => ids.get(p) ?? []));
+}
+
+type KnownUser = RecipientRecord | undefined;
+
+/** One request's deliveries, one per channel it goes out on. */
+async function planRequest(tx: Queryable, req: SendRequest, now: Date, users: Map<string, KnownRecipient>): Promise<PlannedDelivery[]> {
+  const known = "userId" in req.to ? users.get(req.to.userId.toLowerCase()) : undefined;
+  const user = known?.record;
   const isOtp = req.templateKey === TemplateKey.OTP;
   const { channels, explicit } = channelsFor(req, user, isOtp);
   const locale = resolveLocale(req.locale || user?.locale);
   const userId = "userId" in req.to ? req.to.userId : null;
-  const ids: string[] = [];
+  const rows: PlannedDelivery[] = [];
   for (const channel of channels) {
-    const to = await addressOn(tx, req, user, userId, explicit, channel);
-    if (!to) continue;
-    const id = await enqueueOn(tx, req, now, { user, userId, isOtp, explicit, locale, channel, ...to });
-    if (id) ids.push(id);
+    // No device registered: nothing to push to, and nothing worth a failed record.
+    if (channel === Channel.PUSH && userId && !explicit && !known?.hasPushToken) continue;
+    const row = await planOn(tx, req, now, { user, userId, isOtp, explicit, locale, channel, ...addressOn(req, user, userId, channel) });
+    if (row) rows.push(row);
   }
-  return ids;
+  return rows;
 }
-
-type KnownUser = RecipientRecord | undefined;
 
 /** The channels a request goes out on, and whether the caller named them. */
 function channelsFor(req: SendRequest, user: KnownUser, isOtp: boolean): { channels: Channel[]; explicit: boolean } {
@@ -143,24 +169,18 @@ function channelsFor(req: SendRequest, user: KnownUser, isOtp: boolean): { chann
   return { channels, explicit };
 }
 
-/** Where one channel's message goes, and how logs show it; undefined when there is nothing to push to. */
-async function addressOn(tx: Queryable, req: SendRequest, user: KnownUser, userId: string | null, explicit: boolean, channel: Channel): Promise<{ address: string; masked: string } | undefined> {
-  let address = "";
-  let masked = "";
+/** Where one channel's message goes, and how logs show it. */
+function addressOn(req: SendRequest, user: KnownUser, userId: string | null, channel: Channel): { address: string; masked: string } {
   if (channel === Channel.SMS) {
     const phone = "phone" in req.to ? req.to.phone : (user?.phone ?? "");
-    address = phone ? normalisePhone(phone) : "";
-    masked = address ? maskPhone(address) : "";
-  } else if (channel === Channel.EMAIL) {
-    address = "email" in req.to ? req.to.email : (user?.email ?? "");
-    masked = address ? maskEmail(address) : "";
-  } else if (userId) {
-    address = userId;
-    masked = userId;
-    // No device registered: nothing to push to, and nothing worth a failed record.
-    if (channel === Channel.PUSH && !explicit && (await pushTokens(tx, userId)).length === 0) return undefined;
+    const address = phone ? normalisePhone(phone) : "";
+    return { address, masked: address ? maskPhone(address) : "" };
   }
-  return { address, masked };
+  if (channel === Channel.EMAIL) {
+    const address = "email" in req.to ? req.to.email : (user?.email ?? "");
+    return { address, masked: address ? maskEmail(address) : "" };
+  }
+  return { address: userId ?? "", masked: userId ?? "" };
 }
 
 interface ChannelScope {
@@ -174,8 +194,34 @@ interface ChannelScope {
   masked: string;
 }
 
-/** Creates one channel's delivery; returns its id (an existing one on a repeat), or undefined when the channel is skipped. */
-async function enqueueOn(tx: Queryable, req: SendRequest, now: Date, { user, userId, isOtp, explicit, locale, channel, address, masked }: ChannelScope): Promise<string | undefined> {
+/** A delivery as it is to be written, with its "queued" fact and the one it gets when its number texted STOP. */
+interface PlannedDelivery {
+  id: string;
+  sourceKey: string;
+  recipientKey: string;
+  channel: Channel;
+  userId: string | null;
+  address: string;
+  masked: string;
+  templateKey: TemplateKey;
+  templateVersion: number;
+  locale: string;
+  subject: string;
+  /** The rendered text (null: a failed OTP's, not kept). */
+  body: string | null;
+  status: DeliveryState;
+  error: string | null;
+  nextAttempt: Date;
+  event: ReturnType<typeof updateEvent>;
+  /** An SMS checked against STOP by the insert itself (OTPs excepted), and its fact then. */
+  mayBeOptedOut: boolean;
+  optedOutEvent: ReturnType<typeof updateEvent>;
+  /** The in-app notification's id, for an in-app delivery to a user. */
+  inAppId: string | null;
+}
+
+/** One channel's delivery as it is to be written, or undefined when the channel is skipped. */
+async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId, isOtp, explicit, locale, channel, address, masked }: ChannelScope): Promise<PlannedDelivery | undefined> {
   if (!address && !explicit && !(channel === Channel.SMS && userId)) return undefined;
 
   const template = await findTemplate(tx, req.templateKey, locale, channel);
@@ -199,49 +245,114 @@ async function enqueueOn(tx: Queryable, req: SendRequest, now: Date, { user, use
   }
   const recipientKey = userId ?? ("phone" in req.to ? `phone:${address}` : `email:${address.toLowerCase()}`);
   const id = randomUUID();
-  // The delivery, its fact and (in-app) the notification itself in one statement, all or nothing on a repeat.
   const ref = { id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 };
   const event = updateEvent(ref, status, req.correlationId);
-  // A number that texted STOP gets no SMS (OTPs excepted): checked by the insert itself, not a statement of its own.
   const mayBeOptedOut = channel === Channel.SMS && !isOtp && !!address && status === "queued";
-  const optedOutEvent = mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event;
-  const inApp = channel === Channel.IN_APP && userId !== null;
-  const claim = req.claim && claimingCte(req.claim.request, req.claim.resultId, 27);
-  const inserted = await tx.query<{ id: string }>(
-    `WITH ${claim ? `${claim.sql},` : ""} opted AS (SELECT $23::boolean AND EXISTS (SELECT 1 FROM notification.sms_opt_outs WHERE phone = $6) AS out),
+  return {
+    id,
+    sourceKey: req.sourceKey,
+    recipientKey,
+    channel,
+    userId,
+    address,
+    masked,
+    templateKey: req.templateKey,
+    templateVersion: template.version,
+    locale: template.locale,
+    subject,
+    body: status === "failed" && isOtp ? null : body,
+    status,
+    error,
+    nextAttempt,
+    event,
+    mayBeOptedOut,
+    optedOutEvent: mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event,
+    inAppId: channel === Channel.IN_APP && userId !== null ? randomUUID() : null,
+  };
+}
+
+/**
+ * Writes planned deliveries in one statement: each delivery, its fact and (in-app) the
+ * notification itself, all or nothing per delivery on a repeat; a number that texted
+ * STOP gets no SMS (checked by the insert itself). Returns each row's id: its own, or
+ * the existing delivery's on a repeat; none for a row not made under a `claim` already used.
+ */
+async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: Date, claim: SendRequest["claim"]): Promise<Map<PlannedDelivery, string>> {
+  const ids = new Map<PlannedDelivery, string>();
+  if (!planned.length) return ids;
+  // One row per (source, recipient, channel): a batch holding one event twice writes it once.
+  const first = new Map<string, PlannedDelivery>();
+  for (const p of planned) if (!first.has(keyOf(p))) first.set(keyOf(p), p);
+  const rows = [...first.values()];
+  const columns = <T>(f: (p: PlannedDelivery) => T) => rows.map(f);
+  const values: unknown[] = [
+    columns((p) => p.id), columns((p) => p.sourceKey), columns((p) => p.recipientKey), columns((p) => p.channel), columns((p) => p.userId),
+    columns((p) => p.address), columns((p) => p.masked), columns((p) => p.templateKey), columns((p) => p.templateVersion), columns((p) => p.locale),
+    columns((p) => p.subject), columns((p) => p.body), columns((p) => p.status), columns((p) => p.error), columns((p) => p.nextAttempt),
+    columns((p) => p.event.id), columns((p) => Buffer.from(p.event.data)), columns((p) => p.mayBeOptedOut), columns((p) => p.optedOutEvent.id),
+    columns((p) => Buffer.from(p.optedOutEvent.data)), columns((p) => p.inAppId),
+    rows[0].event.subject, currentTraceparent() ?? null, now,
+  ];
+  const claimed = claim && claimingCte(claim.request, claim.resultId, values.length + 1);
+  const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null }>(
+    `WITH ${claimed ? `${claimed.sql},` : ""} planned AS (
+       SELECT p.*, p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::uuid[], $6::text[], $7::text[], $8::smallint[], $9::int[], $10::text[],
+                     $11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[], $16::uuid[], $17::bytea[], $18::boolean[], $19::uuid[],
+                     $20::bytea[], $21::uuid[])
+           AS p(id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
+                subject, body, status, last_error, next_attempt_at, event_id, payload, may_opt_out, opted_event_id, opted_payload, inapp_id)),
      delivery AS (
        INSERT INTO notification.deliveries
          (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
           subject, body, status, last_error, next_attempt_at)
-       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-              CASE WHEN out THEN 'failed' ELSE $13::text END,
-              CASE WHEN out THEN 'recipient texted STOP' ELSE $14::text END,
-              CASE WHEN out THEN $25::timestamptz ELSE $15::timestamptz END
-         FROM opted${claim ? " WHERE EXISTS (SELECT 1 FROM claimed)" : ""}
+       SELECT id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale, subject, body,
+              CASE WHEN out THEN 'failed' ELSE status END,
+              CASE WHEN out THEN 'recipient texted STOP' ELSE last_error END,
+              CASE WHEN out THEN $24::timestamptz ELSE next_attempt_at END
+         FROM planned${claimed ? " WHERE EXISTS (SELECT 1 FROM claimed)" : ""}
        ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
      announced AS (
        INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
-       SELECT CASE WHEN out THEN $26::uuid ELSE $16::uuid END, $17, CASE WHEN out THEN $24::bytea ELSE $18::bytea END, $22::text FROM delivery, opted),
+       SELECT CASE WHEN p.out THEN p.opted_event_id ELSE p.event_id END, $22, CASE WHEN p.out THEN p.opted_payload ELSE p.payload END, $23::text
+         FROM delivery d JOIN planned p ON p.id = d.id),
      shown AS (
        INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
-       SELECT $19, $5, id, $8, $11, $20, $15 FROM delivery WHERE $21)
-     SELECT id FROM delivery`,
-    [id, req.sourceKey, recipientKey, channel, userId, address, masked, req.templateKey, template.version, template.locale,
-      subject, status === "failed" && isOtp ? null : body, status, error, nextAttempt, event.id, event.subject, Buffer.from(event.data),
-      randomUUID(), body, inApp, currentTraceparent() ?? null, mayBeOptedOut, Buffer.from(optedOutEvent.data), now, optedOutEvent.id, ...(claim?.values ?? [])],
+       SELECT p.inapp_id, p.user_id, p.id, p.template_key, p.subject, p.body, p.next_attempt_at
+         FROM delivery d JOIN planned p ON p.id = d.id WHERE p.inapp_id IS NOT NULL)
+     SELECT p.id AS planned_id, d.id IS NOT NULL AS inserted, e.id AS existing_id
+       FROM planned p LEFT JOIN delivery d ON d.id = p.id
+       LEFT JOIN notification.deliveries e ON e.source_key = p.source_key AND e.recipient_key = p.recipient_key AND e.channel = p.channel`,
+    [...values, ...(claimed?.values ?? [])],
   );
-  // The key was used before: nothing made here; the caller learns by whom.
-  if (inserted.rowCount === 0 && claim) return undefined;
-  if (inserted.rowCount === 0) {
-    const existing = await tx.query<{ id: string }>(
-      "SELECT id FROM notification.deliveries WHERE source_key = $1 AND recipient_key = $2 AND channel = $3",
-      [req.sourceKey, recipientKey, channel],
-    );
-    return existing.rows[0].id;
+  const byId = new Map(written.map((w) => [w.planned_id, w]));
+  // A repeat made by a transaction that committed after this statement began is not in its snapshot: read again.
+  const unseen = claim ? [] : rows.filter((p) => !byId.get(p.id)?.inserted && !byId.get(p.id)?.existing_id);
+  const late = unseen.length ? await existingDeliveries(tx, unseen) : new Map<PlannedDelivery, string>();
+  for (const p of planned) {
+    const row = first.get(keyOf(p))!;
+    const w = byId.get(row.id);
+    const id = w?.inserted ? row.id : claim ? undefined : (w?.existing_id ?? late.get(row));
+    if (id) ids.set(p, id);
   }
-  if (inApp) inAppSignals.emit(userId);
-  return id;
+  for (const p of rows) if (p.inAppId && p.userId && byId.get(p.id)?.inserted) inAppSignals.emit(p.userId);
+  return ids;
 }
+
+/** The deliveries already made for these rows' keys. */
+async function existingDeliveries(tx: Queryable, rows: PlannedDelivery[]): Promise<Map<PlannedDelivery, string>> {
+  const { rows: found } = await tx.query<{ source_key: string; recipient_key: string; channel: number; id: string }>(
+    `SELECT d.source_key, d.recipient_key, d.channel, d.id FROM notification.deliveries d
+       JOIN unnest($1::text[], $2::text[], $3::smallint[]) AS k(source_key, recipient_key, channel)
+         ON d.source_key = k.source_key AND d.recipient_key = k.recipient_key AND d.channel = k.channel`,
+    [rows.map((p) => p.sourceKey), rows.map((p) => p.recipientKey), rows.map((p) => p.channel)],
+  );
+  const byKey = new Map(found.map((f) => [`${f.source_key}\u0000${f.recipient_key}\u0000${f.channel}`, f.id]));
+  return new Map(rows.flatMap((p) => (byKey.has(keyOf(p)) ? [[p, byKey.get(keyOf(p))!] as const] : [])));
+}
+
+/** A delivery's unique key: (source, recipient, channel). */
+const keyOf = (p: PlannedDelivery) => `${p.sourceKey}\u0000${p.recipientKey}\u0000${p.channel}`;
 
 /** Thrown to have the bus deliver the dispatch event again later (JetStream nak). */
 export class RetryLater extends Error {}

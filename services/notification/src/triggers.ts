@@ -14,9 +14,9 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, decodeEvent, type DeliveredMessage, type EventBus, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { StaffDirectory } from "./contacts.js";
-import { DISPATCH_BATCH_MAX, enqueue, type Dispatcher } from "./delivery.js";
+import { DISPATCH_BATCH_MAX, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
 /** A short reference people can read out on the phone. */
@@ -25,11 +25,19 @@ const shortRef = (id: string) => id.replace(/-/g, "").slice(0, 10).toUpperCase()
 /** ttip.venue.v1.SplitMethod in words, for the share message. */
 const SPLIT_WORDS: Record<number, string> = { 1: "equal among those on shift", 2: "by hours worked", 3: "by role points", 4: "fixed percentages" };
 
-type Trigger<D extends DescMessage> = {
+type Trigger<D extends DescMessage, A = undefined> = {
   durable: string;
   /** The event; its declared subject is the one consumed. */
   schema: D;
-  apply: (event: MessageShape<D>, eventId: string, tx: Queryable, deps: TriggerDeps) => Promise<void>;
+  /**
+   * What a batch needs from other services, asked before its transaction begins (no
+   * transaction waits on a call). Throwing has the batch delivered again later.
+   */
+  ask?: (events: MessageShape<D>[], deps: TriggerDeps) => Promise<A>;
+  /** The messages the event asks for: the batch's are written together. */
+  sends?: (event: MessageShape<D>, eventId: string, deps: TriggerDeps, asked: A) => SendRequest[];
+  /** Or what it writes itself, in the batch's transaction. */
+  apply?: (event: MessageShape<D>, eventId: string, tx: Queryable, deps: TriggerDeps) => Promise<void>;
 };
 
 export interface TriggerDeps {
@@ -42,90 +50,83 @@ export interface TriggerDeps {
 
 const reasonWords = (code: string) => code.toLowerCase().replace(/_/g, " ");
 
-function trigger<D extends DescMessage>(t: Trigger<D>): Trigger<DescMessage> {
-  return t as unknown as Trigger<DescMessage>;
+function trigger<D extends DescMessage, A = undefined>(t: Trigger<D, A>): Trigger<DescMessage, unknown> {
+  return t as unknown as Trigger<DescMessage, unknown>;
 }
 
 /** The worker's message about event `id`, keyed by the event: a redelivered event adds nothing. */
-function toWorker(
-  tx: Queryable,
-  deps: TriggerDeps,
-  id: string,
-  e: { workerId: string; meta?: { correlationId: string } },
-  templateKey: TemplateKey,
-  variables: Record<string, string>,
-): Promise<string[]> {
-  return enqueue(tx, { sourceKey: `event:${id}`, to: { userId: e.workerId }, templateKey, variables, correlationId: e.meta?.correlationId }, new Date(deps.clock.now()));
+function toWorker(id: string, e: { workerId: string; meta?: { correlationId: string } }, templateKey: TemplateKey, variables: Record<string, string>): SendRequest[] {
+  return [{ sourceKey: `event:${id}`, to: { userId: e.workerId }, templateKey, variables, correlationId: e.meta?.correlationId }];
 }
 
 const TRIGGERS = [
   trigger({
     durable: "notification-tip-succeeded",
     schema: TipSucceededSchema,
-    apply: async (e, id, tx, deps) => {
-      if (!e.workerId) return;
-      await toWorker(tx, deps, id, e, TemplateKey.TIP_RECEIVED, {
-        amount: money(e.amount),
-        net: money(e.net),
-        from: e.customerPhoneMasked || "TTIP",
-        message: e.message ? `"${e.message}"` : "",
-      });
-    },
+    sends: (e, id) =>
+      e.workerId
+        ? toWorker(id, e, TemplateKey.TIP_RECEIVED, {
+            amount: money(e.amount),
+            net: money(e.net),
+            from: e.customerPhoneMasked || "TTIP",
+            message: e.message ? `"${e.message}"` : "",
+          })
+        : [],
   }),
   trigger({
     durable: "notification-payout-succeeded",
     schema: PayoutSucceededSchema,
-    apply: async (e, id, tx, deps) => {
-      await toWorker(tx, deps, id, e, TemplateKey.PAYOUT_SENT, { amount: money(e.amount), phone: e.recipientPhoneMasked, reference: e.mpesaReceipt || shortRef(e.payoutId) });
-    },
+    sends: (e, id) => toWorker(id, e, TemplateKey.PAYOUT_SENT, { amount: money(e.amount), phone: e.recipientPhoneMasked, reference: e.mpesaReceipt || shortRef(e.payoutId) }),
   }),
   trigger({
     durable: "notification-payout-failed",
     schema: PayoutFailedSchema,
-    apply: async (e, id, tx, deps) => {
-      await toWorker(tx, deps, id, e, TemplateKey.PAYOUT_FAILED, { amount: money(e.amount), reason: e.reason || e.resultCode });
-    },
+    sends: (e, id) => toWorker(id, e, TemplateKey.PAYOUT_FAILED, { amount: money(e.amount), reason: e.reason || e.resultCode }),
   }),
   trigger({
     durable: "notification-fraud-alert",
     schema: FraudAlertSchema,
-    apply: async (e, id, tx, deps) => {
-      // Only a hold concerns the worker; refusals and flags are for admins.
-      if (e.action !== "held" || !e.workerId) return;
-      await toWorker(tx, deps, id, e, TemplateKey.FRAUD_HOLD, { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: reasonWords(e.reasonCode) });
-    },
+    // Only a hold concerns the worker; refusals and flags are for admins.
+    sends: (e, id) =>
+      e.action === "held" && e.workerId ? toWorker(id, e, TemplateKey.FRAUD_HOLD, { reference: shortRef(e.payoutId || e.tipId || e.alertId), reason: reasonWords(e.reasonCode) }) : [],
   }),
   trigger({
     durable: "notification-fraud-alert-staff",
     schema: FraudAlertSchema,
-    apply: async (e, _id, tx, deps) => {
-      if (e.action !== "held" || !e.tipId) return;
-      // Asked inside the batch's transaction: an answer auth cannot give now
-      // throws, and the batch comes back later (nothing was committed).
-      const reviewers = await deps.staff.reviewers();
-      if (reviewers.length === 0) return;
-      const worker = (e.workerId && (await deps.staff.displayName(e.workerId))) || (e.workerId ? `worker ${shortRef(e.workerId)}` : "a venue");
-      for (const userId of reviewers) {
-        await enqueue(tx, {
-          // Keyed by the tip, not the event: a tip held by two rules (or held
-          // again when its callback disagrees) alerts each reviewer once.
-          sourceKey: `tip-held:${e.tipId}`,
-          to: { userId },
-          templateKey: TemplateKey.ADMIN_TIP_HELD,
-          variables: { amount: money(e.tipAmount) || "an unknown amount", worker, reason: reasonWords(e.reasonCode), link: deps.consoleUrl },
-          correlationId: e.meta?.correlationId,
-        }, new Date(deps.clock.now()));
-      }
+    // Auth is asked once per batch, before its transaction: an answer it cannot
+    // give now throws, and the batch comes back later (nothing was written).
+    ask: async (events, deps) => {
+      const held = events.filter(isStaffHold);
+      if (!held.length) return undefined;
+      const workers = [...new Set(held.map((e) => e.workerId).filter(Boolean))];
+      const [reviewers, names] = await Promise.all([
+        deps.staff.reviewers(),
+        Promise.all(workers.map(async (w) => [w, await deps.staff.displayName(w)] as const)).then((pairs) => new Map(pairs)),
+      ]);
+      return { reviewers, names };
+    },
+    sends: (e, _id, deps, asked) => {
+      if (!isStaffHold(e) || !asked) return [];
+      const worker = (e.workerId && asked.names.get(e.workerId)) || (e.workerId ? `worker ${shortRef(e.workerId)}` : "a venue");
+      return asked.reviewers.map((userId) => ({
+        // Keyed by the tip, not the event: a tip held by two rules (or held
+        // again when its callback disagrees) alerts each reviewer once.
+        sourceKey: `tip-held:${e.tipId}`,
+        to: { userId },
+        templateKey: TemplateKey.ADMIN_TIP_HELD,
+        variables: { amount: money(e.tipAmount) || "an unknown amount", worker, reason: reasonWords(e.reasonCode), link: deps.consoleUrl },
+        correlationId: e.meta?.correlationId,
+      }));
     },
   }),
   trigger({
     durable: "notification-venue-share",
     schema: VenueShareAllocatedSchema,
-    apply: async (e, id, tx, deps) => {
+    sends: (e, id) => {
       const day = (t: typeof e.periodStart) => (t ? new Date(Number(t.seconds) * 1000 + 3 * 3600_000).toISOString().slice(0, 10) : "");
       const start = day(e.periodStart);
       const end = day(e.periodEnd ? { ...e.periodEnd, seconds: e.periodEnd.seconds - 1n } : undefined);
-      await toWorker(tx, deps, id, e, TemplateKey.POOL_SHARE, {
+      return toWorker(id, e, TemplateKey.POOL_SHARE, {
         amount: money(e.amount),
         venue: e.venueName || "your venue",
         period: start === end ? start : `${start} to ${end}`,
@@ -147,9 +148,39 @@ const TRIGGERS = [
   }),
 ];
 
+/** A hold of a tip, which its reviewers hear of. */
+const isStaffHold = (e: MessageShape<typeof FraudAlertSchema>) => e.action === "held" && !!e.tipId;
+
 export const DISPATCH_SHARDS = 4;
 /** Events applied in one transaction at most: each adds a few deliveries, and one bad event sends the batch back. */
 const TRIGGER_BATCH = 50;
+
+/**
+ * The bus as a consumer sees it, with `first` run on each batch before the
+ * batch is handled (and so before its transaction begins).
+ */
+function askingFirst(bus: EventBus, first: (messages: DeliveredMessage[]) => Promise<void>): EventBus {
+  const wrapped = Object.create(bus) as EventBus;
+  wrapped.subscribe = (o) =>
+    bus.subscribe({
+      ...o,
+      handler: async (m) => {
+        await first([m]);
+        await o.handler(m);
+      },
+    });
+  if (bus.subscribeBatches) {
+    wrapped.subscribeBatches = (o) =>
+      bus.subscribeBatches!({
+        ...o,
+        handler: async (m) => {
+          await first(m);
+          await o.handler(m);
+        },
+      });
+  }
+  return wrapped;
+}
 
 function shardOf(deliveryId: string): number {
   return createHash("sha1").update(deliveryId).digest()[0] % DISPATCH_SHARDS;
@@ -160,10 +191,19 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
   const subs: { stop(): Promise<void> }[] = [];
   for (const t of TRIGGERS) {
     // What has arrived is recorded and applied in one transaction (a commit per
-    // batch, not per tip), in the order it was published.
+    // batch, not per tip), in the order it was published; its messages are
+    // written together (a statement for their recipients, one for the rows).
+    const decode = (message: DeliveredMessage) => decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
+    const asked = new WeakMap<DeliveredMessage, unknown>();
+    const ask = t.ask;
     subs.push(
       await consumeEventBatches({
-        bus: ctx.bus,
+        bus: ask
+          ? askingFirst(ctx.bus, async (messages) => {
+              const answer = await ask(messages.map(decode), deps);
+              for (const m of messages) asked.set(m, answer);
+            })
+          : ctx.bus,
         pool: ctx.pool,
         schema: "notification",
         consumer: t.durable,
@@ -172,11 +212,16 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
         metrics: ctx.metrics,
         maxBatch: TRIGGER_BATCH,
         handleBatch: async (messages, tx) => {
+          const requests: SendRequest[] = [];
           for (const message of messages) {
-            const event = decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
+            const event = decode(message);
             // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.
-            await t.apply(event, event.meta?.id || message.id, tx, deps);
+            const id = event.meta?.id || message.id;
+            if (t.apply) await t.apply(event, id, tx, deps);
+            else requests.push(...t.sends!(event, id, deps, asked.get(message)));
           }
+          const now = new Date(deps.clock.now());
+          for (let i = 0; i < requests.length; i += ENQUEUE_BATCH_MAX) await enqueueMany(tx, requests.slice(i, i + ENQUEUE_BATCH_MAX), now);
         },
       }),
     );

@@ -19,7 +19,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
-import { Dispatcher, enqueue, inAppSignals, RetryLater } from "../src/delivery.js";
+import { Dispatcher, enqueue, enqueueMany, inAppSignals, RetryLater } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { createProviders } from "../src/providers.js";
@@ -421,6 +421,58 @@ describe("notification service against Postgres, JetStream and the provider simu
         return [e.deliveryId, e.status];
       });
       assert.deepEqual(said.sort(), [[refused, "failed"], [otp, "queued"]].sort());
+    } finally {
+      await client.query("ROLLBACK");
+      client.release();
+    }
+  });
+
+  test("a batch of requests is written in two statements (recipients with push devices, then every delivery), each as it would be alone", async () => {
+    const known = randomUUID();
+    const unknown = randomUUID();
+    const knownPhone = normalisePhone(newPhone());
+    const stopped = normalisePhone(newPhone());
+    await internal().upsertContact({ userId: known, phone: knownPhone, locale: "sw" });
+    await asUser(known).registerPushToken({ token: `fcm-token-${known}`, platform: "android" });
+    await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [stopped]);
+    const client = await t.db.pool.connect();
+    const statements: string[] = [];
+    // Templates are cached by the process; what is counted is the statements per batch.
+    const counted = {
+      query: (text: string, values?: unknown[]) => {
+        if (!text.includes("notification.templates")) statements.push(text);
+        return client.query(text, values);
+      },
+    } as unknown as typeof client;
+    try {
+      // Rolled back at the end: the dispatcher never sees these rows.
+      await client.query("BEGIN");
+      const tip = { templateKey: TemplateKey.TIP_RECEIVED, variables: { amount: "KES 150", net: "KES 142.50", from: "TTIP", message: "" } };
+      const toKnown = { ...tip, sourceKey: `event:${randomUUID()}`, to: { userId: known } };
+      const toUnknown = { ...tip, sourceKey: `event:${randomUUID()}`, to: { userId: unknown } };
+      const receipt = { sourceKey: `rpc:${randomUUID()}`, to: { phone: stopped }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } };
+      const ids = await enqueueMany(counted, [toKnown, toUnknown, receipt, toKnown]);
+      assert.equal(statements.length, 2, "one statement reads the recipients, one writes the deliveries");
+      assert.deepEqual(ids[3], ids[0], "the same request twice in a batch is one set of deliveries");
+      const rows = await client.query("SELECT id, user_id, channel, address, status, last_error, locale FROM notification.deliveries WHERE id = ANY($1::uuid[])", [ids.flat()]);
+      const byId = new Map(rows.rows.map((r) => [r.id, r]));
+      const shape = (list: string[]) => list.map((id) => byId.get(id)).map((r) => [r.channel, r.status, r.address === "" ? "" : "address", r.locale, r.last_error]);
+      assert.deepEqual(shape(ids[0]), [[Channel.SMS, "queued", "address", "sw", null], [Channel.PUSH, "queued", "address", "sw", null], [Channel.IN_APP, "delivered", "address", "sw", null]]);
+      // Nothing stored: no push device, and an SMS whose number the dispatcher asks auth for.
+      assert.deepEqual(shape(ids[1]), [[Channel.SMS, "queued", "", "en", null], [Channel.IN_APP, "delivered", "address", "en", null]]);
+      assert.deepEqual(shape(ids[2]), [[Channel.SMS, "failed", "address", "en", "recipient texted STOP"]]);
+      const events = await client.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE created_at = now()");
+      const said = events.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).map((e) => `${e.deliveryId}:${e.status}`);
+      assert.deepEqual(said.sort(), [...ids[0], ...ids[1], ...ids[2]].map((id) => `${id}:${byId.get(id).status}`).sort(), "one fact per delivery, saying its state");
+      const shown = await client.query("SELECT user_id FROM notification.inapp_notifications WHERE delivery_id = ANY($1::uuid[]) ORDER BY user_id", [ids.flat()]);
+      assert.deepEqual(shown.rows.map((r) => r.user_id), [known, unknown].sort());
+
+      // The batch again (a redelivery): the same ids, nothing new.
+      statements.length = 0;
+      assert.deepEqual(await enqueueMany(counted, [toKnown, toUnknown, receipt]), ids.slice(0, 3));
+      assert.equal(statements.length, 2);
+      const again = await client.query("SELECT count(*)::int AS n FROM notification.outbox WHERE created_at = now()");
+      assert.equal(again.rows[0].n, events.rowCount, "a repeat announces nothing");
     } finally {
       await client.query("ROLLBACK");
       client.release();

@@ -19,6 +19,25 @@ export async function findRecipient(db: Queryable, userId: string): Promise<Reci
   return rows[0];
 }
 
+/** A user as a send sees them: their record (none stored: undefined) and whether any device of theirs takes push. */
+export interface KnownRecipient {
+  record: RecipientRecord | undefined;
+  hasPushToken: boolean;
+}
+
+/** Several users at once, in one statement, by lower-case id. */
+export async function findRecipients(db: Queryable, userIds: string[]): Promise<Map<string, KnownRecipient>> {
+  const { rows } = await db.query<RecipientRecord & { id: string; known: boolean; has_push_token: boolean }>(
+    `SELECT u.id, r.user_id IS NOT NULL AS known, r.user_id, r.phone, r.email, r.locale, r.kinds, r.quiet_start, r.quiet_end,
+            EXISTS (SELECT 1 FROM notification.push_tokens p WHERE p.user_id = u.id) AS has_push_token
+       FROM unnest($1::uuid[]) AS u(id) LEFT JOIN notification.recipients r ON r.user_id = u.id`,
+    [userIds],
+  );
+  return new Map(
+    rows.map(({ id, known, has_push_token, ...record }) => [id, { record: known ? record : undefined, hasPushToken: has_push_token }]),
+  );
+}
+
 /** Contact details as auth knows them; an empty field keeps what is stored. */
 export interface ContactChange {
   userId: string;

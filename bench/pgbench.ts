@@ -1,0 +1,48 @@
+// pgbench against a benchmark's PostgreSQL: the yardstick the throughput
+// benches divide by, and the commit-heavy load bench/pg-group-commit.ts uses.
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync } from "node:fs";
+import path from "node:path";
+
+/** pgbench from the Debian package, if installed. */
+export function pgbenchBinary(): string | undefined {
+  return ["/usr/lib/postgresql"].filter(existsSync).flatMap((root) => readdirSync(root).map((v) => path.join(root, v, "bin", "pgbench"))).find(existsSync);
+}
+
+/** The connection arguments for the server at `url` (user postgres, trust). */
+function connection(url: string): string[] {
+  const u = new URL(url);
+  return ["-h", u.hostname, "-p", u.port, "-U", "postgres"];
+}
+
+/** Creates database `db` and initialises pgbench's TPC-B tables in it at `scale`. */
+export function pgbenchInit(bin: string, url: string, db: string, scale = 1): void {
+  execFileSync(path.join(path.dirname(bin), "createdb"), [...connection(url), db], { stdio: "pipe" });
+  execFileSync(bin, ["-i", "-s", String(scale), "-q", ...connection(url), db], { stdio: "pipe" });
+}
+
+/** Runs pgbench with `args` (e.g. -c 8 -j 2 -T 10); its tps and average latency. */
+export function pgbenchRun(bin: string, url: string, db: string, args: string[]): { tps: number; latency: string } {
+  const out = execFileSync(bin, [...args, ...connection(url), db], { stdio: "pipe" }).toString();
+  return { tps: Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? NaN), latency: /latency average = ([\d.]+ ms)/.exec(out)?.[1] ?? "?" };
+}
+
+/**
+ * Sets server parameters given as "name=value,name=value" (ALTER SYSTEM, then a
+ * reload: commit_delay, commit_siblings and the WAL writer's take effect at once).
+ */
+export async function setPostgresSettings(query: (sql: string) => Promise<unknown>, settings: string): Promise<string[]> {
+  const pairs = settings.split(",").map((s) => s.trim()).filter(Boolean).map((s) => s.split("=").map((p) => p.trim()));
+  for (const [name, value] of pairs) {
+    if (!/^[a-z_]+$/.test(name) || value === undefined || !/^[\w.]+$/.test(value)) throw new Error(`not a setting: ${name}=${value}`);
+    await query(`ALTER SYSTEM SET ${name} = '${value}'`);
+  }
+  await query("SELECT pg_reload_conf()");
+  return pairs.map(([name, value]) => `${name}=${value}`);
+}
+
+/** WAL flushes (fsync and the like) and commits since the server started: group commit's figure is their ratio. */
+export async function walFlushes(query: (sql: string) => Promise<{ rows: Record<string, unknown>[] }>): Promise<{ syncs: number; commits: number }> {
+  const { rows } = await query("SELECT (SELECT wal_sync FROM pg_stat_wal) AS syncs, (SELECT sum(xact_commit) FROM pg_stat_database) AS commits");
+  return { syncs: Number(rows[0].syncs), commits: Number(rows[0].commits) };
+}

@@ -1,0 +1,126 @@
+// A single-host deployment: REPLICAS copies of the whole platform (every service
+// and the gateway, calling each other in process), one event loop each, sharing
+// PostgreSQL, NATS JetStream and Redis. node:cluster's primary owns the listening
+// sockets and hands each new connection to a replica in turn, so the gateway and
+// every service port are one address for all of them, as a Kubernetes Service is
+// for a Deployment's pods: a provider's callback reaches whichever replica.
+// Background work is shared as between pods (outbox rows and reconciliation
+// leases claimed with SKIP LOCKED, durable JetStream consumers, leases).
+import cluster, { type Worker } from "node:cluster";
+import os from "node:os";
+import { z } from "zod";
+import { ConfigError, createLogger, loadConfig, Metrics, onShutdown, StartupError, tracingFromEnv, type Logger } from "@ttip/runtime";
+import { connectSharedState, gatewayOptions, gatewaySettings, internalKey, migrateAll, serverOptions, sharedState } from "./cluster.js";
+import { modules } from "./modules.js";
+import { startPlatform } from "./platform.js";
+import { common } from "./process.js";
+
+const portNumber = z.coerce.number().int().min(1).max(65_535);
+
+const replicasShape = {
+  ...common,
+  ...internalKey,
+  ...sharedState,
+  ...gatewaySettings,
+  // One event loop per core by default; each replica holds DATABASE_POOL_MAX connections.
+  REPLICAS: z.coerce.number().int().min(1).max(64).default(os.availableParallelism()),
+  // The services' own ports (provider callbacks and webhooks, JWKS): loopback unless a proxy needs them.
+  SERVICES_HOST: z.string().default("127.0.0.1"),
+  // <NAME>_PORT: each service's port, PORT+1, PORT+2... in the modules' order unless set.
+  ...Object.fromEntries(modules.map((m) => [`${m.name.toUpperCase()}_PORT`, portNumber.optional()])),
+};
+
+type ReplicasConfig = z.infer<z.ZodObject<typeof replicasShape>> & Record<string, unknown>;
+
+/** The line the primary prints once every replica serves (harnesses wait for it). */
+export const REPLICAS_SERVING = "replicas serving";
+
+/** Each service's port: its <NAME>_PORT, else the next after the gateway's in the modules' order. */
+export function servicePorts(cfg: Pick<ReplicasConfig, "PORT"> & Record<string, unknown>): Map<string, number> {
+  const ports = new Map(modules.map((m, i) => [m.name, (cfg[`${m.name.toUpperCase()}_PORT`] as number | undefined) ?? cfg.PORT + 1 + i]));
+  const taken = [cfg.PORT, ...ports.values()];
+  if (!cfg.PORT || new Set(taken).size !== taken.length) {
+    throw new ConfigError([`PORT and <SERVICE>_PORT: ${taken.join(", ")}: replicas share fixed ports, so PORT must be set and every port must differ`]);
+  }
+  return ports;
+}
+
+/** `main.ts replicas`: the primary forks the replicas; each replica runs the platform. */
+export async function runReplicas(): Promise<void> {
+  const cfg = loadConfig(replicasShape) as ReplicasConfig;
+  if (cluster.isPrimary) return runPrimary(cfg);
+  return runReplica(cfg);
+}
+
+/** Migrates once, forks REPLICAS replicas, replaces one that dies, and stops them all on SIGTERM. */
+async function runPrimary(cfg: ReplicasConfig): Promise<void> {
+  const logger = createLogger({ level: cfg.LOG_LEVEL, base: { role: "replicas" } });
+  const ports = servicePorts(cfg);
+  await migrateAll(cfg.DATABASE_URL, logger);
+  const replicas = new Set<Worker>();
+  // Until every replica serves, one that exits fails the start; after, it is replaced.
+  let state: "starting" | "serving" | "stopping" = "starting";
+  const fork = () =>
+    new Promise<void>((resolve, reject) => {
+      const replica = cluster.fork();
+      replicas.add(replica);
+      replica.once("message", (m) => (m === "serving" ? resolve() : undefined));
+      replica.once("exit", (code, signal) => {
+        replicas.delete(replica);
+        reject(new StartupError(`a replica exited with ${signal ?? code} while starting (its log above says why)`));
+        if (state !== "serving") return;
+        logger.error({ code, signal }, "a replica exited; starting another");
+        setTimeout(() => {
+          if (state === "serving") fork().catch((err) => logger.error({ err }, "a replacement replica did not start"));
+        }, 1_000).unref();
+      });
+    });
+  const stopAll = async () => {
+    state = "stopping";
+    await Promise.all([...replicas].map((r) => stopReplica(r)));
+  };
+  try {
+    // One after another: the first makes what every start ensures (signing keys, templates,
+    // analytics' partitions, whose start-up creation is not serialised between processes).
+    for (let i = 0; i < cfg.REPLICAS; i++) await fork();
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+  state = "serving";
+  onShutdown(logger, [stopAll], cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 10_000);
+  const host = cfg.HOST === "0.0.0.0" || cfg.HOST === "::" ? "127.0.0.1" : cfg.HOST;
+  const services = [...ports].map(([name, port]) => `${name} ${port}`).join(", ");
+  process.stdout.write(`TTIP: ${cfg.REPLICAS} ${REPLICAS_SERVING} on http://${host}:${cfg.PORT} (services on ${cfg.SERVICES_HOST}: ${services})\n`);
+}
+
+/** SIGTERM to one replica (it drains), resolved when it has exited. */
+function stopReplica(replica: Worker): Promise<void> {
+  if (replica.isDead()) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => replica.once("exit", () => resolve()));
+  replica.process.kill("SIGTERM");
+  return exited;
+}
+
+/** One replica: the whole platform on the shared ports, its own pool, bus connection and cache client. */
+async function runReplica(cfg: ReplicasConfig): Promise<void> {
+  const role = `replica-${cluster.worker?.id ?? 0}`;
+  const logger: Logger = createLogger({ level: cfg.LOG_LEVEL, base: { role } });
+  const tracing = tracingFromEnv("ttip-replica");
+  const ports = servicePorts(cfg);
+  const { pool, bus, cache } = await connectSharedState(cfg, role, logger);
+  const drain = serverOptions(cfg);
+  const platform = await startPlatform({
+    // Every replica answers /metrics on the shared port: the label says which one did.
+    ctx: { logger, pool, bus, cache, metrics: new Metrics({ role: "replicas", replica: String(cluster.worker?.id ?? 0) }) },
+    modules,
+    serviceOptions: (name) => ({ ...drain, host: cfg.SERVICES_HOST, port: ports.get(name) }),
+    gateway: gatewayOptions(cfg),
+  });
+  onShutdown(
+    logger,
+    [() => platform.close(), () => bus.close(), () => cache.close(), () => pool.end(), async () => tracing?.stop()],
+    cfg.DRAIN_DELAY_MS + cfg.DRAIN_TIMEOUT_MS + 5_000,
+  );
+  process.send?.("serving");
+}

@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { randomBytes, randomInt, randomUUID } from "node:crypto";
+import http from "node:http";
+import { after, before, describe, test } from "node:test";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
+import { createTestDatabase, freePort, PlatformProcess, testEnv, type TestDatabase } from "@ttip/runtime/testing";
+import { PLATFORM_MAIN } from "../src/entry.js";
+import { modules } from "../src/modules.js";
+import { REPLICAS_SERVING } from "../src/replicas.js";
+import { roleDefaults, SERVICE_ROLES } from "./cluster-harness.js";
+
+// A single-host deployment: two copies of the whole platform behind shared ports (main.ts replicas).
+describe("replicas: the whole platform twice behind one port", () => {
+  let db: TestDatabase;
+  let sim: DarajaSimulator;
+  let platform: PlatformProcess;
+
+  before(async () => {
+    db = await createTestDatabase();
+    sim = await startDarajaSimulator({ callbackDelayMs: 50 });
+    const { redisUrl, natsUrl } = testEnv();
+    const ports = new Map<string, number>();
+    for (const m of modules) ports.set(m.name, await freePort());
+    const paymentUrl = `http://127.0.0.1:${ports.get("payment")}`;
+    platform = await PlatformProcess.create(PLATFORM_MAIN, "replicas", {
+      ...Object.assign({}, ...SERVICE_ROLES.map((role) => roleDefaults(role, sim, paymentUrl))),
+      ...Object.fromEntries([...ports].map(([name, port]) => [`${name.toUpperCase()}_PORT`, String(port)])),
+      REPLICAS: "2",
+      DATABASE_URL: db.url,
+      DATABASE_POOL_MAX: "6",
+      NATS_URL: natsUrl,
+      REDIS_URL: redisUrl,
+      INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"),
+      RATE_LIMIT_POINTS: "100000",
+      DRAIN_DELAY_MS: "0",
+      DRAIN_TIMEOUT_MS: "3000",
+    });
+    await platform.start(120_000);
+    for (let i = 0; !platform.logs.includes(REPLICAS_SERVING); i++) {
+      assert.ok(i < 1_200, `the second replica did not start:\n${platform.logs}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+  after(async () => {
+    await platform?.stop();
+    await sim?.close();
+    await db?.drop();
+  });
+
+  /** The replica a new connection reaches, and how many CreateTip calls it has served (its /metrics). */
+  const scrape = () =>
+    new Promise<{ replica: string; createTips: number }>((resolve, reject) => {
+      http.get({ host: "127.0.0.1", port: platform.port, path: "/metrics", agent: false }, (res) => {
+        let body = "";
+        res.on("data", (d) => (body += d)).on("end", () => {
+          const replica = /replica="(\d+)"/.exec(body)?.[1] ?? "?";
+          const lines = body.split("\n").filter((l) => l.startsWith("grpc_server_handled_total{") && l.includes('grpc_method="CreateTip"'));
+          resolve({ replica, createTips: lines.reduce((n, l) => n + Number(l.split(" ").at(-1)), 0) });
+        });
+      }).on("error", reject);
+    });
+
+  test("tips made over many connections are served by both replicas; every charge is credited exactly once", async () => {
+    const worker = randomUUID();
+    const tips = 12;
+    const tipIds = await Promise.all(
+      Array.from({ length: tips }, async () => {
+        // A connection per customer, as phones make them: the primary hands each to the next replica.
+        const pay = createClient(PaymentService, createConnectTransport({ baseUrl: platform.url, httpVersion: "2" }));
+        const { tip } = await pay.createTip({
+          idempotencyKey: randomUUID(),
+          recipient: { case: "workerId", value: worker },
+          amount: { currency: "KES", amountMinor: 10_000n },
+          payment: { case: "mpesaPhone", value: `+2547${String(randomInt(1e8)).padStart(8, "0")}` },
+        });
+        for await (const m of pay.watchTip({ tipId: tip!.tipId })) assert.notEqual(m.tip!.status, TipStatus.FAILED, `tip ${tip!.tipId} failed`);
+        return tip!.tipId;
+      }),
+    );
+
+    const served = new Map<string, number>();
+    for (let i = 0; i < 8 && served.size < 2; i++) {
+      const { replica, createTips } = await scrape();
+      served.set(replica, createTips);
+    }
+    assert.equal(served.size, 2, `connections reached replicas ${[...served.keys()].join(", ")}`);
+    for (const [replica, n] of served) assert.ok(n > 0, `replica ${replica} served no CreateTip`);
+
+    // The callbacks reach the shared payment port, whichever replica pushed the STK request.
+    const { rows } = await db.pool.query<{ tip_id: string; status: string }>(
+      `SELECT tip_id, status FROM payment.tips WHERE tip_id = ANY($1::uuid[])`,
+      [tipIds],
+    );
+    assert.equal(rows.length, tips);
+    const charged = sim.transactions().filter((t) => t.kind === "stk" && t.resultCode === 0);
+    assert.equal(charged.length, tips, "M-Pesa charged every tip once");
+    for (const r of rows) assert.equal(r.status, "succeeded", `tip ${r.tip_id}`);
+    // Exactly once per charge: one journal entry under its receipt or its CheckoutRequestID, never both.
+    const entries = await db.pool.query<{ cause_ref: string; n: number }>(
+      "SELECT cause_ref, count(*)::int AS n FROM wallet.entries WHERE cause_kind = 'mpesaReceipt' GROUP BY cause_ref",
+    );
+    const refs = new Map(entries.rows.map((e) => [e.cause_ref, e.n]));
+    for (const t of charged) {
+      const n = (refs.get(t.receipt!) ?? 0) + (refs.get(`stk-${t.checkoutRequestId}`) ?? 0);
+      assert.equal(n, 1, `charge ${t.receipt} has ${n} journal entries`);
+    }
+    assert.equal([...refs.values()].reduce((a, b) => a + b, 0), tips, "nothing credited that M-Pesa did not charge");
+  });
+});
