@@ -399,11 +399,70 @@ export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, 
     return d;
   });
   if (!tip) return { result };
-  // Watchers get the row as committed when this decided it; otherwise they read it.
-  deps.changes.emit(tip.tip_id, result === "credited" || result === "held" || result === "failed" ? decided : undefined);
-  if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
-  if (result === "credited" || result === "held") await postCredit(deps, tip.tip_id, decided);
+  await afterDecision(deps, tip.tip_id, result, decided);
   return { result, tip };
+}
+
+/** What follows a committed decision: watchers told, a success credited. */
+async function afterDecision(deps: Deps, tipId: string, result: ApplyResult, decided: TipRow | undefined): Promise<void> {
+  // Watchers get the row as committed when this decided it; otherwise they read it.
+  deps.changes.emit(tipId, result === "credited" || result === "held" || result === "failed" ? decided : undefined);
+  if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
+  if (result === "credited" || result === "held") await postCredit(deps, tipId, decided);
+}
+
+/** A provider callback as it arrived; `path` with its token redacted. */
+export interface RawCallback {
+  callbackId: string;
+  source: string;
+  path: string;
+  remoteAddress: string;
+  body: Buffer;
+}
+
+/** A success callback as parseStkCallback reads it: with its receipt, amount and number. */
+export type StkSuccess = StkOutcome & Required<Pick<StkOutcome, "checkoutRequestId" | "receipt" | "amount" | "phone">>;
+
+/**
+ * Stores an STK success callback and, in the same statement, decides it when
+ * it is the usual one: its tip (by the token) pending with no hold, the push's
+ * CheckoutRequestID or none recorded yet, the amount and number as charged,
+ * and a receipt nothing has claimed (receipt_unclaimed takes the receipt's
+ * lock, as decideOutcome does, before the tip's row lock). One round trip and
+ * one commit instead of an insert and a six-statement transaction; the
+ * callback is never lost, as it commits with the decision or not at all.
+ * "stored" when it decided nothing: the callback is stored unmarked for
+ * applyStkOutcome, whose checks say what it is (a duplicate, a mismatch, held).
+ * Undefined when the statement failed: nothing is stored, the caller stores it.
+ */
+export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: string, o: StkSuccess): Promise<"credited" | "stored" | undefined> {
+  const receivedMinor = BigInt(Math.round(o.amount * 100));
+  const done = deps.ctx.pool.query<TipRow>(
+    `WITH unclaimed AS (SELECT payment.receipt_unclaimed($6) AS free),
+     decided AS (
+       UPDATE payment.tips SET status = 'succeeded', result_code = '0', result_message = $7, mpesa_receipt = $6, credit_key = $6,
+         credit_kind = CASE WHEN worker_id IS NULL THEN 'venue' ELSE 'worker' END, received_minor = NULL, completed_at = now(),
+         checkout_request_id = $8, merchant_request_id = CASE WHEN checkout_request_id IS NULL THEN $9 ELSE merchant_request_id END
+        WHERE callback_token = $10 AND status = 'pending' AND credit_key IS NULL AND fraud_action <> 'hold'
+          AND (checkout_request_id IS NULL OR checkout_request_id = $8) AND charged_minor = $11 AND phone = $12 AND (SELECT free FROM unclaimed)
+        RETURNING ${TIP_COLUMNS}),
+     stored AS (
+       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
+       SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE 'credited' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE $6 END,
+              d.tip_id, d.tip_id IS NOT NULL
+         FROM (SELECT 1) one LEFT JOIN decided d ON true)
+     SELECT ${TIP_COLUMNS} FROM decided`,
+    [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body, o.receipt, resultMessage("0"), o.checkoutRequestId, o.merchantRequestId ?? null, token,
+      receivedMinor, o.phone],
+  ).then(({ rows }) => ({ decided: rows[0] }), (err: unknown) => {
+    deps.ctx.logger.warn({ err, callbackId: raw.callbackId }, "storing and deciding an STK success at once failed; to be stored and decided step by step");
+    return undefined;
+  });
+  const stored = await done;
+  if (!stored) return undefined;
+  if (!stored.decided) return "stored";
+  await afterDecision(deps, stored.decided.tip_id, "credited", stored.decided);
+  return "credited";
 }
 
 /** What a stored callback came to; `db` is the deciding transaction when there was a decision. */
