@@ -98,6 +98,12 @@ export interface GatewayOptions {
   maxConnectionAgeMs?: number;
   /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
   readMaxBytes?: number;
+  /**
+   * Unary calls in binary protobuf go to a service in another process as bytes
+   * (raw-forward.ts; default true). false: every call is decoded and encoded
+   * again, as JSON ones are (bench/gateway-overhead.ts's yardstick).
+   */
+  forwardBytes?: boolean;
 }
 
 /** The peer address (for HTTP/2, the session's socket stands behind the request's). */
@@ -188,7 +194,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
   };
   // Services in this process are called without encoding already (their `local` transport).
   const raw = rawForwarding({
-    routes: new Map(options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, sessionFor(b.url)))),
+    routes: new Map(options.forwardBytes === false ? [] : options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, sessionFor(b.url)))),
     interceptors: serverInterceptors(serverOptions),
     clientInterceptors: [tracingInterceptor("client")],
     contextValues,
