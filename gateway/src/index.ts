@@ -1,12 +1,12 @@
 import type http from "node:http";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
-import { Http2SessionManager } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import {
   clientAddress,
   DEFAULT_READ_MAX_BYTES,
+  http2Sessions,
   internalTransport,
   networkList,
   partnerCallOutcome,
@@ -136,14 +136,9 @@ function partnerOptions(options: GatewayOptions, transportFor: (url: string, int
  * decoded and encoded again (forward.ts). Both pass the same checks.
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
-  const sessions = new Map<string, Http2SessionManager>();
-  const sessionFor = (url: string) => {
-    let manager = sessions.get(url);
-    if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
-    return manager;
-  };
+  const sessions = http2Sessions();
   const transportFor = (url: string, interceptors?: Interceptor[]) =>
-    internalTransport(url, sessionFor(url), [tracingInterceptor("client"), ...(interceptors ?? [])]);
+    internalTransport(url, sessions.get(url), [tracingInterceptor("client"), ...(interceptors ?? [])]);
   const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
   const partners = partnerOptions(options, transportFor);
   const stepUpAuth = options.stepUp?.authUrl ? createClient(AuthInternalService, transportFor(options.stepUp.authUrl, [signingInterceptor()])) : undefined;
@@ -194,7 +189,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
   };
   // Services in this process are called without encoding already (their `local` transport).
   const raw = rawForwarding({
-    routes: new Map(options.forwardBytes === false ? [] : options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, sessionFor(b.url)))),
+    routes: new Map(options.forwardBytes === false ? [] : options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, sessions.get(b.url)))),
     interceptors: serverInterceptors(serverOptions),
     clientInterceptors: [tracingInterceptor("client")],
     contextValues,
@@ -207,7 +202,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     ...server,
     close: async () => {
       await server.close();
-      for (const manager of sessions.values()) manager.abort();
+      sessions.close();
     },
   };
 }
