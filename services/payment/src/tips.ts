@@ -18,7 +18,7 @@ import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
 import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
-import type { PayoutSettings } from "./stores/payout-settings.js";
+import { PAYOUT_SETTINGS_COLUMNS, type PayoutSettings } from "./stores/payout-settings.js";
 import type { CardHub } from "./cards/hub.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
@@ -115,6 +115,8 @@ export const TIP_COLUMNS =
   "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor";
 /** TIP_COLUMNS of the row aliased `t`. */
 const TIP_COLUMNS_OF_T = TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ");
+/** The worker's payout settings (aliased `s`) beside a tip's columns, each prefixed payout_. */
+const PAYOUT_SETTINGS_OF_S = PAYOUT_SETTINGS_COLUMNS.map((c) => `s.${c} AS payout_${c}`).join(", ");
 
 export async function loadTip(db: Queryable, tipId: string): Promise<TipRow | undefined> {
   const { rows } = await db.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1`, [tipId]);
@@ -437,7 +439,7 @@ export type StkSuccess = StkOutcome & Required<Pick<StkOutcome, "checkoutRequest
  */
 export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: string, o: StkSuccess): Promise<"credited" | "stored" | undefined> {
   const receivedMinor = BigInt(Math.round(o.amount * 100));
-  const done = deps.ctx.pool.query<TipRow>(
+  const stored = await deps.ctx.pool.query<TipRow>(
     `WITH unclaimed AS (SELECT payment.receipt_unclaimed($6) AS free),
      decided AS (
        UPDATE payment.tips SET status = 'succeeded', result_code = '0', result_message = $7, mpesa_receipt = $6, credit_key = $6,
@@ -458,20 +460,26 @@ export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: str
     deps.ctx.logger.warn({ err, callbackId: raw.callbackId }, "storing and deciding an STK success at once failed; to be stored and decided step by step");
     return undefined;
   });
-  const stored = await done;
   if (!stored) return undefined;
   if (!stored.decided) return "stored";
   await afterDecision(deps, stored.decided.tip_id, "credited", stored.decided);
   return "credited";
 }
 
+/**
+ * The statement that marks a stored callback with what it came to, its values
+ * given as SQL expressions (parameters of the statement it is written into).
+ */
+function markCallbackSql(v: { callbackId: string; outcome: string; ref: string; tipId: string; payoutId: string; matched: string }): string {
+  return `UPDATE payment.callbacks SET outcome = ${v.outcome}, external_reference = COALESCE(${v.ref}, external_reference), tip_id = ${v.tipId},
+      payout_id = ${v.payoutId}, matched = ${v.matched} WHERE callback_id = ${v.callbackId}`;
+}
+
+const MARK_CALLBACK = markCallbackSql({ callbackId: "$1", outcome: "$2", ref: "$3", tipId: "$4", payoutId: "$5", matched: "$6" });
+
 /** What a stored callback came to; `db` is the deciding transaction when there was a decision. */
 export async function markCallback(db: Queryable, callbackId: string, outcome: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}): Promise<void> {
-  await db.query(
-    `UPDATE payment.callbacks SET outcome = $2, external_reference = COALESCE($3, external_reference), tip_id = $4, payout_id = $5, matched = $6
-      WHERE callback_id = $1`,
-    [callbackId, outcome, extra.ref ?? null, extra.tipId ?? null, extra.payoutId ?? null, extra.matched ?? false],
-  );
+  await db.query(MARK_CALLBACK, [callbackId, outcome, extra.ref ?? null, extra.tipId ?? null, extra.payoutId ?? null, extra.matched ?? false]);
 }
 
 /** The decision, under the receipt's lock (when there is a receipt) and the tip's row lock. */
@@ -497,6 +505,9 @@ async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: Ca
   await emitTipFailed(tx, failed[0]);
   return { result: "failed", tip, decided: failed[0] };
 }
+
+/** markCallback written into decideSuccess's statement (its $1 is the tip, $8-$10 the mark). */
+const MARK_DECIDED_CALLBACK = markCallbackSql({ callbackId: "$10", outcome: "$8", ref: "$9", tipId: "$1", payoutId: "NULL", matched: "true" });
 
 /** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
 async function decideSuccess(tx: Queryable, { tip, owner, parked }: NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, o: StkOutcome, mark: CallbackMark | undefined): Promise<Omit<Decision, "tip">> {
@@ -532,8 +543,7 @@ async function decideSuccess(tx: Queryable, { tip, owner, parked }: NonNullable<
     `WITH decided AS (
        UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
          credit_kind = $6, received_minor = NULLIF($7::bigint, charged_minor), completed_at = now() WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}),
-     marked AS (
-       UPDATE payment.callbacks SET outcome = $8, external_reference = COALESCE($9, external_reference), tip_id = $1, matched = true WHERE callback_id = $10)
+     marked AS (${MARK_DECIDED_CALLBACK})
      SELECT ${TIP_COLUMNS} FROM decided`,
     [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, o.receipt ?? `stk-${o.checkoutRequestId}`,
       toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor ?? null, result, mark?.reference ?? null, mark?.callbackId ?? null],
@@ -688,8 +698,7 @@ async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promis
        INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ON CONFLICT DO NOTHING),
      announced AS (
        INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $3, $4, $5, $9::text FROM credited WHERE credit_kind <> 'suspense')
-     SELECT ${TIP_COLUMNS_OF_T}, s.auto_payout AS payout_auto_payout, s.auto_payout_minimum_minor AS payout_auto_payout_minimum_minor,
-            s.payout_phone AS payout_payout_phone, s.payouts_on_hold AS payout_payouts_on_hold
+     SELECT ${TIP_COLUMNS_OF_T}, ${PAYOUT_SETTINGS_OF_S}
        FROM credited t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id`,
     [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message, currentTraceparent() ?? null],
   );
