@@ -52,6 +52,9 @@ export function toAccount(r: AccountRow): Account {
   });
 }
 
+/** Every column of wallet.accounts, named so that the statements naming them are prepared (the runtime's db.ts). */
+const ACCOUNT_COLUMNS = "account_id, kind, owner_kind, owner_id, currency, may_go_negative, balance_minor, held_minor, created_at, debt_allowed_minor";
+
 /** Finds or creates the account with this natural key. */
 export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind: OwnerKind, ownerId: string, currency: string): Promise<AccountRow> {
   assertCurrency(currency, "currency");
@@ -65,16 +68,25 @@ export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind:
   if (kind === AccountKind.VENUE_POOL && (ownerKind !== OwnerKind.VENUE || !ownerId)) {
     throw fieldError("owner_id", "a venue pool needs owner_kind VENUE and the venue's id");
   }
-  await db.query(
-    `INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative)
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, owner_kind, owner_id, currency) DO NOTHING`,
+  // One round trip: the account found, or else made. Made by another call after this
+  // statement's snapshot, it is neither (ON CONFLICT saw it, the snapshot does not): read again.
+  const { rows } = await db.query<AccountRow>(
+    `WITH found AS (
+       SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE kind = $2 AND owner_kind = $3 AND owner_id = $4 AND currency = $5),
+     made AS (
+       INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative)
+       SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM found)
+       ON CONFLICT (kind, owner_kind, owner_id, currency) DO NOTHING
+       RETURNING ${ACCOUNT_COLUMNS})
+     SELECT ${ACCOUNT_COLUMNS} FROM found UNION ALL SELECT ${ACCOUNT_COLUMNS} FROM made`,
     [randomUUID(), kind, ownerKind, ownerId, currency, system],
   );
-  const { rows } = await db.query<AccountRow>(
-    `SELECT * FROM wallet.accounts WHERE kind = $1 AND owner_kind = $2 AND owner_id = $3 AND currency = $4`,
+  if (rows[0]) return rows[0];
+  const again = await db.query<AccountRow>(
+    `SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE kind = $1 AND owner_kind = $2 AND owner_id = $3 AND currency = $4`,
     [kind, ownerKind, ownerId, currency],
   );
-  return rows[0];
+  return again.rows[0];
 }
 
 /** A platform account (fees, clearing, suspense, FX position) in one currency. */
@@ -84,7 +96,7 @@ export function systemAccount(db: Queryable, kind: AccountKind, currency: string
 
 export async function getAccount(db: Queryable, accountId: string, lock = false): Promise<AccountRow | undefined> {
   const { rows } = await db.query<AccountRow & { may_go_negative: boolean }>(
-    `SELECT * FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
+    `SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
     [accountId],
   );
   const account = rows[0];
