@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, ident, IdempotencyConflictError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
@@ -239,7 +239,8 @@ export async function postEntry(db: Queryable, input: EntryInput): Promise<PostR
  * - s: the posting sequence and time, taken after every lock is held (it counts moved first), so per
  *   account posted_seq follows the order balances really moved in (history order, pool periods);
  * - posted, announced, converted: the lines with each owned line's balance after, the owners' events
- *   (outbox, same transaction), the FX conversions (a conversion without a rate time is dated at posting).
+ *   (outbox, same transaction; its name quoted as the runtime spells it, so the commit wakes the
+ *   relay: onOutboxCommitted), the FX conversions (a conversion without a rate time is dated at posting).
  */
 const POSTING = `WITH lines AS (
   SELECT * FROM unnest($9::smallint[], $10::uuid[], $11::bigint[], $12::text[], $13::text[], $14::uuid[], $15::text[], $16::bytea[], $17::text[])
@@ -280,7 +281,7 @@ posted AS (
   SELECT c.entry_id, x.line, x.account_id, x.amount_minor, x.currency, x.balance_after, x.memo, s.seq, s.posted_at
     FROM claimed c, s, lines_after x),
 announced AS (
-  INSERT INTO wallet.outbox (event_id, subject, payload, traceparent)
+  INSERT INTO ${ident("wallet")}.outbox (event_id, subject, payload, traceparent)
   SELECT x.event_id, x.subject, x.event_head || wallet.movement_event_tail(x.owner_id, x.balance_after, x.currency), x.traceparent
     FROM claimed c, lines_after x WHERE x.balance_after IS NOT NULL),
 converted AS (

@@ -18,7 +18,7 @@ import {
   WithdrawalLimitSchema,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { decodeEvent } from "@ttip/runtime";
+import { decodeEvent, onOutboxCommitted } from "@ttip/runtime";
 import { eventually, kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "../src/index.js";
 import { ensureAccount } from "../src/ledger.js";
@@ -424,6 +424,18 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await internal.getSettlementMode({ ownerKind: OwnerKind.WORKER, ownerId: workerId })).mode, SettlementMode.PASS_THROUGH);
     await admin.setSettlementMode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, mode: SettlementMode.WALLET });
     assert.equal((await internal.getSettlementMode({ ownerKind: OwnerKind.WORKER, ownerId: workerId })).mode, SettlementMode.WALLET);
+  });
+
+  test("a posting's commit wakes wallet's outbox relay (no wait for its next poll)", async () => {
+    const told: string[] = [];
+    const stop = onOutboxCommitted((schema) => told.push(schema));
+    try {
+      const w = await newWorker();
+      await tip(w.accountId, 1_000n, 0n);
+      assert.ok(told.includes("wallet"), `told: ${told.join(", ")}`);
+    } finally {
+      stop();
+    }
   });
 
   test("wallet.credited reaches the bus through the outbox", async () => {
