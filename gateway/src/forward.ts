@@ -44,10 +44,14 @@ function callOptions(ctx: HandlerContext) {
   };
 }
 
-/** Application metadata only; protocol and hop-by-hop headers belong to each leg. */
-export function copyHeaders(from: Headers, to: Headers) {
+/** Application metadata, relayed between the legs; protocol and hop-by-hop headers belong to each leg. */
+export function isMetadata(name: string): boolean {
+  return name.startsWith("x-") || name === "retry-after";
+}
+
+function copyHeaders(from: Headers, to: Headers) {
   from.forEach((value, key) => {
-    if (key.startsWith("x-") || key === "retry-after") to.set(key, value);
+    if (isMetadata(key)) to.set(key, value);
   });
 }
 

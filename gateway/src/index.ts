@@ -1,12 +1,12 @@
 import type http from "node:http";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
-import { Http2SessionManager } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import {
   clientAddress,
   DEFAULT_READ_MAX_BYTES,
+  http2Sessions,
   internalTransport,
   networkList,
   partnerCallOutcome,
@@ -98,6 +98,12 @@ export interface GatewayOptions {
   maxConnectionAgeMs?: number;
   /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
   readMaxBytes?: number;
+  /**
+   * Unary calls in binary protobuf go to a service in another process as bytes
+   * (raw-forward.ts; default true). false: every call is decoded and encoded
+   * again, as JSON ones are (bench/gateway-overhead.ts's yardstick).
+   */
+  forwardBytes?: boolean;
 }
 
 /** The peer address (for HTTP/2, the session's socket stands behind the request's). */
@@ -130,14 +136,9 @@ function partnerOptions(options: GatewayOptions, transportFor: (url: string, int
  * decoded and encoded again (forward.ts). Both pass the same checks.
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
-  const sessions = new Map<string, Http2SessionManager>();
-  const sessionFor = (url: string) => {
-    let manager = sessions.get(url);
-    if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
-    return manager;
-  };
+  const sessions = http2Sessions();
   const transportFor = (url: string, interceptors?: Interceptor[]) =>
-    internalTransport(url, sessionFor(url), [tracingInterceptor("client"), ...(interceptors ?? [])]);
+    internalTransport(url, sessions.get(url), [tracingInterceptor("client"), ...(interceptors ?? [])]);
   const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
   const partners = partnerOptions(options, transportFor);
   const stepUpAuth = options.stepUp?.authUrl ? createClient(AuthInternalService, transportFor(options.stepUp.authUrl, [signingInterceptor()])) : undefined;
@@ -188,7 +189,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
   };
   // Services in this process are called without encoding already (their `local` transport).
   const raw = rawForwarding({
-    routes: new Map(options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, sessionFor(b.url)))),
+    routes: new Map(options.forwardBytes === false ? [] : options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, sessions.get(b.url)))),
     interceptors: serverInterceptors(serverOptions),
     clientInterceptors: [tracingInterceptor("client")],
     contextValues,
@@ -201,7 +202,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     ...server,
     close: async () => {
       await server.close();
-      for (const manager of sessions.values()) manager.abort();
+      sessions.close();
     },
   };
 }

@@ -16,7 +16,6 @@ import {
   Code,
   ConnectError,
   createContextKey,
-  createHandlerContext,
   type ContextValues,
   type Interceptor,
   type UnaryRequest,
@@ -27,7 +26,7 @@ import { codeFromHttpStatus, codeToHttpStatus, errorFromJsonBytes, errorToJsonBy
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import { rawRequestBodyKey, refusedBodyKey, type Logger } from "@ttip/runtime";
-import { copyHeaders, outgoingHeaders, relayedError } from "./forward.js";
+import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
 
 type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
 type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
@@ -87,7 +86,10 @@ export interface RawForwardingOptions {
  * the RPC router (returns false).
  */
 export function rawForwarding(options: RawForwardingOptions): (req: NodeReq, res: NodeRes) => boolean {
-  const send = options.clientInterceptors.reduceRight<UnaryNext>((next, i) => i(next as never) as never, sendToBackend);
+  const chained = (interceptors: Interceptor[], last: UnaryNext) => interceptors.reduceRight<UnaryNext>((next, i) => i(next as never) as never, last);
+  const send = chained(options.clientInterceptors, sendToBackend);
+  // Every check, then the call to the backend with the headers the checks decided.
+  const chain = chained(options.interceptors, (r) => send({ ...r, header: outgoingHeaders(r.header, r.contextValues) }));
   return (req, res) => {
     if (req.method !== "POST") return false;
     const url = req.url ?? "";
@@ -96,7 +98,7 @@ export function rawForwarding(options: RawForwardingOptions): (req: NodeReq, res
     if (!route) return false;
     const protocol = PROTOCOLS[mediaType(req.headers["content-type"])];
     if (!protocol) return false;
-    serve(options, send, route, protocol, req, res).catch((err: unknown) => {
+    serve(options, chain, route, protocol, req, res).catch((err: unknown) => {
       options.logger.error({ err, rpc: url }, "forwarding failed outside the call");
       if (!res.headersSent) res.writeHead(500);
       res.end();
@@ -132,26 +134,16 @@ interface RawCall {
 
 const rawCallKey = createContextKey<RawCall | undefined>(undefined, { description: "call forwarded as bytes" });
 
-/** Why a finished call's signal is aborted: one object, so no AbortError (and its stack) is made per call. */
-const CALL_FINISHED = new ConnectError("the call finished");
-
-async function serve(options: RawForwardingOptions, send: UnaryNext, route: RawRoute, protocol: Protocol, req: NodeReq, res: NodeRes): Promise<void> {
+async function serve(options: RawForwardingOptions, chain: UnaryNext, route: RawRoute, protocol: Protocol, req: NodeReq, res: NodeRes): Promise<void> {
   const header = requestHeaders(req);
   const values = options.contextValues(req);
   const timeout =
     protocol === "connect" ? parseConnectTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER) : parseGrpcTimeout(header.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
-  const context = createHandlerContext({
-    service: route.method.parent,
-    method: route.method,
-    protocolName: protocol,
-    requestMethod: "POST",
-    url: `http://${authority(req)}${req.url}`,
-    timeoutMs: timeout.timeoutMs,
-    requestHeader: header,
-    contextValues: values,
-  });
-  // The client went away before its answer: the backend's call is cancelled.
-  const gone = () => context.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+  // One signal for the call: the client's deadline, or the client going away before its answer.
+  const controller = new AbortController();
+  const deadlineAt = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
+  const timer = timeout.timeoutMs === undefined ? undefined : setTimeout(() => controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeout.timeoutMs);
+  const gone = () => controller.abort(new ConnectError("the client cancelled the call", Code.Canceled));
   res.once("close", gone);
   try {
     const body = await readBody(req, options.readMaxBytes, values);
@@ -161,7 +153,7 @@ async function serve(options: RawForwardingOptions, send: UnaryNext, route: RawR
       body: message?.data ?? new Uint8Array(0),
       encoding: message?.encoding ?? "",
       accept: (protocol === "connect" ? header.get("accept-encoding") : header.get("grpc-accept-encoding")) ?? undefined,
-      timeoutMs: context.timeoutMs,
+      timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
     };
     values.set(rawCallKey, call);
     const unary: UnaryRequest = {
@@ -169,14 +161,12 @@ async function serve(options: RawForwardingOptions, send: UnaryNext, route: RawR
       service: route.method.parent,
       method: route.method,
       requestMethod: "POST",
-      url: context.url,
-      signal: context.signal,
-      header: context.requestHeader,
+      url: `http://${authority(req)}${req.url}`,
+      signal: controller.signal,
+      header,
       contextValues: values,
       message: route.input,
     };
-    const forward: UnaryNext = (r) => send({ ...r, header: outgoingHeaders(r.header, r.contextValues) });
-    const chain = options.interceptors.reduceRight<UnaryNext>((next, i) => i(next as never) as never, forward);
     let result: UnaryResponse | ConnectError;
     try {
       // A timeout header the client got wrong is answered in its protocol, as connect-es does.
@@ -191,8 +181,17 @@ async function serve(options: RawForwardingOptions, send: UnaryNext, route: RawR
     else writeAnswer(res, protocol, result, call.answer!);
   } finally {
     res.off("close", gone);
-    context.abort(CALL_FINISHED);
+    clearTimeout(timer);
   }
+}
+
+function webHeaders(h: http2.IncomingHttpHeaders): Headers {
+  const header = new Headers();
+  for (const key in h) {
+    const value = h[key];
+    if (key[0] !== ":" && value !== undefined) header.set(key, Array.isArray(value) ? value.join(", ") : value);
+  }
+  return header;
 }
 
 function authority(req: NodeReq): string {
@@ -262,14 +261,16 @@ async function sendToBackend(req: UnaryRequest): Promise<UnaryResponse> {
     if (attempt >= MAX_REFUSED_RETRIES) throw new ConnectError(`the ${req.service.typeName} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable);
   }
   const { status, header, body } = answer;
-  if (status !== 200) throw backendError(req.service.typeName, status, header, body);
+  if (status !== 200) throw backendError(req.service.typeName, status, webHeaders(header), body);
+  // Application metadata only; Connect sends a unary call's trailers as trailer-* headers.
   const responseHeader = new Headers();
   const trailer = new Headers();
-  header.forEach((value, key) => {
-    if (key.startsWith("trailer-")) copyHeaders(new Headers([[key.slice(8), value]]), trailer);
-  });
-  copyHeaders(header, responseHeader);
-  call.answer = { body, encoding: header.get("content-encoding") ?? "" };
+  for (const key in header) {
+    const value = header[key];
+    const name = key.startsWith("trailer-") ? key.slice(8) : key;
+    if (typeof value === "string" && isMetadata(name)) (name === key ? responseHeader : trailer).set(name, value);
+  }
+  call.answer = { body, encoding: (header["content-encoding"] as string | undefined) ?? "" };
   return { stream: false, service: req.service, method: req.method, header: responseHeader, trailer, message: call.route.output };
 }
 
@@ -306,7 +307,7 @@ const REFUSED = Symbol("refused unprocessed");
 
 /** One request and its whole answer on the session; a reset, a socket error or `signal` fails it as connect-es would. */
 function exchange(session: Http2SessionManager, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
-  return new Promise<{ status: number; header: Headers; body: Uint8Array } | typeof REFUSED>((resolve, reject) => {
+  return new Promise<{ status: number; header: http2.IncomingHttpHeaders; body: Uint8Array } | typeof REFUSED>((resolve, reject) => {
     if (signal.aborted) return reject(ConnectError.from(signal.reason));
     let stream: http2.ClientHttp2Stream | undefined;
     let settled = false;
@@ -327,11 +328,11 @@ function exchange(session: Http2SessionManager, path: string, headers: http2.Out
         stream = s;
         if (signal.aborted) return onAbort();
         let status = 0;
-        const header = new Headers();
+        let header: http2.IncomingHttpHeaders = {};
         const chunks: Buffer[] = [];
         s.once("response", (h) => {
           status = Number(h[":status"]);
-          for (const [key, value] of Object.entries(h)) if (key[0] !== ":" && value !== undefined) header.set(key, Array.isArray(value) ? value.join(", ") : String(value));
+          header = h;
         });
         s.on("data", (chunk: Buffer) => {
           chunks.push(chunk);
