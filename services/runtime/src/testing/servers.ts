@@ -8,6 +8,7 @@ import { chown, mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import pg from "pg";
 
 export interface TestServer {
   url: string;
@@ -72,7 +73,7 @@ function postgresDirs(): string[] {
     .map((v) => path.join(root, v, "bin"));
 }
 
-async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 30_000): Promise<void> {
+async function waitForPort(port: number, child: ChildProcess, what: string, ready?: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
@@ -83,7 +84,7 @@ async function waitForPort(port: number, child: ChildProcess, what: string, time
       });
       s.once("error", () => resolve(false));
     });
-    if (open) return;
+    if (open && (!ready || (await ready()))) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms`);
@@ -107,6 +108,8 @@ export async function spawnServer(
   url: string,
   ids?: { uid: number; gid: number },
   restartSignal: NodeJS.Signals = "SIGTERM",
+  /** Whether the server, its port open, also serves (checked until it does). */
+  ready?: () => Promise<boolean>,
 ): Promise<TestServer> {
   const launch = async (): Promise<ChildProcess> => {
     const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], ...ids });
@@ -117,7 +120,7 @@ export async function spawnServer(
     child.stdout?.on("data", keep);
     child.stderr?.on("data", keep);
     try {
-      await waitForPort(port, child, path.basename(bin));
+      await waitForPort(port, child, path.basename(bin), ready);
     } catch (err) {
       child.kill("SIGKILL");
       throw new Error(`${(err as Error).message}\n${output}`);
@@ -179,7 +182,23 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   const fast = options.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
   const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...fast, "-c", "max_connections=300"];
   // SIGINT is PostgreSQL's fast shutdown: it ends client sessions instead of waiting for them.
-  return spawnServer(postgres, args, port, dir, `postgres://postgres@127.0.0.1:${port}/postgres`, ids, "SIGINT");
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  return spawnServer(postgres, args, port, dir, url, ids, "SIGINT", () => answersQueries(url));
+}
+
+/** PostgreSQL opens its port while still starting up, and refuses sessions then (57P03): ready once a query is answered. */
+async function answersQueries(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url });
+  client.on("error", () => undefined);
+  try {
+    await client.connect();
+    await client.query("SELECT 1");
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 export async function startRedis(): Promise<TestServer> {
