@@ -3,8 +3,10 @@
 // HTTP/2 directly to the qr service, and the same call through the gateway
 // (token check, rate limit in Redis, policy, forwarding): once with the
 // gateway reaching qr over HTTP/2 on loopback (a cluster) and once with both in
-// one process (`make run`), with this process's CPU per call. Rounds alternate the three paths so that a noisy
-// machine hits them alike; the goal is a gateway adding at most 30% latency.
+// one process (`make run`), with this process's CPU per call. Over HTTP/2 the gateway forwards the
+// binary message as bytes; "same, decoding" is that gateway decoding and encoding every message
+// again (forwardBytes: false, as before it forwarded bytes), the yardstick for that change. Rounds
+// alternate the paths so that a noisy machine hits them alike; the goal is a gateway adding at most 30% latency.
 //   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16]
 //   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only.
 import { randomUUID } from "node:crypto";
@@ -27,8 +29,13 @@ const servers = await Promise.all([startPostgres(), startRedis(), startNats()]);
 const [pg, redis, nats] = servers;
 Object.assign(process.env, { TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url });
 const t = await startTestService(createQrModule({ env: { QR_SIGNING_KEY: "bench-signing-key-0123456789abcdef" } }));
+const remote = { service: QrService, url: t.service.server.url };
 const gateways = await Promise.all(
-  [{ service: QrService, url: t.service.server.url }, { service: QrService, url: t.service.server.url, local: localTransport(t.service.server.local) }].map((backend) =>
+  [
+    { backend: remote },
+    { backend: remote, forwardBytes: false },
+    { backend: { ...remote, local: localTransport(t.service.server.local) } },
+  ].map(({ backend, forwardBytes }) =>
     startGateway({
       logger: t.ctx.logger,
       metrics: new Metrics(),
@@ -36,6 +43,7 @@ const gateways = await Promise.all(
       backends: [backend],
       rateLimit: { points: 1_000_000_000, durationSeconds: 60 },
       corsOrigins: ["*"],
+      forwardBytes,
     }),
   ),
 );
@@ -52,7 +60,8 @@ try {
   const paths = new Map<string, () => Promise<unknown>>(([
     ["direct to qr", resolver(t.service.server.url)],
     ["gateway -> qr over HTTP/2", resolver(gateways[0].url)],
-    ["gateway -> qr in process", resolver(gateways[1].url)],
+    ["  same, decoding (before)", resolver(gateways[1].url)],
+    ["gateway -> qr in process", resolver(gateways[2].url)],
   ] as const).filter(([name]) => !only || name === "direct to qr" || name === only));
   // Let the service's invalidation after the setup writes pass, then warm caches, connections and the JIT.
   await new Promise((r) => setTimeout(r, 2_500));

@@ -1,5 +1,5 @@
 import type { DescMethod, DescService } from "@bufbuild/protobuf";
-import { ConnectError, createClient, type ConnectRouter, type HandlerContext, type Transport } from "@connectrpc/connect";
+import { ConnectError, createClient, type ConnectRouter, type ContextValues, type HandlerContext, type Transport } from "@connectrpc/connect";
 import { IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, signInternal, STEP_UP_AT_HEADER, stepUpHeaderValue } from "@ttip/runtime";
 import { CLIENT_ADDRESS_HEADER, principalKey, PRINCIPAL_HEADERS, SESSION_HEADER } from "./auth.js";
 import { stepUpVerifiedKey } from "./policy.js";
@@ -8,14 +8,15 @@ import { clientAddressKey } from "./rate-limit.js";
 /** Request headers a backend needs; everything else stays at the door. */
 const FORWARDED = [REQUEST_ID_HEADER, IDEMPOTENCY_KEY_HEADER, "accept-language", "user-agent"];
 
-function outgoingHeaders(ctx: HandlerContext): Headers {
+/** The headers a call to the backend carries, from the caller's (`requestHeader`) and what the checks found (`values`); signed. */
+export function outgoingHeaders(requestHeader: Headers, values: ContextValues): Headers {
   const headers = new Headers();
   for (const name of FORWARDED) {
-    const v = ctx.requestHeader.get(name);
+    const v = requestHeader.get(name);
     if (v) headers.set(name, v);
   }
   // The verified principal, never the caller's own claims (those were dropped).
-  const principal = ctx.values.get(principalKey);
+  const principal = values.get(principalKey);
   if (principal) {
     headers.set(PRINCIPAL_HEADERS.subject, principal.subject);
     headers.set(PRINCIPAL_HEADERS.roles, principal.roles.join(","));
@@ -23,9 +24,9 @@ function outgoingHeaders(ctx: HandlerContext): Headers {
   }
   // The address the gateway worked out from its trusted proxies; the raw
   // X-Forwarded-For is the client's to invent and stays at the door.
-  headers.set(CLIENT_ADDRESS_HEADER, ctx.values.get(clientAddressKey));
+  headers.set(CLIENT_ADDRESS_HEADER, values.get(clientAddressKey));
   // The step-up the policy verified and spent; services demand it for money actions.
-  const steppedUp = ctx.values.get(stepUpVerifiedKey);
+  const steppedUp = values.get(stepUpVerifiedKey);
   if (steppedUp !== undefined) headers.set(STEP_UP_AT_HEADER, stepUpHeaderValue(steppedUp));
   // The services believe these headers only with the internal key's signature over them.
   signInternal(headers);
@@ -35,7 +36,7 @@ function outgoingHeaders(ctx: HandlerContext): Headers {
 function callOptions(ctx: HandlerContext) {
   const timeoutMs = ctx.timeoutMs();
   return {
-    headers: outgoingHeaders(ctx),
+    headers: outgoingHeaders(ctx.requestHeader, ctx.values),
     signal: ctx.signal,
     timeoutMs,
     onHeader: (h: Headers) => copyHeaders(h, ctx.responseHeader),
@@ -43,21 +44,29 @@ function callOptions(ctx: HandlerContext) {
   };
 }
 
-/** Application metadata only; protocol and hop-by-hop headers belong to each leg. */
+/** Application metadata, relayed between the legs; protocol and hop-by-hop headers belong to each leg. */
+export function isMetadata(name: string): boolean {
+  return name.startsWith("x-") || name === "retry-after";
+}
+
 function copyHeaders(from: Headers, to: Headers) {
   from.forEach((value, key) => {
-    if (key.startsWith("x-") || key === "retry-after") to.set(key, value);
+    if (isMetadata(key)) to.set(key, value);
   });
 }
 
 /** The backend's error as this gateway's own: same code, message and details. */
-function relayError(err: unknown): never {
+export function relayedError(err: unknown): ConnectError {
   const e = ConnectError.from(err);
   const metadata = new Headers();
   copyHeaders(e.metadata, metadata);
   const relayed = new ConnectError(e.rawMessage, e.code, metadata, undefined, e.cause);
   relayed.details.push(...e.details);
-  throw relayed;
+  return relayed;
+}
+
+function relayError(err: unknown): never {
+  throw relayedError(err);
 }
 
 /**

@@ -1,15 +1,33 @@
 import type http from "node:http";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
-import { Http2SessionManager } from "@connectrpc/connect-node";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
-import { clientAddress, internalTransport, networkList, partnerCallOutcome, recordPartnerCall, revocationChecker, signingInterceptor, startServer, tracingInterceptor, type Cache, type Logger, type Metrics, type RunningServer } from "@ttip/runtime";
+import {
+  clientAddress,
+  DEFAULT_READ_MAX_BYTES,
+  http2Sessions,
+  internalTransport,
+  networkList,
+  partnerCallOutcome,
+  recordPartnerCall,
+  revocationChecker,
+  serverInterceptors,
+  signingInterceptor,
+  startServer,
+  tracingInterceptor,
+  type Cache,
+  type Logger,
+  type Metrics,
+  type RunningServer,
+  type ServerOptions,
+} from "@ttip/runtime";
 import { authInterceptor, principalKey, type JwtOptions, type Principal as GatewayPrincipal } from "./auth.js";
 import { corsFilter } from "./cors.js";
 import { forwardService } from "./forward.js";
 import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from "./partner.js";
 import { policyInterceptor } from "./policy.js";
+import { rawForwarding, rawRoutes } from "./raw-forward.js";
 import { clientAddressKey, rateLimitInterceptor, sharedBudget } from "./rate-limit.js";
 
 export {
@@ -80,6 +98,12 @@ export interface GatewayOptions {
   maxConnectionAgeMs?: number;
   /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
   readMaxBytes?: number;
+  /**
+   * Unary calls in binary protobuf go to a service in another process as bytes
+   * (raw-forward.ts; default true). false: every call is decoded and encoded
+   * again, as JSON ones are (bench/gateway-overhead.ts's yardstick).
+   */
+  forwardBytes?: boolean;
 }
 
 /** The peer address (for HTTP/2, the session's socket stands behind the request's). */
@@ -105,14 +129,16 @@ function partnerOptions(options: GatewayOptions, transportFor: (url: string, int
   return { verify, maxSkewSeconds: p.maxSkewSeconds, countCall };
 }
 
-/** Connect, gRPC-web and gRPC on one port, forwarding every public RPC to its service (the Connect protocol over HTTP/2; see internalTransport). */
+/**
+ * Connect, gRPC-web and gRPC on one port, forwarding every public RPC to its
+ * service (the Connect protocol over HTTP/2; see internalTransport). Unary
+ * calls in binary protobuf go as bytes (raw-forward.ts); JSON and streams are
+ * decoded and encoded again (forward.ts). Both pass the same checks.
+ */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
-  const sessions = new Map<string, Http2SessionManager>();
-  const transportFor = (url: string, interceptors?: Interceptor[]) => {
-    let manager = sessions.get(url);
-    if (!manager) sessions.set(url, (manager = new Http2SessionManager(url)));
-    return internalTransport(url, manager, [tracingInterceptor("client"), ...(interceptors ?? [])]);
-  };
+  const sessions = http2Sessions();
+  const transportFor = (url: string, interceptors?: Interceptor[]) =>
+    internalTransport(url, sessions.get(url), [tracingInterceptor("client"), ...(interceptors ?? [])]);
   const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
   const partners = partnerOptions(options, transportFor);
   const stepUpAuth = options.stepUp?.authUrl ? createClient(AuthInternalService, transportFor(options.stepUp.authUrl, [signingInterceptor()])) : undefined;
@@ -124,8 +150,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     sharedBudget(options.cache.rateLimiter({ keyPrefix, ...limit }), { points: limit.points });
   const limiter = budget("gateway", options.rateLimit);
   const partnerLimiter = budget("gateway-partner", options.partners?.rateLimit ?? options.rateLimit);
+  const contextValues = (req: { socket: unknown; headers: http.IncomingHttpHeaders }) =>
+    createContextValues().set(clientAddressKey, clientAddress(socketAddress(req.socket), req.headers["x-forwarded-for"], trusted));
 
-  const server = await startServer({
+  const serverOptions: ServerOptions = {
     name: "gateway",
     logger: options.logger,
     metrics: options.metrics,
@@ -149,9 +177,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
       const res = await createClient(Health, transportFor(url)).check({ service }, { timeoutMs: 2_000 });
       return res.status;
     },
-    contextValues: (req) =>
-      createContextValues().set(clientAddressKey, clientAddress(socketAddress(req.socket), req.headers["x-forwarded-for"], trusted)),
-    httpFilter: corsFilter(options.corsOrigins),
+    contextValues,
     // Browsers speak HTTP/1.1 to a plaintext port; the web app's handler expects its objects.
     fallback: options.web ? (req, res) => options.web!(req as http.IncomingMessage, res as http.ServerResponse) : undefined,
     host: options.host,
@@ -160,12 +186,23 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     drainDelayMs: options.drainDelayMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
     readMaxBytes: options.readMaxBytes,
+  };
+  // Services in this process are called without encoding already (their `local` transport).
+  const raw = rawForwarding({
+    routes: new Map(options.forwardBytes === false ? [] : options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, sessions.get(b.url)))),
+    interceptors: serverInterceptors(serverOptions),
+    clientInterceptors: [tracingInterceptor("client")],
+    contextValues,
+    readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
+    logger: options.logger,
   });
+  const cors = corsFilter(options.corsOrigins);
+  const server = await startServer({ ...serverOptions, httpFilter: (req, res) => cors(req, res) || raw(req, res) });
   return {
     ...server,
     close: async () => {
       await server.close();
-      for (const manager of sessions.values()) manager.abort();
+      sessions.close();
     },
   };
 }

@@ -373,7 +373,10 @@ interface DeliveryRow {
   parked: boolean;
 }
 
-type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve" } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
+/** A delivery whose number is to be asked for: whose, and since when. */
+type PendingLookup = { userId: string; createdAt: Date };
+
+type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve"; pending?: PendingLookup } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
 
 /** What a claim read says to do with the delivery (claim() does it under the row's lock). */
 type NextStep =
@@ -388,10 +391,22 @@ interface ClaimedRow extends DeliveryRow {
   last_attempt: number | null;
   last_status: string | null;
   last_started_at: Date | null;
+  created_at: Date;
+}
+
+/**
+ * A step that writes nothing, decided on an unlocked read: nothing to do (a final
+ * state only moves on by a new event), not due yet (asked again later anyway), or a
+ * number to ask for. Undefined for the steps that write.
+ */
+function decidedUnlocked(row: ClaimedRow, step: NextStep): Claim | undefined {
+  if (step.kind === "done" || step.kind === "later") return { kind: step.kind };
+  if (step.kind === "resolve") return { kind: "resolve", pending: { userId: row.user_id!, createdAt: row.created_at } };
+  return undefined;
 }
 
 function withoutClaimColumns(row: ClaimedRow): DeliveryRow {
-  const { opted_out: _o, last_attempt: _a, last_status: _s, last_started_at: _t, ...d } = row;
+  const { opted_out: _o, last_attempt: _a, last_status: _s, last_started_at: _t, created_at: _c, ...d } = row;
   return d;
 }
 
@@ -411,13 +426,25 @@ export interface DispatcherOptions {
   clock?: Clock;
 }
 
+/** A send the provider accepted, not yet recorded; with the trace it ran in. */
+interface AcceptedSend {
+  d: DeliveryRow;
+  provider: Provider;
+  attempt: number;
+  outcome: SendOutcome & { ok: true };
+  traceparent: string | null;
+}
+
+/** Runs one delivery's work in its own context (a trace span per delivery). */
+type AroundSend = <T>(deliveryId: string, send: () => Promise<T>) => Promise<T>;
+
 /** Deliveries dispatched together at most (one bus batch). */
 export const DISPATCH_BATCH_MAX = 32;
 
 /** A delivery with its number's STOP and its last attempt (the caller adds WHERE). */
 const CLAIM_SELECT = `SELECT d.id, d.user_id, d.channel, d.template_key, d.address, d.subject, d.body, d.status, d.attempts, d.provider_index, d.provider_attempts,
               d.next_attempt_at, d.parked, EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = d.address) AS opted_out,
-              a.attempt AS last_attempt, a.status AS last_status, a.started_at AS last_started_at
+              a.attempt AS last_attempt, a.status AS last_status, a.started_at AS last_started_at, d.created_at
          FROM notification.deliveries d
          LEFT JOIN LATERAL (SELECT attempt, status, started_at FROM notification.delivery_attempts
                              WHERE delivery_id = d.id ORDER BY attempt DESC LIMIT 1) a ON true`;
@@ -449,39 +476,65 @@ export class Dispatcher {
 
   /** Resolves when the delivery needs nothing more now; throws RetryLater when it is due again soon. */
   async run(deliveryId: string, claimed?: Claim): Promise<void> {
+    const accepted = await this.attempt(deliveryId, claimed);
+    if (accepted) await this.recordAccepted([accepted]);
+  }
+
+  /**
+   * Claims the delivery and sends it; records any outcome but an acceptance,
+   * which is returned for the caller to record (with others, in runMany).
+   */
+  private async attempt(deliveryId: string, claimed?: Claim): Promise<AcceptedSend | undefined> {
     let claim = claimed ?? (await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
     if (claim.kind === "resolve") {
       // Rare (a user we have no number for): ask, then claim again.
-      await this.resolveAddress(deliveryId);
-      claim = await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, false));
+      await this.resolveAddress(deliveryId, claim.pending);
+      claim = (await this.claimUnlocked(deliveryId, false)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, false)));
     }
-    if (claim.kind === "done" || claim.kind === "resolve") return;
+    if (claim.kind === "done" || claim.kind === "resolve") return undefined;
     if (claim.kind === "later") throw new RetryLater(`delivery ${deliveryId} not due yet`);
     const { delivery: d, provider, attempt } = claim;
     const outcome = await this.send(d, provider);
-    // A success is one statement; anything else needs a transaction.
-    const state = (outcome.ok && (await this.recordSent(d, provider, attempt, outcome))) || (await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome)));
     this.o.metrics
       ?.counter("ttip_notification_deliveries_total", "Delivery attempts by channel, provider and outcome (sent, or the failure's kind).", ["channel", "provider", "status"])
       .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name, status: outcome.ok ? "sent" : outcome.kind });
+    // The trace the send ran in, for its "sent" fact however late that is written.
+    if (outcome.ok) return { d, provider, attempt, outcome, traceparent: currentTraceparent() ?? null };
+    const state = await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome));
     if (state === "retrying") throw new RetryLater(`delivery ${deliveryId} will be retried`);
+    return undefined;
   }
 
   /**
    * Several deliveries at once: the usual case (each to be sent now) is read and
    * claimed in one statement each for all of them, not two per delivery; the
-   * sends and their records go on one by one as in run(), concurrently. Any
-   * other case, or a lost claim, goes through run() alone. Throws the first
-   * failure (a RetryLater, say) once all have settled, so the caller has them
-   * delivered again: those done meanwhile then read as done.
+   * sends go on concurrently, and those the providers accepted are recorded
+   * together in one statement once all have settled (anything else is recorded
+   * as in run(), one by one). Any other case, or a lost claim, goes through the
+   * claims of run(). Throws the first failure (a RetryLater, say) once all are
+   * recorded, so the caller has them delivered again: those done meanwhile then
+   * read as done.
    */
-  async runMany(deliveryIds: string[], around: (deliveryId: string, send: () => Promise<void>) => Promise<void> = (_id, send) => send()): Promise<void> {
+  async runMany(deliveryIds: string[], around: AroundSend = (_id, send) => send()): Promise<void> {
     assert(deliveryIds.length <= DISPATCH_BATCH_MAX, "dispatch batch too large");
     const ids = [...new Set(deliveryIds)];
     const claims = ids.length > 1 ? await this.claimManyUnlocked(ids) : new Map<string, Claim>();
-    const results = await Promise.allSettled(ids.map((id) => around(id, () => this.run(id, claims.get(id)))));
+    const results = await Promise.allSettled(ids.map((id) => around(id, () => this.attempt(id, claims.get(id)))));
+    const accepted = results.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
+    if (accepted.length) await this.recordAccepted(accepted, around);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
+  }
+
+  /**
+   * Sends the providers accepted: recorded in one statement; one whose status
+   * report arrived first is recorded alone, by record(), which applies the report.
+   */
+  private async recordAccepted(sends: AcceptedSend[], around: AroundSend = (_id, send) => send()): Promise<void> {
+    const early = await this.recordSent(sends);
+    for (const s of sends) {
+      if (early.has(s.d.id)) await around(s.d.id, () => withTransaction(this.o.pool, (tx) => this.record(tx, s.d, s.provider, s.attempt, s.outcome)));
+    }
   }
 
   /** claimUnlocked for many: the claims won, by delivery id (a missing one is left to run()). */
@@ -491,6 +544,8 @@ export class Dispatcher {
     const wanted: { d: DeliveryRow; provider: Provider }[] = [];
     for (const row of rows) {
       const step = this.nextStep(row, true);
+      const decided = decidedUnlocked(row, step);
+      if (decided) claims.set(row.id, decided);
       if (step.kind === "send") wanted.push({ d: withoutClaimColumns(row), provider: step.provider });
     }
     if (!wanted.length) return claims;
@@ -513,43 +568,50 @@ export class Dispatcher {
   /**
    * An SMS to a user whose number we lacked: ask auth (outside any
    * transaction: embedded mode has one connection, which auth needs too) and
-   * keep the answer in recipients for next time.
+   * keep the answer in recipients for next time. `known`: the delivery as the
+   * claim read it (else it is read here).
    */
-  private async resolveAddress(id: string): Promise<void> {
+  private async resolveAddress(id: string, known?: PendingLookup): Promise<void> {
+    const pending = known ?? (await this.pendingLookup(id));
+    if (!pending) return;
+    let contact: Awaited<ReturnType<ContactLookup>> = null;
+    let error = "no phone number on file";
+    try {
+      contact = this.o.contacts ? await this.o.contacts(pending.userId) : null;
+    } catch (err) {
+      if (Date.now() - pending.createdAt.getTime() < LOOKUP_PATIENCE_MS) throw new RetryLater(`phone lookup failed: ${(err as Error).message}`);
+      error = "phone lookup kept failing";
+    }
+    if (!contact?.phone) {
+      await withTransaction(this.o.pool, async (tx) => {
+        const locked = await tx.query<DeliveryRow>(
+          "SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries WHERE id = $1 AND address = '' FOR UPDATE",
+          [id],
+        );
+        if (locked.rows[0]) await this.finish(tx, locked.rows[0], "failed", error);
+      });
+      return;
+    }
+    const phone = normalisePhone(contact.phone);
+    // Kept for next time, and given to the delivery while it still has none: one statement, no transaction.
+    await this.o.pool.query(
+      `WITH kept AS (
+         INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($4, $2, $5)
+         ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(recipients.phone, EXCLUDED.phone),
+           locale = CASE WHEN recipients.locale = '' THEN EXCLUDED.locale ELSE recipients.locale END, updated_at = now())
+       UPDATE notification.deliveries SET address = $2, address_masked = $3, updated_at = now() WHERE id = $1 AND address = ''`,
+      [id, phone, maskPhone(phone), pending.userId, contact.locale],
+    );
+  }
+
+  /** The delivery's user when it is an SMS still waiting for their number. */
+  private async pendingLookup(id: string): Promise<PendingLookup | undefined> {
     const { rows } = await this.o.pool.query<{ user_id: string; created_at: Date }>(
       `SELECT user_id, created_at FROM notification.deliveries
         WHERE id = $1 AND channel = $2 AND address = '' AND user_id IS NOT NULL AND status IN ('queued', 'retrying')`,
       [id, Channel.SMS],
     );
-    const pending = rows[0];
-    if (!pending) return;
-    let contact: Awaited<ReturnType<ContactLookup>> = null;
-    let error = "no phone number on file";
-    try {
-      contact = this.o.contacts ? await this.o.contacts(pending.user_id) : null;
-    } catch (err) {
-      if (Date.now() - pending.created_at.getTime() < LOOKUP_PATIENCE_MS) throw new RetryLater(`phone lookup failed: ${(err as Error).message}`);
-      error = "phone lookup kept failing";
-    }
-    await withTransaction(this.o.pool, async (tx) => {
-      const locked = await tx.query<DeliveryRow>(
-        "SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries WHERE id = $1 AND address = '' FOR UPDATE",
-        [id],
-      );
-      if (!locked.rows[0]) return;
-      if (!contact?.phone) {
-        await this.finish(tx, locked.rows[0], "failed", error);
-        return;
-      }
-      const phone = normalisePhone(contact.phone);
-      await tx.query(
-        `INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(recipients.phone, EXCLUDED.phone),
-           locale = CASE WHEN recipients.locale = '' THEN EXCLUDED.locale ELSE recipients.locale END, updated_at = now()`,
-        [pending.user_id, phone, contact.locale],
-      );
-      await tx.query("UPDATE notification.deliveries SET address = $2, address_masked = $3, updated_at = now() WHERE id = $1", [id, phone, maskPhone(phone)]);
-    });
+    return rows[0] && { userId: rows[0].user_id, createdAt: rows[0].created_at };
   }
 
   /** The delivery with its number's STOP and its last attempt, in one round trip; locked when `lock`. */
@@ -561,13 +623,17 @@ export class Dispatcher {
   /**
    * The usual case without a transaction (BEGIN, the locked read, the claim and COMMIT become
    * two statements): read unlocked and, when the delivery is to be sent, claim it by its
-   * attempt count (compare and set: nobody else claimed or changed it meanwhile). Undefined
-   * for anything else, or a lost race: claim() decides that under the row's lock.
+   * attempt count (compare and set: nobody else claimed or changed it meanwhile); a step that
+   * writes nothing is said at once (decidedUnlocked). Undefined for anything else, or a lost
+   * race: claim() decides that under the row's lock.
    */
-  private async claimUnlocked(id: string): Promise<Claim | undefined> {
+  private async claimUnlocked(id: string, mayResolve = true): Promise<Claim | undefined> {
     const row = await this.readClaim(this.o.pool, id, false);
-    const step = row && this.nextStep(row, true);
-    if (!row || step?.kind !== "send") return undefined;
+    const step = row && this.nextStep(row, mayResolve);
+    if (!row || !step) return { kind: "done" };
+    const decided = decidedUnlocked(row, step);
+    if (decided) return decided;
+    if (step.kind !== "send") return undefined;
     const d = withoutClaimColumns(row);
     return (await this.markSending(this.o.pool, d, step.provider)) ? { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 } : undefined;
   }
@@ -658,37 +724,50 @@ export class Dispatcher {
   }
 
   /**
-   * A send the provider accepted, recorded in one statement (atomic without
-   * BEGIN/COMMIT): the attempt, the delivery, its "sent" fact, and any status
-   * report that arrived before (then applied in order by the caller's
-   * transaction path). Undefined when there were such reports: record() does it all.
+   * Sends the providers accepted, recorded in one statement (atomic without
+   * BEGIN/COMMIT): for each, the attempt, the delivery and its "sent" fact.
+   * Left out (and returned without): one with a status report that arrived
+   * before (record() applies the reports in order), and one whose attempt is no
+   * longer 'sending' (another dispatcher declared it in doubt after its lease:
+   * the delivery stays as that one left it). Returns the ids left out for their reports.
    */
-  private async recordSent(d: DeliveryRow, provider: Provider, attempt: number, outcome: SendOutcome & { ok: true }): Promise<DeliveryState | undefined> {
-    const event = updateEvent(d, "sent");
-    // Every part is conditional on no early report, so either all of it is written or none.
-    const { rowCount } = await this.o.pool.query(
-      `WITH early AS (
-         SELECT 1 FROM notification.provider_callbacks WHERE provider = $4 AND message_id = $3 AND $3 <> '' AND NOT applied AND status <> '' LIMIT 1),
+  private async recordSent(sends: AcceptedSend[]): Promise<Set<string>> {
+    const events = sends.map((s) => updateEvent(s.d, "sent"));
+    const { rows } = await this.o.pool.query<{ delivery_id: string }>(
+      `WITH accepted AS (
+         SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::uuid[], $6::bytea[], $7::text[])
+           AS s(delivery_id, attempt, message_id, provider, event_id, payload, traceparent)),
+       early AS (
+         SELECT s.delivery_id FROM accepted s WHERE s.message_id <> '' AND EXISTS (
+           SELECT 1 FROM notification.provider_callbacks c WHERE c.provider = s.provider AND c.message_id = s.message_id AND NOT c.applied AND c.status <> '')),
        attempted AS (
-         UPDATE notification.delivery_attempts SET status = 'sent', provider_message_id = $3, error = '', finished_at = now()
-          WHERE delivery_id = $1 AND attempt = $2 AND NOT EXISTS (SELECT 1 FROM early)),
-       announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT $6, $7, $8, $9::text WHERE NOT EXISTS (SELECT 1 FROM early))
-       UPDATE notification.deliveries SET status = 'sent', provider = $4, provider_message_id = NULLIF($3, ''), last_error = NULL,
-              body = CASE WHEN template_key = $5 THEN NULL ELSE body END, updated_at = now()
-        WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM early)`,
-      [d.id, attempt, outcome.messageId, provider.name, TemplateKey.OTP, event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null],
+         UPDATE notification.delivery_attempts a SET status = 'sent', provider_message_id = s.message_id, error = '', finished_at = now()
+           FROM accepted s
+          WHERE a.delivery_id = s.delivery_id AND a.attempt = s.attempt AND a.status = 'sending' AND s.delivery_id NOT IN (SELECT delivery_id FROM early)
+          RETURNING s.*),
+       announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT event_id, $8, payload, traceparent FROM attempted),
+       updated AS (
+         UPDATE notification.deliveries d SET status = 'sent', provider = s.provider, provider_message_id = NULLIF(s.message_id, ''), last_error = NULL,
+                body = CASE WHEN d.template_key = $9 THEN NULL ELSE d.body END, updated_at = now()
+           FROM attempted s WHERE d.id = s.delivery_id)
+       SELECT delivery_id FROM early`,
+      [sends.map((s) => s.d.id), sends.map((s) => s.attempt), sends.map((s) => s.outcome.messageId), sends.map((s) => s.provider.name),
+        events.map((e) => e.id), events.map((e) => Buffer.from(e.data)), sends.map((s) => s.traceparent), events[0].subject, TemplateKey.OTP],
     );
-    return rowCount ? "sent" : undefined;
+    return new Set(rows.map((r) => r.delivery_id));
   }
 
   private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome): Promise<DeliveryState> {
     // Provider errors may quote the number ("The 'To' number +2547... is not valid"): stored masked.
     const outcome: SendOutcome = result.ok ? result : { ...result, error: scrubText(result.error) };
-    await tx.query(
+    const { rowCount } = await tx.query(
       `UPDATE notification.delivery_attempts SET status = $3, provider_message_id = $4, error = $5, finished_at = now()
-        WHERE delivery_id = $1 AND attempt = $2`,
+        WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending'`,
       [d.id, attempt, outcome.ok ? "sent" : "failed", outcome.ok ? outcome.messageId : "", outcome.ok ? "" : outcome.error],
     );
+    // Another dispatcher declared the attempt in doubt after its lease ran out, and failed the
+    // delivery: what it decided stands (a late answer must not send it again or call it sent).
+    if (rowCount === 0) return "failed";
     if (outcome.ok) {
       // An OTP's text is a secret: once handed over it is not kept.
       await tx.query(

@@ -633,6 +633,61 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
   });
 
+  test("the sends of a batch the providers accepted are recorded in one statement; one whose report came first gets it applied", async () => {
+    const ids = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
+    const [reported] = ids;
+    const at = createProviders(config.providers, 3_000).sms[0];
+    // The real client; for one delivery the provider's report lands before send() returns.
+    const racing = {
+      name: at.name,
+      send: async (m: Parameters<typeof at.send>[0]) => {
+        const r = await at.send(m);
+        if (r.ok && m.deliveryId === reported) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
+        return r;
+      },
+    };
+    const records: string[] = [];
+    const pool = t.db.pool;
+    const counting = new Proxy(pool, {
+      get: (target, prop) =>
+        prop === "query"
+          ? (text: string, values?: unknown[]) => {
+              if (/notification\.outbox/.test(text) && /'sent'/.test(text)) records.push(text);
+              return target.query(text, values);
+            }
+          : (Reflect.get(target, prop) as unknown),
+    });
+    const dispatcher = new Dispatcher({ pool: counting, providers: { sms: [racing], email: [], push: [] }, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "" });
+    await dispatcher.runMany(ids);
+    assert.equal(records.length, 1, "one statement records the batch's sends");
+    assert.equal((await delivery(reported)).status, DeliveryStatus.DELIVERED);
+    for (const id of ids.slice(1)) assert.equal((await delivery(id)).status, DeliveryStatus.SENT);
+    const facts = await t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' ORDER BY seq DESC LIMIT 50");
+    const sent = facts.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).filter((e) => (ids as string[]).includes(e.deliveryId) && e.status === "sent");
+    assert.deepEqual(sent.map((e) => e.deliveryId).sort(), [...ids].sort(), "one sent fact each");
+  });
+
+  test("a send answered after another dispatcher declared it in doubt (its lease over) stays failed: the late answer changes nothing", async () => {
+    const id = await queuedSms();
+    let answer: (r: { ok: true; messageId: string }) => void = () => undefined;
+    const slow = { name: "africastalking", send: () => new Promise<{ ok: true; messageId: string }>((r) => (answer = r)) };
+    const running = dispatcherWith({ sms: [slow], email: [], push: [] }).run(id);
+    await eventually("the attempt in flight", async () => (await t.db.pool.query("SELECT 1 FROM notification.delivery_attempts WHERE delivery_id = $1 AND status = 'sending'", [id])).rowCount === 1);
+    // Its lease runs out (as a crash would leave it): another dispatcher declares it in doubt.
+    await t.db.pool.query("UPDATE notification.delivery_attempts SET started_at = now() - interval '1 hour' WHERE delivery_id = $1", [id]);
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    assert.equal((await delivery(id)).status, DeliveryStatus.FAILED);
+    answer({ ok: true, messageId: `late-${id}` });
+    await running;
+    const d = await delivery(id);
+    assert.equal(d.status, DeliveryStatus.FAILED, "what the other dispatcher decided stands");
+    assert.match(d.attempts[0].error, /in doubt/);
+    assert.equal(d.attempts.length, 1);
+    const facts = await t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' ORDER BY seq DESC LIMIT 50");
+    const said = facts.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).filter((e) => e.deliveryId === id).map((e) => e.status);
+    assert.deepEqual(said, ["failed"], "no sent fact after the failed one");
+  });
+
   test("admins version templates; unknown variables and other roles are refused", async () => {
     await assert.rejects(
       admin().createTemplateVersion({ key: TemplateKey.OTP, locale: "en", channel: Channel.SMS, body: "Code {{code}} PIN {{pin}}" }),

@@ -162,9 +162,12 @@ export async function validateC2b(deps: Deps, c2b: C2bConfig, p: C2bPayment): Pr
   }
 }
 
-/** Serialises everything done about one receipt (STK callback, query, C2B confirmation), in this order: receipt, then tip. */
+/**
+ * Serialises everything done about one receipt (STK callback, query, C2B confirmation), in this order: receipt, then tip.
+ * The lock's key is defined once, in SQL (payment.lock_receipt), where receipt_unclaimed takes it too.
+ */
 export async function lockReceipt(tx: Queryable, receipt: string): Promise<void> {
-  await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`mpesa-receipt:${receipt}`]);
+  await tx.query("SELECT payment.lock_receipt($1)", [receipt]);
 }
 
 /**

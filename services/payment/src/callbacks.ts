@@ -1,5 +1,6 @@
 // Daraja's callbacks: STK results, B2C results and queue timeouts, transaction
-// status results. Each is stored raw before anything else, then checked:
+// status results. Each is stored raw before anything else acts on it (or by the
+// one statement that decides the usual STK success), then checked:
 // source address, the per-attempt token in the path, the body's shape, and
 // the ids, amount and phone against our own record. Nothing unmatched is credited.
 import { randomUUID } from "node:crypto";
@@ -12,7 +13,7 @@ import { applyBalanceResult } from "./mpesa-balance.js";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
-import { applyStkOutcomeTo, markCallback, type Deps } from "./tips.js";
+import { applyStkOutcomeTo, markCallback, storeAndCreditStk, type Deps, type RawCallback, type StkSuccess } from "./tips.js";
 
 const MAX_BODY = 64 * 1024;
 
@@ -69,18 +70,26 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const match = CALLBACK_ROUTE.exec(path);
   const source = match?.[1].startsWith("stk") ? "mpesa_stk" : match?.[1].startsWith("b2c") ? "mpesa_b2c" : match?.[1].startsWith("balance") ? "mpesa_balance" : "mpesa_status";
   const callbackId = randomUUID();
-  // Stored first, whatever it is, so nothing Daraja (or anyone) sent is ever lost.
-  await pool.query(
-    "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",
-    [callbackId, source, redactToken(path), from, body],
-  );
+  const raw: RawCallback = { callbackId, source, path: redactToken(path), remoteAddress: from, body };
+  const allowed = addressAllowed(from, config.callbackAllowList);
+  const stkSuccess = req.method === "POST" && allowed && !truncated && match?.[1] === "stk" ? readStkSuccess(body) : undefined;
+  // The usual STK success is stored by the statement that decides it (one round trip, one commit).
+  const early = stkSuccess ? await storeAndCreditStk(deps, raw, match![2], stkSuccess) : undefined;
+  if (early === "credited") return reply(res, 200, ACCEPTED);
+  // Anything else is stored first, whatever it is, so nothing Daraja (or anyone) sent is ever lost.
+  if (early !== "stored") {
+    await pool.query(
+      "INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, $2, $3, $4, $5)",
+      [callbackId, source, raw.path, from, body],
+    );
+  }
   const outcome = (o: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}) => markCallback(pool, callbackId, o, extra);
 
   if (req.method !== "POST") {
     await outcome("bad_method");
     return reply(res, 405, { ResultCode: 1, ResultDesc: "POST only" });
   }
-  if (!addressAllowed(from, config.callbackAllowList)) {
+  if (!allowed) {
     await outcome("rejected_address");
     logger.warn({ from, path: redactToken(path) }, "callback from an address outside the allow-list refused");
     return reply(res, 403, { ResultCode: 1, ResultDesc: "Forbidden" });
@@ -103,6 +112,19 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const [, kind, token] = match;
   const answer = kind === "stk" ? await applyStk(deps, callbackId, token, json) : await applyResult(deps, callbackId, kind, token, json);
   return reply(res, answer.status, answer.body);
+}
+
+/** An STK success in Daraja's shape, with everything the usual decision needs; undefined for anything else. */
+function readStkSuccess(body: Buffer): StkSuccess | undefined {
+  let json: unknown;
+  try {
+    json = JSON.parse(body.toString("utf8"));
+  } catch {
+    return undefined;
+  }
+  const cb = parseStkCallback(json);
+  if (!cb?.receipt || cb.amount === undefined || cb.phone === undefined) return undefined;
+  return { source: "callback", ...cb, receipt: cb.receipt, amount: cb.amount, phone: cb.phone };
 }
 
 /** Daraja's answer to a callback. */

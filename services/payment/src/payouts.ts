@@ -12,7 +12,7 @@ import type { ParsedResult } from "./callbacks.js";
 import { DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { loadPayout, payoutByIdempotencyKey, payoutOf, type Payout, type PayoutRow } from "./stores/payouts.js";
-import type { PayoutSettings } from "./stores/payout-settings.js";
+import { payoutSettingsOf, type PayoutSettings } from "./stores/payout-settings.js";
 import type { Deps, TipRow } from "./tips.js";
 
 export type PayoutDeps = Deps;
@@ -278,10 +278,7 @@ export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSe
   // A shared tip waits in the venue's pool for its distribution.
   if (!workerId) return;
   // Read with the credit when it was recorded (one round trip less per tip), else now.
-  const s = known !== undefined ? known : (await deps.ctx.pool.query<PayoutSettings>(
-    "SELECT auto_payout, auto_payout_minimum_minor, payout_phone, payouts_on_hold FROM payment.payout_settings WHERE worker_id = $1",
-    [workerId],
-  )).rows[0];
+  const s = known !== undefined ? known : await payoutSettingsOf(deps.ctx.pool, workerId);
   if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return;
   // One at a time: a payout in flight already holds the balance; the next tip sweeps what is left.
   const open = await deps.ctx.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving') LIMIT 1", [workerId]);

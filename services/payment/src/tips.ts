@@ -18,7 +18,7 @@ import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
 import { paymentMetrics } from "./metrics.js";
 import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
-import type { PayoutSettings } from "./stores/payout-settings.js";
+import { PAYOUT_SETTINGS_COLUMNS, type PayoutSettings } from "./stores/payout-settings.js";
 import type { CardHub } from "./cards/hub.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
@@ -115,6 +115,8 @@ export const TIP_COLUMNS =
   "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor";
 /** TIP_COLUMNS of the row aliased `t`. */
 const TIP_COLUMNS_OF_T = TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ");
+/** The worker's payout settings (aliased `s`) beside a tip's columns, each prefixed payout_. */
+const PAYOUT_SETTINGS_OF_S = PAYOUT_SETTINGS_COLUMNS.map((c) => `s.${c} AS payout_${c}`).join(", ");
 
 export async function loadTip(db: Queryable, tipId: string): Promise<TipRow | undefined> {
   const { rows } = await db.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1`, [tipId]);
@@ -399,20 +401,85 @@ export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, 
     return d;
   });
   if (!tip) return { result };
-  // Watchers get the row as committed when this decided it; otherwise they read it.
-  deps.changes.emit(tip.tip_id, result === "credited" || result === "held" || result === "failed" ? decided : undefined);
-  if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
-  if (result === "credited" || result === "held") await postCredit(deps, tip.tip_id, decided);
+  await afterDecision(deps, tip.tip_id, result, decided);
   return { result, tip };
 }
 
+/** What follows a committed decision: watchers told, a success credited. */
+async function afterDecision(deps: Deps, tipId: string, result: ApplyResult, decided: TipRow | undefined): Promise<void> {
+  // Watchers get the row as committed when this decided it; otherwise they read it.
+  deps.changes.emit(tipId, result === "credited" || result === "held" || result === "failed" ? decided : undefined);
+  if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
+  if (result === "credited" || result === "held") await postCredit(deps, tipId, decided);
+}
+
+/** A provider callback as it arrived; `path` with its token redacted. */
+export interface RawCallback {
+  callbackId: string;
+  source: string;
+  path: string;
+  remoteAddress: string;
+  body: Buffer;
+}
+
+/** A success callback as parseStkCallback reads it: with its receipt, amount and number. */
+export type StkSuccess = StkOutcome & Required<Pick<StkOutcome, "checkoutRequestId" | "receipt" | "amount" | "phone">>;
+
+/**
+ * Stores an STK success callback and, in the same statement, decides it when
+ * it is the usual one: its tip (by the token) pending with no hold, the push's
+ * CheckoutRequestID or none recorded yet, the amount and number as charged,
+ * and a receipt nothing has claimed (receipt_unclaimed takes the receipt's
+ * lock, as decideOutcome does, before the tip's row lock). One round trip and
+ * one commit instead of an insert and a six-statement transaction; the
+ * callback is never lost, as it commits with the decision or not at all.
+ * "stored" when it decided nothing: the callback is stored unmarked for
+ * applyStkOutcome, whose checks say what it is (a duplicate, a mismatch, held).
+ * Undefined when the statement failed: nothing is stored, the caller stores it.
+ */
+export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: string, o: StkSuccess): Promise<"credited" | "stored" | undefined> {
+  const receivedMinor = BigInt(Math.round(o.amount * 100));
+  const stored = await deps.ctx.pool.query<TipRow>(
+    `WITH unclaimed AS (SELECT payment.receipt_unclaimed($6) AS free),
+     decided AS (
+       UPDATE payment.tips SET status = 'succeeded', result_code = '0', result_message = $7, mpesa_receipt = $6, credit_key = $6,
+         credit_kind = CASE WHEN worker_id IS NULL THEN 'venue' ELSE 'worker' END, received_minor = NULL, completed_at = now(),
+         checkout_request_id = $8, merchant_request_id = CASE WHEN checkout_request_id IS NULL THEN $9 ELSE merchant_request_id END
+        WHERE callback_token = $10 AND status = 'pending' AND credit_key IS NULL AND fraud_action <> 'hold'
+          AND (checkout_request_id IS NULL OR checkout_request_id = $8) AND charged_minor = $11 AND phone = $12 AND (SELECT free FROM unclaimed)
+        RETURNING ${TIP_COLUMNS}),
+     stored AS (
+       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
+       SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE 'credited' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE $6 END,
+              d.tip_id, d.tip_id IS NOT NULL
+         FROM (SELECT 1) one LEFT JOIN decided d ON true)
+     SELECT ${TIP_COLUMNS} FROM decided`,
+    [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body, o.receipt, resultMessage("0"), o.checkoutRequestId, o.merchantRequestId ?? null, token,
+      receivedMinor, o.phone],
+  ).then(({ rows }) => ({ decided: rows[0] }), (err: unknown) => {
+    deps.ctx.logger.warn({ err, callbackId: raw.callbackId }, "storing and deciding an STK success at once failed; to be stored and decided step by step");
+    return undefined;
+  });
+  if (!stored) return undefined;
+  if (!stored.decided) return "stored";
+  await afterDecision(deps, stored.decided.tip_id, "credited", stored.decided);
+  return "credited";
+}
+
+/**
+ * The statement that marks a stored callback with what it came to, its values
+ * given as SQL expressions (parameters of the statement it is written into).
+ */
+function markCallbackSql(v: { callbackId: string; outcome: string; ref: string; tipId: string; payoutId: string; matched: string }): string {
+  return `UPDATE payment.callbacks SET outcome = ${v.outcome}, external_reference = COALESCE(${v.ref}, external_reference), tip_id = ${v.tipId},
+      payout_id = ${v.payoutId}, matched = ${v.matched} WHERE callback_id = ${v.callbackId}`;
+}
+
+const MARK_CALLBACK = markCallbackSql({ callbackId: "$1", outcome: "$2", ref: "$3", tipId: "$4", payoutId: "$5", matched: "$6" });
+
 /** What a stored callback came to; `db` is the deciding transaction when there was a decision. */
 export async function markCallback(db: Queryable, callbackId: string, outcome: string, extra: { ref?: string; tipId?: string; payoutId?: string; matched?: boolean } = {}): Promise<void> {
-  await db.query(
-    `UPDATE payment.callbacks SET outcome = $2, external_reference = COALESCE($3, external_reference), tip_id = $4, payout_id = $5, matched = $6
-      WHERE callback_id = $1`,
-    [callbackId, outcome, extra.ref ?? null, extra.tipId ?? null, extra.payoutId ?? null, extra.matched ?? false],
-  );
+  await db.query(MARK_CALLBACK, [callbackId, outcome, extra.ref ?? null, extra.tipId ?? null, extra.payoutId ?? null, extra.matched ?? false]);
 }
 
 /** The decision, under the receipt's lock (when there is a receipt) and the tip's row lock. */
@@ -438,6 +505,9 @@ async function decideOutcome(tx: Queryable, ref: TipRef, o: StkOutcome, mark: Ca
   await emitTipFailed(tx, failed[0]);
   return { result: "failed", tip, decided: failed[0] };
 }
+
+/** markCallback written into decideSuccess's statement (its $1 is the tip, $8-$10 the mark). */
+const MARK_DECIDED_CALLBACK = markCallbackSql({ callbackId: "$10", outcome: "$8", ref: "$9", tipId: "$1", payoutId: "NULL", matched: "true" });
 
 /** A success for a locked tip: credited (or held in suspense) once, a duplicate after that. */
 async function decideSuccess(tx: Queryable, { tip, owner, parked }: NonNullable<Awaited<ReturnType<typeof lockTipForOutcome>>>, o: StkOutcome, mark: CallbackMark | undefined): Promise<Omit<Decision, "tip">> {
@@ -473,8 +543,7 @@ async function decideSuccess(tx: Queryable, { tip, owner, parked }: NonNullable<
     `WITH decided AS (
        UPDATE payment.tips SET status = $2, result_code = '0', result_message = $3, mpesa_receipt = $4, credit_key = $5,
          credit_kind = $6, received_minor = NULLIF($7::bigint, charged_minor), completed_at = now() WHERE tip_id = $1 RETURNING ${TIP_COLUMNS}),
-     marked AS (
-       UPDATE payment.callbacks SET outcome = $8, external_reference = COALESCE($9, external_reference), tip_id = $1, matched = true WHERE callback_id = $10)
+     marked AS (${MARK_DECIDED_CALLBACK})
      SELECT ${TIP_COLUMNS} FROM decided`,
     [tipId, toSuspense ? "held_for_review" : "succeeded", resultMessage(toSuspense ? "review" : "0"), o.receipt ?? null, o.receipt ?? `stk-${o.checkoutRequestId}`,
       toSuspense ? "suspense" : tip.worker_id ? "worker" : "venue", receivedMinor ?? null, result, mark?.reference ?? null, mark?.callbackId ?? null],
@@ -629,8 +698,7 @@ async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promis
        INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ON CONFLICT DO NOTHING),
      announced AS (
        INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $3, $4, $5, $9::text FROM credited WHERE credit_kind <> 'suspense')
-     SELECT ${TIP_COLUMNS_OF_T}, s.auto_payout AS payout_auto_payout, s.auto_payout_minimum_minor AS payout_auto_payout_minimum_minor,
-            s.payout_phone AS payout_payout_phone, s.payouts_on_hold AS payout_payouts_on_hold
+     SELECT ${TIP_COLUMNS_OF_T}, ${PAYOUT_SETTINGS_OF_S}
        FROM credited t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id`,
     [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message, currentTraceparent() ?? null],
   );

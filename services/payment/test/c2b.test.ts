@@ -173,6 +173,43 @@ describe("paybill and till payments (C2B), against the Daraja simulator, the rea
     assert.ok(await h.trialBalanced());
   });
 
+  test("an STK callback arriving while a paybill confirmation of its receipt is parking it in suspense waits for it, then is held, never credited twice", async () => {
+    const w = await worker();
+    // A push whose own callback is lost: the test sends it.
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: w.id }, amount: KES(100), payment: { case: "mpesaPhone", value: phone("0003") } });
+    const sim = await eventually(async () => h.sim.transactions().find((t) => t.checkoutRequestId && t.accountReference === tip!.paybillAccountReference), "the push");
+    const row = await eventually(async () => {
+      const r = await tipRow(tip!.tipId);
+      return r.checkout_request_id && r;
+    }, "push answered");
+    const callback = { Body: { stkCallback: { MerchantRequestID: sim.merchantRequestId, CheckoutRequestID: sim.checkoutRequestId, ResultCode: 0, ResultDesc: "ok",
+      CallbackMetadata: { Item: [{ Name: "Amount", Value: 100 }, { Name: "MpesaReceiptNumber", Value: sim.receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(sim.phone) }] } } } };
+    // The confirmation's transaction as parkInSuspense runs it, caught between its insert and its commit.
+    const confirmation = await h.t.db.pool.connect();
+    try {
+      await confirmation.query("BEGIN");
+      await confirmation.query("SELECT payment.lock_receipt($1)", [sim.receipt]);
+      await confirmation.query(
+        `INSERT INTO payment.c2b_payments (trans_id, callback_id, transaction_type, business_short_code, bill_ref_number, amount_minor, trans_time, outcome, resolution)
+         VALUES ($1, $2, 'Pay Bill', $3, 'TTIP', 10000, '20260101120000', 'suspense', 'open')`,
+        [sim.receipt, randomUUID(), h.sim.options.shortcode],
+      );
+      const answered = h.post(`/mpesa/stk/${row.callback_token}`, callback);
+      // The callback's statement has begun (its snapshot taken) and waits for the receipt.
+      await eventually(async () => (await h.t.db.pool.query(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'")).rows.length > 0, "the callback waits for the receipt");
+      await confirmation.query("COMMIT");
+      assert.equal((await answered).status, 200);
+    } finally {
+      await confirmation.query("ROLLBACK").catch(() => undefined); // a no-op once committed
+      confirmation.release();
+    }
+    assert.equal((await pay.getTip({ tipId: tip!.tipId })).tip!.status, TipStatus.HELD_FOR_REVIEW);
+    assert.equal((await c2bRow(sim.receipt!)).resolution, "matched");
+    assert.equal(await h.balance(w.id), 0n, "nothing credited from clearing a second time");
+    assert.equal(await h.walletEntries(w.id), 0);
+  });
+
   test("the 'prompt never arrived' fallback: paying the tip's reference from the menu pays that very tip", async () => {
     const w = await worker();
     // The push is lost (never answered, no callback): the customer pays the paybill instead.

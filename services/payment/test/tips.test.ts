@@ -111,6 +111,59 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await outboxCount("ttip.payment.tip_succeeded", t!.tipId), 1);
   });
 
+  /** A tip whose own callback is lost, with what M-Pesa knows of its payment (the receipt it issued). */
+  const pushedNoCallback = async (worker: string) => {
+    const { tip: t } = await tip(worker, phone("0003"));
+    const r = await eventually(async () => {
+      const x = await row(t!.tipId);
+      return x.checkout_request_id && x;
+    }, "push answered");
+    const sim = h.sim.transactions().find((x) => x.checkoutRequestId === r.checkout_request_id)!;
+    return { tipId: t!.tipId, token: r.callback_token as string, checkout: r.checkout_request_id as string, receipt: sim.receipt!, phone: sim.phone };
+  };
+  const successBody = (checkout: string, receipt: string, payer: string, shillings = 100) => ({
+    Body: { stkCallback: { MerchantRequestID: "m", CheckoutRequestID: checkout, ResultCode: 0, ResultDesc: "ok", CallbackMetadata: { Item: [
+      { Name: "Amount", Value: shillings }, { Name: "MpesaReceiptNumber", Value: receipt }, { Name: "TransactionDate", Value: 20260101120000 }, { Name: "PhoneNumber", Value: Number(payer) },
+    ] } } },
+  });
+  const callbackOutcomes = async (tipId: string) =>
+    (await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE tip_id = $1", [tipId])).rows.map((x) => x.outcome as string).sort();
+
+  test("the same success called back five times at once credits once; a second success with another receipt is flagged, not credited", async () => {
+    const worker = randomUUID();
+    const p = await pushedNoCallback(worker);
+    const answers = await Promise.all([1, 2, 3, 4, 5].map(() => h.post(`/mpesa/stk/${p.token}`, successBody(p.checkout, p.receipt, p.phone))));
+    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 200]);
+    assert.deepEqual(await callbackOutcomes(p.tipId), ["credited", "duplicate", "duplicate", "duplicate", "duplicate"]);
+    await creditRecorded(p.tipId);
+    assert.equal(await h.balance(worker), 9500n);
+    assert.equal(await h.walletEntries(worker), 1);
+    assert.equal(await outboxCount("ttip.payment.tip_succeeded", p.tipId), 1);
+
+    const other = await h.post(`/mpesa/stk/${p.token}`, successBody(p.checkout, "OTHER12345", p.phone));
+    assert.equal(other.status, 200);
+    const after = await row(p.tipId);
+    assert.deepEqual([after.mpesa_receipt, after.credit_key], [p.receipt, p.receipt], "the first receipt stays the tip's");
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
+    assert.ok(alerts.some((a) => a.tipId === p.tipId && /another receipt \(OTHER12345\)/.test(a.detail)));
+    assert.equal(await h.walletEntries(worker), 1);
+    assert.equal(await h.balance(worker), 9500n);
+  });
+
+  test("a success paid from another number than the tip's goes to suspense and is held", async () => {
+    const worker = randomUUID();
+    const p = await pushedNoCallback(worker);
+    const stranger = `2547${String(Number(p.phone.slice(4)) ^ 1).padStart(8, "0")}`;
+    assert.notEqual(stranger, p.phone);
+    assert.equal((await h.post(`/mpesa/stk/${p.token}`, successBody(p.checkout, p.receipt, stranger))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.HELD_FOR_REVIEW);
+    assert.deepEqual(await callbackOutcomes(p.tipId), ["held"]);
+    const { alerts } = await adminClient.listFraudAlerts({ reason: FraudReason.CALLBACK_MISMATCH });
+    assert.ok(alerts.some((a) => a.tipId === p.tipId && /paid from/.test(a.detail)));
+    await eventually(async () => (await row(p.tipId)).credit_entry_id, "parked in suspense");
+    assert.equal(await h.balance(worker), 0n);
+  });
+
   test("a lost callback is recovered by reconciliation, once, even with replicas reconciling together", async () => {
     const worker = randomUUID();
     const { tip: t } = await tip(worker, phone("0003"));

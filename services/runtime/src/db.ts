@@ -3,6 +3,7 @@ import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { nothingSent, sendWithBegin } from "./deferred-begin.js";
 import type { Logger } from "./log.js";
 import { currentTraceparent, inClientSpan, tracingEnabled } from "./tracing.js";
 
@@ -38,8 +39,93 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
   // a listener the process would crash. The pool replaces it on the next checkout.
   pool.on("error", (err) => options.logger?.warn({ err: err.message }, "idle Postgres connection lost"));
   keepConnectionOnStatementError(pool);
+  // Before prepareStatements: its wrapper goes around this one, which sees the statements it named.
+  hookStatements(pool);
   if (options.preparedStatements !== false) prepareStatements(pool);
   return pool;
+}
+
+/**
+ * withTransaction's BEGIN. On createPool's connections it is not sent alone
+ * but with the transaction's first statement (see deferred-begin.ts); on any
+ * other pool's it is an ordinary BEGIN.
+ */
+const DEFERRED_BEGIN: pg.QueryConfig = { text: "BEGIN" };
+/** Clients whose BEGIN waits for their next statement. */
+const beginOwed = new WeakSet<object>();
+
+/** The innermost wrapper of a connection's query(): BEGIN sent with the next statement, commits to outboxes announced. */
+function hookStatements(pool: pg.Pool): void {
+  pool.on("connect", (client) => {
+    const query = client.query as (...args: unknown[]) => unknown;
+    (client as { query: unknown }).query = (...args: unknown[]) => {
+      if (args[0] === DEFERRED_BEGIN) {
+        beginOwed.add(client);
+        return Promise.resolve(nothingSent("BEGIN"));
+      }
+      const sent = beginOwed.delete(client) ? sendWithBegin(client, query, args, () => beginOwed.add(client)) : query.apply(client, args);
+      return announceOutboxCommits(client, args[0], sent);
+    };
+  });
+}
+
+const outboxListeners = new Set<(schema: string) => void>();
+
+/**
+ * Calls `listener` with a schema's name when this process has committed rows
+ * to that schema's outbox (a statement that wrote them succeeded and its
+ * connection was out of any transaction after it, or after a later one). A
+ * hint for the relay, not a guarantee: rows written elsewhere are not told.
+ * Returns the unsubscribe.
+ */
+export function onOutboxCommitted(listener: (schema: string) => void): () => void {
+  outboxListeners.add(listener);
+  return () => void outboxListeners.delete(listener);
+}
+
+/**
+ * The outboxes a statement writes, by text: `INSERT INTO <schema>.outbox`, the
+ * schema quoted (writeOutbox, outboxCte) or not (services' own statements). One
+ * that names no schema wakes no relay, whose next look finds its rows.
+ */
+const outboxesWritten = new Map<string, readonly string[]>();
+
+function outboxesWrittenBy(text: string): readonly string[] {
+  let schemas = outboxesWritten.get(text);
+  if (schemas) return schemas;
+  schemas = [...text.matchAll(/INSERT\s+INTO\s+"?([a-z_][a-z0-9_]*)"?\.outbox\b/gi)].map((m) => m[1].toLowerCase());
+  if (outboxesWritten.size < MAX_STATEMENT_NAMES) outboxesWritten.set(text, schemas);
+  return schemas;
+}
+
+/** Outboxes a client wrote to in its open transaction: announced once it commits. */
+const unannounced = new WeakMap<object, Set<string>>();
+
+/** `sent` (a statement's answer), announcing the outboxes it leaves committed. */
+function announceOutboxCommits(client: pg.PoolClient, config: unknown, sent: unknown): unknown {
+  if (!outboxListeners.size || !(sent instanceof Promise)) return sent;
+  const text = typeof config === "string" ? config : (config as { text?: unknown } | null)?.text;
+  const written = typeof text === "string" ? outboxesWrittenBy(text) : [];
+  if (!written.length && !unannounced.has(client)) return sent;
+  return sent.then(
+    (result) => {
+      const schemas = unannounced.get(client) ?? new Set<string>();
+      for (const schema of written) schemas.add(schema);
+      // The answer came with ReadyForQuery: 'I' is out of any transaction, so what it wrote is committed.
+      if (client.getTransactionStatus() !== "I") unannounced.set(client, schemas);
+      else {
+        unannounced.delete(client);
+        if (text !== "ROLLBACK") for (const schema of schemas) for (const listener of outboxListeners) listener(schema);
+      }
+      return result;
+    },
+    (err: unknown) => {
+      // A failed statement's transaction is rolled back (or was its own): nothing of it commits.
+      // (Still 'T': refused before it was sent, the transaction goes on.)
+      if (client.getTransactionStatus() !== "T") unannounced.delete(client);
+      throw err;
+    },
+  );
 }
 
 /** At most this many statements are prepared on one connection; more (dynamic SQL) are sent unnamed. */
@@ -136,10 +222,14 @@ function traceStatements(client: PoolClient): () => void {
   };
 }
 
-/** Runs fn in a transaction; commits if it returns, rolls back if it throws. */
+/**
+ * Runs fn in a transaction; commits if it returns, rolls back if it throws.
+ * BEGIN travels with fn's first statement, one round trip for both (see
+ * deferred-begin.ts); a transaction that ran no statement sends nothing.
+ */
 export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   return onTransactionClient(pool, async (client) => {
-    await client.query("BEGIN");
+    await client.query(DEFERRED_BEGIN);
     // Outbox rows written in this transaction take its trace context (the column's default);
     // only while tracing is on, so a transaction costs no extra statement otherwise.
     const traceparent = currentTraceparent();
@@ -189,6 +279,7 @@ async function onTransactionClient<T>(pool: Pool, body: (client: PoolClient) => 
     if (!lost) await client.query("ROLLBACK").catch(() => undefined);
     throw err;
   } finally {
+    beginOwed.delete(client);
     untrace();
     client.removeListener("error", onLost);
     client.release(lost);

@@ -1,5 +1,5 @@
 import type { BusMessage, DeliveredMessage, EventBus } from "./bus.js";
-import { ident, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
+import { ident, onOutboxCommitted, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { currentTraceparent, inConsumerSpan, producerTraceparent, validTraceparent } from "./tracing.js";
@@ -43,7 +43,24 @@ export interface OutboxRelayOptions {
   bus: EventBus;
   logger: Logger;
   batchSize?: number;
+  /** How soon a relay that found rows, or failed, looks again (default 200 ms). */
   pollIntervalMs?: number;
+  /**
+   * The longest an idle relay waits between looks (default 2 000 ms): each look
+   * that finds nothing doubles the wait from pollIntervalMs up to this. It bounds
+   * the delay of a row this process was not told of (one written by another
+   * replica or process, or left by a relay that crashed); rows this process
+   * commits wake the relay at once (onOutboxCommitted).
+   */
+  maxPollIntervalMs?: number;
+  /**
+   * A woken relay passes no sooner than this after its last pass began (default
+   * 200 ms, as often as it looked before it could be woken): under load, the
+   * events committed meanwhile go in one batch (two round trips and a commit)
+   * instead of a batch each, and reach consumers together, who apply them in
+   * batches too. A quiet relay's first event goes at once.
+   */
+  minPassIntervalMs?: number;
   /** Counts published events and the time from commit to publish. */
   metrics?: Metrics;
 }
@@ -56,38 +73,90 @@ export interface OutboxRelayOptions {
  */
 export class OutboxRelay {
   private timer: NodeJS.Timeout | undefined;
+  /** When the pending timer fires (performance.now()). */
+  private timerAt = Infinity;
   private running: Promise<unknown> | undefined;
+  private passing = false;
   private stopped = false;
+  /** Rows were committed since the running pass began (or since the last one). */
+  private woken = false;
+  private lastPassAt = -Infinity;
+  private idleWaitMs: number;
+  private unsubscribe: (() => void) | undefined;
   /** The last pass found nothing: the next one first asks, in one statement, whether there is anything. */
   private idle = false;
 
-  constructor(private readonly options: OutboxRelayOptions) {}
+  constructor(private readonly options: OutboxRelayOptions) {
+    this.idleWaitMs = options.pollIntervalMs ?? 200;
+  }
 
   start(): void {
-    const tick = async () => {
-      if (this.stopped) return;
-      try {
-        while ((await this.flush()) === (this.options.batchSize ?? 100));
-      } catch (err) {
-        this.options.logger.warn({ err, schema: this.options.schema }, "outbox relay failed; will retry");
-      }
-      if (!this.stopped) this.timer = setTimeout(() => void (this.running = tick()), this.options.pollIntervalMs ?? 200);
-    };
-    this.running = tick();
+    this.unsubscribe = onOutboxCommitted((schema) => {
+      if (schema === this.options.schema) this.wake();
+    });
+    this.schedule(0);
+  }
+
+  /** Rows were committed: pass as soon as minPassIntervalMs allows (a pass running now is followed by another). */
+  private wake(): void {
+    if (this.stopped) return;
+    this.woken = true;
+    if (this.passing) return;
+    this.schedule(this.lastPassAt + (this.options.minPassIntervalMs ?? 200) - performance.now());
+  }
+
+  /** The next pass in `ms`, unless one is due sooner. */
+  private schedule(ms: number): void {
+    const at = performance.now() + Math.max(0, ms);
+    if (this.stopped || this.timerAt <= at) return;
+    clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => void (this.running = this.pass()), Math.max(0, ms));
+  }
+
+  private async pass(): Promise<void> {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    this.passing = true;
+    this.lastPassAt = performance.now();
+    const batchSize = this.options.batchSize ?? 100;
+    const base = this.options.pollIntervalMs ?? 200;
+    let busy = true;
+    try {
+      // Told of new rows: no need to ask first whether there are any.
+      if (this.woken) this.idle = false;
+      this.woken = false;
+      let batch: { claimed: number; published: number };
+      do batch = await this.relayPass();
+      while (batch.published === batchSize && !this.stopped);
+      busy = batch.claimed > 0;
+    } catch (err) {
+      this.options.logger.warn({ err, schema: this.options.schema }, "outbox relay failed; will retry");
+    } finally {
+      this.passing = false;
+    }
+    this.idleWaitMs = busy ? base : Math.min(this.idleWaitMs * 2, Math.max(base, this.options.maxPollIntervalMs ?? 2_000));
+    if (this.woken) this.wake();
+    else this.schedule(this.idleWaitMs);
   }
 
   /** Publishes one batch; returns how many rows were published. */
   async flush(): Promise<number> {
+    return (await this.relayPass()).published;
+  }
+
+  /** One batch: how many rows it claimed and how many the bus took. */
+  private async relayPass(): Promise<{ claimed: number; published: number }> {
     const { pool, schema } = this.options;
     const s = ident(schema);
     // An idle service's poll costs one statement instead of BEGIN, SELECT and COMMIT.
-    if (this.idle && !(await pool.query(`SELECT 1 FROM ${s}.outbox WHERE published_at IS NULL LIMIT 1`)).rowCount) return 0;
-    const published = await this.relayBatch(s);
-    this.idle = published === 0;
-    return published;
+    if (this.idle && !(await pool.query(`SELECT 1 FROM ${s}.outbox WHERE published_at IS NULL LIMIT 1`)).rowCount) return { claimed: 0, published: 0 };
+    const batch = await this.relayBatch(s);
+    this.idle = batch.claimed === 0;
+    return batch;
   }
 
-  private async relayBatch(s: string): Promise<number> {
+  private async relayBatch(s: string): Promise<{ claimed: number; published: number }> {
     const { pool, bus } = this.options;
     const limit = Math.trunc(this.options.batchSize ?? 100);
     // Two round trips per batch: BEGIN with the claim, the mark with COMMIT (no parameters: the
@@ -114,7 +183,7 @@ export class OutboxRelay {
         }
         published.push(BigInt(rows[i].seq));
       }
-      if (!published.length) return { result: 0 };
+      if (!published.length) return { result: { claimed: rows.length, published: 0 } };
       const lag = this.options.metrics?.histogram(
         "ttip_outbox_publish_lag_seconds",
         "From an event's commit in the outbox to its publication on the bus.",
@@ -122,12 +191,16 @@ export class OutboxRelay {
         [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       );
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
-      return { closing: `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq IN (${published.join(", ")})`, result: published.length };
+      return {
+        closing: `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq IN (${published.join(", ")})`,
+        result: { claimed: rows.length, published: published.length },
+      };
     });
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.unsubscribe?.();
     clearTimeout(this.timer);
     await this.running;
   }

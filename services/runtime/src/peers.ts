@@ -22,8 +22,9 @@ export function createPeers(
 ): Peers & { close(): void } {
   // Every call is signed: the receiving service believes the identity it carries only then.
   const interceptors = [tracingInterceptor("client"), requestIdPropagation(), signingInterceptor()];
-  /** One HTTP/2 session per URL, with the transport over it. */
-  const remotes = new Map<string, { session: Http2SessionManager; transport: Transport }>();
+  const sessions = http2Sessions();
+  /** The transport over each URL's session. */
+  const remotes = new Map<string, Transport>();
   const locals = new Map<string, Transport>();
   const transportFor = (service: string): Transport => {
     const local = localOf(service);
@@ -35,11 +36,8 @@ export function createPeers(
     const url = urlOf(service);
     if (!url) throw new Error(`no address configured for the ${service} service (set ${service.toUpperCase()}_URL)`);
     let remote = remotes.get(url);
-    if (!remote) {
-      const session = new Http2SessionManager(url);
-      remotes.set(url, (remote = { session, transport: internalTransport(url, session, interceptors) }));
-    }
-    return remote.transport;
+    if (!remote) remotes.set(url, (remote = internalTransport(url, sessions.get(url), interceptors)));
+    return remote;
   };
   const peers = (service: string): Transport => ({
     unary: async (...args) => {
@@ -58,10 +56,26 @@ export function createPeers(
   });
   return Object.assign(peers, {
     close: () => {
-      for (const { session } of remotes.values()) session.abort();
+      sessions.close();
       remotes.clear();
     },
   });
+}
+
+/** One HTTP/2 session per URL, shared by every call to it (a service's peers, the gateway's backends). */
+export function http2Sessions(): { get(url: string): Http2SessionManager; close(): void } {
+  const sessions = new Map<string, Http2SessionManager>();
+  return {
+    get(url) {
+      let session = sessions.get(url);
+      if (!session) sessions.set(url, (session = new Http2SessionManager(url)));
+      return session;
+    },
+    close() {
+      for (const session of sessions.values()) session.abort();
+      sessions.clear();
+    },
+  };
 }
 
 const MAX_REFUSED_RETRIES = 3;

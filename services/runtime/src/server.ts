@@ -90,7 +90,7 @@ export interface RunningServer {
 }
 
 /** The interceptors every server runs, outermost first. */
-function serverInterceptors(options: ServerOptions): Interceptor[] {
+export function serverInterceptors(options: ServerOptions): Interceptor[] {
   const { logger, metrics } = options;
   return [
     tracingInterceptor("server"),

@@ -11,14 +11,19 @@ import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/valid
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { localTransport, Metrics, startServer, type RunningServer } from "../src/index.js";
-import { captureLogger } from "../src/testing/index.js";
+import { captureLogger, eventually } from "../src/testing/index.js";
 
 const REFUSED = randomUUID();
+/** GetQrCode for this id waits until its signal aborts (at most WAIT_CAP_MS). */
+const WAITS = randomUUID();
+const WAIT_CAP_MS = 3_000;
 
 describe("a server's RPCs called in the same process", () => {
   let server: RunningServer;
   const serverSaw: string[] = [];
-  const handlerSaw: Array<{ caller: string | null; timeoutMs: number | undefined }> = [];
+  const handlerSaw: Array<{ caller: string | null; timeoutMs: number | undefined; signal: AbortSignal }> = [];
+  /** What the waiting handler saw: whether its signal aborted, and the reason's code. */
+  const waited: Array<{ aborted: boolean; code: Code | undefined }> = [];
   before(async () => {
     const recordCall: Interceptor = (next) => (req) => {
       serverSaw.push(req.method.name);
@@ -32,8 +37,16 @@ describe("a server's RPCs called in the same process", () => {
       interceptors: [recordCall],
       routes: (router) =>
         router.service(QrService, {
-          getQrCode: (req, ctx) => {
-            handlerSaw.push({ caller: ctx.requestHeader.get("x-test-caller"), timeoutMs: ctx.timeoutMs() });
+          getQrCode: async (req, ctx) => {
+            handlerSaw.push({ caller: ctx.requestHeader.get("x-test-caller"), timeoutMs: ctx.timeoutMs(), signal: ctx.signal });
+            if (req.qrCodeId === WAITS) {
+              await new Promise<void>((resolve) => {
+                const cap = setTimeout(resolve, WAIT_CAP_MS);
+                ctx.signal.addEventListener("abort", () => (clearTimeout(cap), resolve()), { once: true });
+              });
+              waited.push({ aborted: ctx.signal.aborted, code: ctx.signal.aborted ? ConnectError.from(ctx.signal.reason).code : undefined });
+              throw new ConnectError("gave up", Code.Aborted);
+            }
             ctx.responseHeader.set("x-test-answer", "seen");
             if (req.qrCodeId === REFUSED) throw new ConnectError("no such code", Code.NotFound, { "x-test-reason": "gone" });
             return { qrCode: { qrCodeId: req.qrCodeId, shortCode: "K7M4QX" } };
@@ -65,6 +78,36 @@ describe("a server's RPCs called in the same process", () => {
       assert.deepEqual(serverSaw, ["GetQrCode"]);
       assert.equal(handlerSaw[0].caller, "payment");
       assert.ok(handlerSaw[0].timeoutMs !== undefined && handlerSaw[0].timeoutMs > 0 && handlerSaw[0].timeoutMs <= 5_000, `timeoutMs ${handlerSaw[0].timeoutMs}`);
+      // Code that watches the signal learns that the call is over.
+      assert.equal(handlerSaw[0].signal.aborted, true);
+    });
+
+    test(`${how}: the handler's signal aborts at the caller's deadline and the caller gets DEADLINE_EXCEEDED`, async () => {
+      waited.length = 0;
+      const started = Date.now();
+      const err = await createClient(QrService, transport())
+        .getQrCode({ qrCodeId: WAITS }, { timeoutMs: 150 })
+        .then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(err?.code, Code.DeadlineExceeded);
+      await eventually("the handler gave up waiting", () => waited.length === 1);
+      assert.equal(waited[0].aborted, true);
+      // Over the network the caller's reset may reach the server before its own timer fires.
+      if (how === "in process") assert.equal(waited[0].code, Code.DeadlineExceeded);
+      assert.ok(Date.now() - started < WAIT_CAP_MS, "the handler waited for its own cap, not the deadline");
+    });
+
+    test(`${how}: the caller's cancellation reaches the handler's signal`, async () => {
+      waited.length = 0;
+      handlerSaw.length = 0;
+      const caller = new AbortController();
+      const call = createClient(QrService, transport()).getQrCode({ qrCodeId: WAITS }, { signal: caller.signal, timeoutMs: 60_000 });
+      await eventually("the handler is waiting", () => handlerSaw.length === 1);
+      assert.equal(handlerSaw[0].signal.aborted, false);
+      caller.abort();
+      const err = await call.then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(err?.code, Code.Canceled);
+      await eventually("the handler gave up waiting", () => waited.length === 1);
+      assert.equal(waited[0].aborted, true);
     });
 
     test(`${how}: a refused request never reaches the handler; errors keep their code, message, details and metadata`, async () => {

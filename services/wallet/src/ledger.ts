@@ -1,7 +1,8 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, fieldError, IdempotencyConflictError, InsufficientFundsError, NotFoundError, outboxCte, type Queryable } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, ident, IdempotencyConflictError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -51,6 +52,9 @@ export function toAccount(r: AccountRow): Account {
   });
 }
 
+/** Every column of wallet.accounts, named so that the statements naming them are prepared (the runtime's db.ts). */
+const ACCOUNT_COLUMNS = "account_id, kind, owner_kind, owner_id, currency, may_go_negative, balance_minor, held_minor, created_at, debt_allowed_minor";
+
 /** Finds or creates the account with this natural key. */
 export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind: OwnerKind, ownerId: string, currency: string): Promise<AccountRow> {
   assertCurrency(currency, "currency");
@@ -64,16 +68,25 @@ export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind:
   if (kind === AccountKind.VENUE_POOL && (ownerKind !== OwnerKind.VENUE || !ownerId)) {
     throw fieldError("owner_id", "a venue pool needs owner_kind VENUE and the venue's id");
   }
-  await db.query(
-    `INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative)
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, owner_kind, owner_id, currency) DO NOTHING`,
+  // One round trip: the account found, or else made. Made by another call after this
+  // statement's snapshot, it is neither (ON CONFLICT saw it, the snapshot does not): read again.
+  const { rows } = await db.query<AccountRow>(
+    `WITH found AS (
+       SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE kind = $2 AND owner_kind = $3 AND owner_id = $4 AND currency = $5),
+     made AS (
+       INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative)
+       SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM found)
+       ON CONFLICT (kind, owner_kind, owner_id, currency) DO NOTHING
+       RETURNING ${ACCOUNT_COLUMNS})
+     SELECT ${ACCOUNT_COLUMNS} FROM found UNION ALL SELECT ${ACCOUNT_COLUMNS} FROM made`,
     [randomUUID(), kind, ownerKind, ownerId, currency, system],
   );
-  const { rows } = await db.query<AccountRow>(
-    `SELECT * FROM wallet.accounts WHERE kind = $1 AND owner_kind = $2 AND owner_id = $3 AND currency = $4`,
+  if (rows[0]) return rows[0];
+  const again = await db.query<AccountRow>(
+    `SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE kind = $1 AND owner_kind = $2 AND owner_id = $3 AND currency = $4`,
     [kind, ownerKind, ownerId, currency],
   );
-  return rows[0];
+  return again.rows[0];
 }
 
 /** A platform account (fees, clearing, suspense, FX position) in one currency. */
@@ -83,7 +96,7 @@ export function systemAccount(db: Queryable, kind: AccountKind, currency: string
 
 export async function getAccount(db: Queryable, accountId: string, lock = false): Promise<AccountRow | undefined> {
   const { rows } = await db.query<AccountRow & { may_go_negative: boolean }>(
-    `SELECT * FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
+    `SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
     [accountId],
   );
   const account = rows[0];
@@ -160,188 +173,200 @@ function checkBalanced(input: EntryInput): void {
   }
 }
 
-/** Moves each owned account's balance under its row lock, in id order; `accounts` gets the new balances. */
-async function moveOwnedBalances(tx: Queryable, deltas: Map<string, bigint>, accounts: Map<string, PostingAccount>, allowOwnerDebt: boolean): Promise<void> {
-  for (const accountId of [...deltas.keys()].filter((id) => !accounts.get(id)!.may_go_negative).sort()) {
-    try {
-      const { rows } = await tx.query<{ balance_minor: bigint }>(
-        // The debt allowance follows the balance: raised only by an entry allowed to
-        // (a lost chargeback), lowered by anything else, never raised by it.
-        `UPDATE wallet.accounts SET balance_minor = balance_minor + $2::bigint,
-           debt_allowed_minor = CASE WHEN $3::boolean THEN GREATEST(debt_allowed_minor, held_minor - (balance_minor + $2::bigint))
-             ELSE LEAST(debt_allowed_minor, GREATEST(0, held_minor - (balance_minor + $2::bigint))) END
-         WHERE account_id = $1 RETURNING balance_minor`,
-        [accountId, deltas.get(accountId), allowOwnerDebt],
-      );
-      accounts.get(accountId)!.balance_minor = rows[0].balance_minor;
-    } catch (err) {
-      if ((err as { constraint?: string }).constraint === "available_not_negative") {
-        throw new InsufficientFundsError(`account ${accountId}: available balance is too low for this entry`);
-      }
-      throw err;
-    }
-  }
-}
-
-/** Owners hear about their money moving; system accounts (no balance after) are not announced. */
-function movementEvents(entryId: string, causeId: string, lines: PostedLine[]): BusMessage[] {
-  return lines.filter((l) => l.after !== null).map((l) => {
-    const init = {
-      accountId: l.accountId,
-      ownerId: l.account.owner_id,
-      entryId,
-      amount: money(l.amountMinor < 0n ? -l.amountMinor : l.amountMinor, l.currency),
-      balanceAfter: money(l.after!, l.currency),
-      causeId,
-    };
-    return l.amountMinor > 0n ? buildEvent("wallet", WalletCreditedSchema, init, causeId) : buildEvent("wallet", WalletDebitedSchema, init, causeId);
+/**
+ * Each line's wallet.credited/debited event without its owner and balance
+ * after: the posting statement appends those (wallet.movement_event_tail) to
+ * the lines of owned accounts and drops the others (system accounts keep no
+ * balance and are not announced).
+ */
+function movementEventHeads(entryId: string, causeId: string, postings: PostingInput[]): BusMessage[] {
+  return postings.map((p) => {
+    const init = { accountId: p.accountId, entryId, amount: money(p.amountMinor < 0n ? -p.amountMinor : p.amountMinor, p.currency), causeId };
+    return p.amountMinor > 0n ? buildEvent("wallet", WalletCreditedSchema, init, causeId) : buildEvent("wallet", WalletDebitedSchema, init, causeId);
   });
 }
 
+// The SQL appends owner_id and balance_after by their field numbers (migration 0003): a contract that moved them would corrupt events.
+for (const schema of [WalletCreditedSchema, WalletDebitedSchema]) {
+  if (schema.field.ownerId.number !== 3 || schema.field.balanceAfter.number !== 6) throw new Error(`${schema.typeName}: owner_id must be field 3 and balance_after 6 (wallet.movement_event_tail)`);
+}
+if (MoneySchema.field.amountMinor.number !== 1 || MoneySchema.field.currency.number !== 2) throw new Error("Money: amount_minor must be field 1 and currency 2 (wallet.movement_event_tail)");
+
 /**
- * Posts a balanced entry exactly once per idempotency key, inside `tx`.
+ * Posts a balanced entry exactly once per idempotency key, in one statement
+ * (POSTING): run alone it is its own transaction, one round trip; inside a
+ * caller's transaction it is one of its statements.
  *
- * Account rows are locked in id order (no deadlocks between entries that
- * touch the same accounts) and their balances moved in the same statement
- * that checks them, so concurrent postings never lose an update; the
- * database refuses a worker or pool balance below its holds.
+ * Owned accounts (worker wallets, venue pools) are locked in id order (no
+ * deadlocks between entries that touch the same accounts) and their balances
+ * moved in the statement that checks them, so concurrent postings never lose
+ * an update; the database refuses a worker or pool balance below its holds.
+ * System accounts stand on nearly every entry: locking them would serialise
+ * the whole platform, so their balance is the sum of their postings instead
+ * (see accountBalance).
  */
-export async function postEntry(tx: Queryable, input: EntryInput): Promise<PostResult> {
+export async function postEntry(db: Queryable, input: EntryInput): Promise<PostResult> {
   checkBalanced(input);
+  const conversions = input.conversions ?? [];
+  conversions.forEach((c, i) => {
+    if (!c.from || !c.to) throw invalid(`conversions[${i}]`, "needs from and to amounts");
+  });
   const entryId = randomUUID();
-  const claim = await claimEntryKey(tx, input, entryId);
-  if (!claim.claimed) return replayedEntry(tx, input, claim.hash);
-  const { deltas, accounts } = accountsOfPostings(input, claim.accounts);
-  // Owned accounts (worker wallets, venue pools) are moved and checked under
-  // their row lock, in id order. System accounts stand on nearly every entry:
-  // locking them would serialise the whole platform, so their balance is the
-  // sum of their postings instead (see accountBalance).
-  await moveOwnedBalances(tx, deltas, accounts, input.allowOwnerDebt === true);
-  const lines = linesWithBalances(input.postings, accounts, deltas);
-  const postedAt = await insertPostings(tx, entryId, lines, movementEvents(entryId, String(input.cause.cause.value), lines));
-  await insertConversions(tx, entryId, input.conversions ?? [], postedAt);
-  return { entry: journalEntryOf(entryId, input, lines, postedAt), created: true };
+  const hash = fingerprint(input);
+  const posted = await runPosting(db, input, entryId, hash, conversions);
+  if (posted.refused_line !== null) {
+    // Nothing was written. A key already used answers as a replay would: the first entry, or ALREADY_EXISTS.
+    const prior = await priorEntry(db, input.idempotencyKey);
+    if (prior) return replayedEntry(db, input, hash, prior);
+    throw refusedLine(input, posted.refused_line, posted.refused_held);
+  }
+  if (posted.claimed_entry_id === null) {
+    const prior = await priorEntry(db, input.idempotencyKey);
+    if (!prior) throw new Error(`entry key ${input.idempotencyKey} was neither claimed nor found`);
+    return replayedEntry(db, input, hash, prior);
+  }
+  return { entry: journalEntryOf(entryId, input, posted.posted_at!), created: true };
 }
 
-/** Every column of wallet.accounts, named so that the statements naming them are prepared (the runtime's db.ts). */
-const ACCOUNT_COLUMNS = ["account_id", "kind", "owner_kind", "owner_id", "currency", "may_go_negative", "balance_minor", "held_minor", "created_at", "debt_allowed_minor"];
-
 /**
- * Inserts the entry's header under its idempotency key and, in the same round
- * trip, reads the accounts its postings name (unlocked: the owned ones are
- * locked by the balance moves). `claimed`: this call made the entry.
+ * The whole posting. Its CTEs run in the order their data needs:
+ * - refused: the first line whose account is missing or holds another currency; if any, nothing is written;
+ * - claimed: the entry's header under its idempotency key (a repeat claims nothing, and then nothing moves);
+ * - locked: the owned accounts, locked in id order: PostgreSQL's LockRows runs above the Sort, so the
+ *   rows are locked in the order they are sorted (see SELECT, "The Locking Clause"); NO KEY UPDATE is the
+ *   lock the UPDATE takes itself, which leaves the postings' foreign-key checks (KEY SHARE) unblocked;
+ * - moved: their balances, checked by the table's constraint (available_not_negative);
+ * - s: the posting sequence and time, taken after every lock is held (it counts moved first), so per
+ *   account posted_seq follows the order balances really moved in (history order, pool periods);
+ * - posted, announced, converted: the lines with each owned line's balance after, the owners' events
+ *   (outbox, same transaction; its name quoted as the runtime spells it, so the commit wakes the
+ *   relay: onOutboxCommitted), the FX conversions (a conversion without a rate time is dated at posting).
  */
-async function claimEntryKey(tx: Queryable, input: EntryInput, entryId: string): Promise<{ claimed: boolean; hash: string; accounts: PostingAccount[] }> {
-  const hash = fingerprint(input);
-  const { rows } = await tx.query<PostingAccount & { claimed_entry_id: string | null }>(
-    `WITH claimed AS (
-       INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reverses_entry_id)
-       VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (idempotency_key) DO NOTHING
-       RETURNING entry_id)
-     SELECT k.claimed_entry_id, ${ACCOUNT_COLUMNS.map((c) => `a.${c}`).join(", ")}
-       FROM (SELECT (SELECT entry_id FROM claimed) AS claimed_entry_id) k
-       LEFT JOIN wallet.accounts a ON a.account_id = ANY($8::uuid[])`,
-    [entryId, input.idempotencyKey, hash, input.cause.cause.case, String(input.cause.cause.value), input.description ?? "", input.reversesEntryId ?? null,
-      [...new Set(input.postings.map((p) => p.accountId))]],
+const POSTING = `WITH lines AS (
+  SELECT * FROM unnest($9::smallint[], $10::uuid[], $11::bigint[], $12::text[], $13::text[], $14::uuid[], $15::text[], $16::bytea[], $17::text[])
+    AS t(line, account_id, amount_minor, currency, memo, event_id, subject, event_head, traceparent)),
+refused AS (
+  SELECT l.line, a.currency::text AS held
+    FROM lines l LEFT JOIN wallet.accounts a ON a.account_id = l.account_id
+   WHERE a.account_id IS NULL OR a.currency::text <> l.currency
+   ORDER BY l.line LIMIT 1),
+claimed AS (
+  INSERT INTO wallet.entries (entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reverses_entry_id)
+  SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM refused)
+  ON CONFLICT (idempotency_key) DO NOTHING
+  RETURNING entry_id),
+locked AS MATERIALIZED (
+  SELECT a.account_id FROM wallet.accounts a
+   WHERE a.account_id = ANY($10::uuid[]) AND NOT a.may_go_negative AND EXISTS (SELECT 1 FROM claimed)
+   ORDER BY a.account_id
+   FOR NO KEY UPDATE),
+moved AS (
+  UPDATE wallet.accounts a SET balance_minor = a.balance_minor + d.delta,
+    -- The debt allowance follows the balance: raised only by an entry allowed to
+    -- (a lost chargeback), lowered by anything else, never raised by it.
+    debt_allowed_minor = CASE WHEN $8::boolean THEN GREATEST(a.debt_allowed_minor, a.held_minor - (a.balance_minor + d.delta))
+      ELSE LEAST(a.debt_allowed_minor, GREATEST(0, a.held_minor - (a.balance_minor + d.delta))) END
+    FROM locked k JOIN (SELECT account_id, sum(amount_minor)::bigint AS delta FROM lines GROUP BY account_id) d ON d.account_id = k.account_id
+   WHERE a.account_id = k.account_id
+  RETURNING a.account_id, a.owner_id, a.balance_minor - d.delta AS opening),
+s AS (
+  SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at
+    FROM (SELECT count(*) FROM moved) m WHERE EXISTS (SELECT 1 FROM claimed)),
+lines_after AS (
+  SELECT l.line, l.account_id, l.amount_minor, l.currency, l.memo, l.event_id, l.subject, l.event_head, l.traceparent, mv.owner_id,
+         (mv.opening + sum(l.amount_minor) OVER (PARTITION BY l.account_id ORDER BY l.line))::bigint AS balance_after
+    FROM lines l LEFT JOIN moved mv ON mv.account_id = l.account_id),
+posted AS (
+  INSERT INTO wallet.postings (entry_id, line, account_id, amount_minor, currency, balance_after, memo, posted_seq, posted_at)
+  SELECT c.entry_id, x.line, x.account_id, x.amount_minor, x.currency, x.balance_after, x.memo, s.seq, s.posted_at
+    FROM claimed c, s, lines_after x),
+announced AS (
+  INSERT INTO ${ident("wallet")}.outbox (event_id, subject, payload, traceparent)
+  SELECT x.event_id, x.subject, x.event_head || wallet.movement_event_tail(x.owner_id, x.balance_after, x.currency), x.traceparent
+    FROM claimed c, lines_after x WHERE x.balance_after IS NOT NULL),
+converted AS (
+  INSERT INTO wallet.entry_conversions (entry_id, line, from_minor, from_currency, to_minor, to_currency, rate, rate_source, rate_time)
+  SELECT c.entry_id, x.n - 1, x.from_minor, x.from_currency, x.to_minor, x.to_currency, x.rate, x.rate_source, coalesce(x.rate_time, s.posted_at)
+    FROM claimed c, s,
+         unnest($18::bigint[], $19::text[], $20::bigint[], $21::text[], $22::text[], $23::text[], $24::timestamptz[])
+           WITH ORDINALITY AS x(from_minor, from_currency, to_minor, to_currency, rate, rate_source, rate_time, n))
+SELECT (SELECT entry_id FROM claimed) AS claimed_entry_id, (SELECT posted_at FROM s) AS posted_at,
+       (SELECT line FROM refused) AS refused_line, (SELECT held FROM refused) AS refused_held`;
+
+interface PostingOutcome {
+  claimed_entry_id: string | null;
+  posted_at: Date | null;
+  refused_line: number | null;
+  refused_held: string | null;
+}
+
+async function runPosting(db: Queryable, input: EntryInput, entryId: string, hash: string, conversions: FxConversion[]): Promise<PostingOutcome> {
+  const { postings } = input;
+  const events = movementEventHeads(entryId, String(input.cause.cause.value), postings);
+  const traceparent = currentTraceparent() ?? null;
+  try {
+    const { rows } = await db.query<PostingOutcome>(POSTING, [
+      entryId, input.idempotencyKey, hash, input.cause.cause.case, String(input.cause.cause.value), input.description ?? "", input.reversesEntryId ?? null,
+      input.allowOwnerDebt === true,
+      postings.map((_, i) => i),
+      postings.map((p) => p.accountId),
+      postings.map((p) => p.amountMinor.toString()),
+      postings.map((p) => p.currency),
+      postings.map((p) => p.memo ?? ""),
+      events.map((e) => e.id),
+      events.map((e) => e.subject),
+      events.map((e) => Buffer.from(e.data)),
+      events.map(() => traceparent),
+      conversions.map((c) => c.from!.amountMinor.toString()),
+      conversions.map((c) => c.from!.currency),
+      conversions.map((c) => c.to!.amountMinor.toString()),
+      conversions.map((c) => c.to!.currency),
+      conversions.map((c) => c.rate),
+      conversions.map((c) => c.rateSource),
+      conversions.map((c) => (c.rateTime ? timestampDate(c.rateTime) : null)),
+    ]);
+    return rows[0];
+  } catch (err) {
+    if ((err as { constraint?: string }).constraint === "available_not_negative") {
+      throw new InsufficientFundsError(`account ${refusedAccount(err, postings)}: available balance is too low for this entry`);
+    }
+    throw err;
+  }
+}
+
+/** The account the balance check refused: the row PostgreSQL names (its first column is account_id), else the lines that take money out. */
+function refusedAccount(err: unknown, postings: PostingInput[]): string {
+  const named = /Failing row contains \(([0-9a-f-]{36}),/i.exec((err as { detail?: string }).detail ?? "")?.[1];
+  return named ?? [...new Set(postings.filter((p) => p.amountMinor < 0n).map((p) => p.accountId))].join(" or ");
+}
+
+/** Why the statement refused line `line`: its account does not exist, or holds another currency. */
+function refusedLine(input: EntryInput, line: number, held: string | null): Error {
+  const p = input.postings[line];
+  if (held === null) return new NotFoundError(`postings[${line}].account_id: no account ${p.accountId}`);
+  return invalid(`postings[${line}].amount.currency`, `account ${p.accountId} holds ${held.trim()}, not ${p.currency}`);
+}
+
+async function priorEntry(db: Queryable, idempotencyKey: string): Promise<{ entry_id: string; request_hash: string } | undefined> {
+  const { rows } = await db.query<{ entry_id: string; request_hash: string }>(
+    `SELECT entry_id, request_hash FROM wallet.entries WHERE idempotency_key = $1`,
+    [idempotencyKey],
   );
-  const accounts = rows.filter((r) => r.account_id !== null).map(({ claimed_entry_id: _, ...a }) => a as PostingAccount);
-  return { claimed: rows[0].claimed_entry_id !== null, hash, accounts };
+  return rows[0];
 }
 
 /** A replay of the same request gets the entry posted first; a different request under the key is refused. */
-async function replayedEntry(tx: Queryable, input: EntryInput, hash: string): Promise<PostResult> {
-  const prior = await tx.query<{ entry_id: string; request_hash: string }>(
-    `SELECT entry_id, request_hash FROM wallet.entries WHERE idempotency_key = $1`,
-    [input.idempotencyKey],
-  );
-  if (prior.rows[0].request_hash !== hash) {
-    throw new IdempotencyConflictError(input.idempotencyKey, "journal entry");
-  }
-  return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
+async function replayedEntry(db: Queryable, input: EntryInput, hash: string, prior: { entry_id: string; request_hash: string }): Promise<PostResult> {
+  if (prior.request_hash !== hash) throw new IdempotencyConflictError(input.idempotencyKey, "journal entry");
+  return { entry: (await loadEntry(db, prior.entry_id))!, created: false };
 }
 
-type PostingAccount = AccountRow & { may_go_negative: boolean };
-
-/** The net change per account and the accounts themselves, each checked to exist and to hold the posting's currency. */
-function accountsOfPostings(input: EntryInput, found: PostingAccount[]): { deltas: Map<string, bigint>; accounts: Map<string, PostingAccount> } {
-  const deltas = new Map<string, bigint>();
-  for (const p of input.postings) deltas.set(p.accountId, (deltas.get(p.accountId) ?? 0n) + p.amountMinor);
-  const accounts = new Map(found.map((a) => [a.account_id, a]));
-  input.postings.forEach((p, i) => {
-    const account = accounts.get(p.accountId);
-    if (!account) throw new NotFoundError(`postings[${i}].account_id: no account ${p.accountId}`);
-    if (account.currency.trim() !== p.currency) {
-      throw invalid(`postings[${i}].amount.currency`, `account ${p.accountId} holds ${account.currency.trim()}, not ${p.currency}`);
-    }
-  });
-  return { deltas, accounts };
-}
-
-type PostedLine = PostingInput & { line: number; after: bigint | null; account: PostingAccount };
-
-/**
- * Balance after each line of an owned account, walking the lines in order from its opening
- * balance (the moved balance less the entry's net change); null for system accounts.
- */
-function linesWithBalances(postings: PostingInput[], accounts: Map<string, PostingAccount>, deltas: Map<string, bigint>): PostedLine[] {
-  const running = new Map([...accounts].map(([id, a]) => [id, a.balance_minor - deltas.get(id)!]));
-  return postings.map((p, i) => {
-    const account = accounts.get(p.accountId)!;
-    const after = account.may_go_negative ? null : running.get(p.accountId)! + p.amountMinor;
-    if (after !== null) running.set(p.accountId, after);
-    return { ...p, line: i, after, account };
-  });
-}
-
-/**
- * Inserts every line and the owners' events, and returns their posting time. One sequence
- * number and time for every line of the entry, taken in the same statement as the insert,
- * and the events in it too: round trips less while the owners' rows are locked.
- */
-async function insertPostings(tx: Queryable, entryId: string, lines: PostedLine[], events: BusMessage[]): Promise<Date> {
-  const announced = outboxCte("wallet", events, 8);
-  const { rows: [{ posted_at: postedAt }] } = await tx.query<{ posted_at: Date }>(
-    `WITH s AS (SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at),
-     posted AS (
-       INSERT INTO wallet.postings (entry_id, line, account_id, amount_minor, currency, balance_after, memo, posted_seq, posted_at)
-       SELECT $1, l, a, amt, c, b, m, s.seq, s.posted_at
-         FROM unnest($2::smallint[], $3::uuid[], $4::bigint[], $5::text[], $6::bigint[], $7::text[]) AS t(l, a, amt, c, b, m), s
-       RETURNING posted_at),
-     ${announced.sql}
-     SELECT posted_at FROM posted LIMIT 1`,
-    [
-      entryId,
-      lines.map((l) => l.line),
-      lines.map((l) => l.accountId),
-      lines.map((l) => l.amountMinor.toString()),
-      lines.map((l) => l.currency),
-      lines.map((l) => (l.after === null ? null : l.after.toString())),
-      lines.map((l) => l.memo ?? ""),
-      ...announced.values,
-    ],
-  );
-  return postedAt;
-}
-
-/** The FX conversions behind the entry; one without a rate time is dated at posting. */
-async function insertConversions(tx: Queryable, entryId: string, conversions: FxConversion[], postedAt: Date): Promise<void> {
-  for (const [i, c] of conversions.entries()) {
-    if (!c.from || !c.to) throw invalid(`conversions[${i}]`, "needs from and to amounts");
-    await tx.query(
-      `INSERT INTO wallet.entry_conversions VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [entryId, i, c.from.amountMinor, c.from.currency, c.to.amountMinor, c.to.currency, c.rate, c.rateSource,
-        c.rateTime ? timestampDate(c.rateTime) : postedAt],
-    );
-  }
-}
-
-function journalEntryOf(entryId: string, input: EntryInput, lines: PostedLine[], postedAt: Date): JournalEntry {
+function journalEntryOf(entryId: string, input: EntryInput, postedAt: Date): JournalEntry {
   return create(JournalEntrySchema, {
     entryId,
     idempotencyKey: input.idempotencyKey,
     cause: input.cause,
-    postings: lines.map((l) => create(PostingSchema, { accountId: l.accountId, amount: money(l.amountMinor, l.currency), memo: l.memo ?? "" })),
+    postings: input.postings.map((p) => create(PostingSchema, { accountId: p.accountId, amount: money(p.amountMinor, p.currency), memo: p.memo ?? "" })),
     conversions: input.conversions ?? [],
     description: input.description ?? "",
     postedAt: timestampFromDate(postedAt),

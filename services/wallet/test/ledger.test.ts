@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { create, fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WalletAdminActionTakenSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
@@ -18,9 +18,10 @@ import {
   WithdrawalLimitSchema,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { decodeEvent } from "@ttip/runtime";
-import { kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
+import { decodeEvent, onOutboxCommitted } from "@ttip/runtime";
+import { eventually, kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "../src/index.js";
+import { ensureAccount } from "../src/ledger.js";
 
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => Code[e.code]);
@@ -78,6 +79,28 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(await codeOf(internal.ensureAccount({ kind: AccountKind.PLATFORM_FEES, ownerKind: OwnerKind.WORKER, ownerId: w.workerId, currency: "KES" })), "InvalidArgument");
     assert.equal(await codeOf(internal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, currency: "KES" })), "InvalidArgument");
     assert.equal(await codeOf(internal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: w.workerId, currency: "XXX" })), "InvalidArgument");
+    // Made by another caller after this call's statement began (committed while it waited on the
+    // key), the account is neither found nor made by that statement: it is read again.
+    const venueId = randomUUID();
+    const other = await t.db.pool.connect();
+    try {
+      await other.query("BEGIN");
+      const { rows: [made] } = await other.query(
+        `INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative) VALUES ($1, $2, $3, $4, 'KES', false) RETURNING account_id`,
+        [randomUUID(), AccountKind.VENUE_POOL, OwnerKind.VENUE, venueId],
+      );
+      const asked = ensureAccount(t.db.pool, AccountKind.VENUE_POOL, OwnerKind.VENUE, venueId, "KES");
+      await eventually("the call's statement waiting on the uncommitted account", async () => {
+        const { rows: [w] } = await t.db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO wallet.accounts%'`);
+        return w.n === 1;
+      });
+      await other.query("COMMIT");
+      assert.equal((await asked).account_id, made.account_id);
+    } finally {
+      other.release();
+    }
+    const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM wallet.accounts WHERE owner_id = $1`, [venueId]);
+    assert.equal(rows[0].n, 1);
   });
 
   test("a posting is applied once per key; a repeat returns the first entry and moves nothing", async () => {
@@ -126,13 +149,47 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.ok(results.every((r) => r.created));
     const expected = Array.from({ length: 50 }, (_, i) => BigInt(1_000 + i - 100)).reduce((a, b) => a + b, 0n);
     assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, expected);
-    // Each line's balance_after is a distinct step of one serial history.
-    const { rows } = await t.db.pool.query(`SELECT balance_after FROM wallet.postings WHERE account_id = $1 ORDER BY posted_seq`, [w.accountId]);
+    // In posted_seq order the lines are one serial history: each balance_after is the one before plus its amount
+    // (the sequence is taken after the account's lock, in the same statement).
+    const { rows } = await t.db.pool.query(`SELECT amount_minor, balance_after FROM wallet.postings WHERE account_id = $1 ORDER BY posted_seq`, [w.accountId]);
     assert.equal(rows.length, 50);
+    rows.reduce((before: bigint, r, i) => {
+      assert.equal(r.balance_after, before + r.amount_minor, `line ${i} in posted_seq order`);
+      return r.balance_after;
+    }, 0n);
     assert.equal(rows[49].balance_after, expected);
-    assert.equal(new Set(rows.map((r) => r.balance_after)).size, 50);
     const tb = await admin.getTrialBalance({});
     assert.equal(tb.balanced, true);
+  });
+
+  test("entries moving money both ways between the same wallets at once all land (locks in account order, no deadlock)", async () => {
+    const [a, b, c] = [await newWorker(), await newWorker(), await newWorker()];
+    for (const w of [a, b, c]) await tip(w.accountId, 100_000n, 0n);
+    // Each entry lists its wallets in a different order: a lock order that followed the lines would deadlock.
+    const orders = [[a, b, c], [c, b, a], [b, a, c], [c, a, b], [a, c, b], [b, c, a]];
+    const moves = Array.from({ length: 60 }, (_, i) => orders[i % orders.length]);
+    const results = await Promise.allSettled(
+      moves.map(([from, to1, to2]) =>
+        internal.postEntry({
+          idempotencyKey: `move:${randomUUID()}`,
+          cause: tipCause(),
+          postings: [
+            { accountId: from.accountId, amount: kesMinor(-300n), memo: "out" },
+            { accountId: to1.accountId, amount: kesMinor(100n), memo: "in" },
+            { accountId: to2.accountId, amount: kesMinor(200n), memo: "in" },
+          ],
+        }),
+      ),
+    );
+    const failed = results.filter((r) => r.status === "rejected").map((r) => ConnectError.from((r as PromiseRejectedResult).reason).rawMessage);
+    assert.deepEqual(failed, []);
+    const net = new Map([a, b, c].map((w) => [w, 100_000n]));
+    for (const [from, to1, to2] of moves) {
+      net.set(from, net.get(from)! - 300n);
+      net.set(to1, net.get(to1)! + 100n);
+      net.set(to2, net.get(to2)! + 200n);
+    }
+    for (const w of [a, b, c]) assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, net.get(w));
   });
 
   test("the same key posted 20 times at once is applied once", async () => {
@@ -369,6 +426,18 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await internal.getSettlementMode({ ownerKind: OwnerKind.WORKER, ownerId: workerId })).mode, SettlementMode.WALLET);
   });
 
+  test("a posting's commit wakes wallet's outbox relay (no wait for its next poll)", async () => {
+    const told: string[] = [];
+    const stop = onOutboxCommitted((schema) => told.push(schema));
+    try {
+      const w = await newWorker();
+      await tip(w.accountId, 1_000n, 0n);
+      assert.ok(told.includes("wallet"), `told: ${told.join(", ")}`);
+    } finally {
+      stop();
+    }
+  });
+
   test("wallet.credited reaches the bus through the outbox", async () => {
     const w = await newWorker();
     const { entry } = await tip(w.accountId, 4_200n, 200n);
@@ -387,6 +456,30 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     await subscription?.stop();
     assert.equal(event.ownerId, w.workerId);
     assert.equal(event.amount!.amountMinor, 4_000n);
+    assert.equal(event.balanceAfter!.amountMinor, 4_000n);
+    assert.equal(event.balanceAfter!.currency, "KES");
+    assert.equal(event.accountId, w.accountId);
+    assert.equal(event.causeId, entry!.cause!.cause.value);
     assert.equal(event.meta!.producer, "wallet");
+  });
+
+  test("an event's owner and balance after, encoded by the posting statement, are the bytes protobuf encodes", async () => {
+    const balances = [0n, 1n, -1n, 127n, 128n, 300n, -300n, 16_384n, 2n ** 31n, -(2n ** 31n), 2n ** 62n, 2n ** 63n - 1n, -(2n ** 63n)];
+    for (let i = 0; i < 40; i++) balances.push(BigInt.asIntN(64, BigInt(`0x${randomUUID().replace(/-/g, "").slice(0, 16)}`)));
+    const owners = ["", randomUUID(), "wörker-ñ-✓"];
+    for (const ownerId of owners) {
+      for (const amountMinor of balances) {
+        const { rows } = await t.db.pool.query<{ tail: Buffer }>(`SELECT wallet.movement_event_tail($1, $2, $3) AS tail`, [ownerId, amountMinor.toString(), "KES"]);
+        const decoded = fromBinary(WalletCreditedSchema, rows[0].tail);
+        assert.equal(decoded.ownerId, ownerId);
+        assert.equal(decoded.balanceAfter!.amountMinor, amountMinor, `balance ${amountMinor}`);
+        assert.equal(decoded.balanceAfter!.currency, "KES");
+        // Where protobuf writes every field (no zero or empty default left out), the bytes are the same.
+        if (ownerId && amountMinor !== 0n) {
+          const expected = toBinary(WalletCreditedSchema, create(WalletCreditedSchema, { ownerId, balanceAfter: { amountMinor, currency: "KES" } }));
+          assert.deepEqual(new Uint8Array(rows[0].tail), expected, `balance ${amountMinor}`);
+        }
+      }
+    }
   });
 });

@@ -24,14 +24,14 @@ export const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-lan
  * payoutChangeKey) in this process, after `ms`, or when the client leaves.
  * Armed before the row is read, so a change in between is not missed.
  */
-export function nextChange<Row = TipRow>(deps: Deps, key: string, ms: number, signal: AbortSignal): { wait: Promise<Row | undefined>; cancel: () => void } {
+export function nextChange(deps: Deps, key: string, ms: number, signal: AbortSignal): { wait: Promise<TipRow | undefined>; cancel: () => void } {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), ms);
   const onAbort = () => ac.abort();
   signal.addEventListener("abort", onAbort);
-  // A change may carry the row as its transaction committed it (saves reading it again).
+  // A tip's change may carry the row as its transaction committed it (saves reading it again); a payout's carries none.
   const wait = once(deps.changes, key, { signal: ac.signal })
-    .then(([row]) => row as Row | undefined, () => undefined)
+    .then(([row]) => row as TipRow | undefined, () => undefined)
     .finally(() => {
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);

@@ -9,7 +9,7 @@ import { defaultPhone } from "../methods.js";
 import { kes } from "../money.js";
 import { payoutChangeKey, startPayout } from "../payouts.js";
 import { payoutSettingsOf, putPayoutSettings, type PayoutSettings } from "../stores/payout-settings.js";
-import { loadPayout, payoutByIdempotencyKey, workerPayouts, type Payout } from "../stores/payouts.js";
+import { loadPayout, payoutByIdempotencyKey, workerPayouts } from "../stores/payouts.js";
 import { nextChange, type PaymentHandlerContext } from "./context.js";
 
 function settingsMessage(s: PayoutSettings | undefined) {
@@ -73,7 +73,7 @@ function watchPayoutHandler(h: PaymentHandlerContext): Impl["watchPayout"] {
     const until = Date.now() + 15 * 60_000;
     while (!ctx.signal.aborted && Date.now() < until) {
       // Woken at once by changes in this process; polls for those made by other replicas.
-      const change = nextChange<Payout>(deps, payoutChangeKey(req.payoutId), 1000, ctx.signal);
+      const change = nextChange(deps, payoutChangeKey(req.payoutId), 1000, ctx.signal);
       try {
         const p = await loadPayout(pool, req.payoutId);
         if (!p || p.workerId !== caller.subject) throw new NotFoundError("payout_id: no such payout");

@@ -1,6 +1,6 @@
 // Raw provider callbacks as admins read them: those that matched nothing, and a payment's own.
-import { keysetTime, type Queryable } from "@ttip/runtime";
-import type { Cursor, PageRow } from "./page.js";
+import type { Queryable } from "@ttip/runtime";
+import { keysetRows, type Cursor, type PageRow } from "./page.js";
 
 /** A callback row as the converter (toCallback) reads it. */
 export interface CallbackRow {
@@ -15,13 +15,7 @@ export interface CallbackRow {
 
 /** Up to `limit` callbacks that matched no payment, newest first. */
 export async function unmatchedCallbacks(db: Queryable, includeResolved: boolean, cursor: Cursor, limit: number): Promise<PageRow<CallbackRow>[]> {
-  const { rows } = await db.query<PageRow<CallbackRow>>(
-    `SELECT *, ${keysetTime("received_at")} AS page_at FROM payment.callbacks WHERE NOT matched AND ($1 OR NOT resolved)
-       AND ($2::timestamptz IS NULL OR (received_at, callback_id) < ($2::timestamptz, $3::uuid))
-     ORDER BY received_at DESC, callback_id DESC LIMIT $4`,
-    [includeResolved, cursor?.at ?? null, cursor?.id ?? null, limit],
-  );
-  return rows;
+  return keysetRows<CallbackRow>(db, { table: "callbacks", time: "received_at", id: "callback_id", where: "NOT matched AND ($1 OR NOT resolved)", params: [includeResolved] }, cursor, limit);
 }
 
 /** Callbacks name the tip once matched; the C2B confirmation of a paybill tip carries its receipt. */

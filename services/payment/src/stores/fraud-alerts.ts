@@ -1,17 +1,14 @@
 // Fraud alerts: raised by the checks before money moves, closed by an admin's review.
-import { keysetTime, type Queryable } from "@ttip/runtime";
+import type { Queryable } from "@ttip/runtime";
 import type { FraudAlertRow } from "../convert.js";
-import type { Cursor, PageRow } from "./page.js";
+import { keysetRows, type Cursor, type PageRow } from "./page.js";
 
 /** Up to `limit` alerts, filtered by status and reason (null = any), newest first. */
 export async function fraudAlerts(db: Queryable, status: string | null, reason: string | null, cursor: Cursor, limit: number): Promise<PageRow<FraudAlertRow>[]> {
-  const { rows } = await db.query<PageRow<FraudAlertRow>>(
-    `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.fraud_alerts WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)
-       AND ($3::timestamptz IS NULL OR (created_at, alert_id) < ($3::timestamptz, $4::uuid))
-     ORDER BY created_at DESC, alert_id DESC LIMIT $5`,
-    [status, reason, cursor?.at ?? null, cursor?.id ?? null, limit],
+  return keysetRows<FraudAlertRow>(
+    db, { table: "fraud_alerts", time: "created_at", id: "alert_id", where: "($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR reason = $2)", params: [status, reason] },
+    cursor, limit,
   );
-  return rows;
 }
 
 /** The first 50 alerts about one tip or one payout, oldest first. */

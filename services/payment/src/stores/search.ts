@@ -1,7 +1,7 @@
 // What the reads of tips and payouts share: the console's filters built into numbered parameters,
 // and keyset pages, newest first.
-import { keysetTime, type Queryable } from "@ttip/runtime";
-import type { Cursor, PageRow } from "./page.js";
+import type { Queryable } from "@ttip/runtime";
+import { keysetRows, type Cursor, type PageRow } from "./page.js";
 
 /** Filters both searches share; empty ones match all. The caller has checked that the ranges make sense. */
 export interface CommonSearch {
@@ -24,12 +24,9 @@ export class Filters {
     this.params.push(...values);
     this.clauses.push(sql.replace(/\?/g, () => `$${++i}`));
   }
-  where(): string {
-    return this.clauses.length ? `WHERE ${this.clauses.join(" AND ")}` : "";
-  }
-  next(value: unknown): string {
-    this.params.push(value);
-    return `$${this.params.length}`;
+  /** Every filter, joined; "true" when there is none. */
+  conditions(): string {
+    return this.clauses.length ? this.clauses.join(" AND ") : "true";
   }
 }
 
@@ -54,12 +51,7 @@ export async function searchPage<R extends object>(
   cursor: Cursor,
   limit: number,
 ): Promise<PageRow<R>[]> {
-  if (cursor) f.add(`(created_at, ${idColumn}) < (?::timestamptz, ?::uuid)`, cursor.at, cursor.id);
-  const { rows } = await db.query<PageRow<R>>(
-    `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.${table} ${f.where()} ORDER BY created_at DESC, ${idColumn} DESC LIMIT ${f.next(limit)}`,
-    f.params,
-  );
-  return rows;
+  return keysetRows<R>(db, { table, time: "created_at", id: idColumn, where: f.conditions(), params: f.params }, cursor, limit);
 }
 
 /** Up to `limit` of one worker's rows of the table, filtered by status code (null = any), past the cursor, newest first. */
@@ -72,11 +64,5 @@ export async function workerPage<R extends object>(
   cursor: Cursor,
   limit: number,
 ): Promise<PageRow<R>[]> {
-  const { rows } = await db.query<PageRow<R>>(
-    `SELECT *, ${keysetTime("created_at")} AS page_at FROM payment.${table} WHERE worker_id = $1 AND ($2::text IS NULL OR status = $2)
-       AND ($3::timestamptz IS NULL OR (created_at, ${idColumn}) < ($3::timestamptz, $4::uuid))
-     ORDER BY created_at DESC, ${idColumn} DESC LIMIT $5`,
-    [workerId, status, cursor?.at ?? null, cursor?.id ?? null, limit],
-  );
-  return rows;
+  return keysetRows<R>(db, { table, time: "created_at", id: idColumn, where: "worker_id = $1 AND ($2::text IS NULL OR status = $2)", params: [workerId, status] }, cursor, limit);
 }

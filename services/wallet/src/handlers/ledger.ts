@@ -86,10 +86,10 @@ function ensureAccountHandler(h: WalletHandlerContext): ServiceImpl<typeof Walle
 }
 
 function postEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["postEntry"] {
-  const { tx } = h;
+  // One statement, its own transaction: no BEGIN/COMMIT around it (ledger.ts).
+  const { pool } = h;
   return async function (req) {
-    return tx((db) =>
-      postEntry(db, {
+    return postEntry(pool, {
         idempotencyKey: req.idempotencyKey,
         cause: req.cause!,
         postings: req.postings.map((p, i) => {
@@ -99,7 +99,6 @@ function postEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInt
         conversions: req.conversions,
         description: req.description,
         allowOwnerDebt: req.allowOwnerDebt,
-      }),
-    );
+      });
   };
 }

@@ -1,0 +1,74 @@
+// The shared runtime's own cost per call, without a database: payment's
+// CreateTip contract (protovalidate rules, a nested Money) answered by a
+// handler that does nothing, behind every interceptor a service runs (tracing
+// hook, metrics, request id, errors, input checks, signed identity, access,
+// step-up, validation). Called the two ways a tip's calls arrive: in process
+// (peers' local transport, as `make run` and the e2e bench make every hop) and
+// with the Connect protocol over HTTP/2 (the gateway's inbound leg, a cluster's
+// hops). Prints this process's CPU microseconds per call (user+system), the
+// figure that stays put on a loaded machine, alternating the paths each round.
+//   node --import tsx bench/runtime-call.ts [seconds per path and round=3] [rounds=3] [concurrency=16]
+//   BENCH_PROFILE=file.cpuprofile profiles one path in the last round (BENCH_PROFILE_PATH, default "in process").
+import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
+import { create } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { CreateTipResponseSchema, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { createLogger, createPeers, Metrics, serviceInterceptors, startServer } from "@ttip/runtime";
+import { closedLoop } from "./load.js";
+
+const seconds = Number(process.argv[2] ?? 3);
+const rounds = Number(process.argv[3] ?? 3);
+const concurrency = Number(process.argv[4] ?? 16);
+
+const logger = createLogger({ level: "silent" });
+const server = await startServer({
+  name: "payment",
+  logger,
+  metrics: new Metrics(),
+  services: [PaymentService],
+  routes: (router) => router.service(PaymentService, { createTip: async () => create(CreateTipResponseSchema, {}) }),
+  interceptors: serviceInterceptors(),
+});
+const peers = createPeers(() => undefined, () => server.local);
+const inProcess = createClient(PaymentService, peers("payment"));
+const overHttp2 = createClient(PaymentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: true }));
+const request = () => ({
+  idempotencyKey: randomUUID(),
+  recipient: { case: "qrCode" as const, value: "QR-7KD2-PX9A" },
+  amount: { currency: "KES", amountMinor: 15_000n },
+  payment: { case: "mpesaPhone" as const, value: "+254712345678" },
+  rating: 5,
+  message: "asante sana",
+});
+const paths = new Map<string, () => Promise<unknown>>([
+  ["in process", () => inProcess.createTip(request(), { timeoutMs: 5_000 })],
+  ["Connect over HTTP/2", () => overHttp2.createTip(request(), { timeoutMs: 5_000 })],
+]);
+try {
+  for (const call of paths.values()) for (let i = 0; i < 2_000; i++) await call();
+  const cpuUs = new Map<string, number[]>();
+  for (let round = 1; round <= rounds; round++) {
+    for (const [name, call] of paths) {
+      const profiling = process.env.BENCH_PROFILE && round === rounds && name === (process.env.BENCH_PROFILE_PATH ?? "in process") ? new Session() : undefined;
+      if (profiling) {
+        profiling.connect();
+        await profiling.post("Profiler.enable");
+        await profiling.post("Profiler.start");
+      }
+      const before = process.cpuUsage();
+      const result = await closedLoop(concurrency, seconds, call);
+      const used = process.cpuUsage(before);
+      if (profiling) writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify((await profiling.post("Profiler.stop")).profile));
+      const perCall = (used.user + used.system) / result.calls;
+      cpuUs.set(name, [...(cpuUs.get(name) ?? []), perCall]);
+      console.log(`round ${round}  ${name.padEnd(20)} ${result.perSecond.toFixed(0).padStart(6)} calls/s  CPU ${perCall.toFixed(0)} us per call`);
+    }
+  }
+  for (const [name, list] of cpuUs) console.log(`${name}: CPU per call, best of ${list.length} rounds: ${Math.min(...list).toFixed(0)} us (median ${list.sort((a, b) => a - b)[Math.floor(list.length / 2)].toFixed(0)} us)`);
+} finally {
+  peers.close();
+  await server.close();
+}

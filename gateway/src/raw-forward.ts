@@ -1,0 +1,415 @@
+// Unary calls in binary protobuf (Connect binary, gRPC, gRPC-web) forwarded as
+// bytes: the gateway needs nothing from the message, so it neither decodes the
+// request nor encodes it again, and the answer's bytes go back as they came.
+// Every check still runs: the same interceptors as the decoding path (tracing,
+// metrics, request id, access log, errors, the body's size, token, partner
+// signature and usage, rate limit, policy) run around the forwarding, on a
+// placeholder message. The backend is called with the Connect protocol (its
+// cheapest), so only the framing differs between the legs: a gRPC envelope is
+// five bytes in front of the same message bytes. JSON, Connect GET and streams
+// keep the decoding path (forward.ts).
+import type http from "node:http";
+import type http2 from "node:http2";
+import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import { create, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  type ContextValues,
+  type Interceptor,
+  type UnaryRequest,
+  type UnaryResponse,
+} from "@connectrpc/connect";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { codeFromHttpStatus, codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
+import { rawRequestBodyKey, refusedBodyKey, type Logger } from "@ttip/runtime";
+import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
+
+type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
+type UnaryNext = (req: UnaryRequest) => Promise<UnaryResponse>;
+
+/** The client's protocol, by its request's content type; undefined: not forwarded as bytes. */
+type Protocol = "connect" | "grpc" | "grpc-web";
+
+const PROTOCOLS: Record<string, Protocol> = {
+  "application/proto": "connect",
+  "application/grpc": "grpc",
+  "application/grpc+proto": "grpc",
+  "application/grpc-web": "grpc-web",
+  "application/grpc-web+proto": "grpc-web",
+};
+
+/** What each protocol answers with (connect-es answers the same). */
+const RESPONSE_TYPE: Record<Protocol, string> = {
+  connect: "application/proto",
+  grpc: "application/grpc+proto",
+  "grpc-web": "application/grpc-web+proto",
+};
+
+/** An envelope's flag: its message is compressed (grpc-encoding names how). */
+const COMPRESSED_FLAG = 0b01;
+
+/** One unary RPC forwarded as bytes to a service over HTTP/2. */
+export interface RawRoute {
+  method: DescMethod & { methodKind: "unary" };
+  session: Http2SessionManager;
+  /** Stand-ins for the messages the interceptors are handed (none of them reads one). */
+  input: Message;
+  output: Message;
+}
+
+/** The unary RPCs of `service` served at `session`, by request path. */
+export function rawRoutes(service: DescService, session: Http2SessionManager): Array<[string, RawRoute]> {
+  return service.methods
+    .filter((m): m is RawRoute["method"] => m.methodKind === "unary")
+    .map((method) => [`/${service.typeName}/${method.name}`, { method, session, input: create(method.input), output: create(method.output) }]);
+}
+
+export interface RawForwardingOptions {
+  routes: Map<string, RawRoute>;
+  /** The server's interceptors then the gateway's, outermost first: the checks every call passes. */
+  interceptors: Interceptor[];
+  /** Around the call to the backend (client tracing). */
+  clientInterceptors: Interceptor[];
+  contextValues: (req: NodeReq) => ContextValues;
+  readMaxBytes: number;
+  logger: Logger;
+}
+
+/**
+ * An HTTP filter for startServer: takes the POSTs of a forwarded unary RPC in
+ * a binary content type (returns true and answers them), leaves the rest to
+ * the RPC router (returns false).
+ */
+export function rawForwarding(options: RawForwardingOptions): (req: NodeReq, res: NodeRes) => boolean {
+  const chained = (interceptors: Interceptor[], last: UnaryNext) => interceptors.reduceRight<UnaryNext>((next, i) => i(next as never) as never, last);
+  const send = chained(options.clientInterceptors, sendToBackend);
+  // Every check, then the call to the backend with the headers the checks decided.
+  const chain = chained(options.interceptors, (r) => send({ ...r, header: outgoingHeaders(r.header, r.contextValues) }));
+  return (req, res) => {
+    if (req.method !== "POST") return false;
+    const url = req.url ?? "";
+    const q = url.indexOf("?");
+    const route = options.routes.get(q < 0 ? url : url.slice(0, q));
+    if (!route) return false;
+    const protocol = PROTOCOLS[mediaType(req.headers["content-type"])];
+    if (!protocol) return false;
+    serve(options, chain, route, protocol, req, res).catch((err: unknown) => {
+      options.logger.error({ err, rpc: url }, "forwarding failed outside the call");
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+    return true;
+  };
+}
+
+function mediaType(value: string | undefined): string {
+  if (!value) return "";
+  const semi = value.indexOf(";");
+  return (semi < 0 ? value : value.slice(0, semi)).trim().toLowerCase();
+}
+
+/** What the backend answered, kept beside the placeholder message the interceptors see. */
+interface Answer {
+  body: Uint8Array;
+  /** The body's content-encoding ("" when none). */
+  encoding: string;
+}
+
+/** Per call: the body to send, and where the backend's answer is left for the writer. */
+interface RawCall {
+  route: RawRoute;
+  body: Uint8Array;
+  /** Content-encoding of `body` ("" when none). */
+  encoding: string;
+  /** Encodings the client accepts back. */
+  accept: string | undefined;
+  timeoutMs: () => number | undefined;
+  answer?: Answer;
+}
+
+const rawCallKey = createContextKey<RawCall | undefined>(undefined, { description: "call forwarded as bytes" });
+
+async function serve(options: RawForwardingOptions, chain: UnaryNext, route: RawRoute, protocol: Protocol, req: NodeReq, res: NodeRes): Promise<void> {
+  const header = requestHeaders(req);
+  const values = options.contextValues(req);
+  const timeout =
+    protocol === "connect" ? parseConnectTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER) : parseGrpcTimeout(header.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
+  // One signal for the call: the client's deadline, or the client going away before its answer.
+  const controller = new AbortController();
+  const deadlineAt = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
+  const timer = timeout.timeoutMs === undefined ? undefined : setTimeout(() => controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeout.timeoutMs);
+  const gone = () => controller.abort(new ConnectError("the client cancelled the call", Code.Canceled));
+  res.once("close", gone);
+  try {
+    const body = await readBody(req, options.readMaxBytes, values);
+    const message = body && unframe(protocol, body, header, values);
+    const call: RawCall = {
+      route,
+      body: message?.data ?? new Uint8Array(0),
+      encoding: message?.encoding ?? "",
+      accept: (protocol === "connect" ? header.get("accept-encoding") : header.get("grpc-accept-encoding")) ?? undefined,
+      timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
+    };
+    values.set(rawCallKey, call);
+    const unary: UnaryRequest = {
+      stream: false,
+      service: route.method.parent,
+      method: route.method,
+      requestMethod: "POST",
+      url: `http://${authority(req)}${req.url}`,
+      signal: controller.signal,
+      header,
+      contextValues: values,
+      message: route.input,
+    };
+    let result: UnaryResponse | ConnectError;
+    try {
+      // A timeout header the client got wrong is answered in its protocol, as connect-es does.
+      if (timeout.error) throw timeout.error;
+      result = await chain(unary);
+    } catch (err) {
+      result = ConnectError.from(err);
+    }
+    res.off("close", gone);
+    if (res.destroyed) return;
+    if (result instanceof ConnectError) writeError(res, protocol, result);
+    else writeAnswer(res, protocol, result, call.answer!);
+  } finally {
+    res.off("close", gone);
+    clearTimeout(timer);
+  }
+}
+
+function webHeaders(h: http2.IncomingHttpHeaders): Headers {
+  const header = new Headers();
+  for (const key in h) {
+    const value = h[key];
+    if (key[0] !== ":" && value !== undefined) header.set(key, Array.isArray(value) ? value.join(", ") : value);
+  }
+  return header;
+}
+
+function authority(req: NodeReq): string {
+  return ("authority" in req ? req.authority : req.headers.host) ?? "gateway";
+}
+
+function requestHeaders(req: NodeReq): Headers {
+  const header = new Headers();
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i][0] !== ":") header.append(raw[i], raw[i + 1]);
+  return header;
+}
+
+/**
+ * The body as sent, up to `max` bytes (kept for the partner signature check).
+ * Larger: undefined, noted for inputInterceptor (RESOURCE_EXHAUSTED in the
+ * chain, as on the decoding path), the rest unread.
+ */
+async function readBody(req: NodeReq, max: number, values: ContextValues): Promise<Uint8Array | undefined> {
+  const tooLarge = () => {
+    values.set(refusedBodyKey, { code: Code.ResourceExhausted, message: `the request body is larger than the ${max} bytes this server reads` });
+    return undefined;
+  };
+  if (Number(req.headers["content-length"] ?? NaN) > max) return tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > max) return tooLarge();
+    chunks.push(chunk);
+  }
+  const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  values.set(rawRequestBodyKey, body);
+  return body;
+}
+
+/** The one message of a unary request, and its content-encoding; a malformed envelope is noted for inputInterceptor. */
+function unframe(protocol: Protocol, body: Uint8Array, header: Headers, values: ContextValues): { data: Uint8Array; encoding: string } | undefined {
+  if (protocol === "connect") return { data: body, encoding: header.get("content-encoding") ?? "" };
+  const length = body.byteLength >= 5 ? Buffer.from(body.buffer, body.byteOffset + 1, 4).readUInt32BE(0) : -1;
+  if (length !== body.byteLength - 5 || body[0] & ~COMPRESSED_FLAG) {
+    values.set(refusedBodyKey, { code: Code.InvalidArgument, message: `a unary ${protocol} request carries exactly one message envelope` });
+    return undefined;
+  }
+  const compressed = (body[0] & COMPRESSED_FLAG) !== 0;
+  return { data: body.subarray(5), encoding: compressed ? header.get("grpc-encoding") ?? "" : "" };
+}
+
+/** A call the backend refused unprocessed (its session was ending) is sent again, at most this often, as peers.ts does. */
+const MAX_REFUSED_RETRIES = 3;
+
+/** The last of the chain: the call to the backend, the Connect protocol over its HTTP/2 session. */
+async function sendToBackend(req: UnaryRequest): Promise<UnaryResponse> {
+  const call = req.contextValues.get(rawCallKey);
+  if (!call) throw new ConnectError("no request body for the backend", Code.Internal);
+  const headers: http2.OutgoingHttpHeaders = { "content-type": "application/proto", "connect-protocol-version": "1" };
+  req.header.forEach((value, key) => (headers[key] = value));
+  if (call.encoding) headers["content-encoding"] = call.encoding;
+  if (call.accept) headers["accept-encoding"] = call.accept;
+  const timeoutMs = call.timeoutMs();
+  if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(Math.max(1, Math.floor(timeoutMs)));
+  const path = `/${req.service.typeName}/${req.method.name}`;
+  let answer;
+  for (let attempt = 1; ; attempt++) {
+    answer = await exchange(call.route.session, path, headers, call.body, req.signal);
+    if (answer !== REFUSED) break;
+    if (attempt >= MAX_REFUSED_RETRIES) throw new ConnectError(`the ${req.service.typeName} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable);
+  }
+  const { status, header, body } = answer;
+  if (status !== 200) throw backendError(req.service.typeName, status, webHeaders(header), body);
+  // Application metadata only; Connect sends a unary call's trailers as trailer-* headers.
+  const responseHeader = new Headers();
+  const trailer = new Headers();
+  for (const key in header) {
+    const value = header[key];
+    const name = key.startsWith("trailer-") ? key.slice(8) : key;
+    if (typeof value === "string" && isMetadata(name)) (name === key ? responseHeader : trailer).set(name, value);
+  }
+  call.answer = { body, encoding: (header["content-encoding"] as string | undefined) ?? "" };
+  return { stream: false, service: req.service, method: req.method, header: responseHeader, trailer, message: call.route.output };
+}
+
+/** The backend's Connect error (JSON, compressed when large) as this gateway's own, as the decoding path relays it. */
+function backendError(service: string, status: number, header: Headers, body: Uint8Array): ConnectError {
+  const fallback = new ConnectError(`the ${service} service answered HTTP ${status}`, codeFromHttpStatus(status));
+  if (!header.get("content-type")?.startsWith("application/json")) return relayedError(fallback);
+  try {
+    const json = decompress(header.get("content-encoding"), body);
+    return relayedError(errorFromJsonBytes(json, new Headers(header), fallback));
+  } catch (err) {
+    return relayedError(ConnectError.from(err));
+  }
+}
+
+/** An error body is at most this large once decompressed (Connect's error JSON is a message and details). */
+const MAX_ERROR_BYTES = 1024 * 1024;
+
+function decompress(encoding: string | null, data: Uint8Array): Uint8Array {
+  switch (encoding ?? "identity") {
+    case "identity":
+      return data;
+    case "gzip":
+      return gunzipSync(data, { maxOutputLength: MAX_ERROR_BYTES });
+    case "br":
+      return brotliDecompressSync(data, { maxOutputLength: MAX_ERROR_BYTES });
+    default:
+      throw new ConnectError(`the backend answered in an unknown encoding ${encoding}`, Code.Internal);
+  }
+}
+
+/** The backend did not process the call (RST_STREAM REFUSED_STREAM, RFC 9113 8.7): it may be sent again. */
+const REFUSED = Symbol("refused unprocessed");
+
+/** One request and its whole answer on the session; a reset, a socket error or `signal` fails it as connect-es would. */
+function exchange(session: Http2SessionManager, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
+  return new Promise<{ status: number; header: http2.IncomingHttpHeaders; body: Uint8Array } | typeof REFUSED>((resolve, reject) => {
+    if (signal.aborted) return reject(ConnectError.from(signal.reason));
+    let stream: http2.ClientHttp2Stream | undefined;
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      signal.removeEventListener("abort", onAbort);
+      fn();
+    };
+    const onAbort = () =>
+      settle(() => {
+        stream?.close(http2Constants.NGHTTP2_CANCEL);
+        reject(ConnectError.from(signal.reason));
+      });
+    signal.addEventListener("abort", onAbort, { once: true });
+    session.request("POST", path, headers, {}).then(
+      (s) => {
+        stream = s;
+        if (signal.aborted) return onAbort();
+        let status = 0;
+        let header: http2.IncomingHttpHeaders = {};
+        const chunks: Buffer[] = [];
+        s.once("response", (h) => {
+          status = Number(h[":status"]);
+          header = h;
+        });
+        s.on("data", (chunk: Buffer) => {
+          chunks.push(chunk);
+          session.notifyResponseByteRead(s);
+        });
+        s.once("end", () => settle(() => resolve({ status, header, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) })));
+        s.once("error", (err) =>
+          settle(() => (s.rstCode === http2Constants.NGHTTP2_REFUSED_STREAM ? resolve(REFUSED) : reject(new ConnectError(`the backend call failed: ${err.message}`, Code.Unavailable, undefined, undefined, err)))),
+        );
+        s.once("close", () =>
+          settle(() => {
+            if (s.rstCode === http2Constants.NGHTTP2_REFUSED_STREAM) resolve(REFUSED);
+            else reject(new ConnectError(`the backend closed the call unanswered (HTTP/2 code ${s.rstCode})`, Code.Unavailable));
+          }),
+        );
+        s.end(body);
+      },
+      (err: unknown) => settle(() => reject(new ConnectError(`cannot reach the backend: ${(err as Error).message}`, Code.Unavailable, undefined, undefined, err))),
+    );
+  });
+}
+
+const http2Constants = { NGHTTP2_NO_ERROR: 0, NGHTTP2_REFUSED_STREAM: 7, NGHTTP2_CANCEL: 8 } as const;
+
+function nodeHeaders(...all: Headers[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const h of all) h.forEach((value, key) => (out[key] = value));
+  return out;
+}
+
+function envelope(flags: number, data: Uint8Array): Buffer {
+  const head = Buffer.allocUnsafe(5);
+  head[0] = flags;
+  head.writeUInt32BE(data.byteLength, 1);
+  return Buffer.concat([head, data]);
+}
+
+/** The backend's answer in the client's protocol: the same message bytes, framed as it expects. */
+function writeAnswer(res: NodeRes, protocol: Protocol, result: UnaryResponse, answer: Answer): void {
+  const headers = nodeHeaders(result.header);
+  headers["content-type"] = RESPONSE_TYPE[protocol];
+  if (protocol === "connect") {
+    if (answer.encoding) headers["content-encoding"] = answer.encoding;
+    result.trailer.forEach((value, key) => (headers[`trailer-${key}`] = value));
+    res.writeHead(200, headers);
+    res.end(answer.body);
+    return;
+  }
+  if (answer.encoding) headers["grpc-encoding"] = answer.encoding;
+  const message = envelope(answer.encoding ? COMPRESSED_FLAG : 0, answer.body);
+  const trailer = new Headers(result.trailer);
+  setTrailerStatus(trailer, undefined);
+  res.writeHead(200, headers);
+  if (protocol === "grpc-web") {
+    res.end(Buffer.concat([message, envelope(trailerFlag, trailerSerialize(trailer))]));
+    return;
+  }
+  res.addTrailers(nodeHeaders(trailer));
+  res.end(message);
+}
+
+/** A refusal or the backend's error, in the client's protocol (as connect-es writes them). */
+function writeError(res: NodeRes, protocol: Protocol, err: ConnectError): void {
+  if (protocol === "connect") {
+    const headers = nodeHeaders(err.metadata);
+    headers["content-type"] = "application/json";
+    res.writeHead(codeToHttpStatus(err.code), headers);
+    res.end(errorToJsonBytes(err, {}));
+    return;
+  }
+  // The status and the error's metadata in the trailers (gRPC-web: the body's trailer frame), as connect-es answers.
+  const status = setTrailerStatus(new Headers(), err);
+  res.writeHead(200, { "content-type": RESPONSE_TYPE[protocol] });
+  if (protocol === "grpc-web") {
+    res.end(envelope(trailerFlag, trailerSerialize(status)));
+    return;
+  }
+  res.addTrailers(nodeHeaders(status));
+  res.end();
+}

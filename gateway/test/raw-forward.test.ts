@@ -1,0 +1,236 @@
+// Binary protobuf calls forwarded as bytes (raw-forward.ts): the message
+// reaches the service as the client sent it, and every check of the gateway
+// still stands, for Connect binary, gRPC and gRPC-web alike.
+import assert from "node:assert/strict";
+import { createHash, randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import {
+  createPeers,
+  InProcessBus,
+  Metrics,
+  PRINCIPAL_HEADERS,
+  rawRequestBodyKey,
+  readPartnerUsage,
+  RedisCache,
+  startService,
+  type RunningServer,
+  type RunningService,
+  type ServiceModule,
+} from "@ttip/runtime";
+import { captureLogger, createTestDatabase, failure, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { PARTNER_HEADERS, startGateway, type GatewayOptions, type SignedCall } from "../src/index.js";
+
+const { logger } = captureLogger("silent");
+
+/** A qr code id the backend answers slowly (after 2 s), for deadlines. */
+const SLOW = "00000000-0000-4000-8000-000000000001";
+
+/** What the backend was sent, per call: the body bytes as they arrived and the caller the gateway vouched for. */
+const seen: Array<{ rpc: string; body: Uint8Array | undefined; subject: string | null; encoding: string | null }> = [];
+
+const recordingQr: ServiceModule = {
+  name: "qr",
+  services: [QrService],
+  routes: (router) =>
+    void router.service(QrService, {
+      async getQrCode(req, ctx) {
+        seen.push({ rpc: "GetQrCode", body: ctx.values.get(rawRequestBodyKey), subject: ctx.requestHeader.get(PRINCIPAL_HEADERS.subject), encoding: ctx.requestHeader.get("content-encoding") });
+        if (req.qrCodeId === SLOW) await new Promise((resolve) => setTimeout(resolve, 2_000));
+        ctx.responseHeader.set("x-backend", "qr");
+        return { qrCode: { qrCodeId: req.qrCodeId, shortCode: "K7M4QX" } };
+      },
+      createQrCode(_req, ctx) {
+        seen.push({ rpc: "CreateQrCode", body: ctx.values.get(rawRequestBodyKey), subject: ctx.requestHeader.get(PRINCIPAL_HEADERS.subject), encoding: null });
+        return {};
+      },
+    }),
+};
+
+const GZIP_MAGIC = [0x1f, 0x8b];
+
+describe("binary calls forwarded as bytes", () => {
+  let db: TestDatabase;
+  let cache: RedisCache;
+  let backend: RunningService;
+  let gateway: RunningServer;
+  let limited: RunningServer;
+  let sign: (subject: string, roles: string[]) => Promise<string>;
+  const verified: SignedCall[] = [];
+
+  before(async () => {
+    db = await createTestDatabase();
+    cache = new RedisCache(testEnv().redisUrl, `${uniqueName()}:`);
+    backend = await startService(recordingQr, { logger, pool: db.pool, bus: new InProcessBus(logger), cache, metrics: new Metrics(), peers: createPeers(() => undefined) });
+    const keys = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+    const publicJwk = { ...(await exportJWK(keys.publicKey)), kid: "k1", alg: "EdDSA", use: "sig" };
+    sign = (subject, roles) =>
+      new SignJWT({ roles }).setProtectedHeader({ alg: "EdDSA", kid: "k1" }).setIssuer("ttip-auth").setAudience("ttip").setSubject(subject).setExpirationTime("5m").sign(keys.privateKey);
+    const options: GatewayOptions = {
+      logger,
+      metrics: new Metrics(),
+      cache,
+      backends: [{ service: QrService, url: backend.server.url }],
+      jwt: { jwks: { keys: [publicJwk] }, issuer: "ttip-auth", audience: "ttip" },
+      rateLimit: { points: 10_000, durationSeconds: 60 },
+      corsOrigins: [],
+      readMaxBytes: 512,
+      // Any well-formed signature of a key passes, with the scope qr:read: what is tested here is that the check runs and the call is counted.
+      partners: {
+        verify: async (call) => {
+          verified.push(call);
+          return { partnerName: "Savanna POS", scopes: ["qr:read"] };
+        },
+      },
+    };
+    gateway = await startGateway(options);
+    limited = await startGateway({ ...options, rateLimit: { points: 3, durationSeconds: 60 } });
+  });
+
+  after(async () => {
+    await gateway.close();
+    await limited.close();
+    await backend.close();
+    await cache.close();
+    await db.drop();
+  });
+
+  // Compressed requests tell the paths apart: forwarded as bytes, the service gets the client's gzip body;
+  // decoded at the gateway, it would get the message encoded again, uncompressed.
+  const gzip = { sendCompression: compressionGzip, compressMinBytes: 0 };
+  const transports: Record<string, (baseUrl: string, interceptors?: Interceptor[]) => Transport> = {
+    "Connect binary": (baseUrl, interceptors) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors, ...gzip }),
+    gRPC: (baseUrl, interceptors) => createGrpcTransport({ baseUrl, interceptors, ...gzip }),
+    "gRPC-web": (baseUrl, interceptors) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors, ...gzip }),
+  };
+
+  for (const [protocol, transport] of Object.entries(transports)) {
+    const qr = (baseUrl = gateway.url, interceptors?: Interceptor[]) => createClient(QrService, transport(baseUrl, interceptors));
+
+    test(`${protocol}: the service gets the client's bytes unchanged, the client the service's answer and headers`, async () => {
+      const before = seen.length;
+      const qrCodeId = randomUUID();
+      let backendHeader: string | null = null;
+      let requestId: string | null = null;
+      const res = await qr().getQrCode({ qrCodeId }, { headers: { "x-request-id": "raw-req-1234" }, onHeader: (h) => ((backendHeader = h.get("x-backend")), (requestId = h.get("x-request-id"))) });
+      assert.equal(res.qrCode?.qrCodeId, qrCodeId);
+      assert.equal(res.qrCode?.shortCode, "K7M4QX");
+      assert.equal(backendHeader, "qr");
+      assert.equal(requestId, "raw-req-1234");
+      const [call] = seen.slice(before);
+      assert.equal(call.encoding, "gzip");
+      assert.deepEqual([...call.body!.subarray(0, 2)], GZIP_MAGIC, "the gzip body as the client sent it");
+      assert.equal(call.subject, null, "anonymous");
+    });
+
+    test(`${protocol}: no token for a signed-in RPC is UNAUTHENTICATED, a bad one too; neither reaches the service`, async () => {
+      const before = seen.length;
+      assert.equal((await failure(qr().createQrCode({}))).code, Code.Unauthenticated);
+      assert.equal((await failure(qr().createQrCode({}, { headers: { authorization: "Bearer not.a.token" } }))).code, Code.Unauthenticated);
+      assert.equal(seen.length, before);
+      const subject = randomUUID();
+      await qr().createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: subject, idempotencyKey: `idem-${randomUUID()}` }, { headers: { authorization: `Bearer ${await sign(subject, ["worker"])}` } });
+      assert.deepEqual(seen.slice(before).map((s) => [s.rpc, s.subject]), [["CreateQrCode", subject]], "a verified token passes, as its subject");
+    });
+
+    test(`${protocol}: the policy refuses a token without the RPC's role (PERMISSION_DENIED), before the service`, async () => {
+      const before = seen.length;
+      const refused = await failure(qr().createQrCode({}, { headers: { authorization: `Bearer ${await sign(randomUUID(), ["customer"])}` } }));
+      assert.equal(refused.code, Code.PermissionDenied);
+      assert.match(refused.message, /needs the role worker or venue_manager or admin/);
+      assert.equal(seen.length, before);
+    });
+
+    test(`${protocol}: a body over the gateway's read limit is RESOURCE_EXHAUSTED, unread by the service`, async () => {
+      const before = seen.length;
+      // Random hex does not compress below the limit.
+      const qrCodeId = Buffer.from(Array.from({ length: 1_000 }, () => Math.floor(Math.random() * 256))).toString("hex");
+      const refused = await failure(qr().getQrCode({ qrCodeId }));
+      assert.equal(refused.code, Code.ResourceExhausted);
+      assert.match(refused.message, /larger than the 512 bytes/);
+      assert.equal(seen.length, before);
+    });
+
+    test(`${protocol}: over the rate limit, RESOURCE_EXHAUSTED with retry-after`, async () => {
+      const token = await sign(randomUUID(), ["worker"]);
+      const headers = { authorization: `Bearer ${token}` };
+      const client = qr(limited.url);
+      for (let i = 0; i < 3; i++) await client.getQrCode({ qrCodeId: randomUUID() }, { headers });
+      const before = seen.length;
+      const refused = await client.getQrCode({ qrCodeId: randomUUID() }, { headers }).then(() => assert.fail("expected a refusal"), (err: unknown) => ConnectError.from(err));
+      assert.equal(refused.code, Code.ResourceExhausted);
+      const retryAfter = Number(refused.metadata.get("retry-after"));
+      assert.ok(retryAfter >= 1 && retryAfter <= 60, `retry-after ${retryAfter}`);
+      assert.equal(seen.length, before);
+    });
+
+    test(`${protocol}: a partner's signed call is verified over the body as sent, reaches the service as the key, and is counted`, async () => {
+      const keyId = randomUUID();
+      const signed: Interceptor = (next) => (req) => {
+        req.header.set(PARTNER_HEADERS.keyId, keyId);
+        req.header.set(PARTNER_HEADERS.timestamp, String(Math.floor(Date.now() / 1000)));
+        req.header.set(PARTNER_HEADERS.signature, "ab".repeat(32));
+        return next(req);
+      };
+      const before = seen.length;
+      const verifiedBefore = verified.length;
+      await qr(gateway.url, [signed]).getQrCode({ qrCodeId: randomUUID() });
+      await qr(gateway.url, [signed]).getQrCode({ qrCodeId: randomUUID() });
+      assert.equal((await failure(qr(gateway.url, [signed]).createQrCode({}))).code, Code.PermissionDenied, "qr:write is not among its scopes");
+      assert.deepEqual(seen.slice(before).map((s) => s.subject), [keyId, keyId]);
+      const checked = verified.slice(verifiedBefore);
+      assert.equal(checked.length, 3);
+      assert.equal(checked[0].path, "/ttip.qr.v1.QrService/GetQrCode");
+      const sent = seen[before].body!;
+      // Connect binary signs the body; gRPC and gRPC-web their one envelope around it.
+      const head = Buffer.from([1, 0, 0, 0, 0]);
+      head.writeUInt32BE(sent.byteLength, 1);
+      const framed = protocol === "Connect binary" ? sent : Buffer.concat([head, sent]);
+      assert.deepEqual(Buffer.from(checked[0].bodySha256), createHash("sha256").update(framed).digest());
+      let usage = await readPartnerUsage(cache, keyId, 1);
+      for (let i = 0; i < 40 && usage[0]?.clientErrors !== 1; i++) {
+        await new Promise((r) => setTimeout(r, 25));
+        usage = await readPartnerUsage(cache, keyId, 1);
+      }
+      assert.deepEqual(usage.map((d) => [d.ok, d.clientErrors, d.serverErrors]), [[2, 1, 0]]);
+    });
+
+    test(`${protocol}: the client's deadline holds: DEADLINE_EXCEEDED when the service is slower`, async () => {
+      const started = Date.now();
+      const refused = await failure(qr().getQrCode({ qrCodeId: SLOW }, { timeoutMs: 300 }));
+      assert.equal(refused.code, Code.DeadlineExceeded);
+      assert.ok(Date.now() - started < 1_500, "answered at the deadline, not when the service finished");
+    });
+
+    test(`${protocol}: the service's error passes with its code, message and field details`, async () => {
+      const refused = await failure(qr().getQrCode({ qrCodeId: "not-a-uuid" }));
+      assert.equal(refused.code, Code.InvalidArgument);
+      assert.match(refused.message, /qr_code_id/);
+    });
+  }
+
+  test("Connect JSON keeps the decoding path: the service gets the message encoded again by the gateway", async () => {
+    const before = seen.length;
+    const json = createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: false, ...gzip }));
+    await json.getQrCode({ qrCodeId: randomUUID() });
+    const [call] = seen.slice(before);
+    assert.equal(call.encoding, null);
+    assert.notDeepEqual([...call.body!.subarray(0, 2)], GZIP_MAGIC);
+  });
+
+  test("an unreachable service is UNAVAILABLE", async () => {
+    const down = await startGateway({ logger, metrics: new Metrics(), cache, backends: [{ service: QrService, url: "http://127.0.0.1:9" }], rateLimit: { points: 100, durationSeconds: 60 }, corsOrigins: [] });
+    try {
+      for (const transport of Object.values(transports)) {
+        assert.equal((await failure(createClient(QrService, transport(down.url)).getQrCode({ qrCodeId: randomUUID() }))).code, Code.Unavailable);
+      }
+    } finally {
+      await down.close();
+    }
+  });
+});
+

@@ -1,0 +1,133 @@
+import pg from "pg";
+
+/**
+ * A transaction's BEGIN without a round trip of its own. On these machines a
+ * round trip costs the platform about 100 us of CPU (a write, a read, parsing,
+ * promise hops), and BEGIN alone was one in every transaction. Here BEGIN waits
+ * for the transaction's first statement and goes in the same write, before its
+ * Sync: Parse/Bind/Execute of BEGIN, then the statement's own messages. An
+ * explicit BEGIN inside a pipeline opens a transaction block that outlives the
+ * Sync (PostgreSQL's protocol, "Pipelining"); an error in the statement leaves
+ * the block aborted for the caller's ROLLBACK, as when BEGIN went alone.
+ */
+
+/** The messages pg's Query writes and the prepared-statement books it keeps, per connection. */
+interface ProtocolConnection {
+  parse(message: { text: string; name?: string }): void;
+  bind(message: Record<string, unknown>): void;
+  execute(message: Record<string, unknown>): void;
+  query(text: string): void;
+  submittedNamedStatements: Record<string, string | undefined>;
+}
+
+type QueryCallback = (err: Error | null, result?: unknown) => void;
+
+/** The parts of pg's Query (lib/query.js) a statement behind BEGIN changes. */
+interface PgQuery {
+  text: string;
+  callback?: QueryCallback;
+  requiresPreparation(): boolean;
+  submit(connection: ProtocolConnection): Error | null;
+  prepare(connection: ProtocolConnection): void;
+  handleCommandComplete(message: unknown, connection: ProtocolConnection): void;
+  handleError(err: Error, connection: ProtocolConnection): void;
+}
+const PgQuery = pg.Query as unknown as new (config: unknown, values?: unknown, callback?: unknown) => PgQuery;
+
+/**
+ * One statement with BEGIN written in front of it. Its answer is the
+ * statement's: BEGIN's CommandComplete is not taken as a result.
+ */
+class StatementAfterBegin extends PgQuery {
+  // `declare`: set by pg's constructor (name) or later, never reset by a field initialiser.
+  declare private stage: undefined | "begin sent" | "begun";
+  declare private statementName: string | undefined;
+  declare private unsent: () => void;
+
+  constructor(config: unknown, values: unknown, callback: unknown, unsent: () => void) {
+    super(config, values, callback);
+    this.unsent = unsent;
+  }
+
+  /**
+   * BEGIN's ParseComplete comes first, and pg's client files every
+   * ParseComplete under the active query's name: it would book the statement
+   * as prepared before its own Parse succeeded. Until BEGIN has completed, the
+   * statement has no name to file it under.
+   */
+  get name(): string | undefined {
+    return this.stage === "begin sent" ? undefined : this.statementName;
+  }
+
+  set name(value: string | undefined) {
+    this.statementName = value;
+  }
+
+  submit(connection: ProtocolConnection): Error | null {
+    if (!this.requiresPreparation()) {
+      // No parameters: the simple protocol carries both statements in one message.
+      connection.query(`BEGIN; ${this.text}`);
+      this.stage = "begin sent";
+      return null;
+    }
+    // pg's submit corks the socket around prepare(): one write for everything.
+    const refused = super.submit(connection);
+    if (refused) this.unsent();
+    return refused;
+  }
+
+  prepare(connection: ProtocolConnection): void {
+    connection.parse({ text: "BEGIN" });
+    connection.bind({});
+    connection.execute({});
+    super.prepare(connection);
+    this.stage = "begin sent";
+  }
+
+  handleCommandComplete(message: unknown, connection: ProtocolConnection): void {
+    if (this.stage === "begin sent") {
+      this.stage = "begun";
+      return;
+    }
+    super.handleCommandComplete(message, connection);
+  }
+
+  handleError(err: Error, connection: ProtocolConnection): void {
+    // BEGIN itself failed: the server skipped the statement's Parse, which pg could not unbook by name.
+    if (this.stage === "begin sent" && this.statementName) delete connection.submittedNamedStatements[this.statementName];
+    super.handleError(err, connection);
+  }
+}
+
+/** What a deferred BEGIN, or a COMMIT or ROLLBACK of a transaction that never began, answers. */
+export function nothingSent(command: string): pg.QueryResult {
+  return { command, rowCount: null, oid: 0, rows: [], fields: [] };
+}
+
+/**
+ * Sends `args` (client.query's arguments) through `query` with BEGIN in
+ * front. A COMMIT or ROLLBACK first ends a transaction that never began:
+ * nothing is sent. `unsent` runs if the statement was refused before anything
+ * was written (BEGIN is still owed).
+ */
+export function sendWithBegin(client: pg.ClientBase, query: (...args: unknown[]) => unknown, args: unknown[], unsent: () => void): unknown {
+  const [config, values, callback] = args;
+  const text = typeof config === "string" ? config : (config as { text?: unknown } | null)?.text;
+  if (text === "COMMIT" || text === "ROLLBACK") {
+    const answer = [values, callback].find((f): f is QueryCallback => typeof f === "function");
+    if (!answer) return Promise.resolve(nothingSent(text));
+    return void process.nextTick(() => answer(null, nothingSent(text)));
+  }
+  if (typeof text !== "string" || typeof (config as { submit?: unknown }).submit === "function") {
+    // A query of its own kind (a cursor) writes its own messages: BEGIN goes ahead of it alone
+    // (the client sends in order, and a failed BEGIN fails the statement too: the connection is gone).
+    (query.call(client, "BEGIN") as Promise<unknown>).catch(() => undefined);
+    return query.apply(client, args);
+  }
+  const statement = new StatementAfterBegin(config, values, callback, unsent);
+  if (statement.callback) return void query.call(client, statement);
+  return new Promise((resolve, reject) => {
+    statement.callback = (err, result) => (err ? reject(err) : resolve(result));
+    query.call(client, statement);
+  });
+}

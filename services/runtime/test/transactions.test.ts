@@ -1,0 +1,217 @@
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { createServer } from "node:http";
+import type { Socket } from "node:net";
+import { after, before, test } from "node:test";
+import pg from "pg";
+import { createPool, migrate, onOutboxCommitted, withTransaction, type Pool, type PoolClient } from "../src/db.js";
+import { outboxCte, writeOutbox } from "../src/outbox.js";
+import { inConsumerSpan, startTracing } from "../src/tracing.js";
+import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+
+let db: TestDatabase;
+before(async () => {
+  db = await createTestDatabase();
+  await db.pool.query("CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL)");
+  await db.pool.query("INSERT INTO counters VALUES (1, 0), (2, 0)");
+  await db.pool.query("CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL)");
+  await migrate(db.pool, "announcing", undefined);
+});
+after(() => db.drop());
+
+/** Counts the writes to a client's socket from now on (pg corks one statement's messages into one). */
+function countWrites(client: PoolClient): { writes: () => number; stop: () => void } {
+  const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+  let writes = 0;
+  const { write, uncork } = socket;
+  socket.write = function (this: Socket, ...args: unknown[]) {
+    if (!this.writableCorked) writes++;
+    return (write as (...a: unknown[]) => boolean).apply(this, args);
+  } as typeof socket.write;
+  socket.uncork = function (this: Socket) {
+    if (this.writableCorked === 1) writes++;
+    uncork.call(this);
+  };
+  return { writes: () => writes, stop: () => Object.assign(socket, { write, uncork }) };
+}
+
+/** Runs `fn` in a transaction on a pool of one connection, counting its writes from the first statement on. */
+async function counted<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<{ result: T; writes: number }> {
+  let counter: ReturnType<typeof countWrites> | undefined;
+  const result = await withTransaction(pool, (client) => {
+    counter = countWrites(client);
+    return fn(client);
+  });
+  counter!.stop();
+  return { result, writes: counter!.writes() };
+}
+
+/** A pool of one connection, so every transaction reuses the one before it left. */
+async function withOneConnection(fn: (pool: Pool) => Promise<void>): Promise<void> {
+  const pool = createPool(db.url, { max: 1 });
+  try {
+    await fn(pool);
+    const { rows } = await pool.query<{ status: string }>("SELECT state AS status FROM pg_stat_activity WHERE pid = pg_backend_pid()");
+    assert.equal(rows[0].status, "active", "the connection is out of any transaction at the end");
+  } finally {
+    await pool.end();
+  }
+}
+
+const counter = async (id: number) => (await db.pool.query<{ n: number }>("SELECT n FROM counters WHERE id = $1", [id])).rows[0].n;
+
+test("BEGIN travels with the first statement: one round trip fewer per transaction, none for an empty one", () =>
+  withOneConnection(async (pool) => {
+    const two = await counted(pool, async (tx) => {
+      const { rows } = await tx.query<{ n: number }>("UPDATE counters SET n = n + $2 WHERE id = $1 RETURNING n", [2, 5]);
+      const { rows: seen } = await tx.query<{ n: number }>("SELECT n FROM counters WHERE id = $1", [2]);
+      return [rows[0].n, seen[0].n];
+    });
+    assert.deepEqual(two.result, [5, 5], "each statement's own answer, not BEGIN's");
+    assert.equal(two.writes, 3, "BEGIN with the UPDATE, the SELECT, COMMIT");
+    const one = await counted(pool, async (tx) => (await tx.query<{ n: number }>("SELECT n FROM counters WHERE id = $1", [2])).rows[0].n);
+    assert.deepEqual(one, { result: 5, writes: 2 });
+    // Without parameters (the simple protocol): BEGIN shares the statement's message.
+    const simple = await counted(pool, async (tx) => (await tx.query<{ n: number }>("SELECT n FROM counters WHERE id = 2")).rows);
+    assert.deepEqual(simple, { result: [{ n: 5 }], writes: 2 });
+    assert.deepEqual(await counted(pool, async () => "nothing"), { result: "nothing", writes: 0 });
+  }));
+
+test("the first statement is inside the transaction: a rollback undoes it, whichever protocol carried it", () =>
+  withOneConnection(async (pool) => {
+    const before = await counter(1);
+    for (const update of ["UPDATE counters SET n = n + 100 WHERE id = 1", "UPDATE counters SET n = n + $1 WHERE id = 1"]) {
+      await assert.rejects(
+        withTransaction(pool, async (tx) => {
+          await tx.query(update, update.includes("$1") ? [100] : undefined);
+          throw new Error("business rule failed");
+        }),
+        /business rule failed/,
+      );
+    }
+    assert.equal(await counter(1), before);
+  }));
+
+test("an error in the first statement rolls back and leaves the connection usable", () =>
+  withOneConnection(async (pool) => {
+    await pool.query("INSERT INTO notes VALUES ($1, $2)", [1, "first"]);
+    for (const [text, values] of [
+      ["INSERT INTO notes VALUES ($1, $2)", [1, "again"]],
+      ["INSERT INTO notes VALUES (1, 'again')", undefined],
+    ] as const) {
+      await assert.rejects(
+        withTransaction(pool, async (tx) => {
+          await tx.query(text, values as unknown[] | undefined);
+          await tx.query("INSERT INTO notes VALUES ($1, $2)", [2, "never"]);
+        }),
+        (err: pg.DatabaseError) => err.code === "23505",
+      );
+      const { rows } = await withTransaction(pool, (tx) => tx.query<{ body: string }>("SELECT body FROM notes ORDER BY id"));
+      assert.deepEqual(rows, [{ body: "first" }]);
+    }
+  }));
+
+test("a first statement that fails to prepare can be prepared again once it is valid", () =>
+  withOneConnection(async (pool) => {
+    await db.pool.query("CREATE TABLE late (id int PRIMARY KEY)");
+    await db.pool.query("INSERT INTO late VALUES (1)");
+    const text = "SELECT label FROM late WHERE id = $1";
+    await assert.rejects(withTransaction(pool, (tx) => tx.query(text, [1])), (err: pg.DatabaseError) => err.code === "42703");
+    await db.pool.query("ALTER TABLE late ADD COLUMN label text NOT NULL DEFAULT 'ready'");
+    const { rows } = await withTransaction(pool, (tx) => tx.query<{ label: string }>(text, [1]));
+    assert.deepEqual(rows, [{ label: "ready" }]);
+  }));
+
+test("two transactions on one row: the second's first statement waits for the first's commit", async () => {
+  const n0 = await counter(1);
+  let release!: () => void;
+  const held = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const lockTaken = new Promise<void>((r) => (locked = r));
+  const first = withTransaction(db.pool, async (tx) => {
+    const { rows } = await tx.query<{ n: number }>("SELECT n FROM counters WHERE id = $1 FOR UPDATE", [1]);
+    locked();
+    await held;
+    await tx.query("UPDATE counters SET n = $2 WHERE id = $1", [1, rows[0].n + 1]);
+  });
+  await lockTaken;
+  let secondRead: number | undefined;
+  const second = withTransaction(db.pool, async (tx) => {
+    const { rows } = await tx.query<{ n: number; pid: number }>("SELECT n FROM counters WHERE id = $1 FOR UPDATE", [1]);
+    secondRead = rows[0].n;
+    await tx.query("UPDATE counters SET n = $2 WHERE id = $1", [1, rows[0].n + 1]);
+  });
+  // The second waits on the first's row lock, which only a transaction still open holds.
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'");
+    if (rows.length) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  assert.equal(secondRead, undefined, "the second read nothing while the first held the row");
+  release();
+  await Promise.all([first, second]);
+  assert.equal(secondRead, n0 + 1, "the second read the first's committed write");
+  assert.equal(await counter(1), n0 + 2);
+  // Many read-then-write increments at once: each first statement is under its transaction's lock.
+  await Promise.all(
+    Array.from({ length: 20 }, () =>
+      withTransaction(db.pool, async (tx) => {
+        const { rows } = await tx.query<{ n: number }>("SELECT n FROM counters WHERE id = $1 FOR UPDATE", [1]);
+        await tx.query("UPDATE counters SET n = $2 WHERE id = $1", [1, rows[0].n + 1]);
+      }),
+    ),
+  );
+  assert.equal(await counter(1), n0 + 22);
+});
+
+test("while tracing, the transaction's set_config still runs first: outbox rows take its trace", async () => {
+  const collector = createServer((req, res) => req.resume().on("end", () => res.end("{}")));
+  await new Promise<void>((r) => collector.listen(0, "127.0.0.1", r));
+  const tracing = startTracing({ endpoint: `http://127.0.0.1:${(collector.address() as { port: number }).port}`, serviceName: "test", exportDelayMs: 60_000 });
+  try {
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const id = randomUUID();
+    await inConsumerSpan("consume test", [`00-${traceId}-00f067aa0ba902b7-01`], () =>
+      withTransaction(db.pool, (tx) => tx.query("INSERT INTO announcing.outbox (event_id, subject, payload) VALUES ($1, 'ttip.t.x', '\x01')", [id])),
+    );
+    const { rows } = await db.pool.query<{ traceparent: string }>("SELECT traceparent FROM announcing.outbox WHERE event_id = $1", [id]);
+    assert.match(rows[0].traceparent ?? "", new RegExp(`^00-${traceId}-`));
+  } finally {
+    await tracing.stop();
+    collector.close();
+  }
+});
+
+test("onOutboxCommitted tells of outbox rows once their transaction has committed, and never of rolled back ones", async () => {
+  const told: string[] = [];
+  const stop = onOutboxCommitted((schema) => told.push(schema));
+  try {
+    const event = () => ({ id: randomUUID(), subject: "ttip.announcing.x", data: new Uint8Array([1]) });
+    await withTransaction(db.pool, async (tx) => {
+      await writeOutbox(tx, "announcing", event());
+      await tx.query("SELECT 1");
+      assert.deepEqual(told, [], "not before COMMIT");
+    });
+    assert.deepEqual(told, ["announcing"]);
+    await assert.rejects(
+      withTransaction(db.pool, async (tx) => {
+        await writeOutbox(tx, "announcing", event());
+        throw new Error("rolled back");
+      }),
+    );
+    await assert.rejects(withTransaction(db.pool, async (tx) => {
+      await writeOutbox(tx, "announcing", event());
+      await tx.query("SELECT 1/0");
+    }));
+    assert.deepEqual(told, ["announcing"]);
+    // One statement on its own (autocommit): told when it returns.
+    const cte = outboxCte("announcing", [event()], 1);
+    await db.pool.query(`WITH ${cte.sql} SELECT 1`, cte.values);
+    assert.deepEqual(told, ["announcing", "announcing"]);
+    // A service's own statement, the schema unquoted.
+    await db.pool.query("WITH a AS (insert into announcing.outbox (event_id, subject, payload) VALUES ($1, 'ttip.announcing.x', '\\x01')) SELECT 1", [randomUUID()]);
+    assert.deepEqual(told, ["announcing", "announcing", "announcing"]);
+  } finally {
+    stop();
+  }
+});
