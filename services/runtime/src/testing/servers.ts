@@ -73,7 +73,7 @@ function postgresDirs(): string[] {
     .map((v) => path.join(root, v, "bin"));
 }
 
-async function waitForPort(port: number, child: ChildProcess, what: string, ready?: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+async function waitForPort(port: number, child: ChildProcess, what: string, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
@@ -84,7 +84,7 @@ async function waitForPort(port: number, child: ChildProcess, what: string, read
       });
       s.once("error", () => resolve(false));
     });
-    if (open && (!ready || (await ready()))) return;
+    if (open) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`${what} did not open port ${port} within ${timeoutMs} ms`);
@@ -108,8 +108,8 @@ export async function spawnServer(
   url: string,
   ids?: { uid: number; gid: number },
   restartSignal: NodeJS.Signals = "SIGTERM",
-  /** Whether the server, its port open, also serves (checked until it does). */
-  ready?: () => Promise<boolean>,
+  /** Resolves once the server answers, beyond an open port (PostgreSQL refuses sessions while it starts up). */
+  ready?: (child: ChildProcess) => Promise<void>,
 ): Promise<TestServer> {
   const launch = async (): Promise<ChildProcess> => {
     const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], ...ids });
@@ -120,7 +120,8 @@ export async function spawnServer(
     child.stdout?.on("data", keep);
     child.stderr?.on("data", keep);
     try {
-      await waitForPort(port, child, path.basename(bin), ready);
+      await waitForPort(port, child, path.basename(bin));
+      await ready?.(child);
     } catch (err) {
       child.kill("SIGKILL");
       throw new Error(`${(err as Error).message}\n${output}`);
@@ -183,21 +184,29 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...fast, "-c", "max_connections=300"];
   // SIGINT is PostgreSQL's fast shutdown: it ends client sessions instead of waiting for them.
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  return spawnServer(postgres, args, port, dir, url, ids, "SIGINT", () => answersQueries(url));
+  return spawnServer(postgres, args, port, dir, url, ids, "SIGINT", (child) => acceptingSessions(url, child));
 }
 
-/** PostgreSQL opens its port while still starting up, and refuses sessions then (57P03): ready once a query is answered. */
-async function answersQueries(url: string): Promise<boolean> {
-  const client = new pg.Client({ connectionString: url });
-  client.on("error", () => undefined);
-  try {
-    await client.connect();
-    await client.query("SELECT 1");
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await client.end().catch(() => undefined);
+/**
+ * Waits until PostgreSQL runs a query: its port opens while it is still
+ * starting up, and a session opened then fails ("the database system is
+ * starting up"), which on a busy machine broke the first statement of tests and benches.
+ */
+export async function acceptingSessions(url: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const client = new pg.Client({ connectionString: url });
+    try {
+      await client.connect();
+      await client.query("SELECT 1");
+      return;
+    } catch (err) {
+      if (child.exitCode !== null) throw new Error(`postgres exited with code ${child.exitCode}`);
+      if (Date.now() > deadline) throw new Error(`postgres did not accept sessions within ${timeoutMs} ms: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 }
 
