@@ -8,7 +8,7 @@
 // hops). Prints this process's CPU microseconds per call (user+system), the
 // figure that stays put on a loaded machine, alternating the paths each round.
 //   node --import tsx bench/runtime-call.ts [seconds per path and round=3] [rounds=3] [concurrency=16]
-//   BENCH_PROFILE=file.cpuprofile profiles the in-process path of the last round.
+//   BENCH_PROFILE=file.cpuprofile profiles one path in the last round (BENCH_PROFILE_PATH, default "in process").
 import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
@@ -52,7 +52,7 @@ try {
   const cpuUs = new Map<string, number[]>();
   for (let round = 1; round <= rounds; round++) {
     for (const [name, call] of paths) {
-      const profiling = process.env.BENCH_PROFILE && round === rounds && name === "in process" ? new Session() : undefined;
+      const profiling = process.env.BENCH_PROFILE && round === rounds && name === (process.env.BENCH_PROFILE_PATH ?? "in process") ? new Session() : undefined;
       if (profiling) {
         profiling.connect();
         await profiling.post("Profiler.enable");

@@ -67,6 +67,9 @@ const pgUrl = pg.url;
 // A BEGIN that travels with the next statement (withTransaction's) still counts as one.
 const statements = new Map<string, number>();
 let counting = false;
+// The total counts each statement of a multi-statement text ("BEGIN; SELECT ..."), and not the
+// "(transaction)" lines, which name transactions whose statements are already counted.
+let statementTotal = 0;
 // Round trips: the writes to PostgreSQL's sockets (pg corks a statement's messages into one; a
 // pipelined BEGIN rides in its statement's).
 let roundTrips = 0;
@@ -88,6 +91,7 @@ pool.on("connect", (client) => {
       const text = typeof args[0] === "string" ? args[0] : ((args[0] as { text?: string })?.text ?? "?");
       const key = text.replace(/\s+/g, " ").trim().slice(0, Number(process.env.BENCH_STATEMENT_CHARS ?? 90));
       statements.set(key, (statements.get(key) ?? 0) + 1);
+      statementTotal += Array.isArray(args[1]) && args[1].length ? 1 : text.split(";").filter((part) => part.trim()).length || 1;
       // A transaction is named by its first statement after BEGIN: which ones each tip pays for.
       const state = client as unknown as { benchAfterBegin?: boolean };
       if (state.benchAfterBegin) statements.set(`(transaction) ${key.slice(0, 70)}`, (statements.get(`(transaction) ${key.slice(0, 70)}`) ?? 0) + 1);
@@ -318,7 +322,7 @@ try {
     const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
     await drained(new Date(Date.now() - 3_600_000)); // the warm-up's (or the last run's) work done first
     statements.clear();
-    roundTrips = 0;
+    statementTotal = roundTrips = 0;
     const idleCommits0 = await commits();
     const idleCpu0 = cpuMs(measured, withChildren);
     const idleT0 = performance.now();
@@ -328,13 +332,13 @@ try {
     const idleSpan = (performance.now() - idleT0) / 1000;
     await new Promise((r) => setTimeout(r, 1_100)); // pg_stat_database lags
     const idle = {
-      statements: [...statements.values()].reduce((a, b) => a + b, 0) / idleSpan,
+      statements: statementTotal / idleSpan,
       roundTrips: roundTrips / idleSpan,
       commits: ((await commits()) - idleCommits0 - 1) / idleSpan,
       cpu: new Map([...cpuMs(measured, withChildren)].map(([name, v]) => [name, (v - (idleCpu0.get(name) ?? 0)) / idleSpan])),
     };
     statements.clear();
-    roundTrips = 0;
+    statementTotal = roundTrips = 0;
     const startedAt = new Date();
     const commits0 = await commits();
     const wal0 = await walFlushes((sql) => pool.query(sql));
@@ -426,14 +430,14 @@ try {
     const idleCpu = [...idle.cpu.values()].reduce((a, b) => a + b, 0);
     console.log(
       `  net of the idle platform's pollers (measured ${idleSeconds} s before the run: ${mode === "process" ? `${idle.statements.toFixed(0)} statements/s in ${idle.roundTrips.toFixed(0)} round trips, ` : ""}${idle.commits.toFixed(0)} commits/s, ${idleCpu.toFixed(0)} CPU ms/s):` +
-        ` per tip ${mode === "process" ? `${net([...statements.values()].reduce((a, b) => a + b, 0), idle.statements)} statements in ${net(roundTrips, idle.roundTrips)} round trips, ` : ""}${net(committed, idle.commits)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
+        ` per tip ${mode === "process" ? `${net(statementTotal, idle.statements)} statements in ${net(roundTrips, idle.roundTrips)} round trips, ` : ""}${net(committed, idle.commits)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
         ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
     );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
       (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)"));
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     if (mode !== "process") continue; // the services' statements are counted in their own processes only
-    const total = [...statements.values()].reduce((a, b) => a + b, 0);
+    const total = statementTotal;
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)} in ${perTip(roundTrips)} round trips (writes to PostgreSQL); the most frequent:`);
     for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.BENCH_STATEMENTS ?? 40))) console.log(`    ${perTip(count).padStart(6)}  ${text}`);

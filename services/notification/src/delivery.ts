@@ -373,7 +373,10 @@ interface DeliveryRow {
   parked: boolean;
 }
 
-type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve" } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
+/** A delivery whose number is to be asked for: whose, and since when. */
+type PendingLookup = { userId: string; createdAt: Date };
+
+type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve"; pending?: PendingLookup } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
 
 /** What a claim read says to do with the delivery (claim() does it under the row's lock). */
 type NextStep =
@@ -388,10 +391,22 @@ interface ClaimedRow extends DeliveryRow {
   last_attempt: number | null;
   last_status: string | null;
   last_started_at: Date | null;
+  created_at: Date;
+}
+
+/**
+ * A step that writes nothing, decided on an unlocked read: nothing to do (a final
+ * state only moves on by a new event), not due yet (asked again later anyway), or a
+ * number to ask for. Undefined for the steps that write.
+ */
+function decidedUnlocked(row: ClaimedRow, step: NextStep): Claim | undefined {
+  if (step.kind === "done" || step.kind === "later") return { kind: step.kind };
+  if (step.kind === "resolve") return { kind: "resolve", pending: { userId: row.user_id!, createdAt: row.created_at } };
+  return undefined;
 }
 
 function withoutClaimColumns(row: ClaimedRow): DeliveryRow {
-  const { opted_out: _o, last_attempt: _a, last_status: _s, last_started_at: _t, ...d } = row;
+  const { opted_out: _o, last_attempt: _a, last_status: _s, last_started_at: _t, created_at: _c, ...d } = row;
   return d;
 }
 
@@ -429,7 +444,7 @@ export const DISPATCH_BATCH_MAX = 32;
 /** A delivery with its number's STOP and its last attempt (the caller adds WHERE). */
 const CLAIM_SELECT = `SELECT d.id, d.user_id, d.channel, d.template_key, d.address, d.subject, d.body, d.status, d.attempts, d.provider_index, d.provider_attempts,
               d.next_attempt_at, d.parked, EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = d.address) AS opted_out,
-              a.attempt AS last_attempt, a.status AS last_status, a.started_at AS last_started_at
+              a.attempt AS last_attempt, a.status AS last_status, a.started_at AS last_started_at, d.created_at
          FROM notification.deliveries d
          LEFT JOIN LATERAL (SELECT attempt, status, started_at FROM notification.delivery_attempts
                              WHERE delivery_id = d.id ORDER BY attempt DESC LIMIT 1) a ON true`;
@@ -473,8 +488,8 @@ export class Dispatcher {
     let claim = claimed ?? (await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
     if (claim.kind === "resolve") {
       // Rare (a user we have no number for): ask, then claim again.
-      await this.resolveAddress(deliveryId);
-      claim = await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, false));
+      await this.resolveAddress(deliveryId, claim.pending);
+      claim = (await this.claimUnlocked(deliveryId, false)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, false)));
     }
     if (claim.kind === "done" || claim.kind === "resolve") return undefined;
     if (claim.kind === "later") throw new RetryLater(`delivery ${deliveryId} not due yet`);
@@ -529,6 +544,8 @@ export class Dispatcher {
     const wanted: { d: DeliveryRow; provider: Provider }[] = [];
     for (const row of rows) {
       const step = this.nextStep(row, true);
+      const decided = decidedUnlocked(row, step);
+      if (decided) claims.set(row.id, decided);
       if (step.kind === "send") wanted.push({ d: withoutClaimColumns(row), provider: step.provider });
     }
     if (!wanted.length) return claims;
@@ -551,43 +568,50 @@ export class Dispatcher {
   /**
    * An SMS to a user whose number we lacked: ask auth (outside any
    * transaction: embedded mode has one connection, which auth needs too) and
-   * keep the answer in recipients for next time.
+   * keep the answer in recipients for next time. `known`: the delivery as the
+   * claim read it (else it is read here).
    */
-  private async resolveAddress(id: string): Promise<void> {
+  private async resolveAddress(id: string, known?: PendingLookup): Promise<void> {
+    const pending = known ?? (await this.pendingLookup(id));
+    if (!pending) return;
+    let contact: Awaited<ReturnType<ContactLookup>> = null;
+    let error = "no phone number on file";
+    try {
+      contact = this.o.contacts ? await this.o.contacts(pending.userId) : null;
+    } catch (err) {
+      if (Date.now() - pending.createdAt.getTime() < LOOKUP_PATIENCE_MS) throw new RetryLater(`phone lookup failed: ${(err as Error).message}`);
+      error = "phone lookup kept failing";
+    }
+    if (!contact?.phone) {
+      await withTransaction(this.o.pool, async (tx) => {
+        const locked = await tx.query<DeliveryRow>(
+          "SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries WHERE id = $1 AND address = '' FOR UPDATE",
+          [id],
+        );
+        if (locked.rows[0]) await this.finish(tx, locked.rows[0], "failed", error);
+      });
+      return;
+    }
+    const phone = normalisePhone(contact.phone);
+    // Kept for next time, and given to the delivery while it still has none: one statement, no transaction.
+    await this.o.pool.query(
+      `WITH kept AS (
+         INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($4, $2, $5)
+         ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(recipients.phone, EXCLUDED.phone),
+           locale = CASE WHEN recipients.locale = '' THEN EXCLUDED.locale ELSE recipients.locale END, updated_at = now())
+       UPDATE notification.deliveries SET address = $2, address_masked = $3, updated_at = now() WHERE id = $1 AND address = ''`,
+      [id, phone, maskPhone(phone), pending.userId, contact.locale],
+    );
+  }
+
+  /** The delivery's user when it is an SMS still waiting for their number. */
+  private async pendingLookup(id: string): Promise<PendingLookup | undefined> {
     const { rows } = await this.o.pool.query<{ user_id: string; created_at: Date }>(
       `SELECT user_id, created_at FROM notification.deliveries
         WHERE id = $1 AND channel = $2 AND address = '' AND user_id IS NOT NULL AND status IN ('queued', 'retrying')`,
       [id, Channel.SMS],
     );
-    const pending = rows[0];
-    if (!pending) return;
-    let contact: Awaited<ReturnType<ContactLookup>> = null;
-    let error = "no phone number on file";
-    try {
-      contact = this.o.contacts ? await this.o.contacts(pending.user_id) : null;
-    } catch (err) {
-      if (Date.now() - pending.created_at.getTime() < LOOKUP_PATIENCE_MS) throw new RetryLater(`phone lookup failed: ${(err as Error).message}`);
-      error = "phone lookup kept failing";
-    }
-    await withTransaction(this.o.pool, async (tx) => {
-      const locked = await tx.query<DeliveryRow>(
-        "SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries WHERE id = $1 AND address = '' FOR UPDATE",
-        [id],
-      );
-      if (!locked.rows[0]) return;
-      if (!contact?.phone) {
-        await this.finish(tx, locked.rows[0], "failed", error);
-        return;
-      }
-      const phone = normalisePhone(contact.phone);
-      await tx.query(
-        `INSERT INTO notification.recipients (user_id, phone, locale) VALUES ($1, $2, $3)
-         ON CONFLICT (user_id) DO UPDATE SET phone = COALESCE(recipients.phone, EXCLUDED.phone),
-           locale = CASE WHEN recipients.locale = '' THEN EXCLUDED.locale ELSE recipients.locale END, updated_at = now()`,
-        [pending.user_id, phone, contact.locale],
-      );
-      await tx.query("UPDATE notification.deliveries SET address = $2, address_masked = $3, updated_at = now() WHERE id = $1", [id, phone, maskPhone(phone)]);
-    });
+    return rows[0] && { userId: rows[0].user_id, createdAt: rows[0].created_at };
   }
 
   /** The delivery with its number's STOP and its last attempt, in one round trip; locked when `lock`. */
@@ -599,13 +623,17 @@ export class Dispatcher {
   /**
    * The usual case without a transaction (BEGIN, the locked read, the claim and COMMIT become
    * two statements): read unlocked and, when the delivery is to be sent, claim it by its
-   * attempt count (compare and set: nobody else claimed or changed it meanwhile). Undefined
-   * for anything else, or a lost race: claim() decides that under the row's lock.
+   * attempt count (compare and set: nobody else claimed or changed it meanwhile); a step that
+   * writes nothing is said at once (decidedUnlocked). Undefined for anything else, or a lost
+   * race: claim() decides that under the row's lock.
    */
-  private async claimUnlocked(id: string): Promise<Claim | undefined> {
+  private async claimUnlocked(id: string, mayResolve = true): Promise<Claim | undefined> {
     const row = await this.readClaim(this.o.pool, id, false);
-    const step = row && this.nextStep(row, true);
-    if (!row || step?.kind !== "send") return undefined;
+    const step = row && this.nextStep(row, mayResolve);
+    if (!row || !step) return { kind: "done" };
+    const decided = decidedUnlocked(row, step);
+    if (decided) return decided;
+    if (step.kind !== "send") return undefined;
     const d = withoutClaimColumns(row);
     return (await this.markSending(this.o.pool, d, step.provider)) ? { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 } : undefined;
   }

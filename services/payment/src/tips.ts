@@ -439,7 +439,7 @@ export type StkSuccess = StkOutcome & Required<Pick<StkOutcome, "checkoutRequest
  */
 export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: string, o: StkSuccess): Promise<"credited" | "stored" | undefined> {
   const receivedMinor = BigInt(Math.round(o.amount * 100));
-  const done = deps.ctx.pool.query<TipRow>(
+  const stored = await deps.ctx.pool.query<TipRow>(
     `WITH unclaimed AS (SELECT payment.receipt_unclaimed($6) AS free),
      decided AS (
        UPDATE payment.tips SET status = 'succeeded', result_code = '0', result_message = $7, mpesa_receipt = $6, credit_key = $6,
@@ -460,7 +460,6 @@ export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: str
     deps.ctx.logger.warn({ err, callbackId: raw.callbackId }, "storing and deciding an STK success at once failed; to be stored and decided step by step");
     return undefined;
   });
-  const stored = await done;
   if (!stored) return undefined;
   if (!stored.decided) return "stored";
   await afterDecision(deps, stored.decided.tip_id, "credited", stored.decided);

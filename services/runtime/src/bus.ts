@@ -125,7 +125,11 @@ export class JetStreamBus implements EventBus {
   }
 
   static async connect(options: JetStreamOptions): Promise<JetStreamBus> {
-    const nc = await connect({ servers: options.servers, name: "ttip", maxReconnectAttempts: -1 });
+    // noAsyncTraces: a request (every publish waits for its acknowledgement
+    // that way) otherwise builds an Error for its stack and a NatsError for a
+    // timeout that almost never comes, before it is sent. A timeout or a
+    // refusal still rejects the publish, with a shorter stack.
+    const nc = await connect({ servers: options.servers, name: "ttip", maxReconnectAttempts: -1, noAsyncTraces: true });
     const stream = options.stream ?? "TTIP";
     const prefix = options.subjectPrefix ?? "ttip";
     const jsm = await nc.jetstreamManager();

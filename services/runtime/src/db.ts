@@ -83,13 +83,17 @@ export function onOutboxCommitted(listener: (schema: string) => void): () => voi
   return () => void outboxListeners.delete(listener);
 }
 
-/** The outboxes a statement writes, by text: writeOutbox and outboxCte write `INSERT INTO "<schema>".outbox`. */
+/**
+ * The outboxes a statement writes, by text: `INSERT INTO <schema>.outbox`, the
+ * schema quoted (writeOutbox, outboxCte) or not (services' own statements). One
+ * that names no schema wakes no relay, whose next look finds its rows.
+ */
 const outboxesWritten = new Map<string, readonly string[]>();
 
 function outboxesWrittenBy(text: string): readonly string[] {
   let schemas = outboxesWritten.get(text);
   if (schemas) return schemas;
-  schemas = [...text.matchAll(/INSERT INTO "([a-z_][a-z0-9_]*)"\.outbox\b/g)].map((m) => m[1]);
+  schemas = [...text.matchAll(/INSERT\s+INTO\s+"?([a-z_][a-z0-9_]*)"?\.outbox\b/gi)].map((m) => m[1].toLowerCase());
   if (outboxesWritten.size < MAX_STATEMENT_NAMES) outboxesWritten.set(text, schemas);
   return schemas;
 }

@@ -61,3 +61,25 @@ test("a message reports delivery 1 when first delivered and 2 when delivered aga
     await bus.close();
   }
 });
+
+test("a publish resolves once the stream stored the message, a repeated id is stored once, and a publish no stream takes fails", async () => {
+  const { natsUrl } = testEnv();
+  const stream = uniqueName("ACKED").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
+  const prefix = uniqueName("ack").replace(/[^a-z0-9]/g, "");
+  const bus = await JetStreamBus.connect({ servers: natsUrl, stream, subjectPrefix: prefix, logger: captureLogger("silent").logger });
+  const nc = await connect({ servers: natsUrl });
+  const jsm = await nc.jetstreamManager();
+  try {
+    const ids = ["00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b", "00000000-0000-4000-8000-00000000000a"];
+    // Published together, as the outbox relay does; each resolves only with the stream's acknowledgement.
+    await Promise.all(ids.map((id) => bus.publish({ id, subject: "ttip.x.y", data: new Uint8Array([1]) })));
+    assert.equal((await jsm.streams.info(stream)).state.messages, 2, "both ids stored, the repeated one once");
+
+    await jsm.streams.delete(stream);
+    await assert.rejects(bus.publish({ id: "00000000-0000-4000-8000-00000000000c", subject: "ttip.x.y", data: new Uint8Array([1]) }), "nothing stored it: the publish fails");
+  } finally {
+    await jsm.streams.delete(stream).catch(() => undefined);
+    await nc.close();
+    await bus.close();
+  }
+});

@@ -208,6 +208,9 @@ test("onOutboxCommitted tells of outbox rows once their transaction has committe
     const cte = outboxCte("announcing", [event()], 1);
     await db.pool.query(`WITH ${cte.sql} SELECT 1`, cte.values);
     assert.deepEqual(told, ["announcing", "announcing"]);
+    // A service's own statement, the schema unquoted.
+    await db.pool.query("WITH a AS (insert into announcing.outbox (event_id, subject, payload) VALUES ($1, 'ttip.announcing.x', '\\x01')) SELECT 1", [randomUUID()]);
+    assert.deepEqual(told, ["announcing", "announcing", "announcing"]);
   } finally {
     stop();
   }

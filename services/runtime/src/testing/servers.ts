@@ -8,6 +8,7 @@ import { chown, mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import pg from "pg";
 
 export interface TestServer {
   url: string;
@@ -107,6 +108,8 @@ export async function spawnServer(
   url: string,
   ids?: { uid: number; gid: number },
   restartSignal: NodeJS.Signals = "SIGTERM",
+  /** Resolves once the server answers, beyond an open port (PostgreSQL refuses sessions while it starts up). */
+  ready?: (child: ChildProcess) => Promise<void>,
 ): Promise<TestServer> {
   const launch = async (): Promise<ChildProcess> => {
     const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], ...ids });
@@ -118,6 +121,7 @@ export async function spawnServer(
     child.stderr?.on("data", keep);
     try {
       await waitForPort(port, child, path.basename(bin));
+      await ready?.(child);
     } catch (err) {
       child.kill("SIGKILL");
       throw new Error(`${(err as Error).message}\n${output}`);
@@ -179,7 +183,31 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   const fast = options.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
   const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...fast, "-c", "max_connections=300"];
   // SIGINT is PostgreSQL's fast shutdown: it ends client sessions instead of waiting for them.
-  return spawnServer(postgres, args, port, dir, `postgres://postgres@127.0.0.1:${port}/postgres`, ids, "SIGINT");
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  return spawnServer(postgres, args, port, dir, url, ids, "SIGINT", (child) => acceptingSessions(url, child));
+}
+
+/**
+ * Waits until PostgreSQL runs a query: its port opens while it is still
+ * starting up, and a session opened then fails ("the database system is
+ * starting up"), which on a busy machine broke the first statement of tests and benches.
+ */
+export async function acceptingSessions(url: string, child: ChildProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const client = new pg.Client({ connectionString: url });
+    try {
+      await client.connect();
+      await client.query("SELECT 1");
+      return;
+    } catch (err) {
+      if (child.exitCode !== null) throw new Error(`postgres exited with code ${child.exitCode}`);
+      if (Date.now() > deadline) throw new Error(`postgres did not accept sessions within ${timeoutMs} ms: ${(err as Error).message}`);
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
 }
 
 export async function startRedis(): Promise<TestServer> {
