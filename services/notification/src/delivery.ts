@@ -878,6 +878,22 @@ async function applyPendingCallbacks(tx: Queryable, provider: string, messageId:
   for (const r of rows.sort((a, b) => Number(a.seq) - Number(b.seq))) await moveStatus(tx, provider, messageId, r.status);
 }
 
+/**
+ * Applies reports kept pending whose delivery now carries their message id: one that came
+ * in while the send was being recorded (the record's statement began before the report was
+ * stored, and the report looked before the record was committed) waits for this sweep.
+ * Returns how many messages had reports applied.
+ */
+export async function applyStrandedReports(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ provider: string; message_id: string }>(
+    `SELECT DISTINCT c.provider, c.message_id FROM notification.provider_callbacks c
+       JOIN notification.deliveries d ON d.provider = c.provider AND d.provider_message_id = c.message_id
+      WHERE NOT c.applied AND c.status <> '' AND c.message_id <> '' LIMIT 100`,
+  );
+  for (const r of rows) await withTransaction(pool, (tx) => applyPendingCallbacks(tx, r.provider, r.message_id));
+  return rows.length;
+}
+
 /** Re-queues parked deliveries (quiet hours over, on `clock`) by emitting a fresh dispatch event for each. */
 export async function unparkDue(pool: Pool, clock: Clock = systemClock): Promise<number> {
   return withTransaction(pool, async (tx) => {
