@@ -34,12 +34,6 @@ export function pgbenchRun(bin: string, url: string, db: string, args: string[])
 export async function setPostgresSettings(query: (sql: string) => Promise<unknown>, settings: string): Promise<string[]> {
   const pairs = settings.split(",").map((s) => s.trim()).filter(Boolean).map((s) => s.split("=").map((p) => p.trim()));
   if (!pairs.length) return [];
-  // A server just started may still refuse sessions for a moment (57P03).
-  for (let i = 0; ; i++) {
-    const starting = await query("SELECT 1").then(() => false, (err: { code?: string }) => (err.code === "57P03" && i < 100 ? true : Promise.reject(err)));
-    if (!starting) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
   for (const [name, value] of pairs) {
     if (!/^[a-z_]+$/.test(name) || value === undefined || !/^[\w.]+$/.test(value)) throw new Error(`not a setting: ${name}=${value}`);
     await query(`ALTER SYSTEM SET ${name} = '${value}'`);
