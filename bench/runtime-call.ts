@@ -20,7 +20,6 @@ import { create } from "@bufbuild/protobuf";
 import { createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { runUnaryCall } from "@connectrpc/connect/protocol";
-import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
 import { CreateTipResponseSchema, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import {
   createLogger,
@@ -31,6 +30,7 @@ import {
   signingInterceptor,
   startServer,
   tracingInterceptor,
+  universalHandlerTransport,
   type RunningServer,
 } from "@ttip/runtime";
 import { closedLoop } from "./load.js";
@@ -128,19 +128,4 @@ function runUnaryCallTransport(local: RunningServer["local"], interceptors: Inte
       }),
     stream: grpc.stream,
   };
-}
-
-/** gRPC to the server's universal handlers without a socket: how in-process streams went before. */
-function universalHandlerTransport(local: RunningServer["local"], interceptors: Interceptor[]): Transport {
-  return createGrpcProtocolTransport({
-    httpClient: local.client,
-    baseUrl: "http://in-process",
-    useBinaryFormat: true,
-    interceptors,
-    acceptCompression: [],
-    sendCompression: null,
-    compressMinBytes: Number.MAX_SAFE_INTEGER,
-    readMaxBytes: 0xffffffff,
-    writeMaxBytes: 0xffffffff,
-  });
 }
