@@ -206,6 +206,8 @@ describe("a server's RPCs called in the same process", () => {
         for await (const m of createClient(PaymentService, transport()).watchTip({ tipId: ENDLESS }, { signal: caller.signal })) {
           seen.push(m.tip!.tipId);
           if (seen.length === 2) caller.abort();
+          if (seen.length > 10) break; // the cancellation did not reach the stream
+
         }
       })().then(() => undefined, (e) => ConnectError.from(e));
       assert.equal(err?.code, Code.Canceled);
