@@ -135,6 +135,8 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
       if (!local.serves(method)) return grpc.unary(method, signal, timeoutMs, header, message, contextValues);
       const call = new LocalCall(signal, timeoutMs);
       return new Promise((resolve, reject) => {
+        // Cancelled before it started (or no time left): the handler is not called, as over the network.
+        if (call.signal.aborted) return reject(call.fail(undefined));
         call.stopped = reject;
         const next = intercepted((req) => local.unary(req as UnaryRequest, timeoutMs), interceptors);
         next({ ...common(method, call, header, contextValues), stream: false, message: asMessage(method.input, message) } as UnaryRequest).then(
@@ -147,6 +149,8 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
       if (!local.serves(method) || method.methodKind !== "server_streaming") return grpc.stream(method, signal, timeoutMs, header, input, contextValues);
       const call = new LocalCall(signal, timeoutMs);
       return new Promise((resolve, reject) => {
+        // Cancelled before it started (or no time left): the handler is not called, as over the network.
+        if (call.signal.aborted) return reject(call.fail(undefined));
         call.stopped = reject;
         const next = intercepted((req) => local.stream(req as StreamRequest, timeoutMs), interceptors);
         const messages = (async function* () {

@@ -147,6 +147,18 @@ describe("a server's RPCs called in the same process", () => {
       assert.equal(err?.code, Code.Canceled);
       await eventually("the handler gave up waiting", () => waited.length === 1);
       assert.equal(waited[0].aborted, true);
+
+      // Cancelled before it is sent: the handler never runs.
+      handlerSaw.length = 0;
+      const early = await createClient(QrService, transport())
+        .getQrCode({ qrCodeId: randomUUID() }, { signal: AbortSignal.abort() })
+        .then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(early?.code, Code.Canceled);
+      const earlyStream = await (async () => {
+        for await (const _ of createClient(PaymentService, transport()).watchTip({ tipId: randomUUID() }, { signal: AbortSignal.abort() }));
+      })().then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(earlyStream?.code, Code.Canceled);
+      assert.equal(handlerSaw.length, 0);
     });
 
     test(`${how}: a refused request never reaches the handler; errors keep their code, message, details and metadata`, async () => {
