@@ -16,6 +16,7 @@ import {
   JetStreamBus,
   MemoryCache,
   Metrics,
+  signingInterceptor,
   startService,
   type EventBus,
 } from "@ttip/runtime";
@@ -46,6 +47,15 @@ const logger = createLogger({ level: "silent" });
 const pg = mode === "cluster" ? await startPostgres() : await startEmbeddedPostgres();
 const nats = mode === "cluster" ? await startNats() : undefined;
 const pool = createPool(pg.url, { max: mode === "cluster" ? 10 : 1 });
+// Statements the service sends, per SMS: what each message costs the database.
+let statements = 0;
+pool.on("connect", (c) => {
+  const query = c.query.bind(c) as (...args: unknown[]) => unknown;
+  (c as unknown as { query: typeof query }).query = (...args) => {
+    statements++;
+    return query(...args);
+  };
+});
 const bus: EventBus = nats ? await JetStreamBus.connect({ servers: nats.url, logger }) : new InProcessBus(logger, 50);
 const sim = new ProviderSimulator();
 await sim.start();
@@ -54,7 +64,9 @@ const svc = await startService(
   createNotificationModule({ config: { providers: sim.config(), retry: DEFAULT_RETRY, publicUrl: () => "" } }),
   { logger, pool, bus, cache: new MemoryCache(), metrics: new Metrics(), peers },
 );
-const client = createClient(NotificationInternalService, createGrpcTransport({ baseUrl: svc.server.url }));
+// The internal service takes the platform's own (signed) calls only.
+const client = createClient(NotificationInternalService, createGrpcTransport({ baseUrl: svc.server.url, interceptors: [signingInterceptor()] }));
+const statementsBefore = statements;
 t0 = performance.now();
 const latencies: number[] = [];
 await Promise.all(
@@ -75,6 +87,9 @@ const sentMs = performance.now() - t0;
 latencies.sort((a, b) => a - b);
 const p = (q: number) => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))].toFixed(1);
 console.log(`SendNotification: ${count} accepted in ${acceptedMs.toFixed(0)} ms (p50 ${p(0.5)} ms, p99 ${p(0.99)} ms)`);
+// The last records land just after the provider has the message.
+await new Promise((r) => setTimeout(r, 500));
+console.log(`SQL statements per SMS (accepted, queued, claimed, sent and recorded; BEGIN/COMMIT included): ${((statements - statementsBefore) / count).toFixed(2)}`);
 console.log(`all ${count} SMS at the provider after ${sentMs.toFixed(0)} ms = ${((count / sentMs) * 1000).toFixed(0)} SMS/s (${mode === "cluster" ? "PostgreSQL, JetStream" : "embedded: PGlite, one connection"})`);
 await svc.close();
 peers.close();

@@ -33,6 +33,7 @@ export function pgbenchRun(bin: string, url: string, db: string, args: string[])
  */
 export async function setPostgresSettings(query: (sql: string) => Promise<unknown>, settings: string): Promise<string[]> {
   const pairs = settings.split(",").map((s) => s.trim()).filter(Boolean).map((s) => s.split("=").map((p) => p.trim()));
+  if (!pairs.length) return [];
   for (const [name, value] of pairs) {
     if (!/^[a-z_]+$/.test(name) || value === undefined || !/^[\w.]+$/.test(value)) throw new Error(`not a setting: ${name}=${value}`);
     await query(`ALTER SYSTEM SET ${name} = '${value}'`);

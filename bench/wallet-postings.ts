@@ -1,5 +1,7 @@
 // Postings per second against a real PostgreSQL (durable: fsync and
-// synchronous commit on), through the same postEntry the RPC uses.
+// synchronous commit on), through the same postEntry the RPC uses: one
+// statement, its own transaction. The yardstick, run in the same process: the
+// same statement inside BEGIN/COMMIT (as settle, reversal and pool splits post).
 //   node --import tsx bench/wallet-postings.ts [seconds=5] [concurrency=16,64]
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
@@ -22,31 +24,39 @@ try {
   const workers: string[] = [];
   for (let i = 0; i < 200; i++) workers.push((await ensureAccount(pool, AccountKind.WORKER_WALLET, OwnerKind.WORKER, randomUUID(), "KES")).account_id);
 
-  const tip = (worker: string) =>
-    withTransaction(pool, (tx) =>
-      postEntry(tx, {
-        idempotencyKey: `mpesa:${randomUUID()}`,
-        cause: create(EntryCauseSchema, { cause: { case: "mpesaReceipt", value: randomUUID().slice(0, 10) } }),
-        postings: [
-          { accountId: clearing, amountMinor: -15_000n, currency: "KES" },
-          { accountId: worker, amountMinor: 14_300n, currency: "KES" },
-          { accountId: fees, amountMinor: 700n, currency: "KES" },
-        ],
-        description: "Tip by M-Pesa",
-      }),
-    );
+  const tipInput = (worker: string) => ({
+    idempotencyKey: `mpesa:${randomUUID()}`,
+    cause: create(EntryCauseSchema, { cause: { case: "mpesaReceipt", value: randomUUID().slice(0, 10) } }),
+    postings: [
+      { accountId: clearing, amountMinor: -15_000n, currency: "KES" },
+      { accountId: worker, amountMinor: 14_300n, currency: "KES" },
+      { accountId: fees, amountMinor: 700n, currency: "KES" },
+    ],
+    description: "Tip by M-Pesa",
+  });
+  const tip = (worker: string) => postEntry(pool, tipInput(worker));
+  const tipInTransaction = (worker: string) => withTransaction(pool, (tx) => postEntry(tx, tipInput(worker)));
 
-  const run = async (label: string, concurrency: number, pickWorker: () => string) => {
-    const r = await closedLoop(concurrency, seconds, () => tip(pickWorker()));
+  const run = async (label: string, concurrency: number, post: (worker: string) => Promise<unknown>, pickWorker: () => string) => {
+    const cpu = process.cpuUsage();
+    const r = await closedLoop(concurrency, seconds, () => post(pickWorker()));
+    const used = process.cpuUsage(cpu);
     console.log(
-      `${label.padEnd(34)} concurrency ${String(concurrency).padStart(3)}: ${r.perSecond.toFixed(0).padStart(5)} postings/s` +
-        `  ${percentiles(r)}  (${r.calls} entries, 3 legs each)`,
+      `${label.padEnd(44)} concurrency ${String(concurrency).padStart(3)}: ${r.perSecond.toFixed(0).padStart(5)} postings/s` +
+        `  ${percentiles(r)}  this process ${((used.user + used.system) / 1000 / r.calls).toFixed(3)} CPU ms/posting  (${r.calls} entries, 3 legs each)`,
     );
+    return r.perSecond;
   };
 
+  const randomWorker = () => workers[Math.floor(Math.random() * workers.length)];
+  // Warm up both paths (statements prepared on every connection, code compiled) before measuring either.
+  await closedLoop(16, 1, () => tip(randomWorker()));
+  await closedLoop(16, 1, () => tipInTransaction(randomWorker()));
   for (const c of concurrencies) {
-    await run("200 workers, shared clearing/fees", c, () => workers[Math.floor(Math.random() * workers.length)]);
-    await run("one hot worker wallet", c, () => workers[0]);
+    const alone = await run("200 workers, shared clearing/fees", c, tip, randomWorker);
+    const wrapped = await run("  yardstick: the same inside BEGIN/COMMIT", c, tipInTransaction, randomWorker);
+    console.log(`  one statement alone / inside BEGIN/COMMIT: ${(alone / wrapped).toFixed(2)}x`);
+    await run("one hot worker wallet", c, tip, () => workers[0]);
   }
   const { rows } = await pool.query(`SELECT (SELECT count(*) FROM wallet.entries) AS entries, (SELECT sum(amount_minor) FROM wallet.postings) AS net`);
   console.log(`ledger: ${rows[0].entries} entries, sum over all postings ${rows[0].net} (must be 0)`);

@@ -99,6 +99,8 @@ export function rawForwarding(options: RawForwardingOptions): (req: NodeReq, res
     const protocol = PROTOCOLS[mediaType(req.headers["content-type"])];
     if (!protocol) return false;
     serve(options, chain, route, protocol, req, res).catch((err: unknown) => {
+      // A client that went away while its body was read is no failure of ours.
+      if (res.destroyed) return;
       options.logger.error({ err, rpc: url }, "forwarding failed outside the call");
       if (!res.headersSent) res.writeHead(500);
       res.end();

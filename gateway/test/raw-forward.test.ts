@@ -29,6 +29,8 @@ const { logger } = captureLogger("silent");
 
 /** A qr code id the backend answers slowly (after 2 s), for deadlines. */
 const SLOW = "00000000-0000-4000-8000-000000000001";
+/** A qr code id answered with a large message, which the service compresses for clients that accept gzip. */
+const LARGE = "00000000-0000-4000-8000-000000000002";
 
 /** What the backend was sent, per call: the body bytes as they arrived and the caller the gateway vouched for. */
 const seen: Array<{ rpc: string; body: Uint8Array | undefined; subject: string | null; encoding: string | null }> = [];
@@ -42,7 +44,7 @@ const recordingQr: ServiceModule = {
         seen.push({ rpc: "GetQrCode", body: ctx.values.get(rawRequestBodyKey), subject: ctx.requestHeader.get(PRINCIPAL_HEADERS.subject), encoding: ctx.requestHeader.get("content-encoding") });
         if (req.qrCodeId === SLOW) await new Promise((resolve) => setTimeout(resolve, 2_000));
         ctx.responseHeader.set("x-backend", "qr");
-        return { qrCode: { qrCodeId: req.qrCodeId, shortCode: "K7M4QX" } };
+        return { qrCode: { qrCodeId: req.qrCodeId, shortCode: "K7M4QX", ownerId: req.qrCodeId === LARGE ? "w".repeat(20_000) : "" } };
       },
       createQrCode(_req, ctx) {
         seen.push({ rpc: "CreateQrCode", body: ctx.values.get(rawRequestBodyKey), subject: ctx.requestHeader.get(PRINCIPAL_HEADERS.subject), encoding: null });
@@ -204,6 +206,13 @@ describe("binary calls forwarded as bytes", () => {
       const refused = await failure(qr().getQrCode({ qrCodeId: SLOW }, { timeoutMs: 300 }));
       assert.equal(refused.code, Code.DeadlineExceeded);
       assert.ok(Date.now() - started < 1_500, "answered at the deadline, not when the service finished");
+    });
+
+    test(`${protocol}: a large answer goes back compressed as the service compressed it, and arrives whole`, async () => {
+      let encoding: string | null = null;
+      const res = await qr().getQrCode({ qrCodeId: LARGE }, { onHeader: (h) => (encoding = h.get(protocol === "Connect binary" ? "content-encoding" : "grpc-encoding")) });
+      assert.equal(res.qrCode?.ownerId, "w".repeat(20_000));
+      assert.equal(encoding, "gzip");
     });
 
     test(`${protocol}: the service's error passes with its code, message and field details`, async () => {

@@ -195,6 +195,8 @@ export const sharedState = {
   DATABASE_POOL_MAX: z.coerce.number().int().positive().default(10),
   NATS_URL: env.url(["nats", "tls"]),
   NATS_STREAM: z.string().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _").default("TTIP"),
+  // The first token of every subject on the wire: another deployment (or test) on the same server uses its own, with its own stream.
+  NATS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]+$/, "letters, digits, - and _").default("ttip"),
   NATS_STREAM_MAX_AGE_HOURS: z.coerce.number().int().min(0).default(0),
   NATS_STREAM_MAX_BYTES: z.coerce.number().int().min(0).default(0),
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(0).max(5).default(0),
@@ -207,6 +209,7 @@ export async function connectSharedState(cfg: z.infer<z.ZodObject<typeof sharedS
   const bus = await JetStreamBus.connect({
     servers: cfg.NATS_URL,
     stream: cfg.NATS_STREAM,
+    subjectPrefix: cfg.NATS_SUBJECT_PREFIX,
     logger,
     limits: { maxAgeMs: cfg.NATS_STREAM_MAX_AGE_HOURS * 3_600_000, maxBytes: cfg.NATS_STREAM_MAX_BYTES, replicas: cfg.NATS_STREAM_REPLICAS },
   }).catch(async (err) => {

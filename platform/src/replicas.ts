@@ -5,7 +5,10 @@
 // every service port are one address for all of them, as a Kubernetes Service is
 // for a Deployment's pods: a provider's callback reaches whichever replica.
 // Background work is shared as between pods (outbox rows and reconciliation
-// leases claimed with SKIP LOCKED, durable JetStream consumers, leases).
+// leases claimed with SKIP LOCKED, durable JetStream consumers, leases); a
+// WatchTip sees another replica's change at its next poll (1 s), not at once.
+// Measured on 2 cores (bench/tip-e2e.ts replicas): more CPU per tip than one
+// process, so it pays only where cores, not one event loop, are left idle.
 import cluster, { type Worker } from "node:cluster";
 import os from "node:os";
 import { z } from "zod";
@@ -36,7 +39,7 @@ type ReplicasConfig = z.infer<z.ZodObject<typeof replicasShape>> & Record<string
 export const REPLICAS_SERVING = "replicas serving";
 
 /** Each service's port: its <NAME>_PORT, else the next after the gateway's in the modules' order. */
-export function servicePorts(cfg: Pick<ReplicasConfig, "PORT"> & Record<string, unknown>): Map<string, number> {
+function servicePorts(cfg: Pick<ReplicasConfig, "PORT"> & Record<string, unknown>): Map<string, number> {
   const ports = new Map(modules.map((m, i) => [m.name, (cfg[`${m.name.toUpperCase()}_PORT`] as number | undefined) ?? cfg.PORT + 1 + i]));
   const taken = [cfg.PORT, ...ports.values()];
   if (!cfg.PORT || new Set(taken).size !== taken.length) {

@@ -7,7 +7,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { startDarajaSimulator, type DarajaSimulator } from "@ttip/payment/testing";
-import { createTestDatabase, freePort, PlatformProcess, testEnv, type TestDatabase } from "@ttip/runtime/testing";
+import { createTestDatabase, freePort, PlatformProcess, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { PLATFORM_MAIN } from "../src/entry.js";
 import { modules } from "../src/modules.js";
 import { REPLICAS_SERVING } from "../src/replicas.js";
@@ -33,6 +33,9 @@ describe("replicas: the whole platform twice behind one port", () => {
       DATABASE_URL: db.url,
       DATABASE_POOL_MAX: "6",
       NATS_URL: natsUrl,
+      // A stream of its own: the cluster tests' processes share the server and the default stream's consumers.
+      NATS_STREAM: uniqueName("REPLICAS"),
+      NATS_SUBJECT_PREFIX: uniqueName("replicas"),
       REDIS_URL: redisUrl,
       INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"),
       RATE_LIMIT_POINTS: "100000",

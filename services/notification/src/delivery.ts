@@ -518,7 +518,7 @@ export class Dispatcher {
   async runMany(deliveryIds: string[], around: AroundSend = (_id, send) => send()): Promise<void> {
     assert(deliveryIds.length <= DISPATCH_BATCH_MAX, "dispatch batch too large");
     const ids = [...new Set(deliveryIds)];
-    const claims = ids.length > 1 ? await this.claimManyUnlocked(ids) : new Map<string, Claim>();
+    const claims = await this.claimManyUnlocked(ids);
     const results = await Promise.allSettled(ids.map((id) => around(id, () => this.attempt(id, claims.get(id)))));
     const accepted = results.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
     if (accepted.length) await this.recordAccepted(accepted, around);
@@ -537,30 +537,46 @@ export class Dispatcher {
     }
   }
 
-  /** claimUnlocked for many: the claims won, by delivery id (a missing one is left to run()). */
-  private async claimManyUnlocked(ids: string[]): Promise<Map<string, Claim>> {
+  /**
+   * The usual case without a transaction, for many deliveries in one statement: each is read
+   * and, when it is to be sent now, claimed by its attempt count (compare and set: a delivery
+   * another dispatcher claimed or changed since the statement's snapshot is not claimed), its
+   * attempt recorded as sending. The statement sends what nextStep() sends, by the same rules;
+   * a step that writes nothing is said at once (decidedUnlocked). By delivery id; a missing one
+   * (a lost race, or a step that writes) is left to claim(), under the row's lock.
+   */
+  private async claimManyUnlocked(ids: string[], mayResolve = true): Promise<Map<string, Claim>> {
     const claims = new Map<string, Claim>();
-    const { rows } = await this.o.pool.query<ClaimedRow>(`${CLAIM_SELECT} WHERE d.id = ANY($1::uuid[])`, [ids]);
-    const wanted: { d: DeliveryRow; provider: Provider }[] = [];
-    for (const row of rows) {
-      const step = this.nextStep(row, true);
-      const decided = decidedUnlocked(row, step);
-      if (decided) claims.set(row.id, decided);
-      if (step.kind === "send") wanted.push({ d: withoutClaimColumns(row), provider: step.provider });
-    }
-    if (!wanted.length) return claims;
-    // Compare and set per row, as markSending: only a delivery still as it was read is claimed.
-    const won = await this.o.pool.query<{ delivery_id: string }>(
-      `WITH wanted AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[]) AS w(id, attempts, provider, status)),
+    const now = (this.o.clock ?? systemClock).now();
+    const slots = [Channel.SMS, Channel.EMAIL, Channel.PUSH].flatMap((channel) => this.providersFor(channel).map((p, index) => ({ channel, index, name: p.name })));
+    const { rows } = await this.o.pool.query<ClaimedRow & { claimed: boolean }>(
+      `WITH read AS (${CLAIM_SELECT} WHERE d.id = ANY($1::uuid[])),
+       slots AS (SELECT * FROM unnest($2::smallint[], $3::smallint[], $4::text[]) AS p(channel, index, name)),
+       wanted AS (
+         SELECT r.id, r.attempts, r.status, p.name AS provider FROM read r JOIN slots p ON p.channel = r.channel AND p.index = r.provider_index
+          WHERE r.status IN ('queued', 'retrying') AND NOT r.parked AND r.next_attempt_at <= $5 AND r.body IS NOT NULL
+            AND r.last_status IS DISTINCT FROM 'sending'
+            AND NOT (r.channel = $6 AND r.address = '' AND r.user_id IS NOT NULL)
+            AND NOT (r.channel = $6 AND r.template_key <> $7 AND r.opted_out)),
        claimed AS (
          UPDATE notification.deliveries d SET attempts = w.attempts + 1, updated_at = now() FROM wanted w
-          WHERE d.id = w.id AND d.attempts = w.attempts AND d.status = w.status AND NOT d.parked RETURNING d.id, w.attempts + 1 AS attempt, w.provider)
-       INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status) SELECT id, attempt, provider, 'sending' FROM claimed RETURNING delivery_id`,
-      [wanted.map((w) => w.d.id), wanted.map((w) => w.d.attempts), wanted.map((w) => w.provider.name), wanted.map((w) => w.d.status)],
+          WHERE d.id = w.id AND d.attempts = w.attempts AND d.status = w.status AND NOT d.parked RETURNING d.id, w.attempts + 1 AS attempt, w.provider),
+       attempted AS (
+         INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status) SELECT id, attempt, provider, 'sending' FROM claimed RETURNING delivery_id)
+       SELECT r.*, r.id IN (SELECT delivery_id FROM attempted) AS claimed FROM read r`,
+      [ids, slots.map((s) => s.channel), slots.map((s) => s.index), slots.map((s) => s.name), new Date(now), Channel.SMS, TemplateKey.OTP],
     );
-    const wonIds = new Set(won.rows.map((r) => r.delivery_id));
-    for (const { d, provider } of wanted) {
-      if (wonIds.has(d.id)) claims.set(d.id, { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider, attempt: d.attempts + 1 });
+    for (const id of ids) if (!rows.some((r) => r.id === id)) claims.set(id, { kind: "done" });
+    for (const { claimed, ...row } of rows) {
+      const step = this.nextStep(row, mayResolve, now);
+      if (claimed) {
+        assert(step.kind === "send" && step.provider.name === slots.find((s) => s.channel === row.channel && s.index === row.provider_index)?.name, "claimed a delivery nextStep does not send");
+        const d = withoutClaimColumns(row);
+        claims.set(d.id, { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 });
+        continue;
+      }
+      const decided = decidedUnlocked(row, step);
+      if (decided) claims.set(row.id, decided);
     }
     return claims;
   }
@@ -620,22 +636,9 @@ export class Dispatcher {
     return rows[0];
   }
 
-  /**
-   * The usual case without a transaction (BEGIN, the locked read, the claim and COMMIT become
-   * two statements): read unlocked and, when the delivery is to be sent, claim it by its
-   * attempt count (compare and set: nobody else claimed or changed it meanwhile); a step that
-   * writes nothing is said at once (decidedUnlocked). Undefined for anything else, or a lost
-   * race: claim() decides that under the row's lock.
-   */
+  /** claimManyUnlocked for one. */
   private async claimUnlocked(id: string, mayResolve = true): Promise<Claim | undefined> {
-    const row = await this.readClaim(this.o.pool, id, false);
-    const step = row && this.nextStep(row, mayResolve);
-    if (!row || !step) return { kind: "done" };
-    const decided = decidedUnlocked(row, step);
-    if (decided) return decided;
-    if (step.kind !== "send") return undefined;
-    const d = withoutClaimColumns(row);
-    return (await this.markSending(this.o.pool, d, step.provider)) ? { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 } : undefined;
+    return (await this.claimManyUnlocked([id], mayResolve)).get(id);
   }
 
   private async claim(tx: Queryable, id: string, mayResolve: boolean): Promise<Claim> {
@@ -670,12 +673,12 @@ export class Dispatcher {
   }
 
   /** What to do with a delivery as read (pure: the caller writes what it says). */
-  private nextStep(row: ClaimedRow, mayResolve: boolean): NextStep {
+  private nextStep(row: ClaimedRow, mayResolve: boolean, now = (this.o.clock ?? systemClock).now()): NextStep {
     const { opted_out: optedOut, last_attempt: lastAttempt, last_status: lastStatus, last_started_at: lastStartedAt } = row;
     // An SMS to a user whose number we lack: looked up outside any transaction (see resolveAddress).
     if (row.channel === Channel.SMS && row.address === "" && row.user_id && ["queued", "retrying"].includes(row.status)) return { kind: mayResolve ? "resolve" : "later" };
     if (row.parked || !["queued", "retrying"].includes(row.status)) return { kind: "done" };
-    const wait = row.next_attempt_at.getTime() - (this.o.clock ?? systemClock).now();
+    const wait = row.next_attempt_at.getTime() - now;
     if (wait > (this.o.parkAfterMs ?? 30_000)) return { kind: "park" };
     if (wait > 0) return { kind: "later" };
     if (lastAttempt !== null && lastStatus === "sending") {
@@ -876,6 +879,22 @@ async function applyPendingCallbacks(tx: Queryable, provider: string, messageId:
     [provider, messageId],
   );
   for (const r of rows.sort((a, b) => Number(a.seq) - Number(b.seq))) await moveStatus(tx, provider, messageId, r.status);
+}
+
+/**
+ * Applies reports kept pending whose delivery now carries their message id: one that came
+ * in while the send was being recorded (the record's statement began before the report was
+ * stored, and the report looked before the record was committed) waits for this sweep.
+ * Returns how many messages had reports applied.
+ */
+export async function applyStrandedReports(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ provider: string; message_id: string }>(
+    `SELECT DISTINCT c.provider, c.message_id FROM notification.provider_callbacks c
+       JOIN notification.deliveries d ON d.provider = c.provider AND d.provider_message_id = c.message_id
+      WHERE NOT c.applied AND c.status <> '' AND c.message_id <> '' LIMIT 100`,
+  );
+  for (const r of rows) await withTransaction(pool, (tx) => applyPendingCallbacks(tx, r.provider, r.message_id));
+  return rows.length;
 }
 
 /** Re-queues parked deliveries (quiet hours over, on `clock`) by emitting a fresh dispatch event for each. */

@@ -3,7 +3,7 @@ import { NotificationAdminService, NotificationInternalService, NotificationServ
 import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, type StaffDirectory } from "./contacts.js";
-import { Dispatcher, unparkDue } from "./delivery.js";
+import { applyStrandedReports, Dispatcher, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
 import type { ProviderSimulator } from "./simulator.js";
@@ -76,7 +76,10 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
       const stopTriggers = await startTriggers(ctx, dispatcher, { staff: options.staff ?? authStaffDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin", clock: clockOf(ctx) });
       let sweeping: Promise<unknown> = Promise.resolve();
       const sweeper = setInterval(() => {
-        sweeping = unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed"));
+        sweeping = Promise.all([
+          unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed")),
+          applyStrandedReports(ctx.pool).catch((err) => ctx.logger.warn({ err }, "applying pending delivery reports failed")),
+        ]);
       }, options.sweepIntervalMs ?? 15_000);
       return async () => {
         clearInterval(sweeper);

@@ -19,7 +19,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
-import { Dispatcher, enqueue, enqueueMany, inAppSignals, RetryLater } from "../src/delivery.js";
+import { applyStatusReport, Dispatcher, enqueue, enqueueMany, inAppSignals, RetryLater } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { createProviders } from "../src/providers.js";
@@ -631,6 +631,23 @@ describe("notification service against Postgres, JetStream and the provider simu
     const dispatcher = dispatcherWith({ sms: [racing], email: [], push: [] });
     await dispatcher.run(id);
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
+  });
+
+  test("a report that comes in while the send is being recorded (neither sees the other) is applied by the sweeper", async () => {
+    const id = await queuedSms();
+    const messageId = `race-${id}`;
+    const recording = await t.db.pool.connect();
+    try {
+      await recording.query("BEGIN");
+      // The "sent" record, not committed yet: its look for early reports has found none.
+      await recording.query("UPDATE notification.deliveries SET status = 'sent', provider = 'africastalking', provider_message_id = $2 WHERE id = $1", [id, messageId]);
+      const report = { provider: "africastalking", kind: "delivery", messageId, status: "delivered" as const, payload: {} };
+      assert.equal(await applyStatusReport(t.db.pool, report), "pending", "the report finds no delivery with its message id yet");
+      await recording.query("COMMIT");
+    } finally {
+      recording.release();
+    }
+    await deliveryIn(id, DeliveryStatus.DELIVERED);
   });
 
   test("the sends of a batch the providers accepted are recorded in one statement; one whose report came first gets it applied", async () => {

@@ -45,6 +45,12 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
   // An idle connection dropped by a Postgres restart or failover emits here; without
   // a listener the process would crash. The pool replaces it on the next checkout.
   pool.on("error", (err) => options.logger?.warn({ err: err.message }, "idle Postgres connection lost"));
+  // pg-pool listens on a connection only while it sits idle: from the moment a new one
+  // has opened until its taker listens (a restart's FATAL read in the same chunk as
+  // the startup's ReadyForQuery), and in a taker that does not listen (migrate), the
+  // 'error' event of a session ended would crash the process. Its statements fail
+  // anyway, and the pool drops a released connection that is no longer queryable.
+  pool.on("connect", (client) => client.on("error", () => undefined));
   keepConnectionOnStatementError(pool);
   // Before prepareStatements: its wrapper goes around this one, which sees the statements it named.
   hookStatements(pool, options.pipelinedBegin !== false);
@@ -198,7 +204,7 @@ function keepConnectionOnStatementError(pool: pg.Pool): void {
     try {
       return await inStatementSpan(args[0], () => (client.query as (...a: unknown[]) => Promise<unknown>)(...args));
     } catch (err) {
-      if (!(err instanceof pg.DatabaseError)) lost ??= err as Error;
+      if (!(err instanceof pg.DatabaseError) || endedSession(err)) lost ??= err as Error;
       throw err;
     } finally {
       client.removeListener("error", onLost);
@@ -206,6 +212,15 @@ function keepConnectionOnStatementError(pool: pg.Pool): void {
     }
   };
   (pool as unknown as { query: typeof query }).query = query;
+}
+
+/**
+ * A FATAL answer (a restart's or pg_terminate_backend's 57P01) ends its
+ * session: the socket closes right after, so the connection is not given to
+ * the next caller, whose statement would fail on it.
+ */
+function endedSession(err: unknown): boolean {
+  return err instanceof pg.DatabaseError && (err.severity === "FATAL" || err.severity === "PANIC");
 }
 
 /**
@@ -283,6 +298,7 @@ async function onTransactionClient<T>(pool: Pool, body: (client: PoolClient) => 
   try {
     return await body(client);
   } catch (err) {
+    if (endedSession(err)) lost ??= err as Error;
     if (!lost) await client.query("ROLLBACK").catch(() => undefined);
     throw err;
   } finally {

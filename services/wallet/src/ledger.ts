@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { create, toJsonString } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, IdempotencyConflictError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
+import { AlreadyReversedError, assertCurrency, buildEvent, type BusMessage, currentTraceparent, fieldError, ident, IdempotencyConflictError, InsufficientFundsError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { WalletCreditedSchema, WalletDebitedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
@@ -52,6 +52,9 @@ export function toAccount(r: AccountRow): Account {
   });
 }
 
+/** Every column of wallet.accounts, named so that the statements naming them are prepared (the runtime's db.ts). */
+const ACCOUNT_COLUMNS = "account_id, kind, owner_kind, owner_id, currency, may_go_negative, balance_minor, held_minor, created_at, debt_allowed_minor";
+
 /** Finds or creates the account with this natural key. */
 export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind: OwnerKind, ownerId: string, currency: string): Promise<AccountRow> {
   assertCurrency(currency, "currency");
@@ -65,16 +68,25 @@ export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind:
   if (kind === AccountKind.VENUE_POOL && (ownerKind !== OwnerKind.VENUE || !ownerId)) {
     throw fieldError("owner_id", "a venue pool needs owner_kind VENUE and the venue's id");
   }
-  await db.query(
-    `INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative)
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (kind, owner_kind, owner_id, currency) DO NOTHING`,
+  // One round trip: the account found, or else made. Made by another call after this
+  // statement's snapshot, it is neither (ON CONFLICT saw it, the snapshot does not): read again.
+  const { rows } = await db.query<AccountRow>(
+    `WITH found AS (
+       SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE kind = $2 AND owner_kind = $3 AND owner_id = $4 AND currency = $5),
+     made AS (
+       INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative)
+       SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM found)
+       ON CONFLICT (kind, owner_kind, owner_id, currency) DO NOTHING
+       RETURNING ${ACCOUNT_COLUMNS})
+     SELECT ${ACCOUNT_COLUMNS} FROM found UNION ALL SELECT ${ACCOUNT_COLUMNS} FROM made`,
     [randomUUID(), kind, ownerKind, ownerId, currency, system],
   );
-  const { rows } = await db.query<AccountRow>(
-    `SELECT * FROM wallet.accounts WHERE kind = $1 AND owner_kind = $2 AND owner_id = $3 AND currency = $4`,
+  if (rows[0]) return rows[0];
+  const again = await db.query<AccountRow>(
+    `SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE kind = $1 AND owner_kind = $2 AND owner_id = $3 AND currency = $4`,
     [kind, ownerKind, ownerId, currency],
   );
-  return rows[0];
+  return again.rows[0];
 }
 
 /** A platform account (fees, clearing, suspense, FX position) in one currency. */
@@ -84,7 +96,7 @@ export function systemAccount(db: Queryable, kind: AccountKind, currency: string
 
 export async function getAccount(db: Queryable, accountId: string, lock = false): Promise<AccountRow | undefined> {
   const { rows } = await db.query<AccountRow & { may_go_negative: boolean }>(
-    `SELECT * FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
+    `SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE account_id = $1${lock ? " FOR UPDATE" : ""}`,
     [accountId],
   );
   const account = rows[0];
@@ -227,7 +239,8 @@ export async function postEntry(db: Queryable, input: EntryInput): Promise<PostR
  * - s: the posting sequence and time, taken after every lock is held (it counts moved first), so per
  *   account posted_seq follows the order balances really moved in (history order, pool periods);
  * - posted, announced, converted: the lines with each owned line's balance after, the owners' events
- *   (outbox, same transaction), the FX conversions (a conversion without a rate time is dated at posting).
+ *   (outbox, same transaction; its name quoted as the runtime spells it, so the commit wakes the
+ *   relay: onOutboxCommitted), the FX conversions (a conversion without a rate time is dated at posting).
  */
 const POSTING = `WITH lines AS (
   SELECT * FROM unnest($9::smallint[], $10::uuid[], $11::bigint[], $12::text[], $13::text[], $14::uuid[], $15::text[], $16::bytea[], $17::text[])
@@ -268,7 +281,7 @@ posted AS (
   SELECT c.entry_id, x.line, x.account_id, x.amount_minor, x.currency, x.balance_after, x.memo, s.seq, s.posted_at
     FROM claimed c, s, lines_after x),
 announced AS (
-  INSERT INTO wallet.outbox (event_id, subject, payload, traceparent)
+  INSERT INTO ${ident("wallet")}.outbox (event_id, subject, payload, traceparent)
   SELECT x.event_id, x.subject, x.event_head || wallet.movement_event_tail(x.owner_id, x.balance_after, x.currency), x.traceparent
     FROM claimed c, lines_after x WHERE x.balance_after IS NOT NULL),
 converted AS (

@@ -18,9 +18,10 @@ import {
   WithdrawalLimitSchema,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { decodeEvent } from "@ttip/runtime";
-import { kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
+import { decodeEvent, onOutboxCommitted } from "@ttip/runtime";
+import { eventually, kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "../src/index.js";
+import { ensureAccount } from "../src/ledger.js";
 
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => Code[e.code]);
@@ -78,6 +79,28 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(await codeOf(internal.ensureAccount({ kind: AccountKind.PLATFORM_FEES, ownerKind: OwnerKind.WORKER, ownerId: w.workerId, currency: "KES" })), "InvalidArgument");
     assert.equal(await codeOf(internal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, currency: "KES" })), "InvalidArgument");
     assert.equal(await codeOf(internal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: w.workerId, currency: "XXX" })), "InvalidArgument");
+    // Made by another caller after this call's statement began (committed while it waited on the
+    // key), the account is neither found nor made by that statement: it is read again.
+    const venueId = randomUUID();
+    const other = await t.db.pool.connect();
+    try {
+      await other.query("BEGIN");
+      const { rows: [made] } = await other.query(
+        `INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative) VALUES ($1, $2, $3, $4, 'KES', false) RETURNING account_id`,
+        [randomUUID(), AccountKind.VENUE_POOL, OwnerKind.VENUE, venueId],
+      );
+      const asked = ensureAccount(t.db.pool, AccountKind.VENUE_POOL, OwnerKind.VENUE, venueId, "KES");
+      await eventually("the call's statement waiting on the uncommitted account", async () => {
+        const { rows: [w] } = await t.db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO wallet.accounts%'`);
+        return w.n === 1;
+      });
+      await other.query("COMMIT");
+      assert.equal((await asked).account_id, made.account_id);
+    } finally {
+      other.release();
+    }
+    const { rows } = await t.db.pool.query(`SELECT count(*)::int AS n FROM wallet.accounts WHERE owner_id = $1`, [venueId]);
+    assert.equal(rows[0].n, 1);
   });
 
   test("a posting is applied once per key; a repeat returns the first entry and moves nothing", async () => {
@@ -403,6 +426,18 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await internal.getSettlementMode({ ownerKind: OwnerKind.WORKER, ownerId: workerId })).mode, SettlementMode.WALLET);
   });
 
+  test("a posting's commit wakes wallet's outbox relay (no wait for its next poll)", async () => {
+    const told: string[] = [];
+    const stop = onOutboxCommitted((schema) => told.push(schema));
+    try {
+      const w = await newWorker();
+      await tip(w.accountId, 1_000n, 0n);
+      assert.ok(told.includes("wallet"), `told: ${told.join(", ")}`);
+    } finally {
+      stop();
+    }
+  });
+
   test("wallet.credited reaches the bus through the outbox", async () => {
     const w = await newWorker();
     const { entry } = await tip(w.accountId, 4_200n, 200n);
@@ -429,6 +464,9 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
   });
 
   test("an event's owner and balance after, encoded by the posting statement, are the bytes protobuf encodes", async () => {
+    // Inlined into the statement (not parsed and planned again on every posting).
+    const { rows: plan } = await t.db.pool.query(`EXPLAIN (VERBOSE, COSTS OFF) SELECT wallet.movement_event_tail(owner_id, balance_minor, currency) FROM wallet.accounts`);
+    assert.doesNotMatch(plan.map((r) => r["QUERY PLAN"]).join("\n"), /movement_event_tail/);
     const balances = [0n, 1n, -1n, 127n, 128n, 300n, -300n, 16_384n, 2n ** 31n, -(2n ** 31n), 2n ** 62n, 2n ** 63n - 1n, -(2n ** 63n)];
     for (let i = 0; i < 40; i++) balances.push(BigInt.asIntN(64, BigInt(`0x${randomUUID().replace(/-/g, "").slice(0, 16)}`)));
     const owners = ["", randomUUID(), "wörker-ñ-✓"];
