@@ -120,17 +120,7 @@ function refusedUnprocessed(err: unknown): boolean {
  * tests, benches).
  */
 export function localTransport(local: LocalServer, interceptors: Interceptor[] = []): Transport {
-  const grpc = createGrpcProtocolTransport({
-    httpClient: local.client,
-    baseUrl: "http://in-process",
-    useBinaryFormat: true,
-    interceptors,
-    acceptCompression: [],
-    sendCompression: null,
-    compressMinBytes: Number.MAX_SAFE_INTEGER,
-    readMaxBytes: 0xffffffff,
-    writeMaxBytes: 0xffffffff,
-  });
+  const grpc = universalHandlerTransport(local, interceptors);
   const common = (method: DescMethod, call: LocalCall, header: ConstructorParameters<typeof Headers>[0], contextValues: ContextValues | undefined) => ({
     service: method.parent,
     method,
@@ -174,6 +164,21 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
       });
     },
   };
+}
+
+/** gRPC to a local server's universal handlers (every kind of RPC), without a socket. */
+export function universalHandlerTransport(local: LocalServer, interceptors: Interceptor[]): Transport {
+  return createGrpcProtocolTransport({
+    httpClient: local.client,
+    baseUrl: "http://in-process",
+    useBinaryFormat: true,
+    interceptors,
+    acceptCompression: [],
+    sendCompression: null,
+    compressMinBytes: Number.MAX_SAFE_INTEGER,
+    readMaxBytes: 0xffffffff,
+    writeMaxBytes: 0xffffffff,
+  });
 }
 
 /** Ends a stream nobody will read: a generator's finally blocks run when it next yields. */
