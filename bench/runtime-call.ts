@@ -5,18 +5,34 @@
 // step-up, validation). Called the two ways a tip's calls arrive: in process
 // (peers' local transport, as `make run` and the e2e bench make every hop) and
 // with the Connect protocol over HTTP/2 (the gateway's inbound leg, a cluster's
-// hops). Prints this process's CPU microseconds per call (user+system), the
-// figure that stays put on a loaded machine, alternating the paths each round.
+// hops). Yardsticks in the same process: the in-process unary call through
+// connect's runUnaryCall (as peers called it before LocalCall), and a one-message
+// WatchTip stream in process, directly and through the server's gRPC universal
+// handler (as in-process streams went before). Prints this process's CPU
+// microseconds per call (user+system), the figure that stays put on a loaded
+// machine, alternating the paths each round.
 //   node --import tsx bench/runtime-call.ts [seconds per path and round=3] [rounds=3] [concurrency=16]
 //   BENCH_PROFILE=file.cpuprofile profiles one path in the last round (BENCH_PROFILE_PATH, default "in process").
 import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { create } from "@bufbuild/protobuf";
-import { createClient } from "@connectrpc/connect";
+import { createClient, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { runUnaryCall } from "@connectrpc/connect/protocol";
 import { CreateTipResponseSchema, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { createLogger, createPeers, Metrics, serviceInterceptors, startServer } from "@ttip/runtime";
+import {
+  createLogger,
+  createPeers,
+  Metrics,
+  requestIdPropagation,
+  serviceInterceptors,
+  signingInterceptor,
+  startServer,
+  tracingInterceptor,
+  universalHandlerTransport,
+  type RunningServer,
+} from "@ttip/runtime";
 import { closedLoop } from "./load.js";
 
 const seconds = Number(process.argv[2] ?? 3);
@@ -29,11 +45,21 @@ const server = await startServer({
   logger,
   metrics: new Metrics(),
   services: [PaymentService],
-  routes: (router) => router.service(PaymentService, { createTip: async () => create(CreateTipResponseSchema, {}) }),
+  routes: (router) =>
+    router.service(PaymentService, {
+      createTip: async () => create(CreateTipResponseSchema, {}),
+      watchTip: async function* (req) {
+        yield { tip: { tipId: req.tipId } };
+      },
+    }),
   interceptors: serviceInterceptors(),
 });
 const peers = createPeers(() => undefined, () => server.local);
 const inProcess = createClient(PaymentService, peers("payment"));
+// The interceptors createPeers puts on every call.
+const peerInterceptors = [tracingInterceptor("client"), requestIdPropagation(), signingInterceptor()];
+const viaRunUnaryCall = createClient(PaymentService, runUnaryCallTransport(server.local, peerInterceptors));
+const viaUniversalHandler = createClient(PaymentService, universalHandlerTransport(server.local, peerInterceptors));
 const overHttp2 = createClient(PaymentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: true }));
 const request = () => ({
   idempotencyKey: randomUUID(),
@@ -43,8 +69,14 @@ const request = () => ({
   rating: 5,
   message: "asante sana",
 });
+const watch = async (client: typeof inProcess) => {
+  for await (const _ of client.watchTip({ tipId: randomUUID() }, { timeoutMs: 5_000 }));
+};
 const paths = new Map<string, () => Promise<unknown>>([
   ["in process", () => inProcess.createTip(request(), { timeoutMs: 5_000 })],
+  ["runUnaryCall (before)", () => viaRunUnaryCall.createTip(request(), { timeoutMs: 5_000 })],
+  ["stream in process", () => watch(inProcess)],
+  ["stream via gRPC (before)", () => watch(viaUniversalHandler)],
   ["Connect over HTTP/2", () => overHttp2.createTip(request(), { timeoutMs: 5_000 })],
 ]);
 try {
@@ -64,11 +96,36 @@ try {
       if (profiling) writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify((await profiling.post("Profiler.stop")).profile));
       const perCall = (used.user + used.system) / result.calls;
       cpuUs.set(name, [...(cpuUs.get(name) ?? []), perCall]);
-      console.log(`round ${round}  ${name.padEnd(20)} ${result.perSecond.toFixed(0).padStart(6)} calls/s  CPU ${perCall.toFixed(0)} us per call`);
+      console.log(`round ${round}  ${name.padEnd(24)} ${result.perSecond.toFixed(0).padStart(6)} calls/s  CPU ${perCall.toFixed(0)} us per call`);
     }
   }
   for (const [name, list] of cpuUs) console.log(`${name}: CPU per call, best of ${list.length} rounds: ${Math.min(...list).toFixed(0)} us (median ${list.sort((a, b) => a - b)[Math.floor(list.length / 2)].toFixed(0)} us)`);
 } finally {
   peers.close();
   await server.close();
+}
+
+/** The in-process unary call as peers made it before LocalCall. */
+function runUnaryCallTransport(local: RunningServer["local"], interceptors: Interceptor[]): Transport {
+  const grpc = universalHandlerTransport(local, interceptors);
+  return {
+    unary: (method, signal, timeoutMs, header, message, contextValues) =>
+      runUnaryCall({
+        interceptors,
+        signal,
+        timeoutMs,
+        req: {
+          stream: false,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: `http://in-process/${method.parent.typeName}/${method.name}`,
+          header: new Headers(header),
+          contextValues: contextValues ?? createContextValues(),
+          message,
+        },
+        next: (req) => local.unary(req, timeoutMs) as Promise<never>,
+      }),
+    stream: grpc.stream,
+  };
 }

@@ -1,9 +1,19 @@
-import { ConnectError, createContextValues, type Interceptor, type Transport } from "@connectrpc/connect";
+import { create, isMessage, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import {
+  ConnectError,
+  createContextValues,
+  type ContextValues,
+  type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
+  type Transport,
+  type UnaryRequest,
+  type UnaryResponse,
+} from "@connectrpc/connect";
 import { Http2SessionManager, createConnectTransport } from "@connectrpc/connect-node";
-import { runUnaryCall } from "@connectrpc/connect/protocol";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
 import { signingInterceptor } from "./internal-auth.js";
-import type { LocalServer } from "./local-server.js";
+import { LocalCall, type LocalServer } from "./local-server.js";
 import { requestIdPropagation } from "./interceptors.js";
 import { tracingInterceptor } from "./tracing.js";
 
@@ -102,13 +112,63 @@ function refusedUnprocessed(err: unknown): boolean {
 
 /**
  * A server in this same process (RunningServer.local), called with the same
- * interceptors and signed identity as over the network: a unary RPC runs its
- * handler behind the server's interceptors with the messages handed over as
- * they are; other kinds speak gRPC to the server's handlers. No socket or
- * HTTP/2 either way (one-process runs: `make run`, tests, benches).
+ * interceptors and signed identity as over the network: a unary or
+ * server-streaming RPC runs its handler behind the server's interceptors with
+ * the messages handed over as they are, under one LocalCall (deadline,
+ * cancellation, the end of the call); other kinds speak gRPC to the server's
+ * handlers. No socket or HTTP/2 either way (one-process runs: `make run`,
+ * tests, benches).
  */
 export function localTransport(local: LocalServer, interceptors: Interceptor[] = []): Transport {
-  const grpc = createGrpcProtocolTransport({
+  const grpc = universalHandlerTransport(local, interceptors);
+  const common = (method: DescMethod, call: LocalCall, header: ConstructorParameters<typeof Headers>[0], contextValues: ContextValues | undefined) => ({
+    service: method.parent,
+    method,
+    requestMethod: "POST",
+    url: `http://in-process/${method.parent.typeName}/${method.name}`,
+    header: new Headers(header),
+    contextValues: contextValues ?? createContextValues(),
+    signal: call.signal,
+  });
+  return {
+    unary(method, signal, timeoutMs, header, message, contextValues) {
+      if (!local.serves(method)) return grpc.unary(method, signal, timeoutMs, header, message, contextValues);
+      const call = new LocalCall(signal, timeoutMs);
+      return new Promise((resolve, reject) => {
+        call.stopped = reject;
+        const next = intercepted((req) => local.unary(req as UnaryRequest, timeoutMs), interceptors);
+        next({ ...common(method, call, header, contextValues), stream: false, message: asMessage(method.input, message) } as UnaryRequest).then(
+          (res) => (call.done(), resolve(res as never)),
+          (err) => reject(call.fail(err)),
+        );
+      });
+    },
+    stream(method, signal, timeoutMs, header, input, contextValues) {
+      if (!local.serves(method) || method.methodKind !== "server_streaming") return grpc.stream(method, signal, timeoutMs, header, input, contextValues);
+      const call = new LocalCall(signal, timeoutMs);
+      return new Promise((resolve, reject) => {
+        call.stopped = reject;
+        const next = intercepted((req) => local.stream(req as StreamRequest, timeoutMs), interceptors);
+        const messages = (async function* () {
+          for await (const m of input) yield asMessage(method.input, m);
+        })();
+        next({ ...common(method, call, header, contextValues), stream: true, message: messages } as StreamRequest).then(
+          (res) => {
+            const answer = res as StreamResponse;
+            // Cancelled while the first message was on its way: the handler's generator still ends.
+            if (call.signal.aborted) return void letGo(answer.message[Symbol.asyncIterator]());
+            resolve({ ...answer, message: endsWith(call, answer.message) } as never);
+          },
+          (err) => reject(call.fail(err)),
+        );
+      });
+    },
+  };
+}
+
+/** gRPC to a local server's universal handlers (every kind of RPC), without a socket. */
+export function universalHandlerTransport(local: LocalServer, interceptors: Interceptor[]): Transport {
+  return createGrpcProtocolTransport({
     httpClient: local.client,
     baseUrl: "http://in-process",
     useBinaryFormat: true,
@@ -119,26 +179,45 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
     readMaxBytes: 0xffffffff,
     writeMaxBytes: 0xffffffff,
   });
+}
+
+/** Ends a stream nobody will read: a generator's finally blocks run when it next yields. */
+function letGo(it: AsyncIterator<unknown>): void {
+  it.return?.().catch(() => undefined);
+}
+
+/** The interceptors around `next`, the first one outermost (as connect applies them). */
+function intercepted(next: AnyFn, interceptors: Interceptor[]): AnyFn {
+  return interceptors.reduceRight<AnyFn>((inner, interceptor) => interceptor(inner as never) as AnyFn, next);
+}
+type AnyFn = (req: UnaryRequest | StreamRequest) => Promise<UnaryResponse | StreamResponse>;
+
+/** `message` as a message of `schema` (callers may pass an init object, as over the network). */
+function asMessage<S extends DescMessage>(schema: S, message: MessageInitShape<S>): MessageShape<S> {
+  return isMessage(message, schema) ? message : create(schema, message);
+}
+
+/**
+ * A streamed answer's messages, ending `call` with the stream: done after the
+ * last message, failed with the error the reader gets. A read waiting on the
+ * handler gives up at the deadline or cancellation (the handler hears it from
+ * its signal), as a network read does when its stream is reset.
+ */
+function endsWith<T>(call: LocalCall, messages: AsyncIterable<T>): AsyncIterable<T> {
+  const it = messages[Symbol.asyncIterator]();
+  let stop: ((reason: ConnectError) => void) | undefined;
+  call.stopped = (reason) => (stop?.(reason), letGo(it));
   return {
-    unary(method, signal, timeoutMs, header, message, contextValues) {
-      if (!local.servesUnary(method)) return grpc.unary(method, signal, timeoutMs, header, message, contextValues);
-      return runUnaryCall({
-        interceptors,
-        signal,
-        timeoutMs,
-        req: {
-          stream: false,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: `http://in-process/${method.parent.typeName}/${method.name}`,
-          header: new Headers(header),
-          contextValues: contextValues ?? createContextValues(),
-          message,
-        },
-        next: (req) => local.unary(req, timeoutMs) as Promise<never>,
-      });
-    },
-    stream: (...args) => grpc.stream(...args),
+    [Symbol.asyncIterator]: () => ({
+      next: () =>
+        new Promise<IteratorResult<T>>((resolve, reject) => {
+          if (call.signal.aborted) return reject(call.fail(undefined));
+          stop = reject;
+          it.next().then(
+            (r) => (r.done && call.done(), resolve(r)),
+            (err) => reject(call.fail(err)),
+          );
+        }),
+    }),
   };
 }

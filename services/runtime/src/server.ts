@@ -338,7 +338,7 @@ function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number
       });
   };
   // In-process callers are this deployment's own code: their bodies need no read limit or pre-parse.
-  return { handler, local: localServer(router.handlers, recording.unary, options.interceptors ?? []), isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
+  return { handler, local: localServer(router.handlers, recording.methods, options.interceptors ?? []), isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

@@ -1,7 +1,9 @@
-// A unary call to a server in the same process (RunningServer.local through
-// localTransport) gives what the same call over the network gives: the
-// server's interceptors run, headers cross both ways, the deadline holds,
-// errors keep their code, message, details and metadata.
+// A unary or server-streaming call to a server in the same process
+// (RunningServer.local through localTransport) gives what the same call over
+// the network gives: the server's interceptors run, headers cross both ways,
+// the deadline and the caller's cancellation reach the handler, errors keep
+// their code, message, details and metadata; a stream's handler runs at most
+// one message ahead of a slow reader.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
@@ -9,6 +11,8 @@ import { Code, ConnectError, createClient, type Interceptor, type Transport } fr
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { localTransport, Metrics, startServer, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
@@ -17,6 +21,12 @@ const REFUSED = randomUUID();
 /** GetQrCode for this id waits until its signal aborts (at most WAIT_CAP_MS). */
 const WAITS = randomUUID();
 const WAIT_CAP_MS = 3_000;
+/** WatchTip for this id yields until its signal aborts (or it is ended), one message per turn of the event loop. */
+const ENDLESS = randomUUID();
+/** WatchTip for this id yields one message, then fails with NOT_FOUND (metadata and a detail). */
+const FAILS = randomUUID();
+/** WatchTip for this id yields one message, then waits until its signal aborts (at most WAIT_CAP_MS). */
+const STALLS = randomUUID();
 
 describe("a server's RPCs called in the same process", () => {
   let server: RunningServer;
@@ -24,6 +34,8 @@ describe("a server's RPCs called in the same process", () => {
   const handlerSaw: Array<{ caller: string | null; timeoutMs: number | undefined; signal: AbortSignal }> = [];
   /** What the waiting handler saw: whether its signal aborted, and the reason's code. */
   const waited: Array<{ aborted: boolean; code: Code | undefined }> = [];
+  /** How many messages the endless stream produced, and whether its signal had aborted when it ended. */
+  const endless = { produced: 0, ended: [] as boolean[] };
   before(async () => {
     const recordCall: Interceptor = (next) => (req) => {
       serverSaw.push(req.method.name);
@@ -33,7 +45,7 @@ describe("a server's RPCs called in the same process", () => {
       name: "test",
       logger: captureLogger("silent").logger,
       metrics: new Metrics(),
-      services: [QrService],
+      services: [QrService, PaymentService],
       interceptors: [recordCall],
       routes: (router) =>
         router.service(QrService, {
@@ -50,6 +62,33 @@ describe("a server's RPCs called in the same process", () => {
             ctx.responseHeader.set("x-test-answer", "seen");
             if (req.qrCodeId === REFUSED) throw new ConnectError("no such code", Code.NotFound, { "x-test-reason": "gone" });
             return { qrCode: { qrCodeId: req.qrCodeId, shortCode: "K7M4QX" } };
+          },
+        }).service(PaymentService, {
+          watchTip: async function* (req, ctx) {
+            ctx.responseHeader.set("x-test-answer", "watching");
+            if (req.tipId === ENDLESS) {
+              try {
+                for (endless.produced = 0; !ctx.signal.aborted; ) {
+                  yield { tip: { tipId: String(++endless.produced) } };
+                  await new Promise((resolve) => setImmediate(resolve));
+                }
+              } finally {
+                endless.ended.push(ctx.signal.aborted);
+              }
+              return;
+            }
+            yield { tip: { tipId: "1" } };
+            if (req.tipId === FAILS) throw new ConnectError("tip vanished", Code.NotFound, { "x-test-reason": "gone" }, [{ desc: WatchTipRequestSchema, value: create(WatchTipRequestSchema, { tipId: FAILS }) }]);
+            if (req.tipId === STALLS) {
+              await new Promise<void>((resolve) => {
+                const cap = setTimeout(resolve, WAIT_CAP_MS);
+                ctx.signal.addEventListener("abort", () => (clearTimeout(cap), resolve()), { once: true });
+              });
+              waited.push({ aborted: ctx.signal.aborted, code: ctx.signal.aborted ? ConnectError.from(ctx.signal.reason).code : undefined });
+              return;
+            }
+            yield { tip: { tipId: "2" } };
+            ctx.responseTrailer.set("x-test-end", "done");
           },
         }),
     });
@@ -125,6 +164,71 @@ describe("a server's RPCs called in the same process", () => {
       assert.equal(refused?.metadata.get("x-test-answer"), "seen");
     });
 
+    test(`${how}: a server stream's messages, headers and trailers arrive`, async () => {
+      serverSaw.length = 0;
+      let answer: string | null = null;
+      let end: string | null = null;
+      const seen: string[] = [];
+      const watch = createClient(PaymentService, transport()).watchTip(
+        { tipId: randomUUID() },
+        { timeoutMs: 5_000, onHeader: (h) => (answer = h.get("x-test-answer")), onTrailer: (t) => (end = t.get("x-test-end")) },
+      );
+      for await (const m of watch) seen.push(m.tip!.tipId);
+      assert.deepEqual(seen, ["1", "2"]);
+      assert.equal(answer, "watching");
+      assert.equal(end, "done");
+      assert.deepEqual(serverSaw, ["WatchTip"]);
+    });
+
+    test(`${how}: a stream's failure reaches the caller with its code, message, details and metadata`, async () => {
+      const seen: string[] = [];
+      const err = await (async () => {
+        for await (const m of createClient(PaymentService, transport()).watchTip({ tipId: FAILS })) seen.push(m.tip!.tipId);
+      })().then(() => undefined, (e) => ConnectError.from(e));
+      assert.deepEqual(seen, ["1"]);
+      assert.equal(err?.code, Code.NotFound);
+      assert.equal(err?.rawMessage, "tip vanished");
+      assert.equal(err?.metadata.get("x-test-reason"), "gone");
+      assert.equal(err?.findDetails(WatchTipRequestSchema)[0]?.tipId, FAILS);
+      // A request the server refuses fails the stream the same way, before the handler.
+      const invalid = await (async () => {
+        for await (const _ of createClient(PaymentService, transport()).watchTip({ tipId: "not-a-uuid" }));
+      })().then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(invalid?.code, Code.InvalidArgument);
+      assert.equal(invalid?.findDetails(ViolationsSchema)[0]?.violations[0]?.field?.elements[0]?.fieldName, "tip_id");
+    });
+
+    test(`${how}: the caller's cancellation ends a stream's handler`, async () => {
+      endless.ended.length = 0;
+      const caller = new AbortController();
+      const seen: string[] = [];
+      const err = await (async () => {
+        for await (const m of createClient(PaymentService, transport()).watchTip({ tipId: ENDLESS }, { signal: caller.signal })) {
+          seen.push(m.tip!.tipId);
+          if (seen.length === 2) caller.abort();
+        }
+      })().then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(err?.code, Code.Canceled);
+      assert.deepEqual(seen, ["1", "2"]);
+      await eventually("the stream's handler ended", () => endless.ended.length === 1);
+      assert.equal(endless.ended[0], true);
+    });
+
+    test(`${how}: a stream's deadline reaches its handler and the caller gets DEADLINE_EXCEEDED`, async () => {
+      waited.length = 0;
+      const started = Date.now();
+      const seen: string[] = [];
+      const err = await (async () => {
+        for await (const m of createClient(PaymentService, transport()).watchTip({ tipId: STALLS }, { timeoutMs: 300 })) seen.push(m.tip!.tipId);
+      })().then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(err?.code, Code.DeadlineExceeded);
+      assert.deepEqual(seen, ["1"]);
+      await eventually("the stream's handler gave up waiting", () => waited.length === 1);
+      assert.equal(waited[0].aborted, true);
+      if (how === "in process") assert.equal(waited[0].code, Code.DeadlineExceeded);
+      assert.ok(Date.now() - started < WAIT_CAP_MS, "the handler waited for its own cap, not the deadline");
+    });
+
     test(`${how}: streaming and built-in services answer too`, async () => {
       const health = createClient(Health, transport());
       assert.equal((await health.check({ service: QrService.typeName })).status, Status.SERVING);
@@ -134,4 +238,16 @@ describe("a server's RPCs called in the same process", () => {
       }
     });
   }
+
+  test("in process: a stream's handler runs at most one message ahead of a slow reader", async () => {
+    endless.ended.length = 0;
+    const caller = new AbortController();
+    const it = createClient(PaymentService, localTransport(server.local, [asCaller])).watchTip({ tipId: ENDLESS }, { signal: caller.signal })[Symbol.asyncIterator]();
+    for (let read = 1; read <= 3; read++) assert.equal((await it.next()).value?.tip?.tipId, String(read));
+    // Many turns of the event loop in which an unbounded handler would keep producing.
+    for (let turn = 0; turn < 50; turn++) await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(endless.produced <= 4, `the handler produced ${endless.produced} messages for a reader that took 3`);
+    caller.abort();
+    await eventually("the stream's handler ended", () => endless.ended.length === 1);
+  });
 });
