@@ -39,7 +39,7 @@ import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { createLogger, createPool, JetStreamBus, Metrics, RedisCache } from "@ttip/runtime";
-import { freePort, PlatformProcess, startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
+import { countWrites, freePort, PlatformProcess, startNats, startPostgres, startRedis } from "@ttip/runtime/testing";
 import { PLATFORM_MAIN } from "@ttip/platform/src/entry.js";
 import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
@@ -72,19 +72,11 @@ let counting = false;
 let statementTotal = 0;
 // Round trips: the writes to PostgreSQL's sockets (pg corks a statement's messages into one; a
 // pipelined BEGIN rides in its statement's).
-let roundTrips = 0;
+const roundTripCounters: { writes: () => number }[] = [];
+const writesSoFar = () => roundTripCounters.reduce((n, c) => n + c.writes(), 0);
+let roundTrips0 = 0;
 pool.on("connect", (client) => {
-  const socket = (client as unknown as { connection: { stream: import("node:net").Socket } }).connection.stream;
-  const write = socket.write;
-  socket.write = function (this: typeof socket, ...args: unknown[]) {
-    if (counting && !this.writableCorked) roundTrips++;
-    return (write as (...a: unknown[]) => boolean).apply(this, args);
-  } as typeof socket.write;
-  const uncork = socket.uncork;
-  socket.uncork = function (this: typeof socket) {
-    if (counting && this.writableCorked === 1) roundTrips++;
-    uncork.call(this);
-  };
+  roundTripCounters.push(countWrites(client, () => counting));
   const query = client.query.bind(client) as (...args: unknown[]) => unknown;
   (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
     if (counting) {
@@ -322,7 +314,8 @@ try {
     const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
     await drained(new Date(Date.now() - 3_600_000)); // the warm-up's (or the last run's) work done first
     statements.clear();
-    statementTotal = roundTrips = 0;
+    statementTotal = 0;
+    roundTrips0 = writesSoFar();
     const idleCommits0 = await commits();
     const idleCpu0 = cpuMs(measured, withChildren);
     const idleT0 = performance.now();
@@ -333,12 +326,13 @@ try {
     await new Promise((r) => setTimeout(r, 1_100)); // pg_stat_database lags
     const idle = {
       statements: statementTotal / idleSpan,
-      roundTrips: roundTrips / idleSpan,
+      roundTrips: (writesSoFar() - roundTrips0) / idleSpan,
       commits: ((await commits()) - idleCommits0 - 1) / idleSpan,
       cpu: new Map([...cpuMs(measured, withChildren)].map(([name, v]) => [name, (v - (idleCpu0.get(name) ?? 0)) / idleSpan])),
     };
     statements.clear();
-    statementTotal = roundTrips = 0;
+    statementTotal = 0;
+    roundTrips0 = writesSoFar();
     const startedAt = new Date();
     const commits0 = await commits();
     const wal0 = await walFlushes((sql) => pool.query(sql));
@@ -372,6 +366,7 @@ try {
     const procCpu1 = cpuMs(measured, withChildren);
     const own = process.cpuUsage(own0); // includes the customers' thread
     const span = (performance.now() - t0) / 1000; // the run and its drain
+    const roundTrips = writesSoFar() - roundTrips0;
     // Statistics reach pg_stat_database within a second of the transactions.
     await new Promise((r) => setTimeout(r, 1_100));
     const committed = (await commits()) - commits0 - drain.checks;

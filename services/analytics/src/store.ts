@@ -1,6 +1,6 @@
 // Writes an event's figures into the rollups, inside the caller's
 // transaction (the one that records the event in the inbox).
-import type { Queryable } from "@ttip/runtime";
+import { withTransaction, type Pool, type Queryable } from "@ttip/runtime";
 import { MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
 
 /** Partitions are monthly; this many months around now are made at start. */
@@ -11,30 +11,65 @@ const monthStart = (d: Date) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMo
 const nextMonth = (d: Date) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1));
 const partitionName = (d: Date) => `rollups_${d.getUTCFullYear()}${String(d.getUTCMonth() + 1).padStart(2, "0")}`;
 
-/** Months whose partition is known to exist (in this process). */
+/** Months whose partition is known to exist, committed (in this process). */
 const knownPartitions = new Set<string>();
 
 /**
- * Makes the month's partition if it is missing. Replicas racing to make the
- * same one serialise on an advisory lock held to the end of the transaction.
+ * Replicas making partitions take this lock first. It must be taken inside a
+ * transaction: in autocommit a pg_advisory_xact_lock ends with its statement
+ * and serialises nothing. Held to commit, the second replica's CREATE ... IF
+ * NOT EXISTS then sees the first one's table (IF NOT EXISTS alone is no guard:
+ * two sessions both find the name free and one fails with "already exists").
  */
-export async function ensurePartition(db: Queryable, at: Date): Promise<void> {
+const PARTITIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('ttip.analytics.partitions'))";
+
+const createPartition = (tx: Queryable, start: Date) =>
+  tx.query(
+    `CREATE TABLE IF NOT EXISTS analytics.${partitionName(start)} PARTITION OF analytics.rollups
+       FOR VALUES FROM ('${start.toISOString()}') TO ('${nextMonth(start).toISOString()}')`,
+  );
+
+/** Of the named partitions, those other transactions made and committed (not one this transaction made: it may roll back). */
+async function committed(tx: Queryable, names: string[]): Promise<Set<string>> {
+  const { rows } = await tx.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'analytics' AND c.relname = ANY($1)
+        AND c.xmin::text IS DISTINCT FROM (txid_current_if_assigned() % 4294967296)::text`,
+    [names],
+  );
+  return new Set(rows.map((r) => r.name));
+}
+
+/**
+ * Makes the month's partition if it is missing, in the caller's transaction
+ * (`tx` must be one, for the lock to hold). Only committed partitions are
+ * remembered: a month remembered from a transaction that then rolled back
+ * would fail every later write to it in this process.
+ */
+export async function ensurePartition(tx: Queryable, at: Date): Promise<void> {
   const start = monthStart(at);
   const name = partitionName(start);
   if (knownPartitions.has(name)) return;
-  await db.query("SELECT pg_advisory_xact_lock(hashtext('ttip.analytics.partitions'))");
-  await db.query(
-    `CREATE TABLE IF NOT EXISTS analytics.${name} PARTITION OF analytics.rollups
-       FOR VALUES FROM ('${start.toISOString()}') TO ('${nextMonth(start).toISOString()}')`,
-  );
-  knownPartitions.add(name);
+  if ((await committed(tx, [name])).has(name)) {
+    knownPartitions.add(name);
+    return;
+  }
+  await tx.query(PARTITIONS_LOCK);
+  await createPartition(tx, start);
 }
 
-/** The partitions around now, so the live path rarely makes one. */
-export async function ensurePartitionsAround(db: Queryable, now = new Date()): Promise<void> {
-  for (let i = -PARTITIONS_BACK; i <= PARTITIONS_AHEAD; i++) {
-    await ensurePartition(db, new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + i, 1)));
-  }
+/** The partitions around now, so the live path rarely makes one; one transaction, remembered once committed. */
+export async function ensurePartitionsAround(pool: Pool, now = new Date()): Promise<void> {
+  const months: Date[] = [];
+  for (let i = -PARTITIONS_BACK; i <= PARTITIONS_AHEAD; i++) months.push(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + i, 1)));
+  const names = months.map(partitionName);
+  await withTransaction(pool, async (tx) => {
+    await tx.query(PARTITIONS_LOCK);
+    // Read after the lock: a replica that made them before us has committed by now.
+    const made = await committed(tx, names);
+    for (const m of months) if (!made.has(partitionName(m))) await createPartition(tx, m);
+  });
+  for (const n of names) knownPartitions.add(n);
 }
 
 /** Forgets what this process knows about partitions (a replay or test dropped them). */

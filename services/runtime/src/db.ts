@@ -25,6 +25,13 @@ export interface PoolOptions {
    * new connection would prepare the same names again.
    */
   preparedStatements?: boolean;
+  /**
+   * withTransaction's BEGIN in the same write as the transaction's first
+   * statement (default true; see deferred-begin.ts). Off: BEGIN goes alone, a
+   * round trip of its own (for a proxy that cannot take it pipelined, and to
+   * measure what it saves: bench/transaction-round-trips.ts).
+   */
+  pipelinedBegin?: boolean;
 }
 
 export function createPool(url: string, options: PoolOptions = {}): Pool {
@@ -46,7 +53,7 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
   pool.on("connect", (client) => client.on("error", () => undefined));
   keepConnectionOnStatementError(pool);
   // Before prepareStatements: its wrapper goes around this one, which sees the statements it named.
-  hookStatements(pool);
+  hookStatements(pool, options.pipelinedBegin !== false);
   if (options.preparedStatements !== false) prepareStatements(pool);
   return pool;
 }
@@ -61,11 +68,11 @@ const DEFERRED_BEGIN: pg.QueryConfig = { text: "BEGIN" };
 const beginOwed = new WeakSet<object>();
 
 /** The innermost wrapper of a connection's query(): BEGIN sent with the next statement, commits to outboxes announced. */
-function hookStatements(pool: pg.Pool): void {
+function hookStatements(pool: pg.Pool, pipelinedBegin: boolean): void {
   pool.on("connect", (client) => {
     const query = client.query as (...args: unknown[]) => unknown;
     (client as { query: unknown }).query = (...args: unknown[]) => {
-      if (args[0] === DEFERRED_BEGIN) {
+      if (args[0] === DEFERRED_BEGIN && pipelinedBegin) {
         beginOwed.add(client);
         return Promise.resolve(nothingSent("BEGIN"));
       }

@@ -11,14 +11,32 @@ import pg from "pg";
  * the block aborted for the caller's ROLLBACK, as when BEGIN went alone.
  */
 
-/** The messages pg's Query writes and the prepared-statement books it keeps, per connection. */
+/** The socket pg writes to, the simple query it sends and the prepared-statement books it keeps, per connection. */
 interface ProtocolConnection {
-  parse(message: { text: string; name?: string }): void;
-  bind(message: Record<string, unknown>): void;
-  execute(message: Record<string, unknown>): void;
+  stream: { writable: boolean; write(chunk: Uint8Array): boolean };
   query(text: string): void;
   submittedNamedStatements: Record<string, string | undefined>;
 }
+
+/** A protocol message: its type byte, its length (itself included) and its body. */
+function message(type: string, body: number[]): Buffer {
+  const out = Buffer.alloc(5 + body.length);
+  out.write(type, 0, "latin1");
+  out.writeInt32BE(4 + body.length, 1);
+  out.set(body, 5);
+  return out;
+}
+
+/**
+ * Parse (unnamed statement, "BEGIN", no parameter types), Bind (unnamed portal,
+ * no parameters, no result formats), Execute (all rows): built once, written as
+ * one chunk.
+ */
+const BEGIN_MESSAGES = Buffer.concat([
+  message("P", [0, ...Buffer.from("BEGIN\0", "latin1"), 0, 0]),
+  message("B", [0, 0, 0, 0, 0, 0, 0, 0]),
+  message("E", [0, 0, 0, 0, 0]),
+]);
 
 type QueryCallback = (err: Error | null, result?: unknown) => void;
 
@@ -77,9 +95,7 @@ class StatementAfterBegin extends PgQuery {
   }
 
   prepare(connection: ProtocolConnection): void {
-    connection.parse({ text: "BEGIN" });
-    connection.bind({});
-    connection.execute({});
+    if (connection.stream.writable) connection.stream.write(BEGIN_MESSAGES);
     super.prepare(connection);
     this.stage = "begin sent";
   }

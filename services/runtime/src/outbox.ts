@@ -54,11 +54,11 @@ export interface OutboxRelayOptions {
    */
   maxPollIntervalMs?: number;
   /**
-   * A woken relay passes no sooner than this after its last pass began (default
-   * 200 ms, as often as it looked before it could be woken): under load, the
-   * events committed meanwhile go in one batch (two round trips and a commit)
-   * instead of a batch each, and reach consumers together, who apply them in
-   * batches too. A quiet relay's first event goes at once.
+   * A woken relay passes no sooner than this after its last pass ended (default
+   * 200 ms, the pause it made between looks before it could be woken): under
+   * load, the events committed meanwhile go in one batch (two round trips and a
+   * commit) instead of a batch each, and reach consumers together, who apply
+   * them in batches too. A quiet relay's first event goes at once.
    */
   minPassIntervalMs?: number;
   /** Counts published events and the time from commit to publish. */
@@ -80,7 +80,7 @@ export class OutboxRelay {
   private stopped = false;
   /** Rows were committed since the running pass began (or since the last one). */
   private woken = false;
-  private lastPassAt = -Infinity;
+  private lastPassEndedAt = -Infinity;
   private idleWaitMs: number;
   private unsubscribe: (() => void) | undefined;
   /** The last pass found nothing: the next one first asks, in one statement, whether there is anything. */
@@ -102,7 +102,7 @@ export class OutboxRelay {
     if (this.stopped) return;
     this.woken = true;
     if (this.passing) return;
-    this.schedule(this.lastPassAt + (this.options.minPassIntervalMs ?? 200) - performance.now());
+    this.schedule(this.lastPassEndedAt + (this.options.minPassIntervalMs ?? 200) - performance.now());
   }
 
   /** The next pass in `ms`, unless one is due sooner. */
@@ -118,7 +118,6 @@ export class OutboxRelay {
     this.timer = undefined;
     this.timerAt = Infinity;
     this.passing = true;
-    this.lastPassAt = performance.now();
     const batchSize = this.options.batchSize ?? 100;
     const base = this.options.pollIntervalMs ?? 200;
     let busy = true;
@@ -134,6 +133,7 @@ export class OutboxRelay {
       this.options.logger.warn({ err, schema: this.options.schema }, "outbox relay failed; will retry");
     } finally {
       this.passing = false;
+      this.lastPassEndedAt = performance.now();
     }
     this.idleWaitMs = busy ? base : Math.min(this.idleWaitMs * 2, Math.max(base, this.options.maxPollIntervalMs ?? 2_000));
     if (this.woken) this.wake();

@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
-import type { Socket } from "node:net";
 import { after, before, test } from "node:test";
 import pg from "pg";
 import { createPool, migrate, onOutboxCommitted, withTransaction, type Pool, type PoolClient } from "../src/db.js";
 import { outboxCte, writeOutbox } from "../src/outbox.js";
 import { inConsumerSpan, startTracing } from "../src/tracing.js";
-import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+import { countWrites, createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
 before(async () => {
@@ -19,31 +18,16 @@ before(async () => {
 });
 after(() => db.drop());
 
-/** Counts the writes to a client's socket from now on (pg corks one statement's messages into one). */
-function countWrites(client: PoolClient): { writes: () => number; stop: () => void } {
-  const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream;
-  let writes = 0;
-  const { write, uncork } = socket;
-  socket.write = function (this: Socket, ...args: unknown[]) {
-    if (!this.writableCorked) writes++;
-    return (write as (...a: unknown[]) => boolean).apply(this, args);
-  } as typeof socket.write;
-  socket.uncork = function (this: Socket) {
-    if (this.writableCorked === 1) writes++;
-    uncork.call(this);
-  };
-  return { writes: () => writes, stop: () => Object.assign(socket, { write, uncork }) };
-}
-
-/** Runs `fn` in a transaction on a pool of one connection, counting its writes from the first statement on. */
+/** Runs `fn` in a transaction on a pool of one connection, counting the writes to its socket. */
 async function counted<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<{ result: T; writes: number }> {
-  let counter: ReturnType<typeof countWrites> | undefined;
-  const result = await withTransaction(pool, (client) => {
-    counter = countWrites(client);
-    return fn(client);
-  });
-  counter!.stop();
-  return { result, writes: counter!.writes() };
+  const client = await pool.connect();
+  const counter = countWrites(client);
+  client.release();
+  try {
+    return { result: await withTransaction(pool, fn), writes: counter.writes() };
+  } finally {
+    counter.stop();
+  }
 }
 
 /** A pool of one connection, so every transaction reuses the one before it left. */
@@ -76,6 +60,16 @@ test("BEGIN travels with the first statement: one round trip fewer per transacti
     assert.deepEqual(simple, { result: [{ n: 5 }], writes: 2 });
     assert.deepEqual(await counted(pool, async () => "nothing"), { result: "nothing", writes: 0 });
   }));
+
+test("pipelinedBegin: false sends BEGIN alone", async () => {
+  const pool = createPool(db.url, { max: 1, pipelinedBegin: false });
+  try {
+    const { result, writes } = await counted(pool, async (tx) => (await tx.query<{ n: number }>("SELECT n FROM counters WHERE id = $1", [2])).rows.length);
+    assert.deepEqual({ result, writes }, { result: 1, writes: 3 });
+  } finally {
+    await pool.end();
+  }
+});
 
 test("the first statement is inside the transaction: a rollback undoes it, whichever protocol carried it", () =>
   withOneConnection(async (pool) => {

@@ -1,0 +1,80 @@
+// Replicas starting together (pods of one deployment, an HPA scale-up) each
+// make the rollups' monthly partitions around now: none may fail on a
+// partition another one made, and each month ends up with exactly one.
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+import { createPool, migrate, withTransaction, type Pool } from "@ttip/runtime";
+import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
+import { ensurePartition, ensurePartitionsAround, forgetPartitions } from "../src/store.js";
+
+const REPLICAS = 6;
+/** 24 months back, this month and 3 ahead (store.ts). */
+const MONTHS = 28;
+
+const partitions = async (pool: Pool) =>
+  (
+    await pool.query<{ name: string }>(
+      `SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'analytics.rollups'::regclass ORDER BY 1`,
+    )
+  ).rows.map((r) => r.name);
+
+describe("rollup partitions made by replicas starting together (real PostgreSQL)", () => {
+  let db: TestDatabase;
+  const replicas: Pool[] = [];
+
+  before(async () => {
+    db = await createTestDatabase();
+    await migrate(db.pool, "analytics", fileURLToPath(new URL("../migrations", import.meta.url)));
+    // One pool per replica: each is its own session, as separate processes would be.
+    for (let i = 0; i < REPLICAS; i++) replicas.push(createPool(db.url, { max: 2 }));
+  });
+
+  after(async () => {
+    for (const p of replicas) await p.end();
+    await db?.drop();
+  });
+
+  test("every replica starts, and each month has one partition", async () => {
+    const now = new Date(Date.UTC(2026, 10, 15));
+    forgetPartitions();
+    const results = await Promise.allSettled(replicas.map((p) => ensurePartitionsAround(p, now)));
+    const failed = results.flatMap((r) => (r.status === "rejected" ? [String((r.reason as Error).message)] : []));
+    assert.deepEqual(failed, [], "no replica fails on a partition another one made");
+    const names = await partitions(db.pool);
+    assert.equal(names.length, MONTHS);
+    assert.equal(names[0], "rollups_202411");
+    assert.equal(names.at(-1), "rollups_202702");
+  });
+
+  test("a month's row lands in its partition once the replicas started", async () => {
+    const { rows } = await db.pool.query<{ part: string }>(
+      `INSERT INTO analytics.rollups (dim, id, sub, grain, bucket, method, result_code, currency)
+       VALUES (0, gen_random_uuid(), gen_random_uuid(), 'h', '2026-11-15T10:00:00Z', '', '', 'KES')
+       RETURNING tableoid::regclass::text AS part`,
+    );
+    assert.equal(rows[0].part, "analytics.rollups_202611");
+  });
+
+  test("live writes making a month's partition together all commit, and it exists once", async () => {
+    const month = new Date(Date.UTC(2031, 0, 10));
+    const results = await Promise.allSettled(replicas.map((p) => withTransaction(p, (tx) => ensurePartition(tx, month))));
+    assert.deepEqual(results.filter((r) => r.status === "rejected"), []);
+    assert.equal((await partitions(db.pool)).filter((n) => n === "rollups_203101").length, 1);
+  });
+
+  test("a partition made by a transaction that rolled back is made again, not taken as there", async () => {
+    const month = new Date(Date.UTC(2032, 4, 1));
+    await assert.rejects(
+      withTransaction(replicas[0], async (tx) => {
+        await ensurePartition(tx, month);
+        throw new Error("the batch failed after its partition was made");
+      }),
+      /the batch failed/,
+    );
+    assert.ok(!(await partitions(db.pool)).includes("rollups_203205"), "rolled back with its transaction");
+    await withTransaction(replicas[1], (tx) => ensurePartition(tx, month));
+    assert.ok((await partitions(db.pool)).includes("rollups_203205"));
+  });
+});
