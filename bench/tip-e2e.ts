@@ -14,9 +14,8 @@
 //   Customers use one HTTP/2 connection, or one each in replicas mode (BENCH_CONNECTIONS=n: up to n).
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
-import { execFileSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
@@ -43,6 +42,7 @@ import { countWrites, freePort, PlatformProcess, startNats, startPostgres, start
 import { PLATFORM_MAIN } from "@ttip/platform/src/entry.js";
 import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
+import { cpuMs } from "./process-cpu.js";
 import type { CustomersInput } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
@@ -195,30 +195,6 @@ function cpuTimes(): { busy: number; total: number } {
   const idle = n[3] + (n[4] ?? 0);
   const total = n.reduce((a, b) => a + b, 0);
   return { busy: total - idle, total };
-}
-
-const CLOCK_TICK_MS = 1000 / Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim() || 100);
-
-/** CPU time (user + system, ms) of each process, and of a process with its children (a postmaster's backends). */
-function cpuMs(pids: Map<string, number>, withChildren: Set<string>): Map<string, number> {
-  const stats = new Map<number, { ppid: number; ms: number }>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      // Fields after the command's closing parenthesis: state ppid ... utime(14) stime(15).
-      const f = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1].split(" ");
-      stats.set(Number(entry), { ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const out = new Map<string, number>();
-  for (const [name, pid] of pids) {
-    let ms = stats.get(pid)?.ms ?? 0;
-    if (withChildren.has(name)) for (const s of stats.values()) if (s.ppid === pid) ms += s.ms;
-    out.set(name, ms);
-  }
-  return out;
 }
 
 /**

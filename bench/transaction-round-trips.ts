@@ -7,9 +7,9 @@
 // processes', coarse: 10 ms ticks) and wall time; and the ratio now / before.
 //   node --import tsx bench/transaction-round-trips.ts [blocks=40] [transactions per block=250] [concurrency=8]
 //   BENCH_DURABLE=0: fsync off (less noise from the disk; the CPU figures are what matter).
-import { readdirSync, readFileSync } from "node:fs";
 import { createPool, withTransaction, type Pool, type PoolClient } from "@ttip/runtime";
 import { countWrites, startPostgres } from "@ttip/runtime/testing";
+import { cpuMs } from "./process-cpu.js";
 
 const blocks = Number(process.argv[2] ?? 40);
 const perBlock = Number(process.argv[3] ?? 250);
@@ -33,19 +33,7 @@ const ways = new Map<string, Pool>([
 ]);
 
 /** CPU ms of the postmaster and its children (backends, background processes). */
-function postgresCpuMs(): number {
-  let ms = 0;
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const f = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1].split(" ");
-      if (Number(entry) === pg.pid || Number(f[1]) === pg.pid) ms += (Number(f[11]) + Number(f[12])) * 10; // USER_HZ 100
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return ms;
-}
+const postgresCpuMs = () => cpuMs(new Map([["postgres", pg.pid]]), new Set(["postgres"])).get("postgres")!;
 
 const statements = async (tx: PoolClient, id: number) => {
   await tx.query("UPDATE counters SET n = n + 1 WHERE id = $1 RETURNING n", [id]);
