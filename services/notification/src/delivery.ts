@@ -483,9 +483,11 @@ export class Dispatcher {
   /**
    * Claims the delivery and sends it; records any outcome but an acceptance,
    * which is returned for the caller to record (with others, in runMany).
+   * `claimed`: what claimManyUnlocked decided, null when it left the delivery to claim().
    */
-  private async attempt(deliveryId: string, claimed?: Claim): Promise<AcceptedSend | undefined> {
-    let claim = claimed ?? (await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
+  private async attempt(deliveryId: string, claimed?: Claim | null): Promise<AcceptedSend | undefined> {
+    let claim =
+      claimed ?? (claimed === null ? undefined : await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
     if (claim.kind === "resolve") {
       // Rare (a user we have no number for): ask, then claim again.
       await this.resolveAddress(deliveryId, claim.pending);
@@ -510,8 +512,8 @@ export class Dispatcher {
    * claimed in one statement each for all of them, not two per delivery; the
    * sends go on concurrently, and those the providers accepted are recorded
    * together in one statement once all have settled (anything else is recorded
-   * as in run(), one by one). Any other case, or a lost claim, goes through the
-   * claims of run(). Throws the first failure (a RetryLater, say) once all are
+   * as in run(), one by one). Any other case, or a lost claim, is decided
+   * under the row's lock (claim()). Throws the first failure (a RetryLater, say) once all are
    * recorded, so the caller has them delivered again: those done meanwhile then
    * read as done.
    */
@@ -519,7 +521,7 @@ export class Dispatcher {
     assert(deliveryIds.length <= DISPATCH_BATCH_MAX, "dispatch batch too large");
     const ids = [...new Set(deliveryIds)];
     const claims = await this.claimManyUnlocked(ids);
-    const results = await Promise.allSettled(ids.map((id) => around(id, () => this.attempt(id, claims.get(id)))));
+    const results = await Promise.allSettled(ids.map((id) => around(id, () => this.attempt(id, claims.get(id) ?? null))));
     const accepted = results.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
     if (accepted.length) await this.recordAccepted(accepted, around);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
