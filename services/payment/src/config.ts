@@ -49,6 +49,11 @@ export interface PaymentConfig {
    * that dies mid-pass leaves them untouched this long; another may then take them over.
    */
   reconcileLeaseMs?: number;
+  /**
+   * How often a WatchTip/WatchPayout stream reads its row when no change wakes
+   * it (default 1 s): the safety net under the replicas' wake-ups.
+   */
+  watchPollMs?: number;
   fraud: FraudLimits;
   /** Card tips (Stripe, PayPal); undefined when no card provider is configured (card tips: FAILED_PRECONDITION). */
   cards?: CardsConfig;

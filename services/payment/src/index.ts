@@ -1,9 +1,9 @@
-import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { clockOf, perContext, type Clock, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
 import { registerC2bUrls } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
+import { ChangeFeed } from "./changes.js";
 import { createCardHub } from "./cards/hub.js";
 import { reconcileCardTips } from "./cards/tips.js";
 import { cardWebhookFilter } from "./cards/webhooks.js";
@@ -59,7 +59,7 @@ function paymentDeps(ctx: ServiceContext, config: () => PaymentConfig): Deps {
     ctx,
     config,
     ledger: new Ledger(ctx),
-    changes: new EventEmitter().setMaxListeners(0),
+    changes: new ChangeFeed(ctx.bus),
     background: new Set(),
     daraja: darajaClientOf(config, () => clockOf(ctx)),
   };
@@ -89,15 +89,18 @@ function paymentHttp(deps: Deps): HttpFilter {
 }
 
 /**
- * Starts the background work: C2B URL registration (when configured) and the
- * reconciliation loop. The stop ends both and waits for work still in flight.
+ * Starts the background work: other replicas' wake-ups for this one's watchers,
+ * C2B URL registration (when configured) and the reconciliation loop. The stop
+ * ends them and waits for work still in flight.
  */
 async function startPayment(deps: Deps): Promise<() => Promise<void>> {
+  const stopListening = await deps.changes.listen();
   const config = deps.config;
   const registering = { on: true };
   const registration = config().c2b?.registerOnStart ? registerInBackground(deps, registering) : Promise.resolve();
   const interval = config().reconcileIntervalMs;
   const drainBackground = async () => {
+    await stopListening();
     registering.on = false;
     await registration;
     while (deps.background.size) await Promise.allSettled([...deps.background]);

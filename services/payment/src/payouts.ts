@@ -153,7 +153,7 @@ async function finishPayout(deps: PayoutDeps, payoutId: string, f: Finish): Prom
   }
   if (done) {
     paymentMetrics(deps.ctx.metrics).payouts.inc({ status: f.success ? "succeeded" : "failed" });
-    deps.changes.emit(payoutChangeKey(payoutId));
+    deps.changes.announce(payoutChangeKey(payoutId));
   }
   return done ? "accepted" : "duplicate";
 }
@@ -192,7 +192,7 @@ export async function markQueueTimeout(deps: PayoutDeps, payoutId: string, r: Pa
     "UPDATE payment.payouts SET status = 'resolving', next_check_at = now() WHERE payout_id = $1 AND status IN ('pending', 'resolving')",
     [payoutId],
   );
-  if (rowCount) deps.changes.emit(payoutChangeKey(payoutId));
+  if (rowCount) deps.changes.announce(payoutChangeKey(payoutId));
   return rowCount ? "resolving" : "duplicate";
 }
 

@@ -3,12 +3,12 @@
 // wallet once per payment.
 import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { EventEmitter } from "node:events";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
+import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
 import { evaluateTipWith, type FraudHit, recordAlert, refusal, type TipPrecheck } from "./fraud.js";
@@ -70,8 +70,8 @@ export interface Deps {
   config: () => PaymentConfig;
   daraja: () => DarajaClient;
   ledger: Ledger;
-  /** Wakes WatchTip streams in this process at once (others poll). */
-  changes: EventEmitter;
+  /** Wakes WatchTip/WatchPayout streams: this replica's at once, the others' through the bus. */
+  changes: ChangeFeed;
   /**
    * Called after a tip's money reached the worker's wallet (automatic payout); runs in the background.
    * `settings`: the worker's payout settings when the credit read them (null: the worker has none).
@@ -306,7 +306,7 @@ async function failTip(deps: Deps, tipId: string, resultCode: string, messageKey
     if (rows[0]) await emitTipFailed(tx, rows[0], true);
     return rows.length > 0;
   }).then((failed) => failed && paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" }));
-  deps.changes.emit(tipId);
+  deps.changes.announce(tipId);
 }
 
 async function emitTipFailed(tx: Queryable, tip: TipRow, pushRefused = false) {
@@ -408,7 +408,7 @@ export async function applyStkOutcomeTo(deps: Deps, ref: TipRef, o: StkOutcome, 
 /** What follows a committed decision: watchers told, a success credited. */
 async function afterDecision(deps: Deps, tipId: string, result: ApplyResult, decided: TipRow | undefined): Promise<void> {
   // Watchers get the row as committed when this decided it; otherwise they read it.
-  deps.changes.emit(tipId, result === "credited" || result === "held" || result === "failed" ? decided : undefined);
+  deps.changes.announce(tipId, result === "credited" || result === "held" || result === "failed" ? decided : undefined);
   if (result === "failed") paymentMetrics(deps.ctx.metrics).tips.inc({ status: "failed", method: "mpesa" });
   if (result === "credited" || result === "held") await postCredit(deps, tipId, decided);
 }
@@ -751,7 +751,7 @@ async function expireTip(deps: Deps, tipId: string): Promise<boolean> {
     return rows.length > 0;
   });
   if (done) paymentMetrics(deps.ctx.metrics).tips.inc({ status: "expired", method: "mpesa" });
-  deps.changes.emit(tipId);
+  deps.changes.announce(tipId);
   return done;
 }
 

@@ -70,8 +70,19 @@ export interface EventBus {
    * models). Resolves to how many messages were handed over.
    */
   readStored?(options: ReadStoredOptions): Promise<number>;
+  /**
+   * Ephemeral fan-out (NATS core, nothing stored): every listener in every
+   * process connected to the bus hears it at most once, none if it was not
+   * listening. For wake-ups only (a replica's watchers), never for facts.
+   */
+  notify?(subject: string, data: Uint8Array): void;
+  /** Hears what notify sends on `subject` from now on (any process). */
+  listen?(subject: string, handler: (data: Uint8Array) => void): Promise<{ stop(): Promise<void> }>;
   close(): Promise<void>;
 }
+
+/** Notifications live outside the stream's subjects (`<prefix>.>`), so JetStream never stores them. */
+const NOTIFY_TOKEN = "_notify";
 
 const REDELIVERY_DELAY_MS = 1_000;
 
@@ -294,6 +305,31 @@ export class JetStreamBus implements EventBus {
     return count;
   }
 
+  notify(subject: string, data: Uint8Array): void {
+    try {
+      this.nc.publish(`${NOTIFY_TOKEN}.${this.toWire(subject)}`, data);
+    } catch (err) {
+      // Best effort by contract: a lost wake-up costs a listener's poll interval, nothing more.
+      this.logger.debug({ err, subject }, "notification not sent");
+    }
+  }
+
+  async listen(subject: string, handler: (data: Uint8Array) => void) {
+    const sub = this.nc.subscribe(`${NOTIFY_TOKEN}.${this.toWire(subject)}`, {
+      callback: (err, m) => {
+        if (err) this.logger.warn({ err, subject }, "notification subscription failed");
+        else handler(m.data);
+      },
+    });
+    // Registered at the server before the caller relies on hearing others.
+    await this.nc.flush();
+    return {
+      stop: async () => {
+        sub.unsubscribe();
+      },
+    };
+  }
+
   async close(): Promise<void> {
     await this.nc.drain();
   }
@@ -467,8 +503,26 @@ export class InProcessBus implements EventBus {
     return count;
   }
 
+  private readonly listeners = new Set<{ subject: string; handler: (data: Uint8Array) => void }>();
+
+  notify(subject: string, data: Uint8Array): void {
+    // Heard on a later tick, never inside notify(), as over a network.
+    for (const l of this.listeners) if (l.subject === subject) setImmediate(() => l.handler(data.slice()));
+  }
+
+  async listen(subject: string, handler: (data: Uint8Array) => void) {
+    const listener = { subject, handler };
+    this.listeners.add(listener);
+    return {
+      stop: async () => {
+        this.listeners.delete(listener);
+      },
+    };
+  }
+
   async close(): Promise<void> {
     this.closed = true;
+    this.listeners.clear();
     for (const c of this.consumers.values()) c.wake();
   }
 }

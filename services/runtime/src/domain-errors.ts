@@ -119,6 +119,16 @@ export class RateLimitedError extends DomainError {
   }
 }
 
+/**
+ * The call lost to a concurrent change of the same data (a deadlock, a
+ * serialization failure) and its transaction was rolled back: sending it again,
+ * with the same idempotency key, may succeed. ABORTED, as gRPC's codes say of a transaction abort.
+ */
+export class ConcurrentChangeError extends DomainError {
+  readonly code = Code.Aborted;
+  readonly reason = "CONCURRENT_CHANGE";
+}
+
 /** A service or provider this call needs cannot answer now; retrying later may work. */
 export class DependencyUnavailableError extends DomainError {
   readonly code = Code.Unavailable;

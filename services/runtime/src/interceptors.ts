@@ -2,7 +2,8 @@ import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { Code, ConnectError, createContextKey, type ContextValues, type Interceptor } from "@connectrpc/connect";
-import { connectErrorOf } from "./domain-errors.js";
+import { databaseConflictOf } from "./db-conflicts.js";
+import { ConcurrentChangeError, connectErrorOf } from "./domain-errors.js";
 import { REQUEST_ID_HEADER } from "./headers.js";
 import type { Logger } from "./log.js";
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{8,128}$/;
@@ -60,8 +61,10 @@ export interface ErrorLogOptions {
  * Hides internal details and logs each error once, where it happens: a
  * DomainError becomes its Connect code (the one place domain refusals are
  * mapped); a client's mistake is logged at debug only (the gateway's access
- * log has one line per call); a server fault at error; any other error that
- * is not a ConnectError is a bug, answered as INTERNAL with the request id to quote.
+ * log has one line per call); a server fault at error; a statement that lost
+ * to a concurrent transaction (db-conflicts.ts) is ABORTED, logged at warn; any
+ * other error that is not a ConnectError is a bug, answered as INTERNAL with
+ * the request id to quote.
  */
 export function errorInterceptor(logger: Logger, options: ErrorLogOptions = {}): Interceptor {
   return (next) => async (req) => {
@@ -77,6 +80,13 @@ export function errorInterceptor(logger: Logger, options: ErrorLogOptions = {}):
         const fault = SERVER_FAULT.has(err.code) && !options.relayed;
         logger[fault ? "error" : "debug"]({ rpc, requestId, code: Code[err.code], err: err.rawMessage }, "call failed");
         return err;
+      }
+      const conflict = databaseConflictOf(err);
+      if (conflict) {
+        // Expected under contention, not a bug; many of them say which rows are hot.
+        logger.warn({ rpc, requestId, ...conflict }, "call lost to a concurrent transaction");
+        const message = `the call conflicted with a concurrent change of the same data; retry it with the same idempotency key (request id ${requestId})`;
+        return new ConcurrentChangeError(message).toConnectError();
       }
       logger.error({ rpc, requestId, err }, "unhandled error in handler");
       return new ConnectError(`internal error (request id ${requestId})`, Code.Internal);

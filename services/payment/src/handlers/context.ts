@@ -19,12 +19,16 @@ export function paymentHandlerContext(deps: Deps): PaymentHandlerContext {
 
 export const locale = (ctx: HandlerContext) => ctx.requestHeader.get("accept-language") ?? "en";
 
+const WATCH_POLL_MS = 1_000;
+
 /**
  * Resolves on the next change of a tip (keyed by its id) or a payout (by
- * payoutChangeKey) in this process, after `ms`, or when the client leaves.
- * Armed before the row is read, so a change in between is not missed.
+ * payoutChangeKey) on any replica, after the poll interval (the net under a
+ * lost wake-up), or when the client leaves. Armed before the row is read, so a
+ * change in between is not missed.
  */
-export function nextChange(deps: Deps, key: string, ms: number, signal: AbortSignal): { wait: Promise<TipRow | undefined>; cancel: () => void } {
+export function nextChange(deps: Deps, key: string, signal: AbortSignal): { wait: Promise<TipRow | undefined>; cancel: () => void } {
+  const ms = deps.config().watchPollMs ?? WATCH_POLL_MS;
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(), ms);
   const onAbort = () => ac.abort();

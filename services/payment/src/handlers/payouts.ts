@@ -72,8 +72,8 @@ function watchPayoutHandler(h: PaymentHandlerContext): Impl["watchPayout"] {
     // As long as a payout may take to resolve (Daraja's queue, then status queries), and no longer.
     const until = Date.now() + 15 * 60_000;
     while (!ctx.signal.aborted && Date.now() < until) {
-      // Woken at once by changes in this process; polls for those made by other replicas.
-      const change = nextChange(deps, payoutChangeKey(req.payoutId), 1000, ctx.signal);
+      // Woken at once by a change on any replica; polls in case a wake-up was lost.
+      const change = nextChange(deps, payoutChangeKey(req.payoutId), ctx.signal);
       try {
         const p = await loadPayout(pool, req.payoutId);
         if (!p || p.workerId !== caller.subject) throw new NotFoundError("payout_id: no such payout");

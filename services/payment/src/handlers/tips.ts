@@ -134,8 +134,8 @@ function watchTipHandler(h: PaymentHandlerContext): Impl["watchTip"] {
     let committed: Tip | undefined;
     const until = Date.now() + 15 * 60_000;
     while (!ctx.signal.aborted && Date.now() < until) {
-      // Woken at once by changes in this process; polls for those made by other replicas.
-      const change = nextChange(deps, req.tipId, 1000, ctx.signal);
+      // Woken at once by a change on any replica; polls in case a wake-up was lost.
+      const change = nextChange(deps, req.tipId, ctx.signal);
       try {
         const tip = committed ?? (await tipById(pool, req.tipId));
         if (!tip) throw new NotFoundError("tip_id: no such tip");

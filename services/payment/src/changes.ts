@@ -1,0 +1,42 @@
+import { randomUUID } from "node:crypto";
+import { EventEmitter } from "node:events";
+import type { EventBus } from "@ttip/runtime";
+
+/** The bus notification every payment replica listens to for its watchers (nothing stored). */
+export const WATCH_WAKE_SUBJECT = "ttip.payment.watch_wake";
+
+/** A change key is a tip id or a payoutChangeKey: short; a longer one is not ours. */
+const MAX_KEY_LENGTH = 128;
+
+/**
+ * Wakes WatchTip/WatchPayout streams: this process's at once (with the row
+ * when the change has it), every other replica's through the bus's
+ * notification. A lost notification costs a watcher its poll interval, never
+ * a change: the watchers still read the committed row on every poll.
+ */
+export class ChangeFeed extends EventEmitter {
+  /** This replica's mark on what it sends, so it does not wake its own watchers twice. */
+  private readonly origin = randomUUID();
+
+  constructor(private readonly bus: Pick<EventBus, "notify" | "listen">) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  /** Tells the watchers of `key` that a committed change happened; call after the commit. */
+  announce(key: string, row?: unknown): void {
+    this.emit(key, row);
+    if (key.length <= MAX_KEY_LENGTH) this.bus.notify?.(WATCH_WAKE_SUBJECT, Buffer.from(`${this.origin} ${key}`));
+  }
+
+  /** Wakes this process's watchers on other replicas' changes until stopped; a no-op on a bus without notifications. */
+  async listen(): Promise<() => Promise<void>> {
+    if (!this.bus.listen) return async () => undefined;
+    const sub = await this.bus.listen(WATCH_WAKE_SUBJECT, (data) => {
+      const [origin, key] = Buffer.from(data).toString("utf8").split(" ");
+      // "error" would make the emitter throw: no tip or payout has that key.
+      if (origin !== this.origin && key && key !== "error" && key.length <= MAX_KEY_LENGTH) this.emit(key);
+    });
+    return () => sub.stop();
+  }
+}

@@ -1,0 +1,93 @@
+// Two payment replicas on one database and one NATS server, as under an HPA: a
+// customer's WatchTip on one replica hears a decision committed by the other at
+// once, not at its next poll.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { createPeers, JetStreamBus, Metrics, RedisCache, signingInterceptor, startService, type RunningService, type ServiceContext } from "@ttip/runtime";
+import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { wallet } from "@ttip/wallet";
+import { createPaymentModule, type PaymentConfig } from "../src/index.js";
+import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "../src/testing.js";
+import { KES, phone } from "./setup.js";
+
+// Far longer than the wake-up may take: a watcher that only polls cannot pass.
+const WATCH_POLL_MS = 30_000;
+const WOKEN_WITHIN_MS = 10_000;
+
+describe("WatchTip across payment replicas (JetStream bus)", () => {
+  let db: TestDatabase;
+  let sim: DarajaSimulator;
+  const buses: JetStreamBus[] = [];
+  const caches: RedisCache[] = [];
+  const running: RunningService[] = [];
+  let peers: ReturnType<typeof createPeers>;
+  let replicaA: string;
+  let replicaB: string;
+
+  before(async () => {
+    db = await createTestDatabase();
+    // The callback comes late enough for the watcher on A to be waiting on its first PENDING.
+    sim = await startDarajaSimulator({ callbackDelayMs: 400 });
+    const config: PaymentConfig = simulatedPaymentConfig(sim, { watchPollMs: WATCH_POLL_MS });
+    const { logger } = captureLogger("silent");
+    const stream = uniqueName("W").toUpperCase();
+    const subjectPrefix = uniqueName("ev");
+    const urls = new Map<string, string>();
+    peers = createPeers((name) => urls.get(name));
+    /** One replica's own connections (bus, cache, metrics) to the shared servers. */
+    const replicaContext = async (): Promise<ServiceContext> => {
+      const bus = await JetStreamBus.connect({ servers: testEnv().natsUrl, stream, subjectPrefix, logger, redeliveryDelayMs: 100 });
+      const cache = new RedisCache(testEnv().redisUrl, `${subjectPrefix}:`);
+      buses.push(bus);
+      caches.push(cache);
+      return { logger, pool: db.pool, bus, cache, metrics: new Metrics(), peers };
+    };
+    const ctxA = await replicaContext();
+    const walletService = await startService(wallet, ctxA);
+    urls.set("wallet", walletService.server.url);
+    running.push(walletService);
+    const a = await startService(createPaymentModule({ config: () => config }), ctxA);
+    const b = await startService(createPaymentModule({ config: () => config }), await replicaContext());
+    running.push(a, b);
+    replicaA = a.server.url;
+    replicaB = b.server.url;
+    urls.set("payment", replicaA);
+    // Daraja calls back replica B (the ingress may route it to any replica).
+    config.callbackBaseUrl = replicaB;
+  });
+  after(async () => {
+    for (const s of running.reverse()) await s.close();
+    peers?.close();
+    for (const b of buses) await b.close();
+    for (const c of caches) await c.close();
+    await sim?.close();
+    await db?.drop();
+  });
+
+  test("a watcher on replica A sees SUCCEEDED decided by replica B's callback, well before A's poll", async () => {
+    const onA = createClient(PaymentService, createGrpcTransport({ baseUrl: replicaA, interceptors: [signingInterceptor()] }));
+    const { tip } = await onA.createTip({
+      idempotencyKey: randomUUID(),
+      recipient: { case: "workerId", value: randomUUID() },
+      amount: KES(100),
+      payment: { case: "mpesaPhone", value: phone() },
+    });
+    const seen: TipStatus[] = [];
+    const started = Date.now();
+    try {
+      for await (const m of onA.watchTip({ tipId: tip!.tipId }, { signal: AbortSignal.timeout(WOKEN_WITHIN_MS) })) seen.push(m.tip!.status);
+    } catch (err) {
+      assert.fail(`the watcher on A saw ${JSON.stringify(seen.map((s) => TipStatus[s]))} and no decision within ${WOKEN_WITHIN_MS} ms (${(err as Error).message})`);
+    }
+    const tookMs = Date.now() - started;
+    assert.deepEqual(seen, [TipStatus.PENDING, TipStatus.SUCCEEDED], "A streamed the pending tip, then its success");
+    assert.ok(tookMs < WATCH_POLL_MS / 3, `woken in ${tookMs} ms, not by the ${WATCH_POLL_MS} ms poll`);
+    const tx = sim.transactions().find((t) => t.callbackUrl?.includes("/daraja/stk/"));
+    assert.ok(tx?.callbackUrl?.startsWith(replicaB), "the callback was decided by replica B, not A");
+  });
+});
