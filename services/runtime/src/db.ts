@@ -76,7 +76,10 @@ function hookStatements(pool: pg.Pool, pipelinedBegin: boolean): void {
         beginOwed.add(client);
         return Promise.resolve(nothingSent("BEGIN"));
       }
-      const sent = beginOwed.delete(client) ? sendWithBegin(client, query, args, () => beginOwed.add(client)) : query.apply(client, args);
+      // Owed again only out of any transaction (the status before the statement): a connection
+      // still in one gets its ROLLBACK sent, not answered here.
+      const owedAgain = () => void (client.getTransactionStatus() === "I" && beginOwed.add(client));
+      const sent = beginOwed.delete(client) ? sendWithBegin(client, query, args, owedAgain) : query.apply(client, args);
       return announceOutboxCommits(client, args[0], sent);
     };
   });

@@ -109,8 +109,13 @@ class StatementAfterBegin extends PgQuery {
   }
 
   handleError(err: Error, connection: ProtocolConnection): void {
-    // BEGIN itself failed: the server skipped the statement's Parse, which pg could not unbook by name.
-    if (this.stage === "begin sent" && this.statementName) delete connection.submittedNamedStatements[this.statementName];
+    if (this.stage === "begin sent") {
+      // BEGIN did not run: it failed (the server skipped the statement's Parse, which pg could not
+      // unbook by name), or the simple query was refused whole (a syntax error runs none of its
+      // statements). BEGIN is still owed: what the caller sends next must not run outside it.
+      if (this.statementName) delete connection.submittedNamedStatements[this.statementName];
+      this.unsent();
+    }
     super.handleError(err, connection);
   }
 }
@@ -124,7 +129,7 @@ export function nothingSent(command: string): pg.QueryResult {
  * Sends `args` (client.query's arguments) through `query` with BEGIN in
  * front. A COMMIT or ROLLBACK first ends a transaction that never began:
  * nothing is sent. `unsent` runs if the statement was refused before anything
- * was written (BEGIN is still owed).
+ * was written, or BEGIN did not run (BEGIN is still owed).
  */
 export function sendWithBegin(client: pg.ClientBase, query: (...args: unknown[]) => unknown, args: unknown[], unsent: () => void): unknown {
   const [config, values, callback] = args;

@@ -105,6 +105,20 @@ test("an error in the first statement rolls back and leaves the connection usabl
     }
   }));
 
+test("a first statement refused whole (a syntax error: BEGIN in its message never ran) leaves BEGIN owed: what follows is still inside the transaction", () =>
+  withOneConnection(async (pool) => {
+    await assert.rejects(
+      withTransaction(pool, async (tx) => {
+        await assert.rejects(tx.query("SELEC 1"), (err: pg.DatabaseError) => err.code === "42601");
+        await tx.query("INSERT INTO notes VALUES ($1, $2)", [3, "rolled back"]).catch(() => undefined);
+        throw new Error("business rule failed");
+      }),
+      /business rule failed/,
+    );
+    const { rows } = await pool.query("SELECT 1 FROM notes WHERE id = 3");
+    assert.equal(rows.length, 0, "the INSERT ran in the transaction that was rolled back, not on its own");
+  }));
+
 test("a first statement that fails to prepare can be prepared again once it is valid", () =>
   withOneConnection(async (pool) => {
     await db.pool.query("CREATE TABLE late (id int PRIMARY KEY)");
