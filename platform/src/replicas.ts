@@ -84,7 +84,7 @@ async function runPrimary(cfg: ReplicasConfig): Promise<void> {
   };
   try {
     // One after another: the first makes what every start ensures (signing keys, templates,
-    // analytics' partitions, whose start-up creation is not serialised between processes).
+    // analytics' partitions) before the others look for it.
     for (let i = 0; i < cfg.REPLICAS; i++) await fork();
   } catch (err) {
     await stopAll();

@@ -376,7 +376,7 @@ interface DeliveryRow {
 /** A delivery whose number is to be asked for: whose, and since when. */
 type PendingLookup = { userId: string; createdAt: Date };
 
-type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve"; pending?: PendingLookup } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
+type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve"; pending: PendingLookup } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
 
 /** What a claim read says to do with the delivery (claim() does it under the row's lock). */
 type NextStep =
@@ -395,11 +395,11 @@ interface ClaimedRow extends DeliveryRow {
 }
 
 /**
- * A step that writes nothing, decided on an unlocked read: nothing to do (a final
- * state only moves on by a new event), not due yet (asked again later anyway), or a
- * number to ask for. Undefined for the steps that write.
+ * A step that writes nothing, so needs no lock (claimManyUnlocked decides it on its
+ * unlocked read): nothing to do (a final state only moves on by a new event), not
+ * due yet (asked again later anyway), or a number to ask for. Undefined for the steps that write.
  */
-function decidedUnlocked(row: ClaimedRow, step: NextStep): Claim | undefined {
+function decidedWithoutWrites(row: ClaimedRow, step: NextStep): Claim | undefined {
   if (step.kind === "done" || step.kind === "later") return { kind: step.kind };
   if (step.kind === "resolve") return { kind: "resolve", pending: { userId: row.user_id!, createdAt: row.created_at } };
   return undefined;
@@ -475,17 +475,19 @@ export class Dispatcher {
   }
 
   /** Resolves when the delivery needs nothing more now; throws RetryLater when it is due again soon. */
-  async run(deliveryId: string, claimed?: Claim): Promise<void> {
-    const accepted = await this.attempt(deliveryId, claimed);
+  async run(deliveryId: string): Promise<void> {
+    const accepted = await this.attempt(deliveryId);
     if (accepted) await this.recordAccepted([accepted]);
   }
 
   /**
    * Claims the delivery and sends it; records any outcome but an acceptance,
    * which is returned for the caller to record (with others, in runMany).
+   * `claimed`: what claimManyUnlocked decided, null when it left the delivery to claim().
    */
-  private async attempt(deliveryId: string, claimed?: Claim): Promise<AcceptedSend | undefined> {
-    let claim = claimed ?? (await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
+  private async attempt(deliveryId: string, claimed?: Claim | null): Promise<AcceptedSend | undefined> {
+    let claim =
+      claimed ?? (claimed === null ? undefined : await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
     if (claim.kind === "resolve") {
       // Rare (a user we have no number for): ask, then claim again.
       await this.resolveAddress(deliveryId, claim.pending);
@@ -510,8 +512,8 @@ export class Dispatcher {
    * claimed in one statement each for all of them, not two per delivery; the
    * sends go on concurrently, and those the providers accepted are recorded
    * together in one statement once all have settled (anything else is recorded
-   * as in run(), one by one). Any other case, or a lost claim, goes through the
-   * claims of run(). Throws the first failure (a RetryLater, say) once all are
+   * as in run(), one by one). Any other case, or a lost claim, is decided
+   * under the row's lock (claim()). Throws the first failure (a RetryLater, say) once all are
    * recorded, so the caller has them delivered again: those done meanwhile then
    * read as done.
    */
@@ -519,7 +521,7 @@ export class Dispatcher {
     assert(deliveryIds.length <= DISPATCH_BATCH_MAX, "dispatch batch too large");
     const ids = [...new Set(deliveryIds)];
     const claims = await this.claimManyUnlocked(ids);
-    const results = await Promise.allSettled(ids.map((id) => around(id, () => this.attempt(id, claims.get(id)))));
+    const results = await Promise.allSettled(ids.map((id) => around(id, () => this.attempt(id, claims.get(id) ?? null))));
     const accepted = results.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
     if (accepted.length) await this.recordAccepted(accepted, around);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
@@ -542,7 +544,7 @@ export class Dispatcher {
    * and, when it is to be sent now, claimed by its attempt count (compare and set: a delivery
    * another dispatcher claimed or changed since the statement's snapshot is not claimed), its
    * attempt recorded as sending. The statement sends what nextStep() sends, by the same rules;
-   * a step that writes nothing is said at once (decidedUnlocked). By delivery id; a missing one
+   * a step that writes nothing is said at once (decidedWithoutWrites). By delivery id; a missing one
    * (a lost race, or a step that writes) is left to claim(), under the row's lock.
    */
   private async claimManyUnlocked(ids: string[], mayResolve = true): Promise<Map<string, Claim>> {
@@ -575,7 +577,7 @@ export class Dispatcher {
         claims.set(d.id, { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 });
         continue;
       }
-      const decided = decidedUnlocked(row, step);
+      const decided = decidedWithoutWrites(row, step);
       if (decided) claims.set(row.id, decided);
     }
     return claims;
@@ -584,12 +586,10 @@ export class Dispatcher {
   /**
    * An SMS to a user whose number we lacked: ask auth (outside any
    * transaction: embedded mode has one connection, which auth needs too) and
-   * keep the answer in recipients for next time. `known`: the delivery as the
-   * claim read it (else it is read here).
+   * keep the answer in recipients for next time. `pending`: the delivery as the
+   * claim read it.
    */
-  private async resolveAddress(id: string, known?: PendingLookup): Promise<void> {
-    const pending = known ?? (await this.pendingLookup(id));
-    if (!pending) return;
+  private async resolveAddress(id: string, pending: PendingLookup): Promise<void> {
     let contact: Awaited<ReturnType<ContactLookup>> = null;
     let error = "no phone number on file";
     try {
@@ -620,16 +620,6 @@ export class Dispatcher {
     );
   }
 
-  /** The delivery's user when it is an SMS still waiting for their number. */
-  private async pendingLookup(id: string): Promise<PendingLookup | undefined> {
-    const { rows } = await this.o.pool.query<{ user_id: string; created_at: Date }>(
-      `SELECT user_id, created_at FROM notification.deliveries
-        WHERE id = $1 AND channel = $2 AND address = '' AND user_id IS NOT NULL AND status IN ('queued', 'retrying')`,
-      [id, Channel.SMS],
-    );
-    return rows[0] && { userId: rows[0].user_id, createdAt: rows[0].created_at };
-  }
-
   /** The delivery with its number's STOP and its last attempt, in one round trip; locked when `lock`. */
   private async readClaim(db: Queryable, id: string, lock: boolean): Promise<ClaimedRow | undefined> {
     const { rows } = await db.query<ClaimedRow>(`${CLAIM_SELECT} WHERE d.id = $1${lock ? " FOR UPDATE OF d" : ""}`, [id]);
@@ -650,7 +640,7 @@ export class Dispatcher {
       case "done":
       case "later":
       case "resolve":
-        return { kind: step.kind };
+        return decidedWithoutWrites(row, step)!;
       case "park":
         await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [id]);
         return { kind: "done" };

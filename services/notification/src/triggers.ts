@@ -182,6 +182,15 @@ function askingFirst(bus: EventBus, first: (messages: DeliveredMessage[]) => Pro
   return wrapped;
 }
 
+/** The message's event, or none when it cannot be read. */
+function readable<E>(decode: (m: DeliveredMessage) => E, message: DeliveredMessage): E[] {
+  try {
+    return [decode(message)];
+  } catch {
+    return [];
+  }
+}
+
 function shardOf(deliveryId: string): number {
   return createHash("sha1").update(deliveryId).digest()[0] % DISPATCH_SHARDS;
 }
@@ -200,7 +209,8 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
       await consumeEventBatches({
         bus: ask
           ? askingFirst(ctx.bus, async (messages) => {
-              const answer = await ask(messages.map(decode), deps);
+              // One that cannot be read is left to fail in handleBatch, where the batch is split around it.
+              const answer = await ask(messages.flatMap((m) => readable(decode, m)), deps);
               for (const m of messages) asked.set(m, answer);
             })
           : ctx.bus,

@@ -84,17 +84,17 @@ describe("notification with the auth service", () => {
   });
 
   /** A user signed up through auth with an OTP this service sent, then given `roles` (as an admin would). */
-  async function signUp(locale: Locale, roles: string[], displayName = ""): Promise<{ userId: string; phone: string }> {
-    const authApi = createClient(AuthService, t.ctx.peers("auth"));
+  async function signUp(locale: Locale, roles: string[], displayName = "", s: TestService = t): Promise<{ userId: string; phone: string }> {
+    const authApi = createClient(AuthService, s.ctx.peers("auth"));
     const phone = `+2547${String(randomInt(0, 100_000_000)).padStart(8, "0")}`;
     const { challengeId } = await authApi.startPhoneVerification({ phone, locale });
     const otpSms = await eventually("the OTP SMS", () => sim.sent.find((m) => m.to === phone));
     const code = /(\d{6})/.exec(otpSms.body)![1];
     const verified = await authApi.verifyPhoneOtp({ challengeId, otp: code, role: Role.WORKER });
     const userId = JSON.parse(Buffer.from(verified.tokens!.accessToken.split(".")[1], "base64url").toString()).sub as string;
-    await t.db.pool.query("UPDATE auth.users SET roles = $2, display_name = $3 WHERE user_id = $1", [userId, roles, displayName]);
+    await s.db.pool.query("UPDATE auth.users SET roles = $2, display_name = $3 WHERE user_id = $1", [userId, roles, displayName]);
     await eventually("the user's locale", async () => {
-      const r = await t.db.pool.query("SELECT locale FROM notification.recipients WHERE user_id = $1", [userId]);
+      const r = await s.db.pool.query("SELECT locale FROM notification.recipients WHERE user_id = $1", [userId]);
       return r.rows[0]?.locale === (locale === Locale.SW ? "sw" : "en");
     });
     return { userId, phone };
@@ -145,5 +145,26 @@ describe("notification with the auth service", () => {
     assert.equal(staffAlerts(blockedAdmin.phone).length, 0, "a blocked admin is not alerted");
     const logged = await t.db.pool.query("SELECT address_masked FROM notification.deliveries WHERE source_key = $1 AND user_id = $2 AND channel = $3", [`tip-held:${tipId}`, admin.userId, Channel.SMS]);
     assert.equal(logged.rows[0].address_masked, `${admin.phone.slice(1, 5)}******${admin.phone.slice(-2)}`);
+  });
+
+  test("a fraud alert that cannot be read holds back no hold in its batch: the others' staff are alerted", async () => {
+    // The in-process bus hands both messages over in one batch, and again as they were after a failure.
+    const s = await startTestService(
+      createNotificationModule({ config: { providers: sim.config(), retry: { ...DEFAULT_RETRY, baseDelayMs: 30 }, publicUrl: () => "" } }),
+      { bus: "in-process", with: [createAuth({ env: { AUTH_OTP_SENDER: "notification", AUTH_OTP_PER_IP_PER_HOUR: "1000" } })] },
+    );
+    try {
+      const admin = await signUp(Locale.EN, ["admin"], "", s);
+      const eventId = randomUUID();
+      const held = create(FraudAlertSchema, { meta: { id: eventId, producer: "payment" }, alertId: randomUUID(), reasonCode: "AMOUNT_OUTLIER", tipId: randomUUID(), action: "held" });
+      await Promise.all([
+        s.ctx.bus.publish({ id: randomUUID(), subject: "ttip.payment.fraud_alert", data: new Uint8Array([0xff, 0xff, 0xff]) }),
+        s.ctx.bus.publish({ id: eventId, subject: "ttip.payment.fraud_alert", data: toBinary(FraudAlertSchema, held) }),
+      ]);
+      const alert = await eventually("the admin's alert", () => sim.sent.find((m) => m.to === admin.phone && m.body.startsWith("A tip of")));
+      assert.match(alert.body, /held for review: amount outlier/);
+    } finally {
+      await s.close();
+    }
   });
 });
