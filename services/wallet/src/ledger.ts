@@ -214,18 +214,13 @@ export async function postEntry(db: Queryable, input: EntryInput): Promise<PostR
   const entryId = randomUUID();
   const hash = fingerprint(input);
   const posted = await runPosting(db, input, entryId, hash, conversions);
-  if (posted.refused_line !== null) {
-    // Nothing was written. A key already used answers as a replay would: the first entry, or ALREADY_EXISTS.
-    const prior = await priorEntry(db, input.idempotencyKey);
-    if (prior) return replayedEntry(db, input, hash, prior);
-    throw refusedLine(input, posted.refused_line, posted.refused_held);
-  }
-  if (posted.claimed_entry_id === null) {
-    const prior = await priorEntry(db, input.idempotencyKey);
-    if (!prior) throw new Error(`entry key ${input.idempotencyKey} was neither claimed nor found`);
-    return replayedEntry(db, input, hash, prior);
-  }
-  return { entry: journalEntryOf(entryId, input, posted.posted_at!), created: true };
+  if (posted.claimed_entry_id !== null) return { entry: journalEntryOf(entryId, input, posted.posted_at!), created: true };
+  // Nothing was written (a refused line claims nothing either). A key already used answers as a replay
+  // would, whatever the lines: the first entry, or ALREADY_EXISTS.
+  const prior = await priorEntry(db, input.idempotencyKey);
+  if (prior) return replayedEntry(db, input, hash, prior);
+  if (posted.refused_line !== null) throw refusedLine(input, posted.refused_line, posted.refused_held);
+  throw new Error(`entry key ${input.idempotencyKey} was neither claimed nor found`);
 }
 
 /**
