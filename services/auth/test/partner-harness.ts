@@ -115,6 +115,13 @@ export class AckLosingBus implements EventBus {
       },
     });
   }
+  /** Wake-ups pass straight through: only acks are lost here. */
+  notify(subject: string, data: Uint8Array) {
+    this.inner.notify(subject, data);
+  }
+  listen(subject: string, handler: (data: Uint8Array) => void) {
+    return this.inner.listen(subject, handler);
+  }
   close() {
     return this.inner.close();
   }

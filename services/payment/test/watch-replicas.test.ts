@@ -12,7 +12,7 @@ import { createPeers, JetStreamBus, Metrics, RedisCache, signingInterceptor, sta
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { createPaymentModule, type PaymentConfig } from "../src/index.js";
-import { simulatedPaymentConfig, startDarajaSimulator, type DarajaSimulator } from "../src/testing.js";
+import { simulatedPaymentConfig, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type StripeSimulator } from "../src/testing.js";
 import { KES, phone } from "./setup.js";
 
 // Far longer than the wake-up may take: a watcher that only polls cannot pass.
@@ -22,6 +22,7 @@ const WOKEN_WITHIN_MS = 10_000;
 describe("WatchTip across payment replicas (JetStream bus)", () => {
   let db: TestDatabase;
   let sim: DarajaSimulator;
+  let stripe: StripeSimulator;
   const buses: JetStreamBus[] = [];
   const caches: RedisCache[] = [];
   const running: RunningService[] = [];
@@ -33,7 +34,18 @@ describe("WatchTip across payment replicas (JetStream bus)", () => {
     db = await createTestDatabase();
     // The callback comes late enough for the watcher on A to be waiting on its first PENDING.
     sim = await startDarajaSimulator({ callbackDelayMs: 400 });
-    const config: PaymentConfig = simulatedPaymentConfig(sim, { watchPollMs: WATCH_POLL_MS });
+    stripe = await startStripeSimulator({ webhookDelayMs: 10 });
+    const config: PaymentConfig = simulatedPaymentConfig(sim, {
+      watchPollMs: WATCH_POLL_MS,
+      cards: {
+        stripe: { secretKey: stripe.secretKey, publishableKey: stripe.publishableKey, webhookSecret: stripe.webhookSecret, apiBase: stripe.url, webhookToleranceS: 300, timeoutMs: 5000 },
+        returnUrl: "http://127.0.0.1/tip/done",
+        // No reconciliation pass during the test: only the webhook on B may decide a card tip.
+        expireAfterMs: 60 * 60_000,
+        checkAfterMs: 60 * 60_000,
+        rules: { maxPerTipKesMinor: 100_000_00n, perCardPerHour: 3, perCardDailyKesMinor: 150_000_00n, countryMismatch: "off" },
+      },
+    });
     const { logger } = captureLogger("silent");
     const stream = uniqueName("W").toUpperCase();
     const subjectPrefix = uniqueName("ev");
@@ -59,6 +71,8 @@ describe("WatchTip across payment replicas (JetStream bus)", () => {
     urls.set("payment", replicaA);
     // Daraja calls back replica B (the ingress may route it to any replica).
     config.callbackBaseUrl = replicaB;
+    // So does Stripe's webhook.
+    stripe.setWebhookUrl(`${replicaB}/stripe/webhook`);
   });
   after(async () => {
     for (const s of running.reverse()) await s.close();
@@ -66,6 +80,7 @@ describe("WatchTip across payment replicas (JetStream bus)", () => {
     for (const b of buses) await b.close();
     for (const c of caches) await c.close();
     await sim?.close();
+    await stripe?.close();
     await db?.drop();
   });
 
@@ -100,5 +115,39 @@ describe("WatchTip across payment replicas (JetStream bus)", () => {
     const { seen, tookMs } = await watchNewTip(replicaA, replicaB);
     assert.deepEqual(seen, [TipStatus.PENDING, TipStatus.SUCCEEDED]);
     assert.ok(tookMs < WATCH_POLL_MS / 3, `woken in ${tookMs} ms, not by the ${WATCH_POLL_MS} ms poll`);
+  });
+
+  /** Confirms a card tip's PaymentIntent as Stripe.js does in the customer's browser. */
+  const confirmCard = async (clientSecret: string, paymentMethod: string) => {
+    const res = await fetch(`${stripe.url}/v1/payment_intents/${clientSecret.split("_secret_")[0]}/confirm`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${stripe.publishableKey}`, "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ payment_method: paymentMethod, client_secret: clientSecret, return_url: "http://127.0.0.1/tip/done" }),
+    });
+    assert.equal(res.status, 200);
+  };
+
+  test("a watcher on replica A sees a card tip's 3-D Secure step and its success, decided by Stripe's webhooks on B, well before A's poll", async () => {
+    const { tip, stripeClientSecret } = await client(replicaA).createTip({
+      idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() },
+      amount: { currency: "USD", amountMinor: 1000n }, payment: { case: "card", value: true },
+    });
+    const seen: { status: TipStatus; result: string; at: number }[] = [];
+    const started = Date.now();
+    const watching = (async () => {
+      for await (const m of client(replicaA).watchTip({ tipId: tip!.tipId }, { signal: AbortSignal.timeout(WOKEN_WITHIN_MS * 2) })) {
+        seen.push({ status: m.tip!.status, result: m.tip!.resultCode, at: Date.now() - started });
+      }
+    })().catch((err: Error) => assert.fail(`the watcher saw ${JSON.stringify(seen)} and no decision (${err.message})`));
+    // The bank asks for 3-D Secure: the tip stays pending, now showing the step.
+    await confirmCard(stripeClientSecret, "pm_card_threeDSecure2Required");
+    const step = Date.now();
+    while (!seen.some((s) => s.result === "requires_action") && Date.now() - step < WOKEN_WITHIN_MS) await new Promise((r) => setTimeout(r, 20));
+    assert.ok(seen.some((s) => s.status === TipStatus.PENDING && s.result === "requires_action"), `A streamed the 3-D Secure step: ${JSON.stringify(seen)}`);
+    // The customer passes it: Stripe authorises, B captures and credits.
+    await stripe.completeThreeDS(tip!.providerPaymentId, true);
+    await watching;
+    assert.equal(seen.at(-1)!.status, TipStatus.SUCCEEDED, `A streamed the success: ${JSON.stringify(seen)}`);
+    assert.ok(Date.now() - started < WATCH_POLL_MS / 3, `woken in ${Date.now() - started} ms, not by the ${WATCH_POLL_MS} ms poll`);
   });
 });

@@ -63,7 +63,7 @@ export async function refundCardTip(deps: Deps, input: RefundInput): Promise<{ t
   if (refund.status === "new") await takeBackWorkerShare(deps, tip, refund, portion, input.record);
   if (refund.status === "debited") await sendRefund(deps, provider, tip, refund, portion, input.reason);
   if (refund.status === "failed") throw new InvalidStateError(`tip_id: this refund failed earlier (${refund.failure})`);
-  deps.changes.emit(tip.tip_id);
+  deps.changes.announce(tip.tip_id);
   return { tip: (await loadCardTip(pool, tip.tip_id))!, refundId: refund.provider_refund_id ?? refund.refund_id };
 }
 
@@ -204,7 +204,7 @@ export async function applyDisputeOpened(deps: Deps, ev: Extract<CardEvent, { ki
   const tip = await tipOfEvent(deps, ev);
   if (!tip) return "unknown";
   await ensureDispute(deps, tip, ev);
-  deps.changes.emit(tip.tip_id);
+  deps.changes.announce(tip.tip_id);
   return "dispute_opened";
 }
 
@@ -238,6 +238,6 @@ export async function applyDisputeClosed(deps: Deps, ev: Extract<CardEvent, { ki
       );
     }
   });
-  deps.changes.emit(tip.tip_id);
+  deps.changes.announce(tip.tip_id);
   return `dispute_${status}`;
 }

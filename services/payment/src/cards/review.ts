@@ -32,7 +32,7 @@ export async function reviewCardTip(
     return t;
   });
   if (!updated) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
-  deps.changes.emit(tip.tip_id);
+  deps.changes.announce(tip.tip_id);
   if (approve) runAfterCredit(deps, updated);
   return updated;
 }

@@ -199,7 +199,8 @@ export async function failCardTip(deps: Deps, tipId: string, code: string, tx?: 
   // Inside a caller's transaction this counts before its commit: a rollback there would overcount by one (the caller's commit is not ours to wait on).
   if (ended) paymentMetrics(deps.ctx.metrics).tips.inc({ status: ended === "expired" ? "expired" : "failed", method: "card" });
   const done = Boolean(ended);
-  deps.changes.emit(tipId);
+  // Inside a caller's transaction the caller announces after its commit: watchers must not read the row before it is there.
+  if (!tx) deps.changes.announce(tipId);
   return done;
 }
 
@@ -231,7 +232,7 @@ export async function applyCardPayment(deps: Deps, provider: CardProvider, payme
           WHERE tip_id = $1 AND status = 'pending' AND (result_code, next_action_url) IS DISTINCT FROM ($2, $4)`,
         [tip.tip_id, code, code ? cardResultMessage(code) : "", payment.status === "requires_action" ? (payment.nextActionUrl ?? "") : ""],
       );
-      deps.changes.emit(tip.tip_id);
+      deps.changes.announce(tip.tip_id);
       return rowCount ? (payment.status === "requires_action" ? "action" : "declined") : "duplicate";
     }
     case "processing":
@@ -266,6 +267,7 @@ async function authorise(deps: Deps, provider: CardProvider, tip: CardTipRow, pa
       }
       return "capture";
     });
+    if (decision === "cancel") deps.changes.announce(tip.tip_id);
   } else if (tip.fraud_action === "refuse" || tip.status !== "pending") {
     // Refused before, or the tip ended (expired): the authorisation must not be taken.
     decision = "cancel";
@@ -284,7 +286,7 @@ async function authorise(deps: Deps, provider: CardProvider, tip: CardTipRow, pa
       // PayPal: the funding source was declined at capture; the customer may approve again with another one.
       await deps.ctx.pool.query("UPDATE payment.tips SET result_code = $2, result_message = $3 WHERE tip_id = $1 AND status = 'pending'",
         [tip.tip_id, err.code, cardResultMessage("card_declined")]);
-      deps.changes.emit(tip.tip_id);
+      deps.changes.announce(tip.tip_id);
       return "declined";
     }
     // A capture or cancel already done answers "unexpected state"; anything else is retried by reconciliation.
@@ -321,7 +323,7 @@ async function decideCredit(deps: Deps, tip: CardTipRow, payment: CardPayment): 
     );
     return updated[0];
   });
-  deps.changes.emit(tip.tip_id);
+  deps.changes.announce(tip.tip_id);
   if (!decided) {
     await postCardCredit(deps, tip.tip_id);
     return "duplicate";

@@ -86,7 +86,7 @@ function reviewTipHandler(h: PaymentHandlerContext): Impl["reviewTip"] {
       return t;
     });
     if (!updated) throw new InvalidStateError("tip_id: the tip was reviewed meanwhile");
-    deps.changes.emit(tip.tip_id);
+    deps.changes.announce(tip.tip_id);
     if (req.approve) runAfterCredit(deps, updated);
     return { tip: tipOut(tipOf(updated), locale(ctx)) };
   };

@@ -13,6 +13,9 @@ export function crashBeforeFirstAck(bus: EventBus, durable?: string): EventBus &
     finished: 0,
     publish: (m) => bus.publish(m),
     close: () => bus.close(),
+    // Wake-ups pass straight through (absent when the inner bus has none): only acks are tampered with.
+    notify: bus.notify?.bind(bus),
+    listen: bus.listen?.bind(bus),
     subscribe: (o) =>
       bus.subscribe({
         ...o,
