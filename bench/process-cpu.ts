@@ -11,9 +11,7 @@ export function cpuMs(pids: Map<string, number>, withChildren: Set<string>): Map
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      // Fields after the command's closing parenthesis: state ppid ... utime(14) stime(15).
-      const f = readFileSync(`/proc/${entry}/stat`, "utf8").split(") ")[1].split(" ");
-      stats.set(Number(entry), { ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS });
+      stats.set(Number(entry), processStat(entry));
     } catch {
       // exited meanwhile
     }
@@ -25,4 +23,15 @@ export function cpuMs(pids: Map<string, number>, withChildren: Set<string>): Map
     out.set(name, ms);
   }
   return out;
+}
+
+/** CPU time (user + system, ms) of one process alone. */
+export function processCpuMs(pid: number): number {
+  return processStat(pid).ms;
+}
+
+function processStat(pid: number | string): { ppid: number; ms: number } {
+  // Fields after the command's closing parenthesis: state ppid ... utime(14) stime(15).
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return { ppid: Number(f[1]), ms: (Number(f[11]) + Number(f[12])) * CLOCK_TICK_MS };
 }

@@ -6,14 +6,13 @@
 // this process is the client's own; the server's is read from /proc.
 //   node --import tsx bench/rpc-clients.ts [seconds per client and round=3] [rounds=3] [concurrency=16]
 import { fork } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { execFileSync } from "node:child_process";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { Health, HealthCheckRequestSchema, HealthCheckResponseSchema } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { closedLoop } from "./load.js";
+import { processCpuMs } from "./process-cpu.js";
 
 const seconds = Number(process.argv[2] ?? 3);
 const rounds = Number(process.argv[3] ?? 3);
@@ -28,11 +27,7 @@ if (process.argv[5] === "serve") {
 } else {
   const child = fork(new URL(import.meta.url).pathname, [String(seconds), String(rounds), String(concurrency), "serve"], { execArgv: ["--import", "tsx"] });
   const { url, port } = await new Promise<{ url: string; port: number }>((resolve) => child.once("message", resolve as never));
-  const tick = 1000 / Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim() || 100);
-  const serverCpuMs = () => {
-    const f = readFileSync(`/proc/${child.pid}/stat`, "utf8").split(") ")[1].split(" ");
-    return (Number(f[11]) + Number(f[12])) * tick;
-  };
+  const serverCpuMs = () => processCpuMs(child.pid!);
 
   const session = new Http2SessionManager(url);
   const viaGrpc = createClient(Health, createGrpcTransport({ baseUrl: url, sessionManager: session }));

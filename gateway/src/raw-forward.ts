@@ -25,7 +25,7 @@ import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { codeFromHttpStatus, codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
-import { rawRequestBodyKey, refusedBodyKey, type Logger } from "@ttip/runtime";
+import { BodyTooLargeError, intercepted, mediaType, rawRequestBodyKey, readHttpBody, refusedBodyKey, sendingRefusedAgain, type Logger } from "@ttip/runtime";
 import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
 
 type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
@@ -86,10 +86,9 @@ export interface RawForwardingOptions {
  * the RPC router (returns false).
  */
 export function rawForwarding(options: RawForwardingOptions): (req: NodeReq, res: NodeRes) => boolean {
-  const chained = (interceptors: Interceptor[], last: UnaryNext) => interceptors.reduceRight<UnaryNext>((next, i) => i(next as never) as never, last);
-  const send = chained(options.clientInterceptors, sendToBackend);
+  const send = intercepted<UnaryNext>(sendToBackend, options.clientInterceptors);
   // Every check, then the call to the backend with the headers the checks decided.
-  const chain = chained(options.interceptors, (r) => send({ ...r, header: outgoingHeaders(r.header, r.contextValues) }));
+  const chain = intercepted<UnaryNext>((r) => send({ ...r, header: outgoingHeaders(r.header, r.contextValues) }), options.interceptors);
   return (req, res) => {
     if (req.method !== "POST") return false;
     const url = req.url ?? "";
@@ -107,12 +106,6 @@ export function rawForwarding(options: RawForwardingOptions): (req: NodeReq, res
     });
     return true;
   };
-}
-
-function mediaType(value: string | undefined): string {
-  if (!value) return "";
-  const semi = value.indexOf(";");
-  return (semi < 0 ? value : value.slice(0, semi)).trim().toLowerCase();
 }
 
 /** What the backend answered, kept beside the placeholder message the interceptors see. */
@@ -213,19 +206,14 @@ function requestHeaders(req: NodeReq): Headers {
  * chain, as on the decoding path), the rest unread.
  */
 async function readBody(req: NodeReq, max: number, values: ContextValues): Promise<Uint8Array | undefined> {
-  const tooLarge = () => {
+  let body: Buffer;
+  try {
+    body = await readHttpBody(req, max);
+  } catch (err) {
+    if (!(err instanceof BodyTooLargeError)) throw err;
     values.set(refusedBodyKey, { code: Code.ResourceExhausted, message: `the request body is larger than the ${max} bytes this server reads` });
     return undefined;
-  };
-  if (Number(req.headers["content-length"] ?? NaN) > max) return tooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > max) return tooLarge();
-    chunks.push(chunk);
   }
-  const body = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
   values.set(rawRequestBodyKey, body);
   return body;
 }
@@ -242,9 +230,6 @@ function unframe(protocol: Protocol, body: Uint8Array, header: Headers, values: 
   return { data: body.subarray(5), encoding: compressed ? header.get("grpc-encoding") ?? "" : "" };
 }
 
-/** A call the backend refused unprocessed (its session was ending) is sent again, at most this often, as peers.ts does. */
-const MAX_REFUSED_RETRIES = 3;
-
 /** The last of the chain: the call to the backend, the Connect protocol over its HTTP/2 session. */
 async function sendToBackend(req: UnaryRequest): Promise<UnaryResponse> {
   const call = req.contextValues.get(rawCallKey);
@@ -256,11 +241,19 @@ async function sendToBackend(req: UnaryRequest): Promise<UnaryResponse> {
   const timeoutMs = call.timeoutMs();
   if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(Math.max(1, Math.floor(timeoutMs)));
   const path = `/${req.service.typeName}/${req.method.name}`;
+  // A call the backend refused unprocessed (its session was ending) is sent again, as a service's peers do.
   let answer;
-  for (let attempt = 1; ; attempt++) {
-    answer = await exchange(call.route.session, path, headers, call.body, req.signal);
-    if (answer !== REFUSED) break;
-    if (attempt >= MAX_REFUSED_RETRIES) throw new ConnectError(`the ${req.service.typeName} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable);
+  try {
+    answer = await sendingRefusedAgain(
+      async () => {
+        const sent = await exchange(call.route.session, path, headers, call.body, req.signal);
+        if (sent === REFUSED) throw REFUSED;
+        return sent;
+      },
+      (err) => err === REFUSED,
+    );
+  } catch (err) {
+    throw err === REFUSED ? new ConnectError(`the ${req.service.typeName} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable) : err;
   }
   const { status, header, body } = answer;
   if (status !== 200) throw backendError(req.service.typeName, status, webHeaders(header), body);

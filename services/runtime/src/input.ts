@@ -20,8 +20,9 @@ export const refusedBodyKey = createContextKey<RefusedBody | undefined>(undefine
 const BINARY = /^application\/(?:proto|connect\+proto|grpc|grpc\+proto|grpc-web|grpc-web\+proto)$/;
 const ENVELOPED = /^application\/(?:connect\+|grpc)/;
 
-function mediaType(header: Headers): string {
-  return (header.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+/** A Content-Type's media type, lower case and without parameters ("" when none). */
+export function mediaType(contentType: string | null | undefined): string {
+  return (contentType ?? "").split(";")[0].trim().toLowerCase();
 }
 
 class TooLarge extends Error {}
@@ -91,7 +92,7 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
   const input = handler.method.input;
   const guarded = async (req: UniversalServerRequest) => {
     if (req.method !== "POST" || !isByteStream(req.body)) return handler(req);
-    const type = mediaType(req.header);
+    const type = mediaType(req.header.get("content-type"));
     const enveloped = ENVELOPED.test(type);
     const refuse = (code: Code, message: string) => {
       req.contextValues?.set(refusedBodyKey, { code, message });

@@ -50,18 +50,8 @@ export function createPeers(
     return remote;
   };
   const peers = (service: string): Transport => ({
-    unary: async (...args) => {
-      // A server ending its connection (maximum age, shutdown) refuses calls that
-      // crossed its GOAWAY; HTTP/2 guarantees those were not processed, so they
-      // are sent again, on a new connection.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          return await transportFor(service).unary(...args);
-        } catch (err) {
-          if (attempt >= MAX_REFUSED_RETRIES || !refusedUnprocessed(err)) throw err;
-        }
-      }
-    },
+    // Each attempt takes the transport anew: a refused call goes on a new connection.
+    unary: (...args) => sendingRefusedAgain(() => transportFor(service).unary(...args)),
     stream: (...args) => transportFor(service).stream(...args),
   });
   return Object.assign(peers, {
@@ -88,7 +78,25 @@ export function http2Sessions(): { get(url: string): Http2SessionManager; close(
   };
 }
 
-const MAX_REFUSED_RETRIES = 3;
+/** A call the server refused unprocessed is sent at most this often in all. */
+export const MAX_REFUSED_RETRIES = 3;
+
+/**
+ * `send`, sent again while it fails as `refused` says (by default: the server
+ * refused it unprocessed), at most MAX_REFUSED_RETRIES times in all; then its
+ * last error. A server ending its connection (maximum age, shutdown) refuses
+ * calls that crossed its GOAWAY; HTTP/2 guarantees those were not processed,
+ * so sending them again is safe (RFC 9113, 8.7).
+ */
+export async function sendingRefusedAgain<T>(send: () => Promise<T>, refused: (err: unknown) => boolean = refusedUnprocessed): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (err) {
+      if (attempt >= MAX_REFUSED_RETRIES || !refused(err)) throw err;
+    }
+  }
+}
 
 /**
  * A call from one of our processes to another (a service's peers, the
@@ -138,7 +146,7 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         // Cancelled before it started (or no time left): the handler is not called, as over the network.
         if (call.signal.aborted) return reject(call.fail(undefined));
         call.stopped = reject;
-        const next = intercepted((req) => local.unary(req as UnaryRequest, timeoutMs), interceptors);
+        const next = intercepted<AnyFn>((req) => local.unary(req as UnaryRequest, timeoutMs), interceptors);
         next({ ...common(method, call, header, contextValues), stream: false, message: asMessage(method.input, message) } as UnaryRequest).then(
           (res) => (call.done(), resolve(res as never)),
           (err) => reject(call.fail(err)),
@@ -152,7 +160,7 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         // Cancelled before it started (or no time left): the handler is not called, as over the network.
         if (call.signal.aborted) return reject(call.fail(undefined));
         call.stopped = reject;
-        const next = intercepted((req) => local.stream(req as StreamRequest, timeoutMs), interceptors);
+        const next = intercepted<AnyFn>((req) => local.stream(req as StreamRequest, timeoutMs), interceptors);
         const messages = (async function* () {
           for await (const m of input) yield asMessage(method.input, m);
         })();
@@ -191,8 +199,8 @@ function letGo(it: AsyncIterator<unknown>): void {
 }
 
 /** The interceptors around `next`, the first one outermost (as connect applies them). */
-function intercepted(next: AnyFn, interceptors: Interceptor[]): AnyFn {
-  return interceptors.reduceRight<AnyFn>((inner, interceptor) => interceptor(inner as never) as AnyFn, next);
+export function intercepted<F extends (req: never) => Promise<UnaryResponse | StreamResponse>>(next: F, interceptors: Interceptor[]): F {
+  return interceptors.reduceRight<F>((inner, interceptor) => interceptor(inner as never) as unknown as F, next);
 }
 type AnyFn = (req: UnaryRequest | StreamRequest) => Promise<UnaryResponse | StreamResponse>;
 
