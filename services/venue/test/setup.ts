@@ -1,6 +1,8 @@
 // The venue service with the real wallet, qr and notification services on the
 // harness's PostgreSQL, Redis and NATS; SMS go to the provider simulator.
 import { randomInt, randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
@@ -97,7 +99,7 @@ export async function startHarness(): Promise<Harness> {
         accountOf(AccountKind.VENUE_POOL, WalletOwner.VENUE, venueId),
       ]);
       const receipt = `R${randomUUID().slice(0, 9).toUpperCase()}`;
-      await walletInternal.postEntry({
+      const { entry } = await walletInternal.postEntry({
         idempotencyKey: receipt,
         cause: { cause: { case: "mpesaReceipt", value: receipt } },
         postings: [
@@ -106,6 +108,11 @@ export async function startHarness(): Promise<Harness> {
         ],
         description: "Shared tip",
       });
+      // A posting is timed to the microsecond, a period's end to the millisecond: a period
+      // ending at `new Date()` taken within the posting's millisecond would leave it out
+      // (it falls in the next period). Return once the clock has passed that millisecond.
+      const postedMs = timestampDate(entry!.postedAt!).getTime();
+      while (Date.now() <= postedMs) await sleep(1);
     },
     async poolBalance(venueId) {
       const { accounts } = await walletAdmin.listAccounts({ kind: AccountKind.VENUE_POOL, ownerId: venueId }, asAdmin);
