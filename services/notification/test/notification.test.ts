@@ -599,6 +599,35 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await delivery(sentBefore)).attempts.length, 1, "the one sent before is not sent again");
   });
 
+  test("two dispatchers that both find a user's number missing fail the delivery once, with one failed fact", async () => {
+    const id = randomUUID();
+    const userId = randomUUID();
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale, body, status)
+       VALUES ($1, $2, $3::text, $4, $3::uuid, '', '', $5, 1, 'en', 'hello', 'queued')`,
+      [id, `rpc:${id}`, userId, Channel.SMS, TemplateKey.RECEIPT],
+    );
+    // Auth answers "no number" to both, once both have asked: each goes on to fail the delivery.
+    let asked = 0;
+    let answer: () => void = () => undefined;
+    const bothAsked = new Promise<void>((r) => (answer = r));
+    const contacts = async () => {
+      if (++asked === 2) answer();
+      await bothAsked;
+      return null;
+    };
+    const dispatchers = Array.from({ length: 2 }, () =>
+      new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", contacts }),
+    );
+    await Promise.all(dispatchers.map((d) => d.run(id)));
+    assert.equal(asked, 2, "both dispatchers looked the number up");
+    const d = await delivery(id);
+    assert.equal(d.status, DeliveryStatus.FAILED);
+    const facts = await t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' ORDER BY seq DESC LIMIT 200");
+    const said = facts.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).filter((e) => e.deliveryId === id).map((e) => e.status);
+    assert.deepEqual(said, ["failed"], "one failed fact");
+  });
+
   test("a provider that takes a send and never answers leaves it in doubt: no retry, no failover", async () => {
     const id = await queuedSms();
     sim.stalled.add("africastalking");
