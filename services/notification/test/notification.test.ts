@@ -38,7 +38,7 @@ const newPhone = () => `+2547${String(Date.now() % 1e6).padStart(6, "0")}${Strin
 function testConfig(sim: ProviderSimulator, url: () => string): NotificationConfig {
   return {
     providers: sim.config("africastalking", "at-callback-secret"),
-    retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 1_000, httpTimeoutMs: 3_000 },
+    retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 15_000, httpTimeoutMs: 3_000 },
     publicUrl: url,
   };
 }
@@ -732,6 +732,27 @@ describe("notification service against Postgres, JetStream and the provider simu
     const facts = await t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' ORDER BY seq DESC LIMIT 50");
     const said = facts.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).filter((e) => e.deliveryId === id).map((e) => e.status);
     assert.deepEqual(said, ["failed"], "no sent fact after the failed one");
+  });
+
+  test("a send lease that a send in flight could outlive is refused at start, naming the setting", async () => {
+    /** What start() threw; a module that started is stopped again and fails the test. */
+    const startError = async (options: Parameters<typeof createNotificationModule>[0]) => {
+      try {
+        const stop = await createNotificationModule(options).start!(t.ctx);
+        await stop();
+      } catch (err) {
+        return err as Error;
+      }
+      assert.fail("the service started");
+    };
+    // Twice the 3 s provider timeout (a push fetches a token, then sends) and auth's 5 s lookup: 11 s.
+    const short = await startError({ config: { ...config, retry: { ...config.retry, sendLeaseMs: 11_000 } } });
+    assert.equal(short.name, "ConfigError");
+    assert.match(short.message, /NOTIFICATION_SEND_LEASE_MS \(retry\.sendLeaseMs\): 11000 ms must be above .*NOTIFICATION_PROVIDER_TIMEOUT_MS .* above 11000 ms/);
+    // From the environment: a longer provider timeout alone outgrows the default 60 s lease.
+    const fromEnv = await startError({ env: { NOTIFICATION_PROVIDER_TIMEOUT_MS: "30000" } });
+    assert.equal(fromEnv.name, "ConfigError");
+    assert.match(fromEnv.message, /NOTIFICATION_SEND_LEASE_MS .*: 60000 ms must be above .* above 65000 ms/);
   });
 
   test("admins version templates; unknown variables and other roles are refused", async () => {
