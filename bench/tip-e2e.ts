@@ -20,7 +20,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { Worker } from "node:worker_threads";
 import os from "node:os";
 import type { DescService } from "@bufbuild/protobuf";
@@ -51,6 +51,27 @@ import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+// This process's garbage collections (its main heap: the platform's in process mode), kept by start time.
+const gcEntries: PerformanceEntry[] = [];
+new PerformanceObserver((list) => gcEntries.push(...list.getEntries())).observe({ entryTypes: ["gc"] });
+const GC_KINDS: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: "scavenges",
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: "mark-compacts",
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental marking steps",
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: "weak callbacks",
+};
+/** The collections that started between from and to (performance.now()), by kind: how many and their pauses per tip. */
+function gcPerTip(from: number, to: number, tips: number): string {
+  const kinds = new Map<string, { n: number; ms: number }>();
+  for (const e of gcEntries) {
+    if (e.startTime < from || e.startTime > to) continue;
+    const kind = GC_KINDS[(e as unknown as { detail: { kind: number } }).detail.kind] ?? "other";
+    const k = kinds.get(kind) ?? { n: 0, ms: 0 };
+    kinds.set(kind, { n: k.n + 1, ms: k.ms + e.duration });
+  }
+  gcEntries.length = 0; // each run reads its own
+  return [...kinds].map(([kind, k]) => `${(k.n / Math.max(1, tips)).toFixed(2)} ${kind} ${(k.ms / Math.max(1, tips)).toFixed(2)} ms`).join(", ");
+}
 const seconds = Number(process.argv[2] ?? 10);
 const warmupSeconds = Number(process.env.BENCH_WARMUP ?? 10);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
@@ -466,6 +487,7 @@ try {
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
       (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)") +
       `; ${threadsMeasured.length > 1 ? `the ${threadsMeasured.length} platform processes` : "platform"} by thread: ${byThread(threadsMeasured, threadCpu0, threadCpu1, procCpu0, procCpu1, rows.length)}`);
+    if (mode === "process") console.log(`  garbage collections of the platform's heap (perf_hooks, pauses of the event loop), per tip: ${gcPerTip(t0, t0 + span * 1000, rows.length)}`);
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     if (mode !== "process") continue; // the services' statements are counted in their own processes only
     const total = statementTotal;
