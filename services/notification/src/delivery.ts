@@ -600,8 +600,9 @@ export class Dispatcher {
     }
     if (!contact?.phone) {
       await withTransaction(this.o.pool, async (tx) => {
+        // Still open and still without a number: another dispatcher may have failed it, or given it one, meanwhile.
         const locked = await tx.query<DeliveryRow>(
-          "SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries WHERE id = $1 AND address = '' FOR UPDATE",
+          "SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries WHERE id = $1 AND address = '' AND status IN ('queued', 'retrying') FOR UPDATE",
           [id],
         );
         if (locked.rows[0]) await this.finish(tx, locked.rows[0], "failed", error);
@@ -808,14 +809,20 @@ export class Dispatcher {
     return "retrying";
   }
 
-  private async finish(tx: Queryable, d: DeliveryRow, status: "failed", error: string) {
+  /**
+   * Fails the delivery and writes its "failed" fact, only while it is still open (queued
+   * or retrying): a delivery is failed once, with one fact, however many dispatchers reach
+   * here (two looking its number up, a redelivery after a lost answer). Under READ
+   * COMMITTED a second UPDATE waits for the first's lock and then finds the row failed.
+   */
+  private async finish(tx: Queryable, d: DeliveryRow, status: "failed", error: string): Promise<void> {
     // A failed OTP's text is erased too: nothing will send it any more.
-    await tx.query(
+    const { rowCount } = await tx.query(
       `UPDATE notification.deliveries SET status = $2, last_error = $3, updated_at = now(),
-              body = CASE WHEN template_key = $4 THEN NULL ELSE body END WHERE id = $1`,
+              body = CASE WHEN template_key = $4 THEN NULL ELSE body END WHERE id = $1 AND status IN ('queued', 'retrying')`,
       [d.id, status, error, TemplateKey.OTP],
     );
-    await emitUpdate(tx, d, status);
+    if (rowCount === 1) await emitUpdate(tx, d, status);
   }
 }
 

@@ -38,7 +38,7 @@ const newPhone = () => `+2547${String(Date.now() % 1e6).padStart(6, "0")}${Strin
 function testConfig(sim: ProviderSimulator, url: () => string): NotificationConfig {
   return {
     providers: sim.config("africastalking", "at-callback-secret"),
-    retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 1_000, httpTimeoutMs: 3_000 },
+    retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 15_000, httpTimeoutMs: 3_000 },
     publicUrl: url,
   };
 }
@@ -599,6 +599,35 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await delivery(sentBefore)).attempts.length, 1, "the one sent before is not sent again");
   });
 
+  test("two dispatchers that both find a user's number missing fail the delivery once, with one failed fact", async () => {
+    const id = randomUUID();
+    const userId = randomUUID();
+    await t.db.pool.query(
+      `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale, body, status)
+       VALUES ($1, $2, $3::text, $4, $3::uuid, '', '', $5, 1, 'en', 'hello', 'queued')`,
+      [id, `rpc:${id}`, userId, Channel.SMS, TemplateKey.RECEIPT],
+    );
+    // Auth answers "no number" to both, once both have asked: each goes on to fail the delivery.
+    let asked = 0;
+    let answer: () => void = () => undefined;
+    const bothAsked = new Promise<void>((r) => (answer = r));
+    const contacts = async () => {
+      if (++asked === 2) answer();
+      await bothAsked;
+      return null;
+    };
+    const dispatchers = Array.from({ length: 2 }, () =>
+      new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", contacts }),
+    );
+    await Promise.all(dispatchers.map((d) => d.run(id)));
+    assert.equal(asked, 2, "both dispatchers looked the number up");
+    const d = await delivery(id);
+    assert.equal(d.status, DeliveryStatus.FAILED);
+    const facts = await t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' ORDER BY seq DESC LIMIT 200");
+    const said = facts.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).filter((e) => e.deliveryId === id).map((e) => e.status);
+    assert.deepEqual(said, ["failed"], "one failed fact");
+  });
+
   test("a provider that takes a send and never answers leaves it in doubt: no retry, no failover", async () => {
     const id = await queuedSms();
     sim.stalled.add("africastalking");
@@ -703,6 +732,27 @@ describe("notification service against Postgres, JetStream and the provider simu
     const facts = await t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' ORDER BY seq DESC LIMIT 50");
     const said = facts.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).filter((e) => e.deliveryId === id).map((e) => e.status);
     assert.deepEqual(said, ["failed"], "no sent fact after the failed one");
+  });
+
+  test("a send lease that a send in flight could outlive is refused at start, naming the setting", async () => {
+    /** What start() threw; a module that started is stopped again and fails the test. */
+    const startError = async (options: Parameters<typeof createNotificationModule>[0]) => {
+      try {
+        const stop = await createNotificationModule(options).start!(t.ctx);
+        await stop();
+      } catch (err) {
+        return err as Error;
+      }
+      assert.fail("the service started");
+    };
+    // Twice the 3 s provider timeout (a push fetches a token, then sends) and auth's 5 s lookup: 11 s.
+    const short = await startError({ config: { ...config, retry: { ...config.retry, sendLeaseMs: 11_000 } } });
+    assert.equal(short.name, "ConfigError");
+    assert.match(short.message, /NOTIFICATION_SEND_LEASE_MS \(retry\.sendLeaseMs\): 11000 ms must be above .*NOTIFICATION_PROVIDER_TIMEOUT_MS .* above 11000 ms/);
+    // From the environment: a longer provider timeout alone outgrows the default 60 s lease.
+    const fromEnv = await startError({ env: { NOTIFICATION_PROVIDER_TIMEOUT_MS: "30000" } });
+    assert.equal(fromEnv.name, "ConfigError");
+    assert.match(fromEnv.message, /NOTIFICATION_SEND_LEASE_MS .*: 60000 ms must be above .* above 65000 ms/);
   });
 
   test("admins version templates; unknown variables and other roles are refused", async () => {
