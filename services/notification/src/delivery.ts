@@ -894,6 +894,32 @@ export async function applyStrandedReports(pool: Pool): Promise<number> {
   return rows.length;
 }
 
+/**
+ * How long a report that no delivery carries the message id of is kept. Such a report waits
+ * for a send that is being recorded, which takes at most the send lease (after it the send is
+ * in doubt and its record never comes): a day is far past that, and what is still unmatched
+ * then is for a message that is not ours (another account's, a replay).
+ */
+export const UNMATCHED_REPORT_RETENTION_MS = 24 * 3_600_000;
+/** Unmatched reports deleted per sweep at most: one statement stays short whatever piled up. */
+export const UNMATCHED_REPORT_SWEEP_LIMIT = 1_000;
+
+/**
+ * Deletes the oldest unmatched reports past their retention (on the database's clock, as
+ * received_at is), at most `limit` of them. Returns how many went.
+ */
+export async function expireUnmatchedReports(pool: Pool, retentionMs = UNMATCHED_REPORT_RETENTION_MS, limit = UNMATCHED_REPORT_SWEEP_LIMIT): Promise<number> {
+  assert(limit > 0 && limit <= UNMATCHED_REPORT_SWEEP_LIMIT, "expiry batch out of range");
+  const { rowCount } = await pool.query(
+    `DELETE FROM notification.provider_callbacks WHERE seq IN (
+       SELECT seq FROM notification.provider_callbacks
+        WHERE NOT applied AND received_at < now() - make_interval(secs => $1::double precision / 1000)
+        ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    [retentionMs, limit],
+  );
+  return rowCount ?? 0;
+}
+
 /** Re-queues parked deliveries (quiet hours over, on `clock`) by emitting a fresh dispatch event for each. */
 export async function unparkDue(pool: Pool, clock: Clock = systemClock): Promise<number> {
   return withTransaction(pool, async (tx) => {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampNow } from "@bufbuild/protobuf/wkt";
@@ -17,9 +18,9 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
+import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
-import { applyStatusReport, Dispatcher, enqueue, enqueueMany, inAppSignals, RetryLater } from "../src/delivery.js";
+import { applyStatusReport, Dispatcher, enqueue, enqueueMany, expireUnmatchedReports, inAppSignals, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { createProviders } from "../src/providers.js";
@@ -679,6 +680,21 @@ describe("notification service against Postgres, JetStream and the provider simu
     await deliveryIn(id, DeliveryStatus.DELIVERED);
   });
 
+  test("the service's sweeper expires a report no delivery matched once its retention is over, and keeps a recent one", async () => {
+    const stale = `stale-${randomUUID()}`;
+    const recent = `recent-${randomUUID()}`;
+    for (const [messageId, ageMs] of [[stale, UNMATCHED_REPORT_RETENTION_MS + 60_000], [recent, 0]] as const) {
+      await t.db.pool.query(
+        `INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload, received_at)
+         VALUES ('africastalking', 'delivery', $1, 'delivered', '{}', now() - make_interval(secs => $2::double precision / 1000))`,
+        [messageId, ageMs],
+      );
+    }
+    const kept = async (messageId: string) => (await t.db.pool.query("SELECT 1 FROM notification.provider_callbacks WHERE message_id = $1", [messageId])).rowCount === 1;
+    await eventually("the stale report expired", async () => !(await kept(stale)));
+    assert.ok(await kept(recent), "a recent report waits for its send's record");
+  });
+
   test("the sends of a batch the providers accepted are recorded in one statement; one whose report came first gets it applied", async () => {
     const ids = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
     const [reported] = ids;
@@ -820,6 +836,35 @@ describe("a tip event redelivered by JetStream after a crash", () => {
       await bus.close();
       await db.drop();
       await sim.close();
+    }
+  });
+});
+
+describe("delivery reports no delivery matches", () => {
+  test("expire after their retention, oldest first and a bounded batch per sweep; recent and applied ones stay", async () => {
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.pool, "notification", fileURLToPath(new URL("../migrations", import.meta.url)));
+      const report = (messageId: string, ageMs: number, applied = false) =>
+        db.pool.query(
+          `INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload, applied, received_at)
+           VALUES ('africastalking', 'delivery', $1, 'delivered', '{}', $2, now() - make_interval(secs => $3::double precision / 1000))`,
+          [messageId, applied, ageMs],
+        );
+      const day = UNMATCHED_REPORT_RETENTION_MS;
+      for (let i = 0; i < 5; i++) await report(`stale-${i}`, day + 60_000 * (5 - i));
+      await report("recent", day - 60_000);
+      await report("applied-long-ago", 3 * day, true);
+      // Its send may still be being recorded: a report that beat it stays.
+      await report("just-now", 0);
+      assert.equal(await expireUnmatchedReports(db.pool, day, 3), 3);
+      const left = async () => (await db.pool.query<{ message_id: string }>("SELECT message_id FROM notification.provider_callbacks ORDER BY seq")).rows.map((r) => r.message_id);
+      assert.deepEqual(await left(), ["stale-3", "stale-4", "recent", "applied-long-ago", "just-now"], "the three oldest went first");
+      assert.equal(await expireUnmatchedReports(db.pool, day, 3), 2);
+      assert.equal(await expireUnmatchedReports(db.pool, day, 3), 0);
+      assert.deepEqual(await left(), ["recent", "applied-long-ago", "just-now"]);
+    } finally {
+      await db.drop();
     }
   });
 });
