@@ -695,16 +695,22 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.ok(await kept(recent), "a recent report waits for its send's record");
   });
 
-  test("the sends of a batch the providers accepted are recorded in one statement; one whose report came first gets it applied", async () => {
+  test("the sends of a batch answered together are recorded in one statement; one whose report came first gets it applied", async () => {
     const ids = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
     const [reported] = ids;
     const at = createProviders(config.providers, 3_000).sms[0];
-    // The real client; for one delivery the provider's report lands before send() returns.
+    // The real client; for one delivery the provider's report lands before send() returns,
+    // and the answers are handed back together, once all three are in.
+    let answered = 0;
+    let allAnswered: () => void = () => undefined;
+    const together = new Promise<void>((r) => (allAnswered = r));
     const racing = {
       name: at.name,
       send: async (m: Parameters<typeof at.send>[0]) => {
         const r = await at.send(m);
         if (r.ok && m.deliveryId === reported) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
+        if (++answered === ids.length) allAnswered();
+        await together;
         return r;
       },
     };
@@ -721,12 +727,39 @@ describe("notification service against Postgres, JetStream and the provider simu
     });
     const dispatcher = new Dispatcher({ pool: counting, providers: { sms: [racing], email: [], push: [] }, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "" });
     await dispatcher.runMany(ids);
-    assert.equal(records.length, 1, "one statement records the batch's sends");
+    assert.equal(records.length, 1, "one statement records the sends answered together");
     assert.equal((await delivery(reported)).status, DeliveryStatus.DELIVERED);
     for (const id of ids.slice(1)) assert.equal((await delivery(id)).status, DeliveryStatus.SENT);
     const facts = await t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' ORDER BY seq DESC LIMIT 50");
     const sent = facts.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).filter((e) => (ids as string[]).includes(e.deliveryId) && e.status === "sent");
     assert.deepEqual(sent.map((e) => e.deliveryId).sort(), [...ids].sort(), "one sent fact each");
+  });
+
+  test("a slow answer holds no other send of its batch: each is recorded sent as it is answered", async () => {
+    const ids = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
+    const [slowId, ...prompt] = ids;
+    const at = createProviders(config.providers, 3_000).sms[0];
+    // The provider has the slow one's message, but its answer waits for the test.
+    let answerSlow: () => void = () => undefined;
+    const slowAnswered = new Promise<void>((r) => (answerSlow = r));
+    const provider = {
+      name: at.name,
+      send: async (m: Parameters<typeof at.send>[0]) => {
+        const r = await at.send(m);
+        if (m.deliveryId === slowId) await slowAnswered;
+        return r;
+      },
+    };
+    const running = dispatcherWith({ sms: [provider], email: [], push: [] }).runMany(ids);
+    try {
+      for (const id of prompt) await deliveryIn(id, DeliveryStatus.SENT);
+      assert.equal((await delivery(slowId)).status, DeliveryStatus.QUEUED, "the slow one is still in flight");
+    } finally {
+      answerSlow();
+      await running;
+    }
+    assert.equal((await delivery(slowId)).status, DeliveryStatus.SENT);
+    for (const id of ids) assert.equal((await delivery(id)).attempts.length, 1);
   });
 
   test("a send answered after another dispatcher declared it in doubt (its lease over) stays failed: the late answer changes nothing", async () => {
