@@ -23,7 +23,7 @@ import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, start
 import { applyStatusReport, Dispatcher, enqueue, enqueueMany, expireUnmatchedReports, inAppSignals, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
-import { createProviders } from "../src/providers.js";
+import { createProviders, type OutgoingMessage, type Provider, type SendOutcome } from "../src/providers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,6 +76,18 @@ describe("notification service against Postgres, JetStream and the provider simu
       [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT, attempts],
     );
     return id;
+  };
+  /** The real Africa's Talking client, which runs `after` on each answer before handing it back. */
+  const answeringAfter = (after: (m: OutgoingMessage, r: SendOutcome) => Promise<void>): Provider => {
+    const at = createProviders(config.providers, 3_000).sms[0];
+    return {
+      name: at.name,
+      send: async (m) => {
+        const r = await at.send(m);
+        await after(m, r);
+        return r;
+      },
+    };
   };
   /** A dispatcher of its own over the service's database, with the providers given. */
   const dispatcherWith = (providers: ConstructorParameters<typeof Dispatcher>[0]["providers"]) =>
@@ -648,16 +660,10 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("a delivery report that beats our record of the send is kept and applied", async () => {
     const id = await queuedSms();
-    const at = createProviders(config.providers, 3_000).sms[0];
     // The real client, but the provider's report lands before send() returns.
-    const racing = {
-      name: at.name,
-      send: async (m: Parameters<typeof at.send>[0]) => {
-        const r = await at.send(m);
-        if (r.ok) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
-        return r;
-      },
-    };
+    const racing = answeringAfter(async (_m, r) => {
+      if (r.ok) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
+    });
     const dispatcher = dispatcherWith({ sms: [racing], email: [], push: [] });
     await dispatcher.run(id);
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
@@ -698,22 +704,16 @@ describe("notification service against Postgres, JetStream and the provider simu
   test("the sends of a batch answered together are recorded in one statement; one whose report came first gets it applied", async () => {
     const ids = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
     const [reported] = ids;
-    const at = createProviders(config.providers, 3_000).sms[0];
     // The real client; for one delivery the provider's report lands before send() returns,
     // and the answers are handed back together, once all three are in.
     let answered = 0;
     let allAnswered: () => void = () => undefined;
     const together = new Promise<void>((r) => (allAnswered = r));
-    const racing = {
-      name: at.name,
-      send: async (m: Parameters<typeof at.send>[0]) => {
-        const r = await at.send(m);
-        if (r.ok && m.deliveryId === reported) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
-        if (++answered === ids.length) allAnswered();
-        await together;
-        return r;
-      },
-    };
+    const racing = answeringAfter(async (m, r) => {
+      if (r.ok && m.deliveryId === reported) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
+      if (++answered === ids.length) allAnswered();
+      await together;
+    });
     const records: string[] = [];
     const pool = t.db.pool;
     const counting = new Proxy(pool, {
@@ -738,18 +738,12 @@ describe("notification service against Postgres, JetStream and the provider simu
   test("a slow answer holds no other send of its batch: each is recorded sent as it is answered", async () => {
     const ids = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
     const [slowId, ...prompt] = ids;
-    const at = createProviders(config.providers, 3_000).sms[0];
     // The provider has the slow one's message, but its answer waits for the test.
     let answerSlow: () => void = () => undefined;
     const slowAnswered = new Promise<void>((r) => (answerSlow = r));
-    const provider = {
-      name: at.name,
-      send: async (m: Parameters<typeof at.send>[0]) => {
-        const r = await at.send(m);
-        if (m.deliveryId === slowId) await slowAnswered;
-        return r;
-      },
-    };
+    const provider = answeringAfter(async (m) => {
+      if (m.deliveryId === slowId) await slowAnswered;
+    });
     const running = dispatcherWith({ sms: [provider], email: [], push: [] }).runMany(ids);
     try {
       for (const id of prompt) await deliveryIn(id, DeliveryStatus.SENT);
