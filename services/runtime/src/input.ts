@@ -2,13 +2,18 @@
 // size, whether a binary body parses, and whether every string can be stored
 // by PostgreSQL. One place, so no service has to remember them.
 import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
-import { fromBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { fromBinary, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { fieldError } from "./field-errors.js";
 
 /** Default largest request body (bytes) a server reads: every request message of ours is far smaller. */
 export const DEFAULT_READ_MAX_BYTES = 1024 * 1024;
+
+/** Why a body over `max` bytes is refused (RESOURCE_EXHAUSTED), the same words for every protocol and for calls in this process. */
+export function tooLargeMessage(max: number): string {
+  return `the request body is larger than the ${max} bytes this server reads`;
+}
 
 /** Why a request body was refused before parsing; read by inputInterceptor. */
 export interface RefusedBody {
@@ -99,7 +104,7 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
       return handler({ ...req, body: oneChunk(enveloped ? new Uint8Array(5) : new Uint8Array(0)) });
     };
     const declared = Number(req.header.get("content-length") ?? NaN);
-    const tooLarge = `the request body is larger than the ${readMaxBytes} bytes this server reads`;
+    const tooLarge = tooLargeMessage(readMaxBytes);
     if (declared > readMaxBytes) return refuse(Code.ResourceExhausted, tooLarge);
     let body: Uint8Array;
     try {
@@ -139,6 +144,69 @@ function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
 
 async function* oneChunk(data: Uint8Array): AsyncIterable<Uint8Array> {
   if (data.byteLength) yield data;
+}
+
+/**
+ * Whether `message` takes more than `max` bytes in binary protobuf, the size a
+ * network caller's body is held to (a call in this process hands the message
+ * over unencoded). Estimated from above without encoding: a string at 3 bytes
+ * per UTF-16 unit, FIELD_BOUND bytes of tag, length or value per field. Only a
+ * message whose estimate passes `max` is encoded to know for sure, so a call's
+ * usual small message costs one walk over its set fields.
+ */
+export function encodedLargerThan(desc: DescMessage, message: Message, max: number): boolean {
+  return sizeBound(desc, message, 0) > max && toBinary(desc, message).byteLength > max;
+}
+
+/** A field's tag (at most 5 bytes) and its varint value or length prefix (at most 10), rounded up. */
+const FIELD_BOUND = 16;
+
+function sizeBound(desc: DescMessage, message: Message, depth: number): number {
+  // Deeper than parsing allows: let the encoder say.
+  if (depth > 32) return Infinity;
+  const record = message as unknown as Record<string, unknown>;
+  let size = 0;
+  for (const unknown of (record.$unknown as Array<{ data: Uint8Array }> | undefined) ?? []) size += unknown.data.byteLength + FIELD_BOUND;
+  for (const field of desc.fields) {
+    const value = field.oneof ? oneofValue(record[field.oneof.localName], field) : record[field.localName];
+    if (value === undefined || value === null) continue;
+    size += fieldBound(field, value, depth);
+  }
+  return size;
+}
+
+function fieldBound(field: DescField, value: unknown, depth: number): number {
+  switch (field.fieldKind) {
+    case "scalar":
+      return scalarBound(value);
+    case "enum":
+      return FIELD_BOUND;
+    case "message":
+      return FIELD_BOUND + messageBound(field.message, value, depth);
+    case "list": {
+      let size = 0;
+      for (const item of value as unknown[]) size += field.listKind === "message" ? FIELD_BOUND + messageBound(field.message, item, depth) : scalarBound(item);
+      return size;
+    }
+    case "map": {
+      let size = 0;
+      for (const [key, item] of Object.entries(value as Record<string, unknown>))
+        size += FIELD_BOUND + scalarBound(key) + (field.mapKind === "message" ? FIELD_BOUND + messageBound(field.message, item, depth) : scalarBound(item));
+      return size;
+    }
+  }
+}
+
+function scalarBound(value: unknown): number {
+  if (typeof value === "string") return value.length * 3 + FIELD_BOUND;
+  if (value instanceof Uint8Array) return value.byteLength + FIELD_BOUND;
+  return FIELD_BOUND;
+}
+
+function messageBound(desc: DescMessage, value: unknown, depth: number): number {
+  if (typeof value === "object" && value !== null && "$typeName" in value) return sizeBound(desc, value as Message, depth + 1);
+  // Well-known wrappers held as plain values; a Struct held as JSON is left to the encoder.
+  return typeof value === "object" && value !== null && !(value instanceof Uint8Array) ? Infinity : FIELD_BOUND + scalarBound(value);
 }
 
 /** PostgreSQL's text types cannot hold U+0000; anything else a JS string holds is storable. */
