@@ -237,29 +237,18 @@ export async function postEntry(db: Queryable, input: EntryInput): Promise<PostR
   // Nothing was written (a refused line claims nothing either). A key already used answers as a replay
   // would, whatever the lines: the first entry, or ALREADY_EXISTS. The statement read it, unless it was
   // committed after the statement's snapshot (a concurrent first posting the claim waited for): read again.
-  const prior = posted.entry_id !== null ? posted : await entryRow(db, "e.idempotency_key = $1", input.idempotencyKey);
+  const prior = posted.entry_id !== null ? posted : await entryRow(db, { key: input.idempotencyKey });
   if (prior) return replayedEntry(input, hash, prior);
   if (posted.refused_line !== null) throw refusedLine(input, posted.refused_line, posted.refused_held);
   throw new Error(`entry key ${input.idempotencyKey} was neither claimed nor found`);
 }
 
 /**
- * An entry as one row (its header, the entry reversing it, its lines and
- * conversions as arrays in line order), for one statement per entry read:
- * loadEntry's, and the posting statement's answer to a replay. `e` is the entry.
+ * An entry as one row, as wallet.entry_read returns it (migration 0005): one statement per entry read.
+ * Its columns named, not `*`, so the statements reading it are prepared (the runtime's db.ts).
  */
-const ENTRY_COLUMNS = `e.entry_id, e.idempotency_key, e.request_hash, e.cause_kind, e.cause_ref, e.description,
-       (SELECT r.entry_id FROM wallet.entries r WHERE r.reverses_entry_id = e.entry_id) AS reversed_by,
-       p.posted_at, p.accounts, p.amounts, p.currencies, p.memos,
-       c.from_minor, c.from_currency, c.to_minor, c.to_currency, c.rate, c.rate_source, c.rate_time`;
-const ENTRY_LINES = `LATERAL (SELECT min(posted_at) AS posted_at, array_agg(account_id::text ORDER BY line) AS accounts,
-          array_agg(amount_minor::text ORDER BY line) AS amounts, array_agg(currency::text ORDER BY line) AS currencies, array_agg(memo ORDER BY line) AS memos
-          FROM wallet.postings WHERE entry_id = e.entry_id) p,
-       LATERAL (SELECT array_agg(from_minor::text ORDER BY line) AS from_minor, array_agg(from_currency::text ORDER BY line) AS from_currency,
-          array_agg(to_minor::text ORDER BY line) AS to_minor, array_agg(to_currency::text ORDER BY line) AS to_currency,
-          array_agg(rate ORDER BY line) AS rate, array_agg(rate_source ORDER BY line) AS rate_source, array_agg(rate_time ORDER BY line) AS rate_time
-          FROM wallet.entry_conversions WHERE entry_id = e.entry_id) c`;
-
+const ENTRY_READ_COLUMNS = `entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reversed_by, posted_at,
+  accounts, amounts, currencies, memos, from_minor, from_currency, to_minor, to_currency, rate, rate_source, rate_time`;
 interface EntryRow {
   entry_id: string;
   idempotency_key: string;
@@ -282,9 +271,9 @@ interface EntryRow {
   rate_time: Date[] | null;
 }
 
-/** The entry `where` names (on `e`, with its one parameter), in one statement. */
-async function entryRow(db: Queryable, where: string, param: string): Promise<EntryRow | undefined> {
-  const { rows } = await db.query<EntryRow>(`SELECT ${ENTRY_COLUMNS} FROM wallet.entries e, ${ENTRY_LINES} WHERE ${where}`, [param]);
+/** The entry with this id, or else this idempotency key, in one statement. */
+async function entryRow(db: Queryable, by: { id: string } | { key: string }): Promise<EntryRow | undefined> {
+  const { rows } = await db.query<EntryRow>(`SELECT ${ENTRY_READ_COLUMNS} FROM wallet.entry_read($1, $2)`, "id" in by ? [by.id, null] : [null, by.key]);
   return rows[0];
 }
 
@@ -315,7 +304,7 @@ function entryOfRow(e: EntryRow): JournalEntry {
  * The whole posting. Its CTEs run in the order their data needs:
  * - refused: the first line whose account is missing or holds another currency; if any, nothing is written;
  * - claimed: the entry's header under its idempotency key (a repeat claims nothing, and then nothing moves);
- * - prior: on a repeat, the key's entry as ENTRY_COLUMNS reads it (a replay costs this one statement);
+ * - prior: on a repeat, the key's entry (wallet.entry_read; a replay costs this one statement);
  * - locked: the owned accounts, locked in id order: PostgreSQL's LockRows runs above the Sort, so the
  *   rows are locked in the order they are sorted (see SELECT, "The Locking Clause"); NO KEY UPDATE is the
  *   lock the UPDATE takes itself, which leaves the postings' foreign-key checks (KEY SHARE) unblocked;
@@ -341,9 +330,7 @@ claimed AS (
   ON CONFLICT (idempotency_key) DO NOTHING
   RETURNING entry_id),
 prior AS (
-  SELECT ${ENTRY_COLUMNS}
-    FROM wallet.entries e, ${ENTRY_LINES}
-   WHERE e.idempotency_key = $2 AND NOT EXISTS (SELECT 1 FROM claimed)),
+  SELECT ${ENTRY_READ_COLUMNS} FROM wallet.entry_read(NULL, $2) WHERE NOT EXISTS (SELECT 1 FROM claimed)),
 locked AS MATERIALIZED (
   SELECT a.account_id FROM wallet.accounts a
    WHERE a.account_id = ANY($10::uuid[]) AND NOT a.may_go_negative AND EXISTS (SELECT 1 FROM claimed)
@@ -382,7 +369,7 @@ converted AS (
 SELECT (SELECT entry_id FROM claimed) AS claimed_entry_id, (SELECT posted_at FROM s) AS claimed_posted_at,
        (SELECT line FROM refused) AS refused_line, (SELECT held FROM refused) AS refused_held,
        (SELECT array_agg(DISTINCT x.account_id::text) FROM claimed c, lines_after x WHERE x.event_head IS NOT NULL AND x.balance_after IS NULL) AS unannounced_accounts,
-       prior.*
+       ${ENTRY_READ_COLUMNS}
   FROM (SELECT) AS one LEFT JOIN prior ON true`;
 
 /** The statement's one row: the posting's outcome and, on a repeat, the key's entry (null columns otherwise). */
@@ -462,7 +449,7 @@ function journalEntryOf(entryId: string, input: EntryInput, postedAt: Date): Jou
 
 /** One entry, in one statement. */
 export async function loadEntry(db: Queryable, entryId: string): Promise<JournalEntry | undefined> {
-  const row = await entryRow(db, "e.entry_id = $1", entryId);
+  const row = await entryRow(db, { id: entryId });
   return row && entryOfRow(row);
 }
 
