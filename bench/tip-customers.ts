@@ -2,31 +2,40 @@
 // make is not charged to the platform's event loop, as real clients are not.
 // Each virtual customer tips a scanned code by CreateTip (Connect over HTTP/2
 // through the gateway), then watches the tip until it is no longer pending.
+// One thread for every run (warm-up and measured), so its code and connections
+// are as warm as the platform's: it says its thread id first, then answers each
+// CustomersRun with a CustomersResult.
 import { randomInt, randomUUID } from "node:crypto";
 import { parentPort, workerData } from "node:worker_threads";
-import { createClient } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { threadId } from "./process-cpu.js";
 
 export interface CustomersInput {
   gatewayUrl: string;
   codes: string[];
+}
+
+export interface CustomersRun {
   concurrency: number;
   seconds: number;
   /** HTTP/2 connections the customers spread over (default 1): a balancer spreads connections, not calls. */
   connections?: number;
 }
 
-const input = workerData as CustomersInput;
-const clients = Array.from({ length: Math.max(1, input.connections ?? 1) }, () =>
-  createClient(PaymentService, createConnectTransport({ baseUrl: input.gatewayUrl, httpVersion: "2" })),
-);
-let n = randomInt(0, input.codes.length);
-const createLatencies: number[] = [];
-let failures = 0;
+export interface CustomersResult {
+  createLatencies: number[];
+  failures: number;
+}
 
-async function oneTip(customer: (typeof clients)[number]): Promise<void> {
+const input = workerData as CustomersInput;
+// Kept across runs: connection i is the same HTTP/2 session in every run that uses it.
+const clients: Client<typeof PaymentService>[] = [];
+let n = randomInt(0, input.codes.length);
+
+async function oneTip(customer: Client<typeof PaymentService>, result: CustomersResult): Promise<void> {
   const phone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
   const t0 = performance.now();
   const { tip } = await customer.createTip({
@@ -35,16 +44,30 @@ async function oneTip(customer: (typeof clients)[number]): Promise<void> {
     amount: { currency: "KES", amountMinor: 15_000n },
     payment: { case: "mpesaPhone", value: phone },
   });
-  createLatencies.push(performance.now() - t0);
+  result.createLatencies.push(performance.now() - t0);
   for await (const m of customer.watchTip({ tipId: tip!.tipId })) {
-    if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) failures++;
+    if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) result.failures++;
   }
 }
 
-const deadline = performance.now() + input.seconds * 1000;
-await Promise.all(
-  Array.from({ length: input.concurrency }, async (_, i) => {
-    while (performance.now() < deadline) await oneTip(clients[i % clients.length]);
-  }),
-);
-parentPort!.postMessage({ createLatencies, failures });
+async function run({ concurrency, seconds, connections = 1 }: CustomersRun): Promise<CustomersResult> {
+  while (clients.length < Math.max(1, connections)) {
+    clients.push(createClient(PaymentService, createConnectTransport({ baseUrl: input.gatewayUrl, httpVersion: "2" })));
+  }
+  const result: CustomersResult = { createLatencies: [], failures: 0 };
+  const deadline = performance.now() + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, i) => {
+      while (performance.now() < deadline) await oneTip(clients[i % Math.max(1, connections)], result);
+    }),
+  );
+  return result;
+}
+
+parentPort!.on("message", (r: CustomersRun) => {
+  run(r).then(
+    (result) => parentPort!.postMessage(result),
+    (err: unknown) => parentPort!.postMessage({ error: String((err as Error)?.stack ?? err) }),
+  );
+});
+parentPort!.postMessage({ threadId: threadId() });

@@ -12,6 +12,9 @@
 //   as a deployment does; "process" (default) runs them all in this one, as `make run` does;
 //   "replicas:N" runs N copies of the whole platform behind one port (main.ts replicas; N: one per core).
 //   Customers use one HTTP/2 connection, or one each in replicas mode (BENCH_CONNECTIONS=n: up to n).
+//   BENCH_WARMUP=seconds (default 10, 0: none): tips at each run's concurrency before it, not counted.
+//   The CPU line splits the platform's node process(es) by thread (event loop, V8's background
+//   threads, the customers' thread, libuv's pool: bench/process-cpu.ts).
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
 import { randomBytes, randomUUID } from "node:crypto";
@@ -42,13 +45,14 @@ import { countWrites, freePort, PlatformProcess, startNats, startPostgres, start
 import { PLATFORM_MAIN } from "@ttip/platform/src/entry.js";
 import { REPLICAS_SERVING } from "@ttip/platform/src/replicas.js";
 import { wallet } from "@ttip/wallet";
-import { cpuMs } from "./process-cpu.js";
-import type { CustomersInput } from "./tip-customers.js";
+import { cpuMs, libuvPoolThreads, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
+import type { CustomersInput, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 const seconds = Number(process.argv[2] ?? 10);
+const warmupSeconds = Number(process.env.BENCH_WARMUP ?? 10);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 const workerCount = Number(process.argv[4] ?? 50);
 const [modeArg, replicasArg] = (process.argv[5] ?? "process").split(":");
@@ -250,6 +254,59 @@ function summarise(profile: { nodes: { id: number; callFrame: { functionName: st
   console.log(`  by function:\n${top(byFunction, 20)}`);
 }
 
+/** The customers' worker thread (bench/tip-customers.ts), kept for every run. */
+async function startCustomers(input: CustomersInput): Promise<{ threadId: number; run(r: CustomersRun): Promise<CustomersResult>; close(): Promise<number> }> {
+  // A worker's entry is loaded before any --import: register tsx there first.
+  const entry = new URL("./tip-customers.ts", import.meta.url).href;
+  const boot = `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`;
+  const worker = new Worker(boot, { eval: true, workerData: input });
+  const next = <T>() =>
+    new Promise<T>((resolve, reject) => {
+      const fail = (err: Error) => reject(err);
+      worker.once("error", fail);
+      worker.once("message", (m: T & { error?: string }) => {
+        worker.off("error", fail);
+        if (m.error) reject(new Error(m.error));
+        else resolve(m);
+      });
+    });
+  const { threadId } = await next<{ threadId: number }>();
+  return {
+    threadId,
+    run: (r) => {
+      const result = next<CustomersResult>();
+      worker.postMessage(r);
+      return result;
+    },
+    close: () => worker.terminate(),
+  };
+}
+
+/**
+ * CPU ms per tip of the platform's node processes by thread; "exited threads" is what threads gone
+ * since took (the process's total counts it), shown above 0.1 ms per tip (each thread's figure is
+ * rounded down to clock ticks, so small differences either way are rounding).
+ */
+function byThread(processes: [string, number][], before: Map<string, number>[], after: Map<string, number>[], procBefore: Map<string, number>, procAfter: Map<string, number>, tips: number): string {
+  const sum = new Map<string, number>();
+  let exited = 0;
+  processes.forEach(([name], i) => {
+    let threads = 0;
+    for (const [kind, v] of after[i]) {
+      const d = v - (before[i].get(kind) ?? 0);
+      sum.set(kind, (sum.get(kind) ?? 0) + d);
+      threads += d;
+    }
+    exited += (procAfter.get(name) ?? 0) - (procBefore.get(name) ?? 0) - threads;
+  });
+  const order: string[] = [THREAD_KINDS.main, THREAD_KINDS.v8, "customers' thread", THREAD_KINDS.pool, THREAD_KINDS.worker];
+  const rank = (kind: string) => (order.includes(kind) ? order.indexOf(kind) : order.length);
+  const kinds = [...sum.keys()].sort((a, b) => rank(a) - rank(b));
+  const per = (v: number) => (v / Math.max(1, tips)).toFixed(1);
+  return [...kinds.map((k) => `${k} ${per(sum.get(k)!)}`), ...(exited > tips * 0.1 ? [`exited threads ${per(exited)}`] : [])].join(", ");
+}
+
+let customersThread: Awaited<ReturnType<typeof startCustomers>> | undefined;
 try {
   // Workers sign up through the gateway (phone OTP from the SMS simulator), set up their page and get a code.
   const codes: string[] = [];
@@ -266,22 +323,22 @@ try {
   }
   console.log(`${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
 
-  /** Runs the customers on a worker thread; resolves with their CreateTip latencies. */
-  const customers = (concurrency: number, runSeconds: number) =>
-    new Promise<{ createLatencies: number[]; failures: number }>((resolve, reject) => {
-      const input: CustomersInput = { gatewayUrl: platform.gatewayUrl, codes, concurrency, seconds: runSeconds, connections: connectionsFor(concurrency) };
-      // A worker's entry is loaded before any --import: register tsx there first.
-      const entry = new URL("./tip-customers.ts", import.meta.url).href;
-      const boot = `import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`;
-      const worker = new Worker(boot, { eval: true, workerData: input });
-      worker.once("message", resolve);
-      worker.once("error", reject);
-    });
-  // Warm-up: connections, JIT, token caches.
-  await customers(8, 2);
+  // The customers' thread, one for every run: its id splits the platform process's CPU by thread.
+  const customers = (customersThread = await startCustomers({ gatewayUrl: platform.gatewayUrl, codes }));
+  const knownThreads = new Map<number, string>([[customers.threadId, "customers' thread"]]);
+  if (mode === "process") for (const tid of await libuvPoolThreads()) knownThreads.set(tid, THREAD_KINDS.pool);
+  const threadsMeasured = [...platform.pids].filter(([name]) => name !== "bench");
 
   const completedPerSecond = new Map<number, number>();
   for (const concurrency of concurrencies) {
+    // Warm-up at the run's concurrency, not counted: V8 is still compiling the hot paths for tens of
+    // seconds after the first tips (a quarter of a cold 10 s run's CPU), and a production process is warm.
+    if (warmupSeconds > 0) {
+      const t0 = performance.now();
+      const warm = await customers.run({ concurrency, seconds: warmupSeconds, connections: connectionsFor(concurrency) });
+      if (warm.failures) throw new Error(`${warm.failures} tips did not succeed during the warm-up`);
+      console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} tips (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)`);
+    }
     const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
     const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
     const withChildren = new Set(["postgres", ...(platform.withChildren ? [platform.withChildren] : [])]);
@@ -314,6 +371,7 @@ try {
     const wal0 = await walFlushes((sql) => pool.query(sql));
     const cpu0 = cpuTimes();
     const procCpu0 = cpuMs(measured, withChildren);
+    const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own0 = process.cpuUsage();
     const t0 = performance.now();
     const profiling = process.env.BENCH_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
@@ -326,7 +384,7 @@ try {
     loopDelay.reset();
     loopDelay.enable();
     const elu0 = performance.eventLoopUtilization();
-    const { createLatencies, failures } = await customers(concurrency, seconds);
+    const { createLatencies, failures } = await customers.run({ concurrency, seconds, connections: connectionsFor(concurrency) });
     loopDelay.disable();
     const elu = performance.eventLoopUtilization(elu0);
     if (failures) throw new Error(`${failures} tips did not succeed`);
@@ -340,6 +398,7 @@ try {
     profiling?.disconnect();
     const cpu1 = cpuTimes();
     const procCpu1 = cpuMs(measured, withChildren);
+    const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own = process.cpuUsage(own0); // includes the customers' thread
     const span = (performance.now() - t0) / 1000; // the run and its drain
     const roundTrips = writesSoFar() - roundTrips0;
@@ -405,7 +464,8 @@ try {
         ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
     );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
-      (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)"));
+      (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)") +
+      `; ${threadsMeasured.length > 1 ? `the ${threadsMeasured.length} platform processes` : "platform"} by thread: ${byThread(threadsMeasured, threadCpu0, threadCpu1, procCpu0, procCpu1, rows.length)}`);
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     if (mode !== "process") continue; // the services' statements are counted in their own processes only
     const total = statementTotal;
@@ -430,6 +490,7 @@ try {
     }
   }
 } finally {
+  await customersThread?.close();
   await platform.close();
   await bus.close();
   await cache.close();

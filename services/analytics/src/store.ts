@@ -21,7 +21,19 @@ const knownPartitions = new Set<string>();
  * NOT EXISTS then sees the first one's table (IF NOT EXISTS alone is no guard:
  * two sessions both find the name free and one fails with "already exists").
  */
-const PARTITIONS_LOCK = "SELECT pg_advisory_xact_lock(hashtext('ttip.analytics.partitions'))";
+const PARTITIONS_LOCK_KEY = "hashtext('ttip.analytics.partitions')::bigint";
+const PARTITIONS_LOCK = `SELECT pg_advisory_xact_lock(${PARTITIONS_LOCK_KEY})`;
+
+/**
+ * This transaction holds the partitions lock (pg_locks shows a one-key
+ * advisory lock as its high and low 32 bits, objsubid 1). A savepoint rolled
+ * back releases the lock it took along with the partitions it made.
+ */
+const HOLDS_PARTITIONS_LOCK = `EXISTS (SELECT 1 FROM pg_locks l
+  WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 1
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    AND l.classid::bigint = (${PARTITIONS_LOCK_KEY} >> 32) & 4294967295
+    AND l.objid::bigint = ${PARTITIONS_LOCK_KEY} & 4294967295)`;
 
 const createPartition = (tx: Queryable, start: Date) =>
   tx.query(
@@ -29,12 +41,18 @@ const createPartition = (tx: Queryable, start: Date) =>
        FOR VALUES FROM ('${start.toISOString()}') TO ('${nextMonth(start).toISOString()}')`,
   );
 
-/** Of the named partitions, those other transactions made and committed (not one this transaction made: it may roll back). */
-async function committed(tx: Queryable, names: string[]): Promise<Set<string>> {
+/**
+ * Of the named partitions, those that exist; with `onlyCommitted`, none this
+ * transaction may have made (it may roll back). Every partition is made under
+ * the partitions lock, so while this transaction holds it (taken here, or in a
+ * savepoint released into it) a partition it sees may be its own: none counts.
+ * A row's xmin cannot tell: inside a savepoint it is the subtransaction's id,
+ * not the top-level transaction's.
+ */
+async function partitionsThere(tx: Queryable, names: string[], onlyCommitted: boolean): Promise<Set<string>> {
   const { rows } = await tx.query<{ name: string }>(
     `SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'analytics' AND c.relname = ANY($1)
-        AND c.xmin::text IS DISTINCT FROM (txid_current_if_assigned() % 4294967296)::text`,
+      WHERE n.nspname = 'analytics' AND c.relname = ANY($1)${onlyCommitted ? ` AND NOT ${HOLDS_PARTITIONS_LOCK}` : ""}`,
     [names],
   );
   return new Set(rows.map((r) => r.name));
@@ -50,7 +68,7 @@ export async function ensurePartition(tx: Queryable, at: Date): Promise<void> {
   const start = monthStart(at);
   const name = partitionName(start);
   if (knownPartitions.has(name)) return;
-  if ((await committed(tx, [name])).has(name)) {
+  if ((await partitionsThere(tx, [name], true)).has(name)) {
     knownPartitions.add(name);
     return;
   }
@@ -65,8 +83,9 @@ export async function ensurePartitionsAround(pool: Pool, now = new Date()): Prom
   const names = months.map(partitionName);
   await withTransaction(pool, async (tx) => {
     await tx.query(PARTITIONS_LOCK);
-    // Read after the lock: a replica that made them before us has committed by now.
-    const made = await committed(tx, names);
+    // Read after the lock: a replica that made them before us has committed by now, and this
+    // transaction made none before it, so every one there is committed.
+    const made = await partitionsThere(tx, names, false);
     for (const m of months) if (!made.has(partitionName(m))) await createPartition(tx, m);
   });
   for (const n of names) knownPartitions.add(n);

@@ -77,4 +77,36 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
     await withTransaction(replicas[1], (tx) => ensurePartition(tx, month));
     assert.ok((await partitions(db.pool)).includes("rollups_203205"));
   });
+
+  test("a partition made inside a savepoint is not taken as committed when its transaction rolls back", async () => {
+    const month = new Date(Date.UTC(2033, 2, 1));
+    await assert.rejects(
+      withTransaction(replicas[0], async (tx) => {
+        // Inside a savepoint the new partition's catalog row carries the subtransaction's id, not the top-level one.
+        await tx.query("SAVEPOINT batch");
+        await ensurePartition(tx, month);
+        await tx.query("RELEASE SAVEPOINT batch");
+        await ensurePartition(tx, month);
+        throw new Error("the batch failed after its partition was made");
+      }),
+      /the batch failed/,
+    );
+    assert.ok(!(await partitions(db.pool)).includes("rollups_203303"), "rolled back with its transaction");
+    await withTransaction(replicas[1], (tx) => ensurePartition(tx, month));
+    assert.ok((await partitions(db.pool)).includes("rollups_203303"), "made again, not remembered from the rolled-back one");
+  });
+
+  test("a partition committed by another transaction is remembered while a savepoint is open", async () => {
+    const month = new Date(Date.UTC(2034, 6, 1));
+    await withTransaction(replicas[2], (tx) => ensurePartition(tx, month));
+    await withTransaction(replicas[0], async (tx) => {
+      await tx.query("SAVEPOINT batch");
+      await ensurePartition(tx, month);
+      await tx.query("RELEASE SAVEPOINT batch");
+    });
+    // Remembered: the next call asks the catalog nothing, so a dropped table is not noticed.
+    await db.pool.query("DROP TABLE analytics.rollups_203407");
+    await withTransaction(replicas[1], (tx) => ensurePartition(tx, month));
+    assert.ok(!(await partitions(db.pool)).includes("rollups_203407"));
+  });
 });

@@ -1,5 +1,7 @@
 import { z } from "zod";
 import { ConfigError, env, loadConfig, type Env } from "@ttip/runtime";
+import { CONTACT_LOOKUP_TIMEOUT_MS } from "./contacts.js";
+import { UNMATCHED_REPORT_RETENTION_MS } from "./delivery.js";
 
 export type SmsProviderName = "africastalking" | "twilio";
 
@@ -67,6 +69,8 @@ const shape = {
   NOTIFICATION_RETRY_ATTEMPTS: z.coerce.number().int().positive().default(3),
   NOTIFICATION_RETRY_BASE_MS: env.duration(2_000),
   NOTIFICATION_RETRY_MAX_MS: env.duration(60_000),
+  NOTIFICATION_SEND_LEASE_MS: env.duration(60_000),
+  NOTIFICATION_PROVIDER_TIMEOUT_MS: env.duration(10_000),
 };
 
 export type EnvConfig = z.infer<z.ZodObject<typeof shape>>;
@@ -97,6 +101,36 @@ export function loadEnvConfig(vars: Env = process.env): EnvConfig {
   return c;
 }
 
+/**
+ * The longest an attempt may rightly stay 'sending': a push asks FCM for a token and
+ * then sends (a provider timeout each), and auth's phone lookup is the one other wait
+ * in a dispatch (kept as margin for the record's own turn at the database).
+ */
+export function longestSendMs(retry: RetryConfig): number {
+  return 2 * retry.httpTimeoutMs + CONTACT_LOOKUP_TIMEOUT_MS;
+}
+
+/**
+ * Refuses a lease that a send in flight can outlive: another dispatcher would declare
+ * that send in doubt and fail a message the provider may be delivering.
+ */
+export function checkRetryConfig(retry: RetryConfig): void {
+  const longest = longestSendMs(retry);
+  const problems: string[] = [];
+  if (retry.sendLeaseMs <= longest) {
+    problems.push(
+      `NOTIFICATION_SEND_LEASE_MS (retry.sendLeaseMs): ${retry.sendLeaseMs} ms must be above twice NOTIFICATION_PROVIDER_TIMEOUT_MS ` +
+        `(retry.httpTimeoutMs, ${retry.httpTimeoutMs} ms: a push fetches a token, then sends) plus auth's phone lookup (${CONTACT_LOOKUP_TIMEOUT_MS} ms), ` +
+        `that is above ${longest} ms; otherwise a send still in flight is declared in doubt`,
+    );
+  }
+  // A report that beats the record of its send waits at most the lease for it.
+  if (retry.sendLeaseMs >= UNMATCHED_REPORT_RETENTION_MS) {
+    problems.push(`NOTIFICATION_SEND_LEASE_MS (retry.sendLeaseMs): ${retry.sendLeaseMs} ms must be below the ${UNMATCHED_REPORT_RETENTION_MS} ms that unmatched delivery reports are kept`);
+  }
+  if (problems.length) throw new ConfigError(problems);
+}
+
 export function configFromEnv(e: EnvConfig): NotificationConfig {
   return {
     publicUrl: () => e.NOTIFICATION_PUBLIC_URL,
@@ -106,6 +140,8 @@ export function configFromEnv(e: EnvConfig): NotificationConfig {
       attemptsPerProvider: e.NOTIFICATION_RETRY_ATTEMPTS,
       baseDelayMs: e.NOTIFICATION_RETRY_BASE_MS,
       maxDelayMs: e.NOTIFICATION_RETRY_MAX_MS,
+      sendLeaseMs: e.NOTIFICATION_SEND_LEASE_MS,
+      httpTimeoutMs: e.NOTIFICATION_PROVIDER_TIMEOUT_MS,
     },
     providers: {
       smsPrimary: e.NOTIFICATION_SMS_PRIMARY,

@@ -15,6 +15,9 @@ export interface Contact {
  */
 export type ContactLookup = (userId: string) => Promise<Contact | null>;
 
+/** How long auth gets to answer a phone lookup; the send lease allows for it (config.ts). */
+export const CONTACT_LOOKUP_TIMEOUT_MS = 5_000;
+
 // Errors worth asking again for; anything else means the answer will not change.
 const TRANSIENT = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted, Code.Internal]);
 
@@ -23,7 +26,7 @@ export function authContacts(ctx: ServiceContext): ContactLookup {
   const client = createClient(AuthInternalService, ctx.peers("auth"));
   return async (userId) => {
     try {
-      const r = await client.getUserById({ userId }, { timeoutMs: 5_000 });
+      const r = await client.getUserById({ userId }, { timeoutMs: CONTACT_LOOKUP_TIMEOUT_MS });
       const locale = r.user?.locale === Locale.SW ? "sw" : r.user?.locale === Locale.EN ? "en" : "";
       return r.phone ? { phone: normalisePhone(r.phone), locale } : null;
     } catch (err) {

@@ -1,9 +1,9 @@
 import { fileURLToPath } from "node:url";
 import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
-import { configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
+import { checkRetryConfig, configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, type StaffDirectory } from "./contacts.js";
-import { applyStrandedReports, Dispatcher, unparkDue } from "./delivery.js";
+import { applyStrandedReports, Dispatcher, expireUnmatchedReports, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
 import type { ProviderSimulator } from "./simulator.js";
@@ -47,18 +47,17 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
     services: [NotificationService, NotificationAdminService, NotificationInternalService],
     async start(ctx) {
       let simulator: ProviderSimulator | undefined;
-      config = options.config;
-      if (!config) {
-        const vars = loadEnvConfig(options.env);
-        config = configFromEnv(vars);
-        if (vars.NOTIFICATION_PROVIDERS === "simulator") {
-          // Loaded only here: the production build leaves the simulators out.
-          const { ProviderSimulator } = await import("./simulator.js");
-          simulator = new ProviderSimulator();
-          await simulator.start();
-          config.providers = simulator.config(vars.NOTIFICATION_SMS_PRIMARY, vars.NOTIFICATION_AT_CALLBACK_TOKEN || "sim-callback-token");
-          ctx.logger.warn({ url: simulator.url }, "notification providers are the in-repo simulators (NOTIFICATION_PROVIDERS=simulator)");
-        }
+      const vars = options.config ? undefined : loadEnvConfig(options.env);
+      config = options.config ?? configFromEnv(vars!);
+      // Before anything starts: a lease a send can outlive is a configuration error.
+      checkRetryConfig(config.retry);
+      if (vars?.NOTIFICATION_PROVIDERS === "simulator") {
+        // Loaded only here: the production build leaves the simulators out.
+        const { ProviderSimulator } = await import("./simulator.js");
+        simulator = new ProviderSimulator();
+        await simulator.start();
+        config.providers = simulator.config(vars.NOTIFICATION_SMS_PRIMARY, vars.NOTIFICATION_AT_CALLBACK_TOKEN || "sim-callback-token");
+        ctx.logger.warn({ url: simulator.url }, "notification providers are the in-repo simulators (NOTIFICATION_PROVIDERS=simulator)");
       }
       await seedTemplates(ctx.pool);
       const cfg = config;
@@ -79,6 +78,9 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         sweeping = Promise.all([
           unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed")),
           applyStrandedReports(ctx.pool).catch((err) => ctx.logger.warn({ err }, "applying pending delivery reports failed")),
+          expireUnmatchedReports(ctx.pool)
+            .then((expired) => expired && ctx.logger.info({ expired }, "expired delivery reports no delivery matched"))
+            .catch((err) => ctx.logger.warn({ err }, "expiring unmatched delivery reports failed")),
         ]);
       }, options.sweepIntervalMs ?? 15_000);
       return async () => {

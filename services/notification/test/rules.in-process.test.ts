@@ -29,7 +29,7 @@ describe("notification rules, in process (with auth)", () => {
     await sim.start();
     const config = {
       providers: sim.config("africastalking", "at-callback-secret"),
-      retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 1_000, httpTimeoutMs: 3_000 },
+      retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 15_000, httpTimeoutMs: 3_000 },
       // Delivery reports are not called back here.
       publicUrl: () => "http://127.0.0.1:9",
     };

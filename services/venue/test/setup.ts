@@ -49,7 +49,7 @@ export async function startHarness(): Promise<Harness> {
   const notification = createNotificationModule({
     config: {
       providers: sim.config("africastalking", "at-callback-secret"),
-      retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 1_000, httpTimeoutMs: 3_000 },
+      retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 15_000, httpTimeoutMs: 3_000 },
       publicUrl: () => notificationUrl,
     },
     sweepIntervalMs: 100,
