@@ -280,8 +280,12 @@ async function pushStk(deps: Deps, inserted: TipRow, charged: bigint, callbackBa
       description: "Tip",
     });
     const row = await recordCheckout(deps, tipId, r.CheckoutRequestID, r.MerchantRequestID);
-    // The row as it is now (a callback may already have settled it): no second read needed.
-    if (row) return row;
+    // The row as it is now (a callback may already have settled it): no second read needed,
+    // here nor by the customer's WatchTip that follows.
+    if (row) {
+      deps.changes.offer(tipId, row);
+      return row;
+    }
     deps.ctx.logger.error({ tipId }, "STK push answered with a CheckoutRequestID other than its callback's");
   } catch (err) {
     if (!(err instanceof DarajaError)) throw err;
