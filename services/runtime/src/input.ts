@@ -1,7 +1,7 @@
 // Input checks every server runs before a handler sees a request: the body's
 // size, whether a binary body parses, and whether every string can be stored
 // by PostgreSQL. One place, so no service has to remember them.
-import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
+import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { fromBinary, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
@@ -19,6 +19,8 @@ export function tooLargeMessage(max: number): string {
 export interface RefusedBody {
   code: Code;
   message: string;
+  /** Headers the refusal carries (UNIMPLEMENTED names the encodings taken). */
+  metadata?: Headers;
 }
 export const refusedBodyKey = createContextKey<RefusedBody | undefined>(undefined, { description: "refused request body" });
 
@@ -43,24 +45,46 @@ async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Ui
   return Buffer.concat(chunks);
 }
 
-function decompress(encoding: string | null, data: Uint8Array, max: number): Uint8Array {
-  const options = { maxOutputLength: max };
-  switch ((encoding ?? "identity").toLowerCase()) {
-    case "identity":
-      return data;
-    case "gzip":
-      return gunzipSync(data, options);
-    case "deflate":
-      return inflateSync(data, options);
-    case "br":
-      return brotliDecompressSync(data, options);
-    default:
-      throw new Error(`unsupported encoding ${encoding}`);
+/** The request encodings our servers take (connect-es's acceptCompression in server.ts), named exactly, as connect-es matches them. */
+export const REQUEST_ENCODINGS = ["gzip", "br"] as const;
+
+/**
+ * Refuses an encoding our servers do not take, as connect-es does:
+ * UNIMPLEMENTED, with the ones we take in `acceptHeader` (the protocol's
+ * accept-encoding header). Names are matched exactly, as connect-es matches
+ * them, so the gateway and the services behind it take the same ones.
+ */
+export function checkRequestEncoding(encoding: string | null, acceptHeader: string): void {
+  if (!encoding || encoding === "identity" || (REQUEST_ENCODINGS as readonly string[]).includes(encoding)) return;
+  const accepted = REQUEST_ENCODINGS.join(",");
+  throw new ConnectError(`unknown compression "${encoding}": supported encodings are ${accepted}`, Code.Unimplemented, { [acceptHeader]: accepted });
+}
+
+/**
+ * A request message's bytes decompressed as `encoding` says, at most `max`
+ * bytes (none or "identity": as they are; the caller held the body to its limit). zlib's one-call form with
+ * maxOutputLength inflates one 16 KiB chunk at a time and stops at the first
+ * chunk past `max`, so a small body that would inflate to gigabytes costs one
+ * chunk over the limit. Refusals as connect-es words them: RESOURCE_EXHAUSTED
+ * past `max`, INVALID_ARGUMENT for bytes that do not decompress,
+ * UNIMPLEMENTED for an encoding we do not take (checkRequestEncoding).
+ * One copy for the services' guard and the gateway's edge.
+ */
+export function decompressMessage(encoding: string | null, data: Uint8Array, max: number, acceptHeader = "accept-encoding"): Uint8Array {
+  checkRequestEncoding(encoding, acceptHeader);
+  if (!encoding || encoding === "identity") return data;
+  if (data.byteLength === 0) return data;
+  try {
+    return encoding === "gzip" ? gunzipSync(data, { maxOutputLength: max }) : brotliDecompressSync(data, { maxOutputLength: max });
+  } catch (err) {
+    if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE")
+      throw new ConnectError(`the request message is larger than the ${max} bytes this server reads once decompressed`, Code.ResourceExhausted);
+    throw new ConnectError(`the request body does not decompress as ${encoding}: ${(err as Error).message}`, Code.InvalidArgument);
   }
 }
 
 /** The messages inside a gRPC / gRPC-web / Connect-streaming body, decompressed. */
-function envelopes(body: Uint8Array, encoding: string | null, max: number): Uint8Array[] {
+function envelopes(body: Uint8Array, encoding: string | null, max: number, acceptHeader: string): Uint8Array[] {
   const out: Uint8Array[] = [];
   let at = 0;
   while (at < body.byteLength) {
@@ -72,7 +96,8 @@ function envelopes(body: Uint8Array, encoding: string | null, max: number): Uint
     const data = body.subarray(at, at + length);
     at += length;
     if (flags & 0b10) continue; // an end-of-stream frame, not a message
-    out.push(flags & 0b01 ? decompress(encoding, data, max) : data);
+    if (flags & 0b01 && (!encoding || encoding === "identity")) throw new ConnectError("a compressed message without its encoding header", Code.InvalidArgument);
+    out.push(flags & 0b01 ? decompressMessage(encoding, data, max, acceptHeader) : data);
   }
   return out;
 }
@@ -99,8 +124,8 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
     if (req.method !== "POST" || !isByteStream(req.body)) return handler(req);
     const type = mediaType(req.header.get("content-type"));
     const enveloped = ENVELOPED.test(type);
-    const refuse = (code: Code, message: string) => {
-      req.contextValues?.set(refusedBodyKey, { code, message });
+    const refuse = (code: Code, message: string, metadata?: Headers) => {
+      req.contextValues?.set(refusedBodyKey, { code, message, metadata });
       return handler({ ...req, body: oneChunk(enveloped ? new Uint8Array(5) : new Uint8Array(0)) });
     };
     const declared = Number(req.header.get("content-length") ?? NaN);
@@ -117,10 +142,13 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
     if (BINARY.test(type)) {
       try {
         const messages = enveloped
-          ? envelopes(body, req.header.get(type.includes("connect") ? "connect-content-encoding" : "grpc-encoding"), readMaxBytes)
-          : [decompress(req.header.get("content-encoding"), body, readMaxBytes)];
+          ? type.includes("connect")
+            ? envelopes(body, req.header.get("connect-content-encoding"), readMaxBytes, "connect-accept-encoding")
+            : envelopes(body, req.header.get("grpc-encoding"), readMaxBytes, "grpc-accept-encoding")
+          : [decompressMessage(req.header.get("content-encoding"), body, readMaxBytes)];
         for (const m of messages) fromBinary(input, m);
       } catch (err) {
+        if (err instanceof ConnectError) return refuse(err.code, err.rawMessage, err.metadata);
         const reason = err instanceof RangeError && /call stack/i.test(err.message) ? "nested too deeply" : (err as Error).message;
         return refuse(Code.InvalidArgument, `the request body is not a valid ${input.typeName} in binary protobuf: ${reason}`);
       }
@@ -295,7 +323,7 @@ function unstorableJson(value: unknown, depth: number): string | undefined {
 export function inputInterceptor(): Interceptor {
   return (next) => async (req) => {
     const refused = req.contextValues.get(refusedBodyKey);
-    if (refused) throw new ConnectError(refused.message, refused.code);
+    if (refused) throw new ConnectError(refused.message, refused.code, refused.metadata);
     if (!req.stream) {
       const field = unstorableStringField(req.method.input, req.message);
       if (field !== undefined) throw fieldError(field, "must not contain NUL (U+0000) characters", "string.no_nul");
