@@ -53,7 +53,7 @@ export function toAccount(r: AccountRow): Account {
 }
 
 /** Every column of wallet.accounts, named so that the statements naming them are prepared (the runtime's db.ts). */
-const ACCOUNT_COLUMNS = "account_id, kind, owner_kind, owner_id, currency, may_go_negative, balance_minor, held_minor, created_at, debt_allowed_minor";
+export const ACCOUNT_COLUMNS = "account_id, kind, owner_kind, owner_id, currency, may_go_negative, balance_minor, held_minor, created_at, debt_allowed_minor";
 
 /** Finds or creates the account with this natural key. */
 export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind: OwnerKind, ownerId: string, currency: string): Promise<AccountRow> {
