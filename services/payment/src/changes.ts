@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { EventEmitter } from "node:events";
+import { EventEmitter, once } from "node:events";
 import type { EventBus } from "@ttip/runtime";
 
 /** The bus notification every payment replica listens to for its watchers (nothing stored). */
@@ -14,19 +14,30 @@ const MAX_KEY_LENGTH = 128;
  * notification. A lost notification costs a watcher its poll interval, never
  * a change: the watchers still read the committed row on every poll.
  */
-export class ChangeFeed extends EventEmitter {
+export class ChangeFeed {
   /** This replica's mark on what it sends, so it does not wake its own watchers twice. */
   private readonly origin = randomUUID();
+  /**
+   * This process's watchers. Private: waking them alone would leave the other
+   * replicas' watchers to their poll, so every change goes through announce().
+   */
+  private readonly local = new EventEmitter().setMaxListeners(0);
 
-  constructor(private readonly bus: Pick<EventBus, "notify" | "listen">) {
-    super();
-    this.setMaxListeners(0);
+  constructor(private readonly bus: Pick<EventBus, "notify" | "listen">) {}
+
+  /** Tells the watchers of `key` on every replica that a committed change happened; call after the commit. */
+  announce(key: string, row?: unknown): void {
+    this.local.emit(key, row);
+    if (key.length <= MAX_KEY_LENGTH) this.bus.notify?.(WATCH_WAKE_SUBJECT, Buffer.from(`${this.origin} ${key}`));
   }
 
-  /** Tells the watchers of `key` that a committed change happened; call after the commit. */
-  announce(key: string, row?: unknown): void {
-    this.emit(key, row);
-    if (key.length <= MAX_KEY_LENGTH) this.bus.notify?.(WATCH_WAKE_SUBJECT, Buffer.from(`${this.origin} ${key}`));
+  /**
+   * The next change of `key` announced on any replica: the row its transaction
+   * committed when this replica made it and had it, else undefined. Rejects when `signal` aborts.
+   */
+  async next(key: string, signal: AbortSignal): Promise<unknown> {
+    const [row] = await once(this.local, key, { signal });
+    return row;
   }
 
   /** Wakes this process's watchers on other replicas' changes until stopped; a no-op on a bus without notifications. */
@@ -35,7 +46,7 @@ export class ChangeFeed extends EventEmitter {
     const sub = await this.bus.listen(WATCH_WAKE_SUBJECT, (data) => {
       const [origin, key] = Buffer.from(data).toString("utf8").split(" ");
       // "error" would make the emitter throw: no tip or payout has that key.
-      if (origin !== this.origin && key && key !== "error" && key.length <= MAX_KEY_LENGTH) this.emit(key);
+      if (origin !== this.origin && key && key !== "error" && key.length <= MAX_KEY_LENGTH) this.local.emit(key);
     });
     return () => sub.stop();
   }
