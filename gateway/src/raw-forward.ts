@@ -6,11 +6,13 @@
 // signature and usage, rate limit, policy) run around the forwarding, on a
 // placeholder message. The backend is called with the Connect protocol (its
 // cheapest), so only the framing differs between the legs: a gRPC envelope is
-// five bytes in front of the same message bytes. JSON, Connect GET and streams
-// keep the decoding path (forward.ts).
+// five bytes in front of the same message bytes. A compressed request is
+// inflated here, up to the read limit (runtime's decompressMessage, as the
+// services do), and goes on uncompressed: a body that inflates past the limit
+// stops at the edge. JSON, Connect GET and streams keep the decoding path
+// (forward.ts).
 import type http from "node:http";
 import type http2 from "node:http2";
-import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { create, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
 import {
   Code,
@@ -25,7 +27,19 @@ import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { codeFromHttpStatus, codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
-import { BodyTooLargeError, intercepted, mediaType, rawRequestBodyKey, readHttpBody, refusedBodyKey, sendingRefusedAgain, type Logger } from "@ttip/runtime";
+import {
+  BodyTooLargeError,
+  checkRequestEncoding,
+  decompressMessage,
+  intercepted,
+  mediaType,
+  rawRequestBodyKey,
+  readHttpBody,
+  refusedBodyKey,
+  sendingRefusedAgain,
+  tooLargeMessage,
+  type Logger,
+} from "@ttip/runtime";
 import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
 
 type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
@@ -118,9 +132,8 @@ interface Answer {
 /** Per call: the body to send, and where the backend's answer is left for the writer. */
 interface RawCall {
   route: RawRoute;
+  /** The request message, decompressed. */
   body: Uint8Array;
-  /** Content-encoding of `body` ("" when none). */
-  encoding: string;
   /** Encodings the client accepts back. */
   accept: string | undefined;
   timeoutMs: () => number | undefined;
@@ -142,11 +155,10 @@ async function serve(options: RawForwardingOptions, chain: UnaryNext, route: Raw
   res.once("close", gone);
   try {
     const body = await readBody(req, options.readMaxBytes, values);
-    const message = body && unframe(protocol, body, header, values);
+    const message = body && requestMessage(protocol, body, header, options.readMaxBytes, values);
     const call: RawCall = {
       route,
-      body: message?.data ?? new Uint8Array(0),
-      encoding: message?.encoding ?? "",
+      body: message ?? new Uint8Array(0),
       accept: (protocol === "connect" ? header.get("accept-encoding") : header.get("grpc-accept-encoding")) ?? undefined,
       timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
     };
@@ -211,23 +223,37 @@ async function readBody(req: NodeReq, max: number, values: ContextValues): Promi
     body = await readHttpBody(req, max);
   } catch (err) {
     if (!(err instanceof BodyTooLargeError)) throw err;
-    values.set(refusedBodyKey, { code: Code.ResourceExhausted, message: `the request body is larger than the ${max} bytes this server reads` });
+    values.set(refusedBodyKey, { code: Code.ResourceExhausted, message: tooLargeMessage(max) });
     return undefined;
   }
   values.set(rawRequestBodyKey, body);
   return body;
 }
 
-/** The one message of a unary request, and its content-encoding; a malformed envelope is noted for inputInterceptor. */
-function unframe(protocol: Protocol, body: Uint8Array, header: Headers, values: ContextValues): { data: Uint8Array; encoding: string } | undefined {
-  if (protocol === "connect") return { data: body, encoding: header.get("content-encoding") ?? "" };
-  const length = body.byteLength >= 5 ? Buffer.from(body.buffer, body.byteOffset + 1, 4).readUInt32BE(0) : -1;
-  if (length !== body.byteLength - 5 || body[0] & ~COMPRESSED_FLAG) {
-    values.set(refusedBodyKey, { code: Code.InvalidArgument, message: `a unary ${protocol} request carries exactly one message envelope` });
+/**
+ * The one message of a unary request, decompressed here at the edge (at most
+ * `max` bytes, as the service would read it), so a body that inflates past
+ * the limit is refused before it leaves the gateway, and the service gets the
+ * message uncompressed (it need not inflate it again). A malformed envelope,
+ * an encoding the services do not take, or a refusal of decompressMessage is
+ * noted for inputInterceptor, with the code the service would answer.
+ */
+function requestMessage(protocol: Protocol, body: Uint8Array, header: Headers, max: number, values: ContextValues): Uint8Array | undefined {
+  try {
+    if (protocol === "connect") return decompressMessage(header.get("content-encoding"), body, max);
+    const encoding = header.get("grpc-encoding");
+    // As connect-es: an encoding it does not take is refused even on an uncompressed message.
+    checkRequestEncoding(encoding, "grpc-accept-encoding");
+    const length = body.byteLength >= 5 ? Buffer.from(body.buffer, body.byteOffset + 1, 4).readUInt32BE(0) : -1;
+    if (length !== body.byteLength - 5 || body[0] & ~COMPRESSED_FLAG) throw new ConnectError(`a unary ${protocol} request carries exactly one message envelope`, Code.InvalidArgument);
+    if (!(body[0] & COMPRESSED_FLAG)) return body.subarray(5);
+    if (!encoding || encoding === "identity") throw new ConnectError("a compressed message without its encoding header", Code.InvalidArgument);
+    return decompressMessage(encoding, body.subarray(5), max, "grpc-accept-encoding");
+  } catch (err) {
+    if (!(err instanceof ConnectError)) throw err;
+    values.set(refusedBodyKey, { code: err.code, message: err.rawMessage, metadata: err.metadata });
     return undefined;
   }
-  const compressed = (body[0] & COMPRESSED_FLAG) !== 0;
-  return { data: body.subarray(5), encoding: compressed ? header.get("grpc-encoding") ?? "" : "" };
 }
 
 /** The last of the chain: the call to the backend, the Connect protocol over its HTTP/2 session. */
@@ -236,7 +262,6 @@ async function sendToBackend(req: UnaryRequest): Promise<UnaryResponse> {
   if (!call) throw new ConnectError("no request body for the backend", Code.Internal);
   const headers: http2.OutgoingHttpHeaders = { "content-type": "application/proto", "connect-protocol-version": "1" };
   req.header.forEach((value, key) => (headers[key] = value));
-  if (call.encoding) headers["content-encoding"] = call.encoding;
   if (call.accept) headers["accept-encoding"] = call.accept;
   const timeoutMs = call.timeoutMs();
   if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(Math.max(1, Math.floor(timeoutMs)));
@@ -274,28 +299,16 @@ function backendError(service: string, status: number, header: Headers, body: Ui
   const fallback = new ConnectError(`the ${service} service answered HTTP ${status}`, codeFromHttpStatus(status));
   if (!header.get("content-type")?.startsWith("application/json")) return relayedError(fallback);
   try {
-    const json = decompress(header.get("content-encoding"), body);
+    const json = decompressMessage(header.get("content-encoding"), body, MAX_ERROR_BYTES);
     return relayedError(errorFromJsonBytes(json, new Headers(header), fallback));
-  } catch (err) {
-    return relayedError(ConnectError.from(err));
+  } catch {
+    // An error body we cannot read is the backend's failure, never the client's mistake.
+    return relayedError(fallback);
   }
 }
 
 /** An error body is at most this large once decompressed (Connect's error JSON is a message and details). */
 const MAX_ERROR_BYTES = 1024 * 1024;
-
-function decompress(encoding: string | null, data: Uint8Array): Uint8Array {
-  switch (encoding ?? "identity") {
-    case "identity":
-      return data;
-    case "gzip":
-      return gunzipSync(data, { maxOutputLength: MAX_ERROR_BYTES });
-    case "br":
-      return brotliDecompressSync(data, { maxOutputLength: MAX_ERROR_BYTES });
-    default:
-      throw new ConnectError(`the backend answered in an unknown encoding ${encoding}`, Code.Internal);
-  }
-}
 
 /** The backend did not process the call (RST_STREAM REFUSED_STREAM, RFC 9113 8.7): it may be sent again. */
 const REFUSED = Symbol("refused unprocessed");

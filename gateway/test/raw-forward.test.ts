@@ -1,14 +1,19 @@
 // Binary protobuf calls forwarded as bytes (raw-forward.ts): the message
-// reaches the service as the client sent it, and every check of the gateway
-// still stands, for Connect binary, gRPC and gRPC-web alike.
+// reaches the service as the client sent it (inflated at the gateway when
+// compressed), and every check of the gateway still stands, for Connect
+// binary, gRPC and gRPC-web alike: a body over the read limit, compressed or
+// not, stops at the gateway with the code the service itself would answer.
 import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
+import { deflateSync, gzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
+import { toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import type { Compression } from "@connectrpc/connect/protocol";
 import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { GetQrCodeRequestSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import {
   createPeers,
   InProcessBus,
@@ -53,7 +58,17 @@ const recordingQr: ServiceModule = {
     }),
 };
 
-const GZIP_MAGIC = [0x1f, 0x8b];
+/** qr_code_id = "x", in front of the message's own qr_code_id (the last one wins): an encoding only the client would make. */
+const NON_CANONICAL = Buffer.from([0x0a, 0x01, 0x78]);
+/** gzip, of the message with NON_CANONICAL in front: a re-encoding on the way would drop it. */
+const gzipNonCanonical: Compression = { name: "gzip", compress: (bytes) => compressionGzip.compress(new Uint8Array(Buffer.concat([NON_CANONICAL, bytes]))), decompress: compressionGzip.decompress };
+/** Compressions the services do not take, or bytes that do not inflate: refused at the gateway as the service refuses them. */
+const misnamed = (name: string, compress: (bytes: Uint8Array) => Buffer): Compression => ({ name, compress: async (bytes) => new Uint8Array(compress(bytes)), decompress: compressionGzip.decompress });
+const refusedCompressions: Array<[Compression, Code, RegExp]> = [
+  [misnamed("gzip", () => Buffer.from("these bytes are not gzip")), Code.InvalidArgument, /does not decompress as gzip/],
+  [misnamed("deflate", (bytes) => deflateSync(bytes)), Code.Unimplemented, /unknown compression "deflate": supported encodings are gzip,br/],
+  [misnamed("GZIP", (bytes) => gzipSync(bytes)), Code.Unimplemented, /unknown compression "GZIP"/],
+];
 
 describe("binary calls forwarded as bytes", () => {
   let db: TestDatabase;
@@ -101,32 +116,59 @@ describe("binary calls forwarded as bytes", () => {
     await db.drop();
   });
 
-  // Compressed requests tell the paths apart: forwarded as bytes, the service gets the client's gzip body;
-  // decoded at the gateway, it would get the message encoded again, uncompressed.
+  // Every request compressed, however small.
   const gzip = { sendCompression: compressionGzip, compressMinBytes: 0 };
-  const transports: Record<string, (baseUrl: string, interceptors?: Interceptor[]) => Transport> = {
-    "Connect binary": (baseUrl, interceptors) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors, ...gzip }),
-    gRPC: (baseUrl, interceptors) => createGrpcTransport({ baseUrl, interceptors, ...gzip }),
-    "gRPC-web": (baseUrl, interceptors) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors, ...gzip }),
+  type Compressing = { sendCompression?: Compression; compressMinBytes?: number };
+  const transports: Record<string, (baseUrl: string, interceptors?: Interceptor[], compressing?: Compressing) => Transport> = {
+    "Connect binary": (baseUrl, interceptors, compressing = gzip) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors, ...compressing }),
+    gRPC: (baseUrl, interceptors, compressing = gzip) => createGrpcTransport({ baseUrl, interceptors, ...compressing }),
+    "gRPC-web": (baseUrl, interceptors, compressing = gzip) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors, ...compressing }),
   };
 
   for (const [protocol, transport] of Object.entries(transports)) {
-    const qr = (baseUrl = gateway.url, interceptors?: Interceptor[]) => createClient(QrService, transport(baseUrl, interceptors));
+    const qr = (baseUrl = gateway.url, interceptors?: Interceptor[], compressing?: Compressing) => createClient(QrService, transport(baseUrl, interceptors, compressing));
 
-    test(`${protocol}: the service gets the client's bytes unchanged, the client the service's answer and headers`, async () => {
+    test(`${protocol}: the service gets the client's message bytes unchanged (inflated at the gateway), the client the service's answer and headers`, async () => {
       const before = seen.length;
       const qrCodeId = randomUUID();
       let backendHeader: string | null = null;
       let requestId: string | null = null;
-      const res = await qr().getQrCode({ qrCodeId }, { headers: { "x-request-id": "raw-req-1234" }, onHeader: (h) => ((backendHeader = h.get("x-backend")), (requestId = h.get("x-request-id"))) });
+      const client = qr(gateway.url, undefined, { sendCompression: gzipNonCanonical, compressMinBytes: 0 });
+      const res = await client.getQrCode({ qrCodeId }, { headers: { "x-request-id": "raw-req-1234" }, onHeader: (h) => ((backendHeader = h.get("x-backend")), (requestId = h.get("x-request-id"))) });
       assert.equal(res.qrCode?.qrCodeId, qrCodeId);
       assert.equal(res.qrCode?.shortCode, "K7M4QX");
       assert.equal(backendHeader, "qr");
       assert.equal(requestId, "raw-req-1234");
       const [call] = seen.slice(before);
-      assert.equal(call.encoding, "gzip");
-      assert.deepEqual([...call.body!.subarray(0, 2)], GZIP_MAGIC, "the gzip body as the client sent it");
+      assert.equal(call.encoding, null, "uncompressed on the gateway's leg");
+      assert.deepEqual(Buffer.from(call.body!), Buffer.concat([NON_CANONICAL, toBinary(GetQrCodeRequestSchema, { $typeName: "ttip.qr.v1.GetQrCodeRequest", qrCodeId })]), "the client's bytes, never decoded and encoded again");
       assert.equal(call.subject, null, "anonymous");
+    });
+
+    test(`${protocol}: a small compressed body that inflates past the read limit is RESOURCE_EXHAUSTED at the gateway, as at the service`, async () => {
+      const before = seen.length;
+      // 100,000 zeros gzip to about 130 bytes, under the gateway's 512.
+      const refused = await failure(qr().getQrCode({ qrCodeId: "0".repeat(100_000) }));
+      assert.equal(refused.code, Code.ResourceExhausted);
+      assert.equal(refused.message, "the request message is larger than the 512 bytes this server reads once decompressed");
+      assert.equal(seen.length, before);
+      // The service refuses the same way past its own 1 MiB (it said INVALID_ARGUMENT before they shared the code).
+      const direct = await failure(qr(backend.server.url).getQrCode({ qrCodeId: "0".repeat(1_100_000) }));
+      assert.equal(direct.code, Code.ResourceExhausted);
+      assert.equal(direct.message, "the request message is larger than the 1048576 bytes this server reads once decompressed");
+      assert.equal(seen.length, before);
+    });
+
+    test(`${protocol}: bytes that do not inflate are INVALID_ARGUMENT, an encoding the services do not take UNIMPLEMENTED; the gateway and the service answer alike`, async () => {
+      const before = seen.length;
+      for (const [compression, code, message] of refusedCompressions) {
+        for (const baseUrl of [gateway.url, backend.server.url]) {
+          const refused = await failure(qr(baseUrl, undefined, { sendCompression: compression, compressMinBytes: 0 }).getQrCode({ qrCodeId: randomUUID() }));
+          assert.equal(refused.code, code, `${compression.name} at ${baseUrl === gateway.url ? "the gateway" : "the service"}`);
+          assert.match(refused.message, message);
+        }
+      }
+      assert.equal(seen.length, before);
     });
 
     test(`${protocol}: no token for a signed-in RPC is UNAUTHENTICATED, a bad one too; neither reaches the service`, async () => {
@@ -147,13 +189,15 @@ describe("binary calls forwarded as bytes", () => {
       assert.equal(seen.length, before);
     });
 
-    test(`${protocol}: a body over the gateway's read limit is RESOURCE_EXHAUSTED, unread by the service`, async () => {
+    test(`${protocol}: a body over the gateway's read limit, compressed or not, is RESOURCE_EXHAUSTED, unread by the service`, async () => {
       const before = seen.length;
       // Random hex does not compress below the limit.
       const qrCodeId = Buffer.from(Array.from({ length: 1_000 }, () => Math.floor(Math.random() * 256))).toString("hex");
-      const refused = await failure(qr().getQrCode({ qrCodeId }));
-      assert.equal(refused.code, Code.ResourceExhausted);
-      assert.match(refused.message, /larger than the 512 bytes/);
+      for (const compressing of [gzip, {}]) {
+        const refused = await failure(qr(gateway.url, undefined, compressing).getQrCode({ qrCodeId }));
+        assert.equal(refused.code, Code.ResourceExhausted);
+        assert.equal(refused.message, "the request body is larger than the 512 bytes this server reads");
+      }
       assert.equal(seen.length, before);
     });
 
@@ -187,7 +231,8 @@ describe("binary calls forwarded as bytes", () => {
       const checked = verified.slice(verifiedBefore);
       assert.equal(checked.length, 3);
       assert.equal(checked[0].path, "/ttip.qr.v1.QrService/GetQrCode");
-      const sent = seen[before].body!;
+      // The service got the message inflated; the client signed its gzip (node's gzip is deterministic).
+      const sent = gzipSync(seen[before].body!);
       // Connect binary signs the body; gRPC and gRPC-web their one envelope around it.
       const head = Buffer.from([1, 0, 0, 0, 0]);
       head.writeUInt32BE(sent.byteLength, 1);
@@ -222,13 +267,17 @@ describe("binary calls forwarded as bytes", () => {
     });
   }
 
-  test("Connect JSON keeps the decoding path: the service gets the message encoded again by the gateway", async () => {
+  test("Connect JSON keeps the decoding path: the service gets the message encoded by the gateway; past the limit once inflated, RESOURCE_EXHAUSTED", async () => {
     const before = seen.length;
     const json = createClient(QrService, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1", useBinaryFormat: false, ...gzip }));
-    await json.getQrCode({ qrCodeId: randomUUID() });
+    const qrCodeId = randomUUID();
+    await json.getQrCode({ qrCodeId });
     const [call] = seen.slice(before);
     assert.equal(call.encoding, null);
-    assert.notDeepEqual([...call.body!.subarray(0, 2)], GZIP_MAGIC);
+    assert.deepEqual(Buffer.from(call.body!), Buffer.from(toBinary(GetQrCodeRequestSchema, { $typeName: "ttip.qr.v1.GetQrCodeRequest", qrCodeId })));
+    const refused = await failure(json.getQrCode({ qrCodeId: "0".repeat(100_000) }));
+    assert.equal(refused.code, Code.ResourceExhausted);
+    assert.equal(seen.length, before + 1);
   });
 
   test("an unreachable service is UNAVAILABLE", async () => {

@@ -56,9 +56,20 @@ export interface EmbeddedPlatform {
  */
 export async function startEmbedded(envVars: Record<string, string | undefined> = process.env): Promise<EmbeddedPlatform> {
   const cfg = loadEmbeddedConfig(envVars);
-  const shared = await startSharedState(cfg);
+  const started = new StartedParts();
+  try {
+    return await startParts(cfg, envVars, started);
+  } catch (err) {
+    // A later part failed (its port taken, say): what started before it must not keep ports, timers and PGlite.
+    await started.stop();
+    throw err;
+  }
+}
+
+async function startParts(cfg: EmbeddedConfig, envVars: Record<string, string | undefined>, started: StartedParts): Promise<EmbeddedPlatform> {
+  const shared = await startSharedState(cfg, started);
   const vars = serviceVars(envVars);
-  const sims = await startSimulators(vars);
+  const sims = await startSimulators(vars, started);
   const port = await settlePublicAddress(cfg, vars);
   const admin = await prepareWebBuilds(cfg, shared.ctx.logger);
   let web: WebApp | undefined;
@@ -77,24 +88,44 @@ export async function startEmbedded(envVars: Record<string, string | undefined> 
       web: cfg.WEB === "on" ? webAppsHandler(admin, () => web) : undefined,
     },
   });
+  started.add(() => platform.close());
   // Loaded after the services read their configuration: Next sets NODE_ENV=production in this process.
   // Its pages' server code calls the gateway it is served by.
-  if (cfg.WEB === "on") web = await createWebApp({ apiUrl: platform.gatewayUrl, stripeJsUrl: vars.STRIPE_JS_URL });
+  if (cfg.WEB === "on") {
+    const app = (web = await createWebApp({ apiUrl: platform.gatewayUrl, stripeJsUrl: vars.STRIPE_JS_URL }));
+    started.add(() => app.close());
+  }
   paymentUrl = () => platform.urls.get("payment");
   sims.stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
   sims.paypal?.setWebhookUrl(`${platform.urls.get("payment")}/paypal/webhook`);
 
-  const close = async () => {
-    await platform.close();
-    await web?.close();
-    await closeSharedState(shared);
-    await closeSimulators(sims);
-  };
   // Until someone is admin, each start issues a fresh first-admin token (the previous one dies).
   const setup = await issueSetupToken(shared.ctx.pool, "at start (make run)");
   const partnerSandbox = await startPartnerSandbox(cfg, platform.urls);
   const { simulators, offline } = describeSimulators(sims, vars, platform.urls);
-  return { gatewayUrl: platform.gatewayUrl, services: platform.services, config: vars, simulators, offline, setupToken: setup?.token, partnerSandbox, close };
+  return {
+    gatewayUrl: platform.gatewayUrl, services: platform.services, config: vars, simulators, offline, setupToken: setup?.token, partnerSandbox,
+    close: () => started.stop(),
+  };
+}
+
+/**
+ * The parts started so far, each with its stop; stopped last first, on close
+ * or when a later part fails to start. A stop that fails does not keep the
+ * others running: the first failure is thrown once all have been tried.
+ */
+class StartedParts {
+  private readonly stops: Array<() => Promise<void>> = [];
+
+  add(stop: () => Promise<void>): void {
+    this.stops.push(stop);
+  }
+
+  async stop(): Promise<void> {
+    const failures: unknown[] = [];
+    for (const stop of this.stops.splice(0).reverse()) await stop().catch((err: unknown) => failures.push(err));
+    if (failures.length) throw failures[0];
+  }
 }
 
 type EmbeddedConfig = ReturnType<typeof loadEmbeddedConfig>;
@@ -118,24 +149,19 @@ function loadEmbeddedConfig(envVars: Record<string, string | undefined>) {
   );
 }
 
-type SharedState = Awaited<ReturnType<typeof startSharedState>>;
-
 /** What every service shares in this process: the logger, PGlite and its pool, the bus, the cache, the metrics. */
-async function startSharedState(cfg: EmbeddedConfig) {
+async function startSharedState(cfg: EmbeddedConfig, started: StartedParts) {
   const logger = createLogger({ level: cfg.LOG_LEVEL, base: { mode: "embedded" } });
   const postgres = await startEmbeddedPostgres(cfg.DATA_DIR === "memory" ? undefined : cfg.DATA_DIR);
+  started.add(() => postgres.close());
   // PGlite is one session: every service shares one connection.
   const pool = createPool(postgres.url, { max: 1, applicationName: "ttip-embedded", logger, preparedStatements: false });
+  started.add(() => pool.end());
   const bus = new InProcessBus(logger);
+  started.add(() => bus.close());
   const cache = new MemoryCache();
   const metrics = new Metrics({ mode: "embedded" });
   return { postgres, ctx: { logger, pool, bus, cache, metrics } };
-}
-
-async function closeSharedState(shared: SharedState): Promise<void> {
-  await shared.ctx.bus.close();
-  await shared.ctx.pool.end();
-  await shared.postgres.close();
 }
 
 /**
@@ -160,19 +186,16 @@ interface Simulators {
 }
 
 /** Starts the simulators in turn, each writing its address and keys into vars. */
-async function startSimulators(vars: Record<string, string | undefined>): Promise<Simulators> {
-  const daraja = await startDaraja(vars);
-  const stripe = await startStripe(vars);
-  const paypal = await startPayPal(vars);
-  const sms = await startSms(vars);
+async function startSimulators(vars: Record<string, string | undefined>, started: StartedParts): Promise<Simulators> {
+  const stopping = <T extends { close(): Promise<void> } | undefined>(sim: T): T => {
+    if (sim) started.add(() => sim.close());
+    return sim;
+  };
+  const daraja = stopping(await startDaraja(vars));
+  const stripe = stopping(await startStripe(vars));
+  const paypal = stopping(await startPayPal(vars));
+  const sms = stopping(await startSms(vars));
   return { daraja, stripe, paypal, sms };
-}
-
-async function closeSimulators(sims: Simulators): Promise<void> {
-  await sims.daraja?.close();
-  await sims.sms?.close();
-  await sims.stripe?.close();
-  await sims.paypal?.close();
 }
 
 /**

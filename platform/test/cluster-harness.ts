@@ -8,7 +8,7 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import type { DescService } from "@bufbuild/protobuf";
 import { randomBytes } from "node:crypto";
 import { callerHeaders, signingInterceptor, type Role } from "@ttip/runtime";
-import { freePort, PlatformProcess } from "@ttip/runtime/testing";
+import { freePort, PlatformProcess, uniqueName } from "@ttip/runtime/testing";
 import { PLATFORM_MAIN } from "../src/entry.js";
 import { startDarajaSimulator, type DarajaSimulator, type SimulatorOptions } from "@ttip/payment/testing";
 import { modules } from "../src/modules.js";
@@ -22,6 +22,15 @@ export type ClusterRole = ServiceRole | "gateway";
 /** Shared by every process of the cluster, as the chart passes it from one Secret. */
 const INTERNAL_SIGNING_KEY = randomBytes(32).toString("base64url");
 const peersOf = (role: ServiceRole) => (modules.find((m) => m.name === role)?.calls ?? []) as ServiceRole[];
+
+/**
+ * A JetStream stream and subject prefix of one test's own (the processes'
+ * NATS_STREAM and NATS_SUBJECT_PREFIX): on a NATS server tests share, the
+ * default stream would hand one test's events to another's consumers.
+ */
+export function ownStream(): { NATS_STREAM: string; NATS_SUBJECT_PREFIX: string } {
+  return { NATS_STREAM: uniqueName("CLUSTER").toUpperCase(), NATS_SUBJECT_PREFIX: uniqueName("cluster") };
+}
 
 export interface ClusterServers {
   databaseUrl: string;
@@ -59,6 +68,8 @@ export const FAST_PAYMENT_ENV: Record<string, string> = {
 export class Cluster {
   private constructor(
     readonly sim: DarajaSimulator,
+    /** This cluster's own stream and subject prefix, shared by its processes. */
+    readonly stream: ReturnType<typeof ownStream>,
     private readonly procs: Map<ClusterRole, PlatformProcess>,
     private readonly startTimeoutMs: number,
   ) {}
@@ -67,7 +78,7 @@ export class Cluster {
   static async start(servers: ClusterServers, options: ClusterOptions = {}): Promise<Cluster> {
     const sim = await startDarajaSimulator({ callbackDelayMs: 100, lateDelayMs: 2500, ...options.simulator });
     const procs = new Map<ClusterRole, PlatformProcess>();
-    const cluster = new Cluster(sim, procs, options.startTimeoutMs ?? 60_000);
+    const cluster = new Cluster(sim, ownStream(), procs, options.startTimeoutMs ?? 60_000);
     try {
       // Ports first, so every peer URL is known before anything starts.
       const ports = new Map<ServiceRole, number>();
@@ -79,6 +90,7 @@ export class Cluster {
           DATABASE_URL: servers.databaseUrl,
           DATABASE_POOL_MAX: "8",
           NATS_URL: servers.natsUrl,
+          ...cluster.stream,
           REDIS_URL: servers.redisUrl,
           DRAIN_TIMEOUT_MS: "3000",
           DRAIN_DELAY_MS: "0",

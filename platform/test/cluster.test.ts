@@ -5,19 +5,22 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { createTestDatabase, PlatformProcess, testEnv, type TestDatabase } from "@ttip/runtime/testing";
+import { connect } from "nats";
 import { PLATFORM_MAIN } from "../src/entry.js";
+import { ownStream } from "./cluster-harness.js";
 
 // Cluster mode: each role its own OS process from the one entry point, on real servers.
 describe("cluster mode: one process per role", () => {
   let db: TestDatabase;
   let wallet: PlatformProcess;
   let gateway: PlatformProcess;
+  const stream = ownStream();
 
   before(async () => {
     db = await createTestDatabase();
     const { redisUrl, natsUrl } = testEnv();
     const INTERNAL_SIGNING_KEY = randomBytes(32).toString("base64url");
-    wallet = await PlatformProcess.create(PLATFORM_MAIN, "wallet", { DATABASE_URL: db.url, NATS_URL: natsUrl, REDIS_URL: redisUrl, INTERNAL_SIGNING_KEY, DRAIN_DELAY_MS: "0" });
+    wallet = await PlatformProcess.create(PLATFORM_MAIN, "wallet", { DATABASE_URL: db.url, NATS_URL: natsUrl, ...stream, REDIS_URL: redisUrl, INTERNAL_SIGNING_KEY, DRAIN_DELAY_MS: "0" });
     const urls = Object.fromEntries(["AUTH", "PAYMENT", "QR", "NOTIFICATION", "ANALYTICS", "VENUE"].map((n) => [`${n}_URL`, "http://127.0.0.1:9"]));
     gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", { ...urls, WALLET_URL: wallet.url, REDIS_URL: `${redisUrl}/0`, RATE_LIMIT_POINTS: "10000", INTERNAL_SIGNING_KEY, DRAIN_DELAY_MS: "0" });
     await wallet.start();
@@ -33,6 +36,17 @@ describe("cluster mode: one process per role", () => {
     createClient(Health, createConnectTransport({ baseUrl: gateway.url, httpVersion: "1.1" }))
       .check({ service: "ttip.wallet.v1.WalletService" }, { timeoutMs: 2_000 })
       .then((r) => Status[r.status], (e) => String(e.code));
+
+  test("the wallet process's bus is this test's own stream and subjects, not the shared default", async () => {
+    const nc = await connect({ servers: testEnv().natsUrl });
+    try {
+      // Made by the process as it connected (the wallet publishes through its outbox and consumes nothing).
+      const info = await (await nc.jetstreamManager()).streams.info(stream.NATS_STREAM);
+      assert.deepEqual(info.config.subjects, [`${stream.NATS_SUBJECT_PREFIX}.>`]);
+    } finally {
+      await nc.close();
+    }
+  });
 
   test("the gateway reaches the wallet process; a killed wallet is unavailable, then serves again after restart", async () => {
     assert.equal(await walletHealth(), "SERVING");

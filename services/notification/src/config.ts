@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { ConfigError, env, loadConfig, type Env } from "@ttip/runtime";
 import { CONTACT_LOOKUP_TIMEOUT_MS } from "./contacts.js";
+import { UNMATCHED_REPORT_RETENTION_MS } from "./delivery.js";
 
 export type SmsProviderName = "africastalking" | "twilio";
 
@@ -115,12 +116,19 @@ export function longestSendMs(retry: RetryConfig): number {
  */
 export function checkRetryConfig(retry: RetryConfig): void {
   const longest = longestSendMs(retry);
-  if (retry.sendLeaseMs > longest) return;
-  throw new ConfigError([
-    `NOTIFICATION_SEND_LEASE_MS (retry.sendLeaseMs): ${retry.sendLeaseMs} ms must be above twice NOTIFICATION_PROVIDER_TIMEOUT_MS ` +
-      `(retry.httpTimeoutMs, ${retry.httpTimeoutMs} ms: a push fetches a token, then sends) plus auth's phone lookup (${CONTACT_LOOKUP_TIMEOUT_MS} ms), ` +
-      `that is above ${longest} ms; otherwise a send still in flight is declared in doubt`,
-  ]);
+  const problems: string[] = [];
+  if (retry.sendLeaseMs <= longest) {
+    problems.push(
+      `NOTIFICATION_SEND_LEASE_MS (retry.sendLeaseMs): ${retry.sendLeaseMs} ms must be above twice NOTIFICATION_PROVIDER_TIMEOUT_MS ` +
+        `(retry.httpTimeoutMs, ${retry.httpTimeoutMs} ms: a push fetches a token, then sends) plus auth's phone lookup (${CONTACT_LOOKUP_TIMEOUT_MS} ms), ` +
+        `that is above ${longest} ms; otherwise a send still in flight is declared in doubt`,
+    );
+  }
+  // A report that beats the record of its send waits at most the lease for it.
+  if (retry.sendLeaseMs >= UNMATCHED_REPORT_RETENTION_MS) {
+    problems.push(`NOTIFICATION_SEND_LEASE_MS (retry.sendLeaseMs): ${retry.sendLeaseMs} ms must be below the ${UNMATCHED_REPORT_RETENTION_MS} ms that unmatched delivery reports are kept`);
+  }
+  if (problems.length) throw new ConfigError(problems);
 }
 
 export function configFromEnv(e: EnvConfig): NotificationConfig {

@@ -435,6 +435,43 @@ interface AcceptedSend {
   traceparent: string | null;
 }
 
+/**
+ * Accepted sends, recorded as they come: one is written at once, and those accepted while
+ * a record is being written go together in the next statement (a group commit). So a
+ * send's record waits for at most the statement before it, never for a slower send of
+ * its batch, and sends answered together still share one statement.
+ */
+class SentRecords {
+  private readonly waiting: { send: AcceptedSend; settle: (failure: { err: unknown } | undefined) => void }[] = [];
+  private writing = false;
+
+  constructor(private readonly write: (sends: AcceptedSend[]) => Promise<void>) {}
+
+  /** Resolves once `send` is recorded; rejects with its statement's failure. */
+  add(send: AcceptedSend): Promise<void> {
+    const recorded = new Promise<void>((resolve, reject) => this.waiting.push({ send, settle: (failure) => (failure ? reject(failure.err) : resolve()) }));
+    if (!this.writing) void this.drain();
+    return recorded;
+  }
+
+  private async drain(): Promise<void> {
+    this.writing = true;
+    // Answers that came in the same turn of the event loop go in the first statement too.
+    await new Promise((resolve) => setImmediate(resolve));
+    while (this.waiting.length) {
+      const group = this.waiting.splice(0, DISPATCH_BATCH_MAX);
+      let failure: { err: unknown } | undefined;
+      try {
+        await this.write(group.map((g) => g.send));
+      } catch (err) {
+        failure = { err };
+      }
+      for (const g of group) g.settle(failure);
+    }
+    this.writing = false;
+  }
+}
+
 /** Runs one delivery's work in its own context (a trace span per delivery). */
 type AroundSend = <T>(deliveryId: string, send: () => Promise<T>) => Promise<T>;
 
@@ -510,8 +547,9 @@ export class Dispatcher {
   /**
    * Several deliveries at once: the usual case (each to be sent now) is read and
    * claimed in one statement each for all of them, not two per delivery; the
-   * sends go on concurrently, and those the providers accepted are recorded
-   * together in one statement once all have settled (anything else is recorded
+   * sends go on concurrently, and each the provider accepted is recorded as soon as
+   * it is answered, with those answered while the previous record was being written
+   * (SentRecords): a slow answer holds no other send's record (anything else is recorded
    * as in run(), one by one). Any other case, or a lost claim, is decided
    * under the row's lock (claim()). Throws the first failure (a RetryLater, say) once all are
    * recorded, so the caller has them delivered again: those done meanwhile then
@@ -521,16 +559,22 @@ export class Dispatcher {
     assert(deliveryIds.length <= DISPATCH_BATCH_MAX, "dispatch batch too large");
     const ids = [...new Set(deliveryIds)];
     const claims = await this.claimManyUnlocked(ids);
-    const results = await Promise.allSettled(ids.map((id) => around(id, () => this.attempt(id, claims.get(id) ?? null))));
-    const accepted = results.flatMap((r) => (r.status === "fulfilled" && r.value ? [r.value] : []));
-    if (accepted.length) await this.recordAccepted(accepted, around);
+    const records = new SentRecords((sends) => this.recordAccepted(sends, around));
+    const results = await Promise.allSettled(
+      ids.map((id) =>
+        around(id, async () => {
+          const accepted = await this.attempt(id, claims.get(id) ?? null);
+          if (accepted) await records.add(accepted);
+        }),
+      ),
+    );
     const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
     if (failed) throw failed.reason;
   }
 
   /**
-   * Sends the providers accepted: recorded in one statement; one whose status
-   * report arrived first is recorded alone, by record(), which applies the report.
+   * Sends the providers accepted (a group of SentRecords): recorded in one statement; one whose
+   * status report arrived first is recorded alone, by record(), which applies the report.
    */
   private async recordAccepted(sends: AcceptedSend[], around: AroundSend = (_id, send) => send()): Promise<void> {
     const early = await this.recordSent(sends);
@@ -892,6 +936,32 @@ export async function applyStrandedReports(pool: Pool): Promise<number> {
   );
   for (const r of rows) await withTransaction(pool, (tx) => applyPendingCallbacks(tx, r.provider, r.message_id));
   return rows.length;
+}
+
+/**
+ * How long a report that no delivery carries the message id of is kept. Such a report waits
+ * for a send that is being recorded, which takes at most the send lease (after it the send is
+ * in doubt and its record never comes): a day is far past that, and what is still unmatched
+ * then is for a message that is not ours (another account's, a replay).
+ */
+export const UNMATCHED_REPORT_RETENTION_MS = 24 * 3_600_000;
+/** Unmatched reports deleted per sweep at most: one statement stays short whatever piled up. */
+export const UNMATCHED_REPORT_SWEEP_LIMIT = 1_000;
+
+/**
+ * Deletes the oldest unmatched reports past their retention (on the database's clock, as
+ * received_at is), at most `limit` of them. Returns how many went.
+ */
+export async function expireUnmatchedReports(pool: Pool, retentionMs = UNMATCHED_REPORT_RETENTION_MS, limit = UNMATCHED_REPORT_SWEEP_LIMIT): Promise<number> {
+  assert(limit > 0 && limit <= UNMATCHED_REPORT_SWEEP_LIMIT, "expiry batch out of range");
+  const { rowCount } = await pool.query(
+    `DELETE FROM notification.provider_callbacks WHERE seq IN (
+       SELECT seq FROM notification.provider_callbacks
+        WHERE NOT applied AND received_at < now() - make_interval(secs => $1::double precision / 1000)
+        ORDER BY received_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    [retentionMs, limit],
+  );
+  return rowCount ?? 0;
 }
 
 /** Re-queues parked deliveries (quiet hours over, on `clock`) by emitting a fresh dispatch event for each. */

@@ -3,7 +3,7 @@ import { NotificationAdminService, NotificationInternalService, NotificationServ
 import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { checkRetryConfig, configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, type StaffDirectory } from "./contacts.js";
-import { applyStrandedReports, Dispatcher, unparkDue } from "./delivery.js";
+import { applyStrandedReports, Dispatcher, expireUnmatchedReports, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
 import type { ProviderSimulator } from "./simulator.js";
@@ -78,6 +78,9 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         sweeping = Promise.all([
           unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed")),
           applyStrandedReports(ctx.pool).catch((err) => ctx.logger.warn({ err }, "applying pending delivery reports failed")),
+          expireUnmatchedReports(ctx.pool)
+            .then((expired) => expired && ctx.logger.info({ expired }, "expired delivery reports no delivery matched"))
+            .catch((err) => ctx.logger.warn({ err }, "expiring unmatched delivery reports failed")),
         ]);
       }, options.sweepIntervalMs ?? 15_000);
       return async () => {

@@ -45,6 +45,8 @@ export class ProviderSimulator {
   readonly outage = new Set<SimulatedProvider>();
   /** Providers that take a send and never answer (a timeout after the message may have gone). */
   readonly stalled = new Set<SimulatedProvider>();
+  /** Numbers (E.164) whose sends Africa's Talking takes at once but answers only after this many ms. */
+  readonly slowAnswers = new Map<string, number>();
   /** Numbers the SMS providers reject as invalid (AT 403, Twilio 21211). */
   readonly invalidNumbers = new Set<string>();
   /** Push tokens FCM answers UNREGISTERED for. */
@@ -142,12 +144,16 @@ export class ProviderSimulator {
     }
     const messageId = `ATXid_${randomBytes(12).toString("hex")}`;
     this.sent.push({ provider: "africastalking", id: messageId, to, subject: "", body: message, callbackUrl: this.atDeliveryReportUrl, customArgs: {} });
-    reply(res, 201, {
-      SMSMessageData: {
-        Message: "Sent to 1/1 Total Cost: KES 0.8000",
-        Recipients: [{ statusCode: 101, number: to, status: "Success", cost: "KES 0.8000", messageId }],
-      },
-    });
+    const answer = () =>
+      reply(res, 201, {
+        SMSMessageData: {
+          Message: "Sent to 1/1 Total Cost: KES 0.8000",
+          Recipients: [{ statusCode: 101, number: to, status: "Success", cost: "KES 0.8000", messageId }],
+        },
+      });
+    const slowMs = this.slowAnswers.get(to);
+    if (slowMs) setTimeout(answer, slowMs);
+    else answer();
   }
 
   private twilioSend(req: http.IncomingMessage, res: http.ServerResponse, raw: string, accountSid: string) {

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampDate, timestampNow } from "@bufbuild/protobuf/wkt";
@@ -17,12 +18,12 @@ import {
   NotificationInternalService,
   NotificationService,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
+import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
-import { applyStatusReport, Dispatcher, enqueue, enqueueMany, inAppSignals, RetryLater } from "../src/delivery.js";
+import { applyStatusReport, Dispatcher, enqueue, enqueueMany, expireUnmatchedReports, inAppSignals, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
-import { createProviders } from "../src/providers.js";
+import { createProviders, type OutgoingMessage, type Provider, type SendOutcome } from "../src/providers.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -75,6 +76,18 @@ describe("notification service against Postgres, JetStream and the provider simu
       [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT, attempts],
     );
     return id;
+  };
+  /** The real Africa's Talking client, which runs `after` on each answer before handing it back. */
+  const answeringAfter = (after: (m: OutgoingMessage, r: SendOutcome) => Promise<void>): Provider => {
+    const at = createProviders(config.providers, 3_000).sms[0];
+    return {
+      name: at.name,
+      send: async (m) => {
+        const r = await at.send(m);
+        await after(m, r);
+        return r;
+      },
+    };
   };
   /** A dispatcher of its own over the service's database, with the providers given. */
   const dispatcherWith = (providers: ConstructorParameters<typeof Dispatcher>[0]["providers"]) =>
@@ -647,16 +660,10 @@ describe("notification service against Postgres, JetStream and the provider simu
 
   test("a delivery report that beats our record of the send is kept and applied", async () => {
     const id = await queuedSms();
-    const at = createProviders(config.providers, 3_000).sms[0];
     // The real client, but the provider's report lands before send() returns.
-    const racing = {
-      name: at.name,
-      send: async (m: Parameters<typeof at.send>[0]) => {
-        const r = await at.send(m);
-        if (r.ok) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
-        return r;
-      },
-    };
+    const racing = answeringAfter(async (_m, r) => {
+      if (r.ok) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
+    });
     const dispatcher = dispatcherWith({ sms: [racing], email: [], push: [] });
     await dispatcher.run(id);
     assert.equal((await delivery(id)).status, DeliveryStatus.DELIVERED);
@@ -679,19 +686,34 @@ describe("notification service against Postgres, JetStream and the provider simu
     await deliveryIn(id, DeliveryStatus.DELIVERED);
   });
 
-  test("the sends of a batch the providers accepted are recorded in one statement; one whose report came first gets it applied", async () => {
+  test("the service's sweeper expires a report no delivery matched once its retention is over, and keeps a recent one", async () => {
+    const stale = `stale-${randomUUID()}`;
+    const recent = `recent-${randomUUID()}`;
+    for (const [messageId, ageMs] of [[stale, UNMATCHED_REPORT_RETENTION_MS + 60_000], [recent, 0]] as const) {
+      await t.db.pool.query(
+        `INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload, received_at)
+         VALUES ('africastalking', 'delivery', $1, 'delivered', '{}', now() - make_interval(secs => $2::double precision / 1000))`,
+        [messageId, ageMs],
+      );
+    }
+    const kept = async (messageId: string) => (await t.db.pool.query("SELECT 1 FROM notification.provider_callbacks WHERE message_id = $1", [messageId])).rowCount === 1;
+    await eventually("the stale report expired", async () => !(await kept(stale)));
+    assert.ok(await kept(recent), "a recent report waits for its send's record");
+  });
+
+  test("the sends of a batch answered together are recorded in one statement; one whose report came first gets it applied", async () => {
     const ids = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
     const [reported] = ids;
-    const at = createProviders(config.providers, 3_000).sms[0];
-    // The real client; for one delivery the provider's report lands before send() returns.
-    const racing = {
-      name: at.name,
-      send: async (m: Parameters<typeof at.send>[0]) => {
-        const r = await at.send(m);
-        if (r.ok && m.deliveryId === reported) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
-        return r;
-      },
-    };
+    // The real client; for one delivery the provider's report lands before send() returns,
+    // and the answers are handed back together, once all three are in.
+    let answered = 0;
+    let allAnswered: () => void = () => undefined;
+    const together = new Promise<void>((r) => (allAnswered = r));
+    const racing = answeringAfter(async (m, r) => {
+      if (r.ok && m.deliveryId === reported) assert.equal(await sim.reportDelivery(r.messageId, "delivered"), 200);
+      if (++answered === ids.length) allAnswered();
+      await together;
+    });
     const records: string[] = [];
     const pool = t.db.pool;
     const counting = new Proxy(pool, {
@@ -705,12 +727,33 @@ describe("notification service against Postgres, JetStream and the provider simu
     });
     const dispatcher = new Dispatcher({ pool: counting, providers: { sms: [racing], email: [], push: [] }, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "" });
     await dispatcher.runMany(ids);
-    assert.equal(records.length, 1, "one statement records the batch's sends");
+    assert.equal(records.length, 1, "one statement records the sends answered together");
     assert.equal((await delivery(reported)).status, DeliveryStatus.DELIVERED);
     for (const id of ids.slice(1)) assert.equal((await delivery(id)).status, DeliveryStatus.SENT);
     const facts = await t.db.pool.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' ORDER BY seq DESC LIMIT 50");
     const sent = facts.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).filter((e) => (ids as string[]).includes(e.deliveryId) && e.status === "sent");
     assert.deepEqual(sent.map((e) => e.deliveryId).sort(), [...ids].sort(), "one sent fact each");
+  });
+
+  test("a slow answer holds no other send of its batch: each is recorded sent as it is answered", async () => {
+    const ids = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
+    const [slowId, ...prompt] = ids;
+    // The provider has the slow one's message, but its answer waits for the test.
+    let answerSlow: () => void = () => undefined;
+    const slowAnswered = new Promise<void>((r) => (answerSlow = r));
+    const provider = answeringAfter(async (m) => {
+      if (m.deliveryId === slowId) await slowAnswered;
+    });
+    const running = dispatcherWith({ sms: [provider], email: [], push: [] }).runMany(ids);
+    try {
+      for (const id of prompt) await deliveryIn(id, DeliveryStatus.SENT);
+      assert.equal((await delivery(slowId)).status, DeliveryStatus.QUEUED, "the slow one is still in flight");
+    } finally {
+      answerSlow();
+      await running;
+    }
+    assert.equal((await delivery(slowId)).status, DeliveryStatus.SENT);
+    for (const id of ids) assert.equal((await delivery(id)).attempts.length, 1);
   });
 
   test("a send answered after another dispatcher declared it in doubt (its lease over) stays failed: the late answer changes nothing", async () => {
@@ -820,6 +863,35 @@ describe("a tip event redelivered by JetStream after a crash", () => {
       await bus.close();
       await db.drop();
       await sim.close();
+    }
+  });
+});
+
+describe("delivery reports no delivery matches", () => {
+  test("expire after their retention, oldest first and a bounded batch per sweep; recent and applied ones stay", async () => {
+    const db = await createTestDatabase();
+    try {
+      await migrate(db.pool, "notification", fileURLToPath(new URL("../migrations", import.meta.url)));
+      const report = (messageId: string, ageMs: number, applied = false) =>
+        db.pool.query(
+          `INSERT INTO notification.provider_callbacks (provider, kind, message_id, status, payload, applied, received_at)
+           VALUES ('africastalking', 'delivery', $1, 'delivered', '{}', $2, now() - make_interval(secs => $3::double precision / 1000))`,
+          [messageId, applied, ageMs],
+        );
+      const day = UNMATCHED_REPORT_RETENTION_MS;
+      for (let i = 0; i < 5; i++) await report(`stale-${i}`, day + 60_000 * (5 - i));
+      await report("recent", day - 60_000);
+      await report("applied-long-ago", 3 * day, true);
+      // Its send may still be being recorded: a report that beat it stays.
+      await report("just-now", 0);
+      assert.equal(await expireUnmatchedReports(db.pool, day, 3), 3);
+      const left = async () => (await db.pool.query<{ message_id: string }>("SELECT message_id FROM notification.provider_callbacks ORDER BY seq")).rows.map((r) => r.message_id);
+      assert.deepEqual(await left(), ["stale-3", "stale-4", "recent", "applied-long-ago", "just-now"], "the three oldest went first");
+      assert.equal(await expireUnmatchedReports(db.pool, day, 3), 2);
+      assert.equal(await expireUnmatchedReports(db.pool, day, 3), 0);
+      assert.deepEqual(await left(), ["recent", "applied-long-ago", "just-now"]);
+    } finally {
+      await db.drop();
     }
   });
 });

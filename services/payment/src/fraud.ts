@@ -57,10 +57,6 @@ export interface TipCandidate {
   callerSubject?: string;
 }
 
-export async function evaluateTip(db: Queryable, limits: FraudLimits, t: TipCandidate): Promise<FraudHit[]> {
-  return (await evaluateTipWith(db, limits, t, { idempotencyKey: "", ruleLimitSeconds: 0 })).hits;
-}
-
 /** What CreateTip also needs to know before a push, read in the fraud rules' round trip. */
 export interface TipPrecheck {
   hits: FraudHit[];
@@ -70,48 +66,102 @@ export interface TipPrecheck {
   ruleLimited: { chargedMinor: bigint; waitSeconds: number }[];
 }
 
-export async function evaluateTipWith(
-  db: Queryable,
-  limits: FraudLimits,
-  t: TipCandidate,
-  also: { idempotencyKey: string; ruleLimitSeconds: number },
-): Promise<TipPrecheck> {
+/** What the rules read about a tip (TIP_FACTS_SQL's columns): counts for the alerts' words, a boolean per rule the database judges. */
+export interface TipFacts {
+  blocked: boolean;
+  pin_failures: bigint;
+  phone_recent: bigint;
+  worker_recent: bigint;
+  median_minor: bigint | null;
+  existing_tip_id: string | null;
+  limited_charged: string[] | null;
+  limited_wait: number[] | null;
+  pin_limited: boolean;
+  phone_limited: boolean;
+  worker_limited: boolean;
+  median_outlier: boolean;
+  payout_phone_match: boolean;
+}
+
+/**
+ * The rules' facts as two CTEs, `facts` and `judged` (one row), for a statement
+ * to read alone or to make its insert depend on. Parameters, as tipFactsParams
+ * orders them: $1 phone, $2 worker (null for a venue tip: the per-worker rules
+ * find nothing), $3 the velocity window in ms, $4 the idempotency key, $5 the
+ * rule-limited window in seconds, $6-$8 the PIN, phone and worker limits, $9 the amount.
+ */
+export const TIP_FACTS_SQL = `facts AS (
+    SELECT EXISTS (SELECT 1 FROM payment.blocked_phones WHERE phone = $1) AS blocked,
+           (SELECT count(*) FROM payment.tips WHERE phone = $1 AND result_code = '2001' AND created_at > now() - interval '1 hour') AS pin_failures,
+           (SELECT count(*) FROM payment.tips WHERE phone = $1 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS phone_recent,
+           (SELECT count(*) FROM payment.tips WHERE worker_id = $2 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS worker_recent,
+           (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone,
+           (SELECT CASE WHEN count(*) >= 5 THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) END
+              FROM payment.tips WHERE worker_id = $2 AND status = 'succeeded' AND created_at > now() - interval '90 days') AS median_minor,
+           (SELECT tip_id FROM payment.tips WHERE idempotency_key = $4) AS existing_tip_id,
+           l.charged AS limited_charged, l.wait AS limited_wait
+      FROM (SELECT array_agg(charged_minor::text ORDER BY completed_at DESC) AS charged,
+                   array_agg(ceil(extract(epoch FROM completed_at - now()) + $5)::int ORDER BY completed_at DESC) AS wait
+              FROM payment.tips WHERE $5::int > 0 AND phone = $1 AND result_code = '17' AND completed_at > now() - make_interval(secs => $5)) l),
+  judged AS (
+    SELECT f.blocked, f.pin_failures, f.phone_recent, f.worker_recent, f.median_minor, f.existing_tip_id, f.limited_charged, f.limited_wait,
+           f.pin_failures >= $6 AS pin_limited, f.phone_recent >= $7 AS phone_limited, f.worker_recent >= $8 AS worker_limited,
+           COALESCE($9::bigint > f.median_minor * ${OUTLIER_TIMES_MEDIAN}, false) AS median_outlier, COALESCE(f.payout_phone = $1, false) AS payout_phone_match
+      FROM facts f)`;
+
+/** The columns of `judged` (TIP_FACTS_SQL), aliased `alias`. */
+export function tipFactsColumns(alias: string): string {
+  return TIP_FACT_COLUMNS.map((c) => `${alias}.${c}`).join(", ");
+}
+const TIP_FACT_COLUMNS = ["blocked", "pin_failures", "phone_recent", "worker_recent", "median_minor", "existing_tip_id", "limited_charged", "limited_wait",
+  "pin_limited", "phone_limited", "worker_limited", "median_outlier", "payout_phone_match"] as const satisfies readonly (keyof TipFacts)[];
+
+/** TIP_FACTS_SQL's parameters $1-$9. */
+export function tipFactsParams(limits: FraudLimits, t: TipCandidate, also: { idempotencyKey: string; ruleLimitSeconds: number }): unknown[] {
+  return [t.phone, t.workerId || null, limits.windowMs, also.idempotencyKey, also.ruleLimitSeconds, limits.pinFailures, limits.phonePerWindow, limits.workerPerWindow, t.amountMinor];
+}
+
+/** The rule each of `judged`'s booleans is (AMOUNT_OUTLIER and SELF_TIP also have parts judged here, jsRules). */
+const JUDGED_RULES: [keyof TipFacts, FraudReasonCode][] = [
+  ["blocked", "BLOCKED_NUMBER"], ["pin_limited", "PIN_FAILURES"], ["phone_limited", "VELOCITY_PHONE"],
+  ["worker_limited", "VELOCITY_WORKER"], ["median_outlier", "AMOUNT_OUTLIER"], ["payout_phone_match", "SELF_TIP"],
+];
+
+/** SQL: whether any rule `judged` (aliased `alias`) decides fires with this action. */
+export function judgedRulesFire(action: FraudActionCode, alias: string): string {
+  return `(${JUDGED_RULES.filter(([, r]) => RULE_ACTIONS[r] === action).map(([c]) => `${alias}.${c}`).join(" OR ") || "false"})`;
+}
+
+/** The rules judged from the request alone: above the review threshold, or a signed-in worker tipping themself. */
+function jsRules(limits: FraudLimits, t: TipCandidate) {
+  return { aboveThreshold: t.amountMinor > limits.outlierMinor, callerIsWorker: Boolean(t.callerSubject) && t.callerSubject === t.workerId };
+}
+
+/** Whether a rule judged from the request alone fires with this action (a statement's parameter beside judgedRulesFire). */
+export function requestRulesFire(limits: FraudLimits, t: TipCandidate, action: FraudActionCode): boolean {
+  const js = jsRules(limits, t);
+  return (js.aboveThreshold && RULE_ACTIONS.AMOUNT_OUTLIER === action) || (js.callerIsWorker && RULE_ACTIONS.SELF_TIP === action);
+}
+
+/** The rules' hits, in the order refusal() weighs them, from the facts read and the request. */
+export function judgeTip(limits: FraudLimits, t: TipCandidate, r: TipFacts): TipPrecheck {
   const hit = (reason: FraudReasonCode, detail: string): FraudHit => ({ reason, action: RULE_ACTIONS[reason], detail });
   const hits: FraudHit[] = [];
-  const { rows } = await db.query<{ blocked: boolean; pin_failures: string; phone_recent: string; worker_recent: string; payout_phone: string | null; median_minor: bigint | null;
-    existing_tip_id: string | null; limited_charged: string[] | null; limited_wait: number[] | null }>(
-    `SELECT EXISTS (SELECT 1 FROM payment.blocked_phones WHERE phone = $1) AS blocked,
-            (SELECT count(*) FROM payment.tips WHERE phone = $1 AND result_code = '2001' AND created_at > now() - interval '1 hour') AS pin_failures,
-            (SELECT count(*) FROM payment.tips WHERE phone = $1 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS phone_recent,
-            (SELECT count(*) FROM payment.tips WHERE worker_id = $2 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS worker_recent,
-            (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone,
-            (SELECT CASE WHEN count(*) >= 5 THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) END
-               FROM payment.tips WHERE worker_id = $2 AND status = 'succeeded' AND created_at > now() - interval '90 days') AS median_minor,
-            (SELECT tip_id FROM payment.tips WHERE idempotency_key = $4) AS existing_tip_id,
-            l.charged AS limited_charged, l.wait AS limited_wait
-       FROM (SELECT array_agg(charged_minor::text ORDER BY completed_at DESC) AS charged,
-                    array_agg(ceil(extract(epoch FROM completed_at - now()) + $5)::int ORDER BY completed_at DESC) AS wait
-               FROM payment.tips WHERE $5::int > 0 AND phone = $1 AND result_code = '17' AND completed_at > now() - make_interval(secs => $5)) l`,
-    // A venue tip has no worker: the per-worker rules find nothing for it (null matches no row).
-    [t.phone, t.workerId || null, limits.windowMs, also.idempotencyKey, also.ruleLimitSeconds],
-  );
-  const r = rows[0];
+  const js = jsRules(limits, t);
   if (r.blocked) hits.push(hit("BLOCKED_NUMBER", "the paying number is blocked"));
-  if (Number(r.pin_failures) >= limits.pinFailures) hits.push(hit("PIN_FAILURES", `${r.pin_failures} wrong-PIN failures from this number within an hour`));
-  if (Number(r.phone_recent) >= limits.phonePerWindow) {
+  if (r.pin_limited) hits.push(hit("PIN_FAILURES", `${r.pin_failures} wrong-PIN failures from this number within an hour`));
+  if (r.phone_limited) {
     hits.push(hit("VELOCITY_PHONE", `${r.phone_recent} tips from this number within ${limits.windowMs / 60_000} minutes (limit ${limits.phonePerWindow})`));
   }
-  if (Number(r.worker_recent) >= limits.workerPerWindow) {
+  if (r.worker_limited) {
     hits.push(hit("VELOCITY_WORKER", `${r.worker_recent} tips to this worker within ${limits.windowMs / 60_000} minutes (limit ${limits.workerPerWindow})`));
   }
-  if (t.amountMinor > limits.outlierMinor) {
+  if (js.aboveThreshold) {
     hits.push(hit("AMOUNT_OUTLIER", `${formatMoney(t.amountMinor, "KES")} is above the review threshold of ${formatMoney(limits.outlierMinor, "KES")}`));
-  } else if (r.median_minor && t.amountMinor > r.median_minor * OUTLIER_TIMES_MEDIAN) {
-    hits.push(hit("AMOUNT_OUTLIER", `${formatMoney(t.amountMinor, "KES")} is over ${OUTLIER_TIMES_MEDIAN}x this worker's median tip of ${formatMoney(r.median_minor, "KES")}`));
+  } else if (r.median_outlier) {
+    hits.push(hit("AMOUNT_OUTLIER", `${formatMoney(t.amountMinor, "KES")} is over ${OUTLIER_TIMES_MEDIAN}x this worker's median tip of ${formatMoney(r.median_minor!, "KES")}`));
   }
-  if ((t.callerSubject && t.callerSubject === t.workerId) || (r.payout_phone && r.payout_phone === t.phone)) {
-    hits.push(hit("SELF_TIP", "the worker appears to be tipping themself"));
-  }
+  if (js.callerIsWorker || r.payout_phone_match) hits.push(hit("SELF_TIP", "the worker appears to be tipping themself"));
   const ruleLimited = (r.limited_charged ?? []).map((c, i) => ({ chargedMinor: BigInt(c), waitSeconds: r.limited_wait![i] }));
   return { hits, existingTipId: r.existing_tip_id, ruleLimited };
 }

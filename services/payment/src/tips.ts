@@ -5,13 +5,14 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
-import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { EventMetaSchema, PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
-import { evaluateTipWith, type FraudHit, recordAlert, refusal, type TipPrecheck } from "./fraud.js";
+import { judgedRulesFire, judgeTip, recordAlert, refusal, requestRulesFire, TIP_FACTS_SQL, tipFactsColumns, tipFactsParams, type TipFacts, type TipPrecheck } from "./fraud.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
@@ -129,71 +130,107 @@ function fingerprint(t: NewTip): string {
     .digest("hex");
 }
 
-/** Idempotent per key: the same key returns the same tip; another tip under it is ALREADY_EXISTS. */
+/**
+ * Idempotent per key: the same key returns the same tip; another tip under it is ALREADY_EXISTS.
+ * The usual tip (a new key, no rule firing) costs the wallet's quote and one
+ * statement: the fraud rules, the key and the insert with its event.
+ */
 export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const { pool } = deps.ctx;
   if (!t.workerId && !t.venueId) throw fieldError("recipient", "name a worker or scan a code");
   const fp = fingerprint(t);
   const config = deps.config();
-  // The wallet's quote is asked for while the key and the fraud rules are checked (one
-  // round trip instead of two in a row); a repeated key or a refusal discards it.
-  const quoted = quoteFor(deps, t);
-  // The key, the fraud rules and M-Pesa's recent refusals of this number in one round trip.
-  const { hits, existingTipId, ruleLimited } = await evaluateTipWith(pool, config.fraud, t, { idempotencyKey: t.idempotencyKey, ruleLimitSeconds: RULE_LIMIT_WINDOW_SECONDS });
-  if (existingTipId) return sameRequest((await loadTip(pool, existingTipId))!, fp);
-
-  if (!config.daraja || !config.callbackBaseUrl) {
-    throw new NotConfiguredError("M-Pesa is not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)");
-  }
-  const refused = refusal(hits);
   const phoneMasked = maskPhone(t.phone);
-  if (refused) {
-    await withTransaction(pool, async (tx) => {
-      for (const h of hits) await recordAlert(tx, { ...h, workerId: t.workerId || undefined, phoneMasked });
+  const facts = tipFactsParams(config.fraud, t, { idempotencyKey: t.idempotencyKey, ruleLimitSeconds: RULE_LIMIT_WINDOW_SECONDS });
+  // Without M-Pesa or a quote nothing can be pushed: the answer is still a replay's tip, or a refusal, before the reason.
+  const unplaced = async (reason: Error): Promise<TipRow> => {
+    const { rows } = await pool.query<TipFacts & TipRow>(`WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_E}
+       FROM judged j LEFT JOIN payment.tips e ON e.idempotency_key = $4`, facts);
+    return settle(deps, t, fp, phoneMasked, judgeTip(config.fraud, t, rows[0]), rows[0].tip_id ? rows[0] : undefined, () => {
+      throw reason;
     });
-    throw refused;
+  };
+  if (!config.daraja || !config.callbackBaseUrl) {
+    return unplaced(new NotConfiguredError("M-Pesa is not configured on this deployment (DARAJA_BASE_URL, PAYMENT_CALLBACK_BASE_URL)"));
   }
-  const quote = await quoted.then((q) => q, (err) => {
-    throw asConnectError(err, Code.Unavailable);
-  });
+  let quote: FeeQuote;
+  try {
+    // A venue tip is quoted like a worker's (the fee schedule is the same); the id only picks the currency.
+    quote = await deps.ledger.quoteTip(t.amountMinor, t.workerId || t.venueId!, t.customerCoversFee);
+  } catch (err) {
+    return unplaced(asConnectError(err, Code.Unavailable));
+  }
   // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
   const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
-  refuseRuleLimitedRepeat(ruleLimited, charged);
-  const inserted = await insertTip(deps, t, { fp, charged, quote, hits, phoneMasked, config });
-  if (!inserted) {
-    // A concurrent call with the same key won.
-    return sameRequest((await pool.query<TipRow>("SELECT * FROM payment.tips WHERE idempotency_key = $1", [t.idempotencyKey])).rows[0], fp);
+  const terms: TipTerms = { tipId: randomUUID(), fp, charged, quote, phoneMasked, config, facts };
+  let placed = await placeTip(pool, t, terms, false);
+  if (!placed.row && placed.check.hits.length && !refusal(placed.check.hits)) {
+    // Rules that hold (none refusing) fired: the tip goes in held, with its alerts, in one transaction.
+    placed = await withTransaction(pool, async (tx) => {
+      const again = await placeTip(tx, t, terms, true);
+      if (again.row?.tip_id === terms.tipId) {
+        for (const h of again.check.hits) await recordAlert(tx, { ...h, tipId: terms.tipId, workerId: t.workerId || undefined, phoneMasked, tipAmountMinor: t.amountMinor });
+      }
+      return again;
+    });
   }
-  paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "mpesa" });
-  return pushStk(deps, inserted, charged, config.callbackBaseUrl);
-}
-
-/** The wallet's fee quote; settled (never an unhandled rejection) whether or not it is awaited. */
-function quoteFor(deps: Deps, t: NewTip): Promise<FeeQuote> {
-  // A venue tip is quoted like a worker's (the fee schedule is the same); the id only picks the currency.
-  const quoted = deps.ledger.quoteTip(t.amountMinor, t.workerId || t.venueId!, t.customerCoversFee);
-  quoted.catch(() => undefined);
-  return quoted;
-}
-
-interface TipTerms {
-  fp: string;
-  charged: bigint;
-  quote: FeeQuote;
-  hits: FraudHit[];
-  phoneMasked: string;
-  config: PaymentConfig;
+  const { check, row } = placed;
+  if (row?.tip_id === terms.tipId) {
+    paymentMetrics(deps.ctx.metrics).tips.inc({ status: "created", method: "mpesa" });
+    return pushStk(deps, row, charged, config.callbackBaseUrl);
+  }
+  return settle(deps, t, fp, phoneMasked, check, row, () => refuseRuleLimitedRepeat(check.ruleLimited, charged));
 }
 
 /**
- * Inserts the tip and announces tip_created in one statement; undefined when
- * the key lost a race. Alerts, when any rule fired, go in with it.
+ * A CreateTip that inserted nothing, in the order it is answered: a replay's
+ * tip, a refusal (its alerts stored), `otherwise` (a reason to refuse), else the
+ * tip a concurrent call with the same key inserted.
  */
-async function insertTip(deps: Deps, t: NewTip, { fp, charged, quote, hits, phoneMasked, config }: TipTerms): Promise<TipRow | undefined> {
+async function settle(deps: Deps, t: NewTip, fp: string, phoneMasked: string, check: TipPrecheck, existing: TipRow | undefined, otherwise: () => void): Promise<TipRow> {
+  const { pool } = deps.ctx;
+  if (existing) return sameRequest(existing, fp);
+  const refused = refusal(check.hits);
+  if (refused) {
+    await withTransaction(pool, async (tx) => {
+      for (const h of check.hits) await recordAlert(tx, { ...h, workerId: t.workerId || undefined, phoneMasked });
+    });
+    throw refused;
+  }
+  otherwise();
+  // A concurrent call with the same key won.
+  const { rows } = await pool.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE idempotency_key = $1`, [t.idempotencyKey]);
+  assert.ok(rows[0], "a tip that lost its key's race finds the winner's");
+  return sameRequest(rows[0], fp);
+}
+
+interface TipTerms {
+  tipId: string;
+  fp: string;
+  charged: bigint;
+  quote: FeeQuote;
+  phoneMasked: string;
+  config: PaymentConfig;
+  /** tipFactsParams: the statement's $1-$9. */
+  facts: unknown[];
+}
+
+/** TIP_COLUMNS of the row aliased `e`. */
+const TIP_COLUMNS_OF_E = TIP_COLUMNS.split(", ").map((c) => `e.${c}`).join(", ");
+
+/**
+ * One statement: the fraud rules read, and the tip inserted with its
+ * tip_created event when its key is new, no rule refuses, M-Pesa has not just
+ * refused the same amount from the number (17), and either no rule holds or
+ * `acceptHolds` (the caller then stores the alerts in the same transaction).
+ * Answers the rules' verdict and the row: the one inserted, or the one the key
+ * already had; none when nothing went in (a refusal, a hold not accepted, or a
+ * concurrent call with the same key inserted first).
+ */
+async function placeTip(db: Queryable, t: NewTip, terms: TipTerms, acceptHolds: boolean): Promise<{ check: TipPrecheck; row?: TipRow }> {
+  const { tipId, fp, charged, quote, phoneMasked, config } = terms;
   const workerReceives = quote.workerReceives!.amountMinor;
-  const tipId = randomUUID();
-  const hold = hits.some((h) => h.action === "hold");
-  // Announced in the statement that inserts the tip (nothing when the key lost a race).
+  // Announced in the statement that inserts the tip (nothing when it inserts none).
   const created = buildEvent("payment", TipCreatedSchema, {
     tipId,
     workerId: t.workerId,
@@ -203,32 +240,30 @@ async function insertTip(deps: Deps, t: NewTip, { fp, charged, quote, hits, phon
     method: PaymentMethod.MPESA,
     createdBy: t.callerSubject ?? "",
   }, tipId);
-  const insert = async (db: Queryable) => {
-    const { rows } = await db.query<TipRow>(
-      `WITH tip AS (INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
+  const holds = `(${judgedRulesFire("hold", "j")} OR $32)`;
+  const { rows } = await db.query<TipFacts & TipRow>(
+    `WITH ${TIP_FACTS_SQL},
+     tip AS (INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
          fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
          customer_email, status, fraud_action, callback_token, deadline_at, next_check_at, venue_id, qr_code_id, channel, account_reference)
-       VALUES ($1, $2, $3, $4, $5, 'KES', $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 'pending', $17, $18,
-         now() + make_interval(secs => $19::double precision / 1000), now() + make_interval(secs => $19::double precision / 1000), $20, $21, $25,
-         payment.tip_reference(nextval('payment.tip_reference_seq')))
+       SELECT $10, $4, $11, $2, $12, 'KES', $9, $13, $14, $15, $16, $17, $1, $18, $19, $20, $21, 'pending', CASE WHEN ${holds} THEN 'hold' ELSE 'none' END, $22,
+         now() + make_interval(secs => $23::double precision / 1000), now() + make_interval(secs => $23::double precision / 1000), $24, $25, $29,
+         payment.tip_reference(nextval('payment.tip_reference_seq'))
+         FROM judged j
+        WHERE j.existing_tip_id IS NULL AND NOT ${judgedRulesFire("refuse", "j")} AND NOT $33 AND ($31 OR NOT ${holds})
+          AND NOT COALESCE($14::bigint::text = ANY (j.limited_charged), false)
        ON CONFLICT (idempotency_key) DO NOTHING RETURNING ${TIP_COLUMNS}),
-       announced AS (INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $22, $23, $24, $26::text FROM tip)
-       SELECT ${TIP_COLUMNS} FROM tip`,
-      [tipId, t.idempotencyKey, fp, t.workerId || null, t.callerSubject ?? "", t.amountMinor, charged - workerReceives, charged, workerReceives,
-        quote.feeScheduleVersion, t.customerCoversFee, t.phone, phoneMasked, t.rating, t.message, t.customerEmail,
-        hold ? "hold" : "none", randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? "",
-        created.id, created.subject, Buffer.from(created.data), t.channel ?? "web", currentTraceparent() ?? null],
-    );
-    return rows[0];
-  };
-  // The alerts go in with the tip; without any, the insert alone is atomic and
-  // BEGIN/COMMIT would only add two round trips to every tip.
-  if (!hits.length) return insert(deps.ctx.pool);
-  return withTransaction(deps.ctx.pool, async (tx) => {
-    const row = await insert(tx);
-    if (row) for (const h of hits) await recordAlert(tx, { ...h, tipId, workerId: t.workerId || undefined, phoneMasked, tipAmountMinor: t.amountMinor });
-    return row;
-  });
+     announced AS (INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $26, $27, $28, $30::text FROM tip)
+     SELECT ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_T}
+       FROM judged j LEFT JOIN (SELECT ${TIP_COLUMNS} FROM tip UNION ALL SELECT ${TIP_COLUMNS} FROM payment.tips WHERE idempotency_key = $4) t ON true`,
+    [...terms.facts, tipId, fp, t.callerSubject ?? "", charged - workerReceives, charged, workerReceives, quote.feeScheduleVersion, t.customerCoversFee,
+      phoneMasked, t.rating, t.message, t.customerEmail, randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? "",
+      created.id, created.subject, Buffer.from(created.data), t.channel ?? "web", currentTraceparent() ?? null, acceptHolds,
+      requestRulesFire(config.fraud, t, "hold"), requestRulesFire(config.fraud, t, "refuse")],
+  );
+  assert.equal(rows.length, 1, "the rules' facts are one row, with at most one tip");
+  const check = judgeTip(config.fraud, t, rows[0]);
+  return { check, row: rows[0].tip_id ? rows[0] : undefined };
 }
 
 /** Sends the STK push of a tip just inserted; answers the row as it is after (a callback may already have settled it). */
@@ -245,8 +280,12 @@ async function pushStk(deps: Deps, inserted: TipRow, charged: bigint, callbackBa
       description: "Tip",
     });
     const row = await recordCheckout(deps, tipId, r.CheckoutRequestID, r.MerchantRequestID);
-    // The row as it is now (a callback may already have settled it): no second read needed.
-    if (row) return row;
+    // The row as it is now (a callback may already have settled it): no second read needed,
+    // here nor by the customer's WatchTip that follows.
+    if (row) {
+      deps.changes.offer(tipId, row);
+      return row;
+    }
     deps.ctx.logger.error({ tipId }, "STK push answered with a CheckoutRequestID other than its callback's");
   } catch (err) {
     if (!(err instanceof DarajaError)) throw err;
@@ -464,6 +503,74 @@ export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: str
   if (!stored.decided) return "stored";
   await afterDecision(deps, stored.decided.tip_id, "credited", stored.decided);
   return "credited";
+}
+
+/** A failure callback as parseStkCallback reads it (a result code other than 0). */
+export type StkFailure = StkOutcome & Required<Pick<StkOutcome, "checkoutRequestId">>;
+
+/**
+ * The tip_failed fields only the row knows (its id, also the event's
+ * correlation, its worker, code, amount, venue and creator), encoded by SQL
+ * from the tip aliased `alias` and appended to the event the service encoded
+ * (0013_event_fields.sql). Field numbers from the descriptors.
+ */
+function tipFailedTailSql(alias: string): string {
+  const f = TipFailedSchema.field;
+  const str = (field: { number: number }, value: string) => `payment.pb_string_field(${field.number}, ${value})`;
+  const amount = `payment.pb_int_field(${MoneySchema.field.amountMinor.number}, ${alias}.amount_minor) || ${str(MoneySchema.field.currency, "'KES'")}`;
+  return [
+    `payment.pb_bytes_field(${f.meta.number}, ${str(EventMetaSchema.field.correlationId, `${alias}.tip_id::text`)})`,
+    str(f.tipId, `${alias}.tip_id::text`),
+    str(f.workerId, `${alias}.worker_id::text`),
+    str(f.qrCodeId, `${alias}.qr_code_id`),
+    `payment.pb_bytes_field(${f.amount.number}, ${amount})`,
+    str(f.venueId, `${alias}.venue_id`),
+    str(f.createdBy, `${alias}.customer_subject`),
+  ].join(" || ");
+}
+const TIP_FAILED_TAIL_OF_D = tipFailedTailSql("d");
+
+/**
+ * storeAndCreditStk's counterpart for a failure (cancelled, timed out,
+ * insufficient funds...): stores the callback and, in the same statement,
+ * fails its tip (by the token) when it is pending and the push's
+ * CheckoutRequestID is this one or none is recorded yet, marks the callback,
+ * and announces tip_failed. One round trip and one commit instead of an
+ * insert and a five-statement transaction. A duplicate failing at once waits
+ * on the row lock and then finds the tip no longer pending: it is stored
+ * unmarked ("stored") for applyStkOutcome, which calls it a duplicate, as it
+ * does a failure after a success; a late success after a failure is decided
+ * there as before. Undefined when the statement failed: nothing is stored.
+ */
+export async function storeAndFailStk(deps: Deps, raw: RawCallback, token: string, o: StkFailure): Promise<"failed" | "stored" | undefined> {
+  const code = String(o.resultCode).trim().slice(0, 32);
+  const message = resultMessage(code);
+  // What the service knows before the row: the SQL appends the rest (tipFailedTailSql).
+  const event = buildEvent("payment", TipFailedSchema, { method: PaymentMethod.MPESA, resultCode: code, reason: message });
+  const stored = await deps.ctx.pool.query<TipRow>(
+    `WITH decided AS (
+       UPDATE payment.tips SET status = 'failed', result_code = $6, result_message = $7, completed_at = now(),
+         checkout_request_id = $8, merchant_request_id = CASE WHEN checkout_request_id IS NULL THEN $9 ELSE merchant_request_id END
+        WHERE callback_token = $10 AND status = 'pending' AND (checkout_request_id IS NULL OR checkout_request_id = $8)
+        RETURNING ${TIP_COLUMNS}),
+     stored AS (
+       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
+       SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE 'failed' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE $8 END,
+              d.tip_id, d.tip_id IS NOT NULL
+         FROM (SELECT 1) one LEFT JOIN decided d ON true),
+     announced AS (
+       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $11, $12, $13 || ${TIP_FAILED_TAIL_OF_D}, $14::text FROM decided d)
+     SELECT ${TIP_COLUMNS} FROM decided`,
+    [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body, code, message, o.checkoutRequestId, o.merchantRequestId ?? null, token,
+      event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null],
+  ).then(({ rows }) => ({ decided: rows[0] }), (err: unknown) => {
+    deps.ctx.logger.warn({ err, callbackId: raw.callbackId }, "storing and deciding an STK failure at once failed; to be stored and decided step by step");
+    return undefined;
+  });
+  if (!stored) return undefined;
+  if (!stored.decided) return "stored";
+  await afterDecision(deps, stored.decided.tip_id, "failed", stored.decided);
+  return "failed";
 }
 
 /**

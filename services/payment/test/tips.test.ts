@@ -3,12 +3,13 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { fromBinary } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import { FraudAlertSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { FraudAlertSchema, PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
-import { startTracing } from "@ttip/runtime";
+import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { callerHeaders, startTracing, stepUpHeaders } from "@ttip/runtime";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 import { bannedUrlWord } from "../src/daraja/client.js";
 
@@ -148,6 +149,61 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.ok(alerts.some((a) => a.tipId === p.tipId && /another receipt \(OTHER12345\)/.test(a.detail)));
     assert.equal(await h.walletEntries(worker), 1);
     assert.equal(await h.balance(worker), 9500n);
+  });
+
+  const failureBody = (checkout: string, code: number, desc = "Request cancelled by user") => ({
+    Body: { stkCallback: { MerchantRequestID: "m", CheckoutRequestID: checkout, ResultCode: code, ResultDesc: desc } },
+  });
+
+  test("the same failure called back five times at once fails the tip once, with one tip_failed event carrying the tip's fields", async () => {
+    const worker = randomUUID();
+    const p = await pushedNoCallback(worker);
+    const answers = await Promise.all([1, 2, 3, 4, 5].map(() => h.post(`/daraja/stk/${p.token}`, failureBody(p.checkout, 1032))));
+    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 200]);
+    assert.deepEqual(await callbackOutcomes(p.tipId), ["duplicate", "duplicate", "duplicate", "duplicate", "failed"]);
+    const failed = await row(p.tipId);
+    assert.deepEqual([failed.status, failed.result_code], ["failed", "1032"]);
+    const { rows } = await h.t.db.pool.query("SELECT event_id, payload FROM payment.outbox WHERE subject = 'ttip.payment.tip_failed' AND position($1 in encode(payload, 'escape')) > 0", [p.tipId]);
+    assert.equal(rows.length, 1);
+    // The event the step-by-step path builds from the row, field for field (its meta aside: its own id and time).
+    const event = fromBinary(TipFailedSchema, rows[0].payload);
+    const built = create(TipFailedSchema, {
+      tipId: p.tipId, workerId: worker, qrCodeId: "", amount: { amountMinor: 10000n, currency: "KES" }, method: PaymentMethod.MPESA, resultCode: "1032",
+      reason: failed.result_message, venueId: "", pushRefused: false, createdBy: "",
+    });
+    assert.deepEqual({ ...event, meta: undefined }, { ...built, meta: undefined });
+    assert.deepEqual([event.meta?.id, event.meta?.producer, event.meta?.correlationId], [rows[0].event_id, "payment", p.tipId]);
+    assert.equal(await h.balance(worker), 0n);
+  });
+
+  test("a success after a failure is still credited, once, as the money was taken; a failure after that changes nothing", async () => {
+    const worker = randomUUID();
+    const p = await pushedNoCallback(worker);
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, failureBody(p.checkout, 1037, "DS timeout user cannot be reached"))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.FAILED);
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, successBody(p.checkout, p.receipt, p.phone))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.SUCCEEDED);
+    await creditRecorded(p.tipId);
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, failureBody(p.checkout, 1032))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.SUCCEEDED);
+    assert.deepEqual(await callbackOutcomes(p.tipId), ["credited", "duplicate", "failed"]);
+    assert.equal(await h.balance(worker), 9500n);
+    assert.equal(await h.walletEntries(worker), 1);
+    assert.equal(await outboxCount("ttip.payment.tip_succeeded", p.tipId), 1);
+  });
+
+  test("a failure naming another push's CheckoutRequestID fails nothing: stored, flagged as unknown", async () => {
+    const worker = randomUUID();
+    const p = await pushedNoCallback(worker);
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, failureBody("ws_CO_NOT_THIS_ONE", 1032))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.PENDING);
+    const { rows } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE external_reference = 'ws_CO_NOT_THIS_ONE'");
+    assert.deepEqual(rows.map((r) => r.outcome), ["unknown"]);
+    assert.equal(await outboxCount("ttip.payment.tip_failed", p.tipId), 0);
+    // Its own push's failure still fails it (and leaves no pending tip to later tests' reconciliation).
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, failureBody(p.checkout, 1032))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.FAILED);
+    assert.equal(await outboxCount("ttip.payment.tip_failed", p.tipId), 1);
   });
 
   test("a success paid from another number than the tip's goes to suspense and is held", async () => {
@@ -428,6 +484,44 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.ok(alerts.some((a) => a.reason === FraudReason.SELF_TIP && a.workerId === worker));
   });
 
+  test("a held tip's key: the same request answers the held tip with its one alert; another request under it is ALREADY_EXISTS", async () => {
+    const worker = randomUUID();
+    const asWorker = h.t.client(PaymentService, { subject: worker, roles: ["worker"] });
+    const p = phone();
+    const request = { idempotencyKey: randomUUID(), recipient: { case: "workerId" as const, value: worker }, amount: KES(100), payment: { case: "mpesaPhone" as const, value: p } };
+    const first = (await asWorker.createTip(request)).tip!;
+    assert.equal((await row(first.tipId)).fraud_action, "hold");
+    const again = (await asWorker.createTip(request)).tip!;
+    assert.equal(again.tipId, first.tipId);
+    await assert.rejects(asWorker.createTip({ ...request, amount: KES(101) }), (e: ConnectError) => e.code === Code.AlreadyExists && /idempotency_key/.test(e.message));
+    const { alerts } = await adminClient.listFraudAlerts({});
+    assert.equal(alerts.filter((a) => a.tipId === first.tipId).length, 1, "one alert, stored with the tip");
+    assert.equal(h.sim.transactions().filter((t) => t.kind === "stk" && t.phone === `254${p.slice(1)}`).length, 1, "pushed once");
+  });
+
+  test("with M-Pesa unconfigured, a replay still answers its tip and a blocked number is still refused; a new tip is FAILED_PRECONDITION and nothing is stored", async () => {
+    const worker = randomUUID();
+    const p = phone();
+    const key = `key-${randomUUID()}`;
+    const { tip: first } = await tip(worker, p, 50, key);
+    const blocked = phone();
+    await adminClient.blockPhoneNumber({ phone: blocked, reason: "reported stolen" });
+    const base = h.config.callbackBaseUrl;
+    h.config.callbackBaseUrl = undefined;
+    try {
+      assert.equal((await tip(worker, p, 50, key)).tip!.tipId, first!.tipId);
+      await assert.rejects(tip(worker, p, 60, key), (e: ConnectError) => e.code === Code.AlreadyExists);
+      await assert.rejects(tip(randomUUID(), blocked), (e: ConnectError) => e.code === Code.PermissionDenied && /mpesa_phone/.test(e.message));
+      const fresh = `key-${randomUUID()}`;
+      await assert.rejects(tip(worker, p, 50, fresh), (e: ConnectError) => e.code === Code.FailedPrecondition && /M-Pesa is not configured/.test(e.message));
+      const { rows } = await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.tips WHERE idempotency_key = $1", [fresh]);
+      assert.equal(rows[0].n, 0);
+    } finally {
+      h.config.callbackBaseUrl = base;
+      await adminClient.unblockPhoneNumber({ phone: blocked });
+    }
+  });
+
   test("a tip far above the worker's usual tips is an outlier, held for review", async () => {
     const worker = randomUUID();
     for (let i = 0; i < 5; i++) {
@@ -466,6 +560,31 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(second.tips.length, 1);
     assert.equal(second.page!.nextPageToken, "");
     assert.ok(first.tips.concat(second.tips).every((t) => t.workerId === worker));
+  });
+
+  test("a tip keeps the fee schedule version it was quoted under: a new version applies to the next tip, not to a replay of an earlier one", async () => {
+    const worker = randomUUID();
+    const p = phone();
+    const key = `key-${randomUUID()}`;
+    const { tip: before } = await tip(worker, p, 100, key);
+    const was = await row(before!.tipId);
+    const walletAdmin = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
+    const headers = { ...callerHeaders(admin.subject, "admin"), ...stepUpHeaders() };
+    const { schedules } = await walletAdmin.listFeeSchedules({ currency: "KES" }, { headers });
+    const current = schedules.at(-1)!;
+    const version = (platformFeeBps: number) =>
+      walletAdmin.createFeeSchedule({ idempotencyKey: `fees-${randomUUID()}`, schedule: { ...current, platformFeeBps, effectiveFrom: undefined } }, { headers });
+    const { schedule: doubled } = await version(current.platformFeeBps * 2);
+    try {
+      assert.ok(doubled!.version > was.fee_schedule_version);
+      const replay = await row((await tip(worker, p, 100, key)).tip!.tipId);
+      assert.deepEqual([replay.tip_id, replay.fee_schedule_version, replay.fee_minor], [was.tip_id, was.fee_schedule_version, was.fee_minor]);
+      const next = await row((await tip(worker, p, 100)).tip!.tipId);
+      assert.equal(next.fee_schedule_version, doubled!.version);
+      assert.equal(next.fee_minor, was.fee_minor * 2n);
+    } finally {
+      await version(current.platformFeeBps);
+    }
   });
 
   test("with tracing on, a tip's created event keeps the caller's trace context (in its outbox row) for its consumers; its succeeded event the callback's", async () => {

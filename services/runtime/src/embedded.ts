@@ -21,22 +21,25 @@ export async function startEmbeddedPostgres(dataDir?: string): Promise<EmbeddedP
   if (dataDir) await mkdir(path.dirname(dataDir), { recursive: true });
   // Two processes on one data folder each keep their own view and overwrite the other's: money lost.
   const release = dataDir ? acquireLock(`${path.resolve(dataDir)}.lock`, `The data folder ${dataDir}`) : () => undefined;
-  let db: PGlite;
+  let db: PGlite | undefined;
   let server: PGLiteSocketServer;
   try {
     db = await PGlite.create(dataDir ?? "memory://");
     server = new PGLiteSocketServer({ db, host: "127.0.0.1", port: 0, maxConnections: 1 });
     await server.start();
   } catch (err) {
+    // Its socket server failed: the database it opened is closed before the folder is released to another process.
+    await db?.close().catch(() => undefined);
     release();
     throw err;
   }
+  const opened = db;
   const conn = server.getServerConn(); // "127.0.0.1:PORT"
   return {
     url: `postgres://postgres@${conn}/postgres?sslmode=disable`,
     close: async () => {
       await server.stop();
-      await db.close();
+      await opened.close();
       release();
     },
   };

@@ -1,8 +1,8 @@
 // Input checks every server runs before a handler sees a request: the body's
 // size, whether a binary body parses, and whether every string can be stored
 // by PostgreSQL. One place, so no service has to remember them.
-import { brotliDecompressSync, gunzipSync, inflateSync } from "node:zlib";
-import { fromBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import { fromBinary, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { fieldError } from "./field-errors.js";
@@ -10,10 +10,17 @@ import { fieldError } from "./field-errors.js";
 /** Default largest request body (bytes) a server reads: every request message of ours is far smaller. */
 export const DEFAULT_READ_MAX_BYTES = 1024 * 1024;
 
+/** Why a body over `max` bytes is refused (RESOURCE_EXHAUSTED), the same words for every protocol and for calls in this process. */
+export function tooLargeMessage(max: number): string {
+  return `the request body is larger than the ${max} bytes this server reads`;
+}
+
 /** Why a request body was refused before parsing; read by inputInterceptor. */
 export interface RefusedBody {
   code: Code;
   message: string;
+  /** Headers the refusal carries (UNIMPLEMENTED names the encodings taken). */
+  metadata?: Headers;
 }
 export const refusedBodyKey = createContextKey<RefusedBody | undefined>(undefined, { description: "refused request body" });
 
@@ -38,24 +45,46 @@ async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Ui
   return Buffer.concat(chunks);
 }
 
-function decompress(encoding: string | null, data: Uint8Array, max: number): Uint8Array {
-  const options = { maxOutputLength: max };
-  switch ((encoding ?? "identity").toLowerCase()) {
-    case "identity":
-      return data;
-    case "gzip":
-      return gunzipSync(data, options);
-    case "deflate":
-      return inflateSync(data, options);
-    case "br":
-      return brotliDecompressSync(data, options);
-    default:
-      throw new Error(`unsupported encoding ${encoding}`);
+/** The request encodings our servers take (connect-es's acceptCompression in server.ts), named exactly, as connect-es matches them. */
+export const REQUEST_ENCODINGS = ["gzip", "br"] as const;
+
+/**
+ * Refuses an encoding our servers do not take, as connect-es does:
+ * UNIMPLEMENTED, with the ones we take in `acceptHeader` (the protocol's
+ * accept-encoding header). Names are matched exactly, as connect-es matches
+ * them, so the gateway and the services behind it take the same ones.
+ */
+export function checkRequestEncoding(encoding: string | null, acceptHeader: string): void {
+  if (!encoding || encoding === "identity" || (REQUEST_ENCODINGS as readonly string[]).includes(encoding)) return;
+  const accepted = REQUEST_ENCODINGS.join(",");
+  throw new ConnectError(`unknown compression "${encoding}": supported encodings are ${accepted}`, Code.Unimplemented, { [acceptHeader]: accepted });
+}
+
+/**
+ * A request message's bytes decompressed as `encoding` says, at most `max`
+ * bytes (none or "identity": as they are; the caller held the body to its limit). zlib's one-call form with
+ * maxOutputLength inflates one 16 KiB chunk at a time and stops at the first
+ * chunk past `max`, so a small body that would inflate to gigabytes costs one
+ * chunk over the limit. Refusals as connect-es words them: RESOURCE_EXHAUSTED
+ * past `max`, INVALID_ARGUMENT for bytes that do not decompress,
+ * UNIMPLEMENTED for an encoding we do not take (checkRequestEncoding).
+ * One copy for the services' guard and the gateway's edge.
+ */
+export function decompressMessage(encoding: string | null, data: Uint8Array, max: number, acceptHeader = "accept-encoding"): Uint8Array {
+  checkRequestEncoding(encoding, acceptHeader);
+  if (!encoding || encoding === "identity") return data;
+  if (data.byteLength === 0) return data;
+  try {
+    return encoding === "gzip" ? gunzipSync(data, { maxOutputLength: max }) : brotliDecompressSync(data, { maxOutputLength: max });
+  } catch (err) {
+    if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE")
+      throw new ConnectError(`the request message is larger than the ${max} bytes this server reads once decompressed`, Code.ResourceExhausted);
+    throw new ConnectError(`the request body does not decompress as ${encoding}: ${(err as Error).message}`, Code.InvalidArgument);
   }
 }
 
 /** The messages inside a gRPC / gRPC-web / Connect-streaming body, decompressed. */
-function envelopes(body: Uint8Array, encoding: string | null, max: number): Uint8Array[] {
+function envelopes(body: Uint8Array, encoding: string | null, max: number, acceptHeader: string): Uint8Array[] {
   const out: Uint8Array[] = [];
   let at = 0;
   while (at < body.byteLength) {
@@ -67,7 +96,8 @@ function envelopes(body: Uint8Array, encoding: string | null, max: number): Uint
     const data = body.subarray(at, at + length);
     at += length;
     if (flags & 0b10) continue; // an end-of-stream frame, not a message
-    out.push(flags & 0b01 ? decompress(encoding, data, max) : data);
+    if (flags & 0b01 && (!encoding || encoding === "identity")) throw new ConnectError("a compressed message without its encoding header", Code.InvalidArgument);
+    out.push(flags & 0b01 ? decompressMessage(encoding, data, max, acceptHeader) : data);
   }
   return out;
 }
@@ -94,12 +124,12 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
     if (req.method !== "POST" || !isByteStream(req.body)) return handler(req);
     const type = mediaType(req.header.get("content-type"));
     const enveloped = ENVELOPED.test(type);
-    const refuse = (code: Code, message: string) => {
-      req.contextValues?.set(refusedBodyKey, { code, message });
+    const refuse = (code: Code, message: string, metadata?: Headers) => {
+      req.contextValues?.set(refusedBodyKey, { code, message, metadata });
       return handler({ ...req, body: oneChunk(enveloped ? new Uint8Array(5) : new Uint8Array(0)) });
     };
     const declared = Number(req.header.get("content-length") ?? NaN);
-    const tooLarge = `the request body is larger than the ${readMaxBytes} bytes this server reads`;
+    const tooLarge = tooLargeMessage(readMaxBytes);
     if (declared > readMaxBytes) return refuse(Code.ResourceExhausted, tooLarge);
     let body: Uint8Array;
     try {
@@ -112,10 +142,13 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
     if (BINARY.test(type)) {
       try {
         const messages = enveloped
-          ? envelopes(body, req.header.get(type.includes("connect") ? "connect-content-encoding" : "grpc-encoding"), readMaxBytes)
-          : [decompress(req.header.get("content-encoding"), body, readMaxBytes)];
+          ? type.includes("connect")
+            ? envelopes(body, req.header.get("connect-content-encoding"), readMaxBytes, "connect-accept-encoding")
+            : envelopes(body, req.header.get("grpc-encoding"), readMaxBytes, "grpc-accept-encoding")
+          : [decompressMessage(req.header.get("content-encoding"), body, readMaxBytes)];
         for (const m of messages) fromBinary(input, m);
       } catch (err) {
+        if (err instanceof ConnectError) return refuse(err.code, err.rawMessage, err.metadata);
         const reason = err instanceof RangeError && /call stack/i.test(err.message) ? "nested too deeply" : (err as Error).message;
         return refuse(Code.InvalidArgument, `the request body is not a valid ${input.typeName} in binary protobuf: ${reason}`);
       }
@@ -139,6 +172,69 @@ function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
 
 async function* oneChunk(data: Uint8Array): AsyncIterable<Uint8Array> {
   if (data.byteLength) yield data;
+}
+
+/**
+ * Whether `message` takes more than `max` bytes in binary protobuf, the size a
+ * network caller's body is held to (a call in this process hands the message
+ * over unencoded). Estimated from above without encoding: a string at 3 bytes
+ * per UTF-16 unit, FIELD_BOUND bytes of tag, length or value per field. Only a
+ * message whose estimate passes `max` is encoded to know for sure, so a call's
+ * usual small message costs one walk over its set fields.
+ */
+export function encodedLargerThan(desc: DescMessage, message: Message, max: number): boolean {
+  return sizeBound(desc, message, 0) > max && toBinary(desc, message).byteLength > max;
+}
+
+/** A field's tag (at most 5 bytes) and its varint value or length prefix (at most 10), rounded up. */
+const FIELD_BOUND = 16;
+
+function sizeBound(desc: DescMessage, message: Message, depth: number): number {
+  // Deeper than parsing allows: let the encoder say.
+  if (depth > 32) return Infinity;
+  const record = message as unknown as Record<string, unknown>;
+  let size = 0;
+  for (const unknown of (record.$unknown as Array<{ data: Uint8Array }> | undefined) ?? []) size += unknown.data.byteLength + FIELD_BOUND;
+  for (const field of desc.fields) {
+    const value = field.oneof ? oneofValue(record[field.oneof.localName], field) : record[field.localName];
+    if (value === undefined || value === null) continue;
+    size += fieldBound(field, value, depth);
+  }
+  return size;
+}
+
+function fieldBound(field: DescField, value: unknown, depth: number): number {
+  switch (field.fieldKind) {
+    case "scalar":
+      return scalarBound(value);
+    case "enum":
+      return FIELD_BOUND;
+    case "message":
+      return FIELD_BOUND + messageBound(field.message, value, depth);
+    case "list": {
+      let size = 0;
+      for (const item of value as unknown[]) size += field.listKind === "message" ? FIELD_BOUND + messageBound(field.message, item, depth) : scalarBound(item);
+      return size;
+    }
+    case "map": {
+      let size = 0;
+      for (const [key, item] of Object.entries(value as Record<string, unknown>))
+        size += FIELD_BOUND + scalarBound(key) + (field.mapKind === "message" ? FIELD_BOUND + messageBound(field.message, item, depth) : scalarBound(item));
+      return size;
+    }
+  }
+}
+
+function scalarBound(value: unknown): number {
+  if (typeof value === "string") return value.length * 3 + FIELD_BOUND;
+  if (value instanceof Uint8Array) return value.byteLength + FIELD_BOUND;
+  return FIELD_BOUND;
+}
+
+function messageBound(desc: DescMessage, value: unknown, depth: number): number {
+  if (typeof value === "object" && value !== null && "$typeName" in value) return sizeBound(desc, value as Message, depth + 1);
+  // Well-known wrappers held as plain values; a Struct held as JSON is left to the encoder.
+  return typeof value === "object" && value !== null && !(value instanceof Uint8Array) ? Infinity : FIELD_BOUND + scalarBound(value);
 }
 
 /** PostgreSQL's text types cannot hold U+0000; anything else a JS string holds is storable. */
@@ -227,7 +323,7 @@ function unstorableJson(value: unknown, depth: number): string | undefined {
 export function inputInterceptor(): Interceptor {
   return (next) => async (req) => {
     const refused = req.contextValues.get(refusedBodyKey);
-    if (refused) throw new ConnectError(refused.message, refused.code);
+    if (refused) throw new ConnectError(refused.message, refused.code, refused.metadata);
     if (!req.stream) {
       const field = unstorableStringField(req.method.input, req.message);
       if (field !== undefined) throw fieldError(field, "must not contain NUL (U+0000) characters", "string.no_nul");

@@ -27,6 +27,7 @@ import {
   type UniversalClientFn,
   type UniversalHandler,
 } from "@connectrpc/connect/protocol";
+import { encodedLargerThan, refusedBodyKey, tooLargeMessage } from "./input.js";
 
 export interface LocalServer {
   /** gRPC to the server's universal handlers, for every kind of RPC. */
@@ -117,7 +118,33 @@ function relayed(err: unknown, context: HandlerContext): ConnectError {
   return relayed;
 }
 
-export function localServer(handlers: UniversalHandler[], methods: Map<string, DirectSpec>, interceptors: Interceptor[]): LocalServer {
+/**
+ * `context` with the refusal a network call gets when `message` is larger than
+ * the server reads (guardRequestBody's), for inputInterceptor to answer.
+ */
+function withReadLimit(context: HandlerContext, message: Message, readMaxBytes: number): HandlerContext {
+  if (encodedLargerThan(context.method.input, message, readMaxBytes))
+    context.values.set(refusedBodyKey, { code: Code.ResourceExhausted, message: tooLargeMessage(readMaxBytes) });
+  return context;
+}
+
+/** A server-streaming call's one request message, read ahead so its size is checked before the interceptors run. */
+async function oneMessage(messages: AsyncIterable<Message>): Promise<{ message: Message | undefined; all: AsyncIterable<Message> }> {
+  const it = messages[Symbol.asyncIterator]();
+  const first = await it.next();
+  const all = (async function* () {
+    if (first.done) return;
+    yield first.value;
+    for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+  })();
+  return { message: first.done ? undefined : first.value, all };
+}
+
+/**
+ * The in-process side of a server: `readMaxBytes` is the server's read limit,
+ * held against each request message's binary size as a network call's body is.
+ */
+export function localServer(handlers: UniversalHandler[], methods: Map<string, DirectSpec>, interceptors: Interceptor[], readMaxBytes: number): LocalServer {
   const specOf = <K extends DirectSpec["kind"]>(method: DescMethod, kind: K) => {
     const spec = methods.get(methodKey(method));
     if (spec?.kind !== kind) throw new Error(`${methodKey(method)} is not a ${kind} RPC of this server`);
@@ -128,7 +155,7 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
     serves: (method) => methods.has(methodKey(method)),
     async unary(req, timeoutMs) {
       const spec = specOf(req.method, "unary");
-      const context = handlerContext(req, timeoutMs);
+      const context = withReadLimit(handlerContext(req, timeoutMs), req.message, readMaxBytes);
       try {
         const message = await invokeUnaryImplementation(spec, context, req.message, interceptors);
         return { stream: false, service: req.service, method: req.method, header: context.responseHeader, trailer: context.responseTrailer, message };
@@ -138,9 +165,11 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
     },
     async stream(req, timeoutMs) {
       const spec = specOf(req.method, "server_streaming");
+      const input = await oneMessage(req.message);
       const context = handlerContext(req, timeoutMs);
+      if (input.message) withReadLimit(context, input.message, readMaxBytes);
       // The server's own pipeline from the request messages on: interceptors, then the handler's generator.
-      const output: AsyncIterator<Message> = transformInvokeImplementation(spec, context, interceptors)(req.message)[Symbol.asyncIterator]();
+      const output: AsyncIterator<Message> = transformInvokeImplementation(spec, context, interceptors)(input.all)[Symbol.asyncIterator]();
       const pull = () => output.next().catch((err: unknown) => Promise.reject(relayed(err, context)));
       const first = await pull();
       let pending: Promise<IteratorResult<Message>> | undefined = Promise.resolve(first);

@@ -337,8 +337,8 @@ function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number
         logger.error({ err: reason, rpc: `${handler.service.typeName}/${handler.method.name}` }, "handler failed outside the call");
       });
   };
-  // In-process callers are this deployment's own code: their bodies need no read limit or pre-parse.
-  return { handler, local: localServer(router.handlers, recording.methods, options.interceptors ?? []), isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
+  // In-process callers hand their messages over unencoded: nothing to pre-parse, but the same read limit.
+  return { handler, local: localServer(router.handlers, recording.methods, options.interceptors ?? [], options.readMaxBytes), isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

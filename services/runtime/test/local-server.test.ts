@@ -176,6 +176,29 @@ describe("a server's RPCs called in the same process", () => {
       assert.equal(refused?.metadata.get("x-test-answer"), "seen");
     });
 
+    test(`${how}: a request message over the server's 1 MiB read limit is RESOURCE_EXHAUSTED before every interceptor; one just under it is read`, async () => {
+      serverSaw.length = 0;
+      handlerSaw.length = 0;
+      const client = createClient(QrService, transport());
+      // 600,000 two-byte characters: 1.2 MB in UTF-8, though the string's length is under the limit.
+      for (const qrCodeId of ["x".repeat(1_100_000), "\u00fc".repeat(600_000)]) {
+        const refused = await client.getQrCode({ qrCodeId }).then(() => undefined, (e) => ConnectError.from(e));
+        assert.equal(refused?.code, Code.ResourceExhausted);
+        assert.equal(refused?.rawMessage, "the request body is larger than the 1048576 bytes this server reads");
+      }
+      const stream = await (async () => {
+        for await (const _ of createClient(PaymentService, transport()).watchTip({ tipId: "x".repeat(1_100_000) }));
+      })().then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(stream?.code, Code.ResourceExhausted);
+      assert.equal(stream?.rawMessage, "the request body is larger than the 1048576 bytes this server reads");
+      assert.deepEqual(serverSaw, [], "refused before the server's own interceptors");
+      // 1,000,000 bytes in all: read, so the contract's own rule answers (not a UUID).
+      const read = await client.getQrCode({ qrCodeId: "x".repeat(1_000_000) }).then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(read?.code, Code.InvalidArgument);
+      assert.equal(read?.findDetails(ViolationsSchema)[0]?.violations[0]?.field?.elements[0]?.fieldName, "qr_code_id");
+      assert.equal(handlerSaw.length, 0);
+    });
+
     test(`${how}: a server stream's messages, headers and trailers arrive`, async () => {
       serverSaw.length = 0;
       let answer: string | null = null;
