@@ -103,41 +103,38 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
   ctx.metrics.watchOutbox(module.name, ctx.pool);
   ctx.metrics.watchPool(ctx.pool, module.name);
   relay.start();
-  let stopBackground: (() => Promise<void>) | undefined;
-  try {
-    stopBackground = module.start ? await module.start(scoped) : async () => undefined;
-    const server = await startServer({
-      name: module.name,
-      logger,
-      metrics: ctx.metrics,
-      services: module.services,
-      routes: (router) => module.routes(router, scoped),
-      // Identity headers count only when signed by the gateway or a peer service;
-      // then each RPC's declared access holds here as at the gateway, and a
-      // money action needs the step-up its contract declares.
-      interceptors: [...serviceInterceptors(), ...(options.interceptors ?? [])],
-      httpFilter: module.http?.(scoped),
-      host: options.host,
-      port: options.port,
-      drainTimeoutMs: options.drainTimeoutMs,
-      drainDelayMs: options.drainDelayMs,
-      maxConnectionAgeMs: options.maxConnectionAgeMs,
-      readMaxBytes: options.readMaxBytes,
-    });
-    const stop = stopBackground;
-    return {
-      name: module.name,
-      server,
-      close: async () => {
-        await server.close();
-        await stop();
-        await relay.stop();
-      },
-    };
-  } catch (err) {
-    // Its background work or its server failed to start (the port taken, say): nothing of it keeps running.
+  // A part that fails to start (the background work, or the server: its port taken) leaves nothing of this service running.
+  const undo = async (err: unknown, stopBackground?: () => Promise<void>): Promise<never> => {
     await stopBackground?.().catch((e: unknown) => logger.warn({ err: e }, "background work failed to stop"));
     await relay.stop();
     throw err;
-  }
+  };
+  const stopBackground = module.start ? await module.start(scoped).catch((err: unknown) => undo(err)) : async () => undefined;
+  const server = await startServer({
+    name: module.name,
+    logger,
+    metrics: ctx.metrics,
+    services: module.services,
+    routes: (router) => module.routes(router, scoped),
+    // Identity headers count only when signed by the gateway or a peer service;
+    // then each RPC's declared access holds here as at the gateway, and a
+    // money action needs the step-up its contract declares.
+    interceptors: [...serviceInterceptors(), ...(options.interceptors ?? [])],
+    httpFilter: module.http?.(scoped),
+    host: options.host,
+    port: options.port,
+    drainTimeoutMs: options.drainTimeoutMs,
+    drainDelayMs: options.drainDelayMs,
+    maxConnectionAgeMs: options.maxConnectionAgeMs,
+    readMaxBytes: options.readMaxBytes,
+  }).catch((err: unknown) => undo(err, stopBackground));
+  return {
+    name: module.name,
+    server,
+    close: async () => {
+      await server.close();
+      await stopBackground();
+      await relay.stop();
+    },
+  };
 }
