@@ -7,29 +7,52 @@
 // binary message as bytes; "same, decoding" is that gateway decoding and encoding every message
 // again (forwardBytes: false, as before it forwarded bytes), the yardstick for that change. Rounds
 // alternate the paths so that a noisy machine hits them alike; the goal is a gateway adding at most 30% latency.
-//   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16]
-//   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only.
+// Then the apps' calls as a browser makes them (Connect over HTTP/1.1), in JSON as the web and mobile apps speak
+// today and in binary: ResolveQrCode (the tip page) and a worker's ListQrCodes (a list answer, like the apps'
+// polled tip history), through both gateways, their client on a worker thread (bench/gateway-apps-client.ts)
+// so that the platform's CPU per call (this process less that thread) is told apart from the phone's; and the
+// bytes each format puts on the wire.
+//   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16] [apps' concurrency=16]
+//   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only; BENCH_ONLY=apps the apps' calls only.
 import { randomUUID } from "node:crypto";
+import { once } from "node:events";
+import { Worker } from "node:worker_threads";
+import { create, toBinary, toJsonString, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { startGateway } from "@ttip/gateway";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import {
+  ListQrCodesRequestSchema,
+  ListQrCodesResponseSchema,
+  QrService,
+  ResolveQrCodeRequestSchema,
+  ResolveQrCodeResponseSchema,
+} from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { localTransport, Metrics } from "@ttip/runtime";
 import { startNats, startPostgres, startRedis, startTestService } from "@ttip/runtime/testing";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
+import { appsPath, type AppsInput, type AppsResult, type AppsRun } from "./gateway-apps-client.js";
 import { closedLoop, type LoadResult } from "./load.js";
+import { threadCpuMs } from "./process-cpu.js";
 
 const seconds = Number(process.argv[2] ?? 3);
 const rounds = Number(process.argv[3] ?? 3);
 const concurrencies = (process.argv[4] ?? "1,16").split(",").map(Number);
+const appsConcurrency = Number(process.argv[5] ?? 16);
 const only = process.env.BENCH_ONLY;
+/** A worker's codes, all on one ListQrCodes page. */
+const CODES = 30;
 
 const servers = await Promise.all([startPostgres(), startRedis(), startNats()]);
 const [pg, redis, nats] = servers;
 Object.assign(process.env, { TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url });
 const t = await startTestService(createQrModule({ env: { QR_SIGNING_KEY: "bench-signing-key-0123456789abcdef" } }));
 const remote = { service: QrService, url: t.service.server.url };
+// Tokens as auth signs them, for the signed-in app calls.
+const keys = await generateKeyPair("EdDSA", { crv: "Ed25519" });
+const jwt = { jwks: { keys: [{ ...(await exportJWK(keys.publicKey)), kid: "bench", alg: "EdDSA", use: "sig" }] }, issuer: "ttip-auth", audience: "ttip" };
 const gateways = await Promise.all(
   [
     { backend: remote },
@@ -43,6 +66,7 @@ const gateways = await Promise.all(
       backends: [backend],
       rateLimit: { points: 1_000_000_000, durationSeconds: 60 },
       corsOrigins: ["*"],
+      jwt,
       forwardBytes,
     }),
   ),
@@ -53,6 +77,8 @@ try {
   await qr.putProfile({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, displayName: "Bench Worker" });
   const { qrCode } = await qr.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: randomUUID() });
   const payload = new URL(qrCode!.url).searchParams.get("p")!;
+  for (let i = 1; i < CODES; i++) await qr.createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: randomUUID() });
+  const token = await new SignJWT({ roles: worker.roles }).setProtectedHeader({ alg: "EdDSA", kid: "bench" }).setIssuer("ttip-auth").setAudience("ttip").setSubject(worker.subject).setExpirationTime("2h").sign(keys.privateKey);
   const resolver = (baseUrl: string) => {
     const client = createClient(QrService, createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }));
     return () => client.resolveQrCode({ code: { case: "payload", value: payload } });
@@ -62,13 +88,13 @@ try {
     ["gateway -> qr over HTTP/2", resolver(gateways[0].url)],
     ["  same, decoding (before)", resolver(gateways[1].url)],
     ["gateway -> qr in process", resolver(gateways[2].url)],
-  ] as const).filter(([name]) => !only || name === "direct to qr" || name === only));
+  ] as const).filter(([name]) => only !== "apps" && (!only || name === "direct to qr" || name === only)));
   // Let the service's invalidation after the setup writes pass, then warm caches, connections and the JIT.
   await new Promise((r) => setTimeout(r, 2_500));
   for (const call of paths.values()) for (let i = 0; i < 300; i++) await call();
 
-  console.log(`qr ResolveQrCode, Connect binary over HTTP/2, client in this process; ${rounds} rounds of ${seconds} s per path`);
-  for (const concurrency of concurrencies) {
+  if (paths.size) console.log(`qr ResolveQrCode, Connect binary over HTTP/2, client in this process; ${rounds} rounds of ${seconds} s per path`);
+  for (const concurrency of paths.size ? concurrencies : []) {
     const results = new Map<string, (LoadResult & { cpuUsPerCall?: number })[]>([...paths.keys()].map((name) => [name, []]));
     for (let round = 0; round < rounds; round++) {
       for (const [name, call] of paths) {
@@ -90,8 +116,78 @@ try {
       console.log(`  ${name.padEnd(26)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms;  CPU ${cpu.toFixed(0)} us/call${added}`);
     }
   }
+  if (!only || only === "apps") await appsCalls({ gateways: { "over HTTP/2": gateways[0].url, "in process": gateways[2].url }, payload, owner: worker.subject, token, pageSize: CODES });
 } finally {
   for (const g of gateways) await g.close();
   await t.close();
   await Promise.allSettled(servers.map((s) => s.stop()));
+}
+
+/** The apps' calls in JSON and in binary, alternating each round; the platform's CPU per call is this process's less the client thread's. */
+async function appsCalls(input: AppsInput): Promise<void> {
+  const apps = await startAppsClient(input);
+  try {
+    const known = new Map([[apps.threadId, "client"]]);
+    const clientMs = () => threadCpuMs(process.pid, known).get("client") ?? 0;
+    for (const path of apps.paths) await apps.run({ path, concurrency: 4, seconds: 1 });
+    const results = new Map<string, Array<AppsResult & { platformUs: number; clientUs: number }>>(apps.paths.map((path) => [path, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (const path of apps.paths) {
+        const client0 = clientMs();
+        const cpu0 = process.cpuUsage();
+        const r = await apps.run({ path, concurrency: appsConcurrency, seconds });
+        const cpu = process.cpuUsage(cpu0);
+        const client = clientMs() - client0;
+        results.get(path)!.push({ ...r, platformUs: ((cpu.user + cpu.system) / 1000 - client) * 1000 / r.calls, clientUs: (client * 1000) / r.calls });
+      }
+    }
+    const median = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
+    console.log(`\nthe apps' calls, Connect over HTTP/1.1 through the gateway, concurrency ${appsConcurrency}, ${rounds} rounds of ${seconds} s (medians of rounds; CPU: the platform = this process less the client's thread):`);
+    for (const [path, rs] of results) {
+      console.log(`  ${path.padEnd(36)} calls/s ${median(rs.map((r) => r.perSecond)).toFixed(0).padStart(5)};  p50 ${median(rs.map((r) => r.p50)).toFixed(2)} ms  p99 ${median(rs.map((r) => r.p99)).toFixed(2)} ms;  platform CPU ${median(rs.map((r) => r.platformUs)).toFixed(0)} us/call, client ${median(rs.map((r) => r.clientUs)).toFixed(0)} us/call`);
+    }
+    console.log("  binary against JSON:");
+    for (const gateway of Object.keys(input.gateways)) {
+      for (const rpc of ["ResolveQrCode", "ListQrCodes"]) {
+        const [json, binary] = [false, true].map((b) => results.get(appsPath(gateway, rpc, b))!);
+        const change = (f: (r: AppsResult & { platformUs: number; clientUs: number }) => number) => {
+          const [j, b] = [median(json.map(f)), median(binary.map(f))];
+          return `${(b - j).toFixed(b - j > -10 && b - j < 10 ? 1 : 0)} (${(((b - j) / j) * 100).toFixed(0)}%)`;
+        };
+        console.log(`    ${`${gateway}: ${rpc}`.padEnd(28)} platform CPU ${change((r) => r.platformUs)} us/call;  client CPU ${change((r) => r.clientUs)} us/call;  p50 ${change((r) => r.p50)} ms`);
+      }
+    }
+    // What each format puts on the wire (a phone's data), for the same messages.
+    const gateway = createClient(QrService, createConnectTransport({ baseUrl: input.gateways["over HTTP/2"], httpVersion: "1.1", useBinaryFormat: true }));
+    const resolve = { code: { case: "payload" as const, value: input.payload } };
+    const list = { ownerKind: OwnerKind.WORKER, ownerId: input.owner, page: { pageSize: input.pageSize } };
+    const headers = { authorization: `Bearer ${input.token}` };
+    console.log("  message bytes, binary / JSON:");
+    console.log(`    ResolveQrCode request ${sizes(ResolveQrCodeRequestSchema, resolve)}, answer ${sizes(ResolveQrCodeResponseSchema, await gateway.resolveQrCode(resolve))}`);
+    console.log(`    ListQrCodes request ${sizes(ListQrCodesRequestSchema, list)}, answer (${input.pageSize} codes) ${sizes(ListQrCodesResponseSchema, await gateway.listQrCodes(list, { headers }))}`);
+  } finally {
+    await apps.close();
+  }
+}
+
+function sizes<D extends DescMessage>(schema: D, init: MessageInitShape<D>): string {
+  const message = create(schema, init);
+  return `${toBinary(schema, message).byteLength} / ${Buffer.byteLength(toJsonString(schema, message))} B`;
+}
+
+/** The apps' client thread (bench/gateway-apps-client.ts), kept for every run. */
+async function startAppsClient(input: AppsInput): Promise<{ threadId: number; paths: string[]; run(r: AppsRun): Promise<AppsResult>; close(): Promise<number> }> {
+  // A worker's entry is loaded before any --import: tsx is registered there first.
+  const entry = new URL("./gateway-apps-client.ts", import.meta.url).href;
+  const worker = new Worker(`import("tsx/esm/api").then(({ register }) => { register(); return import(${JSON.stringify(entry)}); })`, { eval: true, workerData: input });
+  // The next message; events.once rejects if the worker fails first.
+  const next = async <T>() => {
+    const [m] = (await once(worker, "message")) as [T & { error?: string }];
+    if (m.error) throw new Error(m.error);
+    return m;
+  };
+  const hello = await next<{ threadId: number; paths: string[] }>();
+  // The answer is delivered on a later turn, after next() listens.
+  const run = (r: AppsRun) => (worker.postMessage(r), next<AppsResult>());
+  return { ...hello, run, close: () => worker.terminate() };
 }

@@ -11,12 +11,16 @@ import { startPostgres } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { ensureAccount, postEntry } from "../services/wallet/src/ledger.js";
 import { closedLoop, percentiles } from "./load.js";
+import { cpuMs } from "./process-cpu.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 
 const pg = await startPostgres({ durable: true });
 const pool = createPool(pg.url, { max: 80 });
+// PostgreSQL's CPU: the postmaster with its backends (/proc).
+const postgres = new Map([["postgres", pg.pid]]);
+const withBackends = new Set(["postgres"]);
 try {
   await migrate(pool, "wallet", wallet.migrations);
   const clearing = (await ensureAccount(pool, AccountKind.MPESA_CLEARING, OwnerKind.PLATFORM, "", "KES")).account_id;
@@ -39,11 +43,13 @@ try {
 
   const run = async (label: string, concurrency: number, post: (worker: string) => Promise<unknown>, pickWorker: () => string) => {
     const cpu = process.cpuUsage();
+    const pgCpu = cpuMs(postgres, withBackends).get("postgres")!;
     const r = await closedLoop(concurrency, seconds, () => post(pickWorker()));
     const used = process.cpuUsage(cpu);
+    const pgUsed = cpuMs(postgres, withBackends).get("postgres")! - pgCpu;
     console.log(
       `${label.padEnd(44)} concurrency ${String(concurrency).padStart(3)}: ${r.perSecond.toFixed(0).padStart(5)} postings/s` +
-        `  ${percentiles(r)}  this process ${((used.user + used.system) / 1000 / r.calls).toFixed(3)} CPU ms/posting  (${r.calls} entries, 3 legs each)`,
+        `  ${percentiles(r)}  CPU ms/posting: this process ${((used.user + used.system) / 1000 / r.calls).toFixed(3)}, postgres ${(pgUsed / r.calls).toFixed(3)}  (${r.calls} entries, 3 legs each)`,
     );
     return r.perSecond;
   };

@@ -13,7 +13,7 @@ import { applyBalanceResult } from "./mpesa-balance.js";
 import { addressAllowed } from "./config.js";
 import { recordAlert } from "./fraud.js";
 import { applyB2cResult, applyStatusResult, markQueueTimeout, type PayoutDeps } from "./payouts.js";
-import { applyStkOutcomeTo, markCallback, storeAndCreditStk, type Deps, type RawCallback, type StkSuccess } from "./tips.js";
+import { applyStkOutcomeTo, markCallback, storeAndCreditStk, storeAndFailStk, type Deps, type RawCallback, type StkFailure, type StkSuccess } from "./tips.js";
 
 const MAX_BODY = 64 * 1024;
 
@@ -72,10 +72,10 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   const callbackId = randomUUID();
   const raw: RawCallback = { callbackId, source, path: redactToken(path), remoteAddress: from, body };
   const allowed = addressAllowed(from, config.callbackAllowList);
-  const stkSuccess = req.method === "POST" && allowed && !truncated && match?.[1] === "stk" ? readStkSuccess(body) : undefined;
-  // The usual STK success is stored by the statement that decides it (one round trip, one commit).
-  const early = stkSuccess ? await storeAndCreditStk(deps, raw, match![2], stkSuccess) : undefined;
-  if (early === "credited") return reply(res, 200, ACCEPTED);
+  const stk = req.method === "POST" && allowed && !truncated && match?.[1] === "stk" ? readStkOutcome(body) : undefined;
+  // The usual STK success or failure is stored by the statement that decides it (one round trip, one commit).
+  const early = !stk ? undefined : stk.success ? await storeAndCreditStk(deps, raw, match![2], stk.success) : await storeAndFailStk(deps, raw, match![2], stk.failure);
+  if (early === "credited" || early === "failed") return reply(res, 200, ACCEPTED);
   // Anything else is stored first, whatever it is, so nothing Daraja (or anyone) sent is ever lost.
   if (early !== "stored") {
     await pool.query(
@@ -114,8 +114,11 @@ async function handle(deps: Deps & PayoutDeps, req: Req, res: Res, path: string)
   return reply(res, answer.status, answer.body);
 }
 
-/** An STK success in Daraja's shape, with everything the usual decision needs; undefined for anything else. */
-function readStkSuccess(body: Buffer): StkSuccess | undefined {
+/**
+ * An STK result in Daraja's shape with everything its usual decision needs: a
+ * success with its receipt, amount and number, or a failure; undefined for anything else.
+ */
+function readStkOutcome(body: Buffer): { success: StkSuccess; failure?: undefined } | { success?: undefined; failure: StkFailure } | undefined {
   let json: unknown;
   try {
     json = JSON.parse(body.toString("utf8"));
@@ -123,8 +126,10 @@ function readStkSuccess(body: Buffer): StkSuccess | undefined {
     return undefined;
   }
   const cb = parseStkCallback(json);
-  if (!cb?.receipt || cb.amount === undefined || cb.phone === undefined) return undefined;
-  return { source: "callback", ...cb, receipt: cb.receipt, amount: cb.amount, phone: cb.phone };
+  if (!cb) return undefined;
+  if (!isSuccessCode(cb.resultCode)) return { failure: { source: "callback", ...cb } };
+  if (!cb.receipt || cb.amount === undefined || cb.phone === undefined) return undefined;
+  return { success: { source: "callback", ...cb, receipt: cb.receipt, amount: cb.amount, phone: cb.phone } };
 }
 
 /** Daraja's answer to a callback. */

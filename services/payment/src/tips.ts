@@ -5,7 +5,8 @@ import assert from "node:assert/strict";
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
-import { PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { EventMetaSchema, PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ChangeFeed } from "./changes.js";
@@ -279,8 +280,12 @@ async function pushStk(deps: Deps, inserted: TipRow, charged: bigint, callbackBa
       description: "Tip",
     });
     const row = await recordCheckout(deps, tipId, r.CheckoutRequestID, r.MerchantRequestID);
-    // The row as it is now (a callback may already have settled it): no second read needed.
-    if (row) return row;
+    // The row as it is now (a callback may already have settled it): no second read needed,
+    // here nor by the customer's WatchTip that follows.
+    if (row) {
+      deps.changes.offer(tipId, row);
+      return row;
+    }
     deps.ctx.logger.error({ tipId }, "STK push answered with a CheckoutRequestID other than its callback's");
   } catch (err) {
     if (!(err instanceof DarajaError)) throw err;
@@ -498,6 +503,74 @@ export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: str
   if (!stored.decided) return "stored";
   await afterDecision(deps, stored.decided.tip_id, "credited", stored.decided);
   return "credited";
+}
+
+/** A failure callback as parseStkCallback reads it (a result code other than 0). */
+export type StkFailure = StkOutcome & Required<Pick<StkOutcome, "checkoutRequestId">>;
+
+/**
+ * The tip_failed fields only the row knows (its id, also the event's
+ * correlation, its worker, code, amount, venue and creator), encoded by SQL
+ * from the tip aliased `alias` and appended to the event the service encoded
+ * (0013_event_fields.sql). Field numbers from the descriptors.
+ */
+function tipFailedTailSql(alias: string): string {
+  const f = TipFailedSchema.field;
+  const str = (field: { number: number }, value: string) => `payment.pb_string_field(${field.number}, ${value})`;
+  const amount = `payment.pb_int_field(${MoneySchema.field.amountMinor.number}, ${alias}.amount_minor) || ${str(MoneySchema.field.currency, "'KES'")}`;
+  return [
+    `payment.pb_bytes_field(${f.meta.number}, ${str(EventMetaSchema.field.correlationId, `${alias}.tip_id::text`)})`,
+    str(f.tipId, `${alias}.tip_id::text`),
+    str(f.workerId, `${alias}.worker_id::text`),
+    str(f.qrCodeId, `${alias}.qr_code_id`),
+    `payment.pb_bytes_field(${f.amount.number}, ${amount})`,
+    str(f.venueId, `${alias}.venue_id`),
+    str(f.createdBy, `${alias}.customer_subject`),
+  ].join(" || ");
+}
+const TIP_FAILED_TAIL_OF_D = tipFailedTailSql("d");
+
+/**
+ * storeAndCreditStk's counterpart for a failure (cancelled, timed out,
+ * insufficient funds...): stores the callback and, in the same statement,
+ * fails its tip (by the token) when it is pending and the push's
+ * CheckoutRequestID is this one or none is recorded yet, marks the callback,
+ * and announces tip_failed. One round trip and one commit instead of an
+ * insert and a five-statement transaction. A duplicate failing at once waits
+ * on the row lock and then finds the tip no longer pending: it is stored
+ * unmarked ("stored") for applyStkOutcome, which calls it a duplicate, as it
+ * does a failure after a success; a late success after a failure is decided
+ * there as before. Undefined when the statement failed: nothing is stored.
+ */
+export async function storeAndFailStk(deps: Deps, raw: RawCallback, token: string, o: StkFailure): Promise<"failed" | "stored" | undefined> {
+  const code = String(o.resultCode).trim().slice(0, 32);
+  const message = resultMessage(code);
+  // What the service knows before the row: the SQL appends the rest (tipFailedTailSql).
+  const event = buildEvent("payment", TipFailedSchema, { method: PaymentMethod.MPESA, resultCode: code, reason: message });
+  const stored = await deps.ctx.pool.query<TipRow>(
+    `WITH decided AS (
+       UPDATE payment.tips SET status = 'failed', result_code = $6, result_message = $7, completed_at = now(),
+         checkout_request_id = $8, merchant_request_id = CASE WHEN checkout_request_id IS NULL THEN $9 ELSE merchant_request_id END
+        WHERE callback_token = $10 AND status = 'pending' AND (checkout_request_id IS NULL OR checkout_request_id = $8)
+        RETURNING ${TIP_COLUMNS}),
+     stored AS (
+       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
+       SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE 'failed' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE $8 END,
+              d.tip_id, d.tip_id IS NOT NULL
+         FROM (SELECT 1) one LEFT JOIN decided d ON true),
+     announced AS (
+       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $11, $12, $13 || ${TIP_FAILED_TAIL_OF_D}, $14::text FROM decided d)
+     SELECT ${TIP_COLUMNS} FROM decided`,
+    [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body, code, message, o.checkoutRequestId, o.merchantRequestId ?? null, token,
+      event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null],
+  ).then(({ rows }) => ({ decided: rows[0] }), (err: unknown) => {
+    deps.ctx.logger.warn({ err, callbackId: raw.callbackId }, "storing and deciding an STK failure at once failed; to be stored and decided step by step");
+    return undefined;
+  });
+  if (!stored) return undefined;
+  if (!stored.decided) return "stored";
+  await afterDecision(deps, stored.decided.tip_id, "failed", stored.decided);
+  return "failed";
 }
 
 /**

@@ -3,9 +3,9 @@ import { randomUUID } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import { fromBinary } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
-import { FraudAlertSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { FraudAlertSchema, PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { FraudReason, TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { WalletAdminService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -149,6 +149,61 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.ok(alerts.some((a) => a.tipId === p.tipId && /another receipt \(OTHER12345\)/.test(a.detail)));
     assert.equal(await h.walletEntries(worker), 1);
     assert.equal(await h.balance(worker), 9500n);
+  });
+
+  const failureBody = (checkout: string, code: number, desc = "Request cancelled by user") => ({
+    Body: { stkCallback: { MerchantRequestID: "m", CheckoutRequestID: checkout, ResultCode: code, ResultDesc: desc } },
+  });
+
+  test("the same failure called back five times at once fails the tip once, with one tip_failed event carrying the tip's fields", async () => {
+    const worker = randomUUID();
+    const p = await pushedNoCallback(worker);
+    const answers = await Promise.all([1, 2, 3, 4, 5].map(() => h.post(`/daraja/stk/${p.token}`, failureBody(p.checkout, 1032))));
+    assert.deepEqual(answers.map((a) => a.status), [200, 200, 200, 200, 200]);
+    assert.deepEqual(await callbackOutcomes(p.tipId), ["duplicate", "duplicate", "duplicate", "duplicate", "failed"]);
+    const failed = await row(p.tipId);
+    assert.deepEqual([failed.status, failed.result_code], ["failed", "1032"]);
+    const { rows } = await h.t.db.pool.query("SELECT event_id, payload FROM payment.outbox WHERE subject = 'ttip.payment.tip_failed' AND position($1 in encode(payload, 'escape')) > 0", [p.tipId]);
+    assert.equal(rows.length, 1);
+    // The event the step-by-step path builds from the row, field for field (its meta aside: its own id and time).
+    const event = fromBinary(TipFailedSchema, rows[0].payload);
+    const built = create(TipFailedSchema, {
+      tipId: p.tipId, workerId: worker, qrCodeId: "", amount: { amountMinor: 10000n, currency: "KES" }, method: PaymentMethod.MPESA, resultCode: "1032",
+      reason: failed.result_message, venueId: "", pushRefused: false, createdBy: "",
+    });
+    assert.deepEqual({ ...event, meta: undefined }, { ...built, meta: undefined });
+    assert.deepEqual([event.meta?.id, event.meta?.producer, event.meta?.correlationId], [rows[0].event_id, "payment", p.tipId]);
+    assert.equal(await h.balance(worker), 0n);
+  });
+
+  test("a success after a failure is still credited, once, as the money was taken; a failure after that changes nothing", async () => {
+    const worker = randomUUID();
+    const p = await pushedNoCallback(worker);
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, failureBody(p.checkout, 1037, "DS timeout user cannot be reached"))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.FAILED);
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, successBody(p.checkout, p.receipt, p.phone))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.SUCCEEDED);
+    await creditRecorded(p.tipId);
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, failureBody(p.checkout, 1032))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.SUCCEEDED);
+    assert.deepEqual(await callbackOutcomes(p.tipId), ["credited", "duplicate", "failed"]);
+    assert.equal(await h.balance(worker), 9500n);
+    assert.equal(await h.walletEntries(worker), 1);
+    assert.equal(await outboxCount("ttip.payment.tip_succeeded", p.tipId), 1);
+  });
+
+  test("a failure naming another push's CheckoutRequestID fails nothing: stored, flagged as unknown", async () => {
+    const worker = randomUUID();
+    const p = await pushedNoCallback(worker);
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, failureBody("ws_CO_NOT_THIS_ONE", 1032))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.PENDING);
+    const { rows } = await h.t.db.pool.query("SELECT outcome FROM payment.callbacks WHERE external_reference = 'ws_CO_NOT_THIS_ONE'");
+    assert.deepEqual(rows.map((r) => r.outcome), ["unknown"]);
+    assert.equal(await outboxCount("ttip.payment.tip_failed", p.tipId), 0);
+    // Its own push's failure still fails it (and leaves no pending tip to later tests' reconciliation).
+    assert.equal((await h.post(`/daraja/stk/${p.token}`, failureBody(p.checkout, 1032))).status, 200);
+    assert.equal((await status(p.tipId)).status, TipStatus.FAILED);
+    assert.equal(await outboxCount("ttip.payment.tip_failed", p.tipId), 1);
   });
 
   test("a success paid from another number than the tip's goes to suspense and is held", async () => {

@@ -8,9 +8,10 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { createPeers, JetStreamBus, Metrics, RedisCache, signingInterceptor, startService, type RunningService, type ServiceContext } from "@ttip/runtime";
+import { createPeers, InProcessBus, JetStreamBus, Metrics, RedisCache, signingInterceptor, startService, type RunningService, type ServiceContext } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
+import { ChangeFeed } from "../src/changes.js";
 import { createPaymentModule, type PaymentConfig } from "../src/index.js";
 import { simulatedPaymentConfig, startDarajaSimulator, startStripeSimulator, type DarajaSimulator, type StripeSimulator } from "../src/testing.js";
 import { KES, phone } from "./setup.js";
@@ -149,5 +150,63 @@ describe("WatchTip across payment replicas (JetStream bus)", () => {
     await watching;
     assert.equal(seen.at(-1)!.status, TipStatus.SUCCEEDED, `A streamed the success: ${JSON.stringify(seen)}`);
     assert.ok(Date.now() - started < WATCH_POLL_MS / 3, `woken in ${Date.now() - started} ms, not by the ${WATCH_POLL_MS} ms poll`);
+  });
+});
+
+describe("ChangeFeed: every change is announced to every replica", () => {
+  test("announce wakes this replica's watcher with the row and another replica's without it; waking only local watchers is not offered", async () => {
+    const bus = new InProcessBus(captureLogger("silent").logger);
+    const here = new ChangeFeed(bus);
+    const there = new ChangeFeed(bus);
+    const stop = await there.listen();
+    try {
+      const key = randomUUID();
+      const ac = new AbortController();
+      const [local, remote] = [here.next(key, ac.signal), there.next(key, ac.signal)];
+      here.announce(key, { status: "succeeded" });
+      assert.deepEqual(await local, { status: "succeeded" });
+      assert.equal(await remote, undefined, "woken through the bus, without the row");
+      assert.equal("emit" in here, false, "no public emit: a change cannot skip the other replicas");
+      // The row a change committed here stands in for a watcher's first read; a change elsewhere sends it to the database.
+      assert.deepEqual(here.recent(key), { status: "succeeded" });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(there.recent(key), undefined);
+      const gone = new AbortController();
+      const waiting = here.next(randomUUID(), gone.signal);
+      gone.abort();
+      await assert.rejects(waiting, (e: Error) => e.name === "AbortError");
+    } finally {
+      await stop();
+      await bus.close();
+    }
+  });
+});
+
+describe("ChangeFeed: the rows kept for a watcher's first read", () => {
+  test("a created tip's row is kept until a change replaces it; an offer never hides a change, here or on another replica", async () => {
+    const bus = new InProcessBus(captureLogger("silent").logger);
+    const here = new ChangeFeed(bus);
+    const there = new ChangeFeed(bus);
+    const stop = await here.listen();
+    try {
+      const created = randomUUID();
+      here.offer(created, { status: "pending" });
+      assert.deepEqual(here.recent(created), { status: "pending" });
+      here.announce(created, { status: "succeeded" });
+      here.offer(created, { status: "pending" });
+      assert.deepEqual(here.recent(created), { status: "succeeded" }, "the later change stays");
+      here.announce(created);
+      assert.equal(here.recent(created), undefined, "a change without its row: read the database");
+
+      const decidedElsewhere = randomUUID();
+      there.announce(decidedElsewhere, { status: "failed" });
+      await new Promise((resolve) => setImmediate(resolve));
+      here.offer(decidedElsewhere, { status: "pending" });
+      assert.equal(here.recent(decidedElsewhere), undefined, "the other replica's change is not hidden by an older row");
+      assert.equal(here.recent(randomUUID()), undefined);
+    } finally {
+      await stop();
+      await bus.close();
+    }
   });
 });

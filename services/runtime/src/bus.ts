@@ -45,8 +45,30 @@ export interface BatchSubscribeOptions {
   subject: string;
   /** At most this many messages per call (what is already waiting, never a wait for more). */
   maxBatch: number;
-  /** Resolve to acknowledge them all; throw to have them all delivered again later. */
+  /**
+   * Resolve to acknowledge them all; throw to have them all delivered again
+   * later, or throw BatchPartlyApplied to have only the others delivered again.
+   */
   handler: (messages: DeliveredMessage[]) => Promise<void>;
+}
+
+/**
+ * What a batch handler throws when it applied some of its messages (each in a
+ * transaction that committed) and not the others: the bus acknowledges those
+ * it applied and delivers the others again (the in-process bus may bring them
+ * all again; an idempotent consumer skips the applied ones). Any other error
+ * sends the whole batch back, so a wrapper that replaces the error loses no
+ * message, only the saving.
+ */
+export class BatchPartlyApplied extends Error {
+  constructor(
+    /** Ids (lower case) of the messages applied. */
+    readonly applied: ReadonlySet<string>,
+    /** Why the others were not. */
+    readonly reason: unknown,
+  ) {
+    super(`batch partly applied: ${(reason as Error)?.message ?? String(reason)}`);
+  }
 }
 
 /**
@@ -269,8 +291,17 @@ export class JetStreamBus implements EventBus {
           await options.handler(delivered);
           for (const m of batch) m.ack();
         } catch (err) {
-          this.logger.warn({ err, consumer: options.durable, messages: batch.length }, "batch handler failed; will redeliver");
-          for (const m of batch) m.nak(this.redeliveryDelayMs);
+          // Acknowledged: only what the handler says it applied; anything else comes again.
+          const applied = err instanceof BatchPartlyApplied ? err.applied : undefined;
+          let redelivered = 0;
+          for (const [i, m] of batch.entries()) {
+            if (applied?.has(delivered[i].id.toLowerCase())) m.ack();
+            else {
+              m.nak(this.redeliveryDelayMs);
+              redelivered++;
+            }
+          }
+          this.logger.warn({ err: applied ? (err as BatchPartlyApplied).reason : err, consumer: options.durable, messages: batch.length, redelivered }, "batch handler failed; will redeliver");
         }
       }
     })();

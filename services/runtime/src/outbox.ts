@@ -1,4 +1,4 @@
-import type { BusMessage, DeliveredMessage, EventBus } from "./bus.js";
+import { BatchPartlyApplied, type BusMessage, type DeliveredMessage, type EventBus } from "./bus.js";
 import { ident, onOutboxCommitted, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
@@ -299,28 +299,33 @@ export async function consumeEventBatches(options: ConsumeBatchOptions) {
     if (messages.length > fresh) counter?.inc({ consumer: options.consumer, outcome: "duplicate" }, messages.length - fresh);
   };
   // A batch that fails is tried again at once in halves, down to single events,
-  // so one event that cannot be applied holds back no other: the rest commit,
-  // and when the bus brings them again with it the inbox skips them.
-  const applyOrSplit = async (messages: DeliveredMessage[]): Promise<void> => {
+  // so one event that cannot be applied holds back no other: the rest commit
+  // (their ids go into `applied`). Answers the first failure, if any.
+  const applyOrSplit = async (messages: DeliveredMessage[], applied: Set<string>): Promise<{ err: unknown } | undefined> => {
     try {
       await apply(messages);
+      for (const m of messages) applied.add(m.id.toLowerCase());
+      return undefined;
     } catch (err) {
-      if (messages.length === 1) throw err;
+      if (messages.length === 1) return { err };
       const half = Math.ceil(messages.length / 2);
-      let failed: unknown;
+      let failed: { err: unknown } | undefined;
       for (const part of [messages.slice(0, half), messages.slice(half)]) {
-        try {
-          await applyOrSplit(part);
-        } catch (e) {
-          failed ??= e ?? err;
-        }
+        const outcome = await applyOrSplit(part, applied);
+        failed ??= outcome;
       }
-      if (failed !== undefined) throw failed;
+      return failed;
     }
+  };
+  // Only the events not applied come again: the bus acknowledges the others.
+  const applyBatch = async (messages: DeliveredMessage[]): Promise<void> => {
+    const applied = new Set<string>();
+    const failed = await applyOrSplit(messages, applied);
+    if (failed) throw applied.size ? new BatchPartlyApplied(applied, failed.err) : failed.err;
   };
   const { bus } = options;
   if (bus.subscribeBatches) {
-    return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: applyOrSplit });
+    return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: applyBatch });
   }
   return bus.subscribe({ durable: options.consumer, subject: options.subject, handler: (m) => apply([m]) });
 }

@@ -120,4 +120,35 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.equal(first, 1, "a first delivery reports 1");
     assert.deepEqual(rows.filter((r) => r.deliveries !== first).map((r) => r.event_id), []);
   });
+
+  test("a batch partly applied: the bus acknowledges the events applied and brings back only the one that failed", async () => {
+    const ids: string[] = Array.from({ length: 100 }, () => randomUUID());
+    const poison = ids[37];
+    for (const id of ids) await bus.publish({ id, subject: "ttip.x.p", data: new Uint8Array([1]) });
+    // Every delivery the consumer gets, by id (duplicates included, before its inbox skips them).
+    const delivered = new Map<string, number>();
+    const counting = Object.create(bus) as JetStreamBus;
+    counting.subscribeBatches = (o) =>
+      bus.subscribeBatches({
+        ...o,
+        handler: async (messages) => {
+          for (const m of messages) delivered.set(m.id, (delivered.get(m.id) ?? 0) + 1);
+          await o.handler(messages);
+        },
+      });
+    const sub = await consumeEventBatches({
+      bus: counting, pool: db.pool, schema: "batches", consumer: "c4", subject: "ttip.x.p", logger, maxBatch: 64,
+      handleBatch: async (messages, tx) => {
+        // 100000: this test's rows (the first test numbers its batches from 1).
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), 100000", [messages.map((m) => m.id)]);
+        if (messages.some((m) => m.id === poison)) throw new Error("cannot be applied");
+      },
+    });
+    const applied = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied WHERE batch = 100000")).rows[0].n;
+    await eventually("the others applied, the bad one back twice more", async () => (await applied()) >= ids.length - 1 && (delivered.get(poison) ?? 0) >= 3, 20_000);
+    await sub.stop();
+    assert.equal(await applied(), ids.length - 1, "every other event applied once");
+    // Its batch-mates were acknowledged with the batch: none came again with it.
+    assert.deepEqual(ids.filter((id) => id !== poison && delivered.get(id) !== 1), [], "every other event delivered once");
+  });
 });

@@ -15,7 +15,7 @@ import {
   type JournalEntry,
   type WithdrawalLimit,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
+import { ACCOUNT_COLUMNS, causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
 import { b2cFee, currentSchedule } from "./fees.js";
 import { money } from "./money.js";
 
@@ -32,6 +32,9 @@ interface HoldRow {
   created_at: Date;
   resolved_at: Date | null;
 }
+
+/** Every column of wallet.holds, named so that the statements naming them are prepared (the runtime's db.ts). */
+const HOLD_COLUMNS = "hold_id, account_id, amount_minor, currency, payout_id, idempotency_key, status, settle_entry_id, reason, created_at, resolved_at";
 
 function toHold(r: HoldRow): Hold {
   return create(HoldSchema, {
@@ -79,11 +82,6 @@ export function eatPeriodStarts(now = new Date()): { day: Date; month: Date } {
   return { day: new Date(day), month: new Date(month) };
 }
 
-export async function tierOf(db: Queryable, ownerId: string): Promise<UserTier> {
-  const { rows } = await db.query<{ tier: number }>(`SELECT tier FROM wallet.user_tiers WHERE owner_id = $1`, [ownerId]);
-  return rows[0]?.tier ?? UserTier.BASIC;
-}
-
 /**
  * Every withdrawal limit of an owner's account with what is used and left;
  * held and settled withdrawals count. An owner without an account yet has
@@ -95,18 +93,17 @@ export async function withdrawalLimits(
   now = new Date(),
 ): Promise<{ tier: UserTier; limits: WithdrawalLimit[] }> {
   const currency = account.currency.trim();
-  const tier = await tierOf(db, account.owner_id);
   const { day, month } = eatPeriodStarts(now);
-  const used = await db.query<{ day: bigint; month: bigint }>(
-    `SELECT coalesce(sum(amount_minor) FILTER (WHERE created_at >= $2), 0)::bigint AS day,
-            coalesce(sum(amount_minor), 0)::bigint AS month
-       FROM wallet.holds WHERE account_id = $1 AND status <> $4 AND created_at >= $3`,
-    [account.account_id ?? null, day, month, HoldStatus.RELEASED],
-  );
-  const { day: usedDay, month: usedMonth } = used.rows[0];
-  const tierRow = await db.query<{ per_transaction_minor: bigint; daily_minor: bigint; monthly_minor: bigint }>(
-    `SELECT * FROM wallet.tier_limits WHERE tier = $1 AND currency = $2`,
-    [tier, currency],
+  // One round trip: the owner's tier (basic unless set), what its holds used, and the tier's limits.
+  const { rows: [{ tier, used_day: usedDay, used_month: usedMonth, ...t }] } = await db.query<{
+    tier: number; used_day: bigint; used_month: bigint; per_transaction_minor: bigint | null; daily_minor: bigint | null; monthly_minor: bigint | null;
+  }>(
+    `SELECT o.tier, u.used_day, u.used_month, l.per_transaction_minor, l.daily_minor, l.monthly_minor
+       FROM (SELECT coalesce((SELECT tier FROM wallet.user_tiers WHERE owner_id = $1), $2::smallint) AS tier) o
+       CROSS JOIN (SELECT coalesce(sum(amount_minor) FILTER (WHERE created_at >= $4), 0)::bigint AS used_day, coalesce(sum(amount_minor), 0)::bigint AS used_month
+                     FROM wallet.holds WHERE account_id = $3 AND status <> $6 AND created_at >= $5) u
+       LEFT JOIN wallet.tier_limits l ON l.tier = o.tier AND l.currency = $7`,
+    [account.owner_id, UserTier.BASIC, account.account_id ?? null, day, month, HoldStatus.RELEASED, currency],
   );
   const limit = (kind: LimitKind, amount: bigint, usedMinor: bigint) =>
     create(WithdrawalLimitSchema, {
@@ -116,8 +113,7 @@ export async function withdrawalLimits(
       remaining: money(amount > usedMinor ? amount - usedMinor : 0n, currency),
     });
   const limits: WithdrawalLimit[] = [];
-  const t = tierRow.rows[0];
-  if (t) {
+  if (t.per_transaction_minor !== null && t.daily_minor !== null && t.monthly_minor !== null) {
     limits.push(
       limit(LimitKind.PER_TRANSACTION, t.per_transaction_minor, 0n),
       limit(LimitKind.DAILY, t.daily_minor, usedDay),
@@ -159,7 +155,7 @@ export interface PlaceHoldInput {
 export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{ hold: Hold; account: AccountRow }> {
   const account = await getAccount(tx, input.accountId, true);
   if (!account) throw new NotFoundError(`account_id: no account ${input.accountId}`);
-  const prior = await tx.query<HoldRow>(`SELECT * FROM wallet.holds WHERE idempotency_key = $1 OR payout_id = $2`, [input.idempotencyKey, input.payoutId]);
+  const prior = await tx.query<HoldRow>(`SELECT ${HOLD_COLUMNS} FROM wallet.holds WHERE idempotency_key = $1 OR payout_id = $2`, [input.idempotencyKey, input.payoutId]);
   if (prior.rows[0]) {
     const p = prior.rows[0];
     if (p.idempotency_key === input.idempotencyKey && p.account_id === input.accountId && p.amount_minor === input.amountMinor && p.payout_id === input.payoutId) {
@@ -192,10 +188,14 @@ export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{
       );
     }
   }
-  await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor + $2 WHERE account_id = $1`, [account.account_id, input.amountMinor]);
+  // The account as it is now, for the answer (an owned account: its balance is its row's).
+  const { rows: [heldNow] } = await tx.query<AccountRow>(
+    `UPDATE wallet.accounts SET held_minor = held_minor + $2 WHERE account_id = $1 RETURNING ${ACCOUNT_COLUMNS}`,
+    [account.account_id, input.amountMinor],
+  );
   const { rows } = await tx.query<HoldRow>(
     `INSERT INTO wallet.holds (hold_id, account_id, amount_minor, currency, payout_id, idempotency_key, status)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
+     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${HOLD_COLUMNS}`,
     [randomUUID(), account.account_id, input.amountMinor, currency, input.payoutId, input.idempotencyKey, HoldStatus.HELD],
   );
   const hold = rows[0];
@@ -206,11 +206,11 @@ export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{
     ownerId: account.owner_id,
     amount: money(hold.amount_minor, currency),
   }, hold.payout_id);
-  return { hold: toHold(hold), account: (await getAccount(tx, account.account_id))! };
+  return { hold: toHold(hold), account: heldNow };
 }
 
 async function lockHold(tx: Queryable, holdId: string): Promise<HoldRow> {
-  const { rows } = await tx.query<HoldRow>(`SELECT * FROM wallet.holds WHERE hold_id = $1 FOR UPDATE`, [holdId]);
+  const { rows } = await tx.query<HoldRow>(`SELECT ${HOLD_COLUMNS} FROM wallet.holds WHERE hold_id = $1 FOR UPDATE`, [holdId]);
   if (!rows[0]) throw new NotFoundError(`hold_id: no hold ${holdId}`);
   return rows[0];
 }
@@ -251,7 +251,7 @@ export async function settleHold(tx: Queryable, holdId: string, externalReferenc
     description: `Withdrawal to M-Pesa (${externalReference})`,
   });
   const { rows } = await tx.query<HoldRow>(
-    `UPDATE wallet.holds SET status = $2, settle_entry_id = $3, reason = $4, resolved_at = now() WHERE hold_id = $1 RETURNING *`,
+    `UPDATE wallet.holds SET status = $2, settle_entry_id = $3, reason = $4, resolved_at = now() WHERE hold_id = $1 RETURNING ${HOLD_COLUMNS}`,
     [holdId, HoldStatus.SETTLED, entry.entryId, externalReference],
   );
   await emitEvent(tx, "wallet", PayoutSettledSchema, {
@@ -270,7 +270,7 @@ export async function releaseHold(tx: Queryable, holdId: string, reason: string)
   if (hold.status === HoldStatus.SETTLED) throw new InvalidStateError(`hold ${holdId} was settled; it cannot be released`);
   await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor - $2 WHERE account_id = $1`, [hold.account_id, hold.amount_minor]);
   const { rows } = await tx.query<HoldRow>(
-    `UPDATE wallet.holds SET status = $2, reason = $3, resolved_at = now() WHERE hold_id = $1 RETURNING *`,
+    `UPDATE wallet.holds SET status = $2, reason = $3, resolved_at = now() WHERE hold_id = $1 RETURNING ${HOLD_COLUMNS}`,
     [holdId, HoldStatus.RELEASED, reason],
   );
   await emitEvent(tx, "wallet", PayoutReleasedSchema, {

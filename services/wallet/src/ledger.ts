@@ -53,7 +53,7 @@ export function toAccount(r: AccountRow): Account {
 }
 
 /** Every column of wallet.accounts, named so that the statements naming them are prepared (the runtime's db.ts). */
-const ACCOUNT_COLUMNS = "account_id, kind, owner_kind, owner_id, currency, may_go_negative, balance_minor, held_minor, created_at, debt_allowed_minor";
+export const ACCOUNT_COLUMNS = "account_id, kind, owner_kind, owner_id, currency, may_go_negative, balance_minor, held_minor, created_at, debt_allowed_minor";
 
 /** Finds or creates the account with this natural key. */
 export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind: OwnerKind, ownerId: string, currency: string): Promise<AccountRow> {
@@ -174,13 +174,28 @@ function checkBalanced(input: EntryInput): void {
 }
 
 /**
+ * System accounts this process has posted to. An account's kind (may_go_negative) is set once, when it
+ * is made, so a system account stays one: its lines need no event. Bounded: past the limit, lines of
+ * accounts not listed are encoded as before and dropped by the statement.
+ */
+const knownSystemAccounts = new Set<string>();
+const KNOWN_SYSTEM_ACCOUNTS_MAX = 10_000;
+
+function rememberSystemAccounts(accountIds: string[] | null): void {
+  for (const id of accountIds ?? []) if (knownSystemAccounts.size < KNOWN_SYSTEM_ACCOUNTS_MAX) knownSystemAccounts.add(id);
+}
+
+/**
  * Each line's wallet.credited/debited event without its owner and balance
  * after: the posting statement appends those (wallet.movement_event_tail) to
  * the lines of owned accounts and drops the others (system accounts keep no
- * balance and are not announced).
+ * balance and are not announced). Lines of known system accounts get none
+ * (null): an owned line without one would fail the outbox's NOT NULL, never
+ * go unannounced.
  */
-function movementEventHeads(entryId: string, causeId: string, postings: PostingInput[]): BusMessage[] {
+function movementEventHeads(entryId: string, causeId: string, postings: PostingInput[]): (BusMessage | null)[] {
   return postings.map((p) => {
+    if (knownSystemAccounts.has(p.accountId)) return null;
     const init = { accountId: p.accountId, entryId, amount: money(p.amountMinor < 0n ? -p.amountMinor : p.amountMinor, p.currency), causeId };
     return p.amountMinor > 0n ? buildEvent("wallet", WalletCreditedSchema, init, causeId) : buildEvent("wallet", WalletDebitedSchema, init, causeId);
   });
@@ -195,7 +210,8 @@ if (MoneySchema.field.amountMinor.number !== 1 || MoneySchema.field.currency.num
 /**
  * Posts a balanced entry exactly once per idempotency key, in one statement
  * (POSTING): run alone it is its own transaction, one round trip; inside a
- * caller's transaction it is one of its statements.
+ * caller's transaction it is one of its statements. A replay of a key already
+ * committed is answered by the same statement (the first entry, read back).
  *
  * Owned accounts (worker wallets, venue pools) are locked in id order (no
  * deadlocks between entries that touch the same accounts) and their balances
@@ -214,19 +230,81 @@ export async function postEntry(db: Queryable, input: EntryInput): Promise<PostR
   const entryId = randomUUID();
   const hash = fingerprint(input);
   const posted = await runPosting(db, input, entryId, hash, conversions);
-  if (posted.claimed_entry_id !== null) return { entry: journalEntryOf(entryId, input, posted.posted_at!), created: true };
+  if (posted.claimed_entry_id !== null) {
+    rememberSystemAccounts(posted.unannounced_accounts);
+    return { entry: journalEntryOf(entryId, input, posted.claimed_posted_at!), created: true };
+  }
   // Nothing was written (a refused line claims nothing either). A key already used answers as a replay
-  // would, whatever the lines: the first entry, or ALREADY_EXISTS.
-  const prior = await priorEntry(db, input.idempotencyKey);
-  if (prior) return replayedEntry(db, input, hash, prior);
+  // would, whatever the lines: the first entry, or ALREADY_EXISTS. The statement read it, unless it was
+  // committed after the statement's snapshot (a concurrent first posting the claim waited for): read again.
+  const prior = posted.entry_id !== null ? posted : await entryRow(db, { key: input.idempotencyKey });
+  if (prior) return replayedEntry(input, hash, prior);
   if (posted.refused_line !== null) throw refusedLine(input, posted.refused_line, posted.refused_held);
   throw new Error(`entry key ${input.idempotencyKey} was neither claimed nor found`);
+}
+
+/**
+ * An entry as one row, as wallet.entry_read returns it (migration 0005): one statement per entry read.
+ * Its columns named, not `*`, so the statements reading it are prepared (the runtime's db.ts).
+ */
+const ENTRY_READ_COLUMNS = `entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reversed_by, posted_at,
+  accounts, amounts, currencies, memos, from_minor, from_currency, to_minor, to_currency, rate, rate_source, rate_time`;
+interface EntryRow {
+  entry_id: string;
+  idempotency_key: string;
+  request_hash: string;
+  cause_kind: string;
+  cause_ref: string;
+  description: string;
+  reversed_by: string | null;
+  posted_at: Date;
+  accounts: string[];
+  amounts: string[];
+  currencies: string[];
+  memos: string[];
+  from_minor: string[] | null;
+  from_currency: string[] | null;
+  to_minor: string[] | null;
+  to_currency: string[] | null;
+  rate: string[] | null;
+  rate_source: string[] | null;
+  rate_time: Date[] | null;
+}
+
+/** The entry with this id, or else this idempotency key, in one statement. */
+async function entryRow(db: Queryable, by: { id: string } | { key: string }): Promise<EntryRow | undefined> {
+  const { rows } = await db.query<EntryRow>(`SELECT ${ENTRY_READ_COLUMNS} FROM wallet.entry_read($1, $2)`, "id" in by ? [by.id, null] : [null, by.key]);
+  return rows[0];
+}
+
+function entryOfRow(e: EntryRow): JournalEntry {
+  return create(JournalEntrySchema, {
+    entryId: e.entry_id,
+    idempotencyKey: e.idempotency_key,
+    cause: causeOf(e.cause_kind, e.cause_ref),
+    postings: e.accounts.map((accountId, i) =>
+      create(PostingSchema, { accountId, amount: money(BigInt(e.amounts[i]), e.currencies[i].trim()), memo: e.memos[i] }),
+    ),
+    conversions: (e.from_minor ?? []).map((from, i) =>
+      create(FxConversionSchema, {
+        from: money(BigInt(from), e.from_currency![i].trim()),
+        to: money(BigInt(e.to_minor![i]), e.to_currency![i].trim()),
+        rate: e.rate![i],
+        rateSource: e.rate_source![i],
+        rateTime: timestampFromDate(e.rate_time![i]),
+      }),
+    ),
+    description: e.description,
+    postedAt: timestampFromDate(e.posted_at),
+    reversedByEntryId: e.reversed_by ?? "",
+  });
 }
 
 /**
  * The whole posting. Its CTEs run in the order their data needs:
  * - refused: the first line whose account is missing or holds another currency; if any, nothing is written;
  * - claimed: the entry's header under its idempotency key (a repeat claims nothing, and then nothing moves);
+ * - prior: on a repeat, the key's entry (wallet.entry_read; a replay costs this one statement);
  * - locked: the owned accounts, locked in id order: PostgreSQL's LockRows runs above the Sort, so the
  *   rows are locked in the order they are sorted (see SELECT, "The Locking Clause"); NO KEY UPDATE is the
  *   lock the UPDATE takes itself, which leaves the postings' foreign-key checks (KEY SHARE) unblocked;
@@ -236,6 +314,7 @@ export async function postEntry(db: Queryable, input: EntryInput): Promise<PostR
  * - posted, announced, converted: the lines with each owned line's balance after, the owners' events
  *   (outbox, same transaction; its name quoted as the runtime spells it, so the commit wakes the
  *   relay: onOutboxCommitted), the FX conversions (a conversion without a rate time is dated at posting).
+ * It also answers which lines' events were encoded for nothing (system accounts: rememberSystemAccounts).
  */
 const POSTING = `WITH lines AS (
   SELECT * FROM unnest($9::smallint[], $10::uuid[], $11::bigint[], $12::text[], $13::text[], $14::uuid[], $15::text[], $16::bytea[], $17::text[])
@@ -250,6 +329,8 @@ claimed AS (
   SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM refused)
   ON CONFLICT (idempotency_key) DO NOTHING
   RETURNING entry_id),
+prior AS (
+  SELECT ${ENTRY_READ_COLUMNS} FROM wallet.entry_read(NULL, $2) WHERE NOT EXISTS (SELECT 1 FROM claimed)),
 locked AS MATERIALIZED (
   SELECT a.account_id FROM wallet.accounts a
    WHERE a.account_id = ANY($10::uuid[]) AND NOT a.may_go_negative AND EXISTS (SELECT 1 FROM claimed)
@@ -285,14 +366,20 @@ converted AS (
     FROM claimed c, s,
          unnest($18::bigint[], $19::text[], $20::bigint[], $21::text[], $22::text[], $23::text[], $24::timestamptz[])
            WITH ORDINALITY AS x(from_minor, from_currency, to_minor, to_currency, rate, rate_source, rate_time, n))
-SELECT (SELECT entry_id FROM claimed) AS claimed_entry_id, (SELECT posted_at FROM s) AS posted_at,
-       (SELECT line FROM refused) AS refused_line, (SELECT held FROM refused) AS refused_held`;
+SELECT (SELECT entry_id FROM claimed) AS claimed_entry_id, (SELECT posted_at FROM s) AS claimed_posted_at,
+       (SELECT line FROM refused) AS refused_line, (SELECT held FROM refused) AS refused_held,
+       (SELECT array_agg(DISTINCT x.account_id::text) FROM claimed c, lines_after x WHERE x.event_head IS NOT NULL AND x.balance_after IS NULL) AS unannounced_accounts,
+       ${ENTRY_READ_COLUMNS}
+  FROM (SELECT) AS one LEFT JOIN prior ON true`;
 
-interface PostingOutcome {
+/** The statement's one row: the posting's outcome and, on a repeat, the key's entry (null columns otherwise). */
+interface PostingOutcome extends Omit<EntryRow, "entry_id"> {
   claimed_entry_id: string | null;
-  posted_at: Date | null;
+  claimed_posted_at: Date | null;
   refused_line: number | null;
   refused_held: string | null;
+  unannounced_accounts: string[] | null;
+  entry_id: string | null;
 }
 
 async function runPosting(db: Queryable, input: EntryInput, entryId: string, hash: string, conversions: FxConversion[]): Promise<PostingOutcome> {
@@ -308,10 +395,10 @@ async function runPosting(db: Queryable, input: EntryInput, entryId: string, has
       postings.map((p) => p.amountMinor.toString()),
       postings.map((p) => p.currency),
       postings.map((p) => p.memo ?? ""),
-      events.map((e) => e.id),
-      events.map((e) => e.subject),
-      events.map((e) => Buffer.from(e.data)),
-      events.map(() => traceparent),
+      events.map((e) => e?.id ?? null),
+      events.map((e) => e?.subject ?? null),
+      events.map((e) => (e ? Buffer.from(e.data) : null)),
+      events.map((e) => (e ? traceparent : null)),
       conversions.map((c) => c.from!.amountMinor.toString()),
       conversions.map((c) => c.from!.currency),
       conversions.map((c) => c.to!.amountMinor.toString()),
@@ -342,18 +429,10 @@ function refusedLine(input: EntryInput, line: number, held: string | null): Erro
   return invalid(`postings[${line}].amount.currency`, `account ${p.accountId} holds ${held.trim()}, not ${p.currency}`);
 }
 
-async function priorEntry(db: Queryable, idempotencyKey: string): Promise<{ entry_id: string; request_hash: string } | undefined> {
-  const { rows } = await db.query<{ entry_id: string; request_hash: string }>(
-    `SELECT entry_id, request_hash FROM wallet.entries WHERE idempotency_key = $1`,
-    [idempotencyKey],
-  );
-  return rows[0];
-}
-
 /** A replay of the same request gets the entry posted first; a different request under the key is refused. */
-async function replayedEntry(db: Queryable, input: EntryInput, hash: string, prior: { entry_id: string; request_hash: string }): Promise<PostResult> {
+function replayedEntry(input: EntryInput, hash: string, prior: EntryRow | PostingOutcome): PostResult {
   if (prior.request_hash !== hash) throw new IdempotencyConflictError(input.idempotencyKey, "journal entry");
-  return { entry: (await loadEntry(db, prior.entry_id))!, created: false };
+  return { entry: entryOfRow(prior as EntryRow), created: false };
 }
 
 function journalEntryOf(entryId: string, input: EntryInput, postedAt: Date): JournalEntry {
@@ -368,52 +447,10 @@ function journalEntryOf(entryId: string, input: EntryInput, postedAt: Date): Jou
   });
 }
 
-interface EntryRow {
-  entry_id: string;
-  idempotency_key: string;
-  cause_kind: string;
-  cause_ref: string;
-  description: string;
-  posted_at: Date;
-  reversed_by: string | null;
-}
-
+/** One entry, in one statement. */
 export async function loadEntry(db: Queryable, entryId: string): Promise<JournalEntry | undefined> {
-  const { rows } = await db.query<EntryRow>(
-    `SELECT e.*, r.entry_id AS reversed_by,
-            (SELECT posted_at FROM wallet.postings p WHERE p.entry_id = e.entry_id LIMIT 1) AS posted_at
-       FROM wallet.entries e
-       LEFT JOIN wallet.entries r ON r.reverses_entry_id = e.entry_id
-      WHERE e.entry_id = $1`,
-    [entryId],
-  );
-  const e = rows[0];
-  if (!e) return undefined;
-  const postings = await db.query<{ account_id: string; amount_minor: bigint; currency: string; memo: string }>(
-    `SELECT account_id, amount_minor, currency, memo FROM wallet.postings WHERE entry_id = $1 ORDER BY line`,
-    [entryId],
-  );
-  const conversions = await db.query(`SELECT * FROM wallet.entry_conversions WHERE entry_id = $1 ORDER BY line`, [entryId]);
-  return create(JournalEntrySchema, {
-    entryId: e.entry_id,
-    idempotencyKey: e.idempotency_key,
-    cause: causeOf(e.cause_kind, e.cause_ref),
-    postings: postings.rows.map((p) =>
-      create(PostingSchema, { accountId: p.account_id, amount: money(p.amount_minor, p.currency.trim()), memo: p.memo }),
-    ),
-    conversions: conversions.rows.map((c) =>
-      create(FxConversionSchema, {
-        from: money(c.from_minor, c.from_currency.trim()),
-        to: money(c.to_minor, c.to_currency.trim()),
-        rate: c.rate,
-        rateSource: c.rate_source,
-        rateTime: timestampFromDate(c.rate_time),
-      }),
-    ),
-    description: e.description,
-    postedAt: timestampFromDate(e.posted_at),
-    reversedByEntryId: e.reversed_by ?? "",
-  });
+  const row = await entryRow(db, { id: entryId });
+  return row && entryOfRow(row);
 }
 
 export function causeOf(kind: string, ref: string): EntryCause {

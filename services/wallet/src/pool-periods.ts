@@ -61,11 +61,14 @@ export interface PoolDistributionInput {
 }
 
 /**
- * Posts the split as one entry, once per key. The pool's row is locked first:
- * every tip posts to it under the same lock and takes its posting time while
- * holding it, so once we hold it no tip timed before now is still uncommitted
- * and none can be timed inside a period that is already over. A tip arriving
- * meanwhile waits and lands after `end`, in the next period.
+ * Posts the split as one entry, once per key. Its accounts are locked first,
+ * all in one statement and in id order, as every posting locks them (so a
+ * posting touching the pool and a wallet cannot deadlock with it). Holding
+ * the pool's lock is what times the period: every tip posts to the pool under
+ * the same lock and takes its posting time while holding it, so once we hold
+ * it no tip timed before now is still uncommitted and none can be timed
+ * inside a period that is already over. A tip arriving meanwhile waits and
+ * lands after `end`, in the next period.
  */
 export async function postPoolDistribution(tx: Queryable, input: PoolDistributionInput): Promise<{ entry: JournalEntry; created: boolean }> {
   assertCurrency(input.currency, "currency");
@@ -78,8 +81,14 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
     seen.add(s.workerId);
   });
   const pool = await ensureAccount(tx, AccountKind.VENUE_POOL, OwnerKind.VENUE, input.venueId, input.currency);
-  await tx.query(`SELECT 1 FROM wallet.accounts WHERE account_id = $1 FOR UPDATE`, [pool.account_id]);
-  // Read after the lock is held (a separate statement), so it is later than every committed tip's time.
+  // Wallets made here stay uncommitted until the split commits: two splits sharing new workers make them in
+  // the same order (the workers' ids), so one waits for the other, never each for the other.
+  const wallets = new Map<string, string>();
+  for (const workerId of [...seen].sort()) {
+    wallets.set(workerId, (await ensureAccount(tx, AccountKind.WORKER_WALLET, OwnerKind.WORKER, workerId, input.currency)).account_id);
+  }
+  await lockAccounts(tx, [pool.account_id, ...wallets.values()]);
+  // Read after the locks are held (a separate statement), so it is later than every committed tip's time.
   const { rows: [{ now }] } = await tx.query<{ now: Date }>(`SELECT clock_timestamp() AS now`);
   const prior = await tx.query<{ entry_id: string }>(`SELECT entry_id FROM wallet.entries WHERE idempotency_key = $1`, [input.idempotencyKey]);
   if (prior.rows[0]) return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
@@ -96,8 +105,7 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   }
   const postings: PostingInput[] = [{ accountId: pool.account_id, amountMinor: -total, currency: input.currency, memo: "pool distribution" }];
   for (const s of input.shares) {
-    const wallet = await ensureAccount(tx, AccountKind.WORKER_WALLET, OwnerKind.WORKER, s.workerId, input.currency);
-    postings.push({ accountId: wallet.account_id, amountMinor: s.amountMinor, currency: input.currency, memo: s.memo.slice(0, 200) });
+    postings.push({ accountId: wallets.get(s.workerId)!, amountMinor: s.amountMinor, currency: input.currency, memo: s.memo.slice(0, 200) });
   }
   const result = await postEntry(tx, {
     idempotencyKey: input.idempotencyKey,
@@ -113,6 +121,14 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   return result;
 }
 
+/**
+ * Locks owned accounts in one statement, in id order: the order the posting statement locks them in
+ * (LockRows above the Sort), so a transaction that locks ahead of its posting takes no lock out of order.
+ */
+async function lockAccounts(tx: Queryable, accountIds: string[]): Promise<void> {
+  await tx.query(`SELECT account_id FROM wallet.accounts WHERE account_id = ANY($1::uuid[]) ORDER BY account_id FOR NO KEY UPDATE`, [accountIds]);
+}
+
 /** Undoes a distribution (workers give their shares back to the pool), once; frees its period. */
 export async function reversePoolDistribution(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<JournalEntry> {
   const { rows: [d] } = await tx.query<{ account_id: string; reversal_entry_id: string | null }>(
@@ -120,8 +136,8 @@ export async function reversePoolDistribution(tx: Queryable, entryId: string, id
     [entryId],
   );
   if (!d) throw new NotFoundError(`entry_id: ${entryId} is not a pool distribution`);
-  // Same lock order as distributions: the pool first.
-  await tx.query(`SELECT 1 FROM wallet.accounts WHERE account_id = $1 FOR UPDATE`, [d.account_id]);
+  // No lock ahead: the reversal's posting locks the pool and the wallets in id order, as every posting does
+  // (a distribution of an overlapping period waits there, and sees this one reversed once it commits).
   const { entry } = await reverseEntry(tx, entryId, idempotencyKey, reason);
   await tx.query(`UPDATE wallet.pool_distributions SET reversal_entry_id = $2 WHERE entry_id = $1 AND reversal_entry_id IS NULL`, [entryId, entry.entryId]);
   return entry;

@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WalletAdminActionTakenSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
   EntryCauseSchema,
+  FxConversionSchema,
   HoldStatus,
   LimitKind,
   OwnerKind,
@@ -18,10 +21,10 @@ import {
   WithdrawalLimitSchema,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { decodeEvent, onOutboxCommitted } from "@ttip/runtime";
+import { decodeEvent, IdempotencyConflictError, onOutboxCommitted } from "@ttip/runtime";
 import { eventually, kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "../src/index.js";
-import { ensureAccount } from "../src/ledger.js";
+import { ensureAccount, postEntry, type EntryInput } from "../src/ledger.js";
 
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => Code[e.code]);
@@ -123,6 +126,43 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 14_300n);
   });
 
+  test("a replay is one statement: the same request answers the first entry as it was posted, another under the key is refused", async () => {
+    const w = await newWorker();
+    const fxUsd = (await internal.ensureAccount({ kind: AccountKind.FX_POSITION, ownerKind: OwnerKind.PLATFORM, currency: "USD" })).account!.accountId;
+    const fxKes = (await internal.ensureAccount({ kind: AccountKind.FX_POSITION, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
+    const stripe = (await internal.ensureAccount({ kind: AccountKind.STRIPE_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "USD" })).account!.accountId;
+    const usd = (m: bigint) => ({ amountMinor: m, currency: "USD" });
+    const conversion = { from: usd(500n), to: kesMinor(64_600n), rate: "129.20000000", rateSource: "configured", rateTime: timestampFromDate(new Date("2026-01-02T03:04:05.678Z")) };
+    const input: EntryInput = {
+      idempotencyKey: `stripe:${randomUUID()}`,
+      cause: create(EntryCauseSchema, { cause: { case: "stripePaymentId", value: `pi_${randomUUID()}` } }),
+      postings: [
+        { accountId: stripe, amountMinor: -500n, currency: "USD" },
+        { accountId: fxUsd, amountMinor: 500n, currency: "USD", memo: "fx in" },
+        { accountId: fxKes, amountMinor: -64_600n, currency: "KES" },
+        { accountId: w.accountId, amountMinor: 64_600n, currency: "KES", memo: "tip" },
+      ],
+      conversions: [create(FxConversionSchema, conversion)],
+      description: "Card tip",
+    };
+    let statements = 0;
+    const counted = { query: ((...args: Parameters<typeof t.db.pool.query>) => (statements++, t.db.pool.query(...args))) as typeof t.db.pool.query };
+    const first = await postEntry(counted, input);
+    assert.deepEqual([first.created, statements], [true, 1]);
+    statements = 0;
+    const replay = await postEntry(counted, input);
+    assert.deepEqual([replay.created, statements], [false, 1]);
+    assert.deepEqual(replay.entry, first.entry);
+    assert.deepEqual(replay.entry, (await admin.getJournalEntry({ entryId: first.entry.entryId })).entry);
+    statements = 0;
+    await assert.rejects(postEntry(counted, { ...input, description: "another" }), IdempotencyConflictError);
+    assert.equal(statements, 1);
+    assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 64_600n);
+    // Once reversed, a replay names its reversal, as GetJournalEntry does.
+    const { reversal } = await admin.reverseEntry({ entryId: first.entry.entryId, idempotencyKey: `rev-${first.entry.entryId}`, reason: "refund" });
+    assert.equal((await postEntry(t.db.pool, input)).entry.reversedByEntryId, reversal!.entryId);
+  });
+
   test("bad entries are refused precisely and change nothing", async () => {
     const w = await newWorker();
     const before = await admin.getTrialBalance({});
@@ -190,6 +230,50 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
       net.set(to2, net.get(to2)! + 200n);
     }
     for (const w of [a, b, c]) assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, net.get(w));
+  });
+
+  test("a pool distribution and postings crossing it (a wallet below the pool in id order, and the pool) all land: one lock order, no ABORTED", async () => {
+    for (let round = 0; round < 5; round++) {
+      const venueId = randomUUID();
+      const pool = (await internal.ensureAccount({ kind: AccountKind.VENUE_POOL, ownerKind: OwnerKind.VENUE, ownerId: venueId, currency: "KES" })).account!.accountId;
+      // Wallets that sort before the pool: a split locking the pool first would lock them out of order.
+      const workers: Awaited<ReturnType<typeof newWorker>>[] = [];
+      while (workers.length < 2) {
+        const w = await newWorker();
+        if (w.accountId < pool) workers.push(w);
+      }
+      const start = new Date(Date.now() - 60_000);
+      await tip(pool, 2_000n, 0n);
+      // A posting is timed to the microsecond, a period's end to the millisecond: end past the tip's millisecond.
+      await sleep(5);
+      const end = new Date();
+      const split = internal.postPoolDistribution({
+        venueId,
+        currency: "KES",
+        start: timestampFromDate(start),
+        end: timestampFromDate(end),
+        distributionId: randomUUID(),
+        idempotencyKey: `split:${randomUUID()}`,
+        shares: workers.map((w) => ({ workerId: w.workerId, amount: kesMinor(1_000n), memo: "share" })),
+      });
+      const crossing = Array.from({ length: 8 }, () =>
+        internal.postEntry({
+          idempotencyKey: `cross:${randomUUID()}`,
+          cause: tipCause(),
+          postings: [
+            { accountId: clearing, amount: kesMinor(-300n) },
+            { accountId: workers[0].accountId, amount: kesMinor(100n), memo: "tip" },
+            { accountId: pool, amount: kesMinor(200n), memo: "pool share" },
+          ],
+        }),
+      );
+      const results = await Promise.allSettled([split, ...crossing]);
+      const failed = results.filter((r) => r.status === "rejected").map((r) => `${Code[ConnectError.from((r as PromiseRejectedResult).reason).code]}: ${ConnectError.from((r as PromiseRejectedResult).reason).rawMessage}`);
+      assert.deepEqual(failed, [], `round ${round}`);
+      assert.equal((await balanceOf(pool)).ledger!.amountMinor, 8n * 200n);
+      assert.equal((await balanceOf(workers[0].accountId)).ledger!.amountMinor, 1_000n + 8n * 100n);
+      assert.equal((await balanceOf(workers[1].accountId)).ledger!.amountMinor, 1_000n);
+    }
   });
 
   test("the same key posted 20 times at once is applied once", async () => {

@@ -1,4 +1,3 @@
-import { once } from "node:events";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { Pool } from "@ttip/runtime";
 import { tipMessage } from "../convert.js";
@@ -34,8 +33,8 @@ export function nextChange(deps: Deps, key: string, signal: AbortSignal): { wait
   const onAbort = () => ac.abort();
   signal.addEventListener("abort", onAbort);
   // A tip's change may carry the row as its transaction committed it (saves reading it again); a payout's carries none.
-  const wait = once(deps.changes, key, { signal: ac.signal })
-    .then(([row]) => row as TipRow | undefined, () => undefined)
+  const wait = deps.changes.next(key, ac.signal)
+    .then((row) => row as TipRow | undefined, () => undefined)
     .finally(() => {
       clearTimeout(timer);
       signal.removeEventListener("abort", onAbort);
