@@ -39,6 +39,10 @@ describe("the customer's rating and message (RateTip): only for a confirmed tip,
     assert.deepEqual(await stored(tipId), first, "a retried submit changes nothing");
     await assert.rejects(pay.rateTip({ tipId, rating: 1, message: "changed my mind" }), (e: ConnectError) => e.code === Code.FailedPrecondition && /already given/.test(e.message));
     assert.deepEqual(await stored(tipId), first);
+    // A watcher opened just after (while the decided row is still kept for first reads) is shown the rating.
+    const watched = [];
+    for await (const m of pay.watchTip({ tipId })) watched.push(m.tip!);
+    assert.deepEqual(watched.map((t) => [t.status, t.rating, t.message]), [[TipStatus.SUCCEEDED, 5, "Asante sana!"]]);
   });
 
   test("a pending or failed tip takes no feedback, and an unknown one is NOT_FOUND", async () => {

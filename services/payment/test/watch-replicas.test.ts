@@ -167,10 +167,43 @@ describe("ChangeFeed: every change is announced to every replica", () => {
       assert.deepEqual(await local, { status: "succeeded" });
       assert.equal(await remote, undefined, "woken through the bus, without the row");
       assert.equal("emit" in here, false, "no public emit: a change cannot skip the other replicas");
+      // The row a change committed here stands in for a watcher's first read; a change elsewhere sends it to the database.
+      assert.deepEqual(here.recent(key), { status: "succeeded" });
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(there.recent(key), undefined);
       const gone = new AbortController();
       const waiting = here.next(randomUUID(), gone.signal);
       gone.abort();
       await assert.rejects(waiting, (e: Error) => e.name === "AbortError");
+    } finally {
+      await stop();
+      await bus.close();
+    }
+  });
+});
+
+describe("ChangeFeed: the rows kept for a watcher's first read", () => {
+  test("a created tip's row is kept until a change replaces it; an offer never hides a change, here or on another replica", async () => {
+    const bus = new InProcessBus(captureLogger("silent").logger);
+    const here = new ChangeFeed(bus);
+    const there = new ChangeFeed(bus);
+    const stop = await here.listen();
+    try {
+      const created = randomUUID();
+      here.offer(created, { status: "pending" });
+      assert.deepEqual(here.recent(created), { status: "pending" });
+      here.announce(created, { status: "succeeded" });
+      here.offer(created, { status: "pending" });
+      assert.deepEqual(here.recent(created), { status: "succeeded" }, "the later change stays");
+      here.announce(created);
+      assert.equal(here.recent(created), undefined, "a change without its row: read the database");
+
+      const decidedElsewhere = randomUUID();
+      there.announce(decidedElsewhere, { status: "failed" });
+      await new Promise((resolve) => setImmediate(resolve));
+      here.offer(decidedElsewhere, { status: "pending" });
+      assert.equal(here.recent(decidedElsewhere), undefined, "the other replica's change is not hidden by an older row");
+      assert.equal(here.recent(randomUUID()), undefined);
     } finally {
       await stop();
       await bus.close();

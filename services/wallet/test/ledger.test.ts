@@ -276,6 +276,43 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     }
   });
 
+  test("two pool distributions naming the same new workers in opposite orders both land (their wallets are made in one order)", async () => {
+    for (let round = 0; round < 6; round++) {
+      // No wallets yet: each split makes them, uncommitted until it commits.
+      const [w1, w2] = [randomUUID(), randomUUID()];
+      const splits = await Promise.all(
+        [[w1, w2], [w2, w1]].map(async (order) => {
+          const venueId = randomUUID();
+          const pool = (await internal.ensureAccount({ kind: AccountKind.VENUE_POOL, ownerKind: OwnerKind.VENUE, ownerId: venueId, currency: "KES" })).account!.accountId;
+          const start = new Date(Date.now() - 60_000);
+          await tip(pool, 2_000n, 0n);
+          return { venueId, order, start };
+        }),
+      );
+      await sleep(5);
+      const end = new Date();
+      const results = await Promise.allSettled(
+        splits.map(({ venueId, order, start }) =>
+          internal.postPoolDistribution({
+            venueId,
+            currency: "KES",
+            start: timestampFromDate(start),
+            end: timestampFromDate(end),
+            distributionId: randomUUID(),
+            idempotencyKey: `split:${randomUUID()}`,
+            shares: order.map((workerId) => ({ workerId, amount: kesMinor(1_000n), memo: "share" })),
+          }),
+        ),
+      );
+      const failed = results.filter((r) => r.status === "rejected").map((r) => `${Code[ConnectError.from((r as PromiseRejectedResult).reason).code]}: ${ConnectError.from((r as PromiseRejectedResult).reason).rawMessage}`);
+      assert.deepEqual(failed, [], `round ${round}`);
+      for (const workerId of [w1, w2]) {
+        const wallet = await ensureAccount(t.db.pool, AccountKind.WORKER_WALLET, OwnerKind.WORKER, workerId, "KES");
+        assert.equal(wallet.balance_minor, 2_000n);
+      }
+    }
+  });
+
   test("the same key posted 20 times at once is applied once", async () => {
     const w = await newWorker();
     const req = { idempotencyKey: `mpesa:${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kesMinor(-5_000n) }, { accountId: w.accountId, amount: kesMinor(5_000n) }] };

@@ -8,7 +8,7 @@ import { TIP_STATUS_CODE, tipMessage } from "../convert.js";
 import { createCardTip } from "../cards/tips.js";
 import { isPartner, requirePartnerLinked } from "../partner-access.js";
 import { rateTip, tipById, tipOf, workerTips, type Tip } from "../stores/tips.js";
-import { createTip, isFinal, type Deps } from "../tips.js";
+import { createTip, isFinal, type Deps, type TipRow } from "../tips.js";
 import { locale, nextChange, type PaymentHandlerContext } from "./context.js";
 
 /** Who a scanned code tips, from the qr service (signature, expiry and status checked there). */
@@ -116,9 +116,13 @@ function getTipHandler(h: PaymentHandlerContext): Impl["getTip"] {
 // that never moved would mislead the worker and their manager.
 function rateTipHandler(h: PaymentHandlerContext): Impl["rateTip"] {
   return async (req, ctx) => {
-    const { pool, tipOut } = h;
+    const { deps, pool, tipOut } = h;
     const rated = await rateTip(pool, req.tipId, req.rating, req.message);
-    if (rated) return { tip: tipOut(rated, locale(ctx)) };
+    if (rated) {
+      // The rating is part of what a watcher is shown: a row kept from before it must not stand in for a first read.
+      deps.changes.announce(req.tipId);
+      return { tip: tipOut(rated, locale(ctx)) };
+    }
     const tip = await tipById(pool, req.tipId);
     if (!tip) throw new NotFoundError("tip_id: no such tip");
     if (tip.status !== "succeeded") throw new InvalidStateError("tip_id: feedback is taken only for a tip that went through");
@@ -131,7 +135,9 @@ function watchTipHandler(h: PaymentHandlerContext): Impl["watchTip"] {
   return async function* (req, ctx) {
     const { deps, pool, tipOut } = h;
     let last = "";
-    let committed: Tip | undefined;
+    // The row this replica committed just now, if it has one (the tip CreateTip answered, a decision): no first read.
+    const recent = deps.changes.recent(req.tipId) as TipRow | undefined;
+    let committed: Tip | undefined = recent && tipOf(recent);
     const until = Date.now() + 15 * 60_000;
     while (!ctx.signal.aborted && Date.now() < until) {
       // Woken at once by a change on any replica; polls in case a wake-up was lost.
