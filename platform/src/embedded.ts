@@ -74,12 +74,15 @@ async function startParts(cfg: EmbeddedConfig, envVars: Record<string, string | 
   const admin = await prepareWebBuilds(cfg, shared.ctx.logger);
   let web: WebApp | undefined;
 
-  // Payment's own URL for Daraja's callbacks is known once it listens: asked for, not written anywhere.
-  let paymentUrl: (() => string | undefined) | undefined;
-  const modules = createModules({ env: vars, paymentCallbackBaseUrl: sims.daraja ? () => paymentUrl?.() : undefined });
+  // Payment's own URL for Daraja's callbacks, asked for (not written anywhere) and known the moment it
+  // listens: its C2B registration retries for about a minute from its start, and gives up silently while
+  // the URL is unknown, so it must not wait for the services after it, the gateway and the web app.
+  const urls = new Map<string, string>();
+  const modules = createModules({ env: vars, paymentCallbackBaseUrl: sims.daraja ? () => urls.get("payment") : undefined });
   const platform = await startPlatform({
     modules,
     ctx: shared.ctx,
+    urls,
     gateway: {
       rateLimit: { points: 600, durationSeconds: 60 },
       corsOrigins: ["*"],
@@ -95,7 +98,6 @@ async function startParts(cfg: EmbeddedConfig, envVars: Record<string, string | 
     const app = (web = await createWebApp({ apiUrl: platform.gatewayUrl, stripeJsUrl: vars.STRIPE_JS_URL }));
     started.add(() => app.close());
   }
-  paymentUrl = () => platform.urls.get("payment");
   sims.stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
   sims.paypal?.setWebhookUrl(`${platform.urls.get("payment")}/paypal/webhook`);
 
@@ -202,7 +204,7 @@ async function startSimulators(vars: Record<string, string | undefined>, started
  * M-Pesa is the Daraja simulator here, unless real credentials are configured;
  * its callbacks come from loopback and go to the payment service's own port.
  */
-async function startDaraja(vars: Record<string, string | undefined>): Promise<DarajaSimulator | undefined> {
+export async function startDaraja(vars: Record<string, string | undefined>): Promise<DarajaSimulator | undefined> {
   if (vars.DARAJA_BASE_URL) return undefined;
   const daraja = await startDarajaSimulator({ callbackDelayMs: 2000, lateDelayMs: 20_000 });
   Object.assign(vars, {
