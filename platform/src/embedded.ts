@@ -74,12 +74,15 @@ async function startParts(cfg: EmbeddedConfig, envVars: Record<string, string | 
   const admin = await prepareWebBuilds(cfg, shared.ctx.logger);
   let web: WebApp | undefined;
 
-  // Payment's own URL for Daraja's callbacks is known once it listens: asked for, not written anywhere.
-  let paymentUrl: (() => string | undefined) | undefined;
-  const modules = createModules({ env: vars, paymentCallbackBaseUrl: sims.daraja ? () => paymentUrl?.() : undefined });
+  // Payment's own URL for Daraja's callbacks, asked for (not written anywhere) and known the moment it
+  // listens: its C2B registration retries for about a minute from its start, and gives up silently while
+  // the URL is unknown, so it must not wait for the services after it, the gateway and the web app.
+  const urls = new Map<string, string>();
+  const modules = createModules({ env: vars, paymentCallbackBaseUrl: sims.daraja ? () => urls.get("payment") : undefined });
   const platform = await startPlatform({
     modules,
     ctx: shared.ctx,
+    urls,
     gateway: {
       rateLimit: { points: 600, durationSeconds: 60 },
       corsOrigins: ["*"],
@@ -95,7 +98,6 @@ async function startParts(cfg: EmbeddedConfig, envVars: Record<string, string | 
     const app = (web = await createWebApp({ apiUrl: platform.gatewayUrl, stripeJsUrl: vars.STRIPE_JS_URL }));
     started.add(() => app.close());
   }
-  paymentUrl = () => platform.urls.get("payment");
   sims.stripe?.setWebhookUrl(`${platform.urls.get("payment")}/stripe/webhook`);
   sims.paypal?.setWebhookUrl(`${platform.urls.get("payment")}/paypal/webhook`);
 
@@ -202,7 +204,7 @@ async function startSimulators(vars: Record<string, string | undefined>, started
  * M-Pesa is the Daraja simulator here, unless real credentials are configured;
  * its callbacks come from loopback and go to the payment service's own port.
  */
-async function startDaraja(vars: Record<string, string | undefined>): Promise<DarajaSimulator | undefined> {
+export async function startDaraja(vars: Record<string, string | undefined>): Promise<DarajaSimulator | undefined> {
   if (vars.DARAJA_BASE_URL) return undefined;
   const daraja = await startDarajaSimulator({ callbackDelayMs: 2000, lateDelayMs: 20_000 });
   Object.assign(vars, {
@@ -218,10 +220,20 @@ async function startDaraja(vars: Record<string, string | undefined>): Promise<Da
   vars.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
   // Paybill payments (C2B) and the USSD menu, on unguessable paths of the payment service's port;
   // the C2B URLs are registered with the simulator at start, as production does once.
-  vars.C2B_URL_TOKEN ??= randomBytes(18).toString("base64url");
+  vars.C2B_URL_TOKEN ??= c2bUrlToken();
   vars.C2B_REGISTER_ON_START ??= "true";
   vars.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
   return daraja;
+}
+
+/**
+ * The secret path segment of the paybill's C2B URLs. Hex: Safaricom refuses a
+ * registered URL holding any of a few words (exe, cmd, sql...), which base64url
+ * spells by chance about once in 500 starts, and every registration retry is
+ * then refused; hex digits spell none of them.
+ */
+export function c2bUrlToken(): string {
+  return randomBytes(18).toString("hex");
 }
 
 /** Card tips go to the Stripe simulator (state, 3-D Secure, signed webhooks) unless real keys are configured. */

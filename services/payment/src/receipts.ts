@@ -98,44 +98,83 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
 /** Receipts marked sent in one statement at most; a bound on the statement's size. */
 const MARK_SENT_BATCH = 500;
 
+/**
+ * How long a sent receipt's mark waits for a statement that is written anyway
+ * (the next tip's credit, recordCredit) to carry it, before it is written
+ * alone: busy, the marks cost no statement and no commit of their own; quiet,
+ * one for all those of the window. Invisible to customers: the receipt went out.
+ */
+const MARK_SENT_WAIT_MS = 50;
+
 /** Receipts sent and waiting to be marked so, per pool, with whoever waits for each. */
 interface SentMarks {
   waiting: { tipId: string; done: (err?: unknown) => void }[];
   flushing: boolean;
+  timer?: NodeJS.Timeout;
 }
 const sentMarks = new WeakMap<Queryable, SentMarks>();
 
 /**
- * Marks a receipt sent. Receipts sent while an earlier mark is being written
- * are marked together in the next statement (one commit for many tips, not one
- * each), with no timer: a lone receipt is written at once. Safe to lose in a
+ * Marks a receipt sent, with others in one statement: one carrying them
+ * (takeSentMarks), else their own after MARK_SENT_WAIT_MS. Safe to lose in a
  * crash: the receipt stays owed, and its resend is deduped by notification on the key.
  */
 function markSent(pool: Queryable, tipId: string): Promise<void> {
   const marks = sentMarks.get(pool) ?? { waiting: [], flushing: false };
   sentMarks.set(pool, marks);
   const queued = new Promise<void>((resolve, reject) => marks.waiting.push({ tipId, done: (err) => (err === undefined ? resolve() : reject(err)) }));
-  if (!marks.flushing) void flushSentMarks(pool, marks);
+  scheduleFlush(pool, marks);
   return queued;
 }
+
+function scheduleFlush(pool: Queryable, marks: SentMarks): void {
+  if (marks.timer || marks.flushing || !marks.waiting.length) return;
+  marks.timer = setTimeout(() => {
+    marks.timer = undefined;
+    void flushSentMarks(pool, marks);
+  }, MARK_SENT_WAIT_MS);
+}
+
+/**
+ * The sent receipts a statement about to run on `pool` is to mark (its
+ * `tipIds` parameter, for SENT_MARKS_SQL), and what to call with its outcome:
+ * on an error they wait for the next statement, or their own.
+ */
+export function takeSentMarks(pool: Queryable): { tipIds: string[]; done: (err?: unknown) => void } {
+  const marks = sentMarks.get(pool);
+  const batch = marks?.waiting.splice(0, MARK_SENT_BATCH) ?? [];
+  return {
+    tipIds: sortedIds(batch),
+    done: (err) => {
+      if (err === undefined) for (const w of batch) w.done();
+      else if (batch.length) {
+        marks!.waiting.unshift(...batch);
+        scheduleFlush(pool, marks!);
+      }
+    },
+  };
+}
+
+/** Marks the receipts of the tip ids in `param` (a uuid[] parameter) sent: a CTE body for a statement carrying takeSentMarks. */
+export const sentMarksSql = (param: string) => `UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = ANY(${param}::uuid[])`;
+
+// Sorted, so two replicas marking overlapping receipts lock them in the same order.
+const sortedIds = (batch: { tipId: string }[]) => [...new Set(batch.map((w) => w.tipId))].sort();
 
 async function flushSentMarks(pool: Queryable, marks: SentMarks): Promise<void> {
   marks.flushing = true;
   try {
-    while (marks.waiting.length) {
-      const batch = marks.waiting.splice(0, MARK_SENT_BATCH);
-      // Sorted, so two replicas marking overlapping receipts lock them in the same order.
-      const ids = [...new Set(batch.map((w) => w.tipId))].sort();
-      let failure: unknown;
-      try {
-        await pool.query("UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = ANY($1::uuid[])", [ids]);
-      } catch (err) {
-        failure = err ?? new Error("marking receipts sent failed");
-      }
-      for (const w of batch) w.done(failure);
+    const batch = marks.waiting.splice(0, MARK_SENT_BATCH);
+    let failure: unknown;
+    try {
+      if (batch.length) await pool.query(sentMarksSql("$1"), [sortedIds(batch)]);
+    } catch (err) {
+      failure = err ?? new Error("marking receipts sent failed");
     }
+    for (const w of batch) w.done(failure);
   } finally {
     marks.flushing = false;
+    scheduleFlush(pool, marks);
   }
 }
 

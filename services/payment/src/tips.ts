@@ -18,7 +18,7 @@ import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
 import { paymentMetrics } from "./metrics.js";
-import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
+import { oweReceipt, sendOwedReceipts, sendReceipts, sentMarksSql, takeSentMarks } from "./receipts.js";
 import { PAYOUT_SETTINGS_COLUMNS, type PayoutSettings } from "./stores/payout-settings.js";
 import type { CardHub } from "./cards/hub.js";
 
@@ -797,6 +797,8 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
  */
 async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promise<{ row: TipRow; settings: PayoutSettings | null } | undefined> {
   const event = tipSucceededEvent(tip);
+  // Receipts of earlier tips sent since are marked so by this statement too (written anyway: no commit of their own).
+  const marks = takeSentMarks(db);
   const { rows } = await db.query<TipRow & { [K in keyof PayoutSettings as `payout_${K}`]: PayoutSettings[K] | null }>(
     `WITH credited AS (
        UPDATE payment.tips SET credit_entry_id = $2, credited_at = now()
@@ -804,11 +806,18 @@ async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promis
      owed AS (
        INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ON CONFLICT DO NOTHING),
      announced AS (
-       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $3, $4, $5, $9::text FROM credited WHERE credit_kind <> 'suspense')
+       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $3, $4, $5, $9::text FROM credited WHERE credit_kind <> 'suspense'),
+     receipts_sent AS (${sentMarksSql("$10")})
      SELECT ${TIP_COLUMNS_OF_T}, ${PAYOUT_SETTINGS_OF_S}
        FROM credited t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id`,
-    [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message, currentTraceparent() ?? null],
-  );
+    [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message, currentTraceparent() ?? null, marks.tipIds],
+  ).then((r) => {
+    marks.done();
+    return r;
+  }, (err: unknown) => {
+    marks.done(err);
+    throw err;
+  });
   if (!rows[0]) return undefined;
   const { payout_auto_payout, payout_auto_payout_minimum_minor, payout_payout_phone, payout_payouts_on_hold, ...row } = rows[0];
   const settings = payout_auto_payout === null ? null

@@ -8,8 +8,9 @@ import { createQrModule } from "@ttip/qr";
 import { callerHeaders } from "@ttip/runtime";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { playDialogue, UssdSession, UssdSessionEnded } from "../src/ussd-simulator.js";
-import { eventually, phone, startHarness, type Harness } from "./setup.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 const TOKEN = "ussd-test-path-token-0123456789";
 
@@ -144,5 +145,15 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     assert.equal(pushesTo(p.msisdn).length, 0);
     const wrong = await fetch(`${h.config.callbackBaseUrl}/ussd/not-the-real-token-000`, { method: "POST", body: "sessionId=x&phoneNumber=%2B254712345678&text=" });
     assert.equal(wrong.status, 404);
+  });
+  test("the receipts of tips credited together are each sent and marked sent once, whether a later tip's credit carries the mark or it is written alone", async () => {
+    const pay = h.t.client(PaymentService);
+    const tips = await Promise.all([1, 2, 3, 4, 5].map(async () =>
+      (await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } })).tip!.tipId));
+    const receipts = await eventually(async () => {
+      const { rows } = await h.t.db.pool.query("SELECT tip_id, sent_at, attempts FROM payment.receipts WHERE tip_id = ANY($1::uuid[])", [tips]);
+      return rows.length === tips.length && rows.every((r) => r.sent_at) && rows;
+    }, "every receipt marked sent");
+    assert.deepEqual(receipts.map((r) => r.attempts), tips.map(() => 1), "marked once each");
   });
 });

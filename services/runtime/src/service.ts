@@ -103,7 +103,13 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
   ctx.metrics.watchOutbox(module.name, ctx.pool);
   ctx.metrics.watchPool(ctx.pool, module.name);
   relay.start();
-  const stopBackground = module.start ? await module.start(scoped) : async () => undefined;
+  // A part that fails to start (the background work, or the server: its port taken) leaves nothing of this service running.
+  const undo = async (err: unknown, stopBackground?: () => Promise<void>): Promise<never> => {
+    await stopBackground?.().catch((e: unknown) => logger.warn({ err: e }, "background work failed to stop"));
+    await relay.stop();
+    throw err;
+  };
+  const stopBackground = module.start ? await module.start(scoped).catch((err: unknown) => undo(err)) : async () => undefined;
   const server = await startServer({
     name: module.name,
     logger,
@@ -121,7 +127,7 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
     drainDelayMs: options.drainDelayMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
     readMaxBytes: options.readMaxBytes,
-  });
+  }).catch((err: unknown) => undo(err, stopBackground));
   return {
     name: module.name,
     server,
