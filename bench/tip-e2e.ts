@@ -8,8 +8,8 @@
 // process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
 // Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
 //   node --max-semi-space-size=32 --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster|replicas[:N]]
-//   (the platform's node flag, as `npm start` and the image run it: deploy/Dockerfile says why; in cluster
-//   mode pass it as NODE_OPTIONS, which the services' processes inherit. The image's Node is 24:
+//   (the platform's node flag, as `npm start` and the image run it: deploy/Dockerfile says why; the
+//   platform's processes in cluster and replicas modes get this process's flags. The image's Node is 24:
 //   "$(bash deploy/node24/install.sh)" instead of node; Node 20 took 1.4-1.7x its CPU per tip here.)
 //   "cluster" runs each service and the gateway in its own OS process (platform/src/main.ts),
 //   as a deployment does; "process" (default) runs them all in this one, as `make run` does;
@@ -78,6 +78,10 @@ function gcPerTip(from: number, to: number, tips: number): string {
 }
 const seconds = Number(process.argv[2] ?? 10);
 const warmupSeconds = Number(process.env.BENCH_WARMUP ?? 10);
+// This process's node flags (e.g. the semi-space size): the platform's own processes (cluster and
+// replicas modes) get them too, by NODE_OPTIONS; the loader (--import tsx) they are given anyway.
+const nodeFlags = process.execArgv.filter((a) => a.startsWith("--") && !/^--(import|require|loader|experimental-loader)\b/.test(a));
+const nodeOptions: Record<string, string> = nodeFlags.length ? { NODE_OPTIONS: [process.env.NODE_OPTIONS, ...nodeFlags].filter(Boolean).join(" ") } : {};
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 const workerCount = Number(process.argv[4] ?? 50);
 const [modeArg, replicasArg] = (process.argv[5] ?? "process").split(":");
@@ -149,7 +153,10 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
     return { gatewayUrl: platform.gatewayUrl, pids: new Map([["platform", process.pid]]), close: () => platform.close() };
   }
   const names = ["auth", "payment", "qr", "wallet", "notification", "analytics", "venue"];
-  const common = { INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn" };
+  const common = {
+    INTERNAL_SIGNING_KEY: randomBytes(32).toString("base64url"), DRAIN_DELAY_MS: "0", DATABASE_URL: pg.url, DATABASE_POOL_MAX: "10", NATS_URL: nats.url, REDIS_URL: redis.url, LOG_LEVEL: "warn",
+    ...nodeOptions,
+  };
   const own: Record<string, Record<string, string>> = {
     auth: { AUTH_SMS_URL: sms.url, AUTH_SMS_API_KEY: "bench-sms-key", AUTH_OTP_PER_IP_PER_HOUR: "1000000" },
     payment: {
@@ -171,7 +178,7 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
   const urls = Object.fromEntries(names.map((n) => [`${n.toUpperCase()}_URL`, processes.get(n)!.url]));
   for (const name of names) Object.assign(envs.get(name)!, urls, name === "payment" ? { PAYMENT_CALLBACK_BASE_URL: processes.get(name)!.url } : {});
   const gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", {
-    ...urls, INTERNAL_SIGNING_KEY: common.INTERNAL_SIGNING_KEY, REDIS_URL: redis.url, JWKS_URL: `${processes.get("auth")!.url}/.well-known/jwks.json`, RATE_LIMIT_POINTS: "1000000000", LOG_LEVEL: "warn",
+    ...urls, INTERNAL_SIGNING_KEY: common.INTERNAL_SIGNING_KEY, REDIS_URL: redis.url, JWKS_URL: `${processes.get("auth")!.url}/.well-known/jwks.json`, RATE_LIMIT_POINTS: "1000000000", LOG_LEVEL: "warn", ...nodeOptions,
   });
   // One at a time: each runs its migrations under the same advisory lock.
   for (const p of processes.values()) await p.start();
@@ -346,7 +353,7 @@ try {
     const { qrCode } = await api(QrService, token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
     codes.push(qrCode!.shortCode);
   }
-  console.log(`${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
+  console.log(`node ${process.version}${nodeFlags.length ? ` ${nodeFlags.join(" ")}` : ""}; ${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
 
   // The customers' thread, one for every run: its id splits the platform process's CPU by thread.
   const customers = (customersThread = await startCustomers({ gatewayUrl: platform.gatewayUrl, codes }));
