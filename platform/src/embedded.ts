@@ -220,10 +220,20 @@ export async function startDaraja(vars: Record<string, string | undefined>): Pro
   vars.MPESA_CALLBACK_ALLOWED_IPS ??= "127.0.0.1,::1";
   // Paybill payments (C2B) and the USSD menu, on unguessable paths of the payment service's port;
   // the C2B URLs are registered with the simulator at start, as production does once.
-  vars.C2B_URL_TOKEN ??= randomBytes(18).toString("base64url");
+  vars.C2B_URL_TOKEN ??= c2bUrlToken();
   vars.C2B_REGISTER_ON_START ??= "true";
   vars.USSD_CALLBACK_TOKEN ??= randomBytes(18).toString("base64url");
   return daraja;
+}
+
+/**
+ * The secret path segment of the paybill's C2B URLs. Hex: Safaricom refuses a
+ * registered URL holding any of a few words (exe, cmd, sql...), which base64url
+ * spells by chance about once in 500 starts, and every registration retry is
+ * then refused; hex digits spell none of them.
+ */
+export function c2bUrlToken(): string {
+  return randomBytes(18).toString("hex");
 }
 
 /** Card tips go to the Stripe simulator (state, 3-D Secure, signed webhooks) unless real keys are configured. */

@@ -8,7 +8,9 @@ import { after, before, describe, test } from "node:test";
 import { InProcessBus, MemoryCache, Metrics, type ServiceModule } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, eventually, type TestDatabase } from "@ttip/runtime/testing";
 import type { DarajaSimulator } from "@ttip/payment/testing";
-import { startDaraja } from "../src/embedded.js";
+// Payment's own list (not exported by its package): the words its client and simulator refuse.
+import { bannedUrlWord } from "../../services/payment/src/daraja/client.js";
+import { c2bUrlToken, startDaraja } from "../src/embedded.js";
 import { createModules } from "../src/modules.js";
 import { startPlatform, type Platform } from "../src/platform.js";
 
@@ -55,5 +57,16 @@ describe("the platform's services learn each other's addresses as each listens",
     const [registered] = sim.c2b.registrations();
     assert.equal(registered.confirmationUrl, `${urls.get("payment")}/c2b/${vars.C2B_URL_TOKEN}/confirmation`);
     assert.equal(platform.urls, urls, "the platform's map is the one its services read");
+  });
+});
+
+describe("the embedded platform's C2B URL token", () => {
+  test("never holds a word Safaricom refuses in a registered URL, so its registration cannot be refused every time", () => {
+    // base64url tokens hold one about once in 500; this many would show dozens.
+    const tokens = Array.from({ length: 20_000 }, () => c2bUrlToken());
+    const refused = tokens.filter((t) => bannedUrlWord(`http://127.0.0.1:1/c2b/${t}/confirmation`));
+    assert.deepEqual(refused.slice(0, 5), []);
+    for (const t of tokens.slice(0, 100)) assert.match(t, /^[A-Za-z0-9_-]{16,64}$/, "what payment's C2B_URL_TOKEN accepts");
+    assert.equal(new Set(tokens).size, tokens.length);
   });
 });

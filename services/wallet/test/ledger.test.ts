@@ -75,6 +75,38 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     return (await admin.getAccount({ accountId })).balance!;
   }
 
+  /** A venue's pool with a KES 20 tip in it, and the start of the period that holds the tip. */
+  async function poolWithTip() {
+    const venueId = randomUUID();
+    const pool = (await internal.ensureAccount({ kind: AccountKind.VENUE_POOL, ownerKind: OwnerKind.VENUE, ownerId: venueId, currency: "KES" })).account!.accountId;
+    const start = new Date(Date.now() - 60_000);
+    await tip(pool, 2_000n, 0n);
+    return { venueId, pool, start };
+  }
+
+  /** A period's end past every tip so far: a posting is timed to the microsecond, a period's end to the millisecond. */
+  async function periodEnd() {
+    await sleep(5);
+    return new Date();
+  }
+
+  /** Splits the pool's KES 20 between two workers, KES 10 each. */
+  function splitPool(venueId: string, start: Date, end: Date, workerIds: string[]) {
+    return internal.postPoolDistribution({
+      venueId,
+      currency: "KES",
+      start: timestampFromDate(start),
+      end: timestampFromDate(end),
+      distributionId: randomUUID(),
+      idempotencyKey: `split:${randomUUID()}`,
+      shares: workerIds.map((workerId) => ({ workerId, amount: kesMinor(1_000n), memo: "share" })),
+    });
+  }
+
+  /** The calls that failed, as "Code: message". */
+  const rejections = (results: PromiseSettledResult<unknown>[]) =>
+    results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => ConnectError.from(r.reason)).map((e) => `${Code[e.code]}: ${e.rawMessage}`);
+
   test("ensureAccount is idempotent on its natural key and checks ownership", async () => {
     const w = await newWorker();
     const again = await internal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: w.workerId, currency: "KES" });
@@ -234,28 +266,14 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
 
   test("a pool distribution and postings crossing it (a wallet below the pool in id order, and the pool) all land: one lock order, no ABORTED", async () => {
     for (let round = 0; round < 5; round++) {
-      const venueId = randomUUID();
-      const pool = (await internal.ensureAccount({ kind: AccountKind.VENUE_POOL, ownerKind: OwnerKind.VENUE, ownerId: venueId, currency: "KES" })).account!.accountId;
+      const { venueId, pool, start } = await poolWithTip();
       // Wallets that sort before the pool: a split locking the pool first would lock them out of order.
       const workers: Awaited<ReturnType<typeof newWorker>>[] = [];
       while (workers.length < 2) {
         const w = await newWorker();
         if (w.accountId < pool) workers.push(w);
       }
-      const start = new Date(Date.now() - 60_000);
-      await tip(pool, 2_000n, 0n);
-      // A posting is timed to the microsecond, a period's end to the millisecond: end past the tip's millisecond.
-      await sleep(5);
-      const end = new Date();
-      const split = internal.postPoolDistribution({
-        venueId,
-        currency: "KES",
-        start: timestampFromDate(start),
-        end: timestampFromDate(end),
-        distributionId: randomUUID(),
-        idempotencyKey: `split:${randomUUID()}`,
-        shares: workers.map((w) => ({ workerId: w.workerId, amount: kesMinor(1_000n), memo: "share" })),
-      });
+      const split = splitPool(venueId, start, await periodEnd(), workers.map((w) => w.workerId));
       const crossing = Array.from({ length: 8 }, () =>
         internal.postEntry({
           idempotencyKey: `cross:${randomUUID()}`,
@@ -267,9 +285,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
           ],
         }),
       );
-      const results = await Promise.allSettled([split, ...crossing]);
-      const failed = results.filter((r) => r.status === "rejected").map((r) => `${Code[ConnectError.from((r as PromiseRejectedResult).reason).code]}: ${ConnectError.from((r as PromiseRejectedResult).reason).rawMessage}`);
-      assert.deepEqual(failed, [], `round ${round}`);
+      assert.deepEqual(rejections(await Promise.allSettled([split, ...crossing])), [], `round ${round}`);
       assert.equal((await balanceOf(pool)).ledger!.amountMinor, 8n * 200n);
       assert.equal((await balanceOf(workers[0].accountId)).ledger!.amountMinor, 1_000n + 8n * 100n);
       assert.equal((await balanceOf(workers[1].accountId)).ledger!.amountMinor, 1_000n);
@@ -280,32 +296,11 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     for (let round = 0; round < 6; round++) {
       // No wallets yet: each split makes them, uncommitted until it commits.
       const [w1, w2] = [randomUUID(), randomUUID()];
-      const splits = await Promise.all(
-        [[w1, w2], [w2, w1]].map(async (order) => {
-          const venueId = randomUUID();
-          const pool = (await internal.ensureAccount({ kind: AccountKind.VENUE_POOL, ownerKind: OwnerKind.VENUE, ownerId: venueId, currency: "KES" })).account!.accountId;
-          const start = new Date(Date.now() - 60_000);
-          await tip(pool, 2_000n, 0n);
-          return { venueId, order, start };
-        }),
-      );
-      await sleep(5);
-      const end = new Date();
-      const results = await Promise.allSettled(
-        splits.map(({ venueId, order, start }) =>
-          internal.postPoolDistribution({
-            venueId,
-            currency: "KES",
-            start: timestampFromDate(start),
-            end: timestampFromDate(end),
-            distributionId: randomUUID(),
-            idempotencyKey: `split:${randomUUID()}`,
-            shares: order.map((workerId) => ({ workerId, amount: kesMinor(1_000n), memo: "share" })),
-          }),
-        ),
-      );
-      const failed = results.filter((r) => r.status === "rejected").map((r) => `${Code[ConnectError.from((r as PromiseRejectedResult).reason).code]}: ${ConnectError.from((r as PromiseRejectedResult).reason).rawMessage}`);
-      assert.deepEqual(failed, [], `round ${round}`);
+      const pools = await Promise.all([poolWithTip(), poolWithTip()]);
+      const end = await periodEnd();
+      const orders = [[w1, w2], [w2, w1]];
+      const results = await Promise.allSettled(pools.map(({ venueId, start }, i) => splitPool(venueId, start, end, orders[i])));
+      assert.deepEqual(rejections(results), [], `round ${round}`);
       for (const workerId of [w1, w2]) {
         const wallet = await ensureAccount(t.db.pool, AccountKind.WORKER_WALLET, OwnerKind.WORKER, workerId, "KES");
         assert.equal(wallet.balance_minor, 2_000n);

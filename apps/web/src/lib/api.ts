@@ -21,5 +21,5 @@ export function serverClient<S extends DescService>(service: S, options: CallOpt
     if (options.token) req.header.set("authorization", `Bearer ${options.token}`);
     return next(req);
   };
-  return createClient(service, createConnectTransport({ baseUrl: apiUrl(), httpVersion: "1.1", interceptors: [headers] }));
+  return createClient(service, createConnectTransport({ baseUrl: apiUrl(), httpVersion: "1.1", useBinaryFormat: true, interceptors: [headers] }));
 }

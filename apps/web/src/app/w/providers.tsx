@@ -15,7 +15,7 @@ function authInterceptor(baseUrl: string): Interceptor {
       const s = loadSession();
       if (!s) return false;
       try {
-        const { tokens } = await createClient(AuthService, createConnectTransport({ baseUrl })).refreshSession({ refreshToken: s.refreshToken });
+        const { tokens } = await createClient(AuthService, createConnectTransport({ baseUrl, useBinaryFormat: true })).refreshSession({ refreshToken: s.refreshToken });
         if (!tokens) return false;
         saveSession(tokens);
         return true;
@@ -43,7 +43,7 @@ export function Providers({ children }: { children: ReactNode }) {
   const [client] = useState(() => new QueryClient({ defaultOptions: { queries: { retry: 1, refetchOnWindowFocus: true } } }));
   const [transport] = useState(() => {
     const baseUrl = window.location.origin;
-    return createConnectTransport({ baseUrl, interceptors: [authInterceptor(baseUrl)] });
+    return createConnectTransport({ baseUrl, useBinaryFormat: true, interceptors: [authInterceptor(baseUrl)] });
   });
   return (
     <TransportProvider transport={transport}>
