@@ -46,7 +46,7 @@ async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Ui
 }
 
 /** The request encodings our servers take (connect-es's acceptCompression in server.ts), named exactly, as connect-es matches them. */
-export const REQUEST_ENCODINGS = ["gzip", "br"] as const;
+const REQUEST_ENCODINGS = ["gzip", "br"] as const;
 
 /**
  * Refuses an encoding our servers do not take, as connect-es does:
