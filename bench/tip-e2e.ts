@@ -7,7 +7,10 @@
 // worker), qr and analytics. All services and the gateway run in this
 // process on a durable PostgreSQL (fsync on), NATS JetStream and Redis.
 // Then pgbench's TPC-B on the same PostgreSQL, as a yardstick for the machine.
-//   node --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster|replicas[:N]]
+//   node --max-semi-space-size=32 --import tsx bench/tip-e2e.ts [seconds=10] [concurrency=16,64] [workers=50] [process|cluster|replicas[:N]]
+//   (the platform's node flag, as `npm start` and the image run it: deploy/Dockerfile says why; in cluster
+//   mode pass it as NODE_OPTIONS, which the services' processes inherit. The image's Node is 24:
+//   "$(bash deploy/node24/install.sh)" instead of node; Node 20 took 1.4-1.7x its CPU per tip here.)
 //   "cluster" runs each service and the gateway in its own OS process (platform/src/main.ts),
 //   as a deployment does; "process" (default) runs them all in this one, as `make run` does;
 //   "replicas:N" runs N copies of the whole platform behind one port (main.ts replicas; N: one per core).
@@ -20,7 +23,8 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
+import { getHeapSpaceStatistics } from "node:v8";
 import { Worker } from "node:worker_threads";
 import os from "node:os";
 import type { DescService } from "@bufbuild/protobuf";
@@ -51,6 +55,27 @@ import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+// This process's garbage collections (its main heap: the platform's in process mode), kept by start time.
+const gcEntries: PerformanceEntry[] = [];
+new PerformanceObserver((list) => gcEntries.push(...list.getEntries())).observe({ entryTypes: ["gc"] });
+const GC_KINDS: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: "scavenges",
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: "mark-compacts",
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental marking steps",
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: "weak callbacks",
+};
+/** The collections that started between from and to (performance.now()), by kind: how many and their pauses per tip. */
+function gcPerTip(from: number, to: number, tips: number): string {
+  const kinds = new Map<string, { n: number; ms: number }>();
+  for (const e of gcEntries) {
+    if (e.startTime < from || e.startTime > to) continue;
+    const kind = GC_KINDS[(e as unknown as { detail: { kind: number } }).detail.kind] ?? "other";
+    const k = kinds.get(kind) ?? { n: 0, ms: 0 };
+    kinds.set(kind, { n: k.n + 1, ms: k.ms + e.duration });
+  }
+  gcEntries.length = 0; // each run reads its own
+  return [...kinds].map(([kind, k]) => `${(k.n / Math.max(1, tips)).toFixed(2)} ${kind} ${(k.ms / Math.max(1, tips)).toFixed(2)} ms`).join(", ");
+}
 const seconds = Number(process.argv[2] ?? 10);
 const warmupSeconds = Number(process.env.BENCH_WARMUP ?? 10);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
@@ -466,6 +491,11 @@ try {
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
       (mode === "process" ? " (platform: all services, gateway, simulators and the customers' thread)" : " (platform: this process: customers, simulators)") +
       `; ${threadsMeasured.length > 1 ? `the ${threadsMeasured.length} platform processes` : "platform"} by thread: ${byThread(threadsMeasured, threadCpu0, threadCpu1, procCpu0, procCpu1, rows.length)}`);
+    if (mode === "process") {
+      const newSpace = getHeapSpaceStatistics().find((s) => s.space_name === "new_space");
+      console.log(`  garbage collections of the platform's heap (perf_hooks, pauses of the event loop), per tip: ${gcPerTip(t0, t0 + span * 1000, rows.length)};` +
+        ` new space ${((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(0)} MB, process RSS ${(process.memoryUsage.rss() / 2 ** 20).toFixed(0)} MB (peak ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB)`);
+    }
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     if (mode !== "process") continue; // the services' statements are counted in their own processes only
     const total = statementTotal;

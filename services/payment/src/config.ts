@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
-import { env, loadConfig, type Env } from "@ttip/runtime";
+import { ConfigError, env, loadConfig, type Env } from "@ttip/runtime";
 import type { CardsConfig } from "./cards/config.js";
 import { loadCardsConfig } from "./cards/config.js";
-import type { DarajaConfig } from "./daraja/client.js";
+import { bannedUrlWord, type DarajaConfig } from "./daraja/client.js";
 
 /**
  * Safaricom's published Daraja callback source addresses: the default
@@ -124,6 +124,7 @@ const shape = {
 
 export function loadPaymentConfig(vars: Env = process.env): PaymentConfig {
   const c = loadConfig(shape, vars);
+  if (c.C2B_URL_TOKEN) refuseBannedUrlWords({ C2B_URL_TOKEN: c.C2B_URL_TOKEN, PAYMENT_CALLBACK_BASE_URL: c.PAYMENT_CALLBACK_BASE_URL });
   const daraja: DarajaConfig | undefined =
     c.DARAJA_BASE_URL && c.DARAJA_SHORTCODE
       ? {
@@ -178,6 +179,18 @@ export function loadPaymentConfig(vars: Env = process.env): PaymentConfig {
         }
       : undefined,
   };
+}
+
+/**
+ * Safaricom refuses to register a URL holding certain words, and would refuse
+ * every retry: a paybill whose payments never arrive. Said at start instead.
+ */
+function refuseBannedUrlWords(parts: Record<string, string | undefined>): void {
+  const problems = Object.entries(parts).flatMap(([name, value]) => {
+    const word = value && bannedUrlWord(value);
+    return word ? [`${name}: holds "${word}", a word Safaricom refuses in registered C2B URLs`] : [];
+  });
+  if (problems.length) throw new ConfigError(problems);
 }
 
 /** Is `address` (as the socket reports it, maybe ::ffff:-mapped) in the allow-list? */

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { clockOf, perContext, type Clock, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
@@ -96,12 +97,12 @@ function paymentHttp(deps: Deps): HttpFilter {
 async function startPayment(deps: Deps): Promise<() => Promise<void>> {
   const stopListening = await deps.changes.listen();
   const config = deps.config;
-  const registering = { on: true };
-  const registration = config().c2b?.registerOnStart ? registerInBackground(deps, registering) : Promise.resolve();
+  const registering = new AbortController();
+  const registration = config().c2b?.registerOnStart ? registerInBackground(deps, registering.signal) : Promise.resolve();
   const interval = config().reconcileIntervalMs;
   const drainBackground = async () => {
     await stopListening();
-    registering.on = false;
+    registering.abort();
     await registration;
     while (deps.background.size) await Promise.allSettled([...deps.background]);
   };
@@ -143,22 +144,41 @@ function startReconciling(deps: Deps, interval: number): () => Promise<void> {
  * Registers the C2B URLs once the public base URL is known (a host may fill it
  * in after start), retrying for about a minute; a failure is logged, not fatal.
  */
-async function registerInBackground(deps: Deps, registering: { on: boolean }): Promise<void> {
-  let wait = 50;
-  for (let attempt = 0; attempt < 300 && registering.on; attempt++) {
-    await new Promise((r) => setTimeout(r, wait));
-    wait = 200;
-    if (!deps.config().callbackBaseUrl) continue;
+/**
+ * Registers the C2B URLs once this service's public address is known, retrying
+ * until Daraja accepts them or the service stops: given up, the paybill's
+ * payments would never arrive, so every failure is logged and none is final.
+ */
+async function registerInBackground(deps: Deps, stop: AbortSignal): Promise<void> {
+  const log = deps.ctx.logger;
+  const startedAt = Date.now();
+  let warnedOfAddress = false;
+  let retryInMs = C2B_RETRY_FIRST_MS;
+  await pause(50, stop);
+  while (!stop.aborted) {
+    if (!deps.config().callbackBaseUrl) {
+      if (!warnedOfAddress && Date.now() - startedAt > C2B_ADDRESS_WARN_MS) {
+        warnedOfAddress = true;
+        log.warn("C2B URLs not registered yet: this service's public address (PAYMENT_CALLBACK_BASE_URL) is still unknown");
+      }
+      await pause(200, stop);
+      continue;
+    }
     try {
-      const said = await registerC2bUrls(deps);
-      deps.ctx.logger.info({ said }, "C2B URLs registered");
+      log.info({ said: await registerC2bUrls(deps) }, "C2B URLs registered");
       return;
     } catch (err) {
-      deps.ctx.logger.warn({ err: (err as Error).message }, "C2B URL registration failed; retrying");
-      wait = 5_000;
+      log.warn({ err: (err as Error).message, retryInMs }, "C2B URL registration failed; retrying");
+      await pause(retryInMs, stop);
+      retryInMs = Math.min(retryInMs * 2, C2B_RETRY_MAX_MS);
     }
   }
 }
+
+const C2B_RETRY_FIRST_MS = 5_000;
+const C2B_RETRY_MAX_MS = 60_000;
+const C2B_ADDRESS_WARN_MS = 30_000;
+const pause = (ms: number, signal: AbortSignal) => sleep(ms, undefined, { signal }).catch(() => undefined);
 
 /**
  * Configuration from the environment, parsed once at first use; the late

@@ -21,6 +21,15 @@ describe("callback checks", () => {
     assert.throws(() => loadPaymentConfig({ DARAJA_BASE_URL: "ftp://x" }), /DARAJA_BASE_URL/);
   });
 
+  test("a paybill URL token or base URL Safaricom would refuse to register is a configuration error", () => {
+    const token = "a1b2c3d4e5f6a7b8c9d0";
+    assert.equal(loadPaymentConfig({ C2B_URL_TOKEN: token, PAYMENT_CALLBACK_BASE_URL: "https://tips.example.com" }).c2b?.pathToken, token);
+    assert.throws(() => loadPaymentConfig({ C2B_URL_TOKEN: "Xy7_kExE9qLm2pQr8sTu" }), /C2B_URL_TOKEN: holds "exe"/);
+    assert.throws(() => loadPaymentConfig({ C2B_URL_TOKEN: token, PAYMENT_CALLBACK_BASE_URL: "https://mpesa-tips.example.com" }), /PAYMENT_CALLBACK_BASE_URL: holds "mpesa"/);
+    // Without paybill payments nothing is registered, so the base URL alone is not refused.
+    assert.equal(loadPaymentConfig({ PAYMENT_CALLBACK_BASE_URL: "https://mpesa-tips.example.com" }).c2b, undefined);
+  });
+
   const success = (items: unknown[]) => ({ Body: { stkCallback: { MerchantRequestID: "29115-34620561-1", CheckoutRequestID: "ws_CO_191220191020363925", ResultCode: 0, ResultDesc: "ok", CallbackMetadata: { Item: items } } } });
   const goodItems = [
     { Name: "Amount", Value: 1.0 }, { Name: "MpesaReceiptNumber", Value: "NLJ7RT61SV" }, { Name: "Balance" },
