@@ -131,10 +131,7 @@ async function lockAccounts(tx: Queryable, accountIds: string[]): Promise<void> 
 
 /** Undoes a distribution (workers give their shares back to the pool), once; frees its period. */
 export async function reversePoolDistribution(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<JournalEntry> {
-  const { rows: [d] } = await tx.query<{ account_id: string; reversal_entry_id: string | null }>(
-    `SELECT account_id, reversal_entry_id FROM wallet.pool_distributions WHERE entry_id = $1`,
-    [entryId],
-  );
+  const { rows: [d] } = await tx.query(`SELECT 1 FROM wallet.pool_distributions WHERE entry_id = $1`, [entryId]);
   if (!d) throw new NotFoundError(`entry_id: ${entryId} is not a pool distribution`);
   // No lock ahead: the reversal's posting locks the pool and the wallets in id order, as every posting does
   // (a distribution of an overlapping period waits there, and sees this one reversed once it commits).
