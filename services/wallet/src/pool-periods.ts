@@ -3,7 +3,7 @@
 // split, exactly all of them, once, and a correction is a reversing entry.
 import { fieldError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { AccountKind, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { causeOf, ensureAccount, loadEntry, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
+import { causeOf, ensureAccount, loadEntryByKey, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
 import { assertCurrency } from "@ttip/runtime";
 
 /** Longest period one distribution may cover: a month and a bit. */
@@ -90,8 +90,8 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   await lockAccounts(tx, [pool.account_id, ...wallets.values()]);
   // Read after the locks are held (a separate statement), so it is later than every committed tip's time.
   const { rows: [{ now }] } = await tx.query<{ now: Date }>(`SELECT clock_timestamp() AS now`);
-  const prior = await tx.query<{ entry_id: string }>(`SELECT entry_id FROM wallet.entries WHERE idempotency_key = $1`, [input.idempotencyKey]);
-  if (prior.rows[0]) return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
+  const prior = await loadEntryByKey(tx, input.idempotencyKey);
+  if (prior) return { entry: prior, created: false };
   if (input.end.getTime() > now.getTime()) {
     throw new InvalidStateError(`end: the period is not over yet (ends ${input.end.toISOString()}); tips may still arrive in it`);
   }
