@@ -144,8 +144,8 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const facts = tipFactsParams(config.fraud, t, { idempotencyKey: t.idempotencyKey, ruleLimitSeconds: RULE_LIMIT_WINDOW_SECONDS });
   // Without M-Pesa or a quote nothing can be pushed: the answer is still a replay's tip, or a refusal, before the reason.
   const unplaced = async (reason: Error): Promise<TipRow> => {
-    const { rows } = await pool.query<TipFacts & TipRow>(`WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_E}
-       FROM judged j LEFT JOIN payment.tips e ON e.idempotency_key = $4`, facts);
+    const { rows } = await pool.query<TipFacts & TipRow>(`WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_T}
+       FROM judged j LEFT JOIN payment.tips t ON t.idempotency_key = $4`, facts);
     return settle(deps, t, fp, phoneMasked, judgeTip(config.fraud, t, rows[0]), rows[0].tip_id ? rows[0] : undefined, () => {
       throw reason;
     });
@@ -214,9 +214,6 @@ interface TipTerms {
   /** tipFactsParams: the statement's $1-$9. */
   facts: unknown[];
 }
-
-/** TIP_COLUMNS of the row aliased `e`. */
-const TIP_COLUMNS_OF_E = TIP_COLUMNS.split(", ").map((c) => `e.${c}`).join(", ");
 
 /**
  * One statement: the fraud rules read, and the tip inserted with its
