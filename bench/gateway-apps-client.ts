@@ -1,8 +1,8 @@
 // The apps' side of bench/gateway-overhead.ts, on a worker thread so that its
 // CPU is not charged to the platform's: the calls the web and mobile apps make
 // through the gateway, as a browser makes them (Connect over HTTP/1.1), in JSON
-// (what the apps speak) and in binary. Says its thread id and its paths first,
-// then answers each AppsRun with an AppsResult.
+// (the mobile app's format) and in binary (the web app's). Says its thread id
+// and its paths first, then answers each AppsRun with an AppsResult.
 import { isMainThread, parentPort, workerData } from "node:worker_threads";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";

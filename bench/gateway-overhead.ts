@@ -7,11 +7,11 @@
 // binary message as bytes; "same, decoding" is that gateway decoding and encoding every message
 // again (forwardBytes: false, as before it forwarded bytes), the yardstick for that change. Rounds
 // alternate the paths so that a noisy machine hits them alike; the goal is a gateway adding at most 30% latency.
-// Then the apps' calls as a browser makes them (Connect over HTTP/1.1), in JSON as the web and mobile apps speak
-// today and in binary: ResolveQrCode (the tip page) and a worker's ListQrCodes (a list answer, like the apps'
-// polled tip history), through both gateways, their client on a worker thread (bench/gateway-apps-client.ts)
-// so that the platform's CPU per call (this process less that thread) is told apart from the phone's; and the
-// bytes each format puts on the wire.
+// Then the apps' calls as a browser makes them (Connect over HTTP/1.1), in JSON (the mobile app's and the admin
+// console's format, the web app's before it moved to binary) and in binary: ResolveQrCode (the tip page) and a
+// worker's ListQrCodes (a list answer, like the apps' polled tip history), through both gateways, their client
+// on a worker thread (bench/gateway-apps-client.ts) so that the platform's CPU per call (this process less that
+// thread) is told apart from the phone's; and the bytes each format puts on the wire.
 //   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16] [apps' concurrency=16]
 //   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only; BENCH_ONLY=apps the apps' calls only.
 import { randomUUID } from "node:crypto";

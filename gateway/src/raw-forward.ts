@@ -31,6 +31,7 @@ import {
   BodyTooLargeError,
   checkRequestEncoding,
   decompressMessage,
+  envelopedMessage,
   intercepted,
   mediaType,
   rawRequestBodyKey,
@@ -246,9 +247,7 @@ function requestMessage(protocol: Protocol, body: Uint8Array, header: Headers, m
     checkRequestEncoding(encoding, "grpc-accept-encoding");
     const length = body.byteLength >= 5 ? Buffer.from(body.buffer, body.byteOffset + 1, 4).readUInt32BE(0) : -1;
     if (length !== body.byteLength - 5 || body[0] & ~COMPRESSED_FLAG) throw new ConnectError(`a unary ${protocol} request carries exactly one message envelope`, Code.InvalidArgument);
-    if (!(body[0] & COMPRESSED_FLAG)) return body.subarray(5);
-    if (!encoding || encoding === "identity") throw new ConnectError("a compressed message without its encoding header", Code.InvalidArgument);
-    return decompressMessage(encoding, body.subarray(5), max, "grpc-accept-encoding");
+    return envelopedMessage(body[0], body.subarray(5), encoding, max, "grpc-accept-encoding");
   } catch (err) {
     if (!(err instanceof ConnectError)) throw err;
     values.set(refusedBodyKey, { code: err.code, message: err.rawMessage, metadata: err.metadata });

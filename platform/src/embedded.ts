@@ -75,8 +75,8 @@ async function startParts(cfg: EmbeddedConfig, envVars: Record<string, string | 
   let web: WebApp | undefined;
 
   // Payment's own URL for Daraja's callbacks, asked for (not written anywhere) and known the moment it
-  // listens: its C2B registration retries for about a minute from its start, and gives up silently while
-  // the URL is unknown, so it must not wait for the services after it, the gateway and the web app.
+  // listens: its C2B registration waits for that URL, so the paybill works as soon as payment serves,
+  // not once the services after it, the gateway and the web app have started.
   const urls = new Map<string, string>();
   const modules = createModules({ env: vars, paymentCallbackBaseUrl: sims.daraja ? () => urls.get("payment") : undefined });
   const platform = await startPlatform({

@@ -1,8 +1,8 @@
 // Payment registers its paybill (C2B) URLs in the background from its start,
-// retrying for about a minute, and can only once its own address is known. The
-// embedded platform used to learn that address after the whole platform and the
-// web app had started (tens of seconds on a busy machine), and the registration
-// gave up silently. Each service's address is now known the moment it listens.
+// and can only once its own address is known. The embedded platform used to
+// learn that address after the whole platform and the web app had started
+// (tens of seconds on a busy machine), while the registration then gave up
+// after about a minute. Each service's address is now known the moment it listens.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { InProcessBus, MemoryCache, Metrics, type ServiceModule } from "@ttip/runtime";

@@ -106,7 +106,7 @@ export function loadEnvConfig(vars: Env = process.env): EnvConfig {
  * then sends (a provider timeout each), and auth's phone lookup is the one other wait
  * in a dispatch (kept as margin for the record's own turn at the database).
  */
-export function longestSendMs(retry: RetryConfig): number {
+function longestSendMs(retry: RetryConfig): number {
   return 2 * retry.httpTimeoutMs + CONTACT_LOOKUP_TIMEOUT_MS;
 }
 

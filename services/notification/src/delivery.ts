@@ -946,7 +946,7 @@ export async function applyStrandedReports(pool: Pool): Promise<number> {
  */
 export const UNMATCHED_REPORT_RETENTION_MS = 24 * 3_600_000;
 /** Unmatched reports deleted per sweep at most: one statement stays short whatever piled up. */
-export const UNMATCHED_REPORT_SWEEP_LIMIT = 1_000;
+const UNMATCHED_REPORT_SWEEP_LIMIT = 1_000;
 
 /**
  * Deletes the oldest unmatched reports past their retention (on the database's clock, as

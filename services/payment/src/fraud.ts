@@ -60,20 +60,21 @@ export interface TipCandidate {
 /** What CreateTip also needs to know before a push, read in the fraud rules' round trip. */
 export interface TipPrecheck {
   hits: FraudHit[];
-  /** A tip already made under the request's idempotency key. */
-  existingTipId: string | null;
   /** This number's pushes M-Pesa answered 17 ("rule limited") within the window: amount charged, seconds left. */
   ruleLimited: { chargedMinor: bigint; waitSeconds: number }[];
 }
 
-/** What the rules read about a tip (TIP_FACTS_SQL's columns): counts for the alerts' words, a boolean per rule the database judges. */
+/**
+ * What the rules read about a tip (the columns of TIP_FACTS_SQL that tipFactsColumns
+ * selects; its existing_tip_id only conditions an insert): counts for the alerts'
+ * words, a boolean per rule the database judges.
+ */
 export interface TipFacts {
   blocked: boolean;
   pin_failures: bigint;
   phone_recent: bigint;
   worker_recent: bigint;
   median_minor: bigint | null;
-  existing_tip_id: string | null;
   limited_charged: string[] | null;
   limited_wait: number[] | null;
   pin_limited: boolean;
@@ -113,7 +114,7 @@ export const TIP_FACTS_SQL = `facts AS (
 export function tipFactsColumns(alias: string): string {
   return TIP_FACT_COLUMNS.map((c) => `${alias}.${c}`).join(", ");
 }
-const TIP_FACT_COLUMNS = ["blocked", "pin_failures", "phone_recent", "worker_recent", "median_minor", "existing_tip_id", "limited_charged", "limited_wait",
+const TIP_FACT_COLUMNS = ["blocked", "pin_failures", "phone_recent", "worker_recent", "median_minor", "limited_charged", "limited_wait",
   "pin_limited", "phone_limited", "worker_limited", "median_outlier", "payout_phone_match"] as const satisfies readonly (keyof TipFacts)[];
 
 /** TIP_FACTS_SQL's parameters $1-$9. */
@@ -163,7 +164,7 @@ export function judgeTip(limits: FraudLimits, t: TipCandidate, r: TipFacts): Tip
   }
   if (js.callerIsWorker || r.payout_phone_match) hits.push(hit("SELF_TIP", "the worker appears to be tipping themself"));
   const ruleLimited = (r.limited_charged ?? []).map((c, i) => ({ chargedMinor: BigInt(c), waitSeconds: r.limited_wait![i] }));
-  return { hits, existingTipId: r.existing_tip_id, ruleLimited };
+  return { hits, ruleLimited };
 }
 
 /** The error a refused tip gets, by its first refusing rule. */
@@ -228,7 +229,7 @@ export interface RuleInForce {
 
 /**
  * The rules with the thresholds this process applies: built from the same
- * limits evaluateTipWith and the card rules read, so the screen cannot drift
+ * limits judgeTip and the card rules read, so the screen cannot drift
  * from what runs. `cards`: the card rules, when a card provider is configured.
  */
 export function rulesInForce(limits: FraudLimits, cards: CardRules | undefined): RuleInForce[] {

@@ -141,10 +141,6 @@ function startReconciling(deps: Deps, interval: number): () => Promise<void> {
 }
 
 /**
- * Registers the C2B URLs once the public base URL is known (a host may fill it
- * in after start), retrying for about a minute; a failure is logged, not fatal.
- */
-/**
  * Registers the C2B URLs once this service's public address is known, retrying
  * until Daraja accepts them or the service stops: given up, the paybill's
  * payments would never arrive, so every failure is logged and none is final.

@@ -58,6 +58,11 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
   const notification = createClient(NotificationInternalService, peers("notification"));
   const qr = createClient(QrService, peers("qr"));
   let sent = 0;
+  const sentIds: string[] = [];
+  const stillOwed = async (tipId: string, err: unknown) => {
+    logger.warn({ tipId, err: (err as Error).message }, "receipt not sent yet; will retry");
+    await pool.query("UPDATE payment.receipts SET attempts = attempts + 1, last_error = $2 WHERE tip_id = $1", [tipId, String((err as Error).message).slice(0, 500)]);
+  };
   for (const r of rows) {
     try {
       // The worker's (or, for a shared tip, the venue's) display name belongs to qr; a receipt without it still says what was paid.
@@ -85,13 +90,14 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
           channels: [Channel.EMAIL],
         }, { timeoutMs: 5_000 }).catch(sentBefore);
       }
-      await markSent(pool, r.tip_id);
-      sent++;
     } catch (err) {
-      logger.warn({ tipId: r.tip_id, err: (err as Error).message }, "receipt not sent yet; will retry");
-      await pool.query("UPDATE payment.receipts SET attempts = attempts + 1, last_error = $2 WHERE tip_id = $1", [r.tip_id, String((err as Error).message).slice(0, 500)]);
+      await stillOwed(r.tip_id, err);
+      continue;
     }
+    sentIds.push(r.tip_id);
   }
+  // Marked together once all are sent: one wait and one statement for the pass, not one per receipt (markSent).
+  await Promise.all(sentIds.map((tipId) => markSent(pool, tipId).then(() => void sent++, (err) => stillOwed(tipId, err))));
   return sent;
 }
 

@@ -144,8 +144,8 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const facts = tipFactsParams(config.fraud, t, { idempotencyKey: t.idempotencyKey, ruleLimitSeconds: RULE_LIMIT_WINDOW_SECONDS });
   // Without M-Pesa or a quote nothing can be pushed: the answer is still a replay's tip, or a refusal, before the reason.
   const unplaced = async (reason: Error): Promise<TipRow> => {
-    const { rows } = await pool.query<TipFacts & TipRow>(`WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_E}
-       FROM judged j LEFT JOIN payment.tips e ON e.idempotency_key = $4`, facts);
+    const { rows } = await pool.query<TipFacts & TipRow>(`WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_T}
+       FROM judged j LEFT JOIN payment.tips t ON t.idempotency_key = $4`, facts);
     return settle(deps, t, fp, phoneMasked, judgeTip(config.fraud, t, rows[0]), rows[0].tip_id ? rows[0] : undefined, () => {
       throw reason;
     });
@@ -214,9 +214,6 @@ interface TipTerms {
   /** tipFactsParams: the statement's $1-$9. */
   facts: unknown[];
 }
-
-/** TIP_COLUMNS of the row aliased `e`. */
-const TIP_COLUMNS_OF_E = TIP_COLUMNS.split(", ").map((c) => `e.${c}`).join(", ");
 
 /**
  * One statement: the fraud rules read, and the tip inserted with its
@@ -478,7 +475,7 @@ export type StkSuccess = StkOutcome & Required<Pick<StkOutcome, "checkoutRequest
  */
 export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: string, o: StkSuccess): Promise<"credited" | "stored" | undefined> {
   const receivedMinor = BigInt(Math.round(o.amount * 100));
-  const stored = await deps.ctx.pool.query<TipRow>(
+  return storeAndDecide(deps, raw, "credited",
     `WITH unclaimed AS (SELECT payment.receipt_unclaimed($6) AS free),
      decided AS (
        UPDATE payment.tips SET status = 'succeeded', result_code = '0', result_message = $7, mpesa_receipt = $6, credit_key = $6,
@@ -487,22 +484,43 @@ export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: str
         WHERE callback_token = $10 AND status = 'pending' AND credit_key IS NULL AND fraud_action <> 'hold'
           AND (checkout_request_id IS NULL OR checkout_request_id = $8) AND charged_minor = $11 AND phone = $12 AND (SELECT free FROM unclaimed)
         RETURNING ${TIP_COLUMNS}),
-     stored AS (
-       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
-       SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE 'credited' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE $6 END,
-              d.tip_id, d.tip_id IS NOT NULL
-         FROM (SELECT 1) one LEFT JOIN decided d ON true)
+     ${storedCallbackCte("credited", "$6")}
      SELECT ${TIP_COLUMNS} FROM decided`,
-    [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body, o.receipt, resultMessage("0"), o.checkoutRequestId, o.merchantRequestId ?? null, token,
-      receivedMinor, o.phone],
-  ).then(({ rows }) => ({ decided: rows[0] }), (err: unknown) => {
-    deps.ctx.logger.warn({ err, callbackId: raw.callbackId }, "storing and deciding an STK success at once failed; to be stored and decided step by step");
-    return undefined;
-  });
+    [o.receipt, resultMessage("0"), o.checkoutRequestId, o.merchantRequestId ?? null, token, receivedMinor, o.phone],
+  );
+}
+
+/**
+ * Runs a statement that stores a callback (its $1-$5, storedCallbackCte) and
+ * decides its tip (the CTE `decided`, whose row it answers), then what
+ * follows the decision: `result` when it decided, "stored" when not (the
+ * callback stored unmarked for applyStkOutcome), undefined when the
+ * statement failed (nothing stored: the caller stores it). `values`: $6 on.
+ */
+async function storeAndDecide<R extends "credited" | "failed">(deps: Deps, raw: RawCallback, result: R, sql: string, values: unknown[]): Promise<R | "stored" | undefined> {
+  const stored = await deps.ctx.pool.query<TipRow>(sql, [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body, ...values])
+    .then(({ rows }) => ({ decided: rows[0] }), (err: unknown) => {
+      deps.ctx.logger.warn({ err, callbackId: raw.callbackId, result }, "storing and deciding an STK callback at once failed; to be stored and decided step by step");
+      return undefined;
+    });
   if (!stored) return undefined;
   if (!stored.decided) return "stored";
-  await afterDecision(deps, stored.decided.tip_id, "credited", stored.decided);
-  return "credited";
+  await afterDecision(deps, stored.decided.tip_id, result, stored.decided);
+  return result;
+}
+
+/**
+ * The CTE `stored` of storeAndDecide's statement: the raw callback ($1-$5),
+ * marked `outcome` with the reference `ref` (an SQL expression) and its tip
+ * when `decided` has a row, else unmarked ('received'). It commits with the
+ * decision or not at all.
+ */
+function storedCallbackCte(outcome: "credited" | "failed", ref: string): string {
+  return `stored AS (
+       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
+       SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE '${outcome}' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE ${ref} END,
+              d.tip_id, d.tip_id IS NOT NULL
+         FROM (SELECT 1) one LEFT JOIN decided d ON true)`;
 }
 
 /** A failure callback as parseStkCallback reads it (a result code other than 0). */
@@ -547,30 +565,18 @@ export async function storeAndFailStk(deps: Deps, raw: RawCallback, token: strin
   const message = resultMessage(code);
   // What the service knows before the row: the SQL appends the rest (tipFailedTailSql).
   const event = buildEvent("payment", TipFailedSchema, { method: PaymentMethod.MPESA, resultCode: code, reason: message });
-  const stored = await deps.ctx.pool.query<TipRow>(
+  return storeAndDecide(deps, raw, "failed",
     `WITH decided AS (
        UPDATE payment.tips SET status = 'failed', result_code = $6, result_message = $7, completed_at = now(),
          checkout_request_id = $8, merchant_request_id = CASE WHEN checkout_request_id IS NULL THEN $9 ELSE merchant_request_id END
         WHERE callback_token = $10 AND status = 'pending' AND (checkout_request_id IS NULL OR checkout_request_id = $8)
         RETURNING ${TIP_COLUMNS}),
-     stored AS (
-       INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
-       SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE 'failed' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE $8 END,
-              d.tip_id, d.tip_id IS NOT NULL
-         FROM (SELECT 1) one LEFT JOIN decided d ON true),
+     ${storedCallbackCte("failed", "$8")},
      announced AS (
        INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $11, $12, $13 || ${TIP_FAILED_TAIL_OF_D}, $14::text FROM decided d)
      SELECT ${TIP_COLUMNS} FROM decided`,
-    [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body, code, message, o.checkoutRequestId, o.merchantRequestId ?? null, token,
-      event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null],
-  ).then(({ rows }) => ({ decided: rows[0] }), (err: unknown) => {
-    deps.ctx.logger.warn({ err, callbackId: raw.callbackId }, "storing and deciding an STK failure at once failed; to be stored and decided step by step");
-    return undefined;
-  });
-  if (!stored) return undefined;
-  if (!stored.decided) return "stored";
-  await afterDecision(deps, stored.decided.tip_id, "failed", stored.decided);
-  return "failed";
+    [code, message, o.checkoutRequestId, o.merchantRequestId ?? null, token, event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null],
+  );
 }
 
 /**

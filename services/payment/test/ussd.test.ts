@@ -8,7 +8,7 @@ import { createQrModule } from "@ttip/qr";
 import { callerHeaders } from "@ttip/runtime";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { playDialogue, UssdSession, UssdSessionEnded } from "../src/ussd-simulator.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
@@ -155,5 +155,27 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
       return rows.length === tips.length && rows.every((r) => r.sent_at) && rows;
     }, "every receipt marked sent");
     assert.deepEqual(receipts.map((r) => r.attempts), tips.map(() => 1), "marked once each");
+  });
+  test("a reconciliation pass sending owed receipts marks them together, not one statement (and one wait) per receipt", async () => {
+    const pay = h.t.client(PaymentService);
+    const tips = await Promise.all([1, 2, 3, 4, 5].map(async () =>
+      (await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: randomUUID() }, amount: KES(100), payment: { case: "mpesaPhone", value: phone() } })).tip!.tipId));
+    const marked = async () => (await h.t.db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL", [tips])).rows[0].n;
+    await eventually(async () => (await marked()) === tips.length, "every receipt marked sent");
+    await h.t.db.pool.query("UPDATE payment.receipts SET sent_at = NULL WHERE tip_id = ANY($1::uuid[])", [tips]); // owed again, as after a lost mark
+    const pool = h.t.db.pool;
+    const query = pool.query;
+    let markStatements = 0;
+    pool.query = ((...args: Parameters<typeof query>) => {
+      if (typeof args[0] === "string" && args[0].startsWith("UPDATE payment.receipts SET sent_at")) markStatements++;
+      return query.apply(pool, args);
+    }) as typeof query;
+    try {
+      await createClient(PaymentInternalService, h.t.ctx.peers("payment")).reconcilePending({ limit: 100 });
+    } finally {
+      pool.query = query;
+    }
+    assert.equal(await marked(), tips.length, "the pass marked every receipt it sent");
+    assert.ok(markStatements <= 1, `${markStatements} statements marked ${tips.length} receipts`); // none when a credit carried them
   });
 });

@@ -46,7 +46,7 @@ async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Ui
 }
 
 /** The request encodings our servers take (connect-es's acceptCompression in server.ts), named exactly, as connect-es matches them. */
-export const REQUEST_ENCODINGS = ["gzip", "br"] as const;
+const REQUEST_ENCODINGS = ["gzip", "br"] as const;
 
 /**
  * Refuses an encoding our servers do not take, as connect-es does:
@@ -96,10 +96,20 @@ function envelopes(body: Uint8Array, encoding: string | null, max: number, accep
     const data = body.subarray(at, at + length);
     at += length;
     if (flags & 0b10) continue; // an end-of-stream frame, not a message
-    if (flags & 0b01 && (!encoding || encoding === "identity")) throw new ConnectError("a compressed message without its encoding header", Code.InvalidArgument);
-    out.push(flags & 0b01 ? decompressMessage(encoding, data, max, acceptHeader) : data);
+    out.push(envelopedMessage(flags, data, encoding, max, acceptHeader));
   }
   return out;
+}
+
+/**
+ * One envelope's message: as it is, or decompressed (decompressMessage) when
+ * its flags say compressed; compressed without an encoding header is
+ * INVALID_ARGUMENT. The services' guard and the gateway's edge alike.
+ */
+export function envelopedMessage(flags: number, data: Uint8Array, encoding: string | null, max: number, acceptHeader: string): Uint8Array {
+  if (!(flags & 0b01)) return data;
+  if (!encoding || encoding === "identity") throw new ConnectError("a compressed message without its encoding header", Code.InvalidArgument);
+  return decompressMessage(encoding, data, max, acceptHeader);
 }
 
 /**

@@ -103,38 +103,41 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
   ctx.metrics.watchOutbox(module.name, ctx.pool);
   ctx.metrics.watchPool(ctx.pool, module.name);
   relay.start();
-  // A part that fails to start (the background work, or the server: its port taken) leaves nothing of this service running.
-  const undo = async (err: unknown, stopBackground?: () => Promise<void>): Promise<never> => {
-    await stopBackground?.().catch((e: unknown) => logger.warn({ err: e }, "background work failed to stop"));
+  // A part that fails to start (the background work, the HTTP filter, or the server: its port taken)
+  // leaves nothing of this service running, whether it throws or rejects.
+  let stopBackground: () => Promise<void> = async () => undefined;
+  try {
+    if (module.start) stopBackground = await module.start(scoped);
+    const server = await startServer({
+      name: module.name,
+      logger,
+      metrics: ctx.metrics,
+      services: module.services,
+      routes: (router) => module.routes(router, scoped),
+      // Identity headers count only when signed by the gateway or a peer service;
+      // then each RPC's declared access holds here as at the gateway, and a
+      // money action needs the step-up its contract declares.
+      interceptors: [...serviceInterceptors(), ...(options.interceptors ?? [])],
+      httpFilter: module.http?.(scoped),
+      host: options.host,
+      port: options.port,
+      drainTimeoutMs: options.drainTimeoutMs,
+      drainDelayMs: options.drainDelayMs,
+      maxConnectionAgeMs: options.maxConnectionAgeMs,
+      readMaxBytes: options.readMaxBytes,
+    });
+    return {
+      name: module.name,
+      server,
+      close: async () => {
+        await server.close();
+        await stopBackground();
+        await relay.stop();
+      },
+    };
+  } catch (err) {
+    await stopBackground().catch((e: unknown) => logger.warn({ err: e }, "background work failed to stop"));
     await relay.stop();
     throw err;
-  };
-  const stopBackground = module.start ? await module.start(scoped).catch((err: unknown) => undo(err)) : async () => undefined;
-  const server = await startServer({
-    name: module.name,
-    logger,
-    metrics: ctx.metrics,
-    services: module.services,
-    routes: (router) => module.routes(router, scoped),
-    // Identity headers count only when signed by the gateway or a peer service;
-    // then each RPC's declared access holds here as at the gateway, and a
-    // money action needs the step-up its contract declares.
-    interceptors: [...serviceInterceptors(), ...(options.interceptors ?? [])],
-    httpFilter: module.http?.(scoped),
-    host: options.host,
-    port: options.port,
-    drainTimeoutMs: options.drainTimeoutMs,
-    drainDelayMs: options.drainDelayMs,
-    maxConnectionAgeMs: options.maxConnectionAgeMs,
-    readMaxBytes: options.readMaxBytes,
-  }).catch((err: unknown) => undo(err, stopBackground));
-  return {
-    name: module.name,
-    server,
-    close: async () => {
-      await server.close();
-      await stopBackground();
-      await relay.stop();
-    },
-  };
+  }
 }

@@ -4,7 +4,7 @@ import { brotliCompressSync, gzipSync } from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { GetTrialBalanceRequestSchema } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { decompressMessage, timestampOutOfRangeField } from "../src/input.js";
+import { decompressMessage, envelopedMessage, timestampOutOfRangeField } from "../src/input.js";
 
 const request = (seconds: bigint, nanos = 0) => create(GetTrialBalanceRequestSchema, { asOf: { seconds, nanos } });
 
@@ -52,6 +52,18 @@ test("decompressMessage: gzip, br and identity up to the limit; corrupt bytes IN
     assert.equal(unknown.code, Code.Unimplemented, encoding);
     assert.equal(unknown.metadata.get("grpc-accept-encoding"), "gzip,br");
   }
+});
+
+test("envelopedMessage: an uncompressed envelope's bytes as they are, a compressed one inflated; compressed without an encoding INVALID_ARGUMENT", () => {
+  const message = Buffer.from("asante sana ".repeat(10));
+  assert.equal(envelopedMessage(0, message, "gzip", 1024, "grpc-accept-encoding"), message);
+  assert.deepEqual(Buffer.from(envelopedMessage(1, gzipSync(message), "gzip", 1024, "grpc-accept-encoding")), message);
+  for (const encoding of [null, "identity"]) {
+    const refused = refusal(() => envelopedMessage(1, gzipSync(message), encoding, 1024, "grpc-accept-encoding"));
+    assert.equal(refused.code, Code.InvalidArgument, String(encoding));
+    assert.equal(refused.rawMessage, "a compressed message without its encoding header");
+  }
+  assert.equal(refusal(() => envelopedMessage(1, gzipSync(message), "gzip", message.byteLength - 1, "grpc-accept-encoding")).code, Code.ResourceExhausted);
 });
 
 test("decompressMessage stops at the limit: 1 MB of gzip that would inflate to 1 GiB is refused without inflating it all", () => {

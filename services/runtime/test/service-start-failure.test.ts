@@ -44,6 +44,18 @@ describe("a service that fails to start", () => {
     assert.deepEqual(published, [], "nothing relayed for a service that never started");
   });
 
+  test("whose HTTP filter throws as it is made stops the background work it had started", async () => {
+    let stopped = 0;
+    const refusing: ServiceModule = {
+      ...module("filter_refused", async () => async () => void stopped++),
+      http: () => {
+        throw new Error("webhook settings refused");
+      },
+    };
+    await assert.rejects(startService(refusing, ctx), /webhook settings refused/);
+    assert.equal(stopped, 1, "its background work was stopped once");
+  });
+
   test("whose port is taken stops the background work it had started", async () => {
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));

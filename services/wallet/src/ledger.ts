@@ -453,6 +453,12 @@ export async function loadEntry(db: Queryable, entryId: string): Promise<Journal
   return row && entryOfRow(row);
 }
 
+/** The entry posted under this idempotency key, in one statement. */
+export async function loadEntryByKey(db: Queryable, idempotencyKey: string): Promise<JournalEntry | undefined> {
+  const row = await entryRow(db, { key: idempotencyKey });
+  return row && entryOfRow(row);
+}
+
 export function causeOf(kind: string, ref: string): EntryCause {
   return create(EntryCauseSchema, { cause: { case: kind, value: ref } as EntryCause["cause"] });
 }

@@ -3,7 +3,7 @@
 // split, exactly all of them, once, and a correction is a reversing entry.
 import { fieldError, InvalidStateError, NotFoundError, type Queryable } from "@ttip/runtime";
 import { AccountKind, OwnerKind, type JournalEntry } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { causeOf, ensureAccount, loadEntry, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
+import { causeOf, ensureAccount, loadEntryByKey, postEntry, reverseEntry, UUID, type PostingInput } from "./ledger.js";
 import { assertCurrency } from "@ttip/runtime";
 
 /** Longest period one distribution may cover: a month and a bit. */
@@ -90,8 +90,8 @@ export async function postPoolDistribution(tx: Queryable, input: PoolDistributio
   await lockAccounts(tx, [pool.account_id, ...wallets.values()]);
   // Read after the locks are held (a separate statement), so it is later than every committed tip's time.
   const { rows: [{ now }] } = await tx.query<{ now: Date }>(`SELECT clock_timestamp() AS now`);
-  const prior = await tx.query<{ entry_id: string }>(`SELECT entry_id FROM wallet.entries WHERE idempotency_key = $1`, [input.idempotencyKey]);
-  if (prior.rows[0]) return { entry: (await loadEntry(tx, prior.rows[0].entry_id))!, created: false };
+  const prior = await loadEntryByKey(tx, input.idempotencyKey);
+  if (prior) return { entry: prior, created: false };
   if (input.end.getTime() > now.getTime()) {
     throw new InvalidStateError(`end: the period is not over yet (ends ${input.end.toISOString()}); tips may still arrive in it`);
   }
@@ -131,10 +131,7 @@ async function lockAccounts(tx: Queryable, accountIds: string[]): Promise<void> 
 
 /** Undoes a distribution (workers give their shares back to the pool), once; frees its period. */
 export async function reversePoolDistribution(tx: Queryable, entryId: string, idempotencyKey: string, reason: string): Promise<JournalEntry> {
-  const { rows: [d] } = await tx.query<{ account_id: string; reversal_entry_id: string | null }>(
-    `SELECT account_id, reversal_entry_id FROM wallet.pool_distributions WHERE entry_id = $1`,
-    [entryId],
-  );
+  const { rows: [d] } = await tx.query(`SELECT 1 FROM wallet.pool_distributions WHERE entry_id = $1`, [entryId]);
   if (!d) throw new NotFoundError(`entry_id: ${entryId} is not a pool distribution`);
   // No lock ahead: the reversal's posting locks the pool and the wallets in id order, as every posting does
   // (a distribution of an overlapping period waits there, and sees this one reversed once it commits).
