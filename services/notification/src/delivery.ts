@@ -272,6 +272,13 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
 }
 
 /**
+ * The planned deliveries' columns (insertDeliveries' unnest), named rather than `p.*`: a
+ * statement with `*` is not prepared (services/runtime's statementName), so re-planned on each call.
+ */
+const PLANNED_COLUMNS = `id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
+                subject, body, status, last_error, next_attempt_at, event_id, payload, may_opt_out, opted_event_id, opted_payload, inapp_id`;
+
+/**
  * Writes planned deliveries in one statement: each delivery, its fact and (in-app) the
  * notification itself, all or nothing per delivery on a repeat; a number that texted
  * STOP gets no SMS (checked by the insert itself). Returns each row's id: its own, or
@@ -296,12 +303,12 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
   const claimed = claim && claimingCte(claim.request, claim.resultId, values.length + 1);
   const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null }>(
     `WITH ${claimed ? `${claimed.sql},` : ""} planned AS (
-       SELECT p.*, p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out
+       SELECT ${PLANNED_COLUMNS},
+              p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out
          FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::uuid[], $6::text[], $7::text[], $8::smallint[], $9::int[], $10::text[],
                      $11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[], $16::uuid[], $17::bytea[], $18::boolean[], $19::uuid[],
                      $20::bytea[], $21::uuid[])
-           AS p(id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
-                subject, body, status, last_error, next_attempt_at, event_id, payload, may_opt_out, opted_event_id, opted_payload, inapp_id)),
+           AS p(${PLANNED_COLUMNS})),
      delivery AS (
        INSERT INTO notification.deliveries
          (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
@@ -478,13 +485,17 @@ type AroundSend = <T>(deliveryId: string, send: () => Promise<T>) => Promise<T>;
 /** Deliveries dispatched together at most (one bus batch). */
 export const DISPATCH_BATCH_MAX = 32;
 
-/** A delivery with its number's STOP and its last attempt (the caller adds WHERE). */
+/** A delivery with its number's STOP and its last attempt (the caller adds WHERE); its columns are CLAIM_COLUMNS. */
 const CLAIM_SELECT = `SELECT d.id, d.user_id, d.channel, d.template_key, d.address, d.subject, d.body, d.status, d.attempts, d.provider_index, d.provider_attempts,
               d.next_attempt_at, d.parked, EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = d.address) AS opted_out,
               a.attempt AS last_attempt, a.status AS last_status, a.started_at AS last_started_at, d.created_at
          FROM notification.deliveries d
          LEFT JOIN LATERAL (SELECT attempt, status, started_at FROM notification.delivery_attempts
                              WHERE delivery_id = d.id ORDER BY attempt DESC LIMIT 1) a ON true`;
+
+/** CLAIM_SELECT's columns in its order (a ClaimedRow), for a statement reading them again without `*` (which is not prepared). */
+const CLAIM_COLUMNS = `id, user_id, channel, template_key, address, subject, body, status, attempts, provider_index, provider_attempts,
+              next_attempt_at, parked, opted_out, last_attempt, last_status, last_started_at, created_at`;
 
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
@@ -609,7 +620,7 @@ export class Dispatcher {
           WHERE d.id = w.id AND d.attempts = w.attempts AND d.status = w.status AND NOT d.parked RETURNING d.id, w.attempts + 1 AS attempt, w.provider),
        attempted AS (
          INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status) SELECT id, attempt, provider, 'sending' FROM claimed RETURNING delivery_id)
-       SELECT r.*, r.id IN (SELECT delivery_id FROM attempted) AS claimed FROM read r`,
+       SELECT ${CLAIM_COLUMNS}, id IN (SELECT delivery_id FROM attempted) AS claimed FROM read`,
       [ids, slots.map((s) => s.channel), slots.map((s) => s.index), slots.map((s) => s.name), new Date(now), Channel.SMS, TemplateKey.OTP],
     );
     for (const id of ids) if (!rows.some((r) => r.id === id)) claims.set(id, { kind: "done" });
@@ -782,7 +793,7 @@ export class Dispatcher {
          UPDATE notification.delivery_attempts a SET status = 'sent', provider_message_id = s.message_id, error = '', finished_at = now()
            FROM accepted s
           WHERE a.delivery_id = s.delivery_id AND a.attempt = s.attempt AND a.status = 'sending' AND s.delivery_id NOT IN (SELECT delivery_id FROM early)
-          RETURNING s.*),
+          RETURNING s.delivery_id, s.attempt, s.message_id, s.provider, s.event_id, s.payload, s.traceparent),
        announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT event_id, $8, payload, traceparent FROM attempted),
        updated AS (
          UPDATE notification.deliveries d SET status = 'sent', provider = s.provider, provider_message_id = NULLIF(s.message_id, ''), last_error = NULL,
