@@ -152,17 +152,28 @@ const MAX_STATEMENT_NAMES = 5_000;
 
 /**
  * The statement's name, or null when it stays unnamed: a select list or
- * RETURNING with `*` (a column added by a later migration would change the
- * prepared result type, and PostgreSQL fails every call of it until it is
- * prepared again: old replicas during a rolling upgrade). `count(*)` and
- * `SELECT * FROM unnest(` (columns fixed by the parameters' types) are safe.
+ * RETURNING with a `*` wildcard (a column added by a later migration would
+ * change the prepared result type, and PostgreSQL fails every call of it until
+ * it is prepared again: old replicas during a rolling upgrade). `count(*)` and
+ * `SELECT * FROM unnest(` (columns fixed by the parameters' types) are safe,
+ * and so is a multiplication.
  */
 function statementName(text: string): string | null {
   let name = statementNames.get(text);
   if (name !== undefined) return name;
-  name = text.replace(/count\(\*\)|SELECT \* FROM unnest\(/gi, "").includes("*") ? null : `ttip_${createHash("sha256").update(text).digest("base64url").slice(0, 22)}`;
+  name = hasColumnWildcard(text) ? null : `ttip_${createHash("sha256").update(text).digest("base64url").slice(0, 22)}`;
   if (statementNames.size < MAX_STATEMENT_NAMES) statementNames.set(text, name);
   return name;
+}
+
+/**
+ * A `*` standing for columns: after SELECT, DISTINCT, RETURNING, a comma or a
+ * table's name and dot, or before FROM (DISTINCT ON (…) *). A product's `*`
+ * follows a value and is followed by one.
+ */
+function hasColumnWildcard(text: string): boolean {
+  const rest = text.replace(/count\(\*\)|SELECT \* FROM unnest\(/gi, "");
+  return /(?:\bSELECT|\bDISTINCT|\bRETURNING|,|\.)\s*\*|\*\s*FROM\b/i.test(rest);
 }
 
 /**

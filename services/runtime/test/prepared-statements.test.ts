@@ -37,11 +37,17 @@ test("statements with * in their result, or without parameters, stay unnamed", a
     ["SELECT * FROM items WHERE id = $1", [1]],
     ["UPDATE items SET label = label WHERE id = $1 RETURNING *", [1]],
     ["SELECT count(*) AS n FROM items WHERE id > $1", [5]],
+    ["SELECT id * 2 AS twice, (id + 1)*3 AS more FROM items WHERE id = $1", [1]],
+    ["SELECT i.* FROM items i WHERE i.id = $1", [1]],
+    ["SELECT id, * FROM items WHERE id = $1", [1]],
+    ["SELECT DISTINCT ON (label) * FROM items WHERE id > $1", [1]],
     ["SELECT max(id) FROM items", []],
   ]);
-  // count(*) is one column whatever the table holds: prepared. The others are not.
+  // count(*) is one column whatever the table holds, and a product is a value: prepared. The others are not.
   assert.ok(prepared.includes("SELECT count(*) AS n FROM items WHERE id > $1"), `prepared: ${prepared.join(" | ")}`);
-  assert.ok(!prepared.some((s) => s.includes("SELECT * FROM items") || s.includes("RETURNING *") || s === "SELECT max(id) FROM items"), `prepared: ${prepared.join(" | ")}`);
+  assert.ok(prepared.includes("SELECT id * 2 AS twice, (id + 1)*3 AS more FROM items WHERE id = $1"), `prepared: ${prepared.join(" | ")}`);
+  const wildcards = ["SELECT i.* FROM", "SELECT id, * FROM", "DISTINCT ON (label) *", "SELECT * FROM items", "RETURNING *"];
+  assert.ok(!prepared.some((s) => wildcards.some((w) => s.includes(w)) || s === "SELECT max(id) FROM items"), `prepared: ${prepared.join(" | ")}`);
 });
 
 test("a failing statement leaves the connection usable and the statement preparable again", async () => {
