@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { statfs } from "node:fs/promises";
+import os from "node:os";
 import { test } from "node:test";
 import { connect } from "nats";
 import { JetStreamBus } from "../src/bus.js";
@@ -81,5 +83,22 @@ test("a publish resolves once the stream stored the message, a repeated id is st
     await jsm.streams.delete(stream).catch(() => undefined);
     await nc.close();
     await bus.close();
+  }
+});
+
+test("the test server takes a stream whose limit is more than the free disk, as the chart's 10 GiB is on a small machine", async () => {
+  const { natsUrl } = testEnv();
+  const { bavail, bsize } = await statfs(os.tmpdir());
+  const stream = uniqueName("BIG").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
+  const bus = await JetStreamBus.connect({
+    servers: natsUrl, stream, subjectPrefix: uniqueName("big").replace(/[^a-z0-9]/g, ""),
+    logger: captureLogger("silent").logger, limits: { maxBytes: Math.min(2 * bavail * bsize, 2 ** 39) }, // at most half the server's 1 TB
+  });
+  await bus.close();
+  const nc = await connect({ servers: natsUrl });
+  try {
+    await (await nc.jetstreamManager()).streams.delete(stream); // its reservation would count against the next one's
+  } finally {
+    await nc.close();
   }
 });
