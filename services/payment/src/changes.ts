@@ -3,7 +3,7 @@ import { EventEmitter, once } from "node:events";
 import type { EventBus } from "@ttip/runtime";
 
 /** The bus notification every payment replica listens to for its watchers (nothing stored). */
-export const WATCH_WAKE_SUBJECT = "ttip.payment.watch_wake";
+const WATCH_WAKE_SUBJECT = "ttip.payment.watch_wake";
 
 /** A change key is a tip id or a payoutChangeKey: short; a longer one is not ours. */
 const MAX_KEY_LENGTH = 128;

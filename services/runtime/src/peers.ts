@@ -79,7 +79,7 @@ export function http2Sessions(): { get(url: string): Http2SessionManager; close(
 }
 
 /** A call the server refused unprocessed is sent at most this often in all. */
-export const MAX_REFUSED_RETRIES = 3;
+const MAX_REFUSED_RETRIES = 3;
 
 /**
  * `send`, sent again while it fails as `refused` says (by default: the server
