@@ -90,7 +90,9 @@ const replicaCount = Number(replicasArg ?? os.availableParallelism());
 const connectionsFor = (concurrency: number) =>
   process.env.BENCH_CONNECTIONS ? Math.min(concurrency, Number(process.env.BENCH_CONNECTIONS)) : mode === "replicas" ? concurrency : 1;
 
-const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true }), startNats(), startRedis()]);
+// BENCH_PG_STATEMENTS=N: the N statements taking most of PostgreSQL's time per tip (pg_stat_statements).
+const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
+const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true, statementStats: pgStatementRows > 0 }), startNats(), startRedis()]);
 const pool = createPool(pg.url, { max: 40 });
 // BENCH_PG_SETTINGS="commit_delay=100,commit_siblings=5": server settings to compare (fsync and synchronous_commit stay on).
 const pgSettings = await setPostgresSettings((sql) => pool.query(sql), process.env.BENCH_PG_SETTINGS ?? "");
@@ -263,6 +265,23 @@ async function drained(since: Date): Promise<{ ms: number; checks: number }> {
   return { ms: performance.now() - t0, checks };
 }
 
+/**
+ * PostgreSQL's own account of its time since the run's reset, by statement: what a statement costs
+ * there (planning included, which a statement sent unprepared or re-planned pays each call).
+ */
+async function pgStatementTimes(rowLimit: number) {
+  const { rows } = await pool.query<{ calls: string; exec_ms: number; plan_ms: number; plans: string; blocks: string; wal: string; query: string }>(
+    `SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms, plans, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query
+       FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time + total_plan_time DESC`,
+  );
+  const all = rows.map((r) => ({
+    calls: Number(r.calls), execMs: r.exec_ms, planMs: r.plan_ms, plans: Number(r.plans), blocks: Number(r.blocks), wal: Number(r.wal),
+    text: r.query.replace(/\s+/g, " ").trim().slice(0, Number(process.env.BENCH_STATEMENT_CHARS ?? 90)),
+  }));
+  const sum = (f: (r: (typeof all)[number]) => number) => all.reduce((n, r) => n + f(r), 0);
+  return { execMs: sum((r) => r.execMs), planMs: sum((r) => r.planMs), top: all.slice(0, rowLimit) };
+}
+
 /** Self time by package (or our own folder) and by function, from a V8 CPU profile. */
 function summarise(profile: { nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[]; samples: number[]; timeDeltas: number[] }) {
   const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
@@ -412,6 +431,7 @@ try {
       await profiling.post("Profiler.enable");
       await profiling.post("Profiler.start");
     }
+    if (pgStatementRows) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
     counting = true;
     loopDelay.reset();
     loopDelay.enable();
@@ -437,6 +457,7 @@ try {
     // Statistics reach pg_stat_database within a second of the transactions.
     await new Promise((r) => setTimeout(r, 1_100));
     const committed = (await commits()) - commits0 - drain.checks;
+    const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
     const walSyncs = (await walFlushes((sql) => pool.query(sql))).syncs - wal0.syncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
@@ -509,6 +530,14 @@ try {
     const perTip = (c: number) => (c / Math.max(1, rows.length)).toFixed(2);
     console.log(`  SQL statements per tip (all services, incl. events and notifications): ${perTip(total)} in ${perTip(roundTrips)} round trips (writes to PostgreSQL); the most frequent:`);
     for (const [text, count] of [...statements].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.BENCH_STATEMENTS ?? 40))) console.log(`    ${perTip(count).padStart(6)}  ${text}`);
+    if (pgStatements) {
+      const ms = (v: number) => (v / Math.max(1, rows.length)).toFixed(3);
+      console.log(`  PostgreSQL's time per tip (pg_stat_statements, wall time inside the server, commits excluded): executing ${ms(pgStatements.execMs)} ms, planning ${ms(pgStatements.planMs)} ms; the statements taking most:`);
+      console.log(`    ms/tip  calls/tip  plans/call  blocks/call  WAL records/call`);
+      for (const r of pgStatements.top) {
+        console.log(`    ${ms(r.execMs + r.planMs).padStart(6)}  ${perTip(r.calls).padStart(9)}  ${(r.plans / r.calls).toFixed(2).padStart(10)}  ${(r.blocks / r.calls).toFixed(0).padStart(11)}  ${(r.wal / r.calls).toFixed(1).padStart(16)}  ${r.text}`);
+      }
+    }
     if (profile) {
       writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
       summarise(profile as Parameters<typeof summarise>[0]);

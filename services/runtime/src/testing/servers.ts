@@ -168,7 +168,11 @@ function unprivilegedIds(): { uid: number; gid: number } | undefined {
 }
 
 /** Throwaway PostgreSQL; `durable` keeps fsync and synchronous commit on (benchmarks), tests turn them off. */
-export async function startPostgres(options: { durable?: boolean } = {}): Promise<TestServer> {
+/**
+ * `statementStats` loads pg_stat_statements (with planning time), for benches that ask where
+ * PostgreSQL's time goes statement by statement; tests leave it off.
+ */
+export async function startPostgres(options: { durable?: boolean; statementStats?: boolean } = {}): Promise<TestServer> {
   const initdb = findBinary("initdb", "postgresql", postgresDirs());
   const postgres = findBinary("postgres", "postgresql", [path.dirname(initdb), ...postgresDirs()]);
   const dir = await mkdtemp(path.join(os.tmpdir(), "ttip-pg-"));
@@ -182,6 +186,7 @@ export async function startPostgres(options: { durable?: boolean } = {}): Promis
   const port = await freePort();
   const fast = options.durable ? [] : ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"];
   const args = ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", ...fast, "-c", "max_connections=300"];
+  if (options.statementStats) args.push("-c", "shared_preload_libraries=pg_stat_statements", "-c", "pg_stat_statements.track_planning=on");
   // SIGINT is PostgreSQL's fast shutdown: it ends client sessions instead of waiting for them.
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
   return spawnServer(postgres, args, port, dir, url, ids, "SIGINT", (child) => acceptingSessions(url, child));
