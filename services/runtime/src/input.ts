@@ -4,7 +4,8 @@
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { fromBinary, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import type { Compression, UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { fieldError } from "./field-errors.js";
 
 /** Default largest request body (bytes) a server reads: every request message of ours is far smaller. */
@@ -45,8 +46,24 @@ async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Ui
   return Buffer.concat(chunks);
 }
 
-/** The request encodings our servers take (connect-es's acceptCompression in server.ts), named exactly, as connect-es matches them. */
-const REQUEST_ENCODINGS = ["gzip", "br"] as const;
+/**
+ * The request encodings our servers take, the one list: connect-es's
+ * compressions (server.ts's acceptCompression) and the one-call inflaters the
+ * services' guard and the gateway's edge use, by the exact name connect-es
+ * matches.
+ */
+const REQUEST_ENCODINGS = {
+  gzip: { compression: compressionGzip, inflate: gunzipSync },
+  br: { compression: compressionBrotli, inflate: brotliDecompressSync },
+} as const;
+type RequestEncoding = keyof typeof REQUEST_ENCODINGS;
+
+/** What connect-es's routers take (createConnectRouter's acceptCompression). */
+export const acceptedCompressions: Compression[] = Object.values(REQUEST_ENCODINGS).map((e) => e.compression);
+
+function isRequestEncoding(encoding: string): encoding is RequestEncoding {
+  return Object.hasOwn(REQUEST_ENCODINGS, encoding);
+}
 
 /**
  * Refuses an encoding our servers do not take, as connect-es does:
@@ -55,8 +72,8 @@ const REQUEST_ENCODINGS = ["gzip", "br"] as const;
  * them, so the gateway and the services behind it take the same ones.
  */
 export function checkRequestEncoding(encoding: string | null, acceptHeader: string): void {
-  if (!encoding || encoding === "identity" || (REQUEST_ENCODINGS as readonly string[]).includes(encoding)) return;
-  const accepted = REQUEST_ENCODINGS.join(",");
+  if (!encoding || encoding === "identity" || isRequestEncoding(encoding)) return;
+  const accepted = Object.keys(REQUEST_ENCODINGS).join(",");
   throw new ConnectError(`unknown compression "${encoding}": supported encodings are ${accepted}`, Code.Unimplemented, { [acceptHeader]: accepted });
 }
 
@@ -72,10 +89,10 @@ export function checkRequestEncoding(encoding: string | null, acceptHeader: stri
  */
 export function decompressMessage(encoding: string | null, data: Uint8Array, max: number, acceptHeader = "accept-encoding"): Uint8Array {
   checkRequestEncoding(encoding, acceptHeader);
-  if (!encoding || encoding === "identity") return data;
+  if (!encoding || !isRequestEncoding(encoding)) return data; // none, or "identity"
   if (data.byteLength === 0) return data;
   try {
-    return encoding === "gzip" ? gunzipSync(data, { maxOutputLength: max }) : brotliDecompressSync(data, { maxOutputLength: max });
+    return REQUEST_ENCODINGS[encoding].inflate(data, { maxOutputLength: max });
   } catch (err) {
     if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE")
       throw new ConnectError(`the request message is larger than the ${max} bytes this server reads once decompressed`, Code.ResourceExhausted);
