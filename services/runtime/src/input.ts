@@ -129,6 +129,18 @@ export function envelopedMessage(flags: number, data: Uint8Array, encoding: stri
   return decompressMessage(encoding, data, max, acceptHeader);
 }
 
+/** A gRPC, gRPC-web or Connect-streaming envelope's header: a flags byte and the message's length. */
+const ENVELOPE_HEADER_BYTES = 5;
+
+/**
+ * The largest body read for a request of one message held to `readMaxBytes`:
+ * the limit is the message's, as for a call in this process (local-server.ts)
+ * and in connect-es, so an envelope's header is not counted against it.
+ */
+export function requestBodyLimit(readMaxBytes: number, enveloped: boolean): number {
+  return enveloped ? readMaxBytes + ENVELOPE_HEADER_BYTES : readMaxBytes;
+}
+
 /**
  * The request body exactly as the caller sent it (unary and server-streaming
  * POSTs), for checks over the raw bytes such as a partner's signed body hash.
@@ -157,10 +169,11 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
     };
     const declared = Number(req.header.get("content-length") ?? NaN);
     const tooLarge = tooLargeMessage(readMaxBytes);
-    if (declared > readMaxBytes) return refuse(Code.ResourceExhausted, tooLarge);
+    const bodyMax = requestBodyLimit(readMaxBytes, enveloped);
+    if (declared > bodyMax) return refuse(Code.ResourceExhausted, tooLarge);
     let body: Uint8Array;
     try {
-      body = await readAll(req.body, readMaxBytes);
+      body = await readAll(req.body, bodyMax);
     } catch (err) {
       if (err instanceof TooLarge) return refuse(Code.ResourceExhausted, tooLarge);
       throw err;
