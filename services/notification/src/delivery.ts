@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, claimingCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, claimingCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -277,6 +277,8 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
  */
 const PLANNED_COLUMNS = `id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
                 subject, body, status, last_error, next_attempt_at, event_id, payload, may_opt_out, opted_event_id, opted_payload, inapp_id`;
+/** PLANNED_COLUMNS' types, in order (the unnest's arrays). */
+const PLANNED_TYPES = ["uuid", "text", "text", "smallint", "uuid", "text", "text", "smallint", "int", "text", "text", "text", "text", "text", "timestamptz", "uuid", "bytea", "boolean", "uuid", "bytea", "uuid"];
 
 /**
  * Writes planned deliveries in one statement: each delivery, its fact and (in-app) the
@@ -305,10 +307,7 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
     `WITH ${claimed ? `${claimed.sql},` : ""} planned AS (
        SELECT ${PLANNED_COLUMNS},
               p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::uuid[], $6::text[], $7::text[], $8::smallint[], $9::int[], $10::text[],
-                     $11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[], $16::uuid[], $17::bytea[], $18::boolean[], $19::uuid[],
-                     $20::bytea[], $21::uuid[])
-           AS p(${PLANNED_COLUMNS})),
+         FROM unnest(${PLANNED_TYPES.map((type, i) => opaqueArray(i + 1, type)).join(", ")}) AS p(${PLANNED_COLUMNS})),
      delivery AS (
        INSERT INTO notification.deliveries
          (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
@@ -329,7 +328,9 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
          FROM delivery d JOIN planned p ON p.id = d.id WHERE p.inapp_id IS NOT NULL)
      SELECT p.id AS planned_id, d.id IS NOT NULL AS inserted, e.id AS existing_id
        FROM planned p LEFT JOIN delivery d ON d.id = p.id
-       LEFT JOIN notification.deliveries e ON e.source_key = p.source_key AND e.recipient_key = p.recipient_key AND e.channel = p.channel`,
+       LEFT JOIN LATERAL (
+         SELECT e.id FROM notification.deliveries e
+          WHERE d.id IS NULL AND e.source_key = p.source_key AND e.recipient_key = p.recipient_key AND e.channel = p.channel OFFSET 0) e ON true`,
     [...values, ...(claimed?.values ?? [])],
   );
   const byId = new Map(written.map((w) => [w.planned_id, w]));
@@ -497,6 +498,9 @@ const CLAIM_SELECT = `SELECT d.id, d.user_id, d.channel, d.template_key, d.addre
 const CLAIM_COLUMNS = `id, user_id, channel, template_key, address, subject, body, status, attempts, provider_index, provider_attempts,
               next_attempt_at, parked, opted_out, last_attempt, last_status, last_started_at, created_at`;
 
+/** The accepted sends' columns' types (recordSent's unnest): delivery_id, attempt, message_id, provider, event_id, payload, traceparent. */
+const ACCEPTED_TYPES = ["uuid", "int", "text", "text", "uuid", "bytea", "text"];
+
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
 
@@ -607,8 +611,8 @@ export class Dispatcher {
     const now = (this.o.clock ?? systemClock).now();
     const slots = [Channel.SMS, Channel.EMAIL, Channel.PUSH].flatMap((channel) => this.providersFor(channel).map((p, index) => ({ channel, index, name: p.name })));
     const { rows } = await this.o.pool.query<ClaimedRow & { claimed: boolean }>(
-      `WITH read AS (${CLAIM_SELECT} WHERE d.id = ANY($1::uuid[])),
-       slots AS (SELECT * FROM unnest($2::smallint[], $3::smallint[], $4::text[]) AS p(channel, index, name)),
+      `WITH read AS (${CLAIM_SELECT} WHERE d.id = ANY(${opaqueArray(1, "uuid")})),
+       slots AS (SELECT * FROM unnest(${opaqueArray(2, "smallint")}, ${opaqueArray(3, "smallint")}, ${opaqueArray(4, "text")}) AS p(channel, index, name)),
        wanted AS (
          SELECT r.id, r.attempts, r.status, p.name AS provider FROM read r JOIN slots p ON p.channel = r.channel AND p.index = r.provider_index
           WHERE r.status IN ('queued', 'retrying') AND NOT r.parked AND r.next_attempt_at <= $5 AND r.body IS NOT NULL
@@ -784,7 +788,7 @@ export class Dispatcher {
     const events = sends.map((s) => updateEvent(s.d, "sent"));
     const { rows } = await this.o.pool.query<{ delivery_id: string }>(
       `WITH accepted AS (
-         SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::uuid[], $6::bytea[], $7::text[])
+         SELECT * FROM unnest(${ACCEPTED_TYPES.map((type, i) => opaqueArray(i + 1, type)).join(", ")})
            AS s(delivery_id, attempt, message_id, provider, event_id, payload, traceparent)),
        early AS (
          SELECT s.delivery_id FROM accepted s WHERE s.message_id <> '' AND EXISTS (

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
@@ -148,6 +149,19 @@ function announceOutboxCommits(client: pg.PoolClient, config: unknown, sent: unk
       throw err;
     },
   );
+}
+
+/**
+ * Array parameter `$n` of `type` as `unnest(…)` or `= ANY(…)` should take it in a prepared
+ * statement. Given the value (a custom plan), PostgreSQL estimates such a set at the array's
+ * length; without it (the generic plan) at 10 rows. A batch of a few rows then always plans
+ * cheaper custom than generic, and the statement is planned again on every call. Behind a
+ * scalar subquery the value is out of the planner's sight in both: both estimate 10 rows, and
+ * the generic plan is kept after the fifth call.
+ */
+export function opaqueArray(n: number, type: string): string {
+  assert(Number.isInteger(n) && n > 0 && /^[a-z]+$/.test(type), "opaqueArray takes a parameter number and a type name");
+  return `(SELECT $${n}::${type}[])::${type}[]`;
 }
 
 /** At most this many statements are prepared on one connection; more (dynamic SQL) are sent unnamed. */

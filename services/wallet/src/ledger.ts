@@ -475,7 +475,7 @@ export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKe
   if (existing.rows[0] && existing.rows[0].idempotency_key !== idempotencyKey) {
     throw new AlreadyReversedError(`entry ${entryId} was already reversed by ${existing.rows[0].entry_id}`, { reversal_entry_id: existing.rows[0].entry_id });
   }
-  return postEntry(tx, {
+  const reversal = await postEntry(tx, {
     idempotencyKey,
     cause: causeOf("reversedEntryId", entryId),
     postings: original.postings.map((p) => ({
@@ -487,4 +487,9 @@ export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKe
     description: `Reversal of ${entryId}: ${reason}`,
     reversesEntryId: entryId,
   });
+  // A reversed pool split no longer claims its period, whichever RPC reversed it (an admin's ReverseEntry
+  // too), so the period can be split again. Splits alone have this cause (postPoolDistribution); run on a
+  // replay as well, where it changes nothing.
+  if (original.cause?.cause.case === "poolDistributionId") await tx.query(`UPDATE wallet.pool_distributions SET reversal_entry_id = $2 WHERE entry_id = $1 AND reversal_entry_id IS NULL`, [entryId, reversal.entry.entryId]);
+  return reversal;
 }

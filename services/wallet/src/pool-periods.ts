@@ -135,7 +135,6 @@ export async function reversePoolDistribution(tx: Queryable, entryId: string, id
   if (!d) throw new NotFoundError(`entry_id: ${entryId} is not a pool distribution`);
   // No lock ahead: the reversal's posting locks the pool and the wallets in id order, as every posting does
   // (a distribution of an overlapping period waits there, and sees this one reversed once it commits).
-  const { entry } = await reverseEntry(tx, entryId, idempotencyKey, reason);
-  await tx.query(`UPDATE wallet.pool_distributions SET reversal_entry_id = $2 WHERE entry_id = $1 AND reversal_entry_id IS NULL`, [entryId, entry.entryId]);
-  return entry;
+  // The reversal releases the period (reverseEntry).
+  return (await reverseEntry(tx, entryId, idempotencyKey, reason)).entry;
 }

@@ -308,6 +308,21 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     }
   });
 
+  test("a pool split reversed by an admin's ReverseEntry frees its period: the period is split again", async () => {
+    const { venueId, start } = await poolWithTip();
+    const end = await periodEnd();
+    const workers = [randomUUID(), randomUUID()];
+    const { entry } = await splitPool(venueId, start, end, workers);
+    const takings = () => internal.getPoolTakings({ venueId, currency: "KES", start: timestampFromDate(start), end: timestampFromDate(end) });
+    assert.equal((await takings()).overlappingDistributionId !== "", true, "the split claims its period");
+    await admin.reverseEntry({ entryId: entry!.entryId, idempotencyKey: `rev-${entry!.entryId}`, reason: "wrong shares" });
+    const after = await takings();
+    assert.equal(after.overlappingDistributionId, "", "the reversed split no longer claims the period");
+    assert.equal(after.collected!.amountMinor, 2_000n);
+    const again = await splitPool(venueId, start, end, workers);
+    assert.equal(again.created, true);
+  });
+
   test("the same key posted 20 times at once is applied once", async () => {
     const w = await newWorker();
     const req = { idempotencyKey: `mpesa:${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kesMinor(-5_000n) }, { accountId: w.accountId, amount: kesMinor(5_000n) }] };
