@@ -1,5 +1,5 @@
 import { BatchPartlyApplied, type BusMessage, type DeliveredMessage, type EventBus } from "./bus.js";
-import { ident, onOutboxCommitted, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
+import { ident, onOutboxCommitted, opaqueArray, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { currentTraceparent, inConsumerSpan, producerTraceparent, validTraceparent } from "./tracing.js";
@@ -195,9 +195,8 @@ export class OutboxRelay {
       );
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
       return {
-        // The seqs through a sub-select: a custom plan would see the array's length (1 here, 100 there) and
-        // cost less than the generic plan sized for 10, so PostgreSQL would plan it anew on every call.
-        closing: { text: `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY((SELECT $1::bigint[])::bigint[])`, values: [published] },
+        // opaqueArray: a plan sized for the batch would be made anew on every call.
+        closing: { text: `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY(${opaqueArray(1, "bigint")})`, values: [published] },
         result: { claimed: rows.length, published: published.length },
       };
     });
