@@ -37,6 +37,7 @@ import {
   rawRequestBodyKey,
   readHttpBody,
   refusedBodyKey,
+  requestBodyLimit,
   sendingRefusedAgain,
   tooLargeMessage,
   type Logger,
@@ -155,7 +156,7 @@ async function serve(options: RawForwardingOptions, chain: UnaryNext, route: Raw
   const gone = () => controller.abort(new ConnectError("the client cancelled the call", Code.Canceled));
   res.once("close", gone);
   try {
-    const body = await readBody(req, options.readMaxBytes, values);
+    const body = await readBody(req, requestBodyLimit(options.readMaxBytes, protocol !== "connect"), options.readMaxBytes, values);
     const message = body && requestMessage(protocol, body, header, options.readMaxBytes, values);
     const call: RawCall = {
       route,
@@ -216,15 +217,15 @@ function requestHeaders(req: NodeReq): Headers {
 /**
  * The body as sent, up to `max` bytes (kept for the partner signature check).
  * Larger: undefined, noted for inputInterceptor (RESOURCE_EXHAUSTED in the
- * chain, as on the decoding path), the rest unread.
+ * chain, as on the decoding path, naming the message's limit), the rest unread.
  */
-async function readBody(req: NodeReq, max: number, values: ContextValues): Promise<Uint8Array | undefined> {
+async function readBody(req: NodeReq, max: number, readMaxBytes: number, values: ContextValues): Promise<Uint8Array | undefined> {
   let body: Buffer;
   try {
     body = await readHttpBody(req, max);
   } catch (err) {
     if (!(err instanceof BodyTooLargeError)) throw err;
-    values.set(refusedBodyKey, { code: Code.ResourceExhausted, message: tooLargeMessage(max) });
+    values.set(refusedBodyKey, { code: Code.ResourceExhausted, message: tooLargeMessage(readMaxBytes) });
     return undefined;
   }
   values.set(rawRequestBodyKey, body);

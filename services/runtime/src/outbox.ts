@@ -1,5 +1,5 @@
 import { BatchPartlyApplied, type BusMessage, type DeliveredMessage, type EventBus } from "./bus.js";
-import { ident, onOutboxCommitted, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
+import { ident, onOutboxCommitted, opaqueArray, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { currentTraceparent, inConsumerSpan, producerTraceparent, validTraceparent } from "./tracing.js";
@@ -159,10 +159,13 @@ export class OutboxRelay {
   private async relayBatch(s: string): Promise<{ claimed: number; published: number }> {
     const { pool, bus } = this.options;
     const limit = Math.trunc(this.options.batchSize ?? 100);
-    // Two round trips per batch: BEGIN with the claim, the mark with COMMIT (no parameters: the
-    // limit is ours, the marked seqs are numbers this statement read).
-    const claim = `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
-          WHERE published_at IS NULL ORDER BY seq LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
+    // Two round trips per batch: BEGIN with the claim, the mark with COMMIT; both prepared, their
+    // texts fixed (the batch's size and seqs are parameters), so PostgreSQL plans each once per connection.
+    const claim = {
+      text: `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
+          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      values: [limit],
+    };
     return withTransactionBracketed(pool, claim, async (tx, claimed) => {
       const rows = claimed.rows as { seq: bigint; event_id: string; subject: string; payload: Buffer; age: number; traceparent: string | null }[];
       const published: bigint[] = [];
@@ -192,7 +195,8 @@ export class OutboxRelay {
       );
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
       return {
-        closing: `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq IN (${published.join(", ")})`,
+        // opaqueArray: a plan sized for the batch would be made anew on every call.
+        closing: { text: `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY(${opaqueArray(1, "bigint")})`, values: [published] },
         result: { claimed: rows.length, published: published.length },
       };
     });

@@ -215,6 +215,28 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 0n);
   });
 
+  test("a posting names only an entry and accounts that exist, for good: a missing account writes nothing; accounts and entries are never removed", async () => {
+    const w = await newWorker();
+    const { entry } = await tip(w.accountId, 2_000n, 100n);
+    const counts = async () => (await t.db.pool.query(`SELECT (SELECT count(*) FROM wallet.entries) AS entries, (SELECT count(*) FROM wallet.postings) AS postings`)).rows[0];
+    const before = await counts();
+    const missing = randomUUID();
+    const refused = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: w.accountId, amount: kesMinor(-100n) }, { accountId: missing, amount: kesMinor(100n) }] }));
+    assert.equal(refused.code, Code.NotFound);
+    assert.deepEqual(await counts(), before, "nothing written for a line to a missing account");
+    const unused = await newWorker();
+    for (const id of [w.accountId, unused.accountId]) {
+      await assert.rejects(t.db.pool.query(`DELETE FROM wallet.accounts WHERE account_id = $1`, [id]), /never removed/);
+      await assert.rejects(t.db.pool.query(`UPDATE wallet.accounts SET account_id = $2 WHERE account_id = $1`, [id, randomUUID()]), /never removed or renumbered/);
+    }
+    await assert.rejects(t.db.pool.query(`DELETE FROM wallet.entries WHERE entry_id = $1`, [entry!.entryId]), /immutable/);
+    const orphans = await t.db.pool.query(
+      `SELECT count(*)::int AS n FROM wallet.postings p LEFT JOIN wallet.entries e USING (entry_id) LEFT JOIN wallet.accounts a USING (account_id)
+        WHERE e.entry_id IS NULL OR a.account_id IS NULL`,
+    );
+    assert.equal(orphans.rows[0].n, 0);
+  });
+
   test("50 concurrent postings to one account lose no update", async () => {
     const w = await newWorker();
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => tip(w.accountId, BigInt(1_000 + i), 100n)));
