@@ -66,10 +66,24 @@ export interface OutboxRelayOptions {
 }
 
 /**
- * Moves committed outbox rows to the bus in order, marking each published
- * once the bus acknowledged it. A crash between publish and mark publishes the
- * row again with the same id, which the bus drops as a duplicate. Replicas
- * share the work: rows are claimed with FOR UPDATE SKIP LOCKED.
+ * A database setting (`ALTER DATABASE … SET ttip.outbox_keep_published = on`,
+ * read when a relay first publishes): published rows stay, marked with
+ * published_at, instead of being deleted. Nothing in the platform reads a
+ * published row; the bus keeps the events. Deleting one costs PostgreSQL a WAL
+ * record of 54 bytes; marking it costs four (a new version of the row, with
+ * its payload, and an entry in each of its two indexes: published_at is in the
+ * partial index's predicate, so the update is never HOT), about 650 bytes, and
+ * the table grows forever. The test harness's databases keep them, for tests
+ * that read the events a service wrote.
+ */
+export const KEEP_PUBLISHED = "ttip.outbox_keep_published";
+
+/**
+ * Moves committed outbox rows to the bus in order, deleting each once the bus
+ * acknowledged it (see KEEP_PUBLISHED). A crash between publish and delete
+ * publishes the row again with the same id, which the bus drops as a
+ * duplicate. Replicas share the work: rows are claimed with FOR UPDATE SKIP
+ * LOCKED.
  */
 export class OutboxRelay {
   private timer: NodeJS.Timeout | undefined;
@@ -85,6 +99,8 @@ export class OutboxRelay {
   private unsubscribe: (() => void) | undefined;
   /** The last pass found nothing: the next one first asks, in one statement, whether there is anything. */
   private idle = false;
+  /** KEEP_PUBLISHED, read once. */
+  private keepPublished: boolean | undefined;
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.idleWaitMs = options.pollIntervalMs ?? 200;
@@ -194,9 +210,14 @@ export class OutboxRelay {
         [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       );
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
+      this.keepPublished ??= (await tx.query<{ keep: boolean }>("SELECT current_setting($1, true) = 'on' AS keep", [KEEP_PUBLISHED])).rows[0].keep === true;
+      // opaqueArray: a plan sized for the batch would be made anew on every call.
+      const seqs = `seq = ANY(${opaqueArray(1, "bigint")})`;
       return {
-        // opaqueArray: a plan sized for the batch would be made anew on every call.
-        closing: { text: `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq = ANY(${opaqueArray(1, "bigint")})`, values: [published] },
+        closing: {
+          text: this.keepPublished ? `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE ${seqs}` : `DELETE FROM ${s}.outbox WHERE ${seqs}`,
+          values: [published],
+        },
         result: { claimed: rows.length, published: published.length },
       };
     });
