@@ -302,13 +302,16 @@ function entryOfRow(e: EntryRow): JournalEntry {
 
 /**
  * The whole posting. Its CTEs run in the order their data needs:
- * - refused: the first line whose account is missing or holds another currency; if any, nothing is written;
+ * - refused: the first line whose account is missing or holds another currency; if any, nothing is written
+ *   (postings have no foreign keys: this is what guarantees their accounts exist, migration 0006);
  * - claimed: the entry's header under its idempotency key (a repeat claims nothing, and then nothing moves);
  * - prior: on a repeat, the key's entry (wallet.entry_read; a replay costs this one statement);
  * - locked: the owned accounts, locked in id order: PostgreSQL's LockRows runs above the Sort, so the
  *   rows are locked in the order they are sorted (see SELECT, "The Locking Clause"); NO KEY UPDATE is the
  *   lock the UPDATE takes itself, which leaves the postings' foreign-key checks (KEY SHARE) unblocked;
  * - moved: their balances, checked by the table's constraint (available_not_negative);
+ *   refused and moved name the lines' ids ($10) again, so the accounts are read by index and not scanned
+ *   while the table is small enough for a scan to look cheaper to the planner;
  * - s: the posting sequence and time, taken after every lock is held (it counts moved first), so per
  *   account posted_seq follows the order balances really moved in (history order, pool periods);
  * - posted, announced, converted: the lines with each owned line's balance after, the owners' events
@@ -321,7 +324,7 @@ const POSTING = `WITH lines AS (
     AS t(line, account_id, amount_minor, currency, memo, event_id, subject, event_head, traceparent)),
 refused AS (
   SELECT l.line, a.currency::text AS held
-    FROM lines l LEFT JOIN wallet.accounts a ON a.account_id = l.account_id
+    FROM lines l LEFT JOIN (SELECT account_id, currency FROM wallet.accounts WHERE account_id = ANY($10::uuid[])) a ON a.account_id = l.account_id
    WHERE a.account_id IS NULL OR a.currency::text <> l.currency
    ORDER BY l.line LIMIT 1),
 claimed AS (
@@ -343,7 +346,7 @@ moved AS (
     debt_allowed_minor = CASE WHEN $8::boolean THEN GREATEST(a.debt_allowed_minor, a.held_minor - (a.balance_minor + d.delta))
       ELSE LEAST(a.debt_allowed_minor, GREATEST(0, a.held_minor - (a.balance_minor + d.delta))) END
     FROM locked k JOIN (SELECT account_id, sum(amount_minor)::bigint AS delta FROM lines GROUP BY account_id) d ON d.account_id = k.account_id
-   WHERE a.account_id = k.account_id
+   WHERE a.account_id = k.account_id AND a.account_id = ANY($10::uuid[])
   RETURNING a.account_id, a.owner_id, a.balance_minor - d.delta AS opening),
 s AS (
   SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at
