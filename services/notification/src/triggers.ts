@@ -13,7 +13,7 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEventBatches, decodeEvent, type DeliveredMessage, type EventBus, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { StaffDirectory } from "./contacts.js";
 import { DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
 
@@ -153,33 +153,6 @@ const isStaffHold = (e: MessageShape<typeof FraudAlertSchema>) => e.action === "
 /** Events applied in one transaction at most: each adds a few deliveries, and one bad event sends the batch back. */
 const TRIGGER_BATCH = 50;
 
-/**
- * The bus as a consumer sees it, with `first` run on each batch before the
- * batch is handled (and so before its transaction begins).
- */
-function askingFirst(bus: EventBus, first: (messages: DeliveredMessage[]) => Promise<void>): EventBus {
-  const wrapped = Object.create(bus) as EventBus;
-  wrapped.subscribe = (o) =>
-    bus.subscribe({
-      ...o,
-      handler: async (m) => {
-        await first([m]);
-        await o.handler(m);
-      },
-    });
-  if (bus.subscribeBatches) {
-    wrapped.subscribeBatches = (o) =>
-      bus.subscribeBatches!({
-        ...o,
-        handler: async (m) => {
-          await first(m);
-          await o.handler(m);
-        },
-      });
-  }
-  return wrapped;
-}
-
 /** The message's event, or none when it cannot be read. */
 function readable<E>(decode: (m: DeliveredMessage) => E, message: DeliveredMessage): E[] {
   try {
@@ -197,17 +170,10 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
     // batch, not per tip), in the order it was published; its messages are
     // written together (a statement for their recipients, one for the rows).
     const decode = (message: DeliveredMessage) => decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
-    const asked = new WeakMap<DeliveredMessage, unknown>();
     const ask = t.ask;
     subs.push(
-      await consumeEventBatches({
-        bus: ask
-          ? askingFirst(ctx.bus, async (messages) => {
-              // One that cannot be read is left to fail in handleBatch, where the batch is split around it.
-              const answer = await ask(messages.flatMap((m) => readable(decode, m)), deps);
-              for (const m of messages) asked.set(m, answer);
-            })
-          : ctx.bus,
+      await consumeEventBatches<unknown>({
+        bus: ctx.bus,
         pool: ctx.pool,
         schema: "notification",
         consumer: t.durable,
@@ -215,14 +181,16 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
         logger: ctx.logger,
         metrics: ctx.metrics,
         maxBatch: TRIGGER_BATCH,
-        handleBatch: async (messages, tx) => {
+        // One that cannot be read is left to fail in handleBatch, where the batch is split around it.
+        beforeTransaction: ask ? (messages) => ask(messages.flatMap((m) => readable(decode, m)), deps) : undefined,
+        handleBatch: async (messages, tx, asked) => {
           const requests: SendRequest[] = [];
           for (const message of messages) {
             const event = decode(message);
             // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.
             const id = event.meta?.id || message.id;
             if (t.apply) await t.apply(event, id, tx, deps);
-            else requests.push(...t.sends!(event, id, deps, asked.get(message)));
+            else requests.push(...t.sends!(event, id, deps, asked));
           }
           const now = new Date(deps.clock.now());
           for (let i = 0; i < requests.length; i += ENQUEUE_BATCH_MAX) await enqueueMany(tx, requests.slice(i, i + ENQUEUE_BATCH_MAX), now);

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { JetStreamBus } from "../src/bus.js";
-import { migrate } from "../src/db.js";
+import { createPool, migrate } from "../src/db.js";
 import { Metrics } from "../src/metrics.js";
 import { consumeEventBatches } from "../src/outbox.js";
 import { captureLogger, createTestDatabase, eventually, testEnv, uniqueName, type TestDatabase } from "../src/testing/index.js";
@@ -88,6 +88,37 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     const { rows } = await db.pool.query<{ event_id: string; n: number }>("SELECT event_id, count(*)::int AS n FROM batches.applied WHERE batch = 0 GROUP BY event_id");
     assert.equal(rows.length, ids.length - earlier.length, "every new event applied");
     assert.ok(rows.every((r) => r.n === 1 && !earlier.includes(r.event_id)), "each once, none the inbox held before");
+  });
+
+  test("beforeTransaction: asked once per delivered batch with no transaction open, its answer handed to handleBatch; a failure brings the batch back with nothing written", async () => {
+    const ids: string[] = Array.from({ length: 40 }, () => randomUUID());
+    for (const id of ids) await bus.publish({ id, subject: "ttip.x.b", data: new Uint8Array([1]) });
+    // One connection: a statement made by beforeTransaction inside the batch's transaction would wait for itself, and nothing would be applied.
+    const pool = createPool(db.url, { max: 1 });
+    let asks = 0;
+    let answered = 0;
+    const sub = await consumeEventBatches<{ ask: number }>({
+      bus, pool, schema: "batches", consumer: "c5", subject: "ttip.x.b", logger, maxBatch: 64,
+      beforeTransaction: async (messages) => {
+        asks++;
+        const { rows } = await pool.query<{ n: number }>("SELECT $1::int AS n", [messages.length]);
+        assert.equal(rows[0].n, messages.length);
+        // The first ask fails (the other service cannot answer now): the batch comes back later.
+        if (asks === 1) throw new Error("peer unavailable");
+        return { ask: asks };
+      },
+      handleBatch: async (messages, tx, prepared) => {
+        answered++;
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), $2", [messages.map((m) => m.id), 1000 + prepared.ask]);
+      },
+    });
+    const applied = async () => (await db.pool.query<{ batch: number }>("SELECT batch FROM batches.applied WHERE event_id = ANY($1::uuid[])", [ids])).rows;
+    await eventually("every event applied", async () => (await applied()).length === ids.length, 20_000);
+    await sub.stop();
+    await pool.end();
+    const batches = (await applied()).map((r) => r.batch);
+    assert.ok(asks >= 2 && answered >= 1);
+    assert.ok(batches.every((b) => b >= 1002 && b <= 1000 + asks), `each applied with the answer of its own delivery's ask, none with the failed first: ${[...new Set(batches)]}`);
   });
 
   test("an event that cannot be applied holds back none of the others in its batch", async () => {
