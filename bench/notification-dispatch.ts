@@ -4,6 +4,7 @@
 // "cluster" runs the same on throwaway PostgreSQL and NATS JetStream servers.
 //   node --import tsx bench/notification-dispatch.ts [messages] [embedded|cluster]
 import { performance } from "node:perf_hooks";
+import { connect } from "nats";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
@@ -98,6 +99,22 @@ console.log(`SendNotification: ${count} accepted in ${acceptedMs.toFixed(0)} ms 
 await new Promise((r) => setTimeout(r, 500));
 console.log(`SQL statements per SMS (accepted, queued, claimed, sent and recorded; BEGIN/COMMIT included): ${((statements - statementsBefore) / count).toFixed(2)}`);
 console.log(`all ${count} SMS at the provider after ${sentMs.toFixed(0)} ms = ${((count / sentMs) * 1000).toFixed(0)} SMS/s (${mode === "cluster" ? "PostgreSQL, JetStream" : "embedded: PGlite, one connection"})`);
+if (nats) console.log(`JetStream deliveries per SMS to notification's consumers (each one a message handed over and acknowledged): ${await natsDeliveries(nats.url, count)}`);
+
+/** Messages JetStream handed to the notification service's durable consumers, per SMS, in all and by consumer. */
+async function natsDeliveries(url: string, sms: number): Promise<string> {
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const by: [string, number][] = [];
+    for await (const c of jsm.consumers.list("TTIP")) if (c.name.startsWith("notification-")) by.push([c.name, c.delivered.consumer_seq]);
+    const total = by.reduce((n, [, d]) => n + d, 0);
+    const busy = by.filter(([, d]) => d > 0).map(([name, d]) => `${name} ${(d / sms).toFixed(2)}`);
+    return `${(total / sms).toFixed(2)} (${busy.join(", ")})`;
+  } finally {
+    await nc.close();
+  }
+}
 
 // 3. Slow answers: the provider takes every send at once but answers one in SLOW_EVERY only after
 // SLOW_MS. How long the others stay 'sending' (claimed until their "sent" record, on the database's

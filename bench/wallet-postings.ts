@@ -2,6 +2,9 @@
 // synchronous commit on), through the same postEntry the RPC uses: one
 // statement, its own transaction. The yardstick, run in the same process: the
 // same statement inside BEGIN/COMMIT (as settle, reversal and pool splits post).
+// Each run also prints what PostgreSQL did per posting, figures the machine's
+// load does not change (pg_stat_statements): plans, buffer blocks touched, WAL records
+// and bytes of the posting statement, and the WAL written per posting (commits included).
 //   node --import tsx bench/wallet-postings.ts [seconds=5] [concurrency=16,64]
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
@@ -16,13 +19,14 @@ import { cpuMs } from "./process-cpu.js";
 const seconds = Number(process.argv[2] ?? 5);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
 
-const pg = await startPostgres({ durable: true });
+const pg = await startPostgres({ durable: true, statementStats: true });
 const pool = createPool(pg.url, { max: 80 });
 // PostgreSQL's CPU: the postmaster with its backends (/proc).
 const postgres = new Map([["postgres", pg.pid]]);
 const withBackends = new Set(["postgres"]);
 try {
   await migrate(pool, "wallet", wallet.migrations);
+  await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
   const clearing = (await ensureAccount(pool, AccountKind.MPESA_CLEARING, OwnerKind.PLATFORM, "", "KES")).account_id;
   const fees = (await ensureAccount(pool, AccountKind.PLATFORM_FEES, OwnerKind.PLATFORM, "", "KES")).account_id;
   const workers: string[] = [];
@@ -42,14 +46,22 @@ try {
   const tipInTransaction = (worker: string) => withTransaction(pool, (tx) => postEntry(tx, tipInput(worker)));
 
   const run = async (label: string, concurrency: number, post: (worker: string) => Promise<unknown>, pickWorker: () => string) => {
+    const { rows: [{ lsn }] } = await pool.query<{ lsn: string }>("SELECT pg_stat_statements_reset(), pg_current_wal_lsn() AS lsn");
     const cpu = process.cpuUsage();
     const pgCpu = cpuMs(postgres, withBackends).get("postgres")!;
     const r = await closedLoop(concurrency, seconds, () => post(pickWorker()));
     const used = process.cpuUsage(cpu);
     const pgUsed = cpuMs(postgres, withBackends).get("postgres")! - pgCpu;
+    const { rows: [w] } = await pool.query<{ plans: number; blocks: number; records: number; bytes: number; wal: number }>(
+      `SELECT plans::float8 / calls AS plans, (shared_blks_hit + shared_blks_read)::float8 / calls AS blocks, wal_records::float8 / calls AS records, wal_bytes::float8 / calls AS bytes,
+              pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS wal
+         FROM pg_stat_statements WHERE query LIKE 'WITH lines AS%'`,
+      [lsn],
+    );
     console.log(
       `${label.padEnd(44)} concurrency ${String(concurrency).padStart(3)}: ${r.perSecond.toFixed(0).padStart(5)} postings/s` +
-        `  ${percentiles(r)}  CPU ms/posting: this process ${((used.user + used.system) / 1000 / r.calls).toFixed(3)}, postgres ${(pgUsed / r.calls).toFixed(3)}  (${r.calls} entries, 3 legs each)`,
+        `  ${percentiles(r)}  CPU ms/posting: this process ${((used.user + used.system) / 1000 / r.calls).toFixed(3)}, postgres ${(pgUsed / r.calls).toFixed(3)}  (${r.calls} entries, 3 legs each)` +
+        `\n${"".padEnd(46)}posting statement: ${w.plans.toFixed(2)} plans, ${w.blocks.toFixed(1)} blocks, ${w.records.toFixed(1)} WAL records, ${w.bytes.toFixed(0)} WAL bytes; WAL ${(w.wal / r.calls).toFixed(0)} bytes/posting`,
     );
     return r.perSecond;
   };

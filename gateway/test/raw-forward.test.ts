@@ -201,6 +201,19 @@ describe("binary calls forwarded as bytes", () => {
       assert.equal(seen.length, before);
     });
 
+    test(`${protocol}: the read limit is the message's, to the byte (a gRPC envelope's 5-byte header is not counted): 512 bytes reach the service, 513 stop at the gateway`, async () => {
+      // A tag byte and a 2-byte length in front of the string.
+      const edge = "x".repeat(509);
+      assert.equal(toBinary(GetQrCodeRequestSchema, { $typeName: "ttip.qr.v1.GetQrCodeRequest", qrCodeId: edge }).byteLength, 512);
+      // Read, and passed on: the service's own rule answers (not a UUID).
+      const read = await failure(qr(gateway.url, undefined, {}).getQrCode({ qrCodeId: edge }));
+      assert.equal(read.code, Code.InvalidArgument, read.message);
+      assert.match(read.message, /qr_code_id/);
+      const over = await failure(qr(gateway.url, undefined, {}).getQrCode({ qrCodeId: `${edge}x` }));
+      assert.equal(over.code, Code.ResourceExhausted);
+      assert.equal(over.message, "the request body is larger than the 512 bytes this server reads");
+    });
+
     test(`${protocol}: over the rate limit, RESOURCE_EXHAUSTED with retry-after`, async () => {
       const token = await sign(randomUUID(), ["worker"]);
       const headers = { authorization: `Bearer ${token}` };

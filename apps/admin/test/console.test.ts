@@ -560,4 +560,10 @@ describe("admin console in chromium", () => {
     const usage = await h.api(AuthAdminService, await h.tokenOf(supportPage)).getPartnerKeyUsage({ keyId, days: 1 });
     assert.deepEqual(usage.days.map((d) => [d.day, d.ok, d.clientErrors, d.serverErrors]), [[day, 2n, 0n, 0n]]);
   });
+
+  test("the console spoke binary protobuf to the gateway: every RPC its pages sent in the tests before was application/proto, none JSON", () => {
+    const services = new Set(h.rpcs.map((r) => r.path.split("/")[1]));
+    assert.ok(h.rpcs.length >= 50 && services.size >= 6, `the tests before made the console call several services (${h.rpcs.length} calls to ${[...services].join(", ")})`);
+    assert.deepEqual(h.rpcs.filter((r) => r.contentType !== "application/proto"), []);
+  });
 });

@@ -63,6 +63,8 @@ export class AdminHarness {
   readonly clock = new AdjustableClock();
   /** SMS, e-mail and push providers: what the notification service really sent. */
   readonly providers = new ProviderSimulator();
+  /** Each RPC the console's clients sent the gateway from its pages: its path and content type (binary protobuf or JSON). */
+  readonly rpcs: Array<{ path: string; contentType: string }> = [];
   private bus?: JetStreamBus;
   private cache?: RedisCache;
   private contexts: BrowserContext[] = [];
@@ -129,7 +131,17 @@ export class AdminHarness {
   async page(): Promise<Page> {
     const context = await this.browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-KE" });
     this.contexts.push(context);
-    return context.newPage();
+    const page = await context.newPage();
+    page.on("request", (r) => {
+      const path = new URL(r.url()).pathname;
+      const headers = r.headers();
+      // Connect's RPC paths (/<package>.<Service>/<Method>), from the console's Connect clients
+      // (they send connect-protocol-version; a test's own fetch in the page does not).
+      if (r.method() === "POST" && /^\/ttip\.[\w.]+\/\w+$/.test(path) && headers["connect-protocol-version"]) {
+        this.rpcs.push({ path, contentType: headers["content-type"] ?? "" });
+      }
+    });
+    return page;
   }
 
   otpFor(phone: string): string {

@@ -2,7 +2,6 @@
 // AsyncStorage, biometrics, push and the share sheet (the browser build swaps in its
 // fallbacks through the .web.ts files).
 import type { Interceptor } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
 import { randomUUID } from "expo-crypto";
 import { getLocales } from "expo-localization";
 import { useState } from "react";
@@ -16,12 +15,12 @@ import { pickLocale } from "./lib/i18n";
 import { phonePush } from "./lib/push";
 import { SessionStore } from "./lib/session";
 import { cacheStore, secureStore } from "./lib/stores";
-import { CALL_TIMEOUT_MS } from "./lib/transport";
+import { gatewayTransport } from "./lib/transport";
 
 /** The app on a phone (and in the browser build): the real gateway, stores, biometrics and push. */
 export function PhoneApp() {
   const [services] = useState(phoneServices);
-  const [factory] = useState<TransportFactory>(() => (interceptors: Interceptor[]) => createConnectTransport({ baseUrl: apiUrl(), defaultTimeoutMs: CALL_TIMEOUT_MS, interceptors }));
+  const [factory] = useState<TransportFactory>(() => (interceptors: Interceptor[]) => gatewayTransport(apiUrl(), interceptors));
   return <AppRoot services={services} transport={factory} deviceLocale={pickLocale(getLocales().map((l) => l.languageTag))} />;
 }
 

@@ -15,6 +15,7 @@ import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { eventually, successNumber, WebHarness } from "../../web/test/harness.js";
+import { startGatewayRecorder } from "./gateway-recorder.js";
 
 const app = fileURLToPath(new URL("..", import.meta.url));
 /** What the spec's push registrar gives the app as this phone's FCM token. */
@@ -23,8 +24,13 @@ const PUSH_TOKEN = "fcm-gateway-test-token-0123456789";
 describe("the mobile app's screens against the platform (jest-expo)", () => {
   const h = new WebHarness();
   let otpServer: http.Server | undefined;
-  before(() => h.start().then(() => undefined));
+  let recorder: Awaited<ReturnType<typeof startGatewayRecorder>> | undefined;
+  before(async () => {
+    await h.start();
+    recorder = await startGatewayRecorder(h.url);
+  });
   after(async () => {
+    await recorder?.close();
     otpServer?.closeAllConnections();
     await new Promise((r) => otpServer?.close(r) ?? r(undefined));
     await h.stop();
@@ -69,7 +75,8 @@ describe("the mobile app's screens against the platform (jest-expo)", () => {
           CI: "1",
           // The web app's build may have set production for this process; React's act needs development.
           NODE_ENV: "test",
-          TTIP_GATEWAY_URL: h.url,
+          // The app reaches the gateway through the recorder, which notes how it spoke.
+          TTIP_GATEWAY_URL: recorder!.url,
           TTIP_OTP_URL: `http://127.0.0.1:${(otpServer.address() as AddressInfo).port}/otp`,
           TTIP_WORKER_PHONE: worker.phone,
           TTIP_WORKER_PIN: worker.pin,
@@ -89,6 +96,10 @@ describe("the mobile app's screens against the platform (jest-expo)", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+    // The app spoke binary protobuf to the gateway: every call it made, sign-in to payout.
+    const rpcs = recorder!.rpcs();
+    assert.ok(rpcs.length >= 8, `the app's calls reached the gateway through the recorder (${rpcs.length})`);
+    assert.deepEqual(rpcs.filter((c) => c.contentType !== "application/proto"), []);
     // What the platform saw: one device registered for the worker, one B2C of KES 150.
     const { devices } = await h.api(AuthService, (await h.tokens(worker)).accessToken).listDevices({});
     assert.equal(devices.length, 1);

@@ -7,17 +7,21 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { eventually, successNumber, WebHarness } from "../../web/test/harness.js";
+import { startGatewayRecorder } from "./gateway-recorder.js";
 import { ensureMobileWebBuild, serveMobileWeb } from "./web-build.js";
 
 describe("the mobile app's web build (chromium at phone size)", () => {
   const h = new WebHarness();
   let site: Awaited<ReturnType<typeof serveMobileWeb>> | undefined;
+  let recorder: Awaited<ReturnType<typeof startGatewayRecorder>> | undefined;
   before(async () => {
     const dist = await ensureMobileWebBuild((l) => console.log(l));
     await h.start();
     site = await serveMobileWeb(dist);
+    recorder = await startGatewayRecorder(h.url);
   });
   after(async () => {
+    await recorder?.close();
     await site?.close();
     await h.stop();
   });
@@ -29,7 +33,8 @@ describe("the mobile app's web build (chromium at phone size)", () => {
       await h.screenshot(page, name);
       throw new Error(`${(err as Error).message}\npage says: ${await page.locator("body").innerText()}`);
     };
-    await page.goto(`${site!.url}/?api=${encodeURIComponent(h.url)}`);
+    // The page reaches the gateway through the recorder, which notes how it spoke.
+    await page.goto(`${site!.url}/?api=${encodeURIComponent(recorder!.url)}`);
     await page.getByLabel("Your phone number").fill(worker.phone);
     // The OTP resend wait (1 s in the harness) after the sign-up's own code.
     const before = h.sms.lastTo(worker.phone.replace(/^0/, "254"))?.message;
@@ -94,5 +99,9 @@ describe("the mobile app's web build (chromium at phone size)", () => {
     assert.match(key.deviceId, /^[0-9a-f-]{36}$/, "registered with auth");
     const b2c = h.daraja.transactions().filter((t) => t.kind === "b2c" && t.amount === 200);
     assert.equal(b2c.length, 1, "one B2C payout of KES 200");
+    // The page spoke binary protobuf to the gateway: every call it made, sign-in to payout.
+    const rpcs = recorder!.rpcs();
+    assert.ok(rpcs.length >= 8, `the page's calls reached the gateway through the recorder (${rpcs.length})`);
+    assert.deepEqual(rpcs.filter((c) => c.contentType !== "application/proto"), []);
   });
 });

@@ -4,8 +4,8 @@ import { Locale } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
-import { forgetSessions, requireSession, revokeSessions, sessionMessage, type SessionRow } from "./sessions.js";
-import { getUser, toUser } from "./users.js";
+import { forgetSessions, requireSession, revokeSessions, SESSION_COLUMNS, sessionMessage, type SessionRow } from "./sessions.js";
+import { getUser, USER_COLUMNS, toUser } from "./users.js";
 
 /** A session row as cached in Redis (JSON): its times as ISO text. */
 type CachedSession = SessionRow & { created_at: string; last_used_at: string };
@@ -17,7 +17,7 @@ async function activeSessions(core: AuthCore, userId: string): Promise<CachedSes
   const cached = await cache.get(key);
   if (cached) return JSON.parse(cached) as CachedSession[];
   const { rows } = await pool.query(
-    `SELECT session_id, device_id, user_agent, ip_address, created_at, last_used_at FROM auth.sessions
+    `SELECT ${SESSION_COLUMNS} FROM auth.sessions
       WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now() ORDER BY created_at DESC`,
     [userId],
   );
@@ -61,7 +61,7 @@ function updateProfileHandler(core: AuthCore): Impl["updateProfile"] {
     const { rows } = await pool.query(
       `UPDATE auth.users SET display_name = $2, photo_url = $3, locale = CASE WHEN $4 = 0 THEN locale ELSE $4 END,
               birth_year = CASE WHEN $5 = 0 THEN birth_year ELSE $5 END, updated_at = now()
-        WHERE user_id = $1 RETURNING *`,
+        WHERE user_id = $1 RETURNING ${USER_COLUMNS}`,
       [caller.subject, req.displayName, req.photoUrl, req.locale === Locale.UNSPECIFIED ? 0 : req.locale, req.birthYear],
     );
     if (!rows[0]) throw new NotFoundError(`user ${caller.subject} not found`);

@@ -9,8 +9,8 @@ import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
 import { clientAddressOf } from "./request.js";
-import { forgetSessions, revokeSessions, sessionMessage } from "./sessions.js";
-import { getUser, roleName, toUser } from "./users.js";
+import { forgetSessions, revokeSessions, SESSION_COLUMNS, sessionMessage } from "./sessions.js";
+import { getUser, USER_COLUMNS, roleName, toUser } from "./users.js";
 
 
 interface KeyRow {
@@ -22,6 +22,9 @@ interface KeyRow {
   revoked_at: Date | null;
   last_used_at: Date | null;
 }
+
+/** A KeyRow's columns (named, so the statements reading them are prepared). */
+export const KEY_COLUMNS = "key_id, partner_name, scopes, prefix, created_at, revoked_at, last_used_at";
 
 type Impl = ServiceImpl<typeof AuthAdminService>;
 
@@ -76,7 +79,7 @@ function setUserRolesHandler(core: AuthCore): Impl["setUserRoles"] {
         const others = await tx.query("SELECT 1 FROM auth.users WHERE 'admin' = ANY(roles) AND user_id <> $1 LIMIT 1", [req.userId]);
         if (!others.rowCount) throw new InvalidStateError("roles: this is the last admin; make someone else admin first");
       }
-      const { rows } = await tx.query("UPDATE auth.users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId, roles]);
+      const { rows } = await tx.query(`UPDATE auth.users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING ${USER_COLUMNS}`, [req.userId, roles]);
       // Tokens carry roles: losing one ends the sessions that carry it.
       const lost = before.roles.filter((r) => !roles.includes(r));
       const revoked = lost.length ? await revokeSessions(tx, "user_id = $1", [req.userId], "roles changed") : [];
@@ -116,10 +119,10 @@ function issuePartnerApiKeyHandler(core: AuthCore): Impl["issuePartnerApiKey"] {
     const row = await withTransaction(pool, async (tx) => {
       // A retry of the same request gets the same key (and secret) back; a different request under the key is refused.
       const firstId = await claimIdempotencyKey(tx, idempotent, keyId);
-      if (firstId) return (await tx.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1", [firstId])).rows[0];
+      if (firstId) return (await tx.query(`SELECT ${KEY_COLUMNS}, secret_sealed FROM auth.partner_api_keys WHERE key_id = $1`, [firstId])).rows[0];
       const { rows } = await tx.query(
         `INSERT INTO auth.partner_api_keys (key_id, partner_name, scopes, prefix, secret_hash, secret_sealed, idempotency_key, request_fingerprint, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${KEY_COLUMNS}, secret_sealed`,
         [keyId, req.partnerName, scopes, secret.slice(0, 12), sha256(secret), core.sealer.seal(secret), req.idempotencyKey, idempotent.fingerprint, admin.subject],
       );
       await audit(tx, AuditAction.API_KEY_ISSUED, {
@@ -137,7 +140,7 @@ function listPartnerApiKeysHandler(core: AuthCore): Impl["listPartnerApiKeys"] {
     const size = pageSize(req.page);
     const after = decodeTimeIdToken(req.page?.pageToken);
     const { rows } = await pool.query(
-      `SELECT *, ${keysetTime("created_at")} AS page_at FROM auth.partner_api_keys
+      `SELECT ${KEY_COLUMNS}, ${keysetTime("created_at")} AS page_at FROM auth.partner_api_keys
         WHERE $1::timestamptz IS NULL OR (created_at, key_id) > ($1::timestamptz, $2::uuid)
         ORDER BY created_at, key_id LIMIT $3`,
       [after?.at ?? null, after?.id ?? null, size + 1],
@@ -169,7 +172,7 @@ function revokePartnerApiKeyHandler(core: AuthCore): Impl["revokePartnerApiKey"]
         await tx.query("UPDATE auth.partner_api_keys SET revoked_at = now() WHERE key_id = $1", [req.keyId]);
         await audit(tx, AuditAction.API_KEY_REVOKED, { actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `key ${req.keyId}`, target: `partner_key:${req.keyId}` });
       }
-      return (await tx.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1", [req.keyId])).rows[0];
+      return (await tx.query(`SELECT ${KEY_COLUMNS} FROM auth.partner_api_keys WHERE key_id = $1`, [req.keyId])).rows[0];
     });
     return { key: toPartnerKey(row) };
   };
@@ -195,7 +198,7 @@ function listAuditEventsHandler(core: AuthCore): Impl["listAuditEvents"] {
     if (req.to) add("occurred_at < ?", timestampDate(req.to));
     params.push(size + 1);
     const { rows } = await pool.query(
-      `SELECT * FROM auth.audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT $${params.length}`,
+      `SELECT seq, audit_event_id, action, user_id, actor_user_id, ip_address, detail, occurred_at, target, service FROM auth.audit_events ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY seq DESC LIMIT $${params.length}`,
       params,
     );
     const { items, nextPageToken } = keysetPage(rows, size, (r) => [r.seq]);
@@ -268,7 +271,7 @@ function searchUsersHandler(core: AuthCore): Impl["searchUsers"] {
     if (after) add("(created_at, user_id) < (?::timestamptz, ?::uuid)", after.at, after.id);
     params.push(size + 1);
     const { rows } = await pool.query(
-      `SELECT *, ${keysetTime("created_at")} AS page_at FROM auth.users ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      `SELECT ${USER_COLUMNS}, ${keysetTime("created_at")} AS page_at FROM auth.users ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
         ORDER BY created_at DESC, user_id DESC LIMIT $${params.length}`,
       params,
     );
@@ -285,7 +288,7 @@ function blockUserHandler(core: AuthCore): Impl["blockUser"] {
     const { user, revoked } = await withTransaction(pool, async (tx) => {
       const before = await getUser(tx, req.userId, true);
       if (before.blocked_at) return { user: before, revoked: [] };
-      const { rows } = await tx.query("UPDATE auth.users SET blocked_at = now(), blocked_reason = $2, updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId, req.reason]);
+      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = now(), blocked_reason = $2, updated_at = now() WHERE user_id = $1 RETURNING ${USER_COLUMNS}`, [req.userId, req.reason]);
       const revoked = await revokeSessions(tx, "user_id = $1", [req.userId], "account blocked");
       await audit(tx, AuditAction.USER_BLOCKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: `${req.reason}; ${revoked.length} sessions revoked` });
       return { user: rows[0], revoked };
@@ -302,7 +305,7 @@ function unblockUserHandler(core: AuthCore): Impl["unblockUser"] {
     const user = await withTransaction(pool, async (tx) => {
       const before = await getUser(tx, req.userId, true);
       if (!before.blocked_at) return before;
-      const { rows } = await tx.query("UPDATE auth.users SET blocked_at = NULL, blocked_reason = '', updated_at = now() WHERE user_id = $1 RETURNING *", [req.userId]);
+      const { rows } = await tx.query(`UPDATE auth.users SET blocked_at = NULL, blocked_reason = '', updated_at = now() WHERE user_id = $1 RETURNING ${USER_COLUMNS}`, [req.userId]);
       await audit(tx, AuditAction.USER_UNBLOCKED, { userId: req.userId, actorUserId: admin.subject, ip: clientAddressOf(ctx), detail: req.reason });
       return rows[0];
     });
@@ -315,7 +318,7 @@ function listUserSessionsHandler(core: AuthCore): Impl["listUserSessions"] {
   return async function (req) {
     await getUser(pool, req.userId);
     const { rows } = await pool.query(
-      `SELECT * FROM auth.sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
+      `SELECT ${SESSION_COLUMNS} FROM auth.sessions WHERE user_id = $1 AND revoked_at IS NULL AND expires_at > now()
         ORDER BY created_at DESC LIMIT ${MAX_SESSIONS_LISTED}`,
       [req.userId],
     );

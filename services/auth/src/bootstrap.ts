@@ -10,7 +10,7 @@ import { audit, AuditAction } from "./audit.js";
 import type { AuthCore } from "./core.js";
 import { opaqueToken, sha256 } from "./crypto.js";
 import { requireSession, sessionState } from "./sessions.js";
-import { getUser, type UserRow } from "./users.js";
+import { getUser, USER_COLUMNS, type UserRow } from "./users.js";
 
 /** How long a setup token is good for: long enough to sign up and set a PIN. */
 export const SETUP_TOKEN_TTL_MS = 24 * 3600_000;
@@ -59,7 +59,7 @@ export async function claimFirstAdmin(core: AuthCore, setupToken: string, ctx: H
     }
     const before = await getUser(tx, caller.subject, true);
     const roles = [...new Set([...before.roles, "admin"])];
-    const { rows } = await tx.query("UPDATE auth.users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING *", [caller.subject, roles]);
+    const { rows } = await tx.query(`UPDATE auth.users SET roles = $2, updated_at = now() WHERE user_id = $1 RETURNING ${USER_COLUMNS}`, [caller.subject, roles]);
     await audit(tx, AuditAction.ADMIN_BOOTSTRAPPED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `first admin: roles ${before.roles.join(",")} -> ${roles.join(",")}` });
     return rows[0] as UserRow;
   });

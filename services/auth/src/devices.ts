@@ -35,6 +35,9 @@ export function parseDevicePublicKey(json: string): JsonWebKey {
   return key;
 }
 
+/** The columns toDevice reads (named, so the statements reading them are prepared). */
+const DEVICE_COLUMNS = "device_id, name, public_key_jwk, registered_at, last_verified_at";
+
 function toDevice(r: { device_id: string; name: string; public_key_jwk: string; registered_at: Date; last_verified_at: Date | null }): Device {
   return create(DeviceSchema, {
     deviceId: r.device_id,
@@ -46,9 +49,8 @@ function toDevice(r: { device_id: string; name: string; public_key_jwk: string; 
 }
 
 async function ownDevice(db: Queryable, deviceId: string, userId: string) {
-  const { rows } = await db.query("SELECT * FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [deviceId, userId]);
+  const { rows } = await db.query("SELECT device_id FROM auth.devices WHERE device_id = $1 AND user_id = $2 AND removed_at IS NULL", [deviceId, userId]);
   if (!rows[0]) throw new NotFoundError(`device ${deviceId} not found`);
-  return rows[0];
 }
 
 /** Device keys and biometric unlock: the device proves possession of its key by signing a one-time challenge. */
@@ -72,7 +74,7 @@ function registerDeviceHandler(core: AuthCore): Impl["registerDevice"] {
     const jwk = parseDevicePublicKey(req.publicKeyJwk);
     const device = await withTransaction(pool, async (tx) => {
       const { rows } = await tx.query(
-        "INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, $3, $4) RETURNING *",
+        `INSERT INTO auth.devices (device_id, user_id, name, public_key_jwk) VALUES ($1, $2, $3, $4) RETURNING ${DEVICE_COLUMNS}`,
         [randomUUID(), caller.subject, req.name, JSON.stringify(jwk)],
       );
       await audit(tx, AuditAction.DEVICE_REGISTERED, { userId: caller.subject, actorUserId: caller.subject, ip, detail: `device ${rows[0].device_id}` });
@@ -86,7 +88,7 @@ function listDevicesHandler(core: AuthCore): Impl["listDevices"] {
   const { pool } = core.ctx;
   return async function (_req, ctx) {
     const { caller } = await requireSession(core, ctx);
-    const { rows } = await pool.query("SELECT * FROM auth.devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY registered_at", [caller.subject]);
+    const { rows } = await pool.query(`SELECT ${DEVICE_COLUMNS} FROM auth.devices WHERE user_id = $1 AND removed_at IS NULL ORDER BY registered_at`, [caller.subject]);
     return { devices: rows.map(toDevice) };
   };
 }

@@ -4,8 +4,8 @@ import type { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_
 import { consumeOrRefuse, type AuthCore } from "./core.js";
 import { sameBytes, sha256 } from "./crypto.js";
 import { signPartnerRequest } from "./partner.js";
-import { toPartnerKey } from "./admin.js";
-import { getUser, roleName, toUser, type UserRow } from "./users.js";
+import { KEY_COLUMNS, toPartnerKey } from "./admin.js";
+import { getUser, USER_COLUMNS, roleName, toUser, type UserRow } from "./users.js";
 import { DependencyUnavailableError, NotFoundError, PermissionDeniedError, RateLimitedError, UnauthenticatedError } from "@ttip/runtime";
 
 /** Service-to-service lookups; the gateway never routes these. */
@@ -22,7 +22,7 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       const limit = req.limit || 50;
       // One row past the limit says whether there are more.
       const { rows } = await pool.query<UserRow>(
-        `SELECT * FROM auth.users WHERE roles && $1::text[] AND blocked_at IS NULL ORDER BY created_at, user_id LIMIT $2`,
+        `SELECT ${USER_COLUMNS} FROM auth.users WHERE roles && $1::text[] AND blocked_at IS NULL ORDER BY created_at, user_id LIMIT $2`,
         [req.roles.map(roleName), limit + 1],
       );
       return { users: rows.slice(0, limit).map(toUser), truncated: rows.length > limit };
@@ -33,7 +33,7 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
       const skew = Math.abs(Date.now() - timestamp.getTime()) / 1000;
       if (skew > core.config.partnerReplayWindowSeconds) throw refused("timestamp outside the replay window");
       if (!/^[0-9a-f-]{36}$/i.test(req.keyId)) throw refused("unknown key");
-      const { rows } = await pool.query("SELECT * FROM auth.partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
+      const { rows } = await pool.query("SELECT partner_name, scopes, secret_hash, secret_sealed FROM auth.partner_api_keys WHERE key_id = $1 AND revoked_at IS NULL", [req.keyId]);
       const key = rows[0];
       if (!key) throw refused("unknown or revoked key");
       const secret = core.sealer.open(key.secret_sealed);
@@ -53,7 +53,7 @@ export function internalHandlers(core: AuthCore): Partial<ServiceImpl<typeof Aut
     },
 
     async getPartnerApiKey(req) {
-      const { rows } = await pool.query("SELECT key_id, partner_name, scopes, prefix, created_at, revoked_at, last_used_at FROM auth.partner_api_keys WHERE key_id = $1", [req.keyId]);
+      const { rows } = await pool.query(`SELECT ${KEY_COLUMNS} FROM auth.partner_api_keys WHERE key_id = $1`, [req.keyId]);
       if (!rows[0]) throw new NotFoundError(`key_id: no partner key ${req.keyId}`);
       return { key: toPartnerKey(rows[0]) };
     },

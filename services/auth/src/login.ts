@@ -12,7 +12,7 @@ import { hashPin, weakPinReason } from "./pin.js";
 import { checkPin } from "./pin-guard.js";
 import { clientAddressOf, userAgentOf } from "./request.js";
 import { forgetSessions, openSession, refreshSession, requireSession, revokeSessions, tokenPair } from "./sessions.js";
-import { getUser, roleName, type UserRow } from "./users.js";
+import { getUser, USER_COLUMNS, roleName, type UserRow } from "./users.js";
 
 type Impl = ServiceImpl<typeof AuthService>;
 
@@ -30,7 +30,7 @@ function weakPin(field: string, pin: string, birthYear?: number | null): void {
 }
 
 const userByPhone = async (core: AuthCore, phone: string): Promise<UserRow | undefined> =>
-  (await core.ctx.pool.query("SELECT * FROM auth.users WHERE phone = $1", [phone])).rows[0];
+  (await core.ctx.pool.query(`SELECT ${USER_COLUMNS} FROM auth.users WHERE phone = $1`, [phone])).rows[0];
 
 /**
  * Checks a code against its challenge, counting the try first; returns the phone on success.
@@ -131,14 +131,14 @@ function verifyPhoneOtpHandler(core: AuthCore): Impl["verifyPhoneOtp"] {
         [req.challengeId, new Date(clockOf(core.ctx).now())],
       );
       if (!claimed.rowCount) throw new InvalidStateError("this code was already used");
-      let user: UserRow | undefined = (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
+      let user: UserRow | undefined = (await tx.query(`SELECT ${USER_COLUMNS} FROM auth.users WHERE phone = $1 FOR UPDATE`, [phone])).rows[0];
       let newUser = false;
       if (!user) {
         const inserted = await tx.query(
-          "INSERT INTO auth.users (user_id, phone, roles, locale) VALUES ($1, $2, $3, $4) ON CONFLICT (phone) DO NOTHING RETURNING *",
+          `INSERT INTO auth.users (user_id, phone, roles, locale) VALUES ($1, $2, $3, $4) ON CONFLICT (phone) DO NOTHING RETURNING ${USER_COLUMNS}`,
           [randomUUID(), phone, [roleName(role)], locale],
         );
-        user = inserted.rows[0] ?? (await tx.query("SELECT * FROM auth.users WHERE phone = $1 FOR UPDATE", [phone])).rows[0];
+        user = inserted.rows[0] ?? (await tx.query(`SELECT ${USER_COLUMNS} FROM auth.users WHERE phone = $1 FOR UPDATE`, [phone])).rows[0];
         newUser = !!inserted.rows[0];
         if (newUser) {
           await emitEvent(tx, "auth", UserRegisteredSchema, {

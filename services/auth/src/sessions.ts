@@ -183,6 +183,9 @@ export interface SessionRow {
   last_used_at: Date | string;
 }
 
+/** A SessionRow's columns (named, so the statements reading them are prepared). */
+export const SESSION_COLUMNS = "session_id, device_id, user_agent, ip_address, created_at, last_used_at";
+
 /** The Session message of a row; `current` marks the caller's own. */
 export function sessionMessage(r: SessionRow, current = false): Session {
   return create(SessionSchema, {

@@ -20,6 +20,12 @@ export interface UserRow {
   created_at: Date;
 }
 
+/**
+ * The columns a UserRow holds, named rather than `*`: the runtime sends a
+ * statement with a column wildcard unprepared (parsed and planned every call).
+ */
+export const USER_COLUMNS = "user_id, phone, roles, display_name, photo_url, locale, birth_year, pin_hash, pin_failures, lockouts, locked_until, blocked_at, blocked_reason, created_at";
+
 const ROLE_NAMES: Record<number, string> = {
   [Role.CUSTOMER]: "customer",
   [Role.WORKER]: "worker",
@@ -52,7 +58,7 @@ export function toUser(u: UserRow): User {
 }
 
 export async function findUser(db: Queryable, userId: string, lock = false): Promise<UserRow | undefined> {
-  const { rows } = await db.query(`SELECT * FROM auth.users WHERE user_id = $1${lock ? " FOR UPDATE" : ""}`, [userId]);
+  const { rows } = await db.query(`SELECT ${USER_COLUMNS} FROM auth.users WHERE user_id = $1${lock ? " FOR UPDATE" : ""}`, [userId]);
   return rows[0];
 }
 

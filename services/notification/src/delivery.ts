@@ -1,11 +1,11 @@
 // Deliveries: created once per (source, recipient, channel), then handed to
 // providers by the dispatcher with retries, backoff and failover.
 import assert from "node:assert/strict";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, claimingCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -98,6 +98,32 @@ function updateEvent(d: DeliveryRef, status: DeliveryState, correlationId = "") 
     },
     correlationId,
   );
+}
+
+/** Dispatch consumers: each queued delivery is handed to one of them, chosen by its id. */
+export const DISPATCH_SHARDS = 4;
+
+/**
+ * The subject shard `shard`'s consumer reads. Notification's own (no other service reads it):
+ * a queued delivery's work goes there as well as its public delivery_updated fact, so each
+ * reaches one dispatch consumer instead of every one of them reading every fact.
+ */
+export const dispatchSubject = (shard: number) => `ttip.notification.dispatch.${shard}`;
+
+export function dispatchShardOf(deliveryId: string): number {
+  return createHash("sha1").update(deliveryId).digest()[0] % DISPATCH_SHARDS;
+}
+
+/** The message that has the delivery's shard send it: its queued fact, under an id of its own (the bus deduplicates by id). */
+function dispatchMessage(queued: BusMessage, deliveryId: string): BusMessage {
+  return { id: randomUUID(), subject: dispatchSubject(dispatchShardOf(deliveryId)), data: queued.data };
+}
+
+/** A delivery queued again (unparked): its fact, and its work for the dispatcher. */
+async function emitQueued(tx: Queryable, d: DeliveryRef): Promise<void> {
+  const fact = updateEvent(d, "queued");
+  await writeOutbox(tx, "notification", fact);
+  await writeOutbox(tx, "notification", dispatchMessage(fact, d.id));
 }
 
 /** Requests one enqueueMany takes at most (a trigger's batch of events); each makes a few deliveries. */
@@ -218,6 +244,8 @@ interface PlannedDelivery {
   optedOutEvent: ReturnType<typeof updateEvent>;
   /** The in-app notification's id, for an in-app delivery to a user. */
   inAppId: string | null;
+  /** Its work for the dispatcher, while queued (not written when its number texted STOP). */
+  dispatch: BusMessage | null;
 }
 
 /** One channel's delivery as it is to be written, or undefined when the channel is skipped. */
@@ -268,6 +296,7 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
     mayBeOptedOut,
     optedOutEvent: mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event,
     inAppId: channel === Channel.IN_APP && userId !== null ? randomUUID() : null,
+    dispatch: status === "queued" ? dispatchMessage(event, id) : null,
   };
 }
 
@@ -276,7 +305,12 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
  * statement with `*` is not prepared (services/runtime's statementName), so re-planned on each call.
  */
 const PLANNED_COLUMNS = `id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
-                subject, body, status, last_error, next_attempt_at, event_id, payload, may_opt_out, opted_event_id, opted_payload, inapp_id`;
+                subject, body, status, last_error, next_attempt_at, event_id, payload, may_opt_out, opted_event_id, opted_payload, inapp_id,
+                dispatch_event_id, dispatch_subject`;
+/** PLANNED_COLUMNS' types, in order (the unnest's arrays). */
+const PLANNED_TYPES = ["uuid", "text", "text", "smallint", "uuid", "text", "text", "smallint", "int", "text", "text", "text", "text", "text", "timestamptz", "uuid", "bytea", "boolean", "uuid", "bytea", "uuid", "uuid", "text"];
+/** The statement's parameters after the planned columns. */
+const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED_TYPES.length + i}`);
 
 /**
  * Writes planned deliveries in one statement: each delivery, its fact and (in-app) the
@@ -297,7 +331,7 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
     columns((p) => p.address), columns((p) => p.masked), columns((p) => p.templateKey), columns((p) => p.templateVersion), columns((p) => p.locale),
     columns((p) => p.subject), columns((p) => p.body), columns((p) => p.status), columns((p) => p.error), columns((p) => p.nextAttempt),
     columns((p) => p.event.id), columns((p) => Buffer.from(p.event.data)), columns((p) => p.mayBeOptedOut), columns((p) => p.optedOutEvent.id),
-    columns((p) => Buffer.from(p.optedOutEvent.data)), columns((p) => p.inAppId),
+    columns((p) => Buffer.from(p.optedOutEvent.data)), columns((p) => p.inAppId), columns((p) => p.dispatch?.id ?? null), columns((p) => p.dispatch?.subject ?? null),
     rows[0].event.subject, currentTraceparent() ?? null, now,
   ];
   const claimed = claim && claimingCte(claim.request, claim.resultId, values.length + 1);
@@ -305,10 +339,7 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
     `WITH ${claimed ? `${claimed.sql},` : ""} planned AS (
        SELECT ${PLANNED_COLUMNS},
               p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::smallint[], $5::uuid[], $6::text[], $7::text[], $8::smallint[], $9::int[], $10::text[],
-                     $11::text[], $12::text[], $13::text[], $14::text[], $15::timestamptz[], $16::uuid[], $17::bytea[], $18::boolean[], $19::uuid[],
-                     $20::bytea[], $21::uuid[])
-           AS p(${PLANNED_COLUMNS})),
+         FROM unnest(${PLANNED_TYPES.map((type, i) => opaqueArray(i + 1, type)).join(", ")}) AS p(${PLANNED_COLUMNS})),
      delivery AS (
        INSERT INTO notification.deliveries
          (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
@@ -316,20 +347,25 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
        SELECT id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale, subject, body,
               CASE WHEN out THEN 'failed' ELSE status END,
               CASE WHEN out THEN 'recipient texted STOP' ELSE last_error END,
-              CASE WHEN out THEN $24::timestamptz ELSE next_attempt_at END
+              CASE WHEN out THEN ${NOW}::timestamptz ELSE next_attempt_at END
          FROM planned${claimed ? " WHERE EXISTS (SELECT 1 FROM claimed)" : ""}
        ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
      announced AS (
        INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
-       SELECT CASE WHEN p.out THEN p.opted_event_id ELSE p.event_id END, $22, CASE WHEN p.out THEN p.opted_payload ELSE p.payload END, $23::text
-         FROM delivery d JOIN planned p ON p.id = d.id),
+       SELECT CASE WHEN p.out THEN p.opted_event_id ELSE p.event_id END, ${FACT_SUBJECT}, CASE WHEN p.out THEN p.opted_payload ELSE p.payload END, ${TRACEPARENT}::text
+         FROM delivery d JOIN planned p ON p.id = d.id
+       UNION ALL
+       SELECT p.dispatch_event_id, p.dispatch_subject, p.payload, ${TRACEPARENT}::text
+         FROM delivery d JOIN planned p ON p.id = d.id WHERE p.dispatch_event_id IS NOT NULL AND NOT p.out),
      shown AS (
        INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
        SELECT p.inapp_id, p.user_id, p.id, p.template_key, p.subject, p.body, p.next_attempt_at
          FROM delivery d JOIN planned p ON p.id = d.id WHERE p.inapp_id IS NOT NULL)
      SELECT p.id AS planned_id, d.id IS NOT NULL AS inserted, e.id AS existing_id
        FROM planned p LEFT JOIN delivery d ON d.id = p.id
-       LEFT JOIN notification.deliveries e ON e.source_key = p.source_key AND e.recipient_key = p.recipient_key AND e.channel = p.channel`,
+       LEFT JOIN LATERAL (
+         SELECT e.id FROM notification.deliveries e
+          WHERE d.id IS NULL AND e.source_key = p.source_key AND e.recipient_key = p.recipient_key AND e.channel = p.channel OFFSET 0) e ON true`,
     [...values, ...(claimed?.values ?? [])],
   );
   const byId = new Map(written.map((w) => [w.planned_id, w]));
@@ -497,6 +533,9 @@ const CLAIM_SELECT = `SELECT d.id, d.user_id, d.channel, d.template_key, d.addre
 const CLAIM_COLUMNS = `id, user_id, channel, template_key, address, subject, body, status, attempts, provider_index, provider_attempts,
               next_attempt_at, parked, opted_out, last_attempt, last_status, last_started_at, created_at`;
 
+/** The accepted sends' columns' types (recordSent's unnest): delivery_id, attempt, message_id, provider, event_id, payload, traceparent. */
+const ACCEPTED_TYPES = ["uuid", "int", "text", "text", "uuid", "bytea", "text"];
+
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
 
@@ -607,8 +646,8 @@ export class Dispatcher {
     const now = (this.o.clock ?? systemClock).now();
     const slots = [Channel.SMS, Channel.EMAIL, Channel.PUSH].flatMap((channel) => this.providersFor(channel).map((p, index) => ({ channel, index, name: p.name })));
     const { rows } = await this.o.pool.query<ClaimedRow & { claimed: boolean }>(
-      `WITH read AS (${CLAIM_SELECT} WHERE d.id = ANY($1::uuid[])),
-       slots AS (SELECT * FROM unnest($2::smallint[], $3::smallint[], $4::text[]) AS p(channel, index, name)),
+      `WITH read AS (${CLAIM_SELECT} WHERE d.id = ANY(${opaqueArray(1, "uuid")})),
+       slots AS (SELECT * FROM unnest(${opaqueArray(2, "smallint")}, ${opaqueArray(3, "smallint")}, ${opaqueArray(4, "text")}) AS p(channel, index, name)),
        wanted AS (
          SELECT r.id, r.attempts, r.status, p.name AS provider FROM read r JOIN slots p ON p.channel = r.channel AND p.index = r.provider_index
           WHERE r.status IN ('queued', 'retrying') AND NOT r.parked AND r.next_attempt_at <= $5 AND r.body IS NOT NULL
@@ -784,7 +823,7 @@ export class Dispatcher {
     const events = sends.map((s) => updateEvent(s.d, "sent"));
     const { rows } = await this.o.pool.query<{ delivery_id: string }>(
       `WITH accepted AS (
-         SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::uuid[], $6::bytea[], $7::text[])
+         SELECT * FROM unnest(${ACCEPTED_TYPES.map((type, i) => opaqueArray(i + 1, type)).join(", ")})
            AS s(delivery_id, attempt, message_id, provider, event_id, payload, traceparent)),
        early AS (
          SELECT s.delivery_id FROM accepted s WHERE s.message_id <> '' AND EXISTS (
@@ -975,6 +1014,35 @@ export async function expireUnmatchedReports(pool: Pool, retentionMs = UNMATCHED
   return rowCount ?? 0;
 }
 
+/** How far back redispatchStranded looks, by creation: a rollout takes minutes. */
+const STRANDED_WINDOW_MS = 3_600_000;
+/** An open delivery due and untouched this long has no dispatcher on it (a send's lease and backoff are shorter than this plus the lease). */
+const STRANDED_AFTER_MS = 120_000;
+/** Deliveries redispatchStranded takes at most: one statement per each, once at start. */
+const STRANDED_MAX = 1_000;
+
+/**
+ * Gives the dispatchers work for open deliveries that have none: queued or retrying, not
+ * parked, created in the last hour, due and untouched for two minutes. Those queued by a
+ * version whose dispatchers read the public facts (durables notification-dispatch-N) and
+ * not yet sent when its last replica stopped are such. Run once at start; a delivery that
+ * had its message after all is still sent once (the claim is a compare-and-set).
+ * Returns how many were given work.
+ */
+export async function redispatchStranded(pool: Pool, clock: Clock = systemClock): Promise<number> {
+  return withTransaction(pool, async (tx) => {
+    const { rows } = await tx.query<DeliveryRef>(
+      `SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries
+        WHERE created_at > now() - make_interval(secs => $1::double precision / 1000) AND status IN ('queued', 'retrying') AND NOT parked
+          AND next_attempt_at <= $2 AND updated_at < now() - make_interval(secs => $3::double precision / 1000)
+        ORDER BY created_at LIMIT $4`,
+      [STRANDED_WINDOW_MS, new Date(clock.now()), STRANDED_AFTER_MS, STRANDED_MAX],
+    );
+    for (const d of rows) await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "queued"), d.id));
+    return rows.length;
+  });
+}
+
 /** Re-queues parked deliveries (quiet hours over, on `clock`) by emitting a fresh dispatch event for each. */
 export async function unparkDue(pool: Pool, clock: Clock = systemClock): Promise<number> {
   return withTransaction(pool, async (tx) => {
@@ -984,7 +1052,7 @@ export async function unparkDue(pool: Pool, clock: Clock = systemClock): Promise
         RETURNING id, user_id, channel, template_key, attempts`,
       [new Date(clock.now())],
     );
-    for (const d of rows) await emitUpdate(tx, d, "queued");
+    for (const d of rows) await emitQueued(tx, d);
     return rows.length;
   });
 }

@@ -3,7 +3,7 @@ import { NotificationAdminService, NotificationInternalService, NotificationServ
 import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
 import { checkRetryConfig, configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, type StaffDirectory } from "./contacts.js";
-import { applyStrandedReports, Dispatcher, expireUnmatchedReports, unparkDue } from "./delivery.js";
+import { applyStrandedReports, Dispatcher, expireUnmatchedReports, redispatchStranded, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
 import { createProviders } from "./providers.js";
 import type { ProviderSimulator } from "./simulator.js";
@@ -73,7 +73,10 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         clock: clockOf(ctx),
       });
       const stopTriggers = await startTriggers(ctx, dispatcher, { staff: options.staff ?? authStaffDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin", clock: clockOf(ctx) });
-      let sweeping: Promise<unknown> = Promise.resolve();
+      // Once at start: deliveries left without a dispatcher's message (see redispatchStranded).
+      let sweeping: Promise<unknown> = redispatchStranded(ctx.pool, clockOf(ctx))
+        .then((n) => n && ctx.logger.warn({ deliveries: n }, "open deliveries without a dispatch message given one"))
+        .catch((err) => ctx.logger.warn({ err }, "redispatching stranded deliveries failed"));
       const sweeper = setInterval(() => {
         sweeping = Promise.all([
           unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed")),

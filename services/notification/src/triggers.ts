@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 // What other services' events make us send. Each consumer is idempotent twice
 // over: the runtime's inbox skips an event it applied, and the deliveries'
 // unique (source, recipient, channel) key stops a copy that slips past it.
@@ -14,9 +13,9 @@ import {
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { consumeEventBatches, decodeEvent, type DeliveredMessage, type EventBus, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { StaffDirectory } from "./contacts.js";
-import { DISPATCH_BATCH_MAX, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
+import { DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
 /** A short reference people can read out on the phone. */
@@ -151,36 +150,8 @@ const TRIGGERS = [
 /** A hold of a tip, which its reviewers hear of. */
 const isStaffHold = (e: MessageShape<typeof FraudAlertSchema>) => e.action === "held" && !!e.tipId;
 
-export const DISPATCH_SHARDS = 4;
 /** Events applied in one transaction at most: each adds a few deliveries, and one bad event sends the batch back. */
 const TRIGGER_BATCH = 50;
-
-/**
- * The bus as a consumer sees it, with `first` run on each batch before the
- * batch is handled (and so before its transaction begins).
- */
-function askingFirst(bus: EventBus, first: (messages: DeliveredMessage[]) => Promise<void>): EventBus {
-  const wrapped = Object.create(bus) as EventBus;
-  wrapped.subscribe = (o) =>
-    bus.subscribe({
-      ...o,
-      handler: async (m) => {
-        await first([m]);
-        await o.handler(m);
-      },
-    });
-  if (bus.subscribeBatches) {
-    wrapped.subscribeBatches = (o) =>
-      bus.subscribeBatches!({
-        ...o,
-        handler: async (m) => {
-          await first(m);
-          await o.handler(m);
-        },
-      });
-  }
-  return wrapped;
-}
 
 /** The message's event, or none when it cannot be read. */
 function readable<E>(decode: (m: DeliveredMessage) => E, message: DeliveredMessage): E[] {
@@ -191,10 +162,6 @@ function readable<E>(decode: (m: DeliveredMessage) => E, message: DeliveredMessa
   }
 }
 
-function shardOf(deliveryId: string): number {
-  return createHash("sha1").update(deliveryId).digest()[0] % DISPATCH_SHARDS;
-}
-
 /** Starts every consumer; returns how to stop them. */
 export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher, deps: TriggerDeps): Promise<() => Promise<void>> {
   const subs: { stop(): Promise<void> }[] = [];
@@ -203,17 +170,10 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
     // batch, not per tip), in the order it was published; its messages are
     // written together (a statement for their recipients, one for the rows).
     const decode = (message: DeliveredMessage) => decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
-    const asked = new WeakMap<DeliveredMessage, unknown>();
     const ask = t.ask;
     subs.push(
-      await consumeEventBatches({
-        bus: ask
-          ? askingFirst(ctx.bus, async (messages) => {
-              // One that cannot be read is left to fail in handleBatch, where the batch is split around it.
-              const answer = await ask(messages.flatMap((m) => readable(decode, m)), deps);
-              for (const m of messages) asked.set(m, answer);
-            })
-          : ctx.bus,
+      await consumeEventBatches<unknown>({
+        bus: ctx.bus,
         pool: ctx.pool,
         schema: "notification",
         consumer: t.durable,
@@ -221,14 +181,16 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
         logger: ctx.logger,
         metrics: ctx.metrics,
         maxBatch: TRIGGER_BATCH,
-        handleBatch: async (messages, tx) => {
+        // One that cannot be read is left to fail in handleBatch, where the batch is split around it.
+        beforeTransaction: ask ? (messages) => ask(messages.flatMap((m) => readable(decode, m)), deps) : undefined,
+        handleBatch: async (messages, tx, asked) => {
           const requests: SendRequest[] = [];
           for (const message of messages) {
             const event = decode(message);
             // The event's own id, not the bus message's: a re-published copy under a new bus id still dedupes.
             const id = event.meta?.id || message.id;
             if (t.apply) await t.apply(event, id, tx, deps);
-            else requests.push(...t.sends!(event, id, deps, asked.get(message)));
+            else requests.push(...t.sends!(event, id, deps, asked));
           }
           const now = new Date(deps.clock.now());
           for (let i = 0; i < requests.length; i += ENQUEUE_BATCH_MAX) await enqueueMany(tx, requests.slice(i, i + ENQUEUE_BATCH_MAX), now);
@@ -236,30 +198,34 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
       }),
     );
   }
-  // Our own "queued" facts drive the sends. Not through the inbox: a send is
-  // not one transaction, and the delivery row's state machine is the dedupe.
-  // A consumer handles one message at a time, so the work is split over a few
-  // durables by delivery id: each skips the others' share (the claim, a
-  // compare-and-set on the attempt count or a row lock, keeps two from ever
-  // sending the same delivery).
-  // Where the bus hands over what has arrived in batches, a shard's share of a batch is
-  // read and claimed in one statement each (not two per delivery) and sent concurrently.
+  // Our own queued deliveries drive the sends: each, besides its public "queued" fact, is
+  // written to its shard's subject (dispatchSubject, by delivery id), which one durable reads.
+  // Not through the inbox: a send is not one transaction, and the delivery row's state
+  // machine is the dedupe. A consumer handles one batch at a time, so the work is split
+  // over a few durables, and each sees only its own share (not every delivery_updated fact,
+  // three quarters of them to skip). Replicas share the durables; the claim (a
+  // compare-and-set on the attempt count, or a row lock) keeps two from ever sending the
+  // same delivery. Where the bus hands over what has arrived in batches, a batch is read
+  // and claimed in one statement each (not two per delivery) and sent concurrently.
   for (let shard = 0; shard < DISPATCH_SHARDS; shard++) {
-    const durable = `notification-dispatch-${shard}`;
+    // Not the former notification-dispatch-N: those read ttip.notification.delivery_updated,
+    // and a durable's subject cannot be changed in place.
+    const durable = `notification-send-${shard}`;
     const dispatch = async (messages: DeliveredMessage[]) => {
       const traces = new Map<string, string | undefined>();
       for (const message of messages) {
         const e = decodeEvent(DeliveryUpdatedSchema, message);
-        if (e.status === "queued" && shardOf(e.deliveryId) === shard && !traces.has(e.deliveryId)) traces.set(e.deliveryId, message.traceparent);
+        if (e.status === "queued" && !traces.has(e.deliveryId)) traces.set(e.deliveryId, message.traceparent);
       }
       if (!traces.size) return;
       // Each send continues the trace that queued it, so its "sent" fact (written in the span) does too.
       await dispatcher.runMany([...traces.keys()], (id, send) => inConsumerSpan(`dispatch ${durable}`, [traces.get(id)], send));
     };
+    const subject = dispatchSubject(shard);
     subs.push(
       ctx.bus.subscribeBatches
-        ? await ctx.bus.subscribeBatches({ durable, subject: subjectOf(DeliveryUpdatedSchema), maxBatch: DISPATCH_BATCH_MAX, handler: dispatch })
-        : await ctx.bus.subscribe({ durable, subject: subjectOf(DeliveryUpdatedSchema), handler: (message) => dispatch([message]) }),
+        ? await ctx.bus.subscribeBatches({ durable, subject, maxBatch: DISPATCH_BATCH_MAX, handler: dispatch })
+        : await ctx.bus.subscribe({ durable, subject, handler: (message) => dispatch([message]) }),
     );
   }
   return async () => {

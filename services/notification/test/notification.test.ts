@@ -20,7 +20,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
-import { applyStatusReport, Dispatcher, enqueue, enqueueMany, expireUnmatchedReports, inAppSignals, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
+import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { createProviders, type OutgoingMessage, type Provider, type SendOutcome } from "../src/providers.js";
@@ -42,6 +42,15 @@ function testConfig(sim: ProviderSimulator, url: () => string): NotificationConf
     retry: { ...DEFAULT_RETRY, attemptsPerProvider: 2, baseDelayMs: 30, maxDelayMs: 100, sendLeaseMs: 15_000, httpTimeoutMs: 3_000 },
     publicUrl: url,
   };
+}
+
+/** The dispatchers' work written in this transaction (at its now()): delivery, status and subject of each, sorted. */
+async function dispatchWork(client: { query: (text: string) => Promise<{ rows: { subject: string; payload: Buffer }[] }> }): Promise<string[]> {
+  const { rows } = await client.query("SELECT subject, payload FROM notification.outbox WHERE created_at = now() AND subject LIKE 'ttip.notification.dispatch.%'");
+  return rows.map((r) => {
+    const e = fromBinary(DeliveryUpdatedSchema, r.payload);
+    return `${e.deliveryId}:${e.status}:${r.subject}`;
+  }).sort();
 }
 
 describe("notification service against Postgres, JetStream and the provider simulators", () => {
@@ -210,7 +219,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       await deliveryIn(id, DeliveryStatus.SENT);
       assert.equal(await sim.reportDelivery(sms.id, "delivered"), 200);
       const { rows } = await t.db.pool.query<{ traceparent: string | null }>(
-        "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 ORDER BY seq",
+        "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 AND subject = 'ttip.notification.delivery_updated' ORDER BY seq",
         [id],
       );
       assert.equal(rows.length, 3, "queued, sent, delivered");
@@ -414,7 +423,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(sms.body, "Your withdrawal of KES 1,000 failed: wrong M-Pesa PIN. The money has not left your TTIP account.");
   });
 
-  test("an SMS to a number that texted STOP is written failed at once, and its event says so", async () => {
+  test("an SMS to a number that texted STOP is written failed at once, and its event says so (and no work for the dispatcher)", async () => {
     const phone = normalisePhone(newPhone());
     await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [phone]);
     const client = await t.db.pool.connect();
@@ -427,17 +436,45 @@ describe("notification service against Postgres, JetStream and the provider simu
       const [otp] = await enqueue(client, { sourceKey: `test:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.OTP, variables: { code: "1234", minutes: "5" } });
       const rows = await client.query("SELECT id, status, last_error FROM notification.deliveries WHERE id = ANY($1::uuid[]) ORDER BY status", [[refused, otp]]);
       assert.deepEqual(rows.rows, [{ id: refused, status: "failed", last_error: "recipient texted STOP" }, { id: otp, status: "queued", last_error: null }]);
-      const events = await client.query<{ event_id: string; payload: Buffer }>("SELECT event_id, payload FROM notification.outbox WHERE created_at = now()");
+      const events = await client.query<{ event_id: string; payload: Buffer }>(
+        "SELECT event_id, payload FROM notification.outbox WHERE created_at = now() AND subject = 'ttip.notification.delivery_updated'",
+      );
       const said = events.rows.map((r) => {
         const e = fromBinary(DeliveryUpdatedSchema, r.payload);
         assert.equal(e.meta?.id, r.event_id, "the row's event id is its payload's");
         return [e.deliveryId, e.status];
       });
       assert.deepEqual(said.sort(), [[refused, "failed"], [otp, "queued"]].sort());
+      assert.deepEqual(await dispatchWork(client), [`${otp}:queued:${dispatchSubject(dispatchShardOf(otp))}`], "only the queued OTP goes to a dispatcher");
     } finally {
       await client.query("ROLLBACK");
       client.release();
     }
+  });
+
+  test("a delivery queued without a dispatch message (by the version before them) is given one at start, and sent once", async () => {
+    const phone = newPhone();
+    const client = await t.db.pool.connect();
+    let id: string;
+    try {
+      // Written as the former version wrote it, ten minutes ago: the delivery and its public fact, no dispatch message.
+      await client.query("BEGIN");
+      [id] = await enqueue(client, { sourceKey: `test:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+      await client.query("DELETE FROM notification.outbox WHERE created_at = now() AND subject LIKE 'ttip.notification.dispatch.%'");
+      await client.query("UPDATE notification.deliveries SET created_at = now() - interval '10 minutes', updated_at = now() - interval '10 minutes' WHERE id = $1", [id]);
+      await client.query("COMMIT");
+    } finally {
+      client.release();
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await t.db.pool.query("SELECT status FROM notification.deliveries WHERE id = $1", [id])).rows[0].status, "queued", "no dispatcher reads the public fact");
+    assert.ok((await redispatchStranded(t.db.pool)) >= 1);
+    await eventually("the receipt", () => smsTo(phone).length === 1);
+    await deliveryIn(id, DeliveryStatus.SENT);
+    // Twice (a second replica starting): nothing more is sent.
+    await redispatchStranded(t.db.pool);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(smsTo(phone).length, 1);
   });
 
   test("a batch of requests is written in two statements (recipients with push devices, then every delivery), each as it would be alone", async () => {
@@ -474,9 +511,12 @@ describe("notification service against Postgres, JetStream and the provider simu
       // Nothing stored: no push device, and an SMS whose number the dispatcher asks auth for.
       assert.deepEqual(shape(ids[1]), [[Channel.SMS, "queued", "", "en", null], [Channel.IN_APP, "delivered", "address", "en", null]]);
       assert.deepEqual(shape(ids[2]), [[Channel.SMS, "failed", "address", "en", "recipient texted STOP"]]);
-      const events = await client.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE created_at = now()");
+      const events = await client.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE created_at = now() AND subject = 'ttip.notification.delivery_updated'");
       const said = events.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).map((e) => `${e.deliveryId}:${e.status}`);
       assert.deepEqual(said.sort(), [...ids[0], ...ids[1], ...ids[2]].map((id) => `${id}:${byId.get(id).status}`).sort(), "one fact per delivery, saying its state");
+      const queued = [...ids[0], ...ids[1], ...ids[2]].filter((id) => byId.get(id).status === "queued");
+      assert.equal(queued.length, 3);
+      assert.deepEqual(await dispatchWork(client), queued.map((id) => `${id}:queued:${dispatchSubject(dispatchShardOf(id))}`).sort(), "each queued delivery goes to its shard's dispatcher, once");
       const shown = await client.query("SELECT user_id FROM notification.inapp_notifications WHERE delivery_id = ANY($1::uuid[]) ORDER BY user_id", [ids.flat()]);
       assert.deepEqual(shown.rows.map((r) => r.user_id), [known, unknown].sort());
 
@@ -485,7 +525,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       assert.deepEqual(await enqueueMany(counted, [toKnown, toUnknown, receipt]), ids.slice(0, 3));
       assert.equal(statements.length, 2);
       const again = await client.query("SELECT count(*)::int AS n FROM notification.outbox WHERE created_at = now()");
-      assert.equal(again.rows[0].n, events.rowCount, "a repeat announces nothing");
+      assert.equal(again.rows[0].n, events.rowCount! + queued.length, "a repeat announces nothing and queues no more work");
     } finally {
       await client.query("ROLLBACK");
       client.release();

@@ -1,9 +1,10 @@
+import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { nothingSent, sendWithBegin } from "./deferred-begin.js";
+import { nothingSent, sendWithBegin, sendWithCommit } from "./deferred-begin.js";
 import type { Logger } from "./log.js";
 import { currentTraceparent, inClientSpan, tracingEnabled } from "./tracing.js";
 
@@ -66,12 +67,18 @@ export function createPool(url: string, options: PoolOptions = {}): Pool {
 const DEFERRED_BEGIN: pg.QueryConfig = { text: "BEGIN" };
 /** Clients whose BEGIN waits for their next statement. */
 const beginOwed = new WeakSet<object>();
+/** createPool's clients that send BEGIN and COMMIT in the write of a statement (pipelinedBegin). */
+const pipelining = new WeakSet<object>();
+/** Clients whose next statement takes COMMIT behind it (withTransactionBracketed's closing). */
+const commitOwed = new WeakSet<object>();
 
 /** The innermost wrapper of a connection's query(): BEGIN sent with the next statement, commits to outboxes announced. */
 function hookStatements(pool: pg.Pool, pipelinedBegin: boolean): void {
   pool.on("connect", (client) => {
     const query = client.query as (...args: unknown[]) => unknown;
+    if (pipelinedBegin) pipelining.add(client);
     (client as { query: unknown }).query = (...args: unknown[]) => {
+      if (commitOwed.delete(client)) return announceOutboxCommits(client, args[0], sendWithCommit(client, query, args));
       if (args[0] === DEFERRED_BEGIN && pipelinedBegin) {
         beginOwed.add(client);
         return Promise.resolve(nothingSent("BEGIN"));
@@ -142,6 +149,19 @@ function announceOutboxCommits(client: pg.PoolClient, config: unknown, sent: unk
       throw err;
     },
   );
+}
+
+/**
+ * Array parameter `$n` of `type` as `unnest(…)` or `= ANY(…)` should take it in a prepared
+ * statement. Given the value (a custom plan), PostgreSQL estimates such a set at the array's
+ * length; without it (the generic plan) at 10 rows. A batch of a few rows then always plans
+ * cheaper custom than generic, and the statement is planned again on every call. Behind a
+ * scalar subquery the value is out of the planner's sight in both: both estimate 10 rows, and
+ * the generic plan is kept after the fifth call.
+ */
+export function opaqueArray(n: number, type: string): string {
+  assert(Number.isInteger(n) && n > 0 && /^[a-z]+$/.test(type), "opaqueArray takes a parameter number and a type name");
+  return `(SELECT $${n}::${type}[])::${type}[]`;
 }
 
 /** At most this many statements are prepared on one connection; more (dynamic SQL) are sent unnamed. */
@@ -276,23 +296,37 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
   });
 }
 
+/** A statement and its parameters. */
+export interface Statement {
+  text: string;
+  values: unknown[];
+}
+
 /**
- * withTransaction for a transaction whose first and last statements take no
- * parameters (a poller's claim and mark): BEGIN travels with the first and
- * COMMIT with the last, one round trip each, as the simple protocol runs
- * several statements per message (a parameter needs a message of its own).
- * `fn` gets the first statement's result and answers the last statement (none:
- * COMMIT alone). Outbox rows written here get no trace context from it.
+ * withTransaction for a transaction with a first and a last statement known
+ * apart (a poller's claim and mark): BEGIN travels with the first and COMMIT
+ * with the last, one round trip each, both prepared statements (see
+ * deferred-begin.ts). `fn` gets the first statement's result and answers the
+ * last statement (none: COMMIT alone). Outbox rows written here get no trace
+ * context from it.
  */
 export async function withTransactionBracketed<T>(
   pool: Pool,
-  opening: string,
-  fn: (client: PoolClient, opened: pg.QueryResult) => Promise<{ closing?: string; result: T }>,
+  opening: Statement,
+  fn: (client: PoolClient, opened: pg.QueryResult) => Promise<{ closing?: Statement; result: T }>,
 ): Promise<T> {
   return onTransactionClient(pool, async (client) => {
-    const [, opened] = (await client.query(`BEGIN; ${opening}`)) as unknown as pg.QueryResult[];
+    await client.query(DEFERRED_BEGIN);
+    const opened = await client.query(opening.text, opening.values);
     const { closing, result } = await fn(client, opened);
-    await client.query(closing ? `${closing}; COMMIT` : "COMMIT");
+    if (!closing) await client.query("COMMIT");
+    else if (pipelining.has(client) && !beginOwed.has(client)) {
+      commitOwed.add(client);
+      await client.query(closing.text, closing.values);
+    } else {
+      await client.query(closing.text, closing.values);
+      await client.query("COMMIT");
+    }
     return result;
   });
 }
@@ -317,6 +351,7 @@ async function onTransactionClient<T>(pool: Pool, body: (client: PoolClient) => 
     throw err;
   } finally {
     beginOwed.delete(client);
+    commitOwed.delete(client);
     untrace();
     client.removeListener("error", onLost);
     client.release(lost);

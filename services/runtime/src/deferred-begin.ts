@@ -28,15 +28,19 @@ function message(type: string, body: number[]): Buffer {
 }
 
 /**
- * Parse (unnamed statement, "BEGIN", no parameter types), Bind (unnamed portal,
+ * Parse (unnamed statement, "BEGIN" or "COMMIT", no parameter types), Bind (unnamed portal,
  * no parameters, no result formats), Execute (all rows): built once, written as
  * one chunk.
  */
-const BEGIN_MESSAGES = Buffer.concat([
-  message("P", [0, ...Buffer.from("BEGIN\0", "latin1"), 0, 0]),
-  message("B", [0, 0, 0, 0, 0, 0, 0, 0]),
-  message("E", [0, 0, 0, 0, 0]),
-]);
+function unnamedStatementMessages(text: string): Buffer {
+  return Buffer.concat([
+    message("P", [0, ...Buffer.from(`${text}\0`, "latin1"), 0, 0]),
+    message("B", [0, 0, 0, 0, 0, 0, 0, 0]),
+    message("E", [0, 0, 0, 0, 0]),
+  ]);
+}
+const BEGIN_MESSAGES = unnamedStatementMessages("BEGIN");
+const COMMIT_MESSAGES = unnamedStatementMessages("COMMIT");
 
 type QueryCallback = (err: Error | null, result?: unknown) => void;
 
@@ -49,6 +53,9 @@ interface PgQuery {
   prepare(connection: ProtocolConnection): void;
   handleCommandComplete(message: unknown, connection: ProtocolConnection): void;
   handleError(err: Error, connection: ProtocolConnection): void;
+  /** Writes Execute, then Sync (the statement's last messages): after a successful Bind only. */
+  _getRows(connection: ProtocolConnection & { execute(config: unknown): void; sync(): void }, rows?: number): void;
+  portal?: string;
 }
 const PgQuery = pg.Query as unknown as new (config: unknown, values?: unknown, callback?: unknown) => PgQuery;
 
@@ -146,6 +153,57 @@ export function sendWithBegin(client: pg.ClientBase, query: (...args: unknown[])
     return query.apply(client, args);
   }
   const statement = new StatementAfterBegin(config, values, callback, unsent);
+  if (statement.callback) return void query.call(client, statement);
+  return new Promise((resolve, reject) => {
+    statement.callback = (err, result) => (err ? reject(err) : resolve(result));
+    query.call(client, statement);
+  });
+}
+
+/**
+ * A transaction's last statement with COMMIT behind it, in the same write:
+ * the statement's Parse/Bind/Describe/Execute, COMMIT's Parse/Bind/Execute,
+ * then Sync. One round trip instead of two, as a simple query carries
+ * `statement; COMMIT` but with a prepared statement. A failing statement
+ * skips COMMIT (the server ignores what follows an error until Sync): the
+ * block is left aborted for the caller's ROLLBACK. A failing COMMIT fails the
+ * statement's answer.
+ */
+class StatementThenCommit extends PgQuery {
+  declare private completed: number | undefined;
+
+  submit(connection: ProtocolConnection): Error | null {
+    if (!this.requiresPreparation()) {
+      // No parameters: the simple protocol carries both statements in one message.
+      connection.query(`${this.text}; COMMIT`);
+      return null;
+    }
+    return super.submit(connection);
+  }
+
+  _getRows(connection: ProtocolConnection & { execute(config: unknown): void; sync(): void }, rows?: number): void {
+    // Reached only once Bind was written (a value that cannot be bound closes and syncs
+    // without it): COMMIT never follows a statement that was not sent.
+    if (rows) return super._getRows(connection, rows);
+    connection.execute({ portal: this.portal, rows });
+    if (connection.stream.writable) connection.stream.write(COMMIT_MESSAGES);
+    connection.sync();
+  }
+
+  handleCommandComplete(message: unknown, connection: ProtocolConnection): void {
+    this.completed = (this.completed ?? 0) + 1;
+    // The second is COMMIT's: not a result.
+    if (this.completed === 1) super.handleCommandComplete(message, connection);
+  }
+}
+
+/** Sends `args` (client.query's arguments) through `query` with COMMIT behind it, answering the statement's result. */
+export function sendWithCommit(client: pg.ClientBase, query: (...args: unknown[]) => unknown, args: unknown[]): unknown {
+  const [config, values, callback] = args;
+  if (typeof config !== "string" && (typeof config !== "object" || config === null || typeof (config as { submit?: unknown }).submit === "function")) {
+    throw new Error("sendWithCommit takes a statement's text or config, not a query of its own kind");
+  }
+  const statement = new StatementThenCommit(config, values, callback);
   if (statement.callback) return void query.call(client, statement);
   return new Promise((resolve, reject) => {
     statement.callback = (err, result) => (err ? reject(err) : resolve(result));

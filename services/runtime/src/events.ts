@@ -18,12 +18,20 @@ const SUBJECT = /^ttip\.[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$/;
  * an event without a subject is a contract bug, found at the first emit or subscribe.
  */
 export function subjectOf(schema: DescMessage): string {
-  const subject = hasOption(schema, event_subject) ? getOption(schema, event_subject) : "";
+  // Read once per message type: reading the option decodes it from the descriptor each time
+  // (measured: ~1% of the platform's CPU in the end-to-end tip bench, from every event built).
+  let subject = subjects.get(schema);
+  if (subject !== undefined) return subject;
+  subject = hasOption(schema, event_subject) ? getOption(schema, event_subject) : "";
   if (!SUBJECT.test(subject)) {
     throw new Error(`${schema.typeName} declares no event subject of the form ttip.<service>.<event> (option ttip.common.v1.event_subject)`);
   }
+  subjects.set(schema, subject);
   return subject;
 }
+
+/** subjectOf's answers by message type (a fixed set: the contract's event messages). */
+const subjects = new WeakMap<DescMessage, string>();
 
 /**
  * Writes a ttip.events.v1 event to `producer`'s outbox inside `tx`, the

@@ -4,7 +4,8 @@
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { fromBinary, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import type { Compression, UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { fieldError } from "./field-errors.js";
 
 /** Default largest request body (bytes) a server reads: every request message of ours is far smaller. */
@@ -45,8 +46,24 @@ async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Ui
   return Buffer.concat(chunks);
 }
 
-/** The request encodings our servers take (connect-es's acceptCompression in server.ts), named exactly, as connect-es matches them. */
-const REQUEST_ENCODINGS = ["gzip", "br"] as const;
+/**
+ * The request encodings our servers take, the one list: connect-es's
+ * compressions (server.ts's acceptCompression) and the one-call inflaters the
+ * services' guard and the gateway's edge use, by the exact name connect-es
+ * matches.
+ */
+const REQUEST_ENCODINGS = {
+  gzip: { compression: compressionGzip, inflate: gunzipSync },
+  br: { compression: compressionBrotli, inflate: brotliDecompressSync },
+} as const;
+type RequestEncoding = keyof typeof REQUEST_ENCODINGS;
+
+/** What connect-es's routers take (createConnectRouter's acceptCompression). */
+export const acceptedCompressions: Compression[] = Object.values(REQUEST_ENCODINGS).map((e) => e.compression);
+
+function isRequestEncoding(encoding: string): encoding is RequestEncoding {
+  return Object.hasOwn(REQUEST_ENCODINGS, encoding);
+}
 
 /**
  * Refuses an encoding our servers do not take, as connect-es does:
@@ -55,8 +72,8 @@ const REQUEST_ENCODINGS = ["gzip", "br"] as const;
  * them, so the gateway and the services behind it take the same ones.
  */
 export function checkRequestEncoding(encoding: string | null, acceptHeader: string): void {
-  if (!encoding || encoding === "identity" || (REQUEST_ENCODINGS as readonly string[]).includes(encoding)) return;
-  const accepted = REQUEST_ENCODINGS.join(",");
+  if (!encoding || encoding === "identity" || isRequestEncoding(encoding)) return;
+  const accepted = Object.keys(REQUEST_ENCODINGS).join(",");
   throw new ConnectError(`unknown compression "${encoding}": supported encodings are ${accepted}`, Code.Unimplemented, { [acceptHeader]: accepted });
 }
 
@@ -72,10 +89,10 @@ export function checkRequestEncoding(encoding: string | null, acceptHeader: stri
  */
 export function decompressMessage(encoding: string | null, data: Uint8Array, max: number, acceptHeader = "accept-encoding"): Uint8Array {
   checkRequestEncoding(encoding, acceptHeader);
-  if (!encoding || encoding === "identity") return data;
+  if (!encoding || !isRequestEncoding(encoding)) return data; // none, or "identity"
   if (data.byteLength === 0) return data;
   try {
-    return encoding === "gzip" ? gunzipSync(data, { maxOutputLength: max }) : brotliDecompressSync(data, { maxOutputLength: max });
+    return REQUEST_ENCODINGS[encoding].inflate(data, { maxOutputLength: max });
   } catch (err) {
     if ((err as { code?: string }).code === "ERR_BUFFER_TOO_LARGE")
       throw new ConnectError(`the request message is larger than the ${max} bytes this server reads once decompressed`, Code.ResourceExhausted);
@@ -112,6 +129,18 @@ export function envelopedMessage(flags: number, data: Uint8Array, encoding: stri
   return decompressMessage(encoding, data, max, acceptHeader);
 }
 
+/** A gRPC, gRPC-web or Connect-streaming envelope's header: a flags byte and the message's length. */
+const ENVELOPE_HEADER_BYTES = 5;
+
+/**
+ * The largest body read for a request of one message held to `readMaxBytes`:
+ * the limit is the message's, as for a call in this process (local-server.ts)
+ * and in connect-es, so an envelope's header is not counted against it.
+ */
+export function requestBodyLimit(readMaxBytes: number, enveloped: boolean): number {
+  return enveloped ? readMaxBytes + ENVELOPE_HEADER_BYTES : readMaxBytes;
+}
+
 /**
  * The request body exactly as the caller sent it (unary and server-streaming
  * POSTs), for checks over the raw bytes such as a partner's signed body hash.
@@ -140,10 +169,11 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
     };
     const declared = Number(req.header.get("content-length") ?? NaN);
     const tooLarge = tooLargeMessage(readMaxBytes);
-    if (declared > readMaxBytes) return refuse(Code.ResourceExhausted, tooLarge);
+    const bodyMax = requestBodyLimit(readMaxBytes, enveloped);
+    if (declared > bodyMax) return refuse(Code.ResourceExhausted, tooLarge);
     let body: Uint8Array;
     try {
-      body = await readAll(req.body, readMaxBytes);
+      body = await readAll(req.body, bodyMax);
     } catch (err) {
       if (err instanceof TooLarge) return refuse(Code.ResourceExhausted, tooLarge);
       throw err;
@@ -187,83 +217,96 @@ async function* oneChunk(data: Uint8Array): AsyncIterable<Uint8Array> {
 /**
  * Whether `message` takes more than `max` bytes in binary protobuf, the size a
  * network caller's body is held to (a call in this process hands the message
- * over unencoded). Estimated from above without encoding: a string at 3 bytes
- * per UTF-16 unit, FIELD_BOUND bytes of tag, length or value per field. Only a
- * message whose estimate passes `max` is encoded to know for sure, so a call's
- * usual small message costs one walk over its set fields.
+ * over unencoded). Estimated from above without encoding (inspectMessage's
+ * sizeBound); only a message whose estimate passes `max` is encoded to know
+ * for sure, so a call's usual small message costs one walk over its set fields.
  */
 export function encodedLargerThan(desc: DescMessage, message: Message, max: number): boolean {
-  return sizeBound(desc, message, 0) > max && toBinary(desc, message).byteLength > max;
+  return largerThan(desc, message, inspectMessage(desc, message), max);
+}
+
+function largerThan(desc: DescMessage, message: Message, found: MessageFindings, max: number): boolean {
+  return found.sizeBound > max && toBinary(desc, message).byteLength > max;
+}
+
+/**
+ * What one walk over a request message's set fields finds: everything the
+ * input checks need (an in-process call's size, strings PostgreSQL cannot
+ * store, Timestamps out of range), so a call pays for one walk, not three.
+ */
+export interface MessageFindings {
+  /**
+   * At least the message's binary size: a string at 3 bytes per UTF-16 unit,
+   * FIELD_BOUND bytes of tag, length or value per field (Infinity: only
+   * encoding can tell).
+   */
+  sizeBound: number;
+  /** The path of the first string (at any depth, map keys included) holding U+0000, e.g. "message" or "items[2].name". */
+  unstorable: string | undefined;
+  /** The path of the first Timestamp (at any depth) outside years 1 to 9999. */
+  timeOutOfRange: string | undefined;
+}
+
+export function inspectMessage(desc: DescMessage, message: Message): MessageFindings {
+  const found: MessageFindings = { sizeBound: 0, unstorable: undefined, timeOutOfRange: undefined };
+  found.sizeBound = walkMessage(desc, message, 0, found);
+  return found;
+}
+
+/** The path of the first string field that PostgreSQL could not store, or undefined. */
+export function unstorableStringField(desc: DescMessage, message: Message): string | undefined {
+  return inspectMessage(desc, message).unstorable;
+}
+
+/** The path of the first Timestamp outside years 1 to 9999, or undefined. */
+export function timestampOutOfRangeField(desc: DescMessage, message: Message): string | undefined {
+  return inspectMessage(desc, message).timeOutOfRange;
 }
 
 /** A field's tag (at most 5 bytes) and its varint value or length prefix (at most 10), rounded up. */
 const FIELD_BOUND = 16;
 
-function sizeBound(desc: DescMessage, message: Message, depth: number): number {
-  // Deeper than parsing allows: let the encoder say.
-  if (depth > 32) return Infinity;
+/** Deeper than parsing allows: the checks stop, the size is left to the encoder. */
+const MAX_DEPTH = 32;
+
+/** PostgreSQL's text types cannot hold U+0000; anything else a JS string holds is storable. */
+const UNSTORABLE = /\u0000/;
+
+// google.protobuf.Timestamp's valid range (0001-01-01 to 9999-12-31 UTC). Outside it a
+// JavaScript Date is invalid or PostgreSQL refuses it, which failed the statement.
+const MIN_TIMESTAMP_SECONDS = -62_135_596_800n;
+const MAX_TIMESTAMP_SECONDS = 253_402_300_799n;
+
+/**
+ * Paths are built on the way back up, only for what a part of the walk found
+ * first: `nul` and `time` are what was found before that part, `part` its
+ * piece of the path ("name", "[3]", "."). Holding these in locals, not an
+ * object or a closure, keeps the walk from allocating per field.
+ */
+function foundNew(found: MessageFindings, nul: string | undefined, time: string | undefined): boolean {
+  return (nul === undefined && found.unstorable !== undefined) || (time === undefined && found.timeOutOfRange !== undefined);
+}
+
+function prefixNew(found: MessageFindings, nul: string | undefined, time: string | undefined, part: string): void {
+  if (nul === undefined && found.unstorable !== undefined) found.unstorable = part + found.unstorable;
+  if (time === undefined && found.timeOutOfRange !== undefined) found.timeOutOfRange = part + found.timeOutOfRange;
+}
+
+/** The message's size bound; its findings' paths relative to it. */
+function walkMessage(desc: DescMessage, message: Message, depth: number, found: MessageFindings): number {
+  if (depth > MAX_DEPTH) return Infinity;
   const record = message as unknown as Record<string, unknown>;
   let size = 0;
   for (const unknown of (record.$unknown as Array<{ data: Uint8Array }> | undefined) ?? []) size += unknown.data.byteLength + FIELD_BOUND;
   for (const field of desc.fields) {
     const value = field.oneof ? oneofValue(record[field.oneof.localName], field) : record[field.localName];
     if (value === undefined || value === null) continue;
-    size += fieldBound(field, value, depth);
+    const nul = found.unstorable;
+    const time = found.timeOutOfRange;
+    size += walkField(field, value, depth, found);
+    prefixNew(found, nul, time, field.name);
   }
   return size;
-}
-
-function fieldBound(field: DescField, value: unknown, depth: number): number {
-  switch (field.fieldKind) {
-    case "scalar":
-      return scalarBound(value);
-    case "enum":
-      return FIELD_BOUND;
-    case "message":
-      return FIELD_BOUND + messageBound(field.message, value, depth);
-    case "list": {
-      let size = 0;
-      for (const item of value as unknown[]) size += field.listKind === "message" ? FIELD_BOUND + messageBound(field.message, item, depth) : scalarBound(item);
-      return size;
-    }
-    case "map": {
-      let size = 0;
-      for (const [key, item] of Object.entries(value as Record<string, unknown>))
-        size += FIELD_BOUND + scalarBound(key) + (field.mapKind === "message" ? FIELD_BOUND + messageBound(field.message, item, depth) : scalarBound(item));
-      return size;
-    }
-  }
-}
-
-function scalarBound(value: unknown): number {
-  if (typeof value === "string") return value.length * 3 + FIELD_BOUND;
-  if (value instanceof Uint8Array) return value.byteLength + FIELD_BOUND;
-  return FIELD_BOUND;
-}
-
-function messageBound(desc: DescMessage, value: unknown, depth: number): number {
-  if (typeof value === "object" && value !== null && "$typeName" in value) return sizeBound(desc, value as Message, depth + 1);
-  // Well-known wrappers held as plain values; a Struct held as JSON is left to the encoder.
-  return typeof value === "object" && value !== null && !(value instanceof Uint8Array) ? Infinity : FIELD_BOUND + scalarBound(value);
-}
-
-/** PostgreSQL's text types cannot hold U+0000; anything else a JS string holds is storable. */
-const UNSTORABLE = /\u0000/;
-
-/**
- * The path of the first string field (at any depth, map keys included) that
- * PostgreSQL could not store, e.g. "message" or "items[2].name", or undefined.
- */
-export function unstorableStringField(desc: DescMessage, message: Message, depth = 0): string | undefined {
-  if (depth > 32) return undefined; // parsing already bounds nesting; this keeps the walk finite
-  const record = message as unknown as Record<string, unknown>;
-  for (const field of desc.fields) {
-    const value = field.oneof ? oneofValue(record[field.oneof.localName], field) : record[field.localName];
-    if (value === undefined || value === null) continue;
-    const found = unstorableIn(field, value, depth);
-    if (found !== undefined) return found === "" ? field.name : `${field.name}${found}`;
-  }
-  return undefined;
 }
 
 function oneofValue(oneof: unknown, field: DescField): unknown {
@@ -271,53 +314,74 @@ function oneofValue(oneof: unknown, field: DescField): unknown {
   return o?.case === field.localName ? o.value : undefined;
 }
 
-/** "" when the value itself is unstorable, a suffix like "[3]" or ".name" for a part of it. */
-function unstorableIn(field: DescField, value: unknown, depth: number): string | undefined {
+/** A field's size bound; its findings' paths relative to the field ("" the value itself, "[3]" or ".name" a part of it). */
+function walkField(field: DescField, value: unknown, depth: number, found: MessageFindings): number {
   switch (field.fieldKind) {
     case "scalar":
-      return typeof value === "string" && UNSTORABLE.test(value) ? "" : undefined;
+      return walkScalar(value, found);
     case "enum":
-      return undefined;
+      return FIELD_BOUND;
     case "message":
-      return unstorableInMessage(field.message, value, depth);
+      return FIELD_BOUND + walkValue(field.message, value, depth, found);
     case "list": {
       const items = value as unknown[];
+      let size = 0;
       for (let i = 0; i < items.length; i++) {
-        const item = items[i];
-        const found =
-          field.listKind === "scalar" ? (typeof item === "string" && UNSTORABLE.test(item) ? "" : undefined)
-          : field.listKind === "message" ? unstorableInMessage(field.message, item, depth)
-          : undefined;
-        if (found !== undefined) return `[${i}]${found}`;
+        const nul = found.unstorable;
+        const time = found.timeOutOfRange;
+        size += field.listKind === "message" ? FIELD_BOUND + walkValue(field.message, items[i], depth, found) : walkScalar(items[i], found);
+        if (foundNew(found, nul, time)) prefixNew(found, nul, time, `[${i}]`);
       }
-      return undefined;
+      return size;
     }
     case "map": {
+      let size = 0;
       for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
-        if (UNSTORABLE.test(key)) return `[${JSON.stringify(key)}]`;
-        const found =
-          field.mapKind === "scalar" ? (typeof item === "string" && UNSTORABLE.test(item) ? "" : undefined)
-          : field.mapKind === "message" ? unstorableInMessage(field.message, item, depth)
-          : undefined;
-        if (found !== undefined) return `[${JSON.stringify(key)}]${found}`;
+        const nul = found.unstorable;
+        const time = found.timeOutOfRange;
+        // The key first: its path is the entry's, "[key]".
+        size += FIELD_BOUND + walkScalar(key, found);
+        size += field.mapKind === "message" ? FIELD_BOUND + walkValue(field.message, item, depth, found) : walkScalar(item, found);
+        if (foundNew(found, nul, time)) prefixNew(found, nul, time, `[${JSON.stringify(key)}]`);
       }
-      return undefined;
+      return size;
     }
   }
 }
 
-function unstorableInMessage(desc: DescMessage, value: unknown, depth: number): string | undefined {
-  if (typeof value === "object" && value !== null && "$typeName" in value) {
-    const found = unstorableStringField(desc, value as Message, depth + 1);
-    return found === undefined ? undefined : `.${found}`;
+function walkScalar(value: unknown, found: MessageFindings): number {
+  if (typeof value === "string") {
+    if (found.unstorable === undefined && UNSTORABLE.test(value)) found.unstorable = "";
+    return value.length * 3 + FIELD_BOUND;
   }
-  // Well-known types held as plain values (wrappers, Struct as JSON).
-  return unstorableJson(value, depth + 1);
+  if (value instanceof Uint8Array) return value.byteLength + FIELD_BOUND;
+  return FIELD_BOUND;
+}
+
+/** A message-typed value: a message, or a well-known type held as a plain value (a wrapper's scalar, a Struct as JSON). */
+function walkValue(desc: DescMessage, value: unknown, depth: number, found: MessageFindings): number {
+  if (typeof value === "object" && value !== null && "$typeName" in value) {
+    const nul = found.unstorable;
+    const time = found.timeOutOfRange;
+    const size = walkMessage(desc, value as Message, depth + 1, found);
+    prefixNew(found, nul, time, ".");
+    if (desc.typeName === "google.protobuf.Timestamp" && found.timeOutOfRange === undefined) {
+      const { seconds, nanos } = value as unknown as { seconds: bigint; nanos: number };
+      if (seconds < MIN_TIMESTAMP_SECONDS || seconds > MAX_TIMESTAMP_SECONDS || nanos < 0 || nanos > 999_999_999) found.timeOutOfRange = "";
+    }
+    return size;
+  }
+  if (typeof value === "object" && value !== null && !(value instanceof Uint8Array)) {
+    // A Struct held as JSON: its size is left to the encoder.
+    if (found.unstorable === undefined) found.unstorable = unstorableJson(value, depth + 1);
+    return Infinity;
+  }
+  return FIELD_BOUND + walkScalar(value, found);
 }
 
 function unstorableJson(value: unknown, depth: number): string | undefined {
   if (typeof value === "string") return UNSTORABLE.test(value) ? "" : undefined;
-  if (typeof value !== "object" || value === null || depth > 32) return undefined;
+  if (typeof value !== "object" || value === null || depth > MAX_DEPTH) return undefined;
   for (const [key, item] of Object.entries(value)) {
     if (UNSTORABLE.test(key)) return `[${JSON.stringify(key)}]`;
     const found = unstorableJson(item, depth + 1);
@@ -327,52 +391,31 @@ function unstorableJson(value: unknown, depth: number): string | undefined {
 }
 
 /**
- * Refuses what guardRequestBody noted, then any string PostgreSQL cannot store
- * (a NUL byte fails the statement with "invalid byte sequence"), naming the field.
+ * The read limit of a call made in this process (local-server.ts): its message
+ * arrives unencoded, so inputInterceptor holds the message's binary size to
+ * it, as a network call's body is held to it before parsing.
+ */
+export const unencodedReadLimitKey = createContextKey<number | undefined>(undefined, { description: "read limit of an unencoded request" });
+
+/**
+ * Refuses what guardRequestBody noted, an unencoded message over the read
+ * limit, then any string PostgreSQL cannot store (a NUL byte fails the
+ * statement with "invalid byte sequence") or Timestamp out of its range,
+ * naming the field. One walk over the message serves all three.
  */
 export function inputInterceptor(): Interceptor {
   return (next) => async (req) => {
     const refused = req.contextValues.get(refusedBodyKey);
     if (refused) throw new ConnectError(refused.message, refused.code, refused.metadata);
     if (!req.stream) {
-      const field = unstorableStringField(req.method.input, req.message);
-      if (field !== undefined) throw fieldError(field, "must not contain NUL (U+0000) characters", "string.no_nul");
-      const time = timestampOutOfRangeField(req.method.input, req.message);
-      if (time !== undefined) throw fieldError(time, "must be a time from year 1 to 9999", "timestamp.range");
+      const found = inspectMessage(req.method.input, req.message);
+      const limit = req.contextValues.get(unencodedReadLimitKey);
+      if (limit !== undefined && largerThan(req.method.input, req.message, found, limit)) throw new ConnectError(tooLargeMessage(limit), Code.ResourceExhausted);
+      if (found.unstorable !== undefined) throw fieldError(found.unstorable, "must not contain NUL (U+0000) characters", "string.no_nul");
+      if (found.timeOutOfRange !== undefined) throw fieldError(found.timeOutOfRange, "must be a time from year 1 to 9999", "timestamp.range");
     }
     return next(req);
   };
-}
-
-// google.protobuf.Timestamp's valid range (0001-01-01 to 9999-12-31 UTC). Outside it a
-// JavaScript Date is invalid or PostgreSQL refuses it, which failed the statement.
-const MIN_TIMESTAMP_SECONDS = -62_135_596_800n;
-const MAX_TIMESTAMP_SECONDS = 253_402_300_799n;
-
-/** The path of the first Timestamp (at any depth) outside that range, or undefined. */
-export function timestampOutOfRangeField(desc: DescMessage, message: Message, depth = 0): string | undefined {
-  if (depth > 32) return undefined;
-  const record = message as unknown as Record<string, unknown>;
-  for (const field of desc.fields) {
-    const value = field.oneof ? oneofValue(record[field.oneof.localName], field) : record[field.localName];
-    if (value === undefined || value === null || !("message" in field) || !field.message) continue;
-    const items: [string, unknown][] =
-      field.fieldKind === "message" ? [["", value]]
-      : field.fieldKind === "list" ? (value as unknown[]).map((v, i) => [`[${i}]`, v])
-      : field.fieldKind === "map" ? Object.entries(value as Record<string, unknown>).map(([k, v]) => [`[${JSON.stringify(k)}]`, v])
-      : [];
-    for (const [suffix, item] of items) {
-      if (typeof item !== "object" || item === null || !("$typeName" in item)) continue;
-      if (field.message.typeName === "google.protobuf.Timestamp") {
-        const { seconds, nanos } = item as unknown as { seconds: bigint; nanos: number };
-        if (seconds < MIN_TIMESTAMP_SECONDS || seconds > MAX_TIMESTAMP_SECONDS || nanos < 0 || nanos > 999_999_999) return `${field.name}${suffix}`;
-        continue;
-      }
-      const inner = timestampOutOfRangeField(field.message, item as Message, depth + 1);
-      if (inner !== undefined) return `${field.name}${suffix}.${inner}`;
-    }
-  }
-  return undefined;
 }
 
 /** A plain HTTP body over the route's limit: answer 413. */

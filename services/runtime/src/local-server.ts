@@ -27,7 +27,7 @@ import {
   type UniversalClientFn,
   type UniversalHandler,
 } from "@connectrpc/connect/protocol";
-import { encodedLargerThan, refusedBodyKey, tooLargeMessage } from "./input.js";
+import { encodedLargerThan, refusedBodyKey, tooLargeMessage, unencodedReadLimitKey } from "./input.js";
 
 export interface LocalServer {
   /** gRPC to the server's universal handlers, for every kind of RPC. */
@@ -155,7 +155,9 @@ export function localServer(handlers: UniversalHandler[], methods: Map<string, D
     serves: (method) => methods.has(methodKey(method)),
     async unary(req, timeoutMs) {
       const spec = specOf(req.method, "unary");
-      const context = withReadLimit(handlerContext(req, timeoutMs), req.message, readMaxBytes);
+      const context = handlerContext(req, timeoutMs);
+      // Held to the read limit by inputInterceptor, in the one walk its other checks take.
+      context.values.set(unencodedReadLimitKey, readMaxBytes);
       try {
         const message = await invokeUnaryImplementation(spec, context, req.message, interceptors);
         return { stream: false, service: req.service, method: req.method, header: context.responseHeader, trailer: context.responseTrailer, message };

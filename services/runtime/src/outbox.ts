@@ -1,5 +1,5 @@
 import { BatchPartlyApplied, type BusMessage, type DeliveredMessage, type EventBus } from "./bus.js";
-import { ident, onOutboxCommitted, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
+import { ident, onOutboxCommitted, opaqueArray, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { currentTraceparent, inConsumerSpan, producerTraceparent, validTraceparent } from "./tracing.js";
@@ -66,10 +66,24 @@ export interface OutboxRelayOptions {
 }
 
 /**
- * Moves committed outbox rows to the bus in order, marking each published
- * once the bus acknowledged it. A crash between publish and mark publishes the
- * row again with the same id, which the bus drops as a duplicate. Replicas
- * share the work: rows are claimed with FOR UPDATE SKIP LOCKED.
+ * A database setting (`ALTER DATABASE … SET ttip.outbox_keep_published = on`,
+ * read when a relay first publishes): published rows stay, marked with
+ * published_at, instead of being deleted. Nothing in the platform reads a
+ * published row; the bus keeps the events. Deleting one costs PostgreSQL a WAL
+ * record of 54 bytes; marking it costs four (a new version of the row, with
+ * its payload, and an entry in each of its two indexes: published_at is in the
+ * partial index's predicate, so the update is never HOT), about 650 bytes, and
+ * the table grows forever. The test harness's databases keep them, for tests
+ * that read the events a service wrote.
+ */
+export const KEEP_PUBLISHED = "ttip.outbox_keep_published";
+
+/**
+ * Moves committed outbox rows to the bus in order, deleting each once the bus
+ * acknowledged it (see KEEP_PUBLISHED). A crash between publish and delete
+ * publishes the row again with the same id, which the bus drops as a
+ * duplicate. Replicas share the work: rows are claimed with FOR UPDATE SKIP
+ * LOCKED.
  */
 export class OutboxRelay {
   private timer: NodeJS.Timeout | undefined;
@@ -85,6 +99,8 @@ export class OutboxRelay {
   private unsubscribe: (() => void) | undefined;
   /** The last pass found nothing: the next one first asks, in one statement, whether there is anything. */
   private idle = false;
+  /** KEEP_PUBLISHED, read once. */
+  private keepPublished: boolean | undefined;
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.idleWaitMs = options.pollIntervalMs ?? 200;
@@ -159,10 +175,13 @@ export class OutboxRelay {
   private async relayBatch(s: string): Promise<{ claimed: number; published: number }> {
     const { pool, bus } = this.options;
     const limit = Math.trunc(this.options.batchSize ?? 100);
-    // Two round trips per batch: BEGIN with the claim, the mark with COMMIT (no parameters: the
-    // limit is ours, the marked seqs are numbers this statement read).
-    const claim = `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
-          WHERE published_at IS NULL ORDER BY seq LIMIT ${limit} FOR UPDATE SKIP LOCKED`;
+    // Two round trips per batch: BEGIN with the claim, the mark with COMMIT; both prepared, their
+    // texts fixed (the batch's size and seqs are parameters), so PostgreSQL plans each once per connection.
+    const claim = {
+      text: `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
+          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      values: [limit],
+    };
     return withTransactionBracketed(pool, claim, async (tx, claimed) => {
       const rows = claimed.rows as { seq: bigint; event_id: string; subject: string; payload: Buffer; age: number; traceparent: string | null }[];
       const published: bigint[] = [];
@@ -191,8 +210,14 @@ export class OutboxRelay {
         [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       );
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
+      this.keepPublished ??= (await tx.query<{ keep: boolean }>("SELECT current_setting($1, true) = 'on' AS keep", [KEEP_PUBLISHED])).rows[0].keep === true;
+      // opaqueArray: a plan sized for the batch would be made anew on every call.
+      const seqs = `seq = ANY(${opaqueArray(1, "bigint")})`;
       return {
-        closing: `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE seq IN (${published.join(", ")})`,
+        closing: {
+          text: this.keepPublished ? `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE ${seqs}` : `DELETE FROM ${s}.outbox WHERE ${seqs}`,
+          values: [published],
+        },
         result: { claimed: rows.length, published: published.length },
       };
     });
@@ -223,7 +248,7 @@ export interface ConsumeOptions {
   metrics?: Metrics;
 }
 
-export interface ConsumeBatchOptions extends Omit<ConsumeOptions, "handle" | "before"> {
+export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeOptions, "handle" | "before"> {
   /** At most this many events per transaction (default 200). */
   maxBatch?: number;
   /**
@@ -231,8 +256,19 @@ export interface ConsumeBatchOptions extends Omit<ConsumeOptions, "handle" | "be
    * statement, not one of its own; whoever must see no batch land (a rebuild) takes it exclusively.
    */
   sharedLock?: string;
-  /** Applies the events not applied before (duplicates removed), inside the transaction that records them in the inbox. */
-  handleBatch?: (messages: DeliveredMessage[], tx: Queryable) => Promise<void>;
+  /**
+   * Runs on each batch as the bus delivers it, before its transaction begins: what a batch needs
+   * from another service, asked once per batch, while no transaction waits on the call. Its answer
+   * is handleBatch's `prepared` (for each part, when a failing batch is split). Throwing has the
+   * whole batch delivered again later, nothing written. Gets the events as delivered, those the
+   * inbox already holds included.
+   */
+  beforeTransaction?: (messages: DeliveredMessage[]) => Promise<Prepared>;
+  /**
+   * Applies the events not applied before (duplicates removed), inside the transaction that records
+   * them in the inbox; `prepared` is what beforeTransaction answered for the batch (undefined without it).
+   */
+  handleBatch?: (messages: DeliveredMessage[], tx: Queryable, prepared: Prepared) => Promise<void>;
   /**
    * Instead of handleBatch, for an effect that is one statement: it goes into the inbox's own
    * statement as CTEs, and the batch is one statement without BEGIN/COMMIT. `fresh (event_id)`
@@ -240,13 +276,18 @@ export interface ConsumeBatchOptions extends Omit<ConsumeOptions, "handle" | "be
    * Parameters are numbered from `first` on. Undefined: nothing to apply but the inbox.
    */
   effectCte?: (messages: DeliveredMessage[], first: number) => { sql: string; values: unknown[] } | undefined;
+  /**
+   * Whether an event can change anything here. One that cannot (false) is acknowledged without a
+   * transaction or an inbox row: applied again, it changes nothing either. Undefined: every event can.
+   */
+  changesState?: (message: DeliveredMessage) => boolean;
 }
 
 /**
  * The statement that records `messages` in the inbox (and, with `effect`, applies them),
  * answering the ids it recorded: those not applied before.
  */
-function inboxStatement(s: string, options: ConsumeBatchOptions, messages: DeliveredMessage[], effect?: ConsumeBatchOptions["effectCte"]): { text: string; values: unknown[] } {
+function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages: DeliveredMessage[], effect?: ConsumeBatchOptions<P>["effectCte"]): { text: string; values: unknown[] } {
   const values: unknown[] = [options.consumer, messages.map((m) => m.id), messages.map((m) => m.subject)];
   const ctes: string[] = [];
   if (options.sharedLock) {
@@ -254,7 +295,7 @@ function inboxStatement(s: string, options: ConsumeBatchOptions, messages: Deliv
     ctes.push(`locked AS (SELECT pg_advisory_xact_lock_shared(hashtext($${values.length})))`);
   }
   ctes.push(`fresh AS (INSERT INTO ${s}.inbox (consumer, event_id, subject)
-      SELECT $1, e.id, e.subject FROM unnest($2::uuid[], $3::text[]) AS e(id, subject)${options.sharedLock ? ", locked" : ""}
+      SELECT $1, e.id, e.subject FROM unnest(${opaqueArray(2, "uuid")}, ${opaqueArray(3, "text")}) AS e(id, subject)${options.sharedLock ? ", locked" : ""}
       ON CONFLICT DO NOTHING RETURNING event_id)`);
   const applied = effect?.(messages, values.length + 1);
   if (applied) {
@@ -270,15 +311,16 @@ function inboxStatement(s: string, options: ConsumeBatchOptions, messages: Deliv
  * events touch the same rows (counters) writes them once per batch instead of
  * once per event. Without batch support in the bus, batches of one.
  */
-export async function consumeEventBatches(options: ConsumeBatchOptions) {
+export async function consumeEventBatches<Prepared = undefined>(options: ConsumeBatchOptions<Prepared>) {
   if (!options.handleBatch === !options.effectCte) throw new Error(`${options.consumer}: give handleBatch or effectCte, not both`);
+  if (options.beforeTransaction && !options.handleBatch) throw new Error(`${options.consumer}: beforeTransaction answers to handleBatch`);
   const s = ident(options.schema);
   // The first copy of each id (a batch may hold the same event twice).
   const unique = (messages: DeliveredMessage[]) => {
     const seen = new Set<string>();
     return messages.filter((m) => !seen.has(m.id.toLowerCase()) && seen.add(m.id.toLowerCase()));
   };
-  const recordAndApply = async (messages: DeliveredMessage[]): Promise<number> => {
+  const recordAndApply = async (messages: DeliveredMessage[], prepared: Prepared): Promise<number> => {
     if (options.effectCte) {
       const { text, values } = inboxStatement(s, options, unique(messages), options.effectCte);
       return (await options.pool.query(text, values)).rowCount ?? 0;
@@ -288,12 +330,12 @@ export async function consumeEventBatches(options: ConsumeBatchOptions) {
       const { rows } = await tx.query<{ event_id: string }>(text, values);
       const inserted = new Set(rows.map((r) => r.event_id));
       const todo = unique(messages).filter((m) => inserted.has(m.id.toLowerCase()));
-      if (todo.length) await options.handleBatch!(todo, tx);
+      if (todo.length) await options.handleBatch!(todo, tx, prepared);
       return todo.length;
     });
   };
-  const apply = async (messages: DeliveredMessage[]) => {
-    const fresh = await inConsumerSpan(`consume ${options.consumer}`, messages.map((m) => m.traceparent), () => recordAndApply(messages));
+  const apply = async (messages: DeliveredMessage[], prepared: Prepared) => {
+    const fresh = await inConsumerSpan(`consume ${options.consumer}`, messages.map((m) => m.traceparent), () => recordAndApply(messages, prepared));
     const counter = options.metrics?.counter("ttip_inbox_events_total", "Events a consumer received: applied, or skipped as a duplicate by its inbox.", ["consumer", "outcome"]);
     counter?.inc({ consumer: options.consumer, outcome: "applied" }, fresh);
     if (messages.length > fresh) counter?.inc({ consumer: options.consumer, outcome: "duplicate" }, messages.length - fresh);
@@ -301,9 +343,9 @@ export async function consumeEventBatches(options: ConsumeBatchOptions) {
   // A batch that fails is tried again at once in halves, down to single events,
   // so one event that cannot be applied holds back no other: the rest commit
   // (their ids go into `applied`). Answers the first failure, if any.
-  const applyOrSplit = async (messages: DeliveredMessage[], applied: Set<string>): Promise<{ err: unknown } | undefined> => {
+  const applyOrSplit = async (messages: DeliveredMessage[], prepared: Prepared, applied: Set<string>): Promise<{ err: unknown } | undefined> => {
     try {
-      await apply(messages);
+      await apply(messages, prepared);
       for (const m of messages) applied.add(m.id.toLowerCase());
       return undefined;
     } catch (err) {
@@ -311,23 +353,32 @@ export async function consumeEventBatches(options: ConsumeBatchOptions) {
       const half = Math.ceil(messages.length / 2);
       let failed: { err: unknown } | undefined;
       for (const part of [messages.slice(0, half), messages.slice(half)]) {
-        const outcome = await applyOrSplit(part, applied);
+        const outcome = await applyOrSplit(part, prepared, applied);
         failed ??= outcome;
       }
       return failed;
     }
   };
-  // Only the events not applied come again: the bus acknowledges the others.
-  const applyBatch = async (messages: DeliveredMessage[]): Promise<void> => {
+  // Only the events not applied come again: the bus acknowledges the others (those that change nothing count as applied).
+  const changesState = options.changesState ?? (() => true);
+  const prepare = (messages: DeliveredMessage[]) => (options.beforeTransaction ? options.beforeTransaction(messages) : Promise.resolve(undefined as Prepared));
+  const applyBatch = async (delivered: DeliveredMessage[]): Promise<void> => {
     const applied = new Set<string>();
-    const failed = await applyOrSplit(messages, applied);
+    const messages: DeliveredMessage[] = [];
+    for (const m of delivered) {
+      if (changesState(m)) messages.push(m);
+      else applied.add(m.id.toLowerCase());
+    }
+    if (!messages.length) return;
+    const prepared = await prepare(messages);
+    const failed = await applyOrSplit(messages, prepared, applied);
     if (failed) throw applied.size ? new BatchPartlyApplied(applied, failed.err) : failed.err;
   };
   const { bus } = options;
   if (bus.subscribeBatches) {
     return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: applyBatch });
   }
-  return bus.subscribe({ durable: options.consumer, subject: options.subject, handler: (m) => apply([m]) });
+  return bus.subscribe({ durable: options.consumer, subject: options.subject, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
 }
 
 /**

@@ -4,8 +4,6 @@ import net from "node:net";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createConnectRouter, createContextValues, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import {
-  compressionBrotli,
-  compressionGzip,
   universalRequestFromNodeRequest,
   universalResponseToNodeResponse,
   type ConnectNodeAdapterOptions,
@@ -16,7 +14,7 @@ import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
 import { localServer, recordingRouter, type LocalServer } from "./local-server.js";
 import { StartupError } from "./startup.js";
-import { DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
+import { acceptedCompressions, DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
 import { accessLogInterceptor, errorInterceptor, requestIdInterceptor } from "./interceptors.js";
 import { inHttpServerSpan, TRACEPARENT_HEADER, tracingEnabled, tracingInterceptor } from "./tracing.js";
 import type { Logger } from "./log.js";
@@ -320,7 +318,7 @@ type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
  * (read limit, binary bodies that do not parse are the caller's mistake).
  */
 function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number }, logger: Logger) {
-  const recording = recordingRouter(createConnectRouter({ ...options, acceptCompression: [compressionGzip, compressionBrotli] }));
+  const recording = recordingRouter(createConnectRouter({ ...options, acceptCompression: acceptedCompressions }));
   const router = recording.router;
   options.routes(router);
   const paths = new Map<string, UniversalHandler>();

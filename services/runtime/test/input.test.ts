@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { brotliCompressSync, gzipSync } from "node:zlib";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ListInAppNotificationsResponseSchema, RenderTemplateRequestSchema } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { GetTrialBalanceRequestSchema } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { decompressMessage, envelopedMessage, timestampOutOfRangeField } from "../src/input.js";
+import { decompressMessage, encodedLargerThan, envelopedMessage, inspectMessage, timestampOutOfRangeField } from "../src/input.js";
 
 const request = (seconds: bigint, nanos = 0) => create(GetTrialBalanceRequestSchema, { asOf: { seconds, nanos } });
 
@@ -22,6 +23,31 @@ test("a Timestamp outside year 1 to 9999 is named by its field; the range's own 
     assert.equal(timestampOutOfRangeField(GetTrialBalanceRequestSchema, request(seconds, nanos)), expected, `${seconds}s ${nanos}ns`);
   }
   assert.equal(timestampOutOfRangeField(GetTrialBalanceRequestSchema, create(GetTrialBalanceRequestSchema)), undefined, "unset");
+});
+
+test("one walk over a message names its first NUL string and its first Timestamp out of range by path, and bounds its binary size from above", () => {
+  const list = create(ListInAppNotificationsResponseSchema, {
+    notifications: [
+      { notificationId: "a", title: "sawa", createdAt: { seconds: 1n } },
+      { notificationId: "b", body: "bad\u0000", readAt: { seconds: 253_402_300_800n } },
+      { title: "also\u0000bad", createdAt: { seconds: -62_135_596_801n } },
+    ],
+  });
+  const found = inspectMessage(ListInAppNotificationsResponseSchema, list);
+  assert.equal(found.unstorable, "notifications[1].body");
+  assert.equal(found.timeOutOfRange, "notifications[1].read_at");
+  const size = toBinary(ListInAppNotificationsResponseSchema, list).byteLength;
+  assert.ok(found.sizeBound >= size, `${found.sizeBound} >= ${size}`);
+  assert.equal(encodedLargerThan(ListInAppNotificationsResponseSchema, list, size), false);
+  assert.equal(encodedLargerThan(ListInAppNotificationsResponseSchema, list, size - 1), true);
+
+  const clean = inspectMessage(ListInAppNotificationsResponseSchema, create(ListInAppNotificationsResponseSchema, { notifications: [{ title: "sawa", createdAt: { seconds: 1n } }] }));
+  assert.deepEqual([clean.unstorable, clean.timeOutOfRange], [undefined, undefined]);
+  // A map: a key is named as the entry, a value by its key.
+  const render = (variables: Record<string, string>) => inspectMessage(RenderTemplateRequestSchema, create(RenderTemplateRequestSchema, { locale: "sw", variables })).unstorable;
+  assert.equal(render({ name: "Wanjiku", amount: "KES\u00001" }), 'variables["amount"]');
+  assert.equal(render({ name: "Wanjiku", "k\u0000": "v\u0000" }), 'variables["k\\u0000"]');
+  assert.equal(render({ name: "Wanjiku" }), undefined);
 });
 
 const refusal = (f: () => unknown): ConnectError => {

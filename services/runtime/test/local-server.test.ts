@@ -8,13 +8,13 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { localTransport, Metrics, startServer, type RunningServer } from "../src/index.js";
+import { GetQrCodeRequestSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { internalTransport, localTransport, Metrics, startServer, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
 const REFUSED = randomUUID();
@@ -102,6 +102,8 @@ describe("a server's RPCs called in the same process", () => {
   const transports: Record<string, () => Transport> = {
     "in process": () => localTransport(server.local, [asCaller]),
     "over the network": () => createGrpcTransport({ baseUrl: server.url, interceptors: [asCaller] }),
+    // What a service's peers in another process use: the Connect protocol's unary calls on the session, streams through connect-node.
+    "peers over the network": () => internalTransport(server.url, new Http2SessionManager(server.url), [asCaller]),
   };
 
   for (const [how, transport] of Object.entries(transports)) {
@@ -197,6 +199,18 @@ describe("a server's RPCs called in the same process", () => {
       assert.equal(read?.code, Code.InvalidArgument);
       assert.equal(read?.findDetails(ViolationsSchema)[0]?.violations[0]?.field?.elements[0]?.fieldName, "qr_code_id");
       assert.equal(handlerSaw.length, 0);
+    });
+
+    test(`${how}: the limit is the message's, to the byte (a gRPC envelope's 5-byte header is not counted): 1 MiB is read, 1 MiB + 1 refused`, async () => {
+      const client = createClient(QrService, transport());
+      // A tag byte and a 3-byte length in front of the string.
+      const edge = "x".repeat(1024 * 1024 - 4);
+      assert.equal(toBinary(GetQrCodeRequestSchema, create(GetQrCodeRequestSchema, { qrCodeId: edge })).byteLength, 1024 * 1024);
+      const read = await client.getQrCode({ qrCodeId: edge }).then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(read?.code, Code.InvalidArgument, read?.rawMessage);
+      const over = await client.getQrCode({ qrCodeId: `${edge}x` }).then(() => undefined, (e) => ConnectError.from(e));
+      assert.equal(over?.code, Code.ResourceExhausted);
+      assert.equal(over?.rawMessage, "the request body is larger than the 1048576 bytes this server reads");
     });
 
     test(`${how}: a server stream's messages, headers and trailers arrive`, async () => {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { createPool, withTransaction, type Pool } from "../src/db.js";
+import { createPool, opaqueArray, withTransaction, type Pool } from "../src/db.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
@@ -67,4 +67,26 @@ test("preparedStatements: false sends every statement unnamed", async () => {
   } finally {
     await pool.end();
   }
+});
+
+test("an array behind opaqueArray gets a generic plan; as a bare parameter it is planned again on every call", async () => {
+  // The plans PostgreSQL made for a statement after it ran eight times on one connection, each time with a small array.
+  const plansAfterEightCalls = (text: string) =>
+    withTransaction(db.pool, async (client) => {
+      for (let i = 0; i < 8; i++) {
+        const { rows } = await client.query<{ label: string }>(text, [[i + 1, i + 2]]);
+        assert.deepEqual(rows.map((r) => r.label).sort(), [`item ${i + 1}`, `item ${i + 2}`].sort());
+      }
+      const { rows } = await client.query<{ generic_plans: string; custom_plans: string }>(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement = $1",
+        [text],
+      );
+      return { generic: Number(rows[0].generic_plans), custom: Number(rows[0].custom_plans) };
+    });
+  const bare = await plansAfterEightCalls("SELECT i.label FROM unnest($1::int[]) AS k(id) JOIN items i ON i.id = k.id");
+  assert.deepEqual(bare, { generic: 0, custom: 8 }, "a bare array is estimated at its length, so the custom plan always looks cheaper");
+  const hidden = await plansAfterEightCalls(`SELECT i.label FROM unnest(${opaqueArray(1, "int")}) AS k(id) JOIN items i ON i.id = k.id`);
+  assert.deepEqual(hidden, { generic: 3, custom: 5 }, "five custom plans, then the generic one for good");
+  const any = await plansAfterEightCalls(`SELECT label FROM items WHERE id = ANY(${opaqueArray(1, "int")})`);
+  assert.deepEqual(any, { generic: 3, custom: 5 });
 });

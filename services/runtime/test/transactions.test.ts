@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
 import pg from "pg";
-import { createPool, migrate, onOutboxCommitted, withTransaction, type Pool, type PoolClient } from "../src/db.js";
+import { createPool, migrate, onOutboxCommitted, withTransaction, withTransactionBracketed, type Pool, type PoolClient } from "../src/db.js";
 import { outboxCte, writeOutbox } from "../src/outbox.js";
 import { inConsumerSpan, startTracing } from "../src/tracing.js";
 import { countWrites, createTestDatabase, type TestDatabase } from "../src/testing/index.js";
@@ -128,6 +128,54 @@ test("a first statement that fails to prepare can be prepared again once it is v
     await db.pool.query("ALTER TABLE late ADD COLUMN label text NOT NULL DEFAULT 'ready'");
     const { rows } = await withTransaction(pool, (tx) => tx.query<{ label: string }>(text, [1]));
     assert.deepEqual(rows, [{ label: "ready" }]);
+  }));
+
+/** withTransactionBracketed on `pool` (one connection): the writes it made and its answer. */
+async function bracketed<T>(pool: Pool, opening: [string, unknown[]], closing: [string, unknown[]] | undefined, result: T): Promise<{ result: T; writes: number }> {
+  const client = await pool.connect();
+  const counter = countWrites(client);
+  client.release();
+  try {
+    const answer = await withTransactionBracketed(pool, { text: opening[0], values: opening[1] }, async () => ({
+      closing: closing && { text: closing[0], values: closing[1] },
+      result,
+    }));
+    return { result: answer, writes: counter.writes() };
+  } finally {
+    counter.stop();
+  }
+}
+
+test("a bracketed transaction is two round trips, BEGIN with its first statement and COMMIT with its last, both prepared", () =>
+  withOneConnection(async (pool) => {
+    await db.pool.query("UPDATE counters SET n = 0 WHERE id = 1");
+    const opening: [string, unknown[]] = ["UPDATE counters SET n = n + $2 WHERE id = $1", [1, 1]];
+    const closing: [string, unknown[]] = ["UPDATE counters SET n = n * $2 WHERE id = $1", [1, 10]];
+    assert.deepEqual(await bracketed(pool, opening, closing, "done"), { result: "done", writes: 2 });
+    assert.equal(await counter(1), 10, "both statements committed");
+    // Without a closing statement: COMMIT alone.
+    assert.deepEqual(await bracketed(pool, opening, undefined, 1), { result: 1, writes: 2 });
+    assert.equal(await counter(1), 11);
+    const { rows } = await pool.query<{ statement: string }>("SELECT statement FROM pg_prepared_statements");
+    for (const [text] of [opening, closing]) assert.ok(rows.some((r) => r.statement === text), `${text} is prepared: ${rows.map((r) => r.statement).join(" | ")}`);
+  }));
+
+test("a bracketed transaction whose last statement fails commits nothing, COMMIT unsent; nor does one whose COMMIT fails", () =>
+  withOneConnection(async (pool) => {
+    await db.pool.query("UPDATE counters SET n = 0 WHERE id = 1");
+    const opening: [string, unknown[]] = ["UPDATE counters SET n = n + $2 WHERE id = $1", [1, 1]];
+    await assert.rejects(bracketed(pool, opening, ["UPDATE counters SET n = n / $2 WHERE id = $1", [1, 0]], 0), /division by zero/);
+    assert.equal(await counter(1), 0, "the first statement rolled back with the last");
+    // A deferred constraint fails at COMMIT, after the last statement succeeded: the answer is that failure.
+    await pool.query("CREATE TEMP TABLE IF NOT EXISTS deferred_notes (id int UNIQUE DEFERRABLE INITIALLY DEFERRED)");
+    await assert.rejects(
+      bracketed(pool, ["INSERT INTO deferred_notes VALUES ($1)", [7]], ["INSERT INTO deferred_notes VALUES ($1)", [7]], 0),
+      /duplicate key value violates unique constraint/,
+    );
+    assert.equal((await pool.query("SELECT count(*)::int AS n FROM deferred_notes")).rows[0].n, 0);
+    // The connection goes on: the same statements again, now committed.
+    assert.deepEqual(await bracketed(pool, opening, ["UPDATE counters SET n = n * $2 WHERE id = $1", [1, 3]], "ok"), { result: "ok", writes: 2 });
+    assert.equal(await counter(1), 3);
   }));
 
 test("two transactions on one row: the second's first statement waits for the first's commit", async () => {

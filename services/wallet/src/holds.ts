@@ -2,13 +2,14 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AlreadyExistsError, decimalAmount, DomainError, emitEvent, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, optionalTimestamp, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, buildEvent, type BusMessage, decimalAmount, DomainError, emitEvent, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
   HoldSchema,
   HoldStatus,
   LimitKind,
+  OwnerKind,
   UserTier,
   WithdrawalLimitSchema,
   type Hold,
@@ -209,39 +210,71 @@ export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{
   return { hold: toHold(hold), account: heldNow };
 }
 
-async function lockHold(tx: Queryable, holdId: string): Promise<HoldRow> {
-  const { rows } = await tx.query<HoldRow>(`SELECT ${HOLD_COLUMNS} FROM wallet.holds WHERE hold_id = $1 FOR UPDATE`, [holdId]);
+interface TakenHold extends HoldRow {
+  float_account_id: string | null;
+  fees_account_id: string | null;
+}
+
+/**
+ * Locks the hold and, if it is still held, frees its amount on the account (held_minor), in one
+ * statement: settling and releasing both start so, and a hold resolved already changes nothing. Also
+ * reads the ids of the platform accounts a settlement posts to (null before their first use). Locks the
+ * hold's row, then the account's, as settling and releasing always have.
+ */
+const TAKE_HOLD = `WITH h AS (SELECT ${HOLD_COLUMNS} FROM wallet.holds WHERE hold_id = $1 FOR UPDATE),
+freed AS (
+  UPDATE wallet.accounts a SET held_minor = a.held_minor - h.amount_minor FROM h WHERE a.account_id = h.account_id AND h.status = $2)
+SELECT ${HOLD_COLUMNS.split(", ").map((c) => `h.${c}`).join(", ")},
+       (SELECT f.account_id FROM wallet.accounts f WHERE f.kind = $3 AND f.owner_kind = $5 AND f.owner_id = '' AND f.currency = h.currency) AS float_account_id,
+       (SELECT f.account_id FROM wallet.accounts f WHERE f.kind = $4 AND f.owner_kind = $5 AND f.owner_id = '' AND f.currency = h.currency) AS fees_account_id
+  FROM h`;
+
+async function takeHold(tx: Queryable, holdId: string): Promise<TakenHold> {
+  const { rows } = await tx.query<TakenHold>(TAKE_HOLD, [holdId, HoldStatus.HELD, AccountKind.PAYOUT_CLEARING, AccountKind.PLATFORM_FEES, OwnerKind.PLATFORM]);
   if (!rows[0]) throw new NotFoundError(`hold_id: no hold ${holdId}`);
+  return rows[0];
+}
+
+/** The hold's outcome and its event (outbox, same transaction), in one statement. */
+async function resolveHold(tx: Queryable, hold: HoldRow, status: HoldStatus, reason: string, settleEntryId: string | null, event: BusMessage): Promise<HoldRow> {
+  const announced = outboxCte("wallet", [event], 6);
+  const { rows } = await tx.query<HoldRow>(
+    `WITH resolved AS (
+       UPDATE wallet.holds SET status = $2, settle_entry_id = $3, reason = $4, resolved_at = now() WHERE hold_id = $1 AND status = $5 RETURNING ${HOLD_COLUMNS}),
+     ${announced.sql}
+     SELECT ${HOLD_COLUMNS} FROM resolved`,
+    [hold.hold_id, status, settleEntryId, reason, HoldStatus.HELD, ...announced.values],
+  );
   return rows[0];
 }
 
 /**
  * B2C paid: the held amount leaves the wallet for the B2C float (payout
  * clearing), and the transfer fee, paid by the platform, too. Settling twice
- * returns the first settlement.
+ * returns the first settlement. Three statements when the caller names the fee
+ * (payment does): the hold taken, the entry posted, the hold resolved.
  */
 export async function settleHold(tx: Queryable, holdId: string, externalReference: string, transferFee?: bigint): Promise<{ hold: Hold; entry: JournalEntry }> {
-  const hold = await lockHold(tx, holdId);
+  if (transferFee !== undefined && transferFee < 0n) throw fieldError("transfer_fee", "must not be negative");
+  const hold = await takeHold(tx, holdId);
   if (hold.status === HoldStatus.SETTLED) return { hold: toHold(hold), entry: (await loadEntry(tx, hold.settle_entry_id!))! };
   if (hold.status === HoldStatus.RELEASED) throw new InvalidStateError(`hold ${holdId} was released; it cannot be settled`);
-  if (transferFee !== undefined && transferFee < 0n) throw fieldError("transfer_fee", "must not be negative");
   const currency = hold.currency.trim();
   let transferFeeMinor = transferFee;
   if (transferFeeMinor === undefined) {
     const schedule = await currentSchedule(tx, currency);
     transferFeeMinor = schedule.mpesaB2cBands.length ? b2cFee(schedule, hold.amount_minor) : 0n;
   }
-  const float = await systemAccount(tx, AccountKind.PAYOUT_CLEARING, currency);
-  await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor - $2 WHERE account_id = $1`, [hold.account_id, hold.amount_minor]);
+  const float = hold.float_account_id ?? (await systemAccount(tx, AccountKind.PAYOUT_CLEARING, currency)).account_id;
   const postings = [
     { accountId: hold.account_id, amountMinor: -hold.amount_minor, currency, memo: "withdrawal" },
-    { accountId: float.account_id, amountMinor: hold.amount_minor, currency, memo: `B2C ${externalReference}` },
+    { accountId: float, amountMinor: hold.amount_minor, currency, memo: `B2C ${externalReference}` },
   ];
   if (transferFeeMinor > 0n) {
-    const fees = await systemAccount(tx, AccountKind.PLATFORM_FEES, currency);
+    const fees = hold.fees_account_id ?? (await systemAccount(tx, AccountKind.PLATFORM_FEES, currency)).account_id;
     postings.push(
-      { accountId: fees.account_id, amountMinor: -transferFeeMinor, currency, memo: "B2C charge" },
-      { accountId: float.account_id, amountMinor: transferFeeMinor, currency, memo: "B2C charge" },
+      { accountId: fees, amountMinor: -transferFeeMinor, currency, memo: "B2C charge" },
+      { accountId: float, amountMinor: transferFeeMinor, currency, memo: "B2C charge" },
     );
   }
   const { entry } = await postEntry(tx, {
@@ -250,34 +283,25 @@ export async function settleHold(tx: Queryable, holdId: string, externalReferenc
     postings,
     description: `Withdrawal to M-Pesa (${externalReference})`,
   });
-  const { rows } = await tx.query<HoldRow>(
-    `UPDATE wallet.holds SET status = $2, settle_entry_id = $3, reason = $4, resolved_at = now() WHERE hold_id = $1 RETURNING ${HOLD_COLUMNS}`,
-    [holdId, HoldStatus.SETTLED, entry.entryId, externalReference],
-  );
-  await emitEvent(tx, "wallet", PayoutSettledSchema, {
+  const event = buildEvent("wallet", PayoutSettledSchema, {
     holdId,
     payoutId: hold.payout_id,
     entryId: entry.entryId,
     amount: money(hold.amount_minor, currency),
   }, hold.payout_id);
-  return { hold: toHold(rows[0]), entry };
+  return { hold: toHold(await resolveHold(tx, hold, HoldStatus.SETTLED, externalReference, entry.entryId, event)), entry };
 }
 
-/** B2C failed: the held money is available again. Releasing twice returns the first release. */
+/** B2C failed: the held money is available again. Releasing twice returns the first release. Two statements. */
 export async function releaseHold(tx: Queryable, holdId: string, reason: string): Promise<Hold> {
-  const hold = await lockHold(tx, holdId);
+  const hold = await takeHold(tx, holdId);
   if (hold.status === HoldStatus.RELEASED) return toHold(hold);
   if (hold.status === HoldStatus.SETTLED) throw new InvalidStateError(`hold ${holdId} was settled; it cannot be released`);
-  await tx.query(`UPDATE wallet.accounts SET held_minor = held_minor - $2 WHERE account_id = $1`, [hold.account_id, hold.amount_minor]);
-  const { rows } = await tx.query<HoldRow>(
-    `UPDATE wallet.holds SET status = $2, reason = $3, resolved_at = now() WHERE hold_id = $1 RETURNING ${HOLD_COLUMNS}`,
-    [holdId, HoldStatus.RELEASED, reason],
-  );
-  await emitEvent(tx, "wallet", PayoutReleasedSchema, {
+  const event = buildEvent("wallet", PayoutReleasedSchema, {
     holdId,
     payoutId: hold.payout_id,
     amount: money(hold.amount_minor, hold.currency.trim()),
     reason,
   }, hold.payout_id);
-  return toHold(rows[0]);
+  return toHold(await resolveHold(tx, hold, HoldStatus.RELEASED, reason, null, event));
 }

@@ -237,7 +237,7 @@ export async function postEntry(db: Queryable, input: EntryInput): Promise<PostR
   // Nothing was written (a refused line claims nothing either). A key already used answers as a replay
   // would, whatever the lines: the first entry, or ALREADY_EXISTS. The statement read it, unless it was
   // committed after the statement's snapshot (a concurrent first posting the claim waited for): read again.
-  const prior = posted.entry_id !== null ? posted : await entryRow(db, { key: input.idempotencyKey });
+  const prior = posted.prior !== null ? entryRowOfJson(posted.prior) : await entryRow(db, { key: input.idempotencyKey });
   if (prior) return replayedEntry(input, hash, prior);
   if (posted.refused_line !== null) throw refusedLine(input, posted.refused_line, posted.refused_held);
   throw new Error(`entry key ${input.idempotencyKey} was neither claimed nor found`);
@@ -302,13 +302,16 @@ function entryOfRow(e: EntryRow): JournalEntry {
 
 /**
  * The whole posting. Its CTEs run in the order their data needs:
- * - refused: the first line whose account is missing or holds another currency; if any, nothing is written;
+ * - refused: the first line whose account is missing or holds another currency; if any, nothing is written
+ *   (postings have no foreign keys: this is what guarantees their accounts exist, migration 0006);
  * - claimed: the entry's header under its idempotency key (a repeat claims nothing, and then nothing moves);
- * - prior: on a repeat, the key's entry (wallet.entry_read; a replay costs this one statement);
+ * - prior: on a repeat, the key's entry (wallet.entry_read, answered as one JSON column; a replay costs this one statement);
  * - locked: the owned accounts, locked in id order: PostgreSQL's LockRows runs above the Sort, so the
  *   rows are locked in the order they are sorted (see SELECT, "The Locking Clause"); NO KEY UPDATE is the
  *   lock the UPDATE takes itself, which leaves the postings' foreign-key checks (KEY SHARE) unblocked;
  * - moved: their balances, checked by the table's constraint (available_not_negative);
+ *   refused and moved name the lines' ids ($10) again, so the accounts are read by index and not scanned
+ *   while the table is small enough for a scan to look cheaper to the planner;
  * - s: the posting sequence and time, taken after every lock is held (it counts moved first), so per
  *   account posted_seq follows the order balances really moved in (history order, pool periods);
  * - posted, announced, converted: the lines with each owned line's balance after, the owners' events
@@ -321,7 +324,7 @@ const POSTING = `WITH lines AS (
     AS t(line, account_id, amount_minor, currency, memo, event_id, subject, event_head, traceparent)),
 refused AS (
   SELECT l.line, a.currency::text AS held
-    FROM lines l LEFT JOIN wallet.accounts a ON a.account_id = l.account_id
+    FROM lines l LEFT JOIN (SELECT account_id, currency FROM wallet.accounts WHERE account_id = ANY($10::uuid[])) a ON a.account_id = l.account_id
    WHERE a.account_id IS NULL OR a.currency::text <> l.currency
    ORDER BY l.line LIMIT 1),
 claimed AS (
@@ -343,7 +346,7 @@ moved AS (
     debt_allowed_minor = CASE WHEN $8::boolean THEN GREATEST(a.debt_allowed_minor, a.held_minor - (a.balance_minor + d.delta))
       ELSE LEAST(a.debt_allowed_minor, GREATEST(0, a.held_minor - (a.balance_minor + d.delta))) END
     FROM locked k JOIN (SELECT account_id, sum(amount_minor)::bigint AS delta FROM lines GROUP BY account_id) d ON d.account_id = k.account_id
-   WHERE a.account_id = k.account_id
+   WHERE a.account_id = k.account_id AND a.account_id = ANY($10::uuid[])
   RETURNING a.account_id, a.owner_id, a.balance_minor - d.delta AS opening),
 s AS (
   SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at
@@ -369,17 +372,27 @@ converted AS (
 SELECT (SELECT entry_id FROM claimed) AS claimed_entry_id, (SELECT posted_at FROM s) AS claimed_posted_at,
        (SELECT line FROM refused) AS refused_line, (SELECT held FROM refused) AS refused_held,
        (SELECT array_agg(DISTINCT x.account_id::text) FROM claimed c, lines_after x WHERE x.event_head IS NOT NULL AND x.balance_after IS NULL) AS unannounced_accounts,
-       ${ENTRY_READ_COLUMNS}
-  FROM (SELECT) AS one LEFT JOIN prior ON true`;
+       (SELECT row_to_json(p) FROM prior p) AS prior`;
 
-/** The statement's one row: the posting's outcome and, on a repeat, the key's entry (null columns otherwise). */
-interface PostingOutcome extends Omit<EntryRow, "entry_id"> {
+/**
+ * The statement's one row: the posting's outcome and, on a repeat, the key's entry. The entry comes as one
+ * JSON column, so a posting that claims its key (nearly all) answers six columns, not twenty-four that
+ * the driver describes and parses on every call only for a replay's sake.
+ */
+interface PostingOutcome {
   claimed_entry_id: string | null;
   claimed_posted_at: Date | null;
   refused_line: number | null;
   refused_held: string | null;
   unannounced_accounts: string[] | null;
-  entry_id: string | null;
+  prior: EntryJson | null;
+}
+
+/** An EntryRow as row_to_json writes it: its times as ISO 8601 text. */
+type EntryJson = Omit<EntryRow, "posted_at" | "rate_time"> & { posted_at: string; rate_time: string[] | null };
+
+function entryRowOfJson(j: EntryJson): EntryRow {
+  return { ...j, posted_at: new Date(j.posted_at), rate_time: j.rate_time?.map((t) => new Date(t)) ?? null };
 }
 
 async function runPosting(db: Queryable, input: EntryInput, entryId: string, hash: string, conversions: FxConversion[]): Promise<PostingOutcome> {
@@ -430,9 +443,9 @@ function refusedLine(input: EntryInput, line: number, held: string | null): Erro
 }
 
 /** A replay of the same request gets the entry posted first; a different request under the key is refused. */
-function replayedEntry(input: EntryInput, hash: string, prior: EntryRow | PostingOutcome): PostResult {
+function replayedEntry(input: EntryInput, hash: string, prior: EntryRow): PostResult {
   if (prior.request_hash !== hash) throw new IdempotencyConflictError(input.idempotencyKey, "journal entry");
-  return { entry: entryOfRow(prior as EntryRow), created: false };
+  return { entry: entryOfRow(prior), created: false };
 }
 
 function journalEntryOf(entryId: string, input: EntryInput, postedAt: Date): JournalEntry {
@@ -475,7 +488,7 @@ export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKe
   if (existing.rows[0] && existing.rows[0].idempotency_key !== idempotencyKey) {
     throw new AlreadyReversedError(`entry ${entryId} was already reversed by ${existing.rows[0].entry_id}`, { reversal_entry_id: existing.rows[0].entry_id });
   }
-  return postEntry(tx, {
+  const reversal = await postEntry(tx, {
     idempotencyKey,
     cause: causeOf("reversedEntryId", entryId),
     postings: original.postings.map((p) => ({
@@ -487,4 +500,9 @@ export async function reverseEntry(tx: Queryable, entryId: string, idempotencyKe
     description: `Reversal of ${entryId}: ${reason}`,
     reversesEntryId: entryId,
   });
+  // A reversed pool split no longer claims its period, whichever RPC reversed it (an admin's ReverseEntry
+  // too), so the period can be split again. Splits alone have this cause (postPoolDistribution); run on a
+  // replay as well, where it changes nothing.
+  if (original.cause?.cause.case === "poolDistributionId") await tx.query(`UPDATE wallet.pool_distributions SET reversal_entry_id = $2 WHERE entry_id = $1 AND reversal_entry_id IS NULL`, [entryId, reversal.entry.entryId]);
+  return reversal;
 }

@@ -22,14 +22,16 @@ function checkPeriod(start: Date, end: Date): void {
 
 /**
  * Net tips posted to the pool within [start, end): every posting except
- * distributions and their reversals (a refunded tip counts against it).
+ * distributions and their reversals (a refunded tip counts against it). A pool
+ * is owned, so its lines carry balance_after: saying so reads them through the
+ * index of owned lines by time (migration 0006).
  */
 export async function poolTakings(db: Queryable, accountId: string, start: Date, end: Date): Promise<Takings> {
   const { rows: [t] } = await db.query<{ collected: bigint; credits: bigint }>(
     `SELECT coalesce(sum(p.amount_minor), 0)::bigint AS collected, count(*) FILTER (WHERE p.amount_minor > 0)::bigint AS credits
        FROM wallet.postings p
        JOIN wallet.entries e ON e.entry_id = p.entry_id
-      WHERE p.account_id = $1 AND p.posted_at >= $2 AND p.posted_at < $3
+      WHERE p.account_id = $1 AND p.posted_at >= $2 AND p.posted_at < $3 AND p.balance_after IS NOT NULL
         AND NOT EXISTS (SELECT 1 FROM wallet.pool_distributions d WHERE d.entry_id = p.entry_id OR d.reversal_entry_id = p.entry_id)`,
     [accountId, start, end],
   );
@@ -135,7 +137,6 @@ export async function reversePoolDistribution(tx: Queryable, entryId: string, id
   if (!d) throw new NotFoundError(`entry_id: ${entryId} is not a pool distribution`);
   // No lock ahead: the reversal's posting locks the pool and the wallets in id order, as every posting does
   // (a distribution of an overlapping period waits there, and sees this one reversed once it commits).
-  const { entry } = await reverseEntry(tx, entryId, idempotencyKey, reason);
-  await tx.query(`UPDATE wallet.pool_distributions SET reversal_entry_id = $2 WHERE entry_id = $1 AND reversal_entry_id IS NULL`, [entryId, entry.entryId]);
-  return entry;
+  // The reversal releases the period (reverseEntry).
+  return (await reverseEntry(tx, entryId, idempotencyKey, reason)).entry;
 }

@@ -140,10 +140,11 @@ export async function statement(db: Queryable, account: AccountRow, year: number
     `SELECT balance_after FROM wallet.postings WHERE account_id = $1 AND posted_at < $2 ORDER BY posted_seq DESC, line DESC LIMIT 1`,
     [account.account_id, start],
   );
+  // A worker's wallet is owned: every line of it has balance_after, and says so to use the owned lines' time index.
   const { rows } = await db.query<LineRow>(
     `SELECT p.entry_id, p.amount_minor, p.balance_after, p.memo, p.posted_at, e.description
        FROM wallet.postings p JOIN wallet.entries e ON e.entry_id = p.entry_id
-      WHERE p.account_id = $1 AND p.posted_at >= $2 AND p.posted_at < $3
+      WHERE p.account_id = $1 AND p.posted_at >= $2 AND p.posted_at < $3 AND p.balance_after IS NOT NULL
       ORDER BY p.posted_seq, p.line`,
     [account.account_id, start, end],
   );

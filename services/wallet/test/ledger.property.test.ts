@@ -167,6 +167,12 @@ describe("ledger invariants under random sequences (real PostgreSQL)", () => {
       }
       const keys = await t.db.pool.query(`SELECT count(*) AS n, count(DISTINCT idempotency_key) AS k FROM wallet.entries`);
       assert.equal(keys.rows[0].n, keys.rows[0].k);
+      // Postings keep no foreign keys (migration 0006): the posting statement alone guarantees what they name.
+      const orphans = await t.db.pool.query(
+        `SELECT count(*)::int AS n FROM wallet.postings p LEFT JOIN wallet.entries e USING (entry_id) LEFT JOIN wallet.accounts a USING (account_id)
+          WHERE e.entry_id IS NULL OR a.account_id IS NULL OR a.currency <> p.currency`,
+      );
+      assert.equal(orphans.rows[0].n, 0, "a posting names a missing entry or account, or another currency than its account's");
       console.log(`seed ${seed}: ${JSON.stringify(counts)}`);
     });
   }

@@ -21,9 +21,10 @@ import {
   WithdrawalLimitSchema,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { decodeEvent, IdempotencyConflictError, onOutboxCommitted } from "@ttip/runtime";
+import { decodeEvent, IdempotencyConflictError, onOutboxCommitted, type Queryable, withTransaction } from "@ttip/runtime";
 import { eventually, kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "../src/index.js";
+import { releaseHold, settleHold } from "../src/holds.js";
 import { ensureAccount, postEntry, type EntryInput } from "../src/ledger.js";
 
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
@@ -215,6 +216,28 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await balanceOf(w.accountId)).ledger!.amountMinor, 0n);
   });
 
+  test("a posting names only an entry and accounts that exist, for good: a missing account writes nothing; accounts and entries are never removed", async () => {
+    const w = await newWorker();
+    const { entry } = await tip(w.accountId, 2_000n, 100n);
+    const counts = async () => (await t.db.pool.query(`SELECT (SELECT count(*) FROM wallet.entries) AS entries, (SELECT count(*) FROM wallet.postings) AS postings`)).rows[0];
+    const before = await counts();
+    const missing = randomUUID();
+    const refused = await failure(internal.postEntry({ idempotencyKey: `k-${randomUUID()}`, cause: tipCause(), postings: [{ accountId: w.accountId, amount: kesMinor(-100n) }, { accountId: missing, amount: kesMinor(100n) }] }));
+    assert.equal(refused.code, Code.NotFound);
+    assert.deepEqual(await counts(), before, "nothing written for a line to a missing account");
+    const unused = await newWorker();
+    for (const id of [w.accountId, unused.accountId]) {
+      await assert.rejects(t.db.pool.query(`DELETE FROM wallet.accounts WHERE account_id = $1`, [id]), /never removed/);
+      await assert.rejects(t.db.pool.query(`UPDATE wallet.accounts SET account_id = $2 WHERE account_id = $1`, [id, randomUUID()]), /never removed or renumbered/);
+    }
+    await assert.rejects(t.db.pool.query(`DELETE FROM wallet.entries WHERE entry_id = $1`, [entry!.entryId]), /immutable/);
+    const orphans = await t.db.pool.query(
+      `SELECT count(*)::int AS n FROM wallet.postings p LEFT JOIN wallet.entries e USING (entry_id) LEFT JOIN wallet.accounts a USING (account_id)
+        WHERE e.entry_id IS NULL OR a.account_id IS NULL`,
+    );
+    assert.equal(orphans.rows[0].n, 0);
+  });
+
   test("50 concurrent postings to one account lose no update", async () => {
     const w = await newWorker();
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => tip(w.accountId, BigInt(1_000 + i), 100n)));
@@ -308,6 +331,21 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     }
   });
 
+  test("a pool split reversed by an admin's ReverseEntry frees its period: the period is split again", async () => {
+    const { venueId, start } = await poolWithTip();
+    const end = await periodEnd();
+    const workers = [randomUUID(), randomUUID()];
+    const { entry } = await splitPool(venueId, start, end, workers);
+    const takings = () => internal.getPoolTakings({ venueId, currency: "KES", start: timestampFromDate(start), end: timestampFromDate(end) });
+    assert.equal((await takings()).overlappingDistributionId !== "", true, "the split claims its period");
+    await admin.reverseEntry({ entryId: entry!.entryId, idempotencyKey: `rev-${entry!.entryId}`, reason: "wrong shares" });
+    const after = await takings();
+    assert.equal(after.overlappingDistributionId, "", "the reversed split no longer claims the period");
+    assert.equal(after.collected!.amountMinor, 2_000n);
+    const again = await splitPool(venueId, start, end, workers);
+    assert.equal(again.created, true);
+  });
+
   test("the same key posted 20 times at once is applied once", async () => {
     const w = await newWorker();
     const req = { idempotencyKey: `mpesa:${randomUUID()}`, cause: tipCause(), postings: [{ accountId: clearing, amount: kesMinor(-5_000n) }, { accountId: w.accountId, amount: kesMinor(5_000n) }] };
@@ -367,6 +405,35 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(await codeOf(internal.settleHold({ holdId: perTx.hold!.holdId, externalReference: "X" })), "FailedPrecondition");
     assert.equal(await codeOf(internal.releaseHold({ holdId: randomUUID() })), "NotFound");
     assert.equal((await admin.getTrialBalance({})).balanced, true);
+  });
+
+  test("settling a hold is three statements, releasing one two; each moves its money and writes its event", async () => {
+    await internal.ensureAccount({ kind: AccountKind.PAYOUT_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "KES" });
+    const w = await newWorker();
+    await tip(w.accountId, 1_000_000n, 0n);
+    const place = (amount: bigint) => {
+      const payoutId = randomUUID();
+      return internal.placeHold({ accountId: w.accountId, amount: kesMinor(amount), payoutId, idempotencyKey: `hold-${payoutId}` });
+    };
+    const [toSettle, toRelease] = [(await place(300_000n)).hold!, (await place(200_000n)).hold!];
+    let statements = 0;
+    const counted = (tx: Queryable) => ({ query: ((...args: Parameters<Queryable["query"]>) => (statements++, tx.query(...args))) as Queryable["query"] });
+    const { hold: settled, entry } = await withTransaction(t.db.pool, (tx) => settleHold(counted(tx), toSettle.holdId, "RKT0000001", 500n));
+    assert.deepEqual([settled.status, entry.postings.length, statements], [HoldStatus.SETTLED, 4, 3]);
+    statements = 0;
+    const released = await withTransaction(t.db.pool, (tx) => releaseHold(counted(tx), toRelease.holdId, "b2c failed"));
+    assert.deepEqual([released.status, statements], [HoldStatus.RELEASED, 2]);
+    const b = await balanceOf(w.accountId);
+    assert.deepEqual([b.ledger!.amountMinor, b.held!.amountMinor], [700_000n, 0n]);
+    const events = await t.db.pool.query<{ subject: string }>(
+      `SELECT subject FROM wallet.outbox WHERE subject LIKE 'ttip.wallet.payout%' AND (position(convert_to($1, 'UTF8') IN payload) > 0 OR position(convert_to($2, 'UTF8') IN payload) > 0) ORDER BY seq`,
+      [toSettle.payoutId, toRelease.payoutId],
+    );
+    assert.deepEqual(events.rows.map((r) => r.subject), ["ttip.wallet.payout_held", "ttip.wallet.payout_held", "ttip.wallet.payout_settled", "ttip.wallet.payout_released"]);
+    // Resolved twice: the first outcome, nothing moved again.
+    assert.equal((await withTransaction(t.db.pool, (tx) => settleHold(tx, toSettle.holdId, "RKT0000001", 500n))).entry.entryId, entry.entryId);
+    assert.equal(await codeOf(internal.settleHold({ holdId: toRelease.holdId, externalReference: "RKT0000002" })), "FailedPrecondition");
+    assert.deepEqual((await balanceOf(w.accountId)).ledger, b.ledger);
   });
 
   test("the B2C charge comes from the fee schedule's band when the caller does not name it", async () => {

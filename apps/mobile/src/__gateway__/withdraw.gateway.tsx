@@ -2,7 +2,6 @@
 // @noble/curves, the secret in the secure store) is registered with the real auth
 // service, signs its challenge, and the payout goes to the Daraja simulator.
 import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { fireEvent, render, screen, waitFor } from "@testing-library/react-native";
 import { AppRoot } from "../App";
@@ -10,6 +9,7 @@ import type { AppServices } from "../app-context";
 import { secureStoreKeyring } from "../lib/device-key";
 import { memoryStore } from "../lib/key-value";
 import { SessionStore } from "../lib/session";
+import { gatewayTransport } from "../lib/transport";
 
 interface NodeHttp {
   request(
@@ -67,10 +67,10 @@ test("a worker signs in on the phone and withdraws with the phone's device key, 
     share: async () => undefined,
     newKey: () => crypto.randomUUID(),
   };
-  await render(<AppRoot services={services} transport={(interceptors) => createConnectTransport({ baseUrl: gateway, interceptors, fetch: nodeFetch })} deviceLocale="en" />);
+  await render(<AppRoot services={services} transport={(interceptors) => gatewayTransport(gateway, interceptors, nodeFetch)} deviceLocale="en" />);
 
   // The gateway answers this client at all (a clear failure before the screens' own).
-  const probe = await createClient(AuthService, createConnectTransport({ baseUrl: gateway, fetch: nodeFetch }))
+  const probe = await createClient(AuthService, gatewayTransport(gateway, [], nodeFetch))
     .getJwks({})
     .then(() => "reachable", (err: unknown) => `${String(err)} cause: ${String((err as { cause?: unknown }).cause)}`);
   expect(probe).toBe("reachable");

@@ -1,7 +1,8 @@
-// The Connect client to the gateway: the Connect protocol over fetch (unary calls
-// only; React Native's fetch cannot stream, so live data is polled), the access token
-// on every call, one refresh-token rotation when it is refused.
+// The Connect client to the gateway: the Connect protocol in binary protobuf over
+// fetch (unary calls only; React Native's fetch cannot stream, so live data is
+// polled), the access token on every call, one refresh-token rotation when it is refused.
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
 import { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import type { SessionStore } from "./session";
 
@@ -41,3 +42,12 @@ export function authInterceptor(sessions: SessionStore, refreshTransport: () => 
 
 /** Calls time out after 15 s: a phone on a bad network must not spin forever. */
 export const CALL_TIMEOUT_MS = 15_000;
+
+/**
+ * The gateway's transport. Binary protobuf, not JSON: the gateway forwards the
+ * message bytes to a service in another process without decoding them, and the
+ * answers are smaller on a phone's network. `fetch` is the platform's unless given.
+ */
+export function gatewayTransport(baseUrl: string, interceptors: Interceptor[] = [], fetch?: typeof globalThis.fetch): Transport {
+  return createConnectTransport({ baseUrl, useBinaryFormat: true, defaultTimeoutMs: CALL_TIMEOUT_MS, interceptors, fetch });
+}

@@ -4,7 +4,7 @@ import type { PartnerAdminService } from "@ttip/proto/ttip/auth/v1/partner_servi
 import { audit, AuditAction } from "../audit.js";
 import type { AuthCore } from "../core.js";
 import { clientAddressOf } from "../request.js";
-import { deliveryState, toDelivery, type DeliveryRow } from "./rows.js";
+import { deliveryColumns, deliveryState, toDelivery, type DeliveryRow } from "./rows.js";
 import { listDeliveries } from "./webhooks.js";
 
 /** The admin console's delivery log and replay. */
@@ -19,7 +19,7 @@ export function partnerAdminHandlers(core: AuthCore, wake: () => void): Partial<
       const admin = requireCaller(ctx);
       const row = await withTransaction(pool, async (tx) => {
         const found = await tx.query<DeliveryRow>(
-          `SELECT d.*, s.url, s.deleted_at IS NOT NULL AS deleted, k.revoked_at IS NOT NULL AS revoked
+          `SELECT ${deliveryColumns("d")}, s.url, s.deleted_at IS NOT NULL AS deleted, k.revoked_at IS NOT NULL AS revoked
              FROM auth.partner_webhook_deliveries d JOIN auth.partner_webhook_subscriptions s USING (subscription_id)
              JOIN auth.partner_api_keys k ON k.key_id = d.key_id
             WHERE d.delivery_id = $1 FOR UPDATE OF d`,
@@ -32,7 +32,7 @@ export function partnerAdminHandlers(core: AuthCore, wake: () => void): Partial<
         // Same delivery id and body: a receiver that has it already drops it.
         const { rows } = await tx.query<DeliveryRow>(
           `UPDATE auth.partner_webhook_deliveries SET status = 'pending', budget_used = 0, replay_requested = true, next_attempt_at = $2
-            WHERE delivery_id = $1 RETURNING *`,
+            WHERE delivery_id = $1 RETURNING ${deliveryColumns()}`,
           // Due on the service's clock, which the sender compares due times with.
           [req.deliveryId, new Date(clockOf(core.ctx).now())],
         );

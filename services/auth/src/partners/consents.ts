@@ -10,7 +10,9 @@ import { clientAddressOf } from "../request.js";
 import { toConsent, type ConsentRow } from "./rows.js";
 import { callingKey } from "./webhooks.js";
 
-const CONSENT_ROW = `SELECT c.*, k.partner_name FROM auth.partner_consents c JOIN auth.partner_api_keys k USING (key_id)`;
+/** A ConsentRow's columns (named, so the statements are prepared), and where they come from. */
+const CONSENT_COLUMNS = "c.worker_id, c.key_id, c.scopes, c.granted_at, c.revoked_at, k.partner_name";
+const CONSENT_FROM = "FROM auth.partner_consents c JOIN auth.partner_api_keys k USING (key_id)";
 
 /**
  * Refuses unless the worker holds a live consent with `scope` to this key.
@@ -31,7 +33,7 @@ export async function requireConsent(db: Queryable, workerId: string, keyId: str
 export function consentHandlers(core: AuthCore): Partial<ServiceImpl<typeof PartnerConsentService>> {
   const { pool } = core.ctx;
   const load = async (db: Queryable, workerId: string, keyId: string) =>
-    (await db.query<ConsentRow>(`${CONSENT_ROW} WHERE c.worker_id = $1 AND c.key_id = $2`, [workerId, keyId])).rows[0];
+    (await db.query<ConsentRow>(`SELECT ${CONSENT_COLUMNS} ${CONSENT_FROM} WHERE c.worker_id = $1 AND c.key_id = $2`, [workerId, keyId])).rows[0];
   return {
     async grantPartnerConsent(req, ctx) {
       const worker = requireCaller(ctx);
@@ -82,7 +84,7 @@ export function consentHandlers(core: AuthCore): Partial<ServiceImpl<typeof Part
       const size = pageSize(req.page);
       const after = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query<ConsentRow & { page_at: string }>(
-        `${CONSENT_ROW.replace("SELECT c.*", `SELECT c.*, ${keysetTime("c.granted_at")} AS page_at`)}
+        `SELECT ${CONSENT_COLUMNS}, ${keysetTime("c.granted_at")} AS page_at ${CONSENT_FROM}
           WHERE c.worker_id = $1 AND ($2::timestamptz IS NULL OR (c.granted_at, c.key_id) > ($2::timestamptz, $3::uuid))
           ORDER BY c.granted_at, c.key_id LIMIT $4`,
         [worker.subject, after?.at ?? null, after?.id ?? null, size + 1],

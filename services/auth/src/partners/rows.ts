@@ -12,6 +12,12 @@ import {
   type WebhookSubscription,
 } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 
+// The rows' columns are named in the statements, never `*`: the runtime sends a
+// statement with a column wildcard unprepared (parsed and planned on every call).
+
+/** A SubscriptionRow's columns. */
+export const SUBSCRIPTION_COLUMNS = "subscription_id, key_id, url, event_types, secret_sealed, created_at, deleted_at";
+
 export interface SubscriptionRow {
   subscription_id: string;
   key_id: string;
@@ -21,6 +27,14 @@ export interface SubscriptionRow {
   created_at: Date;
   deleted_at: Date | null;
 }
+
+const DELIVERY_COLUMN_NAMES = [
+  "delivery_id", "subscription_id", "key_id", "event_id", "event_type", "worker_id", "body", "status", "attempts", "budget_used",
+  "replay_requested", "next_attempt_at", "last_response_status", "last_error", "created_at", "delivered_at",
+] as const;
+
+/** A DeliveryRow's own columns (not the joined url), each qualified by `alias` when given. */
+export const deliveryColumns = (alias?: string): string => DELIVERY_COLUMN_NAMES.map((c) => (alias ? `${alias}.${c}` : c)).join(", ");
 
 export type DeliveryState = "pending" | "delivered" | "failed";
 

@@ -6,7 +6,7 @@ import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { WebhookConfig } from "../config.js";
 import type { Sealer } from "../crypto.js";
 import { DestinationRefused, pinnedLookup, resolveDestination, type Destination, type HostResolver } from "./destination.js";
-import type { DeliveryRow } from "./rows.js";
+import { deliveryColumns, type DeliveryRow } from "./rows.js";
 
 /** The header the TypeScript, Go and Python SDKs' webhook verifiers read: "t=<unix seconds>,v1=<hex HMAC-SHA256>". */
 export const WEBHOOK_SIGNATURE_HEADER = "x-ttip-webhook-signature";
@@ -26,6 +26,9 @@ export function retryDelayMs(failed: number, config: Pick<WebhookConfig, "retryB
   const exp = Math.min(config.retryCapMs, config.retryBaseMs * 2 ** Math.min(Math.max(failed - 1, 0), 30));
   return Math.round(exp * (1 - 0.2 * random()));
 }
+
+/** The claim's delivery columns, built once (the claim runs on every poll). */
+const CLAIMED_COLUMNS = deliveryColumns("d");
 
 interface Claimed extends DeliveryRow {
   url: string;
@@ -120,7 +123,7 @@ export class WebhookSender {
               next_attempt_at = $4::timestamptz + make_interval(secs => $2::double precision / 1000)
          FROM due, auth.partner_webhook_subscriptions s, auth.partner_api_keys k
         WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id AND k.key_id = d.key_id
-       RETURNING d.*, s.url, s.secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
+       RETURNING ${CLAIMED_COLUMNS}, s.url, s.secret_sealed, k.revoked_at IS NOT NULL AS key_revoked, s.deleted_at IS NOT NULL AS subscription_deleted,
          (d.worker_id IS NULL OR EXISTS (SELECT 1 FROM auth.partner_consents c WHERE c.worker_id = d.worker_id AND c.key_id = d.key_id
            AND c.revoked_at IS NULL AND $3::smallint = ANY (c.scopes))) AS consent_held`,
       [MAX_IN_FLIGHT, leaseMs, ConsentScope.PAYOUTS, new Date(this.clock.now())],

@@ -5,7 +5,7 @@ import type { PartnerService } from "@ttip/proto/ttip/auth/v1/partner_service_pb
 import type { AuthCore } from "../core.js";
 import { opaqueToken } from "../crypto.js";
 import { checkWebhookUrl, type HostResolver } from "./destination.js";
-import { deliveryState, toDelivery, toSubscription, type DeliveryRow, type SubscriptionRow } from "./rows.js";
+import { deliveryColumns, deliveryState, SUBSCRIPTION_COLUMNS, toDelivery, toSubscription, type DeliveryRow, type SubscriptionRow } from "./rows.js";
 
 /** Live subscriptions a key may hold: each event is fanned out to at most this many URLs per key. */
 export const MAX_SUBSCRIPTIONS_PER_KEY = 10;
@@ -32,7 +32,7 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
       const secret = opaqueToken("ttip_whsec");
       const row = await withTransaction(pool, async (tx) => {
         const first = await claimIdempotencyKey(tx, idempotent, subscriptionId);
-        if (first) return (await tx.query<SubscriptionRow>("SELECT * FROM auth.partner_webhook_subscriptions WHERE subscription_id = $1", [first])).rows[0];
+        if (first) return (await tx.query<SubscriptionRow>(`SELECT ${SUBSCRIPTION_COLUMNS} FROM auth.partner_webhook_subscriptions WHERE subscription_id = $1`, [first])).rows[0];
         // Serialises a key's creations, so the limit holds under concurrent calls.
         await tx.query("SELECT 1 FROM auth.partner_api_keys WHERE key_id = $1 FOR UPDATE", [key.keyId]);
         const live = await tx.query("SELECT count(*)::int AS n FROM auth.partner_webhook_subscriptions WHERE key_id = $1 AND deleted_at IS NULL", [key.keyId]);
@@ -41,7 +41,7 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
         }
         const { rows } = await tx.query<SubscriptionRow>(
           `INSERT INTO auth.partner_webhook_subscriptions (subscription_id, key_id, url, event_types, secret_sealed)
-           VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+           VALUES ($1, $2, $3, $4, $5) RETURNING ${SUBSCRIPTION_COLUMNS}`,
           [subscriptionId, key.keyId, url, eventTypes, core.sealer.seal(secret)],
         );
         return rows[0];
@@ -55,7 +55,7 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
       const size = pageSize(req.page);
       const after = decodeTimeIdToken(req.page?.pageToken);
       const { rows } = await pool.query<SubscriptionRow & { page_at: string }>(
-        `SELECT *, ${keysetTime("created_at")} AS page_at FROM auth.partner_webhook_subscriptions
+        `SELECT ${SUBSCRIPTION_COLUMNS}, ${keysetTime("created_at")} AS page_at FROM auth.partner_webhook_subscriptions
           WHERE key_id = $1 AND ($2::timestamptz IS NULL OR (created_at, subscription_id) > ($2::timestamptz, $3::uuid))
           ORDER BY created_at, subscription_id LIMIT $4`,
         [key.keyId, after?.at ?? null, after?.id ?? null, size + 1],
@@ -68,7 +68,7 @@ export function webhookHandlers(core: AuthCore, resolve: HostResolver): Partial<
       const key = await callingKey(pool, ctx);
       const row = await withTransaction(pool, async (tx) => {
         const { rows } = await tx.query<SubscriptionRow>(
-          "UPDATE auth.partner_webhook_subscriptions SET deleted_at = COALESCE(deleted_at, now()) WHERE subscription_id = $1 AND key_id = $2 RETURNING *",
+          `UPDATE auth.partner_webhook_subscriptions SET deleted_at = COALESCE(deleted_at, now()) WHERE subscription_id = $1 AND key_id = $2 RETURNING ${SUBSCRIPTION_COLUMNS}`,
           [req.subscriptionId, key.keyId],
         );
         // Another key's subscription is as unknown as a missing one.
@@ -98,7 +98,7 @@ export async function listDeliveries(
   const size = pageSize(f.page);
   const before = decodeTimeIdToken(f.page?.pageToken);
   const { rows } = await db.query<DeliveryRow & { page_at: string }>(
-    `SELECT d.*, s.url, ${keysetTime("d.created_at")} AS page_at
+    `SELECT ${deliveryColumns("d")}, s.url, ${keysetTime("d.created_at")} AS page_at
        FROM auth.partner_webhook_deliveries d JOIN auth.partner_webhook_subscriptions s USING (subscription_id)
       WHERE ($1::uuid IS NULL OR d.key_id = $1) AND ($2::uuid IS NULL OR d.subscription_id = $2) AND ($3::text IS NULL OR d.status = $3)
         AND ($4::timestamptz IS NULL OR (d.created_at, d.delivery_id) < ($4::timestamptz, $5::uuid))

@@ -105,7 +105,7 @@ export async function codesOfOwner(
   limit: number,
 ): Promise<{ code: CodeRecord; pageAt: string }[]> {
   const { rows } = await db.query(
-    `SELECT *, ${keysetTime("created_at")} AS page_at FROM qr.qr_codes
+    `SELECT ${CODE_COLUMNS}, ${keysetTime("created_at")} AS page_at FROM qr.qr_codes
       WHERE owner_kind = $1 AND owner_id = $2 AND ($3 OR (status = 1 AND (expires_at IS NULL OR expires_at > now())))
         AND ($4::timestamptz IS NULL OR (created_at, qr_code_id) < ($4::timestamptz, $5::uuid))
         AND ($7::uuid IS NULL OR venue_id = $7::uuid)

@@ -62,7 +62,7 @@ export async function upsertProfile(
          city = EXCLUDED.city,
          role = COALESCE($8, profiles.role),
          updated_at = now()
-       RETURNING *)
+       RETURNING owner_kind, owner_id, display_name, photo_url, active, currency, city, role, updated_at)
      SELECT ${PROFILE_COLUMNS} FROM p LEFT JOIN qr.profile_photos ph USING (owner_kind, owner_id)`,
     [p.ownerKind, p.ownerId, p.displayName, p.photoUrl, p.active ?? null, p.currency, p.city, p.role ?? null],
   );

@@ -3,6 +3,7 @@ import { Writable } from "node:stream";
 import pg from "pg";
 import { createPool, type Pool } from "../db.js";
 import { createLogger, type Logger } from "../log.js";
+import { KEEP_PUBLISHED } from "../outbox.js";
 
 export * from "./eventually.js";
 export * from "./servers.js";
@@ -40,6 +41,8 @@ export async function createTestDatabase(): Promise<TestDatabase> {
   await admin.connect();
   const name = uniqueName("ttip_test_");
   await admin.query(`CREATE DATABASE ${name}`);
+  // Tests read the events a service wrote from its outbox: the relay marks them published instead of deleting them.
+  await admin.query(`ALTER DATABASE ${name} SET ${KEEP_PUBLISHED} = on`);
   await admin.end();
   const url = new URL(testEnv().databaseUrl);
   url.pathname = `/${name}`;

@@ -4,6 +4,13 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { freePort } from "./servers.js";
 
+/**
+ * The node flags the platform runs with: `npm start` and the image's ENTRYPOINT
+ * (deploy/Dockerfile says why a 32 MB semi-space) pass the same; a process
+ * started here without them would collect garbage more often than a pod does.
+ */
+export const PLATFORM_NODE_FLAGS: readonly string[] = ["--max-semi-space-size=32"];
+
 export interface ProcessOptions {
   /**
    * Only `env` (and HOST, PORT), nothing inherited from the test runner: a pod's
@@ -56,7 +63,7 @@ export class PlatformProcess {
   async start(timeoutMs = 60_000): Promise<void> {
     this.output = "";
     // A compiled entry (the image's bundle) runs as the image runs it; source through tsx.
-    const args = /\.m?js$/.test(this.entry) ? ["--enable-source-maps", this.entry, this.role] : ["--import", "tsx", this.entry, this.role];
+    const args = [...PLATFORM_NODE_FLAGS, ...(/\.m?js$/.test(this.entry) ? ["--enable-source-maps", this.entry, this.role] : ["--import", "tsx", this.entry, this.role])];
     const child = spawn(process.execPath, args, {
       env: (this.options.cleanEnv
         ? { ...this.env, HOST: "127.0.0.1", PORT: String(this.port) }

@@ -1,0 +1,111 @@
+// What a relay pass costs PostgreSQL: its claim and its mark are prepared statements
+// with fixed texts, planned once per connection (the generic plan) whatever the batch's
+// size, and a batch is two round trips (BEGIN with the claim, the mark with COMMIT).
+// A published row is deleted, unless the database keeps them (KEEP_PUBLISHED).
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, test } from "node:test";
+import type { BusMessage, EventBus } from "../src/bus.js";
+import { createPool, migrate, type Pool } from "../src/db.js";
+import { KEEP_PUBLISHED, OutboxRelay, writeOutbox } from "../src/outbox.js";
+import { captureLogger, countWrites, createTestDatabase, type TestDatabase } from "../src/testing/index.js";
+
+const { logger } = captureLogger("silent");
+let db: TestDatabase;
+before(async () => {
+  db = await createTestDatabase();
+  await migrate(db.pool, "payment", undefined);
+});
+after(() => db.drop());
+
+/** A pool of one connection (every pass prepares on, and plans in, the same session), with KEEP_PUBLISHED as given. */
+async function poolKeeping(keep: "on" | "off"): Promise<Pool> {
+  await db.pool.query(`ALTER DATABASE ${new URL(db.url).pathname.slice(1)} SET ${KEEP_PUBLISHED} = ${keep}`);
+  return createPool(db.url, { max: 1 });
+}
+
+/** Writes batches of 1 to 7 rows and relays each: what was published, in order, and how many passes. */
+async function relayBatches(pool: Pool, passes: number): Promise<{ written: string[]; published: string[] }> {
+  const published: string[] = [];
+  const bus = { publish: async (m: BusMessage) => void published.push(m.id) } as unknown as EventBus;
+  const relay = new OutboxRelay({ pool, schema: "payment", bus, logger, batchSize: 50 });
+  const written: string[] = [];
+  const client = await pool.connect();
+  const counter = countWrites(client);
+  client.release();
+  try {
+    for (let pass = 0; pass < passes; pass++) {
+      // A text with the batch in it would be a new statement for each size.
+      for (let i = 0; i <= pass % 7; i++) {
+        const id = randomUUID();
+        written.push(id);
+        await writeOutbox(pool, "payment", { id, subject: "ttip.payment.x", data: new Uint8Array([i]) });
+      }
+      const before = counter.writes();
+      assert.equal(await relay.flush(), (pass % 7) + 1);
+      // The first pass reads KEEP_PUBLISHED once, in its transaction.
+      assert.equal(counter.writes() - before, pass === 0 ? 3 : 2, `pass ${pass}: BEGIN with the claim, the mark with COMMIT`);
+    }
+  } finally {
+    counter.stop();
+  }
+  return { written, published };
+}
+
+/** The relay's prepared statements on the pool's one connection, with their plans. */
+async function relayStatements(pool: Pool) {
+  const { rows } = await pool.query<{ statement: string; generic_plans: bigint; custom_plans: bigint }>(
+    "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE '%outbox%' AND statement NOT LIKE 'INSERT%'",
+  );
+  return rows;
+}
+
+test("the relay deletes what it published; its claim and delete are prepared once and planned once per connection, in two round trips per batch, whatever the batch's size", async () => {
+  const pool = await poolKeeping("off");
+  try {
+    const passes = 16;
+    const { written, published } = await relayBatches(pool, passes);
+    assert.deepEqual(published, written, "every row published once, in order");
+    const left = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM payment.outbox");
+    assert.equal(left.rows[0].n, 0, "published rows are deleted");
+    const rows = await relayStatements(pool);
+    const claim = rows.find((r) => r.statement.startsWith("SELECT seq"));
+    const mark = rows.find((r) => r.statement.startsWith("DELETE"));
+    assert.ok(claim && mark && rows.length === 2, `claim and delete prepared, one text each: ${rows.map((r) => r.statement).join(" | ")}`);
+    for (const r of [claim, mark]) {
+      // PostgreSQL plans the first five calls for their values, then keeps the generic plan if it costs no more.
+      assert.ok(r.custom_plans <= 5n && Number(r.generic_plans + r.custom_plans) === passes, `${r.statement}: ${r.generic_plans} generic, ${r.custom_plans} custom plans`);
+    }
+  } finally {
+    await pool.end();
+  }
+});
+
+test(`with ${KEEP_PUBLISHED} on, published rows stay, marked published`, async () => {
+  const pool = await poolKeeping("on");
+  try {
+    await pool.query("DELETE FROM payment.outbox");
+    const { written, published } = await relayBatches(pool, 3);
+    assert.deepEqual(published, written);
+    const { rows } = await pool.query<{ event_id: string; published: boolean; attempts: number }>(
+      "SELECT event_id, published_at IS NOT NULL AS published, attempts FROM payment.outbox ORDER BY seq",
+    );
+    assert.deepEqual(rows, written.map((id) => ({ event_id: id, published: true, attempts: 1 })));
+    assert.ok((await relayStatements(pool)).some((r) => r.statement.startsWith("UPDATE")), "the mark is an UPDATE");
+  } finally {
+    await pool.end();
+  }
+});
+
+test("an event's row costs PostgreSQL three WAL records: the row, seq's index and the unpublished rows' index", async () => {
+  const events = 100;
+  const { rows } = await db.pool.query(
+    `EXPLAIN (ANALYZE, WAL, FORMAT JSON) INSERT INTO payment.outbox (event_id, subject, payload)
+       SELECT gen_random_uuid(), 'ttip.payment.x', convert_to(repeat('x', 300), 'UTF8') FROM generate_series(1, $1::int)`,
+    [events],
+  );
+  const records = Number(rows[0]["QUERY PLAN"][0].Plan["WAL Records"]);
+  // A few more for new pages; a fourth index (event_id's, before) would make it 4 per row.
+  assert.ok(records >= 3 * events && records < 3.5 * events, `${records} WAL records for ${events} rows`);
+  await db.pool.query("DELETE FROM payment.outbox");
+});

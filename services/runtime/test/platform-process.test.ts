@@ -1,0 +1,32 @@
+// The harness runs a platform process with the node flags a pod and `npm start` use.
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { PLATFORM_NODE_FLAGS, PlatformProcess } from "../src/testing/index.js";
+
+const fixture = fileURLToPath(new URL("./fixtures/flags-server.ts", import.meta.url));
+const repo = (file: string) => fileURLToPath(new URL(`../../../${file}`, import.meta.url));
+
+test("npm start and the image's ENTRYPOINT pass the platform's node flags", async () => {
+  const start = JSON.parse(await readFile(repo("package.json"), "utf8")).scripts.start as string;
+  const entrypoints = (await readFile(repo("deploy/Dockerfile"), "utf8")).split("\n").filter((l) => l.startsWith("ENTRYPOINT") && l.includes("ttip.mjs"));
+  assert.ok(entrypoints.length > 0, "the Dockerfile has the platform's ENTRYPOINT");
+  for (const flag of PLATFORM_NODE_FLAGS) {
+    assert.ok(start.split(" ").includes(flag), `npm start passes ${flag}: ${start}`);
+    for (const line of entrypoints) assert.ok(line.includes(`"${flag}"`), `${line} passes ${flag}`);
+  }
+});
+
+test("a PlatformProcess runs its entry with the platform's node flags", async () => {
+  const proc = await PlatformProcess.create(fixture, "flags", { LOG_LEVEL: "warn" });
+  try {
+    await proc.start(30_000);
+    const printed = proc.logs.split("\n").find((l) => l.startsWith("{\"execArgv\""));
+    assert.ok(printed, `the entry printed its flags: ${proc.logs}`);
+    const { execArgv } = JSON.parse(printed) as { execArgv: string[] };
+    for (const flag of PLATFORM_NODE_FLAGS) assert.ok(execArgv.includes(flag), `${flag} in ${execArgv.join(" ")}`);
+  } finally {
+    await proc.stop();
+  }
+});
