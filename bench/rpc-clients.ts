@@ -1,7 +1,8 @@
 // The client side of a service-to-service call in a cluster: the same tiny
 // unary RPC (grpc.health.v1 Check) to one of our servers (connect-node's
 // HTTP/2 server, every interceptor) from connect-node's gRPC transport, from
-// its Connect transport, and from a stock @grpc/grpc-js client, alternating
+// its Connect transport, from the peers' transport (runtime internalTransport:
+// the Connect protocol's unary call straight on the HTTP/2 session), and from a stock @grpc/grpc-js client, alternating
 // rounds. The server runs in a child process, so the CPU per call measured in
 // this process is the client's own; the server's is read from /proc.
 //   node --import tsx bench/rpc-clients.ts [seconds per client and round=3] [rounds=3] [concurrency=16]
@@ -32,6 +33,8 @@ if (process.argv[5] === "serve") {
   const session = new Http2SessionManager(url);
   const viaGrpc = createClient(Health, createGrpcTransport({ baseUrl: url, sessionManager: session }));
   const viaConnect = createClient(Health, createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true }));
+  const { internalTransport } = await import("@ttip/runtime");
+  const viaPeers = createClient(Health, internalTransport(url, new Http2SessionManager(url), []));
   const stock = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const check = (): Promise<unknown> =>
     new Promise((resolve, reject) =>
@@ -48,6 +51,7 @@ if (process.argv[5] === "serve") {
   const clients = new Map<string, () => Promise<unknown>>([
     ["connect-node gRPC", () => viaGrpc.check({ service: "" }, { timeoutMs: 5_000 })],
     ["connect-node Connect", () => viaConnect.check({ service: "" }, { timeoutMs: 5_000 })],
+    ["peers (Connect unary)", () => viaPeers.check({ service: "" }, { timeoutMs: 5_000 })],
     ["@grpc/grpc-js", check],
   ]);
   for (const call of clients.values()) for (let i = 0; i < 500; i++) await call();

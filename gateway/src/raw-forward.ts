@@ -32,10 +32,12 @@ import {
   checkRequestEncoding,
   decompressMessage,
   envelopedMessage,
+  http2Exchange,
   intercepted,
   mediaType,
   rawRequestBodyKey,
   readHttpBody,
+  REFUSED_STREAM,
   refusedBodyKey,
   requestBodyLimit,
   sendingRefusedAgain,
@@ -271,14 +273,14 @@ async function sendToBackend(req: UnaryRequest): Promise<UnaryResponse> {
   try {
     answer = await sendingRefusedAgain(
       async () => {
-        const sent = await exchange(call.route.session, path, headers, call.body, req.signal);
-        if (sent === REFUSED) throw REFUSED;
+        const sent = await http2Exchange(call.route.session, path, headers, call.body, req.signal);
+        if (sent === REFUSED_STREAM) throw REFUSED_STREAM;
         return sent;
       },
-      (err) => err === REFUSED,
+      (err) => err === REFUSED_STREAM,
     );
   } catch (err) {
-    throw err === REFUSED ? new ConnectError(`the ${req.service.typeName} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable) : err;
+    throw err === REFUSED_STREAM ? new ConnectError(`the ${req.service.typeName} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable) : err;
   }
   const { status, header, body } = answer;
   if (status !== 200) throw backendError(req.service.typeName, status, webHeaders(header), body);
@@ -309,61 +311,6 @@ function backendError(service: string, status: number, header: Headers, body: Ui
 
 /** An error body is at most this large once decompressed (Connect's error JSON is a message and details). */
 const MAX_ERROR_BYTES = 1024 * 1024;
-
-/** The backend did not process the call (RST_STREAM REFUSED_STREAM, RFC 9113 8.7): it may be sent again. */
-const REFUSED = Symbol("refused unprocessed");
-
-/** One request and its whole answer on the session; a reset, a socket error or `signal` fails it as connect-es would. */
-function exchange(session: Http2SessionManager, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
-  return new Promise<{ status: number; header: http2.IncomingHttpHeaders; body: Uint8Array } | typeof REFUSED>((resolve, reject) => {
-    if (signal.aborted) return reject(ConnectError.from(signal.reason));
-    let stream: http2.ClientHttp2Stream | undefined;
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      signal.removeEventListener("abort", onAbort);
-      fn();
-    };
-    const onAbort = () =>
-      settle(() => {
-        stream?.close(http2Constants.NGHTTP2_CANCEL);
-        reject(ConnectError.from(signal.reason));
-      });
-    signal.addEventListener("abort", onAbort, { once: true });
-    session.request("POST", path, headers, {}).then(
-      (s) => {
-        stream = s;
-        if (signal.aborted) return onAbort();
-        let status = 0;
-        let header: http2.IncomingHttpHeaders = {};
-        const chunks: Buffer[] = [];
-        s.once("response", (h) => {
-          status = Number(h[":status"]);
-          header = h;
-        });
-        s.on("data", (chunk: Buffer) => {
-          chunks.push(chunk);
-          session.notifyResponseByteRead(s);
-        });
-        s.once("end", () => settle(() => resolve({ status, header, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) })));
-        s.once("error", (err) =>
-          settle(() => (s.rstCode === http2Constants.NGHTTP2_REFUSED_STREAM ? resolve(REFUSED) : reject(new ConnectError(`the backend call failed: ${err.message}`, Code.Unavailable, undefined, undefined, err)))),
-        );
-        s.once("close", () =>
-          settle(() => {
-            if (s.rstCode === http2Constants.NGHTTP2_REFUSED_STREAM) resolve(REFUSED);
-            else reject(new ConnectError(`the backend closed the call unanswered (HTTP/2 code ${s.rstCode})`, Code.Unavailable));
-          }),
-        );
-        s.end(body);
-      },
-      (err: unknown) => settle(() => reject(new ConnectError(`cannot reach the backend: ${(err as Error).message}`, Code.Unavailable, undefined, undefined, err))),
-    );
-  });
-}
-
-const http2Constants = { NGHTTP2_NO_ERROR: 0, NGHTTP2_REFUSED_STREAM: 7, NGHTTP2_CANCEL: 8 } as const;
 
 function nodeHeaders(...all: Headers[]): Record<string, string> {
   const out: Record<string, string> = {};

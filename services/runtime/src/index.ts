@@ -11,6 +11,7 @@ export * from "./domain-errors.js";
 export * from "./events.js";
 export * from "./field-errors.js";
 export * from "./headers.js";
+export * from "./http2-exchange.js";
 export * from "./health.js";
 export * from "./http-client.js";
 export * from "./idempotency.js";

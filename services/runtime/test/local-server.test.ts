@@ -8,13 +8,13 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { GetQrCodeRequestSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { localTransport, Metrics, startServer, type RunningServer } from "../src/index.js";
+import { internalTransport, localTransport, Metrics, startServer, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
 const REFUSED = randomUUID();
@@ -102,6 +102,8 @@ describe("a server's RPCs called in the same process", () => {
   const transports: Record<string, () => Transport> = {
     "in process": () => localTransport(server.local, [asCaller]),
     "over the network": () => createGrpcTransport({ baseUrl: server.url, interceptors: [asCaller] }),
+    // What a service's peers in another process use: the Connect protocol's unary calls on the session, streams through connect-node.
+    "peers over the network": () => internalTransport(server.url, new Http2SessionManager(server.url), [asCaller]),
   };
 
   for (const [how, transport] of Object.entries(transports)) {
