@@ -133,7 +133,7 @@ describe("outboxCte: a state change and its events in one statement", () => {
       "SELECT event_id, subject, payload, traceparent FROM payment.outbox ORDER BY seq",
     );
     assert.deepEqual(rows.map((r) => [r.event_id, r.subject, [...r.payload], r.traceparent]), events.map((e) => [e.id, e.subject, [...e.data], e.traceparent ?? null]));
-    // The same tip again fails on its key: the events (whose ids are taken, too) are not written a second time.
+    // The same tip again fails on its key: the events are not written a second time.
     await assert.rejects(insert(tipId));
     assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM payment.outbox")).rows[0].n, 2);
   });
