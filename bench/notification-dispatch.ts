@@ -26,6 +26,7 @@ import { startNats, startPostgres } from "@ttip/runtime/testing";
 import { createNotificationModule, DEFAULT_RETRY } from "@ttip/notification";
 import { ProviderSimulator } from "@ttip/notification/testing";
 import { defaultTemplates, render, smsSize, TEMPLATE_VARIABLES } from "../services/notification/src/templates.js";
+import { cpuMs } from "./process-cpu.js";
 
 const count = Number(process.argv[2] ?? 200);
 const mode = process.argv[3] === "cluster" ? "cluster" : "embedded";
@@ -87,6 +88,9 @@ async function sendOtps(first: number, n: number): Promise<number[]> {
   return latencies;
 }
 const statementsBefore = statements;
+// CPU of this process (service, client and simulator), PostgreSQL (with its backends) and NATS, cluster mode.
+const cpuPids = new Map([["this process", process.pid], ...(nats ? [["postgres", (pg as { pid: number }).pid] as const, ["nats", nats.pid] as const] : [])]);
+const cpuBefore = cpuMs(cpuPids, new Set(["postgres"]));
 t0 = performance.now();
 const latencies = await sendOtps(0, count);
 const acceptedMs = performance.now() - t0;
@@ -99,6 +103,10 @@ console.log(`SendNotification: ${count} accepted in ${acceptedMs.toFixed(0)} ms 
 await new Promise((r) => setTimeout(r, 500));
 console.log(`SQL statements per SMS (accepted, queued, claimed, sent and recorded; BEGIN/COMMIT included): ${((statements - statementsBefore) / count).toFixed(2)}`);
 console.log(`all ${count} SMS at the provider after ${sentMs.toFixed(0)} ms = ${((count / sentMs) * 1000).toFixed(0)} SMS/s (${mode === "cluster" ? "PostgreSQL, JetStream" : "embedded: PGlite, one connection"})`);
+if (nats) {
+  const cpuAfter = cpuMs(cpuPids, new Set(["postgres"]));
+  console.log(`CPU ms per SMS: ${[...cpuAfter].map(([name, ms]) => `${name} ${((ms - (cpuBefore.get(name) ?? 0)) / count).toFixed(2)}`).join(", ")}`);
+}
 if (nats) console.log(`JetStream deliveries per SMS to notification's consumers (each one a message handed over and acknowledged): ${await natsDeliveries(nats.url, count)}`);
 
 /** Messages JetStream handed to the notification service's durable consumers, per SMS, in all and by consumer. */

@@ -4,7 +4,7 @@
 // same statement inside BEGIN/COMMIT (as settle, reversal and pool splits post).
 // Each run also prints what PostgreSQL did per posting, figures the machine's
 // load does not change (pg_stat_statements): plans, buffer blocks touched, WAL records
-// and bytes of the posting statement, and the WAL written per posting (commits included).
+// and bytes of the posting statement (both its texts), and the WAL written per posting (commits included).
 //   node --import tsx bench/wallet-postings.ts [seconds=5] [concurrency=16,64]
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
@@ -53,8 +53,8 @@ try {
     const used = process.cpuUsage(cpu);
     const pgUsed = cpuMs(postgres, withBackends).get("postgres")! - pgCpu;
     const { rows: [w] } = await pool.query<{ plans: number; blocks: number; records: number; bytes: number; wal: number }>(
-      `SELECT plans::float8 / calls AS plans, (shared_blks_hit + shared_blks_read)::float8 / calls AS blocks, wal_records::float8 / calls AS records, wal_bytes::float8 / calls AS bytes,
-              pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS wal
+      `SELECT sum(plans)::float8 / sum(calls) AS plans, sum(shared_blks_hit + shared_blks_read)::float8 / sum(calls) AS blocks,
+              sum(wal_records)::float8 / sum(calls) AS records, sum(wal_bytes)::float8 / sum(calls) AS bytes, pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS wal
          FROM pg_stat_statements WHERE query LIKE 'WITH lines AS%'`,
       [lsn],
     );

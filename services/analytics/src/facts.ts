@@ -152,6 +152,12 @@ function figuresOf(subject: string, data: Uint8Array): Applied {
   return FIGURES.get(subject)?.(data) ?? { facts: [], records: [] };
 }
 
+/** Whether an event adds anything (figures or side records); one that adds nothing needs no inbox row. */
+export function addsAnything(subject: string, data: Uint8Array): boolean {
+  const applied = figuresOf(subject, data);
+  return applied.facts.length > 0 || applied.records.length > 0;
+}
+
 function tipCreatedFigures(data: Uint8Array): Applied {
   const e = decode(TipCreatedSchema, data);
   return {
@@ -237,8 +243,14 @@ function userRegisteredFigures(data: Uint8Array): Applied {
   };
 }
 
+/**
+ * Of the notifications, the figures read SMS sent (the platform's SMS count and spend):
+ * every other update (other channels, other states: most of the events a tip causes)
+ * adds nothing, so it costs no rollup row and, through addsAnything, no inbox row.
+ */
 function deliveryUpdatedFigures(data: Uint8Array): Applied {
   const e = decode(DeliveryUpdatedSchema, data);
+  if (e.channel !== "sms" || e.status !== "sent") return { facts: [], records: [] };
   return { facts: [{ at: when(e.meta), method: e.channel, resultCode: e.status, currency: "", measures: { notifications: 1n } }], records: [] };
 }
 

@@ -2,7 +2,7 @@
 // applied once (the runtime's inbox) in the transaction that adds its figures.
 import { EventEmitter } from "node:events";
 import { consumeEventBatches, type ServiceContext } from "@ttip/runtime";
-import { consumerName, factsOf, SUBJECTS } from "./facts.js";
+import { addsAnything, consumerName, factsOf, SUBJECTS } from "./facts.js";
 import { RollupBatch } from "./store.js";
 
 /** Replays take this lock exclusively; every live batch takes it shared (in its inbox statement), so none lands mid-rebuild. */
@@ -33,6 +33,8 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
         metrics: ctx.metrics,
         maxBatch: 500,
         sharedLock: REBUILD_LOCK,
+        // An event that adds nothing (a notification update the figures do not read) is acknowledged without an inbox row.
+        changesState: (m) => addsAnything(m.subject, m.data),
         // A batch's figures are summed first: the platform's row of the hour, which every
         // tip touches, is written once per batch, not once per event.
         handleBatch: async (messages, tx) => {

@@ -8,7 +8,7 @@ import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Granularity, ReportKind } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { DeliveryUpdatedSchema, PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { eventually, startTestService, type TestService } from "@ttip/runtime/testing";
 import { createAnalyticsModule, parseCsv, replay } from "../src/index.js";
@@ -213,5 +213,23 @@ describe("analytics from a generated day of events (real PostgreSQL and JetStrea
     abort.abort();
     assert.equal(next.tipsToday, first.tipsToday + 1n);
     assert.equal(next.volumeToday?.amountMinor, (first.volumeToday?.amountMinor ?? 0n) + 20_000n);
+  });
+
+  test("a notification update the figures do not read (a push, an SMS queued) adds nothing and leaves no inbox row; an SMS sent counts", async () => {
+    const today = midnight(0);
+    const smsSent = async () => (await t.client(AnalyticsAdminService, admin).getPlatformSummary({ range: range(today, new Date(today.getTime() + DAY)) })).summary!.smsSent;
+    const before = await smsSent();
+    const update = (channel: string, status: string) =>
+      event("ttip.notification.delivery_updated", DeliveryUpdatedSchema, new Date(), {
+        deliveryId: randomUUID(), userId: c.workers[0], channel, status, templateKey: "TIP_RECEIVED", attempt: 1,
+      });
+    const unread = [update("push", "sent"), update("sms", "queued"), update("inbox", "delivered")];
+    const sent = update("sms", "sent");
+    // In order on one subject: when the SMS sent is recorded, the three before it were handled.
+    for (const m of [...unread, sent]) await t.ctx.bus.publish(m);
+    await eventually("the SMS sent recorded", async () => (await t.db.pool.query("SELECT 1 FROM analytics.inbox WHERE event_id = $1", [sent.id])).rowCount === 1);
+    const { rows } = await t.db.pool.query("SELECT event_id FROM analytics.inbox WHERE event_id = ANY($1::uuid[])", [unread.map((m) => m.id)]);
+    assert.deepEqual(rows, [], "no inbox row for an update that adds nothing");
+    assert.equal(await smsSent(), before + 1n);
   });
 });

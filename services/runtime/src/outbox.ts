@@ -276,6 +276,11 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
    * Parameters are numbered from `first` on. Undefined: nothing to apply but the inbox.
    */
   effectCte?: (messages: DeliveredMessage[], first: number) => { sql: string; values: unknown[] } | undefined;
+  /**
+   * Whether an event can change anything here. One that cannot (false) is acknowledged without a
+   * transaction or an inbox row: applied again, it changes nothing either. Undefined: every event can.
+   */
+  changesState?: (message: DeliveredMessage) => boolean;
 }
 
 /**
@@ -354,11 +359,18 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
       return failed;
     }
   };
-  // Only the events not applied come again: the bus acknowledges the others.
+  // Only the events not applied come again: the bus acknowledges the others (those that change nothing count as applied).
+  const changesState = options.changesState ?? (() => true);
   const prepare = (messages: DeliveredMessage[]) => (options.beforeTransaction ? options.beforeTransaction(messages) : Promise.resolve(undefined as Prepared));
-  const applyBatch = async (messages: DeliveredMessage[]): Promise<void> => {
-    const prepared = await prepare(messages);
+  const applyBatch = async (delivered: DeliveredMessage[]): Promise<void> => {
     const applied = new Set<string>();
+    const messages: DeliveredMessage[] = [];
+    for (const m of delivered) {
+      if (changesState(m)) messages.push(m);
+      else applied.add(m.id.toLowerCase());
+    }
+    if (!messages.length) return;
+    const prepared = await prepare(messages);
     const failed = await applyOrSplit(messages, prepared, applied);
     if (failed) throw applied.size ? new BatchPartlyApplied(applied, failed.err) : failed.err;
   };
@@ -366,7 +378,7 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
   if (bus.subscribeBatches) {
     return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: applyBatch });
   }
-  return bus.subscribe({ durable: options.consumer, subject: options.subject, handler: async (m) => apply([m], await prepare([m])) });
+  return bus.subscribe({ durable: options.consumer, subject: options.subject, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
 }
 
 /**

@@ -26,6 +26,20 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     await db.drop();
   });
 
+  /** The bus, counting every delivery the consumer gets by id (duplicates included, before its inbox skips them). */
+  const countingDeliveries = (delivered: Map<string, number>) => {
+    const counting = Object.create(bus) as JetStreamBus;
+    counting.subscribeBatches = (o) =>
+      bus.subscribeBatches({
+        ...o,
+        handler: async (messages) => {
+          for (const m of messages) delivered.set(m.id, (delivered.get(m.id) ?? 0) + 1);
+          await o.handler(messages);
+        },
+      });
+    return counting;
+  };
+
   test("each event applied once, in batches, across a failed batch and events applied before", async () => {
     const ids: string[] = Array.from({ length: 300 }, () => randomUUID());
     // Ten were applied by an earlier run: recorded in the inbox, not to be applied again.
@@ -156,19 +170,9 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     const ids: string[] = Array.from({ length: 100 }, () => randomUUID());
     const poison = ids[37];
     for (const id of ids) await bus.publish({ id, subject: "ttip.x.p", data: new Uint8Array([1]) });
-    // Every delivery the consumer gets, by id (duplicates included, before its inbox skips them).
     const delivered = new Map<string, number>();
-    const counting = Object.create(bus) as JetStreamBus;
-    counting.subscribeBatches = (o) =>
-      bus.subscribeBatches({
-        ...o,
-        handler: async (messages) => {
-          for (const m of messages) delivered.set(m.id, (delivered.get(m.id) ?? 0) + 1);
-          await o.handler(messages);
-        },
-      });
     const sub = await consumeEventBatches({
-      bus: counting, pool: db.pool, schema: "batches", consumer: "c4", subject: "ttip.x.p", logger, maxBatch: 64,
+      bus: countingDeliveries(delivered), pool: db.pool, schema: "batches", consumer: "c4", subject: "ttip.x.p", logger, maxBatch: 64,
       handleBatch: async (messages, tx) => {
         // 100000: this test's rows (the first test numbers its batches from 1).
         await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), 100000", [messages.map((m) => m.id)]);
@@ -181,5 +185,31 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.equal(await applied(), ids.length - 1, "every other event applied once");
     // Its batch-mates were acknowledged with the batch: none came again with it.
     assert.deepEqual(ids.filter((id) => id !== poison && delivered.get(id) !== 1), [], "every other event delivered once");
+  });
+
+  test("changesState: an event that changes nothing gets no inbox row or handler call, and is acknowledged with its batch, even when a batch-mate fails", async () => {
+    const ids: string[] = Array.from({ length: 60 }, () => randomUUID());
+    const idle = new Set(ids.filter((_, i) => i % 3 === 0));
+    const poison = ids[37];
+    for (const id of ids) await bus.publish({ id, subject: "ttip.x.n", data: new Uint8Array([idle.has(id) ? 0 : 1]) });
+    const delivered = new Map<string, number>();
+    const sub = await consumeEventBatches({
+      bus: countingDeliveries(delivered), pool: db.pool, schema: "batches", consumer: "c6", subject: "ttip.x.n", logger, maxBatch: 64,
+      changesState: (m) => m.data[0] === 1,
+      handleBatch: async (messages, tx) => {
+        assert.deepEqual(messages.filter((m) => idle.has(m.id)), [], "no event that changes nothing reaches the handler");
+        // 200000: this test's rows.
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), 200000", [messages.map((m) => m.id)]);
+        if (messages.some((m) => m.id === poison)) throw new Error("cannot be applied");
+      },
+    });
+    const applied = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied WHERE batch = 200000")).rows[0].n;
+    await eventually("the others applied, the bad one back twice more", async () => (await applied()) >= 39 && (delivered.get(poison) ?? 0) >= 3, 20_000);
+    await sub.stop();
+    assert.equal(await applied(), 39, "the 40 that change something, but the bad one, applied once");
+    const { rows } = await db.pool.query<{ event_id: string }>("SELECT event_id FROM batches.inbox WHERE consumer = 'c6'");
+    assert.equal(rows.length, 39, "an inbox row for each event applied");
+    assert.deepEqual(rows.filter((r) => idle.has(r.event_id)), [], "none for an event that changes nothing");
+    assert.deepEqual(ids.filter((id) => id !== poison && delivered.get(id) !== 1), [], "every other event delivered once, those that change nothing included");
   });
 });

@@ -209,7 +209,7 @@ if (MoneySchema.field.amountMinor.number !== 1 || MoneySchema.field.currency.num
 
 /**
  * Posts a balanced entry exactly once per idempotency key, in one statement
- * (POSTING): run alone it is its own transaction, one round trip; inside a
+ * (postingStatement): run alone it is its own transaction, one round trip; inside a
  * caller's transaction it is one of its statements. A replay of a key already
  * committed is answered by the same statement (the first entry, read back).
  *
@@ -308,7 +308,9 @@ function entryOfRow(e: EntryRow): JournalEntry {
  * - prior: on a repeat, the key's entry (wallet.entry_read, answered as one JSON column; a replay costs this one statement);
  * - locked: the owned accounts, locked in id order: PostgreSQL's LockRows runs above the Sort, so the
  *   rows are locked in the order they are sorted (see SELECT, "The Locking Clause"); NO KEY UPDATE is the
- *   lock the UPDATE takes itself, which leaves the postings' foreign-key checks (KEY SHARE) unblocked;
+ *   lock the UPDATE takes itself. Only where two owned accounts may be on the entry (lockAhead): with one,
+ *   the UPDATE's own lock is the only one the statement takes, and no order is needed (one WAL record and
+ *   a scan fewer: a tip, once the clearing and fee accounts are known as system ones);
  * - moved: their balances, checked by the table's constraint (available_not_negative);
  *   refused and moved name the lines' ids ($10) again, so the accounts are read by index and not scanned
  *   while the table is small enough for a scan to look cheaper to the planner;
@@ -319,7 +321,7 @@ function entryOfRow(e: EntryRow): JournalEntry {
  *   relay: onOutboxCommitted), the FX conversions (a conversion without a rate time is dated at posting).
  * It also answers which lines' events were encoded for nothing (system accounts: rememberSystemAccounts).
  */
-const POSTING = `WITH lines AS (
+const postingStatement = (lockAhead: boolean) => `WITH lines AS (
   SELECT * FROM unnest($9::smallint[], $10::uuid[], $11::bigint[], $12::text[], $13::text[], $14::uuid[], $15::text[], $16::bytea[], $17::text[])
     AS t(line, account_id, amount_minor, currency, memo, event_id, subject, event_head, traceparent)),
 refused AS (
@@ -334,19 +336,19 @@ claimed AS (
   RETURNING entry_id),
 prior AS (
   SELECT ${ENTRY_READ_COLUMNS} FROM wallet.entry_read(NULL, $2) WHERE NOT EXISTS (SELECT 1 FROM claimed)),
-locked AS MATERIALIZED (
+${lockAhead ? `locked AS MATERIALIZED (
   SELECT a.account_id FROM wallet.accounts a
    WHERE a.account_id = ANY($10::uuid[]) AND NOT a.may_go_negative AND EXISTS (SELECT 1 FROM claimed)
    ORDER BY a.account_id
    FOR NO KEY UPDATE),
-moved AS (
+` : ""}moved AS (
   UPDATE wallet.accounts a SET balance_minor = a.balance_minor + d.delta,
     -- The debt allowance follows the balance: raised only by an entry allowed to
     -- (a lost chargeback), lowered by anything else, never raised by it.
     debt_allowed_minor = CASE WHEN $8::boolean THEN GREATEST(a.debt_allowed_minor, a.held_minor - (a.balance_minor + d.delta))
       ELSE LEAST(a.debt_allowed_minor, GREATEST(0, a.held_minor - (a.balance_minor + d.delta))) END
-    FROM locked k JOIN (SELECT account_id, sum(amount_minor)::bigint AS delta FROM lines GROUP BY account_id) d ON d.account_id = k.account_id
-   WHERE a.account_id = k.account_id AND a.account_id = ANY($10::uuid[])
+    FROM ${lockAhead ? "locked k JOIN " : ""}(SELECT account_id, sum(amount_minor)::bigint AS delta FROM lines GROUP BY account_id) d${lockAhead ? " ON d.account_id = k.account_id" : ""}
+   WHERE ${lockAhead ? "a.account_id = k.account_id" : "a.account_id = d.account_id AND NOT a.may_go_negative AND EXISTS (SELECT 1 FROM claimed)"} AND a.account_id = ANY($10::uuid[])
   RETURNING a.account_id, a.owner_id, a.balance_minor - d.delta AS opening),
 s AS (
   SELECT nextval('wallet.posting_seq') AS seq, clock_timestamp() AS posted_at
@@ -373,6 +375,8 @@ SELECT (SELECT entry_id FROM claimed) AS claimed_entry_id, (SELECT posted_at FRO
        (SELECT line FROM refused) AS refused_line, (SELECT held FROM refused) AS refused_held,
        (SELECT array_agg(DISTINCT x.account_id::text) FROM claimed c, lines_after x WHERE x.event_head IS NOT NULL AND x.balance_after IS NULL) AS unannounced_accounts,
        (SELECT row_to_json(p) FROM prior p) AS prior`;
+const POSTING_LOCKING_AHEAD = postingStatement(true);
+const POSTING_ONE_OWNER = postingStatement(false);
 
 /**
  * The statement's one row: the posting's outcome and, on a repeat, the key's entry. The entry comes as one
@@ -400,7 +404,9 @@ async function runPosting(db: Queryable, input: EntryInput, entryId: string, has
   const events = movementEventHeads(entryId, String(input.cause.cause.value), postings);
   const traceparent = currentTraceparent() ?? null;
   try {
-    const { rows } = await db.query<PostingOutcome>(POSTING, [
+    // Every account not known as a system one may be owned: the entry locks ahead unless one at most is.
+    const mayBeOwned = new Set(postings.filter((p) => !knownSystemAccounts.has(p.accountId)).map((p) => p.accountId));
+    const { rows } = await db.query<PostingOutcome>(mayBeOwned.size > 1 ? POSTING_LOCKING_AHEAD : POSTING_ONE_OWNER, [
       entryId, input.idempotencyKey, hash, input.cause.cause.case, String(input.cause.cause.value), input.description ?? "", input.reversesEntryId ?? null,
       input.allowOwnerDebt === true,
       postings.map((_, i) => i),
