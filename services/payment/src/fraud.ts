@@ -91,19 +91,24 @@ export interface TipFacts {
  * find nothing), $3 the velocity window in ms, $4 the idempotency key, $5 the
  * rule-limited window in seconds, $6-$8 the PIN, phone and worker limits, $9 the amount.
  */
-export const TIP_FACTS_SQL = `facts AS (
+export const TIP_FACTS_SQL = `facts AS MATERIALIZED (
     SELECT EXISTS (SELECT 1 FROM payment.blocked_phones WHERE phone = $1) AS blocked,
            (SELECT count(*) FROM payment.tips WHERE phone = $1 AND result_code = '2001' AND created_at > now() - interval '1 hour') AS pin_failures,
            (SELECT count(*) FROM payment.tips WHERE phone = $1 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS phone_recent,
-           (SELECT count(*) FROM payment.tips WHERE worker_id = $2 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS worker_recent,
+           w.recent AS worker_recent,
            (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone,
-           (SELECT CASE WHEN count(*) >= 5 THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) END
-              FROM payment.tips WHERE worker_id = $2 AND status = 'succeeded' AND created_at > now() - interval '90 days') AS median_minor,
+           w.median AS median_minor,
            (SELECT tip_id FROM payment.tips WHERE idempotency_key = $4) AS existing_tip_id,
            l.charged AS limited_charged, l.wait AS limited_wait
       FROM (SELECT array_agg(charged_minor::text ORDER BY completed_at DESC) AS charged,
                    array_agg(ceil(extract(epoch FROM completed_at - now()) + $5)::int ORDER BY completed_at DESC) AS wait
-              FROM payment.tips WHERE $5::int > 0 AND phone = $1 AND result_code = '17' AND completed_at > now() - make_interval(secs => $5)) l),
+              FROM payment.tips WHERE $5::int > 0 AND phone = $1 AND result_code = '17' AND completed_at > now() - make_interval(secs => $5)) l,
+           -- The worker's rules from one pass over the worker's tips (index-only where the pages are all-visible, tips_worker_facts).
+           (SELECT count(*) FILTER (WHERE created_at > now() - make_interval(secs => $3::double precision / 1000)) AS recent,
+                   CASE WHEN count(*) FILTER (WHERE status = 'succeeded' AND created_at > now() - interval '90 days') >= 5
+                     THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) FILTER (WHERE status = 'succeeded' AND created_at > now() - interval '90 days') END AS median
+              FROM payment.tips
+             WHERE worker_id = $2 AND created_at > now() - GREATEST(interval '90 days', make_interval(secs => $3::double precision / 1000))) w),
   judged AS (
     SELECT f.blocked, f.pin_failures, f.phone_recent, f.worker_recent, f.median_minor, f.existing_tip_id, f.limited_charged, f.limited_wait,
            f.pin_failures >= $6 AS pin_limited, f.phone_recent >= $7 AS phone_limited, f.worker_recent >= $8 AS worker_limited,

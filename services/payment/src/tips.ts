@@ -9,6 +9,7 @@ import { EventMetaSchema, PaymentMethod, TipCreatedSchema, TipFailedSchema, TipS
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
+import { storeCheckoutIds } from "./checkout-ids.js";
 import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
@@ -307,12 +308,8 @@ async function recordCheckout(deps: Deps, tipId: string, checkoutRequestId: stri
   const deadline = Date.now() + CHECKOUT_RECORD_PATIENCE_MS;
   for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
     try {
-      const { rows } = await deps.ctx.pool.query<TipRow>(
-        `UPDATE payment.tips SET checkout_request_id = $2, merchant_request_id = $3
-          WHERE tip_id = $1 AND (checkout_request_id IS NULL OR checkout_request_id = $2) RETURNING ${TIP_COLUMNS}`,
-        [tipId, checkoutRequestId, merchantRequestId],
-      );
-      return rows[0];
+      // With the other pushes answered meanwhile: one statement and one commit for the group.
+      return await storeCheckoutIds(deps.ctx.pool, { tipId, checkoutRequestId, merchantRequestId });
     } catch (err) {
       if (Date.now() + wait > deadline) {
         deps.ctx.logger.error({ tipId, err }, "STK push sent but its CheckoutRequestID could not be stored");
@@ -801,7 +798,7 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
  * The worker's payout settings come back with the row, for the automatic
  * payout that may follow (null when the worker has none).
  */
-async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promise<{ row: TipRow; settings: PayoutSettings | null } | undefined> {
+export async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promise<{ row: TipRow; settings: PayoutSettings | null } | undefined> {
   const event = tipSucceededEvent(tip);
   // Receipts of earlier tips sent since are marked so by this statement too (written anyway: no commit of their own).
   const marks = takeSentMarks(db);

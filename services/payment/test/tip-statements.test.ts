@@ -1,0 +1,169 @@
+// What PostgreSQL does for payment's per-tip statements, read from their plans
+// (EXPLAIN) and the server's own counts, not timed: which tables each reads and
+// how often, whether it is planned once, how many statements a group of tips costs.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+import { migrate } from "@ttip/runtime";
+import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
+import type { Queryable } from "@ttip/runtime";
+import { storeCheckoutIds } from "../src/checkout-ids.js";
+import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
+import { markSent } from "../src/receipts.js";
+import { loadTip, recordCredit } from "../src/tips.js";
+
+interface PlanNode {
+  "Node Type": string;
+  "Relation Name"?: string;
+  "Index Name"?: string;
+  "Index Cond"?: string;
+  "Recheck Cond"?: string;
+  Plans?: PlanNode[];
+}
+
+function nodes(plan: PlanNode): PlanNode[] {
+  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+}
+
+describe("payment's per-tip statements, by their plans", () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+    await migrate(db.pool, "payment", fileURLToPath(new URL("../migrations", import.meta.url)));
+  });
+  after(async () => {
+    await db?.drop();
+  });
+
+  /** Tips to one worker, some succeeded (each with its receipt and wallet entry decided): the facts the rules read. */
+  async function tipsTo(workerId: string, count: number): Promise<string[]> {
+    const { rows } = await db.pool.query<{ tip_id: string }>(
+      `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, charged_minor, worker_receives_minor,
+         phone, phone_masked, status, callback_token, deadline_at, next_check_at, mpesa_receipt, credit_key, credit_kind)
+       SELECT gen_random_uuid(), $1 || i, 'fp', $2, 'KES', 1000 * i, 1000 * i, 1000 * i, '0712' || lpad(i::text, 6, '0'), 'x',
+              CASE WHEN i % 3 = 0 THEN 'failed' ELSE 'succeeded' END, $1 || 'token' || i, now(), now(),
+              CASE WHEN i % 3 <> 0 THEN $1 || 'r' || i END, CASE WHEN i % 3 <> 0 THEN $1 || 'r' || i END, CASE WHEN i % 3 <> 0 THEN 'worker' END
+         FROM generate_series(1, $3::int) i RETURNING tip_id`,
+      [randomUUID(), workerId, count],
+    );
+    return rows.map((r) => r.tip_id);
+  }
+
+  test("the fraud rules read a worker's tips once, in one index pass, and answer the same counts and median", async () => {
+    const workerId = randomUUID();
+    await tipsTo(workerId, 30);
+    const params = ["0700000001", workerId, 600_000, `key-${randomUUID()}`, 120, 3, 5, 1000, 5_000n];
+    const sql = `WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")} FROM judged j`;
+    const { rows } = await db.pool.query(`EXPLAIN (FORMAT JSON) ${sql}`, params);
+    const plan = nodes((rows[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan);
+    const byWorker = plan.filter((n) => n["Relation Name"] === "tips" && /worker_id/.test(`${n["Index Cond"] ?? ""} ${n["Recheck Cond"] ?? ""}`));
+    // Each rule's subquery once (the facts are not re-read per use of a column), and the worker's two rules share one pass.
+    assert.equal(byWorker.length, 1, `one read of the worker's tips, not ${byWorker.length}`);
+    // Succeeded: the 20 of i % 3 <> 0, amounts 1000 x {1, 2, 4, 5, ..., 29}; the median is the 10th, 14.
+    const facts = (await db.pool.query(sql, params)).rows[0];
+    assert.equal(facts.worker_recent, 30n);
+    assert.equal(facts.median_minor, 14_000n);
+    assert.equal(facts.worker_limited, false);
+    assert.equal(facts.median_outlier, false);
+    const outlier = (await db.pool.query(sql, [...params.slice(0, 7), 30, 14_000n * 20n + 1n])).rows[0];
+    assert.equal(outlier.median_outlier, true);
+    assert.equal(outlier.worker_limited, true);
+    // With fewer than 5 succeeded tips there is no median, so no outlier.
+    const fresh = randomUUID();
+    await tipsTo(fresh, 6);
+    const few = (await db.pool.query(sql, [params[0], fresh, ...params.slice(2, 8), 10n ** 9n])).rows[0];
+    assert.equal(few.worker_recent, 6n);
+    assert.equal(few.median_minor, null);
+    assert.equal(few.median_outlier, false);
+  });
+
+  test("the worker's pass reads an index holding every column it needs (index-only once a vacuum saw the pages)", async () => {
+    const workerId = randomUUID();
+    await tipsTo(workerId, 40);
+    const params = ["0700000002", workerId, 600_000, `key-${randomUUID()}`, 120, 3, 5, 1000, 5_000n];
+    // A test's table is small enough to read whole; a real one is not: the plan among the index's ways.
+    const client = await db.pool.connect();
+    let rows;
+    try {
+      await client.query("SET enable_seqscan = off; SET enable_bitmapscan = off");
+      ({ rows } = await client.query(`EXPLAIN (FORMAT JSON) WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")} FROM judged j`, params));
+    } finally {
+      await client.query("RESET enable_seqscan; RESET enable_bitmapscan");
+      client.release();
+    }
+    const plan = nodes((rows[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan);
+    const byWorker = plan.filter((n) => n["Relation Name"] === "tips" && /worker_id/.test(n["Index Cond"] ?? ""));
+    assert.deepEqual(byWorker.map((n) => n["Index Name"]), ["tips_worker_facts"]);
+    // Index-only or not depends on which pages a vacuum has seen (not asserted: another session's open snapshot on a shared server holds it back).
+    const { rows: index } = await db.pool.query("SELECT indexdef FROM pg_indexes WHERE schemaname = 'payment' AND indexname = 'tips_worker_facts'");
+    assert.match(index[0].indexdef, /\(worker_id, created_at DESC\) INCLUDE \(status, amount_minor\)/);
+  });
+
+  test("recording a wallet entry is planned once per connection, whether or not it carries receipts marked sent", async () => {
+    // Tables of a size where the plans for given values and the generic one differ (a small one is read whole either way).
+    const tipIds = await tipsTo(randomUUID(), 3000);
+    const { rows: decided } = await db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE tip_id = ANY($1::uuid[]) AND credit_key IS NOT NULL", [tipIds]);
+    await db.pool.query("INSERT INTO payment.receipts (tip_id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING", [decided.map((r) => r.tip_id)]);
+    await db.pool.query("ANALYZE payment.tips; ANALYZE payment.receipts");
+    const credited = decided.slice(0, 40).map((r) => r.tip_id);
+    const client = await db.pool.connect();
+    try {
+      for (const [i, id] of credited.entries()) {
+        // Every other credit carries the marks of receipts sent meanwhile (one to three of them).
+        if (i % 2) for (const sent of credited.slice(0, 1 + (i % 3))) void markSent(client, sent);
+        const tip = (await loadTip(client, id))!;
+        assert.ok(await recordCredit(client, tip, `entry-${i}`), "the credit is recorded");
+      }
+      const { rows } = await client.query<{ generic_plans: bigint; custom_plans: bigint }>(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH credited AS%'",
+      );
+      assert.equal(rows.length, 1);
+      // PostgreSQL plans the first five calls for their values, then keeps the generic plan when it is no worse.
+      assert.equal(rows[0].custom_plans, 5n, `planned again on ${rows[0].custom_plans} of ${credited.length} calls`);
+      assert.equal(rows[0].generic_plans, BigInt(credited.length - 5));
+    } finally {
+      client.release();
+    }
+    const { rows: marked } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL", [credited.slice(0, 3)]);
+    assert.equal(marked[0].n, 3, "the receipts carried along were marked sent");
+  });
+
+  test("CheckoutRequestIDs of pushes answered together are stored by one statement, each tip answered with its own row", async () => {
+    const tipIds = await tipsTo(randomUUID(), 7);
+    await db.pool.query("UPDATE payment.tips SET status = 'pending', mpesa_receipt = NULL, credit_key = NULL, credit_kind = NULL WHERE tip_id = ANY($1::uuid[])", [tipIds]);
+    // A callback overtook the push of tips 5 and 6: it stored its CheckoutRequestID, 6's another one than its push's answer.
+    await db.pool.query("UPDATE payment.tips SET checkout_request_id = 'ws_CO_' || tip_id WHERE tip_id = ANY($1::uuid[])", [tipIds.slice(5, 6)]);
+    await db.pool.query("UPDATE payment.tips SET checkout_request_id = 'ws_CO_other' || tip_id WHERE tip_id = ANY($1::uuid[])", [tipIds.slice(6, 7)]);
+    let statements = 0;
+    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
+    const answers = await Promise.all(tipIds.map((tipId) => storeCheckoutIds(counted, { tipId, checkoutRequestId: `ws_CO_${tipId}`, merchantRequestId: `m-${tipId}` })));
+    // The first goes alone at once; the six answered while it ran share the next statement.
+    assert.equal(statements, 2);
+    for (const [i, row] of answers.entries()) {
+      if (i === 6) {
+        assert.equal(row, undefined, "a tip carrying another CheckoutRequestID is left as it is");
+        continue;
+      }
+      assert.equal(row?.tip_id, tipIds[i]);
+      assert.equal(row?.checkout_request_id, `ws_CO_${tipIds[i]}`);
+    }
+    assert.equal((await loadTip(db.pool, tipIds[6]))?.checkout_request_id, `ws_CO_other${tipIds[6]}`);
+  });
+
+  test("a CheckoutRequestID that cannot be stored fails its own tip only, not the others of its group", async () => {
+    const tipIds = await tipsTo(randomUUID(), 4);
+    await db.pool.query("UPDATE payment.tips SET status = 'pending', mpesa_receipt = NULL, credit_key = NULL, credit_kind = NULL WHERE tip_id = ANY($1::uuid[])", [tipIds]);
+    const taken = `ws_CO_taken_${randomUUID()}`;
+    await db.pool.query("UPDATE payment.tips SET checkout_request_id = $2 WHERE tip_id = $1", [tipIds[0], taken]);
+    const answers = await Promise.allSettled([
+      storeCheckoutIds(db.pool, { tipId: tipIds[1], checkoutRequestId: `ws_CO_${tipIds[1]}`, merchantRequestId: "m" }),
+      // Unique: another tip already has it.
+      storeCheckoutIds(db.pool, { tipId: tipIds[2], checkoutRequestId: taken, merchantRequestId: "m" }),
+      storeCheckoutIds(db.pool, { tipId: tipIds[3], checkoutRequestId: `ws_CO_${tipIds[3]}`, merchantRequestId: "m" }),
+    ]);
+    assert.deepEqual(answers.map((a) => a.status), ["fulfilled", "rejected", "fulfilled"]);
+    assert.equal((await loadTip(db.pool, tipIds[3]))?.checkout_request_id, `ws_CO_${tipIds[3]}`);
+    assert.equal((await loadTip(db.pool, tipIds[2]))?.checkout_request_id, null);
+  });
+});
