@@ -28,20 +28,18 @@ import { codeFromHttpStatus, codeToHttpStatus, errorFromJsonBytes, errorToJsonBy
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import {
-  BodyTooLargeError,
   checkRequestEncoding,
   decompressMessage,
   envelopedMessage,
   http2Exchange,
   intercepted,
   mediaType,
-  rawRequestBodyKey,
-  readHttpBody,
+  readRpcBody,
   REFUSED_STREAM,
   refusedBodyKey,
+  requestHeaders,
   requestBodyLimit,
   sendingRefusedAgain,
-  tooLargeMessage,
   type Logger,
 } from "@ttip/runtime";
 import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
@@ -158,7 +156,7 @@ async function serve(options: RawForwardingOptions, chain: UnaryNext, route: Raw
   const gone = () => controller.abort(new ConnectError("the client cancelled the call", Code.Canceled));
   res.once("close", gone);
   try {
-    const body = await readBody(req, requestBodyLimit(options.readMaxBytes, protocol !== "connect"), options.readMaxBytes, values);
+    const body = await readRpcBody(req, requestBodyLimit(options.readMaxBytes, protocol !== "connect"), options.readMaxBytes, values);
     const message = body && requestMessage(protocol, body, header, options.readMaxBytes, values);
     const call: RawCall = {
       route,
@@ -207,31 +205,6 @@ function webHeaders(h: http2.IncomingHttpHeaders): Headers {
 
 function authority(req: NodeReq): string {
   return ("authority" in req ? req.authority : req.headers.host) ?? "gateway";
-}
-
-function requestHeaders(req: NodeReq): Headers {
-  const header = new Headers();
-  const raw = req.rawHeaders;
-  for (let i = 0; i < raw.length; i += 2) if (raw[i][0] !== ":") header.append(raw[i], raw[i + 1]);
-  return header;
-}
-
-/**
- * The body as sent, up to `max` bytes (kept for the partner signature check).
- * Larger: undefined, noted for inputInterceptor (RESOURCE_EXHAUSTED in the
- * chain, as on the decoding path, naming the message's limit), the rest unread.
- */
-async function readBody(req: NodeReq, max: number, readMaxBytes: number, values: ContextValues): Promise<Uint8Array | undefined> {
-  let body: Buffer;
-  try {
-    body = await readHttpBody(req, max);
-  } catch (err) {
-    if (!(err instanceof BodyTooLargeError)) throw err;
-    values.set(refusedBodyKey, { code: Code.ResourceExhausted, message: tooLargeMessage(readMaxBytes) });
-    return undefined;
-  }
-  values.set(rawRequestBodyKey, body);
-  return body;
 }
 
 /**

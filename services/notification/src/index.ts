@@ -20,6 +20,8 @@ export interface NotificationOptions extends ModuleOptions {
   config?: NotificationConfig;
   /** How often parked (quiet-hours) deliveries are looked at. */
   sweepIntervalMs?: number;
+  /** When deliveries without a dispatch message are looked for again after the one look at start (default 10 minutes). */
+  redispatchAgainMs?: number;
   /** Deferrals longer than this wait in the table instead of on the bus. */
   parkAfterMs?: number;
   /** Where a user's phone comes from when we have none; auth's GetUserById by default. */
@@ -73,10 +75,15 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         clock: clockOf(ctx),
       });
       const stopTriggers = await startTriggers(ctx, dispatcher, { staff: options.staff ?? authStaffDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin", clock: clockOf(ctx) });
-      // Once at start: deliveries left without a dispatcher's message (see redispatchStranded).
-      let sweeping: Promise<unknown> = redispatchStranded(ctx.pool, clockOf(ctx))
-        .then((n) => n && ctx.logger.warn({ deliveries: n }, "open deliveries without a dispatch message given one"))
-        .catch((err) => ctx.logger.warn({ err }, "redispatching stranded deliveries failed"));
+      // Deliveries left without a dispatcher's message (see redispatchStranded): at start, and
+      // again once the rollout that started this replica is over (a replica of the former
+      // version stopping meanwhile may have left some).
+      const redispatch = () =>
+        redispatchStranded(ctx.pool, clockOf(ctx))
+          .then((n) => n && ctx.logger.warn({ deliveries: n }, "open deliveries without a dispatch message given one"))
+          .catch((err) => ctx.logger.warn({ err }, "redispatching stranded deliveries failed"));
+      let sweeping: Promise<unknown> = redispatch();
+      const afterRollout = setTimeout(() => (sweeping = Promise.all([sweeping, redispatch()])), options.redispatchAgainMs ?? 10 * 60_000);
       const sweeper = setInterval(() => {
         sweeping = Promise.all([
           unparkDue(ctx.pool, clockOf(ctx)).catch((err) => ctx.logger.warn({ err }, "unparking deliveries failed")),
@@ -88,6 +95,7 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
       }, options.sweepIntervalMs ?? 15_000);
       return async () => {
         clearInterval(sweeper);
+        clearTimeout(afterRollout);
         await sweeping;
         await stopTriggers();
         await simulator?.close();

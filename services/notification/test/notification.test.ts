@@ -452,29 +452,40 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
-  test("a delivery queued without a dispatch message (by the version before them) is given one at start, and sent once", async () => {
-    const phone = newPhone();
-    const client = await t.db.pool.connect();
-    let id: string;
-    try {
-      // Written as the former version wrote it, ten minutes ago: the delivery and its public fact, no dispatch message.
-      await client.query("BEGIN");
-      [id] = await enqueue(client, { sourceKey: `test:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
-      await client.query("DELETE FROM notification.outbox WHERE created_at = now() AND subject LIKE 'ttip.notification.dispatch.%'");
-      await client.query("UPDATE notification.deliveries SET created_at = now() - interval '10 minutes', updated_at = now() - interval '10 minutes' WHERE id = $1", [id]);
-      await client.query("COMMIT");
-    } finally {
-      client.release();
-    }
+  test("a delivery queued without a dispatch message (by the version before them) is given one by a replica starting, and again later; sent once", async () => {
+    /** A delivery as the former version wrote it, ten minutes ago: the delivery and its public fact, no dispatch message. */
+    const stranded = async (phone: string) => {
+      const client = await t.db.pool.connect();
+      try {
+        await client.query("BEGIN");
+        const [id] = await enqueue(client, { sourceKey: `test:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+        await client.query("DELETE FROM notification.outbox WHERE created_at = now() AND subject LIKE 'ttip.notification.dispatch.%'");
+        await client.query("UPDATE notification.deliveries SET created_at = now() - interval '10 minutes', updated_at = now() - interval '10 minutes' WHERE id = $1", [id]);
+        await client.query("COMMIT");
+        return id;
+      } finally {
+        client.release();
+      }
+    };
+    const [first, second] = [newPhone(), newPhone()];
+    const id = await stranded(first);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await t.db.pool.query("SELECT status FROM notification.deliveries WHERE id = $1", [id])).rows[0].status, "queued", "no dispatcher reads the public fact");
-    assert.ok((await redispatchStranded(t.db.pool)) >= 1);
-    await eventually("the receipt", () => smsTo(phone).length === 1);
-    await deliveryIn(id, DeliveryStatus.SENT);
-    // Twice (a second replica starting): nothing more is sent.
+    // Another replica starts (sharing the durables): it looks at start, and again a second later.
+    const replica = await startService(createNotificationModule({ config, sweepIntervalMs: 100, redispatchAgainMs: 1_000 }), t.ctx);
+    try {
+      await eventually("the first receipt", () => smsTo(first).length === 1);
+      await deliveryIn(id, DeliveryStatus.SENT);
+      const later = await stranded(second);
+      await eventually("the second receipt, from the look after the rollout", () => smsTo(second).length === 1);
+      await deliveryIn(later, DeliveryStatus.SENT);
+    } finally {
+      await replica.close();
+    }
+    // Once more (another replica): nothing more is sent.
     await redispatchStranded(t.db.pool);
     await new Promise((r) => setTimeout(r, 300));
-    assert.equal(smsTo(phone).length, 1);
+    assert.equal(smsTo(first).length + smsTo(second).length, 2);
   });
 
   test("a batch of requests is written in two statements (recipients with push devices, then every delivery), each as it would be alone", async () => {

@@ -3,7 +3,7 @@
 // by PostgreSQL. One place, so no service has to remember them.
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { fromBinary, toBinary, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import type { Compression, UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { fieldError } from "./field-errors.js";
@@ -188,9 +188,8 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
           : [decompressMessage(req.header.get("content-encoding"), body, readMaxBytes)];
         for (const m of messages) fromBinary(input, m);
       } catch (err) {
-        if (err instanceof ConnectError) return refuse(err.code, err.rawMessage, err.metadata);
-        const reason = err instanceof RangeError && /call stack/i.test(err.message) ? "nested too deeply" : (err as Error).message;
-        return refuse(Code.InvalidArgument, `the request body is not a valid ${input.typeName} in binary protobuf: ${reason}`);
+        const refused = err instanceof ConnectError ? err : unparsableBody(input, err);
+        return refuse(refused.code, refused.rawMessage, refused.metadata);
       }
     }
     return handler({ ...req, body: oneChunk(body) });
@@ -204,6 +203,12 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
     method: handler.method,
   });
   return wrapped;
+}
+
+/** Why a binary body that does not parse as `input` is the caller's mistake (INVALID_ARGUMENT; Connect would call it INTERNAL). */
+export function unparsableBody(input: DescMessage, err: unknown): ConnectError {
+  const reason = err instanceof RangeError && /call stack/i.test(err.message) ? "nested too deeply" : (err as Error).message;
+  return new ConnectError(`the request body is not a valid ${input.typeName} in binary protobuf: ${reason}`, Code.InvalidArgument);
 }
 
 function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
@@ -428,6 +433,26 @@ export class BodyTooLargeError extends Error {
 
 type NodeRequest = import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest;
 type NodeResponse = import("node:http").ServerResponse | import("node:http2").Http2ServerResponse;
+
+/**
+ * An RPC's body as sent, up to `max` bytes, kept in `values` (rawRequestBodyKey:
+ * a partner's signature is checked over it). Larger: undefined, noted for
+ * inputInterceptor (RESOURCE_EXHAUSTED inside the interceptors, naming the
+ * message's limit `readMaxBytes`), the rest unread. The gateway's forwarding
+ * and the services' Connect unary path (connect-unary.ts) alike.
+ */
+export async function readRpcBody(req: NodeRequest, max: number, readMaxBytes: number, values: ContextValues): Promise<Uint8Array | undefined> {
+  let body: Buffer;
+  try {
+    body = await readHttpBody(req, max);
+  } catch (err) {
+    if (!(err instanceof BodyTooLargeError)) throw err;
+    values.set(refusedBodyKey, { code: Code.ResourceExhausted, message: tooLargeMessage(readMaxBytes) });
+    return undefined;
+  }
+  values.set(rawRequestBodyKey, body);
+  return body;
+}
 
 /**
  * Reads a plain HTTP route's body (webhooks) up to `limit` bytes, refusing a

@@ -55,7 +55,7 @@ export interface LocalServer {
 
 const methodKey = (method: DescMethod) => `${method.parent.typeName}/${method.name}`;
 
-type DirectSpec = Extract<MethodImplSpec, { kind: "unary" | "server_streaming" }>;
+export type DirectSpec = Extract<MethodImplSpec, { kind: "unary" | "server_streaming" }>;
 
 /**
  * `router`, also remembering each unary and server-streaming method's

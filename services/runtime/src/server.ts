@@ -12,7 +12,8 @@ import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
-import { localServer, recordingRouter, type LocalServer } from "./local-server.js";
+import { connectUnaryHandler } from "./connect-unary.js";
+import { localServer, recordingRouter, type DirectSpec, type LocalServer } from "./local-server.js";
 import { StartupError } from "./startup.js";
 import { acceptedCompressions, DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
 import { accessLogInterceptor, errorInterceptor, requestIdInterceptor } from "./interceptors.js";
@@ -323,9 +324,12 @@ function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number
   options.routes(router);
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, guardRequestBody(h, options.readMaxBytes));
+  const connectUnary = connectUnaryHandler({ methods: directPaths(recording.methods), interceptors: options.interceptors ?? [], readMaxBytes: options.readMaxBytes, contextValues: options.contextValues });
   const handler = (req: NodeReq, res: NodeRes) => {
-    const handler = paths.get((req.url ?? "").split("?", 2)[0]);
+    const path = (req.url ?? "").split("?", 2)[0];
+    const handler = paths.get(path);
     if (!handler) return options.fallback?.(req, res as never);
+    if (connectUnary(req, res, path)) return;
     const values = options.contextValues?.(req) ?? createContextValues();
     const uReq = universalRequestFromNodeRequest(req, res as never, undefined, values);
     handler(uReq)
@@ -337,6 +341,11 @@ function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number
   };
   // In-process callers hand their messages over unencoded: nothing to pre-parse, but the same read limit.
   return { handler, local: localServer(router.handlers, recording.methods, options.interceptors ?? [], options.readMaxBytes), isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
+}
+
+/** The methods served directly (local-server.ts), by request path. */
+function directPaths(methods: Map<string, DirectSpec>): Map<string, DirectSpec> {
+  return new Map([...methods.values()].map((spec) => [`/${spec.method.parent.typeName}/${spec.method.name}`, spec]));
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");

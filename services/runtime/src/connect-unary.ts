@@ -1,0 +1,136 @@
+// A server's Connect unary calls in binary (what our own processes send each
+// other: the peers' calls, the gateway's forwarded ones) answered straight
+// from the HTTP request: the body read and parsed once, the handler run behind
+// the server's interceptors as for a call in this process (local-server.ts),
+// the answer written as connect-es writes it. connect-node's universal
+// handler builds request and response streams, two linked AbortControllers
+// and a DOMException per call around the same steps; every other protocol,
+// JSON, GET and streams still go through it.
+import type http from "node:http";
+import type http2 from "node:http2";
+import { create, fromBinary, toBinary, type Message } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import { compressionNegotiate, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
+import { codeToHttpStatus, errorToJsonBytes, parseTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
+import { acceptedCompressions, decompressMessage, mediaType, readRpcBody, refusedBodyKey, unparsableBody } from "./input.js";
+import { LocalCall, type DirectSpec } from "./local-server.js";
+
+type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
+
+/** connect-es compresses an answer from this size on (its compressMinBytes default). */
+const COMPRESS_MIN_BYTES = 1024;
+
+export interface ConnectUnaryOptions {
+  /** The unary methods served directly, by request path ("/pkg.Service/Method"). */
+  methods: Map<string, DirectSpec>;
+  /** The server's interceptors, outermost first. */
+  interceptors: Interceptor[];
+  readMaxBytes: number;
+  contextValues?: (req: NodeReq) => ContextValues;
+}
+
+/**
+ * Answers a POST of a unary method in application/proto (returns true), or
+ * leaves the request to connect-node (returns false). `path` is the URL's
+ * path. What the server promises holds as on the other path: the read limit
+ * on the message, a body that does not parse or decompress refused with the
+ * code the guard gives (inputInterceptor answers it, inside the
+ * interceptors), the deadline and the client going away on the handler's
+ * signal, headers and trailers back (trailer-*), errors as Connect's JSON
+ * with their metadata, answers from 1 KiB compressed as the client accepts.
+ */
+export function connectUnaryHandler(options: ConnectUnaryOptions): (req: NodeReq, res: NodeRes, path: string) => boolean {
+  return (req, res, path) => {
+    if (req.method !== "POST" || mediaType(req.headers["content-type"]) !== "application/proto") return false;
+    const spec = options.methods.get(path);
+    if (spec?.kind !== "unary") return false;
+    serve(options, spec, req, res).catch(() => {
+      // Only writing can fail here: the client is gone.
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+    return true;
+  };
+}
+
+type UnarySpec = Extract<DirectSpec, { kind: "unary" }>;
+
+async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq, res: NodeRes): Promise<void> {
+  const header = requestHeaders(req);
+  const values = options.contextValues?.(req) ?? createContextValues();
+  const timeout = parseTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER);
+  // One signal for the handler: the deadline, the client going away, the end of the call.
+  const call = new LocalCall(undefined, timeout.timeoutMs);
+  const gone = () => call.fail(new ConnectError("the client cancelled the call", Code.Canceled));
+  res.once("close", gone);
+  const deadline = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
+  const context: HandlerContext = {
+    service: spec.method.parent,
+    method: spec.method,
+    protocolName: "connect",
+    requestMethod: "POST",
+    url: `http://${("authority" in req ? req.authority : req.headers.host) ?? "localhost"}${req.url}`,
+    signal: call.signal,
+    timeoutMs: deadline === undefined ? () => undefined : () => deadline - Date.now(),
+    requestHeader: header,
+    responseHeader: new Headers({ "content-type": "application/proto" }),
+    responseTrailer: new Headers(),
+    values,
+  };
+  const compression = compressionNegotiate(acceptedCompressions, null, header.get("accept-encoding"), "accept-encoding");
+  let status = 200;
+  let body: Uint8Array;
+  try {
+    const message = await requestMessage(spec, req, header, options.readMaxBytes, values);
+    if (timeout.error) throw timeout.error;
+    const output = await invokeUnaryImplementation(spec, context, message, options.interceptors);
+    body = toBinary(spec.method.output, output);
+    call.done();
+  } catch (e) {
+    const error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+    call.fail(error);
+    status = codeToHttpStatus(error.code);
+    context.responseHeader.set("content-type", "application/json");
+    if (!error.isWireError) mergeNonProtocolHeaders(context.responseHeader, error.metadata);
+    body = errorToJsonBytes(error, {});
+  } finally {
+    res.off("close", gone);
+  }
+  if (res.destroyed) return;
+  if (compression.response && body.byteLength >= COMPRESS_MIN_BYTES) {
+    body = await compression.response.compress(body);
+    context.responseHeader.set("content-encoding", compression.response.name);
+  }
+  const out: Record<string, string> = {};
+  trailerMux(context.responseHeader, context.responseTrailer).forEach((value, key) => (out[key] = value));
+  out["content-length"] = String(body.byteLength);
+  res.writeHead(status, out);
+  res.end(body);
+}
+
+/**
+ * The request message, or an empty one with the refusal noted for
+ * inputInterceptor, as guardRequestBody does: a body over the read limit,
+ * one that does not decompress, or does not parse.
+ */
+async function requestMessage(spec: UnarySpec, req: NodeReq, header: Headers, readMaxBytes: number, values: ContextValues): Promise<Message> {
+  const input = spec.method.input;
+  const body = await readRpcBody(req, readMaxBytes, readMaxBytes, values);
+  if (!body) return create(input);
+  try {
+    return fromBinary(input, decompressMessage(header.get("content-encoding"), body, readMaxBytes));
+  } catch (err) {
+    const refused = err instanceof ConnectError ? err : unparsableBody(input, err);
+    values.set(refusedBodyKey, { code: refused.code, message: refused.rawMessage, metadata: refused.metadata });
+    return create(input);
+  }
+}
+
+/** A request's headers as connect-es hands them to handlers (HTTP/2's pseudo-headers left out). */
+export function requestHeaders(req: NodeReq): Headers {
+  const header = new Headers();
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i][0] !== ":") header.append(raw[i], raw[i + 1]);
+  return header;
+}
