@@ -165,8 +165,8 @@ export class OutboxRelay {
   private async relayPass(): Promise<{ claimed: number; published: number }> {
     const { pool, schema } = this.options;
     const s = ident(schema);
-    // An idle service's poll costs one statement instead of BEGIN, SELECT and COMMIT.
-    if (this.idle && !(await pool.query(`SELECT 1 FROM ${s}.outbox WHERE published_at IS NULL LIMIT 1`)).rowCount) return { claimed: 0, published: 0 };
+    // An idle service's poll costs one statement instead of BEGIN, SELECT and COMMIT (prepared: its limit a parameter).
+    if (this.idle && !(await pool.query(`SELECT 1 FROM ${s}.outbox WHERE published_at IS NULL LIMIT $1`, [1])).rowCount) return { claimed: 0, published: 0 };
     const batch = await this.relayBatch(s);
     this.idle = batch.claimed === 0;
     return batch;

@@ -68,13 +68,18 @@ test("the relay deletes what it published; its claim and delete are prepared onc
     assert.deepEqual(published, written, "every row published once, in order");
     const left = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM payment.outbox");
     assert.equal(left.rows[0].n, 0, "published rows are deleted");
+    // Idle: the next looks only ask whether there is anything.
+    const idle = new OutboxRelay({ pool, schema: "payment", bus: {} as EventBus, logger });
+    for (let i = 0; i < 3; i++) assert.equal(await idle.flush(), 0);
     const rows = await relayStatements(pool);
     const claim = rows.find((r) => r.statement.startsWith("SELECT seq"));
     const mark = rows.find((r) => r.statement.startsWith("DELETE"));
-    assert.ok(claim && mark && rows.length === 2, `claim and delete prepared, one text each: ${rows.map((r) => r.statement).join(" | ")}`);
-    for (const r of [claim, mark]) {
+    const probe = rows.find((r) => r.statement.startsWith("SELECT 1"));
+    assert.ok(claim && mark && probe && rows.length === 3, `claim, delete and idle probe prepared, one text each: ${rows.map((r) => r.statement).join(" | ")}`);
+    // The idle relay claimed once before it only asked.
+    for (const [r, calls] of [[claim, passes + 1], [mark, passes], [probe, 2]] as const) {
       // PostgreSQL plans the first five calls for their values, then keeps the generic plan if it costs no more.
-      assert.ok(r.custom_plans <= 5n && Number(r.generic_plans + r.custom_plans) === passes, `${r.statement}: ${r.generic_plans} generic, ${r.custom_plans} custom plans`);
+      assert.ok(r.custom_plans <= 5n && Number(r.generic_plans + r.custom_plans) === calls, `${r.statement}: ${r.generic_plans} generic, ${r.custom_plans} custom plans`);
     }
   } finally {
     await pool.end();
