@@ -1,6 +1,6 @@
 // Writes an event's figures into the rollups, inside the caller's
 // transaction (the one that records the event in the inbox).
-import { withTransaction, type Pool, type Queryable } from "@ttip/runtime";
+import { opaqueArray, withTransaction, type Pool, type Queryable } from "@ttip/runtime";
 import { MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
 
 /** Partitions are monthly; this many months around now are made at start. */
@@ -173,9 +173,12 @@ const upsertStatements = new Map<string, string>();
 function upsertStatement(partition: string): string {
   let text = upsertStatements.get(partition);
   if (text) return text;
-  const unnest = `unnest($1::smallint[], $2::uuid[], $3::uuid[], $4::"char"[], $5::timestamptz[], $6::text[], $7::text[], $8::text[],
-    ${MEASURES.map((m, i) => `$${KEYS.length + 1 + i}::${m.endsWith("_minor") ? "bigint" : "integer"}[]`).join(", ")})`;
-  text = `WITH v AS (SELECT * FROM ${unnest} AS v(${KEYS.join(", ")}, ${MEASURES.join(", ")})),
+  // Each array out of the planner's sight (opaqueArray): the generic plan is kept, not one planned per batch.
+  // The grain comes as text ("char" is no type name opaqueArray takes) and is cast back for the key's index.
+  const types = ["smallint", "uuid", "uuid", "text", "timestamptz", "text", "text", "text", ...MEASURES.map((m) => (m.endsWith("_minor") ? "bigint" : "integer"))];
+  const unnest = `unnest(${types.map((t, i) => opaqueArray(i + 1, t)).join(", ")})`;
+  const columns = [...KEYS, ...MEASURES].map((c) => (c === "grain" ? `grain::"char" AS grain` : c));
+  text = `WITH v AS (SELECT ${columns.join(", ")} FROM ${unnest} AS v(${KEYS.join(", ")}, ${MEASURES.join(", ")})),
     updated AS (
       UPDATE analytics.${partition} r SET ${MEASURES.map((m) => `${m} = r.${m} + v.${m}`).join(", ")}
         FROM v WHERE ${sameKey("r", "v")}
