@@ -7,6 +7,9 @@
 //    Yardstick in the same process: the same events through the runtime's
 //    one-event-per-transaction consumers whose handler does nothing (the inbox
 //    row alone): the exactly-once bookkeeping without analytics' work.
+//    Per event, for each (load-independent): PostgreSQL's statements, buffer
+//    accesses (blocks) and WAL records, full-page images and bytes, and where
+//    the WAL went by record type (pg_walinspect) and the blocks by statement.
 // 2. Query: a year of rollups for `workers` workers is generated in SQL (the
 //    rows the events would make: hour rows for each tipped hour, day rows for
 //    each day), then GetWorkerEarnings' query (today, week, month, by hour and
@@ -29,7 +32,7 @@ const hoursPerDay = Number(process.argv[5] ?? 2);
 const parts = process.argv[6] ?? "both";
 
 const logger = createLogger({ level: "warn" });
-const [pg, nats] = await Promise.all([startPostgres({ durable: true }), startNats()]);
+const [pg, nats] = await Promise.all([startPostgres({ durable: true, statementStats: true }), startNats()]);
 const pool = createPool(pg.url, { max: 20 });
 try {
   // On a loaded machine the server may still be starting once its port is open.
@@ -42,6 +45,7 @@ try {
       await new Promise((r) => setTimeout(r, 200));
     }
   }
+  await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; CREATE EXTENSION IF NOT EXISTS pg_walinspect");
   await migrate(pool, "analytics", createAnalyticsModule().migrations);
   await ensurePartitionsAround(pool);
 
@@ -75,24 +79,71 @@ async function ingest() {
   };
 
   // Yardstick: inbox only.
+  let account = await startAccount();
   let started = performance.now();
   const yard = await Promise.all(SUBJECTS.map((subject) =>
     consumeEvents({ bus, pool, schema: "analytics", consumer: `yardstick-${consumerName(subject)}`, subject, logger, handle: async () => undefined })));
   await waitFor("yardstick-");
   const yardSeconds = (performance.now() - started) / 1000;
   for (const s of yard) await s.stop();
+  const yardCost = await account();
 
   const ctx = { logger, pool, bus, metrics: new Metrics() } as unknown as ServiceContext;
+  account = await startAccount();
   started = performance.now();
   const stop = await startConsumers(ctx);
   await waitFor("analytics-");
   const seconds = (performance.now() - started) / 1000;
   await stop();
+  const cost = await account();
   const rate = events / seconds;
   const yardRate = events / yardSeconds;
   console.log(`ingest: ${rate.toFixed(0)} events/s into rollups (${events} events, ${SUBJECTS.length} consumers, durable PostgreSQL)`);
   console.log(`        yardstick (inbox row only, one event per transaction) ${yardRate.toFixed(0)} events/s: analytics ingests ${(rate / yardRate).toFixed(2)}x that`);
+  const perEvent = (c: Cost) =>
+    `${(c.statements / events).toFixed(2)} statements, ${(c.blocks / events).toFixed(1)} blocks, ${(c.wal.records / events).toFixed(2)} WAL records ` +
+    `(${(c.wal.fpi / events).toFixed(2)} with full pages, ${(c.wal.bytes / events).toFixed(0)} B)`;
+  console.log(`per event: analytics ${perEvent(cost)}`);
+  console.log(`           yardstick ${perEvent(yardCost)}`);
+  console.log("analytics' WAL records per event by type (pg_walinspect):");
+  for (const t of cost.wal.types) console.log(`  ${(t.count / events).toFixed(2).padStart(6)}  ${(t.fpi / events).toFixed(2).padStart(5)} fpi  ${(t.bytes / events).toFixed(0).padStart(5)} B  ${t.type}`);
+  console.log("analytics' statements by blocks per event (pg_stat_statements):");
+  for (const q of cost.top) console.log(`  ${(q.blocks / events).toFixed(1).padStart(6)} blocks ${(q.wal / events).toFixed(2).padStart(6)} WAL ${(q.calls / events).toFixed(3).padStart(6)} calls  ${q.text}`);
   await bus.close();
+}
+
+interface Cost {
+  statements: number;
+  blocks: number;
+  wal: { records: number; fpi: number; bytes: number; types: { type: string; count: number; fpi: number; bytes: number }[] };
+  top: { calls: number; blocks: number; wal: number; text: string }[];
+}
+
+/** From now: PostgreSQL's statements, blocks and WAL, until the returned function is called. */
+async function startAccount(): Promise<() => Promise<Cost>> {
+  await pool.query("SELECT pg_stat_statements_reset()");
+  const from = (await pool.query<{ lsn: string }>("SELECT pg_current_wal_flush_lsn()::text AS lsn")).rows[0].lsn;
+  return async () => {
+    const to = (await pool.query<{ lsn: string }>("SELECT pg_current_wal_flush_lsn()::text AS lsn")).rows[0].lsn;
+    const { rows: types } = await pool.query<{ type: string; count: string; fpi: string; bytes: string }>(
+      `SELECT resource_manager || '/' || record_type AS type, count(*) AS count, count(*) FILTER (WHERE fpi_length > 0) AS fpi, sum(record_length) AS bytes
+         FROM pg_get_wal_records_info($1::pg_lsn, $2::pg_lsn) GROUP BY 1 ORDER BY 2 DESC`,
+      [from, to],
+    );
+    const { rows } = await pool.query<{ calls: string; blocks: string; wal: string; query: string }>(
+      `SELECT calls, shared_blks_hit + shared_blks_read + local_blks_hit + local_blks_read AS blocks, wal_records AS wal, query
+         FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_current_wal%' AND query NOT LIKE '%pg_get_wal_records_info%' AND query NOT LIKE '%FROM analytics.inbox WHERE consumer LIKE%'
+        ORDER BY shared_blks_hit + shared_blks_read DESC`,
+    );
+    const all = rows.map((r) => ({ calls: Number(r.calls), blocks: Number(r.blocks), wal: Number(r.wal), text: r.query.replace(/\s+/g, " ").trim().slice(0, 100) }));
+    const t = types.map((r) => ({ type: r.type, count: Number(r.count), fpi: Number(r.fpi), bytes: Number(r.bytes) }));
+    return {
+      statements: all.reduce((n, r) => n + r.calls, 0),
+      blocks: all.reduce((n, r) => n + r.blocks, 0),
+      wal: { records: t.reduce((n, r) => n + r.count, 0), fpi: t.reduce((n, r) => n + r.fpi, 0), bytes: t.reduce((n, r) => n + r.bytes, 0), types: t.slice(0, 12) },
+      top: all.slice(0, 8),
+    };
+  };
 }
 
 async function query() {

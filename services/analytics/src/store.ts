@@ -1,6 +1,6 @@
 // Writes an event's figures into the rollups, inside the caller's
 // transaction (the one that records the event in the inbox).
-import { withTransaction, type Pool, type Queryable } from "@ttip/runtime";
+import { opaqueArray, withTransaction, type Pool, type Queryable } from "@ttip/runtime";
 import { MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
 
 /** Partitions are monthly; this many months around now are made at start. */
@@ -127,33 +127,68 @@ export class RollupBatch {
   async write(db: Queryable): Promise<void> {
     // In key order: batches of several consumers lock shared rows (the platform's hour) in the same order, never in a cycle.
     const rows = [...this.rows.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
-    const months = new Map<string, Date>();
-    for (const r of rows) months.set(partitionName(r.bucket), r.bucket);
-    for (const at of months.values()) await ensurePartition(db, at);
-    if (rows.length) {
-      const cols = MEASURES.map((m) => rows.map((r) => String(r.measures[m] ?? 0n)));
-      const n = 8;
-      await db.query(
-        `INSERT INTO analytics.rollups (dim, id, sub, grain, bucket, method, result_code, currency, ${MEASURES.join(", ")})
-         SELECT * FROM unnest($1::smallint[], $2::uuid[], $3::uuid[], $4::"char"[], $5::timestamptz[], $6::text[], $7::text[], $8::text[],
-           ${MEASURES.map((m, i) => `$${n + 1 + i}::${m.endsWith("_minor") ? "bigint" : "integer"}[]`).join(", ")})
-         ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
-           ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}`,
-        [
-          rows.map((r) => r.dim),
-          rows.map((r) => r.id),
-          rows.map((r) => r.sub),
-          rows.map((r) => r.grain),
-          rows.map((r) => r.bucket.toISOString()),
-          rows.map((r) => r.method),
-          rows.map((r) => r.resultCode),
-          rows.map((r) => r.currency),
-          ...cols,
-        ],
-      );
+    const months = new Map<string, { at: Date; rows: number }>();
+    for (const r of rows) {
+      const name = partitionName(r.bucket);
+      months.set(name, { at: r.bucket, rows: (months.get(name)?.rows ?? 0) + 1 });
     }
+    for (const m of months.values()) await ensurePartition(db, m.at);
+    if (!rows.length) return writeRecords(db, this.records);
+    // The month most rows fall in (nearly always the only one): its partition is updated directly.
+    const [busiest] = [...months.entries()].sort(([, a], [, b]) => b.rows - a.rows)[0];
+    await db.query(upsertStatement(busiest), [
+      rows.map((r) => r.dim),
+      rows.map((r) => r.id),
+      rows.map((r) => r.sub),
+      rows.map((r) => r.grain),
+      rows.map((r) => r.bucket.toISOString()),
+      rows.map((r) => r.method),
+      rows.map((r) => r.resultCode),
+      rows.map((r) => r.currency),
+      ...MEASURES.map((m) => rows.map((r) => String(r.measures[m] ?? 0n))),
+    ]);
     await writeRecords(db, this.records);
   }
+}
+
+const KEYS = ["dim", "id", "sub", "grain", "bucket", "method", "result_code", "currency"] as const;
+const sameKey = (a: string, b: string) => KEYS.map((k) => `${a}.${k} = ${b}.${k}`).join(" AND ");
+/** upsertStatement's texts by partition (one a month). */
+const upsertStatements = new Map<string, string>();
+
+/**
+ * The rows' figures added to the rollups, the rows that exist in `partition`
+ * by an UPDATE first, the rest (new rows, other months) by INSERT ... ON
+ * CONFLICT DO UPDATE, which also adds to a row another transaction made
+ * meanwhile. Why not the upsert alone: ON CONFLICT DO UPDATE writes a lock
+ * record for each row it updates before the update's own, so a batch of rows
+ * that exist (nearly all: a row lives an hour or a day) wrote twice the WAL
+ * records (measured: 71 -> 35 for 34 such rows). The partition is named, not
+ * the parent: the lookup needs no pruning by each row's bucket. Rows are
+ * locked in the order the plan meets them (the sorted rows by index, or the
+ * partition's pages while it is small enough to scan), the same for every
+ * batch of a plan; a deadlock between two plans is rolled back and retried
+ * by the consumer, never applied twice (the inbox row goes with it).
+ */
+function upsertStatement(partition: string): string {
+  let text = upsertStatements.get(partition);
+  if (text) return text;
+  // Each array out of the planner's sight (opaqueArray): the generic plan is kept, not one planned per batch.
+  // The grain comes as text ("char" is no type name opaqueArray takes) and is cast back for the key's index.
+  const types = ["smallint", "uuid", "uuid", "text", "timestamptz", "text", "text", "text", ...MEASURES.map((m) => (m.endsWith("_minor") ? "bigint" : "integer"))];
+  const unnest = `unnest(${types.map((t, i) => opaqueArray(i + 1, t)).join(", ")})`;
+  const columns = [...KEYS, ...MEASURES].map((c) => (c === "grain" ? `grain::"char" AS grain` : c));
+  text = `WITH v AS (SELECT ${columns.join(", ")} FROM ${unnest} AS v(${KEYS.join(", ")}, ${MEASURES.join(", ")})),
+    updated AS (
+      UPDATE analytics.${partition} r SET ${MEASURES.map((m) => `${m} = r.${m} + v.${m}`).join(", ")}
+        FROM v WHERE ${sameKey("r", "v")}
+      RETURNING ${KEYS.map((k) => `r.${k}`).join(", ")})
+    INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
+    SELECT ${[...KEYS, ...MEASURES].map((c) => `v.${c}`).join(", ")} FROM v WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE ${sameKey("u", "v")})
+    ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
+      ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}`;
+  upsertStatements.set(partition, text);
+  return text;
 }
 
 const byKey = <T>(items: Map<string, T>) => [...items.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);

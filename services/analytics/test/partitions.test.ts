@@ -2,11 +2,13 @@
 // make the rollups' monthly partitions around now: none may fail on a
 // partition another one made, and each month ends up with exactly one.
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { createPool, migrate, withTransaction, type Pool } from "@ttip/runtime";
 import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
-import { ensurePartition, ensurePartitionsAround, forgetPartitions } from "../src/store.js";
+import type { Applied } from "../src/facts.js";
+import { ensurePartition, ensurePartitionsAround, forgetPartitions, RollupBatch } from "../src/store.js";
 
 const REPLICAS = 6;
 /** 24 months back, this month and 3 ahead (store.ts). */
@@ -108,5 +110,28 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
     await db.pool.query("DROP TABLE analytics.rollups_203407");
     await withTransaction(replicas[1], (tx) => ensurePartition(tx, month));
     assert.ok(!(await partitions(db.pool)).includes("rollups_203407"));
+  });
+
+  test("batches spanning two months add to the rows that exist and make the others, in both months, exactly", async () => {
+    const march = new Date(Date.UTC(2036, 2, 15, 9, 30));
+    const april = new Date(Date.UTC(2036, 3, 15, 9, 30));
+    const worker = randomUUID();
+    const tip = (at: Date): Applied => ({ at, facts: [{ at, worker, method: "mpesa", resultCode: "0", currency: "KES", measures: { succeeded: 1n, amount_minor: 10_000n } }], records: [] });
+    const write = (tips: Applied[]) =>
+      withTransaction(db.pool, async (tx) => {
+        const b = new RollupBatch();
+        for (const t of tips) b.add(t);
+        await b.write(tx);
+      });
+    await write([tip(march)]); // March's four rows made
+    await write([tip(march), tip(april), tip(april)]); // March's added to (its partition updated), April's made
+    await write([tip(april), tip(march), tip(march)]); // both exist: one month updated in its partition, the other through the upsert
+    const { rows } = await db.pool.query<{ dim: number; grain: string; month: string; succeeded: number; amount: string }>(
+      `SELECT dim, grain, to_char(bucket AT TIME ZONE 'UTC', 'YYYY-MM') AS month, succeeded, amount_minor::text AS amount
+         FROM analytics.rollups WHERE bucket >= '2036-03-01' AND bucket < '2036-05-01' ORDER BY month, dim, grain`,
+    );
+    const expect = (month: string, n: number) =>
+      [1, 2].flatMap((dim) => ["d", "h"].map((grain) => ({ dim, grain, month, succeeded: n, amount: String(n * 10_000) })));
+    assert.deepEqual(rows, [...expect("2036-03", 4), ...expect("2036-04", 3)]);
   });
 });

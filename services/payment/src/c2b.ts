@@ -5,11 +5,13 @@
 // (TransID), whichever of the STK callback and the C2B confirmation comes
 // first. Nothing is keyed on the payer's MSISDN (masked in v2, hashed in v1).
 import { randomBytes, randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, createClient } from "@connectrpc/connect";
 import { QrCodeStatus } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrInternalService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { asConnectError, DependencyUnavailableError, InvalidStateError, MPESA_LIMITS, NotFoundError, type Queryable, withTransaction } from "@ttip/runtime";
 import type { C2bConfig } from "./config.js";
+import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
 import { applyStkOutcome, emitTipSucceeded, postCredit, runAfterCredit, type Deps, type TipRow } from "./tips.js";
@@ -368,6 +370,69 @@ export async function registerC2bUrls(deps: Deps): Promise<string[]> {
   }
   return said;
 }
+
+/**
+ * Registers the C2B URLs once this service's public address is known, retrying
+ * until Daraja accepts them or the service stops: given up, the paybill's
+ * payments would never arrive, so a failure that may pass (no answer, Daraja
+ * busy or down, a token refused) is logged and retried. One that can never
+ * succeed (a learned address holding a word Safaricom refuses, a request
+ * Daraja refused as malformed: a wrong short code, a bad URL) is logged as an
+ * error saying what to fix, and not retried.
+ */
+export async function registerInBackground(deps: Deps, stop: AbortSignal, timing: { firstRetryMs: number; maxRetryMs: number } = C2B_RETRY): Promise<void> {
+  const log = deps.ctx.logger;
+  const startedAt = Date.now();
+  let warnedOfAddress = false;
+  let retryInMs = timing.firstRetryMs;
+  await pause(50, stop);
+  while (!stop.aborted) {
+    const base = deps.config().callbackBaseUrl;
+    if (!base) {
+      if (!warnedOfAddress && Date.now() - startedAt > C2B_ADDRESS_WARN_MS) {
+        warnedOfAddress = true;
+        log.warn("C2B URLs not registered yet: this service's public address (PAYMENT_CALLBACK_BASE_URL) is still unknown");
+      }
+      await pause(200, stop);
+      continue;
+    }
+    // An address given at start was checked then (config.ts); one learned since is checked here.
+    const word = bannedUrlWord(base);
+    if (word) {
+      log.error({ word }, `C2B URLs not registered, and not retried: this service's public address holds "${word}", a word Safaricom refuses in registered URLs; set PAYMENT_CALLBACK_BASE_URL to an address without it and restart`);
+      return;
+    }
+    try {
+      log.info({ said: await registerC2bUrls(deps) }, "C2B URLs registered");
+      return;
+    } catch (err) {
+      if (neverRegisters(err)) {
+        log.error({ err: (err as Error).message, httpStatus: (err as DarajaError).details.httpStatus, errorCode: (err as DarajaError).details.errorCode },
+          "C2B URLs not registered, and not retried: Daraja refused the request itself (check C2B_SHORT_CODES, the URLs and the credentials' product), then restart");
+        return;
+      }
+      log.warn({ err: (err as Error).message, retryInMs }, "C2B URL registration failed; retrying");
+      await pause(retryInMs, stop);
+      retryInMs = Math.min(retryInMs * 2, timing.maxRetryMs);
+    }
+  }
+}
+
+/**
+ * A refusal the same request would get again: Daraja answered 4xx (not a
+ * refused or expired token, a timeout or a rate limit, which pass), or the
+ * client refused to send it (no HTTP status: a URL with a refused word).
+ */
+function neverRegisters(err: unknown): err is DarajaError {
+  if (!(err instanceof DarajaError) || err.kind !== "rejected") return false;
+  const status = err.details.httpStatus;
+  return status === undefined || (status >= 400 && status < 500 && !PASSING_STATUSES.has(status));
+}
+const PASSING_STATUSES = new Set([401, 408, 429]);
+
+const C2B_RETRY = { firstRetryMs: 5_000, maxRetryMs: 60_000 };
+const C2B_ADDRESS_WARN_MS = 30_000;
+const pause = (ms: number, signal: AbortSignal) => sleep(ms, undefined, { signal }).catch(() => undefined);
 
 export interface C2bRow {
   trans_id: string;

@@ -61,10 +61,11 @@ async function runGroups(pool: Queryable, groups: Groups): Promise<void> {
 let groupSql: string | undefined;
 
 async function storeGroup(pool: Queryable, group: Waiting[]): Promise<void> {
-  // Sorted: two replicas' groups lock rows in the same order.
+  // Sorted: two replicas' groups lock rows in the same order. The arrays go through sub-selects so that
+  // a group's size does not change the plan's estimate: given directly, each size was planned anew.
   const sorted = [...group].sort((a, b) => (a.tipId < b.tipId ? -1 : a.tipId > b.tipId ? 1 : 0));
   groupSql ??= `UPDATE payment.tips t SET checkout_request_id = m.checkout_request_id, merchant_request_id = m.merchant_request_id
-       FROM unnest($1::uuid[], $2::text[], $3::text[]) AS m(tip_id, checkout_request_id, merchant_request_id)
+       FROM unnest((SELECT $1::uuid[])::uuid[], (SELECT $2::text[])::text[], (SELECT $3::text[])::text[]) AS m(tip_id, checkout_request_id, merchant_request_id)
       WHERE t.tip_id = m.tip_id AND (t.checkout_request_id IS NULL OR t.checkout_request_id = m.checkout_request_id)
       RETURNING ${TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ")}`;
   const { rows } = await pool.query<TipRow>(groupSql, [sorted.map((w) => w.tipId), sorted.map((w) => w.checkoutRequestId), sorted.map((w) => w.merchantRequestId)]);

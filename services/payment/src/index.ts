@@ -1,8 +1,7 @@
-import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { clockOf, perContext, type Clock, type Env, type HttpFilter, type ModuleOptions, type ServiceContext, type ServiceModule } from "@ttip/runtime";
-import { registerC2bUrls } from "./c2b.js";
+import { registerInBackground } from "./c2b.js";
 import { callbackFilter } from "./callbacks.js";
 import { ChangeFeed } from "./changes.js";
 import { createCardHub } from "./cards/hub.js";
@@ -140,41 +139,6 @@ function startReconciling(deps: Deps, interval: number): () => Promise<void> {
   };
 }
 
-/**
- * Registers the C2B URLs once this service's public address is known, retrying
- * until Daraja accepts them or the service stops: given up, the paybill's
- * payments would never arrive, so every failure is logged and none is final.
- */
-async function registerInBackground(deps: Deps, stop: AbortSignal): Promise<void> {
-  const log = deps.ctx.logger;
-  const startedAt = Date.now();
-  let warnedOfAddress = false;
-  let retryInMs = C2B_RETRY_FIRST_MS;
-  await pause(50, stop);
-  while (!stop.aborted) {
-    if (!deps.config().callbackBaseUrl) {
-      if (!warnedOfAddress && Date.now() - startedAt > C2B_ADDRESS_WARN_MS) {
-        warnedOfAddress = true;
-        log.warn("C2B URLs not registered yet: this service's public address (PAYMENT_CALLBACK_BASE_URL) is still unknown");
-      }
-      await pause(200, stop);
-      continue;
-    }
-    try {
-      log.info({ said: await registerC2bUrls(deps) }, "C2B URLs registered");
-      return;
-    } catch (err) {
-      log.warn({ err: (err as Error).message, retryInMs }, "C2B URL registration failed; retrying");
-      await pause(retryInMs, stop);
-      retryInMs = Math.min(retryInMs * 2, C2B_RETRY_MAX_MS);
-    }
-  }
-}
-
-const C2B_RETRY_FIRST_MS = 5_000;
-const C2B_RETRY_MAX_MS = 60_000;
-const C2B_ADDRESS_WARN_MS = 30_000;
-const pause = (ms: number, signal: AbortSignal) => sleep(ms, undefined, { signal }).catch(() => undefined);
 
 /**
  * Configuration from the environment, parsed once at first use; the late

@@ -151,6 +151,23 @@ describe("payment's per-tip statements, by their plans", () => {
     assert.equal((await loadTip(db.pool, tipIds[6]))?.checkout_request_id, `ws_CO_other${tipIds[6]}`);
   });
 
+  test("groups of CheckoutRequestIDs of any size share one plan", async () => {
+    const client = await db.pool.connect();
+    try {
+      for (let size = 1; size <= 12; size++) {
+        const tipIds = await tipsTo(randomUUID(), size);
+        await Promise.all(tipIds.map((tipId) => storeCheckoutIds(client, { tipId, checkoutRequestId: `ws_CO_${tipId}`, merchantRequestId: "m" })));
+      }
+      const { rows } = await client.query<{ generic_plans: bigint; custom_plans: bigint }>(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'UPDATE payment.tips t SET checkout_request_id%'",
+      );
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0].custom_plans, 5n, `planned again on ${rows[0].custom_plans} calls`);
+    } finally {
+      client.release();
+    }
+  });
+
   test("a CheckoutRequestID that cannot be stored fails its own tip only, not the others of its group", async () => {
     const tipIds = await tipsTo(randomUUID(), 4);
     await db.pool.query("UPDATE payment.tips SET status = 'pending', mpesa_receipt = NULL, credit_key = NULL, credit_kind = NULL WHERE tip_id = ANY($1::uuid[])", [tipIds]);

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AlreadyExistsError, buildEvent, type BusMessage, decimalAmount, DomainError, emitEvent, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, buildEvent, type BusMessage, decimalAmount, DomainError, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -16,7 +16,7 @@ import {
   type JournalEntry,
   type WithdrawalLimit,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { ACCOUNT_COLUMNS, causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
+import { causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
 import { b2cFee, currentSchedule } from "./fees.js";
 import { money } from "./money.js";
 
@@ -189,25 +189,29 @@ export async function placeHold(tx: Queryable, input: PlaceHoldInput): Promise<{
       );
     }
   }
-  // The account as it is now, for the answer (an owned account: its balance is its row's).
-  const { rows: [heldNow] } = await tx.query<AccountRow>(
-    `UPDATE wallet.accounts SET held_minor = held_minor + $2 WHERE account_id = $1 RETURNING ${ACCOUNT_COLUMNS}`,
-    [account.account_id, input.amountMinor],
-  );
-  const { rows } = await tx.query<HoldRow>(
-    `INSERT INTO wallet.holds (hold_id, account_id, amount_minor, currency, payout_id, idempotency_key, status)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${HOLD_COLUMNS}`,
-    [randomUUID(), account.account_id, input.amountMinor, currency, input.payoutId, input.idempotencyKey, HoldStatus.HELD],
-  );
-  const hold = rows[0];
-  await emitEvent(tx, "wallet", PayoutHeldSchema, {
-    holdId: hold.hold_id,
-    payoutId: hold.payout_id,
+  const holdId = randomUUID();
+  const event = buildEvent("wallet", PayoutHeldSchema, {
+    holdId,
+    payoutId: input.payoutId,
     accountId: account.account_id,
     ownerId: account.owner_id,
-    amount: money(hold.amount_minor, currency),
-  }, hold.payout_id);
-  return { hold: toHold(hold), account: heldNow };
+    amount: money(input.amountMinor, currency),
+  }, input.payoutId);
+  // One statement: the amount held on the account, the hold, its event (outbox); the account's balance and
+  // held amount as they are now for the answer (an owned account: its balance is its row's).
+  const announced = outboxCte("wallet", [event], 8);
+  const { rows: [placed] } = await tx.query<HoldRow & { balance_minor: bigint; held_minor: bigint }>(
+    `WITH held AS (
+       UPDATE wallet.accounts SET held_minor = held_minor + $3 WHERE account_id = $2 RETURNING balance_minor, held_minor),
+     placed AS (
+       INSERT INTO wallet.holds (hold_id, account_id, amount_minor, currency, payout_id, idempotency_key, status)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ${HOLD_COLUMNS}),
+     ${announced.sql}
+     SELECT ${HOLD_COLUMNS}, (SELECT balance_minor FROM held) AS balance_minor, (SELECT held_minor FROM held) AS held_minor FROM placed`,
+    [holdId, account.account_id, input.amountMinor, currency, input.payoutId, input.idempotencyKey, HoldStatus.HELD, ...announced.values],
+  );
+  const { balance_minor: balanceMinor, held_minor: heldMinor, ...hold } = placed;
+  return { hold: toHold(hold), account: { ...account, balance_minor: balanceMinor, held_minor: heldMinor } };
 }
 
 interface TakenHold extends HoldRow {

@@ -24,7 +24,7 @@ import { StatementFormat, WalletAdminService, WalletInternalService, WalletServi
 import { decodeEvent, IdempotencyConflictError, onOutboxCommitted, type Queryable, withTransaction } from "@ttip/runtime";
 import { eventually, kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
 import { wallet } from "../src/index.js";
-import { releaseHold, settleHold } from "../src/holds.js";
+import { placeHold, releaseHold, settleHold } from "../src/holds.js";
 import { ensureAccount, postEntry, type EntryInput } from "../src/ledger.js";
 
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
@@ -410,17 +410,20 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal((await admin.getTrialBalance({})).balanced, true);
   });
 
-  test("settling a hold is three statements, releasing one two; each moves its money and writes its event", async () => {
+  test("placing a hold is four statements, settling one three, releasing one two; each moves its money and writes its event", async () => {
     await internal.ensureAccount({ kind: AccountKind.PAYOUT_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "KES" });
     const w = await newWorker();
     await tip(w.accountId, 1_000_000n, 0n);
-    const place = (amount: bigint) => {
-      const payoutId = randomUUID();
-      return internal.placeHold({ accountId: w.accountId, amount: kesMinor(amount), payoutId, idempotencyKey: `hold-${payoutId}` });
-    };
-    const [toSettle, toRelease] = [(await place(300_000n)).hold!, (await place(200_000n)).hold!];
     let statements = 0;
     const counted = (tx: Queryable) => ({ query: ((...args: Parameters<Queryable["query"]>) => (statements++, tx.query(...args))) as Queryable["query"] });
+    const place = (amount: bigint) => {
+      const payoutId = randomUUID();
+      return withTransaction(t.db.pool, (tx) => placeHold(counted(tx), { accountId: w.accountId, amountMinor: amount, currency: "KES", payoutId, idempotencyKey: `hold-${payoutId}` }));
+    };
+    const first = await place(300_000n);
+    assert.deepEqual([first.hold.status, first.account.balance_minor, first.account.held_minor, statements], [HoldStatus.HELD, 1_000_000n, 300_000n, 4]);
+    const [toSettle, toRelease] = [first.hold, (await place(200_000n)).hold];
+    statements = 0;
     const { hold: settled, entry } = await withTransaction(t.db.pool, (tx) => settleHold(counted(tx), toSettle.holdId, "RKT0000001", 500n));
     assert.deepEqual([settled.status, entry.postings.length, statements], [HoldStatus.SETTLED, 4, 3]);
     statements = 0;
