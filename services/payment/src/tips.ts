@@ -577,6 +577,30 @@ export async function storeAndFailStk(deps: Deps, raw: RawCallback, token: strin
 }
 
 /**
+ * Ends a pending tip whose push `checkoutRequestId` answered, as `status`
+ * ("failed": an STK query's failure; "expired": nobody answered in time), and
+ * announces tip_failed, in one statement (atomic without BEGIN/COMMIT) instead
+ * of a locking read, an update and an insert in a transaction. Nothing happens
+ * unless the tip is still pending under that push (a success that came first
+ * wins; the caller then decides from the row as it is). Answers the row as it
+ * is after, undefined when nothing changed.
+ */
+export async function endPushedTip(db: Queryable, tipId: string, checkoutRequestId: string, status: "failed" | "expired", code: string, message: string): Promise<TipRow | undefined> {
+  // What the service knows before the row: the SQL appends the rest (tipFailedTailSql).
+  const event = buildEvent("payment", TipFailedSchema, { method: PaymentMethod.MPESA, resultCode: code, reason: message });
+  const { rows } = await db.query<TipRow>(
+    `WITH decided AS (
+       UPDATE payment.tips SET status = $2, result_code = $3, result_message = $4, completed_at = now()
+        WHERE tip_id = $1 AND status = 'pending' AND checkout_request_id = $5 RETURNING ${TIP_COLUMNS}),
+     announced AS (
+       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $6, $7, $8 || ${TIP_FAILED_TAIL_OF_D}, $9::text FROM decided d)
+     SELECT ${TIP_COLUMNS} FROM decided`,
+    [tipId, status, code, message, checkoutRequestId, event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null],
+  );
+  return rows[0];
+}
+
+/**
  * The statement that marks a stored callback with what it came to, its values
  * given as SQL expressions (parameters of the statement it is written into).
  */
@@ -852,9 +876,15 @@ function tipSucceededEvent(t: TipRow) {
   }, t.tip_id);
 }
 
-/** Ends a still-pending tip nobody answered for. */
-async function expireTip(deps: Deps, tipId: string): Promise<boolean> {
-  const done = await withTransaction(deps.ctx.pool, async (tx) => {
+/**
+ * Ends a still-pending tip nobody answered for: in one statement when its push
+ * was answered (`checkoutRequestId`, as leased), else in a transaction that
+ * also flags it (the usual tip has one).
+ */
+async function expireTip(deps: Deps, tipId: string, checkoutRequestId: string | null): Promise<boolean> {
+  const done = checkoutRequestId
+    ? Boolean(await endPushedTip(deps.ctx.pool, tipId, checkoutRequestId, "expired", "expired", resultMessage("expired")))
+    : await withTransaction(deps.ctx.pool, async (tx) => {
     const { rows } = await tx.query<TipRow>(
       `UPDATE payment.tips SET status = 'expired', result_code = 'expired', result_message = $2, completed_at = now()
         WHERE tip_id = $1 AND status = 'pending' RETURNING *`,
@@ -914,7 +944,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
         counts.queried++;
         try {
           const q = await deps.daraja().stkQuery(tip.checkout_request_id);
-          const r = await applyStkOutcome(deps, tip.tip_id, {
+          const r = await applyQueryOutcome(deps, tip.tip_id, {
             source: "query",
             checkoutRequestId: tip.checkout_request_id,
             merchantRequestId: q.MerchantRequestID,
@@ -931,7 +961,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
         }
       }
       if (!settled && clock.now() >= expiresAt) {
-        settled = await expireTip(deps, tip.tip_id);
+        settled = await expireTip(deps, tip.tip_id, tip.checkout_request_id);
         if (settled) outcome = "expired";
       }
     } finally {
@@ -956,6 +986,23 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
   await reconcileC2b(deps, limit);
   await sendReceipts(deps, limit);
   return counts;
+}
+
+/**
+ * An STK query's answer: a failure for a tip still pending under the queried
+ * push ends it in one statement (endPushedTip); anything else (a success, a
+ * tip decided meanwhile) is decided by applyStkOutcome, as a callback would be.
+ */
+async function applyQueryOutcome(deps: Deps, tipId: string, o: StkOutcome & { checkoutRequestId: string }): Promise<ApplyResult> {
+  const code = String(o.resultCode).trim().slice(0, 32);
+  if (code !== "0" && code !== "") {
+    const failed = await endPushedTip(deps.ctx.pool, tipId, o.checkoutRequestId, "failed", code, resultMessage(code));
+    if (failed) {
+      await afterDecision(deps, tipId, "failed", failed);
+      return "failed";
+    }
+  }
+  return applyStkOutcome(deps, tipId, o);
 }
 
 /** A tip's public status changes; used by WatchTip. */

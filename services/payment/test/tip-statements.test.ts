@@ -5,13 +5,15 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
+import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { migrate } from "@ttip/runtime";
 import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
 import type { Queryable } from "@ttip/runtime";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
 import { markSent } from "../src/receipts.js";
-import { loadTip, recordCredit } from "../src/tips.js";
+import { endPushedTip, loadTip, recordCredit } from "../src/tips.js";
 
 interface PlanNode {
   "Node Type": string;
@@ -182,5 +184,34 @@ describe("payment's per-tip statements, by their plans", () => {
     assert.deepEqual(answers.map((a) => a.status), ["fulfilled", "rejected", "fulfilled"]);
     assert.equal((await loadTip(db.pool, tipIds[3]))?.checkout_request_id, `ws_CO_${tipIds[3]}`);
     assert.equal((await loadTip(db.pool, tipIds[2]))?.checkout_request_id, null);
+  });
+
+  test("a pushed tip ends (query failure, expiry) in one statement with its tip_failed event, once, and only under its own push", async () => {
+    const workerId = randomUUID();
+    const tipIds = await tipsTo(workerId, 2);
+    await db.pool.query(
+      "UPDATE payment.tips SET status = 'pending', mpesa_receipt = NULL, credit_key = NULL, credit_kind = NULL, checkout_request_id = 'ws_CO_' || tip_id, qr_code_id = 'qr-1', venue_id = 'v-1' WHERE tip_id = ANY($1::uuid[])",
+      [tipIds],
+    );
+    let statements = 0;
+    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
+    // Another push's answer changes nothing.
+    assert.equal(await endPushedTip(counted, tipIds[0], "ws_CO_other", "failed", "1032", "Cancelled"), undefined);
+    assert.equal((await loadTip(db.pool, tipIds[0]))?.status, "pending");
+    const failed = await endPushedTip(counted, tipIds[0], `ws_CO_${tipIds[0]}`, "failed", "1032", "Cancelled");
+    assert.equal(failed?.status, "failed");
+    assert.equal(failed?.result_code, "1032");
+    // Decided once: a repeat (another replica's query, the expiry) finds it no longer pending.
+    assert.equal(await endPushedTip(counted, tipIds[0], `ws_CO_${tipIds[0]}`, "expired", "expired", "Expired"), undefined);
+    const expired = await endPushedTip(counted, tipIds[1], `ws_CO_${tipIds[1]}`, "expired", "expired", "Expired");
+    assert.equal(expired?.status, "expired");
+    assert.equal(statements, 4, "one statement each");
+    const { rows: events } = await db.pool.query<{ payload: Buffer }>(
+      "SELECT payload FROM payment.outbox WHERE subject LIKE '%tip_failed' AND position($1::bytea in payload) > 0 ORDER BY seq", [Buffer.from(workerId)]);
+    const decoded = events.map((e) => fromBinary(TipFailedSchema, e.payload));
+    assert.deepEqual(decoded.map((e) => [e.tipId, e.resultCode, e.workerId, e.qrCodeId, e.venueId, e.amount?.amountMinor, e.meta?.correlationId]), [
+      [tipIds[0], "1032", workerId, "qr-1", "v-1", 1000n, tipIds[0]],
+      [tipIds[1], "expired", workerId, "qr-1", "v-1", 2000n, tipIds[1]],
+    ]);
   });
 });

@@ -282,6 +282,23 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.equal(await h.balance(worker), 0n, "nothing credited without proof of payment");
   });
 
+  test("a failure learned by STK query ends the tip once, with one tip_failed; its callback arriving after changes nothing", async () => {
+    const worker = randomUUID();
+    const p = phone();
+    // Cancelled by the customer; the callback comes after reconciliation has asked.
+    h.sim.script({ phone: `254${p.slice(1)}` }, { stk: "cancelled", delayMs: 800 });
+    const { tip: t } = await tip(worker, p);
+    const pass = await reconcile();
+    assert.ok(pass.queried >= 1);
+    const failed = await status(t!.tipId);
+    assert.equal(failed.status, TipStatus.FAILED);
+    assert.equal((await row(t!.tipId)).result_code, "1032");
+    await h.sim.idle(); // the callback arrives
+    assert.equal((await status(t!.tipId)).status, TipStatus.FAILED);
+    assert.equal(await outboxCount("ttip.payment.tip_failed", t!.tipId), 1);
+    assert.equal(await h.walletEntries(worker), 0);
+  });
+
   test("a late callback after the tip expired still credits, once", async () => {
     const worker = randomUUID();
     const { tip: t } = await tip(worker, phone("0004"));
