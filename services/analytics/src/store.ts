@@ -220,8 +220,13 @@ async function writeRecords(db: Queryable, records: SideRecord[]): Promise<void>
   if (workers.size) {
     const w = byKey(workers);
     await db.query(
+      // A worker already known with all this would add is left out before the upsert: ON CONFLICT
+      // locks the row it meets (a WAL record) even when its WHERE then changes nothing, and nearly
+      // every tip names a known worker. Safe under concurrency: a row only ever gains what is added.
       `INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
-       SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[])
+       SELECT v.id, v.registered_at, v.at FROM unnest(${opaqueArray(1, "uuid")}, ${opaqueArray(2, "timestamptz")}, ${opaqueArray(3, "timestamptz")}) AS v(id, registered_at, at)
+        WHERE NOT EXISTS (SELECT 1 FROM analytics.workers k WHERE k.worker_id = v.id
+                            AND (k.registered_at IS NOT NULL OR v.registered_at IS NULL) AND k.first_seen_at <= v.at)
        ON CONFLICT (worker_id) DO UPDATE SET
          registered_at = COALESCE(workers.registered_at, EXCLUDED.registered_at),
          first_seen_at = LEAST(workers.first_seen_at, EXCLUDED.first_seen_at)

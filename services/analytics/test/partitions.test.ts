@@ -134,4 +134,30 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
       [1, 2].flatMap((dim) => ["d", "h"].map((grain) => ({ dim, grain, month, succeeded: n, amount: String(n * 10_000) })));
     assert.deepEqual(rows, [...expect("2036-03", 4), ...expect("2036-04", 3)]);
   });
+
+  test("a worker's row gains a registration and an earlier first sight, and is left alone by what adds nothing", async () => {
+    const worker = randomUUID();
+    const at = (day: number) => new Date(Date.UTC(2036, 4, day, 12));
+    const write = (registeredAt: Date | undefined, seen: Date) =>
+      withTransaction(db.pool, async (tx) => {
+        const b = new RollupBatch();
+        b.add({ at: seen, facts: [], records: [{ kind: "worker", workerId: worker, registeredAt, at: seen }] });
+        await b.write(tx);
+      });
+    const row = async () =>
+      (await db.pool.query<{ registered: string | null; first: string }>(
+        "SELECT to_char(registered_at AT TIME ZONE 'UTC', 'DD') AS registered, to_char(first_seen_at AT TIME ZONE 'UTC', 'DD') AS first FROM analytics.workers WHERE worker_id = $1",
+        [worker],
+      )).rows;
+    await write(undefined, at(10)); // seen in a tip first
+    assert.deepEqual(await row(), [{ registered: null, first: "10" }]);
+    await write(undefined, at(12)); // a later tip adds nothing
+    assert.deepEqual(await row(), [{ registered: null, first: "10" }]);
+    await write(at(8), at(8)); // the sign-up arrives late
+    assert.deepEqual(await row(), [{ registered: "08", first: "08" }]);
+    await write(undefined, at(5)); // an earlier tip, replayed
+    assert.deepEqual(await row(), [{ registered: "08", first: "05" }]);
+    await write(at(9), at(9)); // a second registration adds nothing
+    assert.deepEqual(await row(), [{ registered: "08", first: "05" }]);
+  });
 });

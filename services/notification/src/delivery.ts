@@ -1018,29 +1018,39 @@ export async function expireUnmatchedReports(pool: Pool, retentionMs = UNMATCHED
 const STRANDED_WINDOW_MS = 3_600_000;
 /** An open delivery due and untouched this long has no dispatcher on it (a send's lease and backoff are shorter than this plus the lease). */
 const STRANDED_AFTER_MS = 120_000;
-/** Deliveries redispatchStranded takes at most: one statement per each, once at start. */
-const STRANDED_MAX = 1_000;
+/** Deliveries redispatchStranded gives work to per transaction: a page, then the next. */
+const STRANDED_PAGE = 1_000;
 
 /**
  * Gives the dispatchers work for open deliveries that have none: queued or retrying, not
  * parked, created in the last hour, due and untouched for two minutes. Those queued by a
  * version whose dispatchers read the public facts (durables notification-dispatch-N) and
- * not yet sent when its last replica stopped are such. Run once at start; a delivery that
- * had its message after all is still sent once (the claim is a compare-and-set).
+ * not yet sent when its last replica stopped are such. Run at start; a delivery that had
+ * its message after all is still sent once (the claim is a compare-and-set). Pages through
+ * them by (created_at, id), as a page's rows are left as they were and would be read again.
  * Returns how many were given work.
  */
-export async function redispatchStranded(pool: Pool, clock: Clock = systemClock): Promise<number> {
-  return withTransaction(pool, async (tx) => {
-    const { rows } = await tx.query<DeliveryRef>(
-      `SELECT id, user_id, channel, template_key, attempts FROM notification.deliveries
-        WHERE created_at > now() - make_interval(secs => $1::double precision / 1000) AND status IN ('queued', 'retrying') AND NOT parked
-          AND next_attempt_at <= $2 AND updated_at < now() - make_interval(secs => $3::double precision / 1000)
-        ORDER BY created_at LIMIT $4`,
-      [STRANDED_WINDOW_MS, new Date(clock.now()), STRANDED_AFTER_MS, STRANDED_MAX],
-    );
-    for (const d of rows) await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "queued"), d.id));
-    return rows.length;
-  });
+export async function redispatchStranded(pool: Pool, clock: Clock = systemClock, pageSize = STRANDED_PAGE): Promise<number> {
+  assert(pageSize > 0 && pageSize <= STRANDED_PAGE, "page size out of range");
+  let after: { created_at: Date; id: string } | undefined;
+  let total = 0;
+  for (;;) {
+    const rows = await withTransaction(pool, async (tx) => {
+      const { rows } = await tx.query<DeliveryRef & { created_at: Date }>(
+        `SELECT id, user_id, channel, template_key, attempts, created_at FROM notification.deliveries
+          WHERE created_at > now() - make_interval(secs => $1::double precision / 1000) AND status IN ('queued', 'retrying') AND NOT parked
+            AND next_attempt_at <= $2 AND updated_at < now() - make_interval(secs => $3::double precision / 1000)
+            AND ($5::timestamptz IS NULL OR (created_at, id) > ($5, $6::uuid))
+          ORDER BY created_at, id LIMIT $4`,
+        [STRANDED_WINDOW_MS, new Date(clock.now()), STRANDED_AFTER_MS, pageSize, after?.created_at ?? null, after?.id ?? null],
+      );
+      for (const d of rows) await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "queued"), d.id));
+      return rows;
+    });
+    total += rows.length;
+    if (rows.length < pageSize) return total;
+    after = rows[rows.length - 1];
+  }
 }
 
 /** Re-queues parked deliveries (quiet hours over, on `clock`) by emitting a fresh dispatch event for each. */

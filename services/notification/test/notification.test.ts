@@ -452,21 +452,22 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
+  /** A delivery as the former version wrote it, ten minutes ago: the delivery and its public fact, no dispatch message. */
+  const stranded = async (phone: string) => {
+    const client = await t.db.pool.connect();
+    try {
+      await client.query("BEGIN");
+      const [id] = await enqueue(client, { sourceKey: `test:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+      await client.query("DELETE FROM notification.outbox WHERE created_at = now() AND subject LIKE 'ttip.notification.dispatch.%'");
+      await client.query("UPDATE notification.deliveries SET created_at = now() - interval '10 minutes', updated_at = now() - interval '10 minutes' WHERE id = $1", [id]);
+      await client.query("COMMIT");
+      return id;
+    } finally {
+      client.release();
+    }
+  };
+
   test("a delivery queued without a dispatch message (by the version before them) is given one by a replica starting, and again later; sent once", async () => {
-    /** A delivery as the former version wrote it, ten minutes ago: the delivery and its public fact, no dispatch message. */
-    const stranded = async (phone: string) => {
-      const client = await t.db.pool.connect();
-      try {
-        await client.query("BEGIN");
-        const [id] = await enqueue(client, { sourceKey: `test:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
-        await client.query("DELETE FROM notification.outbox WHERE created_at = now() AND subject LIKE 'ttip.notification.dispatch.%'");
-        await client.query("UPDATE notification.deliveries SET created_at = now() - interval '10 minutes', updated_at = now() - interval '10 minutes' WHERE id = $1", [id]);
-        await client.query("COMMIT");
-        return id;
-      } finally {
-        client.release();
-      }
-    };
     const [first, second] = [newPhone(), newPhone()];
     const id = await stranded(first);
     await new Promise((r) => setTimeout(r, 300));
@@ -486,6 +487,17 @@ describe("notification service against Postgres, JetStream and the provider simu
     await redispatchStranded(t.db.pool);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(smsTo(first).length + smsTo(second).length, 2);
+  });
+
+  test("stranded deliveries beyond one page are all given work, page after page, and each is sent once", async () => {
+    const phones = [newPhone(), newPhone(), newPhone(), newPhone(), newPhone()];
+    const ids: string[] = [];
+    for (const phone of phones) ids.push(await stranded(phone));
+    // Pages of two: one page alone would leave three of these without work. (Earlier tests may leave some too.)
+    assert.ok((await redispatchStranded(t.db.pool, undefined, 2)) >= phones.length);
+    for (const id of ids) await deliveryIn(id, DeliveryStatus.SENT);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(phones.map((p) => smsTo(p).length), [1, 1, 1, 1, 1]);
   });
 
   test("a batch of requests is written in two statements (recipients with push devices, then every delivery), each as it would be alone", async () => {

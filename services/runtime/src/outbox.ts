@@ -79,6 +79,24 @@ export interface OutboxRelayOptions {
 export const KEEP_PUBLISHED = "ttip.outbox_keep_published";
 
 /**
+ * The relay's last statement: deletes the rows the bus took (`$1`, their seqs), or marks them
+ * published where the database keeps them (KEEP_PUBLISHED). Its transaction commits without waiting
+ * for the WAL to reach the disk (synchronous_commit off for this transaction only, set by the
+ * statement itself, not by one more): a crash can lose that commit, and then the rows are published
+ * again under the same ids, exactly as after a crash between publish and delete, which the bus's
+ * deduplication by id and the consumers' inboxes absorb. Every state change and event stays durable.
+ */
+export function publishedRowsStatement(schema: string, keep: boolean): string {
+  const s = ident(schema);
+  const asyncCommit = "(SELECT set_config('synchronous_commit', 'off', true)) AS async_commit";
+  // opaqueArray: a plan sized for the batch would be made anew on every call.
+  const seqs = `seq = ANY(${opaqueArray(1, "bigint")})`;
+  return keep
+    ? `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 FROM ${asyncCommit} WHERE ${seqs}`
+    : `DELETE FROM ${s}.outbox USING ${asyncCommit} WHERE ${seqs}`;
+}
+
+/**
  * Moves committed outbox rows to the bus in order, deleting each once the bus
  * acknowledged it (see KEEP_PUBLISHED). A crash between publish and delete
  * publishes the row again with the same id, which the bus drops as a
@@ -211,13 +229,8 @@ export class OutboxRelay {
       );
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
       this.keepPublished ??= (await tx.query<{ keep: boolean }>("SELECT current_setting($1, true) = 'on' AS keep", [KEEP_PUBLISHED])).rows[0].keep === true;
-      // opaqueArray: a plan sized for the batch would be made anew on every call.
-      const seqs = `seq = ANY(${opaqueArray(1, "bigint")})`;
       return {
-        closing: {
-          text: this.keepPublished ? `UPDATE ${s}.outbox SET published_at = now(), attempts = attempts + 1 WHERE ${seqs}` : `DELETE FROM ${s}.outbox WHERE ${seqs}`,
-          values: [published],
-        },
+        closing: { text: publishedRowsStatement(this.options.schema, this.keepPublished), values: [published] },
         result: { claimed: rows.length, published: published.length },
       };
     });

@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import type { BusMessage, EventBus } from "../src/bus.js";
-import { createPool, migrate, type Pool } from "../src/db.js";
-import { KEEP_PUBLISHED, OutboxRelay, writeOutbox } from "../src/outbox.js";
+import { createPool, migrate, withTransaction, type Pool } from "../src/db.js";
+import { KEEP_PUBLISHED, OutboxRelay, publishedRowsStatement, writeOutbox } from "../src/outbox.js";
 import { captureLogger, countWrites, createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 
 const { logger } = captureLogger("silent");
@@ -113,4 +113,28 @@ test("an event's row costs PostgreSQL three WAL records: the row, seq's index an
   // A few more for new pages; a fourth index (event_id's, before) would make it 4 per row.
   assert.ok(records >= 3 * events && records < 3.5 * events, `${records} WAL records for ${events} rows`);
   await db.pool.query("DELETE FROM payment.outbox");
+});
+
+test("the relay's delete (or mark) commits without waiting for the WAL flush, in its own transaction only", async () => {
+  // The test server commits asynchronously everywhere; this database does not, as a durable one.
+  await db.pool.query(`ALTER DATABASE ${new URL(db.url).pathname.slice(1)} SET synchronous_commit = on`);
+  const pool = createPool(db.url, { max: 1 });
+  try {
+    for (const keep of [false, true]) {
+      const ids = [randomUUID(), randomUUID()];
+      for (const id of ids) await writeOutbox(pool, "payment", { id, subject: "ttip.payment.x", data: new Uint8Array([1]) });
+      const seqs = (await pool.query<{ seq: bigint }>("SELECT seq FROM payment.outbox WHERE published_at IS NULL ORDER BY seq")).rows.map((r) => r.seq);
+      const inside = await withTransaction(pool, async (tx) => {
+        const before = (await tx.query<{ s: string }>("SELECT current_setting('synchronous_commit') AS s")).rows[0].s;
+        const { rowCount } = await tx.query(publishedRowsStatement("payment", keep), [seqs]);
+        const after = (await tx.query<{ s: string }>("SELECT current_setting('synchronous_commit') AS s")).rows[0].s;
+        return { before, rowCount, after };
+      });
+      assert.deepEqual(inside, { before: "on", rowCount: 2, after: "off" }, `keep ${keep}`);
+      const left = await pool.query<{ n: number; s: string }>("SELECT count(*)::int AS n, current_setting('synchronous_commit') AS s FROM payment.outbox WHERE published_at IS NULL");
+      assert.deepEqual(left.rows[0], { n: 0, s: "on" }, "the rows are gone (or marked); the session's setting is back");
+    }
+  } finally {
+    await pool.end();
+  }
 });
