@@ -13,7 +13,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { Http2SessionManager, createConnectTransport } from "@connectrpc/connect-node";
-import { codeFromHttpStatus, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { codeFromHttpStatus, errorFromJsonBytes, validateResponse } from "@connectrpc/connect/protocol-connect";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
 import { http2Exchange, REFUSED_STREAM } from "./http2-exchange.js";
 import { decompressMessage, mediaType } from "./input.js";
@@ -173,8 +173,18 @@ async function connectUnary(session: Http2SessionManager, req: UnaryRequest, dea
   }
   const body = decompressMessage(header.get("content-encoding"), answer.body, RESPONSE_MAX_BYTES);
   if (answer.status !== 200) throw connectErrorOf(answer.status, header, trailer, body);
-  if (mediaType(header.get("content-type")) !== "application/proto") throw new ConnectError(`unexpected content type ${header.get("content-type")}`, Code.Unknown);
-  return { stream: false, service: req.service, method: req.method, header, trailer, message: fromBinary(req.method.output, body) };
+  // As connect-es's client: another encoding of the protocol is INTERNAL, no known one UNKNOWN.
+  validateResponse("unary", true, answer.status, header);
+  return { stream: false, service: req.service, method: req.method, header, trailer, message: answerMessage(req.method.output, body) };
+}
+
+/** The answer's message; one that does not parse is the server's failure (INTERNAL), as connect-es's client has it. */
+function answerMessage<O extends DescMessage>(output: O, body: Uint8Array): MessageShape<O> {
+  try {
+    return fromBinary(output, body);
+  } catch (err) {
+    throw new ConnectError(`parse binary: ${(err as Error).message}`, Code.Internal);
+  }
 }
 
 /** A Connect error answer: its JSON's code, message and details, the response's headers and trailers as its metadata. */

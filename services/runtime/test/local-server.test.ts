@@ -7,10 +7,12 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import http from "node:http";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -312,6 +314,36 @@ describe("a server's RPCs called in the same process", () => {
     const message = fromBinary(GetQrCodeResponseSchema, gunzipSync(answer.body));
     assert.equal(message.qrCode?.qrCodeId, LARGE);
     assert.equal(message.qrCode?.ownerId, "w".repeat(4_000));
+  });
+
+  test("peers over the network: an answer not in the protocol, or that does not parse, fails with the code connect-node's own client gives", async () => {
+    // A server that answers every call with the given content type and body.
+    const answers: Array<[string, Uint8Array]> = [
+      ["application/proto", new Uint8Array([0xff])], // a field tag with no end: does not parse
+      ["application/json", new TextEncoder().encode("{}")], // another encoding of the protocol
+      ["text/html", new TextEncoder().encode("<html></html>")], // not the protocol at all
+    ];
+    for (const [type, body] of answers) {
+      const raw = http2.createServer((_req, res) => {
+        res.writeHead(200, { "content-type": type });
+        res.end(body);
+      });
+      await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve));
+      const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
+      const sessions = [new Http2SessionManager(url), new Http2SessionManager(url)];
+      try {
+        const codes = [];
+        for (const transport of [internalTransport(url, sessions[0], []), createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: sessions[1], useBinaryFormat: true })]) {
+          const err = await createClient(QrService, transport).getQrCode({ qrCodeId: randomUUID() }).then(() => undefined, (e) => ConnectError.from(e));
+          codes.push(err?.code);
+        }
+        assert.equal(codes[1], type === "text/html" ? Code.Unknown : Code.Internal, `connect-node's client, ${type}`);
+        assert.equal(codes[0], codes[1], `the peers' client, ${type}: ${Code[codes[0] ?? 0]}, connect-node's ${Code[codes[1] ?? 0]}`);
+      } finally {
+        for (const s of sessions) s.abort();
+        await new Promise((resolve) => raw.close(resolve));
+      }
+    }
   });
 
   test("in process: a stream's handler runs at most one message ahead of a slow reader", async () => {
