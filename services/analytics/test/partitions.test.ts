@@ -135,6 +135,25 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
     assert.deepEqual(rows, [...expect("2036-03", 4), ...expect("2036-04", 3)]);
   });
 
+  test("a batch naming one worker in upper and lower case adds both events to the worker's rows, made or already there", async () => {
+    const at = new Date(Date.UTC(2036, 5, 15, 9, 30));
+    const worker = randomUUID();
+    const tip = (id: string): Applied => ({ at, facts: [{ at, worker: id, method: "mpesa", resultCode: "0", currency: "KES", measures: { succeeded: 1n, amount_minor: 10_000n } }], records: [] });
+    const write = (ids: string[]) =>
+      withTransaction(db.pool, async (tx) => {
+        const b = new RollupBatch();
+        for (const id of ids) b.add(tip(id));
+        await b.write(tx);
+      });
+    await write([worker, worker.toUpperCase()]); // the rows made
+    await write([worker.toUpperCase(), worker]); // the rows there (updated in their partition): both added again
+    const { rows } = await db.pool.query<{ grain: string; succeeded: number; amount: string }>(
+      "SELECT grain, succeeded, amount_minor::text AS amount FROM analytics.rollups WHERE dim = 2 AND id = $1 ORDER BY grain",
+      [worker],
+    );
+    assert.deepEqual(rows, [{ grain: "d", succeeded: 4, amount: "40000" }, { grain: "h", succeeded: 4, amount: "40000" }]);
+  });
+
   test("a worker's row gains a registration and an earlier first sight, and is left alone by what adds nothing", async () => {
     const worker = randomUUID();
     const at = (day: number) => new Date(Date.UTC(2036, 4, day, 12));
