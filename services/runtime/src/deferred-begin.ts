@@ -181,11 +181,10 @@ class StatementThenCommit extends PgQuery {
     return super.submit(connection);
   }
 
-  _getRows(connection: ProtocolConnection & { execute(config: unknown): void; sync(): void }, rows?: number): void {
+  _getRows(connection: ProtocolConnection & { execute(config: unknown): void; sync(): void }): void {
     // Reached only once Bind was written (a value that cannot be bound closes and syncs
     // without it): COMMIT never follows a statement that was not sent.
-    if (rows) return super._getRows(connection, rows);
-    connection.execute({ portal: this.portal, rows });
+    connection.execute({ portal: this.portal });
     if (connection.stream.writable) connection.stream.write(COMMIT_MESSAGES);
     connection.sync();
   }
@@ -203,6 +202,8 @@ export function sendWithCommit(client: pg.ClientBase, query: (...args: unknown[]
   if (typeof config !== "string" && (typeof config !== "object" || config === null || typeof (config as { submit?: unknown }).submit === "function")) {
     throw new Error("sendWithCommit takes a statement's text or config, not a query of its own kind");
   }
+  // A statement read in pages (`rows`) is not over when its first page comes: COMMIT cannot follow it.
+  if (typeof config === "object" && (config as { rows?: unknown }).rows) throw new Error("sendWithCommit takes a statement read whole, not in pages (rows)");
   const statement = new StatementThenCommit(config, values, callback);
   if (statement.callback) return void query.call(client, statement);
   return new Promise((resolve, reject) => {
