@@ -152,12 +152,7 @@ export function sendWithBegin(client: pg.ClientBase, query: (...args: unknown[])
     (query.call(client, "BEGIN") as Promise<unknown>).catch(() => undefined);
     return query.apply(client, args);
   }
-  const statement = new StatementAfterBegin(config, values, callback, unsent);
-  if (statement.callback) return void query.call(client, statement);
-  return new Promise((resolve, reject) => {
-    statement.callback = (err, result) => (err ? reject(err) : resolve(result));
-    query.call(client, statement);
-  });
+  return submitted(client, query, new StatementAfterBegin(config, values, callback, unsent));
 }
 
 /**
@@ -204,7 +199,11 @@ export function sendWithCommit(client: pg.ClientBase, query: (...args: unknown[]
   }
   // A statement read in pages (`rows`) is not over when its first page comes: COMMIT cannot follow it.
   if (typeof config === "object" && (config as { rows?: unknown }).rows) throw new Error("sendWithCommit takes a statement read whole, not in pages (rows)");
-  const statement = new StatementThenCommit(config, values, callback);
+  return submitted(client, query, new StatementThenCommit(config, values, callback));
+}
+
+/** Sends `statement` through `query`: its callback answers, or (none given) the promise returned. */
+function submitted(client: pg.ClientBase, query: (...args: unknown[]) => unknown, statement: PgQuery): unknown {
   if (statement.callback) return void query.call(client, statement);
   return new Promise((resolve, reject) => {
     statement.callback = (err, result) => (err ? reject(err) : resolve(result));
