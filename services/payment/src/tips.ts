@@ -978,11 +978,7 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
     paymentMetrics(deps.ctx.metrics).reconciliation.inc({ outcome: outcome ?? (settled ? "settled" : "still_pending") });
   }
   // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
-  const { rows: uncredited } = await pool.query<{ tip_id: string }>(
-    `SELECT tip_id FROM payment.tips WHERE credit_key IS NOT NULL AND credit_entry_id IS NULL AND method = 'mpesa' ORDER BY completed_at LIMIT $1`,
-    [limit],
-  );
-  for (const { tip_id } of uncredited) await postCredit(deps, tip_id);
+  for (const tipId of await uncreditedTips(pool, "mpesa", limit)) await postCredit(deps, tipId);
   await reconcileC2b(deps, limit);
   await sendReceipts(deps, limit);
   return counts;
@@ -1003,6 +999,20 @@ async function applyQueryOutcome(deps: Deps, tipId: string, o: StkOutcome & { ch
     }
   }
   return applyStkOutcome(deps, tipId, o);
+}
+
+/**
+ * Tips of `method` whose wallet entry is decided but not recorded, oldest
+ * first: from payment.uncredited, which triggers keep (0015_uncredited_queue.sql),
+ * each checked against its tip.
+ */
+export async function uncreditedTips(db: Queryable, method: "mpesa" | "card", limit: number): Promise<string[]> {
+  const { rows } = await db.query<{ tip_id: string }>(
+    `SELECT u.tip_id FROM payment.uncredited u JOIN payment.tips t ON t.tip_id = u.tip_id
+      WHERE u.method = $1 AND t.credit_key IS NOT NULL AND t.credit_entry_id IS NULL ORDER BY u.completed_at LIMIT $2`,
+    [method, limit],
+  );
+  return rows.map((r) => r.tip_id);
 }
 
 /** A tip's public status changes; used by WatchTip. */

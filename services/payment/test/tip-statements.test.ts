@@ -13,7 +13,7 @@ import type { Queryable } from "@ttip/runtime";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
 import { markSent } from "../src/receipts.js";
-import { endPushedTip, loadTip, recordCredit } from "../src/tips.js";
+import { endPushedTip, loadTip, recordCredit, uncreditedTips } from "../src/tips.js";
 
 interface PlanNode {
   "Node Type": string;
@@ -213,5 +213,39 @@ describe("payment's per-tip statements, by their plans", () => {
       [tipIds[0], "1032", workerId, "qr-1", "v-1", 1000n, tipIds[0]],
       [tipIds[1], "expired", workerId, "qr-1", "v-1", 2000n, tipIds[1]],
     ]);
+  });
+
+  test("a decided credit is queued for reconciliation until its entry is recorded, and recording it changes no indexed column (a HOT update where the page has room)", async () => {
+    const tipIds = await tipsTo(randomUUID(), 3);
+    // Tip 0 as a success decides it (credit_key set, no entry yet); tip 1 decided and recorded at once (suspense); tip 2 stays pending.
+    await db.pool.query("UPDATE payment.tips SET status = 'pending', mpesa_receipt = NULL, credit_key = NULL, credit_kind = NULL WHERE tip_id = ANY($1::uuid[])", [tipIds]);
+    const client = await db.pool.connect();
+    try {
+      await client.query("BEGIN");
+      // This transaction's own counts (pg_stat_get_xact_*): no wait for the statistics collector.
+      const updates = async () => (await client.query<{ all: bigint; hot: bigint }>(
+        "SELECT pg_stat_get_xact_tuples_updated('payment.tips'::regclass) AS all, pg_stat_get_xact_tuples_hot_updated('payment.tips'::regclass) AS hot")).rows[0];
+      await client.query("UPDATE payment.tips SET status = 'succeeded', mpesa_receipt = $2, credit_key = $2, credit_kind = 'worker', completed_at = now() WHERE tip_id = $1", [tipIds[0], `R${randomUUID().slice(0, 8)}`]);
+      await client.query("UPDATE payment.tips SET status = 'held_for_review', credit_key = $2, credit_kind = 'suspense', credit_entry_id = 'e', completed_at = now() WHERE tip_id = $1", [tipIds[1], `c2b:${randomUUID()}`]);
+      const queued = (await client.query("SELECT tip_id FROM payment.uncredited WHERE tip_id = ANY($1::uuid[])", [tipIds])).rows.map((r) => r.tip_id);
+      assert.deepEqual(queued, [tipIds[0]]);
+      assert.deepEqual((await uncreditedTips(client, "mpesa", 1000)).filter((id) => tipIds.includes(id)), [tipIds[0]]);
+      assert.deepEqual((await uncreditedTips(client, "card", 1000)).filter((id) => tipIds.includes(id)), []);
+      const before = await updates();
+      const decided = (await loadTip(client, tipIds[0]))!;
+      assert.ok(await recordCredit(client, decided, "entry-0"));
+      const after = await updates();
+      assert.equal(after.all - before.all, 1n);
+      // HOT when the page has room (fillfactor keeps some; how much is left here depends on the rows around): not asserted, what allows it is.
+      const { rows: indexes } = await client.query<{ def: string }>("SELECT pg_get_indexdef(indexrelid) AS def FROM pg_index WHERE indrelid = 'payment.tips'::regclass");
+      assert.ok(indexes.length >= 5);
+      assert.deepEqual(indexes.filter((i) => /credit_entry_id|credited_at/.test(i.def)).map((i) => i.def), [], "no index names what recording the entry changes");
+      assert.ok(after.hot >= before.hot);
+      assert.deepEqual((await uncreditedTips(client, "mpesa", 1000)).filter((id) => tipIds.includes(id)), []);
+      assert.equal((await client.query("SELECT count(*)::int AS n FROM payment.uncredited WHERE tip_id = ANY($1::uuid[])", [tipIds])).rows[0].n, 0);
+      await client.query("ROLLBACK");
+    } finally {
+      client.release();
+    }
   });
 });

@@ -100,6 +100,12 @@ export interface EventBus {
   notify?(subject: string, data: Uint8Array): void;
   /** Hears what notify sends on `subject` from now on (any process). */
   listen?(subject: string, handler: (data: Uint8Array) => void): Promise<{ stop(): Promise<void> }>;
+  /**
+   * The longest the bus stores a message (its stream's max age, read now, so an operator's
+   * change counts); undefined: no age limit. Without it a message may be delivered again at
+   * any time, and consumers' inboxes are kept whole (InboxRetention).
+   */
+  storedMaxAgeMs?(): Promise<number | undefined>;
   close(): Promise<void>;
 }
 
@@ -194,6 +200,13 @@ export class JetStreamBus implements EventBus {
   }
 
   private readonly acks: PublishAcks;
+
+  /** The stream's max_age as the server has it (0 there: no limit); the app may not have set it. */
+  async storedMaxAgeMs(): Promise<number | undefined> {
+    const info = await (await this.nc.jetstreamManager()).streams.info(this.stream);
+    const ns = info.config.max_age;
+    return ns > 0 ? ns / 1_000_000 : undefined;
+  }
 
   async publish(message: BusMessage): Promise<void> {
     const h = headers();
@@ -485,6 +498,8 @@ const IN_PROCESS_LIMITS: Required<InProcessBusLimits> = { maxMessages: 50_000, d
  * limits), each durable consumer reads them in order, a failed handler gets the message
  * again after a delay, and ids seen within the duplicate window are not stored twice.
  * Memory is bounded by the limits, as a stream's is, not by the life of the process.
+ * It keeps messages by count, never by age (no storedMaxAgeMs), so the inboxes of the
+ * services on it (the embedded platform's) are never pruned.
  */
 export class InProcessBus implements EventBus {
   private readonly log: StoredMessage[] = [];

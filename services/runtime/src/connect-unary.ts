@@ -78,7 +78,9 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq
     responseTrailer: new Headers(),
     values,
   };
-  const compression = compressionNegotiate(acceptedCompressions, null, header.get("accept-encoding"), "accept-encoding");
+  // As connect-es: a client that names no encoding it accepts gets the answer in its request's own;
+  // an encoding the server does not take is refused by decompressMessage (requestMessage).
+  const compression = compressionNegotiate(acceptedCompressions, header.get("content-encoding"), header.get("accept-encoding"), "accept-encoding");
   let status = 200;
   let body: Uint8Array;
   try {

@@ -22,6 +22,7 @@ export * from "./interceptors.js";
 export * from "./log.js";
 export * from "./metrics.js";
 export * from "./money.js";
+export * from "./inbox-retention.js";
 export * from "./outbox.js";
 export * from "./page.js";
 export * from "./peers.js";

@@ -9,6 +9,7 @@ import { internalAuthInterceptor } from "./internal-auth.js";
 import { stepUpInterceptor } from "./step-up.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
+import { InboxRetention } from "./inbox-retention.js";
 import { OutboxRelay } from "./outbox.js";
 import type { Peers } from "./peers.js";
 import { startServer, type HttpFilter, type RunningServer } from "./server.js";
@@ -94,7 +95,7 @@ export interface RunningService {
   close(): Promise<void>;
 }
 
-/** Migrates the schema, serves the RPCs and relays the outbox. */
+/** Migrates the schema, serves the RPCs, relays the outbox and prunes the inbox. */
 export async function startService(module: ServiceModule, ctx: ServiceContext, options: StartServiceOptions = {}): Promise<RunningService> {
   const logger = ctx.logger.child({ service: module.name });
   const scoped = { ...ctx, logger };
@@ -103,6 +104,8 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
   ctx.metrics.watchOutbox(module.name, ctx.pool);
   ctx.metrics.watchPool(ctx.pool, module.name);
   relay.start();
+  const inboxRetention = new InboxRetention({ pool: ctx.pool, schema: module.name, bus: ctx.bus, logger, metrics: ctx.metrics });
+  inboxRetention.start();
   // A part that fails to start (the background work, the HTTP filter, or the server: its port taken)
   // leaves nothing of this service running, whether it throws or rejects.
   let stopBackground: () => Promise<void> = async () => undefined;
@@ -133,11 +136,13 @@ export async function startService(module: ServiceModule, ctx: ServiceContext, o
         await server.close();
         await stopBackground();
         await relay.stop();
+        await inboxRetention.stop();
       },
     };
   } catch (err) {
     await stopBackground().catch((e: unknown) => logger.warn({ err: e }, "background work failed to stop"));
     await relay.stop();
+    await inboxRetention.stop();
     throw err;
   }
 }

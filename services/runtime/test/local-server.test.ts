@@ -6,14 +6,16 @@
 // one message ahead of a slow reader.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import http from "node:http";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { GetQrCodeRequestSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { GetQrCodeRequestSchema, GetQrCodeResponseSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { internalTransport, localTransport, Metrics, startServer, type RunningServer } from "../src/index.js";
 import { captureLogger, eventually } from "../src/testing/index.js";
 
@@ -27,6 +29,8 @@ const ENDLESS = randomUUID();
 const FAILS = randomUUID();
 /** WatchTip for this id yields one message, then waits until its signal aborts (at most WAIT_CAP_MS). */
 const STALLS = randomUUID();
+/** GetQrCode for this id answers a message over 1 KiB, which the server compresses for a client that takes it. */
+const LARGE = randomUUID();
 
 describe("a server's RPCs called in the same process", () => {
   let server: RunningServer;
@@ -61,7 +65,7 @@ describe("a server's RPCs called in the same process", () => {
             }
             ctx.responseHeader.set("x-test-answer", "seen");
             if (req.qrCodeId === REFUSED) throw new ConnectError("no such code", Code.NotFound, { "x-test-reason": "gone" });
-            return { qrCode: { qrCodeId: req.qrCodeId, shortCode: "K7M4QX" } };
+            return { qrCode: { qrCodeId: req.qrCodeId, shortCode: "K7M4QX", ownerId: req.qrCodeId === LARGE ? "w".repeat(4_000) : "" } };
           },
         }).service(PaymentService, {
           watchTip: async function* (req, ctx) {
@@ -289,6 +293,26 @@ describe("a server's RPCs called in the same process", () => {
       }
     });
   }
+
+  test("over the network, Connect unary in binary: a client that names no encoding it accepts gets a large answer in its request's own (gzip), as connect-es answers", async () => {
+    const body = gzipSync(toBinary(GetQrCodeRequestSchema, create(GetQrCodeRequestSchema, { qrCodeId: LARGE })));
+    // node:http adds no accept-encoding of its own (fetch would).
+    const answer = await new Promise<{ status: number; encoding: string | undefined; body: Buffer }>((resolve, reject) => {
+      const req = http.request(`${server.url}/${QrService.typeName}/GetQrCode`, { method: "POST", headers: { "content-type": "application/proto", "content-encoding": "gzip", "connect-protocol-version": "1" } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, encoding: res.headers["content-encoding"], body: Buffer.concat(chunks) }));
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+    assert.equal(answer.status, 200);
+    assert.equal(answer.encoding, "gzip");
+    const message = fromBinary(GetQrCodeResponseSchema, gunzipSync(answer.body));
+    assert.equal(message.qrCode?.qrCodeId, LARGE);
+    assert.equal(message.qrCode?.ownerId, "w".repeat(4_000));
+  });
 
   test("in process: a stream's handler runs at most one message ahead of a slow reader", async () => {
     endless.ended.length = 0;

@@ -10,7 +10,7 @@ import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
-import { loadTip, runAfterCredit, type Deps } from "../tips.js";
+import { loadTip, runAfterCredit, uncreditedTips, type Deps } from "../tips.js";
 import type { CardsConfig } from "./config.js";
 import { cardResultMessage, type CardTipRow } from "./convert.js";
 import type { CardSplit } from "./ledger.js";
@@ -441,10 +441,6 @@ export async function reconcileCardTips(deps: Deps, limit: number): Promise<{ ch
       );
     }
   }
-  const { rows: uncredited } = await pool.query<{ tip_id: string }>(
-    "SELECT tip_id FROM payment.tips WHERE method = 'card' AND credit_key IS NOT NULL AND credit_entry_id IS NULL ORDER BY completed_at LIMIT $1",
-    [limit],
-  );
-  for (const { tip_id } of uncredited) await postCardCredit(deps, tip_id);
+  for (const tipId of await uncreditedTips(pool, "card", limit)) await postCardCredit(deps, tipId);
   return { checked: leased.length, settled };
 }
