@@ -100,7 +100,12 @@ interface Row extends RowKey {
   measures: Measures;
 }
 
-const keyOf = (r: RowKey) => `${r.dim}|${r.id}|${r.sub}|${r.grain}|${r.bucket.getTime()}|${r.method}|${r.resultCode}|${r.currency}`;
+/**
+ * A row's key as the table compares it: a uuid in any case is one value, so
+ * ids are lower-cased. Two keys for one row would have the UPDATE in write()
+ * add only one of them to a row that exists (and the upsert refuse the batch).
+ */
+const keyOf = (r: RowKey) => `${r.dim}|${r.id.toLowerCase()}|${r.sub.toLowerCase()}|${r.grain}|${r.bucket.getTime()}|${r.method}|${r.resultCode}|${r.currency}`;
 
 /** Sums the rows of several events so each row is written once (one statement cannot touch a row twice). */
 export class RollupBatch {

@@ -135,6 +135,70 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
     assert.deepEqual(rows, [...expect("2036-03", 4), ...expect("2036-04", 3)]);
   });
 
+  test("a batch naming one worker in upper and lower case adds both events to the worker's rows, made or already there", async () => {
+    const at = new Date(Date.UTC(2036, 5, 15, 9, 30));
+    const worker = randomUUID();
+    const tip = (id: string): Applied => ({ at, facts: [{ at, worker: id, method: "mpesa", resultCode: "0", currency: "KES", measures: { succeeded: 1n, amount_minor: 10_000n } }], records: [] });
+    const write = (ids: string[]) =>
+      withTransaction(db.pool, async (tx) => {
+        const b = new RollupBatch();
+        for (const id of ids) b.add(tip(id));
+        await b.write(tx);
+      });
+    await write([worker, worker.toUpperCase()]); // the rows made
+    await write([worker.toUpperCase(), worker]); // the rows there (updated in their partition): both added again
+    const { rows } = await db.pool.query<{ grain: string; succeeded: number; amount: string }>(
+      "SELECT grain, succeeded, amount_minor::text AS amount FROM analytics.rollups WHERE dim = 2 AND id = $1 ORDER BY grain",
+      [worker],
+    );
+    assert.deepEqual(rows, [{ grain: "d", succeeded: 4, amount: "40000" }, { grain: "h", succeeded: 4, amount: "40000" }]);
+  });
+
+  test("replicas writing batches on the same rows at once, in either month first, add every event exactly once", async () => {
+    // Two months in every batch, most rows in one for half the replicas and in the other for the
+    // rest: their UPDATEs lock the shared rows in opposite orders. A deadlock rolls a batch back
+    // whole, and it is written again, as the consumer does with a failed batch.
+    const august = new Date(Date.UTC(2037, 7, 20, 9, 30));
+    const september = new Date(Date.UTC(2037, 8, 20, 9, 30));
+    const workers = [randomUUID(), randomUUID(), randomUUID()];
+    const BATCHES = 8;
+    const tip = (at: Date, worker: string): Applied => ({ at, facts: [{ at, worker, method: "mpesa", resultCode: "0", currency: "KES", measures: { succeeded: 1n, amount_minor: 10_000n } }], records: [] });
+    let deadlocks = 0;
+    const replicaWrites = async (pool: Pool, i: number) => {
+      const [inAugust, inSeptember] = i % 2 ? [1, 2] : [2, 1];
+      for (let n = 0; n < BATCHES; n++) {
+        for (;;) {
+          try {
+            await withTransaction(pool, async (tx) => {
+              const b = new RollupBatch();
+              for (const w of workers) {
+                for (let k = 0; k < inAugust; k++) b.add(tip(august, w));
+                for (let k = 0; k < inSeptember; k++) b.add(tip(september, w));
+              }
+              await b.write(tx);
+            });
+            break;
+          } catch (err) {
+            if ((err as { code?: string }).code !== "40P01") throw err;
+            deadlocks++;
+          }
+        }
+      }
+    };
+    await Promise.all(replicas.map(replicaWrites));
+    const { rows } = await db.pool.query<{ dim: number; month: string; grain: string; succeeded: number; amount: string }>(
+      `SELECT dim, to_char(bucket AT TIME ZONE 'UTC', 'MM') AS month, grain, sum(succeeded)::int AS succeeded, sum(amount_minor)::text AS amount
+         FROM analytics.rollups WHERE bucket >= '2037-08-01' AND bucket < '2037-10-01' AND (dim = 1 OR id = ANY($1::uuid[]))
+        GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+      [workers],
+    );
+    // Each month, per worker: half the replicas add 2 tips a batch, the other half 1; the platform has the three workers'.
+    const perWorker = (REPLICAS / 2) * BATCHES * (2 + 1);
+    const expect = (dim: number, n: number) =>
+      ["08", "09"].flatMap((month) => ["d", "h"].map((grain) => ({ dim, month, grain, succeeded: n, amount: String(n * 10_000) })));
+    assert.deepEqual(rows, [...expect(1, perWorker * workers.length), ...expect(2, perWorker * workers.length)], `exact after ${deadlocks} deadlocks retried`);
+  });
+
   test("a worker's row gains a registration and an earlier first sight, and is left alone by what adds nothing", async () => {
     const worker = randomUUID();
     const at = (day: number) => new Date(Date.UTC(2036, 4, day, 12));

@@ -228,7 +228,7 @@ interface TakenHold extends HoldRow {
 const TAKE_HOLD = `WITH h AS (SELECT ${HOLD_COLUMNS} FROM wallet.holds WHERE hold_id = $1 FOR UPDATE),
 freed AS (
   UPDATE wallet.accounts a SET held_minor = a.held_minor - h.amount_minor FROM h WHERE a.account_id = h.account_id AND h.status = $2)
-SELECT ${HOLD_COLUMNS.split(", ").map((c) => `h.${c}`).join(", ")},
+SELECT h.*,
        (SELECT f.account_id FROM wallet.accounts f WHERE f.kind = $3 AND f.owner_kind = $5 AND f.owner_id = '' AND f.currency = h.currency) AS float_account_id,
        (SELECT f.account_id FROM wallet.accounts f WHERE f.kind = $4 AND f.owner_kind = $5 AND f.owner_id = '' AND f.currency = h.currency) AS fees_account_id
   FROM h`;

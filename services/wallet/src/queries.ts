@@ -52,7 +52,7 @@ const KIND_CAUSES: Record<number, string[]> = {
   [TransactionKind.ADJUSTMENT]: ["adjustmentTicket"],
 };
 
-/** The position of the last row served (entries.seq, posting line), from a page token. */
+/** The position of the last row served (postings.posted_seq, line), from a page token. */
 export function decodeHistoryToken(token: string | undefined): { seq: bigint; line: number } | undefined {
   return decodePageToken(token, ([seq, line, ...rest]) => {
     const s = positionParts.integer(seq);

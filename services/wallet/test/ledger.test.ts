@@ -442,6 +442,33 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.deepEqual((await balanceOf(w.accountId)).ledger, b.ledger);
   });
 
+  test("a hold settled and released by racing calls resolves once: one outcome, its money moved once, one event", async () => {
+    await internal.ensureAccount({ kind: AccountKind.PAYOUT_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "KES" });
+    const w = await newWorker();
+    await tip(w.accountId, 100_000n, 0n);
+    let ledger = 100_000n;
+    for (let round = 0; round < 4; round++) {
+      const payoutId = randomUUID();
+      const { hold } = await internal.placeHold({ accountId: w.accountId, amount: kesMinor(10_000n), payoutId, idempotencyKey: `hold-${payoutId}` });
+      const holdId = hold!.holdId;
+      const settles = Array.from({ length: 4 }, () => codeOf(internal.settleHold({ holdId, externalReference: `RKT${round}`, transferFee: kesMinor(0n) })));
+      const releases = Array.from({ length: 4 }, () => codeOf(internal.releaseHold({ holdId, reason: "b2c failed" })));
+      const [settled, released] = [await Promise.all(settles), await Promise.all(releases)];
+      const status = (await t.db.pool.query<{ status: number }>(`SELECT status FROM wallet.holds WHERE hold_id = $1`, [holdId])).rows[0].status;
+      const won = status === HoldStatus.SETTLED;
+      assert.deepEqual([settled, released], won ? [Array(4).fill("ok"), Array(4).fill("FailedPrecondition")] : [Array(4).fill("FailedPrecondition"), Array(4).fill("ok")], `round ${round}`);
+      if (won) ledger -= 10_000n;
+      const b = await balanceOf(w.accountId);
+      assert.deepEqual([b.ledger!.amountMinor, b.held!.amountMinor], [ledger, 0n], `round ${round}: the amount left the wallet once or not at all, and is held no more`);
+      const { rows: [n] } = await t.db.pool.query<{ entries: number; events: number }>(
+        `SELECT (SELECT count(*)::int FROM wallet.entries WHERE idempotency_key = $1) AS entries,
+                (SELECT count(*)::int FROM wallet.outbox WHERE subject IN ('ttip.wallet.payout_settled', 'ttip.wallet.payout_released') AND position(convert_to($2, 'UTF8') IN payload) > 0) AS events`,
+        [`hold:${holdId}:settle`, payoutId],
+      );
+      assert.deepEqual([n.entries, n.events], [won ? 1 : 0, 1], `round ${round}: one settlement entry if settled, one outcome event`);
+    }
+  });
+
   test("the B2C charge comes from the fee schedule's band when the caller does not name it", async () => {
     assert.equal((await internal.quotePayoutFee({ amount: kesMinor(150_000n) })).fee!.amountMinor, 500n, "KES 1,500: band 101-1,500");
     assert.equal((await internal.quotePayoutFee({ amount: kesMinor(150_100n) })).fee!.amountMinor, 900n, "KES 1,501: next band");
