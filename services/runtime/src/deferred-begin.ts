@@ -152,12 +152,7 @@ export function sendWithBegin(client: pg.ClientBase, query: (...args: unknown[])
     (query.call(client, "BEGIN") as Promise<unknown>).catch(() => undefined);
     return query.apply(client, args);
   }
-  const statement = new StatementAfterBegin(config, values, callback, unsent);
-  if (statement.callback) return void query.call(client, statement);
-  return new Promise((resolve, reject) => {
-    statement.callback = (err, result) => (err ? reject(err) : resolve(result));
-    query.call(client, statement);
-  });
+  return submitted(client, query, new StatementAfterBegin(config, values, callback, unsent));
 }
 
 /**
@@ -181,11 +176,10 @@ class StatementThenCommit extends PgQuery {
     return super.submit(connection);
   }
 
-  _getRows(connection: ProtocolConnection & { execute(config: unknown): void; sync(): void }, rows?: number): void {
+  _getRows(connection: ProtocolConnection & { execute(config: unknown): void; sync(): void }): void {
     // Reached only once Bind was written (a value that cannot be bound closes and syncs
     // without it): COMMIT never follows a statement that was not sent.
-    if (rows) return super._getRows(connection, rows);
-    connection.execute({ portal: this.portal, rows });
+    connection.execute({ portal: this.portal });
     if (connection.stream.writable) connection.stream.write(COMMIT_MESSAGES);
     connection.sync();
   }
@@ -203,7 +197,13 @@ export function sendWithCommit(client: pg.ClientBase, query: (...args: unknown[]
   if (typeof config !== "string" && (typeof config !== "object" || config === null || typeof (config as { submit?: unknown }).submit === "function")) {
     throw new Error("sendWithCommit takes a statement's text or config, not a query of its own kind");
   }
-  const statement = new StatementThenCommit(config, values, callback);
+  // A statement read in pages (`rows`) is not over when its first page comes: COMMIT cannot follow it.
+  if (typeof config === "object" && (config as { rows?: unknown }).rows) throw new Error("sendWithCommit takes a statement read whole, not in pages (rows)");
+  return submitted(client, query, new StatementThenCommit(config, values, callback));
+}
+
+/** Sends `statement` through `query`: its callback answers, or (none given) the promise returned. */
+function submitted(client: pg.ClientBase, query: (...args: unknown[]) => unknown, statement: PgQuery): unknown {
   if (statement.callback) return void query.call(client, statement);
   return new Promise((resolve, reject) => {
     statement.callback = (err, result) => (err ? reject(err) : resolve(result));

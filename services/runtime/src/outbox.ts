@@ -273,8 +273,8 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
    * Runs on each batch as the bus delivers it, before its transaction begins: what a batch needs
    * from another service, asked once per batch, while no transaction waits on the call. Its answer
    * is handleBatch's `prepared` (for each part, when a failing batch is split). Throwing has the
-   * whole batch delivered again later, nothing written. Gets the events as delivered, those the
-   * inbox already holds included.
+   * whole batch delivered again later, nothing written. Gets the events as delivered that can
+   * change state (changesState), those the inbox already holds included; none, it is not called.
    */
   beforeTransaction?: (messages: DeliveredMessage[]) => Promise<Prepared>;
   /**

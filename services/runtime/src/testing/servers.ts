@@ -167,8 +167,8 @@ function unprivilegedIds(): { uid: number; gid: number } | undefined {
   throw new Error("running as root and no postgres or nobody user exists to run PostgreSQL as");
 }
 
-/** Throwaway PostgreSQL; `durable` keeps fsync and synchronous commit on (benchmarks), tests turn them off. */
 /**
+ * Throwaway PostgreSQL; `durable` keeps fsync and synchronous commit on (benchmarks), tests turn them off.
  * `statementStats` loads pg_stat_statements (with planning time), for benches that ask where
  * PostgreSQL's time goes statement by statement; tests leave it off.
  */
