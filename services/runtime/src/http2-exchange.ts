@@ -37,7 +37,7 @@ export function http2Exchange(session: Http2SessionManager, path: string, header
       (s) => {
         stream = s;
         if (signal.aborted) return onAbort();
-        let status = 0;
+        let status = 0; // 0: no answer yet
         let header: http2.IncomingHttpHeaders = {};
         const chunks: Buffer[] = [];
         s.once("response", (h) => {
@@ -48,7 +48,8 @@ export function http2Exchange(session: Http2SessionManager, path: string, header
           chunks.push(chunk);
           session.notifyResponseByteRead(s);
         });
-        s.once("end", () => settle(() => resolve({ status, header, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) })));
+        // A stream reset before its answer ends too: "close" settles that one, by its code.
+        s.once("end", () => status !== 0 && settle(() => resolve({ status, header, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) })));
         s.once("error", (err) =>
           settle(() => (s.rstCode === http2Constants.NGHTTP2_REFUSED_STREAM ? resolve(REFUSED_STREAM) : reject(new ConnectError(`the call failed: ${err.message}`, Code.Unavailable, undefined, undefined, err)))),
         );

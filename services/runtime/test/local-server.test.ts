@@ -346,6 +346,23 @@ describe("a server's RPCs called in the same process", () => {
     }
   });
 
+  test("peers over the network: a call the server resets before answering fails UNAVAILABLE (unanswered), never as an answer without a status", async () => {
+    for (const code of [http2.constants.NGHTTP2_CANCEL, http2.constants.NGHTTP2_NO_ERROR]) {
+      const raw = http2.createServer((_req, res) => res.stream.close(code));
+      await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve));
+      const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
+      const session = new Http2SessionManager(url);
+      try {
+        const err = await createClient(QrService, internalTransport(url, session, [])).getQrCode({ qrCodeId: randomUUID() }, { timeoutMs: 5_000 }).then(() => undefined, (e) => ConnectError.from(e));
+        assert.equal(err?.code, Code.Unavailable, `reset with ${code}: ${err?.rawMessage}`);
+        assert.match(err?.rawMessage ?? "", new RegExp(`closed the call unanswered \\(HTTP/2 code ${code}\\)`));
+      } finally {
+        session.abort();
+        await new Promise((resolve) => raw.close(resolve));
+      }
+    }
+  });
+
   test("in process: a stream's handler runs at most one message ahead of a slow reader", async () => {
     endless.ended.length = 0;
     const caller = new AbortController();
