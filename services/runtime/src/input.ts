@@ -258,11 +258,6 @@ export function inspectMessage(desc: DescMessage, message: Message): MessageFind
   return found;
 }
 
-/** The path of the first string field that PostgreSQL could not store, or undefined. */
-export function unstorableStringField(desc: DescMessage, message: Message): string | undefined {
-  return inspectMessage(desc, message).unstorable;
-}
-
 /** The path of the first Timestamp outside years 1 to 9999, or undefined. */
 export function timestampOutOfRangeField(desc: DescMessage, message: Message): string | undefined {
   return inspectMessage(desc, message).timeOutOfRange;
