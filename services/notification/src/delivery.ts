@@ -715,9 +715,9 @@ export class Dispatcher {
     );
   }
 
-  /** The delivery with its number's STOP and its last attempt, in one round trip; locked when `lock`. */
-  private async readClaim(db: Queryable, id: string, lock: boolean): Promise<ClaimedRow | undefined> {
-    const { rows } = await db.query<ClaimedRow>(`${CLAIM_SELECT} WHERE d.id = $1${lock ? " FOR UPDATE OF d" : ""}`, [id]);
+  /** The delivery with its number's STOP and its last attempt, in one round trip. */
+  private async readClaim(db: Queryable, id: string): Promise<ClaimedRow | undefined> {
+    const { rows } = await db.query<ClaimedRow>(`${CLAIM_SELECT} WHERE d.id = $1`, [id]);
     return rows[0];
   }
 
@@ -727,7 +727,12 @@ export class Dispatcher {
   }
 
   private async claim(tx: Queryable, id: string, mayResolve: boolean): Promise<Claim> {
-    const row = await this.readClaim(tx, id, true);
+    // Locked first, read after, in a statement of its own: a read that waits for the lock
+    // (FOR UPDATE) sees the delivery as the holder left it but its attempts as they were
+    // before, so it would miss the attempt the holder just marked sending and send again.
+    const { rowCount } = await tx.query("SELECT 1 FROM notification.deliveries WHERE id = $1 FOR UPDATE", [id]);
+    if (rowCount === 0) return { kind: "done" };
+    const row = await this.readClaim(tx, id);
     if (!row) return { kind: "done" };
     const d = withoutClaimColumns(row);
     const step = this.nextStep(row, mayResolve);
@@ -752,7 +757,8 @@ export class Dispatcher {
         await this.finish(tx, d, "failed", step.error);
         return { kind: "done" };
       case "send":
-        await this.markSending(tx, d, step.provider);
+        // Under the row's lock, read after it was taken: nobody can have claimed it since.
+        assert(await this.markSending(tx, d, step.provider), "a delivery locked and read changed before its claim");
         return { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 };
     }
   }

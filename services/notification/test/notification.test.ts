@@ -648,6 +648,41 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(sim.calls.africastalking, calls + 1, "the provider called once");
   });
 
+  test("dispatchers queued on a delivery's lock each see the attempt the one before them marked sending, and send it once", async () => {
+    const id = await queuedSms();
+    // Due half a millisecond after the dispatchers' clock: the batch claim (SQL, to the microsecond) finds it
+    // not due, nextStep (to the millisecond) finds it due, so each dispatcher claims it under the row's lock.
+    const at = Date.now() - 1_000;
+    await t.db.pool.query("UPDATE notification.deliveries SET next_attempt_at = $2::timestamptz + interval '500 microseconds' WHERE id = $1", [id, new Date(at)]);
+    const dispatchers = Array.from({ length: 3 }, () =>
+      new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", clock: { now: () => at } }),
+    );
+    const calls = sim.calls.africastalking;
+    const holder = await t.db.pool.connect();
+    let runs: Promise<unknown>[] = [];
+    try {
+      // Each dispatcher's read starts while another transaction holds the row, so all of them wait for it.
+      await holder.query("BEGIN");
+      await holder.query("SELECT 1 FROM notification.deliveries WHERE id = $1 FOR UPDATE", [id]);
+      runs = dispatchers.map((d) => d.run(id).catch((err) => assert.ok(err instanceof RetryLater, String(err))));
+      await eventually("all three dispatchers waiting for the row", async () => {
+        // Not on the holder: a transaction sees pg_stat_activity as it was when it first looked.
+        const { rows } = await t.db.pool.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FOR UPDATE%'",
+        );
+        return rows[0].n === dispatchers.length;
+      });
+    } finally {
+      await holder.query("COMMIT").catch(() => undefined);
+      holder.release();
+    }
+    await Promise.all(runs);
+    const d = await delivery(id);
+    assert.equal(d.status, DeliveryStatus.SENT);
+    assert.equal(d.attempts.length, 1, "one attempt recorded");
+    assert.equal(sim.calls.africastalking, calls + 1, "the provider called once");
+  });
+
   test("a batch of deliveries is claimed together and each sent once, even by two dispatchers racing; one needing a decision goes alone", async () => {
     const fresh = await Promise.all([queuedSms(), queuedSms(), queuedSms()]);
     // Cut off by a crash mid-send: not for the batch's claim; decided alone, under the row's lock.
