@@ -1,6 +1,6 @@
 // Writes an event's figures into the rollups, inside the caller's
 // transaction (the one that records the event in the inbox).
-import { opaqueArray, withTransaction, type Pool, type Queryable } from "@ttip/runtime";
+import { opaqueUnnest, withTransaction, type Pool, type Queryable } from "@ttip/runtime";
 import { MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
 
 /** Partitions are monthly; this many months around now are made at start. */
@@ -181,7 +181,7 @@ function upsertStatement(partition: string): string {
   // Each array out of the planner's sight (opaqueArray): the generic plan is kept, not one planned per batch.
   // The grain comes as text ("char" is no type name opaqueArray takes) and is cast back for the key's index.
   const types = ["smallint", "uuid", "uuid", "text", "timestamptz", "text", "text", "text", ...MEASURES.map((m) => (m.endsWith("_minor") ? "bigint" : "integer"))];
-  const unnest = `unnest(${types.map((t, i) => opaqueArray(i + 1, t)).join(", ")})`;
+  const unnest = opaqueUnnest(types);
   const columns = [...KEYS, ...MEASURES].map((c) => (c === "grain" ? `grain::"char" AS grain` : c));
   text = `WITH v AS (SELECT ${columns.join(", ")} FROM ${unnest} AS v(${KEYS.join(", ")}, ${MEASURES.join(", ")})),
     updated AS (
@@ -229,7 +229,7 @@ async function writeRecords(db: Queryable, records: SideRecord[]): Promise<void>
       // locks the row it meets (a WAL record) even when its WHERE then changes nothing, and nearly
       // every tip names a known worker. Safe under concurrency: a row only ever gains what is added.
       `INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
-       SELECT v.id, v.registered_at, v.at FROM unnest(${opaqueArray(1, "uuid")}, ${opaqueArray(2, "timestamptz")}, ${opaqueArray(3, "timestamptz")}) AS v(id, registered_at, at)
+       SELECT v.id, v.registered_at, v.at FROM ${opaqueUnnest(["uuid", "timestamptz", "timestamptz"])} AS v(id, registered_at, at)
         WHERE NOT EXISTS (SELECT 1 FROM analytics.workers k WHERE k.worker_id = v.id
                             AND (k.registered_at IS NOT NULL OR v.registered_at IS NULL) AND k.first_seen_at <= v.at)
        ON CONFLICT (worker_id) DO UPDATE SET

@@ -5,7 +5,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -339,7 +339,7 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
     `WITH ${claimed ? `${claimed.sql},` : ""} planned AS (
        SELECT ${PLANNED_COLUMNS},
               p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out
-         FROM unnest(${PLANNED_TYPES.map((type, i) => opaqueArray(i + 1, type)).join(", ")}) AS p(${PLANNED_COLUMNS})),
+         FROM ${opaqueUnnest(PLANNED_TYPES)} AS p(${PLANNED_COLUMNS})),
      delivery AS (
        INSERT INTO notification.deliveries
          (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
@@ -647,7 +647,7 @@ export class Dispatcher {
     const slots = [Channel.SMS, Channel.EMAIL, Channel.PUSH].flatMap((channel) => this.providersFor(channel).map((p, index) => ({ channel, index, name: p.name })));
     const { rows } = await this.o.pool.query<ClaimedRow & { claimed: boolean }>(
       `WITH read AS (${CLAIM_SELECT} WHERE d.id = ANY(${opaqueArray(1, "uuid")})),
-       slots AS (SELECT * FROM unnest(${opaqueArray(2, "smallint")}, ${opaqueArray(3, "smallint")}, ${opaqueArray(4, "text")}) AS p(channel, index, name)),
+       slots AS (SELECT * FROM ${opaqueUnnest(["smallint", "smallint", "text"], 2)} AS p(channel, index, name)),
        wanted AS (
          SELECT r.id, r.attempts, r.status, p.name AS provider FROM read r JOIN slots p ON p.channel = r.channel AND p.index = r.provider_index
           WHERE r.status IN ('queued', 'retrying') AND NOT r.parked AND r.next_attempt_at <= $5 AND r.body IS NOT NULL
@@ -829,7 +829,7 @@ export class Dispatcher {
     const events = sends.map((s) => updateEvent(s.d, "sent"));
     const { rows } = await this.o.pool.query<{ delivery_id: string }>(
       `WITH accepted AS (
-         SELECT * FROM unnest(${ACCEPTED_TYPES.map((type, i) => opaqueArray(i + 1, type)).join(", ")})
+         SELECT * FROM ${opaqueUnnest(ACCEPTED_TYPES)}
            AS s(delivery_id, attempt, message_id, provider, event_id, payload, traceparent)),
        early AS (
          SELECT s.delivery_id FROM accepted s WHERE s.message_id <> '' AND EXISTS (

@@ -164,6 +164,11 @@ export function opaqueArray(n: number, type: string): string {
   return `(SELECT $${n}::${type}[])::${type}[]`;
 }
 
+/** `unnest(…)` of array parameters `$first`, `$first + 1`, … of `types`, each an opaqueArray. */
+export function opaqueUnnest(types: readonly string[], first = 1): string {
+  return `unnest(${types.map((type, i) => opaqueArray(first + i, type)).join(", ")})`;
+}
+
 /** At most this many statements are prepared on one connection; more (dynamic SQL) are sent unnamed. */
 const MAX_PREPARED_PER_CONNECTION = 500;
 /** Names by statement text, shared by the connections (a name is the same text's everywhere). */

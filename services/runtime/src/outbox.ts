@@ -1,5 +1,5 @@
 import { BatchPartlyApplied, type BusMessage, type DeliveredMessage, type EventBus } from "./bus.js";
-import { ident, onOutboxCommitted, opaqueArray, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
+import { ident, onOutboxCommitted, opaqueArray, opaqueUnnest, withTransaction, withTransactionBracketed, type Pool, type Queryable } from "./db.js";
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { currentTraceparent, inConsumerSpan, producerTraceparent, validTraceparent } from "./tracing.js";
@@ -308,7 +308,7 @@ function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages:
     ctes.push(`locked AS (SELECT pg_advisory_xact_lock_shared(hashtext($${values.length})))`);
   }
   ctes.push(`fresh AS (INSERT INTO ${s}.inbox (consumer, event_id, subject)
-      SELECT $1, e.id, e.subject FROM unnest(${opaqueArray(2, "uuid")}, ${opaqueArray(3, "text")}) AS e(id, subject)${options.sharedLock ? ", locked" : ""}
+      SELECT $1, e.id, e.subject FROM ${opaqueUnnest(["uuid", "text"], 2)} AS e(id, subject)${options.sharedLock ? ", locked" : ""}
       ON CONFLICT DO NOTHING RETURNING event_id)`);
   const applied = effect?.(messages, values.length + 1);
   if (applied) {

@@ -1,5 +1,5 @@
 // Recipients: a user's contact details (from auth) and preferences (from the user).
-import { opaqueArray, type Queryable } from "@ttip/runtime";
+import { opaqueUnnest, type Queryable } from "@ttip/runtime";
 
 export interface RecipientRecord {
   user_id: string;
@@ -30,7 +30,7 @@ export async function findRecipients(db: Queryable, userIds: string[]): Promise<
   const { rows } = await db.query<RecipientRecord & { id: string; known: boolean; has_push_token: boolean }>(
     `SELECT u.id, r.user_id IS NOT NULL AS known, r.user_id, r.phone, r.email, r.locale, r.kinds, r.quiet_start, r.quiet_end,
             EXISTS (SELECT 1 FROM notification.push_tokens p WHERE p.user_id = u.id) AS has_push_token
-       FROM unnest(${opaqueArray(1, "uuid")}) AS u(id) LEFT JOIN notification.recipients r ON r.user_id = u.id`,
+       FROM ${opaqueUnnest(["uuid"])} AS u(id) LEFT JOIN notification.recipients r ON r.user_id = u.id`,
     [userIds],
   );
   return new Map(
