@@ -53,6 +53,7 @@ import { cpuMs, libuvPoolThreads, threadCpuMs, THREAD_KINDS } from "./process-cp
 import type { CustomersInput, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
+import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 // This process's garbage collections (its main heap: the platform's in process mode), kept by start time.
@@ -214,6 +215,8 @@ async function deployReplicas(names: string[], env: Record<string, string>) {
   return { gatewayUrl: primary.url, pids: new Map([[`replicas (${replicaCount})`, primary.pid!], ["bench", process.pid]]), withChildren: `replicas (${replicaCount})`, close: () => primary.stop() };
 }
 const platform = await deploy();
+// In process mode the platform's Redis client is this process's cache: its socket writes are counted.
+const redisWrites = mode === "process" ? countRedisWrites(cache.redis, () => counting) : undefined;
 
 function api<S extends DescService>(service: S, token?: string): Client<S> {
   const auth: Interceptor = (next) => (req) => {
@@ -420,6 +423,8 @@ try {
     const startedAt = new Date();
     const commits0 = await commits();
     const wal0 = await walFlushes((sql) => pool.query(sql));
+    const redisCalls0 = await redisCommandCalls(cache.redis);
+    const redisWrites0 = redisWrites?.() ?? 0;
     const cpu0 = cpuTimes();
     const procCpu0 = cpuMs(measured, withChildren);
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
@@ -454,6 +459,8 @@ try {
     const own = process.cpuUsage(own0); // includes the customers' thread
     const span = (performance.now() - t0) / 1000; // the run and its drain
     const roundTrips = writesSoFar() - roundTrips0;
+    const redisCalls1 = await redisCommandCalls(cache.redis);
+    const redisWritten = (redisWrites?.() ?? 0) - redisWrites0;
     // Statistics reach pg_stat_database within a second of the transactions.
     await new Promise((r) => setTimeout(r, 1_100));
     const committed = (await commits()) - commits0 - drain.checks;
@@ -524,6 +531,8 @@ try {
       console.log(`  garbage collections of the platform's heap (perf_hooks, pauses of the event loop), per tip: ${gcPerTip(t0, t0 + span * 1000, rows.length)};` +
         ` new space ${((newSpace?.space_size ?? 0) / 2 ** 20).toFixed(0)} MB, process RSS ${(process.memoryUsage.rss() / 2 ** 20).toFixed(0)} MB (peak ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB)`);
     }
+    console.log(`  Redis commands per tip (INFO commandstats, a script's commands counted too): ${redisCommandsPerTip(redisCalls0, redisCalls1, rows.length)}` +
+      (redisWrites ? `; the platform's writes to Redis per tip ${(redisWritten / Math.max(1, rows.length)).toFixed(2)}` : ""));
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     if (mode !== "process") continue; // the services' statements are counted in their own processes only
     const total = statementTotal;

@@ -301,16 +301,40 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
 }
 
 /**
- * The planned deliveries' columns (insertDeliveries' unnest), named rather than `p.*`: a
- * statement with `*` is not prepared (services/runtime's statementName), so re-planned on each call.
+ * The planned deliveries' columns (insertDeliveries' unnest): each one's name, type and value, in
+ * one list so the names, the unnest's array types and the parameters cannot drift apart. Named
+ * rather than `p.*`: a statement with `*` is not prepared (services/runtime's statementName), so
+ * re-planned on each call.
  */
-const PLANNED_COLUMNS = `id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
-                subject, body, status, last_error, next_attempt_at, event_id, payload, may_opt_out, opted_event_id, opted_payload, inapp_id,
-                dispatch_event_id, dispatch_subject`;
-/** PLANNED_COLUMNS' types, in order (the unnest's arrays). */
-const PLANNED_TYPES = ["uuid", "text", "text", "smallint", "uuid", "text", "text", "smallint", "int", "text", "text", "text", "text", "text", "timestamptz", "uuid", "bytea", "boolean", "uuid", "bytea", "uuid", "uuid", "text"];
+const PLANNED: readonly (readonly [column: string, type: string, value: (p: PlannedDelivery) => unknown])[] = [
+  ["id", "uuid", (p) => p.id],
+  ["source_key", "text", (p) => p.sourceKey],
+  ["recipient_key", "text", (p) => p.recipientKey],
+  ["channel", "smallint", (p) => p.channel],
+  ["user_id", "uuid", (p) => p.userId],
+  ["address", "text", (p) => p.address],
+  ["address_masked", "text", (p) => p.masked],
+  ["template_key", "smallint", (p) => p.templateKey],
+  ["template_version", "int", (p) => p.templateVersion],
+  ["locale", "text", (p) => p.locale],
+  ["subject", "text", (p) => p.subject],
+  ["body", "text", (p) => p.body],
+  ["status", "text", (p) => p.status],
+  ["last_error", "text", (p) => p.error],
+  ["next_attempt_at", "timestamptz", (p) => p.nextAttempt],
+  ["event_id", "uuid", (p) => p.event.id],
+  ["payload", "bytea", (p) => Buffer.from(p.event.data)],
+  ["may_opt_out", "boolean", (p) => p.mayBeOptedOut],
+  ["opted_event_id", "uuid", (p) => p.optedOutEvent.id],
+  ["opted_payload", "bytea", (p) => Buffer.from(p.optedOutEvent.data)],
+  ["inapp_id", "uuid", (p) => p.inAppId],
+  ["dispatch_event_id", "uuid", (p) => p.dispatch?.id ?? null],
+  ["dispatch_subject", "text", (p) => p.dispatch?.subject ?? null],
+];
+const PLANNED_COLUMNS = PLANNED.map(([column]) => column).join(", ");
+const PLANNED_UNNEST = opaqueUnnest(PLANNED.map(([, type]) => type));
 /** The statement's parameters after the planned columns. */
-const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED_TYPES.length + i}`);
+const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED.length + i}`);
 
 /**
  * Writes planned deliveries in one statement: each delivery, its fact and (in-app) the
@@ -325,21 +349,13 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
   const first = new Map<string, PlannedDelivery>();
   for (const p of planned) if (!first.has(keyOf(p))) first.set(keyOf(p), p);
   const rows = [...first.values()];
-  const columns = <T>(f: (p: PlannedDelivery) => T) => rows.map(f);
-  const values: unknown[] = [
-    columns((p) => p.id), columns((p) => p.sourceKey), columns((p) => p.recipientKey), columns((p) => p.channel), columns((p) => p.userId),
-    columns((p) => p.address), columns((p) => p.masked), columns((p) => p.templateKey), columns((p) => p.templateVersion), columns((p) => p.locale),
-    columns((p) => p.subject), columns((p) => p.body), columns((p) => p.status), columns((p) => p.error), columns((p) => p.nextAttempt),
-    columns((p) => p.event.id), columns((p) => Buffer.from(p.event.data)), columns((p) => p.mayBeOptedOut), columns((p) => p.optedOutEvent.id),
-    columns((p) => Buffer.from(p.optedOutEvent.data)), columns((p) => p.inAppId), columns((p) => p.dispatch?.id ?? null), columns((p) => p.dispatch?.subject ?? null),
-    rows[0].event.subject, currentTraceparent() ?? null, now,
-  ];
+  const values: unknown[] = [...PLANNED.map(([, , value]) => rows.map(value)), rows[0].event.subject, currentTraceparent() ?? null, now];
   const claimed = claim && claimingCte(claim.request, claim.resultId, values.length + 1);
   const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null }>(
     `WITH ${claimed ? `${claimed.sql},` : ""} planned AS (
        SELECT ${PLANNED_COLUMNS},
               p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out
-         FROM ${opaqueUnnest(PLANNED_TYPES)} AS p(${PLANNED_COLUMNS})),
+         FROM ${PLANNED_UNNEST} AS p(${PLANNED_COLUMNS})),
      delivery AS (
        INSERT INTO notification.deliveries
          (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,

@@ -212,10 +212,12 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
     // and a durable's subject cannot be changed in place.
     const durable = `notification-send-${shard}`;
     const dispatch = async (messages: DeliveredMessage[]) => {
+      // Every message on a dispatch subject is a queued fact (delivery.ts's dispatchMessage); one
+      // delivery's twice (say, handed out again by the sweep) is sent once, under the first's trace.
       const traces = new Map<string, string | undefined>();
       for (const message of messages) {
-        const e = decodeEvent(DeliveryUpdatedSchema, message);
-        if (e.status === "queued" && !traces.has(e.deliveryId)) traces.set(e.deliveryId, message.traceparent);
+        const { deliveryId } = decodeEvent(DeliveryUpdatedSchema, message);
+        if (!traces.has(deliveryId)) traces.set(deliveryId, message.traceparent);
       }
       if (!traces.size) return;
       // Each send continues the trace that queued it, so its "sent" fact (written in the span) does too.

@@ -21,13 +21,16 @@ export async function writeOutbox(tx: Queryable, schema: string, message: BusMes
  * The outbox rows of `messages` as a CTE named `announced`, for the statement
  * that writes the state they report: one round trip for the state and all its
  * events instead of one more per event. Its parameters are numbered from
- * `first` on, after the statement's own.
+ * `first` on, after the statement's own. With `onlyIfRowsIn` (the name of an
+ * earlier CTE of the statement, say a guarded UPDATE's), the events are written
+ * only if that CTE has rows: no event for a state change that did not happen.
  */
-export function outboxCte(schema: string, messages: BusMessage[], first: number): { sql: string; values: unknown[] } {
+export function outboxCte(schema: string, messages: BusMessage[], first: number, onlyIfRowsIn?: string): { sql: string; values: unknown[] } {
   const [ids, subjects, payloads, traceparents] = [0, 1, 2, 3].map((i) => `$${first + i}`);
+  const guard = onlyIfRowsIn === undefined ? "" : ` WHERE EXISTS (SELECT 1 FROM ${ident(onlyIfRowsIn)})`;
   return {
     sql: `announced AS (INSERT INTO ${ident(schema)}.outbox (event_id, subject, payload, traceparent)
-      SELECT * FROM unnest(${ids}::uuid[], ${subjects}::text[], ${payloads}::bytea[], ${traceparents}::text[]))`,
+      SELECT * FROM unnest(${ids}::uuid[], ${subjects}::text[], ${payloads}::bytea[], ${traceparents}::text[])${guard})`,
     values: [
       messages.map((m) => m.id),
       messages.map((m) => m.subject),

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AlreadyExistsError, buildEvent, type BusMessage, decimalAmount, DomainError, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, b2cFee, buildEvent, type BusMessage, decimalAmount, DomainError, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -17,7 +17,7 @@ import {
   type WithdrawalLimit,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
-import { b2cFee, currentSchedule } from "./fees.js";
+import { currentSchedule } from "./fees.js";
 import { money } from "./money.js";
 
 interface HoldRow {
@@ -239,9 +239,14 @@ async function takeHold(tx: Queryable, holdId: string): Promise<TakenHold> {
   return rows[0];
 }
 
-/** The hold's outcome and its event (outbox, same transaction), in one statement. */
+/**
+ * The hold's outcome and its event (outbox, same transaction), in one statement; the event is written
+ * only if the UPDATE, guarded on the hold being held, changed it. The caller's row lock (takeHold) means
+ * it does; if it ever did not, the outcome is refused and the transaction (the settlement's entry with
+ * it) rolls back rather than announce what did not happen.
+ */
 async function resolveHold(tx: Queryable, hold: HoldRow, status: HoldStatus, reason: string, settleEntryId: string | null, event: BusMessage): Promise<HoldRow> {
-  const announced = outboxCte("wallet", [event], 6);
+  const announced = outboxCte("wallet", [event], 6, "resolved");
   const { rows } = await tx.query<HoldRow>(
     `WITH resolved AS (
        UPDATE wallet.holds SET status = $2, settle_entry_id = $3, reason = $4, resolved_at = now() WHERE hold_id = $1 AND status = $5 RETURNING ${HOLD_COLUMNS}),
@@ -249,6 +254,7 @@ async function resolveHold(tx: Queryable, hold: HoldRow, status: HoldStatus, rea
      SELECT ${HOLD_COLUMNS} FROM resolved`,
     [hold.hold_id, status, settleEntryId, reason, HoldStatus.HELD, ...announced.values],
   );
+  if (!rows[0]) throw new InvalidStateError(`hold ${hold.hold_id} is no longer held; it was resolved meanwhile`);
   return rows[0];
 }
 

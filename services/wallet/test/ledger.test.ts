@@ -6,7 +6,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
-import { WalletAdminActionTakenSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { FeeScheduleCreatedSchema, WalletAdminActionTakenSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
   EntryCauseSchema,
@@ -442,6 +442,37 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.deepEqual((await balanceOf(w.accountId)).ledger, b.ledger);
   });
 
+  test("a hold's outcome event is written only with its outcome: a resolve that finds the hold resolved already writes no event and is refused", async () => {
+    await internal.ensureAccount({ kind: AccountKind.PAYOUT_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "KES" });
+    const w = await newWorker();
+    await tip(w.accountId, 100_000n, 0n);
+    for (const outcome of ["settle", "release"] as const) {
+      const payoutId = randomUUID();
+      const { hold } = await internal.placeHold({ accountId: w.accountId, amount: kesMinor(10_000n), payoutId, idempotencyKey: `hold-${payoutId}` });
+      // The row lock taken with the hold rules this out between calls; the statement must still not announce an
+      // outcome it did not record. So, inside the transaction, the hold is resolved just before the outcome's UPDATE.
+      let eventsWritten = -1;
+      const interleaved = (tx: Queryable): Queryable => ({
+        query: (async (text: string, values?: unknown[]) => {
+          if (typeof text !== "string" || !text.includes("UPDATE wallet.holds SET status")) return tx.query(text, values);
+          await tx.query(`UPDATE wallet.holds SET status = $2, resolved_at = now() WHERE hold_id = $1`, [hold!.holdId, HoldStatus.RELEASED]);
+          const result = await tx.query(text, values);
+          const { rows: [n] } = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM wallet.outbox WHERE subject IN ('ttip.wallet.payout_settled', 'ttip.wallet.payout_released') AND position(convert_to($1, 'UTF8') IN payload) > 0`, [payoutId]);
+          eventsWritten = n.n;
+          return result;
+        }) as Queryable["query"],
+      });
+      const resolve = withTransaction<unknown>(t.db.pool, (tx) =>
+        outcome === "settle" ? settleHold(interleaved(tx), hold!.holdId, "RKT0000009", 0n) : releaseHold(interleaved(tx), hold!.holdId, "b2c failed"),
+      );
+      assert.equal(await codeOf(resolve), "FailedPrecondition", `${outcome}: refused as the hold's state, not INTERNAL`);
+      assert.equal(eventsWritten, 0, `${outcome}: no outcome event without the outcome`);
+      const status = (await t.db.pool.query<{ status: number }>(`SELECT status FROM wallet.holds WHERE hold_id = $1`, [hold!.holdId])).rows[0].status;
+      assert.equal(status, HoldStatus.HELD, `${outcome}: the refused transaction left the hold as it was`);
+      await internal.releaseHold({ holdId: hold!.holdId, reason: "cleanup" });
+    }
+  });
+
   test("a hold settled and released by racing calls resolves once: one outcome, its money moved once, one event", async () => {
     await internal.ensureAccount({ kind: AccountKind.PAYOUT_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "KES" });
     const w = await newWorker();
@@ -618,6 +649,13 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(audited[0].actorUserId, adminId);
     assert.equal(audited[0].target, "fee_schedule:KES:v2");
     assert.match(audited[0].detail, /^v2 from .*: platform 300 bps \(min 0, cap 20000\), card 290 bps/);
+    // Announced once (for payment's copy of the schedules), in the same transaction; the copy loads every version.
+    const announced = await t.db.pool.query("SELECT payload FROM wallet.outbox WHERE subject = 'ttip.wallet.fee_schedule_created' ORDER BY seq");
+    const events = announced.rows.map((r) => fromBinary(FeeScheduleCreatedSchema, r.payload)).filter((e) => e.currency === "KES");
+    assert.deepEqual(events.map((e) => [e.version, e.meta!.producer]), [[2, "wallet"]], "the retry announced nothing");
+    assert.equal(events[0].effectiveFrom!.seconds, created.schedule!.effectiveFrom!.seconds);
+    const { schedules: copy } = await internal.loadFeeSchedules({ currency: "KES" });
+    assert.deepEqual(copy.map((s) => [s.version, s.platformFeeBps]), [[1, 500], [2, 300]]);
     const q2 = await t.client(WalletService).quoteFees({ amount: kesMinor(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
     assert.equal(q2.quote!.feeScheduleVersion, 2);
     assert.equal(q2.quote!.platformFee!.amountMinor, 300n);
