@@ -10,6 +10,7 @@ export { requestHeaders } from "./connect-unary.js";
 export * from "./db.js";
 export * from "./domain-errors.js";
 export * from "./events.js";
+export * from "./fees.js";
 export * from "./field-errors.js";
 export * from "./headers.js";
 export * from "./http2-exchange.js";

@@ -115,3 +115,17 @@ export function checkedInt64(value: bigint, what: string): bigint {
   if (value > INT64_MAX || value < INT64_MIN) throw new RangeError(`${what} overflows int64: ${value}`);
   return value;
 }
+
+/**
+ * a * num / den rounded half away from zero, exactly (BigInt only). The one
+ * rounding rule of the ledger: fees, conversions and shares all go through it
+ * or through plain floor division where a rule says so.
+ */
+export function mulDivRound(a: bigint, num: bigint, den: bigint): bigint {
+  if (den <= 0n) throw new RangeError("denominator must be positive");
+  const product = a * num;
+  const negative = product < 0n;
+  const abs = negative ? -product : product;
+  const q = (abs * 2n + den) / (den * 2n);
+  return negative ? -q : q;
+}

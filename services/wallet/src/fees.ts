@@ -1,17 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { fieldError, NotConfiguredError, OutOfRangeError, type Queryable } from "@ttip/runtime";
-import {
-  AccountKind,
-  FeeQuoteSchema,
-  FeeScheduleSchema,
-  PaymentRail,
-  TariffBandSchema,
-  type FeeQuote,
-  type FeeSchedule,
-  OwnerKind,
-} from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { money, mulDivRound } from "./money.js";
+import { emitEvent, fieldError, NotConfiguredError, type Queryable } from "@ttip/runtime";
+import { FeeScheduleCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { AccountKind, FeeScheduleSchema, TariffBandSchema, type FeeSchedule, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 
 interface Band {
   min: number;
@@ -78,8 +69,9 @@ export async function listSchedules(db: Queryable, currency: string): Promise<Fe
 
 /**
  * Validates and stores a new version; the same idempotency key returns the
- * version it made. `onCreated` runs in `db`'s transaction when this call added
- * the version (not on a repeat), e.g. to audit it.
+ * version it made. When this call added the version (not on a repeat), its
+ * ttip.wallet.fee_schedule_created event goes to the outbox and `onCreated`
+ * runs (e.g. to audit it), both in `db`'s transaction: the caller passes one.
  */
 export async function createSchedule(
   db: Queryable, s: FeeSchedule, idempotencyKey: string,
@@ -118,78 +110,12 @@ export async function createSchedule(
   );
   if (rows[0]) {
     const created = toFeeSchedule(rows[0]);
+    // Payment quotes tips from a copy of the schedules and reloads it on this event.
+    await emitEvent(db, "wallet", FeeScheduleCreatedSchema, { currency: created.currency, version: created.version, effectiveFrom: created.effectiveFrom });
     await onCreated?.(db, created);
     return created;
   }
   return toFeeSchedule((await db.query<ScheduleRow>(`SELECT * FROM wallet.fee_schedules WHERE idempotency_key = $1`, [idempotencyKey])).rows[0]);
-}
-
-/**
- * Platform fee: amount x bps / 10 000, rounded half away from zero to the
- * minor unit, then held within [min, cap] and never more than the tip.
- */
-export function platformFee(s: FeeSchedule, amountMinor: bigint): bigint {
-  let fee = mulDivRound(amountMinor, BigInt(s.platformFeeBps), 10_000n);
-  if (fee < s.platformFeeMinMinor) fee = s.platformFeeMinMinor;
-  if (fee > s.platformFeeCapMinor) fee = s.platformFeeCapMinor;
-  return fee > amountMinor ? amountMinor : fee;
-}
-
-/** Card processing fee on what the card is charged: bps (rounded half away from zero) plus the fixed part. */
-export function cardFee(s: FeeSchedule, chargedMinor: bigint): bigint {
-  return mulDivRound(chargedMinor, BigInt(s.cardFeeBps), 10_000n) + s.cardFeeFixedMinor;
-}
-
-/** M-Pesa's B2C charge for a payout of `amountMinor`: the band it falls in (edges inclusive). */
-export function b2cFee(s: FeeSchedule, amountMinor: bigint): bigint {
-  const band = s.mpesaB2cBands.find((b) => amountMinor >= b.minMinor && amountMinor <= b.maxMinor);
-  if (!band) throw new OutOfRangeError(`no M-Pesa B2C tariff band covers ${amountMinor} minor units`);
-  return band.feeMinor;
-}
-
-/**
- * What a tip costs and what the worker gets, in the tip's currency (the
- * caller converts with `conversion` when the wallet's currency differs).
- *
- * - M-Pesa: no processing fee on the customer's side (the paybill tariff is
- *   the platform's cost). Fees are whole shillings for KES, rounded down in
- *   the worker's favour, because M-Pesa moves whole shillings.
- * - Card: fee on the amount the card is charged.
- * - Customer covers the fee: the customer pays tip + fees, the worker gets
- *   the whole tip. Otherwise the fees come out of the tip.
- */
-export function quoteTip(s: FeeSchedule, amountMinor: bigint, rail: PaymentRail, customerCovers: boolean): FeeQuote {
-  let platform = platformFee(s, amountMinor);
-  let processing = 0n;
-  if (rail === PaymentRail.MPESA && s.currency === "KES") platform -= platform % 100n;
-  let pays = amountMinor;
-  if (rail === PaymentRail.CARD) {
-    if (customerCovers) {
-      // Charge enough that what is left after the card fee on the charge itself
-      // covers the tip and the platform fee; a rounding cent over goes to the platform.
-      const base = amountMinor + platform;
-      pays = base;
-      while (pays - cardFee(s, pays) < base) pays += base - (pays - cardFee(s, pays));
-      processing = cardFee(s, pays);
-      platform = pays - processing - amountMinor;
-    } else {
-      processing = cardFee(s, amountMinor);
-    }
-  } else if (customerCovers) {
-    pays = amountMinor + platform;
-  }
-  const receives = customerCovers ? amountMinor : amountMinor - platform - processing;
-  if (receives <= 0n) {
-    throw fieldError("amount", `a tip of ${amountMinor} minor units does not cover its fees; tip more or cover the fee`);
-  }
-  return create(FeeQuoteSchema, {
-    feeScheduleVersion: s.version,
-    customerPays: money(pays, s.currency),
-    platformFee: money(platform, s.currency),
-    processingFee: money(processing, s.currency),
-    workerReceives: money(receives, s.currency),
-    customerCoversFee: customerCovers,
-  });
 }
 
 /** One line for the audit log: what a version charges and from when. */

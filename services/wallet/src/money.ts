@@ -1,24 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { checkedInt64, fieldError, minorDigits } from "@ttip/runtime";
+import { checkedInt64, fieldError, minorDigits, mulDivRound } from "@ttip/runtime";
 
 export function money(amountMinor: bigint, currency: string): Money {
   return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
 }
 
-/**
- * a * num / den rounded half away from zero, exactly (BigInt only). The one
- * rounding rule of the ledger: fees, conversions and shares all go through it
- * or through plain floor division where a rule says so.
- */
-export function mulDivRound(a: bigint, num: bigint, den: bigint): bigint {
-  if (den <= 0n) throw new RangeError("denominator must be positive");
-  const product = a * num;
-  const negative = product < 0n;
-  const abs = negative ? -product : product;
-  const q = (abs * 2n + den) / (den * 2n);
-  return negative ? -q : q;
-}
+// The rounding rule lives in the runtime (payment quotes tips with it too); wallet's code imports it from here.
+export { mulDivRound } from "@ttip/runtime";
 
 /** An exact decimal string ("129.4500") as integer / 10^scale. */
 export function parseDecimal(text: string, field: string): { units: bigint; scale: bigint } {

@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { FeeScheduleSchema, PaymentRail, TariffBandSchema } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { b2cFee, cardFee, platformFee, quoteTip } from "../src/fees.js";
+import { b2cFee, cardFee, mulDivRound, platformFee, quoteTip } from "@ttip/runtime";
 import { FixedRateSource } from "../src/fx.js";
-import { convertMinor, mulDivRound } from "../src/money.js";
+import { convertMinor } from "../src/money.js";
 
 // The seeded KES schedule: 5% (min KES 1, cap KES 500), Safaricom's B2C bands, card 2.9%.
 const band = (min: number, max: number, fee: number) => create(TariffBandSchema, { minMinor: BigInt(min), maxMinor: BigInt(max), feeMinor: BigInt(fee) });

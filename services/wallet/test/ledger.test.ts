@@ -6,7 +6,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
-import { WalletAdminActionTakenSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { FeeScheduleCreatedSchema, WalletAdminActionTakenSchema, WalletCreditedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
   EntryCauseSchema,
@@ -649,6 +649,13 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     assert.equal(audited[0].actorUserId, adminId);
     assert.equal(audited[0].target, "fee_schedule:KES:v2");
     assert.match(audited[0].detail, /^v2 from .*: platform 300 bps \(min 0, cap 20000\), card 290 bps/);
+    // Announced once (for payment's copy of the schedules), in the same transaction; the copy loads every version.
+    const announced = await t.db.pool.query("SELECT payload FROM wallet.outbox WHERE subject = 'ttip.wallet.fee_schedule_created' ORDER BY seq");
+    const events = announced.rows.map((r) => fromBinary(FeeScheduleCreatedSchema, r.payload)).filter((e) => e.currency === "KES");
+    assert.deepEqual(events.map((e) => [e.version, e.meta!.producer]), [[2, "wallet"]], "the retry announced nothing");
+    assert.equal(events[0].effectiveFrom!.seconds, created.schedule!.effectiveFrom!.seconds);
+    const { schedules: copy } = await internal.loadFeeSchedules({ currency: "KES" });
+    assert.deepEqual(copy.map((s) => [s.version, s.platformFeeBps]), [[1, 500], [2, 300]]);
     const q2 = await t.client(WalletService).quoteFees({ amount: kesMinor(10_000n), rail: PaymentRail.MPESA, workerId: w.workerId });
     assert.equal(q2.quote!.feeScheduleVersion, 2);
     assert.equal(q2.quote!.platformFee!.amountMinor, 300n);

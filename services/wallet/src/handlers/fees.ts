@@ -1,11 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { assertCurrency, auditAdminAction, type Pool, publicTipAmount } from "@ttip/runtime";
+import { assertCurrency, auditAdminAction, b2cFee, type Pool, publicTipAmount, quoteTip, tipWalletCurrency } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FxConversionSchema, PaymentRail, type FxConversion } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { b2cFee, createSchedule, currentSchedule, currentScheduleAndWallets, feeScheduleSummary, listSchedules, quoteTip } from "../fees.js";
+import { createSchedule, currentSchedule, currentScheduleAndWallets, feeScheduleSummary, listSchedules } from "../fees.js";
 import type { RateSource } from "../fx.js";
 import { convertMinor, money } from "../money.js";
 import { type WalletAreaHandlers, type WalletHandlerContext } from "./context.js";
@@ -26,6 +26,7 @@ export function feeHandlers(h: WalletHandlerContext): WalletAreaHandlers {
       quoteTipFees: quoteFeesHandler(h),
       quotePayoutFee: payoutFeeHandler(h),
       convertAmount: convertAmountHandler(h),
+      loadFeeSchedules: loadFeeSchedulesHandler(h),
     },
   };
 }
@@ -69,6 +70,14 @@ function listFeeSchedulesHandler(h: WalletHandlerContext): ServiceImpl<typeof Wa
   };
 }
 
+/** Every version of the schedules, future ones included: payment's copy, to quote tips without asking per tip. */
+function loadFeeSchedulesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["loadFeeSchedules"] {
+  const { pool } = h;
+  return async function (req) {
+    return { schedules: await listSchedules(pool, req.currency) };
+  };
+}
+
 function convertAmountHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["convertAmount"] {
   const { rates } = h;
   return async function (req) {
@@ -81,11 +90,6 @@ async function payoutFee(db: Pool, amount: { amountMinor: bigint; currency: stri
   assertCurrency(amount.currency, "amount.currency");
   const schedule = await currentSchedule(db, amount.currency);
   return { fee: money(b2cFee(schedule, amount.amountMinor), amount.currency), feeScheduleVersion: schedule.version };
-}
-
-/** The worker's wallet currency (of `currencies`, their wallets'): KES when they have one or none, else their first. */
-function walletCurrency(currencies: string[]): string {
-  return currencies.includes("KES") ? "KES" : (currencies[0] ?? "KES");
 }
 
 async function conversion(rates: RateSource, amountMinor: bigint, from: string, to: string): Promise<FxConversion> {
@@ -110,7 +114,7 @@ async function quote(db: Pool, rates: RateSource, req: QuoteRequest) {
   publicTipAmount(amount, "amount", req.rail === PaymentRail.CARD ? "card" : "mpesa");
   const { schedule, walletCurrencies } = await currentScheduleAndWallets(db, amount.currency, req.workerId);
   const q = quoteTip(schedule, amount.amountMinor, req.rail, req.customerCoversFee);
-  const target = walletCurrency(walletCurrencies);
+  const target = tipWalletCurrency(walletCurrencies);
   if (target !== amount.currency) {
     q.conversion = await conversion(rates, q.workerReceives!.amountMinor, amount.currency, target);
     q.workerReceives = q.conversion.to;

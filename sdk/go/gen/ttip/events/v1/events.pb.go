@@ -1248,6 +1248,77 @@ func (x *PayoutReleased) GetReason() string {
 	return ""
 }
 
+// A fee schedule version was added (wallet's CreateFeeSchedule). Services that
+// quote from a copy of the schedules (payment) reload them on it; a version
+// effective later needs no further event, the copy holds every version.
+type FeeScheduleCreated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Meta          *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
+	Currency      string                 `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
+	Version       int32                  `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	EffectiveFrom *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=effective_from,json=effectiveFrom,proto3" json:"effective_from,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeeScheduleCreated) Reset() {
+	*x = FeeScheduleCreated{}
+	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeeScheduleCreated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeeScheduleCreated) ProtoMessage() {}
+
+func (x *FeeScheduleCreated) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeeScheduleCreated.ProtoReflect.Descriptor instead.
+func (*FeeScheduleCreated) Descriptor() ([]byte, []int) {
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *FeeScheduleCreated) GetMeta() *EventMeta {
+	if x != nil {
+		return x.Meta
+	}
+	return nil
+}
+
+func (x *FeeScheduleCreated) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *FeeScheduleCreated) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *FeeScheduleCreated) GetEffectiveFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EffectiveFrom
+	}
+	return nil
+}
+
 type QrScanned struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Meta      *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1264,7 +1335,7 @@ type QrScanned struct {
 
 func (x *QrScanned) Reset() {
 	*x = QrScanned{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1276,7 +1347,7 @@ func (x *QrScanned) String() string {
 func (*QrScanned) ProtoMessage() {}
 
 func (x *QrScanned) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[12]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1289,7 +1360,7 @@ func (x *QrScanned) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QrScanned.ProtoReflect.Descriptor instead.
 func (*QrScanned) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{12}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *QrScanned) GetMeta() *EventMeta {
@@ -1353,7 +1424,7 @@ type UserRegistered struct {
 
 func (x *UserRegistered) Reset() {
 	*x = UserRegistered{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1436,7 @@ func (x *UserRegistered) String() string {
 func (*UserRegistered) ProtoMessage() {}
 
 func (x *UserRegistered) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[13]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1449,7 @@ func (x *UserRegistered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UserRegistered.ProtoReflect.Descriptor instead.
 func (*UserRegistered) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{13}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UserRegistered) GetMeta() *EventMeta {
@@ -1426,7 +1497,7 @@ type DeliveryUpdated struct {
 
 func (x *DeliveryUpdated) Reset() {
 	*x = DeliveryUpdated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1509,7 @@ func (x *DeliveryUpdated) String() string {
 func (*DeliveryUpdated) ProtoMessage() {}
 
 func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[14]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1522,7 @@ func (x *DeliveryUpdated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeliveryUpdated.ProtoReflect.Descriptor instead.
 func (*DeliveryUpdated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{14}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DeliveryUpdated) GetMeta() *EventMeta {
@@ -1519,7 +1590,7 @@ type VenueSplitRuleChanged struct {
 
 func (x *VenueSplitRuleChanged) Reset() {
 	*x = VenueSplitRuleChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1602,7 @@ func (x *VenueSplitRuleChanged) String() string {
 func (*VenueSplitRuleChanged) ProtoMessage() {}
 
 func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[15]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1615,7 @@ func (x *VenueSplitRuleChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueSplitRuleChanged.ProtoReflect.Descriptor instead.
 func (*VenueSplitRuleChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{15}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *VenueSplitRuleChanged) GetMeta() *EventMeta {
@@ -1616,7 +1687,7 @@ type VenueDistributionConfirmed struct {
 
 func (x *VenueDistributionConfirmed) Reset() {
 	*x = VenueDistributionConfirmed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1628,7 +1699,7 @@ func (x *VenueDistributionConfirmed) String() string {
 func (*VenueDistributionConfirmed) ProtoMessage() {}
 
 func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[16]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1641,7 +1712,7 @@ func (x *VenueDistributionConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionConfirmed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionConfirmed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{16}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *VenueDistributionConfirmed) GetMeta() *EventMeta {
@@ -1744,7 +1815,7 @@ type VenueShareAllocated struct {
 
 func (x *VenueShareAllocated) Reset() {
 	*x = VenueShareAllocated{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1756,7 +1827,7 @@ func (x *VenueShareAllocated) String() string {
 func (*VenueShareAllocated) ProtoMessage() {}
 
 func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[17]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1769,7 +1840,7 @@ func (x *VenueShareAllocated) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShareAllocated.ProtoReflect.Descriptor instead.
 func (*VenueShareAllocated) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{17}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VenueShareAllocated) GetMeta() *EventMeta {
@@ -1877,7 +1948,7 @@ type VenueDistributionReversed struct {
 
 func (x *VenueDistributionReversed) Reset() {
 	*x = VenueDistributionReversed{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1960,7 @@ func (x *VenueDistributionReversed) String() string {
 func (*VenueDistributionReversed) ProtoMessage() {}
 
 func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[18]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +1973,7 @@ func (x *VenueDistributionReversed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueDistributionReversed.ProtoReflect.Descriptor instead.
 func (*VenueDistributionReversed) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{18}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VenueDistributionReversed) GetMeta() *EventMeta {
@@ -1966,7 +2037,7 @@ type VenueMemberChanged struct {
 
 func (x *VenueMemberChanged) Reset() {
 	*x = VenueMemberChanged{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2049,7 @@ func (x *VenueMemberChanged) String() string {
 func (*VenueMemberChanged) ProtoMessage() {}
 
 func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[19]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2062,7 @@ func (x *VenueMemberChanged) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueMemberChanged.ProtoReflect.Descriptor instead.
 func (*VenueMemberChanged) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{19}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *VenueMemberChanged) GetMeta() *EventMeta {
@@ -2067,7 +2138,7 @@ type VenueShiftRecorded struct {
 
 func (x *VenueShiftRecorded) Reset() {
 	*x = VenueShiftRecorded{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2150,7 @@ func (x *VenueShiftRecorded) String() string {
 func (*VenueShiftRecorded) ProtoMessage() {}
 
 func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[20]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2163,7 @@ func (x *VenueShiftRecorded) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VenueShiftRecorded.ProtoReflect.Descriptor instead.
 func (*VenueShiftRecorded) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{20}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *VenueShiftRecorded) GetMeta() *EventMeta {
@@ -2168,7 +2239,7 @@ type AdminAction struct {
 
 func (x *AdminAction) Reset() {
 	*x = AdminAction{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2251,7 @@ func (x *AdminAction) String() string {
 func (*AdminAction) ProtoMessage() {}
 
 func (x *AdminAction) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[21]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2264,7 @@ func (x *AdminAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminAction.ProtoReflect.Descriptor instead.
 func (*AdminAction) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{21}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *AdminAction) GetAction() v11.AuditAction {
@@ -2248,7 +2319,7 @@ type PaymentAdminActionTaken struct {
 
 func (x *PaymentAdminActionTaken) Reset() {
 	*x = PaymentAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2260,7 +2331,7 @@ func (x *PaymentAdminActionTaken) String() string {
 func (*PaymentAdminActionTaken) ProtoMessage() {}
 
 func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[22]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2273,7 +2344,7 @@ func (x *PaymentAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PaymentAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*PaymentAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{22}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PaymentAdminActionTaken) GetMeta() *EventMeta {
@@ -2300,7 +2371,7 @@ type WalletAdminActionTaken struct {
 
 func (x *WalletAdminActionTaken) Reset() {
 	*x = WalletAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2312,7 +2383,7 @@ func (x *WalletAdminActionTaken) String() string {
 func (*WalletAdminActionTaken) ProtoMessage() {}
 
 func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[23]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2325,7 +2396,7 @@ func (x *WalletAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WalletAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*WalletAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{23}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *WalletAdminActionTaken) GetMeta() *EventMeta {
@@ -2352,7 +2423,7 @@ type NotificationAdminActionTaken struct {
 
 func (x *NotificationAdminActionTaken) Reset() {
 	*x = NotificationAdminActionTaken{}
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2364,7 +2435,7 @@ func (x *NotificationAdminActionTaken) String() string {
 func (*NotificationAdminActionTaken) ProtoMessage() {}
 
 func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_events_v1_events_proto_msgTypes[24]
+	mi := &file_ttip_events_v1_events_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2377,7 +2448,7 @@ func (x *NotificationAdminActionTaken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotificationAdminActionTaken.ProtoReflect.Descriptor instead.
 func (*NotificationAdminActionTaken) Descriptor() ([]byte, []int) {
-	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{24}
+	return file_ttip_events_v1_events_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NotificationAdminActionTaken) GetMeta() *EventMeta {
@@ -2519,7 +2590,12 @@ const file_ttip_events_v1_events_proto_rawDesc = "" +
 	"\ahold_id\x18\x02 \x01(\tR\x06holdId\x12\x1b\n" +
 	"\tpayout_id\x18\x03 \x01(\tR\bpayoutId\x12-\n" +
 	"\x06amount\x18\x04 \x01(\v2\x15.ttip.common.v1.MoneyR\x06amount\x12\x16\n" +
-	"\x06reason\x18\x05 \x01(\tR\x06reason:\x1f\xca\xf3\x18\x1bttip.wallet.payout_released\"\x81\x02\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason:\x1f\xca\xf3\x18\x1bttip.wallet.payout_released\"\xe2\x01\n" +
+	"\x12FeeScheduleCreated\x12-\n" +
+	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1a\n" +
+	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x05R\aversion\x12A\n" +
+	"\x0eeffective_from\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\reffectiveFrom:$\xca\xf3\x18 ttip.wallet.fee_schedule_created\"\x81\x02\n" +
 	"\tQrScanned\x12-\n" +
 	"\x04meta\x18\x01 \x01(\v2\x19.ttip.events.v1.EventMetaR\x04meta\x12\x1c\n" +
 	"\n" +
@@ -2647,7 +2723,7 @@ func file_ttip_events_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_events_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_ttip_events_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_ttip_events_v1_events_proto_goTypes = []any{
 	(PaymentMethod)(0),                   // 0: ttip.events.v1.PaymentMethod
 	(*EventMeta)(nil),                    // 1: ttip.events.v1.EventMeta
@@ -2662,88 +2738,91 @@ var file_ttip_events_v1_events_proto_goTypes = []any{
 	(*PayoutHeld)(nil),                   // 10: ttip.events.v1.PayoutHeld
 	(*PayoutSettled)(nil),                // 11: ttip.events.v1.PayoutSettled
 	(*PayoutReleased)(nil),               // 12: ttip.events.v1.PayoutReleased
-	(*QrScanned)(nil),                    // 13: ttip.events.v1.QrScanned
-	(*UserRegistered)(nil),               // 14: ttip.events.v1.UserRegistered
-	(*DeliveryUpdated)(nil),              // 15: ttip.events.v1.DeliveryUpdated
-	(*VenueSplitRuleChanged)(nil),        // 16: ttip.events.v1.VenueSplitRuleChanged
-	(*VenueDistributionConfirmed)(nil),   // 17: ttip.events.v1.VenueDistributionConfirmed
-	(*VenueShareAllocated)(nil),          // 18: ttip.events.v1.VenueShareAllocated
-	(*VenueDistributionReversed)(nil),    // 19: ttip.events.v1.VenueDistributionReversed
-	(*VenueMemberChanged)(nil),           // 20: ttip.events.v1.VenueMemberChanged
-	(*VenueShiftRecorded)(nil),           // 21: ttip.events.v1.VenueShiftRecorded
-	(*AdminAction)(nil),                  // 22: ttip.events.v1.AdminAction
-	(*PaymentAdminActionTaken)(nil),      // 23: ttip.events.v1.PaymentAdminActionTaken
-	(*WalletAdminActionTaken)(nil),       // 24: ttip.events.v1.WalletAdminActionTaken
-	(*NotificationAdminActionTaken)(nil), // 25: ttip.events.v1.NotificationAdminActionTaken
-	(*timestamppb.Timestamp)(nil),        // 26: google.protobuf.Timestamp
-	(*v1.Money)(nil),                     // 27: ttip.common.v1.Money
-	(v11.AuditAction)(0),                 // 28: ttip.auth.v1.AuditAction
+	(*FeeScheduleCreated)(nil),           // 13: ttip.events.v1.FeeScheduleCreated
+	(*QrScanned)(nil),                    // 14: ttip.events.v1.QrScanned
+	(*UserRegistered)(nil),               // 15: ttip.events.v1.UserRegistered
+	(*DeliveryUpdated)(nil),              // 16: ttip.events.v1.DeliveryUpdated
+	(*VenueSplitRuleChanged)(nil),        // 17: ttip.events.v1.VenueSplitRuleChanged
+	(*VenueDistributionConfirmed)(nil),   // 18: ttip.events.v1.VenueDistributionConfirmed
+	(*VenueShareAllocated)(nil),          // 19: ttip.events.v1.VenueShareAllocated
+	(*VenueDistributionReversed)(nil),    // 20: ttip.events.v1.VenueDistributionReversed
+	(*VenueMemberChanged)(nil),           // 21: ttip.events.v1.VenueMemberChanged
+	(*VenueShiftRecorded)(nil),           // 22: ttip.events.v1.VenueShiftRecorded
+	(*AdminAction)(nil),                  // 23: ttip.events.v1.AdminAction
+	(*PaymentAdminActionTaken)(nil),      // 24: ttip.events.v1.PaymentAdminActionTaken
+	(*WalletAdminActionTaken)(nil),       // 25: ttip.events.v1.WalletAdminActionTaken
+	(*NotificationAdminActionTaken)(nil), // 26: ttip.events.v1.NotificationAdminActionTaken
+	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
+	(*v1.Money)(nil),                     // 28: ttip.common.v1.Money
+	(v11.AuditAction)(0),                 // 29: ttip.auth.v1.AuditAction
 }
 var file_ttip_events_v1_events_proto_depIdxs = []int32{
-	26, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
+	27, // 0: ttip.events.v1.EventMeta.occurred_at:type_name -> google.protobuf.Timestamp
 	1,  // 1: ttip.events.v1.TipSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
-	27, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
-	27, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
+	28, // 2: ttip.events.v1.TipSucceeded.amount:type_name -> ttip.common.v1.Money
+	28, // 3: ttip.events.v1.TipSucceeded.fee:type_name -> ttip.common.v1.Money
+	28, // 4: ttip.events.v1.TipSucceeded.net:type_name -> ttip.common.v1.Money
 	0,  // 5: ttip.events.v1.TipSucceeded.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 6: ttip.events.v1.TipCreated.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 7: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
+	28, // 7: ttip.events.v1.TipCreated.amount:type_name -> ttip.common.v1.Money
 	0,  // 8: ttip.events.v1.TipCreated.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 9: ttip.events.v1.TipFailed.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 10: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
+	28, // 10: ttip.events.v1.TipFailed.amount:type_name -> ttip.common.v1.Money
 	0,  // 11: ttip.events.v1.TipFailed.method:type_name -> ttip.events.v1.PaymentMethod
 	1,  // 12: ttip.events.v1.PayoutSucceeded.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 13: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
-	27, // 14: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
+	28, // 13: ttip.events.v1.PayoutSucceeded.amount:type_name -> ttip.common.v1.Money
+	28, // 14: ttip.events.v1.PayoutSucceeded.transfer_fee:type_name -> ttip.common.v1.Money
 	1,  // 15: ttip.events.v1.PayoutFailed.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 16: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
+	28, // 16: ttip.events.v1.PayoutFailed.amount:type_name -> ttip.common.v1.Money
 	1,  // 17: ttip.events.v1.FraudAlert.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 18: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
+	28, // 18: ttip.events.v1.FraudAlert.tip_amount:type_name -> ttip.common.v1.Money
 	1,  // 19: ttip.events.v1.WalletCredited.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 20: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
-	27, // 21: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
+	28, // 20: ttip.events.v1.WalletCredited.amount:type_name -> ttip.common.v1.Money
+	28, // 21: ttip.events.v1.WalletCredited.balance_after:type_name -> ttip.common.v1.Money
 	1,  // 22: ttip.events.v1.WalletDebited.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 23: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
-	27, // 24: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
+	28, // 23: ttip.events.v1.WalletDebited.amount:type_name -> ttip.common.v1.Money
+	28, // 24: ttip.events.v1.WalletDebited.balance_after:type_name -> ttip.common.v1.Money
 	1,  // 25: ttip.events.v1.PayoutHeld.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 26: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
+	28, // 26: ttip.events.v1.PayoutHeld.amount:type_name -> ttip.common.v1.Money
 	1,  // 27: ttip.events.v1.PayoutSettled.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 28: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
+	28, // 28: ttip.events.v1.PayoutSettled.amount:type_name -> ttip.common.v1.Money
 	1,  // 29: ttip.events.v1.PayoutReleased.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 30: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
-	1,  // 31: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 32: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 33: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 34: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
-	1,  // 35: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 36: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
-	26, // 37: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
-	27, // 38: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
-	1,  // 39: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 40: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
-	27, // 41: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
-	26, // 42: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
-	26, // 43: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
-	1,  // 44: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
-	27, // 45: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
-	1,  // 46: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 47: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
-	26, // 48: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
-	1,  // 49: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
-	26, // 50: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
-	26, // 51: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
-	28, // 52: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
-	1,  // 53: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	22, // 54: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 55: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	22, // 56: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	1,  // 57: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
-	22, // 58: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
-	59, // [59:59] is the sub-list for method output_type
-	59, // [59:59] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	28, // 30: ttip.events.v1.PayoutReleased.amount:type_name -> ttip.common.v1.Money
+	1,  // 31: ttip.events.v1.FeeScheduleCreated.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 32: ttip.events.v1.FeeScheduleCreated.effective_from:type_name -> google.protobuf.Timestamp
+	1,  // 33: ttip.events.v1.QrScanned.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 34: ttip.events.v1.UserRegistered.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 35: ttip.events.v1.DeliveryUpdated.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 36: ttip.events.v1.VenueSplitRuleChanged.meta:type_name -> ttip.events.v1.EventMeta
+	1,  // 37: ttip.events.v1.VenueDistributionConfirmed.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 38: ttip.events.v1.VenueDistributionConfirmed.period_start:type_name -> google.protobuf.Timestamp
+	27, // 39: ttip.events.v1.VenueDistributionConfirmed.period_end:type_name -> google.protobuf.Timestamp
+	28, // 40: ttip.events.v1.VenueDistributionConfirmed.distributed:type_name -> ttip.common.v1.Money
+	1,  // 41: ttip.events.v1.VenueShareAllocated.meta:type_name -> ttip.events.v1.EventMeta
+	28, // 42: ttip.events.v1.VenueShareAllocated.amount:type_name -> ttip.common.v1.Money
+	28, // 43: ttip.events.v1.VenueShareAllocated.pool_total:type_name -> ttip.common.v1.Money
+	27, // 44: ttip.events.v1.VenueShareAllocated.period_start:type_name -> google.protobuf.Timestamp
+	27, // 45: ttip.events.v1.VenueShareAllocated.period_end:type_name -> google.protobuf.Timestamp
+	1,  // 46: ttip.events.v1.VenueDistributionReversed.meta:type_name -> ttip.events.v1.EventMeta
+	28, // 47: ttip.events.v1.VenueDistributionReversed.amount:type_name -> ttip.common.v1.Money
+	1,  // 48: ttip.events.v1.VenueMemberChanged.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 49: ttip.events.v1.VenueMemberChanged.joined_at:type_name -> google.protobuf.Timestamp
+	27, // 50: ttip.events.v1.VenueMemberChanged.left_at:type_name -> google.protobuf.Timestamp
+	1,  // 51: ttip.events.v1.VenueShiftRecorded.meta:type_name -> ttip.events.v1.EventMeta
+	27, // 52: ttip.events.v1.VenueShiftRecorded.started_at:type_name -> google.protobuf.Timestamp
+	27, // 53: ttip.events.v1.VenueShiftRecorded.ended_at:type_name -> google.protobuf.Timestamp
+	29, // 54: ttip.events.v1.AdminAction.action:type_name -> ttip.auth.v1.AuditAction
+	1,  // 55: ttip.events.v1.PaymentAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	23, // 56: ttip.events.v1.PaymentAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 57: ttip.events.v1.WalletAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	23, // 58: ttip.events.v1.WalletAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	1,  // 59: ttip.events.v1.NotificationAdminActionTaken.meta:type_name -> ttip.events.v1.EventMeta
+	23, // 60: ttip.events.v1.NotificationAdminActionTaken.action:type_name -> ttip.events.v1.AdminAction
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_ttip_events_v1_events_proto_init() }
@@ -2757,7 +2836,7 @@ func file_ttip_events_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_events_v1_events_proto_rawDesc), len(file_ttip_events_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1416,6 +1416,94 @@ func (x *ListFeeSchedulesResponse) GetSchedules() []*FeeSchedule {
 	return nil
 }
 
+type LoadFeeSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Currency      string                 `protobuf:"bytes,1,opt,name=currency,proto3" json:"currency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadFeeSchedulesRequest) Reset() {
+	*x = LoadFeeSchedulesRequest{}
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadFeeSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadFeeSchedulesRequest) ProtoMessage() {}
+
+func (x *LoadFeeSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadFeeSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*LoadFeeSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *LoadFeeSchedulesRequest) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+type LoadFeeSchedulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*FeeSchedule         `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadFeeSchedulesResponse) Reset() {
+	*x = LoadFeeSchedulesResponse{}
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadFeeSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadFeeSchedulesResponse) ProtoMessage() {}
+
+func (x *LoadFeeSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadFeeSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*LoadFeeSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *LoadFeeSchedulesResponse) GetSchedules() []*FeeSchedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
 type SetTierLimitsRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Tier           UserTier               `protobuf:"varint,1,opt,name=tier,proto3,enum=ttip.wallet.v1.UserTier" json:"tier,omitempty"`
@@ -1428,7 +1516,7 @@ type SetTierLimitsRequest struct {
 
 func (x *SetTierLimitsRequest) Reset() {
 	*x = SetTierLimitsRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1528,7 @@ func (x *SetTierLimitsRequest) String() string {
 func (*SetTierLimitsRequest) ProtoMessage() {}
 
 func (x *SetTierLimitsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[26]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1541,7 @@ func (x *SetTierLimitsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTierLimitsRequest.ProtoReflect.Descriptor instead.
 func (*SetTierLimitsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{26}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetTierLimitsRequest) GetTier() UserTier {
@@ -1493,7 +1581,7 @@ type SetTierLimitsResponse struct {
 
 func (x *SetTierLimitsResponse) Reset() {
 	*x = SetTierLimitsResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1593,7 @@ func (x *SetTierLimitsResponse) String() string {
 func (*SetTierLimitsResponse) ProtoMessage() {}
 
 func (x *SetTierLimitsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[27]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1606,7 @@ func (x *SetTierLimitsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetTierLimitsResponse.ProtoReflect.Descriptor instead.
 func (*SetTierLimitsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{27}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SetTierLimitsResponse) GetLimits() []*WithdrawalLimit {
@@ -1539,7 +1627,7 @@ type SetSettlementModeRequest struct {
 
 func (x *SetSettlementModeRequest) Reset() {
 	*x = SetSettlementModeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1639,7 @@ func (x *SetSettlementModeRequest) String() string {
 func (*SetSettlementModeRequest) ProtoMessage() {}
 
 func (x *SetSettlementModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[28]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1652,7 @@ func (x *SetSettlementModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettlementModeRequest.ProtoReflect.Descriptor instead.
 func (*SetSettlementModeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{28}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetSettlementModeRequest) GetOwnerKind() OwnerKind {
@@ -1597,7 +1685,7 @@ type SetSettlementModeResponse struct {
 
 func (x *SetSettlementModeResponse) Reset() {
 	*x = SetSettlementModeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1697,7 @@ func (x *SetSettlementModeResponse) String() string {
 func (*SetSettlementModeResponse) ProtoMessage() {}
 
 func (x *SetSettlementModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[29]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1710,7 @@ func (x *SetSettlementModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSettlementModeResponse.ProtoReflect.Descriptor instead.
 func (*SetSettlementModeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{29}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *SetSettlementModeResponse) GetMode() SettlementMode {
@@ -1644,7 +1732,7 @@ type EnsureAccountRequest struct {
 
 func (x *EnsureAccountRequest) Reset() {
 	*x = EnsureAccountRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1656,7 +1744,7 @@ func (x *EnsureAccountRequest) String() string {
 func (*EnsureAccountRequest) ProtoMessage() {}
 
 func (x *EnsureAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[30]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1669,7 +1757,7 @@ func (x *EnsureAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureAccountRequest.ProtoReflect.Descriptor instead.
 func (*EnsureAccountRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *EnsureAccountRequest) GetKind() AccountKind {
@@ -1709,7 +1797,7 @@ type EnsureAccountResponse struct {
 
 func (x *EnsureAccountResponse) Reset() {
 	*x = EnsureAccountResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1809,7 @@ func (x *EnsureAccountResponse) String() string {
 func (*EnsureAccountResponse) ProtoMessage() {}
 
 func (x *EnsureAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[31]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1822,7 @@ func (x *EnsureAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnsureAccountResponse.ProtoReflect.Descriptor instead.
 func (*EnsureAccountResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *EnsureAccountResponse) GetAccount() *Account {
@@ -1760,7 +1848,7 @@ type PostEntryRequest struct {
 
 func (x *PostEntryRequest) Reset() {
 	*x = PostEntryRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1772,7 +1860,7 @@ func (x *PostEntryRequest) String() string {
 func (*PostEntryRequest) ProtoMessage() {}
 
 func (x *PostEntryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[32]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1785,7 +1873,7 @@ func (x *PostEntryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostEntryRequest.ProtoReflect.Descriptor instead.
 func (*PostEntryRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{32}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PostEntryRequest) GetIdempotencyKey() string {
@@ -1841,7 +1929,7 @@ type PostEntryResponse struct {
 
 func (x *PostEntryResponse) Reset() {
 	*x = PostEntryResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +1941,7 @@ func (x *PostEntryResponse) String() string {
 func (*PostEntryResponse) ProtoMessage() {}
 
 func (x *PostEntryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[33]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +1954,7 @@ func (x *PostEntryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostEntryResponse.ProtoReflect.Descriptor instead.
 func (*PostEntryResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{33}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PostEntryResponse) GetEntry() *JournalEntry {
@@ -1895,7 +1983,7 @@ type PlaceHoldRequest struct {
 
 func (x *PlaceHoldRequest) Reset() {
 	*x = PlaceHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1907,7 +1995,7 @@ func (x *PlaceHoldRequest) String() string {
 func (*PlaceHoldRequest) ProtoMessage() {}
 
 func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[34]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1920,7 +2008,7 @@ func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldRequest.ProtoReflect.Descriptor instead.
 func (*PlaceHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{34}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PlaceHoldRequest) GetAccountId() string {
@@ -1961,7 +2049,7 @@ type PlaceHoldResponse struct {
 
 func (x *PlaceHoldResponse) Reset() {
 	*x = PlaceHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2061,7 @@ func (x *PlaceHoldResponse) String() string {
 func (*PlaceHoldResponse) ProtoMessage() {}
 
 func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[35]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2074,7 @@ func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldResponse.ProtoReflect.Descriptor instead.
 func (*PlaceHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{35}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PlaceHoldResponse) GetHold() *Hold {
@@ -2017,7 +2105,7 @@ type SettleHoldRequest struct {
 
 func (x *SettleHoldRequest) Reset() {
 	*x = SettleHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2029,7 +2117,7 @@ func (x *SettleHoldRequest) String() string {
 func (*SettleHoldRequest) ProtoMessage() {}
 
 func (x *SettleHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2042,7 +2130,7 @@ func (x *SettleHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleHoldRequest.ProtoReflect.Descriptor instead.
 func (*SettleHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *SettleHoldRequest) GetHoldId() string {
@@ -2076,7 +2164,7 @@ type SettleHoldResponse struct {
 
 func (x *SettleHoldResponse) Reset() {
 	*x = SettleHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2088,7 +2176,7 @@ func (x *SettleHoldResponse) String() string {
 func (*SettleHoldResponse) ProtoMessage() {}
 
 func (x *SettleHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2101,7 +2189,7 @@ func (x *SettleHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleHoldResponse.ProtoReflect.Descriptor instead.
 func (*SettleHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SettleHoldResponse) GetHold() *Hold {
@@ -2128,7 +2216,7 @@ type ReleaseHoldRequest struct {
 
 func (x *ReleaseHoldRequest) Reset() {
 	*x = ReleaseHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +2228,7 @@ func (x *ReleaseHoldRequest) String() string {
 func (*ReleaseHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +2241,7 @@ func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ReleaseHoldRequest) GetHoldId() string {
@@ -2179,7 +2267,7 @@ type ReleaseHoldResponse struct {
 
 func (x *ReleaseHoldResponse) Reset() {
 	*x = ReleaseHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2279,7 @@ func (x *ReleaseHoldResponse) String() string {
 func (*ReleaseHoldResponse) ProtoMessage() {}
 
 func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2292,7 @@ func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReleaseHoldResponse) GetHold() *Hold {
@@ -2226,7 +2314,7 @@ type QuoteTipFeesRequest struct {
 
 func (x *QuoteTipFeesRequest) Reset() {
 	*x = QuoteTipFeesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2238,7 +2326,7 @@ func (x *QuoteTipFeesRequest) String() string {
 func (*QuoteTipFeesRequest) ProtoMessage() {}
 
 func (x *QuoteTipFeesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2251,7 +2339,7 @@ func (x *QuoteTipFeesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteTipFeesRequest.ProtoReflect.Descriptor instead.
 func (*QuoteTipFeesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *QuoteTipFeesRequest) GetAmount() *v1.Money {
@@ -2291,7 +2379,7 @@ type QuoteTipFeesResponse struct {
 
 func (x *QuoteTipFeesResponse) Reset() {
 	*x = QuoteTipFeesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2303,7 +2391,7 @@ func (x *QuoteTipFeesResponse) String() string {
 func (*QuoteTipFeesResponse) ProtoMessage() {}
 
 func (x *QuoteTipFeesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2316,7 +2404,7 @@ func (x *QuoteTipFeesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteTipFeesResponse.ProtoReflect.Descriptor instead.
 func (*QuoteTipFeesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *QuoteTipFeesResponse) GetQuote() *FeeQuote {
@@ -2336,7 +2424,7 @@ type ConvertAmountRequest struct {
 
 func (x *ConvertAmountRequest) Reset() {
 	*x = ConvertAmountRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2436,7 @@ func (x *ConvertAmountRequest) String() string {
 func (*ConvertAmountRequest) ProtoMessage() {}
 
 func (x *ConvertAmountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2449,7 @@ func (x *ConvertAmountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertAmountRequest.ProtoReflect.Descriptor instead.
 func (*ConvertAmountRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ConvertAmountRequest) GetAmount() *v1.Money {
@@ -2387,7 +2475,7 @@ type ConvertAmountResponse struct {
 
 func (x *ConvertAmountResponse) Reset() {
 	*x = ConvertAmountResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2487,7 @@ func (x *ConvertAmountResponse) String() string {
 func (*ConvertAmountResponse) ProtoMessage() {}
 
 func (x *ConvertAmountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2500,7 @@ func (x *ConvertAmountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertAmountResponse.ProtoReflect.Descriptor instead.
 func (*ConvertAmountResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ConvertAmountResponse) GetConversion() *FxConversion {
@@ -2433,7 +2521,7 @@ type SetPoolRulesRequest struct {
 
 func (x *SetPoolRulesRequest) Reset() {
 	*x = SetPoolRulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2445,7 +2533,7 @@ func (x *SetPoolRulesRequest) String() string {
 func (*SetPoolRulesRequest) ProtoMessage() {}
 
 func (x *SetPoolRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2458,7 +2546,7 @@ func (x *SetPoolRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolRulesRequest.ProtoReflect.Descriptor instead.
 func (*SetPoolRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetPoolRulesRequest) GetVenueId() string {
@@ -2491,7 +2579,7 @@ type SetPoolRulesResponse struct {
 
 func (x *SetPoolRulesResponse) Reset() {
 	*x = SetPoolRulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2503,7 +2591,7 @@ func (x *SetPoolRulesResponse) String() string {
 func (*SetPoolRulesResponse) ProtoMessage() {}
 
 func (x *SetPoolRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2516,7 +2604,7 @@ func (x *SetPoolRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolRulesResponse.ProtoReflect.Descriptor instead.
 func (*SetPoolRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetPoolRulesResponse) GetRules() *PoolRules {
@@ -2535,7 +2623,7 @@ type GetPoolRulesRequest struct {
 
 func (x *GetPoolRulesRequest) Reset() {
 	*x = GetPoolRulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2547,7 +2635,7 @@ func (x *GetPoolRulesRequest) String() string {
 func (*GetPoolRulesRequest) ProtoMessage() {}
 
 func (x *GetPoolRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2560,7 +2648,7 @@ func (x *GetPoolRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetPoolRulesRequest) GetVenueId() string {
@@ -2579,7 +2667,7 @@ type GetPoolRulesResponse struct {
 
 func (x *GetPoolRulesResponse) Reset() {
 	*x = GetPoolRulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2591,7 +2679,7 @@ func (x *GetPoolRulesResponse) String() string {
 func (*GetPoolRulesResponse) ProtoMessage() {}
 
 func (x *GetPoolRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2604,7 +2692,7 @@ func (x *GetPoolRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRulesResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GetPoolRulesResponse) GetRules() *PoolRules {
@@ -2625,7 +2713,7 @@ type DistributePoolRequest struct {
 
 func (x *DistributePoolRequest) Reset() {
 	*x = DistributePoolRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2637,7 +2725,7 @@ func (x *DistributePoolRequest) String() string {
 func (*DistributePoolRequest) ProtoMessage() {}
 
 func (x *DistributePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2650,7 +2738,7 @@ func (x *DistributePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributePoolRequest.ProtoReflect.Descriptor instead.
 func (*DistributePoolRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DistributePoolRequest) GetVenueId() string {
@@ -2685,7 +2773,7 @@ type DistributePoolResponse struct {
 
 func (x *DistributePoolResponse) Reset() {
 	*x = DistributePoolResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2697,7 +2785,7 @@ func (x *DistributePoolResponse) String() string {
 func (*DistributePoolResponse) ProtoMessage() {}
 
 func (x *DistributePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2710,7 +2798,7 @@ func (x *DistributePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributePoolResponse.ProtoReflect.Descriptor instead.
 func (*DistributePoolResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *DistributePoolResponse) GetEntry() *JournalEntry {
@@ -2737,7 +2825,7 @@ type GetSettlementModeRequest struct {
 
 func (x *GetSettlementModeRequest) Reset() {
 	*x = GetSettlementModeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2749,7 +2837,7 @@ func (x *GetSettlementModeRequest) String() string {
 func (*GetSettlementModeRequest) ProtoMessage() {}
 
 func (x *GetSettlementModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2762,7 +2850,7 @@ func (x *GetSettlementModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModeRequest.ProtoReflect.Descriptor instead.
 func (*GetSettlementModeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetSettlementModeRequest) GetOwnerKind() OwnerKind {
@@ -2788,7 +2876,7 @@ type GetSettlementModeResponse struct {
 
 func (x *GetSettlementModeResponse) Reset() {
 	*x = GetSettlementModeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2800,7 +2888,7 @@ func (x *GetSettlementModeResponse) String() string {
 func (*GetSettlementModeResponse) ProtoMessage() {}
 
 func (x *GetSettlementModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2813,7 +2901,7 @@ func (x *GetSettlementModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModeResponse.ProtoReflect.Descriptor instead.
 func (*GetSettlementModeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GetSettlementModeResponse) GetMode() SettlementMode {
@@ -2832,7 +2920,7 @@ type QuotePayoutFeeRequest struct {
 
 func (x *QuotePayoutFeeRequest) Reset() {
 	*x = QuotePayoutFeeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2844,7 +2932,7 @@ func (x *QuotePayoutFeeRequest) String() string {
 func (*QuotePayoutFeeRequest) ProtoMessage() {}
 
 func (x *QuotePayoutFeeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2857,7 +2945,7 @@ func (x *QuotePayoutFeeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotePayoutFeeRequest.ProtoReflect.Descriptor instead.
 func (*QuotePayoutFeeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *QuotePayoutFeeRequest) GetAmount() *v1.Money {
@@ -2878,7 +2966,7 @@ type QuotePayoutFeeResponse struct {
 
 func (x *QuotePayoutFeeResponse) Reset() {
 	*x = QuotePayoutFeeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2890,7 +2978,7 @@ func (x *QuotePayoutFeeResponse) String() string {
 func (*QuotePayoutFeeResponse) ProtoMessage() {}
 
 func (x *QuotePayoutFeeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2903,7 +2991,7 @@ func (x *QuotePayoutFeeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotePayoutFeeResponse.ProtoReflect.Descriptor instead.
 func (*QuotePayoutFeeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *QuotePayoutFeeResponse) GetFee() *v1.Money {
@@ -2932,7 +3020,7 @@ type GetPoolTakingsRequest struct {
 
 func (x *GetPoolTakingsRequest) Reset() {
 	*x = GetPoolTakingsRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2944,7 +3032,7 @@ func (x *GetPoolTakingsRequest) String() string {
 func (*GetPoolTakingsRequest) ProtoMessage() {}
 
 func (x *GetPoolTakingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2957,7 +3045,7 @@ func (x *GetPoolTakingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolTakingsRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolTakingsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetPoolTakingsRequest) GetVenueId() string {
@@ -3001,7 +3089,7 @@ type GetPoolTakingsResponse struct {
 
 func (x *GetPoolTakingsResponse) Reset() {
 	*x = GetPoolTakingsResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3013,7 +3101,7 @@ func (x *GetPoolTakingsResponse) String() string {
 func (*GetPoolTakingsResponse) ProtoMessage() {}
 
 func (x *GetPoolTakingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3026,7 +3114,7 @@ func (x *GetPoolTakingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolTakingsResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolTakingsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetPoolTakingsResponse) GetCollected() *v1.Money {
@@ -3061,7 +3149,7 @@ type PoolShareAmount struct {
 
 func (x *PoolShareAmount) Reset() {
 	*x = PoolShareAmount{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3073,7 +3161,7 @@ func (x *PoolShareAmount) String() string {
 func (*PoolShareAmount) ProtoMessage() {}
 
 func (x *PoolShareAmount) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3086,7 +3174,7 @@ func (x *PoolShareAmount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolShareAmount.ProtoReflect.Descriptor instead.
 func (*PoolShareAmount) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PoolShareAmount) GetWorkerId() string {
@@ -3127,7 +3215,7 @@ type PostPoolDistributionRequest struct {
 
 func (x *PostPoolDistributionRequest) Reset() {
 	*x = PostPoolDistributionRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3139,7 +3227,7 @@ func (x *PostPoolDistributionRequest) String() string {
 func (*PostPoolDistributionRequest) ProtoMessage() {}
 
 func (x *PostPoolDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3152,7 +3240,7 @@ func (x *PostPoolDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostPoolDistributionRequest.ProtoReflect.Descriptor instead.
 func (*PostPoolDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PostPoolDistributionRequest) GetVenueId() string {
@@ -3221,7 +3309,7 @@ type PostPoolDistributionResponse struct {
 
 func (x *PostPoolDistributionResponse) Reset() {
 	*x = PostPoolDistributionResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3233,7 +3321,7 @@ func (x *PostPoolDistributionResponse) String() string {
 func (*PostPoolDistributionResponse) ProtoMessage() {}
 
 func (x *PostPoolDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3246,7 +3334,7 @@ func (x *PostPoolDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostPoolDistributionResponse.ProtoReflect.Descriptor instead.
 func (*PostPoolDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *PostPoolDistributionResponse) GetEntry() *JournalEntry {
@@ -3274,7 +3362,7 @@ type ReversePoolDistributionRequest struct {
 
 func (x *ReversePoolDistributionRequest) Reset() {
 	*x = ReversePoolDistributionRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3286,7 +3374,7 @@ func (x *ReversePoolDistributionRequest) String() string {
 func (*ReversePoolDistributionRequest) ProtoMessage() {}
 
 func (x *ReversePoolDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3299,7 +3387,7 @@ func (x *ReversePoolDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReversePoolDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ReversePoolDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ReversePoolDistributionRequest) GetEntryId() string {
@@ -3332,7 +3420,7 @@ type ReversePoolDistributionResponse struct {
 
 func (x *ReversePoolDistributionResponse) Reset() {
 	*x = ReversePoolDistributionResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3344,7 +3432,7 @@ func (x *ReversePoolDistributionResponse) String() string {
 func (*ReversePoolDistributionResponse) ProtoMessage() {}
 
 func (x *ReversePoolDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3357,7 +3445,7 @@ func (x *ReversePoolDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReversePoolDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ReversePoolDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ReversePoolDistributionResponse) GetReversal() *JournalEntry {
@@ -3458,6 +3546,10 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x17ListFeeSchedulesRequest\x120\n" +
 	"\bcurrency\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f2\r^([A-Z]{3})?$R\bcurrency\"U\n" +
 	"\x18ListFeeSchedulesResponse\x129\n" +
+	"\tschedules\x18\x01 \x03(\v2\x1b.ttip.wallet.v1.FeeScheduleR\tschedules\"K\n" +
+	"\x17LoadFeeSchedulesRequest\x120\n" +
+	"\bcurrency\x18\x01 \x01(\tB\x14\xbaH\x11r\x0f2\r^([A-Z]{3})?$R\bcurrency\"U\n" +
+	"\x18LoadFeeSchedulesResponse\x129\n" +
 	"\tschedules\x18\x01 \x03(\v2\x1b.ttip.wallet.v1.FeeScheduleR\tschedules\"\xd0\x04\n" +
 	"\x14SetTierLimitsRequest\x128\n" +
 	"\x04tier\x18\x01 \x01(\x0e2\x18.ttip.wallet.v1.UserTierB\n" +
@@ -3635,7 +3727,7 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x11CreateFeeSchedule\x12(.ttip.wallet.v1.CreateFeeScheduleRequest\x1a).ttip.wallet.v1.CreateFeeScheduleResponse\"\x0f\xca\xf3\x18\v\b\x03\x12\x05admin \x01\x12\x80\x01\n" +
 	"\x10ListFeeSchedules\x12'.ttip.wallet.v1.ListFeeSchedulesRequest\x1a(.ttip.wallet.v1.ListFeeSchedulesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12\\\n" +
 	"\rSetTierLimits\x12$.ttip.wallet.v1.SetTierLimitsRequest\x1a%.ttip.wallet.v1.SetTierLimitsResponse\x12h\n" +
-	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xe1\v\n" +
+	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xcd\f\n" +
 	"\x15WalletInternalService\x12\\\n" +
 	"\rEnsureAccount\x12$.ttip.wallet.v1.EnsureAccountRequest\x1a%.ttip.wallet.v1.EnsureAccountResponse\x12P\n" +
 	"\tPostEntry\x12 .ttip.wallet.v1.PostEntryRequest\x1a!.ttip.wallet.v1.PostEntryResponse\x12P\n" +
@@ -3651,7 +3743,8 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x11GetSettlementMode\x12(.ttip.wallet.v1.GetSettlementModeRequest\x1a).ttip.wallet.v1.GetSettlementModeResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\x0eGetPoolTakings\x12%.ttip.wallet.v1.GetPoolTakingsRequest\x1a&.ttip.wallet.v1.GetPoolTakingsResponse\"\x03\x90\x02\x01\x12q\n" +
 	"\x14PostPoolDistribution\x12+.ttip.wallet.v1.PostPoolDistributionRequest\x1a,.ttip.wallet.v1.PostPoolDistributionResponse\x12z\n" +
-	"\x17ReversePoolDistribution\x12..ttip.wallet.v1.ReversePoolDistributionRequest\x1a/.ttip.wallet.v1.ReversePoolDistributionResponse\x12d\n" +
+	"\x17ReversePoolDistribution\x12..ttip.wallet.v1.ReversePoolDistributionRequest\x1a/.ttip.wallet.v1.ReversePoolDistributionResponse\x12j\n" +
+	"\x10LoadFeeSchedules\x12'.ttip.wallet.v1.LoadFeeSchedulesRequest\x1a(.ttip.wallet.v1.LoadFeeSchedulesResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\x0eQuotePayoutFee\x12%.ttip.wallet.v1.QuotePayoutFeeRequest\x1a&.ttip.wallet.v1.QuotePayoutFeeResponse\"\x03\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x04B\xbb\x01\n" +
 	"\x12com.ttip.wallet.v1B\x12WalletServiceProtoP\x01Z7github.com/ttip/ttip/sdk/go/gen/ttip/wallet/v1;walletv1\xa2\x02\x03TWX\xaa\x02\x0eTtip.Wallet.V1\xca\x02\x0eTtip\\Wallet\\V1\xe2\x02\x1aTtip\\Wallet\\V1\\GPBMetadata\xea\x02\x10Ttip::Wallet::V1b\x06proto3"
 
@@ -3668,7 +3761,7 @@ func file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_wallet_v1_wallet_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_wallet_v1_wallet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_ttip_wallet_v1_wallet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
 var file_ttip_wallet_v1_wallet_service_proto_goTypes = []any{
 	(StatementFormat)(0),                    // 0: ttip.wallet.v1.StatementFormat
 	(*GetBalanceRequest)(nil),               // 1: ttip.wallet.v1.GetBalanceRequest
@@ -3697,209 +3790,214 @@ var file_ttip_wallet_v1_wallet_service_proto_goTypes = []any{
 	(*CreateFeeScheduleResponse)(nil),       // 24: ttip.wallet.v1.CreateFeeScheduleResponse
 	(*ListFeeSchedulesRequest)(nil),         // 25: ttip.wallet.v1.ListFeeSchedulesRequest
 	(*ListFeeSchedulesResponse)(nil),        // 26: ttip.wallet.v1.ListFeeSchedulesResponse
-	(*SetTierLimitsRequest)(nil),            // 27: ttip.wallet.v1.SetTierLimitsRequest
-	(*SetTierLimitsResponse)(nil),           // 28: ttip.wallet.v1.SetTierLimitsResponse
-	(*SetSettlementModeRequest)(nil),        // 29: ttip.wallet.v1.SetSettlementModeRequest
-	(*SetSettlementModeResponse)(nil),       // 30: ttip.wallet.v1.SetSettlementModeResponse
-	(*EnsureAccountRequest)(nil),            // 31: ttip.wallet.v1.EnsureAccountRequest
-	(*EnsureAccountResponse)(nil),           // 32: ttip.wallet.v1.EnsureAccountResponse
-	(*PostEntryRequest)(nil),                // 33: ttip.wallet.v1.PostEntryRequest
-	(*PostEntryResponse)(nil),               // 34: ttip.wallet.v1.PostEntryResponse
-	(*PlaceHoldRequest)(nil),                // 35: ttip.wallet.v1.PlaceHoldRequest
-	(*PlaceHoldResponse)(nil),               // 36: ttip.wallet.v1.PlaceHoldResponse
-	(*SettleHoldRequest)(nil),               // 37: ttip.wallet.v1.SettleHoldRequest
-	(*SettleHoldResponse)(nil),              // 38: ttip.wallet.v1.SettleHoldResponse
-	(*ReleaseHoldRequest)(nil),              // 39: ttip.wallet.v1.ReleaseHoldRequest
-	(*ReleaseHoldResponse)(nil),             // 40: ttip.wallet.v1.ReleaseHoldResponse
-	(*QuoteTipFeesRequest)(nil),             // 41: ttip.wallet.v1.QuoteTipFeesRequest
-	(*QuoteTipFeesResponse)(nil),            // 42: ttip.wallet.v1.QuoteTipFeesResponse
-	(*ConvertAmountRequest)(nil),            // 43: ttip.wallet.v1.ConvertAmountRequest
-	(*ConvertAmountResponse)(nil),           // 44: ttip.wallet.v1.ConvertAmountResponse
-	(*SetPoolRulesRequest)(nil),             // 45: ttip.wallet.v1.SetPoolRulesRequest
-	(*SetPoolRulesResponse)(nil),            // 46: ttip.wallet.v1.SetPoolRulesResponse
-	(*GetPoolRulesRequest)(nil),             // 47: ttip.wallet.v1.GetPoolRulesRequest
-	(*GetPoolRulesResponse)(nil),            // 48: ttip.wallet.v1.GetPoolRulesResponse
-	(*DistributePoolRequest)(nil),           // 49: ttip.wallet.v1.DistributePoolRequest
-	(*DistributePoolResponse)(nil),          // 50: ttip.wallet.v1.DistributePoolResponse
-	(*GetSettlementModeRequest)(nil),        // 51: ttip.wallet.v1.GetSettlementModeRequest
-	(*GetSettlementModeResponse)(nil),       // 52: ttip.wallet.v1.GetSettlementModeResponse
-	(*QuotePayoutFeeRequest)(nil),           // 53: ttip.wallet.v1.QuotePayoutFeeRequest
-	(*QuotePayoutFeeResponse)(nil),          // 54: ttip.wallet.v1.QuotePayoutFeeResponse
-	(*GetPoolTakingsRequest)(nil),           // 55: ttip.wallet.v1.GetPoolTakingsRequest
-	(*GetPoolTakingsResponse)(nil),          // 56: ttip.wallet.v1.GetPoolTakingsResponse
-	(*PoolShareAmount)(nil),                 // 57: ttip.wallet.v1.PoolShareAmount
-	(*PostPoolDistributionRequest)(nil),     // 58: ttip.wallet.v1.PostPoolDistributionRequest
-	(*PostPoolDistributionResponse)(nil),    // 59: ttip.wallet.v1.PostPoolDistributionResponse
-	(*ReversePoolDistributionRequest)(nil),  // 60: ttip.wallet.v1.ReversePoolDistributionRequest
-	(*ReversePoolDistributionResponse)(nil), // 61: ttip.wallet.v1.ReversePoolDistributionResponse
-	(*Balance)(nil),                         // 62: ttip.wallet.v1.Balance
-	(*v1.PageRequest)(nil),                  // 63: ttip.common.v1.PageRequest
-	(TransactionKind)(0),                    // 64: ttip.wallet.v1.TransactionKind
-	(*timestamppb.Timestamp)(nil),           // 65: google.protobuf.Timestamp
-	(*Transaction)(nil),                     // 66: ttip.wallet.v1.Transaction
-	(*v1.PageResponse)(nil),                 // 67: ttip.common.v1.PageResponse
-	(*v1.Money)(nil),                        // 68: ttip.common.v1.Money
-	(*StatementRow)(nil),                    // 69: ttip.wallet.v1.StatementRow
-	(PaymentRail)(0),                        // 70: ttip.wallet.v1.PaymentRail
-	(*FeeQuote)(nil),                        // 71: ttip.wallet.v1.FeeQuote
-	(UserTier)(0),                           // 72: ttip.wallet.v1.UserTier
-	(*WithdrawalLimit)(nil),                 // 73: ttip.wallet.v1.WithdrawalLimit
-	(*TrialBalanceLine)(nil),                // 74: ttip.wallet.v1.TrialBalanceLine
-	(*Account)(nil),                         // 75: ttip.wallet.v1.Account
-	(AccountKind)(0),                        // 76: ttip.wallet.v1.AccountKind
-	(*JournalEntry)(nil),                    // 77: ttip.wallet.v1.JournalEntry
-	(*FeeSchedule)(nil),                     // 78: ttip.wallet.v1.FeeSchedule
-	(OwnerKind)(0),                          // 79: ttip.wallet.v1.OwnerKind
-	(SettlementMode)(0),                     // 80: ttip.wallet.v1.SettlementMode
-	(*EntryCause)(nil),                      // 81: ttip.wallet.v1.EntryCause
-	(*Posting)(nil),                         // 82: ttip.wallet.v1.Posting
-	(*FxConversion)(nil),                    // 83: ttip.wallet.v1.FxConversion
-	(*Hold)(nil),                            // 84: ttip.wallet.v1.Hold
-	(*PoolShare)(nil),                       // 85: ttip.wallet.v1.PoolShare
-	(*PoolRules)(nil),                       // 86: ttip.wallet.v1.PoolRules
+	(*LoadFeeSchedulesRequest)(nil),         // 27: ttip.wallet.v1.LoadFeeSchedulesRequest
+	(*LoadFeeSchedulesResponse)(nil),        // 28: ttip.wallet.v1.LoadFeeSchedulesResponse
+	(*SetTierLimitsRequest)(nil),            // 29: ttip.wallet.v1.SetTierLimitsRequest
+	(*SetTierLimitsResponse)(nil),           // 30: ttip.wallet.v1.SetTierLimitsResponse
+	(*SetSettlementModeRequest)(nil),        // 31: ttip.wallet.v1.SetSettlementModeRequest
+	(*SetSettlementModeResponse)(nil),       // 32: ttip.wallet.v1.SetSettlementModeResponse
+	(*EnsureAccountRequest)(nil),            // 33: ttip.wallet.v1.EnsureAccountRequest
+	(*EnsureAccountResponse)(nil),           // 34: ttip.wallet.v1.EnsureAccountResponse
+	(*PostEntryRequest)(nil),                // 35: ttip.wallet.v1.PostEntryRequest
+	(*PostEntryResponse)(nil),               // 36: ttip.wallet.v1.PostEntryResponse
+	(*PlaceHoldRequest)(nil),                // 37: ttip.wallet.v1.PlaceHoldRequest
+	(*PlaceHoldResponse)(nil),               // 38: ttip.wallet.v1.PlaceHoldResponse
+	(*SettleHoldRequest)(nil),               // 39: ttip.wallet.v1.SettleHoldRequest
+	(*SettleHoldResponse)(nil),              // 40: ttip.wallet.v1.SettleHoldResponse
+	(*ReleaseHoldRequest)(nil),              // 41: ttip.wallet.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),             // 42: ttip.wallet.v1.ReleaseHoldResponse
+	(*QuoteTipFeesRequest)(nil),             // 43: ttip.wallet.v1.QuoteTipFeesRequest
+	(*QuoteTipFeesResponse)(nil),            // 44: ttip.wallet.v1.QuoteTipFeesResponse
+	(*ConvertAmountRequest)(nil),            // 45: ttip.wallet.v1.ConvertAmountRequest
+	(*ConvertAmountResponse)(nil),           // 46: ttip.wallet.v1.ConvertAmountResponse
+	(*SetPoolRulesRequest)(nil),             // 47: ttip.wallet.v1.SetPoolRulesRequest
+	(*SetPoolRulesResponse)(nil),            // 48: ttip.wallet.v1.SetPoolRulesResponse
+	(*GetPoolRulesRequest)(nil),             // 49: ttip.wallet.v1.GetPoolRulesRequest
+	(*GetPoolRulesResponse)(nil),            // 50: ttip.wallet.v1.GetPoolRulesResponse
+	(*DistributePoolRequest)(nil),           // 51: ttip.wallet.v1.DistributePoolRequest
+	(*DistributePoolResponse)(nil),          // 52: ttip.wallet.v1.DistributePoolResponse
+	(*GetSettlementModeRequest)(nil),        // 53: ttip.wallet.v1.GetSettlementModeRequest
+	(*GetSettlementModeResponse)(nil),       // 54: ttip.wallet.v1.GetSettlementModeResponse
+	(*QuotePayoutFeeRequest)(nil),           // 55: ttip.wallet.v1.QuotePayoutFeeRequest
+	(*QuotePayoutFeeResponse)(nil),          // 56: ttip.wallet.v1.QuotePayoutFeeResponse
+	(*GetPoolTakingsRequest)(nil),           // 57: ttip.wallet.v1.GetPoolTakingsRequest
+	(*GetPoolTakingsResponse)(nil),          // 58: ttip.wallet.v1.GetPoolTakingsResponse
+	(*PoolShareAmount)(nil),                 // 59: ttip.wallet.v1.PoolShareAmount
+	(*PostPoolDistributionRequest)(nil),     // 60: ttip.wallet.v1.PostPoolDistributionRequest
+	(*PostPoolDistributionResponse)(nil),    // 61: ttip.wallet.v1.PostPoolDistributionResponse
+	(*ReversePoolDistributionRequest)(nil),  // 62: ttip.wallet.v1.ReversePoolDistributionRequest
+	(*ReversePoolDistributionResponse)(nil), // 63: ttip.wallet.v1.ReversePoolDistributionResponse
+	(*Balance)(nil),                         // 64: ttip.wallet.v1.Balance
+	(*v1.PageRequest)(nil),                  // 65: ttip.common.v1.PageRequest
+	(TransactionKind)(0),                    // 66: ttip.wallet.v1.TransactionKind
+	(*timestamppb.Timestamp)(nil),           // 67: google.protobuf.Timestamp
+	(*Transaction)(nil),                     // 68: ttip.wallet.v1.Transaction
+	(*v1.PageResponse)(nil),                 // 69: ttip.common.v1.PageResponse
+	(*v1.Money)(nil),                        // 70: ttip.common.v1.Money
+	(*StatementRow)(nil),                    // 71: ttip.wallet.v1.StatementRow
+	(PaymentRail)(0),                        // 72: ttip.wallet.v1.PaymentRail
+	(*FeeQuote)(nil),                        // 73: ttip.wallet.v1.FeeQuote
+	(UserTier)(0),                           // 74: ttip.wallet.v1.UserTier
+	(*WithdrawalLimit)(nil),                 // 75: ttip.wallet.v1.WithdrawalLimit
+	(*TrialBalanceLine)(nil),                // 76: ttip.wallet.v1.TrialBalanceLine
+	(*Account)(nil),                         // 77: ttip.wallet.v1.Account
+	(AccountKind)(0),                        // 78: ttip.wallet.v1.AccountKind
+	(*JournalEntry)(nil),                    // 79: ttip.wallet.v1.JournalEntry
+	(*FeeSchedule)(nil),                     // 80: ttip.wallet.v1.FeeSchedule
+	(OwnerKind)(0),                          // 81: ttip.wallet.v1.OwnerKind
+	(SettlementMode)(0),                     // 82: ttip.wallet.v1.SettlementMode
+	(*EntryCause)(nil),                      // 83: ttip.wallet.v1.EntryCause
+	(*Posting)(nil),                         // 84: ttip.wallet.v1.Posting
+	(*FxConversion)(nil),                    // 85: ttip.wallet.v1.FxConversion
+	(*Hold)(nil),                            // 86: ttip.wallet.v1.Hold
+	(*PoolShare)(nil),                       // 87: ttip.wallet.v1.PoolShare
+	(*PoolRules)(nil),                       // 88: ttip.wallet.v1.PoolRules
 }
 var file_ttip_wallet_v1_wallet_service_proto_depIdxs = []int32{
-	62,  // 0: ttip.wallet.v1.GetBalanceResponse.balances:type_name -> ttip.wallet.v1.Balance
-	63,  // 1: ttip.wallet.v1.ListTransactionsRequest.page:type_name -> ttip.common.v1.PageRequest
-	64,  // 2: ttip.wallet.v1.ListTransactionsRequest.kinds:type_name -> ttip.wallet.v1.TransactionKind
-	65,  // 3: ttip.wallet.v1.ListTransactionsRequest.from:type_name -> google.protobuf.Timestamp
-	65,  // 4: ttip.wallet.v1.ListTransactionsRequest.to:type_name -> google.protobuf.Timestamp
-	66,  // 5: ttip.wallet.v1.ListTransactionsResponse.transactions:type_name -> ttip.wallet.v1.Transaction
-	67,  // 6: ttip.wallet.v1.ListTransactionsResponse.page:type_name -> ttip.common.v1.PageResponse
+	64,  // 0: ttip.wallet.v1.GetBalanceResponse.balances:type_name -> ttip.wallet.v1.Balance
+	65,  // 1: ttip.wallet.v1.ListTransactionsRequest.page:type_name -> ttip.common.v1.PageRequest
+	66,  // 2: ttip.wallet.v1.ListTransactionsRequest.kinds:type_name -> ttip.wallet.v1.TransactionKind
+	67,  // 3: ttip.wallet.v1.ListTransactionsRequest.from:type_name -> google.protobuf.Timestamp
+	67,  // 4: ttip.wallet.v1.ListTransactionsRequest.to:type_name -> google.protobuf.Timestamp
+	68,  // 5: ttip.wallet.v1.ListTransactionsResponse.transactions:type_name -> ttip.wallet.v1.Transaction
+	69,  // 6: ttip.wallet.v1.ListTransactionsResponse.page:type_name -> ttip.common.v1.PageResponse
 	0,   // 7: ttip.wallet.v1.GetStatementRequest.format:type_name -> ttip.wallet.v1.StatementFormat
-	68,  // 8: ttip.wallet.v1.GetStatementResponse.opening_balance:type_name -> ttip.common.v1.Money
-	68,  // 9: ttip.wallet.v1.GetStatementResponse.closing_balance:type_name -> ttip.common.v1.Money
-	69,  // 10: ttip.wallet.v1.GetStatementResponse.rows:type_name -> ttip.wallet.v1.StatementRow
-	68,  // 11: ttip.wallet.v1.QuoteFeesRequest.amount:type_name -> ttip.common.v1.Money
-	70,  // 12: ttip.wallet.v1.QuoteFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
-	71,  // 13: ttip.wallet.v1.QuoteFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
-	68,  // 14: ttip.wallet.v1.QuoteWithdrawalFeeRequest.amount:type_name -> ttip.common.v1.Money
-	68,  // 15: ttip.wallet.v1.QuoteWithdrawalFeeResponse.fee:type_name -> ttip.common.v1.Money
-	72,  // 16: ttip.wallet.v1.GetWithdrawalLimitsResponse.tier:type_name -> ttip.wallet.v1.UserTier
-	73,  // 17: ttip.wallet.v1.GetWithdrawalLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
-	65,  // 18: ttip.wallet.v1.GetTrialBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
-	74,  // 19: ttip.wallet.v1.GetTrialBalanceResponse.lines:type_name -> ttip.wallet.v1.TrialBalanceLine
-	75,  // 20: ttip.wallet.v1.GetAccountResponse.account:type_name -> ttip.wallet.v1.Account
-	62,  // 21: ttip.wallet.v1.GetAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
-	63,  // 22: ttip.wallet.v1.ListAccountsRequest.page:type_name -> ttip.common.v1.PageRequest
-	76,  // 23: ttip.wallet.v1.ListAccountsRequest.kind:type_name -> ttip.wallet.v1.AccountKind
-	75,  // 24: ttip.wallet.v1.ListAccountsResponse.accounts:type_name -> ttip.wallet.v1.Account
-	67,  // 25: ttip.wallet.v1.ListAccountsResponse.page:type_name -> ttip.common.v1.PageResponse
-	77,  // 26: ttip.wallet.v1.GetJournalEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	77,  // 27: ttip.wallet.v1.ReverseEntryResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	78,  // 28: ttip.wallet.v1.CreateFeeScheduleRequest.schedule:type_name -> ttip.wallet.v1.FeeSchedule
-	78,  // 29: ttip.wallet.v1.CreateFeeScheduleResponse.schedule:type_name -> ttip.wallet.v1.FeeSchedule
-	78,  // 30: ttip.wallet.v1.ListFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
-	72,  // 31: ttip.wallet.v1.SetTierLimitsRequest.tier:type_name -> ttip.wallet.v1.UserTier
-	68,  // 32: ttip.wallet.v1.SetTierLimitsRequest.per_transaction:type_name -> ttip.common.v1.Money
-	68,  // 33: ttip.wallet.v1.SetTierLimitsRequest.daily:type_name -> ttip.common.v1.Money
-	68,  // 34: ttip.wallet.v1.SetTierLimitsRequest.monthly:type_name -> ttip.common.v1.Money
-	73,  // 35: ttip.wallet.v1.SetTierLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
-	79,  // 36: ttip.wallet.v1.SetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	80,  // 37: ttip.wallet.v1.SetSettlementModeRequest.mode:type_name -> ttip.wallet.v1.SettlementMode
-	80,  // 38: ttip.wallet.v1.SetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
-	76,  // 39: ttip.wallet.v1.EnsureAccountRequest.kind:type_name -> ttip.wallet.v1.AccountKind
-	79,  // 40: ttip.wallet.v1.EnsureAccountRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	75,  // 41: ttip.wallet.v1.EnsureAccountResponse.account:type_name -> ttip.wallet.v1.Account
-	81,  // 42: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
-	82,  // 43: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
-	83,  // 44: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
-	77,  // 45: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	68,  // 46: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
-	84,  // 47: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	62,  // 48: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
-	68,  // 49: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
-	84,  // 50: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	77,  // 51: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	84,  // 52: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	68,  // 53: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
-	70,  // 54: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
-	71,  // 55: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
-	68,  // 56: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
-	83,  // 57: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
-	85,  // 58: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
-	86,  // 59: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	86,  // 60: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	77,  // 61: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	68,  // 62: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
-	79,  // 63: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	80,  // 64: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
-	68,  // 65: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
-	68,  // 66: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
-	65,  // 67: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
-	65,  // 68: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
-	68,  // 69: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
-	68,  // 70: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
-	65,  // 71: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
-	65,  // 72: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
-	57,  // 73: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
-	77,  // 74: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	77,  // 75: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	1,   // 76: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
-	3,   // 77: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
-	5,   // 78: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
-	7,   // 79: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
-	11,  // 80: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
-	9,   // 81: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
-	13,  // 82: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
-	15,  // 83: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
-	17,  // 84: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
-	19,  // 85: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
-	21,  // 86: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
-	23,  // 87: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
-	25,  // 88: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
-	27,  // 89: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
-	29,  // 90: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
-	31,  // 91: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
-	33,  // 92: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
-	35,  // 93: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
-	37,  // 94: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
-	39,  // 95: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
-	41,  // 96: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
-	43,  // 97: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
-	45,  // 98: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
-	47,  // 99: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
-	49,  // 100: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
-	51,  // 101: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
-	55,  // 102: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
-	58,  // 103: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
-	60,  // 104: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
-	53,  // 105: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
-	2,   // 106: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
-	4,   // 107: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
-	6,   // 108: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
-	8,   // 109: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
-	12,  // 110: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
-	10,  // 111: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
-	14,  // 112: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
-	16,  // 113: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
-	18,  // 114: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
-	20,  // 115: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
-	22,  // 116: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
-	24,  // 117: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
-	26,  // 118: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
-	28,  // 119: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
-	30,  // 120: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
-	32,  // 121: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
-	34,  // 122: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
-	36,  // 123: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
-	38,  // 124: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
-	40,  // 125: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
-	42,  // 126: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
-	44,  // 127: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
-	46,  // 128: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
-	48,  // 129: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
-	50,  // 130: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
-	52,  // 131: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
-	56,  // 132: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
-	59,  // 133: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
-	61,  // 134: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
-	54,  // 135: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
-	106, // [106:136] is the sub-list for method output_type
-	76,  // [76:106] is the sub-list for method input_type
-	76,  // [76:76] is the sub-list for extension type_name
-	76,  // [76:76] is the sub-list for extension extendee
-	0,   // [0:76] is the sub-list for field type_name
+	70,  // 8: ttip.wallet.v1.GetStatementResponse.opening_balance:type_name -> ttip.common.v1.Money
+	70,  // 9: ttip.wallet.v1.GetStatementResponse.closing_balance:type_name -> ttip.common.v1.Money
+	71,  // 10: ttip.wallet.v1.GetStatementResponse.rows:type_name -> ttip.wallet.v1.StatementRow
+	70,  // 11: ttip.wallet.v1.QuoteFeesRequest.amount:type_name -> ttip.common.v1.Money
+	72,  // 12: ttip.wallet.v1.QuoteFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
+	73,  // 13: ttip.wallet.v1.QuoteFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
+	70,  // 14: ttip.wallet.v1.QuoteWithdrawalFeeRequest.amount:type_name -> ttip.common.v1.Money
+	70,  // 15: ttip.wallet.v1.QuoteWithdrawalFeeResponse.fee:type_name -> ttip.common.v1.Money
+	74,  // 16: ttip.wallet.v1.GetWithdrawalLimitsResponse.tier:type_name -> ttip.wallet.v1.UserTier
+	75,  // 17: ttip.wallet.v1.GetWithdrawalLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
+	67,  // 18: ttip.wallet.v1.GetTrialBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
+	76,  // 19: ttip.wallet.v1.GetTrialBalanceResponse.lines:type_name -> ttip.wallet.v1.TrialBalanceLine
+	77,  // 20: ttip.wallet.v1.GetAccountResponse.account:type_name -> ttip.wallet.v1.Account
+	64,  // 21: ttip.wallet.v1.GetAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
+	65,  // 22: ttip.wallet.v1.ListAccountsRequest.page:type_name -> ttip.common.v1.PageRequest
+	78,  // 23: ttip.wallet.v1.ListAccountsRequest.kind:type_name -> ttip.wallet.v1.AccountKind
+	77,  // 24: ttip.wallet.v1.ListAccountsResponse.accounts:type_name -> ttip.wallet.v1.Account
+	69,  // 25: ttip.wallet.v1.ListAccountsResponse.page:type_name -> ttip.common.v1.PageResponse
+	79,  // 26: ttip.wallet.v1.GetJournalEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	79,  // 27: ttip.wallet.v1.ReverseEntryResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	80,  // 28: ttip.wallet.v1.CreateFeeScheduleRequest.schedule:type_name -> ttip.wallet.v1.FeeSchedule
+	80,  // 29: ttip.wallet.v1.CreateFeeScheduleResponse.schedule:type_name -> ttip.wallet.v1.FeeSchedule
+	80,  // 30: ttip.wallet.v1.ListFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
+	80,  // 31: ttip.wallet.v1.LoadFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
+	74,  // 32: ttip.wallet.v1.SetTierLimitsRequest.tier:type_name -> ttip.wallet.v1.UserTier
+	70,  // 33: ttip.wallet.v1.SetTierLimitsRequest.per_transaction:type_name -> ttip.common.v1.Money
+	70,  // 34: ttip.wallet.v1.SetTierLimitsRequest.daily:type_name -> ttip.common.v1.Money
+	70,  // 35: ttip.wallet.v1.SetTierLimitsRequest.monthly:type_name -> ttip.common.v1.Money
+	75,  // 36: ttip.wallet.v1.SetTierLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
+	81,  // 37: ttip.wallet.v1.SetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	82,  // 38: ttip.wallet.v1.SetSettlementModeRequest.mode:type_name -> ttip.wallet.v1.SettlementMode
+	82,  // 39: ttip.wallet.v1.SetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
+	78,  // 40: ttip.wallet.v1.EnsureAccountRequest.kind:type_name -> ttip.wallet.v1.AccountKind
+	81,  // 41: ttip.wallet.v1.EnsureAccountRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	77,  // 42: ttip.wallet.v1.EnsureAccountResponse.account:type_name -> ttip.wallet.v1.Account
+	83,  // 43: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
+	84,  // 44: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
+	85,  // 45: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
+	79,  // 46: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	70,  // 47: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
+	86,  // 48: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	64,  // 49: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
+	70,  // 50: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
+	86,  // 51: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	79,  // 52: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	86,  // 53: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	70,  // 54: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
+	72,  // 55: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
+	73,  // 56: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
+	70,  // 57: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
+	85,  // 58: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
+	87,  // 59: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
+	88,  // 60: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	88,  // 61: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	79,  // 62: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	70,  // 63: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
+	81,  // 64: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	82,  // 65: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
+	70,  // 66: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
+	70,  // 67: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
+	67,  // 68: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
+	67,  // 69: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
+	70,  // 70: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
+	70,  // 71: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
+	67,  // 72: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
+	67,  // 73: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
+	59,  // 74: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
+	79,  // 75: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	79,  // 76: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	1,   // 77: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
+	3,   // 78: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
+	5,   // 79: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
+	7,   // 80: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
+	11,  // 81: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
+	9,   // 82: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
+	13,  // 83: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
+	15,  // 84: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
+	17,  // 85: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
+	19,  // 86: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
+	21,  // 87: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
+	23,  // 88: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
+	25,  // 89: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
+	29,  // 90: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
+	31,  // 91: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
+	33,  // 92: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
+	35,  // 93: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
+	37,  // 94: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
+	39,  // 95: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
+	41,  // 96: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
+	43,  // 97: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
+	45,  // 98: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
+	47,  // 99: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
+	49,  // 100: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
+	51,  // 101: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
+	53,  // 102: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
+	57,  // 103: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
+	60,  // 104: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
+	62,  // 105: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
+	27,  // 106: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:input_type -> ttip.wallet.v1.LoadFeeSchedulesRequest
+	55,  // 107: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
+	2,   // 108: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
+	4,   // 109: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
+	6,   // 110: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
+	8,   // 111: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
+	12,  // 112: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
+	10,  // 113: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
+	14,  // 114: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
+	16,  // 115: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
+	18,  // 116: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
+	20,  // 117: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
+	22,  // 118: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
+	24,  // 119: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
+	26,  // 120: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
+	30,  // 121: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
+	32,  // 122: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
+	34,  // 123: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
+	36,  // 124: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
+	38,  // 125: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
+	40,  // 126: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
+	42,  // 127: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
+	44,  // 128: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
+	46,  // 129: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
+	48,  // 130: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
+	50,  // 131: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
+	52,  // 132: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
+	54,  // 133: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
+	58,  // 134: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
+	61,  // 135: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
+	63,  // 136: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
+	28,  // 137: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:output_type -> ttip.wallet.v1.LoadFeeSchedulesResponse
+	56,  // 138: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
+	108, // [108:139] is the sub-list for method output_type
+	77,  // [77:108] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_ttip_wallet_v1_wallet_service_proto_init() }
@@ -3914,7 +4012,7 @@ func file_ttip_wallet_v1_wallet_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_wallet_v1_wallet_service_proto_rawDesc), len(file_ttip_wallet_v1_wallet_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   61,
+			NumMessages:   63,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

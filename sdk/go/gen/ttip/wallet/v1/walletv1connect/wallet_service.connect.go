@@ -123,6 +123,9 @@ const (
 	// WalletInternalServiceReversePoolDistributionProcedure is the fully-qualified name of the
 	// WalletInternalService's ReversePoolDistribution RPC.
 	WalletInternalServiceReversePoolDistributionProcedure = "/ttip.wallet.v1.WalletInternalService/ReversePoolDistribution"
+	// WalletInternalServiceLoadFeeSchedulesProcedure is the fully-qualified name of the
+	// WalletInternalService's LoadFeeSchedules RPC.
+	WalletInternalServiceLoadFeeSchedulesProcedure = "/ttip.wallet.v1.WalletInternalService/LoadFeeSchedules"
 	// WalletInternalServiceQuotePayoutFeeProcedure is the fully-qualified name of the
 	// WalletInternalService's QuotePayoutFee RPC.
 	WalletInternalServiceQuotePayoutFeeProcedure = "/ttip.wallet.v1.WalletInternalService/QuotePayoutFee"
@@ -698,6 +701,10 @@ type WalletInternalServiceClient interface {
 	// Reverses a pool distribution entry (workers -> pool), once, with a
 	// reason; the period may then be distributed again.
 	ReversePoolDistribution(context.Context, *connect.Request[v1.ReversePoolDistributionRequest]) (*connect.Response[v1.ReversePoolDistributionResponse], error)
+	// Every version of the currency's fee schedules (all currencies when empty),
+	// future ones included, oldest first: for a service that quotes tips from a
+	// copy (payment), reloaded on ttip.wallet.fee_schedule_created.
+	LoadFeeSchedules(context.Context, *connect.Request[v1.LoadFeeSchedulesRequest]) (*connect.Response[v1.LoadFeeSchedulesResponse], error)
 	// M-Pesa's B2C charge for a payout of this amount, from the fee schedule in
 	// force. OUT_OF_RANGE when no tariff band covers the amount.
 	QuotePayoutFee(context.Context, *connect.Request[v1.QuotePayoutFeeRequest]) (*connect.Response[v1.QuotePayoutFeeResponse], error)
@@ -803,6 +810,13 @@ func NewWalletInternalServiceClient(httpClient connect.HTTPClient, baseURL strin
 			connect.WithSchema(walletInternalServiceMethods.ByName("ReversePoolDistribution")),
 			connect.WithClientOptions(opts...),
 		),
+		loadFeeSchedules: connect.NewClient[v1.LoadFeeSchedulesRequest, v1.LoadFeeSchedulesResponse](
+			httpClient,
+			baseURL+WalletInternalServiceLoadFeeSchedulesProcedure,
+			connect.WithSchema(walletInternalServiceMethods.ByName("LoadFeeSchedules")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		quotePayoutFee: connect.NewClient[v1.QuotePayoutFeeRequest, v1.QuotePayoutFeeResponse](
 			httpClient,
 			baseURL+WalletInternalServiceQuotePayoutFeeProcedure,
@@ -829,6 +843,7 @@ type walletInternalServiceClient struct {
 	getPoolTakings          *connect.Client[v1.GetPoolTakingsRequest, v1.GetPoolTakingsResponse]
 	postPoolDistribution    *connect.Client[v1.PostPoolDistributionRequest, v1.PostPoolDistributionResponse]
 	reversePoolDistribution *connect.Client[v1.ReversePoolDistributionRequest, v1.ReversePoolDistributionResponse]
+	loadFeeSchedules        *connect.Client[v1.LoadFeeSchedulesRequest, v1.LoadFeeSchedulesResponse]
 	quotePayoutFee          *connect.Client[v1.QuotePayoutFeeRequest, v1.QuotePayoutFeeResponse]
 }
 
@@ -906,6 +921,11 @@ func (c *walletInternalServiceClient) ReversePoolDistribution(ctx context.Contex
 	return c.reversePoolDistribution.CallUnary(ctx, req)
 }
 
+// LoadFeeSchedules calls ttip.wallet.v1.WalletInternalService.LoadFeeSchedules.
+func (c *walletInternalServiceClient) LoadFeeSchedules(ctx context.Context, req *connect.Request[v1.LoadFeeSchedulesRequest]) (*connect.Response[v1.LoadFeeSchedulesResponse], error) {
+	return c.loadFeeSchedules.CallUnary(ctx, req)
+}
+
 // QuotePayoutFee calls ttip.wallet.v1.WalletInternalService.QuotePayoutFee.
 func (c *walletInternalServiceClient) QuotePayoutFee(ctx context.Context, req *connect.Request[v1.QuotePayoutFeeRequest]) (*connect.Response[v1.QuotePayoutFeeResponse], error) {
 	return c.quotePayoutFee.CallUnary(ctx, req)
@@ -956,6 +976,10 @@ type WalletInternalServiceHandler interface {
 	// Reverses a pool distribution entry (workers -> pool), once, with a
 	// reason; the period may then be distributed again.
 	ReversePoolDistribution(context.Context, *connect.Request[v1.ReversePoolDistributionRequest]) (*connect.Response[v1.ReversePoolDistributionResponse], error)
+	// Every version of the currency's fee schedules (all currencies when empty),
+	// future ones included, oldest first: for a service that quotes tips from a
+	// copy (payment), reloaded on ttip.wallet.fee_schedule_created.
+	LoadFeeSchedules(context.Context, *connect.Request[v1.LoadFeeSchedulesRequest]) (*connect.Response[v1.LoadFeeSchedulesResponse], error)
 	// M-Pesa's B2C charge for a payout of this amount, from the fee schedule in
 	// force. OUT_OF_RANGE when no tariff band covers the amount.
 	QuotePayoutFee(context.Context, *connect.Request[v1.QuotePayoutFeeRequest]) (*connect.Response[v1.QuotePayoutFeeResponse], error)
@@ -1057,6 +1081,13 @@ func NewWalletInternalServiceHandler(svc WalletInternalServiceHandler, opts ...c
 		connect.WithSchema(walletInternalServiceMethods.ByName("ReversePoolDistribution")),
 		connect.WithHandlerOptions(opts...),
 	)
+	walletInternalServiceLoadFeeSchedulesHandler := connect.NewUnaryHandler(
+		WalletInternalServiceLoadFeeSchedulesProcedure,
+		svc.LoadFeeSchedules,
+		connect.WithSchema(walletInternalServiceMethods.ByName("LoadFeeSchedules")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	walletInternalServiceQuotePayoutFeeHandler := connect.NewUnaryHandler(
 		WalletInternalServiceQuotePayoutFeeProcedure,
 		svc.QuotePayoutFee,
@@ -1094,6 +1125,8 @@ func NewWalletInternalServiceHandler(svc WalletInternalServiceHandler, opts ...c
 			walletInternalServicePostPoolDistributionHandler.ServeHTTP(w, r)
 		case WalletInternalServiceReversePoolDistributionProcedure:
 			walletInternalServiceReversePoolDistributionHandler.ServeHTTP(w, r)
+		case WalletInternalServiceLoadFeeSchedulesProcedure:
+			walletInternalServiceLoadFeeSchedulesHandler.ServeHTTP(w, r)
 		case WalletInternalServiceQuotePayoutFeeProcedure:
 			walletInternalServiceQuotePayoutFeeHandler.ServeHTTP(w, r)
 		default:
@@ -1159,6 +1192,10 @@ func (UnimplementedWalletInternalServiceHandler) PostPoolDistribution(context.Co
 
 func (UnimplementedWalletInternalServiceHandler) ReversePoolDistribution(context.Context, *connect.Request[v1.ReversePoolDistributionRequest]) (*connect.Response[v1.ReversePoolDistributionResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.wallet.v1.WalletInternalService.ReversePoolDistribution is not implemented"))
+}
+
+func (UnimplementedWalletInternalServiceHandler) LoadFeeSchedules(context.Context, *connect.Request[v1.LoadFeeSchedulesRequest]) (*connect.Response[v1.LoadFeeSchedulesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.wallet.v1.WalletInternalService.LoadFeeSchedules is not implemented"))
 }
 
 func (UnimplementedWalletInternalServiceHandler) QuotePayoutFee(context.Context, *connect.Request[v1.QuotePayoutFeeRequest]) (*connect.Response[v1.QuotePayoutFeeResponse], error) {

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.wallet.v1 import wallet_service_pb
-from ttip_sdk.gen.ttip.wallet.v1.wallet_service_pb import ConvertAmountRequest, ConvertAmountResponse, CreateFeeScheduleRequest, CreateFeeScheduleResponse, DistributePoolRequest, DistributePoolResponse, EnsureAccountRequest, EnsureAccountResponse, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetJournalEntryRequest, GetJournalEntryResponse, GetPoolRulesRequest, GetPoolRulesResponse, GetPoolTakingsRequest, GetPoolTakingsResponse, GetSettlementModeRequest, GetSettlementModeResponse, GetStatementRequest, GetStatementResponse, GetTrialBalanceRequest, GetTrialBalanceResponse, GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse, ListAccountsRequest, ListAccountsResponse, ListFeeSchedulesRequest, ListFeeSchedulesResponse, ListTransactionsRequest, ListTransactionsResponse, PlaceHoldRequest, PlaceHoldResponse, PostEntryRequest, PostEntryResponse, PostPoolDistributionRequest, PostPoolDistributionResponse, QuoteFeesRequest, QuoteFeesResponse, QuotePayoutFeeRequest, QuotePayoutFeeResponse, QuoteTipFeesRequest, QuoteTipFeesResponse, QuoteWithdrawalFeeRequest, QuoteWithdrawalFeeResponse, ReleaseHoldRequest, ReleaseHoldResponse, ReverseEntryRequest, ReverseEntryResponse, ReversePoolDistributionRequest, ReversePoolDistributionResponse, SetPoolRulesRequest, SetPoolRulesResponse, SetSettlementModeRequest, SetSettlementModeResponse, SetTierLimitsRequest, SetTierLimitsResponse, SettleHoldRequest, SettleHoldResponse
+from ttip_sdk.gen.ttip.wallet.v1.wallet_service_pb import ConvertAmountRequest, ConvertAmountResponse, CreateFeeScheduleRequest, CreateFeeScheduleResponse, DistributePoolRequest, DistributePoolResponse, EnsureAccountRequest, EnsureAccountResponse, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetJournalEntryRequest, GetJournalEntryResponse, GetPoolRulesRequest, GetPoolRulesResponse, GetPoolTakingsRequest, GetPoolTakingsResponse, GetSettlementModeRequest, GetSettlementModeResponse, GetStatementRequest, GetStatementResponse, GetTrialBalanceRequest, GetTrialBalanceResponse, GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse, ListAccountsRequest, ListAccountsResponse, ListFeeSchedulesRequest, ListFeeSchedulesResponse, ListTransactionsRequest, ListTransactionsResponse, LoadFeeSchedulesRequest, LoadFeeSchedulesResponse, PlaceHoldRequest, PlaceHoldResponse, PostEntryRequest, PostEntryResponse, PostPoolDistributionRequest, PostPoolDistributionResponse, QuoteFeesRequest, QuoteFeesResponse, QuotePayoutFeeRequest, QuotePayoutFeeResponse, QuoteTipFeesRequest, QuoteTipFeesResponse, QuoteWithdrawalFeeRequest, QuoteWithdrawalFeeResponse, ReleaseHoldRequest, ReleaseHoldResponse, ReverseEntryRequest, ReverseEntryResponse, ReversePoolDistributionRequest, ReversePoolDistributionResponse, SetPoolRulesRequest, SetPoolRulesResponse, SetSettlementModeRequest, SetSettlementModeResponse, SetTierLimitsRequest, SetTierLimitsResponse, SettleHoldRequest, SettleHoldResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -1479,6 +1479,14 @@ class WalletInternalService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def load_fee_schedules(self, request: LoadFeeSchedulesRequest, ctx: RequestContext[LoadFeeSchedulesRequest, LoadFeeSchedulesResponse], /) -> LoadFeeSchedulesResponse:
+        """
+        Every version of the currency's fee schedules (all currencies when empty),
+        future ones included, oldest first: for a service that quotes tips from a
+        copy (payment), reloaded on ttip.wallet.fee_schedule_created.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def quote_payout_fee(self, request: QuotePayoutFeeRequest, ctx: RequestContext[QuotePayoutFeeRequest, QuotePayoutFeeResponse], /) -> QuotePayoutFeeResponse:
         """
         M-Pesa's B2C charge for a payout of this amount, from the fee schedule in
@@ -1657,6 +1665,17 @@ class WalletInternalServiceASGIApplication(ConnectASGIApplication[WalletInternal
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.reverse_pool_distribution,
+                ),
+                "/ttip.wallet.v1.WalletInternalService/LoadFeeSchedules": Endpoint.unary(
+                    method=MethodInfo(
+                        name="LoadFeeSchedules",
+                        service_name="ttip.wallet.v1.WalletInternalService",
+                        input=LoadFeeSchedulesRequest,
+                        output=LoadFeeSchedulesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.load_fee_schedules,
                 ),
                 "/ttip.wallet.v1.WalletInternalService/QuotePayoutFee": Endpoint.unary(
                     method=MethodInfo(
@@ -2022,6 +2041,33 @@ class WalletInternalServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def load_fee_schedules(
+        self,
+        request: LoadFeeSchedulesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> LoadFeeSchedulesResponse:
+        """
+        Every version of the currency's fee schedules (all currencies when empty),
+        future ones included, oldest first: for a service that quotes tips from a
+        copy (payment), reloaded on ttip.wallet.fee_schedule_created.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="LoadFeeSchedules",
+                service_name="ttip.wallet.v1.WalletInternalService",
+                input=LoadFeeSchedulesRequest,
+                output=LoadFeeSchedulesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
+        )
     async def quote_payout_fee(
         self,
         request: QuotePayoutFeeRequest,
@@ -2138,6 +2184,14 @@ class WalletInternalServiceSync(Protocol):
         """
         Reverses a pool distribution entry (workers -> pool), once, with a
         reason; the period may then be distributed again.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def load_fee_schedules(self, request: LoadFeeSchedulesRequest, ctx: RequestContext[LoadFeeSchedulesRequest, LoadFeeSchedulesResponse], /) -> LoadFeeSchedulesResponse:
+        """
+        Every version of the currency's fee schedules (all currencies when empty),
+        future ones included, oldest first: for a service that quotes tips from a
+        copy (payment), reloaded on ttip.wallet.fee_schedule_created.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -2317,6 +2371,17 @@ class WalletInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.reverse_pool_distribution,
+                ),
+                "/ttip.wallet.v1.WalletInternalService/LoadFeeSchedules": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="LoadFeeSchedules",
+                        service_name="ttip.wallet.v1.WalletInternalService",
+                        input=LoadFeeSchedulesRequest,
+                        output=LoadFeeSchedulesResponse,
+                        idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.load_fee_schedules,
                 ),
                 "/ttip.wallet.v1.WalletInternalService/QuotePayoutFee": EndpointSync.unary(
                     method=MethodInfo(
@@ -2681,6 +2746,33 @@ class WalletInternalServiceClientSync(ConnectClientSync):
             ),
             headers=headers,
             timeout_ms=timeout_ms,
+        )
+    def load_fee_schedules(
+        self,
+        request: LoadFeeSchedulesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+        use_get: bool = False,
+    ) -> LoadFeeSchedulesResponse:
+        """
+        Every version of the currency's fee schedules (all currencies when empty),
+        future ones included, oldest first: for a service that quotes tips from a
+        copy (payment), reloaded on ttip.wallet.fee_schedule_created.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="LoadFeeSchedules",
+                service_name="ttip.wallet.v1.WalletInternalService",
+                input=LoadFeeSchedulesRequest,
+                output=LoadFeeSchedulesResponse,
+                idempotency_level=IdempotencyLevel.NO_SIDE_EFFECTS,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+            use_get=use_get,
         )
     def quote_payout_fee(
         self,

@@ -1,0 +1,107 @@
+// The fee arithmetic of a tip: wallet answers quotes with it (QuoteFees,
+// QuoteTipFees) and payment charges M-Pesa tips with it from its copy of the
+// schedules, so the two can never disagree. Pure: no I/O, the schedule is an argument.
+import { create } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
+import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
+import { FeeQuoteSchema, PaymentRail, type FeeQuote, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { NotConfiguredError, OutOfRangeError } from "./domain-errors.js";
+import { fieldError } from "./field-errors.js";
+import { checkedInt64, mulDivRound } from "./money.js";
+
+function money(amountMinor: bigint, currency: string): Money {
+  return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
+}
+
+/**
+ * The version in force at `atMs` of `schedules` (one currency's): the newest
+ * version already effective, as wallet's SQL picks it (a later version with an
+ * earlier effective_from wins over an earlier one). NOT_CONFIGURED when none is.
+ */
+export function scheduleInForce(schedules: readonly FeeSchedule[], currency: string, atMs: number): FeeSchedule {
+  let found: FeeSchedule | undefined;
+  for (const s of schedules) {
+    if (s.currency !== currency || (s.effectiveFrom && timestampMs(s.effectiveFrom) > atMs)) continue;
+    if (!found || s.version > found.version) found = s;
+  }
+  if (!found) throw new NotConfiguredError(`no fee schedule for ${currency}`);
+  return found;
+}
+
+/**
+ * The currency a tip lands in for a worker whose wallets hold `currencies`:
+ * KES when they have a KES wallet or none, else their first (sorted). Having
+ * a KES wallet never stops being true (wallets are never deleted), so a caller
+ * may remember it; the other answers can change.
+ */
+export function tipWalletCurrency(currencies: readonly string[]): string {
+  return currencies.includes("KES") ? "KES" : (currencies[0] ?? "KES");
+}
+
+/**
+ * Platform fee: amount x bps / 10 000, rounded half away from zero to the
+ * minor unit, then held within [min, cap] and never more than the tip.
+ */
+export function platformFee(s: FeeSchedule, amountMinor: bigint): bigint {
+  let fee = mulDivRound(amountMinor, BigInt(s.platformFeeBps), 10_000n);
+  if (fee < s.platformFeeMinMinor) fee = s.platformFeeMinMinor;
+  if (fee > s.platformFeeCapMinor) fee = s.platformFeeCapMinor;
+  return fee > amountMinor ? amountMinor : fee;
+}
+
+/** Card processing fee on what the card is charged: bps (rounded half away from zero) plus the fixed part. */
+export function cardFee(s: FeeSchedule, chargedMinor: bigint): bigint {
+  return mulDivRound(chargedMinor, BigInt(s.cardFeeBps), 10_000n) + s.cardFeeFixedMinor;
+}
+
+/** M-Pesa's B2C charge for a payout of `amountMinor`: the band it falls in (edges inclusive). */
+export function b2cFee(s: FeeSchedule, amountMinor: bigint): bigint {
+  const band = s.mpesaB2cBands.find((b) => amountMinor >= b.minMinor && amountMinor <= b.maxMinor);
+  if (!band) throw new OutOfRangeError(`no M-Pesa B2C tariff band covers ${amountMinor} minor units`);
+  return band.feeMinor;
+}
+
+/**
+ * What a tip costs and what the worker gets, in the tip's currency (the
+ * caller converts when the wallet's currency differs).
+ *
+ * - M-Pesa: no processing fee on the customer's side (the paybill tariff is
+ *   the platform's cost). Fees are whole shillings for KES, rounded down in
+ *   the worker's favour, because M-Pesa moves whole shillings.
+ * - Card: fee on the amount the card is charged.
+ * - Customer covers the fee: the customer pays tip + fees, the worker gets
+ *   the whole tip. Otherwise the fees come out of the tip.
+ */
+export function quoteTip(s: FeeSchedule, amountMinor: bigint, rail: PaymentRail, customerCovers: boolean): FeeQuote {
+  let platform = platformFee(s, amountMinor);
+  let processing = 0n;
+  if (rail === PaymentRail.MPESA && s.currency === "KES") platform -= platform % 100n;
+  let pays = amountMinor;
+  if (rail === PaymentRail.CARD) {
+    if (customerCovers) {
+      // Charge enough that what is left after the card fee on the charge itself
+      // covers the tip and the platform fee; a rounding cent over goes to the platform.
+      const base = amountMinor + platform;
+      pays = base;
+      while (pays - cardFee(s, pays) < base) pays += base - (pays - cardFee(s, pays));
+      processing = cardFee(s, pays);
+      platform = pays - processing - amountMinor;
+    } else {
+      processing = cardFee(s, amountMinor);
+    }
+  } else if (customerCovers) {
+    pays = amountMinor + platform;
+  }
+  const receives = customerCovers ? amountMinor : amountMinor - platform - processing;
+  if (receives <= 0n) {
+    throw fieldError("amount", `a tip of ${amountMinor} minor units does not cover its fees; tip more or cover the fee`);
+  }
+  return create(FeeQuoteSchema, {
+    feeScheduleVersion: s.version,
+    customerPays: money(pays, s.currency),
+    platformFee: money(platform, s.currency),
+    processingFee: money(processing, s.currency),
+    workerReceives: money(receives, s.currency),
+    customerCoversFee: customerCovers,
+  });
+}
