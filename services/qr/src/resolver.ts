@@ -20,6 +20,11 @@ import { profileOf, type ProfileRecord } from "./stores/profiles.js";
 /** A short code that names no code is remembered this long, so guessing does not reach Postgres each time. */
 const MISSING_TTL_SECONDS = 60;
 const MISSING = "-";
+/**
+ * Codes whose cache keys a process remembers, so their next resolve reads them all in
+ * one round trip; past it the oldest are forgotten first (about 0.3 KB each).
+ */
+const MAX_KEY_HINTS = 10_000;
 
 export const cacheKeys = {
   code: (id: string) => `qr:code:${id}`,
@@ -52,11 +57,6 @@ export function problem(code: Code, message: string, kind: QrProblemKind, qrCode
   return new QrProblemError(code, message, kind, qrCodeId, replacedBy);
 }
 
-/**
- * Resolves codes through the cache (Redis in a cluster): a warm resolve reads
- * two or three keys and never touches Postgres. Writers call forget* in the
- * same request that changes a code or profile, after their commit.
- */
 /** The qr counters on a registry, created once per registry (a process may start the module more than once). */
 function counters(metrics: Metrics | undefined) {
   if (!metrics) return undefined;
@@ -70,8 +70,32 @@ function counters(metrics: Metrics | undefined) {
   };
 }
 
+/** The profiles a code's resolve reads: its owner's and, for a worker's code at a venue, the venue's. */
+function profileKeysOf(code: CodeRecord): string[] {
+  const owner = cacheKeys.profile(code.ownerKind, code.ownerId);
+  return code.ownerKind === 1 && code.venueId ? [owner, cacheKeys.profile(2, code.venueId)] : [owner];
+}
+
+/** Cache values read ahead of their use: a key absent here is read when needed. */
+type Prefetched = ReadonlyMap<string, string | null>;
+const NOTHING_PREFETCHED: Prefetched = new Map();
+
+/**
+ * Resolves codes through the cache (Redis in a cluster): a warm resolve reads
+ * the code and its profiles in one round trip (MGET) and never touches
+ * Postgres. Writers call forget in the same request that changes a code or
+ * profile, after their commit; the entries themselves are never kept in the
+ * process, so every replica sees a change at once.
+ */
 export class Resolver {
   private readonly loading = new Map<string, Promise<unknown>>();
+  /**
+   * Per short code or code id, the keys its last resolve read: the code's and its
+   * profiles'. A short code names one code forever and a code's owner and venue never
+   * change, so these stay right. They only choose what is read ahead: the profiles used
+   * are always the ones the code just read names (a wrong hint costs a round trip, not an answer).
+   */
+  private readonly keyHints = new Map<string, { codeId: string; keys: string[] }>();
   private readonly counters: ReturnType<typeof counters>;
 
   constructor(
@@ -85,17 +109,28 @@ export class Resolver {
     this.counters = counters(metrics);
   }
 
-  private async cached<T>(key: string, load: () => Promise<T | undefined>, missingTtl?: number): Promise<T | undefined> {
-    let hit: string | null = null;
-    const entry = key.split(":")[1];
+  /** The keys' cached values in one round trip; null for a key missing (or for all of them when the cache fails). */
+  private async read(keys: readonly string[]): Promise<Map<string, string | null>> {
+    const values = new Map<string, string | null>();
     try {
-      hit = await this.cache.get(key);
-      this.counters?.cache.inc({ entry, result: hit === null ? "miss" : "hit" });
+      const hits = await this.cache.getMany(keys);
+      keys.forEach((key, i) => {
+        values.set(key, hits[i]);
+        this.counters?.cache.inc({ entry: key.split(":")[1], result: hits[i] === null ? "miss" : "hit" });
+      });
     } catch (err) {
       // A cache outage slows resolves down; it must not fail them.
-      this.counters?.cache.inc({ entry, result: "error" });
-      this.logger.warn({ err, key }, "qr cache read failed; reading Postgres");
+      for (const key of keys) {
+        values.set(key, null);
+        this.counters?.cache.inc({ entry: key.split(":")[1], result: "error" });
+      }
+      this.logger.warn({ err, keys }, "qr cache read failed; reading Postgres");
     }
+    return values;
+  }
+
+  private async cached<T>(key: string, load: () => Promise<T | undefined>, missingTtl?: number, prefetched = NOTHING_PREFETCHED): Promise<T | undefined> {
+    const hit = prefetched.has(key) ? prefetched.get(key)! : (await this.read([key])).get(key)!;
     if (hit === MISSING) return undefined;
     if (hit !== null) return JSON.parse(hit) as T;
     // Concurrent misses on one key share one Postgres read (a popular code after a change).
@@ -116,12 +151,29 @@ export class Resolver {
     return pending;
   }
 
-  code(id: string): Promise<CodeRecord | undefined> {
-    return this.cached(cacheKeys.code(id), () => codeById(this.pool, id), MISSING_TTL_SECONDS);
+  code(id: string, prefetched?: Prefetched): Promise<CodeRecord | undefined> {
+    return this.cached(cacheKeys.code(id), () => codeById(this.pool, id), MISSING_TTL_SECONDS, prefetched);
   }
 
-  profile(kind: number, ownerId: string): Promise<ProfileRecord | undefined> {
-    return this.cached(cacheKeys.profile(kind, ownerId), () => profileOf(this.pool, kind, ownerId), this.cfg.QR_CACHE_TTL_SECONDS);
+  profile(kind: number, ownerId: string, prefetched?: Prefetched): Promise<ProfileRecord | undefined> {
+    return this.cached(cacheKeys.profile(kind, ownerId), () => profileOf(this.pool, kind, ownerId), this.cfg.QR_CACHE_TTL_SECONDS, prefetched);
+  }
+
+  /** A code's owner and venue (undefined without one); the ones not prefetched are read together. */
+  private async profilesOf(code: CodeRecord, prefetched: Prefetched): Promise<{ owner?: ProfileRecord; venue?: ProfileRecord; venueId?: string }> {
+    const unread = profileKeysOf(code).filter((key) => !prefetched.has(key));
+    const values = unread.length ? new Map([...prefetched, ...(await this.read(unread))]) : prefetched;
+    const owner = await this.profile(code.ownerKind, code.ownerId, values);
+    if (code.ownerKind === 2) return { owner, venue: owner, venueId: code.ownerId };
+    if (!code.venueId) return { owner };
+    return { owner, venue: await this.profile(2, code.venueId, values), venueId: code.venueId };
+  }
+
+  /** Remembers the keys a code's resolve read, under its short code or id (the oldest hint goes when full). */
+  private hint(lookup: string, code: CodeRecord): void {
+    if (this.keyHints.has(lookup)) return;
+    if (this.keyHints.size >= MAX_KEY_HINTS) this.keyHints.delete(this.keyHints.keys().next().value!);
+    this.keyHints.set(lookup, { codeId: code.id, keys: [cacheKeys.code(code.id), ...profileKeysOf(code)] });
   }
 
   async codeIdForShortCode(shortCode: string): Promise<string | undefined> {
@@ -165,6 +217,8 @@ export class Resolver {
   private async resolveUncounted(input: { case: "shortCode" | "payload"; value: string }): Promise<{ target: TipTarget; code: CodeRecord }> {
     let code: CodeRecord | undefined;
     let parameters: DynamicParameters | undefined;
+    let lookup: string;
+    let prefetched = NOTHING_PREFETCHED;
     if (input.case === "payload") {
       let claims;
       try {
@@ -178,13 +232,31 @@ export class Resolver {
       if (claims.expiresAt !== undefined && claims.expiresAt * 1000 <= Date.now()) {
         throw problem(Code.FailedPrecondition, "this QR code has expired", QrProblemKind.EXPIRED, claims.qrCodeId);
       }
-      code = await this.code(claims.qrCodeId);
+      lookup = `id:${claims.qrCodeId}`;
+      const hint = this.keyHints.get(lookup);
+      if (hint) prefetched = await this.read(hint.keys);
+      code = await this.code(claims.qrCodeId, prefetched);
       if (!code) throw problem(Code.NotFound, "no such QR code", QrProblemKind.UNKNOWN_CODE, claims.qrCodeId);
       parameters = claims.parameters;
     } else {
-      const id = await this.codeIdForShortCode(normalizeShortCode(input.value));
-      code = id ? await this.code(id) : undefined;
-      if (!code) throw problem(Code.NotFound, `no QR code has the short code ${normalizeShortCode(input.value)}`, QrProblemKind.UNKNOWN_CODE);
+      const shortCode = normalizeShortCode(input.value);
+      lookup = `short:${shortCode}`;
+      const hint = this.keyHints.get(lookup);
+      if (hint) {
+        prefetched = await this.read(hint.keys);
+        code = await this.code(hint.codeId, prefetched);
+        // Never expected (a short code names one code forever); if it happens, the short code is looked up again.
+        if (code?.shortCode !== shortCode) {
+          this.keyHints.delete(lookup);
+          prefetched = NOTHING_PREFETCHED;
+          code = undefined;
+        }
+      }
+      if (!code) {
+        const id = await this.codeIdForShortCode(shortCode);
+        code = id ? await this.code(id) : undefined;
+      }
+      if (!code) throw problem(Code.NotFound, `no QR code has the short code ${shortCode}`, QrProblemKind.UNKNOWN_CODE);
     }
     if (code.status === 2) {
       throw problem(Code.FailedPrecondition, "this QR code was replaced by a newer one", QrProblemKind.ROTATED, code.id, code.replacedBy ?? "");
@@ -193,9 +265,7 @@ export class Resolver {
     if (code.expiresAt !== null && code.expiresAt <= Date.now()) {
       throw problem(Code.FailedPrecondition, "this QR code has expired", QrProblemKind.EXPIRED, code.id);
     }
-    const owner = await this.profile(code.ownerKind, code.ownerId);
-    const venueId = code.ownerKind === 2 ? code.ownerId : code.venueId;
-    const venue = venueId ? (code.ownerKind === 2 ? owner : await this.profile(2, venueId)) : undefined;
+    const { owner, venue, venueId } = await this.profilesOf(code, prefetched);
     if (!owner?.active) {
       const kind = code.ownerKind === 2 ? QrProblemKind.VENUE_INACTIVE : QrProblemKind.OWNER_INACTIVE;
       throw problem(Code.FailedPrecondition, code.ownerKind === 2 ? "this venue is not taking tips" : "this worker is not taking tips", kind, code.id);
@@ -228,6 +298,7 @@ export class Resolver {
       shared: code.ownerKind === 2,
       role: owner.role ?? "",
     });
+    this.hint(lookup, code);
     return { target, code };
   }
 }

@@ -19,6 +19,8 @@ import { QrInternalService, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_
 import type { Role, ServiceContext } from "@ttip/runtime";
 import { KES, startTestService, type TestService, eventually } from "@ttip/runtime/testing";
 import { createQrModule } from "../src/index.js";
+import { loadQrConfig } from "../src/config.js";
+import { QrProblemError, Resolver } from "../src/resolver.js";
 import { PayloadSigner } from "../src/signing.js";
 import { decodeEmvco, parseTlv } from "./emvco-decoder.js";
 import { decodePdfBand, decodePng, decodeSvgCodes } from "./raster.js";
@@ -347,19 +349,82 @@ describe("qr service", () => {
 
     test("with Redis failing, resolves fall back to Postgres instead of failing", async () => {
       const cache = t.ctx.cache;
-      const { get, set } = cache;
-      cache.get = async () => {
+      const { get, getMany, set } = cache;
+      const down = async () => {
         throw new Error("redis down");
       };
-      cache.set = async () => {
-        throw new Error("redis down");
-      };
+      Object.assign(cache, { get: down, getMany: down, set: down });
       try {
+        // Warm (the keys known from earlier resolves) and cold (a short code never resolved here).
         const r = await anon().resolveQrCode({ code: { case: "shortCode", value: code.shortCode } });
         assert.equal(r.target?.qrCodeId, code.qrCodeId);
+        const cold = (await as(worker).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: worker.subject, idempotencyKey: idem() })).qrCode!;
+        assert.equal((await anon().resolveQrCode({ code: { case: "shortCode", value: cold.shortCode } })).target?.qrCodeId, cold.qrCodeId);
       } finally {
-        Object.assign(cache, { get, set });
+        Object.assign(cache, { get, getMany, set });
       }
+    });
+
+    test("a warm resolve reads its code and profiles in one round trip to the cache, and Postgres not at all", async () => {
+      const cache = t.ctx.cache;
+      const { get, getMany } = cache;
+      const reads: string[][] = [];
+      cache.get = (key) => (reads.push([key]), get.call(cache, key));
+      cache.getMany = (keys) => (reads.push([...keys]), getMany.call(cache, keys));
+      const pool = t.db.pool;
+      const query = pool.query;
+      let queries = 0;
+      pool.query = ((...args: Parameters<typeof query>) => (queries++, (query as (...a: unknown[]) => unknown).apply(pool, args))) as typeof query;
+      try {
+        for (const value of [{ case: "payload" as const, value: payloadOf(staffCode) }, { case: "shortCode" as const, value: staffCode.shortCode }]) {
+          await anon().resolveQrCode({ code: value }); // this process learns the keys a resolve of this code reads
+          reads.length = 0;
+          queries = 0;
+          const { target } = await anon().resolveQrCode({ code: value });
+          assert.equal(target?.venueName, "Java House Kimathi", value.case);
+          assert.deepEqual(reads, [[`qr:code:${staffCode.qrCodeId}`, `qr:profile:1:${worker.subject}`, `qr:profile:2:${venueId}`]], value.case);
+          assert.equal(queries, 0, value.case);
+        }
+      } finally {
+        Object.assign(cache, { get, getMany });
+        pool.query = query;
+      }
+    });
+
+    test("a replica that resolved a code before sees every change made through another at once", async () => {
+      const w = { subject: randomUUID(), roles: ["worker"] as Role[] };
+      const m = { subject: randomUUID(), roles: ["venue_manager"] as Role[] };
+      const venue = randomUUID();
+      const profile = (displayName: string, active?: boolean) => as(active === undefined ? w : admin).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, displayName, active });
+      const venueActive = (active: boolean) => as(admin).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venue, displayName: "Mama Oliech", active });
+      await profile("Achieng");
+      await as(m).putProfile({ ownerKind: OwnerKind.VENUE, ownerId: venue, displayName: "Mama Oliech" });
+      await as(m).addVenueStaff({ venueId: venue, workerId: w.subject });
+      const c = (await as(m).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: w.subject, venueId: venue, idempotencyKey: idem() })).qrCode!;
+      // Another replica of the service: its own process memory, the same Redis and Postgres.
+      const replica = new Resolver(t.ctx.pool, t.ctx.cache, new PayloadSigner(KEY), loadQrConfig({ QR_SIGNING_KEY: KEY, QR_TIP_BASE_URL: BASE }), t.ctx.logger);
+      const inputs = [{ case: "payload" as const, value: payloadOf(c) }, { case: "shortCode" as const, value: c.shortCode }];
+      const resolveBoth = () => Promise.all(inputs.map((input) => replica.resolve(input)));
+      const refusedBoth = async (kind: QrProblemKind) => {
+        for (const input of inputs) {
+          await assert.rejects(replica.resolve(input), (e) => e instanceof QrProblemError && e.kind === kind && e.code === Code.FailedPrecondition, `${input.case}: ${QrProblemKind[kind]}`);
+        }
+      };
+      await resolveBoth();
+      await resolveBoth(); // warm: the replica reads each code's keys in one round trip now
+
+      await profile("Achieng O.");
+      assert.deepEqual((await resolveBoth()).map((r) => r.target.displayName), ["Achieng O.", "Achieng O."]);
+      await profile("Achieng O.", false);
+      await refusedBoth(QrProblemKind.OWNER_INACTIVE);
+      await profile("Achieng O.", true);
+      await resolveBoth();
+      await venueActive(false);
+      await refusedBoth(QrProblemKind.VENUE_INACTIVE);
+      await venueActive(true);
+      await resolveBoth();
+      await as(m).revokeQrCode({ qrCodeId: c.qrCodeId, reason: "card lost" });
+      await refusedBoth(QrProblemKind.REVOKED);
     });
   });
 

@@ -5,6 +5,8 @@ import { inClientSpan } from "./tracing.js";
 /** A small key-value cache with expiry: Redis in a cluster, a Map in one process. */
 export interface Cache {
   get(key: string): Promise<string | null>;
+  /** Several keys in one round trip (MGET): each one's value, or null, in the order asked. */
+  getMany(keys: readonly string[]): Promise<Array<string | null>>;
   set(key: string, value: string, ttlSeconds: number): Promise<void>;
   del(key: string): Promise<void>;
   /** Adds 1 to one field of a hash (created at 0) and sets the hash to expire in ttlSeconds. */
@@ -53,6 +55,10 @@ export class RedisCache implements Cache {
 
   get(key: string) {
     return this.redis.get(this.prefix + key);
+  }
+  async getMany(keys: readonly string[]) {
+    if (!keys.length) return [];
+    return this.redis.mget(keys.map((key) => this.prefix + key));
   }
   async set(key: string, value: string, ttlSeconds: number) {
     await this.redis.set(this.prefix + key, value, "EX", ttlSeconds);
@@ -110,6 +116,9 @@ export class MemoryCache implements Cache {
       return null;
     }
     return e.value;
+  }
+  async getMany(keys: readonly string[]) {
+    return Promise.all(keys.map((key) => this.get(key)));
   }
   async set(key: string, value: string, ttlSeconds: number) {
     this.entries.set(key, { value, expires: Date.now() + ttlSeconds * 1000 });

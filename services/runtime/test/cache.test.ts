@@ -5,11 +5,28 @@ import { testEnv, uniqueName } from "../src/testing/index.js";
 
 // The same rules on both stores: Redis in a cluster, memory in one process.
 const stores: [string, () => Cache][] = [
-  ["redis", () => new RedisCache(testEnv().redisUrl, `${uniqueName("cd")}:`)],
+  ["redis", () => new RedisCache(testEnv().redisUrl, `${uniqueName("cache")}:`)],
   ["memory", () => new MemoryCache()],
 ];
 
 for (const [name, open] of stores) {
+  describe(`getMany on ${name}`, () => {
+    const cache = open();
+    after(() => cache.close());
+
+    test("each key's value in the order asked, null for a key never set, deleted or expired", async () => {
+      await cache.set("a", "1", 60);
+      await cache.set("b", "2", 60);
+      await cache.set("gone", "3", 60);
+      await cache.del("gone");
+      await cache.set("brief", "4", 1);
+      assert.deepEqual(await cache.getMany(["b", "never", "a", "gone", "a"]), ["2", null, "1", null, "1"]);
+      assert.deepEqual(await cache.getMany([]), []);
+      await new Promise((r) => setTimeout(r, 1_100));
+      assert.deepEqual(await cache.getMany(["brief", "a"]), [null, "1"]);
+    });
+  });
+
   describe(`claimCooldown on ${name}`, () => {
     const cache = open();
     after(() => cache.close());
