@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { EventEmitter, once } from "node:events";
+import { EventEmitter } from "node:events";
 import type { EventBus } from "@ttip/runtime";
 
 /** The bus notification every payment replica listens to for its watchers (nothing stored). */
@@ -71,12 +71,32 @@ export class ChangeFeed {
   }
 
   /**
-   * The next change of `key` announced on any replica: the row its transaction
-   * committed when this replica made it and had it, else undefined. Rejects when `signal` aborts.
+   * The next change of `key` announced on any replica: `wait` resolves with
+   * the row its transaction committed when this replica made it and had it,
+   * else undefined; undefined too after `ms` (the poll), when `signal` aborts,
+   * or on cancel(). Plain listeners, no AbortController: every watcher cancels
+   * a wait on every turn, and an abort without a reason builds a DOMException
+   * with a stack each time, which nobody here reads.
    */
-  async next(key: string, signal: AbortSignal): Promise<unknown> {
-    const [row] = await once(this.local, key, { signal });
-    return row;
+  next(key: string, signal: AbortSignal, ms: number): { wait: Promise<unknown>; cancel: () => void } {
+    let settle!: (row: unknown) => void;
+    const wait = new Promise<unknown>((resolve) => (settle = resolve));
+    let timer: NodeJS.Timeout | undefined;
+    const onChange = (row?: unknown) => finish(row);
+    const onAbort = () => finish(undefined);
+    const finish = (row: unknown) => {
+      if (timer === undefined) return; // settled already
+      clearTimeout(timer);
+      timer = undefined;
+      this.local.off(key, onChange);
+      signal.removeEventListener("abort", onAbort);
+      settle(row);
+    };
+    timer = setTimeout(onAbort, ms);
+    this.local.on(key, onChange);
+    if (signal.aborted) finish(undefined);
+    else signal.addEventListener("abort", onAbort);
+    return { wait, cancel: onAbort };
   }
 
   /** Wakes this process's watchers on other replicas' changes until stopped; a no-op on a bus without notifications. */

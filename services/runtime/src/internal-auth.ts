@@ -3,7 +3,7 @@
 // of where the call came from. The sender signs them with a key every process
 // of the deployment shares (INTERNAL_SIGNING_KEY, from a Secret), the receiver
 // verifies: a NetworkPolicy is then the second wall, not the only one.
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { GATEWAY_HEADERS } from "./headers.js";
 
@@ -15,25 +15,46 @@ const SIGNED = [GATEWAY_HEADERS.subject, GATEWAY_HEADERS.roles, GATEWAY_HEADERS.
 // One process (make run, the tests) signs and verifies with a key of its own;
 // a cluster's processes must share one, which main.ts requires.
 let processKey: Buffer | undefined;
+// The configured key's Buffer, kept while the variable holds the same text, so
+// every call passes the same Buffer and finds its KeyObject made once.
+let configuredKey: { text: string; key: Buffer } | undefined;
 
 /** The key from INTERNAL_SIGNING_KEY (at least 32 characters), or this process's own random one. */
 export function internalSigningKey(): Buffer {
   const configured = process.env.INTERNAL_SIGNING_KEY;
   if (configured) {
+    if (configuredKey?.text === configured) return configuredKey.key;
     if (configured.length < 32) throw new Error("INTERNAL_SIGNING_KEY must be at least 32 characters");
-    return Buffer.from(configured, "utf8");
+    configuredKey = { text: configured, key: Buffer.from(configured, "utf8") };
+    return configuredKey.key;
   }
   return (processKey ??= randomBytes(32));
 }
 
+// createHmac with a Buffer key checks the key's type (KeyObject? CryptoKey?)
+// and imports it on every call: on Node 24 that is ~80% of an internal MAC's
+// CPU (bench/internal-mac.ts). A KeyObject made once per key skips it (the
+// key Buffers here are never written after they are made).
+const keyObjects = new WeakMap<Buffer, KeyObject>();
+
+/** HMAC-SHA256 of `message` (UTF-8) under `key`: createHmac's bytes, with the key imported once per Buffer. */
+export function hmacSha256(key: Buffer, message: string): Buffer {
+  let keyObject = keyObjects.get(key);
+  if (keyObject === undefined) {
+    keyObject = createSecretKey(key);
+    keyObjects.set(key, keyObject);
+  }
+  return createHmac("sha256", keyObject).update(message).digest();
+}
+
 function mac(key: Buffer, at: string, headers: Headers): Buffer {
-  const h = createHmac("sha256", key).update(`v1\n${at}`);
-  for (const name of SIGNED) h.update(`\n${headers.get(name) ?? ""}`);
+  let message = `v1\n${at}`;
+  for (const name of SIGNED) message += `\n${headers.get(name) ?? ""}`;
   // Covered only when present, so signatures without it read as before
   // (a rolling upgrade); adding or removing it still breaks the signature.
   const stepUpAt = headers.get(GATEWAY_HEADERS.stepUpAt);
-  if (stepUpAt !== null) h.update(`\n${GATEWAY_HEADERS.stepUpAt}:${stepUpAt}`);
-  return h.digest();
+  if (stepUpAt !== null) message += `\n${GATEWAY_HEADERS.stepUpAt}:${stepUpAt}`;
+  return hmacSha256(key, message);
 }
 
 /** Signs the identity headers present in `headers` (even none: the call then comes from a service). */

@@ -1,7 +1,17 @@
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes, randomInt } from "node:crypto";
 import { test } from "node:test";
-import { signInternal, verifyInternal } from "../src/internal-auth.js";
+import { hmacSha256, internalSigningKey, signInternal, verifyInternal } from "../src/internal-auth.js";
+
+// Any UTF-16 text but lone surrogates (header values are ASCII; the MAC must hold for all text).
+function randomText(length: number): string {
+  let s = "";
+  for (let i = 0; i < length; i++) {
+    const r = randomInt(4);
+    s += r === 0 ? String.fromCodePoint(randomInt(0x20, 0x7f)) : r === 1 ? String.fromCodePoint(randomInt(0x80, 0xd800)) : r === 2 ? String.fromCodePoint(randomInt(0x10000, 0x10ffff)) : "\n";
+  }
+  return s;
+}
 
 test("internal signature: covers the identity headers, expires, and needs the shared key", () => {
   const key = randomBytes(32);
@@ -36,4 +46,57 @@ test("internal signature: covers the step-up time when present, and reads as bef
   const dropped = new Headers(stepped);
   dropped.delete("x-ttip-step-up-at");
   assert.equal(verifyInternal(dropped, key), false, "the step-up removed");
+});
+
+test("hmacSha256: createHmac's bytes over random keys and messages, the key imported once per Buffer", () => {
+  const keys = Array.from({ length: 40 }, (_, i) => randomBytes(i === 0 ? 0 : randomInt(1, 140))); // empty, short, and longer than SHA-256's 64-byte block
+  for (let i = 0; i < 1_000; i++) {
+    const key = keys[i % keys.length]; // each key seen many times: the cached KeyObject answers
+    const message = randomText(randomInt(0, 300));
+    const expected = createHmac("sha256", key).update(message, "utf8").digest();
+    assert.deepEqual(hmacSha256(key, message), expected, `key of ${key.length} bytes, message of ${message.length} units`);
+    if (key.length > 0) {
+      const otherKey = Buffer.from(key);
+      otherKey[randomInt(otherKey.length)] ^= 1 << randomInt(8);
+      assert.notDeepEqual(hmacSha256(otherKey, message), expected, "a key one bit off");
+    }
+    assert.notDeepEqual(hmacSha256(key, message + " "), expected, "a message one byte longer");
+  }
+});
+
+test("internal signature: the same bytes as an HMAC-SHA256 over the documented layout (signatures of older processes still verify)", () => {
+  const key = randomBytes(32);
+  const now = Date.now();
+  const at = String(Math.floor(now / 1000));
+  const h = new Headers({ "x-ttip-subject": "u1", "x-ttip-roles": "worker", "x-ttip-client-address": "203.0.113.9", "x-ttip-step-up-at": "1700000000" });
+  const layout = `v1\n${at}\nu1\nworker\n\n203.0.113.9\nx-ttip-step-up-at:1700000000`;
+  const old = createHmac("sha256", key).update(layout).digest("base64url");
+  signInternal(h, key, now);
+  assert.equal(h.get("x-ttip-internal"), `v1.${at}.${old}`);
+  const forged = new Headers(h);
+  const sig = old.slice(0, -2) + (old.at(-2) === "A" ? "B" : "A") + old.at(-1);
+  forged.set("x-ttip-internal", `v1.${at}.${sig}`);
+  assert.equal(verifyInternal(forged, key, now), false, "a signature one character off");
+  const otherKey = Buffer.from(key);
+  otherKey[31] ^= 0x80;
+  assert.equal(verifyInternal(h, otherKey, now), false, "a key one bit off");
+});
+
+test("internalSigningKey: follows INTERNAL_SIGNING_KEY when it changes, and keeps one Buffer while it does not", () => {
+  const before = process.env.INTERNAL_SIGNING_KEY;
+  try {
+    process.env.INTERNAL_SIGNING_KEY = "a".repeat(32);
+    const first = internalSigningKey();
+    assert.equal(internalSigningKey(), first, "the same Buffer (its KeyObject is made once)");
+    process.env.INTERNAL_SIGNING_KEY = "b".repeat(32);
+    assert.equal(internalSigningKey().toString(), "b".repeat(32));
+    const h = new Headers({ "x-ttip-subject": "u1" });
+    signInternal(h);
+    assert.equal(verifyInternal(h, first), false, "signed with the new key, not the cached old one");
+    process.env.INTERNAL_SIGNING_KEY = "short";
+    assert.throws(() => internalSigningKey(), /at least 32 characters/);
+  } finally {
+    if (before === undefined) delete process.env.INTERNAL_SIGNING_KEY;
+    else process.env.INTERNAL_SIGNING_KEY = before;
+  }
 });

@@ -27,17 +27,6 @@ const WATCH_POLL_MS = 1_000;
  * change in between is not missed.
  */
 export function nextChange(deps: Deps, key: string, signal: AbortSignal): { wait: Promise<TipRow | undefined>; cancel: () => void } {
-  const ms = deps.config().watchPollMs ?? WATCH_POLL_MS;
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), ms);
-  const onAbort = () => ac.abort();
-  signal.addEventListener("abort", onAbort);
   // A tip's change may carry the row as its transaction committed it (saves reading it again); a payout's carries none.
-  const wait = deps.changes.next(key, ac.signal)
-    .then((row) => row as TipRow | undefined, () => undefined)
-    .finally(() => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", onAbort);
-    });
-  return { wait, cancel: () => ac.abort() };
+  return deps.changes.next(key, signal, deps.config().watchPollMs ?? WATCH_POLL_MS) as { wait: Promise<TipRow | undefined>; cancel: () => void };
 }
