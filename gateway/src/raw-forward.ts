@@ -24,22 +24,19 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
-import { codeFromHttpStatus, codeToHttpStatus, errorFromJsonBytes, errorToJsonBytes, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
+import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
 import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import {
   checkRequestEncoding,
+  connectUnaryCall,
   decompressMessage,
   envelopedMessage,
-  http2Exchange,
   intercepted,
-  mediaType,
   readRpcBody,
-  REFUSED_STREAM,
   refusedBodyKey,
   requestHeaders,
   requestBodyLimit,
-  sendingRefusedAgain,
   type Logger,
 } from "@ttip/runtime";
 import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
@@ -111,7 +108,8 @@ export function rawForwarding(options: RawForwardingOptions): (req: NodeReq, res
     const q = url.indexOf("?");
     const route = options.routes.get(q < 0 ? url : url.slice(0, q));
     if (!route) return false;
-    const protocol = PROTOCOLS[mediaType(req.headers["content-type"])];
+    // The whole content type, as connect-es matches it: a binary one with parameters is refused there (415).
+    const protocol = PROTOCOLS[(req.headers["content-type"] ?? "").toLowerCase()];
     if (!protocol) return false;
     serve(options, chain, route, protocol, req, res).catch((err: unknown) => {
       // A client that went away while its body was read is no failure of ours.
@@ -138,7 +136,8 @@ interface RawCall {
   body: Uint8Array;
   /** Encodings the client accepts back. */
   accept: string | undefined;
-  timeoutMs: () => number | undefined;
+  /** The client's deadline, ms since the epoch. */
+  deadline: number | undefined;
   answer?: Answer;
 }
 
@@ -162,7 +161,7 @@ async function serve(options: RawForwardingOptions, chain: UnaryNext, route: Raw
       route,
       body: message ?? new Uint8Array(0),
       accept: (protocol === "connect" ? header.get("accept-encoding") : header.get("grpc-accept-encoding")) ?? undefined,
-      timeoutMs: () => (deadlineAt === undefined ? undefined : deadlineAt - Date.now()),
+      deadline: deadlineAt,
     };
     values.set(rawCallKey, call);
     const unary: UnaryRequest = {
@@ -194,15 +193,6 @@ async function serve(options: RawForwardingOptions, chain: UnaryNext, route: Raw
   }
 }
 
-function webHeaders(h: http2.IncomingHttpHeaders): Headers {
-  const header = new Headers();
-  for (const key in h) {
-    const value = h[key];
-    if (key[0] !== ":" && value !== undefined) header.set(key, Array.isArray(value) ? value.join(", ") : value);
-  }
-  return header;
-}
-
 function authority(req: NodeReq): string {
   return ("authority" in req ? req.authority : req.headers.host) ?? "gateway";
 }
@@ -231,59 +221,41 @@ function requestMessage(protocol: Protocol, body: Uint8Array, header: Headers, m
   }
 }
 
-/** The last of the chain: the call to the backend, the Connect protocol over its HTTP/2 session. */
+/**
+ * The last of the chain: the call to the backend, the Connect protocol over
+ * its HTTP/2 session (the runtime's connectUnaryCall, as a service's peers
+ * call), asking for what the client accepts and keeping the answer as the
+ * backend compressed it. Only application metadata goes back to the client.
+ */
 async function sendToBackend(req: UnaryRequest): Promise<UnaryResponse> {
   const call = req.contextValues.get(rawCallKey);
   if (!call) throw new ConnectError("no request body for the backend", Code.Internal);
-  const headers: http2.OutgoingHttpHeaders = { "content-type": "application/proto", "connect-protocol-version": "1" };
-  req.header.forEach((value, key) => (headers[key] = value));
-  if (call.accept) headers["accept-encoding"] = call.accept;
-  const timeoutMs = call.timeoutMs();
-  if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(Math.max(1, Math.floor(timeoutMs)));
-  const path = `/${req.service.typeName}/${req.method.name}`;
-  // A call the backend refused unprocessed (its session was ending) is sent again, as a service's peers do.
   let answer;
   try {
-    answer = await sendingRefusedAgain(
-      async () => {
-        const sent = await http2Exchange(call.route.session, path, headers, call.body, req.signal);
-        if (sent === REFUSED_STREAM) throw REFUSED_STREAM;
-        return sent;
-      },
-      (err) => err === REFUSED_STREAM,
-    );
+    answer = await connectUnaryCall({
+      session: call.route.session,
+      service: req.service.typeName,
+      method: req.method.name,
+      header: req.header,
+      body: call.body,
+      signal: req.signal,
+      deadline: call.deadline,
+      acceptEncoding: call.accept ?? "",
+    });
   } catch (err) {
-    throw err === REFUSED_STREAM ? new ConnectError(`the ${req.service.typeName} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable) : err;
+    // The backend's error as this gateway's own, as the decoding path relays it.
+    throw relayedError(err);
   }
-  const { status, header, body } = answer;
-  if (status !== 200) throw backendError(req.service.typeName, status, webHeaders(header), body);
-  // Application metadata only; Connect sends a unary call's trailers as trailer-* headers.
-  const responseHeader = new Headers();
-  const trailer = new Headers();
-  for (const key in header) {
-    const value = header[key];
-    const name = key.startsWith("trailer-") ? key.slice(8) : key;
-    if (typeof value === "string" && isMetadata(name)) (name === key ? responseHeader : trailer).set(name, value);
-  }
-  call.answer = { body, encoding: (header["content-encoding"] as string | undefined) ?? "" };
-  return { stream: false, service: req.service, method: req.method, header: responseHeader, trailer, message: call.route.output };
+  call.answer = { body: answer.body, encoding: answer.encoding ?? "" };
+  return { stream: false, service: req.service, method: req.method, header: metadataOf(answer.header), trailer: metadataOf(answer.trailer), message: call.route.output };
 }
 
-/** The backend's Connect error (JSON, compressed when large) as this gateway's own, as the decoding path relays it. */
-function backendError(service: string, status: number, header: Headers, body: Uint8Array): ConnectError {
-  const fallback = new ConnectError(`the ${service} service answered HTTP ${status}`, codeFromHttpStatus(status));
-  if (!header.get("content-type")?.startsWith("application/json")) return relayedError(fallback);
-  try {
-    const json = decompressMessage(header.get("content-encoding"), body, MAX_ERROR_BYTES);
-    return relayedError(errorFromJsonBytes(json, new Headers(header), fallback));
-  } catch {
-    // An error body we cannot read is the backend's failure, never the client's mistake.
-    return relayedError(fallback);
-  }
+/** Application metadata only: protocol and hop-by-hop headers belong to each leg. */
+function metadataOf(from: Headers): Headers {
+  const to = new Headers();
+  from.forEach((value, key) => isMetadata(key) && to.set(key, value));
+  return to;
 }
-
-/** An error body is at most this large once decompressed (Connect's error JSON is a message and details). */
-const MAX_ERROR_BYTES = 1024 * 1024;
 
 function nodeHeaders(...all: Headers[]): Record<string, string> {
   const out: Record<string, string> = {};

@@ -12,7 +12,7 @@ import { create, fromBinary, toBinary, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { compressionNegotiate, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
-import { acceptedCompressions, decompressMessage, mediaType, readRpcBody, refusedBodyKey, unparsableBody } from "./input.js";
+import { acceptedCompressions, decompressMessage, readRpcBody, refusedBodyKey, unparsableBody } from "./input.js";
 import { LocalCall, type DirectSpec } from "./local-server.js";
 
 type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
@@ -42,7 +42,8 @@ export interface ConnectUnaryOptions {
  */
 export function connectUnaryHandler(options: ConnectUnaryOptions): (req: NodeReq, res: NodeRes, path: string) => boolean {
   return (req, res, path) => {
-    if (req.method !== "POST" || mediaType(req.headers["content-type"]) !== "application/proto") return false;
+    // The whole content type, as connect-es matches it: "application/proto; charset=utf-8" is its 415.
+    if (req.method !== "POST" || req.headers["content-type"]?.toLowerCase() !== "application/proto") return false;
     const spec = options.methods.get(path);
     if (spec?.kind !== "unary") return false;
     serve(options, spec, req, res).catch(() => {

@@ -1,10 +1,13 @@
-// One unary request over an HTTP/2 session and its whole answer, without a
-// client library's streams in between: the gateway forwards calls as bytes
-// with it, and the peers' transport sends the Connect protocol's unary calls
-// with it (peers.ts).
+// One Connect unary call over an HTTP/2 session and its whole answer, without
+// a client library's streams in between: the peers' transport sends the
+// services' calls with it (peers.ts), the gateway forwards calls as bytes with
+// it (gateway/src/raw-forward.ts). The one place that reads an answer, maps a
+// reset or a lost connection to its code and sends a refused call again.
 import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { codeFromHttpStatus, errorFromJsonBytes, parseContentType, validateResponse } from "@connectrpc/connect/protocol-connect";
+import { decompressMessage } from "./input.js";
 
 export type Http2Answer = { status: number; header: http2.IncomingHttpHeaders; body: Uint8Array };
 
@@ -12,9 +15,12 @@ export type Http2Answer = { status: number; header: http2.IncomingHttpHeaders; b
 export const REFUSED_STREAM = Symbol("refused unprocessed");
 
 /**
- * One request and its whole answer on the session (the gateway's forwarded
- * calls, the peers' unary calls); a reset, a socket error or `signal` fails it
- * as connect-es would, UNAVAILABLE, and a refused stream resolves as REFUSED_STREAM.
+ * One request and its whole answer on the session. An answer counts only if
+ * its stream ended cleanly: node ends a reset stream's body too, and a
+ * message cut short can still parse. A reset fails the call with the code
+ * gRPC gives its HTTP/2 error code (resetError), a lost connection or a
+ * session that cannot be opened UNAVAILABLE, `signal` with its reason; a
+ * refused stream resolves as REFUSED_STREAM.
  */
 export function http2Exchange(session: Http2SessionManager, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
   return new Promise<Http2Answer | typeof REFUSED_STREAM>((resolve, reject) => {
@@ -29,7 +35,7 @@ export function http2Exchange(session: Http2SessionManager, path: string, header
     };
     const onAbort = () =>
       settle(() => {
-        stream?.close(http2Constants.NGHTTP2_CANCEL);
+        stream?.close(H2.CANCEL);
         reject(ConnectError.from(signal.reason));
       });
     signal.addEventListener("abort", onAbort, { once: true });
@@ -37,9 +43,23 @@ export function http2Exchange(session: Http2SessionManager, path: string, header
       (s) => {
         stream = s;
         if (signal.aborted) return onAbort();
+        // Taken now: a closed stream no longer names its session.
+        const connection = s.session;
         let status = 0; // 0: no answer yet
         let header: http2.IncomingHttpHeaders = {};
         const chunks: Buffer[] = [];
+        // Why the stream ended without its END_STREAM: its reset code, or the connection gone.
+        const broken = (err?: Error): ConnectError | typeof REFUSED_STREAM => {
+          if (s.rstCode === H2.REFUSED_STREAM) return REFUSED_STREAM;
+          if (connectionLost(connection, s.rstCode, err)) return new ConnectError(`the connection to the server was lost${err ? `: ${err.message}` : ""}`, Code.Unavailable, undefined, undefined, err);
+          return resetError(s.rstCode ?? H2.INTERNAL_ERROR, status !== 0);
+        };
+        const fail = (err?: Error) =>
+          settle(() => {
+            const why = broken(err);
+            if (why === REFUSED_STREAM) resolve(why);
+            else reject(why);
+          });
         s.once("response", (h) => {
           status = Number(h[":status"]);
           header = h;
@@ -48,17 +68,13 @@ export function http2Exchange(session: Http2SessionManager, path: string, header
           chunks.push(chunk);
           session.notifyResponseByteRead(s);
         });
-        // A stream reset before its answer ends too: "close" settles that one, by its code.
-        s.once("end", () => status !== 0 && settle(() => resolve({ status, header, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) })));
-        s.once("error", (err) =>
-          settle(() => (s.rstCode === http2Constants.NGHTTP2_REFUSED_STREAM ? resolve(REFUSED_STREAM) : reject(new ConnectError(`the call failed: ${err.message}`, Code.Unavailable, undefined, undefined, err)))),
-        );
-        s.once("close", () =>
-          settle(() => {
-            if (s.rstCode === http2Constants.NGHTTP2_REFUSED_STREAM) resolve(REFUSED_STREAM);
-            else reject(new ConnectError(`the server closed the call unanswered (HTTP/2 code ${s.rstCode})`, Code.Unavailable));
-          }),
-        );
+        s.once("end", () => {
+          // Node ends a reset stream's body as well (its rstCode set): that answer is cut short.
+          if (status === 0 || (s.rstCode !== undefined && s.rstCode !== H2.NO_ERROR)) return fail();
+          settle(() => resolve({ status, header, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) }));
+        });
+        s.once("error", (err) => fail(err));
+        s.once("close", () => fail());
         s.end(body);
       },
       (err: unknown) => settle(() => reject(new ConnectError(`cannot reach the server: ${(err as Error).message}`, Code.Unavailable, undefined, undefined, err))),
@@ -66,5 +82,147 @@ export function http2Exchange(session: Http2SessionManager, path: string, header
   });
 }
 
-const http2Constants = { NGHTTP2_NO_ERROR: 0, NGHTTP2_REFUSED_STREAM: 7, NGHTTP2_CANCEL: 8 } as const;
+/** HTTP/2's error codes (RFC 9113, 7) that a call's end is judged by. */
+const H2 = { NO_ERROR: 0, INTERNAL_ERROR: 2, STREAM_CLOSED: 5, REFUSED_STREAM: 7, CANCEL: 8, ENHANCE_YOUR_CALM: 11, INADEQUATE_SECURITY: 12, HTTP_1_1_REQUIRED: 13 } as const;
+const H2_NAMES = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"];
 
+/**
+ * A stream the server reset, by its code as gRPC maps them (PROTOCOL-HTTP2.md,
+ * the table connect-node's connectErrorFromH2ResetCode holds): CANCEL is
+ * CANCELED, ENHANCE_YOUR_CALM RESOURCE_EXHAUSTED, INADEQUATE_SECURITY and
+ * HTTP_1_1_REQUIRED PERMISSION_DENIED, REFUSED_STREAM UNAVAILABLE, the rest
+ * INTERNAL (NO_ERROR too: the stream closed before its answer was whole).
+ * connect-node gives INTERNAL for every code but CANCEL (node's stream error
+ * comes first) and waits for the deadline after a NO_ERROR before an answer.
+ */
+export function resetError(rstCode: number, answered: boolean): ConnectError {
+  const name = `${H2_NAMES[rstCode] ?? "unknown"} (0x${rstCode.toString(16)})`;
+  const message = rstCode === H2.NO_ERROR ? `http/2 stream closed ${answered ? "before the end of its answer" : "unanswered"} with error code ${name}` : `http/2 stream closed with error code ${name}`;
+  switch (rstCode) {
+    case H2.CANCEL:
+      return new ConnectError(message, Code.Canceled);
+    case H2.REFUSED_STREAM:
+      return new ConnectError(message, Code.Unavailable);
+    case H2.ENHANCE_YOUR_CALM:
+      return new ConnectError(message, Code.ResourceExhausted);
+    case H2.INADEQUATE_SECURITY:
+    case H2.HTTP_1_1_REQUIRED:
+      return new ConnectError(message, Code.PermissionDenied);
+    default:
+      return new ConnectError(message, Code.Internal);
+  }
+}
+
+/**
+ * The connection under the stream is gone (the socket failed, closed, or the
+ * session was destroyed), as opposed to the server resetting this one call:
+ * node closes the streams of a lost session with CANCEL, which is no
+ * cancellation by anyone. UNAVAILABLE, as gRPC clients say for a dropped
+ * connection (connect-node says CANCELED, or ABORTED on ECONNRESET: a
+ * caller would read either as a decision of the server's).
+ */
+function connectionLost(session: http2.Http2Session | undefined, rstCode: number | undefined, err: Error | undefined): boolean {
+  if (err) return (err as { code?: string }).code !== "ERR_HTTP2_STREAM_ERROR";
+  return session === undefined || ((session.destroyed || session.closed) && (rstCode === undefined || rstCode === H2.CANCEL || rstCode === H2.NO_ERROR));
+}
+
+/** A call the server refused unprocessed is sent at most this often in all. */
+const MAX_SENDS = 3;
+
+/** A response message is read whole; as connect-es's clients, no smaller limit than the protocol's. */
+const RESPONSE_MAX_BYTES = 0xffffffff;
+/** An error body is at most this large once decompressed (Connect's error JSON is a message and details). */
+const MAX_ERROR_BYTES = 1024 * 1024;
+
+export interface ConnectUnaryCall {
+  session: Http2SessionManager;
+  /** The service's type name ("ttip.qr.v1.QrService") and the method's name. */
+  service: string;
+  method: string;
+  /** Request metadata (already signed where it must be). */
+  header: Headers;
+  /** The request message, binary, uncompressed. */
+  body: Uint8Array;
+  /** The call's end: its deadline, the caller's cancellation. */
+  signal: AbortSignal;
+  /** The caller's deadline, ms since the epoch: every send carries what is left of it. */
+  deadline: number | undefined;
+  /**
+   * The gateway: the encodings its client accepts. The server is asked for
+   * them and the answer's body is handed back as the server compressed it
+   * (`encoding`). Without it, no compression is asked for (the hops are on
+   * the cluster's own network, where inflating costs more than it saves) and
+   * an answer compressed anyway is inflated here.
+   */
+  acceptEncoding?: string;
+}
+
+export interface ConnectUnaryAnswer {
+  /** The answer's headers (trailer-* taken out) and its trailers. */
+  header: Headers;
+  trailer: Headers;
+  /** The message, binary: compressed as `encoding` says (acceptEncoding only). */
+  body: Uint8Array;
+  encoding: string | undefined;
+}
+
+/**
+ * The Connect protocol's unary call (binary) as connect-es sends it: the
+ * timeout header from what is left of the deadline, the answer checked as
+ * connect-es's client checks it (status, content type, content length), its
+ * error read from the JSON body with the answer's headers and trailers as
+ * metadata. A call the server refused unprocessed (its connection was ending)
+ * is sent again, at most MAX_SENDS times in all, under the same deadline:
+ * HTTP/2 guarantees it was not processed (RFC 9113, 8.7).
+ */
+export async function connectUnaryCall(call: ConnectUnaryCall): Promise<ConnectUnaryAnswer> {
+  const headers: http2.OutgoingHttpHeaders = { "content-type": "application/proto", "connect-protocol-version": "1" };
+  call.header.forEach((value, key) => (headers[key] = value));
+  if (call.acceptEncoding) headers["accept-encoding"] = call.acceptEncoding;
+  const path = `/${call.service}/${call.method}`;
+  let answer: Http2Answer | typeof REFUSED_STREAM = REFUSED_STREAM;
+  for (let send = 1; send <= MAX_SENDS && answer === REFUSED_STREAM; send++) {
+    if (call.deadline !== undefined) headers["connect-timeout-ms"] = String(Math.max(1, Math.floor(call.deadline - Date.now())));
+    answer = await http2Exchange(call.session, path, headers, call.body, call.signal);
+  }
+  if (answer === REFUSED_STREAM) throw new ConnectError(`the ${call.service} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable);
+  const header = new Headers();
+  const trailer = new Headers();
+  for (const key in answer.header) {
+    const value = answer.header[key];
+    if (key[0] === ":" || value === undefined) continue;
+    const text = Array.isArray(value) ? value.join(", ") : String(value);
+    if (key.startsWith("trailer-")) trailer.set(key.slice(8), text);
+    else header.set(key, text);
+  }
+  if (answer.status !== 200) throw connectErrorOf(call.service, answer.status, header, trailer, answer.body);
+  // As connect-es's client: another encoding of the protocol is INTERNAL, no known one UNKNOWN.
+  validateResponse("unary", true, answer.status, header);
+  const promised = header.get("content-length");
+  if (promised !== null && Number(promised) !== answer.body.byteLength) {
+    throw new ConnectError(`protocol error: promised ${promised} bytes, received ${answer.body.byteLength}`, Code.Internal);
+  }
+  const encoding = header.get("content-encoding") ?? undefined;
+  if (call.acceptEncoding !== undefined) return { header, trailer, body: answer.body, encoding };
+  return { header, trailer, body: decompressMessage(encoding ?? null, answer.body, RESPONSE_MAX_BYTES), encoding: undefined };
+}
+
+/**
+ * A Connect error answer: its JSON's code, message and details, the answer's
+ * headers and trailers as its metadata; read only in a content type that
+ * connect-es reads as unary JSON (application/json, charset utf-8 at most),
+ * else the code of the HTTP status, as connect-es's client does.
+ */
+function connectErrorOf(service: string, status: number, header: Headers, trailer: Headers, body: Uint8Array): ConnectError {
+  const metadata = new Headers(header);
+  trailer.forEach((value, key) => metadata.set(key, value));
+  const fallback = new ConnectError(`the ${service} service answered HTTP ${status}`, codeFromHttpStatus(status), metadata);
+  const type = parseContentType(header.get("content-type"));
+  if (!type || type.binary || type.stream) return fallback;
+  try {
+    return errorFromJsonBytes(decompressMessage(header.get("content-encoding"), body, MAX_ERROR_BYTES), metadata, fallback);
+  } catch {
+    // An error body we cannot read is the server's failure, never the caller's mistake.
+    return fallback;
+  }
+}

@@ -1,4 +1,3 @@
-import type http2 from "node:http2";
 import { create, fromBinary, isMessage, toBinary, type DescMessage, type DescMethod, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import {
   Code,
@@ -13,10 +12,8 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { Http2SessionManager, createConnectTransport } from "@connectrpc/connect-node";
-import { codeFromHttpStatus, errorFromJsonBytes, validateResponse } from "@connectrpc/connect/protocol-connect";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
-import { http2Exchange, REFUSED_STREAM } from "./http2-exchange.js";
-import { decompressMessage, mediaType } from "./input.js";
+import { connectUnaryCall } from "./http2-exchange.js";
 import { signingInterceptor } from "./internal-auth.js";
 import { LocalCall, type LocalServer } from "./local-server.js";
 import { requestIdPropagation } from "./interceptors.js";
@@ -55,8 +52,7 @@ export function createPeers(
     return remote;
   };
   const peers = (service: string): Transport => ({
-    // Each attempt takes the transport anew: a refused call goes on a new connection.
-    unary: (...args) => sendingRefusedAgain(() => transportFor(service).unary(...args)),
+    unary: (...args) => transportFor(service).unary(...args),
     stream: (...args) => transportFor(service).stream(...args),
   });
   return Object.assign(peers, {
@@ -83,26 +79,6 @@ export function http2Sessions(): { get(url: string): Http2SessionManager; close(
   };
 }
 
-/** A call the server refused unprocessed is sent at most this often in all. */
-const MAX_REFUSED_RETRIES = 3;
-
-/**
- * `send`, sent again while it fails as `refused` says (by default: the server
- * refused it unprocessed), at most MAX_REFUSED_RETRIES times in all; then its
- * last error. A server ending its connection (maximum age, shutdown) refuses
- * calls that crossed its GOAWAY; HTTP/2 guarantees those were not processed,
- * so sending them again is safe (RFC 9113, 8.7).
- */
-export async function sendingRefusedAgain<T>(send: () => Promise<T>, refused: (err: unknown) => boolean = refusedUnprocessed): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await send();
-    } catch (err) {
-      if (attempt >= MAX_REFUSED_RETRIES || !refused(err)) throw err;
-    }
-  }
-}
-
 /**
  * A call from one of our processes to another (a service's peers, the
  * gateway's backends): the Connect protocol, binary, over one HTTP/2 session.
@@ -117,8 +93,9 @@ export async function sendingRefusedAgain<T>(send: () => Promise<T>, refused: (e
 export function internalTransport(url: string, sessionManager: Http2SessionManager, interceptors: Interceptor[]): Transport {
   const connect = createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager, useBinaryFormat: true, interceptors });
   return {
-    unary(method, signal, timeoutMs, header, message, contextValues) {
-      // One signal for the call: the deadline, the caller's cancellation, the end of the call.
+    unary(method, signal, callerTimeoutMs, header, message, contextValues) {
+      const timeoutMs = connectTimeout(callerTimeoutMs);
+      // One signal for the call, every send of it: the deadline, the caller's cancellation, the end of the call.
       const call = new LocalCall(signal, timeoutMs);
       if (call.signal.aborted) return Promise.reject(call.fail(undefined));
       const req: UnaryRequest = {
@@ -143,38 +120,20 @@ export function internalTransport(url: string, sessionManager: Http2SessionManag
   };
 }
 
-/** A response message is read whole; as connect-es's clients, no smaller limit than the protocol's. */
-const RESPONSE_MAX_BYTES = 0xffffffff;
-
 /**
  * The Connect protocol's unary call (binary) as connect-es sends it, over the
- * session: the message encoded, the answer decoded or its error read from the
- * JSON body, the response's trailer-* headers as trailers. A call the server
- * refused unprocessed fails with NGHTTP2_REFUSED_STREAM in its message, which
- * the peers send again (sendingRefusedAgain). `deadline` (ms since the epoch)
- * becomes the timeout header, as connect-es sends it. No compression asked for: the
- * hops are on the cluster's own network, where inflating costs more than it saves.
+ * session (connectUnaryCall): the message encoded, the answer decoded.
  */
 async function connectUnary(session: Http2SessionManager, req: UnaryRequest, deadline: number | undefined): Promise<UnaryResponse> {
-  const headers: http2.OutgoingHttpHeaders = { "content-type": "application/proto", "connect-protocol-version": "1" };
-  req.header.forEach((value, key) => (headers[key] = value));
-  if (deadline !== undefined) headers["connect-timeout-ms"] = String(Math.max(1, Math.floor(deadline - Date.now())));
-  const path = `/${req.service.typeName}/${req.method.name}`;
-  const answer = await http2Exchange(session, path, headers, toBinary(req.method.input, req.message), req.signal);
-  if (answer === REFUSED_STREAM) throw new ConnectError(`the ${req.service.typeName} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable);
-  const header = new Headers();
-  const trailer = new Headers();
-  for (const key in answer.header) {
-    const value = answer.header[key];
-    if (key[0] === ":" || value === undefined) continue;
-    const text = Array.isArray(value) ? value.join(", ") : String(value);
-    if (key.startsWith("trailer-")) trailer.set(key.slice(8), text);
-    else header.set(key, text);
-  }
-  const body = decompressMessage(header.get("content-encoding"), answer.body, RESPONSE_MAX_BYTES);
-  if (answer.status !== 200) throw connectErrorOf(answer.status, header, trailer, body);
-  // As connect-es's client: another encoding of the protocol is INTERNAL, no known one UNKNOWN.
-  validateResponse("unary", true, answer.status, header);
+  const { header, trailer, body } = await connectUnaryCall({
+    session,
+    service: req.service.typeName,
+    method: req.method.name,
+    header: req.header,
+    body: toBinary(req.method.input, req.message),
+    signal: req.signal,
+    deadline,
+  });
   return { stream: false, service: req.service, method: req.method, header, trailer, message: answerMessage(req.method.output, body) };
 }
 
@@ -187,24 +146,9 @@ function answerMessage<O extends DescMessage>(output: O, body: Uint8Array): Mess
   }
 }
 
-/** A Connect error answer: its JSON's code, message and details, the response's headers and trailers as its metadata. */
-function connectErrorOf(status: number, header: Headers, trailer: Headers, body: Uint8Array): ConnectError {
-  const metadata = new Headers(header);
-  trailer.forEach((value, key) => metadata.set(key, value));
-  const fallback = new ConnectError(`HTTP ${status}`, codeFromHttpStatus(status), metadata);
-  if (!mediaType(header.get("content-type")).startsWith("application/json")) return fallback;
-  try {
-    return errorFromJsonBytes(body, metadata, fallback);
-  } catch {
-    return fallback;
-  }
-}
-
-/** RST_STREAM(REFUSED_STREAM): the server did not process the call (RFC 9113, 8.7). */
-function refusedUnprocessed(err: unknown): boolean {
-  if (!(err instanceof ConnectError)) return false;
-  const cause = err.cause as { code?: string; message?: string } | undefined;
-  return /NGHTTP2_REFUSED_STREAM/.test(err.rawMessage) || /NGHTTP2_REFUSED_STREAM/.test(cause?.message ?? "");
+/** A caller's timeout as connect-es's transports take it: none, or 0 and less, is no deadline. */
+export function connectTimeout(timeoutMs: number | undefined): number | undefined {
+  return timeoutMs !== undefined && timeoutMs <= 0 ? undefined : timeoutMs;
 }
 
 /**
@@ -228,8 +172,9 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
     signal: call.signal,
   });
   return {
-    unary(method, signal, timeoutMs, header, message, contextValues) {
-      if (!local.serves(method)) return grpc.unary(method, signal, timeoutMs, header, message, contextValues);
+    unary(method, signal, callerTimeoutMs, header, message, contextValues) {
+      if (!local.serves(method)) return grpc.unary(method, signal, callerTimeoutMs, header, message, contextValues);
+      const timeoutMs = connectTimeout(callerTimeoutMs);
       const call = new LocalCall(signal, timeoutMs);
       return new Promise((resolve, reject) => {
         // Cancelled before it started (or no time left): the handler is not called, as over the network.
@@ -242,8 +187,9 @@ export function localTransport(local: LocalServer, interceptors: Interceptor[] =
         );
       });
     },
-    stream(method, signal, timeoutMs, header, input, contextValues) {
-      if (!local.serves(method) || method.methodKind !== "server_streaming") return grpc.stream(method, signal, timeoutMs, header, input, contextValues);
+    stream(method, signal, callerTimeoutMs, header, input, contextValues) {
+      if (!local.serves(method) || method.methodKind !== "server_streaming") return grpc.stream(method, signal, callerTimeoutMs, header, input, contextValues);
+      const timeoutMs = connectTimeout(callerTimeoutMs);
       const call = new LocalCall(signal, timeoutMs);
       return new Promise((resolve, reject) => {
         // Cancelled before it started (or no time left): the handler is not called, as over the network.

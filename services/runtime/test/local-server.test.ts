@@ -346,21 +346,35 @@ describe("a server's RPCs called in the same process", () => {
     }
   });
 
-  test("peers over the network: a call the server resets before answering fails UNAVAILABLE (unanswered), never as an answer without a status", async () => {
-    for (const code of [http2.constants.NGHTTP2_CANCEL, http2.constants.NGHTTP2_NO_ERROR]) {
-      const raw = http2.createServer((_req, res) => res.stream.close(code));
-      await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve));
-      const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
-      const session = new Http2SessionManager(url);
-      try {
-        const err = await createClient(QrService, internalTransport(url, session, [])).getQrCode({ qrCodeId: randomUUID() }, { timeoutMs: 5_000 }).then(() => undefined, (e) => ConnectError.from(e));
-        assert.equal(err?.code, Code.Unavailable, `reset with ${code}: ${err?.rawMessage}`);
-        assert.match(err?.rawMessage ?? "", new RegExp(`closed the call unanswered \\(HTTP/2 code ${code}\\)`));
-      } finally {
-        session.abort();
-        await new Promise((resolve) => raw.close(resolve));
+  test("a timeout of 0 or less is no deadline, as connect-es's transports take it: the handler runs with none, in process as over the network", async () => {
+    for (const [how, transport] of Object.entries(transports)) {
+      for (const timeoutMs of [0, -1]) {
+        handlerSaw.length = 0;
+        const id = randomUUID();
+        const res = await createClient(QrService, transport()).getQrCode({ qrCodeId: id }, { timeoutMs });
+        assert.equal(res.qrCode?.qrCodeId, id, `${how}, timeoutMs ${timeoutMs}`);
+        assert.equal(handlerSaw.length, 1, `${how}, timeoutMs ${timeoutMs}: the handler ran`);
+        assert.equal(handlerSaw[0].timeoutMs, undefined, `${how}, timeoutMs ${timeoutMs}: no deadline`);
       }
     }
+  });
+
+  test("a binary Connect request whose content type has parameters is refused as connect-es refuses it (415), not answered", async () => {
+    const body = toBinary(GetQrCodeRequestSchema, create(GetQrCodeRequestSchema, { qrCodeId: randomUUID() }));
+    const statuses: Record<string, number> = {};
+    for (const type of ["application/proto; charset=utf-8", "application/proto;v=1", "application/proto"]) {
+      serverSaw.length = 0;
+      statuses[type] = await new Promise<number>((resolve, reject) => {
+        const req = http.request(`${server.url}/${QrService.typeName}/GetQrCode`, { method: "POST", headers: { "content-type": type, "connect-protocol-version": "1" } }, (res) => {
+          res.resume();
+          res.on("end", () => resolve(res.statusCode ?? 0));
+        });
+        req.on("error", reject);
+        req.end(body);
+      });
+      assert.equal(serverSaw.length, type === "application/proto" ? 1 : 0, `${type}: reached the interceptors`);
+    }
+    assert.deepEqual(statuses, { "application/proto; charset=utf-8": 415, "application/proto;v=1": 415, "application/proto": 200 });
   });
 
   test("in process: a stream's handler runs at most one message ahead of a slow reader", async () => {
