@@ -152,9 +152,8 @@ function figuresOf(subject: string, data: Uint8Array): Applied {
   return FIGURES.get(subject)?.(data) ?? { facts: [], records: [] };
 }
 
-/** Whether an event adds anything (figures or side records); one that adds nothing needs no inbox row. */
-export function addsAnything(subject: string, data: Uint8Array): boolean {
-  const applied = figuresOf(subject, data);
+/** Whether an event's figures (factsOf) add anything (figures or side records); one that adds nothing needs no inbox row. */
+export function addsAnything(applied: Applied): boolean {
   return applied.facts.length > 0 || applied.records.length > 0;
 }
 

@@ -1,8 +1,8 @@
 // The live path: one durable JetStream consumer per subject, each event
 // applied once (the runtime's inbox) in the transaction that adds its figures.
 import { EventEmitter } from "node:events";
-import { consumeEventBatches, type ServiceContext } from "@ttip/runtime";
-import { addsAnything, consumerName, factsOf, SUBJECTS } from "./facts.js";
+import { consumeEventBatches, type DeliveredMessage, type ServiceContext } from "@ttip/runtime";
+import { addsAnything, type Applied, consumerName, factsOf, SUBJECTS } from "./facts.js";
 import { RollupBatch } from "./store.js";
 
 /** Replays take this lock exclusively; every live batch takes it shared (in its inbox statement), so none lands mid-rebuild. */
@@ -22,6 +22,11 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
   );
   const subs: { stop(): Promise<void> }[] = [];
   for (const subject of SUBJECTS) {
+    // Each event is decoded once: changesState (which every event delivered passes) keeps its
+    // figures for handleBatch, which gets the same messages. Held weakly: a message the bus has
+    // let go of (acknowledged, or one that changes nothing) takes its figures with it.
+    const figures = new WeakMap<DeliveredMessage, Applied>();
+    const figuresOf = (m: DeliveredMessage) => figures.get(m) ?? factsOf(m.subject, m.data);
     subs.push(
       await consumeEventBatches({
         bus: ctx.bus,
@@ -34,14 +39,18 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
         maxBatch: 500,
         sharedLock: REBUILD_LOCK,
         // An event that adds nothing (a notification update the figures do not read) is acknowledged without an inbox row.
-        changesState: (m) => addsAnything(m.subject, m.data),
+        changesState: (m) => {
+          const applied = factsOf(m.subject, m.data);
+          figures.set(m, applied);
+          return addsAnything(applied);
+        },
         // A batch's figures are summed first: the platform's row of the hour, which every
         // tip touches, is written once per batch, not once per event.
         handleBatch: async (messages, tx) => {
           const batch = new RollupBatch();
           const now = Date.now();
           for (const m of messages) {
-            const applied = factsOf(m.subject, m.data);
+            const applied = figuresOf(m);
             batch.add(applied);
             ingested.inc({ subject: m.subject });
             if (applied.at && applied.at.getTime() > 0) lag.observe(Math.max(0, now - applied.at.getTime()) / 1000);

@@ -102,8 +102,8 @@ interface Row extends RowKey {
 
 /**
  * A row's key as the table compares it: a uuid in any case is one value, so
- * ids are lower-cased. Two keys for one row would have the UPDATE in write()
- * add only one of them to a row that exists (and the upsert refuse the batch).
+ * ids are lower-cased. Two keys for one row would have the upsert in write()
+ * refuse the batch (ON CONFLICT DO UPDATE cannot affect a row twice).
  */
 const keyOf = (r: RowKey) => `${r.dim}|${r.id.toLowerCase()}|${r.sub.toLowerCase()}|${r.grain}|${r.bucket.getTime()}|${r.method}|${r.resultCode}|${r.currency}`;
 
@@ -128,73 +128,56 @@ export class RollupBatch {
     return this.rows.size + this.records.length;
   }
 
-  /** Writes the summed rows in one statement and the side records after. */
+  /**
+   * Writes the summed rows in one statement and the side records after. Every row is locked in
+   * one order, its key's (keyOf), whichever month it is in and whether it exists yet, so two
+   * batches sharing rows (the platform's hour, which every consumer's batches touch) wait for each
+   * other but never in a cycle: no deadlock costs a batch.
+   */
   async write(db: Queryable): Promise<void> {
-    // In key order: batches of several consumers lock shared rows (the platform's hour) in the same order, never in a cycle.
     const rows = [...this.rows.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
-    const months = new Map<string, { at: Date; rows: number }>();
-    for (const r of rows) {
-      const name = partitionName(r.bucket);
-      months.set(name, { at: r.bucket, rows: (months.get(name)?.rows ?? 0) + 1 });
+    const months = new Map<string, Date>();
+    for (const r of rows) months.set(partitionName(r.bucket), r.bucket);
+    for (const at of months.values()) await ensurePartition(db, at);
+    if (rows.length) {
+      await db.query(UPSERT, [
+        rows.map((r) => r.dim),
+        rows.map((r) => r.id),
+        rows.map((r) => r.sub),
+        rows.map((r) => r.grain),
+        rows.map((r) => r.bucket.toISOString()),
+        rows.map((r) => r.method),
+        rows.map((r) => r.resultCode),
+        rows.map((r) => r.currency),
+        ...MEASURES.map((m) => rows.map((r) => String(r.measures[m] ?? 0n))),
+      ]);
     }
-    for (const m of months.values()) await ensurePartition(db, m.at);
-    if (!rows.length) return writeRecords(db, this.records);
-    // The month most rows fall in (nearly always the only one): its partition is updated directly.
-    const [busiest] = [...months.entries()].sort(([, a], [, b]) => b.rows - a.rows)[0];
-    await db.query(upsertStatement(busiest), [
-      rows.map((r) => r.dim),
-      rows.map((r) => r.id),
-      rows.map((r) => r.sub),
-      rows.map((r) => r.grain),
-      rows.map((r) => r.bucket.toISOString()),
-      rows.map((r) => r.method),
-      rows.map((r) => r.resultCode),
-      rows.map((r) => r.currency),
-      ...MEASURES.map((m) => rows.map((r) => String(r.measures[m] ?? 0n))),
-    ]);
     await writeRecords(db, this.records);
   }
 }
 
 const KEYS = ["dim", "id", "sub", "grain", "bucket", "method", "result_code", "currency"] as const;
-const sameKey = (a: string, b: string) => KEYS.map((k) => `${a}.${k} = ${b}.${k}`).join(" AND ");
-/** upsertStatement's texts by partition (one a month). */
-const upsertStatements = new Map<string, string>();
 
 /**
- * The rows' figures added to the rollups, the rows that exist in `partition`
- * by an UPDATE first, the rest (new rows, other months) by INSERT ... ON
- * CONFLICT DO UPDATE, which also adds to a row another transaction made
- * meanwhile. Why not the upsert alone: ON CONFLICT DO UPDATE writes a lock
- * record for each row it updates before the update's own, so a batch of rows
- * that exist (nearly all: a row lives an hour or a day) wrote twice the WAL
- * records (measured: 71 -> 35 for 34 such rows). The partition is named, not
- * the parent: the lookup needs no pruning by each row's bucket. Rows are
- * locked in the order the plan meets them (the sorted rows by index, or the
- * partition's pages while it is small enough to scan), the same for every
- * batch of a plan; a deadlock between two plans is rolled back and retried
- * by the consumer, never applied twice (the inbox row goes with it).
+ * The rows' figures added to the rollups: a row made, or added to where it exists (also one
+ * another transaction made meanwhile). One INSERT ... ON CONFLICT DO UPDATE takes the rows in
+ * the arrays' order (a function scan keeps it), which write() sorts by key: one lock order for
+ * every batch. An UPDATE of the rows that exist first, then an upsert of the rest (as before)
+ * wrote one WAL record a row instead of two (ON CONFLICT locks a row before it updates it), but
+ * locked in two orders: the UPDATE's rows (one month's partition, in the plan's order, those its
+ * snapshot saw) before the upsert's, and two batches taking a shared row in different phases
+ * deadlocked. Each array out of the planner's sight (opaqueArray): the generic plan is kept, not
+ * one planned per batch. The grain comes as text ("char" is no type name opaqueArray takes) and is
+ * cast back for the key's index.
  */
-function upsertStatement(partition: string): string {
-  let text = upsertStatements.get(partition);
-  if (text) return text;
-  // Each array out of the planner's sight (opaqueArray): the generic plan is kept, not one planned per batch.
-  // The grain comes as text ("char" is no type name opaqueArray takes) and is cast back for the key's index.
+const UPSERT = (() => {
   const types = ["smallint", "uuid", "uuid", "text", "timestamptz", "text", "text", "text", ...MEASURES.map((m) => (m.endsWith("_minor") ? "bigint" : "integer"))];
-  const unnest = opaqueUnnest(types);
-  const columns = [...KEYS, ...MEASURES].map((c) => (c === "grain" ? `grain::"char" AS grain` : c));
-  text = `WITH v AS (SELECT ${columns.join(", ")} FROM ${unnest} AS v(${KEYS.join(", ")}, ${MEASURES.join(", ")})),
-    updated AS (
-      UPDATE analytics.${partition} r SET ${MEASURES.map((m) => `${m} = r.${m} + v.${m}`).join(", ")}
-        FROM v WHERE ${sameKey("r", "v")}
-      RETURNING ${KEYS.map((k) => `r.${k}`).join(", ")})
-    INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
-    SELECT ${[...KEYS, ...MEASURES].map((c) => `v.${c}`).join(", ")} FROM v WHERE NOT EXISTS (SELECT 1 FROM updated u WHERE ${sameKey("u", "v")})
+  const columns = [...KEYS, ...MEASURES].map((c) => (c === "grain" ? `grain::"char"` : c));
+  return `INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
+    SELECT ${columns.join(", ")} FROM ${opaqueUnnest(types)} AS v(${KEYS.join(", ")}, ${MEASURES.join(", ")})
     ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
       ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}`;
-  upsertStatements.set(partition, text);
-  return text;
-}
+})();
 
 const byKey = <T>(items: Map<string, T>) => [...items.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
 

@@ -154,10 +154,11 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
     assert.deepEqual(rows, [{ grain: "d", succeeded: 4, amount: "40000" }, { grain: "h", succeeded: 4, amount: "40000" }]);
   });
 
-  test("replicas writing batches on the same rows at once, in either month first, add every event exactly once", async () => {
+  test("replicas writing batches on the same rows at once, in either month first, add every event exactly once and never deadlock", async () => {
     // Two months in every batch, most rows in one for half the replicas and in the other for the
-    // rest: their UPDATEs lock the shared rows in opposite orders. A deadlock rolls a batch back
-    // whole, and it is written again, as the consumer does with a failed batch.
+    // rest: every batch locks the shared rows in one order (their keys'), whichever month holds most
+    // of them and whether a row exists yet. A deadlock would roll a batch back whole (the consumer
+    // then writes it again, as this loop does), so each one is counted, and there must be none.
     const august = new Date(Date.UTC(2037, 7, 20, 9, 30));
     const september = new Date(Date.UTC(2037, 8, 20, 9, 30));
     const workers = [randomUUID(), randomUUID(), randomUUID()];
@@ -197,6 +198,61 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
     const expect = (dim: number, n: number) =>
       ["08", "09"].flatMap((month) => ["d", "h"].map((grain) => ({ dim, month, grain, succeeded: n, amount: String(n * 10_000) })));
     assert.deepEqual(rows, [...expect(1, perWorker * workers.length), ...expect(2, perWorker * workers.length)], `exact after ${deadlocks} deadlocks retried`);
+    assert.equal(deadlocks, 0, "batches lock shared rows in one order");
+  });
+
+  test("two batches, each with most rows in another month, wait for each other's rows without a deadlock (one lock order)", async () => {
+    // Made to meet: a third transaction holds the first row of September that batch A reaches,
+    // so A stops there holding what it took before it; B, September's batch, then takes its rows
+    // and asks for one of A's. Locking in the batches' key order, B waits holding nothing A wants
+    // next, and both commit once the third lets go; locking a month's rows first (its partition
+    // updated directly, the other month through the upsert), A and B wait for each other.
+    const august = new Date(Date.UTC(2038, 7, 20, 9, 30));
+    const september = new Date(Date.UTC(2038, 8, 20, 9, 30));
+    const tag = randomUUID().slice(0, 8);
+    const platform = (at: Date, method: string): Applied => ({ at, facts: [{ at, method: `${tag}-${method}`, resultCode: "", currency: "KES", measures: { scans: 1n } }], records: [] });
+    const batchA = [platform(august, "a"), platform(august, "b"), platform(august, "c"), platform(september, "m1"), platform(september, "m2")];
+    const batchB = [platform(september, "m2"), platform(september, "m3"), platform(september, "m4"), platform(august, "a")];
+    const write = (pool: Pool, facts: Applied[]) =>
+      withTransaction(pool, async (tx) => {
+        const b = new RollupBatch();
+        for (const f of facts) b.add(f);
+        await b.write(tx);
+      });
+    await write(db.pool, [...batchA, ...batchB]); // every row exists: each month's rows are updated in place
+    const waiting = async () =>
+      (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")).rows[0].n;
+    const until = async (n: number) => {
+      for (let i = 0; (await waiting()) < n; i++) {
+        if (i > 500) assert.fail(`${n} transactions never waited for a lock`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const holder = await db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query(
+        "SELECT 1 FROM analytics.rollups WHERE dim = 1 AND grain = 'd' AND bucket = $1 AND method = $2 FOR UPDATE",
+        [new Date(Date.UTC(2038, 8, 19, 21)), `${tag}-m1`],
+      );
+      const a = write(replicas[0], batchA);
+      await until(1);
+      const b = write(replicas[1], batchB);
+      await until(2);
+      await holder.query("ROLLBACK");
+      const outcomes = await Promise.allSettled([a, b]);
+      const deadlocked = outcomes.filter((o) => o.status === "rejected").map((o) => String((o as PromiseRejectedResult).reason));
+      assert.deepEqual(deadlocked, [], "neither batch is rolled back");
+    } finally {
+      holder.release();
+    }
+    const { rows } = await db.pool.query<{ method: string; scans: number }>(
+      "SELECT method, sum(scans)::int AS scans FROM analytics.rollups WHERE dim = 1 AND method LIKE $1 GROUP BY 1 ORDER BY 1",
+      [`${tag}-%`],
+    );
+    // Each fact counted at the hour and at the day: the setup's, then A's and B's.
+    const count = (m: string) => [...batchA, ...batchB].filter((f) => f.facts[0].method === `${tag}-${m}`).length * 2 * 2;
+    assert.deepEqual(rows, ["a", "b", "c", "m1", "m2", "m3", "m4"].map((m) => ({ method: `${tag}-${m}`, scans: count(m) })));
   });
 
   test("a worker's row gains a registration and an earlier first sight, and is left alone by what adds nothing", async () => {

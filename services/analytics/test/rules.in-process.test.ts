@@ -10,13 +10,14 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, createClient } from "@connectrpc/connect";
 import { Granularity } from "@ttip/proto/ttip/analytics/v1/analytics_pb.js";
 import { AnalyticsAdminService, AnalyticsService } from "@ttip/proto/ttip/analytics/v1/analytics_service_pb.js";
-import { PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { DeliveryUpdatedSchema, PaymentMethod, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { AdjustableClock, callerHeaders, InProcessBus, violationsOf, type Role } from "@ttip/runtime";
+import { AdjustableClock, type BatchSubscribeOptions, callerHeaders, InProcessBus, Metrics, violationsOf, type DeliveredMessage, type Role } from "@ttip/runtime";
 import { type InProcessService, kesMinor, refusal, startInProcessService, eventually } from "@ttip/runtime/testing";
 import { createQrModule } from "@ttip/qr";
 import { createAnalyticsModule } from "../src/index.js";
+import { startConsumers } from "../src/ingest.js";
 import { event } from "./events.js";
 
 const DAY = 86_400_000;
@@ -96,5 +97,38 @@ describe("analytics rules, in process (with qr)", () => {
     // The later tip is counted after the copy (one consumer, in order): then the copy has been handled.
     await eventually("the later tip counted", async () => (await counted())[0] === 2n);
     assert.deepEqual(await counted(), [2n, 16_000n]);
+  });
+
+  test("the live path decodes each event once: its figures, read to know whether it adds anything, are the ones applied", async () => {
+    // The consumers on a bus of their own whose deliveries count the reads of each event's bytes.
+    const reads = new Map<string, number>();
+    class CountingBus extends InProcessBus {
+      override subscribeBatches(options: BatchSubscribeOptions) {
+        const counted = (m: DeliveredMessage): DeliveredMessage => {
+          const { data, ...rest } = m;
+          return { ...rest, get data() { reads.set(m.id, (reads.get(m.id) ?? 0) + 1); return data; } };
+        };
+        return super.subscribeBatches({ ...options, handler: (batch) => options.handler(batch.map(counted)) });
+      }
+    }
+    const bus = new CountingBus(s.ctx.logger);
+    const stop = await startConsumers({ ...s.ctx, bus, metrics: new Metrics() });
+    try {
+      const worker = randomUUID();
+      const tips = [1, 2, 3].map((n) => event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
+        tipId: randomUUID(), workerId: worker, amount: kesMinor(1_000n * BigInt(n)), fee: kesMinor(0n), net: kesMinor(1_000n * BigInt(n)), method: PaymentMethod.MPESA, mpesaReceipt: `RKT${n}`, rating: 0,
+      }));
+      const nothing = event("ttip.notification.delivery_updated", DeliveryUpdatedSchema, new Date(), { deliveryId: randomUUID(), userId: worker, channel: "push", status: "sent", templateKey: "TIP_RECEIVED", attempt: 1 });
+      for (const m of [...tips, nothing]) await bus.publish(m);
+      await eventually("the tips applied", async () => {
+        const { rows } = await s.ctx.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.inbox WHERE event_id = ANY($1::uuid[])", [tips.map((m) => m.id)]);
+        return rows[0].n === tips.length;
+      });
+      await eventually("the update that adds nothing handled", () => reads.has(nothing.id));
+      assert.deepEqual([...tips, nothing].map((m) => reads.get(m.id)), [1, 1, 1, 1], "each event's bytes read once");
+    } finally {
+      await stop();
+      await bus.close();
+    }
   });
 });
