@@ -90,11 +90,17 @@ function paymentHttp(deps: Deps): HttpFilter {
 
 /**
  * Starts the background work: other replicas' wake-ups for this one's watchers,
- * C2B URL registration (when configured) and the reconciliation loop. The stop
- * ends them and waits for work still in flight.
+ * wallet's new fee schedules (reloading the copy tips are quoted from), C2B URL
+ * registration (when configured) and the reconciliation loop. The stop ends
+ * them and waits for work still in flight.
  */
 async function startPayment(deps: Deps): Promise<() => Promise<void>> {
-  const stopListening = await deps.changes.listen();
+  const stopWatchWakes = await deps.changes.listen();
+  const stopFollowingFees = await deps.ledger.feeSchedules.follow(deps.ctx.bus, deps.ctx.logger);
+  const stopListening = async () => {
+    await stopWatchWakes();
+    await stopFollowingFees();
+  };
   const config = deps.config;
   const registering = new AbortController();
   const registration = config().c2b?.registerOnStart ? registerInBackground(deps, registering.signal) : Promise.resolve();

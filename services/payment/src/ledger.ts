@@ -1,9 +1,10 @@
 // The wallet service, as payment uses it. Every write carries an idempotency
 // key, so a call repeated after a crash or a lost answer changes nothing.
 import { createClient, type Client } from "@connectrpc/connect";
-import { callerHeaders, type ServiceContext } from "@ttip/runtime";
+import { callerHeaders, clockOf, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
 import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { FeeSchedules } from "./fee-schedules.js";
 import { kes } from "./money.js";
 
 /** Who a tip is for: one worker, or a venue's pool (shared by the venue's split rule). */
@@ -13,10 +14,13 @@ export class Ledger {
   private readonly internal: Client<typeof WalletInternalService>;
   private readonly user: Client<typeof WalletService>;
   private readonly accounts = new Map<string, string>();
+  /** Wallet's fee schedules, copied: most tips are quoted here, without a call. */
+  readonly feeSchedules: FeeSchedules;
 
   constructor(ctx: ServiceContext) {
     this.internal = createClient(WalletInternalService, ctx.peers("wallet"));
     this.user = createClient(WalletService, ctx.peers("wallet"));
+    this.feeSchedules = new FeeSchedules(async (currency) => (await this.internal.loadFeeSchedules({ currency })).schedules, clockOf(ctx), ctx.metrics);
   }
 
   /** Account ids never change for a (kind, owner, currency): cached after the first answer. */
@@ -31,10 +35,38 @@ export class Ledger {
     return account.accountId;
   }
 
-  async quoteTip(amountMinor: bigint, workerId: string, customerCoversFee: boolean): Promise<FeeQuote> {
-    const { quote } = await this.internal.quoteTipFees({ amount: kes(amountMinor), rail: PaymentRail.MPESA, customerCoversFee, workerId });
+  /** An M-Pesa tip's quote (always KES). */
+  quoteTip(amountMinor: bigint, recipient: TipRecipient, customerCoversFee: boolean): Promise<FeeQuote> {
+    return this.quote(kes(amountMinor), PaymentRail.MPESA, recipient, customerCoversFee);
+  }
+
+  /**
+   * What wallet's QuoteTipFees answers, computed here from the copy of the fee
+   * schedules when the tip lands in KES without conversion: a KES tip to a
+   * venue's pool or to a worker known to have a KES wallet. Anything else (a
+   * conversion needs wallet's rates; a worker not known here) asks wallet.
+   */
+  async quote(amount: MoneyAmount, rail: PaymentRail, recipient: TipRecipient, customerCoversFee: boolean): Promise<FeeQuote> {
+    if (amount.currency === "KES" && this.landsInKes(recipient)) {
+      // The bounds wallet checks before its arithmetic (callers have checked them already).
+      publicTipAmount(amount, "amount", rail === PaymentRail.CARD ? "card" : "mpesa");
+      return quoteTip(await this.feeSchedules.inForce("KES"), amount.amountMinor, rail, customerCoversFee);
+    }
+    // Wallet picks the currency among the worker wallets of the id (a venue's id has none: KES).
+    const workerId = "workerId" in recipient ? recipient.workerId : recipient.venueId;
+    const { quote } = await this.internal.quoteTipFees({ amount, rail, customerCoversFee, workerId });
     if (!quote?.customerPays || !quote.workerReceives) throw new Error("wallet QuoteTipFees answered without a quote");
     return quote;
+  }
+
+  /**
+   * Whether the tip lands in KES as wallet would choose (tipWalletCurrency):
+   * a venue's pool always (wallet finds no worker wallets for its id); a
+   * worker once this replica has had their KES wallet from EnsureAccount
+   * (wallets are never deleted, so that stays true).
+   */
+  private landsInKes(recipient: TipRecipient): boolean {
+    return !("workerId" in recipient) || this.accounts.has(`${AccountKind.WORKER_WALLET}:${recipient.workerId}:KES`);
   }
 
   /** The account a confirmed tip lands in: the worker's wallet, or the venue's pool for a shared tip. */

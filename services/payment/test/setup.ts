@@ -21,6 +21,8 @@ export interface Harness {
   balance(workerId: string): Promise<bigint>;
   walletEntries(workerId: string): Promise<number>;
   trialBalanced(): Promise<boolean>;
+  /** The newest fee schedule version of `currency` in payment's copy (0 before it loaded one). */
+  copiedFeeScheduleVersion(currency: string): Promise<number>;
   /** POSTs a callback as Daraja would, from `from` (a loopback address). */
   post(path: string, body: unknown, from?: string): Promise<{ status: number; body: string }>;
   close(): Promise<void>;
@@ -55,6 +57,10 @@ export async function startHarness(overrides: Partial<PaymentConfig> = {}, extra
       return transactions.length;
     },
     trialBalanced: async () => (await walletAdmin.getTrialBalance({}, { headers: callerHeaders("admin-1", "admin") })).balanced,
+    copiedFeeScheduleVersion: async (currency) => {
+      const gauge = t.ctx.metrics.registry.getSingleMetric("ttip_payment_fee_schedule_version");
+      return (await gauge?.get())?.values.find((v) => v.labels.currency === currency)?.value ?? 0;
+    },
     post: (path, body, from = "127.0.0.1") =>
       new Promise((resolve, reject) => {
         const url = new URL(path, t.service.server.url);

@@ -579,7 +579,7 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     assert.ok(first.tips.concat(second.tips).every((t) => t.workerId === worker));
   });
 
-  test("a tip keeps the fee schedule version it was quoted under: a new version applies to the next tip, not to a replay of an earlier one", async () => {
+  test("a tip keeps the fee schedule version it was quoted under: a new version applies to the next tip once payment has its event, not to a replay of an earlier one", async () => {
     const worker = randomUUID();
     const p = phone();
     const key = `key-${randomUUID()}`;
@@ -594,13 +594,16 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
     const { schedule: doubled } = await version(current.platformFeeBps * 2);
     try {
       assert.ok(doubled!.version > was.fee_schedule_version);
+      // Payment quotes from its copy of the schedules, reloaded on wallet's event (well before the copy's age bound).
+      await eventually(async () => (await h.copiedFeeScheduleVersion("KES")) === doubled!.version, "payment's copy has the new version");
       const replay = await row((await tip(worker, p, 100, key)).tip!.tipId);
       assert.deepEqual([replay.tip_id, replay.fee_schedule_version, replay.fee_minor], [was.tip_id, was.fee_schedule_version, was.fee_minor]);
       const next = await row((await tip(worker, p, 100)).tip!.tipId);
       assert.equal(next.fee_schedule_version, doubled!.version);
       assert.equal(next.fee_minor, was.fee_minor * 2n);
     } finally {
-      await version(current.platformFeeBps);
+      const { schedule: restored } = await version(current.platformFeeBps);
+      await eventually(async () => (await h.copiedFeeScheduleVersion("KES")) === restored!.version, "payment's copy has the restored version");
     }
   });
 

@@ -3,11 +3,10 @@
 // captured or cancelled, and credited once in KES at the quoted rate.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { asConnectError, DependencyUnavailableError, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Queryable, refusalOfField, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
 import { loadTip, runAfterCredit, uncreditedTips, type Deps } from "../tips.js";
@@ -136,8 +135,7 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
 
 async function quoteCard(deps: Deps, t: NewCardTip) {
   try {
-    const wallet = createClient(WalletInternalService, deps.ctx.peers("wallet"));
-    const { quote } = await wallet.quoteTipFees({ amount: t.amount, rail: PaymentRail.CARD, customerCoversFee: t.customerCoversFee, workerId: t.workerId });
+    const quote = await deps.ledger.quote(t.amount, PaymentRail.CARD, { workerId: t.workerId }, t.customerCoversFee);
     if (!quote?.customerPays || !quote.workerReceives || !quote.platformFee || !quote.processingFee) throw new Error("wallet QuoteTipFees answered without a quote");
     if (quote.workerReceives.currency !== "KES" && quote.workerReceives.currency !== t.amount.currency) throw new Error("unexpected wallet currency");
     return quote;

@@ -1,0 +1,164 @@
+// Payment quotes tips from its copy of wallet's fee schedules: the same
+// answers as wallet's QuoteTipFees, a new version after its event, a future
+// version when its time comes without any reload, wallet asked when the tip
+// needs converting.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { toJson } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { AccountKind, FeeQuoteSchema, OwnerKind, PaymentRail, type FeeQuote, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { CARD_MAX_MINOR, callerHeaders, type MoneyAmount, MPESA_LIMITS, stepUpHeaders } from "@ttip/runtime";
+import { FeeSchedules } from "../src/fee-schedules.js";
+import { Ledger } from "../src/ledger.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+
+describe("payment's copy of the fee schedules, against the real wallet", () => {
+  let h: Harness;
+  let wallet: Client<typeof WalletInternalService>;
+  let walletAdmin: Client<typeof WalletAdminService>;
+  const adminHeaders = () => ({ ...callerHeaders(randomUUID(), "admin"), ...stepUpHeaders() });
+
+  before(async () => {
+    h = await startHarness();
+    wallet = createClient(WalletInternalService, h.t.ctx.peers("wallet"));
+    walletAdmin = createClient(WalletAdminService, h.t.ctx.peers("wallet"));
+  });
+  after(async () => {
+    await h.close();
+  });
+
+  /** Calls wallet served so far, of `method` (WalletInternalService). */
+  const served = async (method: string): Promise<number> => {
+    const values = (await h.t.ctx.metrics.registry.getSingleMetric("grpc_server_started_total")!.get()).values;
+    return values.filter((v) => v.labels.grpc_method === method && v.labels.grpc_service === "ttip.wallet.v1.WalletInternalService").reduce((n, v) => n + v.value, 0);
+  };
+  const newVersion = async (change: Partial<FeeSchedule>, effectiveFrom?: Date): Promise<FeeSchedule> => {
+    const { schedules } = await walletAdmin.listFeeSchedules({ currency: "KES" }, { headers: adminHeaders() });
+    const current = schedules.at(-1)!;
+    const { schedule } = await walletAdmin.createFeeSchedule(
+      { idempotencyKey: `fees-${randomUUID()}`, schedule: { ...current, ...change, effectiveFrom: effectiveFrom ? timestampFromDate(effectiveFrom) : undefined } },
+      { headers: adminHeaders() },
+    );
+    return schedule!;
+  };
+  /** A quote, or the error's code and words: both sides must fail alike too. */
+  const outcome = async (quote: () => Promise<FeeQuote | undefined>) => {
+    try {
+      return toJson(FeeQuoteSchema, (await quote())!);
+    } catch (err) {
+      const e = ConnectError.from(err);
+      return { code: e.code, message: e.rawMessage };
+    }
+  };
+
+  /** `count` random KES tips on both rails, with and without the customer covering, quoted here and by wallet: how many were quotes (not refusals). */
+  async function compareRandomQuotes(ledger: Ledger, workerId: string, count: number, seed: number) {
+    // A small seeded generator: a failure names its seed and the tip.
+    let state = seed >>> 0;
+    const next = () => ((state = (Math.imul(state ^ (state >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0) / 2 ** 32);
+    const between = (min: bigint, max: bigint) => min + BigInt(Math.floor(next() * Number(max - min + 1n)));
+    let quoted = 0;
+    for (let i = 0; i < count; i++) {
+      const rail = next() < 0.5 ? PaymentRail.MPESA : PaymentRail.CARD;
+      // Small tips most of the time (where minimums and rounding bite), any size otherwise.
+      const top = rail === PaymentRail.MPESA ? MPESA_LIMITS.perTransactionMinor / 100n : CARD_MAX_MINOR.KES;
+      const small = next() < 0.6;
+      const raw = between(1n, small ? (rail === PaymentRail.MPESA ? 300n : 30_000n) : top);
+      const amount: MoneyAmount = { currency: "KES", amountMinor: rail === PaymentRail.MPESA ? raw * 100n : raw };
+      const covers = next() < 0.5;
+      const here = await outcome(() => ledger.quote(amount, rail, { workerId }, covers));
+      const there = await outcome(async () => (await wallet.quoteTipFees({ amount, rail, customerCoversFee: covers, workerId })).quote);
+      assert.deepEqual(here, there, `seed ${seed}, tip ${i}: ${amount.amountMinor} KES minor, rail ${rail}, customer covers ${covers}`);
+      if (!("code" in (here as object))) quoted++;
+    }
+    return quoted;
+  }
+
+  test("quotes equal wallet's QuoteTipFees over many random tips, under the seeded schedule and an odd one, without a call per tip", async () => {
+    const ledger = new Ledger(h.t.ctx);
+    const stopFollowing = await ledger.feeSchedules.follow(h.t.ctx.bus, h.t.ctx.logger);
+    try {
+      const workerId = randomUUID();
+      await ledger.account(AccountKind.WORKER_WALLET, workerId); // the worker's KES wallet, now known here
+      const seed = Number(process.env.FEE_QUOTE_SEED ?? Date.now() % 2 ** 31);
+      const [asked, loaded] = [await served("QuoteTipFees"), await served("LoadFeeSchedules")];
+      assert.ok((await compareRandomQuotes(ledger, workerId, 250, seed)) > 200, "mostly quotes, a few tips too small for their fees");
+      assert.equal(await served("QuoteTipFees"), asked + 250, "only the comparison's own calls reached wallet's QuoteTipFees");
+      assert.equal(await served("LoadFeeSchedules"), loaded + 1, "the copy was loaded once");
+      // A venue's pool is quoted here too (wallet finds no worker wallet for a venue's id: KES).
+      const venueId = randomUUID();
+      const venue = await ledger.quoteTip(12_300n, { venueId }, true);
+      assert.deepEqual(toJson(FeeQuoteSchema, venue), toJson(FeeQuoteSchema, (await wallet.quoteTipFees({ amount: KES(123), rail: PaymentRail.MPESA, customerCoversFee: true, workerId: venueId })).quote!));
+      assert.equal(await served("QuoteTipFees"), asked + 251);
+
+      // Odd figures (rounding on every line, a fixed card part, a low cap), effective at once.
+      const odd = await newVersion({ platformFeeBps: 333, platformFeeMinMinor: 7n, platformFeeCapMinor: 12_345n, cardFeeBps: 271, cardFeeFixedMinor: 13n });
+      await eventually(async () => (await ledger.feeSchedules.inForce("KES")).version === odd.version, "the copy has the odd version");
+      assert.ok((await compareRandomQuotes(ledger, workerId, 250, seed + 1)) > 200);
+    } finally {
+      await stopFollowing();
+    }
+  });
+
+  test("a new version is used after its event; a later version's effective_from passing needs no event and no reload", async () => {
+    let loads = 0;
+    // An age bound of an hour: within this test only wallet's event can bring a new version.
+    const copy = new FeeSchedules(async (currency) => {
+      loads++;
+      return (await wallet.loadFeeSchedules({ currency })).schedules;
+    }, h.clock, undefined, 3_600_000);
+    const stopFollowing = await copy.follow(h.t.ctx.bus, h.t.ctx.logger);
+    try {
+      const first = await copy.inForce("KES");
+      assert.equal(loads, 1);
+      const now = await newVersion({ platformFeeBps: 700 });
+      assert.ok(now.version > first.version);
+      await eventually(async () => (await copy.inForce("KES")).version === now.version, "the copy has the version after its event");
+      assert.equal(loads, 2, "one reload, on the event");
+
+      // A version effective in ten minutes: the copy holds it at once and keeps charging the one in force.
+      const later = await newVersion({ platformFeeBps: 900 }, new Date(h.clock.now() + 600_000));
+      await eventually(async () => loads === 3, "the copy reloaded on the later version's event");
+      assert.equal((await copy.inForce("KES")).version, now.version, "not in force yet");
+
+      // The service charges through the same kind of copy: a worker it has credited once is quoted there.
+      const pay = h.t.client(PaymentService);
+      const workerId = randomUUID();
+      const tip = async () => (await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workerId }, amount: KES(200), payment: { case: "mpesaPhone", value: phone() } })).tip!;
+      const firstTip = await tip();
+      await eventually(async () => (await pay.getTip({ tipId: firstTip.tipId })).tip!.status === TipStatus.SUCCEEDED, "the first tip credited");
+      const version = async (tipId: string) => (await h.t.db.pool.query("SELECT fee_schedule_version, fee_minor FROM payment.tips WHERE tip_id = $1", [tipId])).rows[0];
+      assert.equal((await version(firstTip.tipId)).fee_schedule_version, now.version);
+
+      h.clock.advance(601_000);
+      assert.equal((await copy.inForce("KES")).version, later.version, "in force once its time has come");
+      assert.equal(loads, 3, "without a reload");
+      const asked = await served("QuoteTipFees");
+      const secondTip = await tip();
+      assert.deepEqual(await version(secondTip.tipId), { fee_schedule_version: later.version, fee_minor: 1_800n }, "9% of KES 200, quoted by the service at its time");
+      assert.equal(await served("QuoteTipFees"), asked, "quoted without asking wallet");
+    } finally {
+      await stopFollowing();
+    }
+  });
+
+  test("a worker without a KES wallet is quoted by wallet, with the conversion to their wallet's currency", async () => {
+    const ledger = new Ledger(h.t.ctx);
+    const workerId = randomUUID();
+    await wallet.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: workerId, currency: "USD" });
+    const asked = await served("QuoteTipFees");
+    const quote = await ledger.quoteTip(50_000n, { workerId }, false);
+    assert.equal(await served("QuoteTipFees"), asked + 1, "wallet was asked");
+    assert.equal(quote.conversion?.to?.currency, "USD");
+    assert.equal(quote.workerReceives!.currency, "USD");
+    assert.ok(quote.workerReceives!.amountMinor > 0n && quote.workerReceives!.amountMinor < quote.conversion!.from!.amountMinor, "KES 500 less fees is fewer dollars");
+    // A worker this replica knows nothing of (no wallet yet, or one it never saw) is asked about too.
+    await ledger.quoteTip(50_000n, { workerId: randomUUID() }, false);
+    assert.equal(await served("QuoteTipFees"), asked + 2);
+  });
+});
