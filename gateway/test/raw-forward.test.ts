@@ -27,7 +27,7 @@ import {
   type RunningService,
   type ServiceModule,
 } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, failure, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { answeredCode, captureLogger, createTestDatabase, failure, postChunkedHttp1, postHttp2, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { PARTNER_HEADERS, startGateway, type GatewayOptions, type SignedCall } from "../src/index.js";
 
 const { logger } = captureLogger("silent");
@@ -291,6 +291,28 @@ describe("binary calls forwarded as bytes", () => {
     const refused = await failure(json.getQrCode({ qrCodeId: "0".repeat(100_000) }));
     assert.equal(refused.code, Code.ResourceExhausted);
     assert.equal(seen.length, before + 1);
+  });
+
+  test("a body over the read limit sent in chunks (no content-length) is RESOURCE_EXHAUSTED over HTTP/1.1 as over HTTP/2, JSON and binary alike, never a reset; the service never sees it", async () => {
+    const before = seen.length;
+    const over = "x".repeat(200_000);
+    const bodies: Record<string, Uint8Array> = {
+      "application/json": Buffer.from(JSON.stringify({ qrCodeId: over })),
+      "application/proto": toBinary(GetQrCodeRequestSchema, { $typeName: "ttip.qr.v1.GetQrCodeRequest", qrCodeId: over }),
+    };
+    const answers: string[] = [];
+    for (const [type, body] of Object.entries(bodies)) {
+      for (const [version, post] of [["HTTP/1.1", postChunkedHttp1], ["HTTP/2", postHttp2]] as const) {
+        answers.push(`${type} over ${version}: ${answeredCode(await post(`${gateway.url}/${QrService.typeName}/GetQrCode`, type, body))}`);
+      }
+    }
+    assert.deepEqual(answers, [
+      "application/json over HTTP/1.1: 429 resource_exhausted",
+      "application/json over HTTP/2: 429 resource_exhausted",
+      "application/proto over HTTP/1.1: 429 resource_exhausted",
+      "application/proto over HTTP/2: 429 resource_exhausted",
+    ]);
+    assert.equal(seen.length, before);
   });
 
   test("an unreachable service is UNAVAILABLE", async () => {
