@@ -16,6 +16,8 @@ import { threadId } from "./process-cpu.js";
 export interface CustomersInput {
   gatewayUrl: string;
   codes: string[];
+  /** Addresses the customers' calls come from (x-forwarded-for, a trusted proxy's), one per tip in turn; 0: none sent. */
+  clientAddresses?: number;
 }
 
 export interface CustomersRun {
@@ -34,18 +36,27 @@ const input = workerData as CustomersInput;
 // Kept across runs: connection i is the same HTTP/2 session in every run that uses it.
 const clients: Client<typeof PaymentService>[] = [];
 let n = randomInt(0, input.codes.length);
+let address = 0;
+
+/** The next customer's address: 10.x.y.z, the nth of clientAddresses. */
+function nextAddress(): Record<string, string> | undefined {
+  if (!input.clientAddresses) return undefined;
+  const a = address++ % input.clientAddresses;
+  return { "x-forwarded-for": `10.${(a >> 16) & 255}.${(a >> 8) & 255}.${a & 255}` };
+}
 
 async function oneTip(customer: Client<typeof PaymentService>, result: CustomersResult): Promise<void> {
   const phone = `07${String(randomInt(0, 10_000)).padStart(4, "0")}5678`;
+  const headers = nextAddress();
   const t0 = performance.now();
   const { tip } = await customer.createTip({
     idempotencyKey: randomUUID(),
     recipient: { case: "qrCode", value: input.codes[n++ % input.codes.length] },
     amount: { currency: "KES", amountMinor: 15_000n },
     payment: { case: "mpesaPhone", value: phone },
-  });
+  }, { headers });
   result.createLatencies.push(performance.now() - t0);
-  for await (const m of customer.watchTip({ tipId: tip!.tipId })) {
+  for await (const m of customer.watchTip({ tipId: tip!.tipId }, { headers })) {
     if (m.tip!.status !== TipStatus.PENDING && m.tip!.status !== TipStatus.SUCCEEDED) result.failures++;
   }
 }

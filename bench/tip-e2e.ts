@@ -93,6 +93,9 @@ const connectionsFor = (concurrency: number) =>
 
 // BENCH_PG_STATEMENTS=N: the N statements taking most of PostgreSQL's time per tip (pg_stat_statements).
 const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
+// BENCH_CLIENT_ADDRESSES=N: each tip's calls come from the next of N addresses (through a trusted
+// proxy: the gateway's rate limits count each apart, as real customers' phones); unset: all from one.
+const clientAddresses = Number(process.env.BENCH_CLIENT_ADDRESSES ?? 0);
 const [pg, nats, redis] = await Promise.all([startPostgres({ durable: true, statementStats: pgStatementRows > 0 }), startNats(), startRedis()]);
 const pool = createPool(pg.url, { max: 40 });
 // BENCH_PG_SETTINGS="commit_delay=100,commit_siblings=5": server settings to compare (fsync and synchronous_commit stay on).
@@ -150,7 +153,7 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
         createNotificationModule({ config: { providers: providers.config(), retry: DEFAULT_RETRY, publicUrl: () => "" } }),
         analytics,
       ],
-      gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0 },
+      gateway: { rateLimit: { points: 1_000_000_000, durationSeconds: 60 }, corsOrigins: ["*"], host: "127.0.0.1", port: 0, trustedProxies: clientAddresses ? ["127.0.0.1/32"] : [] },
     });
     paymentConfig.callbackBaseUrl = platform.urls.get("payment")!;
     return { gatewayUrl: platform.gatewayUrl, pids: new Map([["platform", process.pid]]), close: () => platform.close() };
@@ -182,6 +185,7 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
   for (const name of names) Object.assign(envs.get(name)!, urls, name === "payment" ? { PAYMENT_CALLBACK_BASE_URL: processes.get(name)!.url } : {});
   const gateway = await PlatformProcess.create(PLATFORM_MAIN, "gateway", {
     ...urls, INTERNAL_SIGNING_KEY: common.INTERNAL_SIGNING_KEY, REDIS_URL: redis.url, JWKS_URL: `${processes.get("auth")!.url}/.well-known/jwks.json`, RATE_LIMIT_POINTS: "1000000000", LOG_LEVEL: "warn", ...nodeOptions,
+    ...(clientAddresses ? { TRUSTED_PROXIES: "127.0.0.1/32" } : {}),
   });
   // One at a time: each runs its migrations under the same advisory lock.
   for (const p of processes.values()) await p.start();
@@ -206,6 +210,7 @@ async function deployReplicas(names: string[], env: Record<string, string>) {
     REPLICAS: String(replicaCount),
     DATABASE_POOL_MAX: String(Math.ceil(40 / replicaCount)),
     RATE_LIMIT_POINTS: "1000000000",
+    ...(clientAddresses ? { TRUSTED_PROXIES: "127.0.0.1/32" } : {}),
   });
   await primary.start();
   for (let i = 0; !primary.logs.includes(REPLICAS_SERVING); i++) {
@@ -375,10 +380,10 @@ try {
     const { qrCode } = await api(QrService, token).createQrCode({ ownerKind: OwnerKind.WORKER, ownerId: workerId, idempotencyKey: randomUUID() });
     codes.push(qrCode!.shortCode);
   }
-  console.log(`node ${process.version}${nodeFlags.length ? ` ${nodeFlags.join(" ")}` : ""}; ${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
+  console.log(`node ${process.version}${nodeFlags.length ? ` ${nodeFlags.join(" ")}` : ""}; ${os.cpus().length} CPUs; ${workerCount} workers signed up with a QR code each; ${seconds} s per run${clientAddresses ? `; customers from ${clientAddresses} addresses` : ""}${pgSettings.length ? `; PostgreSQL ${pgSettings.join(" ")}` : ""}`);
 
   // The customers' thread, one for every run: its id splits the platform process's CPU by thread.
-  const customers = (customersThread = await startCustomers({ gatewayUrl: platform.gatewayUrl, codes }));
+  const customers = (customersThread = await startCustomers({ gatewayUrl: platform.gatewayUrl, codes, clientAddresses }));
   const knownThreads = new Map<number, string>([[customers.threadId, "customers' thread"]]);
   if (mode === "process") for (const tid of await libuvPoolThreads()) knownThreads.set(tid, THREAD_KINDS.pool);
   const threadsMeasured = [...platform.pids].filter(([name]) => name !== "bench");

@@ -147,7 +147,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     (stepUpAuth ? async (stepUpToken: string, userId: string) => void (await stepUpAuth.verifyStepUpToken({ stepUpToken, userId, purpose: "admin" }, { timeoutMs: 5_000 })) : undefined);
   const owners = new Map(options.backends.map((b) => [b.service.typeName, b.url]));
   const budget = (keyPrefix: string, limit: { points: number; durationSeconds: number }) =>
-    sharedBudget(options.cache.rateLimiter({ keyPrefix, ...limit }), { points: limit.points });
+    sharedBudget({ charge: (charges) => options.cache.chargeBudgets(keyPrefix, limit.durationSeconds, charges) }, { points: limit.points });
   const limiter = budget("gateway", options.rateLimit);
   const partnerLimiter = budget("gateway-partner", options.partners?.rateLimit ?? options.rateLimit);
   const contextValues = (req: { socket: unknown; headers: http.IncomingHttpHeaders }) =>

@@ -1,5 +1,5 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-import type { RateLimiterAbstract, RateLimiterRes } from "rate-limiter-flexible";
+import { MAX_BUDGET_CHARGES, type BudgetCharge, type BudgetCount } from "@ttip/runtime";
 import { principalKey } from "./auth.js";
 import { partnerKey } from "./partner.js";
 
@@ -16,7 +16,12 @@ export interface Budget {
   consume(key: string): Promise<unknown>;
 }
 
-/** Keys remembered at most; past it, calls of new keys go to the store one by one. */
+/** Where the budgets are counted (Redis, shared by every replica): many keys charged in one round trip. */
+export interface BudgetStore {
+  charge(charges: readonly BudgetCharge[]): Promise<BudgetCount[]>;
+}
+
+/** Keys remembered at most; past it, a call of a new key waits for the store's answer. */
 const MAX_KEYS = 100_000;
 
 interface KeyState {
@@ -28,29 +33,43 @@ interface KeyState {
   charged: number;
   /** Calls that wait for the store's answer to know whether they pass. */
   waiting: Array<{ resolve: () => void; reject: (reason: unknown) => void }>;
+  /** In the charge on its way to the store. */
   sending: boolean;
+}
+
+/** One key's part of a charge: what it held when the charge was sent. */
+interface Sent {
+  key: string;
+  state: KeyState;
+  charged: number;
+  waiting: KeyState["waiting"];
 }
 
 /**
  * A shared budget (the store: Redis, so every replica draws from it) with one
- * store call per key in flight at a time: calls arriving meanwhile are charged
- * together in the next one (consume(key, n)), so a busy key costs one script
- * per round trip, not one per call. Every call is charged to the store.
+ * store call in flight at a time for all keys: the calls of every key arriving
+ * meanwhile are charged together in the next one (one script, MAX_BUDGET_CHARGES
+ * keys at most), so the store costs one round trip per round trip, not one per
+ * call or per key. Every call is charged to the store.
  *
  * A call waits for the store's answer only near the limit. While the last
  * answer left more than `margin` points (less the calls admitted here since),
  * it passes at once and is charged in the next batch. So the store's count is
  * exact, this replica never admits past what it knows, and a key can exceed
  * its budget only if other replicas admit more than `margin` of its calls
- * within one round trip to the store. When the store fails, the key's
- * knowledge is dropped: its next calls wait for the store (and fail with it).
+ * within one round trip to the store. When the store fails, the keys'
+ * knowledge is dropped: their next calls wait for the store (and fail with it).
  */
-export function sharedBudget(store: RateLimiterAbstract, options: { points: number; margin?: number }): Budget {
+export function sharedBudget(store: BudgetStore, options: { points: number; margin?: number }): Budget {
   const margin = options.margin ?? Math.max(10, Math.ceil(options.points / 10));
   const keys = new Map<string, KeyState>();
+  /** Keys with calls to charge, by key: a key past MAX_KEYS is held only here until it is sent. */
+  const due = new Map<string, KeyState>();
+  let sending = false;
+  let scheduled = false;
 
   // A full map is swept at most once a second: a flood of new keys (addresses) then costs
-  // one store call each, not a scan of every remembered key each.
+  // a wait for the store each, not a scan of every remembered key each.
   let sweptAt = 0;
   const forget = (now: number) => {
     if (now - sweptAt < 1_000) return;
@@ -58,56 +77,70 @@ export function sharedBudget(store: RateLimiterAbstract, options: { points: numb
     for (const [key, s] of keys) if (s.resetsAt <= now && !s.sending && !s.charged && !s.waiting.length) keys.delete(key);
   };
 
-  const send = (key: string, s: KeyState) => {
-    const charged = s.charged;
-    const waiting = s.waiting;
-    const n = charged + waiting.length;
-    if (n === 0 || s.sending) return;
-    s.sending = true;
-    s.charged = 0;
-    s.waiting = [];
-    const settle = (res: RateLimiterRes) => {
-      // This batch holds the store's counts (consumed - n, consumed]: first the calls
-      // already admitted, then the waiting ones in arrival order.
-      const before = res.consumedPoints - n;
-      waiting.forEach((w, i) => (before + charged + i + 1 <= options.points ? w.resolve() : w.reject({ msBeforeNext: res.msBeforeNext } satisfies OverBudget)));
-      s.remaining = Math.max(0, options.points - res.consumedPoints) - s.charged;
-      s.resetsAt = Date.now() + res.msBeforeNext;
-    };
-    store.consume(key, n).then(settle, (err: unknown) => {
-      if (err instanceof Error) {
-        s.resetsAt = 0;
-        for (const w of waiting) w.reject(err);
-      } else if ((err as RateLimiterRes).consumedPoints < n) {
-        // Refused without counting (a block): nobody waiting passes.
-        for (const w of waiting) w.reject({ msBeforeNext: (err as RateLimiterRes).msBeforeNext } satisfies OverBudget);
-      } else settle(err as RateLimiterRes);
-    }).finally(() => {
-      s.sending = false;
-      send(key, s);
-    });
+  const settle = ({ state: s, charged, waiting }: Sent, count: BudgetCount) => {
+    // This key's part holds the store's counts (consumed - n, consumed]: first the calls
+    // already admitted, then the waiting ones in arrival order.
+    const before = count.consumedPoints - charged - waiting.length;
+    waiting.forEach((w, i) => (before + charged + i + 1 <= options.points ? w.resolve() : w.reject({ msBeforeNext: count.msBeforeNext } satisfies OverBudget)));
+    s.remaining = Math.max(0, options.points - count.consumedPoints) - s.charged;
+    s.resetsAt = Date.now() + count.msBeforeNext;
+  };
+
+  const send = () => {
+    scheduled = false;
+    if (sending || !due.size) return;
+    sending = true;
+    const batch: Sent[] = [];
+    for (const [key, state] of due) {
+      if (batch.length >= MAX_BUDGET_CHARGES) break;
+      due.delete(key);
+      batch.push({ key, state, charged: state.charged, waiting: state.waiting });
+      state.charged = 0;
+      state.waiting = [];
+      state.sending = true;
+    }
+    store
+      .charge(batch.map((b) => ({ key: b.key, points: b.charged + b.waiting.length })))
+      .then(
+        (counts) => batch.forEach((b, i) => settle(b, counts[i])),
+        (err: unknown) => {
+          for (const b of batch) {
+            b.state.resetsAt = 0;
+            for (const w of b.waiting) w.reject(err);
+          }
+        },
+      )
+      .finally(() => {
+        for (const b of batch) b.state.sending = false;
+        sending = false;
+        send();
+      });
+  };
+  // The calls of one turn of the event loop (many requests read from the sockets) go in one charge.
+  const schedule = () => {
+    if (scheduled || sending) return;
+    scheduled = true;
+    setImmediate(send);
   };
 
   return {
     consume(key) {
       const now = Date.now();
-      let s = keys.get(key);
+      let s = keys.get(key) ?? due.get(key);
       if (!s) {
         if (keys.size >= MAX_KEYS) forget(now);
-        if (keys.size >= MAX_KEYS) return store.consume(key);
-        keys.set(key, (s = { remaining: 0, resetsAt: 0, charged: 0, waiting: [], sending: false }));
+        s = { remaining: 0, resetsAt: 0, charged: 0, waiting: [], sending: false };
+        if (keys.size < MAX_KEYS) keys.set(key, s);
       }
+      due.set(key, s);
+      schedule();
       if (s.resetsAt > now && s.remaining > margin && !s.waiting.length) {
         s.remaining--;
         s.charged++;
-        send(key, s);
         return Promise.resolve();
       }
       const state = s;
-      return new Promise<void>((resolve, reject) => {
-        state.waiting.push({ resolve, reject });
-        send(key, state);
-      });
+      return new Promise<void>((resolve, reject) => state.waiting.push({ resolve, reject }));
     },
   };
 }

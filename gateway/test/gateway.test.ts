@@ -28,6 +28,7 @@ import {
 } from "@ttip/runtime";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { CLIENT_ADDRESS_HEADER, PRINCIPAL_HEADERS, SESSION_HEADER, startGateway } from "../src/index.js";
+import { sharedBudget } from "../src/rate-limit.js";
 
 const exec = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -328,5 +329,32 @@ describe("gateway rate limit (Redis)", () => {
       for (const r of replicas) await r.close();
       await shared.close();
     }
+  });
+
+  test("many clients' calls at once cost one round trip to Redis, and each client gets exactly its budget", async () => {
+    let roundTrips = 0;
+    const keyPrefix = uniqueName("clients");
+    const budget = (points: number) =>
+      sharedBudget({ charge: (charges) => (roundTrips++, cache.chargeBudgets(keyPrefix, 60, charges)) }, { points, margin: 10 });
+    const passed = async (b: ReturnType<typeof sharedBudget>, keys: string[]) =>
+      Promise.all(keys.map((key) => b.consume(key).then(() => key, () => undefined)));
+    const counted = async (key: string) => Number(await cache.redis.get(`${prefix}rl:${keyPrefix}:${key}`));
+
+    // New clients wait for Redis: 20 clients, 5 calls each, all at once: one script, 3 pass each.
+    const clients = Array.from({ length: 20 }, (_, i) => `ip:10.0.0.${i}`);
+    const tight = await passed(budget(3), clients.flatMap((c) => [c, c, c, c, c]));
+    assert.equal(roundTrips, 1);
+    for (const c of clients) assert.equal(tight.filter((k) => k === c).length, 3, c);
+    assert.equal(await counted(clients[7]), 5, "every call is counted, refused ones too");
+
+    // Far from the limit, known clients pass at once; their calls are charged together after.
+    const roomy = budget(1_000);
+    const others = clients.map((c) => `${c}:roomy`);
+    await passed(roomy, others);
+    roundTrips = 0;
+    for (let wave = 0; wave < 5; wave++) assert.equal((await passed(roomy, others)).filter(Boolean).length, 20);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.ok(roundTrips >= 1 && roundTrips <= 5, `${roundTrips} round trips for 100 calls of 20 clients`);
+    for (const c of others) assert.equal(await counted(c), 6, c);
   });
 });

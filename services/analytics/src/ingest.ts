@@ -48,15 +48,17 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
         // tip touches, is written once per batch, not once per event.
         handleBatch: async (messages, tx) => {
           const batch = new RollupBatch();
+          for (const m of messages) batch.add(figuresOf(m));
+          await batch.write(tx);
+        },
+        // Counted once committed: a batch rolled back (say, its commit failed) and applied again counts once.
+        afterCommit: (messages) => {
           const now = Date.now();
           for (const m of messages) {
-            const applied = figuresOf(m);
-            batch.add(applied);
+            const at = figuresOf(m).at;
             ingested.inc({ subject: m.subject });
-            if (applied.at && applied.at.getTime() > 0) lag.observe(Math.max(0, now - applied.at.getTime()) / 1000);
+            if (at && at.getTime() > 0) lag.observe(Math.max(0, now - at.getTime()) / 1000);
           }
-          await batch.write(tx);
-          // After commit is what watchers want; the transaction commits right after this returns.
           setImmediate(() => rollupChanges.emit("change"));
         },
       }),

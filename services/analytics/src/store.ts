@@ -191,18 +191,23 @@ async function writeRecords(db: Queryable, records: SideRecord[]): Promise<void>
   const requests = new Map<string, Extract<SideRecord, { kind: "payout_request" }>>();
   const results = new Map<string, Extract<SideRecord, { kind: "payout_result" }>>();
   const reasons = new Map<string, string>();
+  // Keyed by the lower-cased id, as the table compares uuids (keyOf): one row's two spellings are merged
+  // (two would have the workers' upsert refuse the batch), and every batch sorts its rows alike.
   for (const r of records) {
     if (r.kind === "worker") {
-      const w = workers.get(r.workerId);
-      workers.set(r.workerId, {
-        id: r.workerId,
+      const id = r.workerId.toLowerCase();
+      const w = workers.get(id);
+      workers.set(id, {
+        id,
         registeredAt: w?.registeredAt ?? r.registeredAt,
         at: w && w.at < r.at ? w.at : r.at,
       });
     } else if (r.kind === "payout_request") {
-      if (!requests.has(r.payoutId)) requests.set(r.payoutId, r);
+      const id = r.payoutId.toLowerCase();
+      if (!requests.has(id)) requests.set(id, { ...r, payoutId: id });
     } else if (r.kind === "payout_result") {
-      if (!results.has(r.payoutId)) results.set(r.payoutId, r);
+      const id = r.payoutId.toLowerCase();
+      if (!results.has(id)) results.set(id, { ...r, payoutId: id });
     } else reasons.set(r.resultCode, r.reason.slice(0, 300));
   }
   if (workers.size) {

@@ -255,6 +255,26 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
     assert.deepEqual(rows, ["a", "b", "c", "m1", "m2", "m3", "m4"].map((m) => ({ method: `${tag}-${m}`, scans: count(m) })));
   });
 
+  test("side records naming one worker or payout in upper and lower case are one row each, merged, in one batch", async () => {
+    const at = new Date(Date.UTC(2036, 6, 15, 9, 30));
+    const [worker, payout] = [randomUUID(), randomUUID()];
+    await withTransaction(db.pool, async (tx) => {
+      const b = new RollupBatch();
+      b.add({ at, facts: [], records: [{ kind: "worker", workerId: worker, at }] });
+      b.add({ at, facts: [], records: [{ kind: "worker", workerId: worker.toUpperCase(), registeredAt: at, at }] });
+      b.add({ at, facts: [], records: [{ kind: "payout_request", payoutId: payout.toUpperCase(), workerId: worker, at }] });
+      b.add({ at, facts: [], records: [{ kind: "payout_request", payoutId: payout, workerId: worker, at }] });
+      await b.write(tx);
+    });
+    const { rows } = await db.pool.query<{ workers: number; registered: number; requests: number }>(
+      `SELECT (SELECT count(*)::int FROM analytics.workers WHERE worker_id = $1) AS workers,
+              (SELECT count(*)::int FROM analytics.workers WHERE worker_id = $1 AND registered_at IS NOT NULL) AS registered,
+              (SELECT count(*)::int FROM analytics.payout_requests WHERE payout_id = $2) AS requests`,
+      [worker, payout],
+    );
+    assert.deepEqual(rows, [{ workers: 1, registered: 1, requests: 1 }]);
+  });
+
   test("a worker's row gains a registration and an earlier first sight, and is left alone by what adds nothing", async () => {
     const worker = randomUUID();
     const at = (day: number) => new Date(Date.UTC(2036, 4, day, 12));

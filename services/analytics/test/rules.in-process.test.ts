@@ -131,4 +131,49 @@ describe("analytics rules, in process (with qr)", () => {
       await bus.close();
     }
   });
+
+  test("a batch whose commit fails is applied again and counted once: the ingest metrics count what committed", async () => {
+    // The first commit of a tip's inbox row fails (a deferred trigger; a sequence counts its calls
+    // outside any transaction), as a deadlock or a lost connection would fail it: the batch rolls
+    // back and the consumer applies it again, split in halves.
+    const pool = s.ctx.pool;
+    await pool.query(`CREATE SEQUENCE public.inbox_commits;
+      CREATE FUNCTION public.fail_first_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF nextval('public.inbox_commits') = 1 THEN RAISE EXCEPTION 'the first commit fails'; END IF; RETURN NULL; END $$;
+      CREATE CONSTRAINT TRIGGER fail_first_commit AFTER INSERT ON analytics.inbox DEFERRABLE INITIALLY DEFERRED
+        FOR EACH ROW WHEN (NEW.subject = 'ttip.payment.tip_succeeded') EXECUTE FUNCTION public.fail_first_commit()`);
+    const bus = new InProcessBus(s.ctx.logger, 10);
+    const metrics = new Metrics();
+    const stop = await startConsumers({ ...s.ctx, bus, metrics });
+    try {
+      const worker = randomUUID();
+      const tips = [1, 2, 3, 4].map((n) => event("ttip.payment.tip_succeeded", TipSucceededSchema, new Date(), {
+        tipId: randomUUID(), workerId: worker, amount: kesMinor(1_000n), fee: kesMinor(0n), net: kesMinor(1_000n), method: PaymentMethod.MPESA, mpesaReceipt: `RKF${n}`, rating: 0,
+      }));
+      for (const m of tips) await bus.publish(m);
+      await eventually("the tips applied", async () => {
+        const { rows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM analytics.inbox WHERE event_id = ANY($1::uuid[])", [tips.map((m) => m.id)]);
+        return rows[0].n === tips.length;
+      });
+      const { rows: [calls] } = await pool.query<{ n: string }>("SELECT last_value::text AS n FROM public.inbox_commits");
+      assert.ok(Number(calls.n) > tips.length, `a commit failed and the batch was applied again (${calls.n} inbox rows checked)`);
+      const text = await metrics.registry.metrics();
+      const value = (re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+      assert.deepEqual(
+        [
+          value(/^ttip_analytics_events_ingested_total\{subject="ttip.payment.tip_succeeded"\} (\d+)$/m),
+          value(/^ttip_analytics_event_lag_seconds_count (\d+)$/m),
+          value(/^ttip_inbox_events_total\{consumer="analytics-payment-tip-succeeded",outcome="applied"\} (\d+)$/m),
+        ],
+        [tips.length, tips.length, tips.length],
+        "ingested, lag observations and inbox applied: each tip once",
+      );
+      const { earnings: e } = await asWorker(worker).getWorkerEarnings({ range: lastDay() });
+      assert.equal(e?.inRange?.tips, BigInt(tips.length), "and the figures once");
+    } finally {
+      await stop();
+      await bus.close();
+      await pool.query("DROP TRIGGER fail_first_commit ON analytics.inbox; DROP FUNCTION public.fail_first_commit(); DROP SEQUENCE public.inbox_commits");
+    }
+  });
 });

@@ -2,6 +2,21 @@ import { Redis, type Command } from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, type RateLimiterAbstract } from "rate-limiter-flexible";
 import { inClientSpan } from "./tracing.js";
 
+/** Points charged to one budget's key. */
+export interface BudgetCharge {
+  key: string;
+  points: number;
+}
+
+/** A budget key's count in its window after a charge, and the milliseconds until that window ends. */
+export interface BudgetCount {
+  consumedPoints: number;
+  msBeforeNext: number;
+}
+
+/** Keys charged in one round trip at most: a bound on the script's run time (Redis does nothing else meanwhile). */
+export const MAX_BUDGET_CHARGES = 1_000;
+
 /** A small key-value cache with expiry: Redis in a cluster, a Map in one process. */
 export interface Cache {
   get(key: string): Promise<string | null>;
@@ -15,6 +30,13 @@ export interface Cache {
   getFields(key: string): Promise<Record<string, string>>;
   /** A rate limiter sharing this cache's store: points per durationSeconds per key. */
   rateLimiter(options: { keyPrefix: string; points: number; durationSeconds: number }): RateLimiterAbstract;
+  /**
+   * Adds each charge's points to its key's count, in fixed windows of durationSeconds
+   * (a key's window starts with its first charge), every key in one round trip; answers
+   * each count after its charge, in order. The keys are rateLimiter({ keyPrefix })'s,
+   * so both count the same budget (replicas of two versions share it).
+   */
+  chargeBudgets(keyPrefix: string, durationSeconds: number, charges: readonly BudgetCharge[]): Promise<BudgetCount[]>;
   /**
    * Claims a cool-down atomically: when `key` was last claimed at least
    * `cooldownMs` before `nowMs` (or never), records `nowMs` and answers 0;
@@ -39,6 +61,32 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', cooldown)
 return 0`;
 
+// KEYS the budgets' keys; ARGV[1] the window (ms), ARGV[i + 1] the points charged to KEYS[i].
+// INCRBY creates a key at 0; one that has no expiry yet (new) gets its window. Two commands
+// a key, where rate-limiter-flexible's script runs three (a SET NX first).
+const CHARGE_BUDGETS = `
+local window = tonumber(ARGV[1])
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local consumed = redis.call('INCRBY', key, ARGV[i + 1])
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then
+    redis.call('PEXPIRE', key, window)
+    ttl = window
+  end
+  counts[2 * i - 1] = consumed
+  counts[2 * i] = ttl
+end
+return counts`;
+
+function assertCharges(durationSeconds: number, charges: readonly BudgetCharge[]): void {
+  if (!Number.isSafeInteger(durationSeconds) || durationSeconds < 1) throw new RangeError(`budget: window must be whole seconds (got ${durationSeconds})`);
+  if (charges.length > MAX_BUDGET_CHARGES) throw new RangeError(`budget: at most ${MAX_BUDGET_CHARGES} keys a charge (got ${charges.length})`);
+  for (const c of charges) {
+    if (!Number.isSafeInteger(c.points) || c.points < 1) throw new RangeError(`budget: points must be a positive whole number (got ${c.points} for ${c.key})`);
+  }
+}
+
 function assertCooldown(nowMs: number, cooldownMs: number): void {
   if (!Number.isSafeInteger(nowMs) || nowMs < 0) throw new RangeError(`cool-down: now must be epoch milliseconds (got ${nowMs})`);
   if (!Number.isSafeInteger(cooldownMs) || cooldownMs < 1) throw new RangeError(`cool-down: length must be a positive whole ms (got ${cooldownMs})`);
@@ -51,6 +99,8 @@ export class RedisCache implements Cache {
     // Commands fail fast instead of queueing forever while Redis is down.
     this.redis = new Redis(url, { maxRetriesPerRequest: 2, enableOfflineQueue: true, lazyConnect: false });
     traceCommands(this.redis);
+    // EVALSHA, the script sent again only if Redis has lost it.
+    this.redis.defineCommand("ttipChargeBudgets", { lua: CHARGE_BUDGETS });
   }
 
   get(key: string) {
@@ -81,6 +131,14 @@ export class RedisCache implements Cache {
       duration: o.durationSeconds,
     });
   }
+  async chargeBudgets(keyPrefix: string, durationSeconds: number, charges: readonly BudgetCharge[]) {
+    assertCharges(durationSeconds, charges);
+    if (!charges.length) return [];
+    const keys = charges.map((c) => `${this.prefix}rl:${keyPrefix}:${c.key}`);
+    const run = (this.redis as unknown as { ttipChargeBudgets(...args: (string | number)[]): Promise<number[]> }).ttipChargeBudgets;
+    const counts = await run.call(this.redis, keys.length, ...keys, durationSeconds * 1000, ...charges.map((c) => c.points));
+    return charges.map((_, i) => ({ consumedPoints: Number(counts[2 * i]), msBeforeNext: Number(counts[2 * i + 1]) }));
+  }
   async claimCooldown(key: string, nowMs: number, cooldownMs: number) {
     assertCooldown(nowMs, cooldownMs);
     return Number(await this.redis.eval(CLAIM_COOLDOWN, 1, `${this.prefix}cd:${key}`, nowMs, cooldownMs));
@@ -104,9 +162,14 @@ function traceCommands(redis: Redis): void {
   };
 }
 
+/** Budget keys a MemoryCache holds before it drops the expired ones (at most once a second). */
+const MEMORY_BUDGET_KEYS = 10_000;
+
 export class MemoryCache implements Cache {
   private readonly entries = new Map<string, { value: string; expires: number }>();
   private readonly hashes = new Map<string, { fields: Map<string, number>; expires: number }>();
+  private readonly budgets = new Map<string, { consumed: number; expires: number }>();
+  private budgetsSweptAt = 0;
 
   async get(key: string) {
     const e = this.entries.get(key);
@@ -142,6 +205,21 @@ export class MemoryCache implements Cache {
   rateLimiter(o: { keyPrefix: string; points: number; durationSeconds: number }) {
     return new RateLimiterMemory({ keyPrefix: o.keyPrefix, points: o.points, duration: o.durationSeconds });
   }
+  async chargeBudgets(keyPrefix: string, durationSeconds: number, charges: readonly BudgetCharge[]) {
+    assertCharges(durationSeconds, charges);
+    const now = Date.now();
+    if (this.budgets.size >= MEMORY_BUDGET_KEYS && now - this.budgetsSweptAt >= 1_000) {
+      this.budgetsSweptAt = now;
+      for (const [key, b] of this.budgets) if (b.expires <= now) this.budgets.delete(key);
+    }
+    return charges.map(({ key, points }) => {
+      const k = `${keyPrefix}:${key}`;
+      let b = this.budgets.get(k);
+      if (!b || b.expires <= now) this.budgets.set(k, (b = { consumed: 0, expires: now + durationSeconds * 1000 }));
+      b.consumed += points;
+      return { consumedPoints: b.consumed, msBeforeNext: b.expires - now };
+    });
+  }
   async claimCooldown(key: string, nowMs: number, cooldownMs: number) {
     assertCooldown(nowMs, cooldownMs);
     // No await between the read and the write: atomic within the process.
@@ -158,5 +236,6 @@ export class MemoryCache implements Cache {
   async close() {
     this.entries.clear();
     this.hashes.clear();
+    this.budgets.clear();
   }
 }

@@ -4,7 +4,7 @@ import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { nothingSent, sendWithBegin, sendWithCommit } from "./deferred-begin.js";
+import { NamedStatement, nothingSent, sendStatement, sendWithBegin, sendWithCommit } from "./deferred-begin.js";
 import type { Logger } from "./log.js";
 import { currentTraceparent, inClientSpan, tracingEnabled } from "./tracing.js";
 
@@ -86,7 +86,7 @@ function hookStatements(pool: pg.Pool, pipelinedBegin: boolean): void {
       // Owed again only out of any transaction (the status before the statement): a connection
       // still in one gets its ROLLBACK sent, not answered here.
       const owedAgain = () => void (client.getTransactionStatus() === "I" && beginOwed.add(client));
-      const sent = beginOwed.delete(client) ? sendWithBegin(client, query, args, owedAgain) : query.apply(client, args);
+      const sent = beginOwed.delete(client) ? sendWithBegin(client, query, args, owedAgain) : sendStatement(client, query, args);
       return announceOutboxCommits(client, args[0], sent);
     };
   });
@@ -217,7 +217,7 @@ function prepareStatements(pool: pg.Pool): void {
         const name = statementName(text);
         if (name && (prepared.has(name) || prepared.size < MAX_PREPARED_PER_CONNECTION)) {
           prepared.add(name);
-          return (query as (...a: unknown[]) => unknown).call(this, { name, text, values }, ...args.slice(2));
+          return (query as (...a: unknown[]) => unknown).call(this, new NamedStatement(name, text, values), ...args.slice(2));
         }
       }
       return (query as (...a: unknown[]) => unknown).apply(this, args);

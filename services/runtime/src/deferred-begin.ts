@@ -60,6 +60,36 @@ interface PgQuery {
 const PgQuery = pg.Query as unknown as new (config: unknown, values?: unknown, callback?: unknown) => PgQuery;
 
 /**
+ * A named prepared statement's config (db.ts names every parameterised
+ * statement). pg copies a config object into each Query it makes
+ * (getOwnPropertyDescriptors, then defineProperties: ~1 us, several in a busy
+ * heap); a Query made from the text and values, then named, is the same Query
+ * without the copy.
+ */
+export class NamedStatement {
+  constructor(
+    readonly name: string,
+    readonly text: string,
+    readonly values: unknown[],
+  ) {}
+}
+
+/** pg.Query's constructor arguments for client.query's, a NamedStatement as its text and values (its name set after). */
+function queryArguments(config: unknown, values: unknown, callback: unknown): [unknown, unknown, unknown] {
+  if (!(config instanceof NamedStatement)) return [config, values, callback];
+  return [config.text, config.values, typeof values === "function" ? values : callback];
+}
+
+/** client.query's arguments through `query`, a NamedStatement made into its Query here (no copy of the config). */
+export function sendStatement(client: pg.ClientBase, query: (...args: unknown[]) => unknown, args: unknown[]): unknown {
+  const [config, values, callback] = args;
+  if (!(config instanceof NamedStatement)) return query.apply(client, args);
+  const statement = new PgQuery(...queryArguments(config, values, callback)) as PgQuery & { name?: string };
+  statement.name = config.name;
+  return submitted(client, query, statement);
+}
+
+/**
  * One statement with BEGIN written in front of it. Its answer is the
  * statement's: BEGIN's CommandComplete is not taken as a result.
  */
@@ -70,7 +100,8 @@ class StatementAfterBegin extends PgQuery {
   declare private unsent: () => void;
 
   constructor(config: unknown, values: unknown, callback: unknown, unsent: () => void) {
-    super(config, values, callback);
+    super(...queryArguments(config, values, callback));
+    if (config instanceof NamedStatement) this.name = config.name;
     this.unsent = unsent;
   }
 
@@ -166,6 +197,12 @@ export function sendWithBegin(client: pg.ClientBase, query: (...args: unknown[])
  */
 class StatementThenCommit extends PgQuery {
   declare private completed: number | undefined;
+  declare name: string | undefined;
+
+  constructor(config: unknown, values: unknown, callback: unknown) {
+    super(...queryArguments(config, values, callback));
+    if (config instanceof NamedStatement) this.name = config.name;
+  }
 
   submit(connection: ProtocolConnection): Error | null {
     if (!this.requiresPreparation()) {

@@ -35,15 +35,40 @@ export function mediaType(contentType: string | null | undefined): string {
 
 class TooLarge extends Error {}
 
-async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Uint8Array> {
+/**
+ * A body of at most `max` bytes; a larger one is TooLarge, and its rest is
+ * read and dropped (discardRest) rather than the request destroyed: on
+ * HTTP/1.1 that resets the connection before the refusal goes out, so the
+ * client saw ECONNRESET where HTTP/2's got the error.
+ */
+async function readAll(body: AsyncIterable<Uint8Array>, max: number): Promise<Buffer> {
+  const it = body[Symbol.asyncIterator]();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    size += chunk.byteLength;
-    if (size > max) throw new TooLarge();
-    chunks.push(chunk);
+  for (let r = await it.next(); !r.done; r = await it.next()) {
+    size += r.value.byteLength;
+    if (size > max) {
+      void discardRest(it, size);
+      throw new TooLarge();
+    }
+    chunks.push(r.value);
   }
   return Buffer.concat(chunks);
+}
+
+/** A refused body is read and dropped up to this size in all; a client sending more is cut off (its request destroyed). */
+const DISCARD_MAX_BYTES = 64 * 1024 * 1024;
+
+/** Reads the rest of a refused body in the background, dropping it, while the refusal is answered. */
+async function discardRest(it: AsyncIterator<Uint8Array>, read: number): Promise<void> {
+  try {
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      read += r.value.byteLength;
+      if (read > DISCARD_MAX_BYTES) return void (await it.return?.());
+    }
+  } catch {
+    // The client went away: nothing left to drop.
+  }
 }
 
 /**
@@ -165,7 +190,12 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
     const enveloped = ENVELOPED.test(type);
     const refuse = (code: Code, message: string, metadata?: Headers) => {
       req.contextValues?.set(refusedBodyKey, { code, message, metadata });
-      return handler({ ...req, body: oneChunk(enveloped ? new Uint8Array(5) : new Uint8Array(0)) });
+      // A stand-in that parses, so the refusal is answered by inputInterceptor rather than
+      // connect-es's "cannot decode" (an empty JSON body) or its own size check (content-length).
+      const header = new Headers(req.header);
+      header.delete("content-length");
+      const empty = BINARY.test(type) ? new Uint8Array(0) : EMPTY_JSON;
+      return handler({ ...req, header, body: oneChunk(enveloped ? envelopeOf(empty) : empty) });
     };
     const declared = Number(req.header.get("content-length") ?? NaN);
     const tooLarge = tooLargeMessage(readMaxBytes);
@@ -213,6 +243,15 @@ export function unparsableBody(input: DescMessage, err: unknown): ConnectError {
 
 function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
   return typeof body === "object" && body !== null && Symbol.asyncIterator in body;
+}
+
+const EMPTY_JSON = new TextEncoder().encode("{}");
+
+function envelopeOf(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(ENVELOPE_HEADER_BYTES + data.byteLength);
+  new DataView(out.buffer).setUint32(1, data.byteLength);
+  out.set(data, ENVELOPE_HEADER_BYTES);
+  return out;
 }
 
 async function* oneChunk(data: Uint8Array): AsyncIterable<Uint8Array> {
@@ -456,14 +495,11 @@ export async function readRpcBody(req: NodeRequest, max: number, readMaxBytes: n
  */
 export async function readHttpBody(req: NodeRequest, limit: number): Promise<Buffer> {
   if (Number(req.headers["content-length"] ?? NaN) > limit) throw new BodyTooLargeError(limit);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new BodyTooLargeError(limit);
-    chunks.push(chunk);
+  try {
+    return await readAll(req as AsyncIterable<Buffer>, limit);
+  } catch (err) {
+    throw err instanceof TooLarge ? new BodyTooLargeError(limit) : err;
   }
-  return Buffer.concat(chunks);
 }
 
 /** 413 with a sentence; the rest of the body is not read (HTTP/1.1 closes the connection). */

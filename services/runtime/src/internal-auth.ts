@@ -54,7 +54,29 @@ function mac(key: Buffer, at: string, headers: Headers): Buffer {
   // (a rolling upgrade); adding or removing it still breaks the signature.
   const stepUpAt = headers.get(GATEWAY_HEADERS.stepUpAt);
   if (stepUpAt !== null) message += `\n${GATEWAY_HEADERS.stepUpAt}:${stepUpAt}`;
-  return hmacSha256(key, message);
+  return recentMac(key, message);
+}
+
+/**
+ * The MACs of the messages signed or verified lately, by key: a message is
+ * the second and the identity headers, so within a second most calls repeat
+ * one (every service-to-service call without an identity signs the same), and
+ * in one process the receiver verifies what the sender just signed. A memo of
+ * a pure function: what verifies is unchanged. Bounded: cleared when full.
+ */
+const recentMacs = new WeakMap<Buffer, Map<string, Buffer>>();
+const RECENT_MACS_MAX = 256;
+
+function recentMac(key: Buffer, message: string): Buffer {
+  let recent = recentMacs.get(key);
+  if (recent === undefined) recentMacs.set(key, (recent = new Map()));
+  let digest = recent.get(message);
+  if (digest === undefined) {
+    if (recent.size >= RECENT_MACS_MAX) recent.clear();
+    digest = hmacSha256(key, message);
+    recent.set(message, digest);
+  }
+  return digest;
 }
 
 /** Signs the identity headers present in `headers` (even none: the call then comes from a service). */

@@ -286,6 +286,12 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
    */
   handleBatch?: (messages: DeliveredMessage[], tx: Queryable, prepared: Prepared) => Promise<void>;
   /**
+   * Runs once handleBatch's transaction has committed, with the events it applied: what must count
+   * only what committed (metrics, signals to watchers). Counted in handleBatch, a batch rolled back
+   * and applied again (a deadlock, a failed commit, a split around an event that fails) counts twice.
+   */
+  afterCommit?: (messages: DeliveredMessage[]) => void;
+  /**
    * Instead of handleBatch, for an effect that is one statement: it goes into the inbox's own
    * statement as CTEs, and the batch is one statement without BEGIN/COMMIT. `fresh (event_id)`
    * holds the ids that statement recorded, the only ones to apply; `messages` has no id twice.
@@ -330,6 +336,7 @@ function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages:
 export async function consumeEventBatches<Prepared = undefined>(options: ConsumeBatchOptions<Prepared>) {
   if (!options.handleBatch === !options.effectCte) throw new Error(`${options.consumer}: give handleBatch or effectCte, not both`);
   if (options.beforeTransaction && !options.handleBatch) throw new Error(`${options.consumer}: beforeTransaction answers to handleBatch`);
+  if (options.afterCommit && !options.handleBatch) throw new Error(`${options.consumer}: afterCommit follows handleBatch`);
   const s = ident(options.schema);
   // The first copy of each id (a batch may hold the same event twice).
   const unique = (messages: DeliveredMessage[]) => {
@@ -341,14 +348,16 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
       const { text, values } = inboxStatement(s, options, unique(messages), options.effectCte);
       return (await options.pool.query(text, values)).rowCount ?? 0;
     }
-    return withTransaction(options.pool, async (tx) => {
+    const applied = await withTransaction(options.pool, async (tx) => {
       const { text, values } = inboxStatement(s, options, messages);
       const { rows } = await tx.query<{ event_id: string }>(text, values);
       const inserted = new Set(rows.map((r) => r.event_id));
       const todo = unique(messages).filter((m) => inserted.has(m.id.toLowerCase()));
       if (todo.length) await options.handleBatch!(todo, tx, prepared);
-      return todo.length;
+      return todo;
     });
+    if (applied.length) options.afterCommit?.(applied);
+    return applied.length;
   };
   const apply = async (messages: DeliveredMessage[], prepared: Prepared) => {
     const fresh = await inConsumerSpan(`consume ${options.consumer}`, messages.map((m) => m.traceparent), () => recordAndApply(messages, prepared));

@@ -27,6 +27,45 @@ for (const [name, open] of stores) {
     });
   });
 
+  describe(`chargeBudgets on ${name}`, () => {
+    const cache = open();
+    after(() => cache.close());
+
+    test("each key's count and window, many keys in one call, in the order charged", async () => {
+      const first = await cache.chargeBudgets("api", 60, [{ key: "a", points: 1 }, { key: "b", points: 3 }]);
+      assert.deepEqual(first.map((c) => c.consumedPoints), [1, 3]);
+      for (const c of first) assert.ok(c.msBeforeNext > 59_000 && c.msBeforeNext <= 60_000, `${c.msBeforeNext} ms left`);
+      const again = await cache.chargeBudgets("api", 60, [{ key: "b", points: 2 }, { key: "c", points: 1 }, { key: "a", points: 1 }]);
+      assert.deepEqual(again.map((c) => c.consumedPoints), [5, 1, 2]);
+      assert.deepEqual((await cache.chargeBudgets("other", 60, [{ key: "a", points: 1 }]))[0].consumedPoints, 1, "another prefix is another budget");
+      assert.deepEqual(await cache.chargeBudgets("api", 60, []), []);
+    });
+
+    test("a window ends with its length and the next starts at 0", async () => {
+      assert.equal((await cache.chargeBudgets("short", 1, [{ key: "k", points: 4 }]))[0].consumedPoints, 4);
+      const [inWindow] = await cache.chargeBudgets("short", 1, [{ key: "k", points: 1 }]);
+      assert.ok(inWindow.consumedPoints === 5 && inWindow.msBeforeNext <= 1_000, JSON.stringify(inWindow));
+      await new Promise((r) => setTimeout(r, 1_100));
+      assert.equal((await cache.chargeBudgets("short", 1, [{ key: "k", points: 1 }]))[0].consumedPoints, 1);
+    });
+
+    test("points and windows that are not positive whole numbers are refused", async () => {
+      await assert.rejects(cache.chargeBudgets("bad", 60, [{ key: "k", points: 0 }]), RangeError);
+      await assert.rejects(cache.chargeBudgets("bad", 60, [{ key: "k", points: 1.5 }]), RangeError);
+      await assert.rejects(cache.chargeBudgets("bad", 0, [{ key: "k", points: 1 }]), RangeError);
+      assert.equal((await cache.chargeBudgets("bad", 60, [{ key: "k", points: 1 }]))[0].consumedPoints, 1, "nothing was counted");
+    });
+
+    if (name === "redis") {
+      test("counts on the keys of rateLimiter(): a budget shared with replicas that consume through it", async () => {
+        await cache.rateLimiter({ keyPrefix: "shared", points: 10, durationSeconds: 60 }).consume("k", 2);
+        assert.equal((await cache.chargeBudgets("shared", 60, [{ key: "k", points: 1 }]))[0].consumedPoints, 3);
+        const res = await cache.rateLimiter({ keyPrefix: "shared", points: 10, durationSeconds: 60 }).consume("k", 1);
+        assert.equal(res.consumedPoints, 4);
+      });
+    }
+  });
+
   describe(`claimCooldown on ${name}`, () => {
     const cache = open();
     after(() => cache.close());

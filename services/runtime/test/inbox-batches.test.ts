@@ -212,4 +212,30 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.deepEqual(rows.filter((r) => idle.has(r.event_id)), [], "none for an event that changes nothing");
     assert.deepEqual(ids.filter((id) => id !== poison && delivered.get(id) !== 1), [], "every other event delivered once, those that change nothing included");
   });
+
+  test("afterCommit gets each event once, after its batch committed: not for a batch rolled back and applied again", async () => {
+    const ids: string[] = Array.from({ length: 40 }, () => randomUUID());
+    for (const id of ids) await bus.publish({ id, subject: "ttip.x.c", data: new Uint8Array([1]) });
+    let calls = 0;
+    const reported = new Map<string, number>();
+    const sub = await consumeEventBatches({
+      bus, pool: db.pool, schema: "batches", consumer: "c7", subject: "ttip.x.c", logger, maxBatch: 64,
+      handleBatch: async (messages, tx) => {
+        calls++;
+        // 300000: this test's rows.
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), 300000", [messages.map((m) => m.id)]);
+        if (calls === 1) throw new Error("the first batch fails after its handler's work");
+      },
+      afterCommit: (messages) => {
+        for (const m of messages) reported.set(m.id, (reported.get(m.id) ?? 0) + 1);
+      },
+    });
+    const applied = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied WHERE batch = 300000")).rows[0].n;
+    await eventually("every event applied", async () => (await applied()) === ids.length && reported.size === ids.length);
+    await sub.stop();
+    assert.ok(calls > 1, "the failed batch was applied again");
+    assert.deepEqual(ids.filter((id) => reported.get(id) !== 1), [], "each event reported once");
+    const { rows } = await db.pool.query<{ event_id: string }>("SELECT event_id FROM batches.inbox WHERE consumer = 'c7'");
+    assert.equal(rows.length, ids.length, "and committed once");
+  });
 });

@@ -100,3 +100,20 @@ test("internalSigningKey: follows INTERNAL_SIGNING_KEY when it changes, and keep
     else process.env.INTERNAL_SIGNING_KEY = before;
   }
 });
+
+test("internal signature: MACs remembered within a second answer as computed ones, per key, past the memo's bound", () => {
+  const [key, other] = [randomBytes(32), randomBytes(32)];
+  const now = Date.now();
+  const signed = Array.from({ length: 600 }, (_, i) => {
+    const h = new Headers({ "x-ttip-subject": `u${i % 300}`, "x-ttip-roles": "worker" });
+    signInternal(h, key, now);
+    return h;
+  });
+  for (const h of signed) {
+    assert.equal(verifyInternal(h, key, now), true);
+    assert.equal(verifyInternal(h, other, now), false, "the message's MAC under another key is not the remembered one");
+    const subject = h.get("x-ttip-subject")!;
+    const at = String(Math.floor(now / 1000));
+    assert.equal(h.get("x-ttip-internal"), `v1.${at}.${createHmac("sha256", key).update(`v1\n${at}\n${subject}\nworker\n\n`).digest("base64url")}`);
+  }
+});

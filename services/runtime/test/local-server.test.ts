@@ -19,7 +19,7 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { GetQrCodeRequestSchema, GetQrCodeResponseSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { internalTransport, localTransport, Metrics, startServer, type RunningServer } from "../src/index.js";
-import { captureLogger, eventually } from "../src/testing/index.js";
+import { answeredCode, captureLogger, eventually, postChunkedHttp1, postHttp2 } from "../src/testing/index.js";
 
 const REFUSED = randomUUID();
 /** GetQrCode for this id waits until its signal aborts (at most WAIT_CAP_MS). */
@@ -357,6 +357,29 @@ describe("a server's RPCs called in the same process", () => {
         assert.equal(handlerSaw[0].timeoutMs, undefined, `${how}, timeoutMs ${timeoutMs}: no deadline`);
       }
     }
+  });
+
+  test("a body over the read limit sent in chunks (no content-length) is refused RESOURCE_EXHAUSTED in the caller's protocol over HTTP/1.1 as over HTTP/2, never a reset", async () => {
+    const over = "x".repeat(1_200_000);
+    const message = toBinary(GetQrCodeRequestSchema, create(GetQrCodeRequestSchema, { qrCodeId: over }));
+    const grpcWeb = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), message]);
+    grpcWeb.writeUInt32BE(message.byteLength, 1);
+    const bodies: Record<string, Uint8Array> = { "application/json": Buffer.from(JSON.stringify({ qrCodeId: over })), "application/proto": message, "application/grpc-web+proto": grpcWeb };
+    const answers: string[] = [];
+    for (const [type, body] of Object.entries(bodies)) {
+      for (const version of ["HTTP/1.1", "HTTP/2"] as const) {
+        const answer = await (version === "HTTP/1.1" ? postChunkedHttp1 : postHttp2)(`${server.url}/${QrService.typeName}/GetQrCode`, type, body);
+        answers.push(`${type} over ${version}: ${answeredCode(answer)}`);
+      }
+    }
+    assert.deepEqual(answers, [
+      "application/json over HTTP/1.1: 429 resource_exhausted",
+      "application/json over HTTP/2: 429 resource_exhausted",
+      "application/proto over HTTP/1.1: 429 resource_exhausted",
+      "application/proto over HTTP/2: 429 resource_exhausted",
+      `application/grpc-web+proto over HTTP/1.1: 200 ${Code.ResourceExhausted}`,
+      `application/grpc-web+proto over HTTP/2: 200 ${Code.ResourceExhausted}`,
+    ]);
   });
 
   test("a binary Connect request whose content type has parameters is refused as connect-es refuses it (415), not answered", async () => {

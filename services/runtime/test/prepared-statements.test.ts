@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { createPool, opaqueArray, withTransaction, type Pool } from "../src/db.js";
+import { createPool, opaqueArray, withTransaction, withTransactionBracketed, type Pool } from "../src/db.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
@@ -89,4 +89,24 @@ test("an array behind opaqueArray gets a generic plan; as a bare parameter it is
   assert.deepEqual(hidden, { generic: 3, custom: 5 }, "five custom plans, then the generic one for good");
   const any = await plansAfterEightCalls(`SELECT label FROM items WHERE id = ANY(${opaqueArray(1, "int")})`);
   assert.deepEqual(any, { generic: 3, custom: 5 });
+});
+
+test("a named statement's Query is made from its text and values: pg copies no config, alone, behind BEGIN or before COMMIT (named: see the first test)", async () => {
+  // pg copies a config object into each Query with getOwnPropertyDescriptors (its only caller there).
+  const describe = Object.getOwnPropertyDescriptors;
+  let copies = 0;
+  Object.getOwnPropertyDescriptors = ((o: object) => (copies++, describe(o))) as typeof describe;
+  try {
+    const select = "SELECT label FROM items WHERE id = $1";
+    const alone = await db.pool.query<{ label: string }>(select, [2]);
+    const inTransaction = await withTransaction(db.pool, async (tx) => [(await tx.query<{ label: string }>(select, [4])).rows, (await tx.query<{ label: string }>(select, [5])).rows]);
+    const bracketed = await withTransactionBracketed(db.pool, { text: select, values: [6] }, async (_tx, opened) => ({
+      closing: { text: "SELECT label FROM items WHERE id = $1 + 0", values: [7] },
+      result: opened.rows,
+    }));
+    assert.deepEqual([alone.rows, ...inTransaction, bracketed], [[{ label: "item 2" }], [{ label: "item 4" }], [{ label: "item 5" }], [{ label: "item 6" }]]);
+    assert.equal(copies, 0, "no config copied");
+  } finally {
+    Object.getOwnPropertyDescriptors = describe;
+  }
 });
