@@ -133,7 +133,9 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
 
       // A version effective in ten minutes: the copy holds it at once and keeps charging the one in force.
       const later = await newVersion({ platformFeeBps: 900 }, new Date(h.clock.now() + 600_000));
+      // One follower takes the event from the durable consumer and tells the other (this copy and the service's, like two replicas).
       await eventually(async () => loads === 3, "the copy reloaded on the later version's event");
+      await eventually(async () => (await h.copiedFeeScheduleVersion("KES")) === later.version, "the service's copy reloaded too");
       assert.equal((await copy.inForce("KES")).version, now.version, "not in force yet");
 
       // The service charges through the same kind of copy: a worker it has credited once is quoted there.
