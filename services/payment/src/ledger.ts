@@ -7,6 +7,9 @@ import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1
 import { FeeSchedules } from "./fee-schedules.js";
 import { kes } from "./money.js";
 
+/** How many workers known to have a KES wallet a replica remembers from quotes (a UUID each: a few MB at most). */
+const KNOWN_KES_WORKERS_MAX = 100_000;
+
 /** Who a tip is for: one worker, or a venue's pool (shared by the venue's split rule). */
 export type TipRecipient = { workerId: string } | { venueId: string };
 
@@ -14,6 +17,8 @@ export class Ledger {
   private readonly internal: Client<typeof WalletInternalService>;
   private readonly user: Client<typeof WalletService>;
   private readonly accounts = new Map<string, string>();
+  /** Workers wallet said have a KES wallet (QuoteTipFees): true for good; bounded, a cleared one is asked again. */
+  private readonly kesWorkers = new Set<string>();
   /** Wallet's fee schedules, copied: most tips are quoted here, without a call. */
   readonly feeSchedules: FeeSchedules;
 
@@ -54,19 +59,24 @@ export class Ledger {
     }
     // Wallet picks the currency among the worker wallets of the id (a venue's id has none: KES).
     const workerId = "workerId" in recipient ? recipient.workerId : recipient.venueId;
-    const { quote } = await this.internal.quoteTipFees({ amount, rail, customerCoversFee, workerId });
+    const { quote, workerWalletCurrencies } = await this.internal.quoteTipFees({ amount, rail, customerCoversFee, workerId });
     if (!quote?.customerPays || !quote.workerReceives) throw new Error("wallet QuoteTipFees answered without a quote");
+    if ("workerId" in recipient && workerWalletCurrencies.includes("KES")) {
+      if (this.kesWorkers.size >= KNOWN_KES_WORKERS_MAX) this.kesWorkers.clear();
+      this.kesWorkers.add(recipient.workerId);
+    }
     return quote;
   }
 
   /**
    * Whether the tip lands in KES as wallet would choose (tipWalletCurrency):
    * a venue's pool always (wallet finds no worker wallets for its id); a
-   * worker once this replica has had their KES wallet from EnsureAccount
-   * (wallets are never deleted, so that stays true).
+   * worker once this replica has had their KES wallet from EnsureAccount or
+   * heard of it with a quote (wallets are never deleted, so that stays true).
    */
   private landsInKes(recipient: TipRecipient): boolean {
-    return !("workerId" in recipient) || this.accounts.has(`${AccountKind.WORKER_WALLET}:${recipient.workerId}:KES`);
+    if (!("workerId" in recipient)) return true;
+    return this.kesWorkers.has(recipient.workerId) || this.accounts.has(`${AccountKind.WORKER_WALLET}:${recipient.workerId}:KES`);
   }
 
   /** The account a confirmed tip lands in: the worker's wallet, or the venue's pool for a shared tip. */

@@ -115,6 +115,33 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
     }
   });
 
+  // Before the next test moves the services' clock (wallet's quotes read the real time).
+  test("a worker without a KES wallet is quoted by wallet, with the conversion to their wallet's currency; one with a KES wallet once, then here", async () => {
+    const ledger = new Ledger(h.t.ctx);
+    const workerId = randomUUID();
+    await wallet.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: workerId, currency: "USD" });
+    const asked = await served("QuoteTipFees");
+    const quote = await ledger.quoteTip(50_000n, { workerId }, false);
+    assert.equal(await served("QuoteTipFees"), asked + 1, "wallet was asked");
+    assert.equal(quote.conversion?.to?.currency, "USD");
+    assert.equal(quote.workerReceives!.currency, "USD");
+    assert.ok(quote.workerReceives!.amountMinor > 0n && quote.workerReceives!.amountMinor < quote.conversion!.from!.amountMinor, "KES 500 less fees is fewer dollars");
+    await ledger.quoteTip(50_000n, { workerId }, false);
+    assert.equal(await served("QuoteTipFees"), asked + 2, "and asked again: their wallet is not in KES");
+    // A worker without any wallet yet is asked about every time (their first wallet could be in any currency).
+    const walletless = randomUUID();
+    await ledger.quoteTip(50_000n, { workerId: walletless }, false);
+    await ledger.quoteTip(50_000n, { workerId: walletless }, false);
+    assert.equal(await served("QuoteTipFees"), asked + 4);
+    // A worker with a KES wallet this replica never saw: asked once, wallet's answer says KES, then quoted here.
+    const kesWorker = randomUUID();
+    await wallet.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: kesWorker, currency: "KES" });
+    const first = await ledger.quoteTip(50_000n, { workerId: kesWorker }, false);
+    const second = await ledger.quoteTip(50_000n, { workerId: kesWorker }, false);
+    assert.equal(await served("QuoteTipFees"), asked + 5, "the second quote made here");
+    assert.deepEqual(toJson(FeeQuoteSchema, second), toJson(FeeQuoteSchema, first));
+  });
+
   test("a new version is used after its event; a later version's effective_from passing needs no event and no reload", async () => {
     let loads = 0;
     // An age bound of an hour: within this test only wallet's event can bring a new version.
@@ -157,20 +184,5 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
     } finally {
       await stopFollowing();
     }
-  });
-
-  test("a worker without a KES wallet is quoted by wallet, with the conversion to their wallet's currency", async () => {
-    const ledger = new Ledger(h.t.ctx);
-    const workerId = randomUUID();
-    await wallet.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: workerId, currency: "USD" });
-    const asked = await served("QuoteTipFees");
-    const quote = await ledger.quoteTip(50_000n, { workerId }, false);
-    assert.equal(await served("QuoteTipFees"), asked + 1, "wallet was asked");
-    assert.equal(quote.conversion?.to?.currency, "USD");
-    assert.equal(quote.workerReceives!.currency, "USD");
-    assert.ok(quote.workerReceives!.amountMinor > 0n && quote.workerReceives!.amountMinor < quote.conversion!.from!.amountMinor, "KES 500 less fees is fewer dollars");
-    // A worker this replica knows nothing of (no wallet yet, or one it never saw) is asked about too.
-    await ledger.quoteTip(50_000n, { workerId: randomUUID() }, false);
-    assert.equal(await served("QuoteTipFees"), asked + 2);
   });
 });

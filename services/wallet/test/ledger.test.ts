@@ -533,7 +533,9 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
     const stripe = (await internal.ensureAccount({ kind: AccountKind.STRIPE_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "USD" })).account!.accountId;
     const fxUsd = (await internal.ensureAccount({ kind: AccountKind.FX_POSITION, ownerKind: OwnerKind.PLATFORM, currency: "USD" })).account!.accountId;
     const fxKes = (await internal.ensureAccount({ kind: AccountKind.FX_POSITION, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
-    const quote = (await internal.quoteTipFees({ amount: { amountMinor: 1_000n, currency: "USD" }, rail: PaymentRail.CARD, customerCoversFee: true, workerId: w.workerId })).quote!;
+    const answer = await internal.quoteTipFees({ amount: { amountMinor: 1_000n, currency: "USD" }, rail: PaymentRail.CARD, customerCoversFee: true, workerId: w.workerId });
+    const quote = answer.quote!;
+    assert.deepEqual(answer.workerWalletCurrencies, ["KES"], "what chose KES, for payment to remember");
     assert.equal(quote.workerReceives!.currency, "KES");
     assert.equal(quote.workerReceives!.amountMinor, 129_200n);
     const c = quote.conversion!;

@@ -23,7 +23,7 @@ export function feeHandlers(h: WalletHandlerContext): WalletAreaHandlers {
     },
     internal: {
       // The same answers as the public quotes, for payment to charge by.
-      quoteTipFees: quoteFeesHandler(h),
+      quoteTipFees: quoteTipFeesHandler(h),
       quotePayoutFee: payoutFeeHandler(h),
       convertAmount: convertAmountHandler(h),
       loadFeeSchedules: loadFeeSchedulesHandler(h),
@@ -31,11 +31,20 @@ export function feeHandlers(h: WalletHandlerContext): WalletAreaHandlers {
   };
 }
 
-/** QuoteFees and QuoteTipFees: the fees of a tip, as the payer would be charged. */
+/** QuoteFees: the fees of a tip, as the payer would be charged. */
 function quoteFeesHandler(h: WalletHandlerContext) {
   const { pool, rates } = h;
   return async function (req: QuoteRequest) {
-    return { quote: await quote(pool, rates, req) };
+    return { quote: (await quote(pool, rates, req)).quote };
+  };
+}
+
+/** QuoteTipFees: QuoteFees for payment, with the worker's wallet currencies that chose the target (payment remembers a KES one). */
+function quoteTipFeesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["quoteTipFees"] {
+  const { pool, rates } = h;
+  return async function (req) {
+    const { quote: q, walletCurrencies } = await quote(pool, rates, req);
+    return { quote: q, workerWalletCurrencies: walletCurrencies };
   };
 }
 
@@ -119,5 +128,5 @@ async function quote(db: Pool, rates: RateSource, req: QuoteRequest) {
     q.conversion = await conversion(rates, q.workerReceives!.amountMinor, amount.currency, target);
     q.workerReceives = q.conversion.to;
   }
-  return q;
+  return { quote: q, walletCurrencies };
 }

@@ -2371,10 +2371,14 @@ func (x *QuoteTipFeesRequest) GetWorkerId() string {
 }
 
 type QuoteTipFeesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Quote         *FeeQuote              `protobuf:"bytes,1,opt,name=quote,proto3" json:"quote,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Quote *FeeQuote              `protobuf:"bytes,1,opt,name=quote,proto3" json:"quote,omitempty"`
+	// The currencies of the worker's wallets (sorted), which chose the currency
+	// worker_receives is in. Wallets are never deleted: a caller may remember
+	// that a worker has a KES wallet and quote their KES tips itself.
+	WorkerWalletCurrencies []string `protobuf:"bytes,2,rep,name=worker_wallet_currencies,json=workerWalletCurrencies,proto3" json:"worker_wallet_currencies,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *QuoteTipFeesResponse) Reset() {
@@ -2410,6 +2414,13 @@ func (*QuoteTipFeesResponse) Descriptor() ([]byte, []int) {
 func (x *QuoteTipFeesResponse) GetQuote() *FeeQuote {
 	if x != nil {
 		return x.Quote
+	}
+	return nil
+}
+
+func (x *QuoteTipFeesResponse) GetWorkerWalletCurrencies() []string {
+	if x != nil {
+		return x.WorkerWalletCurrencies
 	}
 	return nil
 }
@@ -3621,9 +3632,10 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\xbaH\a\x82\x01\x04\x10\x01 \x00R\x04rail\x12.\n" +
 	"\x13customer_covers_fee\x18\x03 \x01(\bR\x11customerCoversFee\x12%\n" +
 	"\tworker_id\x18\x04 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\bworkerId:e\xbaHb\x1a`\n" +
-	"\x1equote_tip_fees.amount_positive\x12 amount must be greater than zero\x1a\x1cthis.amount.amount_minor > 0\"F\n" +
+	"\x1equote_tip_fees.amount_positive\x12 amount must be greater than zero\x1a\x1cthis.amount.amount_minor > 0\"\x80\x01\n" +
 	"\x14QuoteTipFeesResponse\x12.\n" +
-	"\x05quote\x18\x01 \x01(\v2\x18.ttip.wallet.v1.FeeQuoteR\x05quote\"\x81\x01\n" +
+	"\x05quote\x18\x01 \x01(\v2\x18.ttip.wallet.v1.FeeQuoteR\x05quote\x128\n" +
+	"\x18worker_wallet_currencies\x18\x02 \x03(\tR\x16workerWalletCurrencies\"\x81\x01\n" +
 	"\x14ConvertAmountRequest\x125\n" +
 	"\x06amount\x18\x01 \x01(\v2\x15.ttip.common.v1.MoneyB\x06\xbaH\x03\xc8\x01\x01R\x06amount\x122\n" +
 	"\vto_currency\x18\x02 \x01(\tB\x11\xbaH\x0er\f2\n" +
