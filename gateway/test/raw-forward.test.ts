@@ -5,15 +5,17 @@
 // not, stops at the gateway with the code the service itself would answer.
 import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
+import http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import { deflateSync, gzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
-import { toBinary } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import type { Compression } from "@connectrpc/connect/protocol";
 import { compressionGzip, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
-import { GetQrCodeRequestSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
+import { GetQrCodeRequestSchema, GetQrCodeResponseSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import {
   createPeers,
   InProcessBus,
@@ -313,6 +315,49 @@ describe("binary calls forwarded as bytes", () => {
       "application/proto over HTTP/2: 429 resource_exhausted",
     ]);
     assert.equal(seen.length, before);
+  });
+
+  test("a call the backend refuses unprocessed is sent again under the client's deadline, by both forwarding paths", async () => {
+    // A backend ending its connection: every call is refused (REFUSED_STREAM) REFUSE_AFTER_MS after it
+    // arrives, except those asked to be answered on their second send.
+    const REFUSE_AFTER_MS = 250;
+    const sends: Array<{ timeoutMs: number; id: string }> = [];
+    const backend = http2.createServer();
+    backend.on("stream", (stream, headers) => {
+      const chunks: Buffer[] = [];
+      stream.on("data", (c: Buffer) => chunks.push(c));
+      stream.on("error", () => undefined);
+      stream.on("end", () => {
+        const id = fromBinary(GetQrCodeRequestSchema, Buffer.concat(chunks)).qrCodeId;
+        sends.push({ timeoutMs: Number(headers["connect-timeout-ms"]), id });
+        if (id.startsWith("second-") && sends.filter((s) => s.id === id).length === 2) {
+          stream.respond({ ":status": 200, "content-type": "application/proto" });
+          return void stream.end(toBinary(GetQrCodeResponseSchema, create(GetQrCodeResponseSchema, { qrCode: { qrCodeId: id } })));
+        }
+        setTimeout(() => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM), id.startsWith("second-") ? 0 : REFUSE_AFTER_MS);
+      });
+    });
+    await new Promise<void>((resolve) => backend.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(backend.address() as AddressInfo).port}`;
+    const ending = await startGateway({ logger, metrics: new Metrics(), cache, backends: [{ service: QrService, url }], rateLimit: { points: 100, durationSeconds: 60 }, corsOrigins: [] });
+    try {
+      for (const [path, useBinaryFormat] of [["as bytes", true], ["decoding (JSON)", false]] as const) {
+        const client = createClient(QrService, createConnectTransport({ baseUrl: ending.url, httpVersion: "1.1", useBinaryFormat }));
+        const id = `second-${randomUUID()}`;
+        assert.equal((await client.getQrCode({ qrCodeId: id })).qrCode?.qrCodeId, id, `${path}: answered on the second send`);
+        sends.length = 0;
+        const started = Date.now();
+        const refused = await failure(client.getQrCode({ qrCodeId: randomUUID() }, { timeoutMs: 600 }));
+        const took = Date.now() - started;
+        assert.equal(refused.code, Code.DeadlineExceeded, `${path}: ${refused.message}`);
+        // Three sends of 250 ms each would end at 750 ms with UNAVAILABLE if each restarted the deadline.
+        assert.ok(took < 720, `${path}: ended after ${took} ms, the deadline was 600 ms`);
+        assert.ok(sends.length >= 2 && sends[1].timeoutMs <= 600 - REFUSE_AFTER_MS + 20, `${path}: timeout headers ${sends.map((s) => s.timeoutMs)}`);
+      }
+    } finally {
+      await ending.close();
+      await new Promise((resolve) => backend.close(resolve));
+    }
   });
 
   test("an unreachable service is UNAVAILABLE", async () => {
