@@ -1,7 +1,7 @@
 // The wallet service, as payment uses it. Every write carries an idempotency
 // key, so a call repeated after a crash or a lost answer changes nothing.
 import { createClient, type Client } from "@connectrpc/connect";
-import { callerHeaders, clockOf, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
+import { b2cFee, callerHeaders, clockOf, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
 import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FeeSchedules } from "./fee-schedules.js";
@@ -146,10 +146,13 @@ export class Ledger {
     return { holdId: hold.holdId, accountId };
   }
 
-  /** M-Pesa's B2C charge for a payout, paid by the platform; fixed when the payout is created. */
+  /**
+   * M-Pesa's B2C charge for a payout, paid by the platform; fixed when the
+   * payout is created. What wallet's QuotePayoutFee answers, from the copy of
+   * the fee schedules (the band depends on nothing else).
+   */
   async payoutFee(amountMinor: bigint): Promise<bigint> {
-    const { fee } = await this.internal.quotePayoutFee({ amount: kes(amountMinor) });
-    return fee?.amountMinor ?? 0n;
+    return b2cFee(await this.feeSchedules.inForce("KES"), amountMinor);
   }
 
   async settleHold(holdId: string, receipt: string, transferFeeMinor: bigint): Promise<void> {

@@ -7,12 +7,12 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { createClient, type Client } from "@connectrpc/connect";
 import { AccountKind, FeeQuoteSchema, OwnerKind, PaymentRail, type FeeQuote, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { CARD_MAX_MINOR, callerHeaders, type MoneyAmount, MPESA_LIMITS, stepUpHeaders } from "@ttip/runtime";
+import { asConnectError, CARD_MAX_MINOR, callerHeaders, type MoneyAmount, MPESA_LIMITS, stepUpHeaders } from "@ttip/runtime";
 import { FeeSchedules } from "../src/fee-schedules.js";
 import { Ledger } from "../src/ledger.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
@@ -46,15 +46,16 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
     );
     return schedule!;
   };
-  /** A quote, or the error's code and words: both sides must fail alike too. */
-  const outcome = async (quote: () => Promise<FeeQuote | undefined>) => {
+  /** The answer, or the error's code and words: both sides must fail alike too. */
+  const outcome = async <T>(answer: () => Promise<T>): Promise<{ value: T } | { code: number; message: string }> => {
     try {
-      return toJson(FeeQuoteSchema, (await quote())!);
+      return { value: await answer() };
     } catch (err) {
-      const e = ConnectError.from(err);
+      const e = asConnectError(err); // as the server answers it: a domain error with its code
       return { code: e.code, message: e.rawMessage };
     }
   };
+  const quoteOutcome = (quote: () => Promise<FeeQuote | undefined>) => outcome(async () => toJson(FeeQuoteSchema, (await quote())!));
 
   /** `count` random KES tips on both rails, with and without the customer covering, quoted here and by wallet: how many were quotes (not refusals). */
   async function compareRandomQuotes(ledger: Ledger, workerId: string, count: number, seed: number) {
@@ -71,10 +72,10 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
       const raw = between(1n, small ? (rail === PaymentRail.MPESA ? 300n : 30_000n) : top);
       const amount: MoneyAmount = { currency: "KES", amountMinor: rail === PaymentRail.MPESA ? raw * 100n : raw };
       const covers = next() < 0.5;
-      const here = await outcome(() => ledger.quote(amount, rail, { workerId }, covers));
-      const there = await outcome(async () => (await wallet.quoteTipFees({ amount, rail, customerCoversFee: covers, workerId })).quote);
+      const here = await quoteOutcome(() => ledger.quote(amount, rail, { workerId }, covers));
+      const there = await quoteOutcome(async () => (await wallet.quoteTipFees({ amount, rail, customerCoversFee: covers, workerId })).quote);
       assert.deepEqual(here, there, `seed ${seed}, tip ${i}: ${amount.amountMinor} KES minor, rail ${rail}, customer covers ${covers}`);
-      if (!("code" in (here as object))) quoted++;
+      if ("value" in here) quoted++;
     }
     return quoted;
   }
@@ -95,6 +96,15 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
       const venue = await ledger.quoteTip(12_300n, { venueId }, true);
       assert.deepEqual(toJson(FeeQuoteSchema, venue), toJson(FeeQuoteSchema, (await wallet.quoteTipFees({ amount: KES(123), rail: PaymentRail.MPESA, customerCoversFee: true, workerId: venueId })).quote!));
       assert.equal(await served("QuoteTipFees"), asked + 251);
+
+      const paidOutAsked = await served("QuotePayoutFee");
+      // A payout's B2C charge too: the band of the amount, or OUT_OF_RANGE beyond the bands, as wallet answers.
+      for (const amountMinor of [100n, 10_000n, 10_001n, 150_000n, 150_100n, 1_500_000n, 25_000_000n, 25_000_100n, 99n, 1n + BigInt(seed % 20_000_000)]) {
+        const here = await outcome(() => ledger.payoutFee(amountMinor));
+        const there = await outcome(async () => (await wallet.quotePayoutFee({ amount: { currency: "KES", amountMinor } })).fee!.amountMinor);
+        assert.deepEqual(here, there, `payout of ${amountMinor} KES minor`);
+      }
+      assert.equal(await served("QuotePayoutFee"), paidOutAsked + 10, "only the comparison's own calls reached wallet's QuotePayoutFee");
 
       // Odd figures (rounding on every line, a fixed card part, a low cap), effective at once.
       const odd = await newVersion({ platformFeeBps: 333, platformFeeMinMinor: 7n, platformFeeCapMinor: 12_345n, cardFeeBps: 271, cardFeeFixedMinor: 13n });
@@ -123,7 +133,9 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
 
       // A version effective in ten minutes: the copy holds it at once and keeps charging the one in force.
       const later = await newVersion({ platformFeeBps: 900 }, new Date(h.clock.now() + 600_000));
+      // One follower takes the event from the durable consumer and tells the other (this copy and the service's, like two replicas).
       await eventually(async () => loads === 3, "the copy reloaded on the later version's event");
+      await eventually(async () => (await h.copiedFeeScheduleVersion("KES")) === later.version, "the service's copy reloaded too");
       assert.equal((await copy.inForce("KES")).version, now.version, "not in force yet");
 
       // The service charges through the same kind of copy: a worker it has credited once is quoted there.

@@ -137,4 +137,20 @@ describe("outboxCte: a state change and its events in one statement", () => {
     await assert.rejects(insert(tipId));
     assert.equal((await db.pool.query("SELECT count(*)::int AS n FROM payment.outbox")).rows[0].n, 2);
   });
+
+  test("onlyIfRowsIn: the events are written only if the named CTE (a guarded UPDATE's) has rows", async () => {
+    const tipId = randomUUID();
+    await db.pool.query("INSERT INTO payment.tips VALUES ($1, 'w', 100)", [tipId]);
+    const raise = async (from: number, to: number) => {
+      const event = { id: randomUUID(), subject: "ttip.payment.tip_raised", data: new Uint8Array([1]) };
+      const announced = outboxCte("payment", [event], 4, "raised");
+      await db.pool.query(
+        `WITH raised AS (UPDATE payment.tips SET amount_minor = $3 WHERE id = $1 AND amount_minor = $2 RETURNING id), ${announced.sql} SELECT 1`,
+        [tipId, from, to, ...announced.values],
+      );
+      return (await db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE event_id = $1", [event.id])).rows[0].n;
+    };
+    assert.equal(await raise(100, 200), 1, "the UPDATE matched: its event written");
+    assert.equal(await raise(100, 300), 0, "the UPDATE matched nothing: no event");
+  });
 });
