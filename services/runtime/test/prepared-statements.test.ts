@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
 import { createPool, opaqueArray, withTransaction, withTransactionBracketed, type Pool } from "../src/db.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
@@ -108,5 +109,36 @@ test("a named statement's Query is made from its text and values: pg copies no c
     assert.equal(copies, 0, "no config copied");
   } finally {
     Object.getOwnPropertyDescriptors = describe;
+  }
+});
+
+test("a named statement's empty row is built once, its rows as pg makes them; a client's type parser set later applies at once", async () => {
+  const Result = createRequire(import.meta.url)("pg/lib/result.js") as { prototype: { addFields(fields: unknown[]): void } };
+  const addFields = Result.prototype.addFields;
+  let built = 0;
+  Result.prototype.addFields = function (this: unknown, fields: unknown[]) {
+    built++;
+    return addFields.call(this, fields);
+  };
+  const client = await db.pool.connect();
+  try {
+    const text = "SELECT id, label, id::bigint * 2 AS doubled, NULL::text AS nothing FROM items WHERE id = ANY ($1::int[]) ORDER BY id";
+    const answers = [];
+    for (const ids of [[1, 2], [3], [4, 5]]) answers.push((await client.query(text, [ids])).rows);
+    assert.deepEqual(answers, [
+      [{ id: 1, label: "item 1", doubled: 2n, nothing: null }, { id: 2, label: "item 2", doubled: 4n, nothing: null }],
+      [{ id: 3, label: "item 3", doubled: 6n, nothing: null }],
+      [{ id: 4, label: "item 4", doubled: 8n, nothing: null }, { id: 5, label: "item 5", doubled: 10n, nothing: null }],
+    ]);
+    assert.equal(built, 1, "pg's Result built the statement's fields once for three answers");
+    const rows = answers.flat();
+    rows[0].label = "changed";
+    assert.equal(rows[1].label, "item 2", "each row its own object");
+    assert.deepEqual(Object.keys(rows[2]), ["id", "label", "doubled", "nothing"]);
+    client.setTypeParser(23, (v: string) => `int4 ${v}`);
+    assert.deepEqual((await client.query(text, [[6]])).rows, [{ id: "int4 6", label: "item 6", doubled: 12n, nothing: null }]);
+  } finally {
+    Result.prototype.addFields = addFields;
+    client.release(true);
   }
 });
