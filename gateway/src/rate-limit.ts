@@ -101,6 +101,11 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
     }
     store
       .charge(batch.map((b) => ({ key: b.key, points: b.charged + b.waiting.length })))
+      .then((counts) => {
+        // One count per key, or no key of this charge is known (a store that answers otherwise is failing).
+        if (counts.length !== batch.length) throw new Error(`budget store answered ${counts.length} counts for ${batch.length} keys`);
+        return counts;
+      })
       .then(
         (counts) => batch.forEach((b, i) => settle(b, counts[i])),
         (err: unknown) => {

@@ -241,20 +241,14 @@ async function sendToBackend(req: UnaryRequest): Promise<UnaryResponse> {
       signal: req.signal,
       deadline: call.deadline,
       acceptEncoding: call.accept ?? "",
+      keepHeader: isMetadata,
     });
   } catch (err) {
     // The backend's error as this gateway's own, as the decoding path relays it.
     throw relayedError(err);
   }
   call.answer = { body: answer.body, encoding: answer.encoding ?? "" };
-  return { stream: false, service: req.service, method: req.method, header: metadataOf(answer.header), trailer: metadataOf(answer.trailer), message: call.route.output };
-}
-
-/** Application metadata only: protocol and hop-by-hop headers belong to each leg. */
-function metadataOf(from: Headers): Headers {
-  const to = new Headers();
-  from.forEach((value, key) => isMetadata(key) && to.set(key, value));
-  return to;
+  return { stream: false, service: req.service, method: req.method, header: answer.header, trailer: answer.trailer, message: call.route.output };
 }
 
 function nodeHeaders(...all: Headers[]): Record<string, string> {

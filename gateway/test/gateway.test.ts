@@ -357,4 +357,30 @@ describe("gateway rate limit (Redis)", () => {
     assert.ok(roundTrips >= 1 && roundTrips <= 5, `${roundTrips} round trips for 100 calls of 20 clients`);
     for (const c of others) assert.equal(await counted(c), 6, c);
   });
+
+  test("when the store fails or answers for fewer keys than charged, the calls waiting fail with an Error and the next ones wait for it again", async () => {
+    const keyPrefix = uniqueName("failing");
+    let fault: "down" | "short" | undefined;
+    const budget = sharedBudget(
+      {
+        charge: async (charges) => {
+          if (fault === "down") throw new Error("redis down");
+          const counts = await cache.chargeBudgets(keyPrefix, 60, charges);
+          return fault === "short" ? counts.slice(1) : counts;
+        },
+      },
+      { points: 1_000, margin: 10 },
+    );
+    const outcome = (key: string) => budget.consume(key).then(() => "passed", (e: unknown) => (e instanceof Error ? e.message : "over budget"));
+    assert.deepEqual(await Promise.all([outcome("a"), outcome("b")]), ["passed", "passed"]);
+    fault = "short";
+    // Known keys far from the limit pass at once; the charge after them fails and drops what was known.
+    assert.deepEqual(await Promise.all([outcome("a"), outcome("b")]), ["passed", "passed"]);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await Promise.all([outcome("a"), outcome("b")]), ["budget store answered 1 counts for 2 keys", "budget store answered 1 counts for 2 keys"]);
+    fault = "down";
+    assert.deepEqual(await Promise.all([outcome("a")]), ["redis down"]);
+    fault = undefined;
+    assert.deepEqual(await Promise.all([outcome("a"), outcome("b")]), ["passed", "passed"]);
+  });
 });

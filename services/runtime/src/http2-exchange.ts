@@ -6,7 +6,7 @@
 import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
-import { codeFromHttpStatus, errorFromJsonBytes, parseContentType, validateResponse } from "@connectrpc/connect/protocol-connect";
+import { codeFromHttpStatus, errorFromJsonBytes, parseContentType } from "@connectrpc/connect/protocol-connect";
 import { decompressMessage } from "./input.js";
 
 export type Http2Answer = { status: number; header: http2.IncomingHttpHeaders; body: Uint8Array };
@@ -155,6 +155,12 @@ export interface ConnectUnaryCall {
    * an answer compressed anyway is inflated here.
    */
   acceptEncoding?: string;
+  /**
+   * Which of the answer's headers and trailers are kept (the gateway: its
+   * application metadata, the rest belongs to each leg); default all, as
+   * connect-es hands them over.
+   */
+  keepHeader?: (name: string) => boolean;
 }
 
 export interface ConnectUnaryAnswer {
@@ -186,25 +192,30 @@ export async function connectUnaryCall(call: ConnectUnaryCall): Promise<ConnectU
     answer = await http2Exchange(call.session, path, headers, call.body, call.signal);
   }
   if (answer === REFUSED_STREAM) throw new ConnectError(`the ${call.service} service refused the call (NGHTTP2_REFUSED_STREAM)`, Code.Unavailable);
+  const { status, body } = answer;
+  const raw = answer.header;
   const header = new Headers();
   const trailer = new Headers();
-  for (const key in answer.header) {
-    const value = answer.header[key];
+  for (const key in raw) {
+    const value = raw[key];
     if (key[0] === ":" || value === undefined) continue;
-    const text = Array.isArray(value) ? value.join(", ") : String(value);
-    if (key.startsWith("trailer-")) trailer.set(key.slice(8), text);
-    else header.set(key, text);
+    const trailing = key.startsWith("trailer-");
+    const name = trailing ? key.slice(8) : key;
+    if (call.keepHeader && !call.keepHeader(name)) continue;
+    (trailing ? trailer : header).set(name, Array.isArray(value) ? value.join(", ") : String(value));
   }
-  if (answer.status !== 200) throw connectErrorOf(call.service, answer.status, header, trailer, answer.body);
-  // As connect-es's client: another encoding of the protocol is INTERNAL, no known one UNKNOWN.
-  validateResponse("unary", true, answer.status, header);
-  const promised = header.get("content-length");
-  if (promised !== null && Number(promised) !== answer.body.byteLength) {
-    throw new ConnectError(`protocol error: promised ${promised} bytes, received ${answer.body.byteLength}`, Code.Internal);
+  const contentType = raw["content-type"];
+  const encoding = raw["content-encoding"];
+  if (status !== 200) throw connectErrorOf(call.service, status, contentType, encoding, header, trailer, body);
+  // As connect-es's client (validateResponse): another encoding of the protocol is INTERNAL, no known one UNKNOWN.
+  const type = parseContentType(contentType ?? null);
+  if (type?.binary !== true || type.stream) throw new ConnectError(`unsupported content type ${contentType}`, type === undefined ? Code.Unknown : Code.Internal, header);
+  const promised = raw["content-length"];
+  if (promised !== undefined && Number(promised) !== body.byteLength) {
+    throw new ConnectError(`protocol error: promised ${promised} bytes, received ${body.byteLength}`, Code.Internal);
   }
-  const encoding = header.get("content-encoding") ?? undefined;
-  if (call.acceptEncoding !== undefined) return { header, trailer, body: answer.body, encoding };
-  return { header, trailer, body: decompressMessage(encoding ?? null, answer.body, RESPONSE_MAX_BYTES), encoding: undefined };
+  if (call.acceptEncoding !== undefined) return { header, trailer, body, encoding };
+  return { header, trailer, body: decompressMessage(encoding ?? null, body, RESPONSE_MAX_BYTES), encoding: undefined };
 }
 
 /**
@@ -213,14 +224,14 @@ export async function connectUnaryCall(call: ConnectUnaryCall): Promise<ConnectU
  * connect-es reads as unary JSON (application/json, charset utf-8 at most),
  * else the code of the HTTP status, as connect-es's client does.
  */
-function connectErrorOf(service: string, status: number, header: Headers, trailer: Headers, body: Uint8Array): ConnectError {
+function connectErrorOf(service: string, status: number, contentType: string | undefined, encoding: string | undefined, header: Headers, trailer: Headers, body: Uint8Array): ConnectError {
   const metadata = new Headers(header);
   trailer.forEach((value, key) => metadata.set(key, value));
   const fallback = new ConnectError(`the ${service} service answered HTTP ${status}`, codeFromHttpStatus(status), metadata);
-  const type = parseContentType(header.get("content-type"));
+  const type = parseContentType(contentType ?? null);
   if (!type || type.binary || type.stream) return fallback;
   try {
-    return errorFromJsonBytes(decompressMessage(header.get("content-encoding"), body, MAX_ERROR_BYTES), metadata, fallback);
+    return errorFromJsonBytes(decompressMessage(encoding ?? null, body, MAX_ERROR_BYTES), metadata, fallback);
   } catch {
     // An error body we cannot read is the server's failure, never the caller's mistake.
     return fallback;
