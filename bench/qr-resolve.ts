@@ -41,11 +41,14 @@ try {
 
   async function measure(label: string, call: () => Promise<unknown>) {
     const before = queries;
+    const cpu0 = process.cpuUsage();
     const r = await closedLoop(concurrency, seconds, call);
+    const cpu = process.cpuUsage(cpu0);
     console.log(`${label} (warm Redis cache, concurrency ${concurrency}, ${r.seconds.toFixed(1)} s)`);
     console.log(`  resolves:            ${r.calls}`);
     console.log(`  resolves per second: ${Math.round(r.perSecond)}`);
     console.log(`  latency:             ${percentiles(r, 2)}`);
+    console.log(`  CPU per resolve:     ${((cpu.user + cpu.system) / Math.max(1, r.calls)).toFixed(1)} us (this process: client, service, cache client)`);
     console.log(`  Postgres queries:    ${queries - before}`);
   }
 
