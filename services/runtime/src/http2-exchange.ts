@@ -83,7 +83,7 @@ export function http2Exchange(session: Http2SessionManager, path: string, header
 }
 
 /** HTTP/2's error codes (RFC 9113, 7) that a call's end is judged by. */
-const H2 = { NO_ERROR: 0, INTERNAL_ERROR: 2, STREAM_CLOSED: 5, REFUSED_STREAM: 7, CANCEL: 8, ENHANCE_YOUR_CALM: 11, INADEQUATE_SECURITY: 12, HTTP_1_1_REQUIRED: 13 } as const;
+const H2 = { NO_ERROR: 0, INTERNAL_ERROR: 2, REFUSED_STREAM: 7, CANCEL: 8, ENHANCE_YOUR_CALM: 11, INADEQUATE_SECURITY: 12, HTTP_1_1_REQUIRED: 13 } as const;
 const H2_NAMES = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"];
 
 /**
@@ -95,7 +95,7 @@ const H2_NAMES = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_
  * connect-node gives INTERNAL for every code but CANCEL (node's stream error
  * comes first) and waits for the deadline after a NO_ERROR before an answer.
  */
-export function resetError(rstCode: number, answered: boolean): ConnectError {
+function resetError(rstCode: number, answered: boolean): ConnectError {
   const name = `${H2_NAMES[rstCode] ?? "unknown"} (0x${rstCode.toString(16)})`;
   const message = rstCode === H2.NO_ERROR ? `http/2 stream closed ${answered ? "before the end of its answer" : "unanswered"} with error code ${name}` : `http/2 stream closed with error code ${name}`;
   switch (rstCode) {
