@@ -25,6 +25,8 @@ const MISSING = "-";
  * one round trip; past it the oldest are forgotten first (about 0.3 KB each).
  */
 const MAX_KEY_HINTS = 10_000;
+/** Keys one DEL deletes at most: a bound on how long Redis spends on one command. */
+const FORGET_KEYS_PER_DEL = 500;
 
 export const cacheKeys = {
   code: (id: string) => `qr:code:${id}`,
@@ -188,8 +190,10 @@ export class Resolver {
    */
   async forget(...keys: string[]): Promise<void> {
     const drop = async (pass: "first" | "second") => {
-      for (const key of keys) {
-        await this.cache.del(key).catch((err) => this.logger.error({ err, key }, "qr cache invalidation failed"));
+      // One DEL per slice of keys (a venue's staff removal forgets all its codes).
+      for (let i = 0; i < keys.length; i += FORGET_KEYS_PER_DEL) {
+        const slice = keys.slice(i, i + FORGET_KEYS_PER_DEL);
+        await this.cache.del(...slice).catch((err) => this.logger.error({ err, keys: slice }, "qr cache invalidation failed"));
       }
       this.counters?.invalidations.inc({ pass });
     };

@@ -23,7 +23,8 @@ export interface Cache {
   /** Several keys in one round trip (MGET): each one's value, or null, in the order asked. */
   getMany(keys: readonly string[]): Promise<Array<string | null>>;
   set(key: string, value: string, ttlSeconds: number): Promise<void>;
-  del(key: string): Promise<void>;
+  /** Deletes the keys (one command for all of them). */
+  del(...keys: string[]): Promise<void>;
   /** Adds 1 to one field of a hash (created at 0) and sets the hash to expire in ttlSeconds. */
   incrementField(key: string, field: string, ttlSeconds: number): Promise<void>;
   /** A hash's fields and values; {} when there is none. */
@@ -113,8 +114,8 @@ export class RedisCache implements Cache {
   async set(key: string, value: string, ttlSeconds: number) {
     await this.redis.set(this.prefix + key, value, "EX", ttlSeconds);
   }
-  async del(key: string) {
-    await this.redis.del(this.prefix + key);
+  async del(...keys: string[]) {
+    if (keys.length) await this.redis.del(keys.map((key) => this.prefix + key));
   }
   async incrementField(key: string, field: string, ttlSeconds: number) {
     // One round trip: the count and its expiry together.
@@ -186,9 +187,11 @@ export class MemoryCache implements Cache {
   async set(key: string, value: string, ttlSeconds: number) {
     this.entries.set(key, { value, expires: Date.now() + ttlSeconds * 1000 });
   }
-  async del(key: string) {
-    this.entries.delete(key);
-    this.hashes.delete(key);
+  async del(...keys: string[]) {
+    for (const key of keys) {
+      this.entries.delete(key);
+      this.hashes.delete(key);
+    }
   }
   async incrementField(key: string, field: string, ttlSeconds: number) {
     const now = Date.now();

@@ -10,7 +10,7 @@ const stores: [string, () => Cache][] = [
 ];
 
 for (const [name, open] of stores) {
-  describe(`getMany on ${name}`, () => {
+  describe(`getMany and del on ${name}`, () => {
     const cache = open();
     after(() => cache.close());
 
@@ -24,6 +24,9 @@ for (const [name, open] of stores) {
       assert.deepEqual(await cache.getMany([]), []);
       await new Promise((r) => setTimeout(r, 1_100));
       assert.deepEqual(await cache.getMany(["brief", "a"]), [null, "1"]);
+      await cache.del("a", "b", "never");
+      await cache.del();
+      assert.deepEqual(await cache.getMany(["a", "b"]), [null, null], "one del, many keys");
     });
   });
 
