@@ -6,7 +6,7 @@ export * from "./caller.js";
 export * from "./client-address.js";
 export * from "./clock.js";
 export * from "./config.js";
-export { requestHeaders } from "./connect-unary.js";
+export { requestHeaders, UnaryServerCall } from "./connect-unary.js";
 export * from "./db.js";
 export * from "./domain-errors.js";
 export * from "./events.js";
