@@ -14,8 +14,12 @@
 // thread) is told apart from the phone's; and the bytes each format puts on the wire.
 //   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16] [apps' concurrency=16]
 //   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only; BENCH_ONLY=apps the apps' calls only.
+//   BENCH_PROFILE=prefix writes a CPU profile of each path's last round at the first concurrency (prefix.<n>.cpuprofile,
+//   n: the path's place in the list), so the gateway's share is the difference from the direct call's, per call.
 import { randomUUID } from "node:crypto";
 import { once } from "node:events";
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { Worker } from "node:worker_threads";
 import { create, toBinary, toJsonString, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -98,9 +102,11 @@ try {
     const results = new Map<string, (LoadResult & { cpuUsPerCall?: number })[]>([...paths.keys()].map((name) => [name, []]));
     for (let round = 0; round < rounds; round++) {
       for (const [name, call] of paths) {
+        const profiling = process.env.BENCH_PROFILE && round === rounds - 1 && concurrency === concurrencies[0] ? await startProfile() : undefined;
         const cpu0 = process.cpuUsage();
         const result = await closedLoop(concurrency, seconds, call);
         const cpu = process.cpuUsage(cpu0);
+        if (profiling) await stopProfile(profiling, `${process.env.BENCH_PROFILE}.${[...paths.keys()].indexOf(name)}.cpuprofile`, name, result.calls);
         results.get(name)!.push(Object.assign(result, { cpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls) }));
       }
     }
@@ -121,6 +127,22 @@ try {
   for (const g of gateways) await g.close();
   await t.close();
   await Promise.allSettled(servers.map((s) => s.stop()));
+}
+
+async function startProfile(): Promise<Session> {
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 100 });
+  await session.post("Profiler.start");
+  return session;
+}
+
+async function stopProfile(session: Session, file: string, path: string, calls: number): Promise<void> {
+  const { profile } = await session.post("Profiler.stop");
+  session.disconnect();
+  writeFileSync(file, JSON.stringify(profile));
+  console.log(`  profile of "${path}" (${calls} calls): ${file}`);
 }
 
 /** The apps' calls in JSON and in binary, alternating each round; the platform's CPU per call is this process's less the client thread's. */

@@ -6,9 +6,9 @@
 // writes to Redis's socket, this process's CPU microseconds and wall time; and
 // the ratio with / without.
 //   node --import tsx bench/redis-autopipelining.ts [blocks=40] [commands per block=2000] [concurrency=16]
-import type { Socket } from "node:net";
 import { Redis } from "ioredis";
 import { startRedis } from "@ttip/runtime/testing";
+import { countRedisWrites } from "./redis-stats.js";
 
 const blocks = Number(process.argv[2] ?? 40);
 const perBlock = Number(process.argv[3] ?? 2_000);
@@ -20,14 +20,7 @@ const ways = new Map<string, { client: Redis; writes: () => number; figures: Fig
 for (const [name, enableAutoPipelining] of [["one write per command (now)", false], ["auto-pipelined", true]] as const) {
   const client = new Redis(redis.url, { enableAutoPipelining, maxRetriesPerRequest: 2 });
   await client.ping();
-  const socket = (client as unknown as { stream: Socket }).stream;
-  let writes = 0;
-  const write = socket.write;
-  socket.write = function (this: Socket, ...args: unknown[]) {
-    writes++;
-    return (write as (...a: unknown[]) => boolean).apply(this, args);
-  } as typeof socket.write;
-  ways.set(name, { client, writes: () => writes, figures: { writes: 0, cpuUs: 0, wallMs: 0, commands: 0 } });
+  ways.set(name, { client, writes: countRedisWrites(client, () => true), figures: { writes: 0, cpuUs: 0, wallMs: 0, commands: 0 } });
 }
 
 const keys = ["qr:code:1", "qr:profile:1:1", "qr:profile:2:1"];

@@ -24,8 +24,8 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
-import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout } from "@connectrpc/connect/protocol-connect";
-import { parseTimeout as parseGrpcTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import {
   checkRequestEncoding,
@@ -35,8 +35,8 @@ import {
   intercepted,
   readRpcBody,
   refusedBodyKey,
-  requestHeaders,
   requestBodyLimit,
+  UnaryServerCall,
   type Logger,
 } from "@ttip/runtime";
 import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
@@ -144,58 +144,51 @@ interface RawCall {
 const rawCallKey = createContextKey<RawCall | undefined>(undefined, { description: "call forwarded as bytes" });
 
 async function serve(options: RawForwardingOptions, chain: UnaryNext, route: RawRoute, protocol: Protocol, req: NodeReq, res: NodeRes): Promise<void> {
-  const header = requestHeaders(req);
+  const call = new UnaryServerCall(req, res, protocol === "connect" ? "connect" : "grpc");
+  const header = call.header;
   const values = options.contextValues(req);
-  const timeout =
-    protocol === "connect" ? parseConnectTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER) : parseGrpcTimeout(header.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
-  // One signal for the call: the client's deadline, or the client going away before its answer.
-  const controller = new AbortController();
-  const deadlineAt = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
-  const timer = timeout.timeoutMs === undefined ? undefined : setTimeout(() => controller.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded)), timeout.timeoutMs);
-  const gone = () => controller.abort(new ConnectError("the client cancelled the call", Code.Canceled));
-  res.once("close", gone);
+  let result: UnaryResponse | ConnectError;
+  let answer: RawCall;
+  let body;
   try {
-    const body = await readRpcBody(req, requestBodyLimit(options.readMaxBytes, protocol !== "connect"), options.readMaxBytes, values);
+    body = await readRpcBody(req, requestBodyLimit(options.readMaxBytes, protocol !== "connect"), options.readMaxBytes, values);
+  } catch (err) {
+    // The body could not be read (the client went away): nothing to answer.
+    call.fail(err);
+    throw err;
+  }
+  try {
     const message = body && requestMessage(protocol, body, header, options.readMaxBytes, values);
-    const call: RawCall = {
+    answer = {
       route,
-      body: message ?? new Uint8Array(0),
+      body: message ?? EMPTY,
       accept: (protocol === "connect" ? header.get("accept-encoding") : header.get("grpc-accept-encoding")) ?? undefined,
-      deadline: deadlineAt,
+      deadline: call.deadline,
     };
-    values.set(rawCallKey, call);
-    const unary: UnaryRequest = {
+    values.set(rawCallKey, answer);
+    // A timeout header the client got wrong is answered in its protocol, as connect-es does.
+    if (call.timeoutError) throw call.timeoutError;
+    result = await chain({
       stream: false,
       service: route.method.parent,
       method: route.method,
       requestMethod: "POST",
-      url: `http://${authority(req)}${req.url}`,
-      signal: controller.signal,
+      url: call.url,
+      signal: call.signal,
       header,
       contextValues: values,
       message: route.input,
-    };
-    let result: UnaryResponse | ConnectError;
-    try {
-      // A timeout header the client got wrong is answered in its protocol, as connect-es does.
-      if (timeout.error) throw timeout.error;
-      result = await chain(unary);
-    } catch (err) {
-      result = ConnectError.from(err);
-    }
-    res.off("close", gone);
-    if (res.destroyed) return;
-    if (result instanceof ConnectError) writeError(res, protocol, result);
-    else writeAnswer(res, protocol, result, call.answer!);
-  } finally {
-    res.off("close", gone);
-    clearTimeout(timer);
+    });
+    call.done();
+  } catch (err) {
+    result = call.fail(err);
   }
+  if (res.destroyed) return;
+  if (result instanceof ConnectError) writeError(res, protocol, result);
+  else writeAnswer(res, protocol, result, answer!.answer!);
 }
 
-function authority(req: NodeReq): string {
-  return ("authority" in req ? req.authority : req.headers.host) ?? "gateway";
-}
+const EMPTY = new Uint8Array(0);
 
 /**
  * The one message of a unary request, decompressed here at the edge (at most

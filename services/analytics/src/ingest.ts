@@ -53,10 +53,11 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
         },
         // Counted once committed: a batch rolled back (say, its commit failed) and applied again counts once.
         afterCommit: (messages) => {
+          // One subject per consumer: the batch is counted at once, not one label lookup an event.
+          ingested.inc({ subject }, messages.length);
           const now = Date.now();
           for (const m of messages) {
             const at = figuresOf(m).at;
-            ingested.inc({ subject: m.subject });
             if (at && at.getTime() > 0) lag.observe(Math.max(0, now - at.getTime()) / 1000);
           }
           setImmediate(() => rollupChanges.emit("change"));

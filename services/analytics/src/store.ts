@@ -107,6 +107,9 @@ interface Row extends RowKey {
  */
 const keyOf = (r: RowKey) => `${r.dim}|${r.id.toLowerCase()}|${r.sub.toLowerCase()}|${r.grain}|${r.bucket.getTime()}|${r.method}|${r.resultCode}|${r.currency}`;
 
+/** A map's values in its keys' order: every batch locks the rows (or records) they write in one order. */
+const byKey = <T>(items: Map<string, T>) => [...items.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
+
 /** Sums the rows of several events so each row is written once (one statement cannot touch a row twice). */
 export class RollupBatch {
   private readonly rows = new Map<string, Row>();
@@ -135,7 +138,7 @@ export class RollupBatch {
    * other but never in a cycle: no deadlock costs a batch.
    */
   async write(db: Queryable): Promise<void> {
-    const rows = [...this.rows.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, r]) => r);
+    const rows = byKey(this.rows);
     const months = new Map<string, Date>();
     for (const r of rows) months.set(partitionName(r.bucket), r.bucket);
     for (const at of months.values()) await ensurePartition(db, at);
@@ -178,8 +181,6 @@ const UPSERT = (() => {
     ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
       ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}`;
 })();
-
-const byKey = <T>(items: Map<string, T>) => [...items.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, v]) => v);
 
 /**
  * Side records, merged per key and written one statement per kind in key

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, randomInt, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes, randomInt, timingSafeEqual } from "node:crypto";
 
 /** Seals and opens secrets at rest with AES-256-GCM under a key derived from the configured secret. */
 export class Sealer {
@@ -28,10 +28,6 @@ export class Sealer {
 }
 
 export const sha256 = (value: string | Buffer): Buffer => createHash("sha256").update(value).digest();
-
-export function hmacSha256(key: Buffer | string, value: string): Buffer {
-  return createHmac("sha256", key).update(value).digest();
-}
 
 export function sameBytes(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);

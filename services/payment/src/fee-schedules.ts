@@ -33,7 +33,8 @@ interface Copy {
 
 export class FeeSchedules {
   private readonly copies = new Map<string, Copy>();
-  private readonly loading = new Map<string, Promise<Copy>>();
+  /** The load running per currency and the generation it began in. */
+  private readonly loading = new Map<string, { copy: Promise<Copy>; generation: number }>();
   /** Bumped by every reload order: a load begun before it must not stand as fresh. */
   private generation = 0;
   private readonly origin = randomUUID();
@@ -62,11 +63,15 @@ export class FeeSchedules {
     await Promise.all([...currencies].map((c) => this.reload(c)));
   }
 
-  /** One load per currency at a time; a copy loaded across a reload order is used once, not kept. */
+  /**
+   * One load per currency per generation: a load begun before a reload order
+   * is not joined (it may miss the new version), and its copy is used once by
+   * those waiting for it, never kept.
+   */
   private reload(currency: string): Promise<Copy> {
-    const running = this.loading.get(currency);
-    if (running) return running;
     const generation = this.generation;
+    const running = this.loading.get(currency);
+    if (running?.generation === generation) return running.copy;
     const loadedAt = performance.now();
     const loaded = this.load(currency)
       .then((schedules) => {
@@ -79,9 +84,9 @@ export class FeeSchedules {
         return copy;
       })
       .finally(() => {
-        if (this.loading.get(currency) === loaded) this.loading.delete(currency);
+        if (this.loading.get(currency)?.copy === loaded) this.loading.delete(currency);
       });
-    this.loading.set(currency, loaded);
+    this.loading.set(currency, { copy: loaded, generation });
     return loaded;
   }
 

@@ -5,14 +5,14 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { toJson } from "@bufbuild/protobuf";
+import { create, toJson } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client } from "@connectrpc/connect";
-import { AccountKind, FeeQuoteSchema, OwnerKind, PaymentRail, type FeeQuote, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { AccountKind, FeeQuoteSchema, FeeScheduleSchema, OwnerKind, PaymentRail, type FeeQuote, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { asConnectError, CARD_MAX_MINOR, callerHeaders, type MoneyAmount, MPESA_LIMITS, stepUpHeaders } from "@ttip/runtime";
+import { asConnectError, CARD_MAX_MINOR, callerHeaders, systemClock, type MoneyAmount, MPESA_LIMITS, stepUpHeaders } from "@ttip/runtime";
 import { FeeSchedules } from "../src/fee-schedules.js";
 import { Ledger } from "../src/ledger.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
@@ -185,4 +185,21 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
       await stopFollowing();
     }
   });
+});
+
+test("a reload ordered while a load runs does not join it: the copy kept is the one loaded after the order", async () => {
+  const answers: Array<(version: number) => void> = [];
+  const copy = new FeeSchedules(
+    () => new Promise((resolve) => answers.push((version) => resolve([create(FeeScheduleSchema, { currency: "KES", version, platformFeeCapMinor: 1n })]))),
+    systemClock,
+  );
+  const before = copy.inForce("KES"); // load 1, begun before the new version
+  const reloaded = copy.reloadAll("KES"); // load 2
+  assert.equal(answers.length, 2, "a second load, not the first joined");
+  answers[1](2);
+  answers[0](1);
+  await reloaded;
+  assert.equal((await before).version, 1, "a quote asked before the order may have the old version");
+  assert.equal((await copy.inForce("KES")).version, 2, "the copy kept is the new one");
+  assert.equal(answers.length, 2, "and it is fresh: no third load");
 });

@@ -11,7 +11,8 @@ import type http2 from "node:http2";
 import { create, fromBinary, toBinary, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { compressionNegotiate, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
-import { codeToHttpStatus, errorToJsonBytes, parseTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
+import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
+import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import { acceptedCompressions, decompressMessage, readRpcBody, refusedBodyKey, unparsableBody } from "./input.js";
 import { LocalCall, type DirectSpec } from "./local-server.js";
 
@@ -57,21 +58,70 @@ export function connectUnaryHandler(options: ConnectUnaryOptions): (req: NodeReq
 
 type UnarySpec = Extract<DirectSpec, { kind: "unary" }>;
 
+/**
+ * A unary call's server side, from its HTTP request, before the handler runs:
+ * its headers, its deadline (the protocol's timeout header: a malformed one is
+ * `timeoutError`, for the caller to answer in its protocol, as connect-es
+ * does), and one signal for the call: the deadline, the client going away
+ * before its answer, the call's end. One copy for the services' Connect
+ * calls (below) and the gateway's calls forwarded as bytes.
+ */
+export class UnaryServerCall {
+  readonly header: Headers;
+  /** The request's URL, as connect-es hands it to handlers. */
+  readonly url: string;
+  /** The client's deadline, ms since the epoch. */
+  readonly deadline: number | undefined;
+  readonly timeoutError: ConnectError | undefined;
+  private readonly call: LocalCall;
+  private readonly gone: () => void;
+
+  constructor(
+    req: NodeReq,
+    private readonly res: NodeRes,
+    timeoutHeader: "connect" | "grpc",
+  ) {
+    this.header = requestHeaders(req);
+    this.url = `http://${("authority" in req ? req.authority : req.headers.host) ?? "localhost"}${req.url}`;
+    const timeout =
+      timeoutHeader === "connect"
+        ? parseConnectTimeout(this.header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER)
+        : parseGrpcTimeout(this.header.get("grpc-timeout"), Number.MAX_SAFE_INTEGER);
+    this.timeoutError = timeout.error;
+    this.deadline = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
+    this.call = new LocalCall(undefined, timeout.timeoutMs);
+    this.gone = () => this.call.fail(new ConnectError("the client cancelled the call", Code.Canceled));
+    res.once("close", this.gone);
+  }
+
+  get signal(): AbortSignal {
+    return this.call.signal;
+  }
+
+  /** The call answered: its signal aborts (code still watching it lets go); the client's going away is no longer heard. */
+  done(): void {
+    this.res.off("close", this.gone);
+    this.call.done();
+  }
+
+  /** The call failed with `reason`: the error to answer (the deadline's or the cancellation's if one came first). */
+  fail(reason: unknown): ConnectError {
+    this.res.off("close", this.gone);
+    return this.call.fail(reason);
+  }
+}
+
 async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq, res: NodeRes): Promise<void> {
-  const header = requestHeaders(req);
+  const call = new UnaryServerCall(req, res, "connect");
+  const header = call.header;
   const values = options.contextValues?.(req) ?? createContextValues();
-  const timeout = parseTimeout(header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER);
-  // One signal for the handler: the deadline, the client going away, the end of the call.
-  const call = new LocalCall(undefined, timeout.timeoutMs);
-  const gone = () => call.fail(new ConnectError("the client cancelled the call", Code.Canceled));
-  res.once("close", gone);
-  const deadline = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
+  const deadline = call.deadline;
   const context: HandlerContext = {
     service: spec.method.parent,
     method: spec.method,
     protocolName: "connect",
     requestMethod: "POST",
-    url: `http://${("authority" in req ? req.authority : req.headers.host) ?? "localhost"}${req.url}`,
+    url: call.url,
     signal: call.signal,
     timeoutMs: deadline === undefined ? () => undefined : () => deadline - Date.now(),
     requestHeader: header,
@@ -86,7 +136,7 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq
   let body: Uint8Array;
   try {
     const message = await requestMessage(spec, req, header, options.readMaxBytes, values);
-    if (timeout.error) throw timeout.error;
+    if (call.timeoutError) throw call.timeoutError;
     const output = await invokeUnaryImplementation(spec, context, message, options.interceptors);
     body = toBinary(spec.method.output, output);
     call.done();
@@ -97,8 +147,6 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq
     context.responseHeader.set("content-type", "application/json");
     if (!error.isWireError) mergeNonProtocolHeaders(context.responseHeader, error.metadata);
     body = errorToJsonBytes(error, {});
-  } finally {
-    res.off("close", gone);
   }
   if (res.destroyed) return;
   if (compression.response && body.byteLength >= COMPRESS_MIN_BYTES) {

@@ -9,10 +9,10 @@ import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { codeFromHttpStatus, errorFromJsonBytes, parseContentType } from "@connectrpc/connect/protocol-connect";
 import { decompressMessage } from "./input.js";
 
-export type Http2Answer = { status: number; header: http2.IncomingHttpHeaders; body: Uint8Array };
+type Http2Answer = { status: number; header: http2.IncomingHttpHeaders; body: Uint8Array };
 
 /** The server did not process the call (RST_STREAM REFUSED_STREAM, RFC 9113 8.7): it may be sent again. */
-export const REFUSED_STREAM = Symbol("refused unprocessed");
+const REFUSED_STREAM = Symbol("refused unprocessed");
 
 /**
  * One request and its whole answer on the session. An answer counts only if
@@ -22,7 +22,7 @@ export const REFUSED_STREAM = Symbol("refused unprocessed");
  * session that cannot be opened UNAVAILABLE, `signal` with its reason; a
  * refused stream resolves as REFUSED_STREAM.
  */
-export function http2Exchange(session: Http2SessionManager, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
+function http2Exchange(session: Http2SessionManager, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
   return new Promise<Http2Answer | typeof REFUSED_STREAM>((resolve, reject) => {
     if (signal.aborted) return reject(ConnectError.from(signal.reason));
     let stream: http2.ClientHttp2Stream | undefined;

@@ -356,7 +356,14 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
       if (todo.length) await options.handleBatch!(todo, tx, prepared);
       return todo;
     });
-    if (applied.length) options.afterCommit?.(applied);
+    // Committed: a failure here must not have the batch tried again (its events are applied).
+    if (applied.length && options.afterCommit) {
+      try {
+        options.afterCommit(applied);
+      } catch (err) {
+        options.logger.error({ err, consumer: options.consumer, events: applied.length }, "afterCommit failed after the batch committed");
+      }
+    }
     return applied.length;
   };
   const apply = async (messages: DeliveredMessage[], prepared: Prepared) => {

@@ -147,7 +147,7 @@ function answerMessage<O extends DescMessage>(output: O, body: Uint8Array): Mess
 }
 
 /** A caller's timeout as connect-es's transports take it: none, or 0 and less, is no deadline. */
-export function connectTimeout(timeoutMs: number | undefined): number | undefined {
+function connectTimeout(timeoutMs: number | undefined): number | undefined {
   return timeoutMs !== undefined && timeoutMs <= 0 ? undefined : timeoutMs;
 }
 
