@@ -1,4 +1,4 @@
-// The per-request signatures and MACs outside the internal hop, each priced
+// The per-request signatures, MACs and sealed secrets outside the internal hop, each priced
 // the old way (createHmac / verify given the raw key on every call, as the code
 // did) and the way it ships now (the key prepared once: runtime
 // prepared-keys.ts), as this process's CPU microseconds per call, alternating
@@ -8,11 +8,12 @@
 // that cost a Buffer key ~8 µs), so those paths are expected at ~1.0: the
 // gain is on Buffer keys and parsed public keys.
 //   node --import tsx bench/prepared-keys.ts [ms per variant and round=200] [rounds=5]
-import { createHmac, generateKeyPairSync, randomBytes, randomUUID, sign, timingSafeEqual, verify } from "node:crypto";
+import { createDecipheriv, createHmac, generateKeyPairSync, hkdfSync, randomBytes, randomUUID, sign, timingSafeEqual, verify } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { DynamicParametersSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { hmacSha256 } from "@ttip/runtime";
 import { partnerStringToSign, signPartnerRequest, webhookSignature } from "@ttip/auth";
+import { Sealer } from "../services/auth/src/crypto.js";
 import { PayloadSigner } from "../services/qr/src/signing.js";
 import { checkSendgridSignature, checkTwilioSignature, sameSecret, twilioSignature } from "../services/notification/src/signatures.js";
 import { cpuMicrosPerCall } from "./process-cpu.js";
@@ -30,6 +31,10 @@ const partnerSecret = `ps_${randomBytes(32).toString("base64url")}`;
 const bodySha256 = randomBytes(32);
 const webhookBody = JSON.stringify({ type: "tip.succeeded", tip: { id: randomUUID(), amount: { minor: "10000", currency: "KES" }, worker: randomUUID() }, pad: "x".repeat(300) });
 const otpKey = randomBytes(32);
+const sealSecret = randomBytes(32).toString("hex");
+const sealer = new Sealer(sealSecret);
+const sealed = sealer.seal(partnerSecret);
+const sealKey = Buffer.from(hkdfSync("sha256", sealSecret, "ttip-auth", "seal-v1", 32));
 const twilioToken = randomBytes(16).toString("hex");
 const twilioUrl = "https://api.ttip.example/webhooks/twilio/status";
 const twilioParams = { MessageSid: `SM${randomBytes(16).toString("hex")}`, MessageStatus: "delivered", To: "+254712345678", AccountSid: `AC${randomBytes(16).toString("hex")}` };
@@ -45,6 +50,12 @@ const oldQrVerify = () => {
   return expected.length === payloadMac.length && timingSafeEqual(expected, payloadMac);
 };
 const qrKeyBuffer = Buffer.from(qrKey, "utf8");
+const oldOpen = () => {
+  const [, iv, tag, body] = sealed.split(".");
+  const decipher = createDecipheriv("aes-256-gcm", sealKey, Buffer.from(iv, "base64url"));
+  decipher.setAuthTag(Buffer.from(tag, "base64url"));
+  return Buffer.concat([decipher.update(Buffer.from(body, "base64url")), decipher.final()]).toString("utf8");
+};
 const oldTwilio = () => {
   const data = Object.keys(twilioParams).sort().reduce((acc, k) => acc + k + twilioParams[k as keyof typeof twilioParams], twilioUrl);
   const expected = Buffer.from(createHmac("sha1", twilioToken).update(data, "utf8").digest("base64"));
@@ -68,6 +79,7 @@ const paths: { name: string; old: () => unknown; now: () => unknown }[] = [
     now: () => signPartnerRequest(partnerSecret, "POST", "/ttip.payment.v1.PaymentService/CreateTip", 1700000000, bodySha256, "n-1"),
   },
   { name: "auth webhook signature", old: () => `t=1700000000,v1=${createHmac("sha256", partnerSecret).update(`1700000000.${webhookBody}`).digest("hex")}`, now: () => webhookSignature(partnerSecret, webhookBody, 1700000000) },
+  { name: "auth sealed secret open", old: oldOpen, now: () => sealer.open(sealed) },
   { name: "auth OTP digest", old: () => createHmac("sha256", otpKey).update(`${who}:123456`).digest(), now: () => hmacSha256(otpKey, `${who}:123456`) },
   { name: "notification Twilio check", old: oldTwilio, now: () => checkTwilioSignature(twilioToken, twilioUrl, twilioParams, twilioGiven) },
   { name: "notification token compare", old: () => oldSameSecret(twilioToken, twilioToken), now: () => sameSecret(twilioToken, twilioToken) },
