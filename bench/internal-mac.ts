@@ -12,6 +12,7 @@
 //   node --import tsx bench/internal-mac.ts [ms per variant and round=300] [rounds=5]
 import { createHash, createHmac, createSecretKey, hash as oneShotHash, randomBytes } from "node:crypto";
 import { hmacSha256 } from "@ttip/runtime";
+import { cpuMicrosPerCall } from "./process-cpu.js";
 
 const msPerVariant = Number(process.argv[2] ?? 300);
 const rounds = Number(process.argv[3] ?? 5);
@@ -55,24 +56,12 @@ for (const [name, f] of Object.entries(variants)) {
   if (!f().equals(expected)) throw new Error(`${name} computes a different MAC`);
 }
 
-function cpuMicrosPerCall(f: () => Buffer): number {
-  let n = 0;
-  const t0 = process.cpuUsage();
-  const deadline = performance.now() + msPerVariant;
-  while (performance.now() < deadline) {
-    for (let i = 0; i < 200; i++) f();
-    n += 200;
-  }
-  const used = process.cpuUsage(t0);
-  return (used.user + used.system) / n;
-}
-
 const totals = new Map<string, number[]>();
-for (const f of Object.values(variants)) cpuMicrosPerCall(f); // warm up
+for (const f of Object.values(variants)) cpuMicrosPerCall(f, msPerVariant); // warm up
 for (let r = 0; r < rounds; r++) {
   for (const [name, f] of Object.entries(variants)) {
     const list = totals.get(name) ?? [];
-    list.push(cpuMicrosPerCall(f));
+    list.push(cpuMicrosPerCall(f, msPerVariant));
     totals.set(name, list);
   }
 }

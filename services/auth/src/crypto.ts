@@ -1,13 +1,16 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, randomInt, timingSafeEqual } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, type KeyObject, randomBytes, randomInt, timingSafeEqual } from "node:crypto";
+import { secretKeyOf } from "@ttip/runtime";
 
 /** Seals and opens secrets at rest with AES-256-GCM under a key derived from the configured secret. */
 export class Sealer {
-  private readonly key: Buffer;
+  // A KeyObject: a Buffer key is imported again by every cipher (~9 µs of a
+  // ~12 µs open on Node 24), and a partner's secret is opened on each of its calls.
+  private readonly key: KeyObject;
   /** Keys OTP codes are HMAC'd with, separate from the sealing key. */
   readonly otpKey: Buffer;
 
   constructor(secret: string) {
-    this.key = Buffer.from(hkdfSync("sha256", secret, "ttip-auth", "seal-v1", 32));
+    this.key = secretKeyOf(Buffer.from(hkdfSync("sha256", secret, "ttip-auth", "seal-v1", 32)));
     this.otpKey = Buffer.from(hkdfSync("sha256", secret, "ttip-auth", "otp-v1", 32));
   }
 
@@ -28,10 +31,6 @@ export class Sealer {
 }
 
 export const sha256 = (value: string | Buffer): Buffer => createHash("sha256").update(value).digest();
-
-export function hmacSha256(key: Buffer | string, value: string): Buffer {
-  return createHmac("sha256", key).update(value).digest();
-}
 
 export function sameBytes(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b);

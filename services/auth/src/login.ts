@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { clockOf, DependencyUnavailableError, emitEvent, fieldError, InvalidStateError, normalisePhone, parseKenyanMobile, withTransaction } from "@ttip/runtime";
+import { clockOf, DependencyUnavailableError, emitEvent, fieldError, hmacSha256, InvalidStateError, normalisePhone, parseKenyanMobile, withTransaction } from "@ttip/runtime";
 import { Locale, Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import type { AuthService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js";
 import { UserRegisteredSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { audit, AuditAction } from "./audit.js";
 import { consumeOrRefuse, coolDownOrRefuse, type AuthCore } from "./core.js";
-import { hmacSha256, sameBytes, sixDigitCode } from "./crypto.js";
+import { sameBytes, sixDigitCode } from "./crypto.js";
 import { hashPin, weakPinReason } from "./pin.js";
 import { checkPin } from "./pin-guard.js";
 import { clientAddressOf, userAgentOf } from "./request.js";

@@ -1,4 +1,4 @@
-import { createHmac } from "node:crypto";
+import { hmacSha256 } from "@ttip/runtime";
 
 /**
  * The string a partner signs for a server-to-server call:
@@ -14,5 +14,5 @@ export function partnerStringToSign(method: string, path: string, unixSeconds: n
 }
 
 export function signPartnerRequest(secret: string, method: string, path: string, unixSeconds: number | bigint, bodySha256: Uint8Array, nonce = ""): string {
-  return createHmac("sha256", secret).update(partnerStringToSign(method, path, unixSeconds, bodySha256, nonce)).digest("hex");
+  return hmacSha256(secret, partnerStringToSign(method, path, unixSeconds, bodySha256, nonce), "hex");
 }

@@ -1,6 +1,7 @@
 // The providers' callback signatures. Both sides (webhooks and simulators) use
 // these, so a simulator can only pass what the real provider would.
-import { createHmac, timingSafeEqual, verify } from "node:crypto";
+import { timingSafeEqual, verify } from "node:crypto";
+import { hmac, spkiPublicKeyOf } from "@ttip/runtime";
 
 /**
  * Twilio's X-Twilio-Signature: base64 HMAC-SHA1, keyed with the auth token,
@@ -11,7 +12,7 @@ export function twilioSignature(authToken: string, url: string, params: Record<s
   const data = Object.keys(params)
     .sort()
     .reduce((acc, k) => acc + k + params[k], url);
-  return createHmac("sha1", authToken).update(data, "utf8").digest("base64");
+  return hmac("sha1", authToken, data, "base64");
 }
 
 export function checkTwilioSignature(authToken: string, url: string, params: Record<string, string>, given: string): boolean {
@@ -29,8 +30,8 @@ export function checkTwilioSignature(authToken: string, url: string, params: Rec
 export function checkSendgridSignature(publicKeyBase64: string, timestamp: string, rawBody: Buffer, signatureBase64: string): boolean {
   if (!publicKeyBase64 || !timestamp || !signatureBase64) return false;
   try {
-    const key = { key: Buffer.from(publicKeyBase64, "base64"), format: "der" as const, type: "spki" as const };
-    return verify("sha256", Buffer.concat([Buffer.from(timestamp), rawBody]), key, Buffer.from(signatureBase64, "base64"));
+    // Imported once per key text: a key changed in the config is a new key.
+    return verify("sha256", Buffer.concat([Buffer.from(timestamp), rawBody]), spkiPublicKeyOf(publicKeyBase64), Buffer.from(signatureBase64, "base64"));
   } catch {
     return false;
   }
@@ -38,7 +39,7 @@ export function checkSendgridSignature(publicKeyBase64: string, timestamp: strin
 
 /** Compares secrets without leaking their length or content through timing. */
 export function sameSecret(expected: string, given: string): boolean {
-  const a = createHmac("sha256", "cmp").update(expected).digest();
-  const b = createHmac("sha256", "cmp").update(given).digest();
+  const a = hmac("sha256", "cmp", expected);
+  const b = hmac("sha256", "cmp", given);
   return expected.length > 0 && timingSafeEqual(a, b);
 }

@@ -1,6 +1,7 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { timingSafeEqual } from "node:crypto";
 import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import { DynamicParametersSchema, type DynamicParameters } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
+import { hmacSha256 } from "@ttip/runtime";
 
 /**
  * The signed payload a QR URL carries: `<body>.<mac>`, both base64url.
@@ -58,7 +59,7 @@ export class PayloadSigner {
 }
 
 function mac(key: Buffer, body: Buffer): Buffer {
-  return createHmac("sha256", key).update(body).digest();
+  return hmacSha256(key, body);
 }
 
 function encodeBody(claims: PayloadClaims): Buffer {

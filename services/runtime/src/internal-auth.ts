@@ -3,9 +3,10 @@
 // of where the call came from. The sender signs them with a key every process
 // of the deployment shares (INTERNAL_SIGNING_KEY, from a Secret), the receiver
 // verifies: a NetworkPolicy is then the second wall, not the only one.
-import { createHmac, createSecretKey, type KeyObject, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { GATEWAY_HEADERS } from "./headers.js";
+import { hmacSha256 } from "./prepared-keys.js";
 
 export const INTERNAL_SIGNATURE_HEADER = "x-ttip-internal";
 /** How old (or how far ahead, for clock skew) a signature may be. */
@@ -29,22 +30,6 @@ export function internalSigningKey(): Buffer {
     return configuredKey.key;
   }
   return (processKey ??= randomBytes(32));
-}
-
-// createHmac with a Buffer key checks the key's type (KeyObject? CryptoKey?)
-// and imports it on every call: on Node 24 that is ~80% of an internal MAC's
-// CPU (bench/internal-mac.ts). A KeyObject made once per key skips it (the
-// key Buffers here are never written after they are made).
-const keyObjects = new WeakMap<Buffer, KeyObject>();
-
-/** HMAC-SHA256 of `message` (UTF-8) under `key`: createHmac's bytes, with the key imported once per Buffer. */
-export function hmacSha256(key: Buffer, message: string): Buffer {
-  let keyObject = keyObjects.get(key);
-  if (keyObject === undefined) {
-    keyObject = createSecretKey(key);
-    keyObjects.set(key, keyObject);
-  }
-  return createHmac("sha256", keyObject).update(message).digest();
 }
 
 function mac(key: Buffer, at: string, headers: Headers): Buffer {

@@ -1,7 +1,6 @@
-import { createHmac } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
-import { systemClock, withTransaction, type Clock, type Logger, type Metrics, type Pool } from "@ttip/runtime";
+import { hmacSha256, systemClock, withTransaction, type Clock, type Logger, type Metrics, type Pool } from "@ttip/runtime";
 import { ConsentScope } from "@ttip/proto/ttip/auth/v1/partner_pb.js";
 import type { WebhookConfig } from "../config.js";
 import type { Sealer } from "../crypto.js";
@@ -18,7 +17,7 @@ const MAX_ERROR_CHARS = 300;
 
 /** HMAC-SHA256 of "<t>.<body>" under the subscription's secret, as @ttip/sdk's verifyWebhook checks it. */
 export function webhookSignature(secret: string, body: string, unixSeconds: number): string {
-  return `t=${unixSeconds},v1=${createHmac("sha256", secret).update(`${unixSeconds}.${body}`).digest("hex")}`;
+  return `t=${unixSeconds},v1=${hmacSha256(secret, `${unixSeconds}.${body}`, "hex")}`;
 }
 
 /** The wait before attempt n + 1 after n failed ones: base * 2^(n-1), at most the cap, less up to a fifth at random (replicas and partners recovering together do not all retry at once). */

@@ -2,7 +2,8 @@
 // tokens, orders, captures and disputes, the events made and their webhook
 // deliveries, and the requests seen. Endpoint functions (paypal-sim-routes.ts)
 // read and change it.
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
+import { hmacSha256 } from "@ttip/runtime";
 import { ReplayStore, SimTimers, type SimReply } from "../simulator-http.js";
 
 export type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -70,7 +71,7 @@ export class PayPalSimState {
   /** PayPal's transmission signature over id, time, webhook id and the body's digest. */
   sign(transmissionId: string, time: string, body: string): string {
     const digest = createHash("sha256").update(body).digest("hex");
-    return createHmac("sha256", this.signingKey).update(`${transmissionId}|${time}|${this.webhookId}|${digest}`).digest("base64");
+    return hmacSha256(this.signingKey, `${transmissionId}|${time}|${this.webhookId}|${digest}`, "base64");
   }
 
   /** Records an event and schedules its webhook. */

@@ -1,11 +1,10 @@
-import { createHmac } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { QrScannedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { ScanStatsSchema } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import type { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { callerOf, CLIENT_ADDRESS_HEADER, emitEvent, fieldError, PermissionDeniedError, requireCaller, withTransaction } from "@ttip/runtime";
+import { callerOf, CLIENT_ADDRESS_HEADER, emitEvent, fieldError, hmacSha256, PermissionDeniedError, requireCaller, withTransaction } from "@ttip/runtime";
 import { canManage, VENUE, WORKER } from "../access.js";
 import { recordScan, scanCounts } from "../stores/scans.js";
 import { referrerOf } from "./values.js";
@@ -30,7 +29,7 @@ function recordScanHandler(h: QrHandlerContext): Impl["recordScan"] {
     const who =
       callerOf(ctx)?.subject ??
       (req.deviceId ? `device:${req.deviceId}` : `${ctx.requestHeader.get(CLIENT_ADDRESS_HEADER) ?? ""}|${req.userAgent}`);
-    const deviceHash = createHmac("sha256", deviceSalt).update(who).digest("base64url").slice(0, 22);
+    const deviceHash = hmacSha256(deviceSalt, who, "base64url").slice(0, 22);
     const scanId = await withTransaction(pool, async (tx) => {
       const scan = await recordScan(tx, { qrCodeId: code.id, deviceHash, referrer: referrerOf(req.referrer) });
       // The same device again within the minute (a reload or a retry): the same scan, no new event.
