@@ -35,7 +35,7 @@ try {
   const amount = { currency: "KES", amountMinor: 15_000n };
   const ways = {
     "wallet QuoteTipFees (before)": () => internal.quoteTipFees({ amount, rail: PaymentRail.MPESA, customerCoversFee: false, workerId }),
-    "payment's copy (now)": () => ledger.quoteTip(amount.amountMinor, { workerId }, false),
+    "payment's copy (now)": () => ledger.quoteTip(amount.amountMinor, false),
   };
   const commits = async () => Number((await pool.query("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")).rows[0].xact_commit);
   const figures: Record<string, number> = {};

@@ -5,7 +5,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -47,10 +47,10 @@ export interface SendRequest {
   channels?: Channel[];
   correlationId?: string;
   /**
-   * The caller's idempotency key, claimed by the delivery's own statement
-   * (one channel only): no delivery is made when the key was used before.
+   * The caller's idempotency key, claimed for `sourceKey` by the delivery's own
+   * statement (one channel only): no delivery is made when the key was used before.
    */
-  claim?: { request: IdempotentRequest; resultId: string };
+  claim?: IdempotentRequest;
 }
 
 /** Wakes in-app watchers of a user (a hint only: watchers read the table). */
@@ -147,13 +147,46 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
  */
 export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date()): Promise<string[][]> {
   assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
-  assert(reqs.length === 1 || !reqs.some((r) => r.claim), "a request that claims its key goes alone");
-  const userIds = [...new Set(reqs.flatMap((r) => ("userId" in r.to ? [r.to.userId.toLowerCase()] : [])))];
-  const users = userIds.length ? await findRecipients(tx, userIds) : new Map<string, KnownRecipient>();
+  const users = await usersOf(tx, reqs);
   const planned: PlannedDelivery[][] = [];
   for (const req of reqs) planned.push(await planRequest(tx, req, now, users));
-  const ids = await insertDeliveries(tx, planned.flat(), now, reqs.length === 1 ? reqs[0].claim : undefined);
+  const ids = await insertDeliveries(tx, planned.flat(), now, claimsOf(reqs));
   return planned.map((rows) => rows.flatMap((p) => ids.get(p) ?? []));
+}
+
+/**
+ * enqueueMany for requests that each claim their key (a batch call's): a request that
+ * cannot be planned (a variable missing) fails alone, the others are written with their
+ * claims in one statement. Per request: its delivery ids (none when its key was used
+ * before), or why it failed.
+ */
+export async function enqueueClaiming(tx: Queryable, reqs: SendRequest[], now = new Date()): Promise<({ ids: string[] } | { error: unknown })[]> {
+  assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
+  assert(reqs.every((r) => r.claim), "every request claims its key");
+  const users = await usersOf(tx, reqs);
+  const planned: (PlannedDelivery[] | { error: unknown })[] = [];
+  for (const req of reqs) planned.push(await planRequest(tx, req, now, users).catch((error: unknown) => ({ error })));
+  const plannable = reqs.filter((_, i) => Array.isArray(planned[i]));
+  const ids = await insertDeliveries(tx, planned.flatMap((rows) => (Array.isArray(rows) ? rows : [])), now, claimsOf(plannable));
+  return planned.map((rows) => (Array.isArray(rows) ? { ids: rows.flatMap((p) => ids.get(p) ?? []) } : rows));
+}
+
+/** The requests' users known here (their numbers, preferences, push devices), in one statement when there are any. */
+async function usersOf(tx: Queryable, reqs: SendRequest[]): Promise<Map<string, KnownRecipient>> {
+  const userIds = [...new Set(reqs.flatMap((r) => ("userId" in r.to ? [r.to.userId.toLowerCase()] : [])))];
+  return userIds.length ? findRecipients(tx, userIds) : new Map<string, KnownRecipient>();
+}
+
+/** A key claimed for what a request makes: its deliveries, found again by their source key. */
+type KeyClaim = { request: IdempotentRequest; resultId: string };
+
+/** The keys the requests claim: all of them or none, each key and each source once. */
+function claimsOf(reqs: SendRequest[]): KeyClaim[] {
+  const claims = reqs.flatMap((r) => (r.claim ? [{ request: r.claim, resultId: r.sourceKey }] : []));
+  assert(claims.length === 0 || claims.length === reqs.length, "every request of a batch claims its key, or none does");
+  assert(new Set(claims.map((c) => c.request.key)).size === claims.length, "a key is claimed once per statement");
+  assert(new Set(claims.map((c) => c.resultId)).size === claims.length, "claiming requests have sources of their own");
+  return claims;
 }
 
 type KnownUser = RecipientRecord | undefined;
@@ -342,7 +375,7 @@ const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED.length
  * STOP gets no SMS (checked by the insert itself). Returns each row's id: its own, or
  * the existing delivery's on a repeat; none for a row not made under a `claim` already used.
  */
-async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: Date, claim: SendRequest["claim"]): Promise<Map<PlannedDelivery, string>> {
+async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: Date, claims: KeyClaim[]): Promise<Map<PlannedDelivery, string>> {
   const ids = new Map<PlannedDelivery, string>();
   if (!planned.length) return ids;
   // One row per (source, recipient, channel): a batch holding one event twice writes it once.
@@ -350,7 +383,7 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
   for (const p of planned) if (!first.has(keyOf(p))) first.set(keyOf(p), p);
   const rows = [...first.values()];
   const values: unknown[] = [...PLANNED.map(([, , value]) => rows.map(value)), rows[0].event.subject, currentTraceparent() ?? null, now];
-  const claimed = claim && claimingCte(claim.request, claim.resultId, values.length + 1);
+  const claimed = claims.length ? claimingManyCte(claims, values.length + 1) : undefined;
   const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null }>(
     `WITH ${claimed ? `${claimed.sql},` : ""} planned AS (
        SELECT ${PLANNED_COLUMNS},
@@ -364,7 +397,7 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
               CASE WHEN out THEN 'failed' ELSE status END,
               CASE WHEN out THEN 'recipient texted STOP' ELSE last_error END,
               CASE WHEN out THEN ${NOW}::timestamptz ELSE next_attempt_at END
-         FROM planned${claimed ? " WHERE EXISTS (SELECT 1 FROM claimed)" : ""}
+         FROM planned${claimed ? " WHERE source_key IN (SELECT result_id FROM claimed)" : ""}
        ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
      announced AS (
        INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
@@ -386,12 +419,12 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
   );
   const byId = new Map(written.map((w) => [w.planned_id, w]));
   // A repeat made by a transaction that committed after this statement began is not in its snapshot: read again.
-  const unseen = claim ? [] : rows.filter((p) => !byId.get(p.id)?.inserted && !byId.get(p.id)?.existing_id);
+  const unseen = claimed ? [] : rows.filter((p) => !byId.get(p.id)?.inserted && !byId.get(p.id)?.existing_id);
   const late = unseen.length ? await existingDeliveries(tx, unseen) : new Map<PlannedDelivery, string>();
   for (const p of planned) {
     const row = first.get(keyOf(p))!;
     const w = byId.get(row.id);
-    const id = w?.inserted ? row.id : claim ? undefined : (w?.existing_id ?? late.get(row));
+    const id = w?.inserted ? row.id : claimed ? undefined : (w?.existing_id ?? late.get(row));
     if (id) ids.set(p, id);
   }
   for (const p of rows) if (p.inAppId && p.userId && byId.get(p.id)?.inserted) inAppSignals.emit(p.userId);

@@ -204,6 +204,66 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(written.rows[0].n, 1);
   });
 
+  test("a batch of receipts is written with its keys' claims in one statement; each request is answered alone, and a repeated batch sends nothing twice", async () => {
+    const [a, b, c, d, e, f, stopped] = [newPhone(), newPhone(), newPhone(), newPhone(), newPhone(), newPhone(), newPhone()];
+    await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [normalisePhone(stopped)]);
+    const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const receipt = (phone: string, key = `receipt:${randomUUID()}`) =>
+      ({ idempotencyKey: key, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.RECEIPT, channels: [Channel.SMS], variables });
+    const used = receipt(d);
+    const before = await internal().sendNotification(used);
+    const [toA, toB, toC, toStopped] = [receipt(a), receipt(b), receipt(c), receipt(stopped)];
+    const missing = { ...receipt(e), variables: { amount: "KES 150", worker: "Amina" } };
+    const first = [toA, toB, toStopped, missing, { ...used, variables: { ...variables, worker: "your server" } }];
+    const statements: string[] = [];
+    const query = t.db.pool.query.bind(t.db.pool);
+    t.db.pool.query = ((text: string | { text: string }, ...rest: unknown[]) => {
+      statements.push(typeof text === "string" ? text : text.text);
+      return (query as (...args: unknown[]) => unknown)(text, ...rest);
+    }) as typeof t.db.pool.query;
+    let results;
+    try {
+      ({ results } = await internal().sendNotifications({ requests: first }));
+    } finally {
+      t.db.pool.query = query;
+    }
+    assert.equal(statements.filter((s) => /INSERT INTO "?notification"?\.idempotent_requests/.test(s)).length, 1, "one statement claims every key and writes every delivery");
+    assert.equal(statements.filter((s) => s.includes("FROM notification.idempotent_requests")).length, 1, "one more reads the keys used before");
+    assert.equal(results.length, first.length, "one result per request");
+    const [ra, rb, rStopped, rMissing, rUsedOther] = results;
+    for (const r of [ra, rb, rStopped]) assert.deepEqual([r.code, r.deliveryIds.length], [0, 1], r.message);
+    assert.equal(rUsedOther.code, Code.AlreadyExists, "another message under a key used before is refused, that request only");
+    assert.match(rUsedOther.message, /idempotency_key/);
+    assert.equal(rMissing.code, Code.InvalidArgument);
+    assert.match(rMissing.message, /variables.*reference/);
+    assert.equal((await delivery(rStopped.deliveryIds[0])).status, DeliveryStatus.FAILED, "a number that texted STOP gets no SMS");
+    // The refused request claimed nothing: sent again right, it goes out.
+    const fixed = await internal().sendNotifications({ requests: [{ ...missing, variables }] });
+    assert.equal(fixed.results[0].code, 0);
+
+    // A key twice in one batch: the same message is one delivery, another is refused; a key sent before (alone) answers with its delivery.
+    const second = [toC, toC, { ...toC, recipient: { case: "phone" as const, value: f } }, used, toA];
+    const answers = (await internal().sendNotifications({ requests: second })).results;
+    assert.deepEqual([answers[0].code, answers[0].deliveryIds.length], [0, 1]);
+    assert.deepEqual(answers[1], answers[0]);
+    assert.equal(answers[2].code, Code.AlreadyExists);
+    assert.deepEqual(answers[3].deliveryIds, before.deliveryIds);
+    assert.deepEqual(answers[4], ra);
+
+    // The batches again (a pass repeated after its answer was lost): the same answers, nothing new.
+    const again = (await internal().sendNotifications({ requests: [...first, ...second] })).results;
+    assert.deepEqual(again, [...results, ...answers]);
+    const sentIds = [ra, rb, answers[0], answers[3], fixed.results[0]].map((r) => r.deliveryIds[0]);
+    await eventually("the receipts' sends recorded", async () => {
+      for (const id of sentIds) if (![DeliveryStatus.SENT, DeliveryStatus.DELIVERED].includes((await delivery(id)).status)) return false;
+      return true;
+    });
+    assert.deepEqual([a, b, c, d, e, f, stopped].map((p) => smsTo(p).length), [1, 1, 1, 1, 1, 0, 0], "one SMS per key; none for a refused request or to a number that texted STOP");
+    const keys = [toA, toB, toC, toStopped, used, missing].map((r) => `rpc:${r.idempotencyKey}`);
+    const written = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.deliveries WHERE source_key = ANY($1::text[])", [keys]);
+    assert.equal(written.rows[0].n, keys.length, "one delivery per key");
+  });
+
   test("with tracing on, a delivery's facts (queued by the call, sent by the dispatcher) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });

@@ -226,7 +226,7 @@ export async function applyC2bConfirmation(deps: Deps, c2b: C2bConfig, callbackI
 
   // A paybill tip to a worker's code: the same entry an STK tip makes, less the quoted fee.
   const paid = p.amountMinor!;
-  const quote = await deps.ledger.quoteTip(paid, target.workerId ? { workerId: target.workerId } : { venueId: target.venueId }, false);
+  const quote = await deps.ledger.quoteTip(paid, false);
   const workerReceives = quote.workerReceives!.amountMinor;
   const tipId = randomUUID();
   const outcome = await withTransaction(pool, async (tx): Promise<C2bOutcome> => {
@@ -505,7 +505,7 @@ export async function resolveSuspense(
   if (!row.suspense_entry_id) await postSuspense(deps, row.trans_id);
   if (!(await load(pool))?.suspense_entry_id) throw new DependencyUnavailableError("receipt: the suspense entry is not recorded yet; try again shortly");
 
-  const quote = await deps.ledger.quoteTip(row.amount_minor, recipient, false);
+  const quote = await deps.ledger.quoteTip(row.amount_minor, false);
   const workerReceives = quote.workerReceives!.amountMinor;
   const creditKey = `c2b:${row.trans_id}:matched`;
   // The wallet first (idempotent on its key), then the tip that records it.

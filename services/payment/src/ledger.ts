@@ -40,23 +40,24 @@ export class Ledger {
     return account.accountId;
   }
 
-  /** An M-Pesa tip's quote (always KES). */
-  quoteTip(amountMinor: bigint, recipient: TipRecipient, customerCoversFee: boolean): Promise<FeeQuote> {
-    return this.quote(kes(amountMinor), PaymentRail.MPESA, recipient, customerCoversFee);
+  /**
+   * An M-Pesa tip's quote, always here and in KES: its money is posted to the recipient's KES
+   * account whatever other wallets they hold (creditTip), so no conversion to another wallet's
+   * currency may shape what they receive.
+   */
+  async quoteTip(amountMinor: bigint, customerCoversFee: boolean): Promise<FeeQuote> {
+    return this.quoteHere(kes(amountMinor), PaymentRail.MPESA, customerCoversFee);
   }
 
   /**
-   * What wallet's QuoteTipFees answers, computed here from the copy of the fee
-   * schedules when the tip lands in KES without conversion: a KES tip to a
-   * venue's pool or to a worker known to have a KES wallet. Anything else (a
-   * conversion needs wallet's rates; a worker not known here) asks wallet.
+   * A card tip's quote: what wallet's QuoteTipFees answers (a card tip is credited in the
+   * worker's wallet currency), computed here from the copy of the fee schedules when it
+   * lands in KES without conversion: a KES tip to a venue's pool or to a worker known to
+   * have a KES wallet. Anything else (a conversion needs wallet's rates; a worker not
+   * known here) asks wallet.
    */
   async quote(amount: MoneyAmount, rail: PaymentRail, recipient: TipRecipient, customerCoversFee: boolean): Promise<FeeQuote> {
-    if (amount.currency === "KES" && this.landsInKes(recipient)) {
-      // The bounds wallet checks before its arithmetic (callers have checked them already).
-      publicTipAmount(amount, "amount", rail === PaymentRail.CARD ? "card" : "mpesa");
-      return quoteTip(await this.feeSchedules.inForce("KES"), amount.amountMinor, rail, customerCoversFee);
-    }
+    if (amount.currency === "KES" && this.landsInKes(recipient)) return this.quoteHere(amount, rail, customerCoversFee);
     // Wallet picks the currency among the worker wallets of the id (a venue's id has none: KES).
     const workerId = "workerId" in recipient ? recipient.workerId : recipient.venueId;
     const { quote, workerWalletCurrencies } = await this.internal.quoteTipFees({ amount, rail, customerCoversFee, workerId });
@@ -77,6 +78,13 @@ export class Ledger {
   private landsInKes(recipient: TipRecipient): boolean {
     if (!("workerId" in recipient)) return true;
     return this.kesWorkers.has(recipient.workerId) || this.accounts.has(`${AccountKind.WORKER_WALLET}:${recipient.workerId}:KES`);
+  }
+
+  /** A KES tip's quote from the copy of the fee schedules, with no conversion. */
+  private async quoteHere(amount: MoneyAmount, rail: PaymentRail, customerCoversFee: boolean): Promise<FeeQuote> {
+    // The bounds wallet checks before its arithmetic (callers have checked them already).
+    publicTipAmount(amount, "amount", rail === PaymentRail.CARD ? "card" : "mpesa");
+    return quoteTip(await this.feeSchedules.inForce("KES"), amount.amountMinor, rail, customerCoversFee);
   }
 
   /** The account a confirmed tip lands in: the worker's wallet, or the venue's pool for a shared tip. */

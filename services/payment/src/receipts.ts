@@ -1,9 +1,11 @@
-import { type Client, Code, createClient } from "@connectrpc/connect";
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { NotificationInternalService, type SendNotificationRequest, SendNotificationRequestSchema } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { asConnectError, formatMoney, type Queryable } from "@ttip/runtime";
+import { asConnectError, formatMoney, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { Deps } from "./tips.js";
 
 /** Owes the customer a receipt; call it in the transaction that records the credit. */
@@ -14,9 +16,10 @@ export async function oweReceipt(tx: Queryable, tipId: string): Promise<void> {
 /**
  * ALREADY_EXISTS: this receipt's key was used by an earlier send whose answer was lost, with
  * other wording (the worker's name could not be looked up then): the receipt went out.
+ * Undefined then; otherwise the failure.
  */
-function sentBefore(err: unknown): void {
-  if (asConnectError(err).code !== Code.AlreadyExists) throw err;
+function sentBefore(err: unknown): unknown {
+  return asConnectError(err).code === Code.AlreadyExists ? undefined : err;
 }
 
 /**
@@ -50,55 +53,117 @@ export interface OwedReceipt {
 }
 
 /**
- * Sends the receipts of these tips (owed, not yet marked sent). A receipt sent
- * meanwhile by another pass is not sent twice: notification dedupes on the key.
+ * Sends the receipts of these tips (owed, not yet marked sent): their messages go to
+ * notification in batches (ReceiptBatches), with those of receipts being sent at the
+ * same time, and each is answered on its own. A receipt sent meanwhile by another pass
+ * is not sent twice: notification dedupes on the key. One that fails stays owed, alone.
  */
 export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise<number> {
-  const { pool, peers, logger } = deps.ctx;
-  const notification = createClient(NotificationInternalService, peers("notification"));
-  const qr = createClient(QrService, peers("qr"));
-  let sent = 0;
-  const sentIds: string[] = [];
+  const { pool, logger } = deps.ctx;
   const stillOwed = async (tipId: string, err: unknown) => {
     logger.warn({ tipId, err: (err as Error).message }, "receipt not sent yet; will retry");
     await pool.query("UPDATE payment.receipts SET attempts = attempts + 1, last_error = $2 WHERE tip_id = $1", [tipId, String((err as Error).message).slice(0, 500)]);
   };
-  for (const r of rows) {
-    try {
-      // The worker's (or, for a shared tip, the venue's) display name belongs to qr; a receipt without it still says what was paid.
-      const owner = r.worker_id ? { ownerKind: OwnerKind.WORKER, ownerId: r.worker_id } : { ownerKind: OwnerKind.VENUE, ownerId: r.venue_id };
-      const fallback = r.worker_id ? "your server" : "the team";
-      const name = await displayName(qr, owner);
-      const worker = name ? (r.worker_id ? name : `the team at ${name}`) : fallback;
-      const variables = { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key ?? "" };
-      // By SMS to the number that paid (a card tip has none), and by e-mail when the customer gave an address for it.
-      if (r.phone) {
-        await notification.sendNotification({
-          idempotencyKey: `receipt:${r.tip_id}`,
-          recipient: { case: "phone", value: r.phone },
-          templateKey: TemplateKey.RECEIPT,
-          variables,
-          channels: [Channel.SMS],
-        }, { timeoutMs: 5_000 }).catch(sentBefore);
-      }
-      if (r.customer_email) {
-        await notification.sendNotification({
-          idempotencyKey: `receipt-email:${r.tip_id}`,
-          recipient: { case: "email", value: r.customer_email },
-          templateKey: TemplateKey.RECEIPT,
-          variables,
-          channels: [Channel.EMAIL],
-        }, { timeoutMs: 5_000 }).catch(sentBefore);
-      }
-    } catch (err) {
-      await stillOwed(r.tip_id, err);
-      continue;
-    }
-    sentIds.push(r.tip_id);
-  }
+  const named = await displayNames(createClient(QrService, deps.ctx.peers("qr")), rows.map(ownerOf));
+  const batches = receiptBatches(deps.ctx);
+  const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "").map((m) => batches.send(m)))));
+  const sentIds: string[] = [];
+  const failures: Promise<void>[] = [];
+  rows.forEach((r, i) => {
+    const failed = outcomes[i].find((o) => o !== undefined);
+    if (failed) failures.push(stillOwed(r.tip_id, failed));
+    else sentIds.push(r.tip_id);
+  });
+  let sent = 0;
   // Marked together once all are sent: one wait and one statement for the pass, not one per receipt (markSent).
-  await Promise.all(sentIds.map((tipId) => markSent(pool, tipId).then(() => void sent++, (err) => stillOwed(tipId, err))));
+  await Promise.all([...failures, ...sentIds.map((tipId) => markSent(pool, tipId).then(() => void sent++, (err) => stillOwed(tipId, err)))]);
   return sent;
+}
+
+/** Whose name a receipt gives: the worker's, or for a shared tip the venue's. */
+function ownerOf(r: OwedReceipt): Owner {
+  return r.worker_id ? { ownerKind: OwnerKind.WORKER, ownerId: r.worker_id } : { ownerKind: OwnerKind.VENUE, ownerId: r.venue_id };
+}
+
+/**
+ * A receipt's messages: by SMS to the number that paid (a card tip has none), and by
+ * e-mail when the customer gave an address for it. Each under a key of its own, the
+ * same whichever pass sends it; `name` is the owner's display name ("" when unknown:
+ * the receipt still says what was paid).
+ */
+function receiptMessages(r: OwedReceipt, name: string): SendNotificationRequest[] {
+  const fallback = r.worker_id ? "your server" : "the team";
+  const worker = name ? (r.worker_id ? name : `the team at ${name}`) : fallback;
+  const variables = { amount: formatMoney(r.charged_minor, "KES"), worker, reference: r.mpesa_receipt ?? r.credit_key ?? "" };
+  const messages: SendNotificationRequest[] = [];
+  const message = (key: string, recipient: SendNotificationRequest["recipient"], channel: Channel) =>
+    create(SendNotificationRequestSchema, { idempotencyKey: key, recipient, templateKey: TemplateKey.RECEIPT, variables, channels: [channel] });
+  if (r.phone) messages.push(message(`receipt:${r.tip_id}`, { case: "phone", value: r.phone }, Channel.SMS));
+  if (r.customer_email) messages.push(message(`receipt-email:${r.tip_id}`, { case: "email", value: r.customer_email }, Channel.EMAIL));
+  return messages;
+}
+
+/**
+ * Messages per SendNotifications call at most: the contract's limit (notification writes
+ * them with their keys' claims in one statement of at most this many rows).
+ */
+export const RECEIPT_BATCH_MAX = 100;
+/** How long notification has to answer a batch: one statement's work, with room for a busy database. */
+const BATCH_TIMEOUT_MS = 5_000;
+
+/**
+ * Receipt messages on their way to notification, per service context: the first goes at
+ * once, and those that come while a call is out go together in the next (a group commit),
+ * so a busy replica makes one call and notification one statement for many receipts,
+ * and a quiet one adds no wait. Each message's outcome is its own: undefined when
+ * queued (now or by an earlier send under its key), else the error.
+ */
+class ReceiptBatches {
+  private readonly waiting: { message: SendNotificationRequest; settle: (failure: unknown) => void }[] = [];
+  private sending = false;
+
+  constructor(private readonly notification: Client<typeof NotificationInternalService>) {}
+
+  send(message: SendNotificationRequest): Promise<unknown> {
+    const settled = new Promise<unknown>((settle) => this.waiting.push({ message, settle }));
+    if (!this.sending) void this.drain();
+    return settled;
+  }
+
+  private async drain(): Promise<void> {
+    this.sending = true;
+    // Receipts credited in the same turn of the event loop go in the first call too.
+    await new Promise((resolve) => setImmediate(resolve));
+    while (this.waiting.length) {
+      const batch = this.waiting.splice(0, RECEIPT_BATCH_MAX);
+      const failures = await this.sendBatch(batch.map((w) => w.message));
+      batch.forEach((w, i) => w.settle(failures[i]));
+    }
+    this.sending = false;
+  }
+
+  /** Each message's failure (undefined: queued), in order. */
+  private async sendBatch(messages: SendNotificationRequest[]): Promise<unknown[]> {
+    try {
+      const { results } = await this.notification.sendNotifications({ requests: messages }, { timeoutMs: BATCH_TIMEOUT_MS });
+      assert(results.length === messages.length, "one result per message");
+      return results.map((r) => (r.code === 0 || r.code === Code.AlreadyExists ? undefined : new ConnectError(r.message, r.code)));
+    } catch (err) {
+      // A notification without the batch call (a rolling upgrade), or a batch it refused as a
+      // whole (a message it found malformed): each alone, so that one fails by itself.
+      const code = asConnectError(err).code;
+      if (code !== Code.Unimplemented && code !== Code.InvalidArgument) return messages.map(() => err);
+      return Promise.all(messages.map((m) => this.notification.sendNotification(m, { timeoutMs: BATCH_TIMEOUT_MS }).then(() => undefined, sentBefore)));
+    }
+  }
+}
+
+const batchesByContext = new WeakMap<ServiceContext, ReceiptBatches>();
+
+function receiptBatches(ctx: ServiceContext): ReceiptBatches {
+  let batches = batchesByContext.get(ctx);
+  if (!batches) batchesByContext.set(ctx, (batches = new ReceiptBatches(createClient(NotificationInternalService, ctx.peers("notification")))));
+  return batches;
 }
 
 /** Receipts marked sent in one statement at most; a bound on the statement's size. */
@@ -189,23 +254,39 @@ async function flushSentMarks(pool: Queryable, marks: SentMarks): Promise<void> 
   }
 }
 
-/** Display names for receipts, by owner, for a minute: a busy worker's receipts do not each ask qr again. */
-const names = new Map<string, { name: string; until: number }>();
+/**
+ * Display names for receipts, by owner, for a minute: a busy worker's receipts do not each
+ * ask qr again, and receipts sent at the same time share one question (kept while it is out).
+ */
+const names = new Map<string, { name: Promise<string>; until: number }>();
 const NAME_TTL_MS = 60_000;
 const NAMES_MAX = 10_000;
 
-/** The owner's display name ("" when it has none, or qr could not say: the receipt then names no one). */
-async function displayName(qr: Client<typeof QrService>, owner: { ownerKind: OwnerKind; ownerId: string }): Promise<string> {
-  const key = `${owner.ownerKind}:${owner.ownerId}`;
+type Owner = { ownerKind: OwnerKind; ownerId: string };
+const ownerKey = (owner: Owner) => `${owner.ownerKind}:${owner.ownerId}`;
+
+/** The owners' display names, each asked of qr once (and not again within a minute), all at the same time. */
+async function displayNames(qr: Client<typeof QrService>, owners: Owner[]): Promise<Map<string, string>> {
+  const distinct = new Map(owners.map((o) => [ownerKey(o), o]));
+  const found = await Promise.all([...distinct].map(async ([key, owner]) => [key, await displayName(qr, owner)] as const));
+  return new Map(found);
+}
+
+/** The owner's display name ("" when it has none, or qr could not say: the receipt then names no one; qr is asked again next time). */
+function displayName(qr: Client<typeof QrService>, owner: Owner): Promise<string> {
+  const key = ownerKey(owner);
   const now = Date.now();
   const known = names.get(key);
   if (known && known.until > now) return known.name;
-  try {
-    const name = (await qr.getProfile(owner, { timeoutMs: 2_000 })).profile?.displayName ?? "";
-    if (names.size >= NAMES_MAX) names.clear();
-    names.set(key, { name, until: now + NAME_TTL_MS });
-    return name;
-  } catch {
-    return "";
-  }
+  if (names.size >= NAMES_MAX) names.clear();
+  const name = qr.getProfile(owner, { timeoutMs: 2_000 }).then(
+    (r) => r.profile?.displayName ?? "",
+    (err: unknown) => {
+      // No profile is an answer (kept like a name); qr out of reach is not.
+      if (asConnectError(err).code !== Code.NotFound) names.delete(key);
+      return "";
+    },
+  );
+  names.set(key, { name, until: now + NAME_TTL_MS });
+  return name;
 }

@@ -157,7 +157,7 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   let quote: FeeQuote;
   try {
     // A venue tip is quoted like a worker's (the fee schedule is the same), into the pool's KES.
-    quote = await deps.ledger.quoteTip(t.amountMinor, t.workerId ? { workerId: t.workerId } : { venueId: t.venueId! }, t.customerCoversFee);
+    quote = await deps.ledger.quoteTip(t.amountMinor, t.customerCoversFee);
   } catch (err) {
     return unplaced(asConnectError(err, Code.Unavailable));
   }

@@ -93,7 +93,7 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
       assert.equal(await served("LoadFeeSchedules"), loaded + 1, "the copy was loaded once");
       // A venue's pool is quoted here too (wallet finds no worker wallet for a venue's id: KES).
       const venueId = randomUUID();
-      const venue = await ledger.quoteTip(12_300n, { venueId }, true);
+      const venue = await ledger.quote(KES(123), PaymentRail.MPESA, { venueId }, true);
       assert.deepEqual(toJson(FeeQuoteSchema, venue), toJson(FeeQuoteSchema, (await wallet.quoteTipFees({ amount: KES(123), rail: PaymentRail.MPESA, customerCoversFee: true, workerId: venueId })).quote!));
       assert.equal(await served("QuoteTipFees"), asked + 251);
 
@@ -116,29 +116,43 @@ describe("payment's copy of the fee schedules, against the real wallet", () => {
   });
 
   // Before the next test moves the services' clock (wallet's quotes read the real time).
-  test("a worker without a KES wallet is quoted by wallet, with the conversion to their wallet's currency; one with a KES wallet once, then here", async () => {
+  test("an M-Pesa tip to a worker whose only wallet is in dollars is quoted and credited in KES, here; a card tip to them is quoted by wallet with the conversion", async () => {
     const ledger = new Ledger(h.t.ctx);
     const workerId = randomUUID();
     await wallet.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: workerId, currency: "USD" });
+    // What a KES wallet gets from KES 500 (wallet quotes an id with no wallets in KES).
+    const inKes = (await wallet.quoteTipFees({ amount: KES(500), rail: PaymentRail.MPESA, customerCoversFee: false, workerId: randomUUID() })).quote!;
     const asked = await served("QuoteTipFees");
-    const quote = await ledger.quoteTip(50_000n, { workerId }, false);
-    assert.equal(await served("QuoteTipFees"), asked + 1, "wallet was asked");
-    assert.equal(quote.conversion?.to?.currency, "USD");
-    assert.equal(quote.workerReceives!.currency, "USD");
-    assert.ok(quote.workerReceives!.amountMinor > 0n && quote.workerReceives!.amountMinor < quote.conversion!.from!.amountMinor, "KES 500 less fees is fewer dollars");
-    await ledger.quoteTip(50_000n, { workerId }, false);
-    assert.equal(await served("QuoteTipFees"), asked + 2, "and asked again: their wallet is not in KES");
-    // A worker without any wallet yet is asked about every time (their first wallet could be in any currency).
+    const mpesa = await ledger.quoteTip(50_000n, false);
+    assert.equal(await served("QuoteTipFees"), asked, "an M-Pesa tip is quoted without asking wallet");
+    assert.deepEqual(toJson(FeeQuoteSchema, mpesa), toJson(FeeQuoteSchema, inKes), "in KES, with no conversion to the dollar wallet");
+    // A card tip is credited in the worker's wallet currency: wallet quotes it, converted to dollars.
+    const card = await ledger.quote(KES(500), PaymentRail.CARD, { workerId }, false);
+    assert.equal(await served("QuoteTipFees"), asked + 1, "a card tip to them asks wallet");
+    assert.equal(card.conversion?.to?.currency, "USD");
+    assert.equal(card.workerReceives!.currency, "USD");
+
+    // Through the service: the tip's split and the money posted are in KES (its KES wallet is made for it).
+    const pay = h.t.client(PaymentService);
+    const { tip } = await pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workerId }, amount: KES(500), payment: { case: "mpesaPhone", value: phone() } });
+    await eventually(async () => (await pay.getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED, "the tip credited");
+    const { rows } = await h.t.db.pool.query<{ worker_receives_minor: bigint }>("SELECT worker_receives_minor FROM payment.tips WHERE tip_id = $1", [tip!.tipId]);
+    assert.equal(rows[0].worker_receives_minor, inKes.workerReceives!.amountMinor);
+    const balances = async () => (await h.t.db.pool.query<{ currency: string; balance_minor: string }>(
+      "SELECT trim(currency) AS currency, balance_minor::text FROM wallet.accounts WHERE owner_id = $1 ORDER BY currency", [workerId])).rows;
+    await eventually(async () => (await balances()).some((b) => b.currency === "KES" && BigInt(b.balance_minor) > 0n), "the KES wallet credited");
+    assert.deepEqual(await balances(), [{ currency: "KES", balance_minor: String(inKes.workerReceives!.amountMinor) }, { currency: "USD", balance_minor: "0" }]);
+
+    // Card tips: a worker without a wallet is asked about every time, one with a KES wallet once.
     const walletless = randomUUID();
-    await ledger.quoteTip(50_000n, { workerId: walletless }, false);
-    await ledger.quoteTip(50_000n, { workerId: walletless }, false);
-    assert.equal(await served("QuoteTipFees"), asked + 4);
-    // A worker with a KES wallet this replica never saw: asked once, wallet's answer says KES, then quoted here.
+    const cardAsked = await served("QuoteTipFees");
+    for (const id of [walletless, walletless]) await ledger.quote(KES(500), PaymentRail.CARD, { workerId: id }, false);
+    assert.equal(await served("QuoteTipFees"), cardAsked + 2, "a worker without a wallet is asked about every time (their first could be in any currency)");
     const kesWorker = randomUUID();
     await wallet.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: kesWorker, currency: "KES" });
-    const first = await ledger.quoteTip(50_000n, { workerId: kesWorker }, false);
-    const second = await ledger.quoteTip(50_000n, { workerId: kesWorker }, false);
-    assert.equal(await served("QuoteTipFees"), asked + 5, "the second quote made here");
+    const first = await ledger.quote(KES(500), PaymentRail.CARD, { workerId: kesWorker }, false);
+    const second = await ledger.quote(KES(500), PaymentRail.CARD, { workerId: kesWorker }, false);
+    assert.equal(await served("QuoteTipFees"), cardAsked + 3, "a worker with a KES wallet asked once, then quoted here");
     assert.deepEqual(toJson(FeeQuoteSchema, second), toJson(FeeQuoteSchema, first));
   });
 

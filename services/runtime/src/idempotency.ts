@@ -68,6 +68,27 @@ export function claimingCte(request: IdempotentRequest, resultId: string, first:
 }
 
 /**
+ * claimingCte for several requests at once (a batch call's): `claimed` holds the
+ * result id of each request this statement claimed, none for a key used before.
+ * Five array parameters from `first` on. The keys must differ (a batch's repeats
+ * are answered from their first).
+ */
+export function claimingManyCte(claims: readonly { request: IdempotentRequest; resultId: string }[], first: number): { sql: string; values: unknown[] } {
+  const arrays = [0, 1, 2, 3, 4].map((i) => `$${first + i}::text[]`).join(", ");
+  return {
+    sql: `claimed AS (INSERT INTO ${ident(claims[0].request.schema)}.idempotent_requests (operation, caller, key, fingerprint, result_id)
+      SELECT * FROM unnest(${arrays}) ON CONFLICT DO NOTHING RETURNING result_id)`,
+    values: [
+      claims.map((c) => c.request.operation),
+      claims.map((c) => c.request.caller ?? ""),
+      claims.map((c) => c.request.key),
+      claims.map((c) => c.request.fingerprint),
+      claims.map((c) => c.resultId),
+    ],
+  };
+}
+
+/**
  * Claims `request.key` for `resultId` (the id of what this request will make). Returns
  * undefined when this call claimed it: go on and make it, in the same transaction. Returns
  * the first request's result id when the key was used for the same request: answer with

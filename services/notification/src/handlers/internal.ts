@@ -1,8 +1,15 @@
-import type { ServiceImpl } from "@connectrpc/connect";
+import { create, type MessageShape } from "@bufbuild/protobuf";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { claimIdempotencyKey, clockOf, fieldError, idempotentRequest, normalisePhone, withTransaction } from "@ttip/runtime";
-import { enqueue, type Recipient } from "../delivery.js";
+import {
+  NotificationInternalService,
+  type SendNotificationRequest,
+  SendNotificationRequestSchema,
+  type SendNotificationResponse,
+  SendNotificationResultSchema,
+} from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
+import { asConnectError, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, normalisePhone, requestFingerprint, withTransaction } from "@ttip/runtime";
+import { enqueue, enqueueClaiming, type Recipient, type SendRequest } from "../delivery.js";
 import { upsertContact } from "../stores/recipients.js";
 import { MissingVariablesError } from "../templates.js";
 import type { NotificationHandlerContext } from "./context.js";
@@ -10,42 +17,145 @@ import type { NotificationHandlerContext } from "./context.js";
 /** What the other services ask of notification: send a message, keep a user's contact details. */
 export function internalHandlers(h: NotificationHandlerContext): Partial<ServiceImpl<typeof NotificationInternalService>> {
   return {
-    sendNotification: sendNotificationHandler(h),
+    sendNotification: (req) => sendOne(h, req, idempotentSend(req)).catch(asFieldError),
+    sendNotifications: sendNotificationsHandler(h),
     upsertContact: upsertContactHandler(h),
   };
 }
 
-function sendNotificationHandler(h: NotificationHandlerContext): ServiceImpl<typeof NotificationInternalService>["sendNotification"] {
-  const { pool } = h;
-  return async function (req, ctx) {
-    let to: Recipient;
-    if (req.recipient.case === "userId") to = { userId: req.recipient.value };
-    else if (req.recipient.case === "phone") to = { phone: req.recipient.value };
-    else if (req.recipient.case === "email") to = { email: req.recipient.value };
-    else throw fieldError("recipient", "one of user_id, phone or email is required");
-    if (req.templateKey === TemplateKey.OTP && req.recipient.case === "email") throw fieldError("email", "sign-in codes go by SMS only");
-    try {
-      const sourceKey = `rpc:${req.idempotencyKey}`;
-      const idempotent = idempotentRequest("notification", ctx, req);
-      const send = { sourceKey, to, templateKey: req.templateKey, variables: req.variables, locale: req.locale, channels: req.channels };
-      if (req.channels.length === 1 && req.recipient.case !== "userId") {
-        // One channel to a number or an address (a receipt, a sign-in code): one delivery, whose
-        // statement claims the key itself, without a transaction around it.
-        const made = await enqueue(pool, { ...send, claim: { request: idempotent, resultId: sourceKey } }, new Date(clockOf(h).now()));
-        if (made.length) return { deliveryIds: made };
-        // The key was used before: below, the claim says whether by this request, and finds its delivery.
+/**
+ * The key's claim, as SendNotification makes it whether it is called alone or in a batch: one
+ * key space, so a message sent by either is found again by the other (a rolling upgrade).
+ */
+const SEND_OPERATION = `${NotificationInternalService.typeName}/${NotificationInternalService.method.sendNotification.name}`;
+
+function idempotentSend(req: SendNotificationRequest): IdempotentRequest {
+  return { schema: "notification", operation: SEND_OPERATION, caller: "", key: req.idempotencyKey, fingerprint: requestFingerprint(SendNotificationRequestSchema, req) };
+}
+
+/** What the request asks for, or INVALID_ARGUMENT naming the field. */
+function sendRequestOf(req: SendNotificationRequest): Omit<SendRequest, "claim"> {
+  let to: Recipient;
+  if (req.recipient.case === "userId") to = { userId: req.recipient.value };
+  else if (req.recipient.case === "phone") to = { phone: req.recipient.value };
+  else if (req.recipient.case === "email") to = { email: req.recipient.value };
+  else throw fieldError("recipient", "one of user_id, phone or email is required");
+  if (req.templateKey === TemplateKey.OTP && req.recipient.case === "email") throw fieldError("email", "sign-in codes go by SMS only");
+  return { sourceKey: `rpc:${req.idempotencyKey}`, to, templateKey: req.templateKey, variables: req.variables, locale: req.locale, channels: req.channels };
+}
+
+/** One channel to a number or an address (a receipt, a sign-in code): one delivery, whose statement claims the key itself. */
+const claimsInItsStatement = (req: SendNotificationRequest) => req.channels.length === 1 && req.recipient.case !== "userId";
+
+function asFieldError(err: unknown): never {
+  if (err instanceof MissingVariablesError) throw fieldError("variables", `missing ${err.missing.join(", ")}`);
+  throw err;
+}
+
+async function sendOne(h: NotificationHandlerContext, req: SendNotificationRequest, idempotent: IdempotentRequest): Promise<{ deliveryIds: string[] }> {
+  const send = sendRequestOf(req);
+  if (claimsInItsStatement(req)) {
+    // Without a transaction around it.
+    const made = await enqueue(h.pool, { ...send, claim: idempotent }, new Date(clockOf(h).now()));
+    if (made.length) return { deliveryIds: made };
+    // The key was used before: below, the claim says whether by this request, and finds its delivery.
+  }
+  const ids = await withTransaction(h.pool, async (tx) => {
+    // The key's deliveries are found again by their source key; the claim refuses another request under it.
+    await claimIdempotencyKey(tx, idempotent, send.sourceKey);
+    return enqueue(tx, send, new Date(clockOf(h).now()));
+  });
+  return { deliveryIds: ids };
+}
+
+type SendResult = MessageShape<typeof SendNotificationResultSchema>;
+
+/**
+ * Each request answered as SendNotification would answer it alone, in the batch's order.
+ * The one-channel ones (receipts) are written with their keys' claims in one statement; a
+ * key used before is looked up in one more (only then); the others go one by one. A key
+ * given again in the batch: the same message gets the first's answer; another is sent
+ * after the first (a round of its own), as it would be called after it.
+ */
+function sendNotificationsHandler(h: NotificationHandlerContext): ServiceImpl<typeof NotificationInternalService>["sendNotifications"] {
+  return async function (batch) {
+    const { requests } = batch;
+    const results: SendResult[] = new Array(requests.length);
+    const idempotent = requests.map(idempotentSend);
+    /** Answered so far, by key: each message's fingerprint and answer. */
+    const answered = new Map<string, number[]>();
+    let pending = requests.map((_, i) => i);
+    while (pending.length) {
+      const round: number[] = [];
+      const later: number[] = [];
+      for (const i of pending) (round.some((j) => requests[j].idempotencyKey === requests[i].idempotencyKey) ? later : round).push(i);
+      await sendTogether(h, round.filter((i) => claimsInItsStatement(requests[i])), requests, idempotent, results);
+      for (const i of round.filter((i) => !claimsInItsStatement(requests[i]))) results[i] = await sendOne(h, requests[i], idempotent[i]).then(sent, (err) => refused(h, err));
+      for (const i of round) answered.set(requests[i].idempotencyKey, [...(answered.get(requests[i].idempotencyKey) ?? []), i]);
+      pending = [];
+      for (const i of later) {
+        const same = answered.get(requests[i].idempotencyKey)?.find((j) => idempotent[j].fingerprint === idempotent[i].fingerprint && results[j].code === 0);
+        if (same !== undefined) results[i] = results[same];
+        else pending.push(i);
       }
-      const ids = await withTransaction(pool, async (tx) => {
-        // The key's deliveries are found again by their source key; the claim refuses another request under it.
-        await claimIdempotencyKey(tx, idempotent, sourceKey);
-        return enqueue(tx, send, new Date(clockOf(h).now()));
-      });
-      return { deliveryIds: ids };
-    } catch (err) {
-      if (err instanceof MissingVariablesError) throw fieldError("variables", `missing ${err.missing.join(", ")}`);
-      throw err;
     }
+    return { results };
   };
+}
+
+const sent = (r: SendNotificationResponse | { deliveryIds: string[] }): SendResult => create(SendNotificationResultSchema, { deliveryIds: r.deliveryIds });
+
+/** A request's refusal as its result: a client's mistake says why; anything else is logged, not told. */
+function refused(h: NotificationHandlerContext, err: unknown): SendResult {
+  const e = asConnectError(err instanceof MissingVariablesError ? fieldError("variables", `missing ${err.missing.join(", ")}`) : err);
+  if (e.code === Code.Internal || e.code === Code.Unknown) {
+    h.logger.error({ err }, "a batched notification failed");
+    return create(SendNotificationResultSchema, { code: Code.Internal, message: "internal error" });
+  }
+  return create(SendNotificationResultSchema, { code: e.code, message: e.rawMessage });
+}
+
+/** The one-channel requests at `indexes`: written with their claims in one statement; a key used before looked up in one more. */
+async function sendTogether(h: NotificationHandlerContext, indexes: number[], requests: SendNotificationRequest[], idempotent: IdempotentRequest[], results: SendResult[]): Promise<void> {
+  const valid: number[] = [];
+  const sends: SendRequest[] = [];
+  for (const i of indexes) {
+    try {
+      sends.push({ ...sendRequestOf(requests[i]), claim: idempotent[i] });
+      valid.push(i);
+    } catch (err) {
+      results[i] = refused(h, err);
+    }
+  }
+  if (!sends.length) return;
+  const made = await enqueueClaiming(h.pool, sends, new Date(clockOf(h).now()));
+  const usedBefore: number[] = [];
+  made.forEach((m, j) => {
+    const i = valid[j];
+    if ("error" in m) results[i] = refused(h, m.error);
+    else if (m.ids.length) results[i] = sent({ deliveryIds: m.ids });
+    else usedBefore.push(i);
+  });
+  if (!usedBefore.length) return;
+  const earlier = await earlierSends(h, usedBefore.map((i) => idempotent[i]));
+  for (const i of usedBefore) {
+    const first = earlier.get(idempotent[i].key);
+    if (!first) results[i] = create(SendNotificationResultSchema, { code: Code.Aborted, message: "idempotency_key: claimed meanwhile; try again" });
+    else if (first.fingerprint !== null && first.fingerprint !== idempotent[i].fingerprint) results[i] = refused(h, new IdempotencyConflictError(idempotent[i].key, SEND_OPERATION));
+    else results[i] = sent({ deliveryIds: first.delivery_ids });
+  }
+}
+
+/** Who claimed these keys before (their fingerprints) and the deliveries made under each, in one statement. */
+async function earlierSends(h: NotificationHandlerContext, claims: IdempotentRequest[]): Promise<Map<string, { fingerprint: string | null; delivery_ids: string[] }>> {
+  const { rows } = await h.pool.query<{ key: string; fingerprint: string | null; delivery_ids: string[] }>(
+    `SELECT r.key, r.fingerprint, COALESCE(array_agg(d.id::text ORDER BY d.channel) FILTER (WHERE d.id IS NOT NULL), '{}') AS delivery_ids
+       FROM notification.idempotent_requests r LEFT JOIN notification.deliveries d ON d.source_key = r.result_id
+      WHERE r.operation = $1 AND r.caller = '' AND r.key = ANY($2::text[])
+      GROUP BY r.key, r.fingerprint`,
+    [SEND_OPERATION, claims.map((c) => c.key)],
+  );
+  return new Map(rows.map((r) => [r.key, r]));
 }
 
 function upsertContactHandler(h: NotificationHandlerContext): ServiceImpl<typeof NotificationInternalService>["upsertContact"] {

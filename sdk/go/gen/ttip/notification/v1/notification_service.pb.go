@@ -1602,6 +1602,163 @@ func (x *SendNotificationResponse) GetDeliveryIds() []string {
 	return nil
 }
 
+type SendNotificationsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 100: the one-channel ones are written, with their keys' claims, by one
+	// statement of 100 rows at most (a bounded plan and lock set), and a pass of receipts
+	// (payment reconciles 100 at a time) fits in one call.
+	Requests      []*SendNotificationRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendNotificationsRequest) Reset() {
+	*x = SendNotificationsRequest{}
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendNotificationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendNotificationsRequest) ProtoMessage() {}
+
+func (x *SendNotificationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendNotificationsRequest.ProtoReflect.Descriptor instead.
+func (*SendNotificationsRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *SendNotificationsRequest) GetRequests() []*SendNotificationRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type SendNotificationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per request, in the requests' order.
+	Results       []*SendNotificationResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendNotificationsResponse) Reset() {
+	*x = SendNotificationsResponse{}
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendNotificationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendNotificationsResponse) ProtoMessage() {}
+
+func (x *SendNotificationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendNotificationsResponse.ProtoReflect.Descriptor instead.
+func (*SendNotificationsResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *SendNotificationsResponse) GetResults() []*SendNotificationResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// One request's answer: its deliveries, or why it was refused.
+type SendNotificationResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As SendNotificationResponse.delivery_ids, when code is 0 (OK).
+	DeliveryIds []string `protobuf:"bytes,1,rep,name=delivery_ids,json=deliveryIds,proto3" json:"delivery_ids,omitempty"`
+	// The gRPC status code SendNotification would have failed with (0: queued, now or
+	// under this key before; 6 ALREADY_EXISTS; 3 INVALID_ARGUMENT; ...).
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// Why, when code is not 0.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendNotificationResult) Reset() {
+	*x = SendNotificationResult{}
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendNotificationResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendNotificationResult) ProtoMessage() {}
+
+func (x *SendNotificationResult) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendNotificationResult.ProtoReflect.Descriptor instead.
+func (*SendNotificationResult) Descriptor() ([]byte, []int) {
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SendNotificationResult) GetDeliveryIds() []string {
+	if x != nil {
+		return x.DeliveryIds
+	}
+	return nil
+}
+
+func (x *SendNotificationResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *SendNotificationResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type UpsertContactRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
@@ -1614,7 +1771,7 @@ type UpsertContactRequest struct {
 
 func (x *UpsertContactRequest) Reset() {
 	*x = UpsertContactRequest{}
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[30]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1626,7 +1783,7 @@ func (x *UpsertContactRequest) String() string {
 func (*UpsertContactRequest) ProtoMessage() {}
 
 func (x *UpsertContactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[30]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1639,7 +1796,7 @@ func (x *UpsertContactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertContactRequest.ProtoReflect.Descriptor instead.
 func (*UpsertContactRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{30}
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *UpsertContactRequest) GetUserId() string {
@@ -1678,7 +1835,7 @@ type UpsertContactResponse struct {
 
 func (x *UpsertContactResponse) Reset() {
 	*x = UpsertContactResponse{}
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[31]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1847,7 @@ func (x *UpsertContactResponse) String() string {
 func (*UpsertContactResponse) ProtoMessage() {}
 
 func (x *UpsertContactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[31]
+	mi := &file_ttip_notification_v1_notification_service_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1860,7 @@ func (x *UpsertContactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertContactResponse.ProtoReflect.Descriptor instead.
 func (*UpsertContactResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{31}
+	return file_ttip_notification_v1_notification_service_proto_rawDescGZIP(), []int{34}
 }
 
 var File_ttip_notification_v1_notification_service_proto protoreflect.FileDescriptor
@@ -1825,7 +1982,16 @@ const file_ttip_notification_v1_notification_service_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x12\n" +
 	"\trecipient\x12\x05\xbaH\x02\b\x01\"=\n" +
 	"\x18SendNotificationResponse\x12!\n" +
-	"\fdelivery_ids\x18\x01 \x03(\tR\vdeliveryIds\"\xbb\x01\n" +
+	"\fdelivery_ids\x18\x01 \x03(\tR\vdeliveryIds\"q\n" +
+	"\x18SendNotificationsRequest\x12U\n" +
+	"\brequests\x18\x01 \x03(\v2-.ttip.notification.v1.SendNotificationRequestB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\brequests\"c\n" +
+	"\x19SendNotificationsResponse\x12F\n" +
+	"\aresults\x18\x01 \x03(\v2,.ttip.notification.v1.SendNotificationResultR\aresults\"i\n" +
+	"\x16SendNotificationResult\x12!\n" +
+	"\fdelivery_ids\x18\x01 \x03(\tR\vdeliveryIds\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xbb\x01\n" +
 	"\x14UpsertContactRequest\x12!\n" +
 	"\auser_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\x06userId\x120\n" +
 	"\x05phone\x18\x02 \x01(\tB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$R\x05phone\x12 \n" +
@@ -1848,9 +2014,10 @@ const file_ttip_notification_v1_notification_service_proto_rawDesc = "" +
 	"\x0eRenderTemplate\x12+.ttip.notification.v1.RenderTemplateRequest\x1a,.ttip.notification.v1.RenderTemplateResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x86\x01\n" +
 	"\vGetDelivery\x12(.ttip.notification.v1.GetDeliveryRequest\x1a).ttip.notification.v1.GetDeliveryResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x8f\x01\n" +
 	"\x0eListDeliveries\x12+.ttip.notification.v1.ListDeliveriesRequest\x1a,.ttip.notification.v1.ListDeliveriesResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x12\x98\x01\n" +
-	"\x11GetProviderHealth\x12..ttip.notification.v1.GetProviderHealthRequest\x1a/.ttip.notification.v1.GetProviderHealthResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x032\x87\x02\n" +
+	"\x11GetProviderHealth\x12..ttip.notification.v1.GetProviderHealthRequest\x1a/.ttip.notification.v1.GetProviderHealthResponse\"\"\xca\xf3\x18\x1b\b\x03\x12\x05admin\x12\asupport\x12\afinance\x90\x02\x01\x1a\x06\xca\xf3\x18\x02\b\x032\xfd\x02\n" +
 	"\x1bNotificationInternalService\x12q\n" +
-	"\x10SendNotification\x12-.ttip.notification.v1.SendNotificationRequest\x1a..ttip.notification.v1.SendNotificationResponse\x12m\n" +
+	"\x10SendNotification\x12-.ttip.notification.v1.SendNotificationRequest\x1a..ttip.notification.v1.SendNotificationResponse\x12t\n" +
+	"\x11SendNotifications\x12..ttip.notification.v1.SendNotificationsRequest\x1a/.ttip.notification.v1.SendNotificationsResponse\x12m\n" +
 	"\rUpsertContact\x12*.ttip.notification.v1.UpsertContactRequest\x1a+.ttip.notification.v1.UpsertContactResponse\"\x03\x90\x02\x02\x1a\x06\xca\xf3\x18\x02\b\x04B\xeb\x01\n" +
 	"\x18com.ttip.notification.v1B\x18NotificationServiceProtoP\x01ZCgithub.com/ttip/ttip/sdk/go/gen/ttip/notification/v1;notificationv1\xa2\x02\x03TNX\xaa\x02\x14Ttip.Notification.V1\xca\x02\x14Ttip\\Notification\\V1\xe2\x02 Ttip\\Notification\\V1\\GPBMetadata\xea\x02\x16Ttip::Notification::V1b\x06proto3"
 
@@ -1866,7 +2033,7 @@ func file_ttip_notification_v1_notification_service_proto_rawDescGZIP() []byte {
 	return file_ttip_notification_v1_notification_service_proto_rawDescData
 }
 
-var file_ttip_notification_v1_notification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_ttip_notification_v1_notification_service_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_ttip_notification_v1_notification_service_proto_goTypes = []any{
 	(*GetPreferencesRequest)(nil),           // 0: ttip.notification.v1.GetPreferencesRequest
 	(*GetPreferencesResponse)(nil),          // 1: ttip.notification.v1.GetPreferencesResponse
@@ -1898,89 +2065,96 @@ var file_ttip_notification_v1_notification_service_proto_goTypes = []any{
 	(*GetProviderHealthResponse)(nil),       // 27: ttip.notification.v1.GetProviderHealthResponse
 	(*SendNotificationRequest)(nil),         // 28: ttip.notification.v1.SendNotificationRequest
 	(*SendNotificationResponse)(nil),        // 29: ttip.notification.v1.SendNotificationResponse
-	(*UpsertContactRequest)(nil),            // 30: ttip.notification.v1.UpsertContactRequest
-	(*UpsertContactResponse)(nil),           // 31: ttip.notification.v1.UpsertContactResponse
-	nil,                                     // 32: ttip.notification.v1.RenderTemplateRequest.VariablesEntry
-	nil,                                     // 33: ttip.notification.v1.SendNotificationRequest.VariablesEntry
-	(*Preferences)(nil),                     // 34: ttip.notification.v1.Preferences
-	(*v1.PageRequest)(nil),                  // 35: ttip.common.v1.PageRequest
-	(*InAppNotification)(nil),               // 36: ttip.notification.v1.InAppNotification
-	(*v1.PageResponse)(nil),                 // 37: ttip.common.v1.PageResponse
-	(TemplateKey)(0),                        // 38: ttip.notification.v1.TemplateKey
-	(*Template)(nil),                        // 39: ttip.notification.v1.Template
-	(Channel)(0),                            // 40: ttip.notification.v1.Channel
-	(SmsEncoding)(0),                        // 41: ttip.notification.v1.SmsEncoding
-	(*Delivery)(nil),                        // 42: ttip.notification.v1.Delivery
-	(DeliveryStatus)(0),                     // 43: ttip.notification.v1.DeliveryStatus
-	(*ProviderHealth)(nil),                  // 44: ttip.notification.v1.ProviderHealth
+	(*SendNotificationsRequest)(nil),        // 30: ttip.notification.v1.SendNotificationsRequest
+	(*SendNotificationsResponse)(nil),       // 31: ttip.notification.v1.SendNotificationsResponse
+	(*SendNotificationResult)(nil),          // 32: ttip.notification.v1.SendNotificationResult
+	(*UpsertContactRequest)(nil),            // 33: ttip.notification.v1.UpsertContactRequest
+	(*UpsertContactResponse)(nil),           // 34: ttip.notification.v1.UpsertContactResponse
+	nil,                                     // 35: ttip.notification.v1.RenderTemplateRequest.VariablesEntry
+	nil,                                     // 36: ttip.notification.v1.SendNotificationRequest.VariablesEntry
+	(*Preferences)(nil),                     // 37: ttip.notification.v1.Preferences
+	(*v1.PageRequest)(nil),                  // 38: ttip.common.v1.PageRequest
+	(*InAppNotification)(nil),               // 39: ttip.notification.v1.InAppNotification
+	(*v1.PageResponse)(nil),                 // 40: ttip.common.v1.PageResponse
+	(TemplateKey)(0),                        // 41: ttip.notification.v1.TemplateKey
+	(*Template)(nil),                        // 42: ttip.notification.v1.Template
+	(Channel)(0),                            // 43: ttip.notification.v1.Channel
+	(SmsEncoding)(0),                        // 44: ttip.notification.v1.SmsEncoding
+	(*Delivery)(nil),                        // 45: ttip.notification.v1.Delivery
+	(DeliveryStatus)(0),                     // 46: ttip.notification.v1.DeliveryStatus
+	(*ProviderHealth)(nil),                  // 47: ttip.notification.v1.ProviderHealth
 }
 var file_ttip_notification_v1_notification_service_proto_depIdxs = []int32{
-	34, // 0: ttip.notification.v1.GetPreferencesResponse.preferences:type_name -> ttip.notification.v1.Preferences
-	34, // 1: ttip.notification.v1.UpdatePreferencesRequest.preferences:type_name -> ttip.notification.v1.Preferences
-	34, // 2: ttip.notification.v1.UpdatePreferencesResponse.preferences:type_name -> ttip.notification.v1.Preferences
-	35, // 3: ttip.notification.v1.ListInAppNotificationsRequest.page:type_name -> ttip.common.v1.PageRequest
-	36, // 4: ttip.notification.v1.ListInAppNotificationsResponse.notifications:type_name -> ttip.notification.v1.InAppNotification
-	37, // 5: ttip.notification.v1.ListInAppNotificationsResponse.page:type_name -> ttip.common.v1.PageResponse
-	36, // 6: ttip.notification.v1.WatchInAppNotificationsResponse.notification:type_name -> ttip.notification.v1.InAppNotification
-	38, // 7: ttip.notification.v1.ListTemplatesRequest.key:type_name -> ttip.notification.v1.TemplateKey
-	39, // 8: ttip.notification.v1.ListTemplatesResponse.templates:type_name -> ttip.notification.v1.Template
-	38, // 9: ttip.notification.v1.CreateTemplateVersionRequest.key:type_name -> ttip.notification.v1.TemplateKey
-	40, // 10: ttip.notification.v1.CreateTemplateVersionRequest.channel:type_name -> ttip.notification.v1.Channel
-	39, // 11: ttip.notification.v1.CreateTemplateVersionResponse.template:type_name -> ttip.notification.v1.Template
-	38, // 12: ttip.notification.v1.ActivateTemplateVersionRequest.key:type_name -> ttip.notification.v1.TemplateKey
-	40, // 13: ttip.notification.v1.ActivateTemplateVersionRequest.channel:type_name -> ttip.notification.v1.Channel
-	39, // 14: ttip.notification.v1.ActivateTemplateVersionResponse.template:type_name -> ttip.notification.v1.Template
-	38, // 15: ttip.notification.v1.RenderTemplateRequest.key:type_name -> ttip.notification.v1.TemplateKey
-	40, // 16: ttip.notification.v1.RenderTemplateRequest.channel:type_name -> ttip.notification.v1.Channel
-	32, // 17: ttip.notification.v1.RenderTemplateRequest.variables:type_name -> ttip.notification.v1.RenderTemplateRequest.VariablesEntry
-	41, // 18: ttip.notification.v1.RenderTemplateResponse.sms_encoding:type_name -> ttip.notification.v1.SmsEncoding
-	42, // 19: ttip.notification.v1.GetDeliveryResponse.delivery:type_name -> ttip.notification.v1.Delivery
-	35, // 20: ttip.notification.v1.ListDeliveriesRequest.page:type_name -> ttip.common.v1.PageRequest
-	43, // 21: ttip.notification.v1.ListDeliveriesRequest.status:type_name -> ttip.notification.v1.DeliveryStatus
-	40, // 22: ttip.notification.v1.ListDeliveriesRequest.channel:type_name -> ttip.notification.v1.Channel
-	42, // 23: ttip.notification.v1.ListDeliveriesResponse.deliveries:type_name -> ttip.notification.v1.Delivery
-	37, // 24: ttip.notification.v1.ListDeliveriesResponse.page:type_name -> ttip.common.v1.PageResponse
-	44, // 25: ttip.notification.v1.GetProviderHealthResponse.providers:type_name -> ttip.notification.v1.ProviderHealth
-	38, // 26: ttip.notification.v1.SendNotificationRequest.template_key:type_name -> ttip.notification.v1.TemplateKey
-	33, // 27: ttip.notification.v1.SendNotificationRequest.variables:type_name -> ttip.notification.v1.SendNotificationRequest.VariablesEntry
-	40, // 28: ttip.notification.v1.SendNotificationRequest.channels:type_name -> ttip.notification.v1.Channel
-	0,  // 29: ttip.notification.v1.NotificationService.GetPreferences:input_type -> ttip.notification.v1.GetPreferencesRequest
-	2,  // 30: ttip.notification.v1.NotificationService.UpdatePreferences:input_type -> ttip.notification.v1.UpdatePreferencesRequest
-	4,  // 31: ttip.notification.v1.NotificationService.ListInAppNotifications:input_type -> ttip.notification.v1.ListInAppNotificationsRequest
-	6,  // 32: ttip.notification.v1.NotificationService.WatchInAppNotifications:input_type -> ttip.notification.v1.WatchInAppNotificationsRequest
-	8,  // 33: ttip.notification.v1.NotificationService.MarkRead:input_type -> ttip.notification.v1.MarkReadRequest
-	10, // 34: ttip.notification.v1.NotificationService.RegisterPushToken:input_type -> ttip.notification.v1.RegisterPushTokenRequest
-	12, // 35: ttip.notification.v1.NotificationService.UnregisterPushToken:input_type -> ttip.notification.v1.UnregisterPushTokenRequest
-	14, // 36: ttip.notification.v1.NotificationAdminService.ListTemplates:input_type -> ttip.notification.v1.ListTemplatesRequest
-	16, // 37: ttip.notification.v1.NotificationAdminService.CreateTemplateVersion:input_type -> ttip.notification.v1.CreateTemplateVersionRequest
-	18, // 38: ttip.notification.v1.NotificationAdminService.ActivateTemplateVersion:input_type -> ttip.notification.v1.ActivateTemplateVersionRequest
-	20, // 39: ttip.notification.v1.NotificationAdminService.RenderTemplate:input_type -> ttip.notification.v1.RenderTemplateRequest
-	22, // 40: ttip.notification.v1.NotificationAdminService.GetDelivery:input_type -> ttip.notification.v1.GetDeliveryRequest
-	24, // 41: ttip.notification.v1.NotificationAdminService.ListDeliveries:input_type -> ttip.notification.v1.ListDeliveriesRequest
-	26, // 42: ttip.notification.v1.NotificationAdminService.GetProviderHealth:input_type -> ttip.notification.v1.GetProviderHealthRequest
-	28, // 43: ttip.notification.v1.NotificationInternalService.SendNotification:input_type -> ttip.notification.v1.SendNotificationRequest
-	30, // 44: ttip.notification.v1.NotificationInternalService.UpsertContact:input_type -> ttip.notification.v1.UpsertContactRequest
-	1,  // 45: ttip.notification.v1.NotificationService.GetPreferences:output_type -> ttip.notification.v1.GetPreferencesResponse
-	3,  // 46: ttip.notification.v1.NotificationService.UpdatePreferences:output_type -> ttip.notification.v1.UpdatePreferencesResponse
-	5,  // 47: ttip.notification.v1.NotificationService.ListInAppNotifications:output_type -> ttip.notification.v1.ListInAppNotificationsResponse
-	7,  // 48: ttip.notification.v1.NotificationService.WatchInAppNotifications:output_type -> ttip.notification.v1.WatchInAppNotificationsResponse
-	9,  // 49: ttip.notification.v1.NotificationService.MarkRead:output_type -> ttip.notification.v1.MarkReadResponse
-	11, // 50: ttip.notification.v1.NotificationService.RegisterPushToken:output_type -> ttip.notification.v1.RegisterPushTokenResponse
-	13, // 51: ttip.notification.v1.NotificationService.UnregisterPushToken:output_type -> ttip.notification.v1.UnregisterPushTokenResponse
-	15, // 52: ttip.notification.v1.NotificationAdminService.ListTemplates:output_type -> ttip.notification.v1.ListTemplatesResponse
-	17, // 53: ttip.notification.v1.NotificationAdminService.CreateTemplateVersion:output_type -> ttip.notification.v1.CreateTemplateVersionResponse
-	19, // 54: ttip.notification.v1.NotificationAdminService.ActivateTemplateVersion:output_type -> ttip.notification.v1.ActivateTemplateVersionResponse
-	21, // 55: ttip.notification.v1.NotificationAdminService.RenderTemplate:output_type -> ttip.notification.v1.RenderTemplateResponse
-	23, // 56: ttip.notification.v1.NotificationAdminService.GetDelivery:output_type -> ttip.notification.v1.GetDeliveryResponse
-	25, // 57: ttip.notification.v1.NotificationAdminService.ListDeliveries:output_type -> ttip.notification.v1.ListDeliveriesResponse
-	27, // 58: ttip.notification.v1.NotificationAdminService.GetProviderHealth:output_type -> ttip.notification.v1.GetProviderHealthResponse
-	29, // 59: ttip.notification.v1.NotificationInternalService.SendNotification:output_type -> ttip.notification.v1.SendNotificationResponse
-	31, // 60: ttip.notification.v1.NotificationInternalService.UpsertContact:output_type -> ttip.notification.v1.UpsertContactResponse
-	45, // [45:61] is the sub-list for method output_type
-	29, // [29:45] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	37, // 0: ttip.notification.v1.GetPreferencesResponse.preferences:type_name -> ttip.notification.v1.Preferences
+	37, // 1: ttip.notification.v1.UpdatePreferencesRequest.preferences:type_name -> ttip.notification.v1.Preferences
+	37, // 2: ttip.notification.v1.UpdatePreferencesResponse.preferences:type_name -> ttip.notification.v1.Preferences
+	38, // 3: ttip.notification.v1.ListInAppNotificationsRequest.page:type_name -> ttip.common.v1.PageRequest
+	39, // 4: ttip.notification.v1.ListInAppNotificationsResponse.notifications:type_name -> ttip.notification.v1.InAppNotification
+	40, // 5: ttip.notification.v1.ListInAppNotificationsResponse.page:type_name -> ttip.common.v1.PageResponse
+	39, // 6: ttip.notification.v1.WatchInAppNotificationsResponse.notification:type_name -> ttip.notification.v1.InAppNotification
+	41, // 7: ttip.notification.v1.ListTemplatesRequest.key:type_name -> ttip.notification.v1.TemplateKey
+	42, // 8: ttip.notification.v1.ListTemplatesResponse.templates:type_name -> ttip.notification.v1.Template
+	41, // 9: ttip.notification.v1.CreateTemplateVersionRequest.key:type_name -> ttip.notification.v1.TemplateKey
+	43, // 10: ttip.notification.v1.CreateTemplateVersionRequest.channel:type_name -> ttip.notification.v1.Channel
+	42, // 11: ttip.notification.v1.CreateTemplateVersionResponse.template:type_name -> ttip.notification.v1.Template
+	41, // 12: ttip.notification.v1.ActivateTemplateVersionRequest.key:type_name -> ttip.notification.v1.TemplateKey
+	43, // 13: ttip.notification.v1.ActivateTemplateVersionRequest.channel:type_name -> ttip.notification.v1.Channel
+	42, // 14: ttip.notification.v1.ActivateTemplateVersionResponse.template:type_name -> ttip.notification.v1.Template
+	41, // 15: ttip.notification.v1.RenderTemplateRequest.key:type_name -> ttip.notification.v1.TemplateKey
+	43, // 16: ttip.notification.v1.RenderTemplateRequest.channel:type_name -> ttip.notification.v1.Channel
+	35, // 17: ttip.notification.v1.RenderTemplateRequest.variables:type_name -> ttip.notification.v1.RenderTemplateRequest.VariablesEntry
+	44, // 18: ttip.notification.v1.RenderTemplateResponse.sms_encoding:type_name -> ttip.notification.v1.SmsEncoding
+	45, // 19: ttip.notification.v1.GetDeliveryResponse.delivery:type_name -> ttip.notification.v1.Delivery
+	38, // 20: ttip.notification.v1.ListDeliveriesRequest.page:type_name -> ttip.common.v1.PageRequest
+	46, // 21: ttip.notification.v1.ListDeliveriesRequest.status:type_name -> ttip.notification.v1.DeliveryStatus
+	43, // 22: ttip.notification.v1.ListDeliveriesRequest.channel:type_name -> ttip.notification.v1.Channel
+	45, // 23: ttip.notification.v1.ListDeliveriesResponse.deliveries:type_name -> ttip.notification.v1.Delivery
+	40, // 24: ttip.notification.v1.ListDeliveriesResponse.page:type_name -> ttip.common.v1.PageResponse
+	47, // 25: ttip.notification.v1.GetProviderHealthResponse.providers:type_name -> ttip.notification.v1.ProviderHealth
+	41, // 26: ttip.notification.v1.SendNotificationRequest.template_key:type_name -> ttip.notification.v1.TemplateKey
+	36, // 27: ttip.notification.v1.SendNotificationRequest.variables:type_name -> ttip.notification.v1.SendNotificationRequest.VariablesEntry
+	43, // 28: ttip.notification.v1.SendNotificationRequest.channels:type_name -> ttip.notification.v1.Channel
+	28, // 29: ttip.notification.v1.SendNotificationsRequest.requests:type_name -> ttip.notification.v1.SendNotificationRequest
+	32, // 30: ttip.notification.v1.SendNotificationsResponse.results:type_name -> ttip.notification.v1.SendNotificationResult
+	0,  // 31: ttip.notification.v1.NotificationService.GetPreferences:input_type -> ttip.notification.v1.GetPreferencesRequest
+	2,  // 32: ttip.notification.v1.NotificationService.UpdatePreferences:input_type -> ttip.notification.v1.UpdatePreferencesRequest
+	4,  // 33: ttip.notification.v1.NotificationService.ListInAppNotifications:input_type -> ttip.notification.v1.ListInAppNotificationsRequest
+	6,  // 34: ttip.notification.v1.NotificationService.WatchInAppNotifications:input_type -> ttip.notification.v1.WatchInAppNotificationsRequest
+	8,  // 35: ttip.notification.v1.NotificationService.MarkRead:input_type -> ttip.notification.v1.MarkReadRequest
+	10, // 36: ttip.notification.v1.NotificationService.RegisterPushToken:input_type -> ttip.notification.v1.RegisterPushTokenRequest
+	12, // 37: ttip.notification.v1.NotificationService.UnregisterPushToken:input_type -> ttip.notification.v1.UnregisterPushTokenRequest
+	14, // 38: ttip.notification.v1.NotificationAdminService.ListTemplates:input_type -> ttip.notification.v1.ListTemplatesRequest
+	16, // 39: ttip.notification.v1.NotificationAdminService.CreateTemplateVersion:input_type -> ttip.notification.v1.CreateTemplateVersionRequest
+	18, // 40: ttip.notification.v1.NotificationAdminService.ActivateTemplateVersion:input_type -> ttip.notification.v1.ActivateTemplateVersionRequest
+	20, // 41: ttip.notification.v1.NotificationAdminService.RenderTemplate:input_type -> ttip.notification.v1.RenderTemplateRequest
+	22, // 42: ttip.notification.v1.NotificationAdminService.GetDelivery:input_type -> ttip.notification.v1.GetDeliveryRequest
+	24, // 43: ttip.notification.v1.NotificationAdminService.ListDeliveries:input_type -> ttip.notification.v1.ListDeliveriesRequest
+	26, // 44: ttip.notification.v1.NotificationAdminService.GetProviderHealth:input_type -> ttip.notification.v1.GetProviderHealthRequest
+	28, // 45: ttip.notification.v1.NotificationInternalService.SendNotification:input_type -> ttip.notification.v1.SendNotificationRequest
+	30, // 46: ttip.notification.v1.NotificationInternalService.SendNotifications:input_type -> ttip.notification.v1.SendNotificationsRequest
+	33, // 47: ttip.notification.v1.NotificationInternalService.UpsertContact:input_type -> ttip.notification.v1.UpsertContactRequest
+	1,  // 48: ttip.notification.v1.NotificationService.GetPreferences:output_type -> ttip.notification.v1.GetPreferencesResponse
+	3,  // 49: ttip.notification.v1.NotificationService.UpdatePreferences:output_type -> ttip.notification.v1.UpdatePreferencesResponse
+	5,  // 50: ttip.notification.v1.NotificationService.ListInAppNotifications:output_type -> ttip.notification.v1.ListInAppNotificationsResponse
+	7,  // 51: ttip.notification.v1.NotificationService.WatchInAppNotifications:output_type -> ttip.notification.v1.WatchInAppNotificationsResponse
+	9,  // 52: ttip.notification.v1.NotificationService.MarkRead:output_type -> ttip.notification.v1.MarkReadResponse
+	11, // 53: ttip.notification.v1.NotificationService.RegisterPushToken:output_type -> ttip.notification.v1.RegisterPushTokenResponse
+	13, // 54: ttip.notification.v1.NotificationService.UnregisterPushToken:output_type -> ttip.notification.v1.UnregisterPushTokenResponse
+	15, // 55: ttip.notification.v1.NotificationAdminService.ListTemplates:output_type -> ttip.notification.v1.ListTemplatesResponse
+	17, // 56: ttip.notification.v1.NotificationAdminService.CreateTemplateVersion:output_type -> ttip.notification.v1.CreateTemplateVersionResponse
+	19, // 57: ttip.notification.v1.NotificationAdminService.ActivateTemplateVersion:output_type -> ttip.notification.v1.ActivateTemplateVersionResponse
+	21, // 58: ttip.notification.v1.NotificationAdminService.RenderTemplate:output_type -> ttip.notification.v1.RenderTemplateResponse
+	23, // 59: ttip.notification.v1.NotificationAdminService.GetDelivery:output_type -> ttip.notification.v1.GetDeliveryResponse
+	25, // 60: ttip.notification.v1.NotificationAdminService.ListDeliveries:output_type -> ttip.notification.v1.ListDeliveriesResponse
+	27, // 61: ttip.notification.v1.NotificationAdminService.GetProviderHealth:output_type -> ttip.notification.v1.GetProviderHealthResponse
+	29, // 62: ttip.notification.v1.NotificationInternalService.SendNotification:output_type -> ttip.notification.v1.SendNotificationResponse
+	31, // 63: ttip.notification.v1.NotificationInternalService.SendNotifications:output_type -> ttip.notification.v1.SendNotificationsResponse
+	34, // 64: ttip.notification.v1.NotificationInternalService.UpsertContact:output_type -> ttip.notification.v1.UpsertContactResponse
+	48, // [48:65] is the sub-list for method output_type
+	31, // [31:48] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_ttip_notification_v1_notification_service_proto_init() }
@@ -2000,7 +2174,7 @@ func file_ttip_notification_v1_notification_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_notification_v1_notification_service_proto_rawDesc), len(file_ttip_notification_v1_notification_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -83,6 +83,9 @@ const (
 	// NotificationInternalServiceSendNotificationProcedure is the fully-qualified name of the
 	// NotificationInternalService's SendNotification RPC.
 	NotificationInternalServiceSendNotificationProcedure = "/ttip.notification.v1.NotificationInternalService/SendNotification"
+	// NotificationInternalServiceSendNotificationsProcedure is the fully-qualified name of the
+	// NotificationInternalService's SendNotifications RPC.
+	NotificationInternalServiceSendNotificationsProcedure = "/ttip.notification.v1.NotificationInternalService/SendNotifications"
 	// NotificationInternalServiceUpsertContactProcedure is the fully-qualified name of the
 	// NotificationInternalService's UpsertContact RPC.
 	NotificationInternalServiceUpsertContactProcedure = "/ttip.notification.v1.NotificationInternalService/UpsertContact"
@@ -576,6 +579,11 @@ func (UnimplementedNotificationAdminServiceHandler) GetProviderHealth(context.Co
 type NotificationInternalServiceClient interface {
 	// Queues a message once per idempotency key; delivery is retried by channel rules.
 	SendNotification(context.Context, *connect.Request[v1.SendNotificationRequest]) (*connect.Response[v1.SendNotificationResponse], error)
+	// SendNotification for several messages in one call (a pass of customer receipts): each
+	// request is answered on its own, in order, as SendNotification would answer it alone,
+	// and its idempotency key is the same key as there. A request refused (ALREADY_EXISTS:
+	// its key was used for another message) refuses only itself.
+	SendNotifications(context.Context, *connect.Request[v1.SendNotificationsRequest]) (*connect.Response[v1.SendNotificationsResponse], error)
 	// Records where a user is reached (events carry masked numbers only): auth calls
 	// it when a phone is verified or changed. Empty fields leave the stored value.
 	UpsertContact(context.Context, *connect.Request[v1.UpsertContactRequest]) (*connect.Response[v1.UpsertContactResponse], error)
@@ -599,6 +607,12 @@ func NewNotificationInternalServiceClient(httpClient connect.HTTPClient, baseURL
 			connect.WithSchema(notificationInternalServiceMethods.ByName("SendNotification")),
 			connect.WithClientOptions(opts...),
 		),
+		sendNotifications: connect.NewClient[v1.SendNotificationsRequest, v1.SendNotificationsResponse](
+			httpClient,
+			baseURL+NotificationInternalServiceSendNotificationsProcedure,
+			connect.WithSchema(notificationInternalServiceMethods.ByName("SendNotifications")),
+			connect.WithClientOptions(opts...),
+		),
 		upsertContact: connect.NewClient[v1.UpsertContactRequest, v1.UpsertContactResponse](
 			httpClient,
 			baseURL+NotificationInternalServiceUpsertContactProcedure,
@@ -611,13 +625,19 @@ func NewNotificationInternalServiceClient(httpClient connect.HTTPClient, baseURL
 
 // notificationInternalServiceClient implements NotificationInternalServiceClient.
 type notificationInternalServiceClient struct {
-	sendNotification *connect.Client[v1.SendNotificationRequest, v1.SendNotificationResponse]
-	upsertContact    *connect.Client[v1.UpsertContactRequest, v1.UpsertContactResponse]
+	sendNotification  *connect.Client[v1.SendNotificationRequest, v1.SendNotificationResponse]
+	sendNotifications *connect.Client[v1.SendNotificationsRequest, v1.SendNotificationsResponse]
+	upsertContact     *connect.Client[v1.UpsertContactRequest, v1.UpsertContactResponse]
 }
 
 // SendNotification calls ttip.notification.v1.NotificationInternalService.SendNotification.
 func (c *notificationInternalServiceClient) SendNotification(ctx context.Context, req *connect.Request[v1.SendNotificationRequest]) (*connect.Response[v1.SendNotificationResponse], error) {
 	return c.sendNotification.CallUnary(ctx, req)
+}
+
+// SendNotifications calls ttip.notification.v1.NotificationInternalService.SendNotifications.
+func (c *notificationInternalServiceClient) SendNotifications(ctx context.Context, req *connect.Request[v1.SendNotificationsRequest]) (*connect.Response[v1.SendNotificationsResponse], error) {
+	return c.sendNotifications.CallUnary(ctx, req)
 }
 
 // UpsertContact calls ttip.notification.v1.NotificationInternalService.UpsertContact.
@@ -630,6 +650,11 @@ func (c *notificationInternalServiceClient) UpsertContact(ctx context.Context, r
 type NotificationInternalServiceHandler interface {
 	// Queues a message once per idempotency key; delivery is retried by channel rules.
 	SendNotification(context.Context, *connect.Request[v1.SendNotificationRequest]) (*connect.Response[v1.SendNotificationResponse], error)
+	// SendNotification for several messages in one call (a pass of customer receipts): each
+	// request is answered on its own, in order, as SendNotification would answer it alone,
+	// and its idempotency key is the same key as there. A request refused (ALREADY_EXISTS:
+	// its key was used for another message) refuses only itself.
+	SendNotifications(context.Context, *connect.Request[v1.SendNotificationsRequest]) (*connect.Response[v1.SendNotificationsResponse], error)
 	// Records where a user is reached (events carry masked numbers only): auth calls
 	// it when a phone is verified or changed. Empty fields leave the stored value.
 	UpsertContact(context.Context, *connect.Request[v1.UpsertContactRequest]) (*connect.Response[v1.UpsertContactResponse], error)
@@ -648,6 +673,12 @@ func NewNotificationInternalServiceHandler(svc NotificationInternalServiceHandle
 		connect.WithSchema(notificationInternalServiceMethods.ByName("SendNotification")),
 		connect.WithHandlerOptions(opts...),
 	)
+	notificationInternalServiceSendNotificationsHandler := connect.NewUnaryHandler(
+		NotificationInternalServiceSendNotificationsProcedure,
+		svc.SendNotifications,
+		connect.WithSchema(notificationInternalServiceMethods.ByName("SendNotifications")),
+		connect.WithHandlerOptions(opts...),
+	)
 	notificationInternalServiceUpsertContactHandler := connect.NewUnaryHandler(
 		NotificationInternalServiceUpsertContactProcedure,
 		svc.UpsertContact,
@@ -659,6 +690,8 @@ func NewNotificationInternalServiceHandler(svc NotificationInternalServiceHandle
 		switch r.URL.Path {
 		case NotificationInternalServiceSendNotificationProcedure:
 			notificationInternalServiceSendNotificationHandler.ServeHTTP(w, r)
+		case NotificationInternalServiceSendNotificationsProcedure:
+			notificationInternalServiceSendNotificationsHandler.ServeHTTP(w, r)
 		case NotificationInternalServiceUpsertContactProcedure:
 			notificationInternalServiceUpsertContactHandler.ServeHTTP(w, r)
 		default:
@@ -672,6 +705,10 @@ type UnimplementedNotificationInternalServiceHandler struct{}
 
 func (UnimplementedNotificationInternalServiceHandler) SendNotification(context.Context, *connect.Request[v1.SendNotificationRequest]) (*connect.Response[v1.SendNotificationResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.notification.v1.NotificationInternalService.SendNotification is not implemented"))
+}
+
+func (UnimplementedNotificationInternalServiceHandler) SendNotifications(context.Context, *connect.Request[v1.SendNotificationsRequest]) (*connect.Response[v1.SendNotificationsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.notification.v1.NotificationInternalService.SendNotifications is not implemented"))
 }
 
 func (UnimplementedNotificationInternalServiceHandler) UpsertContact(context.Context, *connect.Request[v1.UpsertContactRequest]) (*connect.Response[v1.UpsertContactResponse], error) {

@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.notification.v1 import notification_service_pb
-from ttip_sdk.gen.ttip.notification.v1.notification_service_pb import ActivateTemplateVersionRequest, ActivateTemplateVersionResponse, CreateTemplateVersionRequest, CreateTemplateVersionResponse, GetDeliveryRequest, GetDeliveryResponse, GetPreferencesRequest, GetPreferencesResponse, GetProviderHealthRequest, GetProviderHealthResponse, ListDeliveriesRequest, ListDeliveriesResponse, ListInAppNotificationsRequest, ListInAppNotificationsResponse, ListTemplatesRequest, ListTemplatesResponse, MarkReadRequest, MarkReadResponse, RegisterPushTokenRequest, RegisterPushTokenResponse, RenderTemplateRequest, RenderTemplateResponse, SendNotificationRequest, SendNotificationResponse, UnregisterPushTokenRequest, UnregisterPushTokenResponse, UpdatePreferencesRequest, UpdatePreferencesResponse, UpsertContactRequest, UpsertContactResponse, WatchInAppNotificationsRequest, WatchInAppNotificationsResponse
+from ttip_sdk.gen.ttip.notification.v1.notification_service_pb import ActivateTemplateVersionRequest, ActivateTemplateVersionResponse, CreateTemplateVersionRequest, CreateTemplateVersionResponse, GetDeliveryRequest, GetDeliveryResponse, GetPreferencesRequest, GetPreferencesResponse, GetProviderHealthRequest, GetProviderHealthResponse, ListDeliveriesRequest, ListDeliveriesResponse, ListInAppNotificationsRequest, ListInAppNotificationsResponse, ListTemplatesRequest, ListTemplatesResponse, MarkReadRequest, MarkReadResponse, RegisterPushTokenRequest, RegisterPushTokenResponse, RenderTemplateRequest, RenderTemplateResponse, SendNotificationRequest, SendNotificationResponse, SendNotificationsRequest, SendNotificationsResponse, UnregisterPushTokenRequest, UnregisterPushTokenResponse, UpdatePreferencesRequest, UpdatePreferencesResponse, UpsertContactRequest, UpsertContactResponse, WatchInAppNotificationsRequest, WatchInAppNotificationsResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
@@ -1225,6 +1225,15 @@ class NotificationInternalService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def send_notifications(self, request: SendNotificationsRequest, ctx: RequestContext[SendNotificationsRequest, SendNotificationsResponse], /) -> SendNotificationsResponse:
+        """
+        SendNotification for several messages in one call (a pass of customer receipts): each
+        request is answered on its own, in order, as SendNotification would answer it alone,
+        and its idempotency key is the same key as there. A request refused (ALREADY_EXISTS:
+        its key was used for another message) refuses only itself.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def upsert_contact(self, request: UpsertContactRequest, ctx: RequestContext[UpsertContactRequest, UpsertContactResponse], /) -> UpsertContactResponse:
         """
         Records where a user is reached (events carry masked numbers only): auth calls
@@ -1260,6 +1269,17 @@ class NotificationInternalServiceASGIApplication(ConnectASGIApplication[Notifica
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.send_notification,
+                ),
+                "/ttip.notification.v1.NotificationInternalService/SendNotifications": Endpoint.unary(
+                    method=MethodInfo(
+                        name="SendNotifications",
+                        service_name="ttip.notification.v1.NotificationInternalService",
+                        input=SendNotificationsRequest,
+                        output=SendNotificationsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.send_notifications,
                 ),
                 "/ttip.notification.v1.NotificationInternalService/UpsertContact": Endpoint.unary(
                     method=MethodInfo(
@@ -1312,6 +1332,32 @@ class NotificationInternalServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def send_notifications(
+        self,
+        request: SendNotificationsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SendNotificationsResponse:
+        """
+        SendNotification for several messages in one call (a pass of customer receipts): each
+        request is answered on its own, in order, as SendNotification would answer it alone,
+        and its idempotency key is the same key as there. A request refused (ALREADY_EXISTS:
+        its key was used for another message) refuses only itself.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SendNotifications",
+                service_name="ttip.notification.v1.NotificationInternalService",
+                input=SendNotificationsRequest,
+                output=SendNotificationsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
     async def upsert_contact(
         self,
         request: UpsertContactRequest,
@@ -1344,6 +1390,15 @@ class NotificationInternalServiceSync(Protocol):
     def send_notification(self, request: SendNotificationRequest, ctx: RequestContext[SendNotificationRequest, SendNotificationResponse], /) -> SendNotificationResponse:
         """
         Queues a message once per idempotency key; delivery is retried by channel rules.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def send_notifications(self, request: SendNotificationsRequest, ctx: RequestContext[SendNotificationsRequest, SendNotificationsResponse], /) -> SendNotificationsResponse:
+        """
+        SendNotification for several messages in one call (a pass of customer receipts): each
+        request is answered on its own, in order, as SendNotification would answer it alone,
+        and its idempotency key is the same key as there. A request refused (ALREADY_EXISTS:
+        its key was used for another message) refuses only itself.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -1380,6 +1435,17 @@ class NotificationInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.send_notification,
+                ),
+                "/ttip.notification.v1.NotificationInternalService/SendNotifications": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="SendNotifications",
+                        service_name="ttip.notification.v1.NotificationInternalService",
+                        input=SendNotificationsRequest,
+                        output=SendNotificationsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.send_notifications,
                 ),
                 "/ttip.notification.v1.NotificationInternalService/UpsertContact": EndpointSync.unary(
                     method=MethodInfo(
@@ -1426,6 +1492,32 @@ class NotificationInternalServiceClientSync(ConnectClientSync):
                 service_name="ttip.notification.v1.NotificationInternalService",
                 input=SendNotificationRequest,
                 output=SendNotificationResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def send_notifications(
+        self,
+        request: SendNotificationsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> SendNotificationsResponse:
+        """
+        SendNotification for several messages in one call (a pass of customer receipts): each
+        request is answered on its own, in order, as SendNotification would answer it alone,
+        and its idempotency key is the same key as there. A request refused (ALREADY_EXISTS:
+        its key was used for another message) refuses only itself.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="SendNotifications",
+                service_name="ttip.notification.v1.NotificationInternalService",
+                input=SendNotificationsRequest,
+                output=SendNotificationsResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

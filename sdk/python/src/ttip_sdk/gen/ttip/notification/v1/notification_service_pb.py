@@ -1001,6 +1001,117 @@ class SendNotificationResponse(Message[_SendNotificationResponseFields]):
 
         delivery_ids: list[str]
 
+_SendNotificationsRequestFields: TypeAlias = Literal["requests"]
+
+class SendNotificationsRequest(Message[_SendNotificationsRequestFields]):
+    """
+    ```proto
+    message ttip.notification.v1.SendNotificationsRequest
+    ```
+
+    Attributes:
+        requests:
+            At most 100: the one-channel ones are written, with their keys' claims, by one
+            statement of 100 rows at most (a bounded plan and lock set), and a pass of receipts
+            (payment reconciles 100 at a time) fits in one call.
+
+            ```proto
+            repeated ttip.notification.v1.SendNotificationRequest requests = 1;
+            ```
+    """
+
+    __slots__ = ("requests",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            requests: list[SendNotificationRequest] | None = None,
+        ) -> None:
+            pass
+
+        requests: list[SendNotificationRequest]
+
+_SendNotificationsResponseFields: TypeAlias = Literal["results"]
+
+class SendNotificationsResponse(Message[_SendNotificationsResponseFields]):
+    """
+    ```proto
+    message ttip.notification.v1.SendNotificationsResponse
+    ```
+
+    Attributes:
+        results:
+            One per request, in the requests' order.
+
+            ```proto
+            repeated ttip.notification.v1.SendNotificationResult results = 1;
+            ```
+    """
+
+    __slots__ = ("results",)
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            results: list[SendNotificationResult] | None = None,
+        ) -> None:
+            pass
+
+        results: list[SendNotificationResult]
+
+_SendNotificationResultFields: TypeAlias = Literal["delivery_ids", "code", "message"]
+
+class SendNotificationResult(Message[_SendNotificationResultFields]):
+    """
+    One request's answer: its deliveries, or why it was refused.
+
+    ```proto
+    message ttip.notification.v1.SendNotificationResult
+    ```
+
+    Attributes:
+        delivery_ids:
+            As SendNotificationResponse.delivery_ids, when code is 0 (OK).
+
+            ```proto
+            repeated string delivery_ids = 1;
+            ```
+        code:
+            The gRPC status code SendNotification would have failed with (0: queued, now or
+            under this key before; 6 ALREADY_EXISTS; 3 INVALID_ARGUMENT; ...).
+
+            ```proto
+            int32 code = 2;
+            ```
+        message:
+            Why, when code is not 0.
+
+            ```proto
+            string message = 3;
+            ```
+    """
+
+    __slots__ = ("delivery_ids", "code", "message")
+
+    if TYPE_CHECKING:
+
+        def __init__(
+            self,
+            *,
+            delivery_ids: list[str] | None = None,
+            code: int = 0,
+            message: str = "",
+        ) -> None:
+            pass
+
+        delivery_ids: list[str]
+        code: int
+        message: str
+
 _UpsertContactRequestFields: TypeAlias = Literal["user_id", "phone", "email", "locale"]
 
 class UpsertContactRequest(Message[_UpsertContactRequestFields]):
@@ -1067,7 +1178,7 @@ class UpsertContactResponse(Message[_UpsertContactResponseFields]):
 
 
 _DESC = file_desc(
-    b'\n/ttip/notification/v1/notification_service.proto\x12\x14ttip.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19ttip/common/v1/page.proto\x1a\'ttip/notification/v1/notification.proto\x1a\x1cttip/common/v1/options.proto"\x17\n\x15GetPreferencesRequest"]\n\x16GetPreferencesResponse\x12C\n\x0bpreferences\x18\x01 \x01(\x0b2!.ttip.notification.v1.PreferencesR\x0bpreferences"g\n\x18UpdatePreferencesRequest\x12K\n\x0bpreferences\x18\x01 \x01(\x0b2!.ttip.notification.v1.PreferencesR\x0bpreferencesB\x06\xbaH\x03\xc8\x01\x01"`\n\x19UpdatePreferencesResponse\x12C\n\x0bpreferences\x18\x01 \x01(\x0b2!.ttip.notification.v1.PreferencesR\x0bpreferences"q\n\x1dListInAppNotificationsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12\x1f\n\x0bunread_only\x18\x02 \x01(\x08R\nunreadOnly"\xc4\x01\n\x1eListInAppNotificationsResponse\x12M\n\rnotifications\x18\x01 \x03(\x0b2\'.ttip.notification.v1.InAppNotificationR\rnotifications\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page\x12!\n\x0cunread_count\x18\x03 \x01(\x05R\x0bunreadCount" \n\x1eWatchInAppNotificationsRequest"n\n\x1fWatchInAppNotificationsResponse\x12K\n\x0cnotification\x18\x01 \x01(\x0b2\'.ttip.notification.v1.InAppNotificationR\x0cnotification"O\n\x0fMarkReadRequest\x12<\n\x10notification_ids\x18\x01 \x03(\tR\x0fnotificationIdsB\x11\xbaH\x0e\x92\x01\x0b\x08\x01\x10d"\x05r\x03\xb0\x01\x01"\x12\n\x10MarkReadResponse"r\n\x18RegisterPushTokenRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\n\x18\x80 \x124\n\x08platform\x18\x02 \x01(\tR\x08platformB\x18\xbaH\x15r\x13R\x03iosR\x07androidR\x03web"\x1b\n\x19RegisterPushTokenResponse">\n\x1aUnregisterPushTokenRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\n\x18\x80 "\x1d\n\x1bUnregisterPushTokenResponse"\x83\x01\n\x14ListTemplatesRequest\x12=\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03keyB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12,\n\x06locale\x18\x02 \x01(\tR\x06localeB\x14\xbaH\x11r\x0f2\r^([a-z]{2})?$"U\n\x15ListTemplatesResponse\x12<\n\ttemplates\x18\x01 \x03(\x0b2\x1e.ttip.notification.v1.TemplateR\ttemplates"\x8f\x02\n\x1cCreateTemplateVersionRequest\x12?\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03keyB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12%\n\x06locale\x18\x02 \x01(\tR\x06localeB\r\xbaH\nr\x08R\x02enR\x02sw\x12C\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channelB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12"\n\x07subject\x18\x04 \x01(\tR\x07subjectB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x1e\n\x04body\x18\x05 \x01(\tR\x04bodyB\n\xbaH\x07r\x05\x10\x01\x18\x90N"[\n\x1dCreateTemplateVersionResponse\x12:\n\x08template\x18\x01 \x01(\x0b2\x1e.ttip.notification.v1.TemplateR\x08template"\xf0\x01\n\x1eActivateTemplateVersionRequest\x12?\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03keyB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12%\n\x06locale\x18\x02 \x01(\tR\x06localeB\r\xbaH\nr\x08R\x02enR\x02sw\x12C\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channelB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12!\n\x07version\x18\x04 \x01(\x05R\x07versionB\x07\xbaH\x04\x1a\x02 \x00"]\n\x1fActivateTemplateVersionResponse\x12:\n\x08template\x18\x01 \x01(\x0b2\x1e.ttip.notification.v1.TemplateR\x08template"\xa1\x03\n\x15RenderTemplateRequest\x12?\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03keyB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12)\n\x06locale\x18\x02 \x01(\tR\x06localeB\x11\xbaH\x0er\x0c2\n^[a-z]{2}$\x12C\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channelB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12!\n\x07version\x18\x04 \x01(\x05R\x07versionB\x07\xbaH\x04\x1a\x02(\x00\x12v\n\tvariables\x18\x05 \x03(\x0b2:.ttip.notification.v1.RenderTemplateRequest.VariablesEntryR\tvariablesB\x1c\xbaH\x19\x9a\x01\x16\x102"\x12r\x102\x0e^[a-z_]{1,40}$\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xc7\x01\n\x16RenderTemplateResponse\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\x12\n\x04body\x18\x02 \x01(\tR\x04body\x12D\n\x0csms_encoding\x18\x03 \x01(\x0e2!.ttip.notification.v1.SmsEncodingR\x0bsmsEncoding\x12!\n\x0csms_segments\x18\x04 \x01(\x05R\x0bsmsSegments\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale"?\n\x12GetDeliveryRequest\x12)\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryIdB\x08\xbaH\x05r\x03\xb0\x01\x01"Q\n\x13GetDeliveryResponse\x12:\n\x08delivery\x18\x01 \x01(\x0b2\x1e.ttip.notification.v1.DeliveryR\x08delivery"\xf9\x01\n\x15ListDeliveriesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12$\n\x07user_id\x18\x02 \x01(\tR\x06userIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12F\n\x06status\x18\x03 \x01(\x0e2$.ttip.notification.v1.DeliveryStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12A\n\x07channel\x18\x04 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channelB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x8a\x01\n\x16ListDeliveriesResponse\x12>\n\ndeliveries\x18\x01 \x03(\x0b2\x1e.ttip.notification.v1.DeliveryR\ndeliveries\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"I\n\x18GetProviderHealthRequest\x12-\n\x0cwindow_hours\x18\x01 \x01(\x05R\x0bwindowHoursB\n\xbaH\x07\x1a\x05\x18\xa8\x01(\x00"\x82\x01\n\x19GetProviderHealthResponse\x12B\n\tproviders\x18\x01 \x03(\x0b2$.ttip.notification.v1.ProviderHealthR\tproviders\x12!\n\x0cwindow_hours\x18\x02 \x01(\x05R\x0bwindowHours"\xe1\x04\n\x17SendNotificationRequest\x123\n\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12#\n\x07user_id\x18\x02 \x01(\tH\x00R\x06userIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12/\n\x05phone\x18\x03 \x01(\tH\x00R\x05phoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$\x12\x1f\n\x05email\x18\x04 \x01(\tH\x00R\x05emailB\x07\xbaH\x04r\x02`\x01\x12P\n\x0ctemplate_key\x18\x05 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x0btemplateKeyB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12,\n\x06locale\x18\x06 \x01(\tR\x06localeB\x14\xbaH\x11r\x0f2\r^([a-z]{2})?$\x12x\n\tvariables\x18\x07 \x03(\x0b2<.ttip.notification.v1.SendNotificationRequest.VariablesEntryR\tvariablesB\x1c\xbaH\x19\x9a\x01\x16\x102"\x12r\x102\x0e^[a-z_]{1,40}$\x12N\n\x08channels\x18\x08 \x03(\x0e2\x1d.ttip.notification.v1.ChannelR\x08channelsB\x13\xbaH\x10\x92\x01\r\x10\x04\x18\x01"\x07\x82\x01\x04\x10\x01 \x00\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x12\n\trecipient\x12\x05\xbaH\x02\x08\x01"=\n\x18SendNotificationResponse\x12!\n\x0cdelivery_ids\x18\x01 \x03(\tR\x0bdeliveryIds"\xbb\x01\n\x14UpsertContactRequest\x12!\n\x07user_id\x18\x01 \x01(\tR\x06userIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x120\n\x05phone\x18\x02 \x01(\tR\x05phoneB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$\x12 \n\x05email\x18\x03 \x01(\tR\x05emailB\n\xbaH\x07\xd8\x01\x01r\x02`\x01\x12,\n\x06locale\x18\x04 \x01(\tR\x06localeB\x14\xbaH\x11r\x0f2\r^([a-z]{2})?$"\x17\n\x15UpsertContactResponse2\xed\x06\n\x13NotificationService\x12p\n\x0eGetPreferences\x12+.ttip.notification.v1.GetPreferencesRequest\x1a,.ttip.notification.v1.GetPreferencesResponse"\x03\x90\x02\x01\x12t\n\x11UpdatePreferences\x12..ttip.notification.v1.UpdatePreferencesRequest\x1a/.ttip.notification.v1.UpdatePreferencesResponse\x12\x88\x01\n\x16ListInAppNotifications\x123.ttip.notification.v1.ListInAppNotificationsRequest\x1a4.ttip.notification.v1.ListInAppNotificationsResponse"\x03\x90\x02\x01\x12\x8d\x01\n\x17WatchInAppNotifications\x124.ttip.notification.v1.WatchInAppNotificationsRequest\x1a5.ttip.notification.v1.WatchInAppNotificationsResponse"\x03\x90\x02\x010\x01\x12Y\n\x08MarkRead\x12%.ttip.notification.v1.MarkReadRequest\x1a&.ttip.notification.v1.MarkReadResponse\x12t\n\x11RegisterPushToken\x12..ttip.notification.v1.RegisterPushTokenRequest\x1a/.ttip.notification.v1.RegisterPushTokenResponse\x12z\n\x13UnregisterPushToken\x120.ttip.notification.v1.UnregisterPushTokenRequest\x1a1.ttip.notification.v1.UnregisterPushTokenResponse\x1a\x06\xca\xf3\x18\x02\x08\x012\x85\x08\n\x18NotificationAdminService\x12\x8c\x01\n\rListTemplates\x12*.ttip.notification.v1.ListTemplatesRequest\x1a+.ttip.notification.v1.ListTemplatesResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x80\x01\n\x15CreateTemplateVersion\x122.ttip.notification.v1.CreateTemplateVersionRequest\x1a3.ttip.notification.v1.CreateTemplateVersionResponse\x12\x86\x01\n\x17ActivateTemplateVersion\x124.ttip.notification.v1.ActivateTemplateVersionRequest\x1a5.ttip.notification.v1.ActivateTemplateVersionResponse\x12\x8f\x01\n\x0eRenderTemplate\x12+.ttip.notification.v1.RenderTemplateRequest\x1a,.ttip.notification.v1.RenderTemplateResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x86\x01\n\x0bGetDelivery\x12(.ttip.notification.v1.GetDeliveryRequest\x1a).ttip.notification.v1.GetDeliveryResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x8f\x01\n\x0eListDeliveries\x12+.ttip.notification.v1.ListDeliveriesRequest\x1a,.ttip.notification.v1.ListDeliveriesResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x98\x01\n\x11GetProviderHealth\x12..ttip.notification.v1.GetProviderHealthRequest\x1a/.ttip.notification.v1.GetProviderHealthResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x1a\x06\xca\xf3\x18\x02\x08\x032\x87\x02\n\x1bNotificationInternalService\x12q\n\x10SendNotification\x12-.ttip.notification.v1.SendNotificationRequest\x1a..ttip.notification.v1.SendNotificationResponse\x12m\n\rUpsertContact\x12*.ttip.notification.v1.UpsertContactRequest\x1a+.ttip.notification.v1.UpsertContactResponse"\x03\x90\x02\x02\x1a\x06\xca\xf3\x18\x02\x08\x04b\x06proto3',
+    b'\n/ttip/notification/v1/notification_service.proto\x12\x14ttip.notification.v1\x1a\x1bbuf/validate/validate.proto\x1a\x19ttip/common/v1/page.proto\x1a\'ttip/notification/v1/notification.proto\x1a\x1cttip/common/v1/options.proto"\x17\n\x15GetPreferencesRequest"]\n\x16GetPreferencesResponse\x12C\n\x0bpreferences\x18\x01 \x01(\x0b2!.ttip.notification.v1.PreferencesR\x0bpreferences"g\n\x18UpdatePreferencesRequest\x12K\n\x0bpreferences\x18\x01 \x01(\x0b2!.ttip.notification.v1.PreferencesR\x0bpreferencesB\x06\xbaH\x03\xc8\x01\x01"`\n\x19UpdatePreferencesResponse\x12C\n\x0bpreferences\x18\x01 \x01(\x0b2!.ttip.notification.v1.PreferencesR\x0bpreferences"q\n\x1dListInAppNotificationsRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12\x1f\n\x0bunread_only\x18\x02 \x01(\x08R\nunreadOnly"\xc4\x01\n\x1eListInAppNotificationsResponse\x12M\n\rnotifications\x18\x01 \x03(\x0b2\'.ttip.notification.v1.InAppNotificationR\rnotifications\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page\x12!\n\x0cunread_count\x18\x03 \x01(\x05R\x0bunreadCount" \n\x1eWatchInAppNotificationsRequest"n\n\x1fWatchInAppNotificationsResponse\x12K\n\x0cnotification\x18\x01 \x01(\x0b2\'.ttip.notification.v1.InAppNotificationR\x0cnotification"O\n\x0fMarkReadRequest\x12<\n\x10notification_ids\x18\x01 \x03(\tR\x0fnotificationIdsB\x11\xbaH\x0e\x92\x01\x0b\x08\x01\x10d"\x05r\x03\xb0\x01\x01"\x12\n\x10MarkReadResponse"r\n\x18RegisterPushTokenRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\n\x18\x80 \x124\n\x08platform\x18\x02 \x01(\tR\x08platformB\x18\xbaH\x15r\x13R\x03iosR\x07androidR\x03web"\x1b\n\x19RegisterPushTokenResponse">\n\x1aUnregisterPushTokenRequest\x12 \n\x05token\x18\x01 \x01(\tR\x05tokenB\n\xbaH\x07r\x05\x10\n\x18\x80 "\x1d\n\x1bUnregisterPushTokenResponse"\x83\x01\n\x14ListTemplatesRequest\x12=\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03keyB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12,\n\x06locale\x18\x02 \x01(\tR\x06localeB\x14\xbaH\x11r\x0f2\r^([a-z]{2})?$"U\n\x15ListTemplatesResponse\x12<\n\ttemplates\x18\x01 \x03(\x0b2\x1e.ttip.notification.v1.TemplateR\ttemplates"\x8f\x02\n\x1cCreateTemplateVersionRequest\x12?\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03keyB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12%\n\x06locale\x18\x02 \x01(\tR\x06localeB\r\xbaH\nr\x08R\x02enR\x02sw\x12C\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channelB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12"\n\x07subject\x18\x04 \x01(\tR\x07subjectB\x08\xbaH\x05r\x03\x18\xc8\x01\x12\x1e\n\x04body\x18\x05 \x01(\tR\x04bodyB\n\xbaH\x07r\x05\x10\x01\x18\x90N"[\n\x1dCreateTemplateVersionResponse\x12:\n\x08template\x18\x01 \x01(\x0b2\x1e.ttip.notification.v1.TemplateR\x08template"\xf0\x01\n\x1eActivateTemplateVersionRequest\x12?\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03keyB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12%\n\x06locale\x18\x02 \x01(\tR\x06localeB\r\xbaH\nr\x08R\x02enR\x02sw\x12C\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channelB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12!\n\x07version\x18\x04 \x01(\x05R\x07versionB\x07\xbaH\x04\x1a\x02 \x00"]\n\x1fActivateTemplateVersionResponse\x12:\n\x08template\x18\x01 \x01(\x0b2\x1e.ttip.notification.v1.TemplateR\x08template"\xa1\x03\n\x15RenderTemplateRequest\x12?\n\x03key\x18\x01 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x03keyB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12)\n\x06locale\x18\x02 \x01(\tR\x06localeB\x11\xbaH\x0er\x0c2\n^[a-z]{2}$\x12C\n\x07channel\x18\x03 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channelB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12!\n\x07version\x18\x04 \x01(\x05R\x07versionB\x07\xbaH\x04\x1a\x02(\x00\x12v\n\tvariables\x18\x05 \x03(\x0b2:.ttip.notification.v1.RenderTemplateRequest.VariablesEntryR\tvariablesB\x1c\xbaH\x19\x9a\x01\x16\x102"\x12r\x102\x0e^[a-z_]{1,40}$\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xc7\x01\n\x16RenderTemplateResponse\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\x12\n\x04body\x18\x02 \x01(\tR\x04body\x12D\n\x0csms_encoding\x18\x03 \x01(\x0e2!.ttip.notification.v1.SmsEncodingR\x0bsmsEncoding\x12!\n\x0csms_segments\x18\x04 \x01(\x05R\x0bsmsSegments\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale"?\n\x12GetDeliveryRequest\x12)\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryIdB\x08\xbaH\x05r\x03\xb0\x01\x01"Q\n\x13GetDeliveryResponse\x12:\n\x08delivery\x18\x01 \x01(\x0b2\x1e.ttip.notification.v1.DeliveryR\x08delivery"\xf9\x01\n\x15ListDeliveriesRequest\x12/\n\x04page\x18\x01 \x01(\x0b2\x1b.ttip.common.v1.PageRequestR\x04page\x12$\n\x07user_id\x18\x02 \x01(\tR\x06userIdB\x0b\xbaH\x08\xd8\x01\x01r\x03\xb0\x01\x01\x12F\n\x06status\x18\x03 \x01(\x0e2$.ttip.notification.v1.DeliveryStatusR\x06statusB\x08\xbaH\x05\x82\x01\x02\x10\x01\x12A\n\x07channel\x18\x04 \x01(\x0e2\x1d.ttip.notification.v1.ChannelR\x07channelB\x08\xbaH\x05\x82\x01\x02\x10\x01"\x8a\x01\n\x16ListDeliveriesResponse\x12>\n\ndeliveries\x18\x01 \x03(\x0b2\x1e.ttip.notification.v1.DeliveryR\ndeliveries\x120\n\x04page\x18\x02 \x01(\x0b2\x1c.ttip.common.v1.PageResponseR\x04page"I\n\x18GetProviderHealthRequest\x12-\n\x0cwindow_hours\x18\x01 \x01(\x05R\x0bwindowHoursB\n\xbaH\x07\x1a\x05\x18\xa8\x01(\x00"\x82\x01\n\x19GetProviderHealthResponse\x12B\n\tproviders\x18\x01 \x03(\x0b2$.ttip.notification.v1.ProviderHealthR\tproviders\x12!\n\x0cwindow_hours\x18\x02 \x01(\x05R\x0bwindowHours"\xe1\x04\n\x17SendNotificationRequest\x123\n\x0fidempotency_key\x18\x01 \x01(\tR\x0eidempotencyKeyB\n\xbaH\x07r\x05\x10\x08\x18\x80\x01\x12#\n\x07user_id\x18\x02 \x01(\tH\x00R\x06userIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x12/\n\x05phone\x18\x03 \x01(\tH\x00R\x05phoneB\x17\xbaH\x14r\x122\x10^\\+?[0-9]{9,15}$\x12\x1f\n\x05email\x18\x04 \x01(\tH\x00R\x05emailB\x07\xbaH\x04r\x02`\x01\x12P\n\x0ctemplate_key\x18\x05 \x01(\x0e2!.ttip.notification.v1.TemplateKeyR\x0btemplateKeyB\n\xbaH\x07\x82\x01\x04\x10\x01 \x00\x12,\n\x06locale\x18\x06 \x01(\tR\x06localeB\x14\xbaH\x11r\x0f2\r^([a-z]{2})?$\x12x\n\tvariables\x18\x07 \x03(\x0b2<.ttip.notification.v1.SendNotificationRequest.VariablesEntryR\tvariablesB\x1c\xbaH\x19\x9a\x01\x16\x102"\x12r\x102\x0e^[a-z_]{1,40}$\x12N\n\x08channels\x18\x08 \x03(\x0e2\x1d.ttip.notification.v1.ChannelR\x08channelsB\x13\xbaH\x10\x92\x01\r\x10\x04\x18\x01"\x07\x82\x01\x04\x10\x01 \x00\x1a<\n\x0eVariablesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x12\n\trecipient\x12\x05\xbaH\x02\x08\x01"=\n\x18SendNotificationResponse\x12!\n\x0cdelivery_ids\x18\x01 \x03(\tR\x0bdeliveryIds"q\n\x18SendNotificationsRequest\x12U\n\x08requests\x18\x01 \x03(\x0b2-.ttip.notification.v1.SendNotificationRequestR\x08requestsB\n\xbaH\x07\x92\x01\x04\x08\x01\x10d"c\n\x19SendNotificationsResponse\x12F\n\x07results\x18\x01 \x03(\x0b2,.ttip.notification.v1.SendNotificationResultR\x07results"i\n\x16SendNotificationResult\x12!\n\x0cdelivery_ids\x18\x01 \x03(\tR\x0bdeliveryIds\x12\x12\n\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message"\xbb\x01\n\x14UpsertContactRequest\x12!\n\x07user_id\x18\x01 \x01(\tR\x06userIdB\x08\xbaH\x05r\x03\xb0\x01\x01\x120\n\x05phone\x18\x02 \x01(\tR\x05phoneB\x1a\xbaH\x17\xd8\x01\x01r\x122\x10^\\+?[0-9]{9,15}$\x12 \n\x05email\x18\x03 \x01(\tR\x05emailB\n\xbaH\x07\xd8\x01\x01r\x02`\x01\x12,\n\x06locale\x18\x04 \x01(\tR\x06localeB\x14\xbaH\x11r\x0f2\r^([a-z]{2})?$"\x17\n\x15UpsertContactResponse2\xed\x06\n\x13NotificationService\x12p\n\x0eGetPreferences\x12+.ttip.notification.v1.GetPreferencesRequest\x1a,.ttip.notification.v1.GetPreferencesResponse"\x03\x90\x02\x01\x12t\n\x11UpdatePreferences\x12..ttip.notification.v1.UpdatePreferencesRequest\x1a/.ttip.notification.v1.UpdatePreferencesResponse\x12\x88\x01\n\x16ListInAppNotifications\x123.ttip.notification.v1.ListInAppNotificationsRequest\x1a4.ttip.notification.v1.ListInAppNotificationsResponse"\x03\x90\x02\x01\x12\x8d\x01\n\x17WatchInAppNotifications\x124.ttip.notification.v1.WatchInAppNotificationsRequest\x1a5.ttip.notification.v1.WatchInAppNotificationsResponse"\x03\x90\x02\x010\x01\x12Y\n\x08MarkRead\x12%.ttip.notification.v1.MarkReadRequest\x1a&.ttip.notification.v1.MarkReadResponse\x12t\n\x11RegisterPushToken\x12..ttip.notification.v1.RegisterPushTokenRequest\x1a/.ttip.notification.v1.RegisterPushTokenResponse\x12z\n\x13UnregisterPushToken\x120.ttip.notification.v1.UnregisterPushTokenRequest\x1a1.ttip.notification.v1.UnregisterPushTokenResponse\x1a\x06\xca\xf3\x18\x02\x08\x012\x85\x08\n\x18NotificationAdminService\x12\x8c\x01\n\rListTemplates\x12*.ttip.notification.v1.ListTemplatesRequest\x1a+.ttip.notification.v1.ListTemplatesResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x80\x01\n\x15CreateTemplateVersion\x122.ttip.notification.v1.CreateTemplateVersionRequest\x1a3.ttip.notification.v1.CreateTemplateVersionResponse\x12\x86\x01\n\x17ActivateTemplateVersion\x124.ttip.notification.v1.ActivateTemplateVersionRequest\x1a5.ttip.notification.v1.ActivateTemplateVersionResponse\x12\x8f\x01\n\x0eRenderTemplate\x12+.ttip.notification.v1.RenderTemplateRequest\x1a,.ttip.notification.v1.RenderTemplateResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x86\x01\n\x0bGetDelivery\x12(.ttip.notification.v1.GetDeliveryRequest\x1a).ttip.notification.v1.GetDeliveryResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x8f\x01\n\x0eListDeliveries\x12+.ttip.notification.v1.ListDeliveriesRequest\x1a,.ttip.notification.v1.ListDeliveriesResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x12\x98\x01\n\x11GetProviderHealth\x12..ttip.notification.v1.GetProviderHealthRequest\x1a/.ttip.notification.v1.GetProviderHealthResponse""\x90\x02\x01\xca\xf3\x18\x1b\x08\x03\x12\x05admin\x12\x07support\x12\x07finance\x1a\x06\xca\xf3\x18\x02\x08\x032\xfd\x02\n\x1bNotificationInternalService\x12q\n\x10SendNotification\x12-.ttip.notification.v1.SendNotificationRequest\x1a..ttip.notification.v1.SendNotificationResponse\x12t\n\x11SendNotifications\x12..ttip.notification.v1.SendNotificationsRequest\x1a/.ttip.notification.v1.SendNotificationsResponse\x12m\n\rUpsertContact\x12*.ttip.notification.v1.UpsertContactRequest\x1a+.ttip.notification.v1.UpsertContactResponse"\x03\x90\x02\x02\x1a\x06\xca\xf3\x18\x02\x08\x04b\x06proto3',
     [
         validate_pb.desc(),
         page_pb.desc(),
@@ -1105,6 +1216,9 @@ _DESC = file_desc(
         "GetProviderHealthResponse": GetProviderHealthResponse,
         "SendNotificationRequest": SendNotificationRequest,
         "SendNotificationResponse": SendNotificationResponse,
+        "SendNotificationsRequest": SendNotificationsRequest,
+        "SendNotificationsResponse": SendNotificationsResponse,
+        "SendNotificationResult": SendNotificationResult,
         "UpsertContactRequest": UpsertContactRequest,
         "UpsertContactResponse": UpsertContactResponse,
     },
