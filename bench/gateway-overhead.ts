@@ -7,6 +7,8 @@
 // binary message as bytes; "same, decoding" is that gateway decoding and encoding every message
 // again (forwardBytes: false, as before it forwarded bytes), the yardstick for that change. Rounds
 // alternate the paths so that a noisy machine hits them alike; the goal is a gateway adding at most 30% latency.
+// "gateway process -> qr" is the same gateway in a process of its own (bench/gateway-process.ts), as in a
+// cluster: its latency is not shared with the client's and qr's event loop, and its CPU per call is its own.
 // Then the apps' calls as a browser makes them (Connect over HTTP/1.1), in JSON (the mobile app's and the admin
 // console's format, the web app's before it moved to binary) and in binary: ResolveQrCode (the tip page) and a
 // worker's ListQrCodes (a list answer, like the apps' polled tip history), through both gateways, their client
@@ -16,7 +18,8 @@
 //   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only; BENCH_ONLY=apps the apps' calls only.
 //   BENCH_PROFILE=prefix writes a CPU profile of each path's last round at the first concurrency (prefix.<n>.cpuprofile,
 //   n: the path's place in the list), so the gateway's share is the difference from the direct call's, per call.
-import { randomUUID } from "node:crypto";
+import { fork } from "node:child_process";
+import { randomBytes, randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
@@ -39,7 +42,7 @@ import { startNats, startPostgres, startRedis, startTestService } from "@ttip/ru
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { appsPath, type AppsInput, type AppsResult, type AppsRun } from "./gateway-apps-client.js";
 import { closedLoop, type LoadResult } from "./load.js";
-import { threadCpuMs } from "./process-cpu.js";
+import { processCpuMs, threadCpuMs } from "./process-cpu.js";
 
 const seconds = Number(process.argv[2] ?? 3);
 const rounds = Number(process.argv[3] ?? 3);
@@ -49,6 +52,8 @@ const only = process.env.BENCH_ONLY;
 /** A worker's codes, all on one ListQrCodes page. */
 const CODES = 30;
 
+// Shared with the gateway's own process: qr believes only the calls signed with it.
+process.env.INTERNAL_SIGNING_KEY ??= randomBytes(32).toString("base64url");
 const servers = await Promise.all([startPostgres(), startRedis(), startNats()]);
 const [pg, redis, nats] = servers;
 Object.assign(process.env, { TEST_DATABASE_URL: pg.url, TEST_REDIS_URL: redis.url, TEST_NATS_URL: nats.url });
@@ -75,6 +80,7 @@ const gateways = await Promise.all(
     }),
   ),
 );
+const gatewayProcess = await startGatewayProcess({ REDIS_URL: redis.url, QR_URL: remote.url, GATEWAY_JWT: JSON.stringify(jwt) });
 try {
   const worker = { subject: randomUUID(), roles: ["worker" as const] };
   const qr = t.client(QrService, worker);
@@ -92,6 +98,7 @@ try {
     ["gateway -> qr over HTTP/2", resolver(gateways[0].url)],
     ["  same, decoding (before)", resolver(gateways[1].url)],
     ["gateway -> qr in process", resolver(gateways[2].url)],
+    ["gateway process -> qr", resolver(gatewayProcess.url)],
   ] as const).filter(([name]) => only !== "apps" && (!only || name === "direct to qr" || name === only)));
   // Let the service's invalidation after the setup writes pass, then warm caches, connections and the JIT.
   await new Promise((r) => setTimeout(r, 2_500));
@@ -99,15 +106,18 @@ try {
 
   if (paths.size) console.log(`qr ResolveQrCode, Connect binary over HTTP/2, client in this process; ${rounds} rounds of ${seconds} s per path`);
   for (const concurrency of paths.size ? concurrencies : []) {
-    const results = new Map<string, (LoadResult & { cpuUsPerCall?: number })[]>([...paths.keys()].map((name) => [name, []]));
+    const results = new Map<string, (LoadResult & { cpuUsPerCall?: number; gatewayUsPerCall?: number })[]>([...paths.keys()].map((name) => [name, []]));
     for (let round = 0; round < rounds; round++) {
       for (const [name, call] of paths) {
         const profiling = process.env.BENCH_PROFILE && round === rounds - 1 && concurrency === concurrencies[0] ? await startProfile() : undefined;
         const cpu0 = process.cpuUsage();
+        const gateway0 = processCpuMs(gatewayProcess.pid);
         const result = await closedLoop(concurrency, seconds, call);
         const cpu = process.cpuUsage(cpu0);
+        const gatewayMs = processCpuMs(gatewayProcess.pid) - gateway0;
         if (profiling) await stopProfile(profiling, `${process.env.BENCH_PROFILE}.${[...paths.keys()].indexOf(name)}.cpuprofile`, name, result.calls);
-        results.get(name)!.push(Object.assign(result, { cpuUsPerCall: (cpu.user + cpu.system) / Math.max(1, result.calls) }));
+        const calls = Math.max(1, result.calls);
+        results.get(name)!.push(Object.assign(result, { cpuUsPerCall: (cpu.user + cpu.system) / calls, gatewayUsPerCall: (gatewayMs * 1000) / calls }));
       }
     }
     const range = (values: number[], digits: number) => `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
@@ -118,12 +128,16 @@ try {
       const added = name === "direct to qr" ? "" : `;  added p50 ${(((median(rs, 0.5) - median(direct, 0.5)) / median(direct, 0.5)) * 100).toFixed(0)}%` +
         ` p99 ${(((median(rs, 0.99) - median(direct, 0.99)) / median(direct, 0.99)) * 100).toFixed(0)}% (median of rounds)`;
       // CPU of this process (client, gateway, qr; not Redis or PostgreSQL) per call: steadier than latency on a shared machine.
-      const cpu = rs.map((r) => r.cpuUsPerCall ?? NaN).sort((a, b) => a - b)[Math.floor(rs.length / 2)];
-      console.log(`  ${name.padEnd(26)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms;  CPU ${cpu.toFixed(0)} us/call${added}`);
+      const medianOf = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
+      const cpu = medianOf(rs.map((r) => r.cpuUsPerCall ?? NaN));
+      // The gateway's own process: its CPU per call (the tick of /proc's clock: 10 ms over a round's calls).
+      const own = name === "gateway process -> qr" ? `, the gateway's process ${medianOf(rs.map((r) => r.gatewayUsPerCall ?? NaN)).toFixed(0)} us/call` : "";
+      console.log(`  ${name.padEnd(26)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms;  CPU ${cpu.toFixed(0)} us/call${own}${added}`);
     }
   }
   if (!only || only === "apps") await appsCalls({ gateways: { "over HTTP/2": gateways[0].url, "in process": gateways[2].url }, payload, owner: worker.subject, token, pageSize: CODES });
 } finally {
+  await gatewayProcess.close();
   for (const g of gateways) await g.close();
   await t.close();
   await Promise.allSettled(servers.map((s) => s.stop()));
@@ -195,6 +209,25 @@ async function appsCalls(input: AppsInput): Promise<void> {
 function sizes<D extends DescMessage>(schema: D, init: MessageInitShape<D>): string {
   const message = create(schema, init);
   return `${toBinary(schema, message).byteLength} / ${Buffer.byteLength(toJsonString(schema, message))} B`;
+}
+
+/** The gateway in a process of its own (bench/gateway-process.ts), stopped by its process id. */
+async function startGatewayProcess(env: Record<string, string>): Promise<{ pid: number; url: string; close(): Promise<void> }> {
+  const child = fork(new URL("./gateway-process.ts", import.meta.url).pathname, [], { env: { ...process.env, ...env }, execArgv: process.execArgv });
+  const exited = once(child, "exit");
+  const failed = exited.then(() => {
+    throw new Error("the gateway's process exited before it listened");
+  });
+  failed.catch(() => {}); // once it listens, its exit is close()'s
+  const [url] = (await Promise.race([once(child, "message"), failed])) as [string];
+  return {
+    pid: child.pid!,
+    url,
+    close: async () => {
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
 }
 
 /** The apps' client thread (bench/gateway-apps-client.ts), kept for every run. */

@@ -57,11 +57,21 @@ interface Sent {
  * it passes at once and is charged in the next batch. So the store's count is
  * exact, this replica never admits past what it knows, and a key can exceed
  * its budget only if other replicas admit more than `margin` of its calls
- * within one round trip to the store. When the store fails, the keys'
- * knowledge is dropped: their next calls wait for the store (and fail with it).
+ * within one round trip to the store. A key this replica does not know (a new
+ * client, or its last window over) has its first call pass at once too, when
+ * the budget is larger than the margin: a client's first call does not wait
+ * for Redis. The price: a key whose budget other replicas have spent gets one
+ * call more on each replica that meets it first in that window. When the
+ * store fails, the keys' knowledge is dropped: their next calls, and the first
+ * calls of new keys until the store answers again, wait for the store (and
+ * fail with it).
  */
 export function sharedBudget(store: BudgetStore, options: { points: number; margin?: number }): Budget {
   const margin = options.margin ?? Math.max(10, Math.ceil(options.points / 10));
+  // A budget within the margin is meant exactly: every call of a key new here waits for the store.
+  const firstCallAtOnce = options.points > margin;
+  // The last charge was answered: a store that fails (or never answered) admits nothing unseen.
+  let storeAnswering = false;
   const keys = new Map<string, KeyState>();
   /** Keys with calls to charge, by key: a key past MAX_KEYS is held only here until it is sent. */
   const due = new Map<string, KeyState>();
@@ -107,8 +117,12 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
         return counts;
       })
       .then(
-        (counts) => batch.forEach((b, i) => settle(b, counts[i])),
+        (counts) => {
+          storeAnswering = true;
+          batch.forEach((b, i) => settle(b, counts[i]));
+        },
         (err: unknown) => {
+          storeAnswering = false;
           for (const b of batch) {
             b.state.resetsAt = 0;
             for (const w of b.waiting) w.reject(err);
@@ -139,6 +153,13 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
       }
       due.set(key, s);
       schedule();
+      // Nothing known of the key (new here, or its window over), nothing of it on the way: its first call.
+      // Only a remembered key: one held in `due` alone would be new again after every charge.
+      const unknown = s.resetsAt <= now && !s.sending && !s.charged && !s.waiting.length;
+      if (unknown && firstCallAtOnce && storeAnswering && keys.get(key) === s) {
+        s.charged++;
+        return Promise.resolve();
+      }
       if (s.resetsAt > now && s.remaining > margin && !s.waiting.length) {
         s.remaining--;
         s.charged++;

@@ -383,4 +383,57 @@ describe("gateway rate limit (Redis)", () => {
     fault = undefined;
     assert.deepEqual(await Promise.all([outcome("a"), outcome("b")]), ["passed", "passed"]);
   });
+
+  test("a client's first call does not wait for the store when the budget is roomier than the margin; its next calls, a tight budget's and those after a failure do", async () => {
+    // A store whose answers are held until released: what passes before shows what waits for it.
+    const counts = new Map<string, number>();
+    const held: Array<() => void> = [];
+    let down = false;
+    const store = {
+      charge: (charges: readonly { key: string; points: number }[]) =>
+        new Promise<{ consumedPoints: number; msBeforeNext: number }[]>((resolve, reject) =>
+          held.push(() => {
+            if (down) return reject(new Error("redis down"));
+            resolve(charges.map((c) => ({ consumedPoints: counts.set(c.key, (counts.get(c.key) ?? 0) + c.points).get(c.key)!, msBeforeNext: 60_000 })));
+          }),
+        ),
+    };
+    const release = async () => {
+      await new Promise((r) => setImmediate(r));
+      for (const answer of held.splice(0)) answer();
+      await new Promise((r) => setImmediate(r));
+    };
+    const state = (p: Promise<unknown>) => Promise.race([p.then(() => "passed", (e: Error) => e.message), new Promise((r) => setImmediate(() => setImmediate(() => r("waiting"))))]);
+    const roomy = sharedBudget(store, { points: 100, margin: 10 });
+    // Before the store has ever answered, even a first call waits.
+    const first = roomy.consume("a");
+    assert.equal(await state(first), "waiting");
+    await release();
+    assert.equal(await state(first), "passed");
+    // A new client: its first call passes at once; a second one, before the store's answer, waits for it.
+    assert.equal(await state(roomy.consume("b")), "passed");
+    const second = roomy.consume("b");
+    assert.equal(await state(second), "waiting");
+    await release();
+    await release();
+    assert.equal(await state(second), "passed");
+    assert.equal(counts.get("b"), 2, "the call that passed at once is charged to the store");
+    // A budget within the margin is exact: a new client's first call waits.
+    const tight = sharedBudget(store, { points: 5, margin: 10 });
+    const answered = tight.consume("a");
+    await release();
+    assert.equal(await state(answered), "passed");
+    const tightFirst = tight.consume("c");
+    assert.equal(await state(tightFirst), "waiting");
+    await release();
+    assert.equal(await state(tightFirst), "passed");
+    // After the store failed, new clients wait for it (and fail with it) until it answers again.
+    assert.equal(await state(roomy.consume("d")), "passed");
+    down = true;
+    await release();
+    const afterFailure = roomy.consume("e");
+    assert.equal(await state(afterFailure), "waiting");
+    await release();
+    assert.equal(await state(afterFailure), "redis down");
+  });
 });
