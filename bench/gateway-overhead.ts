@@ -38,7 +38,7 @@ import {
 } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { createQrModule } from "@ttip/qr";
 import { localTransport, Metrics } from "@ttip/runtime";
-import { startNats, startPostgres, startRedis, startTestService } from "@ttip/runtime/testing";
+import { PLATFORM_NODE_FLAGS, startNats, startPostgres, startRedis, startTestService } from "@ttip/runtime/testing";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { appsPath, type AppsInput, type AppsResult, type AppsRun } from "./gateway-apps-client.js";
 import { closedLoop, type LoadResult } from "./load.js";
@@ -211,9 +211,9 @@ function sizes<D extends DescMessage>(schema: D, init: MessageInitShape<D>): str
   return `${toBinary(schema, message).byteLength} / ${Buffer.byteLength(toJsonString(schema, message))} B`;
 }
 
-/** The gateway in a process of its own (bench/gateway-process.ts), stopped by its process id. */
+/** The gateway in a process of its own (bench/gateway-process.ts) with the platform's node flags, stopped by its process id. */
 async function startGatewayProcess(env: Record<string, string>): Promise<{ pid: number; url: string; close(): Promise<void> }> {
-  const child = fork(new URL("./gateway-process.ts", import.meta.url).pathname, [], { env: { ...process.env, ...env }, execArgv: process.execArgv });
+  const child = fork(new URL("./gateway-process.ts", import.meta.url).pathname, [], { env: { ...process.env, ...env }, execArgv: [...process.execArgv, ...PLATFORM_NODE_FLAGS] });
   const exited = once(child, "exit");
   const failed = exited.then(() => {
     throw new Error("the gateway's process exited before it listened");

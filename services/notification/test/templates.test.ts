@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { Channel, SmsEncoding, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { quietUntil } from "../src/delivery.js";
-import { checkSendgridSignature, checkTwilioSignature, twilioSignature } from "../src/signatures.js";
+import { generateKeyPairSync, sign } from "node:crypto";
+import { checkSendgridSignature, checkTwilioSignature, sameSecret, twilioSignature } from "../src/signatures.js";
 import { formatMoney, maskPhone } from "@ttip/runtime";
 import {
   defaultTemplates,
@@ -107,6 +108,25 @@ describe("callback signatures", () => {
     assert.equal(twilioSignature("12345", url, params), "GvWf1cFY/Q7PnoempGyD5oXAezc=");
     assert.ok(checkTwilioSignature("12345", url, params, "GvWf1cFY/Q7PnoempGyD5oXAezc="));
     assert.ok(!checkTwilioSignature("12345", url, { ...params, Digits: "9" }, "GvWf1cFY/Q7PnoempGyD5oXAezc="));
+    assert.ok(!checkTwilioSignature("12346", url, params, "GvWf1cFY/Q7PnoempGyD5oXAezc="), "another auth token");
+  });
+
+  test("SendGrid: a genuine signature passes; after the configured key changes (a reload), only the new key's do", () => {
+    const keys = [0, 1].map(() => generateKeyPairSync("ec", { namedCurve: "P-256" }));
+    const der = (i: number) => keys[i].publicKey.export({ format: "der", type: "spki" }).toString("base64");
+    const body = Buffer.from('[{"event":"delivered","sg_message_id":"m1.x"}]');
+    const signed = (i: number) => sign("sha256", Buffer.concat([Buffer.from("1700000000"), body]), keys[i].privateKey).toString("base64");
+    assert.ok(checkSendgridSignature(der(0), "1700000000", body, signed(0)));
+    assert.ok(!checkSendgridSignature(der(0), "1700000001", body, signed(0)), "another timestamp");
+    assert.ok(!checkSendgridSignature(der(1), "1700000000", body, signed(0)), "the old key's signature after the change");
+    assert.ok(checkSendgridSignature(der(1), "1700000000", body, signed(1)));
+  });
+
+  test("Africa's Talking callback token: equal only when the same and set", () => {
+    assert.ok(sameSecret("tok-1", "tok-1"));
+    assert.ok(!sameSecret("tok-1", "tok-2"));
+    assert.ok(!sameSecret("tok-1", "tok-"));
+    assert.ok(!sameSecret("", ""));
   });
 
   test("SendGrid: a bad key or signature is refused", () => {

@@ -1,9 +1,10 @@
 // The one idempotency primitive: a retried write happens once. Used inside the transaction
 // that makes the write (withTransaction), so the claim and the write commit or vanish together.
+import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { clone, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
-import { ident, type Queryable } from "./db.js";
+import { ident, opaqueUnnest, type Queryable } from "./db.js";
 import { IdempotencyConflictError } from "./domain-errors.js";
 
 /** The request field that carries the key, in every contract that has one. */
@@ -74,10 +75,11 @@ export function claimingCte(request: IdempotentRequest, resultId: string, first:
  * are answered from their first).
  */
 export function claimingManyCte(claims: readonly { request: IdempotentRequest; resultId: string }[], first: number): { sql: string; values: unknown[] } {
-  const arrays = [0, 1, 2, 3, 4].map((i) => `$${first + i}::text[]`).join(", ");
+  assert(claims.length > 0 && claims.every((c) => c.request.schema === claims[0].request.schema), "claims of one schema");
+  // Opaque arrays: planned the same whatever the batch's size, so the statement keeps its generic plan.
   return {
     sql: `claimed AS (INSERT INTO ${ident(claims[0].request.schema)}.idempotent_requests (operation, caller, key, fingerprint, result_id)
-      SELECT * FROM unnest(${arrays}) ON CONFLICT DO NOTHING RETURNING result_id)`,
+      SELECT * FROM ${opaqueUnnest(["text", "text", "text", "text", "text"], first)} ON CONFLICT DO NOTHING RETURNING result_id)`,
     values: [
       claims.map((c) => c.request.operation),
       claims.map((c) => c.request.caller ?? ""),
