@@ -17,12 +17,14 @@
 //   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16] [apps' concurrency=16]
 //   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only; BENCH_ONLY=apps the apps' calls only.
 //   BENCH_PROFILE=prefix writes a CPU profile of each path's last round at the first concurrency (prefix.<n>.cpuprofile,
-//   n: the path's place in the list), so the gateway's share is the difference from the direct call's, per call.
+//   n: the path's place in the list), so the gateway's share is the difference from the direct call's, per call;
+//   and the gateway's own process is profiled for its whole run (prefix.gateway-process.cpuprofile).
 import { fork } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { once } from "node:events";
 import { writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
+import { basename, dirname, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import { create, toBinary, toJsonString, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -213,7 +215,9 @@ function sizes<D extends DescMessage>(schema: D, init: MessageInitShape<D>): str
 
 /** The gateway in a process of its own (bench/gateway-process.ts) with the platform's node flags, stopped by its process id. */
 async function startGatewayProcess(env: Record<string, string>): Promise<{ pid: number; url: string; close(): Promise<void> }> {
-  const child = fork(new URL("./gateway-process.ts", import.meta.url).pathname, [], { env: { ...process.env, ...env }, execArgv: [...process.execArgv, ...PLATFORM_NODE_FLAGS] });
+  const prefix = process.env.BENCH_PROFILE;
+  const profile = prefix ? ["--cpu-prof", `--cpu-prof-dir=${dirname(resolve(prefix))}`, `--cpu-prof-name=${basename(prefix)}.gateway-process.cpuprofile`] : [];
+  const child = fork(new URL("./gateway-process.ts", import.meta.url).pathname, [], { env: { ...process.env, ...env }, execArgv: [...process.execArgv, ...PLATFORM_NODE_FLAGS, ...profile] });
   const exited = once(child, "exit");
   const failed = exited.then(() => {
     throw new Error("the gateway's process exited before it listened");

@@ -148,7 +148,7 @@ async function serve(options: RawForwardingOptions, chain: UnaryNext, route: Raw
   const header = call.header;
   const values = options.contextValues(req);
   let result: UnaryResponse | ConnectError;
-  let answer: RawCall;
+  let forwarded: RawCall;
   let body;
   try {
     body = await readRpcBody(req, requestBodyLimit(options.readMaxBytes, protocol !== "connect"), options.readMaxBytes, values);
@@ -159,13 +159,13 @@ async function serve(options: RawForwardingOptions, chain: UnaryNext, route: Raw
   }
   try {
     const message = body && requestMessage(protocol, body, header, options.readMaxBytes, values);
-    answer = {
+    forwarded = {
       route,
       body: message ?? EMPTY,
       accept: (protocol === "connect" ? header.get("accept-encoding") : header.get("grpc-accept-encoding")) ?? undefined,
       deadline: call.deadline,
     };
-    values.set(rawCallKey, answer);
+    values.set(rawCallKey, forwarded);
     // A timeout header the client got wrong is answered in its protocol, as connect-es does.
     if (call.timeoutError) throw call.timeoutError;
     result = await chain({
@@ -181,11 +181,13 @@ async function serve(options: RawForwardingOptions, chain: UnaryNext, route: Raw
     });
     call.done();
   } catch (err) {
-    result = call.fail(err);
+    // The error as the interceptors left it (with its request id), even when the deadline or the client's going away caused it.
+    result = ConnectError.from(err);
+    call.fail(result);
   }
   if (res.destroyed) return;
   if (result instanceof ConnectError) writeError(res, protocol, result);
-  else writeAnswer(res, protocol, result, answer!.answer!);
+  else writeAnswer(res, protocol, result, forwarded!.answer!);
 }
 
 const EMPTY = new Uint8Array(0);
@@ -270,14 +272,16 @@ function writeAnswer(res: NodeRes, protocol: Protocol, result: UnaryResponse, an
   }
   if (answer.encoding) headers["grpc-encoding"] = answer.encoding;
   const message = envelope(answer.encoding ? COMPRESSED_FLAG : 0, answer.body);
-  const trailer = new Headers(result.trailer);
-  setTrailerStatus(trailer, undefined);
   res.writeHead(200, headers);
   if (protocol === "grpc-web") {
+    const trailer = setTrailerStatus(new Headers(result.trailer), undefined);
     res.end(Buffer.concat([message, envelope(trailerFlag, trailerSerialize(trailer))]));
     return;
   }
-  res.addTrailers(nodeHeaders(trailer));
+  // The backend's metadata (application metadata only: no status of its own) and the status OK.
+  const trailers = nodeHeaders(result.trailer);
+  trailers["grpc-status"] = "0";
+  res.addTrailers(trailers);
   res.end(message);
 }
 

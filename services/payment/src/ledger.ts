@@ -7,6 +7,9 @@ import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1
 import { FeeSchedules } from "./fee-schedules.js";
 import { kes } from "./money.js";
 
+/** How many account ids a replica remembers (a key and a UUID each: a few MB at most); the oldest goes first, asked of wallet again when needed. */
+const KNOWN_ACCOUNTS_MAX = 100_000;
+
 /** How many workers known to have a KES wallet a replica remembers from quotes (a UUID each: a few MB at most). */
 const KNOWN_KES_WORKERS_MAX = 100_000;
 
@@ -28,7 +31,7 @@ export class Ledger {
     this.feeSchedules = new FeeSchedules(async (currency) => (await this.internal.loadFeeSchedules({ currency })).schedules, clockOf(ctx), ctx.metrics);
   }
 
-  /** Account ids never change for a (kind, owner, currency): cached after the first answer. */
+  /** Account ids never change for a (kind, owner, currency): cached after the first answer, up to KNOWN_ACCOUNTS_MAX. */
   async account(kind: AccountKind, ownerId = "", currency = "KES"): Promise<string> {
     const key = `${kind}:${ownerId}:${currency}`;
     const known = this.accounts.get(key);
@@ -36,6 +39,7 @@ export class Ledger {
     const ownerKind = !ownerId ? OwnerKind.PLATFORM : kind === AccountKind.VENUE_POOL ? OwnerKind.VENUE : OwnerKind.WORKER;
     const { account } = await this.internal.ensureAccount({ kind, ownerKind, ownerId, currency });
     if (!account?.accountId) throw new Error("wallet EnsureAccount answered without an account");
+    if (this.accounts.size >= KNOWN_ACCOUNTS_MAX) this.accounts.delete(this.accounts.keys().next().value!);
     this.accounts.set(key, account.accountId);
     return account.accountId;
   }

@@ -6,9 +6,6 @@ export function money(amountMinor: bigint, currency: string): Money {
   return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
 }
 
-// The rounding rule lives in the runtime (payment quotes tips with it too); wallet's code imports it from here.
-export { mulDivRound } from "@ttip/runtime";
-
 /** An exact decimal string ("129.4500") as integer / 10^scale. */
 export function parseDecimal(text: string, field: string): { units: bigint; scale: bigint } {
   const m = /^(\d{1,12})(?:\.(\d{1,12}))?$/.exec(text);
