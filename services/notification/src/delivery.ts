@@ -5,7 +5,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, type Clock, currentTraceparent, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, type Clock, currentTraceparent, GroupCommit, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -527,43 +527,6 @@ interface AcceptedSend {
   traceparent: string | null;
 }
 
-/**
- * Accepted sends, recorded as they come: one is written at once, and those accepted while
- * a record is being written go together in the next statement (a group commit). So a
- * send's record waits for at most the statement before it, never for a slower send of
- * its batch, and sends answered together still share one statement.
- */
-class SentRecords {
-  private readonly waiting: { send: AcceptedSend; settle: (failure: { err: unknown } | undefined) => void }[] = [];
-  private writing = false;
-
-  constructor(private readonly write: (sends: AcceptedSend[]) => Promise<void>) {}
-
-  /** Resolves once `send` is recorded; rejects with its statement's failure. */
-  add(send: AcceptedSend): Promise<void> {
-    const recorded = new Promise<void>((resolve, reject) => this.waiting.push({ send, settle: (failure) => (failure ? reject(failure.err) : resolve()) }));
-    if (!this.writing) void this.drain();
-    return recorded;
-  }
-
-  private async drain(): Promise<void> {
-    this.writing = true;
-    // Answers that came in the same turn of the event loop go in the first statement too.
-    await new Promise((resolve) => setImmediate(resolve));
-    while (this.waiting.length) {
-      const group = this.waiting.splice(0, DISPATCH_BATCH_MAX);
-      let failure: { err: unknown } | undefined;
-      try {
-        await this.write(group.map((g) => g.send));
-      } catch (err) {
-        failure = { err };
-      }
-      for (const g of group) g.settle(failure);
-    }
-    this.writing = false;
-  }
-}
-
 /** Runs one delivery's work in its own context (a trace span per delivery). */
 type AroundSend = <T>(deliveryId: string, send: () => Promise<T>) => Promise<T>;
 
@@ -648,7 +611,7 @@ export class Dispatcher {
    * claimed in one statement each for all of them, not two per delivery; the
    * sends go on concurrently, and each the provider accepted is recorded as soon as
    * it is answered, with those answered while the previous record was being written
-   * (SentRecords): a slow answer holds no other send's record (anything else is recorded
+   * (a group commit): a slow answer holds no other send's record (anything else is recorded
    * as in run(), one by one). Any other case, or a lost claim, is decided
    * under the row's lock (claim()). Throws the first failure (a RetryLater, say) once all are
    * recorded, so the caller has them delivered again: those done meanwhile then
@@ -658,7 +621,13 @@ export class Dispatcher {
     assert(deliveryIds.length <= DISPATCH_BATCH_MAX, "dispatch batch too large");
     const ids = [...new Set(deliveryIds)];
     const claims = await this.claimManyUnlocked(ids);
-    const records = new SentRecords((sends) => this.recordAccepted(sends, around));
+    // Accepted sends, recorded as they come (a group commit): a send's record waits for at most
+    // the statement before it, never for a slower send of its batch, and sends answered
+    // together still share one statement.
+    const records = new GroupCommit<AcceptedSend, void>(DISPATCH_BATCH_MAX, async (sends) => {
+      await this.recordAccepted(sends, around);
+      return sends.map(() => undefined);
+    });
     const results = await Promise.allSettled(
       ids.map((id) =>
         around(id, async () => {
@@ -672,7 +641,7 @@ export class Dispatcher {
   }
 
   /**
-   * Sends the providers accepted (a group of SentRecords): recorded in one statement; one whose
+   * Sends the providers accepted (a group of the records' group commit): recorded in one statement; one whose
    * status report arrived first is recorded alone, by record(), which applies the report.
    */
   private async recordAccepted(sends: AcceptedSend[], around: AroundSend = (_id, send) => send()): Promise<void> {

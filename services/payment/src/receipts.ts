@@ -5,7 +5,7 @@ import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notificat
 import { NotificationInternalService, type SendNotificationRequest, SendNotificationRequestSchema } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { asConnectError, formatMoney, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { asConnectError, formatMoney, GroupCommit, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { Deps } from "./tips.js";
 
 /** Owes the customer a receipt; call it in the transaction that records the credit. */
@@ -54,7 +54,7 @@ export interface OwedReceipt {
 
 /**
  * Sends the receipts of these tips (owed, not yet marked sent): their messages go to
- * notification in batches (ReceiptBatches), with those of receipts being sent at the
+ * notification in batches (receiptBatchesFor), with those of receipts being sent at the
  * same time, and each is answered on its own. A receipt sent meanwhile by another pass
  * is not sent twice: notification dedupes on the key. One that fails stays owed, alone.
  */
@@ -66,7 +66,7 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
   };
   const named = await displayNames(createClient(QrService, deps.ctx.peers("qr")), rows.map(ownerOf));
   const batches = receiptBatches(deps.ctx);
-  const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "").map((m) => batches.send(m)))));
+  const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "").map((m) => batches.add(m)))));
   const sentIds: string[] = [];
   const failures: Promise<void>[] = [];
   rows.forEach((r, i) => {
@@ -112,40 +112,17 @@ export const RECEIPT_BATCH_MAX = 100;
 const BATCH_TIMEOUT_MS = 5_000;
 
 /**
- * Receipt messages on their way to notification, per service context: the first goes at
- * once, and those that come while a call is out go together in the next (a group commit),
- * so a busy replica makes one call and notification one statement for many receipts,
- * and a quiet one adds no wait. Each message's outcome is its own: undefined when
- * queued (now or by an earlier send under its key), else the error.
+ * Receipt messages on their way to notification, per service context, in a group commit:
+ * a busy replica makes one call and notification one statement for many receipts, and a
+ * quiet one adds no wait. Each message's outcome is its own: undefined when queued (now or
+ * by an earlier send under its key), else the error.
  */
-class ReceiptBatches {
-  private readonly waiting: { message: SendNotificationRequest; settle: (failure: unknown) => void }[] = [];
-  private sending = false;
+type ReceiptBatches = GroupCommit<SendNotificationRequest, unknown>;
 
-  constructor(private readonly notification: Client<typeof NotificationInternalService>) {}
-
-  send(message: SendNotificationRequest): Promise<unknown> {
-    const settled = new Promise<unknown>((settle) => this.waiting.push({ message, settle }));
-    if (!this.sending) void this.drain();
-    return settled;
-  }
-
-  private async drain(): Promise<void> {
-    this.sending = true;
-    // Receipts credited in the same turn of the event loop go in the first call too.
-    await new Promise((resolve) => setImmediate(resolve));
-    while (this.waiting.length) {
-      const batch = this.waiting.splice(0, RECEIPT_BATCH_MAX);
-      const failures = await this.sendBatch(batch.map((w) => w.message));
-      batch.forEach((w, i) => w.settle(failures[i]));
-    }
-    this.sending = false;
-  }
-
-  /** Each message's failure (undefined: queued), in order. */
-  private async sendBatch(messages: SendNotificationRequest[]): Promise<unknown[]> {
+function receiptBatchesFor(notification: Client<typeof NotificationInternalService>): ReceiptBatches {
+  return new GroupCommit(RECEIPT_BATCH_MAX, async (messages) => {
     try {
-      const { results } = await this.notification.sendNotifications({ requests: messages }, { timeoutMs: BATCH_TIMEOUT_MS });
+      const { results } = await notification.sendNotifications({ requests: messages }, { timeoutMs: BATCH_TIMEOUT_MS });
       assert(results.length === messages.length, "one result per message");
       return results.map((r) => (r.code === 0 || r.code === Code.AlreadyExists ? undefined : new ConnectError(r.message, r.code)));
     } catch (err) {
@@ -153,16 +130,16 @@ class ReceiptBatches {
       // whole (a message it found malformed): each alone, so that one fails by itself.
       const code = asConnectError(err).code;
       if (code !== Code.Unimplemented && code !== Code.InvalidArgument) return messages.map(() => err);
-      return Promise.all(messages.map((m) => this.notification.sendNotification(m, { timeoutMs: BATCH_TIMEOUT_MS }).then(() => undefined, sentBefore)));
+      return Promise.all(messages.map((m) => notification.sendNotification(m, { timeoutMs: BATCH_TIMEOUT_MS }).then(() => undefined, sentBefore)));
     }
-  }
+  });
 }
 
 const batchesByContext = new WeakMap<ServiceContext, ReceiptBatches>();
 
 function receiptBatches(ctx: ServiceContext): ReceiptBatches {
   let batches = batchesByContext.get(ctx);
-  if (!batches) batchesByContext.set(ctx, (batches = new ReceiptBatches(createClient(NotificationInternalService, ctx.peers("notification")))));
+  if (!batches) batchesByContext.set(ctx, (batches = receiptBatchesFor(createClient(NotificationInternalService, ctx.peers("notification")))));
   return batches;
 }
 

@@ -11,6 +11,7 @@ export * from "./db.js";
 export * from "./domain-errors.js";
 export * from "./events.js";
 export * from "./fees.js";
+export * from "./group-commit.js";
 export * from "./field-errors.js";
 export * from "./headers.js";
 export * from "./http2-exchange.js";

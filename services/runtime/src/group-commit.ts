@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+
+/**
+ * Work that is cheaper together (one statement or one call for many items), done as it
+ * comes: the first item goes at once (after the current turn of the event loop, so that
+ * items added in the same turn join it), and those added while a group is out go together
+ * in the next one, `max` at most. So an item waits for at most the group before it, a
+ * quiet service adds no wait, and a busy one makes few, larger groups.
+ */
+export class GroupCommit<I, O> {
+  private readonly waiting: { item: I; resolve: (out: O) => void; reject: (err: unknown) => void }[] = [];
+  private running = false;
+
+  /** `run` answers one output per item, in order; when it throws, every item of its group rejects with that. */
+  constructor(
+    private readonly max: number,
+    private readonly run: (items: I[]) => Promise<O[]>,
+  ) {
+    assert(Number.isInteger(max) && max > 0, "a group holds at least one item");
+  }
+
+  /** Resolves with the item's output once its group has run. */
+  add(item: I): Promise<O> {
+    const done = new Promise<O>((resolve, reject) => this.waiting.push({ item, resolve, reject }));
+    if (!this.running) void this.drain();
+    return done;
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    await new Promise((resolve) => setImmediate(resolve));
+    while (this.waiting.length) {
+      const group = this.waiting.splice(0, this.max);
+      try {
+        const outs = await this.run(group.map((g) => g.item));
+        assert(outs.length === group.length, "one output per item");
+        group.forEach((g, i) => g.resolve(outs[i]));
+      } catch (err) {
+        for (const g of group) g.reject(err);
+      }
+    }
+    this.running = false;
+  }
+}

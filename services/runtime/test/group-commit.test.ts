@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { GroupCommit } from "../src/group-commit.js";
+
+test("a group commit runs items added in one turn together, those added meanwhile in the next group, at most max at once", async () => {
+  const groups: number[][] = [];
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const commit = new GroupCommit<number, string>(3, async (items) => {
+    groups.push(items);
+    if (groups.length === 1) await gate;
+    return items.map((i) => `done ${i}`);
+  });
+  const first = [commit.add(1), commit.add(2)];
+  await new Promise((resolve) => setImmediate(resolve));
+  // The first group is out: these wait for it, then go together, three at most per group.
+  const later = [3, 4, 5, 6].map((i) => commit.add(i));
+  release();
+  assert.deepEqual(await Promise.all([...first, ...later]), [1, 2, 3, 4, 5, 6].map((i) => `done ${i}`));
+  assert.deepEqual(groups, [[1, 2], [3, 4, 5], [6]]);
+});
+
+test("a group that fails rejects its own items only", async () => {
+  const commit = new GroupCommit<number, number>(2, async (items) => {
+    if (items.includes(2)) throw new Error("statement failed");
+    return items;
+  });
+  const outcomes = await Promise.allSettled([1, 2, 3].map((i) => commit.add(i)));
+  assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected", "fulfilled"]);
+  assert.match(String((outcomes[0] as PromiseRejectedResult).reason), /statement failed/);
+});
