@@ -6,7 +6,7 @@
 // FEE_SCHEDULE_MAX_AGE_MS, in case an event or a notification is lost.
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { type Clock, decodeEvent, type EventBus, type Logger, type Metrics, scheduleInForce, subjectOf } from "@ttip/runtime";
+import { type Clock, decodeEvent, type EventBus, isKnownCurrency, type Logger, type Metrics, scheduleInForce, subjectOf } from "@ttip/runtime";
 import { FeeScheduleCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 
@@ -58,7 +58,7 @@ export class FeeSchedules {
   async reloadAll(currency?: string): Promise<void> {
     this.generation++;
     const currencies = new Set(this.copies.keys());
-    if (currency && /^[A-Z]{3}$/.test(currency)) currencies.add(currency);
+    if (currency && isKnownCurrency(currency)) currencies.add(currency);
     this.copies.clear();
     await Promise.all([...currencies].map((c) => this.reload(c)));
   }

@@ -217,3 +217,15 @@ test("a reload ordered while a load runs does not join it: the copy kept is the 
   assert.equal((await copy.inForce("KES")).version, 2, "the copy kept is the new one");
   assert.equal(answers.length, 2, "and it is fresh: no third load");
 });
+
+test("a reload order names a currency to load only when the platform handles it", async () => {
+  const loaded: string[] = [];
+  const copy = new FeeSchedules(async (currency) => {
+    loaded.push(currency);
+    return [create(FeeScheduleSchema, { currency, version: 1, platformFeeCapMinor: 1n })];
+  }, systemClock);
+  await copy.reloadAll("XYZ"); // three capitals, but no currency the platform knows
+  assert.deepEqual(loaded, [], "nothing loaded for an unknown code");
+  await copy.reloadAll("UGX");
+  assert.deepEqual(loaded, ["UGX"]);
+});
