@@ -278,8 +278,9 @@ describe("faults: one process per service on real PostgreSQL, Redis and NATS", (
     const auto = [newWorker(), newWorker()];
     for (const w of auto) {
       await cluster().direct("payment", PaymentService, { subject: w, roles: ["worker"] })
-        // B2C results 4 s after the request: a payout is still owed its result when payment dies.
-        .updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: `0${newPhone({ delayMs: 4000 }).slice(3)}` });
+        // B2C results 10 s after the request: a payout is still owed its result when payment dies,
+        // even when pausing the stream before the kill takes seconds (a loaded machine: 4 s was not enough).
+        .updatePayoutSettings({ autoPayout: true, autoPayoutMinimum: KES(10), payoutPhone: `0${newPhone({ delayMs: 10_000 }).slice(3)}` });
     }
     const all = [...plain, ...auto];
     // Callbacks 600 ms and 1.5 s after the push: the kill leaves them to a dead process, and

@@ -3,15 +3,10 @@
 // schedules, so the two can never disagree. Pure: no I/O, the schedule is an argument.
 import { create } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { FeeQuoteSchema, PaymentRail, type FeeQuote, type FeeSchedule } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { NotConfiguredError, OutOfRangeError } from "./domain-errors.js";
 import { fieldError } from "./field-errors.js";
-import { checkedInt64, mulDivRound } from "./money.js";
-
-function money(amountMinor: bigint, currency: string): Money {
-  return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
-}
+import { money, mulDivRound } from "./money.js";
 
 /**
  * The version in force at `atMs` of `schedules` (one currency's): the newest

@@ -1,4 +1,6 @@
 // Money as the contracts carry it: int64 minor units and an ISO 4217 code, never a float.
+import { create } from "@bufbuild/protobuf";
+import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { fieldError } from "./field-errors.js";
 
 /** An amount in minor units with its ISO 4217 code: the shape of the contracts' Money, for every service. */
@@ -128,4 +130,9 @@ export function mulDivRound(a: bigint, num: bigint, den: bigint): bigint {
   const abs = negative ? -product : product;
   const q = (abs * 2n + den) / (den * 2n);
   return negative ? -q : q;
+}
+
+/** The contracts' Money message; OUT_OF_RANGE when the amount does not fit int64. */
+export function money(amountMinor: bigint, currency: string): Money {
+  return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
 }

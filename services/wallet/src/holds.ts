@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AlreadyExistsError, b2cFee, buildEvent, type BusMessage, decimalAmount, DomainError, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
+import { AlreadyExistsError, b2cFee, buildEvent, type BusMessage, decimalAmount, DomainError, fieldError, IdempotencyConflictError, InsufficientFundsError, InvalidStateError, money, NotFoundError, optionalTimestamp, outboxCte, type Queryable } from "@ttip/runtime";
 import { PayoutHeldSchema, PayoutReleasedSchema, PayoutSettledSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import {
   AccountKind,
@@ -18,7 +18,6 @@ import {
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, getAccount, loadEntry, postEntry, systemAccount, type AccountRow } from "./ledger.js";
 import { currentSchedule } from "./fees.js";
-import { money } from "./money.js";
 
 interface HoldRow {
   hold_id: string;

@@ -1,10 +1,4 @@
-import { create } from "@bufbuild/protobuf";
-import { MoneySchema, type Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
-import { checkedInt64, fieldError, minorDigits, mulDivRound } from "@ttip/runtime";
-
-export function money(amountMinor: bigint, currency: string): Money {
-  return create(MoneySchema, { amountMinor: checkedInt64(amountMinor, `${currency} amount`), currency });
-}
+import { fieldError, minorDigits, mulDivRound } from "@ttip/runtime";
 
 /** An exact decimal string ("129.4500") as integer / 10^scale. */
 export function parseDecimal(text: string, field: string): { units: bigint; scale: bigint } {

@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { decimalAmount, decodePageToken, encodePageToken, InvalidStateError, positionParts, type Queryable } from "@ttip/runtime";
+import { decimalAmount, decodePageToken, encodePageToken, InvalidStateError, money, positionParts, type Queryable } from "@ttip/runtime";
 import {
   AccountKind,
   BalanceSchema,
@@ -14,7 +14,6 @@ import {
   type TrialBalanceLine,
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { causeOf, type AccountRow } from "./ledger.js";
-import { money } from "./money.js";
 
 export function toBalance(a: AccountRow): Balance {
   const currency = a.currency.trim();

@@ -1,13 +1,13 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { assertCurrency, auditAdminAction, b2cFee, type Pool, publicTipAmount, quoteTip, tipWalletCurrency } from "@ttip/runtime";
+import { assertCurrency, auditAdminAction, b2cFee, money, type Pool, publicTipAmount, quoteTip, tipWalletCurrency } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FxConversionSchema, PaymentRail, type FxConversion } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { createSchedule, currentSchedule, currentScheduleAndWallets, feeScheduleSummary, listSchedules } from "../fees.js";
 import type { RateSource } from "../fx.js";
-import { convertMinor, money } from "../money.js";
+import { convertMinor } from "../money.js";
 import { type WalletAreaHandlers, type WalletHandlerContext } from "./context.js";
 
 /** Fees and conversions: quotes for tips and payouts, the fee schedules behind them, and FX. */

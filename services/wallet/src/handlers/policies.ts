@@ -1,10 +1,9 @@
 import { create } from "@bufbuild/protobuf";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { assertCurrency, auditAdminAction, fieldError } from "@ttip/runtime";
+import { assertCurrency, auditAdminAction, fieldError, money } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { LimitKind, OwnerKind, SettlementMode, WithdrawalLimitSchema } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { money } from "../money.js";
 import { putSettlementMode, settlementModeOf } from "../stores/settlement-modes.js";
 import { putTierLimits } from "../stores/tier-limits.js";
 import type { WalletAreaHandlers, WalletHandlerContext } from "./context.js";

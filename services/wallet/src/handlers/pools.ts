@@ -1,8 +1,7 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { fieldError, InvalidStateError } from "@ttip/runtime";
+import { fieldError, InvalidStateError, money } from "@ttip/runtime";
 import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { money } from "../money.js";
 import { getPoolRules } from "../pools.js";
 import { getPoolTakings, postPoolDistribution, reversePoolDistribution } from "../pool-periods.js";
 import type { WalletAreaHandlers, WalletHandlerContext } from "./context.js";

@@ -1,10 +1,9 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { type ServiceImpl } from "@connectrpc/connect";
-import { NotFoundError, pageSize, requireCaller } from "@ttip/runtime";
+import { money, NotFoundError, pageSize, requireCaller } from "@ttip/runtime";
 import { StatementFormat, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { TransactionKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { withdrawalLimits } from "../holds.js";
-import { money } from "../money.js";
 import { decodeHistoryToken, listTransactions, statement, statementCsv, toBalance } from "../queries.js";
 import { workerWallets } from "../stores/accounts.js";
 import { type WalletAreaHandlers, type WalletHandlerContext } from "./context.js";
