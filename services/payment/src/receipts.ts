@@ -66,7 +66,8 @@ export async function sendOwedReceipts(deps: Deps, rows: OwedReceipt[]): Promise
   };
   const named = await displayNames(createClient(QrService, deps.ctx.peers("qr")), rows.map(ownerOf));
   const batches = receiptBatches(deps.ctx);
-  const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "").map((m) => batches.add(m)))));
+  // A message refused by a full queue is a failure like any other: its receipt stays owed.
+  const outcomes = await Promise.all(rows.map((r) => Promise.all(receiptMessages(r, named.get(ownerKey(ownerOf(r))) ?? "").map((m) => batches.add(m).catch((err: unknown) => err)))));
   const sentIds: string[] = [];
   const failures: Promise<void>[] = [];
   rows.forEach((r, i) => {
@@ -110,6 +111,12 @@ function receiptMessages(r: OwedReceipt, name: string): SendNotificationRequest[
 export const RECEIPT_BATCH_MAX = 100;
 /** How long notification has to answer a batch: one statement's work, with room for a busy database. */
 const BATCH_TIMEOUT_MS = 5_000;
+/**
+ * Receipt messages waiting for a call at most: ten calls' worth. Past it (a notification that
+ * does not answer), a receipt stays owed at once and the reconciliation pass sends it later,
+ * rather than each replica holding an unbounded queue in memory.
+ */
+const RECEIPTS_WAITING_MAX = 10 * RECEIPT_BATCH_MAX;
 
 /**
  * Receipt messages on their way to notification, per service context, in a group commit:
@@ -132,7 +139,7 @@ function receiptBatchesFor(notification: Client<typeof NotificationInternalServi
       if (code !== Code.Unimplemented && code !== Code.InvalidArgument) return messages.map(() => err);
       return Promise.all(messages.map((m) => notification.sendNotification(m, { timeoutMs: BATCH_TIMEOUT_MS }).then(() => undefined, sentBefore)));
     }
-  });
+  }, RECEIPTS_WAITING_MAX);
 }
 
 const batchesByContext = new WeakMap<ServiceContext, ReceiptBatches>();

@@ -11,16 +11,23 @@ export class GroupCommit<I, O> {
   private readonly waiting: { item: I; resolve: (out: O) => void; reject: (err: unknown) => void }[] = [];
   private running = false;
 
-  /** `run` answers one output per item, in order; when it throws, every item of its group rejects with that. */
+  /**
+   * `run` answers one output per item, in order; when it throws, every item of its group rejects
+   * with that. `maxWaiting` bounds the items waiting for a group: while `run` is stuck (a peer
+   * that does not answer), more are refused at once (GroupCommitFull) rather than held.
+   */
   constructor(
     private readonly max: number,
     private readonly run: (items: I[]) => Promise<O[]>,
+    private readonly maxWaiting = Number.POSITIVE_INFINITY,
   ) {
     assert(Number.isInteger(max) && max > 0, "a group holds at least one item");
+    assert(maxWaiting >= max, "room for a group at least");
   }
 
   /** Resolves with the item's output once its group has run. */
   add(item: I): Promise<O> {
+    if (this.waiting.length >= this.maxWaiting) return Promise.reject(new GroupCommitFull(this.maxWaiting));
     const done = new Promise<O>((resolve, reject) => this.waiting.push({ item, resolve, reject }));
     if (!this.running) void this.drain();
     return done;
@@ -40,5 +47,12 @@ export class GroupCommit<I, O> {
       }
     }
     this.running = false;
+  }
+}
+
+/** Refused by a group commit whose waiting items are at their bound. */
+export class GroupCommitFull extends Error {
+  constructor(readonly maxWaiting: number) {
+    super(`${maxWaiting} items already waiting; try again later`);
   }
 }

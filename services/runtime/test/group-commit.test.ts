@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { GroupCommit } from "../src/group-commit.js";
+import { GroupCommit, GroupCommitFull } from "../src/group-commit.js";
 
 test("a group commit runs items added in one turn together, those added meanwhile in the next group, at most max at once", async () => {
   const groups: number[][] = [];
@@ -28,4 +28,20 @@ test("a group that fails rejects its own items only", async () => {
   const outcomes = await Promise.allSettled([1, 2, 3].map((i) => commit.add(i)));
   assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected", "fulfilled"]);
   assert.match(String((outcomes[0] as PromiseRejectedResult).reason), /statement failed/);
+});
+
+test("while a group is stuck, items past the waiting bound are refused at once, and room comes back as groups run", async () => {
+  let release: () => void = () => undefined;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  const commit = new GroupCommit<number, number>(2, async (items) => {
+    await gate;
+    return items;
+  }, 3);
+  const first = [commit.add(1), commit.add(2)];
+  await new Promise((resolve) => setImmediate(resolve));
+  const waiting = [commit.add(3), commit.add(4), commit.add(5)];
+  await assert.rejects(commit.add(6), GroupCommitFull);
+  release();
+  assert.deepEqual(await Promise.all([...first, ...waiting]), [1, 2, 3, 4, 5]);
+  assert.equal(await commit.add(7), 7);
 });
