@@ -1,7 +1,7 @@
 // The wallet service, as payment uses it. Every write carries an idempotency
 // key, so a call repeated after a crash or a lost answer changes nothing.
 import { createClient, type Client } from "@connectrpc/connect";
-import { b2cFee, callerHeaders, clockOf, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
+import { b2cFee, BoundedMap, callerHeaders, clockOf, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
 import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FeeSchedules } from "./fee-schedules.js";
@@ -10,7 +10,7 @@ import { kes } from "./money.js";
 /** How many account ids a replica remembers (a key and a UUID each: a few MB at most); the oldest goes first, asked of wallet again when needed. */
 const KNOWN_ACCOUNTS_MAX = 100_000;
 
-/** How many workers known to have a KES wallet a replica remembers from quotes (a UUID each: a few MB at most). */
+/** How many workers known to have a KES wallet a replica remembers from quotes (a UUID each: a few MB at most); the oldest goes first. */
 const KNOWN_KES_WORKERS_MAX = 100_000;
 
 /** Who a tip is for: one worker, or a venue's pool (shared by the venue's split rule). */
@@ -19,9 +19,9 @@ export type TipRecipient = { workerId: string } | { venueId: string };
 export class Ledger {
   private readonly internal: Client<typeof WalletInternalService>;
   private readonly user: Client<typeof WalletService>;
-  private readonly accounts = new Map<string, string>();
-  /** Workers wallet said have a KES wallet (QuoteTipFees): true for good; bounded, a cleared one is asked again. */
-  private readonly kesWorkers = new Set<string>();
+  private readonly accounts = new BoundedMap<string, string>(KNOWN_ACCOUNTS_MAX);
+  /** Workers wallet said have a KES wallet (QuoteTipFees): true for good; the oldest forgotten first, asked again. */
+  private readonly kesWorkers = new BoundedMap<string, true>(KNOWN_KES_WORKERS_MAX);
   /** Wallet's fee schedules, copied: most tips are quoted here, without a call. */
   readonly feeSchedules: FeeSchedules;
 
@@ -39,7 +39,6 @@ export class Ledger {
     const ownerKind = !ownerId ? OwnerKind.PLATFORM : kind === AccountKind.VENUE_POOL ? OwnerKind.VENUE : OwnerKind.WORKER;
     const { account } = await this.internal.ensureAccount({ kind, ownerKind, ownerId, currency });
     if (!account?.accountId) throw new Error("wallet EnsureAccount answered without an account");
-    if (this.accounts.size >= KNOWN_ACCOUNTS_MAX) this.accounts.delete(this.accounts.keys().next().value!);
     this.accounts.set(key, account.accountId);
     return account.accountId;
   }
@@ -67,8 +66,7 @@ export class Ledger {
     const { quote, workerWalletCurrencies } = await this.internal.quoteTipFees({ amount, rail, customerCoversFee, workerId });
     if (!quote?.customerPays || !quote.workerReceives) throw new Error("wallet QuoteTipFees answered without a quote");
     if ("workerId" in recipient && workerWalletCurrencies.includes("KES")) {
-      if (this.kesWorkers.size >= KNOWN_KES_WORKERS_MAX) this.kesWorkers.clear();
-      this.kesWorkers.add(recipient.workerId);
+      this.kesWorkers.set(recipient.workerId, true);
     }
     return quote;
   }
