@@ -308,7 +308,8 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
   const id = randomUUID();
   const ref = { id, user_id: userId, channel, template_key: req.templateKey, attempts: 0 };
   const event = updateEvent(ref, status, req.correlationId);
-  const mayBeOptedOut = channel === Channel.SMS && !isOtp && !!address && status === "queued";
+  // An SMS with a number is always queued here (only a missing address fails at planning).
+  const mayBeOptedOut = channel === Channel.SMS && !isOtp && !!address;
   return {
     id,
     sourceKey: req.sourceKey,
@@ -602,7 +603,13 @@ export class Dispatcher {
     // The trace the send ran in, for its "sent" fact however late that is written.
     if (outcome.ok) return { d, provider, attempt, outcome, traceparent: currentTraceparent() ?? null };
     const state = await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome));
-    if (state === "retrying") throw new RetryLater(`delivery ${deliveryId} will be retried`);
+    // Counted once committed: an attempt rolled back and run again moves the delivery once.
+    if (state === "failed over") {
+      this.o.metrics
+        ?.counter("ttip_notification_provider_failovers_total", "Deliveries moved to the channel's next provider, by the provider given up on.", ["channel", "provider"])
+        .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name });
+    }
+    if (state === "retrying" || state === "failed over") throw new RetryLater(`delivery ${deliveryId} will be retried`);
     return undefined;
   }
 
@@ -869,7 +876,8 @@ export class Dispatcher {
     return new Set(rows.map((r) => r.delivery_id));
   }
 
-  private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome): Promise<DeliveryState> {
+  /** The attempt's outcome, in the delivery and its facts; "failed over" when it is retrying with the channel's next provider. */
+  private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome): Promise<DeliveryState | "failed over"> {
     // Provider errors may quote the number ("The 'To' number +2547... is not valid"): stored masked.
     const outcome: SendOutcome = result.ok ? result : { ...result, error: scrubText(result.error) };
     const { rowCount } = await tx.query(
@@ -908,11 +916,6 @@ export class Dispatcher {
       index++;
       tries = 0;
       delay = 0;
-      if (index < this.providersFor(d.channel).length) {
-        this.o.metrics
-          ?.counter("ttip_notification_provider_failovers_total", "Deliveries moved to the channel's next provider, by the provider given up on.", ["channel", "provider"])
-          .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name });
-      }
     }
     if (index >= this.providersFor(d.channel).length) {
       await this.finish(tx, d, "failed", outcome.error);
@@ -924,7 +927,7 @@ export class Dispatcher {
       [d.id, index, tries, delay, outcome.error, new Date((this.o.clock ?? systemClock).now())],
     );
     await emitUpdate(tx, d, "retrying");
-    return "retrying";
+    return tries === 0 ? "failed over" : "retrying";
   }
 
   /**

@@ -816,6 +816,37 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
+  test("a failover is counted once committed: a rolled-back attempt counts nothing, a committed one counts one", async () => {
+    const metrics = new Metrics();
+    const down: Provider = { name: "down", send: async () => ({ ok: false, kind: "provider", error: "HTTP 503" }) };
+    const dispatcher = new Dispatcher({
+      pool: t.db.pool, providers: { sms: [down, answeringAfter(async () => {})], email: [], push: [] }, retry: config.retry,
+      logger: captureLogger("silent").logger, publicUrl: () => "", metrics,
+    });
+    const failovers = async () => (await metrics.registry.getSingleMetric("ttip_notification_provider_failovers_total")?.get())?.values.reduce((n, v) => n + v.value, 0) ?? 0;
+
+    const refused = await queuedSms();
+    const name = `refuse_${refused.replaceAll("-", "")}`;
+    // A check deferred to COMMIT: the failover is written, then the whole transaction rolls back.
+    await t.db.pool.query(`CREATE FUNCTION notification.${name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$`);
+    await t.db.pool.query(
+      `CREATE CONSTRAINT TRIGGER ${name} AFTER UPDATE ON notification.deliveries DEFERRABLE INITIALLY DEFERRED
+         FOR EACH ROW WHEN (NEW.id = '${refused}' AND NEW.status = 'retrying') EXECUTE FUNCTION notification.${name}()`,
+    );
+    try {
+      await assert.rejects(dispatcher.run(refused), /refused at commit/);
+      assert.equal((await delivery(refused)).status, DeliveryStatus.QUEUED, "nothing of the attempt's record kept");
+      assert.equal(await failovers(), 0, "a rolled-back failover is not counted");
+    } finally {
+      await t.db.pool.query(`DROP TRIGGER ${name} ON notification.deliveries; DROP FUNCTION notification.${name}()`);
+    }
+
+    const moved = await queuedSms();
+    await assert.rejects(dispatcher.run(moved), RetryLater);
+    assert.equal((await delivery(moved)).status, DeliveryStatus.RETRYING);
+    assert.equal(await failovers(), 1, "one committed failover, one count");
+  });
+
   test("a delivery report that beats our record of the send is kept and applied", async () => {
     const id = await queuedSms();
     // The real client, but the provider's report lands before send() returns.
