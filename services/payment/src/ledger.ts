@@ -64,11 +64,19 @@ export class Ledger {
     // Wallet picks the currency among the worker wallets of the id (a venue's id has none: KES).
     const workerId = "workerId" in recipient ? recipient.workerId : recipient.venueId;
     const { quote, workerWalletCurrencies } = await this.internal.quoteTipFees({ amount, rail, customerCoversFee, workerId });
-    if (!quote?.customerPays || !quote.workerReceives) throw new Error("wallet QuoteTipFees answered without a quote");
+    if (!quote?.customerPays || !quote.workerReceives || !quote.platformFee || !quote.processingFee) throw new Error("wallet QuoteTipFees answered without a quote");
     if ("workerId" in recipient && workerWalletCurrencies.includes("KES")) {
       this.kesWorkers.set(recipient.workerId, true);
     }
     return quote;
+  }
+
+  /** `amount` in KES minor units at wallet's rate now (a card tip's limit when neither its currency nor its wallet's is KES). */
+  async inKes(amount: MoneyAmount): Promise<bigint> {
+    if (amount.currency === "KES") return amount.amountMinor;
+    const { conversion } = await this.internal.convertAmount({ amount, toCurrency: "KES" });
+    if (!conversion?.to) throw new Error("wallet ConvertAmount answered without a conversion");
+    return conversion.to.amountMinor;
   }
 
   /**

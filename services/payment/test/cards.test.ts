@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { createHmac, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { callerHeaders } from "@ttip/runtime";
 import { CardTipState, FraudReason, TipStatus, type Tip } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
 import { eventually } from "./setup.js";
 
@@ -111,6 +114,24 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     const writes = h.stripe.requests().filter((q) => q.method === "POST" && !q.path.endsWith("/confirm"));
     assert.ok(writes.length >= 2);
     assert.deepEqual(writes.filter((q) => !q.idempotencyKey), []);
+  });
+
+  test("a KES card tip to a worker whose only wallet is in dollars is credited in dollars through the FX position; the KES limit holds in any pair", async () => {
+    const worker = randomUUID();
+    const walletInternal = createClient(WalletInternalService, h.t.ctx.peers("wallet"));
+    await walletInternal.ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: worker, currency: "USD" });
+    const { tip } = await paid(worker, `pm_card_visa_${++cards}`, { currency: "KES", amountMinor: 100_000n });
+    assert.equal(tip.status, TipStatus.SUCCEEDED);
+    assert.equal(tip.charged!.currency, "KES");
+    assert.equal(tip.workerReceives!.currency, "USD");
+    const usd = async () => (await createClient(WalletService, h.t.ctx.peers("wallet")).getBalance({ currency: "USD" }, { headers: callerHeaders(worker, "worker") })).balances[0]?.ledger?.amountMinor;
+    assert.ok(tip.workerReceives!.amountMinor > 0n);
+    assert.equal(await usd(), tip.workerReceives!.amountMinor, "the dollar wallet credited what the tip says");
+    const conv = await entryConversions((await row(tip.tipId)).credit_entry_id);
+    assert.deepEqual([conv[0].from_currency.trim(), conv[0].to_currency.trim(), BigInt(conv[0].to_minor)], ["KES", "USD", tip.workerReceives!.amountMinor]);
+    assert.ok(await h.trialBalanced());
+    // USD 1,000 is about KES 129,200: over the KES 100,000 limit though neither side of the tip is in KES.
+    await assert.rejects(cardTip(worker, USD(100_000)), (e: ConnectError) => e.code === Code.InvalidArgument && /amount: a card tip may be at most KES 100000 \(this one is about KES 129\d{3}\)/.test(e.message));
   });
 
   test("/metrics: card tips move the card series (created, succeeded, held; KES amount; webhook to credit latency), not M-Pesa's", async () => {

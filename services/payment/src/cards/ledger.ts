@@ -1,5 +1,6 @@
 // Card money in the wallet's ledger. A card tip is paid in the customer's
-// currency and lands in the worker's KES wallet: the entry balances per
+// currency and lands in the worker's wallet, in its currency (KES as a rule,
+// whatever the worker holds otherwise): the entry balances per
 // currency through the platform's FX position, and carries the rate, its
 // source and its time. Every write has an idempotency key derived from the
 // provider's ids, so a webhook applied twice posts once.

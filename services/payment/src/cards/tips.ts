@@ -1,12 +1,12 @@
 // Card tips: created for a quote in the customer's currency, authorised by the
 // provider (3-D Secure when the bank asks), checked by the card rules, then
-// captured or cancelled, and credited once in KES at the quoted rate.
+// captured or cancelled, and credited once in the worker's wallet currency at the quoted rate.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, DependencyUnavailableError, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, type Queryable, refusalOfField, withTransaction } from "@ttip/runtime";
 import { PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { type FeeQuote, PaymentRail } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { recordAlert } from "../fraud.js";
 import { paymentMetrics } from "../metrics.js";
 import { loadTip, runAfterCredit, uncreditedTips, type Deps } from "../tips.js";
@@ -101,12 +101,10 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   }
   if (t.amount.amountMinor > MAX_CARD_MINOR) throw fieldError("amount", "too large for a tip");
 
-  const quote = await quoteCard(deps, t);
+  const { quote, paysKes } = await quoteCard(deps, t);
   const pays = quote.customerPays!.amountMinor;
   const walletMinor = quote.workerReceives!.amountMinor;
   const share = quote.conversion?.from?.amountMinor ?? walletMinor;
-  // The limit is on what the card pays, in KES at the quote's rate.
-  const paysKes = share > 0n ? (pays * walletMinor) / share : pays;
   if (paysKes > config.rules.maxPerTipKesMinor) {
     throw fieldError("amount", `a card tip may be at most KES ${config.rules.maxPerTipKesMinor / 100n} (this one is about KES ${paysKes / 100n})`);
   }
@@ -133,12 +131,21 @@ export async function createCardTip(deps: Deps, t: NewCardTip): Promise<CreatedC
   return startPayment(deps, provider, row);
 }
 
-async function quoteCard(deps: Deps, t: NewCardTip) {
+/**
+ * The tip's quote (credited in the worker's wallet currency, whichever it is: the credit
+ * crosses currencies through the FX position) and what the card pays in KES, for the
+ * per-tip limit: as it is when the tip is in KES, at the quote's rate when the wallet is
+ * in KES, else at wallet's rate now.
+ */
+async function quoteCard(deps: Deps, t: NewCardTip): Promise<{ quote: FeeQuote; paysKes: bigint }> {
   try {
     const quote = await deps.ledger.quote(t.amount, PaymentRail.CARD, { workerId: t.workerId }, t.customerCoversFee);
-    if (!quote?.customerPays || !quote.workerReceives || !quote.platformFee || !quote.processingFee) throw new Error("wallet QuoteTipFees answered without a quote");
-    if (quote.workerReceives.currency !== "KES" && quote.workerReceives.currency !== t.amount.currency) throw new Error("unexpected wallet currency");
-    return quote;
+    const pays = quote.customerPays!;
+    const walletMinor = quote.workerReceives!.amountMinor;
+    const share = quote.conversion?.from?.amountMinor ?? walletMinor;
+    if (pays.currency === "KES") return { quote, paysKes: pays.amountMinor };
+    if (quote.workerReceives!.currency === "KES") return { quote, paysKes: share > 0n ? (pays.amountMinor * walletMinor) / share : pays.amountMinor };
+    return { quote, paysKes: await deps.ledger.inKes(pays) };
   } catch (err) {
     const e = asConnectError(err, Code.Unavailable);
     if (e.code === Code.InvalidArgument || e.code === Code.FailedPrecondition) throw refusalOfField(e, "amount")!;
