@@ -37,15 +37,20 @@ export function createQrModule(options: ModuleOptions = {}): ServiceModule {
       const cfg = (config ??= loadQrConfig(options.env));
       const key = await signingKey(ctx, cfg);
       const signer = new PayloadSigner(key, cfg.QR_PREVIOUS_SIGNING_KEYS);
+      const resolver = new Resolver(ctx.pool, ctx.cache, signer, cfg, ctx.logger, ctx.metrics);
       deps.set(ctx, {
         pool: ctx.pool,
         cfg,
         signer,
         deviceSalt: `device:${key}`,
-        resolver: new Resolver(ctx.pool, ctx.cache, signer, cfg, ctx.logger, ctx.metrics),
+        resolver,
         requireActiveKey: activeKeyInAuth(ctx.peers),
       });
-      return startTipConsumer(ctx);
+      const stopTipConsumer = await startTipConsumer(ctx);
+      return async () => {
+        await stopTipConsumer();
+        await resolver.stop();
+      };
     },
     routes(router, ctx) {
       const d = deps.get(ctx);

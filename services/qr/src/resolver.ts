@@ -99,6 +99,9 @@ export class Resolver {
    */
   private readonly keyHints = new Map<string, { codeId: string; keys: string[] }>();
   private readonly counters: ReturnType<typeof counters>;
+  /** Second deletes waiting for their moment, by timer, and those running: a stop runs them at once, before the cache closes. */
+  private readonly waitingSecondPasses = new Map<NodeJS.Timeout, () => Promise<void>>();
+  private readonly runningSecondPasses = new Set<Promise<void>>();
 
   constructor(
     private readonly pool: Pool,
@@ -198,7 +201,30 @@ export class Resolver {
       this.counters?.invalidations.inc({ pass });
     };
     await drop("first");
-    setTimeout(() => void drop("second"), this.cfg.QR_CACHE_REFORGET_MS).unref();
+    const run = () => {
+      const running = drop("second").finally(() => this.runningSecondPasses.delete(running));
+      this.runningSecondPasses.add(running);
+      return running;
+    };
+    const timer = setTimeout(() => {
+      this.waitingSecondPasses.delete(timer);
+      void run();
+    }, this.cfg.QR_CACHE_REFORGET_MS);
+    timer.unref();
+    this.waitingSecondPasses.set(timer, run);
+  }
+
+  /**
+   * Runs the second deletes still waiting and waits for those running: at the
+   * service's stop, so none is lost with the process or sent to a closed cache.
+   */
+  async stop(): Promise<void> {
+    for (const [timer, run] of this.waitingSecondPasses) {
+      clearTimeout(timer);
+      void run();
+    }
+    this.waitingSecondPasses.clear();
+    await Promise.all([...this.runningSecondPasses]);
   }
 
   /**

@@ -717,6 +717,26 @@ describe("qr service", () => {
   });
 });
 
+describe("qr stopping", () => {
+  test("a change's second cache delete, still waiting, runs when the service stops: before its cache closes, none lost", async () => {
+    // A minute (the most it may be): only the stop can run the second delete within this test.
+    const t = await startTestService(createQrModule({ env: { QR_SIGNING_KEY: KEY, QR_TIP_BASE_URL: BASE, QR_CACHE_REFORGET_MS: "60000" } }));
+    let closed = false;
+    try {
+      const owner = { subject: randomUUID(), roles: ["worker" as Role] };
+      await t.client(QrService, owner).putProfile({ ownerKind: OwnerKind.WORKER, ownerId: owner.subject, displayName: "Akinyi" });
+      const seconds = async () => Number(/ttip_qr_cache_invalidations_total\{pass="second"\} (\d+)/.exec(await t.ctx.metrics.registry.metrics())?.[1] ?? 0);
+      assert.equal(await seconds(), 0, "the second delete waits");
+      await t.service.close();
+      assert.equal(await seconds(), 1, "the stop ran it");
+      await t.close();
+      closed = true;
+    } finally {
+      if (!closed) await t.close();
+    }
+  });
+});
+
 describe("qr configuration", () => {
   test("a cluster process without QR_SIGNING_KEY refuses to start", async () => {
     // It fails before touching anything, so no real context is needed.
