@@ -1,4 +1,5 @@
 import pg from "pg";
+import { BoundedMap } from "./bounded-map.js";
 
 /**
  * A transaction's BEGIN without a round trip of its own. On these machines a
@@ -103,8 +104,8 @@ interface EmptyRow {
   fields: FieldDescription[];
   row: object;
 }
-const emptyRows = new Map<string, EmptyRow>();
 const MAX_EMPTY_ROWS = 5_000;
+const emptyRows = new BoundedMap<string, EmptyRow>(MAX_EMPTY_ROWS);
 
 function sameNames(a: FieldDescription[], b: FieldDescription[]): boolean {
   if (a.length !== b.length) return false;
@@ -138,7 +139,6 @@ class StatementQuery extends PgQuery {
       super.handleRowDescription(message);
       const row = this._result._prebuiltEmptyResultObject;
       if (this.emptyRowKey !== undefined && fields.length && row) {
-        if (emptyRows.size >= MAX_EMPTY_ROWS) emptyRows.clear();
         emptyRows.set(this.emptyRowKey, { fields, row });
       }
       return;
