@@ -1,7 +1,7 @@
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { Counter } from "prom-client";
-import { DomainError, type Cache, type Logger, type Metrics, type Pool } from "@ttip/runtime";
+import { BoundedMap, DomainError, type Cache, type Logger, type Metrics, type Pool } from "@ttip/runtime";
 import {
   DynamicParametersSchema,
   QrCodeProblemSchema,
@@ -97,7 +97,7 @@ export class Resolver {
    * change, so these stay right. They only choose what is read ahead: the profiles used
    * are always the ones the code just read names (a wrong hint costs a round trip, not an answer).
    */
-  private readonly keyHints = new Map<string, { codeId: string; keys: string[] }>();
+  private readonly keyHints = new BoundedMap<string, { codeId: string; keys: string[] }>(MAX_KEY_HINTS);
   private readonly counters: ReturnType<typeof counters>;
   /** Second deletes waiting for their moment, by timer, and those running: a stop runs them at once, before the cache closes. */
   private readonly waitingSecondPasses = new Map<NodeJS.Timeout, () => Promise<void>>();
@@ -174,10 +174,9 @@ export class Resolver {
     return { owner, venue: await this.profile(2, code.venueId, values), venueId: code.venueId };
   }
 
-  /** Remembers the keys a code's resolve read, under its short code or id (the oldest hint goes when full). */
+  /** Remembers the keys a code's resolve read, under its short code or id (the oldest hint goes when full: BoundedMap). */
   private hint(lookup: string, code: CodeRecord): void {
     if (this.keyHints.has(lookup)) return;
-    if (this.keyHints.size >= MAX_KEY_HINTS) this.keyHints.delete(this.keyHints.keys().next().value!);
     this.keyHints.set(lookup, { codeId: code.id, keys: [cacheKeys.code(code.id), ...profileKeysOf(code)] });
   }
 
