@@ -5,6 +5,7 @@
 // verifies: a NetworkPolicy is then the second wall, not the only one.
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { BoundedMap } from "./bounded-map.js";
 import { GATEWAY_HEADERS } from "./headers.js";
 import { hmacSha256 } from "./prepared-keys.js";
 
@@ -47,17 +48,16 @@ function mac(key: Buffer, at: string, headers: Headers): Buffer {
  * the second and the identity headers, so within a second most calls repeat
  * one (every service-to-service call without an identity signs the same), and
  * in one process the receiver verifies what the sender just signed. A memo of
- * a pure function: what verifies is unchanged. Bounded: cleared when full.
+ * a pure function: what verifies is unchanged. Bounded: the oldest forgotten first.
  */
-const recentMacs = new WeakMap<Buffer, Map<string, Buffer>>();
+const recentMacs = new WeakMap<Buffer, BoundedMap<string, Buffer>>();
 const RECENT_MACS_MAX = 256;
 
 function recentMac(key: Buffer, message: string): Buffer {
   let recent = recentMacs.get(key);
-  if (recent === undefined) recentMacs.set(key, (recent = new Map()));
+  if (recent === undefined) recentMacs.set(key, (recent = new BoundedMap(RECENT_MACS_MAX)));
   let digest = recent.get(message);
   if (digest === undefined) {
-    if (recent.size >= RECENT_MACS_MAX) recent.clear();
     digest = hmacSha256(key, message);
     recent.set(message, digest);
   }

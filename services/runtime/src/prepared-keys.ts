@@ -11,13 +11,14 @@
 // asks: a new Buffer or a new text is a new KeyObject; the old one goes with
 // its Buffer, or when the memo of texts is full.
 import { type BinaryToTextEncoding, createHmac, createPublicKey, createSecretKey, type KeyObject } from "node:crypto";
+import { BoundedMap } from "./bounded-map.js";
 
 // A key Buffer must not be written after it is first used: callers make it once.
 const secretKeysByBuffer = new WeakMap<Buffer, KeyObject>();
 
-/** Public keys remembered by their text at most; when full the memo starts over (each key is simply imported again). */
+/** Public keys remembered by their text at most, the oldest forgotten first (a forgotten key is simply imported again). */
 const MAX_PUBLIC_KEYS = 256;
-const publicKeysByText = new Map<string, KeyObject>();
+const publicKeysByText = new BoundedMap<string, KeyObject>(MAX_PUBLIC_KEYS);
 
 /** The secret KeyObject of a key Buffer, made once per Buffer. */
 export function secretKeyOf(key: Buffer): KeyObject {
@@ -34,7 +35,6 @@ export function spkiPublicKeyOf(base64Der: string): KeyObject {
   let made = publicKeysByText.get(base64Der);
   if (made === undefined) {
     made = createPublicKey({ key: Buffer.from(base64Der, "base64"), format: "der", type: "spki" });
-    if (publicKeysByText.size >= MAX_PUBLIC_KEYS) publicKeysByText.clear();
     publicKeysByText.set(base64Der, made);
   }
   return made;
