@@ -13,6 +13,9 @@ const KNOWN_ACCOUNTS_MAX = 100_000;
 /** How many workers known to have a KES wallet a replica remembers from quotes (a UUID each: a few MB at most); the oldest goes first. */
 const KNOWN_KES_WORKERS_MAX = 100_000;
 
+/** The key of an account id in a replica's memo (account(), landsInKes). */
+const accountKey = (kind: AccountKind, ownerId: string, currency: string) => `${kind}:${ownerId}:${currency}`;
+
 /** Who a tip is for: one worker, or a venue's pool (shared by the venue's split rule). */
 export type TipRecipient = { workerId: string } | { venueId: string };
 
@@ -33,7 +36,7 @@ export class Ledger {
 
   /** Account ids never change for a (kind, owner, currency): cached after the first answer, up to KNOWN_ACCOUNTS_MAX. */
   async account(kind: AccountKind, ownerId = "", currency = "KES"): Promise<string> {
-    const key = `${kind}:${ownerId}:${currency}`;
+    const key = accountKey(kind, ownerId, currency);
     const known = this.accounts.get(key);
     if (known) return known;
     const ownerKind = !ownerId ? OwnerKind.PLATFORM : kind === AccountKind.VENUE_POOL ? OwnerKind.VENUE : OwnerKind.WORKER;
@@ -87,7 +90,7 @@ export class Ledger {
    */
   private landsInKes(recipient: TipRecipient): boolean {
     if (!("workerId" in recipient)) return true;
-    return this.kesWorkers.has(recipient.workerId) || this.accounts.has(`${AccountKind.WORKER_WALLET}:${recipient.workerId}:KES`);
+    return this.kesWorkers.has(recipient.workerId) || this.accounts.has(accountKey(AccountKind.WORKER_WALLET, recipient.workerId, "KES"));
   }
 
   /** A KES tip's quote from the copy of the fee schedules, with no conversion. */

@@ -47,9 +47,13 @@ function sendRequestOf(req: SendNotificationRequest): Omit<SendRequest, "claim">
 /** One channel to a number or an address (a receipt, a sign-in code): one delivery, whose statement claims the key itself. */
 const claimsInItsStatement = (req: SendNotificationRequest) => req.channels.length === 1 && req.recipient.case !== "userId";
 
+/** A template's missing variables as the client's mistake naming the field; any other error as it is. */
+function asClientError(err: unknown): unknown {
+  return err instanceof MissingVariablesError ? fieldError("variables", `missing ${err.missing.join(", ")}`) : err;
+}
+
 function asFieldError(err: unknown): never {
-  if (err instanceof MissingVariablesError) throw fieldError("variables", `missing ${err.missing.join(", ")}`);
-  throw err;
+  throw asClientError(err);
 }
 
 async function sendOne(h: NotificationHandlerContext, req: SendNotificationRequest, idempotent: IdempotentRequest): Promise<{ deliveryIds: string[] }> {
@@ -107,7 +111,7 @@ const sent = (r: SendNotificationResponse | { deliveryIds: string[] }): SendResu
 
 /** A request's refusal as its result: a client's mistake says why; anything else is logged, not told. */
 function refused(h: NotificationHandlerContext, err: unknown): SendResult {
-  const e = asConnectError(err instanceof MissingVariablesError ? fieldError("variables", `missing ${err.missing.join(", ")}`) : err);
+  const e = asConnectError(asClientError(err));
   if (e.code === Code.Internal || e.code === Code.Unknown) {
     h.logger.error({ err }, "a batched notification failed");
     return create(SendNotificationResultSchema, { code: Code.Internal, message: "internal error" });
