@@ -34,8 +34,9 @@ export interface Cache {
   /**
    * Adds each charge's points to its key's count, in fixed windows of durationSeconds
    * (a key's window starts with its first charge), every key in one round trip; answers
-   * each count after its charge, in order. The keys are rateLimiter({ keyPrefix })'s,
-   * so both count the same budget (replicas of two versions share it).
+   * each count after its charge, in order. In Redis the keys are rateLimiter({ keyPrefix })'s,
+   * so both count the same budget (replicas of two versions share it); the in-memory cache
+   * keeps its budgets apart from its rate limiters (one process has one version).
    */
   chargeBudgets(keyPrefix: string, durationSeconds: number, charges: readonly BudgetCharge[]): Promise<BudgetCount[]>;
   /**

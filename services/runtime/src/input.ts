@@ -490,8 +490,9 @@ export async function readRpcBody(req: NodeRequest, max: number, readMaxBytes: n
 
 /**
  * Reads a plain HTTP route's body (webhooks) up to `limit` bytes, refusing a
- * larger declared Content-Length before reading anything and stopping at the
- * limit otherwise: BodyTooLargeError, for answerTooLarge.
+ * larger declared Content-Length before reading anything; past the limit
+ * otherwise, the rest is read and dropped in the background (readAll, up to
+ * DISCARD_MAX_BYTES): BodyTooLargeError, for answerTooLarge.
  */
 export async function readHttpBody(req: NodeRequest, limit: number): Promise<Buffer> {
   if (Number(req.headers["content-length"] ?? NaN) > limit) throw new BodyTooLargeError(limit);
@@ -502,7 +503,7 @@ export async function readHttpBody(req: NodeRequest, limit: number): Promise<Buf
   }
 }
 
-/** 413 with a sentence; the rest of the body is not read (HTTP/1.1 closes the connection). */
+/** 413 with a sentence; HTTP/1.1 closes the connection after it (what is left of the body is dropped, not answered). */
 export function answerTooLarge(res: NodeResponse, limit: number, contentType = "text/plain", body?: string): void {
   if (res.headersSent) return;
   const headers: Record<string, string> = { "content-type": contentType };
