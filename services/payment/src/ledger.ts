@@ -2,7 +2,7 @@
 // key, so a call repeated after a crash or a lost answer changes nothing.
 import assert from "node:assert/strict";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { type Client, type ConnectError, createClient } from "@connectrpc/connect";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { asConnectError, b2cFee, BoundedMap, callerHeaders, clockOf, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
 import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { type PostEntryRequestSchema, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
@@ -171,7 +171,17 @@ export class Ledger {
    */
   async postEntries(entries: EntryToPost[]): Promise<(string | ConnectError)[]> {
     assert(entries.length > 0 && entries.length <= POST_ENTRIES_MAX, "1 to POST_ENTRIES_MAX entries a call");
-    return Promise.all(entries.map((e) => this.internal.postEntry(e, { timeoutMs: POST_ENTRIES_TIMEOUT_MS }).then((r) => r.entry?.entryId ?? "", (err: unknown) => asConnectError(err))));
+    try {
+      const { results } = await this.internal.postEntries({ entries }, { timeoutMs: POST_ENTRIES_TIMEOUT_MS });
+      assert.equal(results.length, entries.length, "one result per entry");
+      return results.map((r) => (r.code === 0 ? (r.entry?.entryId ?? "") : new ConnectError(r.message, r.code)));
+    } catch (err) {
+      // A wallet without the call (a rolling upgrade), or a call it refused as a whole (an
+      // entry it found malformed): each alone, so that one fails by itself.
+      const code = asConnectError(err).code;
+      if (code !== Code.Unimplemented && code !== Code.InvalidArgument) throw err;
+      return Promise.all(entries.map((e) => this.internal.postEntry(e, { timeoutMs: POST_ENTRIES_TIMEOUT_MS }).then((r) => r.entry?.entryId ?? "", (err: unknown) => asConnectError(err))));
+    }
   }
 
   /** A held tip an admin approved: suspense pays the worker and the platform fee. */
