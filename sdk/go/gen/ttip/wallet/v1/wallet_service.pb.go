@@ -1971,6 +1971,163 @@ func (x *PostEntryResponse) GetCreated() bool {
 	return false
 }
 
+type PostEntriesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 100: the entries are posted by one statement (one round trip, one commit)
+	// whose plan, lock set and parameters stay bounded, and the credits that wait while
+	// one call is out (a burst of callbacks) fit in one call.
+	Entries       []*PostEntryRequest `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostEntriesRequest) Reset() {
+	*x = PostEntriesRequest{}
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostEntriesRequest) ProtoMessage() {}
+
+func (x *PostEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostEntriesRequest.ProtoReflect.Descriptor instead.
+func (*PostEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *PostEntriesRequest) GetEntries() []*PostEntryRequest {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type PostEntriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per entry, in the entries' order.
+	Results       []*PostEntryResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostEntriesResponse) Reset() {
+	*x = PostEntriesResponse{}
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostEntriesResponse) ProtoMessage() {}
+
+func (x *PostEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostEntriesResponse.ProtoReflect.Descriptor instead.
+func (*PostEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PostEntriesResponse) GetResults() []*PostEntryResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// One entry's answer: the entry, or why it was refused.
+type PostEntryResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As PostEntryResponse.entry, when code is 0 (OK): posted now, or under this key before.
+	Entry *JournalEntry `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	// The gRPC status code PostEntry would have failed with (0: posted, now or under this
+	// key before; 6 ALREADY_EXISTS; 5 NOT_FOUND; 3 INVALID_ARGUMENT; 9 FAILED_PRECONDITION; ...).
+	Code int32 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`
+	// Why, when code is not 0.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PostEntryResult) Reset() {
+	*x = PostEntryResult{}
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PostEntryResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PostEntryResult) ProtoMessage() {}
+
+func (x *PostEntryResult) ProtoReflect() protoreflect.Message {
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PostEntryResult.ProtoReflect.Descriptor instead.
+func (*PostEntryResult) Descriptor() ([]byte, []int) {
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PostEntryResult) GetEntry() *JournalEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *PostEntryResult) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *PostEntryResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type PlaceHoldRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	AccountId      string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
@@ -1983,7 +2140,7 @@ type PlaceHoldRequest struct {
 
 func (x *PlaceHoldRequest) Reset() {
 	*x = PlaceHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2152,7 @@ func (x *PlaceHoldRequest) String() string {
 func (*PlaceHoldRequest) ProtoMessage() {}
 
 func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[36]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2165,7 @@ func (x *PlaceHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldRequest.ProtoReflect.Descriptor instead.
 func (*PlaceHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{36}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PlaceHoldRequest) GetAccountId() string {
@@ -2049,7 +2206,7 @@ type PlaceHoldResponse struct {
 
 func (x *PlaceHoldResponse) Reset() {
 	*x = PlaceHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2061,7 +2218,7 @@ func (x *PlaceHoldResponse) String() string {
 func (*PlaceHoldResponse) ProtoMessage() {}
 
 func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[37]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2074,7 +2231,7 @@ func (x *PlaceHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlaceHoldResponse.ProtoReflect.Descriptor instead.
 func (*PlaceHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{37}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PlaceHoldResponse) GetHold() *Hold {
@@ -2105,7 +2262,7 @@ type SettleHoldRequest struct {
 
 func (x *SettleHoldRequest) Reset() {
 	*x = SettleHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2117,7 +2274,7 @@ func (x *SettleHoldRequest) String() string {
 func (*SettleHoldRequest) ProtoMessage() {}
 
 func (x *SettleHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[38]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2130,7 +2287,7 @@ func (x *SettleHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleHoldRequest.ProtoReflect.Descriptor instead.
 func (*SettleHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{38}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *SettleHoldRequest) GetHoldId() string {
@@ -2164,7 +2321,7 @@ type SettleHoldResponse struct {
 
 func (x *SettleHoldResponse) Reset() {
 	*x = SettleHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2176,7 +2333,7 @@ func (x *SettleHoldResponse) String() string {
 func (*SettleHoldResponse) ProtoMessage() {}
 
 func (x *SettleHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[39]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2189,7 +2346,7 @@ func (x *SettleHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SettleHoldResponse.ProtoReflect.Descriptor instead.
 func (*SettleHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{39}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SettleHoldResponse) GetHold() *Hold {
@@ -2216,7 +2373,7 @@ type ReleaseHoldRequest struct {
 
 func (x *ReleaseHoldRequest) Reset() {
 	*x = ReleaseHoldRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2228,7 +2385,7 @@ func (x *ReleaseHoldRequest) String() string {
 func (*ReleaseHoldRequest) ProtoMessage() {}
 
 func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[40]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2241,7 +2398,7 @@ func (x *ReleaseHoldRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{40}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ReleaseHoldRequest) GetHoldId() string {
@@ -2267,7 +2424,7 @@ type ReleaseHoldResponse struct {
 
 func (x *ReleaseHoldResponse) Reset() {
 	*x = ReleaseHoldResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2436,7 @@ func (x *ReleaseHoldResponse) String() string {
 func (*ReleaseHoldResponse) ProtoMessage() {}
 
 func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[41]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2449,7 @@ func (x *ReleaseHoldResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseHoldResponse.ProtoReflect.Descriptor instead.
 func (*ReleaseHoldResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{41}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReleaseHoldResponse) GetHold() *Hold {
@@ -2314,7 +2471,7 @@ type QuoteTipFeesRequest struct {
 
 func (x *QuoteTipFeesRequest) Reset() {
 	*x = QuoteTipFeesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2326,7 +2483,7 @@ func (x *QuoteTipFeesRequest) String() string {
 func (*QuoteTipFeesRequest) ProtoMessage() {}
 
 func (x *QuoteTipFeesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[42]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2339,7 +2496,7 @@ func (x *QuoteTipFeesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteTipFeesRequest.ProtoReflect.Descriptor instead.
 func (*QuoteTipFeesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{42}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *QuoteTipFeesRequest) GetAmount() *v1.Money {
@@ -2383,7 +2540,7 @@ type QuoteTipFeesResponse struct {
 
 func (x *QuoteTipFeesResponse) Reset() {
 	*x = QuoteTipFeesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2552,7 @@ func (x *QuoteTipFeesResponse) String() string {
 func (*QuoteTipFeesResponse) ProtoMessage() {}
 
 func (x *QuoteTipFeesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[43]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2565,7 @@ func (x *QuoteTipFeesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuoteTipFeesResponse.ProtoReflect.Descriptor instead.
 func (*QuoteTipFeesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{43}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *QuoteTipFeesResponse) GetQuote() *FeeQuote {
@@ -2435,7 +2592,7 @@ type ConvertAmountRequest struct {
 
 func (x *ConvertAmountRequest) Reset() {
 	*x = ConvertAmountRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2447,7 +2604,7 @@ func (x *ConvertAmountRequest) String() string {
 func (*ConvertAmountRequest) ProtoMessage() {}
 
 func (x *ConvertAmountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[44]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2460,7 +2617,7 @@ func (x *ConvertAmountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertAmountRequest.ProtoReflect.Descriptor instead.
 func (*ConvertAmountRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{44}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ConvertAmountRequest) GetAmount() *v1.Money {
@@ -2486,7 +2643,7 @@ type ConvertAmountResponse struct {
 
 func (x *ConvertAmountResponse) Reset() {
 	*x = ConvertAmountResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2498,7 +2655,7 @@ func (x *ConvertAmountResponse) String() string {
 func (*ConvertAmountResponse) ProtoMessage() {}
 
 func (x *ConvertAmountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[45]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2511,7 +2668,7 @@ func (x *ConvertAmountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConvertAmountResponse.ProtoReflect.Descriptor instead.
 func (*ConvertAmountResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{45}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ConvertAmountResponse) GetConversion() *FxConversion {
@@ -2532,7 +2689,7 @@ type SetPoolRulesRequest struct {
 
 func (x *SetPoolRulesRequest) Reset() {
 	*x = SetPoolRulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2544,7 +2701,7 @@ func (x *SetPoolRulesRequest) String() string {
 func (*SetPoolRulesRequest) ProtoMessage() {}
 
 func (x *SetPoolRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[46]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2557,7 +2714,7 @@ func (x *SetPoolRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolRulesRequest.ProtoReflect.Descriptor instead.
 func (*SetPoolRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{46}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetPoolRulesRequest) GetVenueId() string {
@@ -2590,7 +2747,7 @@ type SetPoolRulesResponse struct {
 
 func (x *SetPoolRulesResponse) Reset() {
 	*x = SetPoolRulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2759,7 @@ func (x *SetPoolRulesResponse) String() string {
 func (*SetPoolRulesResponse) ProtoMessage() {}
 
 func (x *SetPoolRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[47]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2772,7 @@ func (x *SetPoolRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPoolRulesResponse.ProtoReflect.Descriptor instead.
 func (*SetPoolRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{47}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *SetPoolRulesResponse) GetRules() *PoolRules {
@@ -2634,7 +2791,7 @@ type GetPoolRulesRequest struct {
 
 func (x *GetPoolRulesRequest) Reset() {
 	*x = GetPoolRulesRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2803,7 @@ func (x *GetPoolRulesRequest) String() string {
 func (*GetPoolRulesRequest) ProtoMessage() {}
 
 func (x *GetPoolRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[48]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2816,7 @@ func (x *GetPoolRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolRulesRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{48}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetPoolRulesRequest) GetVenueId() string {
@@ -2678,7 +2835,7 @@ type GetPoolRulesResponse struct {
 
 func (x *GetPoolRulesResponse) Reset() {
 	*x = GetPoolRulesResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2690,7 +2847,7 @@ func (x *GetPoolRulesResponse) String() string {
 func (*GetPoolRulesResponse) ProtoMessage() {}
 
 func (x *GetPoolRulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[49]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2703,7 +2860,7 @@ func (x *GetPoolRulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolRulesResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolRulesResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{49}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetPoolRulesResponse) GetRules() *PoolRules {
@@ -2724,7 +2881,7 @@ type DistributePoolRequest struct {
 
 func (x *DistributePoolRequest) Reset() {
 	*x = DistributePoolRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2736,7 +2893,7 @@ func (x *DistributePoolRequest) String() string {
 func (*DistributePoolRequest) ProtoMessage() {}
 
 func (x *DistributePoolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[50]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2749,7 +2906,7 @@ func (x *DistributePoolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributePoolRequest.ProtoReflect.Descriptor instead.
 func (*DistributePoolRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{50}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *DistributePoolRequest) GetVenueId() string {
@@ -2784,7 +2941,7 @@ type DistributePoolResponse struct {
 
 func (x *DistributePoolResponse) Reset() {
 	*x = DistributePoolResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +2953,7 @@ func (x *DistributePoolResponse) String() string {
 func (*DistributePoolResponse) ProtoMessage() {}
 
 func (x *DistributePoolResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[51]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +2966,7 @@ func (x *DistributePoolResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributePoolResponse.ProtoReflect.Descriptor instead.
 func (*DistributePoolResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{51}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DistributePoolResponse) GetEntry() *JournalEntry {
@@ -2836,7 +2993,7 @@ type GetSettlementModeRequest struct {
 
 func (x *GetSettlementModeRequest) Reset() {
 	*x = GetSettlementModeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2848,7 +3005,7 @@ func (x *GetSettlementModeRequest) String() string {
 func (*GetSettlementModeRequest) ProtoMessage() {}
 
 func (x *GetSettlementModeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[52]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2861,7 +3018,7 @@ func (x *GetSettlementModeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModeRequest.ProtoReflect.Descriptor instead.
 func (*GetSettlementModeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{52}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GetSettlementModeRequest) GetOwnerKind() OwnerKind {
@@ -2887,7 +3044,7 @@ type GetSettlementModeResponse struct {
 
 func (x *GetSettlementModeResponse) Reset() {
 	*x = GetSettlementModeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2899,7 +3056,7 @@ func (x *GetSettlementModeResponse) String() string {
 func (*GetSettlementModeResponse) ProtoMessage() {}
 
 func (x *GetSettlementModeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[53]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2912,7 +3069,7 @@ func (x *GetSettlementModeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSettlementModeResponse.ProtoReflect.Descriptor instead.
 func (*GetSettlementModeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{53}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetSettlementModeResponse) GetMode() SettlementMode {
@@ -2931,7 +3088,7 @@ type QuotePayoutFeeRequest struct {
 
 func (x *QuotePayoutFeeRequest) Reset() {
 	*x = QuotePayoutFeeRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2943,7 +3100,7 @@ func (x *QuotePayoutFeeRequest) String() string {
 func (*QuotePayoutFeeRequest) ProtoMessage() {}
 
 func (x *QuotePayoutFeeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[54]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2956,7 +3113,7 @@ func (x *QuotePayoutFeeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotePayoutFeeRequest.ProtoReflect.Descriptor instead.
 func (*QuotePayoutFeeRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{54}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *QuotePayoutFeeRequest) GetAmount() *v1.Money {
@@ -2977,7 +3134,7 @@ type QuotePayoutFeeResponse struct {
 
 func (x *QuotePayoutFeeResponse) Reset() {
 	*x = QuotePayoutFeeResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3146,7 @@ func (x *QuotePayoutFeeResponse) String() string {
 func (*QuotePayoutFeeResponse) ProtoMessage() {}
 
 func (x *QuotePayoutFeeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[55]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3159,7 @@ func (x *QuotePayoutFeeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QuotePayoutFeeResponse.ProtoReflect.Descriptor instead.
 func (*QuotePayoutFeeResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{55}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *QuotePayoutFeeResponse) GetFee() *v1.Money {
@@ -3031,7 +3188,7 @@ type GetPoolTakingsRequest struct {
 
 func (x *GetPoolTakingsRequest) Reset() {
 	*x = GetPoolTakingsRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3200,7 @@ func (x *GetPoolTakingsRequest) String() string {
 func (*GetPoolTakingsRequest) ProtoMessage() {}
 
 func (x *GetPoolTakingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[56]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3213,7 @@ func (x *GetPoolTakingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolTakingsRequest.ProtoReflect.Descriptor instead.
 func (*GetPoolTakingsRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{56}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *GetPoolTakingsRequest) GetVenueId() string {
@@ -3100,7 +3257,7 @@ type GetPoolTakingsResponse struct {
 
 func (x *GetPoolTakingsResponse) Reset() {
 	*x = GetPoolTakingsResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3269,7 @@ func (x *GetPoolTakingsResponse) String() string {
 func (*GetPoolTakingsResponse) ProtoMessage() {}
 
 func (x *GetPoolTakingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[57]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3282,7 @@ func (x *GetPoolTakingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPoolTakingsResponse.ProtoReflect.Descriptor instead.
 func (*GetPoolTakingsResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{57}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *GetPoolTakingsResponse) GetCollected() *v1.Money {
@@ -3160,7 +3317,7 @@ type PoolShareAmount struct {
 
 func (x *PoolShareAmount) Reset() {
 	*x = PoolShareAmount{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3172,7 +3329,7 @@ func (x *PoolShareAmount) String() string {
 func (*PoolShareAmount) ProtoMessage() {}
 
 func (x *PoolShareAmount) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[58]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3185,7 +3342,7 @@ func (x *PoolShareAmount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PoolShareAmount.ProtoReflect.Descriptor instead.
 func (*PoolShareAmount) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{58}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *PoolShareAmount) GetWorkerId() string {
@@ -3226,7 +3383,7 @@ type PostPoolDistributionRequest struct {
 
 func (x *PostPoolDistributionRequest) Reset() {
 	*x = PostPoolDistributionRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3238,7 +3395,7 @@ func (x *PostPoolDistributionRequest) String() string {
 func (*PostPoolDistributionRequest) ProtoMessage() {}
 
 func (x *PostPoolDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[59]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3251,7 +3408,7 @@ func (x *PostPoolDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostPoolDistributionRequest.ProtoReflect.Descriptor instead.
 func (*PostPoolDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{59}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *PostPoolDistributionRequest) GetVenueId() string {
@@ -3320,7 +3477,7 @@ type PostPoolDistributionResponse struct {
 
 func (x *PostPoolDistributionResponse) Reset() {
 	*x = PostPoolDistributionResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3489,7 @@ func (x *PostPoolDistributionResponse) String() string {
 func (*PostPoolDistributionResponse) ProtoMessage() {}
 
 func (x *PostPoolDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[60]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3502,7 @@ func (x *PostPoolDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PostPoolDistributionResponse.ProtoReflect.Descriptor instead.
 func (*PostPoolDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{60}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PostPoolDistributionResponse) GetEntry() *JournalEntry {
@@ -3373,7 +3530,7 @@ type ReversePoolDistributionRequest struct {
 
 func (x *ReversePoolDistributionRequest) Reset() {
 	*x = ReversePoolDistributionRequest{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3385,7 +3542,7 @@ func (x *ReversePoolDistributionRequest) String() string {
 func (*ReversePoolDistributionRequest) ProtoMessage() {}
 
 func (x *ReversePoolDistributionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[61]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3398,7 +3555,7 @@ func (x *ReversePoolDistributionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReversePoolDistributionRequest.ProtoReflect.Descriptor instead.
 func (*ReversePoolDistributionRequest) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{61}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ReversePoolDistributionRequest) GetEntryId() string {
@@ -3431,7 +3588,7 @@ type ReversePoolDistributionResponse struct {
 
 func (x *ReversePoolDistributionResponse) Reset() {
 	*x = ReversePoolDistributionResponse{}
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3443,7 +3600,7 @@ func (x *ReversePoolDistributionResponse) String() string {
 func (*ReversePoolDistributionResponse) ProtoMessage() {}
 
 func (x *ReversePoolDistributionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[62]
+	mi := &file_ttip_wallet_v1_wallet_service_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3456,7 +3613,7 @@ func (x *ReversePoolDistributionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReversePoolDistributionResponse.ProtoReflect.Descriptor instead.
 func (*ReversePoolDistributionResponse) Descriptor() ([]byte, []int) {
-	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{62}
+	return file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ReversePoolDistributionResponse) GetReversal() *JournalEntry {
@@ -3602,7 +3759,16 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x10allow_owner_debt\x18\x06 \x01(\bR\x0eallowOwnerDebt\"a\n" +
 	"\x11PostEntryResponse\x122\n" +
 	"\x05entry\x18\x01 \x01(\v2\x1c.ttip.wallet.v1.JournalEntryR\x05entry\x12\x18\n" +
-	"\acreated\x18\x02 \x01(\bR\acreated\"\xb1\x02\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\\\n" +
+	"\x12PostEntriesRequest\x12F\n" +
+	"\aentries\x18\x01 \x03(\v2 .ttip.wallet.v1.PostEntryRequestB\n" +
+	"\xbaH\a\x92\x01\x04\b\x01\x10dR\aentries\"P\n" +
+	"\x13PostEntriesResponse\x129\n" +
+	"\aresults\x18\x01 \x03(\v2\x1f.ttip.wallet.v1.PostEntryResultR\aresults\"s\n" +
+	"\x0fPostEntryResult\x122\n" +
+	"\x05entry\x18\x01 \x01(\v2\x1c.ttip.wallet.v1.JournalEntryR\x05entry\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xb1\x02\n" +
 	"\x10PlaceHoldRequest\x12'\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tB\b\xbaH\x05r\x03\xb0\x01\x01R\taccountId\x125\n" +
@@ -3739,10 +3905,11 @@ const file_ttip_wallet_v1_wallet_service_proto_rawDesc = "" +
 	"\x11CreateFeeSchedule\x12(.ttip.wallet.v1.CreateFeeScheduleRequest\x1a).ttip.wallet.v1.CreateFeeScheduleResponse\"\x0f\xca\xf3\x18\v\b\x03\x12\x05admin \x01\x12\x80\x01\n" +
 	"\x10ListFeeSchedules\x12'.ttip.wallet.v1.ListFeeSchedulesRequest\x1a(.ttip.wallet.v1.ListFeeSchedulesResponse\"\x19\xca\xf3\x18\x12\b\x03\x12\x05admin\x12\afinance\x90\x02\x01\x12\\\n" +
 	"\rSetTierLimits\x12$.ttip.wallet.v1.SetTierLimitsRequest\x1a%.ttip.wallet.v1.SetTierLimitsResponse\x12h\n" +
-	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xcd\f\n" +
+	"\x11SetSettlementMode\x12(.ttip.wallet.v1.SetSettlementModeRequest\x1a).ttip.wallet.v1.SetSettlementModeResponse\x1a\x06\xca\xf3\x18\x02\b\x032\xa5\r\n" +
 	"\x15WalletInternalService\x12\\\n" +
 	"\rEnsureAccount\x12$.ttip.wallet.v1.EnsureAccountRequest\x1a%.ttip.wallet.v1.EnsureAccountResponse\x12P\n" +
-	"\tPostEntry\x12 .ttip.wallet.v1.PostEntryRequest\x1a!.ttip.wallet.v1.PostEntryResponse\x12P\n" +
+	"\tPostEntry\x12 .ttip.wallet.v1.PostEntryRequest\x1a!.ttip.wallet.v1.PostEntryResponse\x12V\n" +
+	"\vPostEntries\x12\".ttip.wallet.v1.PostEntriesRequest\x1a#.ttip.wallet.v1.PostEntriesResponse\x12P\n" +
 	"\tPlaceHold\x12 .ttip.wallet.v1.PlaceHoldRequest\x1a!.ttip.wallet.v1.PlaceHoldResponse\x12S\n" +
 	"\n" +
 	"SettleHold\x12!.ttip.wallet.v1.SettleHoldRequest\x1a\".ttip.wallet.v1.SettleHoldResponse\x12V\n" +
@@ -3773,7 +3940,7 @@ func file_ttip_wallet_v1_wallet_service_proto_rawDescGZIP() []byte {
 }
 
 var file_ttip_wallet_v1_wallet_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ttip_wallet_v1_wallet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 63)
+var file_ttip_wallet_v1_wallet_service_proto_msgTypes = make([]protoimpl.MessageInfo, 66)
 var file_ttip_wallet_v1_wallet_service_proto_goTypes = []any{
 	(StatementFormat)(0),                    // 0: ttip.wallet.v1.StatementFormat
 	(*GetBalanceRequest)(nil),               // 1: ttip.wallet.v1.GetBalanceRequest
@@ -3812,204 +3979,212 @@ var file_ttip_wallet_v1_wallet_service_proto_goTypes = []any{
 	(*EnsureAccountResponse)(nil),           // 34: ttip.wallet.v1.EnsureAccountResponse
 	(*PostEntryRequest)(nil),                // 35: ttip.wallet.v1.PostEntryRequest
 	(*PostEntryResponse)(nil),               // 36: ttip.wallet.v1.PostEntryResponse
-	(*PlaceHoldRequest)(nil),                // 37: ttip.wallet.v1.PlaceHoldRequest
-	(*PlaceHoldResponse)(nil),               // 38: ttip.wallet.v1.PlaceHoldResponse
-	(*SettleHoldRequest)(nil),               // 39: ttip.wallet.v1.SettleHoldRequest
-	(*SettleHoldResponse)(nil),              // 40: ttip.wallet.v1.SettleHoldResponse
-	(*ReleaseHoldRequest)(nil),              // 41: ttip.wallet.v1.ReleaseHoldRequest
-	(*ReleaseHoldResponse)(nil),             // 42: ttip.wallet.v1.ReleaseHoldResponse
-	(*QuoteTipFeesRequest)(nil),             // 43: ttip.wallet.v1.QuoteTipFeesRequest
-	(*QuoteTipFeesResponse)(nil),            // 44: ttip.wallet.v1.QuoteTipFeesResponse
-	(*ConvertAmountRequest)(nil),            // 45: ttip.wallet.v1.ConvertAmountRequest
-	(*ConvertAmountResponse)(nil),           // 46: ttip.wallet.v1.ConvertAmountResponse
-	(*SetPoolRulesRequest)(nil),             // 47: ttip.wallet.v1.SetPoolRulesRequest
-	(*SetPoolRulesResponse)(nil),            // 48: ttip.wallet.v1.SetPoolRulesResponse
-	(*GetPoolRulesRequest)(nil),             // 49: ttip.wallet.v1.GetPoolRulesRequest
-	(*GetPoolRulesResponse)(nil),            // 50: ttip.wallet.v1.GetPoolRulesResponse
-	(*DistributePoolRequest)(nil),           // 51: ttip.wallet.v1.DistributePoolRequest
-	(*DistributePoolResponse)(nil),          // 52: ttip.wallet.v1.DistributePoolResponse
-	(*GetSettlementModeRequest)(nil),        // 53: ttip.wallet.v1.GetSettlementModeRequest
-	(*GetSettlementModeResponse)(nil),       // 54: ttip.wallet.v1.GetSettlementModeResponse
-	(*QuotePayoutFeeRequest)(nil),           // 55: ttip.wallet.v1.QuotePayoutFeeRequest
-	(*QuotePayoutFeeResponse)(nil),          // 56: ttip.wallet.v1.QuotePayoutFeeResponse
-	(*GetPoolTakingsRequest)(nil),           // 57: ttip.wallet.v1.GetPoolTakingsRequest
-	(*GetPoolTakingsResponse)(nil),          // 58: ttip.wallet.v1.GetPoolTakingsResponse
-	(*PoolShareAmount)(nil),                 // 59: ttip.wallet.v1.PoolShareAmount
-	(*PostPoolDistributionRequest)(nil),     // 60: ttip.wallet.v1.PostPoolDistributionRequest
-	(*PostPoolDistributionResponse)(nil),    // 61: ttip.wallet.v1.PostPoolDistributionResponse
-	(*ReversePoolDistributionRequest)(nil),  // 62: ttip.wallet.v1.ReversePoolDistributionRequest
-	(*ReversePoolDistributionResponse)(nil), // 63: ttip.wallet.v1.ReversePoolDistributionResponse
-	(*Balance)(nil),                         // 64: ttip.wallet.v1.Balance
-	(*v1.PageRequest)(nil),                  // 65: ttip.common.v1.PageRequest
-	(TransactionKind)(0),                    // 66: ttip.wallet.v1.TransactionKind
-	(*timestamppb.Timestamp)(nil),           // 67: google.protobuf.Timestamp
-	(*Transaction)(nil),                     // 68: ttip.wallet.v1.Transaction
-	(*v1.PageResponse)(nil),                 // 69: ttip.common.v1.PageResponse
-	(*v1.Money)(nil),                        // 70: ttip.common.v1.Money
-	(*StatementRow)(nil),                    // 71: ttip.wallet.v1.StatementRow
-	(PaymentRail)(0),                        // 72: ttip.wallet.v1.PaymentRail
-	(*FeeQuote)(nil),                        // 73: ttip.wallet.v1.FeeQuote
-	(UserTier)(0),                           // 74: ttip.wallet.v1.UserTier
-	(*WithdrawalLimit)(nil),                 // 75: ttip.wallet.v1.WithdrawalLimit
-	(*TrialBalanceLine)(nil),                // 76: ttip.wallet.v1.TrialBalanceLine
-	(*Account)(nil),                         // 77: ttip.wallet.v1.Account
-	(AccountKind)(0),                        // 78: ttip.wallet.v1.AccountKind
-	(*JournalEntry)(nil),                    // 79: ttip.wallet.v1.JournalEntry
-	(*FeeSchedule)(nil),                     // 80: ttip.wallet.v1.FeeSchedule
-	(OwnerKind)(0),                          // 81: ttip.wallet.v1.OwnerKind
-	(SettlementMode)(0),                     // 82: ttip.wallet.v1.SettlementMode
-	(*EntryCause)(nil),                      // 83: ttip.wallet.v1.EntryCause
-	(*Posting)(nil),                         // 84: ttip.wallet.v1.Posting
-	(*FxConversion)(nil),                    // 85: ttip.wallet.v1.FxConversion
-	(*Hold)(nil),                            // 86: ttip.wallet.v1.Hold
-	(*PoolShare)(nil),                       // 87: ttip.wallet.v1.PoolShare
-	(*PoolRules)(nil),                       // 88: ttip.wallet.v1.PoolRules
+	(*PostEntriesRequest)(nil),              // 37: ttip.wallet.v1.PostEntriesRequest
+	(*PostEntriesResponse)(nil),             // 38: ttip.wallet.v1.PostEntriesResponse
+	(*PostEntryResult)(nil),                 // 39: ttip.wallet.v1.PostEntryResult
+	(*PlaceHoldRequest)(nil),                // 40: ttip.wallet.v1.PlaceHoldRequest
+	(*PlaceHoldResponse)(nil),               // 41: ttip.wallet.v1.PlaceHoldResponse
+	(*SettleHoldRequest)(nil),               // 42: ttip.wallet.v1.SettleHoldRequest
+	(*SettleHoldResponse)(nil),              // 43: ttip.wallet.v1.SettleHoldResponse
+	(*ReleaseHoldRequest)(nil),              // 44: ttip.wallet.v1.ReleaseHoldRequest
+	(*ReleaseHoldResponse)(nil),             // 45: ttip.wallet.v1.ReleaseHoldResponse
+	(*QuoteTipFeesRequest)(nil),             // 46: ttip.wallet.v1.QuoteTipFeesRequest
+	(*QuoteTipFeesResponse)(nil),            // 47: ttip.wallet.v1.QuoteTipFeesResponse
+	(*ConvertAmountRequest)(nil),            // 48: ttip.wallet.v1.ConvertAmountRequest
+	(*ConvertAmountResponse)(nil),           // 49: ttip.wallet.v1.ConvertAmountResponse
+	(*SetPoolRulesRequest)(nil),             // 50: ttip.wallet.v1.SetPoolRulesRequest
+	(*SetPoolRulesResponse)(nil),            // 51: ttip.wallet.v1.SetPoolRulesResponse
+	(*GetPoolRulesRequest)(nil),             // 52: ttip.wallet.v1.GetPoolRulesRequest
+	(*GetPoolRulesResponse)(nil),            // 53: ttip.wallet.v1.GetPoolRulesResponse
+	(*DistributePoolRequest)(nil),           // 54: ttip.wallet.v1.DistributePoolRequest
+	(*DistributePoolResponse)(nil),          // 55: ttip.wallet.v1.DistributePoolResponse
+	(*GetSettlementModeRequest)(nil),        // 56: ttip.wallet.v1.GetSettlementModeRequest
+	(*GetSettlementModeResponse)(nil),       // 57: ttip.wallet.v1.GetSettlementModeResponse
+	(*QuotePayoutFeeRequest)(nil),           // 58: ttip.wallet.v1.QuotePayoutFeeRequest
+	(*QuotePayoutFeeResponse)(nil),          // 59: ttip.wallet.v1.QuotePayoutFeeResponse
+	(*GetPoolTakingsRequest)(nil),           // 60: ttip.wallet.v1.GetPoolTakingsRequest
+	(*GetPoolTakingsResponse)(nil),          // 61: ttip.wallet.v1.GetPoolTakingsResponse
+	(*PoolShareAmount)(nil),                 // 62: ttip.wallet.v1.PoolShareAmount
+	(*PostPoolDistributionRequest)(nil),     // 63: ttip.wallet.v1.PostPoolDistributionRequest
+	(*PostPoolDistributionResponse)(nil),    // 64: ttip.wallet.v1.PostPoolDistributionResponse
+	(*ReversePoolDistributionRequest)(nil),  // 65: ttip.wallet.v1.ReversePoolDistributionRequest
+	(*ReversePoolDistributionResponse)(nil), // 66: ttip.wallet.v1.ReversePoolDistributionResponse
+	(*Balance)(nil),                         // 67: ttip.wallet.v1.Balance
+	(*v1.PageRequest)(nil),                  // 68: ttip.common.v1.PageRequest
+	(TransactionKind)(0),                    // 69: ttip.wallet.v1.TransactionKind
+	(*timestamppb.Timestamp)(nil),           // 70: google.protobuf.Timestamp
+	(*Transaction)(nil),                     // 71: ttip.wallet.v1.Transaction
+	(*v1.PageResponse)(nil),                 // 72: ttip.common.v1.PageResponse
+	(*v1.Money)(nil),                        // 73: ttip.common.v1.Money
+	(*StatementRow)(nil),                    // 74: ttip.wallet.v1.StatementRow
+	(PaymentRail)(0),                        // 75: ttip.wallet.v1.PaymentRail
+	(*FeeQuote)(nil),                        // 76: ttip.wallet.v1.FeeQuote
+	(UserTier)(0),                           // 77: ttip.wallet.v1.UserTier
+	(*WithdrawalLimit)(nil),                 // 78: ttip.wallet.v1.WithdrawalLimit
+	(*TrialBalanceLine)(nil),                // 79: ttip.wallet.v1.TrialBalanceLine
+	(*Account)(nil),                         // 80: ttip.wallet.v1.Account
+	(AccountKind)(0),                        // 81: ttip.wallet.v1.AccountKind
+	(*JournalEntry)(nil),                    // 82: ttip.wallet.v1.JournalEntry
+	(*FeeSchedule)(nil),                     // 83: ttip.wallet.v1.FeeSchedule
+	(OwnerKind)(0),                          // 84: ttip.wallet.v1.OwnerKind
+	(SettlementMode)(0),                     // 85: ttip.wallet.v1.SettlementMode
+	(*EntryCause)(nil),                      // 86: ttip.wallet.v1.EntryCause
+	(*Posting)(nil),                         // 87: ttip.wallet.v1.Posting
+	(*FxConversion)(nil),                    // 88: ttip.wallet.v1.FxConversion
+	(*Hold)(nil),                            // 89: ttip.wallet.v1.Hold
+	(*PoolShare)(nil),                       // 90: ttip.wallet.v1.PoolShare
+	(*PoolRules)(nil),                       // 91: ttip.wallet.v1.PoolRules
 }
 var file_ttip_wallet_v1_wallet_service_proto_depIdxs = []int32{
-	64,  // 0: ttip.wallet.v1.GetBalanceResponse.balances:type_name -> ttip.wallet.v1.Balance
-	65,  // 1: ttip.wallet.v1.ListTransactionsRequest.page:type_name -> ttip.common.v1.PageRequest
-	66,  // 2: ttip.wallet.v1.ListTransactionsRequest.kinds:type_name -> ttip.wallet.v1.TransactionKind
-	67,  // 3: ttip.wallet.v1.ListTransactionsRequest.from:type_name -> google.protobuf.Timestamp
-	67,  // 4: ttip.wallet.v1.ListTransactionsRequest.to:type_name -> google.protobuf.Timestamp
-	68,  // 5: ttip.wallet.v1.ListTransactionsResponse.transactions:type_name -> ttip.wallet.v1.Transaction
-	69,  // 6: ttip.wallet.v1.ListTransactionsResponse.page:type_name -> ttip.common.v1.PageResponse
+	67,  // 0: ttip.wallet.v1.GetBalanceResponse.balances:type_name -> ttip.wallet.v1.Balance
+	68,  // 1: ttip.wallet.v1.ListTransactionsRequest.page:type_name -> ttip.common.v1.PageRequest
+	69,  // 2: ttip.wallet.v1.ListTransactionsRequest.kinds:type_name -> ttip.wallet.v1.TransactionKind
+	70,  // 3: ttip.wallet.v1.ListTransactionsRequest.from:type_name -> google.protobuf.Timestamp
+	70,  // 4: ttip.wallet.v1.ListTransactionsRequest.to:type_name -> google.protobuf.Timestamp
+	71,  // 5: ttip.wallet.v1.ListTransactionsResponse.transactions:type_name -> ttip.wallet.v1.Transaction
+	72,  // 6: ttip.wallet.v1.ListTransactionsResponse.page:type_name -> ttip.common.v1.PageResponse
 	0,   // 7: ttip.wallet.v1.GetStatementRequest.format:type_name -> ttip.wallet.v1.StatementFormat
-	70,  // 8: ttip.wallet.v1.GetStatementResponse.opening_balance:type_name -> ttip.common.v1.Money
-	70,  // 9: ttip.wallet.v1.GetStatementResponse.closing_balance:type_name -> ttip.common.v1.Money
-	71,  // 10: ttip.wallet.v1.GetStatementResponse.rows:type_name -> ttip.wallet.v1.StatementRow
-	70,  // 11: ttip.wallet.v1.QuoteFeesRequest.amount:type_name -> ttip.common.v1.Money
-	72,  // 12: ttip.wallet.v1.QuoteFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
-	73,  // 13: ttip.wallet.v1.QuoteFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
-	70,  // 14: ttip.wallet.v1.QuoteWithdrawalFeeRequest.amount:type_name -> ttip.common.v1.Money
-	70,  // 15: ttip.wallet.v1.QuoteWithdrawalFeeResponse.fee:type_name -> ttip.common.v1.Money
-	74,  // 16: ttip.wallet.v1.GetWithdrawalLimitsResponse.tier:type_name -> ttip.wallet.v1.UserTier
-	75,  // 17: ttip.wallet.v1.GetWithdrawalLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
-	67,  // 18: ttip.wallet.v1.GetTrialBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
-	76,  // 19: ttip.wallet.v1.GetTrialBalanceResponse.lines:type_name -> ttip.wallet.v1.TrialBalanceLine
-	77,  // 20: ttip.wallet.v1.GetAccountResponse.account:type_name -> ttip.wallet.v1.Account
-	64,  // 21: ttip.wallet.v1.GetAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
-	65,  // 22: ttip.wallet.v1.ListAccountsRequest.page:type_name -> ttip.common.v1.PageRequest
-	78,  // 23: ttip.wallet.v1.ListAccountsRequest.kind:type_name -> ttip.wallet.v1.AccountKind
-	77,  // 24: ttip.wallet.v1.ListAccountsResponse.accounts:type_name -> ttip.wallet.v1.Account
-	69,  // 25: ttip.wallet.v1.ListAccountsResponse.page:type_name -> ttip.common.v1.PageResponse
-	79,  // 26: ttip.wallet.v1.GetJournalEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	79,  // 27: ttip.wallet.v1.ReverseEntryResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	80,  // 28: ttip.wallet.v1.CreateFeeScheduleRequest.schedule:type_name -> ttip.wallet.v1.FeeSchedule
-	80,  // 29: ttip.wallet.v1.CreateFeeScheduleResponse.schedule:type_name -> ttip.wallet.v1.FeeSchedule
-	80,  // 30: ttip.wallet.v1.ListFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
-	80,  // 31: ttip.wallet.v1.LoadFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
-	74,  // 32: ttip.wallet.v1.SetTierLimitsRequest.tier:type_name -> ttip.wallet.v1.UserTier
-	70,  // 33: ttip.wallet.v1.SetTierLimitsRequest.per_transaction:type_name -> ttip.common.v1.Money
-	70,  // 34: ttip.wallet.v1.SetTierLimitsRequest.daily:type_name -> ttip.common.v1.Money
-	70,  // 35: ttip.wallet.v1.SetTierLimitsRequest.monthly:type_name -> ttip.common.v1.Money
-	75,  // 36: ttip.wallet.v1.SetTierLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
-	81,  // 37: ttip.wallet.v1.SetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	82,  // 38: ttip.wallet.v1.SetSettlementModeRequest.mode:type_name -> ttip.wallet.v1.SettlementMode
-	82,  // 39: ttip.wallet.v1.SetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
-	78,  // 40: ttip.wallet.v1.EnsureAccountRequest.kind:type_name -> ttip.wallet.v1.AccountKind
-	81,  // 41: ttip.wallet.v1.EnsureAccountRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	77,  // 42: ttip.wallet.v1.EnsureAccountResponse.account:type_name -> ttip.wallet.v1.Account
-	83,  // 43: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
-	84,  // 44: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
-	85,  // 45: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
-	79,  // 46: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	70,  // 47: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
-	86,  // 48: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	64,  // 49: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
-	70,  // 50: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
-	86,  // 51: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	79,  // 52: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	86,  // 53: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
-	70,  // 54: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
-	72,  // 55: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
-	73,  // 56: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
-	70,  // 57: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
-	85,  // 58: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
-	87,  // 59: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
-	88,  // 60: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	88,  // 61: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
-	79,  // 62: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	70,  // 63: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
-	81,  // 64: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
-	82,  // 65: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
-	70,  // 66: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
-	70,  // 67: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
-	67,  // 68: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
-	67,  // 69: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
-	70,  // 70: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
-	70,  // 71: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
-	67,  // 72: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
-	67,  // 73: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
-	59,  // 74: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
-	79,  // 75: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
-	79,  // 76: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
-	1,   // 77: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
-	3,   // 78: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
-	5,   // 79: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
-	7,   // 80: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
-	11,  // 81: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
-	9,   // 82: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
-	13,  // 83: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
-	15,  // 84: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
-	17,  // 85: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
-	19,  // 86: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
-	21,  // 87: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
-	23,  // 88: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
-	25,  // 89: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
-	29,  // 90: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
-	31,  // 91: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
-	33,  // 92: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
-	35,  // 93: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
-	37,  // 94: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
-	39,  // 95: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
-	41,  // 96: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
-	43,  // 97: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
-	45,  // 98: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
-	47,  // 99: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
-	49,  // 100: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
-	51,  // 101: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
-	53,  // 102: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
-	57,  // 103: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
-	60,  // 104: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
-	62,  // 105: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
-	27,  // 106: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:input_type -> ttip.wallet.v1.LoadFeeSchedulesRequest
-	55,  // 107: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
-	2,   // 108: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
-	4,   // 109: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
-	6,   // 110: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
-	8,   // 111: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
-	12,  // 112: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
-	10,  // 113: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
-	14,  // 114: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
-	16,  // 115: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
-	18,  // 116: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
-	20,  // 117: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
-	22,  // 118: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
-	24,  // 119: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
-	26,  // 120: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
-	30,  // 121: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
-	32,  // 122: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
-	34,  // 123: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
-	36,  // 124: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
-	38,  // 125: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
-	40,  // 126: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
-	42,  // 127: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
-	44,  // 128: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
-	46,  // 129: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
-	48,  // 130: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
-	50,  // 131: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
-	52,  // 132: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
-	54,  // 133: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
-	58,  // 134: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
-	61,  // 135: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
-	63,  // 136: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
-	28,  // 137: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:output_type -> ttip.wallet.v1.LoadFeeSchedulesResponse
-	56,  // 138: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
-	108, // [108:139] is the sub-list for method output_type
-	77,  // [77:108] is the sub-list for method input_type
-	77,  // [77:77] is the sub-list for extension type_name
-	77,  // [77:77] is the sub-list for extension extendee
-	0,   // [0:77] is the sub-list for field type_name
+	73,  // 8: ttip.wallet.v1.GetStatementResponse.opening_balance:type_name -> ttip.common.v1.Money
+	73,  // 9: ttip.wallet.v1.GetStatementResponse.closing_balance:type_name -> ttip.common.v1.Money
+	74,  // 10: ttip.wallet.v1.GetStatementResponse.rows:type_name -> ttip.wallet.v1.StatementRow
+	73,  // 11: ttip.wallet.v1.QuoteFeesRequest.amount:type_name -> ttip.common.v1.Money
+	75,  // 12: ttip.wallet.v1.QuoteFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
+	76,  // 13: ttip.wallet.v1.QuoteFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
+	73,  // 14: ttip.wallet.v1.QuoteWithdrawalFeeRequest.amount:type_name -> ttip.common.v1.Money
+	73,  // 15: ttip.wallet.v1.QuoteWithdrawalFeeResponse.fee:type_name -> ttip.common.v1.Money
+	77,  // 16: ttip.wallet.v1.GetWithdrawalLimitsResponse.tier:type_name -> ttip.wallet.v1.UserTier
+	78,  // 17: ttip.wallet.v1.GetWithdrawalLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
+	70,  // 18: ttip.wallet.v1.GetTrialBalanceRequest.as_of:type_name -> google.protobuf.Timestamp
+	79,  // 19: ttip.wallet.v1.GetTrialBalanceResponse.lines:type_name -> ttip.wallet.v1.TrialBalanceLine
+	80,  // 20: ttip.wallet.v1.GetAccountResponse.account:type_name -> ttip.wallet.v1.Account
+	67,  // 21: ttip.wallet.v1.GetAccountResponse.balance:type_name -> ttip.wallet.v1.Balance
+	68,  // 22: ttip.wallet.v1.ListAccountsRequest.page:type_name -> ttip.common.v1.PageRequest
+	81,  // 23: ttip.wallet.v1.ListAccountsRequest.kind:type_name -> ttip.wallet.v1.AccountKind
+	80,  // 24: ttip.wallet.v1.ListAccountsResponse.accounts:type_name -> ttip.wallet.v1.Account
+	72,  // 25: ttip.wallet.v1.ListAccountsResponse.page:type_name -> ttip.common.v1.PageResponse
+	82,  // 26: ttip.wallet.v1.GetJournalEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	82,  // 27: ttip.wallet.v1.ReverseEntryResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	83,  // 28: ttip.wallet.v1.CreateFeeScheduleRequest.schedule:type_name -> ttip.wallet.v1.FeeSchedule
+	83,  // 29: ttip.wallet.v1.CreateFeeScheduleResponse.schedule:type_name -> ttip.wallet.v1.FeeSchedule
+	83,  // 30: ttip.wallet.v1.ListFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
+	83,  // 31: ttip.wallet.v1.LoadFeeSchedulesResponse.schedules:type_name -> ttip.wallet.v1.FeeSchedule
+	77,  // 32: ttip.wallet.v1.SetTierLimitsRequest.tier:type_name -> ttip.wallet.v1.UserTier
+	73,  // 33: ttip.wallet.v1.SetTierLimitsRequest.per_transaction:type_name -> ttip.common.v1.Money
+	73,  // 34: ttip.wallet.v1.SetTierLimitsRequest.daily:type_name -> ttip.common.v1.Money
+	73,  // 35: ttip.wallet.v1.SetTierLimitsRequest.monthly:type_name -> ttip.common.v1.Money
+	78,  // 36: ttip.wallet.v1.SetTierLimitsResponse.limits:type_name -> ttip.wallet.v1.WithdrawalLimit
+	84,  // 37: ttip.wallet.v1.SetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	85,  // 38: ttip.wallet.v1.SetSettlementModeRequest.mode:type_name -> ttip.wallet.v1.SettlementMode
+	85,  // 39: ttip.wallet.v1.SetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
+	81,  // 40: ttip.wallet.v1.EnsureAccountRequest.kind:type_name -> ttip.wallet.v1.AccountKind
+	84,  // 41: ttip.wallet.v1.EnsureAccountRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	80,  // 42: ttip.wallet.v1.EnsureAccountResponse.account:type_name -> ttip.wallet.v1.Account
+	86,  // 43: ttip.wallet.v1.PostEntryRequest.cause:type_name -> ttip.wallet.v1.EntryCause
+	87,  // 44: ttip.wallet.v1.PostEntryRequest.postings:type_name -> ttip.wallet.v1.Posting
+	88,  // 45: ttip.wallet.v1.PostEntryRequest.conversions:type_name -> ttip.wallet.v1.FxConversion
+	82,  // 46: ttip.wallet.v1.PostEntryResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	35,  // 47: ttip.wallet.v1.PostEntriesRequest.entries:type_name -> ttip.wallet.v1.PostEntryRequest
+	39,  // 48: ttip.wallet.v1.PostEntriesResponse.results:type_name -> ttip.wallet.v1.PostEntryResult
+	82,  // 49: ttip.wallet.v1.PostEntryResult.entry:type_name -> ttip.wallet.v1.JournalEntry
+	73,  // 50: ttip.wallet.v1.PlaceHoldRequest.amount:type_name -> ttip.common.v1.Money
+	89,  // 51: ttip.wallet.v1.PlaceHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	67,  // 52: ttip.wallet.v1.PlaceHoldResponse.balance:type_name -> ttip.wallet.v1.Balance
+	73,  // 53: ttip.wallet.v1.SettleHoldRequest.transfer_fee:type_name -> ttip.common.v1.Money
+	89,  // 54: ttip.wallet.v1.SettleHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	82,  // 55: ttip.wallet.v1.SettleHoldResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	89,  // 56: ttip.wallet.v1.ReleaseHoldResponse.hold:type_name -> ttip.wallet.v1.Hold
+	73,  // 57: ttip.wallet.v1.QuoteTipFeesRequest.amount:type_name -> ttip.common.v1.Money
+	75,  // 58: ttip.wallet.v1.QuoteTipFeesRequest.rail:type_name -> ttip.wallet.v1.PaymentRail
+	76,  // 59: ttip.wallet.v1.QuoteTipFeesResponse.quote:type_name -> ttip.wallet.v1.FeeQuote
+	73,  // 60: ttip.wallet.v1.ConvertAmountRequest.amount:type_name -> ttip.common.v1.Money
+	88,  // 61: ttip.wallet.v1.ConvertAmountResponse.conversion:type_name -> ttip.wallet.v1.FxConversion
+	90,  // 62: ttip.wallet.v1.SetPoolRulesRequest.members:type_name -> ttip.wallet.v1.PoolShare
+	91,  // 63: ttip.wallet.v1.SetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	91,  // 64: ttip.wallet.v1.GetPoolRulesResponse.rules:type_name -> ttip.wallet.v1.PoolRules
+	82,  // 65: ttip.wallet.v1.DistributePoolResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	73,  // 66: ttip.wallet.v1.DistributePoolResponse.remainder:type_name -> ttip.common.v1.Money
+	84,  // 67: ttip.wallet.v1.GetSettlementModeRequest.owner_kind:type_name -> ttip.wallet.v1.OwnerKind
+	85,  // 68: ttip.wallet.v1.GetSettlementModeResponse.mode:type_name -> ttip.wallet.v1.SettlementMode
+	73,  // 69: ttip.wallet.v1.QuotePayoutFeeRequest.amount:type_name -> ttip.common.v1.Money
+	73,  // 70: ttip.wallet.v1.QuotePayoutFeeResponse.fee:type_name -> ttip.common.v1.Money
+	70,  // 71: ttip.wallet.v1.GetPoolTakingsRequest.start:type_name -> google.protobuf.Timestamp
+	70,  // 72: ttip.wallet.v1.GetPoolTakingsRequest.end:type_name -> google.protobuf.Timestamp
+	73,  // 73: ttip.wallet.v1.GetPoolTakingsResponse.collected:type_name -> ttip.common.v1.Money
+	73,  // 74: ttip.wallet.v1.PoolShareAmount.amount:type_name -> ttip.common.v1.Money
+	70,  // 75: ttip.wallet.v1.PostPoolDistributionRequest.start:type_name -> google.protobuf.Timestamp
+	70,  // 76: ttip.wallet.v1.PostPoolDistributionRequest.end:type_name -> google.protobuf.Timestamp
+	62,  // 77: ttip.wallet.v1.PostPoolDistributionRequest.shares:type_name -> ttip.wallet.v1.PoolShareAmount
+	82,  // 78: ttip.wallet.v1.PostPoolDistributionResponse.entry:type_name -> ttip.wallet.v1.JournalEntry
+	82,  // 79: ttip.wallet.v1.ReversePoolDistributionResponse.reversal:type_name -> ttip.wallet.v1.JournalEntry
+	1,   // 80: ttip.wallet.v1.WalletService.GetBalance:input_type -> ttip.wallet.v1.GetBalanceRequest
+	3,   // 81: ttip.wallet.v1.WalletService.ListTransactions:input_type -> ttip.wallet.v1.ListTransactionsRequest
+	5,   // 82: ttip.wallet.v1.WalletService.GetStatement:input_type -> ttip.wallet.v1.GetStatementRequest
+	7,   // 83: ttip.wallet.v1.WalletService.QuoteFees:input_type -> ttip.wallet.v1.QuoteFeesRequest
+	11,  // 84: ttip.wallet.v1.WalletService.GetWithdrawalLimits:input_type -> ttip.wallet.v1.GetWithdrawalLimitsRequest
+	9,   // 85: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:input_type -> ttip.wallet.v1.QuoteWithdrawalFeeRequest
+	13,  // 86: ttip.wallet.v1.WalletAdminService.GetTrialBalance:input_type -> ttip.wallet.v1.GetTrialBalanceRequest
+	15,  // 87: ttip.wallet.v1.WalletAdminService.GetAccount:input_type -> ttip.wallet.v1.GetAccountRequest
+	17,  // 88: ttip.wallet.v1.WalletAdminService.ListAccounts:input_type -> ttip.wallet.v1.ListAccountsRequest
+	19,  // 89: ttip.wallet.v1.WalletAdminService.GetJournalEntry:input_type -> ttip.wallet.v1.GetJournalEntryRequest
+	21,  // 90: ttip.wallet.v1.WalletAdminService.ReverseEntry:input_type -> ttip.wallet.v1.ReverseEntryRequest
+	23,  // 91: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:input_type -> ttip.wallet.v1.CreateFeeScheduleRequest
+	25,  // 92: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:input_type -> ttip.wallet.v1.ListFeeSchedulesRequest
+	29,  // 93: ttip.wallet.v1.WalletAdminService.SetTierLimits:input_type -> ttip.wallet.v1.SetTierLimitsRequest
+	31,  // 94: ttip.wallet.v1.WalletAdminService.SetSettlementMode:input_type -> ttip.wallet.v1.SetSettlementModeRequest
+	33,  // 95: ttip.wallet.v1.WalletInternalService.EnsureAccount:input_type -> ttip.wallet.v1.EnsureAccountRequest
+	35,  // 96: ttip.wallet.v1.WalletInternalService.PostEntry:input_type -> ttip.wallet.v1.PostEntryRequest
+	37,  // 97: ttip.wallet.v1.WalletInternalService.PostEntries:input_type -> ttip.wallet.v1.PostEntriesRequest
+	40,  // 98: ttip.wallet.v1.WalletInternalService.PlaceHold:input_type -> ttip.wallet.v1.PlaceHoldRequest
+	42,  // 99: ttip.wallet.v1.WalletInternalService.SettleHold:input_type -> ttip.wallet.v1.SettleHoldRequest
+	44,  // 100: ttip.wallet.v1.WalletInternalService.ReleaseHold:input_type -> ttip.wallet.v1.ReleaseHoldRequest
+	46,  // 101: ttip.wallet.v1.WalletInternalService.QuoteTipFees:input_type -> ttip.wallet.v1.QuoteTipFeesRequest
+	48,  // 102: ttip.wallet.v1.WalletInternalService.ConvertAmount:input_type -> ttip.wallet.v1.ConvertAmountRequest
+	50,  // 103: ttip.wallet.v1.WalletInternalService.SetPoolRules:input_type -> ttip.wallet.v1.SetPoolRulesRequest
+	52,  // 104: ttip.wallet.v1.WalletInternalService.GetPoolRules:input_type -> ttip.wallet.v1.GetPoolRulesRequest
+	54,  // 105: ttip.wallet.v1.WalletInternalService.DistributePool:input_type -> ttip.wallet.v1.DistributePoolRequest
+	56,  // 106: ttip.wallet.v1.WalletInternalService.GetSettlementMode:input_type -> ttip.wallet.v1.GetSettlementModeRequest
+	60,  // 107: ttip.wallet.v1.WalletInternalService.GetPoolTakings:input_type -> ttip.wallet.v1.GetPoolTakingsRequest
+	63,  // 108: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:input_type -> ttip.wallet.v1.PostPoolDistributionRequest
+	65,  // 109: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:input_type -> ttip.wallet.v1.ReversePoolDistributionRequest
+	27,  // 110: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:input_type -> ttip.wallet.v1.LoadFeeSchedulesRequest
+	58,  // 111: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:input_type -> ttip.wallet.v1.QuotePayoutFeeRequest
+	2,   // 112: ttip.wallet.v1.WalletService.GetBalance:output_type -> ttip.wallet.v1.GetBalanceResponse
+	4,   // 113: ttip.wallet.v1.WalletService.ListTransactions:output_type -> ttip.wallet.v1.ListTransactionsResponse
+	6,   // 114: ttip.wallet.v1.WalletService.GetStatement:output_type -> ttip.wallet.v1.GetStatementResponse
+	8,   // 115: ttip.wallet.v1.WalletService.QuoteFees:output_type -> ttip.wallet.v1.QuoteFeesResponse
+	12,  // 116: ttip.wallet.v1.WalletService.GetWithdrawalLimits:output_type -> ttip.wallet.v1.GetWithdrawalLimitsResponse
+	10,  // 117: ttip.wallet.v1.WalletService.QuoteWithdrawalFee:output_type -> ttip.wallet.v1.QuoteWithdrawalFeeResponse
+	14,  // 118: ttip.wallet.v1.WalletAdminService.GetTrialBalance:output_type -> ttip.wallet.v1.GetTrialBalanceResponse
+	16,  // 119: ttip.wallet.v1.WalletAdminService.GetAccount:output_type -> ttip.wallet.v1.GetAccountResponse
+	18,  // 120: ttip.wallet.v1.WalletAdminService.ListAccounts:output_type -> ttip.wallet.v1.ListAccountsResponse
+	20,  // 121: ttip.wallet.v1.WalletAdminService.GetJournalEntry:output_type -> ttip.wallet.v1.GetJournalEntryResponse
+	22,  // 122: ttip.wallet.v1.WalletAdminService.ReverseEntry:output_type -> ttip.wallet.v1.ReverseEntryResponse
+	24,  // 123: ttip.wallet.v1.WalletAdminService.CreateFeeSchedule:output_type -> ttip.wallet.v1.CreateFeeScheduleResponse
+	26,  // 124: ttip.wallet.v1.WalletAdminService.ListFeeSchedules:output_type -> ttip.wallet.v1.ListFeeSchedulesResponse
+	30,  // 125: ttip.wallet.v1.WalletAdminService.SetTierLimits:output_type -> ttip.wallet.v1.SetTierLimitsResponse
+	32,  // 126: ttip.wallet.v1.WalletAdminService.SetSettlementMode:output_type -> ttip.wallet.v1.SetSettlementModeResponse
+	34,  // 127: ttip.wallet.v1.WalletInternalService.EnsureAccount:output_type -> ttip.wallet.v1.EnsureAccountResponse
+	36,  // 128: ttip.wallet.v1.WalletInternalService.PostEntry:output_type -> ttip.wallet.v1.PostEntryResponse
+	38,  // 129: ttip.wallet.v1.WalletInternalService.PostEntries:output_type -> ttip.wallet.v1.PostEntriesResponse
+	41,  // 130: ttip.wallet.v1.WalletInternalService.PlaceHold:output_type -> ttip.wallet.v1.PlaceHoldResponse
+	43,  // 131: ttip.wallet.v1.WalletInternalService.SettleHold:output_type -> ttip.wallet.v1.SettleHoldResponse
+	45,  // 132: ttip.wallet.v1.WalletInternalService.ReleaseHold:output_type -> ttip.wallet.v1.ReleaseHoldResponse
+	47,  // 133: ttip.wallet.v1.WalletInternalService.QuoteTipFees:output_type -> ttip.wallet.v1.QuoteTipFeesResponse
+	49,  // 134: ttip.wallet.v1.WalletInternalService.ConvertAmount:output_type -> ttip.wallet.v1.ConvertAmountResponse
+	51,  // 135: ttip.wallet.v1.WalletInternalService.SetPoolRules:output_type -> ttip.wallet.v1.SetPoolRulesResponse
+	53,  // 136: ttip.wallet.v1.WalletInternalService.GetPoolRules:output_type -> ttip.wallet.v1.GetPoolRulesResponse
+	55,  // 137: ttip.wallet.v1.WalletInternalService.DistributePool:output_type -> ttip.wallet.v1.DistributePoolResponse
+	57,  // 138: ttip.wallet.v1.WalletInternalService.GetSettlementMode:output_type -> ttip.wallet.v1.GetSettlementModeResponse
+	61,  // 139: ttip.wallet.v1.WalletInternalService.GetPoolTakings:output_type -> ttip.wallet.v1.GetPoolTakingsResponse
+	64,  // 140: ttip.wallet.v1.WalletInternalService.PostPoolDistribution:output_type -> ttip.wallet.v1.PostPoolDistributionResponse
+	66,  // 141: ttip.wallet.v1.WalletInternalService.ReversePoolDistribution:output_type -> ttip.wallet.v1.ReversePoolDistributionResponse
+	28,  // 142: ttip.wallet.v1.WalletInternalService.LoadFeeSchedules:output_type -> ttip.wallet.v1.LoadFeeSchedulesResponse
+	59,  // 143: ttip.wallet.v1.WalletInternalService.QuotePayoutFee:output_type -> ttip.wallet.v1.QuotePayoutFeeResponse
+	112, // [112:144] is the sub-list for method output_type
+	80,  // [80:112] is the sub-list for method input_type
+	80,  // [80:80] is the sub-list for extension type_name
+	80,  // [80:80] is the sub-list for extension extendee
+	0,   // [0:80] is the sub-list for field type_name
 }
 
 func init() { file_ttip_wallet_v1_wallet_service_proto_init() }
@@ -4024,7 +4199,7 @@ func file_ttip_wallet_v1_wallet_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ttip_wallet_v1_wallet_service_proto_rawDesc), len(file_ttip_wallet_v1_wallet_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   63,
+			NumMessages:   66,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -87,6 +87,9 @@ const (
 	// WalletInternalServicePostEntryProcedure is the fully-qualified name of the
 	// WalletInternalService's PostEntry RPC.
 	WalletInternalServicePostEntryProcedure = "/ttip.wallet.v1.WalletInternalService/PostEntry"
+	// WalletInternalServicePostEntriesProcedure is the fully-qualified name of the
+	// WalletInternalService's PostEntries RPC.
+	WalletInternalServicePostEntriesProcedure = "/ttip.wallet.v1.WalletInternalService/PostEntries"
 	// WalletInternalServicePlaceHoldProcedure is the fully-qualified name of the
 	// WalletInternalService's PlaceHold RPC.
 	WalletInternalServicePlaceHoldProcedure = "/ttip.wallet.v1.WalletInternalService/PlaceHold"
@@ -666,6 +669,13 @@ type WalletInternalServiceClient interface {
 	// INVALID_ARGUMENT if it does not balance per currency;
 	// FAILED_PRECONDITION if it would take an account's available balance below zero.
 	PostEntry(context.Context, *connect.Request[v1.PostEntryRequest]) (*connect.Response[v1.PostEntryResponse], error)
+	// PostEntry for several entries in one call (the credits of tips decided while a call
+	// was out): each entry is answered on its own, in order, as PostEntry would answer it
+	// alone, and its idempotency key is the same key as there (a repeat answers the first
+	// entry). An entry refused (ALREADY_EXISTS: its key was used with other postings;
+	// NOT_FOUND, INVALID_ARGUMENT: an account missing or in another currency;
+	// FAILED_PRECONDITION: a balance too low) refuses only itself.
+	PostEntries(context.Context, *connect.Request[v1.PostEntriesRequest]) (*connect.Response[v1.PostEntriesResponse], error)
 	// Reserves money for a withdrawal. FAILED_PRECONDITION for insufficient
 	// available balance; RESOURCE_EXHAUSTED naming the limit and what is left.
 	PlaceHold(context.Context, *connect.Request[v1.PlaceHoldRequest]) (*connect.Response[v1.PlaceHoldResponse], error)
@@ -731,6 +741,12 @@ func NewWalletInternalServiceClient(httpClient connect.HTTPClient, baseURL strin
 			httpClient,
 			baseURL+WalletInternalServicePostEntryProcedure,
 			connect.WithSchema(walletInternalServiceMethods.ByName("PostEntry")),
+			connect.WithClientOptions(opts...),
+		),
+		postEntries: connect.NewClient[v1.PostEntriesRequest, v1.PostEntriesResponse](
+			httpClient,
+			baseURL+WalletInternalServicePostEntriesProcedure,
+			connect.WithSchema(walletInternalServiceMethods.ByName("PostEntries")),
 			connect.WithClientOptions(opts...),
 		),
 		placeHold: connect.NewClient[v1.PlaceHoldRequest, v1.PlaceHoldResponse](
@@ -831,6 +847,7 @@ func NewWalletInternalServiceClient(httpClient connect.HTTPClient, baseURL strin
 type walletInternalServiceClient struct {
 	ensureAccount           *connect.Client[v1.EnsureAccountRequest, v1.EnsureAccountResponse]
 	postEntry               *connect.Client[v1.PostEntryRequest, v1.PostEntryResponse]
+	postEntries             *connect.Client[v1.PostEntriesRequest, v1.PostEntriesResponse]
 	placeHold               *connect.Client[v1.PlaceHoldRequest, v1.PlaceHoldResponse]
 	settleHold              *connect.Client[v1.SettleHoldRequest, v1.SettleHoldResponse]
 	releaseHold             *connect.Client[v1.ReleaseHoldRequest, v1.ReleaseHoldResponse]
@@ -855,6 +872,11 @@ func (c *walletInternalServiceClient) EnsureAccount(ctx context.Context, req *co
 // PostEntry calls ttip.wallet.v1.WalletInternalService.PostEntry.
 func (c *walletInternalServiceClient) PostEntry(ctx context.Context, req *connect.Request[v1.PostEntryRequest]) (*connect.Response[v1.PostEntryResponse], error) {
 	return c.postEntry.CallUnary(ctx, req)
+}
+
+// PostEntries calls ttip.wallet.v1.WalletInternalService.PostEntries.
+func (c *walletInternalServiceClient) PostEntries(ctx context.Context, req *connect.Request[v1.PostEntriesRequest]) (*connect.Response[v1.PostEntriesResponse], error) {
+	return c.postEntries.CallUnary(ctx, req)
 }
 
 // PlaceHold calls ttip.wallet.v1.WalletInternalService.PlaceHold.
@@ -941,6 +963,13 @@ type WalletInternalServiceHandler interface {
 	// INVALID_ARGUMENT if it does not balance per currency;
 	// FAILED_PRECONDITION if it would take an account's available balance below zero.
 	PostEntry(context.Context, *connect.Request[v1.PostEntryRequest]) (*connect.Response[v1.PostEntryResponse], error)
+	// PostEntry for several entries in one call (the credits of tips decided while a call
+	// was out): each entry is answered on its own, in order, as PostEntry would answer it
+	// alone, and its idempotency key is the same key as there (a repeat answers the first
+	// entry). An entry refused (ALREADY_EXISTS: its key was used with other postings;
+	// NOT_FOUND, INVALID_ARGUMENT: an account missing or in another currency;
+	// FAILED_PRECONDITION: a balance too low) refuses only itself.
+	PostEntries(context.Context, *connect.Request[v1.PostEntriesRequest]) (*connect.Response[v1.PostEntriesResponse], error)
 	// Reserves money for a withdrawal. FAILED_PRECONDITION for insufficient
 	// available balance; RESOURCE_EXHAUSTED naming the limit and what is left.
 	PlaceHold(context.Context, *connect.Request[v1.PlaceHoldRequest]) (*connect.Response[v1.PlaceHoldResponse], error)
@@ -1002,6 +1031,12 @@ func NewWalletInternalServiceHandler(svc WalletInternalServiceHandler, opts ...c
 		WalletInternalServicePostEntryProcedure,
 		svc.PostEntry,
 		connect.WithSchema(walletInternalServiceMethods.ByName("PostEntry")),
+		connect.WithHandlerOptions(opts...),
+	)
+	walletInternalServicePostEntriesHandler := connect.NewUnaryHandler(
+		WalletInternalServicePostEntriesProcedure,
+		svc.PostEntries,
+		connect.WithSchema(walletInternalServiceMethods.ByName("PostEntries")),
 		connect.WithHandlerOptions(opts...),
 	)
 	walletInternalServicePlaceHoldHandler := connect.NewUnaryHandler(
@@ -1101,6 +1136,8 @@ func NewWalletInternalServiceHandler(svc WalletInternalServiceHandler, opts ...c
 			walletInternalServiceEnsureAccountHandler.ServeHTTP(w, r)
 		case WalletInternalServicePostEntryProcedure:
 			walletInternalServicePostEntryHandler.ServeHTTP(w, r)
+		case WalletInternalServicePostEntriesProcedure:
+			walletInternalServicePostEntriesHandler.ServeHTTP(w, r)
 		case WalletInternalServicePlaceHoldProcedure:
 			walletInternalServicePlaceHoldHandler.ServeHTTP(w, r)
 		case WalletInternalServiceSettleHoldProcedure:
@@ -1144,6 +1181,10 @@ func (UnimplementedWalletInternalServiceHandler) EnsureAccount(context.Context, 
 
 func (UnimplementedWalletInternalServiceHandler) PostEntry(context.Context, *connect.Request[v1.PostEntryRequest]) (*connect.Response[v1.PostEntryResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.wallet.v1.WalletInternalService.PostEntry is not implemented"))
+}
+
+func (UnimplementedWalletInternalServiceHandler) PostEntries(context.Context, *connect.Request[v1.PostEntriesRequest]) (*connect.Response[v1.PostEntriesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("ttip.wallet.v1.WalletInternalService.PostEntries is not implemented"))
 }
 
 func (UnimplementedWalletInternalServiceHandler) PlaceHold(context.Context, *connect.Request[v1.PlaceHoldRequest]) (*connect.Response[v1.PlaceHoldResponse], error) {

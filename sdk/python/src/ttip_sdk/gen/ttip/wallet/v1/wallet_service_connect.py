@@ -18,7 +18,7 @@ from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from protobuf import DescService
 from ttip_sdk.gen.ttip.wallet.v1 import wallet_service_pb
-from ttip_sdk.gen.ttip.wallet.v1.wallet_service_pb import ConvertAmountRequest, ConvertAmountResponse, CreateFeeScheduleRequest, CreateFeeScheduleResponse, DistributePoolRequest, DistributePoolResponse, EnsureAccountRequest, EnsureAccountResponse, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetJournalEntryRequest, GetJournalEntryResponse, GetPoolRulesRequest, GetPoolRulesResponse, GetPoolTakingsRequest, GetPoolTakingsResponse, GetSettlementModeRequest, GetSettlementModeResponse, GetStatementRequest, GetStatementResponse, GetTrialBalanceRequest, GetTrialBalanceResponse, GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse, ListAccountsRequest, ListAccountsResponse, ListFeeSchedulesRequest, ListFeeSchedulesResponse, ListTransactionsRequest, ListTransactionsResponse, LoadFeeSchedulesRequest, LoadFeeSchedulesResponse, PlaceHoldRequest, PlaceHoldResponse, PostEntryRequest, PostEntryResponse, PostPoolDistributionRequest, PostPoolDistributionResponse, QuoteFeesRequest, QuoteFeesResponse, QuotePayoutFeeRequest, QuotePayoutFeeResponse, QuoteTipFeesRequest, QuoteTipFeesResponse, QuoteWithdrawalFeeRequest, QuoteWithdrawalFeeResponse, ReleaseHoldRequest, ReleaseHoldResponse, ReverseEntryRequest, ReverseEntryResponse, ReversePoolDistributionRequest, ReversePoolDistributionResponse, SetPoolRulesRequest, SetPoolRulesResponse, SetSettlementModeRequest, SetSettlementModeResponse, SetTierLimitsRequest, SetTierLimitsResponse, SettleHoldRequest, SettleHoldResponse
+from ttip_sdk.gen.ttip.wallet.v1.wallet_service_pb import ConvertAmountRequest, ConvertAmountResponse, CreateFeeScheduleRequest, CreateFeeScheduleResponse, DistributePoolRequest, DistributePoolResponse, EnsureAccountRequest, EnsureAccountResponse, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetJournalEntryRequest, GetJournalEntryResponse, GetPoolRulesRequest, GetPoolRulesResponse, GetPoolTakingsRequest, GetPoolTakingsResponse, GetSettlementModeRequest, GetSettlementModeResponse, GetStatementRequest, GetStatementResponse, GetTrialBalanceRequest, GetTrialBalanceResponse, GetWithdrawalLimitsRequest, GetWithdrawalLimitsResponse, ListAccountsRequest, ListAccountsResponse, ListFeeSchedulesRequest, ListFeeSchedulesResponse, ListTransactionsRequest, ListTransactionsResponse, LoadFeeSchedulesRequest, LoadFeeSchedulesResponse, PlaceHoldRequest, PlaceHoldResponse, PostEntriesRequest, PostEntriesResponse, PostEntryRequest, PostEntryResponse, PostPoolDistributionRequest, PostPoolDistributionResponse, QuoteFeesRequest, QuoteFeesResponse, QuotePayoutFeeRequest, QuotePayoutFeeResponse, QuoteTipFeesRequest, QuoteTipFeesResponse, QuoteWithdrawalFeeRequest, QuoteWithdrawalFeeResponse, ReleaseHoldRequest, ReleaseHoldResponse, ReverseEntryRequest, ReverseEntryResponse, ReversePoolDistributionRequest, ReversePoolDistributionResponse, SetPoolRulesRequest, SetPoolRulesResponse, SetSettlementModeRequest, SetSettlementModeResponse, SetTierLimitsRequest, SetTierLimitsResponse, SettleHoldRequest, SettleHoldResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -1406,6 +1406,17 @@ class WalletInternalService(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    async def post_entries(self, request: PostEntriesRequest, ctx: RequestContext[PostEntriesRequest, PostEntriesResponse], /) -> PostEntriesResponse:
+        """
+        PostEntry for several entries in one call (the credits of tips decided while a call
+        was out): each entry is answered on its own, in order, as PostEntry would answer it
+        alone, and its idempotency key is the same key as there (a repeat answers the first
+        entry). An entry refused (ALREADY_EXISTS: its key was used with other postings;
+        NOT_FOUND, INVALID_ARGUMENT: an account missing or in another currency;
+        FAILED_PRECONDITION: a balance too low) refuses only itself.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     async def place_hold(self, request: PlaceHoldRequest, ctx: RequestContext[PlaceHoldRequest, PlaceHoldResponse], /) -> PlaceHoldResponse:
         """
         Reserves money for a withdrawal. FAILED_PRECONDITION for insufficient
@@ -1533,6 +1544,17 @@ class WalletInternalServiceASGIApplication(ConnectASGIApplication[WalletInternal
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.post_entry,
+                ),
+                "/ttip.wallet.v1.WalletInternalService/PostEntries": Endpoint.unary(
+                    method=MethodInfo(
+                        name="PostEntries",
+                        service_name="ttip.wallet.v1.WalletInternalService",
+                        input=PostEntriesRequest,
+                        output=PostEntriesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.post_entries,
                 ),
                 "/ttip.wallet.v1.WalletInternalService/PlaceHold": Endpoint.unary(
                     method=MethodInfo(
@@ -1748,6 +1770,34 @@ class WalletInternalServiceClient(ConnectClient):
                 service_name="ttip.wallet.v1.WalletInternalService",
                 input=PostEntryRequest,
                 output=PostEntryResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def post_entries(
+        self,
+        request: PostEntriesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PostEntriesResponse:
+        """
+        PostEntry for several entries in one call (the credits of tips decided while a call
+        was out): each entry is answered on its own, in order, as PostEntry would answer it
+        alone, and its idempotency key is the same key as there (a repeat answers the first
+        entry). An entry refused (ALREADY_EXISTS: its key was used with other postings;
+        NOT_FOUND, INVALID_ARGUMENT: an account missing or in another currency;
+        FAILED_PRECONDITION: a balance too low) refuses only itself.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PostEntries",
+                service_name="ttip.wallet.v1.WalletInternalService",
+                input=PostEntriesRequest,
+                output=PostEntriesResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
@@ -2114,6 +2164,17 @@ class WalletInternalServiceSync(Protocol):
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
+    def post_entries(self, request: PostEntriesRequest, ctx: RequestContext[PostEntriesRequest, PostEntriesResponse], /) -> PostEntriesResponse:
+        """
+        PostEntry for several entries in one call (the credits of tips decided while a call
+        was out): each entry is answered on its own, in order, as PostEntry would answer it
+        alone, and its idempotency key is the same key as there (a repeat answers the first
+        entry). An entry refused (ALREADY_EXISTS: its key was used with other postings;
+        NOT_FOUND, INVALID_ARGUMENT: an account missing or in another currency;
+        FAILED_PRECONDITION: a balance too low) refuses only itself.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
     def place_hold(self, request: PlaceHoldRequest, ctx: RequestContext[PlaceHoldRequest, PlaceHoldResponse], /) -> PlaceHoldResponse:
         """
         Reserves money for a withdrawal. FAILED_PRECONDITION for insufficient
@@ -2239,6 +2300,17 @@ class WalletInternalServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.post_entry,
+                ),
+                "/ttip.wallet.v1.WalletInternalService/PostEntries": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="PostEntries",
+                        service_name="ttip.wallet.v1.WalletInternalService",
+                        input=PostEntriesRequest,
+                        output=PostEntriesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.post_entries,
                 ),
                 "/ttip.wallet.v1.WalletInternalService/PlaceHold": EndpointSync.unary(
                     method=MethodInfo(
@@ -2454,6 +2526,34 @@ class WalletInternalServiceClientSync(ConnectClientSync):
                 service_name="ttip.wallet.v1.WalletInternalService",
                 input=PostEntryRequest,
                 output=PostEntryResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def post_entries(
+        self,
+        request: PostEntriesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PostEntriesResponse:
+        """
+        PostEntry for several entries in one call (the credits of tips decided while a call
+        was out): each entry is answered on its own, in order, as PostEntry would answer it
+        alone, and its idempotency key is the same key as there (a repeat answers the first
+        entry). An entry refused (ALREADY_EXISTS: its key was used with other postings;
+        NOT_FOUND, INVALID_ARGUMENT: an account missing or in another currency;
+        FAILED_PRECONDITION: a balance too low) refuses only itself.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PostEntries",
+                service_name="ttip.wallet.v1.WalletInternalService",
+                input=PostEntriesRequest,
+                output=PostEntriesResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),
