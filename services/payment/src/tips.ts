@@ -10,6 +10,7 @@ import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import { storeCheckoutIds } from "./checkout-ids.js";
+import { storeStkSuccess } from "./stk-successes.js";
 import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
@@ -471,32 +472,20 @@ export type StkSuccess = StkOutcome & Required<Pick<StkOutcome, "checkoutRequest
  * Undefined when the statement failed: nothing is stored, the caller stores it.
  */
 export async function storeAndCreditStk(deps: Deps, raw: RawCallback, token: string, o: StkSuccess): Promise<"credited" | "stored" | undefined> {
-  const receivedMinor = BigInt(Math.round(o.amount * 100));
-  return storeAndDecide(deps, raw, "credited",
-    `WITH unclaimed AS (SELECT payment.receipt_unclaimed($6) AS free),
-     decided AS (
-       UPDATE payment.tips SET status = 'succeeded', result_code = '0', result_message = $7, mpesa_receipt = $6, credit_key = $6,
-         credit_kind = CASE WHEN worker_id IS NULL THEN 'venue' ELSE 'worker' END, received_minor = NULL, completed_at = now(),
-         checkout_request_id = $8, merchant_request_id = CASE WHEN checkout_request_id IS NULL THEN $9 ELSE merchant_request_id END
-        WHERE callback_token = $10 AND status = 'pending' AND credit_key IS NULL AND fraud_action <> 'hold'
-          AND (checkout_request_id IS NULL OR checkout_request_id = $8) AND charged_minor = $11 AND phone = $12 AND (SELECT free FROM unclaimed)
-        RETURNING ${TIP_COLUMNS}),
-     ${storedCallbackCte("credited", "$6")}
-     SELECT ${TIP_COLUMNS} FROM decided`,
-    [o.receipt, resultMessage("0"), o.checkoutRequestId, o.merchantRequestId ?? null, token, receivedMinor, o.phone],
-  );
+  // With the other successes called back meanwhile: one statement and one commit for the group.
+  return storeAndDecide(deps, raw, "credited", async () => (await storeStkSuccess(deps.ctx.pool, { raw, token, success: o })) ?? undefined);
 }
 
 /**
- * Runs a statement that stores a callback (its $1-$5, storedCallbackCte) and
- * decides its tip (the CTE `decided`, whose row it answers), then what
- * follows the decision: `result` when it decided, "stored" when not (the
- * callback stored unmarked for applyStkOutcome), undefined when the
- * statement failed (nothing stored: the caller stores it). `values`: $6 on.
+ * Runs `decide`, a statement that stores a callback (storedCallbackCte) and
+ * decides its tip, answering the decided row; then what follows the decision:
+ * `result` when it decided, "stored" when not (the callback stored unmarked
+ * for applyStkOutcome), undefined when the statement failed (nothing stored:
+ * the caller stores it).
  */
-async function storeAndDecide<R extends "credited" | "failed">(deps: Deps, raw: RawCallback, result: R, sql: string, values: unknown[]): Promise<R | "stored" | undefined> {
-  const stored = await deps.ctx.pool.query<TipRow>(sql, [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body, ...values])
-    .then(({ rows }) => ({ decided: rows[0] }), (err: unknown) => {
+async function storeAndDecide<R extends "credited" | "failed">(deps: Deps, raw: RawCallback, result: R, decide: () => Promise<TipRow | undefined>): Promise<R | "stored" | undefined> {
+  const stored = await decide()
+    .then((decided) => ({ decided }), (err: unknown) => {
       deps.ctx.logger.warn({ err, callbackId: raw.callbackId, result }, "storing and deciding an STK callback at once failed; to be stored and decided step by step");
       return undefined;
     });
@@ -512,7 +501,7 @@ async function storeAndDecide<R extends "credited" | "failed">(deps: Deps, raw: 
  * when `decided` has a row, else unmarked ('received'). It commits with the
  * decision or not at all.
  */
-function storedCallbackCte(outcome: "credited" | "failed", ref: string): string {
+export function storedCallbackCte(outcome: "credited" | "failed", ref: string): string {
   return `stored AS (
        INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
        SELECT $1, $2, $3, $4, $5, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE '${outcome}' END, CASE WHEN d.tip_id IS NULL THEN '' ELSE ${ref} END,
@@ -562,8 +551,14 @@ export async function storeAndFailStk(deps: Deps, raw: RawCallback, token: strin
   const message = resultMessage(code);
   // What the service knows before the row: the SQL appends the rest (tipFailedTailSql).
   const event = buildEvent("payment", TipFailedSchema, { method: PaymentMethod.MPESA, resultCode: code, reason: message });
-  return storeAndDecide(deps, raw, "failed",
-    `WITH decided AS (
+  const values = [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body,
+    code, message, o.checkoutRequestId, o.merchantRequestId ?? null, token, event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null];
+  return storeAndDecide(deps, raw, "failed", async () => (await deps.ctx.pool.query<TipRow>(FAIL_STK_SQL, values)).rows[0]);
+}
+
+/** storeAndFailStk's statement: the raw callback $1-$5 (storedCallbackCte), the failure $6-$10, tip_failed $11-$14. */
+const FAIL_STK_SQL =
+  `WITH decided AS (
        UPDATE payment.tips SET status = 'failed', result_code = $6, result_message = $7, completed_at = now(),
          checkout_request_id = $8, merchant_request_id = CASE WHEN checkout_request_id IS NULL THEN $9 ELSE merchant_request_id END
         WHERE callback_token = $10 AND status = 'pending' AND (checkout_request_id IS NULL OR checkout_request_id = $8)
@@ -571,10 +566,7 @@ export async function storeAndFailStk(deps: Deps, raw: RawCallback, token: strin
      ${storedCallbackCte("failed", "$8")},
      announced AS (
        INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $11, $12, $13 || ${TIP_FAILED_TAIL_OF_D}, $14::text FROM decided d)
-     SELECT ${TIP_COLUMNS} FROM decided`,
-    [code, message, o.checkoutRequestId, o.merchantRequestId ?? null, token, event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null],
-  );
-}
+     SELECT ${TIP_COLUMNS} FROM decided`;
 
 /**
  * Ends a pending tip whose push `checkoutRequestId` answered, as `status`

@@ -13,6 +13,7 @@ import type { Queryable } from "@ttip/runtime";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
 import { markSent } from "../src/receipts.js";
+import { storeStkSuccess, type StkSuccessCallback } from "../src/stk-successes.js";
 import { endPushedTip, loadTip, recordCredit, uncreditedTips } from "../src/tips.js";
 
 interface PlanNode {
@@ -184,6 +185,65 @@ describe("payment's per-tip statements, by their plans", () => {
     assert.deepEqual(answers.map((a) => a.status), ["fulfilled", "rejected", "fulfilled"]);
     assert.equal((await loadTip(db.pool, tipIds[3]))?.checkout_request_id, `ws_CO_${tipIds[3]}`);
     assert.equal((await loadTip(db.pool, tipIds[2]))?.checkout_request_id, null);
+  });
+
+  /** Tips still pending under their pushes ('ws_CO_' || tip_id), as tipsTo made them: token, number and charge of each. */
+  async function pendingTips(count: number): Promise<{ tipId: string; token: string; phone: string; charged: bigint }[]> {
+    const tipIds = await tipsTo(randomUUID(), count);
+    const { rows } = await db.pool.query<{ tip_id: string; callback_token: string; phone: string; charged_minor: bigint }>(
+      `UPDATE payment.tips SET status = 'pending', mpesa_receipt = NULL, credit_key = NULL, credit_kind = NULL, checkout_request_id = 'ws_CO_' || tip_id
+        WHERE tip_id = ANY($1::uuid[]) RETURNING tip_id, callback_token, phone, charged_minor`,
+      [tipIds],
+    );
+    const byId = new Map(rows.map((r) => [r.tip_id, r]));
+    return tipIds.map((id) => ({ tipId: id, token: byId.get(id)!.callback_token, phone: byId.get(id)!.phone, charged: byId.get(id)!.charged_minor }));
+  }
+  const successCallback = (t: { tipId: string; token: string; phone: string; charged: bigint }, receipt: string, over: Partial<StkSuccessCallback["success"]> = {}): StkSuccessCallback => ({
+    raw: { callbackId: randomUUID(), source: "mpesa_stk", path: "/daraja/stk/[token]", remoteAddress: "127.0.0.1", body: Buffer.from(`{"receipt":"${receipt}"}`) },
+    token: t.token,
+    success: { source: "callback", checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m", resultCode: "0", resultDesc: "ok", receipt, amount: Number(t.charged) / 100, phone: t.phone, ...over },
+  });
+  const receiptOf = () => `R${randomUUID().replace(/-/g, "").slice(0, 9).toUpperCase()}`;
+  const storedCallbacks = async (ids: string[]) =>
+    new Map((await db.pool.query<{ callback_id: string; outcome: string; tip_id: string | null; external_reference: string; raw_body: Buffer }>(
+      "SELECT callback_id, outcome, tip_id, external_reference, raw_body FROM payment.callbacks WHERE callback_id = ANY($1::uuid[])", [ids])).rows.map((r) => [r.callback_id, r]));
+
+  test("STK successes called back together are stored and decided by one statement, each answered with its own tip; a repeat goes after, alone", async () => {
+    const tips = await pendingTips(6);
+    const receipts = tips.map(receiptOf);
+    // Tip 5's receipt is claimed already (another tip carries it): its callback decides nothing.
+    await db.pool.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1", [(await tipsTo(randomUUID(), 1))[0], receipts[5]]);
+    const callbacks = [
+      ...tips.map((t, i) => successCallback(t, receipts[i], i === 4 ? { amount: Number(t.charged) / 100 - 1 } : {})),
+      // Tip 0's callback delivered twice at once.
+      successCallback(tips[0], receipts[0]),
+    ];
+    let statements = 0;
+    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
+    const answers = await Promise.all(callbacks.map((c) => storeStkSuccess(counted, c)));
+    assert.equal(statements, 2, "the group in one statement, the repeat after it");
+    for (const i of [0, 1, 2, 3]) {
+      assert.equal(answers[i]?.tip_id, tips[i].tipId);
+      assert.deepEqual([answers[i]?.status, answers[i]?.mpesa_receipt, answers[i]?.credit_key, answers[i]?.credit_kind], ["succeeded", receipts[i], receipts[i], "worker"]);
+    }
+    // An amount other than charged, a receipt claimed, a repeat: stored unmarked, their tips left for applyStkOutcome's checks.
+    assert.deepEqual(answers.slice(4), [null, null, null]);
+    assert.deepEqual((await Promise.all([4, 5].map((i) => loadTip(db.pool, tips[i].tipId)))).map((t) => t?.status), ["pending", "pending"]);
+    const stored = await storedCallbacks(callbacks.map((c) => c.raw.callbackId));
+    assert.equal(stored.size, callbacks.length, "every callback stored");
+    assert.deepEqual(callbacks.map((c) => stored.get(c.raw.callbackId)!.outcome), ["credited", "credited", "credited", "credited", "received", "received", "received"]);
+    assert.deepEqual(callbacks.slice(0, 4).map((c) => [stored.get(c.raw.callbackId)!.tip_id, stored.get(c.raw.callbackId)!.external_reference]), tips.slice(0, 4).map((t, i) => [t.tipId, receipts[i]]));
+    assert.deepEqual(stored.get(callbacks[1].raw.callbackId)!.raw_body, callbacks[1].raw.body, "the body as it came");
+  });
+
+  test("a group of STK successes that fails is stored and decided one by one: only the callback that cannot be stored fails", async () => {
+    const tips = await pendingTips(3);
+    const callbacks = tips.map((t) => successCallback(t, receiptOf()));
+    // Callback 1's id is taken (stored before): the group's statement fails on it.
+    await db.pool.query("INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, 'mpesa_stk', '/', '127.0.0.1', '')", [callbacks[1].raw.callbackId]);
+    const answers = await Promise.allSettled(callbacks.map((c) => storeStkSuccess(db.pool, c)));
+    assert.deepEqual(answers.map((a) => a.status), ["fulfilled", "rejected", "fulfilled"]);
+    assert.deepEqual((await Promise.all(tips.map((t) => loadTip(db.pool, t.tipId)))).map((t) => t?.status), ["succeeded", "pending", "succeeded"]);
   });
 
   test("a pushed tip ends (query failure, expiry) in one statement with its tip_failed event, once, and only under its own push", async () => {
