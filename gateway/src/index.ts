@@ -19,6 +19,7 @@ import {
   type Cache,
   type Logger,
   type Metrics,
+  type RequestValues,
   type RunningServer,
   type ServerOptions,
 } from "@ttip/runtime";
@@ -150,7 +151,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     sharedBudget({ charge: (charges) => options.cache.chargeBudgets(keyPrefix, limit.durationSeconds, charges) }, { points: limit.points });
   const limiter = budget("gateway", options.rateLimit);
   const partnerLimiter = budget("gateway-partner", options.partners?.rateLimit ?? options.rateLimit);
-  const contextValues = (req: { socket: unknown; headers: http.IncomingHttpHeaders }) =>
+  const contextValues: RequestValues = (req) =>
     createContextValues().set(clientAddressKey, clientAddress(socketAddress(req.socket), req.headers["x-forwarded-for"], trusted));
 
   const serverOptions: ServerOptions = {
@@ -197,7 +198,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     logger: options.logger,
   });
   const cors = corsFilter(options.corsOrigins);
-  const server = await startServer({ ...serverOptions, httpFilter: (req, res) => cors(req, res) || raw(req, res) });
+  const server = await startServer({ ...serverOptions, httpFilter: cors, rpcFilter: raw });
   return {
     ...server,
     close: async () => {

@@ -13,7 +13,9 @@ import type { Queryable } from "@ttip/runtime";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
 import { markSent } from "../src/receipts.js";
-import { endPushedTip, loadTip, recordCredit, uncreditedTips } from "../src/tips.js";
+import { recordCredits } from "../src/credits.js";
+import { storeStkSuccess, type StkSuccessCallback } from "../src/stk-successes.js";
+import { endPushedTip, loadTip, uncreditedTips, type TipRow } from "../src/tips.js";
 
 interface PlanNode {
   "Node Type": string;
@@ -23,6 +25,9 @@ interface PlanNode {
   "Recheck Cond"?: string;
   Plans?: PlanNode[];
 }
+
+/** One tip's entry recorded alone. */
+const record = (db: Queryable, tip: TipRow, entryId: string) => recordCredits(db, [{ tip, entryId, traceparent: null }]);
 
 function nodes(plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
@@ -115,7 +120,7 @@ describe("payment's per-tip statements, by their plans", () => {
         // Every other credit carries the marks of receipts sent meanwhile (one to three of them).
         if (i % 2) for (const sent of credited.slice(0, 1 + (i % 3))) void markSent(client, sent);
         const tip = (await loadTip(client, id))!;
-        assert.ok(await recordCredit(client, tip, `entry-${i}`), "the credit is recorded");
+        assert.ok((await record(client, tip, `entry-${i}`)).has(id), "the credit is recorded");
       }
       const { rows } = await client.query<{ generic_plans: bigint; custom_plans: bigint }>(
         "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH credited AS%'",
@@ -186,6 +191,65 @@ describe("payment's per-tip statements, by their plans", () => {
     assert.equal((await loadTip(db.pool, tipIds[2]))?.checkout_request_id, null);
   });
 
+  /** Tips still pending under their pushes ('ws_CO_' || tip_id), as tipsTo made them: token, number and charge of each. */
+  async function pendingTips(count: number): Promise<{ tipId: string; token: string; phone: string; charged: bigint }[]> {
+    const tipIds = await tipsTo(randomUUID(), count);
+    const { rows } = await db.pool.query<{ tip_id: string; callback_token: string; phone: string; charged_minor: bigint }>(
+      `UPDATE payment.tips SET status = 'pending', mpesa_receipt = NULL, credit_key = NULL, credit_kind = NULL, checkout_request_id = 'ws_CO_' || tip_id
+        WHERE tip_id = ANY($1::uuid[]) RETURNING tip_id, callback_token, phone, charged_minor`,
+      [tipIds],
+    );
+    const byId = new Map(rows.map((r) => [r.tip_id, r]));
+    return tipIds.map((id) => ({ tipId: id, token: byId.get(id)!.callback_token, phone: byId.get(id)!.phone, charged: byId.get(id)!.charged_minor }));
+  }
+  const successCallback = (t: { tipId: string; token: string; phone: string; charged: bigint }, receipt: string, over: Partial<StkSuccessCallback["success"]> = {}): StkSuccessCallback => ({
+    raw: { callbackId: randomUUID(), source: "mpesa_stk", path: "/daraja/stk/[token]", remoteAddress: "127.0.0.1", body: Buffer.from(`{"receipt":"${receipt}"}`) },
+    token: t.token,
+    success: { source: "callback", checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m", resultCode: "0", resultDesc: "ok", receipt, amount: Number(t.charged) / 100, phone: t.phone, ...over },
+  });
+  const receiptOf = () => `R${randomUUID().replace(/-/g, "").slice(0, 9).toUpperCase()}`;
+  const storedCallbacks = async (ids: string[]) =>
+    new Map((await db.pool.query<{ callback_id: string; outcome: string; tip_id: string | null; external_reference: string; raw_body: Buffer }>(
+      "SELECT callback_id, outcome, tip_id, external_reference, raw_body FROM payment.callbacks WHERE callback_id = ANY($1::uuid[])", [ids])).rows.map((r) => [r.callback_id, r]));
+
+  test("STK successes called back together are stored and decided by one statement, each answered with its own tip; a repeat goes after, alone", async () => {
+    const tips = await pendingTips(6);
+    const receipts = tips.map(receiptOf);
+    // Tip 5's receipt is claimed already (another tip carries it): its callback decides nothing.
+    await db.pool.query("UPDATE payment.tips SET mpesa_receipt = $2 WHERE tip_id = $1", [(await tipsTo(randomUUID(), 1))[0], receipts[5]]);
+    const callbacks = [
+      ...tips.map((t, i) => successCallback(t, receipts[i], i === 4 ? { amount: Number(t.charged) / 100 - 1 } : {})),
+      // Tip 0's callback delivered twice at once.
+      successCallback(tips[0], receipts[0]),
+    ];
+    let statements = 0;
+    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
+    const answers = await Promise.all(callbacks.map((c) => storeStkSuccess(counted, c)));
+    assert.equal(statements, 2, "the group in one statement, the repeat after it");
+    for (const i of [0, 1, 2, 3]) {
+      assert.equal(answers[i]?.tip_id, tips[i].tipId);
+      assert.deepEqual([answers[i]?.status, answers[i]?.mpesa_receipt, answers[i]?.credit_key, answers[i]?.credit_kind], ["succeeded", receipts[i], receipts[i], "worker"]);
+    }
+    // An amount other than charged, a receipt claimed, a repeat: stored unmarked, their tips left for applyStkOutcome's checks.
+    assert.deepEqual(answers.slice(4), [null, null, null]);
+    assert.deepEqual((await Promise.all([4, 5].map((i) => loadTip(db.pool, tips[i].tipId)))).map((t) => t?.status), ["pending", "pending"]);
+    const stored = await storedCallbacks(callbacks.map((c) => c.raw.callbackId));
+    assert.equal(stored.size, callbacks.length, "every callback stored");
+    assert.deepEqual(callbacks.map((c) => stored.get(c.raw.callbackId)!.outcome), ["credited", "credited", "credited", "credited", "received", "received", "received"]);
+    assert.deepEqual(callbacks.slice(0, 4).map((c) => [stored.get(c.raw.callbackId)!.tip_id, stored.get(c.raw.callbackId)!.external_reference]), tips.slice(0, 4).map((t, i) => [t.tipId, receipts[i]]));
+    assert.deepEqual(stored.get(callbacks[1].raw.callbackId)!.raw_body, callbacks[1].raw.body, "the body as it came");
+  });
+
+  test("a group of STK successes that fails is stored and decided one by one: only the callback that cannot be stored fails", async () => {
+    const tips = await pendingTips(3);
+    const callbacks = tips.map((t) => successCallback(t, receiptOf()));
+    // Callback 1's id is taken (stored before): the group's statement fails on it.
+    await db.pool.query("INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body) VALUES ($1, 'mpesa_stk', '/', '127.0.0.1', '')", [callbacks[1].raw.callbackId]);
+    const answers = await Promise.allSettled(callbacks.map((c) => storeStkSuccess(db.pool, c)));
+    assert.deepEqual(answers.map((a) => a.status), ["fulfilled", "rejected", "fulfilled"]);
+    assert.deepEqual((await Promise.all(tips.map((t) => loadTip(db.pool, t.tipId)))).map((t) => t?.status), ["succeeded", "pending", "succeeded"]);
+  });
+
   test("a pushed tip ends (query failure, expiry) in one statement with its tip_failed event, once, and only under its own push", async () => {
     const workerId = randomUUID();
     const tipIds = await tipsTo(workerId, 2);
@@ -233,7 +297,7 @@ describe("payment's per-tip statements, by their plans", () => {
       assert.deepEqual((await uncreditedTips(client, "card", 1000)).filter((id) => tipIds.includes(id)), []);
       const before = await updates();
       const decided = (await loadTip(client, tipIds[0]))!;
-      assert.ok(await recordCredit(client, decided, "entry-0"));
+      assert.ok((await record(client, decided, "entry-0")).has(tipIds[0]));
       const after = await updates();
       assert.equal(after.all - before.all, 1n);
       // HOT when the page has room (fillfactor keeps some; how much is left here depends on the rows around): not asserted, what allows it is.
