@@ -1,13 +1,15 @@
 // Notification figures: template rendering with SMS segment counting, and
 // end-to-end SMS throughput (SendNotification -> outbox -> bus -> dispatcher
 // -> Africa's Talking simulator) on the embedded stack (PGlite, in-process bus).
-// "cluster" runs the same on throwaway PostgreSQL and NATS JetStream servers.
-//   node --import tsx bench/notification-dispatch.ts [messages] [embedded|cluster]
+// "cluster" runs the same on throwaway PostgreSQL and NATS JetStream servers, then customer
+// receipts as payment sends them (SendNotifications, a few per call): what each receipt costs
+// in statements, commits, plans, bus messages and CPU.
+//   node --import tsx bench/notification-dispatch.ts [messages] [embedded|cluster] [receipts per call=4]
 import { performance } from "node:perf_hooks";
 import { connect } from "nats";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { NotificationInternalService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import {
   createLogger,
@@ -30,6 +32,7 @@ import { cpuMs } from "./process-cpu.js";
 
 const count = Number(process.argv[2] ?? 200);
 const mode = process.argv[3] === "cluster" ? "cluster" : "embedded";
+const receiptsPerCall = Number(process.argv[4] ?? 4);
 
 // 1. Rendering.
 const templates = defaultTemplates();
@@ -46,7 +49,7 @@ console.log(`render + segment count: ${rounds} in ${renderMs.toFixed(0)} ms = ${
 
 // 2. End to end.
 const logger = createLogger({ level: "silent" });
-const pg = mode === "cluster" ? await startPostgres() : await startEmbeddedPostgres();
+const pg = mode === "cluster" ? await startPostgres({ durable: true, statementStats: true }) : await startEmbeddedPostgres();
 const nats = mode === "cluster" ? await startNats() : undefined;
 const pool = createPool(pg.url, { max: mode === "cluster" ? 10 : 1 });
 // Statements the service sends, per SMS: what each message costs the database.
@@ -153,6 +156,99 @@ console.log(
     `the ${prompt.length} answered at once stayed 'sending' p50 ${q(prompt, 0.5)} ms, p90 ${q(prompt, 0.9)} ms, p99 ${q(prompt, 0.99)} ms ` +
     `(${(countedSlow / count).toFixed(2)} statements per SMS)`,
 );
+// 4. Receipts as payment sends them: SendNotifications calls of a few one-channel SMS each
+// (RECEIPT to the number that paid), several calls at once. Per receipt: the statements
+// the service sends, the transactions PostgreSQL commits (its count, less the bench's own
+// looks), each statement's plans per call, the bus messages, and CPU.
+if (nats) await receipts(2 * count, count);
+if (nats) await receipts(3 * count, count);
+if (nats && process.env.BENCH_PLANS) await preparedPlans();
+
+/** `n` receipts, numbered from `first` on, in calls of receiptsPerCall, eight calls at a time. */
+async function receipts(first: number, n: number): Promise<void> {
+  const sentBefore = sim.sent.length;
+  const commits = async () => (await pool.query<{ n: string }>("SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()")).rows[0].n;
+  await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+  await pool.query("SELECT pg_stat_statements_reset()");
+  // PostgreSQL's backends report their counts at most once a second: waited for before each read.
+  await new Promise((r) => setTimeout(r, 1_100));
+  const deliveriesBefore = await natsDeliveryCount(nats!.url);
+  const commits0 = Number(await commits());
+  const statements0 = statements;
+  const cpu0 = cpuMs(cpuPids, new Set(["postgres"]));
+  const start = performance.now();
+  const calls = Array.from({ length: Math.ceil(n / receiptsPerCall) }, (_, c) => c);
+  const CONCURRENT_CALLS = 8;
+  for (let c = 0; c < calls.length; c += CONCURRENT_CALLS) {
+    await Promise.all(
+      calls.slice(c, c + CONCURRENT_CALLS).map(async (call) => {
+        const requests = Array.from({ length: Math.min(receiptsPerCall, n - call * receiptsPerCall) }, (_, k) => {
+          const i = first + call * receiptsPerCall + k;
+          return {
+            idempotencyKey: `receipt:bench-${i}`,
+            recipient: { case: "phone" as const, value: phoneOf(i) },
+            templateKey: TemplateKey.RECEIPT,
+            variables: { amount: "KES 100.00", worker: "Amina", reference: `REF${i}` },
+            channels: [Channel.SMS],
+          };
+        });
+        const { results } = await client.sendNotifications({ requests });
+        if (results.some((r) => r.code !== 0)) throw new Error(`a receipt was refused: ${results.find((r) => r.code !== 0)?.message}`);
+      }),
+    );
+  }
+  while (sim.sent.length < sentBefore + n) await new Promise((r) => setTimeout(r, 10));
+  // Each receipt's "sent" record, and the outbox's relay of its fact, land just after the provider has it.
+  let looks = 0;
+  const settled = async () => (looks++, (await pool.query("SELECT count(*)::int AS n FROM notification.delivery_attempts WHERE status = 'sending'")).rows[0].n === 0);
+  while (!(await settled())) await new Promise((r) => setTimeout(r, 10));
+  const ms = performance.now() - start;
+  await new Promise((r) => setTimeout(r, 1_100));
+  const cpu1 = cpuMs(cpuPids, new Set(["postgres"]));
+  const countedStatements = statements - statements0 - looks;
+  // The bench's own: its looks, and the two reads of the count.
+  const countedCommits = Number(await commits()) - commits0 - looks - 1;
+  const busMessages = (await natsDeliveryCount(nats!.url)) - deliveriesBefore;
+  console.log(`receipts: ${n} in calls of ${receiptsPerCall}, 8 calls at a time, all sent and recorded after ${ms.toFixed(0)} ms`);
+  console.log(`  per receipt: ${(countedStatements / n).toFixed(2)} statements, ${(countedCommits / n).toFixed(2)} commits, ${(busMessages / n).toFixed(2)} JetStream deliveries to notification's consumers`);
+  console.log(`  CPU ms per receipt: ${[...cpu1].map(([name, v]) => `${name} ${((v - (cpu0.get(name) ?? 0)) / n).toFixed(2)}`).join(", ")}`);
+  const { rows } = await pool.query<{ calls: string; plans: string; query: string }>(
+    `SELECT calls, plans, query FROM pg_stat_statements
+      WHERE query NOT LIKE '%pg_stat%' AND query NOT LIKE '%delivery_attempts WHERE status = ''sending''%' ORDER BY calls DESC LIMIT 8`,
+  );
+  console.log("  statements per receipt  plans per call  statement");
+  for (const r of rows) console.log(`  ${(Number(r.calls) / n).toFixed(2).padStart(22)}  ${(Number(r.plans) / Number(r.calls)).toFixed(2).padStart(14)}  ${r.query.replace(/\s+/g, " ").slice(0, 90)}`);
+}
+
+/** Each prepared statement's custom and generic plans, over every connection of the pool. */
+async function preparedPlans(): Promise<void> {
+  const clients = await Promise.all(Array.from({ length: 10 }, () => pool.connect()));
+  const by = new Map<string, { generic: number; custom: number }>();
+  for (const c of clients) {
+    const { rows } = await c.query<{ statement: string; generic_plans: string; custom_plans: string }>("SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements");
+    for (const r of rows) {
+      const k = r.statement.replace(/\s+/g, " ").slice(0, 70);
+      const v = by.get(k) ?? { generic: 0, custom: 0 };
+      by.set(k, { generic: v.generic + Number(r.generic_plans), custom: v.custom + Number(r.custom_plans) });
+    }
+  }
+  for (const c of clients) c.release();
+  for (const [k, v] of by) console.log(`  prepared: generic ${v.generic} custom ${v.custom}  ${k}`);
+}
+
+/** Messages JetStream has handed to notification's consumers so far. */
+async function natsDeliveryCount(url: string): Promise<number> {
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await nc.jetstreamManager();
+    let total = 0;
+    for await (const c of jsm.consumers.list("TTIP")) if (c.name.startsWith("notification-")) total += c.delivered.consumer_seq;
+    return total;
+  } finally {
+    await nc.close();
+  }
+}
+
 await svc.close();
 peers.close();
 await bus.close();

@@ -19,6 +19,7 @@ import {
   type Cache,
   type Logger,
   type Metrics,
+  type RequestValues,
   type RunningServer,
   type ServerOptions,
 } from "@ttip/runtime";
@@ -96,6 +97,8 @@ export interface GatewayOptions {
   drainDelayMs?: number;
   /** See ServerOptions.maxConnectionAgeMs in the runtime. */
   maxConnectionAgeMs?: number;
+  /** See ServerOptions.streamApi in the runtime (default true; false: the benches' yardstick). */
+  streamApi?: boolean;
   /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
   readMaxBytes?: number;
   /**
@@ -150,7 +153,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     sharedBudget({ charge: (charges) => options.cache.chargeBudgets(keyPrefix, limit.durationSeconds, charges) }, { points: limit.points });
   const limiter = budget("gateway", options.rateLimit);
   const partnerLimiter = budget("gateway-partner", options.partners?.rateLimit ?? options.rateLimit);
-  const contextValues = (req: { socket: unknown; headers: http.IncomingHttpHeaders }) =>
+  const contextValues: RequestValues = (req) =>
     createContextValues().set(clientAddressKey, clientAddress(socketAddress(req.socket), req.headers["x-forwarded-for"], trusted));
 
   const serverOptions: ServerOptions = {
@@ -185,6 +188,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     drainTimeoutMs: options.drainTimeoutMs,
     drainDelayMs: options.drainDelayMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
+    streamApi: options.streamApi,
     readMaxBytes: options.readMaxBytes,
   };
   // Services in this process are called without encoding already (their `local` transport).
@@ -197,7 +201,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     logger: options.logger,
   });
   const cors = corsFilter(options.corsOrigins);
-  const server = await startServer({ ...serverOptions, httpFilter: (req, res) => cors(req, res) || raw(req, res) });
+  const server = await startServer({ ...serverOptions, httpFilter: cors, rpcFilter: raw });
   return {
     ...server,
     close: async () => {

@@ -11,8 +11,6 @@
 // services do), and goes on uncompressed: a body that inflates past the limit
 // stops at the edge. JSON, Connect GET and streams keep the decoding path
 // (forward.ts).
-import type http from "node:http";
-import type http2 from "node:http2";
 import { create, type DescMethod, type DescService, type Message } from "@bufbuild/protobuf";
 import {
   Code,
@@ -38,11 +36,11 @@ import {
   requestBodyLimit,
   UnaryServerCall,
   type Logger,
+  type RequestValues,
+  type RpcExchange,
 } from "@ttip/runtime";
 import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
 
-type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
 type UnaryNext = (req: UnaryRequest) => Promise<UnaryResponse>;
 
 /** The client's protocol, by its request's content type; undefined: not forwarded as bytes. */
@@ -88,35 +86,34 @@ export interface RawForwardingOptions {
   interceptors: Interceptor[];
   /** Around the call to the backend (client tracing). */
   clientInterceptors: Interceptor[];
-  contextValues: (req: NodeReq) => ContextValues;
+  contextValues: RequestValues;
   readMaxBytes: number;
   logger: Logger;
 }
 
 /**
- * An HTTP filter for startServer: takes the POSTs of a forwarded unary RPC in
- * a binary content type (returns true and answers them), leaves the rest to
- * the RPC router (returns false).
+ * An RPC filter for startServer (its rpcFilter): takes the POSTs of a
+ * forwarded unary RPC in a binary content type (returns true and answers
+ * them), leaves the rest to the RPC router (returns false).
  */
-export function rawForwarding(options: RawForwardingOptions): (req: NodeReq, res: NodeRes) => boolean {
+export function rawForwarding(options: RawForwardingOptions): (exchange: RpcExchange) => boolean {
   const send = intercepted<UnaryNext>(sendToBackend, options.clientInterceptors);
   // Every check, then the call to the backend with the headers the checks decided.
   const chain = intercepted<UnaryNext>((r) => send({ ...r, header: outgoingHeaders(r.header, r.contextValues) }), options.interceptors);
-  return (req, res) => {
-    if (req.method !== "POST") return false;
-    const url = req.url ?? "";
+  return (exchange) => {
+    if (exchange.method !== "POST") return false;
+    const url = exchange.url;
     const q = url.indexOf("?");
     const route = options.routes.get(q < 0 ? url : url.slice(0, q));
     if (!route) return false;
     // The whole content type, as connect-es matches it: a binary one with parameters is refused there (415).
-    const protocol = PROTOCOLS[(req.headers["content-type"] ?? "").toLowerCase()];
+    const protocol = PROTOCOLS[(exchange.headers["content-type"] ?? "").toLowerCase()];
     if (!protocol) return false;
-    serve(options, chain, route, protocol, req, res).catch((err: unknown) => {
+    serve(options, chain, route, protocol, exchange).catch((err: unknown) => {
       // A client that went away while its body was read is no failure of ours.
-      if (res.destroyed) return;
+      if (exchange.closed) return;
       options.logger.error({ err, rpc: url }, "forwarding failed outside the call");
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
+      exchange.respond(500, {}, EMPTY);
     });
     return true;
   };
@@ -143,15 +140,15 @@ interface RawCall {
 
 const rawCallKey = createContextKey<RawCall | undefined>(undefined, { description: "call forwarded as bytes" });
 
-async function serve(options: RawForwardingOptions, chain: UnaryNext, route: RawRoute, protocol: Protocol, req: NodeReq, res: NodeRes): Promise<void> {
-  const call = new UnaryServerCall(req, res, protocol === "connect" ? "connect" : "grpc");
+async function serve(options: RawForwardingOptions, chain: UnaryNext, route: RawRoute, protocol: Protocol, exchange: RpcExchange): Promise<void> {
+  const call = new UnaryServerCall(exchange, protocol === "connect" ? "connect" : "grpc");
   const header = call.header;
-  const values = options.contextValues(req);
+  const values = options.contextValues(exchange);
   let result: UnaryResponse | ConnectError;
   let forwarded: RawCall;
   let body;
   try {
-    body = await readRpcBody(req, requestBodyLimit(options.readMaxBytes, protocol !== "connect"), options.readMaxBytes, values);
+    body = await readRpcBody(exchange, requestBodyLimit(options.readMaxBytes, protocol !== "connect"), options.readMaxBytes, values);
   } catch (err) {
     // The body could not be read (the client went away): nothing to answer.
     call.fail(err);
@@ -185,9 +182,9 @@ async function serve(options: RawForwardingOptions, chain: UnaryNext, route: Raw
     result = ConnectError.from(err);
     call.fail(result);
   }
-  if (res.destroyed) return;
-  if (result instanceof ConnectError) writeError(res, protocol, result);
-  else writeAnswer(res, protocol, result, forwarded!.answer!);
+  if (exchange.closed) return;
+  if (result instanceof ConnectError) writeError(exchange, protocol, result);
+  else writeAnswer(exchange, protocol, result, forwarded!.answer!);
 }
 
 const EMPTY = new Uint8Array(0);
@@ -260,47 +257,42 @@ function envelope(flags: number, data: Uint8Array): Buffer {
 }
 
 /** The backend's answer in the client's protocol: the same message bytes, framed as it expects. */
-function writeAnswer(res: NodeRes, protocol: Protocol, result: UnaryResponse, answer: Answer): void {
+function writeAnswer(exchange: RpcExchange, protocol: Protocol, result: UnaryResponse, answer: Answer): void {
   const headers = nodeHeaders(result.header);
   headers["content-type"] = RESPONSE_TYPE[protocol];
   if (protocol === "connect") {
     if (answer.encoding) headers["content-encoding"] = answer.encoding;
     result.trailer.forEach((value, key) => (headers[`trailer-${key}`] = value));
-    res.writeHead(200, headers);
-    res.end(answer.body);
+    exchange.respond(200, headers, answer.body);
     return;
   }
   if (answer.encoding) headers["grpc-encoding"] = answer.encoding;
   const message = envelope(answer.encoding ? COMPRESSED_FLAG : 0, answer.body);
-  res.writeHead(200, headers);
   if (protocol === "grpc-web") {
     const trailer = setTrailerStatus(new Headers(result.trailer), undefined);
-    res.end(Buffer.concat([message, envelope(trailerFlag, trailerSerialize(trailer))]));
+    exchange.respond(200, headers, Buffer.concat([message, envelope(trailerFlag, trailerSerialize(trailer))]));
     return;
   }
   // The backend's metadata (application metadata only: no status of its own) and the status OK.
   const trailers = nodeHeaders(result.trailer);
   trailers["grpc-status"] = "0";
-  res.addTrailers(trailers);
-  res.end(message);
+  exchange.respond(200, headers, message, trailers);
 }
 
 /** A refusal or the backend's error, in the client's protocol (as connect-es writes them). */
-function writeError(res: NodeRes, protocol: Protocol, err: ConnectError): void {
+function writeError(exchange: RpcExchange, protocol: Protocol, err: ConnectError): void {
   if (protocol === "connect") {
     const headers = nodeHeaders(err.metadata);
     headers["content-type"] = "application/json";
-    res.writeHead(codeToHttpStatus(err.code), headers);
-    res.end(errorToJsonBytes(err, {}));
+    exchange.respond(codeToHttpStatus(err.code), headers, errorToJsonBytes(err, {}));
     return;
   }
   // The status and the error's metadata in the trailers (gRPC-web: the body's trailer frame), as connect-es answers.
   const status = setTrailerStatus(new Headers(), err);
-  res.writeHead(200, { "content-type": RESPONSE_TYPE[protocol] });
+  const headers = { "content-type": RESPONSE_TYPE[protocol] };
   if (protocol === "grpc-web") {
-    res.end(envelope(trailerFlag, trailerSerialize(status)));
+    exchange.respond(200, headers, envelope(trailerFlag, trailerSerialize(status)));
     return;
   }
-  res.addTrailers(nodeHeaders(status));
-  res.end();
+  exchange.respond(200, headers, EMPTY, nodeHeaders(status));
 }

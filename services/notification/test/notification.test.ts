@@ -264,6 +264,35 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(written.rows[0].n, keys.length, "one delivery per key");
   });
 
+  test("a malformed request in a batch is refused in its own result, naming the field; the others are queued and sent", async () => {
+    const [good, alsoGood, badNumber] = [newPhone(), newPhone(), newPhone()];
+    const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const receipt = (phone: string, key = `receipt:${randomUUID()}`) =>
+      ({ idempotencyKey: key, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.RECEIPT, channels: [Channel.SMS], variables });
+    const requests = [
+      receipt(good),
+      receipt(badNumber, "short"),
+      { ...receipt(badNumber), recipient: { case: "phone" as const, value: "07-not-a-number" } },
+      { ...receipt(badNumber), recipient: { case: undefined } },
+      receipt(alsoGood),
+    ];
+    await assert.rejects(internal().sendNotification(requests[1]), (e: ConnectError) => e.code === Code.InvalidArgument && /idempotency_key/.test(e.message), "alone, it is refused by the contract's rules");
+    const { results } = await internal().sendNotifications({ requests });
+    assert.equal(results.length, requests.length, "one result per request");
+    const [rGood, rShortKey, rBadPhone, rNoRecipient, rAlsoGood] = results;
+    for (const r of [rGood, rAlsoGood]) assert.deepEqual([r.code, r.deliveryIds.length], [0, 1], r.message);
+    assert.deepEqual([rShortKey.code, rShortKey.deliveryIds], [Code.InvalidArgument, []]);
+    assert.match(rShortKey.message, /^idempotency_key: /);
+    assert.deepEqual([rBadPhone.code, rBadPhone.deliveryIds], [Code.InvalidArgument, []]);
+    assert.match(rBadPhone.message, /^phone: /);
+    assert.deepEqual([rNoRecipient.code, rNoRecipient.deliveryIds], [Code.InvalidArgument, []]);
+    assert.match(rNoRecipient.message, /recipient/);
+    await eventually("the well-formed receipts sent", () => smsTo(good).length === 1 && smsTo(alsoGood).length === 1);
+    const claimed = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.idempotent_requests WHERE key = ANY($1::text[])", [requests.map((r) => r.idempotencyKey)]);
+    assert.equal(claimed.rows[0].n, 2, "the refused requests claimed no key");
+    assert.equal(smsTo(badNumber).length, 0);
+  });
+
   test("with tracing on, a delivery's facts (queued by the call, sent by the dispatcher) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });

@@ -14,7 +14,8 @@ import type { C2bConfig } from "./config.js";
 import { bannedUrlWord, DarajaError } from "./daraja/client.js";
 import { recordAlert } from "./fraud.js";
 import { resultMessage } from "./messages.js";
-import { applyStkOutcome, emitTipSucceeded, postCredit, runAfterCredit, type Deps, type TipRow } from "./tips.js";
+import { postCredit } from "./credits.js";
+import { applyStkOutcome, emitTipSucceeded, runAfterCredit, type Deps, type TipRow } from "./tips.js";
 
 /** A C2B validation or confirmation body, as far as we use it (the raw body is kept whole). */
 export interface C2bPayment {

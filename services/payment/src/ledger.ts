@@ -1,9 +1,11 @@
 // The wallet service, as payment uses it. Every write carries an idempotency
 // key, so a call repeated after a crash or a lost answer changes nothing.
-import { createClient, type Client } from "@connectrpc/connect";
-import { b2cFee, BoundedMap, callerHeaders, clockOf, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
+import assert from "node:assert/strict";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
+import { asConnectError, b2cFee, BoundedMap, callerHeaders, clockOf, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
 import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { type PostEntryRequestSchema, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FeeSchedules } from "./fee-schedules.js";
 import { kes } from "./money.js";
 
@@ -15,6 +17,15 @@ const KNOWN_KES_WORKERS_MAX = 100_000;
 
 /** The key of an account id in a replica's memo (account(), landsInKes). */
 const accountKey = (kind: AccountKind, ownerId: string, currency: string) => `${kind}:${ownerId}:${currency}`;
+
+/** Entries per PostEntries call at most: the contract's limit. */
+export const POST_ENTRIES_MAX = 100;
+
+/** How long wallet has to answer a call posting entries: one statement's work, with room for a busy database. */
+const POST_ENTRIES_TIMEOUT_MS = 5_000;
+
+/** A wallet entry to post, as PostEntry takes it. */
+export type EntryToPost = MessageInitShape<typeof PostEntryRequestSchema>;
 
 /** Who a tip is for: one worker, or a venue's pool (shared by the venue's split rule). */
 export type TipRecipient = { workerId: string } | { venueId: string };
@@ -108,36 +119,34 @@ export class Ledger {
   }
 
   /**
-   * A confirmed M-Pesa payment: the clearing account gives what the customer
-   * paid, the worker (or the venue's pool) gets the tip net of fees and the
-   * platform the rest. Posted once per key (the receipt number), whoever asks
-   * again: STK callbacks, STK queries and C2B confirmations all credit through here.
+   * A confirmed M-Pesa payment's entry: the clearing account gives what the
+   * customer paid, the worker (or the venue's pool) gets the tip net of fees
+   * and the platform the rest. Posted once per key (the receipt number), whoever
+   * asks again: STK callbacks, STK queries and C2B confirmations all credit through here.
    */
-  async creditTip(input: { key: string; tipId: string; receipt: string; recipient: TipRecipient; chargedMinor: bigint; workerMinor: bigint; description: string }): Promise<string> {
+  async tipCreditEntry(input: { key: string; receipt: string; recipient: TipRecipient; chargedMinor: bigint; workerMinor: bigint; description: string }): Promise<EntryToPost> {
     const [clearing, recipient, fees] = await Promise.all([
       this.account(AccountKind.MPESA_CLEARING),
       this.recipientAccount(input.recipient),
       this.account(AccountKind.PLATFORM_FEES),
     ]);
     const feeMinor = input.chargedMinor - input.workerMinor;
-    const postings = [
-      { accountId: clearing, amount: kes(-input.chargedMinor), memo: `M-Pesa ${input.receipt}` },
-      { accountId: recipient, amount: kes(input.workerMinor), memo: "workerId" in input.recipient ? "tip" : "shared tip" },
-      ...(feeMinor > 0n ? [{ accountId: fees, amount: kes(feeMinor), memo: "platform fee" }] : []),
-    ];
-    const { entry } = await this.internal.postEntry({
+    return {
       idempotencyKey: input.key,
       cause: { cause: { case: "mpesaReceipt", value: input.receipt } },
-      postings,
+      postings: [
+        { accountId: clearing, amount: kes(-input.chargedMinor), memo: `M-Pesa ${input.receipt}` },
+        { accountId: recipient, amount: kes(input.workerMinor), memo: "workerId" in input.recipient ? "tip" : "shared tip" },
+        ...(feeMinor > 0n ? [{ accountId: fees, amount: kes(feeMinor), memo: "platform fee" }] : []),
+      ],
       description: input.description,
-    });
-    return entry?.entryId ?? "";
+    };
   }
 
-  /** Money that arrived but cannot be credited as asked (mismatch, held tip): parked in suspense. */
-  async toSuspense(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<string> {
+  /** Money that arrived but cannot be credited as asked (mismatch, held tip): its entry parking it in suspense. */
+  async suspenseEntry(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<EntryToPost> {
     const [clearing, suspense] = await Promise.all([this.account(AccountKind.MPESA_CLEARING), this.account(AccountKind.SUSPENSE)]);
-    const { entry } = await this.internal.postEntry({
+    return {
       idempotencyKey: input.key,
       cause: { cause: { case: "mpesaReceipt", value: input.receipt } },
       postings: [
@@ -145,8 +154,34 @@ export class Ledger {
         { accountId: suspense, amount: kes(input.amountMinor), memo: "awaiting review" },
       ],
       description: input.description,
-    });
+    };
+  }
+
+  /** Parks money in suspense (suspenseEntry) at once; answers the entry's id. */
+  async toSuspense(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<string> {
+    const { entry } = await this.internal.postEntry(await this.suspenseEntry(input));
     return entry?.entryId ?? "";
+  }
+
+  /**
+   * Posts entries together, each once per its key: one outcome per entry, in
+   * order: the entry's id, or the error that refused that entry alone (the
+   * others are posted all the same). Rejects when nothing could be asked
+   * (wallet out of reach): then none is known to be posted.
+   */
+  async postEntries(entries: EntryToPost[]): Promise<(string | ConnectError)[]> {
+    assert(entries.length > 0 && entries.length <= POST_ENTRIES_MAX, "1 to POST_ENTRIES_MAX entries a call");
+    try {
+      const { results } = await this.internal.postEntries({ entries }, { timeoutMs: POST_ENTRIES_TIMEOUT_MS });
+      assert.equal(results.length, entries.length, "one result per entry");
+      return results.map((r) => (r.code === 0 ? (r.entry?.entryId ?? "") : new ConnectError(r.message, r.code)));
+    } catch (err) {
+      // A wallet without the call (a rolling upgrade), or a call it refused as a whole (an
+      // entry it found malformed): each alone, so that one fails by itself.
+      const code = asConnectError(err).code;
+      if (code !== Code.Unimplemented && code !== Code.InvalidArgument) throw err;
+      return Promise.all(entries.map((e) => this.internal.postEntry(e, { timeoutMs: POST_ENTRIES_TIMEOUT_MS }).then((r) => r.entry?.entryId ?? "", (err: unknown) => asConnectError(err))));
+    }
   }
 
   /** A held tip an admin approved: suspense pays the worker and the platform fee. */

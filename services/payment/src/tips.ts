@@ -21,8 +21,9 @@ import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
 import { lockReceipt, reconcileC2b } from "./c2b.js";
 import { paymentMetrics } from "./metrics.js";
-import { oweReceipt, sendOwedReceipts, sendReceipts, sentMarksSql, takeSentMarks } from "./receipts.js";
-import { PAYOUT_SETTINGS_COLUMNS, type PayoutSettings } from "./stores/payout-settings.js";
+import { oweReceipt, sendOwedReceipts, sendReceipts } from "./receipts.js";
+import type { PayoutSettings } from "./stores/payout-settings.js";
+import { postCredit } from "./credits.js";
 import type { CardHub } from "./cards/hub.js";
 
 export type TipStatusCode = "pending" | "succeeded" | "failed" | "expired" | "held_for_review";
@@ -118,9 +119,7 @@ export const TIP_COLUMNS =
   "provider_charge_id, platform_fee_minor, processing_fee_minor, worker_share_minor, wallet_currency, fx_rate, fx_rate_source, fx_rate_time, customer_country, " +
   "card_fingerprint, card_country, next_action_url, card_state, refunded_minor, reversed_wallet_minor, rated_at, received_minor";
 /** TIP_COLUMNS of the row aliased `t`. */
-const TIP_COLUMNS_OF_T = TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ");
-/** The worker's payout settings (aliased `s`) beside a tip's columns, each prefixed payout_. */
-const PAYOUT_SETTINGS_OF_S = PAYOUT_SETTINGS_COLUMNS.map((c) => `s.${c} AS payout_${c}`).join(", ");
+export const TIP_COLUMNS_OF_T = TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ");
 
 export async function loadTip(db: Queryable, tipId: string): Promise<TipRow | undefined> {
   const { rows } = await db.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1`, [tipId]);
@@ -653,62 +652,6 @@ function refuseRuleLimitedRepeat(recent: TipPrecheck["ruleLimited"], chargedMino
 }
 
 /**
- * Posts the wallet entry a success decided, once (the wallet dedupes on the
- * key; only the first to record it publishes tip_succeeded). A failure here
- * is retried by reconciliation.
- */
-export async function postCredit(deps: Deps, tipId: string, committed?: TipRow): Promise<boolean> {
-  // `committed`: the row the deciding transaction just wrote (saves a read); the
-  // wallet's idempotency key and the credit_entry_id guard below make a stale copy harmless.
-  const tip = committed ?? (await loadTip(deps.ctx.pool, tipId));
-  if (!tip?.credit_key || tip.credit_entry_id) return false;
-  // Built only from what the decision fixed (the key is the receipt, or the
-  // CheckoutRequestID when the success came by query), so a retry after a
-  // crash asks the wallet for the very same entry, even if a receipt was
-  // learned in between.
-  const reference = tip.credit_key;
-  let entryId: string;
-  try {
-    entryId =
-      tip.credit_kind === "suspense"
-        ? await deps.ledger.toSuspense({ key: reference, receipt: reference, amountMinor: tip.received_minor ?? tip.charged_minor, description: `Tip ${tip.tip_id} held for review` })
-        : await deps.ledger.creditTip({
-            key: reference,
-            tipId: tip.tip_id,
-            receipt: reference,
-            recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
-            chargedMinor: tip.charged_minor,
-            workerMinor: tip.worker_receives_minor,
-            description: tip.worker_id ? `Tip by M-Pesa ${reference}` : `Shared tip by M-Pesa ${reference}`,
-          });
-  } catch (err) {
-    deps.ctx.logger.warn({ tipId, err }, "wallet credit failed; reconciliation will retry");
-    return false;
-  }
-  const credit = await recordCredit(deps.ctx.pool, tip, entryId || "posted");
-  const recorded =
-    credit?.row ??
-    // The row changed since it was read (a rating, a receipt learned late) or is credited already: from the row as it is now.
-    (await withTransaction(deps.ctx.pool, async (tx) => {
-      const { rows } = await tx.query<TipRow>(
-        `UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING *`,
-        [tipId, entryId || "posted"],
-      );
-      const t = rows[0];
-      if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
-      return t;
-    }));
-  if (recorded) {
-    const m = paymentMetrics(deps.ctx.metrics);
-    m.tips.inc({ status: recorded.credit_kind !== "suspense" ? "succeeded" : "held", method: "mpesa" });
-    if (recorded.credit_kind !== "suspense") m.amounts.observe({ method: "mpesa" }, Number(recorded.amount_minor) / 100);
-    if (recorded.completed_at) m.creditLatency.observe({ method: "mpesa" }, Math.max(0, Date.now() - recorded.completed_at.getTime()) / 1000);
-  }
-  if (recorded && recorded.credit_kind !== "suspense") runAfterCredit(deps, recorded, credit?.settings);
-  return Boolean(recorded);
-}
-
-/**
  * Starts the automatic payout without holding up the caller (a Daraja
  * callback waits for our answer; a slow B2C must not delay it).
  */
@@ -747,54 +690,14 @@ async function heldByC2bSuspense(tx: Queryable, tip: TipRow, receipt: string): P
   return updated[0];
 }
 
-/**
- * Records the wallet entry on the tip, once, and in the same statement (one
- * round trip, atomic without BEGIN/COMMIT) owes the customer a receipt and
- * announces tip_succeeded, unless the money went to suspense. The event is
- * built from `tip`, so the row must still carry what the event says: the
- * fields that can change after the decision (receipt, rating, message) are
- * part of the condition. Undefined when nothing was recorded: credited
- * already, or the row changed (the caller then works from the row as it is).
- * The worker's payout settings come back with the row, for the automatic
- * payout that may follow (null when the worker has none).
- */
-export async function recordCredit(db: Queryable, tip: TipRow, entryId: string): Promise<{ row: TipRow; settings: PayoutSettings | null } | undefined> {
-  const event = tipSucceededEvent(tip);
-  // Receipts of earlier tips sent since are marked so by this statement too (written anyway: no commit of their own).
-  const marks = takeSentMarks(db);
-  const { rows } = await db.query<TipRow & { [K in keyof PayoutSettings as `payout_${K}`]: PayoutSettings[K] | null }>(
-    `WITH credited AS (
-       UPDATE payment.tips SET credit_entry_id = $2, credited_at = now()
-        WHERE tip_id = $1 AND credit_entry_id IS NULL AND mpesa_receipt IS NOT DISTINCT FROM $6 AND rating = $7 AND message = $8 RETURNING ${TIP_COLUMNS}),
-     owed AS (
-       INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ON CONFLICT DO NOTHING),
-     announced AS (
-       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $3, $4, $5, $9::text FROM credited WHERE credit_kind <> 'suspense'),
-     receipts_sent AS (${sentMarksSql("$10")})
-     SELECT ${TIP_COLUMNS_OF_T}, ${PAYOUT_SETTINGS_OF_S}
-       FROM credited t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id`,
-    [tip.tip_id, entryId, event.id, event.subject, Buffer.from(event.data), tip.mpesa_receipt, tip.rating, tip.message, currentTraceparent() ?? null, marks.tipIds],
-  ).then((r) => {
-    marks.done();
-    return r;
-  }, (err: unknown) => {
-    marks.done(err);
-    throw err;
-  });
-  if (!rows[0]) return undefined;
-  const { payout_auto_payout, payout_auto_payout_minimum_minor, payout_payout_phone, payout_payouts_on_hold, ...row } = rows[0];
-  const settings = payout_auto_payout === null ? null
-    : { auto_payout: payout_auto_payout, auto_payout_minimum_minor: payout_auto_payout_minimum_minor!, payout_phone: payout_payout_phone!, payouts_on_hold: payout_payouts_on_hold! };
-  return { row: row as TipRow, settings };
-}
-
 /** Announces a tip whose money reached the worker; its customer is owed a receipt from then on (a paybill payer's number is not known). */
 export async function emitTipSucceeded(tx: Queryable, t: TipRow) {
   if (t.phone) await oweReceipt(tx, t.tip_id);
   await writeOutbox(tx, "payment", tipSucceededEvent(t));
 }
 
-function tipSucceededEvent(t: TipRow) {
+/** A tip's tip_succeeded event, from its row. */
+export function tipSucceededEvent(t: TipRow) {
   return buildEvent("payment", TipSucceededSchema, {
     tipId: t.tip_id,
     workerId: t.worker_id ?? "",
@@ -914,7 +817,10 @@ export async function reconcileTips(deps: Deps, limit: number): Promise<Reconcil
     paymentMetrics(deps.ctx.metrics).reconciliation.inc({ outcome: outcome ?? (settled ? "settled" : "still_pending") });
   }
   // Successes whose wallet entry has not been recorded yet (wallet was down, or a crash).
-  for (const tipId of await uncreditedTips(pool, "mpesa", limit)) await postCredit(deps, tipId);
+  // All at once: they go to wallet in one call and are recorded by one statement (credits.ts).
+  const credits = await Promise.allSettled((await uncreditedTips(pool, "mpesa", limit)).map((tipId) => postCredit(deps, tipId)));
+  const failed = credits.find((c) => c.status === "rejected");
+  if (failed) throw failed.reason;
   await reconcileC2b(deps, limit);
   await sendReceipts(deps, limit);
   return counts;

@@ -6,8 +6,6 @@
 // handler builds request and response streams, two linked AbortControllers
 // and a DOMException per call around the same steps; every other protocol,
 // JSON, GET and streams still go through it.
-import type http from "node:http";
-import type http2 from "node:http2";
 import { create, fromBinary, toBinary, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { compressionNegotiate, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
@@ -15,9 +13,7 @@ import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout
 import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import { acceptedCompressions, decompressMessage, readRpcBody, refusedBodyKey, unparsableBody } from "./input.js";
 import { LocalCall, type DirectSpec } from "./local-server.js";
-
-type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
-type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
+import type { RpcExchange } from "./rpc-exchange.js";
 
 /** connect-es compresses an answer from this size on (its compressMinBytes default). */
 const COMPRESS_MIN_BYTES = 1024;
@@ -28,7 +24,7 @@ export interface ConnectUnaryOptions {
   /** The server's interceptors, outermost first. */
   interceptors: Interceptor[];
   readMaxBytes: number;
-  contextValues?: (req: NodeReq) => ContextValues;
+  contextValues?: (req: RpcExchange) => ContextValues;
 }
 
 /**
@@ -41,20 +37,21 @@ export interface ConnectUnaryOptions {
  * signal, headers and trailers back (trailer-*), errors as Connect's JSON
  * with their metadata, answers from 1 KiB compressed as the client accepts.
  */
-export function connectUnaryHandler(options: ConnectUnaryOptions): (req: NodeReq, res: NodeRes, path: string) => boolean {
-  return (req, res, path) => {
+export function connectUnaryHandler(options: ConnectUnaryOptions): (exchange: RpcExchange, path: string) => boolean {
+  return (exchange, path) => {
     // The whole content type, as connect-es matches it: "application/proto; charset=utf-8" is its 415.
-    if (req.method !== "POST" || req.headers["content-type"]?.toLowerCase() !== "application/proto") return false;
+    if (exchange.method !== "POST" || exchange.headers["content-type"]?.toLowerCase() !== "application/proto") return false;
     const spec = options.methods.get(path);
     if (spec?.kind !== "unary") return false;
-    serve(options, spec, req, res).catch(() => {
+    serve(options, spec, exchange).catch(() => {
       // Only writing can fail here: the client is gone.
-      if (!res.headersSent) res.writeHead(500);
-      res.end();
+      exchange.respond(500, {}, EMPTY);
     });
     return true;
   };
 }
+
+const EMPTY = new Uint8Array(0);
 
 type UnarySpec = Extract<DirectSpec, { kind: "unary" }>;
 
@@ -77,12 +74,11 @@ export class UnaryServerCall {
   private readonly gone: () => void;
 
   constructor(
-    req: NodeReq,
-    private readonly res: NodeRes,
+    private readonly exchange: RpcExchange,
     timeoutHeader: "connect" | "grpc",
   ) {
-    this.header = requestHeaders(req);
-    this.url = `http://${("authority" in req ? req.authority : req.headers.host) ?? "localhost"}${req.url}`;
+    this.header = requestHeaders(exchange.rawHeaders);
+    this.url = `http://${exchange.authority}${exchange.url}`;
     const timeout =
       timeoutHeader === "connect"
         ? parseConnectTimeout(this.header.get("connect-timeout-ms"), Number.MAX_SAFE_INTEGER)
@@ -91,7 +87,7 @@ export class UnaryServerCall {
     this.deadline = timeout.timeoutMs === undefined ? undefined : Date.now() + timeout.timeoutMs;
     this.call = new LocalCall(undefined, timeout.timeoutMs);
     this.gone = () => this.call.fail(new ConnectError("the client cancelled the call", Code.Canceled));
-    res.once("close", this.gone);
+    exchange.onClose(this.gone);
   }
 
   get signal(): AbortSignal {
@@ -100,21 +96,21 @@ export class UnaryServerCall {
 
   /** The call answered: its signal aborts (code still watching it lets go); the client's going away is no longer heard. */
   done(): void {
-    this.res.off("close", this.gone);
+    this.exchange.offClose(this.gone);
     this.call.done();
   }
 
   /** The call failed with `reason`: the error to answer (the deadline's or the cancellation's if one came first). */
   fail(reason: unknown): ConnectError {
-    this.res.off("close", this.gone);
+    this.exchange.offClose(this.gone);
     return this.call.fail(reason);
   }
 }
 
-async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq, res: NodeRes): Promise<void> {
-  const call = new UnaryServerCall(req, res, "connect");
+async function serve(options: ConnectUnaryOptions, spec: UnarySpec, exchange: RpcExchange): Promise<void> {
+  const call = new UnaryServerCall(exchange, "connect");
   const header = call.header;
-  const values = options.contextValues?.(req) ?? createContextValues();
+  const values = options.contextValues?.(exchange) ?? createContextValues();
   const deadline = call.deadline;
   const context: HandlerContext = {
     service: spec.method.parent,
@@ -135,7 +131,7 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq
   let status = 200;
   let body: Uint8Array;
   try {
-    const message = await requestMessage(spec, req, header, options.readMaxBytes, values);
+    const message = await requestMessage(spec, exchange, header, options.readMaxBytes, values);
     if (call.timeoutError) throw call.timeoutError;
     const output = await invokeUnaryImplementation(spec, context, message, options.interceptors);
     body = toBinary(spec.method.output, output);
@@ -148,7 +144,7 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq
     if (!error.isWireError) mergeNonProtocolHeaders(context.responseHeader, error.metadata);
     body = errorToJsonBytes(error, {});
   }
-  if (res.destroyed) return;
+  if (exchange.closed) return;
   if (compression.response && body.byteLength >= COMPRESS_MIN_BYTES) {
     body = await compression.response.compress(body);
     context.responseHeader.set("content-encoding", compression.response.name);
@@ -156,8 +152,7 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq
   const out: Record<string, string> = {};
   trailerMux(context.responseHeader, context.responseTrailer).forEach((value, key) => (out[key] = value));
   out["content-length"] = String(body.byteLength);
-  res.writeHead(status, out);
-  res.end(body);
+  exchange.respond(status, out, body);
 }
 
 /**
@@ -165,9 +160,9 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, req: NodeReq
  * inputInterceptor, as guardRequestBody does: a body over the read limit,
  * one that does not decompress, or does not parse.
  */
-async function requestMessage(spec: UnarySpec, req: NodeReq, header: Headers, readMaxBytes: number, values: ContextValues): Promise<Message> {
+async function requestMessage(spec: UnarySpec, exchange: RpcExchange, header: Headers, readMaxBytes: number, values: ContextValues): Promise<Message> {
   const input = spec.method.input;
-  const body = await readRpcBody(req, readMaxBytes, readMaxBytes, values);
+  const body = await readRpcBody(exchange, readMaxBytes, readMaxBytes, values);
   if (!body) return create(input);
   try {
     return fromBinary(input, decompressMessage(header.get("content-encoding"), body, readMaxBytes));
@@ -179,9 +174,8 @@ async function requestMessage(spec: UnarySpec, req: NodeReq, header: Headers, re
 }
 
 /** A request's headers as connect-es hands them to handlers (HTTP/2's pseudo-headers left out). */
-export function requestHeaders(req: NodeReq): Headers {
+export function requestHeaders(raw: string[]): Headers {
   const header = new Headers();
-  const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) if (raw[i][0] !== ":") header.append(raw[i], raw[i + 1]);
   return header;
 }

@@ -465,7 +465,8 @@ export class BodyTooLargeError extends Error {
   }
 }
 
-type NodeRequest = import("node:http").IncomingMessage | import("node:http2").Http2ServerRequest;
+/** A request's body and headers: a node request, or an RPC's exchange (rpc-exchange.ts). */
+type NodeRequest = { headers: import("node:http").IncomingHttpHeaders } & AsyncIterable<Uint8Array>;
 type NodeResponse = import("node:http").ServerResponse | import("node:http2").Http2ServerResponse;
 
 /**
@@ -497,7 +498,7 @@ export async function readRpcBody(req: NodeRequest, max: number, readMaxBytes: n
 export async function readHttpBody(req: NodeRequest, limit: number): Promise<Buffer> {
   if (Number(req.headers["content-length"] ?? NaN) > limit) throw new BodyTooLargeError(limit);
   try {
-    return await readAll(req as AsyncIterable<Buffer>, limit);
+    return await readAll(req, limit);
   } catch (err) {
     throw err instanceof TooLarge ? new BodyTooLargeError(limit) : err;
   }

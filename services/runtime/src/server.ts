@@ -21,6 +21,7 @@ import { inHttpServerSpan, TRACEPARENT_HEADER, tracingEnabled, tracingIntercepto
 import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
+import { nodeExchange, StreamExchange, type RpcExchange } from "./rpc-exchange.js";
 
 /** Handles a plain HTTP request and returns true, or returns false to leave it to the RPC router. */
 export type HttpFilter = (
@@ -55,10 +56,27 @@ export interface ServerOptions {
    * backend). When set, `services` are not reported as local.
    */
   remoteHealth?: (service: string) => Promise<ServingStatus | undefined>;
-  /** Per-request values for handlers and interceptors, from the raw request. */
-  contextValues?: ConnectNodeAdapterOptions["contextValues"];
-  /** Runs before RPC routing; returns true when it answered the request (CORS preflight). */
+  /** Per-request values for handlers and interceptors, from the request's headers and connection. */
+  contextValues?: RequestValues;
+  /**
+   * Runs before RPC routing; returns true when it answered the request (CORS
+   * preflight). On HTTP/2 it sees the requests the server does not answer on
+   * the stream API (below) and every one with an Origin header (the answer's
+   * CORS headers are set on its response object).
+   */
   httpFilter?: HttpFilter;
+  /**
+   * Takes RPC calls before the router (the gateway's forwarding as bytes):
+   * returns true when it answers the call. Sees POSTs only, after httpFilter;
+   * on HTTP/2 straight from the stream, without the compatibility layer.
+   */
+  rpcFilter?: (exchange: RpcExchange) => boolean;
+  /**
+   * Answers Connect unary calls (and rpcFilter's) on HTTP/2's stream API
+   * (default true). false: every HTTP/2 request goes through node's
+   * compatibility layer, as before (the benches' yardstick).
+   */
+  streamApi?: boolean;
   /** Answers plain HTTP requests no RPC, /metrics or /healthz matched (the web app on the gateway); 404 otherwise. */
   fallback?: (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
   /**
@@ -72,6 +90,9 @@ export interface ServerOptions {
   /** Largest request body read, in bytes (default 1 MiB); larger ones get RESOURCE_EXHAUSTED unread. */
   readMaxBytes?: number;
 }
+
+/** Per-request context values, from what every transport's request has. */
+export type RequestValues = (req: Pick<RpcExchange, "headers" | "socket">) => ContextValues;
 
 export interface RunningServer {
   readonly port: number;
@@ -161,7 +182,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const inFlight = inFlightRequests();
   const onRequest = requestHandler(options, adapter, inFlight);
   const h1 = http.createServer(onRequest);
-  const { h2, sessions } = http2Server(onRequest, options.maxConnectionAgeMs ?? 0);
+  const onStream = streamHandler(options, adapter, inFlight, onRequest);
+  const { h2, sessions } = http2Server(onStream, options.maxConnectionAgeMs ?? 0);
   const { listener, sockets } = connectionListener(h1, h2);
 
   await listenOn(listener, options);
@@ -190,6 +212,7 @@ function rpcAdapter(options: ServerOptions, health: HealthStatus) {
       registerReflection(router, [...options.services, Health]);
     },
     contextValues: options.contextValues,
+    rpcFilter: options.rpcFilter,
     readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
     interceptors: serverInterceptors(options),
     fallback: plainHttpFallback(options, health),
@@ -204,8 +227,8 @@ function inFlightRequests() {
     get count() {
       return count;
     },
-    /** Counts a request until its response closes. */
-    track(res: NodeRes) {
+    /** Counts a request until its response (or its HTTP/2 stream) closes. */
+    track(res: { once(event: "close", listener: () => void): unknown }) {
       count++;
       res.once("close", () => {
         count--;
@@ -244,9 +267,51 @@ function requestHandler(options: ServerOptions, adapter: ReturnType<typeof rpcAd
   };
 }
 
+type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => void;
+
+/**
+ * Every HTTP/2 stream: an RPC the server answers on the stream API (a
+ * Connect unary call, the gateway's forwarded ones) is counted until its
+ * stream closes and served; every other request gets the compatibility
+ * layer's request and response, built here as node's own stream listener
+ * builds them, and goes the HTTP/1.1 way (requestHandler).
+ */
+function streamHandler(options: ServerOptions, adapter: ReturnType<typeof rpcAdapter>, inFlight: InFlightRequests, onRequest: (req: NodeReq, res: NodeRes) => void): StreamListener {
+  // A CORS answer needs its response object: requests from a page keep the compatibility layer.
+  const viaFilter = options.httpFilter !== undefined;
+  const streamApi = options.streamApi ?? true;
+  return (stream, headers, _flags, rawHeaders) => {
+    if (streamApi && headers[":method"] === "POST" && headers.expect === undefined && !(viaFilter && headers.origin !== undefined)) {
+      const exchange = new StreamExchange(stream, headers, rawHeaders);
+      if (adapter.serveRpc(exchange)) return void inFlight.track(stream);
+    }
+    compatibilityRequest(stream, headers, rawHeaders, onRequest);
+  };
+}
+
+/** A stream as node's compatibility layer hands it over (its onServerStream): CONNECT refused, Expect answered. */
+function compatibilityRequest(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, rawHeaders: string[], onRequest: (req: NodeReq, res: NodeRes) => void) {
+  const req = new http2.Http2ServerRequest(stream, headers, {}, rawHeaders);
+  const res = new http2.Http2ServerResponse(stream);
+  if (headers[":method"] === "CONNECT") {
+    res.statusCode = 405;
+    return void res.end();
+  }
+  if (headers.expect !== undefined) {
+    if (headers.expect !== "100-continue") {
+      res.statusCode = 417;
+      return void res.end();
+    }
+    res.writeContinue();
+  }
+  onRequest(req, res);
+}
+
 /** The HTTP/2 server and its open sessions, each retired after `maxAgeMs` (0: never). */
-function http2Server(onRequest: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void, maxAgeMs: number) {
-  const h2 = http2.createServer({}, onRequest);
+function http2Server(onStream: StreamListener, maxAgeMs: number) {
+  // No request listener: that would put node's compatibility layer on every stream.
+  const h2 = http2.createServer({});
+  h2.on("stream", onStream);
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {
     sessions.add(session);
@@ -318,18 +383,25 @@ type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
  * connectNodeAdapter's routing, with every RPC handler behind guardRequestBody
  * (read limit, binary bodies that do not parse are the caller's mistake).
  */
-function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number }, logger: Logger) {
+function nodeAdapter(options: Omit<ConnectNodeAdapterOptions, "contextValues"> & { contextValues?: RequestValues; rpcFilter?: ServerOptions["rpcFilter"]; readMaxBytes: number }, logger: Logger) {
   const recording = recordingRouter(createConnectRouter({ ...options, acceptCompression: acceptedCompressions }));
   const router = recording.router;
   options.routes(router);
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, guardRequestBody(h, options.readMaxBytes));
   const connectUnary = connectUnaryHandler({ methods: directPaths(recording.methods), interceptors: options.interceptors ?? [], readMaxBytes: options.readMaxBytes, contextValues: options.contextValues });
+  const rpcFilter = options.rpcFilter;
+  /** Answers an RPC straight from its exchange (returns true), or leaves it to connect-node. */
+  const serveRpc = (exchange: RpcExchange): boolean => {
+    if (rpcFilter?.(exchange)) return true;
+    const path = exchange.url.split("?", 2)[0];
+    return paths.has(path) && connectUnary(exchange, path);
+  };
   const handler = (req: NodeReq, res: NodeRes) => {
+    if (req.method === "POST" && serveRpc(nodeExchange(req, res))) return;
     const path = (req.url ?? "").split("?", 2)[0];
     const handler = paths.get(path);
     if (!handler) return options.fallback?.(req, res as never);
-    if (connectUnary(req, res, path)) return;
     const values = options.contextValues?.(req) ?? createContextValues();
     const uReq = universalRequestFromNodeRequest(req, res as never, undefined, values);
     handler(uReq)
@@ -340,7 +412,7 @@ function nodeAdapter(options: ConnectNodeAdapterOptions & { readMaxBytes: number
       });
   };
   // In-process callers hand their messages over unencoded: nothing to pre-parse, but the same read limit.
-  return { handler, local: localServer(router.handlers, recording.methods, options.interceptors ?? [], options.readMaxBytes), isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
+  return { handler, serveRpc, local: localServer(router.handlers, recording.methods, options.interceptors ?? [], options.readMaxBytes), isRpc: (url: string) => paths.has(url.split("?", 2)[0]) };
 }
 
 /** The methods served directly (local-server.ts), by request path. */

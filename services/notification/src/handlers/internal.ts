@@ -1,4 +1,5 @@
 import { create, type MessageShape } from "@bufbuild/protobuf";
+import { createValidator } from "@bufbuild/protovalidate";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import {
@@ -88,7 +89,12 @@ function sendNotificationsHandler(h: NotificationHandlerContext): ServiceImpl<ty
     const idempotent = requests.map(idempotentSend);
     /** Answered so far, by key: each message's fingerprint and answer. */
     const answered = new Map<string, number[]>();
-    let pending = requests.map((_, i) => i);
+    // A malformed request is refused in its own result; the others go on.
+    let pending = requests.flatMap((req, i) => {
+      const malformed = violationOf(req);
+      if (malformed) results[i] = malformed;
+      return malformed ? [] : [i];
+    });
     while (pending.length) {
       const round: number[] = [];
       const later: number[] = [];
@@ -105,6 +111,20 @@ function sendNotificationsHandler(h: NotificationHandlerContext): ServiceImpl<ty
     }
     return { results };
   };
+}
+
+/**
+ * The contract leaves a batch's requests to the service (their rules are not checked on the
+ * batch as a whole): each is checked here against SendNotificationRequest's own rules, as a
+ * call of SendNotification would be.
+ */
+const validator = createValidator();
+
+/** The request's refusal when it breaks its contract's rules (INVALID_ARGUMENT naming the field), else undefined. */
+function violationOf(req: SendNotificationRequest): SendResult | undefined {
+  const checked = validator.validate(SendNotificationRequestSchema, req);
+  if (checked.kind === "valid") return undefined;
+  return create(SendNotificationResultSchema, { code: Code.InvalidArgument, message: checked.error.message });
 }
 
 const sent = (r: SendNotificationResponse | { deliveryIds: string[] }): SendResult => create(SendNotificationResultSchema, { deliveryIds: r.deliveryIds });

@@ -1606,7 +1606,9 @@ type SendNotificationsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// At most 100: the one-channel ones are written, with their keys' claims, by one
 	// statement of 100 rows at most (a bounded plan and lock set), and a pass of receipts
-	// (payment reconciles 100 at a time) fits in one call.
+	// (payment reconciles 100 at a time) fits in one call. Each request's own rules are
+	// checked by the service, request by request: a malformed one is refused in its result
+	// (3 INVALID_ARGUMENT, naming the field) and the others are still queued.
 	Requests      []*SendNotificationRequest `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1982,10 +1984,9 @@ const file_ttip_notification_v1_notification_service_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x12\n" +
 	"\trecipient\x12\x05\xbaH\x02\b\x01\"=\n" +
 	"\x18SendNotificationResponse\x12!\n" +
-	"\fdelivery_ids\x18\x01 \x03(\tR\vdeliveryIds\"q\n" +
-	"\x18SendNotificationsRequest\x12U\n" +
-	"\brequests\x18\x01 \x03(\v2-.ttip.notification.v1.SendNotificationRequestB\n" +
-	"\xbaH\a\x92\x01\x04\b\x01\x10dR\brequests\"c\n" +
+	"\fdelivery_ids\x18\x01 \x03(\tR\vdeliveryIds\"v\n" +
+	"\x18SendNotificationsRequest\x12Z\n" +
+	"\brequests\x18\x01 \x03(\v2-.ttip.notification.v1.SendNotificationRequestB\x0f\xbaH\f\x92\x01\t\b\x01\x10d\"\x03\xd8\x01\x03R\brequests\"c\n" +
 	"\x19SendNotificationsResponse\x12F\n" +
 	"\aresults\x18\x01 \x03(\v2,.ttip.notification.v1.SendNotificationResultR\aresults\"i\n" +
 	"\x16SendNotificationResult\x12!\n" +

@@ -1,0 +1,246 @@
+// The wallet entries that M-Pesa successes decided, posted and recorded on their
+// tips in groups: the credits decided while wallet is answering one call go
+// together in the next (one call, one posting statement in wallet), and the
+// entries wallet answered while one recording statement runs are recorded
+// together by the next (one statement, one commit). Alone, a credit waits for
+// nothing. Every guarantee is per tip: wallet posts each entry once per its key,
+// a tip is recorded once (credit_entry_id), with its tip_succeeded event and
+// its receipt owed in the recording statement; a tip whose entry was refused or
+// whose recording failed stays decided and uncredited, for reconciliation.
+import assert from "node:assert/strict";
+import type { ConnectError } from "@connectrpc/connect";
+import { currentTraceparent, GroupCommit, GroupCommitFull, opaqueUnnest, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { type EntryToPost, POST_ENTRIES_MAX } from "./ledger.js";
+import { paymentMetrics } from "./metrics.js";
+import { sentMarksSql, takeSentMarks } from "./receipts.js";
+import { PAYOUT_SETTINGS_COLUMNS, type PayoutSettings } from "./stores/payout-settings.js";
+import { emitTipSucceeded, loadTip, runAfterCredit, TIP_COLUMNS, TIP_COLUMNS_OF_T, tipSucceededEvent, type Deps, type TipRow } from "./tips.js";
+
+/**
+ * Credits waiting for wallet, and entries waiting to be recorded, at most: ten
+ * calls' (statements') worth. Past it (a wallet or a database that does not
+ * answer) a credit is left at once to reconciliation, which posts it again
+ * under the same key, rather than each replica holding an unbounded queue (and
+ * the Daraja callbacks waiting on it) in memory.
+ */
+const CREDITS_WAITING_MAX = 10 * POST_ENTRIES_MAX;
+
+/** A wallet entry recorded on its tip: the row as recorded, and the worker's payout settings (null: none). */
+export interface RecordedCredit {
+  row: TipRow;
+  /** Undefined when not read with the row: the automatic payout reads them. */
+  settings?: PayoutSettings | null;
+}
+
+/** An entry wallet answered for a tip, to record on it. */
+export interface CreditToRecord {
+  /** The tip as the decision (or a read since) left it: its event is built from it. */
+  tip: TipRow;
+  entryId: string;
+  /** The trace of the call that decided the credit, for its tip_succeeded event. */
+  traceparent: string | null;
+}
+
+interface CreditGroups {
+  /** Tips to post, each answered with its entry's id or the error that refused it. */
+  posting: GroupCommit<TipRow, string | ConnectError>;
+  /** Entries to record, each answered with the tip as recorded (undefined: recorded already, by another). */
+  recording: GroupCommit<CreditToRecord, RecordedCredit | undefined>;
+}
+
+const groupsByDeps = new WeakMap<Deps, CreditGroups>();
+
+function creditGroups(deps: Deps): CreditGroups {
+  let groups = groupsByDeps.get(deps);
+  if (!groups) {
+    groups = {
+      posting: new GroupCommit(POST_ENTRIES_MAX, (tips) => postGroup(deps, tips), CREDITS_WAITING_MAX),
+      // A recording statement holds at most as many tips as a wallet call: the same bound on its size.
+      recording: new GroupCommit(POST_ENTRIES_MAX, (credits) => recordGroup(deps.ctx.pool, credits), CREDITS_WAITING_MAX),
+    };
+    groupsByDeps.set(deps, groups);
+  }
+  return groups;
+}
+
+/**
+ * Posts the wallet entry a success decided, once (the wallet dedupes on the
+ * key; only the first to record it publishes tip_succeeded), with the other
+ * credits of the moment. False when nothing was recorded here: refused or out
+ * of reach (reconciliation retries), or recorded already. Rejects when the
+ * recording statement failed (the entry is posted: reconciliation records it).
+ */
+export async function postCredit(deps: Deps, tipId: string, committed?: TipRow): Promise<boolean> {
+  // `committed`: the row the deciding transaction just wrote (saves a read); the
+  // wallet's idempotency key and the credit_entry_id guard make a stale copy harmless.
+  const tip = committed ?? (await loadTip(deps.ctx.pool, tipId));
+  if (!tip?.credit_key || tip.credit_entry_id) return false;
+  const traceparent = currentTraceparent() ?? null;
+  const groups = creditGroups(deps);
+  const posted = await groups.posting.add(tip).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+  if (typeof posted !== "string") {
+    deps.ctx.logger.warn({ tipId, err: posted }, "wallet credit failed; reconciliation will retry");
+    return false;
+  }
+  const credit = await groups.recording.add({ tip, entryId: posted || "posted", traceparent }).catch((err: unknown) => {
+    if (!(err instanceof GroupCommitFull)) throw err;
+    deps.ctx.logger.warn({ tipId, err }, "wallet credit posted but not recorded yet; reconciliation will record it");
+    return undefined;
+  });
+  if (!credit) return false;
+  const { row } = credit;
+  const m = paymentMetrics(deps.ctx.metrics);
+  m.tips.inc({ status: row.credit_kind !== "suspense" ? "succeeded" : "held", method: "mpesa" });
+  if (row.credit_kind !== "suspense") m.amounts.observe({ method: "mpesa" }, Number(row.amount_minor) / 100);
+  if (row.completed_at) m.creditLatency.observe({ method: "mpesa" }, Math.max(0, Date.now() - row.completed_at.getTime()) / 1000);
+  if (row.credit_kind !== "suspense") runAfterCredit(deps, row, credit.settings);
+  return true;
+}
+
+/**
+ * The tips' entries in one PostEntries call, each answered alone. Built only
+ * from what the decision fixed (the key is the receipt, or the
+ * CheckoutRequestID when the success came by query), so a retry after a crash
+ * asks the wallet for the very same entry, even if a receipt was learned in between.
+ */
+async function postGroup(deps: Deps, tips: TipRow[]): Promise<(string | ConnectError)[]> {
+  // A tip asked twice at once (a callback and a reconciliation pass) is one entry.
+  const first = new Map<string, number>();
+  const distinct = tips.filter((t, i) => !first.has(t.tip_id) && first.set(t.tip_id, i));
+  // An entry that cannot be built (an account wallet did not give) fails its tip alone.
+  const built = await Promise.all(distinct.map((t) => creditEntry(deps, t).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))));
+  const entries = built.filter((b): b is EntryToPost => !(b instanceof Error));
+  const posted = entries.length ? await deps.ledger.postEntries(entries) : [];
+  assert.equal(posted.length, entries.length, "one outcome per entry");
+  const byTip = new Map<string, string | ConnectError>();
+  let next = 0;
+  distinct.forEach((t, i) => {
+    const b = built[i];
+    byTip.set(t.tip_id, b instanceof Error ? (b as ConnectError) : posted[next++]);
+  });
+  return tips.map((t) => byTip.get(t.tip_id)!);
+}
+
+/** The entry a decided success posts: to the worker (or venue's pool), or to suspense when held. */
+function creditEntry(deps: Deps, tip: TipRow): Promise<EntryToPost> {
+  const reference = tip.credit_key!;
+  if (tip.credit_kind === "suspense") {
+    return deps.ledger.suspenseEntry({ key: reference, receipt: reference, amountMinor: tip.received_minor ?? tip.charged_minor, description: `Tip ${tip.tip_id} held for review` });
+  }
+  return deps.ledger.tipCreditEntry({
+    key: reference,
+    receipt: reference,
+    recipient: tip.worker_id ? { workerId: tip.worker_id } : { venueId: tip.venue_id },
+    chargedMinor: tip.charged_minor,
+    workerMinor: tip.worker_receives_minor,
+    description: tip.worker_id ? `Tip by M-Pesa ${reference}` : `Shared tip by M-Pesa ${reference}`,
+  });
+}
+
+/**
+ * The entries in one statement (recordCredits); a tip it did not record because
+ * its row changed since it was read (a rating, a receipt learned late) is
+ * recorded from the row as it is now (recordFromRowNow), unless credited already.
+ */
+async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(RecordedCredit | undefined)[]> {
+  const recorded = await recordCredits(pool, credits);
+  const answered = new Set<string>();
+  const outcomes: (RecordedCredit | undefined)[] = [];
+  for (const c of credits) {
+    const tipId = c.tip.tip_id;
+    // A tip twice in the group: the first is answered with the recording, the rest find it recorded.
+    const first = !answered.has(tipId);
+    answered.add(tipId);
+    outcomes.push(first ? (recorded.get(tipId) ?? (await recordFromRowNow(pool, tipId, c.entryId))) : undefined);
+  }
+  return outcomes;
+}
+
+/** The worker's payout settings (aliased `s`) beside a tip's columns, each prefixed payout_. */
+const PAYOUT_SETTINGS_OF_S = PAYOUT_SETTINGS_COLUMNS.map((c) => `s.${c} AS payout_${c}`).join(", ");
+
+/** Built on first use: tips.ts and this module import each other, so TIP_COLUMNS is not there yet when this one loads. */
+let recordSql: string | undefined;
+
+function recordCreditsSql(): string {
+  // Each tip's own conditions: not recorded yet, and still carrying what its event says
+  // (the fields that can change after the decision: receipt, rating, message).
+  return (recordSql ??= `WITH credited AS (
+       UPDATE payment.tips t SET credit_entry_id = c.entry_id, credited_at = now()
+         FROM ${opaqueUnnest(["uuid", "text", "text", "int", "text", "uuid", "text", "bytea", "text"])}
+              AS c(tip_id, entry_id, mpesa_receipt, rating, message, event_id, subject, payload, traceparent)
+        WHERE t.tip_id = c.tip_id AND t.credit_entry_id IS NULL AND t.mpesa_receipt IS NOT DISTINCT FROM c.mpesa_receipt
+          AND t.rating = c.rating AND t.message = c.message
+        RETURNING ${TIP_COLUMNS_OF_T}, c.event_id, c.subject, c.payload, c.traceparent),
+     owed AS (
+       INSERT INTO payment.receipts (tip_id) SELECT tip_id FROM credited WHERE credit_kind <> 'suspense' AND phone <> '' ORDER BY tip_id ON CONFLICT DO NOTHING),
+     announced AS (
+       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT event_id, subject, payload, traceparent FROM credited WHERE credit_kind <> 'suspense'),
+     receipts_sent AS (${sentMarksSql("$10")})
+     SELECT ${TIP_COLUMNS_OF_T}, ${PAYOUT_SETTINGS_OF_S}
+       FROM credited t LEFT JOIN payment.payout_settings s ON s.worker_id = t.worker_id`);
+}
+
+/**
+ * Records wallet entries on their tips, each once, in one statement (one round
+ * trip, atomic without BEGIN/COMMIT) that also owes each customer a receipt and
+ * announces each tip_succeeded, unless the money went to suspense. An event is
+ * built from its `tip`, so the row must still carry what the event says: the
+ * fields that can change after the decision (receipt, rating, message) are
+ * part of each tip's condition. Answers the tips it recorded, by id, with the
+ * worker's payout settings for the automatic payout that may follow; a tip
+ * missing was credited already, or its row changed (then see recordFromRowNow).
+ */
+export async function recordCredits(db: Queryable, credits: CreditToRecord[]): Promise<Map<string, RecordedCredit>> {
+  assert.ok(credits.length > 0 && credits.length <= POST_ENTRIES_MAX, "1 to POST_ENTRIES_MAX credits a statement");
+  // One row per tip (two for one tip would announce it twice), sorted: two replicas' groups lock rows in the same order.
+  const byTip = new Map(credits.map((c) => [c.tip.tip_id, c]));
+  const sorted = [...byTip.values()].sort((a, b) => (a.tip.tip_id < b.tip.tip_id ? -1 : a.tip.tip_id > b.tip.tip_id ? 1 : 0));
+  const events = sorted.map((c) => tipSucceededEvent(c.tip));
+  // Receipts of earlier tips sent since are marked so by this statement too (written anyway: no commit of their own).
+  const marks = takeSentMarks(db);
+  const { rows } = await db.query<TipRow & { [K in keyof PayoutSettings as `payout_${K}`]: PayoutSettings[K] | null }>(recordCreditsSql(), [
+    sorted.map((c) => c.tip.tip_id),
+    sorted.map((c) => c.entryId),
+    sorted.map((c) => c.tip.mpesa_receipt),
+    sorted.map((c) => c.tip.rating),
+    sorted.map((c) => c.tip.message),
+    events.map((e) => e.id),
+    events.map((e) => e.subject),
+    events.map((e) => Buffer.from(e.data)),
+    sorted.map((c) => c.traceparent),
+    marks.tipIds,
+  ]).then((r) => {
+    marks.done();
+    return r;
+  }, (err: unknown) => {
+    marks.done(err);
+    throw err;
+  });
+  const recorded = new Map<string, RecordedCredit>();
+  for (const { payout_auto_payout, payout_auto_payout_minimum_minor, payout_payout_phone, payout_payouts_on_hold, ...row } of rows) {
+    const settings = payout_auto_payout === null ? null
+      : { auto_payout: payout_auto_payout, auto_payout_minimum_minor: payout_auto_payout_minimum_minor!, payout_phone: payout_payout_phone!, payouts_on_hold: payout_payouts_on_hold! };
+    recorded.set(row.tip_id, { row: row as TipRow, settings });
+  }
+  return recorded;
+}
+
+/**
+ * Records the entry on a tip whose row changed since it was read (rare: a
+ * rating or a receipt learned after the decision), from the row as it is now,
+ * once; undefined when it is credited already. The payout settings are read
+ * by the automatic payout itself.
+ */
+async function recordFromRowNow(pool: Pool, tipId: string, entryId: string): Promise<RecordedCredit | undefined> {
+  const row = await withTransaction(pool, async (tx): Promise<TipRow | undefined> => {
+    const { rows } = await tx.query<TipRow>(
+      `UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING ${TIP_COLUMNS}`,
+      [tipId, entryId],
+    );
+    const t = rows[0];
+    if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
+    return t;
+  });
+  return row ? { row } : undefined;
+}

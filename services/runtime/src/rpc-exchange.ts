@@ -1,0 +1,132 @@
+// One RPC request and its one answer, whatever carries them: an HTTP/1.1
+// request or HTTP/2's compatibility objects (nodeExchange), or an HTTP/2
+// stream served on node's stream API (StreamExchange). The services' Connect
+// unary calls (connect-unary.ts) and the gateway's calls forwarded as bytes
+// are answered through it, so both take the cheap road on HTTP/2: node's
+// compatibility layer builds an Http2ServerRequest and an Http2ServerResponse
+// (streams, header objects, events) per call, a large share of what a hop
+// that receives a call and makes another costs.
+import type http from "node:http";
+import type http2 from "node:http2";
+
+export interface RpcExchange extends AsyncIterable<Buffer> {
+  readonly method: string;
+  /** The request's path and query. */
+  readonly url: string;
+  /** The request's host (HTTP/2's :authority). */
+  readonly authority: string;
+  /** The request's headers, names in lower case. */
+  readonly headers: http.IncomingHttpHeaders;
+  /** The request's headers as sent, name then value (HTTP/2's pseudo-headers included). */
+  readonly rawHeaders: string[];
+  /** The connection, for the peer's address. */
+  readonly socket: { remoteAddress?: string } | null | undefined;
+  /** Nothing can be written any more: the client went away, or the answer is out. */
+  readonly closed: boolean;
+  /** Whether the answer's head went out. */
+  readonly answered: boolean;
+  /** `listener` runs once when the exchange is over: answered, reset, or the connection gone. */
+  onClose(listener: () => void): void;
+  offClose(listener: () => void): void;
+  /** The one answer, its body whole; trailers (gRPC's status) after the body. */
+  respond(status: number, headers: Record<string, string>, body: Uint8Array, trailers?: Record<string, string>): void;
+}
+
+type NodeReq = http.IncomingMessage | http2.Http2ServerRequest;
+type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
+
+/** A request on HTTP/1.1 or HTTP/2's compatibility objects as an exchange. */
+export function nodeExchange(req: NodeReq, res: NodeRes): RpcExchange {
+  return {
+    method: req.method ?? "GET",
+    url: req.url ?? "/",
+    authority: ("authority" in req ? req.authority : req.headers.host) ?? "localhost",
+    headers: req.headers,
+    rawHeaders: req.rawHeaders,
+    socket: req.socket,
+    get closed() {
+      return res.destroyed;
+    },
+    get answered() {
+      return res.headersSent;
+    },
+    onClose: (listener) => void res.once("close", listener),
+    offClose: (listener) => void res.off("close", listener),
+    respond(status, headers, body, trailers) {
+      if (res.destroyed) return;
+      // The head went out already (a write failed): the answer can only end.
+      if (res.headersSent) return void res.end();
+      (res as http.ServerResponse).writeHead(status, headers);
+      if (trailers) res.addTrailers(trailers);
+      res.end(body);
+    },
+    [Symbol.asyncIterator]: () => (req as AsyncIterable<Buffer>)[Symbol.asyncIterator](),
+  };
+}
+
+/** Ignores a stream's errors: its 'close' tells the call the client is gone, as the compatibility layer does. */
+const ignore = () => {};
+
+/**
+ * An HTTP/2 stream answered on node's stream API: headers in, one respond()
+ * and one write of the whole answer, trailers only when asked for.
+ */
+export class StreamExchange implements RpcExchange {
+  readonly method: string;
+  readonly url: string;
+  readonly authority: string;
+
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    readonly headers: http2.IncomingHttpHeaders,
+    readonly rawHeaders: string[],
+  ) {
+    this.method = headers[":method"] ?? "GET";
+    this.url = headers[":path"] ?? "/";
+    this.authority = headers[":authority"] ?? headers.host ?? "localhost";
+    // A reset or a lost connection errors the stream: 'close' follows, which the call hears.
+    stream.on("error", ignore);
+  }
+
+  get socket() {
+    return this.stream.session?.socket;
+  }
+
+  get closed(): boolean {
+    return this.stream.destroyed || this.stream.closed;
+  }
+
+  get answered(): boolean {
+    return this.stream.headersSent;
+  }
+
+  onClose(listener: () => void): void {
+    this.stream.once("close", listener);
+  }
+
+  offClose(listener: () => void): void {
+    this.stream.off("close", listener);
+  }
+
+  respond(status: number, headers: Record<string, string>, body: Uint8Array, trailers?: Record<string, string>): void {
+    const stream = this.stream;
+    if (stream.destroyed || stream.closed) return;
+    // The head went out already (a write failed): the answer can only end.
+    if (stream.headersSent) return void stream.end();
+    const head: http2.OutgoingHttpHeaders = headers;
+    head[":status"] = status;
+    if (trailers) {
+      stream.respond(head, { waitForTrailers: true });
+      stream.once("wantTrailers", () => stream.sendTrailers(trailers));
+      stream.end(body);
+      return;
+    }
+    if (body.byteLength === 0) return void stream.respond(head, { endStream: true });
+    stream.respond(head);
+    stream.end(body);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    return this.stream[Symbol.asyncIterator]();
+  }
+}
