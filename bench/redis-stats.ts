@@ -24,7 +24,11 @@ export function redisCommandsPerTip(before: Map<string, number>, after: Map<stri
 
 /** Counts the writes to one ioredis client's socket while `counting()` says so. */
 export function countRedisWrites(redis: Redis, counting: () => boolean): () => number {
-  const socket = (redis as unknown as { stream: Socket }).stream;
+  return countSocketWrites((redis as unknown as { stream: Socket }).stream, counting);
+}
+
+/** Counts the writes to a socket (each a system call) while `counting()` says so. */
+export function countSocketWrites(socket: Socket, counting: () => boolean): () => number {
   let writes = 0;
   const write = socket.write;
   socket.write = function (this: Socket, ...args: unknown[]) {

@@ -54,6 +54,7 @@ import type { CustomersInput, CustomersResult, CustomersRun } from "./tip-custom
 import { benchPaymentConfig } from "./payment-config.js";
 import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
 import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
+import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 // This process's garbage collections (its main heap: the platform's in process mode), kept by start time.
@@ -145,7 +146,8 @@ pool.on("connect", (client) => {
 });
 
 const logger = createLogger({ level: "silent" });
-const bus = await JetStreamBus.connect({ servers: nats.url, stream: "TTIP", subjectPrefix: "ttip", logger });
+// BENCH_NATS_WRITE_PER_TASK=1: the bus writes to NATS once per task, as nats.js does, not once per turn of the event loop (to compare).
+const bus = await JetStreamBus.connect({ servers: nats.url, stream: "TTIP", subjectPrefix: "ttip", logger, writeOncePerTurn: process.env.BENCH_NATS_WRITE_PER_TASK !== "1" });
 const cache = new RedisCache(redis.url, "ttip:");
 const sms = await startSmsSimulator({ apiKey: "bench-sms-key" });
 const providers = new ProviderSimulator();
@@ -234,6 +236,8 @@ async function deployReplicas(names: string[], env: Record<string, string>) {
 const platform = await deploy();
 // In process mode the platform's Redis client is this process's cache: its socket writes are counted.
 const redisWrites = mode === "process" ? countRedisWrites(cache.redis, () => counting) : undefined;
+// And its bus: the writes to the NATS socket (publishes, acknowledgements, pull requests).
+const natsWrites = mode === "process" ? countNatsWrites(bus, () => counting) : undefined;
 
 function api<S extends DescService>(service: S, token?: string): Client<S> {
   const auth: Interceptor = (next) => (req) => {
@@ -442,6 +446,7 @@ try {
     const wal0 = await walFlushes((sql) => pool.query(sql));
     const redisCalls0 = await redisCommandCalls(cache.redis);
     const redisWrites0 = redisWrites?.() ?? 0;
+    const nats0 = natsWrites?.();
     const cpu0 = cpuTimes();
     const procCpu0 = cpuMs(measured, withChildren);
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
@@ -478,6 +483,7 @@ try {
     const roundTrips = writesSoFar() - roundTrips0;
     const redisCalls1 = await redisCommandCalls(cache.redis);
     const redisWritten = (redisWrites?.() ?? 0) - redisWrites0;
+    const nats1 = natsWrites?.();
     // Statistics reach pg_stat_database within a second of the transactions.
     await new Promise((r) => setTimeout(r, 1_100));
     const committed = (await commits()) - commits0 - drain.checks;
@@ -550,6 +556,7 @@ try {
     }
     console.log(`  Redis commands per tip (INFO commandstats, a script's commands counted too): ${redisCommandsPerTip(redisCalls0, redisCalls1, rows.length)}` +
       (redisWrites ? `; the platform's writes to Redis per tip ${(redisWritten / Math.max(1, rows.length)).toFixed(2)}` : ""));
+    if (nats0 && nats1) console.log(`  NATS per tip (the platform's socket): ${natsPerTip(nats0, nats1, rows.length)}`);
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     if (mode !== "process") continue; // the services' statements are counted in their own processes only
     const total = statementTotal;

@@ -148,6 +148,45 @@ export interface JetStreamOptions {
    * an existing stream are kept.
    */
   limits?: { maxAgeMs?: number; maxBytes?: number; replicas?: number };
+  /**
+   * What the connection sends goes in one write per turn of the event loop (default true; see
+   * writeOncePerTurn). Off: one write per task, as nats.js does (to measure what it saves).
+   */
+  writeOncePerTurn?: boolean;
+}
+
+/** The parts of nats.js's ProtocolHandler (nats-base-client/protocol.js) writeOncePerTurn changes. */
+interface NatsProtocol {
+  flushPending(): void;
+  outbound: { size(): number };
+  pendingLimit: number;
+}
+
+/**
+ * Everything the connection sends during one turn of the event loop (publishes, acknowledgements,
+ * pull requests) in one socket write, at its end (setImmediate). nats.js writes at the end of each
+ * task (a microtask): the acknowledgements of each consumer's batch, each relay's publishes and
+ * each pull request went in a write of their own, though they were made while handling the same
+ * batch of socket reads. Every write is a system call here and wakes nats-server. The delay is the
+ * rest of the turn; a buffer past nats.js's limit goes at once, as before. Order is kept: all goes
+ * through the one buffer.
+ */
+function writeOncePerTurn(nc: NatsConnection): void {
+  const protocol = (nc as unknown as { protocol?: Partial<NatsProtocol> }).protocol;
+  // Another nats.js than the one this was written against: its own flushing is kept.
+  if (typeof protocol?.flushPending !== "function" || typeof protocol.outbound?.size !== "function" || typeof protocol.pendingLimit !== "number") return;
+  const p = protocol as NatsProtocol;
+  const flushNow = p.flushPending.bind(p);
+  let due = false;
+  p.flushPending = () => {
+    if (p.outbound.size() >= p.pendingLimit) return flushNow();
+    if (due) return;
+    due = true;
+    setImmediate(() => {
+      due = false;
+      flushNow();
+    });
+  };
 }
 
 export class JetStreamBus implements EventBus {
@@ -176,6 +215,7 @@ export class JetStreamBus implements EventBus {
     // timeout that almost never comes, before it is sent. A timeout or a
     // refusal still rejects the publish, with a shorter stack.
     const nc = await connect({ servers: options.servers, name: "ttip", maxReconnectAttempts: -1, noAsyncTraces: true });
+    if (options.writeOncePerTurn !== false) writeOncePerTurn(nc);
     const stream = options.stream ?? "TTIP";
     const prefix = options.subjectPrefix ?? "ttip";
     const jsm = await nc.jetstreamManager();

@@ -137,7 +137,7 @@ export interface PostResult {
 }
 
 /** Only what the caller asked for, so a retry with the same key matches and a different request does not. */
-function fingerprint(input: EntryInput): string {
+export function fingerprint(input: EntryInput): string {
   const canonical = JSON.stringify({
     cause: toJsonString(EntryCauseSchema, input.cause),
     postings: input.postings.map((p) => [p.accountId, p.amountMinor.toString(), p.currency, p.memo ?? ""]),
@@ -180,7 +180,7 @@ function checkBalanced(input: EntryInput): void {
 const knownSystemAccounts = new Set<string>();
 const KNOWN_SYSTEM_ACCOUNTS_MAX = 10_000;
 
-function rememberSystemAccounts(accountIds: string[] | null): void {
+export function rememberSystemAccounts(accountIds: string[] | null): void {
   for (const id of accountIds ?? []) if (knownSystemAccounts.size < KNOWN_SYSTEM_ACCOUNTS_MAX) knownSystemAccounts.add(id);
 }
 
@@ -192,7 +192,7 @@ function rememberSystemAccounts(accountIds: string[] | null): void {
  * (null): an owned line without one would fail the outbox's NOT NULL, never
  * go unannounced.
  */
-function movementEventHeads(entryId: string, causeId: string, postings: PostingInput[]): (BusMessage | null)[] {
+export function movementEventHeads(entryId: string, causeId: string, postings: PostingInput[]): (BusMessage | null)[] {
   return postings.map((p) => {
     if (knownSystemAccounts.has(p.accountId)) return null;
     const init = { accountId: p.accountId, entryId, amount: money(p.amountMinor < 0n ? -p.amountMinor : p.amountMinor, p.currency), causeId };
@@ -221,18 +221,42 @@ if (MoneySchema.field.amountMinor.number !== 1 || MoneySchema.field.currency.num
  * (see accountBalance).
  */
 export async function postEntry(db: Queryable, input: EntryInput): Promise<PostResult> {
+  const entry = preparedEntry(input);
+  const posted = await runPosting(db, entry);
+  rememberSystemAccounts(posted.unannounced_accounts);
+  return entryPosted(db, entry, posted);
+}
+
+/** An entry checked and ready for a posting statement: its new id and its request's fingerprint. */
+export interface PreparedEntry {
+  input: EntryInput;
+  entryId: string;
+  hash: string;
+  conversions: FxConversion[];
+}
+
+/** The entry's shape checked (INVALID_ARGUMENT naming the field), before anything is written. */
+export function preparedEntry(input: EntryInput): PreparedEntry {
   checkBalanced(input);
   const conversions = input.conversions ?? [];
   conversions.forEach((c, i) => {
     if (!c.from || !c.to) throw invalid(`conversions[${i}]`, "needs from and to amounts");
   });
-  const entryId = randomUUID();
-  const hash = fingerprint(input);
-  const posted = await runPosting(db, input, entryId, hash, conversions);
-  if (posted.claimed_entry_id !== null) {
-    rememberSystemAccounts(posted.unannounced_accounts);
-    return { entry: journalEntryOf(entryId, input, posted.claimed_posted_at!), created: true };
-  }
+  return { input, entryId: randomUUID(), hash: fingerprint(input), conversions };
+}
+
+/** What a posting statement did with one entry, as the entry's columns of its answer. */
+export interface EntryPosting {
+  claimed_entry_id: string | null;
+  claimed_posted_at: Date | null;
+  refused_line: number | null;
+  refused_held: string | null;
+  prior: EntryJson | null;
+}
+
+/** The entry posted, the first one under its key, or the refusal: as postEntry answers it, whether it was posted alone or in a batch. */
+export async function entryPosted(db: Queryable, { input, entryId, hash }: PreparedEntry, posted: EntryPosting): Promise<PostResult> {
+  if (posted.claimed_entry_id !== null) return { entry: journalEntryOf(entryId, input, posted.claimed_posted_at!), created: true };
   // Nothing was written (a refused line claims nothing either). A key already used answers as a replay
   // would, whatever the lines: the first entry, or ALREADY_EXISTS. The statement read it, unless it was
   // committed after the statement's snapshot (a concurrent first posting the claim waited for): read again.
@@ -246,7 +270,7 @@ export async function postEntry(db: Queryable, input: EntryInput): Promise<PostR
  * An entry as one row, as wallet.entry_read returns it (migration 0005): one statement per entry read.
  * Its columns named, not `*`, so the statements reading it are prepared (the runtime's db.ts).
  */
-const ENTRY_READ_COLUMNS = `entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reversed_by, posted_at,
+export const ENTRY_READ_COLUMNS = `entry_id, idempotency_key, request_hash, cause_kind, cause_ref, description, reversed_by, posted_at,
   accounts, amounts, currencies, memos, from_minor, from_currency, to_minor, to_currency, rate, rate_source, rate_time`;
 interface EntryRow {
   entry_id: string;
@@ -382,23 +406,18 @@ const POSTING_ONE_OWNER = postingStatement(false);
  * JSON column, so a posting that claims its key (nearly all) answers six columns, not twenty-four that
  * the driver describes and parses on every call only for a replay's sake.
  */
-interface PostingOutcome {
-  claimed_entry_id: string | null;
-  claimed_posted_at: Date | null;
-  refused_line: number | null;
-  refused_held: string | null;
+interface PostingOutcome extends EntryPosting {
   unannounced_accounts: string[] | null;
-  prior: EntryJson | null;
 }
 
 /** An EntryRow as row_to_json writes it: its times as ISO 8601 text. */
-type EntryJson = Omit<EntryRow, "posted_at" | "rate_time"> & { posted_at: string; rate_time: string[] | null };
+export type EntryJson = Omit<EntryRow, "posted_at" | "rate_time"> & { posted_at: string; rate_time: string[] | null };
 
 function entryRowOfJson(j: EntryJson): EntryRow {
   return { ...j, posted_at: new Date(j.posted_at), rate_time: j.rate_time?.map((t) => new Date(t)) ?? null };
 }
 
-async function runPosting(db: Queryable, input: EntryInput, entryId: string, hash: string, conversions: FxConversion[]): Promise<PostingOutcome> {
+async function runPosting(db: Queryable, { input, entryId, hash, conversions }: PreparedEntry): Promise<PostingOutcome> {
   const { postings } = input;
   const events = movementEventHeads(entryId, String(input.cause.cause.value), postings);
   const traceparent = currentTraceparent() ?? null;

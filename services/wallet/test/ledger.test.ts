@@ -22,10 +22,10 @@ import {
 } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { StatementFormat, WalletAdminService, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { decodeEvent, IdempotencyConflictError, onOutboxCommitted, type Queryable, withTransaction } from "@ttip/runtime";
-import { eventually, kesMinor, startTestService, type TestService } from "@ttip/runtime/testing";
-import { wallet } from "../src/index.js";
+import { eventually, kesMinor, type TestService } from "@ttip/runtime/testing";
 import { placeHold, releaseHold, settleHold } from "../src/holds.js";
 import { ensureAccount, postEntry, type EntryInput } from "../src/ledger.js";
+import { startLedger } from "./ledger-fixture.js";
 
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
 const codeOf = (p: Promise<unknown>) => p.then(() => "ok", (e: ConnectError) => Code[e.code]);
@@ -44,11 +44,7 @@ describe("wallet ledger over gRPC, on real PostgreSQL and JetStream", () => {
   let fees: string;
 
   before(async () => {
-    t = await startTestService(wallet);
-    internal = t.client(WalletInternalService);
-    admin = t.client(WalletAdminService, { subject: randomUUID(), roles: ["admin"], stepUp: true });
-    clearing = (await internal.ensureAccount({ kind: AccountKind.MPESA_CLEARING, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
-    fees = (await internal.ensureAccount({ kind: AccountKind.PLATFORM_FEES, ownerKind: OwnerKind.PLATFORM, currency: "KES" })).account!.accountId;
+    ({ t, internal, admin, clearing, fees } = await startLedger());
   });
   after(() => t.close());
 

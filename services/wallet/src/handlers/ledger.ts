@@ -1,9 +1,11 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { type ServiceImpl } from "@connectrpc/connect";
-import { auditAdminAction, decodePageToken, fieldError, keysetPage, NotFoundError, pageSize, positionParts } from "@ttip/runtime";
+import { create, type MessageShape } from "@bufbuild/protobuf";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { asConnectError, auditAdminAction, decodePageToken, fieldError, keysetPage, type Logger, NotFoundError, pageSize, positionParts } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
-import { WalletAdminService, WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { ensureAccount, getAccount, loadEntry, postEntry, reverseEntry, toAccount } from "../ledger.js";
+import { PostEntryResultSchema, WalletAdminService, WalletInternalService, type PostEntryRequest } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { ensureAccount, type EntryInput, getAccount, loadEntry, postEntry, reverseEntry, toAccount } from "../ledger.js";
+import { type BatchOutcome, postEntries } from "../post-entries.js";
 import { toBalance, trialBalance } from "../queries.js";
 import { accountsPage } from "../stores/accounts.js";
 import type { WalletAreaHandlers, WalletHandlerContext } from "./context.js";
@@ -21,6 +23,7 @@ export function ledgerHandlers(h: WalletHandlerContext): WalletAreaHandlers {
     internal: {
       ensureAccount: ensureAccountHandler(h),
       postEntry: postEntryHandler(h),
+      postEntries: postEntriesHandler(h),
     },
   };
 }
@@ -89,16 +92,56 @@ function postEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInt
   // One statement, its own transaction: no BEGIN/COMMIT around it (ledger.ts).
   const { pool } = h;
   return async function (req) {
-    return postEntry(pool, {
-        idempotencyKey: req.idempotencyKey,
-        cause: req.cause!,
-        postings: req.postings.map((p, i) => {
-          if (!p.amount) throw fieldError(`postings[${i}].amount`, `required`);
-          return { accountId: p.accountId, amountMinor: p.amount.amountMinor, currency: p.amount.currency, memo: p.memo };
-        }),
-        conversions: req.conversions,
-        description: req.description,
-        allowOwnerDebt: req.allowOwnerDebt,
-      });
+    return postEntry(pool, entryInputOf(req));
   };
+}
+
+/** The request as the ledger takes it; INVALID_ARGUMENT naming the field for a posting without an amount. */
+function entryInputOf(req: PostEntryRequest): EntryInput {
+  return {
+    idempotencyKey: req.idempotencyKey,
+    cause: req.cause!,
+    postings: req.postings.map((p, i) => {
+      if (!p.amount) throw fieldError(`postings[${i}].amount`, `required`);
+      return { accountId: p.accountId, amountMinor: p.amount.amountMinor, currency: p.amount.currency, memo: p.memo };
+    }),
+    conversions: req.conversions,
+    description: req.description,
+    allowOwnerDebt: req.allowOwnerDebt,
+  };
+}
+
+type EntryResult = MessageShape<typeof PostEntryResultSchema>;
+
+/** Each entry answered as PostEntry would answer it alone, in order; most batches in one statement (post-entries.ts). */
+function postEntriesHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["postEntries"] {
+  const { pool, logger } = h;
+  return async function (req) {
+    const inputs: (EntryInput | Error)[] = req.entries.map((e) => {
+      try {
+        return entryInputOf(e);
+      } catch (err) {
+        return err as Error;
+      }
+    });
+    const wellFormed = inputs.filter((e): e is EntryInput => !(e instanceof Error));
+    const outcomes = wellFormed.length ? await postEntries(pool, wellFormed) : [];
+    let next = 0;
+    const results = inputs.map((e) => (e instanceof Error ? refusedEntry(logger, e) : resultOf(logger, outcomes[next++])));
+    return { results };
+  };
+}
+
+function resultOf(logger: Logger, outcome: BatchOutcome): EntryResult {
+  return "posted" in outcome ? create(PostEntryResultSchema, { entry: outcome.posted.entry }) : refusedEntry(logger, outcome.refused);
+}
+
+/** An entry's refusal as its result: a client's mistake says why; anything else is logged, not told. */
+function refusedEntry(logger: Logger, err: unknown): EntryResult {
+  const e = asConnectError(err);
+  if (e.code === Code.Internal || e.code === Code.Unknown) {
+    logger.error({ err }, "a batched journal entry failed");
+    return create(PostEntryResultSchema, { code: Code.Internal, message: "internal error" });
+  }
+  return create(PostEntryResultSchema, { code: e.code, message: e.rawMessage });
 }

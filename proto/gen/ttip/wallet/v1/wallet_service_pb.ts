@@ -848,9 +848,10 @@ export const PostEntryResponseSchema: GenMessage<PostEntryResponse> = /*@__PURE_
  */
 export type PostEntriesRequest = Message<"ttip.wallet.v1.PostEntriesRequest"> & {
   /**
-   * At most 100: the entries are posted by one statement (one round trip, one commit)
+   * At most 100, with at most 1,000 postings in all (INVALID_ARGUMENT naming entries
+   * otherwise): the entries are posted by one statement (one round trip, one commit)
    * whose plan, lock set and parameters stay bounded, and the credits that wait while
-   * one call is out (a burst of callbacks) fit in one call.
+   * one call is out (a burst of callbacks; a tip's credit has three postings) fit in one call.
    *
    * @generated from field: repeated ttip.wallet.v1.PostEntryRequest entries = 1;
    */

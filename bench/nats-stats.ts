@@ -1,0 +1,40 @@
+// NATS's side of a run in process mode: the platform's writes to its NATS socket (each a
+// system call and a wake-up of nats-server) and the messages it sent and received.
+import type { Socket } from "node:net";
+import type { JetStreamBus } from "@ttip/runtime";
+import type { NatsConnection } from "nats";
+import { countSocketWrites } from "./redis-stats.js";
+
+export interface NatsCounts {
+  writes: number;
+  sent: number;
+  received: number;
+  /** Messages sent by kind (the subject's first tokens). */
+  kinds: Map<string, number>;
+}
+
+/** Counts the writes to the bus's NATS socket while `counting()` says so; with the messages sent (by kind) and received so far. */
+export function countNatsWrites(bus: JetStreamBus, counting: () => boolean): () => NatsCounts {
+  const nc = (bus as unknown as { nc: NatsConnection }).nc;
+  const socket = (nc as unknown as { protocol: { transport: { socket: Socket } } }).protocol.transport.socket;
+  const writes = countSocketWrites(socket, counting);
+  // What is sent, by kind: the subject's first tokens ($JS.ACK.<stream>: acknowledgements, $JS.API.CONSUMER: pull requests, ttip: publishes).
+  const kinds = new Map<string, number>();
+  const protocol = (nc as unknown as { protocol: { publish(subject: string, ...rest: unknown[]): void } }).protocol;
+  const publish = protocol.publish;
+  protocol.publish = function (this: unknown, subject: string, ...rest: unknown[]) {
+    if (counting()) {
+      const kind = subject.split(".").slice(0, subject.startsWith("$JS.API.") ? 4 : 2).join(".");
+      kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
+    }
+    return publish.call(this, subject, ...rest);
+  };
+  return () => ({ writes: writes(), sent: nc.stats().outMsgs, received: nc.stats().inMsgs, kinds: new Map(kinds) });
+}
+
+/** "writes 1.03, messages sent 24.30 ($JS.ACK 13.00, ...), received 24.02" per tip, from two readings of countNatsWrites. */
+export function natsPerTip(before: NatsCounts, after: NatsCounts, tips: number): string {
+  const per = (n: number) => (n / Math.max(1, tips)).toFixed(2);
+  const kinds = [...after.kinds].map(([kind, n]) => [kind, n - (before.kinds.get(kind) ?? 0)] as const).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  return `writes ${per(after.writes - before.writes)}, messages sent ${per(after.sent - before.sent)} (${kinds.map(([kind, n]) => `${kind} ${per(n)}`).join(", ")}), received ${per(after.received - before.received)}`;
+}

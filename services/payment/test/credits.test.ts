@@ -1,0 +1,204 @@
+// M-Pesa credits posted to the real wallet and recorded on their tips in groups
+// (credits.ts): every tip credited exactly once, whatever arrives together, and
+// whatever fails for one tip fails it alone, for reconciliation to finish.
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, test } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
+import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
+import type { Pool, ServiceContext } from "@ttip/runtime";
+import { postCredit } from "../src/credits.js";
+import { type EntryToPost, Ledger } from "../src/ledger.js";
+import { loadTip, type Deps, type TipRow } from "../src/tips.js";
+import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
+
+/** The real ledger, counting its PostEntries calls; entries under a key in `misdirected` name an account wallet does not have (wallet refuses them). */
+class WatchedLedger extends Ledger {
+  readonly calls: number[] = [];
+  readonly misdirected = new Set<string>();
+
+  override async tipCreditEntry(input: Parameters<Ledger["tipCreditEntry"]>[0]): Promise<EntryToPost> {
+    const entry = await super.tipCreditEntry(input);
+    if (this.misdirected.has(input.key)) entry.postings![1].accountId = randomUUID();
+    return entry;
+  }
+
+  override async postEntries(entries: EntryToPost[]) {
+    this.calls.push(entries.length);
+    return super.postEntries(entries);
+  }
+}
+
+describe("credits posted and recorded in groups, against the real wallet", () => {
+  let h: Harness;
+  before(async () => void (h = await startHarness()));
+  after(() => h.close());
+
+  const row = async (tipId: string): Promise<TipRow> => (await loadTip(h.t.db.pool, tipId))!;
+  const succeededEvents = async (tipId: string) => {
+    const { rows } = await h.t.db.pool.query<{ payload: Buffer }>(
+      "SELECT payload FROM payment.outbox WHERE subject = 'ttip.payment.tip_succeeded' AND position($1::bytea in payload) > 0", [Buffer.from(tipId)]);
+    return rows.map((r) => fromBinary(TipSucceededSchema, r.payload));
+  };
+  const receiptsOwed = async (tipId: string) => Number((await h.t.db.pool.query("SELECT count(*) AS n FROM payment.receipts WHERE tip_id = $1", [tipId])).rows[0].n);
+  const reconcile = async () => {
+    h.clock.advance(h.config.stkDeadlineMs + 20);
+    return h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
+  };
+
+  /** Tips to `workerId` a success decided (receipt and wallet entry fixed), not yet posted: what the callback's decision leaves for postCredit. */
+  async function decidedTips(workerId: string, amounts: bigint[]): Promise<TipRow[]> {
+    const tips: TipRow[] = [];
+    for (const minor of amounts) {
+      const tipId = randomUUID();
+      const receipt = `R${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+      await h.t.db.pool.query(
+        `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, fee_minor, charged_minor, worker_receives_minor,
+           phone, phone_masked, status, callback_token, deadline_at, next_check_at, mpesa_receipt, credit_key, credit_kind, completed_at)
+         VALUES ($1::uuid, $1::text, 'fp', $2, 'KES', $3::bigint, $3::bigint / 20, $3::bigint, $3::bigint - $3::bigint / 20, $4, '2547***678', 'succeeded', $1::text, now(), now(), $5, $5, 'worker', now())`,
+        [tipId, workerId, minor, `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`, receipt],
+      );
+      tips.push(await row(tipId));
+    }
+    return tips;
+  }
+
+  /**
+   * The payment module's dependencies for postCredit, with `ledger` and a pool
+   * that counts the recording statements (and fails them while `failRecording`).
+   */
+  function depsWith(ledger: Ledger) {
+    const counts = { recordings: 0, failRecording: false };
+    const pool = h.t.ctx.pool;
+    const watched = new Proxy(pool, {
+      get(target, prop) {
+        if (prop === "query") {
+          return (...args: Parameters<Pool["query"]>) => {
+            const text = typeof args[0] === "string" ? args[0] : "";
+            if (text.startsWith("WITH credited AS")) {
+              counts.recordings++;
+              // As if the process died after wallet answered and before the recording reached PostgreSQL.
+              if (counts.failRecording) return Promise.reject(new Error("connection lost"));
+            }
+            return (target.query as (...a: unknown[]) => unknown)(...args);
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const ctx = Object.create(h.t.ctx, { pool: { value: watched } }) as ServiceContext;
+    const deps = { ctx, ledger, background: new Set(), config: () => h.config } as unknown as Deps;
+    return { deps, counts };
+  }
+
+  test("many concurrent callbacks (repeated ones too) and reconciliation passes credit every tip exactly once", async () => {
+    const workers = [randomUUID(), randomUUID(), randomUUID()];
+    // Every fourth customer's callback is delivered three times by the simulator.
+    const pay = h.t.client(PaymentService);
+    const created = await Promise.all(Array.from({ length: 30 }, (_, i) =>
+      pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workers[i % 3] }, amount: KES(50 + i), payment: { case: "mpesaPhone", value: phone(i % 4 === 0 ? "0002" : "5678") } })));
+    const tipIds = created.map((c) => c.tip!.tipId);
+    // Passes racing the callbacks: a tip may be decided by its query instead, never twice.
+    await Promise.all([reconcile(), reconcile()]);
+    const rows = await eventually(async () => {
+      const all = await Promise.all(tipIds.map(row));
+      return all.every((r) => r.credit_entry_id) && all;
+    }, "every tip's credit recorded", 15_000);
+    await h.sim.idle();
+    await reconcile();
+    for (const worker of workers) {
+      const mine = rows.filter((r) => r.worker_id === worker);
+      assert.equal(await h.balance(worker), mine.reduce((s, r) => s + r.worker_receives_minor, 0n), "the worker's balance is the sum of their shares");
+      assert.equal(await h.walletEntries(worker), mine.length, "one wallet entry per tip");
+    }
+    for (const r of rows) {
+      const events = await succeededEvents(r.tip_id);
+      assert.equal(events.length, 1, `one tip_succeeded for ${r.tip_id}`);
+      assert.equal(events[0].net?.amountMinor, r.worker_receives_minor);
+      assert.equal(await receiptsOwed(r.tip_id), 1);
+    }
+    assert.ok(await h.trialBalanced());
+  });
+
+  test("credits asked for together go in one wallet call and one recording; an entry wallet refuses leaves only its tip uncredited, for reconciliation", async () => {
+    const worker = randomUUID();
+    const tips = await decidedTips(worker, [10_000n, 20_000n, 30_000n, 40_000n, 50_000n, 60_000n, 70_000n, 80_000n]);
+    const ledger = new WatchedLedger(h.t.ctx);
+    const refused = tips[5];
+    ledger.misdirected.add(refused.credit_key!);
+    const { deps, counts } = depsWith(ledger);
+    const outcomes = await Promise.all(tips.map((t) => postCredit(deps, t.tip_id, t)));
+    assert.deepEqual(outcomes, tips.map((t) => t !== refused));
+    // Asked for in the same turn of the event loop: one call and one recording for all eight.
+    assert.deepEqual(ledger.calls, [8]);
+    assert.equal(counts.recordings, 1);
+    const good = tips.filter((t) => t !== refused);
+    assert.equal(await h.balance(worker), good.reduce((s, t) => s + t.worker_receives_minor, 0n));
+    assert.equal(await h.walletEntries(worker), good.length);
+    assert.equal((await row(refused.tip_id)).credit_entry_id, null, "the refused tip stays decided and uncredited");
+    assert.deepEqual(await succeededEvents(refused.tip_id), []);
+    assert.equal(await receiptsOwed(refused.tip_id), 0);
+    for (const t of good) {
+      assert.ok((await row(t.tip_id)).credit_entry_id);
+      assert.equal((await succeededEvents(t.tip_id)).length, 1);
+      assert.equal(await receiptsOwed(t.tip_id), 1);
+    }
+    // Reconciliation (the module's own ledger) posts it, and a pass after changes nothing.
+    await reconcile();
+    await reconcile();
+    assert.ok((await row(refused.tip_id)).credit_entry_id);
+    assert.equal(await h.balance(worker), tips.reduce((s, t) => s + t.worker_receives_minor, 0n));
+    assert.equal(await h.walletEntries(worker), tips.length);
+    assert.equal((await succeededEvents(refused.tip_id)).length, 1);
+    for (const t of good) assert.equal((await succeededEvents(t.tip_id)).length, 1, "the others are not announced again");
+  });
+
+  test("a tip whose row changed since the decision (rated, its receipt learned late) is recorded from the row as it is, once", async () => {
+    const worker = randomUUID();
+    const [unchanged, rated, late] = await decidedTips(worker, [10_000n, 20_000n, 30_000n]);
+    // The copies in hand predate a rating and a receipt learned after the decision (its credit key stays what the decision fixed).
+    await h.t.db.pool.query("UPDATE payment.tips SET rating = 5, message = 'asante', rated_at = now() WHERE tip_id = $1", [rated.tip_id]);
+    await h.t.db.pool.query("UPDATE payment.tips SET mpesa_receipt = NULL WHERE tip_id = $1", [late.tip_id]);
+    const lateCopy = await row(late.tip_id);
+    await h.t.db.pool.query("UPDATE payment.tips SET mpesa_receipt = 'LATE' || substr(md5(tip_id::text), 1, 6) WHERE tip_id = $1", [late.tip_id]);
+    const ledger = new WatchedLedger(h.t.ctx);
+    const { deps } = depsWith(ledger);
+    // The rated tip asked for twice at once, as a callback and a reconciliation pass would: one entry, one event.
+    const outcomes = await Promise.all([postCredit(deps, unchanged.tip_id, unchanged), postCredit(deps, rated.tip_id, rated), postCredit(deps, rated.tip_id, rated), postCredit(deps, late.tip_id, lateCopy)]);
+    assert.deepEqual(outcomes, [true, true, false, true]);
+    const [u, r, l] = await Promise.all([succeededEvents(unchanged.tip_id), succeededEvents(rated.tip_id), succeededEvents(late.tip_id)]);
+    assert.deepEqual([u.length, r.length, l.length], [1, 1, 1]);
+    assert.deepEqual([r[0].rating, r[0].message], [5, "asante"], "the event says what the row says now");
+    assert.equal(l[0].mpesaReceipt, (await row(late.tip_id)).mpesa_receipt);
+    assert.match(l[0].mpesaReceipt, /^LATE/);
+    assert.equal(u[0].mpesaReceipt, unchanged.mpesa_receipt);
+    for (const t of [unchanged, rated, late]) {
+      assert.ok((await row(t.tip_id)).credit_entry_id);
+      assert.equal(await receiptsOwed(t.tip_id), 1);
+    }
+    assert.equal(await h.walletEntries(worker), 3);
+    assert.equal(await h.balance(worker), unchanged.worker_receives_minor + rated.worker_receives_minor + late.worker_receives_minor);
+  });
+
+  test("a crash between wallet's answer and the recording is repaired by reconciliation without a second entry", async () => {
+    const worker = randomUUID();
+    const tips = await decidedTips(worker, [10_000n, 25_000n, 40_000n]);
+    const { deps, counts } = depsWith(new WatchedLedger(h.t.ctx));
+    counts.failRecording = true;
+    const outcomes = await Promise.allSettled(tips.map((t) => postCredit(deps, t.tip_id, t)));
+    assert.deepEqual(outcomes.map((o) => o.status), ["rejected", "rejected", "rejected"], "the recording failed: the callers hear it");
+    const share = tips.reduce((s, t) => s + t.worker_receives_minor, 0n);
+    assert.equal(await h.balance(worker), share, "wallet posted the entries");
+    for (const t of tips) assert.equal((await row(t.tip_id)).credit_entry_id, null);
+    await reconcile();
+    assert.equal(await h.walletEntries(worker), tips.length, "no second entry");
+    assert.equal(await h.balance(worker), share);
+    for (const t of tips) {
+      assert.ok((await row(t.tip_id)).credit_entry_id);
+      assert.equal((await succeededEvents(t.tip_id)).length, 1);
+      assert.equal(await receiptsOwed(t.tip_id), 1);
+    }
+  });
+});
