@@ -1,6 +1,6 @@
 // Writes an event's figures into the rollups, inside the caller's
 // transaction (the one that records the event in the inbox).
-import { opaqueUnnest, withTransaction, type Pool, type Queryable } from "@ttip/runtime";
+import { commitWith, opaqueUnnest, withTransaction, type Pool, type Queryable, type Statement } from "@ttip/runtime";
 import { MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
 
 /** Partitions are monthly; this many months around now are made at start. */
@@ -135,27 +135,37 @@ export class RollupBatch {
    * Writes the summed rows in one statement and the side records after. Every row is locked in
    * one order, its key's (keyOf), whichever month it is in and whether it exists yet, so two
    * batches sharing rows (the platform's hour, which every consumer's batches touch) wait for each
-   * other but never in a cycle: no deadlock costs a batch.
+   * other but never in a cycle: no deadlock costs a batch. With endsTransaction, its last statement
+   * commits the transaction `db` is in (commitWith): nothing may follow it there.
    */
-  async write(db: Queryable): Promise<void> {
+  async write(db: Queryable, options: { endsTransaction?: boolean } = {}): Promise<void> {
     const rows = byKey(this.rows);
     const months = new Map<string, Date>();
     for (const r of rows) months.set(partitionName(r.bucket), r.bucket);
     for (const at of months.values()) await ensurePartition(db, at);
+    const statements: Statement[] = [];
     if (rows.length) {
-      await db.query(UPSERT, [
-        rows.map((r) => r.dim),
-        rows.map((r) => r.id),
-        rows.map((r) => r.sub),
-        rows.map((r) => r.grain),
-        rows.map((r) => r.bucket.toISOString()),
-        rows.map((r) => r.method),
-        rows.map((r) => r.resultCode),
-        rows.map((r) => r.currency),
-        ...MEASURES.map((m) => rows.map((r) => String(r.measures[m] ?? 0n))),
-      ]);
+      statements.push({
+        text: UPSERT,
+        values: [
+          rows.map((r) => r.dim),
+          rows.map((r) => r.id),
+          rows.map((r) => r.sub),
+          rows.map((r) => r.grain),
+          rows.map((r) => r.bucket.toISOString()),
+          rows.map((r) => r.method),
+          rows.map((r) => r.resultCode),
+          rows.map((r) => r.currency),
+          ...MEASURES.map((m) => rows.map((r) => String(r.measures[m] ?? 0n))),
+        ],
+      });
     }
-    await writeRecords(db, this.records);
+    statements.push(...recordStatements(this.records));
+    // The caller's transaction ends here (endsTransaction): COMMIT goes with the last statement, a round trip fewer.
+    for (const [i, { text, values }] of statements.entries()) {
+      if (options.endsTransaction && i === statements.length - 1) await commitWith(db, text, values);
+      else await db.query(text, values);
+    }
   }
 }
 
@@ -183,15 +193,16 @@ const UPSERT = (() => {
 })();
 
 /**
- * Side records, merged per key and written one statement per kind in key
+ * The statements of side records, merged per key, one per kind, each in key
  * order: batches of different consumers (a sign-up and a tip naming the same
  * worker) then never lock the same rows in opposite orders.
  */
-async function writeRecords(db: Queryable, records: SideRecord[]): Promise<void> {
+function recordStatements(records: SideRecord[]): Statement[] {
   const workers = new Map<string, { id: string; registeredAt?: Date; at: Date }>();
   const requests = new Map<string, Extract<SideRecord, { kind: "payout_request" }>>();
   const results = new Map<string, Extract<SideRecord, { kind: "payout_result" }>>();
   const reasons = new Map<string, string>();
+  const statements: Statement[] = [];
   // Keyed by the lower-cased id, as the table compares uuids (keyOf): one row's two spellings are merged
   // (two would have the workers' upsert refuse the batch), and every batch sorts its rows alike.
   for (const r of records) {
@@ -213,11 +224,11 @@ async function writeRecords(db: Queryable, records: SideRecord[]): Promise<void>
   }
   if (workers.size) {
     const w = byKey(workers);
-    await db.query(
-      // A worker already known with all this would add is left out before the upsert: ON CONFLICT
-      // locks the row it meets (a WAL record) even when its WHERE then changes nothing, and nearly
-      // every tip names a known worker. Safe under concurrency: a row only ever gains what is added.
-      `INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
+    // A worker already known with all this would add is left out before the upsert: ON CONFLICT
+    // locks the row it meets (a WAL record) even when its WHERE then changes nothing, and nearly
+    // every tip names a known worker. Safe under concurrency: a row only ever gains what is added.
+    statements.push({
+      text: `INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
        SELECT v.id, v.registered_at, v.at FROM ${opaqueUnnest(["uuid", "timestamptz", "timestamptz"])} AS v(id, registered_at, at)
         WHERE NOT EXISTS (SELECT 1 FROM analytics.workers k WHERE k.worker_id = v.id
                             AND (k.registered_at IS NOT NULL OR v.registered_at IS NULL) AND k.first_seen_at <= v.at)
@@ -225,35 +236,36 @@ async function writeRecords(db: Queryable, records: SideRecord[]): Promise<void>
          registered_at = COALESCE(workers.registered_at, EXCLUDED.registered_at),
          first_seen_at = LEAST(workers.first_seen_at, EXCLUDED.first_seen_at)
        WHERE (workers.registered_at IS NULL AND EXCLUDED.registered_at IS NOT NULL) OR workers.first_seen_at > EXCLUDED.first_seen_at`,
-      [w.map((x) => x.id), w.map((x) => x.registeredAt ?? null), w.map((x) => x.at)],
-    );
+      values: [w.map((x) => x.id), w.map((x) => x.registeredAt ?? null), w.map((x) => x.at)],
+    });
   }
   if (requests.size) {
     const q = byKey(requests);
-    await db.query(
-      `INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at)
+    statements.push({
+      text: `INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at)
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) ON CONFLICT (payout_id) DO NOTHING`,
-      [q.map((x) => x.payoutId), q.map((x) => x.workerId ?? null), q.map((x) => x.at)],
-    );
+      values: [q.map((x) => x.payoutId), q.map((x) => x.workerId ?? null), q.map((x) => x.at)],
+    });
   }
   if (results.size) {
     const q = byKey(results);
-    await db.query(
-      `INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
+    statements.push({
+      text: `INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::boolean[], $4::text[], $5::text[], $6::bigint[], $7::timestamptz[])
        ON CONFLICT (payout_id) DO NOTHING`,
-      [q.map((x) => x.payoutId), q.map((x) => x.workerId ?? null), q.map((x) => x.succeeded), q.map((x) => x.resultCode),
+      values: [q.map((x) => x.payoutId), q.map((x) => x.workerId ?? null), q.map((x) => x.succeeded), q.map((x) => x.resultCode),
         q.map((x) => x.currency), q.map((x) => String(x.amountMinor)), q.map((x) => x.at)],
-    );
+    });
   }
   if (reasons.size) {
     const keys = [...reasons.keys()].sort();
-    await db.query(
-      `INSERT INTO analytics.result_reasons (result_code, reason) SELECT * FROM unnest($1::text[], $2::text[])
+    statements.push({
+      text: `INSERT INTO analytics.result_reasons (result_code, reason) SELECT * FROM unnest($1::text[], $2::text[])
        ON CONFLICT (result_code) DO UPDATE SET reason = EXCLUDED.reason WHERE result_reasons.reason <> EXCLUDED.reason`,
-      [keys, keys.map((k) => reasons.get(k)!)],
-    );
+      values: [keys, keys.map((k) => reasons.get(k)!)],
+    });
   }
+  return statements;
 }
 
 /** Everything the rollups hold from `from` on, removed (the replay's first step). */

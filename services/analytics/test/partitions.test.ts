@@ -6,7 +6,7 @@ import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { createPool, migrate, withTransaction, type Pool } from "@ttip/runtime";
-import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
+import { countWrites, createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
 import type { Applied } from "../src/facts.js";
 import { ensurePartition, ensurePartitionsAround, forgetPartitions, RollupBatch } from "../src/store.js";
 
@@ -133,6 +133,49 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
     const expect = (month: string, n: number) =>
       [1, 2].flatMap((dim) => ["d", "h"].map((grain) => ({ dim, grain, month, succeeded: n, amount: String(n * 10_000) })));
     assert.deepEqual(rows, [...expect("2036-03", 4), ...expect("2036-04", 3)]);
+  });
+
+  test("a batch that ends its transaction sends COMMIT with its last statement: a round trip fewer, everything committed", async () => {
+    const at = new Date(Date.UTC(2036, 7, 15, 9, 30));
+    const worker = randomUUID();
+    const tip = (): Applied => ({
+      at,
+      facts: [{ at, worker, method: "mpesa", resultCode: "0", currency: "KES", measures: { succeeded: 1n, amount_minor: 10_000n } }],
+      records: [{ kind: "worker", workerId: worker, at }],
+    });
+    const pool = createPool(db.url, { max: 1 });
+    try {
+      const client = await pool.connect();
+      const writes = countWrites(client);
+      client.release();
+      // As the consumer's transaction: the inbox's statement first (BEGIN with it), then the batch.
+      const batchIn = (endsTransaction: boolean) =>
+        withTransaction(pool, async (tx) => {
+          await tx.query("SELECT $1::int AS inbox", [1]);
+          const b = new RollupBatch();
+          b.add(tip());
+          await b.write(tx, { endsTransaction });
+        });
+      await batchIn(false); // the month's partition made, the worker recorded
+      await batchIn(false); // the partition seen committed: remembered, not looked up again
+      const before = writes.writes();
+      await batchIn(false);
+      assert.equal(writes.writes() - before, 4, "BEGIN with the first statement, the rows, the worker, COMMIT alone");
+      const after = writes.writes();
+      await batchIn(true);
+      assert.equal(writes.writes() - after, 3, "BEGIN with the first statement, the rows, the worker with COMMIT");
+      writes.stop();
+      const { rows } = await db.pool.query<{ grain: string; succeeded: number }>("SELECT grain, succeeded FROM analytics.rollups WHERE dim = 2 AND id = $1 ORDER BY grain", [worker]);
+      assert.deepEqual(rows, [{ grain: "d", succeeded: 4 }, { grain: "h", succeeded: 4 }], "every batch committed");
+      // A batch with nothing to write leaves COMMIT to the transaction.
+      await withTransaction(pool, async (tx) => {
+        await tx.query("UPDATE analytics.rollups SET succeeded = succeeded + $2 WHERE dim = 2 AND id = $1", [worker, 10]);
+        await new RollupBatch().write(tx, { endsTransaction: true });
+      });
+      assert.equal((await db.pool.query("SELECT sum(succeeded)::int AS n FROM analytics.rollups WHERE dim = 2 AND id = $1", [worker])).rows[0].n, 28);
+    } finally {
+      await pool.end();
+    }
   });
 
   test("a batch naming one worker in upper and lower case adds both events to the worker's rows, made or already there", async () => {

@@ -69,8 +69,12 @@ const DEFERRED_BEGIN: pg.QueryConfig = { text: "BEGIN" };
 const beginOwed = new WeakSet<object>();
 /** createPool's clients that send BEGIN and COMMIT in the write of a statement (pipelinedBegin). */
 const pipelining = new WeakSet<object>();
-/** Clients whose next statement takes COMMIT behind it (withTransactionBracketed's closing). */
+/** Clients whose next statement takes COMMIT behind it (withTransactionBracketed's closing, commitWith). */
 const commitOwed = new WeakSet<object>();
+/** Clients of withTransaction (or withTransactionBracketed) until they are released. */
+const transactionClients = new WeakSet<object>();
+/** Clients whose transaction commitWith ended: no statement may follow until they are released. */
+const committedEarly = new WeakSet<object>();
 
 /** The innermost wrapper of a connection's query(): BEGIN sent with the next statement, commits to outboxes announced. */
 function hookStatements(pool: pg.Pool, pipelinedBegin: boolean): void {
@@ -78,6 +82,8 @@ function hookStatements(pool: pg.Pool, pipelinedBegin: boolean): void {
     const query = client.query as (...args: unknown[]) => unknown;
     if (pipelinedBegin) pipelining.add(client);
     (client as { query: unknown }).query = (...args: unknown[]) => {
+      // Sent now, it would run outside the transaction the caller believes it is in.
+      if (committedEarly.has(client)) return Promise.reject(new Error("the transaction was committed by its last statement (commitWith): nothing may follow it"));
       if (commitOwed.delete(client)) return announceOutboxCommits(client, args[0], sendWithCommit(client, query, args));
       if (args[0] === DEFERRED_BEGIN && pipelinedBegin) {
         beginOwed.add(client);
@@ -296,9 +302,39 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
     const traceparent = currentTraceparent();
     if (traceparent) await client.query("SELECT set_config('ttip.traceparent', $1, true)", [traceparent]);
     const result = await fn(client);
-    await client.query("COMMIT");
+    if (!committedEarly.has(client)) await client.query("COMMIT");
     return result;
   });
+}
+
+/**
+ * Runs a statement as the last of withTransaction's transaction `tx`, with COMMIT behind it in
+ * the same write (as withTransactionBracketed's closing): one round trip fewer. Once it has
+ * answered, the transaction has committed; withTransaction sends no COMMIT, and any statement
+ * after it on `tx` fails. The only statement of its transaction goes alone, without BEGIN or
+ * COMMIT (one statement is a transaction of its own). `tx` anything else (the pool, a client
+ * of someone else's transaction): the statement is sent as it is, and nothing is committed.
+ */
+export async function commitWith<R extends pg.QueryResultRow = pg.QueryResultRow>(tx: Queryable, text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+  if (!transactionClients.has(tx)) return tx.query<R>(text, values);
+  const client = tx as PoolClient;
+  assert(!committedEarly.has(client), "commitWith ends a transaction once");
+  let result: pg.QueryResult<R>;
+  if (beginOwed.delete(client)) {
+    // Failed, it ran alone and changed nothing: BEGIN is owed again, so the ROLLBACK that follows is answered here.
+    result = await client.query<R>(text, values).catch((err: unknown) => {
+      beginOwed.add(client);
+      throw err;
+    });
+  } else if (pipelining.has(client)) {
+    commitOwed.add(client);
+    result = await client.query<R>(text, values);
+  } else {
+    result = await client.query<R>(text, values);
+    await client.query("COMMIT");
+  }
+  committedEarly.add(client);
+  return result;
 }
 
 /** A statement and its parameters. */
@@ -324,7 +360,8 @@ export async function withTransactionBracketed<T>(
     await client.query(DEFERRED_BEGIN);
     const opened = await client.query(opening.text, opening.values);
     const { closing, result } = await fn(client, opened);
-    if (!closing) await client.query("COMMIT");
+    if (committedEarly.has(client)) assert(!closing, "a bracketed transaction ends with its closing statement or commitWith, not both");
+    else if (!closing) await client.query("COMMIT");
     else if (pipelining.has(client) && !beginOwed.has(client)) {
       commitOwed.add(client);
       await client.query(closing.text, closing.values);
@@ -348,13 +385,17 @@ async function onTransactionClient<T>(pool: Pool, body: (client: PoolClient) => 
     lost = err;
   };
   client.on("error", onLost);
+  transactionClients.add(client);
   try {
     return await body(client);
   } catch (err) {
     if (endedSession(err)) lost ??= err as Error;
-    if (!lost) await client.query("ROLLBACK").catch(() => undefined);
+    // Committed by commitWith already: there is nothing to roll back.
+    if (!lost && !committedEarly.has(client)) await client.query("ROLLBACK").catch(() => undefined);
     throw err;
   } finally {
+    transactionClients.delete(client);
+    committedEarly.delete(client);
     beginOwed.delete(client);
     commitOwed.delete(client);
     untrace();

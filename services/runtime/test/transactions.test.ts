@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { createServer } from "node:http";
 import { after, before, test } from "node:test";
 import pg from "pg";
-import { createPool, migrate, onOutboxCommitted, withTransaction, withTransactionBracketed, type Pool, type PoolClient } from "../src/db.js";
+import { commitWith, createPool, migrate, onOutboxCommitted, withTransaction, withTransactionBracketed, type Pool, type PoolClient } from "../src/db.js";
 import { outboxCte, writeOutbox } from "../src/outbox.js";
 import { inConsumerSpan, startTracing } from "../src/tracing.js";
 import { countWrites, createTestDatabase, type TestDatabase } from "../src/testing/index.js";
@@ -176,6 +176,57 @@ test("a bracketed transaction whose last statement fails commits nothing, COMMIT
     // The connection goes on: the same statements again, now committed.
     assert.deepEqual(await bracketed(pool, opening, ["UPDATE counters SET n = n * $2 WHERE id = $1", [1, 3]], "ok"), { result: "ok", writes: 2 });
     assert.equal(await counter(1), 3);
+  }));
+
+test("commitWith: COMMIT travels with the transaction's last statement, one round trip fewer; nothing may follow it", () =>
+  withOneConnection(async (pool) => {
+    await db.pool.query("UPDATE counters SET n = 0 WHERE id IN (1, 2)");
+    const two = await counted(pool, async (tx) => {
+      await tx.query("UPDATE counters SET n = n + $2 WHERE id = $1", [1, 4]);
+      return (await commitWith<{ n: number }>(tx, "UPDATE counters SET n = n + $2 WHERE id = $1 RETURNING n", [2, 6])).rows[0].n;
+    });
+    assert.deepEqual(two, { result: 6, writes: 2 }, "BEGIN with the first statement, the last with COMMIT: the statement's own answer");
+    assert.deepEqual([await counter(1), await counter(2)], [4, 6], "both committed");
+    // The only statement of its transaction goes alone: no BEGIN, no COMMIT.
+    const one = await counted(pool, async (tx) => (await commitWith<{ n: number }>(tx, "UPDATE counters SET n = n + $2 WHERE id = $1 RETURNING n", [1, 1])).rows[0].n);
+    assert.deepEqual(one, { result: 5, writes: 1 });
+    // A statement after it would run outside the transaction: it fails, unsent; what committed stays.
+    await assert.rejects(
+      withTransaction(pool, async (tx) => {
+        await tx.query("UPDATE counters SET n = n + $2 WHERE id = $1", [1, 100]);
+        await commitWith(tx, "UPDATE counters SET n = n + $2 WHERE id = $1", [2, 100]);
+        await tx.query("UPDATE counters SET n = n + $2 WHERE id = $1", [1, 1000]);
+      }),
+      /commitWith/,
+    );
+    assert.deepEqual([await counter(1), await counter(2)], [105, 106], "committed with the last statement, the one after it never ran");
+    // On the pool (no transaction of withTransaction's) it is a statement like any other.
+    assert.equal((await commitWith<{ n: number }>(pool, "SELECT n FROM counters WHERE id = $1", [2])).rows[0].n, 106);
+  }));
+
+test("commitWith: a last statement that fails commits nothing; as the only statement it leaves the connection out of any transaction", () =>
+  withOneConnection(async (pool) => {
+    await db.pool.query("UPDATE counters SET n = 0 WHERE id = 1");
+    await assert.rejects(
+      withTransaction(pool, async (tx) => {
+        await tx.query("UPDATE counters SET n = n + $2 WHERE id = $1", [1, 1]);
+        await commitWith(tx, "UPDATE counters SET n = n / $2 WHERE id = $1", [1, 0]);
+      }),
+      /division by zero/,
+    );
+    assert.equal(await counter(1), 0, "the first statement rolled back with the last");
+    const failedAlone = await pool.connect();
+    const writes = countWrites(failedAlone);
+    failedAlone.release();
+    await assert.rejects(withTransaction(pool, (tx) => commitWith(tx, "UPDATE counters SET n = n / $2 WHERE id = $1", [1, 0])), /division by zero/);
+    assert.equal(writes.writes(), 1, "no ROLLBACK sent after a statement that ran alone");
+    writes.stop();
+    // The connection goes on (withOneConnection checks it is out of any transaction at the end).
+    await withTransaction(pool, async (tx) => {
+      await tx.query("UPDATE counters SET n = n + $2 WHERE id = $1", [1, 2]);
+      await commitWith(tx, "UPDATE counters SET n = n * $2 WHERE id = $1", [1, 5]);
+    });
+    assert.equal(await counter(1), 10);
   }));
 
 test("two transactions on one row: the second's first statement waits for the first's commit", async () => {
