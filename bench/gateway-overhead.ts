@@ -9,6 +9,8 @@
 // alternate the paths so that a noisy machine hits them alike; the goal is a gateway adding at most 30% latency.
 // "gateway process -> qr" is the same gateway in a process of its own (bench/gateway-process.ts), as in a
 // cluster: its latency is not shared with the client's and qr's event loop, and its CPU per call is its own.
+// The gateway answers these calls on HTTP/2's stream API; each "compatibility layer (before)" path is the same
+// gateway receiving every call through node's Http2ServerRequest/Response instead (streamApi: false), its yardstick.
 // Then the apps' calls as a browser makes them (Connect over HTTP/1.1), in JSON (the mobile app's and the admin
 // console's format, the web app's before it moved to binary) and in binary: ResolveQrCode (the tip page) and a
 // worker's ListQrCodes (a list answer, like the apps' polled tip history), through both gateways, their client
@@ -69,7 +71,8 @@ const gateways = await Promise.all(
     { backend: remote },
     { backend: remote, forwardBytes: false },
     { backend: { ...remote, local: localTransport(t.service.server.local) } },
-  ].map(({ backend, forwardBytes }) =>
+    { backend: remote, streamApi: false },
+  ].map(({ backend, forwardBytes, streamApi }) =>
     startGateway({
       logger: t.ctx.logger,
       metrics: new Metrics(),
@@ -79,10 +82,13 @@ const gateways = await Promise.all(
       corsOrigins: ["*"],
       jwt,
       forwardBytes,
+      streamApi,
     }),
   ),
 );
-const gatewayProcess = await startGatewayProcess({ REDIS_URL: redis.url, QR_URL: remote.url, GATEWAY_JWT: JSON.stringify(jwt) });
+const gatewayEnv = { REDIS_URL: redis.url, QR_URL: remote.url, GATEWAY_JWT: JSON.stringify(jwt) };
+const gatewayProcess = await startGatewayProcess(gatewayEnv);
+const compatGatewayProcess = await startGatewayProcess({ ...gatewayEnv, GATEWAY_STREAM_API: "0" }, "compat");
 try {
   const worker = { subject: randomUUID(), roles: ["worker" as const] };
   const qr = t.client(QrService, worker);
@@ -98,10 +104,17 @@ try {
   const paths = new Map<string, () => Promise<unknown>>(([
     ["direct to qr", resolver(t.service.server.url)],
     ["gateway -> qr over HTTP/2", resolver(gateways[0].url)],
+    ["  same, compatibility layer (before)", resolver(gateways[3].url)],
     ["  same, decoding (before)", resolver(gateways[1].url)],
     ["gateway -> qr in process", resolver(gateways[2].url)],
     ["gateway process -> qr", resolver(gatewayProcess.url)],
+    ["  its process, compatibility layer (before)", resolver(compatGatewayProcess.url)],
   ] as const).filter(([name]) => only !== "apps" && (!only || name === "direct to qr" || name === only)));
+  // The gateways in a process of their own, whose CPU per call is read from /proc.
+  const ownProcess = new Map([
+    ["gateway process -> qr", gatewayProcess],
+    ["  its process, compatibility layer (before)", compatGatewayProcess],
+  ]);
   // Let the service's invalidation after the setup writes pass, then warm caches, connections and the JIT.
   await new Promise((r) => setTimeout(r, 2_500));
   for (const call of paths.values()) for (let i = 0; i < 300; i++) await call();
@@ -113,10 +126,11 @@ try {
       for (const [name, call] of paths) {
         const profiling = process.env.BENCH_PROFILE && round === rounds - 1 && concurrency === concurrencies[0] ? await startProfile() : undefined;
         const cpu0 = process.cpuUsage();
-        const gateway0 = processCpuMs(gatewayProcess.pid);
+        const own = ownProcess.get(name);
+        const gateway0 = own ? processCpuMs(own.pid) : 0;
         const result = await closedLoop(concurrency, seconds, call);
         const cpu = process.cpuUsage(cpu0);
-        const gatewayMs = processCpuMs(gatewayProcess.pid) - gateway0;
+        const gatewayMs = own ? processCpuMs(own.pid) - gateway0 : 0;
         if (profiling) await stopProfile(profiling, `${process.env.BENCH_PROFILE}.${[...paths.keys()].indexOf(name)}.cpuprofile`, name, result.calls);
         const calls = Math.max(1, result.calls);
         results.get(name)!.push(Object.assign(result, { cpuUsPerCall: (cpu.user + cpu.system) / calls, gatewayUsPerCall: (gatewayMs * 1000) / calls }));
@@ -133,13 +147,14 @@ try {
       const medianOf = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
       const cpu = medianOf(rs.map((r) => r.cpuUsPerCall ?? NaN));
       // The gateway's own process: its CPU per call (the tick of /proc's clock: 10 ms over a round's calls).
-      const own = name === "gateway process -> qr" ? `, the gateway's process ${medianOf(rs.map((r) => r.gatewayUsPerCall ?? NaN)).toFixed(0)} us/call` : "";
-      console.log(`  ${name.padEnd(26)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms;  CPU ${cpu.toFixed(0)} us/call${own}${added}`);
+      const own = ownProcess.has(name) ? `, the gateway's process ${medianOf(rs.map((r) => r.gatewayUsPerCall ?? NaN)).toFixed(0)} us/call` : "";
+      console.log(`  ${name.padEnd(44)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms;  CPU ${cpu.toFixed(0)} us/call${own}${added}`);
     }
   }
   if (!only || only === "apps") await appsCalls({ gateways: { "over HTTP/2": gateways[0].url, "in process": gateways[2].url }, payload, owner: worker.subject, token, pageSize: CODES });
 } finally {
   await gatewayProcess.close();
+  await compatGatewayProcess.close();
   for (const g of gateways) await g.close();
   await t.close();
   await Promise.allSettled(servers.map((s) => s.stop()));
@@ -214,9 +229,9 @@ function sizes<D extends DescMessage>(schema: D, init: MessageInitShape<D>): str
 }
 
 /** The gateway in a process of its own (bench/gateway-process.ts) with the platform's node flags, stopped by its process id. */
-async function startGatewayProcess(env: Record<string, string>): Promise<{ pid: number; url: string; close(): Promise<void> }> {
+async function startGatewayProcess(env: Record<string, string>, tag = ""): Promise<{ pid: number; url: string; close(): Promise<void> }> {
   const prefix = process.env.BENCH_PROFILE;
-  const profile = prefix ? ["--cpu-prof", `--cpu-prof-dir=${dirname(resolve(prefix))}`, `--cpu-prof-name=${basename(prefix)}.gateway-process.cpuprofile`] : [];
+  const profile = prefix ? ["--cpu-prof", `--cpu-prof-dir=${dirname(resolve(prefix))}`, `--cpu-prof-name=${basename(prefix)}.gateway-process${tag && `.${tag}`}.cpuprofile`] : [];
   const child = fork(new URL("./gateway-process.ts", import.meta.url).pathname, [], { env: { ...process.env, ...env }, execArgv: [...process.execArgv, ...PLATFORM_NODE_FLAGS, ...profile] });
   const exited = once(child, "exit");
   const failed = exited.then(() => {

@@ -2,6 +2,7 @@
 // runs in a cluster: the bench forks this with the qr service's address, the
 // bench's Redis and the token keys in its environment, and reads this
 // process's CPU per call from /proc. Prints nothing; sends its URL, stops on SIGTERM.
+// GATEWAY_STREAM_API=0: calls go through node's HTTP/2 compatibility layer (before).
 import { startGateway } from "@ttip/gateway";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { Metrics, RedisCache } from "@ttip/runtime";
@@ -17,6 +18,8 @@ const gateway = await startGateway({
   rateLimit: { points: 1_000_000_000, durationSeconds: 60 },
   corsOrigins: ["*"],
   jwt: JSON.parse(env("GATEWAY_JWT")),
+  // "0": every HTTP/2 call through node's compatibility layer (the bench's yardstick).
+  streamApi: process.env.GATEWAY_STREAM_API !== "0",
 });
 process.send!(gateway.url);
 process.once("SIGTERM", async () => {

@@ -8,7 +8,10 @@
 // hops). Yardsticks in the same process: the in-process unary call through
 // connect's runUnaryCall (as peers called it before LocalCall), and a one-message
 // WatchTip stream in process, directly and through the server's gRPC universal
-// handler (as in-process streams went before). Prints this process's CPU
+// handler (as in-process streams went before), and the Connect call over
+// HTTP/2 received through node's compatibility layer (Http2ServerRequest and
+// Http2ServerResponse, as before the server answered it on HTTP/2's stream
+// API). Prints this process's CPU
 // microseconds per call (user+system), the figure that stays put on a loaded
 // machine, alternating the paths each round.
 //   node --import tsx bench/runtime-call.ts [seconds per path and round=3] [rounds=3] [concurrency=16]
@@ -40,20 +43,24 @@ const rounds = Number(process.argv[3] ?? 3);
 const concurrency = Number(process.argv[4] ?? 16);
 
 const logger = createLogger({ level: "silent" });
-const server = await startServer({
-  name: "payment",
-  logger,
-  metrics: new Metrics(),
-  services: [PaymentService],
-  routes: (router) =>
-    router.service(PaymentService, {
-      createTip: async () => create(CreateTipResponseSchema, {}),
-      watchTip: async function* (req) {
-        yield { tip: { tipId: req.tipId } };
-      },
-    }),
-  interceptors: serviceInterceptors(),
-});
+const startPayment = (streamApi: boolean) =>
+  startServer({
+    name: "payment",
+    logger,
+    metrics: new Metrics(),
+    services: [PaymentService],
+    routes: (router) =>
+      router.service(PaymentService, {
+        createTip: async () => create(CreateTipResponseSchema, {}),
+        watchTip: async function* (req) {
+          yield { tip: { tipId: req.tipId } };
+        },
+      }),
+    interceptors: serviceInterceptors(),
+    streamApi,
+  });
+const server = await startPayment(true);
+const compatServer = await startPayment(false);
 const peers = createPeers(() => undefined, () => server.local);
 const inProcess = createClient(PaymentService, peers("payment"));
 // The interceptors createPeers puts on every call.
@@ -61,6 +68,7 @@ const peerInterceptors = [tracingInterceptor("client"), requestIdPropagation(), 
 const viaRunUnaryCall = createClient(PaymentService, runUnaryCallTransport(server.local, peerInterceptors));
 const viaUniversalHandler = createClient(PaymentService, universalHandlerTransport(server.local, peerInterceptors));
 const overHttp2 = createClient(PaymentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: true }));
+const overCompat = createClient(PaymentService, createConnectTransport({ baseUrl: compatServer.url, httpVersion: "2", useBinaryFormat: true }));
 const request = () => ({
   idempotencyKey: randomUUID(),
   recipient: { case: "qrCode" as const, value: "QR-7KD2-PX9A" },
@@ -78,6 +86,7 @@ const paths = new Map<string, () => Promise<unknown>>([
   ["stream in process", () => watch(inProcess)],
   ["stream via gRPC (before)", () => watch(viaUniversalHandler)],
   ["Connect over HTTP/2", () => overHttp2.createTip(request(), { timeoutMs: 5_000 })],
+  ["  compat. layer (before)", () => overCompat.createTip(request(), { timeoutMs: 5_000 })],
 ]);
 try {
   for (const call of paths.values()) for (let i = 0; i < 2_000; i++) await call();
@@ -103,6 +112,7 @@ try {
 } finally {
   peers.close();
   await server.close();
+  await compatServer.close();
 }
 
 /** The in-process unary call as peers made it before LocalCall. */

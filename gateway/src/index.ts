@@ -97,6 +97,8 @@ export interface GatewayOptions {
   drainDelayMs?: number;
   /** See ServerOptions.maxConnectionAgeMs in the runtime. */
   maxConnectionAgeMs?: number;
+  /** See ServerOptions.streamApi in the runtime (default true; false: the benches' yardstick). */
+  streamApi?: boolean;
   /** Largest request body read, in bytes (default 1 MiB); larger ones are refused unread. */
   readMaxBytes?: number;
   /**
@@ -186,6 +188,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     drainTimeoutMs: options.drainTimeoutMs,
     drainDelayMs: options.drainDelayMs,
     maxConnectionAgeMs: options.maxConnectionAgeMs,
+    streamApi: options.streamApi,
     readMaxBytes: options.readMaxBytes,
   };
   // Services in this process are called without encoding already (their `local` transport).

@@ -370,5 +370,37 @@ describe("binary calls forwarded as bytes", () => {
       await down.close();
     }
   });
-});
 
+  test("over HTTP/2, a Connect call from a page (an Origin header) gets its CORS headers; one without is answered on the stream API; both forwarded as bytes", async () => {
+    const origin = "https://tip.example";
+    const withCors = await startGateway({ logger, metrics: new Metrics(), cache, backends: [{ service: QrService, url: backend.server.url }], rateLimit: { points: 100, durationSeconds: 60 }, corsOrigins: [origin] });
+    const session = http2.connect(withCors.url);
+    try {
+      const answers: Record<string, string> = {};
+      for (const from of [origin, undefined]) {
+        const id = randomUUID();
+        const body = Buffer.concat([NON_CANONICAL, toBinary(GetQrCodeRequestSchema, create(GetQrCodeRequestSchema, { qrCodeId: id }))]);
+        seen.length = 0;
+        const headers: http2.OutgoingHttpHeaders = { ":method": "POST", ":path": `/${QrService.typeName}/GetQrCode`, "content-type": "application/proto", "connect-protocol-version": "1" };
+        if (from) headers.origin = from;
+        const answer = await new Promise<{ head: http2.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+          const stream = session.request(headers);
+          const chunks: Buffer[] = [];
+          let head: http2.IncomingHttpHeaders = {};
+          stream.on("response", (h) => (head = h));
+          stream.on("data", (c: Buffer) => chunks.push(c));
+          stream.on("end", () => resolve({ head, body: Buffer.concat(chunks) }));
+          stream.on("error", reject);
+          stream.end(body);
+        });
+        assert.equal(fromBinary(GetQrCodeResponseSchema, answer.body).qrCode?.qrCodeId, id);
+        assert.deepEqual(Buffer.from(seen[0].body!), body, "the service got the bytes as sent");
+        answers[from ? "from a page" : "no origin"] = `${answer.head[":status"]} allow-origin ${answer.head["access-control-allow-origin"]}`;
+      }
+      assert.deepEqual(answers, { "from a page": `200 allow-origin ${origin}`, "no origin": "200 allow-origin undefined" });
+    } finally {
+      session.close();
+      await withCors.close();
+    }
+  });
+});

@@ -212,7 +212,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
     // and a durable's subject cannot be changed in place.
     const durable = `notification-send-${shard}`;
     const dispatch = async (messages: DeliveredMessage[]) => {
-      // Every message on a dispatch subject is a queued fact (delivery.ts's dispatchMessage); one
+      // Every message on a dispatch subject names a delivery to send (delivery.ts's dispatchMessage); one
       // delivery's twice (say, handed out again by the sweep) is sent once, under the first's trace.
       const traces = new Map<string, string | undefined>();
       for (const message of messages) {

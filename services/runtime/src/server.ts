@@ -71,6 +71,12 @@ export interface ServerOptions {
    * on HTTP/2 straight from the stream, without the compatibility layer.
    */
   rpcFilter?: (exchange: RpcExchange) => boolean;
+  /**
+   * Answers Connect unary calls (and rpcFilter's) on HTTP/2's stream API
+   * (default true). false: every HTTP/2 request goes through node's
+   * compatibility layer, as before (the benches' yardstick).
+   */
+  streamApi?: boolean;
   /** Answers plain HTTP requests no RPC, /metrics or /healthz matched (the web app on the gateway); 404 otherwise. */
   fallback?: (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
   /**
@@ -273,8 +279,9 @@ type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingH
 function streamHandler(options: ServerOptions, adapter: ReturnType<typeof rpcAdapter>, inFlight: InFlightRequests, onRequest: (req: NodeReq, res: NodeRes) => void): StreamListener {
   // A CORS answer needs its response object: requests from a page keep the compatibility layer.
   const viaFilter = options.httpFilter !== undefined;
+  const streamApi = options.streamApi ?? true;
   return (stream, headers, _flags, rawHeaders) => {
-    if (headers[":method"] === "POST" && headers.expect === undefined && !(viaFilter && headers.origin !== undefined)) {
+    if (streamApi && headers[":method"] === "POST" && headers.expect === undefined && !(viaFilter && headers.origin !== undefined)) {
       const exchange = new StreamExchange(stream, headers, rawHeaders);
       if (adapter.serveRpc(exchange)) return void inFlight.track(stream);
     }
