@@ -145,13 +145,24 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
  * delivery is written in another, not a few statements per request. Returns
  * the ids per request, in the requests' order.
  */
-export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date()): Promise<string[][]> {
+export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date(), direct?: DirectSends): Promise<string[][]> {
   assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
   const users = await usersOf(tx, reqs);
   const planned: PlannedDelivery[][] = [];
   for (const req of reqs) planned.push(await planRequest(tx, req, now, users));
-  const ids = await insertDeliveries(tx, planned.flat(), now, claimsOf(reqs));
-  return planned.map((rows) => rows.flatMap((p) => ids.get(p) ?? []));
+  const rows = planned.flat();
+  if (direct) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, direct.firstProviders);
+  const ids = await insertDeliveries(tx, rows, now, claimsOf(reqs), direct && ((p) => direct.claimed.push(claimedAtEnqueue(p))));
+  return planned.map((r) => r.flatMap((p) => ids.get(p) ?? []));
+}
+
+/**
+ * Deliveries enqueueMany is to claim for their first attempt (see enqueueClaiming), and where
+ * it puts those it claimed: sent once `tx` has committed (Dispatcher.sendClaimed), never before.
+ */
+export interface DirectSends {
+  firstProviders: FirstProviders;
+  claimed: ClaimedAtEnqueue[];
 }
 
 /**

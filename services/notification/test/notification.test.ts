@@ -98,6 +98,9 @@ describe("notification service against Postgres, JetStream and the provider simu
       },
     };
   };
+  /** The dispatch messages written for a delivery (the test databases keep published outbox rows). */
+  const dispatchMessages = async (id: string) =>
+    (await t.db.pool.query("SELECT count(*)::int AS n FROM notification.outbox WHERE subject LIKE 'ttip.notification.dispatch.%' AND position($1 in encode(payload, 'escape')) > 0", [id])).rows[0].n;
   /** What `fn` returns, with the statements the service's pool ran meanwhile. */
   const withStatements = async <T>(fn: () => Promise<T>): Promise<{ result: T; statements: string[] }> => {
     const statements: string[] = [];
@@ -297,9 +300,6 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a receipt's own statement claims its first attempt and the call sends it at once, with no dispatch message; a retry is handed to the bus", async () => {
-    /** The dispatch messages written for a delivery. */
-    const dispatchMessages = async (id: string) =>
-      (await t.db.pool.query("SELECT count(*)::int AS n FROM notification.outbox WHERE subject LIKE 'ttip.notification.dispatch.%' AND position($1 in encode(payload, 'escape')) > 0", [id])).rows[0].n;
     const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
     const receipt = (phone: string) =>
       ({ idempotencyKey: `receipt:${randomUUID()}`, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.RECEIPT, channels: [Channel.SMS], variables });
@@ -398,8 +398,13 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(phone).length, 1);
     assert.equal(sim.sentBy("fcm").filter((m) => m.to === `fcm-token-${workerId}`).length, 1);
     assert.equal((await asUser(workerId).listInAppNotifications({})).unreadCount, 1);
-    const rows = await t.db.pool.query("SELECT channel FROM notification.deliveries WHERE source_key = $1 ORDER BY channel", [`event:${eventId}`]);
+    const rows = await t.db.pool.query<{ id: string; channel: Channel }>("SELECT id, channel FROM notification.deliveries WHERE source_key = $1 ORDER BY channel", [`event:${eventId}`]);
     assert.deepEqual(rows.rows.map((r) => r.channel), [Channel.SMS, Channel.PUSH, Channel.IN_APP]);
+    // The SMS was claimed by the trigger's own statement and sent once its batch committed; the push went through the bus.
+    const [bySms, byPush] = rows.rows;
+    assert.equal(await dispatchMessages(bySms.id), 0, "no dispatch message for the SMS");
+    assert.deepEqual((await deliveryIn(bySms.id, DeliveryStatus.SENT)).attempts.map((a) => [a.provider, a.status]), [["africastalking", DeliveryStatus.SENT]]);
+    assert.equal(await dispatchMessages(byPush.id), 1, "the push's dispatch message");
   });
 
   test("an Africa's Talking outage fails over to Twilio after the allowed retries", async () => {
