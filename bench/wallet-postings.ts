@@ -5,7 +5,10 @@
 // Each run also prints what PostgreSQL did per posting, figures the machine's
 // load does not change (pg_stat_statements): plans, buffer blocks touched, WAL records
 // and bytes of the posting statement (both its texts), and the WAL written per posting (commits included).
-//   node --import tsx bench/wallet-postings.ts [seconds=5] [concurrency=16,64]
+// Then PostEntries' batches (post-entries.ts: one statement for a call's entries) of each size against
+// the yardstick PostEntry one entry at a time, in the same process and at the first concurrency: per entry,
+// statements, write transactions (commits: transaction ids taken), CPU of this process and PostgreSQL, WAL.
+//   node --import tsx bench/wallet-postings.ts [seconds=5] [concurrency=16,64] [batch sizes=1,4,16]
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import { AccountKind, EntryCauseSchema, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -13,11 +16,13 @@ import { createPool, migrate, withTransaction } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
 import { wallet } from "@ttip/wallet";
 import { ensureAccount, postEntry } from "../services/wallet/src/ledger.js";
+import { postEntries } from "../services/wallet/src/post-entries.js";
 import { closedLoop, percentiles } from "./load.js";
 import { cpuMs } from "./process-cpu.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrencies = (process.argv[3] ?? "16,64").split(",").map(Number);
+const batchSizes = (process.argv[4] ?? "1,4,16").split(",").map(Number);
 
 const pg = await startPostgres({ durable: true, statementStats: true });
 const pool = createPool(pg.url, { max: 80 });
@@ -75,6 +80,41 @@ try {
     const wrapped = await run("  yardstick: the same inside BEGIN/COMMIT", c, tipInTransaction, randomWorker);
     console.log(`  one statement alone / inside BEGIN/COMMIT: ${(alone / wrapped).toFixed(2)}x`);
     await run("one hot worker wallet", c, tip, () => workers[0]);
+  }
+
+  /** Per entry, what `call` (posting `perCall` entries) costs, load aside: statements, write transactions, CPU, WAL. */
+  const perEntry = async (label: string, concurrency: number, perCall: number, call: () => Promise<unknown>) => {
+    const { rows: [start] } = await pool.query<{ lsn: string; xid: string }>(
+      "SELECT pg_stat_statements_reset(), pg_current_wal_lsn() AS lsn, pg_snapshot_xmax(pg_current_snapshot())::text AS xid",
+    );
+    const cpu = process.cpuUsage();
+    const pgCpu = cpuMs(postgres, withBackends).get("postgres")!;
+    const r = await closedLoop(concurrency, seconds, call);
+    const used = process.cpuUsage(cpu);
+    const pgUsed = cpuMs(postgres, withBackends).get("postgres")! - pgCpu;
+    const { rows: [end] } = await pool.query<{ statements: number; plans: number; xids: number; wal: number }>(
+      `SELECT (SELECT sum(calls) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%')::float8 AS statements,
+              (SELECT sum(plans) FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%')::float8 AS plans,
+              (pg_snapshot_xmax(pg_current_snapshot())::text::bigint - $2::bigint)::float8 AS xids, pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::float8 AS wal`,
+      [start.lsn, start.xid],
+    );
+    const entries = r.calls * perCall;
+    console.log(
+      `${label.padEnd(36)} ${(entries / r.seconds).toFixed(0).padStart(6)} entries/s  call ${percentiles(r)}` +
+        `
+${"".padEnd(38)}per entry: ${(end.statements / entries).toFixed(3)} statements (${(end.plans / entries).toFixed(3)} planned), ${(end.xids / entries).toFixed(3)} commits,` +
+        ` CPU ms this process ${((used.user + used.system) / 1000 / entries).toFixed(3)}, postgres ${(pgUsed / entries).toFixed(3)}, WAL ${(end.wal / entries).toFixed(0)} bytes`,
+    );
+    return { perSecond: entries / r.seconds, cpu: (used.user + used.system) / 1000 / entries + pgUsed / entries };
+  };
+  const batchOf = (size: number) => () => postEntries(pool, Array.from({ length: size }, () => tipInput(randomWorker())));
+  const c = concurrencies[0];
+  console.log(`PostEntries' batches against PostEntry one by one, concurrency ${c} (tips' credits to 200 workers):`);
+  for (const size of batchSizes) await closedLoop(c, 1, batchOf(size));
+  for (const size of batchSizes) {
+    const alone = await perEntry("  yardstick: PostEntry one by one", c, 1, () => tip(randomWorker()));
+    const batched = await perEntry(`  PostEntries, ${size} entries a call`, c, size, batchOf(size));
+    console.log(`  batches of ${size} / one by one: ${(batched.perSecond / alone.perSecond).toFixed(2)}x entries/s, ${(batched.cpu / alone.cpu).toFixed(2)}x CPU ms per entry (this process + postgres)`);
   }
   const { rows } = await pool.query(`SELECT (SELECT count(*) FROM wallet.entries) AS entries, (SELECT sum(amount_minor) FROM wallet.postings) AS net`);
   console.log(`ledger: ${rows[0].entries} entries, sum over all postings ${rows[0].net} (must be 0)`);

@@ -145,13 +145,24 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
  * delivery is written in another, not a few statements per request. Returns
  * the ids per request, in the requests' order.
  */
-export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date()): Promise<string[][]> {
+export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date(), direct?: DirectSends): Promise<string[][]> {
   assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
   const users = await usersOf(tx, reqs);
   const planned: PlannedDelivery[][] = [];
   for (const req of reqs) planned.push(await planRequest(tx, req, now, users));
-  const ids = await insertDeliveries(tx, planned.flat(), now, claimsOf(reqs));
-  return planned.map((rows) => rows.flatMap((p) => ids.get(p) ?? []));
+  const rows = planned.flat();
+  if (direct) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, direct.firstProviders);
+  const ids = await insertDeliveries(tx, rows, now, claimsOf(reqs), direct && ((p) => direct.claimed.push(claimedAtEnqueue(p))));
+  return planned.map((r) => r.flatMap((p) => ids.get(p) ?? []));
+}
+
+/**
+ * Deliveries enqueueMany is to claim for their first attempt (see enqueueClaiming), and where
+ * it puts those it claimed: sent once `tx` has committed (Dispatcher.sendClaimed), never before.
+ */
+export interface DirectSends {
+  firstProviders: FirstProviders;
+  claimed: ClaimedAtEnqueue[];
 }
 
 /**
@@ -159,16 +170,71 @@ export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new 
  * cannot be planned (a variable missing) fails alone, the others are written with their
  * claims in one statement. Per request: its delivery ids (none when its key was used
  * before), or why it failed.
+ *
+ * With `firstProviders` (the dispatcher's, by channel), a new SMS or e-mail due now is also
+ * claimed for its first attempt by that statement (as the dispatcher's claim would: its
+ * attempt 'sending', committed before any HTTP call) and returned in `claimed`, for the
+ * dispatcher to send at once (Dispatcher.sendClaimed): no message on the bus and no claim
+ * statement of its own. A retry is handed to the bus as before.
  */
-export async function enqueueClaiming(tx: Queryable, reqs: SendRequest[], now = new Date()): Promise<({ ids: string[] } | { error: unknown })[]> {
+export async function enqueueClaiming(
+  tx: Queryable,
+  reqs: SendRequest[],
+  now = new Date(),
+  firstProviders?: FirstProviders,
+): Promise<{ made: ({ ids: string[] } | { error: unknown })[]; claimed: ClaimedAtEnqueue[] }> {
   assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
   assert(reqs.every((r) => r.claim), "every request claims its key");
   const users = await usersOf(tx, reqs);
   const planned: (PlannedDelivery[] | { error: unknown })[] = [];
   for (const req of reqs) planned.push(await planRequest(tx, req, now, users).catch((error: unknown) => ({ error })));
   const plannable = reqs.filter((_, i) => Array.isArray(planned[i]));
-  const ids = await insertDeliveries(tx, planned.flatMap((rows) => (Array.isArray(rows) ? rows : [])), now, claimsOf(plannable));
-  return planned.map((rows) => (Array.isArray(rows) ? { ids: rows.flatMap((p) => ids.get(p) ?? []) } : rows));
+  const rows = planned.flatMap((r) => (Array.isArray(r) ? r : []));
+  if (firstProviders) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, firstProviders);
+  const claimed: ClaimedAtEnqueue[] = [];
+  const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), (p) => claimed.push(claimedAtEnqueue(p)));
+  return { made: planned.map((r) => (Array.isArray(r) ? { ids: r.flatMap((p) => ids.get(p) ?? []) } : r)), claimed };
+}
+
+/** Each channel's first provider, by name: where a delivery's first attempt goes. */
+export type FirstProviders = ReadonlyMap<Channel, string>;
+
+/** A delivery its own statement wrote and claimed for its first attempt (enqueueClaiming). */
+export interface ClaimedAtEnqueue {
+  delivery: DeliveryRow;
+  /** The provider its attempt was recorded for. */
+  provider: string;
+}
+
+/**
+ * The provider a planned delivery's first attempt is claimed for by its own statement, or null
+ * when the dispatcher is to decide: only an SMS or e-mail with its address, queued and due now
+ * (what the dispatcher would send at once; the statement leaves out a number that texted STOP).
+ */
+function firstAttemptOf(p: PlannedDelivery, now: Date, firstProviders: FirstProviders): string | null {
+  if (p.status !== "queued" || p.body === null || !p.address || p.nextAttempt.getTime() > now.getTime()) return null;
+  if (p.channel !== Channel.SMS && p.channel !== Channel.EMAIL) return null;
+  return firstProviders.get(p.channel) ?? null;
+}
+
+function claimedAtEnqueue(p: PlannedDelivery): ClaimedAtEnqueue {
+  assert(p.firstProvider, "claimed for a provider");
+  const delivery: DeliveryRow = {
+    id: p.id,
+    user_id: p.userId,
+    channel: p.channel,
+    template_key: p.templateKey,
+    address: p.address,
+    subject: p.subject,
+    body: p.body,
+    status: "queued",
+    attempts: 1,
+    provider_index: 0,
+    provider_attempts: 0,
+    next_attempt_at: p.nextAttempt,
+    parked: false,
+  };
+  return { delivery, provider: p.firstProvider };
 }
 
 /** The requests' users known here (their numbers, preferences, push devices), in one statement when there are any. */
@@ -277,8 +343,10 @@ interface PlannedDelivery {
   optedOutEvent: ReturnType<typeof updateEvent>;
   /** The in-app notification's id, for an in-app delivery to a user. */
   inAppId: string | null;
-  /** Its work for the dispatcher, while queued (not written when its number texted STOP). */
+  /** Its work for the dispatcher, while queued (not written when its number texted STOP, nor when its statement claims it). */
   dispatch: BusMessage | null;
+  /** The provider its own statement claims its first attempt for (enqueueClaiming), else null. */
+  firstProvider: string | null;
 }
 
 /** One channel's delivery as it is to be written, or undefined when the channel is skipped. */
@@ -331,6 +399,7 @@ async function planOn(tx: Queryable, req: SendRequest, now: Date, { user, userId
     optedOutEvent: mayBeOptedOut ? updateEvent(ref, "failed", req.correlationId) : event,
     inAppId: channel === Channel.IN_APP && userId !== null ? randomUUID() : null,
     dispatch: status === "queued" ? dispatchMessage(event, id) : null,
+    firstProvider: null,
   };
 }
 
@@ -364,6 +433,7 @@ const PLANNED: readonly (readonly [column: string, type: string, value: (p: Plan
   ["inapp_id", "uuid", (p) => p.inAppId],
   ["dispatch_event_id", "uuid", (p) => p.dispatch?.id ?? null],
   ["dispatch_subject", "text", (p) => p.dispatch?.subject ?? null],
+  ["first_provider", "text", (p) => p.firstProvider],
 ];
 const PLANNED_COLUMNS = PLANNED.map(([column]) => column).join(", ");
 const PLANNED_UNNEST = opaqueUnnest(PLANNED.map(([, type]) => type));
@@ -376,7 +446,13 @@ const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED.length
  * STOP gets no SMS (checked by the insert itself). Returns each row's id: its own, or
  * the existing delivery's on a repeat; none for a row not made under a `claim` already used.
  */
-async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: Date, claims: KeyClaim[]): Promise<Map<PlannedDelivery, string>> {
+async function insertDeliveries(
+  tx: Queryable,
+  planned: PlannedDelivery[],
+  now: Date,
+  claims: KeyClaim[],
+  onClaimed: (p: PlannedDelivery) => void = () => assert.fail("no delivery is claimed here"),
+): Promise<Map<PlannedDelivery, string>> {
   const ids = new Map<PlannedDelivery, string>();
   if (!planned.length) return ids;
   // One row per (source, recipient, channel): a batch holding one event twice writes it once.
@@ -385,33 +461,37 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
   const rows = [...first.values()];
   const values: unknown[] = [...PLANNED.map(([, , value]) => rows.map(value)), rows[0].event.subject, currentTraceparent() ?? null, now];
   const claimed = claims.length ? claimingManyCte(claims, values.length + 1) : undefined;
-  const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null }>(
+  const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null; first_claimed: boolean }>(
     `WITH ${claimed ? `${claimed.sql},` : ""} planned AS (
-       SELECT ${PLANNED_COLUMNS},
-              p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out
-         FROM ${PLANNED_UNNEST} AS p(${PLANNED_COLUMNS})),
+       SELECT ${PLANNED_COLUMNS}, out, first_provider IS NOT NULL AND NOT out AS first_claimed
+         FROM ${PLANNED_UNNEST} AS p(${PLANNED_COLUMNS}),
+              LATERAL (SELECT p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out) o),
      delivery AS (
        INSERT INTO notification.deliveries
          (id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale,
-          subject, body, status, last_error, next_attempt_at)
+          subject, body, status, last_error, next_attempt_at, attempts)
        SELECT id, source_key, recipient_key, channel, user_id, address, address_masked, template_key, template_version, locale, subject, body,
               CASE WHEN out THEN 'failed' ELSE status END,
               CASE WHEN out THEN 'recipient texted STOP' ELSE last_error END,
-              CASE WHEN out THEN ${NOW}::timestamptz ELSE next_attempt_at END
+              CASE WHEN out THEN ${NOW}::timestamptz ELSE next_attempt_at END,
+              CASE WHEN first_claimed THEN 1 ELSE 0 END
          FROM planned${claimed ? " WHERE source_key IN (SELECT result_id FROM claimed)" : ""}
        ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
+     attempted AS (
+       INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status)
+       SELECT p.id, 1, p.first_provider, 'sending' FROM delivery d JOIN planned p ON p.id = d.id WHERE p.first_claimed),
      announced AS (
        INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
        SELECT CASE WHEN p.out THEN p.opted_event_id ELSE p.event_id END, ${FACT_SUBJECT}, CASE WHEN p.out THEN p.opted_payload ELSE p.payload END, ${TRACEPARENT}::text
          FROM delivery d JOIN planned p ON p.id = d.id
        UNION ALL
        SELECT p.dispatch_event_id, p.dispatch_subject, p.payload, ${TRACEPARENT}::text
-         FROM delivery d JOIN planned p ON p.id = d.id WHERE p.dispatch_event_id IS NOT NULL AND NOT p.out),
+         FROM delivery d JOIN planned p ON p.id = d.id WHERE p.dispatch_event_id IS NOT NULL AND NOT p.out AND NOT p.first_claimed),
      shown AS (
        INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
        SELECT p.inapp_id, p.user_id, p.id, p.template_key, p.subject, p.body, p.next_attempt_at
          FROM delivery d JOIN planned p ON p.id = d.id WHERE p.inapp_id IS NOT NULL)
-     SELECT p.id AS planned_id, d.id IS NOT NULL AS inserted, e.id AS existing_id
+     SELECT p.id AS planned_id, d.id IS NOT NULL AS inserted, e.id AS existing_id, d.id IS NOT NULL AND p.first_claimed AS first_claimed
        FROM planned p LEFT JOIN delivery d ON d.id = p.id
        LEFT JOIN LATERAL (
          SELECT e.id FROM notification.deliveries e
@@ -429,6 +509,7 @@ async function insertDeliveries(tx: Queryable, planned: PlannedDelivery[], now: 
     if (id) ids.set(p, id);
   }
   for (const p of rows) if (p.inAppId && p.userId && byId.get(p.id)?.inserted) inAppSignals.emit(p.userId);
+  for (const p of rows) if (byId.get(p.id)?.first_claimed) onClaimed(p);
   return ids;
 }
 
@@ -561,7 +642,59 @@ const LOOKUP_PATIENCE_MS = 15 * 60_000;
  * at once when a provider refuses outright, the next provider takes over.
  */
 export class Dispatcher {
+  /** Sends of deliveries claimed at enqueue (sendClaimed) still running: close() waits for them. */
+  private readonly claimedSends = new Set<Promise<void>>();
+  /** Their acceptances, recorded as they come (a group commit, as runMany's). */
+  private readonly claimedRecords = new GroupCommit<AcceptedSend, void>(DISPATCH_BATCH_MAX, async (sends) => {
+    await this.recordAccepted(sends);
+    return sends.map(() => undefined);
+  });
+
   constructor(private readonly o: DispatcherOptions) {}
+
+  /** Each channel's first provider, for enqueueClaiming to claim a delivery's first attempt for. */
+  firstProviders(): FirstProviders {
+    return new Map([Channel.SMS, Channel.EMAIL].flatMap((channel) => (this.providersFor(channel)[0] ? [[channel, this.providersFor(channel)[0].name] as const] : [])));
+  }
+
+  /**
+   * Sends deliveries their own statement claimed (enqueueClaiming), in the background: each
+   * as attempt() sends a claimed one, its acceptance recorded with others. What is not over
+   * after the attempt (a retry, a failover) is handed to the bus in the attempt's record
+   * (the work a dispatch consumer would have), and anything unexpected too, so it is never
+   * left without a dispatcher. A crash before the provider is called leaves an attempt
+   * 'sending', as one between a dispatcher's claim and its call does: found by
+   * redispatchStranded and declared in doubt, never sent twice.
+   */
+  sendClaimed(claimed: readonly ClaimedAtEnqueue[]): void {
+    for (const c of claimed) {
+      const provider = this.providersFor(c.delivery.channel).find((p) => p.name === c.provider);
+      const send = (async () => {
+        if (!provider) throw new Error(`no provider ${c.provider} for ${CHANNEL_NAMES[c.delivery.channel]}`);
+        const accepted = await this.attempt(c.delivery.id, { kind: "send", delivery: c.delivery, provider, attempt: c.delivery.attempts }, true);
+        if (accepted) await this.claimedRecords.add(accepted);
+      })().catch((err: unknown) => this.handOver(c.delivery, err));
+      this.claimedSends.add(send);
+      void send.finally(() => this.claimedSends.delete(send));
+    }
+  }
+
+  /** A claimed send that did not end as planned: its delivery's work, to the bus. */
+  private async handOver(d: DeliveryRow, err: unknown): Promise<void> {
+    if (err instanceof RetryLater) return; // its record handed it over
+    this.o.logger.error({ err, deliveryId: d.id }, "a send claimed at enqueue failed; left to a dispatcher");
+    try {
+      await writeOutbox(this.o.pool, "notification", dispatchMessage(updateEvent(d, "queued"), d.id));
+    } catch (lost) {
+      // The database is out of reach: redispatchStranded finds the delivery later.
+      this.o.logger.error({ err: lost, deliveryId: d.id }, "handing a claimed send to a dispatcher failed");
+    }
+  }
+
+  /** Waits for the sends sendClaimed started (shutdown). */
+  async drain(): Promise<void> {
+    while (this.claimedSends.size) await Promise.allSettled([...this.claimedSends]);
+  }
 
   private providersFor(channel: Channel): Provider[] {
     if (channel === Channel.SMS) return this.o.providers.sms;
@@ -585,7 +718,7 @@ export class Dispatcher {
    * which is returned for the caller to record (with others, in runMany).
    * `claimed`: what claimManyUnlocked decided, null when it left the delivery to claim().
    */
-  private async attempt(deliveryId: string, claimed?: Claim | null): Promise<AcceptedSend | undefined> {
+  private async attempt(deliveryId: string, claimed?: Claim | null, withoutBusMessage = false): Promise<AcceptedSend | undefined> {
     let claim =
       claimed ?? (claimed === null ? undefined : await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
     if (claim.kind === "resolve") {
@@ -602,7 +735,7 @@ export class Dispatcher {
       .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name, status: outcome.ok ? "sent" : outcome.kind });
     // The trace the send ran in, for its "sent" fact however late that is written.
     if (outcome.ok) return { d, provider, attempt, outcome, traceparent: currentTraceparent() ?? null };
-    const state = await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome));
+    const state = await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome, withoutBusMessage));
     // Counted once committed: an attempt rolled back and run again moves the delivery once.
     if (state === "failed over") {
       this.o.metrics
@@ -876,8 +1009,12 @@ export class Dispatcher {
     return new Set(rows.map((r) => r.delivery_id));
   }
 
-  /** The attempt's outcome, in the delivery and its facts; "failed over" when it is retrying with the channel's next provider. */
-  private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome): Promise<DeliveryState | "failed over"> {
+  /**
+   * The attempt's outcome, in the delivery and its facts; "failed over" when it is retrying with
+   * the channel's next provider. `withoutBusMessage`: the attempt came from no dispatch message
+   * (sendClaimed), so a retry is given one here, for the bus to redeliver as it would that message.
+   */
+  private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome, withoutBusMessage = false): Promise<DeliveryState | "failed over"> {
     // Provider errors may quote the number ("The 'To' number +2547... is not valid"): stored masked.
     const outcome: SendOutcome = result.ok ? result : { ...result, error: scrubText(result.error) };
     const { rowCount } = await tx.query(
@@ -927,6 +1064,7 @@ export class Dispatcher {
       [d.id, index, tries, delay, outcome.error, new Date((this.o.clock ?? systemClock).now())],
     );
     await emitUpdate(tx, d, "retrying");
+    if (withoutBusMessage) await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "retrying"), d.id));
     return tries === 0 ? "failed over" : "retrying";
   }
 

@@ -37,6 +37,7 @@ export interface NotificationOptions extends ModuleOptions {
  */
 export function createNotificationModule(options: NotificationOptions = {}): ServiceModule {
   let config: NotificationConfig | undefined;
+  let dispatcher: Dispatcher | undefined;
   const current = () => {
     if (!config) throw new Error("notification service used before start()");
     return config;
@@ -63,7 +64,7 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
       }
       await seedTemplates(ctx.pool);
       const cfg = config;
-      const dispatcher = new Dispatcher({
+      dispatcher = new Dispatcher({
         pool: ctx.pool,
         providers: createProviders(cfg.providers, cfg.retry.httpTimeoutMs),
         retry: cfg.retry,
@@ -74,7 +75,8 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         metrics: ctx.metrics,
         clock: clockOf(ctx),
       });
-      const stopTriggers = await startTriggers(ctx, dispatcher, { staff: options.staff ?? authStaffDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin", clock: clockOf(ctx) });
+      const sends = dispatcher;
+      const stopTriggers = await startTriggers(ctx, sends, { staff: options.staff ?? authStaffDirectory(ctx), consoleUrl: cfg.consoleUrl || "/admin", clock: clockOf(ctx) });
       // Deliveries left without a dispatcher's message (see redispatchStranded): at start, and
       // again once the rollout that started this replica is over (a replica of the former
       // version stopping meanwhile may have left some).
@@ -98,11 +100,14 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         clearTimeout(afterRollout);
         await sweeping;
         await stopTriggers();
+        // No call claims a send from now on; those claimed (Dispatcher.sendClaimed) finish and are recorded.
+        dispatcher = undefined;
+        await sends.drain();
         await simulator?.close();
       };
     },
     routes(router, ctx) {
-      registerHandlers(router, ctx);
+      registerHandlers(router, ctx, () => dispatcher);
     },
     http(ctx) {
       return webhooks({

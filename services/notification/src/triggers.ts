@@ -15,7 +15,7 @@ import type { Money } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { consumeEventBatches, decodeEvent, type DeliveredMessage, formatMoney, inConsumerSpan, subjectOf, type Clock, type Queryable, type ServiceContext } from "@ttip/runtime";
 import type { StaffDirectory } from "./contacts.js";
-import { DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
+import { type ClaimedAtEnqueue, DISPATCH_BATCH_MAX, DISPATCH_SHARDS, dispatchSubject, ENQUEUE_BATCH_MAX, enqueueMany, type Dispatcher, type SendRequest } from "./delivery.js";
 
 const money = (m: Money | undefined) => (m ? formatMoney(m.amountMinor, m.currency) : "");
 /** A short reference people can read out on the phone. */
@@ -171,6 +171,11 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
     // written together (a statement for their recipients, one for the rows).
     const decode = (message: DeliveredMessage) => decodeEvent(t.schema, message) as MessageShape<DescMessage> & { meta?: { id: string } };
     const ask = t.ask;
+    // The sends a batch's statement claimed (an SMS or e-mail due now), by the batch's first
+    // message: sent once the batch has committed (afterCommit), by this replica's dispatcher,
+    // without a dispatch message. A batch rolled back leaves its entry, dropped when its
+    // events are applied again (each batch first drops those of its messages).
+    const claimedBy = new Map<string, ClaimedAtEnqueue[]>();
     subs.push(
       await consumeEventBatches<unknown>({
         bus: ctx.bus,
@@ -184,6 +189,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
         // One that cannot be read is left to fail in handleBatch, where the batch is split around it.
         beforeTransaction: ask ? (messages) => ask(messages.flatMap((m) => readable(decode, m)), deps) : undefined,
         handleBatch: async (messages, tx, asked) => {
+          for (const m of messages) claimedBy.delete(m.id);
           const requests: SendRequest[] = [];
           for (const message of messages) {
             const event = decode(message);
@@ -193,7 +199,17 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
             else requests.push(...t.sends!(event, id, deps, asked));
           }
           const now = new Date(deps.clock.now());
-          for (let i = 0; i < requests.length; i += ENQUEUE_BATCH_MAX) await enqueueMany(tx, requests.slice(i, i + ENQUEUE_BATCH_MAX), now);
+          const direct = { firstProviders: dispatcher.firstProviders(), claimed: [] as ClaimedAtEnqueue[] };
+          for (let i = 0; i < requests.length; i += ENQUEUE_BATCH_MAX) await enqueueMany(tx, requests.slice(i, i + ENQUEUE_BATCH_MAX), now, direct);
+          if (direct.claimed.length) claimedBy.set(messages[0].id, direct.claimed);
+        },
+        afterCommit: (messages) => {
+          const claimed = messages.flatMap((m) => {
+            const mine = claimedBy.get(m.id) ?? [];
+            claimedBy.delete(m.id);
+            return mine;
+          });
+          if (claimed.length) dispatcher.sendClaimed(claimed);
         },
       }),
     );
@@ -212,7 +228,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
     // and a durable's subject cannot be changed in place.
     const durable = `notification-send-${shard}`;
     const dispatch = async (messages: DeliveredMessage[]) => {
-      // Every message on a dispatch subject is a queued fact (delivery.ts's dispatchMessage); one
+      // Every message on a dispatch subject names a delivery to send (delivery.ts's dispatchMessage); one
       // delivery's twice (say, handed out again by the sweep) is sent once, under the first's trace.
       const traces = new Map<string, string | undefined>();
       for (const message of messages) {

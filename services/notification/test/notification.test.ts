@@ -98,6 +98,23 @@ describe("notification service against Postgres, JetStream and the provider simu
       },
     };
   };
+  /** The dispatch messages written for a delivery (the test databases keep published outbox rows). */
+  const dispatchMessages = async (id: string) =>
+    (await t.db.pool.query("SELECT count(*)::int AS n FROM notification.outbox WHERE subject LIKE 'ttip.notification.dispatch.%' AND position($1 in encode(payload, 'escape')) > 0", [id])).rows[0].n;
+  /** What `fn` returns, with the statements the service's pool ran meanwhile. */
+  const withStatements = async <T>(fn: () => Promise<T>): Promise<{ result: T; statements: string[] }> => {
+    const statements: string[] = [];
+    const query = t.db.pool.query.bind(t.db.pool);
+    t.db.pool.query = ((text: string | { text: string }, ...rest: unknown[]) => {
+      statements.push(typeof text === "string" ? text : text.text);
+      return (query as (...args: unknown[]) => unknown)(text, ...rest);
+    }) as typeof t.db.pool.query;
+    try {
+      return { result: await fn(), statements };
+    } finally {
+      t.db.pool.query = query;
+    }
+  };
   /** A dispatcher of its own over the service's database, with the providers given. */
   const dispatcherWith = (providers: ConstructorParameters<typeof Dispatcher>[0]["providers"]) =>
     new Dispatcher({ pool: t.db.pool, providers, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "" });
@@ -215,18 +232,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const [toA, toB, toC, toStopped] = [receipt(a), receipt(b), receipt(c), receipt(stopped)];
     const missing = { ...receipt(e), variables: { amount: "KES 150", worker: "Amina" } };
     const first = [toA, toB, toStopped, missing, { ...used, variables: { ...variables, worker: "your server" } }];
-    const statements: string[] = [];
-    const query = t.db.pool.query.bind(t.db.pool);
-    t.db.pool.query = ((text: string | { text: string }, ...rest: unknown[]) => {
-      statements.push(typeof text === "string" ? text : text.text);
-      return (query as (...args: unknown[]) => unknown)(text, ...rest);
-    }) as typeof t.db.pool.query;
-    let results;
-    try {
-      ({ results } = await internal().sendNotifications({ requests: first }));
-    } finally {
-      t.db.pool.query = query;
-    }
+    const { result: { results }, statements } = await withStatements(() => internal().sendNotifications({ requests: first }));
     assert.equal(statements.filter((s) => /INSERT INTO "?notification"?\.idempotent_requests/.test(s)).length, 1, "one statement claims every key and writes every delivery");
     assert.equal(statements.filter((s) => s.includes("FROM notification.idempotent_requests")).length, 1, "one more reads the keys used before");
     assert.equal(results.length, first.length, "one result per request");
@@ -293,6 +299,47 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(badNumber).length, 0);
   });
 
+  test("a receipt's own statement claims its first attempt and the call sends it at once, with no dispatch message; a retry is handed to the bus", async () => {
+    const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const receipt = (phone: string) =>
+      ({ idempotencyKey: `receipt:${randomUUID()}`, recipient: { case: "phone" as const, value: phone }, templateKey: TemplateKey.RECEIPT, channels: [Channel.SMS], variables });
+    const [quick, alone, retried] = [newPhone(), newPhone(), newPhone()];
+    const { result: ids, statements } = await withStatements(async () => {
+      const sent = [...(await internal().sendNotifications({ requests: [receipt(quick)] })).results[0].deliveryIds, ...(await internal().sendNotification(receipt(alone))).deliveryIds];
+      await eventually("both sends recorded", async () => {
+        for (const id of sent) if ((await delivery(id)).status !== DeliveryStatus.SENT) return false;
+        return true;
+      });
+      return sent;
+    });
+    assert.equal(ids.length, 2);
+    assert.equal(statements.filter((q) => q.startsWith("WITH read AS")).length, 0, "no dispatcher read them");
+    for (const id of ids) {
+      const d = await delivery(id);
+      assert.deepEqual(d.attempts.map((a) => [a.provider, a.status]), [["africastalking", DeliveryStatus.SENT]], "one attempt, claimed by the statement that wrote the delivery");
+      assert.equal(await dispatchMessages(id), 0, "no dispatch message");
+    }
+    assert.deepEqual([smsTo(quick).length, smsTo(alone).length], [1, 1]);
+
+    // A transient failure: the attempt's record hands the retry to the bus, which sends it (after a failover here).
+    sim.outage.add("africastalking");
+    try {
+      const { deliveryIds } = await internal().sendNotification(receipt(retried));
+      const [sms] = await eventually("the SMS through Twilio", () => smsTo(retried).length > 0 && smsTo(retried));
+      assert.equal(sms.provider, "twilio");
+      const d = await deliveryIn(deliveryIds[0], DeliveryStatus.SENT);
+      assert.deepEqual(d.attempts.map((a) => [a.provider, a.status]), [
+        ["africastalking", DeliveryStatus.FAILED],
+        ["africastalking", DeliveryStatus.FAILED],
+        ["twilio", DeliveryStatus.SENT],
+      ]);
+      assert.equal(await dispatchMessages(deliveryIds[0]), 1, "one dispatch message, written with the first retry; the bus redelivers it");
+      assert.equal(smsTo(retried).length, 1);
+    } finally {
+      sim.outage.delete("africastalking");
+    }
+  });
+
   test("with tracing on, a delivery's facts (queued by the call, sent by the dispatcher) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
@@ -351,8 +398,13 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(phone).length, 1);
     assert.equal(sim.sentBy("fcm").filter((m) => m.to === `fcm-token-${workerId}`).length, 1);
     assert.equal((await asUser(workerId).listInAppNotifications({})).unreadCount, 1);
-    const rows = await t.db.pool.query("SELECT channel FROM notification.deliveries WHERE source_key = $1 ORDER BY channel", [`event:${eventId}`]);
+    const rows = await t.db.pool.query<{ id: string; channel: Channel }>("SELECT id, channel FROM notification.deliveries WHERE source_key = $1 ORDER BY channel", [`event:${eventId}`]);
     assert.deepEqual(rows.rows.map((r) => r.channel), [Channel.SMS, Channel.PUSH, Channel.IN_APP]);
+    // The SMS was claimed by the trigger's own statement and sent once its batch committed; the push went through the bus.
+    const [bySms, byPush] = rows.rows;
+    assert.equal(await dispatchMessages(bySms.id), 0, "no dispatch message for the SMS");
+    assert.deepEqual((await deliveryIn(bySms.id, DeliveryStatus.SENT)).attempts.map((a) => [a.provider, a.status]), [["africastalking", DeliveryStatus.SENT]]);
+    assert.equal(await dispatchMessages(byPush.id), 1, "the push's dispatch message");
   });
 
   test("an Africa's Talking outage fails over to Twilio after the allowed retries", async () => {

@@ -8,7 +8,6 @@
 // its receipt owed in the recording statement; a tip whose entry was refused or
 // whose recording failed stays decided and uncredited, for reconciliation.
 import assert from "node:assert/strict";
-import type { ConnectError } from "@connectrpc/connect";
 import { currentTraceparent, GroupCommit, GroupCommitFull, opaqueUnnest, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
 import { type EntryToPost, POST_ENTRIES_MAX } from "./ledger.js";
 import { paymentMetrics } from "./metrics.js";
@@ -43,7 +42,7 @@ export interface CreditToRecord {
 
 interface CreditGroups {
   /** Tips to post, each answered with its entry's id or the error that refused it. */
-  posting: GroupCommit<TipRow, string | ConnectError>;
+  posting: GroupCommit<TipRow, string | Error>;
   /** Entries to record, each answered with the tip as recorded (undefined: recorded already, by another). */
   recording: GroupCommit<CreditToRecord, RecordedCredit | undefined>;
 }
@@ -77,7 +76,7 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
   if (!tip?.credit_key || tip.credit_entry_id) return false;
   const traceparent = currentTraceparent() ?? null;
   const groups = creditGroups(deps);
-  const posted = await groups.posting.add(tip).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+  const posted = await groups.posting.add(tip).catch(asError);
   if (typeof posted !== "string") {
     deps.ctx.logger.warn({ tipId, err: posted }, "wallet credit failed; reconciliation will retry");
     return false;
@@ -103,23 +102,24 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
  * CheckoutRequestID when the success came by query), so a retry after a crash
  * asks the wallet for the very same entry, even if a receipt was learned in between.
  */
-async function postGroup(deps: Deps, tips: TipRow[]): Promise<(string | ConnectError)[]> {
-  // A tip asked twice at once (a callback and a reconciliation pass) is one entry.
-  const first = new Map<string, number>();
-  const distinct = tips.filter((t, i) => !first.has(t.tip_id) && first.set(t.tip_id, i));
+async function postGroup(deps: Deps, tips: TipRow[]): Promise<(string | Error)[]> {
+  // A tip asked for twice at once (a callback and a reconciliation pass) is one entry.
+  const distinct = [...new Map(tips.map((t) => [t.tip_id, t])).values()];
   // An entry that cannot be built (an account wallet did not give) fails its tip alone.
-  const built = await Promise.all(distinct.map((t) => creditEntry(deps, t).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))));
+  const built = await Promise.all(distinct.map((t) => creditEntry(deps, t).catch((err: unknown) => asError(err))));
   const entries = built.filter((b): b is EntryToPost => !(b instanceof Error));
   const posted = entries.length ? await deps.ledger.postEntries(entries) : [];
   assert.equal(posted.length, entries.length, "one outcome per entry");
-  const byTip = new Map<string, string | ConnectError>();
+  const outcomes = new Map<string, string | Error>();
   let next = 0;
   distinct.forEach((t, i) => {
     const b = built[i];
-    byTip.set(t.tip_id, b instanceof Error ? (b as ConnectError) : posted[next++]);
+    outcomes.set(t.tip_id, b instanceof Error ? b : posted[next++]);
   });
-  return tips.map((t) => byTip.get(t.tip_id)!);
+  return tips.map((t) => outcomes.get(t.tip_id)!);
 }
+
+const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)));
 
 /** The entry a decided success posts: to the worker (or venue's pool), or to suspense when held. */
 function creditEntry(deps: Deps, tip: TipRow): Promise<EntryToPost> {

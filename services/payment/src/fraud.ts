@@ -84,6 +84,50 @@ export interface TipFacts {
   payout_phone_match: boolean;
 }
 
+/** What the rules read a tip's facts by: SQL expressions (a statement's parameters, or a row's columns). */
+export interface TipFactsInputs {
+  phone: string;
+  /** Null for a venue tip: the per-worker rules find nothing. */
+  worker: string;
+  windowMs: string;
+  idempotencyKey: string;
+  ruleLimitSeconds: string;
+  pinLimit: string;
+  phoneLimit: string;
+  workerLimit: string;
+  amount: string;
+}
+
+/** The rules' facts of one tip (one row), without the judgement. */
+function factsSelect(v: TipFactsInputs): string {
+  const window = `make_interval(secs => ${v.windowMs}::double precision / 1000)`;
+  return `SELECT EXISTS (SELECT 1 FROM payment.blocked_phones WHERE phone = ${v.phone}) AS blocked,
+           (SELECT count(*) FROM payment.tips WHERE phone = ${v.phone} AND result_code = '2001' AND created_at > now() - interval '1 hour') AS pin_failures,
+           (SELECT count(*) FROM payment.tips WHERE phone = ${v.phone} AND created_at > now() - ${window}) AS phone_recent,
+           w.recent AS worker_recent,
+           (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = ${v.worker}) AS payout_phone,
+           w.median AS median_minor,
+           (SELECT tip_id FROM payment.tips WHERE idempotency_key = ${v.idempotencyKey}) AS existing_tip_id,
+           l.charged AS limited_charged, l.wait AS limited_wait
+      FROM (SELECT array_agg(charged_minor::text ORDER BY completed_at DESC) AS charged,
+                   array_agg(ceil(extract(epoch FROM completed_at - now()) + ${v.ruleLimitSeconds})::int ORDER BY completed_at DESC) AS wait
+              FROM payment.tips WHERE ${v.ruleLimitSeconds}::int > 0 AND phone = ${v.phone} AND result_code = '17' AND completed_at > now() - make_interval(secs => ${v.ruleLimitSeconds})) l,
+           -- The worker's rules from one pass over the worker's tips (index-only where the pages are all-visible, tips_worker_facts).
+           (SELECT count(*) FILTER (WHERE created_at > now() - ${window}) AS recent,
+                   CASE WHEN count(*) FILTER (WHERE status = 'succeeded' AND created_at > now() - interval '90 days') >= 5
+                     THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) FILTER (WHERE status = 'succeeded' AND created_at > now() - interval '90 days') END AS median
+              FROM payment.tips
+             WHERE worker_id = ${v.worker} AND created_at > now() - GREATEST(interval '90 days', ${window})) w`;
+}
+
+/** The facts of `from` (aliased f) and the judgement of each rule the database decides. */
+function judgedSelect(v: TipFactsInputs, from: string): string {
+  return `SELECT f.blocked, f.pin_failures, f.phone_recent, f.worker_recent, f.median_minor, f.existing_tip_id, f.limited_charged, f.limited_wait,
+           f.pin_failures >= ${v.pinLimit} AS pin_limited, f.phone_recent >= ${v.phoneLimit} AS phone_limited, f.worker_recent >= ${v.workerLimit} AS worker_limited,
+           COALESCE(${v.amount}::bigint > f.median_minor * ${OUTLIER_TIMES_MEDIAN}, false) AS median_outlier, COALESCE(f.payout_phone = ${v.phone}, false) AS payout_phone_match
+      FROM ${from} f`;
+}
+
 /**
  * The rules' facts as two CTEs, `facts` and `judged` (one row), for a statement
  * to read alone or to make its insert depend on. Parameters, as tipFactsParams
@@ -91,29 +135,22 @@ export interface TipFacts {
  * find nothing), $3 the velocity window in ms, $4 the idempotency key, $5 the
  * rule-limited window in seconds, $6-$8 the PIN, phone and worker limits, $9 the amount.
  */
+const BY_PARAMETERS: TipFactsInputs = {
+  phone: "$1", worker: "$2", windowMs: "$3", idempotencyKey: "$4", ruleLimitSeconds: "$5", pinLimit: "$6", phoneLimit: "$7", workerLimit: "$8", amount: "$9",
+};
 export const TIP_FACTS_SQL = `facts AS MATERIALIZED (
-    SELECT EXISTS (SELECT 1 FROM payment.blocked_phones WHERE phone = $1) AS blocked,
-           (SELECT count(*) FROM payment.tips WHERE phone = $1 AND result_code = '2001' AND created_at > now() - interval '1 hour') AS pin_failures,
-           (SELECT count(*) FROM payment.tips WHERE phone = $1 AND created_at > now() - make_interval(secs => $3::double precision / 1000)) AS phone_recent,
-           w.recent AS worker_recent,
-           (SELECT payout_phone FROM payment.payout_settings WHERE worker_id = $2) AS payout_phone,
-           w.median AS median_minor,
-           (SELECT tip_id FROM payment.tips WHERE idempotency_key = $4) AS existing_tip_id,
-           l.charged AS limited_charged, l.wait AS limited_wait
-      FROM (SELECT array_agg(charged_minor::text ORDER BY completed_at DESC) AS charged,
-                   array_agg(ceil(extract(epoch FROM completed_at - now()) + $5)::int ORDER BY completed_at DESC) AS wait
-              FROM payment.tips WHERE $5::int > 0 AND phone = $1 AND result_code = '17' AND completed_at > now() - make_interval(secs => $5)) l,
-           -- The worker's rules from one pass over the worker's tips (index-only where the pages are all-visible, tips_worker_facts).
-           (SELECT count(*) FILTER (WHERE created_at > now() - make_interval(secs => $3::double precision / 1000)) AS recent,
-                   CASE WHEN count(*) FILTER (WHERE status = 'succeeded' AND created_at > now() - interval '90 days') >= 5
-                     THEN percentile_disc(0.5) WITHIN GROUP (ORDER BY amount_minor) FILTER (WHERE status = 'succeeded' AND created_at > now() - interval '90 days') END AS median
-              FROM payment.tips
-             WHERE worker_id = $2 AND created_at > now() - GREATEST(interval '90 days', make_interval(secs => $3::double precision / 1000))) w),
+    ${factsSelect(BY_PARAMETERS)}),
   judged AS (
-    SELECT f.blocked, f.pin_failures, f.phone_recent, f.worker_recent, f.median_minor, f.existing_tip_id, f.limited_charged, f.limited_wait,
-           f.pin_failures >= $6 AS pin_limited, f.phone_recent >= $7 AS phone_limited, f.worker_recent >= $8 AS worker_limited,
-           COALESCE($9::bigint > f.median_minor * ${OUTLIER_TIMES_MEDIAN}, false) AS median_outlier, COALESCE(f.payout_phone = $1, false) AS payout_phone_match
-      FROM facts f)`;
+    ${judgedSelect(BY_PARAMETERS, "facts")})`;
+
+/**
+ * The judged facts (TIP_FACTS_SQL's `judged` row) of a tip whose inputs are `v`, as a subquery: one per row of a
+ * statement about many tips (LATERAL). OFFSET 0 keeps the facts a subquery of their own, read once, as
+ * MATERIALIZED does for the CTE: inlined, each use of a count in the judgement ran its subquery again.
+ */
+export function tipJudgedSubquery(v: TipFactsInputs): string {
+  return `(${judgedSelect(v, `(${factsSelect(v)} OFFSET 0)`)})`;
+}
 
 /** The columns of `judged` (TIP_FACTS_SQL), aliased `alias`. */
 export function tipFactsColumns(alias: string): string {

@@ -128,7 +128,7 @@ let manySql: string | undefined;
 async function storeMany(db: Queryable, group: StkSuccessCallback[]): Promise<Map<string, TipRow>> {
   const cols = TIP_COLUMNS.split(", ");
   manySql ??= `WITH m AS MATERIALIZED (
-       SELECT c.*, payment.receipt_unclaimed(c.receipt) AS free
+       SELECT ${GROUP_COLUMNS.map(([name]) => `c.${name}`).join(", ")}, payment.receipt_unclaimed(c.receipt) AS free
          FROM ${opaqueUnnest(GROUP_COLUMNS.map(([, type]) => type))} AS c(${GROUP_COLUMNS.map(([name]) => name).join(", ")})),
      decided AS (
        UPDATE payment.tips t SET status = 'succeeded', result_code = '0', result_message = $${GROUP_COLUMNS.length + 1}, mpesa_receipt = m.receipt,

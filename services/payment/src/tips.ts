@@ -2,19 +2,20 @@
 // (callback or query, in any order, any number of times), and crediting the
 // wallet once per payment.
 import assert from "node:assert/strict";
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { asConnectError, buildEvent, clockOf, currentTraceparent, emitEvent, fieldError, IdempotencyConflictError, InvalidStateError, maskPhone, NotConfiguredError, type Queryable, type ServiceContext, withTransaction, writeOutbox } from "@ttip/runtime";
-import { EventMetaSchema, PaymentMethod, TipCreatedSchema, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { EventMetaSchema, PaymentMethod, TipFailedSchema, TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import { storeCheckoutIds } from "./checkout-ids.js";
 import { storeStkSuccess } from "./stk-successes.js";
+import { placeTip, placement, type TipTerms } from "./tip-placements.js";
 import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
 import { DarajaError, type DarajaClient } from "./daraja/client.js";
-import { judgedRulesFire, judgeTip, recordAlert, refusal, requestRulesFire, TIP_FACTS_SQL, tipFactsColumns, tipFactsParams, type TipFacts, type TipPrecheck } from "./fraud.js";
+import { judgeTip, recordAlert, refusal, TIP_FACTS_SQL, tipFactsColumns, tipFactsParams, type TipFacts, type TipPrecheck } from "./fraud.js";
 import type { Ledger } from "./ledger.js";
 import { resultMessage } from "./messages.js";
 import { kes } from "./money.js";
@@ -142,9 +143,9 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   const fp = fingerprint(t);
   const config = deps.config();
   const phoneMasked = maskPhone(t.phone);
-  const facts = tipFactsParams(config.fraud, t, { idempotencyKey: t.idempotencyKey, ruleLimitSeconds: RULE_LIMIT_WINDOW_SECONDS });
   // Without M-Pesa or a quote nothing can be pushed: the answer is still a replay's tip, or a refusal, before the reason.
   const unplaced = async (reason: Error): Promise<TipRow> => {
+    const facts = tipFactsParams(config.fraud, t, { idempotencyKey: t.idempotencyKey, ruleLimitSeconds: RULE_LIMIT_WINDOW_SECONDS });
     const { rows } = await pool.query<TipFacts & TipRow>(`WITH ${TIP_FACTS_SQL} SELECT ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_T}
        FROM judged j LEFT JOIN payment.tips t ON t.idempotency_key = $4`, facts);
     return settle(deps, t, fp, phoneMasked, judgeTip(config.fraud, t, rows[0]), rows[0].tip_id ? rows[0] : undefined, () => {
@@ -163,12 +164,14 @@ export async function createTip(deps: Deps, t: NewTip): Promise<TipRow> {
   }
   // M-Pesa charges whole shillings: a fractional fee is rounded up, the cents go to the fee.
   const charged = ((quote.customerPays!.amountMinor + 99n) / 100n) * 100n;
-  const terms: TipTerms = { tipId: randomUUID(), fp, charged, quote, phoneMasked, config, facts };
-  let placed = await placeTip(pool, t, terms, false);
+  const terms: TipTerms = { tipId: randomUUID(), fp, charged, quote, phoneMasked, config };
+  const tip = placement(t, terms);
+  // With the other tips placed meanwhile: one statement and one commit for the group.
+  let placed = await placeTip(pool, tip, false);
   if (!placed.row && placed.check.hits.length && !refusal(placed.check.hits)) {
     // Rules that hold (none refusing) fired: the tip goes in held, with its alerts, in one transaction.
     placed = await withTransaction(pool, async (tx) => {
-      const again = await placeTip(tx, t, terms, true);
+      const again = await placeTip(tx, tip, true);
       if (again.row?.tip_id === terms.tipId) {
         for (const h of again.check.hits) await recordAlert(tx, { ...h, tipId: terms.tipId, workerId: t.workerId || undefined, phoneMasked, tipAmountMinor: t.amountMinor });
       }
@@ -203,65 +206,6 @@ async function settle(deps: Deps, t: NewTip, fp: string, phoneMasked: string, ch
   const { rows } = await pool.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE idempotency_key = $1`, [t.idempotencyKey]);
   assert.ok(rows[0], "a tip that lost its key's race finds the winner's");
   return sameRequest(rows[0], fp);
-}
-
-interface TipTerms {
-  tipId: string;
-  fp: string;
-  charged: bigint;
-  quote: FeeQuote;
-  phoneMasked: string;
-  config: PaymentConfig;
-  /** tipFactsParams: the statement's $1-$9. */
-  facts: unknown[];
-}
-
-/**
- * One statement: the fraud rules read, and the tip inserted with its
- * tip_created event when its key is new, no rule refuses, M-Pesa has not just
- * refused the same amount from the number (17), and either no rule holds or
- * `acceptHolds` (the caller then stores the alerts in the same transaction).
- * Answers the rules' verdict and the row: the one inserted, or the one the key
- * already had; none when nothing went in (a refusal, a hold not accepted, or a
- * concurrent call with the same key inserted first).
- */
-async function placeTip(db: Queryable, t: NewTip, terms: TipTerms, acceptHolds: boolean): Promise<{ check: TipPrecheck; row?: TipRow }> {
-  const { tipId, fp, charged, quote, phoneMasked, config } = terms;
-  const workerReceives = quote.workerReceives!.amountMinor;
-  // Announced in the statement that inserts the tip (nothing when it inserts none).
-  const created = buildEvent("payment", TipCreatedSchema, {
-    tipId,
-    workerId: t.workerId,
-    venueId: t.venueId ?? "",
-    qrCodeId: t.qrCodeId ?? "",
-    amount: kes(t.amountMinor),
-    method: PaymentMethod.MPESA,
-    createdBy: t.callerSubject ?? "",
-  }, tipId);
-  const holds = `(${judgedRulesFire("hold", "j")} OR $32)`;
-  const { rows } = await db.query<TipFacts & TipRow>(
-    `WITH ${TIP_FACTS_SQL},
-     tip AS (INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, customer_subject, currency, amount_minor,
-         fee_minor, charged_minor, worker_receives_minor, fee_schedule_version, customer_covers_fee, phone, phone_masked, rating, message,
-         customer_email, status, fraud_action, callback_token, deadline_at, next_check_at, venue_id, qr_code_id, channel, account_reference)
-       SELECT $10, $4, $11, $2, $12, 'KES', $9, $13, $14, $15, $16, $17, $1, $18, $19, $20, $21, 'pending', CASE WHEN ${holds} THEN 'hold' ELSE 'none' END, $22,
-         now() + make_interval(secs => $23::double precision / 1000), now() + make_interval(secs => $23::double precision / 1000), $24, $25, $29,
-         payment.tip_reference(nextval('payment.tip_reference_seq'))
-         FROM judged j
-        WHERE j.existing_tip_id IS NULL AND NOT ${judgedRulesFire("refuse", "j")} AND NOT $33 AND ($31 OR NOT ${holds})
-          AND NOT COALESCE($14::bigint::text = ANY (j.limited_charged), false)
-       ON CONFLICT (idempotency_key) DO NOTHING RETURNING ${TIP_COLUMNS}),
-     announced AS (INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $26, $27, $28, $30::text FROM tip)
-     SELECT ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_T}
-       FROM judged j LEFT JOIN (SELECT ${TIP_COLUMNS} FROM tip UNION ALL SELECT ${TIP_COLUMNS} FROM payment.tips WHERE idempotency_key = $4) t ON true`,
-    [...terms.facts, tipId, fp, t.callerSubject ?? "", charged - workerReceives, charged, workerReceives, quote.feeScheduleVersion, t.customerCoversFee,
-      phoneMasked, t.rating, t.message, t.customerEmail, randomBytes(24).toString("base64url"), config.stkDeadlineMs, t.venueId ?? "", t.qrCodeId ?? "",
-      created.id, created.subject, Buffer.from(created.data), t.channel ?? "web", currentTraceparent() ?? null, acceptHolds,
-      requestRulesFire(config.fraud, t, "hold"), requestRulesFire(config.fraud, t, "refuse")],
-  );
-  assert.equal(rows.length, 1, "the rules' facts are one row, with at most one tip");
-  const check = judgeTip(config.fraud, t, rows[0]);
-  return { check, row: rows[0].tip_id ? rows[0] : undefined };
 }
 
 /** Sends the STK push of a tip just inserted; answers the row as it is after (a callback may already have settled it). */
@@ -690,7 +634,7 @@ export function approvedSplit(tip: Pick<TipRow, "charged_minor" | "worker_receiv
 }
 
 /** How long M-Pesa refuses a repeat of the same amount from the same number (result 17, "rule limited"). */
-const RULE_LIMIT_WINDOW_SECONDS = 120;
+export const RULE_LIMIT_WINDOW_SECONDS = 120;
 
 /**
  * A push M-Pesa just answered with 17 would be answered 17 again: refuse the

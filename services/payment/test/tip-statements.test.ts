@@ -15,7 +15,10 @@ import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
 import { markSent } from "../src/receipts.js";
 import { recordCredits } from "../src/credits.js";
 import { storeStkSuccess, type StkSuccessCallback } from "../src/stk-successes.js";
-import { endPushedTip, loadTip, uncreditedTips, type TipRow } from "../src/tips.js";
+import { loadPaymentConfig } from "../src/config.js";
+import { placement, placeTip, type TipTerms } from "../src/tip-placements.js";
+import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { endPushedTip, loadTip, uncreditedTips, type NewTip, type TipRow } from "../src/tips.js";
 
 interface PlanNode {
   "Node Type": string;
@@ -23,6 +26,7 @@ interface PlanNode {
   "Index Name"?: string;
   "Index Cond"?: string;
   "Recheck Cond"?: string;
+  Filter?: string;
   Plans?: PlanNode[];
 }
 
@@ -158,21 +162,31 @@ describe("payment's per-tip statements, by their plans", () => {
     assert.equal((await loadTip(db.pool, tipIds[6]))?.checkout_request_id, `ws_CO_other${tipIds[6]}`);
   });
 
-  test("groups of CheckoutRequestIDs of any size share one plan", async () => {
+  /**
+   * Runs `groups` on one connection and answers the one prepared statement starting with `prefix`,
+   * asserting that it was planned for its values only the first five times (then generic: one plan for any group's size).
+   */
+  async function planSharedByGroups(prefix: string, groups: (client: Queryable) => Promise<void>): Promise<string> {
     const client = await db.pool.connect();
     try {
+      await groups(client);
+      const { rows } = await client.query<{ custom_plans: bigint; statement: string }>(
+        "SELECT custom_plans, statement FROM pg_prepared_statements WHERE starts_with(statement, $1)", [prefix]);
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0].custom_plans, 5n, `planned again on ${rows[0].custom_plans} calls`);
+      return rows[0].statement;
+    } finally {
+      client.release();
+    }
+  }
+
+  test("groups of CheckoutRequestIDs of any size share one plan", async () => {
+    await planSharedByGroups("UPDATE payment.tips t SET checkout_request_id", async (client) => {
       for (let size = 1; size <= 12; size++) {
         const tipIds = await tipsTo(randomUUID(), size);
         await Promise.all(tipIds.map((tipId) => storeCheckoutIds(client, { tipId, checkoutRequestId: `ws_CO_${tipId}`, merchantRequestId: "m" })));
       }
-      const { rows } = await client.query<{ generic_plans: bigint; custom_plans: bigint }>(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'UPDATE payment.tips t SET checkout_request_id%'",
-      );
-      assert.equal(rows.length, 1);
-      assert.equal(rows[0].custom_plans, 5n, `planned again on ${rows[0].custom_plans} calls`);
-    } finally {
-      client.release();
-    }
+    });
   });
 
   test("a CheckoutRequestID that cannot be stored fails its own tip only, not the others of its group", async () => {
@@ -248,6 +262,73 @@ describe("payment's per-tip statements, by their plans", () => {
     const answers = await Promise.allSettled(callbacks.map((c) => storeStkSuccess(db.pool, c)));
     assert.deepEqual(answers.map((a) => a.status), ["fulfilled", "rejected", "fulfilled"]);
     assert.deepEqual((await Promise.all(tips.map((t) => loadTip(db.pool, t.tipId)))).map((t) => t?.status), ["succeeded", "pending", "succeeded"]);
+  });
+
+  const tipConfig = { ...loadPaymentConfig({}), fraud: { phonePerWindow: 2, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 10n ** 9n, pinFailures: 3 } };
+  /** A CreateTip's placement of a KES 100 tip (KES 95 to the worker) from `phone` to `workerId`. */
+  const newTip = (phone: string, workerId: string, idempotencyKey: string = randomUUID()) => {
+    const t: NewTip = { idempotencyKey, workerId, amountMinor: 10_000n, phone, customerCoversFee: false, rating: 0, message: "", customerEmail: "" };
+    const quote = { workerReceives: { currency: "KES", amountMinor: 9_500n }, feeScheduleVersion: 1 } as FeeQuote;
+    const terms: TipTerms = { tipId: randomUUID(), fp: `fp-${idempotencyKey}`, charged: 10_000n, quote, phoneMasked: "2547****0000", config: tipConfig };
+    return placement(t, terms);
+  };
+  const phoneNumber = () => `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
+
+  test("groups of STK successes of any size share one plan", async () => {
+    await planSharedByGroups("WITH m AS MATERIALIZED", async (client) => {
+      for (let size = 2; size <= 12; size++) {
+        const tips = await pendingTips(size);
+        const decided = await Promise.all(tips.map((t) => storeStkSuccess(client, successCallback(t, receiptOf()))));
+        assert.ok(decided.every((row) => row?.status === "succeeded"));
+      }
+    });
+  });
+
+  test("tips placed together go in one statement, each judged and answered for itself; two from one number or under one key go one after the other", async () => {
+    const repeated = phoneNumber();
+    const first = newTip(repeated, randomUUID());
+    assert.ok((await placeTip(db.pool, first, false)).row, "the number's first tip");
+    const [a, b, c, d] = [newTip(repeated, randomUUID()), newTip(phoneNumber(), randomUUID()), newTip(phoneNumber(), randomUUID()), newTip(repeated, randomUUID())];
+    // The same request again under b's key (a customer's retry), at the same time.
+    const retry = newTip(b.t.phone, b.t.workerId, b.t.idempotencyKey);
+    let statements = 0;
+    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
+    const [pa, pb, pc, pd, pretry] = await Promise.all([a, b, c, d, retry].map((p) => placeTip(counted, p, false)));
+    assert.equal(statements, 2, "a, b and c together; d (a's number) and the retry (b's key) after them");
+    assert.equal(pa.row?.tip_id, a.terms.tipId);
+    assert.deepEqual(pa.check.hits, [], "the number's second tip");
+    assert.equal(pb.row?.tip_id, b.terms.tipId);
+    assert.equal(pc.row?.tip_id, c.terms.tipId);
+    // d counts a: the number's third within the window (limit 2) is refused, nothing inserted.
+    assert.equal(pd.row, undefined);
+    assert.deepEqual(pd.check.hits.map((h) => h.reason), ["VELOCITY_PHONE"]);
+    assert.match(pd.check.hits[0].detail, /^2 tips from this number/);
+    assert.equal(pretry.row?.tip_id, b.terms.tipId, "the retry answers the key's tip");
+    const { rows } = await db.pool.query<{ tip_id: string; status: string; charged_minor: bigint; worker_receives_minor: bigint; fee_minor: bigint; callback_token: string }>(
+      "SELECT tip_id, status, charged_minor, worker_receives_minor, fee_minor, callback_token FROM payment.tips WHERE tip_id = ANY($1::uuid[]) ORDER BY tip_id",
+      [[a, b, c, d, retry].map((p) => p.terms.tipId)],
+    );
+    assert.deepEqual(rows.map((r) => r.tip_id), [a, b, c].map((p) => p.terms.tipId).sort());
+    assert.ok(rows.every((r) => r.status === "pending" && r.charged_minor === 10_000n && r.worker_receives_minor === 9_500n && r.fee_minor === 500n && r.callback_token.length >= 32));
+    const { rows: created } = await db.pool.query("SELECT count(*)::int AS n FROM payment.outbox WHERE subject LIKE '%tip_created' AND event_id = ANY($1::uuid[])",
+      [[a, b, c, d, retry].map((p) => p.values[20])]);
+    assert.equal(created[0].n, 3, "one tip_created per tip inserted");
+  });
+
+  test("groups of tips of any size share one plan, and read each tip's facts once", async () => {
+    const statement = await planSharedByGroups("WITH q AS", async (client) => {
+      for (let size = 1; size <= 12; size++) {
+        const placed = await Promise.all(Array.from({ length: size }, () => placeTip(client, newTip(phoneNumber(), randomUUID()), false)));
+        assert.ok(placed.every((p) => p.row));
+      }
+    });
+    // The row's values are passed into the facts' subquery as its parameters: the number's three reads (wrong PINs, recent tips,
+    // rule-limited answers), not one more per use of a count in the judgement.
+    const params = [...newTip(phoneNumber(), randomUUID()).values.map((v) => [v]), 600_000, 120, 3, 5, 1000, 60_000];
+    const { rows: plan } = await db.pool.query(`EXPLAIN (FORMAT JSON) ${statement}`, params);
+    const byPhone = nodes((plan[0]["QUERY PLAN"] as { Plan: PlanNode }[])[0].Plan)
+      .filter((n) => n["Relation Name"] === "tips" && /\bphone = (q\.phone|\$\d+)\b/.test(`${n["Index Cond"] ?? ""} ${n["Recheck Cond"] ?? ""} ${n.Filter ?? ""}`));
+    assert.equal(byPhone.length, 3, `the number's tips read ${byPhone.length} times`);
   });
 
   test("a pushed tip ends (query failure, expiry) in one statement with its tip_failed event, once, and only under its own push", async () => {

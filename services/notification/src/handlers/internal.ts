@@ -10,18 +10,33 @@ import {
   SendNotificationResultSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { asConnectError, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, normalisePhone, requestFingerprint, withTransaction } from "@ttip/runtime";
-import { enqueue, enqueueClaiming, type Recipient, type SendRequest } from "../delivery.js";
+import { type Dispatcher, enqueueClaiming, enqueueMany, type Recipient, type SendRequest } from "../delivery.js";
 import { upsertContact } from "../stores/recipients.js";
 import { MissingVariablesError } from "../templates.js";
 import type { NotificationHandlerContext } from "./context.js";
 
+/**
+ * Sends claimed by the statement that writes them (a one-channel SMS or e-mail, due now) go
+ * to the dispatcher at once, not through the bus; without one (not started yet) each is
+ * left to the bus as any other.
+ */
+type Sender = () => Dispatcher | undefined;
+
 /** What the other services ask of notification: send a message, keep a user's contact details. */
-export function internalHandlers(h: NotificationHandlerContext): Partial<ServiceImpl<typeof NotificationInternalService>> {
+export function internalHandlers(h: NotificationHandlerContext, sender: Sender = () => undefined): Partial<ServiceImpl<typeof NotificationInternalService>> {
   return {
-    sendNotification: (req) => sendOne(h, req, idempotentSend(req)).catch(asFieldError),
-    sendNotifications: sendNotificationsHandler(h),
+    sendNotification: (req) => sendOne(h, sender, req, idempotentSend(req)).catch(asFieldError),
+    sendNotifications: sendNotificationsHandler(h, sender),
     upsertContact: upsertContactHandler(h),
   };
+}
+
+/** The one-channel requests' deliveries written with their keys' claims in one statement; those it claimed for sending, sent. */
+async function enqueueAndSend(h: NotificationHandlerContext, sender: Sender, sends: SendRequest[]): Promise<({ ids: string[] } | { error: unknown })[]> {
+  const dispatcher = sender();
+  const { made, claimed } = await enqueueClaiming(h.pool, sends, new Date(clockOf(h).now()), dispatcher?.firstProviders());
+  if (claimed.length) dispatcher!.sendClaimed(claimed);
+  return made;
 }
 
 /**
@@ -57,18 +72,19 @@ function asFieldError(err: unknown): never {
   throw asClientError(err);
 }
 
-async function sendOne(h: NotificationHandlerContext, req: SendNotificationRequest, idempotent: IdempotentRequest): Promise<{ deliveryIds: string[] }> {
+async function sendOne(h: NotificationHandlerContext, sender: Sender, req: SendNotificationRequest, idempotent: IdempotentRequest): Promise<{ deliveryIds: string[] }> {
   const send = sendRequestOf(req);
   if (claimsInItsStatement(req)) {
     // Without a transaction around it.
-    const made = await enqueue(h.pool, { ...send, claim: idempotent }, new Date(clockOf(h).now()));
-    if (made.length) return { deliveryIds: made };
+    const [made] = await enqueueAndSend(h, sender, [{ ...send, claim: idempotent }]);
+    if ("error" in made) throw made.error;
+    if (made.ids.length) return { deliveryIds: made.ids };
     // The key was used before: below, the claim says whether by this request, and finds its delivery.
   }
   const ids = await withTransaction(h.pool, async (tx) => {
     // The key's deliveries are found again by their source key; the claim refuses another request under it.
     await claimIdempotencyKey(tx, idempotent, send.sourceKey);
-    return enqueue(tx, send, new Date(clockOf(h).now()));
+    return (await enqueueMany(tx, [send], new Date(clockOf(h).now())))[0];
   });
   return { deliveryIds: ids };
 }
@@ -82,7 +98,7 @@ type SendResult = MessageShape<typeof SendNotificationResultSchema>;
  * given again in the batch: the same message gets the first's answer; another is sent
  * after the first (a round of its own), as it would be called after it.
  */
-function sendNotificationsHandler(h: NotificationHandlerContext): ServiceImpl<typeof NotificationInternalService>["sendNotifications"] {
+function sendNotificationsHandler(h: NotificationHandlerContext, sender: Sender): ServiceImpl<typeof NotificationInternalService>["sendNotifications"] {
   return async function (batch) {
     const { requests } = batch;
     const results: SendResult[] = new Array(requests.length);
@@ -99,8 +115,8 @@ function sendNotificationsHandler(h: NotificationHandlerContext): ServiceImpl<ty
       const round: number[] = [];
       const later: number[] = [];
       for (const i of pending) (round.some((j) => requests[j].idempotencyKey === requests[i].idempotencyKey) ? later : round).push(i);
-      await sendTogether(h, round.filter((i) => claimsInItsStatement(requests[i])), requests, idempotent, results);
-      for (const i of round.filter((i) => !claimsInItsStatement(requests[i]))) results[i] = await sendOne(h, requests[i], idempotent[i]).then(sent, (err) => refused(h, err));
+      await sendTogether(h, sender, round.filter((i) => claimsInItsStatement(requests[i])), requests, idempotent, results);
+      for (const i of round.filter((i) => !claimsInItsStatement(requests[i]))) results[i] = await sendOne(h, sender, requests[i], idempotent[i]).then(sent, (err) => refused(h, err));
       for (const i of round) answered.set(requests[i].idempotencyKey, [...(answered.get(requests[i].idempotencyKey) ?? []), i]);
       pending = [];
       for (const i of later) {
@@ -140,7 +156,7 @@ function refused(h: NotificationHandlerContext, err: unknown): SendResult {
 }
 
 /** The one-channel requests at `indexes`: written with their claims in one statement; a key used before looked up in one more. */
-async function sendTogether(h: NotificationHandlerContext, indexes: number[], requests: SendNotificationRequest[], idempotent: IdempotentRequest[], results: SendResult[]): Promise<void> {
+async function sendTogether(h: NotificationHandlerContext, sender: Sender, indexes: number[], requests: SendNotificationRequest[], idempotent: IdempotentRequest[], results: SendResult[]): Promise<void> {
   const valid: number[] = [];
   const sends: SendRequest[] = [];
   for (const i of indexes) {
@@ -152,7 +168,7 @@ async function sendTogether(h: NotificationHandlerContext, indexes: number[], re
     }
   }
   if (!sends.length) return;
-  const made = await enqueueClaiming(h.pool, sends, new Date(clockOf(h).now()));
+  const made = await enqueueAndSend(h, sender, sends);
   const usedBefore: number[] = [];
   made.forEach((m, j) => {
     const i = valid[j];
