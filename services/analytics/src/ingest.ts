@@ -3,7 +3,7 @@
 import { EventEmitter } from "node:events";
 import { consumeEventBatches, type DeliveredMessage, type ServiceContext } from "@ttip/runtime";
 import { addsAnything, type Applied, consumerName, factsOf, SUBJECTS } from "./facts.js";
-import { RollupBatch } from "./store.js";
+import { liveBatchCtes, RollupBatch } from "./store.js";
 
 /** Replays take this lock exclusively; every live batch takes it shared (in its inbox statement), so none lands mid-rebuild. */
 export const REBUILD_LOCK = "ttip.analytics.rebuild";
@@ -45,8 +45,10 @@ export async function startConsumers(ctx: ServiceContext): Promise<() => Promise
           return addsAnything(applied);
         },
         // A batch's figures are summed first: the platform's row of the hour, which every
-        // tip touches, is written once per batch, not once per event. Its last statement
-        // carries the transaction's COMMIT (endsTransaction): a round trip fewer a batch.
+        // tip touches, is written once per batch, not once per event. In the inbox's own
+        // statement (one round trip, no BEGIN or COMMIT) while every month it writes has its
+        // partition; otherwise in a transaction whose last statement carries its COMMIT.
+        effectCte: (messages, first) => liveBatchCtes(messages.map((m) => ({ id: m.id, applied: figuresOf(m) })), first),
         handleBatch: async (messages, tx) => {
           const batch = new RollupBatch();
           for (const m of messages) batch.add(figuresOf(m));

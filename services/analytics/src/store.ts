@@ -192,6 +192,14 @@ const UPSERT = (() => {
       ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}`;
 })();
 
+/** A worker's row `v` (id, registered_at, at) adds something to the one there, if any. */
+const WORKER_ADDS = `NOT EXISTS (SELECT 1 FROM analytics.workers k WHERE k.worker_id = v.id
+                            AND (k.registered_at IS NOT NULL OR v.registered_at IS NULL) AND k.first_seen_at <= v.at)`;
+const WORKER_UPSERT = `ON CONFLICT (worker_id) DO UPDATE SET
+         registered_at = COALESCE(workers.registered_at, EXCLUDED.registered_at),
+         first_seen_at = LEAST(workers.first_seen_at, EXCLUDED.first_seen_at)
+       WHERE (workers.registered_at IS NULL AND EXCLUDED.registered_at IS NOT NULL) OR workers.first_seen_at > EXCLUDED.first_seen_at`;
+
 /**
  * The statements of side records, merged per key, one per kind, each in key
  * order: batches of different consumers (a sign-up and a tip naming the same
@@ -230,12 +238,8 @@ function recordStatements(records: SideRecord[]): Statement[] {
     statements.push({
       text: `INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
        SELECT v.id, v.registered_at, v.at FROM ${opaqueUnnest(["uuid", "timestamptz", "timestamptz"])} AS v(id, registered_at, at)
-        WHERE NOT EXISTS (SELECT 1 FROM analytics.workers k WHERE k.worker_id = v.id
-                            AND (k.registered_at IS NOT NULL OR v.registered_at IS NULL) AND k.first_seen_at <= v.at)
-       ON CONFLICT (worker_id) DO UPDATE SET
-         registered_at = COALESCE(workers.registered_at, EXCLUDED.registered_at),
-         first_seen_at = LEAST(workers.first_seen_at, EXCLUDED.first_seen_at)
-       WHERE (workers.registered_at IS NULL AND EXCLUDED.registered_at IS NOT NULL) OR workers.first_seen_at > EXCLUDED.first_seen_at`,
+        WHERE ${WORKER_ADDS}
+       ${WORKER_UPSERT}`,
       values: [w.map((x) => x.id), w.map((x) => x.registeredAt ?? null), w.map((x) => x.at)],
     });
   }
@@ -266,6 +270,102 @@ function recordStatements(records: SideRecord[]): Statement[] {
     });
   }
   return statements;
+}
+
+/** An event delivered to a live consumer, with what it adds. */
+export interface LiveEvent {
+  id: string;
+  applied: Applied;
+}
+
+const MEASURE_TYPES = MEASURES.map((m) => (m.endsWith("_minor") ? "bigint" : "integer"));
+const ROLLUP_TYPES = ["smallint", "uuid", "uuid", "text", "timestamptz", "text", "text", "text", ...MEASURE_TYPES];
+/** Arrays each CTE of liveBatchCtes takes, in order: the rollups' rows, workers, payout requests, payout results, reasons. */
+const LIVE_ARRAYS = [1 + ROLLUP_TYPES.length, 4, 4, 8, 3];
+
+/**
+ * The CTEs of liveBatchCtes, parameters numbered from `first` on. Like write()'s statements, but
+ * each row counts only the events in `fresh` (the inbox's CTE: those not applied before), merged
+ * in SQL as write() merges them in JS (figures summed; a worker's first registration and earliest
+ * sight; a payout's first request and result; a code's last words), and locked in keyOf's order
+ * (text compared by bytes, as JS compares it; a key whose text is a prefix of another's aside,
+ * where a deadlock with write() would cost a batch a retry, never a figure).
+ */
+function liveSql(first: number): string {
+  const at: number[] = [];
+  let next = first;
+  for (const count of LIVE_ARRAYS) {
+    at.push(next);
+    next += count;
+  }
+  const [rollups, workers, requests, results, reasons] = at;
+  const fresh = "v.event_id IN (SELECT event_id FROM fresh)";
+  const keys = KEYS.map((k) => `v.${k}`).join(", ");
+  return `rolled AS (INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
+      SELECT ${KEYS.map((k) => (k === "grain" ? `v.grain::"char"` : `v.${k}`)).join(", ")}, ${MEASURES.map((m, i) => `sum(v.${m})::${MEASURE_TYPES[i]}`).join(", ")}
+        FROM ${opaqueUnnest(["uuid", ...ROLLUP_TYPES], rollups)} AS v(event_id, ${KEYS.join(", ")}, ${MEASURES.join(", ")})
+       WHERE ${fresh} GROUP BY ${keys}
+       ORDER BY v.dim, v.id, v.sub, v.grain COLLATE "C", v.bucket, v.method COLLATE "C", v.result_code COLLATE "C", v.currency COLLATE "C"
+      ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
+        ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}),
+    seen_workers AS (INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
+      SELECT w.id, w.registered_at, w.at FROM (
+          SELECT v.id, (array_agg(v.registered_at ORDER BY v.ord) FILTER (WHERE v.registered_at IS NOT NULL))[1] AS registered_at, min(v.at) AS at
+            FROM ${opaqueUnnest(["uuid", "uuid", "timestamptz", "timestamptz"], workers)} WITH ORDINALITY AS v(event_id, id, registered_at, at, ord)
+           WHERE ${fresh} GROUP BY v.id) w
+       WHERE ${WORKER_ADDS.replaceAll("v.", "w.")}
+       ORDER BY w.id
+      ${WORKER_UPSERT}),
+    requested AS (INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at)
+      SELECT DISTINCT ON (v.payout_id) v.payout_id, v.worker_id, v.at
+        FROM ${opaqueUnnest(["uuid", "uuid", "uuid", "timestamptz"], requests)} WITH ORDINALITY AS v(event_id, payout_id, worker_id, at, ord)
+       WHERE ${fresh} ORDER BY v.payout_id, v.ord
+      ON CONFLICT (payout_id) DO NOTHING),
+    paid AS (INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
+      SELECT DISTINCT ON (v.payout_id) v.payout_id, v.worker_id, v.succeeded, v.result_code, v.currency, v.amount_minor, v.at
+        FROM ${opaqueUnnest(["uuid", "uuid", "uuid", "boolean", "text", "text", "bigint", "timestamptz"], results)}
+             WITH ORDINALITY AS v(event_id, payout_id, worker_id, succeeded, result_code, currency, amount_minor, at, ord)
+       WHERE ${fresh} ORDER BY v.payout_id, v.ord
+      ON CONFLICT (payout_id) DO NOTHING),
+    reasoned AS (INSERT INTO analytics.result_reasons (result_code, reason)
+      SELECT DISTINCT ON (v.result_code COLLATE "C") v.result_code, v.reason
+        FROM ${opaqueUnnest(["uuid", "text", "text"], reasons)} WITH ORDINALITY AS v(event_id, result_code, reason, ord)
+       WHERE ${fresh} ORDER BY v.result_code COLLATE "C", v.ord DESC
+      ON CONFLICT (result_code) DO UPDATE SET reason = EXCLUDED.reason WHERE result_reasons.reason <> EXCLUDED.reason)`;
+}
+
+const liveSqls = new Map<number, string>();
+
+/**
+ * A live batch in the inbox's statement (consumeEventBatches' effectCte): its rollups and side
+ * records written by CTEs of that one statement, without BEGIN or COMMIT, instead of a
+ * transaction of three or more round trips. Null when a month it writes has no partition known
+ * to exist: making one takes a lock held to the end of a transaction (write(), in handleBatch).
+ */
+export function liveBatchCtes(events: LiveEvent[], first: number): { sql: string; values: unknown[] } | null {
+  const rows: unknown[][] = Array.from({ length: LIVE_ARRAYS[0] }, () => []);
+  const workers: unknown[][] = [[], [], [], []];
+  const requests: unknown[][] = [[], [], [], []];
+  const results: unknown[][] = Array.from({ length: 8 }, () => []);
+  const reasons: unknown[][] = [[], [], []];
+  const push = (arrays: unknown[][], values: unknown[]) => values.forEach((v, i) => arrays[i].push(v));
+  for (const { id, applied } of events) {
+    for (const fact of applied.facts) {
+      for (const key of rowsOf(fact)) {
+        if (!knownPartitions.has(partitionName(key.bucket))) return null;
+        push(rows, [id, key.dim, key.id, key.sub, key.grain, key.bucket, key.method, key.resultCode, key.currency, ...MEASURES.map((m) => String(fact.measures[m] ?? 0n))]);
+      }
+    }
+    for (const r of applied.records) {
+      if (r.kind === "worker") push(workers, [id, r.workerId, r.registeredAt ?? null, r.at]);
+      else if (r.kind === "payout_request") push(requests, [id, r.payoutId, r.workerId ?? null, r.at]);
+      else if (r.kind === "payout_result") push(results, [id, r.payoutId, r.workerId ?? null, r.succeeded, r.resultCode, r.currency, String(r.amountMinor), r.at]);
+      else push(reasons, [id, r.resultCode, r.reason.slice(0, 300)]);
+    }
+  }
+  let sql = liveSqls.get(first);
+  if (!sql) liveSqls.set(first, (sql = liveSql(first)));
+  return { sql, values: [...rows, ...workers, ...requests, ...results, ...reasons] };
 }
 
 /** Everything the rollups hold from `from` on, removed (the replay's first step). */

@@ -8,7 +8,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import type { Pool, ServiceContext } from "@ttip/runtime";
-import { postCredit } from "../src/credits.js";
+import { postCredit, recordCredits } from "../src/credits.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
@@ -199,6 +199,24 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
       assert.ok((await row(t.tip_id)).credit_entry_id);
       assert.equal((await succeededEvents(t.tip_id)).length, 1);
       assert.equal(await receiptsOwed(t.tip_id), 1);
+    }
+  });
+
+  test("recordings of any size share one plan, each tip answered with its own row", async () => {
+    const client = await h.t.db.pool.connect();
+    try {
+      for (let size = 1; size <= 12; size++) {
+        const tips = await decidedTips(randomUUID(), Array.from({ length: size }, (_, i) => BigInt(1_000 * (i + 1))));
+        const recorded = await recordCredits(client, tips.map((tip, i) => ({ tip, entryId: `entry-${size}-${i}`, traceparent: null })));
+        assert.deepEqual(tips.map((t) => recorded.get(t.tip_id)?.row.credit_entry_id), tips.map((_, i) => `entry-${size}-${i}`));
+      }
+      const { rows } = await client.query<{ custom_plans: bigint; generic_plans: bigint }>(
+        "SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH credited AS%'");
+      assert.equal(rows.length, 1);
+      // PostgreSQL plans the first five calls for their values, then keeps the generic plan when it is no worse.
+      assert.deepEqual([rows[0].custom_plans, rows[0].generic_plans], [5n, 7n]);
+    } finally {
+      client.release();
     }
   });
 });

@@ -286,18 +286,20 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
    */
   handleBatch?: (messages: DeliveredMessage[], tx: Queryable, prepared: Prepared) => Promise<void>;
   /**
-   * Runs once handleBatch's transaction has committed, with the events it applied: what must count
+   * Runs once a batch has committed (handleBatch's transaction or effectCte's statement), with the
+   * events it applied: what must count
    * only what committed (metrics, signals to watchers). Counted in handleBatch, a batch rolled back
    * and applied again (a deadlock, a failed commit, a split around an event that fails) counts twice.
    */
   afterCommit?: (messages: DeliveredMessage[]) => void;
   /**
-   * Instead of handleBatch, for an effect that is one statement: it goes into the inbox's own
-   * statement as CTEs, and the batch is one statement without BEGIN/COMMIT. `fresh (event_id)`
-   * holds the ids that statement recorded, the only ones to apply; `messages` has no id twice.
-   * Parameters are numbered from `first` on. Undefined: nothing to apply but the inbox.
+   * For an effect that is one statement: it goes into the inbox's own statement as CTEs, and the
+   * batch is one statement without BEGIN/COMMIT. `fresh (event_id)` holds the ids that statement
+   * recorded, the only ones to apply; `messages` has no id twice. Parameters are numbered from
+   * `first` on. Undefined: nothing to apply but the inbox. Null: not this batch (say, it needs
+   * a table made first): handleBatch applies it, in a transaction, as without effectCte.
    */
-  effectCte?: (messages: DeliveredMessage[], first: number) => { sql: string; values: unknown[] } | undefined;
+  effectCte?: (messages: DeliveredMessage[], first: number) => { sql: string; values: unknown[] } | undefined | null;
   /**
    * Whether an event can change anything here. One that cannot (false) is acknowledged without a
    * transaction or an inbox row: applied again, it changes nothing either. Undefined: every event can.
@@ -307,9 +309,9 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
 
 /**
  * The statement that records `messages` in the inbox (and, with `effect`, applies them),
- * answering the ids it recorded: those not applied before.
+ * answering the ids it recorded: those not applied before. Null: `effect` declined the batch.
  */
-function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages: DeliveredMessage[], effect?: ConsumeBatchOptions<P>["effectCte"]): { text: string; values: unknown[] } {
+function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages: DeliveredMessage[], effect?: ConsumeBatchOptions<P>["effectCte"]): { text: string; values: unknown[] } | null {
   const values: unknown[] = [options.consumer, messages.map((m) => m.id), messages.map((m) => m.subject)];
   const ctes: string[] = [];
   if (options.sharedLock) {
@@ -320,6 +322,7 @@ function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages:
       SELECT $1, e.id, e.subject FROM ${opaqueUnnest(["uuid", "text"], 2)} AS e(id, subject)${options.sharedLock ? ", locked" : ""}
       ON CONFLICT DO NOTHING RETURNING event_id)`);
   const applied = effect?.(messages, values.length + 1);
+  if (applied === null) return null;
   if (applied) {
     ctes.push(applied.sql);
     values.push(...applied.values);
@@ -334,28 +337,31 @@ function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages:
  * once per event. Without batch support in the bus, batches of one.
  */
 export async function consumeEventBatches<Prepared = undefined>(options: ConsumeBatchOptions<Prepared>) {
-  if (!options.handleBatch === !options.effectCte) throw new Error(`${options.consumer}: give handleBatch or effectCte, not both`);
-  if (options.beforeTransaction && !options.handleBatch) throw new Error(`${options.consumer}: beforeTransaction answers to handleBatch`);
-  if (options.afterCommit && !options.handleBatch) throw new Error(`${options.consumer}: afterCommit follows handleBatch`);
+  if (!options.handleBatch && !options.effectCte) throw new Error(`${options.consumer}: give handleBatch or effectCte`);
+  if (options.beforeTransaction && (!options.handleBatch || options.effectCte)) throw new Error(`${options.consumer}: beforeTransaction answers to handleBatch alone`);
   const s = ident(options.schema);
   // The first copy of each id (a batch may hold the same event twice).
   const unique = (messages: DeliveredMessage[]) => {
     const seen = new Set<string>();
     return messages.filter((m) => !seen.has(m.id.toLowerCase()) && seen.add(m.id.toLowerCase()));
   };
+  // The messages of `batch` whose ids a statement answered (those it recorded).
+  const recorded = (batch: DeliveredMessage[], rows: { event_id: string }[]) => {
+    const inserted = new Set(rows.map((r) => r.event_id));
+    return batch.filter((m) => inserted.has(m.id.toLowerCase()));
+  };
   const recordAndApply = async (messages: DeliveredMessage[], prepared: Prepared): Promise<number> => {
-    if (options.effectCte) {
-      const { text, values } = inboxStatement(s, options, unique(messages), options.effectCte);
-      return (await options.pool.query(text, values)).rowCount ?? 0;
-    }
-    const applied = await withTransaction(options.pool, async (tx) => {
-      const { text, values } = inboxStatement(s, options, messages);
-      const { rows } = await tx.query<{ event_id: string }>(text, values);
-      const inserted = new Set(rows.map((r) => r.event_id));
-      const todo = unique(messages).filter((m) => inserted.has(m.id.toLowerCase()));
-      if (todo.length) await options.handleBatch!(todo, tx, prepared);
-      return todo;
-    });
+    const batch = unique(messages);
+    const oneStatement = options.effectCte ? inboxStatement(s, options, batch, options.effectCte) : null;
+    if (!oneStatement && !options.handleBatch) throw new Error(`${options.consumer}: effectCte declined a batch (null) and there is no handleBatch to apply it`);
+    const applied = oneStatement
+      ? recorded(batch, (await options.pool.query<{ event_id: string }>(oneStatement.text, oneStatement.values)).rows)
+      : await withTransaction(options.pool, async (tx) => {
+          const { text, values } = inboxStatement(s, options, messages)!;
+          const todo = recorded(batch, (await tx.query<{ event_id: string }>(text, values)).rows);
+          if (todo.length) await options.handleBatch!(todo, tx, prepared);
+          return todo;
+        });
     // Committed: a failure here must not have the batch tried again (its events are applied).
     if (applied.length && options.afterCommit) {
       try {

@@ -104,6 +104,40 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.ok(rows.every((r) => r.n === 1 && !earlier.includes(r.event_id)), "each once, none the inbox held before");
   });
 
+  test("effectCte declining a batch (null): handleBatch applies it in a transaction; afterCommit hears each applied event once, whichever way it went", async () => {
+    const ids: string[] = Array.from({ length: 60 }, () => randomUUID());
+    const earlier = ids.slice(0, 3);
+    await db.pool.query("INSERT INTO batches.inbox (consumer, event_id, subject) SELECT 'c16', unnest($1::uuid[]), 'ttip.x.q'", [earlier]);
+    // Every event whose first byte is 1 needs the transaction (as a batch needing a table made first would).
+    for (const [i, id] of ids.entries()) await bus.publish({ id, subject: "ttip.x.q", data: new Uint8Array([i % 7 === 0 ? 1 : 0]) });
+    const committed: string[] = [];
+    let declined = 0;
+    const sub = await consumeEventBatches({
+      bus, pool: db.pool, schema: "batches", consumer: "c16", subject: "ttip.x.q", logger, maxBatch: 8,
+      effectCte: (messages, first) => {
+        if (messages.some((m) => m.data[0] === 1)) {
+          declined++;
+          return null;
+        }
+        return {
+          sql: `applied AS (INSERT INTO batches.applied SELECT e, 6 FROM unnest($${first}::uuid[]) AS e WHERE e IN (SELECT event_id FROM fresh))`,
+          values: [messages.map((m) => m.id)],
+        };
+      },
+      handleBatch: async (messages, tx) => {
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), 7", [messages.map((m) => m.id)]);
+      },
+      afterCommit: (messages) => committed.push(...messages.map((m) => m.id)),
+    });
+    const fresh = ids.slice(earlier.length);
+    await eventually("every new event applied", async () => committed.length >= fresh.length, 20_000);
+    await sub.stop();
+    const { rows } = await db.pool.query<{ event_id: string; batch: number }>("SELECT event_id, batch FROM batches.applied WHERE event_id = ANY($1::uuid[])", [ids]);
+    assert.deepEqual(rows.map((r) => r.event_id).sort(), [...fresh].sort(), "each new event applied once, none the inbox held before");
+    assert.deepEqual([...committed].sort(), [...fresh].sort(), "afterCommit heard each once");
+    assert.ok(declined > 0 && rows.some((r) => r.batch === 7) && rows.some((r) => r.batch === 6), `both ways taken (declined ${declined})`);
+  });
+
   test("beforeTransaction: asked once per delivered batch with no transaction open, its answer handed to handleBatch; a failure brings the batch back with nothing written", async () => {
     const ids: string[] = Array.from({ length: 40 }, () => randomUUID());
     for (const id of ids) await bus.publish({ id, subject: "ttip.x.b", data: new Uint8Array([1]) });

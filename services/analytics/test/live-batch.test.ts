@@ -1,0 +1,60 @@
+// A live batch written by CTEs of the inbox's statement (liveBatchCtes) must leave the tables as
+// RollupBatch.write() leaves them for the same events, counting only those the inbox took (fresh).
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+import { migrate, withTransaction } from "@ttip/runtime";
+import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
+import { factsOf } from "../src/facts.js";
+import { ensurePartitionsAround, liveBatchCtes, RollupBatch, type LiveEvent } from "../src/store.js";
+import { cast, generateDay } from "./events.js";
+
+const TABLES = ["rollups", "workers", "payout_requests", "payout_results", "result_reasons"] as const;
+
+describe("a live batch in the inbox's statement (real PostgreSQL)", () => {
+  let db: TestDatabase;
+  const day = new Date(Date.UTC(2026, 10, 10));
+
+  before(async () => {
+    db = await createTestDatabase();
+    await migrate(db.pool, "analytics", fileURLToPath(new URL("../migrations", import.meta.url)));
+    await ensurePartitionsAround(db.pool, day);
+  });
+  after(() => db?.drop());
+
+  /** Every row of the tables a batch writes, as text, in one order. */
+  const tables = async () => {
+    const out: Record<string, string[]> = {};
+    for (const t of TABLES) out[t] = (await db.pool.query<{ r: string }>(`SELECT t::text AS r FROM analytics.${t} t ORDER BY 1`)).rows.map((x) => x.r);
+    return out;
+  };
+  const empty = () => db.pool.query(`TRUNCATE ${TABLES.map((t) => `analytics.${t}`).join(", ")}`);
+
+  test("it writes what write() writes for the events the inbox took, and nothing for those it held before", async () => {
+    const { events } = generateDay(cast(8, 2), day, 150, 11);
+    const live: LiveEvent[] = events.map((m) => ({ id: m.id, applied: factsOf(m.subject, m.data) }));
+    // Every fifth event was applied before: the inbox's statement does not answer it as fresh.
+    const fresh = live.filter((_, i) => i % 5 !== 0);
+    const batch = liveBatchCtes(live, 2);
+    assert.ok(batch, "every month it writes has its partition");
+    await db.pool.query(`WITH fresh AS (SELECT unnest($1::uuid[]) AS event_id), ${batch.sql} SELECT 1`, [fresh.map((e) => e.id), ...batch.values]);
+    const inOneStatement = await tables();
+    await empty();
+    await withTransaction(db.pool, async (tx) => {
+      const b = new RollupBatch();
+      for (const e of fresh) b.add(e.applied);
+      await b.write(tx);
+    });
+    const byWrite = await tables();
+    for (const t of TABLES) assert.ok(byWrite[t].length > 0, `the day writes ${t}`);
+    assert.deepEqual(inOneStatement, byWrite);
+    // The same statement again, every event now held before: nothing changes.
+    await db.pool.query(`WITH fresh AS (SELECT event_id FROM (SELECT unnest($1::uuid[]) AS event_id) e WHERE false), ${batch.sql} SELECT 1`, [[], ...batch.values]);
+    assert.deepEqual(await tables(), byWrite);
+  });
+
+  test("a batch writing a month whose partition is not known to exist is declined: write() makes it, in a transaction", async () => {
+    const { events } = generateDay(cast(2, 1), new Date(Date.UTC(2031, 0, 5)), 3, 5);
+    assert.equal(liveBatchCtes(events.map((m) => ({ id: m.id, applied: factsOf(m.subject, m.data) })), 2), null);
+  });
+});
