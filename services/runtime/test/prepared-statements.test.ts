@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
-import { createPool, opaqueArray, withTransaction, withTransactionBracketed, type Pool } from "../src/db.js";
+import { arrayLiteral, createPool, opaqueArray, withTransaction, withTransactionBracketed, type Pool } from "../src/db.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
@@ -141,4 +141,21 @@ test("a named statement's empty row is built once, its rows as pg makes them; a 
     Result.prototype.addFields = addFields;
     client.release(true);
   }
+});
+
+test("arrays of strings, numbers and bigints go as the literal pg writes, character for character, and arrive whole", async () => {
+  const { prepareValue } = createRequire(import.meta.url)("pg/lib/utils") as { prepareValue(v: unknown): unknown };
+  const texts = ["plain", "", "NULL", 'a "quoted" word', "back\\slash\\", '\\"both"\\', "comma, {brace}", " spaced ", "naïve ✓ 𝄞", "00000000-0000-4000-8000-000000000001"];
+  const arrays: unknown[][] = [texts, [null, "x", undefined], [1, -2.5, 0, 1e21, Number.MAX_SAFE_INTEGER], [0n, -9_007_199_254_740_993n, 12_345_678_901_234_567_890n], []];
+  for (const a of arrays) assert.equal(arrayLiteral(a), prepareValue(a), JSON.stringify(a, (_, v) => (typeof v === "bigint" ? `${v}n` : v)));
+  // pg's own encoding stays for what the literal does not cover.
+  assert.equal(arrayLiteral([Buffer.from("x")]), undefined);
+  assert.equal(arrayLiteral([new Date(0)]), undefined);
+  assert.equal(arrayLiteral([["nested"]]), undefined);
+  // Through a prepared statement, each arrives as sent.
+  const { rows } = await db.pool.query<{ t: string[]; n: string[]; b: string[]; d: Date[] }>(
+    "SELECT $1::text[] AS t, $2::numeric[]::text[] AS n, $3::bigint[]::text[] AS b, $4::timestamptz[] AS d",
+    [texts, [1, -2.5], [-9_007_199_254_740_993n], [new Date(0)]],
+  );
+  assert.deepEqual(rows[0], { t: texts, n: ["1", "-2.5"], b: ["-9007199254740993"], d: [new Date(0)] });
 });
