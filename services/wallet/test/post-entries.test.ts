@@ -186,6 +186,17 @@ describe("PostEntries: many journal entries in one call, each as PostEntry would
     const ledgerBatched = await ledgerOf(batched.map((w) => w.accountId));
     const ledgerAlone = await ledgerOf(alone.map((w) => w.accountId));
     assert.deepEqual(ledgerBatched, ledgerAlone);
+    // The FX conversions written, dated at posting when the request gave no time, the same on both sides.
+    const conversionsOf = async (prefix: string) =>
+      (await ledger.t.db.pool.query<{ c: string }>(
+        `SELECT x.from_minor || ' ' || x.from_currency || ' -> ' || x.to_minor || ' ' || x.to_currency || ' at ' || x.rate || (x.rate_time = p.posted_at)::text AS c
+           FROM wallet.entries e JOIN wallet.entry_conversions x USING (entry_id) JOIN wallet.postings p ON p.entry_id = e.entry_id AND p.line = 0
+          WHERE e.idempotency_key LIKE $1 || '%' ORDER BY p.posted_seq`,
+        [prefix],
+      )).rows.map((r) => r.c);
+    const converted = await conversionsOf(prefixBatched);
+    assert.deepEqual(converted, await conversionsOf(prefixAlone));
+    assert.ok(converted.length > 0 && converted.every((c) => c.endsWith("130true")), converted.join("\n"));
     assert.ok(ledgerBatched.every((l) => l.events.length === l.lines.length && l.lines.length > 5), "every line of a wallet announced");
   });
 
@@ -245,6 +256,21 @@ describe("PostEntries: many journal entries in one call, each as PostEntry would
     assert.equal(await balance(w.accountId), 2_750n + 3_000n - 5_000n);
     const [{ lines }] = await ledgerOf([w.accountId]);
     assert.deepEqual(lines.slice(-2), ["3000 -> 5750 ", "-5000 -> 750 "], "balances after each line, in the batch's order");
+  });
+
+  test("a wallet in debt (a lost chargeback): a credit shrinks what it may owe, so a debit after it is refused as one by one", async () => {
+    const w = await worker();
+    await ledger.internal.postEntry({ ...debit(w.accountId, 500n), allowOwnerDebt: true });
+    assert.equal(await balance(w.accountId), -500n);
+    // Owing at most 500, it may stand at -500. After the credit (net 285: -215) it may owe only 215, so the debit
+    // of 50 (-265) is refused, as PostEntry one by one refuses it, though the batch's sum keeps it above -500.
+    const { results } = await ledger.internal.postEntries({ entries: [credit(w.accountId, 300n), debit(w.accountId, 50n), credit(w.accountId, 100n)] });
+    assert.deepEqual(results.map(codeName), ["OK", "FailedPrecondition", "OK"]);
+    assert.equal(await balance(w.accountId), -500n + 285n + 95n);
+    // A batch that allows owner debt goes one by one, and is answered as PostEntry answers it.
+    const debt = await ledger.internal.postEntries({ entries: [{ ...debit(w.accountId, 1_000n), allowOwnerDebt: true }, credit(w.accountId, 100n)] });
+    assert.deepEqual(debt.results.map(codeName), ["OK", "OK"]);
+    assert.equal(await balance(w.accountId), -120n - 1_000n + 95n);
   });
 
   test("two batches over the same wallets and keys in opposite orders, with PostEntry calls among them: no deadlock, each key once", async () => {
