@@ -125,6 +125,8 @@ describe("binary calls forwarded as bytes", () => {
     "Connect binary": (baseUrl, interceptors, compressing = gzip) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors, ...compressing }),
     gRPC: (baseUrl, interceptors, compressing = gzip) => createGrpcTransport({ baseUrl, interceptors, ...compressing }),
     "gRPC-web": (baseUrl, interceptors, compressing = gzip) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: true, interceptors, ...compressing }),
+    // Over HTTP/2 the gateway answers on the stream API: the same checks, the trailer frame in the body.
+    "gRPC-web over HTTP/2": (baseUrl, interceptors, compressing = gzip) => createGrpcWebTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors, ...compressing }),
   };
 
   for (const [protocol, transport] of Object.entries(transports)) {
