@@ -239,4 +239,34 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
       client.release();
     }
   });
+
+  test("a tip whose own recording fails after the group's statement committed fails alone: the others are answered and their automatic payouts start", async () => {
+    const worker = randomUUID();
+    const [plain, rated] = await decidedTips(worker, [10_000n, 20_000n]);
+    // Rated since its copy was read: the group's statement skips it and it is recorded by a statement of its own, which PostgreSQL refuses here.
+    await h.t.db.pool.query("UPDATE payment.tips SET rating = 4, rated_at = now() WHERE tip_id = $1", [rated.tip_id]);
+    const trigger = `credits_test_refuse_${rated.tip_id.replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF credit_entry_id ON payment.tips FOR EACH ROW
+      WHEN (NEW.tip_id = '${rated.tip_id}'::uuid AND OLD.credit_entry_id IS NULL) EXECUTE FUNCTION payment.${trigger}()`);
+    const { deps } = depsWith(new WatchedLedger(h.t.ctx));
+    const started: string[] = [];
+    deps.afterCredit = async (tip) => void started.push(tip.tip_id);
+    let outcomes: PromiseSettledResult<boolean>[];
+    try {
+      outcomes = await Promise.allSettled([postCredit(deps, plain.tip_id, plain), postCredit(deps, rated.tip_id, rated)]);
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.tips`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    assert.deepEqual(outcomes.map((o) => o.status), ["fulfilled", "rejected"], "only the tip whose recording failed hears the failure");
+    assert.equal((outcomes[0] as PromiseFulfilledResult<boolean>).value, true);
+    assert.ok((await row(plain.tip_id)).credit_entry_id, "recorded by the group's statement");
+    assert.deepEqual(started, [plain.tip_id], "its automatic payout starts: nothing later would start it, the tip being credited");
+    assert.equal((await row(rated.tip_id)).credit_entry_id, null);
+    await reconcile();
+    assert.ok((await row(rated.tip_id)).credit_entry_id, "reconciliation records the other");
+    assert.equal(await h.walletEntries(worker), 2);
+    for (const t of [plain, rated]) assert.equal((await succeededEvents(t.tip_id)).length, 1);
+  });
 });
