@@ -415,6 +415,9 @@ try {
       console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} tips (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)`);
     }
     const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
+    // Transactions rolled back and deadlocks PostgreSQL broke (each after deadlock_timeout, a second by default): a group's statement that failed is retried one by one.
+    const failed = async () => (await pool.query<{ rollbacks: string; deadlocks: string }>(
+      "SELECT sum(xact_rollback) AS rollbacks, sum(deadlocks) AS deadlocks FROM pg_stat_database")).rows[0];
     const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
     const withChildren = new Set(["postgres", ...(platform.withChildren ? [platform.withChildren] : [])]);
     // The platform idle first: what its pollers cost per second (statements, commits, CPU) is
@@ -443,6 +446,7 @@ try {
     roundTrips0 = writesSoFar();
     const startedAt = new Date();
     const commits0 = await commits();
+    const failed0 = await failed();
     const wal0 = await walFlushes((sql) => pool.query(sql));
     const redisCalls0 = await redisCommandCalls(cache.redis);
     const redisWrites0 = redisWrites?.() ?? 0;
@@ -487,6 +491,7 @@ try {
     // Statistics reach pg_stat_database within a second of the transactions.
     await new Promise((r) => setTimeout(r, 1_100));
     const committed = (await commits()) - commits0 - drain.checks;
+    const failed1 = await failed();
     const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
     const walSyncs = (await walFlushes((sql) => pool.query(sql))).syncs - wal0.syncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
@@ -527,7 +532,8 @@ try {
     if (drain.ms) console.log(`  (statements, transactions and CPU below include the ${(drain.ms / 1000).toFixed(1)} s after the run until its events were relayed and consumed and its messages sent)`);
     console.log(
       `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)};` +
-        ` WAL flushes per tip (pg_stat_wal.wal_sync) ${(walSyncs / Math.max(1, rows.length)).toFixed(1)}, per commit ${(walSyncs / Math.max(1, committed)).toFixed(2)}`,
+        ` WAL flushes per tip (pg_stat_wal.wal_sync) ${(walSyncs / Math.max(1, rows.length)).toFixed(1)}, per commit ${(walSyncs / Math.max(1, committed)).toFixed(2)};` +
+        ` rolled back ${Number(failed1.rollbacks) - Number(failed0.rollbacks)}, deadlocks ${Number(failed1.deadlocks) - Number(failed0.deadlocks)}`,
     );
     console.log(
       `  ${mode === "process" ? "platform's event loop (all six services, gateway, simulators)" : "this process's event loop (Daraja and SMS simulators)"}: busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +

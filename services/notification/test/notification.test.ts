@@ -192,6 +192,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     const attempts = await t.db.pool.query("SELECT count(*)::int AS n FROM notification.delivery_attempts WHERE delivery_id = $1", [d.deliveryId]);
     assert.equal(attempts.rows[0].n, 1);
     assert.equal(smsTo(phone).length, 1);
+    assert.equal(await dispatchMessages(d.deliveryId), 0, "claimed by the statement that wrote it and sent by the call: no dispatch message");
     await assert.rejects(
       internal().sendNotification({ ...req, idempotencyKey: `otp-${randomUUID()}`, variables: { minutes: "5" } }),
       (e: ConnectError) => e.code === Code.InvalidArgument && /missing code/.test(e.message),
@@ -340,26 +341,33 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
-  test("with tracing on, a delivery's facts (queued by the call, sent by the dispatcher) carry the caller's trace; the provider's report its own", async () => {
+  test("with tracing on, a delivery's facts (queued by the call, sent by the dispatcher or by the call itself) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
+    /** The delivery_updated facts' trace contexts, in order. */
+    const factTraces = async (id: string) =>
+      (await t.db.pool.query<{ traceparent: string | null }>(
+        "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 AND subject = 'ttip.notification.delivery_updated' ORDER BY seq",
+        [id],
+      )).rows.map((r) => r.traceparent ?? "");
     try {
       const traceId = randomUUID().replaceAll("-", "");
       const phone = newPhone();
+      // To a user: sent by a dispatcher, from the bus.
+      const userId = randomUUID();
+      await internal().upsertContact({ userId, phone });
+      const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
       const { deliveryIds } = await internal().sendNotification(
-        { idempotencyKey: `trace-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, locale: "en", variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } },
+        { idempotencyKey: `trace-${randomUUID()}`, recipient: { case: "userId", value: userId }, templateKey: TemplateKey.RECEIPT, channels: [Channel.SMS], locale: "en", variables },
         { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } },
       );
       const id = deliveryIds[0];
       const [sms] = await eventually("the SMS", () => smsTo(phone).length > 0 && smsTo(phone));
       await deliveryIn(id, DeliveryStatus.SENT);
       assert.equal(await sim.reportDelivery(sms.id, "delivered"), 200);
-      const { rows } = await t.db.pool.query<{ traceparent: string | null }>(
-        "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 AND subject = 'ttip.notification.delivery_updated' ORDER BY seq",
-        [id],
-      );
-      assert.equal(rows.length, 3, "queued, sent, delivered");
-      const [queued, sent, delivered] = rows.map((r) => r.traceparent ?? "");
+      const facts = await factTraces(id);
+      assert.equal(facts.length, 3, "queued, sent, delivered");
+      const [queued, sent, delivered] = facts;
       const dispatch = await eventually("the dispatcher's span, continuing the queued fact's", async () => {
         await tracing.flush();
         return receiver.spans.find((s) => s.traceId === traceId && s.name.startsWith("dispatch ") && `00-${traceId}-${s.parentSpanId}-01` === queued);
@@ -367,6 +375,16 @@ describe("notification service against Postgres, JetStream and the provider simu
       assert.equal(sent, `00-${traceId}-${dispatch.spanId}-01`, "the send (one statement, no transaction) is written in the dispatcher's span");
       assert.match(delivered, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, "the delivery report (a webhook) starts a trace of its own");
       assert.ok(!delivered.includes(traceId));
+
+      // To a number: claimed by its own statement and sent by the call, both facts in the call's trace.
+      const direct = (await internal().sendNotification(
+        { idempotencyKey: `trace-${randomUUID()}`, recipient: { case: "phone", value: newPhone() }, templateKey: TemplateKey.RECEIPT, locale: "en", variables },
+        { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } },
+      )).deliveryIds[0];
+      await deliveryIn(direct, DeliveryStatus.SENT);
+      const [directQueued, directSent, ...more] = await factTraces(direct);
+      assert.deepEqual(more, [], "queued and sent");
+      for (const fact of [directQueued, directSent]) assert.match(fact, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
     } finally {
       await tracing.stop();
       await receiver.close();

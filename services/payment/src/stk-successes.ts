@@ -120,8 +120,12 @@ const GROUP_COLUMNS = [
 /**
  * storeOne for many callbacks (distinct tokens and receipts) in one statement:
  * the receipts' locks first, in the receipts' order (sorted: two replicas'
- * groups take them in the same order), then each tip decided under storeOne's
- * conditions, and every callback stored, marked when its tip was decided.
+ * groups take them in the same order), then the tips' row locks in the tips'
+ * order, as a group of CheckoutRequestIDs takes them (a push's answer and its
+ * callback come together: taken in the receipts' order, two groups holding
+ * each other's tips waited for the deadlock check, a second, then one
+ * failed), then each tip decided under storeOne's conditions, and every
+ * callback stored, marked when its tip was decided.
  * Answers the decided rows by callback id.
  */
 let manySql: string | undefined;
@@ -130,13 +134,15 @@ async function storeMany(db: Queryable, group: StkSuccessCallback[]): Promise<Ma
   manySql ??= `WITH m AS MATERIALIZED (
        SELECT ${GROUP_COLUMNS.map(([name]) => `c.${name}`).join(", ")}, payment.receipt_unclaimed(c.receipt) AS free
          FROM ${opaqueUnnest(GROUP_COLUMNS.map(([, type]) => type))} AS c(${GROUP_COLUMNS.map(([name]) => name).join(", ")})),
+     locked AS MATERIALIZED (
+       SELECT t.tip_id, m.callback_id FROM payment.tips t JOIN m ON t.callback_token = m.token ORDER BY t.tip_id FOR UPDATE OF t),
      decided AS (
        UPDATE payment.tips t SET status = 'succeeded', result_code = '0', result_message = $${GROUP_COLUMNS.length + 1}, mpesa_receipt = m.receipt,
          credit_key = m.receipt, credit_kind = CASE WHEN t.worker_id IS NULL THEN 'venue' ELSE 'worker' END, received_minor = NULL, completed_at = now(),
          checkout_request_id = m.checkout_request_id,
          merchant_request_id = CASE WHEN t.checkout_request_id IS NULL THEN m.merchant_request_id ELSE t.merchant_request_id END
-         FROM m
-        WHERE t.callback_token = m.token AND m.free AND t.status = 'pending' AND t.credit_key IS NULL AND t.fraud_action <> 'hold'
+         FROM locked l JOIN m USING (callback_id)
+        WHERE t.tip_id = l.tip_id AND t.callback_token = m.token AND m.free AND t.status = 'pending' AND t.credit_key IS NULL AND t.fraud_action <> 'hold'
           AND (t.checkout_request_id IS NULL OR t.checkout_request_id = m.checkout_request_id) AND t.charged_minor = m.received_minor AND t.phone = m.phone
         RETURNING ${cols.map((col) => `t.${col}`).join(", ")}, m.callback_id AS decided_by),
      stored AS (

@@ -47,8 +47,11 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     return h.t.client(PaymentInternalService).reconcilePending({ limit: 100 });
   };
 
-  /** Tips to `workerId` a success decided (receipt and wallet entry fixed), not yet posted: what the callback's decision leaves for postCredit. */
-  async function decidedTips(workerId: string, amounts: bigint[]): Promise<TipRow[]> {
+  /**
+   * Tips to `workerId` a success decided (receipt and wallet entry fixed), not yet posted: what the callback's
+   * decision leaves for postCredit; with `held`, held for review with the money to go to suspense.
+   */
+  async function decidedTips(workerId: string, amounts: bigint[], held = false): Promise<TipRow[]> {
     const tips: TipRow[] = [];
     for (const minor of amounts) {
       const tipId = randomUUID();
@@ -56,8 +59,8 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
       await h.t.db.pool.query(
         `INSERT INTO payment.tips (tip_id, idempotency_key, request_fingerprint, worker_id, currency, amount_minor, fee_minor, charged_minor, worker_receives_minor,
            phone, phone_masked, status, callback_token, deadline_at, next_check_at, mpesa_receipt, credit_key, credit_kind, completed_at)
-         VALUES ($1::uuid, $1::text, 'fp', $2, 'KES', $3::bigint, $3::bigint / 20, $3::bigint, $3::bigint - $3::bigint / 20, $4, '2547***678', 'succeeded', $1::text, now(), now(), $5, $5, 'worker', now())`,
-        [tipId, workerId, minor, `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`, receipt],
+         VALUES ($1::uuid, $1::text, 'fp', $2, 'KES', $3::bigint, $3::bigint / 20, $3::bigint, $3::bigint - $3::bigint / 20, $4, '2547***678', $6, $1::text, now(), now(), $5, $5, $7, now())`,
+        [tipId, workerId, minor, `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`, receipt, held ? "held_for_review" : "succeeded", held ? "suspense" : "worker"],
       );
       tips.push(await row(tipId));
     }
@@ -99,7 +102,12 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     const pay = h.t.client(PaymentService);
     const created = await Promise.all(Array.from({ length: 30 }, (_, i) =>
       pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: workers[i % 3] }, amount: KES(50 + i), payment: { case: "mpesaPhone", value: phone(i % 4 === 0 ? "0002" : "5678") } })));
-    const tipIds = created.map((c) => c.tip!.tipId);
+    // A worker with automatic payouts: a credit recorded in a group starts one.
+    const autoWorker = randomUUID();
+    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone) VALUES ($1, true, 100, $2)", [autoWorker, `254${phone().slice(1)}`]);
+    const toAutoWorker = await Promise.all([60, 70, 80].map((shillings) =>
+      pay.createTip({ idempotencyKey: randomUUID(), recipient: { case: "workerId", value: autoWorker }, amount: KES(shillings), payment: { case: "mpesaPhone", value: phone() } })));
+    const tipIds = [...created, ...toAutoWorker].map((c) => c.tip!.tipId);
     // Passes racing the callbacks: a tip may be decided by its query instead, never twice.
     await Promise.all([reconcile(), reconcile()]);
     const rows = await eventually(async () => {
@@ -120,20 +128,32 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
       assert.equal(await receiptsOwed(r.tip_id), 1);
     }
     assert.ok(await h.trialBalanced());
+    await eventually(async () => (await h.t.db.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND automatic", [autoWorker])).rowCount, "an automatic payout started");
+    assert.equal((await h.t.db.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = ANY($1::uuid[])", [workers])).rowCount, 0, "none for workers without automatic payouts");
   });
 
   test("credits asked for together go in one wallet call and one recording; an entry wallet refuses leaves only its tip uncredited, for reconciliation", async () => {
     const worker = randomUUID();
-    const tips = await decidedTips(worker, [10_000n, 20_000n, 30_000n, 40_000n, 50_000n, 60_000n, 70_000n, 80_000n]);
+    const credited = await decidedTips(worker, [10_000n, 20_000n, 30_000n, 40_000n, 50_000n, 60_000n, 70_000n]);
+    // One held for review among them: its money goes to suspense, with no event and no receipt.
+    const [held] = await decidedTips(worker, [90_000n], true);
     const ledger = new WatchedLedger(h.t.ctx);
-    const refused = tips[5];
+    const refused = credited[5];
     ledger.misdirected.add(refused.credit_key!);
     const { deps, counts } = depsWith(ledger);
-    const outcomes = await Promise.all(tips.map((t) => postCredit(deps, t.tip_id, t)));
-    assert.deepEqual(outcomes, tips.map((t) => t !== refused));
+    const tipsCounted = async (status: string) =>
+      (await h.t.ctx.metrics.registry.getSingleMetric("ttip_payment_tips_total")!.get()).values.find((v) => v.labels.status === status && v.labels.method === "mpesa")?.value ?? 0;
+    const [succeededBefore, heldBefore] = [await tipsCounted("succeeded"), await tipsCounted("held")];
+    const outcomes = await Promise.all([...credited, held].map((t) => postCredit(deps, t.tip_id, t)));
+    assert.deepEqual(outcomes, [...credited.map((t) => t !== refused), true]);
     // Asked for in the same turn of the event loop: one call and one recording for all eight.
     assert.deepEqual(ledger.calls, [8]);
     assert.equal(counts.recordings, 1);
+    assert.deepEqual([await tipsCounted("succeeded") - succeededBefore, await tipsCounted("held") - heldBefore], [6, 1]);
+    assert.ok((await row(held.tip_id)).credit_entry_id, "the held tip's suspense entry is recorded");
+    assert.deepEqual(await succeededEvents(held.tip_id), []);
+    assert.equal(await receiptsOwed(held.tip_id), 0);
+    const tips = credited;
     const good = tips.filter((t) => t !== refused);
     assert.equal(await h.balance(worker), good.reduce((s, t) => s + t.worker_receives_minor, 0n));
     assert.equal(await h.walletEntries(worker), good.length);
@@ -218,5 +238,35 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     } finally {
       client.release();
     }
+  });
+
+  test("a tip whose own recording fails after the group's statement committed fails alone: the others are answered and their automatic payouts start", async () => {
+    const worker = randomUUID();
+    const [plain, rated] = await decidedTips(worker, [10_000n, 20_000n]);
+    // Rated since its copy was read: the group's statement skips it and it is recorded by a statement of its own, which PostgreSQL refuses here.
+    await h.t.db.pool.query("UPDATE payment.tips SET rating = 4, rated_at = now() WHERE tip_id = $1", [rated.tip_id]);
+    const trigger = `credits_test_refuse_${rated.tip_id.replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF credit_entry_id ON payment.tips FOR EACH ROW
+      WHEN (NEW.tip_id = '${rated.tip_id}'::uuid AND OLD.credit_entry_id IS NULL) EXECUTE FUNCTION payment.${trigger}()`);
+    const { deps } = depsWith(new WatchedLedger(h.t.ctx));
+    const started: string[] = [];
+    deps.afterCredit = async (tip) => void started.push(tip.tip_id);
+    let outcomes: PromiseSettledResult<boolean>[];
+    try {
+      outcomes = await Promise.allSettled([postCredit(deps, plain.tip_id, plain), postCredit(deps, rated.tip_id, rated)]);
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.tips`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    assert.deepEqual(outcomes.map((o) => o.status), ["fulfilled", "rejected"], "only the tip whose recording failed hears the failure");
+    assert.equal((outcomes[0] as PromiseFulfilledResult<boolean>).value, true);
+    assert.ok((await row(plain.tip_id)).credit_entry_id, "recorded by the group's statement");
+    assert.deepEqual(started, [plain.tip_id], "its automatic payout starts: nothing later would start it, the tip being credited");
+    assert.equal((await row(rated.tip_id)).credit_entry_id, null);
+    await reconcile();
+    assert.ok((await row(rated.tip_id)).credit_entry_id, "reconciliation records the other");
+    assert.equal(await h.walletEntries(worker), 2);
+    for (const t of [plain, rated]) assert.equal((await succeededEvents(t.tip_id)).length, 1);
   });
 });

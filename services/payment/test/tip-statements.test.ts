@@ -8,7 +8,7 @@ import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { migrate } from "@ttip/runtime";
-import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
+import { createTestDatabase, eventually, type TestDatabase } from "@ttip/runtime/testing";
 import type { Queryable } from "@ttip/runtime";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
@@ -273,6 +273,35 @@ describe("payment's per-tip statements, by their plans", () => {
     return placement(t, terms);
   };
   const phoneNumber = () => `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
+
+  test("a group of STK successes takes its tips' row locks in the tips' order, as a group of CheckoutRequestIDs does: two groups never hold each other's tips", async () => {
+    // Two tips whose order on disk and by their receipts (as a group reads them, whichever way it is planned) is the reverse of their ids'.
+    const tips = await pendingTips(6);
+    const { rows: onDisk } = await db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE tip_id = ANY($1::uuid[]) ORDER BY ctid", [tips.map((t) => t.tipId)]);
+    const at = onDisk.findIndex((r, i) => i > 0 && r.tip_id < onDisk[i - 1].tip_id);
+    assert.ok(at > 0, "six random ids are not all in order");
+    const [hi, lo] = [onDisk[at - 1], onDisk[at]].map((r) => tips.find((t) => t.tipId === r.tip_id)!);
+    const suffix = randomUUID().replace(/-/g, "").slice(0, 8).toUpperCase();
+    const [receiptLo, receiptHi] = [`RB${suffix}`, `RA${suffix}`];
+    const other = await db.pool.connect();
+    try {
+      // Another group (a push's answers) holds lo and will want hi.
+      await other.query("BEGIN");
+      await other.query("SELECT tip_id FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [lo.tipId]);
+      const group = Promise.all([storeStkSuccess(db.pool, successCallback(lo, receiptLo)), storeStkSuccess(db.pool, successCallback(hi, receiptHi))]);
+      await eventually("the group waits for lo", async () => (await db.pool.query(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND starts_with(query, 'WITH m AS MATERIALIZED')")).rows.length > 0);
+      // Waiting for lo, the group holds nothing of the other's: hi is free (taken in receipt order, it would be the group's, and this wait a deadlock).
+      await other.query("SET LOCAL lock_timeout = '500ms'");
+      await other.query("SELECT tip_id FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [hi.tipId]);
+      await other.query("COMMIT");
+      const decided = await group;
+      assert.deepEqual(decided.map((row) => [row?.tip_id, row?.mpesa_receipt]), [[lo.tipId, receiptLo], [hi.tipId, receiptHi]]);
+    } finally {
+      await other.query("ROLLBACK").catch(() => undefined);
+      other.release();
+    }
+  });
 
   test("groups of STK successes of any size share one plan", async () => {
     await planSharedByGroups("WITH m AS MATERIALIZED", async (client) => {

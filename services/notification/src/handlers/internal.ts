@@ -60,8 +60,11 @@ function sendRequestOf(req: SendNotificationRequest): Omit<SendRequest, "claim">
   return { sourceKey: `rpc:${req.idempotencyKey}`, to, templateKey: req.templateKey, variables: req.variables, locale: req.locale, channels: req.channels };
 }
 
-/** One channel to a number or an address (a receipt, a sign-in code): one delivery, whose statement claims the key itself. */
-const claimsInItsStatement = (req: SendNotificationRequest) => req.channels.length === 1 && req.recipient.case !== "userId";
+/**
+ * To a number or an address (a receipt, a sign-in code): one delivery whatever the channels
+ * asked (a number is texted, an address mailed), whose statement claims the key itself.
+ */
+const claimsInItsStatement = (req: SendNotificationRequest) => req.recipient.case === "phone" || req.recipient.case === "email";
 
 /** A template's missing variables as the client's mistake naming the field; any other error as it is. */
 function asClientError(err: unknown): unknown {
