@@ -129,7 +129,9 @@ async function natsDeliveries(url: string, sms: number): Promise<string> {
 
 // 3. Slow answers: the provider takes every send at once but answers one in SLOW_EVERY only after
 // SLOW_MS. How long the others stay 'sending' (claimed until their "sent" record, on the database's
-// clock): a prompt answer's record should not wait for a slow one dispatched with it.
+// clock): a prompt answer's record should not wait for a slow one dispatched with it. A send to a
+// number is claimed by the statement that writes it, so in this burst of single calls its time
+// 'sending' includes its record's wait for the pool behind the other calls' statements.
 const SLOW_EVERY = 8;
 const SLOW_MS = 1_000;
 for (let k = 0; k < count; k += SLOW_EVERY) sim.slowAnswers.set(phoneOf(count + k), SLOW_MS);

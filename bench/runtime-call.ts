@@ -11,7 +11,9 @@
 // handler (as in-process streams went before), and the Connect call over
 // HTTP/2 received through node's compatibility layer (Http2ServerRequest and
 // Http2ServerResponse, as before the server answered it on HTTP/2's stream
-// API). Prints this process's CPU
+// API); both also called with the peers' own Connect client (internalTransport,
+// a cluster's hops), whose small cost leaves the server's share of the call
+// larger. Prints this process's CPU
 // microseconds per call (user+system), the figure that stays put on a loaded
 // machine, alternating the paths each round.
 //   node --import tsx bench/runtime-call.ts [seconds per path and round=3] [rounds=3] [concurrency=16]
@@ -27,6 +29,8 @@ import { CreateTipResponseSchema, PaymentService } from "@ttip/proto/ttip/paymen
 import {
   createLogger,
   createPeers,
+  http2Sessions,
+  internalTransport,
   Metrics,
   requestIdPropagation,
   serviceInterceptors,
@@ -69,6 +73,9 @@ const viaRunUnaryCall = createClient(PaymentService, runUnaryCallTransport(serve
 const viaUniversalHandler = createClient(PaymentService, universalHandlerTransport(server.local, peerInterceptors));
 const overHttp2 = createClient(PaymentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: true }));
 const overCompat = createClient(PaymentService, createConnectTransport({ baseUrl: compatServer.url, httpVersion: "2", useBinaryFormat: true }));
+const sessions = http2Sessions();
+const peerOverHttp2 = createClient(PaymentService, internalTransport(server.url, sessions.get(server.url), peerInterceptors));
+const peerOverCompat = createClient(PaymentService, internalTransport(compatServer.url, sessions.get(compatServer.url), peerInterceptors));
 const request = () => ({
   idempotencyKey: randomUUID(),
   recipient: { case: "qrCode" as const, value: "QR-7KD2-PX9A" },
@@ -87,6 +94,8 @@ const paths = new Map<string, () => Promise<unknown>>([
   ["stream via gRPC (before)", () => watch(viaUniversalHandler)],
   ["Connect over HTTP/2", () => overHttp2.createTip(request(), { timeoutMs: 5_000 })],
   ["  compat. layer (before)", () => overCompat.createTip(request(), { timeoutMs: 5_000 })],
+  ["peers' client over HTTP/2", () => peerOverHttp2.createTip(request(), { timeoutMs: 5_000 })],
+  ["  peers' client, compat. layer (before)", () => peerOverCompat.createTip(request(), { timeoutMs: 5_000 })],
 ]);
 try {
   for (const call of paths.values()) for (let i = 0; i < 2_000; i++) await call();
@@ -105,12 +114,13 @@ try {
       if (profiling) writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify((await profiling.post("Profiler.stop")).profile));
       const perCall = (used.user + used.system) / result.calls;
       cpuUs.set(name, [...(cpuUs.get(name) ?? []), perCall]);
-      console.log(`round ${round}  ${name.padEnd(24)} ${result.perSecond.toFixed(0).padStart(6)} calls/s  CPU ${perCall.toFixed(0)} us per call`);
+      console.log(`round ${round}  ${name.padEnd(40)} ${result.perSecond.toFixed(0).padStart(6)} calls/s  CPU ${perCall.toFixed(0)} us per call`);
     }
   }
   for (const [name, list] of cpuUs) console.log(`${name}: CPU per call, best of ${list.length} rounds: ${Math.min(...list).toFixed(0)} us (median ${list.sort((a, b) => a - b)[Math.floor(list.length / 2)].toFixed(0)} us)`);
 } finally {
   peers.close();
+  sessions.close();
   await server.close();
   await compatServer.close();
 }

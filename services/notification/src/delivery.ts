@@ -1190,7 +1190,8 @@ const STRANDED_PAGE = 1_000;
  * Gives the dispatchers work for open deliveries that have none: queued or retrying, not
  * parked, created in the last hour, due and untouched for two minutes. Those queued by a
  * version whose dispatchers read the public facts (durables notification-dispatch-N) and
- * not yet sent when its last replica stopped are such. Run at start; a delivery that had
+ * not yet sent when its last replica stopped are such, and so is one claimed by the statement
+ * that wrote it whose send a crash cut off (its claim then finds the attempt in doubt). Run at start; a delivery that had
  * its message after all is still sent once (the claim is a compare-and-set). Pages through
  * them by (created_at, id), as a page's rows are left as they were and would be read again.
  * Returns how many were given work.

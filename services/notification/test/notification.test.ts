@@ -20,7 +20,7 @@ import {
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
-import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
+import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { createProviders, type OutgoingMessage, type Provider, type SendOutcome } from "../src/providers.js";
@@ -646,6 +646,28 @@ describe("notification service against Postgres, JetStream and the provider simu
     await redispatchStranded(t.db.pool);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(smsTo(first).length + smsTo(second).length, 2);
+  });
+
+  test("a send claimed by its own statement and cut off by a crash before its call is found by the stranded look and failed in doubt, never sent", async () => {
+    const phone = newPhone();
+    const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
+    const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const claim = { schema: "notification", operation: "test/crash", caller: "", key: `crash-${randomUUID()}`, fingerprint: "f" };
+    // Written and claimed, then the process died: sendClaimed never ran.
+    const { made, claimed } = await enqueueClaiming(t.db.pool, [{ sourceKey: `rpc:${claim.key}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables, claim }], new Date(), dispatcher.firstProviders());
+    const [id] = (made[0] as { ids: string[] }).ids;
+    assert.deepEqual(claimed.map((c) => [c.delivery.id, c.provider, c.delivery.attempts]), [[id, "africastalking", 1]]);
+    assert.equal(await dispatchMessages(id), 0);
+    // Past the lease and untouched for two minutes, as a restarted replica's look finds it.
+    await t.db.pool.query("UPDATE notification.delivery_attempts SET started_at = now() - interval '1 minute' WHERE delivery_id = $1", [id]);
+    await t.db.pool.query("UPDATE notification.deliveries SET updated_at = now() - interval '3 minutes' WHERE id = $1", [id]);
+    assert.ok((await redispatchStranded(t.db.pool)) >= 1);
+    const d = await deliveryIn(id, DeliveryStatus.FAILED);
+    assert.equal(d.attempts.length, 1, "no attempt after the one cut off");
+    assert.match((await t.db.pool.query("SELECT last_error FROM notification.deliveries WHERE id = $1", [id])).rows[0].last_error, /in doubt/);
+    assert.equal((await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows[0].status, "in_doubt");
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(smsTo(phone).length, 0, "not sent: the provider may have had it");
   });
 
   test("stranded deliveries beyond one page are all given work, page after page, and each is sent once", async () => {

@@ -43,8 +43,11 @@ export interface CreditToRecord {
 interface CreditGroups {
   /** Tips to post, each answered with its entry's id or the error that refused it. */
   posting: GroupCommit<TipRow, string | Error>;
-  /** Entries to record, each answered with the tip as recorded (undefined: recorded already, by another). */
-  recording: GroupCommit<CreditToRecord, RecordedCredit | undefined>;
+  /**
+   * Entries to record, each answered with the tip as recorded (undefined: recorded already, by another),
+   * or the error that left that tip alone unrecorded.
+   */
+  recording: GroupCommit<CreditToRecord, RecordedCredit | undefined | Error>;
 }
 
 const groupsByDeps = new WeakMap<Deps, CreditGroups>();
@@ -86,6 +89,7 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
     deps.ctx.logger.warn({ tipId, err }, "wallet credit posted but not recorded yet; reconciliation will record it");
     return undefined;
   });
+  if (credit instanceof Error) throw credit;
   if (!credit) return false;
   const { row } = credit;
   const m = paymentMetrics(deps.ctx.metrics);
@@ -141,17 +145,20 @@ function creditEntry(deps: Deps, tip: TipRow): Promise<EntryToPost> {
  * The entries in one statement (recordCredits); a tip it did not record because
  * its row changed since it was read (a rating, a receipt learned late) is
  * recorded from the row as it is now (recordFromRowNow), unless credited already.
+ * That tip's own statement failing fails that tip alone: the group's statement
+ * has committed, and the tips it recorded are still answered (their automatic
+ * payouts start only here; reconciliation skips a tip once it is credited).
  */
-async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(RecordedCredit | undefined)[]> {
+async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(RecordedCredit | undefined | Error)[]> {
   const recorded = await recordCredits(pool, credits);
   const answered = new Set<string>();
-  const outcomes: (RecordedCredit | undefined)[] = [];
+  const outcomes: (RecordedCredit | undefined | Error)[] = [];
   for (const c of credits) {
     const tipId = c.tip.tip_id;
     // A tip twice in the group: the first is answered with the recording, the rest find it recorded.
     const first = !answered.has(tipId);
     answered.add(tipId);
-    outcomes.push(first ? (recorded.get(tipId) ?? (await recordFromRowNow(pool, tipId, c.entryId))) : undefined);
+    outcomes.push(first ? (recorded.get(tipId) ?? (await recordFromRowNow(pool, tipId, c.entryId).catch(asError))) : undefined);
   }
   return outcomes;
 }

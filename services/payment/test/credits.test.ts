@@ -239,4 +239,62 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
       client.release();
     }
   });
+
+  test("a tip whose own recording fails after the group's statement committed fails alone: the others are answered and their automatic payouts start", async () => {
+    const worker = randomUUID();
+    const [plain, rated] = await decidedTips(worker, [10_000n, 20_000n]);
+    // Rated since its copy was read: the group's statement skips it and it is recorded by a statement of its own, which PostgreSQL refuses here.
+    await h.t.db.pool.query("UPDATE payment.tips SET rating = 4, rated_at = now() WHERE tip_id = $1", [rated.tip_id]);
+    const trigger = `credits_test_refuse_${rated.tip_id.replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF credit_entry_id ON payment.tips FOR EACH ROW
+      WHEN (NEW.tip_id = '${rated.tip_id}'::uuid AND OLD.credit_entry_id IS NULL) EXECUTE FUNCTION payment.${trigger}()`);
+    const { deps } = depsWith(new WatchedLedger(h.t.ctx));
+    const started: string[] = [];
+    deps.afterCredit = async (tip) => void started.push(tip.tip_id);
+    let outcomes: PromiseSettledResult<boolean>[];
+    try {
+      outcomes = await Promise.allSettled([postCredit(deps, plain.tip_id, plain), postCredit(deps, rated.tip_id, rated)]);
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.tips`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    assert.deepEqual(outcomes.map((o) => o.status), ["fulfilled", "rejected"], "only the tip whose recording failed hears the failure");
+    assert.equal((outcomes[0] as PromiseFulfilledResult<boolean>).value, true);
+    assert.ok((await row(plain.tip_id)).credit_entry_id, "recorded by the group's statement");
+    assert.deepEqual(started, [plain.tip_id], "its automatic payout starts: nothing later would start it, the tip being credited");
+    assert.equal((await row(rated.tip_id)).credit_entry_id, null);
+    await reconcile();
+    assert.ok((await row(rated.tip_id)).credit_entry_id, "reconciliation records the other");
+    assert.equal(await h.walletEntries(worker), 2);
+    for (const t of [plain, rated]) assert.equal((await succeededEvents(t.tip_id)).length, 1);
+  });
+  test("two replicas crediting the same tips at once, in groups of other sizes and orders: each tip one entry, one recording, one event", async () => {
+    const workers = [randomUUID(), randomUUID()];
+    const tips = [...(await decidedTips(workers[0], Array.from({ length: 12 }, (_, i) => BigInt(1_000 * (i + 1))))),
+      ...(await decidedTips(workers[1], Array.from({ length: 12 }, (_, i) => BigInt(500 * (i + 1)))))];
+    // Each replica has its own groups (and its own ledger): they meet only in wallet and in PostgreSQL.
+    const [a, b] = [depsWith(new WatchedLedger(h.t.ctx)), depsWith(new WatchedLedger(h.t.ctx))];
+    const started: string[] = [];
+    for (const r of [a, b]) r.deps.afterCredit = async (tip) => void started.push(tip.tip_id);
+    const reversed = [...tips].reverse();
+    const outcomes = await Promise.all([
+      ...tips.map((t) => postCredit(a.deps, t.tip_id, t)),
+      ...reversed.map((t) => postCredit(b.deps, t.tip_id, t)),
+      // A second wave on one replica: the tips again, in groups of their own.
+      ...tips.filter((_, i) => i % 3 === 0).map((t) => new Promise<boolean>((resolve, reject) => setImmediate(() => postCredit(a.deps, t.tip_id, t).then(resolve, reject)))),
+    ]);
+    assert.equal(outcomes.filter(Boolean).length, tips.length, "each tip recorded by one caller only");
+    assert.deepEqual([...started].sort(), tips.map((t) => t.tip_id).sort(), "one automatic payout started per tip");
+    for (const [k, worker] of workers.entries()) {
+      const mine = tips.filter((t) => t.worker_id === worker);
+      assert.equal(await h.walletEntries(worker), mine.length, `one wallet entry per tip of worker ${k}`);
+      assert.equal(await h.balance(worker), mine.reduce((s, t) => s + t.worker_receives_minor, 0n));
+    }
+    for (const t of tips) {
+      assert.ok((await row(t.tip_id)).credit_entry_id);
+      assert.equal((await succeededEvents(t.tip_id)).length, 1, `one tip_succeeded for ${t.tip_id}`);
+      assert.equal(await receiptsOwed(t.tip_id), 1);
+    }
+  });
 });

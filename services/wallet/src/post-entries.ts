@@ -36,9 +36,10 @@ export type BatchOutcome = { posted: PostResult } | { refused: unknown };
  * Run alone, not inside a transaction: a batch the balance check refuses is posted again one
  * entry at a time, each its own statement.
  *
- * A key given twice in the call is posted in rounds, as one by one: the first in this round; a
- * later one with the same request gets the first's answer, another one goes to the next round
- * (where the key is found: ALREADY_EXISTS, or posted if the first was refused).
+ * A key given twice in the call is posted in rounds, in the call's order: a round ends before a
+ * key it holds already, since the second's answer depends on the first's (posted: the same
+ * request gets the first's entry without another statement, another ALREADY_EXISTS; refused:
+ * the second may be posted, after the entries before it and before those after it).
  */
 export async function postEntries(db: Queryable, inputs: EntryInput[]): Promise<BatchOutcome[]> {
   if (inputs.length < 1 || inputs.length > MAX_BATCH_ENTRIES) throw fieldError("entries", `between 1 and ${MAX_BATCH_ENTRIES} entries`);
@@ -46,32 +47,28 @@ export async function postEntries(db: Queryable, inputs: EntryInput[]): Promise<
   if (lines > MAX_BATCH_LINES) throw fieldError("entries", `at most ${MAX_BATCH_LINES} postings in all, not ${lines}`);
   const outcomes: BatchOutcome[] = new Array(inputs.length);
   const hashes: (string | undefined)[] = new Array(inputs.length);
-  let pending = inputs.map((_, i) => i);
-  while (pending.length) {
+  /** Keys an earlier round posted under (or found posted), with the request's fingerprint and answer. */
+  const postedKeys = new Map<string, { hash: string | undefined; outcome: BatchOutcome }>();
+  let next = 0;
+  while (next < inputs.length) {
     const round: number[] = [];
-    const later: number[] = [];
-    const firstOfKey = new Map<string, number>();
-    for (const i of pending) {
-      if (firstOfKey.has(inputs[i].idempotencyKey)) {
-        later.push(i);
+    const keys = new Set<string>();
+    for (; next < inputs.length && !keys.has(inputs[next].idempotencyKey); next++) {
+      const posted = postedKeys.get(inputs[next].idempotencyKey);
+      if (posted && posted.hash === preparedHash(inputs[next])) {
+        outcomes[next] = posted.outcome;
       } else {
-        firstOfKey.set(inputs[i].idempotencyKey, i);
-        round.push(i);
+        keys.add(inputs[next].idempotencyKey);
+        round.push(next);
       }
     }
     await postRound(db, round, inputs, outcomes, hashes);
-    pending = [];
-    for (const i of later) {
-      const first = firstOfKey.get(inputs[i].idempotencyKey)!;
-      const same = "posted" in outcomes[first] && hashes[first] !== undefined && hashes[first] === preparedHash(inputs[i]);
-      if (same) outcomes[i] = outcomes[first];
-      else pending.push(i);
-    }
+    for (const i of round) if ("posted" in outcomes[i]) postedKeys.set(inputs[i].idempotencyKey, { hash: hashes[i], outcome: outcomes[i] });
   }
   return outcomes;
 }
 
-/** The request's fingerprint, or undefined when its shape is refused (then it goes to the next round, and is refused there). */
+/** The request's fingerprint, or undefined when its shape is refused (then it goes to a round, and is refused there). */
 function preparedHash(input: EntryInput): string | undefined {
   try {
     return preparedEntry(input).hash;

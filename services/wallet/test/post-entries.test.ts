@@ -213,6 +213,13 @@ describe("PostEntries: many journal entries in one call, each as PostEntry would
     assert.equal(again.results[0].entry!.entryId, results[2].entry!.entryId);
     assert.equal(again.results[2].entry!.entryId, results[0].entry!.entryId);
     assert.equal(await balance(w.accountId), 950n + 1_900n, "each key posted once");
+    // A key whose first use was refused is posted by a later request in the same batch, in the batch's order:
+    // the same debit again is refused too (the credit after it comes later), as one by one.
+    const poor = await worker();
+    const out = debit(poor.accountId, 50n);
+    const ordered = await ledger.internal.postEntries({ entries: [out, out, credit(poor.accountId, 100n), out] });
+    assert.deepEqual(ordered.results.map(codeName), ["FailedPrecondition", "FailedPrecondition", "OK", "OK"]);
+    assert.equal(await balance(poor.accountId), 95n - 50n);
     // A key whose first use was refused (no account) is free for the next request in the same batch, as one by one.
     const key = `mpesa:${randomUUID()}`;
     const retried = await ledger.internal.postEntries({ entries: [credit(randomUUID(), 100n, key), credit(w.accountId, 100n, key)] });
