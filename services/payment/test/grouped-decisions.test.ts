@@ -73,13 +73,39 @@ describe("grouped decisions and placements, two replicas at once", () => {
   });
 
   const config = { ...loadPaymentConfig({}), fraud: { phonePerWindow: 1000, workerPerWindow: 1000, windowMs: 600_000, outlierMinor: 10n ** 9n, pinFailures: 3 } };
-  const newTip = (idempotencyKey: string) => {
-    const t: NewTip = { idempotencyKey, workerId: randomUUID(), amountMinor: 10_000n, phone: `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`,
-      customerCoversFee: false, rating: 0, message: "", customerEmail: "" };
+  const phoneNumber = () => `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
+  /** A CreateTip's placement of a KES 100 tip (KES 95 to the worker). */
+  const newTip = (idempotencyKey: string, over: Partial<NewTip> = {}, limits = config) => {
+    const t: NewTip = { idempotencyKey, workerId: randomUUID(), amountMinor: 10_000n, phone: phoneNumber(), customerCoversFee: false, rating: 0, message: "", customerEmail: "", ...over };
     const quote = { workerReceives: { currency: "KES", amountMinor: 9_500n }, feeScheduleVersion: 1 } as FeeQuote;
-    const terms: TipTerms = { tipId: randomUUID(), fp: `fp-${idempotencyKey}`, charged: 10_000n, quote, phoneMasked: "2547****0000", config };
+    const terms: TipTerms = { tipId: randomUUID(), fp: `fp-${idempotencyKey}`, charged: 10_000n, quote, phoneMasked: "2547****0000", config: limits };
     return placement(t, terms);
   };
+  const tipsOf = async (ps: { terms: TipTerms }[]) =>
+    (await db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE tip_id = ANY($1::uuid[])", [ps.map((p) => p.terms.tipId)])).rows.map((r) => r.tip_id).toSorted();
+
+  test("two tips to one worker from two numbers placed together: the second counts the first (the worker's limit holds it)", async () => {
+    const limited = { ...config, fraud: { ...config.fraud, workerPerWindow: 1 } };
+    const workerId = randomUUID();
+    const [first, second, elsewhere] = [newTip(`key-${randomUUID()}`, { workerId }, limited), newTip(`key-${randomUUID()}`, { workerId }, limited), newTip(`key-${randomUUID()}`, {}, limited)];
+    const [a, b, c] = await Promise.all([first, second, elsewhere].map((p) => placeTip(replicas[0], p, false)));
+    assert.equal(a.row?.tip_id, first.terms.tipId);
+    assert.equal(c.row?.tip_id, elsewhere.terms.tipId);
+    assert.equal(b.row, undefined, "not placed without its hold accepted");
+    assert.deepEqual(b.check.hits.map((h) => h.reason), ["VELOCITY_WORKER"]);
+    assert.deepEqual(await tipsOf([first, second, elsewhere]), [first, elsewhere].map((p) => p.terms.tipId).toSorted());
+  });
+
+  test("a tip its statement cannot store fails alone: the others placed with it are placed, each with its own row", async () => {
+    const tips = Array.from({ length: 5 }, () => newTip(`key-${randomUUID()}`));
+    // A message PostgreSQL cannot store (CreateTip's validation refuses it first; here it stands for any one tip's failure).
+    const bad = newTip(`key-${randomUUID()}`, { message: "nul \u0000 here" });
+    const answers = await Promise.allSettled([tips[0], tips[1], bad, ...tips.slice(2)].map((p) => placeTip(replicas[1], p, false)));
+    assert.deepEqual(answers.map((a) => a.status), ["fulfilled", "fulfilled", "rejected", "fulfilled", "fulfilled", "fulfilled"]);
+    const placed = answers.flatMap((a) => (a.status === "fulfilled" ? [a.value.row?.tip_id] : []));
+    assert.deepEqual(placed, tips.map((p) => p.terms.tipId));
+    assert.deepEqual(await tipsOf([...tips, bad]), tips.map((p) => p.terms.tipId).toSorted());
+  });
 
   test("a group of STK successes and a group of CheckoutRequestIDs over the same tips at once do not deadlock", async () => {
     // Planned as on a production-sized table: each tip found by its index, one after the other.
