@@ -9,7 +9,7 @@ import { createPool, migrate, type Pool, type Queryable } from "@ttip/runtime";
 import { createTestDatabase, eventually, type TestDatabase } from "@ttip/runtime/testing";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { loadPaymentConfig } from "../src/config.js";
-import { storeStkSuccess, type StkSuccessCallback } from "../src/stk-successes.js";
+import { storeStkSuccess, type StkSuccessCallback } from "../src/stk-callbacks.js";
 import { placement, placeTip, type TipTerms } from "../src/tip-placements.js";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import type { NewTip } from "../src/tips.js";

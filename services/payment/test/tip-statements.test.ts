@@ -6,15 +6,15 @@ import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
-import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { migrate } from "@ttip/runtime";
+import { PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { buildEvent, migrate } from "@ttip/runtime";
 import { createTestDatabase, eventually, type TestDatabase } from "@ttip/runtime/testing";
 import type { Queryable } from "@ttip/runtime";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
 import { markSent } from "../src/receipts.js";
 import { recordCredits } from "../src/credits.js";
-import { storeStkSuccess, type StkSuccessCallback } from "../src/stk-successes.js";
+import { storeStkFailure, storeStkSuccess, type StkFailureCallback, type StkSuccessCallback } from "../src/stk-callbacks.js";
 import { loadPaymentConfig } from "../src/config.js";
 import { placement, placeTip, type TipTerms } from "../src/tip-placements.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -328,6 +328,53 @@ describe("payment's per-tip statements, by their plans", () => {
       // The first goes alone at once; lo and hi, answered while it runs, together after it.
       const stored = await Promise.all([first, lo, hi].map((t) => storeCheckoutIds(db.pool, { tipId: t.tipId, checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m" })));
       assert.deepEqual(stored.map((row) => row?.tip_id), [first.tipId, lo.tipId, hi.tipId]);
+    });
+  });
+
+  const failureCallback = (t: PendingTip, code: string, checkoutRequestId = `ws_CO_${t.tipId}`): StkFailureCallback => {
+    const event = buildEvent("payment", TipFailedSchema, { method: PaymentMethod.MPESA, resultCode: code, reason: `code ${code}` });
+    return {
+      raw: { callbackId: randomUUID(), source: "mpesa_stk", path: "/daraja/stk/[token]", remoteAddress: "127.0.0.1", body: Buffer.from(`{"code":"${code}"}`) },
+      token: t.token,
+      failure: { resultCode: code, resultMessage: `code ${code}`, checkoutRequestId, merchantRequestId: "m", event, traceparent: null },
+    };
+  };
+
+  test("STK failures called back together are stored and decided by one statement, each tip with its own tip_failed; a repeat goes after, alone", async () => {
+    const tips = await pendingTips(4);
+    // Tip 3's callback names another push: it fails nothing.
+    const callbacks = [failureCallback(tips[0], "1032"), failureCallback(tips[1], "2001"), failureCallback(tips[2], "1037"), failureCallback(tips[3], "1032", "ws_CO_other"),
+      failureCallback(tips[0], "1032")];
+    let statements = 0;
+    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
+    const answers = await Promise.all(callbacks.map((c) => storeStkFailure(counted, c)));
+    assert.equal(statements, 2, "the group in one statement, the repeat after it");
+    assert.deepEqual(answers.map((row) => [row?.tip_id, row?.status, row?.result_code]),
+      [[tips[0].tipId, "failed", "1032"], [tips[1].tipId, "failed", "2001"], [tips[2].tipId, "failed", "1037"], [undefined, undefined, undefined], [undefined, undefined, undefined]]);
+    assert.equal((await loadTip(db.pool, tips[3].tipId))?.status, "pending");
+    const stored = await storedCallbacks(callbacks.map((c) => c.raw.callbackId));
+    assert.deepEqual(callbacks.map((c) => stored.get(c.raw.callbackId)?.outcome), ["failed", "failed", "failed", "received", "received"]);
+    const { rows: events } = await db.pool.query<{ payload: Buffer }>(
+      "SELECT payload FROM payment.outbox WHERE event_id = ANY($1::uuid[]) ORDER BY seq", [callbacks.map((c) => c.failure.event.id)]);
+    const decoded = events.map((e) => fromBinary(TipFailedSchema, e.payload)).sort((a, b) => a.resultCode.localeCompare(b.resultCode));
+    assert.deepEqual(decoded.map((e) => [e.tipId, e.resultCode, e.amount?.amountMinor, e.meta?.correlationId]),
+      [[tips[0].tipId, "1032", 1000n, tips[0].tipId], [tips[2].tipId, "1037", 3000n, tips[2].tipId], [tips[1].tipId, "2001", 2000n, tips[1].tipId]]);
+  });
+
+  test("a group of STK failures takes its tips' row locks in the tips' order", async () => {
+    await lockedInTipOrder("WITH m AS (SELECT c.callback_id", async (lo, hi) => {
+      const failed = await Promise.all([storeStkFailure(db.pool, failureCallback(hi, "1032")), storeStkFailure(db.pool, failureCallback(lo, "1032"))]);
+      assert.deepEqual(failed.map((row) => row?.tip_id), [hi.tipId, lo.tipId]);
+    });
+  });
+
+  test("groups of STK failures of any size share one plan", async () => {
+    await planSharedByGroups("WITH m AS (SELECT c.callback_id", async (client) => {
+      for (let size = 2; size <= 12; size++) {
+        const tips = await pendingTips(size);
+        const failed = await Promise.all(tips.map((t) => storeStkFailure(client, failureCallback(t, "1032"))));
+        assert.ok(failed.every((row) => row?.status === "failed"));
+      }
     });
   });
 
