@@ -10,7 +10,7 @@ import { MoneySchema } from "@ttip/proto/ttip/common/v1/money_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import { storeCheckoutIds } from "./checkout-ids.js";
-import { storeStkSuccess } from "./stk-successes.js";
+import { storeStkFailure, storeStkSuccess } from "./stk-callbacks.js";
 import { placeTip, placement, type TipTerms } from "./tip-placements.js";
 import type { ChangeFeed } from "./changes.js";
 import type { PaymentConfig } from "./config.js";
@@ -475,7 +475,7 @@ function tipFailedTailSql(alias: string): string {
     str(f.createdBy, `${alias}.customer_subject`),
   ].join(" || ");
 }
-const TIP_FAILED_TAIL_OF_D = tipFailedTailSql("d");
+export const TIP_FAILED_TAIL_OF_D = tipFailedTailSql("d");
 
 /**
  * storeAndCreditStk's counterpart for a failure (cancelled, timed out,
@@ -494,22 +494,10 @@ export async function storeAndFailStk(deps: Deps, raw: RawCallback, token: strin
   const message = resultMessage(code);
   // What the service knows before the row: the SQL appends the rest (tipFailedTailSql).
   const event = buildEvent("payment", TipFailedSchema, { method: PaymentMethod.MPESA, resultCode: code, reason: message });
-  const values = [raw.callbackId, raw.source, raw.path, raw.remoteAddress, raw.body,
-    code, message, o.checkoutRequestId, o.merchantRequestId ?? null, token, event.id, event.subject, Buffer.from(event.data), currentTraceparent() ?? null];
-  return storeAndDecide(deps, raw, "failed", async () => (await deps.ctx.pool.query<TipRow>(FAIL_STK_SQL, values)).rows[0]);
+  const failure = { resultCode: code, resultMessage: message, checkoutRequestId: o.checkoutRequestId, merchantRequestId: o.merchantRequestId, event, traceparent: currentTraceparent() ?? null };
+  // With the other failures called back meanwhile: one statement and one commit for the group.
+  return storeAndDecide(deps, raw, "failed", async () => (await storeStkFailure(deps.ctx.pool, { raw, token, failure })) ?? undefined);
 }
-
-/** storeAndFailStk's statement: the raw callback $1-$5 (storedCallbackCte), the failure $6-$10, tip_failed $11-$14. */
-const FAIL_STK_SQL =
-  `WITH decided AS (
-       UPDATE payment.tips SET status = 'failed', result_code = $6, result_message = $7, completed_at = now(),
-         checkout_request_id = $8, merchant_request_id = CASE WHEN checkout_request_id IS NULL THEN $9 ELSE merchant_request_id END
-        WHERE callback_token = $10 AND status = 'pending' AND (checkout_request_id IS NULL OR checkout_request_id = $8)
-        RETURNING ${TIP_COLUMNS}),
-     ${storedCallbackCte("failed", "$8")},
-     announced AS (
-       INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT $11, $12, $13 || ${TIP_FAILED_TAIL_OF_D}, $14::text FROM decided d)
-     SELECT ${TIP_COLUMNS} FROM decided`;
 
 /**
  * Ends a pending tip whose push `checkoutRequestId` answered, as `status`

@@ -6,15 +6,15 @@ import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
-import { TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { migrate } from "@ttip/runtime";
+import { PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
+import { buildEvent, migrate } from "@ttip/runtime";
 import { createTestDatabase, eventually, type TestDatabase } from "@ttip/runtime/testing";
 import type { Queryable } from "@ttip/runtime";
 import { storeCheckoutIds } from "../src/checkout-ids.js";
 import { TIP_FACTS_SQL, tipFactsColumns } from "../src/fraud.js";
 import { markSent } from "../src/receipts.js";
 import { recordCredits } from "../src/credits.js";
-import { storeStkSuccess, type StkSuccessCallback } from "../src/stk-successes.js";
+import { storeStkFailure, storeStkSuccess, type StkFailureCallback, type StkSuccessCallback } from "../src/stk-callbacks.js";
 import { loadPaymentConfig } from "../src/config.js";
 import { placement, placeTip, type TipTerms } from "../src/tip-placements.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
@@ -35,6 +35,14 @@ const record = (db: Queryable, tip: TipRow, entryId: string) => recordCredits(db
 
 function nodes(plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+}
+
+/** A tip pending under its push ('ws_CO_' || tip_id): what its callback names. */
+interface PendingTip {
+  tipId: string;
+  token: string;
+  phone: string;
+  charged: bigint;
 }
 
 describe("payment's per-tip statements, by their plans", () => {
@@ -206,7 +214,7 @@ describe("payment's per-tip statements, by their plans", () => {
   });
 
   /** Tips still pending under their pushes ('ws_CO_' || tip_id), as tipsTo made them: token, number and charge of each. */
-  async function pendingTips(count: number): Promise<{ tipId: string; token: string; phone: string; charged: bigint }[]> {
+  async function pendingTips(count: number): Promise<PendingTip[]> {
     const tipIds = await tipsTo(randomUUID(), count);
     const { rows } = await db.pool.query<{ tip_id: string; callback_token: string; phone: string; charged_minor: bigint }>(
       `UPDATE payment.tips SET status = 'pending', mpesa_receipt = NULL, credit_key = NULL, credit_kind = NULL, checkout_request_id = 'ws_CO_' || tip_id
@@ -216,7 +224,7 @@ describe("payment's per-tip statements, by their plans", () => {
     const byId = new Map(rows.map((r) => [r.tip_id, r]));
     return tipIds.map((id) => ({ tipId: id, token: byId.get(id)!.callback_token, phone: byId.get(id)!.phone, charged: byId.get(id)!.charged_minor }));
   }
-  const successCallback = (t: { tipId: string; token: string; phone: string; charged: bigint }, receipt: string, over: Partial<StkSuccessCallback["success"]> = {}): StkSuccessCallback => ({
+  const successCallback = (t: PendingTip, receipt: string, over: Partial<StkSuccessCallback["success"]> = {}): StkSuccessCallback => ({
     raw: { callbackId: randomUUID(), source: "mpesa_stk", path: "/daraja/stk/[token]", remoteAddress: "127.0.0.1", body: Buffer.from(`{"receipt":"${receipt}"}`) },
     token: t.token,
     success: { source: "callback", checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m", resultCode: "0", resultDesc: "ok", receipt, amount: Number(t.charged) / 100, phone: t.phone, ...over },
@@ -274,33 +282,100 @@ describe("payment's per-tip statements, by their plans", () => {
   };
   const phoneNumber = () => `2547${String(Math.floor(Math.random() * 1e8)).padStart(8, "0")}`;
 
-  test("a group of STK successes takes its tips' row locks in the tips' order, as a group of CheckoutRequestIDs does: two groups never hold each other's tips", async () => {
-    // Two tips whose order on disk and by their receipts (as a group reads them, whichever way it is planned) is the reverse of their ids'.
+  /**
+   * Runs `group` (a statement starting with `prefix`, about tips lo and hi) while another transaction
+   * holds lo and then wants hi, as another group would: the group must wait for lo holding nothing,
+   * so the other gets hi at once. lo and hi lie on disk, and `group` names them, in the reverse of
+   * their ids' order: whichever way the statement is planned, only locking in the ids' order passes.
+   */
+  async function lockedInTipOrder(prefix: string, group: (lo: PendingTip, hi: PendingTip) => Promise<void>): Promise<void> {
     const tips = await pendingTips(6);
     const { rows: onDisk } = await db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.tips WHERE tip_id = ANY($1::uuid[]) ORDER BY ctid", [tips.map((t) => t.tipId)]);
     const at = onDisk.findIndex((r, i) => i > 0 && r.tip_id < onDisk[i - 1].tip_id);
     assert.ok(at > 0, "six random ids are not all in order");
     const [hi, lo] = [onDisk[at - 1], onDisk[at]].map((r) => tips.find((t) => t.tipId === r.tip_id)!);
-    const suffix = randomUUID().replace(/-/g, "").slice(0, 8).toUpperCase();
-    const [receiptLo, receiptHi] = [`RB${suffix}`, `RA${suffix}`];
     const other = await db.pool.connect();
     try {
-      // Another group (a push's answers) holds lo and will want hi.
       await other.query("BEGIN");
       await other.query("SELECT tip_id FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [lo.tipId]);
-      const group = Promise.all([storeStkSuccess(db.pool, successCallback(lo, receiptLo)), storeStkSuccess(db.pool, successCallback(hi, receiptHi))]);
+      const done = group(lo, hi);
       await eventually("the group waits for lo", async () => (await db.pool.query(
-        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND starts_with(query, 'WITH m AS MATERIALIZED')")).rows.length > 0);
-      // Waiting for lo, the group holds nothing of the other's: hi is free (taken in receipt order, it would be the group's, and this wait a deadlock).
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND starts_with(query, $1)", [prefix])).rows.length > 0);
+      // Had the group taken hi first, this would wait for it, and the group for lo: a deadlock.
       await other.query("SET LOCAL lock_timeout = '500ms'");
       await other.query("SELECT tip_id FROM payment.tips WHERE tip_id = $1 FOR UPDATE", [hi.tipId]);
       await other.query("COMMIT");
-      const decided = await group;
-      assert.deepEqual(decided.map((row) => [row?.tip_id, row?.mpesa_receipt]), [[lo.tipId, receiptLo], [hi.tipId, receiptHi]]);
+      await done;
     } finally {
       await other.query("ROLLBACK").catch(() => undefined);
       other.release();
     }
+  }
+
+  test("a group of STK successes takes its tips' row locks in the tips' order: two groups never hold each other's tips", async () => {
+    const suffix = randomUUID().replace(/-/g, "").slice(0, 8).toUpperCase();
+    // hi's receipt first: a group takes the receipts' locks in their order.
+    const [receiptLo, receiptHi] = [`RB${suffix}`, `RA${suffix}`];
+    await lockedInTipOrder("WITH m AS MATERIALIZED", async (lo, hi) => {
+      const decided = await Promise.all([storeStkSuccess(db.pool, successCallback(lo, receiptLo)), storeStkSuccess(db.pool, successCallback(hi, receiptHi))]);
+      assert.deepEqual(decided.map((row) => [row?.tip_id, row?.mpesa_receipt]), [[lo.tipId, receiptLo], [hi.tipId, receiptHi]]);
+    });
+  });
+
+  test("a group of CheckoutRequestIDs takes its tips' row locks in the tips' order too (the sorted ids, read by the primary key)", async () => {
+    const [first] = await pendingTips(1);
+    await lockedInTipOrder("UPDATE payment.tips t SET checkout_request_id", async (lo, hi) => {
+      // The first goes alone at once; lo and hi, answered while it runs, together after it.
+      const stored = await Promise.all([first, lo, hi].map((t) => storeCheckoutIds(db.pool, { tipId: t.tipId, checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m" })));
+      assert.deepEqual(stored.map((row) => row?.tip_id), [first.tipId, lo.tipId, hi.tipId]);
+    });
+  });
+
+  const failureCallback = (t: PendingTip, code: string, checkoutRequestId = `ws_CO_${t.tipId}`): StkFailureCallback => {
+    const event = buildEvent("payment", TipFailedSchema, { method: PaymentMethod.MPESA, resultCode: code, reason: `code ${code}` });
+    return {
+      raw: { callbackId: randomUUID(), source: "mpesa_stk", path: "/daraja/stk/[token]", remoteAddress: "127.0.0.1", body: Buffer.from(`{"code":"${code}"}`) },
+      token: t.token,
+      failure: { resultCode: code, resultMessage: `code ${code}`, checkoutRequestId, merchantRequestId: "m", event, traceparent: null },
+    };
+  };
+
+  test("STK failures called back together are stored and decided by one statement, each tip with its own tip_failed; a repeat goes after, alone", async () => {
+    const tips = await pendingTips(4);
+    // Tip 3's callback names another push: it fails nothing.
+    const callbacks = [failureCallback(tips[0], "1032"), failureCallback(tips[1], "2001"), failureCallback(tips[2], "1037"), failureCallback(tips[3], "1032", "ws_CO_other"),
+      failureCallback(tips[0], "1032")];
+    let statements = 0;
+    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
+    const answers = await Promise.all(callbacks.map((c) => storeStkFailure(counted, c)));
+    assert.equal(statements, 2, "the group in one statement, the repeat after it");
+    assert.deepEqual(answers.map((row) => [row?.tip_id, row?.status, row?.result_code]),
+      [[tips[0].tipId, "failed", "1032"], [tips[1].tipId, "failed", "2001"], [tips[2].tipId, "failed", "1037"], [undefined, undefined, undefined], [undefined, undefined, undefined]]);
+    assert.equal((await loadTip(db.pool, tips[3].tipId))?.status, "pending");
+    const stored = await storedCallbacks(callbacks.map((c) => c.raw.callbackId));
+    assert.deepEqual(callbacks.map((c) => stored.get(c.raw.callbackId)?.outcome), ["failed", "failed", "failed", "received", "received"]);
+    const { rows: events } = await db.pool.query<{ payload: Buffer }>(
+      "SELECT payload FROM payment.outbox WHERE event_id = ANY($1::uuid[]) ORDER BY seq", [callbacks.map((c) => c.failure.event.id)]);
+    const decoded = events.map((e) => fromBinary(TipFailedSchema, e.payload)).sort((a, b) => a.resultCode.localeCompare(b.resultCode));
+    assert.deepEqual(decoded.map((e) => [e.tipId, e.resultCode, e.amount?.amountMinor, e.meta?.correlationId]),
+      [[tips[0].tipId, "1032", 1000n, tips[0].tipId], [tips[2].tipId, "1037", 3000n, tips[2].tipId], [tips[1].tipId, "2001", 2000n, tips[1].tipId]]);
+  });
+
+  test("a group of STK failures takes its tips' row locks in the tips' order", async () => {
+    await lockedInTipOrder("WITH m AS (SELECT c.callback_id", async (lo, hi) => {
+      const failed = await Promise.all([storeStkFailure(db.pool, failureCallback(hi, "1032")), storeStkFailure(db.pool, failureCallback(lo, "1032"))]);
+      assert.deepEqual(failed.map((row) => row?.tip_id), [hi.tipId, lo.tipId]);
+    });
+  });
+
+  test("groups of STK failures of any size share one plan", async () => {
+    await planSharedByGroups("WITH m AS (SELECT c.callback_id", async (client) => {
+      for (let size = 2; size <= 12; size++) {
+        const tips = await pendingTips(size);
+        const failed = await Promise.all(tips.map((t) => storeStkFailure(client, failureCallback(t, "1032"))));
+        assert.ok(failed.every((row) => row?.status === "failed"));
+      }
+    });
   });
 
   test("groups of STK successes of any size share one plan", async () => {

@@ -8,7 +8,7 @@ export * from "./client-address.js";
 export * from "./clock.js";
 export * from "./config.js";
 export { requestHeaders, UnaryServerCall } from "./connect-unary.js";
-export { nodeExchange, StreamExchange, type RpcExchange } from "./rpc-exchange.js";
+export type { RpcExchange } from "./rpc-exchange.js";
 export * from "./db.js";
 export * from "./domain-errors.js";
 export * from "./events.js";

@@ -23,8 +23,6 @@ export interface RpcExchange extends AsyncIterable<Buffer> {
   readonly socket: { remoteAddress?: string } | null | undefined;
   /** Nothing can be written any more: the client went away, or the answer is out. */
   readonly closed: boolean;
-  /** Whether the answer's head went out. */
-  readonly answered: boolean;
   /** `listener` runs once when the exchange is over: answered, reset, or the connection gone. */
   onClose(listener: () => void): void;
   offClose(listener: () => void): void;
@@ -46,9 +44,6 @@ export function nodeExchange(req: NodeReq, res: NodeRes): RpcExchange {
     socket: req.socket,
     get closed() {
       return res.destroyed;
-    },
-    get answered() {
-      return res.headersSent;
     },
     onClose: (listener) => void res.once("close", listener),
     offClose: (listener) => void res.off("close", listener),
@@ -94,10 +89,6 @@ export class StreamExchange implements RpcExchange {
 
   get closed(): boolean {
     return this.stream.destroyed || this.stream.closed;
-  }
-
-  get answered(): boolean {
-    return this.stream.headersSent;
   }
 
   onClose(listener: () => void): void {
