@@ -704,7 +704,7 @@ const LOOKUP_PATIENCE_MS = 15 * 60_000;
  * at once when a provider refuses outright, the next provider takes over.
  */
 export class Dispatcher {
-  /** Sends of deliveries claimed at enqueue (sendClaimed) still running: close() waits for them. */
+  /** Sends of deliveries claimed at enqueue (sendClaimed) still running, and calls' statements that may yet claim some (claiming): drain() waits for them. */
   private readonly claimedSends = new Set<Promise<void>>();
   /** Their acceptances, when no call's statement carried them: recorded as they come (a group commit, as runMany's). */
   private readonly claimedRecords = new GroupCommit<AcceptedSend, void>(DISPATCH_BATCH_MAX, async (sends) => {
@@ -800,7 +800,25 @@ export class Dispatcher {
     }
   }
 
-  /** Waits for the sends sendClaimed started (shutdown). */
+  /**
+   * Runs `write`, a call's statement that may claim sends for this dispatcher (enqueueClaiming), with
+   * drain() waiting for it as for the sends it claims. A call still writing when the service stops
+   * (an in-process call, which the server's drain does not hold, or one past its drain timeout)
+   * then sends and records what it claimed before the pool closes, instead of leaving an attempt
+   * 'sending' that the next start fails in doubt, never sent.
+   */
+  claiming<T>(write: () => Promise<T>): Promise<T> {
+    const writing = write();
+    const settled = writing.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.claimedSends.add(settled);
+    void settled.finally(() => this.claimedSends.delete(settled));
+    return writing;
+  }
+
+  /** Waits for the sends sendClaimed started, and for the calls that may yet claim some (shutdown). */
   async drain(): Promise<void> {
     while (this.claimedSends.size) await Promise.allSettled([...this.claimedSends]);
   }

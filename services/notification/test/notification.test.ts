@@ -17,10 +17,13 @@ import {
   NotificationAdminService,
   NotificationInternalService,
   NotificationService,
+  SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
+import type { NotificationHandlerContext } from "../src/handlers/context.js";
+import { internalHandlers } from "../src/handlers/internal.js";
 import { createNotificationModule, DEFAULT_RETRY, type NotificationConfig } from "../src/index.js";
 import { ProviderSimulator } from "../src/testing.js";
 import { createProviders, type OutgoingMessage, type Provider, type SendOutcome } from "../src/providers.js";
@@ -668,6 +671,40 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal((await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows[0].status, "in_doubt");
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(smsTo(phone).length, 0, "not sent: the provider may have had it");
+  });
+
+  test("stopping waits for a call still writing its statement: the send it claims is made and recorded before drain() returns, not left 'sending'", async () => {
+    // An in-process call (embedded mode) is not held by the server's drain, nor is one past its drain timeout.
+    const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
+    const handlers = internalHandlers({ pool: t.db.pool, logger: captureLogger("silent").logger } as unknown as NotificationHandlerContext, () => dispatcher);
+    const phone = newPhone();
+    const key = `drain-${randomUUID()}`;
+    const request = create(SendNotificationRequestSchema, { idempotencyKey: key, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+    // Another transaction holds the key (not committed): the call's statement waits for it.
+    const blocker = await t.db.pool.connect();
+    try {
+      await blocker.query("BEGIN");
+      await blocker.query("INSERT INTO notification.idempotent_requests (operation, caller, key, fingerprint, result_id) VALUES ($1, '', $2, 'other', $3)", [
+        `${NotificationInternalService.typeName}/${NotificationInternalService.method.sendNotification.name}`, key, `rpc:${key}`,
+      ]);
+      const call = (handlers.sendNotification as (r: typeof request) => Promise<{ deliveryIds: string[] }>)(request);
+      await eventually("the call's statement waiting for the key", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%idempotent_requests%'")).rowCount! > 0);
+      let drained = false;
+      const draining = dispatcher.drain().then(() => (drained = true));
+      await sleep(200);
+      assert.equal(drained, false, "drain() waits for the call: it may yet claim a send");
+      await blocker.query("ROLLBACK");
+      const { deliveryIds } = await call;
+      await draining;
+      const d = await delivery(deliveryIds[0]);
+      assert.equal(d.status, DeliveryStatus.SENT, "sent and recorded before drain() returned");
+      assert.deepEqual(d.attempts.map((a) => [a.provider, a.status]), [["africastalking", DeliveryStatus.SENT]]);
+      assert.equal(smsTo(phone).length, 1);
+    } finally {
+      await blocker.query("ROLLBACK").catch(() => undefined);
+      blocker.release();
+    }
   });
 
   test("a claimed send's record is carried by the next statement a call writes: no statement of its own; a report that came first is applied", async () => {

@@ -38,14 +38,18 @@ export function internalHandlers(h: NotificationHandlerContext, sender: Sender =
  */
 async function enqueueAndSend(h: NotificationHandlerContext, sender: Sender, sends: SendRequest[]): Promise<({ ids: string[] } | { error: unknown })[]> {
   const dispatcher = sender();
-  const records = dispatcher?.takeSentRecords();
-  try {
-    const { made, claimed } = await enqueueClaiming(h.pool, sends, new Date(clockOf(h).now()), dispatcher?.firstProviders(), records?.carried);
-    if (claimed.length) dispatcher!.sendClaimed(claimed);
-    return made;
-  } finally {
-    void records?.settle();
-  }
+  const write = async () => {
+    const records = dispatcher?.takeSentRecords();
+    try {
+      const { made, claimed } = await enqueueClaiming(h.pool, sends, new Date(clockOf(h).now()), dispatcher?.firstProviders(), records?.carried);
+      if (claimed.length) dispatcher!.sendClaimed(claimed);
+      return made;
+    } finally {
+      void records?.settle();
+    }
+  };
+  // Taken and held in the same tick: a stop that comes after finds the call in the dispatcher's drain.
+  return dispatcher ? dispatcher.claiming(write) : write();
 }
 
 /**
