@@ -162,6 +162,8 @@ console.log(
 // (RECEIPT to the number that paid), several calls at once. Per receipt: the statements
 // the service sends, the transactions PostgreSQL commits (its count, less the bench's own
 // looks), each statement's plans per call, the bus messages, and CPU.
+// An idle PostgreSQL backend reports its counts within 10 s (PGSTAT_IDLE_INTERVAL): waited for before each read.
+const STATS_SETTLE_MS = 10_500;
 if (nats) await receipts(2 * count, count);
 if (nats) await receipts(3 * count, count);
 if (nats && process.env.BENCH_PLANS) await preparedPlans();
@@ -172,10 +174,15 @@ async function receipts(first: number, n: number): Promise<void> {
   const commits = async () => (await pool.query<{ n: string }>("SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()")).rows[0].n;
   await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
   await pool.query("SELECT pg_stat_statements_reset()");
-  // PostgreSQL's backends report their counts at most once a second: waited for before each read.
-  await new Promise((r) => setTimeout(r, 1_100));
+  await new Promise((r) => setTimeout(r, STATS_SETTLE_MS));
+  // The idle service's own commits (its pollers) over a settle, taken off the run's below.
+  const idle0 = Number(await commits());
+  const idleStart = performance.now();
+  await new Promise((r) => setTimeout(r, STATS_SETTLE_MS));
   const deliveriesBefore = await natsDeliveryCount(nats!.url);
   const commits0 = Number(await commits());
+  const idlePerMs = (commits0 - idle0 - 1) / (performance.now() - idleStart);
+  const windowStart = performance.now();
   const statements0 = statements;
   const cpu0 = cpuMs(cpuPids, new Set(["postgres"]));
   const start = performance.now();
@@ -204,15 +211,20 @@ async function receipts(first: number, n: number): Promise<void> {
   let looks = 0;
   const settled = async () => (looks++, (await pool.query("SELECT count(*)::int AS n FROM notification.delivery_attempts WHERE status = 'sending'")).rows[0].n === 0);
   while (!(await settled())) await new Promise((r) => setTimeout(r, 10));
+  // The relay of the last "sent" facts.
+  await new Promise((r) => setTimeout(r, 500));
   const ms = performance.now() - start;
-  await new Promise((r) => setTimeout(r, 1_100));
   const cpu1 = cpuMs(cpuPids, new Set(["postgres"]));
   const countedStatements = statements - statements0 - looks;
+  await new Promise((r) => setTimeout(r, STATS_SETTLE_MS));
   // The bench's own: its looks, and the two reads of the count.
-  const countedCommits = Number(await commits()) - commits0 - looks - 1;
+  const countedCommits = Number(await commits()) - commits0 - looks - 1 - idlePerMs * (performance.now() - windowStart);
   const busMessages = (await natsDeliveryCount(nats!.url)) - deliveriesBefore;
   console.log(`receipts: ${n} in calls of ${receiptsPerCall}, 8 calls at a time, all sent and recorded after ${ms.toFixed(0)} ms`);
-  console.log(`  per receipt: ${(countedStatements / n).toFixed(2)} statements, ${(countedCommits / n).toFixed(2)} commits, ${(busMessages / n).toFixed(2)} JetStream deliveries to notification's consumers`);
+  console.log(
+    `  per receipt: ${(countedStatements / n).toFixed(2)} statements, ${(countedCommits / n).toFixed(2)} commits (net of the idle service's ${(idlePerMs * 1000).toFixed(1)}/s), ` +
+      `${(busMessages / n).toFixed(2)} JetStream deliveries to notification's consumers`,
+  );
   console.log(`  CPU ms per receipt: ${[...cpu1].map(([name, v]) => `${name} ${((v - (cpu0.get(name) ?? 0)) / n).toFixed(2)}`).join(", ")}`);
   const { rows } = await pool.query<{ calls: string; plans: string; query: string }>(
     `SELECT calls, plans, query FROM pg_stat_statements

@@ -182,6 +182,7 @@ export async function enqueueClaiming(
   reqs: SendRequest[],
   now = new Date(),
   firstProviders?: FirstProviders,
+  carried?: CarriedRecords,
 ): Promise<{ made: ({ ids: string[] } | { error: unknown })[]; claimed: ClaimedAtEnqueue[] }> {
   assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
   assert(reqs.every((r) => r.claim), "every request claims its key");
@@ -192,8 +193,18 @@ export async function enqueueClaiming(
   const rows = planned.flatMap((r) => (Array.isArray(r) ? r : []));
   if (firstProviders) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, firstProviders);
   const claimed: ClaimedAtEnqueue[] = [];
-  const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), (p) => claimed.push(claimedAtEnqueue(p)));
+  const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), (p) => claimed.push(claimedAtEnqueue(p)), carried);
   return { made: planned.map((r) => (Array.isArray(r) ? { ids: r.flatMap((p) => ids.get(p) ?? []) } : r)), claimed };
+}
+
+/**
+ * Sends the providers accepted whose record a statement written anyway carries (enqueueClaiming's,
+ * not in a transaction: committed with it). `early` is set once that statement has written them:
+ * those a status report came before, for the dispatcher to record one by one; unset, nothing was written.
+ */
+export interface CarriedRecords {
+  sends: AcceptedSend[];
+  early?: Set<string>;
 }
 
 /** Each channel's first provider, by name: where a delivery's first attempt goes. */
@@ -452,6 +463,7 @@ async function insertDeliveries(
   now: Date,
   claims: KeyClaim[],
   onClaimed: (p: PlannedDelivery) => void = () => assert.fail("no delivery is claimed here"),
+  carried?: CarriedRecords,
 ): Promise<Map<PlannedDelivery, string>> {
   const ids = new Map<PlannedDelivery, string>();
   if (!planned.length) return ids;
@@ -461,8 +473,9 @@ async function insertDeliveries(
   const rows = [...first.values()];
   const values: unknown[] = [...PLANNED.map(([, , value]) => rows.map(value)), rows[0].event.subject, currentTraceparent() ?? null, now];
   const claimed = claims.length ? claimingManyCte(claims, values.length + 1) : undefined;
-  const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null; first_claimed: boolean }>(
-    `WITH ${claimed ? `${claimed.sql},` : ""} planned AS (
+  const recorded = carried?.sends.length ? sentRecordCtes(carried.sends, values.length + (claimed?.values.length ?? 0) + 1) : undefined;
+  const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null; first_claimed: boolean; early: string[] | null }>(
+    `WITH ${claimed ? `${claimed.sql},` : ""} ${recorded ? `${recorded.sql},` : ""} planned AS (
        SELECT ${PLANNED_COLUMNS}, out, first_provider IS NOT NULL AND NOT out AS first_claimed
          FROM ${PLANNED_UNNEST} AS p(${PLANNED_COLUMNS}),
               LATERAL (SELECT p.may_opt_out AND EXISTS (SELECT 1 FROM notification.sms_opt_outs o WHERE o.phone = p.address) AS out) o),
@@ -491,13 +504,15 @@ async function insertDeliveries(
        INSERT INTO notification.inapp_notifications (id, user_id, delivery_id, template_key, title, body, created_at)
        SELECT p.inapp_id, p.user_id, p.id, p.template_key, p.subject, p.body, p.next_attempt_at
          FROM delivery d JOIN planned p ON p.id = d.id WHERE p.inapp_id IS NOT NULL)
-     SELECT p.id AS planned_id, d.id IS NOT NULL AS inserted, e.id AS existing_id, d.id IS NOT NULL AND p.first_claimed AS first_claimed
+     SELECT p.id AS planned_id, d.id IS NOT NULL AS inserted, e.id AS existing_id, d.id IS NOT NULL AND p.first_claimed AS first_claimed,
+            ${recorded ? "ARRAY(SELECT delivery_id::text FROM sent_early)" : "NULL::text[]"} AS early
        FROM planned p LEFT JOIN delivery d ON d.id = p.id
        LEFT JOIN LATERAL (
          SELECT e.id FROM notification.deliveries e
           WHERE d.id IS NULL AND e.source_key = p.source_key AND e.recipient_key = p.recipient_key AND e.channel = p.channel OFFSET 0) e ON true`,
-    [...values, ...(claimed?.values ?? [])],
+    [...values, ...(claimed?.values ?? []), ...(recorded?.values ?? [])],
   );
+  if (carried && recorded) carried.early = new Set(written[0].early ?? []);
   const byId = new Map(written.map((w) => [w.planned_id, w]));
   // A repeat made by a transaction that committed after this statement began is not in its snapshot: read again.
   const unseen = claimed ? [] : rows.filter((p) => !byId.get(p.id)?.inserted && !byId.get(p.id)?.existing_id);
@@ -598,10 +613,12 @@ export interface DispatcherOptions {
   metrics?: Metrics;
   /** When a delivery is due (quiet hours, retry backoff); leases and lookup patience stay on the wall clock. */
   clock?: Clock;
+  /** How long a claimed send's record waits for a call's statement to carry it (default SENT_RECORD_WAIT_MS). */
+  sentRecordWaitMs?: number;
 }
 
 /** A send the provider accepted, not yet recorded; with the trace it ran in. */
-interface AcceptedSend {
+export interface AcceptedSend {
   d: DeliveryRow;
   provider: Provider;
   attempt: number;
@@ -627,8 +644,53 @@ const CLAIM_SELECT = `SELECT d.id, d.user_id, d.channel, d.template_key, d.addre
 const CLAIM_COLUMNS = `id, user_id, channel, template_key, address, subject, body, status, attempts, provider_index, provider_attempts,
               next_attempt_at, parked, opted_out, last_attempt, last_status, last_started_at, created_at`;
 
-/** The accepted sends' columns' types (recordSent's unnest): delivery_id, attempt, message_id, provider, event_id, payload, traceparent. */
+/** The accepted sends' columns' types (sentRecordCtes' unnest): delivery_id, attempt, message_id, provider, event_id, payload, traceparent. */
 const ACCEPTED_TYPES = ["uuid", "int", "text", "text", "uuid", "bytea", "text"];
+
+/**
+ * The record of sends the providers accepted, as CTEs for a statement of its own (recordSent) or
+ * for one a call writes anyway (insertDeliveries carries them): for each, the attempt, the
+ * delivery and its "sent" fact, atomic without BEGIN/COMMIT. Left out: one with a status report
+ * that arrived before (in `sent_early`, for record() to apply the reports in order), and one whose
+ * attempt is no longer 'sending' (another dispatcher declared it in doubt after its lease: the
+ * delivery stays as that one left it). Parameters from `first` on.
+ */
+function sentRecordCtes(sends: AcceptedSend[], first: number): { sql: string; values: unknown[] } {
+  assert(sends.length > 0 && sends.length <= SENT_RECORDS_MAX, "sent records out of range");
+  const events = sends.map((s) => updateEvent(s.d, "sent"));
+  const [subject, otp] = [`$${first + ACCEPTED_TYPES.length}`, `$${first + ACCEPTED_TYPES.length + 1}`];
+  return {
+    sql: `sent_in AS (
+         SELECT * FROM ${opaqueUnnest(ACCEPTED_TYPES, first)}
+           AS s(delivery_id, attempt, message_id, provider, event_id, payload, traceparent)),
+       sent_early AS (
+         SELECT s.delivery_id FROM sent_in s WHERE s.message_id <> '' AND EXISTS (
+           SELECT 1 FROM notification.provider_callbacks c WHERE c.provider = s.provider AND c.message_id = s.message_id AND NOT c.applied AND c.status <> '')),
+       sent_attempted AS (
+         UPDATE notification.delivery_attempts a SET status = 'sent', provider_message_id = s.message_id, error = '', finished_at = now()
+           FROM sent_in s
+          WHERE a.delivery_id = s.delivery_id AND a.attempt = s.attempt AND a.status = 'sending' AND s.delivery_id NOT IN (SELECT delivery_id FROM sent_early)
+          RETURNING s.delivery_id, s.attempt, s.message_id, s.provider, s.event_id, s.payload, s.traceparent),
+       sent_announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT event_id, ${subject}, payload, traceparent FROM sent_attempted),
+       sent_updated AS (
+         UPDATE notification.deliveries d SET status = 'sent', provider = s.provider, provider_message_id = NULLIF(s.message_id, ''), last_error = NULL,
+                body = CASE WHEN d.template_key = ${otp} THEN NULL ELSE d.body END, updated_at = now()
+           FROM sent_attempted s WHERE d.id = s.delivery_id)`,
+    values: [
+      sends.map((s) => s.d.id), sends.map((s) => s.attempt), sends.map((s) => s.outcome.messageId), sends.map((s) => s.provider.name),
+      events.map((e) => e.id), events.map((e) => Buffer.from(e.data)), sends.map((s) => s.traceparent), events[0].subject, TemplateKey.OTP,
+    ],
+  };
+}
+
+/** Sent records one statement writes at most (a dispatch batch's worth). */
+const SENT_RECORDS_MAX = 32;
+/**
+ * How long a claimed send's record waits for a call's statement to carry it before it is written
+ * alone: under load calls come more often than this, so the records cost no commit of their own;
+ * the wait only delays the 'sent' status (the message is with the provider already).
+ */
+const SENT_RECORD_WAIT_MS = 30;
 
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
@@ -644,11 +706,14 @@ const LOOKUP_PATIENCE_MS = 15 * 60_000;
 export class Dispatcher {
   /** Sends of deliveries claimed at enqueue (sendClaimed) still running: close() waits for them. */
   private readonly claimedSends = new Set<Promise<void>>();
-  /** Their acceptances, recorded as they come (a group commit, as runMany's). */
+  /** Their acceptances, when no call's statement carried them: recorded as they come (a group commit, as runMany's). */
   private readonly claimedRecords = new GroupCommit<AcceptedSend, void>(DISPATCH_BATCH_MAX, async (sends) => {
     await this.recordAccepted(sends);
     return sends.map(() => undefined);
   });
+  /** Their acceptances waiting for a call's statement to carry them (takeSentRecords), for SENT_RECORD_WAIT_MS at most. */
+  private readonly unrecorded: { send: AcceptedSend; done: (err?: unknown) => void }[] = [];
+  private recordTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: DispatcherOptions) {}
 
@@ -672,11 +737,55 @@ export class Dispatcher {
       const send = (async () => {
         if (!provider) throw new Error(`no provider ${c.provider} for ${CHANNEL_NAMES[c.delivery.channel]}`);
         const accepted = await this.attempt(c.delivery.id, { kind: "send", delivery: c.delivery, provider, attempt: c.delivery.attempts }, true);
-        if (accepted) await this.claimedRecords.add(accepted);
+        if (accepted) await this.recordClaimed(accepted);
       })().catch((err: unknown) => this.handOver(c.delivery, err));
       this.claimedSends.add(send);
       void send.finally(() => this.claimedSends.delete(send));
     }
+  }
+
+  /**
+   * A claimed send's acceptance, recorded by the next statement a call writes (takeSentRecords),
+   * or by one of its own if none comes within SENT_RECORD_WAIT_MS: busy, the records cost no
+   * statement and no commit of their own; quiet, one statement for those of the wait.
+   */
+  private recordClaimed(send: AcceptedSend): Promise<void> {
+    const recorded = new Promise<void>((resolve, reject) => this.unrecorded.push({ send, done: (err) => (err === undefined ? resolve() : reject(err)) }));
+    this.recordTimer ??= setTimeout(() => {
+      this.recordTimer = undefined;
+      this.recordAlone(this.unrecorded.splice(0));
+    }, this.o.sentRecordWaitMs ?? SENT_RECORD_WAIT_MS);
+    return recorded;
+  }
+
+  private recordAlone(items: { send: AcceptedSend; done: (err?: unknown) => void }[]): void {
+    for (const i of items) this.claimedRecords.add(i.send).then(() => i.done(), (err: unknown) => i.done(err));
+  }
+
+  /**
+   * The acceptances waiting for their record, for the statement a call is about to write (enqueueClaiming's
+   * `carried`), and what to call once it has run (or failed): those it wrote are done (each with a status
+   * report that came first recorded by record(), one by one); those it did not write are recorded alone.
+   */
+  takeSentRecords(): { carried: CarriedRecords; settle: () => Promise<void> } | undefined {
+    if (!this.unrecorded.length) return undefined;
+    const items = this.unrecorded.splice(0, SENT_RECORDS_MAX);
+    if (!this.unrecorded.length && this.recordTimer) {
+      clearTimeout(this.recordTimer);
+      this.recordTimer = undefined;
+    }
+    const carried: CarriedRecords = { sends: items.map((i) => i.send) };
+    const settle = async () => {
+      // Unwritten: the statement failed (or never ran). Written twice, a record changes nothing: it is only of 'sending' attempts.
+      if (!carried.early) return this.recordAlone(items);
+      try {
+        await this.recordEarly(carried.sends, carried.early);
+        for (const i of items) i.done();
+      } catch (err) {
+        for (const i of items) i.done(err);
+      }
+    };
+    return { carried, settle };
   }
 
   /** A claimed send that did not end as planned: its delivery's work, to the bus. */
@@ -785,7 +894,11 @@ export class Dispatcher {
    * status report arrived first is recorded alone, by record(), which applies the report.
    */
   private async recordAccepted(sends: AcceptedSend[], around: AroundSend = (_id, send) => send()): Promise<void> {
-    const early = await this.recordSent(sends);
+    await this.recordEarly(sends, await this.recordSent(sends), around);
+  }
+
+  /** The sends a record left out (`early`: a status report came first), each recorded by record(), which applies the reports. */
+  private async recordEarly(sends: AcceptedSend[], early: Set<string>, around: AroundSend = (_id, send) => send()): Promise<void> {
     for (const s of sends) {
       if (early.has(s.d.id)) await around(s.d.id, () => withTransaction(this.o.pool, (tx) => this.record(tx, s.d, s.provider, s.attempt, s.outcome)));
     }
@@ -984,28 +1097,8 @@ export class Dispatcher {
    * the delivery stays as that one left it). Returns the ids left out for their reports.
    */
   private async recordSent(sends: AcceptedSend[]): Promise<Set<string>> {
-    const events = sends.map((s) => updateEvent(s.d, "sent"));
-    const { rows } = await this.o.pool.query<{ delivery_id: string }>(
-      `WITH accepted AS (
-         SELECT * FROM ${opaqueUnnest(ACCEPTED_TYPES)}
-           AS s(delivery_id, attempt, message_id, provider, event_id, payload, traceparent)),
-       early AS (
-         SELECT s.delivery_id FROM accepted s WHERE s.message_id <> '' AND EXISTS (
-           SELECT 1 FROM notification.provider_callbacks c WHERE c.provider = s.provider AND c.message_id = s.message_id AND NOT c.applied AND c.status <> '')),
-       attempted AS (
-         UPDATE notification.delivery_attempts a SET status = 'sent', provider_message_id = s.message_id, error = '', finished_at = now()
-           FROM accepted s
-          WHERE a.delivery_id = s.delivery_id AND a.attempt = s.attempt AND a.status = 'sending' AND s.delivery_id NOT IN (SELECT delivery_id FROM early)
-          RETURNING s.delivery_id, s.attempt, s.message_id, s.provider, s.event_id, s.payload, s.traceparent),
-       announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT event_id, $8, payload, traceparent FROM attempted),
-       updated AS (
-         UPDATE notification.deliveries d SET status = 'sent', provider = s.provider, provider_message_id = NULLIF(s.message_id, ''), last_error = NULL,
-                body = CASE WHEN d.template_key = $9 THEN NULL ELSE d.body END, updated_at = now()
-           FROM attempted s WHERE d.id = s.delivery_id)
-       SELECT delivery_id FROM early`,
-      [sends.map((s) => s.d.id), sends.map((s) => s.attempt), sends.map((s) => s.outcome.messageId), sends.map((s) => s.provider.name),
-        events.map((e) => e.id), events.map((e) => Buffer.from(e.data)), sends.map((s) => s.traceparent), events[0].subject, TemplateKey.OTP],
-    );
+    const recorded = sentRecordCtes(sends, 1);
+    const { rows } = await this.o.pool.query<{ delivery_id: string }>(`WITH ${recorded.sql} SELECT delivery_id FROM sent_early`, recorded.values);
     return new Set(rows.map((r) => r.delivery_id));
   }
 

@@ -670,6 +670,47 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(phone).length, 0, "not sent: the provider may have had it");
   });
 
+  test("a claimed send's record is carried by the next statement a call writes: no statement of its own; a report that came first is applied", async () => {
+    const [a, b] = [newPhone(), newPhone()];
+    // Its records wait for a carrier as long as the test needs.
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", sentRecordWaitMs: 60_000 });
+    const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const receipt = (phone: string) => {
+      const key = `carry-${randomUUID()}`;
+      return { sourceKey: `rpc:${key}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables, claim: { schema: "notification", operation: "test/carry", caller: "", key, fingerprint: "f" } };
+    };
+    const first = await enqueueClaiming(t.db.pool, [receipt(a)], new Date(), dispatcher.firstProviders());
+    const [idA] = first.claimed.map((c) => c.delivery.id);
+    dispatcher.sendClaimed(first.claimed);
+    const [sms] = await eventually("the first SMS", () => smsTo(a).length === 1 && smsTo(a));
+    // The provider's report beats the record: applied once the record is written.
+    assert.equal(await sim.reportDelivery(sms.id, "delivered"), 200);
+    await sleep(100);
+    const attemptOf = async (id: string) => (await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows[0].status;
+    assert.equal(await attemptOf(idA), "sending", "its record waits for a carrier");
+    const taken = dispatcher.takeSentRecords()!;
+    assert.deepEqual(taken.carried.sends.map((x) => x.d.id), [idA]);
+    assert.equal(dispatcher.takeSentRecords(), undefined, "taken once");
+    const { result: second, statements } = await withStatements(() => enqueueClaiming(t.db.pool, [receipt(b)], new Date(), dispatcher.firstProviders(), taken.carried));
+    assert.equal(statements.length, 1, "one statement wrote the second receipt and carried the first's record");
+    assert.deepEqual([...taken.carried.early!], [idA], "the first's report came before its record");
+    await taken.settle();
+    assert.equal((await delivery(idA)).status, DeliveryStatus.DELIVERED, "the report applied in order: sent, then delivered");
+    assert.equal(await attemptOf(idA), "sent");
+    dispatcher.sendClaimed(second.claimed);
+    await eventually("the second SMS", () => smsTo(b).length === 1);
+    // A call that writes no statement carries nothing: the second's record is then written alone.
+    const [idB] = second.claimed.map((c) => c.delivery.id);
+    const again = dispatcher.takeSentRecords()!;
+    const made = await enqueueClaiming(t.db.pool, [], new Date(), dispatcher.firstProviders(), again.carried);
+    assert.deepEqual(made.made, []);
+    assert.equal(again.carried.early, undefined, "no statement ran, so none carried it");
+    await again.settle();
+    await dispatcher.drain();
+    assert.equal(await attemptOf(idB), "sent", "written alone");
+    assert.equal((await delivery(idB)).status, DeliveryStatus.SENT);
+  });
+
   test("stranded deliveries beyond one page are all given work, page after page, and each is sent once", async () => {
     const phones = [newPhone(), newPhone(), newPhone(), newPhone(), newPhone()];
     const ids: string[] = [];

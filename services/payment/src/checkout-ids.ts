@@ -64,9 +64,17 @@ async function storeGroup(pool: Queryable, group: Waiting[]): Promise<void> {
   // Sorted: two replicas' groups lock rows in the same order. The arrays go through sub-selects so that
   // a group's size does not change the plan's estimate: given directly, each size was planned anew.
   const sorted = [...group].sort((a, b) => (a.tipId < b.tipId ? -1 : a.tipId > b.tipId ? 1 : 0));
-  groupSql ??= `UPDATE payment.tips t SET checkout_request_id = m.checkout_request_id, merchant_request_id = m.merchant_request_id
-       FROM unnest((SELECT $1::uuid[])::uuid[], (SELECT $2::text[])::text[], (SELECT $3::text[])::text[]) AS m(tip_id, checkout_request_id, merchant_request_id)
-      WHERE t.tip_id = m.tip_id AND (t.checkout_request_id IS NULL OR t.checkout_request_id = m.checkout_request_id)
+  // The rows are locked first, in the tips' order whichever way the update is planned (a hash join
+  // reads the table's order), as a group of STK callbacks locks them: a push's answers and its
+  // callbacks come together, and two groups holding each other's tips waited for PostgreSQL's
+  // deadlock check (a second) before one failed.
+  groupSql ??= `WITH m AS (
+       SELECT a.tip_id, a.checkout_request_id, a.merchant_request_id
+         FROM unnest((SELECT $1::uuid[])::uuid[], (SELECT $2::text[])::text[], (SELECT $3::text[])::text[]) AS a(tip_id, checkout_request_id, merchant_request_id)),
+     locked AS MATERIALIZED (SELECT t.tip_id FROM payment.tips t JOIN m USING (tip_id) ORDER BY t.tip_id FOR UPDATE OF t)
+     UPDATE payment.tips t SET checkout_request_id = m.checkout_request_id, merchant_request_id = m.merchant_request_id
+       FROM locked l JOIN m USING (tip_id)
+      WHERE t.tip_id = l.tip_id AND (t.checkout_request_id IS NULL OR t.checkout_request_id = m.checkout_request_id)
       RETURNING ${TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ")}`;
   const { rows } = await pool.query<TipRow>(groupSql, [sorted.map((w) => w.tipId), sorted.map((w) => w.checkoutRequestId), sorted.map((w) => w.merchantRequestId)]);
   assert.ok(rows.length <= group.length, "a group updates at most its own tips");

@@ -31,12 +31,21 @@ export function internalHandlers(h: NotificationHandlerContext, sender: Sender =
   };
 }
 
-/** The one-channel requests' deliveries written with their keys' claims in one statement; those it claimed for sending, sent. */
+/**
+ * The requests' deliveries written with their keys' claims in one statement, which also records
+ * the dispatcher's sends accepted meanwhile (no statement of their own); those it claimed for
+ * sending, sent.
+ */
 async function enqueueAndSend(h: NotificationHandlerContext, sender: Sender, sends: SendRequest[]): Promise<({ ids: string[] } | { error: unknown })[]> {
   const dispatcher = sender();
-  const { made, claimed } = await enqueueClaiming(h.pool, sends, new Date(clockOf(h).now()), dispatcher?.firstProviders());
-  if (claimed.length) dispatcher!.sendClaimed(claimed);
-  return made;
+  const records = dispatcher?.takeSentRecords();
+  try {
+    const { made, claimed } = await enqueueClaiming(h.pool, sends, new Date(clockOf(h).now()), dispatcher?.firstProviders(), records?.carried);
+    if (claimed.length) dispatcher!.sendClaimed(claimed);
+    return made;
+  } finally {
+    void records?.settle();
+  }
 }
 
 /**
