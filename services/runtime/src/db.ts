@@ -372,8 +372,19 @@ export async function commitWith<R extends pg.QueryResultRow = pg.QueryResultRow
     result = await client.query<R>(text, values);
     await client.query("COMMIT");
   }
+  assertCommitted(client, "commitWith");
   committedEarly.add(client);
   return result;
+}
+
+/**
+ * A statement that was to carry its transaction's COMMIT has answered: the connection must be out
+ * of any transaction. Still in one, nothing committed: said to be, the connection would go back to
+ * the pool mid-transaction and its writes be lost with it. Failing here, the transaction rolls back.
+ */
+function assertCommitted(client: PoolClient, what: string): void {
+  const status = client.getTransactionStatus();
+  if (status === "T" || status === "E") throw new Error(`${what}: the transaction is still open after its last statement (status ${status})`);
 }
 
 /** A statement and its parameters. */
@@ -404,6 +415,7 @@ export async function withTransactionBracketed<T>(
     else if (pipelining.has(client) && !beginOwed.has(client)) {
       commitOwed.add(client);
       await client.query(closing.text, closing.values);
+      assertCommitted(client, "withTransactionBracketed");
     } else {
       await client.query(closing.text, closing.values);
       await client.query("COMMIT");

@@ -273,8 +273,9 @@ class StatementThenCommit extends StatementQuery {
 
   submit(connection: ProtocolConnection): Error | null {
     if (!this.requiresPreparation()) {
-      // No parameters: the simple protocol carries both statements in one message.
-      connection.query(`${this.text}; COMMIT`);
+      // No parameters: the simple protocol carries both statements in one message. The line
+      // break ends a `--` comment at the end of the text, which would otherwise swallow COMMIT.
+      connection.query(`${this.text}\n; COMMIT`);
       return null;
     }
     return super.submit(connection);

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { JetStreamBus } from "../src/bus.js";
+import { JetStreamBus, type DeliveredMessage } from "../src/bus.js";
 import { createPool, migrate } from "../src/db.js";
 import { Metrics } from "../src/metrics.js";
 import { consumeEventBatches } from "../src/outbox.js";
@@ -102,6 +102,41 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     const { rows } = await db.pool.query<{ event_id: string; n: number }>("SELECT event_id, count(*)::int AS n FROM batches.applied WHERE batch = 0 GROUP BY event_id");
     assert.equal(rows.length, ids.length - earlier.length, "every new event applied");
     assert.ok(rows.every((r) => r.n === 1 && !earlier.includes(r.event_id)), "each once, none the inbox held before");
+  });
+
+  test("effectCte: the same events delivered twice at once (redelivered while the first delivery is applied), in either order, are applied once", async () => {
+    const ids: string[] = Array.from({ length: 40 }, () => randomUUID());
+    // The bus hands the same events to two handler calls at once, as a redelivery after the ack wait does.
+    let handler!: (messages: DeliveredMessage[]) => Promise<void>;
+    const twice = Object.create(bus) as JetStreamBus;
+    twice.subscribeBatches = async (o) => {
+      handler = o.handler;
+      return { stop: async () => undefined };
+    };
+    await consumeEventBatches({
+      bus: twice, pool: db.pool, schema: "batches", consumer: "c21", subject: "ttip.x.r", logger, maxBatch: 64, sharedLock: "test.rebuild.twice",
+      effectCte: (messages, first) => ({
+        sql: `applied AS (INSERT INTO batches.applied SELECT e, 21 FROM unnest($${first}::uuid[]) AS e WHERE e IN (SELECT event_id FROM fresh))`,
+        values: [messages.map((m) => m.id)],
+      }),
+    });
+    const delivered = ids.map((id) => ({ id, subject: "ttip.x.r", data: new Uint8Array([1]), deliveryCount: 1 }));
+    // Held back by an exclusive holder of the lock, both statements start (their snapshots taken) before either commits.
+    const rebuild = await db.pool.connect();
+    try {
+      await rebuild.query("SELECT pg_advisory_lock(hashtext('test.rebuild.twice'))");
+      // The second in the opposite order: the two may deadlock on the inbox's rows, and the one refused is tried again.
+      const both = Promise.allSettled([handler(delivered), handler([...delivered].reverse())]);
+      await new Promise((r) => setTimeout(r, 200));
+      await rebuild.query("SELECT pg_advisory_unlock(hashtext('test.rebuild.twice'))");
+      const outcomes = await both;
+      assert.ok(outcomes.every((o) => o.status === "fulfilled"), "both deliveries settled as applied");
+    } finally {
+      rebuild.release();
+    }
+    const { rows } = await db.pool.query<{ event_id: string; n: number }>("SELECT event_id, count(*)::int AS n FROM batches.applied WHERE batch = 21 GROUP BY event_id");
+    assert.equal(rows.length, ids.length, "every event applied");
+    assert.ok(rows.every((r) => r.n === 1), "none twice");
   });
 
   test("effectCte declining a batch (null): handleBatch applies it in a transaction; afterCommit hears each applied event once, whichever way it went", async () => {

@@ -229,6 +229,27 @@ test("commitWith: a last statement that fails commits nothing; as the only state
     assert.equal(await counter(1), 10);
   }));
 
+test("commitWith: a last statement without parameters ending in a line comment commits, and its connection goes back out of any transaction", () =>
+  withOneConnection(async (pool) => {
+    await db.pool.query("UPDATE counters SET n = 0 WHERE id IN (1, 2)");
+    // Without parameters it goes by the simple protocol, COMMIT in the same message: a comment
+    // running to the end of the text must not swallow it.
+    await withTransaction(pool, async (tx) => {
+      await tx.query("UPDATE counters SET n = n + $2 WHERE id = $1", [1, 3]);
+      await commitWith(tx, "UPDATE counters SET n = n + 4 WHERE id = 2 -- the last of the transaction", []);
+    });
+    assert.deepEqual([await counter(1), await counter(2)], [3, 4], "both committed, seen from another connection");
+    // The same for a bracketed transaction's closing statement.
+    await bracketed(pool, ["UPDATE counters SET n = n + $2 WHERE id = $1", [1, 3]], ["UPDATE counters SET n = n + 4 WHERE id = 2 -- closing", []], "ok");
+    assert.deepEqual([await counter(1), await counter(2)], [6, 8], "the bracketed transaction committed too");
+    const client = await pool.connect();
+    try {
+      assert.equal(client.getTransactionStatus(), "I", "the connection came back out of any transaction");
+    } finally {
+      client.release();
+    }
+  }));
+
 test("two transactions on one row: the second's first statement waits for the first's commit", async () => {
   const n0 = await counter(1);
   let release!: () => void;
