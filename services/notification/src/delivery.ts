@@ -615,6 +615,8 @@ export interface DispatcherOptions {
   clock?: Clock;
   /** How long a claimed send's record waits for a call's statement to carry it (default SENT_RECORD_WAIT_MS). */
   sentRecordWaitMs?: number;
+  /** How many claimed sends may call their provider at once (default CLAIMED_SENDS_MAX). */
+  claimedSendsMax?: number;
 }
 
 /** A send the provider accepted, not yet recorded; with the trace it ran in. */
@@ -686,6 +688,12 @@ function sentRecordCtes(sends: AcceptedSend[], first: number): { sql: string; va
 /** Sent records one statement writes at most (a dispatch batch's worth). */
 const SENT_RECORDS_MAX = 32;
 /**
+ * Claimed sends calling their provider at once; the others wait their turn here. As many as the
+ * HTTP client's sockets (64), so a send's timeout never counts time spent queued for a socket: a
+ * burst of 100 receipts, or a slow provider, would otherwise time its tail out and spend its tries.
+ */
+const CLAIMED_SENDS_MAX = 64;
+/**
  * How long a claimed send's record waits for a call's statement to carry it before it is written
  * alone: under load calls come more often than this, so the records cost no commit of their own;
  * the wait only delays the 'sent' status (the message is with the provider already).
@@ -714,6 +722,9 @@ export class Dispatcher {
   /** Their acceptances waiting for a call's statement to carry them (takeSentRecords), for SENT_RECORD_WAIT_MS at most. */
   private readonly unrecorded: { send: AcceptedSend; done: (err?: unknown) => void }[] = [];
   private recordTimer: NodeJS.Timeout | undefined;
+  /** Claimed sends calling their provider now, and those waiting for a turn (sendSlot). */
+  private sending = 0;
+  private readonly waitingForSlot: (() => void)[] = [];
 
   constructor(private readonly o: DispatcherOptions) {}
 
@@ -736,12 +747,34 @@ export class Dispatcher {
       const provider = this.providersFor(c.delivery.channel).find((p) => p.name === c.provider);
       const send = (async () => {
         if (!provider) throw new Error(`no provider ${c.provider} for ${CHANNEL_NAMES[c.delivery.channel]}`);
-        const accepted = await this.attempt(c.delivery.id, { kind: "send", delivery: c.delivery, provider, attempt: c.delivery.attempts }, true);
+        await this.sendSlot();
+        let accepted: AcceptedSend | undefined;
+        try {
+          accepted = await this.attempt(c.delivery.id, { kind: "send", delivery: c.delivery, provider, attempt: c.delivery.attempts }, true);
+        } finally {
+          this.releaseSendSlot();
+        }
         if (accepted) await this.recordClaimed(accepted);
       })().catch((err: unknown) => this.handOver(c.delivery, err));
       this.claimedSends.add(send);
       void send.finally(() => this.claimedSends.delete(send));
     }
+  }
+
+  /** Waits for one of the claimedSendsMax turns to call a provider. */
+  private async sendSlot(): Promise<void> {
+    if (this.sending < (this.o.claimedSendsMax ?? CLAIMED_SENDS_MAX)) {
+      this.sending++;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waitingForSlot.push(resolve));
+  }
+
+  /** Hands the turn to the next send waiting, if any (the count stays taken), else gives it back. */
+  private releaseSendSlot(): void {
+    const next = this.waitingForSlot.shift();
+    if (next) next();
+    else this.sending--;
   }
 
   /**

@@ -707,6 +707,37 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
+  test("claimed sends call their provider a bounded number at once; the others wait their turn, and each is sent once", async () => {
+    let calling = 0;
+    let most = 0;
+    const providers = createProviders(config.providers, 3_000);
+    const at = providers.sms[0];
+    const counting: Provider = {
+      name: at.name,
+      send: async (m) => {
+        most = Math.max(most, ++calling);
+        try {
+          await sleep(20); // long enough for every send of the call to have started, were there no bound
+          return await at.send(m);
+        } finally {
+          calling--;
+        }
+      },
+    };
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { ...providers, sms: [counting] }, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", claimedSendsMax: 3 });
+    const handlers = internalHandlers({ pool: t.db.pool, logger: captureLogger("silent").logger } as unknown as NotificationHandlerContext, () => dispatcher);
+    const phones = Array.from({ length: 10 }, newPhone);
+    const requests = phones.map((phone) => create(SendNotificationRequestSchema, {
+      idempotencyKey: `bounded-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" },
+    }));
+    const { results } = await (handlers.sendNotifications as (r: { requests: typeof requests }) => Promise<{ results: { code: number; deliveryIds: string[] }[] }>)({ requests });
+    assert.deepEqual(results.map((r) => r.code), phones.map(() => 0));
+    await dispatcher.drain();
+    assert.equal(most, 3, "three at once, never more");
+    for (const phone of phones) assert.equal(smsTo(phone).length, 1);
+    for (const r of results) assert.equal((await delivery(r.deliveryIds[0])).status, DeliveryStatus.SENT);
+  });
+
   test("a claimed send's record is carried by the next statement a call writes: no statement of its own; a report that came first is applied", async () => {
     const [a, b] = [newPhone(), newPhone()];
     // Its records wait for a carrier as long as the test needs.
