@@ -170,6 +170,9 @@ export class RollupBatch {
 }
 
 const KEYS = ["dim", "id", "sub", "grain", "bucket", "method", "result_code", "currency"] as const;
+/** The types of the rollups' columns, KEYS' then MEASURES' (the grain as text: see UPSERT). */
+const MEASURE_TYPES = MEASURES.map((m) => (m.endsWith("_minor") ? "bigint" : "integer"));
+const ROLLUP_TYPES = ["smallint", "uuid", "uuid", "text", "timestamptz", "text", "text", "text", ...MEASURE_TYPES];
 
 /**
  * The rows' figures added to the rollups: a row made, or added to where it exists (also one
@@ -184,10 +187,9 @@ const KEYS = ["dim", "id", "sub", "grain", "bucket", "method", "result_code", "c
  * cast back for the key's index.
  */
 const UPSERT = (() => {
-  const types = ["smallint", "uuid", "uuid", "text", "timestamptz", "text", "text", "text", ...MEASURES.map((m) => (m.endsWith("_minor") ? "bigint" : "integer"))];
   const columns = [...KEYS, ...MEASURES].map((c) => (c === "grain" ? `grain::"char"` : c));
   return `INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
-    SELECT ${columns.join(", ")} FROM ${opaqueUnnest(types)} AS v(${KEYS.join(", ")}, ${MEASURES.join(", ")})
+    SELECT ${columns.join(", ")} FROM ${opaqueUnnest(ROLLUP_TYPES)} AS v(${KEYS.join(", ")}, ${MEASURES.join(", ")})
     ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
       ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}`;
 })();
@@ -278,8 +280,6 @@ export interface LiveEvent {
   applied: Applied;
 }
 
-const MEASURE_TYPES = MEASURES.map((m) => (m.endsWith("_minor") ? "bigint" : "integer"));
-const ROLLUP_TYPES = ["smallint", "uuid", "uuid", "text", "timestamptz", "text", "text", "text", ...MEASURE_TYPES];
 /** Arrays each CTE of liveBatchCtes takes, in order: the rollups' rows, workers, payout requests, payout results, reasons. */
 const LIVE_ARRAYS = [1 + ROLLUP_TYPES.length, 4, 4, 8, 3];
 
