@@ -280,8 +280,14 @@ export interface LiveEvent {
   applied: Applied;
 }
 
-/** Arrays each CTE of liveBatchCtes takes, in order: the rollups' rows, workers, payout requests, payout results, reasons. */
-const LIVE_ARRAYS = [1 + ROLLUP_TYPES.length, 4, 4, 8, 3];
+/** The arrays' types each CTE of liveBatchCtes takes, each row's event id first; in order: the rollups' rows, workers, payout requests, payout results, reasons. */
+const LIVE_TYPES = [
+  ["uuid", ...ROLLUP_TYPES],
+  ["uuid", "uuid", "timestamptz", "timestamptz"],
+  ["uuid", "uuid", "uuid", "timestamptz"],
+  ["uuid", "uuid", "uuid", "boolean", "text", "text", "bigint", "timestamptz"],
+  ["uuid", "text", "text"],
+];
 
 /**
  * The CTEs of liveBatchCtes, parameters numbered from `first` on. Like write()'s statements, but
@@ -294,16 +300,16 @@ const LIVE_ARRAYS = [1 + ROLLUP_TYPES.length, 4, 4, 8, 3];
 function liveSql(first: number): string {
   const at: number[] = [];
   let next = first;
-  for (const count of LIVE_ARRAYS) {
+  for (const types of LIVE_TYPES) {
     at.push(next);
-    next += count;
+    next += types.length;
   }
   const [rollups, workers, requests, results, reasons] = at;
   const fresh = "v.event_id IN (SELECT event_id FROM fresh)";
   const keys = KEYS.map((k) => `v.${k}`).join(", ");
   return `rolled AS (INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
       SELECT ${KEYS.map((k) => (k === "grain" ? `v.grain::"char"` : `v.${k}`)).join(", ")}, ${MEASURES.map((m, i) => `sum(v.${m})::${MEASURE_TYPES[i]}`).join(", ")}
-        FROM ${opaqueUnnest(["uuid", ...ROLLUP_TYPES], rollups)} AS v(event_id, ${KEYS.join(", ")}, ${MEASURES.join(", ")})
+        FROM ${opaqueUnnest(LIVE_TYPES[0], rollups)} AS v(event_id, ${KEYS.join(", ")}, ${MEASURES.join(", ")})
        WHERE ${fresh} GROUP BY ${keys}
        ORDER BY v.dim, v.id, v.sub, v.grain COLLATE "C", v.bucket, v.method COLLATE "C", v.result_code COLLATE "C", v.currency COLLATE "C"
       ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
@@ -311,25 +317,25 @@ function liveSql(first: number): string {
     seen_workers AS (INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
       SELECT w.id, w.registered_at, w.at FROM (
           SELECT v.id, (array_agg(v.registered_at ORDER BY v.ord) FILTER (WHERE v.registered_at IS NOT NULL))[1] AS registered_at, min(v.at) AS at
-            FROM ${opaqueUnnest(["uuid", "uuid", "timestamptz", "timestamptz"], workers)} WITH ORDINALITY AS v(event_id, id, registered_at, at, ord)
+            FROM ${opaqueUnnest(LIVE_TYPES[1], workers)} WITH ORDINALITY AS v(event_id, id, registered_at, at, ord)
            WHERE ${fresh} GROUP BY v.id) w
        WHERE ${WORKER_ADDS.replaceAll("v.", "w.")}
        ORDER BY w.id
       ${WORKER_UPSERT}),
     requested AS (INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at)
       SELECT DISTINCT ON (v.payout_id) v.payout_id, v.worker_id, v.at
-        FROM ${opaqueUnnest(["uuid", "uuid", "uuid", "timestamptz"], requests)} WITH ORDINALITY AS v(event_id, payout_id, worker_id, at, ord)
+        FROM ${opaqueUnnest(LIVE_TYPES[2], requests)} WITH ORDINALITY AS v(event_id, payout_id, worker_id, at, ord)
        WHERE ${fresh} ORDER BY v.payout_id, v.ord
       ON CONFLICT (payout_id) DO NOTHING),
     paid AS (INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
       SELECT DISTINCT ON (v.payout_id) v.payout_id, v.worker_id, v.succeeded, v.result_code, v.currency, v.amount_minor, v.at
-        FROM ${opaqueUnnest(["uuid", "uuid", "uuid", "boolean", "text", "text", "bigint", "timestamptz"], results)}
+        FROM ${opaqueUnnest(LIVE_TYPES[3], results)}
              WITH ORDINALITY AS v(event_id, payout_id, worker_id, succeeded, result_code, currency, amount_minor, at, ord)
        WHERE ${fresh} ORDER BY v.payout_id, v.ord
       ON CONFLICT (payout_id) DO NOTHING),
     reasoned AS (INSERT INTO analytics.result_reasons (result_code, reason)
       SELECT DISTINCT ON (v.result_code COLLATE "C") v.result_code, v.reason
-        FROM ${opaqueUnnest(["uuid", "text", "text"], reasons)} WITH ORDINALITY AS v(event_id, result_code, reason, ord)
+        FROM ${opaqueUnnest(LIVE_TYPES[4], reasons)} WITH ORDINALITY AS v(event_id, result_code, reason, ord)
        WHERE ${fresh} ORDER BY v.result_code COLLATE "C", v.ord DESC
       ON CONFLICT (result_code) DO UPDATE SET reason = EXCLUDED.reason WHERE result_reasons.reason <> EXCLUDED.reason)`;
 }
@@ -343,11 +349,7 @@ const liveSqls = new Map<number, string>();
  * to exist: making one takes a lock held to the end of a transaction (write(), in handleBatch).
  */
 export function liveBatchCtes(events: LiveEvent[], first: number): { sql: string; values: unknown[] } | null {
-  const rows: unknown[][] = Array.from({ length: LIVE_ARRAYS[0] }, () => []);
-  const workers: unknown[][] = [[], [], [], []];
-  const requests: unknown[][] = [[], [], [], []];
-  const results: unknown[][] = Array.from({ length: 8 }, () => []);
-  const reasons: unknown[][] = [[], [], []];
+  const [rows, workers, requests, results, reasons] = LIVE_TYPES.map((types) => types.map((): unknown[] => []));
   const push = (arrays: unknown[][], values: unknown[]) => values.forEach((v, i) => arrays[i].push(v));
   for (const { id, applied } of events) {
     for (const fact of applied.facts) {
