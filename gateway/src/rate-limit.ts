@@ -37,6 +37,11 @@ interface KeyState {
   sending: boolean;
 }
 
+/** Nothing known of the key (its window, if any, over) and nothing of it on the way: one to forget, or whose next call is its first. */
+function unknownHere(s: KeyState, now: number): boolean {
+  return s.resetsAt <= now && !s.sending && !s.charged && !s.waiting.length;
+}
+
 /** One key's part of a charge: what it held when the charge was sent. */
 interface Sent {
   key: string;
@@ -84,7 +89,7 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
   const forget = (now: number) => {
     if (now - sweptAt < 1_000) return;
     sweptAt = now;
-    for (const [key, s] of keys) if (s.resetsAt <= now && !s.sending && !s.charged && !s.waiting.length) keys.delete(key);
+    for (const [key, s] of keys) if (unknownHere(s, now)) keys.delete(key);
   };
 
   const settle = ({ state: s, charged, waiting }: Sent, count: BudgetCount) => {
@@ -155,8 +160,7 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
       schedule();
       // Nothing known of the key (new here, or its window over), nothing of it on the way: its first call.
       // Only a remembered key: one held in `due` alone would be new again after every charge.
-      const unknown = s.resetsAt <= now && !s.sending && !s.charged && !s.waiting.length;
-      if (unknown && firstCallAtOnce && storeAnswering && keys.get(key) === s) {
+      if (unknownHere(s, now) && firstCallAtOnce && storeAnswering && keys.get(key) === s) {
         s.charged++;
         return Promise.resolve();
       }

@@ -5,7 +5,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, type Clock, currentTraceparent, GroupCommit, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, type Clock, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -689,10 +689,10 @@ function sentRecordCtes(sends: AcceptedSend[], first: number): { sql: string; va
 const SENT_RECORDS_MAX = 32;
 /**
  * Claimed sends calling their provider at once; the others wait their turn here. As many as the
- * HTTP client's sockets (64), so a send's timeout never counts time spent queued for a socket: a
- * burst of 100 receipts, or a slow provider, would otherwise time its tail out and spend its tries.
+ * HTTP client's sockets, so a send's timeout never counts time spent queued for a socket: a burst
+ * of 100 receipts, or a slow provider, would otherwise time its tail out and spend its tries.
  */
-const CLAIMED_SENDS_MAX = 64;
+const CLAIMED_SENDS_MAX = HTTP_MAX_SOCKETS;
 /**
  * How long a claimed send's record waits for a call's statement to carry it before it is written
  * alone: under load calls come more often than this, so the records cost no commit of their own;

@@ -4,7 +4,7 @@
 // waiting is added). The push's caller still waits for its own row.
 import assert from "node:assert/strict";
 import type { Queryable } from "@ttip/runtime";
-import { TIP_COLUMNS, type TipRow } from "./tips.js";
+import { TIP_COLUMNS_OF_T, type TipRow } from "./tips.js";
 
 export interface CheckoutIds {
   tipId: string;
@@ -75,7 +75,7 @@ async function storeGroup(pool: Queryable, group: Waiting[]): Promise<void> {
      UPDATE payment.tips t SET checkout_request_id = m.checkout_request_id, merchant_request_id = m.merchant_request_id
        FROM locked l JOIN m USING (tip_id)
       WHERE t.tip_id = l.tip_id AND (t.checkout_request_id IS NULL OR t.checkout_request_id = m.checkout_request_id)
-      RETURNING ${TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ")}`;
+      RETURNING ${TIP_COLUMNS_OF_T}`;
   const { rows } = await pool.query<TipRow>(groupSql, [sorted.map((w) => w.tipId), sorted.map((w) => w.checkoutRequestId), sorted.map((w) => w.merchantRequestId)]);
   assert.ok(rows.length <= group.length, "a group updates at most its own tips");
   const byTip = new Map(rows.map((r) => [r.tip_id, r]));

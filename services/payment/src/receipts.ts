@@ -5,7 +5,7 @@ import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notificat
 import { NotificationInternalService, type SendNotificationRequest, SendNotificationRequestSchema } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { OwnerKind } from "@ttip/proto/ttip/qr/v1/qr_pb.js";
 import { QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { asConnectError, formatMoney, GroupCommit, type Queryable, type ServiceContext } from "@ttip/runtime";
+import { asConnectError, formatMoney, GroupCommit, perContext, type Queryable } from "@ttip/runtime";
 import type { Deps } from "./tips.js";
 
 /** Owes the customer a receipt; call it in the transaction that records the credit. */
@@ -142,13 +142,7 @@ function receiptBatchesFor(notification: Client<typeof NotificationInternalServi
   }, RECEIPTS_WAITING_MAX);
 }
 
-const batchesByContext = new WeakMap<ServiceContext, ReceiptBatches>();
-
-function receiptBatches(ctx: ServiceContext): ReceiptBatches {
-  let batches = batchesByContext.get(ctx);
-  if (!batches) batchesByContext.set(ctx, (batches = receiptBatchesFor(createClient(NotificationInternalService, ctx.peers("notification")))));
-  return batches;
-}
+const receiptBatches = perContext((ctx) => receiptBatchesFor(createClient(NotificationInternalService, ctx.peers("notification"))));
 
 /** Receipts marked sent in one statement at most; a bound on the statement's size. */
 const MARK_SENT_BATCH = 500;

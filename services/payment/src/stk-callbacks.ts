@@ -6,7 +6,7 @@
 // answered for itself.
 import { GroupCommit, GroupCommitFull, opaqueUnnest, type Queryable } from "@ttip/runtime";
 import { resultMessage } from "./messages.js";
-import { storedCallbackCte, TIP_COLUMNS, TIP_FAILED_TAIL_OF_D, type RawCallback, type StkSuccess, type TipRow } from "./tips.js";
+import { storedCallbackCte, TIP_COLUMNS, TIP_COLUMNS_OF_T, TIP_FAILED_TAIL_OF_D, type RawCallback, type StkSuccess, type TipRow } from "./tips.js";
 
 /** A callback as it came, with the per-attempt token of its URL: its tip. */
 interface StkCallback {
@@ -142,7 +142,7 @@ function lockDecideStore(set: string, where: string, outcome: "credited" | "fail
        UPDATE payment.tips t SET ${set}
          FROM locked l JOIN m USING (callback_id)
         WHERE t.tip_id = l.tip_id AND t.callback_token = m.token AND ${where}
-        RETURNING ${TIP_COLUMNS.split(", ").map((col) => `t.${col}`).join(", ")}, m.callback_id AS decided_by),
+        RETURNING ${TIP_COLUMNS_OF_T}, m.callback_id AS decided_by),
      stored AS (
        INSERT INTO payment.callbacks (callback_id, source, path, remote_address, raw_body, outcome, external_reference, tip_id, matched)
        SELECT m.callback_id, m.source, m.path, m.remote_address, m.raw_body, CASE WHEN d.tip_id IS NULL THEN 'received' ELSE '${outcome}' END,

@@ -10,7 +10,7 @@ import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import type { PaymentConfig } from "./config.js";
 import { judgedRulesFire, judgeTip, requestRulesFire, tipFactsColumns, tipJudgedSubquery, type TipFacts, type TipPrecheck } from "./fraud.js";
 import { kes } from "./money.js";
-import { RULE_LIMIT_WINDOW_SECONDS, TIP_COLUMNS, type NewTip, type TipRow } from "./tips.js";
+import { RULE_LIMIT_WINDOW_SECONDS, TIP_COLUMNS, TIP_COLUMNS_OF_T, type NewTip, type TipRow } from "./tips.js";
 
 /** What CreateTip settled before placing a tip: its id, the request's fingerprint, the quote and what M-Pesa will charge. */
 export interface TipTerms {
@@ -173,7 +173,7 @@ async function placeTips(db: Queryable, group: Placement[]): Promise<Placed[]> {
        ON CONFLICT (idempotency_key) DO NOTHING RETURNING ${TIP_COLUMNS}),
      announced AS (
        INSERT INTO payment.outbox (event_id, subject, payload, traceparent) SELECT j.event_id, j.event_subject, j.event_payload, j.traceparent FROM j JOIN tip USING (tip_id))
-     SELECT j.tip_id AS placement, ${tipFactsColumns("j")}, ${TIP_COLUMNS.split(", ").map((c) => `t.${c}`).join(", ")}
+     SELECT j.tip_id AS placement, ${tipFactsColumns("j")}, ${TIP_COLUMNS_OF_T}
        FROM j LEFT JOIN LATERAL (SELECT ${TIP_COLUMNS} FROM tip WHERE tip.tip_id = j.tip_id
                                  UNION ALL SELECT ${TIP_COLUMNS} FROM payment.tips e WHERE e.idempotency_key = j.idempotency_key) t ON true`;
   // Sorted by key: two replicas' groups meet each other's keys in the same order.

@@ -43,9 +43,11 @@ const MAX_REPLY_BYTES = 1 << 20;
 // timeout is set), as fetch does: fewer requests meet a connection the server
 // is closing, whose outcome is then unknown. (Requests time out by their own timer.)
 const IDLE_MS = 4_000;
+/** Connections open at once per host; more requests wait for one (their timeout running). */
+export const HTTP_MAX_SOCKETS = 64;
 const agents = {
-  http: new http.Agent({ keepAlive: true, maxSockets: 64, timeout: IDLE_MS }),
-  https: new https.Agent({ keepAlive: true, maxSockets: 64, timeout: IDLE_MS }),
+  http: new http.Agent({ keepAlive: true, maxSockets: HTTP_MAX_SOCKETS, timeout: IDLE_MS }),
+  https: new https.Agent({ keepAlive: true, maxSockets: HTTP_MAX_SOCKETS, timeout: IDLE_MS }),
 };
 
 class Reply implements HttpReply {

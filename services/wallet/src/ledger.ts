@@ -221,7 +221,11 @@ if (MoneySchema.field.amountMinor.number !== 1 || MoneySchema.field.currency.num
  * (see accountBalance).
  */
 export async function postEntry(db: Queryable, input: EntryInput): Promise<PostResult> {
-  const entry = preparedEntry(input);
+  return postPreparedEntry(db, preparedEntry(input));
+}
+
+/** postEntry for an entry preparedEntry has checked already (a batch's): not checked and fingerprinted again. */
+export async function postPreparedEntry(db: Queryable, entry: PreparedEntry): Promise<PostResult> {
   const posted = await runPosting(db, entry);
   rememberSystemAccounts(posted.unannounced_accounts);
   return entryPosted(db, entry, posted);

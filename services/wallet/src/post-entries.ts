@@ -7,7 +7,7 @@ import {
   type EntryPosting,
   movementEventHeads,
   type PostResult,
-  postEntry,
+  postPreparedEntry,
   type PreparedEntry,
   preparedEntry,
   rememberSystemAccounts,
@@ -99,7 +99,7 @@ async function postRound(db: Queryable, indexes: number[], inputs: EntryInput[],
   const together = alone ? undefined : await postTogether(db, entries);
   for (const [j, entry] of entries.entries()) {
     const i = at[j];
-    outcomes[i] = await (together ? entryPosted(db, entry, together[j]) : postEntry(db, entry.input)).then(
+    outcomes[i] = await (together ? entryPosted(db, entry, together[j]) : postPreparedEntry(db, entry)).then(
       (posted) => ({ posted }),
       (refused: unknown) => ({ refused }),
     );
