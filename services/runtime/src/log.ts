@@ -19,6 +19,10 @@ const BEARER = /\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi;
 
 export const REDACTED = "[REDACTED]";
 
+// Trace context ids (W3C hex) are ours, not a person's: a random one often holds a run
+// of 13+ digits that reads as a card number. Kept whole only in exactly their format.
+const TRACE_ID_KEYS: Record<string, RegExp> = { trace_id: /^[0-9a-f]{32}$/, span_id: /^[0-9a-f]{16}$/ };
+
 /** Masks phone numbers, card numbers, bearer credentials and codes (OTP, PIN) inside free text. */
 export function scrubText(text: string): string {
   return text
@@ -47,7 +51,8 @@ export function scrub(value: unknown, depth = 0, seen = new WeakSet<object>()): 
   if (value instanceof Uint8Array) return `<${value.byteLength} bytes>`;
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(value)) {
-    out[key] = SECRET_KEY.test(key) && v !== undefined && v !== null && v !== "" ? REDACTED : scrub(v, depth + 1, seen);
+    if (typeof v === "string" && TRACE_ID_KEYS[key]?.test(v)) out[key] = v;
+    else out[key] = SECRET_KEY.test(key) && v !== undefined && v !== null && v !== "" ? REDACTED : scrub(v, depth + 1, seen);
   }
   return out;
 }

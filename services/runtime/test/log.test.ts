@@ -54,3 +54,16 @@ test("item 12: an OTP inside a sentence under a neutral key, and phones written 
   assert.match(all, /code is \[REDACTED\]/);
   assert.match(all, /order 2026 paid 1500 KES at 10:45/);
 });
+
+test("a trace or span id is kept whole though its digits read as a card number; anything else under those keys is still scrubbed", () => {
+  const { logger, records } = captureLogger();
+  const traceId = "67439191670948b2a1057b4f2b34413f"; // 14 digits in a row: CARD's shape
+  const spanId = "4111111111111111";
+  logger.info({ trace_id: traceId, span_id: spanId }, "traced");
+  logger.info({ trace_id: "card 4111 1111 1111 1111", span_id: "+254798810913" }, "not ids");
+  const [ids, other] = records();
+  assert.equal(ids.trace_id, traceId);
+  assert.equal(ids.span_id, spanId);
+  assert.equal(JSON.stringify(other).includes("4111 1111"), false);
+  assert.equal(JSON.stringify(other).includes("798810913"), false);
+});
