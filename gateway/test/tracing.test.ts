@@ -126,11 +126,15 @@ describe("tracing: gateway -> service -> outbox -> NATS -> consumer", () => {
       const before = consumed.length;
       await client().resolveQrCode({ code: { case: "shortCode", value: "ON12" } }, { headers: { traceparent: `00-${traceId}-${callerSpan}-01` } });
       await eventually("both events consumed", () => consumed.length === before + 2);
-      await tracing.flush();
+      const SERVER = 2, CLIENT = 3, CONSUMER = 5;
+      // A consumer span ends after its handler returns (the inbox's commit): flushed once both have.
+      await eventually("both consumer spans exported", async () => {
+        await tracing.flush();
+        return receiver.spans.filter((s) => s.traceId === traceId && s.kind === CONSUMER).length >= 2;
+      });
 
       const spans = receiver.spans.filter((s) => s.traceId === traceId);
       const rpc = "ttip.qr.v1.QrService/ResolveQrCode";
-      const SERVER = 2, CLIENT = 3, CONSUMER = 5;
       const gatewayServer = spans.find((s) => s.name === rpc && s.kind === SERVER && s.parentSpanId === callerSpan);
       assert.ok(gatewayServer, `gateway's server span continues the caller's: ${JSON.stringify(spans)}`);
       const gatewayClient = spans.find((s) => s.name === rpc && s.kind === CLIENT && s.parentSpanId === gatewayServer.spanId);
