@@ -171,12 +171,19 @@ let recordSql: string | undefined;
 
 function recordCreditsSql(): string {
   // Each tip's own conditions: not recorded yet, and still carrying what its event says
-  // (the fields that can change after the decision: receipt, rating, message).
-  return (recordSql ??= `WITH credited AS (
+  // (the fields that can change after the decision: receipt, rating, message). The rows are
+  // locked first, in the tips' order whichever way the update is planned (a hash join reads
+  // the table's order), as the other groups on payment.tips lock them (stk-callbacks.ts,
+  // checkout-ids.ts): two replicas' recordings never hold each other's tips.
+  return (recordSql ??= `WITH entries AS (
+       SELECT * FROM ${opaqueUnnest(["uuid", "text", "text", "int", "text", "uuid", "text", "bytea", "text"])}
+              AS c(tip_id, entry_id, mpesa_receipt, rating, message, event_id, subject, payload, traceparent)),
+     locked AS MATERIALIZED (
+       SELECT t.tip_id FROM payment.tips t JOIN entries c USING (tip_id) WHERE t.credit_entry_id IS NULL ORDER BY t.tip_id FOR UPDATE OF t),
+     credited AS (
        UPDATE payment.tips t SET credit_entry_id = c.entry_id, credited_at = now()
-         FROM ${opaqueUnnest(["uuid", "text", "text", "int", "text", "uuid", "text", "bytea", "text"])}
-              AS c(tip_id, entry_id, mpesa_receipt, rating, message, event_id, subject, payload, traceparent)
-        WHERE t.tip_id = c.tip_id AND t.credit_entry_id IS NULL AND t.mpesa_receipt IS NOT DISTINCT FROM c.mpesa_receipt
+         FROM locked l JOIN entries c USING (tip_id)
+        WHERE t.tip_id = l.tip_id AND t.credit_entry_id IS NULL AND t.mpesa_receipt IS NOT DISTINCT FROM c.mpesa_receipt
           AND t.rating = c.rating AND t.message = c.message
         RETURNING ${TIP_COLUMNS_OF_T}, c.event_id, c.subject, c.payload, c.traceparent),
      owed AS (

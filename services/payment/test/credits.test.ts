@@ -79,7 +79,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
         if (prop === "query") {
           return (...args: Parameters<Pool["query"]>) => {
             const text = typeof args[0] === "string" ? args[0] : "";
-            if (text.startsWith("WITH credited AS")) {
+            if (text.startsWith("WITH entries AS")) {
               counts.recordings++;
               // As if the process died after wallet answered and before the recording reached PostgreSQL.
               if (counts.failRecording) return Promise.reject(new Error("connection lost"));
@@ -227,7 +227,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     // Counted on this connection from here on: an earlier test may have run the statement on it already.
     const plans = async () => {
       const { rows } = await client.query<{ custom_plans: bigint; generic_plans: bigint }>(
-        "SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH credited AS%'");
+        "SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH entries AS%'");
       assert.ok(rows.length <= 1, "one prepared statement for every size");
       return { custom: rows[0]?.custom_plans ?? 0n, generic: rows[0]?.generic_plans ?? 0n };
     };
