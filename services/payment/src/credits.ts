@@ -148,9 +148,17 @@ function creditEntry(deps: Deps, tip: TipRow): Promise<EntryToPost> {
  * That tip's own statement failing fails that tip alone: the group's statement
  * has committed, and the tips it recorded are still answered (their automatic
  * payouts start only here; reconciliation skips a tip once it is credited).
+ * When the group's statement fails, each credit is recorded by one of its own.
  */
 async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(RecordedCredit | undefined | Error)[]> {
-  const recorded = await recordCredits(pool, credits);
+  let recorded: Map<string, RecordedCredit>;
+  try {
+    recorded = await recordCredits(pool, credits);
+  } catch (err) {
+    // A statement that fails records nothing: each credit again alone, so that one PostgreSQL refuses fails by itself.
+    if (credits.length === 1) throw err;
+    return Promise.all(credits.map((c) => recordGroup(pool, [c]).then(([out]) => out, asError)));
+  }
   const answered = new Set<string>();
   const outcomes: (RecordedCredit | undefined | Error)[] = [];
   for (const c of credits) {
