@@ -72,14 +72,17 @@ export function claimingCte(request: IdempotentRequest, resultId: string, first:
  * claimingCte for several requests at once (a batch call's): `claimed` holds the
  * result id of each request this statement claimed, none for a key used before.
  * Five array parameters from `first` on. The keys must differ (a batch's repeats
- * are answered from their first).
+ * are answered from their first). The keys are inserted in the primary key's order,
+ * whatever the batch's: two statements claiming overlapping keys then wait for each
+ * other's first shared key only, never each for a key the other took (a deadlock).
  */
 export function claimingManyCte(claims: readonly { request: IdempotentRequest; resultId: string }[], first: number): { sql: string; values: unknown[] } {
   assert(claims.length > 0 && claims.every((c) => c.request.schema === claims[0].request.schema), "claims of one schema");
   // Opaque arrays: planned the same whatever the batch's size, so the statement keeps its generic plan.
   return {
     sql: `claimed AS (INSERT INTO ${ident(claims[0].request.schema)}.idempotent_requests (operation, caller, key, fingerprint, result_id)
-      SELECT * FROM ${opaqueUnnest(["text", "text", "text", "text", "text"], first)} ON CONFLICT DO NOTHING RETURNING result_id)`,
+      SELECT * FROM ${opaqueUnnest(["text", "text", "text", "text", "text"], first)} AS c(operation, caller, key, fingerprint, result_id)
+       ORDER BY c.operation, c.caller, c.key ON CONFLICT DO NOTHING RETURNING result_id)`,
     values: [
       claims.map((c) => c.request.operation),
       claims.map((c) => c.request.caller ?? ""),

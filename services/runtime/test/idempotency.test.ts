@@ -15,8 +15,8 @@ import {
   NotConfiguredError,
   NotFoundError,
 } from "../src/domain-errors.js";
-import { claimIdempotencyKey, requestFingerprint } from "../src/idempotency.js";
-import { createTestDatabase, uniqueName, type TestDatabase } from "../src/testing/index.js";
+import { claimIdempotencyKey, claimingManyCte, requestFingerprint } from "../src/idempotency.js";
+import { createTestDatabase, eventually, uniqueName, type TestDatabase } from "../src/testing/index.js";
 
 const tip = (amountMinor: bigint, key: string) =>
   create(CreateTipRequestSchema, { idempotencyKey: key, amount: { amountMinor, currency: "KES" }, recipient: { case: "qrCode", value: "ABC123" } });
@@ -83,6 +83,46 @@ describe("claimIdempotencyKey on PostgreSQL", () => {
     assert.equal(made, 1);
     const winner = results.map((r, i) => (r === undefined ? `r${i}` : undefined)).find(Boolean);
     assert.ok(results.every((r) => r === undefined || r === winner));
+  });
+});
+
+describe("claimingManyCte on PostgreSQL", () => {
+  let db: TestDatabase;
+  const schema = uniqueName("idem_many");
+  before(async () => {
+    db = await createTestDatabase();
+    await migrate(db.pool, schema, undefined);
+  });
+  after(async () => db?.drop());
+
+  const claims = (keys: string[]) => keys.map((key) => ({ request: { schema, operation: "test/Batch", caller: "", key, fingerprint: "f" }, resultId: `made:${key}` }));
+  /** One statement claiming `keys` (in the order given), as a batch call's; the result ids it claimed. */
+  const claimMany = async (db: { query: TestDatabase["pool"]["query"] }, keys: string[]) => {
+    const claim = claimingManyCte(claims(keys), 1);
+    const { rows } = await db.query<{ result_id: string }>(`WITH ${claim.sql} SELECT result_id FROM claimed`, claim.values);
+    return rows.map((r) => r.result_id).sort();
+  };
+
+  test("two batches claiming overlapping keys concurrently, one in the other order, do not deadlock", async () => {
+    const [low, high] = [`a-${randomUUID()}`, `b-${randomUUID()}`];
+    // One batch has claimed `low` and is about to claim `high` (its open transaction stands for its statement midway).
+    const first = await db.pool.connect();
+    try {
+      await first.query("BEGIN");
+      await claimMany(first, [low]);
+      // The other names them high first: taken in that order it would hold `high` while it waits for `low`.
+      const second = claimMany(db.pool, [high, low]);
+      await eventually("the second batch waiting for the first", async () => {
+        const { rows } = await db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1", [`%${schema}%idempotent_requests%`]);
+        return rows.length > 0;
+      });
+      assert.deepEqual(await claimMany(first, [high]), [`made:${high}`], "the first goes on to its next key (a deadlock error here without the order)");
+      await first.query("COMMIT");
+      assert.deepEqual(await second, [], "the second then finds both keys used");
+    } finally {
+      await first.query("ROLLBACK").catch(() => undefined);
+      first.release();
+    }
   });
 });
 
