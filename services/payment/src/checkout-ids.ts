@@ -1,9 +1,10 @@
 // The CheckoutRequestIDs of STK pushes, stored on their tips in groups: every
 // push answered while one group's statement is running goes in the next one,
 // so concurrent tips share a statement and a commit (one each when alone: no
-// waiting is added). The push's caller still waits for its own row.
+// waiting is added beyond the current turn of the event loop). The push's
+// caller still waits for its own row.
 import assert from "node:assert/strict";
-import type { Queryable } from "@ttip/runtime";
+import { GroupCommit, groupCommitPer, sortedByKey, type Queryable } from "@ttip/runtime";
 import { TIP_COLUMNS_OF_T, type TipRow } from "./tips.js";
 
 export interface CheckoutIds {
@@ -15,15 +16,11 @@ export interface CheckoutIds {
 /** At most this many tips per statement; a bound on its size. */
 const MAX_GROUP = 200;
 
-interface Waiting extends CheckoutIds {
-  settle: (row: TipRow | undefined, err?: unknown) => void;
-}
+/** A tip's row as stored (undefined: it carries another CheckoutRequestID), or why its statement failed. */
+type Outcome = { row: TipRow | undefined } | { err: unknown };
 
-interface Groups {
-  waiting: Waiting[];
-  running: boolean;
-}
-const groupsByPool = new WeakMap<Queryable, Groups>();
+// Unbounded waiting, as before grouping: each push waiting holds a CreateTip, which the gateway bounds.
+const groups = groupCommitPer((pool: Queryable) => new GroupCommit<CheckoutIds, Outcome>(MAX_GROUP, (group) => storeEach(pool, group)));
 
 /**
  * Stores the push's ids on its tip unless a callback already recorded another
@@ -32,38 +29,30 @@ const groupsByPool = new WeakMap<Queryable, Groups>();
  * undefined when the tip carries another CheckoutRequestID. Rejects when the
  * statement failed for this tip (alone: one tip's failure never fails another's).
  */
-export function storeCheckoutIds(pool: Queryable, ids: CheckoutIds): Promise<TipRow | undefined> {
-  const groups = groupsByPool.get(pool) ?? { waiting: [], running: false };
-  groupsByPool.set(pool, groups);
-  const stored = new Promise<TipRow | undefined>((resolve, reject) => {
-    groups.waiting.push({ ...ids, settle: (row, err) => (err === undefined ? resolve(row) : reject(err)) });
-  });
-  if (!groups.running) void runGroups(pool, groups);
-  return stored;
+export async function storeCheckoutIds(pool: Queryable, ids: CheckoutIds): Promise<TipRow | undefined> {
+  const out = await groups(pool).add(ids);
+  if ("err" in out) throw out.err ?? new Error("storing a CheckoutRequestID failed");
+  return out.row;
 }
 
-async function runGroups(pool: Queryable, groups: Groups): Promise<void> {
-  groups.running = true;
+/** A group in one statement; when it fails, each tip alone, so that one bad row fails by itself. */
+async function storeEach(pool: Queryable, group: CheckoutIds[]): Promise<Outcome[]> {
   try {
-    while (groups.waiting.length) {
-      const group = groups.waiting.splice(0, MAX_GROUP);
-      await storeGroup(pool, group).catch(async (err: unknown) => {
-        // One bad row must not fail the others: each alone, then each answers for itself.
-        if (group.length === 1) return group[0].settle(undefined, err ?? new Error("storing a CheckoutRequestID failed"));
-        await Promise.all(group.map((w) => storeGroup(pool, [w]).catch((e: unknown) => w.settle(undefined, e ?? new Error("storing a CheckoutRequestID failed")))));
-      });
-    }
-  } finally {
-    groups.running = false;
+    const rows = await storeGroup(pool, group);
+    return group.map((ids) => ({ row: rows.get(ids.tipId) }));
+  } catch (err) {
+    if (group.length === 1) return [{ err }];
+    return Promise.all(group.map((ids) => storeGroup(pool, [ids]).then((rows) => ({ row: rows.get(ids.tipId) }), (e: unknown) => ({ err: e }))));
   }
 }
 
 let groupSql: string | undefined;
 
-async function storeGroup(pool: Queryable, group: Waiting[]): Promise<void> {
+/** The group's rows after the statement, by tip. */
+async function storeGroup(pool: Queryable, group: CheckoutIds[]): Promise<Map<string, TipRow>> {
   // Sorted: two replicas' groups lock rows in the same order. The arrays go through sub-selects so that
   // a group's size does not change the plan's estimate: given directly, each size was planned anew.
-  const sorted = [...group].sort((a, b) => (a.tipId < b.tipId ? -1 : a.tipId > b.tipId ? 1 : 0));
+  const sorted = sortedByKey(group, (ids) => ids.tipId);
   // The rows are locked first, in the tips' order whichever way the update is planned (a hash join
   // reads the table's order), as a group of STK callbacks locks them: a push's answers and its
   // callbacks come together, and two groups holding each other's tips waited for PostgreSQL's
@@ -78,6 +67,5 @@ async function storeGroup(pool: Queryable, group: Waiting[]): Promise<void> {
       RETURNING ${TIP_COLUMNS_OF_T}`;
   const { rows } = await pool.query<TipRow>(groupSql, [sorted.map((w) => w.tipId), sorted.map((w) => w.checkoutRequestId), sorted.map((w) => w.merchantRequestId)]);
   assert.ok(rows.length <= group.length, "a group updates at most its own tips");
-  const byTip = new Map(rows.map((r) => [r.tip_id, r]));
-  for (const w of group) w.settle(byTip.get(w.tipId));
+  return new Map(rows.map((r) => [r.tip_id, r]));
 }

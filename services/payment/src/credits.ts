@@ -8,7 +8,7 @@
 // its receipt owed in the recording statement; a tip whose entry was refused or
 // whose recording failed stays decided and uncredited, for reconciliation.
 import assert from "node:assert/strict";
-import { currentTraceparent, GroupCommit, GroupCommitFull, opaqueUnnest, type Pool, type Queryable, withTransaction } from "@ttip/runtime";
+import { currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, type Pool, type Queryable, sortedByKey, withTransaction } from "@ttip/runtime";
 import { type EntryToPost, POST_ENTRIES_MAX } from "./ledger.js";
 import { paymentMetrics } from "./metrics.js";
 import { sentMarksSql, takeSentMarks } from "./receipts.js";
@@ -40,30 +40,16 @@ export interface CreditToRecord {
   traceparent: string | null;
 }
 
-interface CreditGroups {
-  /** Tips to post, each answered with its entry's id or the error that refused it. */
-  posting: GroupCommit<TipRow, string | Error>;
-  /**
-   * Entries to record, each answered with the tip as recorded (undefined: recorded already, by another),
-   * or the error that left that tip alone unrecorded.
-   */
-  recording: GroupCommit<CreditToRecord, RecordedCredit | undefined | Error>;
-}
+/** Tips to post, each answered with its entry's id or the error that refused it. */
+const postings = groupCommitPer((deps: Deps) => new GroupCommit<TipRow, string | Error>(POST_ENTRIES_MAX, (tips) => postGroup(deps, tips), CREDITS_WAITING_MAX));
 
-const groupsByDeps = new WeakMap<Deps, CreditGroups>();
-
-function creditGroups(deps: Deps): CreditGroups {
-  let groups = groupsByDeps.get(deps);
-  if (!groups) {
-    groups = {
-      posting: new GroupCommit(POST_ENTRIES_MAX, (tips) => postGroup(deps, tips), CREDITS_WAITING_MAX),
-      // A recording statement holds at most as many tips as a wallet call: the same bound on its size.
-      recording: new GroupCommit(POST_ENTRIES_MAX, (credits) => recordGroup(deps.ctx.pool, credits), CREDITS_WAITING_MAX),
-    };
-    groupsByDeps.set(deps, groups);
-  }
-  return groups;
-}
+/**
+ * Entries to record, each answered with the tip as recorded (undefined: recorded already, by another),
+ * or the error that left that tip alone unrecorded. A recording statement holds at most as many
+ * tips as a wallet call: the same bound on its size.
+ */
+const recordings = groupCommitPer((pool: Pool) =>
+  new GroupCommit<CreditToRecord, RecordedCredit | undefined | Error>(POST_ENTRIES_MAX, (credits) => recordGroup(pool, credits), CREDITS_WAITING_MAX));
 
 /**
  * Posts the wallet entry a success decided, once (the wallet dedupes on the
@@ -78,13 +64,12 @@ export async function postCredit(deps: Deps, tipId: string, committed?: TipRow):
   const tip = committed ?? (await loadTip(deps.ctx.pool, tipId));
   if (!tip?.credit_key || tip.credit_entry_id) return false;
   const traceparent = currentTraceparent() ?? null;
-  const groups = creditGroups(deps);
-  const posted = await groups.posting.add(tip).catch(asError);
+  const posted = await postings(deps).add(tip).catch(asError);
   if (typeof posted !== "string") {
     deps.ctx.logger.warn({ tipId, err: posted }, "wallet credit failed; reconciliation will retry");
     return false;
   }
-  const credit = await groups.recording.add({ tip, entryId: posted || "posted", traceparent }).catch((err: unknown) => {
+  const credit = await recordings(deps.ctx.pool).add({ tip, entryId: posted || "posted", traceparent }).catch((err: unknown) => {
     if (!(err instanceof GroupCommitFull)) throw err;
     deps.ctx.logger.warn({ tipId, err }, "wallet credit posted but not recorded yet; reconciliation will record it");
     return undefined;
@@ -148,9 +133,17 @@ function creditEntry(deps: Deps, tip: TipRow): Promise<EntryToPost> {
  * That tip's own statement failing fails that tip alone: the group's statement
  * has committed, and the tips it recorded are still answered (their automatic
  * payouts start only here; reconciliation skips a tip once it is credited).
+ * When the group's statement fails, each credit is recorded by one of its own.
  */
 async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(RecordedCredit | undefined | Error)[]> {
-  const recorded = await recordCredits(pool, credits);
+  let recorded: Map<string, RecordedCredit>;
+  try {
+    recorded = await recordCredits(pool, credits);
+  } catch (err) {
+    // A statement that fails records nothing: each credit again alone, so that one PostgreSQL refuses fails by itself.
+    if (credits.length === 1) throw err;
+    return Promise.all(credits.map((c) => recordGroup(pool, [c]).then(([out]) => out, asError)));
+  }
   const answered = new Set<string>();
   const outcomes: (RecordedCredit | undefined | Error)[] = [];
   for (const c of credits) {
@@ -171,12 +164,19 @@ let recordSql: string | undefined;
 
 function recordCreditsSql(): string {
   // Each tip's own conditions: not recorded yet, and still carrying what its event says
-  // (the fields that can change after the decision: receipt, rating, message).
-  return (recordSql ??= `WITH credited AS (
+  // (the fields that can change after the decision: receipt, rating, message). The rows are
+  // locked first, in the tips' order whichever way the update is planned (a hash join reads
+  // the table's order), as the other groups on payment.tips lock them (stk-callbacks.ts,
+  // checkout-ids.ts): two replicas' recordings never hold each other's tips.
+  return (recordSql ??= `WITH entries AS (
+       SELECT * FROM ${opaqueUnnest(["uuid", "text", "text", "int", "text", "uuid", "text", "bytea", "text"])}
+              AS c(tip_id, entry_id, mpesa_receipt, rating, message, event_id, subject, payload, traceparent)),
+     locked AS MATERIALIZED (
+       SELECT t.tip_id FROM payment.tips t JOIN entries c USING (tip_id) WHERE t.credit_entry_id IS NULL ORDER BY t.tip_id FOR UPDATE OF t),
+     credited AS (
        UPDATE payment.tips t SET credit_entry_id = c.entry_id, credited_at = now()
-         FROM ${opaqueUnnest(["uuid", "text", "text", "int", "text", "uuid", "text", "bytea", "text"])}
-              AS c(tip_id, entry_id, mpesa_receipt, rating, message, event_id, subject, payload, traceparent)
-        WHERE t.tip_id = c.tip_id AND t.credit_entry_id IS NULL AND t.mpesa_receipt IS NOT DISTINCT FROM c.mpesa_receipt
+         FROM locked l JOIN entries c USING (tip_id)
+        WHERE t.tip_id = l.tip_id AND t.credit_entry_id IS NULL AND t.mpesa_receipt IS NOT DISTINCT FROM c.mpesa_receipt
           AND t.rating = c.rating AND t.message = c.message
         RETURNING ${TIP_COLUMNS_OF_T}, c.event_id, c.subject, c.payload, c.traceparent),
      owed AS (
@@ -202,7 +202,7 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
   assert.ok(credits.length > 0 && credits.length <= POST_ENTRIES_MAX, "1 to POST_ENTRIES_MAX credits a statement");
   // One row per tip (two for one tip would announce it twice), sorted: two replicas' groups lock rows in the same order.
   const byTip = new Map(credits.map((c) => [c.tip.tip_id, c]));
-  const sorted = [...byTip.values()].sort((a, b) => (a.tip.tip_id < b.tip.tip_id ? -1 : a.tip.tip_id > b.tip.tip_id ? 1 : 0));
+  const sorted = sortedByKey(byTip.values(), (c) => c.tip.tip_id);
   const events = sorted.map((c) => tipSucceededEvent(c.tip));
   // Receipts of earlier tips sent since are marked so by this statement too (written anyway: no commit of their own).
   const marks = takeSentMarks(db);

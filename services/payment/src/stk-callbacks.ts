@@ -4,7 +4,7 @@
 // when alone: no waiting is added beyond the current turn of the event loop).
 // Each callback still commits with its decision or not at all, and is
 // answered for itself.
-import { GroupCommit, GroupCommitFull, opaqueUnnest, type Queryable } from "@ttip/runtime";
+import { GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, sortedByKey, type Queryable } from "@ttip/runtime";
 import { resultMessage } from "./messages.js";
 import { storedCallbackCte, TIP_COLUMNS, TIP_COLUMNS_OF_T, TIP_FAILED_TAIL_OF_D, type RawCallback, type StkSuccess, type TipRow } from "./tips.js";
 
@@ -63,11 +63,9 @@ interface Decisions<C extends StkCallback> {
  * never fails another's).
  */
 function groupedDecisions<C extends StkCallback>(d: Decisions<C>): (db: Queryable, c: C) => Promise<TipRow | null> {
-  const groupsByDb = new WeakMap<Queryable, GroupCommit<C, Outcome>>();
+  const groups = groupCommitPer((db: Queryable) => new GroupCommit<C, Outcome>(MAX_GROUP, (items) => decideGroup(db, d, items), MAX_WAITING));
   return async (db, c) => {
-    let groups = groupsByDb.get(db);
-    if (!groups) groupsByDb.set(db, (groups = new GroupCommit(MAX_GROUP, (items) => decideGroup(db, d, items), MAX_WAITING)));
-    const out = await groups.add(c).catch((err: unknown): Outcome => {
+    const out = await groups(db).add(c).catch((err: unknown): Outcome => {
       if (err instanceof GroupCommitFull) return { err };
       throw err;
     });
@@ -202,7 +200,7 @@ export const storeStkSuccess = groupedDecisions<StkSuccessCallback>({
           AND (t.checkout_request_id IS NULL OR t.checkout_request_id = m.checkout_request_id) AND t.charged_minor = m.received_minor AND t.phone = m.phone`,
        "credited", "m.receipt")}
      SELECT ${TIP_COLUMNS}, decided_by FROM decided`;
-    const sorted = [...group].sort((a, b) => (a.success.receipt < b.success.receipt ? -1 : a.success.receipt > b.success.receipt ? 1 : 0));
+    const sorted = sortedByKey(group, (c) => c.success.receipt);
     return decidedRows(db, successManySql, [
       ...groupValues(sorted, (c) => [c.success.receipt, c.success.checkoutRequestId, c.success.merchantRequestId ?? null, c.token, receivedMinor(c.success), c.success.phone]),
       resultMessage("0"),

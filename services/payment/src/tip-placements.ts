@@ -4,7 +4,7 @@
 // statement and a commit (one each when alone: no waiting is added beyond the
 // current turn of the event loop); each is judged and answered for itself.
 import { randomBytes } from "node:crypto";
-import { buildEvent, currentTraceparent, GroupCommit, GroupCommitFull, opaqueUnnest, type Queryable } from "@ttip/runtime";
+import { buildEvent, currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, sortedByKey, type Queryable } from "@ttip/runtime";
 import { PaymentMethod, TipCreatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import type { FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import type { PaymentConfig } from "./config.js";
@@ -79,8 +79,8 @@ export function placement(t: NewTip, terms: TipTerms): Placement {
   return { t, terms, values };
 }
 
-const groupsByDb = new WeakMap<Queryable, GroupCommit<Placement, PlacedOrFailed>>();
 type PlacedOrFailed = Placed | { err: unknown };
+const placements = groupCommitPer((db: Queryable) => new GroupCommit<Placement, PlacedOrFailed>(MAX_GROUP, (items) => placeGroup(db, items), MAX_WAITING));
 
 /**
  * One statement: the fraud rules read, and the tip inserted with its
@@ -99,9 +99,7 @@ export async function placeTip(db: Queryable, p: Placement, acceptHolds: boolean
     values[ACCEPT_HOLDS] = true;
     return (await placeTips(db, [{ ...p, values }]))[0];
   }
-  let groups = groupsByDb.get(db);
-  if (!groups) groupsByDb.set(db, (groups = new GroupCommit(MAX_GROUP, (items) => placeGroup(db, items), MAX_WAITING)));
-  const out = await groups.add(p).catch(async (err: unknown): Promise<PlacedOrFailed> => {
+  const out = await placements(db).add(p).catch(async (err: unknown): Promise<PlacedOrFailed> => {
     if (err instanceof GroupCommitFull) return (await placeTips(db, [p]))[0];
     throw err;
   });
@@ -177,7 +175,7 @@ async function placeTips(db: Queryable, group: Placement[]): Promise<Placed[]> {
        FROM j LEFT JOIN LATERAL (SELECT ${TIP_COLUMNS} FROM tip WHERE tip.tip_id = j.tip_id
                                  UNION ALL SELECT ${TIP_COLUMNS} FROM payment.tips e WHERE e.idempotency_key = j.idempotency_key) t ON true`;
   // Sorted by key: two replicas' groups meet each other's keys in the same order.
-  const sorted = [...group].sort((a, b) => (a.t.idempotencyKey < b.t.idempotencyKey ? -1 : a.t.idempotencyKey > b.t.idempotencyKey ? 1 : 0));
+  const sorted = sortedByKey(group, (p) => p.t.idempotencyKey);
   const { config } = group[0].terms;
   const { rows } = await db.query<TipFacts & TipRow & { placement: string }>(placeSql, [
     ...PLACEMENT_COLUMNS.map((_, c) => sorted.map((p) => p.values[c])),

@@ -79,7 +79,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
         if (prop === "query") {
           return (...args: Parameters<Pool["query"]>) => {
             const text = typeof args[0] === "string" ? args[0] : "";
-            if (text.startsWith("WITH credited AS")) {
+            if (text.startsWith("WITH entries AS")) {
               counts.recordings++;
               // As if the process died after wallet answered and before the recording reached PostgreSQL.
               if (counts.failRecording) return Promise.reject(new Error("connection lost"));
@@ -227,7 +227,7 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     // Counted on this connection from here on: an earlier test may have run the statement on it already.
     const plans = async () => {
       const { rows } = await client.query<{ custom_plans: bigint; generic_plans: bigint }>(
-        "SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH credited AS%'");
+        "SELECT custom_plans, generic_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH entries AS%'");
       assert.ok(rows.length <= 1, "one prepared statement for every size");
       return { custom: rows[0]?.custom_plans ?? 0n, generic: rows[0]?.generic_plans ?? 0n };
     };
@@ -276,6 +276,35 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.equal(await h.walletEntries(worker), 2);
     for (const t of [plain, rated]) assert.equal((await succeededEvents(t.tip_id)).length, 1);
   });
+  test("a group's recording that PostgreSQL refuses for one tip is recorded tip by tip: only that tip fails, the others are recorded and answered", async () => {
+    const worker = randomUUID();
+    const [first, refused, last] = await decidedTips(worker, [10_000n, 20_000n, 30_000n]);
+    // Any statement recording this tip's entry fails, so the group's, which records all three at once, fails as a whole.
+    const trigger = `credits_test_refuse_${refused.tip_id.replaceAll("-", "")}`;
+    await h.t.db.pool.query(`CREATE FUNCTION payment.${trigger}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'recording refused'; END $$`);
+    await h.t.db.pool.query(`CREATE TRIGGER ${trigger} BEFORE UPDATE OF credit_entry_id ON payment.tips FOR EACH ROW
+      WHEN (NEW.tip_id = '${refused.tip_id}'::uuid AND OLD.credit_entry_id IS NULL) EXECUTE FUNCTION payment.${trigger}()`);
+    const { deps, counts } = depsWith(new WatchedLedger(h.t.ctx));
+    const started: string[] = [];
+    deps.afterCredit = async (tip) => void started.push(tip.tip_id);
+    let outcomes: PromiseSettledResult<boolean>[];
+    try {
+      outcomes = await Promise.allSettled([first, refused, last].map((t) => postCredit(deps, t.tip_id, t)));
+    } finally {
+      await h.t.db.pool.query(`DROP TRIGGER ${trigger} ON payment.tips`);
+      await h.t.db.pool.query(`DROP FUNCTION payment.${trigger}()`);
+    }
+    assert.deepEqual(outcomes.map((o) => (o.status === "fulfilled" ? o.value : "rejected")), [true, "rejected", true]);
+    assert.equal(counts.recordings, 4, "the group's statement, then one per tip");
+    assert.deepEqual([...started].sort(), [first.tip_id, last.tip_id].sort(), "the recorded tips' automatic payouts start");
+    assert.ok((await row(first.tip_id)).credit_entry_id && (await row(last.tip_id)).credit_entry_id);
+    assert.equal((await row(refused.tip_id)).credit_entry_id, null, "left decided and uncredited, for reconciliation");
+    await reconcile();
+    assert.ok((await row(refused.tip_id)).credit_entry_id, "reconciliation records it");
+    assert.equal(await h.walletEntries(worker), 3);
+    for (const t of [first, refused, last]) assert.equal((await succeededEvents(t.tip_id)).length, 1);
+  });
+
   test("two replicas crediting the same tips at once, in groups of other sizes and orders: each tip one entry, one recording, one event", async () => {
     const workers = [randomUUID(), randomUUID()];
     const tips = [...(await decidedTips(workers[0], Array.from({ length: 12 }, (_, i) => BigInt(1_000 * (i + 1))))),

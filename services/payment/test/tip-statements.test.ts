@@ -39,6 +39,8 @@ function nodes(plan: PlanNode): PlanNode[] {
 
 /** How a group of CheckoutRequestIDs' statement begins (checkout-ids.ts). */
 const CHECKOUT_GROUP = "WITH m AS (\n       SELECT a.tip_id";
+/** How the statement recording wallet entries on their tips begins (credits.ts). */
+const CREDIT_RECORDING = "WITH entries AS";
 
 /** A tip pending under its push ('ws_CO_' || tip_id): what its callback names. */
 interface PendingTip {
@@ -138,7 +140,7 @@ describe("payment's per-tip statements, by their plans", () => {
         assert.ok((await record(client, tip, `entry-${i}`)).has(id), "the credit is recorded");
       }
       const { rows } = await client.query<{ generic_plans: bigint; custom_plans: bigint }>(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH credited AS%'",
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH entries AS%'",
       );
       assert.equal(rows.length, 1);
       // PostgreSQL plans the first five calls for their values, then keeps the generic plan when it is no worse.
@@ -160,8 +162,8 @@ describe("payment's per-tip statements, by their plans", () => {
     let statements = 0;
     const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
     const answers = await Promise.all(tipIds.map((tipId) => storeCheckoutIds(counted, { tipId, checkoutRequestId: `ws_CO_${tipId}`, merchantRequestId: `m-${tipId}` })));
-    // The first goes alone at once; the six answered while it ran share the next statement.
-    assert.equal(statements, 2);
+    // Answered in one turn of the event loop: one statement for all seven.
+    assert.equal(statements, 1);
     for (const [i, row] of answers.entries()) {
       if (i === 6) {
         assert.equal(row, undefined, "a tip carrying another CheckoutRequestID is left as it is");
@@ -332,12 +334,28 @@ describe("payment's per-tip statements, by their plans", () => {
       // A hash join reads the tips in the table's order (a plan kept from when the table was small).
       await client.query("SET enable_nestloop = off; SET enable_mergejoin = off");
       await lockedInTipOrder(CHECKOUT_GROUP, async (lo, hi) => {
-        // The first goes alone at once; hi and lo, answered while it runs, together after it.
+        // Answered in one turn: one statement for the three.
         const stored = await Promise.all([first, hi, lo].map((t) => storeCheckoutIds(client, { tipId: t.tipId, checkoutRequestId: `ws_CO_${t.tipId}`, merchantRequestId: "m" })));
         assert.deepEqual(stored.map((row) => row?.tip_id), [first.tipId, hi.tipId, lo.tipId]);
       });
     } finally {
       await client.query("RESET enable_nestloop; RESET enable_mergejoin");
+      client.release();
+    }
+  });
+
+  test("recording credits takes its tips' row locks in the tips' order, however it is planned", async () => {
+    const client = await db.pool.connect();
+    try {
+      // A hash join reads the tips in the table's order; planned for these values, not with a generic plan kept from before.
+      await client.query("SET enable_nestloop = off; SET enable_mergejoin = off; SET plan_cache_mode = force_custom_plan");
+      await lockedInTipOrder(CREDIT_RECORDING, async (lo, hi) => {
+        const tips = await Promise.all([hi, lo].map(async (t) => (await loadTip(db.pool, t.tipId))!));
+        const recorded = await recordCredits(client, tips.map((tip, i) => ({ tip, entryId: `entry-${i}`, traceparent: null })));
+        assert.deepEqual([hi, lo].map((t) => recorded.get(t.tipId)?.row.credit_entry_id), ["entry-0", "entry-1"]);
+      });
+    } finally {
+      await client.query("RESET enable_nestloop; RESET enable_mergejoin; RESET plan_cache_mode");
       client.release();
     }
   });

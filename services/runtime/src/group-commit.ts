@@ -56,3 +56,28 @@ export class GroupCommitFull extends Error {
     super(`${maxWaiting} items already waiting; try again later`);
   }
 }
+
+/**
+ * One GroupCommit per key (a pool or a transaction's client, a module's
+ * dependencies), made on first use and held weakly: it goes with its key.
+ */
+export function groupCommitPer<K extends object, I, O>(make: (key: K) => GroupCommit<I, O>): (key: K) => GroupCommit<I, O> {
+  const made = new WeakMap<K, GroupCommit<I, O>>();
+  return (key) => {
+    let commit = made.get(key);
+    if (!commit) made.set(key, (commit = make(key)));
+    return commit;
+  };
+}
+
+/**
+ * A copy of `items` in their keys' order (by UTF-16 code units, as `<` compares strings):
+ * the order a group statement takes its rows' locks in, so that two processes' groups
+ * over the same rows meet them in the same order and neither holds what the other waits for.
+ */
+export function sortedByKey<T>(items: Iterable<T>, key: (item: T) => string): T[] {
+  return [...items].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+}

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { GroupCommit, GroupCommitFull } from "../src/group-commit.js";
+import { GroupCommit, GroupCommitFull, groupCommitPer, sortedByKey } from "../src/group-commit.js";
 
 test("a group commit runs items added in one turn together, those added meanwhile in the next group, at most max at once", async () => {
   const groups: number[][] = [];
@@ -44,4 +44,23 @@ test("while a group is stuck, items past the waiting bound are refused at once, 
   release();
   assert.deepEqual(await Promise.all([...first, ...waiting]), [1, 2, 3, 4, 5]);
   assert.equal(await commit.add(7), 7);
+});
+
+test("groupCommitPer makes one group commit per key, on first use", async () => {
+  const made: string[] = [];
+  const commits = groupCommitPer((key: { name: string }) => {
+    made.push(key.name);
+    return new GroupCommit<number, string>(4, async (items) => items.map((i) => `${key.name} ${i}`));
+  });
+  const [a, b] = [{ name: "a" }, { name: "b" }];
+  assert.equal(commits(a), commits(a));
+  assert.notEqual(commits(a), commits(b));
+  assert.deepEqual(await Promise.all([commits(a).add(1), commits(b).add(2)]), ["a 1", "b 2"]);
+  assert.deepEqual(made, ["a", "b"]);
+});
+
+test("sortedByKey orders a copy by its keys' code units, ties kept in place", () => {
+  const items = [{ k: "b", n: 1 }, { k: "B", n: 2 }, { k: "a", n: 3 }, { k: "b", n: 4 }];
+  assert.deepEqual(sortedByKey(items, (i) => i.k).map((i) => i.n), [2, 3, 1, 4]);
+  assert.deepEqual(items.map((i) => i.n), [1, 2, 3, 4], "the input is left as it was");
 });
