@@ -143,17 +143,40 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
  * enqueue for several requests (a trigger's batch of events): the recipients
  * and whether they have a push device are read in one statement, and every
  * delivery is written in another, not a few statements per request. Returns
- * the ids per request, in the requests' order.
+ * the ids per request, in the requests' order. A request that cannot be planned
+ * (a variable missing) fails them all, before anything is written.
  */
 export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date(), direct?: DirectSends): Promise<string[][]> {
+  const made = await planAndWrite(tx, reqs, now, { failAlone: false, firstProviders: direct?.firstProviders, onClaimed: direct && ((c) => direct.claimed.push(c)) });
+  return made.map((m) => ("ids" in m ? m.ids : assert.fail("a request failed alone")));
+}
+
+/**
+ * What enqueueMany and enqueueClaiming share: the requests planned (their users read in one
+ * statement) and written with their claims in one more. `failAlone`: a request that cannot be
+ * planned fails alone (its error in its place), else it fails them all before anything is written.
+ * With `firstProviders`, a new SMS or e-mail due now is claimed for its first attempt and handed to
+ * `onClaimed` (see enqueueClaiming); `carried`, sent records its statement writes too.
+ */
+async function planAndWrite(
+  tx: Queryable,
+  reqs: SendRequest[],
+  now: Date,
+  o: { failAlone: boolean; firstProviders?: FirstProviders; onClaimed?: (c: ClaimedAtEnqueue) => void; carried?: CarriedRecords },
+): Promise<({ ids: string[] } | { error: unknown })[]> {
   assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
   const users = await usersOf(tx, reqs);
-  const planned: PlannedDelivery[][] = [];
-  for (const req of reqs) planned.push(await planRequest(tx, req, now, users));
-  const rows = planned.flat();
-  if (direct) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, direct.firstProviders);
-  const ids = await insertDeliveries(tx, rows, now, claimsOf(reqs), direct && ((p) => direct.claimed.push(claimedAtEnqueue(p))));
-  return planned.map((r) => r.flatMap((p) => ids.get(p) ?? []));
+  const planned: (PlannedDelivery[] | { error: unknown })[] = [];
+  for (const req of reqs) {
+    const plan = planRequest(tx, req, now, users);
+    planned.push(o.failAlone ? await plan.catch((error: unknown) => ({ error })) : await plan);
+  }
+  const plannable = reqs.filter((_, i) => Array.isArray(planned[i]));
+  const rows = planned.flatMap((r) => (Array.isArray(r) ? r : []));
+  if (o.firstProviders) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, o.firstProviders);
+  const onClaimed = o.onClaimed && ((p: PlannedDelivery) => o.onClaimed!(claimedAtEnqueue(p)));
+  const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), onClaimed, o.carried);
+  return planned.map((r) => (Array.isArray(r) ? { ids: r.flatMap((p) => ids.get(p) ?? []) } : r));
 }
 
 /**
@@ -184,17 +207,10 @@ export async function enqueueClaiming(
   firstProviders?: FirstProviders,
   carried?: CarriedRecords,
 ): Promise<{ made: ({ ids: string[] } | { error: unknown })[]; claimed: ClaimedAtEnqueue[] }> {
-  assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
   assert(reqs.every((r) => r.claim), "every request claims its key");
-  const users = await usersOf(tx, reqs);
-  const planned: (PlannedDelivery[] | { error: unknown })[] = [];
-  for (const req of reqs) planned.push(await planRequest(tx, req, now, users).catch((error: unknown) => ({ error })));
-  const plannable = reqs.filter((_, i) => Array.isArray(planned[i]));
-  const rows = planned.flatMap((r) => (Array.isArray(r) ? r : []));
-  if (firstProviders) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, firstProviders);
   const claimed: ClaimedAtEnqueue[] = [];
-  const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), (p) => claimed.push(claimedAtEnqueue(p)), carried);
-  return { made: planned.map((r) => (Array.isArray(r) ? { ids: r.flatMap((p) => ids.get(p) ?? []) } : r)), claimed };
+  const made = await planAndWrite(tx, reqs, now, { failAlone: true, firstProviders, onClaimed: (c) => claimed.push(c), carried });
+  return { made, claimed };
 }
 
 /**
