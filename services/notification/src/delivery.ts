@@ -1072,25 +1072,35 @@ export class Dispatcher {
     if (rowCount === 0) return { kind: "done" };
     const row = await this.readClaim(tx, id);
     if (!row) return { kind: "done" };
+    return this.decide(tx, row, this.nextStep(row, mayResolve), mayResolve);
+  }
+
+  /** Does what `step` says with the delivery `row`, read under its lock (claim()). */
+  private async decide(tx: Queryable, row: ClaimedRow, step: NextStep, mayResolve: boolean): Promise<Claim> {
     const d = withoutClaimColumns(row);
-    const step = this.nextStep(row, mayResolve);
     switch (step.kind) {
       case "done":
       case "later":
       case "resolve":
         return decidedWithoutWrites(row, step)!;
       case "park":
-        await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [id]);
+        await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [d.id]);
         return { kind: "done" };
-      case "in_doubt":
-        // The process died between handing it over and recording the answer: the
-        // provider may have sent it. Resending could text the person twice.
+      case "in_doubt": {
+        // The process died between claiming the send and recording the answer: the provider may
+        // have it, or never have been called (a send claimed at enqueue waits for a slot first).
+        const resend = await this.resendsAfterCrash(tx, row);
         await tx.query(
-          "UPDATE notification.delivery_attempts SET status = 'in_doubt', error = 'no answer recorded (crash during send)', finished_at = now() WHERE delivery_id = $1 AND attempt = $2",
-          [id, step.attempt],
+          `UPDATE notification.delivery_attempts SET status = 'in_doubt', error = $3, finished_at = now() WHERE delivery_id = $1 AND attempt = $2`,
+          [d.id, step.attempt, resend ? "no answer recorded (crash during send); sent again" : "no answer recorded (crash during send)"],
         );
+        if (resend) {
+          const doubted = { ...row, last_status: "in_doubt" };
+          return this.decide(tx, doubted, this.nextStep(doubted, mayResolve), mayResolve);
+        }
         await this.finish(tx, d, "failed", "in doubt: a send was cut off; not resent to avoid a duplicate");
         return { kind: "done" };
+      }
       case "fail":
         await this.finish(tx, d, "failed", step.error);
         return { kind: "done" };
@@ -1099,6 +1109,19 @@ export class Dispatcher {
         assert(await this.markSending(tx, d, step.provider), "a delivery locked and read changed before its claim");
         return { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 };
     }
+  }
+
+  /**
+   * Whether a send cut off by a crash is sent again: once per delivery, and never a sign-in code.
+   * A message late (or, when the provider had it after all, twice) is better than one lost: a
+   * receipt or a tip's notice carries its reference, so a repeat reads as the same message, and an
+   * SMS costs a few shillings, not a payment. A sign-in code is not: by then it may have expired,
+   * and the user asks for a new one. Once only: a second crash on the resend fails it.
+   */
+  private async resendsAfterCrash(tx: Queryable, row: ClaimedRow): Promise<boolean> {
+    if (row.template_key === TemplateKey.OTP) return false;
+    const { rowCount } = await tx.query("SELECT 1 FROM notification.delivery_attempts WHERE delivery_id = $1 AND status = 'in_doubt' LIMIT 1", [row.id]);
+    return rowCount === 0;
   }
 
   /** What to do with a delivery as read (pure: the caller writes what it says). */
