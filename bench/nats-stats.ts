@@ -4,6 +4,8 @@
 import type { Socket } from "node:net";
 import type { JetStreamBus } from "@ttip/runtime";
 import type { NatsConnection } from "nats";
+import { fromBinary } from "@bufbuild/protobuf";
+import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { countSocketWrites } from "./redis-stats.js";
 
 export interface NatsCounts {
@@ -15,17 +17,23 @@ export interface NatsCounts {
 }
 
 /** The subject's first tokens (four of a JetStream API call's). */
-function tokensKind(subject: string): string {
+function tokensKind(subject: string, _data?: unknown): string {
   return subject.split(".").slice(0, subject.startsWith("$JS.API.") ? 4 : 2).join(".");
 }
 
 /**
  * BENCH_NATS_BY_SUBJECT=1: an acknowledgement by its consumer ($JS.ACK.<stream>.<consumer>.…: who
- * acknowledges how much), a publish by its whole subject (which events are sent), numbers cut.
+ * acknowledges how much), a publish by its whole subject (which events are sent), numbers cut; a
+ * notification's delivery fact by its channel and status too (its consumers read some of them only).
  */
-function subjectKind(subject: string): string {
+function subjectKind(subject: string, data?: unknown): string {
   if (subject.startsWith("$JS.ACK.")) return `$JS.ACK ${subject.split(".")[3]}`;
-  return subject.startsWith("$JS.API.") ? tokensKind(subject) : subject.replace(/\.\d+$/, ".N");
+  if (subject.startsWith("$JS.API.")) return tokensKind(subject);
+  if (subject.endsWith(".notification.delivery_updated") && data instanceof Uint8Array) {
+    const fact = fromBinary(DeliveryUpdatedSchema, data);
+    return `${subject} ${fact.channel}/${fact.status}`;
+  }
+  return subject.replace(/\.\d+$/, ".N");
 }
 
 /** Counts the writes to the bus's NATS socket while `counting()` says so; with the messages sent (by kind) and received so far. */
@@ -40,7 +48,7 @@ export function countNatsWrites(bus: JetStreamBus, counting: () => boolean): () 
   const publish = protocol.publish;
   protocol.publish = function (this: unknown, subject: string, ...rest: unknown[]) {
     if (counting()) {
-      const kind = kindOf(subject);
+      const kind = kindOf(subject, rest[0]);
       kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
     }
     return publish.call(this, subject, ...rest);
