@@ -12,7 +12,9 @@
 // HTTP/2 received through node's compatibility layer (Http2ServerRequest and
 // Http2ServerResponse, as before the server answered it on HTTP/2's stream
 // API), in binary and in JSON (JSON went that way until it too was answered
-// on the stream API); both also called with the peers' own Connect client (internalTransport,
+// on the stream API), and a one-message WatchTip in Connect JSON over HTTP/2
+// (the gateway's callers watching a tip), on the stream API and through the
+// compatibility layer and connect-node's handler (before); both also called with the peers' own Connect client (internalTransport,
 // a cluster's hops), whose small cost leaves the server's share of the call
 // larger. Prints this process's CPU
 // microseconds per call (user+system), the figure that stays put on a loaded
@@ -100,6 +102,8 @@ const paths = new Map<string, () => Promise<unknown>>([
   ["  compat. layer (before)", () => overCompat.createTip(request(), { timeoutMs: 5_000 })],
   ["Connect JSON over HTTP/2", () => jsonOverHttp2.createTip(request(), { timeoutMs: 5_000 })],
   ["  JSON, compat. layer (before)", () => jsonOverCompat.createTip(request(), { timeoutMs: 5_000 })],
+  ["JSON stream over HTTP/2", () => watch(jsonOverHttp2)],
+  ["  JSON stream, compat. layer (before)", () => watch(jsonOverCompat)],
   ["peers' client over HTTP/2", () => peerOverHttp2.createTip(request(), { timeoutMs: 5_000 })],
   ["  peers' client, compat. layer (before)", () => peerOverCompat.createTip(request(), { timeoutMs: 5_000 })],
 ]);

@@ -59,6 +59,9 @@ export function nodeExchange(req: NodeReq, res: NodeRes): RpcExchange {
   };
 }
 
+/** HTTP/2's INTERNAL_ERROR (RFC 9113, 7). */
+const HTTP2_INTERNAL_ERROR = 2;
+
 /** Ignores a stream's errors: its 'close' tells the call the client is gone, as the compatibility layer does. */
 const ignore = () => {};
 
@@ -115,6 +118,42 @@ export class StreamExchange implements RpcExchange {
     if (body.byteLength === 0) return void stream.respond(head, { endStream: true });
     stream.respond(head);
     stream.end(body);
+  }
+
+  /** Starts an answer written in parts (a server stream's messages): its head now, its body by write() and end(). */
+  writeHead(status: number, headers: Record<string, string>): void {
+    const head: http2.OutgoingHttpHeaders = headers;
+    head[":status"] = status;
+    this.stream.respond(head);
+  }
+
+  /**
+   * Writes a part of the answer; resolves when the stream takes more (HTTP/2's
+   * flow control: a slow reader holds the writer, not this process's memory),
+   * or at once when it is closed (nothing more goes out).
+   */
+  write(chunk: Uint8Array): Promise<void> {
+    const stream = this.stream;
+    if (this.closed || stream.write(chunk)) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const go = () => {
+        stream.off("drain", go);
+        stream.off("close", go);
+        resolve();
+      };
+      stream.on("drain", go);
+      stream.on("close", go);
+    });
+  }
+
+  /** The answer's last part. */
+  end(chunk: Uint8Array): void {
+    if (!this.closed) this.stream.end(chunk);
+  }
+
+  /** Gives up on the answer: the stream is reset (INTERNAL_ERROR), as node does for a handler that failed. */
+  reset(): void {
+    if (!this.closed) this.stream.close(HTTP2_INTERNAL_ERROR);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Buffer> {

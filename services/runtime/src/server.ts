@@ -12,6 +12,7 @@ import type { UniversalHandler } from "@connectrpc/connect/protocol";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
+import { connectStreamHandler } from "./connect-stream.js";
 import { connectUnaryHandler } from "./connect-unary.js";
 import { localServer, recordingRouter, type DirectSpec, type LocalServer } from "./local-server.js";
 import { StartupError } from "./startup.js";
@@ -389,13 +390,16 @@ function nodeAdapter(options: Omit<ConnectNodeAdapterOptions, "contextValues"> &
   options.routes(router);
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, guardRequestBody(h, options.readMaxBytes));
-  const connectUnary = connectUnaryHandler({ methods: directPaths(recording.methods), interceptors: options.interceptors ?? [], readMaxBytes: options.readMaxBytes, contextValues: options.contextValues });
+  const direct = { methods: directPaths(recording.methods), interceptors: options.interceptors ?? [], readMaxBytes: options.readMaxBytes, contextValues: options.contextValues };
+  const connectUnary = connectUnaryHandler(direct);
+  // A stream's messages are written as they come: only on HTTP/2's stream API.
+  const connectStream = connectStreamHandler(direct);
   const rpcFilter = options.rpcFilter;
   /** Answers an RPC straight from its exchange (returns true), or leaves it to connect-node. */
   const serveRpc = (exchange: RpcExchange): boolean => {
     if (rpcFilter?.(exchange)) return true;
     const path = exchange.url.split("?", 2)[0];
-    return paths.has(path) && connectUnary(exchange, path);
+    return paths.has(path) && (connectUnary(exchange, path) || (exchange instanceof StreamExchange && connectStream(exchange, path)));
   };
   const handler = (req: NodeReq, res: NodeRes) => {
     if (req.method === "POST" && serveRpc(nodeExchange(req, res))) return;

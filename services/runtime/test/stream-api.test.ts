@@ -10,7 +10,9 @@ import http2 from "node:http2";
 import { after, before, describe, test } from "node:test";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { GetQrCodeRequestSchema, GetQrCodeResponseSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
 import { Metrics, startServer, type RunningServer } from "../src/index.js";
 import { captureLogger } from "../src/testing/index.js";
@@ -274,3 +276,162 @@ async function startedClose(server: RunningServer, ms: number): Promise<void> {
   await Promise.race([server.close(), new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`close took over ${ms} ms`)), ms)))]);
   clearTimeout(timer);
 }
+
+/** A Connect stream request's body: one envelope per message. */
+function envelopes(...messages: Uint8Array[]): Buffer {
+  return Buffer.concat(messages.map((m) => Buffer.concat([Buffer.from([0, ...new Uint8Array(new Uint32Array([m.byteLength]).buffer).reverse()]), m])));
+}
+
+describe("Connect server streams answered on HTTP/2's stream API", () => {
+  const servers: Record<"stream API" | "compatibility layer", RunningServer> = {} as never;
+  const sessions: http2.ClientHttp2Session[] = [];
+  /** How each handler's generator ended: its signal's code when aborted, "finished" otherwise. */
+  const ended: string[] = [];
+  const FAILS = randomUUID();
+  const WAITS_STREAM = randomUUID();
+  const start = (streamApi: boolean) =>
+    startServer({
+      name: "test",
+      logger: captureLogger("silent").logger,
+      metrics: new Metrics(),
+      services: [PaymentService],
+      streamApi,
+      routes: (router) =>
+        router.service(PaymentService, {
+          watchTip: async function* (req, ctx) {
+            try {
+              ctx.responseHeader.set("x-test-answer", "seen");
+              yield { tip: { tipId: req.tipId, status: TipStatus.PENDING } };
+              if (req.tipId === FAILS) throw new ConnectError("the tip is gone", Code.NotFound, { "x-test-why": "gone" });
+              if (req.tipId === WAITS_STREAM) {
+                await new Promise<void>((resolve) => {
+                  const cap = setTimeout(resolve, 3_000);
+                  ctx.signal.addEventListener("abort", () => (clearTimeout(cap), resolve()), { once: true });
+                });
+                throw ConnectError.from(ctx.signal.reason ?? new ConnectError("gave up", Code.Aborted));
+              }
+              ctx.responseTrailer.set("x-test-end", "done");
+              yield { tip: { tipId: req.tipId, status: TipStatus.SUCCEEDED, amount: { currency: "KES", amountMinor: 15_000n } } };
+            } finally {
+              ended.push(ctx.signal.aborted && ctx.signal.reason instanceof ConnectError && ctx.signal.reason.code !== Code.Canceled ? Code[ctx.signal.reason.code] : ctx.signal.aborted ? "aborted" : "finished");
+            }
+          },
+        }),
+    });
+  let compatRequests = 0;
+  const Original = http2.Http2ServerRequest;
+  class Counted extends Original {
+    constructor(...args: ConstructorParameters<typeof Original>) {
+      super(...args);
+      compatRequests++;
+    }
+  }
+  const connect = (server: RunningServer) => {
+    const session = http2.connect(server.url);
+    sessions.push(session);
+    return session;
+  };
+  const watch = (tipId: string, format: "json" | "proto", extra: http2.OutgoingHttpHeaders = {}, body?: Buffer) => ({
+    headers: { ":path": `/${PaymentService.typeName}/WatchTip`, "content-type": `application/connect+${format}`, "connect-protocol-version": "1", ...extra },
+    body:
+      body ??
+      envelopes(format === "json" ? Buffer.from(JSON.stringify({ tipId })) : toBinary(WatchTipRequestSchema, create(WatchTipRequestSchema, { tipId }))),
+  });
+
+  before(async () => {
+    Object.assign(http2, { Http2ServerRequest: Counted });
+    servers["stream API"] = await start(true);
+    servers["compatibility layer"] = await start(false);
+  });
+  after(async () => {
+    Object.assign(http2, { Http2ServerRequest: Original });
+    for (const s of sessions) s.destroy();
+    await Promise.all(Object.values(servers).map((s) => s.close()));
+  });
+
+  test("no compatibility request is built, and the answer is the compatibility layer's byte for byte: head, messages, trailers or error in the end of the stream, refusals of the request (JSON and binary)", async () => {
+    const id = randomUUID();
+    const cases = {
+      json: watch(id, "json"),
+      binary: watch(id, "proto", { "x-request-id": randomUUID() }),
+      "json, charset": watch(id, "json"),
+      "fails after a message": watch(FAILS, "json"),
+      "two request messages": watch(id, "json", {}, envelopes(Buffer.from(JSON.stringify({ tipId: id })), Buffer.from(JSON.stringify({ tipId: id })))),
+      "no request message": watch(id, "json", {}, Buffer.alloc(0)),
+      "JSON that does not parse": watch(id, "json", {}, envelopes(Buffer.from("{"))),
+      "binary that does not parse": watch(id, "proto", {}, envelopes(Buffer.from([0xff, 0xff]))),
+      "an envelope cut short": watch(id, "json", {}, envelopes(Buffer.from("{}")).subarray(0, 4)),
+      "a message cut short": watch(id, "json", {}, envelopes(Buffer.from(JSON.stringify({ tipId: id }))).subarray(0, 12)),
+      "binary cut short": watch(id, "proto", {}, envelopes(Buffer.from([0x0a, 0x02, 0x41, 0x42])).subarray(0, 7)),
+      "binary, two messages": watch(id, "proto", {}, envelopes(Buffer.alloc(0), Buffer.alloc(0))),
+      "binary, none": watch(id, "proto", {}, Buffer.alloc(0)),
+      "not a uuid (validation)": watch("not-a-uuid", "json"),
+    };
+    cases["json, charset"].headers["content-type"] = "application/connect+json; charset=utf-8";
+    const answers: Record<string, Record<string, Answer>> = { "stream API": {}, "compatibility layer": {} };
+    const built: Record<string, number> = {};
+    for (const [how, server] of Object.entries(servers)) {
+      const session = connect(server);
+      const before = compatRequests;
+      for (const [name, { headers, body }] of Object.entries(cases)) {
+        const requestId = randomUUID();
+        answers[how][name] = await call(session, { ...headers, "x-request-id": requestId }, body);
+        answers[how][name].body = Buffer.from(answers[how][name].body.toString("latin1").replaceAll(requestId, "<id>"), "latin1");
+        if (answers[how][name].headers["x-request-id"] === requestId) answers[how][name].headers["x-request-id"] = "<id>";
+      }
+      built[how] = compatRequests - before;
+    }
+    assert.deepEqual(built, { "stream API": 0, "compatibility layer": Object.keys(cases).length });
+    for (const name of Object.keys(cases)) {
+      const fast = answers["stream API"][name];
+      const compat = answers["compatibility layer"][name];
+      const { date, ...compatHeaders } = compat.headers;
+      const { date: fastDate, ...fastHeaders } = fast.headers;
+      assert.ok(date && fastDate, `${name}: both answers are dated`);
+      assert.deepEqual(fastHeaders, compatHeaders, name);
+      assert.equal(fast.status, compat.status, name);
+      assert.equal(fast.body.toString("latin1"), compat.body.toString("latin1"), name);
+    }
+    const json = answers["stream API"].json;
+    assert.equal(json.status, 200);
+    assert.equal(json.headers["content-type"], "application/connect+json");
+    assert.equal(json.headers["x-test-answer"], "seen");
+    assert.match(json.body.toString(), /"status":"TIP_STATUS_SUCCEEDED"/);
+    assert.match(json.body.toString(), /\{"metadata":\{"x-test-end":\["done"\]/);
+    assert.match(answers["stream API"]["fails after a message"].body.toString(), /"code":"not_found","message":"the tip is gone"/);
+    assert.match(answers["stream API"]["two request messages"].body.toString(), /"code":"unimplemented"/);
+    assert.match(answers["stream API"]["JSON that does not parse"].body.toString(), /"code":"invalid_argument"/);
+  });
+
+  test("a connect-node client reads the stream in JSON and binary; the handler's generator finishes", async () => {
+    ended.length = 0;
+    for (const useBinaryFormat of [false, true]) {
+      const client = createClient(PaymentService, createConnectTransport({ baseUrl: servers["stream API"].url, httpVersion: "2", useBinaryFormat }));
+      const id = randomUUID();
+      const seen: TipStatus[] = [];
+      for await (const m of client.watchTip({ tipId: id })) seen.push(m.tip!.status);
+      assert.deepEqual(seen, [TipStatus.PENDING, TipStatus.SUCCEEDED]);
+    }
+    assert.deepEqual(ended, ["finished", "finished"]);
+  });
+
+  test("the client's deadline aborts the handler's signal and ends the stream DEADLINE_EXCEEDED; a client that resets its stream cancels it", async () => {
+    ended.length = 0;
+    const session = connect(servers["stream API"]);
+    const { headers, body } = watch(WAITS_STREAM, "json", { "connect-timeout-ms": "100" });
+    const timedOut = await call(session, headers, body);
+    assert.equal(timedOut.status, 200);
+    assert.match(timedOut.body.toString(), /"code":"deadline_exceeded"/);
+    assert.deepEqual(ended, ["DeadlineExceeded"]);
+    ended.length = 0;
+    const reset = watch(WAITS_STREAM, "json");
+    const answer = await call(session, reset.headers, reset.body, (s) => {
+      s.end(reset.body);
+      setTimeout(() => s.close(http2.constants.NGHTTP2_CANCEL), 100);
+    });
+    assert.equal(answer.rstCode, http2.constants.NGHTTP2_CANCEL);
+    const started = Date.now();
+    while (ended.length === 0 && Date.now() - started < 2_000) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(ended, ["aborted"]);
+  });
+});

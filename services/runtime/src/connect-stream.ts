@@ -1,0 +1,158 @@
+// A server's Connect server-streaming calls (binary or JSON: the gateway's
+// callers watching a tip) answered on HTTP/2's stream API, as connect-unary.ts
+// answers unary ones: the one request message read and parsed once, the
+// handler run behind the server's interceptors through connect-es's own
+// pipeline (transformInvokeImplementation), each message written as an
+// envelope as it comes, then the end of the stream with the trailers or the
+// error, as connect-es writes them. connect-node's handler puts a dozen async
+// iterables, two linked AbortControllers and a DOMException per call around
+// the same steps. Other transports (HTTP/1.1, the compatibility layer) and
+// client or bidi streams still go through it.
+import { create, fromBinary, toBinary, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextValues, type ContextValues } from "@connectrpc/connect";
+import { compressionNegotiate, createAsyncIterable, transformInvokeImplementation, type Compression } from "@connectrpc/connect/protocol";
+import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
+import { COMPRESS_MIN_BYTES, connectHandlerContext, jsonAnswer, jsonRequest, UnaryServerCall, type ConnectUnaryOptions } from "./connect-unary.js";
+import { acceptedCompressions, envelopedMessage, readRpcBody, refusedBodyKey, requestBodyLimit, unparsableBody } from "./input.js";
+import type { DirectSpec } from "./local-server.js";
+import type { StreamExchange } from "./rpc-exchange.js";
+
+type StreamSpec = Extract<DirectSpec, { kind: "server_streaming" }>;
+type Format = "binary" | "json";
+
+/** The content types connect-es takes for a Connect stream; it answers in the request's. */
+const STREAM_TYPE = /^application\/connect\+(?:(json)(?:; ?charset=utf-?8)?|(proto))$/i;
+const ANSWER_TYPE: Record<Format, string> = { binary: "application/connect+proto", json: "application/connect+json" };
+
+/** An envelope's flags (the Connect protocol's): its message is compressed. */
+const COMPRESSED_FLAG = 0b01;
+const ENVELOPE_HEADER_BYTES = 5;
+
+const endStream = createEndStreamSerialization({});
+
+/**
+ * Answers a POST of a server-streaming method in the Connect protocol on an
+ * HTTP/2 stream (returns true), or leaves it to connect-node (returns false).
+ * `path` is the URL's path. As on connect-node's road: the read limit on the
+ * request message, one message exactly, a body that does not decompress or
+ * parse refused by inputInterceptor (inside the interceptors, as connect-es's
+ * own refusals of a stream's input are), the deadline and the client going
+ * away on the handler's signal, the head after the first message (a handler
+ * may still set headers until then), trailers and errors in the end of the
+ * stream, messages from 1 KiB compressed as the client accepts.
+ */
+export function connectStreamHandler(options: ConnectUnaryOptions): (exchange: StreamExchange, path: string) => boolean {
+  return (exchange, path) => {
+    const type = exchange.method === "POST" ? STREAM_TYPE.exec(exchange.headers["content-type"] ?? "") : null;
+    if (!type) return false;
+    const spec = options.methods.get(path);
+    if (spec?.kind !== "server_streaming") return false;
+    // Only writing can fail here (the client is gone) or a bug: the stream is reset, never left open.
+    serveStream(options, spec, exchange, type[1] ? "json" : "binary").catch(() => exchange.reset());
+    return true;
+  };
+}
+
+async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, exchange: StreamExchange, format: Format): Promise<void> {
+  const call = new UnaryServerCall(exchange, "connect");
+  const header = call.header;
+  const values = options.contextValues?.(exchange) ?? createContextValues();
+  const context = connectHandlerContext(spec.method, call, values, ANSWER_TYPE[format]);
+  const compression = compressionNegotiate(acceptedCompressions, header.get("connect-content-encoding"), header.get("connect-accept-encoding"), "connect-accept-encoding");
+  if (compression.response) context.responseHeader.set("connect-content-encoding", compression.response.name);
+  const envelope = (flags: number, data: Uint8Array) => compressed(flags, data, compression.response);
+  let headSent = false;
+  const head = () => {
+    if (headSent) return;
+    headSent = true;
+    const out: Record<string, string> = {};
+    context.responseHeader.forEach((value, key) => (out[key] = value));
+    exchange.writeHead(200, out);
+  };
+  let error: ConnectError | undefined;
+  try {
+    if (compression.error) throw compression.error;
+    if (call.timeoutError) throw call.timeoutError;
+    const messages = await requestMessages(spec, exchange, compression.request, options.readMaxBytes, values, format);
+    const output = transformInvokeImplementation(spec, context, options.interceptors)(messages)[Symbol.asyncIterator]();
+    for (let r = await output.next(); !r.done; r = await output.next()) {
+      // The client is gone: the handler's generator ends (its finally blocks run).
+      if (exchange.closed) return void (await output.return?.());
+      const data = format === "binary" ? toBinary(spec.method.output, r.value as Message) : jsonAnswer(spec.method.output, r.value as Message);
+      const bytes = await envelope(0, data);
+      head();
+      await exchange.write(bytes);
+    }
+    call.done();
+  } catch (e) {
+    error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
+    call.fail(error);
+  }
+  if (exchange.closed) return;
+  const last = await envelope(endStreamFlag, endStream.serialize({ metadata: context.responseTrailer, error }));
+  head();
+  exchange.end(last);
+}
+
+/** One envelope: flags, length, data; from COMPRESS_MIN_BYTES compressed (as connect-es's transformCompressEnvelope). */
+async function compressed(flags: number, data: Uint8Array, compression: Compression | null): Promise<Uint8Array> {
+  if (compression && data.byteLength >= COMPRESS_MIN_BYTES) {
+    data = await compression.compress(data);
+    flags |= COMPRESSED_FLAG;
+  }
+  const out = new Uint8Array(ENVELOPE_HEADER_BYTES + data.byteLength);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, data.byteLength);
+  out.set(data, ENVELOPE_HEADER_BYTES);
+  return out;
+}
+
+/**
+ * The request's messages, read as connect-node's road reads them, so a
+ * request that is not one good message gets the same refusal: the body over
+ * the read limit, or binary that does not split, decompress or parse, noted
+ * for inputInterceptor with one empty message in its place (guardRequestBody);
+ * JSON split and parsed as connect-es's pipeline reads it (its errors where
+ * it raises them), and none or more than one message left to its
+ * ensureSingle.
+ */
+async function requestMessages(spec: StreamSpec, exchange: StreamExchange, compression: Compression | null, readMaxBytes: number, values: ContextValues, format: Format): Promise<AsyncIterable<Message>> {
+  const input = spec.method.input;
+  const body = await readRpcBody(exchange, requestBodyLimit(readMaxBytes, true), readMaxBytes, values);
+  if (!body) return createAsyncIterable([create(input)]);
+  if (format === "json") return jsonMessages(input, body, compression, readMaxBytes);
+  try {
+    const messages: Message[] = [];
+    for (const { flags, data } of envelopes(body, (header) => new Error(header ? "truncated envelope header" : "truncated message"))) {
+      if (!(flags & endStreamFlag)) messages.push(fromBinary(input, envelopedMessage(flags, data, exchange.headers["connect-content-encoding"] as string | undefined ?? null, readMaxBytes, "connect-accept-encoding")));
+    }
+    return createAsyncIterable(messages);
+  } catch (err) {
+    const refused = err instanceof ConnectError ? err : unparsableBody(input, err);
+    values.set(refusedBodyKey, { code: refused.code, message: refused.rawMessage, metadata: refused.metadata });
+    return createAsyncIterable([create(input)]);
+  }
+}
+
+/** A JSON stream's messages, as connect-es's pipeline splits, decompresses and parses them. */
+async function* jsonMessages(input: DescMessage, body: Uint8Array, compression: Compression | null, readMaxBytes: number): AsyncIterable<Message> {
+  for (const { flags, data } of envelopes(body, () => new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument))) {
+    if (flags & endStreamFlag) continue; // skipped, as connect-es skips one in a request
+    if (!(flags & COMPRESSED_FLAG)) yield jsonRequest(input, data);
+    else if (!compression) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+    else yield jsonRequest(input, await compression.decompress(data, readMaxBytes));
+  }
+}
+
+/** A Connect stream's envelopes, in order; one cut short is `cutShort(in its header)`. */
+function* envelopes(body: Uint8Array, cutShort: (header: boolean) => Error): Generator<{ flags: number; data: Uint8Array }> {
+  for (let at = 0; at < body.byteLength; ) {
+    if (body.byteLength - at < ENVELOPE_HEADER_BYTES) throw cutShort(true);
+    const flags = body[at];
+    const length = new DataView(body.buffer, body.byteOffset + at + 1, 4).getUint32(0);
+    at += ENVELOPE_HEADER_BYTES;
+    if (body.byteLength - at < length) throw cutShort(false);
+    yield { flags, data: body.subarray(at, at + length) };
+    at += length;
+  }
+}
