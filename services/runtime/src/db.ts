@@ -251,12 +251,12 @@ const statementRuns = new WeakMap<object, Map<string, number>>();
  * connections). Only an order among idle connections: none is waited for, none is opened. Relies
  * on pg-pool's idle list (taken from its end); another shape leaves the pool's own order.
  */
-function preferConnectionThatRan(pool: pg.Pool, text: unknown, values: unknown): void {
-  if (typeof text !== "string" || !Array.isArray(values) || values.length === 0) return;
+function preferConnectionThatRan(pool: pg.Pool, text: unknown): void {
+  if (typeof text !== "string") return;
   const idle = (pool as unknown as { _idle?: unknown })._idle;
   if (!Array.isArray(idle) || idle.length < 2) return;
   const name = statementNames.get(text);
-  if (!name) return; // never prepared here: no connection is better than another
+  if (!name) return; // never prepared (or not preparable): no connection is better than another
   const runs = (i: number) => statementRuns.get((idle[i] as { client?: object } | undefined)?.client ?? {})?.get(name) ?? 0;
   let best = idle.length - 1;
   let bestRuns = runs(best);
@@ -316,7 +316,7 @@ function withArrayLiterals(values: unknown[]): unknown[] {
  */
 function keepConnectionOnStatementError(pool: pg.Pool): void {
   const query = async (...args: unknown[]) => {
-    preferConnectionThatRan(pool, args[0], args[1]);
+    preferConnectionThatRan(pool, args[0]);
     const client = await pool.connect();
     let lost: Error | undefined;
     const onLost = (err: Error) => {
@@ -370,8 +370,12 @@ function traceStatements(client: PoolClient): () => void {
  * Runs fn in a transaction; commits if it returns, rolls back if it throws.
  * BEGIN travels with fn's first statement, one round trip for both (see
  * deferred-begin.ts); a transaction that ran no statement sends nothing.
+ * `firstStatement`, the text of the statement fn sends first when the caller
+ * knows it (a consumer's inbox claim): the transaction takes the idle
+ * connection that has planned it, as pool.query does (see preferConnectionThatRan).
  */
-export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>, firstStatement?: string): Promise<T> {
+  preferConnectionThatRan(pool, firstStatement);
   return onTransactionClient(pool, async (client) => {
     await client.query(DEFERRED_BEGIN);
     // Outbox rows written in this transaction take its trace context (the column's default);
@@ -444,7 +448,7 @@ export async function withTransactionBracketed<T>(
   opening: Statement,
   fn: (client: PoolClient, opened: pg.QueryResult) => Promise<{ closing?: Statement; result: T }>,
 ): Promise<T> {
-  preferConnectionThatRan(pool, opening.text, opening.values);
+  preferConnectionThatRan(pool, opening.text);
   return onTransactionClient(pool, async (client) => {
     await client.query(DEFERRED_BEGIN);
     const opened = await client.query(opening.text, opening.values);
