@@ -43,10 +43,12 @@ import {
 import { createQrModule } from "@ttip/qr";
 import { localTransport, Metrics } from "@ttip/runtime";
 import { PLATFORM_NODE_FLAGS, startNats, startPostgres, startRedis, startTestService } from "@ttip/runtime/testing";
+import { Redis } from "ioredis";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { appsPath, type AppsInput, type AppsResult, type AppsRun } from "./gateway-apps-client.js";
 import { closedLoop, type LoadResult } from "./load.js";
 import { processCpuMs, threadCpuMs } from "./process-cpu.js";
+import { redisCommandCalls } from "./redis-stats.js";
 
 const seconds = Number(process.argv[2] ?? 3);
 const rounds = Number(process.argv[3] ?? 3);
@@ -86,6 +88,9 @@ const gateways = await Promise.all(
     }),
   ),
 );
+// Reads Redis's command counts: the rate limiter's round trips per call (its EVALSHA; qr's cache reads are GETs).
+const redisStats = new Redis(redis.url);
+const scripts = async () => (await redisCommandCalls(redisStats)).get("evalsha") ?? 0;
 const gatewayEnv = { REDIS_URL: redis.url, QR_URL: remote.url, GATEWAY_JWT: JSON.stringify(jwt) };
 const gatewayProcess = await startGatewayProcess(gatewayEnv);
 const compatGatewayProcess = await startGatewayProcess({ ...gatewayEnv, GATEWAY_STREAM_API: "0" }, "compat");
@@ -121,19 +126,21 @@ try {
 
   if (paths.size) console.log(`qr ResolveQrCode, Connect binary over HTTP/2, client in this process; ${rounds} rounds of ${seconds} s per path`);
   for (const concurrency of paths.size ? concurrencies : []) {
-    const results = new Map<string, (LoadResult & { cpuUsPerCall?: number; gatewayUsPerCall?: number })[]>([...paths.keys()].map((name) => [name, []]));
+    const results = new Map<string, (LoadResult & { cpuUsPerCall?: number; gatewayUsPerCall?: number; scriptsPerCall?: number })[]>([...paths.keys()].map((name) => [name, []]));
     for (let round = 0; round < rounds; round++) {
       for (const [name, call] of paths) {
         const profiling = process.env.BENCH_PROFILE && round === rounds - 1 && concurrency === concurrencies[0] ? await startProfile() : undefined;
         const cpu0 = process.cpuUsage();
         const own = ownProcess.get(name);
         const gateway0 = own ? processCpuMs(own.pid) : 0;
+        const scripts0 = await scripts();
         const result = await closedLoop(concurrency, seconds, call);
+        const scriptsRun = (await scripts()) - scripts0;
         const cpu = process.cpuUsage(cpu0);
         const gatewayMs = own ? processCpuMs(own.pid) - gateway0 : 0;
         if (profiling) await stopProfile(profiling, `${process.env.BENCH_PROFILE}.${[...paths.keys()].indexOf(name)}.cpuprofile`, name, result.calls);
         const calls = Math.max(1, result.calls);
-        results.get(name)!.push(Object.assign(result, { cpuUsPerCall: (cpu.user + cpu.system) / calls, gatewayUsPerCall: (gatewayMs * 1000) / calls }));
+        results.get(name)!.push(Object.assign(result, { cpuUsPerCall: (cpu.user + cpu.system) / calls, gatewayUsPerCall: (gatewayMs * 1000) / calls, scriptsPerCall: scriptsRun / calls }));
       }
     }
     const range = (values: number[], digits: number) => `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
@@ -148,7 +155,8 @@ try {
       const cpu = medianOf(rs.map((r) => r.cpuUsPerCall ?? NaN));
       // The gateway's own process: its CPU per call (the tick of /proc's clock: 10 ms over a round's calls).
       const own = ownProcess.has(name) ? `, the gateway's process ${medianOf(rs.map((r) => r.gatewayUsPerCall ?? NaN)).toFixed(0)} us/call` : "";
-      console.log(`  ${name.padEnd(44)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms;  CPU ${cpu.toFixed(0)} us/call${own}${added}`);
+      const limiter = name === "direct to qr" ? "" : `, rate-limit scripts ${medianOf(rs.map((r) => r.scriptsPerCall ?? NaN)).toFixed(2)}/call`;
+      console.log(`  ${name.padEnd(44)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms;  CPU ${cpu.toFixed(0)} us/call${own}${limiter}${added}`);
     }
   }
   if (!only || only === "apps") await appsCalls({ gateways: { "over HTTP/2": gateways[0].url, "in process": gateways[2].url }, payload, owner: worker.subject, token, pageSize: CODES });
@@ -156,6 +164,7 @@ try {
   await gatewayProcess.close();
   await compatGatewayProcess.close();
   for (const g of gateways) await g.close();
+  redisStats.disconnect();
   await t.close();
   await Promise.allSettled(servers.map((s) => s.stop()));
 }
@@ -231,7 +240,7 @@ function sizes<D extends DescMessage>(schema: D, init: MessageInitShape<D>): str
 /** The gateway in a process of its own (bench/gateway-process.ts) with the platform's node flags, stopped by its process id. */
 async function startGatewayProcess(env: Record<string, string>, tag = ""): Promise<{ pid: number; url: string; close(): Promise<void> }> {
   const prefix = process.env.BENCH_PROFILE;
-  const profile = prefix ? ["--cpu-prof", `--cpu-prof-dir=${dirname(resolve(prefix))}`, `--cpu-prof-name=${basename(prefix)}.gateway-process${tag && `.${tag}`}.cpuprofile`] : [];
+  const profile = prefix ? ["--cpu-prof", `--cpu-prof-dir=${dirname(resolve(prefix))}`, `--cpu-prof-name=${basename(prefix)}.gateway-process${tag && `.${tag}`}.cpuprofile`, "--cpu-prof-interval=100"] : [];
   const child = fork(new URL("./gateway-process.ts", import.meta.url).pathname, [], { env: { ...process.env, ...env }, execArgv: [...process.execArgv, ...PLATFORM_NODE_FLAGS, ...profile] });
   const exited = once(child, "exit");
   const failed = exited.then(() => {

@@ -1,8 +1,11 @@
 // NATS's side of a run in process mode: the platform's writes to its NATS socket (each a
 // system call and a wake-up of nats-server) and the messages it sent and received.
+// BENCH_NATS_BY_SUBJECT=1 splits what was sent by event subject and by acknowledging consumer.
 import type { Socket } from "node:net";
 import type { JetStreamBus } from "@ttip/runtime";
 import type { NatsConnection } from "nats";
+import { fromBinary } from "@bufbuild/protobuf";
+import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { countSocketWrites } from "./redis-stats.js";
 
 export interface NatsCounts {
@@ -13,6 +16,26 @@ export interface NatsCounts {
   kinds: Map<string, number>;
 }
 
+/** The subject's first tokens (four of a JetStream API call's). */
+function tokensKind(subject: string, _data?: unknown): string {
+  return subject.split(".").slice(0, subject.startsWith("$JS.API.") ? 4 : 2).join(".");
+}
+
+/**
+ * BENCH_NATS_BY_SUBJECT=1: an acknowledgement by its consumer ($JS.ACK.<stream>.<consumer>.…: who
+ * acknowledges how much), a publish by its whole subject (which events are sent), numbers cut; a
+ * notification's delivery fact by its channel and status too (its consumers read some of them only).
+ */
+function subjectKind(subject: string, data?: unknown): string {
+  if (subject.startsWith("$JS.ACK.")) return `$JS.ACK ${subject.split(".")[3]}`;
+  if (subject.startsWith("$JS.API.")) return tokensKind(subject);
+  if (subject.endsWith(".notification.delivery_updated") && data instanceof Uint8Array) {
+    const fact = fromBinary(DeliveryUpdatedSchema, data);
+    return `${subject} ${fact.channel}/${fact.status}`;
+  }
+  return subject.replace(/\.\d+$/, ".N");
+}
+
 /** Counts the writes to the bus's NATS socket while `counting()` says so; with the messages sent (by kind) and received so far. */
 export function countNatsWrites(bus: JetStreamBus, counting: () => boolean): () => NatsCounts {
   const nc = (bus as unknown as { nc: NatsConnection }).nc;
@@ -20,11 +43,12 @@ export function countNatsWrites(bus: JetStreamBus, counting: () => boolean): () 
   const writes = countSocketWrites(socket, counting);
   // What is sent, by kind: the subject's first tokens ($JS.ACK.<stream>: acknowledgements, $JS.API.CONSUMER: pull requests, ttip: publishes).
   const kinds = new Map<string, number>();
+  const kindOf = process.env.BENCH_NATS_BY_SUBJECT === "1" ? subjectKind : tokensKind;
   const protocol = (nc as unknown as { protocol: { publish(subject: string, ...rest: unknown[]): void } }).protocol;
   const publish = protocol.publish;
   protocol.publish = function (this: unknown, subject: string, ...rest: unknown[]) {
     if (counting()) {
-      const kind = subject.split(".").slice(0, subject.startsWith("$JS.API.") ? 4 : 2).join(".");
+      const kind = kindOf(subject, rest[0]);
       kinds.set(kind, (kinds.get(kind) ?? 0) + 1);
     }
     return publish.call(this, subject, ...rest);

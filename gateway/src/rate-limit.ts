@@ -51,28 +51,45 @@ interface Sent {
 }
 
 /**
+ * How long the charge of a call that passed at once may wait for others' (ms):
+ * one store round trip for the calls of this long, not one per turn of the
+ * event loop (at one call at a time, that was one per call). Short beside any
+ * budget's window.
+ */
+export const FLUSH_MS = 10;
+
+/**
  * A shared budget (the store: Redis, so every replica draws from it) with one
  * store call in flight at a time for all keys: the calls of every key arriving
  * meanwhile are charged together in the next one (one script, MAX_BUDGET_CHARGES
- * keys at most), so the store costs one round trip per round trip, not one per
- * call or per key. Every call is charged to the store.
+ * keys at most). Every call is charged to the store.
  *
  * A call waits for the store's answer only near the limit. While the last
  * answer left more than `margin` points (less the calls admitted here since),
- * it passes at once and is charged in the next batch. So the store's count is
- * exact, this replica never admits past what it knows, and a key can exceed
- * its budget only if other replicas admit more than `margin` of its calls
- * within one round trip to the store. A key this replica does not know (a new
- * client, or its last window over) has its first call pass at once too, when
- * the budget is larger than the margin: a client's first call does not wait
- * for Redis. The price: a key whose budget other replicas have spent gets one
- * call more on each replica that meets it first in that window. When the
- * store fails, the keys' knowledge is dropped: their next calls, and the first
- * calls of new keys until the store answers again, wait for the store (and
- * fail with it).
+ * it passes at once and its charge goes with the next one sent: on the next
+ * turn when a call waits for the store or a key holds back a quarter of its
+ * margin, else within `flushMs` (FLUSH_MS). So the store costs about one round
+ * trip per flushMs, not one per call or per key; its count is exact (every
+ * call is in it within flushMs and two round trips); and this replica never
+ * admits past what it knows. What it knows is the store's last answer: before
+ * it hears again, it admits at most a quarter of a key's margin, or the calls
+ * of flushMs, and those of one round trip (without flushMs: the latter only).
+ * So a key exceeds its budget only when other replicas spent what this one
+ * believed left, and only by what each admits so.
+ *
+ * A key this replica does not know (a new client, or its last window over)
+ * has its first call pass at once too, when the budget is larger than the
+ * margin: a client's first call does not wait for Redis. The price: a key
+ * whose budget other replicas have spent gets one call more on each replica
+ * that meets it first in that window. When the store fails, the keys'
+ * knowledge is dropped: their next calls, and the first calls of new keys
+ * until the store answers again, wait for the store (and fail with it).
  */
-export function sharedBudget(store: BudgetStore, options: { points: number; margin?: number }): Budget {
+export function sharedBudget(store: BudgetStore, options: { points: number; margin?: number; flushMs?: number }): Budget {
   const margin = options.margin ?? Math.max(10, Math.ceil(options.points / 10));
+  const flushMs = options.flushMs ?? FLUSH_MS;
+  // A key's calls held back at most: what other replicas do not see of it stays well within its margin.
+  const maxHeldBack = Math.max(1, Math.floor(margin / 4));
   // A budget within the margin is meant exactly: every call of a key new here waits for the store.
   const firstCallAtOnce = options.points > margin;
   // The last charge was answered: a store that fails (or never answered) admits nothing unseen.
@@ -81,7 +98,12 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
   /** Keys with calls to charge, by key: a key past MAX_KEYS is held only here until it is sent. */
   const due = new Map<string, KeyState>();
   let sending = false;
+  /** A send is due on the next turn. */
   let scheduled = false;
+  /** A send is due within flushMs: the calls in `due` passed already. */
+  let flushTimer: NodeJS.Timeout | undefined;
+  /** A call in `due` waits for the store's answer, or a key holds back maxHeldBack calls: send on the next turn. */
+  let urgent = false;
 
   // A full map is swept at most once a second: a flood of new keys (addresses) then costs
   // a wait for the store each, not a scan of every remembered key each.
@@ -103,6 +125,8 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
 
   const send = () => {
     scheduled = false;
+    clearTimeout(flushTimer);
+    flushTimer = undefined;
     if (sending || !due.size) return;
     sending = true;
     const batch: Sent[] = [];
@@ -114,6 +138,8 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
       state.waiting = [];
       state.sending = true;
     }
+    // Keys left past the batch's bound (rare: a scan of at most the keys charged since the last send).
+    urgent = due.size > 0 && [...due.values()].some((s) => s.waiting.length > 0 || s.charged >= maxHeldBack);
     store
       .charge(batch.map((b) => ({ key: b.key, points: b.charged + b.waiting.length })))
       .then((counts) => {
@@ -137,14 +163,21 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
       .finally(() => {
         for (const b of batch) b.state.sending = false;
         sending = false;
-        send();
+        schedule();
       });
   };
-  // The calls of one turn of the event loop (many requests read from the sockets) go in one charge.
+  // An urgent charge goes on the next turn, with the calls of this one (many requests read
+  // from the sockets); the charges of calls that passed wait up to flushMs for others.
+  // While a charge is on its way, what is due is scheduled when it is answered.
   const schedule = () => {
-    if (scheduled || sending) return;
-    scheduled = true;
-    setImmediate(send);
+    if (sending || scheduled || !due.size) return;
+    if (urgent) {
+      scheduled = true;
+      setImmediate(send);
+    } else {
+      // Unref'd: a process ending within flushMs loses the charges of its last calls, which passed.
+      flushTimer ??= setTimeout(send, flushMs).unref();
+    }
   };
 
   return {
@@ -156,21 +189,21 @@ export function sharedBudget(store: BudgetStore, options: { points: number; marg
         s = { remaining: 0, resetsAt: 0, charged: 0, waiting: [], sending: false };
         if (keys.size < MAX_KEYS) keys.set(key, s);
       }
-      due.set(key, s);
-      schedule();
       // Nothing known of the key (new here, or its window over), nothing of it on the way: its first call.
       // Only a remembered key: one held in `due` alone would be new again after every charge.
-      if (unknownHere(s, now) && firstCallAtOnce && storeAnswering && keys.get(key) === s) {
-        s.charged++;
-        return Promise.resolve();
-      }
-      if (s.resetsAt > now && s.remaining > margin && !s.waiting.length) {
-        s.remaining--;
-        s.charged++;
+      const first = unknownHere(s, now) && firstCallAtOnce && storeAnswering && keys.get(key) === s;
+      due.set(key, s);
+      if (first || (s.resetsAt > now && s.remaining > margin && !s.waiting.length)) {
+        if (!first) s.remaining--;
+        if (++s.charged >= maxHeldBack) urgent = true;
+        schedule();
         return Promise.resolve();
       }
       const state = s;
-      return new Promise<void>((resolve, reject) => state.waiting.push({ resolve, reject }));
+      const answered = new Promise<void>((resolve, reject) => state.waiting.push({ resolve, reject }));
+      urgent = true;
+      schedule();
+      return answered;
     },
   };
 }

@@ -358,6 +358,47 @@ describe("gateway rate limit (Redis)", () => {
     for (const c of others) assert.equal(await counted(c), 6, c);
   });
 
+  test("the charges of calls that passed wait for others' (one round trip, not one per turn): sent at once when a call waits or a quarter of the margin is held back, else within flushMs", async () => {
+    const charges: Array<Array<{ key: string; points: number }>> = [];
+    const counts = new Map<string, number>();
+    let charged = () => {};
+    const store = {
+      charge: async (batch: readonly { key: string; points: number }[]) => {
+        charges.push(batch.map((c) => ({ ...c })));
+        charged();
+        return batch.map((c) => ({ consumedPoints: counts.set(c.key, (counts.get(c.key) ?? 0) + c.points).get(c.key)!, msBeforeNext: 60_000 }));
+      },
+    };
+    const nextTurn = () => new Promise((r) => setImmediate(r));
+    // A flush interval no test waits for: only a waiting call or the held-back bound sends.
+    const held = sharedBudget(store, { points: 1_000, margin: 40, flushMs: 3_600_000 });
+    await held.consume("a"); // the store never answered: this one waits for it
+    assert.equal(charges.length, 1);
+    // Nine calls, each on a turn of its own, pass at once and nothing is sent for them.
+    for (let i = 0; i < 9; i++) {
+      await held.consume("a");
+      await nextTurn();
+    }
+    assert.equal(charges.length, 1, "calls that passed are held back, not charged a round trip each");
+    // A new key's second call waits for the store: everything held back goes with it.
+    await held.consume("b");
+    await Promise.all([held.consume("b"), nextTurn()]);
+    assert.deepEqual(charges[1], [{ key: "a", points: 9 }, { key: "b", points: 2 }]);
+    // A quarter of the margin (10 calls) of one key held back is sent without waiting for the interval.
+    for (let i = 0; i < 10; i++) await held.consume("a");
+    await nextTurn();
+    await nextTurn();
+    assert.deepEqual(charges[2], [{ key: "a", points: 10 }]);
+    assert.equal(counts.get("a"), 20, "every call is charged");
+    // Otherwise the calls that passed are charged within flushMs, with no other call to carry them.
+    const soon = sharedBudget(store, { points: 1_000, margin: 40, flushMs: 1 });
+    await soon.consume("c");
+    const sent = new Promise<void>((r) => (charged = r));
+    await soon.consume("c");
+    await sent;
+    assert.deepEqual(charges.at(-1), [{ key: "c", points: 1 }]);
+  });
+
   test("when the store fails or answers for fewer keys than charged, the calls waiting fail with an Error and the next ones wait for it again", async () => {
     const keyPrefix = uniqueName("failing");
     let fault: "down" | "short" | undefined;
@@ -429,6 +470,8 @@ describe("gateway rate limit (Redis)", () => {
     assert.equal(await state(tightFirst), "passed");
     // After the store failed, new clients wait for it (and fail with it) until it answers again.
     assert.equal(await state(roomy.consume("d")), "passed");
+    // Its charge goes within the flush interval, with no call waiting to carry it.
+    while (!held.length) await new Promise((r) => setTimeout(r, 1));
     down = true;
     await release();
     const afterFailure = roomy.consume("e");

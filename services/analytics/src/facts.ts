@@ -77,6 +77,7 @@ export interface Fact {
 export type SideRecord =
   | { kind: "payout_request"; payoutId: string; workerId?: string; at: Date }
   | { kind: "payout_result"; payoutId: string; workerId?: string; succeeded: boolean; resultCode: string; currency: string; amountMinor: bigint; at: Date }
+  /** `reason` at most REASON_MAX characters (cut where the record is made). */
   | { kind: "reason"; resultCode: string; reason: string }
   | { kind: "worker"; workerId: string; registeredAt?: Date; at: Date };
 
@@ -184,6 +185,12 @@ function tipSucceededFigures(data: Uint8Array): Applied {
   return { facts: [{ at, ...ids(e), method: methodName(e.method), resultCode: "0", currency: e.amount?.currency ?? "KES", measures }], records };
 }
 
+/**
+ * A failure reason is kept this long at most: the words of one result code for a dashboard's
+ * tooltip, not a provider's whole answer (which could be any length).
+ */
+export const REASON_MAX = 300;
+
 function tipFailedFigures(data: Uint8Array): Applied {
   const e = decode(TipFailedSchema, data);
   const code = e.resultCode || "unknown";
@@ -192,7 +199,7 @@ function tipFailedFigures(data: Uint8Array): Applied {
       at: when(e.meta), ...ids(e), method: methodName(e.method), resultCode: code, currency: e.amount?.currency ?? "KES",
       measures: e.pushRefused ? { failed: 1n, push_refused: 1n } : { failed: 1n },
     }],
-    records: e.reason ? [{ kind: "reason", resultCode: code, reason: e.reason }] : [],
+    records: e.reason ? [{ kind: "reason", resultCode: code, reason: e.reason.slice(0, REASON_MAX) }] : [],
   };
 }
 

@@ -62,18 +62,26 @@ async function partitionsThere(tx: Queryable, names: string[], onlyCommitted: bo
  * Makes the month's partition if it is missing, in the caller's transaction
  * (`tx` must be one, for the lock to hold). Only committed partitions are
  * remembered: a month remembered from a transaction that then rolled back
- * would fail every later write to it in this process.
+ * would fail every later write to it in this process. Returns the partition's
+ * name when this transaction made it, for the caller to remember once it has
+ * committed (rememberPartitions).
  */
-export async function ensurePartition(tx: Queryable, at: Date): Promise<void> {
+export async function ensurePartition(tx: Queryable, at: Date): Promise<string | undefined> {
   const start = monthStart(at);
   const name = partitionName(start);
-  if (knownPartitions.has(name)) return;
+  if (knownPartitions.has(name)) return undefined;
   if ((await partitionsThere(tx, [name], true)).has(name)) {
     knownPartitions.add(name);
-    return;
+    return undefined;
   }
   await tx.query(PARTITIONS_LOCK);
   await createPartition(tx, start);
+  return name;
+}
+
+/** Partitions a transaction made (ensurePartition), remembered once it has committed. */
+function rememberPartitions(names: readonly string[]): void {
+  for (const n of names) knownPartitions.add(n);
 }
 
 /** The partitions around now, so the live path rarely makes one; one transaction, remembered once committed. */
@@ -136,13 +144,19 @@ export class RollupBatch {
    * one order, its key's (keyOf), whichever month it is in and whether it exists yet, so two
    * batches sharing rows (the platform's hour, which every consumer's batches touch) wait for each
    * other but never in a cycle: no deadlock costs a batch. With endsTransaction, its last statement
-   * commits the transaction `db` is in (commitWith): nothing may follow it there.
+   * commits the transaction `db` is in (commitWith): nothing may follow it there, and a month's
+   * partition it made is remembered once that has committed (the next batch in the month then
+   * goes by the inbox's statement, liveBatchCtes, without asking the catalog).
    */
   async write(db: Queryable, options: { endsTransaction?: boolean } = {}): Promise<void> {
     const rows = byKey(this.rows);
     const months = new Map<string, Date>();
     for (const r of rows) months.set(partitionName(r.bucket), r.bucket);
-    for (const at of months.values()) await ensurePartition(db, at);
+    const made: string[] = [];
+    for (const at of months.values()) {
+      const name = await ensurePartition(db, at);
+      if (name) made.push(name);
+    }
     const statements: Statement[] = [];
     if (rows.length) {
       statements.push({
@@ -163,8 +177,10 @@ export class RollupBatch {
     statements.push(...recordStatements(this.records));
     // The caller's transaction ends here (endsTransaction): COMMIT goes with the last statement, a round trip fewer.
     for (const [i, { text, values }] of statements.entries()) {
-      if (options.endsTransaction && i === statements.length - 1) await commitWith(db, text, values);
-      else await db.query(text, values);
+      if (options.endsTransaction && i === statements.length - 1) {
+        await commitWith(db, text, values);
+        rememberPartitions(made);
+      } else await db.query(text, values);
     }
   }
 }
@@ -230,7 +246,7 @@ function recordStatements(records: SideRecord[]): Statement[] {
     } else if (r.kind === "payout_result") {
       const id = r.payoutId.toLowerCase();
       if (!results.has(id)) results.set(id, { ...r, payoutId: id });
-    } else reasons.set(r.resultCode, r.reason.slice(0, 300));
+    } else reasons.set(r.resultCode, r.reason);
   }
   if (workers.size) {
     const w = byKey(workers);
@@ -362,7 +378,7 @@ export function liveBatchCtes(events: LiveEvent[], first: number): { sql: string
       if (r.kind === "worker") push(workers, [id, r.workerId, r.registeredAt ?? null, r.at]);
       else if (r.kind === "payout_request") push(requests, [id, r.payoutId, r.workerId ?? null, r.at]);
       else if (r.kind === "payout_result") push(results, [id, r.payoutId, r.workerId ?? null, r.succeeded, r.resultCode, r.currency, String(r.amountMinor), r.at]);
-      else push(reasons, [id, r.resultCode, r.reason.slice(0, 300)]);
+      else push(reasons, [id, r.resultCode, r.reason]);
     }
   }
   let sql = liveSqls.get(first);

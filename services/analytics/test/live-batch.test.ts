@@ -3,11 +3,13 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
+import { randomUUID } from "node:crypto";
+import { PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { migrate, withTransaction } from "@ttip/runtime";
-import { createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
-import { factsOf } from "../src/facts.js";
+import { createTestDatabase, kesMinor, type TestDatabase } from "@ttip/runtime/testing";
+import { factsOf, REASON_MAX } from "../src/facts.js";
 import { ensurePartitionsAround, liveBatchCtes, RollupBatch, type LiveEvent } from "../src/store.js";
-import { cast, generateDay } from "./events.js";
+import { cast, event, generateDay } from "./events.js";
 
 const TABLES = ["rollups", "workers", "payout_requests", "payout_results", "result_reasons"] as const;
 
@@ -56,5 +58,43 @@ describe("a live batch in the inbox's statement (real PostgreSQL)", () => {
   test("a batch writing a month whose partition is not known to exist is declined: write() makes it, in a transaction", async () => {
     const { events } = generateDay(cast(2, 1), new Date(Date.UTC(2031, 0, 5)), 3, 5);
     assert.equal(liveBatchCtes(events.map((m) => ({ id: m.id, applied: factsOf(m.subject, m.data) })), 2), null);
+  });
+
+  test("a month's partition made by a batch that ends its transaction is remembered once committed: the month's next batch goes by the inbox's statement", async () => {
+    const live = (seed: number) => generateDay(cast(2, 1), new Date(Date.UTC(2037, 2, 5)), 3, seed).events.map((m) => ({ id: m.id, applied: factsOf(m.subject, m.data) }));
+    const first = live(7);
+    assert.equal(liveBatchCtes(first, 2), null, "the month is new");
+    await withTransaction(db.pool, async (tx) => {
+      const b = new RollupBatch();
+      for (const e of first) b.add(e.applied);
+      await b.write(tx, { endsTransaction: true });
+    });
+    assert.ok(liveBatchCtes(live(8), 2), "the next batch of the month is written by the inbox's statement, its partition not looked up again");
+    // Rolled back (no endsTransaction here, and the transaction fails): a month it made is not remembered.
+    const other = generateDay(cast(2, 1), new Date(Date.UTC(2037, 5, 5)), 3, 9).events.map((m) => ({ id: m.id, applied: factsOf(m.subject, m.data) }));
+    await withTransaction(db.pool, async (tx) => {
+      const b = new RollupBatch();
+      for (const e of other) b.add(e.applied);
+      await b.write(tx);
+      throw new Error("the batch failed after its partition was made");
+    }).catch(() => undefined);
+    assert.equal(liveBatchCtes(other, 2), null, "a partition rolled back with its transaction is not taken as there");
+  });
+
+  test("a failure's reason is kept to REASON_MAX characters, by either way of writing", async () => {
+    const at = new Date(Date.UTC(2026, 10, 10, 12));
+    const failed = (code: string) =>
+      event("ttip.payment.tip_failed", TipFailedSchema, at, { tipId: randomUUID(), workerId: randomUUID(), amount: kesMinor(10_000n), method: PaymentMethod.MPESA, resultCode: code, reason: "x".repeat(REASON_MAX + 100) });
+    const [live, written] = [failed(`live-${randomUUID()}`), failed(`written-${randomUUID()}`)];
+    const batch = liveBatchCtes([{ id: live.id, applied: factsOf(live.subject, live.data) }], 2);
+    assert.ok(batch);
+    await db.pool.query(`WITH fresh AS (SELECT unnest($1::uuid[]) AS event_id), ${batch.sql} SELECT 1`, [[live.id], ...batch.values]);
+    await withTransaction(db.pool, async (tx) => {
+      const b = new RollupBatch();
+      b.add(factsOf(written.subject, written.data));
+      await b.write(tx);
+    });
+    const lengths = await db.pool.query<{ n: number }>("SELECT length(reason)::int AS n FROM analytics.result_reasons WHERE result_code LIKE 'live-%' OR result_code LIKE 'written-%'");
+    assert.deepEqual(lengths.rows.map((r) => r.n), [REASON_MAX, REASON_MAX]);
   });
 });

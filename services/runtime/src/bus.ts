@@ -15,6 +15,7 @@ export interface ReadStoredOptions {
   handler: (message: StoredMessage) => Promise<void>;
 }
 import type { Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
 import { systemClock, type Clock } from "./clock.js";
 
 /** An event as it travels: the id is also the bus's deduplication id. */
@@ -38,6 +39,8 @@ export interface SubscribeOptions {
   subject: string;
   /** Resolve to acknowledge; throw to have the message delivered again later. */
   handler: (message: DeliveredMessage) => Promise<void>;
+  /** Counts the messages the bus terminated undelivered (see withoutEventId). */
+  metrics?: Metrics;
 }
 
 export interface BatchSubscribeOptions {
@@ -50,6 +53,8 @@ export interface BatchSubscribeOptions {
    * later, or throw BatchPartlyApplied to have only the others delivered again.
    */
   handler: (messages: DeliveredMessage[]) => Promise<void>;
+  /** Counts the messages the bus terminated undelivered (see withoutEventId). */
+  metrics?: Metrics;
 }
 
 /**
@@ -115,6 +120,31 @@ const NOTIFY_TOKEN = "_notify";
 const REDELIVERY_DELAY_MS = 1_000;
 /** How long a publish waits for the stream's acknowledgement by default (nats.js's JetStream default). */
 const PUBLISH_TIMEOUT_MS = 5_000;
+
+/**
+ * An event id as every outbox writes it and every inbox records it (both columns are uuid):
+ * the Nats-Msg-Id of each message the platform publishes.
+ */
+const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A stored message without an event id in its Nats-Msg-Id (missing, or not a UUID) was not
+ * published by an outbox, and no inbox can record it: handed to a consumer, it fails there and
+ * comes back forever (it was: a nak each delivery); given an id made up here, it could not be
+ * told apart from a real event's. The bus terminates it (JetStream never delivers it again to
+ * this consumer), logs it as an error with what an operator needs to find it, and counts it.
+ * Returns whether it did.
+ */
+function withoutEventId(m: JsMsg, consumer: string, logger: Logger, metrics: Metrics | undefined): boolean {
+  const id = m.headers?.get("Nats-Msg-Id") ?? "";
+  if (EVENT_ID.test(id)) return false;
+  m.term();
+  logger.error({ consumer, subject: m.subject, streamSeq: m.seq, msgId: id.slice(0, 100) }, "bus message without an event id (Nats-Msg-Id, a UUID) terminated: it can be neither applied once nor delivered again");
+  metrics
+    ?.counter("ttip_bus_messages_terminated_total", "Stored messages the bus terminated undelivered: no event id (Nats-Msg-Id, a UUID).", ["consumer", "reason"])
+    .inc({ consumer, reason: id ? "id_not_uuid" : "no_id" });
+  return true;
+}
 
 /** NATS subject matching: tokens split on ".", "*" matches one, ">" the rest. */
 export function subjectMatches(filter: string, subject: string): boolean {
@@ -277,7 +307,8 @@ export class JetStreamBus implements EventBus {
     const messages = await consumer.consume({ max_messages: 64 });
     const done = (async () => {
       for await (const m of messages) {
-        const id = m.headers?.get("Nats-Msg-Id") ?? `${this.stream}:${m.seq}`;
+        if (withoutEventId(m, options.durable, this.logger, options.metrics)) continue;
+        const id = m.headers!.get("Nats-Msg-Id");
         try {
           await options.handler({
             id,
@@ -330,11 +361,12 @@ export class JetStreamBus implements EventBus {
           wake = undefined;
           continue;
         }
-        const batch = queue.splice(0, options.maxBatch);
+        const batch = queue.splice(0, options.maxBatch).filter((m) => !withoutEventId(m, options.durable, this.logger, options.metrics));
         room?.();
         room = undefined;
+        if (!batch.length) continue;
         const delivered = batch.map((m) => ({
-          id: m.headers?.get("Nats-Msg-Id") || `${this.stream}:${m.seq}`,
+          id: m.headers!.get("Nats-Msg-Id"),
           subject: this.fromWire(m.subject),
           data: m.data,
           deliveryCount: m.info.deliveryCount,
@@ -383,9 +415,13 @@ export class JetStreamBus implements EventBus {
     const messages = await consumer.consume({ max_messages: 512 });
     try {
       for await (const m of messages) {
-        const id = m.headers?.get("Nats-Msg-Id") ?? `${this.stream}:${m.seq}`;
-        await options.handler({ id, subject: this.fromWire(m.subject), data: m.data, storedAt: new Date(Math.floor(m.info.timestampNanos / 1e6)) });
-        count++;
+        const id = m.headers?.get("Nats-Msg-Id") ?? "";
+        // Skipped as live consumers skip it (withoutEventId): a rebuild counts what they applied.
+        if (!EVENT_ID.test(id)) this.logger.warn({ subject: m.subject, streamSeq: m.seq }, "stored message without an event id skipped");
+        else {
+          await options.handler({ id, subject: this.fromWire(m.subject), data: m.data, storedAt: new Date(Math.floor(m.info.timestampNanos / 1e6)) });
+          count++;
+        }
         if (m.info.pending === 0 || m.seq >= lastSeq) break;
       }
     } finally {

@@ -215,20 +215,57 @@ function hasColumnWildcard(text: string): boolean {
  */
 function prepareStatements(pool: pg.Pool): void {
   pool.on("connect", (client) => {
-    const prepared = new Set<string>();
+    const prepared = new Map<string, number>();
+    statementRuns.set(client, prepared);
     const query = client.query;
     (client as { query: unknown }).query = function (this: pg.PoolClient, ...args: unknown[]) {
       const [text, values] = args;
       if (typeof text === "string" && Array.isArray(values) && values.length > 0) {
         const name = statementName(text);
         if (name && (prepared.has(name) || prepared.size < MAX_PREPARED_PER_CONNECTION)) {
-          prepared.add(name);
+          prepared.set(name, Math.min((prepared.get(name) ?? 0) + 1, RUNS_TO_SETTLED_PLAN));
           return (query as (...a: unknown[]) => unknown).call(this, new NamedStatement(name, text, withArrayLiterals(values)), ...args.slice(2));
         }
       }
       return (query as (...a: unknown[]) => unknown).apply(this, args);
     };
   });
+}
+
+/**
+ * PostgreSQL plans a prepared statement for its values on its first five runs on a connection, then
+ * builds the generic plan and keeps it if it costs no more: from the sixth run on, a statement whose
+ * generic plan is kept is not planned again on that connection.
+ */
+const RUNS_TO_SETTLED_PLAN = 6;
+/** Runs of each named statement per connection (at most RUNS_TO_SETTLED_PLAN counted), by statement name. */
+const statementRuns = new WeakMap<object, Map<string, number>>();
+
+/**
+ * Before a checkout for `text`: the idle connection that has run `text` most (up to settled) is
+ * made the one the pool hands out next. Plans do not cross connections: with the pool's default
+ * (the last released first), a pool grown by a burst hands the statements of a batch consumer
+ * or poller to whichever connection is on top, and each of the dozens the pool holds plans each
+ * of them for its values five times over before it keeps a generic plan (bench/tip-e2e.ts,
+ * BENCH_PG_STATEMENTS: 0.4-0.9 plans per call for the grouped statements in a 20 s run on 24-32
+ * connections). Only an order among idle connections: none is waited for, none is opened. Relies
+ * on pg-pool's idle list (taken from its end); another shape leaves the pool's own order.
+ */
+function preferConnectionThatRan(pool: pg.Pool, text: unknown, values: unknown): void {
+  if (typeof text !== "string" || !Array.isArray(values) || values.length === 0) return;
+  const idle = (pool as unknown as { _idle?: unknown })._idle;
+  if (!Array.isArray(idle) || idle.length < 2) return;
+  const name = statementNames.get(text);
+  if (!name) return; // never prepared here: no connection is better than another
+  const runs = (i: number) => statementRuns.get((idle[i] as { client?: object } | undefined)?.client ?? {})?.get(name) ?? 0;
+  let best = idle.length - 1;
+  let bestRuns = runs(best);
+  // Bounded by the pool's size; stops at the first connection that has settled the statement's plan.
+  for (let i = idle.length - 2; i >= 0 && bestRuns < RUNS_TO_SETTLED_PLAN; i--) {
+    const r = runs(i);
+    if (r > bestRuns) [best, bestRuns] = [i, r];
+  }
+  if (best !== idle.length - 1) idle.push(idle.splice(best, 1)[0]);
 }
 
 /** An array element as pg quotes it (utils.js escapeElement), tested before it is rewritten: most need nothing escaped. */
@@ -279,6 +316,7 @@ function withArrayLiterals(values: unknown[]): unknown[] {
  */
 function keepConnectionOnStatementError(pool: pg.Pool): void {
   const query = async (...args: unknown[]) => {
+    preferConnectionThatRan(pool, args[0], args[1]);
     const client = await pool.connect();
     let lost: Error | undefined;
     const onLost = (err: Error) => {
@@ -406,6 +444,7 @@ export async function withTransactionBracketed<T>(
   opening: Statement,
   fn: (client: PoolClient, opened: pg.QueryResult) => Promise<{ closing?: Statement; result: T }>,
 ): Promise<T> {
+  preferConnectionThatRan(pool, opening.text, opening.values);
   return onTransactionClient(pool, async (client) => {
     await client.query(DEFERRED_BEGIN);
     const opened = await client.query(opening.text, opening.values);

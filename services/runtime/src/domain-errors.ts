@@ -177,3 +177,18 @@ export function refusalOfField(err: unknown, field: string): Error | undefined {
   if (e.code === Code.FailedPrecondition) return new InvalidStateError(message);
   return undefined;
 }
+
+/**
+ * One request's refusal inside a batch call's answer (each request answered as its call alone
+ * would be, as a code and a message instead of a thrown error): a client's mistake says why;
+ * anything else (INTERNAL, UNKNOWN: a bug or an outage, whose text may hold data) is logged as
+ * `what` and told as "internal error" only, as the server's error interceptor does for a call.
+ */
+export function batchRefusal(err: unknown, logger: { error(fields: object, message: string): void }, what: string): { code: Code; message: string } {
+  const e = asConnectError(err);
+  if (e.code === Code.Internal || e.code === Code.Unknown) {
+    logger.error({ err }, what);
+    return { code: Code.Internal, message: "internal error" };
+  }
+  return { code: e.code, message: e.rawMessage };
+}

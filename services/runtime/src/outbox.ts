@@ -414,9 +414,9 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
   };
   const { bus } = options;
   if (bus.subscribeBatches) {
-    return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: applyBatch });
+    return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: applyBatch, metrics: options.metrics });
   }
-  return bus.subscribe({ durable: options.consumer, subject: options.subject, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
+  return bus.subscribe({ durable: options.consumer, subject: options.subject, metrics: options.metrics, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
 }
 
 /**
@@ -429,6 +429,7 @@ export async function consumeEvents(options: ConsumeOptions) {
   return options.bus.subscribe({
     durable: options.consumer,
     subject: options.subject,
+    metrics: options.metrics,
     handler: async (message) => {
       const applied = await inConsumerSpan(`consume ${options.consumer}`, [message.traceparent], () => withTransaction(options.pool, async (tx) => {
         await options.before?.(tx);

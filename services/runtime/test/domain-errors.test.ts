@@ -5,6 +5,7 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto
 import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import {
   asConnectError,
+  batchRefusal,
   DependencyUnavailableError,
   InsufficientFundsError,
   InvalidStateError,
@@ -100,5 +101,15 @@ describe("typed domain errors, mapped once by errorInterceptor", () => {
     }
     const invalid = asConnectError(refusalOfField(new ConnectError("too small", Code.InvalidArgument), "amount"));
     assert.deepEqual(violationsOf(invalid).map((v) => v.field), ["amount"], "the violation names the caller's field");
+  });
+
+  test("batchRefusal: a batch item's refusal says a client's mistake as it is; anything else is logged and told as internal only", () => {
+    const logged: string[] = [];
+    const logger = { error: (_fields: object, message: string) => void logged.push(message) };
+    assert.deepEqual(batchRefusal(new NotFoundError("account_id: no account"), logger, "an item failed"), { code: Code.NotFound, message: "account_id: no account" });
+    assert.deepEqual(batchRefusal(fieldError("amount", "required"), logger, "an item failed"), { code: Code.InvalidArgument, message: "amount: required" });
+    assert.deepEqual(logged, []);
+    assert.deepEqual(batchRefusal(new Error("relation secret_table does not exist"), logger, "an item failed"), { code: Code.Internal, message: "internal error" });
+    assert.deepEqual(logged, ["an item failed"]);
   });
 });

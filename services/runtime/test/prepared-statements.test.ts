@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
-import { arrayLiteral, createPool, opaqueArray, withTransaction, withTransactionBracketed, type Pool } from "../src/db.js";
+import { arrayLiteral, createPool, opaqueArray, withTransaction, withTransactionBracketed, type Pool, type PoolClient } from "../src/db.js";
 import { createTestDatabase, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
@@ -158,4 +158,35 @@ test("arrays of strings, numbers and bigints go as the literal pg writes, charac
     [texts, [1, -2.5], [-9_007_199_254_740_993n], [new Date(0)]],
   );
   assert.deepEqual(rows[0], { t: texts, n: ["1", "-2.5"], b: ["-9007199254740993"], d: [new Date(0)] });
+});
+
+test("a statement goes to the idle connection that has run it, not to the last released; one no connection ran keeps the pool's order", async () => {
+  const pool = createPool(db.url, { max: 3 });
+  const pidOf = (text: string, values: unknown[]) => pool.query<{ pid: number }>(text, values).then((r) => r.rows[0].pid);
+  /** Releases the clients in order: the last is the one the pool hands out next. */
+  const releaseInOrder = (...clients: PoolClient[]) => clients.forEach((c) => c.release());
+  try {
+    const planned = "SELECT pg_backend_pid() AS pid, $1::int AS n";
+    const [first, second, third] = await Promise.all([pool.connect(), pool.connect(), pool.connect()]);
+    let firstPid = 0;
+    for (let i = 0; i < 6; i++) firstPid = (await first.query<{ pid: number }>(planned, [i])).rows[0].pid;
+    const thirdPid = (await third.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+    releaseInOrder(first, second, third);
+    assert.equal(await pidOf(planned, [7]), firstPid, "the connection that planned it, though released first");
+    const [top, next] = [await pool.connect(), await pool.connect()];
+    const backendOf = async (c: PoolClient) => (await c.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+    assert.deepEqual([await backendOf(top), await backendOf(next)], [firstPid, thirdPid]);
+    releaseInOrder(top, next);
+    assert.equal(await pidOf("SELECT pg_backend_pid() AS pid, $1::int + 1 AS n", [7]), thirdPid, "one no connection ran: the last released, as before");
+    const bracketed = await withTransactionBracketed(pool, { text: planned, values: [8] }, async (_tx, opened) => ({ result: opened.rows[0].pid }));
+    assert.equal(bracketed, firstPid, "a bracketed transaction's opening statement too");
+    // Read on the connection released last (the bracketed transaction's): the one that ran it.
+    const { rows } = await pool.query<{ pid: number; custom: number; generic: number }>(
+      "SELECT pg_backend_pid() AS pid, custom_plans::int AS custom, generic_plans::int AS generic FROM pg_prepared_statements WHERE statement = $1",
+      [planned],
+    );
+    assert.deepEqual(rows, [{ pid: firstPid, custom: 5, generic: 3 }], "planned five times for its values on one connection, then kept generic");
+  } finally {
+    await pool.end();
+  }
 });

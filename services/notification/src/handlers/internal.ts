@@ -9,7 +9,7 @@ import {
   type SendNotificationResponse,
   SendNotificationResultSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { asConnectError, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, normalisePhone, requestFingerprint, withTransaction } from "@ttip/runtime";
+import { batchRefusal, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, normalisePhone, requestFingerprint, withTransaction } from "@ttip/runtime";
 import { type Dispatcher, enqueueClaiming, enqueueMany, type Recipient, type SendRequest } from "../delivery.js";
 import { upsertContact } from "../stores/recipients.js";
 import { MissingVariablesError } from "../templates.js";
@@ -161,14 +161,9 @@ function violationOf(req: SendNotificationRequest): SendResult | undefined {
 
 const sent = (r: SendNotificationResponse | { deliveryIds: string[] }): SendResult => create(SendNotificationResultSchema, { deliveryIds: r.deliveryIds });
 
-/** A request's refusal as its result: a client's mistake says why; anything else is logged, not told. */
+/** A request's refusal as its result (the runtime's batchRefusal), a template's missing variables as the client's mistake. */
 function refused(h: NotificationHandlerContext, err: unknown): SendResult {
-  const e = asConnectError(asClientError(err));
-  if (e.code === Code.Internal || e.code === Code.Unknown) {
-    h.logger.error({ err }, "a batched notification failed");
-    return create(SendNotificationResultSchema, { code: Code.Internal, message: "internal error" });
-  }
-  return create(SendNotificationResultSchema, { code: e.code, message: e.rawMessage });
+  return create(SendNotificationResultSchema, batchRefusal(asClientError(err), h.logger, "a batched notification failed"));
 }
 
 /** The one-channel requests at `indexes`: written with their claims in one statement; a key used before looked up in one more. */

@@ -1,7 +1,7 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { create, type MessageShape } from "@bufbuild/protobuf";
-import { Code, type ServiceImpl } from "@connectrpc/connect";
-import { asConnectError, auditAdminAction, decodePageToken, fieldError, keysetPage, type Logger, NotFoundError, pageSize, positionParts } from "@ttip/runtime";
+import type { ServiceImpl } from "@connectrpc/connect";
+import { auditAdminAction, batchRefusal, decodePageToken, fieldError, keysetPage, type Logger, NotFoundError, pageSize, positionParts } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PostEntryResultSchema, WalletAdminService, WalletInternalService, type PostEntryRequest } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { ensureAccount, type EntryInput, getAccount, loadEntry, postEntry, reverseEntry, toAccount } from "../ledger.js";
@@ -136,12 +136,7 @@ function resultOf(logger: Logger, outcome: BatchOutcome): EntryResult {
   return "posted" in outcome ? create(PostEntryResultSchema, { entry: outcome.posted.entry }) : refusedEntry(logger, outcome.refused);
 }
 
-/** An entry's refusal as its result: a client's mistake says why; anything else is logged, not told. */
+/** An entry's refusal as its result (the runtime's batchRefusal). */
 function refusedEntry(logger: Logger, err: unknown): EntryResult {
-  const e = asConnectError(err);
-  if (e.code === Code.Internal || e.code === Code.Unknown) {
-    logger.error({ err }, "a batched journal entry failed");
-    return create(PostEntryResultSchema, { code: Code.Internal, message: "internal error" });
-  }
-  return create(PostEntryResultSchema, { code: e.code, message: e.rawMessage });
+  return create(PostEntryResultSchema, batchRefusal(err, logger, "a batched journal entry failed"));
 }
