@@ -2,6 +2,7 @@ import type { DescMethod, DescService } from "@bufbuild/protobuf";
 import { ConnectError, createClient, type ConnectRouter, type ContextValues, type HandlerContext, type Transport } from "@connectrpc/connect";
 import { IDEMPOTENCY_KEY_HEADER, REQUEST_ID_HEADER, signInternal, STEP_UP_AT_HEADER, stepUpHeaderValue } from "@ttip/runtime";
 import { CLIENT_ADDRESS_HEADER, principalKey, PRINCIPAL_HEADERS, SESSION_HEADER } from "./auth.js";
+import { LightHeaders } from "./light-headers.js";
 import { stepUpVerifiedKey } from "./policy.js";
 import { clientAddressKey } from "./rate-limit.js";
 
@@ -10,7 +11,7 @@ const FORWARDED = [REQUEST_ID_HEADER, IDEMPOTENCY_KEY_HEADER, "accept-language",
 
 /** The headers a call to the backend carries, from the caller's (`requestHeader`) and what the checks found (`values`); signed. */
 export function outgoingHeaders(requestHeader: Headers, values: ContextValues): Headers {
-  const headers = new Headers();
+  const headers: Headers = new LightHeaders();
   for (const name of FORWARDED) {
     const v = requestHeader.get(name);
     if (v) headers.set(name, v);

@@ -40,6 +40,7 @@ import {
   type RpcExchange,
 } from "@ttip/runtime";
 import { isMetadata, outgoingHeaders, relayedError } from "./forward.js";
+import { LightHeaders } from "./light-headers.js";
 
 type UnaryNext = (req: UnaryRequest) => Promise<UnaryResponse>;
 
@@ -142,7 +143,8 @@ const rawCallKey = createContextKey<RawCall | undefined>(undefined, { descriptio
 
 async function serve(options: RawForwardingOptions, chain: UnaryNext, route: RawRoute, protocol: Protocol, exchange: RpcExchange): Promise<void> {
   const call = new UnaryServerCall(exchange, protocol === "connect" ? "connect" : "grpc");
-  const header = call.header;
+  // What the checks read, set and delete, cheaply (light-headers.ts); the call keeps its own for its deadline.
+  const header: Headers = LightHeaders.fromRaw(exchange.rawHeaders);
   const values = options.contextValues(exchange);
   let result: UnaryResponse | ConnectError;
   let forwarded: RawCall;

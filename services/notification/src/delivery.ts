@@ -143,17 +143,40 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
  * enqueue for several requests (a trigger's batch of events): the recipients
  * and whether they have a push device are read in one statement, and every
  * delivery is written in another, not a few statements per request. Returns
- * the ids per request, in the requests' order.
+ * the ids per request, in the requests' order. A request that cannot be planned
+ * (a variable missing) fails them all, before anything is written.
  */
 export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date(), direct?: DirectSends): Promise<string[][]> {
+  const made = await planAndWrite(tx, reqs, now, { failAlone: false, firstProviders: direct?.firstProviders, onClaimed: direct && ((c) => direct.claimed.push(c)) });
+  return made.map((m) => ("ids" in m ? m.ids : assert.fail("a request failed alone")));
+}
+
+/**
+ * What enqueueMany and enqueueClaiming share: the requests planned (their users read in one
+ * statement) and written with their claims in one more. `failAlone`: a request that cannot be
+ * planned fails alone (its error in its place), else it fails them all before anything is written.
+ * With `firstProviders`, a new SMS or e-mail due now is claimed for its first attempt and handed to
+ * `onClaimed` (see enqueueClaiming); `carried`, sent records its statement writes too.
+ */
+async function planAndWrite(
+  tx: Queryable,
+  reqs: SendRequest[],
+  now: Date,
+  o: { failAlone: boolean; firstProviders?: FirstProviders; onClaimed?: (c: ClaimedAtEnqueue) => void; carried?: CarriedRecords },
+): Promise<({ ids: string[] } | { error: unknown })[]> {
   assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
   const users = await usersOf(tx, reqs);
-  const planned: PlannedDelivery[][] = [];
-  for (const req of reqs) planned.push(await planRequest(tx, req, now, users));
-  const rows = planned.flat();
-  if (direct) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, direct.firstProviders);
-  const ids = await insertDeliveries(tx, rows, now, claimsOf(reqs), direct && ((p) => direct.claimed.push(claimedAtEnqueue(p))));
-  return planned.map((r) => r.flatMap((p) => ids.get(p) ?? []));
+  const planned: (PlannedDelivery[] | { error: unknown })[] = [];
+  for (const req of reqs) {
+    const plan = planRequest(tx, req, now, users);
+    planned.push(o.failAlone ? await plan.catch((error: unknown) => ({ error })) : await plan);
+  }
+  const plannable = reqs.filter((_, i) => Array.isArray(planned[i]));
+  const rows = planned.flatMap((r) => (Array.isArray(r) ? r : []));
+  if (o.firstProviders) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, o.firstProviders);
+  const onClaimed = o.onClaimed && ((p: PlannedDelivery) => o.onClaimed!(claimedAtEnqueue(p)));
+  const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), onClaimed, o.carried);
+  return planned.map((r) => (Array.isArray(r) ? { ids: r.flatMap((p) => ids.get(p) ?? []) } : r));
 }
 
 /**
@@ -184,17 +207,10 @@ export async function enqueueClaiming(
   firstProviders?: FirstProviders,
   carried?: CarriedRecords,
 ): Promise<{ made: ({ ids: string[] } | { error: unknown })[]; claimed: ClaimedAtEnqueue[] }> {
-  assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
   assert(reqs.every((r) => r.claim), "every request claims its key");
-  const users = await usersOf(tx, reqs);
-  const planned: (PlannedDelivery[] | { error: unknown })[] = [];
-  for (const req of reqs) planned.push(await planRequest(tx, req, now, users).catch((error: unknown) => ({ error })));
-  const plannable = reqs.filter((_, i) => Array.isArray(planned[i]));
-  const rows = planned.flatMap((r) => (Array.isArray(r) ? r : []));
-  if (firstProviders) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, firstProviders);
   const claimed: ClaimedAtEnqueue[] = [];
-  const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), (p) => claimed.push(claimedAtEnqueue(p)), carried);
-  return { made: planned.map((r) => (Array.isArray(r) ? { ids: r.flatMap((p) => ids.get(p) ?? []) } : r)), claimed };
+  const made = await planAndWrite(tx, reqs, now, { failAlone: true, firstProviders, onClaimed: (c) => claimed.push(c), carried });
+  return { made, claimed };
 }
 
 /**
@@ -1056,25 +1072,35 @@ export class Dispatcher {
     if (rowCount === 0) return { kind: "done" };
     const row = await this.readClaim(tx, id);
     if (!row) return { kind: "done" };
+    return this.decide(tx, row, this.nextStep(row, mayResolve), mayResolve);
+  }
+
+  /** Does what `step` says with the delivery `row`, read under its lock (claim()). */
+  private async decide(tx: Queryable, row: ClaimedRow, step: NextStep, mayResolve: boolean): Promise<Claim> {
     const d = withoutClaimColumns(row);
-    const step = this.nextStep(row, mayResolve);
     switch (step.kind) {
       case "done":
       case "later":
       case "resolve":
         return decidedWithoutWrites(row, step)!;
       case "park":
-        await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [id]);
+        await tx.query("UPDATE notification.deliveries SET parked = true, updated_at = now() WHERE id = $1", [d.id]);
         return { kind: "done" };
-      case "in_doubt":
-        // The process died between handing it over and recording the answer: the
-        // provider may have sent it. Resending could text the person twice.
+      case "in_doubt": {
+        // The process died between claiming the send and recording the answer: the provider may
+        // have it, or never have been called (a send claimed at enqueue waits for a slot first).
+        const resend = await this.resendsAfterCrash(tx, row);
         await tx.query(
-          "UPDATE notification.delivery_attempts SET status = 'in_doubt', error = 'no answer recorded (crash during send)', finished_at = now() WHERE delivery_id = $1 AND attempt = $2",
-          [id, step.attempt],
+          `UPDATE notification.delivery_attempts SET status = 'in_doubt', error = $3, finished_at = now() WHERE delivery_id = $1 AND attempt = $2`,
+          [d.id, step.attempt, resend ? "no answer recorded (crash during send); sent again" : "no answer recorded (crash during send)"],
         );
+        if (resend) {
+          const doubted = { ...row, last_status: "in_doubt" };
+          return this.decide(tx, doubted, this.nextStep(doubted, mayResolve), mayResolve);
+        }
         await this.finish(tx, d, "failed", "in doubt: a send was cut off; not resent to avoid a duplicate");
         return { kind: "done" };
+      }
       case "fail":
         await this.finish(tx, d, "failed", step.error);
         return { kind: "done" };
@@ -1083,6 +1109,19 @@ export class Dispatcher {
         assert(await this.markSending(tx, d, step.provider), "a delivery locked and read changed before its claim");
         return { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 };
     }
+  }
+
+  /**
+   * Whether a send cut off by a crash is sent again: once per delivery, and never a sign-in code.
+   * A message late (or, when the provider had it after all, twice) is better than one lost: a
+   * receipt or a tip's notice carries its reference, so a repeat reads as the same message, and an
+   * SMS costs a few shillings, not a payment. A sign-in code is not: by then it may have expired,
+   * and the user asks for a new one. Once only: a second crash on the resend fails it.
+   */
+  private async resendsAfterCrash(tx: Queryable, row: ClaimedRow): Promise<boolean> {
+    if (row.template_key === TemplateKey.OTP) return false;
+    const { rowCount } = await tx.query("SELECT 1 FROM notification.delivery_attempts WHERE delivery_id = $1 AND status = 'in_doubt' LIMIT 1", [row.id]);
+    return rowCount === 0;
   }
 
   /** What to do with a delivery as read (pure: the caller writes what it says). */

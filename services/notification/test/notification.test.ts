@@ -79,13 +79,13 @@ describe("notification service against Postgres, JetStream and the provider simu
   const sendReceipt = (phone: string, variables: Record<string, string>) =>
     internal().sendNotification({ idempotencyKey: `receipt-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables });
   /** A queued SMS written straight to the table, `attempts` already counted, as a crash can leave one. */
-  const queuedSms = async (attempts = 0) => {
+  const queuedSms = async (attempts = 0, templateKey = TemplateKey.RECEIPT) => {
     const id = randomUUID();
     const phone = newPhone().replace("+", "");
     await t.db.pool.query(
       `INSERT INTO notification.deliveries (id, source_key, recipient_key, channel, address, address_masked, template_key, template_version, locale, body, status, attempts)
        VALUES ($1, $2, $3, $4, $5, 'masked', $6, 1, 'en', 'hello', 'queued', $7)`,
-      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, TemplateKey.RECEIPT, attempts],
+      [id, `rpc:${id}`, `phone:${phone}`, Channel.SMS, phone, templateKey, attempts],
     );
     return id;
   };
@@ -651,7 +651,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(smsTo(first).length + smsTo(second).length, 2);
   });
 
-  test("a send claimed by its own statement and cut off by a crash before its call is found by the stranded look and failed in doubt, never sent", async () => {
+  test("a send claimed by its own statement and cut off by a crash before its call is found by the stranded look and sent then, late rather than never", async () => {
     const phone = newPhone();
     const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
     const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
@@ -665,12 +665,12 @@ describe("notification service against Postgres, JetStream and the provider simu
     await t.db.pool.query("UPDATE notification.delivery_attempts SET started_at = now() - interval '1 minute' WHERE delivery_id = $1", [id]);
     await t.db.pool.query("UPDATE notification.deliveries SET updated_at = now() - interval '3 minutes' WHERE id = $1", [id]);
     assert.ok((await redispatchStranded(t.db.pool)) >= 1);
-    const d = await deliveryIn(id, DeliveryStatus.FAILED);
-    assert.equal(d.attempts.length, 1, "no attempt after the one cut off");
-    assert.match((await t.db.pool.query("SELECT last_error FROM notification.deliveries WHERE id = $1", [id])).rows[0].last_error, /in doubt/);
-    assert.equal((await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows[0].status, "in_doubt");
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(smsTo(phone).length, 0, "not sent: the provider may have had it");
+    const d = await deliveryIn(id, DeliveryStatus.SENT);
+    const attempts = await t.db.pool.query("SELECT attempt, status, error FROM notification.delivery_attempts WHERE delivery_id = $1 ORDER BY attempt", [id]);
+    assert.deepEqual(attempts.rows.map((a) => [a.attempt, a.status]), [[1, "in_doubt"], [2, "sent"]], "the attempt cut off kept as in doubt, then one more");
+    assert.match(attempts.rows[0].error, /sent again/);
+    assert.equal(d.attempts.length, 2);
+    assert.equal(smsTo(phone).length, 1, "the receipt sent once the crash was found");
   });
 
   test("stopping waits for a call still writing its statement: the send it claims is made and recorded before drain() returns, not left 'sending'", async () => {
@@ -910,20 +910,39 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(after.notifications.length, 0);
   });
 
-  test("an attempt cut off by a crash between send and record is never resent blindly", async () => {
-    const id = await queuedSms(1);
-    await t.db.pool.query(
-      "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')",
-      [id],
-    );
-    const calls = sim.calls.africastalking;
+  test("an attempt cut off by a crash between send and record is sent again once (a sign-in code never): a second crash fails it", async () => {
+    /** An attempt `attempt` of the delivery, 'sending' since an hour ago: a crash cut it off. */
+    const cutOff = (id: string, attempt: number) =>
+      t.db.pool.query(
+        "INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, $2, 'africastalking', 'sending', now() - interval '1 hour')",
+        [id, attempt],
+      );
     const dispatcher = dispatcherWith(createProviders(config.providers, 3_000));
+    const id = await queuedSms(1);
+    await cutOff(id, 1);
+    let calls = sim.calls.africastalking;
     await dispatcher.run(id);
-    assert.equal(sim.calls.africastalking, calls, "the provider was not called again");
+    assert.equal(sim.calls.africastalking, calls + 1, "the provider called again, once");
     const d = await delivery(id);
-    assert.equal(d.status, DeliveryStatus.FAILED);
-    assert.equal(d.attempts[0].status, DeliveryStatus.FAILED);
-    assert.match(d.attempts[0].error, /in doubt/);
+    assert.equal(d.status, DeliveryStatus.SENT);
+    assert.deepEqual(d.attempts.map((a) => a.status), [DeliveryStatus.FAILED, DeliveryStatus.SENT]);
+    assert.match(d.attempts[0].error, /crash/);
+
+    // The resend cut off too: that delivery fails in doubt, not sent a third time.
+    const twice = await queuedSms(2);
+    await t.db.pool.query("INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, error) VALUES ($1, 1, 'africastalking', 'in_doubt', 'no answer recorded (crash during send); sent again')", [twice]);
+    await cutOff(twice, 2);
+    // A sign-in code cut off is not sent again: by now it may have expired, and the user asks for another.
+    const code = await queuedSms(1, TemplateKey.OTP);
+    await cutOff(code, 1);
+    calls = sim.calls.africastalking;
+    for (const failed of [twice, code]) {
+      await dispatcher.run(failed);
+      const f = await delivery(failed);
+      assert.equal(f.status, DeliveryStatus.FAILED);
+      assert.match(f.attempts.at(-1)!.error, /crash/);
+    }
+    assert.equal(sim.calls.africastalking, calls, "neither sent again");
   });
 
   test("dispatchers racing for one delivery (its claim a compare-and-set on the attempt count, without a transaction) send it once", async () => {
@@ -993,10 +1012,11 @@ describe("notification service against Postgres, JetStream and the provider simu
       assert.equal(d.status, DeliveryStatus.SENT);
       assert.equal(d.attempts.length, 1, "one attempt recorded");
     }
-    assert.equal(sim.calls.africastalking, calls + fresh.length, "the provider called once per fresh delivery");
+    assert.equal(sim.calls.africastalking, calls + fresh.length + 1, "the provider called once per fresh delivery, and once for the one cut off");
     const doubted = await delivery(cutOff);
-    assert.equal(doubted.status, DeliveryStatus.FAILED);
-    assert.match(doubted.attempts[0].error, /in doubt/);
+    assert.equal(doubted.status, DeliveryStatus.SENT, "the one cut off by a crash is sent again, once");
+    assert.deepEqual(doubted.attempts.map((a) => a.status), [DeliveryStatus.FAILED, DeliveryStatus.SENT]);
+    assert.match(doubted.attempts[0].error, /crash/);
     assert.equal((await delivery(sentBefore)).attempts.length, 1, "the one sent before is not sent again");
   });
 
@@ -1176,7 +1196,8 @@ describe("notification service against Postgres, JetStream and the provider simu
   });
 
   test("a send answered after another dispatcher declared it in doubt (its lease over) stays failed: the late answer changes nothing", async () => {
-    const id = await queuedSms();
+    // A sign-in code: one declared in doubt is not sent again (a receipt would be, once).
+    const id = await queuedSms(0, TemplateKey.OTP);
     let answer: (r: { ok: true; messageId: string }) => void = () => undefined;
     const slow = { name: "africastalking", send: () => new Promise<{ ok: true; messageId: string }>((r) => (answer = r)) };
     const running = dispatcherWith({ sms: [slow], email: [], push: [] }).run(id);

@@ -1,0 +1,93 @@
+// Headers for the calls the gateway forwards as bytes (raw-forward.ts): every
+// check reads, sets and deletes a few of a call's headers (the identity headers
+// dropped, the partner headers looked for, the request id, the signature over
+// what is forwarded), some twenty operations a call. Node's Headers validates
+// and converts each name and value as WebIDL says and sorts the list on every
+// walk; these keep them in a Map, names in lower case, and check a name and a
+// value as fetch does only where one comes in (append, set).
+
+/** An HTTP token (RFC 9110, 5.6.2), as fetch accepts a header's name. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** What fetch refuses in a value (after trimming): NUL, CR, LF. */
+const FORBIDDEN_IN_VALUE = /[\0\r\n]/;
+/** HTTP whitespace at either end of a value, which fetch trims. */
+const EDGE_WHITESPACE = /^[\t\n\r ]+|[\t\n\r ]+$/g;
+
+function checkedName(name: string): string {
+  if (!TOKEN.test(name)) throw new TypeError(`invalid header name: ${JSON.stringify(name)}`);
+  return name.toLowerCase();
+}
+
+function checkedValue(name: string, value: string): string {
+  const v = String(value).replace(EDGE_WHITESPACE, "");
+  if (FORBIDDEN_IN_VALUE.test(v)) throw new TypeError(`invalid value for header ${name}`);
+  return v;
+}
+
+/**
+ * A Headers (instanceof holds, so connect-es and our interceptors take it as
+ * one) whose entries live in a Map: the same answers as fetch's Headers for
+ * names in any case, values joined with ", " on append, walked in the order
+ * set (fetch sorts; HTTP gives the order of different names no meaning).
+ * set-cookie is never among a request's headers here: getSetCookie gives it whole.
+ * A name is checked where it comes in: get, has and delete of a name that is
+ * no token answer null, false and nothing (fetch throws; ours are constants).
+ */
+export class LightHeaders extends (Headers as unknown as new () => object) {
+  readonly #entries = new Map<string, string>();
+
+  /** A request's headers as node hands them over, name then value (HTTP/2's pseudo-headers left out). */
+  static fromRaw(raw: readonly string[]): LightHeaders {
+    const headers = new LightHeaders();
+    for (let i = 0; i < raw.length; i += 2) if (raw[i][0] !== ":") headers.append(raw[i], raw[i + 1]);
+    return headers;
+  }
+
+  append(name: string, value: string): void {
+    const key = checkedName(name);
+    const v = checkedValue(name, value);
+    const had = this.#entries.get(key);
+    this.#entries.set(key, had === undefined ? v : `${had}, ${v}`);
+  }
+
+  set(name: string, value: string): void {
+    this.#entries.set(checkedName(name), checkedValue(name, value));
+  }
+
+  get(name: string): string | null {
+    return this.#entries.get(name.toLowerCase()) ?? null;
+  }
+
+  has(name: string): boolean {
+    return this.#entries.has(name.toLowerCase());
+  }
+
+  delete(name: string): void {
+    this.#entries.delete(name.toLowerCase());
+  }
+
+  getSetCookie(): string[] {
+    const v = this.#entries.get("set-cookie");
+    return v === undefined ? [] : [v];
+  }
+
+  forEach(callback: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void {
+    for (const [key, value] of this.#entries) callback.call(thisArg, value, key, this as unknown as Headers);
+  }
+
+  entries(): MapIterator<[string, string]> {
+    return this.#entries.entries();
+  }
+
+  keys(): MapIterator<string> {
+    return this.#entries.keys();
+  }
+
+  values(): MapIterator<string> {
+    return this.#entries.values();
+  }
+
+  [Symbol.iterator](): MapIterator<[string, string]> {
+    return this.#entries.entries();
+  }
+}
