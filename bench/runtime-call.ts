@@ -11,7 +11,8 @@
 // handler (as in-process streams went before), and the Connect call over
 // HTTP/2 received through node's compatibility layer (Http2ServerRequest and
 // Http2ServerResponse, as before the server answered it on HTTP/2's stream
-// API); both also called with the peers' own Connect client (internalTransport,
+// API), in binary and in JSON (JSON went that way until it too was answered
+// on the stream API); both also called with the peers' own Connect client (internalTransport,
 // a cluster's hops), whose small cost leaves the server's share of the call
 // larger. Prints this process's CPU
 // microseconds per call (user+system), the figure that stays put on a loaded
@@ -73,6 +74,9 @@ const viaRunUnaryCall = createClient(PaymentService, runUnaryCallTransport(serve
 const viaUniversalHandler = createClient(PaymentService, universalHandlerTransport(server.local, peerInterceptors));
 const overHttp2 = createClient(PaymentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2", useBinaryFormat: true }));
 const overCompat = createClient(PaymentService, createConnectTransport({ baseUrl: compatServer.url, httpVersion: "2", useBinaryFormat: true }));
+// Connect JSON, as the gateway's callers send it (apps, web pages, the e2e bench's customers).
+const jsonOverHttp2 = createClient(PaymentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
+const jsonOverCompat = createClient(PaymentService, createConnectTransport({ baseUrl: compatServer.url, httpVersion: "2" }));
 const sessions = http2Sessions();
 const peerOverHttp2 = createClient(PaymentService, internalTransport(server.url, sessions.get(server.url), peerInterceptors));
 const peerOverCompat = createClient(PaymentService, internalTransport(compatServer.url, sessions.get(compatServer.url), peerInterceptors));
@@ -94,6 +98,8 @@ const paths = new Map<string, () => Promise<unknown>>([
   ["stream via gRPC (before)", () => watch(viaUniversalHandler)],
   ["Connect over HTTP/2", () => overHttp2.createTip(request(), { timeoutMs: 5_000 })],
   ["  compat. layer (before)", () => overCompat.createTip(request(), { timeoutMs: 5_000 })],
+  ["Connect JSON over HTTP/2", () => jsonOverHttp2.createTip(request(), { timeoutMs: 5_000 })],
+  ["  JSON, compat. layer (before)", () => jsonOverCompat.createTip(request(), { timeoutMs: 5_000 })],
   ["peers' client over HTTP/2", () => peerOverHttp2.createTip(request(), { timeoutMs: 5_000 })],
   ["  peers' client, compat. layer (before)", () => peerOverCompat.createTip(request(), { timeoutMs: 5_000 })],
 ]);

@@ -288,6 +288,10 @@ export class JetStreamBus implements EventBus {
   /**
    * The durable consumer of one subject, created (or found again) from the start of the stream:
    * acknowledged one by one, redelivered without end until its handler succeeds.
+   * Not AckPolicy.All (one acknowledgement per batch): an ack of sequence N also acknowledges
+   * every message below N delivered to anyone, so a replica sharing the durable would acknowledge
+   * another's batch not yet applied (lost if that one crashes), and a batch applied after a nak
+   * would acknowledge the message nak'd before it came again.
    */
   private async durableConsumer(durable: string, subject: string) {
     const jsm = await this.nc.jetstreamManager();

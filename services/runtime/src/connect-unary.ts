@@ -1,12 +1,13 @@
 // A server's Connect unary calls in binary (what our own processes send each
-// other: the peers' calls, the gateway's forwarded ones) answered straight
-// from the HTTP request: the body read and parsed once, the handler run behind
-// the server's interceptors as for a call in this process (local-server.ts),
-// the answer written as connect-es writes it. connect-node's universal
-// handler builds request and response streams, two linked AbortControllers
-// and a DOMException per call around the same steps; every other protocol,
-// JSON, GET and streams still go through it.
-import { create, fromBinary, toBinary, type Message } from "@bufbuild/protobuf";
+// other: the peers' calls, the gateway's forwarded ones) or JSON (the
+// gateway's callers: apps, web pages, partners) answered straight from the
+// HTTP request: the body read and parsed once, the handler run behind the
+// server's interceptors as for a call in this process (local-server.ts), the
+// answer written as connect-es writes it. connect-node's universal handler
+// builds request and response streams, two linked AbortControllers and a
+// DOMException per call around the same steps; every other protocol, GET and
+// streams still go through it.
+import { create, fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type DescMethod, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { compressionNegotiate, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout, trailerMux } from "@connectrpc/connect/protocol-connect";
@@ -16,7 +17,7 @@ import { LocalCall, type DirectSpec } from "./local-server.js";
 import type { RpcExchange } from "./rpc-exchange.js";
 
 /** connect-es compresses an answer from this size on (its compressMinBytes default). */
-const COMPRESS_MIN_BYTES = 1024;
+export const COMPRESS_MIN_BYTES = 1024;
 
 export interface ConnectUnaryOptions {
   /** The unary methods served directly, by request path ("/pkg.Service/Method"). */
@@ -28,8 +29,25 @@ export interface ConnectUnaryOptions {
 }
 
 /**
- * Answers a POST of a unary method in application/proto (returns true), or
- * leaves the request to connect-node (returns false). `path` is the URL's
+ * How a call's messages are written: binary ("application/proto", exactly) or
+ * JSON (the content types connect-es takes for unary JSON). Each answers in
+ * its own content type, as connect-es does.
+ */
+type Format = "binary" | "json";
+
+const UNARY_JSON = /^application\/json(?:; ?charset=utf-?8)?$/i;
+
+/** The call's format by its whole content type; undefined: left to connect-node (its 415 and the rest). */
+function formatOf(contentType: string | undefined): Format | undefined {
+  if (contentType === undefined) return undefined;
+  // As connect-es matches it: "application/proto; charset=utf-8" is its 415.
+  if (contentType.toLowerCase() === "application/proto") return "binary";
+  return UNARY_JSON.test(contentType) ? "json" : undefined;
+}
+
+/**
+ * Answers a POST of a unary method in application/proto or JSON (returns
+ * true), or leaves the request to connect-node (returns false). `path` is the URL's
  * path. What the server promises holds as on the other path: the read limit
  * on the message, a body that does not parse or decompress refused with the
  * code the guard gives (inputInterceptor answers it, inside the
@@ -39,11 +57,12 @@ export interface ConnectUnaryOptions {
  */
 export function connectUnaryHandler(options: ConnectUnaryOptions): (exchange: RpcExchange, path: string) => boolean {
   return (exchange, path) => {
-    // The whole content type, as connect-es matches it: "application/proto; charset=utf-8" is its 415.
-    if (exchange.method !== "POST" || exchange.headers["content-type"]?.toLowerCase() !== "application/proto") return false;
+    if (exchange.method !== "POST") return false;
+    const format = formatOf(exchange.headers["content-type"]);
+    if (format === undefined) return false;
     const spec = options.methods.get(path);
     if (spec?.kind !== "unary") return false;
-    serve(options, spec, exchange).catch(() => {
+    serve(options, spec, exchange, format).catch(() => {
       // Only writing can fail here: the client is gone.
       exchange.respond(500, {}, EMPTY);
     });
@@ -107,34 +126,39 @@ export class UnaryServerCall {
   }
 }
 
-async function serve(options: ConnectUnaryOptions, spec: UnarySpec, exchange: RpcExchange): Promise<void> {
-  const call = new UnaryServerCall(exchange, "connect");
-  const header = call.header;
-  const values = options.contextValues?.(exchange) ?? createContextValues();
+/** The handler's context of a Connect call served from its exchange (unary here, server-streaming in connect-stream.ts). */
+export function connectHandlerContext(method: DescMethod, call: UnaryServerCall, values: ContextValues, contentType: string): HandlerContext {
   const deadline = call.deadline;
-  const context: HandlerContext = {
-    service: spec.method.parent,
-    method: spec.method,
+  return {
+    service: method.parent,
+    method,
     protocolName: "connect",
     requestMethod: "POST",
     url: call.url,
     signal: call.signal,
     timeoutMs: deadline === undefined ? () => undefined : () => deadline - Date.now(),
-    requestHeader: header,
-    responseHeader: new Headers({ "content-type": "application/proto" }),
+    requestHeader: call.header,
+    responseHeader: new Headers({ "content-type": contentType }),
     responseTrailer: new Headers(),
     values,
   };
+}
+
+async function serve(options: ConnectUnaryOptions, spec: UnarySpec, exchange: RpcExchange, format: Format): Promise<void> {
+  const call = new UnaryServerCall(exchange, "connect");
+  const header = call.header;
+  const values = options.contextValues?.(exchange) ?? createContextValues();
+  const context = connectHandlerContext(spec.method, call, values, format === "binary" ? "application/proto" : "application/json");
   // As connect-es: a client that names no encoding it accepts gets the answer in its request's own;
   // an encoding the server does not take is refused by decompressMessage (requestMessage).
   const compression = compressionNegotiate(acceptedCompressions, header.get("content-encoding"), header.get("accept-encoding"), "accept-encoding");
   let status = 200;
   let body: Uint8Array;
   try {
-    const message = await requestMessage(spec, exchange, header, options.readMaxBytes, values);
+    const message = await requestMessage(spec, exchange, header, options.readMaxBytes, values, format);
     if (call.timeoutError) throw call.timeoutError;
     const output = await invokeUnaryImplementation(spec, context, message, options.interceptors);
-    body = toBinary(spec.method.output, output);
+    body = format === "binary" ? toBinary(spec.method.output, output) : jsonAnswer(spec.method.output, output);
     call.done();
   } catch (e) {
     const error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
@@ -158,18 +182,43 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, exchange: Rp
 /**
  * The request message, or an empty one with the refusal noted for
  * inputInterceptor, as guardRequestBody does: a body over the read limit,
- * one that does not decompress, or does not parse.
+ * one that does not decompress, or does not parse (JSON: INVALID_ARGUMENT
+ * with connect-es's words).
  */
-async function requestMessage(spec: UnarySpec, exchange: RpcExchange, header: Headers, readMaxBytes: number, values: ContextValues): Promise<Message> {
+async function requestMessage(spec: UnarySpec, exchange: RpcExchange, header: Headers, readMaxBytes: number, values: ContextValues, format: Format): Promise<Message> {
   const input = spec.method.input;
   const body = await readRpcBody(exchange, readMaxBytes, readMaxBytes, values);
   if (!body) return create(input);
   try {
-    return fromBinary(input, decompressMessage(header.get("content-encoding"), body, readMaxBytes));
+    const bytes = decompressMessage(header.get("content-encoding"), body, readMaxBytes);
+    return format === "binary" ? fromBinary(input, bytes) : jsonRequest(input, bytes);
   } catch (err) {
     const refused = err instanceof ConnectError ? err : unparsableBody(input, err);
     values.set(refusedBodyKey, { code: refused.code, message: refused.rawMessage, metadata: refused.metadata });
     return create(input);
+  }
+}
+
+/** connect-es's JSON options for a server's messages (getJsonOptions): fields a newer client sends are ignored; answers written with the defaults. */
+const JSON_OPTIONS = { ignoreUnknownFields: true };
+const utf8Decoder = new TextDecoder();
+const utf8Encoder = new TextEncoder();
+
+/** A JSON request message as connect-es parses it; what does not parse is INVALID_ARGUMENT. */
+export function jsonRequest<I extends DescMessage>(input: I, bytes: Uint8Array): Message {
+  try {
+    return fromJsonString(input, utf8Decoder.decode(bytes), JSON_OPTIONS);
+  } catch (err) {
+    throw ConnectError.from(err, Code.InvalidArgument);
+  }
+}
+
+/** An answer in JSON as connect-es writes it; one that cannot be written is INTERNAL. */
+export function jsonAnswer<O extends DescMessage>(output: O, message: Message): Uint8Array {
+  try {
+    return utf8Encoder.encode(toJsonString(output, message as never));
+  } catch (err) {
+    throw ConnectError.from(err, Code.Internal);
   }
 }
 

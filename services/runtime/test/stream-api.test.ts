@@ -133,6 +133,52 @@ describe("Connect unary calls answered on HTTP/2's stream API", () => {
     assert.equal(fast.headers["content-type"], "application/proto");
   });
 
+  test("a Connect JSON call is answered on the stream API too, as the compatibility layer answers it: the message (unknown fields ignored, charset taken), headers, trailers; JSON that does not parse is INVALID_ARGUMENT with the same words", async () => {
+    const id = randomUUID();
+    const requestId = randomUUID();
+    const json = (body: string, contentType = "application/json") => ({
+      headers: { ":path": `/${QrService.typeName}/GetQrCode`, "content-type": contentType, "connect-protocol-version": "1", "x-request-id": requestId },
+      body: Buffer.from(body),
+    });
+    const calls = {
+      plain: json(JSON.stringify({ qrCodeId: id })),
+      charset: json(JSON.stringify({ qrCodeId: id, fieldOfANewerClient: 1 }), "application/json; charset=utf-8"),
+      broken: json(`{"qrCodeId": "${id}"`),
+      wrongType: json(JSON.stringify({ qrCodeId: 7 })),
+    };
+    const answers: Record<string, Record<string, Answer>> = {};
+    const built: Record<string, number> = {};
+    for (const [how, server] of Object.entries(servers)) {
+      const session = connect(server);
+      const before = compatRequests;
+      answers[how] = {};
+      for (const [name, { headers, body }] of Object.entries(calls)) answers[how][name] = await call(session, headers, body);
+      built[how] = compatRequests - before;
+    }
+    assert.deepEqual(built, { "stream API": 0, "compatibility layer": 4 });
+    const fast = answers["stream API"];
+    const compat = answers["compatibility layer"];
+    for (const name of ["plain", "charset"]) {
+      assert.equal(fast[name].status, 200, name);
+      assert.equal(JSON.parse(fast[name].body.toString()).qrCode.qrCodeId, id, name);
+      assert.equal(fast[name].body.toString(), compat[name].body.toString(), name);
+      const { date, ...compatHeaders } = compat[name].headers;
+      const { date: fastDate, ...fastHeaders } = fast[name].headers;
+      assert.ok(date && fastDate, "both answers are dated");
+      assert.deepEqual(fastHeaders, compatHeaders, name);
+      assert.equal(fast[name].headers["content-type"], "application/json", name);
+      assert.equal(fast[name].headers["trailer-x-test-end"], "done", name);
+    }
+    for (const name of ["broken", "wrongType"]) {
+      assert.equal(fast[name].status, 400, name);
+      assert.equal(fast[name].status, compat[name].status, name);
+      assert.equal(fast[name].headers["content-type"], "application/json", name);
+      const { code, message } = JSON.parse(fast[name].body.toString());
+      assert.equal(code, "invalid_argument", name);
+      assert.deepEqual({ code, message }, JSON.parse(compat[name].body.toString()), name);
+    }
+  });
+
   for (const how of ["stream API", "compatibility layer"] as const) {
     test(`${how}: the client's deadline (connect-timeout-ms) aborts the handler's signal and is answered DEADLINE_EXCEEDED`, async () => {
       aborted.length = 0;
