@@ -190,3 +190,30 @@ test("a statement goes to the idle connection that has run it, not to the last r
     await pool.end();
   }
 });
+
+test("statements asked for in the same turn each go to the idle connection that has run them, in the order asked", async () => {
+  const pool = createPool(db.url, { max: 2 });
+  const pid = (r: { rows: { pid: number }[] }) => r.rows[0].pid;
+  try {
+    const asInt = "SELECT pg_backend_pid() AS pid, $1::int AS n";
+    const asText = "SELECT pg_backend_pid() AS pid, $1::text AS t";
+    const [ranInt, ranText] = await Promise.all([pool.connect(), pool.connect()]);
+    let [intPid, textPid] = [0, 0];
+    for (let i = 0; i < 6; i++) {
+      intPid = pid(await ranInt.query<{ pid: number }>(asInt, [i]));
+      textPid = pid(await ranText.query<{ pid: number }>(asText, [String(i)]));
+    }
+    // Released in this order, the pool would hand ranText out first.
+    ranInt.release();
+    ranText.release();
+    const [a, b] = await Promise.all([pool.query<{ pid: number }>(asInt, [7]), pool.query<{ pid: number }>(asText, ["7"])]);
+    assert.deepEqual([pid(a), pid(b)], [intPid, textPid], "each on the connection that planned it");
+    const [c, d] = await Promise.all([
+      withTransactionBracketed(pool, { text: asText, values: ["8"] }, async (_tx, opened) => ({ result: pid(opened) })),
+      withTransactionBracketed(pool, { text: asInt, values: [8] }, async (_tx, opened) => ({ result: pid(opened) })),
+    ]);
+    assert.deepEqual([c, d], [textPid, intPid], "each bracketed transaction's opening statement too");
+  } finally {
+    await pool.end();
+  }
+});
