@@ -186,7 +186,7 @@ function scheduleFlush(pool: Queryable, marks: SentMarks): void {
 
 /**
  * The sent receipts a statement about to run on `pool` is to mark (its
- * `tipIds` parameter, for SENT_MARKS_SQL), and what to call with its outcome:
+ * `tipIds` parameter, for sentMarksSql), and what to call with its outcome:
  * on an error they wait for the next statement, or their own.
  */
 function takeSentMarks(pool: Queryable): { tipIds: string[]; done: (err?: unknown) => void } {
@@ -212,7 +212,6 @@ function takeSentMarks(pool: Queryable): { tipIds: string[]; done: (err?: unknow
  */
 export const sentMarksSql = (param: string) => `UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = ANY ((SELECT ${param}::uuid[])::uuid[])`;
 
-// Sorted, so two replicas marking overlapping receipts lock them in the same order.
 /**
  * Runs `statement` (one carrying sentMarksSql of the ids it is given) with the receipts
  * marks waiting on `pool`; they are done when it succeeds, and wait again when it fails.
@@ -229,6 +228,7 @@ export async function carryingSentMarks<T>(pool: Queryable, statement: (tipIds: 
   }
 }
 
+// Sorted, so two replicas marking overlapping receipts lock them in the same order.
 const sortedIds = (batch: { tipId: string }[]) => [...new Set(batch.map((w) => w.tipId))].sort();
 
 async function flushSentMarks(pool: Queryable, marks: SentMarks): Promise<void> {
