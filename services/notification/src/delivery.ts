@@ -715,6 +715,9 @@ const CLAIMED_SENDS_MAX = HTTP_MAX_SOCKETS;
  * the wait only delays the 'sent' status (the message is with the provider already).
  */
 const SENT_RECORD_WAIT_MS = 30;
+/** Tries of a sent record, and the pause before the second (longer before each next): a few seconds in all, far within the lease. */
+const SENT_RECORD_TRIES = 4;
+const SENT_RECORD_RETRY_MS = 500;
 
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
@@ -1208,11 +1211,23 @@ export class Dispatcher {
    * before (record() applies the reports in order), and one whose attempt is no
    * longer 'sending' (another dispatcher declared it in doubt after its lease:
    * the delivery stays as that one left it). Returns the ids left out for their reports.
+   * Tried again on failure (SENT_RECORD_TRIES): a send whose record is lost stays 'sending' and
+   * is sent again once its lease is over (decide()), so a passing fault (a dropped connection, a
+   * failover) would text a whole group twice. Run twice, the statement changes nothing more: it
+   * writes only attempts still 'sending'.
    */
   private async recordSent(sends: AcceptedSend[]): Promise<Set<string>> {
     const recorded = sentRecordCtes(sends, 1);
-    const { rows } = await this.o.pool.query<{ delivery_id: string }>(`WITH ${recorded.sql} SELECT delivery_id FROM sent_early`, recorded.values);
-    return new Set(rows.map((r) => r.delivery_id));
+    for (let tried = 1; ; tried++) {
+      try {
+        const { rows } = await this.o.pool.query<{ delivery_id: string }>(`WITH ${recorded.sql} SELECT delivery_id FROM sent_early`, recorded.values);
+        return new Set(rows.map((r) => r.delivery_id));
+      } catch (err) {
+        if (tried >= SENT_RECORD_TRIES) throw err;
+        this.o.logger.warn({ err, deliveries: sends.length, tried }, "recording accepted sends failed; trying again");
+        await new Promise((r) => setTimeout(r, SENT_RECORD_RETRY_MS * tried));
+      }
+    }
   }
 
   /**

@@ -738,6 +738,28 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual(d.attempts.map((x) => x.status), [DeliveryStatus.FAILED, DeliveryStatus.SENT]);
   });
 
+  test("a sent record that fails once is written again, not left 'sending' for the look to resend after its lease", async () => {
+    const id = await queuedSms();
+    const query = t.db.pool.query.bind(t.db.pool);
+    let failed = 0;
+    t.db.pool.query = ((text: string, values?: unknown[][]) => {
+      if (!failed && typeof text === "string" && text.includes("sent_in AS") && values?.[0]?.includes(id)) {
+        failed++;
+        return Promise.reject(new Error("connection terminated unexpectedly"));
+      }
+      return (query as (...args: unknown[]) => unknown)(text, values);
+    }) as typeof t.db.pool.query;
+    try {
+      await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    } finally {
+      t.db.pool.query = query;
+    }
+    assert.equal(failed, 1);
+    const d = await delivery(id);
+    assert.equal(d.status, DeliveryStatus.SENT);
+    assert.deepEqual(d.attempts.map((a) => a.status), [DeliveryStatus.SENT]);
+  });
+
   test("a look that read an attempt out of lease while a claimed send renewed it leaves it alone: the renewal wins, nothing is resent", async () => {
     const id = await queuedSms(1);
     await t.db.pool.query("INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')", [id]);
