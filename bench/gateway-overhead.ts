@@ -18,6 +18,8 @@
 // thread) is told apart from the phone's; and the bytes each format puts on the wire.
 //   node --import tsx bench/gateway-overhead.ts [seconds per path and round=3] [rounds=3] [concurrency=1,16] [apps' concurrency=16]
 //   BENCH_ONLY="gateway -> qr in process" measures that path (and the direct one) only; BENCH_ONLY=apps the apps' calls only.
+//   BENCH_OTHER_GATEWAY=<another checkout's bench/gateway-process.ts> adds that tree's gateway process as a path of its own,
+//   measured in the same rounds as this tree's (an A/B on a noisy machine: both meet the same load; kept with BENCH_ONLY).
 //   BENCH_PROFILE=prefix writes a CPU profile of each path's last round at the first concurrency (prefix.<n>.cpuprofile,
 //   n: the path's place in the list), so the gateway's share is the difference from the direct call's, per call;
 //   and the gateway's own process is profiled for its whole run (prefix.gateway-process.cpuprofile).
@@ -55,6 +57,8 @@ const rounds = Number(process.argv[3] ?? 3);
 const concurrencies = (process.argv[4] ?? "1,16").split(",").map(Number);
 const appsConcurrency = Number(process.argv[5] ?? 16);
 const only = process.env.BENCH_ONLY;
+/** BENCH_OTHER_GATEWAY's path. */
+const OTHER = "other tree's gateway process";
 /** A worker's codes, all on one ListQrCodes page. */
 const CODES = 30;
 
@@ -94,6 +98,8 @@ const scripts = async () => (await redisCommandCalls(redisStats)).get("evalsha")
 const gatewayEnv = { REDIS_URL: redis.url, QR_URL: remote.url, GATEWAY_JWT: JSON.stringify(jwt) };
 const gatewayProcess = await startGatewayProcess(gatewayEnv);
 const compatGatewayProcess = await startGatewayProcess({ ...gatewayEnv, GATEWAY_STREAM_API: "0" }, "compat");
+const otherTree = process.env.BENCH_OTHER_GATEWAY;
+const otherGatewayProcess = otherTree ? await startGatewayProcess(gatewayEnv, "other", otherTree) : undefined;
 try {
   const worker = { subject: randomUUID(), roles: ["worker" as const] };
   const qr = t.client(QrService, worker);
@@ -114,11 +120,13 @@ try {
     ["gateway -> qr in process", resolver(gateways[2].url)],
     ["gateway process -> qr", resolver(gatewayProcess.url)],
     ["  its process, compatibility layer (before)", resolver(compatGatewayProcess.url)],
-  ] as const).filter(([name]) => only !== "apps" && (!only || name === "direct to qr" || name === only)));
+    ...(otherGatewayProcess ? [[OTHER, resolver(otherGatewayProcess.url)] as const] : []),
+  ] as const).filter(([name]) => only !== "apps" && (!only || name === "direct to qr" || name === OTHER || name === only)));
   // The gateways in a process of their own, whose CPU per call is read from /proc.
   const ownProcess = new Map([
     ["gateway process -> qr", gatewayProcess],
     ["  its process, compatibility layer (before)", compatGatewayProcess],
+    ...(otherGatewayProcess ? [[OTHER, otherGatewayProcess] as const] : []),
   ]);
   // Let the service's invalidation after the setup writes pass, then warm caches, connections and the JIT.
   await new Promise((r) => setTimeout(r, 2_500));
@@ -163,6 +171,7 @@ try {
 } finally {
   await gatewayProcess.close();
   await compatGatewayProcess.close();
+  await otherGatewayProcess?.close();
   for (const g of gateways) await g.close();
   redisStats.disconnect();
   await t.close();
@@ -238,10 +247,10 @@ function sizes<D extends DescMessage>(schema: D, init: MessageInitShape<D>): str
 }
 
 /** The gateway in a process of its own (bench/gateway-process.ts) with the platform's node flags, stopped by its process id. */
-async function startGatewayProcess(env: Record<string, string>, tag = ""): Promise<{ pid: number; url: string; close(): Promise<void> }> {
+async function startGatewayProcess(env: Record<string, string>, tag = "", entry?: string): Promise<{ pid: number; url: string; close(): Promise<void> }> {
   const prefix = process.env.BENCH_PROFILE;
   const profile = prefix ? ["--cpu-prof", `--cpu-prof-dir=${dirname(resolve(prefix))}`, `--cpu-prof-name=${basename(prefix)}.gateway-process${tag && `.${tag}`}.cpuprofile`, "--cpu-prof-interval=100"] : [];
-  const child = fork(new URL("./gateway-process.ts", import.meta.url).pathname, [], { env: { ...process.env, ...env }, execArgv: [...process.execArgv, ...PLATFORM_NODE_FLAGS, ...profile] });
+  const child = fork(entry ?? new URL("./gateway-process.ts", import.meta.url).pathname, [], { env: { ...process.env, ...env }, execArgv: [...process.execArgv, ...PLATFORM_NODE_FLAGS, ...profile] });
   const exited = once(child, "exit");
   const failed = exited.then(() => {
     throw new Error("the gateway's process exited before it listened");

@@ -27,8 +27,9 @@ function checkedValue(name: string, value: string): string {
 /**
  * A Headers (instanceof holds, so connect-es and our interceptors take it as
  * one) whose entries live in a Map: the same answers as fetch's Headers for
- * names in any case, values joined with ", " on append, walked in the order
- * set (fetch sorts; HTTP gives the order of different names no meaning).
+ * names in any case, values joined with ", " on append (cookies with "; "),
+ * walked in the order set (fetch sorts; HTTP gives the order of different
+ * names no meaning).
  * set-cookie is never among a request's headers here: getSetCookie gives it whole.
  * A name is checked where it comes in: get, has and delete of a name that is
  * no token answer null, false and nothing (fetch throws; ours are constants).
@@ -47,7 +48,8 @@ export class LightHeaders extends (Headers as unknown as new () => object) {
     const key = checkedName(name);
     const v = checkedValue(name, value);
     const had = this.#entries.get(key);
-    this.#entries.set(key, had === undefined ? v : `${had}, ${v}`);
+    // As fetch: cookies (HTTP/2 may split them over several fields) join with "; ".
+    this.#entries.set(key, had === undefined ? v : `${had}${key === "cookie" ? "; " : ", "}${v}`);
   }
 
   set(name: string, value: string): void {

@@ -22,6 +22,8 @@ describe("LightHeaders", () => {
       h.append("X-Request-Id", " abc\t");
       h.append("accept-encoding", "gzip");
       h.append("Accept-Encoding", "br");
+      h.append("cookie", "a=1");
+      h.append("Cookie", "b=2");
       h.set("x-ttip-subject", "user-1");
       h.delete("X-TTIP-SUBJECT");
       h.delete("x-absent");
@@ -29,7 +31,7 @@ describe("LightHeaders", () => {
     };
     const { light, fetch } = both(script);
     assert.deepEqual(light, fetch);
-    assert.deepEqual((light.value as { all: unknown }).all, [["accept-encoding", "gzip, br"], ["x-request-id", "abc"]]);
+    assert.deepEqual((light.value as { all: unknown }).all, [["accept-encoding", "gzip, br"], ["cookie", "a=1; b=2"], ["x-request-id", "abc"]]);
   });
 
   test("refuses what fetch refuses: a name that is no token, a value with CR, LF or NUL", () => {

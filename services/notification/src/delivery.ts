@@ -715,6 +715,9 @@ const CLAIMED_SENDS_MAX = HTTP_MAX_SOCKETS;
  * the wait only delays the 'sent' status (the message is with the provider already).
  */
 const SENT_RECORD_WAIT_MS = 30;
+/** Tries of a sent record, and the pause before the second (longer before each next): a few seconds in all, far within the lease. */
+const SENT_RECORD_TRIES = 4;
+const SENT_RECORD_RETRY_MS = 500;
 
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
@@ -722,8 +725,8 @@ const LOOKUP_PATIENCE_MS = 15 * 60_000;
 /**
  * Sends one delivery through its channel's providers. Each attempt is
  * committed as 'sending' before the HTTP call and settled after it, so a
- * crash in between leaves an attempt that is declared in doubt (never resent
- * blindly) once its lease runs out. Transient errors back off exponentially
+ * crash in between leaves an attempt that is declared in doubt once its lease
+ * runs out (and sent again once, unless a sign-in code: see decide()). Transient errors back off exponentially
  * and are retried by redelivery; after the attempts allowed per provider, or
  * at once when a provider refuses outright, the next provider takes over.
  */
@@ -756,9 +759,11 @@ export class Dispatcher {
    * (the work a dispatch consumer would have), and anything unexpected too, so it is never
    * left without a dispatcher. A crash before the provider is called leaves an attempt
    * 'sending', as one between a dispatcher's claim and its call does: found by
-   * redispatchStranded and declared in doubt, never sent twice.
+   * redispatchStranded, declared in doubt and sent again once (see decide()). A send whose
+   * turn came late renews its lease first (renewLease), so it is never sent beside that resend.
    */
   sendClaimed(claimed: readonly ClaimedAtEnqueue[]): void {
+    const claimedAt = Date.now();
     for (const c of claimed) {
       const provider = this.providersFor(c.delivery.channel).find((p) => p.name === c.provider);
       const send = (async () => {
@@ -766,6 +771,8 @@ export class Dispatcher {
         await this.sendSlot();
         let accepted: AcceptedSend | undefined;
         try {
+          // The lease covers a provider timeout or two from the claim (checkRetryConfig), not a long wait for a turn.
+          if (Date.now() - claimedAt >= this.o.retry.httpTimeoutMs && !(await this.renewLease(c.delivery.id, c.delivery.attempts))) return;
           accepted = await this.attempt(c.delivery.id, { kind: "send", delivery: c.delivery, provider, attempt: c.delivery.attempts }, true);
         } finally {
           this.releaseSendSlot();
@@ -775,6 +782,21 @@ export class Dispatcher {
       this.claimedSends.add(send);
       void send.finally(() => this.claimedSends.delete(send));
     }
+  }
+
+  /**
+   * A claimed send's lease taken again from now, its turn having come late (a slow provider held
+   * every turn): its attempt's lease ran from the claim, and another dispatcher (the stranded look)
+   * may have found it out of lease, declared it in doubt and sent it again; this one then must not
+   * go too. False: it is no longer 'sending' (that one has it). The declaration is a compare-and-set
+   * on the lease (decide()), so one of the two wins, never both.
+   */
+  private async renewLease(deliveryId: string, attempt: number): Promise<boolean> {
+    const { rowCount } = await this.o.pool.query(
+      "UPDATE notification.delivery_attempts SET started_at = now() WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending'",
+      [deliveryId, attempt],
+    );
+    return rowCount === 1;
   }
 
   /** Waits for one of the claimedSendsMax turns to call a provider. */
@@ -1090,10 +1112,14 @@ export class Dispatcher {
         // The process died between claiming the send and recording the answer: the provider may
         // have it, or never have been called (a send claimed at enqueue waits for a slot first).
         const resend = await this.resendsAfterCrash(tx, row);
-        await tx.query(
-          `UPDATE notification.delivery_attempts SET status = 'in_doubt', error = $3, finished_at = now() WHERE delivery_id = $1 AND attempt = $2`,
-          [d.id, step.attempt, resend ? "no answer recorded (crash during send); sent again" : "no answer recorded (crash during send)"],
+        // Only while still 'sending' and out of lease: a claimed send that renewed its lease since
+        // it was read (renewLease) is going out, and must not be resent beside it.
+        const { rowCount } = await tx.query(
+          `UPDATE notification.delivery_attempts SET status = 'in_doubt', error = $3, finished_at = now()
+            WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending' AND started_at <= now() - make_interval(secs => $4::double precision / 1000)`,
+          [d.id, step.attempt, resend ? "no answer recorded (crash during send); sent again" : "no answer recorded (crash during send)", this.o.retry.sendLeaseMs],
         );
+        if (rowCount === 0) return { kind: "later" };
         if (resend) {
           const doubted = { ...row, last_status: "in_doubt" };
           return this.decide(tx, doubted, this.nextStep(doubted, mayResolve), mayResolve);
@@ -1185,11 +1211,23 @@ export class Dispatcher {
    * before (record() applies the reports in order), and one whose attempt is no
    * longer 'sending' (another dispatcher declared it in doubt after its lease:
    * the delivery stays as that one left it). Returns the ids left out for their reports.
+   * Tried again on failure (SENT_RECORD_TRIES): a send whose record is lost stays 'sending' and
+   * is sent again once its lease is over (decide()), so a passing fault (a dropped connection, a
+   * failover) would text a whole group twice. Run twice, the statement changes nothing more: it
+   * writes only attempts still 'sending'.
    */
   private async recordSent(sends: AcceptedSend[]): Promise<Set<string>> {
     const recorded = sentRecordCtes(sends, 1);
-    const { rows } = await this.o.pool.query<{ delivery_id: string }>(`WITH ${recorded.sql} SELECT delivery_id FROM sent_early`, recorded.values);
-    return new Set(rows.map((r) => r.delivery_id));
+    for (let tried = 1; ; tried++) {
+      try {
+        const { rows } = await this.o.pool.query<{ delivery_id: string }>(`WITH ${recorded.sql} SELECT delivery_id FROM sent_early`, recorded.values);
+        return new Set(rows.map((r) => r.delivery_id));
+      } catch (err) {
+        if (tried >= SENT_RECORD_TRIES) throw err;
+        this.o.logger.warn({ err, deliveries: sends.length, tried }, "recording accepted sends failed; trying again");
+        await new Promise((r) => setTimeout(r, SENT_RECORD_RETRY_MS * tried));
+      }
+    }
   }
 
   /**

@@ -707,6 +707,82 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
+  test("a claimed send whose turn comes after its lease ran out (a slow provider held every turn) is not sent beside the resend of the look that declared it in doubt", async () => {
+    const at = createProviders(config.providers, 3_000).sms[0];
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    const held: Provider = { name: at.name, send: async (m) => (await gate, at.send(m)) };
+    // One turn; a provider timeout of 0, so every send's turn is late and renews its lease.
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { sms: [held], email: [], push: [] }, retry: { ...config.retry, httpTimeoutMs: 0 }, logger: captureLogger("silent").logger, publicUrl: () => "", claimedSendsMax: 1 });
+    const variables = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const receipt = async (phone: string) => {
+      const key = `late-turn-${randomUUID()}`;
+      const claim = { schema: "notification", operation: "test/late-turn", caller: "", key, fingerprint: "f" };
+      const { claimed } = await enqueueClaiming(t.db.pool, [{ sourceKey: `rpc:${key}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables, claim }], new Date(), dispatcher.firstProviders());
+      dispatcher.sendClaimed(claimed);
+      return claimed[0].delivery.id;
+    };
+    const [a, b] = [newPhone(), newPhone()];
+    await receipt(a); // takes the one turn, held until the gate opens
+    const waiting = await receipt(b);
+    // Its lease runs out while it waits for a turn: the stranded look declares it in doubt and sends it.
+    await t.db.pool.query("UPDATE notification.delivery_attempts SET started_at = now() - interval '1 hour' WHERE delivery_id = $1", [waiting]);
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(waiting);
+    assert.equal(smsTo(b).length, 1, "resent by the look");
+    open();
+    await dispatcher.drain();
+    assert.equal(smsTo(a).length, 1);
+    assert.equal(smsTo(b).length, 1, "its own turn, come late, sends nothing more");
+    const d = await delivery(waiting);
+    assert.equal(d.status, DeliveryStatus.SENT);
+    assert.deepEqual(d.attempts.map((x) => x.status), [DeliveryStatus.FAILED, DeliveryStatus.SENT]);
+  });
+
+  test("a sent record that fails once is written again, not left 'sending' for the look to resend after its lease", async () => {
+    const id = await queuedSms();
+    const query = t.db.pool.query.bind(t.db.pool);
+    let failed = 0;
+    t.db.pool.query = ((text: string, values?: unknown[][]) => {
+      if (!failed && typeof text === "string" && text.includes("sent_in AS") && values?.[0]?.includes(id)) {
+        failed++;
+        return Promise.reject(new Error("connection terminated unexpectedly"));
+      }
+      return (query as (...args: unknown[]) => unknown)(text, values);
+    }) as typeof t.db.pool.query;
+    try {
+      await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    } finally {
+      t.db.pool.query = query;
+    }
+    assert.equal(failed, 1);
+    const d = await delivery(id);
+    assert.equal(d.status, DeliveryStatus.SENT);
+    assert.deepEqual(d.attempts.map((a) => a.status), [DeliveryStatus.SENT]);
+  });
+
+  test("a look that read an attempt out of lease while a claimed send renewed it leaves it alone: the renewal wins, nothing is resent", async () => {
+    const id = await queuedSms(1);
+    await t.db.pool.query("INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')", [id]);
+    const phone = (await t.db.pool.query("SELECT address FROM notification.deliveries WHERE id = $1", [id])).rows[0].address as string;
+    // A claimed send's renewal (renewLease), not yet committed when the look reads the attempt.
+    const renewal = await t.db.pool.connect();
+    try {
+      await renewal.query("BEGIN");
+      await renewal.query("UPDATE notification.delivery_attempts SET started_at = now() WHERE delivery_id = $1 AND attempt = 1 AND status = 'sending'", [id]);
+      const look = dispatcherWith(createProviders(config.providers, 3_000)).run(id).then(() => "ran", (err: unknown) => err);
+      await eventually("the look waiting for the attempt's row", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%in_doubt%'")).rowCount! > 0);
+      await renewal.query("COMMIT");
+      assert.ok((await look) instanceof RetryLater, "the look tries again later");
+    } finally {
+      await renewal.query("ROLLBACK").catch(() => undefined);
+      renewal.release();
+    }
+    const attempts = await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1", [id]);
+    assert.deepEqual(attempts.rows.map((r) => r.status), ["sending"], "still the renewed send's");
+    assert.equal(sim.sent.filter((m) => m.to === phone || m.to === `+${phone}`).length, 0, "not resent");
+  });
+
   test("claimed sends call their provider a bounded number at once; the others wait their turn, and each is sent once", async () => {
     let calling = 0;
     let most = 0;

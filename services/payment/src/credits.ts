@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, type Pool, type Queryable, sortedByKey, withTransaction } from "@ttip/runtime";
 import { type EntryToPost, POST_ENTRIES_MAX } from "./ledger.js";
 import { paymentMetrics } from "./metrics.js";
-import { sentMarksSql, takeSentMarks } from "./receipts.js";
+import { carryingSentMarks, sentMarksSql } from "./receipts.js";
 import { PAYOUT_SETTINGS_COLUMNS, type PayoutSettings } from "./stores/payout-settings.js";
 import { emitTipSucceeded, loadTip, runAfterCredit, TIP_COLUMNS, TIP_COLUMNS_OF_T, tipSucceededEvent, type Deps, type TipRow } from "./tips.js";
 
@@ -205,8 +205,7 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
   const sorted = sortedByKey(byTip.values(), (c) => c.tip.tip_id);
   const events = sorted.map((c) => tipSucceededEvent(c.tip));
   // Receipts of earlier tips sent since are marked so by this statement too (written anyway: no commit of their own).
-  const marks = takeSentMarks(db);
-  const { rows } = await db.query<TipRow & { [K in keyof PayoutSettings as `payout_${K}`]: PayoutSettings[K] | null }>(recordCreditsSql(), [
+  const { rows } = await carryingSentMarks(db, (sentTipIds) => db.query<TipRow & { [K in keyof PayoutSettings as `payout_${K}`]: PayoutSettings[K] | null }>(recordCreditsSql(), [
     sorted.map((c) => c.tip.tip_id),
     sorted.map((c) => c.entryId),
     sorted.map((c) => c.tip.mpesa_receipt),
@@ -216,14 +215,8 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
     events.map((e) => e.subject),
     events.map((e) => Buffer.from(e.data)),
     sorted.map((c) => c.traceparent),
-    marks.tipIds,
-  ]).then((r) => {
-    marks.done();
-    return r;
-  }, (err: unknown) => {
-    marks.done(err);
-    throw err;
-  });
+    sentTipIds,
+  ]));
   const recorded = new Map<string, RecordedCredit>();
   for (const { payout_auto_payout, payout_auto_payout_minimum_minor, payout_payout_phone, payout_payouts_on_hold, ...row } of rows) {
     const settings = payout_auto_payout === null ? null

@@ -149,7 +149,7 @@ const MARK_SENT_BATCH = 500;
 
 /**
  * How long a sent receipt's mark waits for a statement that is written anyway
- * (the next tip's credit, recordCredit) to carry it, before it is written
+ * (the next tip's credit, recordCredits, or push's CheckoutRequestID) to carry it, before it is written
  * alone: busy, the marks cost no statement and no commit of their own; quiet,
  * one for all those of the window. Invisible to customers: the receipt went out.
  */
@@ -165,7 +165,7 @@ const sentMarks = new WeakMap<Queryable, SentMarks>();
 
 /**
  * Marks a receipt sent, with others in one statement: one carrying them
- * (takeSentMarks), else their own after MARK_SENT_WAIT_MS. Safe to lose in a
+ * (carryingSentMarks), else their own after MARK_SENT_WAIT_MS. Safe to lose in a
  * crash: the receipt stays owed, and its resend is deduped by notification on the key.
  */
 export function markSent(pool: Queryable, tipId: string): Promise<void> {
@@ -186,10 +186,10 @@ function scheduleFlush(pool: Queryable, marks: SentMarks): void {
 
 /**
  * The sent receipts a statement about to run on `pool` is to mark (its
- * `tipIds` parameter, for SENT_MARKS_SQL), and what to call with its outcome:
+ * `tipIds` parameter, for sentMarksSql), and what to call with its outcome:
  * on an error they wait for the next statement, or their own.
  */
-export function takeSentMarks(pool: Queryable): { tipIds: string[]; done: (err?: unknown) => void } {
+function takeSentMarks(pool: Queryable): { tipIds: string[]; done: (err?: unknown) => void } {
   const marks = sentMarks.get(pool);
   const batch = marks?.waiting.splice(0, MARK_SENT_BATCH) ?? [];
   return {
@@ -205,12 +205,28 @@ export function takeSentMarks(pool: Queryable): { tipIds: string[]; done: (err?:
 }
 
 /**
- * Marks the receipts of the tip ids in `param` (a uuid[] parameter) sent: a CTE body for a statement carrying takeSentMarks.
+ * Marks the receipts of the tip ids in `param` (a uuid[] parameter) sent: a CTE body for a statement carrying them (carryingSentMarks).
  * The ids are read through a sub-select so that PostgreSQL estimates the statement the same whatever they are: given
  * directly, an empty list made the plan for the values cheaper than the generic one, and the credit carrying them was
  * planned again on every call (tip-statements.test.ts).
  */
 export const sentMarksSql = (param: string) => `UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = ANY ((SELECT ${param}::uuid[])::uuid[])`;
+
+/**
+ * Runs `statement` (one carrying sentMarksSql of the ids it is given) with the receipts
+ * marks waiting on `pool`; they are done when it succeeds, and wait again when it fails.
+ */
+export async function carryingSentMarks<T>(pool: Queryable, statement: (tipIds: string[]) => Promise<T>): Promise<T> {
+  const marks = takeSentMarks(pool);
+  try {
+    const out = await statement(marks.tipIds);
+    marks.done();
+    return out;
+  } catch (err) {
+    marks.done(err ?? new Error("the statement carrying receipts marked sent failed"));
+    throw err;
+  }
+}
 
 // Sorted, so two replicas marking overlapping receipts lock them in the same order.
 const sortedIds = (batch: { tipId: string }[]) => [...new Set(batch.map((w) => w.tipId))].sort();

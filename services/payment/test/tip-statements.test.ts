@@ -175,6 +175,20 @@ describe("payment's per-tip statements, by their plans", () => {
     assert.equal((await loadTip(db.pool, tipIds[6]))?.checkout_request_id, `ws_CO_other${tipIds[6]}`);
   });
 
+  test("a group of CheckoutRequestIDs carries the marks of receipts sent meanwhile: no statement of their own", async () => {
+    const [sent, pushed] = [await tipsTo(randomUUID(), 3), await tipsTo(randomUUID(), 2)];
+    await db.pool.query("INSERT INTO payment.receipts (tip_id) SELECT unnest($1::uuid[])", [sent]);
+    let statements = 0;
+    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
+    const marked = sent.map((tipId) => markSent(counted, tipId));
+    const stored = await Promise.all(pushed.map((tipId) => storeCheckoutIds(counted, { tipId, checkoutRequestId: `ws_CO_${tipId}`, merchantRequestId: "m" })));
+    await Promise.all(marked);
+    assert.deepEqual(stored.map((row) => row?.tip_id), pushed);
+    assert.equal(statements, 1, "the marks went with the CheckoutRequestIDs");
+    const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL AND attempts = 1", [sent]);
+    assert.equal(rows[0].n, 3);
+  });
+
   /**
    * Runs `groups` on one connection and answers the one prepared statement starting with `prefix`,
    * asserting that it was planned for its values only the first five times (then generic: one plan for any group's size).

@@ -393,8 +393,11 @@ describe("tips by M-Pesa STK push, against the Daraja simulator and the real wal
       e.code === Code.FailedPrecondition && /try again in \d+ seconds, or change the amount/.test(e.message));
     assert.equal(pushes(), before, "no second prompt for a push M-Pesa would refuse");
     const { tip: other } = await tip(randomUUID(), customer, 150);
-    assert.equal(other!.status, TipStatus.PENDING, "another amount goes through");
-    assert.equal(pushes(), before + 1);
+    // Pushed (this number's pushes all come back 17, 30 ms later: under load that callback may
+    // already have failed it when CreateTip answers, so its status is not what says it went through).
+    assert.ok(other?.tipId, "another amount goes through");
+    assert.equal(pushes(), before + 1, "and is pushed");
+    assert.equal((await settled(other.tipId)).resultCode, "17");
   });
 
   test("Swahili when the customer asks for it", async () => {

@@ -241,23 +241,47 @@ const RUNS_TO_SETTLED_PLAN = 6;
 /** Runs of each named statement per connection (at most RUNS_TO_SETTLED_PLAN counted), by statement name. */
 const statementRuns = new WeakMap<object, Map<string, number>>();
 
+/** The parts of pg-pool's Pool (pg-pool/index.js) connectFor reads and reorders. */
+interface PoolQueues {
+  /** Idle connections; a checkout takes the last. */
+  _idle: { client?: object }[];
+  /** Checkouts waiting, served first come first served, each by a pulse on the next tick. */
+  _pendingQueue: unknown[];
+}
+
 /**
- * Before a checkout for `text`: the idle connection that has run `text` most (up to settled) is
- * made the one the pool hands out next. Plans do not cross connections: with the pool's default
- * (the last released first), a pool grown by a burst hands the statements of a batch consumer
- * or poller to whichever connection is on top, and each of the dozens the pool holds plans each
- * of them for its values five times over before it keeps a generic plan (bench/tip-e2e.ts,
- * BENCH_PG_STATEMENTS: 0.4-0.9 plans per call for the grouped statements in a 20 s run on 24-32
- * connections). Only an order among idle connections: none is waited for, none is opened. Relies
- * on pg-pool's idle list (taken from its end); another shape leaves the pool's own order.
+ * pool.connect(), handed the idle connection that has run `text` most (up to settled). Plans do
+ * not cross connections: with the pool's default (the last released first), a pool grown by a
+ * burst hands the statements of a batch consumer or poller to whichever connection is on top, and
+ * each of the dozens the pool holds plans each of them for its values five times over before it
+ * keeps a generic plan (bench/tip-e2e.ts, BENCH_PG_STATEMENTS: 0.4-0.9 plans per call for the
+ * grouped statements in a 20 s run on 24-32 connections). Only an order among idle connections:
+ * none is waited for, none is opened, the waiting checkouts keep their turn.
+ * pg-pool hands an idle connection over on the next tick, to the oldest waiting checkout; set
+ * before connect(), the order would be undone by the next checkout of the same turn, and the first
+ * checkout given the last one's choice (two statements each got the other's connection). So the
+ * order is set on a tick queued just before connect()'s own, and only if that tick serves this
+ * checkout. Another pg-pool shape leaves the pool's own order.
  */
-function preferConnectionThatRan(pool: pg.Pool, text: unknown, values: unknown): void {
-  if (typeof text !== "string" || !Array.isArray(values) || values.length === 0) return;
-  const idle = (pool as unknown as { _idle?: unknown })._idle;
-  if (!Array.isArray(idle) || idle.length < 2) return;
-  const name = statementNames.get(text);
-  if (!name) return; // never prepared here: no connection is better than another
-  const runs = (i: number) => statementRuns.get((idle[i] as { client?: object } | undefined)?.client ?? {})?.get(name) ?? 0;
+function connectFor(pool: pg.Pool, text: unknown): Promise<PoolClient> {
+  const { _idle: idle, _pendingQueue: pending } = pool as unknown as Partial<PoolQueues>;
+  const name = typeof text === "string" ? statementNames.get(text) : undefined;
+  // No name: never prepared here (or not preparable: no parameters, a column wildcard), no connection is better than another.
+  if (!name || !Array.isArray(idle) || idle.length < 2 || !Array.isArray(pending)) return pool.connect();
+  let ours: unknown;
+  process.nextTick(() => {
+    if (ours !== undefined && pending[0] === ours) takeNextConnectionThatRan(idle, name);
+  });
+  const waiting = pending.length;
+  const connecting = pool.connect();
+  if (pending.length > waiting) ours = pending[pending.length - 1];
+  return connecting;
+}
+
+/** Moves to the end of `idle` (the next taken) the connection that has run statement `name` most, up to settled. */
+function takeNextConnectionThatRan(idle: PoolQueues["_idle"], name: string): void {
+  if (idle.length < 2) return;
+  const runs = (i: number) => statementRuns.get(idle[i]?.client ?? {})?.get(name) ?? 0;
   let best = idle.length - 1;
   let bestRuns = runs(best);
   // Bounded by the pool's size; stops at the first connection that has settled the statement's plan.
@@ -316,8 +340,7 @@ function withArrayLiterals(values: unknown[]): unknown[] {
  */
 function keepConnectionOnStatementError(pool: pg.Pool): void {
   const query = async (...args: unknown[]) => {
-    preferConnectionThatRan(pool, args[0], args[1]);
-    const client = await pool.connect();
+    const client = await connectFor(pool, args[0]);
     let lost: Error | undefined;
     const onLost = (err: Error) => {
       lost = err;
@@ -370,9 +393,12 @@ function traceStatements(client: PoolClient): () => void {
  * Runs fn in a transaction; commits if it returns, rolls back if it throws.
  * BEGIN travels with fn's first statement, one round trip for both (see
  * deferred-begin.ts); a transaction that ran no statement sends nothing.
+ * `firstStatement`, the text of the statement fn sends first when the caller
+ * knows it (a consumer's inbox claim): the transaction takes the idle
+ * connection that has planned it, as pool.query does (connectFor).
  */
-export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-  return onTransactionClient(pool, async (client) => {
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>, firstStatement?: string): Promise<T> {
+  return onTransactionClient(pool, firstStatement, async (client) => {
     await client.query(DEFERRED_BEGIN);
     // Outbox rows written in this transaction take its trace context (the column's default);
     // only while tracing is on, so a transaction costs no extra statement otherwise.
@@ -444,8 +470,7 @@ export async function withTransactionBracketed<T>(
   opening: Statement,
   fn: (client: PoolClient, opened: pg.QueryResult) => Promise<{ closing?: Statement; result: T }>,
 ): Promise<T> {
-  preferConnectionThatRan(pool, opening.text, opening.values);
-  return onTransactionClient(pool, async (client) => {
+  return onTransactionClient(pool, opening.text, async (client) => {
     await client.query(DEFERRED_BEGIN);
     const opened = await client.query(opening.text, opening.values);
     const { closing, result } = await fn(client, opened);
@@ -463,9 +488,12 @@ export async function withTransactionBracketed<T>(
   });
 }
 
-/** A checked-out client for one transaction: rolled back if `body` throws; a connection lost meanwhile is dropped. */
-async function onTransactionClient<T>(pool: Pool, body: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
+/**
+ * A checked-out client for one transaction (the one that has run its `opening` statement's text,
+ * if idle: connectFor): rolled back if `body` throws; a connection lost meanwhile is dropped.
+ */
+async function onTransactionClient<T>(pool: Pool, opening: string | undefined, body: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await connectFor(pool, opening);
   const untrace = traceStatements(client);
   // A connection lost while checked out (a Postgres restart or failover) emits 'error' on
   // the client, where the pool no longer listens: unhandled, it would crash the process.

@@ -354,14 +354,14 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
     const batch = unique(messages);
     const oneStatement = options.effectCte ? inboxStatement(s, options, batch, options.effectCte) : null;
     if (!oneStatement && !options.handleBatch) throw new Error(`${options.consumer}: effectCte declined a batch (null) and there is no handleBatch to apply it`);
+    const claim = oneStatement ? null : inboxStatement(s, options, messages)!;
     const applied = oneStatement
       ? recorded(batch, (await options.pool.query<{ event_id: string }>(oneStatement.text, oneStatement.values)).rows)
       : await withTransaction(options.pool, async (tx) => {
-          const { text, values } = inboxStatement(s, options, messages)!;
-          const todo = recorded(batch, (await tx.query<{ event_id: string }>(text, values)).rows);
+          const todo = recorded(batch, (await tx.query<{ event_id: string }>(claim!.text, claim!.values)).rows);
           if (todo.length) await options.handleBatch!(todo, tx, prepared);
           return todo;
-        });
+        }, claim!.text);
     // Committed: a failure here must not have the batch tried again (its events are applied).
     if (applied.length && options.afterCommit) {
       try {

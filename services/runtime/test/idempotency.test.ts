@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { create } from "@bufbuild/protobuf";
+import { createHash } from "node:crypto";
+import { clone, create, toBinary, type DescMessage } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
+import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
+import { SendNotificationRequestSchema } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { CreateTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { migrate, withTransaction } from "../src/db.js";
 import {
@@ -28,6 +31,22 @@ describe("request fingerprints", () => {
     const original = tip(25_000n, "keep");
     requestFingerprint(CreateTipRequestSchema, original);
     assert.equal(original.idempotencyKey, "keep", "the caller's message is not changed");
+  });
+
+  test("the fingerprint is the binary of the request with its key cleared, whatever its fields (oneof, map, repeated, nested)", () => {
+    const send = create(SendNotificationRequestSchema, {
+      idempotencyKey: "receipt:abc", recipient: { case: "phone", value: "+254712345678" }, templateKey: TemplateKey.RECEIPT,
+      variables: { amount: "KES 150", worker: "Amina" }, channels: [Channel.SMS], locale: "sw",
+    });
+    const tipped = tip(25_000n, "k-1");
+    for (const [schema, request] of [[SendNotificationRequestSchema, send], [CreateTipRequestSchema, tipped]] as const) {
+      const cleared = clone(schema as DescMessage, request) as unknown as { idempotencyKey: string };
+      cleared.idempotencyKey = "";
+      const expected = createHash("sha256").update(toBinary(schema as DescMessage, cleared as never)).digest("hex");
+      assert.equal(requestFingerprint(schema as DescMessage, request as never), expected, schema.typeName);
+    }
+    assert.equal(send.idempotencyKey, "receipt:abc");
+    assert.deepEqual(send.recipient, { case: "phone", value: "+254712345678" }, "the request is not changed");
   });
 });
 

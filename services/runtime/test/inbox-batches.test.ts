@@ -331,4 +331,29 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.match(text, /^ttip_inbox_events_total\{consumer="c8",outcome="applied"\} 20$/m);
     assert.doesNotMatch(text, /^ttip_inbox_events_total\{consumer="c8",outcome="duplicate"\}/m);
   });
+
+  test("a batch's transaction takes the idle connection that has run the inbox statement, not the last released", async () => {
+    const pool = createPool(db.url, { max: 3 });
+    const backends: number[] = [];
+    const sub = await consumeEventBatches({
+      bus, pool, schema: "batches", consumer: "c9", subject: "ttip.x.e", logger, metrics: new Metrics(), maxBatch: 64,
+      handleBatch: async (_messages, tx) => void backends.push((await tx.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid),
+    });
+    try {
+      await bus.publish({ id: randomUUID(), subject: "ttip.x.e", data: new Uint8Array([1]) });
+      await eventually("the first batch applied", async () => backends.length === 1);
+      // The batch's connection is handed out first; two others are released after it, on top.
+      const held = await Promise.all([pool.connect(), pool.connect(), pool.connect()]);
+      const pidOf = async (c: (typeof held)[0]) => (await c.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
+      assert.equal(await pidOf(held[0]), backends[0]);
+      const others = [await pidOf(held[1]), await pidOf(held[2])];
+      held.forEach((c) => c.release());
+      await bus.publish({ id: randomUUID(), subject: "ttip.x.e", data: new Uint8Array([1]) });
+      await eventually("the second batch applied", async () => backends.length === 2);
+      assert.equal(backends[1], backends[0], `the connection that ran the inbox statement (the last released: ${others[1]})`);
+    } finally {
+      await sub.stop();
+      await pool.end();
+    }
+  });
 });

@@ -180,12 +180,43 @@ test("a statement goes to the idle connection that has run it, not to the last r
     assert.equal(await pidOf("SELECT pg_backend_pid() AS pid, $1::int + 1 AS n", [7]), thirdPid, "one no connection ran: the last released, as before");
     const bracketed = await withTransactionBracketed(pool, { text: planned, values: [8] }, async (_tx, opened) => ({ result: opened.rows[0].pid }));
     assert.equal(bracketed, firstPid, "a bracketed transaction's opening statement too");
-    // Read on the connection released last (the bracketed transaction's): the one that ran it.
+    const [busy, other] = [await pool.connect(), await pool.connect()];
+    releaseInOrder(busy, other);
+    const hinted = await withTransaction(pool, async (tx) => (await tx.query<{ pid: number }>(planned, [9])).rows[0].pid, planned);
+    assert.equal(hinted, firstPid, "a transaction told its first statement too");
+    // Read on the connection released last (the last transaction's): the one that ran it.
     const { rows } = await pool.query<{ pid: number; custom: number; generic: number }>(
       "SELECT pg_backend_pid() AS pid, custom_plans::int AS custom, generic_plans::int AS generic FROM pg_prepared_statements WHERE statement = $1",
       [planned],
     );
-    assert.deepEqual(rows, [{ pid: firstPid, custom: 5, generic: 3 }], "planned five times for its values on one connection, then kept generic");
+    assert.deepEqual(rows, [{ pid: firstPid, custom: 5, generic: 4 }], "planned five times for its values on one connection, then kept generic");
+  } finally {
+    await pool.end();
+  }
+});
+
+test("statements asked for in the same turn each go to the idle connection that has run them, in the order asked", async () => {
+  const pool = createPool(db.url, { max: 2 });
+  const pid = (r: { rows: { pid: number }[] }) => r.rows[0].pid;
+  try {
+    const asInt = "SELECT pg_backend_pid() AS pid, $1::int AS n";
+    const asText = "SELECT pg_backend_pid() AS pid, $1::text AS t";
+    const [ranInt, ranText] = await Promise.all([pool.connect(), pool.connect()]);
+    let [intPid, textPid] = [0, 0];
+    for (let i = 0; i < 6; i++) {
+      intPid = pid(await ranInt.query<{ pid: number }>(asInt, [i]));
+      textPid = pid(await ranText.query<{ pid: number }>(asText, [String(i)]));
+    }
+    // Released in this order, the pool would hand ranText out first.
+    ranInt.release();
+    ranText.release();
+    const [a, b] = await Promise.all([pool.query<{ pid: number }>(asInt, [7]), pool.query<{ pid: number }>(asText, ["7"])]);
+    assert.deepEqual([pid(a), pid(b)], [intPid, textPid], "each on the connection that planned it");
+    const [c, d] = await Promise.all([
+      withTransactionBracketed(pool, { text: asText, values: ["8"] }, async (_tx, opened) => ({ result: pid(opened) })),
+      withTransactionBracketed(pool, { text: asInt, values: [8] }, async (_tx, opened) => ({ result: pid(opened) })),
+    ]);
+    assert.deepEqual([c, d], [textPid, intPid], "each bracketed transaction's opening statement too");
   } finally {
     await pool.end();
   }

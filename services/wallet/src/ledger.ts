@@ -54,8 +54,20 @@ export function toAccount(r: AccountRow): Account {
 /** Every column of wallet.accounts, named so that the statements naming them are prepared (the runtime's db.ts). */
 export const ACCOUNT_COLUMNS = "account_id, kind, owner_kind, owner_id, currency, may_go_negative, balance_minor, held_minor, created_at, debt_allowed_minor";
 
-/** Finds or creates the account with this natural key. */
-export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind: OwnerKind, ownerId: string, currency: string): Promise<AccountRow> {
+/**
+ * How long EnsureAccount's statement may wait for a lock: it waits only for another transaction
+ * making the same account (a pool period's, which commits in moments). A call (payment's, which
+ * sets no deadline) is then answered ABORTED, to try again, instead of held for as long as that
+ * transaction stays open.
+ */
+export const ENSURE_ACCOUNT_LOCK_TIMEOUT_MS = 2_000;
+
+/**
+ * Finds or creates the account with this natural key. `lockTimeoutMs`: the statement's lock wait
+ * bounded (its own, as an autocommit statement: not for a caller's transaction, whose later
+ * statements would inherit it).
+ */
+export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind: OwnerKind, ownerId: string, currency: string, lockTimeoutMs?: number): Promise<AccountRow> {
   assertCurrency(currency, "currency");
   const system = SYSTEM_KINDS.has(kind);
   if (system && (ownerKind !== OwnerKind.PLATFORM || ownerId !== "")) {
@@ -74,11 +86,11 @@ export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind:
        SELECT ${ACCOUNT_COLUMNS} FROM wallet.accounts WHERE kind = $2 AND owner_kind = $3 AND owner_id = $4 AND currency = $5),
      made AS (
        INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative)
-       SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM found)
+       SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM found)${lockTimeoutMs === undefined ? "" : BOUNDED_WAIT}
        ON CONFLICT (kind, owner_kind, owner_id, currency) DO NOTHING
        RETURNING ${ACCOUNT_COLUMNS})
      SELECT ${ACCOUNT_COLUMNS} FROM found UNION ALL SELECT ${ACCOUNT_COLUMNS} FROM made`,
-    [randomUUID(), kind, ownerKind, ownerId, currency, system],
+    [randomUUID(), kind, ownerKind, ownerId, currency, system, ...(lockTimeoutMs === undefined ? [] : [`${lockTimeoutMs}ms`])],
   );
   if (rows[0]) return rows[0];
   const again = await db.query<AccountRow>(
@@ -87,6 +99,13 @@ export async function ensureAccount(db: Queryable, kind: AccountKind, ownerKind:
   );
   return again.rows[0];
 }
+
+/**
+ * ensureAccount's lock wait bounded: lock_timeout set for the statement's own transaction
+ * (is_local; an autocommit statement is one), by the row source of the insert, which runs
+ * before the insert can wait. A wait past it is 55P03, which the runtime answers ABORTED.
+ */
+const BOUNDED_WAIT = ` AND (SELECT set_config('lock_timeout', $7, true)) IS NOT NULL`;
 
 /** A platform account (fees, clearing, suspense, FX position) in one currency. */
 export function systemAccount(db: Queryable, kind: AccountKind, currency: string): Promise<AccountRow> {

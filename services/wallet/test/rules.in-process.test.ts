@@ -11,6 +11,7 @@ import { StatementFormat, WalletAdminService, WalletInternalService, WalletServi
 import { violationsOf, type Role } from "@ttip/runtime";
 import { conflictingKeyOf, type InProcessService, kesMinor, reasonOf, refusal, startInProcessService } from "@ttip/runtime/testing";
 import { createWalletModule } from "../src/index.js";
+import { ENSURE_ACCOUNT_LOCK_TIMEOUT_MS } from "../src/ledger.js";
 
 const tipCause = () => create(EntryCauseSchema, { cause: { case: "tipAttemptId", value: randomUUID() } });
 const admin = { subject: randomUUID(), roles: ["admin"] as Role[], stepUp: true };
@@ -37,6 +38,31 @@ describe("wallet rules, in process", () => {
     return { idempotencyKey, cause: tipCause(), postings: [{ accountId: clearing, amount: kesMinor(-minor) }, { accountId, amount: kesMinor(minor) }], description: "Tip by M-Pesa" };
   }
   const ledgerOf = async (accountId: string) => (await s.client(WalletAdminService, admin).getAccount({ accountId })).balance!.ledger!.amountMinor;
+
+  test("EnsureAccount waiting for another transaction making the same account is answered ABORTED after a bounded wait, not held while it stays open", async () => {
+    const workerId = randomUUID();
+    const holder = await s.db.pool.connect();
+    try {
+      // Another transaction has made the worker's wallet and not committed (say, one that hangs).
+      await holder.query("BEGIN");
+      await holder.query(
+        "INSERT INTO wallet.accounts (account_id, kind, owner_kind, owner_id, currency, may_go_negative) VALUES ($1, $2, $3, $4, 'KES', false)",
+        [randomUUID(), AccountKind.WORKER_WALLET, OwnerKind.WORKER, workerId],
+      );
+      // A caller without a deadline (as payment calls it); the cap only ends the test when the wait is unbounded.
+      const call = refusal(internal().ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: workerId, currency: "KES" }));
+      const cap = new Promise<"still waiting">((r) => setTimeout(() => r("still waiting"), 15 * ENSURE_ACCOUNT_LOCK_TIMEOUT_MS).unref());
+      const answer = await Promise.race([call, cap]);
+      assert.notEqual(answer, "still waiting", "the call was held while the other transaction stayed open");
+      assert.equal((answer as Awaited<typeof call>).code, Code.Aborted);
+    } finally {
+      await holder.query("ROLLBACK").catch(() => undefined);
+      holder.release();
+    }
+    // Once the other transaction is gone, the same call makes the account.
+    const { account } = await internal().ensureAccount({ kind: AccountKind.WORKER_WALLET, ownerKind: OwnerKind.WORKER, ownerId: workerId, currency: "KES" });
+    assert.equal(account!.ownerId, workerId);
+  });
 
   test("bad input is refused as INVALID_ARGUMENT naming the field, and creates nothing", async () => {
     const workerId = randomUUID();

@@ -4,7 +4,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import { auditAdminAction, batchRefusal, decodePageToken, fieldError, keysetPage, type Logger, NotFoundError, pageSize, positionParts } from "@ttip/runtime";
 import { AuditAction } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { PostEntryResultSchema, WalletAdminService, WalletInternalService, type PostEntryRequest } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
-import { ensureAccount, type EntryInput, getAccount, loadEntry, postEntry, reverseEntry, toAccount } from "../ledger.js";
+import { ENSURE_ACCOUNT_LOCK_TIMEOUT_MS, ensureAccount, type EntryInput, getAccount, loadEntry, postEntry, reverseEntry, toAccount } from "../ledger.js";
 import { type BatchOutcome, postEntries } from "../post-entries.js";
 import { toBalance, trialBalance } from "../queries.js";
 import { accountsPage } from "../stores/accounts.js";
@@ -84,7 +84,8 @@ function reverseEntryHandler(h: WalletHandlerContext): ServiceImpl<typeof Wallet
 function ensureAccountHandler(h: WalletHandlerContext): ServiceImpl<typeof WalletInternalService>["ensureAccount"] {
   const { pool } = h;
   return async function (req) {
-    return { account: toAccount(await ensureAccount(pool, req.kind, req.ownerKind, req.ownerId, req.currency)) };
+    // Alone (autocommit), so its lock wait can be bounded without bounding a transaction's.
+    return { account: toAccount(await ensureAccount(pool, req.kind, req.ownerKind, req.ownerId, req.currency, ENSURE_ACCOUNT_LOCK_TIMEOUT_MS)) };
   };
 }
 
