@@ -20,7 +20,7 @@ export interface RetryConfig {
   /** First backoff; doubles per attempt up to maxDelayMs. */
   baseDelayMs: number;
   maxDelayMs: number;
-  /** An attempt still 'sending' after this long was cut off by a crash: in doubt, never resent. */
+  /** An attempt still 'sending' after this long was cut off by a crash: in doubt, sent again once (never a sign-in code). */
   sendLeaseMs: number;
   /** Provider HTTP timeout. */
   httpTimeoutMs: number;
@@ -112,7 +112,8 @@ function longestSendMs(retry: RetryConfig): number {
 
 /**
  * Refuses a lease that a send in flight can outlive: another dispatcher would declare
- * that send in doubt and fail a message the provider may be delivering.
+ * that send in doubt and send it a second time (or fail it, a sign-in code) while the provider
+ * may be delivering it.
  */
 export function checkRetryConfig(retry: RetryConfig): void {
   const longest = longestSendMs(retry);

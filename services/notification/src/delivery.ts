@@ -876,7 +876,7 @@ export class Dispatcher {
    * drain() waiting for it as for the sends it claims. A call still writing when the service stops
    * (an in-process call, which the server's drain does not hold, or one past its drain timeout)
    * then sends and records what it claimed before the pool closes, instead of leaving an attempt
-   * 'sending' that the next start fails in doubt, never sent.
+   * 'sending' that a later look declares in doubt and sends only once its lease is over.
    */
   claiming<T>(write: () => Promise<T>): Promise<T> {
     const writing = write();
@@ -1243,8 +1243,8 @@ export class Dispatcher {
         WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending'`,
       [d.id, attempt, outcome.ok ? "sent" : "failed", outcome.ok ? outcome.messageId : "", outcome.ok ? "" : outcome.error],
     );
-    // Another dispatcher declared the attempt in doubt after its lease ran out, and failed the
-    // delivery: what it decided stands (a late answer must not send it again or call it sent).
+    // Another dispatcher declared the attempt in doubt after its lease ran out, and sent it again
+    // or failed the delivery: what it decided stands (a late answer must not send it again or call it sent).
     if (rowCount === 0) return "failed";
     if (outcome.ok) {
       // An OTP's text is a secret: once handed over it is not kept.

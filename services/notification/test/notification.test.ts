@@ -771,7 +771,7 @@ describe("notification service against Postgres, JetStream and the provider simu
       await renewal.query("UPDATE notification.delivery_attempts SET started_at = now() WHERE delivery_id = $1 AND attempt = 1 AND status = 'sending'", [id]);
       const look = dispatcherWith(createProviders(config.providers, 3_000)).run(id).then(() => "ran", (err: unknown) => err);
       await eventually("the look waiting for the attempt's row", async () =>
-        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%in_doubt%'")).rowCount! > 0);
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%in_doubt%'")).rowCount! > 0);
       await renewal.query("COMMIT");
       assert.ok((await look) instanceof RetryLater, "the look tries again later");
     } finally {

@@ -140,7 +140,8 @@ async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(Reco
   try {
     recorded = await recordCredits(pool, credits);
   } catch (err) {
-    // A statement that fails records nothing: each credit again alone, so that one PostgreSQL refuses fails by itself.
+    // Each credit again alone, so that one PostgreSQL refuses fails by itself. A statement that failed recorded
+    // nothing, or (its answer lost after the commit) all: then each finds its tip recorded, and records nothing more.
     if (credits.length === 1) throw err;
     return Promise.all(credits.map((c) => recordGroup(pool, [c]).then(([out]) => out, asError)));
   }
