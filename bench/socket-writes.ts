@@ -25,6 +25,10 @@ if (spawnSync("strace", ["-V"]).status !== 0) {
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "ttip-socket-writes-"));
 const traceFile = path.join(dir, "trace");
+// Removed however the run ends (a trace is large), unless asked to keep it.
+process.once("exit", () => {
+  if (process.env.BENCH_KEEP_TRACE !== "1") rmSync(dir, { recursive: true, force: true });
+});
 const tipE2e = fileURLToPath(new URL("./tip-e2e.ts", import.meta.url));
 // -f: the platform's processes in cluster mode, and PostgreSQL's, NATS's and Redis's; --seccomp-bpf stops
 // only on the traced calls; -yy names each socket by its addresses; -ttt stamps the calls (the run's window).
@@ -216,4 +220,3 @@ for (const [label, row] of [...rows].sort((x, y) => y[1].client + y[1].server - 
 console.log(`  the platform's node processes' writes per tip (both sides of its own connections): ${per(platform).trim()}${undescribed ? `; not attributed: ${per(undescribed).trim()}` : ""}`);
 
 if (process.env.BENCH_KEEP_TRACE === "1") console.log(`  trace kept in ${traceFile}`);
-else rmSync(dir, { recursive: true, force: true });

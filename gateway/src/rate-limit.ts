@@ -56,7 +56,7 @@ interface Sent {
  * event loop (at one call at a time, that was one per call). Short beside any
  * budget's window.
  */
-export const FLUSH_MS = 10;
+const FLUSH_MS = 10;
 
 /**
  * A shared budget (the store: Redis, so every replica draws from it) with one

@@ -13,7 +13,7 @@ import { Code, ConnectError, createContextValues, type ContextValues } from "@co
 import { compressionNegotiate, createAsyncIterable, transformInvokeImplementation, type Compression } from "@connectrpc/connect/protocol";
 import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
 import { COMPRESS_MIN_BYTES, connectHandlerContext, jsonAnswer, jsonRequest, UnaryServerCall, type ConnectUnaryOptions } from "./connect-unary.js";
-import { acceptedCompressions, envelopedMessage, readRpcBody, refusedBodyKey, requestBodyLimit, unparsableBody } from "./input.js";
+import { acceptedCompressions, COMPRESSED_FLAG, envelopedMessages, envelopeFrames, envelopeOf, readRpcBody, refusedBodyKey, requestBodyLimit, unparsableBody } from "./input.js";
 import type { DirectSpec } from "./local-server.js";
 import type { StreamExchange } from "./rpc-exchange.js";
 
@@ -23,10 +23,6 @@ type Format = "binary" | "json";
 /** The content types connect-es takes for a Connect stream; it answers in the request's. */
 const STREAM_TYPE = /^application\/connect\+(?:(json)(?:; ?charset=utf-?8)?|(proto))$/i;
 const ANSWER_TYPE: Record<Format, string> = { binary: "application/connect+proto", json: "application/connect+json" };
-
-/** An envelope's flags (the Connect protocol's): its message is compressed. */
-const COMPRESSED_FLAG = 0b01;
-const ENVELOPE_HEADER_BYTES = 5;
 
 const endStream = createEndStreamSerialization({});
 
@@ -96,15 +92,8 @@ async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, excha
 
 /** One envelope: flags, length, data; from COMPRESS_MIN_BYTES compressed (as connect-es's transformCompressEnvelope). */
 async function compressed(flags: number, data: Uint8Array, compression: Compression | null): Promise<Uint8Array> {
-  if (compression && data.byteLength >= COMPRESS_MIN_BYTES) {
-    data = await compression.compress(data);
-    flags |= COMPRESSED_FLAG;
-  }
-  const out = new Uint8Array(ENVELOPE_HEADER_BYTES + data.byteLength);
-  out[0] = flags;
-  new DataView(out.buffer).setUint32(1, data.byteLength);
-  out.set(data, ENVELOPE_HEADER_BYTES);
-  return out;
+  if (compression && data.byteLength >= COMPRESS_MIN_BYTES) return envelopeOf(await compression.compress(data), flags | COMPRESSED_FLAG);
+  return envelopeOf(data, flags);
 }
 
 /**
@@ -122,10 +111,8 @@ async function requestMessages(spec: StreamSpec, exchange: StreamExchange, compr
   if (!body) return createAsyncIterable([create(input)]);
   if (format === "json") return jsonMessages(input, body, compression, readMaxBytes);
   try {
-    const messages: Message[] = [];
-    for (const { flags, data } of envelopes(body, (header) => new Error(header ? "truncated envelope header" : "truncated message"))) {
-      if (!(flags & endStreamFlag)) messages.push(fromBinary(input, envelopedMessage(flags, data, exchange.headers["connect-content-encoding"] as string | undefined ?? null, readMaxBytes, "connect-accept-encoding")));
-    }
+    const encoding = (exchange.headers["connect-content-encoding"] as string | undefined) ?? null;
+    const messages = envelopedMessages(body, encoding, readMaxBytes, "connect-accept-encoding").map((data) => fromBinary(input, data));
     return createAsyncIterable(messages);
   } catch (err) {
     const refused = err instanceof ConnectError ? err : unparsableBody(input, err);
@@ -136,23 +123,10 @@ async function requestMessages(spec: StreamSpec, exchange: StreamExchange, compr
 
 /** A JSON stream's messages, as connect-es's pipeline splits, decompresses and parses them. */
 async function* jsonMessages(input: DescMessage, body: Uint8Array, compression: Compression | null, readMaxBytes: number): AsyncIterable<Message> {
-  for (const { flags, data } of envelopes(body, () => new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument))) {
+  for (const { flags, data } of envelopeFrames(body, () => new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument))) {
     if (flags & endStreamFlag) continue; // skipped, as connect-es skips one in a request
     if (!(flags & COMPRESSED_FLAG)) yield jsonRequest(input, data);
     else if (!compression) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
     else yield jsonRequest(input, await compression.decompress(data, readMaxBytes));
-  }
-}
-
-/** A Connect stream's envelopes, in order; one cut short is `cutShort(in its header)`. */
-function* envelopes(body: Uint8Array, cutShort: (header: boolean) => Error): Generator<{ flags: number; data: Uint8Array }> {
-  for (let at = 0; at < body.byteLength; ) {
-    if (body.byteLength - at < ENVELOPE_HEADER_BYTES) throw cutShort(true);
-    const flags = body[at];
-    const length = new DataView(body.buffer, body.byteOffset + at + 1, 4).getUint32(0);
-    at += ENVELOPE_HEADER_BYTES;
-    if (body.byteLength - at < length) throw cutShort(false);
-    yield { flags, data: body.subarray(at, at + length) };
-    at += length;
   }
 }

@@ -6,7 +6,8 @@
 // answer written as connect-es writes it. connect-node's universal handler
 // builds request and response streams, two linked AbortControllers and a
 // DOMException per call around the same steps; every other protocol, GET and
-// streams still go through it.
+// the other streams still go through it (Connect server streams on HTTP/2:
+// connect-stream.ts).
 import { create, fromBinary, fromJsonString, toBinary, toJsonString, type DescMessage, type DescMethod, type Message } from "@bufbuild/protobuf";
 import { Code, ConnectError, createContextValues, type ContextValues, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { compressionNegotiate, invokeUnaryImplementation, mergeNonProtocolHeaders } from "@connectrpc/connect/protocol";

@@ -125,20 +125,38 @@ export function decompressMessage(encoding: string | null, data: Uint8Array, max
   }
 }
 
-/** The messages inside a gRPC / gRPC-web / Connect-streaming body, decompressed. */
-function envelopes(body: Uint8Array, encoding: string | null, max: number, acceptHeader: string): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  let at = 0;
-  while (at < body.byteLength) {
-    if (body.byteLength - at < 5) throw new Error("truncated envelope header");
+/**
+ * The envelopes of a gRPC, gRPC-web or Connect-streaming body, in order: each
+ * one's flags and data as sent; one cut short throws `cutShort(true)` in its
+ * header, `cutShort(false)` in its data. One copy for the guard here and the
+ * services' Connect streams (connect-stream.ts).
+ */
+export function* envelopeFrames(body: Uint8Array, cutShort: (inHeader: boolean) => Error): Generator<{ flags: number; data: Uint8Array }> {
+  for (let at = 0; at < body.byteLength; ) {
+    if (body.byteLength - at < ENVELOPE_HEADER_BYTES) throw cutShort(true);
     const flags = body[at];
-    const length = Buffer.from(body.buffer, body.byteOffset + at + 1, 4).readUInt32BE(0);
-    at += 5;
-    if (body.byteLength - at < length) throw new Error("truncated message");
-    const data = body.subarray(at, at + length);
+    const length = new DataView(body.buffer, body.byteOffset + at + 1, 4).getUint32(0);
+    at += ENVELOPE_HEADER_BYTES;
+    if (body.byteLength - at < length) throw cutShort(false);
+    yield { flags, data: body.subarray(at, at + length) };
     at += length;
-    if (flags & 0b10) continue; // an end-of-stream frame, not a message
-    out.push(envelopedMessage(flags, data, encoding, max, acceptHeader));
+  }
+}
+
+/** An envelope's flags (gRPC's and Connect's): its message is compressed. */
+export const COMPRESSED_FLAG = 0b01;
+/** An envelope's flags (Connect's): the end of the stream, not a message. */
+const END_STREAM_FLAG = 0b10;
+
+/**
+ * The messages inside a gRPC / gRPC-web / Connect-streaming body, decompressed
+ * (envelopedMessage); end-of-stream frames skipped. A body cut short is a plain
+ * Error, which unparsableBody words as the caller's mistake.
+ */
+export function envelopedMessages(body: Uint8Array, encoding: string | null, max: number, acceptHeader: string): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const { flags, data } of envelopeFrames(body, (inHeader) => new Error(inHeader ? "truncated envelope header" : "truncated message"))) {
+    if (!(flags & END_STREAM_FLAG)) out.push(envelopedMessage(flags, data, encoding, max, acceptHeader));
   }
   return out;
 }
@@ -149,13 +167,13 @@ function envelopes(body: Uint8Array, encoding: string | null, max: number, accep
  * INVALID_ARGUMENT. The services' guard and the gateway's edge alike.
  */
 export function envelopedMessage(flags: number, data: Uint8Array, encoding: string | null, max: number, acceptHeader: string): Uint8Array {
-  if (!(flags & 0b01)) return data;
+  if (!(flags & COMPRESSED_FLAG)) return data;
   if (!encoding || encoding === "identity") throw new ConnectError("a compressed message without its encoding header", Code.InvalidArgument);
   return decompressMessage(encoding, data, max, acceptHeader);
 }
 
 /** A gRPC, gRPC-web or Connect-streaming envelope's header: a flags byte and the message's length. */
-const ENVELOPE_HEADER_BYTES = 5;
+export const ENVELOPE_HEADER_BYTES = 5;
 
 /**
  * The largest body read for a request of one message held to `readMaxBytes`:
@@ -213,8 +231,8 @@ export function guardRequestBody(handler: UniversalHandler, readMaxBytes: number
       try {
         const messages = enveloped
           ? type.includes("connect")
-            ? envelopes(body, req.header.get("connect-content-encoding"), readMaxBytes, "connect-accept-encoding")
-            : envelopes(body, req.header.get("grpc-encoding"), readMaxBytes, "grpc-accept-encoding")
+            ? envelopedMessages(body, req.header.get("connect-content-encoding"), readMaxBytes, "connect-accept-encoding")
+            : envelopedMessages(body, req.header.get("grpc-encoding"), readMaxBytes, "grpc-accept-encoding")
           : [decompressMessage(req.header.get("content-encoding"), body, readMaxBytes)];
         for (const m of messages) fromBinary(input, m);
       } catch (err) {
@@ -247,8 +265,10 @@ function isByteStream(body: unknown): body is AsyncIterable<Uint8Array> {
 
 const EMPTY_JSON = new TextEncoder().encode("{}");
 
-function envelopeOf(data: Uint8Array): Uint8Array {
+/** One envelope: `flags`, the data's length, the data. */
+export function envelopeOf(data: Uint8Array, flags = 0): Uint8Array {
   const out = new Uint8Array(ENVELOPE_HEADER_BYTES + data.byteLength);
+  out[0] = flags;
   new DataView(out.buffer).setUint32(1, data.byteLength);
   out.set(data, ENVELOPE_HEADER_BYTES);
   return out;

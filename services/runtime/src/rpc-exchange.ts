@@ -1,8 +1,9 @@
-// One RPC request and its one answer, whatever carries them: an HTTP/1.1
+// One RPC request and its answer, whatever carries them: an HTTP/1.1
 // request or HTTP/2's compatibility objects (nodeExchange), or an HTTP/2
 // stream served on node's stream API (StreamExchange). The services' Connect
-// unary calls (connect-unary.ts) and the gateway's calls forwarded as bytes
-// are answered through it, so both take the cheap road on HTTP/2: node's
+// unary calls (connect-unary.ts), their Connect server streams on HTTP/2
+// (connect-stream.ts) and the gateway's calls forwarded as bytes are answered
+// through it, so they take the cheap road on HTTP/2: node's
 // compatibility layer builds an Http2ServerRequest and an Http2ServerResponse
 // (streams, header objects, events) per call, a large share of what a hop
 // that receives a call and makes another costs.
@@ -67,7 +68,8 @@ const ignore = () => {};
 
 /**
  * An HTTP/2 stream answered on node's stream API: headers in, one respond()
- * and one write of the whole answer, trailers only when asked for.
+ * and one write of the whole answer, trailers only when asked for; or a
+ * server stream's answer in parts (writeHead, write, end).
  */
 export class StreamExchange implements RpcExchange {
   readonly method: string;

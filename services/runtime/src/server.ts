@@ -73,8 +73,8 @@ export interface ServerOptions {
    */
   rpcFilter?: (exchange: RpcExchange) => boolean;
   /**
-   * Answers Connect unary calls (and rpcFilter's) on HTTP/2's stream API
-   * (default true). false: every HTTP/2 request goes through node's
+   * Answers Connect unary and server-streaming calls (and rpcFilter's) on
+   * HTTP/2's stream API (default true). false: every HTTP/2 request goes through node's
    * compatibility layer, as before (the benches' yardstick).
    */
   streamApi?: boolean;
@@ -272,8 +272,8 @@ type StreamListener = (stream: http2.ServerHttp2Stream, headers: http2.IncomingH
 
 /**
  * Every HTTP/2 stream: an RPC the server answers on the stream API (a
- * Connect unary call, the gateway's forwarded ones) is counted until its
- * stream closes and served; every other request gets the compatibility
+ * Connect unary or server-streaming call, the gateway's forwarded ones)
+ * is counted until its stream closes and served; every other request gets the compatibility
  * layer's request and response, built here as node's own stream listener
  * builds them, and goes the HTTP/1.1 way (requestHandler).
  */

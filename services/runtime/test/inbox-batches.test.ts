@@ -341,7 +341,8 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     });
     try {
       await bus.publish({ id: randomUUID(), subject: "ttip.x.e", data: new Uint8Array([1]) });
-      await eventually("the first batch applied", async () => backends.length === 1);
+      // Its transaction committed and its connection back in the pool (the handler runs before the commit).
+      await eventually("the first batch applied", async () => backends.length === 1 && pool.idleCount === pool.totalCount);
       // The batch's connection is handed out first; two others are released after it, on top.
       const held = await Promise.all([pool.connect(), pool.connect(), pool.connect()]);
       const pidOf = async (c: (typeof held)[0]) => (await c.query<{ pid: number }>("SELECT pg_backend_pid() AS pid")).rows[0].pid;
