@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { weakMemo } from "./bounded-map.js";
 
 /**
  * Work that is cheaper together (one statement or one call for many items), done as it
@@ -62,12 +63,7 @@ export class GroupCommitFull extends Error {
  * dependencies), made on first use and held weakly: it goes with its key.
  */
 export function groupCommitPer<K extends object, I, O>(make: (key: K) => GroupCommit<I, O>): (key: K) => GroupCommit<I, O> {
-  const made = new WeakMap<K, GroupCommit<I, O>>();
-  return (key) => {
-    let commit = made.get(key);
-    if (!commit) made.set(key, (commit = make(key)));
-    return commit;
-  };
+  return weakMemo(make);
 }
 
 /**

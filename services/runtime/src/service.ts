@@ -2,6 +2,7 @@ import type { DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import type { EventBus } from "./bus.js";
 import type { Cache } from "./cache.js";
+import { weakMemo } from "./bounded-map.js";
 import { systemClock, type Clock } from "./clock.js";
 import { migrate, type Pool } from "./db.js";
 import { accessInterceptor } from "./access.js";
@@ -37,12 +38,7 @@ export function clockOf(ctx: Pick<ServiceContext, "clock">): Clock {
  * http, start) are called separately with the same context and share what it builds.
  */
 export function perContext<T>(make: (ctx: ServiceContext) => T): (ctx: ServiceContext) => T {
-  const made = new WeakMap<ServiceContext, T>();
-  return (ctx) => {
-    let value = made.get(ctx);
-    if (!value) made.set(ctx, (value = make(ctx)));
-    return value;
-  };
+  return weakMemo(make);
 }
 
 /**
