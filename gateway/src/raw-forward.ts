@@ -27,9 +27,11 @@ import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
 import {
   checkRequestEncoding,
+  COMPRESSED_FLAG,
   connectUnaryCall,
   decompressMessage,
   envelopedMessage,
+  envelopeOf,
   intercepted,
   readRpcBody,
   refusedBodyKey,
@@ -61,9 +63,6 @@ const RESPONSE_TYPE: Record<Protocol, string> = {
   grpc: "application/grpc+proto",
   "grpc-web": "application/grpc-web+proto",
 };
-
-/** An envelope's flag: its message is compressed (grpc-encoding names how). */
-const COMPRESSED_FLAG = 0b01;
 
 /** One unary RPC forwarded as bytes to a service over HTTP/2. */
 export interface RawRoute {
@@ -251,13 +250,6 @@ function nodeHeaders(...all: Headers[]): Record<string, string> {
   return out;
 }
 
-function envelope(flags: number, data: Uint8Array): Buffer {
-  const head = Buffer.allocUnsafe(5);
-  head[0] = flags;
-  head.writeUInt32BE(data.byteLength, 1);
-  return Buffer.concat([head, data]);
-}
-
 /** The backend's answer in the client's protocol: the same message bytes, framed as it expects. */
 function writeAnswer(exchange: RpcExchange, protocol: Protocol, result: UnaryResponse, answer: Answer): void {
   const headers = nodeHeaders(result.header);
@@ -269,10 +261,10 @@ function writeAnswer(exchange: RpcExchange, protocol: Protocol, result: UnaryRes
     return;
   }
   if (answer.encoding) headers["grpc-encoding"] = answer.encoding;
-  const message = envelope(answer.encoding ? COMPRESSED_FLAG : 0, answer.body);
+  const message = envelopeOf(answer.body, answer.encoding ? COMPRESSED_FLAG : 0);
   if (protocol === "grpc-web") {
     const trailer = setTrailerStatus(new Headers(result.trailer), undefined);
-    exchange.respond(200, headers, Buffer.concat([message, envelope(trailerFlag, trailerSerialize(trailer))]));
+    exchange.respond(200, headers, Buffer.concat([message, envelopeOf(trailerSerialize(trailer), trailerFlag)]));
     return;
   }
   // The backend's metadata (application metadata only: no status of its own) and the status OK.
@@ -293,7 +285,7 @@ function writeError(exchange: RpcExchange, protocol: Protocol, err: ConnectError
   const status = setTrailerStatus(new Headers(), err);
   const headers = { "content-type": RESPONSE_TYPE[protocol] };
   if (protocol === "grpc-web") {
-    exchange.respond(200, headers, envelope(trailerFlag, trailerSerialize(status)));
+    exchange.respond(200, headers, envelopeOf(trailerSerialize(status), trailerFlag));
     return;
   }
   exchange.respond(200, headers, EMPTY, nodeHeaders(status));
