@@ -7,8 +7,11 @@
 // simulator -> its callback -> SUCCEEDED, the wallet entry posted), measured
 // after `fill` tips already in the table, as plans depend on its size.
 //   node --import tsx bench/payment-tip-blocks.ts [seconds=10] [concurrency=16] [fill=1000] [statements=8]
-//   BENCH_EXPLAIN=1: then 2 s more of tips with auto_explain (analyze, buffers), printing the first
-//   plan of each statement that reads payment.tips, as the server ran it (generic plans included).
+//   BENCH_SCHEMA_SQL="DROP INDEX ...": run once after the migrations, to compare a variant of the schema.
+//   BENCH_ANALYZE=0: no ANALYZE after the fill (the statistics autovacuum left, or none).
+//   BENCH_EXPLAIN=1: the measured run with auto_explain (analyze, buffers: its figures are then not
+//   comparable), printing the first plan of each statement that reads payment.tips as the server ran
+//   it (generic plans included), and its first plan scanning payment.tips whole if one did.
 import { randomUUID } from "node:crypto";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -47,7 +50,10 @@ if (explain) {
     const m = /Query Text: ([\s\S]*?)\n(?=\S)/.exec(text);
     if (!m || !/payment\.tips/.test(m[1])) return;
     const key = m[1].replace(/\s+/g, " ").slice(0, 100);
-    if (!plans.has(key)) plans.set(key, text.slice(m.index + m[0].length));
+    const plan = text.slice(m.index + m[0].length);
+    if (!plans.has(key)) plans.set(key, plan);
+    // A statement's first plan that scans the table whole, if one does.
+    if (/Seq Scan on tips/.test(plan) && !plans.has(`${key} (scanning)`)) plans.set(`${key} (scanning)`, plan);
   }));
 }
 const logger = createLogger({ level: "silent" });
@@ -61,6 +67,7 @@ urls.set("wallet", walletService.server.url);
 const paymentService = await startService(createPaymentModule({ config: () => config }), ctx);
 urls.set("payment", paymentService.server.url);
 config.callbackBaseUrl = paymentService.server.url;
+if (process.env.BENCH_SCHEMA_SQL) await pool.query(process.env.BENCH_SCHEMA_SQL);
 const client = createClient(PaymentService, createGrpcTransport({ baseUrl: paymentService.server.url }));
 
 const workers = Array.from({ length: 200 }, () => randomUUID());
@@ -94,7 +101,7 @@ try {
     while (filled++ < fill) await oneTip();
   }));
   await credited();
-  await pool.query("ANALYZE payment.tips; ANALYZE payment.callbacks; ANALYZE payment.receipts");
+  if (process.env.BENCH_ANALYZE !== "0") await pool.query("ANALYZE payment.tips; ANALYZE payment.callbacks; ANALYZE payment.receipts");
   await closedLoop(concurrency, 2, oneTip); // warm: statements prepared, generic plans chosen
   await credited();
   await new Promise((r) => setTimeout(r, 600)); // statistics reach pg_stat_* within a moment
@@ -112,6 +119,12 @@ try {
        FROM pg_stat_user_indexes i JOIN pg_statio_user_indexes io USING (indexrelid)
       WHERE i.relid = 'payment.tips'::regclass ORDER BY i.indexrelname`,
   )).rows.map((r) => [r.name, r]));
+  if (explain) {
+    for (const setting of ["log_min_duration = 0", "log_analyze = on", "log_buffers = on", "log_timing = off", "log_level = 'notice'"]) {
+      await admin.query(`ALTER SYSTEM SET auto_explain.${setting}`);
+    }
+    await admin.query("SELECT pg_reload_conf()");
+  }
   await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
   const before = await stats();
   const indexesBefore = await indexes();
@@ -159,16 +172,7 @@ try {
       `  ${per(calls, tips).padStart(5)} ${(num(s.blocks) / Math.max(1, calls)).toFixed(1).padStart(7)} ${per(s.blocks, tips).padStart(6)} ${per(s.dirtied, tips).padStart(5)} ${per(s.wal_bytes, tips).padStart(7)}  ${s.query}`,
     );
   }
-  if (explain) {
-    for (const setting of ["log_min_duration = 0", "log_analyze = on", "log_buffers = on", "log_timing = off", "log_level = 'notice'"]) {
-      await admin.query(`ALTER SYSTEM SET auto_explain.${setting}`);
-    }
-    await admin.query("SELECT pg_reload_conf()");
-    await new Promise((r) => setTimeout(r, 300));
-    await closedLoop(concurrency, 2, oneTip);
-    await credited();
-    for (const [key, plan] of plans) console.log(`\n=== ${key}\n${plan}`);
-  }
+  if (explain) for (const [key, plan] of plans) console.log(`\n=== ${key}\n${plan}`);
 } finally {
   await paymentService.close();
   await walletService.close();
