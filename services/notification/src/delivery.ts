@@ -633,6 +633,8 @@ export interface DispatcherOptions {
   sentRecordWaitMs?: number;
   /** How many claimed sends may call their provider at once (default CLAIMED_SENDS_MAX). */
   claimedSendsMax?: number;
+  /** How many claimed sends may wait for a turn (default CLAIMED_SENDS_WAITING_MAX). */
+  claimedSendsWaitingMax?: number;
 }
 
 /** A send the provider accepted, not yet recorded; with the trace it ran in. */
@@ -710,6 +712,13 @@ const SENT_RECORDS_MAX = 32;
  */
 const CLAIMED_SENDS_MAX = HTTP_MAX_SOCKETS;
 /**
+ * Claimed sends waiting for a turn at most (this process's memory): what the turns start within a
+ * lease when the provider is at its slowest (each turn held a provider timeout: 64 x 60 s / 10 s at
+ * the defaults), a few payment passes' receipts. Past it a send's claim is given back and the bus
+ * holds its work (Dispatcher.releaseClaim), not this process.
+ */
+const CLAIMED_SENDS_WAITING_MAX = 6 * CLAIMED_SENDS_MAX;
+/**
  * How long a claimed send's record waits for a call's statement to carry it before it is written
  * alone: under load calls come more often than this, so the records cost no commit of their own;
  * the wait only delays the 'sent' status (the message is with the provider already).
@@ -761,6 +770,8 @@ export class Dispatcher {
    * 'sending', as one between a dispatcher's claim and its call does: found by
    * redispatchStranded, declared in doubt and sent again once (see decide()). A send whose
    * turn came late renews its lease first (renewLease), so it is never sent beside that resend.
+   * One with no room to wait for a turn (a slow provider holds them all) gives its claim back
+   * (releaseClaim): a dispatch consumer sends it.
    */
   sendClaimed(claimed: readonly ClaimedAtEnqueue[]): void {
     const claimedAt = Date.now();
@@ -768,7 +779,7 @@ export class Dispatcher {
       const provider = this.providersFor(c.delivery.channel).find((p) => p.name === c.provider);
       const send = (async () => {
         if (!provider) throw new Error(`no provider ${c.provider} for ${CHANNEL_NAMES[c.delivery.channel]}`);
-        await this.sendSlot();
+        if (!(await this.sendSlot())) return this.releaseClaim(c.delivery);
         let accepted: AcceptedSend | undefined;
         try {
           // The lease covers a provider timeout or two from the claim (checkRetryConfig), not a long wait for a turn.
@@ -799,13 +810,34 @@ export class Dispatcher {
     return rowCount === 1;
   }
 
-  /** Waits for one of the claimedSendsMax turns to call a provider. */
-  private async sendSlot(): Promise<void> {
+  /** Waits for one of the claimedSendsMax turns to call a provider; false at once when claimedSendsWaitingMax already wait. */
+  private async sendSlot(): Promise<boolean> {
     if (this.sending < (this.o.claimedSendsMax ?? CLAIMED_SENDS_MAX)) {
       this.sending++;
-      return;
+      return true;
     }
+    if (this.waitingForSlot.length >= (this.o.claimedSendsWaitingMax ?? CLAIMED_SENDS_WAITING_MAX)) return false;
     await new Promise<void>((resolve) => this.waitingForSlot.push(resolve));
+    return true;
+  }
+
+  /**
+   * A claimed send that never called its provider gives its claim back: its attempt is deleted and
+   * the delivery queued again as it was written (its attempt count back, a dispatch message), so a
+   * dispatch consumer claims and sends it once, at once, a sign-in code too (an attempt left
+   * 'sending' would wait out its lease and be resent as in doubt, or failed). Under the delivery's
+   * lock, taken first as claim() takes it; only while the attempt is still 'sending': a look that
+   * declared it in doubt after its lease has it then.
+   */
+  private async releaseClaim(d: DeliveryRow): Promise<void> {
+    await withTransaction(this.o.pool, async (tx) => {
+      await tx.query("SELECT 1 FROM notification.deliveries WHERE id = $1 FOR UPDATE", [d.id]);
+      const { rowCount } = await tx.query("DELETE FROM notification.delivery_attempts WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending'", [d.id, d.attempts]);
+      if (rowCount !== 1) return;
+      const queued = { ...d, attempts: d.attempts - 1 };
+      await tx.query("UPDATE notification.deliveries SET attempts = $2, updated_at = now() WHERE id = $1 AND attempts = $3", [d.id, queued.attempts, d.attempts]);
+      await writeOutbox(tx, "notification", dispatchMessage(updateEvent(queued, "queued"), d.id));
+    });
   }
 
   /** Hands the turn to the next send waiting, if any (the count stays taken), else gives it back. */

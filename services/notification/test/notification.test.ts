@@ -814,6 +814,35 @@ describe("notification service against Postgres, JetStream and the provider simu
     for (const r of results) assert.equal((await delivery(r.deliveryIds[0])).status, DeliveryStatus.SENT);
   });
 
+  test("a claimed send with no room to wait for a turn (a slow provider holds them all) gives its claim back: a dispatch consumer sends it once, a sign-in code too", async () => {
+    const at = createProviders(config.providers, 3_000).sms[0];
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    const held: Provider = { name: at.name, send: async (m) => (await gate, at.send(m)) };
+    // One turn and one place to wait for it.
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { sms: [held], email: [], push: [] }, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", claimedSendsMax: 1, claimedSendsWaitingMax: 1 });
+    const send = async (phone: string, templateKey: TemplateKey, variables: Record<string, string>) => {
+      const key = `no-room-${randomUUID()}`;
+      const claim = { schema: "notification", operation: "test/no-room", caller: "", key, fingerprint: "f" };
+      const { claimed } = await enqueueClaiming(t.db.pool, [{ sourceKey: `rpc:${key}`, to: { phone }, templateKey, variables, claim }], new Date(), dispatcher.firstProviders());
+      dispatcher.sendClaimed(claimed);
+      return claimed[0].delivery.id;
+    };
+    const receipt = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const [a, b, c] = [newPhone(), newPhone(), newPhone()];
+    await send(a, TemplateKey.RECEIPT, receipt); // calls, held at the gate
+    await send(b, TemplateKey.RECEIPT, receipt); // waits for the turn
+    const otp = await send(c, TemplateKey.OTP, { code: "123456", minutes: "5" }); // no room: given back
+    // Sent by the service's dispatch consumers while the gate is still shut.
+    const d = await deliveryIn(otp, DeliveryStatus.SENT);
+    assert.deepEqual(d.attempts.map((x) => [x.attempt, x.status]), [[1, DeliveryStatus.SENT]], "its first attempt, claimed again by a dispatcher");
+    assert.equal(await dispatchMessages(otp), 1);
+    assert.equal(smsTo(a).length + smsTo(b).length, 0, "the gate is still shut");
+    open();
+    await dispatcher.drain();
+    assert.deepEqual([a, b, c].map((p) => smsTo(p).length), [1, 1, 1]);
+  });
+
   test("a claimed send's record is carried by the next statement a call writes: no statement of its own; a report that came first is applied", async () => {
     const [a, b] = [newPhone(), newPhone()];
     // Its records wait for a carrier as long as the test needs.
