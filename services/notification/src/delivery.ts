@@ -16,6 +16,13 @@ import { findTemplate } from "./stores/templates.js";
 import { render, resolveLocale, withDefaults } from "./templates.js";
 
 export type DeliveryState = "queued" | "sent" | "delivered" | "failed" | "retrying";
+/**
+ * The states a public delivery_updated fact reports: a delivery's outcomes. Waiting ("queued",
+ * "retrying") stays notification's own (its tables, GetDelivery and ListDeliveries): no other
+ * service reads it, and it was most of the facts a tip cost (events.proto's DeliveryUpdated).
+ */
+export type DeliveryOutcome = Extract<DeliveryState, "sent" | "delivered" | "failed">;
+export const isOutcome = (s: DeliveryState): s is DeliveryOutcome => s === "sent" || s === "delivered" || s === "failed";
 
 /** The channels a kind goes out on when the user chose nothing. */
 export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
@@ -79,11 +86,14 @@ export function quietUntil(now: Date, start: string, end: string): Date | undefi
 
 type DeliveryRef = { id: string; user_id: string | null; channel: Channel; template_key: TemplateKey; attempts: number };
 
-async function emitUpdate(tx: Queryable, d: DeliveryRef, status: DeliveryState, correlationId = "") {
+async function emitUpdate(tx: Queryable, d: DeliveryRef, status: DeliveryOutcome, correlationId = "") {
   await writeOutbox(tx, "notification", updateEvent(d, status, correlationId));
 }
 
-/** The delivery_updated fact, for a statement that writes it with the state it reports. */
+/**
+ * The delivery_updated payload, for a statement that writes it with the state it reports: a
+ * public fact for an outcome, else only a dispatch message's body (dispatchMessage).
+ */
 function updateEvent(d: DeliveryRef, status: DeliveryState, correlationId = "") {
   return buildEvent(
     "notification",
@@ -105,8 +115,8 @@ export const DISPATCH_SHARDS = 4;
 
 /**
  * The subject shard `shard`'s consumer reads. Notification's own (no other service reads it):
- * a queued delivery's work goes there as well as its public delivery_updated fact, so each
- * reaches one dispatch consumer instead of every one of them reading every fact.
+ * a queued delivery's work goes there (its waiting is not a public fact), so each reaches one
+ * dispatch consumer.
  */
 export const dispatchSubject = (shard: number) => `ttip.notification.dispatch.${shard}`;
 
@@ -114,16 +124,14 @@ export function dispatchShardOf(deliveryId: string): number {
   return createHash("sha1").update(deliveryId).digest()[0] % DISPATCH_SHARDS;
 }
 
-/** The message that has the delivery's shard send it: its queued fact, under an id of its own (the bus deduplicates by id). */
+/** The message that has the delivery's shard send it: a delivery_updated payload saying it waits, under an id of its own (the bus deduplicates by id). */
 function dispatchMessage(queued: BusMessage, deliveryId: string): BusMessage {
   return { id: randomUUID(), subject: dispatchSubject(dispatchShardOf(deliveryId)), data: queued.data };
 }
 
-/** A delivery queued again (unparked): its fact, and its work for the dispatcher. */
+/** A delivery queued again (unparked): its work for the dispatcher (waiting is no public fact). */
 async function emitQueued(tx: Queryable, d: DeliveryRef): Promise<void> {
-  const fact = updateEvent(d, "queued");
-  await writeOutbox(tx, "notification", fact);
-  await writeOutbox(tx, "notification", dispatchMessage(fact, d.id));
+  await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "queued"), d.id));
 }
 
 /** Requests one enqueueMany takes at most (a trigger's batch of events); each makes a few deliveries. */
@@ -364,6 +372,7 @@ interface PlannedDelivery {
   status: DeliveryState;
   error: string | null;
   nextAttempt: Date;
+  /** Its delivery_updated payload: the public fact when its state is an outcome, else its dispatch message's body. */
   event: ReturnType<typeof updateEvent>;
   /** An SMS checked against STOP by the insert itself (OTPs excepted), and its fact then. */
   mayBeOptedOut: boolean;
@@ -457,6 +466,7 @@ const PLANNED: readonly (readonly [column: string, type: string, value: (p: Plan
   ["may_opt_out", "boolean", (p) => p.mayBeOptedOut],
   ["opted_event_id", "uuid", (p) => p.optedOutEvent.id],
   ["opted_payload", "bytea", (p) => Buffer.from(p.optedOutEvent.data)],
+  ["announced", "boolean", (p) => isOutcome(p.status)],
   ["inapp_id", "uuid", (p) => p.inAppId],
   ["dispatch_event_id", "uuid", (p) => p.dispatch?.id ?? null],
   ["dispatch_subject", "text", (p) => p.dispatch?.subject ?? null],
@@ -468,8 +478,8 @@ const PLANNED_UNNEST = opaqueUnnest(PLANNED.map(([, type]) => type));
 const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED.length + i}`);
 
 /**
- * Writes planned deliveries in one statement: each delivery, its fact and (in-app) the
- * notification itself, all or nothing per delivery on a repeat; a number that texted
+ * Writes planned deliveries in one statement: each delivery, its fact when it has an outcome
+ * already (failed, or an in-app one delivered) else its dispatch message, and (in-app) the notification itself, all or nothing per delivery on a repeat; a number that texted
  * STOP gets no SMS (checked by the insert itself). Returns each row's id: its own, or
  * the existing delivery's on a repeat; none for a row not made under a `claim` already used.
  */
@@ -512,7 +522,7 @@ async function insertDeliveries(
      announced AS (
        INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
        SELECT CASE WHEN p.out THEN p.opted_event_id ELSE p.event_id END, ${FACT_SUBJECT}, CASE WHEN p.out THEN p.opted_payload ELSE p.payload END, ${TRACEPARENT}::text
-         FROM delivery d JOIN planned p ON p.id = d.id
+         FROM delivery d JOIN planned p ON p.id = d.id WHERE p.out OR p.announced
        UNION ALL
        SELECT p.dispatch_event_id, p.dispatch_subject, p.payload, ${TRACEPARENT}::text
          FROM delivery d JOIN planned p ON p.id = d.id WHERE p.dispatch_event_id IS NOT NULL AND NOT p.out AND NOT p.first_claimed),
@@ -1316,7 +1326,6 @@ export class Dispatcher {
               next_attempt_at = $6::timestamptz + make_interval(secs => $4::double precision / 1000), last_error = $5, updated_at = now() WHERE id = $1`,
       [d.id, index, tries, delay, outcome.error, new Date((this.o.clock ?? systemClock).now())],
     );
-    await emitUpdate(tx, d, "retrying");
     if (withoutBusMessage) await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "retrying"), d.id));
     return tries === 0 ? "failed over" : "retrying";
   }
