@@ -104,6 +104,12 @@ describe("notification service against Postgres, JetStream and the provider simu
   /** The dispatch messages written for a delivery (the test databases keep published outbox rows). */
   const dispatchMessages = async (id: string) =>
     (await t.db.pool.query("SELECT count(*)::int AS n FROM notification.outbox WHERE subject LIKE 'ttip.notification.dispatch.%' AND position($1 in encode(payload, 'escape')) > 0", [id])).rows[0].n;
+  /** The states a delivery's public delivery_updated facts report, in order. */
+  const factsOf = async (id: string) =>
+    (await t.db.pool.query<{ payload: Buffer }>(
+      "SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' AND position($1 in encode(payload, 'escape')) > 0 ORDER BY seq",
+      [id],
+    )).rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload).status);
   /** What `fn` returns, with the statements the service's pool ran meanwhile. */
   const withStatements = async <T>(fn: () => Promise<T>): Promise<{ result: T; statements: string[] }> => {
     const statements: string[] = [];
@@ -344,7 +350,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
-  test("with tracing on, a delivery's facts (queued by the call, sent by the dispatcher or by the call itself) carry the caller's trace; the provider's report its own", async () => {
+  test("with tracing on, a delivery's work (queued by the call) and its sent fact (by the dispatcher or by the call itself) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
     /** The delivery_updated facts' trace contexts, in order. */
@@ -353,6 +359,12 @@ describe("notification service against Postgres, JetStream and the provider simu
         "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 AND subject = 'ttip.notification.delivery_updated' ORDER BY seq",
         [id],
       )).rows.map((r) => r.traceparent ?? "");
+    /** The trace context of the delivery's first dispatch message (its work, written by the call). */
+    const workTrace = async (id: string) =>
+      (await t.db.pool.query<{ traceparent: string | null }>(
+        "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 AND subject LIKE 'ttip.notification.dispatch.%' ORDER BY seq LIMIT 1",
+        [id],
+      )).rows[0]?.traceparent ?? "";
     try {
       const traceId = randomUUID().replaceAll("-", "");
       const phone = newPhone();
@@ -369,9 +381,11 @@ describe("notification service against Postgres, JetStream and the provider simu
       await deliveryIn(id, DeliveryStatus.SENT);
       assert.equal(await sim.reportDelivery(sms.id, "delivered"), 200);
       const facts = await factTraces(id);
-      assert.equal(facts.length, 3, "queued, sent, delivered");
-      const [queued, sent, delivered] = facts;
-      const dispatch = await eventually("the dispatcher's span, continuing the queued fact's", async () => {
+      assert.equal(facts.length, 2, "sent, delivered (waiting is no public fact)");
+      const [sent, delivered] = facts;
+      const queued = await workTrace(id);
+      assert.match(queued, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`), "the work is written in the call's trace");
+      const dispatch = await eventually("the dispatcher's span, continuing the work's", async () => {
         await tracing.flush();
         return receiver.spans.find((s) => s.traceId === traceId && s.name.startsWith("dispatch ") && `00-${traceId}-${s.parentSpanId}-01` === queued);
       });
@@ -385,9 +399,9 @@ describe("notification service against Postgres, JetStream and the provider simu
         { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } },
       )).deliveryIds[0];
       await deliveryIn(direct, DeliveryStatus.SENT);
-      const [directQueued, directSent, ...more] = await factTraces(direct);
-      assert.deepEqual(more, [], "queued and sent");
-      for (const fact of [directQueued, directSent]) assert.match(fact, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+      const [directSent, ...more] = await factTraces(direct);
+      assert.deepEqual(more, [], "sent only");
+      assert.match(directSent, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
     } finally {
       await tracing.stop();
       await receiver.close();
@@ -606,7 +620,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         assert.equal(e.meta?.id, r.event_id, "the row's event id is its payload's");
         return [e.deliveryId, e.status];
       });
-      assert.deepEqual(said.sort(), [[refused, "failed"], [otp, "queued"]].sort());
+      assert.deepEqual(said, [[refused, "failed"]], "the refused SMS's outcome; the queued OTP's waiting is no fact");
       assert.deepEqual(await dispatchWork(client), [`${otp}:queued:${dispatchSubject(dispatchShardOf(otp))}`], "only the queued OTP goes to a dispatcher");
     } finally {
       await client.query("ROLLBACK");
@@ -783,6 +797,85 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(sim.sent.filter((m) => m.to === phone || m.to === `+${phone}`).length, 0, "not resent");
   });
 
+  /**
+   * A send of a queued SMS whose record comes late, when a look (claim()) holds its delivery's lock
+   * and then declares its attempt in doubt (decide()'s compare-and-set): the look's two statements,
+   * with the record started between them. What the run and the look saw, and any deadlock logged.
+   */
+  const lateRecordMeetsLook = async (outcome: SendOutcome) => {
+    const id = await queuedSms();
+    let called: () => void = () => undefined;
+    const calling = new Promise<void>((r) => (called = r));
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    const provider: Provider = { name: "africastalking", send: async () => (called(), await gate, outcome) };
+    const { logger, lines } = captureLogger("warn");
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { sms: [provider], email: [], push: [] }, retry: config.retry, logger, publicUrl: () => "" });
+    const run = dispatcher.run(id).then(() => "ran", (err: unknown) => err);
+    await calling;
+    const look = await t.db.pool.connect();
+    try {
+      await look.query("BEGIN");
+      await look.query("SELECT 1 FROM notification.deliveries WHERE id = $1 FOR UPDATE", [id]);
+      open();
+      await eventually("the record waiting for the look", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ~ 'UPDATE notification\\.deliver(y_attempt)?(ies|s) '")).rowCount! > 0);
+      const doubted = await look.query("UPDATE notification.delivery_attempts SET status = 'in_doubt', finished_at = now() WHERE delivery_id = $1 AND attempt = 1 AND status = 'sending'", [id]);
+      await look.query("COMMIT");
+      return { id, doubted: doubted.rowCount, run: await run, deadlocks: lines.filter((l) => l.includes("deadlock")) };
+    } finally {
+      await look.query("ROLLBACK").catch(() => undefined);
+      look.release();
+    }
+  };
+
+  test("a late sent record and a look declaring its attempt in doubt take the delivery's lock first, both: no deadlock; the look's decision stands", async () => {
+    const met = await lateRecordMeetsLook({ ok: true, messageId: `late-${randomUUID()}` });
+    assert.deepEqual(met.deadlocks, [], "the record waited for the delivery without holding its attempt");
+    assert.equal(met.doubted, 1);
+    assert.equal(met.run, "ran");
+    const row = await t.db.pool.query("SELECT d.status, a.status AS attempt FROM notification.deliveries d JOIN notification.delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1", [met.id]);
+    assert.deepEqual(row.rows, [{ status: "queued", attempt: "in_doubt" }], "the late record wrote nothing over the look's decision");
+  });
+
+  test("a late failed send's record and a look declaring its attempt in doubt take the delivery's lock first, both: no deadlock; the look's decision stands", async () => {
+    const met = await lateRecordMeetsLook({ ok: false, kind: "transient", error: "503 from the provider" });
+    assert.equal(met.run, "ran", "no deadlock aborted the record");
+    assert.equal(met.doubted, 1);
+    const row = await t.db.pool.query("SELECT d.status, a.status AS attempt FROM notification.deliveries d JOIN notification.delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1", [met.id]);
+    assert.deepEqual(row.rows, [{ status: "queued", attempt: "in_doubt" }]);
+  });
+
+  test("two batches making overlapping deliveries, one in the other order, do not deadlock: each delivery is made once", async () => {
+    const request = (sourceKey: string) => ({ sourceKey, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+    const [low, high] = [request(`event:a-${randomUUID()}`), request(`event:b-${randomUUID()}`)];
+    // One batch has made `low` and is about to make `high` (its open transaction stands for its statement midway).
+    const first = await t.db.pool.connect();
+    try {
+      await first.query("BEGIN");
+      const [[lowId]] = await enqueueMany(first, [low]);
+      // The other names them high first: made in that order it would hold `high` while it waits for `low`.
+      const second = enqueueMany(t.db.pool, [high, low]);
+      await eventually("the second batch waiting for the first", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%planned AS%'")).rowCount! > 0);
+      const [[highId]] = await enqueueMany(first, [high]); // a deadlock error here (or in the second) without the order
+      await first.query("COMMIT");
+      assert.deepEqual(await second, [[highId], [lowId]], "the second finds both made by the first");
+    } finally {
+      await first.query("ROLLBACK").catch(() => undefined);
+      first.release();
+    }
+  });
+
+  test("an attempt cut off by a crash whose number texted STOP meanwhile fails, and its note does not say it was sent again", async () => {
+    const id = await queuedSms(1);
+    await t.db.pool.query("INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')", [id]);
+    await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) SELECT address, 'africastalking' FROM notification.deliveries WHERE id = $1", [id]);
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    const d = await t.db.pool.query("SELECT d.status, d.last_error, a.status AS attempt, a.error FROM notification.deliveries d JOIN notification.delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1", [id]);
+    assert.deepEqual(d.rows, [{ status: "failed", last_error: "recipient texted STOP", attempt: "in_doubt", error: "no answer recorded (crash during send)" }]);
+  });
+
   test("claimed sends call their provider a bounded number at once; the others wait their turn, and each is sent once", async () => {
     let calling = 0;
     let most = 0;
@@ -874,7 +967,8 @@ describe("notification service against Postgres, JetStream and the provider simu
     await eventually("the second SMS", () => smsTo(b).length === 1);
     // A call that writes no statement carries nothing: the second's record is then written alone.
     const [idB] = second.claimed.map((c) => c.delivery.id);
-    const again = dispatcher.takeSentRecords()!;
+    // Its acceptance waits for a carrier once the dispatcher has read the provider's answer (after the simulator has the SMS).
+    const again = await eventually("the second's record waiting for a carrier", () => dispatcher.takeSentRecords());
     const made = await enqueueClaiming(t.db.pool, [], new Date(), dispatcher.firstProviders(), again.carried);
     assert.deepEqual(made.made, []);
     assert.equal(again.carried.early, undefined, "no statement ran, so none carried it");
@@ -931,7 +1025,9 @@ describe("notification service against Postgres, JetStream and the provider simu
       assert.deepEqual(shape(ids[2]), [[Channel.SMS, "failed", "address", "en", "recipient texted STOP"]]);
       const events = await client.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE created_at = now() AND subject = 'ttip.notification.delivery_updated'");
       const said = events.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).map((e) => `${e.deliveryId}:${e.status}`);
-      assert.deepEqual(said.sort(), [...ids[0], ...ids[1], ...ids[2]].map((id) => `${id}:${byId.get(id).status}`).sort(), "one fact per delivery, saying its state");
+      const decided = [...ids[0], ...ids[1], ...ids[2]].filter((id) => byId.get(id).status !== "queued");
+      assert.equal(decided.length, 3, "two in-app delivered, one SMS failed");
+      assert.deepEqual(said.sort(), decided.map((id) => `${id}:${byId.get(id).status}`).sort(), "one fact per delivery with an outcome, saying it; none for a queued one");
       const queued = [...ids[0], ...ids[1], ...ids[2]].filter((id) => byId.get(id).status === "queued");
       assert.equal(queued.length, 3);
       assert.deepEqual(await dispatchWork(client), queued.map((id) => `${id}:queued:${dispatchSubject(dispatchShardOf(id))}`).sort(), "each queued delivery goes to its shard's dispatcher, once");
@@ -1169,6 +1265,25 @@ describe("notification service against Postgres, JetStream and the provider simu
     } finally {
       sim.stalled.delete("africastalking");
     }
+  });
+
+  test("a delivery's public facts are its outcomes: waiting (queued, retrying) publishes none, and GetDelivery shows it", async () => {
+    // Written and claimed by the call's statement, sent by the call at once: one fact, sent.
+    const [direct] = (await sendReceipt(newPhone(), { amount: "KES 150", worker: "Amina", reference: "QK12ABC" })).deliveryIds;
+    await deliveryIn(direct, DeliveryStatus.SENT);
+    assert.deepEqual(await factsOf(direct), ["sent"]);
+
+    // A provider that refuses: the delivery waits for the fallback (retrying), which sends it.
+    const down: Provider = { name: "down", send: async () => ({ ok: false, kind: "provider", error: "HTTP 503" }) };
+    const dispatcher = dispatcherWith({ sms: [down, answeringAfter(async () => {})], email: [], push: [] });
+    const id = await queuedSms();
+    await assert.rejects(dispatcher.run(id), RetryLater);
+    const waiting = await delivery(id);
+    assert.deepEqual([waiting.status, waiting.attempts.map((a) => a.status)], [DeliveryStatus.RETRYING, [DeliveryStatus.FAILED]], "GetDelivery shows the wait");
+    assert.deepEqual(await factsOf(id), [], "no retrying fact");
+    await dispatcher.run(id);
+    assert.equal((await delivery(id)).status, DeliveryStatus.SENT);
+    assert.deepEqual(await factsOf(id), ["sent"]);
   });
 
   test("a failover is counted once committed: a rolled-back attempt counts nothing, a committed one counts one", async () => {
