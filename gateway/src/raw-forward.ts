@@ -141,9 +141,9 @@ interface RawCall {
 const rawCallKey = createContextKey<RawCall | undefined>(undefined, { description: "call forwarded as bytes" });
 
 async function serve(options: RawForwardingOptions, chain: UnaryNext, route: RawRoute, protocol: Protocol, exchange: RpcExchange): Promise<void> {
-  const call = new UnaryServerCall(exchange, protocol === "connect" ? "connect" : "grpc");
-  // What the checks read, set and delete, cheaply (light-headers.ts); the call keeps its own for its deadline.
+  // What the checks read, set and delete, cheaply (light-headers.ts); the call reads its deadline from them first.
   const header: Headers = LightHeaders.fromRaw(exchange.rawHeaders);
+  const call = new UnaryServerCall(exchange, protocol === "connect" ? "connect" : "grpc", header);
   const values = options.contextValues(exchange);
   let result: UnaryResponse | ConnectError;
   let forwarded: RawCall;
