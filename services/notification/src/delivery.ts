@@ -16,6 +16,13 @@ import { findTemplate } from "./stores/templates.js";
 import { render, resolveLocale, withDefaults } from "./templates.js";
 
 export type DeliveryState = "queued" | "sent" | "delivered" | "failed" | "retrying";
+/**
+ * The states a public delivery_updated fact reports: a delivery's outcomes. Waiting ("queued",
+ * "retrying") stays notification's own (its tables, GetDelivery and ListDeliveries): no other
+ * service reads it, and it was most of the facts a tip cost (events.proto's DeliveryUpdated).
+ */
+export type DeliveryOutcome = Extract<DeliveryState, "sent" | "delivered" | "failed">;
+export const isOutcome = (s: DeliveryState): s is DeliveryOutcome => s === "sent" || s === "delivered" || s === "failed";
 
 /** The channels a kind goes out on when the user chose nothing. */
 export const DEFAULT_CHANNELS: Record<TemplateKey, Channel[]> = {
@@ -79,11 +86,14 @@ export function quietUntil(now: Date, start: string, end: string): Date | undefi
 
 type DeliveryRef = { id: string; user_id: string | null; channel: Channel; template_key: TemplateKey; attempts: number };
 
-async function emitUpdate(tx: Queryable, d: DeliveryRef, status: DeliveryState, correlationId = "") {
+async function emitUpdate(tx: Queryable, d: DeliveryRef, status: DeliveryOutcome, correlationId = "") {
   await writeOutbox(tx, "notification", updateEvent(d, status, correlationId));
 }
 
-/** The delivery_updated fact, for a statement that writes it with the state it reports. */
+/**
+ * The delivery_updated payload, for a statement that writes it with the state it reports: a
+ * public fact for an outcome, else only a dispatch message's body (dispatchMessage).
+ */
 function updateEvent(d: DeliveryRef, status: DeliveryState, correlationId = "") {
   return buildEvent(
     "notification",
@@ -105,8 +115,8 @@ export const DISPATCH_SHARDS = 4;
 
 /**
  * The subject shard `shard`'s consumer reads. Notification's own (no other service reads it):
- * a queued delivery's work goes there as well as its public delivery_updated fact, so each
- * reaches one dispatch consumer instead of every one of them reading every fact.
+ * a queued delivery's work goes there (its waiting is not a public fact), so each reaches one
+ * dispatch consumer.
  */
 export const dispatchSubject = (shard: number) => `ttip.notification.dispatch.${shard}`;
 
@@ -114,16 +124,14 @@ export function dispatchShardOf(deliveryId: string): number {
   return createHash("sha1").update(deliveryId).digest()[0] % DISPATCH_SHARDS;
 }
 
-/** The message that has the delivery's shard send it: its queued fact, under an id of its own (the bus deduplicates by id). */
+/** The message that has the delivery's shard send it: a delivery_updated payload saying it waits, under an id of its own (the bus deduplicates by id). */
 function dispatchMessage(queued: BusMessage, deliveryId: string): BusMessage {
   return { id: randomUUID(), subject: dispatchSubject(dispatchShardOf(deliveryId)), data: queued.data };
 }
 
-/** A delivery queued again (unparked): its fact, and its work for the dispatcher. */
+/** A delivery queued again (unparked): its work for the dispatcher (waiting is no public fact). */
 async function emitQueued(tx: Queryable, d: DeliveryRef): Promise<void> {
-  const fact = updateEvent(d, "queued");
-  await writeOutbox(tx, "notification", fact);
-  await writeOutbox(tx, "notification", dispatchMessage(fact, d.id));
+  await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "queued"), d.id));
 }
 
 /** Requests one enqueueMany takes at most (a trigger's batch of events); each makes a few deliveries. */
@@ -364,6 +372,7 @@ interface PlannedDelivery {
   status: DeliveryState;
   error: string | null;
   nextAttempt: Date;
+  /** Its delivery_updated payload: the public fact when its state is an outcome, else its dispatch message's body. */
   event: ReturnType<typeof updateEvent>;
   /** An SMS checked against STOP by the insert itself (OTPs excepted), and its fact then. */
   mayBeOptedOut: boolean;
@@ -457,6 +466,7 @@ const PLANNED: readonly (readonly [column: string, type: string, value: (p: Plan
   ["may_opt_out", "boolean", (p) => p.mayBeOptedOut],
   ["opted_event_id", "uuid", (p) => p.optedOutEvent.id],
   ["opted_payload", "bytea", (p) => Buffer.from(p.optedOutEvent.data)],
+  ["announced", "boolean", (p) => isOutcome(p.status)],
   ["inapp_id", "uuid", (p) => p.inAppId],
   ["dispatch_event_id", "uuid", (p) => p.dispatch?.id ?? null],
   ["dispatch_subject", "text", (p) => p.dispatch?.subject ?? null],
@@ -468,8 +478,8 @@ const PLANNED_UNNEST = opaqueUnnest(PLANNED.map(([, type]) => type));
 const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED.length + i}`);
 
 /**
- * Writes planned deliveries in one statement: each delivery, its fact and (in-app) the
- * notification itself, all or nothing per delivery on a repeat; a number that texted
+ * Writes planned deliveries in one statement: each delivery, its fact when it has an outcome
+ * already (failed, or an in-app one delivered) else its dispatch message, and (in-app) the notification itself, all or nothing per delivery on a repeat; a number that texted
  * STOP gets no SMS (checked by the insert itself). Returns each row's id: its own, or
  * the existing delivery's on a repeat; none for a row not made under a `claim` already used.
  */
@@ -512,7 +522,7 @@ async function insertDeliveries(
      announced AS (
        INSERT INTO notification.outbox (event_id, subject, payload, traceparent)
        SELECT CASE WHEN p.out THEN p.opted_event_id ELSE p.event_id END, ${FACT_SUBJECT}, CASE WHEN p.out THEN p.opted_payload ELSE p.payload END, ${TRACEPARENT}::text
-         FROM delivery d JOIN planned p ON p.id = d.id
+         FROM delivery d JOIN planned p ON p.id = d.id WHERE p.out OR p.announced
        UNION ALL
        SELECT p.dispatch_event_id, p.dispatch_subject, p.payload, ${TRACEPARENT}::text
          FROM delivery d JOIN planned p ON p.id = d.id WHERE p.dispatch_event_id IS NOT NULL AND NOT p.out AND NOT p.first_claimed),
@@ -633,6 +643,8 @@ export interface DispatcherOptions {
   sentRecordWaitMs?: number;
   /** How many claimed sends may call their provider at once (default CLAIMED_SENDS_MAX). */
   claimedSendsMax?: number;
+  /** How many claimed sends may wait for a turn (default CLAIMED_SENDS_WAITING_MAX). */
+  claimedSendsWaitingMax?: number;
 }
 
 /** A send the provider accepted, not yet recorded; with the trace it ran in. */
@@ -710,6 +722,13 @@ const SENT_RECORDS_MAX = 32;
  */
 const CLAIMED_SENDS_MAX = HTTP_MAX_SOCKETS;
 /**
+ * Claimed sends waiting for a turn at most (this process's memory): what the turns start within a
+ * lease when the provider is at its slowest (each turn held a provider timeout: 64 x 60 s / 10 s at
+ * the defaults), a few payment passes' receipts. Past it a send's claim is given back and the bus
+ * holds its work (Dispatcher.releaseClaim), not this process.
+ */
+const CLAIMED_SENDS_WAITING_MAX = 6 * CLAIMED_SENDS_MAX;
+/**
  * How long a claimed send's record waits for a call's statement to carry it before it is written
  * alone: under load calls come more often than this, so the records cost no commit of their own;
  * the wait only delays the 'sent' status (the message is with the provider already).
@@ -761,6 +780,8 @@ export class Dispatcher {
    * 'sending', as one between a dispatcher's claim and its call does: found by
    * redispatchStranded, declared in doubt and sent again once (see decide()). A send whose
    * turn came late renews its lease first (renewLease), so it is never sent beside that resend.
+   * One with no room to wait for a turn (a slow provider holds them all) gives its claim back
+   * (releaseClaim): a dispatch consumer sends it.
    */
   sendClaimed(claimed: readonly ClaimedAtEnqueue[]): void {
     const claimedAt = Date.now();
@@ -768,7 +789,7 @@ export class Dispatcher {
       const provider = this.providersFor(c.delivery.channel).find((p) => p.name === c.provider);
       const send = (async () => {
         if (!provider) throw new Error(`no provider ${c.provider} for ${CHANNEL_NAMES[c.delivery.channel]}`);
-        await this.sendSlot();
+        if (!(await this.sendSlot())) return this.releaseClaim(c.delivery);
         let accepted: AcceptedSend | undefined;
         try {
           // The lease covers a provider timeout or two from the claim (checkRetryConfig), not a long wait for a turn.
@@ -799,13 +820,34 @@ export class Dispatcher {
     return rowCount === 1;
   }
 
-  /** Waits for one of the claimedSendsMax turns to call a provider. */
-  private async sendSlot(): Promise<void> {
+  /** Waits for one of the claimedSendsMax turns to call a provider; false at once when claimedSendsWaitingMax already wait. */
+  private async sendSlot(): Promise<boolean> {
     if (this.sending < (this.o.claimedSendsMax ?? CLAIMED_SENDS_MAX)) {
       this.sending++;
-      return;
+      return true;
     }
+    if (this.waitingForSlot.length >= (this.o.claimedSendsWaitingMax ?? CLAIMED_SENDS_WAITING_MAX)) return false;
     await new Promise<void>((resolve) => this.waitingForSlot.push(resolve));
+    return true;
+  }
+
+  /**
+   * A claimed send that never called its provider gives its claim back: its attempt is deleted and
+   * the delivery queued again as it was written (its attempt count back, a dispatch message), so a
+   * dispatch consumer claims and sends it once, at once, a sign-in code too (an attempt left
+   * 'sending' would wait out its lease and be resent as in doubt, or failed). Under the delivery's
+   * lock, taken first as claim() takes it; only while the attempt is still 'sending': a look that
+   * declared it in doubt after its lease has it then.
+   */
+  private async releaseClaim(d: DeliveryRow): Promise<void> {
+    await withTransaction(this.o.pool, async (tx) => {
+      await tx.query("SELECT 1 FROM notification.deliveries WHERE id = $1 FOR UPDATE", [d.id]);
+      const { rowCount } = await tx.query("DELETE FROM notification.delivery_attempts WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending'", [d.id, d.attempts]);
+      if (rowCount !== 1) return;
+      const queued = { ...d, attempts: d.attempts - 1 };
+      await tx.query("UPDATE notification.deliveries SET attempts = $2, updated_at = now() WHERE id = $1 AND attempts = $3", [d.id, queued.attempts, d.attempts]);
+      await writeOutbox(tx, "notification", dispatchMessage(updateEvent(queued, "queued"), d.id));
+    });
   }
 
   /** Hands the turn to the next send waiting, if any (the count stays taken), else gives it back. */
@@ -1284,7 +1326,6 @@ export class Dispatcher {
               next_attempt_at = $6::timestamptz + make_interval(secs => $4::double precision / 1000), last_error = $5, updated_at = now() WHERE id = $1`,
       [d.id, index, tries, delay, outcome.error, new Date((this.o.clock ?? systemClock).now())],
     );
-    await emitUpdate(tx, d, "retrying");
     if (withoutBusMessage) await writeOutbox(tx, "notification", dispatchMessage(updateEvent(d, "retrying"), d.id));
     return tries === 0 ? "failed over" : "retrying";
   }

@@ -214,7 +214,7 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
       }),
     );
   }
-  // Our own queued deliveries drive the sends: each, besides its public "queued" fact, is
+  // Our own queued deliveries drive the sends: each (its waiting is no public fact) is
   // written to its shard's subject (dispatchSubject, by delivery id), which one durable reads.
   // Not through the inbox: a send is not one transaction, and the delivery row's state
   // machine is the dedupe. A consumer handles one batch at a time, so the work is split

@@ -104,6 +104,12 @@ describe("notification service against Postgres, JetStream and the provider simu
   /** The dispatch messages written for a delivery (the test databases keep published outbox rows). */
   const dispatchMessages = async (id: string) =>
     (await t.db.pool.query("SELECT count(*)::int AS n FROM notification.outbox WHERE subject LIKE 'ttip.notification.dispatch.%' AND position($1 in encode(payload, 'escape')) > 0", [id])).rows[0].n;
+  /** The states a delivery's public delivery_updated facts report, in order. */
+  const factsOf = async (id: string) =>
+    (await t.db.pool.query<{ payload: Buffer }>(
+      "SELECT payload FROM notification.outbox WHERE subject = 'ttip.notification.delivery_updated' AND position($1 in encode(payload, 'escape')) > 0 ORDER BY seq",
+      [id],
+    )).rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload).status);
   /** What `fn` returns, with the statements the service's pool ran meanwhile. */
   const withStatements = async <T>(fn: () => Promise<T>): Promise<{ result: T; statements: string[] }> => {
     const statements: string[] = [];
@@ -344,7 +350,7 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
-  test("with tracing on, a delivery's facts (queued by the call, sent by the dispatcher or by the call itself) carry the caller's trace; the provider's report its own", async () => {
+  test("with tracing on, a delivery's work (queued by the call) and its sent fact (by the dispatcher or by the call itself) carry the caller's trace; the provider's report its own", async () => {
     const receiver = await startOtlpReceiver();
     const tracing = startTracing({ endpoint: receiver.url, serviceName: "notification-test", exportDelayMs: 50 });
     /** The delivery_updated facts' trace contexts, in order. */
@@ -353,6 +359,12 @@ describe("notification service against Postgres, JetStream and the provider simu
         "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 AND subject = 'ttip.notification.delivery_updated' ORDER BY seq",
         [id],
       )).rows.map((r) => r.traceparent ?? "");
+    /** The trace context of the delivery's first dispatch message (its work, written by the call). */
+    const workTrace = async (id: string) =>
+      (await t.db.pool.query<{ traceparent: string | null }>(
+        "SELECT traceparent FROM notification.outbox WHERE position($1 in encode(payload, 'escape')) > 0 AND subject LIKE 'ttip.notification.dispatch.%' ORDER BY seq LIMIT 1",
+        [id],
+      )).rows[0]?.traceparent ?? "";
     try {
       const traceId = randomUUID().replaceAll("-", "");
       const phone = newPhone();
@@ -369,9 +381,11 @@ describe("notification service against Postgres, JetStream and the provider simu
       await deliveryIn(id, DeliveryStatus.SENT);
       assert.equal(await sim.reportDelivery(sms.id, "delivered"), 200);
       const facts = await factTraces(id);
-      assert.equal(facts.length, 3, "queued, sent, delivered");
-      const [queued, sent, delivered] = facts;
-      const dispatch = await eventually("the dispatcher's span, continuing the queued fact's", async () => {
+      assert.equal(facts.length, 2, "sent, delivered (waiting is no public fact)");
+      const [sent, delivered] = facts;
+      const queued = await workTrace(id);
+      assert.match(queued, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`), "the work is written in the call's trace");
+      const dispatch = await eventually("the dispatcher's span, continuing the work's", async () => {
         await tracing.flush();
         return receiver.spans.find((s) => s.traceId === traceId && s.name.startsWith("dispatch ") && `00-${traceId}-${s.parentSpanId}-01` === queued);
       });
@@ -385,9 +399,9 @@ describe("notification service against Postgres, JetStream and the provider simu
         { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } },
       )).deliveryIds[0];
       await deliveryIn(direct, DeliveryStatus.SENT);
-      const [directQueued, directSent, ...more] = await factTraces(direct);
-      assert.deepEqual(more, [], "queued and sent");
-      for (const fact of [directQueued, directSent]) assert.match(fact, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+      const [directSent, ...more] = await factTraces(direct);
+      assert.deepEqual(more, [], "sent only");
+      assert.match(directSent, new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
     } finally {
       await tracing.stop();
       await receiver.close();
@@ -606,7 +620,7 @@ describe("notification service against Postgres, JetStream and the provider simu
         assert.equal(e.meta?.id, r.event_id, "the row's event id is its payload's");
         return [e.deliveryId, e.status];
       });
-      assert.deepEqual(said.sort(), [[refused, "failed"], [otp, "queued"]].sort());
+      assert.deepEqual(said, [[refused, "failed"]], "the refused SMS's outcome; the queued OTP's waiting is no fact");
       assert.deepEqual(await dispatchWork(client), [`${otp}:queued:${dispatchSubject(dispatchShardOf(otp))}`], "only the queued OTP goes to a dispatcher");
     } finally {
       await client.query("ROLLBACK");
@@ -814,6 +828,35 @@ describe("notification service against Postgres, JetStream and the provider simu
     for (const r of results) assert.equal((await delivery(r.deliveryIds[0])).status, DeliveryStatus.SENT);
   });
 
+  test("a claimed send with no room to wait for a turn (a slow provider holds them all) gives its claim back: a dispatch consumer sends it once, a sign-in code too", async () => {
+    const at = createProviders(config.providers, 3_000).sms[0];
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    const held: Provider = { name: at.name, send: async (m) => (await gate, at.send(m)) };
+    // One turn and one place to wait for it.
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { sms: [held], email: [], push: [] }, retry: config.retry, logger: captureLogger("silent").logger, publicUrl: () => "", claimedSendsMax: 1, claimedSendsWaitingMax: 1 });
+    const send = async (phone: string, templateKey: TemplateKey, variables: Record<string, string>) => {
+      const key = `no-room-${randomUUID()}`;
+      const claim = { schema: "notification", operation: "test/no-room", caller: "", key, fingerprint: "f" };
+      const { claimed } = await enqueueClaiming(t.db.pool, [{ sourceKey: `rpc:${key}`, to: { phone }, templateKey, variables, claim }], new Date(), dispatcher.firstProviders());
+      dispatcher.sendClaimed(claimed);
+      return claimed[0].delivery.id;
+    };
+    const receipt = { amount: "KES 150", worker: "Amina", reference: "QK12ABC" };
+    const [a, b, c] = [newPhone(), newPhone(), newPhone()];
+    await send(a, TemplateKey.RECEIPT, receipt); // calls, held at the gate
+    await send(b, TemplateKey.RECEIPT, receipt); // waits for the turn
+    const otp = await send(c, TemplateKey.OTP, { code: "123456", minutes: "5" }); // no room: given back
+    // Sent by the service's dispatch consumers while the gate is still shut.
+    const d = await deliveryIn(otp, DeliveryStatus.SENT);
+    assert.deepEqual(d.attempts.map((x) => [x.attempt, x.status]), [[1, DeliveryStatus.SENT]], "its first attempt, claimed again by a dispatcher");
+    assert.equal(await dispatchMessages(otp), 1);
+    assert.equal(smsTo(a).length + smsTo(b).length, 0, "the gate is still shut");
+    open();
+    await dispatcher.drain();
+    assert.deepEqual([a, b, c].map((p) => smsTo(p).length), [1, 1, 1]);
+  });
+
   test("a claimed send's record is carried by the next statement a call writes: no statement of its own; a report that came first is applied", async () => {
     const [a, b] = [newPhone(), newPhone()];
     // Its records wait for a carrier as long as the test needs.
@@ -902,7 +945,9 @@ describe("notification service against Postgres, JetStream and the provider simu
       assert.deepEqual(shape(ids[2]), [[Channel.SMS, "failed", "address", "en", "recipient texted STOP"]]);
       const events = await client.query<{ payload: Buffer }>("SELECT payload FROM notification.outbox WHERE created_at = now() AND subject = 'ttip.notification.delivery_updated'");
       const said = events.rows.map((r) => fromBinary(DeliveryUpdatedSchema, r.payload)).map((e) => `${e.deliveryId}:${e.status}`);
-      assert.deepEqual(said.sort(), [...ids[0], ...ids[1], ...ids[2]].map((id) => `${id}:${byId.get(id).status}`).sort(), "one fact per delivery, saying its state");
+      const decided = [...ids[0], ...ids[1], ...ids[2]].filter((id) => byId.get(id).status !== "queued");
+      assert.equal(decided.length, 3, "two in-app delivered, one SMS failed");
+      assert.deepEqual(said.sort(), decided.map((id) => `${id}:${byId.get(id).status}`).sort(), "one fact per delivery with an outcome, saying it; none for a queued one");
       const queued = [...ids[0], ...ids[1], ...ids[2]].filter((id) => byId.get(id).status === "queued");
       assert.equal(queued.length, 3);
       assert.deepEqual(await dispatchWork(client), queued.map((id) => `${id}:queued:${dispatchSubject(dispatchShardOf(id))}`).sort(), "each queued delivery goes to its shard's dispatcher, once");
@@ -1140,6 +1185,25 @@ describe("notification service against Postgres, JetStream and the provider simu
     } finally {
       sim.stalled.delete("africastalking");
     }
+  });
+
+  test("a delivery's public facts are its outcomes: waiting (queued, retrying) publishes none, and GetDelivery shows it", async () => {
+    // Written and claimed by the call's statement, sent by the call at once: one fact, sent.
+    const [direct] = (await sendReceipt(newPhone(), { amount: "KES 150", worker: "Amina", reference: "QK12ABC" })).deliveryIds;
+    await deliveryIn(direct, DeliveryStatus.SENT);
+    assert.deepEqual(await factsOf(direct), ["sent"]);
+
+    // A provider that refuses: the delivery waits for the fallback (retrying), which sends it.
+    const down: Provider = { name: "down", send: async () => ({ ok: false, kind: "provider", error: "HTTP 503" }) };
+    const dispatcher = dispatcherWith({ sms: [down, answeringAfter(async () => {})], email: [], push: [] });
+    const id = await queuedSms();
+    await assert.rejects(dispatcher.run(id), RetryLater);
+    const waiting = await delivery(id);
+    assert.deepEqual([waiting.status, waiting.attempts.map((a) => a.status)], [DeliveryStatus.RETRYING, [DeliveryStatus.FAILED]], "GetDelivery shows the wait");
+    assert.deepEqual(await factsOf(id), [], "no retrying fact");
+    await dispatcher.run(id);
+    assert.equal((await delivery(id)).status, DeliveryStatus.SENT);
+    assert.deepEqual(await factsOf(id), ["sent"]);
   });
 
   test("a failover is counted once committed: a rolled-back attempt counts nothing, a committed one counts one", async () => {

@@ -133,15 +133,20 @@ function creditEntry(deps: Deps, tip: TipRow): Promise<EntryToPost> {
  * That tip's own statement failing fails that tip alone: the group's statement
  * has committed, and the tips it recorded are still answered (their automatic
  * payouts start only here; reconciliation skips a tip once it is credited).
- * When the group's statement fails, each credit is recorded by one of its own.
+ * When PostgreSQL refuses the group's statement, each credit is recorded by one
+ * of its own; when its answer is lost, each tip's row says what it did (recoverCredit).
  */
 async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(RecordedCredit | undefined | Error)[]> {
   let recorded: Map<string, RecordedCredit>;
   try {
     recorded = await recordCredits(pool, credits);
   } catch (err) {
-    // Each credit again alone, so that one PostgreSQL refuses fails by itself. A statement that failed recorded
-    // nothing, or (its answer lost after the commit) all: then each finds its tip recorded, and records nothing more.
+    if (!refusedByDatabase(err)) {
+      // A tip twice in the group is recovered once; the rest find it recorded.
+      const seen = new Set<string>();
+      return Promise.all(credits.map((c) => (seen.has(c.tip.tip_id) ? undefined : (seen.add(c.tip.tip_id), recoverUnlessRefused(pool, c, err)))));
+    }
+    // Refused, so it recorded nothing: each credit again alone, so that one PostgreSQL refuses fails by itself.
     if (credits.length === 1) throw err;
     return Promise.all(credits.map((c) => recordGroup(pool, [c]).then(([out]) => out, asError)));
   }
@@ -152,7 +157,7 @@ async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(Reco
     // A tip twice in the group: the first is answered with the recording, the rest find it recorded.
     const first = !answered.has(tipId);
     answered.add(tipId);
-    outcomes.push(first ? (recorded.get(tipId) ?? (await recordFromRowNow(pool, tipId, c.entryId).catch(asError))) : undefined);
+    outcomes.push(first ? (recorded.get(tipId) ?? (await recordFromRowNow(pool, tipId, c.entryId).catch((err: unknown) => recoverUnlessRefused(pool, c, err)))) : undefined);
   }
   return outcomes;
 }
@@ -228,20 +233,57 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
 }
 
 /**
+ * PostgreSQL answered the statement with an ERROR (a pg DatabaseError, checked by shape): its
+ * transaction rolled back, nothing was recorded. Anything else (the connection lost, a FATAL as the
+ * server shut down) may have come after the commit: the statement's outcome is unknown.
+ */
+function refusedByDatabase(err: unknown): boolean {
+  return err instanceof Error && (err as { severity?: unknown }).severity === "ERROR";
+}
+
+/** The credit's outcome after its recording failed with `err`: refused (the error), or lost (recoverCredit). */
+function recoverUnlessRefused(pool: Pool, c: CreditToRecord, err: unknown): Promise<RecordedCredit | undefined | Error> {
+  return refusedByDatabase(err) ? Promise.resolve(asError(err)) : recoverCredit(pool, c).catch(asError);
+}
+
+/**
+ * A credit whose recording statement's answer was lost: committed or not, the tip's row says.
+ * The row is locked first, so a statement still running on the server (the connection broke on
+ * this side only) has finished with it. Carrying this credit's entry, the tip was recorded by the
+ * lost statement: answered as recorded, so its receipt and automatic payout start now, as they
+ * would have. Still uncredited, it is recorded here, from the row as it is now. Credited with
+ * another entry (not this key's): undefined. The one case left ambiguous, another caller recording
+ * the same entry at the same moment (a callback and a reconciliation pass), then starts that tip's
+ * receipt and payout twice: both are keyed per tip (notification's receipt key, the payout's
+ * `auto-<tip>` key), so each still happens once.
+ */
+async function recoverCredit(pool: Pool, c: CreditToRecord): Promise<RecordedCredit | undefined> {
+  return withTransaction(pool, async (tx): Promise<RecordedCredit | undefined> => {
+    const { rows } = await tx.query<TipRow>(`SELECT ${TIP_COLUMNS} FROM payment.tips WHERE tip_id = $1 FOR UPDATE`, [c.tip.tip_id]);
+    const now = rows[0];
+    if (!now) return undefined;
+    if (now.credit_entry_id !== null) return now.credit_entry_id === c.entryId ? { row: now } : undefined;
+    return recordRowNow(tx, c.tip.tip_id, c.entryId);
+  });
+}
+
+/** Records the entry on the tip, with its event and receipt owed, unless credited already (undefined). */
+async function recordRowNow(tx: Queryable, tipId: string, entryId: string): Promise<RecordedCredit | undefined> {
+  const { rows } = await tx.query<TipRow>(
+    `UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING ${TIP_COLUMNS}`,
+    [tipId, entryId],
+  );
+  const t = rows[0];
+  if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
+  return t ? { row: t } : undefined;
+}
+
+/**
  * Records the entry on a tip whose row changed since it was read (rare: a
  * rating or a receipt learned after the decision), from the row as it is now,
  * once; undefined when it is credited already. The payout settings are read
  * by the automatic payout itself.
  */
 async function recordFromRowNow(pool: Pool, tipId: string, entryId: string): Promise<RecordedCredit | undefined> {
-  const row = await withTransaction(pool, async (tx): Promise<TipRow | undefined> => {
-    const { rows } = await tx.query<TipRow>(
-      `UPDATE payment.tips SET credit_entry_id = $2, credited_at = now() WHERE tip_id = $1 AND credit_entry_id IS NULL RETURNING ${TIP_COLUMNS}`,
-      [tipId, entryId],
-    );
-    const t = rows[0];
-    if (t && t.credit_kind !== "suspense") await emitTipSucceeded(tx, t);
-    return t;
-  });
-  return row ? { row } : undefined;
+  return withTransaction(pool, (tx) => recordRowNow(tx, tipId, entryId));
 }

@@ -208,9 +208,13 @@ function takeSentMarks(pool: Queryable): { tipIds: string[]; done: (err?: unknow
  * Marks the receipts of the tip ids in `param` (a uuid[] parameter) sent: a CTE body for a statement carrying them (carryingSentMarks).
  * The ids are read through a sub-select so that PostgreSQL estimates the statement the same whatever they are: given
  * directly, an empty list made the plan for the values cheaper than the generic one, and the credit carrying them was
- * planned again on every call (tip-statements.test.ts).
+ * planned again on every call (tip-statements.test.ts). The rows are locked first, in the ids' order whichever way
+ * the update is planned (a sequential scan reads the table's order), as credits.ts locks its tips: two replicas'
+ * marks of overlapping receipts never hold each other's rows.
  */
-export const sentMarksSql = (param: string) => `UPDATE payment.receipts SET sent_at = now(), attempts = attempts + 1 WHERE tip_id = ANY ((SELECT ${param}::uuid[])::uuid[])`;
+export const sentMarksSql = (param: string) => `UPDATE payment.receipts r SET sent_at = now(), attempts = r.attempts + 1
+       FROM (SELECT tip_id FROM payment.receipts WHERE tip_id = ANY ((SELECT ${param}::uuid[])::uuid[]) ORDER BY tip_id FOR UPDATE) l
+      WHERE r.tip_id = l.tip_id`;
 
 /**
  * Runs `statement` (one carrying sentMarksSql of the ids it is given) with the receipts

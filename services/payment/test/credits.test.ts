@@ -69,13 +69,17 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
 
   /**
    * The payment module's dependencies for postCredit, with `ledger` and a pool
-   * that counts the recording statements (and fails them while `failRecording`).
+   * that counts the recording statements; while `failRecording`, fails them and
+   * every transaction after (the process died); with `loseAnswer`, loses the
+   * recording statement's answer, after its commit or before it was sent.
    */
   function depsWith(ledger: Ledger) {
-    const counts = { recordings: 0, failRecording: false };
+    const counts = { recordings: 0, failRecording: false, loseAnswer: undefined as "after-commit" | "before-sent" | undefined };
     const pool = h.t.ctx.pool;
     const watched = new Proxy(pool, {
       get(target, prop) {
+        // As if the process died after wallet answered: nothing more reaches PostgreSQL.
+        if (prop === "connect" && counts.failRecording) return () => Promise.reject(new Error("connection lost"));
         if (prop === "query") {
           return (...args: Parameters<Pool["query"]>) => {
             const text = typeof args[0] === "string" ? args[0] : "";
@@ -83,6 +87,8 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
               counts.recordings++;
               // As if the process died after wallet answered and before the recording reached PostgreSQL.
               if (counts.failRecording) return Promise.reject(new Error("connection lost"));
+              if (counts.loseAnswer === "before-sent") return Promise.reject(new Error("Connection terminated unexpectedly"));
+              if (counts.loseAnswer === "after-commit") return committedThenLost(target, args);
             }
             return (target.query as (...a: unknown[]) => unknown)(...args);
           };
@@ -94,6 +100,17 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     const ctx = Object.create(h.t.ctx, { pool: { value: watched } }) as ServiceContext;
     const deps = { ctx, ledger, background: new Set(), config: () => h.config } as unknown as Deps;
     return { deps, counts };
+  }
+
+  /** Runs the statement (one statement commits as it answers), then closes its connection unread and fails as pg does when one breaks. */
+  async function committedThenLost(pool: Pool, args: Parameters<Pool["query"]>): Promise<never> {
+    const client = await pool.connect();
+    try {
+      await (client.query as (...a: unknown[]) => Promise<unknown>)(...args);
+    } finally {
+      client.release(true);
+    }
+    throw new Error("Connection terminated unexpectedly");
   }
 
   test("many concurrent callbacks (repeated ones too) and reconciliation passes credit every tip exactly once", async () => {
@@ -221,6 +238,40 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
       assert.equal(await receiptsOwed(t.tip_id), 1);
     }
   });
+
+  for (const lost of ["after-commit", "before-sent"] as const) {
+    test(`a group's recording whose answer is lost (${lost}) answers each tip as its row says: recorded once, its receipt and automatic payout started at once, once`, async () => {
+      const worker = randomUUID();
+      const [plain, rated, other, held] = [...(await decidedTips(worker, [10_000n, 20_000n, 30_000n])), ...(await decidedTips(worker, [40_000n], true))];
+      // Rated since its copy was read: the group's statement skips it, whether or not it committed.
+      await h.t.db.pool.query("UPDATE payment.tips SET rating = 4, rated_at = now() WHERE tip_id = $1", [rated.tip_id]);
+      const { deps, counts } = depsWith(new WatchedLedger(h.t.ctx));
+      const started: string[] = [];
+      deps.afterCredit = async (tip) => void started.push(tip.tip_id);
+      counts.loseAnswer = lost;
+      // `other` asked for twice at once (a callback and a reconciliation pass): one of the two records it.
+      const outcomes = await Promise.all([plain, rated, other, other, held].map((t) => postCredit(deps, t.tip_id, t)));
+      counts.loseAnswer = undefined;
+      await Promise.all([...(deps.background as Set<Promise<unknown>>)]);
+      assert.deepEqual(outcomes, [true, true, true, false, true]);
+      assert.equal(counts.recordings, 1, "one group statement; its tips then recovered from their rows");
+      assert.deepEqual([...started].sort(), [plain, rated, other].map((t) => t.tip_id).sort(), "each worker tip's automatic payout started once, now");
+      for (const t of [plain, rated, other]) {
+        assert.ok((await row(t.tip_id)).credit_entry_id);
+        assert.equal((await succeededEvents(t.tip_id)).length, 1, "announced once");
+        // Sent at once (no notification runs here, so it failed once and stays owed: tried once, by this caller).
+        const { rows } = await h.t.db.pool.query<{ attempts: number; sent_at: Date | null }>("SELECT attempts, sent_at FROM payment.receipts WHERE tip_id = $1", [t.tip_id]);
+        assert.deepEqual(rows.map((r) => r.attempts), [1], "its receipt tried once");
+      }
+      assert.equal((await succeededEvents(rated.tip_id))[0].rating, 4, "the skipped tip announced as its row is now");
+      assert.ok((await row(held.tip_id)).credit_entry_id, "the held tip's suspense entry recorded");
+      assert.deepEqual(await succeededEvents(held.tip_id), []);
+      assert.equal(await receiptsOwed(held.tip_id), 0);
+      await reconcile();
+      assert.equal(await h.walletEntries(worker), 3, "one entry per worker tip");
+      for (const t of [plain, rated, other]) assert.equal((await succeededEvents(t.tip_id)).length, 1, "reconciliation found nothing to do");
+    });
+  }
 
   test("recordings of any size share one plan, each tip answered with its own row", async () => {
     const client = await h.t.db.pool.connect();

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { after, before, describe, test } from "node:test";
+import { after, before, describe, mock, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { PaymentMethod, TipFailedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { buildEvent, migrate } from "@ttip/runtime";
@@ -32,6 +32,21 @@ interface PlanNode {
 
 /** One tip's entry recorded alone. */
 const record = (db: Queryable, tip: TipRow, entryId: string) => recordCredits(db, [{ tip, entryId, traceparent: null }]);
+
+/**
+ * Holds still the timer on which receipts' sent marks wait for a statement of their own (receipts.ts):
+ * a mark then goes only with a statement carrying it. Only setTimeout is held (the group commits wait
+ * with setImmediate); while held, nothing else in the test may need a timeout (a pool's idle timers).
+ */
+function holdSentMarksTimer(): void {
+  mock.timers.enable({ apis: ["setTimeout"] });
+}
+
+/** Lets go of the held timer: the marks' timers due by then run first (with nothing left to mark, they write nothing). */
+function releaseSentMarksTimer(): void {
+  mock.timers.runAll();
+  mock.timers.reset();
+}
 
 function nodes(plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
@@ -132,13 +147,18 @@ describe("payment's per-tip statements, by their plans", () => {
     await db.pool.query("ANALYZE payment.tips; ANALYZE payment.receipts");
     const credited = decided.slice(0, 40).map((r) => r.tip_id);
     const client = await db.pool.connect();
+    let statements = 0;
+    const recording: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, client.query(...args))) as Queryable["query"] };
+    // Marks wait for their own statement on a timer: held still, so that each rides the next credit, however slow the machine.
+    holdSentMarksTimer();
     try {
       for (const [i, id] of credited.entries()) {
         // Every other credit carries the marks of receipts sent meanwhile (one to three of them).
-        if (i % 2) for (const sent of credited.slice(0, 1 + (i % 3))) void markSent(client, sent);
+        if (i % 2) for (const sent of credited.slice(0, 1 + (i % 3))) void markSent(recording, sent);
         const tip = (await loadTip(client, id))!;
-        assert.ok((await record(client, tip, `entry-${i}`)).has(id), "the credit is recorded");
+        assert.ok((await record(recording, tip, `entry-${i}`)).has(id), "the credit is recorded");
       }
+      assert.equal(statements, credited.length, "the marks rode the credits: no statement of their own");
       const { rows } = await client.query<{ generic_plans: bigint; custom_plans: bigint }>(
         "SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH entries AS%'",
       );
@@ -147,6 +167,7 @@ describe("payment's per-tip statements, by their plans", () => {
       assert.equal(rows[0].custom_plans, 5n, `planned again on ${rows[0].custom_plans} of ${credited.length} calls`);
       assert.equal(rows[0].generic_plans, BigInt(credited.length - 5));
     } finally {
+      releaseSentMarksTimer();
       client.release();
     }
     const { rows: marked } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL", [credited.slice(0, 3)]);
@@ -179,10 +200,20 @@ describe("payment's per-tip statements, by their plans", () => {
     const [sent, pushed] = [await tipsTo(randomUUID(), 3), await tipsTo(randomUUID(), 2)];
     await db.pool.query("INSERT INTO payment.receipts (tip_id) SELECT unnest($1::uuid[])", [sent]);
     let statements = 0;
-    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, db.pool.query(...args))) as Queryable["query"] };
-    const marked = sent.map((tipId) => markSent(counted, tipId));
-    const stored = await Promise.all(pushed.map((tipId) => storeCheckoutIds(counted, { tipId, checkoutRequestId: `ws_CO_${tipId}`, merchantRequestId: "m" })));
-    await Promise.all(marked);
+    // One connection, not the pool: the pool's idle timers are not to be held with the marks' timer.
+    const client = await db.pool.connect();
+    const counted: Queryable = { query: ((...args: Parameters<Queryable["query"]>) => (statements++, client.query(...args))) as Queryable["query"] };
+    // The marks' own statement is on a timer: held still, so only the CheckoutRequestIDs' statement can carry them.
+    holdSentMarksTimer();
+    let stored;
+    try {
+      const marked = sent.map((tipId) => markSent(counted, tipId));
+      stored = await Promise.all(pushed.map((tipId) => storeCheckoutIds(counted, { tipId, checkoutRequestId: `ws_CO_${tipId}`, merchantRequestId: "m" })));
+      await Promise.all(marked);
+    } finally {
+      releaseSentMarksTimer();
+      client.release();
+    }
     assert.deepEqual(stored.map((row) => row?.tip_id), pushed);
     assert.equal(statements, 1, "the marks went with the CheckoutRequestIDs");
     const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL AND attempts = 1", [sent]);
@@ -370,6 +401,37 @@ describe("payment's per-tip statements, by their plans", () => {
       });
     } finally {
       await client.query("RESET enable_nestloop; RESET enable_mergejoin; RESET plan_cache_mode");
+      client.release();
+    }
+  });
+
+  test("receipts marked sent together take their rows' locks in the tips' order, however the marks are planned", async () => {
+    const [a, b] = await pendingTips(2);
+    const [lo, hi] = [a, b].sort((x, y) => (x.tipId < y.tipId ? -1 : 1));
+    // hi's receipt first on disk: a sequential scan meets it first.
+    for (const t of [hi, lo]) await db.pool.query("INSERT INTO payment.receipts (tip_id) VALUES ($1)", [t.tipId]);
+    const { rows: onDisk } = await db.pool.query<{ tip_id: string }>("SELECT tip_id FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) ORDER BY ctid", [[lo.tipId, hi.tipId]]);
+    assert.deepEqual(onDisk.map((r) => r.tip_id), [hi.tipId, lo.tipId]);
+    const client = await db.pool.connect();
+    const other = await db.pool.connect();
+    try {
+      await client.query("SET enable_indexscan = off; SET enable_bitmapscan = off; SET plan_cache_mode = force_custom_plan");
+      await other.query("BEGIN");
+      await other.query("SELECT 1 FROM payment.receipts WHERE tip_id = $1 FOR UPDATE", [lo.tipId]);
+      const marked = Promise.all([markSent(client, hi.tipId), markSent(client, lo.tipId)]);
+      await eventually("the marks wait for lo", async () => (await db.pool.query(
+        "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND starts_with(query, 'UPDATE payment.receipts')")).rows.length > 0);
+      // Had the marks taken hi first, this would wait for them, and they for lo: a deadlock.
+      await other.query("SET LOCAL lock_timeout = '500ms'");
+      await other.query("SELECT 1 FROM payment.receipts WHERE tip_id = $1 FOR UPDATE", [hi.tipId]);
+      await other.query("COMMIT");
+      await marked;
+      const { rows } = await db.pool.query("SELECT count(*)::int AS n FROM payment.receipts WHERE tip_id = ANY($1::uuid[]) AND sent_at IS NOT NULL AND attempts = 1", [[lo.tipId, hi.tipId]]);
+      assert.equal(rows[0].n, 2);
+    } finally {
+      await other.query("ROLLBACK").catch(() => undefined);
+      await client.query("RESET enable_indexscan; RESET enable_bitmapscan; RESET plan_cache_mode");
+      other.release();
       client.release();
     }
   });

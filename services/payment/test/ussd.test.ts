@@ -167,7 +167,7 @@ describe("USSD tips (Africa's Talking's callback shape), dial to credited tip, a
     const query = pool.query;
     let markStatements = 0;
     pool.query = ((...args: Parameters<typeof query>) => {
-      if (typeof args[0] === "string" && args[0].startsWith("UPDATE payment.receipts SET sent_at")) markStatements++;
+      if (typeof args[0] === "string" && args[0].startsWith("UPDATE payment.receipts r SET sent_at")) markStatements++;
       return query.apply(pool, args);
     }) as typeof query;
     try {

@@ -3,6 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
+import { databaseConflictOf } from "./db-conflicts.js";
 import { fieldErrorAsSaid } from "./field-errors.js";
 
 export abstract class DomainError extends Error {
@@ -180,11 +181,17 @@ export function refusalOfField(err: unknown, field: string): Error | undefined {
 
 /**
  * One request's refusal inside a batch call's answer (each request answered as its call alone
- * would be, as a code and a message instead of a thrown error): a client's mistake says why;
- * anything else (INTERNAL, UNKNOWN: a bug or an outage, whose text may hold data) is logged as
- * `what` and told as "internal error" only, as the server's error interceptor does for a call.
+ * would be, as a code and a message instead of a thrown error): a client's mistake says why; a
+ * statement that lost to a concurrent transaction is ABORTED (logged at warn), to retry; anything
+ * else (INTERNAL, UNKNOWN: a bug or an outage, whose text may hold data) is logged as `what` and
+ * told as "internal error" only: each as the server's error interceptor answers a call.
  */
-export function batchRefusal(err: unknown, logger: { error(fields: object, message: string): void }, what: string): { code: Code; message: string } {
+export function batchRefusal(err: unknown, logger: { error(fields: object, message: string): void; warn(fields: object, message: string): void }, what: string): { code: Code; message: string } {
+  const conflict = databaseConflictOf(err);
+  if (conflict) {
+    logger.warn({ ...conflict }, what);
+    return { code: Code.Aborted, message: "the request conflicted with a concurrent change of the same data; retry it with the same idempotency key" };
+  }
   const e = asConnectError(err);
   if (e.code === Code.Internal || e.code === Code.Unknown) {
     logger.error({ err }, what);

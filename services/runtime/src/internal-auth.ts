@@ -14,23 +14,25 @@ export const INTERNAL_SIGNATURE_HEADER = "x-ttip-internal";
 const MAX_AGE_SECONDS = 60;
 const SIGNED = [GATEWAY_HEADERS.subject, GATEWAY_HEADERS.roles, GATEWAY_HEADERS.session, GATEWAY_HEADERS.clientAddress] as const;
 
-// One process (make run, the tests) signs and verifies with a key of its own;
-// a cluster's processes must share one, which main.ts requires.
-let processKey: Buffer | undefined;
-// The configured key's Buffer, kept while the variable holds the same text, so
-// every call passes the same Buffer and finds its KeyObject made once.
-let configuredKey: { text: string; key: Buffer } | undefined;
-
-/** The key from INTERNAL_SIGNING_KEY (at least 32 characters), or this process's own random one. */
+/**
+ * The key from INTERNAL_SIGNING_KEY (at least 32 characters), or this process's
+ * own random one (one process: make run, the tests; a cluster's processes must
+ * share one, which main.ts requires). Read once, at the first call: the key a
+ * process starts with is its key for life (a new one comes with a restart),
+ * and every call signs or verifies, where reading process.env cost ~1% of the
+ * gateway's CPU. The same Buffer every time, so its KeyObject is made once.
+ */
 export function internalSigningKey(): Buffer {
+  return (processKey ??= keyFromEnvironment());
+}
+
+let processKey: Buffer | undefined;
+
+function keyFromEnvironment(): Buffer {
   const configured = process.env.INTERNAL_SIGNING_KEY;
-  if (configured) {
-    if (configuredKey?.text === configured) return configuredKey.key;
-    if (configured.length < 32) throw new Error("INTERNAL_SIGNING_KEY must be at least 32 characters");
-    configuredKey = { text: configured, key: Buffer.from(configured, "utf8") };
-    return configuredKey.key;
-  }
-  return (processKey ??= randomBytes(32));
+  if (!configured) return randomBytes(32);
+  if (configured.length < 32) throw new Error("INTERNAL_SIGNING_KEY must be at least 32 characters");
+  return Buffer.from(configured, "utf8");
 }
 
 function mac(key: Buffer, at: string, headers: Headers): Buffer {

@@ -4,6 +4,7 @@ import { Code, ConnectError, createClient, createRouterTransport } from "@connec
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { DomainErrorInfoSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
 import { withTransaction, type PoolClient } from "../src/db.js";
+import { batchRefusal } from "../src/domain-errors.js";
 import { errorInterceptor } from "../src/interceptors.js";
 import { Metrics } from "../src/metrics.js";
 import { captureLogger, createTestDatabase, type TestDatabase } from "../src/testing/index.js";
@@ -145,5 +146,31 @@ describe("a statement that lost to a concurrent transaction is ABORTED, for the 
     assert.equal(Code[e.code], Code[Code.Internal]);
     assert.doesNotMatch(e.rawMessage, /duplicate|accounts/);
     assert.equal(svc.records().find((r) => r.level === "error")?.msg, "unhandled error in handler");
+  });
+});
+
+describe("a batch item whose statement lost to a concurrent transaction", () => {
+  test("is ABORTED in the batch's answer, as the error interceptor answers the call alone (not INTERNAL), logged at warn", async () => {
+    await resetAccounts();
+    const holder = await db.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT n FROM accounts WHERE id = 1 FOR UPDATE");
+      const lost = await db.pool.query("SELECT n FROM accounts WHERE id = 1 FOR UPDATE NOWAIT").then(() => undefined, (e: unknown) => e);
+      assert.ok(lost, "the row is held");
+      const logged: { level: string; fields: object }[] = [];
+      const logger = { error: (fields: object) => void logged.push({ level: "error", fields }), warn: (fields: object) => void logged.push({ level: "warn", fields }) };
+      const item = batchRefusal(lost, logger, "a batch item failed");
+      const alone = await service(() => Promise.reject(lost)).call();
+      assert.ok(alone instanceof ConnectError);
+      assert.equal(Code[item.code], Code[alone.code]);
+      assert.equal(Code[item.code], Code[Code.Aborted]);
+      assert.match(item.message, /concurrent change/);
+      assert.doesNotMatch(item.message, /lock|accounts|SELECT|55P03/i);
+      assert.deepEqual(logged, [{ level: "warn", fields: { sqlstate: "55P03", condition: "lock_not_available" } }]);
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
   });
 });

@@ -105,7 +105,7 @@ describe("typed domain errors, mapped once by errorInterceptor", () => {
 
   test("batchRefusal: a batch item's refusal says a client's mistake as it is; anything else is logged and told as internal only", () => {
     const logged: string[] = [];
-    const logger = { error: (_fields: object, message: string) => void logged.push(message) };
+    const logger = { error: (_fields: object, message: string) => void logged.push(message), warn: (_fields: object, message: string) => void logged.push(message) };
     assert.deepEqual(batchRefusal(new NotFoundError("account_id: no account"), logger, "an item failed"), { code: Code.NotFound, message: "account_id: no account" });
     assert.deepEqual(batchRefusal(fieldError("amount", "required"), logger, "an item failed"), { code: Code.InvalidArgument, message: "amount: required" });
     assert.deepEqual(logged, []);

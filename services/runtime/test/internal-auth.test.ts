@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
 import { test } from "node:test";
-import { internalSigningKey, signInternal, verifyInternal } from "../src/internal-auth.js";
+import { signInternal, verifyInternal } from "../src/internal-auth.js";
 
 test("internal signature: covers the identity headers, expires, and needs the shared key", () => {
   const key = randomBytes(32);
@@ -56,23 +57,35 @@ test("internal signature: the same bytes as an HMAC-SHA256 over the documented l
   assert.equal(verifyInternal(h, otherKey, now), false, "a key one bit off");
 });
 
-test("internalSigningKey: follows INTERNAL_SIGNING_KEY when it changes, and keeps one Buffer while it does not", () => {
-  const before = process.env.INTERNAL_SIGNING_KEY;
-  try {
-    process.env.INTERNAL_SIGNING_KEY = "a".repeat(32);
-    const first = internalSigningKey();
-    assert.equal(internalSigningKey(), first, "the same Buffer (its KeyObject is made once)");
-    process.env.INTERNAL_SIGNING_KEY = "b".repeat(32);
-    assert.equal(internalSigningKey().toString(), "b".repeat(32));
-    const h = new Headers({ "x-ttip-subject": "u1" });
-    signInternal(h);
-    assert.equal(verifyInternal(h, first), false, "signed with the new key, not the cached old one");
-    process.env.INTERNAL_SIGNING_KEY = "short";
-    assert.throws(() => internalSigningKey(), /at least 32 characters/);
-  } finally {
-    if (before === undefined) delete process.env.INTERNAL_SIGNING_KEY;
-    else process.env.INTERNAL_SIGNING_KEY = before;
-  }
+/** Runs `code` (a module) in a new process with INTERNAL_SIGNING_KEY=`key`, internal-auth.ts imported as `auth`; its output. */
+function inNewProcess(key: string, code: string): string {
+  const auth = JSON.stringify(new URL("../src/internal-auth.ts", import.meta.url).href);
+  const script = `const auth = await import(${auth});\n${code}`;
+  return execFileSync(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { env: { ...process.env, INTERNAL_SIGNING_KEY: key }, encoding: "utf8" });
+}
+
+test("internalSigningKey: the key the process starts with signs and verifies, read once (a later change to the environment is not read)", () => {
+  const started = "a".repeat(32);
+  const out = inNewProcess(
+    started,
+    `const first = auth.internalSigningKey();
+     process.env.INTERNAL_SIGNING_KEY = "b".repeat(32);
+     const h = new Headers({ "x-ttip-subject": "u1" });
+     auth.signInternal(h);
+     console.log(JSON.stringify({ key: first.toString(), same: auth.internalSigningKey() === first, signature: h.get("x-ttip-internal"), verifies: auth.verifyInternal(h) }));`,
+  );
+  const seen = JSON.parse(out) as { key: string; same: boolean; signature: string; verifies: boolean };
+  assert.equal(seen.key, started);
+  assert.equal(seen.same, true, "the same Buffer after the environment changed (its KeyObject is made once)");
+  assert.equal(seen.verifies, true);
+  const signed = new Headers({ "x-ttip-subject": "u1", "x-ttip-internal": seen.signature });
+  assert.equal(verifyInternal(signed, Buffer.from(started)), true, "signed with the key set at start");
+  assert.equal(verifyInternal(signed, Buffer.from("b".repeat(32))), false, "not with the one set later");
+});
+
+test("internalSigningKey: a key shorter than 32 characters is refused at its first use", () => {
+  const out = inNewProcess("short", `try { auth.internalSigningKey(); console.log("used"); } catch (err) { console.log(err.message); }`);
+  assert.match(out, /at least 32 characters/);
 });
 
 test("internal signature: MACs remembered within a second answer as computed ones, per key, past the memo's bound", () => {

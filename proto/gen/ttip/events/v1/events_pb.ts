@@ -769,6 +769,12 @@ export const UserRegisteredSchema: GenMessage<UserRegistered> = /*@__PURE__*/
   messageDesc(file_ttip_events_v1_events, 14);
 
 /**
+ * A delivery's outcome: published when a delivery is sent, delivered or fails, not
+ * while it waits ("queued", "retrying": those stay notification's own, and
+ * NotificationAdminService's GetDelivery and ListDeliveries show them). A delivery
+ * may be reported sent and then delivered or failed (a provider's report); one
+ * failed at once (no address, a number that texted STOP) has only its failed fact.
+ *
  * @generated from message ttip.events.v1.DeliveryUpdated
  */
 export type DeliveryUpdated = Message<"ttip.events.v1.DeliveryUpdated"> & {
@@ -795,7 +801,8 @@ export type DeliveryUpdated = Message<"ttip.events.v1.DeliveryUpdated"> & {
   channel: string;
 
   /**
-   * "queued", "sent", "delivered", "failed" or "retrying".
+   * "sent", "delivered" or "failed". ("queued" and "retrying" were published before
+   * and are not any more; a consumer reading them reads nothing new.)
    *
    * @generated from field: string status = 5;
    */

@@ -1480,6 +1480,11 @@ func (x *UserRegistered) GetLocale() string {
 	return ""
 }
 
+// A delivery's outcome: published when a delivery is sent, delivered or fails, not
+// while it waits ("queued", "retrying": those stay notification's own, and
+// NotificationAdminService's GetDelivery and ListDeliveries show them). A delivery
+// may be reported sent and then delivered or failed (a provider's report); one
+// failed at once (no address, a number that texted STOP) has only its failed fact.
 type DeliveryUpdated struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Meta       *EventMeta             `protobuf:"bytes,1,opt,name=meta,proto3" json:"meta,omitempty"`
@@ -1487,7 +1492,8 @@ type DeliveryUpdated struct {
 	UserId     string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	// "sms", "email", "push" or "in_app".
 	Channel string `protobuf:"bytes,4,opt,name=channel,proto3" json:"channel,omitempty"`
-	// "queued", "sent", "delivered", "failed" or "retrying".
+	// "sent", "delivered" or "failed". ("queued" and "retrying" were published before
+	// and are not any more; a consumer reading them reads nothing new.)
 	Status        string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
 	TemplateKey   string `protobuf:"bytes,6,opt,name=template_key,json=templateKey,proto3" json:"template_key,omitempty"`
 	Attempt       int32  `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`

@@ -1026,6 +1026,12 @@ _DeliveryUpdatedFields: TypeAlias = Literal["meta", "delivery_id", "user_id", "c
 
 class DeliveryUpdated(Message[_DeliveryUpdatedFields]):
     """
+    A delivery's outcome: published when a delivery is sent, delivered or fails, not
+    while it waits ("queued", "retrying": those stay notification's own, and
+    NotificationAdminService's GetDelivery and ListDeliveries show them). A delivery
+    may be reported sent and then delivered or failed (a provider's report); one
+    failed at once (no address, a number that texted STOP) has only its failed fact.
+
     ```proto
     message ttip.events.v1.DeliveryUpdated
     ```
@@ -1050,7 +1056,8 @@ class DeliveryUpdated(Message[_DeliveryUpdatedFields]):
             string channel = 4;
             ```
         status:
-            "queued", "sent", "delivered", "failed" or "retrying".
+            "sent", "delivered" or "failed". ("queued" and "retrying" were published before
+            and are not any more; a consumer reading them reads nothing new.)
 
             ```proto
             string status = 5;
