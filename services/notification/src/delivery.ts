@@ -482,6 +482,9 @@ const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED.length
  * already (failed, or an in-app one delivered) else its dispatch message, and (in-app) the notification itself, all or nothing per delivery on a repeat; a number that texted
  * STOP gets no SMS (checked by the insert itself). Returns each row's id: its own, or
  * the existing delivery's on a repeat; none for a row not made under a `claim` already used.
+ * The deliveries are inserted in their unique key's order, whatever the batch's: two batches
+ * making overlapping deliveries (a redelivered event beside its first copy) then wait for each
+ * other's first shared one only, never each for one the other holds (a deadlock).
  */
 async function insertDeliveries(
   tx: Queryable,
@@ -515,6 +518,7 @@ async function insertDeliveries(
               CASE WHEN out THEN ${NOW}::timestamptz ELSE next_attempt_at END,
               CASE WHEN first_claimed THEN 1 ELSE 0 END
          FROM planned${claimed ? " WHERE source_key IN (SELECT result_id FROM claimed)" : ""}
+        ORDER BY source_key, recipient_key, channel
        ON CONFLICT (source_key, recipient_key, channel) DO NOTHING RETURNING id),
      attempted AS (
        INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status)
@@ -683,7 +687,9 @@ const ACCEPTED_TYPES = ["uuid", "int", "text", "text", "uuid", "bytea", "text"];
  * delivery and its "sent" fact, atomic without BEGIN/COMMIT. Left out: one with a status report
  * that arrived before (in `sent_early`, for record() to apply the reports in order), and one whose
  * attempt is no longer 'sending' (another dispatcher declared it in doubt after its lease: the
- * delivery stays as that one left it). Parameters from `first` on.
+ * delivery stays as that one left it). Each delivery is locked before its attempt (sent_locked, which
+ * the attempt's update reads first), as claim() locks them: a record the other way round and a look
+ * declaring the attempt in doubt would each hold what the other waits for. Parameters from `first` on.
  */
 function sentRecordCtes(sends: AcceptedSend[], first: number): { sql: string; values: unknown[] } {
   assert(sends.length > 0 && sends.length <= SENT_RECORDS_MAX, "sent records out of range");
@@ -693,13 +699,16 @@ function sentRecordCtes(sends: AcceptedSend[], first: number): { sql: string; va
     sql: `sent_in AS (
          SELECT * FROM ${opaqueUnnest(ACCEPTED_TYPES, first)}
            AS s(delivery_id, attempt, message_id, provider, event_id, payload, traceparent)),
+       sent_locked AS (
+         SELECT d.id FROM notification.deliveries d WHERE d.id IN (SELECT delivery_id FROM sent_in) ORDER BY d.id FOR UPDATE),
        sent_early AS (
          SELECT s.delivery_id FROM sent_in s WHERE s.message_id <> '' AND EXISTS (
            SELECT 1 FROM notification.provider_callbacks c WHERE c.provider = s.provider AND c.message_id = s.message_id AND NOT c.applied AND c.status <> '')),
        sent_attempted AS (
          UPDATE notification.delivery_attempts a SET status = 'sent', provider_message_id = s.message_id, error = '', finished_at = now()
            FROM sent_in s
-          WHERE a.delivery_id = s.delivery_id AND a.attempt = s.attempt AND a.status = 'sending' AND s.delivery_id NOT IN (SELECT delivery_id FROM sent_early)
+          WHERE a.delivery_id = s.delivery_id AND a.attempt = s.attempt AND a.status = 'sending' AND s.delivery_id IN (SELECT id FROM sent_locked)
+            AND s.delivery_id NOT IN (SELECT delivery_id FROM sent_early)
           RETURNING s.delivery_id, s.attempt, s.message_id, s.provider, s.event_id, s.payload, s.traceparent),
        sent_announced AS (INSERT INTO notification.outbox (event_id, subject, payload, traceparent) SELECT event_id, ${subject}, payload, traceparent FROM sent_attempted),
        sent_updated AS (
@@ -1153,19 +1162,18 @@ export class Dispatcher {
       case "in_doubt": {
         // The process died between claiming the send and recording the answer: the provider may
         // have it, or never have been called (a send claimed at enqueue waits for a slot first).
-        const resend = await this.resendsAfterCrash(tx, row);
+        const doubted = { ...row, last_status: "in_doubt" };
+        // What comes after the resend's go-ahead (a number that texted STOP meanwhile fails instead), for the attempt's note.
+        const next = (await this.resendsAfterCrash(tx, row)) ? this.nextStep(doubted, mayResolve) : undefined;
         // Only while still 'sending' and out of lease: a claimed send that renewed its lease since
         // it was read (renewLease) is going out, and must not be resent beside it.
         const { rowCount } = await tx.query(
           `UPDATE notification.delivery_attempts SET status = 'in_doubt', error = $3, finished_at = now()
             WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending' AND started_at <= now() - make_interval(secs => $4::double precision / 1000)`,
-          [d.id, step.attempt, resend ? "no answer recorded (crash during send); sent again" : "no answer recorded (crash during send)", this.o.retry.sendLeaseMs],
+          [d.id, step.attempt, next?.kind === "send" ? "no answer recorded (crash during send); sent again" : "no answer recorded (crash during send)", this.o.retry.sendLeaseMs],
         );
         if (rowCount === 0) return { kind: "later" };
-        if (resend) {
-          const doubted = { ...row, last_status: "in_doubt" };
-          return this.decide(tx, doubted, this.nextStep(doubted, mayResolve), mayResolve);
-        }
+        if (next) return this.decide(tx, doubted, next, mayResolve);
         await this.finish(tx, d, "failed", "in doubt: a send was cut off; not resent to avoid a duplicate");
         return { kind: "done" };
       }
@@ -1280,9 +1288,10 @@ export class Dispatcher {
   private async record(tx: Queryable, d: DeliveryRow, provider: Provider, attempt: number, result: SendOutcome, withoutBusMessage = false): Promise<DeliveryState | "failed over"> {
     // Provider errors may quote the number ("The 'To' number +2547... is not valid"): stored masked.
     const outcome: SendOutcome = result.ok ? result : { ...result, error: scrubText(result.error) };
+    // The delivery locked first (the sub-select runs before the attempt is read), as claim() locks them.
     const { rowCount } = await tx.query(
       `UPDATE notification.delivery_attempts SET status = $3, provider_message_id = $4, error = $5, finished_at = now()
-        WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending'`,
+        WHERE delivery_id = (SELECT id FROM notification.deliveries WHERE id = $1 FOR UPDATE) AND attempt = $2 AND status = 'sending'`,
       [d.id, attempt, outcome.ok ? "sent" : "failed", outcome.ok ? outcome.messageId : "", outcome.ok ? "" : outcome.error],
     );
     // Another dispatcher declared the attempt in doubt after its lease ran out, and sent it again

@@ -797,6 +797,85 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.equal(sim.sent.filter((m) => m.to === phone || m.to === `+${phone}`).length, 0, "not resent");
   });
 
+  /**
+   * A send of a queued SMS whose record comes late, when a look (claim()) holds its delivery's lock
+   * and then declares its attempt in doubt (decide()'s compare-and-set): the look's two statements,
+   * with the record started between them. What the run and the look saw, and any deadlock logged.
+   */
+  const lateRecordMeetsLook = async (outcome: SendOutcome) => {
+    const id = await queuedSms();
+    let called: () => void = () => undefined;
+    const calling = new Promise<void>((r) => (called = r));
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    const provider: Provider = { name: "africastalking", send: async () => (called(), await gate, outcome) };
+    const { logger, lines } = captureLogger("warn");
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { sms: [provider], email: [], push: [] }, retry: config.retry, logger, publicUrl: () => "" });
+    const run = dispatcher.run(id).then(() => "ran", (err: unknown) => err);
+    await calling;
+    const look = await t.db.pool.connect();
+    try {
+      await look.query("BEGIN");
+      await look.query("SELECT 1 FROM notification.deliveries WHERE id = $1 FOR UPDATE", [id]);
+      open();
+      await eventually("the record waiting for the look", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ~ 'UPDATE notification\\.deliver(y_attempt)?(ies|s) '")).rowCount! > 0);
+      const doubted = await look.query("UPDATE notification.delivery_attempts SET status = 'in_doubt', finished_at = now() WHERE delivery_id = $1 AND attempt = 1 AND status = 'sending'", [id]);
+      await look.query("COMMIT");
+      return { id, doubted: doubted.rowCount, run: await run, deadlocks: lines.filter((l) => l.includes("deadlock")) };
+    } finally {
+      await look.query("ROLLBACK").catch(() => undefined);
+      look.release();
+    }
+  };
+
+  test("a late sent record and a look declaring its attempt in doubt take the delivery's lock first, both: no deadlock; the look's decision stands", async () => {
+    const met = await lateRecordMeetsLook({ ok: true, messageId: `late-${randomUUID()}` });
+    assert.deepEqual(met.deadlocks, [], "the record waited for the delivery without holding its attempt");
+    assert.equal(met.doubted, 1);
+    assert.equal(met.run, "ran");
+    const row = await t.db.pool.query("SELECT d.status, a.status AS attempt FROM notification.deliveries d JOIN notification.delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1", [met.id]);
+    assert.deepEqual(row.rows, [{ status: "queued", attempt: "in_doubt" }], "the late record wrote nothing over the look's decision");
+  });
+
+  test("a late failed send's record and a look declaring its attempt in doubt take the delivery's lock first, both: no deadlock; the look's decision stands", async () => {
+    const met = await lateRecordMeetsLook({ ok: false, kind: "transient", error: "503 from the provider" });
+    assert.equal(met.run, "ran", "no deadlock aborted the record");
+    assert.equal(met.doubted, 1);
+    const row = await t.db.pool.query("SELECT d.status, a.status AS attempt FROM notification.deliveries d JOIN notification.delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1", [met.id]);
+    assert.deepEqual(row.rows, [{ status: "queued", attempt: "in_doubt" }]);
+  });
+
+  test("two batches making overlapping deliveries, one in the other order, do not deadlock: each delivery is made once", async () => {
+    const request = (sourceKey: string) => ({ sourceKey, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+    const [low, high] = [request(`event:a-${randomUUID()}`), request(`event:b-${randomUUID()}`)];
+    // One batch has made `low` and is about to make `high` (its open transaction stands for its statement midway).
+    const first = await t.db.pool.connect();
+    try {
+      await first.query("BEGIN");
+      const [[lowId]] = await enqueueMany(first, [low]);
+      // The other names them high first: made in that order it would hold `high` while it waits for `low`.
+      const second = enqueueMany(t.db.pool, [high, low]);
+      await eventually("the second batch waiting for the first", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%planned AS%'")).rowCount! > 0);
+      const [[highId]] = await enqueueMany(first, [high]); // a deadlock error here (or in the second) without the order
+      await first.query("COMMIT");
+      assert.deepEqual(await second, [[highId], [lowId]], "the second finds both made by the first");
+    } finally {
+      await first.query("ROLLBACK").catch(() => undefined);
+      first.release();
+    }
+  });
+
+  test("an attempt cut off by a crash whose number texted STOP meanwhile fails, and its note does not say it was sent again", async () => {
+    const id = await queuedSms(1);
+    await t.db.pool.query("INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')", [id]);
+    await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) SELECT address, 'africastalking' FROM notification.deliveries WHERE id = $1", [id]);
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    const d = await t.db.pool.query("SELECT d.status, d.last_error, a.status AS attempt, a.error FROM notification.deliveries d JOIN notification.delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1", [id]);
+    assert.deepEqual(d.rows, [{ status: "failed", last_error: "recipient texted STOP", attempt: "in_doubt", error: "no answer recorded (crash during send)" }]);
+  });
+
   test("claimed sends call their provider a bounded number at once; the others wait their turn, and each is sent once", async () => {
     let calling = 0;
     let most = 0;
@@ -888,7 +967,8 @@ describe("notification service against Postgres, JetStream and the provider simu
     await eventually("the second SMS", () => smsTo(b).length === 1);
     // A call that writes no statement carries nothing: the second's record is then written alone.
     const [idB] = second.claimed.map((c) => c.delivery.id);
-    const again = dispatcher.takeSentRecords()!;
+    // Its acceptance waits for a carrier once the dispatcher has read the provider's answer (after the simulator has the SMS).
+    const again = await eventually("the second's record waiting for a carrier", () => dispatcher.takeSentRecords());
     const made = await enqueueClaiming(t.db.pool, [], new Date(), dispatcher.firstProviders(), again.carried);
     assert.deepEqual(made.made, []);
     assert.equal(again.carried.early, undefined, "no statement ran, so none carried it");
