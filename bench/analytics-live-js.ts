@@ -1,10 +1,13 @@
 // Analytics' live path in JavaScript alone: what building a batch's statement (liveBatchCtes) costs
 // per event, on a generated day of events, against a yardstick in the same run: decoding the same
-// events (factsOf), which every live batch does first anyway.
+// events (factsOf), which every live batch does first anyway. "as sent" adds turning its arrays into
+// the text pg sends (the runtime's arrayLiteral, pg's own for the others), and counts their elements.
 //   node --import tsx bench/analytics-live-js.ts [events per batch=500] [rounds=200]
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import pgLib from "pg";
 import { createPool, migrate } from "@ttip/runtime";
+import { arrayLiteral } from "../services/runtime/src/db.js";
 import { startPostgres } from "@ttip/runtime/testing";
 import { factsOf } from "../services/analytics/src/facts.js";
 import { ensurePartitionsAround, liveBatchCtes } from "../services/analytics/src/store.js";
@@ -31,8 +34,14 @@ const time = (what: () => unknown) => {
 };
 const live = batch.map((m) => ({ id: m.id, applied: factsOf(m.subject, m.data) }));
 const rows = live.reduce((n, e) => n + e.applied.facts.length, 0);
+const prepareValue = (pgLib as unknown as { utils: { prepareValue(v: unknown): unknown } }).utils.prepareValue;
+const asSent = () => liveBatchCtes(live, 2)!.values.map((v) => (Array.isArray(v) ? (arrayLiteral(v) ?? prepareValue(v)) : v));
+const elements = liveBatchCtes(live, 2)!.values.reduce((n: number, v) => n + (Array.isArray(v) ? v.length : 1), 0);
+const chars = asSent().reduce((n: number, v) => n + String(v).length, 0);
+console.log(`batch of ${batch.length} events (${rows} facts): ${(elements / batch.length).toFixed(1)} array elements and ${(chars / batch.length).toFixed(0)} characters sent per event`);
 for (let pass = 0; pass < 3; pass++) {
   const decode = time(() => batch.map((m) => factsOf(m.subject, m.data)));
   const build = time(() => liveBatchCtes(live, 2));
-  console.log(`batch of ${batch.length} events (${rows} facts): liveBatchCtes ${build.toFixed(2)} us/event, factsOf ${decode.toFixed(2)} us/event, ratio ${(build / decode).toFixed(2)}`);
+  const sent = time(asSent);
+  console.log(`liveBatchCtes ${build.toFixed(2)} us/event (as sent ${sent.toFixed(2)}), factsOf ${decode.toFixed(2)} us/event, ratio ${(build / decode).toFixed(2)} (as sent ${(sent / decode).toFixed(2)})`);
 }

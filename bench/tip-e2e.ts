@@ -20,6 +20,8 @@
 //   threads, the customers' thread, libuv's pool: bench/process-cpu.ts).
 //   BENCH_PROFILE=file.cpuprofile also profiles this process during the first run
 //   and prints where its CPU time went (open the file in Chrome DevTools for more).
+//   BENCH_HEAP_PROFILE=file.heapprofile samples this process's allocations during the first run
+//   (collected ones too) and prints the bytes allocated per tip by package and function.
 import { randomBytes, randomUUID } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { Session } from "node:inspector/promises";
@@ -329,6 +331,43 @@ function summarise(profile: { nodes: { id: number; callFrame: { functionName: st
   console.log(`  by function:\n${top(byFunction, 20)}`);
 }
 
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
+/** Where a package's name ends in a profile's url: its package, node's module, or our file's first three parts. */
+function packageOf(url: string): { pkg: string; file: string } {
+  const file = url.replace(/^file:\/\//, "").replace(process.cwd() + "/", "").replace(/^.*node_modules\//, "");
+  const parts = file.split("/");
+  const pkg = !file ? "(native)" : url.includes("node_modules") ? parts.slice(0, parts[0].startsWith("@") ? 2 : 1).join("/") : file.startsWith("node:") ? "node:" + parts[0].replace(/^node:/, "").replace(/^internal$/, parts.slice(0, 2).join("/")) : parts.slice(0, 3).join("/");
+  return { pkg, file };
+}
+
+/** The sampled allocations (bytes, by the function that allocated them) per tip, by package and function. */
+function summariseAllocations(root: { head: HeapNode } | HeapNode, tips: number) {
+  const byPackage = new Map<string, number>();
+  const byFunction = new Map<string, number>();
+  let total = 0;
+  const walk = (n: HeapNode) => {
+    if (n.selfSize) {
+      const { functionName, url, lineNumber } = n.callFrame;
+      const { pkg, file } = packageOf(url);
+      byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + n.selfSize);
+      const fn = `${functionName || "(anonymous)"} ${file || "(native)"}:${lineNumber + 1}`;
+      byFunction.set(fn, (byFunction.get(fn) ?? 0) + n.selfSize);
+      total += n.selfSize;
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk("head" in root ? root.head : root);
+  const kb = (b: number) => (b / Math.max(1, tips) / 1024).toFixed(1).padStart(7);
+  const top = (m: Map<string, number>, k: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, k).map(([name, b]) => `    ${kb(b)} KiB  ${name}`).join("\n");
+  console.log(`  allocations sampled in this process (collected ones too): ${kb(total).trim()} KiB per tip; by package:\n${top(byPackage, 15)}`);
+  console.log(`  by function:\n${top(byFunction, 30)}`);
+}
+
 /** The customers' worker thread (bench/tip-customers.ts), kept for every run. */
 async function startCustomers(input: CustomersInput): Promise<{ threadId: number; run(r: CustomersRun): Promise<CustomersResult>; close(): Promise<number> }> {
   // A worker's entry is loaded before any --import: register tsx there first.
@@ -462,6 +501,12 @@ try {
       await profiling.post("Profiler.enable");
       await profiling.post("Profiler.start");
     }
+    const heapSampling = process.env.BENCH_HEAP_PROFILE && concurrency === concurrencies[0] ? new Session() : undefined;
+    if (heapSampling) {
+      heapSampling.connect();
+      // One sample per 64 KiB allocated on average: a few thousand per run, at little cost.
+      await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+    }
     if (pgStatementRows) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
     counting = true;
     loopDelay.reset();
@@ -479,6 +524,8 @@ try {
     counting = false;
     const profile = profiling ? (await profiling.post("Profiler.stop")).profile : undefined;
     profiling?.disconnect();
+    const heapProfile = heapSampling ? (await heapSampling.post("HeapProfiler.stopSampling")).profile : undefined;
+    heapSampling?.disconnect();
     const cpu1 = cpuTimes();
     const procCpu1 = cpuMs(measured, withChildren);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
@@ -580,6 +627,10 @@ try {
     if (profile) {
       writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
       summarise(profile as Parameters<typeof summarise>[0]);
+    }
+    if (heapProfile) {
+      writeFileSync(process.env.BENCH_HEAP_PROFILE!, JSON.stringify(heapProfile));
+      summariseAllocations(heapProfile as unknown as HeapNode, rows.length);
     }
   }
 

@@ -301,16 +301,21 @@ export interface RowKey {
   currency: string;
 }
 
-/** The rows a fact adds to: each dimension it names, at the hour and at the day. */
-export function rowsOf(fact: Fact): RowKey[] {
+/** The dimensions a fact names (dim, id, sub), each once: the platform's always. */
+export function dimsOf(fact: Fact): [Dim, string, string][] {
   const dims: [Dim, string, string][] = [[Dim.Platform, NIL, NIL]];
   if (fact.worker) dims.push([Dim.Worker, fact.worker, NIL]);
   if (fact.venue) dims.push([Dim.Venue, fact.venue, NIL]);
   if (fact.qr) dims.push([Dim.QrCode, fact.qr, NIL]);
   if (fact.venue && fact.worker) dims.push([Dim.VenueStaff, fact.venue, fact.worker]);
   if (fact.venue && fact.qr) dims.push([Dim.VenueCode, fact.venue, fact.qr]);
+  return dims;
+}
+
+/** The rows a fact adds to: each dimension it names, at the hour and at the day. */
+export function rowsOf(fact: Fact): RowKey[] {
   const rows: RowKey[] = [];
-  for (const [dim, id, sub] of dims) {
+  for (const [dim, id, sub] of dimsOf(fact)) {
     for (const [grain, bucket] of [["h", hourOf(fact.at)], ["d", dayOf(fact.at)]] as const) {
       rows.push({ dim, id, sub, grain, bucket, method: fact.method, resultCode: fact.resultCode, currency: fact.currency });
     }

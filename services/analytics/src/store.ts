@@ -1,7 +1,7 @@
 // Writes an event's figures into the rollups, inside the caller's
 // transaction (the one that records the event in the inbox).
 import { commitWith, opaqueUnnest, withTransaction, type Pool, type Queryable, type Statement } from "@ttip/runtime";
-import { MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
+import { dayOf, dimsOf, hourOf, MEASURES, rowsOf, type Applied, type Measures, type RowKey, type SideRecord } from "./facts.js";
 
 /** Partitions are monthly; this many months around now are made at start. */
 const PARTITIONS_BACK = 24;
@@ -296,9 +296,18 @@ export interface LiveEvent {
   applied: Applied;
 }
 
-/** The arrays' types each CTE of liveBatchCtes takes, each row's event id first; in order: the rollups' rows, workers, payout requests, payout results, reasons. */
+/**
+ * The arrays' types each CTE of liveBatchCtes takes; in order: the facts (each row's event id first,
+ * then its hour and day, the key's other columns common to its rows, and its figures), the dimensions
+ * each fact names (the fact's place in the facts' arrays, from 1, first), workers, payout requests,
+ * payout results, reasons (each row's event id first). A fact's rows are its dimensions at its hour
+ * and at its day, made in SQL: a fact's figures and its key's common columns go once, not in each of
+ * its rows (up to a dozen; the tip bench's about six), which was ~500 array elements per tip to build,
+ * send and parse.
+ */
 const LIVE_TYPES = [
-  ["uuid", ...ROLLUP_TYPES],
+  ["uuid", "timestamptz", "timestamptz", "text", "text", "text", ...MEASURE_TYPES],
+  ["int", "smallint", "uuid", "uuid"],
   ["uuid", "uuid", "timestamptz", "timestamptz"],
   ["uuid", "uuid", "uuid", "timestamptz"],
   ["uuid", "uuid", "uuid", "boolean", "text", "text", "bigint", "timestamptz"],
@@ -320,38 +329,43 @@ function liveSql(first: number): string {
     at.push(next);
     next += types.length;
   }
-  const [rollups, workers, requests, results, reasons] = at;
+  const [facts, dims, workers, requests, results, reasons] = at;
   const fresh = "v.event_id IN (SELECT event_id FROM fresh)";
-  const keys = KEYS.map((k) => `v.${k}`).join(", ");
+  const keys = KEYS.map((k) => `x.${k}`).join(", ");
   return `rolled AS (INSERT INTO analytics.rollups (${KEYS.join(", ")}, ${MEASURES.join(", ")})
-      SELECT ${KEYS.map((k) => (k === "grain" ? `v.grain::"char"` : `v.${k}`)).join(", ")}, ${MEASURES.map((m, i) => `sum(v.${m})::${MEASURE_TYPES[i]}`).join(", ")}
-        FROM ${opaqueUnnest(LIVE_TYPES[0], rollups)} AS v(event_id, ${KEYS.join(", ")}, ${MEASURES.join(", ")})
-       WHERE ${fresh} GROUP BY ${keys}
-       ORDER BY v.dim, v.id, v.sub, v.grain COLLATE "C", v.bucket, v.method COLLATE "C", v.result_code COLLATE "C", v.currency COLLATE "C"
+      SELECT ${KEYS.map((k) => (k === "grain" ? `x.grain::"char"` : `x.${k}`)).join(", ")}, ${MEASURES.map((m, i) => `sum(x.${m})::${MEASURE_TYPES[i]}`).join(", ")}
+        FROM (SELECT d.dim, d.id, d.sub, g.grain, CASE g.grain WHEN 'h' THEN v.hour ELSE v.day END AS bucket,
+                     v.method, v.result_code, v.currency, ${MEASURES.map((m) => `v.${m}`).join(", ")}
+                FROM ${opaqueUnnest(LIVE_TYPES[0], facts)} WITH ORDINALITY AS v(event_id, hour, day, method, result_code, currency, ${MEASURES.join(", ")}, f)
+                JOIN ${opaqueUnnest(LIVE_TYPES[1], dims)} AS d(f, dim, id, sub) ON d.f = v.f
+                CROSS JOIN (VALUES ('h'::text), ('d'::text)) AS g(grain)
+               WHERE ${fresh}) x
+       GROUP BY ${keys}
+       ORDER BY x.dim, x.id, x.sub, x.grain COLLATE "C", x.bucket, x.method COLLATE "C", x.result_code COLLATE "C", x.currency COLLATE "C"
       ON CONFLICT (dim, id, grain, bucket, sub, method, result_code, currency) DO UPDATE SET
         ${MEASURES.map((m) => `${m} = rollups.${m} + EXCLUDED.${m}`).join(", ")}),
     seen_workers AS (INSERT INTO analytics.workers (worker_id, registered_at, first_seen_at)
       SELECT w.id, w.registered_at, w.at FROM (
           SELECT v.id, (array_agg(v.registered_at ORDER BY v.ord) FILTER (WHERE v.registered_at IS NOT NULL))[1] AS registered_at, min(v.at) AS at
-            FROM ${opaqueUnnest(LIVE_TYPES[1], workers)} WITH ORDINALITY AS v(event_id, id, registered_at, at, ord)
+            FROM ${opaqueUnnest(LIVE_TYPES[2], workers)} WITH ORDINALITY AS v(event_id, id, registered_at, at, ord)
            WHERE ${fresh} GROUP BY v.id) w
        WHERE ${WORKER_ADDS.replaceAll("v.", "w.")}
        ORDER BY w.id
       ${WORKER_UPSERT}),
     requested AS (INSERT INTO analytics.payout_requests (payout_id, worker_id, requested_at)
       SELECT DISTINCT ON (v.payout_id) v.payout_id, v.worker_id, v.at
-        FROM ${opaqueUnnest(LIVE_TYPES[2], requests)} WITH ORDINALITY AS v(event_id, payout_id, worker_id, at, ord)
+        FROM ${opaqueUnnest(LIVE_TYPES[3], requests)} WITH ORDINALITY AS v(event_id, payout_id, worker_id, at, ord)
        WHERE ${fresh} ORDER BY v.payout_id, v.ord
       ON CONFLICT (payout_id) DO NOTHING),
     paid AS (INSERT INTO analytics.payout_results (payout_id, worker_id, succeeded, result_code, currency, amount_minor, completed_at)
       SELECT DISTINCT ON (v.payout_id) v.payout_id, v.worker_id, v.succeeded, v.result_code, v.currency, v.amount_minor, v.at
-        FROM ${opaqueUnnest(LIVE_TYPES[3], results)}
+        FROM ${opaqueUnnest(LIVE_TYPES[4], results)}
              WITH ORDINALITY AS v(event_id, payout_id, worker_id, succeeded, result_code, currency, amount_minor, at, ord)
        WHERE ${fresh} ORDER BY v.payout_id, v.ord
       ON CONFLICT (payout_id) DO NOTHING),
     reasoned AS (INSERT INTO analytics.result_reasons (result_code, reason)
       SELECT DISTINCT ON (v.result_code COLLATE "C") v.result_code, v.reason
-        FROM ${opaqueUnnest(LIVE_TYPES[4], reasons)} WITH ORDINALITY AS v(event_id, result_code, reason, ord)
+        FROM ${opaqueUnnest(LIVE_TYPES[5], reasons)} WITH ORDINALITY AS v(event_id, result_code, reason, ord)
        WHERE ${fresh} ORDER BY v.result_code COLLATE "C", v.ord DESC
       ON CONFLICT (result_code) DO UPDATE SET reason = EXCLUDED.reason WHERE result_reasons.reason <> EXCLUDED.reason)`;
 }
@@ -365,28 +379,34 @@ const liveSqls = new Map<number, string>();
  * to exist: making one takes a lock held to the end of a transaction (write(), in handleBatch).
  */
 export function liveBatchCtes(events: LiveEvent[], first: number): { sql: string; values: unknown[] } | null {
-  const [rows, workers, requests, results, reasons] = LIVE_TYPES.map((types) => types.map((): unknown[] => []));
+  const [facts, dims, workers, requests, results, reasons] = LIVE_TYPES.map((types) => types.map((): unknown[] => []));
   const push = (arrays: unknown[][], values: unknown[]) => values.forEach((v, i) => arrays[i].push(v));
-  // Per bucket, whether its month's partition is known: a batch's rows fall in a few hours and days.
-  const bucketKnown = new Map<number, boolean>();
-  const known = (bucket: Date) => {
-    let k = bucketKnown.get(bucket.getTime());
-    if (k === undefined) bucketKnown.set(bucket.getTime(), (k = knownPartitions.has(partitionName(bucket))));
-    return k;
+  // Per bucket, its time as text (pg's own for a Date is dearer), or undefined when its month's
+  // partition is not known: a batch's facts fall in a few hours and days.
+  const buckets = new Map<number, string | undefined>();
+  const bucket = (at: Date) => {
+    const t = at.getTime();
+    if (buckets.has(t)) return buckets.get(t);
+    const text = knownPartitions.has(partitionName(at)) ? at.toISOString() : undefined;
+    buckets.set(t, text);
+    return text;
   };
-  const keyColumns = rows.slice(1, 1 + KEYS.length);
-  const measureColumns = rows.slice(1 + KEYS.length);
+  const [eventIds, hours, days, methods, resultCodes, currencies] = facts;
+  const measureColumns = facts.slice(6);
   for (const { id, applied } of events) {
     for (const fact of applied.facts) {
-      // The fact's figures are the same in each of its rows (up to a dozen): made text once.
-      const measures = MEASURES.map((m) => String(fact.measures[m] ?? 0n));
-      for (const key of rowsOf(fact)) {
-        if (!known(key.bucket)) return null;
-        rows[0].push(id);
-        const values = [key.dim, key.id, key.sub, key.grain, key.bucket, key.method, key.resultCode, key.currency];
-        for (let i = 0; i < values.length; i++) keyColumns[i].push(values[i]);
-        for (let i = 0; i < measures.length; i++) measureColumns[i].push(measures[i]);
-      }
+      const hour = bucket(hourOf(fact.at));
+      const day = bucket(dayOf(fact.at));
+      if (hour === undefined || day === undefined) return null;
+      eventIds.push(id);
+      hours.push(hour);
+      days.push(day);
+      methods.push(fact.method);
+      resultCodes.push(fact.resultCode);
+      currencies.push(fact.currency);
+      for (let i = 0; i < MEASURES.length; i++) measureColumns[i].push(String(fact.measures[MEASURES[i]] ?? 0n));
+      const f = eventIds.length;
+      for (const [dim, dimId, sub] of dimsOf(fact)) push(dims, [f, dim, dimId, sub]);
     }
     for (const r of applied.records) {
       if (r.kind === "worker") push(workers, [id, r.workerId, r.registeredAt ?? null, r.at]);
@@ -397,7 +417,7 @@ export function liveBatchCtes(events: LiveEvent[], first: number): { sql: string
   }
   let sql = liveSqls.get(first);
   if (!sql) liveSqls.set(first, (sql = liveSql(first)));
-  return { sql, values: [...rows, ...workers, ...requests, ...results, ...reasons] };
+  return { sql, values: [...facts, ...dims, ...workers, ...requests, ...results, ...reasons] };
 }
 
 /** Everything the rollups hold from `from` on, removed (the replay's first step). */
