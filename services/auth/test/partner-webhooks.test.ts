@@ -166,6 +166,22 @@ describe("partner webhooks", () => {
     assert.equal(rows.rows[0].n, 1);
   });
 
+  test("a customer's tip (no key id) is acknowledged with no transaction or inbox row, redelivered too; a partner's tip still reaches it once", async () => {
+    const { buildEvent } = await import("@ttip/runtime");
+    const customerTip = randomUUID();
+    h.bus.loseAck.add(customerTip);
+    await h.bus.publish({ ...buildEvent("payment", TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(500n), createdBy: "" }), id: customerTip });
+    const partnerTip = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(500n), createdBy: pos.keyId });
+    await eventually("the customer's tip delivered again (its ack lost) and handled", () => (h.bus.handled.get(customerTip) ?? []).includes(2));
+    await eventually("the partner's tip sent", () => h.receiver.forEvent(partnerTip).length === 1);
+    const inboxRows = async (id: string) => (await h.db.pool.query("SELECT count(*)::int AS n FROM auth.inbox WHERE event_id = $1", [id])).rows[0].n;
+    assert.equal(await inboxRows(customerTip), 0, "nothing written for an event no partner is told");
+    assert.equal(await inboxRows(partnerTip), 1);
+    const rows = await h.db.pool.query("SELECT count(*)::int AS n FROM auth.partner_webhook_deliveries WHERE event_id = ANY($1::uuid[])", [[customerTip, partnerTip]]);
+    assert.equal(rows.rows[0].n, 1, "one delivery: the partner's");
+    assert.equal(h.receiver.forEvent(partnerTip).length, 1);
+  });
+
   test("nothing is lost across a restart: a pending retry and an event published while auth was down are both delivered", async () => {
     h.receiver.otherwise = 503;
     const pendingEvent = await h.publish(TipSucceededSchema, { tipId: randomUUID(), amount: kesMinor(100n), createdBy: pos.keyId });

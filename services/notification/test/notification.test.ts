@@ -19,7 +19,7 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
+import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
@@ -752,26 +752,63 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual(d.attempts.map((x) => x.status), [DeliveryStatus.FAILED, DeliveryStatus.SENT]);
   });
 
-  test("a sent record that fails once is written again, not left 'sending' for the look to resend after its lease", async () => {
+  /** A dispatcher's run of a queued SMS whose sent record fails `failures` times first; how many failed, and how the run ended. */
+  const recordFailing = async (failures: number, retry = config.retry) => {
     const id = await queuedSms();
     const query = t.db.pool.query.bind(t.db.pool);
     let failed = 0;
     t.db.pool.query = ((text: string, values?: unknown[][]) => {
-      if (!failed && typeof text === "string" && text.includes("sent_in AS") && values?.[0]?.includes(id)) {
+      if (failed < failures && typeof text === "string" && text.includes("sent_in AS") && values?.[0]?.includes(id)) {
         failed++;
         return Promise.reject(new Error("connection terminated unexpectedly"));
       }
       return (query as (...args: unknown[]) => unknown)(text, values);
     }) as typeof t.db.pool.query;
     try {
-      await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+      // Pauses of a millisecond and up between tries: the test waits for no failover.
+      const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry, logger: captureLogger("silent").logger, publicUrl: () => "", sentRecordRetryMs: 1 });
+      const ran = await dispatcher.run(id).then(() => "ran", (err: unknown) => err);
+      return { id, failed, ran };
     } finally {
       t.db.pool.query = query;
     }
-    assert.equal(failed, 1);
+  };
+
+  test("a sent record that fails is written again while its lease lasts (a failover longer than a few tries), not left 'sending' for the look to resend after its lease", async () => {
+    const { id, failed, ran } = await recordFailing(8);
+    assert.equal(failed, 8);
+    assert.equal(ran, "ran");
     const d = await delivery(id);
     assert.equal(d.status, DeliveryStatus.SENT);
     assert.deepEqual(d.attempts.map((a) => a.status), [DeliveryStatus.SENT]);
+  });
+
+  test("a sent record is not tried again past its send's lease: the look may have sent it again by then", async () => {
+    const { id, failed, ran } = await recordFailing(8, { ...config.retry, sendLeaseMs: 0 });
+    assert.equal(failed, 1, "no second try");
+    assert.match(String(ran), /connection terminated/);
+    assert.deepEqual((await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows, [{ status: "sending" }], "left to the look");
+  });
+
+  test("a claimed send's lease counts from its transaction's start (a trigger batch's), not from its statement's answer: a turn that comes a provider timeout after it renews the lease", async () => {
+    // A provider timeout of a millisecond: the transaction below outlasts it.
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: { ...config.retry, httpTimeoutMs: 1 }, logger: captureLogger("silent").logger, publicUrl: () => "" });
+    const phone = newPhone();
+    const direct = { firstProviders: dispatcher.firstProviders(), claimed: [] as Parameters<Dispatcher["sendClaimed"]>[0][number][] };
+    const started = await withTransaction(t.db.pool, async (tx) => {
+      // A batch's transaction begins (its inbox claim, its recipients) well before the statement that claims its sends.
+      await tx.query("SELECT pg_sleep(0.05)");
+      const [[id]] = await enqueueMany(tx, [{ sourceKey: `event:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } }], new Date(), direct);
+      return (await tx.query("SELECT started_at::text FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows[0].started_at as string;
+    });
+    assert.equal(direct.claimed.length, 1);
+    dispatcher.sendClaimed(direct.claimed);
+    await dispatcher.drain();
+    const id = direct.claimed[0].delivery.id;
+    const attempt = await t.db.pool.query("SELECT started_at::text, status FROM notification.delivery_attempts WHERE delivery_id = $1", [id]);
+    assert.equal(attempt.rows[0].status, "sent");
+    assert.notEqual(attempt.rows[0].started_at, started, "the lease renewed before the call");
+    assert.equal(smsTo(phone).length, 1);
   });
 
   test("a look that read an attempt out of lease while a claimed send renewed it leaves it alone: the renewal wins, nothing is resent", async () => {
@@ -795,6 +832,85 @@ describe("notification service against Postgres, JetStream and the provider simu
     const attempts = await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1", [id]);
     assert.deepEqual(attempts.rows.map((r) => r.status), ["sending"], "still the renewed send's");
     assert.equal(sim.sent.filter((m) => m.to === phone || m.to === `+${phone}`).length, 0, "not resent");
+  });
+
+  /**
+   * A send of a queued SMS whose record comes late, when a look (claim()) holds its delivery's lock
+   * and then declares its attempt in doubt (decide()'s compare-and-set): the look's two statements,
+   * with the record started between them. What the run and the look saw, and any deadlock logged.
+   */
+  const lateRecordMeetsLook = async (outcome: SendOutcome) => {
+    const id = await queuedSms();
+    let called: () => void = () => undefined;
+    const calling = new Promise<void>((r) => (called = r));
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    const provider: Provider = { name: "africastalking", send: async () => (called(), await gate, outcome) };
+    const { logger, lines } = captureLogger("warn");
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: { sms: [provider], email: [], push: [] }, retry: config.retry, logger, publicUrl: () => "" });
+    const run = dispatcher.run(id).then(() => "ran", (err: unknown) => err);
+    await calling;
+    const look = await t.db.pool.connect();
+    try {
+      await look.query("BEGIN");
+      await look.query("SELECT 1 FROM notification.deliveries WHERE id = $1 FOR UPDATE", [id]);
+      open();
+      await eventually("the record waiting for the look", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ~ 'UPDATE notification\\.deliver(y_attempt)?(ies|s) '")).rowCount! > 0);
+      const doubted = await look.query("UPDATE notification.delivery_attempts SET status = 'in_doubt', finished_at = now() WHERE delivery_id = $1 AND attempt = 1 AND status = 'sending'", [id]);
+      await look.query("COMMIT");
+      return { id, doubted: doubted.rowCount, run: await run, deadlocks: lines.filter((l) => l.includes("deadlock")) };
+    } finally {
+      await look.query("ROLLBACK").catch(() => undefined);
+      look.release();
+    }
+  };
+
+  test("a late sent record and a look declaring its attempt in doubt take the delivery's lock first, both: no deadlock; the look's decision stands", async () => {
+    const met = await lateRecordMeetsLook({ ok: true, messageId: `late-${randomUUID()}` });
+    assert.deepEqual(met.deadlocks, [], "the record waited for the delivery without holding its attempt");
+    assert.equal(met.doubted, 1);
+    assert.equal(met.run, "ran");
+    const row = await t.db.pool.query("SELECT d.status, a.status AS attempt FROM notification.deliveries d JOIN notification.delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1", [met.id]);
+    assert.deepEqual(row.rows, [{ status: "queued", attempt: "in_doubt" }], "the late record wrote nothing over the look's decision");
+  });
+
+  test("a late failed send's record and a look declaring its attempt in doubt take the delivery's lock first, both: no deadlock; the look's decision stands", async () => {
+    const met = await lateRecordMeetsLook({ ok: false, kind: "transient", error: "503 from the provider" });
+    assert.equal(met.run, "ran", "no deadlock aborted the record");
+    assert.equal(met.doubted, 1);
+    const row = await t.db.pool.query("SELECT d.status, a.status AS attempt FROM notification.deliveries d JOIN notification.delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1", [met.id]);
+    assert.deepEqual(row.rows, [{ status: "queued", attempt: "in_doubt" }]);
+  });
+
+  test("two batches making overlapping deliveries, one in the other order, do not deadlock: each delivery is made once", async () => {
+    const request = (sourceKey: string) => ({ sourceKey, to: { phone: newPhone() }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } });
+    const [low, high] = [request(`event:a-${randomUUID()}`), request(`event:b-${randomUUID()}`)];
+    // One batch has made `low` and is about to make `high` (its open transaction stands for its statement midway).
+    const first = await t.db.pool.connect();
+    try {
+      await first.query("BEGIN");
+      const [[lowId]] = await enqueueMany(first, [low]);
+      // The other names them high first: made in that order it would hold `high` while it waits for `low`.
+      const second = enqueueMany(t.db.pool, [high, low]);
+      await eventually("the second batch waiting for the first", async () =>
+        (await t.db.pool.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%planned AS%'")).rowCount! > 0);
+      const [[highId]] = await enqueueMany(first, [high]); // a deadlock error here (or in the second) without the order
+      await first.query("COMMIT");
+      assert.deepEqual(await second, [[highId], [lowId]], "the second finds both made by the first");
+    } finally {
+      await first.query("ROLLBACK").catch(() => undefined);
+      first.release();
+    }
+  });
+
+  test("an attempt cut off by a crash whose number texted STOP meanwhile fails, and its note does not say it was sent again", async () => {
+    const id = await queuedSms(1);
+    await t.db.pool.query("INSERT INTO notification.delivery_attempts (delivery_id, attempt, provider, status, started_at) VALUES ($1, 1, 'africastalking', 'sending', now() - interval '1 hour')", [id]);
+    await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) SELECT address, 'africastalking' FROM notification.deliveries WHERE id = $1", [id]);
+    await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+    const d = await t.db.pool.query("SELECT d.status, d.last_error, a.status AS attempt, a.error FROM notification.deliveries d JOIN notification.delivery_attempts a ON a.delivery_id = d.id WHERE d.id = $1", [id]);
+    assert.deepEqual(d.rows, [{ status: "failed", last_error: "recipient texted STOP", attempt: "in_doubt", error: "no answer recorded (crash during send)" }]);
   });
 
   test("claimed sends call their provider a bounded number at once; the others wait their turn, and each is sent once", async () => {
@@ -888,7 +1004,8 @@ describe("notification service against Postgres, JetStream and the provider simu
     await eventually("the second SMS", () => smsTo(b).length === 1);
     // A call that writes no statement carries nothing: the second's record is then written alone.
     const [idB] = second.claimed.map((c) => c.delivery.id);
-    const again = dispatcher.takeSentRecords()!;
+    // Its acceptance waits for a carrier once the dispatcher has read the provider's answer (after the simulator has the SMS).
+    const again = await eventually("the second's record waiting for a carrier", () => dispatcher.takeSentRecords());
     const made = await enqueueClaiming(t.db.pool, [], new Date(), dispatcher.firstProviders(), again.carried);
     assert.deepEqual(made.made, []);
     assert.equal(again.carried.early, undefined, "no statement ran, so none carried it");

@@ -79,6 +79,18 @@ export function mapEvent(m: DeliveredMessage): Mapped | undefined {
   }
 }
 
+/**
+ * Whether an event may have a partner to tell: one partners are sent, naming a key (a tip's
+ * creator) or a worker (who may have consented to keys). A customer's tip names no key, so it
+ * has none: its consumer skips it without a transaction or an inbox row (changesState), and a
+ * redelivery of it is skipped the same way. Read from the event alone, so it is the same each time.
+ */
+export function mayReachPartner(m: DeliveredMessage): boolean {
+  const mapped = mapEvent(m);
+  if (!mapped) return false;
+  return UUID.test(mapped.audience.kind === "tip" ? mapped.audience.createdBy : mapped.audience.workerId);
+}
+
 /** Live subscriptions of live keys that want this event. */
 async function subscribers(tx: Queryable, type: WebhookEventType, audience: Audience): Promise<Array<{ subscription_id: string; key_id: string }>> {
   if (audience.kind === "tip") {

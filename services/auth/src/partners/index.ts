@@ -8,7 +8,7 @@ import { clockOf, consumeEventBatches } from "@ttip/runtime";
 import type { AuthCore } from "../core.js";
 import { partnerAdminHandlers } from "./admin.js";
 import { consentedReadHandlers, consentHandlers } from "./consents.js";
-import { fanOut, WEBHOOK_SOURCE_SUBJECT } from "./fan-out.js";
+import { fanOut, mayReachPartner, WEBHOOK_SOURCE_SUBJECT } from "./fan-out.js";
 import { WebhookSender } from "./sender.js";
 import { systemResolver, type HostResolver } from "./destination.js";
 import { startRetention } from "./retention.js";
@@ -38,8 +38,9 @@ export function partnerWebhooks(core: AuthCore, resolve: HostResolver = systemRe
       router.service(PartnerAdminService, partnerAdminHandlers(core, () => sender.wake()));
     },
     async start() {
-      // Every payment event passes here and most concern no partner (a customer's
-      // tip): what has arrived is recorded and fanned out in one transaction.
+      // Every payment event passes here and most concern no partner (a customer's tip):
+      // those are acknowledged with no transaction (mayReachPartner); what is left of a
+      // batch is recorded and fanned out in one. Decoded again there: only a partner's events.
       const consumer = await consumeEventBatches({
         bus: core.ctx.bus,
         pool: core.ctx.pool,
@@ -48,6 +49,7 @@ export function partnerWebhooks(core: AuthCore, resolve: HostResolver = systemRe
         subject: WEBHOOK_SOURCE_SUBJECT,
         logger: core.ctx.logger,
         metrics: core.ctx.metrics,
+        changesState: mayReachPartner,
         handleBatch: async (messages, tx) => {
           let added = 0;
           // In order: a partner's deliveries for one tip are created as its events happened.
