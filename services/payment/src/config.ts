@@ -42,6 +42,13 @@ export interface PaymentConfig {
   stkExpireAfterMs: number;
   /** A B2C with no result after this is resolved by a transaction status query. */
   payoutResultWaitMs: number;
+  /**
+   * How long wallet has to answer EnsureAccount (default 5 s): wallet waits at most its 2 s lock
+   * timeout for an account another call is creating, then answers ABORTED itself; the rest is room
+   * for one statement on a busy database. Past it the call is ABORTED here, to try again (a credit:
+   * by reconciliation), rather than holding the tips waiting on it for as long as wallet is stuck.
+   */
+  walletEnsureAccountTimeoutMs?: number;
   /** Background reconciliation period; 0 turns the job off (tests call ReconcilePending). */
   reconcileIntervalMs: number;
   /**
@@ -105,6 +112,7 @@ const shape = {
   STK_DEADLINE_MS: env.duration(90_000),
   STK_EXPIRE_AFTER_MS: env.duration(10 * 60_000),
   PAYOUT_RESULT_WAIT_MS: env.duration(5 * 60_000),
+  WALLET_ENSURE_ACCOUNT_TIMEOUT_MS: env.duration(5_000),
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(15_000),
   RECONCILE_LEASE_MS: env.duration(120_000),
   FRAUD_PHONE_PER_10MIN: z.coerce.number().int().positive().default(5),
@@ -151,6 +159,7 @@ export function loadPaymentConfig(vars: Env = process.env): PaymentConfig {
     stkDeadlineMs: c.STK_DEADLINE_MS,
     stkExpireAfterMs: c.STK_EXPIRE_AFTER_MS,
     payoutResultWaitMs: c.PAYOUT_RESULT_WAIT_MS,
+    walletEnsureAccountTimeoutMs: c.WALLET_ENSURE_ACCOUNT_TIMEOUT_MS,
     reconcileIntervalMs: c.RECONCILE_INTERVAL_MS,
     reconcileLeaseMs: c.RECONCILE_LEASE_MS,
     fraud: {

@@ -11,7 +11,7 @@ import { loadPaymentConfig, type PaymentConfig } from "./config.js";
 import { DarajaClient } from "./daraja/client.js";
 import { registerHandlers } from "./handlers/index.js";
 import { offlineFilter } from "./offline-http.js";
-import { Ledger } from "./ledger.js";
+import { ENSURE_ACCOUNT_TIMEOUT_MS, Ledger } from "./ledger.js";
 import { autoPayout, reconcilePayouts } from "./payouts.js";
 import { reconcileTips, type Deps } from "./tips.js";
 
@@ -58,7 +58,7 @@ function paymentDeps(ctx: ServiceContext, config: () => PaymentConfig): Deps {
   const deps: Deps = {
     ctx,
     config,
-    ledger: new Ledger(ctx),
+    ledger: new Ledger(ctx, () => config().walletEnsureAccountTimeoutMs ?? ENSURE_ACCOUNT_TIMEOUT_MS),
     changes: new ChangeFeed(ctx.bus),
     background: new Set(),
     daraja: darajaClientOf(config, () => clockOf(ctx)),

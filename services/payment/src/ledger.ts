@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
-import { asConnectError, b2cFee, BoundedMap, callerHeaders, clockOf, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
+import { asConnectError, b2cFee, BoundedMap, callerHeaders, clockOf, ConcurrentChangeError, type MoneyAmount, publicTipAmount, quoteTip, type ServiceContext } from "@ttip/runtime";
 import { AccountKind, OwnerKind, PaymentRail, type FeeQuote } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { type PostEntryRequestSchema, WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import { FeeSchedules } from "./fee-schedules.js";
@@ -24,6 +24,9 @@ export const POST_ENTRIES_MAX = 100;
 /** How long wallet has to answer a call posting entries: one statement's work, with room for a busy database. */
 const POST_ENTRIES_TIMEOUT_MS = 5_000;
 
+/** EnsureAccount's deadline unless configured: see PaymentConfig.walletEnsureAccountTimeoutMs. */
+export const ENSURE_ACCOUNT_TIMEOUT_MS = 5_000;
+
 /** A wallet entry to post, as PostEntry takes it. */
 export type EntryToPost = MessageInitShape<typeof PostEntryRequestSchema>;
 
@@ -39,7 +42,11 @@ export class Ledger {
   /** Wallet's fee schedules, copied: most tips are quoted here, without a call. */
   readonly feeSchedules: FeeSchedules;
 
-  constructor(ctx: ServiceContext) {
+  constructor(
+    ctx: ServiceContext,
+    /** EnsureAccount's deadline, read per call (the config may change). */
+    private readonly ensureAccountTimeoutMs: () => number = () => ENSURE_ACCOUNT_TIMEOUT_MS,
+  ) {
     this.internal = createClient(WalletInternalService, ctx.peers("wallet"));
     this.user = createClient(WalletService, ctx.peers("wallet"));
     this.feeSchedules = new FeeSchedules(async (currency) => (await this.internal.loadFeeSchedules({ currency })).schedules, clockOf(ctx), ctx.metrics);
@@ -51,7 +58,12 @@ export class Ledger {
     const known = this.accounts.get(key);
     if (known) return known;
     const ownerKind = !ownerId ? OwnerKind.PLATFORM : kind === AccountKind.VENUE_POOL ? OwnerKind.VENUE : OwnerKind.WORKER;
-    const { account } = await this.internal.ensureAccount({ kind, ownerKind, ownerId, currency });
+    const timeoutMs = this.ensureAccountTimeoutMs();
+    const { account } = await this.internal.ensureAccount({ kind, ownerKind, ownerId, currency }, { timeoutMs }).catch((err: unknown) => {
+      // Our deadline, not the caller's: ABORTED as wallet answers its own bounded lock wait, to try again.
+      if (asConnectError(err).code !== Code.DeadlineExceeded) throw err;
+      throw new ConcurrentChangeError(`wallet did not answer EnsureAccount within ${timeoutMs} ms; retry`);
+    });
     if (!account?.accountId) throw new Error("wallet EnsureAccount answered without an account");
     this.accounts.set(key, account.accountId);
     return account.accountId;

@@ -7,7 +7,9 @@ import { after, before, describe, test } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
 import { TipSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import type { Pool, ServiceContext } from "@ttip/runtime";
+import { Code } from "@connectrpc/connect";
+import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { asConnectError, type Pool, type ServiceContext } from "@ttip/runtime";
 import { postCredit, recordCredits } from "../src/credits.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
@@ -272,6 +274,37 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
       for (const t of [plain, rated, other]) assert.equal((await succeededEvents(t.tip_id)).length, 1, "reconciliation found nothing to do");
     });
   }
+
+  test("a wallet stuck on EnsureAccount: past the configured deadline the call is ABORTED and the credit left to reconciliation, which credits it once", async () => {
+    const worker = randomUUID();
+    const [tip] = await decidedTips(worker, [10_000n]);
+    // A new ledger knows no account yet: crediting asks wallet for three.
+    const ledger = new WatchedLedger(h.t.ctx, () => 200);
+    const { deps } = depsWith(ledger);
+    const holder = await h.t.db.pool.connect();
+    let outcome: boolean;
+    let refusal: unknown;
+    try {
+      await holder.query("BEGIN");
+      // Wallet's statements on its accounts wait for this lock before their own lock timeout is set: wallet answers nothing.
+      await holder.query("LOCK TABLE wallet.accounts IN ACCESS EXCLUSIVE MODE");
+      outcome = await postCredit(deps, tip.tip_id, tip);
+      refusal = await ledger.account(AccountKind.WORKER_WALLET, randomUUID()).then(() => undefined, (err: unknown) => err);
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    assert.equal(outcome, false, "not credited here");
+    assert.equal(ledger.calls.length, 0, "nothing posted");
+    assert.equal(Code[asConnectError(refusal).code], Code[Code.Aborted], "to try again");
+    assert.match(asConnectError(refusal).rawMessage, /EnsureAccount within 200 ms/);
+    assert.equal((await row(tip.tip_id)).credit_entry_id, null, "left decided and uncredited");
+    await reconcile();
+    assert.ok((await row(tip.tip_id)).credit_entry_id, "reconciliation credits it");
+    assert.equal(await h.walletEntries(worker), 1);
+    assert.equal(await h.balance(worker), tip.worker_receives_minor);
+    assert.equal((await succeededEvents(tip.tip_id)).length, 1);
+  });
 
   test("recordings of any size share one plan, each tip answered with its own row", async () => {
     const client = await h.t.db.pool.connect();
