@@ -30,6 +30,7 @@ import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from ".
 import { policyInterceptor } from "./policy.js";
 import { rawForwarding, rawRoutes } from "./raw-forward.js";
 import { clientAddressKey, rateLimitInterceptor, sharedBudget } from "./rate-limit.js";
+import { upstreamSessions } from "./upstream.js";
 
 export {
   authInterceptor,
@@ -192,8 +193,10 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     readMaxBytes: options.readMaxBytes,
   };
   // Services in this process are called without encoding already (their `local` transport).
+  // The calls forwarded as bytes go on the gateway's own connection to each backend (upstream.ts), beside the manager's for the rest.
+  const upstreams = upstreamSessions();
   const raw = rawForwarding({
-    routes: new Map(options.forwardBytes === false ? [] : options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, sessions.get(b.url)))),
+    routes: new Map(options.forwardBytes === false ? [] : options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, upstreams.get(b.url)))),
     interceptors: serverInterceptors(serverOptions),
     clientInterceptors: [tracingInterceptor("client")],
     contextValues,
@@ -207,6 +210,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     close: async () => {
       await server.close();
       sessions.close();
+      upstreams.close();
     },
   };
 }

@@ -21,7 +21,6 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { trailerFlag, trailerSerialize } from "@connectrpc/connect/protocol-grpc-web";
@@ -35,6 +34,7 @@ import {
   intercepted,
   readRpcBody,
   refusedBodyKey,
+  type Http2Upstream,
   requestBodyLimit,
   UnaryServerCall,
   type Logger,
@@ -67,14 +67,14 @@ const RESPONSE_TYPE: Record<Protocol, string> = {
 /** One unary RPC forwarded as bytes to a service over HTTP/2. */
 export interface RawRoute {
   method: DescMethod & { methodKind: "unary" };
-  session: Http2SessionManager;
+  session: Http2Upstream;
   /** Stand-ins for the messages the interceptors are handed (none of them reads one). */
   input: Message;
   output: Message;
 }
 
 /** The unary RPCs of `service` served at `session`, by request path. */
-export function rawRoutes(service: DescService, session: Http2SessionManager): Array<[string, RawRoute]> {
+export function rawRoutes(service: DescService, session: Http2Upstream): Array<[string, RawRoute]> {
   return service.methods
     .filter((m): m is RawRoute["method"] => m.methodKind === "unary")
     .map((method) => [`/${service.typeName}/${method.name}`, { method, session, input: create(method.input), output: create(method.output) }]);
@@ -141,9 +141,9 @@ interface RawCall {
 const rawCallKey = createContextKey<RawCall | undefined>(undefined, { description: "call forwarded as bytes" });
 
 async function serve(options: RawForwardingOptions, chain: UnaryNext, route: RawRoute, protocol: Protocol, exchange: RpcExchange): Promise<void> {
-  const call = new UnaryServerCall(exchange, protocol === "connect" ? "connect" : "grpc");
-  // What the checks read, set and delete, cheaply (light-headers.ts); the call keeps its own for its deadline.
+  // What the checks read, set and delete, cheaply (light-headers.ts); the call reads its deadline from them first.
   const header: Headers = LightHeaders.fromRaw(exchange.rawHeaders);
+  const call = new UnaryServerCall(exchange, protocol === "connect" ? "connect" : "grpc", header);
   const values = options.contextValues(exchange);
   let result: UnaryResponse | ConnectError;
   let forwarded: RawCall;

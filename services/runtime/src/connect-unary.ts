@@ -93,11 +93,13 @@ export class UnaryServerCall {
   private readonly call: LocalCall;
   private readonly gone: () => void;
 
+  /** `header`: the request's headers when the caller made them already (the gateway's, cheaper to read); else made here. */
   constructor(
     private readonly exchange: RpcExchange,
     timeoutHeader: "connect" | "grpc",
+    header?: Headers,
   ) {
-    this.header = requestHeaders(exchange.rawHeaders);
+    this.header = header ?? requestHeaders(exchange.rawHeaders);
     this.url = `http://${exchange.authority}${exchange.url}`;
     const timeout =
       timeoutHeader === "connect"

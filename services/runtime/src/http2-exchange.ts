@@ -5,9 +5,18 @@
 // reset or a lost connection to its code and sends a refused call again.
 import type http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Http2SessionManager } from "@connectrpc/connect-node";
 import { codeFromHttpStatus, errorFromJsonBytes, parseContentType } from "@connectrpc/connect/protocol-connect";
 import { decompressMessage } from "./input.js";
+
+/**
+ * What a call needs of its connection: a stream for its request, and the news
+ * that answer bytes came (the manager's keepalive counts them). connect-node's
+ * Http2SessionManager (the services' peers) or the gateway's own (upstream.ts).
+ */
+export interface Http2Upstream {
+  request(method: string, path: string, headers: http2.OutgoingHttpHeaders, options: http2.ClientSessionRequestOptions): Promise<http2.ClientHttp2Stream>;
+  notifyResponseByteRead(stream: http2.ClientHttp2Stream): void;
+}
 
 type Http2Answer = { status: number; header: http2.IncomingHttpHeaders; body: Uint8Array };
 
@@ -22,7 +31,7 @@ const REFUSED_STREAM = Symbol("refused unprocessed");
  * session that cannot be opened UNAVAILABLE, `signal` with its reason; a
  * refused stream resolves as REFUSED_STREAM.
  */
-function http2Exchange(session: Http2SessionManager, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
+function http2Exchange(session: Http2Upstream, path: string, headers: http2.OutgoingHttpHeaders, body: Uint8Array, signal: AbortSignal) {
   return new Promise<Http2Answer | typeof REFUSED_STREAM>((resolve, reject) => {
     if (signal.aborted) return reject(ConnectError.from(signal.reason));
     let stream: http2.ClientHttp2Stream | undefined;
@@ -135,7 +144,7 @@ const RESPONSE_MAX_BYTES = 0xffffffff;
 const MAX_ERROR_BYTES = 1024 * 1024;
 
 export interface ConnectUnaryCall {
-  session: Http2SessionManager;
+  session: Http2Upstream;
   /** The service's type name ("ttip.qr.v1.QrService") and the method's name. */
   service: string;
   method: string;

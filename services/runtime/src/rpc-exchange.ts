@@ -9,6 +9,7 @@
 // that receives a call and makes another costs.
 import type http from "node:http";
 import type http2 from "node:http2";
+import type { Readable } from "node:stream";
 
 export interface RpcExchange extends AsyncIterable<Buffer> {
   readonly method: string;
@@ -20,6 +21,8 @@ export interface RpcExchange extends AsyncIterable<Buffer> {
   readonly headers: http.IncomingHttpHeaders;
   /** The request's headers as sent, name then value (HTTP/2's pseudo-headers included). */
   readonly rawHeaders: string[];
+  /** The request's body as node's stream (read by its events: cheaper than the iterator). */
+  readonly body: Readable;
   /** The connection, for the peer's address. */
   readonly socket: { remoteAddress?: string } | null | undefined;
   /** Nothing can be written any more: the client went away, or the answer is out. */
@@ -42,6 +45,7 @@ export function nodeExchange(req: NodeReq, res: NodeRes): RpcExchange {
     authority: ("authority" in req ? req.authority : req.headers.host) ?? "localhost",
     headers: req.headers,
     rawHeaders: req.rawHeaders,
+    body: req,
     socket: req.socket,
     get closed() {
       return res.destroyed;
@@ -86,6 +90,10 @@ export class StreamExchange implements RpcExchange {
     this.authority = headers[":authority"] ?? headers.host ?? "localhost";
     // A reset or a lost connection errors the stream: 'close' follows, which the call hears.
     stream.on("error", ignore);
+  }
+
+  get body(): Readable {
+    return this.stream;
   }
 
   get socket() {
