@@ -7,7 +7,8 @@ module.exports = {
   preset: "jest-expo",
   testMatch: ["<rootDir>/src/**/*.spec.ts?(x)"],
   setupFiles: ["<rootDir>/jest.setup.js"],
-  // The first test of a file also pays for transforming the app on two busy cores.
+  // Renders and polls on two busy cores; compiling React Native's components is paid as the
+  // file loads (src/testing/render-app.tsx), not by the first test.
   testTimeout: 30_000,
   moduleNameMapper: {
     "^@ttip/proto/(.*)\\.js$": path.join(root, "proto/gen/$1.ts"),

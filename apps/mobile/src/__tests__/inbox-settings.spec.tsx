@@ -1,7 +1,7 @@
 import { fireEvent, screen, waitFor, within } from "@testing-library/react-native";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
-import { newPhone, renderApp, signIn } from "../testing/render-app";
+import { AFTER_POLLS, newPhone, renderApp, signIn } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
 
 afterEach(() => resetPushRegistration());
@@ -22,7 +22,7 @@ test("home counts unread messages; the inbox lists them and marks them read", as
   await waitFor(() => expect(gw.inbox.every((n) => n.readAt)).toBe(true));
   expect(gw.last("MarkRead").notificationIds).toHaveLength(2);
   await fireEvent.press(screen.getByTestId("inbox-close"));
-  expect(await screen.findByText("Messages", {}, { timeout: 8000 })).toBeTruthy();
+  expect(await screen.findByText("Messages", {}, AFTER_POLLS)).toBeTruthy();
 });
 
 test("a settings change made offline waits on the phone and is sent when the connection returns", async () => {
@@ -40,7 +40,7 @@ test("a settings change made offline waits on the phone and is sent when the con
   expect([...phone.cache.data.keys()]).toContain(`${gw.userId}:pending:preferences`);
 
   gw.offline = false;
-  await waitFor(() => expect(tipSms(gw)).toBe(false), { timeout: 12_000 });
+  await waitFor(() => expect(tipSms(gw)).toBe(false), AFTER_POLLS);
   // Push and in-app stay as they were; the waiting copy is gone.
   expect(gw.preferences.kinds.find((k) => k.key === TemplateKey.TIP_RECEIVED)?.channels).toEqual([Channel.PUSH, Channel.IN_APP]);
   await waitFor(() => expect(phone.cache.data.has(`${gw.userId}:pending:preferences`)).toBe(false));

@@ -1,7 +1,7 @@
 import { fireEvent, screen, waitFor } from "@testing-library/react-native";
 import { Role } from "@ttip/proto/ttip/auth/v1/auth_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
-import { renderApp, signIn } from "../testing/render-app";
+import { AFTER_POLLS, renderApp, signIn } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
 
 afterEach(() => resetPushRegistration());
@@ -68,7 +68,7 @@ test("a refused access token is rotated once with the refresh token and the call
   const before = JSON.parse(phone.secure.data.get("session")!).refreshToken;
   gw.validAccess.clear(); // every access token expires
   gw.addTip(300_00n);
-  expect(await screen.findByText("KES 1,800", {}, { timeout: 8000 })).toBeTruthy();
+  expect(await screen.findByText("KES 1,800", {}, AFTER_POLLS)).toBeTruthy();
   expect(gw.count("RefreshSession")).toBeGreaterThanOrEqual(1);
   expect(JSON.parse(phone.secure.data.get("session")!).refreshToken).not.toBe(before);
 });

@@ -2,7 +2,7 @@ import { fireEvent, screen, waitFor, within } from "@testing-library/react-nativ
 import { Code, ConnectError } from "@connectrpc/connect";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { FakeGateway } from "../testing/fake-gateway";
-import { newPhone, renderApp, signIn } from "../testing/render-app";
+import { AFTER_POLLS, newPhone, renderApp, signIn } from "../testing/render-app";
 import { resetPushRegistration } from "../screens/push-registration";
 
 afterEach(() => resetPushRegistration());
@@ -25,8 +25,11 @@ test("home announces a tip that arrives while it is open and adds it to the bala
   await signIn(gw);
   expect(await screen.findByText("KES 1,700")).toBeTruthy();
   expect(screen.queryByTestId("new-tip")).toBeNull(); // the tip already there is not "new"
+  const asked = gw.count("ListTips");
   gw.addTip(250_00n);
-  expect(await screen.findByText("New tip: KES 250", {}, { timeout: 8000 })).toBeTruthy();
+  // Home's next poll asks for the tips, then announces the new one.
+  await waitFor(() => expect(gw.count("ListTips")).toBeGreaterThan(asked), AFTER_POLLS);
+  expect(await screen.findByText("New tip: KES 250", {}, AFTER_POLLS)).toBeTruthy();
   expect(screen.getByTestId("available")).toHaveTextContent("KES 1,950");
   expect(within(screen.getByTestId("latest-tips")).getAllByText(/received/)).toHaveLength(2);
 });
@@ -37,7 +40,7 @@ test("a withdrawal asks for the biometric, registers the phone's key once, signs
   await renderApp(gw, phone);
   await signIn(gw);
   await startWithdrawal("500");
-  expect(await screen.findByText(/Withdrawal of KES 500: sent/, {}, { timeout: 8000 })).toBeTruthy();
+  expect(await screen.findByText(/Withdrawal of KES 500: sent/, {}, AFTER_POLLS)).toBeTruthy();
   expect(screen.getByTestId("receipt")).toHaveTextContent("M-Pesa receipt SIM123ABC");
   await waitFor(() => expect(screen.getByTestId("withdraw-available")).toHaveTextContent("KES 1,000"));
   expect(phone.biometricPrompts).toEqual(["Confirm the withdrawal of KES 500"]);
@@ -54,7 +57,7 @@ test("a withdrawal asks for the biometric, registers the phone's key once, signs
   await fireEvent.changeText(await screen.findByTestId("amount"), "100");
   await fireEvent.press(screen.getByTestId("withdraw-submit"));
   await fireEvent.press(await screen.findByTestId("withdraw-confirm"));
-  expect(await screen.findByText(/Withdrawal of KES 100: sent/, {}, { timeout: 8000 })).toBeTruthy();
+  expect(await screen.findByText(/Withdrawal of KES 100: sent/, {}, AFTER_POLLS)).toBeTruthy();
   expect(gw.devices.size).toBe(1);
   expect(gw.payouts.size).toBe(2);
 });
@@ -80,7 +83,7 @@ test("a payout retried after a lost answer keeps its idempotency key, so it is p
   await startWithdrawal("300");
   expect(await screen.findByRole("alert")).toHaveTextContent("We cannot reach TTIP right now. Check your connection and try again.");
   await fireEvent.press(screen.getByTestId("withdraw-confirm"));
-  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, { timeout: 8000 })).toBeTruthy();
+  expect(await screen.findByText(/Withdrawal of KES 300: sent/, {}, AFTER_POLLS)).toBeTruthy();
   const keys = gw.calls.filter((c) => c.method === "RequestPayout").map((c) => (c.request as { idempotencyKey: string }).idempotencyKey);
   expect(keys).toHaveLength(2);
   expect(new Set(keys).size).toBe(1);

@@ -1,6 +1,7 @@
 // Renders the whole app against a FakeGateway, with in-memory stores, the real
 // software device key (secureStoreKeyring) and a biometric prompt the test answers.
 import { render, screen, waitFor, fireEvent } from "@testing-library/react-native";
+import * as ReactNative from "react-native";
 import { AppRoot } from "../App";
 import type { AppServices } from "../app-context";
 import { secureStoreKeyring } from "../lib/device-key";
@@ -8,6 +9,18 @@ import type { Locale } from "../lib/i18n";
 import { memoryStore } from "../lib/key-value";
 import { SessionStore } from "../lib/session";
 import { FakeGateway } from "./fake-gateway";
+
+// React Native loads each component on its first use, so a test file's first render paid
+// for compiling them (about 125 modules: 27-34 s on a cold jest cache at load 20-28, so the
+// first test hit its 30 s; under 1 s warm). Touched here, they compile while the test file
+// loads, which no test's timeout counts. These are the components the app's screens use.
+for (const component of ["Image", "Pressable", "ScrollView", "Share", "Switch", "Text", "TextInput", "View"] as const) void ReactNative[component];
+
+/**
+ * How long a test waits for what a poll brings (home's every 3 s, the waiting settings' every 5 s,
+ * a payout's every 1 s): three of the slowest polls, as a loaded machine needs, within jest's 30 s per test.
+ */
+export const AFTER_POLLS = { timeout: 16_000 };
 
 export interface TestPhone {
   secure: ReturnType<typeof memoryStore>;
