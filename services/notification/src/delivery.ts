@@ -182,7 +182,7 @@ async function planAndWrite(
   const plannable = reqs.filter((_, i) => Array.isArray(planned[i]));
   const rows = planned.flatMap((r) => (Array.isArray(r) ? r : []));
   if (o.firstProviders) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, o.firstProviders);
-  const onClaimed = o.onClaimed && ((p: PlannedDelivery) => o.onClaimed!(claimedAtEnqueue(p)));
+  const onClaimed = o.onClaimed && ((p: PlannedDelivery, leasedFrom: number) => o.onClaimed!(claimedAtEnqueue(p, leasedFrom)));
   const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), onClaimed, o.carried);
   return planned.map((r) => (Array.isArray(r) ? { ids: r.flatMap((p) => ids.get(p) ?? []) } : r));
 }
@@ -239,6 +239,8 @@ export interface ClaimedAtEnqueue {
   delivery: DeliveryRow;
   /** The provider its attempt was recorded for. */
   provider: string;
+  /** When its lease began, on this process's clock: at or before its transaction's start (its attempt's started_at). */
+  leasedFrom: number;
 }
 
 /**
@@ -252,7 +254,7 @@ function firstAttemptOf(p: PlannedDelivery, now: Date, firstProviders: FirstProv
   return firstProviders.get(p.channel) ?? null;
 }
 
-function claimedAtEnqueue(p: PlannedDelivery): ClaimedAtEnqueue {
+function claimedAtEnqueue(p: PlannedDelivery, leasedFrom: number): ClaimedAtEnqueue {
   assert(p.firstProvider, "claimed for a provider");
   const delivery: DeliveryRow = {
     id: p.id,
@@ -269,7 +271,7 @@ function claimedAtEnqueue(p: PlannedDelivery): ClaimedAtEnqueue {
     next_attempt_at: p.nextAttempt,
     parked: false,
   };
-  return { delivery, provider: p.firstProvider };
+  return { delivery, provider: p.firstProvider, leasedFrom };
 }
 
 /** The requests' users known here (their numbers, preferences, push devices), in one statement when there are any. */
@@ -491,7 +493,7 @@ async function insertDeliveries(
   planned: PlannedDelivery[],
   now: Date,
   claims: KeyClaim[],
-  onClaimed: (p: PlannedDelivery) => void = () => assert.fail("no delivery is claimed here"),
+  onClaimed: (p: PlannedDelivery, leasedFrom: number) => void = () => assert.fail("no delivery is claimed here"),
   carried?: CarriedRecords,
 ): Promise<Map<PlannedDelivery, string>> {
   const ids = new Map<PlannedDelivery, string>();
@@ -503,7 +505,9 @@ async function insertDeliveries(
   const values: unknown[] = [...PLANNED.map(([, , value]) => rows.map(value)), rows[0].event.subject, currentTraceparent() ?? null, now];
   const claimed = claims.length ? claimingManyCte(claims, values.length + 1) : undefined;
   const recorded = carried?.sends.length ? sentRecordCtes(carried.sends, values.length + (claimed?.values.length ?? 0) + 1) : undefined;
-  const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null; first_claimed: boolean; early: string[] | null }>(
+  // Before the statement is sent: the start of a transaction it is the first of is no earlier (leaseFrom).
+  const sentAt = Date.now();
+  const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null; first_claimed: boolean; early: string[] | null; began_ms_ago: number }>(
     `WITH ${claimed ? `${claimed.sql},` : ""} ${recorded ? `${recorded.sql},` : ""} planned AS (
        SELECT ${PLANNED_COLUMNS}, out, first_provider IS NOT NULL AND NOT out AS first_claimed
          FROM ${PLANNED_UNNEST} AS p(${PLANNED_COLUMNS}),
@@ -535,7 +539,8 @@ async function insertDeliveries(
        SELECT p.inapp_id, p.user_id, p.id, p.template_key, p.subject, p.body, p.next_attempt_at
          FROM delivery d JOIN planned p ON p.id = d.id WHERE p.inapp_id IS NOT NULL)
      SELECT p.id AS planned_id, d.id IS NOT NULL AS inserted, e.id AS existing_id, d.id IS NOT NULL AND p.first_claimed AS first_claimed,
-            ${recorded ? "ARRAY(SELECT delivery_id::text FROM sent_early)" : "NULL::text[]"} AS early
+            ${recorded ? "ARRAY(SELECT delivery_id::text FROM sent_early)" : "NULL::text[]"} AS early,
+            (extract(epoch FROM statement_timestamp() - transaction_timestamp()) * 1000)::float8 AS began_ms_ago
        FROM planned p LEFT JOIN delivery d ON d.id = p.id
        LEFT JOIN LATERAL (
          SELECT e.id FROM notification.deliveries e
@@ -554,7 +559,9 @@ async function insertDeliveries(
     if (id) ids.set(p, id);
   }
   for (const p of rows) if (p.inAppId && p.userId && byId.get(p.id)?.inserted) inAppSignals.emit(p.userId);
-  for (const p of rows) if (byId.get(p.id)?.first_claimed) onClaimed(p);
+  // A claimed attempt's started_at is its transaction's start (now()), which may be well before this statement (a trigger's batch).
+  const leasedFrom = sentAt - (written[0]?.began_ms_ago ?? 0);
+  for (const p of rows) if (byId.get(p.id)?.first_claimed) onClaimed(p, leasedFrom);
   return ids;
 }
 
@@ -595,7 +602,10 @@ interface DeliveryRow {
 /** A delivery whose number is to be asked for: whose, and since when. */
 type PendingLookup = { userId: string; createdAt: Date };
 
-type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve"; pending: PendingLookup } | { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number };
+/** A claim to send: its lease began at `leasedFrom` (this process's clock), at or before its attempt's started_at. */
+type SendClaim = { kind: "send"; delivery: DeliveryRow; provider: Provider; attempt: number; leasedFrom: number };
+
+type Claim = { kind: "done" } | { kind: "later" } | { kind: "resolve"; pending: PendingLookup } | SendClaim;
 
 /** What a claim read says to do with the delivery (claim() does it under the row's lock). */
 type NextStep =
@@ -649,6 +659,8 @@ export interface DispatcherOptions {
   claimedSendsMax?: number;
   /** How many claimed sends may wait for a turn (default CLAIMED_SENDS_WAITING_MAX). */
   claimedSendsWaitingMax?: number;
+  /** The pause before a failed sent record's second try (default SENT_RECORD_RETRY_MS). */
+  sentRecordRetryMs?: number;
 }
 
 /** A send the provider accepted, not yet recorded; with the trace it ran in. */
@@ -658,6 +670,8 @@ export interface AcceptedSend {
   attempt: number;
   outcome: SendOutcome & { ok: true };
   traceparent: string | null;
+  /** When its attempt's lease began (SendClaim's). */
+  leasedFrom: number;
 }
 
 /** Runs one delivery's work in its own context (a trace span per delivery). */
@@ -743,9 +757,13 @@ const CLAIMED_SENDS_WAITING_MAX = 6 * CLAIMED_SENDS_MAX;
  * the wait only delays the 'sent' status (the message is with the provider already).
  */
 const SENT_RECORD_WAIT_MS = 30;
-/** Tries of a sent record, and the pause before the second (longer before each next): a few seconds in all, far within the lease. */
-const SENT_RECORD_TRIES = 4;
+/**
+ * The pause before a failed sent record's second try, longer before each next up to
+ * SENT_RECORD_RETRY_MAX_MS: a failover's few seconds to a minute are tried through, a try every
+ * few seconds at most, while the sends' leases last (recordSent).
+ */
 const SENT_RECORD_RETRY_MS = 500;
+const SENT_RECORD_RETRY_MAX_MS = 5_000;
 
 /** How long a delivery waits for an unreachable contact lookup before it fails. */
 const LOOKUP_PATIENCE_MS = 15 * 60_000;
@@ -793,7 +811,6 @@ export class Dispatcher {
    * (releaseClaim): a dispatch consumer sends it.
    */
   sendClaimed(claimed: readonly ClaimedAtEnqueue[]): void {
-    const claimedAt = Date.now();
     for (const c of claimed) {
       const provider = this.providersFor(c.delivery.channel).find((p) => p.name === c.provider);
       const send = (async () => {
@@ -801,9 +818,10 @@ export class Dispatcher {
         if (!(await this.sendSlot())) return this.releaseClaim(c.delivery);
         let accepted: AcceptedSend | undefined;
         try {
-          // The lease covers a provider timeout or two from the claim (checkRetryConfig), not a long wait for a turn.
-          if (Date.now() - claimedAt >= this.o.retry.httpTimeoutMs && !(await this.renewLease(c.delivery.id, c.delivery.attempts))) return;
-          accepted = await this.attempt(c.delivery.id, { kind: "send", delivery: c.delivery, provider, attempt: c.delivery.attempts }, true);
+          // The lease covers a provider timeout or two from the claim's transaction (checkRetryConfig), not a long wait for a turn.
+          const leasedFrom = Date.now() - c.leasedFrom < this.o.retry.httpTimeoutMs ? c.leasedFrom : await this.renewLease(c.delivery.id, c.delivery.attempts);
+          if (leasedFrom === undefined) return;
+          accepted = await this.attempt(c.delivery.id, { kind: "send", delivery: c.delivery, provider, attempt: c.delivery.attempts, leasedFrom }, true);
         } finally {
           this.releaseSendSlot();
         }
@@ -819,14 +837,15 @@ export class Dispatcher {
    * every turn): its attempt's lease ran from the claim, and another dispatcher (the stranded look)
    * may have found it out of lease, declared it in doubt and sent it again; this one then must not
    * go too. False: it is no longer 'sending' (that one has it). The declaration is a compare-and-set
-   * on the lease (decide()), so one of the two wins, never both.
+   * on the lease (decide()), so one of the two wins, never both. Answers when the renewed lease began.
    */
-  private async renewLease(deliveryId: string, attempt: number): Promise<boolean> {
+  private async renewLease(deliveryId: string, attempt: number): Promise<number | undefined> {
+    const renewing = Date.now();
     const { rowCount } = await this.o.pool.query(
       "UPDATE notification.delivery_attempts SET started_at = now() WHERE delivery_id = $1 AND attempt = $2 AND status = 'sending'",
       [deliveryId, attempt],
     );
-    return rowCount === 1;
+    return rowCount === 1 ? renewing : undefined;
   }
 
   /** Waits for one of the claimedSendsMax turns to call a provider; false at once when claimedSendsWaitingMax already wait. */
@@ -968,22 +987,21 @@ export class Dispatcher {
    * `claimed`: what claimManyUnlocked decided, null when it left the delivery to claim().
    */
   private async attempt(deliveryId: string, claimed?: Claim | null, withoutBusMessage = false): Promise<AcceptedSend | undefined> {
-    let claim =
-      claimed ?? (claimed === null ? undefined : await this.claimUnlocked(deliveryId)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, true)));
+    let claim = claimed ?? (claimed === null ? undefined : await this.claimUnlocked(deliveryId)) ?? (await this.claimLocked(deliveryId, true));
     if (claim.kind === "resolve") {
       // Rare (a user we have no number for): ask, then claim again.
       await this.resolveAddress(deliveryId, claim.pending);
-      claim = (await this.claimUnlocked(deliveryId, false)) ?? (await withTransaction(this.o.pool, (tx) => this.claim(tx, deliveryId, false)));
+      claim = (await this.claimUnlocked(deliveryId, false)) ?? (await this.claimLocked(deliveryId, false));
     }
     if (claim.kind === "done" || claim.kind === "resolve") return undefined;
     if (claim.kind === "later") throw new RetryLater(`delivery ${deliveryId} not due yet`);
-    const { delivery: d, provider, attempt } = claim;
+    const { delivery: d, provider, attempt, leasedFrom } = claim;
     const outcome = await this.send(d, provider);
     this.o.metrics
       ?.counter("ttip_notification_deliveries_total", "Delivery attempts by channel, provider and outcome (sent, or the failure's kind).", ["channel", "provider", "status"])
       .inc({ channel: CHANNEL_NAMES[d.channel], provider: provider.name, status: outcome.ok ? "sent" : outcome.kind });
     // The trace the send ran in, for its "sent" fact however late that is written.
-    if (outcome.ok) return { d, provider, attempt, outcome, traceparent: currentTraceparent() ?? null };
+    if (outcome.ok) return { d, provider, attempt, outcome, traceparent: currentTraceparent() ?? null, leasedFrom };
     const state = await withTransaction(this.o.pool, (tx) => this.record(tx, d, provider, attempt, outcome, withoutBusMessage));
     // Counted once committed: an attempt rolled back and run again moves the delivery once.
     if (state === "failed over") {
@@ -1056,6 +1074,7 @@ export class Dispatcher {
     const claims = new Map<string, Claim>();
     const now = (this.o.clock ?? systemClock).now();
     const slots = [Channel.SMS, Channel.EMAIL, Channel.PUSH].flatMap((channel) => this.providersFor(channel).map((p, index) => ({ channel, index, name: p.name })));
+    const leasedFrom = Date.now();
     const { rows } = await this.o.pool.query<ClaimedRow & { claimed: boolean }>(
       `WITH read AS (${CLAIM_SELECT} WHERE d.id = ANY(${opaqueArray(1, "uuid")})),
        slots AS (SELECT * FROM ${opaqueUnnest(["smallint", "smallint", "text"], 2)} AS p(channel, index, name)),
@@ -1079,7 +1098,7 @@ export class Dispatcher {
       if (claimed) {
         assert(step.kind === "send" && step.provider.name === slots.find((s) => s.channel === row.channel && s.index === row.provider_index)?.name, "claimed a delivery nextStep does not send");
         const d = withoutClaimColumns(row);
-        claims.set(d.id, { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 });
+        claims.set(d.id, { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1, leasedFrom });
         continue;
       }
       const decided = decidedWithoutWrites(row, step);
@@ -1137,7 +1156,13 @@ export class Dispatcher {
     return (await this.claimManyUnlocked([id], mayResolve)).get(id);
   }
 
-  private async claim(tx: Queryable, id: string, mayResolve: boolean): Promise<Claim> {
+  /** claim() in a transaction of its own, a send's lease counted from before its BEGIN. */
+  private claimLocked(id: string, mayResolve: boolean): Promise<Claim> {
+    const leasedFrom = Date.now();
+    return withTransaction(this.o.pool, (tx) => this.claim(tx, id, mayResolve, leasedFrom));
+  }
+
+  private async claim(tx: Queryable, id: string, mayResolve: boolean, leasedFrom: number): Promise<Claim> {
     // Locked first, read after, in a statement of its own: a read that waits for the lock
     // (FOR UPDATE) sees the delivery as the holder left it but its attempts as they were
     // before, so it would miss the attempt the holder just marked sending and send again.
@@ -1145,11 +1170,11 @@ export class Dispatcher {
     if (rowCount === 0) return { kind: "done" };
     const row = await this.readClaim(tx, id);
     if (!row) return { kind: "done" };
-    return this.decide(tx, row, this.nextStep(row, mayResolve), mayResolve);
+    return this.decide(tx, row, this.nextStep(row, mayResolve), mayResolve, leasedFrom);
   }
 
-  /** Does what `step` says with the delivery `row`, read under its lock (claim()). */
-  private async decide(tx: Queryable, row: ClaimedRow, step: NextStep, mayResolve: boolean): Promise<Claim> {
+  /** Does what `step` says with the delivery `row`, read under its lock (claim(), whose transaction began after `leasedFrom`). */
+  private async decide(tx: Queryable, row: ClaimedRow, step: NextStep, mayResolve: boolean, leasedFrom: number): Promise<Claim> {
     const d = withoutClaimColumns(row);
     switch (step.kind) {
       case "done":
@@ -1173,7 +1198,7 @@ export class Dispatcher {
           [d.id, step.attempt, next?.kind === "send" ? "no answer recorded (crash during send); sent again" : "no answer recorded (crash during send)", this.o.retry.sendLeaseMs],
         );
         if (rowCount === 0) return { kind: "later" };
-        if (next) return this.decide(tx, doubted, next, mayResolve);
+        if (next) return this.decide(tx, doubted, next, mayResolve, leasedFrom);
         await this.finish(tx, d, "failed", "in doubt: a send was cut off; not resent to avoid a duplicate");
         return { kind: "done" };
       }
@@ -1183,7 +1208,7 @@ export class Dispatcher {
       case "send":
         // Under the row's lock, read after it was taken: nobody can have claimed it since.
         assert(await this.markSending(tx, d, step.provider), "a delivery locked and read changed before its claim");
-        return { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1 };
+        return { kind: "send", delivery: { ...d, attempts: d.attempts + 1 }, provider: step.provider, attempt: d.attempts + 1, leasedFrom };
     }
   }
 
@@ -1261,21 +1286,25 @@ export class Dispatcher {
    * before (record() applies the reports in order), and one whose attempt is no
    * longer 'sending' (another dispatcher declared it in doubt after its lease:
    * the delivery stays as that one left it). Returns the ids left out for their reports.
-   * Tried again on failure (SENT_RECORD_TRIES): a send whose record is lost stays 'sending' and
-   * is sent again once its lease is over (decide()), so a passing fault (a dropped connection, a
-   * failover) would text a whole group twice. Run twice, the statement changes nothing more: it
-   * writes only attempts still 'sending'.
+   * Tried again on failure while a send's lease lasts: a send whose record is lost stays 'sending'
+   * and is sent again once its lease is over (decide()), so a passing fault (a dropped connection,
+   * a failover) would text a whole group twice; past the lease a look may have sent it again, and
+   * the record may then write nothing. Run twice, the statement changes nothing more: it writes
+   * only attempts still 'sending'.
    */
   private async recordSent(sends: AcceptedSend[]): Promise<Set<string>> {
     const recorded = sentRecordCtes(sends, 1);
+    const leaseEnds = Math.max(...sends.map((s) => s.leasedFrom)) + this.o.retry.sendLeaseMs;
+    const firstPause = this.o.sentRecordRetryMs ?? SENT_RECORD_RETRY_MS;
     for (let tried = 1; ; tried++) {
       try {
         const { rows } = await this.o.pool.query<{ delivery_id: string }>(`WITH ${recorded.sql} SELECT delivery_id FROM sent_early`, recorded.values);
         return new Set(rows.map((r) => r.delivery_id));
       } catch (err) {
-        if (tried >= SENT_RECORD_TRIES) throw err;
+        const pause = Math.min(SENT_RECORD_RETRY_MAX_MS, firstPause * tried);
+        if (Date.now() + pause >= leaseEnds) throw err;
         this.o.logger.warn({ err, deliveries: sends.length, tried }, "recording accepted sends failed; trying again");
-        await new Promise((r) => setTimeout(r, SENT_RECORD_RETRY_MS * tried));
+        await new Promise((r) => setTimeout(r, pause));
       }
     }
   }

@@ -19,7 +19,7 @@ import {
   NotificationService,
   SendNotificationRequestSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, type EventBus } from "@ttip/runtime";
+import { AdjustableClock, createPeers, JetStreamBus, MemoryCache, Metrics, migrate, normalisePhone, startService, startTracing, withTransaction, type EventBus } from "@ttip/runtime";
 import { captureLogger, crashBeforeFirstAck, createTestDatabase, kesMinor, startOtlpReceiver, startTestService, testEnv, type TestService, uniqueName, eventually } from "@ttip/runtime/testing";
 import { applyStatusReport, Dispatcher, dispatchShardOf, dispatchSubject, enqueue, enqueueClaiming, enqueueMany, expireUnmatchedReports, inAppSignals, redispatchStranded, RetryLater, UNMATCHED_REPORT_RETENTION_MS } from "../src/delivery.js";
 import type { NotificationHandlerContext } from "../src/handlers/context.js";
@@ -752,26 +752,63 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual(d.attempts.map((x) => x.status), [DeliveryStatus.FAILED, DeliveryStatus.SENT]);
   });
 
-  test("a sent record that fails once is written again, not left 'sending' for the look to resend after its lease", async () => {
+  /** A dispatcher's run of a queued SMS whose sent record fails `failures` times first; how many failed, and how the run ended. */
+  const recordFailing = async (failures: number, retry = config.retry) => {
     const id = await queuedSms();
     const query = t.db.pool.query.bind(t.db.pool);
     let failed = 0;
     t.db.pool.query = ((text: string, values?: unknown[][]) => {
-      if (!failed && typeof text === "string" && text.includes("sent_in AS") && values?.[0]?.includes(id)) {
+      if (failed < failures && typeof text === "string" && text.includes("sent_in AS") && values?.[0]?.includes(id)) {
         failed++;
         return Promise.reject(new Error("connection terminated unexpectedly"));
       }
       return (query as (...args: unknown[]) => unknown)(text, values);
     }) as typeof t.db.pool.query;
     try {
-      await dispatcherWith(createProviders(config.providers, 3_000)).run(id);
+      // Pauses of a millisecond and up between tries: the test waits for no failover.
+      const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry, logger: captureLogger("silent").logger, publicUrl: () => "", sentRecordRetryMs: 1 });
+      const ran = await dispatcher.run(id).then(() => "ran", (err: unknown) => err);
+      return { id, failed, ran };
     } finally {
       t.db.pool.query = query;
     }
-    assert.equal(failed, 1);
+  };
+
+  test("a sent record that fails is written again while its lease lasts (a failover longer than a few tries), not left 'sending' for the look to resend after its lease", async () => {
+    const { id, failed, ran } = await recordFailing(8);
+    assert.equal(failed, 8);
+    assert.equal(ran, "ran");
     const d = await delivery(id);
     assert.equal(d.status, DeliveryStatus.SENT);
     assert.deepEqual(d.attempts.map((a) => a.status), [DeliveryStatus.SENT]);
+  });
+
+  test("a sent record is not tried again past its send's lease: the look may have sent it again by then", async () => {
+    const { id, failed, ran } = await recordFailing(8, { ...config.retry, sendLeaseMs: 0 });
+    assert.equal(failed, 1, "no second try");
+    assert.match(String(ran), /connection terminated/);
+    assert.deepEqual((await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows, [{ status: "sending" }], "left to the look");
+  });
+
+  test("a claimed send's lease counts from its transaction's start (a trigger batch's), not from its statement's answer: a turn that comes a provider timeout after it renews the lease", async () => {
+    // A provider timeout of a millisecond: the transaction below outlasts it.
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: { ...config.retry, httpTimeoutMs: 1 }, logger: captureLogger("silent").logger, publicUrl: () => "" });
+    const phone = newPhone();
+    const direct = { firstProviders: dispatcher.firstProviders(), claimed: [] as Parameters<Dispatcher["sendClaimed"]>[0][number][] };
+    const started = await withTransaction(t.db.pool, async (tx) => {
+      // A batch's transaction begins (its inbox claim, its recipients) well before the statement that claims its sends.
+      await tx.query("SELECT pg_sleep(0.05)");
+      const [[id]] = await enqueueMany(tx, [{ sourceKey: `event:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } }], new Date(), direct);
+      return (await tx.query("SELECT started_at::text FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows[0].started_at as string;
+    });
+    assert.equal(direct.claimed.length, 1);
+    dispatcher.sendClaimed(direct.claimed);
+    await dispatcher.drain();
+    const id = direct.claimed[0].delivery.id;
+    const attempt = await t.db.pool.query("SELECT started_at::text, status FROM notification.delivery_attempts WHERE delivery_id = $1", [id]);
+    assert.equal(attempt.rows[0].status, "sent");
+    assert.notEqual(attempt.rows[0].started_at, started, "the lease renewed before the call");
+    assert.equal(smsTo(phone).length, 1);
   });
 
   test("a look that read an attempt out of lease while a claimed send renewed it leaves it alone: the renewal wins, nothing is resent", async () => {
