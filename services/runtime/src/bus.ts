@@ -135,8 +135,7 @@ const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
  * this consumer), logs it as an error with what an operator needs to find it, and counts it.
  * Returns whether it did.
  */
-function withoutEventId(m: JsMsg, consumer: string, logger: Logger, metrics: Metrics | undefined): boolean {
-  const id = m.headers?.get("Nats-Msg-Id") ?? "";
+function withoutEventId(m: JsMsg, id: string, consumer: string, logger: Logger, metrics: Metrics | undefined): boolean {
   if (EVENT_ID.test(id)) return false;
   m.term();
   logger.error({ consumer, subject: m.subject, streamSeq: m.seq, msgId: id.slice(0, 100) }, "bus message without an event id (Nats-Msg-Id, a UUID) terminated: it can be neither applied once nor delivered again");
@@ -144,6 +143,54 @@ function withoutEventId(m: JsMsg, consumer: string, logger: Logger, metrics: Met
     ?.counter("ttip_bus_messages_terminated_total", "Stored messages the bus terminated undelivered: no event id (Nats-Msg-Id, a UUID).", ["consumer", "reason"])
     .inc({ consumer, reason: id ? "id_not_uuid" : "no_id" });
   return true;
+}
+
+/** What a consumer reads from a delivered message's headers ("" for a header it lacks). */
+export interface EventHeaders {
+  /** Nats-Msg-Id. */
+  id: string;
+  traceparent: string;
+}
+
+/** The parts of nats.js's MsgImpl (nats-base-client/msg.js) that hold a message's header block as it came. */
+interface RawMsg {
+  _msg?: { hdr?: unknown };
+  _rdata?: unknown;
+}
+
+const headerText = new TextDecoder();
+
+/**
+ * A delivered message's event id and trace context, as nats.js's `headers.get` reads them (keys
+ * compared exactly, the first value of a key given twice, values trimmed), from its header block
+ * as it came. nats.js decodes the whole block first (each key canonicalised, looked up among the
+ * others and its value checked) and each get lists and filters the keys again: measured, 13-17 us
+ * for a message's two headers against 2-3 us this way, for each message every consumer is
+ * delivered (11 per tip). Another nats.js than this was written against: its headers are read.
+ */
+export function eventHeaders(m: JsMsg): EventHeaders {
+  const raw = (m as unknown as { msg?: RawMsg }).msg;
+  const hdr = raw?._msg?.hdr;
+  if (typeof hdr !== "number" || !(raw?._rdata instanceof Uint8Array)) {
+    return { id: m.headers?.get("Nats-Msg-Id") ?? "", traceparent: m.headers?.get("traceparent") ?? "" };
+  }
+  if (hdr < 0) return { id: "", traceparent: "" }; // no header block
+  const text = headerText.decode(raw._rdata.subarray(0, hdr));
+  let id: string | undefined;
+  let traceparent: string | undefined;
+  // The first line is the status line (NATS/1.0 ...); then "key: value" lines.
+  for (let at = text.indexOf("\r\n") + 2; at > 1 && at < text.length; ) {
+    const next = text.indexOf("\r\n", at);
+    const end = next < 0 ? text.length : next;
+    const colon = text.indexOf(":", at);
+    if (colon > at && colon < end) {
+      const key = text.slice(at, colon);
+      if (key === "Nats-Msg-Id") id ??= text.slice(colon + 1, end).trim();
+      else if (key === "traceparent") traceparent ??= text.slice(colon + 1, end).trim();
+    }
+    at = end + 2;
+  }
+  return { id: id ?? "", traceparent: traceparent ?? "" };
 }
 
 /** NATS subject matching: tokens split on ".", "*" matches one, ">" the rest. */
@@ -311,15 +358,15 @@ export class JetStreamBus implements EventBus {
     const messages = await consumer.consume({ max_messages: 64 });
     const done = (async () => {
       for await (const m of messages) {
-        if (withoutEventId(m, options.durable, this.logger, options.metrics)) continue;
-        const id = m.headers!.get("Nats-Msg-Id");
+        const { id, traceparent } = eventHeaders(m);
+        if (withoutEventId(m, id, options.durable, this.logger, options.metrics)) continue;
         try {
           await options.handler({
             id,
             subject: this.fromWire(m.subject),
             data: m.data,
             deliveryCount: m.info.deliveryCount,
-            traceparent: m.headers?.get("traceparent") || undefined,
+            traceparent: traceparent || undefined,
           });
           m.ack();
         } catch (err) {
@@ -365,17 +412,17 @@ export class JetStreamBus implements EventBus {
           wake = undefined;
           continue;
         }
-        const batch = queue.splice(0, options.maxBatch).filter((m) => !withoutEventId(m, options.durable, this.logger, options.metrics));
+        const batch: JsMsg[] = [];
+        const delivered: DeliveredMessage[] = [];
+        for (const m of queue.splice(0, options.maxBatch)) {
+          const { id, traceparent } = eventHeaders(m);
+          if (withoutEventId(m, id, options.durable, this.logger, options.metrics)) continue;
+          batch.push(m);
+          delivered.push({ id, subject: this.fromWire(m.subject), data: m.data, deliveryCount: m.info.deliveryCount, traceparent: traceparent || undefined });
+        }
         room?.();
         room = undefined;
         if (!batch.length) continue;
-        const delivered = batch.map((m) => ({
-          id: m.headers!.get("Nats-Msg-Id"),
-          subject: this.fromWire(m.subject),
-          data: m.data,
-          deliveryCount: m.info.deliveryCount,
-          traceparent: m.headers?.get("traceparent") || undefined,
-        }));
         try {
           await options.handler(delivered);
           for (const m of batch) m.ack();
@@ -419,7 +466,7 @@ export class JetStreamBus implements EventBus {
     const messages = await consumer.consume({ max_messages: 512 });
     try {
       for await (const m of messages) {
-        const id = m.headers?.get("Nats-Msg-Id") ?? "";
+        const { id } = eventHeaders(m);
         // Skipped as live consumers skip it (withoutEventId): a rebuild counts what they applied.
         if (!EVENT_ID.test(id)) this.logger.warn({ subject: m.subject, streamSeq: m.seq }, "stored message without an event id skipped");
         else {
