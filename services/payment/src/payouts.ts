@@ -272,11 +272,32 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
   return leased.length;
 }
 
-/** After a tip reached the worker: pays out the available balance if the worker asked for it. */
-export async function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
+/**
+ * The automatic payout being started for each worker in this replica (at most one entry per worker
+ * with one in flight: removed when it ends). Tips credited together start theirs at the same moment:
+ * each waits for the one before, then finds its payout open and leaves the balance to it, where all
+ * would have read the same balance and all but one failed to hold it (a failed payout told to the
+ * worker). Two replicas crediting one worker's tips at the same moment can still race: wallet's hold
+ * still pays the balance once.
+ */
+const autoPayoutsStarting = new Map<string, Promise<void>>();
+
+/** After a tip reached the worker: pays out the available balance if the worker asked for it, one at a time per worker. */
+export function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
   const workerId = tip.worker_id;
   // A shared tip waits in the venue's pool for its distribution.
-  if (!workerId) return;
+  if (!workerId) return Promise.resolve();
+  const before = autoPayoutsStarting.get(workerId) ?? Promise.resolve();
+  const mine = before.then(() => startAutoPayout(deps, workerId, tip, known));
+  const settled = mine.then(() => undefined, () => undefined);
+  autoPayoutsStarting.set(workerId, settled);
+  void settled.then(() => {
+    if (autoPayoutsStarting.get(workerId) === settled) autoPayoutsStarting.delete(workerId);
+  });
+  return mine;
+}
+
+async function startAutoPayout(deps: PayoutDeps, workerId: string, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
   // Read with the credit when it was recorded (one round trip less per tip), else now.
   const s = known !== undefined ? known : await payoutSettingsOf(deps.ctx.pool, workerId);
   if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return;

@@ -10,7 +10,10 @@ import { PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment
 import { Code } from "@connectrpc/connect";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { asConnectError, type Pool, type ServiceContext } from "@ttip/runtime";
+import { ChangeFeed } from "../src/changes.js";
 import { postCredit, recordCredits } from "../src/credits.js";
+import { DarajaClient } from "../src/daraja/client.js";
+import { autoPayout } from "../src/payouts.js";
 import { type EntryToPost, Ledger } from "../src/ledger.js";
 import { loadTip, type Deps, type TipRow } from "../src/tips.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
@@ -304,6 +307,22 @@ describe("credits posted and recorded in groups, against the real wallet", () =>
     assert.equal(await h.walletEntries(worker), 1);
     assert.equal(await h.balance(worker), tip.worker_receives_minor);
     assert.equal((await succeededEvents(tip.tip_id)).length, 1);
+  });
+
+  test("tips to a worker with automatic payouts credited together start one payout, not one that pays and others that fail", async () => {
+    const worker = randomUUID();
+    await h.t.db.pool.query("INSERT INTO payment.payout_settings (worker_id, auto_payout, auto_payout_minimum_minor, payout_phone) VALUES ($1, true, 100, $2)", [worker, `254${phone().slice(1)}`]);
+    const tips = await decidedTips(worker, [10_000n, 20_000n, 30_000n]);
+    const { deps } = depsWith(new WatchedLedger(h.t.ctx));
+    const full = Object.assign(deps, { daraja: () => new DarajaClient(h.config.daraja!, h.clock), changes: new ChangeFeed(h.t.ctx.bus) });
+    full.afterCredit = (tip, settings) => autoPayout(full, tip, settings);
+    // Asked for in one turn: one wallet call, one recording; each tip's automatic payout starts as its credit is answered.
+    const outcomes = await Promise.all(tips.map((t) => postCredit(full, t.tip_id, t)));
+    assert.deepEqual(outcomes, [true, true, true]);
+    await Promise.all([...(full.background as Set<Promise<unknown>>)]);
+    const { rows } = await h.t.db.pool.query<{ status: string; amount_minor: bigint }>("SELECT status, amount_minor FROM payment.payouts WHERE worker_id = $1", [worker]);
+    const share = tips.reduce((s, t) => s + t.worker_receives_minor, 0n);
+    assert.deepEqual(rows.map((r) => [r.status, r.amount_minor]), [["pending", (share / 100n) * 100n]], "one payout of the balance, no failed one");
   });
 
   test("recordings of any size share one plan, each tip answered with its own row", async () => {
