@@ -26,7 +26,7 @@ import {
   type RunningService,
   type ServiceModule,
 } from "@ttip/runtime";
-import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
+import { captureLogger, createTestDatabase, eventually, testEnv, uniqueName, type TestDatabase } from "@ttip/runtime/testing";
 import { CLIENT_ADDRESS_HEADER, PRINCIPAL_HEADERS, SESSION_HEADER, startGateway } from "../src/index.js";
 import { sharedBudget } from "../src/rate-limit.js";
 
@@ -471,7 +471,7 @@ describe("gateway rate limit (Redis)", () => {
     // After the store failed, new clients wait for it (and fail with it) until it answers again.
     assert.equal(await state(roomy.consume("d")), "passed");
     // Its charge goes within the flush interval, with no call waiting to carry it.
-    while (!held.length) await new Promise((r) => setTimeout(r, 1));
+    await eventually("the charge flushed with no call waiting", () => held.length > 0);
     down = true;
     await release();
     const afterFailure = roomy.consume("e");

@@ -129,8 +129,17 @@ describe("the venue manager's screens and the member's view (chromium)", () => {
       customerCoversFee: true,
     });
     await eventually("the tip received", async () => (await h.api(PaymentService).getTip({ tipId: tip!.tipId })).tip!.status === TipStatus.SUCCEEDED);
-    await new Promise((r) => setTimeout(r, 1_500));
-    const periodEnd = new Date(Date.now() - 500);
+    // The pool is credited after the tip succeeds (wallet consumes its event): wait for that
+    // credit in the takings, not for a fixed time (1.5 s was too short on a loaded machine: KES 0).
+    const creditSeenAt = await eventually("the tip credited to the venue's pool", async () => {
+      const open = { start: timestampFromDate(periodStart), end: timestampFromDate(new Date(Date.now() + 60_000)) };
+      const { distribution } = await venueApi.previewDistribution({ venueId, period: open });
+      return distribution!.collected?.amountMinor === 50_000n && Date.now();
+    });
+    // The form takes whole seconds: the period ends at the first whole second after the credit
+    // was seen, and is over (the preview and confirmation need that) once that second has passed.
+    const periodEnd = new Date(Math.floor(creditSeenAt / 1000) * 1000 + 1000);
+    await eventually("the period to be over", () => Date.now() > periodEnd.getTime());
 
     // Preview, then confirm once.
     await page.getByRole("link", { name: "Distributions" }).click();

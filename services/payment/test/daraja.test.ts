@@ -119,6 +119,23 @@ describe("Daraja client against the simulator", () => {
     assert.equal(byId["p-2"], 2001, "a credential that does not decrypt to the initiator password fails");
   });
 
+  test("a held B2C result is sent only when released; the status query is not held", async () => {
+    received = [];
+    const client = new DarajaClient(config());
+    const results = sim.hold("b2c");
+    await client.b2c({ originatorConversationId: "p-held", phone: "254712345678", amount: 100, remarks: "payout", resultUrl: `${sinkUrl}/r`, queueTimeoutUrl: `${sinkUrl}/t` });
+    await client.transactionStatus({ originalConversationId: "p-held", resultUrl: `${sinkUrl}/s`, queueTimeoutUrl: `${sinkUrl}/s` });
+    await sim.idle(); // the result fell due and was parked; the status result went out
+    assert.deepEqual(received.map((r) => r.path), ["/s"]);
+    assert.equal(sim.transactions().find((t) => t.originatorConversationId === "p-held")!.callbacksSent, 0);
+    await results.release();
+    assert.deepEqual(received.map((r) => r.path), ["/s", "/r"]);
+    assert.equal((received[1].body.Result as any).OriginatorConversationID, "p-held");
+    assert.equal(sim.transactions().find((t) => t.originatorConversationId === "p-held")!.callbacksSent, 1);
+    const again = sim.hold("b2c"); // released: it can be held again
+    await again.release();
+  });
+
   test("a B2C without an answer is 'unknown' and is not retried", async () => {
     const client = new DarajaClient({ ...config(), timeoutMs: 300 });
     await assert.rejects(

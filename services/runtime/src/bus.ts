@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, createInbox, headers, type JsMsg, type Msg, type NatsConnection, type NatsError, type Subscription } from "nats";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, createInbox, headers, type JsMsg, type Msg, type MsgHdrs, type NatsConnection, type NatsError, type Subscription } from "nats";
 
 /** A stored message read back from the stream (a replay). */
 export interface StoredMessage extends BusMessage {
@@ -138,11 +138,17 @@ const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$
 function withoutEventId(m: JsMsg, id: string, consumer: string, logger: Logger, metrics: Metrics | undefined): boolean {
   if (EVENT_ID.test(id)) return false;
   m.term();
-  logger.error({ consumer, subject: m.subject, streamSeq: m.seq, msgId: id.slice(0, 100) }, "bus message without an event id (Nats-Msg-Id, a UUID) terminated: it can be neither applied once nor delivered again");
+  terminatedWithoutId({ consumer, subject: m.subject, streamSeq: m.seq, msgId: id }, logger, metrics);
+  return true;
+}
+
+/** Logs and counts a message terminated for want of an event id (both buses: withoutEventId). */
+function terminatedWithoutId(found: { consumer: string; subject: string; streamSeq: number; msgId: string }, logger: Logger, metrics: Metrics | undefined): void {
+  const { consumer, msgId } = found;
+  logger.error({ ...found, msgId: msgId.slice(0, 100) }, "bus message without an event id (Nats-Msg-Id, a UUID) terminated: it can be neither applied once nor delivered again");
   metrics
     ?.counter("ttip_bus_messages_terminated_total", "Stored messages the bus terminated undelivered: no event id (Nats-Msg-Id, a UUID).", ["consumer", "reason"])
-    .inc({ consumer, reason: id ? "id_not_uuid" : "no_id" });
-  return true;
+    .inc({ consumer, reason: msgId ? "id_not_uuid" : "no_id" });
 }
 
 /** What a consumer reads from a delivered message's headers ("" for a header it lacks). */
@@ -191,6 +197,27 @@ export function eventHeaders(m: JsMsg): EventHeaders {
     at = end + 2;
   }
   return { id: id ?? "", traceparent: traceparent ?? "" };
+}
+
+const headerBytes = new TextEncoder();
+const LINE_BREAK = /[\r\n]/;
+
+/**
+ * An event's headers for a publish, the bytes nats.js's headers() with these two set would encode
+ * (MsgHdrsImpl.toString: status line, "key: value" lines, values trimmed), made at once: nats.js
+ * canonicalises and checks each key, looks it up among the others twice per set and checks the
+ * value, to send one string. nats.js's publish only asks a publish's headers to encode themselves.
+ * A value with a line break goes through nats.js's headers, which refuse it, as before.
+ */
+export function publishHeaders(id: string, traceparent: string | undefined): MsgHdrs {
+  if (LINE_BREAK.test(id) || (traceparent && LINE_BREAK.test(traceparent))) {
+    const h = headers();
+    h.set("Nats-Msg-Id", id);
+    if (traceparent) h.set("traceparent", traceparent);
+    return h;
+  }
+  const bytes = headerBytes.encode(`NATS/1.0\r\nNats-Msg-Id: ${id.trim()}${traceparent ? `\r\ntraceparent: ${traceparent.trim()}` : ""}\r\n\r\n`);
+  return { encode: () => bytes } as unknown as MsgHdrs;
 }
 
 /** NATS subject matching: tokens split on ".", "*" matches one, ">" the rest. */
@@ -326,10 +353,7 @@ export class JetStreamBus implements EventBus {
   }
 
   async publish(message: BusMessage): Promise<void> {
-    const h = headers();
-    h.set("Nats-Msg-Id", message.id);
-    if (message.traceparent) h.set("traceparent", message.traceparent);
-    await this.acks.publish(this.toWire(message.subject), message.data, h);
+    await this.acks.publish(this.toWire(message.subject), message.data, publishHeaders(message.id, message.traceparent));
   }
 
   /**
@@ -548,7 +572,7 @@ class PublishAcks {
     })();
   }
 
-  publish(subject: string, data: Uint8Array, h: ReturnType<typeof headers>): Promise<void> {
+  publish(subject: string, data: Uint8Array, h: MsgHdrs): Promise<void> {
     if (this.closed) return Promise.reject(new Error("bus is closed"));
     if (!this.connected) return Promise.reject(new Error("not connected to NATS"));
     // Subscribed before the first publish goes out on the same connection, so the server knows it first.
@@ -685,7 +709,7 @@ export class InProcessBus implements EventBus {
   }
 
   async subscribe(options: SubscribeOptions) {
-    return this.consume(options.durable, options.subject, 1, (batch) => options.handler(batch[0]));
+    return this.consume(options.durable, options.subject, 1, (batch) => options.handler(batch[0]), options.metrics);
   }
 
   /**
@@ -693,14 +717,16 @@ export class InProcessBus implements EventBus {
    * consumer then applies them in one transaction, as it does from JetStream.
    */
   async subscribeBatches(options: BatchSubscribeOptions) {
-    return this.consume(options.durable, options.subject, Math.max(1, options.maxBatch), options.handler);
+    return this.consume(options.durable, options.subject, Math.max(1, options.maxBatch), options.handler, options.metrics);
   }
 
   /**
    * A durable consumer's loop. A failed batch is delivered again as it was
-   * (the same messages, none added), after the redelivery delay.
+   * (the same messages, none added), after the redelivery delay. A message
+   * without an event id is terminated (skipped, logged and counted once), as
+   * the JetStream bus does (withoutEventId).
    */
-  private consume(durable: string, subject: string, maxBatch: number, handler: (batch: DeliveredMessage[]) => Promise<void>) {
+  private consume(durable: string, subject: string, maxBatch: number, handler: (batch: DeliveredMessage[]) => Promise<void>, metrics: Metrics | undefined) {
     const state = this.consumers.get(durable) ?? { position: this.base, wake: () => undefined };
     this.consumers.set(durable, state);
     let stopped = false;
@@ -720,7 +746,9 @@ export class InProcessBus implements EventBus {
       let retryEnd: number | undefined;
       while (!stopped && !this.closed) {
         if (state.position < this.base) state.position = this.base;
-        const { batch, end } = this.nextBatch(state.position, subject, maxBatch, retryEnd);
+        const found = this.nextBatch(state.position, subject, maxBatch, retryEnd);
+        const { end } = found;
+        const batch = this.withEventIds(found, durable, metrics, retryEnd === undefined);
         if (!batch.length) {
           // Nothing matched up to `end`: skip past it, or wait for more.
           state.position = Math.max(state.position, end);
@@ -753,17 +781,32 @@ export class InProcessBus implements EventBus {
     };
   }
 
+  /** The messages of a batch with an event id; the others terminated (logged and counted on their first delivery only). */
+  private withEventIds(found: { batch: StoredMessage[]; seqs: number[] }, consumer: string, metrics: Metrics | undefined, first: boolean): StoredMessage[] {
+    const { batch, seqs } = found;
+    if (batch.every((m) => EVENT_ID.test(m.id))) return batch;
+    return batch.filter((m, i) => {
+      if (EVENT_ID.test(m.id)) return true;
+      if (first) terminatedWithoutId({ consumer, subject: m.subject, streamSeq: seqs[i], msgId: m.id }, this.logger, metrics);
+      return false;
+    });
+  }
+
   /** Up to maxBatch stored messages matching `subject` from sequence `from` (before `until` when set), and the sequence after the last one looked at. */
-  private nextBatch(from: number, subject: string, maxBatch: number, until?: number): { batch: StoredMessage[]; end: number } {
+  private nextBatch(from: number, subject: string, maxBatch: number, until?: number): { batch: StoredMessage[]; seqs: number[]; end: number } {
     const batch: StoredMessage[] = [];
+    const seqs: number[] = [];
     let seq = from;
     const last = Math.min(this.base + this.log.length, until ?? Infinity);
     while (seq < last && batch.length < maxBatch) {
       const m = this.log[seq - this.base];
+      if (subjectMatches(subject, m.subject)) {
+        batch.push(m);
+        seqs.push(seq);
+      }
       seq++;
-      if (subjectMatches(subject, m.subject)) batch.push(m);
     }
-    return { batch, end: seq };
+    return { batch, seqs, end: seq };
   }
 
   async readStored(options: ReadStoredOptions): Promise<number> {
@@ -772,6 +815,11 @@ export class InProcessBus implements EventBus {
     for (let i = 0; i < upTo; i++) {
       const m = this.log[i];
       if (m.storedAt < options.since || !subjectMatches(options.subject, m.subject)) continue;
+      // Skipped as live consumers skip it (withoutEventId), as on JetStream.
+      if (!EVENT_ID.test(m.id)) {
+        this.logger.warn({ subject: m.subject, streamSeq: this.base + i }, "stored message without an event id skipped");
+        continue;
+      }
       await options.handler({ ...m, data: m.data.slice() });
       count++;
     }

@@ -13,7 +13,7 @@ import { Code, ConnectError, createContextValues, type ContextValues } from "@co
 import { compressionNegotiate, createAsyncIterable, transformInvokeImplementation, type Compression } from "@connectrpc/connect/protocol";
 import { createEndStreamSerialization, endStreamFlag } from "@connectrpc/connect/protocol-connect";
 import { COMPRESS_MIN_BYTES, connectHandlerContext, jsonAnswer, jsonRequest, UnaryServerCall, type ConnectUnaryOptions } from "./connect-unary.js";
-import { acceptedCompressions, COMPRESSED_FLAG, envelopedMessages, envelopeFrames, envelopeOf, readRpcBody, refusedBodyKey, requestBodyLimit, unparsableBody } from "./input.js";
+import { acceptedCompressions, COMPRESSED_FLAG, compressedWithoutEncoding, envelopedMessages, envelopeFrames, envelopeOf, readRpcBody, refusedBodyKey, requestBodyLimit, unparsableBody } from "./input.js";
 import type { DirectSpec } from "./local-server.js";
 import type { StreamExchange } from "./rpc-exchange.js";
 
@@ -43,8 +43,11 @@ export function connectStreamHandler(options: ConnectUnaryOptions): (exchange: S
     if (!type) return false;
     const spec = options.methods.get(path);
     if (spec?.kind !== "server_streaming") return false;
-    // Only writing can fail here (the client is gone) or a bug: the stream is reset, never left open.
-    serveStream(options, spec, exchange, type[1] ? "json" : "binary").catch(() => exchange.reset());
+    // A bug (the service's contextValues threw, say): logged and counted, the stream reset, never left open.
+    serveStream(options, spec, exchange, type[1] ? "json" : "binary").catch((err) => {
+      options.failedOutside?.(err, path);
+      exchange.reset();
+    });
     return true;
   };
 }
@@ -81,11 +84,13 @@ async function serveStream(options: ConnectUnaryOptions, spec: StreamSpec, excha
     }
     call.done();
   } catch (e) {
-    error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
-    call.fail(error);
+    // Past the deadline (or the client's cancel), the answer is the deadline's, whatever the handler threw.
+    error = call.fail(e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e));
   }
   if (exchange.closed) return;
   const last = await envelope(endStreamFlag, endStream.serialize({ metadata: context.responseTrailer, error }));
+  // The client may have gone while the end was compressed: nothing to write (writeHead would throw).
+  if (exchange.closed) return;
   head();
   exchange.end(last);
 }
@@ -126,7 +131,7 @@ async function* jsonMessages(input: DescMessage, body: Uint8Array, compression: 
   for (const { flags, data } of envelopeFrames(body, () => new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument))) {
     if (flags & endStreamFlag) continue; // skipped, as connect-es skips one in a request
     if (!(flags & COMPRESSED_FLAG)) yield jsonRequest(input, data);
-    else if (!compression) throw new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+    else if (!compression) throw compressedWithoutEncoding();
     else yield jsonRequest(input, await compression.decompress(data, readMaxBytes));
   }
 }

@@ -15,6 +15,8 @@ import { codeToHttpStatus, errorToJsonBytes, parseTimeout as parseConnectTimeout
 import { parseTimeout as parseGrpcTimeout } from "@connectrpc/connect/protocol-grpc";
 import { acceptedCompressions, decompressMessage, readRpcBody, refusedBodyKey, unparsableBody } from "./input.js";
 import { LocalCall, type DirectSpec } from "./local-server.js";
+import type { Logger } from "./log.js";
+import type { Metrics } from "./metrics.js";
 import type { RpcExchange } from "./rpc-exchange.js";
 
 /** connect-es compresses an answer from this size on (its compressMinBytes default). */
@@ -27,6 +29,22 @@ export interface ConnectUnaryOptions {
   interceptors: Interceptor[];
   readMaxBytes: number;
   contextValues?: (req: RpcExchange) => ContextValues;
+  /** Told of a call that failed outside its handler (a bug, or an answer that could not be written): see failuresOutsideCalls. */
+  failedOutside?: (err: unknown, path: string) => void;
+}
+
+/**
+ * What a server does with a call that failed outside its handler's try (a bug: the service's
+ * contextValues threw, an answer could not be written): an error line (the logger redacts) and a
+ * count by path. The caller gets a reset stream or a bare 500, which say nothing of it.
+ */
+export function failuresOutsideCalls(logger: Logger, metrics: Metrics): (err: unknown, path: string) => void {
+  // Labelled by request path: only the server's own methods get here, so the label set is bounded.
+  const counter = metrics.counter("ttip_rpc_failed_outside_call_total", "Calls that failed outside their handler (a bug or an answer that could not be written); the caller got a reset or a 500.", ["path"]);
+  return (err, path) => {
+    logger.error({ err, path }, "call failed outside its handler");
+    counter.inc({ path });
+  };
 }
 
 /**
@@ -63,8 +81,9 @@ export function connectUnaryHandler(options: ConnectUnaryOptions): (exchange: Rp
     if (format === undefined) return false;
     const spec = options.methods.get(path);
     if (spec?.kind !== "unary") return false;
-    serve(options, spec, exchange, format).catch(() => {
-      // Only writing can fail here: the client is gone.
+    serve(options, spec, exchange, format).catch((err) => {
+      // A bug (the service's contextValues threw, say), or the answer could not be written.
+      options.failedOutside?.(err, path);
       exchange.respond(500, {}, EMPTY);
     });
     return true;
@@ -164,8 +183,8 @@ async function serve(options: ConnectUnaryOptions, spec: UnarySpec, exchange: Rp
     body = format === "binary" ? toBinary(spec.method.output, output) : jsonAnswer(spec.method.output, output);
     call.done();
   } catch (e) {
-    const error = e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e);
-    call.fail(error);
+    // Past the deadline (or the client's cancel), the answer is the deadline's, whatever the handler threw.
+    const error = call.fail(e instanceof ConnectError ? e : new ConnectError("internal error", Code.Internal, undefined, undefined, e));
     status = codeToHttpStatus(error.code);
     context.responseHeader.set("content-type", "application/json");
     if (!error.isWireError) mergeNonProtocolHeaders(context.responseHeader, error.metadata);

@@ -202,8 +202,17 @@ export function envelopedMessages(body: Uint8Array, encoding: string | null, max
  */
 export function envelopedMessage(flags: number, data: Uint8Array, encoding: string | null, max: number, acceptHeader: string): Uint8Array {
   if (!(flags & COMPRESSED_FLAG)) return data;
-  if (!encoding || encoding === "identity") throw new ConnectError("a compressed message without its encoding header", Code.InvalidArgument);
+  if (!encoding || encoding === "identity") throw compressedWithoutEncoding();
   return decompressMessage(encoding, data, max, acceptHeader);
+}
+
+/**
+ * The refusal of an envelope flagged compressed in a request that names no encoding (or
+ * "identity"): the client broke the protocol ("if the encoding is omitted or identity, this bit
+ * must be 0", Connect's and gRPC's specs), so INVALID_ARGUMENT, not the INTERNAL connect-es gives.
+ */
+export function compressedWithoutEncoding(): ConnectError {
+  return new ConnectError("a compressed message without its encoding header", Code.InvalidArgument);
 }
 
 /** A gRPC, gRPC-web or Connect-streaming envelope's header: a flags byte and the message's length. */

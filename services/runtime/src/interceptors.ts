@@ -91,12 +91,19 @@ export function errorInterceptor(logger: Logger, options: ErrorLogOptions = {}):
       logger.error({ rpc, requestId, err }, "unhandled error in handler");
       return new ConnectError(`internal error (request id ${requestId})`, Code.Internal);
     };
+    // Past the call's deadline the caller is answered DEADLINE_EXCEEDED, whatever the handler threw
+    // (gRPC and Connect: the deadline expired before the call completed); the handler's error is logged above.
+    const answer = (err: unknown): ConnectError => {
+      const mapped = fail(err);
+      const reason = req.signal.aborted ? (req.signal.reason as unknown) : undefined;
+      return reason instanceof ConnectError && reason.code === Code.DeadlineExceeded ? reason : mapped;
+    };
     try {
       const res = await next(req);
       // A server stream fails while it is read, after this returns: map those errors too.
-      return res.stream ? { ...res, message: mapErrors(res.message, fail) } : res;
+      return res.stream ? { ...res, message: mapErrors(res.message, answer) } : res;
     } catch (err) {
-      throw fail(err);
+      throw answer(err);
     }
   };
 }

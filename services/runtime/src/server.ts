@@ -13,7 +13,7 @@ import { createValidateInterceptor } from "@connectrpc/validate";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
 import { connectStreamHandler } from "./connect-stream.js";
-import { connectUnaryHandler } from "./connect-unary.js";
+import { connectUnaryHandler, failuresOutsideCalls } from "./connect-unary.js";
 import { localServer, recordingRouter, type DirectSpec, type LocalServer } from "./local-server.js";
 import { StartupError } from "./startup.js";
 import { acceptedCompressions, DEFAULT_READ_MAX_BYTES, guardRequestBody, inputInterceptor } from "./input.js";
@@ -217,7 +217,7 @@ function rpcAdapter(options: ServerOptions, health: HealthStatus) {
     readMaxBytes: options.readMaxBytes ?? DEFAULT_READ_MAX_BYTES,
     interceptors: serverInterceptors(options),
     fallback: plainHttpFallback(options, health),
-  }, options.logger);
+  }, failuresOutsideCalls(options.logger, options.metrics));
 }
 
 /** Counts the requests in flight, so a drain knows when the last one has ended. */
@@ -384,13 +384,16 @@ type NodeRes = http.ServerResponse | http2.Http2ServerResponse;
  * connectNodeAdapter's routing, with every RPC handler behind guardRequestBody
  * (read limit, binary bodies that do not parse are the caller's mistake).
  */
-function nodeAdapter(options: Omit<ConnectNodeAdapterOptions, "contextValues"> & { contextValues?: RequestValues; rpcFilter?: ServerOptions["rpcFilter"]; readMaxBytes: number }, logger: Logger) {
+function nodeAdapter(
+  options: Omit<ConnectNodeAdapterOptions, "contextValues"> & { contextValues?: RequestValues; rpcFilter?: ServerOptions["rpcFilter"]; readMaxBytes: number },
+  failedOutside: (err: unknown, path: string) => void,
+) {
   const recording = recordingRouter(createConnectRouter({ ...options, acceptCompression: acceptedCompressions }));
   const router = recording.router;
   options.routes(router);
   const paths = new Map<string, UniversalHandler>();
   for (const h of router.handlers) paths.set(h.requestPath, guardRequestBody(h, options.readMaxBytes));
-  const direct = { methods: directPaths(recording.methods), interceptors: options.interceptors ?? [], readMaxBytes: options.readMaxBytes, contextValues: options.contextValues };
+  const direct = { methods: directPaths(recording.methods), interceptors: options.interceptors ?? [], readMaxBytes: options.readMaxBytes, contextValues: options.contextValues, failedOutside };
   const connectUnary = connectUnaryHandler(direct);
   // A stream's messages are written as they come: only on HTTP/2's stream API.
   const connectStream = connectStreamHandler(direct);
@@ -412,7 +415,7 @@ function nodeAdapter(options: Omit<ConnectNodeAdapterOptions, "contextValues"> &
       .then((uRes) => universalResponseToNodeResponse(uRes, res as never))
       .catch((reason) => {
         if (ConnectError.from(reason).code === Code.Aborted) return;
-        logger.error({ err: reason, rpc: `${handler.service.typeName}/${handler.method.name}` }, "handler failed outside the call");
+        failedOutside(reason, path);
       });
   };
   // In-process callers hand their messages over unencoded: nothing to pre-parse, but the same read limit.

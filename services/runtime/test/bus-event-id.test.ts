@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { connect, headers, type NatsConnection } from "nats";
-import { JetStreamBus } from "../src/bus.js";
+import { InProcessBus, JetStreamBus } from "../src/bus.js";
 import { migrate } from "../src/db.js";
 import { Metrics } from "../src/metrics.js";
 import { consumeEventBatches } from "../src/outbox.js";
@@ -99,6 +99,68 @@ describe("messages without an event id (JetStream)", () => {
     const read: string[] = [];
     const count = await bus.readStored({ subject: "ttip.x.r", since: new Date(Date.now() - 60_000), handler: async (m) => void read.push(m.id) });
     assert.deepEqual(read, [id]);
+    assert.equal(count, 1);
+  });
+});
+
+describe("messages without an event id (in-process bus)", () => {
+  const real = () => ({ id: randomUUID(), subject: "ttip.x.e", data: new Uint8Array([3]) });
+  const idless = [
+    { id: "", subject: "ttip.x.e", data: new Uint8Array([1]) },
+    { id: "not-a-uuid", subject: "ttip.x.e", data: new Uint8Array([2]) },
+  ];
+
+  test("are terminated: a consumer never sees them, each is logged as an error and counted once, even when the batch beside it fails", async () => {
+    const captured = captureLogger("warn");
+    const bus = new InProcessBus(captured.logger, 5);
+    const first = real();
+    for (const m of [first, ...idless]) await bus.publish(m);
+    const second = real();
+    await bus.publish(second);
+    const metrics = new Metrics();
+    const seen: string[][] = [];
+    let failOnce = true;
+    const sub = await bus.subscribeBatches({
+      durable: "e", subject: "ttip.x.e", maxBatch: 10, metrics,
+      handler: async (batch) => {
+        seen.push(batch.map((m) => m.id));
+        if (failOnce) {
+          failOnce = false;
+          throw new Error("database down");
+        }
+      },
+    });
+    await eventually("delivered again after the failure", () => seen.length === 2);
+    await sub.stop();
+    await bus.close();
+    assert.deepEqual(seen, [[first.id, second.id], [first.id, second.id]]);
+    const text = await metrics.registry.metrics();
+    for (const reason of ["no_id", "id_not_uuid"]) assert.match(text, new RegExp(`ttip_bus_messages_terminated_total\\{consumer="e",reason="${reason}"\\} 1\\b`));
+    const errors = captured.records().filter((r) => r.level === "error" || r.level === 50);
+    assert.deepEqual(errors.map((r) => r.msgId).sort(), ["", "not-a-uuid"]);
+  });
+
+  test("one at a time: the same", async () => {
+    const bus = new InProcessBus(captureLogger("silent").logger, 5);
+    for (const m of idless) await bus.publish(m);
+    const last = real();
+    await bus.publish(last);
+    const seen: string[] = [];
+    const sub = await bus.subscribe({ durable: "s", subject: "ttip.x.e", handler: async (m) => void seen.push(m.id) });
+    await eventually("the real event handled", () => seen.includes(last.id));
+    await sub.stop();
+    await bus.close();
+    assert.deepEqual(seen, [last.id]);
+  });
+
+  test("a replay (readStored) skips them, as on JetStream", async () => {
+    const bus = new InProcessBus(captureLogger("silent").logger, 5);
+    const last = real();
+    for (const m of [...idless, last]) await bus.publish(m);
+    const read: string[] = [];
+    const count = await bus.readStored({ subject: "ttip.x.e", since: new Date(Date.now() - 60_000), handler: async (m) => void read.push(m.id) });
+    await bus.close();
+    assert.deepEqual(read, [last.id]);
     assert.equal(count, 1);
   });
 });

@@ -152,6 +152,8 @@ export class DarajaSimState {
   readonly notYetFinal = new Set<string>();
   /** Paybill payments by receipt: a replayed receipt is one payment. */
   readonly paybillPaid = new Map<string, number>();
+  /** Callbacks (STK) and results (B2C) of a held kind, parked until the test releases them. */
+  private readonly held = new Map<SimTransaction["kind"], (() => Promise<void>)[]>();
   readonly c2b: C2bSim;
   closed = false;
 
@@ -202,8 +204,23 @@ export class DarajaSimState {
     void p.finally(() => this.pending.delete(p));
   }
 
+  /** From now on, parks every callback of `kind` that falls due, until release(kind). */
+  hold(kind: SimTransaction["kind"]): void {
+    if (this.held.has(kind)) throw new Error(`${kind} callbacks are already held`);
+    this.held.set(kind, []);
+  }
+
+  /** Ends the hold of `kind`: sends what it parked, in order, at once; resolves when each was tried. */
+  async release(kind: SimTransaction["kind"]): Promise<void> {
+    const parked = this.held.get(kind) ?? [];
+    this.held.delete(kind);
+    for (const send of parked) if (!this.closed) await send().catch(() => undefined);
+  }
+
   /** POSTs a callback from the callback source address; a 2xx answer counts as delivered to `tx`. */
   async deliver(url: string, body: unknown, tx?: SimTransaction): Promise<void> {
+    const held = tx && this.held.get(tx.kind);
+    if (held) return void held.push(() => this.deliver(url, body, tx));
     if (tx) tx.callbackSentAt = performance.timeOrigin + performance.now();
     const answer = await postJson(url, body, { localAddress: this.o.callbackSourceAddress, timeoutMs: 10_000 });
     if (tx && answer && answer.status > 0 && answer.status < 300) tx.callbacksSent++;

@@ -41,8 +41,14 @@ export interface DarajaSimulator {
   script(key: { phone?: string; amount?: number }, script: Script): void;
   /** Invalidates every token issued so far. */
   revokeTokens(): void;
-  /** Waits until every scheduled callback has been sent. */
+  /** Waits until every scheduled callback has been sent (held ones are not scheduled until released). */
   idle(): Promise<void>;
+  /**
+   * Holds every STK callback or B2C result of `kind` that falls due from now on, until
+   * release(): a test can kill a service while a payment is owed its callback, however
+   * slow the machine. release() sends them (to whoever listens then) and resolves once each was tried.
+   */
+  hold(kind: SimTransaction["kind"]): { release(): Promise<void> };
   /** C2B: registered URLs and customer payments to the paybill (also over HTTP: POST /__sim/c2b/pay, GET /__sim/c2b/registrations). */
   c2b: C2bSim;
   close(): Promise<void>;
@@ -154,6 +160,10 @@ export async function startDarajaSimulator(options: SimulatorOptions = {}): Prom
     transactions: () => structuredClone(sim.txs),
     script: (key, script) => sim.setScript(key, script),
     revokeTokens: () => sim.tokens.clear(),
+    hold: (kind) => {
+      sim.hold(kind);
+      return { release: () => sim.release(kind) };
+    },
     c2b: sim.c2b,
     idle: async () => {
       while (sim.pending.size) await Promise.allSettled([...sim.pending]);
