@@ -287,8 +287,10 @@ export function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings
   const workerId = tip.worker_id;
   // A shared tip waits in the venue's pool for its distribution.
   if (!workerId) return Promise.resolve();
-  const before = autoPayoutsStarting.get(workerId) ?? Promise.resolve();
-  const mine = before.then(() => startAutoPayout(deps, workerId, tip, known));
+  const before = autoPayoutsStarting.get(workerId);
+  // Settings read with the credit are fresh only at once: after the wait for the one before (a B2C
+  // call), read again, so that a hold or a new payout number set meanwhile counts.
+  const mine = before ? before.then(() => startAutoPayout(deps, workerId, tip)) : startAutoPayout(deps, workerId, tip, known);
   const settled = mine.then(() => undefined, () => undefined);
   autoPayoutsStarting.set(workerId, settled);
   void settled.then(() => {

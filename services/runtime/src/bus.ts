@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, createInbox, headers, type JsMsg, type Msg, type NatsConnection, type NatsError, type Subscription } from "nats";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, createInbox, headers, type JsMsg, type Msg, type MsgHdrs, type NatsConnection, type NatsError, type Subscription } from "nats";
 
 /** A stored message read back from the stream (a replay). */
 export interface StoredMessage extends BusMessage {
@@ -199,6 +199,27 @@ export function eventHeaders(m: JsMsg): EventHeaders {
   return { id: id ?? "", traceparent: traceparent ?? "" };
 }
 
+const headerBytes = new TextEncoder();
+const LINE_BREAK = /[\r\n]/;
+
+/**
+ * An event's headers for a publish, the bytes nats.js's headers() with these two set would encode
+ * (MsgHdrsImpl.toString: status line, "key: value" lines, values trimmed), made at once: nats.js
+ * canonicalises and checks each key, looks it up among the others twice per set and checks the
+ * value, to send one string. nats.js's publish only asks a publish's headers to encode themselves.
+ * A value with a line break goes through nats.js's headers, which refuse it, as before.
+ */
+export function publishHeaders(id: string, traceparent: string | undefined): MsgHdrs {
+  if (LINE_BREAK.test(id) || (traceparent && LINE_BREAK.test(traceparent))) {
+    const h = headers();
+    h.set("Nats-Msg-Id", id);
+    if (traceparent) h.set("traceparent", traceparent);
+    return h;
+  }
+  const bytes = headerBytes.encode(`NATS/1.0\r\nNats-Msg-Id: ${id.trim()}${traceparent ? `\r\ntraceparent: ${traceparent.trim()}` : ""}\r\n\r\n`);
+  return { encode: () => bytes } as unknown as MsgHdrs;
+}
+
 /** NATS subject matching: tokens split on ".", "*" matches one, ">" the rest. */
 export function subjectMatches(filter: string, subject: string): boolean {
   const f = filter.split(".");
@@ -332,10 +353,7 @@ export class JetStreamBus implements EventBus {
   }
 
   async publish(message: BusMessage): Promise<void> {
-    const h = headers();
-    h.set("Nats-Msg-Id", message.id);
-    if (message.traceparent) h.set("traceparent", message.traceparent);
-    await this.acks.publish(this.toWire(message.subject), message.data, h);
+    await this.acks.publish(this.toWire(message.subject), message.data, publishHeaders(message.id, message.traceparent));
   }
 
   /**
@@ -554,7 +572,7 @@ class PublishAcks {
     })();
   }
 
-  publish(subject: string, data: Uint8Array, h: ReturnType<typeof headers>): Promise<void> {
+  publish(subject: string, data: Uint8Array, h: MsgHdrs): Promise<void> {
     if (this.closed) return Promise.reject(new Error("bus is closed"));
     if (!this.connected) return Promise.reject(new Error("not connected to NATS"));
     // Subscribed before the first publish goes out on the same connection, so the server knows it first.

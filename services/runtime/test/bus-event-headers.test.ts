@@ -3,8 +3,30 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { AckPolicy, connect, headers, type JsMsg, type NatsConnection } from "nats";
-import { eventHeaders } from "../src/bus.js";
+import { eventHeaders, publishHeaders } from "../src/bus.js";
 import { testEnv, uniqueName } from "../src/testing/index.js";
+
+describe("publishHeaders", () => {
+  test("encodes the bytes nats.js's headers encode with the same id and trace context set, and refuses a line break as they do", () => {
+    const cases: [string, string | undefined][] = [
+      ["6f1c2a0e-4b7d-4c8e-9a3b-2f5d6e7a8b9c", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"],
+      ["6f1c2a0e-4b7d-4c8e-9a3b-2f5d6e7a8b9c", undefined],
+      ["  padded  ", " padded "],
+      ["", ""],
+      ["ünïcode", "x"],
+    ];
+    for (const [id, traceparent] of cases) {
+      const h = headers();
+      h.set("Nats-Msg-Id", id);
+      if (traceparent) h.set("traceparent", traceparent);
+      // nats.js's publish sends what encode() answers (protocol.js), which its MsgHdrs type does not declare.
+      const encoded = (x: unknown) => (x as { encode(): Uint8Array }).encode();
+      assert.deepEqual(encoded(publishHeaders(id, traceparent)), encoded(h), JSON.stringify([id, traceparent]));
+    }
+    assert.throws(() => publishHeaders("a\r\nX-Injected: 1", undefined));
+    assert.throws(() => publishHeaders("a", "b\nc"));
+  });
+});
 
 describe("eventHeaders (JetStream)", () => {
   const stream = uniqueName("HDR").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
