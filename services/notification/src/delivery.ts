@@ -5,7 +5,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, type Clock, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -152,10 +152,13 @@ export async function enqueue(tx: Queryable, req: SendRequest, now = new Date())
  * and whether they have a push device are read in one statement, and every
  * delivery is written in another, not a few statements per request. Returns
  * the ids per request, in the requests' order. A request that cannot be planned
- * (a variable missing) fails them all, before anything is written.
+ * (a variable missing) fails them all, before anything is written. `commits`: the deliveries'
+ * statement is the last of withTransaction's transaction `tx` and takes its COMMIT with it
+ * (commitWith, one round trip fewer); nothing may follow it, and a repeat that a concurrent
+ * transaction committed after it began is left out of the ids (its snapshot cannot see it).
  */
-export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date(), direct?: DirectSends): Promise<string[][]> {
-  const made = await planAndWrite(tx, reqs, now, { failAlone: false, firstProviders: direct?.firstProviders, onClaimed: direct && ((c) => direct.claimed.push(c)) });
+export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new Date(), direct?: DirectSends, commits = false): Promise<string[][]> {
+  const made = await planAndWrite(tx, reqs, now, { failAlone: false, firstProviders: direct?.firstProviders, onClaimed: direct && ((c) => direct.claimed.push(c)), commits });
   return made.map((m) => ("ids" in m ? m.ids : assert.fail("a request failed alone")));
 }
 
@@ -164,13 +167,13 @@ export async function enqueueMany(tx: Queryable, reqs: SendRequest[], now = new 
  * statement) and written with their claims in one more. `failAlone`: a request that cannot be
  * planned fails alone (its error in its place), else it fails them all before anything is written.
  * With `firstProviders`, a new SMS or e-mail due now is claimed for its first attempt and handed to
- * `onClaimed` (see enqueueClaiming); `carried`, sent records its statement writes too.
+ * `onClaimed` (see enqueueClaiming); `carried`, sent records its statement writes too; `commits`, see enqueueMany.
  */
 async function planAndWrite(
   tx: Queryable,
   reqs: SendRequest[],
   now: Date,
-  o: { failAlone: boolean; firstProviders?: FirstProviders; onClaimed?: (c: ClaimedAtEnqueue) => void; carried?: CarriedRecords },
+  o: { failAlone: boolean; firstProviders?: FirstProviders; onClaimed?: (c: ClaimedAtEnqueue) => void; carried?: CarriedRecords; commits?: boolean },
 ): Promise<({ ids: string[] } | { error: unknown })[]> {
   assert(reqs.length <= ENQUEUE_BATCH_MAX, "too many requests for one statement");
   const users = await usersOf(tx, reqs);
@@ -183,7 +186,7 @@ async function planAndWrite(
   const rows = planned.flatMap((r) => (Array.isArray(r) ? r : []));
   if (o.firstProviders) for (const p of rows) p.firstProvider = firstAttemptOf(p, now, o.firstProviders);
   const onClaimed = o.onClaimed && ((p: PlannedDelivery, leasedFrom: number) => o.onClaimed!(claimedAtEnqueue(p, leasedFrom)));
-  const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), onClaimed, o.carried);
+  const ids = await insertDeliveries(tx, rows, now, claimsOf(plannable), onClaimed, o.carried, o.commits);
   return planned.map((r) => (Array.isArray(r) ? { ids: r.flatMap((p) => ids.get(p) ?? []) } : r));
 }
 
@@ -488,6 +491,9 @@ const [FACT_SUBJECT, TRACEPARENT, NOW] = [1, 2, 3].map((i) => `$${PLANNED.length
  * making overlapping deliveries (a redelivered event beside its first copy) then wait for each
  * other's first shared one only, never each for one the other holds (a deadlock).
  */
+/** What insertDeliveries' statement answers per planned row. */
+type Written = { planned_id: string; inserted: boolean; existing_id: string | null; first_claimed: boolean; early: string[] | null; began_ms_ago: number };
+
 async function insertDeliveries(
   tx: Queryable,
   planned: PlannedDelivery[],
@@ -495,6 +501,7 @@ async function insertDeliveries(
   claims: KeyClaim[],
   onClaimed: (p: PlannedDelivery, leasedFrom: number) => void = () => assert.fail("no delivery is claimed here"),
   carried?: CarriedRecords,
+  commits = false,
 ): Promise<Map<PlannedDelivery, string>> {
   const ids = new Map<PlannedDelivery, string>();
   if (!planned.length) return ids;
@@ -507,7 +514,8 @@ async function insertDeliveries(
   const recorded = carried?.sends.length ? sentRecordCtes(carried.sends, values.length + (claimed?.values.length ?? 0) + 1) : undefined;
   // Before the statement is sent: the start of a transaction it is the first of is no earlier (leaseFrom).
   const sentAt = Date.now();
-  const { rows: written } = await tx.query<{ planned_id: string; inserted: boolean; existing_id: string | null; first_claimed: boolean; early: string[] | null; began_ms_ago: number }>(
+  const send = (text: string, params: unknown[]) => (commits ? commitWith<Written>(tx, text, params) : tx.query<Written>(text, params));
+  const { rows: written } = await send(
     `WITH ${claimed ? `${claimed.sql},` : ""} ${recorded ? `${recorded.sql},` : ""} planned AS (
        SELECT ${PLANNED_COLUMNS}, out, first_provider IS NOT NULL AND NOT out AS first_claimed
          FROM ${PLANNED_UNNEST} AS p(${PLANNED_COLUMNS}),
@@ -549,8 +557,8 @@ async function insertDeliveries(
   );
   if (carried && recorded) carried.early = new Set(written[0].early ?? []);
   const byId = new Map(written.map((w) => [w.planned_id, w]));
-  // A repeat made by a transaction that committed after this statement began is not in its snapshot: read again.
-  const unseen = claimed ? [] : rows.filter((p) => !byId.get(p.id)?.inserted && !byId.get(p.id)?.existing_id);
+  // A repeat made by a transaction that committed after this statement began is not in its snapshot: read again (not after a COMMIT it carried).
+  const unseen = claimed || commits ? [] : rows.filter((p) => !byId.get(p.id)?.inserted && !byId.get(p.id)?.existing_id);
   const late = unseen.length ? await existingDeliveries(tx, unseen) : new Map<PlannedDelivery, string>();
   for (const p of planned) {
     const row = first.get(keyOf(p))!;

@@ -200,7 +200,10 @@ export async function startTriggers(ctx: ServiceContext, dispatcher: Dispatcher,
           }
           const now = new Date(deps.clock.now());
           const direct = { firstProviders: dispatcher.firstProviders(), claimed: [] as ClaimedAtEnqueue[] };
-          for (let i = 0; i < requests.length; i += ENQUEUE_BATCH_MAX) await enqueueMany(tx, requests.slice(i, i + ENQUEUE_BATCH_MAX), now, direct);
+          // The last statement takes the batch's COMMIT with it (nothing follows it here): one round trip fewer per batch.
+          for (let i = 0; i < requests.length; i += ENQUEUE_BATCH_MAX) {
+            await enqueueMany(tx, requests.slice(i, i + ENQUEUE_BATCH_MAX), now, direct, i + ENQUEUE_BATCH_MAX >= requests.length);
+          }
           if (direct.claimed.length) claimedBy.set(messages[0].id, direct.claimed);
         },
         afterCommit: (messages) => {

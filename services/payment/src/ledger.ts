@@ -24,6 +24,15 @@ export const POST_ENTRIES_MAX = 100;
 /** How long wallet has to answer a call posting entries: one statement's work, with room for a busy database. */
 const POST_ENTRIES_TIMEOUT_MS = 5_000;
 
+/**
+ * How long wallet has to answer a call on a payout's hold (place, settle, release): one short
+ * transaction there, with room for a busy database. Past it the payout's step is retried (the
+ * payout stays unsent, or its hold open, for reconciliation; each call is idempotent per payout),
+ * rather than holding the payout, and a reconciliation pass working through its payouts one by one,
+ * for as long as wallet is stuck.
+ */
+const HOLD_CALL_TIMEOUT_MS = 5_000;
+
 /** EnsureAccount's deadline unless configured: see PaymentConfig.walletEnsureAccountTimeoutMs. */
 export const ENSURE_ACCOUNT_TIMEOUT_MS = 5_000;
 
@@ -219,7 +228,7 @@ export class Ledger {
 
   async placeHold(workerId: string, amountMinor: bigint, payoutId: string): Promise<{ holdId: string; accountId: string }> {
     const accountId = await this.account(AccountKind.WORKER_WALLET, workerId);
-    const { hold } = await this.internal.placeHold({ accountId, amount: kes(amountMinor), payoutId, idempotencyKey: `payout-hold:${payoutId}` });
+    const { hold } = await this.internal.placeHold({ accountId, amount: kes(amountMinor), payoutId, idempotencyKey: `payout-hold:${payoutId}` }, { timeoutMs: HOLD_CALL_TIMEOUT_MS });
     if (!hold?.holdId) throw new Error("wallet PlaceHold answered without a hold");
     return { holdId: hold.holdId, accountId };
   }
@@ -234,11 +243,11 @@ export class Ledger {
   }
 
   async settleHold(holdId: string, receipt: string, transferFeeMinor: bigint): Promise<void> {
-    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: kes(transferFeeMinor) });
+    await this.internal.settleHold({ holdId, externalReference: receipt, transferFee: kes(transferFeeMinor) }, { timeoutMs: HOLD_CALL_TIMEOUT_MS });
   }
 
   async releaseHold(holdId: string, reason: string): Promise<void> {
-    await this.internal.releaseHold({ holdId, reason: reason.slice(0, 500) });
+    await this.internal.releaseHold({ holdId, reason: reason.slice(0, 500) }, { timeoutMs: HOLD_CALL_TIMEOUT_MS });
   }
 
   /** The most the worker may withdraw now under every withdrawal limit (undefined: no limits set). */

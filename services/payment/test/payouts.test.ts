@@ -4,6 +4,8 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { PayoutStatus, TipStatus, type Payout } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
+import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
+import { Ledger } from "../src/ledger.js";
 import { eventually, KES, phone, startHarness, type Harness } from "./setup.js";
 
 
@@ -59,6 +61,26 @@ describe("B2C payouts: held in the wallet, sent once, settled or released by the
   const holdState = async (payoutId: string) => (await h.t.db.pool.query("SELECT hold_state FROM payment.payouts WHERE payout_id = $1", [payoutId])).rows[0].hold_state;
   const events = async (subject: string, id: string) =>
     Number((await h.t.db.pool.query("SELECT count(*) FROM payment.outbox WHERE subject = $1 AND position($2 in encode(payload, 'escape')) > 0", [subject, id])).rows[0].count);
+
+  test("a wallet stuck on a payout's hold: the call gives up past its deadline (to be retried), rather than holding the payout", async () => {
+    const worker = randomUUID();
+    const ledger = new Ledger(h.t.ctx);
+    // Its wallet made first: the hold is the only call left to wait.
+    await ledger.account(AccountKind.WORKER_WALLET, worker);
+    const holder = await h.t.db.pool.connect();
+    let outcome: unknown;
+    try {
+      await holder.query("BEGIN");
+      // Wallet's statements on its holds wait for this lock, with no lock timeout of their own: wallet answers nothing.
+      await holder.query("LOCK TABLE wallet.holds IN ACCESS EXCLUSIVE MODE");
+      outcome = await ledger.placeHold(worker, 100n, randomUUID()).then(() => "held", (err: unknown) => err);
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    assert.ok(outcome instanceof ConnectError, "refused, not held");
+    assert.equal(Code[outcome.code], Code[Code.DeadlineExceeded]);
+  });
 
   test("automatic payout after a tip: held, sent once, settled", async () => {
     const p = phone();

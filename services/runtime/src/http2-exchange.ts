@@ -51,6 +51,10 @@ function http2Exchange(session: Http2Upstream, path: string, headers: http2.Outg
     session.request("POST", path, headers, {}).then(
       (s) => {
         stream = s;
+        // Given up while the stream was being opened (its connection still connecting): the
+        // stream came anyway, its request sent without an end, and would stay open on the
+        // connection, and the call's on the server, until the connection closes.
+        if (settled) return void s.close(H2.CANCEL);
         if (signal.aborted) return onAbort();
         // Taken now: a closed stream no longer names its session.
         const connection = s.session;

@@ -9,6 +9,8 @@ export interface ReceivedSpan {
   name: string;
   /** OTLP's SpanKind: 2 server, 3 client, 5 consumer. */
   kind: number;
+  /** When it started, in nanoseconds since the epoch (a decimal string, as OTLP/JSON sends it). */
+  startTimeUnixNano?: string;
   attributes?: { key: string; value: { stringValue?: string } }[];
   /** The exporting process's service.name (its resource's). */
   service: string;
