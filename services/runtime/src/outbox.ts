@@ -303,6 +303,7 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
   /**
    * Whether an event can change anything here. One that cannot (false) is acknowledged without a
    * transaction or an inbox row: applied again, it changes nothing either. Undefined: every event can.
+   * One it throws on is taken as one that can: it fails in the transaction, alone, not its batch.
    */
   changesState?: (message: DeliveredMessage) => boolean;
 }
@@ -398,7 +399,11 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
     }
   };
   // Only the events not applied come again: the bus acknowledges the others (those that change nothing count as applied).
-  const changesState = options.changesState ?? (() => true);
+  const judged = options.changesState;
+  // An event changesState cannot judge (it throws: a body that does not decode, say) may change
+  // state: it goes to the transaction with the rest, where it fails alone (applyOrSplit), instead
+  // of failing its whole batch here, again with each batch it comes back in.
+  const changesState = judged ? (m: DeliveredMessage) => mayChange(judged, m) : () => true;
   const prepare = (messages: DeliveredMessage[]) => (options.beforeTransaction ? options.beforeTransaction(messages) : Promise.resolve(undefined as Prepared));
   const applyBatch = async (delivered: DeliveredMessage[]): Promise<void> => {
     const applied = new Set<string>();
@@ -417,6 +422,14 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
     return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: applyBatch, metrics: options.metrics });
   }
   return bus.subscribe({ durable: options.consumer, subject: options.subject, metrics: options.metrics, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
+}
+
+function mayChange(changesState: (message: DeliveredMessage) => boolean, message: DeliveredMessage): boolean {
+  try {
+    return changesState(message);
+  } catch {
+    return true;
+  }
 }
 
 /**

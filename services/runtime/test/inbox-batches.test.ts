@@ -282,6 +282,30 @@ describe("consumeEventBatches (JetStream, PostgreSQL)", () => {
     assert.deepEqual(ids.filter((id) => id !== poison && delivered.get(id) !== 1), [], "every other event delivered once, those that change nothing included");
   });
 
+  test("changesState that throws (an event it cannot read) holds back none of its batch-mates: the event goes to the transaction and fails there alone", async () => {
+    const ids: string[] = Array.from({ length: 60 }, () => randomUUID());
+    const poison = ids[37];
+    for (const id of ids) await bus.publish({ id, subject: "ttip.x.u", data: new Uint8Array([id === poison ? 9 : 1]) });
+    const delivered = new Map<string, number>();
+    const unreadable = (m: DeliveredMessage) => {
+      if (m.data[0] === 9) throw new Error("not an event this consumer can decode");
+    };
+    const sub = await consumeEventBatches({
+      bus: countingDeliveries(delivered), pool: db.pool, schema: "batches", consumer: "c31", subject: "ttip.x.u", logger, maxBatch: 64,
+      changesState: (m) => (unreadable(m), true),
+      handleBatch: async (messages, tx) => {
+        // 700000: this test's rows.
+        await tx.query("INSERT INTO batches.applied SELECT unnest($1::uuid[]), 700000", [messages.map((m) => m.id)]);
+        for (const m of messages) unreadable(m);
+      },
+    });
+    const applied = async () => (await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM batches.applied WHERE batch = 700000")).rows[0].n;
+    await eventually("the others applied, the unreadable one back twice more", async () => (await applied()) >= ids.length - 1 && (delivered.get(poison) ?? 0) >= 3, 20_000);
+    await sub.stop();
+    assert.equal(await applied(), ids.length - 1, "every other event applied once");
+    assert.deepEqual(ids.filter((id) => id !== poison && delivered.get(id) !== 1), [], "every other event delivered once: none brought back with the unreadable one");
+  });
+
   test("afterCommit gets each event once, after its batch committed: not for a batch rolled back and applied again", async () => {
     const ids: string[] = Array.from({ length: 40 }, () => randomUUID());
     for (const id of ids) await bus.publish({ id, subject: "ttip.x.c", data: new Uint8Array([1]) });
