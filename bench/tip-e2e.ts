@@ -318,9 +318,7 @@ function summarise(profile: { nodes: { id: number; callFrame: { functionName: st
     const t = profile.timeDeltas[i] ?? 0;
     total += t;
     const { functionName, url, lineNumber } = nodes.get(id)!.callFrame;
-    const file = url.replace(/^file:\/\//, "").replace(process.cwd() + "/", "").replace(/^.*node_modules\//, "");
-    const parts = file.split("/");
-    const pkg = !file ? "(native, GC, idle)" : url.includes("node_modules") ? parts.slice(0, parts[0].startsWith("@") ? 2 : 1).join("/") : file.startsWith("node:") ? "node:" + parts[0].replace(/^node:/, "").replace(/^internal$/, parts.slice(0, 2).join("/")) : parts.slice(0, 3).join("/");
+    const { pkg, file } = packageOf(url, "(native, GC, idle)");
     byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + t);
     const fn = `${functionName || "(anonymous)"} ${file || "(native)"}:${lineNumber + 1}`;
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + t);
@@ -337,11 +335,15 @@ interface HeapNode {
   children: HeapNode[];
 }
 
-/** Where a package's name ends in a profile's url: its package, node's module, or our file's first three parts. */
-function packageOf(url: string): { pkg: string; file: string } {
+/**
+ * A profile's url as a package: its npm package, node's module (node:internal's by its folder), or
+ * our file's first three parts; `native` when it names no file.
+ */
+function packageOf(url: string, native = "(native)"): { pkg: string; file: string } {
   const file = url.replace(/^file:\/\//, "").replace(process.cwd() + "/", "").replace(/^.*node_modules\//, "");
   const parts = file.split("/");
-  const pkg = !file ? "(native)" : url.includes("node_modules") ? parts.slice(0, parts[0].startsWith("@") ? 2 : 1).join("/") : file.startsWith("node:") ? "node:" + parts[0].replace(/^node:/, "").replace(/^internal$/, parts.slice(0, 2).join("/")) : parts.slice(0, 3).join("/");
+  const node = () => (parts[0] === "node:internal" ? parts.slice(0, 2).join("/") : parts[0]);
+  const pkg = !file ? native : url.includes("node_modules") ? parts.slice(0, parts[0].startsWith("@") ? 2 : 1).join("/") : file.startsWith("node:") ? node() : parts.slice(0, 3).join("/");
   return { pkg, file };
 }
 
