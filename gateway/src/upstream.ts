@@ -23,6 +23,14 @@ import type { Http2Upstream } from "@ttip/runtime";
 /** A connection without a frame this long is closed (connect-node's idle timeout). */
 const IDLE_TIMEOUT_MS = 15 * 60_000;
 
+/**
+ * Streams one connection opens before new calls go on a new one. A client's stream ids are the
+ * odd numbers below 2^31 (RFC 9113, 5.1.1), 2^30 in all; past the last, node fails each new
+ * stream (ERR_HTTP2_OUT_OF_STREAMS) but keeps the connection, which looks usable here, so every
+ * call to the backend would fail from then on (after ~12 days at 1,000 calls a second).
+ */
+const MAX_STREAMS_PER_CONNECTION = 2 ** 30 - 1024;
+
 export class UpstreamSession implements Http2Upstream {
   /** The connection new calls go on: open or opening, not told to go away. */
   #current: http2.ClientHttp2Session | undefined;
@@ -30,11 +38,15 @@ export class UpstreamSession implements Http2Upstream {
   #connected: Promise<http2.ClientHttp2Session> | undefined;
   /** Every connection not yet closed (the current one and those finishing their calls), for close(). */
   readonly #live = new Set<http2.ClientHttp2Session>();
+  /** Streams opened on #current. */
+  #streams = 0;
   #closed = false;
 
+  /** `maxStreams`: streams a connection opens before it is retired (its calls finish there). */
   constructor(
     private readonly url: string,
     private readonly options: http2.ClientSessionOptions = {},
+    private readonly maxStreams = MAX_STREAMS_PER_CONNECTION,
   ) {}
 
   /**
@@ -45,8 +57,19 @@ export class UpstreamSession implements Http2Upstream {
     headers[":method"] = method;
     headers[":path"] = path;
     const conn = this.#current;
-    if (conn !== undefined && this.#connected === undefined && usable(conn)) return Promise.resolve(conn.request(headers, options));
-    return this.#connect().then((c) => c.request(headers, options));
+    if (conn !== undefined && this.#connected === undefined && usable(conn)) return Promise.resolve(this.#stream(conn, headers, options));
+    return this.#connect().then((c) => this.#stream(c, headers, options));
+  }
+
+  /** A stream on `conn`; the current connection's last one retires it (closed after its calls). */
+  #stream(conn: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, options: http2.ClientSessionRequestOptions): http2.ClientHttp2Stream {
+    const stream = conn.request(headers, options);
+    if (conn === this.#current && ++this.#streams >= this.maxStreams) {
+      this.#retire(conn);
+      // Closed once this last stream is over, not now: closed before its HEADERS went out, node refuses it.
+      stream.once("close", () => conn.close());
+    }
+    return stream;
   }
 
   /** Nothing to do: without PINGs, answer bytes need not be noted (connectUnaryCall calls it per chunk). */
@@ -67,6 +90,7 @@ export class UpstreamSession implements Http2Upstream {
     if (current !== undefined && usable(current)) return this.#connected ?? Promise.resolve(current);
     const conn = http2.connect(this.url, this.options);
     this.#current = conn;
+    this.#streams = 0;
     this.#live.add(conn);
     conn.unref();
     conn.setTimeout(IDLE_TIMEOUT_MS, () => conn.close());

@@ -100,6 +100,27 @@ test("upstream: after GOAWAY the call on its way is answered on the old connecti
   }
 });
 
+test("upstream: a connection that has opened its bound of streams takes no more: the call on its way finishes there, the next goes on a new one", async () => {
+  let held: http2.ServerHttp2Stream | undefined;
+  const b = await backend(0, (stream) => !held && (held = stream) !== undefined);
+  // Three streams a connection here (node's real bound: 2^30 stream ids).
+  const session = new UpstreamSession(`http://127.0.0.1:${b.port}`, {}, 3);
+  try {
+    const onItsWay = call(session, "held");
+    while (!held) await new Promise((resolve) => setImmediate(resolve));
+    for (const text of ["a", "b"]) assert.equal(Buffer.from((await call(session, text)).body).toString(), text);
+    assert.equal(b.sessions.length, 1, "three streams on the first connection");
+    assert.equal(Buffer.from((await call(session, "c")).body).toString(), "c");
+    assert.equal(b.sessions.length, 2, "the fourth on a new connection");
+    answer(held, Buffer.from("held"));
+    assert.equal(Buffer.from((await onItsWay).body).toString(), "held", "the call on its way answered on the retired connection");
+    if (!b.sessions[0].closed) await once(b.sessions[0], "close");
+  } finally {
+    session.close();
+    await b.stop();
+  }
+});
+
 test("upstream: a call given up (deadline, client gone) resets its stream with CANCEL; the connection serves the next call", async () => {
   const abort = new AbortController();
   const b = await backend(0, (stream) => {
