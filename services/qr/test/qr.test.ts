@@ -379,6 +379,13 @@ describe("qr service", () => {
       pool.query = ((...args: Parameters<typeof query>) => (background(args[0]) || queries++, (query as (...a: unknown[]) => unknown).apply(pool, args))) as typeof query;
       try {
         for (const value of [{ case: "payload" as const, value: payloadOf(staffCode) }, { case: "shortCode" as const, value: staffCode.shortCode }]) {
+          // The tests before changed codes and profiles: an invalidation's second pass (100 ms later here, or
+          // later on a loaded machine) deleting these keys between the two resolves would make the second cold.
+          await eventually("every invalidation's second pass has run", async () => {
+            const text = await t.ctx.metrics.registry.metrics();
+            const pass = (p: string) => text.match(new RegExp(`ttip_qr_cache_invalidations_total\\{pass="${p}"\\} (\\d+)`))?.[1];
+            return pass("first") === pass("second");
+          });
           await anon().resolveQrCode({ code: value }); // this process learns the keys a resolve of this code reads
           reads.length = 0;
           queries = 0;
