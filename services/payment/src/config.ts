@@ -4,6 +4,7 @@ import { ConfigError, env, loadConfig, type Env } from "@ttip/runtime";
 import type { CardsConfig } from "./cards/config.js";
 import { loadCardsConfig } from "./cards/config.js";
 import { bannedUrlWord, type DarajaConfig } from "./daraja/client.js";
+import { ENSURE_ACCOUNT_TIMEOUT_MS } from "./ledger.js";
 
 /**
  * Safaricom's published Daraja callback source addresses: the default
@@ -112,7 +113,7 @@ const shape = {
   STK_DEADLINE_MS: env.duration(90_000),
   STK_EXPIRE_AFTER_MS: env.duration(10 * 60_000),
   PAYOUT_RESULT_WAIT_MS: env.duration(5 * 60_000),
-  WALLET_ENSURE_ACCOUNT_TIMEOUT_MS: env.duration(5_000),
+  WALLET_ENSURE_ACCOUNT_TIMEOUT_MS: env.duration(ENSURE_ACCOUNT_TIMEOUT_MS),
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(15_000),
   RECONCILE_LEASE_MS: env.duration(120_000),
   FRAUD_PHONE_PER_10MIN: z.coerce.number().int().positive().default(5),
