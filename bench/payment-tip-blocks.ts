@@ -17,13 +17,11 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { createPaymentModule } from "@ttip/payment";
 import { startDarajaSimulator } from "@ttip/payment/testing";
-import { createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, startService } from "@ttip/runtime";
+import { createPool } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
-import { wallet } from "@ttip/wallet";
 import { closedLoop } from "./load.js";
-import { benchPaymentConfig } from "./payment-config.js";
+import { startWalletAndPayment } from "./payment-config.js";
 
 const seconds = Number(process.argv[2] ?? 10);
 const concurrency = Number(process.argv[3] ?? 16);
@@ -56,19 +54,10 @@ if (explain) {
     if (/Seq Scan on tips/.test(plan) && !plans.has(`${key} (scanning)`)) plans.set(`${key} (scanning)`, plan);
   }));
 }
-const logger = createLogger({ level: "silent" });
 const sim = await startDarajaSimulator({ callbackDelayMs: 0 });
-const config = benchPaymentConfig(sim);
-const urls = new Map<string, string>();
-const peers = createPeers((name) => urls.get(name));
-const ctx = { logger, pool, bus: new InProcessBus(logger), cache: new MemoryCache(), metrics: new Metrics(), peers };
-const walletService = await startService(wallet, ctx);
-urls.set("wallet", walletService.server.url);
-const paymentService = await startService(createPaymentModule({ config: () => config }), ctx);
-urls.set("payment", paymentService.server.url);
-config.callbackBaseUrl = paymentService.server.url;
+const services = await startWalletAndPayment(pool, sim);
 if (process.env.BENCH_SCHEMA_SQL) await pool.query(process.env.BENCH_SCHEMA_SQL);
-const client = createClient(PaymentService, createGrpcTransport({ baseUrl: paymentService.server.url }));
+const client = createClient(PaymentService, createGrpcTransport({ baseUrl: services.paymentUrl }));
 
 const workers = Array.from({ length: 200 }, () => randomUUID());
 let n = 0;
@@ -194,9 +183,7 @@ try {
   }
   if (explain) for (const [key, plan] of plans) console.log(`\n=== ${key}\n${plan}`);
 } finally {
-  await paymentService.close();
-  await walletService.close();
-  peers.close();
+  await services.close();
   await sim.close();
   await admin.end();
   await pool.end();

@@ -9,31 +9,20 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TipStatus } from "@ttip/proto/ttip/payment/v1/payment_pb.js";
 import { PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
-import { createPaymentModule } from "@ttip/payment";
 import { startDarajaSimulator } from "@ttip/payment/testing";
-import { createLogger, createPeers, createPool, InProcessBus, MemoryCache, Metrics, startService } from "@ttip/runtime";
+import { createPool } from "@ttip/runtime";
 import { startPostgres } from "@ttip/runtime/testing";
-import { wallet } from "@ttip/wallet";
 import { closedLoop, percentiles } from "./load.js";
-import { benchPaymentConfig } from "./payment-config.js";
+import { startWalletAndPayment } from "./payment-config.js";
 
 const seconds = Number(process.argv[2] ?? 5);
 const concurrencies = (process.argv[3] ?? "8,32").split(",").map(Number);
 
 const pg = await startPostgres({ durable: true });
 const pool = createPool(pg.url, { max: 80 });
-const logger = createLogger({ level: "silent" });
 const sim = await startDarajaSimulator({ callbackDelayMs: 0 });
-const config = benchPaymentConfig(sim);
-const urls = new Map<string, string>();
-const peers = createPeers((name) => urls.get(name));
-const ctx = { logger, pool, bus: new InProcessBus(logger), cache: new MemoryCache(), metrics: new Metrics(), peers };
-const walletService = await startService(wallet, ctx);
-urls.set("wallet", walletService.server.url);
-const paymentService = await startService(createPaymentModule({ config: () => config }), ctx);
-urls.set("payment", paymentService.server.url);
-config.callbackBaseUrl = paymentService.server.url;
-const client = createClient(PaymentService, createGrpcTransport({ baseUrl: paymentService.server.url }));
+const services = await startWalletAndPayment(pool, sim);
+const client = createClient(PaymentService, createGrpcTransport({ baseUrl: services.paymentUrl }));
 
 try {
   const workers = Array.from({ length: 200 }, () => randomUUID());
@@ -67,9 +56,7 @@ try {
   );
   console.log(`tips succeeded ${rows[0].succeeded}, not yet credited ${rows[0].uncredited}, wallet entries ${rows[0].entries}`);
 } finally {
-  await paymentService.close();
-  await walletService.close();
-  peers.close();
+  await services.close();
   await sim.close();
   await pool.end();
   await pg.stop();
