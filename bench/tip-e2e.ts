@@ -54,7 +54,7 @@ import { wallet } from "@ttip/wallet";
 import { cpuMs, libuvPoolThreads, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import type { CustomersInput, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
-import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
+import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./pgbench.js";
 import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 
@@ -292,6 +292,25 @@ async function drained(since: Date): Promise<{ ms: number; checks: number }> {
 }
 
 /**
+ * PostgreSQL's cumulative counters, with every count kept for `since`'s work in. Since PostgreSQL 15 a
+ * backend keeps its counts until it flushes them: at a transaction's end at most once a second, and,
+ * gone idle with counts kept, when a timer fires 10 s later (PGSTAT_MIN_INTERVAL, PGSTAT_IDLE_INTERVAL;
+ * measured on 15: a connection's last 49 commits arrived 10.0 s after it went idle). Kept counts cannot
+ * be seen, so no reading can show they are all in (a stable count may be waiting on an idle backend's
+ * timer), and pg_stat_force_next_flush() flushes only its caller's. The bound can be relied on: every
+ * count kept at `since` is in 10 s later (the margin: the timer's own lateness on a loaded machine).
+ */
+const PG_STATS_FLUSHED_WITHIN_MS = 10_000 + 1_000;
+async function pgCounters(since = -Infinity) {
+  const wait = since + PG_STATS_FLUSHED_WITHIN_MS - performance.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  const { rows: [r] } = await pool.query<{ commits: string; rollbacks: string; deadlocks: string; wal_syncs: string }>(
+    `SELECT sum(xact_commit) AS commits, sum(xact_rollback) AS rollbacks, sum(deadlocks) AS deadlocks,
+            (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs FROM pg_stat_database`);
+  return { at: performance.now(), commits: Number(r.commits), rollbacks: Number(r.rollbacks), deadlocks: Number(r.deadlocks), walSyncs: Number(r.wal_syncs) };
+}
+
+/**
  * PostgreSQL's own account of its time since the run's reset, by statement: what a statement costs
  * there (planning included, which a statement sent unprepared or re-planned pays each call).
  */
@@ -455,40 +474,37 @@ try {
       if (warm.failures) throw new Error(`${warm.failures} tips did not succeed during the warm-up`);
       console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} tips (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)`);
     }
-    const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
-    // Transactions rolled back and deadlocks PostgreSQL broke (each after deadlock_timeout, a second by default): a group's statement that failed is retried one by one.
-    const failed = async () => (await pool.query<{ rollbacks: string; deadlocks: string }>(
-      "SELECT sum(xact_rollback) AS rollbacks, sum(deadlocks) AS deadlocks FROM pg_stat_database")).rows[0];
     const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
     const withChildren = new Set(["postgres", ...(platform.withChildren ? [platform.withChildren] : [])]);
     // The platform idle first: what its pollers cost per second (statements, commits, CPU) is
     // taken off the run's figures below ("net"), so per-tip costs compare across loads.
     const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
     await drained(new Date(Date.now() - 3_600_000)); // the warm-up's (or the last run's) work done first
+    // Its counts all in PostgreSQL's statistics: left for later, they went into the idle window's commits
+    // and so came off the run's net figures.
+    const idleCounters0 = await pgCounters(performance.now());
     statements.clear();
     statementTotal = 0;
     roundTrips0 = writesSoFar();
-    const idleCommits0 = await commits();
     const idleCpu0 = cpuMs(measured, withChildren);
     const idleT0 = performance.now();
     counting = true;
     await new Promise((r) => setTimeout(r, idleSeconds * 1000));
     counting = false;
     const idleSpan = (performance.now() - idleT0) / 1000;
-    await new Promise((r) => setTimeout(r, 1_100)); // pg_stat_database lags
+    // Not waited for: the pollers' counts kept at either end are about as many (they run all the time).
+    // The run's counts start here. Minus 1: the reading's own transaction.
+    const counters0 = await pgCounters();
     const idle = {
       statements: statementTotal / idleSpan,
       roundTrips: (writesSoFar() - roundTrips0) / idleSpan,
-      commits: ((await commits()) - idleCommits0 - 1) / idleSpan,
+      commits: (counters0.commits - idleCounters0.commits - 1) / ((counters0.at - idleCounters0.at) / 1000),
       cpu: new Map([...cpuMs(measured, withChildren)].map(([name, v]) => [name, (v - (idleCpu0.get(name) ?? 0)) / idleSpan])),
     };
     statements.clear();
     statementTotal = 0;
     roundTrips0 = writesSoFar();
     const startedAt = new Date();
-    const commits0 = await commits();
-    const failed0 = await failed();
-    const wal0 = await walFlushes((sql) => pool.query(sql));
     const redisCalls0 = await redisCommandCalls(cache.redis);
     const redisWrites0 = redisWrites?.() ?? 0;
     const nats0 = natsWrites?.();
@@ -537,12 +553,13 @@ try {
     const redisCalls1 = await redisCommandCalls(cache.redis);
     const redisWritten = (redisWrites?.() ?? 0) - redisWrites0;
     const nats1 = natsWrites?.();
-    // Statistics reach pg_stat_database within a second of the transactions.
-    await new Promise((r) => setTimeout(r, 1_100));
-    const committed = (await commits()) - commits0 - drain.checks;
-    const failed1 = await failed();
+    // The run's counts all in; the pollers' commits while waiting are counted too, and the net figures
+    // below take them off by the idle rate over this longer span.
+    const counters1 = await pgCounters(performance.now());
+    const countedSpan = (counters1.at - counters0.at) / 1000;
+    const committed = counters1.commits - counters0.commits - drain.checks;
     const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
-    const walSyncs = (await walFlushes((sql) => pool.query(sql))).syncs - wal0.syncs;
+    const walSyncs = counters1.walSyncs - counters0.walSyncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
       const { rowCount } = await pool.query("SELECT 1 FROM payment.tips WHERE created_at >= $1 AND credited_at IS NULL LIMIT 1", [startedAt]);
@@ -582,7 +599,7 @@ try {
     console.log(
       `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)};` +
         ` WAL flushes per tip (pg_stat_wal.wal_sync) ${(walSyncs / Math.max(1, rows.length)).toFixed(1)}, per commit ${(walSyncs / Math.max(1, committed)).toFixed(2)};` +
-        ` rolled back ${Number(failed1.rollbacks) - Number(failed0.rollbacks)}, deadlocks ${Number(failed1.deadlocks) - Number(failed0.deadlocks)}`,
+        ` rolled back ${counters1.rollbacks - counters0.rollbacks}, deadlocks ${counters1.deadlocks - counters0.deadlocks}`,
     );
     console.log(
       `  ${mode === "process" ? "platform's event loop (all six services, gateway, simulators)" : "this process's event loop (Daraja and SMS simulators)"}: busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
@@ -594,11 +611,11 @@ try {
     );
     const perTipCpu = [...procCpu1].map(([name, v]) => `${name} ${((v - (procCpu0.get(name) ?? 0)) / Math.max(1, rows.length)).toFixed(1)}`);
     const totalCpu = [...procCpu1].reduce((a, [name, v]) => a + v - (procCpu0.get(name) ?? 0), 0);
-    const net = (gross: number, idlePerSecond: number) => ((gross - idlePerSecond * span) / Math.max(1, rows.length)).toFixed(1);
+    const net = (gross: number, idlePerSecond: number, over = span) => ((gross - idlePerSecond * over) / Math.max(1, rows.length)).toFixed(1);
     const idleCpu = [...idle.cpu.values()].reduce((a, b) => a + b, 0);
     console.log(
       `  net of the idle platform's pollers (measured ${idleSeconds} s before the run: ${mode === "process" ? `${idle.statements.toFixed(0)} statements/s in ${idle.roundTrips.toFixed(0)} round trips, ` : ""}${idle.commits.toFixed(0)} commits/s, ${idleCpu.toFixed(0)} CPU ms/s):` +
-        ` per tip ${mode === "process" ? `${net(statementTotal, idle.statements)} statements in ${net(roundTrips, idle.roundTrips)} round trips, ` : ""}${net(committed, idle.commits)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
+        ` per tip ${mode === "process" ? `${net(statementTotal, idle.statements)} statements in ${net(roundTrips, idle.roundTrips)} round trips, ` : ""}${net(committed, idle.commits, countedSpan)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
         ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
     );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
