@@ -31,6 +31,7 @@ export * from "./inbox-retention.js";
 export * from "./outbox.js";
 export * from "./page.js";
 export * from "./peers.js";
+export * from "./upstream.js";
 export * from "./phone.js";
 export * from "./reflection.js";
 export * from "./partner-usage.js";
