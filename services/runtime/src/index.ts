@@ -43,3 +43,4 @@ export * from "./startup.js";
 export * from "./step-up.js";
 export * from "./timestamps.js";
 export * from "./tracing.js";
+export * from "./validation.js";
