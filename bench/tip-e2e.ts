@@ -94,8 +94,13 @@ const replicaCount = Number(replicasArg ?? os.availableParallelism());
 const connectionsFor = (concurrency: number) =>
   process.env.BENCH_CONNECTIONS ? Math.min(concurrency, Number(process.env.BENCH_CONNECTIONS)) : mode === "replicas" ? concurrency : 1;
 
-// BENCH_PG_STATEMENTS=N: the N statements taking most of PostgreSQL's time per tip (pg_stat_statements).
+// BENCH_PG_STATEMENTS=N: the N statements taking most of PostgreSQL's time per tip (pg_stat_statements),
+// and the N tables its sequential scans read most rows of (pg_stat_user_tables).
 const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
+// BENCH_ANALYZE=1: ANALYZE every table after the warm-up. The bench's tables start empty and grow during
+// it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
+// table was a few pages read it whole until then. A production's tables are large and analyzed.
+const analyzeAfterWarmup = process.env.BENCH_ANALYZE === "1";
 // BENCH_CLIENT_ADDRESSES=N: each tip's calls come from the next of N addresses (through a trusted
 // proxy: the gateway's rate limits count each apart, as real customers' phones); unset: all from one.
 const clientAddresses = Number(process.env.BENCH_CLIENT_ADDRESSES ?? 0);
@@ -342,16 +347,38 @@ function callsPerTip(before: Map<string, number>, after: Map<string, number>, ti
  * there (planning included, which a statement sent unprepared or re-planned pays each call).
  */
 async function pgStatementTimes(rowLimit: number) {
-  const { rows } = await pool.query<{ calls: string; exec_ms: number; plan_ms: number; plans: string; blocks: string; wal: string; query: string }>(
-    `SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms, plans, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query
-       FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time + total_plan_time DESC`,
+  const { rows } = await pool.query<{ calls: string; exec_ms: number; plan_ms: number; plans: string; rows: string; blocks: string; wal: string; query: string }>(
+    `SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms, plans, rows, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query
+       FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_stat_user_tables%' ORDER BY total_exec_time + total_plan_time DESC`,
   );
   const all = rows.map((r) => ({
-    calls: Number(r.calls), execMs: r.exec_ms, planMs: r.plan_ms, plans: Number(r.plans), blocks: Number(r.blocks), wal: Number(r.wal),
+    calls: Number(r.calls), execMs: r.exec_ms, planMs: r.plan_ms, plans: Number(r.plans), rows: Number(r.rows), blocks: Number(r.blocks), wal: Number(r.wal),
     text: r.query.replace(/\s+/g, " ").trim().slice(0, Number(process.env.BENCH_STATEMENT_CHARS ?? 90)),
   }));
   const sum = (f: (r: (typeof all)[number]) => number) => all.reduce((n, r) => n + f(r), 0);
-  return { execMs: sum((r) => r.execMs), planMs: sum((r) => r.planMs), top: all.slice(0, rowLimit) };
+  return { execMs: sum((r) => r.execMs), planMs: sum((r) => r.planMs), blocks: sum((r) => r.blocks), wal: sum((r) => r.wal), top: all.slice(0, rowLimit) };
+}
+
+/** Each table's scans and updates so far (pg_stat_user_tables), by schema.table. */
+async function tableCounts(): Promise<Map<string, number[]>> {
+  const { rows } = await pool.query<{ name: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null; n_tup_upd: string; n_tup_hot_upd: string }>(
+    "SELECT schemaname || '.' || relname AS name, seq_scan, seq_tup_read, idx_scan, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables",
+  );
+  return new Map(rows.map((r) => [r.name, [r.seq_scan, r.seq_tup_read, r.idx_scan ?? 0, r.n_tup_upd, r.n_tup_hot_upd].map(Number)]));
+}
+
+/**
+ * The tables scanned whole most (rows read by sequential scans) between two tableCounts, per tip:
+ * a table read whole per tip costs in proportion to its size, which a bench's young tables hide.
+ */
+function tableScansPerTip(from: Map<string, number[]>, to: Map<string, number[]>, tips: number, limit: number): string[] {
+  const per = (v: number) => (v / Math.max(1, tips)).toFixed(2);
+  return [...to].map(([name, now]) => ({ name, d: now.map((v, i) => v - (from.get(name)?.[i] ?? 0)) }))
+    .filter(({ d }) => d.some((v) => v > 0))
+    .sort((a, b) => b.d[1] - a.d[1] || b.d[0] - a.d[0])
+    .slice(0, limit)
+    .map(({ name, d: [seq, seqRows, idx, upd, hot] }) =>
+      `${per(seq).padStart(9)}  ${per(seqRows).padStart(13)}  ${per(idx).padStart(11)}  ${per(upd).padStart(11)}  ${(upd ? `${((hot / upd) * 100).toFixed(0)}%` : "-").padStart(4)}  ${name}`);
 }
 
 /** Self time by package (or our own folder) and by function, from a V8 CPU profile. */
@@ -501,6 +528,10 @@ try {
       if (warm.failures) throw new Error(`${warm.failures} tips did not succeed during the warm-up`);
       console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} tips (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)`);
     }
+    if (analyzeAfterWarmup) {
+      await pool.query("ANALYZE");
+      console.log("every table analyzed after the warm-up (BENCH_ANALYZE=1)");
+    }
     const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
     const withChildren = new Set(["postgres", ...(platform.withChildren ? [platform.withChildren] : [])]);
     // The platform idle first: what its pollers cost per second (statements, commits, CPU) is
@@ -554,6 +585,7 @@ try {
       await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     }
     if (pgStatementRows) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
+    const tables0 = pgStatementRows ? await tableCounts() : undefined;
     counting = true;
     loopDelay.reset();
     loopDelay.enable();
@@ -588,6 +620,7 @@ try {
     const countedSpan = (counters1.at - counters0.at) / 1000;
     const committed = counters1.commits - counters0.commits - drain.checks;
     const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
+    const tables1 = tables0 ? await tableCounts() : undefined;
     const walSyncs = counters1.walSyncs - counters0.walSyncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
@@ -668,10 +701,17 @@ try {
     if (pgStatements) {
       const ms = (v: number) => (v / Math.max(1, rows.length)).toFixed(3);
       console.log(`  PostgreSQL's time per tip (pg_stat_statements, wall time inside the server, commits excluded): executing ${ms(pgStatements.execMs)} ms, planning ${ms(pgStatements.planMs)} ms; the statements taking most:`);
-      console.log(`    ms/tip  calls/tip  plans/call  blocks/call  WAL records/call`);
+      console.log(`    all statements: ${perTip(pgStatements.blocks)} shared blocks (hit or read) and ${perTip(pgStatements.wal)} WAL records per tip`);
+      console.log(`    ms/tip  calls/tip  plans/call  rows/call  blocks/call  WAL records/call`);
       for (const r of pgStatements.top) {
-        console.log(`    ${ms(r.execMs + r.planMs).padStart(6)}  ${perTip(r.calls).padStart(9)}  ${(r.plans / r.calls).toFixed(2).padStart(10)}  ${(r.blocks / r.calls).toFixed(0).padStart(11)}  ${(r.wal / r.calls).toFixed(1).padStart(16)}  ${r.text}`);
+        console.log(`    ${ms(r.execMs + r.planMs).padStart(6)}  ${perTip(r.calls).padStart(9)}  ${(r.plans / r.calls).toFixed(2).padStart(10)}  ${(r.rows / r.calls).toFixed(1).padStart(9)}  ${(r.blocks / r.calls).toFixed(0).padStart(11)}  ${(r.wal / r.calls).toFixed(1).padStart(16)}  ${r.text}`);
       }
+    }
+    if (tables0 && tables1) {
+      // Read with the commits' counters, so after the same waits for the counts server processes keep (pgCounters).
+      console.log(`  tables by rows their sequential scans read, per tip (pg_stat_user_tables; HOT: updates that wrote no index entry):`);
+      console.log(`    seq scans  rows read seq  index scans  row updates  HOT`);
+      for (const line of tableScansPerTip(tables0, tables1, rows.length, pgStatementRows)) console.log(`    ${line}`);
     }
     if (profile) {
       writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));
