@@ -337,9 +337,10 @@ async function callsServed(servers: Map<string, string> | undefined): Promise<Ma
 
 /** Calls served per tip between two readings: all services' (the hops), then the largest by process and method. */
 function callsPerTip(before: Map<string, number>, after: Map<string, number>, tips: number): string {
-  const per = [...after].map(([k, v]) => [k, (v - (before.get(k) ?? 0)) / Math.max(1, tips)] as const).filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1]);
-  const hops = per.filter(([k]) => !k.startsWith("gateway ")).reduce((n, [, v]) => n + v, 0);
-  return `calls served per tip: by the services (hops between processes) ${hops.toFixed(2)}, by the gateway ${per.filter(([k]) => k.startsWith("gateway ")).reduce((n, [, v]) => n + v, 0).toFixed(2)}; ${per.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")}`;
+  const all = [...after].map(([k, v]) => [k, (v - (before.get(k) ?? 0)) / Math.max(1, tips)] as const).sort((a, b) => b[1] - a[1]);
+  const sum = (gateway: boolean) => all.filter(([k]) => k.startsWith("gateway ") === gateway).reduce((n, [, v]) => n + v, 0);
+  const shown = all.filter(([, v]) => v >= 0.05); // the rest: sign-ups, health checks, rare paths
+  return `calls served per tip: by the services (hops between processes) ${sum(false).toFixed(2)}, by the gateway ${sum(true).toFixed(2)}; ${shown.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")}`;
 }
 
 /**
