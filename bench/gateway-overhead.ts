@@ -9,6 +9,8 @@
 // alternate the paths so that a noisy machine hits them alike; the goal is a gateway adding at most 30% latency.
 // "gateway process -> qr" is the same gateway in a process of its own (bench/gateway-process.ts), as in a
 // cluster: its latency is not shared with the client's and qr's event loop, and its CPU per call is its own.
+// "forwarding alone" is that process forwarding as bytes with no check and none of the server's interceptors
+// (GATEWAY_CHECKS=0): the floor under the checks, node's HTTP/2 in and out; kept with BENCH_ONLY="gateway process -> qr".
 // The gateway answers these calls on HTTP/2's stream API; each "compatibility layer (before)" path is the same
 // gateway receiving every call through node's Http2ServerRequest/Response instead (streamApi: false), its yardstick.
 // Then the apps' calls as a browser makes them (Connect over HTTP/1.1), in JSON (the mobile app's and the admin
@@ -49,7 +51,7 @@ import { Redis } from "ioredis";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { appsPath, type AppsInput, type AppsResult, type AppsRun } from "./gateway-apps-client.js";
 import { closedLoop, type LoadResult } from "./load.js";
-import { processCpuMs, threadCpuMs } from "./process-cpu.js";
+import { processCpuMs, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import { redisCommandCalls } from "./redis-stats.js";
 
 const seconds = Number(process.argv[2] ?? 3);
@@ -59,6 +61,8 @@ const appsConcurrency = Number(process.argv[5] ?? 16);
 const only = process.env.BENCH_ONLY;
 /** BENCH_OTHER_GATEWAY's path. */
 const OTHER = "other tree's gateway process";
+/** The gateway process's yardstick: its forwarding without the checks. */
+const ALONE = "  its process, forwarding alone (no checks)";
 /** A worker's codes, all on one ListQrCodes page. */
 const CODES = 30;
 
@@ -98,6 +102,7 @@ const scripts = async () => (await redisCommandCalls(redisStats)).get("evalsha")
 const gatewayEnv = { REDIS_URL: redis.url, QR_URL: remote.url, GATEWAY_JWT: JSON.stringify(jwt) };
 const gatewayProcess = await startGatewayProcess(gatewayEnv);
 const compatGatewayProcess = await startGatewayProcess({ ...gatewayEnv, GATEWAY_STREAM_API: "0" }, "compat");
+const aloneGatewayProcess = await startGatewayProcess({ ...gatewayEnv, GATEWAY_CHECKS: "0" }, "alone");
 const otherTree = process.env.BENCH_OTHER_GATEWAY;
 const otherGatewayProcess = otherTree ? await startGatewayProcess(gatewayEnv, "other", otherTree) : undefined;
 try {
@@ -120,12 +125,14 @@ try {
     ["gateway -> qr in process", resolver(gateways[2].url)],
     ["gateway process -> qr", resolver(gatewayProcess.url)],
     ["  its process, compatibility layer (before)", resolver(compatGatewayProcess.url)],
+    [ALONE, resolver(aloneGatewayProcess.url)],
     ...(otherGatewayProcess ? [[OTHER, resolver(otherGatewayProcess.url)] as const] : []),
-  ] as const).filter(([name]) => only !== "apps" && (!only || name === "direct to qr" || name === OTHER || name === only)));
+  ] as const).filter(([name]) => only !== "apps" && (!only || name === "direct to qr" || name === OTHER || name === only || (name === ALONE && only === "gateway process -> qr"))));
   // The gateways in a process of their own, whose CPU per call is read from /proc.
   const ownProcess = new Map([
     ["gateway process -> qr", gatewayProcess],
     ["  its process, compatibility layer (before)", compatGatewayProcess],
+    [ALONE, aloneGatewayProcess],
     ...(otherGatewayProcess ? [[OTHER, otherGatewayProcess] as const] : []),
   ]);
   // Let the service's invalidation after the setup writes pass, then warm caches, connections and the JIT.
@@ -134,21 +141,23 @@ try {
 
   if (paths.size) console.log(`qr ResolveQrCode, Connect binary over HTTP/2, client in this process; ${rounds} rounds of ${seconds} s per path`);
   for (const concurrency of paths.size ? concurrencies : []) {
-    const results = new Map<string, (LoadResult & { cpuUsPerCall?: number; gatewayUsPerCall?: number; scriptsPerCall?: number })[]>([...paths.keys()].map((name) => [name, []]));
+    const results = new Map<string, (LoadResult & { cpuUsPerCall?: number; gatewayUsPerCall?: number; loopUsPerCall?: number; scriptsPerCall?: number })[]>([...paths.keys()].map((name) => [name, []]));
     for (let round = 0; round < rounds; round++) {
       for (const [name, call] of paths) {
         const profiling = process.env.BENCH_PROFILE && round === rounds - 1 && concurrency === concurrencies[0] ? await startProfile() : undefined;
         const cpu0 = process.cpuUsage();
         const own = ownProcess.get(name);
         const gateway0 = own ? processCpuMs(own.pid) : 0;
+        const loop0 = own ? loopCpuMs(own.pid) : 0;
         const scripts0 = await scripts();
         const result = await closedLoop(concurrency, seconds, call);
         const scriptsRun = (await scripts()) - scripts0;
         const cpu = process.cpuUsage(cpu0);
         const gatewayMs = own ? processCpuMs(own.pid) - gateway0 : 0;
+        const loopMs = own ? loopCpuMs(own.pid) - loop0 : 0;
         if (profiling) await stopProfile(profiling, `${process.env.BENCH_PROFILE}.${[...paths.keys()].indexOf(name)}.cpuprofile`, name, result.calls);
         const calls = Math.max(1, result.calls);
-        results.get(name)!.push(Object.assign(result, { cpuUsPerCall: (cpu.user + cpu.system) / calls, gatewayUsPerCall: (gatewayMs * 1000) / calls, scriptsPerCall: scriptsRun / calls }));
+        results.get(name)!.push(Object.assign(result, { cpuUsPerCall: (cpu.user + cpu.system) / calls, gatewayUsPerCall: (gatewayMs * 1000) / calls, loopUsPerCall: (loopMs * 1000) / calls, scriptsPerCall: scriptsRun / calls }));
       }
     }
     const range = (values: number[], digits: number) => `${Math.min(...values).toFixed(digits)}–${Math.max(...values).toFixed(digits)}`;
@@ -162,7 +171,10 @@ try {
       const medianOf = (values: number[]) => values.sort((a, b) => a - b)[Math.floor(values.length / 2)];
       const cpu = medianOf(rs.map((r) => r.cpuUsPerCall ?? NaN));
       // The gateway's own process: its CPU per call (the tick of /proc's clock: 10 ms over a round's calls).
-      const own = ownProcess.has(name) ? `, the gateway's process ${medianOf(rs.map((r) => r.gatewayUsPerCall ?? NaN)).toFixed(0)} us/call` : "";
+      // Of it, its event loop's (the main thread: what lies on a call's path; the rest is V8's GC and compiler threads).
+      const own = ownProcess.has(name)
+        ? `, the gateway's process ${medianOf(rs.map((r) => r.gatewayUsPerCall ?? NaN)).toFixed(0)} us/call (event loop ${medianOf(rs.map((r) => r.loopUsPerCall ?? NaN)).toFixed(0)})`
+        : "";
       const limiter = name === "direct to qr" ? "" : `, rate-limit scripts ${medianOf(rs.map((r) => r.scriptsPerCall ?? NaN)).toFixed(2)}/call`;
       console.log(`  ${name.padEnd(44)} calls/s ${range(rs.map((r) => r.perSecond), 0)};  p50 ${range(rs.map((r) => r.percentile(0.5)), 2)} ms  p99 ${range(rs.map((r) => r.percentile(0.99)), 2)} ms;  CPU ${cpu.toFixed(0)} us/call${own}${limiter}${added}`);
     }
@@ -171,11 +183,17 @@ try {
 } finally {
   await gatewayProcess.close();
   await compatGatewayProcess.close();
+  await aloneGatewayProcess.close();
   await otherGatewayProcess?.close();
   for (const g of gateways) await g.close();
   redisStats.disconnect();
   await t.close();
   await Promise.allSettled(servers.map((s) => s.stop()));
+}
+
+/** The CPU time (ms) of a node process's main thread, which runs its event loop. */
+function loopCpuMs(pid: number): number {
+  return threadCpuMs(pid, new Map([[pid, THREAD_KINDS.main]])).get(THREAD_KINDS.main) ?? 0;
 }
 
 async function startProfile(): Promise<Session> {

@@ -2,8 +2,10 @@
 // unary RPC (grpc.health.v1 Check) to one of our servers (connect-node's
 // HTTP/2 server, every interceptor) from connect-node's gRPC transport, from
 // its Connect transport, from the peers' transport (runtime internalTransport:
-// the Connect protocol's unary call straight on the HTTP/2 session), and from a stock @grpc/grpc-js client, alternating
-// rounds. The server runs in a child process, so the CPU per call measured in
+// the Connect protocol's unary call straight on the HTTP/2 connection, the
+// runtime's UpstreamSession as the peers use it, and connect-node's session
+// manager as they did before), and from a stock @grpc/grpc-js client (the
+// yardstick), alternating rounds. The server runs in a child process, so the CPU per call measured in
 // this process is the client's own; the server's is read from /proc.
 //   node --import tsx bench/rpc-clients.ts [seconds per client and round=3] [rounds=3] [concurrency=16]
 import { fork } from "node:child_process";
@@ -33,8 +35,11 @@ if (process.argv[5] === "serve") {
   const session = new Http2SessionManager(url);
   const viaGrpc = createClient(Health, createGrpcTransport({ baseUrl: url, sessionManager: session }));
   const viaConnect = createClient(Health, createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true }));
-  const { internalTransport } = await import("@ttip/runtime");
-  const viaPeers = createClient(Health, internalTransport(url, new Http2SessionManager(url), []));
+  const { internalTransport, UpstreamSession } = await import("@ttip/runtime");
+  const peerSession = new UpstreamSession(url);
+  const viaPeers = createClient(Health, internalTransport(url, peerSession, []));
+  const peerManager = new Http2SessionManager(url);
+  const viaPeersManager = createClient(Health, internalTransport(url, peerManager, []));
   const stock = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   const check = (): Promise<unknown> =>
     new Promise((resolve, reject) =>
@@ -52,6 +57,7 @@ if (process.argv[5] === "serve") {
     ["connect-node gRPC", () => viaGrpc.check({ service: "" }, { timeoutMs: 5_000 })],
     ["connect-node Connect", () => viaConnect.check({ service: "" }, { timeoutMs: 5_000 })],
     ["peers (Connect unary)", () => viaPeers.check({ service: "" }, { timeoutMs: 5_000 })],
+    ["peers, manager (before)", () => viaPeersManager.check({ service: "" }, { timeoutMs: 5_000 })],
     ["@grpc/grpc-js", check],
   ]);
   for (const call of clients.values()) for (let i = 0; i < 500; i++) await call();
@@ -68,10 +74,12 @@ if (process.argv[5] === "serve") {
   const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)];
   console.log(`grpc.health.v1 Check to a runtime server in another process, concurrency ${concurrency}, ${rounds} rounds of ${seconds} s (medians)`);
   for (const [name, rs] of results) {
-    console.log(`  ${name.padEnd(22)} calls/s ${median(rs.map((r) => r.perSecond)).toFixed(0).padStart(6)}  p50 ${median(rs.map((r) => r.p50)).toFixed(2)} ms  client CPU ${median(rs.map((r) => r.clientUs)).toFixed(0)} us/call  server CPU ${median(rs.map((r) => r.serverUs)).toFixed(0)} us/call`);
+    console.log(`  ${name.padEnd(24)} calls/s ${median(rs.map((r) => r.perSecond)).toFixed(0).padStart(6)}  p50 ${median(rs.map((r) => r.p50)).toFixed(2)} ms  client CPU ${median(rs.map((r) => r.clientUs)).toFixed(0)} us/call  server CPU ${median(rs.map((r) => r.serverUs)).toFixed(0)} us/call`);
   }
   stock.close();
   session.abort();
+  peerSession.close();
+  peerManager.abort();
   child.send("stop");
   await new Promise((r) => child.once("exit", r));
 }

@@ -32,7 +32,6 @@ import { CreateTipResponseSchema, PaymentService } from "@ttip/proto/ttip/paymen
 import {
   createLogger,
   createPeers,
-  http2Sessions,
   internalTransport,
   Metrics,
   requestIdPropagation,
@@ -41,6 +40,7 @@ import {
   startServer,
   tracingInterceptor,
   universalHandlerTransport,
+  upstreamSessions,
   type RunningServer,
 } from "@ttip/runtime";
 import { closedLoop } from "./load.js";
@@ -79,7 +79,7 @@ const overCompat = createClient(PaymentService, createConnectTransport({ baseUrl
 // Connect JSON, as the gateway's callers send it (apps, web pages, the e2e bench's customers).
 const jsonOverHttp2 = createClient(PaymentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
 const jsonOverCompat = createClient(PaymentService, createConnectTransport({ baseUrl: compatServer.url, httpVersion: "2" }));
-const sessions = http2Sessions();
+const sessions = upstreamSessions();
 const peerOverHttp2 = createClient(PaymentService, internalTransport(server.url, sessions.get(server.url), peerInterceptors));
 const peerOverCompat = createClient(PaymentService, internalTransport(compatServer.url, sessions.get(compatServer.url), peerInterceptors));
 const request = () => ({

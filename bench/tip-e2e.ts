@@ -54,7 +54,7 @@ import { wallet } from "@ttip/wallet";
 import { cpuMs, libuvPoolThreads, threadCpuMs, THREAD_KINDS } from "./process-cpu.js";
 import type { CustomersInput, CustomersResult, CustomersRun } from "./tip-customers.js";
 import { benchPaymentConfig } from "./payment-config.js";
-import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings, walFlushes } from "./pgbench.js";
+import { pgbenchBinary, pgbenchInit, pgbenchRun, setPostgresSettings } from "./pgbench.js";
 import { countRedisWrites, redisCommandCalls, redisCommandsPerTip } from "./redis-stats.js";
 import { countNatsWrites, natsPerTip } from "./nats-stats.js";
 
@@ -94,8 +94,13 @@ const replicaCount = Number(replicasArg ?? os.availableParallelism());
 const connectionsFor = (concurrency: number) =>
   process.env.BENCH_CONNECTIONS ? Math.min(concurrency, Number(process.env.BENCH_CONNECTIONS)) : mode === "replicas" ? concurrency : 1;
 
-// BENCH_PG_STATEMENTS=N: the N statements taking most of PostgreSQL's time per tip (pg_stat_statements).
+// BENCH_PG_STATEMENTS=N: the N statements taking most of PostgreSQL's time per tip (pg_stat_statements),
+// and the N tables its sequential scans read most rows of (pg_stat_user_tables).
 const pgStatementRows = Number(process.env.BENCH_PG_STATEMENTS ?? 0);
+// BENCH_ANALYZE=1: ANALYZE every table after the warm-up. The bench's tables start empty and grow during
+// it, faster than autovacuum (a minute between rounds) analyzes them; plans a connection keeps from when a
+// table was a few pages read it whole until then. A production's tables are large and analyzed.
+const analyzeAfterWarmup = process.env.BENCH_ANALYZE === "1";
 // BENCH_CLIENT_ADDRESSES=N: each tip's calls come from the next of N addresses (through a trusted
 // proxy: the gateway's rate limits count each apart, as real customers' phones); unset: all from one.
 const clientAddresses = Number(process.env.BENCH_CLIENT_ADDRESSES ?? 0);
@@ -292,20 +297,61 @@ async function drained(since: Date): Promise<{ ms: number; checks: number }> {
 }
 
 /**
+ * PostgreSQL's cumulative counters, with every count kept for `since`'s work in. Since PostgreSQL 15 a
+ * backend keeps its counts until it flushes them: at a transaction's end at most once a second, and,
+ * gone idle with counts kept, when a timer fires 10 s later (PGSTAT_MIN_INTERVAL, PGSTAT_IDLE_INTERVAL;
+ * measured on 15: a connection's last 49 commits arrived 10.0 s after it went idle). Kept counts cannot
+ * be seen, so no reading can show they are all in (a stable count may be waiting on an idle backend's
+ * timer), and pg_stat_force_next_flush() flushes only its caller's. The bound can be relied on: every
+ * count kept at `since` is in 10 s later (the margin: the timer's own lateness on a loaded machine).
+ */
+const PG_STATS_FLUSHED_WITHIN_MS = 10_000 + 1_000;
+async function pgCounters(since = -Infinity) {
+  const wait = since + PG_STATS_FLUSHED_WITHIN_MS - performance.now();
+  if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  const { rows: [r] } = await pool.query<{ commits: string; rollbacks: string; deadlocks: string; wal_syncs: string }>(
+    `SELECT sum(xact_commit) AS commits, sum(xact_rollback) AS rollbacks, sum(deadlocks) AS deadlocks,
+            (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs FROM pg_stat_database`);
+  return { at: performance.now(), commits: Number(r.commits), rollbacks: Number(r.rollbacks), deadlocks: Number(r.deadlocks), walSyncs: Number(r.wal_syncs) };
+}
+
+/**
  * PostgreSQL's own account of its time since the run's reset, by statement: what a statement costs
  * there (planning included, which a statement sent unprepared or re-planned pays each call).
  */
 async function pgStatementTimes(rowLimit: number) {
-  const { rows } = await pool.query<{ calls: string; exec_ms: number; plan_ms: number; plans: string; blocks: string; wal: string; query: string }>(
-    `SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms, plans, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query
-       FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time + total_plan_time DESC`,
+  const { rows } = await pool.query<{ calls: string; exec_ms: number; plan_ms: number; plans: string; rows: string; blocks: string; wal: string; query: string }>(
+    `SELECT calls, total_exec_time AS exec_ms, total_plan_time AS plan_ms, plans, rows, shared_blks_hit + shared_blks_read AS blocks, wal_records AS wal, query
+       FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%pg_stat_user_tables%' ORDER BY total_exec_time + total_plan_time DESC`,
   );
   const all = rows.map((r) => ({
-    calls: Number(r.calls), execMs: r.exec_ms, planMs: r.plan_ms, plans: Number(r.plans), blocks: Number(r.blocks), wal: Number(r.wal),
+    calls: Number(r.calls), execMs: r.exec_ms, planMs: r.plan_ms, plans: Number(r.plans), rows: Number(r.rows), blocks: Number(r.blocks), wal: Number(r.wal),
     text: r.query.replace(/\s+/g, " ").trim().slice(0, Number(process.env.BENCH_STATEMENT_CHARS ?? 90)),
   }));
   const sum = (f: (r: (typeof all)[number]) => number) => all.reduce((n, r) => n + f(r), 0);
-  return { execMs: sum((r) => r.execMs), planMs: sum((r) => r.planMs), top: all.slice(0, rowLimit) };
+  return { execMs: sum((r) => r.execMs), planMs: sum((r) => r.planMs), blocks: sum((r) => r.blocks), wal: sum((r) => r.wal), top: all.slice(0, rowLimit) };
+}
+
+/** Each table's scans and updates so far (pg_stat_user_tables), by schema.table. */
+async function tableCounts(): Promise<Map<string, number[]>> {
+  const { rows } = await pool.query<{ name: string; seq_scan: string; seq_tup_read: string; idx_scan: string | null; n_tup_upd: string; n_tup_hot_upd: string }>(
+    "SELECT schemaname || '.' || relname AS name, seq_scan, seq_tup_read, idx_scan, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables",
+  );
+  return new Map(rows.map((r) => [r.name, [r.seq_scan, r.seq_tup_read, r.idx_scan ?? 0, r.n_tup_upd, r.n_tup_hot_upd].map(Number)]));
+}
+
+/**
+ * The tables scanned whole most (rows read by sequential scans) between two tableCounts, per tip:
+ * a table read whole per tip costs in proportion to its size, which a bench's young tables hide.
+ */
+function tableScansPerTip(from: Map<string, number[]>, to: Map<string, number[]>, tips: number, limit: number): string[] {
+  const per = (v: number) => (v / Math.max(1, tips)).toFixed(2);
+  return [...to].map(([name, now]) => ({ name, d: now.map((v, i) => v - (from.get(name)?.[i] ?? 0)) }))
+    .filter(({ d }) => d.some((v) => v > 0))
+    .sort((a, b) => b.d[1] - a.d[1] || b.d[0] - a.d[0])
+    .slice(0, limit)
+    .map(({ name, d: [seq, seqRows, idx, upd, hot] }) =>
+      `${per(seq).padStart(9)}  ${per(seqRows).padStart(13)}  ${per(idx).padStart(11)}  ${per(upd).padStart(11)}  ${(upd ? `${((hot / upd) * 100).toFixed(0)}%` : "-").padStart(4)}  ${name}`);
 }
 
 /** Self time by package (or our own folder) and by function, from a V8 CPU profile. */
@@ -455,40 +501,41 @@ try {
       if (warm.failures) throw new Error(`${warm.failures} tips did not succeed during the warm-up`);
       console.log(`\nwarmed up: ${((performance.now() - t0) / 1000).toFixed(1)} s at concurrency ${concurrency}, ${warm.createLatencies.length} tips (not counted; BENCH_WARMUP=${warmupSeconds} s, 0: none)`);
     }
-    const commits = async () => Number((await pool.query("SELECT sum(xact_commit) AS n FROM pg_stat_database")).rows[0].n);
-    // Transactions rolled back and deadlocks PostgreSQL broke (each after deadlock_timeout, a second by default): a group's statement that failed is retried one by one.
-    const failed = async () => (await pool.query<{ rollbacks: string; deadlocks: string }>(
-      "SELECT sum(xact_rollback) AS rollbacks, sum(deadlocks) AS deadlocks FROM pg_stat_database")).rows[0];
+    if (analyzeAfterWarmup) {
+      await pool.query("ANALYZE");
+      console.log("every table analyzed after the warm-up (BENCH_ANALYZE=1)");
+    }
     const measured = new Map([...platform.pids, ["postgres", pg.pid], ["nats", nats.pid], ["redis", redis.pid]]);
     const withChildren = new Set(["postgres", ...(platform.withChildren ? [platform.withChildren] : [])]);
     // The platform idle first: what its pollers cost per second (statements, commits, CPU) is
     // taken off the run's figures below ("net"), so per-tip costs compare across loads.
     const idleSeconds = Number(process.env.BENCH_IDLE_SECONDS ?? 5);
     await drained(new Date(Date.now() - 3_600_000)); // the warm-up's (or the last run's) work done first
+    // Its counts all in PostgreSQL's statistics: left for later, they went into the idle window's commits
+    // and so came off the run's net figures.
+    const idleCounters0 = await pgCounters(performance.now());
     statements.clear();
     statementTotal = 0;
     roundTrips0 = writesSoFar();
-    const idleCommits0 = await commits();
     const idleCpu0 = cpuMs(measured, withChildren);
     const idleT0 = performance.now();
     counting = true;
     await new Promise((r) => setTimeout(r, idleSeconds * 1000));
     counting = false;
     const idleSpan = (performance.now() - idleT0) / 1000;
-    await new Promise((r) => setTimeout(r, 1_100)); // pg_stat_database lags
+    // Not waited for: the pollers' counts kept at either end are about as many (they run all the time).
+    // The run's counts start here. Minus 1: the reading's own transaction.
+    const counters0 = await pgCounters();
     const idle = {
       statements: statementTotal / idleSpan,
       roundTrips: (writesSoFar() - roundTrips0) / idleSpan,
-      commits: ((await commits()) - idleCommits0 - 1) / idleSpan,
+      commits: (counters0.commits - idleCounters0.commits - 1) / ((counters0.at - idleCounters0.at) / 1000),
       cpu: new Map([...cpuMs(measured, withChildren)].map(([name, v]) => [name, (v - (idleCpu0.get(name) ?? 0)) / idleSpan])),
     };
     statements.clear();
     statementTotal = 0;
     roundTrips0 = writesSoFar();
     const startedAt = new Date();
-    const commits0 = await commits();
-    const failed0 = await failed();
-    const wal0 = await walFlushes((sql) => pool.query(sql));
     const redisCalls0 = await redisCommandCalls(cache.redis);
     const redisWrites0 = redisWrites?.() ?? 0;
     const nats0 = natsWrites?.();
@@ -510,6 +557,7 @@ try {
       await heapSampling.post("HeapProfiler.startSampling", { samplingInterval: 65_536, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
     }
     if (pgStatementRows) await pool.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()");
+    const tables0 = pgStatementRows ? await tableCounts() : undefined;
     counting = true;
     loopDelay.reset();
     loopDelay.enable();
@@ -537,12 +585,14 @@ try {
     const redisCalls1 = await redisCommandCalls(cache.redis);
     const redisWritten = (redisWrites?.() ?? 0) - redisWrites0;
     const nats1 = natsWrites?.();
-    // Statistics reach pg_stat_database within a second of the transactions.
-    await new Promise((r) => setTimeout(r, 1_100));
-    const committed = (await commits()) - commits0 - drain.checks;
-    const failed1 = await failed();
+    // The run's counts all in; the pollers' commits while waiting are counted too, and the net figures
+    // below take them off by the idle rate over this longer span.
+    const counters1 = await pgCounters(performance.now());
+    const countedSpan = (counters1.at - counters0.at) / 1000;
+    const committed = counters1.commits - counters0.commits - drain.checks;
     const pgStatements = pgStatementRows ? await pgStatementTimes(pgStatementRows) : undefined;
-    const walSyncs = (await walFlushes((sql) => pool.query(sql))).syncs - wal0.syncs;
+    const tables1 = tables0 ? await tableCounts() : undefined;
+    const walSyncs = counters1.walSyncs - counters0.walSyncs;
     // The credit is posted right after SUCCEEDED; wait for the last ones.
     for (let i = 0; i < 100; i++) {
       const { rowCount } = await pool.query("SELECT 1 FROM payment.tips WHERE created_at >= $1 AND credited_at IS NULL LIMIT 1", [startedAt]);
@@ -582,7 +632,7 @@ try {
     console.log(
       `  PostgreSQL transactions per tip (pg_stat_database: each autocommit statement is one; all services, background pollers too): ${(committed / Math.max(1, rows.length)).toFixed(1)};` +
         ` WAL flushes per tip (pg_stat_wal.wal_sync) ${(walSyncs / Math.max(1, rows.length)).toFixed(1)}, per commit ${(walSyncs / Math.max(1, committed)).toFixed(2)};` +
-        ` rolled back ${Number(failed1.rollbacks) - Number(failed0.rollbacks)}, deadlocks ${Number(failed1.deadlocks) - Number(failed0.deadlocks)}`,
+        ` rolled back ${counters1.rollbacks - counters0.rollbacks}, deadlocks ${counters1.deadlocks - counters0.deadlocks}`,
     );
     console.log(
       `  ${mode === "process" ? "platform's event loop (all six services, gateway, simulators)" : "this process's event loop (Daraja and SMS simulators)"}: busy ${(elu.utilization * 100).toFixed(0)}% of the time;` +
@@ -594,11 +644,11 @@ try {
     );
     const perTipCpu = [...procCpu1].map(([name, v]) => `${name} ${((v - (procCpu0.get(name) ?? 0)) / Math.max(1, rows.length)).toFixed(1)}`);
     const totalCpu = [...procCpu1].reduce((a, [name, v]) => a + v - (procCpu0.get(name) ?? 0), 0);
-    const net = (gross: number, idlePerSecond: number) => ((gross - idlePerSecond * span) / Math.max(1, rows.length)).toFixed(1);
+    const net = (gross: number, idlePerSecond: number, over = span) => ((gross - idlePerSecond * over) / Math.max(1, rows.length)).toFixed(1);
     const idleCpu = [...idle.cpu.values()].reduce((a, b) => a + b, 0);
     console.log(
       `  net of the idle platform's pollers (measured ${idleSeconds} s before the run: ${mode === "process" ? `${idle.statements.toFixed(0)} statements/s in ${idle.roundTrips.toFixed(0)} round trips, ` : ""}${idle.commits.toFixed(0)} commits/s, ${idleCpu.toFixed(0)} CPU ms/s):` +
-        ` per tip ${mode === "process" ? `${net(statementTotal, idle.statements)} statements in ${net(roundTrips, idle.roundTrips)} round trips, ` : ""}${net(committed, idle.commits)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
+        ` per tip ${mode === "process" ? `${net(statementTotal, idle.statements)} statements in ${net(roundTrips, idle.roundTrips)} round trips, ` : ""}${net(committed, idle.commits, countedSpan)} commits, CPU ms ${net(totalCpu, idleCpu)}` +
         ` (${[...procCpu1].map(([name, v]) => `${name} ${net(v - (procCpu0.get(name) ?? 0), idle.cpu.get(name) ?? 0)}`).join(", ")})`,
     );
     console.log(`  CPU ms per tip (user+system, /proc): total ${(totalCpu / Math.max(1, rows.length)).toFixed(1)}; ${perTipCpu.join(", ")}` +
@@ -621,10 +671,17 @@ try {
     if (pgStatements) {
       const ms = (v: number) => (v / Math.max(1, rows.length)).toFixed(3);
       console.log(`  PostgreSQL's time per tip (pg_stat_statements, wall time inside the server, commits excluded): executing ${ms(pgStatements.execMs)} ms, planning ${ms(pgStatements.planMs)} ms; the statements taking most:`);
-      console.log(`    ms/tip  calls/tip  plans/call  blocks/call  WAL records/call`);
+      console.log(`    all statements: ${perTip(pgStatements.blocks)} shared blocks (hit or read) and ${perTip(pgStatements.wal)} WAL records per tip`);
+      console.log(`    ms/tip  calls/tip  plans/call  rows/call  blocks/call  WAL records/call`);
       for (const r of pgStatements.top) {
-        console.log(`    ${ms(r.execMs + r.planMs).padStart(6)}  ${perTip(r.calls).padStart(9)}  ${(r.plans / r.calls).toFixed(2).padStart(10)}  ${(r.blocks / r.calls).toFixed(0).padStart(11)}  ${(r.wal / r.calls).toFixed(1).padStart(16)}  ${r.text}`);
+        console.log(`    ${ms(r.execMs + r.planMs).padStart(6)}  ${perTip(r.calls).padStart(9)}  ${(r.plans / r.calls).toFixed(2).padStart(10)}  ${(r.rows / r.calls).toFixed(1).padStart(9)}  ${(r.blocks / r.calls).toFixed(0).padStart(11)}  ${(r.wal / r.calls).toFixed(1).padStart(16)}  ${r.text}`);
       }
+    }
+    if (tables0 && tables1) {
+      // Read with the commits' counters, so after the same waits for the counts server processes keep (pgCounters).
+      console.log(`  tables by rows their sequential scans read, per tip (pg_stat_user_tables; HOT: updates that wrote no index entry):`);
+      console.log(`    seq scans  rows read seq  index scans  row updates  HOT`);
+      for (const line of tableScansPerTip(tables0, tables1, rows.length, pgStatementRows)) console.log(`    ${line}`);
     }
     if (profile) {
       writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(profile));

@@ -6,7 +6,6 @@ import { AuthInternalService } from "@ttip/proto/ttip/auth/v1/auth_service_pb.js
 import {
   clientAddress,
   DEFAULT_READ_MAX_BYTES,
-  http2Sessions,
   internalTransport,
   networkList,
   partnerCallOutcome,
@@ -16,6 +15,7 @@ import {
   signingInterceptor,
   startServer,
   tracingInterceptor,
+  upstreamSessions,
   type Cache,
   type Logger,
   type Metrics,
@@ -30,7 +30,6 @@ import { authPartnerVerifier, partnerInterceptor, type PartnerVerifier } from ".
 import { policyInterceptor } from "./policy.js";
 import { rawForwarding, rawRoutes } from "./raw-forward.js";
 import { clientAddressKey, rateLimitInterceptor, sharedBudget } from "./rate-limit.js";
-import { upstreamSessions } from "./upstream.js";
 
 export {
   authInterceptor,
@@ -140,9 +139,10 @@ function partnerOptions(options: GatewayOptions, transportFor: (url: string, int
  * decoded and encoded again (forward.ts). Both pass the same checks.
  */
 export async function startGateway(options: GatewayOptions): Promise<RunningServer> {
-  const sessions = http2Sessions();
+  // One connection to each backend (the runtime's UpstreamSession) for every call to it, forwarded as bytes or not.
+  const upstreams = upstreamSessions();
   const transportFor = (url: string, interceptors?: Interceptor[]) =>
-    internalTransport(url, sessions.get(url), [tracingInterceptor("client"), ...(interceptors ?? [])]);
+    internalTransport(url, upstreams.get(url), [tracingInterceptor("client"), ...(interceptors ?? [])]);
   const trusted = options.trustedProxies?.length ? networkList(options.trustedProxies, "trusted proxy") : undefined;
   const partners = partnerOptions(options, transportFor);
   const stepUpAuth = options.stepUp?.authUrl ? createClient(AuthInternalService, transportFor(options.stepUp.authUrl, [signingInterceptor()])) : undefined;
@@ -193,8 +193,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     readMaxBytes: options.readMaxBytes,
   };
   // Services in this process are called without encoding already (their `local` transport).
-  // The calls forwarded as bytes go on the gateway's own connection to each backend (upstream.ts), beside the manager's for the rest.
-  const upstreams = upstreamSessions();
   const raw = rawForwarding({
     routes: new Map(options.forwardBytes === false ? [] : options.backends.filter((b) => !b.local).flatMap((b) => rawRoutes(b.service, upstreams.get(b.url)))),
     interceptors: serverInterceptors(serverOptions),
@@ -209,7 +207,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningServ
     ...server,
     close: async () => {
       await server.close();
-      sessions.close();
       upstreams.close();
     },
   };

@@ -18,7 +18,7 @@ import {
   VenueShareAllocatedSchema,
   type EventMeta,
 } from "@ttip/proto/ttip/events/v1/events_pb.js";
-import { subjectOf } from "@ttip/runtime";
+import { subjectMatches, subjectOf } from "@ttip/runtime";
 
 /** Additive figures of a rollup row, in column order. */
 export const MEASURES = [
@@ -103,12 +103,46 @@ const S = {
   distributionReversed: subjectOf(VenueDistributionReversedSchema),
 } as const;
 
-/** Subjects analytics reads; each has its own durable consumer and inbox key. */
+/** Subjects analytics reads; each has its own inbox key (consumerName). */
 export const SUBJECTS: readonly string[] = Object.values(S);
 
+/**
+ * A subject's key in the inbox, and the name of the durable that read it alone (each subject had
+ * one; those of SHARED_FILTERS' subjects are taken over by one durable, which keeps their keys).
+ */
 export function consumerName(subject: string): string {
   return `analytics-${subject.split(".").slice(1).join("-").replace(/_/g, "-")}`;
 }
+
+/**
+ * Subjects read by one durable between them, by filter. Payment's: a tip's created and succeeded
+ * come together, so they share batches (half the statements and commits a tip), pull requests and
+ * heartbeats. The filter's other subjects (fraud alerts, admin actions: rare) add nothing and are
+ * acknowledged without work. A wildcard, not a list of filters: the NATS servers we run (2.9) take
+ * one filter a durable. Not ttip.> for all: a tip's wallet and other events would add deliveries.
+ */
+const SHARED_FILTERS = ["ttip.payment.>"] as const;
+
+/** One durable consumer of analytics: what it reads, and the per-subject durables it took over. */
+export interface Reader {
+  durable: string;
+  filter: string;
+  subjects: readonly string[];
+  replaces: readonly string[];
+}
+
+/** Analytics' durable consumers: one per shared filter, one for each subject outside them. */
+export const READERS: readonly Reader[] = (() => {
+  const readers: Reader[] = [];
+  const alone = new Set(SUBJECTS);
+  for (const filter of SHARED_FILTERS) {
+    const subjects = SUBJECTS.filter((s) => subjectMatches(filter, s));
+    for (const s of subjects) alone.delete(s);
+    readers.push({ durable: `analytics-${filter.split(".").slice(1, -1).join("-")}`, filter, subjects, replaces: subjects.map(consumerName) });
+  }
+  for (const s of alone) readers.push({ durable: consumerName(s), filter: s, subjects: [s], replaces: [] });
+  return readers;
+})();
 
 const methodName = (m: PaymentMethod) => (m === PaymentMethod.CARD ? "card" : "mpesa");
 

@@ -163,7 +163,7 @@ describe("analytics rules, in process (with qr)", () => {
         [
           value(/^ttip_analytics_events_ingested_total\{subject="ttip.payment.tip_succeeded"\} (\d+)$/m),
           value(/^ttip_analytics_event_lag_seconds_count (\d+)$/m),
-          value(/^ttip_inbox_events_total\{consumer="analytics-payment-tip-succeeded",outcome="applied"\} (\d+)$/m),
+          value(/^ttip_inbox_events_total\{consumer="analytics-payment",outcome="applied"\} (\d+)$/m),
         ],
         [tips.length, tips.length, tips.length],
         "ingested, lag observations and inbox applied: each tip once",

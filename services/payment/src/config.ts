@@ -4,7 +4,7 @@ import { ConfigError, env, loadConfig, type Env } from "@ttip/runtime";
 import type { CardsConfig } from "./cards/config.js";
 import { loadCardsConfig } from "./cards/config.js";
 import { bannedUrlWord, type DarajaConfig } from "./daraja/client.js";
-import { ENSURE_ACCOUNT_TIMEOUT_MS } from "./ledger.js";
+import { ENSURE_ACCOUNT_TIMEOUT_MS, POST_ENTRY_TIMEOUT_MS } from "./ledger.js";
 
 /**
  * Safaricom's published Daraja callback source addresses: the default
@@ -50,6 +50,13 @@ export interface PaymentConfig {
    * by reconciliation), rather than holding the tips waiting on it for as long as wallet is stuck.
    */
   walletEnsureAccountTimeoutMs?: number;
+  /**
+   * How long wallet has to answer a call posting entries (default 5 s): one statement's work, with
+   * room for a busy database. Past it the call fails DEADLINE_EXCEEDED and is retried (by
+   * reconciliation, the provider's webhook, or the admin; each entry is posted once by its key),
+   * rather than holding a card webhook, a suspense entry or reconciliation for as long as wallet is stuck.
+   */
+  walletPostEntryTimeoutMs?: number;
   /** Background reconciliation period; 0 turns the job off (tests call ReconcilePending). */
   reconcileIntervalMs: number;
   /**
@@ -114,6 +121,7 @@ const shape = {
   STK_EXPIRE_AFTER_MS: env.duration(10 * 60_000),
   PAYOUT_RESULT_WAIT_MS: env.duration(5 * 60_000),
   WALLET_ENSURE_ACCOUNT_TIMEOUT_MS: env.duration(ENSURE_ACCOUNT_TIMEOUT_MS),
+  WALLET_POST_ENTRY_TIMEOUT_MS: env.duration(POST_ENTRY_TIMEOUT_MS),
   RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(15_000),
   RECONCILE_LEASE_MS: env.duration(120_000),
   FRAUD_PHONE_PER_10MIN: z.coerce.number().int().positive().default(5),
@@ -161,6 +169,7 @@ export function loadPaymentConfig(vars: Env = process.env): PaymentConfig {
     stkExpireAfterMs: c.STK_EXPIRE_AFTER_MS,
     payoutResultWaitMs: c.PAYOUT_RESULT_WAIT_MS,
     walletEnsureAccountTimeoutMs: c.WALLET_ENSURE_ACCOUNT_TIMEOUT_MS,
+    walletPostEntryTimeoutMs: c.WALLET_POST_ENTRY_TIMEOUT_MS,
     reconcileIntervalMs: c.RECONCILE_INTERVAL_MS,
     reconcileLeaseMs: c.RECONCILE_LEASE_MS,
     fraud: {

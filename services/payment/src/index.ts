@@ -11,7 +11,7 @@ import { loadPaymentConfig, type PaymentConfig } from "./config.js";
 import { DarajaClient } from "./daraja/client.js";
 import { registerHandlers } from "./handlers/index.js";
 import { offlineFilter } from "./offline-http.js";
-import { ENSURE_ACCOUNT_TIMEOUT_MS, Ledger } from "./ledger.js";
+import { ENSURE_ACCOUNT_TIMEOUT_MS, Ledger, POST_ENTRY_TIMEOUT_MS } from "./ledger.js";
 import { autoPayout, reconcilePayouts } from "./payouts.js";
 import { reconcileTips, type Deps } from "./tips.js";
 
@@ -58,12 +58,12 @@ function paymentDeps(ctx: ServiceContext, config: () => PaymentConfig): Deps {
   const deps: Deps = {
     ctx,
     config,
-    ledger: new Ledger(ctx, () => config().walletEnsureAccountTimeoutMs ?? ENSURE_ACCOUNT_TIMEOUT_MS),
+    ledger: new Ledger(ctx, () => config().walletEnsureAccountTimeoutMs ?? ENSURE_ACCOUNT_TIMEOUT_MS, () => config().walletPostEntryTimeoutMs ?? POST_ENTRY_TIMEOUT_MS),
     changes: new ChangeFeed(ctx.bus),
     background: new Set(),
     daraja: darajaClientOf(config, () => clockOf(ctx)),
   };
-  deps.cards = createCardHub(ctx, deps.ledger, () => config().cards);
+  deps.cards = createCardHub(deps.ledger, () => config().cards);
   deps.afterCredit = (tip, settings) => autoPayout(deps, tip, settings);
   return deps;
 }

@@ -21,8 +21,11 @@ const accountKey = (kind: AccountKind, ownerId: string, currency: string) => `${
 /** Entries per PostEntries call at most: the contract's limit. */
 export const POST_ENTRIES_MAX = 100;
 
-/** How long wallet has to answer a call posting entries: one statement's work, with room for a busy database. */
-const POST_ENTRIES_TIMEOUT_MS = 5_000;
+/**
+ * How long wallet has to answer a call posting entries (PostEntry, PostEntries) unless configured:
+ * one statement's work, with room for a busy database. See PaymentConfig.walletPostEntryTimeoutMs.
+ */
+export const POST_ENTRY_TIMEOUT_MS = 5_000;
 
 /**
  * How long wallet has to answer a call on a payout's hold (place, settle, release): one short
@@ -55,6 +58,8 @@ export class Ledger {
     ctx: ServiceContext,
     /** EnsureAccount's deadline, read per call (the config may change). */
     private readonly ensureAccountTimeoutMs: () => number = () => ENSURE_ACCOUNT_TIMEOUT_MS,
+    /** PostEntry's and PostEntries' deadline, read per call. */
+    private readonly postEntryTimeoutMs: () => number = () => POST_ENTRY_TIMEOUT_MS,
   ) {
     this.internal = createClient(WalletInternalService, ctx.peers("wallet"));
     this.user = createClient(WalletService, ctx.peers("wallet"));
@@ -180,8 +185,18 @@ export class Ledger {
 
   /** Parks money in suspense (suspenseEntry) at once; answers the entry's id. */
   async toSuspense(input: { key: string; receipt: string; amountMinor: bigint; description: string }): Promise<string> {
-    const { entry } = await this.internal.postEntry(await this.suspenseEntry(input));
-    return entry?.entryId ?? "";
+    return this.postEntry(await this.suspenseEntry(input));
+  }
+
+  /**
+   * Posts one entry, once per its key; answers its id. Bounded by the configured deadline: past
+   * it the call fails DEADLINE_EXCEEDED and is retried as any wallet failure is (reconciliation,
+   * the provider's webhook, the admin), the entry posted at most once by its key, rather than
+   * holding its caller for as long as wallet is stuck.
+   */
+  async postEntry(entry: EntryToPost): Promise<string> {
+    const { entry: posted } = await this.internal.postEntry(entry, { timeoutMs: this.postEntryTimeoutMs() });
+    return posted?.entryId ?? "";
   }
 
   /**
@@ -193,7 +208,7 @@ export class Ledger {
   async postEntries(entries: EntryToPost[]): Promise<(string | ConnectError)[]> {
     assert(entries.length > 0 && entries.length <= POST_ENTRIES_MAX, "1 to POST_ENTRIES_MAX entries a call");
     try {
-      const { results } = await this.internal.postEntries({ entries }, { timeoutMs: POST_ENTRIES_TIMEOUT_MS });
+      const { results } = await this.internal.postEntries({ entries }, { timeoutMs: this.postEntryTimeoutMs() });
       assert.equal(results.length, entries.length, "one result per entry");
       return results.map((r) => (r.code === 0 ? (r.entry?.entryId ?? "") : new ConnectError(r.message, r.code)));
     } catch (err) {
@@ -201,7 +216,7 @@ export class Ledger {
       // entry it found malformed): each alone, so that one fails by itself.
       const code = asConnectError(err).code;
       if (code !== Code.Unimplemented && code !== Code.InvalidArgument) throw err;
-      return Promise.all(entries.map((e) => this.internal.postEntry(e, { timeoutMs: POST_ENTRIES_TIMEOUT_MS }).then((r) => r.entry?.entryId ?? "", (err: unknown) => asConnectError(err))));
+      return Promise.all(entries.map((e) => this.postEntry(e).catch((err: unknown) => asConnectError(err))));
     }
   }
 
@@ -213,7 +228,7 @@ export class Ledger {
       this.account(AccountKind.PLATFORM_FEES),
     ]);
     const feeMinor = input.chargedMinor - input.workerMinor;
-    const { entry } = await this.internal.postEntry({
+    return this.postEntry({
       idempotencyKey: input.key,
       cause: { cause: { case: "mpesaReceipt", value: input.receipt } },
       postings: [
@@ -223,7 +238,6 @@ export class Ledger {
       ],
       description: "Tip approved after review",
     });
-    return entry?.entryId ?? "";
   }
 
   async placeHold(workerId: string, amountMinor: bigint, payoutId: string): Promise<{ holdId: string; accountId: string }> {

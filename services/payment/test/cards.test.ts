@@ -7,6 +7,8 @@ import { CardTipState, FraudReason, TipStatus, type Tip } from "@ttip/proto/ttip
 import { PaymentAdminService, PaymentInternalService, PaymentService } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { AccountKind, OwnerKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
 import { WalletInternalService, WalletService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
+import { CardLedger, type CardSplit } from "../src/cards/ledger.js";
+import { Ledger } from "../src/ledger.js";
 import { startCardHarness, type CardHarness } from "./cards-setup.js";
 import { eventually } from "./setup.js";
 
@@ -68,6 +70,40 @@ describe("card tips by Stripe, against the Stripe simulator and the real wallet"
     if (t.status !== TipStatus.FAILED) await eventually(async () => (await row(t.tipId)).credit_entry_id, "credit posted");
     return { created: r, tip: t };
   };
+
+  test("a wallet stuck on PostEntry: card and suspense entries give up past the configured deadline (to be retried), and a retry posts each once", async () => {
+    const ledger = new Ledger(h.t.ctx, undefined, () => 200);
+    const cards = new CardLedger(ledger);
+    const worker = randomUUID();
+    const paymentId = `pi_${randomUUID().replaceAll("-", "")}`;
+    const split: CardSplit = { tipId: randomUUID(), workerId: worker, paymentId, provider: "stripe", currency: "KES", chargedMinor: 10_000n, shareMinor: 9_000n, walletCurrency: "KES", walletMinor: 9_000n };
+    const receipt = `R${randomUUID().replaceAll("-", "").slice(0, 9).toUpperCase()}`;
+    const parked = { key: `c2b:${receipt}`, receipt, amountMinor: 5_000n, description: "parked by the test" };
+    // Their accounts made first: the entries are the only calls left to wait.
+    for (const kind of [AccountKind.STRIPE_CLEARING, AccountKind.PLATFORM_FEES, AccountKind.MPESA_CLEARING, AccountKind.SUSPENSE]) await ledger.account(kind);
+    await ledger.account(AccountKind.WORKER_WALLET, worker);
+    const holder = await h.t.db.pool.connect();
+    let outcomes: unknown[];
+    try {
+      await holder.query("BEGIN");
+      // Wallet's statements posting an entry wait for this lock, with no lock timeout of their own: wallet answers nothing.
+      await holder.query("LOCK TABLE wallet.entries IN ACCESS EXCLUSIVE MODE");
+      outcomes = await Promise.all([cards.credit(split, "worker"), ledger.toSuspense(parked)].map((p) => p.then(() => "posted", (err: unknown) => err)));
+    } finally {
+      await holder.query("ROLLBACK");
+      holder.release();
+    }
+    for (const outcome of outcomes) {
+      assert.ok(outcome instanceof ConnectError, "refused, not posted");
+      assert.equal(Code[outcome.code], Code[Code.DeadlineExceeded]);
+    }
+    // Retried (twice: a repeat after a lost answer), each is posted once.
+    const credited = [await cards.credit(split, "worker"), await cards.credit(split, "worker")];
+    assert.ok(credited[0] && credited[0] === credited[1], "one card entry");
+    const suspended = [await ledger.toSuspense(parked), await ledger.toSuspense(parked)];
+    assert.ok(suspended[0] && suspended[0] === suspended[1], "one suspense entry");
+    assert.equal(await entriesFor(paymentId), 1);
+  });
 
   test("a USD tip is authorised, captured and credited once in KES at the quoted rate, recorded on the entry", async () => {
     const worker = randomUUID();

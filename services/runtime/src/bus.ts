@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, createInbox, headers, type JsMsg, type Msg, type MsgHdrs, type NatsConnection, type NatsError, type Subscription } from "nats";
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, createInbox, headers, type ConsumerInfo, type JetStreamManager, type JsMsg, type Msg, type MsgHdrs, type NatsConnection, type NatsError, type Subscription } from "nats";
 
 /** A stored message read back from the stream (a replay). */
 export interface StoredMessage extends BusMessage {
@@ -46,6 +46,13 @@ export interface SubscribeOptions {
 export interface BatchSubscribeOptions {
   durable: string;
   subject: string;
+  /**
+   * Durables this one takes over (each reading subjects within `subject`): made, it starts where
+   * the earliest of them had got to (every message one of them may not have applied, and some it
+   * did: the consumer's inbox must find those), and they are deleted. Already made (a restart,
+   * another replica): only what is left of them is deleted.
+   */
+  replaces?: readonly string[];
   /** At most this many messages per call (what is already waiting, never a wait for more). */
   maxBatch: number;
   /**
@@ -255,6 +262,14 @@ export function publishHeaders(id: string, traceparent: string | undefined): Msg
   return { encode: () => bytes } as unknown as MsgHdrs;
 }
 
+/** A JetStream API answer "consumer not found". */
+const isNotFound = (err: unknown) => (err as NatsError)?.api_error?.err_code === 10014;
+
+/** A durable's state, or undefined when there is none of that name. */
+async function consumerInfo(jsm: JetStreamManager, stream: string, name: string): Promise<ConsumerInfo | undefined> {
+  return jsm.consumers.info(stream, name).catch((err) => (isNotFound(err) ? undefined : Promise.reject(err)));
+}
+
 /** NATS subject matching: tokens split on ".", "*" matches one, ">" the rest. */
 export function subjectMatches(filter: string, subject: string): boolean {
   const f = filter.split(".");
@@ -399,17 +414,46 @@ export class JetStreamBus implements EventBus {
    * another's batch not yet applied (lost if that one crashes), and a batch applied after a nak
    * would acknowledge the message nak'd before it came again.
    */
-  private async durableConsumer(durable: string, subject: string) {
+  private async durableConsumer(durable: string, subject: string, replaces: readonly string[] = []) {
     const jsm = await this.nc.jetstreamManager();
-    await jsm.consumers.add(this.stream, {
+    const config = {
       durable_name: durable,
       filter_subject: this.toWire(subject),
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ack_wait: 30 * 1_000_000_000,
       max_deliver: -1,
-    });
+    };
+    if (!replaces.length) await jsm.consumers.add(this.stream, config);
+    else {
+      if (!(await consumerInfo(jsm, this.stream, durable))) {
+        const start = await this.appliedBelow(jsm, replaces);
+        // Another replica may make it meanwhile (from its own start): then that one is used.
+        await jsm.consumers
+          .add(this.stream, start > 1 ? { ...config, deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: start } : config)
+          .catch(async (err) => {
+            if (!(await consumerInfo(jsm, this.stream, durable))) throw err;
+          });
+      }
+      for (const old of replaces) await jsm.consumers.delete(this.stream, old).catch((err) => (isNotFound(err) ? false : Promise.reject(err)));
+    }
     return this.nc.jetstream().consumers.get(this.stream, durable);
+  }
+
+  /**
+   * The first stream sequence some durable of `names` may not have applied: below it each has
+   * acknowledged every message it reads. A durable with nothing pending has all that was stored
+   * before it was asked (the stream's last sequence, read first); one that does not exist, nothing.
+   */
+  private async appliedBelow(jsm: JetStreamManager, names: readonly string[]): Promise<number> {
+    const last = (await jsm.streams.info(this.stream)).state.last_seq;
+    let below = Infinity;
+    for (const name of names) {
+      const info = await consumerInfo(jsm, this.stream, name);
+      const done = !info ? 0 : info.num_pending === 0 && info.num_ack_pending === 0 ? last : info.ack_floor.stream_seq;
+      below = Math.min(below, done + 1);
+    }
+    return below;
   }
 
   async subscribe(options: SubscribeOptions) {
@@ -443,7 +487,7 @@ export class JetStreamBus implements EventBus {
   }
 
   async subscribeBatches(options: BatchSubscribeOptions) {
-    const consumer = await this.durableConsumer(options.durable, options.subject);
+    const consumer = await this.durableConsumer(options.durable, options.subject, options.replaces);
     const messages = await consumer.consume({ max_messages: Math.max(64, options.maxBatch) });
     // The reader queues what arrives; the worker takes everything queued (up to maxBatch) at once.
     const queue: JsMsg[] = [];
@@ -752,6 +796,12 @@ export class InProcessBus implements EventBus {
    * consumer then applies them in one transaction, as it does from JetStream.
    */
   async subscribeBatches(options: BatchSubscribeOptions) {
+    if (options.replaces?.length && !this.consumers.has(options.durable)) {
+      // Where the earliest of those it takes over had got to (the start of what is kept for one there is not).
+      const positions = options.replaces.map((d) => this.consumers.get(d)?.position ?? this.base);
+      this.consumers.set(options.durable, { position: Math.min(...positions), wake: () => undefined });
+    }
+    for (const d of options.replaces ?? []) this.consumers.delete(d);
     return this.consume(options.durable, options.subject, Math.max(1, options.maxBatch), options.handler, options.metrics);
   }
 

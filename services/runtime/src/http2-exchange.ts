@@ -10,8 +10,9 @@ import { decompressMessage } from "./input.js";
 
 /**
  * What a call needs of its connection: a stream for its request, and the news
- * that answer bytes came (the manager's keepalive counts them). connect-node's
- * Http2SessionManager (the services' peers) or the gateway's own (upstream.ts).
+ * that answer bytes came (a keepalive would count them). The runtime's
+ * UpstreamSession (upstream.ts: peers, the gateway's backends), or
+ * connect-node's Http2SessionManager.
  */
 export interface Http2Upstream {
   request(method: string, path: string, headers: http2.OutgoingHttpHeaders, options: http2.ClientSessionRequestOptions): Promise<http2.ClientHttp2Stream>;

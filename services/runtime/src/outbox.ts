@@ -258,7 +258,7 @@ export interface ConsumeOptions {
   pool: Pool;
   /** The consuming service's schema, which holds its inbox. */
   schema: string;
-  /** Durable consumer name, also the inbox's consumer key. */
+  /** Durable consumer name, also the inbox's consumer key (unless inboxKey says otherwise). */
   consumer: string;
   subject: string;
   logger: Logger;
@@ -312,6 +312,14 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
    * One it throws on is taken as one that can: it fails in the transaction, alone, not its batch.
    */
   changesState?: (message: DeliveredMessage) => boolean;
+  /**
+   * The inbox's key of each event (default: the consumer's name). A consumer that took over other
+   * durables (`replaces`) keys each event as the one that read it before did, so what that one
+   * applied is found, also while an older replica still applies events under it.
+   */
+  inboxKey?: (message: DeliveredMessage) => string;
+  /** Durables this consumer takes over (the bus's BatchSubscribeOptions.replaces). */
+  replaces?: readonly string[];
 }
 
 /**
@@ -319,14 +327,16 @@ export interface ConsumeBatchOptions<Prepared = undefined> extends Omit<ConsumeO
  * answering the ids it recorded: those not applied before. Null: `effect` declined the batch.
  */
 function inboxStatement<P>(s: string, options: ConsumeBatchOptions<P>, messages: DeliveredMessage[], effect?: ConsumeBatchOptions<P>["effectCte"]): { text: string; values: unknown[] } | null {
-  const values: unknown[] = [options.consumer, messages.map((m) => m.id), messages.map((m) => m.subject)];
+  const { inboxKey } = options;
+  const values: unknown[] = [inboxKey ? messages.map(inboxKey) : options.consumer, messages.map((m) => m.id), messages.map((m) => m.subject)];
   const ctes: string[] = [];
   if (options.sharedLock) {
     values.push(options.sharedLock);
     ctes.push(`locked AS (SELECT pg_advisory_xact_lock_shared(hashtext($${values.length})))`);
   }
+  const rows = inboxKey ? `${opaqueUnnest(["text", "uuid", "text"])} AS e(consumer, id, subject)` : `${opaqueUnnest(["uuid", "text"], 2)} AS e(id, subject)`;
   ctes.push(`fresh AS (INSERT INTO ${s}.inbox (consumer, event_id, subject)
-      SELECT $1, e.id, e.subject FROM ${opaqueUnnest(["uuid", "text"], 2)} AS e(id, subject)${options.sharedLock ? ", locked" : ""}
+      SELECT ${inboxKey ? "e.consumer" : "$1"}, e.id, e.subject FROM ${rows}${options.sharedLock ? ", locked" : ""}
       ON CONFLICT DO NOTHING RETURNING event_id)`);
   const applied = effect?.(messages, values.length + 1);
   if (applied === null) return null;
@@ -425,7 +435,7 @@ export async function consumeEventBatches<Prepared = undefined>(options: Consume
   };
   const { bus } = options;
   if (bus.subscribeBatches) {
-    return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, maxBatch: options.maxBatch ?? 200, handler: applyBatch, metrics: options.metrics });
+    return bus.subscribeBatches({ durable: options.consumer, subject: options.subject, replaces: options.replaces, maxBatch: options.maxBatch ?? 200, handler: applyBatch, metrics: options.metrics });
   }
   return bus.subscribe({ durable: options.consumer, subject: options.subject, metrics: options.metrics, handler: async (m) => (changesState(m) ? apply([m], await prepare([m])) : undefined) });
 }

@@ -11,13 +11,14 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { Http2SessionManager, createConnectTransport } from "@connectrpc/connect-node";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { createTransport as createGrpcProtocolTransport } from "@connectrpc/connect/protocol-grpc";
-import { connectUnaryCall } from "./http2-exchange.js";
+import { connectUnaryCall, type Http2Upstream } from "./http2-exchange.js";
 import { signingInterceptor } from "./internal-auth.js";
 import { LocalCall, type LocalServer } from "./local-server.js";
 import { requestIdPropagation } from "./interceptors.js";
 import { tracingInterceptor } from "./tracing.js";
+import { upstreamSessions } from "./upstream.js";
 
 /** How a service reaches another one over gRPC, by the other's name (e.g. "wallet"). */
 export type Peers = (service: string) => Transport;
@@ -25,7 +26,7 @@ export type Peers = (service: string) => Transport;
 /**
  * gRPC transports to other services from a name -> URL lookup made at call
  * time, so services that start in any order can name each other. One HTTP/2
- * session per URL is shared by all calls.
+ * connection per URL (upstream.ts) is shared by all calls.
  */
 export function createPeers(
   urlOf: (service: string) => string | undefined,
@@ -34,7 +35,7 @@ export function createPeers(
 ): Peers & { close(): void } {
   // Every call is signed: the receiving service believes the identity it carries only then.
   const interceptors = [tracingInterceptor("client"), requestIdPropagation(), signingInterceptor()];
-  const sessions = http2Sessions();
+  const sessions = upstreamSessions();
   /** The transport over each URL's session. */
   const remotes = new Map<string, Transport>();
   const locals = new Map<string, Transport>();
@@ -63,25 +64,16 @@ export function createPeers(
   });
 }
 
-/** One HTTP/2 session per URL, shared by every call to it (a service's peers, the gateway's backends). */
-export function http2Sessions(): { get(url: string): Http2SessionManager; close(): void } {
-  const sessions = new Map<string, Http2SessionManager>();
-  return {
-    get(url) {
-      let session = sessions.get(url);
-      if (!session) sessions.set(url, (session = new Http2SessionManager(url)));
-      return session;
-    },
-    close() {
-      for (const session of sessions.values()) session.abort();
-      sessions.clear();
-    },
-  };
-}
+/**
+ * The connection a peer's calls go on: unary calls through connectUnaryCall,
+ * streams through connect-node's client. An UpstreamSession (upstream.ts);
+ * connect-node's Http2SessionManager fits too (tests compare the two).
+ */
+export type PeerConnection = Http2Upstream & { readonly authority: string };
 
 /**
  * A call from one of our processes to another (a service's peers, the
- * gateway's backends): the Connect protocol, binary, over one HTTP/2 session.
+ * gateway's backends): the Connect protocol, binary, over one HTTP/2 connection.
  * Measured against gRPC on these 2-core machines (bench/rpc-clients.ts, a
  * tiny unary call at 16 concurrent): connect-node's gRPC client ~420 us of
  * CPU per call and our server ~470 us to answer it; the Connect protocol
@@ -90,7 +82,7 @@ export function http2Sessions(): { get(url: string): Http2SessionManager; close(
  * Unary calls, nearly all of them, are sent by connectUnary, without
  * connect-node's client machinery; streams by connect-node.
  */
-export function internalTransport(url: string, sessionManager: Http2SessionManager, interceptors: Interceptor[]): Transport {
+export function internalTransport(url: string, sessionManager: PeerConnection, interceptors: Interceptor[]): Transport {
   const connect = createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager, useBinaryFormat: true, interceptors });
   return {
     unary(method, signal, callerTimeoutMs, header, message, contextValues) {
@@ -124,7 +116,7 @@ export function internalTransport(url: string, sessionManager: Http2SessionManag
  * The Connect protocol's unary call (binary) as connect-es sends it, over the
  * session (connectUnaryCall): the message encoded, the answer decoded.
  */
-async function connectUnary(session: Http2SessionManager, req: UnaryRequest, deadline: number | undefined): Promise<UnaryResponse> {
+async function connectUnary(session: Http2Upstream, req: UnaryRequest, deadline: number | undefined): Promise<UnaryResponse> {
   const { header, trailer, body } = await connectUnaryCall({
     session,
     service: req.service.typeName,

@@ -9,7 +9,6 @@ import {
   type ConnectNodeAdapterOptions,
 } from "@connectrpc/connect-node";
 import type { UniversalHandler } from "@connectrpc/connect/protocol";
-import { createValidateInterceptor } from "@connectrpc/validate";
 import { Health } from "@ttip/proto/grpc/health/v1/health_pb.js";
 import { HealthStatus, ServingStatus } from "./health.js";
 import { connectStreamHandler } from "./connect-stream.js";
@@ -23,6 +22,7 @@ import type { Logger } from "./log.js";
 import type { Metrics } from "./metrics.js";
 import { registerReflection } from "./reflection.js";
 import { nodeExchange, StreamExchange, type RpcExchange } from "./rpc-exchange.js";
+import { validateInterceptor } from "./validation.js";
 
 /** Handles a plain HTTP request and returns true, or returns false to leave it to the RPC router. */
 export type HttpFilter = (
@@ -121,7 +121,7 @@ export function serverInterceptors(options: ServerOptions): Interceptor[] {
     errorInterceptor(logger, { relayed: options.accessLog !== undefined }),
     inputInterceptor(),
     ...(options.interceptors ?? []),
-    ...(options.validate === false ? [] : [createValidateInterceptor()]),
+    ...(options.validate === false ? [] : [validateInterceptor()]),
   ];
 }
 

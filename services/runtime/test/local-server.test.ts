@@ -18,7 +18,7 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { PaymentService, WatchTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { GetQrCodeRequestSchema, GetQrCodeResponseSchema, QrService } from "@ttip/proto/ttip/qr/v1/qr_service_pb.js";
-import { internalTransport, localTransport, Metrics, startServer, type RunningServer } from "../src/index.js";
+import { internalTransport, localTransport, Metrics, startServer, UpstreamSession, type RunningServer } from "../src/index.js";
 import { answeredCode, captureLogger, eventually, postChunkedHttp1, postHttp2 } from "../src/testing/index.js";
 
 const REFUSED = randomUUID();
@@ -109,7 +109,7 @@ describe("a server's RPCs called in the same process", () => {
     "in process": () => localTransport(server.local, [asCaller]),
     "over the network": () => createGrpcTransport({ baseUrl: server.url, interceptors: [asCaller] }),
     // What a service's peers in another process use: the Connect protocol's unary calls on the session, streams through connect-node.
-    "peers over the network": () => internalTransport(server.url, new Http2SessionManager(server.url), [asCaller]),
+    "peers over the network": () => internalTransport(server.url, new UpstreamSession(server.url), [asCaller]),
   };
 
   for (const [how, transport] of Object.entries(transports)) {
@@ -330,17 +330,19 @@ describe("a server's RPCs called in the same process", () => {
       });
       await new Promise<void>((resolve) => raw.listen(0, "127.0.0.1", resolve));
       const url = `http://127.0.0.1:${(raw.address() as AddressInfo).port}`;
-      const sessions = [new Http2SessionManager(url), new Http2SessionManager(url)];
+      const ourSession = new UpstreamSession(url);
+      const manager = new Http2SessionManager(url);
       try {
         const codes = [];
-        for (const transport of [internalTransport(url, sessions[0], []), createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: sessions[1], useBinaryFormat: true })]) {
+        for (const transport of [internalTransport(url, ourSession, []), createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: manager, useBinaryFormat: true })]) {
           const err = await createClient(QrService, transport).getQrCode({ qrCodeId: randomUUID() }).then(() => undefined, (e) => ConnectError.from(e));
           codes.push(err?.code);
         }
         assert.equal(codes[1], type === "text/html" ? Code.Unknown : Code.Internal, `connect-node's client, ${type}`);
         assert.equal(codes[0], codes[1], `the peers' client, ${type}: ${Code[codes[0] ?? 0]}, connect-node's ${Code[codes[1] ?? 0]}`);
       } finally {
-        for (const s of sessions) s.abort();
+        ourSession.close();
+        manager.abort();
         await new Promise((resolve) => raw.close(resolve));
       }
     }

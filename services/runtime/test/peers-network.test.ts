@@ -9,7 +9,7 @@ import { describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@ttip/proto/grpc/health/v1/health_pb.js";
-import { createPeers, internalTransport } from "../src/index.js";
+import { createPeers, internalTransport, UpstreamSession } from "../src/index.js";
 
 /** What the raw server does with each call once its request has arrived. */
 type Behaviour = (stream: http2.ServerHttp2Stream, sockets: Socket[], sent: http2.IncomingHttpHeaders[]) => void;
@@ -54,13 +54,15 @@ async function check(transport: Transport, timeoutMs = 3_000): Promise<Outcome> 
 
 /** The same call through the peers' client and connect-node's, each on its own session. */
 async function bothClients(url: string, timeoutMs?: number): Promise<{ ours: Outcome; connectNode: Outcome }> {
-  const sessions = [new Http2SessionManager(url), new Http2SessionManager(url)];
+  const ourSession = new UpstreamSession(url);
+  const manager = new Http2SessionManager(url);
   try {
-    const ours = await check(internalTransport(url, sessions[0], []), timeoutMs);
-    const connectNode = await check(createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: sessions[1], useBinaryFormat: true }), timeoutMs);
+    const ours = await check(internalTransport(url, ourSession, []), timeoutMs);
+    const connectNode = await check(createConnectTransport({ baseUrl: url, httpVersion: "2", sessionManager: manager, useBinaryFormat: true }), timeoutMs);
     return { ours, connectNode };
   } finally {
-    for (const s of sessions) s.abort();
+    ourSession.close();
+    manager.abort();
   }
 }
 
@@ -188,14 +190,14 @@ describe("the peers' HTTP/2 client: deadlines", () => {
     await withServer(
       (stream) => stream.close(http2.constants.NGHTTP2_REFUSED_STREAM),
       async (url, sent) => {
-        const session = new Http2SessionManager(url);
+        const session = new UpstreamSession(url);
         try {
           const outcome = await check(internalTransport(url, session, []));
           assert.equal(name(outcome.code), name(Code.Unavailable), outcome.message);
           assert.match(outcome.message, /refused the call/);
           assert.equal(sent.length, 3);
         } finally {
-          session.abort();
+          session.close();
         }
       },
     );

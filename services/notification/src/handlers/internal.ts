@@ -1,5 +1,4 @@
 import { create, type MessageShape } from "@bufbuild/protobuf";
-import { createValidator } from "@bufbuild/protovalidate";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
 import { TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import {
@@ -9,7 +8,7 @@ import {
   type SendNotificationResponse,
   SendNotificationResultSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { batchRefusal, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, normalisePhone, requestFingerprint, withTransaction } from "@ttip/runtime";
+import { batchRefusal, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, normalisePhone, requestFingerprint, requestValidator, withTransaction } from "@ttip/runtime";
 import { type Dispatcher, enqueueClaiming, enqueueMany, type Recipient, type SendRequest } from "../delivery.js";
 import { upsertContact } from "../stores/recipients.js";
 import { MissingVariablesError } from "../templates.js";
@@ -150,7 +149,7 @@ function sendNotificationsHandler(h: NotificationHandlerContext, sender: Sender)
  * batch as a whole): each is checked here against SendNotificationRequest's own rules, as a
  * call of SendNotification would be.
  */
-const validator = createValidator();
+const validator = requestValidator();
 
 /** The request's refusal when it breaks its contract's rules (INVALID_ARGUMENT naming the field), else undefined. */
 function violationOf(req: SendNotificationRequest): SendResult | undefined {

@@ -1,4 +1,3 @@
-import type { ServiceContext } from "@ttip/runtime";
 import type { Ledger } from "../ledger.js";
 import type { CardsConfig } from "./config.js";
 import { CardLedger } from "./ledger.js";
@@ -12,11 +11,11 @@ export interface CardHub {
   ledger: CardLedger;
 }
 
-export function createCardHub(ctx: ServiceContext, ledger: Ledger, config: () => CardsConfig | undefined): CardHub {
+export function createCardHub(ledger: Ledger, config: () => CardsConfig | undefined): CardHub {
   let stripe: { key: string; provider: StripeCardProvider } | undefined;
   let paypal: { key: string; provider: PayPalCardProvider } | undefined;
   return {
-    ledger: new CardLedger(ctx, ledger),
+    ledger: new CardLedger(ledger),
     provider(name) {
       const c = config();
       if (name === "stripe" && c?.stripe) {

@@ -5,10 +5,7 @@
 // source and its time. Every write has an idempotency key derived from the
 // provider's ids, so a webhook applied twice posts once.
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client } from "@connectrpc/connect";
-import type { ServiceContext } from "@ttip/runtime";
 import { AccountKind } from "@ttip/proto/ttip/wallet/v1/wallet_pb.js";
-import { WalletInternalService } from "@ttip/proto/ttip/wallet/v1/wallet_service_pb.js";
 import type { Ledger } from "../ledger.js";
 
 /** What a card tip moved, from its row. */
@@ -40,12 +37,9 @@ const clearingKind = (p: "stripe" | "paypal") => (p === "stripe" ? AccountKind.S
 
 type Leg = { kind: AccountKind; owner?: string; currency: string; amount: bigint; memo: string };
 
+/** Card entries go through the Ledger's PostEntry, with its deadline. */
 export class CardLedger {
-  private readonly internal: Client<typeof WalletInternalService>;
-
-  constructor(ctx: ServiceContext, private readonly ledger: Ledger) {
-    this.internal = createClient(WalletInternalService, ctx.peers("wallet"));
-  }
+  constructor(private readonly ledger: Ledger) {}
 
   /**
    * The legs of a card payment of `p` reaching `dest` (the worker, or suspense):
@@ -89,7 +83,7 @@ export class CardLedger {
         memo: l.memo,
       })),
     );
-    const { entry } = await this.internal.postEntry({
+    return this.ledger.postEntry({
       idempotencyKey: key,
       cause: { cause: s.provider === "stripe" ? { case: "stripePaymentId", value: s.paymentId } : { case: "tipAttemptId", value: s.tipId } },
       postings,
@@ -97,7 +91,6 @@ export class CardLedger {
       description,
       allowOwnerDebt,
     });
-    return entry?.entryId ?? "";
   }
 
   /** The whole charge credited: to the worker, or to suspense when a rule holds it. */
@@ -152,7 +145,7 @@ export class CardLedger {
       this.ledger.account(clearingKind(provider), "", currency),
       this.ledger.account(AccountKind.PLATFORM_FEES, "", currency),
     ]);
-    const { entry } = await this.internal.postEntry({
+    return this.ledger.postEntry({
       idempotencyKey: key,
       cause: { cause: { case: "adjustmentTicket", value: `${provider}-fee:${reference}` } },
       postings: [
@@ -161,6 +154,5 @@ export class CardLedger {
       ],
       description: `${provider} fee on ${reference}`,
     });
-    return entry?.entryId ?? "";
   }
 }

@@ -7,7 +7,6 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { DomainErrorInfoSchema, IdempotencyKeyConflictSchema } from "@ttip/proto/ttip/common/v1/errors_pb.js";
-import { createValidateInterceptor } from "@connectrpc/validate";
 import { InProcessBus } from "../bus.js";
 import { RedisCache } from "../cache.js";
 import type { Role } from "../caller.js";
@@ -23,6 +22,7 @@ import type { Peers } from "../peers.js";
 import { serviceInterceptors, type ServiceContext, type ServiceModule } from "../service.js";
 import { captureLogger, createTestDatabase, testEnv, uniqueName, type TestDatabase } from "./index.js";
 import { asCaller } from "./service.js";
+import { validateInterceptor } from "../validation.js";
 
 export interface InProcessService {
   db: TestDatabase;
@@ -91,7 +91,7 @@ function lazyTransport(make: () => Transport): Transport {
 
 /** `module`'s handlers behind the server's own interceptors, called with `clientInterceptors`. */
 function routerTransport(module: ServiceModule, ctx: ServiceContext, logger: Logger, clientInterceptors: Interceptor[]): Transport {
-  const router = { interceptors: [errorInterceptor(logger), inputInterceptor(), ...serviceInterceptors(), createValidateInterceptor()] };
+  const router = { interceptors: [errorInterceptor(logger), inputInterceptor(), ...serviceInterceptors(), validateInterceptor()] };
   return createRouterTransport((r) => module.routes(r, ctx), { router, transport: { interceptors: clientInterceptors } });
 }
 

@@ -1,24 +1,28 @@
-// The gateway's HTTP/2 connection to one backend for the calls it forwards as
-// bytes (raw-forward.ts), in place of connect-node's Http2SessionManager,
-// which per call copied the headers, awaited its state in an async function,
-// added two listeners to the stream and, at one call at a time, ref'd and
-// unref'd the socket and stopped and started its idle timer (with node's own
-// request, ~14% of the gateway's profile). What it did that the gateway needs
-// is kept, once per connection instead of once per call:
+// One HTTP/2 connection to another of our processes, shared by every call
+// to it: a service's peers (peers.ts) and the gateway's backends. It replaces
+// connect-node's Http2SessionManager, which per call copied the headers,
+// awaited its state in an async function, added two listeners to the stream
+// and, at one call at a time, ref'd and unref'd the socket and stopped and
+// started its idle timer (with node's own request, ~14% of the gateway's
+// profile). What it did that we need is kept, once per connection instead of
+// once per call:
 // - a connection opened at the first call and whenever the last one is over
-//   (closed, failed, or told GOAWAY): a restarted backend is reached again;
+//   (closed, failed, or told GOAWAY): a restarted peer is reached again;
 // - GOAWAY: the calls on their way finish on the old connection (node closes
 //   it after them), new ones go on a new connection;
-// - a connection that fails to open fails the calls waiting for it UNAVAILABLE;
+// - a connection that fails to open, or is closed before it opened, fails the
+//   calls waiting for it UNAVAILABLE;
 // - an idle connection closes after IDLE_TIMEOUT_MS (node's session timeout,
 //   which node renews on every frame already);
-// - the socket never holds the process open (the gateway's listener does).
+// - the socket never holds the process open (the caller's own server does).
+// What it adds: a connection is retired before its stream ids run out.
 // Deadlines, cancellation, resets and a refused call sent again are each call's
-// own (runtime's connectUnaryCall). Like the manager as the gateway made it,
-// no PING keepalive: a lost connection is found by TCP or by a call's deadline.
+// own (connectUnaryCall, http2-exchange.ts; streams: connect-node's client).
+// Like the manager as we made it, no PING keepalive: a lost connection is found
+// by TCP or by a call's deadline.
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { Http2Upstream } from "@ttip/runtime";
+import type { Http2Upstream } from "./http2-exchange.js";
 
 /** A connection without a frame this long is closed (connect-node's idle timeout). */
 const IDLE_TIMEOUT_MS = 15 * 60_000;
@@ -32,6 +36,8 @@ const IDLE_TIMEOUT_MS = 15 * 60_000;
 const MAX_STREAMS_PER_CONNECTION = 2 ** 30 - 1024;
 
 export class UpstreamSession implements Http2Upstream {
+  /** The origin calls go to (connect-node's client checks a request's URL against it). */
+  readonly authority: string;
   /** The connection new calls go on: open or opening, not told to go away. */
   #current: http2.ClientHttp2Session | undefined;
   /** Resolves when #current is connected; rejects when it failed first. */
@@ -47,7 +53,9 @@ export class UpstreamSession implements Http2Upstream {
     private readonly url: string,
     private readonly options: http2.ClientSessionOptions = {},
     private readonly maxStreams = MAX_STREAMS_PER_CONNECTION,
-  ) {}
+  ) {
+    this.authority = new URL(url).origin;
+  }
 
   /**
    * A stream for one call. `headers` is the call's own object: the method and
@@ -57,8 +65,13 @@ export class UpstreamSession implements Http2Upstream {
     headers[":method"] = method;
     headers[":path"] = path;
     const conn = this.#current;
-    if (conn !== undefined && this.#connected === undefined && usable(conn)) return Promise.resolve(this.#stream(conn, headers, options));
-    return this.#connect().then((c) => this.#stream(c, headers, options));
+    if (conn === undefined || this.#connected !== undefined || !usable(conn)) return this.#connect().then((c) => this.#stream(c, headers, options));
+    // Node refuses a stream by throwing (a session it no longer takes them on): a rejection, as the manager's async request.
+    try {
+      return Promise.resolve(this.#stream(conn, headers, options));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 
   /** A stream on `conn`; the current connection's last one retires it (closed after its calls). */
@@ -75,7 +88,7 @@ export class UpstreamSession implements Http2Upstream {
   /** Nothing to do: without PINGs, answer bytes need not be noted (connectUnaryCall calls it per chunk). */
   notifyResponseByteRead(): void {}
 
-  /** Closes every connection at once (the gateway stopping): calls still on them fail. */
+  /** Closes every connection at once (the process stopping): calls still on them, or waiting for one to open, fail. */
   close(): void {
     this.#closed = true;
     for (const conn of this.#live) conn.destroy(undefined, http2.constants.NGHTTP2_CANCEL);
@@ -85,7 +98,7 @@ export class UpstreamSession implements Http2Upstream {
 
   /** The current connection once connected; a new one when there is none or it cannot take calls. */
   #connect(): Promise<http2.ClientHttp2Session> {
-    if (this.#closed) return Promise.reject(new ConnectError("the gateway is closing", Code.Unavailable));
+    if (this.#closed) return Promise.reject(closing());
     const current = this.#current;
     if (current !== undefined && usable(current)) return this.#connected ?? Promise.resolve(current);
     const conn = http2.connect(this.url, this.options);
@@ -100,16 +113,18 @@ export class UpstreamSession implements Http2Upstream {
     // Told to go away: the calls on it finish there (node closes it after them); new calls go on a new one.
     conn.once("goaway", () => this.#retire(conn));
     const connected = new Promise<http2.ClientHttp2Session>((resolve, reject) => {
-      const onConnect = () => {
-        conn.off("error", onError);
-        resolve(conn);
-      };
-      const onError = (err: Error) => {
+      const settle = () => {
         conn.off("connect", onConnect);
-        reject(err);
+        conn.off("error", onError);
+        conn.off("close", onClose);
       };
+      const onConnect = () => (settle(), resolve(conn));
+      const onError = (err: Error) => (settle(), reject(err));
+      // Destroyed before it connected (close() meanwhile): node emits no error, only close.
+      const onClose = () => (settle(), reject(this.#closed ? closing() : new Error("the connection closed before it opened")));
       conn.once("connect", onConnect);
       conn.once("error", onError);
+      conn.once("close", onClose);
     }).finally(() => {
       if (this.#connected === connected) this.#connected = undefined;
     });
@@ -130,12 +145,16 @@ export class UpstreamSession implements Http2Upstream {
   }
 }
 
+function closing(): ConnectError {
+  return new ConnectError("the connection is closing (its process is stopping)", Code.Unavailable);
+}
+
 /** Takes new streams: not closing, not destroyed. */
 function usable(conn: http2.ClientHttp2Session): boolean {
   return !conn.closed && !conn.destroyed;
 }
 
-/** One UpstreamSession per backend URL, closed together. */
+/** One UpstreamSession per URL (a peer, a backend), closed together. */
 export function upstreamSessions(): { get(url: string): UpstreamSession; close(): void } {
   const sessions = new Map<string, UpstreamSession>();
   return {
