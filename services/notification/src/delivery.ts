@@ -5,7 +5,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { EventEmitter } from "node:events";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
-import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
+import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
 import type { RetryConfig } from "./config.js";
 import type { ContactLookup } from "./contacts.js";
 import type { OutgoingMessage, Provider, Providers, SendOutcome } from "./providers.js";
@@ -591,6 +591,11 @@ const keyOf = (p: PlannedDelivery) => `${p.sourceKey}\u0000${p.recipientKey}\u00
 /** Thrown to have the bus deliver the dispatch event again later (JetStream nak). */
 export class RetryLater extends Error {}
 
+/** A send's record given up (recordRefused): its error thrown, as the statement's was. */
+function givenUp(refused: Error | undefined): void {
+  if (refused) throw refused;
+}
+
 interface DeliveryRow {
   id: string;
   user_id: string | null;
@@ -788,10 +793,7 @@ export class Dispatcher {
   /** Sends of deliveries claimed at enqueue (sendClaimed) still running, and calls' statements that may yet claim some (claiming): drain() waits for them. */
   private readonly claimedSends = new Set<Promise<void>>();
   /** Their acceptances, when no call's statement carried them: recorded as they come (a group commit, as runMany's). */
-  private readonly claimedRecords = new GroupCommit<AcceptedSend, void>(DISPATCH_BATCH_MAX, async (sends) => {
-    await this.recordAccepted(sends);
-    return sends.map(() => undefined);
-  });
+  private readonly claimedRecords = new GroupCommit<AcceptedSend, Error | undefined>(DISPATCH_BATCH_MAX, (sends) => this.recordAccepted(sends));
   /** Their acceptances waiting for a call's statement to carry them (takeSentRecords), for SENT_RECORD_WAIT_MS at most. */
   private readonly unrecorded: { send: AcceptedSend; done: (err?: unknown) => void }[] = [];
   private recordTimer: NodeJS.Timeout | undefined;
@@ -908,7 +910,7 @@ export class Dispatcher {
   }
 
   private recordAlone(items: { send: AcceptedSend; done: (err?: unknown) => void }[]): void {
-    for (const i of items) this.claimedRecords.add(i.send).then(() => i.done(), (err: unknown) => i.done(err));
+    for (const i of items) this.claimedRecords.add(i.send).then(givenUp).then(() => i.done(), (err: unknown) => i.done(err));
   }
 
   /**
@@ -986,7 +988,7 @@ export class Dispatcher {
   /** Resolves when the delivery needs nothing more now; throws RetryLater when it is due again soon. */
   async run(deliveryId: string): Promise<void> {
     const accepted = await this.attempt(deliveryId);
-    if (accepted) await this.recordAccepted([accepted]);
+    if (accepted) givenUp((await this.recordAccepted([accepted]))[0]);
   }
 
   /**
@@ -1039,15 +1041,12 @@ export class Dispatcher {
     // Accepted sends, recorded as they come (a group commit): a send's record waits for at most
     // the statement before it, never for a slower send of its batch, and sends answered
     // together still share one statement.
-    const records = new GroupCommit<AcceptedSend, void>(DISPATCH_BATCH_MAX, async (sends) => {
-      await this.recordAccepted(sends, around);
-      return sends.map(() => undefined);
-    });
+    const records = new GroupCommit<AcceptedSend, Error | undefined>(DISPATCH_BATCH_MAX, (sends) => this.recordAccepted(sends, around));
     const results = await Promise.allSettled(
       ids.map((id) =>
         around(id, async () => {
           const accepted = await this.attempt(id, claims.get(id) ?? null);
-          if (accepted) await records.add(accepted);
+          if (accepted) givenUp(await records.add(accepted));
         }),
       ),
     );
@@ -1057,10 +1056,13 @@ export class Dispatcher {
 
   /**
    * Sends the providers accepted (a group of the records' group commit): recorded in one statement; one whose
-   * status report arrived first is recorded alone, by record(), which applies the report.
+   * status report arrived first is recorded alone, by record(), which applies the report. Answers, per send,
+   * why its record was given up (recordSent), else undefined.
    */
-  private async recordAccepted(sends: AcceptedSend[], around: AroundSend = (_id, send) => send()): Promise<void> {
-    await this.recordEarly(sends, await this.recordSent(sends), around);
+  private async recordAccepted(sends: AcceptedSend[], around: AroundSend = (_id, send) => send()): Promise<(Error | undefined)[]> {
+    const { early, refused } = await this.recordSent(sends);
+    await this.recordEarly(sends, early, around);
+    return sends.map((s) => refused.get(s.d.id));
   }
 
   /** The sends a record left out (`early`: a status report came first), each recorded by record(), which applies the reports. */
@@ -1298,23 +1300,52 @@ export class Dispatcher {
    * and is sent again once its lease is over (decide()), so a passing fault (a dropped connection,
    * a failover) would text a whole group twice; past the lease a look may have sent it again, and
    * the record may then write nothing. Run twice, the statement changes nothing more: it writes
-   * only attempts still 'sending'.
+   * only attempts still 'sending'. A refusal that would come again (a bad value: repeatingRefusalOf)
+   * is not tried again, which would only hold the records queued behind it for the lease: see recordRefused.
    */
-  private async recordSent(sends: AcceptedSend[]): Promise<Set<string>> {
+  private async recordSent(sends: AcceptedSend[]): Promise<{ early: Set<string>; refused: Map<string, Error> }> {
     const recorded = sentRecordCtes(sends, 1);
     const leaseEnds = Math.max(...sends.map((s) => s.leasedFrom)) + this.o.retry.sendLeaseMs;
     const firstPause = this.o.sentRecordRetryMs ?? SENT_RECORD_RETRY_MS;
     for (let tried = 1; ; tried++) {
       try {
         const { rows } = await this.o.pool.query<{ delivery_id: string }>(`WITH ${recorded.sql} SELECT delivery_id FROM sent_early`, recorded.values);
-        return new Set(rows.map((r) => r.delivery_id));
+        return { early: new Set(rows.map((r) => r.delivery_id)), refused: new Map() };
       } catch (err) {
+        if (repeatingRefusalOf(err)) return this.recordRefused(sends, err as Error);
         const pause = Math.min(SENT_RECORD_RETRY_MAX_MS, firstPause * tried);
         if (Date.now() + pause >= leaseEnds) throw err;
         this.o.logger.warn({ err, deliveries: sends.length, tried }, "recording accepted sends failed; trying again");
         await new Promise((r) => setTimeout(r, pause));
       }
     }
+  }
+
+  /**
+   * Sends whose record PostgreSQL refused in a way that would come again. One send's bad value refuses its
+   * whole group, so a group's are recorded each alone: the others are written. One refused alone is given
+   * up, logged and counted: its attempt stays 'sending', and once its lease is over a look declares it in
+   * doubt and sends it again once (a sign-in code never), as after a crash.
+   */
+  private async recordRefused(sends: AcceptedSend[], err: Error): Promise<{ early: Set<string>; refused: Map<string, Error> }> {
+    if (sends.length > 1) {
+      const early = new Set<string>();
+      const refused = new Map<string, Error>();
+      // One by one: a rare case, and each alone holds no other's record.
+      for (const s of sends) {
+        const alone = await this.recordSent([s]);
+        for (const id of alone.early) early.add(id);
+        for (const [id, e] of alone.refused) refused.set(id, e);
+      }
+      return { early, refused };
+    }
+    const [{ d, provider, attempt }] = sends;
+    const { sqlstate, condition } = repeatingRefusalOf(err)!;
+    this.o.logger.error({ err, deliveryId: d.id, attempt, provider: provider.name, sqlstate, condition }, "the record of an accepted send was refused and would be again; given up: the look sends it again once its lease is over");
+    this.o.metrics
+      ?.counter("ttip_notification_sent_records_refused_total", "Records of sends a provider accepted that PostgreSQL refused in a way that would come again (a bad value), by SQLSTATE: given up, not retried.", ["sqlstate"])
+      .inc({ sqlstate });
+    return { early: new Set(), refused: new Map([[d.id, err]]) };
   }
 
   /**

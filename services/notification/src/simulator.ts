@@ -47,6 +47,8 @@ export class ProviderSimulator {
   readonly stalled = new Set<SimulatedProvider>();
   /** Numbers (E.164) whose sends Africa's Talking takes at once but answers only after this many ms. */
   readonly slowAnswers = new Map<string, number>();
+  /** Numbers (E.164) whose sends Africa's Talking answers with this message id instead of its own (a malformed one, say). */
+  readonly messageIds = new Map<string, string>();
   /** Numbers the SMS providers reject as invalid (AT 403, Twilio 21211). */
   readonly invalidNumbers = new Set<string>();
   /** Push tokens FCM answers UNREGISTERED for. */
@@ -142,7 +144,7 @@ export class ProviderSimulator {
         SMSMessageData: { Message: "Sent to 0/1 Total Cost: 0", Recipients: [{ statusCode: 403, number: to, status: "InvalidPhoneNumber", cost: "0", messageId: "None" }] },
       });
     }
-    const messageId = `ATXid_${randomBytes(12).toString("hex")}`;
+    const messageId = this.messageIds.get(to) ?? `ATXid_${randomBytes(12).toString("hex")}`;
     this.sent.push({ provider: "africastalking", id: messageId, to, subject: "", body: message, callbackUrl: this.atDeliveryReportUrl, customArgs: {} });
     const answer = () =>
       reply(res, 201, {

@@ -790,18 +790,90 @@ describe("notification service against Postgres, JetStream and the provider simu
     assert.deepEqual((await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows, [{ status: "sending" }], "left to the look");
   });
 
+  /** A dispatcher over the service's database whose metrics and warnings the test reads. */
+  const watchedDispatcher = (o: Partial<ConstructorParameters<typeof Dispatcher>[0]> = {}) => {
+    const metrics = new Metrics();
+    const { logger, lines } = captureLogger("warn");
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: config.retry, logger, metrics, publicUrl: () => "", ...o });
+    const refused = async () => (await metrics.registry.getSingleMetric("ttip_notification_sent_records_refused_total")?.get())?.values.map((v) => `${v.labels.sqlstate}:${v.value}`) ?? [];
+    return { dispatcher, refused, lines };
+  };
+  const attemptsOf = async (id: string) => (await t.db.pool.query("SELECT status FROM notification.delivery_attempts WHERE delivery_id = $1 ORDER BY attempt", [id])).rows.map((r) => r.status);
+
+  test("a sent record PostgreSQL refuses for a bad value (a NUL in the provider's message id) is given up at once, logged and counted; the others of its group are recorded", async () => {
+    const ids = [await queuedSms(), await queuedSms(), await queuedSms()];
+    const [bad] = ids;
+    const badPhone = `+${(await t.db.pool.query("SELECT address FROM notification.deliveries WHERE id = $1", [bad])).rows[0].address}`;
+    sim.messageIds.set(badPhone, "ATXid_\u0000bad");
+    // The three answers held until all are in, so their records go in one statement.
+    let answered = 0;
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    const at = createProviders(config.providers, 3_000).sms[0];
+    const together: Provider = { name: at.name, send: async (m) => {
+      const r = await at.send(m);
+      if (++answered === ids.length) open();
+      await gate;
+      return r;
+    } };
+    const { dispatcher, refused, lines } = watchedDispatcher({ providers: { sms: [together], email: [], push: [] } });
+    try {
+      const ran = await dispatcher.runMany(ids).then(() => "ran", (err: unknown) => err as Error & { code?: string });
+      assert.equal(typeof ran === "string" ? ran : ran.code, "22021", "the refusal, thrown for its send");
+    } finally {
+      sim.messageIds.delete(badPhone);
+    }
+    assert.deepEqual(await refused(), ["22021:1"], "counted once: not tried again");
+    assert.deepEqual(lines.filter((l) => l.includes("trying again")), [], "not retried as a passing fault");
+    assert.equal(lines.filter((l) => l.includes("was refused and would be again") && l.includes(bad)).length, 1);
+    assert.deepEqual(await attemptsOf(bad), ["sending"], "left to the look, as after a crash");
+    for (const id of ids.slice(1)) assert.equal((await delivery(id)).status, DeliveryStatus.SENT, "the others of its group recorded");
+  });
+
+  test("a call's statement carrying a sent record PostgreSQL refuses for a bad value is written again without it: the call succeeds, the record alone is given up", async () => {
+    // Records wait for a call's statement to carry them, not for their own.
+    const { dispatcher, refused } = watchedDispatcher({ sentRecordWaitMs: 600_000 });
+    const handlers = internalHandlers({ pool: t.db.pool, logger: captureLogger("silent").logger } as unknown as NotificationHandlerContext, () => dispatcher);
+    const send = handlers.sendNotification as (r: MessageInitShape<typeof SendNotificationRequestSchema>) => Promise<{ deliveryIds: string[] }>;
+    const receipt = (phone: string) => send(create(SendNotificationRequestSchema, {
+      idempotencyKey: `carried-${randomUUID()}`, recipient: { case: "phone", value: phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" },
+    }));
+    const [badPhone, stopped] = [newPhone(), newPhone()];
+    // The second call's delivery is written failed (its number texted STOP), so it claims no send whose record would wait too.
+    await t.db.pool.query("INSERT INTO notification.sms_opt_outs (phone, provider) VALUES ($1, 'africastalking')", [normalisePhone(stopped)]);
+    sim.messageIds.set(badPhone, "ATXid_\u0000bad");
+    try {
+      const { deliveryIds: [bad] } = await receipt(badPhone);
+      await eventually("the bad send's record waiting for a statement to carry it", async () => (dispatcher as unknown as { unrecorded: unknown[] }).unrecorded.length === 1);
+      const { deliveryIds: [other] } = await receipt(stopped);
+      assert.equal((await delivery(other)).status, DeliveryStatus.FAILED, "the call's own delivery written");
+      await dispatcher.drain();
+      assert.deepEqual(await refused(), ["22021:1"], "the record alone refused, and given up");
+      assert.deepEqual(await attemptsOf(bad), ["sending"]);
+    } finally {
+      sim.messageIds.delete(badPhone);
+    }
+  });
+
   test("a claimed send's lease counts from its transaction's start (a trigger batch's), not from its statement's answer: a turn that comes a provider timeout after it renews the lease", async () => {
-    // A provider timeout of a millisecond: the transaction below outlasts it.
-    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: { ...config.retry, httpTimeoutMs: 1 }, logger: captureLogger("silent").logger, publicUrl: () => "" });
+    // A provider timeout of a second: the transaction below is a second old when its statement claims the send, so the
+    // send's turn, at once after the claim, comes a provider timeout after its lease began.
+    const httpTimeoutMs = 1_000;
+    const dispatcher = new Dispatcher({ pool: t.db.pool, providers: createProviders(config.providers, 3_000), retry: { ...config.retry, httpTimeoutMs }, logger: captureLogger("silent").logger, publicUrl: () => "" });
     const phone = newPhone();
     const direct = { firstProviders: dispatcher.firstProviders(), claimed: [] as Parameters<Dispatcher["sendClaimed"]>[0][number][] };
+    let begun = 0;
     const started = await withTransaction(t.db.pool, async (tx) => {
       // A batch's transaction begins (its inbox claim, its recipients) well before the statement that claims its sends.
-      await tx.query("SELECT pg_sleep(0.05)");
+      await tx.query(`SELECT pg_sleep(${httpTimeoutMs / 1000})`);
+      // The transaction began before the sleep did: at least its length before its answer came.
+      begun = Date.now() - httpTimeoutMs;
       const [[id]] = await enqueueMany(tx, [{ sourceKey: `event:${randomUUID()}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" } }], new Date(), direct);
       return (await tx.query("SELECT started_at::text FROM notification.delivery_attempts WHERE delivery_id = $1", [id])).rows[0].started_at as string;
     });
     assert.equal(direct.claimed.length, 1);
+    // Its lease began with the transaction, not with the claiming statement a second later (1 ms: Date.now()'s rounding).
+    assert.ok(direct.claimed[0].leasedFrom <= begun + 1, `leased from ${direct.claimed[0].leasedFrom - begun} ms after the transaction began at the latest`);
     dispatcher.sendClaimed(direct.claimed);
     await dispatcher.drain();
     const id = direct.claimed[0].delivery.id;

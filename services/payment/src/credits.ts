@@ -8,7 +8,7 @@
 // its receipt owed in the recording statement; a tip whose entry was refused or
 // whose recording failed stays decided and uncredited, for reconciliation.
 import assert from "node:assert/strict";
-import { currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, type Pool, type Queryable, sortedByKey, withTransaction } from "@ttip/runtime";
+import { currentTraceparent, GroupCommit, GroupCommitFull, groupCommitPer, opaqueUnnest, type Pool, type Queryable, refusedStatement, sortedByKey, withTransaction } from "@ttip/runtime";
 import { type EntryToPost, POST_ENTRIES_MAX } from "./ledger.js";
 import { paymentMetrics } from "./metrics.js";
 import { carryingSentMarks, sentMarksSql } from "./receipts.js";
@@ -141,7 +141,7 @@ async function recordGroup(pool: Pool, credits: CreditToRecord[]): Promise<(Reco
   try {
     recorded = await recordCredits(pool, credits);
   } catch (err) {
-    if (!refusedByDatabase(err)) {
+    if (!refusedStatement(err)) {
       // A tip twice in the group is recovered once; the rest find it recorded.
       const seen = new Set<string>();
       return Promise.all(credits.map((c) => (seen.has(c.tip.tip_id) ? undefined : (seen.add(c.tip.tip_id), recoverUnlessRefused(pool, c, err)))));
@@ -232,18 +232,9 @@ export async function recordCredits(db: Queryable, credits: CreditToRecord[]): P
   return recorded;
 }
 
-/**
- * PostgreSQL answered the statement with an ERROR (a pg DatabaseError, checked by shape): its
- * transaction rolled back, nothing was recorded. Anything else (the connection lost, a FATAL as the
- * server shut down) may have come after the commit: the statement's outcome is unknown.
- */
-function refusedByDatabase(err: unknown): boolean {
-  return err instanceof Error && (err as { severity?: unknown }).severity === "ERROR";
-}
-
 /** The credit's outcome after its recording failed with `err`: refused (the error), or lost (recoverCredit). */
 function recoverUnlessRefused(pool: Pool, c: CreditToRecord, err: unknown): Promise<RecordedCredit | undefined | Error> {
-  return refusedByDatabase(err) ? Promise.resolve(asError(err)) : recoverCredit(pool, c).catch(asError);
+  return refusedStatement(err) ? Promise.resolve(asError(err)) : recoverCredit(pool, c).catch(asError);
 }
 
 /**

@@ -4,6 +4,7 @@ import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
+import { endsSession } from "./db-answers.js";
 import { NamedStatement, nothingSent, sendStatement, sendWithBegin, sendWithCommit } from "./deferred-begin.js";
 import type { Logger } from "./log.js";
 import { currentTraceparent, inClientSpan, tracingEnabled } from "./tracing.js";
@@ -389,10 +390,11 @@ function keepConnectionOnStatementError(pool: pg.Pool): void {
 /**
  * A FATAL answer (a restart's or pg_terminate_backend's 57P01) ends its
  * session: the socket closes right after, so the connection is not given to
- * the next caller, whose statement would fail on it.
+ * the next caller, whose statement would fail on it. Told by its SQLSTATE too
+ * (endsSession): the severity is translated when messages are not in English.
  */
 function endedSession(err: unknown): boolean {
-  return err instanceof pg.DatabaseError && (err.severity === "FATAL" || err.severity === "PANIC");
+  return err instanceof pg.DatabaseError && endsSession(err);
 }
 
 /**

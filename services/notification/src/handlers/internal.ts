@@ -8,7 +8,7 @@ import {
   type SendNotificationResponse,
   SendNotificationResultSchema,
 } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
-import { batchRefusal, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, normalisePhone, requestFingerprint, requestValidator, withTransaction } from "@ttip/runtime";
+import { batchRefusal, claimIdempotencyKey, clockOf, fieldError, type IdempotentRequest, IdempotencyConflictError, normalisePhone, repeatingRefusalOf, requestFingerprint, requestValidator, withTransaction } from "@ttip/runtime";
 import { type Dispatcher, enqueueClaiming, enqueueMany, type Recipient, type SendRequest } from "../delivery.js";
 import { upsertContact } from "../stores/recipients.js";
 import { MissingVariablesError } from "../templates.js";
@@ -33,18 +33,28 @@ export function internalHandlers(h: NotificationHandlerContext, sender: Sender =
 /**
  * The requests' deliveries written with their keys' claims in one statement, which also records
  * the dispatcher's sends accepted meanwhile (no statement of their own); those it claimed for
- * sending, sent.
+ * sending, sent. A refusal that would come again (a bad value) may be the carried records' (a
+ * provider's message id, say), not the call's: the statement is written again without them (the
+ * first wrote nothing), and they are recorded alone, where one refused is given up.
  */
 async function enqueueAndSend(h: NotificationHandlerContext, sender: Sender, sends: SendRequest[]): Promise<({ ids: string[] } | { error: unknown })[]> {
   const dispatcher = sender();
-  const write = async () => {
-    const records = dispatcher?.takeSentRecords();
+  const writeWith = async (records: ReturnType<Dispatcher["takeSentRecords"]>) => {
     try {
       const { made, claimed } = await enqueueClaiming(h.pool, sends, new Date(clockOf(h).now()), dispatcher?.firstProviders(), records?.carried);
       if (claimed.length) dispatcher!.sendClaimed(claimed);
       return made;
     } finally {
       void records?.settle();
+    }
+  };
+  const write = async () => {
+    const records = dispatcher?.takeSentRecords();
+    try {
+      return await writeWith(records);
+    } catch (err) {
+      if (!records || !repeatingRefusalOf(err)) throw err;
+      return writeWith(undefined);
     }
   };
   // Taken and held in the same tick: a stop that comes after finds the call in the dispatcher's drain.
