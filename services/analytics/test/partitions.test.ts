@@ -3,12 +3,15 @@
 // partition another one made, and each month ends up with exactly one.
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { copyFile, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { createPool, migrate, withTransaction, type Pool } from "@ttip/runtime";
 import { countWrites, createTestDatabase, type TestDatabase } from "@ttip/runtime/testing";
 import type { Applied } from "../src/facts.js";
-import { ensurePartition, ensurePartitionsAround, forgetPartitions, RollupBatch } from "../src/store.js";
+import { ensurePartition, ensurePartitionsAround, forgetPartitions, ROLLUP_FILLFACTOR, RollupBatch } from "../src/store.js";
 
 const REPLICAS = 6;
 /** 24 months back, this month and 3 ahead (store.ts). */
@@ -342,5 +345,30 @@ describe("rollup partitions made by replicas starting together (real PostgreSQL)
     assert.deepEqual(await row(), [{ registered: "08", first: "05" }]);
     await write(at(9), at(9)); // a second registration adds nothing
     assert.deepEqual(await row(), [{ registered: "08", first: "05" }]);
+  });
+
+  test("every partition keeps room for its rows' updates: one made before the migration that sets it, and those made after", async () => {
+    const other = await createTestDatabase();
+    const first = await mkdtemp(path.join(tmpdir(), "analytics-migrations-"));
+    try {
+      const dir = fileURLToPath(new URL("../migrations", import.meta.url));
+      // The schema as it was before: its first migration only, and a partition made then (packed full).
+      await copyFile(path.join(dir, "0001_analytics.sql"), path.join(first, "0001_analytics.sql"));
+      await migrate(other.pool, "analytics", first);
+      await other.pool.query(`CREATE TABLE analytics.rollups_202001 PARTITION OF analytics.rollups FOR VALUES FROM ('2020-01-01Z') TO ('2020-02-01Z')`);
+      await migrate(other.pool, "analytics", dir);
+      forgetPartitions();
+      await ensurePartitionsAround(other.pool, new Date(Date.UTC(2026, 10, 15)));
+      const { rows } = await other.pool.query<{ name: string; options: string[] | null }>(
+        `SELECT c.relname AS name, c.reloptions AS options FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+          WHERE i.inhparent = 'analytics.rollups'::regclass ORDER BY 1`,
+      );
+      assert.equal(rows.length, MONTHS + 1);
+      assert.deepEqual(rows.filter((r) => r.options?.join() !== `fillfactor=${ROLLUP_FILLFACTOR}`), [], "each partition's fillfactor");
+    } finally {
+      forgetPartitions();
+      await rm(first, { recursive: true, force: true });
+      await other.drop();
+    }
   });
 });
