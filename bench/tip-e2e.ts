@@ -162,7 +162,7 @@ await providers.start();
 const daraja = await startDarajaSimulator({ callbackDelayMs: 0 });
 const paymentConfig = benchPaymentConfig(daraja);
 /** The platform under test: one process (as `make run`), or one OS process per service and the gateway (as a cluster). */
-async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; withChildren?: string; close(): Promise<void> }> {
+async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>; withChildren?: string; servers?: Map<string, string>; close(): Promise<void> }> {
   if (mode === "process") {
     const platform = await startPlatform({
       ctx: { logger, pool, bus, cache, metrics: new Metrics() },
@@ -214,6 +214,8 @@ async function deploy(): Promise<{ gatewayUrl: string; pids: Map<string, number>
   return {
     gatewayUrl: gateway.url,
     pids: new Map([...[...processes, ["gateway", gateway] as const].map(([name, p]) => [name, p.pid!] as const), ["bench", process.pid] as const]),
+    // Each process's server: its calls served (grpc_server_handled_total on /metrics) count the hops per tip.
+    servers: new Map([...processes, ["gateway", gateway] as const].map(([name, p]) => [name, p.url])),
     close: async () => {
       await gateway.stop();
       for (const p of processes.values()) await p.stop();
@@ -313,6 +315,32 @@ async function pgCounters(since = -Infinity) {
     `SELECT sum(xact_commit) AS commits, sum(xact_rollback) AS rollbacks, sum(deadlocks) AS deadlocks,
             (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs FROM pg_stat_database`);
   return { at: performance.now(), commits: Number(r.commits), rollbacks: Number(r.rollbacks), deadlocks: Number(r.deadlocks), walSyncs: Number(r.wal_syncs) };
+}
+
+/**
+ * Calls each platform process has served so far, by "process method" (cluster mode): read from its
+ * /metrics (grpc_server_handled_total, every code), so a run's difference is its calls between
+ * processes: the gateway's from customers, every service's from the gateway or a peer (a hop).
+ */
+async function callsServed(servers: Map<string, string> | undefined): Promise<Map<string, number>> {
+  const calls = new Map<string, number>();
+  for (const [name, url] of servers ?? []) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    for (const m of text.matchAll(/^grpc_server_handled_total\{([^}]*)\} (\d+)/gm)) {
+      const method = /grpc_method="([^"]*)"/.exec(m[1])?.[1] ?? "?";
+      const key = `${name} ${method}`;
+      calls.set(key, (calls.get(key) ?? 0) + Number(m[2]));
+    }
+  }
+  return calls;
+}
+
+/** Calls served per tip between two readings: all services' (the hops), then the largest by process and method. */
+function callsPerTip(before: Map<string, number>, after: Map<string, number>, tips: number): string {
+  const all = [...after].map(([k, v]) => [k, (v - (before.get(k) ?? 0)) / Math.max(1, tips)] as const).sort((a, b) => b[1] - a[1]);
+  const sum = (gateway: boolean) => all.filter(([k]) => k.startsWith("gateway ") === gateway).reduce((n, [, v]) => n + v, 0);
+  const shown = all.filter(([, v]) => v >= 0.05); // the rest: sign-ups, health checks, rare paths
+  return `calls served per tip: by the services (hops between processes) ${sum(false).toFixed(2)}, by the gateway ${sum(true).toFixed(2)}; ${shown.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", ")}`;
 }
 
 /**
@@ -539,6 +567,7 @@ try {
     const redisCalls0 = await redisCommandCalls(cache.redis);
     const redisWrites0 = redisWrites?.() ?? 0;
     const nats0 = natsWrites?.();
+    const served0 = await callsServed(platform.servers); // read before the CPU: its /metrics pages are no tip's
     const cpu0 = cpuTimes();
     const procCpu0 = cpuMs(measured, withChildren);
     const threadCpu0 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
@@ -578,6 +607,7 @@ try {
     heapSampling?.disconnect();
     const cpu1 = cpuTimes();
     const procCpu1 = cpuMs(measured, withChildren);
+    const served1 = await callsServed(platform.servers);
     const threadCpu1 = threadsMeasured.map(([, pid]) => threadCpuMs(pid, knownThreads));
     const own = process.cpuUsage(own0); // includes the customers' thread
     const span = (performance.now() - t0) / 1000; // the run and its drain
@@ -662,6 +692,7 @@ try {
     console.log(`  Redis commands per tip (INFO commandstats, a script's commands counted too): ${redisCommandsPerTip(redisCalls0, redisCalls1, rows.length)}` +
       (redisWrites ? `; the platform's writes to Redis per tip ${(redisWritten / Math.max(1, rows.length)).toFixed(2)}` : ""));
     if (nats0 && nats1) console.log(`  NATS per tip (the platform's socket): ${natsPerTip(nats0, nats1, rows.length)}`);
+    if (platform.servers) console.log(`  ${callsPerTip(served0, served1, rows.length)}`);
     console.log(`  load average at the end: ${os.loadavg().map((l) => l.toFixed(2)).join(", ")}`);
     if (mode !== "process") continue; // the services' statements are counted in their own processes only
     const total = statementTotal;

@@ -353,9 +353,9 @@ describe("gateway rate limit (Redis)", () => {
     await passed(roomy, others);
     roundTrips = 0;
     for (let wave = 0; wave < 5; wave++) assert.equal((await passed(roomy, others)).filter(Boolean).length, 20);
-    await new Promise((r) => setTimeout(r, 50));
+    // Their charges go within flushMs, with no call waiting: every call is counted then.
+    await eventually("every call of the 20 clients counted", async () => (await Promise.all(others.map(counted))).every((n) => n === 6));
     assert.ok(roundTrips >= 1 && roundTrips <= 5, `${roundTrips} round trips for 100 calls of 20 clients`);
-    for (const c of others) assert.equal(await counted(c), 6, c);
   });
 
   test("the charges of calls that passed wait for others' (one round trip, not one per turn): sent at once when a call waits or a quarter of the margin is held back, else within flushMs", async () => {
@@ -402,12 +402,15 @@ describe("gateway rate limit (Redis)", () => {
   test("when the store fails or answers for fewer keys than charged, the calls waiting fail with an Error and the next ones wait for it again", async () => {
     const keyPrefix = uniqueName("failing");
     let fault: "down" | "short" | undefined;
+    let answeredShort: (() => void) | undefined;
     const budget = sharedBudget(
       {
         charge: async (charges) => {
           if (fault === "down") throw new Error("redis down");
           const counts = await cache.chargeBudgets(keyPrefix, 60, charges);
-          return fault === "short" ? counts.slice(1) : counts;
+          if (fault !== "short") return counts;
+          answeredShort?.();
+          return counts.slice(1);
         },
       },
       { points: 1_000, margin: 10 },
@@ -415,9 +418,12 @@ describe("gateway rate limit (Redis)", () => {
     const outcome = (key: string) => budget.consume(key).then(() => "passed", (e: unknown) => (e instanceof Error ? e.message : "over budget"));
     assert.deepEqual(await Promise.all([outcome("a"), outcome("b")]), ["passed", "passed"]);
     fault = "short";
+    const shortAnswer = new Promise<void>((r) => (answeredShort = r));
     // Known keys far from the limit pass at once; the charge after them fails and drops what was known.
     assert.deepEqual(await Promise.all([outcome("a"), outcome("b")]), ["passed", "passed"]);
-    await new Promise((r) => setTimeout(r, 50));
+    // That charge goes within flushMs; its failure is settled in the microtasks after its answer.
+    await shortAnswer;
+    await new Promise((r) => setImmediate(r));
     assert.deepEqual(await Promise.all([outcome("a"), outcome("b")]), ["budget store answered 1 counts for 2 keys", "budget store answered 1 counts for 2 keys"]);
     fault = "down";
     assert.deepEqual(await Promise.all([outcome("a")]), ["redis down"]);

@@ -45,4 +45,5 @@ export * from "./startup.js";
 export * from "./step-up.js";
 export * from "./timestamps.js";
 export * from "./tracing.js";
+export * from "./pattern-match.js";
 export * from "./validation.js";

@@ -1,55 +1,31 @@
 // Request validation (protovalidate): one validator per process, shared by
 // every server's interceptor and by handlers that check items of a batch
 // themselves, so each message type is planned once. Its `string.pattern` and
-// `bytes.pattern` rules are matched with JavaScript's RegExp when the pattern
-// is in the syntax both engines read alike (regex-subset.ts), else with RE2 as
-// protovalidate does by default. validation.test.ts checks, for every pattern
-// in the contracts, that both engines agree on accepting and refusing inputs.
+// `bytes.pattern` rules are matched by pattern-match.ts (RegExp where it
+// answers as RE2). A message the quick check (validity-check.ts) finds keeping
+// every rule is answered valid without protovalidate's walk; any other is
+// protovalidate's to judge, so every refusal is protovalidate's own.
 import { createValidator, type Validator } from "@bufbuild/protovalidate";
-import { RE2JS } from "@bufbuild/re2";
 import type { Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
-import { parseSubset } from "./regex-subset.js";
-
-/** Test of a text against one compiled pattern. */
-type Matcher = (text: string) => boolean;
-
-// Rules' patterns are a fixed set, but CEL's matches() can build one from input:
-// the cache starts over past this many, as protovalidate's own does.
-const MATCHER_CACHE_LIMIT = 1024;
-const matchers = new Map<string, Matcher>();
-
-/** The engine a pattern is matched with: "regexp" inside the shared subset, else "re2". */
-export function patternEngine(pattern: string): "regexp" | "re2" {
-  return parseSubset(pattern) ? "regexp" : "re2";
-}
-
-/** Compiles `pattern` for the engine patternEngine names (RE2 throws on a pattern that is not RE2's syntax). */
-export function compilePattern(pattern: string): Matcher {
-  if (patternEngine(pattern) === "regexp") {
-    const re = new RegExp(pattern, "u");
-    return (text) => re.test(text);
-  }
-  const re2 = RE2JS.compile(pattern);
-  return (text) => re2.test(text);
-}
-
-/** protovalidate's `regexMatch`: RE2's answer for every pattern, from RegExp where it is the same. */
-export function patternMatch(pattern: string, text: string): boolean {
-  let matcher = matchers.get(pattern);
-  if (matcher === undefined) {
-    if (matchers.size >= MATCHER_CACHE_LIMIT) matchers.clear();
-    matcher = compilePattern(pattern);
-    matchers.set(pattern, matcher);
-  }
-  return matcher(text);
-}
+import { patternMatch } from "./pattern-match.js";
+import { validityCheck } from "./validity-check.js";
 
 let shared: Validator | undefined;
 
 /** The process's request validator (created on first use). */
 export function requestValidator(): Validator {
-  return (shared ??= createValidator({ regexMatch: patternMatch }));
+  return (shared ??= quickFirst(createValidator({ regexMatch: patternMatch })));
+}
+
+/** `full`, asked only about messages the quick check is not sure of. */
+function quickFirst(full: Validator): Validator {
+  return {
+    validate(schema, message) {
+      if (message.$typeName === schema.typeName && validityCheck(schema)(message)) return { kind: "valid", message, error: undefined, violations: undefined } as never;
+      return full.validate(schema, message);
+    },
+  };
 }
 
 /** Refuses a request that breaks its contract's rules: INVALID_ARGUMENT with buf.validate.Violations. */

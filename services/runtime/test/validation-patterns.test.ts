@@ -4,36 +4,17 @@
 // validator must refuse every contract message exactly as protovalidate's
 // default one does: same fields, rule ids and messages.
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
-import { create, getOption, isFieldSet, toJson, type DescField, type DescFile, type DescMessage } from "@bufbuild/protobuf";
-import { nestedTypes, reflect } from "@bufbuild/protobuf/reflect";
+import { create, getOption, isFieldSet, toJson, type DescField, type DescMessage } from "@bufbuild/protobuf";
+import { reflect } from "@bufbuild/protobuf/reflect";
 import { createValidator, violationsToProto, type Validator } from "@bufbuild/protovalidate";
 import { BytesRulesSchema, field as fieldRulesExt, Ignore, StringRulesSchema, message as messageRulesExt, ViolationsSchema, type FieldRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { RE2JS } from "@bufbuild/re2";
-import { parseSubset, type Atom, type CharSet, type Sequence } from "../src/regex-subset.js";
+import { parseSubset, type Sequence } from "../src/regex-subset.js";
+import { contractMessages, filesUnder, POOL, protoRoot, random, sample } from "./fixtures/contracts.js";
 import { patternEngine, patternMatch, requestValidator } from "../src/index.js";
-
-const protoRoot = fileURLToPath(new URL("../../../proto/", import.meta.url));
-
-/** Every .proto under `dir`, recursively. */
-function filesUnder(dir: string, suffix: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? filesUnder(join(dir, e.name), suffix) : e.name.endsWith(suffix) ? [join(dir, e.name)] : [],
-  );
-}
-
-/** The contracts' generated files (TTIP's and gRPC's), as descriptors. */
-async function contractFiles(): Promise<DescFile[]> {
-  const files: DescFile[] = [];
-  for (const path of filesUnder(join(protoRoot, "gen"), "_pb.ts")) {
-    const mod = (await import(path)) as Record<string, unknown>;
-    for (const [name, value] of Object.entries(mod)) if (name.startsWith("file_")) files.push(value as DescFile);
-  }
-  return files;
-}
 
 interface PatternRule {
   message: DescMessage;
@@ -68,60 +49,13 @@ function celExpressionsOf(message: DescMessage): string[] {
   return [...own.cel, ...fromFields].map((r) => r.expression).concat(own.celExpression);
 }
 
-const files = await contractFiles();
-const messages = files.flatMap((f) => [...nestedTypes(f)].filter((t): t is DescMessage => t.kind === "message"));
+const messages = await contractMessages();
 const rules: PatternRule[] = messages.flatMap((message) =>
   message.fields.flatMap((field) => patternsIn(getOption(field, fieldRulesExt), "field").map((p) => ({ message, field, ...p }))),
 );
 const patterns = [...new Set(rules.map((r) => r.pattern))];
 
-// Code points where engines are known to part: line terminators, Unicode spaces and
-// digits, case-folding look-alikes, astral characters and lone surrogates, NUL, DEL.
-const POOL = [
-  0x00, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x1f, 0x20, 0x21, 0x2b, 0x2d, 0x2e, 0x2f, 0x30, 0x39, 0x3a, 0x41, 0x5a, 0x5b, 0x5c, 0x5d,
-  0x5e, 0x5f, 0x60, 0x61, 0x7a, 0x7b, 0x7e, 0x7f, 0x80, 0x85, 0xa0, 0xe9, 0x130, 0x17f, 0x212a, 0x661, 0x2028, 0x2029, 0x3000,
-  0xfeff, 0xff10, 0xd800, 0xdbff, 0xdc00, 0xdfff, 0x1d7ce, 0x1f600, 0x10ffff,
-];
 const GENERIC = ["", "\n", "\r\n", " ", "a", "A", "0", "+", "_", "-", "KES", "kes", "KES\n", "\nKES", "KE", "KESS", "sw", "en", "\u{1F600}", "\ud800", "a\u2028b"];
-
-/** A small deterministic generator (mulberry32), so a failure is the same on every run. */
-function random(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const inSet = (set: CharSet, cp: number) => set.ranges.some(([lo, hi]) => cp >= lo && cp <= hi) !== set.negated;
-
-function pickInSet(set: CharSet, rnd: () => number): string {
-  if (set.negated) {
-    const outside = POOL.filter((cp) => inSet(set, cp));
-    return String.fromCodePoint(outside[Math.floor(rnd() * outside.length)] ?? 0x41);
-  }
-  const [lo, hi] = set.ranges[Math.floor(rnd() * set.ranges.length)];
-  return String.fromCodePoint(lo + Math.floor(rnd() * (hi - lo + 1)));
-}
-
-/** A text the tree should accept (random choices within it). */
-function sample(alternatives: Sequence[], rnd: () => number): string {
-  const seq = alternatives[Math.floor(rnd() * alternatives.length)];
-  let out = "";
-  for (const { atom, min, max } of seq) {
-    const top = Math.min(max, min + 4);
-    const count = rnd() < 0.3 && max !== Infinity ? max : min + Math.floor(rnd() * (top - min + 1));
-    for (let i = 0; i < count; i++) out += sampleAtom(atom, rnd);
-  }
-  return out;
-}
-
-function sampleAtom(atom: Atom, rnd: () => number): string {
-  if (atom.kind === "set") return pickInSet(atom, rnd);
-  if (atom.kind === "group") return sample(atom.alternatives, rnd);
-  return "";
-}
 
 /** Each class's edges: its ranges' ends and the code points either side of them. */
 function edgesOf(alternatives: Sequence[]): number[] {

@@ -1,0 +1,330 @@
+// A quick, sure answer to "does this request keep every rule of its contract?"
+// built once per message type from the same protovalidate rules. It answers
+// true only when each rule that applies is known here and holds; for anything
+// else (a broken rule, a rule kind not listed here, a CEL expression without a
+// native twin below) it answers false and protovalidate decides and names the
+// violations, so every refusal is still protovalidate's own (validation.ts).
+// Most calls are valid, and protovalidate's generic walk (CEL, field paths,
+// reflection) costs several times what these closures do.
+import { getOption, isFieldSet, ScalarType, type DescField, type DescMessage, type DescOneof, type Message } from "@bufbuild/protobuf";
+import { FeatureSet_FieldPresence } from "@bufbuild/protobuf/wkt";
+import {
+  field as fieldRulesExt,
+  FieldRulesSchema,
+  MessageRulesSchema,
+  Ignore,
+  message as messageRulesExt,
+  oneof as oneofRulesExt,
+  type FieldRules,
+} from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { patternMatch } from "./pattern-match.js";
+
+/** True when the value certainly keeps the rules; false: ask protovalidate. */
+type Check = (value: unknown) => boolean;
+type MessageCheck = (msg: Message) => boolean;
+const unsure: Check = () => false;
+const sure: Check = () => true;
+
+/**
+ * CEL rules of the contracts' messages, each with the same test in TypeScript
+ * (keyed by its exact expression). validity-check.test.ts checks each against
+ * CEL on generated messages; an expression not here leaves its message to protovalidate.
+ */
+type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const amountMinor = (m: Obj | undefined): bigint => BigInt(m?.amountMinor ?? 0n);
+const currency = (m: Obj | undefined): string => m?.currency ?? "";
+export const NATIVE_CEL = new Map<string, (m: Obj) => boolean>([
+  ["this.amount.amount_minor > 0", (m) => amountMinor(m.amount) > 0n],
+  ["!has(this.mpesa_phone) || (this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0)", (m) => m.payment?.case !== "mpesaPhone" || (currency(m.amount) === "KES" && amountMinor(m.amount) % 100n === 0n)],
+  ["this.amount.amount_minor > 0 && this.amount.currency == 'KES' && this.amount.amount_minor % 100 == 0", (m) => amountMinor(m.amount) > 0n && currency(m.amount) === "KES" && amountMinor(m.amount) % 100n === 0n],
+]);
+
+const cache = new Map<DescMessage, MessageCheck>();
+
+/** The message type's quick check (built on first use, then kept: one per type the process validates). */
+export function validityCheck(schema: DescMessage): MessageCheck {
+  let check = cache.get(schema);
+  if (check === undefined) {
+    // A placeholder first: a type that contains itself refers to its own check.
+    let built: MessageCheck = () => false;
+    cache.set(schema, (msg) => built(msg));
+    built = buildMessageCheck(schema, (msg) => built(msg));
+    check = built;
+    cache.set(schema, check);
+  }
+  return check;
+}
+
+function buildMessageCheck(schema: DescMessage, self: MessageCheck): MessageCheck {
+  const rules = getOption(schema, messageRulesExt);
+  const checks: MessageCheck[] = [];
+  for (const f of schema.fields) checks.push(fieldCheck(f, schema === f.message ? self : undefined));
+  if (rules.$unknown?.length || otherSetFields(rules, ["cel", "oneof"])) return () => false;
+  for (const rule of rules.cel) {
+    const native = NATIVE_CEL.get(rule.expression);
+    checks.push(native ? (m) => native(m as Obj) : () => false);
+  }
+  for (const o of schema.oneofs) if (getOption(o, oneofRulesExt).required) checks.push(oneofSet(o));
+  return (msg) => {
+    for (const c of checks) if (!c(msg)) return false;
+    return true;
+  };
+}
+
+/** Whether MessageRules sets anything but `known` (a message oneof rule, CEL by expression only: protovalidate's). */
+function otherSetFields(rules: Message, known: string[]): boolean {
+  return MessageRulesSchema.fields.some((rf) => !known.includes(rf.localName) && isFieldSet(rules, rf));
+}
+
+function oneofSet(o: DescOneof): MessageCheck {
+  return (msg) => (msg as Obj)[o.localName]?.case !== undefined;
+}
+
+/** A field's value in a message, undefined when a oneof member is not the set case. */
+function valueOf(msg: Obj, f: DescField): unknown {
+  if (f.oneof) {
+    const o = msg[f.oneof.localName];
+    return o?.case === f.localName ? o.value : undefined;
+  }
+  return msg[f.localName];
+}
+
+function fieldCheck(f: DescField, self: MessageCheck | undefined): MessageCheck {
+  const rules = getOption(f, fieldRulesExt);
+  if (rules.ignore === Ignore.ALWAYS) return () => true;
+  if (rules.ignore !== Ignore.UNSPECIFIED && rules.ignore !== Ignore.IF_ZERO_VALUE) return () => false;
+  if (rules.cel.length || rules.$unknown?.length || hasOtherFieldRules(rules)) return () => false;
+  const skipWhenUnset =
+    rules.ignore === Ignore.IF_ZERO_VALUE || f.fieldKind === "message" || f.oneof !== undefined || ((f.fieldKind === "scalar" || f.fieldKind === "enum") && f.presence !== FeatureSet_FieldPresence.IMPLICIT);
+  const value = valueCheck(f, rules, self);
+  const required = rules.required;
+  return (msg) => {
+    const set = isFieldSet(msg, f);
+    if (!set) {
+      if (required) return false;
+      if (skipWhenUnset) return true;
+    }
+    return value(valueOf(msg as Obj, f));
+  };
+}
+
+/** FieldRules set beyond required, ignore, cel and the type's rules: none today; anything new goes to protovalidate. */
+function hasOtherFieldRules(rules: FieldRules): boolean {
+  const known = new Set(["required", "ignore", "cel", "type"]);
+  return FieldRulesSchema.fields.some((rf) => !known.has(rf.oneof ? rf.oneof.localName : rf.localName) && isFieldSet(rules, rf));
+}
+
+/** The check of one value of the field (its items or entries for a list or map). */
+function valueCheck(f: DescField, rules: FieldRules | undefined, self: MessageCheck | undefined): Check {
+  switch (f.fieldKind) {
+    case "scalar":
+      return scalarCheck(f.scalar, rules);
+    case "enum":
+      return enumCheck(f.enum.values.map((v) => v.number), rules);
+    case "message":
+      return messageValueCheck(f.message, rules, self);
+    case "list":
+      return listCheck(f, rules, self);
+    case "map":
+      return mapCheck(f, rules);
+  }
+}
+
+function messageValueCheck(desc: DescMessage, rules: FieldRules | undefined, self: MessageCheck | undefined): Check {
+  if (rules?.type.case !== undefined) return unsure;
+  if (desc.typeName.startsWith("google.protobuf.")) return hasRulesInside(desc) ? unsure : sure;
+  const inner = self ?? validityCheck(desc);
+  return (v) => inner(v as Message);
+}
+
+/** Whether a well-known type carries rules of its own (none do; kept honest rather than assumed). */
+function hasRulesInside(desc: DescMessage): boolean {
+  return desc.fields.some((f) => getOption(f, fieldRulesExt).type.case !== undefined) || getOption(desc, messageRulesExt).cel.length > 0;
+}
+
+function listCheck(f: DescField & { fieldKind: "list" }, rules: FieldRules | undefined, self: MessageCheck | undefined): Check {
+  const t = rules?.type;
+  if (t?.case !== undefined && t.case !== "repeated") return unsure;
+  const r = t?.value;
+  if (r && (r.unique || r.$unknown?.length)) return unsure;
+  const min = r && isFieldSet(r, fieldOf(r, "minItems")) ? Number(r.minItems) : 0;
+  const max = r && isFieldSet(r, fieldOf(r, "maxItems")) ? Number(r.maxItems) : Infinity;
+  const items = r?.items;
+  let item: Check;
+  if (items && (items.cel.length || items.required || items.$unknown?.length || (items.ignore !== Ignore.UNSPECIFIED && items.ignore !== Ignore.ALWAYS))) item = unsure;
+  else if (items?.ignore === Ignore.ALWAYS) item = sure;
+  else if (f.listKind === "scalar") item = scalarCheck(f.scalar, items);
+  else if (f.listKind === "enum") item = enumCheck(f.enum.values.map((v) => v.number), items);
+  else item = messageValueCheck(f.message, items, self);
+  return (v) => {
+    const list = v as unknown[];
+    if (list.length < min || list.length > max) return false;
+    for (const x of list) if (!item(x)) return false;
+    return true;
+  };
+}
+
+function mapCheck(f: DescField & { fieldKind: "map" }, rules: FieldRules | undefined): Check {
+  const t = rules?.type;
+  if (t?.case !== undefined) return unsure;
+  // No map in a request carries rules today; its values' own message rules still apply.
+  if (f.mapKind !== "message") return sure;
+  const inner = validityCheck(f.message);
+  return (v) => Object.values(v as Obj).every((x) => inner(x as Message));
+}
+
+/** The rules message's field named `localName` (for presence, which the TS types do not carry). */
+function fieldOf(rules: Message, localName: string): DescField {
+  const desc = FieldRulesSchema.fields.find((rf) => rf.message?.typeName === rules.$typeName)?.message;
+  const found = desc?.fields.find((rf) => rf.localName === localName);
+  if (!found) throw new Error(`${rules.$typeName} has no field ${localName}`);
+  return found;
+}
+
+/** The names of a rules message's fields that are set (oneof members by their own name). */
+function setRuleNames(rules: Message): string[] {
+  const desc = FieldRulesSchema.fields.find((rf) => rf.message?.typeName === rules.$typeName)?.message;
+  if (!desc) return ["?"];
+  return desc.fields.filter((rf) => isFieldSet(rules, rf)).map((rf) => rf.localName);
+}
+
+function ruleValue(rules: Obj, name: string): unknown {
+  if (name in rules) return rules[name];
+  for (const v of Object.values(rules)) if (v && typeof v === "object" && "case" in v && v.case === name) return v.value;
+  return undefined;
+}
+
+function scalarCheck(scalar: ScalarType, rules: FieldRules | undefined): Check {
+  const t = rules?.type;
+  if (t?.case === undefined) return sure;
+  if (t.value.$unknown?.length) return unsure;
+  if (t.case === "string" && scalar === ScalarType.STRING) return stringCheck(t.value as Obj);
+  if (t.case === "bool" && scalar === ScalarType.BOOL) return boolCheck(t.value as Obj);
+  if (t.case === "bytes" && scalar === ScalarType.BYTES) return bytesCheck(t.value as Obj);
+  if (INTEGER_RULES.has(t.case) && isInteger(scalar)) return integerCheck(t.value as Obj);
+  return unsure;
+}
+
+const INTEGER_RULES = new Set(["int32", "int64", "uint32", "uint64", "sint32", "sint64", "fixed32", "fixed64", "sfixed32", "sfixed64"]);
+const isInteger = (s: ScalarType) => s !== ScalarType.STRING && s !== ScalarType.BYTES && s !== ScalarType.BOOL && s !== ScalarType.DOUBLE && s !== ScalarType.FLOAT;
+
+/** Every set rule must be one of `known`, else the whole value is left to protovalidate. */
+function onlyKnown(rules: Message, known: readonly string[]): boolean {
+  return setRuleNames(rules).every((n) => known.includes(n));
+}
+
+const STRING_RULES = ["const", "len", "minLen", "maxLen", "lenBytes", "minBytes", "maxBytes", "pattern", "prefix", "suffix", "contains", "notContains", "in", "notIn", "uuid", "tuuid"] as const;
+const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const TUUID = /^[0-9a-fA-F]{32}$/;
+
+function stringCheck(r: Obj): Check {
+  if (!onlyKnown(r as Message, STRING_RULES)) return unsure;
+  const set = new Set(setRuleNames(r as Message));
+  const tests: ((s: string) => boolean)[] = [];
+  const v = (n: string) => ruleValue(r, n);
+  if (set.has("const")) tests.push((s) => s === v("const"));
+  if (set.has("len")) tests.push((s) => codePoints(s) === Number(v("len")));
+  if (set.has("minLen")) tests.push((s) => codePoints(s) >= Number(v("minLen")));
+  if (set.has("maxLen")) tests.push((s) => codePoints(s) <= Number(v("maxLen")));
+  if (set.has("lenBytes")) tests.push((s) => utf8Length(s) === Number(v("lenBytes")));
+  if (set.has("minBytes")) tests.push((s) => utf8Length(s) >= Number(v("minBytes")));
+  if (set.has("maxBytes")) tests.push((s) => utf8Length(s) <= Number(v("maxBytes")));
+  if (set.has("pattern")) {
+    const pattern = v("pattern") as string;
+    tests.push((s) => patternMatch(pattern, s));
+  }
+  if (set.has("prefix")) tests.push((s) => s.startsWith(v("prefix") as string));
+  if (set.has("suffix")) tests.push((s) => s.endsWith(v("suffix") as string));
+  if (set.has("contains")) tests.push((s) => s.includes(v("contains") as string));
+  if (set.has("notContains")) tests.push((s) => !s.includes(v("notContains") as string));
+  if (set.has("in")) tests.push((s) => (v("in") as string[]).includes(s));
+  if (set.has("notIn")) tests.push((s) => !(v("notIn") as string[]).includes(s));
+  if (set.has("uuid") && v("uuid") === true) tests.push((s) => UUID.test(s));
+  if (set.has("tuuid") && v("tuuid") === true) tests.push((s) => TUUID.test(s));
+  if ((set.has("uuid") && v("uuid") !== true) || (set.has("tuuid") && v("tuuid") !== true)) return unsure;
+  return (x) => {
+    const s = x as string;
+    // A lone surrogate: protovalidate's lengths and patterns read it their own way; leave it to them.
+    if (typeof s !== "string") return false;
+    for (const t of tests) if (!t(s)) return false;
+    return true;
+  };
+}
+
+
+function codePoints(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++, n++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d < 0xe000) i++;
+    }
+  }
+  return n;
+}
+
+function utf8Length(s: string): number {
+  return Buffer.byteLength(s, "utf8");
+}
+
+function boolCheck(r: Obj): Check {
+  if (!onlyKnown(r as Message, ["const"])) return unsure;
+  if (!setRuleNames(r as Message).length) return sure;
+  return (x) => x === r.const;
+}
+
+function bytesCheck(r: Obj): Check {
+  if (!onlyKnown(r as Message, ["len", "minLen", "maxLen"])) return unsure;
+  const set = new Set(setRuleNames(r as Message));
+  return (x) => {
+    const n = (x as Uint8Array).length;
+    if (set.has("len") && n !== Number(r.len)) return false;
+    if (set.has("minLen") && n < Number(r.minLen)) return false;
+    if (set.has("maxLen") && n > Number(r.maxLen)) return false;
+    return true;
+  };
+}
+
+function integerCheck(r: Obj): Check {
+  if (!onlyKnown(r as Message, ["const", "lt", "lte", "gt", "gte", "in", "notIn"])) return unsure;
+  const big = (n: unknown) => BigInt(n as bigint | number);
+  const upper = r.lessThan?.case as "lt" | "lte" | undefined;
+  const lower = r.greaterThan?.case as "gt" | "gte" | undefined;
+  const hi = upper ? big(r.lessThan.value) : undefined;
+  const lo = lower ? big(r.greaterThan.value) : undefined;
+  // Both bounds with the lower above the upper mean "outside the range" in protovalidate: not here.
+  if (hi !== undefined && lo !== undefined && lo >= hi) return unsure;
+  const isSetConst = setRuleNames(r as Message).includes("const");
+  const within = (r.in as unknown[]).map(big);
+  const without = (r.notIn as unknown[]).map(big);
+  return (x) => {
+    if (typeof x !== "number" && typeof x !== "bigint") return false;
+    const n = BigInt(x);
+    if (isSetConst && n !== big(r.const)) return false;
+    if (upper === "lt" && !(n < hi!)) return false;
+    if (upper === "lte" && !(n <= hi!)) return false;
+    if (lower === "gt" && !(n > lo!)) return false;
+    if (lower === "gte" && !(n >= lo!)) return false;
+    if (within.length && !within.includes(n)) return false;
+    if (without.includes(n)) return false;
+    return true;
+  };
+}
+
+function enumCheck(defined: number[], rules: FieldRules | undefined): Check {
+  const t = rules?.type;
+  if (t?.case === undefined) return sure;
+  if (t.case !== "enum" || t.value.$unknown?.length || !onlyKnown(t.value, ["const", "definedOnly", "in", "notIn"])) return unsure;
+  const r = t.value;
+  const names = setRuleNames(r);
+  const known = new Set(defined);
+  return (x) => {
+    const n = x as number;
+    if (names.includes("const") && n !== r.const) return false;
+    if (r.definedOnly && !known.has(n)) return false;
+    if (r.in.length && !r.in.includes(n)) return false;
+    if (r.notIn.includes(n)) return false;
+    return true;
+  };
+}
