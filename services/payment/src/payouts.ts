@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { Code } from "@connectrpc/connect";
 import { paymentMetrics } from "./metrics.js";
-import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, withTransaction } from "@ttip/runtime";
+import { asConnectError, clockOf, DependencyUnavailableError, emitEvent, formatMoney, IdempotencyConflictError, InvalidStateError, maskPhone, type Queryable, withTransaction } from "@ttip/runtime";
 import { PayoutFailedSchema, PayoutSucceededSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { callbackUrl } from "./callback-paths.js";
 import type { ParsedResult } from "./callbacks.js";
@@ -30,18 +30,29 @@ export interface NewPayout {
   note?: string;
 }
 
+/**
+ * Inserts a payout unless one under its key exists (then nothing: undefined). With `onlyIfUntouchedSince`
+ * (an automatic payout's), also unless the worker has a payout open, or one finished at or after that
+ * time: the balance its amount was read from may have moved since.
+ */
+async function insertPayout(db: Queryable, p: NewPayout, feeMinor: bigint, resultWaitMs: number, onlyIfUntouchedSince?: Date): Promise<Payout | undefined> {
+  const { rows } = await db.query<PayoutRow>(
+    `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at, transfer_fee_minor, note)
+     SELECT $1::uuid, $2::uuid, $3::text, 'KES', $4::bigint, $5::text, $6::text, $7::boolean, 'pending', $8::text, now() + make_interval(secs => $9::double precision / 1000), $10::bigint, $11::text
+      WHERE $12::timestamptz IS NULL OR NOT EXISTS (
+        SELECT 1 FROM payment.payouts WHERE worker_id = $2::uuid AND (status IN ('pending', 'resolving') OR completed_at >= $12::timestamptz))
+     ON CONFLICT (worker_id, idempotency_key) DO NOTHING RETURNING *`,
+    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), resultWaitMs, feeMinor, p.note ?? "",
+      onlyIfUntouchedSince ?? null],
+  );
+  return rows[0] && payoutOf(rows[0]);
+}
+
 /** Creates (or finds, by key) a payout and drives it as far as it can go now. */
 export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payout> {
   const { pool } = deps.ctx;
-  const config = deps.config();
   const fee = await deps.ledger.payoutFee(p.amountMinor);
-  const { rows } = await pool.query<PayoutRow>(
-    `INSERT INTO payment.payouts (payout_id, worker_id, idempotency_key, currency, amount_minor, phone, phone_masked, automatic, status, callback_token, next_check_at, transfer_fee_minor, note)
-     VALUES ($1, $2, $3, 'KES', $4, $5, $6, $7, 'pending', $8, now() + make_interval(secs => $9::double precision / 1000), $10, $11)
-     ON CONFLICT (worker_id, idempotency_key) DO NOTHING RETURNING *`,
-    [randomUUID(), p.workerId, p.idempotencyKey, p.amountMinor, p.phone, maskPhone(p.phone), p.automatic, randomBytes(24).toString("base64url"), config.payoutResultWaitMs, fee, p.note ?? ""],
-  );
-  let payout = rows[0] && payoutOf(rows[0]);
+  let payout = await insertPayout(pool, p, fee, deps.config().payoutResultWaitMs);
   if (payout) paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
   if (!payout) {
     payout = (await payoutByIdempotencyKey(pool, p.workerId, p.idempotencyKey))!;
@@ -51,6 +62,28 @@ export async function startPayout(deps: PayoutDeps, p: NewPayout): Promise<Payou
   }
   if (payout.b2cState === "new" && payout.status === "pending") await sendPayout(deps, payout);
   return (await loadPayout(pool, payout.payoutId))!;
+}
+
+/**
+ * An automatic payout of an amount read from the balance at `balanceReadAt` (the database's clock), created
+ * only if no payout of the worker is open and none finished since: checked and inserted under a lock per
+ * worker, so two replicas paying out one worker's balance at once create one payout, not one that pays and
+ * one that fails to hold what the first holds (a failed payout told to the worker). A payout created before
+ * holds its amount before it finishes, so a balance read before its end is read again with a later tip.
+ * Undefined when another payout had the balance.
+ */
+async function startAutomaticPayout(deps: PayoutDeps, p: NewPayout, balanceReadAt: Date): Promise<Payout | undefined> {
+  const { pool } = deps.ctx;
+  const fee = await deps.ledger.payoutFee(p.amountMinor);
+  const payout = await withTransaction(pool, async (tx) => {
+    // Held to the commit (one statement after it); the check after it sees every payout inserted before.
+    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`payment.auto-payout:${p.workerId}`]);
+    return insertPayout(tx, p, fee, deps.config().payoutResultWaitMs, balanceReadAt);
+  });
+  if (!payout) return undefined;
+  paymentMetrics(deps.ctx.metrics).payouts.inc({ status: "requested" });
+  await sendPayout(deps, payout);
+  return payout;
 }
 
 /** Holds the money, then sends B2C exactly once. */
@@ -273,28 +306,30 @@ export async function reconcilePayouts(deps: PayoutDeps, limit: number): Promise
 }
 
 /**
- * The automatic payout being started for each worker in this replica (at most one entry per worker
- * with one in flight: removed when it ends). Tips credited together start theirs at the same moment:
- * each waits for the one before, then finds its payout open and leaves the balance to it, where all
- * would have read the same balance and all but one failed to hold it (a failed payout told to the
- * worker). Two replicas crediting one worker's tips at the same moment can still race: wallet's hold
- * still pays the balance once.
+ * The automatic payout being started for each worker in this replica (this payment module's Deps;
+ * at most one entry per worker with one in flight: removed when it ends). Tips credited together
+ * start theirs at the same moment: each waits for the one before, then finds its payout open and
+ * leaves the balance to it, with no wallet call. Two replicas crediting one worker's tips at the
+ * same moment meet in startAutomaticPayout's lock instead.
  */
-const autoPayoutsStarting = new Map<string, Promise<void>>();
+const autoPayoutsStarting = new WeakMap<PayoutDeps, Map<string, Promise<void>>>();
 
 /** After a tip reached the worker: pays out the available balance if the worker asked for it, one at a time per worker. */
 export function autoPayout(deps: PayoutDeps, tip: TipRow, known?: PayoutSettings | null): Promise<void> {
   const workerId = tip.worker_id;
   // A shared tip waits in the venue's pool for its distribution.
   if (!workerId) return Promise.resolve();
-  const before = autoPayoutsStarting.get(workerId);
+  let starting = autoPayoutsStarting.get(deps);
+  if (!starting) autoPayoutsStarting.set(deps, (starting = new Map()));
+  const before = starting.get(workerId);
   // Settings read with the credit are fresh only at once: after the wait for the one before (a B2C
   // call), read again, so that a hold or a new payout number set meanwhile counts.
   const mine = before ? before.then(() => startAutoPayout(deps, workerId, tip)) : startAutoPayout(deps, workerId, tip, known);
   const settled = mine.then(() => undefined, () => undefined);
-  autoPayoutsStarting.set(workerId, settled);
+  const inReplica = starting;
+  inReplica.set(workerId, settled);
   void settled.then(() => {
-    if (autoPayoutsStarting.get(workerId) === settled) autoPayoutsStarting.delete(workerId);
+    if (inReplica.get(workerId) === settled) inReplica.delete(workerId);
   });
   return mine;
 }
@@ -304,8 +339,10 @@ async function startAutoPayout(deps: PayoutDeps, workerId: string, tip: TipRow, 
   const s = known !== undefined ? known : await payoutSettingsOf(deps.ctx.pool, workerId);
   if (!s?.auto_payout || !s.payout_phone || s.payouts_on_hold) return;
   // One at a time: a payout in flight already holds the balance; the next tip sweeps what is left.
-  const open = await deps.ctx.pool.query("SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving') LIMIT 1", [workerId]);
-  if (open.rowCount) return;
+  // The time is taken before the balance is read: startAutomaticPayout refuses if a payout ended since.
+  const { rows: [open] } = await deps.ctx.pool.query<{ read_at: Date; open: boolean }>(
+    "SELECT clock_timestamp() AS read_at, EXISTS (SELECT 1 FROM payment.payouts WHERE worker_id = $1 AND status IN ('pending', 'resolving')) AS open", [workerId]);
+  if (open.open) return;
   const available = await deps.ledger.available(workerId);
   // Up to the withdrawal limits (per withdrawal, per day, ...): the rest waits for a later payout.
   const room = await deps.ledger.withdrawalRoom(workerId);
@@ -314,5 +351,5 @@ async function startAutoPayout(deps: PayoutDeps, workerId: string, tip: TipRow, 
   if (amount < s.auto_payout_minimum_minor || amount <= 0n) return;
   const left = available - amount;
   const note = capped && left > 0n ? `${formatMoney(left, "KES")} left in your wallet: your withdrawal limit allows ${formatMoney(amount, "KES")} now; the rest is paid out with a later tip or when you withdraw.` : "";
-  await startPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey: `auto-${tip.tip_id}`, automatic: true, note });
+  await startAutomaticPayout(deps, { workerId, amountMinor: amount, phone: s.payout_phone, idempotencyKey: `auto-${tip.tip_id}`, automatic: true, note }, open.read_at);
 }
