@@ -65,7 +65,8 @@ function buildMessageCheck(schema: DescMessage, self: MessageCheck): MessageChec
     // A field with no rules and no message inside is left out of the loop over checks.
     if (c !== noRules) checks.push(c);
   }
-  if (rules.$unknown?.length || otherSetFields(rules, ["cel", "oneof"])) return () => false;
+  // Only CEL rules are judged here; a message oneof rule (at most one of some fields) is protovalidate's.
+  if (rules.$unknown?.length || otherSetFields(rules, ["cel"])) return () => false;
   for (const rule of rules.cel) {
     const native = NATIVE_CEL.get(rule.expression);
     checks.push(native ? (m) => native(m as Obj) : () => false);
@@ -77,7 +78,7 @@ function buildMessageCheck(schema: DescMessage, self: MessageCheck): MessageChec
   };
 }
 
-/** Whether MessageRules sets anything but `known` (a message oneof rule, CEL by expression only: protovalidate's). */
+/** Whether MessageRules sets anything but `known` (a message oneof rule, CEL given by expression only: protovalidate's). */
 function otherSetFields(rules: Message, known: string[]): boolean {
   return MessageRulesSchema.fields.some((rf) => !known.includes(rf.localName) && isFieldSet(rules, rf));
 }
