@@ -19,6 +19,7 @@ import { randomUUID } from "node:crypto";
 import { consumeEvents, createLogger, createPool, JetStreamBus, Metrics, migrate, type ServiceContext } from "@ttip/runtime";
 import { startNats, startPostgres } from "@ttip/runtime/testing";
 import { createAnalyticsModule, consumerName, SUBJECTS } from "@ttip/analytics";
+import { READERS } from "../services/analytics/src/facts.js";
 import { startConsumers } from "../services/analytics/src/ingest.js";
 import { ensurePartitionsAround } from "../services/analytics/src/store.js";
 import { workerEarnings } from "../services/analytics/src/queries.js";
@@ -98,7 +99,7 @@ async function ingest() {
   const cost = await account();
   const rate = events / seconds;
   const yardRate = events / yardSeconds;
-  console.log(`ingest: ${rate.toFixed(0)} events/s into rollups (${events} events, ${SUBJECTS.length} consumers, durable PostgreSQL)`);
+  console.log(`ingest: ${rate.toFixed(0)} events/s into rollups (${events} events, ${READERS.length} consumers, durable PostgreSQL)`);
   console.log(`        yardstick (inbox row only, one event per transaction) ${yardRate.toFixed(0)} events/s: analytics ingests ${(rate / yardRate).toFixed(2)}x that`);
   const perEvent = (c: Cost) =>
     `${(c.statements / events).toFixed(2)} statements, ${(c.blocks / events).toFixed(1)} blocks, ${(c.wal.records / events).toFixed(2)} WAL records ` +
