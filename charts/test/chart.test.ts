@@ -127,6 +127,8 @@ describe("helm chart", () => {
 
   test("values.schema.json refuses a bad value or an unknown key anywhere, naming it; cross-field rules too", async () => {
     await assert.rejects(render("image.pullPolicy=Sometimes"), /pullPolicy/);
+    // A process has 5 s after its calls' drain before its hard deadline: notification's wait for its sends fits in it.
+    await assert.rejects(render("drain.sendsMs=5000"), /drain.sendsMs: Must be less than or equal to 4999/);
     await assert.rejects(render("components.wallet.autoscaling.targetCPUUtilizationPercentage=150"), /targetCPUUtilizationPercentage/);
     await assert.rejects(render("networkPolicy.enabeld=false"), /networkPolicy: Additional property enabeld is not allowed/);
     await assert.rejects(render("components.qr.probes.liveness.timeoutSecond=5"), /timeoutSecond is not allowed/);
@@ -191,6 +193,7 @@ describe("helm chart", () => {
     assert.equal(env("payment").PAYMENT_CALLBACK_BASE_URL, "https://tips.example.co.ke");
     assert.equal(env("notification").NOTIFICATION_PUBLIC_URL, "https://tips.example.co.ke");
     assert.equal(env("notification").NOTIFICATION_PROVIDERS, "real");
+    assert.equal(env("notification").NOTIFICATION_STOP_SENDS_MS, "3000", "notification's stop waits for sends within the process's hard deadline, inside the grace");
     assert.equal(env("auth").AUTH_OTP_SENDER, "notification", "OTPs through notification: no separate SMS API needed");
     assert.equal(env("gateway").ADMIN_ALLOWED_NETWORKS, "10.8.0.0/16,192.168.0.0/24");
     assert.equal(env("wallet").DATABASE_POOL_MAX, "8");

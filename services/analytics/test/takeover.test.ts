@@ -145,6 +145,33 @@ describe("one durable for payment's subjects, taking over the durable each had (
     for (const name of PAYMENT.replaces) assert.ok(!r.durables.includes(name), `${name} deleted`);
   });
 
+  test("on the in-process bus too, the new durable starts where the per-subject ones had got to", async () => {
+    await empty();
+    const bus = new InProcessBus(logger, 10);
+    try {
+      const { events } = generateDay(cast(4, 2), day, 30, 23);
+      const counted = events.filter((m) => addsAnything(factsOf(m.subject, m.data))).length;
+      for (const m of events) await bus.publish(m);
+      const stopOld = await startConsumers({ logger, pool: db.pool, bus, metrics: new Metrics() } as unknown as ServiceContext, PER_SUBJECT);
+      await eventually("the day applied by the per-subject durables", async () => (await inboxRows()) === counted);
+      await stopOld();
+      const metrics = new Metrics();
+      const stop = await startConsumers({ logger, pool: db.pool, bus, metrics } as unknown as ServiceContext);
+      try {
+        const later = tip(randomUUID(), 900n);
+        await bus.publish(later.created);
+        await bus.publish(later.succeeded);
+        await eventually("the later tip applied", async () => (await inboxRows()) === counted + 2);
+        assert.equal(await metric(metrics, "duplicate"), 0, "nothing the per-subject durables had read came again");
+        assert.equal(await metric(metrics, "applied"), 2);
+      } finally {
+        await stop();
+      }
+    } finally {
+      await bus.close();
+    }
+  });
+
   test("a tip's success before its creation, in one batch, adds what the two add in order", async () => {
     await empty();
     const bus = new InProcessBus(logger, 10);

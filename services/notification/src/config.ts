@@ -37,7 +37,18 @@ export interface NotificationConfig {
   publicUrl: () => string;
   /** The admin console's address, linked from staff alerts; empty: the path alone. */
   consoleUrl?: string;
+  /** How long stopping may wait for sends in flight and their records (default DEFAULT_STOP_SENDS_MS). */
+  stopSendsMs?: number;
 }
+
+/**
+ * How long stopping waits for sends in flight and their records: past it, those still out are left
+ * 'sending', and a look sends them again once their lease is over, as after a crash. With the
+ * database down a record is retried for the whole lease (60 s), longer than a pod's grace (30 s at
+ * the chart's defaults); a process has 5 s after its calls' drain before its hard deadline (the
+ * platform's runService), in which its pools and bus close too. The chart's notification.stopSendsMs.
+ */
+export const DEFAULT_STOP_SENDS_MS = 3_000;
 
 const shape = {
   NODE_ENV: z.string().default("development"),
@@ -71,6 +82,7 @@ const shape = {
   NOTIFICATION_RETRY_MAX_MS: env.duration(60_000),
   NOTIFICATION_SEND_LEASE_MS: env.duration(60_000),
   NOTIFICATION_PROVIDER_TIMEOUT_MS: env.duration(10_000),
+  NOTIFICATION_STOP_SENDS_MS: env.duration(DEFAULT_STOP_SENDS_MS),
 };
 
 export type EnvConfig = z.infer<z.ZodObject<typeof shape>>;
@@ -136,6 +148,7 @@ export function configFromEnv(e: EnvConfig): NotificationConfig {
   return {
     publicUrl: () => e.NOTIFICATION_PUBLIC_URL,
     consoleUrl: e.NOTIFICATION_CONSOLE_URL || `${e.NOTIFICATION_PUBLIC_URL.replace(/\/+$/, "")}/admin`,
+    stopSendsMs: e.NOTIFICATION_STOP_SENDS_MS,
     retry: {
       ...DEFAULT_RETRY,
       attemptsPerProvider: e.NOTIFICATION_RETRY_ATTEMPTS,

@@ -2,7 +2,8 @@
 // providers by the dispatcher with retries, backoff and failover.
 import assert from "node:assert/strict";
 import { createHash, randomUUID } from "node:crypto";
-import { EventEmitter } from "node:events";
+import { EventEmitter, setMaxListeners } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import { DeliveryUpdatedSchema } from "@ttip/proto/ttip/events/v1/events_pb.js";
 import { Channel, TemplateKey } from "@ttip/proto/ttip/notification/v1/notification_pb.js";
 import { buildEvent, type BusMessage, claimingManyCte, type Clock, commitWith, currentTraceparent, GroupCommit, HTTP_MAX_SOCKETS, type IdempotentRequest, type Logger, type Metrics, maskPhone, normalisePhone, opaqueArray, opaqueUnnest, type Pool, type Queryable, repeatingRefusalOf, scrubText, systemClock, withTransaction, writeOutbox } from "@ttip/runtime";
@@ -799,9 +800,15 @@ export class Dispatcher {
   private recordTimer: NodeJS.Timeout | undefined;
   /** Claimed sends calling their provider now, and those waiting for a turn (sendSlot). */
   private sending = 0;
+  /** Aborted once stopping gives up on sends still out (stopBy's deadline). */
+  private readonly stopped = new AbortController();
+  private stopTimer: NodeJS.Timeout | undefined;
   private readonly waitingForSlot: (() => void)[] = [];
 
-  constructor(private readonly o: DispatcherOptions) {}
+  constructor(private readonly o: DispatcherOptions) {
+    // Each record between tries waits on it (recordSent): as many as the groups of records out at once.
+    setMaxListeners(0, this.stopped.signal);
+  }
 
   /** Each channel's first provider, for enqueueClaiming to claim a delivery's first attempt for. */
   firstProviders(): FirstProviders {
@@ -969,9 +976,30 @@ export class Dispatcher {
     return writing;
   }
 
-  /** Waits for the sends sendClaimed started, and for the calls that may yet claim some (shutdown). */
-  async drain(): Promise<void> {
-    while (this.claimedSends.size) await Promise.allSettled([...this.claimedSends]);
+  /**
+   * Stopping: by `deadline` (this process's clock) the records still being tried give up (recordSent) and
+   * drain() stops waiting, so a stop with the database down ends within the pod's grace, not the lease.
+   */
+  stopBy(deadline: number): void {
+    if (this.stopTimer || this.stopped.signal.aborted) return;
+    this.stopTimer = setTimeout(() => this.stopped.abort(), Math.max(0, deadline - Date.now()));
+  }
+
+  /**
+   * Waits for the sends sendClaimed started, and for the calls that may yet claim some (shutdown), until
+   * stopBy's deadline at most. Answers how many were still out: their attempts stay 'sending', and a look
+   * sends them again once their lease is over, as after a crash.
+   */
+  async drain(): Promise<number> {
+    const { signal } = this.stopped;
+    const over = new Promise<true>((resolve) => (signal.aborted ? resolve(true) : signal.addEventListener("abort", () => resolve(true), { once: true })));
+    while (this.claimedSends.size) {
+      if ((await Promise.race([Promise.allSettled([...this.claimedSends]), over])) === true) break;
+    }
+    clearTimeout(this.stopTimer);
+    const left = this.claimedSends.size;
+    if (left) this.o.logger.warn({ sends: left }, "stopped with sends still out: left 'sending', sent again once their lease is over");
+    return left;
   }
 
   private providersFor(channel: Channel): Provider[] {
@@ -1296,7 +1324,7 @@ export class Dispatcher {
    * before (record() applies the reports in order), and one whose attempt is no
    * longer 'sending' (another dispatcher declared it in doubt after its lease:
    * the delivery stays as that one left it). Returns the ids left out for their reports.
-   * Tried again on failure while a send's lease lasts: a send whose record is lost stays 'sending'
+   * Tried again on failure while a send's lease lasts (and the service is not past stopBy's deadline): a send whose record is lost stays 'sending'
    * and is sent again once its lease is over (decide()), so a passing fault (a dropped connection,
    * a failover) would text a whole group twice; past the lease a look may have sent it again, and
    * the record may then write nothing. Run twice, the statement changes nothing more: it writes
@@ -1314,9 +1342,11 @@ export class Dispatcher {
       } catch (err) {
         if (repeatingRefusalOf(err)) return this.recordRefused(sends, err as Error);
         const pause = Math.min(SENT_RECORD_RETRY_MAX_MS, firstPause * tried);
-        if (Date.now() + pause >= leaseEnds) throw err;
+        if (Date.now() + pause >= leaseEnds || this.stopped.signal.aborted) throw err;
         this.o.logger.warn({ err, deliveries: sends.length, tried }, "recording accepted sends failed; trying again");
-        await new Promise((r) => setTimeout(r, pause));
+        // Cut short when stopping gives up (stopBy): then no more tries.
+        await sleep(pause, undefined, { signal: this.stopped.signal }).catch(() => undefined);
+        if (this.stopped.signal.aborted) throw err;
       }
     }
   }

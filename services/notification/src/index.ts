@@ -1,7 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { NotificationAdminService, NotificationInternalService, NotificationService } from "@ttip/proto/ttip/notification/v1/notification_service_pb.js";
 import { clockOf, type ModuleOptions, type ServiceModule } from "@ttip/runtime";
-import { checkRetryConfig, configFromEnv, loadEnvConfig, type NotificationConfig } from "./config.js";
+import { checkRetryConfig, configFromEnv, DEFAULT_STOP_SENDS_MS, loadEnvConfig, type NotificationConfig } from "./config.js";
 import { authContacts, authStaffDirectory, type ContactLookup, type StaffDirectory } from "./contacts.js";
 import { applyStrandedReports, Dispatcher, expireUnmatchedReports, redispatchStranded, unparkDue } from "./delivery.js";
 import { registerHandlers } from "./handlers/index.js";
@@ -96,6 +96,8 @@ export function createNotificationModule(options: NotificationOptions = {}): Ser
         ]);
       }, options.sweepIntervalMs ?? 15_000);
       return async () => {
+        // Bounded: sends still out by then stay 'sending' for a look after their lease (Dispatcher.stopBy).
+        sends.stopBy(Date.now() + (cfg.stopSendsMs ?? DEFAULT_STOP_SENDS_MS));
         clearInterval(sweeper);
         clearTimeout(afterRollout);
         await sweeping;

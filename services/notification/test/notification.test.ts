@@ -855,6 +855,40 @@ describe("notification service against Postgres, JetStream and the provider simu
     }
   });
 
+  test("stopping with the database refusing every record waits for sends in flight only until its deadline, not the lease: they are left 'sending' for the look, and their records stop trying", { timeout: 120_000 }, async () => {
+    const { dispatcher, lines } = watchedDispatcher({ retry: { ...config.retry, sendLeaseMs: 600_000 }, sentRecordWaitMs: 0, sentRecordRetryMs: 1 });
+    const phone = newPhone();
+    const key = `stop-${randomUUID()}`;
+    const claim = { schema: "notification", operation: "test/stop", caller: "", key, fingerprint: "f" };
+    const { claimed } = await enqueueClaiming(t.db.pool, [{ sourceKey: `rpc:${key}`, to: { phone }, templateKey: TemplateKey.RECEIPT, variables: { amount: "KES 150", worker: "Amina", reference: "QK12ABC" }, claim }], new Date(), dispatcher.firstProviders());
+    const [{ delivery: { id } }] = claimed;
+    // The database out of reach for this send's record: every try fails as a lost connection does.
+    const query = t.db.pool.query.bind(t.db.pool);
+    let tries = 0;
+    t.db.pool.query = ((text: string, values?: unknown[][]) => {
+      if (typeof text === "string" && text.includes("sent_in AS") && values?.[0]?.includes(id)) {
+        tries++;
+        return Promise.reject(new Error("connection terminated unexpectedly"));
+      }
+      return (query as (...args: unknown[]) => unknown)(text, values);
+    }) as typeof t.db.pool.query;
+    try {
+      dispatcher.sendClaimed(claimed);
+      await eventually("the record tried again", async () => tries > 1);
+      dispatcher.stopBy(Date.now() + 100);
+      assert.equal(await dispatcher.drain(), 1, "one send still out when stopping gave up");
+      assert.ok(lines.some((l) => l.includes("stopped with sends still out")));
+      assert.deepEqual(await attemptsOf(id), ["sending"], "left to the look after its lease, as after a crash");
+      await eventually("the send given up", async () => (dispatcher as unknown as { claimedSends: Set<unknown> }).claimedSends.size === 0);
+      const triedByThen = tries;
+      await sleep(50);
+      assert.equal(tries, triedByThen, "no more tries once stopping gave up");
+    } finally {
+      t.db.pool.query = query;
+    }
+    assert.equal(smsTo(phone).length, 1);
+  });
+
   test("a claimed send's lease counts from its transaction's start (a trigger batch's), not from its statement's answer: a turn that comes a provider timeout after it renews the lease", async () => {
     // A provider timeout of a second: the transaction below is a second old when its statement claims the send, so the
     // send's turn, at once after the claim, comes a provider timeout after its lease began.

@@ -206,6 +206,41 @@ export function eventHeaders(m: JsMsg): EventHeaders {
   return { id: id ?? "", traceparent: traceparent ?? "" };
 }
 
+/** The reply subject of a JetStream delivery: "$JS.ACK." then the delivery's tokens. */
+const ACK_PREFIX = "$JS.ACK.";
+const DOT = 46;
+const DIGIT_0 = 48;
+
+/**
+ * How often the bus has delivered `m` (nats.js's `m.info.deliveryCount`), read from its reply
+ * subject where nats.js's parseInfo reads it: the 5th of 9 tokens (stream, consumer, then the
+ * count), or the 7th of 11 or more (a domain and an account hash before the stream). parseInfo
+ * splits the subject, splices the array and parses eight numbers into an object; only this
+ * one is read, for each message every consumer is delivered. A subject of another shape (or a
+ * count that is not plain digits) is left to nats.js, which reads or refuses it as before.
+ */
+export function deliveryCount(m: JsMsg): number {
+  // nats.js's JsMsgImpl has it (decoded once, the ack reuses it); its JsMsg type does not declare it.
+  const reply = (m as unknown as { reply?: unknown }).reply;
+  if (typeof reply !== "string" || !reply.startsWith(ACK_PREFIX)) return m.info.deliveryCount;
+  let dots = 0;
+  for (let i = 0; i < reply.length; i++) if (reply.charCodeAt(i) === DOT) dots++;
+  const tokens = dots + 1;
+  const field = tokens === 9 ? 4 : tokens >= 11 ? 6 : -1;
+  if (field < 0) return m.info.deliveryCount;
+  let at = 0;
+  for (let seen = 0; seen < field; at++) if (reply.charCodeAt(at) === DOT) seen++;
+  let count = 0;
+  let digits = 0;
+  for (; at < reply.length && reply.charCodeAt(at) !== DOT; at++, digits++) {
+    const digit = reply.charCodeAt(at) - DIGIT_0;
+    if (digit < 0 || digit > 9) return m.info.deliveryCount;
+    count = count * 10 + digit;
+  }
+  // Digits beyond a safe integer: nats.js's parseInt rounds them, as it always has.
+  return digits > 0 && digits <= 15 ? count : m.info.deliveryCount;
+}
+
 const headerBytes = new TextEncoder();
 const LINE_BREAK = /[\r\n]/;
 
@@ -433,7 +468,7 @@ export class JetStreamBus implements EventBus {
             id,
             subject: this.fromWire(m.subject),
             data: m.data,
-            deliveryCount: m.info.deliveryCount,
+            deliveryCount: deliveryCount(m),
             traceparent: traceparent || undefined,
           });
           m.ack();
@@ -486,7 +521,7 @@ export class JetStreamBus implements EventBus {
           const { id, traceparent } = eventHeaders(m);
           if (withoutEventId(m, id, options.durable, this.logger, options.metrics)) continue;
           batch.push(m);
-          delivered.push({ id, subject: this.fromWire(m.subject), data: m.data, deliveryCount: m.info.deliveryCount, traceparent: traceparent || undefined });
+          delivered.push({ id, subject: this.fromWire(m.subject), data: m.data, deliveryCount: deliveryCount(m), traceparent: traceparent || undefined });
         }
         room?.();
         room = undefined;

@@ -122,9 +122,23 @@ export class OutboxRelay {
   private idle = false;
   /** KEEP_PUBLISHED, read once. */
   private keepPublished: boolean | undefined;
+  /**
+   * The relay's statements, their texts made once: a text made anew for every pass is a new
+   * string, which the lookup of its prepared statement's name copies into one piece and hashes.
+   */
+  private readonly statements: { anyLeft: string; claim: string; failed: string; published: (keep: boolean) => string };
 
   constructor(private readonly options: OutboxRelayOptions) {
     this.idleWaitMs = options.pollIntervalMs ?? 200;
+    const s = ident(options.schema);
+    const published = [publishedRowsStatement(options.schema, false), publishedRowsStatement(options.schema, true)];
+    this.statements = {
+      anyLeft: `SELECT 1 FROM ${s}.outbox WHERE published_at IS NULL LIMIT $1`,
+      claim: `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
+          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
+      failed: `UPDATE ${s}.outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1`,
+      published: (keep) => published[keep ? 1 : 0],
+    };
   }
 
   start(): void {
@@ -184,25 +198,19 @@ export class OutboxRelay {
 
   /** One batch: how many rows it claimed and how many the bus took. */
   private async relayPass(): Promise<{ claimed: number; published: number }> {
-    const { pool, schema } = this.options;
-    const s = ident(schema);
     // An idle service's poll costs one statement instead of BEGIN, SELECT and COMMIT (prepared: its limit a parameter).
-    if (this.idle && !(await pool.query(`SELECT 1 FROM ${s}.outbox WHERE published_at IS NULL LIMIT $1`, [1])).rowCount) return { claimed: 0, published: 0 };
-    const batch = await this.relayBatch(s);
+    if (this.idle && !(await this.options.pool.query(this.statements.anyLeft, [1])).rowCount) return { claimed: 0, published: 0 };
+    const batch = await this.relayBatch();
     this.idle = batch.claimed === 0;
     return batch;
   }
 
-  private async relayBatch(s: string): Promise<{ claimed: number; published: number }> {
+  private async relayBatch(): Promise<{ claimed: number; published: number }> {
     const { pool, bus } = this.options;
     const limit = Math.trunc(this.options.batchSize ?? 100);
     // Two round trips per batch: BEGIN with the claim, the mark with COMMIT; both prepared, their
     // texts fixed (the batch's size and seqs are parameters), so PostgreSQL plans each once per connection.
-    const claim = {
-      text: `SELECT seq, event_id, subject, payload, traceparent, EXTRACT(EPOCH FROM now() - created_at)::float8 AS age FROM ${s}.outbox
-          WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`,
-      values: [limit],
-    };
+    const claim = { text: this.statements.claim, values: [limit] };
     return withTransactionBracketed(pool, claim, async (tx, claimed) => {
       const rows = claimed.rows as { seq: bigint; event_id: string; subject: string; payload: Buffer; age: number; traceparent: string | null }[];
       const published: bigint[] = [];
@@ -210,15 +218,13 @@ export class OutboxRelay {
       // a round trip each. Rows after a failure that did get stored are sent again next time
       // under the same ids, which the bus drops as duplicates.
       // An event written outside any trace (a background job's) starts one here.
-      const outcomes = await Promise.allSettled(rows.map((row) => bus.publish({ id: row.event_id, subject: row.subject, data: new Uint8Array(row.payload), traceparent: validTraceparent(row.traceparent) ?? producerTraceparent(row.subject) })));
+      // The payload as pg read it (a Buffer is a Uint8Array): the bus copies what it keeps.
+      const outcomes = await Promise.allSettled(rows.map((row) => bus.publish({ id: row.event_id, subject: row.subject, data: row.payload, traceparent: validTraceparent(row.traceparent) ?? producerTraceparent(row.subject) })));
       for (const [i, outcome] of outcomes.entries()) {
         if (outcome.status === "rejected") {
           // Keep order: stop at the first failure and retry from here next time.
           const err = outcome.reason as Error;
-          await tx.query(`UPDATE ${s}.outbox SET attempts = attempts + 1, last_error = $2 WHERE seq = $1`, [
-            rows[i].seq,
-            String(err?.message ?? err).slice(0, 500),
-          ]);
+          await tx.query(this.statements.failed, [rows[i].seq, String(err?.message ?? err).slice(0, 500)]);
           break;
         }
         published.push(BigInt(rows[i].seq));
@@ -233,7 +239,7 @@ export class OutboxRelay {
       for (const row of rows.slice(0, published.length)) lag?.observe({ service: this.options.schema }, row.age);
       this.keepPublished ??= (await tx.query<{ keep: boolean }>("SELECT current_setting($1, true) = 'on' AS keep", [KEEP_PUBLISHED])).rows[0].keep === true;
       return {
-        closing: { text: publishedRowsStatement(this.options.schema, this.keepPublished), values: [published] },
+        closing: { text: this.statements.published(this.keepPublished), values: [published] },
         result: { claimed: rows.length, published: published.length },
       };
     });

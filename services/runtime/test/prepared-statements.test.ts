@@ -143,21 +143,29 @@ test("a named statement's empty row is built once, its rows as pg makes them; a 
   }
 });
 
-test("arrays of strings, numbers and bigints go as the literal pg writes, character for character, and arrive whole", async () => {
+test("arrays of strings, numbers, bigints and bytes go as the literal pg writes, character for character, and arrive whole", async () => {
   const { prepareValue } = createRequire(import.meta.url)("pg/lib/utils") as { prepareValue(v: unknown): unknown };
   const texts = ["plain", "", "NULL", 'a "quoted" word', "back\\slash\\", '\\"both"\\', "comma, {brace}", " spaced ", "naïve ✓ 𝄞", "00000000-0000-4000-8000-000000000001"];
-  const arrays: unknown[][] = [texts, [null, "x", undefined], [1, -2.5, 0, 1e21, Number.MAX_SAFE_INTEGER], [0n, -9_007_199_254_740_993n, 12_345_678_901_234_567_890n], []];
+  const bytes = [Buffer.from("x"), new Uint8Array([0, 255, 16]), new Uint8Array(new Uint8Array([9, 8, 7, 6]).buffer, 1, 2), Buffer.alloc(0), null];
+  const arrays: unknown[][] = [
+    texts, ["one"], ['"'], [null, "x", undefined], [undefined], [1, -2.5, 0, 1e21, Number.MAX_SAFE_INTEGER, Number.NaN, -0], [7],
+    [0n, -9_007_199_254_740_993n, 12_345_678_901_234_567_890n], ["a", 1, 2n, null, 'q"'], bytes, [Buffer.from("only")], new Array(3), [],
+  ];
   for (const a of arrays) assert.equal(arrayLiteral(a), prepareValue(a), JSON.stringify(a, (_, v) => (typeof v === "bigint" ? `${v}n` : v)));
   // pg's own encoding stays for what the literal does not cover.
-  assert.equal(arrayLiteral([Buffer.from("x")]), undefined);
   assert.equal(arrayLiteral([new Date(0)]), undefined);
+  assert.equal(arrayLiteral(["x", new Date(0)]), undefined);
+  assert.equal(arrayLiteral([true]), undefined);
   assert.equal(arrayLiteral([["nested"]]), undefined);
   // Through a prepared statement, each arrives as sent.
-  const { rows } = await db.pool.query<{ t: string[]; n: string[]; b: string[]; d: Date[] }>(
-    "SELECT $1::text[] AS t, $2::numeric[]::text[] AS n, $3::bigint[]::text[] AS b, $4::timestamptz[] AS d",
-    [texts, [1, -2.5], [-9_007_199_254_740_993n], [new Date(0)]],
+  const { rows } = await db.pool.query<{ t: string[]; n: string[]; b: string[]; d: Date[]; x: (Buffer | null)[]; u: string[] }>(
+    "SELECT $1::text[] AS t, $2::numeric[]::text[] AS n, $3::bigint[]::text[] AS b, $4::timestamptz[] AS d, $5::bytea[] AS x, $6::uuid[]::text[] AS u",
+    [texts, [1, -2.5], [-9_007_199_254_740_993n], [new Date(0)], bytes, [texts[9], texts[9]]],
   );
-  assert.deepEqual(rows[0], { t: texts, n: ["1", "-2.5"], b: ["-9007199254740993"], d: [new Date(0)] });
+  assert.deepEqual(rows[0], {
+    t: texts, n: ["1", "-2.5"], b: ["-9007199254740993"], d: [new Date(0)],
+    x: [Buffer.from("x"), Buffer.from([0, 255, 16]), Buffer.from([8, 7]), Buffer.alloc(0), null], u: [texts[9], texts[9]],
+  });
 });
 
 test("a statement goes to the idle connection that has run it, not to the last released; one no connection ran keeps the pool's order", async () => {
