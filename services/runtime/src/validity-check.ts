@@ -59,7 +59,8 @@ function buildMessageCheck(schema: DescMessage, self: MessageCheck): MessageChec
   const rules = getOption(schema, messageRulesExt);
   const checks: MessageCheck[] = [];
   for (const f of schema.fields) checks.push(fieldCheck(f, schema === f.message ? self : undefined));
-  if (rules.$unknown?.length || otherSetFields(rules, ["cel", "oneof"])) return () => false;
+  // Only CEL rules are judged here; a message oneof rule (at most one of some fields) is protovalidate's.
+  if (rules.$unknown?.length || otherSetFields(rules, ["cel"])) return () => false;
   for (const rule of rules.cel) {
     const native = NATIVE_CEL.get(rule.expression);
     checks.push(native ? (m) => native(m as Obj) : () => false);
@@ -71,7 +72,7 @@ function buildMessageCheck(schema: DescMessage, self: MessageCheck): MessageChec
   };
 }
 
-/** Whether MessageRules sets anything but `known` (a message oneof rule, CEL by expression only: protovalidate's). */
+/** Whether MessageRules sets anything but `known` (a message oneof rule, CEL given by expression only: protovalidate's). */
 function otherSetFields(rules: Message, known: string[]): boolean {
   return MessageRulesSchema.fields.some((rf) => !known.includes(rf.localName) && isFieldSet(rules, rf));
 }
@@ -244,7 +245,6 @@ function stringCheck(r: Obj): Check {
   if ((set.has("uuid") && v("uuid") !== true) || (set.has("tuuid") && v("tuuid") !== true)) return unsure;
   return (x) => {
     const s = x as string;
-    // A lone surrogate: protovalidate's lengths and patterns read it their own way; leave it to them.
     if (typeof s !== "string") return false;
     for (const t of tests) if (!t(s)) return false;
     return true;

@@ -5,10 +5,11 @@
 // protovalidate's default one: same fields, rule ids and messages.
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
-import { create, getOption, ScalarType, toJson, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { create, createFileRegistry, getOption, ScalarType, setExtension, toJson, type DescField, type DescMessage, type Message } from "@bufbuild/protobuf";
+import { FieldDescriptorProto_Label, FieldDescriptorProto_Type, FileDescriptorProtoSchema, MessageOptionsSchema } from "@bufbuild/protobuf/wkt";
 import { reflect, type ReflectMessage } from "@bufbuild/protobuf/reflect";
 import { createValidator, violationsToProto, type Validator } from "@bufbuild/protovalidate";
-import { field as fieldRulesExt, message as messageRulesExt, ViolationsSchema } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import { field as fieldRulesExt, message as messageRulesExt, MessageRulesSchema, ViolationsSchema, type MessageRules } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { CreateTipRequestSchema } from "@ttip/proto/ttip/payment/v1/payment_service_pb.js";
 import { parseSubset } from "../src/regex-subset.js";
 import { NATIVE_CEL, validityCheck } from "../src/validity-check.js";
@@ -175,5 +176,31 @@ describe("quick validity check", () => {
   test("each native twin of a CEL rule is used by a contract message", () => {
     const used = new Set(messages.flatMap((m) => getOption(m, messageRulesExt).cel.map((r) => r.expression)));
     for (const expression of NATIVE_CEL.keys()) assert.ok(used.has(expression), expression);
+  });
+});
+
+describe("quick validity check: rules no contract uses yet", () => {
+  /** A message type `test.v1.Pair` with two plain strings a and b, and `rules` as its (buf.validate.message) option. */
+  function pairWithRules(rules: MessageRules): DescMessage {
+    const options = create(MessageOptionsSchema);
+    setExtension(options, messageRulesExt, rules);
+    const string = (name: string, number: number) => ({ name, number, type: FieldDescriptorProto_Type.STRING, label: FieldDescriptorProto_Label.OPTIONAL, jsonName: name });
+    const file = create(FileDescriptorProtoSchema, {
+      name: "test/v1/pair.proto",
+      package: "test.v1",
+      syntax: "proto3",
+      messageType: [{ name: "Pair", field: [string("a", 1), string("b", 2)], options }],
+    });
+    return createFileRegistry(file, () => undefined).getMessage("test.v1.Pair")!;
+  }
+
+  test("a message oneof rule (at most one of its fields set) is left to protovalidate, which refuses both set", () => {
+    const desc = pairWithRules(create(MessageRulesSchema, { oneof: [{ fields: ["a", "b"] }] }));
+    const both = create(desc, { a: "x", b: "y" } as never);
+    assert.equal(createValidator().validate(desc, both).kind, "invalid", "protovalidate refuses both set");
+    assert.equal(validityCheck(desc)(both), false);
+    assert.equal(requestValidator().validate(desc, both).kind, "invalid");
+    const one = create(desc, { a: "x" } as never);
+    assert.equal(requestValidator().validate(desc, one).kind, "valid");
   });
 });
