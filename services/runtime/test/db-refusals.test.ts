@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import pg from "pg";
-import { repeatingRefusalOf } from "../src/db-refusals.js";
+import { repeatingRefusalOf } from "../src/db-answers.js";
 import { createTestDatabase, eventually, type TestDatabase } from "../src/testing/index.js";
 
 let db: TestDatabase;
